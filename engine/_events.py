@@ -1,0 +1,317 @@
+"""Typed events: what venues tell us, normalized, and what the engine tells strategies.
+
+Market events (`Ticker`, `BookUpdate`, `Trade`, `Status`) come from venue decoders; private events
+(`OrderUpdate`, `Fill`) from execution. All are attrs frozen/slots classes: cheap to build on the hot
+path, safe to share between strategies. Their JSON form (`event_to_dict`) is the contract of
+DESIGN.md: `type`, `venue`, `instrument`, `ts_exchange` (ns or None), `ts_local` (ns), then the
+fields of the type; a value the venue did not send is None.
+
+Market data numbers are floats (they come from JSON as floats and are only compared and averaged);
+order and fill quantities are `Decimal`, because they are what money is counted in.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import attrs
+
+__all__ = [
+    "ALL_KINDS",
+    "BookUpdate",
+    "DataKind",
+    "Event",
+    "Fill",
+    "Greeks",
+    "Level",
+    "Liquidity",
+    "MarketEvent",
+    "OrderState",
+    "OrderUpdate",
+    "PrivateEvent",
+    "Side",
+    "Status",
+    "StatusKind",
+    "Subscription",
+    "Ticker",
+    "Trade",
+    "event_to_dict",
+]
+
+Level = tuple[float, float]
+"""One book level as the venue sent it: (price, size); size 0 removes the level."""
+
+
+class Side(enum.StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        """+1 for buy, -1 for sell: position change per unit filled."""
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class Liquidity(enum.StrEnum):
+    MAKER = "maker"
+    TAKER = "taker"
+
+
+class OrderState(enum.StrEnum):
+    """Every state an order can be in. The first two and `pending_cancel` are ours (the venue has
+    not answered yet); the rest are the venue's and the contract's `order.status` values."""
+
+    PENDING_NEW = "pending_new"
+    OPEN = "open"
+    PARTIALLY_FILLED = "partially_filled"
+    PENDING_CANCEL = "pending_cancel"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_STATES
+
+    @property
+    def is_live(self) -> bool:
+        """True while the order can still trade (it rests, or may rest, at the venue)."""
+        return not self.is_final
+
+
+_FINAL_STATES = frozenset({OrderState.FILLED, OrderState.CANCELLED, OrderState.REJECTED, OrderState.EXPIRED})
+
+
+class DataKind(enum.StrEnum):
+    """What a subscription asks for on one instrument; each venue maps it to its channels."""
+
+    TICKER = "ticker"
+    BOOK = "book"
+    TRADES = "trades"
+
+
+ALL_KINDS: frozenset[DataKind] = frozenset(DataKind)
+
+
+def _kinds(value: Iterable[str] | str | None) -> frozenset[DataKind]:
+    if value is None:
+        return ALL_KINDS
+    if isinstance(value, str):
+        value = [value]
+    return frozenset(DataKind(v) for v in value)
+
+
+@attrs.frozen
+class Subscription:
+    """A strategy's wish for market data: one instrument of one venue, some kinds of data.
+
+    `Subscription("deribit", "BTC-PERPETUAL")` asks for everything (ticker, book, trades).
+    """
+
+    venue: str
+    instrument: str
+    kinds: frozenset[DataKind] = attrs.field(default=ALL_KINDS, converter=_kinds)
+
+    def routing_keys(self) -> Iterable[tuple[str, str, DataKind]]:
+        """The (venue, instrument, kind) triples the router counts and routes by."""
+        return ((self.venue, self.instrument, k) for k in sorted(self.kinds))
+
+
+@attrs.frozen
+class Greeks:
+    """Option sensitivities as the venue publishes them (Deribit: USD-denominated;
+    delta per unit of underlying, vega per vol point, theta per day)."""
+
+    delta: float
+    gamma: float
+    vega: float
+    theta: float
+    rho: float | None = None
+
+
+@attrs.frozen
+class MarketEvent:
+    """Fields every event carries. `ts_exchange` is the venue's timestamp in ns since the epoch
+    (None when the venue sent none); `ts_local` is when we received it (or replay time)."""
+
+    type: ClassVar[str] = "event"
+    kind: ClassVar[DataKind | None] = None
+
+    venue: str
+    instrument: str
+    ts_exchange: int | None
+    ts_local: int
+
+
+Event = MarketEvent
+"""Every event a strategy can receive derives from this class."""
+
+
+@attrs.frozen
+class Ticker(MarketEvent):
+    """Best prices and venue-computed marks. Implied vols are fractions (0.4543 for 45.43%)."""
+
+    type: ClassVar[str] = "ticker"
+    kind: ClassVar[DataKind | None] = DataKind.TICKER
+
+    bid: float | None = None
+    bid_size: float | None = None
+    ask: float | None = None
+    ask_size: float | None = None
+    last: float | None = None
+    mark: float | None = None
+    index: float | None = None
+    underlying: float | None = None
+    open_interest: float | None = None
+    mark_iv: float | None = None
+    bid_iv: float | None = None
+    ask_iv: float | None = None
+    greeks: Greeks | None = None
+
+    @property
+    def mid(self) -> float | None:
+        if self.bid is None or self.ask is None:
+            return None
+        return (self.bid + self.ask) / 2
+
+
+@attrs.frozen
+class BookUpdate(MarketEvent):
+    """A book message: the levels it set (size 0 removes) and the top of book after applying it.
+
+    `snapshot` is True when the message replaced the whole book. `sequence` is the venue's change
+    id / publish id / hash when it has one.
+    """
+
+    type: ClassVar[str] = "book"
+    kind: ClassVar[DataKind | None] = DataKind.BOOK
+
+    snapshot: bool = False
+    bids: tuple[Level, ...] = ()
+    asks: tuple[Level, ...] = ()
+    best_bid: float | None = None
+    best_bid_size: float | None = None
+    best_ask: float | None = None
+    best_ask_size: float | None = None
+    sequence: int | str | None = None
+
+    @property
+    def mid(self) -> float | None:
+        if self.best_bid is None or self.best_ask is None:
+            return None
+        return (self.best_bid + self.best_ask) / 2
+
+
+@attrs.frozen
+class Trade(MarketEvent):
+    """A public trade. `side` is the aggressor's side."""
+
+    type: ClassVar[str] = "trade"
+    kind: ClassVar[DataKind | None] = DataKind.TRADES
+
+    price: float = 0.0
+    size: float = 0.0
+    side: Side = Side.BUY
+    trade_id: str = ""
+
+
+class StatusKind(enum.StrEnum):
+    """What a `Status` event reports."""
+
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    RECONNECTING = "reconnecting"
+    SUBSCRIBED = "subscribed"
+    SUBSCRIPTION_REFUSED = "subscription_refused"
+    BOOK_GAP = "book_gap"
+    BOOK_RESYNC = "book_resync"
+    FEED_STALE = "feed_stale"
+    FEED_RESUMED = "feed_resumed"
+    INSTRUMENT_STATE = "instrument_state"
+    TICK_SIZE_CHANGE = "tick_size_change"
+    MARKET_RESOLVED = "market_resolved"
+    EXPIRED = "expired"
+
+
+@attrs.frozen
+class Status(MarketEvent):
+    """A change of state of a venue connection or an instrument. `instrument` is "" for
+    venue-wide states; `data` holds the fields that describe the change (flattened in JSON)."""
+
+    type: ClassVar[str] = "status"
+
+    status: StatusKind = StatusKind.CONNECTED
+    message: str = ""
+    data: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class PrivateEvent(MarketEvent):
+    """An event about one of our own orders; routed to the strategy that owns it."""
+
+    order_id: str | None = None
+    client_order_id: str | None = None
+    strategy: str | None = None
+
+
+@attrs.frozen
+class OrderUpdate(PrivateEvent):
+    """The state of one of our orders after a change. Quantities are Decimal, in the venue's
+    units for the instrument. `reason` says why an order was rejected or cancelled."""
+
+    type: ClassVar[str] = "order"
+
+    status: OrderState = OrderState.PENDING_NEW
+    side: Side = Side.BUY
+    price: Decimal | None = None
+    size: Decimal = Decimal(0)
+    filled_size: Decimal = Decimal(0)
+    avg_fill_price: Decimal | None = None
+    reason: str | None = None
+
+
+@attrs.frozen
+class Fill(PrivateEvent):
+    """One execution of one of our orders. `fee` is in `fee_currency` (negative: a rebate)."""
+
+    type: ClassVar[str] = "fill"
+
+    trade_id: str = ""
+    side: Side = Side.BUY
+    price: Decimal = Decimal(0)
+    size: Decimal = Decimal(0)
+    fee: Decimal = Decimal(0)
+    fee_currency: str = ""
+    liquidity: Liquidity = Liquidity.TAKER
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return float(v)
+    if isinstance(v, Greeks):
+        return {"delta": v.delta, "gamma": v.gamma, "vega": v.vega, "theta": v.theta, "rho": v.rho}
+    if isinstance(v, tuple):
+        return [_value(x) for x in v]
+    return v
+
+
+def event_to_dict(event: MarketEvent) -> dict[str, Any]:
+    """The JSON contract form of an event (DESIGN.md, "normalized events as JSON")."""
+    out: dict[str, Any] = {"type": event.type}
+    for f in attrs.fields(type(event)):
+        name = f.name
+        v = getattr(event, name)
+        if name == "data" and isinstance(event, Status):
+            for k, dv in v.items():
+                out.setdefault(k, _value(dv))
+            continue
+        out[name] = _value(v)
+    return out

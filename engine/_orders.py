@@ -1,0 +1,426 @@
+"""Orders: the request a strategy makes, the tracked order and its explicit state machine.
+
+The state machine (`Order.transition`) raises `IllegalTransition` on a move it forbids. The
+`OrderTracker` sits between venues and strategies: venues report in whatever order their responses
+and notifications arrive, and the tracker turns that into a sequence of legal transitions
+(a fill seen before the acknowledgement still yields open -> partially_filled -> filled; a stale
+"open" after "filled" is ignored and counted), deduplicating fills by trade id so that a fill
+reported twice (in an order response and in a notification) is counted once.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections.abc import Iterator
+from decimal import Decimal
+
+import attrs
+
+from ._errors import IllegalTransition, OrderRejected
+from ._events import Fill, OrderState, OrderUpdate, Side
+
+__all__ = [
+    "ClientOrderIds",
+    "Order",
+    "OrderRequest",
+    "OrderTracker",
+    "OrderType",
+    "TimeInForce",
+]
+
+
+class OrderType(enum.StrEnum):
+    LIMIT = "limit"
+    MARKET = "market"
+
+
+class TimeInForce(enum.StrEnum):
+    GTC = "gtc"  # good till cancelled
+    GTD = "gtd"  # good till a date (`expire_at_ns`)
+    IOC = "ioc"  # immediate or cancel: fill what can be, cancel the rest
+    FOK = "fok"  # fill or kill: all at once or nothing
+
+
+def _decimal(v: object) -> Decimal:
+    if isinstance(v, Decimal):
+        return v
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise TypeError(f"expected a decimal number, got {v!r}")
+    return Decimal(str(v))
+
+
+def _opt_decimal(v: object) -> Decimal | None:
+    return None if v is None else _decimal(v)
+
+
+@attrs.frozen
+class OrderRequest:
+    """What a strategy asks for. `price` None means a market order.
+
+    `client_order_id` and `strategy` are filled in by the strategy's context when left empty;
+    the client order id is what the order is known by until (and after) the venue names it.
+    """
+
+    venue: str
+    instrument: str
+    side: Side = attrs.field(converter=Side)
+    size: Decimal = attrs.field(converter=_decimal)
+    price: Decimal | None = attrs.field(default=None, converter=_opt_decimal)
+    type: OrderType = attrs.field(
+        default=attrs.Factory(
+            lambda self: OrderType.MARKET if self.price is None else OrderType.LIMIT, takes_self=True
+        ),
+        converter=OrderType,
+    )
+    time_in_force: TimeInForce = attrs.field(default=TimeInForce.GTC, converter=TimeInForce)
+    post_only: bool = False
+    reduce_only: bool = False
+    client_order_id: str = ""
+    strategy: str = ""
+    expire_at_ns: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.type is OrderType.LIMIT and self.price is None:
+            raise ValueError("a limit order needs a price")
+        if self.type is OrderType.MARKET and self.price is not None:
+            raise ValueError("a market order takes no price")
+        if self.type is OrderType.MARKET and self.post_only:
+            raise ValueError("a market order cannot be post-only")
+        if self.time_in_force is TimeInForce.GTD and self.expire_at_ns is None:
+            raise ValueError("a GTD order needs expire_at_ns")
+
+    @property
+    def is_market(self) -> bool:
+        return self.type is OrderType.MARKET
+
+
+class ClientOrderIds:
+    """Client order ids `<strategy>-<session>-<n>`: unique across restarts when `session` is
+    (the daemon uses its start time), deterministic in backtests (session "bt")."""
+
+    def __init__(self, session: str) -> None:
+        self._session = session
+        self._counters: dict[str, Iterator[int]] = {}
+
+    def next(self, strategy: str) -> str:
+        counter = self._counters.setdefault(strategy, itertools.count(1))
+        return f"{strategy}-{self._session}-{next(counter)}"
+
+
+_ALLOWED: dict[OrderState, frozenset[OrderState]] = {
+    OrderState.PENDING_NEW: frozenset(
+        {
+            OrderState.OPEN,
+            OrderState.PARTIALLY_FILLED,
+            OrderState.FILLED,
+            OrderState.PENDING_CANCEL,
+            OrderState.CANCELLED,
+            OrderState.REJECTED,
+            OrderState.EXPIRED,
+        }
+    ),
+    OrderState.OPEN: frozenset(
+        {
+            OrderState.OPEN,  # amended (edit) but untouched
+            OrderState.PARTIALLY_FILLED,
+            OrderState.FILLED,
+            OrderState.PENDING_CANCEL,
+            OrderState.CANCELLED,
+            OrderState.EXPIRED,
+        }
+    ),
+    OrderState.PARTIALLY_FILLED: frozenset(
+        {
+            OrderState.PARTIALLY_FILLED,
+            OrderState.FILLED,
+            OrderState.PENDING_CANCEL,
+            OrderState.CANCELLED,
+            OrderState.EXPIRED,
+        }
+    ),
+    OrderState.PENDING_CANCEL: frozenset(
+        {
+            OrderState.PENDING_CANCEL,
+            OrderState.OPEN,  # the cancel was refused; the order still rests
+            OrderState.PARTIALLY_FILLED,  # filled while the cancel was on its way
+            OrderState.FILLED,
+            OrderState.CANCELLED,
+            OrderState.EXPIRED,
+        }
+    ),
+    OrderState.FILLED: frozenset(),
+    OrderState.CANCELLED: frozenset(),
+    OrderState.REJECTED: frozenset(),
+    OrderState.EXPIRED: frozenset(),
+}
+
+# How far along an order is; used to tell a stale report from news.
+_RANK = {
+    OrderState.PENDING_NEW: 0,
+    OrderState.OPEN: 1,
+    OrderState.PARTIALLY_FILLED: 2,
+    OrderState.PENDING_CANCEL: 2,
+    OrderState.FILLED: 3,
+    OrderState.CANCELLED: 3,
+    OrderState.REJECTED: 3,
+    OrderState.EXPIRED: 3,
+}
+
+
+class Order:
+    """A tracked order: the request, its state, what has filled.
+
+    `filled_size` is the venue's executed quantity (the larger of what its order reports said
+    and what its fills add up to); `fills_size` is what our own fill events add up to, which is
+    what positions are built from. The state changes only through `transition`, which enforces
+    the state machine.
+    """
+
+    __slots__ = (
+        "_fill_ids",
+        "avg_fill_price",
+        "created_ns",
+        "filled_size",
+        "fills_notional",
+        "fills_size",
+        "order_id",
+        "price",
+        "reason",
+        "request",
+        "size",
+        "state",
+        "updated_ns",
+    )
+
+    def __init__(self, request: OrderRequest, *, now_ns: int) -> None:
+        self.request = request
+        self.state = OrderState.PENDING_NEW
+        self.order_id: str | None = None
+        self.price = request.price  # may change through an edit
+        self.size = request.size
+        self.filled_size = Decimal(0)
+        self.fills_size = Decimal(0)
+        self.fills_notional = Decimal(0)
+        self.avg_fill_price: Decimal | None = None
+        self.reason: str | None = None
+        self.created_ns = now_ns
+        self.updated_ns = now_ns
+        self._fill_ids: set[str] = set()
+
+    @property
+    def client_order_id(self) -> str:
+        return self.request.client_order_id
+
+    @property
+    def strategy(self) -> str:
+        return self.request.strategy
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(self.size - self.filled_size, Decimal(0))
+
+    def can_transition(self, target: OrderState) -> bool:
+        return target in _ALLOWED[self.state]
+
+    def transition(self, target: OrderState, *, now_ns: int, reason: str | None = None) -> None:
+        """Move to `target` or raise `IllegalTransition` (leaving the order unchanged)."""
+        if target not in _ALLOWED[self.state]:
+            raise IllegalTransition(self.client_order_id, self.state.value, target.value)
+        self.state = target
+        self.updated_ns = now_ns
+        if reason is not None:
+            self.reason = reason
+
+    def has_fill(self, trade_id: str) -> bool:
+        return bool(trade_id) and trade_id in self._fill_ids
+
+    def record_fill(self, trade_id: str, size: Decimal, price: Decimal, *, now_ns: int) -> bool:
+        """Record one execution and move the state on (partially filled / filled).
+
+        Returns False, changing nothing, for a trade id already recorded. A fill on an order
+        already final (a fill reported after the cancel that followed it) is recorded in the
+        quantities but moves no state: the caller decides how loudly to report that.
+        """
+        if trade_id:
+            if trade_id in self._fill_ids:
+                return False
+            self._fill_ids.add(trade_id)
+        self.fills_size += size
+        self.fills_notional += size * price
+        self.avg_fill_price = self.fills_notional / self.fills_size
+        self.updated_ns = now_ns
+        if self.fills_size > self.filled_size:
+            self.filled_size = self.fills_size
+            if not self.state.is_final:
+                if self.filled_size >= self.size:
+                    self.transition(OrderState.FILLED, now_ns=now_ns)
+                elif self.state is not OrderState.PENDING_CANCEL:
+                    self.transition(OrderState.PARTIALLY_FILLED, now_ns=now_ns)
+        return True
+
+    def snapshot(self, *, ts_local: int, ts_exchange: int | None = None) -> OrderUpdate:
+        """This order's state as an `OrderUpdate` event."""
+        r = self.request
+        return OrderUpdate(
+            venue=r.venue,
+            instrument=r.instrument,
+            ts_exchange=ts_exchange,
+            ts_local=ts_local,
+            order_id=self.order_id,
+            client_order_id=r.client_order_id,
+            strategy=r.strategy,
+            status=self.state,
+            side=r.side,
+            price=self.price,
+            size=self.size,
+            filled_size=self.filled_size,
+            avg_fill_price=self.avg_fill_price,
+            reason=self.reason,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Order({self.client_order_id!r}, {self.state.value}, {self.request.side.value} "
+            f"{self.filled_size}/{self.size} {self.request.instrument} @ {self.price})"
+        )
+
+
+@attrs.define
+class TrackerStats:
+    """What the tracker saw that a healthy venue does not send; each is logged by the caller."""
+
+    stale_updates: int = 0
+    duplicate_fills: int = 0
+    unknown_orders: int = 0
+    late_fills: int = 0
+    overfills: int = 0
+
+
+class OrderTracker:
+    """Every order of one engine, by client order id and by venue order id.
+
+    `apply_update` / `apply_fill` take venue reports in any order and return the events to
+    deliver: possibly none (stale or duplicate), possibly an extra `OrderUpdate` synthesized so
+    that strategies always see a legal sequence (accepted before filled).
+    """
+
+    def __init__(self) -> None:
+        self._by_client: dict[str, Order] = {}
+        self._by_venue_id: dict[tuple[str, str], Order] = {}
+        self.stats = TrackerStats()
+
+    def add(self, request: OrderRequest, *, now_ns: int) -> Order:
+        """Start tracking a new order. A client order id seen before is refused: sending it
+        would risk a duplicate at the venue."""
+        if not request.client_order_id:
+            raise ValueError("an order needs a client order id before it is tracked")
+        if request.client_order_id in self._by_client:
+            raise OrderRejected(
+                f"duplicate client order id {request.client_order_id}",
+                venue=request.venue,
+                instrument=request.instrument,
+                client_order_id=request.client_order_id,
+            )
+        order = Order(request, now_ns=now_ns)
+        self._by_client[request.client_order_id] = order
+        return order
+
+    def set_order_id(self, order: Order, order_id: str) -> None:
+        order.order_id = order_id
+        self._by_venue_id[(order.request.venue, order_id)] = order
+
+    def get(self, client_order_id: str) -> Order | None:
+        return self._by_client.get(client_order_id)
+
+    def find(
+        self, venue: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> Order | None:
+        if client_order_id:
+            found = self._by_client.get(client_order_id)
+            if found is not None:
+                return found
+        if order_id:
+            return self._by_venue_id.get((venue, order_id))
+        return None
+
+    def orders(self) -> Iterator[Order]:
+        return iter(self._by_client.values())
+
+    def open_orders(self, strategy: str | None = None) -> list[Order]:
+        return [
+            o
+            for o in self._by_client.values()
+            if o.state.is_live and (strategy is None or o.request.strategy == strategy)
+        ]
+
+    def _locate(self, venue: str, order_id: str | None, client_order_id: str | None) -> Order | None:
+        order = self.find(venue, order_id=order_id, client_order_id=client_order_id)
+        if order is None:
+            self.stats.unknown_orders += 1
+        elif order_id and order.order_id is None:
+            self.set_order_id(order, order_id)
+        return order
+
+    def apply_update(self, update: OrderUpdate) -> list[OrderUpdate]:
+        """Fold a venue's order report into the tracked order. Returns the updates to deliver
+        (empty when the report is stale or tells nothing new)."""
+        order = self._locate(update.venue, update.order_id, update.client_order_id)
+        if order is None:
+            return []
+        now = update.ts_local
+        target = update.status
+        if order.state.is_final or target is OrderState.PENDING_NEW or _RANK[target] < _RANK[order.state]:
+            self.stats.stale_updates += 1
+            return []
+        before = (order.state, order.filled_size, order.price, order.size)
+        if update.price is not None:
+            order.price = update.price
+        if update.size > 0 and update.size >= order.filled_size:
+            order.size = update.size
+        if update.filled_size > order.filled_size:
+            order.filled_size = update.filled_size
+            if order.fills_size == 0 and update.avg_fill_price is not None:
+                order.avg_fill_price = update.avg_fill_price
+        if target in (OrderState.OPEN, OrderState.PARTIALLY_FILLED) and order.filled_size >= order.size:
+            target = OrderState.FILLED
+        elif target is OrderState.OPEN and order.filled_size > 0:
+            target = OrderState.PARTIALLY_FILLED
+        out: list[OrderUpdate] = []
+        if order.state is OrderState.PENDING_NEW and target not in (OrderState.OPEN, OrderState.REJECTED):
+            # The venue accepted the order before what it reports now: show that first.
+            order.transition(OrderState.OPEN, now_ns=now)
+            out.append(order.snapshot(ts_local=now, ts_exchange=update.ts_exchange))
+        if target is order.state and (order.state, order.filled_size, order.price, order.size) == before:
+            if not out:
+                self.stats.stale_updates += 1
+            return out
+        order.transition(target, now_ns=now, reason=update.reason)
+        out.append(order.snapshot(ts_local=now, ts_exchange=update.ts_exchange))
+        return out
+
+    def apply_fill(self, fill: Fill) -> tuple[Fill | None, list[OrderUpdate]]:
+        """Fold one execution in. Returns the fill to deliver (None for a duplicate or an order
+        we do not know) and the order updates it causes."""
+        order = self._locate(fill.venue, fill.order_id, fill.client_order_id)
+        if order is None:
+            return None, []
+        if order.has_fill(fill.trade_id):
+            self.stats.duplicate_fills += 1
+            return None, []
+        now = fill.ts_local
+        out: list[OrderUpdate] = []
+        if order.state is OrderState.PENDING_NEW:
+            order.transition(OrderState.OPEN, now_ns=now)
+            out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))
+        if order.state.is_final and order.state is not OrderState.FILLED:
+            self.stats.late_fills += 1
+        if order.fills_size + fill.size > order.size:
+            self.stats.overfills += 1
+        before = (order.state, order.filled_size)
+        order.record_fill(fill.trade_id, fill.size, fill.price, now_ns=now)
+        if (order.state, order.filled_size) != before:
+            out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))
+        if fill.strategy != order.strategy or fill.client_order_id != order.client_order_id:
+            fill = attrs.evolve(fill, strategy=order.strategy, client_order_id=order.client_order_id)
+        return fill, out
