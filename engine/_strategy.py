@@ -1,0 +1,196 @@
+"""The Strategy interface and the context through which a strategy acts.
+
+A strategy is a plain class:
+
+    class MyStrategy(Strategy):
+        def required_subscriptions(self):
+            return [Subscription("deribit", "BTC-PERPETUAL")]
+
+        async def on_event(self, event):
+            if isinstance(event, Ticker) and event.bid is not None:
+                await self.ctx.buy("deribit", "BTC-PERPETUAL", 10, price=event.bid)
+
+The engine gives it a `StrategyContext` (`self.ctx`) before `on_start`. The same strategy object
+runs live and in backtests: only the context differs. Inside `on_event`, await only the context's
+methods (`place_order`/`buy`/`sell`, `cancel_order`, `sleep`): they are what a backtest can
+simulate on its clock.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ._errors import StrategyError
+from ._events import MarketEvent, OrderUpdate, Side, Subscription, Ticker
+from ._orders import OrderRequest, OrderType, TimeInForce
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from ._book import OrderBook
+    from ._instruments import Instrument
+    from ._portfolio import PositionView
+
+__all__ = ["Strategy", "StrategyContext"]
+
+
+class StrategyContext(abc.ABC):
+    """What a strategy may do and see. One per strategy; built by the engine for the mode."""
+
+    strategy: str
+    log: FilteringBoundLogger
+
+    # -- time -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def now_ns(self) -> int:
+        """Current time in ns since the epoch: wall clock live, simulated clock in backtests."""
+
+    @abc.abstractmethod
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` of (simulated, in backtests) time."""
+
+    # -- orders -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def place_order(self, request: OrderRequest) -> OrderUpdate:
+        """Send an order and wait for the venue's first answer (accepted, filled, ...).
+
+        The client order id and strategy are filled in when left empty. Raises `OrderRejected`
+        when a pre-trade check or the venue refuses it. If the caller is cancelled after the order
+        has been handed over, the order is still tracked to a final state and its events still
+        arrive through `on_event`.
+        """
+
+    @abc.abstractmethod
+    async def cancel_order(self, client_order_id: str) -> OrderUpdate:
+        """Cancel one of this strategy's orders and wait for the venue's answer."""
+
+    async def buy(
+        self,
+        venue: str,
+        instrument: str,
+        size: Decimal | int | str,
+        price: Decimal | int | str | None = None,
+        *,
+        time_in_force: TimeInForce | str = TimeInForce.GTC,
+        post_only: bool = False,
+        reduce_only: bool = False,
+    ) -> OrderUpdate:
+        """Buy `size` at `price` (a limit order) or at market when `price` is None."""
+        return await self.place_order(
+            OrderRequest(
+                venue=venue,
+                instrument=instrument,
+                side=Side.BUY,
+                size=size,  # the converter takes int/str too
+                price=price,
+                time_in_force=time_in_force,
+                post_only=post_only,
+                reduce_only=reduce_only,
+                type=OrderType.MARKET if price is None else OrderType.LIMIT,
+            )
+        )
+
+    async def sell(
+        self,
+        venue: str,
+        instrument: str,
+        size: Decimal | int | str,
+        price: Decimal | int | str | None = None,
+        *,
+        time_in_force: TimeInForce | str = TimeInForce.GTC,
+        post_only: bool = False,
+        reduce_only: bool = False,
+    ) -> OrderUpdate:
+        """Sell `size` at `price` (a limit order) or at market when `price` is None."""
+        return await self.place_order(
+            OrderRequest(
+                venue=venue,
+                instrument=instrument,
+                side=Side.SELL,
+                size=size,
+                price=price,
+                time_in_force=time_in_force,
+                post_only=post_only,
+                reduce_only=reduce_only,
+                type=OrderType.MARKET if price is None else OrderType.LIMIT,
+            )
+        )
+
+    @abc.abstractmethod
+    def open_orders(self, venue: str | None = None, instrument: str | None = None) -> list[OrderUpdate]:
+        """This strategy's orders that can still trade, as snapshots."""
+
+    # -- what it holds and sees ------------------------------------------------------------
+    @abc.abstractmethod
+    def position(self, venue: str, instrument: str) -> Decimal:
+        """Net position in the instrument's size unit (positive long), from this strategy's fills."""
+
+    @abc.abstractmethod
+    def positions(self) -> PositionView:
+        """All of this strategy's positions and its PnL so far."""
+
+    @abc.abstractmethod
+    def instrument(self, venue: str, symbol: str) -> Instrument | None:
+        """The instrument's definition (tick size, min size, expiry...), None when unknown."""
+
+    @abc.abstractmethod
+    def instruments(self, venue: str) -> list[Instrument]:
+        """Every instrument known on `venue` (from its instrument list), in a stable order."""
+
+    @abc.abstractmethod
+    def last_ticker(self, venue: str, instrument: str) -> Ticker | None:
+        """The latest ticker the engine has seen for the instrument (any strategy's feed)."""
+
+    @abc.abstractmethod
+    def book(self, venue: str, instrument: str) -> OrderBook | None:
+        """The live book of the instrument when one is maintained. Read it, never change it."""
+
+    # -- subscriptions ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def subscribe(self, subscriptions: Iterable[Subscription]) -> None:
+        """Add market data while running; the venue connection's merged set follows."""
+
+    @abc.abstractmethod
+    def unsubscribe(self, subscriptions: Iterable[Subscription]) -> None:
+        """Drop market data this strategy no longer needs."""
+
+
+class Strategy(abc.ABC):
+    """Base class of strategies. Subclasses implement `on_event`, usually
+    `required_subscriptions`, and optionally the hooks and a `Params` attrs class (the engine
+    builds it from the TOML table `[strategies.params]` and passes it as `params`)."""
+
+    Params: ClassVar[type[Any] | None] = None
+
+    def __init__(self, name: str, params: Any = None) -> None:
+        self.name = name
+        self.params = params
+        self._ctx: StrategyContext | None = None
+
+    @property
+    def ctx(self) -> StrategyContext:
+        if self._ctx is None:
+            raise StrategyError(f"strategy {self.name!r} has no context yet: it is attached before on_start")
+        return self._ctx
+
+    def attach(self, ctx: StrategyContext) -> None:
+        """Called by the engine once, before `on_start`."""
+        self._ctx = ctx
+
+    def required_subscriptions(self) -> Iterable[Subscription]:
+        """Market data this strategy needs from the start. More can be added at run time with
+        `self.ctx.subscribe`."""
+        return ()
+
+    async def on_start(self) -> None:  # noqa: B027  (a hook: doing nothing is a valid default)
+        """Called once before the first event."""
+
+    @abc.abstractmethod
+    async def on_event(self, event: MarketEvent) -> None:
+        """Called for every event routed to this strategy, one at a time, in order."""
+
+    async def on_stop(self) -> None:  # noqa: B027
+        """Called once after the last event (end of a backtest, daemon shutdown)."""
