@@ -1,0 +1,212 @@
+"""OrderFlow: the one place orders become tracked, venue reports become events, and fills
+become positions. The live gateway and the backtest kernel both go through it, so a strategy
+sees the same sequence of events, with the same checks, in both modes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+
+import structlog
+
+from ._errors import OrderRejected, VenueError
+from ._events import Fill, OrderState, OrderUpdate, PrivateEvent
+from ._instruments import InstrumentRegistry
+from ._market import MarketState
+from ._orders import Order, OrderRequest, OrderTracker
+from ._portfolio import Ledger
+from ._risk import RiskChecker, RiskLimits
+
+__all__ = ["OrderFlow"]
+
+
+class OrderFlow:
+    """Orders, fills and positions of every strategy of one engine."""
+
+    def __init__(
+        self,
+        registry: InstrumentRegistry,
+        market: MarketState,
+        deliver: Callable[[PrivateEvent], None],
+        *,
+        engine_limits: RiskLimits | None = None,
+        strategy_limits: Mapping[str, RiskLimits] | None = None,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        self.registry = registry
+        self.market = market
+        self.deliver = deliver
+        self.tracker = OrderTracker()
+        self.ledgers: dict[str, Ledger] = {}
+        self.risk = RiskChecker(
+            registry,
+            market,
+            self.tracker,
+            self.position,
+            engine_limits=engine_limits,
+            strategy_limits=strategy_limits,
+        )
+        self.log = log or structlog.get_logger("tradingd.orders")
+        self.orders_sent: dict[str, int] = {}
+        self.rejected: dict[str, int] = {}
+        self.unmatched_fills = 0
+
+    def ledger(self, strategy: str) -> Ledger:
+        ledger = self.ledgers.get(strategy)
+        if ledger is None:
+            ledger = self.ledgers[strategy] = Ledger(strategy, self.market)
+        return ledger
+
+    def position(self, strategy: str, venue: str, instrument: str) -> Decimal:
+        ledger = self.ledgers.get(strategy)
+        return Decimal(0) if ledger is None else ledger.position(venue, instrument)
+
+    # -- outgoing ---------------------------------------------------------------------------
+    def accept(self, request: OrderRequest, *, now_ns: int) -> Order:
+        """Run the pre-trade checks and start tracking the order. Raises `OrderRejected`
+        (logged and counted) when a check refuses it; nothing is tracked then."""
+        try:
+            self.risk.check(request)
+            order = self.tracker.add(request, now_ns=now_ns)
+        except OrderRejected as exc:
+            self.rejected[request.strategy] = self.rejected.get(request.strategy, 0) + 1
+            self.log.warning(
+                "order.refused",
+                strategy=request.strategy,
+                venue=request.venue,
+                instrument=request.instrument,
+                client_order_id=request.client_order_id,
+                reason=exc.reason,
+            )
+            raise
+        self.orders_sent[request.strategy] = self.orders_sent.get(request.strategy, 0) + 1
+        self.log.info(
+            "order.sent",
+            strategy=request.strategy,
+            venue=request.venue,
+            instrument=request.instrument,
+            client_order_id=request.client_order_id,
+            side=request.side.value,
+            size=str(request.size),
+            price=None if request.price is None else str(request.price),
+            order_type=request.type.value,
+            tif=request.time_in_force.value,
+        )
+        return order
+
+    def venue_rejected(self, order: Order, exc: OrderRejected, *, now_ns: int) -> OrderUpdate:
+        """The venue refused a new order: it is final, and the strategy hears of it."""
+        self.rejected[order.strategy] = self.rejected.get(order.strategy, 0) + 1
+        reason = exc.venue_message or exc.reason
+        if order.can_transition(OrderState.REJECTED):
+            order.transition(OrderState.REJECTED, now_ns=now_ns, reason=reason)
+        self.log.warning(
+            "order.rejected",
+            strategy=order.strategy,
+            venue=order.request.venue,
+            instrument=order.request.instrument,
+            client_order_id=order.client_order_id,
+            code=exc.code,
+            reason=reason,
+        )
+        update = order.snapshot(ts_local=now_ns)
+        self.deliver(update)
+        return update
+
+    def state_unknown(self, order: Order, exc: VenueError) -> None:
+        """A request's outcome is unknown (timeout, connection lost after sending). The order
+        stays tracked as it is; it is never re-sent: the venue's reports or a reconciliation
+        settle it."""
+        self.log.error(
+            "order.outcome_unknown",
+            strategy=order.strategy,
+            venue=order.request.venue,
+            instrument=order.request.instrument,
+            client_order_id=order.client_order_id,
+            state=order.state.value,
+            error=str(exc),
+        )
+
+    def cancel_requested(self, order: Order, *, now_ns: int) -> None:
+        if order.state.is_live and order.state is not OrderState.PENDING_CANCEL:
+            order.transition(OrderState.PENDING_CANCEL, now_ns=now_ns)
+
+    def cancel_refused(self, order: Order, exc: OrderRejected, *, now_ns: int) -> None:
+        """The venue refused a cancel: the order goes back to what it was (if still pending)."""
+        if order.state is OrderState.PENDING_CANCEL:
+            back = OrderState.PARTIALLY_FILLED if order.filled_size > 0 else OrderState.OPEN
+            order.transition(back, now_ns=now_ns)
+        self.log.warning(
+            "order.cancel_refused",
+            strategy=order.strategy,
+            venue=order.request.venue,
+            client_order_id=order.client_order_id,
+            code=exc.code,
+            reason=exc.venue_message or exc.reason,
+        )
+
+    # -- incoming ---------------------------------------------------------------------------
+    def on_update(self, update: OrderUpdate) -> list[OrderUpdate]:
+        """A venue's report about one of our orders; delivers what it changed."""
+        out = self.tracker.apply_update(update)
+        for u in out:
+            self._log_update(u)
+            self.deliver(u)
+        return out
+
+    def on_fill(self, fill: Fill) -> Fill | None:
+        """A venue's execution report; books it (once) and delivers it."""
+        delivered, updates = self.tracker.apply_fill(fill)
+        if delivered is None:
+            if (
+                self.tracker.find(fill.venue, order_id=fill.order_id, client_order_id=fill.client_order_id)
+                is None
+            ):
+                self.unmatched_fills += 1
+                self.log.error(
+                    "fill.unknown_order",
+                    venue=fill.venue,
+                    instrument=fill.instrument,
+                    order_id=fill.order_id,
+                    trade_id=fill.trade_id,
+                )
+            return None
+        inst = self.registry.get(fill.venue, fill.instrument)
+        strategy = delivered.strategy or ""
+        if inst is not None:
+            self.ledger(strategy).on_fill(delivered, inst)
+        else:
+            self.log.error("fill.unknown_instrument", venue=fill.venue, instrument=fill.instrument)
+        self.log.info(
+            "order.fill",
+            strategy=strategy,
+            venue=fill.venue,
+            instrument=fill.instrument,
+            client_order_id=delivered.client_order_id,
+            trade_id=fill.trade_id,
+            side=fill.side.value,
+            price=str(fill.price),
+            size=str(fill.size),
+            fee=str(fill.fee),
+            liquidity=fill.liquidity.value,
+        )
+        # The fill first, then the order state it caused: a strategy reading its position on
+        # the "filled" update already has the fill booked.
+        self.deliver(delivered)
+        for u in updates:
+            self._log_update(u)
+            self.deliver(u)
+        return delivered
+
+    def _log_update(self, u: OrderUpdate) -> None:
+        self.log.info(
+            "order.update",
+            strategy=u.strategy,
+            venue=u.venue,
+            instrument=u.instrument,
+            client_order_id=u.client_order_id,
+            order_id=u.order_id,
+            status=u.status.value,
+            filled=str(u.filled_size),
+            reason=u.reason,
+        )

@@ -1,0 +1,189 @@
+"""Positions and PnL per strategy, in USD.
+
+Accounting rules (each cash flow converted to USD at the index price at the time it happens,
+as if the strategy kept its money in USD):
+
+- Linear instruments (options quoted in the coin, USD-quoted perps, prediction-market shares):
+  the fill price is converted to USD at the fill (`price x usd_rate(quote)`); the average entry
+  is kept in USD; closing realizes `closed x contract_size x (exit_usd - entry_usd)`; an open
+  position is worth `qty x contract_size x (mark x usd_rate_now - entry_usd)`.
+- Inverse contracts (Deribit BTC-PERPETUAL: size in USD, PnL in the coin): the entry is the
+  harmonic mean of fill prices; closing realizes `closed x (1/entry - 1/exit)` coins, converted
+  at the index of that moment; an open position is marked the same way at the mark price.
+- Fees are converted at the fill too (a negative fee is a rebate).
+
+Option expiry: `settle` closes a position at a delivery price like a fill with no fee.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import attrs
+
+from ._events import Fill
+from ._instruments import Instrument
+from ._market import MarketState
+
+__all__ = ["Ledger", "Position", "PositionView"]
+
+_ZERO = Decimal(0)
+
+
+class Position:
+    """One instrument's position for one strategy."""
+
+    __slots__ = ("avg", "fees_usd", "fills", "instrument", "qty", "realized_usd", "turnover_usd")
+
+    def __init__(self, instrument: Instrument) -> None:
+        self.instrument = instrument
+        self.qty = _ZERO
+        # Average entry: USD price for linear instruments, coin-quoted price (harmonic) for inverse.
+        self.avg = 0.0
+        self.realized_usd = 0.0
+        self.fees_usd = 0.0
+        self.turnover_usd = 0.0
+        self.fills = 0
+
+    def apply(
+        self, signed_size: Decimal, price: float, usd_rate_quote: float, usd_rate_settle: float
+    ) -> float:
+        """Apply one execution; returns the USD PnL it realized."""
+        inst = self.instrument
+        q0 = self.qty
+        q1 = q0 + signed_size
+        realized = 0.0
+        if inst.inverse:
+            if q0 == 0 or (q0 > 0) == (signed_size > 0):  # opening or adding
+                a, b = float(q0), float(signed_size)
+                self.avg = (a + b) / (a / self.avg + b / price) if q0 != 0 else price
+            else:
+                closed = min(abs(signed_size), abs(q0)) * (1 if q0 > 0 else -1)
+                realized = float(closed) * (1.0 / self.avg - 1.0 / price) * usd_rate_settle
+                if (q1 > 0) != (q0 > 0) and q1 != 0:  # flipped through zero
+                    self.avg = price
+            self.turnover_usd += abs(float(signed_size))
+        else:
+            cs = float(inst.contract_size)
+            px_usd = price * usd_rate_quote
+            if q0 == 0 or (q0 > 0) == (signed_size > 0):
+                a, b = float(q0), float(signed_size)
+                self.avg = (a * self.avg + b * px_usd) / (a + b)
+            else:
+                closed = min(abs(signed_size), abs(q0)) * (1 if q0 > 0 else -1)
+                realized = float(closed) * cs * (px_usd - self.avg)
+                if (q1 > 0) != (q0 > 0) and q1 != 0:
+                    self.avg = px_usd
+            self.turnover_usd += abs(float(signed_size)) * cs * px_usd
+        if q1 == 0:
+            self.avg = 0.0
+        self.qty = q1
+        self.realized_usd += realized
+        return realized
+
+    def unrealized_usd(
+        self, mark: float | None, usd_rate_quote: float | None, usd_rate_settle: float | None
+    ) -> float:
+        """Mark-to-market of the open quantity (0 when flat or when no price is known)."""
+        if self.qty == 0 or mark is None or mark <= 0:
+            return 0.0
+        inst = self.instrument
+        if inst.inverse:
+            if usd_rate_settle is None:
+                return 0.0
+            return float(self.qty) * (1.0 / self.avg - 1.0 / mark) * usd_rate_settle
+        if usd_rate_quote is None:
+            return 0.0
+        return float(self.qty) * float(inst.contract_size) * (mark * usd_rate_quote - self.avg)
+
+
+@attrs.frozen
+class PositionView:
+    """A strategy's positions and PnL at one moment (what `ctx.positions()` returns)."""
+
+    positions: dict[tuple[str, str], Decimal]
+    realized_pnl: float
+    unrealized_pnl: float
+    fees: float
+
+    @property
+    def net_pnl(self) -> float:
+        return self.realized_pnl + self.unrealized_pnl - self.fees
+
+
+class Ledger:
+    """Every position of one strategy, and its PnL in USD (rules in the module docstring)."""
+
+    def __init__(self, strategy: str, market: MarketState) -> None:
+        self.strategy = strategy
+        self.market = market
+        self.positions: dict[tuple[str, str], Position] = {}
+        self.realized_usd = 0.0
+        self.fees_usd = 0.0
+        self.fills = 0
+        self.unpriced_fills = 0  # fills seen before any index price: converted at rate 0
+
+    def position(self, venue: str, instrument: str) -> Decimal:
+        p = self.positions.get((venue, instrument))
+        return _ZERO if p is None else p.qty
+
+    def __iter__(self) -> Iterator[Position]:
+        return iter(self.positions.values())
+
+    def _rates(self, inst: Instrument) -> tuple[float | None, float | None]:
+        m = self.market
+        return m.usd_rate(inst.venue, inst.quote), m.usd_rate(inst.venue, inst.settle)
+
+    def on_fill(self, fill: Fill, inst: Instrument) -> float:
+        """Apply a fill; returns the USD PnL it realized."""
+        key = (inst.venue, inst.symbol)
+        pos = self.positions.get(key)
+        if pos is None:
+            pos = self.positions[key] = Position(inst)
+        rq, rs = self._rates(inst)
+        if rq is None or rs is None:
+            self.unpriced_fills += 1
+        signed = fill.size if fill.side.sign > 0 else -fill.size
+        realized = pos.apply(signed, float(fill.price), rq or 0.0, rs or 0.0)
+        fee_rate = self.market.usd_rate(inst.venue, fill.fee_currency or inst.settle) or 0.0
+        fee_usd = float(fill.fee) * fee_rate
+        pos.fees_usd += fee_usd
+        pos.fills += 1
+        self.realized_usd += realized
+        self.fees_usd += fee_usd
+        self.fills += 1
+        return realized
+
+    def settle(self, inst: Instrument, price: float) -> float:
+        """Close the position in `inst` at `price` (expiry delivery); returns realized USD."""
+        pos = self.positions.get((inst.venue, inst.symbol))
+        if pos is None or pos.qty == 0:
+            return 0.0
+        rq, rs = self._rates(inst)
+        realized = pos.apply(-pos.qty, price, rq or 0.0, rs or 0.0)
+        self.realized_usd += realized
+        return realized
+
+    def unrealized_usd(self) -> float:
+        total = 0.0
+        m = self.market
+        for pos in self.positions.values():
+            if pos.qty == 0:
+                continue
+            inst = pos.instrument
+            rq, rs = self._rates(inst)
+            total += pos.unrealized_usd(m.mark(inst.venue, inst.symbol), rq, rs)
+        return total
+
+    def equity_usd(self) -> float:
+        """Realized + unrealized - fees: the strategy's PnL so far, marked to market."""
+        return self.realized_usd + self.unrealized_usd() - self.fees_usd
+
+    def view(self) -> PositionView:
+        return PositionView(
+            positions={k: p.qty for k, p in self.positions.items() if p.qty != 0},
+            realized_pnl=self.realized_usd,
+            unrealized_pnl=self.unrealized_usd(),
+            fees=self.fees_usd,
+        )

@@ -1,0 +1,79 @@
+"""USD accounting of coin-quoted options and inverse perpetuals (numbers computed by hand)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from engine import Fill, Ledger, Liquidity, MarketState, Side
+from tests.helpers import OPTION, PERP, registry, ticker
+
+
+def fill(inst: str, side: str, size: str, price: str, fee: str = "0") -> Fill:
+    return Fill(
+        venue="deribit",
+        instrument=inst,
+        ts_exchange=None,
+        ts_local=0,
+        trade_id="t",
+        side=Side(side),
+        price=Decimal(price),
+        size=Decimal(size),
+        fee=Decimal(fee),
+        fee_currency="BTC",
+        liquidity=Liquidity.TAKER,
+    )
+
+
+def setup(index: float) -> tuple[MarketState, Ledger]:
+    market = MarketState(registry())
+    market.on_ticker(ticker(PERP.symbol, index=index, mark=index))
+    return market, Ledger("s", market)
+
+
+def test_coin_quoted_option_cash_flows_convert_at_each_fill() -> None:
+    market, ledger = setup(100_000.0)
+    ledger.on_fill(fill(OPTION.symbol, "buy", "2", "0.05", fee="0.0006"), OPTION)  # pays 2 x 5000 USD
+    assert ledger.fees_usd == pytest.approx(60.0)
+    market.on_ticker(ticker(PERP.symbol, index=110_000.0, mark=110_000.0))
+    market.on_ticker(ticker(OPTION.symbol, index=110_000.0, mark=0.06))
+    assert ledger.unrealized_usd() == pytest.approx(2 * (0.06 * 110_000 - 5_000))  # 3200
+    market.on_ticker(ticker(PERP.symbol, index=105_000.0, mark=105_000.0))
+    realized = ledger.on_fill(fill(OPTION.symbol, "sell", "1", "0.055"), OPTION)
+    assert realized == pytest.approx(0.055 * 105_000 - 5_000)  # 775
+    assert ledger.position("deribit", OPTION.symbol) == Decimal(1)
+    assert ledger.equity_usd() == pytest.approx(775 + (0.06 * 105_000 - 5_000) - 60)
+
+
+def test_inverse_perpetual_pnl_is_in_coin_at_harmonic_entry() -> None:
+    _, ledger = setup(100_000.0)
+    ledger.on_fill(fill(PERP.symbol, "buy", "10000", "100000"), PERP)
+    ledger.on_fill(fill(PERP.symbol, "buy", "10000", "120000"), PERP)
+    pos = ledger.positions[("deribit", PERP.symbol)]
+    assert pos.avg == pytest.approx(20_000 / (10_000 / 100_000 + 10_000 / 120_000))  # 109090.9
+    # Close everything at 110000 with the index there: coin PnL times the index.
+    _, ledger2 = setup(110_000.0)
+    ledger2.on_fill(fill(PERP.symbol, "buy", "10000", "100000"), PERP)
+    realized = ledger2.on_fill(fill(PERP.symbol, "sell", "10000", "110000"), PERP)
+    assert realized == pytest.approx(10_000 * (1 / 100_000 - 1 / 110_000) * 110_000)  # 1000 USD
+
+
+def test_short_inverse_and_flip_through_zero() -> None:
+    market, ledger = setup(90_000.0)
+    ledger.on_fill(fill(PERP.symbol, "sell", "10000", "100000"), PERP)
+    realized = ledger.on_fill(fill(PERP.symbol, "buy", "15000", "90000"), PERP)  # close 10000, open +5000
+    assert realized == pytest.approx(-10_000 * (1 / 100_000 - 1 / 90_000) * 90_000)  # +1000 USD
+    pos = ledger.positions[("deribit", PERP.symbol)]
+    assert pos.qty == Decimal(5000) and pos.avg == 90_000
+    market.on_ticker(ticker(PERP.symbol, index=99_000.0, mark=99_000.0))
+    assert ledger.unrealized_usd() == pytest.approx(5_000 * (1 / 90_000 - 1 / 99_000) * 99_000)
+
+
+def test_settlement_closes_at_the_delivery_price() -> None:
+    _, ledger = setup(100_000.0)
+    ledger.on_fill(fill(OPTION.symbol, "buy", "1", "0.05"), OPTION)  # 5000 USD
+    realized = ledger.settle(OPTION, (100_000 - 90_000) / 100_000)  # a call 10k in the money: 0.1 BTC
+    assert realized == pytest.approx(0.1 * 100_000 - 5_000)
+    assert ledger.position("deribit", OPTION.symbol) == 0
+    assert ledger.unrealized_usd() == 0
