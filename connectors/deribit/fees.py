@@ -1,0 +1,80 @@
+"""Deribit's fee schedule (VENUES.md §1.8, "Fees"), with overrides from the config.
+
+- Coin-settled options: `rate` (0.0003 coin per contract, maker and taker) capped at 12.5% of the
+  option's price; charged in the coin.
+- Linear (USDC) options: `rate x index` per contract (maker 0.0001, taker 0.0005), same cap.
+- Perpetuals and futures: a fraction of the notional (maker 0, taker 0.05%); for inverse
+  contracts (size in USD) the fee in coin is `rate x size / price`.
+
+The account's own rates, which `get_instruments` reports per instrument (`maker_commission`,
+`taker_commission`), are preferred over the defaults; config overrides win over both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from engine import Instrument, InstrumentKind, Liquidity
+from engine._market import USD_LIKE
+
+__all__ = ["DeribitFees"]
+
+
+def _opt_dec(v: Any) -> Decimal | None:
+    return None if v is None else Decimal(str(v))
+
+
+@attrs.frozen
+class DeribitFees:
+    option_maker: Decimal | None = attrs.field(default=None, converter=_opt_dec)
+    option_taker: Decimal | None = attrs.field(default=None, converter=_opt_dec)
+    option_cap: Decimal = attrs.field(default=Decimal("0.125"), converter=Decimal)
+    future_maker: Decimal | None = attrs.field(default=None, converter=_opt_dec)
+    future_taker: Decimal | None = attrs.field(default=None, converter=_opt_dec)
+
+    @classmethod
+    def from_config(cls, overrides: Mapping[str, Any]) -> DeribitFees:
+        known = {f.name for f in attrs.fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown fee setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        return cls(**dict(overrides))
+
+    def _rate(
+        self, inst: Instrument, liquidity: Liquidity, default_maker: str, default_taker: str
+    ) -> Decimal:
+        maker = liquidity is Liquidity.MAKER
+        if inst.kind is InstrumentKind.OPTION:
+            override = self.option_maker if maker else self.option_taker
+        else:
+            override = self.future_maker if maker else self.future_taker
+        if override is not None:
+            return override
+        own = inst.maker_fee if maker else inst.taker_fee
+        if own is not None:
+            return own
+        return Decimal(default_maker if maker else default_taker)
+
+    def fee(
+        self, inst: Instrument, price: Decimal, size: Decimal, liquidity: Liquidity, index: float | None
+    ) -> tuple[Decimal, str]:
+        contracts = size / inst.contract_size if inst.contract_size else size
+        if inst.kind is InstrumentKind.OPTION:
+            cap = self.option_cap * price * size
+            if inst.quote.upper() in USD_LIKE:
+                rate = self._rate(inst, liquidity, "0.0001", "0.0005")
+                base_fee = rate * Decimal(repr(index or 0.0)) * contracts
+            else:
+                rate = self._rate(inst, liquidity, "0.0003", "0.0003")
+                base_fee = rate * contracts
+            return min(base_fee, cap), inst.settle
+        rate = self._rate(inst, liquidity, "0", "0.0005")
+        if inst.inverse:
+            return rate * size / price, inst.settle
+        return rate * size * inst.contract_size * price, inst.settle

@@ -1,0 +1,94 @@
+"""Deribit instrument definitions (VENUES.md §1.8) as engine `Instrument`s, and option names."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from engine import Instrument, InstrumentKind, OptionRight
+
+__all__ = [
+    "PERPETUAL_EXPIRY_MS",
+    "VENUE",
+    "expiry_code",
+    "instrument_from_json",
+    "option_name",
+    "parse_expiry_code",
+]
+
+VENUE = "deribit"
+# Deribit's "expiration" of perpetuals: 3000-01-01.
+PERPETUAL_EXPIRY_MS = 32503708800000
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+def expiry_code(expiry_ms: int) -> str:
+    """Deribit's expiry code of an expiry timestamp: 2026-11-27 08:00Z -> `27NOV26`."""
+    tm = time.gmtime(expiry_ms / 1000)
+    return f"{tm.tm_mday}{_MONTHS[tm.tm_mon - 1]}{tm.tm_year % 100:02d}"
+
+
+def parse_expiry_code(code: str) -> int:
+    """The expiry timestamp (ms, 08:00 UTC) of a Deribit expiry code like `27NOV26`."""
+    day, mon, yy = code[:-5], code[-5:-2], code[-2:]
+    if not day.isdigit() or mon not in _MONTHS or not yy.isdigit():
+        raise ValueError(f"not a Deribit expiry code: {code!r}")
+    return calendar.timegm((2000 + int(yy), _MONTHS.index(mon) + 1, int(day), 8, 0, 0)) * 1000
+
+
+def option_name(currency: str, expiry_ms: int, strike: Decimal | int, right: OptionRight) -> str:
+    """`BTC-27NOV26-90000-C`: the naming table of VENUES.md §1.8."""
+    k = Decimal(strike)
+    strike_s = str(k.to_integral_value()) if k == k.to_integral_value() else str(k).replace(".", "d")
+    return f"{currency}-{expiry_code(expiry_ms)}-{strike_s}-{'C' if right is OptionRight.CALL else 'P'}"
+
+
+def _dec(v: Any) -> Decimal:
+    return Decimal(repr(v)) if isinstance(v, float) else Decimal(str(v))
+
+
+def instrument_from_json(item: Mapping[str, Any]) -> Instrument:
+    """An `Instrument` from one item of `public/get_instruments` (or `public/get_instrument`).
+    Raises KeyError/ValueError/TypeError when a required field is missing or malformed."""
+    kind_s = item["kind"]
+    settlement_period = item.get("settlement_period")
+    if kind_s == "future":
+        kind = InstrumentKind.PERPETUAL if settlement_period == "perpetual" else InstrumentKind.FUTURE
+    elif kind_s in ("option", "option_combo"):
+        kind = InstrumentKind.OPTION
+    elif kind_s == "future_combo":
+        kind = InstrumentKind.FUTURE
+    elif kind_s == "spot":
+        kind = InstrumentKind.SPOT
+    else:
+        raise ValueError(f"unknown instrument kind {kind_s!r}")
+    expiry_ms = item.get("expiration_timestamp")
+    expiry_ns = None if expiry_ms in (None, PERPETUAL_EXPIRY_MS) else int(expiry_ms) * 1_000_000
+    right = None
+    if item.get("option_type") in ("call", "put"):
+        right = OptionRight(item["option_type"])
+    steps = [(_dec(s["above_price"]), _dec(s["tick_size"])) for s in item.get("tick_size_steps") or ()]
+    maker = item.get("maker_commission")
+    taker = item.get("taker_commission")
+    return Instrument(
+        venue=VENUE,
+        symbol=str(item["instrument_name"]),
+        kind=kind,
+        base=str(item["base_currency"]),
+        quote=str(item["quote_currency"]),
+        settle=str(item.get("settlement_currency") or item["base_currency"]),
+        tick_size=_dec(item["tick_size"]),
+        min_size=_dec(item["min_trade_amount"]),
+        contract_size=_dec(item.get("contract_size", 1)),
+        inverse=item.get("instrument_type") == "reversed" and kind is not InstrumentKind.OPTION,
+        expiry_ns=expiry_ns,
+        strike=None if item.get("strike") is None else _dec(item["strike"]),
+        right=right,
+        tick_size_steps=steps,
+        maker_fee=None if maker is None else _dec(maker),
+        taker_fee=None if taker is None else _dec(taker),
+        active=bool(item.get("is_active", True)),
+    )
