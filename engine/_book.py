@@ -8,7 +8,8 @@ keeps an update O(1) in the common case.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
 __all__ = ["OrderBook"]
@@ -22,14 +23,18 @@ def _decimals(quantum: float) -> int:
 class OrderBook:
     """Bids and asks as {tick: size}. Not thread-safe; owned by one decoder."""
 
-    __slots__ = ("_ba", "_bb", "_inv", "_nd", "asks", "bids", "quantum", "sequence", "valid")
+    __slots__ = ("_ba", "_bb", "_int_inv", "_inv", "_nd", "asks", "bids", "quantum", "sequence", "valid")
 
     def __init__(self, quantum: float) -> None:
-        if not quantum > 0:
-            raise ValueError(f"price quantum must be positive, got {quantum!r}")
+        if not (quantum > 0 and math.isfinite(quantum)):
+            raise ValueError(f"price quantum must be positive and finite, got {quantum!r}")
         self.quantum = float(quantum)
         self._inv = 1.0 / self.quantum
         self._nd = _decimals(self.quantum)
+        # When 1/quantum is an integer (0.5, 0.0001, 0.05...), ticks / inverse is the double
+        # nearest the decimal price (one correctly rounded division); otherwise round().
+        inverse = round(self._inv)
+        self._int_inv = inverse if inverse > 0 and abs(self._inv - inverse) < 1e-9 * inverse else 0
         self.bids: dict[int, float] = {}
         self.asks: dict[int, float] = {}
         self._bb: int | None = None
@@ -38,10 +43,17 @@ class OrderBook:
         # False after a sequence gap: the book must not be used until a fresh snapshot.
         self.valid = True
 
+    @property
+    def inverse_quantum(self) -> float:
+        """1 / quantum: `round(price * inverse_quantum)` is `to_ticks(price)` without the call."""
+        return self._inv
+
     def to_ticks(self, price: float) -> int:
         return round(price * self._inv)
 
     def price_of(self, ticks: int) -> float:
+        if self._int_inv:
+            return ticks / self._int_inv
         return round(ticks * self.quantum, self._nd)
 
     def clear(self) -> None:
@@ -69,6 +81,41 @@ class OrderBook:
                 self._ba = ticks
         elif asks.pop(ticks, None) is not None and ticks == self._ba:
             self._ba = min(asks) if asks else None
+
+    def update(self, bids: Iterable[tuple[float, float]], asks: Iterable[tuple[float, float]]) -> None:
+        """Set levels given as (price, size) pairs, as venues send them; size 0 removes a level.
+        The best bid/ask are recomputed at most once per side, not once per removed level."""
+        inv = self._inv
+        levels = self.bids
+        best = self._bb
+        stale = False
+        for price, size in bids:
+            t = round(price * inv)
+            if size > 0:
+                levels[t] = size
+                if best is None or t > best:
+                    best = t
+            elif levels.pop(t, None) is not None and t == best:
+                stale = True
+        self._bb = (max(levels) if levels else None) if stale else best
+        levels = self.asks
+        best = self._ba
+        stale = False
+        for price, size in asks:
+            t = round(price * inv)
+            if size > 0:
+                levels[t] = size
+                if best is None or t < best:
+                    best = t
+            elif levels.pop(t, None) is not None and t == best:
+                stale = True
+        self._ba = (min(levels) if levels else None) if stale else best
+
+    def set_best(self, bid_ticks: int | None, ask_ticks: int | None) -> None:
+        """For a decoder that writes `bids`/`asks` in bulk (its hot path): the best levels it
+        computed along the way. They must be the max of `bids` and the min of `asks`."""
+        self._bb = bid_ticks
+        self._ba = ask_ticks
 
     @property
     def best_bid_ticks(self) -> int | None:
@@ -109,7 +156,10 @@ class OrderBook:
     def is_crossed(self) -> bool:
         return self._bb is not None and self._ba is not None and self._bb >= self._ba
 
-    def __len__(self) -> int:
+    @property
+    def levels(self) -> int:
+        """How many levels the book holds (both sides). (No `__len__`: an empty book is still
+        a book, and must not be falsy.)"""
         return len(self.bids) + len(self.asks)
 
     def __repr__(self) -> str:

@@ -13,9 +13,10 @@ order and fill quantities are `Decimal`, because they are what money is counted 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+import types
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import attrs
 
@@ -39,7 +40,10 @@ __all__ = [
     "Ticker",
     "Trade",
     "event_to_dict",
+    "positional_builder",
 ]
+
+_T = TypeVar("_T")
 
 Level = tuple[float, float]
 """One book level as the venue sent it: (price, size); size 0 removes the level."""
@@ -315,3 +319,33 @@ def event_to_dict(event: MarketEvent) -> dict[str, Any]:
             continue
         out[name] = _value(v)
     return out
+
+
+def positional_builder(cls: type[_T]) -> Callable[..., _T]:
+    """A positional constructor for the attrs frozen/slots class `cls` that fills its slots
+    directly: decoders build millions of events, and attrs' `__init__` of a frozen class sets
+    each field through `object.__setattr__`, about 30% dearer (bench/bench_decode.py).
+
+    It takes every field, in order, and does nothing else, so it is only made when `__init__`
+    would do nothing else either (no validators, converters, keyword-only or init=False fields,
+    no init hooks); otherwise `cls` itself is returned, which takes the same arguments. The
+    objects it makes equal, hash and freeze like those of `cls` (tests/test_events.py).
+    """
+    fields = attrs.fields(cast(Any, cls))
+    setters: list[Any] = []
+    for f in fields:
+        if f.validator is not None or f.converter is not None or f.kw_only or not f.init:
+            return cls
+        slot = next((k.__dict__[f.name] for k in cls.__mro__ if f.name in k.__dict__), None)
+        if not isinstance(slot, types.MemberDescriptorType):
+            return cls
+        setters.append(slot.__set__)
+    if hasattr(cls, "__attrs_pre_init__") or hasattr(cls, "__attrs_post_init__"):
+        return cls
+    args = ", ".join(f"a{i}" for i in range(len(fields)))
+    body = "".join(f"    s{i}(o, a{i})\n" for i in range(len(fields)))
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    namespace.update((f"s{i}", s) for i, s in enumerate(setters))
+    exec(f"def build({args}):\n    o = new(cls)\n{body}    return o\n", namespace)
+    built: Callable[..., _T] = namespace["build"]
+    return built

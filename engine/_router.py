@@ -57,7 +57,7 @@ class MarketRouter(Generic[SlotT]):
         self.mailbox_capacity = mailbox_capacity
         self._slots: dict[str, SlotT] = {}
         self._counts: Counter[Key] = Counter()
-        self._routes: dict[Key, tuple[SlotT, ...]] = {}
+        self.routes: dict[Key, tuple[SlotT, ...]] = {}  # (venue, instrument, kind) -> strategies
         self._by_instrument: dict[tuple[str, str], tuple[SlotT, ...]] = {}
         self._by_venue: dict[str, tuple[SlotT, ...]] = {}
         self._versions: Counter[str] = Counter()
@@ -170,7 +170,9 @@ class MarketRouter(Generic[SlotT]):
                     by_instrument.setdefault(ik, []).append(slot)
             for venue in sorted({k[0] for k in slot.keys}):
                 by_venue.setdefault(venue, []).append(slot)
-        self._routes = {k: tuple(v) for k, v in routes.items()}
+        # Updated in place: the backtest kernel keeps a reference to `routes` across changes.
+        self.routes.clear()
+        self.routes.update((k, tuple(v)) for k, v in routes.items())
         self._by_instrument = {k: tuple(v) for k, v in by_instrument.items()}
         self._by_venue = {k: tuple(v) for k, v in by_venue.items()}
 
@@ -179,7 +181,7 @@ class MarketRouter(Generic[SlotT]):
         """The strategies `event` goes to (possibly none)."""
         kind = event.kind
         if kind is not None:
-            return self._routes.get((event.venue, event.instrument, kind), ())
+            return self.routes.get((event.venue, event.instrument, kind), ())
         if isinstance(event, PrivateEvent):
             slot = self._slots.get(event.strategy or "")
             return (slot,) if slot is not None else ()
@@ -223,4 +225,10 @@ async def run_strategy(slot: StrategySlot, *, batch: int = 256) -> None:
             except Exception as exc:
                 slot.errors += 1
                 if slot.errors <= 20 or slot.errors % 1000 == 0:
-                    log.error("strategy.error", strategy=slot.name, errors=slot.errors, error=repr(exc), exc_info=exc)
+                    log.error(
+                        "strategy.error",
+                        strategy=slot.name,
+                        errors=slot.errors,
+                        error=repr(exc),
+                        exc_info=exc,
+                    )

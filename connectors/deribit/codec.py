@@ -1,0 +1,607 @@
+"""Deribit wire frames -> engine market events (VENUES.md §1.2, §1.5, §1.6, §1.8).
+
+`DeribitDecoder` is the one place Deribit's JSON-RPC frames become typed events, live and in
+backtests alike. It owns the connection's order books (snapshot + incremental changes, chained by
+`change_id`/`prev_change_id`), tracks each instrument's trading state, and teaches the instrument
+registry from `public/get_instruments` answers found in the stream (that is how a backtest learns
+tick sizes from a recording).
+
+The error contract: a frame that cannot be decoded raises `MalformedFrame` and changes nothing;
+nothing else escapes `decode`.
+
+This is the hot path of every backtest, so it is built for speed and measured
+(`bench/bench_decode.py`): msgspec decodes each message straight into typed structs, validating
+every field in C (types, non-negative amounts, known level actions) before any state is touched;
+one dict lookup routes a channel to its handler; events are built by positional builders that fill
+their slots directly. No cattrs, no logging, no Decimal here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+import orjson
+from msgspec import Meta, Raw, Struct
+
+from engine import (
+    BookUpdate,
+    Greeks,
+    Instrument,
+    InstrumentRegistry,
+    MalformedFrame,
+    MarketEvent,
+    OrderBook,
+    Side,
+    Status,
+    StatusKind,
+    Ticker,
+    Trade,
+)
+from engine._events import positional_builder
+from engine._plugins import DecoderStats
+
+from .instruments import VENUE, instrument_from_json
+
+__all__ = ["DeribitDecoder"]
+
+_ticker: Final = positional_builder(Ticker)
+_greeks: Final = positional_builder(Greeks)
+_book_update: Final = positional_builder(BookUpdate)
+_trade: Final = positional_builder(Trade)
+_status: Final = positional_builder(Status)
+
+_MS: Final = 1_000_000  # Deribit timestamps are ms; events carry ns
+_FALLBACK_QUANTUM: Final = 1e-8  # price quantum of a book whose instrument is not (yet) known
+_MAX_ROUTES: Final = 65_536  # the route cache is a memo: a flood of odd channels just resets it
+_SIDES: Final = {"buy": Side.BUY, "sell": Side.SELL}
+_INSTRUMENT_KEYS: Final = ("instrument_name", "kind", "tick_size", "min_trade_amount")
+
+# -- the wire, as typed structs (unknown fields are ignored, as the venue adds them freely) -----
+
+Amount = Annotated[float, Meta(ge=0)]
+Action = Literal["new", "change", "delete"]
+
+
+_ABSENT: Final = Raw(b"")  # msgspec takes no `Raw | None`: an empty Raw marks a missing member
+
+
+class _Params(Struct):
+    channel: str | None = None
+    data: Raw = _ABSENT
+    type: str | None = None  # heartbeat params: {"type": "heartbeat" | "test_request"}
+
+
+class _Envelope(Struct):
+    """§1.2: a notification (`method`, `params`), or a response (`id` with `result`/`error`)."""
+
+    method: str | None = None
+    params: _Params | None = None
+    id: int | str | None = None
+    result: Raw = _ABSENT
+    error: Raw = _ABSENT
+
+
+class _Greeks(Struct):
+    delta: float
+    gamma: float
+    vega: float
+    theta: float
+    rho: float | None = None
+
+
+class _TickerData(Struct):
+    """§1.6 ticker: every field but the name and timestamp may be null (or, tolerated, absent)."""
+
+    instrument_name: str
+    timestamp: int
+    state: str | None = None
+    best_bid_price: float | None = None
+    best_bid_amount: float | None = None
+    best_ask_price: float | None = None
+    best_ask_amount: float | None = None
+    last_price: float | None = None
+    mark_price: float | None = None
+    index_price: float | None = None
+    underlying_price: float | None = None
+    open_interest: float | None = None
+    mark_iv: float | None = None
+    bid_iv: float | None = None
+    ask_iv: float | None = None
+    greeks: _Greeks | None = None
+
+
+class _BookData(Struct):
+    """§1.6 `book.X.interval`: levels are [action, price, amount]."""
+
+    type: Literal["snapshot", "change"]
+    instrument_name: str
+    timestamp: int
+    change_id: int
+    bids: list[tuple[Action, float, Amount]]
+    asks: list[tuple[Action, float, Amount]]
+    prev_change_id: int | None = None  # absent on a snapshot (null in NT's capture)
+
+
+class _GroupedBookData(Struct):
+    """§1.6 `book.X.group.depth.interval`: always a whole top-N book of [price, amount]."""
+
+    instrument_name: str
+    timestamp: int
+    bids: list[tuple[float, Amount]]
+    asks: list[tuple[float, Amount]]
+    change_id: int | None = None
+
+
+class _TradeData(Struct):
+    instrument_name: str
+    timestamp: int
+    price: float
+    amount: Amount
+    direction: Literal["buy", "sell"]
+    trade_id: str | int  # §1.6 says a string; an integer id is unambiguous and accepted
+
+
+class _QuoteData(Struct):
+    instrument_name: str
+    timestamp: int
+    best_bid_price: float | None = None
+    best_bid_amount: float | None = None
+    best_ask_price: float | None = None
+    best_ask_amount: float | None = None
+
+
+class _IndexData(Struct):
+    index_name: str
+    price: float
+    timestamp: int
+
+
+_decode_envelope: Final = msgspec.json.Decoder(_Envelope).decode
+_decode_ticker: Final = msgspec.json.Decoder(_TickerData).decode
+_decode_book: Final = msgspec.json.Decoder(_BookData).decode
+_decode_grouped: Final = msgspec.json.Decoder(_GroupedBookData).decode
+_decode_trades: Final = msgspec.json.Decoder(list[_TradeData]).decode
+_decode_quote: Final = msgspec.json.Decoder(_QuoteData).decode
+_decode_index: Final = msgspec.json.Decoder(_IndexData).decode
+
+_Handler = Callable[[Any, int, str], list[MarketEvent]]
+
+
+def _malformed(message: str, instrument: str | None = None) -> MalformedFrame:
+    return MalformedFrame(message, venue=VENUE, instrument=instrument)
+
+
+def _invalid(where: str, exc: msgspec.DecodeError) -> MalformedFrame:
+    # msgspec says "Expected `float`, got `str` - at `$.best_bid_price`": quote it our way.
+    return _malformed(f"{where}: {str(exc).replace('`', chr(39))}")
+
+
+def _is_instrument(item: Any) -> bool:
+    """True for an object shaped like an item of `public/get_instruments` (VENUES.md §1.8)."""
+    return isinstance(item, dict) and all(k in item for k in _INSTRUMENT_KEYS)
+
+
+def _positive_finite(d: Decimal) -> bool:
+    return d.is_finite() and d > 0
+
+
+def _iv(x: float | None) -> float | None:
+    return None if x is None else x / 100.0  # §1.6: IVs are percent on the wire
+
+
+def _apply(
+    book: OrderBook,
+    bid_levels: Sequence[tuple[str, float, float]],
+    ask_levels: Sequence[tuple[str, float, float]],
+) -> tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]]:
+    """Apply validated `[action, price, amount]` levels (§1.6) to `book` in one pass per side,
+    and return them as the event's (price, size) pairs. A `delete` (or a zero amount) removes the
+    level whatever amount it carries. This is the innermost loop of a backtest: it writes the
+    book's level dicts directly and tracks the best levels as it goes (a removed best level is
+    recomputed once per side, not once per level)."""
+    inv = book.inverse_quantum
+    levels = book.bids
+    best = book.best_bid_ticks
+    stale = False
+    bids: list[tuple[float, float]] = []
+    for action, price, size in bid_levels:
+        t = round(price * inv)
+        if size > 0 and action != "delete":
+            levels[t] = size
+            if best is None or t > best:
+                best = t
+        else:
+            size = 0.0
+            if levels.pop(t, None) is not None and t == best:
+                stale = True
+        bids.append((price, size))
+    best_bid = (max(levels) if levels else None) if stale else best
+    levels = book.asks
+    best = book.best_ask_ticks
+    stale = False
+    asks: list[tuple[float, float]] = []
+    for action, price, size in ask_levels:
+        t = round(price * inv)
+        if size > 0 and action != "delete":
+            levels[t] = size
+            if best is None or t < best:
+                best = t
+        else:
+            size = 0.0
+            if levels.pop(t, None) is not None and t == best:
+                stale = True
+        asks.append((price, size))
+    book.set_best(best_bid, (min(levels) if levels else None) if stale else best)
+    return tuple(bids), tuple(asks)
+
+
+class DeribitDecoder:
+    """Decodes one Deribit connection's frames into `Ticker`, `BookUpdate`, `Trade` and `Status`
+    events (the engine's `Decoder` protocol).
+
+    Channels (VENUES.md §1.6): `ticker.{instrument}.{interval}`, `book.{instrument}.{interval}`
+    (snapshot + changes), `book.{instrument}.{group}.{depth}.{interval}` (full top-N books),
+    `trades.{instrument}.{interval}` and `trades.{kind}.{currency}.{interval}`,
+    `quote.{instrument}`, `deribit_price_index.{index}`. Other channels are counted in
+    `stats.unknown_channel` and named in `last_unknown_channel`; heartbeats and JSON-RPC responses
+    are counted in `stats.control`, and `get_instruments` answers teach the registry.
+    """
+
+    venue = VENUE
+
+    def __init__(self, registry: InstrumentRegistry) -> None:
+        self.registry = registry
+        self.stats = DecoderStats()
+        self.last_unknown_channel: str | None = None
+        # Incremental books (`book.X.interval`) and grouped ones (`book.X.g.d.interval`) are kept
+        # apart: their change ids are different chains, and mixing them would fake gaps.
+        self._books: dict[str, OrderBook] = {}
+        self._grouped: dict[str, OrderBook] = {}
+        self._states: dict[str, str] = {}
+        self._routes: dict[str, tuple[_Handler, str]] = {}
+
+    # ----------------------------------------------------------------------------------- API
+
+    def decode(self, frame: bytes | bytearray | memoryview | str, ts_local: int) -> list[MarketEvent]:
+        """The market events in one raw WebSocket frame (possibly none).
+
+        Raises `MalformedFrame` (counted in `stats.malformed`) for a frame that is not a decodable
+        Deribit message; the decoder's books, sequence ids, states and registry are then exactly
+        as they were.
+        """
+        stats = self.stats
+        stats.frames += 1
+        try:
+            env = _decode_envelope(frame)
+            params = env.params
+            if env.method == "subscription" and params is not None:
+                channel = params.channel
+                data = params.data
+                if channel is None or not data:
+                    raise _malformed("a subscription notification needs params.channel and params.data")
+                route = self._routes.get(channel)
+                if route is None:
+                    route = self._route(channel)
+                try:
+                    events = route[0](data, ts_local, route[1])
+                except msgspec.DecodeError as exc:
+                    raise _invalid(channel, exc) from None
+            else:
+                events = self._non_notification(env)
+        except MalformedFrame:
+            stats.malformed += 1
+            raise
+        except msgspec.DecodeError as exc:
+            stats.malformed += 1
+            raise _invalid("message", exc) from None
+        stats.events += len(events)
+        return events
+
+    def decode_message(self, msg: Any, ts_local: int) -> list[MarketEvent]:
+        """The market events in an already-parsed message (same contract as `decode`)."""
+        try:
+            frame = orjson.dumps(msg)
+        except TypeError as exc:
+            self.stats.frames += 1
+            self.stats.malformed += 1
+            raise _malformed(f"not a JSON message: {exc}") from None
+        return self.decode(frame, ts_local)
+
+    def book(self, instrument: str) -> OrderBook | None:
+        """The book kept for `instrument`: the incremental one (`book.X.interval`) when there is
+        one, else the grouped one; None when no book message has been seen for it."""
+        book = self._books.get(instrument)
+        return self._grouped.get(instrument) if book is None else book
+
+    # ------------------------------------------------------------------------------- routing
+
+    def _route(self, channel: str) -> tuple[_Handler, str]:
+        """The handler of a channel not seen before, remembered for the next frames."""
+        parts = channel.split(".")
+        head, n = parts[0], len(parts)
+        route: tuple[_Handler, str]
+        if head == "ticker" and n == 3:
+            route = (self._on_ticker, parts[1])
+        elif head == "book" and n == 3:
+            route = (self._on_book, parts[1])
+        elif head == "book" and n == 5:
+            route = (self._on_grouped_book, parts[1])
+        elif head == "trades" and n in (3, 4):
+            route = (self._on_trades, parts[1])
+        elif head == "quote" and n == 2:
+            route = (self._on_quote, parts[1])
+        elif head == "deribit_price_index" and n == 2:
+            route = (self._on_price_index, parts[1])
+        else:
+            # Volatility index, chart, user.* (private: decoded by the execution side), ...
+            route = (self._on_unknown, channel)
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
+        self._routes[channel] = route
+        return route
+
+    def _on_unknown(self, data: Any, ts_local: int, channel: str) -> list[MarketEvent]:
+        self.stats.unknown_channel += 1
+        self.last_unknown_channel = channel
+        return []
+
+    def _non_notification(self, env: _Envelope) -> list[MarketEvent]:
+        """Heartbeats (§1.5) and JSON-RPC responses (§1.2): no market data, but a
+        `get_instruments`/`get_instrument` answer (§1.8) teaches the registry."""
+        if env.method == "heartbeat":
+            self.stats.control += 1
+            return []
+        if env.id is not None and (env.result or env.error):
+            if env.result:
+                result = msgspec.json.decode(env.result)
+                if isinstance(result, list):
+                    if any(_is_instrument(item) for item in result):
+                        self._learn(result)
+                elif _is_instrument(result):
+                    self._learn([result])
+            self.stats.control += 1
+            return []
+        raise _malformed("neither a subscription notification, a heartbeat nor a JSON-RPC response")
+
+    def _learn(self, items: list[Any]) -> None:
+        """Add the instruments of a `get_instruments` answer to the registry; items that do not
+        parse (or have a non-positive tick or minimum size) are skipped and counted."""
+        parsed: list[Instrument] = []
+        for item in items:
+            if not _is_instrument(item) or not isinstance(item["instrument_name"], str):
+                self.stats.skipped_instruments += 1
+                continue
+            try:
+                inst = instrument_from_json(item)
+            except (KeyError, TypeError, ValueError, ArithmeticError):
+                self.stats.skipped_instruments += 1
+                continue
+            if not (_positive_finite(inst.tick_size) and _positive_finite(inst.min_size)):
+                self.stats.skipped_instruments += 1
+                continue
+            parsed.append(inst)
+        for inst in parsed:
+            self.registry.add(inst)
+
+    # ------------------------------------------------------------------------------- tickers
+
+    def _on_ticker(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
+        """`ticker.{instrument}.{interval}` (§1.6): best prices, marks, IVs (percent on the wire,
+        fractions in the event), greeks; a change of `state` is reported first, as a `Status`."""
+        d = _decode_ticker(raw)
+        g = d.greeks
+        greeks = None if g is None else _greeks(g.delta, g.gamma, g.vega, g.theta, g.rho)
+        mark_iv, bid_iv, ask_iv = d.mark_iv, d.bid_iv, d.ask_iv
+        inst = d.instrument_name
+        ts = d.timestamp * _MS
+        ticker = _ticker(
+            VENUE,
+            inst,
+            ts,
+            ts_local,
+            d.best_bid_price,
+            d.best_bid_amount,
+            d.best_ask_price,
+            d.best_ask_amount,
+            d.last_price,
+            d.mark_price,
+            d.index_price,
+            d.underlying_price,
+            d.open_interest,
+            None if mark_iv is None else mark_iv / 100.0,
+            None if bid_iv is None else bid_iv / 100.0,
+            None if ask_iv is None else ask_iv / 100.0,
+            greeks,
+        )
+        state = d.state
+        if state is not None:
+            previous = self._states.get(inst)
+            if state != previous:
+                self._states[inst] = state
+                if previous is not None or state != "open":
+                    message = f"{inst} is {state}" + (f" (was {previous})" if previous else "")
+                    status = _status(
+                        VENUE,
+                        inst,
+                        ts,
+                        ts_local,
+                        StatusKind.INSTRUMENT_STATE,
+                        message,
+                        {"state": state, "previous": previous},
+                    )
+                    return [status, ticker]
+        return [ticker]
+
+    def _on_quote(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
+        """`quote.{instrument}`: best bid/ask only; the other ticker fields are None."""
+        d = _decode_quote(raw)
+        return [
+            _ticker(
+                VENUE,
+                d.instrument_name,
+                d.timestamp * _MS,
+                ts_local,
+                d.best_bid_price,
+                d.best_bid_amount,
+                d.best_ask_price,
+                d.best_ask_amount,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            )
+        ]
+
+    def _on_price_index(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
+        """`deribit_price_index.{index}`: a ticker of the index (instrument `btc_usd`...)."""
+        d = _decode_index(raw)
+        return [
+            _ticker(
+                VENUE,
+                d.index_name,
+                d.timestamp * _MS,
+                ts_local,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                d.price,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            )
+        ]
+
+    # -------------------------------------------------------------------------------- trades
+
+    def _on_trades(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
+        """`trades.*` (§1.6): one `Trade` per item, each with its own instrument (a `trades.kind.
+        currency` channel mixes them); the side is the aggressor's; combo legs are not repeated."""
+        sides = _SIDES
+        return [
+            _trade(
+                VENUE,
+                t.instrument_name,
+                t.timestamp * _MS,
+                ts_local,
+                t.price,
+                t.amount,
+                sides[t.direction],
+                t.trade_id if t.trade_id.__class__ is str else str(t.trade_id),
+            )
+            for t in _decode_trades(raw)
+        ]
+
+    # --------------------------------------------------------------------------------- books
+
+    def _new_book(self, instrument: str) -> OrderBook:
+        """A book whose price quantum is the instrument's (finest) tick when it is known."""
+        inst = self.registry.get(VENUE, instrument)
+        quantum = _FALLBACK_QUANTUM
+        if inst is not None:
+            q = float(inst.tick_size)
+            if q > 0 and math.isfinite(q):
+                quantum = q
+        return OrderBook(quantum)
+
+    def _on_book(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
+        """`book.{instrument}.{interval}` (§1.6): a snapshot, then changes chained by
+        `prev_change_id` == the previous `change_id`. A broken chain invalidates the book (one
+        BOOK_GAP status) until the next snapshot, which is announced by a BOOK_RESYNC status.
+        The message is fully validated (by its decoder) before the book changes."""
+        d = _decode_book(raw)
+        inst = d.instrument_name
+        book = self._books.get(inst)
+        ts = d.timestamp * _MS
+        if d.type == "change":
+            prev = d.prev_change_id
+            if prev is None:
+                raise _malformed(f"book {inst}: a change needs an integer prev_change_id", inst)
+            if book is None or not book.valid:
+                # Nothing to patch: no snapshot yet, or waiting for the one after a gap.
+                self.stats.ignored_changes += 1
+                return []
+            expected = book.sequence
+            if prev != expected:
+                self.stats.gaps += 1
+                book.valid = False
+                message = (
+                    f"book {inst}: prev_change_id {prev} does not follow change_id {expected};"
+                    " the book is invalid until a new snapshot"
+                )
+                data = {"expected": expected, "received": prev, "change_id": d.change_id}
+                return [_status(VENUE, inst, ts, ts_local, StatusKind.BOOK_GAP, message, data)]
+            bids, asks = _apply(book, d.bids, d.asks)
+            book.sequence = d.change_id
+            bb, ba = book.best_bid_ticks, book.best_ask_ticks
+            return [
+                _book_update(
+                    VENUE,
+                    inst,
+                    ts,
+                    ts_local,
+                    False,
+                    bids,
+                    asks,
+                    None if bb is None else book.price_of(bb),
+                    None if bb is None else book.bids[bb],
+                    None if ba is None else book.price_of(ba),
+                    None if ba is None else book.asks[ba],
+                    d.change_id,
+                )
+            ]
+        events: list[MarketEvent] = []
+        if book is None:
+            book = self._books[inst] = self._new_book(inst)
+        elif not book.valid:
+            message = f"book {inst}: resynchronised from a snapshot at change_id {d.change_id}"
+            events.append(
+                _status(
+                    VENUE, inst, ts, ts_local, StatusKind.BOOK_RESYNC, message, {"change_id": d.change_id}
+                )
+            )
+        book.clear()
+        bids, asks = _apply(book, d.bids, d.asks)
+        book.valid = True
+        book.sequence = d.change_id
+        bid, bid_size, ask, ask_size = book.top()
+        events.append(
+            _book_update(
+                VENUE, inst, ts, ts_local, True, bids, asks, bid, bid_size, ask, ask_size, d.change_id
+            )
+        )
+        return events
+
+    def _on_grouped_book(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
+        """`book.{instrument}.{group}.{depth}.{interval}` (§1.6): every message is a whole top-N
+        book of `[price, amount]` levels, with no chain to check."""
+        d = _decode_grouped(raw)
+        inst = d.instrument_name
+        book = self._grouped.get(inst)
+        if book is None:
+            book = self._grouped[inst] = self._new_book(inst)
+        bids = tuple(d.bids)
+        asks = tuple(d.asks)
+        book.clear()
+        book.update(bids, asks)
+        book.sequence = d.change_id
+        bb, bbs, ba, bas = book.top()
+        return [
+            _book_update(
+                VENUE, inst, d.timestamp * _MS, ts_local, True, bids, asks, bb, bbs, ba, bas, d.change_id
+            )
+        ]
