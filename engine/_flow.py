@@ -155,9 +155,11 @@ class OrderFlow:
         return out
 
     def on_fill(self, fill: Fill) -> Fill | None:
-        """A venue's execution report; books it (once) and delivers it."""
-        delivered, updates = self.tracker.apply_fill(fill)
-        if delivered is None:
+        """A venue's execution report; books it (once) and delivers it, after the acceptance it
+        implies and before the order state it causes."""
+        events = self.tracker.apply_fill(fill)
+        booked = next((e for e in events if isinstance(e, Fill)), None)
+        if booked is None:
             if (
                 self.tracker.find(fill.venue, order_id=fill.order_id, client_order_id=fill.client_order_id)
                 is None
@@ -172,9 +174,11 @@ class OrderFlow:
                 )
             return None
         inst = self.registry.get(fill.venue, fill.instrument)
-        strategy = delivered.strategy or ""
+        strategy = booked.strategy or ""
         if inst is not None:
-            self.ledger(strategy).on_fill(delivered, inst)
+            # Booked before anything is delivered: a strategy reading its position on the fill
+            # (or on the "filled" update after it) already sees it.
+            self.ledger(strategy).on_fill(booked, inst)
         else:
             self.log.error("fill.unknown_instrument", venue=fill.venue, instrument=fill.instrument)
         self.log.info(
@@ -182,7 +186,7 @@ class OrderFlow:
             strategy=strategy,
             venue=fill.venue,
             instrument=fill.instrument,
-            client_order_id=delivered.client_order_id,
+            client_order_id=booked.client_order_id,
             trade_id=fill.trade_id,
             side=fill.side.value,
             price=str(fill.price),
@@ -190,13 +194,11 @@ class OrderFlow:
             fee=str(fill.fee),
             liquidity=fill.liquidity.value,
         )
-        # The fill first, then the order state it caused: a strategy reading its position on
-        # the "filled" update already has the fill booked.
-        self.deliver(delivered)
-        for u in updates:
-            self._log_update(u)
-            self.deliver(u)
-        return delivered
+        for event in events:
+            if isinstance(event, OrderUpdate):
+                self._log_update(event)
+            self.deliver(event)
+        return booked
 
     def _log_update(self, u: OrderUpdate) -> None:
         self.log.info(

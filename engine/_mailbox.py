@@ -20,11 +20,12 @@ from collections import deque
 from collections.abc import Callable
 
 import attrs
+import structlog
 import trio
 
 from ._events import BookUpdate, Level, MarketEvent, Ticker, Trade
 
-__all__ = ["Mailbox", "MailboxStats", "merge_book_updates"]
+__all__ = ["Mailbox", "MailboxStats", "log_drops", "merge_book_updates"]
 
 
 @attrs.define
@@ -56,6 +57,21 @@ def merge_book_updates(old: BookUpdate, new: BookUpdate) -> BookUpdate:
         bids=_merge_levels(old.bids, new.bids, drop_zero=snapshot),
         asks=_merge_levels(old.asks, new.asks, drop_zero=snapshot),
     )
+
+
+def log_drops(
+    strategy: str, log: structlog.typing.FilteringBoundLogger | None = None
+) -> Callable[[MailboxStats], None]:
+    """An `on_drop` callback that logs dropped trades: at the 1st, 2nd, 4th, 8th... drop, loud at
+    first and quieter as they continue (every drop is counted in the stats either way)."""
+    logger = log or structlog.get_logger("tradingd.mailbox")
+
+    def on_drop(stats: MailboxStats) -> None:
+        n = stats.dropped
+        if n & (n - 1) == 0:
+            logger.warning("mailbox.dropped_trades", strategy=strategy, dropped=n)
+
+    return on_drop
 
 
 class Mailbox:

@@ -59,9 +59,9 @@ def notional_usd(
     """The USD exposure of `size` of `inst`: for inverse contracts the size is already USD; for
     options (and anything quoted in the coin) the underlying's value, size x index; for
     USD-quoted linear instruments size x price. None when a needed price is unknown."""
+    if inst.inverse:  # sized in the quote currency (USD) already: contract_size is its granularity
+        return size if inst.quote.upper() in USD_LIKE else None
     cs = float(inst.contract_size)
-    if inst.inverse:
-        return size * cs if inst.quote.upper() in USD_LIKE else None
     if inst.quote.upper() in USD_LIKE:
         return None if price is None else size * cs * price
     return None if usd_rate_base is None else size * cs * usd_rate_base

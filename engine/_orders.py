@@ -18,7 +18,7 @@ from decimal import Decimal
 import attrs
 
 from ._errors import IllegalTransition, OrderRejected
-from ._events import Fill, OrderState, OrderUpdate, Side
+from ._events import Fill, OrderState, OrderUpdate, PrivateEvent, Side
 
 __all__ = [
     "ClientOrderIds",
@@ -399,17 +399,18 @@ class OrderTracker:
         out.append(order.snapshot(ts_local=now, ts_exchange=update.ts_exchange))
         return out
 
-    def apply_fill(self, fill: Fill) -> tuple[Fill | None, list[OrderUpdate]]:
-        """Fold one execution in. Returns the fill to deliver (None for a duplicate or an order
-        we do not know) and the order updates it causes."""
+    def apply_fill(self, fill: Fill) -> list[PrivateEvent]:
+        """Fold one execution in. Returns the events to deliver, in order: the acceptance the
+        venue implied (when the order was still pending), the fill (named after our order), and
+        the state it caused. Empty for a duplicate or an order we do not know."""
         order = self._locate(fill.venue, fill.order_id, fill.client_order_id)
         if order is None:
-            return None, []
+            return []
         if order.has_fill(fill.trade_id):
             self.stats.duplicate_fills += 1
-            return None, []
+            return []
         now = fill.ts_local
-        out: list[OrderUpdate] = []
+        out: list[PrivateEvent] = []
         if order.state is OrderState.PENDING_NEW:
             order.transition(OrderState.OPEN, now_ns=now)
             out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))
@@ -419,8 +420,9 @@ class OrderTracker:
             self.stats.overfills += 1
         before = (order.state, order.filled_size)
         order.record_fill(fill.trade_id, fill.size, fill.price, now_ns=now)
-        if (order.state, order.filled_size) != before:
-            out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))
         if fill.strategy != order.strategy or fill.client_order_id != order.client_order_id:
             fill = attrs.evolve(fill, strategy=order.strategy, client_order_id=order.client_order_id)
-        return fill, out
+        out.append(fill)
+        if (order.state, order.filled_size) != before:
+            out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))
+        return out

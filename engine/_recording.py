@@ -127,7 +127,8 @@ class RecordingReader:
     def bytes_read(self) -> int:
         return 0 if self._counter is None else self._counter.count
 
-    def _lines(self, stream: IO[bytes]) -> Iterator[bytes]:
+    @staticmethod
+    def _lines(stream: IO[bytes]) -> Iterator[bytes]:
         """Lines without their newline, read in large chunks (splitting in C is much faster
         than iterating a stream line by line)."""
         tail = b""
@@ -151,27 +152,27 @@ class RecordingReader:
         try:
             for line in self._lines(stream):
                 lineno += 1
-                if line[-1:] == b"\r":
-                    line = line[:-1]
-                if not line:
-                    continue
                 # Fast path: `YYYY-MM-DDTHH:MM:SS.fffffffZ ` (what RecordingWriter writes).
-                if line[19:20] == b"." and line[27:29] == b"Z " and line[20:27].isdigit():
+                if line[27:29] == b"Z " and line[19:20] == b".":
                     prefix = line[:19]
-                    if prefix != cache_prefix:
+                    if prefix == cache_prefix:
+                        yield cache_base + int(line[20:27]) * 100, line[29:]
+                        continue
+                    if line[20:27].isdigit():
                         try:
                             cache_base = parse_ts(prefix + b"Z")
                         except ValueError:
                             pass
                         else:
                             cache_prefix = prefix
-                    if prefix == cache_prefix:
-                        self.lines += 1
-                        yield cache_base + int(line[20:27]) * 100, line[29:]
-                        continue
+                            yield cache_base + int(line[20:27]) * 100, line[29:]
+                            continue
+                if line[-1:] == b"\r":
+                    line = line[:-1]
+                if not line:
+                    continue
                 first = line[:1]
                 if first == b"{" or first == b"[":
-                    self.lines += 1
                     yield None, line
                     continue
                 sp = line.find(b" ")
@@ -184,11 +185,11 @@ class RecordingReader:
                         self.bad_lines += 1
                         continue
                     raise DataError(f"{self.path}:{lineno}: not a recording line ({exc})") from None
-                self.lines += 1
                 yield ts, line[sp + 1 :]
         except (OSError, EOFError, zstandard.ZstdError) as exc:
             raise DataError(f"{self.path}: unreadable after line {lineno}: {exc}") from exc
         finally:
+            self.lines = lineno - self.bad_lines
             stream.close()
 
 

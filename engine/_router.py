@@ -21,7 +21,7 @@ import structlog
 import trio
 
 from ._events import DataKind, MarketEvent, PrivateEvent, Status, Subscription
-from ._mailbox import Mailbox, MailboxStats
+from ._mailbox import Mailbox, log_drops
 from ._strategy import Strategy
 
 __all__ = ["MarketRouter", "StrategySlot", "run_strategy"]
@@ -75,14 +75,7 @@ class MarketRouter(Generic[SlotT]):
 
     def new_slot(self, strategy: Strategy) -> StrategySlot:
         """A plain slot with a mailbox of the router's capacity, drops logged."""
-        name = strategy.name
-
-        def on_drop(stats: MailboxStats) -> None:
-            n = stats.dropped
-            if n & (n - 1) == 0:  # 1, 2, 4, 8...: loud at first, then quieter
-                log.warning("mailbox.dropped_trades", strategy=name, dropped=n)
-
-        return StrategySlot(strategy, Mailbox(self.mailbox_capacity, on_drop=on_drop))
+        return StrategySlot(strategy, Mailbox(self.mailbox_capacity, on_drop=log_drops(strategy.name, log)))
 
     def remove(self, name: str) -> SlotT:
         """Unregister a strategy; its subscriptions leave the merged sets."""

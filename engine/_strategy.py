@@ -67,8 +67,9 @@ class StrategyContext(abc.ABC):
     async def cancel_order(self, client_order_id: str) -> OrderUpdate:
         """Cancel one of this strategy's orders and wait for the venue's answer."""
 
-    async def buy(
+    async def order(
         self,
+        side: Side | str,
         venue: str,
         instrument: str,
         size: Decimal | int | str,
@@ -78,38 +79,13 @@ class StrategyContext(abc.ABC):
         post_only: bool = False,
         reduce_only: bool = False,
     ) -> OrderUpdate:
-        """Buy `size` at `price` (a limit order) or at market when `price` is None."""
+        """`place_order` for the common case: a limit order at `price`, or a market order when
+        `price` is None."""
         return await self.place_order(
             OrderRequest(
                 venue=venue,
                 instrument=instrument,
-                side=Side.BUY,
-                size=size,  # the converter takes int/str too
-                price=price,
-                time_in_force=time_in_force,
-                post_only=post_only,
-                reduce_only=reduce_only,
-                type=OrderType.MARKET if price is None else OrderType.LIMIT,
-            )
-        )
-
-    async def sell(
-        self,
-        venue: str,
-        instrument: str,
-        size: Decimal | int | str,
-        price: Decimal | int | str | None = None,
-        *,
-        time_in_force: TimeInForce | str = TimeInForce.GTC,
-        post_only: bool = False,
-        reduce_only: bool = False,
-    ) -> OrderUpdate:
-        """Sell `size` at `price` (a limit order) or at market when `price` is None."""
-        return await self.place_order(
-            OrderRequest(
-                venue=venue,
-                instrument=instrument,
-                side=Side.SELL,
+                side=side,  # the converters take strings and ints too
                 size=size,
                 price=price,
                 time_in_force=time_in_force,
@@ -118,6 +94,28 @@ class StrategyContext(abc.ABC):
                 type=OrderType.MARKET if price is None else OrderType.LIMIT,
             )
         )
+
+    async def buy(
+        self,
+        venue: str,
+        instrument: str,
+        size: Decimal | int | str,
+        price: Decimal | int | str | None = None,
+        **kw: Any,
+    ) -> OrderUpdate:
+        """Buy `size` at `price`, or at market when `price` is None (options as for `order`)."""
+        return await self.order(Side.BUY, venue, instrument, size, price, **kw)
+
+    async def sell(
+        self,
+        venue: str,
+        instrument: str,
+        size: Decimal | int | str,
+        price: Decimal | int | str | None = None,
+        **kw: Any,
+    ) -> OrderUpdate:
+        """Sell `size` at `price`, or at market when `price` is None (options as for `order`)."""
+        return await self.order(Side.SELL, venue, instrument, size, price, **kw)
 
     @abc.abstractmethod
     def open_orders(self, venue: str | None = None, instrument: str | None = None) -> list[OrderUpdate]:

@@ -92,7 +92,10 @@ def make_flow(**limits: object) -> tuple[OrderFlow, list[PrivateEvent]]:
     market.on_ticker(ticker(OPTION.symbol, index=90_000.0, mark=0.05))
     delivered: list[PrivateEvent] = []
     flow = OrderFlow(
-        reg, market, delivered.append, strategy_limits={"s": RiskLimits(Limits(**limits))}  # type: ignore[arg-type]
+        reg,
+        market,
+        delivered.append,
+        strategy_limits={"s": RiskLimits(Limits(**limits))},  # type: ignore[arg-type]
     )
     return flow, delivered
 
@@ -123,7 +126,9 @@ async def test_requests_are_processed_one_at_a_time_in_arrival_order(
     assert all(flow.tracker.get(c).state is OrderState.OPEN for c in expected)  # type: ignore[union-attr]
 
 
-async def test_a_caller_cancelled_before_handing_over_sends_nothing(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_caller_cancelled_before_handing_over_sends_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     flow, _ = make_flow()
     venue = FakeVenue(delay=5.0)
     gw = ExecutionGateway(venue, flow, capacity=1)

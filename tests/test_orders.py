@@ -24,7 +24,9 @@ from tests.helpers import OPTION, PERP, request
 S = OrderState
 
 
-def update(status: OrderState, filled: str = "0", *, cid: str = "s-bt-1", oid: str | None = "V1", ts: int = 2) -> OrderUpdate:
+def update(
+    status: OrderState, filled: str = "0", *, cid: str = "s-bt-1", oid: str | None = "V1", ts: int = 2
+) -> OrderUpdate:
     return OrderUpdate(
         venue="deribit",
         instrument=OPTION.symbol,
@@ -102,9 +104,10 @@ def test_tracker_refuses_a_duplicate_client_order_id() -> None:
 def test_fill_before_ack_still_shows_open_then_filled() -> None:
     t = OrderTracker()
     t.add(request(), now_ns=0)
-    delivered, updates = t.apply_fill(fill("1", "x", cid="s-bt-1"))
-    assert delivered is not None and delivered.strategy == "s"
-    assert [u.status for u in updates] == [S.OPEN, S.FILLED]
+    events = t.apply_fill(fill("1", "x", cid="s-bt-1"))
+    assert [type(e).__name__ for e in events] == ["OrderUpdate", "Fill", "OrderUpdate"]
+    assert [e.status for e in events if isinstance(e, OrderUpdate)] == [S.OPEN, S.FILLED]
+    assert events[1].strategy == "s"
     # The acknowledgement arrives late: stale, nothing delivered, nothing changed.
     assert t.apply_update(update(S.OPEN)) == []
     assert t.get("s-bt-1").state is S.FILLED  # type: ignore[union-attr]
@@ -119,12 +122,12 @@ def test_order_report_ahead_of_its_fills_counts_once() -> None:
     order = t.get("s-bt-1")
     assert order is not None and order.order_id == "V1"
     # The fill, by venue order id only: booked (for positions) without another state change.
-    delivered, updates = t.apply_fill(fill("1", "x", oid="V1"))
-    assert delivered is not None and delivered.client_order_id == "s-bt-1"
-    assert updates == []
+    events = t.apply_fill(fill("1", "x", oid="V1"))
+    assert len(events) == 1
+    assert isinstance(events[0], Fill) and events[0].client_order_id == "s-bt-1"
     assert order.fills_size == Decimal(1) and order.filled_size == Decimal(1)
     # The same fill reported again (notification after the response): dropped.
-    assert t.apply_fill(fill("1", "x", oid="V1")) == (None, [])
+    assert t.apply_fill(fill("1", "x", oid="V1")) == []
     assert t.stats.duplicate_fills == 1
 
 
@@ -132,20 +135,22 @@ def test_partial_then_cancel_then_a_late_fill() -> None:
     t = OrderTracker()
     t.add(request(size="1"), now_ns=0)
     t.apply_update(update(S.OPEN))
-    _, ups = t.apply_fill(fill("0.4", "a"))
-    assert [u.status for u in ups] == [S.PARTIALLY_FILLED]
+    events = t.apply_fill(fill("0.4", "a"))
+    assert [e.status for e in events if isinstance(e, OrderUpdate)] == [S.PARTIALLY_FILLED]
     out = t.apply_update(update(S.CANCELLED, "0.4"))
     assert [u.status for u in out] == [S.CANCELLED]
-    delivered, ups = t.apply_fill(fill("0.1", "b"))  # happened before the cancel, reported after
-    assert delivered is not None  # the position must still see it
-    assert ups[-1].status is S.CANCELLED and ups[-1].filled_size == Decimal("0.5")
+    events = t.apply_fill(fill("0.1", "b"))  # happened before the cancel, reported after
+    assert isinstance(events[0], Fill)  # the position must still see it
+    last = events[-1]
+    assert isinstance(last, OrderUpdate)
+    assert last.status is S.CANCELLED and last.filled_size == Decimal("0.5")
     assert t.stats.late_fills == 1
 
 
 def test_unknown_orders_are_counted_not_raised() -> None:
     t = OrderTracker()
     assert t.apply_update(update(S.OPEN, cid="nobody", oid="V9")) == []
-    assert t.apply_fill(fill("1", "z", oid="V9")) == (None, [])
+    assert t.apply_fill(fill("1", "z", oid="V9")) == []
     assert t.stats.unknown_orders == 2
 
 

@@ -73,7 +73,9 @@ def test_status_and_private_events_find_their_strategies() -> None:
     make(router, "b", Subscription("deribit", "Y", {"book"}))
     make(router, "c", Subscription("derive", "Z"))
     gap = Status(venue="deribit", instrument="Y", ts_exchange=None, ts_local=1, status=StatusKind.BOOK_GAP)
-    down = Status(venue="deribit", instrument="", ts_exchange=None, ts_local=1, status=StatusKind.DISCONNECTED)
+    down = Status(
+        venue="deribit", instrument="", ts_exchange=None, ts_local=1, status=StatusKind.DISCONNECTED
+    )
     mine = OrderUpdate(
         venue="derive", instrument="Z", ts_exchange=None, ts_local=1, strategy="a", status=OrderState.OPEN
     )
@@ -175,9 +177,7 @@ def test_mailbox_keeps_time_order_when_conflating() -> None:
     assert box.stats.conflated == 1 and len(box) == 0
 
 
-levels = st.lists(
-    st.tuples(st.integers(1, 30).map(float), st.sampled_from([0.0, 1.0, 2.5, 7.0])), max_size=8
-)
+levels = st.lists(st.tuples(st.integers(1, 30).map(float), st.sampled_from([0.0, 1.0, 2.5, 7.0])), max_size=8)
 
 
 @given(st.lists(st.tuples(st.booleans(), levels, levels), min_size=1, max_size=6))

@@ -1,0 +1,12 @@
+"""tradingd's configuration: the TOML schema and its loader. Example configs live beside it
+(`config/backtest.toml`, ...)."""
+
+from ._loader import LoadedConfig as LoadedConfig
+from ._loader import load_config as load_config
+from ._schema import BacktestConfig as BacktestConfig
+from ._schema import Config as Config
+from ._schema import DataFileConfig as DataFileConfig
+from ._schema import LimitsConfig as LimitsConfig
+from ._schema import LoggingConfig as LoggingConfig
+from ._schema import StrategyConfig as StrategyConfig
+from ._schema import VenueConfig as VenueConfig

@@ -1,0 +1,313 @@
+"""Loading and validating a config: TOML -> attrs classes, with errors that name the key path.
+
+`load_config(path)` returns a `LoadedConfig` (the structured `Config`, every strategy's built
+`Params`, and paths resolved against the config file's folder) or raises `ConfigError` whose
+message is one line: `config/x.toml: strategies[1].params.lookback_s: expected a number, got 'abc'`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import typing
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import attrs
+import cattrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+from cattrs.gen import make_dict_structure_fn, override
+
+from engine import ConfigError, Strategy, TradingError
+from engine._plugins import available_venues, load_strategy_class, load_venue
+
+from ._schema import Config, StrategyConfig
+
+__all__ = ["LoadedConfig", "load_config", "make_converter", "structure"]
+
+
+def _describe(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _strict_str(v: Any, _: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"expected a string, got {_describe(v)}")
+    return v
+
+
+def _strict_float(v: Any, _: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise TypeError(f"expected a number, got {_describe(v)}")
+    return float(v)
+
+
+def _strict_int(v: Any, _: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"expected an integer, got {_describe(v)}")
+    return v
+
+
+def _strict_bool(v: Any, _: Any) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError(f"expected true or false, got {_describe(v)}")
+    return v
+
+
+def _decimal(v: Any, _: Any) -> Decimal:
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise TypeError(f"expected a decimal number, got {_describe(v)}")
+    try:
+        d = Decimal(str(v))
+    except InvalidOperation:
+        raise ValueError(f"expected a decimal number, got {_describe(v)}") from None
+    if not d.is_finite():
+        raise ValueError(f"expected a finite number, got {_describe(v)}")
+    return d
+
+
+def _is_literal(t: Any) -> bool:
+    return get_origin(t) is Literal
+
+
+def _literal_hook(t: Any) -> Callable[[Any, Any], Any]:
+    allowed = get_args(t)
+
+    def hook(v: Any, _: Any) -> Any:
+        if v not in allowed or type(v) is not type(next((a for a in allowed if a == v), v)):
+            choices = ", ".join(repr(a) for a in allowed)
+            raise ValueError(f"expected one of {choices}, got {_describe(v)}")
+        return v
+
+    return hook
+
+
+def _is_list(t: Any) -> bool:
+    return get_origin(t) is list
+
+
+def _is_dict(t: Any) -> bool:
+    return get_origin(t) is dict
+
+
+def make_converter() -> cattrs.Converter:
+    """A strict converter: no silent coercion (`"5"` is not a number, a string is not a list),
+    unknown keys refused."""
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook(str, _strict_str)
+    conv.register_structure_hook(float, _strict_float)
+    conv.register_structure_hook(int, _strict_int)
+    conv.register_structure_hook(bool, _strict_bool)
+    conv.register_structure_hook(Decimal, _decimal)
+    conv.register_structure_hook_factory(_is_literal, _literal_hook)
+
+    def list_factory(t: Any) -> Callable[[Any, Any], Any]:
+        (item,) = get_args(t) or (Any,)
+
+        def hook(v: Any, _: Any) -> Any:
+            if not isinstance(v, list):
+                raise TypeError(f"expected a list (a TOML array or [[table]]), got {_describe(v)}")
+            errors: list[Exception] = []
+            out = []
+            for i, x in enumerate(v):
+                try:
+                    out.append(conv.structure(x, item))
+                except Exception as exc:
+                    exc.__notes__ = [
+                        *getattr(exc, "__notes__", []),
+                        IterableValidationNote(f"Structuring {t} @ index {i}", i, item),
+                    ]
+                    errors.append(exc)
+            if errors:
+                raise IterableValidationError(f"While structuring {t!r}", errors, t)
+            return out
+
+        return hook
+
+    def dict_factory(t: Any) -> Callable[[Any, Any], Any]:
+        args = get_args(t)
+        value_type = args[1] if len(args) == 2 else Any
+
+        def hook(v: Any, _: Any) -> Any:
+            if not isinstance(v, dict):
+                raise TypeError(f"expected a table, got {_describe(v)}")
+            if value_type is Any:
+                return dict(v)
+            errors: list[Exception] = []
+            out = {}
+            for k, x in v.items():
+                try:
+                    out[k] = conv.structure(x, value_type)
+                except Exception as exc:
+                    exc.__notes__ = [
+                        *getattr(exc, "__notes__", []),
+                        AttributeValidationNote(f"Structuring value @ key {k!r}", k, value_type),
+                    ]
+                    errors.append(exc)
+            if errors:
+                raise ClassValidationError(f"While structuring {t!r}", errors, dict)
+            return out
+
+        return hook
+
+    conv.register_structure_hook_factory(_is_list, list_factory)
+    conv.register_structure_hook_factory(_is_dict, dict_factory)
+    conv.register_structure_hook(
+        StrategyConfig,
+        make_dict_structure_fn(
+            StrategyConfig, conv, class_=override(rename="class"), _cattrs_forbid_extra_keys=True
+        ),
+    )
+    return conv
+
+
+def _format_exception(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, KeyError):
+        return "required key missing"
+    if isinstance(exc, ForbiddenExtraKeysError):
+        known = sorted(f.name for f in attrs.fields(exc.cl)) if attrs.has(exc.cl) else []
+        known = ["class" if k == "class_" else k for k in known]
+        extra = ", ".join(sorted(exc.extra_fields))
+        return f"unknown key(s) {extra}" + (f" (known: {', '.join(known)})" if known else "")
+    if isinstance(exc, TypeError | ValueError) and str(exc).startswith("expected"):
+        return str(exc)
+    if isinstance(exc, AttributeError | TypeError) and type_ is not None and attrs.has(type_):
+        return "expected a table"
+    return f"invalid value ({exc})"
+
+
+def _path(p: str) -> str:
+    p = p.removeprefix("$").removeprefix(".")
+    return p.replace(".class_", ".class")
+
+
+def structure(conv: cattrs.Converter, data: Any, cls: type[Any], *, file: str | None, path: str = "") -> Any:
+    """Structure `data` into `cls`, raising `ConfigError` for the first problem (by path)."""
+    try:
+        return conv.structure(data, cls)
+    except (ClassValidationError, IterableValidationError) as exc:
+        messages = cattrs.transform_error(
+            exc, path="$" + (("." + path) if path else ""), format_exception=_format_exception
+        )
+        first = messages[0]
+        msg, _, where = first.rpartition(" @ ")
+        more = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
+        raise ConfigError(msg + more, file=file, path=_path(where) or None) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(_format_exception(exc, cls), file=file, path=path or None) from None
+
+
+@attrs.frozen
+class LoadedConfig:
+    """A validated config: the structure, every enabled strategy's class and built `Params`, and
+    its data paths resolved against the config file's folder."""
+
+    path: Path
+    config: Config
+    strategy_classes: dict[str, type[Strategy]]
+    strategy_params: dict[str, Any]
+    data_paths: list[Path]
+
+    def build_strategies(self) -> list[Strategy]:
+        return [cls(name, self.strategy_params[name]) for name, cls in self.strategy_classes.items()]
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read, structure and cross-check a config file (see module docstring)."""
+    p = Path(path)
+    file = str(p)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("no such file", file=file) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=file) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", file=file) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", file=file) from None
+    conv = make_converter()
+    config: Config = structure(conv, raw, Config, file=file)
+
+    known_venues = set(available_venues())
+    for name in config.venues:
+        if name not in known_venues:
+            raise ConfigError(
+                f"unknown venue (known: {', '.join(sorted(known_venues))})", file=file, path=f"venues.{name}"
+            )
+    for name, venue in config.venues.items():
+        if venue.fees:
+            try:
+                load_venue(name).fee_model(venue.fees)
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                raise ConfigError(str(exc), file=file, path=f"venues.{name}.fees") from None
+
+    classes: dict[str, type[Strategy]] = {}
+    params: dict[str, Any] = {}
+    seen: set[str] = set()
+    for i, sc in enumerate(config.strategies):
+        where = f"strategies[{i}]"
+        if not sc.name or not sc.name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(
+                "a strategy name is letters, digits, '_' and '-'", file=file, path=f"{where}.name"
+            )
+        if sc.name in seen:
+            raise ConfigError(f"duplicate strategy name {sc.name!r}", file=file, path=f"{where}.name")
+        seen.add(sc.name)
+        if not sc.enabled:
+            continue
+        try:
+            cls = load_strategy_class(sc.class_)
+        except TradingError as exc:
+            raise ConfigError(str(exc), file=file, path=f"{where}.class") from None
+        params_cls = cls.Params
+        if params_cls is None:
+            if sc.params:
+                raise ConfigError(f"{sc.class_} takes no params", file=file, path=f"{where}.params")
+            built = None
+        else:
+            built = structure(conv, sc.params, params_cls, file=file, path=f"{where}.params")
+        classes[sc.name] = cls
+        params[sc.name] = built
+
+    data_paths: list[Path] = []
+    if config.mode == "backtest" and config.backtest is None:
+        raise ConfigError("mode is 'backtest' but there is no [backtest] table", file=file, path="backtest")
+    if config.backtest is not None:
+        if not config.backtest.data:
+            raise ConfigError("list at least one [[backtest.data]] file", file=file, path="backtest.data")
+        for i, d in enumerate(config.backtest.data):
+            if d.venue not in known_venues:
+                raise ConfigError(
+                    f"unknown venue {d.venue!r} (known: {', '.join(sorted(known_venues))})",
+                    file=file,
+                    path=f"backtest.data[{i}].venue",
+                )
+            data_paths.append((p.parent / d.path).resolve())
+        for field, value in (
+            ("latency_ms", config.backtest.latency_ms),
+            ("equity_interval_s", config.backtest.equity_interval_s),
+        ):
+            if value < 0 or (field == "equity_interval_s" and value == 0):
+                raise ConfigError(f"must be positive, got {value}", file=file, path=f"backtest.{field}")
+    if not classes:
+        raise ConfigError("no enabled strategy", file=file, path="strategies")
+    return LoadedConfig(
+        path=p,
+        config=config,
+        strategy_classes=classes,
+        strategy_params=params,
+        data_paths=data_paths,
+    )
+
+
+# Keep typing's forward references resolvable for cattrs on Python 3.11.
+typing.get_type_hints(Config)

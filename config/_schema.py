@@ -1,0 +1,103 @@
+"""The TOML schema: attrs classes, structured with cattrs (see `config._loader`).
+
+A config names the mode, the venues, the strategies with their parameters, risk limits and, for
+backtests, the data. Secrets never live here: venue credentials come from the environment or from
+credential files (see each venue's section of the README).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+import attrs
+
+__all__ = [
+    "BacktestConfig",
+    "Config",
+    "DataFileConfig",
+    "LimitsConfig",
+    "LoggingConfig",
+    "StrategyConfig",
+    "VenueConfig",
+]
+
+Mode = Literal["backtest", "live", "paper"]
+
+
+@attrs.frozen
+class LoggingConfig:
+    """`[logging]`: JSON lines by default; `pretty` for people; `auto` = pretty on a terminal."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "pretty"] = "auto"
+
+
+@attrs.frozen
+class InstrumentLimitsConfig:
+    max_order_size: Decimal | None = None
+    max_order_notional_usd: float | None = None
+    max_position: Decimal | None = None
+
+
+@attrs.frozen
+class LimitsConfig:
+    """`[risk]` (every strategy) or `[strategies.risk]` (one strategy); `instruments` overrides
+    per instrument name. Sizes are in the instrument's own unit (USD for inverse perpetuals,
+    coins for options); omitted limits do not apply."""
+
+    max_order_size: Decimal | None = None
+    max_order_notional_usd: float | None = None
+    max_position: Decimal | None = None
+    instruments: dict[str, InstrumentLimitsConfig] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class VenueConfig:
+    """`[venues.<name>]`: `fees` overrides the venue's default fee schedule."""
+
+    fees: dict[str, Any] = attrs.field(factory=dict)  # checked by the venue's fee model
+
+
+@attrs.frozen
+class DataFileConfig:
+    """`[[backtest.data]]`: one recording of one venue connection. With `generate`, a missing
+    file is synthesized (offline, deterministically) with those options on first use."""
+
+    venue: str
+    path: str
+    generate: dict[str, Any] | None = None
+
+
+@attrs.frozen
+class BacktestConfig:
+    """`[backtest]`: the recordings to replay and how the simulated venues behave."""
+
+    data: list[DataFileConfig]
+    latency_ms: float = 20.0
+    response_latency_ms: float | None = None
+    equity_interval_s: float = 60.0
+    queue_ahead: bool = False
+    mailbox_capacity: int = 1024
+
+
+@attrs.frozen
+class StrategyConfig:
+    """`[[strategies]]`: `class` is an entry-point name (`gamma_scalp`) or `module:Class`;
+    `params` is structured into the strategy's own `Params` class."""
+
+    name: str
+    class_: str
+    params: dict[str, Any] = attrs.field(factory=dict)
+    risk: LimitsConfig = LimitsConfig()
+    enabled: bool = True
+
+
+@attrs.frozen
+class Config:
+    mode: Mode
+    strategies: list[StrategyConfig]
+    venues: dict[str, VenueConfig] = attrs.field(factory=dict)
+    risk: LimitsConfig = LimitsConfig()
+    backtest: BacktestConfig | None = None
+    logging: LoggingConfig = LoggingConfig()

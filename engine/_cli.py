@@ -1,0 +1,309 @@
+"""The `tradingd` command line (DESIGN.md, "command line").
+
+Every command turns bad input into one line on stderr and a non-zero exit: 2 for a usage or
+config error, 1 for a failure while running (a data file, a venue). `--traceback` shows the
+Python traceback as well, for bug reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._errors import ConfigError, DataError, MalformedFrame, StrategyError, TradingError
+from ._events import event_to_dict
+
+__all__ = ["main"]
+
+_EXIT_USAGE = 2
+_EXIT_FAILURE = 1
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _limits(cfg: Any) -> Any:
+    from ._risk import Limits, RiskLimits
+
+    def one(c: Any) -> Limits:
+        return Limits(
+            max_order_size=c.max_order_size,
+            max_order_notional_usd=c.max_order_notional_usd,
+            max_position=c.max_position,
+        )
+
+    return RiskLimits(default=one(cfg), instruments={k: one(v) for k, v in cfg.instruments.items()})
+
+
+def _ensure_data(loaded: Any, err: Callable[[str], None]) -> None:
+    """Synthesize missing data files that have a `generate` table (the bundled sample)."""
+    from ._plugins import load_venue
+
+    bt = loaded.config.backtest
+    for spec, path in zip(bt.data, loaded.data_paths, strict=True):
+        if path.exists():
+            continue
+        if spec.generate is None:
+            raise DataError(f"data file {path} does not exist (add a `generate` table to synthesize it)")
+        err(f"generating the sample recording {path} (first run only; deterministic, offline)...")
+        t0 = time.perf_counter()
+        try:
+            frames = load_venue(spec.venue).generate_sample(path, spec.generate)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(str(exc), file=str(loaded.path), path="backtest.data.generate") from None
+        err(f"  {frames:,} frames in {time.perf_counter() - t0:.1f} s")
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    import trio
+
+    from config import load_config
+
+    from ._backtest import BacktestKernel, BacktestSettings, DataSource
+    from ._logging import configure_logging
+    from ._plugins import load_venue
+    from ._report import print_summary, write_report
+
+    loaded = load_config(args.config)
+    cfg = loaded.config
+    configure_logging(args.log_level or cfg.logging.level, args.log_format or cfg.logging.format, sys.stderr)
+    if cfg.backtest is None:
+        raise ConfigError("no [backtest] table", file=str(loaded.path), path="backtest")
+
+    def err(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    _ensure_data(loaded, err)
+    bt = cfg.backtest
+    sources = [DataSource(d.venue, p) for d, p in zip(bt.data, loaded.data_paths, strict=True)]
+    plugins = {s.venue: load_venue(s.venue) for s in sources}
+    settings = BacktestSettings(
+        latency_ms=bt.latency_ms,
+        response_latency_ms=bt.response_latency_ms,
+        equity_interval_s=bt.equity_interval_s,
+        queue_ahead=bt.queue_ahead,
+        mailbox_capacity=bt.mailbox_capacity,
+    )
+    progress_cm: Any = None
+    progress_cb = None
+    if sys.stderr.isatty() and not args.no_progress:
+        from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+        progress_cm = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            "[progress.percentage]{task.percentage:>3.0f}%",
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        task = progress_cm.add_task("backtest", total=1)
+
+        def progress_cb(done: int, total: int) -> None:
+            progress_cm.update(task, completed=done, total=max(total, 1))
+
+    kernel = BacktestKernel(
+        plugins,
+        sources,
+        loaded.build_strategies(),
+        settings,
+        fee_overrides={name: v.fees for name, v in cfg.venues.items()},
+        engine_limits=_limits(cfg.risk),
+        strategy_limits={s.name: _limits(s.risk) for s in cfg.strategies if s.enabled},
+        progress=progress_cb,
+    )
+    if progress_cm is not None:
+        with progress_cm:
+            result = trio.run(kernel.run)
+    else:
+        result = trio.run(kernel.run)
+    print_summary(result, sys.stdout)
+    if args.report:
+        write_report(args.report, result)
+        print(f"report written to {args.report}", file=sys.stderr)
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from config import load_config
+
+    loaded = load_config(args.path)
+    cfg = loaded.config
+    data = ""
+    if cfg.backtest is not None:
+        missing = [
+            str(p)
+            for d, p in zip(cfg.backtest.data, loaded.data_paths, strict=True)
+            if not p.exists() and d.generate is None
+        ]
+        if missing:
+            raise DataError(f"{args.path}: data file(s) missing: {', '.join(missing)}")
+        data = f", {len(loaded.data_paths)} data file(s)"
+    strategies = ", ".join(f"{n} ({c.__name__})" for n, c in loaded.strategy_classes.items())
+    print(f"{args.path}: OK: mode {cfg.mode}, strategies: {strategies}{data}")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from ._instruments import InstrumentRegistry
+    from ._plugins import load_venue
+    from ._recording import open_binary, parse_ts
+
+    plugin = load_venue(args.venue)
+    decoder = plugin.decoder(InstrumentRegistry())
+    out = sys.stdout.buffer
+    if args.path in (None, "-"):
+        lines: Any = sys.stdin.buffer
+        close: Callable[[], None] = lambda: None  # noqa: E731
+    else:
+        stream, _ = open_binary(args.path)
+        lines, close = stream, stream.close
+    bad = 0
+    dumps = orjson.dumps
+
+    def default(o: Any) -> Any:
+        if isinstance(o, Decimal):
+            return float(o)
+        raise TypeError
+
+    try:
+        for lineno, raw in enumerate(lines, 1):
+            line = raw.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            if line[:1] in (b"{", b"["):
+                ts, frame = time.time_ns(), line
+            else:
+                sp = line.find(b" ")
+                try:
+                    if sp < 0:
+                        raise ValueError("expected a frame or '<timestamp> <frame>'")
+                    ts, frame = parse_ts(line[:sp]), line[sp + 1 :]
+                except ValueError as exc:
+                    bad += 1
+                    print(f"line {lineno}: not a frame or recording line: {exc}", file=sys.stderr)
+                    continue
+            unknown_before = getattr(decoder.stats, "unknown_channel", 0)
+            try:
+                events = decoder.decode(frame, ts)
+            except MalformedFrame as exc:
+                bad += 1
+                print(f"line {lineno}: malformed frame: {exc}", file=sys.stderr)
+                continue
+            if decoder.stats.unknown_channel != unknown_before:
+                channel = getattr(decoder, "last_unknown_channel", None)
+                print(f"line {lineno}: unknown channel {channel!r} (not decoded)", file=sys.stderr)
+            for ev in events:
+                out.write(dumps(event_to_dict(ev), default=default) + b"\n")
+        out.flush()
+    except BrokenPipeError:
+        return 0
+    finally:
+        close()
+    if bad:
+        print(f"{bad} line(s) could not be decoded", file=sys.stderr)
+        return _EXIT_FAILURE
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from ._plugins import load_venue
+
+    plugin = load_venue(args.venue)
+    options: dict[str, Any] = {}
+    if args.hours is not None:
+        options["hours"] = args.hours
+    if args.seed is not None:
+        options["seed"] = args.seed
+    if args.start is not None:
+        options["start"] = args.start
+    t0 = time.perf_counter()
+    try:
+        frames = plugin.generate_sample(Path(args.out), options)
+    except (ValueError, TypeError) as exc:
+        raise _UsageError(str(exc)) from None
+    print(f"wrote {frames:,} frames to {args.out} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tradingd",
+        description="A trio trading daemon: many strategies, one WebSocket per venue, "
+        "the same strategy code live and in backtests.",
+    )
+    p.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="override the config's level"
+    )
+    p.add_argument(
+        "--log-format", choices=["auto", "json", "pretty"], help="override the config's log format"
+    )
+    p.add_argument(
+        "--traceback", action="store_true", help="show Python tracebacks on errors (for bug reports)"
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    b = sub.add_parser("backtest", help="replay the configured recordings through the strategies")
+    b.add_argument("--config", required=True, help="the TOML config (mode and [backtest] data)")
+    b.add_argument("--report", help="write the JSON report here")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    b.set_defaults(func=cmd_backtest)
+
+    d = sub.add_parser("decode", help="decode raw frames (or recording lines) into normalized JSON events")
+    d.add_argument("--venue", required=True, help="the venue whose frames these are (e.g. deribit)")
+    d.add_argument("path", nargs="?", help="a file (.zst/.gz recognised) or - for stdin (the default)")
+    d.set_defaults(func=cmd_decode)
+
+    c = sub.add_parser("check-config", help="validate a config file; exit 0 or name the bad key")
+    c.add_argument("path")
+    c.set_defaults(func=cmd_check_config)
+
+    g = sub.add_parser("generate", help="write a synthetic recording (deterministic, offline)")
+    g.add_argument("--venue", required=True)
+    g.add_argument("--out", required=True, help="output file (.zst or .gz compresses)")
+    g.add_argument("--hours", type=float)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--start", help="ISO-8601 UTC start time, e.g. 2026-11-24T00:00:00Z")
+    g.set_defaults(func=cmd_generate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return _EXIT_USAGE
+    try:
+        code: int = args.func(args)
+        return code
+    except KeyboardInterrupt:
+        print("tradingd: interrupted", file=sys.stderr)
+        return 130
+    except (ConfigError, _UsageError, StrategyError) as exc:
+        if args.traceback:
+            raise
+        print(f"tradingd: error: {exc}", file=sys.stderr)
+        return _EXIT_USAGE
+    except TradingError as exc:
+        if args.traceback:
+            raise
+        print(f"tradingd: error: {exc}", file=sys.stderr)
+        return _EXIT_FAILURE
+    except Exception as exc:  # never a raw traceback for the user; --traceback for the detail
+        if args.traceback:
+            raise
+        print(f"tradingd: internal error: {exc!r} (run with --traceback for details)", file=sys.stderr)
+        return _EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

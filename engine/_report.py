@@ -1,0 +1,124 @@
+"""The backtest report (DESIGN.md, "backtest report") and the summary printed after a run.
+
+The JSON has `events`, `duration_s`, and per strategy `orders`, `fills`, `fees`, `realized_pnl`,
+`unrealized_pnl`, `max_drawdown`, `sharpe`, plus what a reader needs to trust them (frames,
+malformed frames, rejections, strategy errors, conflation counts, turnover, open positions, the
+equity curve). Money is USD. Apart from `duration_s`, the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from ._backtest import BacktestResult
+from ._recording import format_ts
+
+__all__ = ["print_summary", "report_dict", "write_report"]
+
+
+def _r(x: float) -> float:
+    return round(x, 6)
+
+
+def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[str, Any]:
+    strategies: dict[str, Any] = {}
+    for name, s in result.strategies.items():
+        entry: dict[str, Any] = {
+            "orders": s.orders,
+            "fills": s.fills,
+            "rejected": s.rejected,
+            "errors": s.errors,
+            "fees": _r(s.fees),
+            "realized_pnl": _r(s.realized_pnl),
+            "unrealized_pnl": _r(s.unrealized_pnl),
+            "net_pnl": _r(s.net_pnl),
+            "max_drawdown": _r(s.max_drawdown),
+            "sharpe": None if s.sharpe is None else round(s.sharpe, 6),
+            "turnover": _r(s.turnover),
+            "positions": s.positions,
+            "conflated": s.conflated,
+            "merged": s.merged,
+            "dropped": s.dropped,
+        }
+        if include_curves:
+            entry["equity_curve"] = [[ts, _r(eq)] for ts, eq in s.equity_curve]
+        strategies[name] = entry
+    return {
+        "events": result.events,
+        "frames": result.frames,
+        "malformed_frames": result.malformed_frames,
+        "bad_lines": result.bad_lines,
+        "duration_s": round(result.duration_s, 3),
+        "start": None if result.start_ns is None else format_ts(result.start_ns),
+        "end": None if result.end_ns is None else format_ts(result.end_ns),
+        "currency": "USD",
+        "decoders": result.decoder_stats,
+        "strategies": strategies,
+    }
+
+
+def write_report(path: str | Path, result: BacktestResult) -> None:
+    data = orjson.dumps(report_dict(result), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(data + b"\n")
+
+
+def print_summary(result: BacktestResult, stream: IO[str]) -> None:
+    """A table of the run for people (rich; plain text when not a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    # On a terminal use its width; in a pipe or a log, do not wrap the table.
+    console = Console(file=stream, highlight=False, width=None if stream.isatty() else 160)
+    span = ""
+    if result.start_ns is not None and result.end_ns is not None:
+        span = f"{format_ts(result.start_ns)[:19]} -> {format_ts(result.end_ns)[:19]}"
+    rate = result.events / result.duration_s if result.duration_s > 0 else 0.0
+    console.print(
+        f"backtest: {result.events:,} events from {result.frames:,} frames ({span}) "
+        f"in {result.duration_s:.2f} s = {rate:,.0f} events/s"
+    )
+    if result.malformed_frames or result.bad_lines:
+        console.print(f"  malformed frames: {result.malformed_frames:,}, bad lines: {result.bad_lines:,}")
+    table = Table(title=None, show_lines=False)
+    for col in (
+        "strategy",
+        "orders",
+        "fills",
+        "rejected",
+        "fees $",
+        "realized $",
+        "unrealized $",
+        "net $",
+        "max DD $",
+        "sharpe",
+        "errors",
+    ):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for name, s in result.strategies.items():
+        table.add_row(
+            name,
+            f"{s.orders:,}",
+            f"{s.fills:,}",
+            f"{s.rejected:,}",
+            f"{s.fees:,.2f}",
+            f"{s.realized_pnl:,.2f}",
+            f"{s.unrealized_pnl:,.2f}",
+            f"{s.net_pnl:,.2f}",
+            f"{s.max_drawdown:,.2f}",
+            "n/a" if s.sharpe is None else f"{s.sharpe:.2f}",
+            f"{s.errors:,}",
+        )
+    console.print(table)
+    for name, s in result.strategies.items():
+        if s.positions:
+            held = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in sorted(s.positions.items()))
+            console.print(f"  {name} holds: {held}")
+        if s.conflated or s.merged or s.dropped:
+            console.print(
+                f"  {name} mailbox: {s.conflated:,} tickers conflated, {s.merged:,} book updates merged, "
+                f"{s.dropped:,} trades dropped"
+            )

@@ -1,0 +1,206 @@
+"""GammaScalp: hold a BTC option and delta-hedge it with the perpetual.
+
+Long an option is long gamma: when the underlying moves, the option's delta moves with it, and
+re-hedging back to flat sells high and buys low. The strategy buys `option_size` contracts of one
+option (named in the config, or the call/put nearest the money whose expiry is nearest
+`target_days`), then whenever the net delta (option delta x contracts + the perpetual's delta)
+leaves +/- `delta_band` BTC, trades the perpetual back to delta-neutral. It uses the venue's
+Greeks when the ticker carries them and Black-Scholes from the mark IV otherwise.
+
+Deribit's BTC-PERPETUAL is an inverse contract sized in USD: a position of A USD has a delta of
+about A / price BTC, and orders must be multiples of its 10 USD contract.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Literal
+
+import attrs
+
+from engine import (
+    DataKind,
+    Fill,
+    Instrument,
+    InstrumentKind,
+    MarketEvent,
+    OptionRight,
+    OrderRejected,
+    Strategy,
+    Subscription,
+    Ticker,
+    TimeInForce,
+    bs_greeks,
+)
+from engine._pricing import YEAR_SECONDS
+
+__all__ = ["GammaScalp"]
+
+
+@attrs.frozen
+class GammaScalpParams:
+    venue: str = "deribit"
+    underlying: str = "BTC"
+    hedge: str = "BTC-PERPETUAL"
+    option: str | None = None  # an instrument name; None: choose at run time
+    right: Literal["call", "put"] = "call"
+    target_days: float = 30.0
+    option_size: Decimal = Decimal("5")
+    delta_band: float = 0.1  # BTC
+    min_hedge_interval_s: float = 5.0
+    close_on_stop: bool = False
+
+
+class GammaScalp(Strategy):
+    Params = GammaScalpParams
+
+    def __init__(self, name: str, params: GammaScalpParams | None = None) -> None:
+        super().__init__(name, params or GammaScalpParams())
+        self.p: GammaScalpParams = self.params
+        self.option: Instrument | None = None
+        self.option_delta: float | None = None
+        self.hedge_price: float | None = None
+        self.entering = False
+        self.last_hedge_ns = -(10**18)
+        self.hedges = 0
+
+    def required_subscriptions(self) -> list[Subscription]:
+        subs = [Subscription(self.p.venue, self.p.hedge, {DataKind.TICKER})]
+        if self.p.option:
+            subs.append(Subscription(self.p.venue, self.p.option, {DataKind.TICKER}))
+        return subs
+
+    # -- choosing the option ----------------------------------------------------------------
+    def _choose_option(self, spot: float) -> Instrument | None:
+        now = self.ctx.now_ns()
+        right = OptionRight(self.p.right)
+        candidates = [
+            i
+            for i in self.ctx.instruments(self.p.venue)
+            if i.kind is InstrumentKind.OPTION
+            and i.base == self.p.underlying
+            and i.right is right
+            and i.expiry_ns is not None
+            and i.expiry_ns > now + 86_400 * 10**9
+            and i.strike is not None
+            and i.active
+        ]
+        if not candidates:
+            return None
+        target = now + self.p.target_days * 86_400e9
+        expiries = sorted({i.expiry_ns for i in candidates if i.expiry_ns is not None})
+        expiry = min(expiries, key=lambda e: abs(e - target))
+        same = [i for i in candidates if i.expiry_ns == expiry]
+        return min(same, key=lambda i: (abs(float(i.strike or 0) - spot), i.symbol))
+
+    def _delta(self, t: Ticker) -> float | None:
+        if t.greeks is not None:
+            return t.greeks.delta
+        inst = self.option
+        spot = t.underlying or t.index
+        if inst is None or t.mark_iv is None or spot is None or inst.expiry_ns is None or inst.strike is None:
+            return None
+        years = (inst.expiry_ns - t.ts_local) / 1e9 / YEAR_SECONDS
+        return bs_greeks(
+            spot, float(inst.strike), years, t.mark_iv, call=inst.right is OptionRight.CALL
+        ).delta
+
+    # -- events -----------------------------------------------------------------------------
+    async def on_event(self, event: MarketEvent) -> None:
+        if isinstance(event, Ticker):
+            if event.instrument == self.p.hedge:
+                await self._on_hedge_ticker(event)
+            elif self.option is not None and event.instrument == self.option.symbol:
+                await self._on_option_ticker(event)
+        elif isinstance(event, Fill):
+            self.ctx.log.debug(
+                "fill", instrument=event.instrument, side=event.side.value, size=str(event.size)
+            )
+
+    async def _on_hedge_ticker(self, t: Ticker) -> None:
+        price = t.mark or t.mid
+        if price is None:
+            return
+        self.hedge_price = price
+        if self.option is None:
+            if self.p.option:
+                self.option = self.ctx.instrument(self.p.venue, self.p.option)
+            elif t.index is not None:
+                self.option = self._choose_option(t.index)
+                if self.option is not None:
+                    self.ctx.subscribe([Subscription(self.p.venue, self.option.symbol, {DataKind.TICKER})])
+                    self.ctx.log.info("gamma.option_chosen", option=self.option.symbol, spot=t.index)
+            return
+        await self._rehedge(t.ts_local)
+
+    async def _on_option_ticker(self, t: Ticker) -> None:
+        delta = self._delta(t)
+        if delta is not None:
+            self.option_delta = delta
+        assert self.option is not None
+        held = self.ctx.position(self.p.venue, self.option.symbol)
+        if (
+            held < self.p.option_size
+            and not self.entering
+            and t.ask is not None
+            and not self.ctx.open_orders(self.p.venue, self.option.symbol)
+        ):
+            size = self.option.round_size(self.p.option_size - held)
+            if size > 0:
+                self.entering = True
+                try:
+                    await self.ctx.buy(
+                        self.p.venue,
+                        self.option.symbol,
+                        size,
+                        price=self.option.round_price(t.ask, up=True),
+                        time_in_force=TimeInForce.IOC,
+                    )
+                except OrderRejected as exc:
+                    self.ctx.log.warning("gamma.entry_rejected", reason=exc.reason)
+                finally:
+                    self.entering = False
+        await self._rehedge(t.ts_local)
+
+    def net_delta(self) -> float | None:
+        """Net delta in BTC: option contracts x delta + perpetual USD / price."""
+        if self.option is None or self.option_delta is None or not self.hedge_price:
+            return None
+        opt = float(self.ctx.position(self.p.venue, self.option.symbol))
+        perp = float(self.ctx.position(self.p.venue, self.p.hedge))
+        return opt * self.option_delta + perp / self.hedge_price
+
+    async def _rehedge(self, now: int) -> None:
+        delta = self.net_delta()
+        if delta is None or abs(delta) <= self.p.delta_band:
+            return
+        if now - self.last_hedge_ns < self.p.min_hedge_interval_s * 1e9:
+            return
+        hedge = self.ctx.instrument(self.p.venue, self.p.hedge)
+        if hedge is None or self.hedge_price is None:
+            return
+        if self.ctx.open_orders(self.p.venue, self.p.hedge):
+            return
+        usd = -delta * self.hedge_price  # the perpetual amount that brings delta to zero
+        step = float(hedge.min_size)
+        size = Decimal(math.floor(abs(usd) / step)) * hedge.min_size
+        if size <= 0:
+            return
+        self.last_hedge_ns = now
+        self.hedges += 1
+        side = self.ctx.buy if usd > 0 else self.ctx.sell
+        try:
+            await side(self.p.venue, self.p.hedge, size)
+        except OrderRejected as exc:
+            self.ctx.log.warning("gamma.hedge_rejected", reason=exc.reason, size=str(size))
+
+    async def on_stop(self) -> None:
+        if not self.p.close_on_stop or self.option is None:
+            return
+        for symbol in (self.option.symbol, self.p.hedge):
+            pos = self.ctx.position(self.p.venue, symbol)
+            if pos > 0:
+                await self.ctx.sell(self.p.venue, symbol, pos)
+            elif pos < 0:
+                await self.ctx.buy(self.p.venue, symbol, -pos)

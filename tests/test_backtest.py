@@ -1,0 +1,290 @@
+"""The backtest kernel: latency, parked strategies, the fill model through the whole path,
+expiry, strategy faults, and determinism on the generated sample."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from config import load_config
+from connectors.deribit import PLUGIN
+from engine import (
+    Fill,
+    MarketEvent,
+    OrderRejected,
+    OrderState,
+    OrderUpdate,
+    Status,
+    StatusKind,
+    Strategy,
+    StrategyContext,
+    Subscription,
+    Ticker,
+    TimeInForce,
+)
+from engine._backtest import BacktestKernel, BacktestResult, BacktestSettings, DataSource
+from engine._report import report_dict
+from tests import deribit_frames as F
+
+MS = 1_000_000
+T0 = (F.T0_MS + 1) * MS  # the first line's receive time
+
+
+class Scripted(Strategy):
+    """Runs `script(ctx, event)` on each event; records what it saw and when."""
+
+    def __init__(
+        self,
+        name: str,
+        script: Callable[[StrategyContext, MarketEvent], Coroutine[Any, Any, None]],
+        subs: list[Subscription],
+    ) -> None:
+        super().__init__(name)
+        self.script = script
+        self.subs = subs
+        self.seen: list[MarketEvent] = []
+        self.log: list[tuple[str, int, Any]] = []
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return self.subs
+
+    async def on_event(self, event: MarketEvent) -> None:
+        self.seen.append(event)
+        await self.script(self.ctx, event)
+
+
+def run(path: Path, *strategies: Strategy, **settings: Any) -> BacktestResult:
+    kernel = BacktestKernel(
+        {"deribit": PLUGIN}, [DataSource("deribit", path)], list(strategies), BacktestSettings(**settings)
+    )
+    return trio.run(kernel.run)
+
+
+def book_frames() -> list[tuple[int, bytes]]:
+    return [
+        (0, F.instruments()),
+        (1, F.ticker(F.PERP, 1, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+        (2, F.snapshot(F.OPTION, 2, 10, [(0.049, 3.0), (0.048, 5.0)], [(0.05, 2.0), (0.051, 4.0)])),
+    ]
+
+
+def once(action: Callable[[StrategyContext], Coroutine[Any, Any, Any]], store: list[Any]) -> Any:
+    """A script that runs `action` on the first option ticker and stores its answer (or error)."""
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if isinstance(ev, Ticker) and ev.instrument == F.OPTION and not store:
+            sent = ctx.now_ns()
+            try:
+                answer = await action(ctx)
+            except OrderRejected as exc:
+                store.append(("rejected", ctx.now_ns() - sent, exc))
+            else:
+                store.append(("answer", ctx.now_ns() - sent, answer))
+
+    return script
+
+
+def test_latency_decides_what_the_order_meets(tmp_path: Path) -> None:
+    frames = [
+        *book_frames(),
+        (1000, F.ticker(F.OPTION, 1000, bid=0.049, ask=0.05, mark=0.0495, index=90000.0)),
+        # 10 ms later the 0.05 offer is gone.
+        (1010, F.change(F.OPTION, 1010, 11, [], [["delete", 0.05, 0.0]])),
+        (5000, F.ticker(F.PERP, 5000, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+    ]
+    path = F.write(tmp_path / "lat.rec", frames)
+    results = {}
+    for latency in (5, 20):
+        store: list[Any] = []
+        s = Scripted(
+            "s",
+            once(
+                lambda ctx: ctx.buy("deribit", F.OPTION, "1", price="0.05", time_in_force=TimeInForce.IOC),
+                store,
+            ),
+            [Subscription("deribit", F.OPTION, {"ticker"})],
+        )
+        run(path, s, latency_ms=latency)
+        results[latency] = store[0]
+    kind, waited, answer = results[5]
+    assert kind == "answer" and answer.status is OrderState.FILLED  # arrived before the offer left
+    assert waited == 10 * MS  # 5 ms there, 5 ms back
+    kind, waited, answer = results[20]
+    assert answer.status is OrderState.CANCELLED and answer.filled_size == 0  # arrived after: nothing at 0.05
+    assert waited == 40 * MS
+
+
+def test_a_parked_strategy_gets_the_events_afterwards_conflated(tmp_path: Path) -> None:
+    frames = [*book_frames()]
+    for i in range(10):  # tickers every 2 ms while the order travels (20 ms each way)
+        frames.append(
+            (
+                1000 + 2 * i,
+                F.ticker(F.OPTION, 1000 + 2 * i, bid=0.049, ask=0.05, mark=0.0495 + i * 1e-4, index=90000.0),
+            )
+        )
+    frames.append((2000, F.ticker(F.PERP, 2000, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)))
+    path = F.write(tmp_path / "park.rec", frames)
+    store: list[Any] = []
+    s = Scripted(
+        "s",
+        once(lambda ctx: ctx.buy("deribit", F.OPTION, "1", price="0.05"), store),
+        [Subscription("deribit", F.OPTION, {"ticker"})],
+    )
+    result = run(path, s, latency_ms=20)
+    tickers = [e for e in s.seen if isinstance(e, Ticker)]
+    private = [e for e in s.seen if isinstance(e, Fill | OrderUpdate)]
+    # The first ticker triggered the order; the nine that came while it was in flight were
+    # conflated into the newest one, delivered once the strategy was free again, in arrival order
+    # with the order's events (accepted, fill, filled) that came after it.
+    assert len(tickers) == 2
+    assert tickers[-1].mark == pytest.approx(0.0504)
+    assert result.strategies["s"].conflated == 8
+    assert [type(e).__name__ for e in private] == ["OrderUpdate", "Fill", "OrderUpdate"]
+    assert [e.ts_local for e in s.seen] == sorted(e.ts_local for e in s.seen)
+
+
+def test_resting_order_fills_as_maker_on_a_trade_and_is_booked(tmp_path: Path) -> None:
+    frames = [
+        *book_frames(),
+        (1000, F.ticker(F.OPTION, 1000, bid=0.049, ask=0.05, mark=0.0495, index=90000.0)),
+        (3000, F.trade(F.OPTION, 3000, 0.0495, 0.4, "sell", "T1")),  # someone sells into our bid
+        (4000, F.ticker(F.OPTION, 4000, bid=0.049, ask=0.05, mark=0.06, index=90000.0)),
+        (60_000, F.ticker(F.PERP, 60_000, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+    ]
+    path = F.write(tmp_path / "rest.rec", frames)
+    store: list[Any] = []
+    s = Scripted(
+        "s",
+        once(lambda ctx: ctx.buy("deribit", F.OPTION, "1", price="0.0495"), store),
+        [Subscription("deribit", F.OPTION, {"ticker"})],
+    )
+    result = run(path, s)
+    assert store[0][2].status is OrderState.OPEN
+    fills = [e for e in s.seen if isinstance(e, Fill)]
+    assert len(fills) == 1
+    f = fills[0]
+    assert (f.price, f.size, f.liquidity.value, f.fee) == (
+        Decimal("0.0495"),
+        Decimal("0.4"),
+        "maker",
+        Decimal("0.00012"),
+    )
+    r = result.strategies["s"]
+    assert (r.orders, r.fills) == (1, 1)
+    assert r.fees == pytest.approx(0.00012 * 90000)
+    # Marked at 0.06 BTC with the index at 90000: 0.4 x (0.06 - 0.0495) x 90000.
+    assert r.unrealized_pnl == pytest.approx(0.4 * (0.06 - 0.0495) * 90000)
+    assert r.positions == {"deribit:" + F.OPTION: "0.4"}
+
+
+def test_pre_trade_rejection_is_immediate_and_venue_rejection_takes_the_round_trip(tmp_path: Path) -> None:
+    frames = [
+        *book_frames(),
+        (1000, F.ticker(F.OPTION, 1000, bid=0.049, ask=0.05, mark=0.0495, index=90000.0)),
+    ]
+    path = F.write(tmp_path / "rej.rec", frames)
+    store: list[Any] = []
+    s = Scripted(
+        "s",
+        once(lambda ctx: ctx.buy("deribit", F.OPTION, "1", price="0.0503"), store),
+        [Subscription("deribit", F.OPTION)],
+    )
+    run(path, s)
+    assert store[0][0] == "rejected" and store[0][1] == 0
+    assert "tick size 0.0005" in store[0][2].reason
+    store2: list[Any] = []
+    s2 = Scripted(
+        "s",
+        once(lambda ctx: ctx.sell("deribit", F.OPTION, "1", price="0.049", post_only=True), store2),
+        [Subscription("deribit", F.OPTION)],
+    )
+    result = run(path, s2)
+    assert store2[0][0] == "rejected" and store2[0][1] == 40 * MS
+    assert store2[0][2].code == "post_only_reject"
+    assert result.strategies["s"].rejected == 1
+
+
+def test_sleep_faults_and_what_a_backtest_cannot_simulate(tmp_path: Path) -> None:
+    frames = [*book_frames()]
+    frames += [
+        (1000 + i * 100, F.ticker(F.OPTION, 1000 + i * 100, bid=0.049, ask=0.05, mark=0.0495, index=90000.0))
+        for i in range(5)
+    ]
+    path = F.write(tmp_path / "faults.rec", frames)
+    times: list[int] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if not isinstance(ev, Ticker):
+            return
+        if len(times) == 0:
+            before = ctx.now_ns()
+            await ctx.sleep(0.25)
+            times.append(ctx.now_ns() - before)
+        elif len(times) == 1:
+            times.append(1)
+            raise RuntimeError("a bug in the strategy")
+        elif len(times) == 2:
+            times.append(2)
+            await trio.sleep(1)  # not the context: the kernel cannot simulate it
+
+    s = Scripted("s", script, [Subscription("deribit", F.OPTION, {"ticker"})])
+    result = run(path, s)
+    assert times[0] == 250 * MS
+    assert result.strategies["s"].errors == 2  # the exception and the trio await, both counted
+    assert (
+        len([e for e in s.seen if isinstance(e, Ticker)]) == 4
+    )  # it kept receiving events (1 conflated while asleep)
+
+
+def test_options_settle_at_expiry(tmp_path: Path) -> None:
+    expiry_ms = F.T0_MS + 120_000
+    frames = [
+        (0, F.instruments(expiry_ms=expiry_ms)),
+        (1, F.ticker(F.PERP, 1, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+        (2, F.snapshot(F.OPTION, 2, 10, [(0.049, 3.0)], [(0.05, 2.0)])),
+        (1000, F.ticker(F.OPTION, 1000, bid=0.049, ask=0.05, mark=0.0495, index=90000.0)),
+        (119_000, F.ticker(F.PERP, 119_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+        (200_000, F.ticker(F.PERP, 200_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+    ]
+    path = F.write(tmp_path / "exp.rec", frames)
+    store: list[Any] = []
+    s = Scripted(
+        "s",
+        once(lambda ctx: ctx.buy("deribit", F.OPTION, "1", price="0.05"), store),
+        [Subscription("deribit", F.OPTION, {"ticker"})],
+    )
+    result = run(path, s)
+    r = result.strategies["s"]
+    # Bought 1 at 0.05 BTC (4500 USD at 90000); settles at (92000-90000)/92000 BTC = 2000 USD.
+    assert r.positions == {}
+    assert r.realized_pnl == pytest.approx(2000 - 0.05 * 90000)
+    assert any(isinstance(e, Status) and e.status is StatusKind.EXPIRED for e in s.seen)
+
+
+@pytest.mark.slow
+def test_the_example_backtest_is_deterministic_and_both_strategies_trade(tmp_path: Path) -> None:
+    loaded = load_config(Path(__file__).parent.parent / "config" / "backtest.toml")
+    path = tmp_path / "sample.rec.zst"
+    PLUGIN.generate_sample(path, {"seed": 3, "hours": 0.5})
+
+    def once_more() -> dict[str, Any]:
+        kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], loaded.build_strategies())
+        report = report_dict(trio.run(kernel.run))
+        report.pop("duration_s")
+        return report
+
+    first, second = once_more(), once_more()
+    assert first == second
+    assert first["events"] > 70_000 and first["malformed_frames"] == 0
+    for name in ("gamma_btc", "momentum_eth"):
+        s = first["strategies"][name]
+        assert s["orders"] > 0 and s["fills"] > 0 and s["fees"] > 0
+        assert s["errors"] == 0
+        assert s["max_drawdown"] >= 0
+        assert s["sharpe"] is not None

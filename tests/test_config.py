@@ -1,0 +1,107 @@
+"""Config loading: every mistake is reported with its key path, in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import load_config
+from engine import ConfigError
+from strategies.gamma_scalp import GammaScalpParams
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD = """
+mode = "backtest"
+[backtest]
+[[backtest.data]]
+venue = "deribit"
+path = "sample.rec.zst"
+generate = { hours = 0.1 }
+[[strategies]]
+name = "g"
+class = "gamma_scalp"
+[strategies.params]
+option_size = 2
+delta_band = 0.2
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return p
+
+
+def test_the_example_config_loads() -> None:
+    loaded = load_config(ROOT / "config" / "backtest.toml")
+    assert set(loaded.strategy_classes) == {"gamma_btc", "momentum_eth"}
+    assert loaded.data_paths[0] == (ROOT / "data" / "deribit-sample.rec.zst").resolve()
+
+
+def test_params_are_structured_into_the_strategy_params_class(tmp_path: Path) -> None:
+    loaded = load_config(write(tmp_path, GOOD))
+    params = loaded.strategy_params["g"]
+    assert isinstance(params, GammaScalpParams)
+    assert str(params.option_size) == "2" and params.delta_band == 0.2
+    assert loaded.data_paths == [tmp_path / "sample.rec.zst"]
+    (strategy,) = loaded.build_strategies()
+    assert strategy.name == "g" and strategy.params is params
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("delta_band = 0.2", 'delta_band = "wide"'),
+            "strategies[0].params.delta_band: expected a number, got 'wide'",
+        ),
+        (("delta_band = 0.2", "delta_bnd = 0.2"), "strategies[0].params: unknown key(s) delta_bnd"),
+        (
+            ('mode = "backtest"', 'mode = "yolo"'),
+            "mode: expected one of 'backtest', 'live', 'paper', got 'yolo'",
+        ),
+        (('class = "gamma_scalp"', 'class = "nope"'), "strategies[0].class: unknown strategy 'nope'"),
+        (
+            ('class = "gamma_scalp"', 'class = "os.path:join"'),
+            "strategies[0].class: 'os.path:join' is not a Strategy",
+        ),
+        (('venue = "deribit"', 'venue = "kraken"'), "backtest.data[0].venue: unknown venue 'kraken'"),
+        (("[backtest]", "[backtest]\nlatency_ms = -1"), "backtest.latency_ms: must be positive"),
+        (("[backtest]", "[backtest]\nlatency = 5"), "backtest: unknown key(s) latency (known:"),
+        (('name = "g"', 'name = "a b"'), "strategies[0].name: a strategy name is"),
+        (
+            ("option_size = 2", "option_size = true"),
+            "strategies[0].params.option_size: expected a decimal number",
+        ),
+        (
+            ("[strategies.params]", '[strategies.params]\nright = "straddle"'),
+            "params.right: expected one of 'call', 'put'",
+        ),
+    ],
+)
+def test_mistakes_name_the_key_path(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, GOOD.replace(*change)))
+    text = str(info.value)
+    assert message in text, text
+    assert "\n" not in text
+
+
+def test_file_level_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(write(tmp_path, "mode = "))
+    with pytest.raises(ConfigError, match="mode is 'backtest' but there is no"):
+        load_config(write(tmp_path, 'mode = "backtest"\n[[strategies]]\nname = "g"\nclass = "gamma_scalp"\n'))
+    dup = GOOD + '\n[[strategies]]\nname = "g"\nclass = "momentum"\n'
+    with pytest.raises(ConfigError, match=r"strategies\[1\].name: duplicate strategy name"):
+        load_config(write(tmp_path, dup))
+
+
+def test_fee_overrides_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="venues.deribit.fees: unknown fee setting"):
+        load_config(write(tmp_path, GOOD + "\n[venues.deribit.fees]\nfuture_tker = 0.001\n"))
+    load_config(write(tmp_path, GOOD + "\n[venues.deribit.fees]\nfuture_taker = 0.001\n"))
