@@ -273,6 +273,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int)
     g.add_argument("--start", help="ISO-8601 UTC start time, e.g. 2026-11-24T00:00:00Z")
     g.set_defaults(func=cmd_generate)
+
+    # -- more commands register here (one call each) -----------------------------------------
     return p
 
 
