@@ -14,6 +14,7 @@ import attrs
 
 __all__ = [
     "BacktestConfig",
+    "CatalogConfig",
     "Config",
     "DataFileConfig",
     "LimitsConfig",
@@ -82,6 +83,16 @@ class BacktestConfig:
 
 
 @attrs.frozen
+class CatalogConfig:
+    """`[catalog]`: the Polymarket market catalog (`tradingd catalog ...`, strategies' discovery).
+    `polymarket_cache` None means the user cache folder (see README, "Market discovery")."""
+
+    polymarket_cache: str | None = None
+    refresh_after_s: float = 86_400.0
+    gamma_url: str = "https://gamma-api.polymarket.com"
+
+
+@attrs.frozen
 class StrategyConfig:
     """`[[strategies]]`: `class` is an entry-point name (`gamma_scalp`) or `module:Class`;
     `params` is structured into the strategy's own `Params` class."""
@@ -101,3 +112,4 @@ class Config:
     risk: LimitsConfig = LimitsConfig()
     backtest: BacktestConfig | None = None
     logging: LoggingConfig = LoggingConfig()
+    catalog: CatalogConfig = CatalogConfig()
