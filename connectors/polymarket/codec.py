@@ -1,0 +1,1254 @@
+"""Polymarket CLOB WebSocket frames -> engine events (VENUES.md §2.2, §2.3).
+
+`PolymarketDecoder` is the one place Polymarket's frames become typed events, live and in
+backtests alike. It decodes both WebSocket channels and the REST answers a connection feeds it:
+
+- market channel: `book` (a snapshot; best levels are **last** in the venue's arrays, and nothing
+  here depends on the order), `price_change` (`price_changes[]`: the level's new total size, "0"
+  removes it, and the venue's best bid/ask after the change; the legacy `changes[]` schema of
+  before 2025-09-15 is decoded too and counted in `legacy_price_changes`), `tick_size_change`,
+  `last_trade_price`, and the custom-feature events `best_bid_ask`, `new_market` and
+  `market_resolved`. A frame is one event or a JSON array of them; the text frame `PONG` answers
+  our `PING` (§2.2 "Keepalive") and is counted as control.
+- user channel: `order` and `trade` events, as `OrderUpdate`, `Fill` and `TradeSettlement`
+  private events (see "Our trades" below).
+- REST answers, recorded as lines of the same recording so that a replay knows what the live run
+  knew: a `GET /book` summary is a snapshot (its hash is checked, §2.3, and its tick size, minimum
+  size and neg_risk teach the registry); CLOB market objects (`GET /markets/{id}`, pages of
+  `GET /markets`) and Gamma market objects (one, or the array `GET /markets` returns) teach the
+  registry and the `Outcomes` table (`instruments.py`) and produce no event.
+
+Books and their cross-check: every token has a `LocalOrderBook`. After the changes a
+`price_change` makes to a token, the book's best bid and ask must be the ones the venue sent with
+the last of them. When they are not, the local book has missed something: it is marked invalid,
+a `Status` `BOOK_GAP` (with both tops in `data`) is returned instead of the `BookUpdate`, later
+changes to that token are ignored (`stats.ignored_changes`), and the next snapshot (`book` event or
+`GET /book` answer, which the connection fetches on seeing the gap) revalidates it with a
+`BOOK_RESYNC`. BOOK_GAP is the kind the engine already answers with a resnapshot for every venue.
+
+Our trades (user channel): a trade is reported `MATCHED`, then `MINED`, then `CONFIRMED`; it may
+go through `RETRYING` and end `FAILED` instead (§2.2). The `Fill` is returned the first time a
+trade is seen in any state but FAILED (normally MATCHED): that is when the venue counts our order
+as matched (`size_matched`) and reserves the funds, and a strategy that waited for the chain
+(seconds to minutes) would trade blind and could double its exposure. Every report of a trade,
+the first included, is also a `TradeSettlement` event carrying the status; a `FAILED` one after a
+reported fill has `fill_reported=True`: that fill did not happen and the position it made must be
+reversed (`failed_fills` counts them). Polymarket has no client order ids: the order id is the
+signed order's EIP-712 digest (`signing.py`), known before the order is sent.
+
+The error contract: a frame that cannot be decoded raises `MalformedFrame` and changes nothing,
+even a JSON array whose last event is the bad one (every event of a frame is decoded and checked
+before any is applied); nothing else escapes `decode`. An event type this decoder does not know
+is counted in `stats.unknown_channel` and named in `last_unknown_channel`.
+
+The hot path (market events) is msgspec typed structs decoded in lax mode (the venue's numbers are
+strings, §2.2), one tagged union for every event type, positional event builders; a frame that
+does not fit it (REST answers, untyped captures, unknown types, `.48`-style numbers) takes a slower
+path that classifies it first. No cattrs, no logging, no Decimal on the market path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, ClassVar, Final, Literal
+
+import attrs
+import msgspec
+import orjson
+from msgspec import Meta, Struct
+
+from engine import (
+    BookUpdate,
+    Fill,
+    Instrument,
+    InstrumentKind,
+    InstrumentRegistry,
+    Liquidity,
+    MalformedFrame,
+    MarketEvent,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    Side,
+    Status,
+    StatusKind,
+    Ticker,
+    Trade,
+)
+from engine._events import positional_builder
+from engine._plugins import DecoderStats
+
+from .book import HASH_FIELDS, TICKS_PER_UNIT, LocalOrderBook, summary_hash
+from .fees import taker_fee
+from .instruments import (
+    COLLATERAL,
+    DEFAULT_MIN_SIZE,
+    TICK_SIZES,
+    VENUE,
+    Definition,
+    Outcome,
+    Outcomes,
+    instruments_from_clob_market,
+    instruments_from_gamma_event,
+    instruments_from_gamma_market,
+    learn,
+    parse_tick_size,
+    with_tick_size,
+)
+
+__all__ = ["PolymarketDecoder", "TradeSettlement", "TradeStatus"]
+
+_ticker: Final = positional_builder(Ticker)
+_book_update: Final = positional_builder(BookUpdate)
+_trade: Final = positional_builder(Trade)
+_status: Final = positional_builder(Status)
+
+_MS: Final = 1_000_000
+_S: Final = 1_000_000_000
+_SECONDS_BEFORE: Final = 100_000_000_000  # a timestamp below this is in seconds (2286 in s, 1973 in ms)
+_GRID: Final = 1e-6  # quanta a price may miss the 0.0001 grid by (float noise), no more
+_SIDES: Final = {"BUY": Side.BUY, "SELL": Side.SELL}
+_MAX_TRADES: Final = 100_000  # trade ids remembered (to report each fill once); oldest forgotten first
+_CONTROL_TEXT: Final = frozenset({b"PONG", b"PING"})
+
+
+class TradeStatus(enum.StrEnum):
+    """Where one of our trades is on its way to the chain (VENUES.md §2.2)."""
+
+    MATCHED = "matched"  # matched off-chain; sent to the chain
+    MINED = "mined"  # in a block
+    CONFIRMED = "confirmed"  # final (terminal)
+    RETRYING = "retrying"  # the transaction failed and is being retried
+    FAILED = "failed"  # the trade did not happen (terminal)
+
+
+@attrs.frozen
+class TradeSettlement(PrivateEvent):
+    """A report of one of our trades (one per order of ours in it): its settlement `status`.
+
+    `fill_reported` says whether a `Fill` was returned for this trade and order (at the first
+    report that was not FAILED): with status FAILED, that fill is void and its position must be
+    reversed. `size`, `price`, `side` and `liquidity` are those of that fill."""
+
+    type: ClassVar[str] = "settlement"
+
+    trade_id: str = ""
+    status: TradeStatus = TradeStatus.MATCHED
+    side: Side = Side.BUY
+    price: Decimal = Decimal(0)
+    size: Decimal = Decimal(0)
+    liquidity: Liquidity = Liquidity.TAKER
+    transaction_hash: str | None = None
+    fill_reported: bool = False
+
+
+# -- the wire, as typed structs (unknown fields are ignored: the venue adds them freely) ---------
+
+Price = Annotated[float, Meta(ge=0.0, le=1.0)]
+Size = Annotated[float, Meta(ge=0.0, le=1e15)]
+TickSize = Annotated[float, Meta(gt=0.0, le=1.0)]
+Number = str | float | int  # private events: kept exact, turned into Decimal
+BookSide = Literal["BUY", "SELL"]
+
+
+class _Level(Struct):
+    price: Price
+    size: Size
+
+
+class _Event(Struct, tag_field="event_type"):
+    pass
+
+
+class _Book(_Event, tag="book"):
+    asset_id: str
+    market: str = ""
+    bids: list[_Level] | None = None
+    asks: list[_Level] | None = None
+    buys: list[_Level] | None = None  # older name of `bids` [U]: accepted when `bids` is absent
+    sells: list[_Level] | None = None
+    timestamp: int = 0
+    hash: str | None = None
+    # `GET /book` answers (§2.3) add these; a snapshot that has them teaches the registry.
+    tick_size: TickSize | None = None
+    min_order_size: Size | None = None
+    neg_risk: bool | None = None
+    last_trade_price: Price | None = None
+
+
+class _Change(Struct):
+    asset_id: str
+    price: Price
+    size: Size
+    side: BookSide
+    hash: str | None = None
+    best_bid: Price | None = None
+    best_ask: Price | None = None
+
+
+class _LegacyChange(Struct):
+    price: Price
+    size: Size
+    side: BookSide
+
+
+class _PriceChange(_Event, tag="price_change"):
+    market: str = ""
+    price_changes: list[_Change] | None = None
+    timestamp: int = 0
+    # The legacy schema (removed 2025-09): one asset, `changes`, one hash for the message.
+    asset_id: str | None = None
+    changes: list[_LegacyChange] | None = None
+    hash: str | None = None
+
+
+class _TickSizeChange(_Event, tag="tick_size_change"):
+    asset_id: str
+    new_tick_size: TickSize
+    old_tick_size: TickSize | None = None
+    market: str = ""
+    timestamp: int = 0
+
+
+class _LastTrade(_Event, tag="last_trade_price"):
+    asset_id: str
+    price: Price
+    size: Size
+    side: BookSide
+    market: str = ""
+    timestamp: int = 0
+    transaction_hash: str | None = None
+
+
+class _BestBidAsk(_Event, tag="best_bid_ask"):
+    asset_id: str
+    best_bid: Price | None = None
+    best_ask: Price | None = None
+    market: str = ""
+    timestamp: int = 0
+
+
+class _NewMarket(_Event, tag="new_market"):
+    market: str
+    assets_ids: list[str]
+    outcomes: list[str] = []
+    id: str = ""
+    question: str = ""
+    slug: str = ""
+    timestamp: int = 0
+    order_price_min_tick_size: TickSize | None = None
+    neg_risk: bool | None = None
+    active: bool = True
+
+
+class _Resolved(_Event, tag="market_resolved"):
+    market: str
+    assets_ids: list[str]
+    winning_asset_id: str
+    winning_outcome: str = ""
+    id: str = ""
+    question: str = ""
+    slug: str = ""
+    timestamp: int = 0
+
+
+class _UserOrder(_Event, tag="order"):
+    id: str
+    asset_id: str
+    side: BookSide
+    price: Number
+    original_size: Number
+    size_matched: Number = "0"
+    type: str = ""  # PLACEMENT | UPDATE | CANCELLATION
+    status: str = ""  # LIVE, MATCHED, CANCELED, CANCELED_<reason>, INVALID...
+    market: str = ""
+    timestamp: int = 0
+    order_type: str = ""
+
+
+class _MakerOrder(Struct):
+    order_id: str
+    matched_amount: Number
+    price: Number
+    asset_id: str = ""
+    owner: str = ""
+    side: BookSide | None = None
+
+
+class _UserTrade(_Event, tag="trade"):
+    id: str
+    asset_id: str
+    side: BookSide
+    price: Number
+    size: Number
+    status: str
+    taker_order_id: str = ""
+    trader_side: Literal["TAKER", "MAKER"] | None = None
+    maker_orders: list[_MakerOrder] = []
+    owner: str = ""
+    market: str = ""
+    timestamp: int = 0
+    match_time: str = ""
+    fee_rate_bps: Number | None = None
+    transaction_hash: str | None = None
+
+
+_AnyEvent = (
+    _Book
+    | _PriceChange
+    | _TickSizeChange
+    | _LastTrade
+    | _BestBidAsk
+    | _NewMarket
+    | _Resolved
+    | _UserOrder
+    | _UserTrade
+)
+# Lax mode: the venue's numbers are strings ("0.48", "1703875200000"), converted in C.
+_decode_frame: Final = msgspec.json.Decoder(_AnyEvent | list[_AnyEvent], strict=False).decode
+_decode_event: Final = msgspec.json.Decoder(_AnyEvent, strict=False).decode
+_EVENT_TYPES: Final = frozenset(
+    {
+        "book",
+        "price_change",
+        "tick_size_change",
+        "last_trade_price",
+        "best_bid_ask",
+        "new_market",
+        "market_resolved",
+        "order",
+        "trade",
+    }
+)
+
+
+# -- what the slow path finds besides events ---------------------------------------------------
+
+
+@attrs.define
+class _Definitions:
+    """Instrument definitions found in a REST answer, parsed; `skipped` items did not parse."""
+
+    items: list[Definition]
+    skipped: int
+
+
+@attrs.frozen
+class _Unknown:
+    name: str
+
+
+@attrs.frozen
+class _TradeReport:
+    """A user-channel trade, checked and turned into events (one (fill, settlement) per order of
+    ours in it); the decoder decides at apply time which fills are new."""
+
+    trade_id: str
+    status: TradeStatus
+    parts: list[tuple[Fill, TradeSettlement]]
+
+
+_Applier = Callable[[Any, int], list[MarketEvent]]
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _malformed(message: str, instrument: str | None = None) -> MalformedFrame:
+    return MalformedFrame(message, venue=VENUE, instrument=instrument)
+
+
+def _invalid(where: str, exc: msgspec.DecodeError) -> MalformedFrame:
+    # msgspec says "Expected `float`, got `str` - at `$.price`": quote it our way.
+    return _malformed(f"{where}: {str(exc).replace('`', chr(39))}")
+
+
+def _ns(ts: int) -> int | None:
+    """A venue timestamp in ns: ms on the wire, seconds in some user-channel samples (§2.2 [U])."""
+    if ts <= 0:
+        return None
+    return ts * _S if ts < _SECONDS_BEFORE else ts * _MS
+
+
+def _ticks(price: float, where: str, instrument: str) -> int:
+    """`price` in 0.0001 quanta; MalformedFrame when it is not on that grid (no venue tick is
+    finer, §2.6, and rounding it would merge levels)."""
+    x = price * TICKS_PER_UNIT
+    t = round(x)
+    if abs(x - t) > _GRID:
+        raise _malformed(f"{where}: price {price!r} is not a multiple of 0.0001", instrument)
+    return t
+
+
+def _level_ticks(levels: list[_Level], instrument: str) -> list[int]:
+    """The levels' prices in 0.0001 quanta (the check of `_ticks`, inlined: snapshots are big)."""
+    out = []
+    for lv in levels:
+        x = lv.price * 10_000.0
+        t = round(x)
+        if x - t > _GRID or t - x > _GRID:
+            _ticks(lv.price, "book", instrument)  # raises, naming the price
+        out.append(t)
+    return out
+
+
+def _dec(v: Number, what: str, instrument: str) -> Decimal:
+    """An exact, finite, non-negative Decimal from a wire number ("" is 0: the venue sends
+    `size_matched: ""` on a killed FOK order)."""
+    if isinstance(v, bool):
+        raise _malformed(f"{what}: expected a number, got {v!r}", instrument)
+    if isinstance(v, str):
+        s = v.strip()
+        if not s:
+            return Decimal(0)
+    else:
+        s = repr(v) if isinstance(v, float) else str(v)
+    try:
+        d = Decimal(s)
+    except InvalidOperation:
+        raise _malformed(f"{what}: not a number: {v!r}", instrument) from None
+    if not d.is_finite() or d < 0:
+        raise _malformed(f"{what}: expected a finite non-negative number, got {v!r}", instrument)
+    return d
+
+
+_LEADING_DOT: Final = re.compile(r"[+-]?\.\d")
+# Optional numbers the venue may send as "" (meaning: none).
+_OPTIONAL_NUMBERS: Final = frozenset(
+    {"best_bid", "best_ask", "spread", "last_trade_price", "tick_size", "min_order_size", "old_tick_size"}
+)
+
+
+def _normalize(v: Any, key: str = "") -> Any:
+    """A parsed message made fit for the typed decoders: `.48` -> `0.48` (the PM-DOCS sample's
+    form, which msgspec does not parse), "" -> null for an optional number."""
+    if isinstance(v, dict):
+        return {k: _normalize(x, k) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_normalize(x) for x in v]
+    if isinstance(v, str):
+        if v == "" and key in _OPTIONAL_NUMBERS:
+            return None
+        if _LEADING_DOT.match(v):
+            return v.replace(".", "0.", 1)
+    return v
+
+
+_REST_GAMMA: Final = "gamma market"
+_REST_GAMMA_EVENT: Final = "gamma event"
+_REST_CLOB: Final = "clob market"
+_REST_KINDS: Final = frozenset({_REST_GAMMA, _REST_GAMMA_EVENT, _REST_CLOB})
+
+
+def _classify(item: dict[str, Any]) -> str | None:
+    """The event type of an object without `event_type` (REST answers; captures that dropped
+    it), or None when it is nothing known."""
+    if "price_changes" in item or ("changes" in item and "asset_id" in item):
+        return "price_change"
+    if "new_tick_size" in item:
+        return "tick_size_change"
+    kind = item.get("type")
+    if kind in ("PLACEMENT", "UPDATE", "CANCELLATION"):
+        return "order"
+    if kind == "TRADE":
+        return "trade"
+    if "taker_order_id" in item or "maker_orders" in item:
+        return "trade"  # one of our trades as `GET /data/trades` lists it
+    if "original_size" in item and "size_matched" in item:
+        return "order"  # one of our orders as `GET /data/orders` lists it
+    if "asset_id" in item and "bids" in item and "asks" in item:
+        return "book"
+    if "winning_asset_id" in item:
+        return "market_resolved"
+    if "asset_id" in item and "best_bid" in item and "best_ask" in item:
+        return "best_bid_ask"
+    if "asset_id" in item and "price" in item and "size" in item and "side" in item:
+        return "last_trade_price"
+    if "clobTokenIds" in item:
+        return _REST_GAMMA
+    if isinstance(item.get("markets"), list) and "ticker" in item:
+        return _REST_GAMMA_EVENT
+    if "condition_id" in item and "tokens" in item:
+        return _REST_CLOB
+    return None
+
+
+def _definitions(kind: str, item: dict[str, Any]) -> _Definitions:
+    """The instruments of one REST object of kind `kind` (one of `_REST_KINDS`)."""
+    try:
+        if kind == _REST_GAMMA_EVENT:
+            items, skipped = instruments_from_gamma_event(item)
+            return _Definitions(items, skipped)
+        parse = instruments_from_gamma_market if kind == _REST_GAMMA else instruments_from_clob_market
+        return _Definitions(parse(item), 0)
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        return _Definitions([], 1)
+
+
+def _page_items(obj: Any) -> list[Any]:
+    """The objects of a frame: itself, the items of an array, or the `data` of a cursor page
+    (`{"data": [...], "next_cursor": ...}`: `GET /markets`, `/data/orders`, `/data/trades`)."""
+    if isinstance(obj, dict) and isinstance(obj.get("data"), list) and "next_cursor" in obj:
+        return list(obj["data"])
+    return obj if isinstance(obj, list) else [obj]
+
+
+def _check_hash(item: dict[str, Any]) -> None:
+    """A `GET /book` answer carrying every hash input must carry their hash (§2.3)."""
+    if not all(k in item for k in HASH_FIELDS):
+        return
+    sent = item["hash"]
+    try:
+        computed = summary_hash(item)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _malformed(f"book: cannot hash the summary: {exc}", str(item.get("asset_id"))) from None
+    if not isinstance(sent, str) or sent.lower().removeprefix("0x") != computed:
+        raise _malformed(
+            f"book {item.get('asset_id')}: hash {sent!r} does not match its content ({computed})",
+            str(item.get("asset_id")),
+        )
+
+
+def _match_time_ns(value: str) -> int | None:
+    """`match_time`: unix seconds/ms as a string, or ISO-8601 in some captures."""
+    if not value:
+        return None
+    if value.isdigit():
+        return _ns(int(value))
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp()) * _S + when.microsecond * 1000
+
+
+_TRADE_STATUSES: Final = {s.name: s for s in TradeStatus}
+
+
+# -- the decoder ---------------------------------------------------------------------------------
+
+
+class PolymarketDecoder:
+    """Decodes one Polymarket connection's frames (market or user channel, and the REST answers
+    fed to it) into engine events (the engine's `Decoder` protocol); see the module docstring.
+
+    `outcomes` is the table of what signing needs per token (shared with the execution side);
+    `api_key` is ours, to tell our maker orders in a trade from others' (without it, the trade's
+    `owner`, the key of the user the message is for, is used); `verify_hashes=False` accepts
+    `GET /book` answers whose hash does not match their content.
+    """
+
+    venue = VENUE
+
+    def __init__(
+        self,
+        registry: InstrumentRegistry,
+        outcomes: Outcomes | None = None,
+        *,
+        api_key: str | None = None,
+        verify_hashes: bool = True,
+    ) -> None:
+        self.registry = registry
+        self.outcomes = Outcomes() if outcomes is None else outcomes
+        self.stats = DecoderStats()
+        self.last_unknown_channel: str | None = None
+        self.legacy_price_changes = 0
+        self.failed_fills = 0
+        self.api_key = api_key
+        self.verify_hashes = verify_hashes
+        self._books: dict[str, LocalOrderBook] = {}
+        # (trade id, order id) -> whether a Fill was returned for it.
+        self._trades: dict[tuple[str, str], bool] = {}
+        self._appliers: dict[type[Any], _Applier] = {
+            _PriceChange: self._apply_price_change,
+            _TickSizeChange: self._apply_tick_size,
+            _LastTrade: self._apply_last_trade,
+            _BestBidAsk: self._apply_best_bid_ask,
+            _NewMarket: self._apply_new_market,
+            _Resolved: self._apply_resolved,
+            _Definitions: self._apply_definitions,
+            _Unknown: self._apply_unknown,
+        }
+
+    # ----------------------------------------------------------------------------------- API
+
+    def decode(self, frame: bytes | bytearray | memoryview | str, ts_local: int) -> list[MarketEvent]:
+        """The events in one raw frame (possibly none).
+
+        Raises `MalformedFrame` (counted in `stats.malformed`) for a frame that is not decodable;
+        the decoder's books, trade memory, registry and outcome table are then as they were.
+        """
+        stats = self.stats
+        stats.frames += 1
+        try:
+            if len(frame) <= 6 and _is_control_text(frame):
+                stats.control += 1
+                return []
+            try:
+                msg = _decode_frame(frame)
+            except msgspec.DecodeError:
+                msgs = self._slow(frame)
+            else:
+                if msg.__class__ is not list:
+                    # The common case, one event: check it, then apply it.
+                    prepared = self._check(msg)
+                    events = (
+                        self._appliers[msg.__class__](msg, ts_local)
+                        if prepared is None
+                        else prepared(ts_local)
+                    )
+                    stats.events += len(events)
+                    return events
+                msgs = msg
+            # Check every message before applying any: a bad one changes nothing.
+            checked = [(m, self._check(m)) for m in msgs]
+        except MalformedFrame:
+            stats.malformed += 1
+            raise
+        if not checked:
+            stats.control += 1  # `[]`: nothing to say (sent on a subscription without books)
+            return []
+        appliers = self._appliers
+        events = []
+        for m, prepared in checked:
+            events += appliers[m.__class__](m, ts_local) if prepared is None else prepared(ts_local)
+        stats.events += len(events)
+        return events
+
+    def decode_message(self, msg: Any, ts_local: int) -> list[MarketEvent]:
+        """The events in an already-parsed message (same contract as `decode`)."""
+        try:
+            frame = orjson.dumps(msg)
+        except TypeError as exc:
+            self.stats.frames += 1
+            self.stats.malformed += 1
+            raise _malformed(f"not a JSON message: {exc}") from None
+        return self.decode(frame, ts_local)
+
+    def learn_markets(self, answer: Any) -> int:
+        """Teach the registry and the outcome table from a REST answer (raw JSON or parsed): a
+        Gamma market, event, or list of them, a CLOB market or `GET /markets` page. Returns how
+        many tokens were added; items that do not parse are skipped and counted. Raises
+        `MalformedFrame` for raw JSON that does not parse."""
+        if isinstance(answer, bytes | bytearray | memoryview | str):
+            try:
+                answer = msgspec.json.decode(answer)
+            except msgspec.DecodeError as exc:
+                raise _invalid("markets answer", exc) from None
+        n = 0
+        for item in _page_items(answer):
+            kind = _classify(item) if isinstance(item, dict) else None
+            if kind not in _REST_KINDS or not isinstance(item, dict):
+                self.stats.skipped_instruments += 1
+                continue
+            defs = _definitions(kind, item)
+            self.stats.skipped_instruments += defs.skipped
+            n += learn(self.registry, self.outcomes, defs.items)
+        return n
+
+    def invalidate_books(self) -> None:
+        """The connection was lost: no book can be trusted until its next snapshot (announced
+        by a BOOK_RESYNC status)."""
+        for book in self._books.values():
+            book.valid = False
+
+    def book(self, instrument: str) -> LocalOrderBook | None:
+        """The book of token `instrument`, None before its first snapshot."""
+        return self._books.get(instrument)
+
+    def books(self) -> dict[str, LocalOrderBook]:
+        """Every book kept, by token id (a copy of the mapping; the books themselves are live)."""
+        return dict(self._books)
+
+    # ---------------------------------------------------------------------- decoding, checking
+
+    def _slow(self, frame: bytes | bytearray | memoryview | str) -> list[Any]:
+        """A frame the typed fast path refused: classify each object, then decode it typed (or
+        keep what it is: definitions, unknown). Raises MalformedFrame for what is neither."""
+        try:
+            obj = msgspec.json.decode(frame)
+        except msgspec.DecodeError:
+            text = bytes(frame[:60]) if not isinstance(frame, str) else frame[:60].encode()
+            raise _malformed(f"not JSON and not a control text frame: {text!r}") from None
+        out: list[Any] = []
+        defs: _Definitions | None = None
+        items = _page_items(obj)
+        for item in items:
+            if not isinstance(item, dict):
+                raise _malformed(f"expected a JSON object (or an array of them), got {type(item).__name__}")
+            kind = item.get("event_type")
+            if kind is None:
+                kind = _classify(item)
+                if kind is None:
+                    out.append(_Unknown("an object without event_type"))
+                    continue
+            elif not isinstance(kind, str):
+                raise _malformed(f"event_type must be a string, got {kind!r}")
+            elif kind not in _EVENT_TYPES:
+                out.append(_Unknown(kind))
+                continue
+            if kind in _REST_KINDS:
+                # One REST answer is one control frame, however many markets it lists.
+                found = _definitions(kind, item)
+                if defs is None:
+                    defs = found
+                    out.append(found)
+                else:
+                    defs.items.extend(found.items)
+                    defs.skipped += found.skipped
+                continue
+            if kind == "book" and self.verify_hashes:
+                _check_hash(item)
+            typed = {**_normalize(item), "event_type": kind}
+            try:
+                out.append(_decode_event(msgspec.json.encode(typed)))
+            except msgspec.DecodeError as exc:
+                raise _invalid(kind, exc) from None
+        return out
+
+    def _check(self, m: Any) -> Callable[[int], list[MarketEvent]] | None:
+        """Validate one decoded message without touching any state. Returns None when the
+        message is applied as it is, or the applier of what was prepared from it (private
+        events, whose numbers are parsed here)."""
+        cls = m.__class__
+        if cls is _PriceChange:
+            changes = m.price_changes
+            if changes is not None:
+                for c in changes:
+                    x = c.price * TICKS_PER_UNIT
+                    if abs(x - round(x)) > _GRID:
+                        _ticks(c.price, "price_change", c.asset_id)  # raises, naming the price
+            elif m.asset_id is not None and m.changes is not None:
+                for lc in m.changes:
+                    _ticks(lc.price, "price_change", m.asset_id)
+            else:
+                raise _malformed("price_change: needs price_changes (or the legacy asset_id and changes)")
+        elif cls is _Book:
+            bids = m.bids if m.bids is not None else m.buys
+            asks = m.asks if m.asks is not None else m.sells
+            if bids is None or asks is None:
+                raise _malformed(f"book {m.asset_id}: needs bids and asks", m.asset_id)
+            if m.tick_size is not None:
+                _tick_size(m.tick_size, "book", m.asset_id)
+            bid_ticks = _level_ticks(bids, m.asset_id)
+            ask_ticks = _level_ticks(asks, m.asset_id)
+            return lambda ts_local: self._apply_book(m, bids, asks, bid_ticks, ask_ticks, ts_local)
+        elif cls is _TickSizeChange:
+            _tick_size(m.new_tick_size, "tick_size_change", m.asset_id)
+        elif cls is _NewMarket:
+            if m.order_price_min_tick_size is not None:
+                _tick_size(m.order_price_min_tick_size, "new_market", m.market)
+        elif cls is _UserOrder:
+            update = self._order_update(m)
+            return lambda ts_local: [attrs.evolve(update, ts_local=ts_local)]
+        elif cls is _UserTrade:
+            report = self._trade_report(m)
+            return lambda ts_local: self._apply_trade(report, ts_local)
+        return None
+
+    # -------------------------------------------------------------------------- market events
+
+    def _apply_book(
+        self,
+        m: _Book,
+        bids: list[_Level],
+        asks: list[_Level],
+        bid_ticks: list[int],
+        ask_ticks: list[int],
+        ts_local: int,
+    ) -> list[MarketEvent]:
+        """A snapshot (`book` event or `GET /book` answer): replaces the token's book. The
+        levels' ticks were computed (and checked) by `_check`."""
+        asset = m.asset_id
+        ts = _ns(m.timestamp)
+        events: list[MarketEvent] = []
+        book = self._books.get(asset)
+        if book is None:
+            book = self._books[asset] = LocalOrderBook(asset, m.market)
+        elif not book.valid:
+            message = f"book {asset}: resynchronised from a snapshot"
+            events.append(
+                _status(VENUE, asset, ts, ts_local, StatusKind.BOOK_RESYNC, message, {"hash": m.hash})
+            )
+        bid_levels = tuple([(lv.price, lv.size) for lv in bids])
+        ask_levels = tuple([(lv.price, lv.size) for lv in asks])
+        book.snapshot_ticks(
+            zip(bid_ticks, [lv.size for lv in bids], strict=True),
+            zip(ask_ticks, [lv.size for lv in asks], strict=True),
+            hash=m.hash,
+            timestamp_ms=m.timestamp,
+        )
+        if m.market:
+            book.market = m.market
+        if m.tick_size is not None:
+            self._learn_from_summary(m)
+        bb, bbs, ba, bas = book.top()
+        events.append(
+            _book_update(VENUE, asset, ts, ts_local, True, bid_levels, ask_levels, bb, bbs, ba, bas, m.hash)
+        )
+        return events
+
+    def _apply_price_change(self, m: _PriceChange, ts_local: int) -> list[MarketEvent]:
+        """Level changes (§2.2), applied per token in runs of consecutive changes to the same
+        token; each run is cross-checked against the venue's top sent with its last change.
+
+        The innermost loop of a backtest: it writes the book's level dicts directly and tracks
+        the best levels as it goes (a removed best level is recomputed once, not per level)."""
+        ts = _ns(m.timestamp)
+        changes = m.price_changes
+        if changes is None:
+            # Legacy schema: one token; no best bid/ask to check against.
+            self.legacy_price_changes += 1
+            assert m.asset_id is not None, "_check made sure"
+            assert m.changes is not None, "_check made sure"
+            changes = [_Change(m.asset_id, c.price, c.size, c.side, m.hash) for c in m.changes]
+        books = self._books
+        events: list[MarketEvent] = []
+        n = len(changes)
+        i = 0
+        while i < n:
+            first = changes[i]
+            asset = first.asset_id
+            book = books.get(asset)
+            if book is None or not book.valid:
+                # Nothing to patch: no snapshot yet, or waiting for the one after a gap.
+                self.stats.ignored_changes += 1
+                i += 1
+                while i < n and changes[i].asset_id == asset:
+                    i += 1
+                continue
+            bid_levels = book.bids
+            ask_levels = book.asks
+            bb = book.best_bid_ticks
+            ba = book.best_ask_ticks
+            stale_bid = stale_ask = False
+            bids: list[tuple[float, float]] = []
+            asks: list[tuple[float, float]] = []
+            last = first
+            while True:
+                price = last.price
+                size = last.size
+                t = round(price * 10_000.0)
+                if last.side == "BUY":
+                    if size > 0.0:
+                        bid_levels[t] = size
+                        if bb is None or t > bb:
+                            bb = t
+                    elif bid_levels.pop(t, None) is not None and t == bb:
+                        stale_bid = True
+                    bids.append((price, size))
+                else:
+                    if size > 0.0:
+                        ask_levels[t] = size
+                        if ba is None or t < ba:
+                            ba = t
+                    elif ask_levels.pop(t, None) is not None and t == ba:
+                        stale_ask = True
+                    asks.append((price, size))
+                i += 1
+                if i == n or changes[i].asset_id != asset:
+                    break
+                last = changes[i]
+            # A removed best level is recomputed once per run (what the run added is in it).
+            if stale_bid:
+                bb = max(bid_levels) if bid_levels else None
+            if stale_ask:
+                ba = min(ask_levels) if ask_levels else None
+            book.set_best(bb, ba)
+            book.timestamp_ms = m.timestamp
+            # The cross-check (§2.2): the venue's top after the run's last change. A best bid of
+            # "0" means no bids, a best ask of "1" no asks.
+            venue_bid = last.best_bid
+            venue_ask = last.best_ask
+            if (
+                venue_bid is not None and (round(venue_bid * 10_000.0) if venue_bid > 0.0 else None) != bb
+            ) or (venue_ask is not None and (round(venue_ask * 10_000.0) if venue_ask < 1.0 else None) != ba):
+                events.append(self._mismatch(book, last, ts, ts_local))
+                continue
+            seq = last.hash
+            if seq is not None:
+                book.sequence = seq
+            events.append(
+                _book_update(
+                    VENUE,
+                    asset,
+                    ts,
+                    ts_local,
+                    False,
+                    tuple(bids),
+                    tuple(asks),
+                    None if bb is None else bb / 10_000,
+                    None if bb is None else bid_levels[bb],
+                    None if ba is None else ba / 10_000,
+                    None if ba is None else ask_levels[ba],
+                    seq,
+                )
+            )
+        return events
+
+    def _mismatch(self, book: LocalOrderBook, last: _Change, ts: int | None, ts_local: int) -> Status:
+        """The book disagrees with the venue's top: invalid until the next snapshot."""
+        self.stats.gaps += 1
+        book.valid = False
+        bb, _, ba, _ = book.top()
+        message = (
+            f"book {book.asset_id}: the venue's best bid/ask {last.best_bid}/{last.best_ask} are not the "
+            f"local {bb}/{ba}; the book is invalid until a new snapshot"
+        )
+        data = {
+            "reason": "best_bid_ask_mismatch",
+            "venue_best_bid": last.best_bid,
+            "venue_best_ask": last.best_ask,
+            "local_best_bid": bb,
+            "local_best_ask": ba,
+            "hash": last.hash,
+        }
+        return _status(VENUE, book.asset_id, ts, ts_local, StatusKind.BOOK_GAP, message, data)
+
+    def _apply_tick_size(self, m: _TickSizeChange, ts_local: int) -> list[MarketEvent]:
+        """§2.2: the token's tick changes (near 0 and 1); the registry follows. The book needs
+        nothing: its quantum represents every tick."""
+        asset = m.asset_id
+        tick = parse_tick_size(m.new_tick_size)
+        inst = self.registry.get(VENUE, asset)
+        if inst is not None and inst.tick_size != tick:
+            self.registry.add(with_tick_size(inst, tick))
+        message = f"{asset}: tick size {m.old_tick_size} -> {m.new_tick_size}"
+        data = {"market": m.market, "old_tick_size": m.old_tick_size, "new_tick_size": m.new_tick_size}
+        return [_status(VENUE, asset, _ns(m.timestamp), ts_local, StatusKind.TICK_SIZE_CHANGE, message, data)]
+
+    def _apply_last_trade(self, m: _LastTrade, ts_local: int) -> list[MarketEvent]:
+        """§2.2 `last_trade_price`: a public trade; `side` is the taker's."""
+        trade_id = m.transaction_hash or ""
+        return [
+            _trade(VENUE, m.asset_id, _ns(m.timestamp), ts_local, m.price, m.size, _SIDES[m.side], trade_id)
+        ]
+
+    def _apply_best_bid_ask(self, m: _BestBidAsk, ts_local: int) -> list[MarketEvent]:
+        """§2.2 custom feature `best_bid_ask`: a ticker with the best prices (no sizes: the
+        venue sends none). An empty side is "0" (bid) or "1" (ask) on the wire, None here."""
+        bid = m.best_bid if m.best_bid is not None and m.best_bid > 0.0 else None
+        ask = m.best_ask if m.best_ask is not None and m.best_ask < 1.0 else None
+        return [
+            _ticker(
+                VENUE,
+                m.asset_id,
+                _ns(m.timestamp),
+                ts_local,
+                bid,
+                None,
+                ask,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            )
+        ]
+
+    def _apply_new_market(self, m: _NewMarket, ts_local: int) -> list[MarketEvent]:
+        """§2.2 custom feature `new_market`: a venue-wide status; its tokens are learned when the
+        tick is given and they are not known yet (the minimum size is then the usual 5 shares and
+        neg_risk unknown: richer sources are not overwritten)."""
+        learned = 0
+        if m.order_price_min_tick_size is not None and m.assets_ids:
+            tick = parse_tick_size(m.order_price_min_tick_size)
+            ids = m.assets_ids
+            binary = len(ids) == 2
+            for i, token in enumerate(ids):
+                if self.registry.get(VENUE, token) is not None:
+                    continue
+                inst = Instrument(
+                    venue=VENUE,
+                    symbol=token,
+                    kind=InstrumentKind.OUTCOME,
+                    base=m.market,
+                    quote=COLLATERAL,
+                    settle=COLLATERAL,
+                    tick_size=tick,
+                    min_size=DEFAULT_MIN_SIZE,
+                    active=m.active,
+                )
+                outcome = Outcome(
+                    token_id=token,
+                    condition_id=m.market,
+                    outcome=m.outcomes[i] if i < len(m.outcomes) else "",
+                    index=i,
+                    complement=ids[1 - i] if binary else None,
+                    neg_risk=m.neg_risk,
+                    question=m.question,
+                    slug=m.slug,
+                )
+                learned += learn(self.registry, self.outcomes, [(inst, outcome)])
+        message = f"new market {m.slug or m.market}: {m.question}".rstrip(": ")
+        data = {
+            "event": "new_market",
+            "market": m.market,
+            "assets_ids": list(m.assets_ids),
+            "outcomes": list(m.outcomes),
+            "question": m.question,
+            "slug": m.slug,
+            "tick_size": m.order_price_min_tick_size,
+            "learned": learned,
+        }
+        return [_status(VENUE, "", _ns(m.timestamp), ts_local, StatusKind.INSTRUMENT_STATE, message, data)]
+
+    def _apply_resolved(self, m: _Resolved, ts_local: int) -> list[MarketEvent]:
+        """§2.2 custom feature `market_resolved`: one status per token (payout 1 for the winner,
+        0 for the others); the tokens become inactive in the registry."""
+        ts = _ns(m.timestamp)
+        events: list[MarketEvent] = []
+        for token in m.assets_ids:
+            inst = self.registry.get(VENUE, token)
+            if inst is not None and inst.active:
+                self.registry.add(attrs.evolve(inst, active=False))
+            won = token == m.winning_asset_id
+            message = f"market {m.market} resolved: {m.winning_outcome or m.winning_asset_id} won"
+            data = {
+                "market": m.market,
+                "winning_asset_id": m.winning_asset_id,
+                "winning_outcome": m.winning_outcome,
+                "payout": 1.0 if won else 0.0,
+            }
+            events.append(_status(VENUE, token, ts, ts_local, StatusKind.MARKET_RESOLVED, message, data))
+        return events
+
+    def _apply_definitions(self, d: _Definitions, ts_local: int) -> list[MarketEvent]:
+        self.stats.skipped_instruments += d.skipped
+        learn(self.registry, self.outcomes, d.items)
+        self.stats.control += 1
+        return []
+
+    def _apply_unknown(self, u: _Unknown, ts_local: int) -> list[MarketEvent]:
+        self.stats.unknown_channel += 1
+        self.last_unknown_channel = u.name
+        return []
+
+    def _learn_from_summary(self, m: _Book) -> None:
+        """A `GET /book` answer's tick size, minimum size and neg_risk (§2.3) for its token."""
+        assert m.tick_size is not None
+        tick = parse_tick_size(m.tick_size)
+        inst = self.registry.get(VENUE, m.asset_id)
+        if inst is not None:
+            changed = attrs.evolve(
+                inst,
+                tick_size=tick,
+                min_size=inst.min_size if m.min_order_size is None else _min_size(m.min_order_size),
+            )
+            if changed != inst:
+                self.registry.add(changed)
+            known = self.outcomes.get(m.asset_id)
+            if known is not None and m.neg_risk is not None and known.neg_risk != m.neg_risk:
+                self.outcomes.add(attrs.evolve(known, neg_risk=m.neg_risk))
+            return
+        if m.min_order_size is None or not m.market:
+            return
+        inst = Instrument(
+            venue=VENUE,
+            symbol=m.asset_id,
+            kind=InstrumentKind.OUTCOME,
+            base=m.market,
+            quote=COLLATERAL,
+            settle=COLLATERAL,
+            tick_size=tick,
+            min_size=_min_size(m.min_order_size),
+        )
+        learn(self.registry, self.outcomes, [(inst, Outcome(m.asset_id, m.market, neg_risk=m.neg_risk))])
+
+    # ------------------------------------------------------------------------- private events
+
+    def _order_update(self, o: _UserOrder) -> OrderUpdate:
+        """§2.2 user `order` event -> the order's state (ts_local is set when applied)."""
+        asset = o.asset_id
+        size = _dec(o.original_size, "order original_size", asset)
+        matched = _dec(o.size_matched, "order size_matched", asset)
+        price = _dec(o.price, "order price", asset)
+        status = o.status.upper()
+        reason: str | None = None
+        if o.type == "CANCELLATION" or status.startswith("CANCELED") or status == "INVALID":
+            state = OrderState.CANCELLED
+            if status.startswith("CANCELED_"):
+                reason = o.status[len("CANCELED_") :].strip() or None
+            elif status == "INVALID":
+                reason = "cancelled by the venue: INVALID"
+            else:
+                reason = "cancelled"
+        elif size > 0 and matched >= size:
+            state = OrderState.FILLED
+        elif matched > 0:
+            state = OrderState.PARTIALLY_FILLED
+        else:
+            state = OrderState.OPEN
+            if status and status not in ("LIVE", "MATCHED"):
+                reason = status.lower()  # "delayed", "unmatched": accepted, with a remark
+        return OrderUpdate(
+            venue=VENUE,
+            instrument=asset,
+            ts_exchange=_ns(o.timestamp),
+            ts_local=0,
+            order_id=o.id,
+            client_order_id=None,
+            strategy=None,
+            status=state,
+            side=_SIDES[o.side],
+            price=price,
+            size=size,
+            filled_size=matched,
+            avg_fill_price=None,
+            reason=reason,
+        )
+
+    def _fee(
+        self, token: str, size: Decimal, price: Decimal, liquidity: Liquidity, bps: Decimal | None
+    ) -> Decimal:
+        """The pUSD fee of one of our fills: the market's V2 schedule (`fees.py`). A trade that
+        says it applied fee rate 0 costs nothing; with no schedule known, its `fee_rate_bps` is
+        taken as the rate [U]."""
+        if bps is not None and bps == 0:
+            return Decimal(0)
+        outcome = self.outcomes.get(token)
+        schedule = None if outcome is None else outcome.fees
+        if schedule is not None:
+            if liquidity is Liquidity.MAKER and schedule.taker_only:
+                return Decimal(0)
+            return taker_fee(size, price, schedule.rate, schedule.exponent)
+        if liquidity is Liquidity.MAKER:
+            return Decimal(0)
+        inst = self.registry.get(VENUE, token)
+        if inst is not None and inst.taker_fee is not None:
+            rate = inst.taker_fee
+        elif bps is not None:
+            rate = bps / 10_000
+        else:
+            return Decimal(0)
+        return taker_fee(size, price, rate)
+
+    def _trade_report(self, t: _UserTrade) -> _TradeReport:
+        """§2.2 user `trade` event -> our fills in it (taker: the taker order; maker: our maker
+        orders, told apart by owner) and their settlement reports."""
+        status = _TRADE_STATUSES.get(t.status.upper())
+        if status is None:
+            known = ", ".join(_TRADE_STATUSES)
+            raise _malformed(f"trade {t.id}: unknown status {t.status!r} (known: {known})", t.asset_id)
+        ts = _ns(t.timestamp) or _match_time_ns(t.match_time)
+        bps = None if t.fee_rate_bps is None else _dec(t.fee_rate_bps, "trade fee_rate_bps", t.asset_id)
+        owner = self.api_key or t.owner
+        mine = [mo for mo in t.maker_orders if owner and mo.owner == owner]
+        side_of_trade = t.trader_side or ("MAKER" if mine else "TAKER")
+        legs: list[tuple[str, str, Side, Decimal, Decimal, Liquidity]] = []
+        if side_of_trade == "TAKER":
+            if not t.taker_order_id:
+                raise _malformed(f"trade {t.id}: a taker trade needs taker_order_id", t.asset_id)
+            legs.append(
+                (
+                    t.taker_order_id,
+                    t.asset_id,
+                    _SIDES[t.side],
+                    _dec(t.price, "trade price", t.asset_id),
+                    _dec(t.size, "trade size", t.asset_id),
+                    Liquidity.TAKER,
+                )
+            )
+        else:
+            if not mine:
+                raise _malformed(
+                    f"trade {t.id}: we are a maker but none of its maker orders has our owner key", t.asset_id
+                )
+            taker_side = _SIDES[t.side]
+            for mo in mine:
+                token = mo.asset_id or t.asset_id
+                if mo.side is not None:
+                    side = _SIDES[mo.side]
+                else:
+                    # Same token: the maker took the other side. The complementary token (a YES
+                    # buy matched with a NO buy, minted together): the same side.
+                    side = taker_side.opposite if token == t.asset_id else taker_side
+                price = _dec(mo.price, "maker order price", token)
+                size = _dec(mo.matched_amount, "maker order matched_amount", token)
+                legs.append((mo.order_id, token, side, price, size, Liquidity.MAKER))
+        tx = t.transaction_hash or None
+        parts: list[tuple[Fill, TradeSettlement]] = []
+        for order_id, token, side, price, size, liquidity in legs:
+            fee = self._fee(token, size, price, liquidity, bps)
+            fill = Fill(
+                venue=VENUE,
+                instrument=token,
+                ts_exchange=ts,
+                ts_local=0,
+                order_id=order_id,
+                client_order_id=None,
+                strategy=None,
+                trade_id=t.id,
+                side=side,
+                price=price,
+                size=size,
+                fee=fee,
+                fee_currency=COLLATERAL,
+                liquidity=liquidity,
+            )
+            settlement = TradeSettlement(
+                venue=VENUE,
+                instrument=token,
+                ts_exchange=ts,
+                ts_local=0,
+                order_id=order_id,
+                client_order_id=None,
+                strategy=None,
+                trade_id=t.id,
+                status=status,
+                side=side,
+                price=price,
+                size=size,
+                liquidity=liquidity,
+                transaction_hash=tx,
+            )
+            parts.append((fill, settlement))
+        return _TradeReport(t.id, status, parts)
+
+    def _apply_trade(self, r: _TradeReport, ts_local: int) -> list[MarketEvent]:
+        """The fill at the first report that is not FAILED, a settlement at every report."""
+        trades = self._trades
+        events: list[MarketEvent] = []
+        for fill, settlement in r.parts:
+            key = (r.trade_id, fill.order_id or "")
+            reported = trades.get(key)
+            if reported is None:
+                if len(trades) >= _MAX_TRADES:
+                    del trades[next(iter(trades))]
+                reported = trades[key] = r.status is not TradeStatus.FAILED
+                if reported:
+                    events.append(attrs.evolve(fill, ts_local=ts_local))
+            elif r.status is TradeStatus.FAILED and reported:
+                self.failed_fills += 1
+            events.append(attrs.evolve(settlement, ts_local=ts_local, fill_reported=reported))
+        return events
+
+
+def _is_control_text(frame: bytes | bytearray | memoryview | str) -> bool:
+    raw = frame.encode() if isinstance(frame, str) else bytes(frame)
+    return raw.strip() in _CONTROL_TEXT
+
+
+def _tick_size(value: float, where: str, instrument: str) -> None:
+    """MalformedFrame unless `value` is a tick the venue uses (§2.6)."""
+    try:
+        parse_tick_size(value)
+    except ValueError:
+        known = ", ".join(sorted(map(str, TICK_SIZES)))
+        raise _malformed(f"{where}: unknown tick size {value!r} (known: {known})", instrument) from None
+
+
+def _min_size(value: float) -> Decimal:
+    d = Decimal(repr(value))
+    return d.normalize() if d == d.to_integral_value() else d

@@ -1,0 +1,115 @@
+"""Polymarket's fees under CLOB V2, with overrides from the config.
+
+What the venue does (VENUES.md §2.5, §2.7; Gamma `feeSchedule`):
+
+- Fees are **not signed** in a V2 order: the protocol sets them when an order matches.
+- A taker pays `size x rate x (price x (1 - price)) ** exponent` pUSD (`feeSchedule.rate`, e.g. 0.03
+  for sports, and `exponent`, 1 in the captures). The fee peaks at price 0.50 and vanishes at the
+  extremes. Markets with `feesEnabled: false` charge nothing.
+- Makers pay nothing (`takerOnly`) and share `rebateRate` of the takers' fees through a daily pool,
+  paid pro rata to each maker's filled volume.
+
+What is modelled here, and why:
+
+- The taker fee, by the formula, rounded **down** to 5 decimals (0.00001 pUSD), as NautilusTrader
+  reports the venue charging [T]. The venue takes it in the asset the taker receives (shares for a
+  buy, pUSD for a sell); it is reported here as its pUSD value, which is what the ledger counts.
+- The rate is the instrument's `taker_fee` (the market's schedule, `instruments.py`); `rate`
+  overrides it for every market, and `default_rate` applies where the schedule is unknown (CLOB
+  `/markets` objects do not carry it). The exponent is not part of the engine's `Instrument`, so
+  it is one setting (`exponent`, default 1, what every schedule seen so far uses).
+- The maker rebate is **not** counted by default: it is a share of a pool paid later, whose size
+  depends on other makers, so a per-fill figure would be income a backtest cannot know it earns.
+  `maker_rebate = true` approximates it per fill as `-rebate_rate x` the fee a taker would have
+  paid for the same fill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import ROUND_DOWN, Decimal
+from typing import Any, Final
+
+import attrs
+
+from engine import Instrument, Liquidity
+
+from .instruments import COLLATERAL
+
+__all__ = ["FEE_QUANTUM", "PolymarketFees", "taker_fee"]
+
+FEE_QUANTUM: Final = Decimal("0.00001")
+
+
+def _opt_dec(v: Any) -> Decimal | None:
+    return None if v is None else _dec(v)
+
+
+def _dec(v: Any) -> Decimal:
+    if isinstance(v, bool) or not isinstance(v, int | float | str | Decimal):
+        raise TypeError(f"expected a number, got {v!r}")
+    d = Decimal(repr(v)) if isinstance(v, float) else Decimal(v)
+    if not d.is_finite() or d < 0:
+        raise ValueError(f"expected a non-negative number, got {v!r}")
+    return d
+
+
+def taker_fee(size: Decimal, price: Decimal, rate: Decimal, exponent: Decimal = Decimal(1)) -> Decimal:
+    """The pUSD fee of a taker fill of `size` shares at `price`: `size x rate x (p(1-p))**exponent`,
+    rounded down to 0.00001."""
+    if rate == 0 or size == 0:
+        return Decimal(0)
+    curve = price * (1 - price)
+    if curve <= 0:
+        return Decimal(0)
+    weight = curve if exponent == 1 else curve**exponent
+    return (size * rate * weight).quantize(FEE_QUANTUM, rounding=ROUND_DOWN)
+
+
+@attrs.frozen
+class PolymarketFees:
+    """The fee model (engine `FeeModel`). Every field is a `[venues.polymarket.fees]` override."""
+
+    rate: Decimal | None = attrs.field(default=None, converter=_opt_dec)
+    default_rate: Decimal = attrs.field(default=Decimal(0), converter=_dec)
+    exponent: Decimal = attrs.field(default=Decimal(1), converter=_dec)
+    maker_rebate: bool = False
+    rebate_rate: Decimal = attrs.field(default=Decimal("0.25"), converter=_dec)
+
+    @rebate_rate.validator
+    def _check_rebate(self, _: Any, value: Decimal) -> None:
+        if value > 1:
+            raise ValueError(f"rebate_rate is a fraction of the taker fee, at most 1, got {value}")
+
+    @classmethod
+    def from_config(cls, overrides: Mapping[str, Any]) -> PolymarketFees:
+        known = {f.name for f in attrs.fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown fee setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        if "maker_rebate" in overrides and not isinstance(overrides["maker_rebate"], bool):
+            raise TypeError(f"maker_rebate must be true or false, got {overrides['maker_rebate']!r}")
+        return cls(**dict(overrides))
+
+    def rate_for(self, inst: Instrument) -> Decimal:
+        """The taker rate that applies to `inst`."""
+        if self.rate is not None:
+            return self.rate
+        if inst.taker_fee is not None:
+            return inst.taker_fee
+        return self.default_rate
+
+    def fee(
+        self, inst: Instrument, price: Decimal, size: Decimal, liquidity: Liquidity, index: float | None
+    ) -> tuple[Decimal, str]:
+        equivalent = taker_fee(size, price, self.rate_for(inst), self.exponent)
+        if liquidity is Liquidity.TAKER:
+            return equivalent, COLLATERAL
+        if inst.maker_fee is not None and inst.maker_fee > 0:
+            # A schedule that is not taker-only charges makers by the same curve.
+            return taker_fee(size, price, inst.maker_fee, self.exponent), COLLATERAL
+        if self.maker_rebate:
+            return -(equivalent * self.rebate_rate).quantize(FEE_QUANTUM, rounding=ROUND_DOWN), COLLATERAL
+        return Decimal(0), COLLATERAL
