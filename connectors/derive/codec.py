@@ -1,0 +1,837 @@
+"""Derive wire frames -> engine events (VENUES.md §3.1, §3.3, §3.4, §3.6).
+
+`DeriveDecoder` is the one place Derive's JSON-RPC frames become typed events, live and in
+backtests alike. Channels (§3.4):
+
+- `ticker_slim.{instrument}.{100|1000}` -> `Ticker`. Single-letter keys (§3.3 "Slim key map":
+  lower case = price, upper case = amount), every number a string; IVs are already fractions,
+  Greeks come from `option_pricing` (null on perpetuals and spot). A zero price means an empty
+  side (the venue sends `"a":"0","A":"0"`), reported as None.
+- `orderbook.{instrument}.{group}.{depth}` -> `BookUpdate`. Snapshot-only: every message is the
+  whole top-N book, so the book is replaced each time (`snapshot` True). `publish_id` is checked
+  per channel: a skip (ids missed) is reported by a BOOK_GAP status before the book (which is
+  whole again, so valid); a repeat is ignored (counted in `stats.ignored_changes`); a step back
+  means the venue restarted its sequence and is reported by a BOOK_RESYNC status, the book
+  replaced all the same (on one connection frames arrive in order, so it is the newest).
+- `trades.{instrument}`, `trades.{type}.{currency}[.{tx_status}]` -> `Trade`, aggressor side: a
+  record written from the maker's side (`liquidity_role: maker`) has its direction flipped; a
+  trade id seen moments ago (the maker's and the taker's record of one match) is dropped.
+- `ticker.{instrument}.{interval}` (deprecated, §3.3) -> `Ticker` from the full ticker fields;
+  counted in `deprecated_tickers`, since a feed still on it is about to break.
+- `{subaccount}.orders` -> `OrderUpdate`; `{subaccount}.trades[.{tx_status}]` -> `Fill` (our own
+  orders, for the order tracker; §3.4 "Private channels"). A trade whose transaction was
+  reverted is not a fill: it is reported by an INSTRUMENT_STATE status naming trade and order.
+- Responses (`{"id":…,"result":…}`): a `subscribe` answer yields one SUBSCRIPTION_REFUSED status
+  per channel whose status is not "ok" (its text is the venue's reason) and keeps
+  `current_subscriptions`; a `get_instruments` / `get_instrument` answer teaches the engine
+  registry and the `DeriveInstruments` side table (`details`), which is how a backtest learns tick
+  sizes and assets from a recording. Errors are counted, kept in `last_error`, and a refused
+  subscription (error 13000, or the deprecated-`ticker` refusal) is reported as
+  SUBSCRIPTION_REFUSED.
+
+The error contract: a frame that cannot be decoded raises `MalformedFrame` (counted in
+`stats.malformed`) and changes nothing; nothing else escapes `decode`.
+
+This is the hot path of every Derive backtest: msgspec decodes straight into typed structs in
+lax mode (decimal strings become floats in C, with finiteness and sign checked by constraints),
+one dict lookup routes a channel, events are built by positional builders. No Decimal here except
+for our own orders and fills, which are money.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+import orjson
+from msgspec import Meta, Raw, Struct
+
+from engine import (
+    BookUpdate,
+    Fill,
+    Greeks,
+    Instrument,
+    InstrumentRegistry,
+    Liquidity,
+    MalformedFrame,
+    MarketEvent,
+    OrderBook,
+    OrderState,
+    OrderUpdate,
+    Side,
+    Status,
+    StatusKind,
+    Ticker,
+    Trade,
+)
+from engine._events import positional_builder
+from engine._plugins import DecoderStats
+
+from .instruments import (
+    QUOTE,
+    VENUE,
+    DeriveInstrumentInfo,
+    DeriveInstruments,
+    is_instrument_item,
+    parse_instrument,
+)
+
+__all__ = [
+    "DeriveDecoder",
+    "OrderData",
+    "TradeData",
+    "decode_order_result",
+    "fill_from",
+    "order_update_from",
+    "subscription_refusals",
+]
+
+_ticker: Final = positional_builder(Ticker)
+_greeks: Final = positional_builder(Greeks)
+_book_update: Final = positional_builder(BookUpdate)
+_trade: Final = positional_builder(Trade)
+_status: Final = positional_builder(Status)
+
+_MS: Final = 1_000_000  # Derive timestamps are ms; events carry ns
+_FALLBACK_QUANTUM: Final = 1e-8  # price quantum of a book whose instrument is not (yet) known
+_MAX_ROUTES: Final = 65_536  # the route cache is a memo: a flood of odd channels just resets it
+_RECENT_TRADES: Final = 4096  # trade ids remembered to drop the second record of one match
+_SIDES: Final = {"buy": Side.BUY, "sell": Side.SELL}
+_FLIP: Final = {"buy": Side.SELL, "sell": Side.BUY}
+_SUBSCRIPTION_ERRORS: Final = frozenset({13000})  # §3.7 "Invalid channels"
+
+# -- the wire, as typed structs ------------------------------------------------------------------
+
+# Finite numbers only: the constraints reject "nan" and "inf" (lax mode would parse them).
+Num = Annotated[float, Meta(gt=-1e300, lt=1e300)]
+Price = Annotated[float, Meta(ge=0.0, lt=1e300)]
+LevelPrice = Annotated[float, Meta(gt=0.0, lt=1e300)]
+Amount = Annotated[float, Meta(ge=0.0, lt=1e300)]
+
+_ABSENT: Final = Raw(b"")  # msgspec takes no `Raw | None`: an empty Raw marks a missing member
+
+
+class _Params(Struct):
+    channel: str | None = None
+    data: Raw = _ABSENT
+
+
+class _Envelope(Struct):
+    """§3.1: a notification (`method: subscription`, `params`), or a response (`id` with
+    `result`/`error`); `jsonrpc` is optional on Derive and ignored."""
+
+    method: str | None = None
+    params: _Params | None = None
+    id: int | str | None = None
+    result: Raw = _ABSENT
+    error: Raw = _ABSENT
+
+
+class _SlimPricing(Struct):
+    """§3.3 `option_pricing` of ticker_slim: d delta, g gamma, t theta, v vega, r rho, i/bi/ai
+    mark/bid/ask IV (fractions), m mark, f forward, df discount factor."""
+
+    d: Num
+    g: Num
+    t: Num
+    v: Num
+    r: Num | None = None
+    i: Price | None = None
+    bi: Price | None = None
+    ai: Price | None = None
+    f: Price | None = None
+
+
+class _SlimStats(Struct):
+    oi: Amount | None = None
+
+
+class _Slim(Struct):
+    """§3.3 slim keys: b/B best bid price/amount, a/A best ask, I index, M mark, t ms."""
+
+    t: int | None = None
+    b: Price | None = None
+    B: Amount | None = None
+    a: Price | None = None
+    A: Amount | None = None
+    I: Price | None = None  # noqa: E741 - the venue's key
+    M: Price | None = None
+    option_pricing: _SlimPricing | None = None
+    stats: _SlimStats | None = None
+
+
+class _SlimData(Struct):
+    instrument_ticker: _Slim
+    timestamp: int | None = None
+
+
+class _FullPricing(Struct):
+    """`option_pricing` of the full (deprecated `ticker` / `get_ticker`) shape (§3.3)."""
+
+    delta: Num
+    gamma: Num
+    theta: Num
+    vega: Num
+    rho: Num | None = None
+    iv: Price | None = None
+    bid_iv: Price | None = None
+    ask_iv: Price | None = None
+    forward_price: Price | None = None
+
+
+class _FullStats(Struct):
+    open_interest: Amount | None = None
+
+
+class _FullTicker(Struct):
+    instrument_name: str | None = None
+    timestamp: int | None = None
+    best_bid_price: Price | None = None
+    best_bid_amount: Amount | None = None
+    best_ask_price: Price | None = None
+    best_ask_amount: Amount | None = None
+    mark_price: Price | None = None
+    index_price: Price | None = None
+    option_pricing: _FullPricing | None = None
+    stats: _FullStats | None = None
+
+
+class _LegacyTickerData(_FullTicker):
+    """The deprecated channel's data: `{timestamp, instrument_ticker: {full fields}}` (§3.3), or
+    the full fields themselves (the shape of the captured perps/ws_ticker_eth.json)."""
+
+    instrument_ticker: _FullTicker | None = None
+
+
+class _BookData(Struct):
+    """§3.4 orderbook (v2): levels are [price, amount] string pairs; `publish_id` increases."""
+
+    instrument_name: str
+    timestamp: int
+    bids: list[tuple[LevelPrice, Amount]]
+    asks: list[tuple[LevelPrice, Amount]]
+    publish_id: int | None = None
+
+
+class _TradeData(Struct):
+    """§3.4 trades: one public trade (the `.{tx_status}` variants add account fields)."""
+
+    instrument_name: str
+    timestamp: int
+    trade_price: LevelPrice
+    trade_amount: Amount
+    direction: Literal["buy", "sell"]
+    trade_id: str | int
+    liquidity_role: Literal["maker", "taker"] | None = None
+
+
+class _Error(Struct):
+    """§3.1 `RPCErrorFormatSchema`."""
+
+    code: int
+    message: str
+    data: Any = None
+
+
+class _SubscribeResult(Struct):
+    status: dict[str, str]
+    current_subscriptions: list[str] = []
+
+
+_decode_envelope: Final = msgspec.json.Decoder(_Envelope).decode
+_decode_slim: Final = msgspec.json.Decoder(_SlimData, strict=False).decode
+_decode_legacy: Final = msgspec.json.Decoder(_LegacyTickerData, strict=False).decode
+_decode_book: Final = msgspec.json.Decoder(_BookData, strict=False).decode
+_decode_trades: Final = msgspec.json.Decoder(list[_TradeData], strict=False).decode
+_decode_error: Final = msgspec.json.Decoder(_Error).decode
+
+# -- private channels and order responses (§3.4 "Private channels", §3.6) -----------------------
+
+
+class OrderData(Struct):
+    """A Derive order object (`{subaccount}.orders`, `private/order` results, open orders)."""
+
+    order_id: str
+    instrument_name: str
+    direction: Literal["buy", "sell"]
+    order_status: str
+    amount: Decimal
+    filled_amount: Decimal = Decimal(0)
+    limit_price: Decimal | None = None
+    average_price: Decimal | None = None
+    label: str | None = None
+    cancel_reason: str | None = None
+    order_type: str | None = None
+    time_in_force: str | None = None
+    creation_timestamp: int | None = None
+    last_update_timestamp: int | None = None
+    nonce: int | None = None
+    subaccount_id: int | None = None
+
+
+class TradeData(Struct):
+    """One of our executions (`{subaccount}.trades`, the `trades` of an order response)."""
+
+    trade_id: str | int
+    order_id: str
+    instrument_name: str
+    direction: Literal["buy", "sell"]
+    trade_price: Decimal
+    trade_amount: Decimal
+    timestamp: int
+    trade_fee: Decimal = Decimal(0)
+    liquidity_role: Literal["maker", "taker"] | None = None
+    label: str | None = None
+    tx_status: str | None = None
+
+
+class OrderResult(Struct):
+    """The result of `private/order` / `private/replace`: the order and its trades (§3.6)."""
+
+    order: OrderData
+    trades: list[TradeData] = []
+
+
+_decode_orders: Final = msgspec.json.Decoder(list[OrderData], strict=False).decode
+_decode_user_trades: Final = msgspec.json.Decoder(list[TradeData], strict=False).decode
+_decode_order_result: Final = msgspec.json.Decoder(OrderResult, strict=False).decode
+
+# §3.6 `order_status`. `untriggered` (a trigger order waiting) and `algo_active` (a TWAP slicing)
+# are live orders, hence open.
+_STATES: Final = {
+    "open": OrderState.OPEN,
+    "untriggered": OrderState.OPEN,
+    "algo_active": OrderState.OPEN,
+    "filled": OrderState.FILLED,
+    "cancelled": OrderState.CANCELLED,
+    "rejected": OrderState.REJECTED,
+    "expired": OrderState.EXPIRED,
+}
+_NOT_EXECUTED: Final = frozenset({"reverted", "ignored"})  # tx_status of a trade that did not happen
+
+
+def _malformed(message: str, instrument: str | None = None) -> MalformedFrame:
+    return MalformedFrame(message, venue=VENUE, instrument=instrument)
+
+
+def _invalid(where: str, exc: msgspec.DecodeError) -> MalformedFrame:
+    # msgspec says "Expected `float` >= 0.0 - at `$.bids[0][1]`": quote it our way.
+    return _malformed(f"{where}: {str(exc).replace('`', chr(39))}")
+
+
+def _finite(value: Decimal, what: str, instrument: str) -> Decimal:
+    if not value.is_finite():
+        raise _malformed(f"{what} is not a finite number: {value}", instrument)
+    return value
+
+
+def _opt_finite(value: Decimal | None, what: str, instrument: str) -> Decimal | None:
+    return None if value is None else _finite(value, what, instrument)
+
+
+def order_update_from(o: OrderData, ts_local: int) -> OrderUpdate:
+    """The engine's view of a Derive order object. The client order id is the order's `label`.
+
+    A `filled` order whose `filled_amount` is short of its `amount` (an IOC or market order that
+    matched in part, §3.6 cancel reason `ioc_or_market_partial_fill`) is reported as CANCELLED
+    with its filled size: the rest will never trade, and FILLED would claim a full fill.
+    """
+    inst = o.instrument_name
+    state = _STATES.get(o.order_status)
+    if state is None:
+        raise _malformed(f"unknown order_status {o.order_status!r}", inst)
+    size = _finite(o.amount, "amount", inst)
+    filled = _finite(o.filled_amount, "filled_amount", inst)
+    if size < 0 or filled < 0:
+        raise _malformed(f"order {o.order_id}: negative amount", inst)
+    reason = o.cancel_reason or None
+    if state is OrderState.OPEN and filled > 0:
+        state = OrderState.PARTIALLY_FILLED
+    elif state is OrderState.FILLED and filled < size:
+        state = OrderState.CANCELLED
+        reason = reason or f"venue status 'filled' with {filled} of {size} executed; the rest will not trade"
+    average = _opt_finite(o.average_price, "average_price", inst)
+    ts = o.last_update_timestamp or o.creation_timestamp
+    return OrderUpdate(
+        venue=VENUE,
+        instrument=inst,
+        ts_exchange=None if ts is None else ts * _MS,
+        ts_local=ts_local,
+        order_id=o.order_id,
+        client_order_id=o.label or None,
+        strategy=None,
+        status=state,
+        side=_SIDES[o.direction],
+        price=_opt_finite(o.limit_price, "limit_price", inst),
+        size=size,
+        filled_size=filled,
+        avg_fill_price=average if filled > 0 and average else None,
+        reason=reason,
+    )
+
+
+def fill_from(t: TradeData, ts_local: int) -> Fill:
+    """The engine's view of one of our Derive trades; fees are in USDC (§3.4)."""
+    inst = t.instrument_name
+    price = _finite(t.trade_price, "trade_price", inst)
+    size = _finite(t.trade_amount, "trade_amount", inst)
+    fee = _finite(t.trade_fee, "trade_fee", inst)
+    if price <= 0 or size <= 0:
+        raise _malformed(f"trade {t.trade_id}: price and amount must be positive", inst)
+    return Fill(
+        venue=VENUE,
+        instrument=inst,
+        ts_exchange=t.timestamp * _MS,
+        ts_local=ts_local,
+        order_id=t.order_id,
+        client_order_id=t.label or None,
+        strategy=None,
+        trade_id=str(t.trade_id),
+        side=_SIDES[t.direction],
+        price=price,
+        size=size,
+        fee=fee,
+        fee_currency=QUOTE,
+        liquidity=Liquidity.MAKER if t.liquidity_role == "maker" else Liquidity.TAKER,
+    )
+
+
+def _reverted(t: TradeData, ts_local: int) -> Status:
+    message = (
+        f"trade {t.trade_id} of order {t.order_id} has tx_status {t.tx_status}: "
+        "it did not execute and is not a fill"
+    )
+    data = {"tx_status": t.tx_status, "trade_id": str(t.trade_id), "order_id": t.order_id}
+    return _status(
+        VENUE, t.instrument_name, t.timestamp * _MS, ts_local, StatusKind.INSTRUMENT_STATE, message, data
+    )
+
+
+def _our_trade_events(trades: list[TradeData], ts_local: int) -> list[MarketEvent]:
+    return [
+        _reverted(t, ts_local) if t.tx_status in _NOT_EXECUTED else fill_from(t, ts_local) for t in trades
+    ]
+
+
+def decode_order_result(raw: Any, ts_local: int) -> list[MarketEvent]:
+    """The events of a `private/order` result: its fills first, then the order's state. Raises
+    `MalformedFrame` for a result that is not an order with trades."""
+    try:
+        result = _decode_order_result(raw if isinstance(raw, bytes | str) else orjson.dumps(raw))
+    except msgspec.DecodeError as exc:
+        raise _invalid("order result", exc) from None
+    events = _our_trade_events(result.trades, ts_local)
+    events.append(order_update_from(result.order, ts_local))
+    return events
+
+
+def subscription_refusals(result: Any) -> list[tuple[str, str]]:
+    """(channel, reason) for each channel a `subscribe` result did not accept (§3.4: its status is
+    a text other than "ok"). Raises `MalformedFrame` when `result` is not a subscribe result."""
+    try:
+        sub = msgspec.convert(result, _SubscribeResult)
+    except msgspec.ValidationError as exc:
+        raise _malformed(f"subscribe result: {str(exc).replace('`', chr(39))}") from None
+    return [(ch, status) for ch, status in sub.status.items() if status != "ok"]
+
+
+def _channel_instrument(channel: str) -> str:
+    """The instrument a channel names, or "" (a `trades.{type}.{currency}` channel names none)."""
+    parts = channel.split(".")
+    if (len(parts) >= 2 and parts[0] in ("ticker_slim", "ticker", "orderbook")) or (
+        len(parts) == 2 and parts[0] == "trades"
+    ):
+        return parts[1]
+    return ""
+
+
+_Handler = Callable[[Any, int, str], list[MarketEvent]]
+
+
+class _BookState:
+    """One orderbook channel's book and its last `publish_id`."""
+
+    __slots__ = ("book", "depth", "group", "instrument")
+
+    def __init__(self, book: OrderBook, instrument: str, group: int, depth: int) -> None:
+        self.book = book
+        self.instrument = instrument
+        self.group = group
+        self.depth = depth
+
+
+class DeriveDecoder:
+    """Decodes one Derive connection's frames into events (the engine's `Decoder` protocol;
+    module docstring for the channels). `details` is the side table of Derive-only instrument
+    facts learned alongside the registry; `current_subscriptions` the channel list of the last
+    subscribe answer; `check_skips=False` stops reporting skipped publish ids as gaps (should a
+    deployment find that the venue's ids are not consecutive per channel; VENUES.md says only
+    "monotonically increasing").
+    """
+
+    venue = VENUE
+
+    def __init__(
+        self,
+        registry: InstrumentRegistry,
+        *,
+        details: DeriveInstruments | None = None,
+        check_skips: bool = True,
+    ) -> None:
+        self.registry = registry
+        self.details = details if details is not None else DeriveInstruments()
+        self.stats = DecoderStats()
+        self.check_skips = check_skips
+        self.last_unknown_channel: str | None = None
+        self.last_error: tuple[int | str | None, int, str, Any] | None = None  # (id, code, message, data)
+        self.errors = 0
+        self.deprecated_tickers = 0
+        self.duplicate_trades = 0
+        self.current_subscriptions: list[str] = []
+        self._books: dict[str, _BookState] = {}  # by channel
+        self._primary: dict[str, _BookState] = {}  # by instrument: the finest book seen
+        self._routes: dict[str, tuple[_Handler, str]] = {}
+        self._recent_trades: dict[str, None] = {}  # insertion-ordered, bounded
+
+    # ----------------------------------------------------------------------------------- API
+
+    def decode(self, frame: bytes | bytearray | memoryview | str, ts_local: int) -> list[MarketEvent]:
+        """The events in one raw WebSocket frame (possibly none).
+
+        Raises `MalformedFrame` (counted in `stats.malformed`) for a frame that is not a decodable
+        Derive message; the decoder's books, sequence ids, registry and side table are then
+        exactly as they were.
+        """
+        stats = self.stats
+        stats.frames += 1
+        try:
+            env = _decode_envelope(frame)
+            params = env.params
+            if env.method == "subscription" and params is not None:
+                channel = params.channel
+                data = params.data
+                if channel is None or not data:
+                    raise _malformed("a subscription notification needs params.channel and params.data")
+                route = self._routes.get(channel)
+                if route is None:
+                    route = self._route(channel)
+                try:
+                    events = route[0](data, ts_local, route[1])
+                except msgspec.DecodeError as exc:
+                    raise _invalid(channel, exc) from None
+            else:
+                events = self._response(env, ts_local)
+        except MalformedFrame:
+            stats.malformed += 1
+            raise
+        except msgspec.DecodeError as exc:
+            stats.malformed += 1
+            raise _invalid("message", exc) from None
+        stats.events += len(events)
+        return events
+
+    def decode_message(self, msg: Any, ts_local: int) -> list[MarketEvent]:
+        """The events in an already-parsed message (same contract as `decode`)."""
+        try:
+            frame = orjson.dumps(msg)
+        except TypeError as exc:
+            self.stats.frames += 1
+            self.stats.malformed += 1
+            raise _malformed(f"not a JSON message: {exc}") from None
+        return self.decode(frame, ts_local)
+
+    def learn_instruments(self, result: Any) -> int:
+        """Teach the registry and `details` the instruments of a `get_instruments` result (raw
+        JSON or parsed); returns how many of its items were learned."""
+        items = (
+            msgspec.json.decode(result)
+            if isinstance(result, bytes | bytearray | memoryview | str)
+            else result
+        )
+        if isinstance(items, dict):
+            items = items.get("instruments", [items])
+        if not isinstance(items, list):
+            raise _malformed("get_instruments: expected a list of instruments")
+        return self._learn(items)
+
+    def invalidate_books(self) -> None:
+        """The connection was lost: forget every book and publish id (a new connection's ids
+        start their own sequence; its first snapshot is the truth)."""
+        self._books.clear()
+        self._primary.clear()
+        self._recent_trades.clear()
+
+    def book(self, instrument: str) -> OrderBook | None:
+        """The book of `instrument`: of its finest-grouped (then deepest) orderbook channel;
+        None when no orderbook message has been seen for it."""
+        state = self._primary.get(instrument)
+        return None if state is None else state.book
+
+    # ------------------------------------------------------------------------------- routing
+
+    def _route(self, channel: str) -> tuple[_Handler, str]:
+        """The handler of a channel not seen before, remembered for the next frames."""
+        parts = channel.split(".")
+        head, n = parts[0], len(parts)
+        route: tuple[_Handler, str]
+        if head == "ticker_slim" and n == 3:
+            route = (self._on_slim, parts[1])
+        elif head == "orderbook" and n == 4 and parts[2].isdigit() and parts[3].isdigit():
+            route = (self._on_book, channel)
+        elif head == "trades" and n in (2, 3, 4):
+            route = (self._on_trades, channel)
+        elif head == "ticker" and n == 3:
+            route = (self._on_legacy_ticker, parts[1])
+        elif head.isdigit() and n == 2 and parts[1] == "orders":
+            route = (self._on_our_orders, channel)
+        elif head.isdigit() and n in (2, 3) and parts[1] == "trades":
+            route = (self._on_our_trades, channel)
+        else:
+            # balances, quotes, rfqs, spot_feed, margin.watch, auctions.watch, ...
+            route = (self._on_unknown, channel)
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
+        self._routes[channel] = route
+        return route
+
+    def _on_unknown(self, data: Any, ts_local: int, channel: str) -> list[MarketEvent]:
+        self.stats.unknown_channel += 1
+        self.last_unknown_channel = channel
+        return []
+
+    # ------------------------------------------------------------------------------- tickers
+
+    def _on_slim(self, raw: Any, ts_local: int, instrument: str) -> list[MarketEvent]:
+        """`ticker_slim.{instrument}.{interval}` (§3.3)."""
+        d = _decode_slim(raw)
+        s = d.instrument_ticker
+        ms = s.t if s.t is not None else d.timestamp
+        bid, ask = s.b, s.a
+        p = s.option_pricing
+        if p is None:
+            greeks = None
+            mark_iv = bid_iv = ask_iv = underlying = None
+        else:
+            greeks = _greeks(p.d, p.g, p.v, p.t, p.r)
+            mark_iv, bid_iv, ask_iv, underlying = p.i, p.bi, p.ai, p.f
+        st = s.stats
+        return [
+            _ticker(
+                VENUE,
+                instrument,
+                None if ms is None else ms * _MS,
+                ts_local,
+                bid or None,  # "0": no bid
+                s.B if bid else None,
+                ask or None,
+                s.A if ask else None,
+                None,  # the slim ticker has no last trade price
+                s.M,
+                s.I,
+                underlying,
+                None if st is None else st.oi,
+                mark_iv,
+                bid_iv,
+                ask_iv,
+                greeks,
+            )
+        ]
+
+    def _on_legacy_ticker(self, raw: Any, ts_local: int, instrument: str) -> list[MarketEvent]:
+        """`ticker.{instrument}.{interval}`: deprecated (§3.3), still decoded, and counted."""
+        d = _decode_legacy(raw)
+        full: _FullTicker = d.instrument_ticker if d.instrument_ticker is not None else d
+        ms = full.timestamp if full.timestamp is not None else d.timestamp
+        p = full.option_pricing
+        greeks = None if p is None else _greeks(p.delta, p.gamma, p.vega, p.theta, p.rho)
+        bid, ask = full.best_bid_price, full.best_ask_price
+        self.deprecated_tickers += 1
+        return [
+            _ticker(
+                VENUE,
+                full.instrument_name or instrument,
+                None if ms is None else ms * _MS,
+                ts_local,
+                bid or None,
+                full.best_bid_amount if bid else None,
+                ask or None,
+                full.best_ask_amount if ask else None,
+                None,
+                full.mark_price,
+                full.index_price,
+                None if p is None else p.forward_price,
+                None if full.stats is None else full.stats.open_interest,
+                None if p is None else p.iv,
+                None if p is None else p.bid_iv,
+                None if p is None else p.ask_iv,
+                greeks,
+            )
+        ]
+
+    # -------------------------------------------------------------------------------- trades
+
+    def _on_trades(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
+        """`trades.*` (§3.4): one `Trade` per new trade id, each with its own instrument, the side
+        the aggressor's."""
+        trades = _decode_trades(raw)
+        recent = self._recent_trades
+        out: list[MarketEvent] = []
+        for t in trades:
+            tid = t.trade_id if t.trade_id.__class__ is str else str(t.trade_id)
+            if tid in recent:
+                self.duplicate_trades += 1
+                continue
+            side = _FLIP[t.direction] if t.liquidity_role == "maker" else _SIDES[t.direction]
+            out.append(
+                _trade(
+                    VENUE,
+                    t.instrument_name,
+                    t.timestamp * _MS,
+                    ts_local,
+                    t.trade_price,
+                    t.trade_amount,
+                    side,
+                    tid,
+                )
+            )
+            recent[tid] = None
+            if len(recent) > _RECENT_TRADES:
+                del recent[next(iter(recent))]
+        return out
+
+    # --------------------------------------------------------------------------------- books
+
+    def _new_book(self, instrument: str) -> OrderBook:
+        """A book whose price quantum is the instrument's tick when it is known."""
+        inst = self.registry.get(VENUE, instrument)
+        quantum = _FALLBACK_QUANTUM
+        if inst is not None:
+            q = float(inst.tick_size)
+            if q > 0 and math.isfinite(q):
+                quantum = q
+        return OrderBook(quantum)
+
+    def _on_book(self, raw: Any, ts_local: int, channel: str) -> list[MarketEvent]:
+        """`orderbook.{instrument}.{group}.{depth}` (§3.4): a whole top-N book every time."""
+        d = _decode_book(raw)
+        inst = d.instrument_name
+        ts = d.timestamp * _MS
+        pid = d.publish_id
+        state = self._books.get(channel)
+        events: list[MarketEvent] = []
+        if state is not None and pid is not None:
+            last = state.book.sequence
+            if isinstance(last, int):
+                if pid == last:
+                    self.stats.ignored_changes += 1
+                    return []
+                if pid < last:
+                    message = (
+                        f"book {inst}: publish_id went back from {last} to {pid} (the venue restarted "
+                        "its sequence); book replaced by this snapshot"
+                    )
+                    data = {"channel": channel, "previous": last, "publish_id": pid}
+                    events.append(_status(VENUE, inst, ts, ts_local, StatusKind.BOOK_RESYNC, message, data))
+                elif pid > last + 1 and self.check_skips:
+                    self.stats.gaps += 1
+                    message = (
+                        f"book {inst}: publish_id {pid} follows {last}; {pid - last - 1} snapshot(s) "
+                        "missed (this one is whole, so the book is valid again)"
+                    )
+                    data = {"channel": channel, "expected": last + 1, "received": pid}
+                    events.append(_status(VENUE, inst, ts, ts_local, StatusKind.BOOK_GAP, message, data))
+        if state is None:
+            _, _, group, depth = channel.split(".")
+            state = _BookState(self._new_book(inst), inst, int(group), int(depth))
+            self._books[channel] = state
+            primary = self._primary.get(inst)
+            if primary is None or (state.group, -state.depth) < (primary.group, -primary.depth):
+                self._primary[inst] = state
+        book = state.book
+        bids = tuple(d.bids)
+        asks = tuple(d.asks)
+        book.clear()
+        book.update(bids, asks)
+        book.sequence = pid
+        book.valid = True
+        bb, bbs, ba, bas = book.top()
+        events.append(_book_update(VENUE, inst, ts, ts_local, True, bids, asks, bb, bbs, ba, bas, pid))
+        return events
+
+    # ------------------------------------------------------------------------------ private
+
+    def _on_our_orders(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
+        """`{subaccount}.orders` (§3.4): a list of our orders, each after its change."""
+        return [order_update_from(o, ts_local) for o in _decode_orders(raw)]
+
+    def _on_our_trades(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
+        """`{subaccount}.trades[.{tx_status}]` (§3.4): a list of our executions."""
+        return _our_trade_events(_decode_user_trades(raw), ts_local)
+
+    # ---------------------------------------------------------------------------- responses
+
+    def _response(self, env: _Envelope, ts_local: int) -> list[MarketEvent]:
+        """A JSON-RPC response (§3.1): no market data, but a subscribe answer reports refusals and
+        an instruments answer teaches the registry."""
+        if env.id is None or not (env.result or env.error):
+            raise _malformed("neither a subscription notification nor a JSON-RPC response")
+        if env.error:
+            events = self._on_error(env, ts_local)
+            self.stats.control += 1
+            return events
+        result = msgspec.json.decode(env.result)
+        if isinstance(result, dict) and "status" in result and "current_subscriptions" in result:
+            refusals = subscription_refusals(result)  # validates the whole answer first
+            self.current_subscriptions = list(result["current_subscriptions"])
+            self.stats.control += 1
+            return [self._refused(ch, reason, ts_local) for ch, reason in refusals]
+        if isinstance(result, dict) and isinstance(result.get("instruments"), list):
+            result = result["instruments"]  # v3 `get_all_instruments` shape (§3.2)
+        if isinstance(result, list):
+            if any(is_instrument_item(item) for item in result):
+                self._learn(result)
+        elif is_instrument_item(result):
+            self._learn([result])
+        self.stats.control += 1
+        return []
+
+    def _on_error(self, env: _Envelope, ts_local: int) -> list[MarketEvent]:
+        err = _decode_error(env.error)
+        self.errors += 1
+        self.last_error = (env.id, err.code, err.message, err.data)
+        text = f"{err.message}: {err.data}" if err.data else err.message
+        if err.code in _SUBSCRIPTION_ERRORS or (err.code == -32602 and "deprecated" in text):
+            return [self._refused("", f"error {err.code}: {text}", ts_local)]
+        return []
+
+    def _refused(self, channel: str, reason: str, ts_local: int) -> Status:
+        what = f"channel {channel}" if channel else "subscription"
+        return _status(
+            VENUE,
+            _channel_instrument(channel),
+            None,
+            ts_local,
+            StatusKind.SUBSCRIPTION_REFUSED,
+            f"{what} refused by the venue: {reason}",
+            {"channel": channel, "reason": reason},
+        )
+
+    def _learn(self, items: list[Any]) -> int:
+        """Add the instruments of a `get_instruments` answer to the registry and `details`;
+        items that do not parse are skipped and counted (`stats.skipped_instruments`)."""
+        parsed: list[tuple[Instrument, DeriveInstrumentInfo]] = []
+        for item in items:
+            if not is_instrument_item(item):
+                self.stats.skipped_instruments += 1
+                continue
+            try:
+                parsed.append(parse_instrument(item))
+            except (ValueError, TypeError, ArithmeticError):
+                self.stats.skipped_instruments += 1
+        for inst, info in parsed:
+            self.registry.add(inst)
+            self.details.add(info)
+        return len(parsed)
