@@ -10,4 +10,3 @@ from ._schema import DataFileConfig as DataFileConfig
 from ._schema import LimitsConfig as LimitsConfig
 from ._schema import LoggingConfig as LoggingConfig
 from ._schema import StrategyConfig as StrategyConfig
-from ._schema import VenueConfig as VenueConfig

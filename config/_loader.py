@@ -200,7 +200,12 @@ def structure(conv: cattrs.Converter, data: Any, cls: type[Any], *, file: str | 
         first = messages[0]
         msg, _, where = first.rpartition(" @ ")
         more = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
-        raise ConfigError(msg + more, file=file, path=_path(where) or None) from None
+        where = _path(where)
+        # A class's own validator names its field ("heartbeat_s: expected ..."): fold it in.
+        field, sep, rest = msg.removeprefix("invalid value (").removesuffix(")").partition(": ")
+        if sep and field.isidentifier() and rest.startswith("expected"):
+            msg, where = rest, f"{where}.{field}" if where else field
+        raise ConfigError(msg + more, file=file, path=where or None) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(_format_exception(exc, cls), file=file, path=path or None) from None
 
@@ -215,6 +220,12 @@ class LoadedConfig:
     strategy_classes: dict[str, type[Strategy]]
     strategy_params: dict[str, Any]
     data_paths: list[Path]
+    venue_settings: dict[str, Any] = attrs.field(factory=dict)
+
+    def settings_of(self, venue: str) -> Any:
+        """The venue's structured settings: as configured, or its defaults."""
+        found = self.venue_settings.get(venue)
+        return load_venue(venue).Settings() if found is None else found
 
     def build_strategies(self) -> list[Strategy]:
         return [cls(name, self.strategy_params[name]) for name, cls in self.strategy_classes.items()]
@@ -238,17 +249,19 @@ def load_config(path: str | Path) -> LoadedConfig:
     config: Config = structure(conv, raw, Config, file=file)
 
     known_venues = set(available_venues())
-    for name in config.venues:
+    venue_settings: dict[str, Any] = {}
+    for name, raw_settings in config.venues.items():
         if name not in known_venues:
             raise ConfigError(
                 f"unknown venue (known: {', '.join(sorted(known_venues))})", file=file, path=f"venues.{name}"
             )
-    for name, venue in config.venues.items():
-        if venue.fees:
-            try:
-                load_venue(name).fee_model(venue.fees)
-            except (ValueError, TypeError, ArithmeticError) as exc:
-                raise ConfigError(str(exc), file=file, path=f"venues.{name}.fees") from None
+        plugin = load_venue(name)
+        settings = structure(conv, raw_settings, plugin.Settings, file=file, path=f"venues.{name}")
+        try:
+            plugin.fee_model(settings.fees)
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise ConfigError(str(exc), file=file, path=f"venues.{name}.fees") from None
+        venue_settings[name] = settings
 
     classes: dict[str, type[Strategy]] = {}
     params: dict[str, Any] = {}
@@ -306,6 +319,7 @@ def load_config(path: str | Path) -> LoadedConfig:
         strategy_classes=classes,
         strategy_params=params,
         data_paths=data_paths,
+        venue_settings=venue_settings,
     )
 
 

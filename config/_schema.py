@@ -20,7 +20,6 @@ __all__ = [
     "LimitsConfig",
     "LoggingConfig",
     "StrategyConfig",
-    "VenueConfig",
 ]
 
 Mode = Literal["backtest", "live", "paper"]
@@ -51,13 +50,6 @@ class LimitsConfig:
     max_order_notional_usd: float | None = None
     max_position: Decimal | None = None
     instruments: dict[str, InstrumentLimitsConfig] = attrs.field(factory=dict)
-
-
-@attrs.frozen
-class VenueConfig:
-    """`[venues.<name>]`: `fees` overrides the venue's default fee schedule."""
-
-    fees: dict[str, Any] = attrs.field(factory=dict)  # checked by the venue's fee model
 
 
 @attrs.frozen
@@ -108,7 +100,8 @@ class StrategyConfig:
 class Config:
     mode: Mode
     strategies: list[StrategyConfig]
-    venues: dict[str, VenueConfig] = attrs.field(factory=dict)
+    # `[venues.<name>]`: structured by the venue plugin's own `Settings` class (see the loader).
+    venues: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     risk: LimitsConfig = LimitsConfig()
     backtest: BacktestConfig | None = None
     logging: LoggingConfig = LoggingConfig()

@@ -14,6 +14,7 @@ from ._errors import SequenceGap as SequenceGap
 from ._errors import StrategyError as StrategyError
 from ._errors import TradingError as TradingError
 from ._errors import VenueError as VenueError
+from ._errors import VenueUnavailable as VenueUnavailable
 from ._events import ALL_KINDS as ALL_KINDS
 from ._events import BookUpdate as BookUpdate
 from ._events import DataKind as DataKind

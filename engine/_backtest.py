@@ -24,6 +24,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,22 @@ class _Context(BaseContext):
             return order.snapshot(ts_local=self._kernel.now)
         self.flow.cancel_requested(order, now_ns=self._kernel.now)
         result: OrderUpdate = await _Wait("cancel", order)
+        return result
+
+    async def edit_order(
+        self,
+        client_order_id: str,
+        *,
+        price: Decimal | int | str | None = None,
+        size: Decimal | int | str | None = None,
+    ) -> OrderUpdate:
+        order = self.flow.tracker.get(client_order_id)
+        if order is None or order.strategy != self.strategy:
+            raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
+        new_price = None if price is None else Decimal(str(price))
+        new_size = None if size is None else Decimal(str(size))
+        self.flow.check_edit(order, new_price, new_size)  # may raise, at once
+        result: OrderUpdate = await _Wait("edit", (order, new_price, new_size))
         return result
 
 
@@ -356,6 +373,8 @@ class BacktestKernel:
             self._at(now + self._lat, self._arrive_order, slot, wait.arg)
         elif wait.action == "cancel":
             self._at(now + self._lat, self._arrive_cancel, slot, wait.arg)
+        elif wait.action == "edit":
+            self._at(now + self._lat, self._arrive_edit, slot, *wait.arg)
         else:  # pragma: no cover - only the context creates _Wait objects
             raise AssertionError(wait.action)
 
@@ -390,6 +409,15 @@ class BacktestKernel:
             events = sim.cancel(order, self.now)
         except OrderRejected as exc:
             self._at(self.now + self._resp, self._answer_cancel_refused, slot, order, exc)
+            return
+        self._at(self.now + self._resp, self._answer_cancel, slot, order, events)
+
+    def _arrive_edit(self, slot: _Slot, order: Order, price: Decimal | None, size: Decimal | None) -> None:
+        sim = self.sims[order.request.venue]
+        try:
+            events = sim.edit(order, self.now, price=price, size=size)
+        except OrderRejected as exc:
+            self._at(self.now + self._resp, self._resume, slot, None, exc)
             return
         self._at(self.now + self._resp, self._answer_cancel, slot, order, events)
 

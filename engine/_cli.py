@@ -115,7 +115,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         sources,
         loaded.build_strategies(),
         settings,
-        fee_overrides={name: v.fees for name, v in cfg.venues.items()},
+        fee_overrides={s.venue: loaded.settings_of(s.venue).fees for s in sources},
         engine_limits=_limits(cfg.risk),
         strategy_limits={s.name: _limits(s.risk) for s in cfg.strategies if s.enabled},
         progress=progress_cb,
@@ -129,6 +129,76 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if args.report:
         write_report(args.report, result)
         print(f"report written to {args.report}", file=sys.stderr)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
+    import trio
+
+    from config import load_config
+
+    from ._live import LiveEngine
+    from ._logging import configure_logging
+
+    loaded = load_config(args.config)
+    cfg = loaded.config
+    if cfg.mode == "backtest":
+        raise ConfigError(
+            "mode is 'backtest': run it with `tradingd backtest`", file=str(loaded.path), path="mode"
+        )
+    configure_logging(args.log_level or cfg.logging.level, args.log_format or cfg.logging.format, sys.stdout)
+    engine = LiveEngine(
+        loaded.build_strategies(),
+        loaded.venue_settings,
+        mode=cfg.mode,
+        engine_limits=_limits(cfg.risk),
+        strategy_limits={s.name: _limits(s.risk) for s in cfg.strategies if s.enabled},
+    )
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(engine.run)
+                async for signum in signals:
+                    engine.log.info("daemon.stopping", signal=signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(main)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import signal
+
+    import trio
+
+    from ._logging import configure_logging
+    from ._plugins import load_venue
+
+    plugin = load_venue(args.venue)
+    simulate = getattr(plugin, "simulate", None)
+    if simulate is None:
+        raise _UsageError(f"there is no simulator for {args.venue} yet")
+    configure_logging(args.log_level or "info", args.log_format or "auto", sys.stderr)
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                binds = await nursery.start(
+                    lambda task_status: simulate(
+                        host=args.host, port=args.port, seed=args.seed, task_status=task_status
+                    )
+                )
+                for line in plugin.simulator_banner(binds) if hasattr(plugin, "simulator_banner") else binds:
+                    print(line, flush=True)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(main)
     return 0
 
 
@@ -273,6 +343,17 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int)
     g.add_argument("--start", help="ISO-8601 UTC start time, e.g. 2026-11-24T00:00:00Z")
     g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("run", help="the daemon: live or paper trading, as the config's mode says")
+    r.add_argument("--config", required=True, help="the TOML config (mode = live or paper)")
+    r.set_defaults(func=cmd_run)
+
+    m = sub.add_parser("simulate", help="run a local simulator of a venue on 127.0.0.1")
+    m.add_argument("venue", help="the venue to simulate (e.g. deribit)")
+    m.add_argument("--port", type=int, default=8765)
+    m.add_argument("--host", default="127.0.0.1", help="the address to listen on (loopback by default)")
+    m.add_argument("--seed", type=int, default=7, help="the synthetic market's seed")
+    m.set_defaults(func=cmd_simulate)
 
     # -- more commands register here (one call each) -----------------------------------------
     return p

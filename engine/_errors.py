@@ -11,6 +11,7 @@
         ├── FeedStale                 nothing arrived from the venue for longer than allowed
         ├── AuthError                 the venue refused our credentials
         ├── RateLimited               the venue (or our local limiter) refused for rate
+        ├── VenueUnavailable          a request could not be sent (no connection): nothing reached the venue
         └── OrderRejected             an order was refused, before sending (pre-trade) or by the venue
 
 Each carries the context a log line needs (`.venue`, `.instrument`, `.client_order_id`, `.code`)
@@ -32,6 +33,7 @@ __all__ = [
     "StrategyError",
     "TradingError",
     "VenueError",
+    "VenueUnavailable",
 ]
 
 
@@ -116,6 +118,12 @@ class AuthError(VenueError):
 
 class RateLimited(VenueError):
     """Raised when a venue (or our own limiter, ahead of it) refuses a request for rate."""
+
+
+class VenueUnavailable(VenueError):
+    """Raised when a request could not be sent at all (the connection is down, or going down).
+    Unlike a timeout, the outcome is known: nothing reached the venue, so an order refused this
+    way is final and safe to report as not placed."""
 
 
 class OrderRejected(VenueError):

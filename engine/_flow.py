@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
+import attrs
 import structlog
 
 from ._errors import OrderRejected, VenueError
@@ -127,6 +128,36 @@ class OrderFlow:
             error=str(exc),
         )
 
+    def check_edit(self, order: Order, price: Decimal | None, size: Decimal | None) -> None:
+        """Run the pre-trade checks on an order as it would be after an edit (new price and/or
+        size). Raises `OrderRejected` (logged and counted) when a check refuses it."""
+        if order.state.is_final:
+            raise OrderRejected(
+                f"order is {order.state.value}",
+                venue=order.request.venue,
+                client_order_id=order.client_order_id,
+            )
+        new_size = order.size if size is None else size
+        if new_size < order.filled_size:
+            raise OrderRejected(
+                f"new size {new_size} is below what has filled ({order.filled_size})",
+                venue=order.request.venue,
+                client_order_id=order.client_order_id,
+            )
+        edited = attrs.evolve(order.request, price=order.price if price is None else price, size=new_size)
+        try:
+            # The order's own remaining size is replaced by its new one, not added to it.
+            self.risk.check(edited, replaces=order.remaining, adds=new_size - order.filled_size)
+        except OrderRejected as exc:
+            self.rejected[order.strategy] = self.rejected.get(order.strategy, 0) + 1
+            self.log.warning(
+                "order.edit_refused",
+                strategy=order.strategy,
+                client_order_id=order.client_order_id,
+                reason=exc.reason,
+            )
+            raise
+
     def cancel_requested(self, order: Order, *, now_ns: int) -> None:
         if order.state.is_live and order.state is not OrderState.PENDING_CANCEL:
             order.transition(OrderState.PENDING_CANCEL, now_ns=now_ns)
@@ -144,6 +175,28 @@ class OrderFlow:
             code=exc.code,
             reason=exc.venue_message or exc.reason,
         )
+
+    def adopt(self, update: OrderUpdate, *, strategy: str) -> Order:
+        """Track again an order the venue reports as ours (found open on start): its request
+        rebuilt from the report, its state and filled size as reported. Its past fills are not
+        rebuilt here (the order journal does that)."""
+        assert update.client_order_id is not None
+        request = OrderRequest(
+            venue=update.venue,
+            instrument=update.instrument,
+            side=update.side,
+            size=update.size,
+            price=update.price,
+            client_order_id=update.client_order_id,
+            strategy=strategy,
+        )
+        order = self.tracker.add(request, now_ns=update.ts_local)
+        if update.order_id:
+            self.tracker.set_order_id(order, update.order_id)
+        order.filled_size = update.filled_size
+        if update.status is not OrderState.PENDING_NEW and order.can_transition(update.status):
+            order.transition(update.status, now_ns=update.ts_local)
+        return order
 
     # -- incoming ---------------------------------------------------------------------------
     def on_update(self, update: OrderUpdate) -> list[OrderUpdate]:

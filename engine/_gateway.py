@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Protocol
 
 import attrs
 import structlog
 import trio
 
-from ._errors import OrderRejected, VenueError
+from ._errors import OrderRejected, RateLimited, VenueError, VenueUnavailable
 from ._events import Fill, OrderUpdate, PrivateEvent
 from ._flow import OrderFlow
 from ._orders import Order, OrderRequest
@@ -42,6 +43,10 @@ class ExecutionClient(Protocol):
 
     async def cancel(self, order: Order) -> Sequence[PrivateEvent]: ...
 
+    async def edit(
+        self, order: Order, *, price: Decimal | None, size: Decimal | None
+    ) -> Sequence[PrivateEvent]: ...
+
 
 @attrs.define(eq=False)
 class _Reply:
@@ -61,10 +66,12 @@ class _Reply:
 
 @attrs.define(eq=False)
 class _Request:
-    action: str  # "place" | "cancel"
+    action: str  # "place" | "cancel" | "edit"
     request: OrderRequest | None
     client_order_id: str
     reply: _Reply
+    price: Decimal | None = None
+    size: Decimal | None = None
 
 
 class ExecutionGateway:
@@ -98,6 +105,12 @@ class ExecutionGateway:
     async def cancel_order(self, client_order_id: str) -> OrderUpdate:
         """Ask the venue to cancel an order and wait for its answer."""
         return await self._call(_Request("cancel", None, client_order_id, _Reply()))
+
+    async def edit_order(
+        self, client_order_id: str, *, price: Decimal | None = None, size: Decimal | None = None
+    ) -> OrderUpdate:
+        """Ask the venue for a new price and/or size of a resting order (pre-trade checks first)."""
+        return await self._call(_Request("edit", None, client_order_id, _Reply(), price=price, size=size))
 
     async def _call(self, req: _Request) -> OrderUpdate:
         await self._send.send(req)  # cancelled here: nothing was handed over
@@ -136,6 +149,8 @@ class ExecutionGateway:
         if req.action == "place":
             assert req.request is not None
             await self._place(req.request, req.reply)
+        elif req.action == "edit":
+            await self._edit(req)
         else:
             await self._cancel(req.client_order_id, req.reply)
         if req.reply.abandoned:
@@ -166,6 +181,67 @@ class ExecutionGateway:
         except OrderRejected as exc:
             self.flow.venue_rejected(order, exc, now_ns=self.clock())
             reply.fail(exc)
+            return
+        except RateLimited as exc:
+            # Refused for rate, not processed (VENUES.md §1.10): final, like any refusal.
+            refused = OrderRejected(
+                f"rate limited: {exc}",
+                venue=self.venue,
+                instrument=order.request.instrument,
+                client_order_id=order.client_order_id,
+                code=exc.code,
+                venue_message=exc.venue_message,
+            )
+            self.flow.venue_rejected(order, refused, now_ns=self.clock())
+            reply.fail(refused)
+            return
+        except VenueUnavailable as exc:
+            # Nothing was sent: the order is final, as refused, and the caller may try again.
+            refused = OrderRejected(
+                f"not sent: {exc}",
+                venue=self.venue,
+                instrument=order.request.instrument,
+                client_order_id=order.client_order_id,
+                code="not_sent",
+                venue_message=str(exc),
+            )
+            self.flow.venue_rejected(order, refused, now_ns=self.clock())
+            reply.fail(refused)
+            return
+        except VenueError as exc:
+            self.flow.state_unknown(order, exc)
+            reply.fail(exc)
+            return
+        self._apply(events)
+        reply.succeed(order.snapshot(ts_local=self.clock()))
+
+    async def _edit(self, req: _Request) -> None:
+        reply = req.reply
+        order = self.flow.tracker.get(req.client_order_id)
+        if order is None:
+            reply.fail(
+                OrderRejected(
+                    f"unknown order {req.client_order_id}",
+                    venue=self.venue,
+                    client_order_id=req.client_order_id,
+                )
+            )
+            return
+        try:
+            self.flow.check_edit(order, req.price, req.size)
+            events = await self.client.edit(order, price=req.price, size=req.size)
+        except OrderRejected as exc:
+            reply.fail(exc)
+            return
+        except VenueUnavailable as exc:
+            reply.fail(
+                OrderRejected(
+                    f"not sent: {exc}",
+                    venue=self.venue,
+                    client_order_id=order.client_order_id,
+                    code="not_sent",
+                )
+            )
             return
         except VenueError as exc:
             self.flow.state_unknown(order, exc)

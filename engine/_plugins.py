@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
+import trio
 
 from ._book import OrderBook
 from ._errors import ConfigError, StrategyError
-from ._events import MarketEvent
+from ._events import MarketEvent, PrivateEvent
 from ._fees import FeeModel
 from ._instruments import InstrumentRegistry
 from ._strategy import Strategy
@@ -26,7 +27,9 @@ from ._strategy import Strategy
 __all__ = [
     "Decoder",
     "DecoderStats",
+    "LiveVenue",
     "VenuePlugin",
+    "VenueSink",
     "available_strategies",
     "available_venues",
     "load_strategy_class",
@@ -66,10 +69,40 @@ class Decoder(Protocol):
         ...
 
 
+class VenueSink(Protocol):
+    """Where a live venue session delivers what it receives (the engine implements it)."""
+
+    async def market(self, events: list[MarketEvent]) -> None:
+        """Market and status events, in arrival order (to the market state and the router)."""
+        ...
+
+    def private(self, events: list[PrivateEvent]) -> None:
+        """Reports about our own orders (to the order tracker, then their strategies)."""
+        ...
+
+
+class LiveVenue(Protocol):
+    """One venue's live side: the connection task, its decoder, and its execution client."""
+
+    venue: str
+    decoder: Decoder
+    ready: trio.Event  # set once connected and subscribed (systemd READY waits for all venues)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the connection up (reconnecting as needed) until cancelled."""
+        ...
+
+    def execution(self) -> Any:
+        """The venue's `ExecutionClient` (real orders: live mode only)."""
+        ...
+
+
 class VenuePlugin(Protocol):
     """What a venue package offers the engine."""
 
     name: str
+    Settings: type[Any]
+    """The attrs class `[venues.<name>]` is structured into (its `fees` table included)."""
 
     def decoder(self, registry: InstrumentRegistry) -> Decoder:
         """A fresh decoder that adds the instruments it learns of to `registry`."""

@@ -76,15 +76,25 @@ class RiskChecker:
         self.strategy_limits = dict(strategy_limits or {})
         self.rejections = 0
 
-    def check(self, req: OrderRequest) -> Instrument:
-        """Return the order's instrument, or raise `OrderRejected` with the reason."""
+    def check(
+        self, req: OrderRequest, *, replaces: Decimal = Decimal(0), adds: Decimal | None = None
+    ) -> Instrument:
+        """Return the order's instrument, or raise `OrderRejected` with the reason.
+
+        For an edit, `replaces` is the order's remaining size now (already among the working
+        orders) and `adds` its remaining size after the edit; for a new order, `adds` is its size."""
         try:
             inst = self.registry.require(req.venue, req.instrument, client_order_id=req.client_order_id)
             inst.check_order(req.price, req.size, client_order_id=req.client_order_id)
-            self._check_limits(req, inst, self.engine_limits.for_instrument(req.instrument), "engine")
+            new = req.size if adds is None else adds
+            self._check_limits(
+                req, inst, self.engine_limits.for_instrument(req.instrument), "engine", replaces, new
+            )
             own = self.strategy_limits.get(req.strategy)
             if own is not None:
-                self._check_limits(req, inst, own.for_instrument(req.instrument), f"strategy {req.strategy}")
+                self._check_limits(
+                    req, inst, own.for_instrument(req.instrument), f"strategy {req.strategy}", replaces, new
+                )
         except OrderRejected:
             self.rejections += 1
             raise
@@ -95,7 +105,15 @@ class RiskChecker:
             reason, venue=req.venue, instrument=req.instrument, client_order_id=req.client_order_id
         )
 
-    def _check_limits(self, req: OrderRequest, inst: Instrument, limits: Limits, scope: str) -> None:
+    def _check_limits(
+        self,
+        req: OrderRequest,
+        inst: Instrument,
+        limits: Limits,
+        scope: str,
+        replaces: Decimal,
+        adds: Decimal,
+    ) -> None:
         if limits.max_order_size is not None and req.size > limits.max_order_size:
             raise self._reject(req, f"max_order_size ({scope}): {req.size} > {limits.max_order_size}")
         if limits.max_order_notional_usd is not None:
@@ -121,7 +139,7 @@ class RiskChecker:
                 Decimal(0),
             )
             sign = 1 if req.side is Side.BUY else -1
-            worst = pos + sign * (working + req.size)
+            worst = pos + sign * (working - replaces + adds)
             if abs(worst) > limits.max_position and abs(worst) > abs(pos):
                 raise self._reject(
                     req,

@@ -195,10 +195,16 @@ class MarketRouter(Generic[SlotT]):
         """The router task: fan out batches of events from the venue connections until the
         channel closes."""
         dispatch = self.dispatch
+        receive_nowait = events.receive_nowait
         async with events:
             async for batch in events:
-                for event in batch:
-                    dispatch(event)
+                while True:
+                    for event in batch:
+                        dispatch(event)
+                    try:  # everything already waiting, before yielding again
+                        batch = receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
 
 
 async def run_strategy(slot: StrategySlot, *, batch: int = 256) -> None:

@@ -286,6 +286,76 @@ class SimulatedVenue:
             )
         ]
 
+    def edit(
+        self, order: Order, now: int, *, price: Decimal | None, size: Decimal | None
+    ) -> list[PrivateEvent]:
+        """An edit arrives: the resting order takes its new price and/or size. A new price loses
+        its place in the queue and may make it marketable (it then takes liquidity as a new order
+        would). Refused, as the venue does, when the order is no longer open."""
+        r = self._by_client.get(order.client_order_id)
+        if r is None:
+            raise OrderRejected(
+                "order is not open",
+                venue=self.venue,
+                instrument=order.request.instrument,
+                client_order_id=order.client_order_id,
+                code="not_open_order",
+                venue_message="not_open_order",
+            )
+        new_size = r.size if size is None else size
+        if new_size < r.filled:
+            raise OrderRejected(
+                "new size below the filled size",
+                venue=self.venue,
+                client_order_id=order.client_order_id,
+                code="invalid_amount",
+                venue_message="invalid_amount",
+            )
+        r.size = new_size
+        events: list[PrivateEvent] = []
+        if price is not None and price != r.price:
+            book = self.books(order.request.instrument)
+            r.price = price
+            r.ticks = book.to_ticks(float(price)) if book is not None else round(float(price) * 1e8)
+            r.queue_ahead = 0.0
+            if self.queue_ahead and book is not None:
+                same = book.bids if r.side is Side.BUY else book.asks
+                r.queue_ahead = same.get(r.ticks, 0.0)
+            inst = self.registry.get(self.venue, order.request.instrument)
+            if inst is not None and book is not None and book.valid:
+                self._take_as_taker(inst, r, book, now, events)
+        if r.filled >= r.size:
+            self._retire_filled(order.request.instrument)
+            if not any(isinstance(e, OrderUpdate) for e in events):
+                events.append(
+                    self._report(r, r.order, r.order_id, OrderState.FILLED, now, r.filled, r.notional)
+                )
+            return events
+        state = OrderState.PARTIALLY_FILLED if r.filled > 0 else OrderState.OPEN
+        events.append(self._report(r, r.order, r.order_id, state, now, r.filled, r.notional))
+        return events
+
+    def _take_as_taker(
+        self, inst: Instrument, r: _Resting, book: OrderBook, now: int, out: list[PrivateEvent]
+    ) -> None:
+        """A resting order made marketable by an edit takes the opposite side up to its price."""
+        side_key, levels = self._opposite_levels(book, r.side)
+        for ticks, displayed in levels:
+            if r.remaining <= 0:
+                break
+            if (r.side is Side.BUY and ticks > r.ticks) or (r.side is Side.SELL and ticks < r.ticks):
+                break
+            avail = self._available(inst.symbol, side_key, ticks, displayed)
+            if avail <= 0:
+                continue
+            take = self._floor(min(r.remaining, _d(avail)), inst.min_size)
+            if take > 0:
+                price = _d(book.price_of(ticks))
+                self._consume(inst.symbol, side_key, ticks, float(take))
+                r.filled += take
+                r.notional += take * price
+                out.append(self._fill(inst, r.order, r.order_id, price, take, Liquidity.TAKER, now))
+
     def expire(self, now: int, instrument: str | None = None) -> list[PrivateEvent]:
         """Expire GTD orders whose time has come, or every order on `instrument` (its expiry)."""
         out: list[PrivateEvent] = []

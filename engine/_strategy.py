@@ -67,6 +67,17 @@ class StrategyContext(abc.ABC):
     async def cancel_order(self, client_order_id: str) -> OrderUpdate:
         """Cancel one of this strategy's orders and wait for the venue's answer."""
 
+    @abc.abstractmethod
+    async def edit_order(
+        self,
+        client_order_id: str,
+        *,
+        price: Decimal | int | str | None = None,
+        size: Decimal | int | str | None = None,
+    ) -> OrderUpdate:
+        """Give a resting order a new price and/or size (pre-trade checks first) and wait for the
+        venue's answer. A new price loses the order's place in the queue."""
+
     async def order(
         self,
         side: Side | str,

@@ -10,11 +10,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from engine import InstrumentRegistry
+import attrs
+
+from engine import AuthError, ConfigError, InstrumentRegistry
 from engine._plugins import Decoder
 
 from .fees import DeribitFees
 from .instruments import VENUE
+from .settings import DeribitSettings
 
 __all__ = ["PLUGIN", "DeribitPlugin"]
 
@@ -23,6 +26,7 @@ class DeribitPlugin:
     """The engine's handle on Deribit (entry point `tradingd.venues: deribit`)."""
 
     name = VENUE
+    Settings = DeribitSettings
 
     def decoder(self, registry: InstrumentRegistry) -> Decoder:
         from .codec import DeribitDecoder
@@ -32,6 +36,64 @@ class DeribitPlugin:
 
     def fee_model(self, overrides: Mapping[str, Any]) -> DeribitFees:
         return DeribitFees.from_config(overrides)
+
+    def live(
+        self,
+        settings: DeribitSettings,
+        *,
+        registry: InstrumentRegistry,
+        router: Any,
+        sink: Any,
+        trading: bool,
+        environ: Mapping[str, str],
+        **options: Any,
+    ) -> Any:
+        """A `DeribitSession` (a `LiveVenue`). Trading needs credentials (from `environ`:
+        `DERIBIT_CLIENT_ID`/`DERIBIT_CLIENT_SECRET`, or `DERIBIT_KEY`); market data alone does
+        not, and uses them when present. `options` are injected (tests: `connect`, `clock`)."""
+        from .signing import Credentials
+        from .stream import DeribitSession
+
+        credentials = None
+        if trading:
+            credentials = Credentials.from_env(environ)
+            if not settings.private:
+                raise ConfigError(
+                    "live trading needs the private channels: remove `private = false`",
+                    path="venues.deribit.private",
+                )
+        else:
+            try:
+                credentials = Credentials.from_env(environ)
+            except AuthError:
+                credentials = None
+            settings = attrs.evolve(settings, private=False)
+        return DeribitSession(
+            settings, registry=registry, router=router, sink=sink, credentials=credentials, **options
+        )
+
+    async def simulate(
+        self, *, host: str, port: int, seed: int = 7, task_status: Any = None, **options: Any
+    ) -> None:
+        """Serve a local Deribit on `host:port` until cancelled (`tradingd simulate deribit`)."""
+        import trio
+
+        from .simulator import DeribitSimulator, serve
+
+        sim = DeribitSimulator(seed=seed, **options)
+        await serve(sim, host=host, port=port, task_status=task_status or trio.TASK_STATUS_IGNORED)
+
+    def simulator_banner(self, binds: list[str]) -> list[str]:
+        """What `tradingd simulate deribit` prints: where to point a config, and the demo key."""
+        from .simulator import DEFAULT_ACCOUNTS
+
+        base = binds[0].replace("http://", "")
+        client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
+        return [
+            f"simulating Deribit on {base} (Ctrl-C stops)",
+            f'  [venues.deribit] url = "ws://{base}/ws/api/v2"  rest_url = "http://{base}"',
+            f"  demo account: DERIBIT_CLIENT_ID={client_id} DERIBIT_CLIENT_SECRET={secret}",
+        ]
 
     def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
         from .generator import generate_sample

@@ -29,12 +29,16 @@ from msgspec import Meta, Raw, Struct
 
 from engine import (
     BookUpdate,
+    Fill,
     Greeks,
     Instrument,
     InstrumentRegistry,
+    Liquidity,
     MalformedFrame,
     MarketEvent,
     OrderBook,
+    OrderState,
+    OrderUpdate,
     Side,
     Status,
     StatusKind,
@@ -46,7 +50,14 @@ from engine._plugins import DecoderStats
 
 from .instruments import VENUE, instrument_from_json
 
-__all__ = ["DeribitDecoder"]
+__all__ = [
+    "DeribitDecoder",
+    "OrderData",
+    "TradeData",
+    "decode_order_result",
+    "fill_from",
+    "order_update_from",
+]
 
 _ticker: Final = positional_builder(Ticker)
 _greeks: Final = positional_builder(Greeks)
@@ -167,6 +178,128 @@ _decode_grouped: Final = msgspec.json.Decoder(_GroupedBookData).decode
 _decode_trades: Final = msgspec.json.Decoder(list[_TradeData]).decode
 _decode_quote: Final = msgspec.json.Decoder(_QuoteData).decode
 _decode_index: Final = msgspec.json.Decoder(_IndexData).decode
+
+# -- private channels and order responses (§1.6 "Private channels", §1.7) ---------------------
+
+
+class OrderData(Struct):
+    """A Deribit order object (`user.orders.*`, `private/buy` results, open orders)."""
+
+    order_id: str
+    instrument_name: str
+    direction: Literal["buy", "sell"]
+    order_state: str
+    amount: Amount
+    price: float | str | None = None  # "market_price" for trigger-market orders (§1.7)
+    filled_amount: Amount | None = None
+    average_price: float | None = None
+    label: str | None = None
+    order_type: str | None = None
+    cancel_reason: str | None = None
+    last_update_timestamp: int | None = None
+    creation_timestamp: int | None = None
+
+
+class TradeData(Struct):
+    """One of our executions (`user.trades.*`, the `trades` of an order response)."""
+
+    trade_id: str | int
+    order_id: str
+    instrument_name: str
+    direction: Literal["buy", "sell"]
+    price: float
+    amount: Amount
+    timestamp: int
+    fee: float = 0.0
+    fee_currency: str = ""
+    liquidity: str | None = None  # "M" maker, "T" taker
+    label: str | None = None
+
+
+class OrderResult(Struct):
+    """The result of `private/buy`, `private/sell`, `private/edit`: the order and its trades."""
+
+    order: OrderData
+    trades: list[TradeData] = []
+
+
+_decode_orders: Final = msgspec.json.Decoder(OrderData | list[OrderData]).decode
+_decode_user_trades: Final = msgspec.json.Decoder(list[TradeData]).decode
+_decode_order_result: Final = msgspec.json.Decoder(OrderResult).decode
+
+_STATES: Final = {
+    "open": OrderState.OPEN,
+    "untriggered": OrderState.OPEN,
+    "triggered": OrderState.OPEN,
+    "filled": OrderState.FILLED,
+    "cancelled": OrderState.CANCELLED,
+    "rejected": OrderState.REJECTED,
+    "archive": OrderState.CANCELLED,
+}
+
+
+def _dec(x: float) -> Decimal:
+    return Decimal(repr(x))
+
+
+def order_update_from(o: OrderData, ts_local: int) -> OrderUpdate:
+    """The engine's view of a Deribit order object. The client order id is the order's label."""
+    state = _STATES.get(o.order_state)
+    if state is None:
+        raise _malformed(f"unknown order_state {o.order_state!r}", o.instrument_name)
+    filled = _dec(o.filled_amount) if o.filled_amount else Decimal(0)
+    if state is OrderState.OPEN and filled > 0:
+        state = OrderState.PARTIALLY_FILLED
+    ts = o.last_update_timestamp or o.creation_timestamp
+    return OrderUpdate(
+        venue=VENUE,
+        instrument=o.instrument_name,
+        ts_exchange=None if ts is None else ts * _MS,
+        ts_local=ts_local,
+        order_id=o.order_id,
+        client_order_id=o.label or None,
+        strategy=None,
+        status=state,
+        side=_SIDES[o.direction],
+        price=_dec(o.price) if isinstance(o.price, float | int) else None,
+        size=_dec(o.amount),
+        filled_size=filled,
+        avg_fill_price=_dec(o.average_price) if o.average_price else None,
+        reason=o.cancel_reason,
+    )
+
+
+def fill_from(t: TradeData, ts_local: int) -> Fill:
+    """The engine's view of one of our Deribit trades."""
+    return Fill(
+        venue=VENUE,
+        instrument=t.instrument_name,
+        ts_exchange=t.timestamp * _MS,
+        ts_local=ts_local,
+        order_id=t.order_id,
+        client_order_id=t.label or None,
+        strategy=None,
+        trade_id=str(t.trade_id),
+        side=_SIDES[t.direction],
+        price=_dec(t.price),
+        size=_dec(t.amount),
+        fee=_dec(t.fee),
+        fee_currency=t.fee_currency,
+        liquidity=Liquidity.MAKER if t.liquidity == "M" else Liquidity.TAKER,
+    )
+
+
+def decode_order_result(raw: Any, ts_local: int) -> list[OrderUpdate | Fill]:
+    """The events of an order method's result: its fills first, then the order's state. Raises
+    `MalformedFrame` for a result that is not an order with trades."""
+    try:
+        result = _decode_order_result(raw)
+    except msgspec.DecodeError as exc:
+        raise _invalid("order result", exc) from None
+    events: list[OrderUpdate | Fill] = [fill_from(t, ts_local) for t in result.trades]
+    events.append(order_update_from(result.order, ts_local))
+    return events
+
 
 _Handler = Callable[[Any, int, str], list[MarketEvent]]
 
@@ -311,6 +444,26 @@ class DeribitDecoder:
             raise _malformed(f"not a JSON message: {exc}") from None
         return self.decode(frame, ts_local)
 
+    def learn_instruments(self, result: Any) -> int:
+        """Teach the registry the instruments of a `public/get_instruments` result (raw JSON or
+        already parsed); returns how many it now knows from it."""
+        raw_json = isinstance(result, Raw | bytes | bytearray | memoryview | str)
+        items = msgspec.json.decode(result) if raw_json else result
+        if isinstance(items, dict):
+            items = [items]
+        if not isinstance(items, list):
+            raise _malformed("get_instruments: expected a list of instruments")
+        before = len(self.registry)
+        self._learn(items)
+        return len(self.registry) - before
+
+    def invalidate_books(self) -> None:
+        """The connection was lost: no book can be trusted until its next snapshot (which is
+        then announced by a BOOK_RESYNC status)."""
+        for book in self._books.values():
+            book.valid = False
+        self._grouped.clear()
+
     def book(self, instrument: str) -> OrderBook | None:
         """The book kept for `instrument`: the incremental one (`book.X.interval`) when there is
         one, else the grouped one; None when no book message has been seen for it."""
@@ -336,6 +489,10 @@ class DeribitDecoder:
             route = (self._on_quote, parts[1])
         elif head == "deribit_price_index" and n == 2:
             route = (self._on_price_index, parts[1])
+        elif head == "user" and n in (4, 5) and parts[1] == "orders":
+            route = (self._on_user_orders, channel)
+        elif head == "user" and n in (4, 5) and parts[1] == "trades":
+            route = (self._on_user_trades, channel)
         else:
             # Volatility index, chart, user.* (private: decoded by the execution side), ...
             route = (self._on_unknown, channel)
@@ -343,6 +500,16 @@ class DeribitDecoder:
             self._routes.clear()
         self._routes[channel] = route
         return route
+
+    def _on_user_orders(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
+        """`user.orders.*` (§1.6): one order (raw interval) or a list of them (100ms, agg2)."""
+        data = _decode_orders(raw)
+        orders = data if isinstance(data, list) else [data]
+        return [order_update_from(o, ts_local) for o in orders]
+
+    def _on_user_trades(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
+        """`user.trades.*` (§1.6): a list of our executions."""
+        return [fill_from(t, ts_local) for t in _decode_user_trades(raw)]
 
     def _on_unknown(self, data: Any, ts_local: int, channel: str) -> list[MarketEvent]:
         self.stats.unknown_channel += 1

@@ -1,0 +1,214 @@
+"""The daemon's Deribit path against the local simulator on loopback: frames/s into strategies,
+and tick-to-order latency.
+
+    python bench/bench_deribit_live.py [--burst-steps 20000] [--latency-s 30]
+
+The simulator runs in a child process (its own core, as a venue would be on its own machine);
+the daemon's engine (session, decoder, router, a strategy, gateway) in this one.
+
+- Throughput: a counting strategy subscribes to every instrument (ticker, book, trades); the
+  simulator prepares `--burst-steps` market steps ahead and sends them as fast as the connection
+  takes them. Events delivered to the strategy per second, from the first to the last.
+- Latency: a strategy answers each BTC-PERPETUAL ticker with an order whose label names the
+  ticker. The simulator records when it handed the ticker to the socket and when the order
+  arrived, on the machine's monotonic clock: median and 99th percentile, over `--latency-s`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import trio
+
+from connectors.deribit.settings import DeribitSettings
+from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from engine import DataKind, MarketEvent, OrderRequest, Side, Status, Strategy, Subscription, Ticker
+from engine._live import LiveEngine
+from engine._logging import configure_logging
+
+PERP = "BTC-PERPETUAL"
+CREDS = {
+    "DERIBIT_CLIENT_ID": next(iter(DEFAULT_ACCOUNTS)),
+    "DERIBIT_CLIENT_SECRET": next(iter(DEFAULT_ACCOUNTS.values())),
+}
+
+
+class Counter(Strategy):
+    """Counts what reaches it; subscribes to everything once the instruments are known."""
+
+    def __init__(self) -> None:
+        super().__init__("counter")
+        self.count = 0
+        self.last = 0.0
+        self.subscribed = False
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return [Subscription("deribit", PERP, {DataKind.TICKER})]
+
+    async def on_event(self, event: MarketEvent) -> None:
+        self.count += 1
+        self.last = time.perf_counter()
+        if not self.subscribed and not isinstance(event, Status):
+            self.subscribed = True
+            self.ctx.subscribe([Subscription("deribit", i.symbol) for i in self.ctx.instruments("deribit")])
+
+
+class Answerer(Strategy):
+    """Answers every BTC-PERPETUAL ticker with a far-away limit order labelled by the ticker."""
+
+    def __init__(self) -> None:
+        super().__init__("answer")
+        self.sent = 0
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return [Subscription("deribit", PERP, {DataKind.TICKER})]
+
+    async def on_event(self, event: MarketEvent) -> None:
+        if isinstance(event, Ticker) and event.instrument == PERP and event.ts_exchange and event.bid:
+            label = f"lat-{event.ts_exchange // 1_000_000}"
+            price = Decimal(int(event.bid * 0.5))
+            self.sent += 1
+            await self.ctx.place_order(
+                OrderRequest(
+                    venue="deribit",
+                    instrument=PERP,
+                    side=Side.BUY,
+                    size=Decimal(10),
+                    price=price,
+                    client_order_id=label,
+                )
+            )
+
+
+def serve_child(port: int) -> None:
+    """The child process: a simulator with a venue-sized matching limit for the benchmark."""
+    configure_logging("warning", "json")
+    sim = DeribitSimulator(seed=7, matching_rate=10_000, matching_burst=10_000, outbox=100_000)
+    trio.run(functools.partial(serve, sim, port=port))
+
+
+async def measure(port: int, burst_steps: int, latency_s: float) -> dict[str, Any]:
+    base = f"127.0.0.1:{port}"
+    settings = DeribitSettings(
+        url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}", matching_rate=10_000, matching_burst=10_000
+    )
+    out: dict[str, Any] = {}
+    async with httpx.AsyncClient(base_url=f"http://{base}", timeout=600) as http:
+        # Throughput.
+        counter = Counter()
+        engine = LiveEngine([counter], {"deribit": settings}, mode="live", environ=CREDS)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(engine.run)
+            with trio.fail_after(30):
+                await engine.ready.wait()
+                # 34 instruments x 3 kinds, and the private channels: polled (no event to wait on).
+                while len(engine.venues["deribit"].channels) < 100:  # type: ignore[attr-defined]  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            frames = (await http.post("/_sim/burst", json={"prepare": burst_steps})).json()["frames"]
+            before = counter.count
+            t0 = time.perf_counter()
+            cpu0 = time.process_time()
+            sent = (await http.post("/_sim/burst", json={"burst": True})).json()["sent"]
+            quiet = 0
+            last_count = -1
+            while quiet < 20:  # 1 s without a new event: the burst is through
+                await trio.sleep(0.05)
+                quiet = quiet + 1 if counter.count == last_count else 0
+                last_count = counter.count
+            events = counter.count - before
+            # This process's CPU for the burst (idle waits excluded): the client's own cost per frame.
+            cpu = time.process_time() - cpu0
+            await http.post("/_sim/burst", json={"resume": True})
+            out["throughput"] = {
+                "frames_prepared": frames,
+                "frames_sent": sent,
+                "events": events,
+                "seconds": counter.last - t0,
+                "events_per_s": events / (counter.last - t0),
+                "client_cpu_us_per_frame": cpu / sent * 1e6,
+                "dropped_or_conflated": engine.router.slots()[0].mailbox.stats.conflated
+                + engine.router.slots()[0].mailbox.stats.merged,
+                "malformed": engine.venues["deribit"].stats.malformed,  # type: ignore[attr-defined]
+            }
+            nursery.cancel_scope.cancel()
+        # Latency.
+        await http.post("/_sim/latency", json={"probe": PERP})
+        answerer = Answerer()
+        engine = LiveEngine([answerer], {"deribit": settings}, mode="live", environ=CREDS)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(engine.run)
+            with trio.fail_after(30):
+                await engine.ready.wait()
+            await trio.sleep(latency_s)
+            nursery.cancel_scope.cancel()
+        marks = (await http.get("/_sim/latency")).json()
+        sent_at = {int(k): v for k, v in marks["sent_at"].items()}
+        samples = [
+            (arrived - sent_at[int(label[4:])]) * 1e6
+            for label, arrived in marks["arrived_at"].items()
+            if label.startswith("lat-") and int(label[4:]) in sent_at
+        ]
+        samples.sort()
+        out["latency_us"] = {
+            "samples": len(samples),
+            "median": statistics.median(samples) if samples else None,
+            "p99": samples[min(len(samples) - 1, int(0.99 * len(samples)))] if samples else None,
+            "min": samples[0] if samples else None,
+            "max": samples[-1] if samples else None,
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--burst-steps", type=int, default=20_000, help="market steps (100 ms each) sent in the burst"
+    )
+    ap.add_argument("--latency-s", type=float, default=30.0)
+    ap.add_argument("--port", type=int, default=18765)
+    ap.add_argument("--serve-sim", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve_sim:
+        serve_child(args.port)
+        return
+    configure_logging("warning", "json")
+    child = subprocess.Popen([sys.executable, __file__, "--serve-sim", "--port", str(args.port)])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{args.port}/_sim/state", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        result = trio.run(measure, args.port, args.burst_steps, args.latency_s)
+    finally:
+        child.terminate()
+        child.wait(10)
+    t, lat = result["throughput"], result["latency_us"]
+    print(
+        f"throughput: {t['events']:,} events from {t['frames_sent']:,} frames in {t['seconds']:.2f} s"
+        f" = {t['events_per_s']:,.0f} events/s into the strategy"
+        f" (conflated/merged {t['dropped_or_conflated']:,}, malformed {t['malformed']})"
+    )
+    per = t["client_cpu_us_per_frame"]
+    print(
+        f"client cost: {per:.1f} us of CPU per frame (connection, decode, router, strategy)"
+        f" = room for {1e6 / per:,.0f} frames/s on one core; the simulator's sender is the bound above"
+    )
+    print(f"tick-to-order: median {lat['median']:.0f} us, p99 {lat['p99']:.0f} us "
+          f"(min {lat['min']:.0f}, max {lat['max']:.0f}; {lat['samples']} samples)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

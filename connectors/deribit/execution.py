@@ -1,0 +1,171 @@
+"""Deribit execution: orders over the session's WebSocket (VENUES.md §1.7).
+
+`DeribitExecution` is the `ExecutionClient` the engine's gateway drives: `private/buy` and
+`private/sell` (limit, market, post-only, reduce-only, time in force, `label` = our client order
+id), `private/edit`, `private/cancel` (or `private/cancel_by_label` while the venue has not named
+the order yet), `private/cancel_all_by_instrument`, and open orders on start. Answers become the
+engine's events (the order's state, and the fills its answer carries); venue errors become typed
+exceptions with the venue's code and message. Orders are checked against the instrument (tick and
+contract size, from `public/get_instruments`) before they are sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from engine import (
+    InstrumentRegistry,
+    MalformedFrame,
+    Order,
+    OrderRejected,
+    OrderType,
+    OrderUpdate,
+    PrivateEvent,
+    TimeInForce,
+    VenueError,
+)
+
+from .codec import OrderData, decode_order_result, order_update_from
+from .instruments import VENUE
+
+if TYPE_CHECKING:
+    from .stream import DeribitSession
+
+__all__ = ["DeribitExecution"]
+
+# §1.7 time_in_force values; GTD has no Deribit equivalent (good_til_day ends at 08:00 UTC).
+_TIF = {
+    TimeInForce.GTC: "good_til_cancelled",
+    TimeInForce.IOC: "immediate_or_cancel",
+    TimeInForce.FOK: "fill_or_kill",
+}
+_decode_order: Any = msgspec.json.Decoder(OrderData).decode
+_decode_orders: Any = msgspec.json.Decoder(list[OrderData]).decode
+
+
+def _num(d: Decimal) -> float | int:
+    """A Decimal as a JSON number, exactly as written: 0.1 stays 0.1, 10 stays 10."""
+    return int(d) if d == d.to_integral_value() else float(d)
+
+
+class DeribitExecution:
+    """Sends orders through a `DeribitSession` and reads its answers (module docstring)."""
+
+    venue = VENUE
+
+    def __init__(
+        self,
+        session: DeribitSession,
+        registry: InstrumentRegistry,
+        *,
+        currencies: Sequence[str] = ("BTC", "ETH"),
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.session = session
+        self.registry = registry
+        self.currencies = list(currencies)
+        self.clock = clock
+
+    def _result(self, raw: Any, what: str) -> list[PrivateEvent]:
+        try:
+            return list(decode_order_result(raw, self.clock()))
+        except MalformedFrame as exc:
+            # The order was sent and answered, but the answer is unreadable: outcome unknown.
+            raise VenueError(f"{what}: unreadable answer ({exc})", venue=VENUE, code="malformed") from None
+
+    def order_params(self, order: Order) -> dict[str, Any]:
+        """The `private/buy`/`private/sell` params of an order (validated first)."""
+        req = order.request
+        inst = self.registry.require(VENUE, req.instrument, client_order_id=req.client_order_id)
+        inst.check_order(req.price, req.size, client_order_id=req.client_order_id)
+        tif = _TIF.get(req.time_in_force)
+        if tif is None:
+            raise OrderRejected(
+                f"time in force {req.time_in_force.value} is not offered by Deribit",
+                venue=VENUE,
+                instrument=req.instrument,
+                client_order_id=req.client_order_id,
+            )
+        params: dict[str, Any] = {
+            "instrument_name": req.instrument,
+            "amount": _num(req.size),
+            "type": req.type.value,
+            "label": req.client_order_id,
+            "time_in_force": tif,
+        }
+        if req.type is OrderType.LIMIT:
+            assert req.price is not None
+            params["price"] = _num(req.price)
+            if req.post_only:
+                params["post_only"] = True
+                params["reject_post_only"] = True  # refuse rather than reprice (§1.7)
+        if req.reduce_only:
+            params["reduce_only"] = True
+        return params
+
+    async def place(self, order: Order) -> Sequence[PrivateEvent]:
+        method = "private/buy" if order.request.side.value == "buy" else "private/sell"
+        raw = await self.session.call(method, self.order_params(order), bucket="matching", cost=1)
+        return self._result(raw, method)
+
+    async def edit(
+        self, order: Order, *, price: Decimal | None, size: Decimal | None
+    ) -> Sequence[PrivateEvent]:
+        """`private/edit`: a new price and/or size for a resting order (§1.7)."""
+        if order.order_id is None:
+            raise OrderRejected(
+                "the venue has not named this order yet", venue=VENUE, client_order_id=order.client_order_id
+            )
+        inst = self.registry.require(VENUE, order.request.instrument, client_order_id=order.client_order_id)
+        new_price = price if price is not None else order.price
+        new_size = size if size is not None else order.size
+        inst.check_order(new_price, new_size, client_order_id=order.client_order_id)
+        params: dict[str, Any] = {"order_id": order.order_id, "amount": _num(new_size)}
+        if new_price is not None:
+            params["price"] = _num(new_price)
+        raw = await self.session.call("private/edit", params, bucket="matching", cost=1)
+        return self._result(raw, "private/edit")
+
+    async def cancel(self, order: Order) -> Sequence[PrivateEvent]:
+        if order.order_id is not None:
+            raw = await self.session.call(
+                "private/cancel", {"order_id": order.order_id}, bucket="matching", cost=1
+            )
+            try:
+                return [order_update_from(_decode_order(raw), self.clock())]
+            except (msgspec.DecodeError, MalformedFrame) as exc:
+                raise VenueError(f"private/cancel: unreadable answer ({exc})", venue=VENUE) from None
+        # Not named yet (its placement's answer was lost): labels are unique, so cancel by label;
+        # the order's state then arrives through user.orders.
+        await self.session.call(
+            "private/cancel_by_label", {"label": order.client_order_id}, bucket="matching", cost=1
+        )
+        return []
+
+    async def cancel_all(self, instrument: str) -> int:
+        """Cancel every open order on `instrument`; returns how many the venue cancelled."""
+        raw = await self.session.call(
+            "private/cancel_all_by_instrument", {"instrument_name": instrument}, bucket="matching", cost=1
+        )
+        count = msgspec.json.decode(raw)
+        return count if isinstance(count, int) else 0
+
+    async def open_orders(self) -> list[OrderUpdate]:
+        """Every open order of the account, per currency (`private/get_open_orders_by_currency`)."""
+        out: list[OrderUpdate] = []
+        for currency in self.currencies:
+            raw = await self.session.call_retrying(
+                "private/get_open_orders_by_currency", {"currency": currency}
+            )
+            try:
+                orders = _decode_orders(raw)
+            except msgspec.DecodeError as exc:
+                raise VenueError(f"open orders: unreadable answer ({exc})", venue=VENUE) from None
+            now = self.clock()
+            out.extend(order_update_from(o, now) for o in orders)
+        return out

@@ -1,0 +1,1303 @@
+"""A local Deribit: the same JSON-RPC over WebSocket (`/ws/api/v2`) and HTTP (`/api/v2/<method>`),
+on 127.0.0.1 (`tradingd simulate deribit --port N`). Tests point the daemon at it; so can users.
+
+Fidelity (VENUES.md §1):
+- Auth: `client_credentials`, `client_signature` (HMAC checked, timestamp within 60 s),
+  `refresh_token`; HTTP `Authorization: Bearer`, `Basic`, or `deri-hmac-sha256` (checked).
+- Heartbeats: after `public/set_heartbeat` the server sends `test_request`; a client that has not
+  answered with `public/test` by the next one is disconnected (§1.5).
+- Subscriptions: the real channel names (`ticker.`, `book.`, `trades.` at `100ms`, `raw` (needs
+  auth) or `agg2`; `user.orders.*`, `user.trades.*`); unknown channels are left out of the answer
+  (refused), and every book starts with a snapshot whose `change_id` the changes then chain from.
+- The market: the backtest generator's synthetic market, stepped on the wall clock, in the exact
+  frame shapes of the bundled data.
+- Orders: `private/buy`, `sell`, `edit`, `cancel`, `cancel_all`, `cancel_all_by_instrument`,
+  `cancel_by_label`, open orders, account summary, positions; matched by the engine's
+  `SimulatedVenue` against the simulator's own books and trades (the backtest's fill model), with
+  Deribit's fees; results, errors (§1.9 codes) and `user.*` notifications shaped as Deribit's.
+  Client orders do not appear in the public book.
+- Rate limits: the matching engine's credit bucket (§1.10, tier 4 by default): a client that
+  bursts past it gets `too_many_requests` and its session closed, as on Deribit.
+
+Fault switches (tests, and `POST /_sim/faults` with a JSON object): `drop` the connections,
+`stall_s` (send nothing, heartbeats included), `gap` (skip one book change of an instrument),
+`reject` (the next orders fail with a code), `rate_limit` (the next requests get 10028),
+`garbage` (send malformed frames).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import secrets
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from decimal import Decimal
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+import attrs
+import orjson
+import structlog
+import trio
+import trio.lowlevel
+
+from engine import (
+    BookUpdate,
+    Fill,
+    InstrumentKind,
+    InstrumentRegistry,
+    Order,
+    OrderRejected,
+    OrderRequest,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    SimulatedVenue,
+    Trade,
+)
+from engine._ratelimit import CreditBucket
+
+from .codec import DeribitDecoder
+from .fees import DeribitFees
+from .generator import DeribitFeed
+from .instruments import VENUE
+
+__all__ = ["DEFAULT_ACCOUNTS", "DeribitSimulator", "Faults", "serve"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+DEFAULT_ACCOUNTS: Final = {"tradingd-sim": "sim-secret-0123456789"}
+_NOTE_PREFIX: Final = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"'
+_INTERVALS: Final = ("100ms", "raw", "agg2")
+_NUMERIC: Final = frozenset(
+    {"amount", "contracts", "price", "trigger_price", "depth", "count", "interval", "timestamp", "max_show",
+     "start_timestamp", "end_timestamp", "trigger_offset", "display_amount"}
+)  # fmt: skip
+_BOOLEAN: Final = frozenset({"post_only", "reduce_only", "reject_post_only", "expired", "mmp", "include_old"})
+_VERSION: Final = "1.2.26"
+_MATCHING: Final = frozenset(  # the matching engine's methods: their own rate limit (§1.10)
+    {
+        "private/buy",
+        "private/sell",
+        "private/edit",
+        "private/cancel",
+        "private/cancel_all",
+        "private/cancel_all_by_instrument",
+        "private/cancel_by_label",
+    }
+)
+
+
+class RpcError(Exception):
+    """A JSON-RPC error answer (§1.9 codes)."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+@attrs.define
+class Faults:
+    """What the simulator breaks on purpose. Each count is consumed as it is used."""
+
+    stall_until: float = 0.0  # trio time: nothing is sent before it
+    gap: set[str] = attrs.field(factory=set)  # instruments whose next book change is skipped
+    reject: list[tuple[int, str]] = attrs.field(factory=list)  # the next order requests fail so
+    rate_limit: int = 0  # the next requests get too_many_requests (the session is then closed)
+    garbage: int = 0  # malformed frames to send to every session
+    drops: int = 0  # connections dropped on request
+
+    def stall(self, seconds: float) -> None:
+        self.stall_until = trio.current_time() + seconds
+
+
+@attrs.define(eq=False)
+class _Account:
+    client_id: str
+    secret: str
+    balances: dict[str, float] = attrs.field(factory=lambda: {"BTC": 10.0, "ETH": 100.0, "USDC": 100_000.0})
+    positions: dict[str, Decimal] = attrs.field(factory=dict)
+    orders: dict[str, _SimOrder] = attrs.field(factory=dict)
+    limiter: CreditBucket | None = None
+
+
+@attrs.define(eq=False)
+class _SimOrder:
+    order: Order  # the engine order the matching engine knows
+    account: _Account
+    label: str
+    order_id: str = ""
+    state: str = "open"
+    filled: Decimal = Decimal(0)
+    average: Decimal = Decimal(0)
+    cancel_reason: str | None = None
+    created_ms: int = 0
+    updated_ms: int = 0
+    replaced: bool = False
+
+
+@attrs.define(eq=False)
+class _Session:
+    id: int
+    outbox: trio.MemorySendChannel[bytes]
+    account: _Account | None = None
+    wanted: dict[str, str] = attrs.field(factory=dict)  # feed channel (100ms) -> requested name
+    private: set[str] = attrs.field(factory=set)  # user.* channels
+    heartbeat_s: float = 0.0
+    awaiting_test: bool = False
+    close_reason: str | None = None
+    done: trio.Event = attrs.field(factory=trio.Event)
+
+
+def _channel_of(frame: bytes) -> str:
+    end = frame.find(b'"', len(_NOTE_PREFIX))
+    return frame[len(_NOTE_PREFIX) : end].decode()
+
+
+def _with_interval(channel: str, interval: str) -> str:
+    head, _, _ = channel.rpartition(".")
+    return f"{head}.{interval}"
+
+
+def _coerce(params: dict[str, Any]) -> dict[str, Any]:
+    """HTTP GET params arrive as strings: numbers and booleans as Deribit reads them."""
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if k in _NUMERIC and isinstance(v, str):
+            try:
+                out[k] = int(v) if v.lstrip("-").isdigit() else float(v)
+            except ValueError:
+                out[k] = v
+        elif k in _BOOLEAN and isinstance(v, str):
+            out[k] = v.lower() == "true"
+        else:
+            out[k] = v
+    return out
+
+
+def _num(d: Decimal | float) -> float:
+    return float(d)
+
+
+class DeribitSimulator:
+    """The simulated venue (module docstring). An ASGI app; `run` steps its market."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        accounts: dict[str, str] | None = None,
+        step_s: float = 0.1,
+        matching_rate: float = 5.0,
+        matching_burst: float = 20.0,
+        outbox: int = 10_000,
+        heartbeat_scale: float = 1.0,
+        clock: Callable[[], int] = time.time_ns,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        self.clock = clock
+        self.step_s = step_s
+        self.log = log or structlog.get_logger("tradingd.simulator").bind(venue=VENUE)
+        self.faults = Faults()
+        self.feed = DeribitFeed.create(seed=seed, start_ns=clock())
+        self.registry = InstrumentRegistry()
+        self.decoder = DeribitDecoder(self.registry)  # the simulator's own books, from its feed
+        self.instrument_items = [item for result in self.feed.results for item in result]
+        self.tickers: dict[str, dict[str, Any]] = {}
+        self.trades: dict[str, list[dict[str, Any]]] = {}
+        for _, frame in self.feed.opening():
+            self._track(frame)
+        self.matching = SimulatedVenue(
+            VENUE, self.registry, DeribitFees(), self.decoder.book, index=self._index
+        )
+        self.accounts = {cid: _Account(cid, sec) for cid, sec in (accounts or DEFAULT_ACCOUNTS).items()}
+        for acct in self.accounts.values():
+            acct.limiter = CreditBucket(matching_burst, matching_rate)
+        self.tokens: dict[str, _Account] = {}
+        self.refresh_tokens: dict[str, _Account] = {}
+        self.sessions: dict[int, _Session] = {}
+        self.orders: dict[str, _SimOrder] = {}  # by venue order id
+        self._by_key: dict[str, _SimOrder] = {}  # by the engine order's client id
+        self._session_ids = itertools.count(1)
+        self._order_keys = itertools.count(1)
+        self._trade_seq = itertools.count(1)
+        self.outbox_size = outbox
+        # Tests compress heartbeat time: 0.1 makes Deribit's minimum 10 s interval last 1 s.
+        self.heartbeat_scale = heartbeat_scale
+        self.requests = 0
+        self.method_counts: Counter[str] = Counter()
+        self._burst: list[bytes] = []
+        self._paused = False
+        # Benchmarks: when the tickers of `probe` leave (by their timestamp) and when orders arrive
+        # (by label), on the monotonic clock every process of the machine shares.
+        self.probe: str | None = None
+        self.sent_at: dict[int, float] = {}
+        self.arrived_at: dict[str, float] = {}
+
+    # -- the market ---------------------------------------------------------------------------
+    def _index(self, base: str) -> float | None:
+        for name in (f"{base}-PERPETUAL",):
+            t = self.tickers.get(name)
+            if t is not None:
+                return float(t.get("index_price") or 0.0) or None
+        return None
+
+    def _track(self, frame: bytes) -> list[Any]:
+        """Keep the simulator's own books, last tickers and trades from one of its frames."""
+        events = self.decoder.decode(frame, self.clock())
+        if frame.startswith(_NOTE_PREFIX):
+            channel = _channel_of(frame)
+            if channel.startswith("ticker."):
+                self.tickers[channel.split(".")[1]] = orjson.loads(frame)["params"]["data"]
+            elif channel.startswith("trades."):
+                inst = channel.split(".")[1]
+                kept = self.trades.setdefault(inst, [])
+                kept.extend(orjson.loads(frame)["params"]["data"])
+                del kept[:-100]
+        return events
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Step the market in real time and publish its frames, until cancelled."""
+        task_status.started()
+        next_step = trio.current_time()
+        while True:
+            next_step += self.step_s
+            await trio.sleep_until(next_step)
+            if self._paused:
+                next_step = trio.current_time()
+                continue
+            self.step()
+
+    def step(self) -> None:
+        """One market step: its frames to the subscribers, and fills of resting client orders."""
+        now = self.clock()
+        for _, frame in self.feed.step():
+            for ev in self._track(frame):
+                out: list[PrivateEvent] = []
+                if isinstance(ev, BookUpdate):
+                    out = self.matching.on_book(ev, now)
+                elif isinstance(ev, Trade) and self.matching.has_orders(ev.instrument):
+                    out = self.matching.on_trade(ev, now)
+                if out:
+                    self._apply(out)
+            self._publish(frame)
+        if self.faults.garbage:
+            for session in list(self.sessions.values()):
+                self._send(session, b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":')
+                self._send(session, b"\x00\xffnot json at all")
+            self.faults.garbage = 0
+
+    def _publish(self, frame: bytes) -> None:
+        channel = _channel_of(frame)
+        gapped = False
+        if channel.startswith("book.") and self.faults.gap:
+            inst = channel.split(".")[1]
+            if inst in self.faults.gap or "*" in self.faults.gap:
+                self.faults.gap.discard(inst)
+                self.faults.gap.discard("*")
+                gapped = True  # this change never reaches anyone: the next one breaks the chain
+        if gapped:
+            return
+        for session in list(self.sessions.values()):
+            requested = session.wanted.get(channel)
+            if requested is None:
+                continue
+            if requested == channel:
+                self._send(session, frame)
+            else:
+                self._send(session, frame.replace(channel.encode(), requested.encode(), 1))
+
+    # -- sessions -----------------------------------------------------------------------------
+    def _send(self, session: _Session, frame: bytes) -> None:
+        try:
+            session.outbox.send_nowait(frame)
+        except trio.WouldBlock:
+            self._close(session, "too slow: outbox full")
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def _close(self, session: _Session, reason: str) -> None:
+        if session.close_reason is None:
+            session.close_reason = reason
+            self.log.info("simulator.closing", session=session.id, reason=reason)
+        session.done.set()
+
+    def drop_all(self, reason: str = "dropped by the simulator") -> int:
+        """Close every WebSocket session (fault injection)."""
+        for session in list(self.sessions.values()):
+            self._close(session, reason)
+        self.faults.drops += len(self.sessions)
+        return len(self.sessions)
+
+    def _respond(self, rid: Any, result: Any = None, error: RpcError | None = None) -> bytes:
+        us_out = self.clock() // 1000
+        body: dict[str, Any] = {"jsonrpc": "2.0", "id": rid}
+        if error is not None:
+            body["error"] = {"code": error.code, "message": error.message, "data": error.data}
+        else:
+            body["result"] = result
+        body.update(usIn=us_out - 150, usOut=us_out, usDiff=150, testnet=True)
+        return orjson.dumps(body)
+
+    # -- ASGI ---------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("path", "").rstrip("/") != "/ws/api/v2":
+            await receive()
+            await send({"type": "websocket.close", "code": 4404})
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        out_send, out_receive = trio.open_memory_channel[bytes](self.outbox_size)
+        session = _Session(next(self._session_ids), out_send)
+        self.sessions[session.id] = session
+        try:
+            async with trio.open_nursery() as nursery:
+                writer_done = trio.Event()
+
+                async def write() -> None:
+                    try:
+                        await self._writer(session, out_receive, send, nursery.cancel_scope)
+                    finally:
+                        writer_done.set()
+
+                nursery.start_soon(write)
+                nursery.start_soon(self._reader, session, receive)
+                nursery.start_soon(self._heartbeats, session)
+                await session.done.wait()
+                # What was already answered goes out before the close (an error, then the cut).
+                self.sessions.pop(session.id, None)
+                out_send.close()
+                with trio.move_on_after(1.0):
+                    await writer_done.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.sessions.pop(session.id, None)
+            out_send.close()
+        with trio.move_on_after(1, shield=True):
+            try:
+                await send(
+                    {"type": "websocket.close", "code": 1000, "reason": (session.close_reason or "")[:100]}
+                )
+            except Exception:  # the peer may be gone already: nothing left to tell it
+                self.log.debug("simulator.close_failed", session=session.id)
+
+    async def _writer(
+        self, session: _Session, outbox: trio.MemoryReceiveChannel[bytes], send: Send, scope: trio.CancelScope
+    ) -> None:
+        async for frame in outbox:
+            stall = self.faults.stall_until - trio.current_time()
+            if stall > 0:
+                await trio.sleep(stall)
+            try:
+                await send({"type": "websocket.send", "text": frame.decode("utf-8", "replace")})
+            except Exception:  # the client went away
+                self._close(session, "send failed")
+                return
+            if self.probe is not None and frame.startswith(
+                b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.' + self.probe.encode()
+            ):
+                self.sent_at[int(orjson.loads(frame)["params"]["data"]["timestamp"])] = time.perf_counter()
+
+    async def _reader(self, session: _Session, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                self._close(session, "client closed")
+                return
+            text = message.get("text") or (message.get("bytes") or b"").decode("utf-8", "replace")
+            await self._on_ws_message(session, text)
+
+    async def _heartbeats(self, session: _Session) -> None:
+        while True:
+            if session.heartbeat_s <= 0:
+                await trio.sleep(0.2)
+                continue
+            await trio.sleep(session.heartbeat_s * self.heartbeat_scale)
+            if trio.current_time() < self.faults.stall_until:
+                continue
+            if session.awaiting_test:
+                self._close(session, "heartbeat: no public/test answer to test_request")
+                return
+            session.awaiting_test = True
+            self._send(session, b'{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}')
+
+    async def _on_ws_message(self, session: _Session, text: str) -> None:
+        try:
+            msg = orjson.loads(text)
+            rid = msg.get("id")
+            method = msg["method"]
+            params = msg.get("params") or {}
+            if not isinstance(method, str) or not isinstance(params, dict):
+                raise TypeError
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            self._send(session, self._respond(None, error=RpcError(11050, "bad_request")))
+            return
+        after: list[bytes] = []
+        try:
+            result = self.call(method, params, session=session, after=after)
+        except RpcError as exc:
+            self._send(session, self._respond(rid, error=exc))
+            if exc.code == 10028:
+                self._close(session, "too_many_requests")  # Deribit ends the session (§1.10)
+            return
+        self._send(session, self._respond(rid, result))
+        for frame in after:
+            self._send(session, frame)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path: str = scope.get("path", "")
+        status = 200
+        if path == "/_sim/faults" and scope["method"] == "POST":
+            result: Any = self.apply_faults(orjson.loads(body or b"{}"))
+            payload = orjson.dumps({"ok": True, "applied": result})
+        elif path == "/_sim/state":
+            payload = orjson.dumps(self.state())
+        elif path == "/_sim/latency":
+            if scope["method"] == "POST":
+                self.probe = str(orjson.loads(body or b"{}").get("probe")) or None
+            payload = orjson.dumps(
+                {"sent_at": self.sent_at, "arrived_at": self.arrived_at}, option=orjson.OPT_NON_STR_KEYS
+            )
+        elif path == "/_sim/burst" and scope["method"] == "POST":
+            spec = orjson.loads(body or b"{}")
+            if "prepare" in spec:
+                payload = orjson.dumps({"frames": self.prepare_burst(int(spec["prepare"]))})
+            elif spec.get("resume"):
+                self.resume()
+                payload = orjson.dumps({"resumed": True})
+            else:
+                payload = orjson.dumps({"sent": await self.burst()})
+        elif path.startswith("/api/v2/"):
+            method = path[len("/api/v2/") :]
+            rid: Any = None
+            if scope["method"] == "POST" and body:
+                try:
+                    msg = orjson.loads(body)
+                    rid = msg.get("id")
+                    params = msg.get("params") or {}
+                    method = msg.get("method") or method
+                except (orjson.JSONDecodeError, AttributeError):
+                    params = {}
+            else:
+                query = scope.get("query_string", b"").decode()
+                params = _coerce(dict(parse_qsl(query, keep_blank_values=True)))
+            headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+            uri = path + (f"?{scope['query_string'].decode()}" if scope.get("query_string") else "")
+            try:
+                account = self._http_account(
+                    headers.get("authorization"), scope["method"], uri, body.decode()
+                )
+                result = self.call(method, _coerce(params), account=account)
+                payload = self._respond(rid, result)
+            except RpcError as exc:
+                status = 400
+                payload = self._respond(rid, error=exc)
+        else:
+            status = 404
+            payload = orjson.dumps({"error": "not found"})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    def _http_account(self, auth: str | None, method: str, uri: str, body: str) -> _Account | None:
+        """§1.3 HTTP auth: Bearer token, Basic id:secret, or deri-hmac-sha256 (checked)."""
+        if not auth:
+            return None
+        scheme, _, value = auth.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer":
+            acct = self.tokens.get(value.strip())
+            if acct is None:
+                raise RpcError(13009, "unauthorized", {"reason": "invalid token"})
+            return acct
+        if scheme == "basic":
+            try:
+                cid, _, secret = base64.b64decode(value).decode().partition(":")
+            except ValueError:
+                raise RpcError(13004, "invalid_credentials") from None
+            acct = self.accounts.get(cid)
+            if acct is None or not hmac.compare_digest(acct.secret, secret):
+                raise RpcError(13004, "invalid_credentials")
+            return acct
+        if scheme == "deri-hmac-sha256":
+            fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+            acct = self.accounts.get(fields.get("id", ""))
+            if acct is None:
+                raise RpcError(13004, "invalid_credentials")
+            ts, nonce = fields.get("ts", ""), fields.get("nonce", "")
+            message = f"{ts}\n{nonce}\n{method.upper()}\n{uri}\n{body}\n".encode()
+            expected = hmac.new(acct.secret.encode(), message, hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(expected, fields.get("sig", "")):
+                raise RpcError(13004, "invalid_credentials", {"reason": "bad signature"})
+            if not ts.isdigit() or abs(int(ts) - self.clock() // 1_000_000) > 60_000:
+                raise RpcError(13004, "invalid_credentials", {"reason": "timestamp out of range"})
+            return acct
+        raise RpcError(13009, "unauthorized", {"reason": f"unknown scheme {scheme}"})
+
+    # -- faults and state ---------------------------------------------------------------------
+    def apply_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Switch faults on from a JSON object (see the module docstring)."""
+        applied: dict[str, Any] = {}
+        if spec.get("drop"):
+            applied["dropped"] = self.drop_all()
+        if spec.get("stall_s"):
+            self.faults.stall(float(spec["stall_s"]))
+            applied["stall_s"] = float(spec["stall_s"])
+        if spec.get("gap"):
+            self.faults.gap.add(str(spec["gap"]))
+            applied["gap"] = spec["gap"]
+        if spec.get("reject"):
+            r = spec["reject"]
+            for _ in range(int(r.get("count", 1))):
+                self.faults.reject.append(
+                    (int(r.get("code", 10009)), str(r.get("message", "not_enough_funds")))
+                )
+            applied["reject"] = len(self.faults.reject)
+        if spec.get("rate_limit"):
+            self.faults.rate_limit += int(spec["rate_limit"])
+            applied["rate_limit"] = self.faults.rate_limit
+        if spec.get("garbage"):
+            self.faults.garbage += int(spec["garbage"])
+            applied["garbage"] = self.faults.garbage
+        return applied
+
+    def prepare_burst(self, steps: int) -> int:
+        """For throughput benchmarks: generate `steps` market steps ahead (the market runs ahead
+        of the clock; the real-time loop pauses until `burst` has sent them). Returns frames."""
+        self._burst = [frame for _ in range(steps) for _, frame in self.feed.step()]
+        self._paused = True
+        return len(self._burst)
+
+    async def burst(self) -> int:
+        """Send the prepared frames to their subscribers as fast as they are taken (waiting on
+        each session's outbox rather than dropping a slow client). The real-time market stays
+        paused until `resume` (so a benchmark sees where the burst ends)."""
+        frames, self._burst = self._burst, []
+        sent = 0
+        for i, frame in enumerate(frames):
+            self._track(frame)
+            channel = _channel_of(frame)
+            for session in list(self.sessions.values()):
+                requested = session.wanted.get(channel)
+                if requested is not None:
+                    out = (
+                        frame
+                        if requested == channel
+                        else frame.replace(channel.encode(), requested.encode(), 1)
+                    )
+                    try:
+                        await session.outbox.send(out)
+                        sent += 1
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        continue
+            if i % 256 == 0:
+                await trio.lowlevel.checkpoint()
+        return sent
+
+    def resume(self) -> None:
+        """Back to real time after a burst."""
+        self._paused = False
+
+    def requests_for(self, method: str) -> int:
+        """How many requests of `method` arrived (answered or refused)."""
+        return self.method_counts[method]
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "sessions": [
+                {
+                    "id": s.id,
+                    "account": s.account.client_id if s.account else None,
+                    "channels": len(s.wanted) + len(s.private),
+                }
+                for s in self.sessions.values()
+            ],
+            "orders": {oid: o.state for oid, o in self.orders.items()},
+            "requests": self.requests,
+        }
+
+    # -- methods ------------------------------------------------------------------------------
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        session: _Session | None = None,
+        account: _Account | None = None,
+        after: list[bytes] | None = None,
+    ) -> Any:
+        """Answer one JSON-RPC method (WebSocket or HTTP). Raises `RpcError`."""
+        self.requests += 1
+        self.method_counts[method] += 1
+        if self.probe is not None and method in ("private/buy", "private/sell") and "label" in params:
+            self.arrived_at[str(params["label"])] = time.perf_counter()
+        if self.faults.rate_limit > 0:
+            self.faults.rate_limit -= 1
+            raise RpcError(10028, "too_many_requests")
+        if session is not None:
+            account = session.account
+            token = params.get("access_token")
+            if account is None and isinstance(token, str):
+                account = self.tokens.get(token)
+        after = after if after is not None else []
+        if method.startswith("private/"):
+            if account is None:
+                raise RpcError(13009, "unauthorized", {"reason": "authorization required"})
+            if method in _MATCHING:
+                limiter = account.limiter
+                assert limiter is not None
+                if not limiter.try_acquire(1):
+                    raise RpcError(10028, "too_many_requests")
+        handler = _METHODS.get(method)
+        if handler is None:
+            raise RpcError(-32601, "Method not found", {"method": method})
+        return handler(self, params, session, account, after)
+
+    def _public_auth(self, p: dict[str, Any], session: _Session | None, _: Any, after: list[bytes]) -> Any:
+        grant = p.get("grant_type")
+        account: _Account | None
+        if grant == "client_credentials":
+            account = self.accounts.get(str(p.get("client_id")))
+            if account is None or not hmac.compare_digest(account.secret, str(p.get("client_secret", ""))):
+                raise RpcError(13004, "invalid_credentials")
+        elif grant == "client_signature":
+            account = self.accounts.get(str(p.get("client_id")))
+            if account is None:
+                raise RpcError(13004, "invalid_credentials")
+            ts = p.get("timestamp")
+            if not isinstance(ts, int) or abs(ts - self.clock() // 1_000_000) > 60_000:
+                raise RpcError(13004, "invalid_credentials", {"reason": "timestamp out of range"})
+            message = f"{ts}\n{p.get('nonce', '')}\n{p.get('data', '')}".encode()
+            expected = hmac.new(account.secret.encode(), message, hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(expected, str(p.get("signature", ""))):
+                raise RpcError(13004, "invalid_credentials", {"reason": "bad signature"})
+        elif grant == "refresh_token":
+            account = self.refresh_tokens.pop(str(p.get("refresh_token")), None)
+            if account is None:
+                raise RpcError(13009, "unauthorized", {"reason": "invalid refresh token"})
+        else:
+            raise RpcError(-32602, "Invalid params", {"param": "grant_type"})
+        token, refresh = secrets.token_hex(24), secrets.token_hex(24)
+        self.tokens[token] = account
+        self.refresh_tokens[refresh] = account
+        if session is not None:
+            session.account = account
+        return {
+            "access_token": token,
+            "expires_in": 900,
+            "refresh_token": refresh,
+            "scope": "connection mainaccount trade:read_write",
+            "enabled_features": [],
+            "token_type": "bearer",
+        }
+
+    def _set_heartbeat(self, p: dict[str, Any], session: _Session | None, *_: Any) -> Any:
+        interval = p.get("interval")
+        if session is None:
+            raise RpcError(10030, "must_be_websocket_request")
+        if not isinstance(interval, int | float) or interval < 10:
+            raise RpcError(-32602, "Invalid params", {"param": "interval", "reason": "must be >= 10"})
+        session.heartbeat_s = float(interval)
+        return "ok"
+
+    def _disable_heartbeat(self, p: dict[str, Any], session: _Session | None, *_: Any) -> Any:
+        if session is not None:
+            session.heartbeat_s = 0.0
+        return "ok"
+
+    def _test(self, p: dict[str, Any], session: _Session | None, *_: Any) -> Any:
+        if p.get("expected_result") == "exception":
+            raise RpcError(11094, "internal_server_error")
+        if session is not None:
+            session.awaiting_test = False
+        return {"version": _VERSION}
+
+    def _known_channel(self, channel: str, account: _Account | None) -> str | None:
+        """The feed channel (at 100ms) a requested public channel maps to, None if refused."""
+        parts = channel.split(".")
+        if len(parts) != 3 or parts[0] not in ("ticker", "book", "trades") or parts[2] not in _INTERVALS:
+            return None
+        if self.registry.get(VENUE, parts[1]) is None:
+            return None
+        if parts[2] == "raw" and account is None:
+            return None  # §1.4: raw intervals need an authenticated connection
+        return _with_interval(channel, "100ms")
+
+    def _subscribe(
+        self, p: dict[str, Any], session: _Session | None, account: _Account | None, after: list[bytes]
+    ) -> Any:
+        if session is None:
+            raise RpcError(10030, "must_be_websocket_request")
+        channels = p.get("channels")
+        if not isinstance(channels, list):
+            raise RpcError(-32602, "Invalid params", {"param": "channels"})
+        granted: list[str] = []
+        for channel in channels:
+            if not isinstance(channel, str):
+                continue
+            if channel.startswith("user."):
+                parts = channel.split(".")
+                if account is not None and len(parts) in (4, 5) and parts[1] in ("orders", "trades"):
+                    session.private.add(channel)
+                    granted.append(channel)
+                continue
+            feed = self._known_channel(channel, account)
+            if feed is None:
+                continue
+            session.wanted[feed] = channel
+            granted.append(channel)
+            if channel.startswith("book."):
+                after.append(self._snapshot(channel))
+        return granted
+
+    def _snapshot(self, channel: str) -> bytes:
+        inst = channel.split(".")[1]
+        book = self.decoder.book(inst)
+        bids = [] if book is None else [["new", book.price_of(t), s] for t, s in book.iter_bids()]
+        asks = [] if book is None else [["new", book.price_of(t), s] for t, s in book.iter_asks()]
+        data = {
+            "type": "snapshot",
+            "timestamp": self.clock() // 1_000_000,
+            "instrument_name": inst,
+            "change_id": 0 if book is None else book.sequence,
+            "bids": bids,
+            "asks": asks,
+        }
+        return orjson.dumps(
+            {"jsonrpc": "2.0", "method": "subscription", "params": {"channel": channel, "data": data}}
+        )
+
+    def _unsubscribe(self, p: dict[str, Any], session: _Session | None, *_: Any) -> Any:
+        if session is None:
+            raise RpcError(10030, "must_be_websocket_request")
+        removed = []
+        for channel in p.get("channels") or []:
+            if channel in session.private:
+                session.private.discard(channel)
+                removed.append(channel)
+                continue
+            for feed, requested in list(session.wanted.items()):
+                if requested == channel:
+                    del session.wanted[feed]
+                    removed.append(channel)
+        return removed
+
+    def _unsubscribe_all(self, p: dict[str, Any], session: _Session | None, *_: Any) -> Any:
+        if session is not None:
+            session.wanted.clear()
+            session.private.clear()
+        return "ok"
+
+    def _get_instruments(self, p: dict[str, Any], *_: Any) -> Any:
+        currency = p.get("currency", "any")
+        kind = p.get("kind")
+        return [
+            item
+            for item in self.instrument_items
+            if currency in (None, "any", item["base_currency"]) and (kind is None or item["kind"] == kind)
+        ]
+
+    def _get_instrument(self, p: dict[str, Any], *_: Any) -> Any:
+        for item in self.instrument_items:
+            if item["instrument_name"] == p.get("instrument_name"):
+                return item
+        raise RpcError(10020, "invalid_or_unsupported_instrument")
+
+    def _get_currencies(self, *_: Any) -> Any:
+        names = {"BTC": "Bitcoin", "ETH": "Ethereum"}
+        return [
+            {
+                "currency": c,
+                "currency_long": n,
+                "coin_type": n.upper(),
+                "fee_precision": 4,
+                "min_confirmations": 1,
+                "min_withdrawal_fee": 0.0001,
+                "withdrawal_fee": 0.0001,
+                "withdrawal_priorities": [],
+            }
+            for c, n in names.items()
+        ]
+
+    def _require_instrument(self, name: Any) -> str:
+        if not isinstance(name, str) or self.registry.get(VENUE, name) is None:
+            raise RpcError(10020, "invalid_or_unsupported_instrument", {"param": "instrument_name"})
+        return name
+
+    def _ticker(self, p: dict[str, Any], *_: Any) -> Any:
+        inst = self._require_instrument(p.get("instrument_name"))
+        return self.tickers.get(inst) or {"instrument_name": inst, "timestamp": self.clock() // 1_000_000}
+
+    def _get_order_book(self, p: dict[str, Any], *_: Any) -> Any:
+        inst = self._require_instrument(p.get("instrument_name"))
+        depth = int(p.get("depth") or 20)
+        book = self.decoder.book(inst)
+        bids, asks = ([], []) if book is None else book.depth(depth)
+        ticker = self.tickers.get(inst, {})
+        return {
+            **{k: v for k, v in ticker.items() if k not in ("bids", "asks")},
+            "instrument_name": inst,
+            "timestamp": self.clock() // 1_000_000,
+            "change_id": None if book is None else book.sequence,
+            "bids": [list(level) for level in bids],
+            "asks": [list(level) for level in asks],
+            "state": "open",
+        }
+
+    def _get_time(self, *_: Any) -> Any:
+        return self.clock() // 1_000_000
+
+    def _last_trades(self, p: dict[str, Any], *_: Any) -> Any:
+        inst = self._require_instrument(p.get("instrument_name"))
+        count = int(p.get("count") or 10)
+        return {"trades": self.trades.get(inst, [])[-count:], "has_more": False}
+
+    # -- orders -------------------------------------------------------------------------------
+    def _order_json(self, o: _SimOrder) -> dict[str, Any]:
+        req = o.order.request
+        return {
+            "order_id": o.order_id,
+            "label": o.label,
+            "instrument_name": req.instrument,
+            "direction": req.side.value,
+            "price": _num(o.order.price) if o.order.price is not None else "market_price",
+            "amount": _num(o.order.size),
+            "filled_amount": _num(o.filled),
+            "average_price": _num(o.average),
+            "order_state": o.state,
+            "order_type": req.type.value,
+            "time_in_force": {
+                "gtc": "good_til_cancelled",
+                "ioc": "immediate_or_cancel",
+                "fok": "fill_or_kill",
+            }.get(req.time_in_force.value, "good_til_cancelled"),
+            "post_only": req.post_only,
+            "reduce_only": req.reduce_only,
+            "creation_timestamp": o.created_ms,
+            "last_update_timestamp": o.updated_ms,
+            "replaced": o.replaced,
+            "api": True,
+            "web": False,
+            "is_liquidation": False,
+            "max_show": _num(o.order.size),
+            **({"cancel_reason": o.cancel_reason} if o.cancel_reason else {}),
+        }
+
+    def _trade_json(self, o: _SimOrder, f: Fill) -> dict[str, Any]:
+        ticker = self.tickers.get(f.instrument, {})
+        return {
+            "trade_id": f.trade_id,
+            "trade_seq": next(self._trade_seq),
+            "order_id": o.order_id,
+            "label": o.label,
+            "instrument_name": f.instrument,
+            "direction": f.side.value,
+            "price": _num(f.price),
+            "amount": _num(f.size),
+            "fee": _num(f.fee),
+            "fee_currency": f.fee_currency,
+            "liquidity": "M" if f.liquidity.value == "maker" else "T",
+            "timestamp": (f.ts_exchange or self.clock()) // 1_000_000,
+            "state": "filled",
+            "order_type": o.order.request.type.value,
+            "post_only": o.order.request.post_only,
+            "reduce_only": o.order.request.reduce_only,
+            "matching_id": None,
+            "tick_direction": 0,
+            "index_price": ticker.get("index_price"),
+            "mark_price": ticker.get("mark_price"),
+        }
+
+    def _apply(self, events: list[PrivateEvent]) -> tuple[list[_SimOrder], list[dict[str, Any]]]:
+        """Fold matching-engine events into the orders and accounts; notify the owners."""
+        touched: list[_SimOrder] = []
+        trades: list[dict[str, Any]] = []
+        now_ms = self.clock() // 1_000_000
+        for ev in events:
+            o = self._by_key.get(ev.client_order_id or "")
+            if o is None:
+                continue
+            if isinstance(ev, Fill):
+                acct = o.account
+                signed = ev.size if ev.side.value == "buy" else -ev.size
+                acct.positions[ev.instrument] = acct.positions.get(ev.instrument, Decimal(0)) + signed
+                acct.balances[ev.fee_currency] = acct.balances.get(ev.fee_currency, 0.0) - float(ev.fee)
+                trades.append(self._trade_json(o, ev))
+                self._notify(o.account, "trades", ev.instrument, [trades[-1]])
+            elif isinstance(ev, OrderUpdate):
+                if not o.order_id and ev.order_id:
+                    o.order_id = ev.order_id
+                    self.orders[o.order_id] = o
+                    o.account.orders[o.order_id] = o
+                o.filled = ev.filled_size
+                o.average = ev.avg_fill_price or Decimal(0)
+                o.state = {
+                    OrderState.OPEN: "open",
+                    OrderState.PARTIALLY_FILLED: "open",
+                    OrderState.FILLED: "filled",
+                    OrderState.CANCELLED: "cancelled",
+                    OrderState.EXPIRED: "cancelled",
+                    OrderState.REJECTED: "rejected",
+                }.get(ev.status, o.state)
+                o.cancel_reason = (
+                    ev.reason if ev.status in (OrderState.CANCELLED, OrderState.EXPIRED) else o.cancel_reason
+                )
+                o.updated_ms = now_ms
+                if o not in touched:
+                    touched.append(o)
+        for o in touched:
+            self._notify(o.account, "orders", o.order.request.instrument, self._order_json(o))
+        return touched, trades
+
+    def _notify(self, account: _Account, what: str, instrument: str, data: Any) -> None:
+        inst = self.registry.get(VENUE, instrument)
+        kind = "option" if inst is not None and inst.kind is InstrumentKind.OPTION else "future"
+        base = inst.base if inst is not None else "any"
+        for session in list(self.sessions.values()):
+            if session.account is not account:
+                continue
+            for channel in session.private:
+                parts = channel.split(".")
+                if parts[1] != what:
+                    continue
+                scope = parts[2:-1]
+                if scope in ([instrument], ["any", "any"], [kind, "any"], ["any", base], [kind, base]):
+                    interval = parts[-1]
+                    payload = data if (what == "trades" or interval == "raw") else [data]
+                    if what == "trades" and not isinstance(payload, list):
+                        payload = [payload]
+                    self._send(
+                        session,
+                        orjson.dumps(
+                            {
+                                "jsonrpc": "2.0",
+                                "method": "subscription",
+                                "params": {"channel": channel, "data": payload},
+                            }
+                        ),
+                    )
+
+    def _new_order(self, side: str, p: dict[str, Any], account: _Account | None) -> Any:
+        assert account is not None
+        if self.faults.reject:
+            code, message = self.faults.reject.pop(0)
+            raise RpcError(code, message)
+        inst_name = self._require_instrument(p.get("instrument_name"))
+        inst = self.registry.get(VENUE, inst_name)
+        assert inst is not None
+        amount = p.get("amount")
+        if amount is None and p.get("contracts") is not None:
+            amount = float(p["contracts"]) * float(inst.contract_size)
+        if not isinstance(amount, int | float) or amount <= 0:
+            raise RpcError(10021, "invalid_amount", {"param": "amount"})
+        size = Decimal(repr(float(amount))) if isinstance(amount, float) else Decimal(amount)
+        if size % inst.min_size != 0:
+            raise RpcError(10027, "non_integer_contract_amount" if not inst.is_option else "invalid_amount")
+        order_type = p.get("type", "limit")
+        if order_type not in ("limit", "market"):
+            raise RpcError(
+                11029,
+                "invalid_arguments",
+                {"param": "type", "reason": "the simulator takes limit and market"},
+            )
+        price: Decimal | None = None
+        if order_type == "limit":
+            raw_price = p.get("price")
+            if not isinstance(raw_price, int | float) or raw_price <= 0:
+                raise RpcError(10023, "invalid_price", {"param": "price"})
+            price = Decimal(repr(float(raw_price))) if isinstance(raw_price, float) else Decimal(raw_price)
+            if price % inst.tick_for(price) != 0:
+                raise RpcError(10043, "price_wrong_tick")
+        tif = {
+            "good_til_cancelled": "gtc",
+            "good_til_day": "gtc",
+            "immediate_or_cancel": "ioc",
+            "fill_or_kill": "fok",
+        }.get(str(p.get("time_in_force", "good_til_cancelled")))
+        if tif is None:
+            raise RpcError(-32602, "Invalid params", {"param": "time_in_force"})
+        key = f"{account.client_id}:{next(self._order_keys)}"
+        try:
+            request = OrderRequest(
+                venue=VENUE,
+                instrument=inst_name,
+                side=side,
+                size=size,
+                price=price,
+                time_in_force=tif,
+                post_only=bool(p.get("post_only", False)) and order_type == "limit",
+                reduce_only=bool(p.get("reduce_only", False)),
+                client_order_id=key,
+            )
+        except (ValueError, TypeError) as exc:
+            raise RpcError(11029, "invalid_arguments", {"reason": str(exc)}) from None
+        label = str(p.get("label") or "")
+        now_ms = self.clock() // 1_000_000
+        sim_order = _SimOrder(
+            Order(request, now_ns=self.clock()), account, label, created_ms=now_ms, updated_ms=now_ms
+        )
+        self._by_key[key] = sim_order
+        events = self.matching.submit(sim_order.order, self.clock())
+        first = next((e for e in events if isinstance(e, OrderUpdate)), None)
+        if first is not None and first.status is OrderState.REJECTED:
+            self._by_key.pop(key, None)
+            if first.reason == "post_only_reject":
+                raise RpcError(11054, "post_only_reject")
+            raise RpcError(10001, "error", {"reason": first.reason})
+        _, trades = self._apply(list(events))
+        return {"order": self._order_json(sim_order), "trades": trades}
+
+    def _buy(self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]) -> Any:
+        return self._new_order("buy", p, a)
+
+    def _sell(self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]) -> Any:
+        return self._new_order("sell", p, a)
+
+    def _own(self, account: _Account | None, order_id: Any) -> _SimOrder:
+        o = self.orders.get(str(order_id))
+        if o is None or o.account is not account:
+            raise RpcError(10004, "order_not_found", {"param": "order_id"})
+        return o
+
+    def _cancel(self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]) -> Any:
+        o = self._own(a, p.get("order_id"))
+        if o.state != "open":
+            raise RpcError(11044, "not_open_order")
+        try:
+            events = self.matching.cancel(o.order, self.clock())
+        except OrderRejected:
+            raise RpcError(11044, "not_open_order") from None
+        self._apply(list(events))
+        return self._order_json(o)
+
+    def _edit(self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]) -> Any:
+        o = self._own(a, p.get("order_id"))
+        if o.state != "open":
+            raise RpcError(11044, "not_open_order")
+        inst = self.registry.get(VENUE, o.order.request.instrument)
+        assert inst is not None
+        price = p.get("price")
+        amount = p.get("amount")
+        new_price = Decimal(repr(float(price))) if isinstance(price, int | float) else None
+        new_size = Decimal(repr(float(amount))) if isinstance(amount, int | float) else None
+        if new_price is not None and new_price % inst.tick_for(new_price) != 0:
+            raise RpcError(10043, "price_wrong_tick")
+        if new_size is not None and (new_size <= 0 or new_size % inst.min_size != 0):
+            raise RpcError(10021, "invalid_amount")
+        try:
+            events = self.matching.edit(o.order, self.clock(), price=new_price, size=new_size)
+        except OrderRejected as exc:
+            raise RpcError(
+                10021 if exc.code == "invalid_amount" else 11044, str(exc.venue_message or exc)
+            ) from None
+        if new_price is not None:
+            o.order.price = new_price
+        if new_size is not None:
+            o.order.size = new_size
+        o.replaced = True
+        _, trades = self._apply(list(events))
+        return {"order": self._order_json(o), "trades": trades}
+
+    def _cancel_many(self, account: _Account | None, pick: Callable[[_SimOrder], bool]) -> int:
+        assert account is not None
+        count = 0
+        for o in list(account.orders.values()):
+            if o.state == "open" and pick(o):
+                try:
+                    self._apply(list(self.matching.cancel(o.order, self.clock())))
+                    count += 1
+                except OrderRejected:
+                    continue
+        return count
+
+    def _cancel_all(
+        self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
+    ) -> Any:
+        return self._cancel_many(a, lambda o: True)
+
+    def _cancel_all_by_instrument(
+        self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
+    ) -> Any:
+        inst = self._require_instrument(p.get("instrument_name"))
+        return self._cancel_many(a, lambda o: o.order.request.instrument == inst)
+
+    def _cancel_by_label(
+        self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
+    ) -> Any:
+        label = str(p.get("label", ""))
+        return self._cancel_many(a, lambda o: o.label == label)
+
+    def _open_orders_by_currency(
+        self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
+    ) -> Any:
+        assert a is not None
+        currency = p.get("currency")
+        out = []
+        for o in a.orders.values():
+            inst = self.registry.get(VENUE, o.order.request.instrument)
+            if o.state == "open" and inst is not None and currency in (None, "any", inst.base):
+                out.append(self._order_json(o))
+        return out
+
+    def _open_orders_by_instrument(
+        self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
+    ) -> Any:
+        assert a is not None
+        name = p.get("instrument_name")
+        return [
+            self._order_json(o)
+            for o in a.orders.values()
+            if o.state == "open" and o.order.request.instrument == name
+        ]
+
+    def _order_state(
+        self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
+    ) -> Any:
+        return self._order_json(self._own(a, p.get("order_id")))
+
+    def _account_summary(
+        self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
+    ) -> Any:
+        assert a is not None
+        currency = str(p.get("currency", "BTC"))
+        balance = a.balances.get(currency, 0.0)
+        return {
+            "currency": currency,
+            "balance": balance,
+            "equity": balance,
+            "available_funds": balance,
+            "available_withdrawal_funds": balance,
+            "margin_balance": balance,
+            "initial_margin": 0.0,
+            "maintenance_margin": 0.0,
+            "session_upl": 0.0,
+            "session_rpl": 0.0,
+            "total_pl": 0.0,
+            "delta_total": 0.0,
+            "fee_balance": 0.0,
+            "margin_model": "segregated_sm",
+        }
+
+    def _account_summaries(
+        self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
+    ) -> Any:
+        assert a is not None
+        return {
+            "summaries": [self._account_summary({"currency": c}, s, a, after) for c in sorted(a.balances)],
+            "id": 1,
+            "email": f"{a.client_id}@simulator.local",
+            "username": a.client_id,
+        }
+
+    def _positions(
+        self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
+    ) -> Any:
+        assert a is not None
+        out = []
+        for name, size in sorted(a.positions.items()):
+            inst = self.registry.get(VENUE, name)
+            if size == 0 or inst is None or p.get("currency") not in (None, "any", inst.base):
+                continue
+            ticker = self.tickers.get(name, {})
+            out.append(
+                {
+                    "instrument_name": name,
+                    "size": float(size),
+                    "direction": "buy" if size > 0 else "sell",
+                    "kind": "option" if inst.is_option else "future",
+                    "mark_price": ticker.get("mark_price"),
+                    "index_price": ticker.get("index_price"),
+                }
+            )
+        return out
+
+
+_METHODS: Final[dict[str, Callable[..., Any]]] = {
+    "public/auth": DeribitSimulator._public_auth,
+    "public/set_heartbeat": DeribitSimulator._set_heartbeat,
+    "public/disable_heartbeat": DeribitSimulator._disable_heartbeat,
+    "public/test": DeribitSimulator._test,
+    "public/subscribe": DeribitSimulator._subscribe,
+    "private/subscribe": DeribitSimulator._subscribe,
+    "public/unsubscribe": DeribitSimulator._unsubscribe,
+    "private/unsubscribe": DeribitSimulator._unsubscribe,
+    "public/unsubscribe_all": DeribitSimulator._unsubscribe_all,
+    "private/unsubscribe_all": DeribitSimulator._unsubscribe_all,
+    "public/get_instruments": DeribitSimulator._get_instruments,
+    "public/get_instrument": DeribitSimulator._get_instrument,
+    "public/get_currencies": DeribitSimulator._get_currencies,
+    "public/ticker": DeribitSimulator._ticker,
+    "public/get_order_book": DeribitSimulator._get_order_book,
+    "public/get_time": DeribitSimulator._get_time,
+    "public/get_last_trades_by_instrument": DeribitSimulator._last_trades,
+    "private/buy": DeribitSimulator._buy,
+    "private/sell": DeribitSimulator._sell,
+    "private/edit": DeribitSimulator._edit,
+    "private/cancel": DeribitSimulator._cancel,
+    "private/cancel_all": DeribitSimulator._cancel_all,
+    "private/cancel_all_by_instrument": DeribitSimulator._cancel_all_by_instrument,
+    "private/cancel_by_label": DeribitSimulator._cancel_by_label,
+    "private/get_open_orders_by_currency": DeribitSimulator._open_orders_by_currency,
+    "private/get_open_orders_by_instrument": DeribitSimulator._open_orders_by_instrument,
+    "private/get_order_state": DeribitSimulator._order_state,
+    "private/get_account_summary": DeribitSimulator._account_summary,
+    "private/get_account_summaries": DeribitSimulator._account_summaries,
+    "private/get_positions": DeribitSimulator._positions,
+}
+
+
+async def serve(
+    simulator: DeribitSimulator,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `simulator` with hypercorn on trio (and step its market) until cancelled.
+    `task_status` gets the bound addresses (port 0 picks a free port)."""
+    from hypercorn.config import Config
+    from hypercorn.trio import serve as hypercorn_serve
+
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.websocket_ping_interval = None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(simulator.run)
+        binds = await nursery.start(hypercorn_serve, simulator, config)
+        task_status.started(binds)

@@ -1,0 +1,599 @@
+"""One Deribit WebSocket session: JSON-RPC 2.0 both ways on a single trio-websocket connection.
+
+What it keeps up, across reconnections (VENUES.md §1.2-§1.6, §1.10):
+
+- Requests matched to responses by id, each with a timeout. A request that could not be sent
+  raises `VenueUnavailable` (nothing reached the venue); one sent but unanswered raises
+  `VenueError` (outcome unknown: never retried for orders).
+- Authentication (`client_signature` by default, so the secret never crosses the wire; or
+  `client_credentials`), and the token refreshed before it expires.
+- `public/set_heartbeat`, every `test_request` answered with `public/test`, and a watchdog that
+  declares the feed stale (a `feed_stale` status, then a reconnect) when nothing has arrived for
+  `stale_after_s`.
+- The router's merged subscriptions as `public/subscribe`/`private/subscribe` calls: diffed on
+  every change, batched, the granted channels checked and refusals reported; a `change_id` gap
+  resubscribes that book only, for a fresh snapshot.
+- Reconnection with jittered exponential backoff: re-authenticate, resubscribe everything (each
+  book starts again from a snapshot), and report each step as a `status` event.
+- Local credit buckets ahead of Deribit's (§1.10), so a burst of orders waits a little instead of
+  getting the session cut off; a `too_many_requests` answer drains the bucket, and is retried
+  where that is safe (subscriptions, reads), never for orders.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final
+
+import attrs
+import msgspec
+import orjson
+import structlog
+import trio
+import trio_websocket
+
+from engine import (
+    AuthError,
+    DataKind,
+    FeedStale,
+    InstrumentRegistry,
+    MalformedFrame,
+    MarketEvent,
+    OrderRejected,
+    PrivateEvent,
+    RateLimited,
+    Status,
+    StatusKind,
+    VenueError,
+    VenueUnavailable,
+)
+from engine._logging import register_secret
+from engine._plugins import VenueSink
+from engine._ratelimit import Backoff, CreditBucket
+from engine._router import MarketRouter
+
+from .codec import DeribitDecoder, _decode_envelope
+from .instruments import VENUE
+from .settings import DeribitSettings
+from .signing import Credentials, new_nonce, sign_client_signature
+
+__all__ = ["DeribitSession", "SessionStats", "map_error"]
+
+_NOTIFICATION: Final = '{"jsonrpc":"2.0","method":"subscription"'
+_BATCH: Final = 100  # channels per subscribe call
+_KIND_CHANNEL: Final = {DataKind.TICKER: "ticker", DataKind.BOOK: "book", DataKind.TRADES: "trades"}
+_PRIVATE_CHANNELS: Final = ("user.orders.any.any.raw", "user.trades.any.any.raw")
+
+# §1.9, the complete table. Codes that mean "this request was refused and did nothing".
+_REJECTION_CODES: Final = frozenset(
+    {
+        10002, 10003, 10004, 10005, 10007, 10009, 10010, 10011, 10012, 10020, 10021, 10023, 10025,
+        10026, 10027, 10029, 10041, 10043, 10047, 11008, 11029, 11036, 11044, 11050, 11054, 13020,
+        13030, 13777,
+    }
+)  # fmt: skip
+_AUTH_CODES: Final = frozenset({10000, 13004, 13009, 13021})
+_RATE_CODES: Final = frozenset({10028, 10066})
+
+
+def map_error(error: Any, *, method: str) -> VenueError:
+    """A JSON-RPC error object as the typed exception callers catch (§1.9)."""
+    code = error.get("code") if isinstance(error, dict) else None
+    message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
+    data = error.get("data") if isinstance(error, dict) else None
+    detail = f"{method}: {message} ({code})" + (f": {data}" if data else "")
+    if code in _RATE_CODES:
+        return RateLimited(detail, venue=VENUE, code=code, venue_message=message)
+    if code in _AUTH_CODES:
+        return AuthError(detail, venue=VENUE, code=code, venue_message=message)
+    if code in _REJECTION_CODES:
+        return OrderRejected(detail, venue=VENUE, code=code, venue_message=message)
+    return VenueError(detail, venue=VENUE, code=code, venue_message=message)
+
+
+@attrs.define
+class SessionStats:
+    connects: int = 0
+    disconnects: int = 0
+    frames: int = 0
+    malformed: int = 0
+    requests: int = 0
+    timeouts: int = 0
+    heartbeats_answered: int = 0
+    resubscribed_books: int = 0
+    refused_channels: int = 0
+    stale: int = 0
+
+
+@attrs.define(eq=False)
+class _Call:
+    done: trio.Event = attrs.field(factory=trio.Event)
+    result: Any = None
+    error: VenueError | None = None
+
+
+class _Lost(Exception):
+    """The connection went away (closed by either side, or a stale feed)."""
+
+
+# The connection errors a session survives by reconnecting.
+_SESSION_ERRORS: Final = (
+    trio_websocket.HandshakeError,
+    trio_websocket.ConnectionClosed,
+    OSError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    VenueError,
+    _Lost,
+)
+
+Connect = Callable[[str], AbstractAsyncContextManager[trio_websocket.WebSocketConnection]]
+
+
+def _default_connect(url: str) -> AbstractAsyncContextManager[trio_websocket.WebSocketConnection]:
+    # Frames up to 16 MiB (a get_instruments answer is large). trio-websocket's reader task queues
+    # what it has read for us: with room for many messages it drains the socket in one go instead
+    # of waking us once per frame (and it keeps answering pings while we decode).
+    return trio_websocket.open_websocket_url(url, max_message_size=16 * 1024 * 1024, message_queue_size=4096)
+
+
+class DeribitSession:
+    """A `LiveVenue` for Deribit (see the module docstring). `sink` receives market and private
+    events; `execution()` gives the client that sends orders over this same connection."""
+
+    venue = VENUE
+
+    def __init__(
+        self,
+        settings: DeribitSettings,
+        *,
+        registry: InstrumentRegistry,
+        router: MarketRouter,  # type: ignore[type-arg]
+        sink: VenueSink,
+        credentials: Credentials | None = None,
+        connect: Connect = _default_connect,
+        clock: Callable[[], int] = time.time_ns,
+        rng: random.Random | None = None,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.router = router
+        self.sink = sink
+        self.credentials = credentials
+        self.decoder = DeribitDecoder(registry)
+        self.ready = trio.Event()
+        self.stats = SessionStats()
+        self.log = (log or structlog.get_logger("tradingd.deribit")).bind(venue=VENUE)
+        self._connect = connect
+        self._clock = clock
+        self._backoff = Backoff(settings.reconnect_base_s, settings.reconnect_cap_s, rng=rng)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Call] = {}
+        self._ws: trio_websocket.WebSocketConnection | None = None
+        self._nursery: trio.Nursery | None = None
+        self._authenticated = False
+        self._token_expires_in = 0.0
+        self._refresh_token: str | None = None
+        self._current: set[str] = set()  # channels granted on this connection
+        self._refused: set[str] = set()
+        self._gaps: set[str] = set()  # instruments whose book needs a fresh snapshot
+        self._wake = trio.Event()
+        self._last_rx = 0.0
+        self._instruments_loaded_at: float | None = None
+        self._buckets = {
+            # §1.10: default 500 credits of a 50,000 pool refilled 10,000/s; subscribe 3,000 of
+            # 30,000; get_instruments 10,000 of 500,000; matching engine by tier (requests).
+            "default": CreditBucket(50_000, 10_000),
+            "subscribe": CreditBucket(30_000, 10_000),
+            "instruments": CreditBucket(500_000, 10_000),
+            "matching": CreditBucket(settings.matching_burst, settings.matching_rate),
+        }
+
+    # -- public API -------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    @property
+    def authenticated(self) -> bool:
+        return self._authenticated
+
+    @property
+    def channels(self) -> frozenset[str]:
+        """The channels the venue granted on the current connection."""
+        return frozenset(self._current)
+
+    def execution(self) -> Any:
+        from .execution import DeribitExecution
+
+        return DeribitExecution(self, self.registry, currencies=self.settings.currencies)
+
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        bucket: str = "default",
+        cost: float = 500,
+    ) -> Any:
+        """Send one JSON-RPC request and return its raw `result` (msgspec Raw JSON bytes).
+        Raises `VenueUnavailable` when it could not be sent, `VenueError` subclasses for the
+        venue's error answer (`map_error`), and `VenueError` when no answer came in time."""
+        if self._ws is None:
+            raise VenueUnavailable(f"{method}: not connected", venue=VENUE)
+        await self._buckets[bucket].acquire(cost)
+        ws = self._ws
+        if ws is None:
+            raise VenueUnavailable(f"{method}: not connected", venue=VENUE)
+        rid = next(self._ids)
+        call = self._pending[rid] = _Call()
+        frame = orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}})
+        self.stats.requests += 1
+        try:
+            await ws.send_message(frame.decode())
+        except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._pending.pop(rid, None)
+            raise VenueUnavailable(
+                f"{method}: connection closed before sending ({exc!r})", venue=VENUE
+            ) from None
+        try:
+            with trio.move_on_after(self.settings.request_timeout_s):
+                await call.done.wait()
+        finally:
+            if not call.done.is_set():
+                self._pending.pop(rid, None)
+        if not call.done.is_set():
+            self.stats.timeouts += 1
+            raise VenueError(
+                f"{method}: no answer within the timeout; outcome unknown", venue=VENUE, code="timeout"
+            )
+        if call.error is not None:
+            if isinstance(call.error, RateLimited):
+                self._buckets[bucket].drain()
+            raise call.error
+        return call.result
+
+    async def call_retrying(self, method: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
+        """`call` for requests that are safe to repeat (reads, subscriptions): a
+        `too_many_requests` answer waits and tries again (three times)."""
+        for attempt in range(4):
+            try:
+                return await self.call(method, params, **kw)
+            except RateLimited:
+                if attempt == 3:
+                    raise
+                await trio.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- the connection loop ----------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep a session up until cancelled. Starts at once; `ready` is set when the first
+        session is authenticated and subscribed."""
+        task_status.started()
+        url = self.settings.ws_url
+        while True:
+            began = trio.current_time()
+            reason = "closed"
+            try:
+                await self._session(url)
+            except* _SESSION_ERRORS as group:
+                first = group.exceptions[0]
+                while isinstance(first, BaseExceptionGroup):
+                    first = first.exceptions[0]
+                reason = f"{type(first).__name__}: {first}"
+                if isinstance(first, AuthError):
+                    self.log.error("session.auth_failed", error=str(first))
+            finally:
+                await self._lost(reason)
+            if trio.current_time() - began > 60:
+                self._backoff.reset()
+            delay = self._backoff.next_delay()
+            await self._status(
+                StatusKind.RECONNECTING,
+                f"reconnecting in {delay:.1f} s",
+                attempt=self._backoff.attempts,
+                delay_s=round(delay, 3),
+            )
+            await trio.sleep(delay)
+
+    async def _session(self, url: str) -> None:
+        async with self._connect(url) as ws, trio.open_nursery() as nursery:
+            self._ws = ws
+            self._nursery = nursery
+            self._last_rx = trio.current_time()
+            self.stats.connects += 1
+            nursery.start_soon(self._receive, ws)
+            nursery.start_soon(self._watchdog)
+            await self._handshake()
+            await self._status(StatusKind.CONNECTED, f"connected to {url}", authenticated=self._authenticated)
+            nursery.start_soon(self._follow_subscriptions)
+            nursery.start_soon(self._watch_router)
+            nursery.start_soon(self._refresh_instruments)
+            if self._authenticated and self._token_expires_in > 0:
+                nursery.start_soon(self._refresh_auth)
+
+    async def _lost(self, reason: str) -> None:
+        was_connected = self._ws is not None
+        self._ws = None
+        self._nursery = None
+        self._authenticated = False
+        self._current.clear()
+        self._gaps.clear()
+        for call in self._pending.values():
+            call.error = VenueError(
+                "connection lost before the answer; outcome unknown", venue=VENUE, code="lost"
+            )
+            call.done.set()
+        self._pending.clear()
+        self.decoder.invalidate_books()
+        if was_connected:
+            self.stats.disconnects += 1
+        self.log.warning("session.disconnected", reason=reason)
+        with trio.move_on_after(1.0, shield=True):  # bounded: the router may be shutting down too
+            await self._status(StatusKind.DISCONNECTED, reason)
+
+    async def _status(self, kind: StatusKind, message: str, instrument: str = "", **data: Any) -> None:
+        now = self._clock()
+        await self.sink.market(
+            [
+                Status(
+                    venue=VENUE,
+                    instrument=instrument,
+                    ts_exchange=None,
+                    ts_local=now,
+                    status=kind,
+                    message=message,
+                    data=data,
+                )
+            ]
+        )
+
+    # -- receiving --------------------------------------------------------------------------
+    async def _receive(self, ws: trio_websocket.WebSocketConnection) -> None:
+        decoder = self.decoder
+        stats = self.stats
+        clock = self._clock
+        while True:
+            try:
+                message = await ws.get_message()
+            except trio_websocket.ConnectionClosed as exc:
+                raise _Lost(f"connection closed: {exc.reason}") from None
+            self._last_rx = trio.current_time()
+            stats.frames += 1
+            now = clock()
+            if isinstance(message, str) and message.startswith(_NOTIFICATION):
+                try:
+                    events = decoder.decode(message, now)
+                except MalformedFrame as exc:
+                    self._malformed(exc)
+                    continue
+                await self._dispatch(events)
+                continue
+            try:
+                env = _decode_envelope(message)
+            except msgspec.DecodeError as exc:
+                self._malformed(MalformedFrame(f"not a JSON-RPC message: {exc}", venue=VENUE))
+                continue
+            if env.id is not None and (env.result or env.error):
+                call = self._pending.pop(env.id, None) if isinstance(env.id, int) else None
+                if call is None:
+                    self.log.debug("rpc.unmatched_response", id=env.id)
+                    continue
+                if env.error:
+                    call.error = map_error(msgspec.json.decode(env.error), method="request")
+                else:
+                    call.result = env.result
+                call.done.set()
+            elif env.method == "heartbeat":
+                if env.params is not None and env.params.type == "test_request" and self._nursery is not None:
+                    self._nursery.start_soon(self._answer_test_request)
+            elif env.method == "subscription":
+                try:
+                    events = decoder.decode(message, now)
+                except MalformedFrame as exc:
+                    self._malformed(exc)
+                    continue
+                await self._dispatch(events)
+            else:
+                self._malformed(MalformedFrame(f"unexpected message (method {env.method!r})", venue=VENUE))
+
+    def _malformed(self, exc: MalformedFrame) -> None:
+        self.stats.malformed += 1
+        n = self.stats.malformed
+        if n <= 10 or n % 1000 == 0:
+            self.log.warning("frame.malformed", error=str(exc), count=n)
+
+    async def _dispatch(self, events: list[MarketEvent]) -> None:
+        if not events:
+            return
+        market: list[MarketEvent] = []
+        private: list[PrivateEvent] = []
+        for ev in events:
+            if isinstance(ev, PrivateEvent):
+                private.append(ev)
+                continue
+            market.append(ev)
+            if isinstance(ev, Status) and ev.status is StatusKind.BOOK_GAP:
+                self._gaps.add(ev.instrument)
+                self._wake.set()
+        if private:
+            self.sink.private(private)
+        if market:
+            await self.sink.market(market)
+
+    async def _answer_test_request(self) -> None:
+        """§1.5: a `test_request` unanswered gets the connection closed by the venue."""
+        try:
+            await self.call("public/test", {})
+            self.stats.heartbeats_answered += 1
+        except VenueError as exc:
+            self.log.warning("heartbeat.test_failed", error=str(exc))
+
+    async def _watchdog(self) -> None:
+        limit = self.settings.stale_after_s
+        while True:
+            await trio.sleep(min(1.0, limit / 4))
+            silent = trio.current_time() - self._last_rx
+            if silent > limit:
+                self.stats.stale += 1
+                await self._status(
+                    StatusKind.FEED_STALE, f"nothing received for {silent:.1f} s", silent_s=round(silent, 3)
+                )
+                raise FeedStale(f"nothing received for {silent:.1f} s (limit {limit} s)", venue=VENUE)
+
+    # -- handshake, auth, instruments ---------------------------------------------------------
+    async def _handshake(self) -> None:
+        if self.credentials is not None and (self.settings.private or self.settings.interval == "raw"):
+            await self._authenticate()
+        await self.call("public/set_heartbeat", {"interval": self.settings.heartbeat_s})
+        if self._instruments_loaded_at is None:
+            await self._load_instruments()
+
+    async def _authenticate(self) -> None:
+        creds = self.credentials
+        assert creds is not None
+        if self.settings.auth == "client_signature":
+            ts = self._clock() // 1_000_000
+            nonce = new_nonce()
+            params: dict[str, Any] = {
+                "grant_type": "client_signature",
+                "client_id": creds.client_id,
+                "timestamp": ts,
+                "nonce": nonce,
+                "data": "",
+                "signature": sign_client_signature(creds.client_secret, ts, nonce),
+            }
+        else:
+            params = {
+                "grant_type": "client_credentials",
+                "client_id": creds.client_id,
+                "client_secret": creds.client_secret,
+            }
+        await self._take_token(await self.call("public/auth", params))
+
+    async def _take_token(self, raw: Any) -> None:
+        token = msgspec.json.decode(raw)
+        try:
+            access = token["access_token"]
+            self._token_expires_in = float(token.get("expires_in", 0))
+            self._refresh_token = token.get("refresh_token")
+        except (TypeError, KeyError) as exc:
+            raise AuthError(f"public/auth: unexpected answer ({exc!r})", venue=VENUE) from None
+        register_secret(str(access))
+        if self._refresh_token:
+            register_secret(self._refresh_token)
+        self._authenticated = True
+        self.log.info("session.authenticated", expires_in=self._token_expires_in)
+
+    async def _refresh_auth(self) -> None:
+        """Refresh the token at 80% of its life (§1.3 `grant_type=refresh_token`)."""
+        while True:
+            await trio.sleep(max(1.0, 0.8 * self._token_expires_in))
+            if not self._refresh_token:
+                return
+            raw = await self.call(
+                "public/auth", {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
+            )
+            await self._take_token(raw)
+
+    async def _load_instruments(self) -> None:
+        learned = 0
+        for currency in self.settings.currencies:
+            for kind in ("future", "option"):
+                raw = await self.call_retrying(
+                    "public/get_instruments",
+                    {"currency": currency, "kind": kind, "expired": False},
+                    bucket="instruments",
+                    cost=10_000,
+                )
+                try:
+                    learned += self.decoder.learn_instruments(raw)
+                except MalformedFrame as exc:
+                    self.log.error("instruments.malformed", currency=currency, kind=kind, error=str(exc))
+        self._instruments_loaded_at = trio.current_time()
+        self.log.info("instruments.loaded", new=learned, known=len(self.registry))
+
+    async def _refresh_instruments(self) -> None:
+        while True:
+            await trio.sleep(self.settings.instruments_refresh_s)
+            await self._load_instruments()
+
+    # -- subscriptions ------------------------------------------------------------------------
+    def desired_channels(self) -> set[str]:
+        """The channels the router's merged subscriptions (and trading) call for."""
+        interval = self.settings.interval
+        out = {
+            f"{_KIND_CHANNEL[kind]}.{instrument}.{interval}" for instrument, kind in self.router.merged(VENUE)
+        }
+        if self._authenticated and self.settings.private:
+            out.update(_PRIVATE_CHANNELS)
+        return out
+
+    async def _watch_router(self) -> None:
+        version = self.router.version(VENUE)
+        while True:
+            version = await self.router.wait_changed(VENUE, version)
+            self._wake.set()
+
+    async def _follow_subscriptions(self) -> None:
+        while True:
+            self._wake = trio.Event()
+            await self._sync_subscriptions()
+            if not self.ready.is_set():
+                self.ready.set()
+            await self._wake.wait()
+
+    async def _sync_subscriptions(self) -> None:
+        desired = self.desired_channels()
+        remove = self._current - desired
+        # Refused channels are not asked again until they leave and re-enter the desired set.
+        self._refused &= desired
+        add = desired - self._current - self._refused
+        interval = self.settings.interval
+        refresh = {f"book.{i}.{interval}" for i in self._gaps} & self._current
+        self._gaps.clear()
+        prefix = "private" if self._authenticated else "public"
+        for batch in _batches(sorted(remove | refresh)):
+            raw = await self.call_retrying(f"{prefix}/unsubscribe", {"channels": batch})
+            removed = set(msgspec.json.decode(raw) or ())
+            self._current -= removed | set(batch)
+        if refresh:
+            self.stats.resubscribed_books += len(refresh)
+            self.log.info("book.resubscribe", channels=sorted(refresh))
+        for batch in _batches(sorted(add | (refresh & desired))):
+            raw = await self.call_retrying(
+                f"{prefix}/subscribe", {"channels": batch}, bucket="subscribe", cost=3_000
+            )
+            granted = set(msgspec.json.decode(raw) or ())
+            self._current |= granted
+            refused = set(batch) - granted
+            if refused:
+                self._refused |= refused
+                self.stats.refused_channels += len(refused)
+                self.log.warning("subscription.refused", channels=sorted(refused))
+                for channel in sorted(refused):
+                    await self._status(
+                        StatusKind.SUBSCRIPTION_REFUSED,
+                        f"the venue refused {channel}",
+                        instrument=_instrument_of(channel),
+                        channel=channel,
+                    )
+        if add or remove:
+            await self._status(
+                StatusKind.SUBSCRIBED, f"{len(self._current)} channels", channels=len(self._current)
+            )
+
+
+def _batches(items: list[str]) -> Iterable[list[str]]:
+    for i in range(0, len(items), _BATCH):
+        yield items[i : i + _BATCH]
+
+
+def _instrument_of(channel: str) -> str:
+    parts = channel.split(".")
+    return parts[1] if len(parts) >= 3 and parts[0] in ("ticker", "book", "trades") else ""

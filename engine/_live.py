@@ -1,0 +1,354 @@
+"""The live engine: the daemon's shape from DESIGN.md, for `live` and `paper` modes.
+
+    root nursery
+    ├── venue nursery, one per venue: its session (ONE WebSocket: subscribe, heartbeat,
+    │   reconnect, decode) and its execution gateway (a capacity-limited request channel)
+    ├── the router task: merged subscriptions; each event to the strategies subscribed to it
+    └── a task per strategy: `await strategy.on_event(event)` from its mailbox
+
+Sessions deliver market events to `market()` (market state, paper fills, then the router) and
+reports of our orders to `private()` (the order tracker, then the owning strategy). In `paper`
+mode orders never reach the venue: each gateway drives a `SimulatedVenue` (the backtest's fill
+model) fed by the live books and trades.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Literal
+
+import structlog
+import trio
+
+from ._context import BaseContext
+from ._errors import ConfigError, OrderRejected, VenueError
+from ._events import (
+    BookUpdate,
+    Fill,
+    MarketEvent,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    Status,
+    StatusKind,
+    Ticker,
+    Trade,
+)
+from ._flow import OrderFlow
+from ._gateway import ExecutionClient, ExecutionGateway
+from ._instruments import InstrumentRegistry
+from ._market import MarketState
+from ._orders import ClientOrderIds, Order, OrderRequest
+from ._plugins import LiveVenue, VenuePlugin, load_venue
+from ._risk import RiskLimits
+from ._router import MarketRouter, StrategySlot, run_strategy
+from ._simvenue import SimulatedVenue
+from ._strategy import Strategy
+
+__all__ = ["LiveEngine", "PaperExecution"]
+
+Mode = Literal["live", "paper"]
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out or "0"
+
+
+class PaperExecution:
+    """An `ExecutionClient` that fills against live market data with the backtest's fill model:
+    nothing reaches the venue. `latency_s` delays each request as the network would."""
+
+    def __init__(
+        self, sim: SimulatedVenue, *, clock: Callable[[], int] = time.time_ns, latency_s: float = 0.0
+    ) -> None:
+        self.venue = sim.venue
+        self.sim = sim
+        self.clock = clock
+        self.latency_s = latency_s
+
+    async def place(self, order: Order) -> Sequence[PrivateEvent]:
+        await trio.sleep(self.latency_s)
+        return self.sim.submit(order, self.clock())
+
+    async def cancel(self, order: Order) -> Sequence[PrivateEvent]:
+        await trio.sleep(self.latency_s)
+        return self.sim.cancel(order, self.clock())
+
+    async def edit(
+        self, order: Order, *, price: Decimal | None, size: Decimal | None
+    ) -> Sequence[PrivateEvent]:
+        await trio.sleep(self.latency_s)
+        return self.sim.edit(order, self.clock(), price=price, size=size)
+
+    def on_market(self, event: MarketEvent) -> list[PrivateEvent]:
+        """Resting paper orders meet the live market: the fills (and states) they get."""
+        if event.__class__ is BookUpdate:
+            return self.sim.on_book(event, self.clock())
+        if event.__class__ is Trade and self.sim.has_orders(event.instrument):
+            return self.sim.on_trade(event, self.clock())
+        return []
+
+
+class _LiveContext(BaseContext):
+    """A strategy's context live: the wall clock, the venues' gateways."""
+
+    def __init__(self, engine: LiveEngine, slot: StrategySlot) -> None:
+        super().__init__(
+            slot.name,
+            flow=engine.flow,
+            router=engine.router,
+            ids=engine.ids,
+            venues=engine.gateways,
+            books=engine.book,
+            log=engine.log.bind(strategy=slot.name),
+        )
+        self._engine = engine
+
+    def now_ns(self) -> int:
+        return self._engine.clock()
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+    async def place_order(self, request: OrderRequest) -> OrderUpdate:
+        request = self.prepare(request)
+        return await self._engine.gateways[request.venue].place_order(request)
+
+    def _own(self, client_order_id: str) -> Order:
+        order = self.flow.tracker.get(client_order_id)
+        if order is None or order.strategy != self.strategy:
+            raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
+        return order
+
+    async def cancel_order(self, client_order_id: str) -> OrderUpdate:
+        order = self._own(client_order_id)
+        return await self._engine.gateways[order.request.venue].cancel_order(client_order_id)
+
+    async def edit_order(
+        self,
+        client_order_id: str,
+        *,
+        price: Decimal | int | str | None = None,
+        size: Decimal | int | str | None = None,
+    ) -> OrderUpdate:
+        order = self._own(client_order_id)
+        return await self._engine.gateways[order.request.venue].edit_order(
+            client_order_id,
+            price=None if price is None else Decimal(str(price)),
+            size=None if size is None else Decimal(str(size)),
+        )
+
+
+class LiveEngine:
+    """The daemon (module docstring). Build it from a loaded config; `run` until cancelled."""
+
+    def __init__(
+        self,
+        strategies: Sequence[Strategy],
+        venue_settings: Mapping[str, Any],
+        *,
+        mode: Mode,
+        engine_limits: RiskLimits | None = None,
+        strategy_limits: Mapping[str, RiskLimits] | None = None,
+        mailbox_capacity: int = 1024,
+        paper_latency_s: float = 0.02,
+        plugins: Mapping[str, VenuePlugin] | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        venue_options: Mapping[str, Mapping[str, Any]] | None = None,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        self.mode = mode
+        self.clock = clock
+        self.log = log or structlog.get_logger("tradingd")
+        self.registry = InstrumentRegistry()
+        self.market_state = MarketState(self.registry)
+        self.router: MarketRouter[StrategySlot] = MarketRouter(mailbox_capacity=mailbox_capacity)
+        self.flow = OrderFlow(
+            self.registry,
+            self.market_state,
+            self._deliver_private,
+            engine_limits=engine_limits,
+            strategy_limits=strategy_limits,
+            log=self.log,
+        )
+        # Unique across restarts (a client order id is never reused at the venue).
+        self.ids = ClientOrderIds(_base36(clock() // 1_000_000))
+        self._send, self._receive = trio.open_memory_channel[list[MarketEvent]](4096)
+        self.slots = [self.router.add(self.router.new_slot(s)) for s in strategies]
+        names = sorted(set(venue_settings) | set(self.router.venues()))
+        if not names:
+            raise ConfigError("no venue to connect to: configure [venues.<name>] or subscribe a strategy")
+        plugins = dict(plugins or {})
+        self.venues: dict[str, LiveVenue] = {}
+        self.gateways: dict[str, ExecutionGateway] = {}
+        self.paper: dict[str, PaperExecution] = {}
+        environ = os.environ if environ is None else environ
+        for name in names:
+            plugin = plugins.get(name) or load_venue(name)
+            settings = venue_settings.get(name) or plugin.Settings()
+            live: LiveVenue = plugin.live(  # type: ignore[attr-defined]
+                settings,
+                registry=self.registry,
+                router=self.router,
+                sink=self,
+                trading=mode == "live",
+                environ=environ,
+                **dict((venue_options or {}).get(name, {})),
+            )
+            self.venues[name] = live
+            client: ExecutionClient
+            if mode == "paper":
+                sim = SimulatedVenue(
+                    name,
+                    self.registry,
+                    plugin.fee_model(settings.fees),
+                    live.decoder.book,
+                    index=self._index_of(name),
+                )
+                client = self.paper[name] = PaperExecution(sim, clock=clock, latency_s=paper_latency_s)
+            else:
+                client = live.execution()
+            self.gateways[name] = ExecutionGateway(client, self.flow, clock=clock, log=self.log)
+        self.ready = trio.Event()
+        self.started = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self.reconciliations = 0
+
+    # -- wiring -----------------------------------------------------------------------------
+    def _index_of(self, venue: str) -> Callable[[str], float | None]:
+        index = self.market_state.index
+
+        def lookup(base: str) -> float | None:
+            return index.get((venue, base))
+
+        return lookup
+
+    def book(self, venue: str, instrument: str) -> Any:
+        live = self.venues.get(venue)
+        return None if live is None else live.decoder.book(instrument)
+
+    def _deliver_private(self, event: PrivateEvent) -> None:
+        self.router.dispatch(event)
+
+    async def market(self, events: list[MarketEvent]) -> None:
+        """`VenueSink`: market and status events from a session, in arrival order."""
+        on_ticker = self.market_state.on_ticker
+        paper = self.paper
+        for ev in events:
+            if ev.__class__ is Ticker:
+                on_ticker(ev)
+            elif ev.__class__ is Status and ev.status is StatusKind.SUBSCRIBED and self.mode == "live":
+                # (Re)connected and subscribed: what happened to our orders meanwhile?
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._reconcile, ev.venue)
+            elif paper:
+                sim = paper.get(ev.venue)
+                if sim is not None:
+                    fills = sim.on_market(ev)
+                    if fills:
+                        self.private(fills)
+        try:
+            # No checkpoint per frame: the router runs when the session waits for the next one.
+            self._send.send_nowait(events)
+        except trio.WouldBlock:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._send.send(events)  # the router is 4096 batches behind: backpressure
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the router has stopped: the daemon is shutting down
+
+    def private(self, events: Sequence[PrivateEvent]) -> None:
+        """`VenueSink`: reports about our orders, folded into the tracker (never raises)."""
+        for ev in events:
+            try:
+                if isinstance(ev, Fill):
+                    self.flow.on_fill(ev)
+                elif isinstance(ev, OrderUpdate):
+                    self.flow.on_update(ev)
+            except Exception:  # a venue report must never take the daemon down
+                self.log.exception("order.report_failed", venue=ev.venue, order_id=ev.order_id)
+
+    # -- running ----------------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every venue, the router and the strategies until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self.router.run, self._receive)
+            for name, live in self.venues.items():
+                await nursery.start(self._run_venue, name, live)
+            for slot in self.slots:
+                nursery.start_soon(self._run_strategy, slot)
+            nursery.start_soon(self._await_ready)
+            self.started.set()
+            task_status.started()
+
+    async def _run_venue(self, name: str, live: LiveVenue, *, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as venue_nursery:
+            await venue_nursery.start(live.run)
+            await venue_nursery.start(self.gateways[name].run)
+            task_status.started()
+
+    async def _await_ready(self) -> None:
+        for live in self.venues.values():
+            await live.ready.wait()
+        self.ready.set()
+        self.log.info("engine.ready", venues=sorted(self.venues), mode=self.mode)
+
+    async def _run_strategy(self, slot: StrategySlot) -> None:
+        strategy = slot.strategy
+        strategy.attach(_LiveContext(self, slot))
+        try:
+            await strategy.on_start()
+            await run_strategy(slot)
+        finally:
+            with trio.move_on_after(5, shield=True):
+                try:
+                    await strategy.on_stop()
+                except Exception:
+                    self.log.exception("strategy.stop_failed", strategy=slot.name)
+
+    async def _reconcile(self, name: str) -> None:
+        """After each (re)subscription: the venue's open orders against ours. A tracked order
+        gets the venue's state (one whose answer was lost in a disconnect is named again);
+        ours but untracked (a label `<strategy>-<session>-<n>` of a running strategy) is
+        tracked again; any other is reported. The journal of a later issue reconciles fully,
+        fills included."""
+        client = self.venues[name].execution()
+        try:
+            updates: list[OrderUpdate] = await client.open_orders()
+        except (VenueError, AttributeError) as exc:
+            self.log.warning("orders.open_unavailable", venue=name, error=str(exc))
+            return
+        self.reconciliations += 1
+        strategies = {s.name for s in self.slots}
+        for update in updates:
+            cid = update.client_order_id
+            tracked = self.flow.tracker.find(name, order_id=update.order_id, client_order_id=cid)
+            if tracked is not None:
+                self.flow.on_update(update)
+                continue
+            owner = (cid or "").rsplit("-", 2)[0]
+            if cid and owner in strategies:
+                self.flow.adopt(update, strategy=owner)
+                self.log.info("order.adopted", venue=name, client_order_id=cid, strategy=owner)
+            else:
+                self.log.warning(
+                    "order.foreign_open",
+                    venue=name,
+                    instrument=update.instrument,
+                    order_id=update.order_id,
+                    label=cid,
+                    side=update.side.value,
+                    size=str(update.size),
+                    price=None if update.price is None else str(update.price),
+                    status=OrderState(update.status).value,
+                )
