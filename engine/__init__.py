@@ -2,6 +2,11 @@
 backtests. It imports no venue and no strategy: those are found by name (`engine._plugins`)."""
 
 from ._book import OrderBook as OrderBook
+from ._catalog import CatalogMarket as CatalogMarket
+from ._catalog import InvalidPattern as InvalidPattern
+from ._catalog import MarketCatalog as MarketCatalog
+from ._catalog import OutcomeToken as OutcomeToken
+from ._catalog import SearchResult as SearchResult
 from ._errors import AuthError as AuthError
 from ._errors import ConfigError as ConfigError
 from ._errors import DataError as DataError
@@ -35,6 +40,7 @@ from ._events import Trade as Trade
 from ._events import event_to_dict as event_to_dict
 from ._fees import FeeModel as FeeModel
 from ._fees import ProportionalFees as ProportionalFees
+from ._filter import InstrumentFilter as InstrumentFilter
 from ._flow import OrderFlow as OrderFlow
 from ._gateway import ExecutionClient as ExecutionClient
 from ._gateway import ExecutionGateway as ExecutionGateway

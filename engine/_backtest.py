@@ -33,6 +33,7 @@ import structlog
 import trio
 
 from ._book import OrderBook
+from ._catalog import MarketCatalog
 from ._context import BaseContext
 from ._errors import DataError, MalformedFrame, OrderRejected, StrategyError
 from ._events import (
@@ -152,6 +153,7 @@ class _Context(BaseContext):
             venues=kernel.sims,
             books=kernel.book,
             log=kernel.log.bind(strategy=slot.name),
+            catalogs=kernel.catalogs,
         )
         self._kernel = kernel
 
@@ -232,10 +234,12 @@ class BacktestKernel:
         strategy_limits: Mapping[str, RiskLimits] | None = None,
         log: structlog.typing.FilteringBoundLogger | None = None,
         progress: Callable[[int, int], None] | None = None,
+        catalogs: Mapping[str, MarketCatalog] | None = None,
     ) -> None:
         if not sources:
             raise StrategyError("a backtest needs at least one data source")
         self.settings = settings
+        self.catalogs = dict(catalogs or {})  # as cached: a backtest never refreshes from the venue
         self.log = log or structlog.get_logger("tradingd.backtest")
         self.progress = progress
         self.registry = InstrumentRegistry()

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from ._cli_catalog import add_catalog_commands
 from ._errors import ConfigError, DataError, MalformedFrame, StrategyError, TradingError
 from ._events import event_to_dict
 
@@ -60,6 +61,24 @@ def _ensure_data(loaded: Any, err: Callable[[str], None]) -> None:
         except (ValueError, TypeError) as exc:
             raise ConfigError(str(exc), file=str(loaded.path), path="backtest.data.generate") from None
         err(f"  {frames:,} frames in {time.perf_counter() - t0:.1f} s")
+
+
+def _cached_catalogs(loaded: Any, venues: set[str]) -> dict[str, Any]:
+    """Catalogs for a backtest: as cached (never refreshed: a backtest does not depend on
+    today's venue data), for the venues that have one and a cache on disk."""
+    from ._plugins import load_catalog_class
+
+    out: dict[str, Any] = {}
+    for venue in sorted(venues):
+        cls = load_catalog_class(venue)
+        if cls is None:
+            continue
+        configured = loaded.config.catalog.polymarket_cache if venue == "polymarket" else None
+        path = loaded.path.parent / configured if configured else None
+        catalog = cls(path)
+        if catalog.cache_path.exists():
+            out[venue] = cls.from_cache(path)
+    return out
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -119,6 +138,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         engine_limits=_limits(cfg.risk),
         strategy_limits={s.name: _limits(s.risk) for s in cfg.strategies if s.enabled},
         progress=progress_cb,
+        catalogs=_cached_catalogs(loaded, {s.venue for s in sources}),
     )
     if progress_cm is not None:
         with progress_cm:
@@ -155,6 +175,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         mode=cfg.mode,
         engine_limits=_limits(cfg.risk),
         strategy_limits={s.name: _limits(s.risk) for s in cfg.strategies if s.enabled},
+        catalog_settings=cfg.catalog,
     )
 
     async def main() -> None:
@@ -356,6 +377,7 @@ def _parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_simulate)
 
     # -- more commands register here (one call each) -----------------------------------------
+    add_catalog_commands(sub)
     return p
 
 

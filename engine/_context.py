@@ -3,14 +3,15 @@ subscriptions. A mode supplies how an order reaches its venue and how time passe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 
 import attrs
 import structlog
 
 from ._book import OrderBook
-from ._errors import OrderRejected
+from ._catalog import MarketCatalog
+from ._errors import OrderRejected, StrategyError
 from ._events import OrderUpdate, Subscription, Ticker
 from ._flow import OrderFlow
 from ._instruments import Instrument
@@ -35,6 +36,7 @@ class BaseContext(StrategyContext):
         venues: Iterable[str],
         books: Callable[[str, str], OrderBook | None],
         log: structlog.typing.FilteringBoundLogger,
+        catalogs: Mapping[str, MarketCatalog] | None = None,
     ) -> None:
         self.strategy = strategy
         self.flow = flow
@@ -43,6 +45,7 @@ class BaseContext(StrategyContext):
         self.venues = frozenset(venues)
         self._books = books
         self.log = log
+        self._catalogs = catalogs if catalogs is not None else {}
 
     def prepare(self, request: OrderRequest) -> OrderRequest:
         """The request as it will be tracked: named (client order id) and owned by this strategy.
@@ -85,6 +88,14 @@ class BaseContext(StrategyContext):
 
     def book(self, venue: str, instrument: str) -> OrderBook | None:
         return self._books(venue, instrument)
+
+    def catalog(self, venue: str) -> MarketCatalog:
+        found = self._catalogs.get(venue)
+        if found is None:
+            raise StrategyError(
+                f"no market catalog for {venue!r} in this engine (configured: {sorted(self._catalogs)})"
+            )
+        return found
 
     def subscribe(self, subscriptions: Iterable[Subscription]) -> None:
         self.router.subscribe(self.strategy, list(subscriptions))

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import structlog
 import trio
 
+from ._catalog import MarketCatalog
 from ._context import BaseContext
 from ._errors import ConfigError, OrderRejected, VenueError
 from ._events import (
@@ -43,7 +44,7 @@ from ._gateway import ExecutionClient, ExecutionGateway
 from ._instruments import InstrumentRegistry
 from ._market import MarketState
 from ._orders import ClientOrderIds, Order, OrderRequest
-from ._plugins import LiveVenue, VenuePlugin, load_venue
+from ._plugins import LiveVenue, VenuePlugin, load_catalog_class, load_venue
 from ._risk import RiskLimits
 from ._router import MarketRouter, StrategySlot, run_strategy
 from ._simvenue import SimulatedVenue
@@ -110,6 +111,7 @@ class _LiveContext(BaseContext):
             venues=engine.gateways,
             books=engine.book,
             log=engine.log.bind(strategy=slot.name),
+            catalogs=engine.catalogs,
         )
         self._engine = engine
 
@@ -165,6 +167,7 @@ class LiveEngine:
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], int] = time.time_ns,
         venue_options: Mapping[str, Mapping[str, Any]] | None = None,
+        catalog_settings: Any = None,
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self.mode = mode
@@ -223,6 +226,8 @@ class LiveEngine:
         self.started = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.reconciliations = 0
+        self.catalog_settings = catalog_settings
+        self.catalogs: dict[str, MarketCatalog] = {}
 
     # -- wiring -----------------------------------------------------------------------------
     def _index_of(self, venue: str) -> Callable[[str], float | None]:
@@ -280,8 +285,9 @@ class LiveEngine:
     # -- running ----------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run every venue, the router and the strategies until cancelled."""
-        async with trio.open_nursery() as nursery:
+        async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
             self._nursery = nursery
+            await self._open_catalogs(stack)
             nursery.start_soon(self.router.run, self._receive)
             for name, live in self.venues.items():
                 await nursery.start(self._run_venue, name, live)
@@ -290,6 +296,21 @@ class LiveEngine:
             nursery.start_soon(self._await_ready)
             self.started.set()
             task_status.started()
+
+    async def _open_catalogs(self, stack: contextlib.AsyncExitStack) -> None:
+        """The venues' market catalogs, kept fresh in the background while the daemon runs
+        (a stale cache is refreshed at once; strategies are never blocked by it)."""
+        settings = self.catalog_settings
+        for name in self.venues:
+            cls = load_catalog_class(name)
+            if cls is None:
+                continue
+            kwargs: dict[str, Any] = {}
+            if settings is not None:
+                kwargs = {"gamma_url": settings.gamma_url, "refresh_after_s": settings.refresh_after_s}
+            cache = getattr(settings, "polymarket_cache", None) if name == "polymarket" else None
+            self.catalogs[name] = await stack.enter_async_context(cls.open(cache, **kwargs))
+            self.log.info("catalog.open", venue=name, markets=len(self.catalogs[name]))
 
     async def _run_venue(self, name: str, live: LiveVenue, *, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as venue_nursery:

@@ -32,6 +32,7 @@ __all__ = [
     "VenueSink",
     "available_strategies",
     "available_venues",
+    "load_catalog_class",
     "load_strategy_class",
     "load_venue",
 ]
@@ -116,6 +117,16 @@ class VenuePlugin(Protocol):
         """Write a synthetic recording of this venue's wire frames to `path`; returns the
         number of frames written. `options` come from the config's `generate` table."""
         ...
+
+
+def load_catalog_class(venue: str) -> type[Any] | None:
+    """The `MarketCatalog` class a venue registers (entry point group `tradingd.catalogs`),
+    None when the venue has no catalog."""
+    for ep in entry_points(group="tradingd.catalogs"):
+        if ep.name == venue:
+            cls: type[Any] = ep.load()
+            return cls
+    return None
 
 
 def available_venues() -> list[str]:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
     from ._book import OrderBook
+    from ._catalog import MarketCatalog
     from ._instruments import Instrument
     from ._portfolio import PositionView
 
@@ -156,6 +157,11 @@ class StrategyContext(abc.ABC):
     @abc.abstractmethod
     def book(self, venue: str, instrument: str) -> OrderBook | None:
         """The live book of the instrument when one is maintained. Read it, never change it."""
+
+    def catalog(self, venue: str) -> MarketCatalog:
+        """The market catalog of `venue` (Polymarket: every market, searchable), to discover
+        instruments at run time. Raises `StrategyError` when the engine has none for it."""
+        raise StrategyError(f"no market catalog for {venue!r} in this engine")
 
     # -- subscriptions ----------------------------------------------------------------------
     @abc.abstractmethod

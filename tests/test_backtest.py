@@ -23,6 +23,7 @@ from engine import (
     StatusKind,
     Strategy,
     StrategyContext,
+    StrategyError,
     Subscription,
     Ticker,
     TimeInForce,
@@ -288,3 +289,43 @@ def test_the_example_backtest_is_deterministic_and_both_strategies_trade(tmp_pat
         assert s["errors"] == 0
         assert s["max_drawdown"] >= 0
         assert s["sharpe"] is not None
+
+
+def test_strategies_discover_markets_through_the_catalog(tmp_path: Path) -> None:
+    """`ctx.catalog(venue)`: run-time discovery, then subscriptions that follow it."""
+    from connectors.polymarket.catalog import PolymarketCatalog, write_cache
+    from connectors.polymarket.catalog_generator import market_lines
+
+    cache = tmp_path / "polymarket_markets.jsonl"
+    write_cache(cache, market_lines(300, seed=4))
+    catalog = PolymarketCatalog.from_cache(cache)
+    found: dict[str, Any] = {}
+
+    class Discoverer(Strategy):
+        async def on_start(self) -> None:
+            markets = self.ctx.catalog("polymarket").find_by_slug_regex(
+                r"^[a-z]+-updown-", tradable_only=True
+            )
+            found["markets"] = markets
+            self.ctx.subscribe(s for m in markets for s in m.subscriptions())
+            try:
+                self.ctx.catalog("deribit")
+            except StrategyError as exc:
+                found["error"] = str(exc)
+
+        async def on_event(self, event: MarketEvent) -> None:
+            return None
+
+    path = F.write(tmp_path / "d.rec", book_frames())
+    kernel = BacktestKernel(
+        {"deribit": PLUGIN},
+        [DataSource("deribit", path)],
+        [Discoverer("d")],
+        catalogs={"polymarket": catalog},
+    )
+    trio.run(kernel.run)
+    markets = found["markets"]
+    assert markets and all("-updown-" in m.slug and m.active and not m.closed for m in markets)
+    merged = kernel.router.merged("polymarket")
+    assert {inst for inst, _ in merged} == {t.token_id for m in markets for t in m.tokens}
+    assert "no market catalog for 'deribit'" in found["error"]

@@ -6,6 +6,12 @@ import engine
 
 PUBLIC = {
     "ALL_KINDS",
+    "CatalogMarket",
+    "InstrumentFilter",
+    "InvalidPattern",
+    "MarketCatalog",
+    "OutcomeToken",
+    "SearchResult",
     "AuthError",
     "BookUpdate",
     "ClientOrderIds",
