@@ -499,6 +499,20 @@ class BacktestKernel:
             for slot in self.router.route(status):
                 self._deliver(slot, status)
 
+    def _resolve(self, status: Status) -> None:
+        """A prediction market resolved: its resting orders end and its positions settle at the
+        payout the venue announced (`data["payout"]`, 1.0 for the winning outcome, else 0.0)."""
+        payout = status.data.get("payout")
+        if not isinstance(payout, int | float):
+            self.log.warning("resolution.no_payout", venue=status.venue, instrument=status.instrument)
+            return
+        sim = self.sims.get(status.venue)
+        if sim is not None:
+            events = sim.expire(self.now, instrument=status.instrument)
+            if events:
+                self._apply(events)
+        self.flow.settle(status.venue, status.instrument, float(payout))
+
     # -- equity -----------------------------------------------------------------------------
     def _mark_drawdown(self, slot: _Slot) -> None:
         equity = self.flow.ledger(slot.name).equity_usd()
@@ -543,6 +557,7 @@ class BacktestKernel:
         resp = self._resp
         next_expiry = math.inf
         started = False
+        strategies_started = False
         if len(readers) == 1:
             only = readers[0]
             stream: Any = ((ts, 0, frame) for ts, frame in only)
@@ -558,8 +573,6 @@ class BacktestKernel:
                 start_ns = ts
                 self.now = ts
                 next_sample = ts + interval
-                for slot in self.slots:
-                    self._drive(slot, slot.strategy.on_start(), None, None)
             if timers and timers[0][0] <= ts:
                 self._run_timers(ts)
             self.now = ts
@@ -571,6 +584,12 @@ class BacktestKernel:
                 if malformed <= 10 or malformed % 10_000 == 0:
                     self.log.warning("frame.malformed", venue=venue_of[idx], error=str(exc), count=malformed)
                 continue
+            if not strategies_started and events:
+                # Before the first market event: the recording's opening (instrument
+                # definitions) is known, as a live session knows it once connected.
+                strategies_started = True
+                for slot in self.slots:
+                    self._drive(slot, slot.strategy.on_start(), None, None)
             events_count += len(events)
             for ev in events:
                 cls = ev.__class__
@@ -588,6 +607,8 @@ class BacktestKernel:
                         out = sim.on_trade(ev, ts)
                         if out:
                             self._at(ts + resp, self._apply, out)
+                elif cls is Status and ev.status is StatusKind.MARKET_RESOLVED:
+                    self._resolve(ev)
                 kind = ev.kind
                 slots = routes.get((ev.venue, ev.instrument, kind), ()) if kind is not None else route(ev)
                 for slot in slots:
@@ -607,6 +628,9 @@ class BacktestKernel:
                 next_expiry = self._expiries[0][0] if self._expiries else math.inf
         self.malformed = malformed
         end_ns = self.now if started else None
+        if not strategies_started:
+            for slot in self.slots:
+                self._drive(slot, slot.strategy.on_start(), None, None)
         # What was in flight when the data ended still happens (against the last books).
         self._run_timers(math.inf)
         for slot in self.slots:

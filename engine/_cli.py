@@ -270,7 +270,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
             line = raw.rstrip(b"\r\n")
             if not line.strip():
                 continue
-            if line[:1] in (b"{", b"["):
+            if not line[:1].isdigit():  # a bare frame (JSON, or a text frame like Polymarket's PONG)
                 ts, frame = time.time_ns(), line
             else:
                 sp = line.find(b" ")

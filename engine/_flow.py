@@ -198,6 +198,26 @@ class OrderFlow:
             order.transition(update.status, now_ns=update.ts_local)
         return order
 
+    def settle(self, venue: str, symbol: str, price: float) -> dict[str, float]:
+        """An instrument settled (an option's expiry, a prediction market's resolution): every
+        strategy's position in it is closed at `price`. Returns the USD realized, by strategy."""
+        inst = self.registry.get(venue, symbol)
+        out: dict[str, float] = {}
+        if inst is None:
+            return out
+        for name, ledger in self.ledgers.items():
+            if ledger.position(venue, symbol) != 0:
+                out[name] = realized = ledger.settle(inst, price)
+                self.log.info(
+                    "position.settled",
+                    strategy=name,
+                    venue=venue,
+                    instrument=symbol,
+                    price=price,
+                    realized=realized,
+                )
+        return out
+
     # -- incoming ---------------------------------------------------------------------------
     def on_update(self, update: OrderUpdate) -> list[OrderUpdate]:
         """A venue's report about one of our orders; delivers what it changed."""

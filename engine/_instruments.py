@@ -34,6 +34,11 @@ def _steps(v: Iterable[tuple[object, object]]) -> tuple[tuple[Decimal, Decimal],
     return tuple(sorted((_dec(a), _dec(t)) for a, t in v))
 
 
+def _positive(_: object, attribute: attrs.Attribute[Decimal], value: Decimal | None) -> None:
+    if value is not None and not (value.is_finite() and value > 0):
+        raise ValueError(f"{attribute.name} must be positive, got {value}")
+
+
 @attrs.frozen
 class Instrument:
     """One tradable instrument of one venue.
@@ -46,6 +51,8 @@ class Instrument:
     - `settle` is the currency PnL and fees are paid in.
     - `tick_size_steps`: (above_price, tick) pairs; above each price the coarser tick applies
       (Deribit options: 0.0001 below 0.005 BTC, 0.0005 above).
+    - Sizes: at least `min_size`, in steps of `size_step` (when None, of `min_size` itself, as on
+      Deribit; Polymarket: at least 5 shares, in steps of 0.01).
     """
 
     venue: str
@@ -54,9 +61,9 @@ class Instrument:
     base: str
     quote: str
     settle: str
-    tick_size: Decimal = attrs.field(converter=_dec)
-    min_size: Decimal = attrs.field(converter=_dec)
-    contract_size: Decimal = attrs.field(default=Decimal(1), converter=_dec)
+    tick_size: Decimal = attrs.field(converter=_dec, validator=_positive)
+    min_size: Decimal = attrs.field(converter=_dec, validator=_positive)
+    contract_size: Decimal = attrs.field(default=Decimal(1), converter=_dec, validator=_positive)
     inverse: bool = False
     expiry_ns: int | None = None
     strike: Decimal | None = attrs.field(default=None, converter=attrs.converters.optional(_dec))
@@ -65,6 +72,14 @@ class Instrument:
     maker_fee: Decimal | None = attrs.field(default=None, converter=attrs.converters.optional(_dec))
     taker_fee: Decimal | None = attrs.field(default=None, converter=attrs.converters.optional(_dec))
     active: bool = True
+    size_step: Decimal | None = attrs.field(
+        default=None, converter=attrs.converters.optional(_dec), validator=_positive
+    )
+
+    @property
+    def lot(self) -> Decimal:
+        """The size increment: `size_step`, else `min_size`."""
+        return self.size_step if self.size_step is not None else self.min_size
 
     @property
     def key(self) -> tuple[str, str]:
@@ -90,9 +105,11 @@ class Instrument:
         return q * tick
 
     def round_size(self, size: Decimal | float) -> Decimal:
-        """`size` rounded down to a multiple of the minimum size."""
+        """`size` rounded down to the size grid (a multiple of `lot`); it may then be below
+        `min_size`, which the caller checks."""
         s = _dec(size)
-        return (s / self.min_size).to_integral_value(rounding="ROUND_FLOOR") * self.min_size
+        lot = self.lot
+        return (s / lot).to_integral_value(rounding="ROUND_FLOOR") * lot
 
     def check_order(
         self, price: Decimal | None, size: Decimal, *, client_order_id: str | None = None
@@ -111,8 +128,9 @@ class Instrument:
             raise reject(f"size {size} must be positive")
         if size < self.min_size:
             raise reject(f"size {size} is below the minimum size {self.min_size}")
-        if size % self.min_size != 0:
-            raise reject(f"size {size} is not a multiple of the minimum size {self.min_size}")
+        if size % self.lot != 0:
+            what = "size step" if self.size_step is not None else "minimum size"
+            raise reject(f"size {size} is not a multiple of the {what} {self.lot}")
         if price is not None:
             if not price.is_finite() or price <= 0:
                 raise reject(f"price {price} must be positive")

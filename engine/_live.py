@@ -256,6 +256,10 @@ class LiveEngine:
                 # (Re)connected and subscribed: what happened to our orders meanwhile?
                 if self._nursery is not None:
                     self._nursery.start_soon(self._reconcile, ev.venue)
+            elif ev.__class__ is Status and ev.status is StatusKind.MARKET_RESOLVED:
+                payout = ev.data.get("payout")
+                if isinstance(payout, int | float):
+                    self.flow.settle(ev.venue, ev.instrument, float(payout))
             elif paper:
                 sim = paper.get(ev.venue)
                 if sim is not None:
@@ -327,6 +331,12 @@ class LiveEngine:
     async def _run_strategy(self, slot: StrategySlot) -> None:
         strategy = slot.strategy
         strategy.attach(_LiveContext(self, slot))
+        # As in a backtest, a strategy starts knowing the venues' instruments: once every venue
+        # is connected, or after 30 s at most (a venue that is down must not hold the others).
+        with trio.move_on_after(30) as waited:
+            await self.ready.wait()
+        if waited.cancelled_caught:
+            self.log.warning("strategy.start_without_ready", strategy=slot.name)
         try:
             await strategy.on_start()
             await run_strategy(slot)

@@ -208,7 +208,7 @@ class SimulatedVenue:
             avail = self._available(req.instrument, side_key, ticks, size)
             if avail <= 0:
                 continue
-            take = self._floor(min(req.size - total, _d(avail)), inst.min_size)
+            take = self._floor(min(req.size - total, _d(avail)), inst.lot)
             if take > 0:
                 takeable.append((ticks, take))
                 total += take
@@ -348,7 +348,7 @@ class SimulatedVenue:
             avail = self._available(inst.symbol, side_key, ticks, displayed)
             if avail <= 0:
                 continue
-            take = self._floor(min(r.remaining, _d(avail)), inst.min_size)
+            take = self._floor(min(r.remaining, _d(avail)), inst.lot)
             if take > 0:
                 price = _d(book.price_of(ticks))
                 self._consume(inst.symbol, side_key, ticks, float(take))
@@ -431,7 +431,7 @@ class SimulatedVenue:
                 used = min(r.queue_ahead, avail)
                 r.queue_ahead -= used
                 avail -= used
-            take = self._floor(min(r.remaining, _d(avail)), inst.min_size) if avail > 0 else _ZERO
+            take = self._floor(min(r.remaining, _d(avail)), inst.lot) if avail > 0 else _ZERO
             if take > 0:
                 left -= float(take)
                 self._execute(inst, r, take, now, out)
@@ -479,7 +479,7 @@ class SimulatedVenue:
                 avail = self._available(instrument, side_key, ticks, size)
                 if avail <= 0:
                     continue
-                take = self._floor(min(r.remaining, _d(avail)), inst.min_size)
+                take = self._floor(min(r.remaining, _d(avail)), inst.lot)
                 if take > 0:
                     self._consume(instrument, side_key, ticks, float(take))
                     self._execute(inst, r, take, now, out)

@@ -201,7 +201,8 @@ class Strategy(abc.ABC):
         return ()
 
     async def on_start(self) -> None:  # noqa: B027  (a hook: doing nothing is a valid default)
-        """Called once before the first event."""
+        """Called once before the first event, when the venues' instruments are known (live:
+        once every venue is connected; in a backtest: after the recording's opening)."""
 
     @abc.abstractmethod
     async def on_event(self, event: MarketEvent) -> None:

@@ -14,6 +14,7 @@ import trio
 from config import load_config
 from connectors.deribit import PLUGIN
 from engine import (
+    BookUpdate,
     Fill,
     MarketEvent,
     OrderRejected,
@@ -329,3 +330,56 @@ def test_strategies_discover_markets_through_the_catalog(tmp_path: Path) -> None
     merged = kernel.router.merged("polymarket")
     assert {inst for inst, _ in merged} == {t.token_id for m in markets for t in m.tokens}
     assert "no market catalog for 'deribit'" in found["error"]
+
+
+def test_prediction_market_positions_settle_at_resolution(tmp_path: Path) -> None:
+    from connectors.polymarket import PLUGIN as POLYMARKET
+
+    path = tmp_path / "pm.rec.zst"
+    POLYMARKET.generate_sample(path, {"hours": 0.2, "seed": 3})
+    resolved: list[Status] = []
+
+    class BuyEverything(Strategy):
+        def __init__(self) -> None:
+            super().__init__("s")
+            self.bought: set[str] = set()
+
+        async def on_event(self, event: MarketEvent) -> None:
+            if isinstance(event, Status) and event.status is StatusKind.MARKET_RESOLVED:
+                resolved.append(event)
+            if (
+                isinstance(event, BookUpdate)
+                and event.best_ask is not None
+                and event.instrument not in self.bought
+            ):
+                self.bought.add(event.instrument)
+                inst = self.ctx.instrument("polymarket", event.instrument)
+                assert inst is not None
+                await self.ctx.buy(
+                    "polymarket",
+                    event.instrument,
+                    inst.min_size,
+                    price=str(event.best_ask),
+                    time_in_force="ioc",
+                )
+
+        async def on_start(self) -> None:
+            # Every token the recording's opening teaches, with every kind of data.
+            self.ctx.subscribe(
+                Subscription("polymarket", i.symbol) for i in self.ctx.instruments("polymarket")
+            )
+
+    strategy = BuyEverything()
+    kernel = BacktestKernel({"polymarket": POLYMARKET}, [DataSource("polymarket", path)], [strategy])
+    result = trio.run(kernel.run)
+    ledger = kernel.flow.ledger("s")
+    assert resolved, "the sample's market did not resolve"
+    settled = {r.instrument: float(r.data["payout"]) for r in resolved}
+    assert sorted(settled.values()) == [0.0, 1.0]  # a binary market: one winner
+    for token in settled:
+        assert ledger.position("polymarket", token) == 0  # closed at the payout
+    held = [p for p in ledger if p.qty != 0]
+    assert held and all(p.instrument.symbol not in settled for p in held)  # the others still held
+    assert result.strategies["s"].errors == 0
+    assert result.strategies["s"].fills >= len(settled)
+    assert result.strategies["s"].realized_pnl != 0

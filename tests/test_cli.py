@@ -82,6 +82,13 @@ def test_decode_frames_to_contract_json(capsys: pytest.CaptureFixture[str], tmp_
     assert "1 line(s) could not be decoded" in err
 
 
+def test_decode_takes_bare_text_frames(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    frames = tmp_path / "pm.txt"
+    frames.write_bytes(b"PONG\n")  # Polymarket's keepalive answer: a text frame, not JSON
+    assert main(["decode", "--venue", "polymarket", str(frames)]) == 0
+    assert capsys.readouterr().out == ""
+
+
 def test_decode_reads_recordings_and_stdin(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

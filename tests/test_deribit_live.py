@@ -261,7 +261,7 @@ async def test_a_stalled_feed_is_detected_and_the_session_replaced(
     simulator.faults.stall(3.0)
     await until(lambda: bool(probe.statuses(StatusKind.FEED_STALE)), within=5)
     stale = probe.statuses(StatusKind.FEED_STALE)[0]
-    assert stale.data["silent_s"] > 1.0
+    assert stale.data["silent_s"] >= 1.0  # reported to the millisecond
     await until(lambda: session(engine).stats.connects >= 2, within=10)
     count = len(probe.of(Ticker, PERP))
     await until(lambda: len(probe.of(Ticker, PERP)) > count + 2)  # data flows again

@@ -197,3 +197,22 @@ def test_perpetual_contract_multiples_and_rounding() -> None:
     assert OPTION.round_price(0.00517) == Decimal("0.0050")
     assert OPTION.round_price(0.00437) == Decimal("0.0043")
     assert PERP.round_size(127) == Decimal(120)
+
+
+def test_a_size_step_finer_than_the_minimum() -> None:
+    import attrs as _attrs
+
+    outcome = _attrs.evolve(
+        OPTION, symbol="TOKEN", min_size="5", size_step="0.01", tick_size="0.01", tick_size_steps=()
+    )
+    outcome.check_order(Decimal("0.42"), Decimal("7.13"))  # above the minimum, on the 0.01 grid
+    with pytest.raises(OrderRejected, match="below the minimum size 5"):
+        outcome.check_order(Decimal("0.42"), Decimal("4.99"))
+    with pytest.raises(OrderRejected, match="multiple of the size step 0.01"):
+        outcome.check_order(Decimal("0.42"), Decimal("7.005"))
+    assert outcome.round_size(7.129) == Decimal("7.12")
+    assert OPTION.lot == OPTION.min_size and outcome.lot == Decimal("0.01")
+    with pytest.raises(ValueError, match="tick_size must be positive"):
+        _attrs.evolve(OPTION, tick_size="0")
+    with pytest.raises(ValueError, match="size_step must be positive"):
+        _attrs.evolve(OPTION, size_step="-1")

@@ -16,11 +16,9 @@ answers with items like the captured `tests/fixtures/derive/common/http_get_inst
 Units (§3.2): amounts are in the base currency (1 = one ETH of options or perpetual), prices and
 fees in USDC; options are cash-settled in USDC, so `settle` is USDC for every Derive instrument.
 
-The engine validates sizes against one grid, `min_size` (a positive multiple of it). Derive has
-two numbers, `minimum_amount` and `amount_step`; `min_size` is the smallest multiple of the step
-at or above the minimum, so every size the engine accepts is one Derive accepts (a finer size
-the venue would also take, say 0.15 with minimum 0.1 and step 0.01, is refused before signing;
-`DeriveInstrumentInfo.amount_step` keeps the exact grid for code that wants it).
+Sizes: Derive has `minimum_amount` and `amount_step`; the engine's `size_step` is the step and
+`min_size` the smallest multiple of the step at or above the minimum, so the engine accepts
+exactly the sizes Derive does (0.15 with minimum 0.1 and step 0.01, for one).
 """
 
 from __future__ import annotations
@@ -276,6 +274,7 @@ def parse_instrument(item: Mapping[str, Any]) -> tuple[Instrument, DeriveInstrum
         settle=it.quote_currency,
         tick_size=tick,
         min_size=min_size,
+        size_step=step,
         expiry_ns=expiry_ns,
         strike=strike,
         right=right,

@@ -87,6 +87,7 @@ from .fees import taker_fee
 from .instruments import (
     COLLATERAL,
     DEFAULT_MIN_SIZE,
+    SIZE_STEP,
     TICK_SIZES,
     VENUE,
     Definition,
@@ -978,6 +979,7 @@ class PolymarketDecoder:
                     settle=COLLATERAL,
                     tick_size=tick,
                     min_size=DEFAULT_MIN_SIZE,
+                    size_step=SIZE_STEP,
                     active=m.active,
                 )
                 outcome = Outcome(

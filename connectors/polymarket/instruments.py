@@ -90,6 +90,10 @@ def parse_tick_size(v: Any) -> Decimal:
     return tick
 
 
+# §2.5 amount table: sizes have 2 decimals whatever the tick; the minimum is per market (§2.6).
+SIZE_STEP = Decimal("0.01")
+
+
 def _min_size(v: Any) -> Decimal:
     size = _dec(v)
     if size <= 0:
@@ -221,6 +225,7 @@ def _make(
             settle=COLLATERAL,
             tick_size=tick,
             min_size=min_size,
+            size_step=SIZE_STEP,
             contract_size=Decimal(1),
             maker_fee=maker,
             taker_fee=taker,
