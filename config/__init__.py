@@ -9,4 +9,5 @@ from ._schema import Config as Config
 from ._schema import DataFileConfig as DataFileConfig
 from ._schema import LimitsConfig as LimitsConfig
 from ._schema import LoggingConfig as LoggingConfig
+from ._schema import RecordingConfig as RecordingConfig
 from ._schema import StrategyConfig as StrategyConfig

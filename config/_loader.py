@@ -304,6 +304,13 @@ def load_config(path: str | Path) -> LoadedConfig:
                     file=file,
                     path=f"backtest.data[{i}].venue",
                 )
+            formats = ("recording", *getattr(load_venue(d.venue), "data_formats", ()))
+            if d.format not in formats:
+                raise ConfigError(
+                    f"{d.venue} reads no {d.format!r} data (it reads: {', '.join(formats)})",
+                    file=file,
+                    path=f"backtest.data[{i}].format",
+                )
             data_paths.append((p.parent / d.path).resolve())
         for field, value in (
             ("latency_ms", config.backtest.latency_ms),

@@ -19,6 +19,7 @@ __all__ = [
     "DataFileConfig",
     "LimitsConfig",
     "LoggingConfig",
+    "RecordingConfig",
     "StrategyConfig",
 ]
 
@@ -54,12 +55,14 @@ class LimitsConfig:
 
 @attrs.frozen
 class DataFileConfig:
-    """`[[backtest.data]]`: one recording of one venue connection. With `generate`, a missing
-    file is synthesized (offline, deterministically) with those options on first use."""
+    """`[[backtest.data]]`: one data file of one venue. `format` is "recording" (the recording
+    format of DESIGN.md) or another format the venue reads (see its README section). With
+    `generate`, a missing recording is synthesized (offline, deterministically) on first use."""
 
     venue: str
     path: str
     generate: dict[str, Any] | None = None
+    format: str = "recording"
 
 
 @attrs.frozen
@@ -72,6 +75,17 @@ class BacktestConfig:
     equity_interval_s: float = 60.0
     queue_ahead: bool = False
     mailbox_capacity: int = 1024
+
+
+@attrs.frozen
+class RecordingConfig:
+    """`[recording]`: in `live`/`paper` mode, also record every raw frame of every venue
+    connection (as `tradingd record` does) into `dir`, rotated by time or size."""
+
+    enabled: bool = False
+    dir: str = "recordings"
+    rotate_s: float = 3600.0
+    rotate_bytes: int = 256 * 1024 * 1024
 
 
 @attrs.frozen
@@ -106,3 +120,4 @@ class Config:
     backtest: BacktestConfig | None = None
     logging: LoggingConfig = LoggingConfig()
     catalog: CatalogConfig = CatalogConfig()
+    recording: RecordingConfig = RecordingConfig()

@@ -80,8 +80,12 @@ class BacktestSettings:
 
 @attrs.frozen
 class DataSource:
+    """One data file of one venue: a recording (DESIGN.md), or another `format` the venue's
+    plugin opens (`VenuePlugin.open_data`), yielding (receive time ns, frame) like a recording."""
+
     venue: str
     path: Path
+    format: str = "recording"
 
 
 @attrs.frozen
@@ -261,6 +265,7 @@ class BacktestKernel:
         self._timers: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = 0
         fee_overrides = fee_overrides or {}
+        self._plugins = dict(plugins)
         self.sources = list(sources)
         self.decoders: dict[str, Decoder] = {}
         self.sims: dict[str, SimulatedVenue] = {}
@@ -294,6 +299,12 @@ class BacktestKernel:
         self._expired: set[tuple[str, str]] = set()
 
     # -- plumbing ---------------------------------------------------------------------------
+    def _open(self, src: DataSource) -> RecordingReader:
+        if src.format == "recording":
+            return RecordingReader(src.path)
+        reader: RecordingReader = self._plugins[src.venue].open_data(src.path, src.format)  # type: ignore[attr-defined]
+        return reader
+
     def _index_of(self, venue: str) -> Callable[[str], float | None]:
         index = self.market.index
 
@@ -537,7 +548,7 @@ class BacktestKernel:
         for slot in self.slots:
             self.router.add(slot)
             slot.strategy.attach(_Context(self, slot))
-        readers = [RecordingReader(src.path) for src in self.sources]
+        readers = [self._open(src) for src in self.sources]
         venue_of = [src.venue for src in self.sources]
         total_bytes = sum(r.size for r in readers)
         interval = int(self.settings.equity_interval_s * _NS)

@@ -52,7 +52,7 @@ def _ensure_data(loaded: Any, err: Callable[[str], None]) -> None:
     for spec, path in zip(bt.data, loaded.data_paths, strict=True):
         if path.exists():
             continue
-        if spec.generate is None:
+        if spec.generate is None or spec.format != "recording":
             raise DataError(f"data file {path} does not exist (add a `generate` table to synthesize it)")
         err(f"generating the sample recording {path} (first run only; deterministic, offline)...")
         t0 = time.perf_counter()
@@ -102,7 +102,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     _ensure_data(loaded, err)
     bt = cfg.backtest
-    sources = [DataSource(d.venue, p) for d, p in zip(bt.data, loaded.data_paths, strict=True)]
+    sources = [DataSource(d.venue, p, d.format) for d, p in zip(bt.data, loaded.data_paths, strict=True)]
     plugins = {s.venue: load_venue(s.venue) for s in sources}
     settings = BacktestSettings(
         latency_ms=bt.latency_ms,

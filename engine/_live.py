@@ -168,6 +168,7 @@ class LiveEngine:
         clock: Callable[[], int] = time.time_ns,
         venue_options: Mapping[str, Mapping[str, Any]] | None = None,
         catalog_settings: Any = None,
+        frame_hook: Callable[[str], Callable[[int, bytes | str], None] | None] | None = None,
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self.mode = mode
@@ -209,6 +210,8 @@ class LiveEngine:
                 **dict((venue_options or {}).get(name, {})),
             )
             self.venues[name] = live
+            if frame_hook is not None:
+                live.on_frame = frame_hook(name)  # every raw frame, e.g. to a recorder
             client: ExecutionClient
             if mode == "paper":
                 sim = SimulatedVenue(

@@ -9,7 +9,7 @@ needs no packaging at all.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -88,6 +88,9 @@ class LiveVenue(Protocol):
     venue: str
     decoder: Decoder
     ready: trio.Event  # set once connected and subscribed (systemd READY waits for all venues)
+    # Called with (receive time in ns, the frame exactly as received) for every frame of every
+    # connection of the venue, before it is decoded: how `tradingd record` captures a session.
+    on_frame: Callable[[int, bytes | str], None] | None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep the connection up (reconnecting as needed) until cancelled."""

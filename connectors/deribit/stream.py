@@ -167,6 +167,7 @@ class DeribitSession:
         self.credentials = credentials
         self.decoder = DeribitDecoder(registry)
         self.ready = trio.Event()
+        self.on_frame: Callable[[int, bytes | str], None] | None = None  # a recorder, when set
         self.stats = SessionStats()
         self.log = (log or structlog.get_logger("tradingd.deribit")).bind(venue=VENUE)
         self._connect = connect
@@ -366,6 +367,8 @@ class DeribitSession:
             self._last_rx = trio.current_time()
             stats.frames += 1
             now = clock()
+            if self.on_frame is not None:
+                self.on_frame(now, message)
             if isinstance(message, str) and message.startswith(_NOTIFICATION):
                 try:
                     events = decoder.decode(message, now)
