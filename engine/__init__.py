@@ -25,6 +25,7 @@ from ._events import BookUpdate as BookUpdate
 from ._events import DataKind as DataKind
 from ._events import Event as Event
 from ._events import Fill as Fill
+from ._events import FillReversal as FillReversal
 from ._events import Greeks as Greeks
 from ._events import Liquidity as Liquidity
 from ._events import MarketEvent as MarketEvent

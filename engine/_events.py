@@ -26,6 +26,7 @@ __all__ = [
     "DataKind",
     "Event",
     "Fill",
+    "FillReversal",
     "Greeks",
     "Level",
     "Liquidity",
@@ -295,6 +296,23 @@ class Fill(PrivateEvent):
     fee: Decimal = Decimal(0)
     fee_currency: str = ""
     liquidity: Liquidity = Liquidity.TAKER
+
+
+@attrs.frozen
+class FillReversal(PrivateEvent):
+    """A fill the venue has voided after reporting it (Polymarket: a matched trade whose
+    settlement on chain ended FAILED, VENUES.md §2.2). Names the `Fill` by `trade_id` and repeats
+    its terms; the engine takes it out of the order's fills and the strategy's position."""
+
+    type: ClassVar[str] = "fill_reversal"
+
+    trade_id: str = ""
+    side: Side = Side.BUY
+    price: Decimal = Decimal(0)
+    size: Decimal = Decimal(0)
+    fee: Decimal = Decimal(0)
+    fee_currency: str = ""
+    reason: str = ""
 
 
 def _value(v: Any) -> Any:

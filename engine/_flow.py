@@ -11,7 +11,7 @@ import attrs
 import structlog
 
 from ._errors import OrderRejected, VenueError
-from ._events import Fill, OrderState, OrderUpdate, PrivateEvent
+from ._events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
 from ._instruments import InstrumentRegistry
 from ._market import MarketState
 from ._orders import Order, OrderRequest, OrderTracker
@@ -51,6 +51,7 @@ class OrderFlow:
         self.orders_sent: dict[str, int] = {}
         self.rejected: dict[str, int] = {}
         self.unmatched_fills = 0
+        self.unmatched_reports = 0  # venue reports (not fills or states) about orders not ours
 
     def ledger(self, strategy: str) -> Ledger:
         ledger = self.ledgers.get(strategy)
@@ -272,6 +273,54 @@ class OrderFlow:
                 self._log_update(event)
             self.deliver(event)
         return booked
+
+    def on_reversal(self, reversal: FillReversal) -> FillReversal | None:
+        """A venue voided one of our fills: take it out of the order and the position, then
+        deliver the reversal and the order's new state to the strategy. Logged as an error
+        either way: a voided trade is something a trader must hear about."""
+        events = self.tracker.apply_reversal(reversal)
+        fields = {
+            "venue": reversal.venue,
+            "instrument": reversal.instrument,
+            "order_id": reversal.order_id,
+            "trade_id": reversal.trade_id,
+            "side": reversal.side.value,
+            "price": str(reversal.price),
+            "size": str(reversal.size),
+            "reason": reversal.reason,
+        }
+        if not events:
+            self.log.error("fill.reversal_unknown", **fields)
+            return None
+        booked = events[0]
+        assert isinstance(booked, FillReversal)
+        inst = self.registry.get(reversal.venue, reversal.instrument)
+        if inst is not None:
+            self.ledger(booked.strategy or "").reverse(booked, inst)
+        else:
+            self.log.error("fill.unknown_instrument", venue=reversal.venue, instrument=reversal.instrument)
+        self.log.error("order.fill_reversed", strategy=booked.strategy, **fields)
+        for event in events:
+            if isinstance(event, OrderUpdate):
+                self._log_update(event)
+            self.deliver(event)
+        return booked
+
+    def on_report(self, event: PrivateEvent) -> PrivateEvent | None:
+        """Any other report about one of our orders (a venue's own event type, such as a
+        Polymarket trade's settlement status): delivered, named after our order, to the
+        strategy that owns it; counted and logged when the order is not ours."""
+        order = self.tracker.find(event.venue, order_id=event.order_id, client_order_id=event.client_order_id)
+        if order is None:
+            self.unmatched_reports += 1
+            self.log.warning(
+                "order.report_unknown_order", venue=event.venue, type=event.type, order_id=event.order_id
+            )
+            return None
+        if event.strategy != order.strategy or event.client_order_id != order.client_order_id:
+            event = attrs.evolve(event, strategy=order.strategy, client_order_id=order.client_order_id)
+        self.deliver(event)
+        return event
 
     def _log_update(self, u: OrderUpdate) -> None:
         self.log.info(

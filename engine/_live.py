@@ -30,6 +30,7 @@ from ._errors import ConfigError, OrderRejected, VenueError
 from ._events import (
     BookUpdate,
     Fill,
+    FillReversal,
     MarketEvent,
     OrderState,
     OrderUpdate,
@@ -286,6 +287,10 @@ class LiveEngine:
                     self.flow.on_fill(ev)
                 elif isinstance(ev, OrderUpdate):
                     self.flow.on_update(ev)
+                elif isinstance(ev, FillReversal):
+                    self.flow.on_reversal(ev)
+                else:  # a venue-specific report (e.g. a trade's settlement): to its strategy
+                    self.flow.on_report(ev)
             except Exception:  # a venue report must never take the daemon down
                 self.log.exception("order.report_failed", venue=ev.venue, order_id=ev.order_id)
 

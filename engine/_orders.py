@@ -18,7 +18,7 @@ from decimal import Decimal
 import attrs
 
 from ._errors import IllegalTransition, OrderRejected
-from ._events import Fill, OrderState, OrderUpdate, PrivateEvent, Side
+from ._events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent, Side
 
 __all__ = [
     "ClientOrderIds",
@@ -259,6 +259,21 @@ class Order:
                     self.transition(OrderState.PARTIALLY_FILLED, now_ns=now_ns)
         return True
 
+    def unrecord_fill(self, trade_id: str, size: Decimal, price: Decimal, *, now_ns: int) -> bool:
+        """Take back an execution the venue voided (`FillReversal`). Returns False, changing
+        nothing, for a trade id never recorded. The state does not move backwards (a final state
+        stays final; the venue's next order report says whether the order rests again): only the
+        quantities and the average price change."""
+        if not trade_id or trade_id not in self._fill_ids:
+            return False
+        self._fill_ids.discard(trade_id)
+        self.fills_size -= size
+        self.fills_notional -= size * price
+        self.avg_fill_price = self.fills_notional / self.fills_size if self.fills_size > 0 else None
+        self.filled_size = max(self.filled_size - size, Decimal(0))
+        self.updated_ns = now_ns
+        return True
+
     def snapshot(self, *, ts_local: int, ts_exchange: int | None = None) -> OrderUpdate:
         """This order's state as an `OrderUpdate` event."""
         r = self.request
@@ -295,6 +310,8 @@ class TrackerStats:
     unknown_orders: int = 0
     late_fills: int = 0
     overfills: int = 0
+    reversals: int = 0  # fills the venue voided after reporting them
+    unknown_reversals: int = 0  # reversals of a fill we never booked
 
 
 class OrderTracker:
@@ -398,6 +415,23 @@ class OrderTracker:
         order.transition(target, now_ns=now, reason=update.reason)
         out.append(order.snapshot(ts_local=now, ts_exchange=update.ts_exchange))
         return out
+
+    def apply_reversal(self, reversal: FillReversal) -> list[PrivateEvent]:
+        """Take a voided fill back out of its order. Returns the events to deliver: the
+        reversal (named after our order) and the order's state with the reduced fill quantity.
+        Empty (and counted) when we never booked that fill."""
+        order = self._locate(reversal.venue, reversal.order_id, reversal.client_order_id)
+        now = reversal.ts_local
+        if order is None or not order.unrecord_fill(
+            reversal.trade_id, reversal.size, reversal.price, now_ns=now
+        ):
+            self.stats.unknown_reversals += 1
+            return []
+        self.stats.reversals += 1
+        order.reason = reversal.reason or "fill_reversed"
+        if reversal.strategy != order.strategy or reversal.client_order_id != order.client_order_id:
+            reversal = attrs.evolve(reversal, strategy=order.strategy, client_order_id=order.client_order_id)
+        return [reversal, order.snapshot(ts_local=now, ts_exchange=reversal.ts_exchange)]
 
     def apply_fill(self, fill: Fill) -> list[PrivateEvent]:
         """Fold one execution in. Returns the events to deliver, in order: the acceptance the

@@ -22,7 +22,7 @@ from decimal import Decimal
 
 import attrs
 
-from ._events import Fill
+from ._events import Fill, FillReversal
 from ._instruments import Instrument
 from ._market import MarketState
 
@@ -81,6 +81,30 @@ class Position:
         self.qty = q1
         self.realized_usd += realized
         return realized
+
+    def unapply(self, signed_size: Decimal, price: float, usd_rate_quote: float) -> None:
+        """Take back an execution of `signed_size` at `price` that added to (or opened) the
+        current position, which must still hold at least that much on that side: the entry
+        average and turnover are restored exactly, and nothing is realized."""
+        q1 = self.qty
+        if q1 == 0 or (q1 > 0) != (signed_size > 0) or abs(signed_size) > abs(q1):
+            raise ValueError(f"cannot unapply {signed_size} from a position of {q1}")
+        q0 = q1 - signed_size
+        a, b = float(q1), float(signed_size)
+        inst = self.instrument
+        if inst.inverse:
+            if q0 != 0:
+                self.avg = (a - b) / (a / self.avg - b / price)
+            self.turnover_usd -= abs(b)
+        else:
+            px_usd = price * usd_rate_quote
+            if q0 != 0:
+                self.avg = (a * self.avg - b * px_usd) / (a - b)
+            self.turnover_usd -= abs(b) * float(inst.contract_size) * px_usd
+        if q0 == 0:
+            self.avg = 0.0
+        self.turnover_usd = max(self.turnover_usd, 0.0)
+        self.qty = q0
 
     def unrealized_usd(
         self, mark: float | None, usd_rate_quote: float | None, usd_rate_settle: float | None
@@ -153,6 +177,34 @@ class Ledger:
         self.realized_usd += realized
         self.fees_usd += fee_usd
         self.fills += 1
+        return realized
+
+    def reverse(self, reversal: FillReversal, inst: Instrument) -> float:
+        """Undo a fill the venue voided: its fee refunded, its count removed, and its quantity
+        taken back. A fill that opened or added to the position (the usual case: the voided
+        trade is the latest) is undone exactly: quantity, entry average and turnover as before
+        it. One that closed part of a position since grown the other way is reversed by the
+        opposite execution at its price (the PnL it realized stays; the reopened quantity is
+        carried at that price). Returns the USD PnL the reversal realized."""
+        pos = self.positions.get((inst.venue, inst.symbol))
+        if pos is None:
+            pos = self.positions[(inst.venue, inst.symbol)] = Position(inst)
+        rq, rs = self._rates(inst)
+        signed = reversal.size if reversal.side.sign > 0 else -reversal.size
+        if pos.qty != 0 and (pos.qty > 0) == (signed > 0) and abs(signed) <= abs(pos.qty):
+            pos.unapply(signed, float(reversal.price), rq or 0.0)
+            realized = 0.0
+        else:  # it closed (part of) a position: reopen at the voided price
+            turnover = pos.turnover_usd
+            realized = pos.apply(-signed, float(reversal.price), rq or 0.0, rs or 0.0)
+            pos.turnover_usd = max(turnover - (pos.turnover_usd - turnover), 0.0)
+        fee_rate = self.market.usd_rate(inst.venue, reversal.fee_currency or inst.settle) or 0.0
+        fee_usd = float(reversal.fee) * fee_rate
+        pos.fees_usd -= fee_usd
+        pos.fills = max(pos.fills - 1, 0)
+        self.realized_usd += realized
+        self.fees_usd -= fee_usd
+        self.fills = max(self.fills - 1, 0)
         return realized
 
     def settle(self, inst: Instrument, price: float) -> float:

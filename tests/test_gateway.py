@@ -14,6 +14,7 @@ import trio.testing
 from engine import (
     ExecutionGateway,
     Fill,
+    FillReversal,
     Limits,
     Liquidity,
     MarketState,
@@ -24,6 +25,7 @@ from engine import (
     OrderUpdate,
     PrivateEvent,
     RiskLimits,
+    Side,
     VenueError,
 )
 from tests.helpers import OPTION, PERP, registry, request, ticker
@@ -279,3 +281,89 @@ async def test_cancel_and_a_refused_cancel() -> None:
         gw.close()
     assert venue.cancels == ["s-bt-1", "s-bt-2"]
     assert flow.tracker.get("s-bt-2").state is OrderState.OPEN  # type: ignore[union-attr]
+
+
+def _fill(trade_id: str, size: str, *, oid: str = "V1", price: str = "90000") -> Fill:
+    return Fill(
+        venue="deribit",
+        instrument=PERP.symbol,
+        ts_exchange=2,
+        ts_local=2,
+        order_id=oid,
+        trade_id=trade_id,
+        side=Side.BUY,
+        price=Decimal(price),
+        size=Decimal(size),
+        fee=Decimal("0.5"),
+        fee_currency="USD",
+        liquidity=Liquidity.TAKER,
+    )
+
+
+def _reversal(fill: Fill) -> FillReversal:
+    return FillReversal(
+        venue=fill.venue,
+        instrument=fill.instrument,
+        ts_exchange=3,
+        ts_local=3,
+        order_id=fill.order_id,
+        trade_id=fill.trade_id,
+        side=fill.side,
+        price=fill.price,
+        size=fill.size,
+        fee=fill.fee,
+        fee_currency=fill.fee_currency,
+        reason="settlement failed",
+    )
+
+
+async def test_a_voided_fill_is_taken_out_of_the_order_and_the_position() -> None:
+    flow, delivered = make_flow()
+    venue = FakeVenue()
+    gw = ExecutionGateway(venue, flow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        await gw.place_order(request(size="30", price="90000", instrument=PERP.symbol))
+        gw.close()
+    ledger = flow.ledger("s")
+    first, second = _fill("T1", "10"), _fill("T2", "20", price="90100")
+    flow.on_fill(first)
+    flow.on_fill(second)
+    assert ledger.position("deribit", PERP.symbol) == Decimal(30)
+    fees_before = ledger.fees_usd
+    booked = flow.on_reversal(_reversal(second))
+    assert booked is not None and booked.strategy == "s" and booked.client_order_id == "s-bt-1"
+    order = flow.tracker.get("s-bt-1")
+    assert order is not None
+    assert order.filled_size == Decimal(10) and order.avg_fill_price == Decimal(90000)
+    assert order.state is OrderState.FILLED or order.state is OrderState.PARTIALLY_FILLED
+    assert ledger.position("deribit", PERP.symbol) == Decimal(10)
+    assert ledger.fills == 1 and ledger.fees_usd < fees_before
+    assert ledger.realized_usd == pytest.approx(0.0)  # it opened: reversing it realizes nothing
+    assert [type(e) for e in delivered[-2:]] == [FillReversal, OrderUpdate]
+    assert isinstance(delivered[-1], OrderUpdate) and delivered[-1].filled_size == Decimal(10)
+    # The same reversal again, or one of a fill never booked: counted, nothing changes.
+    assert flow.on_reversal(_reversal(second)) is None
+    assert flow.on_reversal(_reversal(_fill("T9", "1"))) is None
+    assert flow.tracker.stats.unknown_reversals == 2 and flow.tracker.stats.reversals == 1
+    assert ledger.position("deribit", PERP.symbol) == Decimal(10)
+
+
+async def test_other_venue_reports_reach_the_owning_strategy_or_are_counted() -> None:
+    flow, delivered = make_flow()
+    venue = FakeVenue()
+    gw = ExecutionGateway(venue, flow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        await gw.place_order(request())
+        gw.close()
+    report = PrivateEvent(venue="deribit", instrument=OPTION.symbol, ts_exchange=1, ts_local=1, order_id="V1")
+    out = flow.on_report(report)
+    assert out is not None and out.strategy == "s" and delivered[-1] is out
+    assert (
+        flow.on_report(
+            PrivateEvent(venue="deribit", instrument="X", ts_exchange=1, ts_local=1, order_id="V404")
+        )
+        is None
+    )
+    assert flow.unmatched_reports == 1

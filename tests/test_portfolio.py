@@ -5,8 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from engine import Fill, Ledger, Liquidity, MarketState, Side
+from engine import Fill, FillReversal, Ledger, Liquidity, MarketState, Side
 from tests.helpers import OPTION, PERP, registry, ticker
 
 
@@ -77,3 +79,55 @@ def test_settlement_closes_at_the_delivery_price() -> None:
     assert realized == pytest.approx(0.1 * 100_000 - 5_000)
     assert ledger.position("deribit", OPTION.symbol) == 0
     assert ledger.unrealized_usd() == 0
+
+
+def _reversal(f: Fill) -> FillReversal:
+    return FillReversal(
+        venue=f.venue,
+        instrument=f.instrument,
+        ts_exchange=None,
+        ts_local=1,
+        trade_id=f.trade_id,
+        side=f.side,
+        price=f.price,
+        size=f.size,
+        fee=f.fee,
+        fee_currency=f.fee_currency,
+    )
+
+
+_STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["buy", "sell"]),
+        st.integers(1, 50).map(lambda n: str(n * 10)),
+        st.integers(80_000, 120_000).map(str),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(steps=_STEPS, inverse=st.booleans())
+def test_voiding_the_latest_fill_restores_the_ledger_as_if_it_never_happened(
+    steps: list[tuple[str, str, str]], inverse: bool
+) -> None:
+    inst = PERP if inverse else OPTION
+    px = (lambda p: p) if inverse else (lambda p: str(Decimal(p) / 1_000_000))
+    *before, last = [fill(inst.symbol, side, size, px(price), fee="0.0001") for side, size, price in steps]
+    _, without = setup(100_000.0)
+    _, voided = setup(100_000.0)
+    for f in before:
+        without.on_fill(f, inst)
+        voided.on_fill(f, inst)
+    voided.on_fill(last, inst)
+    voided.reverse(_reversal(last), inst)
+    a, b = without.positions.get((inst.venue, inst.symbol)), voided.positions[(inst.venue, inst.symbol)]
+    assert b.qty == (a.qty if a else 0)
+    assert voided.fills == without.fills
+    assert voided.fees_usd == pytest.approx(without.fees_usd, abs=1e-6)
+    q_before = a.qty if a is not None else Decimal(0)
+    if q_before == 0 or (last.side.sign > 0) == (q_before > 0):
+        # The voided fill added to (or opened) the position: undone exactly.
+        assert b.avg == pytest.approx(a.avg if a else 0.0, rel=1e-9)
+        assert voided.realized_usd == pytest.approx(without.realized_usd, abs=1e-6)
+        assert b.turnover_usd == pytest.approx(a.turnover_usd if a else 0.0, rel=1e-9, abs=1e-6)

@@ -26,6 +26,7 @@ PUBLIC = {
     "FeeModel",
     "FeedStale",
     "Fill",
+    "FillReversal",
     "Greeks",
     "IllegalTransition",
     "Instrument",
