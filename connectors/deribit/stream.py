@@ -22,14 +22,11 @@ What it keeps up, across reconnections (VENUES.md §1.2-§1.6, §1.10):
 
 from __future__ import annotations
 
-import itertools
 import random
 import time
 from collections.abc import Callable, Iterable
-from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
-import attrs
 import msgspec
 import orjson
 import structlog
@@ -39,22 +36,19 @@ import trio_websocket
 from engine import (
     AuthError,
     DataKind,
-    FeedStale,
     InstrumentRegistry,
     MalformedFrame,
-    MarketEvent,
     OrderRejected,
-    PrivateEvent,
     RateLimited,
-    Status,
     StatusKind,
     VenueError,
     VenueUnavailable,
 )
 from engine._logging import register_secret
 from engine._plugins import VenueSink
-from engine._ratelimit import Backoff, CreditBucket
+from engine._ratelimit import CreditBucket
 from engine._router import MarketRouter
+from engine._session import Connect, PendingRequests, SessionStats, VenueSession, default_connect
 
 from .codec import DeribitDecoder, _decode_envelope
 from .instruments import VENUE
@@ -95,53 +89,7 @@ def map_error(error: Any, *, method: str) -> VenueError:
     return VenueError(detail, venue=VENUE, code=code, venue_message=message)
 
 
-@attrs.define
-class SessionStats:
-    connects: int = 0
-    disconnects: int = 0
-    frames: int = 0
-    malformed: int = 0
-    requests: int = 0
-    timeouts: int = 0
-    heartbeats_answered: int = 0
-    resubscribed_books: int = 0
-    refused_channels: int = 0
-    stale: int = 0
-
-
-@attrs.define(eq=False)
-class _Call:
-    done: trio.Event = attrs.field(factory=trio.Event)
-    result: Any = None
-    error: VenueError | None = None
-
-
-class _Lost(Exception):
-    """The connection went away (closed by either side, or a stale feed)."""
-
-
-# The connection errors a session survives by reconnecting.
-_SESSION_ERRORS: Final = (
-    trio_websocket.HandshakeError,
-    trio_websocket.ConnectionClosed,
-    OSError,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-    VenueError,
-    _Lost,
-)
-
-Connect = Callable[[str], AbstractAsyncContextManager[trio_websocket.WebSocketConnection]]
-
-
-def _default_connect(url: str) -> AbstractAsyncContextManager[trio_websocket.WebSocketConnection]:
-    # Frames up to 16 MiB (a get_instruments answer is large). trio-websocket's reader task queues
-    # what it has read for us: with room for many messages it drains the socket in one go instead
-    # of waking us once per frame (and it keeps answering pings while we decode).
-    return trio_websocket.open_websocket_url(url, max_message_size=16 * 1024 * 1024, message_queue_size=4096)
-
-
-class DeribitSession:
+class DeribitSession(VenueSession):
     """A `LiveVenue` for Deribit (see the module docstring). `sink` receives market and private
     events; `execution()` gives the client that sends orders over this same connection."""
 
@@ -155,36 +103,33 @@ class DeribitSession:
         router: MarketRouter,  # type: ignore[type-arg]
         sink: VenueSink,
         credentials: Credentials | None = None,
-        connect: Connect = _default_connect,
+        connect: Connect = default_connect,
         clock: Callable[[], int] = time.time_ns,
         rng: random.Random | None = None,
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
+        self.decoder: DeribitDecoder = DeribitDecoder(registry)
+        super().__init__(
+            decoder=self.decoder,
+            registry=registry,
+            router=router,
+            sink=sink,
+            connect=connect,
+            clock=clock,
+            rng=rng,
+            reconnect_base_s=settings.reconnect_base_s,
+            reconnect_cap_s=settings.reconnect_cap_s,
+            stale_after_s=settings.stale_after_s,
+            log=log,
+        )
         self.settings = settings
-        self.registry = registry
-        self.router = router
-        self.sink = sink
         self.credentials = credentials
-        self.decoder = DeribitDecoder(registry)
-        self.ready = trio.Event()
-        self.on_frame: Callable[[int, bytes | str], None] | None = None  # a recorder, when set
-        self.stats = SessionStats()
-        self.log = (log or structlog.get_logger("tradingd.deribit")).bind(venue=VENUE)
-        self._connect = connect
-        self._clock = clock
-        self._backoff = Backoff(settings.reconnect_base_s, settings.reconnect_cap_s, rng=rng)
-        self._ids = itertools.count(1)
-        self._pending: dict[int, _Call] = {}
-        self._ws: trio_websocket.WebSocketConnection | None = None
-        self._nursery: trio.Nursery | None = None
+        self._requests = PendingRequests(VENUE)
         self._authenticated = False
         self._token_expires_in = 0.0
         self._refresh_token: str | None = None
         self._current: set[str] = set()  # channels granted on this connection
         self._refused: set[str] = set()
-        self._gaps: set[str] = set()  # instruments whose book needs a fresh snapshot
-        self._wake = trio.Event()
-        self._last_rx = 0.0
         self._instruments_loaded_at: float | None = None
         self._buckets = {
             # §1.10: default 500 credits of a 50,000 pool refilled 10,000/s; subscribe 3,000 of
@@ -196,10 +141,6 @@ class DeribitSession:
         }
 
     # -- public API -------------------------------------------------------------------------
-    @property
-    def connected(self) -> bool:
-        return self._ws is not None
-
     @property
     def authenticated(self) -> bool:
         return self._authenticated
@@ -231,33 +172,25 @@ class DeribitSession:
         ws = self._ws
         if ws is None:
             raise VenueUnavailable(f"{method}: not connected", venue=VENUE)
-        rid = next(self._ids)
-        call = self._pending[rid] = _Call()
+        rid = self._requests.open()
         frame = orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}})
         self.stats.requests += 1
         try:
             await ws.send_message(frame.decode())
         except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._pending.pop(rid, None)
+            self._requests.discard(rid)
             raise VenueUnavailable(
                 f"{method}: connection closed before sending ({exc!r})", venue=VENUE
             ) from None
         try:
-            with trio.move_on_after(self.settings.request_timeout_s):
-                await call.done.wait()
-        finally:
-            if not call.done.is_set():
-                self._pending.pop(rid, None)
-        if not call.done.is_set():
-            self.stats.timeouts += 1
-            raise VenueError(
-                f"{method}: no answer within the timeout; outcome unknown", venue=VENUE, code="timeout"
-            )
-        if call.error is not None:
-            if isinstance(call.error, RateLimited):
-                self._buckets[bucket].drain()
-            raise call.error
-        return call.result
+            return await self._requests.wait(rid, self.settings.request_timeout_s, what=method)
+        except RateLimited:
+            self._buckets[bucket].drain()
+            raise
+        except VenueError as exc:
+            if exc.code == "timeout":
+                self.stats.timeouts += 1
+            raise
 
     async def call_retrying(self, method: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
         """`call` for requests that are safe to repeat (reads, subscriptions): a
@@ -271,163 +204,49 @@ class DeribitSession:
                 await trio.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    # -- the connection loop ----------------------------------------------------------------
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep a session up until cancelled. Starts at once; `ready` is set when the first
-        session is authenticated and subscribed."""
-        task_status.started()
-        url = self.settings.ws_url
-        while True:
-            began = trio.current_time()
-            reason = "closed"
-            try:
-                await self._session(url)
-            except* _SESSION_ERRORS as group:
-                first = group.exceptions[0]
-                while isinstance(first, BaseExceptionGroup):
-                    first = first.exceptions[0]
-                reason = f"{type(first).__name__}: {first}"
-                if isinstance(first, AuthError):
-                    self.log.error("session.auth_failed", error=str(first))
-            finally:
-                await self._lost(reason)
-            if trio.current_time() - began > 60:
-                self._backoff.reset()
-            delay = self._backoff.next_delay()
-            await self._status(
-                StatusKind.RECONNECTING,
-                f"reconnecting in {delay:.1f} s",
-                attempt=self._backoff.attempts,
-                delay_s=round(delay, 3),
-            )
-            await trio.sleep(delay)
+    # -- the connection (VenueSession hooks) -------------------------------------------------
+    def _url(self) -> str:
+        return self.settings.ws_url
 
-    async def _session(self, url: str) -> None:
-        async with self._connect(url) as ws, trio.open_nursery() as nursery:
-            self._ws = ws
-            self._nursery = nursery
-            self._last_rx = trio.current_time()
-            self.stats.connects += 1
-            nursery.start_soon(self._receive, ws)
-            nursery.start_soon(self._watchdog)
-            await self._handshake()
-            await self._status(StatusKind.CONNECTED, f"connected to {url}", authenticated=self._authenticated)
-            nursery.start_soon(self._follow_subscriptions)
-            nursery.start_soon(self._watch_router)
-            nursery.start_soon(self._refresh_instruments)
-            if self._authenticated and self._token_expires_in > 0:
-                nursery.start_soon(self._refresh_auth)
+    async def _serve(self, ws: trio_websocket.WebSocketConnection, nursery: trio.Nursery) -> None:
+        await self._handshake()
+        nursery.start_soon(self._refresh_instruments)
+        if self._authenticated and self._token_expires_in > 0:
+            nursery.start_soon(self._refresh_auth)
 
-    async def _lost(self, reason: str) -> None:
-        was_connected = self._ws is not None
-        self._ws = None
-        self._nursery = None
+    def _on_connected(self) -> dict[str, Any]:
+        return {"authenticated": self._authenticated}
+
+    def _on_session_error(self, exc: BaseException) -> None:
+        if isinstance(exc, AuthError):
+            self.log.error("session.auth_failed", error=str(exc))
+
+    def _reset(self) -> None:
+        super()._reset()
         self._authenticated = False
         self._current.clear()
-        self._gaps.clear()
-        for call in self._pending.values():
-            call.error = VenueError(
-                "connection lost before the answer; outcome unknown", venue=VENUE, code="lost"
-            )
-            call.done.set()
-        self._pending.clear()
-        self.decoder.invalidate_books()
-        if was_connected:
-            self.stats.disconnects += 1
-        self.log.warning("session.disconnected", reason=reason)
-        with trio.move_on_after(1.0, shield=True):  # bounded: the router may be shutting down too
-            await self._status(StatusKind.DISCONNECTED, reason)
+        self._requests.fail_all()
 
-    async def _status(self, kind: StatusKind, message: str, instrument: str = "", **data: Any) -> None:
-        now = self._clock()
-        await self.sink.market(
-            [
-                Status(
-                    venue=VENUE,
-                    instrument=instrument,
-                    ts_exchange=None,
-                    ts_local=now,
-                    status=kind,
-                    message=message,
-                    data=data,
-                )
-            ]
-        )
-
-    # -- receiving --------------------------------------------------------------------------
-    async def _receive(self, ws: trio_websocket.WebSocketConnection) -> None:
-        decoder = self.decoder
-        stats = self.stats
-        clock = self._clock
-        while True:
-            try:
-                message = await ws.get_message()
-            except trio_websocket.ConnectionClosed as exc:
-                raise _Lost(f"connection closed: {exc.reason}") from None
-            self._last_rx = trio.current_time()
-            stats.frames += 1
-            now = clock()
-            if self.on_frame is not None:
-                self.on_frame(now, message)
-            if isinstance(message, str) and message.startswith(_NOTIFICATION):
-                try:
-                    events = decoder.decode(message, now)
-                except MalformedFrame as exc:
-                    self._malformed(exc)
-                    continue
-                await self._dispatch(events)
-                continue
-            try:
-                env = _decode_envelope(message)
-            except msgspec.DecodeError as exc:
-                self._malformed(MalformedFrame(f"not a JSON-RPC message: {exc}", venue=VENUE))
-                continue
-            if env.id is not None and (env.result or env.error):
-                call = self._pending.pop(env.id, None) if isinstance(env.id, int) else None
-                if call is None:
-                    self.log.debug("rpc.unmatched_response", id=env.id)
-                    continue
-                if env.error:
-                    call.error = map_error(msgspec.json.decode(env.error), method="request")
-                else:
-                    call.result = env.result
-                call.done.set()
-            elif env.method == "heartbeat":
-                if env.params is not None and env.params.type == "test_request" and self._nursery is not None:
-                    self._nursery.start_soon(self._answer_test_request)
-            elif env.method == "subscription":
-                try:
-                    events = decoder.decode(message, now)
-                except MalformedFrame as exc:
-                    self._malformed(exc)
-                    continue
-                await self._dispatch(events)
-            else:
-                self._malformed(MalformedFrame(f"unexpected message (method {env.method!r})", venue=VENUE))
-
-    def _malformed(self, exc: MalformedFrame) -> None:
-        self.stats.malformed += 1
-        n = self.stats.malformed
-        if n <= 10 or n % 1000 == 0:
-            self.log.warning("frame.malformed", error=str(exc), count=n)
-
-    async def _dispatch(self, events: list[MarketEvent]) -> None:
-        if not events:
+    async def _handle(self, message: bytes | str, now: int) -> None:
+        if isinstance(message, str) and message.startswith(_NOTIFICATION):
+            await self.decode(message, now)  # the hot path: a subscription notification
             return
-        market: list[MarketEvent] = []
-        private: list[PrivateEvent] = []
-        for ev in events:
-            if isinstance(ev, PrivateEvent):
-                private.append(ev)
-                continue
-            market.append(ev)
-            if isinstance(ev, Status) and ev.status is StatusKind.BOOK_GAP:
-                self._gaps.add(ev.instrument)
-                self._wake.set()
-        if private:
-            self.sink.private(private)
-        if market:
-            await self.sink.market(market)
+        try:
+            env = _decode_envelope(message)
+        except msgspec.DecodeError as exc:
+            self.malformed(MalformedFrame(f"not a JSON-RPC message: {exc}", venue=VENUE))
+            return
+        if env.id is not None and (env.result or env.error):
+            error = map_error(msgspec.json.decode(env.error), method="request") if env.error else None
+            if not self._requests.resolve(env.id, env.result, error):
+                self.log.debug("rpc.unmatched_response", id=env.id)
+        elif env.method == "heartbeat":
+            if env.params is not None and env.params.type == "test_request" and self._nursery is not None:
+                self._nursery.start_soon(self._answer_test_request)
+        elif env.method == "subscription":
+            await self.decode(message, now)
+        else:
+            self.malformed(MalformedFrame(f"unexpected message (method {env.method!r})", venue=VENUE))
 
     async def _answer_test_request(self) -> None:
         """§1.5: a `test_request` unanswered gets the connection closed by the venue."""
@@ -436,18 +255,6 @@ class DeribitSession:
             self.stats.heartbeats_answered += 1
         except VenueError as exc:
             self.log.warning("heartbeat.test_failed", error=str(exc))
-
-    async def _watchdog(self) -> None:
-        limit = self.settings.stale_after_s
-        while True:
-            await trio.sleep(min(1.0, limit / 4))
-            silent = trio.current_time() - self._last_rx
-            if silent > limit:
-                self.stats.stale += 1
-                await self._status(
-                    StatusKind.FEED_STALE, f"nothing received for {silent:.1f} s", silent_s=round(silent, 3)
-                )
-                raise FeedStale(f"nothing received for {silent:.1f} s (limit {limit} s)", venue=VENUE)
 
     # -- handshake, auth, instruments ---------------------------------------------------------
     async def _handshake(self) -> None:
@@ -537,20 +344,6 @@ class DeribitSession:
             out.update(_PRIVATE_CHANNELS)
         return out
 
-    async def _watch_router(self) -> None:
-        version = self.router.version(VENUE)
-        while True:
-            version = await self.router.wait_changed(VENUE, version)
-            self._wake.set()
-
-    async def _follow_subscriptions(self) -> None:
-        while True:
-            self._wake = trio.Event()
-            await self._sync_subscriptions()
-            if not self.ready.is_set():
-                self.ready.set()
-            await self._wake.wait()
-
     async def _sync_subscriptions(self) -> None:
         desired = self.desired_channels()
         remove = self._current - desired
@@ -580,14 +373,14 @@ class DeribitSession:
                 self.stats.refused_channels += len(refused)
                 self.log.warning("subscription.refused", channels=sorted(refused))
                 for channel in sorted(refused):
-                    await self._status(
+                    await self.status(
                         StatusKind.SUBSCRIPTION_REFUSED,
                         f"the venue refused {channel}",
                         instrument=_instrument_of(channel),
                         channel=channel,
                     )
         if add or remove:
-            await self._status(
+            await self.status(
                 StatusKind.SUBSCRIBED, f"{len(self._current)} channels", channels=len(self._current)
             )
 

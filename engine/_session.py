@@ -1,0 +1,386 @@
+"""What every venue's live WebSocket session shares: one connection kept up until cancelled.
+
+`VenueSession` is the base of `DeribitSession`, `PolymarketSession` and `DeriveSession`. It owns
+the parts that must behave the same on every venue, so that a user reading the logs of one knows
+them all:
+
+- the connection loop: connect, let the venue's handshake run (`_serve`), and when the
+  connection is lost (closed by either side, a handshake that fails, a stale feed) report it,
+  forget what the connection held (`_reset`) and reconnect after a jittered exponential backoff,
+  reported as `disconnected` / `reconnecting` / `connected` status events;
+- the receive loop: every frame counted, handed to `on_frame` (the recorder) exactly as received,
+  then to the venue's `_handle`; a malformed frame is counted and logged (rate-limited), never
+  fatal;
+- the watchdog: nothing received for `stale_after_s` -> a `feed_stale` status and a reconnect;
+- the subscription follower: whenever the router's merged subscriptions for the venue change
+  (or a book needs a fresh snapshot), the venue's `_sync_subscriptions` runs; `ready` is set
+  after the first one;
+- `dispatch`: decoded events split into the engine's private (order tracker) and market (router)
+  paths, `book_gap` statuses remembered so the next sync refreshes those books.
+
+`PendingRequests` matches JSON-RPC answers to requests by id (Deribit and Derive).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, ClassVar, Final
+
+import attrs
+import structlog
+import trio
+import trio_websocket
+
+from ._errors import FeedStale, MalformedFrame, VenueError
+from ._events import MarketEvent, PrivateEvent, Status, StatusKind
+from ._instruments import InstrumentRegistry
+from ._plugins import Decoder, VenueSink
+from ._ratelimit import Backoff
+from ._router import MarketRouter
+
+__all__ = [
+    "SESSION_ERRORS",
+    "Connect",
+    "ConnectionLost",
+    "PendingRequests",
+    "SessionStats",
+    "VenueSession",
+    "default_connect",
+]
+
+
+@attrs.define
+class SessionStats:
+    """Counters of one venue session (also in `tradingd status`)."""
+
+    connects: int = 0
+    disconnects: int = 0
+    frames: int = 0
+    malformed: int = 0
+    requests: int = 0
+    timeouts: int = 0
+    heartbeats_answered: int = 0
+    resubscribed_books: int = 0
+    refused_channels: int = 0
+    stale: int = 0
+
+
+class ConnectionLost(Exception):
+    """The connection went away (closed by either side, or a stale feed)."""
+
+
+# The errors a session survives by reconnecting.
+SESSION_ERRORS: Final = (
+    trio_websocket.HandshakeError,
+    trio_websocket.ConnectionClosed,
+    OSError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    VenueError,
+    ConnectionLost,
+)
+
+Connect = Callable[[str], AbstractAsyncContextManager[trio_websocket.WebSocketConnection]]
+
+
+def default_connect(url: str) -> AbstractAsyncContextManager[trio_websocket.WebSocketConnection]:
+    # Frames up to 16 MiB (an instruments answer is large). trio-websocket's reader task queues
+    # what it has read for us: with room for many messages it drains the socket in one go instead
+    # of waking us once per frame (and it keeps answering pings while we decode).
+    return trio_websocket.open_websocket_url(url, max_message_size=16 * 1024 * 1024, message_queue_size=4096)
+
+
+@attrs.define(eq=False)
+class _Call:
+    done: trio.Event = attrs.field(factory=trio.Event)
+    result: Any = None
+    error: VenueError | None = None
+
+
+class PendingRequests:
+    """Requests awaiting their answer, by id. `open()` before sending, `resolve()` from the
+    receive loop, `wait()` in the caller; `fail_all()` when the connection is lost (each waiter
+    gets "outcome unknown": a request that was sent may have been executed)."""
+
+    def __init__(self, venue: str) -> None:
+        self.venue = venue
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Call] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def open(self) -> int:
+        rid = next(self._ids)
+        self._pending[rid] = _Call()
+        return rid
+
+    def discard(self, rid: int) -> None:
+        """The request was never sent."""
+        self._pending.pop(rid, None)
+
+    def resolve(self, rid: object, result: Any = None, error: VenueError | None = None) -> bool:
+        """Deliver an answer; False for an id nobody waits for (late, or not ours)."""
+        call = self._pending.pop(rid, None) if isinstance(rid, int) else None
+        if call is None:
+            return False
+        call.result = result
+        call.error = error
+        call.done.set()
+        return True
+
+    async def wait(self, rid: int, within_s: float, *, what: str) -> Any:
+        """The answer's result; raises its error, or `VenueError(code="timeout")` (outcome
+        unknown) when none came within `within_s` seconds."""
+        call = self._pending.get(rid)
+        if call is None:
+            raise VenueError(f"{what}: no such request", venue=self.venue, code="lost")
+        try:
+            with trio.move_on_after(within_s):
+                await call.done.wait()
+        finally:
+            if not call.done.is_set():
+                self._pending.pop(rid, None)
+        if not call.done.is_set():
+            raise VenueError(
+                f"{what}: no answer within the timeout; outcome unknown", venue=self.venue, code="timeout"
+            )
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def fail_all(self) -> None:
+        for call in self._pending.values():
+            call.error = VenueError(
+                "connection lost before the answer; outcome unknown", venue=self.venue, code="lost"
+            )
+            call.done.set()
+        self._pending.clear()
+
+
+class VenueSession:
+    """A `LiveVenue`'s connection (see the module docstring). Subclasses set `venue` and
+    implement `_url`, `_serve`, `_handle` and `_sync_subscriptions`."""
+
+    venue: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        decoder: Decoder,
+        registry: InstrumentRegistry,
+        router: MarketRouter,  # type: ignore[type-arg]
+        sink: VenueSink,
+        connect: Connect = default_connect,
+        clock: Callable[[], int] = time.time_ns,
+        rng: random.Random | None = None,
+        reconnect_base_s: float = 0.5,
+        reconnect_cap_s: float = 30.0,
+        stale_after_s: float = 30.0,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        self.decoder = decoder
+        self.registry = registry
+        self.router = router
+        self.sink = sink
+        self.ready = trio.Event()
+        self.on_frame: Callable[[int, bytes | str], None] | None = None  # a recorder, when set
+        self.stats = SessionStats()
+        self.log = (log or structlog.get_logger(f"tradingd.{self.venue}")).bind(venue=self.venue)
+        self.stale_after_s = stale_after_s
+        self._connect = connect
+        self._clock = clock
+        self._backoff = Backoff(reconnect_base_s, reconnect_cap_s, rng=rng)
+        self._ws: trio_websocket.WebSocketConnection | None = None
+        self._nursery: trio.Nursery | None = None
+        self._gaps: set[str] = set()  # instruments whose book needs a fresh snapshot
+        self._wake = trio.Event()
+        self._last_rx = 0.0
+
+    # -- what a venue provides ---------------------------------------------------------------
+    def _url(self) -> str:
+        raise NotImplementedError
+
+    async def _serve(self, ws: trio_websocket.WebSocketConnection, nursery: trio.Nursery) -> None:
+        """The venue's handshake on a fresh connection (auth, heartbeat setup, instruments),
+        starting any venue tasks in `nursery`. The receive loop and watchdog already run."""
+        raise NotImplementedError
+
+    async def _handle(self, message: bytes | str, now: int) -> None:
+        """One frame: answers to requests, control frames, or data for `self.decode`."""
+        raise NotImplementedError
+
+    async def _sync_subscriptions(self) -> None:
+        """Bring the connection's subscriptions in line with `desired_channels()` (and refresh
+        the books in `self._gaps`)."""
+        raise NotImplementedError
+
+    def _reset(self) -> None:
+        """Forget what the lost connection held (extend it; call super)."""
+        self._gaps.clear()
+        invalidate = getattr(self.decoder, "invalidate_books", None)
+        if invalidate is not None:
+            invalidate()  # every book starts again from a snapshot
+
+    def _on_connected(self) -> dict[str, Any]:
+        """Extra data for the `connected` status event."""
+        return {}
+
+    # -- public -------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    def wake(self) -> None:
+        """Ask the subscription follower to run again."""
+        self._wake.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep a connection up until cancelled. Starts at once; `ready` is set when the first
+        connection has its handshake done and its subscriptions made."""
+        task_status.started()
+        while True:
+            began = trio.current_time()
+            reason = "closed"
+            try:
+                await self._session(self._url())
+            except* SESSION_ERRORS as group:
+                first: BaseException = group.exceptions[0]
+                while isinstance(first, BaseExceptionGroup):
+                    first = first.exceptions[0]
+                reason = f"{type(first).__name__}: {first}"
+                self._on_session_error(first)
+            finally:
+                await self._lost(reason)
+            if trio.current_time() - began > 60:
+                self._backoff.reset()
+            delay = self._backoff.next_delay()
+            await self.status(
+                StatusKind.RECONNECTING,
+                f"reconnecting in {delay:.1f} s",
+                attempt=self._backoff.attempts,
+                delay_s=round(delay, 3),
+            )
+            await trio.sleep(delay)
+
+    def _on_session_error(self, exc: BaseException) -> None:
+        """A connection ended with `exc` (logged by the subclass when it deserves more)."""
+
+    async def _session(self, url: str) -> None:
+        async with self._connect(url) as ws, trio.open_nursery() as nursery:
+            self._ws = ws
+            self._nursery = nursery
+            self._last_rx = trio.current_time()
+            self.stats.connects += 1
+            nursery.start_soon(self._receive, ws)
+            nursery.start_soon(self._watchdog)
+            await self._serve(ws, nursery)
+            await self.status(StatusKind.CONNECTED, f"connected to {url}", **self._on_connected())
+            nursery.start_soon(self._follow_subscriptions)
+            nursery.start_soon(self._watch_router)
+
+    async def _lost(self, reason: str) -> None:
+        was_connected = self._ws is not None
+        self._ws = None
+        self._nursery = None
+        self._reset()
+        if was_connected:
+            self.stats.disconnects += 1
+        self.log.warning("session.disconnected", reason=reason)
+        with trio.move_on_after(1.0, shield=True):  # bounded: the router may be shutting down too
+            await self.status(StatusKind.DISCONNECTED, reason)
+
+    async def status(self, kind: StatusKind, message: str, instrument: str = "", **data: Any) -> None:
+        """Report a `Status` event about this venue to the engine."""
+        ev = Status(
+            venue=self.venue,
+            instrument=instrument,
+            ts_exchange=None,
+            ts_local=self._clock(),
+            status=kind,
+            message=message,
+            data=data,
+        )
+        await self.sink.market([ev])
+
+    # -- receiving ----------------------------------------------------------------------------
+    async def _receive(self, ws: trio_websocket.WebSocketConnection) -> None:
+        stats = self.stats
+        clock = self._clock
+        handle = self._handle
+        while True:
+            try:
+                message = await ws.get_message()
+            except trio_websocket.ConnectionClosed as exc:
+                raise ConnectionLost(f"connection closed: {exc.reason}") from None
+            self._last_rx = trio.current_time()
+            stats.frames += 1
+            now = clock()
+            if self.on_frame is not None:
+                self.on_frame(now, message)
+            await handle(message, now)
+
+    async def decode(self, message: bytes | str, now: int) -> None:
+        """Decode a data frame and dispatch its events; a malformed one is counted."""
+        try:
+            events = self.decoder.decode(message, now)  # type: ignore[arg-type]
+        except MalformedFrame as exc:
+            self.malformed(exc)
+            return
+        await self.dispatch(events)
+
+    def malformed(self, exc: MalformedFrame) -> None:
+        self.stats.malformed += 1
+        n = self.stats.malformed
+        if n <= 10 or n % 1000 == 0:
+            self.log.warning("frame.malformed", error=str(exc), count=n)
+
+    async def dispatch(self, events: list[MarketEvent]) -> None:
+        """Private events to the order tracker, market events (in order) to the router."""
+        if not events:
+            return
+        market: list[MarketEvent] = []
+        private: list[PrivateEvent] = []
+        for ev in events:
+            if isinstance(ev, PrivateEvent):
+                private.append(ev)
+                continue
+            market.append(ev)
+            if isinstance(ev, Status) and ev.status is StatusKind.BOOK_GAP:
+                self._gaps.add(ev.instrument)
+                self._wake.set()
+        if private:
+            self.sink.private(private)
+        if market:
+            await self.sink.market(market)
+
+    async def _watchdog(self) -> None:
+        limit = self.stale_after_s
+        while True:
+            await trio.sleep(min(1.0, limit / 4))
+            silent = trio.current_time() - self._last_rx
+            if silent > limit:
+                self.stats.stale += 1
+                await self.status(
+                    StatusKind.FEED_STALE, f"nothing received for {silent:.1f} s", silent_s=round(silent, 3)
+                )
+                raise FeedStale(f"nothing received for {silent:.1f} s (limit {limit} s)", venue=self.venue)
+
+    # -- subscriptions --------------------------------------------------------------------------
+    async def _watch_router(self) -> None:
+        version = self.router.version(self.venue)
+        while True:
+            version = await self.router.wait_changed(self.venue, version)
+            self._wake.set()
+
+    async def _follow_subscriptions(self) -> None:
+        while True:
+            self._wake = trio.Event()
+            await self._sync_subscriptions()
+            if not self.ready.is_set():
+                self.ready.set()
+            await self._wake.wait()
