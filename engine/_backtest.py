@@ -452,10 +452,7 @@ class BacktestKernel:
     def _apply(self, events: list[PrivateEvent]) -> None:
         """Venue reports reach the engine (at the response time)."""
         for ev in events:
-            if isinstance(ev, Fill):
-                self.flow.on_fill(ev)
-            elif isinstance(ev, OrderUpdate):
-                self.flow.on_update(ev)
+            self.flow.on_private(ev)
 
     def _deliver_private(self, event: PrivateEvent) -> None:
         slot = self.router.slot(event.strategy or "")

@@ -220,6 +220,17 @@ class OrderFlow:
         return out
 
     # -- incoming ---------------------------------------------------------------------------
+    def on_private(self, event: PrivateEvent) -> None:
+        """Any venue report about our orders, by type (the one entry point venues feed)."""
+        if isinstance(event, Fill):
+            self.on_fill(event)
+        elif isinstance(event, OrderUpdate):
+            self.on_update(event)
+        elif isinstance(event, FillReversal):
+            self.on_reversal(event)
+        else:  # a venue-specific report (e.g. a trade's settlement): to its strategy
+            self.on_report(event)
+
     def on_update(self, update: OrderUpdate) -> list[OrderUpdate]:
         """A venue's report about one of our orders; delivers what it changed."""
         out = self.tracker.apply_update(update)

@@ -23,7 +23,7 @@ import structlog
 import trio
 
 from ._errors import OrderRejected, RateLimited, VenueError, VenueUnavailable
-from ._events import Fill, OrderUpdate, PrivateEvent
+from ._events import OrderUpdate, PrivateEvent
 from ._flow import OrderFlow
 from ._orders import Order, OrderRequest
 
@@ -46,6 +46,12 @@ class ExecutionClient(Protocol):
     async def edit(
         self, order: Order, *, price: Decimal | None, size: Decimal | None
     ) -> Sequence[PrivateEvent]: ...
+
+
+# Optional on an ExecutionClient: `prepare(order) -> str | None`, called just before `place`, for
+# a venue whose order id is known before sending (Polymarket: the order's EIP-712 hash). The
+# gateway registers that id first, so a user-channel report that outruns the REST answer is
+# matched to the order. It may raise `OrderRejected` (a local check or signature failed).
 
 
 @attrs.define(eq=False)
@@ -165,10 +171,7 @@ class ExecutionGateway:
 
     def _apply(self, events: Sequence[PrivateEvent]) -> None:
         for ev in events:
-            if isinstance(ev, Fill):
-                self.flow.on_fill(ev)
-            elif isinstance(ev, OrderUpdate):
-                self.flow.on_update(ev)
+            self.flow.on_private(ev)
 
     async def _place(self, request: OrderRequest, reply: _Reply) -> None:
         try:
@@ -176,7 +179,12 @@ class ExecutionGateway:
         except OrderRejected as exc:
             reply.fail(exc)
             return
+        prepare = getattr(self.client, "prepare", None)
         try:
+            if prepare is not None:
+                order_id = prepare(order)
+                if order_id:
+                    self.flow.tracker.set_order_id(order, order_id)
             events = await self.client.place(order)
         except OrderRejected as exc:
             self.flow.venue_rejected(order, exc, now_ns=self.clock())

@@ -29,8 +29,6 @@ from ._context import BaseContext
 from ._errors import ConfigError, OrderRejected, VenueError
 from ._events import (
     BookUpdate,
-    Fill,
-    FillReversal,
     MarketEvent,
     OrderState,
     OrderUpdate,
@@ -283,14 +281,7 @@ class LiveEngine:
         """`VenueSink`: reports about our orders, folded into the tracker (never raises)."""
         for ev in events:
             try:
-                if isinstance(ev, Fill):
-                    self.flow.on_fill(ev)
-                elif isinstance(ev, OrderUpdate):
-                    self.flow.on_update(ev)
-                elif isinstance(ev, FillReversal):
-                    self.flow.on_reversal(ev)
-                else:  # a venue-specific report (e.g. a trade's settlement): to its strategy
-                    self.flow.on_report(ev)
+                self.flow.on_private(ev)
             except Exception:  # a venue report must never take the daemon down
                 self.log.exception("order.report_failed", venue=ev.venue, order_id=ev.order_id)
 

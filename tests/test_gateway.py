@@ -367,3 +367,28 @@ async def test_other_venue_reports_reach_the_owning_strategy_or_are_counted() ->
         is None
     )
     assert flow.unmatched_reports == 1
+
+
+async def test_an_order_id_known_before_sending_matches_a_report_that_outruns_the_answer() -> None:
+    flow, delivered = make_flow()
+
+    class HashedIds(FakeVenue):
+        """Polymarket-like: the order id is computed locally (the signed order's hash), and the
+        user channel reports the fill while the REST answer is still on its way."""
+
+        def prepare(self, order: Order) -> str:
+            return "0xhash-" + order.client_order_id
+
+        async def place(self, order: Order) -> Sequence[PrivateEvent]:
+            flow.on_private(_fill("T1", "10", oid="0xhash-" + order.client_order_id))  # outruns the answer
+            await trio.sleep(self.delay)
+            return [self._update(order, OrderState.OPEN, "0xhash-" + order.client_order_id)]
+
+    gw = ExecutionGateway(HashedIds(delay=0.01), flow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        update = await gw.place_order(request(size="10", price="90000", instrument=PERP.symbol))
+        gw.close()
+    assert update.order_id == "0xhash-s-bt-1" and update.status is OrderState.FILLED
+    assert flow.unmatched_fills == 0
+    assert any(isinstance(e, Fill) and e.strategy == "s" for e in delivered)
