@@ -33,9 +33,9 @@ import hmac
 import itertools
 import secrets
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
+from functools import partial
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -60,6 +60,7 @@ from engine import (
     Trade,
 )
 from engine._ratelimit import CreditBucket
+from engine._simserver import SimFaults, SimPeer, SimulatorServer, serve
 
 from .codec import DeribitDecoder
 from .fees import DeribitFees
@@ -67,10 +68,6 @@ from .generator import DeribitFeed
 from .instruments import VENUE
 
 __all__ = ["DEFAULT_ACCOUNTS", "DeribitSimulator", "Faults", "serve"]
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 DEFAULT_ACCOUNTS: Final = {"tradingd-sim": "sim-secret-0123456789"}
 _NOTE_PREFIX: Final = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"'
@@ -104,19 +101,7 @@ class RpcError(Exception):
         self.data = data
 
 
-@attrs.define
-class Faults:
-    """What the simulator breaks on purpose. Each count is consumed as it is used."""
-
-    stall_until: float = 0.0  # trio time: nothing is sent before it
-    gap: set[str] = attrs.field(factory=set)  # instruments whose next book change is skipped
-    reject: list[tuple[int, str]] = attrs.field(factory=list)  # the next order requests fail so
-    rate_limit: int = 0  # the next requests get too_many_requests (the session is then closed)
-    garbage: int = 0  # malformed frames to send to every session
-    drops: int = 0  # connections dropped on request
-
-    def stall(self, seconds: float) -> None:
-        self.stall_until = trio.current_time() + seconds
+Faults = SimFaults  # the switches every simulator has (engine/_simserver.py)
 
 
 @attrs.define(eq=False)
@@ -145,16 +130,12 @@ class _SimOrder:
 
 
 @attrs.define(eq=False)
-class _Session:
-    id: int
-    outbox: trio.MemorySendChannel[bytes]
+class _Session(SimPeer):
     account: _Account | None = None
     wanted: dict[str, str] = attrs.field(factory=dict)  # feed channel (100ms) -> requested name
     private: set[str] = attrs.field(factory=set)  # user.* channels
     heartbeat_s: float = 0.0
     awaiting_test: bool = False
-    close_reason: str | None = None
-    done: trio.Event = attrs.field(factory=trio.Event)
 
 
 def _channel_of(frame: bytes) -> str:
@@ -187,8 +168,12 @@ def _num(d: Decimal | float) -> float:
     return float(d)
 
 
-class DeribitSimulator:
+class DeribitSimulator(SimulatorServer["_Session"]):
     """The simulated venue (module docstring). An ASGI app; `run` steps its market."""
+
+    venue = VENUE
+    ws_paths = ("/ws/api/v2",)
+    default_reject = (10009, "not_enough_funds")
 
     def __init__(
         self,
@@ -203,10 +188,7 @@ class DeribitSimulator:
         clock: Callable[[], int] = time.time_ns,
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
-        self.clock = clock
-        self.step_s = step_s
-        self.log = log or structlog.get_logger("tradingd.simulator").bind(venue=VENUE)
-        self.faults = Faults()
+        super().__init__(step_s=step_s, outbox=outbox, clock=clock, log=log)
         self.feed = DeribitFeed.create(seed=seed, start_ns=clock())
         self.registry = InstrumentRegistry()
         self.decoder = DeribitDecoder(self.registry)  # the simulator's own books, from its feed
@@ -223,24 +205,12 @@ class DeribitSimulator:
             acct.limiter = CreditBucket(matching_burst, matching_rate)
         self.tokens: dict[str, _Account] = {}
         self.refresh_tokens: dict[str, _Account] = {}
-        self.sessions: dict[int, _Session] = {}
         self.orders: dict[str, _SimOrder] = {}  # by venue order id
         self._by_key: dict[str, _SimOrder] = {}  # by the engine order's client id
-        self._session_ids = itertools.count(1)
         self._order_keys = itertools.count(1)
         self._trade_seq = itertools.count(1)
-        self.outbox_size = outbox
         # Tests compress heartbeat time: 0.1 makes Deribit's minimum 10 s interval last 1 s.
         self.heartbeat_scale = heartbeat_scale
-        self.requests = 0
-        self.method_counts: Counter[str] = Counter()
-        self._burst: list[bytes] = []
-        self._paused = False
-        # Benchmarks: when the tickers of `probe` leave (by their timestamp) and when orders arrive
-        # (by label), on the monotonic clock every process of the machine shares.
-        self.probe: str | None = None
-        self.sent_at: dict[int, float] = {}
-        self.arrived_at: dict[str, float] = {}
 
     # -- the market ---------------------------------------------------------------------------
     def _index(self, base: str) -> float | None:
@@ -264,78 +234,40 @@ class DeribitSimulator:
                 del kept[:-100]
         return events
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Step the market in real time and publish its frames, until cancelled."""
-        task_status.started()
-        next_step = trio.current_time()
-        while True:
-            next_step += self.step_s
-            await trio.sleep_until(next_step)
-            if self._paused:
-                next_step = trio.current_time()
-                continue
-            self.step()
+    def market_step(self) -> list[bytes]:
+        return [frame for _, frame in self.feed.step()]
 
-    def step(self) -> None:
-        """One market step: its frames to the subscribers, and fills of resting client orders."""
-        now = self.clock()
-        for _, frame in self.feed.step():
-            for ev in self._track(frame):
-                out: list[PrivateEvent] = []
-                if isinstance(ev, BookUpdate):
-                    out = self.matching.on_book(ev, now)
-                elif isinstance(ev, Trade) and self.matching.has_orders(ev.instrument):
-                    out = self.matching.on_trade(ev, now)
-                if out:
-                    self._apply(out)
-            self._publish(frame)
-        if self.faults.garbage:
-            for session in list(self.sessions.values()):
-                self._send(session, b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":')
-                self._send(session, b"\x00\xffnot json at all")
-            self.faults.garbage = 0
+    def on_market_frame(self, frame: bytes, now: int) -> None:
+        """Track the frame, and fill resting client orders against the book or trade it moved."""
+        for ev in self._track(frame):
+            out: list[PrivateEvent] = []
+            if isinstance(ev, BookUpdate):
+                out = self.matching.on_book(ev, now)
+            elif isinstance(ev, Trade) and self.matching.has_orders(ev.instrument):
+                out = self.matching.on_trade(ev, now)
+            if out:
+                self._apply(out)
 
-    def _publish(self, frame: bytes) -> None:
+    def garbage_frames(self) -> list[bytes]:
+        return [b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":', b"\x00\xffnot json at all"]
+
+    def deliveries(self, frame: bytes) -> Iterable[tuple[_Session, bytes]]:
         channel = _channel_of(frame)
-        gapped = False
-        if channel.startswith("book.") and self.faults.gap:
-            inst = channel.split(".")[1]
-            if inst in self.faults.gap or "*" in self.faults.gap:
-                self.faults.gap.discard(inst)
-                self.faults.gap.discard("*")
-                gapped = True  # this change never reaches anyone: the next one breaks the chain
-        if gapped:
-            return
+        if channel.startswith("book.") and self.faults.gap and self.faults.take_gap(channel.split(".")[1]):
+            return  # this change never reaches anyone: the next one breaks the chain
         for session in list(self.sessions.values()):
             requested = session.wanted.get(channel)
             if requested is None:
                 continue
             if requested == channel:
-                self._send(session, frame)
+                yield session, frame
             else:
-                self._send(session, frame.replace(channel.encode(), requested.encode(), 1))
+                yield session, frame.replace(channel.encode(), requested.encode(), 1)
 
-    # -- sessions -----------------------------------------------------------------------------
-    def _send(self, session: _Session, frame: bytes) -> None:
-        try:
-            session.outbox.send_nowait(frame)
-        except trio.WouldBlock:
-            self._close(session, "too slow: outbox full")
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
-
-    def _close(self, session: _Session, reason: str) -> None:
-        if session.close_reason is None:
-            session.close_reason = reason
-            self.log.info("simulator.closing", session=session.id, reason=reason)
-        session.done.set()
-
-    def drop_all(self, reason: str = "dropped by the simulator") -> int:
-        """Close every WebSocket session (fault injection)."""
-        for session in list(self.sessions.values()):
-            self._close(session, reason)
-        self.faults.drops += len(self.sessions)
-        return len(self.sessions)
+    def probe_key(self, frame: bytes) -> Any:
+        if frame.startswith(_NOTE_PREFIX + b"ticker." + (self.probe or "").encode()):
+            return int(orjson.loads(frame)["params"]["data"]["timestamp"])
+        return None
 
     def _respond(self, rid: Any, result: Any = None, error: RpcError | None = None) -> bytes:
         us_out = self.clock() // 1000
@@ -347,88 +279,12 @@ class DeribitSimulator:
         body.update(usIn=us_out - 150, usOut=us_out, usDiff=150, testnet=True)
         return orjson.dumps(body)
 
-    # -- ASGI ---------------------------------------------------------------------------------
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "websocket":
-            await self._websocket(scope, receive, send)
-        elif kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+    # -- WebSocket and HTTP -----------------------------------------------------------------
+    def new_peer(self, peer_id: int, outbox: trio.MemorySendChannel[bytes], path: str) -> _Session:
+        return _Session(peer_id, outbox, path)
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("path", "").rstrip("/") != "/ws/api/v2":
-            await receive()
-            await send({"type": "websocket.close", "code": 4404})
-            return
-        await receive()  # websocket.connect
-        await send({"type": "websocket.accept"})
-        out_send, out_receive = trio.open_memory_channel[bytes](self.outbox_size)
-        session = _Session(next(self._session_ids), out_send)
-        self.sessions[session.id] = session
-        try:
-            async with trio.open_nursery() as nursery:
-                writer_done = trio.Event()
-
-                async def write() -> None:
-                    try:
-                        await self._writer(session, out_receive, send, nursery.cancel_scope)
-                    finally:
-                        writer_done.set()
-
-                nursery.start_soon(write)
-                nursery.start_soon(self._reader, session, receive)
-                nursery.start_soon(self._heartbeats, session)
-                await session.done.wait()
-                # What was already answered goes out before the close (an error, then the cut).
-                self.sessions.pop(session.id, None)
-                out_send.close()
-                with trio.move_on_after(1.0):
-                    await writer_done.wait()
-                nursery.cancel_scope.cancel()
-        finally:
-            self.sessions.pop(session.id, None)
-            out_send.close()
-        with trio.move_on_after(1, shield=True):
-            try:
-                await send(
-                    {"type": "websocket.close", "code": 1000, "reason": (session.close_reason or "")[:100]}
-                )
-            except Exception:  # the peer may be gone already: nothing left to tell it
-                self.log.debug("simulator.close_failed", session=session.id)
-
-    async def _writer(
-        self, session: _Session, outbox: trio.MemoryReceiveChannel[bytes], send: Send, scope: trio.CancelScope
-    ) -> None:
-        async for frame in outbox:
-            stall = self.faults.stall_until - trio.current_time()
-            if stall > 0:
-                await trio.sleep(stall)
-            try:
-                await send({"type": "websocket.send", "text": frame.decode("utf-8", "replace")})
-            except Exception:  # the client went away
-                self._close(session, "send failed")
-                return
-            if self.probe is not None and frame.startswith(
-                b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.' + self.probe.encode()
-            ):
-                self.sent_at[int(orjson.loads(frame)["params"]["data"]["timestamp"])] = time.perf_counter()
-
-    async def _reader(self, session: _Session, receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                self._close(session, "client closed")
-                return
-            text = message.get("text") or (message.get("bytes") or b"").decode("utf-8", "replace")
-            await self._on_ws_message(session, text)
+    def peer_tasks(self, peer: _Session) -> list[Callable[[], Awaitable[None]]]:
+        return [partial(self._heartbeats, peer)]
 
     async def _heartbeats(self, session: _Session) -> None:
         while True:
@@ -439,12 +295,12 @@ class DeribitSimulator:
             if trio.current_time() < self.faults.stall_until:
                 continue
             if session.awaiting_test:
-                self._close(session, "heartbeat: no public/test answer to test_request")
+                self.close(session, "heartbeat: no public/test answer to test_request")
                 return
             session.awaiting_test = True
-            self._send(session, b'{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}')
+            self.send(session, b'{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}')
 
-    async def _on_ws_message(self, session: _Session, text: str) -> None:
+    async def on_text(self, session: _Session, text: str) -> None:
         try:
             msg = orjson.loads(text)
             rid = msg.get("id")
@@ -453,85 +309,45 @@ class DeribitSimulator:
             if not isinstance(method, str) or not isinstance(params, dict):
                 raise TypeError
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-            self._send(session, self._respond(None, error=RpcError(11050, "bad_request")))
+            self.send(session, self._respond(None, error=RpcError(11050, "bad_request")))
             return
         after: list[bytes] = []
         try:
             result = self.call(method, params, session=session, after=after)
         except RpcError as exc:
-            self._send(session, self._respond(rid, error=exc))
+            self.send(session, self._respond(rid, error=exc))
             if exc.code == 10028:
-                self._close(session, "too_many_requests")  # Deribit ends the session (§1.10)
+                self.close(session, "too_many_requests")  # Deribit ends the session (§1.10)
             return
-        self._send(session, self._respond(rid, result))
+        self.send(session, self._respond(rid, result))
         for frame in after:
-            self._send(session, frame)
+            self.send(session, frame)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        path: str = scope.get("path", "")
-        status = 200
-        if path == "/_sim/faults" and scope["method"] == "POST":
-            result: Any = self.apply_faults(orjson.loads(body or b"{}"))
-            payload = orjson.dumps({"ok": True, "applied": result})
-        elif path == "/_sim/state":
-            payload = orjson.dumps(self.state())
-        elif path == "/_sim/latency":
-            if scope["method"] == "POST":
-                self.probe = str(orjson.loads(body or b"{}").get("probe")) or None
-            payload = orjson.dumps(
-                {"sent_at": self.sent_at, "arrived_at": self.arrived_at}, option=orjson.OPT_NON_STR_KEYS
-            )
-        elif path == "/_sim/burst" and scope["method"] == "POST":
-            spec = orjson.loads(body or b"{}")
-            if "prepare" in spec:
-                payload = orjson.dumps({"frames": self.prepare_burst(int(spec["prepare"]))})
-            elif spec.get("resume"):
-                self.resume()
-                payload = orjson.dumps({"resumed": True})
-            else:
-                payload = orjson.dumps({"sent": await self.burst()})
-        elif path.startswith("/api/v2/"):
-            method = path[len("/api/v2/") :]
-            rid: Any = None
-            if scope["method"] == "POST" and body:
-                try:
-                    msg = orjson.loads(body)
-                    rid = msg.get("id")
-                    params = msg.get("params") or {}
-                    method = msg.get("method") or method
-                except (orjson.JSONDecodeError, AttributeError):
-                    params = {}
-            else:
-                query = scope.get("query_string", b"").decode()
-                params = _coerce(dict(parse_qsl(query, keep_blank_values=True)))
-            headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
-            uri = path + (f"?{scope['query_string'].decode()}" if scope.get("query_string") else "")
+    async def handle_http(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes] | None:
+        """`/api/v2/<method>`: GET with query parameters, or POST with a JSON-RPC body."""
+        if not path.startswith("/api/v2/"):
+            return None
+        rpc_method = path[len("/api/v2/") :]
+        rid: Any = None
+        if method == "POST" and body:
             try:
-                account = self._http_account(
-                    headers.get("authorization"), scope["method"], uri, body.decode()
-                )
-                result = self.call(method, _coerce(params), account=account)
-                payload = self._respond(rid, result)
-            except RpcError as exc:
-                status = 400
-                payload = self._respond(rid, error=exc)
+                msg = orjson.loads(body)
+                rid = msg.get("id")
+                params = msg.get("params") or {}
+                rpc_method = msg.get("method") or rpc_method
+            except (orjson.JSONDecodeError, AttributeError):
+                params = {}
         else:
-            status = 404
-            payload = orjson.dumps({"error": "not found"})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+            params = _coerce(dict(parse_qsl(query, keep_blank_values=True)))
+        uri = path + (f"?{query}" if query else "")
+        try:
+            account = self._http_account(headers.get("authorization"), method, uri, body.decode())
+            result = self.call(rpc_method, _coerce(params), account=account)
+            return 200, self._respond(rid, result)
+        except RpcError as exc:
+            return 400, self._respond(rid, error=exc)
 
     def _http_account(self, auth: str | None, method: str, uri: str, body: str) -> _Account | None:
         """§1.3 HTTP auth: Bearer token, Basic id:secret, or deri-hmac-sha256 (checked)."""
@@ -569,73 +385,6 @@ class DeribitSimulator:
         raise RpcError(13009, "unauthorized", {"reason": f"unknown scheme {scheme}"})
 
     # -- faults and state ---------------------------------------------------------------------
-    def apply_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Switch faults on from a JSON object (see the module docstring)."""
-        applied: dict[str, Any] = {}
-        if spec.get("drop"):
-            applied["dropped"] = self.drop_all()
-        if spec.get("stall_s"):
-            self.faults.stall(float(spec["stall_s"]))
-            applied["stall_s"] = float(spec["stall_s"])
-        if spec.get("gap"):
-            self.faults.gap.add(str(spec["gap"]))
-            applied["gap"] = spec["gap"]
-        if spec.get("reject"):
-            r = spec["reject"]
-            for _ in range(int(r.get("count", 1))):
-                self.faults.reject.append(
-                    (int(r.get("code", 10009)), str(r.get("message", "not_enough_funds")))
-                )
-            applied["reject"] = len(self.faults.reject)
-        if spec.get("rate_limit"):
-            self.faults.rate_limit += int(spec["rate_limit"])
-            applied["rate_limit"] = self.faults.rate_limit
-        if spec.get("garbage"):
-            self.faults.garbage += int(spec["garbage"])
-            applied["garbage"] = self.faults.garbage
-        return applied
-
-    def prepare_burst(self, steps: int) -> int:
-        """For throughput benchmarks: generate `steps` market steps ahead (the market runs ahead
-        of the clock; the real-time loop pauses until `burst` has sent them). Returns frames."""
-        self._burst = [frame for _ in range(steps) for _, frame in self.feed.step()]
-        self._paused = True
-        return len(self._burst)
-
-    async def burst(self) -> int:
-        """Send the prepared frames to their subscribers as fast as they are taken (waiting on
-        each session's outbox rather than dropping a slow client). The real-time market stays
-        paused until `resume` (so a benchmark sees where the burst ends)."""
-        frames, self._burst = self._burst, []
-        sent = 0
-        for i, frame in enumerate(frames):
-            self._track(frame)
-            channel = _channel_of(frame)
-            for session in list(self.sessions.values()):
-                requested = session.wanted.get(channel)
-                if requested is not None:
-                    out = (
-                        frame
-                        if requested == channel
-                        else frame.replace(channel.encode(), requested.encode(), 1)
-                    )
-                    try:
-                        await session.outbox.send(out)
-                        sent += 1
-                    except (trio.ClosedResourceError, trio.BrokenResourceError):
-                        continue
-            if i % 256 == 0:
-                await trio.lowlevel.checkpoint()
-        return sent
-
-    def resume(self) -> None:
-        """Back to real time after a burst."""
-        self._paused = False
-
-    def requests_for(self, method: str) -> int:
-        """How many requests of `method` arrived (answered or refused)."""
-        return self.method_counts[method]
-
     def state(self) -> dict[str, Any]:
         return {
             "sessions": [
@@ -665,8 +414,7 @@ class DeribitSimulator:
         self.method_counts[method] += 1
         if self.probe is not None and method in ("private/buy", "private/sell") and "label" in params:
             self.arrived_at[str(params["label"])] = time.perf_counter()
-        if self.faults.rate_limit > 0:
-            self.faults.rate_limit -= 1
+        if self.faults.take_rate_limit():
             raise RpcError(10028, "too_many_requests")
         if session is not None:
             account = session.account
@@ -1000,7 +748,7 @@ class DeribitSimulator:
                     payload = data if (what == "trades" or interval == "raw") else [data]
                     if what == "trades" and not isinstance(payload, list):
                         payload = [payload]
-                    self._send(
+                    self.send(
                         session,
                         orjson.dumps(
                             {
@@ -1013,9 +761,9 @@ class DeribitSimulator:
 
     def _new_order(self, side: str, p: dict[str, Any], account: _Account | None) -> Any:
         assert account is not None
-        if self.faults.reject:
-            code, message = self.faults.reject.pop(0)
-            raise RpcError(code, message)
+        refusal = self.faults.take_reject()
+        if refusal is not None:
+            raise RpcError(int(refusal[0]), refusal[1])
         inst_name = self._require_instrument(p.get("instrument_name"))
         inst = self.registry.get(VENUE, inst_name)
         assert inst is not None
@@ -1278,26 +1026,3 @@ _METHODS: Final[dict[str, Callable[..., Any]]] = {
     "private/get_account_summaries": DeribitSimulator._account_summaries,
     "private/get_positions": DeribitSimulator._positions,
 }
-
-
-async def serve(
-    simulator: DeribitSimulator,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve `simulator` with hypercorn on trio (and step its market) until cancelled.
-    `task_status` gets the bound addresses (port 0 picks a free port)."""
-    from hypercorn.config import Config
-    from hypercorn.trio import serve as hypercorn_serve
-
-    config = Config()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = None
-    config.websocket_ping_interval = None
-    async with trio.open_nursery() as nursery:
-        await nursery.start(simulator.run)
-        binds = await nursery.start(hypercorn_serve, simulator, config)
-        task_status.started(binds)
