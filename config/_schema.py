@@ -41,15 +41,23 @@ class InstrumentLimitsConfig:
     max_position: Decimal | None = None
 
 
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name}: expected a positive number, got {value}")
+
+
 @attrs.frozen
 class LimitsConfig:
-    """`[risk]` (every strategy) or `[strategies.risk]` (one strategy); `instruments` overrides
-    per instrument name. Sizes are in the instrument's own unit (USD for inverse perpetuals,
-    coins for options); omitted limits do not apply."""
+    """`[risk]` (all strategies together) or `[strategies.risk]` (one strategy); `instruments`
+    overrides the per-order limits per instrument name. Sizes are in the instrument's own unit
+    (USD for inverse perpetuals, coins for options); omitted limits do not apply."""
 
-    max_order_size: Decimal | None = None
-    max_order_notional_usd: float | None = None
-    max_position: Decimal | None = None
+    max_order_size: Decimal | None = attrs.field(default=None, validator=_positive)
+    max_order_notional_usd: float | None = attrs.field(default=None, validator=_positive)
+    max_position: Decimal | None = attrs.field(default=None, validator=_positive)
+    max_open_orders: int | None = attrs.field(default=None, validator=_positive)
+    max_orders_per_minute: int | None = attrs.field(default=None, validator=_positive)
+    max_daily_loss_usd: float | None = attrs.field(default=None, validator=_positive)
     instruments: dict[str, InstrumentLimitsConfig] = attrs.field(factory=dict)
 
 

@@ -195,7 +195,7 @@ class _Context(BaseContext):
             raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
         new_price = None if price is None else Decimal(str(price))
         new_size = None if size is None else Decimal(str(size))
-        self.flow.check_edit(order, new_price, new_size)  # may raise, at once
+        self.flow.check_edit(order, new_price, new_size, now_ns=self._kernel.now)  # may raise, at once
         result: OrderUpdate = await _Wait("edit", (order, new_price, new_size))
         return result
 

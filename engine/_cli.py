@@ -39,6 +39,9 @@ def _limits(cfg: Any) -> Any:
             max_order_size=c.max_order_size,
             max_order_notional_usd=c.max_order_notional_usd,
             max_position=c.max_position,
+            max_open_orders=getattr(c, "max_open_orders", None),
+            max_orders_per_minute=getattr(c, "max_orders_per_minute", None),
+            max_daily_loss_usd=getattr(c, "max_daily_loss_usd", None),
         )
 
     return RiskLimits(default=one(cfg), instruments={k: one(v) for k, v in cfg.instruments.items()})

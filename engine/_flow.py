@@ -46,6 +46,7 @@ class OrderFlow:
             self.position,
             engine_limits=engine_limits,
             strategy_limits=strategy_limits,
+            equity_of=self.equity,
         )
         self.log = log or structlog.get_logger("tradingd.orders")
         self.orders_sent: dict[str, int] = {}
@@ -59,6 +60,13 @@ class OrderFlow:
             ledger = self.ledgers[strategy] = Ledger(strategy, self.market)
         return ledger
 
+    def equity(self, strategy: str | None = None) -> float:
+        """USD equity (realized + unrealized - fees) of a strategy, or of all of them."""
+        if strategy is not None:
+            ledger = self.ledgers.get(strategy)
+            return 0.0 if ledger is None else ledger.equity_usd()
+        return sum(ledger.equity_usd() for ledger in self.ledgers.values())
+
     def position(self, strategy: str, venue: str, instrument: str) -> Decimal:
         ledger = self.ledgers.get(strategy)
         return Decimal(0) if ledger is None else ledger.position(venue, instrument)
@@ -68,7 +76,7 @@ class OrderFlow:
         """Run the pre-trade checks and start tracking the order. Raises `OrderRejected`
         (logged and counted) when a check refuses it; nothing is tracked then."""
         try:
-            self.risk.check(request)
+            self.risk.check(request, now_ns=now_ns)
             order = self.tracker.add(request, now_ns=now_ns)
         except OrderRejected as exc:
             self.rejected[request.strategy] = self.rejected.get(request.strategy, 0) + 1
@@ -129,7 +137,7 @@ class OrderFlow:
             error=str(exc),
         )
 
-    def check_edit(self, order: Order, price: Decimal | None, size: Decimal | None) -> None:
+    def check_edit(self, order: Order, price: Decimal | None, size: Decimal | None, *, now_ns: int) -> None:
         """Run the pre-trade checks on an order as it would be after an edit (new price and/or
         size). Raises `OrderRejected` (logged and counted) when a check refuses it."""
         if order.state.is_final:
@@ -148,7 +156,9 @@ class OrderFlow:
         edited = attrs.evolve(order.request, price=order.price if price is None else price, size=new_size)
         try:
             # The order's own remaining size is replaced by its new one, not added to it.
-            self.risk.check(edited, replaces=order.remaining, adds=new_size - order.filled_size)
+            self.risk.check(
+                edited, now_ns=now_ns, replaces=order.remaining, adds=new_size - order.filled_size
+            )
         except OrderRejected as exc:
             self.rejected[order.strategy] = self.rejected.get(order.strategy, 0) + 1
             self.log.warning(

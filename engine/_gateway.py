@@ -236,7 +236,7 @@ class ExecutionGateway:
             )
             return
         try:
-            self.flow.check_edit(order, req.price, req.size)
+            self.flow.check_edit(order, req.price, req.size, now_ns=self.clock())
             events = await self.client.edit(order, price=req.price, size=req.size)
         except OrderRejected as exc:
             reply.fail(exc)

@@ -325,6 +325,9 @@ class OrderTracker:
     def __init__(self) -> None:
         self._by_client: dict[str, Order] = {}
         self._by_venue_id: dict[tuple[str, str], Order] = {}
+        # Orders not known final yet: a superset of the live ones, pruned as they are listed
+        # (an order never leaves a final state), so listing stays cheap in a long session.
+        self._maybe_live: dict[str, Order] = {}
         self.stats = TrackerStats()
 
     def add(self, request: OrderRequest, *, now_ns: int) -> Order:
@@ -341,6 +344,7 @@ class OrderTracker:
             )
         order = Order(request, now_ns=now_ns)
         self._by_client[request.client_order_id] = order
+        self._maybe_live[request.client_order_id] = order
         return order
 
     def set_order_id(self, order: Order, order_id: str) -> None:
@@ -365,11 +369,12 @@ class OrderTracker:
         return iter(self._by_client.values())
 
     def open_orders(self, strategy: str | None = None) -> list[Order]:
-        return [
-            o
-            for o in self._by_client.values()
-            if o.state.is_live and (strategy is None or o.request.strategy == strategy)
-        ]
+        """The orders still working (not final), oldest first; all strategies' for None."""
+        live = self._maybe_live
+        done = [cid for cid, o in live.items() if not o.state.is_live]
+        for cid in done:
+            del live[cid]
+        return [o for o in live.values() if strategy is None or o.request.strategy == strategy]
 
     def _locate(self, venue: str, order_id: str | None, client_order_id: str | None) -> Order | None:
         order = self.find(venue, order_id=order_id, client_order_id=client_order_id)

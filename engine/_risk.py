@@ -1,14 +1,25 @@
 """Pre-trade checks: every order passes them before anything is signed or sent.
 
-In order: the instrument is known and active; price and size fit its tick size and minimum size;
-then each applicable set of limits (the engine-wide `[risk]` table, then the strategy's own, each
-with per-instrument overrides): order size, order notional in USD, and the position the strategy
-would reach if this order and all its working orders on the same side filled. A refusal raises
-`OrderRejected` whose reason names the check and the numbers.
+In order: the kill switch (engaged: everything is refused until it is cleared); the instrument is
+known and active; price and size fit its tick size and minimum size; then each applicable set of
+limits (the engine-wide `[risk]` table over all strategies together, then the strategy's own,
+each with per-instrument overrides for the per-order limits):
+
+- `max_order_size`, `max_order_notional_usd`: the order itself;
+- `max_position`: the position the strategy would reach if this order and all its working
+  orders on the same side filled (an order that reduces the position always passes);
+- `max_open_orders`: working orders at once (new orders only; an edit adds none);
+- `max_orders_per_minute`: new orders and edits in any 60 s window (the venues' matching
+  engines count both);
+- `max_daily_loss_usd`: once today's PnL (UTC day, realized + unrealized - fees, against the
+  equity when the day began) is below minus this, only orders that reduce a position pass.
+
+A refusal raises `OrderRejected` whose reason names the check, the scope and the numbers.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
@@ -23,6 +34,10 @@ from ._orders import OrderRequest, OrderTracker
 __all__ = ["Limits", "RiskChecker", "RiskLimits"]
 
 
+_DAY_NS = 86_400 * 1_000_000_000
+_MINUTE_NS = 60 * 1_000_000_000
+
+
 @attrs.frozen
 class Limits:
     """One set of limits; None means "no limit"."""
@@ -30,17 +45,16 @@ class Limits:
     max_order_size: Decimal | None = None
     max_order_notional_usd: float | None = None
     max_position: Decimal | None = None
+    max_open_orders: int | None = None
+    max_orders_per_minute: int | None = None
+    max_daily_loss_usd: float | None = None
 
     def overridden_by(self, other: Limits) -> Limits:
-        return Limits(
-            max_order_size=other.max_order_size if other.max_order_size is not None else self.max_order_size,
-            max_order_notional_usd=(
-                other.max_order_notional_usd
-                if other.max_order_notional_usd is not None
-                else self.max_order_notional_usd
-            ),
-            max_position=other.max_position if other.max_position is not None else self.max_position,
-        )
+        """These limits with every limit `other` sets taking precedence."""
+        changes = {
+            f.name: getattr(other, f.name) for f in attrs.fields(Limits) if getattr(other, f.name) is not None
+        }
+        return attrs.evolve(self, **changes)
 
 
 @attrs.frozen
@@ -67,38 +81,142 @@ class RiskChecker:
         *,
         engine_limits: RiskLimits | None = None,
         strategy_limits: Mapping[str, RiskLimits] | None = None,
+        equity_of: Callable[[str | None], float] | None = None,
     ) -> None:
         self.registry = registry
         self.market = market
         self.tracker = tracker
         self.position_of = position_of  # (strategy, venue, instrument) -> net position
+        # USD equity (realized + unrealized - fees) of a strategy, or of all of them for None.
+        self.equity_of = equity_of
         self.engine_limits = engine_limits or RiskLimits()
         self.strategy_limits = dict(strategy_limits or {})
         self.rejections = 0
+        self.halted: str | None = None  # the kill switch's reason, while it is engaged
+        self._sent: dict[str | None, deque[int]] = {}  # order messages' times, by scope
+        self._day = -1
+        self.day_start_equity: dict[str | None, float] = {}  # by scope, at the UTC day's start
+
+    # -- the kill switch ----------------------------------------------------------------------
+    def halt(self, reason: str) -> None:
+        """Engage the kill switch: every order is refused until `resume`."""
+        self.halted = reason or "kill switch"
+
+    def resume(self) -> None:
+        self.halted = None
+
+    # -- the day ------------------------------------------------------------------------------
+    def roll_day(self, now_ns: int) -> bool:
+        """Start a new UTC day when `now_ns` is in one: today's PnL counts from the equity now.
+        Called on every check, and by the daemon every second so no loss escapes the count."""
+        day = now_ns // _DAY_NS
+        if day == self._day:
+            return False
+        self._day = day
+        self.day_start_equity.clear()
+        if self.equity_of is not None:
+            self.day_start_equity[None] = self.equity_of(None)
+            for name in self.strategy_limits:
+                self.day_start_equity[name] = self.equity_of(name)
+        return True
+
+    def restore_day(self, day_start_ns: int, equities: Mapping[str | None, float]) -> None:
+        """Today's starting equities as saved before a restart (the order journal)."""
+        self._day = day_start_ns // _DAY_NS
+        self.day_start_equity = dict(equities)
+
+    def today_pnl(self, scope: str | None) -> float | None:
+        if self.equity_of is None:
+            return None
+        start = self.day_start_equity.get(scope)
+        if start is None:
+            start = self.day_start_equity[scope] = self.equity_of(scope)
+        return self.equity_of(scope) - start
 
     def check(
-        self, req: OrderRequest, *, replaces: Decimal = Decimal(0), adds: Decimal | None = None
+        self,
+        req: OrderRequest,
+        *,
+        now_ns: int,
+        replaces: Decimal = Decimal(0),
+        adds: Decimal | None = None,
     ) -> Instrument:
-        """Return the order's instrument, or raise `OrderRejected` with the reason.
+        """Return the order's instrument, or raise `OrderRejected` with the reason. On success
+        the order (or edit) counts toward the order-rate limits.
 
         For an edit, `replaces` is the order's remaining size now (already among the working
-        orders) and `adds` its remaining size after the edit; for a new order, `adds` is its size."""
+        orders) and `adds` its remaining size after the edit; for a new order, `adds` is None."""
         try:
+            if self.halted is not None:
+                raise self._reject(req, f"kill switch engaged: {self.halted}")
             inst = self.registry.require(req.venue, req.instrument, client_order_id=req.client_order_id)
             inst.check_order(req.price, req.size, client_order_id=req.client_order_id)
+            self.roll_day(now_ns)
+            is_new = adds is None
             new = req.size if adds is None else adds
-            self._check_limits(
-                req, inst, self.engine_limits.for_instrument(req.instrument), "engine", replaces, new
-            )
+            scopes: list[tuple[str | None, Limits, str]] = [
+                (None, self.engine_limits.for_instrument(req.instrument), "engine")
+            ]
             own = self.strategy_limits.get(req.strategy)
             if own is not None:
-                self._check_limits(
-                    req, inst, own.for_instrument(req.instrument), f"strategy {req.strategy}", replaces, new
-                )
+                scopes.append((req.strategy, own.for_instrument(req.instrument), f"strategy {req.strategy}"))
+            for scope, limits, label in scopes:
+                self._check_limits(req, inst, limits, label, replaces, new)
+                self._check_scope(req, limits, scope, label, now_ns=now_ns, is_new=is_new)
         except OrderRejected:
             self.rejections += 1
             raise
+        for scope in (None, req.strategy):
+            self._sent.setdefault(scope, deque()).append(now_ns)
         return inst
+
+    def _check_scope(
+        self, req: OrderRequest, limits: Limits, scope: str | None, label: str, *, now_ns: int, is_new: bool
+    ) -> None:
+        """The limits on a whole scope (every strategy, or one): open orders, rate, daily loss."""
+        if is_new and limits.max_open_orders is not None:
+            n = len(self.tracker.open_orders(scope))
+            if n >= limits.max_open_orders:
+                raise self._reject(
+                    req, f"max_open_orders ({label}): {n} working, at most {limits.max_open_orders}"
+                )
+        if limits.max_orders_per_minute is not None:
+            sent = self._sent.setdefault(scope, deque())
+            while sent and sent[0] <= now_ns - _MINUTE_NS:
+                sent.popleft()
+            if len(sent) >= limits.max_orders_per_minute:
+                raise self._reject(
+                    req,
+                    f"max_orders_per_minute ({label}): {len(sent)} in the last 60 s, "
+                    f"at most {limits.max_orders_per_minute}",
+                )
+        if limits.max_daily_loss_usd is not None:
+            pnl = self.today_pnl(scope)
+            if pnl is not None and pnl < -limits.max_daily_loss_usd and not self._reduces(req, scope):
+                raise self._reject(
+                    req,
+                    f"max_daily_loss_usd ({label}): today's PnL {pnl:.2f} USD is beyond "
+                    f"-{limits.max_daily_loss_usd:.2f}; only orders that reduce a position pass",
+                )
+
+    def _reduces(self, req: OrderRequest, scope: str | None) -> bool:
+        """Whether the order only reduces the strategy's position (and working orders on the
+        same side do not already use that room)."""
+        pos = self.position_of(req.strategy, req.venue, req.instrument)
+        sign = 1 if req.side is Side.BUY else -1
+        if pos == 0 or (pos > 0) == (sign > 0):
+            return False
+        working = sum(
+            (
+                o.remaining
+                for o in self.tracker.open_orders(req.strategy)
+                if o.request.instrument == req.instrument
+                and o.request.venue == req.venue
+                and o.request.side is req.side
+            ),
+            Decimal(0),
+        )
+        return working + req.size <= abs(pos)
 
     def _reject(self, req: OrderRequest, reason: str) -> OrderRejected:
         return OrderRejected(

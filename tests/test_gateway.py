@@ -21,6 +21,7 @@ from engine import (
     Order,
     OrderFlow,
     OrderRejected,
+    OrderRequest,
     OrderState,
     OrderUpdate,
     PrivateEvent,
@@ -392,3 +393,51 @@ async def test_an_order_id_known_before_sending_matches_a_report_that_outruns_th
     assert update.order_id == "0xhash-s-bt-1" and update.status is OrderState.FILLED
     assert flow.unmatched_fills == 0
     assert any(isinstance(e, Fill) and e.strategy == "s" for e in delivered)
+
+
+_S = 1_000_000_000
+
+
+def _perp(cid: str, side: str = "buy", size: str = "10") -> OrderRequest:
+    return request(side, size, "90000", instrument=PERP.symbol, cid=cid)
+
+
+def test_open_orders_rate_and_kill_switch_limits_refuse_with_reasons() -> None:
+    flow, _ = make_flow(max_open_orders=2, max_orders_per_minute=3)
+    flow.accept(_perp("a"), now_ns=1 * _S)
+    flow.accept(_perp("b"), now_ns=2 * _S)
+    with pytest.raises(OrderRejected, match=r"max_open_orders \(strategy s\): 2 working, at most 2"):
+        flow.accept(_perp("c"), now_ns=3 * _S)
+    order_a = flow.tracker.get("a")
+    assert order_a is not None
+    order_a.transition(OrderState.CANCELLED, now_ns=3 * _S)
+    flow.accept(_perp("d"), now_ns=4 * _S)  # room again; the third order this minute
+    flow.tracker.get("b").transition(OrderState.CANCELLED, now_ns=5 * _S)  # type: ignore[union-attr]
+    with pytest.raises(OrderRejected, match=r"max_orders_per_minute \(strategy s\): 3 in the last 60 s"):
+        flow.accept(_perp("e"), now_ns=30 * _S)
+    flow.accept(_perp("f"), now_ns=61 * _S + 1)  # the first left the window
+    flow.risk.halt("operator: tradingd kill")
+    with pytest.raises(OrderRejected, match="kill switch engaged: operator"):
+        flow.accept(_perp("g"), now_ns=200 * _S)
+    flow.risk.resume()
+    flow.tracker.get("d").transition(OrderState.CANCELLED, now_ns=201 * _S)  # type: ignore[union-attr]
+    flow.accept(_perp("h"), now_ns=202 * _S)
+    assert flow.risk.rejections == 3
+
+
+def test_daily_loss_allows_only_reducing_orders_until_the_day_rolls() -> None:
+    flow, _ = make_flow(max_daily_loss_usd=5.0)
+    day = 86_400 * _S
+    t0 = 20_000 * day + 3_600 * _S
+    order = flow.accept(_perp("open", size="1000"), now_ns=t0)
+    flow.tracker.set_order_id(order, "x")
+    flow.on_fill(_fill("T1", "1000", oid="x"))
+    assert flow.position("s", "deribit", PERP.symbol) == Decimal(1000)
+    flow.market.on_ticker(ticker(PERP.symbol, index=85_000.0, mark=85_000.0))  # about -59 USD
+    assert flow.equity("s") < -5.0
+    with pytest.raises(OrderRejected, match=r"max_daily_loss_usd \(strategy s\): today's PnL -"):
+        flow.accept(_perp("more", size="10"), now_ns=t0 + _S)
+    flow.accept(_perp("reduce", side="sell", size="500"), now_ns=t0 + 2 * _S)  # reduces: passes
+    with pytest.raises(OrderRejected, match="max_daily_loss_usd"):
+        flow.accept(_perp("flip", side="sell", size="600"), now_ns=t0 + 3 * _S)  # 500 + 600 > 1000
+    flow.accept(_perp("next-day", size="10"), now_ns=t0 + day)  # a new day counts from here
