@@ -4,15 +4,18 @@ sees the same sequence of events, with the same checks, in both modes."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from typing import Any
 
 import attrs
 import structlog
 
 from ._errors import OrderRejected, VenueError
 from ._events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
-from ._instruments import InstrumentRegistry
+from ._instruments import Instrument, InstrumentRegistry
+from ._journal import OrderJournal
 from ._market import MarketState
 from ._orders import Order, OrderRequest, OrderTracker
 from ._portfolio import Ledger
@@ -33,8 +36,11 @@ class OrderFlow:
         engine_limits: RiskLimits | None = None,
         strategy_limits: Mapping[str, RiskLimits] | None = None,
         log: structlog.typing.FilteringBoundLogger | None = None,
+        journal: OrderJournal | None = None,
     ) -> None:
         self.registry = registry
+        self.journal = journal  # every order step written before it is acted on (live mode)
+        self.journal_failures = 0
         self.market = market
         self.deliver = deliver
         self.tracker = OrderTracker()
@@ -53,6 +59,52 @@ class OrderFlow:
         self.rejected: dict[str, int] = {}
         self.unmatched_fills = 0
         self.unmatched_reports = 0  # venue reports (not fills or states) about orders not ours
+
+    def restore(
+        self, journal: OrderJournal, *, now_ns: int, window_ns: int = 7 * 86_400 * 10**9
+    ) -> dict[str, int]:
+        """Rebuild from the journal after a restart: the instruments it knows, every order that
+        was not final (and those final within `window_ns`, whose fills must not be booked twice),
+        and every strategy's positions, fees and PnL from its ledger, in order. The journal is
+        then the flow's journal. Returns counts (orders, live orders, ledger entries)."""
+        for known in journal.instruments():
+            if known.key not in self.registry:
+                self.registry.add(known)
+        live = 0
+        restored = journal.orders(final_since_ns=now_ns - window_ns)
+        for r in restored:
+            if self.tracker.get(r.request.client_order_id) is not None:
+                continue
+            self.tracker.restore(
+                r.request,
+                order_id=r.order_id,
+                state=r.state,
+                price=r.price,
+                size=r.size,
+                filled_size=r.filled_size,
+                avg_fill_price=r.avg_fill_price,
+                reason=r.reason,
+                created_ns=r.created_ns,
+                updated_ns=r.updated_ns,
+                fills=r.fills,
+            )
+            live += r.state.is_live
+        entries = 0
+        for entry in journal.ledger():
+            inst = self.registry.get(entry.venue, entry.instrument)
+            if inst is None:
+                self.log.error("journal.unknown_instrument", venue=entry.venue, instrument=entry.instrument)
+                continue
+            ledger = self.ledger(entry.strategy)
+            if isinstance(entry.event, Fill):
+                ledger.on_fill(entry.event, inst, entry.rates)
+            elif isinstance(entry.event, FillReversal):
+                ledger.reverse(entry.event, inst, entry.rates)
+            else:
+                ledger.settle(inst, float(entry.price), entry.rates)
+            entries += 1
+        self.journal = journal
+        return {"orders": len(restored), "live": live, "ledger": entries}
 
     def ledger(self, strategy: str) -> Ledger:
         ledger = self.ledgers.get(strategy)
@@ -76,8 +128,10 @@ class OrderFlow:
         """Run the pre-trade checks and start tracking the order. Raises `OrderRejected`
         (logged and counted) when a check refuses it; nothing is tracked then."""
         try:
-            self.risk.check(request, now_ns=now_ns)
+            inst = self.risk.check(request, now_ns=now_ns)
             order = self.tracker.add(request, now_ns=now_ns)
+            if self.journal is not None:
+                self._journal_request(order, inst)
         except OrderRejected as exc:
             self.rejected[request.strategy] = self.rejected.get(request.strategy, 0) + 1
             self.log.warning(
@@ -104,12 +158,47 @@ class OrderFlow:
         )
         return order
 
+    def _journal_request(self, order: Order, inst: Instrument) -> None:
+        """Journal a new order; if that fails, the order is not sent (it is refused)."""
+        assert self.journal is not None
+        try:
+            self.journal.request(order, inst)
+        except sqlite3.Error as exc:
+            self.journal_failures += 1
+            order.transition(OrderState.REJECTED, now_ns=order.created_ns, reason="journal_failed")
+            self.log.critical("journal.write_failed", client_order_id=order.client_order_id, error=str(exc))
+            raise OrderRejected(
+                f"not sent: the order journal could not record it ({exc})",
+                venue=order.request.venue,
+                instrument=order.request.instrument,
+                client_order_id=order.client_order_id,
+            ) from exc
+
+    def _journal(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """A journal write on the incoming path: a failure is logged loudly and counted, and the
+        daemon goes on (the venue's report is still applied in memory; new orders, which need
+        the journal, are refused)."""
+        if self.journal is None:
+            return None
+        try:
+            return getattr(self.journal, method)(*args, **kwargs)
+        except sqlite3.Error as exc:
+            self.journal_failures += 1
+            self.log.critical("journal.write_failed", step=method, error=str(exc))
+            return None
+
+    def assign_order_id(self, order: Order, order_id: str) -> None:
+        """The venue's id for an order, known before sending (the gateway's `prepare`)."""
+        self.tracker.set_order_id(order, order_id)
+        self._journal("state", order, "order_id")
+
     def venue_rejected(self, order: Order, exc: OrderRejected, *, now_ns: int) -> OrderUpdate:
         """The venue refused a new order: it is final, and the strategy hears of it."""
         self.rejected[order.strategy] = self.rejected.get(order.strategy, 0) + 1
         reason = exc.venue_message or exc.reason
         if order.can_transition(OrderState.REJECTED):
             order.transition(OrderState.REJECTED, now_ns=now_ns, reason=reason)
+        self._journal("state", order, "rejected", code=exc.code)
         self.log.warning(
             "order.rejected",
             strategy=order.strategy,
@@ -127,6 +216,9 @@ class OrderFlow:
         """A request's outcome is unknown (timeout, connection lost after sending). The order
         stays tracked as it is; it is never re-sent: the venue's reports or a reconciliation
         settle it."""
+        self._journal(
+            "note", "outcome_unknown", order.client_order_id, error=str(exc), state=order.state.value
+        )
         self.log.error(
             "order.outcome_unknown",
             strategy=order.strategy,
@@ -172,12 +264,14 @@ class OrderFlow:
     def cancel_requested(self, order: Order, *, now_ns: int) -> None:
         if order.state.is_live and order.state is not OrderState.PENDING_CANCEL:
             order.transition(OrderState.PENDING_CANCEL, now_ns=now_ns)
+        self._journal("state", order, "cancel_request")
 
     def cancel_refused(self, order: Order, exc: OrderRejected, *, now_ns: int) -> None:
         """The venue refused a cancel: the order goes back to what it was (if still pending)."""
         if order.state is OrderState.PENDING_CANCEL:
             back = OrderState.PARTIALLY_FILLED if order.filled_size > 0 else OrderState.OPEN
             order.transition(back, now_ns=now_ns)
+        self._journal("state", order, "cancel_refused", code=exc.code)
         self.log.warning(
             "order.cancel_refused",
             strategy=order.strategy,
@@ -207,9 +301,10 @@ class OrderFlow:
         order.filled_size = update.filled_size
         if update.status is not OrderState.PENDING_NEW and order.can_transition(update.status):
             order.transition(update.status, now_ns=update.ts_local)
+        self._journal("adopt", order, self.registry.get(update.venue, update.instrument))
         return order
 
-    def settle(self, venue: str, symbol: str, price: float) -> dict[str, float]:
+    def settle(self, venue: str, symbol: str, price: float, *, now_ns: int = 0) -> dict[str, float]:
         """An instrument settled (an option's expiry, a prediction market's resolution): every
         strategy's position in it is closed at `price`. Returns the USD realized, by strategy."""
         inst = self.registry.get(venue, symbol)
@@ -218,7 +313,9 @@ class OrderFlow:
             return out
         for name, ledger in self.ledgers.items():
             if ledger.position(venue, symbol) != 0:
-                out[name] = realized = ledger.settle(inst, price)
+                rates = ledger.rates(inst)
+                self._journal("settlement", name, inst, price, rates, now_ns)
+                out[name] = realized = ledger.settle(inst, price, rates)
                 self.log.info(
                     "position.settled",
                     strategy=name,
@@ -244,6 +341,10 @@ class OrderFlow:
     def on_update(self, update: OrderUpdate) -> list[OrderUpdate]:
         """A venue's report about one of our orders; delivers what it changed."""
         out = self.tracker.apply_update(update)
+        if out and self.journal is not None:
+            order = self.tracker.get(out[-1].client_order_id or "")
+            if order is not None:
+                self._journal("state", order, "update")
         for u in out:
             self._log_update(u)
             self.deliver(u)
@@ -270,10 +371,19 @@ class OrderFlow:
             return None
         inst = self.registry.get(fill.venue, fill.instrument)
         strategy = booked.strategy or ""
+        ledger = self.ledger(strategy)
+        rates = ledger.rates(inst, booked.fee_currency) if inst is not None else (None, None, None)
+        if self.journal is not None:
+            order = self.tracker.get(booked.client_order_id or "")
+            assert order is not None
+            if self._journal("fill", booked, order, rates) is False:
+                # In the journal already (booked before a restart): never book it twice.
+                self.log.error("fill.duplicate_in_journal", venue=fill.venue, trade_id=fill.trade_id)
+                return None
         if inst is not None:
             # Booked before anything is delivered: a strategy reading its position on the fill
             # (or on the "filled" update after it) already sees it.
-            self.ledger(strategy).on_fill(booked, inst)
+            ledger.on_fill(booked, inst, rates)
         else:
             self.log.error("fill.unknown_instrument", venue=fill.venue, instrument=fill.instrument)
         self.log.info(
@@ -316,8 +426,13 @@ class OrderFlow:
         booked = events[0]
         assert isinstance(booked, FillReversal)
         inst = self.registry.get(reversal.venue, reversal.instrument)
+        ledger = self.ledger(booked.strategy or "")
+        rates = ledger.rates(inst, booked.fee_currency) if inst is not None else (None, None, None)
+        order = self.tracker.get(booked.client_order_id or "")
+        if order is not None:
+            self._journal("reversal", booked, order, rates)
         if inst is not None:
-            self.ledger(booked.strategy or "").reverse(booked, inst)
+            ledger.reverse(booked, inst, rates)
         else:
             self.log.error("fill.unknown_instrument", venue=reversal.venue, instrument=reversal.instrument)
         self.log.error("order.fill_reversed", strategy=booked.strategy, **fields)

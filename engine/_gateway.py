@@ -184,7 +184,7 @@ class ExecutionGateway:
             if prepare is not None:
                 order_id = prepare(order)
                 if order_id:
-                    self.flow.tracker.set_order_id(order, order_id)
+                    self.flow.assign_order_id(order, order_id)
             events = await self.client.place(order)
         except OrderRejected as exc:
             self.flow.venue_rejected(order, exc, now_ns=self.clock())

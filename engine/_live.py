@@ -261,7 +261,7 @@ class LiveEngine:
             elif ev.__class__ is Status and ev.status is StatusKind.MARKET_RESOLVED:
                 payout = ev.data.get("payout")
                 if isinstance(payout, int | float):
-                    self.flow.settle(ev.venue, ev.instrument, float(payout))
+                    self.flow.settle(ev.venue, ev.instrument, float(payout), now_ns=ev.ts_local)
             elif paper:
                 sim = paper.get(ev.venue)
                 if sim is not None:

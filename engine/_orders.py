@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
 import attrs
@@ -345,6 +345,46 @@ class OrderTracker:
         order = Order(request, now_ns=now_ns)
         self._by_client[request.client_order_id] = order
         self._maybe_live[request.client_order_id] = order
+        return order
+
+    def restore(
+        self,
+        request: OrderRequest,
+        *,
+        order_id: str | None,
+        state: OrderState,
+        price: Decimal | None,
+        size: Decimal,
+        filled_size: Decimal,
+        avg_fill_price: Decimal | None,
+        reason: str | None,
+        created_ns: int,
+        updated_ns: int,
+        fills: Iterable[tuple[str, Decimal, Decimal]],
+    ) -> Order:
+        """Track again an order as the journal left it (after a restart): its state as it
+        was (not re-run through the state machine) and its fills, so a fill reported again is
+        recognised as a duplicate."""
+        order = Order(request, now_ns=created_ns)
+        self._by_client[request.client_order_id] = order
+        if state.is_live:
+            self._maybe_live[request.client_order_id] = order
+        if order_id:
+            self.set_order_id(order, order_id)
+        for trade_id, fill_size, fill_price in fills:
+            if trade_id:
+                order._fill_ids.add(trade_id)
+            order.fills_size += fill_size
+            order.fills_notional += fill_size * fill_price
+        order.avg_fill_price = (
+            order.fills_notional / order.fills_size if order.fills_size > 0 else avg_fill_price
+        )
+        order.state = state
+        order.price = price
+        order.size = size
+        order.filled_size = max(filled_size, order.fills_size)
+        order.reason = reason
+        order.updated_ns = updated_ns
         return order
 
     def set_order_id(self, order: Order, order_id: str) -> None:

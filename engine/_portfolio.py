@@ -30,6 +30,8 @@ __all__ = ["Ledger", "Position", "PositionView"]
 
 _ZERO = Decimal(0)
 
+UsdRates = tuple[float | None, float | None, float | None]  # quote, settle, fee currency -> USD
+
 
 class Position:
     """One instrument's position for one strategy."""
@@ -159,18 +161,30 @@ class Ledger:
         m = self.market
         return m.usd_rate(inst.venue, inst.quote), m.usd_rate(inst.venue, inst.settle)
 
-    def on_fill(self, fill: Fill, inst: Instrument) -> float:
-        """Apply a fill; returns the USD PnL it realized."""
+    def rates(self, inst: Instrument, fee_currency: str = "") -> UsdRates:
+        """The USD rates an execution in `inst` is booked at now: (quote, settle, fee
+        currency). The order journal keeps them, so positions rebuilt after a restart carry
+        the same USD values as when they were booked."""
+        m = self.market
+        return (
+            m.usd_rate(inst.venue, inst.quote),
+            m.usd_rate(inst.venue, inst.settle),
+            m.usd_rate(inst.venue, fee_currency or inst.settle),
+        )
+
+    def on_fill(self, fill: Fill, inst: Instrument, rates: UsdRates | None = None) -> float:
+        """Apply a fill at the USD `rates` (those of the market now when None); returns the
+        USD PnL it realized."""
         key = (inst.venue, inst.symbol)
         pos = self.positions.get(key)
         if pos is None:
             pos = self.positions[key] = Position(inst)
-        rq, rs = self._rates(inst)
+        rq, rs, rf = rates if rates is not None else self.rates(inst, fill.fee_currency)
         if rq is None or rs is None:
             self.unpriced_fills += 1
         signed = fill.size if fill.side.sign > 0 else -fill.size
         realized = pos.apply(signed, float(fill.price), rq or 0.0, rs or 0.0)
-        fee_rate = self.market.usd_rate(inst.venue, fill.fee_currency or inst.settle) or 0.0
+        fee_rate = rf or 0.0
         fee_usd = float(fill.fee) * fee_rate
         pos.fees_usd += fee_usd
         pos.fills += 1
@@ -179,7 +193,7 @@ class Ledger:
         self.fills += 1
         return realized
 
-    def reverse(self, reversal: FillReversal, inst: Instrument) -> float:
+    def reverse(self, reversal: FillReversal, inst: Instrument, rates: UsdRates | None = None) -> float:
         """Undo a fill the venue voided: its fee refunded, its count removed, and its quantity
         taken back. A fill that opened or added to the position (the usual case: the voided
         trade is the latest) is undone exactly: quantity, entry average and turnover as before
@@ -189,7 +203,7 @@ class Ledger:
         pos = self.positions.get((inst.venue, inst.symbol))
         if pos is None:
             pos = self.positions[(inst.venue, inst.symbol)] = Position(inst)
-        rq, rs = self._rates(inst)
+        rq, rs, rf = rates if rates is not None else self.rates(inst, reversal.fee_currency)
         signed = reversal.size if reversal.side.sign > 0 else -reversal.size
         if pos.qty != 0 and (pos.qty > 0) == (signed > 0) and abs(signed) <= abs(pos.qty):
             pos.unapply(signed, float(reversal.price), rq or 0.0)
@@ -198,7 +212,7 @@ class Ledger:
             turnover = pos.turnover_usd
             realized = pos.apply(-signed, float(reversal.price), rq or 0.0, rs or 0.0)
             pos.turnover_usd = max(turnover - (pos.turnover_usd - turnover), 0.0)
-        fee_rate = self.market.usd_rate(inst.venue, reversal.fee_currency or inst.settle) or 0.0
+        fee_rate = rf or 0.0
         fee_usd = float(reversal.fee) * fee_rate
         pos.fees_usd -= fee_usd
         pos.fills = max(pos.fills - 1, 0)
@@ -207,12 +221,12 @@ class Ledger:
         self.fills = max(self.fills - 1, 0)
         return realized
 
-    def settle(self, inst: Instrument, price: float) -> float:
+    def settle(self, inst: Instrument, price: float, rates: UsdRates | None = None) -> float:
         """Close the position in `inst` at `price` (expiry delivery); returns realized USD."""
         pos = self.positions.get((inst.venue, inst.symbol))
         if pos is None or pos.qty == 0:
             return 0.0
-        rq, rs = self._rates(inst)
+        rq, rs, _ = rates if rates is not None else self.rates(inst)
         realized = pos.apply(-pos.qty, price, rq or 0.0, rs or 0.0)
         self.realized_usd += realized
         return realized

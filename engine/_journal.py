@@ -1,0 +1,520 @@
+"""The order journal: every order request, venue answer, state change and fill, in SQLite (WAL),
+written before the engine acts on it or reports it.
+
+What it guarantees (with `OrderFlow`, which writes it, and the daemon's start-up reconciliation):
+
+- An order is journaled (request, client order id) before it is sent. After a crash or a
+  `kill -9` at any point, the restarted daemon knows every order it may have sent: it asks the
+  venue about each one that was not final (by venue id, or by client order id when the crash
+  came before the venue named it) and never sends one again.
+- Each fill is journaled (unique by venue and trade id) with the USD rates it was booked at,
+  before the position changes and before the strategy hears of it; positions are rebuilt from
+  the journal's fills, voided fills and settlements, in order, so they equal what they were.
+- Every change is one SQLite transaction, committed before the call returns. With
+  `synchronous = normal` (the default) a committed write survives the process being killed
+  (it is in the WAL file); `full` also survives a power cut, at the cost of an fsync per write.
+
+Tables: `orders` (one row per order: its request and latest state), `ledger` (fills, voided
+fills and settlements, in order), `events` (the audit trail: one row per step, JSON), `instruments`
+(the definitions orders and positions refer to, so a restart can rebuild before any venue has
+connected), `meta` (the risk day's starting equities and such).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import cattrs
+import orjson
+
+from ._events import Fill, FillReversal, Liquidity, OrderState, Side
+from ._instruments import Instrument
+from ._orders import Order, OrderRequest
+from ._portfolio import UsdRates
+
+__all__ = ["JournalStats", "LedgerEntry", "OrderJournal", "RestoredOrder"]
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    client_order_id TEXT PRIMARY KEY,
+    venue TEXT NOT NULL,
+    instrument TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    request TEXT NOT NULL,
+    order_id TEXT,
+    state TEXT NOT NULL,
+    price TEXT,
+    size TEXT NOT NULL,
+    filled_size TEXT NOT NULL,
+    avg_fill_price TEXT,
+    reason TEXT,
+    created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL,
+    final INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS orders_open ON orders (final, updated_ns);
+CREATE INDEX IF NOT EXISTS orders_venue_id ON orders (venue, order_id);
+CREATE TABLE IF NOT EXISTS ledger (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('fill', 'reversal', 'settle')),
+    ts_ns INTEGER NOT NULL,
+    strategy TEXT NOT NULL,
+    venue TEXT NOT NULL,
+    instrument TEXT NOT NULL,
+    client_order_id TEXT,
+    order_id TEXT,
+    trade_id TEXT,
+    side TEXT,
+    price TEXT NOT NULL,
+    size TEXT,
+    fee TEXT,
+    fee_currency TEXT,
+    liquidity TEXT,
+    reason TEXT,
+    rate_quote REAL,
+    rate_settle REAL,
+    rate_fee REAL,
+    UNIQUE (kind, venue, trade_id)
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ns INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    client_order_id TEXT,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS instruments (
+    venue TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (venue, symbol)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+_INSERT_LEDGER = (
+    "INSERT {or_ignore} INTO ledger (kind, ts_ns, strategy, venue, instrument, client_order_id, order_id, "
+    "trade_id, side, price, size, fee, fee_currency, liquidity, reason, rate_quote, rate_settle, rate_fee) "
+    "VALUES ('{kind}', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _converter() -> cattrs.Converter:
+    conv = cattrs.Converter()
+    conv.register_unstructure_hook(Decimal, str)
+    conv.register_structure_hook(Decimal, lambda v, _: Decimal(str(v)))
+    return conv
+
+
+_CONV = _converter()
+
+
+def _s(d: Decimal | None) -> str | None:
+    return None if d is None else str(d)
+
+
+def _d(s: str | None) -> Decimal | None:
+    return None if s is None else Decimal(s)
+
+
+@attrs.define
+class JournalStats:
+    writes: int = 0
+    write_ns: int = 0  # total time spent writing (for `tradingd status`)
+
+
+@attrs.frozen
+class RestoredOrder:
+    """An order as the journal left it: enough to track it again after a restart."""
+
+    request: OrderRequest
+    order_id: str | None
+    state: OrderState
+    price: Decimal | None
+    size: Decimal
+    filled_size: Decimal
+    avg_fill_price: Decimal | None
+    reason: str | None
+    created_ns: int
+    updated_ns: int
+    fills: tuple[tuple[str, Decimal, Decimal], ...]  # (trade id, size, price) booked, in order
+
+
+@attrs.frozen
+class LedgerEntry:
+    """One row of the ledger table, ready to replay into a `Ledger`."""
+
+    kind: Literal["fill", "reversal", "settle"]
+    strategy: str
+    venue: str
+    instrument: str
+    event: Fill | FillReversal | None  # None for a settlement
+    price: Decimal
+    rates: UsdRates
+
+
+class OrderJournal:
+    """The journal (module docstring). Open it with a path; `close()` when the daemon stops."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: Literal["normal", "full"] = "normal",
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.clock = clock
+        self.stats = JournalStats()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, _SCHEMA_VERSION):
+            raise sqlite3.DatabaseError(
+                f"{self.path}: journal schema {version}, this tradingd reads {_SCHEMA_VERSION}"
+            )
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        self._instruments: set[tuple[str, str]] = {
+            (v, s) for v, s in self._db.execute("SELECT venue, symbol FROM instruments")
+        }
+        self.path.chmod(0o600)  # orders and positions are nobody else's business
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the database file and close it."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._db.close()
+
+    # -- writing ----------------------------------------------------------------------------
+    def _tx(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        t0 = time.perf_counter_ns()
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, args in statements:
+                db.execute(sql, args)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self.stats.writes += 1
+        self.stats.write_ns += time.perf_counter_ns() - t0
+
+    @staticmethod
+    def _event(kind: str, cid: str | None, now: int, **data: Any) -> tuple[str, tuple[Any, ...]]:
+        payload = orjson.dumps(data, default=str).decode()
+        return (
+            "INSERT INTO events (ts_ns, kind, client_order_id, data) VALUES (?, ?, ?, ?)",
+            (now, kind, cid, payload),
+        )
+
+    def _instrument_stmt(self, inst: Instrument) -> list[tuple[str, tuple[Any, ...]]]:
+        if inst.key in self._instruments:
+            return []
+        self._instruments.add(inst.key)
+        data = orjson.dumps(_CONV.unstructure(inst)).decode()
+        return [
+            (
+                "INSERT OR REPLACE INTO instruments (venue, symbol, data) VALUES (?, ?, ?)",
+                (inst.venue, inst.symbol, data),
+            )
+        ]
+
+    def _state_stmt(self, order: Order) -> tuple[str, tuple[Any, ...]]:
+        return (
+            "UPDATE orders SET order_id = ?, state = ?, price = ?, size = ?, filled_size = ?, "
+            "avg_fill_price = ?, reason = ?, updated_ns = ?, final = ? WHERE client_order_id = ?",
+            (
+                order.order_id,
+                order.state.value,
+                _s(order.price),
+                str(order.size),
+                str(order.filled_size),
+                _s(order.avg_fill_price),
+                order.reason,
+                order.updated_ns,
+                int(order.state.is_final),
+                order.client_order_id,
+            ),
+        )
+
+    def request(self, order: Order, inst: Instrument | None) -> None:
+        """A new order, before it is sent."""
+        r = order.request
+        request_json = orjson.dumps(_CONV.unstructure(r)).decode()
+        stmts = [] if inst is None else self._instrument_stmt(inst)
+        stmts.append(
+            (
+                "INSERT INTO orders (client_order_id, venue, instrument, strategy, request, order_id, state, "
+                "price, size, filled_size, avg_fill_price, reason, created_ns, updated_ns, final) "
+                "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, '0', NULL, NULL, ?, ?, 0)",
+                (
+                    order.client_order_id,
+                    r.venue,
+                    r.instrument,
+                    r.strategy,
+                    request_json,
+                    order.state.value,
+                    _s(r.price),
+                    str(r.size),
+                    order.created_ns,
+                    order.updated_ns,
+                ),
+            )
+        )
+        stmts.append(
+            self._event("request", order.client_order_id, order.created_ns, request=_CONV.unstructure(r))
+        )
+        self._tx(stmts)
+
+    def state(self, order: Order, kind: str = "state", **data: Any) -> None:
+        """The order's state after a change (an answer, a report, a cancel request...)."""
+        now = order.updated_ns or self.clock()
+        self._tx(
+            [
+                self._state_stmt(order),
+                self._event(
+                    kind,
+                    order.client_order_id,
+                    now,
+                    state=order.state.value,
+                    order_id=order.order_id,
+                    filled_size=str(order.filled_size),
+                    reason=order.reason,
+                    **data,
+                ),
+            ]
+        )
+
+    def adopt(self, order: Order, inst: Instrument | None) -> None:
+        """An order found at the venue (ours by its label) and tracked again."""
+        self.request(order, inst)
+        self.state(order, "adopt")
+
+    def fill(self, fill: Fill, order: Order, rates: UsdRates) -> bool:
+        """A fill booked to `order`, with the USD rates it is booked at. False when the journal
+        already had it (the same trade reported again after a restart)."""
+        rq, rs, rf = rates
+        try:
+            self._tx(
+                [
+                    (
+                        _INSERT_LEDGER.format(kind="fill", or_ignore=""),
+                        (
+                            fill.ts_local,
+                            order.strategy,
+                            fill.venue,
+                            fill.instrument,
+                            order.client_order_id,
+                            fill.order_id,
+                            fill.trade_id,
+                            fill.side.value,
+                            str(fill.price),
+                            str(fill.size),
+                            str(fill.fee),
+                            fill.fee_currency,
+                            fill.liquidity.value,
+                            None,
+                            rq,
+                            rs,
+                            rf,
+                        ),
+                    ),
+                    self._state_stmt(order),
+                    self._event(
+                        "fill",
+                        order.client_order_id,
+                        fill.ts_local,
+                        trade_id=fill.trade_id,
+                        side=fill.side.value,
+                        price=str(fill.price),
+                        size=str(fill.size),
+                        fee=str(fill.fee),
+                    ),
+                ]
+            )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def reversal(self, rev: FillReversal, order: Order, rates: UsdRates) -> None:
+        rq, rs, rf = rates
+        self._tx(
+            [
+                (
+                    _INSERT_LEDGER.format(kind="reversal", or_ignore="OR IGNORE"),
+                    (
+                        rev.ts_local,
+                        order.strategy,
+                        rev.venue,
+                        rev.instrument,
+                        order.client_order_id,
+                        rev.order_id,
+                        rev.trade_id,
+                        rev.side.value,
+                        str(rev.price),
+                        str(rev.size),
+                        str(rev.fee),
+                        rev.fee_currency,
+                        None,
+                        rev.reason,
+                        rq,
+                        rs,
+                        rf,
+                    ),
+                ),
+                self._state_stmt(order),
+                self._event(
+                    "reversal", order.client_order_id, rev.ts_local, trade_id=rev.trade_id, reason=rev.reason
+                ),
+            ]
+        )
+
+    def settlement(self, strategy: str, inst: Instrument, price: float, rates: UsdRates, now_ns: int) -> None:
+        rq, rs, rf = rates
+        stmts = self._instrument_stmt(inst)
+        stmts.append(
+            (
+                "INSERT INTO ledger (kind, ts_ns, strategy, venue, instrument, price, rate_quote, "
+                "rate_settle, rate_fee) VALUES ('settle', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (now_ns, strategy, inst.venue, inst.symbol, repr(price), rq, rs, rf),
+            )
+        )
+        stmts.append(
+            self._event("settle", None, now_ns, strategy=strategy, instrument=inst.symbol, price=price)
+        )
+        self._tx(stmts)
+
+    def note(self, kind: str, client_order_id: str | None = None, **data: Any) -> None:
+        """Something worth keeping in the audit trail (a reconciliation's finding, the kill
+        switch, an unknown outcome)."""
+        self._tx([self._event(kind, client_order_id, self.clock(), **data)])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._tx(
+            [("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, orjson.dumps(value).decode()))]
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+    def meta(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else orjson.loads(row[0])
+
+    def instruments(self) -> list[Instrument]:
+        return [
+            _CONV.structure(orjson.loads(data), Instrument)
+            for (data,) in self._db.execute("SELECT data FROM instruments ORDER BY venue, symbol")
+        ]
+
+    def orders(self, *, final_since_ns: int | None = None) -> list[RestoredOrder]:
+        """Orders not final, plus (for `final_since_ns`) those that became final since then:
+        their fills' trade ids keep a trade reported again from being booked twice."""
+        if final_since_ns is None:
+            rows = self._db.execute("SELECT * FROM orders WHERE final = 0 ORDER BY created_ns")
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM orders WHERE final = 0 OR updated_ns >= ? ORDER BY created_ns",
+                (final_since_ns,),
+            )
+        cols = [c[0] for c in rows.description]
+        found = [dict(zip(cols, row, strict=True)) for row in rows]
+        fills: dict[str, list[tuple[str, Decimal, Decimal]]] = {}
+        voided: set[tuple[str, str]] = set()
+        for cid, venue, trade_id, kind, size, price in self._db.execute(
+            "SELECT client_order_id, venue, trade_id, kind, size, price FROM ledger "
+            "WHERE kind IN ('fill', 'reversal') ORDER BY seq"
+        ):
+            if kind == "reversal":
+                voided.add((venue, trade_id))
+            else:
+                fills.setdefault(cid, []).append((trade_id, Decimal(size), Decimal(price)))
+        out = []
+        for r in found:
+            own = [f for f in fills.get(r["client_order_id"], []) if (r["venue"], f[0]) not in voided]
+            out.append(
+                RestoredOrder(
+                    request=_CONV.structure(orjson.loads(r["request"]), OrderRequest),
+                    order_id=r["order_id"],
+                    state=OrderState(r["state"]),
+                    price=_d(r["price"]),
+                    size=Decimal(r["size"]),
+                    filled_size=Decimal(r["filled_size"]),
+                    avg_fill_price=_d(r["avg_fill_price"]),
+                    reason=r["reason"],
+                    created_ns=r["created_ns"],
+                    updated_ns=r["updated_ns"],
+                    fills=tuple(own),
+                )
+            )
+        return out
+
+    def ledger(self) -> Iterator[LedgerEntry]:
+        """Fills, voided fills and settlements in the order they were booked."""
+        for row in self._db.execute(
+            "SELECT kind, ts_ns, strategy, venue, instrument, client_order_id, order_id, trade_id, side, "
+            "price, size, fee, fee_currency, liquidity, reason, rate_quote, rate_settle, rate_fee "
+            "FROM ledger ORDER BY seq"
+        ):
+            (kind, ts, strategy, venue, instrument, cid, oid, trade_id, side, price, size, fee, fee_ccy,
+             liquidity, reason, rq, rs, rf) = row  # fmt: skip
+            event: Fill | FillReversal | None = None
+            common: dict[str, Any] = {
+                "venue": venue,
+                "instrument": instrument,
+                "ts_exchange": None,
+                "ts_local": ts,
+                "order_id": oid,
+                "client_order_id": cid,
+                "strategy": strategy,
+            }
+            if kind == "fill":
+                event = Fill(
+                    **common,
+                    trade_id=trade_id,
+                    side=Side(side),
+                    price=Decimal(price),
+                    size=Decimal(size),
+                    fee=Decimal(fee),
+                    fee_currency=fee_ccy,
+                    liquidity=Liquidity(liquidity),
+                )
+            elif kind == "reversal":
+                event = FillReversal(
+                    **common,
+                    trade_id=trade_id,
+                    side=Side(side),
+                    price=Decimal(price),
+                    size=Decimal(size),
+                    fee=Decimal(fee),
+                    fee_currency=fee_ccy,
+                    reason=reason or "",
+                )
+            yield LedgerEntry(kind, strategy, venue, instrument, event, Decimal(price), (rq, rs, rf))
+
+    def events(self, client_order_id: str | None = None) -> list[dict[str, Any]]:
+        """The audit trail (of one order, or all), oldest first."""
+        if client_order_id is None:
+            rows = self._db.execute("SELECT ts_ns, kind, client_order_id, data FROM events ORDER BY seq")
+        else:
+            rows = self._db.execute(
+                "SELECT ts_ns, kind, client_order_id, data FROM events "
+                "WHERE client_order_id = ? ORDER BY seq",
+                (client_order_id,),
+            )
+        return [
+            {"ts_ns": ts, "kind": kind, "client_order_id": cid, **orjson.loads(data)}
+            for ts, kind, cid, data in rows
+        ]
