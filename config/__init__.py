@@ -3,9 +3,11 @@
 
 from ._loader import LoadedConfig as LoadedConfig
 from ._loader import load_config as load_config
+from ._loader import load_daemon_settings as load_daemon_settings
 from ._schema import BacktestConfig as BacktestConfig
 from ._schema import CatalogConfig as CatalogConfig
 from ._schema import Config as Config
+from ._schema import DaemonConfig as DaemonConfig
 from ._schema import DataFileConfig as DataFileConfig
 from ._schema import LimitsConfig as LimitsConfig
 from ._schema import LoggingConfig as LoggingConfig

@@ -28,9 +28,9 @@ from cattrs.gen import make_dict_structure_fn, override
 from engine import ConfigError, Strategy, TradingError
 from engine._plugins import available_venues, load_strategy_class, load_venue
 
-from ._schema import Config, StrategyConfig
+from ._schema import Config, DaemonConfig, StrategyConfig
 
-__all__ = ["LoadedConfig", "load_config", "make_converter", "structure"]
+__all__ = ["LoadedConfig", "load_config", "load_daemon_settings", "make_converter", "structure"]
 
 
 def _describe(v: Any) -> str:
@@ -231,12 +231,10 @@ class LoadedConfig:
         return [cls(name, self.strategy_params[name]) for name, cls in self.strategy_classes.items()]
 
 
-def load_config(path: str | Path) -> LoadedConfig:
-    """Read, structure and cross-check a config file (see module docstring)."""
-    p = Path(path)
+def _read_toml(p: Path) -> dict[str, Any]:
     file = str(p)
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("no such file", file=file) from None
     except OSError as exc:
@@ -245,6 +243,22 @@ def load_config(path: str | Path) -> LoadedConfig:
         raise ConfigError("not UTF-8 text", file=file) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", file=file) from None
+
+
+def load_daemon_settings(path: str | Path) -> DaemonConfig:
+    """Only a config's `[daemon]` table (for `tradingd status`/`kill`, which must work without
+    importing the strategies or reaching the venues)."""
+    p = Path(path)
+    raw = _read_toml(p).get("daemon", {})
+    settings: DaemonConfig = structure(make_converter(), raw, DaemonConfig, file=str(p), path="daemon")
+    return settings
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read, structure and cross-check a config file (see module docstring)."""
+    p = Path(path)
+    file = str(p)
+    raw = _read_toml(p)
     conv = make_converter()
     config: Config = structure(conv, raw, Config, file=file)
 

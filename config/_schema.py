@@ -16,6 +16,7 @@ __all__ = [
     "BacktestConfig",
     "CatalogConfig",
     "Config",
+    "DaemonConfig",
     "DataFileConfig",
     "LimitsConfig",
     "LoggingConfig",
@@ -97,6 +98,24 @@ class RecordingConfig:
 
 
 @attrs.frozen
+class DaemonConfig:
+    """`[daemon]`: how `tradingd run` keeps its state and stops. Relative paths are relative to
+    the config file. Defaults follow systemd: the state directory is `$STATE_DIRECTORY`
+    (`StateDirectory=`), else `$XDG_STATE_HOME/tradingd` (`~/.local/state/tradingd`); the status
+    file goes to `$RUNTIME_DIRECTORY` when systemd gives one."""
+
+    state_dir: str | None = None
+    journal: str | None = None  # default <state_dir>/journal.sqlite (live mode only)
+    journal_sync: Literal["normal", "full"] = "normal"  # full: survive a power cut, fsync per write
+    status_file: str | None = None  # default $RUNTIME_DIRECTORY/status.json or <state_dir>/status.json
+    kill_switch_file: str | None = None  # default <state_dir>/KILL
+    shutdown_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    cancel_on_shutdown: bool = False
+    foreign_orders: Literal["report", "cancel"] = "report"  # open orders at the venue not ours
+    watchdog_stale_s: float = 120.0  # no frame from a venue for this long withholds WATCHDOG=1; 0: off
+
+
+@attrs.frozen
 class CatalogConfig:
     """`[catalog]`: the Polymarket market catalog (`tradingd catalog ...`, strategies' discovery).
     `polymarket_cache` None means the user cache folder (see README, "Market discovery")."""
@@ -129,3 +148,4 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     catalog: CatalogConfig = CatalogConfig()
     recording: RecordingConfig = RecordingConfig()
+    daemon: DaemonConfig = DaemonConfig()

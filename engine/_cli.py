@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from ._cli_catalog import add_catalog_commands
+from ._cli_service import add_service_commands
 from ._errors import ConfigError, DataError, MalformedFrame, StrategyError, TradingError
 from ._events import event_to_dict
 
@@ -32,19 +33,9 @@ class _UsageError(Exception):
 
 
 def _limits(cfg: Any) -> Any:
-    from ._risk import Limits, RiskLimits
+    from ._daemon import risk_limits
 
-    def one(c: Any) -> Limits:
-        return Limits(
-            max_order_size=c.max_order_size,
-            max_order_notional_usd=c.max_order_notional_usd,
-            max_position=c.max_position,
-            max_open_orders=getattr(c, "max_open_orders", None),
-            max_orders_per_minute=getattr(c, "max_orders_per_minute", None),
-            max_daily_loss_usd=getattr(c, "max_daily_loss_usd", None),
-        )
-
-    return RiskLimits(default=one(cfg), instruments={k: one(v) for k, v in cfg.instruments.items()})
+    return risk_limits(cfg)
 
 
 def _ensure_data(loaded: Any, err: Callable[[str], None]) -> None:
@@ -156,13 +147,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import signal
-
-    import trio
-
     from config import load_config
 
-    from ._live import LiveEngine
+    from ._daemon import run_daemon
     from ._logging import configure_logging
 
     loaded = load_config(args.config)
@@ -172,26 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "mode is 'backtest': run it with `tradingd backtest`", file=str(loaded.path), path="mode"
         )
     configure_logging(args.log_level or cfg.logging.level, args.log_format or cfg.logging.format, sys.stdout)
-    engine = LiveEngine(
-        loaded.build_strategies(),
-        loaded.venue_settings,
-        mode=cfg.mode,
-        engine_limits=_limits(cfg.risk),
-        strategy_limits={s.name: _limits(s.risk) for s in cfg.strategies if s.enabled},
-        catalog_settings=cfg.catalog,
-    )
-
-    async def main() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(engine.run)
-                async for signum in signals:
-                    engine.log.info("daemon.stopping", signal=signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    break
-
-    trio.run(main)
-    return 0
+    return run_daemon(loaded)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -381,6 +349,7 @@ def _parser() -> argparse.ArgumentParser:
 
     # -- more commands register here (one call each) -----------------------------------------
     add_catalog_commands(sub)
+    add_service_commands(sub)
     return p
 
 

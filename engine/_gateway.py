@@ -99,6 +99,8 @@ class ExecutionGateway:
         self.log = (log or structlog.get_logger("tradingd.gateway")).bind(venue=self.venue)
         self._send, self._recv = trio.open_memory_channel[_Request](capacity)
         self.processed = 0
+        self.in_flight: set[str] = set()  # client order ids whose request is with the venue now
+        self.stopped = trio.Event()  # `run` has returned (after `close`, every request answered)
 
     # -- callers ----------------------------------------------------------------------------
     async def place_order(self, request: OrderRequest) -> OrderUpdate:
@@ -119,7 +121,15 @@ class ExecutionGateway:
         return await self._call(_Request("edit", None, client_order_id, _Reply(), price=price, size=size))
 
     async def _call(self, req: _Request) -> OrderUpdate:
-        await self._send.send(req)  # cancelled here: nothing was handed over
+        try:
+            await self._send.send(req)  # cancelled here: nothing was handed over
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise OrderRejected(
+                f"not sent: {self.venue} takes no more requests (the daemon is stopping)",
+                venue=self.venue,
+                client_order_id=req.client_order_id,
+                code="stopping",
+            ) from None
         reply = req.reply
         try:
             await reply.done.wait()
@@ -135,17 +145,23 @@ class ExecutionGateway:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Drain the request channel until cancelled (or until `close`)."""
         task_status.started()
-        async with self._recv:
-            async for req in self._recv:
-                try:
-                    await self._process(req)
-                except Exception as exc:  # a bug in a client must not kill the venue's execution
-                    self.log.exception(
-                        "gateway.request_failed", action=req.action, client_order_id=req.client_order_id
-                    )
-                    if not req.reply.done.is_set():
-                        req.reply.fail(VenueError(f"internal error: {exc!r}", venue=self.venue))
-                self.processed += 1
+        try:
+            async with self._recv:
+                async for req in self._recv:
+                    self.in_flight.add(req.client_order_id)
+                    try:
+                        await self._process(req)
+                    except Exception as exc:  # a bug in a client must not kill the venue's execution
+                        self.log.exception(
+                            "gateway.request_failed", action=req.action, client_order_id=req.client_order_id
+                        )
+                        if not req.reply.done.is_set():
+                            req.reply.fail(VenueError(f"internal error: {exc!r}", venue=self.venue))
+                    finally:
+                        self.in_flight.discard(req.client_order_id)
+                    self.processed += 1
+        finally:
+            self.stopped.set()
 
     def close(self) -> None:
         """Stop accepting requests; `run` returns once those already queued are processed."""

@@ -29,6 +29,7 @@ from ._context import BaseContext
 from ._errors import ConfigError, OrderRejected, VenueError
 from ._events import (
     BookUpdate,
+    Fill,
     MarketEvent,
     OrderState,
     OrderUpdate,
@@ -41,6 +42,7 @@ from ._events import (
 from ._flow import OrderFlow
 from ._gateway import ExecutionClient, ExecutionGateway
 from ._instruments import InstrumentRegistry
+from ._journal import OrderJournal
 from ._market import MarketState
 from ._orders import ClientOrderIds, Order, OrderRequest
 from ._plugins import LiveVenue, VenuePlugin, load_catalog_class, load_venue
@@ -168,6 +170,8 @@ class LiveEngine:
         venue_options: Mapping[str, Mapping[str, Any]] | None = None,
         catalog_settings: Any = None,
         frame_hook: Callable[[str], Callable[[int, bytes | str], None] | None] | None = None,
+        journal: OrderJournal | None = None,
+        foreign_orders: Literal["report", "cancel"] = "report",
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self.mode = mode
@@ -184,6 +188,18 @@ class LiveEngine:
             strategy_limits=strategy_limits,
             log=self.log,
         )
+        self.foreign_orders = foreign_orders
+        self.restored: dict[str, int] = {}
+        if journal is not None:
+            # Before anything connects: orders we may have sent, positions as they were.
+            self.restored = self.flow.restore(journal, now_ns=clock())
+            day = journal.meta("risk_day")
+            if isinstance(day, dict) and isinstance(day.get("start_ns"), int):
+                self.flow.risk.restore_day(
+                    day["start_ns"],
+                    {(None if k == "*" else k): float(v) for k, v in day.get("equity", {}).items()},
+                )
+            self.log.info("journal.restored", path=str(journal.path), **self.restored)
         # Unique across restarts (a client order id is never reused at the venue).
         self.ids = ClientOrderIds(_base36(clock() // 1_000_000))
         self._send, self._receive = trio.open_memory_channel[list[MarketEvent]](4096)
@@ -226,7 +242,11 @@ class LiveEngine:
             self.gateways[name] = ExecutionGateway(client, self.flow, clock=clock, log=self.log)
         self.ready = trio.Event()
         self.started = trio.Event()
+        self.stopping = False
         self._nursery: trio.Nursery | None = None
+        self._scope: trio.CancelScope | None = None
+        self._strategies_scope = trio.CancelScope()
+        self._strategies_done = trio.Event()
         self.reconciliations = 0
         self.catalog_settings = catalog_settings
         self.catalogs: dict[str, MarketCatalog] = {}
@@ -287,18 +307,85 @@ class LiveEngine:
 
     # -- running ----------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run every venue, the router and the strategies until cancelled."""
+        """Run every venue, the router and the strategies until cancelled (or `shutdown`)."""
         async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
             self._nursery = nursery
+            self._scope = nursery.cancel_scope
             await self._open_catalogs(stack)
             nursery.start_soon(self.router.run, self._receive)
             for name, live in self.venues.items():
                 await nursery.start(self._run_venue, name, live)
-            for slot in self.slots:
-                nursery.start_soon(self._run_strategy, slot)
+            await nursery.start(self._run_strategies)
             nursery.start_soon(self._await_ready)
             self.started.set()
             task_status.started()
+
+    async def _run_strategies(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with self._strategies_scope:
+                async with trio.open_nursery() as nursery:
+                    for slot in self.slots:
+                        nursery.start_soon(self._run_strategy, slot)
+                    task_status.started()
+        finally:
+            self._strategies_done.set()
+
+    async def shutdown(self, *, cancel_open_orders: bool = False, timeout_s: float = 10.0) -> bool:
+        """The orderly stop: strategies stopped (their `on_stop` run), no new order requests,
+        the requests already with a venue answered, open orders cancelled if asked, then every
+        connection closed. Returns False when `timeout_s` ran out first (what was left is in the
+        journal and the log)."""
+        self.stopping = True
+        deadline = trio.current_time() + timeout_s
+        clean = True
+        self._strategies_scope.cancel()
+        with trio.move_on_at(deadline - min(2.0, timeout_s / 4)) as scope:
+            await self._strategies_done.wait()  # each strategy's on_stop has run
+            if cancel_open_orders:
+                await self.cancel_all_orders("shutdown")
+            for gateway in self.gateways.values():
+                gateway.close()
+            for gateway in self.gateways.values():
+                await gateway.stopped.wait()
+        if scope.cancelled_caught:
+            clean = False
+            self.log.error(
+                "daemon.shutdown_incomplete",
+                in_flight=sorted(cid for g in self.gateways.values() for cid in g.in_flight),
+                open_orders=len(self.flow.tracker.open_orders()),
+            )
+        open_left = self.flow.tracker.open_orders()
+        self.log.info(
+            "daemon.stopped_trading",
+            open_orders=len(open_left),
+            cancelled_open_orders=cancel_open_orders,
+            clean=clean,
+        )
+        if self._scope is not None:
+            self._scope.cancel()
+        return clean
+
+    async def cancel_all_orders(self, why: str) -> int:
+        """Ask every venue to cancel every open order of ours (the kill switch, a shutdown).
+        Returns how many cancels were answered; refusals are logged."""
+        orders = self.flow.tracker.open_orders()
+        answered = 0
+
+        async def cancel(order: Order) -> None:
+            nonlocal answered
+            try:
+                await self.gateways[order.request.venue].cancel_order(order.client_order_id)
+                answered += 1
+            except (OrderRejected, VenueError) as exc:
+                self.log.warning(
+                    "order.cancel_failed", client_order_id=order.client_order_id, error=str(exc), why=why
+                )
+
+        async with trio.open_nursery() as nursery:
+            for order in orders:
+                nursery.start_soon(cancel, order)
+        self.log.warning("orders.cancel_all", why=why, orders=len(orders), answered=answered)
+        return answered
 
     async def _open_catalogs(self, stack: contextlib.AsyncExitStack) -> None:
         """The venues' market catalogs, kept fresh in the background while the daemon runs
@@ -347,11 +434,18 @@ class LiveEngine:
                     self.log.exception("strategy.stop_failed", strategy=slot.name)
 
     async def _reconcile(self, name: str) -> None:
-        """After each (re)subscription: the venue's open orders against ours. A tracked order
-        gets the venue's state (one whose answer was lost in a disconnect is named again);
-        ours but untracked (a label `<strategy>-<session>-<n>` of a running strategy) is
-        tracked again; any other is reported. The journal of a later issue reconciles fully,
-        fills included."""
+        """After each (re)subscription, and so after a restart: what the venue knows of our
+        orders against what we (and the journal) know.
+
+        1. The venue's open orders: a tracked order takes the venue's state; an untracked one
+           labelled as ours (`<strategy>-<session>-<n>` of a running strategy) is tracked again;
+           any other is foreign: reported, or cancelled with `foreign_orders = "cancel"`.
+        2. Our fills since the oldest order we still track: any we missed (a disconnect, a
+           crash) are booked now; those already booked are recognised by trade id.
+        3. Each order we think working that the venue did not list (and that is not being
+           sent right now): the venue is asked about it. One it never received (sent, or about to
+           be, when the daemon died) is final as rejected: it is never sent again.
+        """
         client = self.venues[name].execution()
         try:
             updates: list[OrderUpdate] = await client.open_orders()
@@ -360,8 +454,12 @@ class LiveEngine:
             return
         self.reconciliations += 1
         strategies = {s.name for s in self.slots}
+        listed_cids: set[str] = set()
+        listed_ids: set[str] = set()
         for update in updates:
             cid = update.client_order_id
+            listed_cids.add(cid or "")
+            listed_ids.add(update.order_id or "")
             tracked = self.flow.tracker.find(name, order_id=update.order_id, client_order_id=cid)
             if tracked is not None:
                 self.flow.on_update(update)
@@ -371,14 +469,100 @@ class LiveEngine:
                 self.flow.adopt(update, strategy=owner)
                 self.log.info("order.adopted", venue=name, client_order_id=cid, strategy=owner)
             else:
-                self.log.warning(
-                    "order.foreign_open",
-                    venue=name,
-                    instrument=update.instrument,
-                    order_id=update.order_id,
-                    label=cid,
-                    side=update.side.value,
-                    size=str(update.size),
-                    price=None if update.price is None else str(update.price),
-                    status=OrderState(update.status).value,
-                )
+                await self._foreign_order(name, client, update)
+        await self._catch_up_fills(name, client)
+        gateway = self.gateways[name]
+        missing = [
+            o
+            for o in self.flow.tracker.open_orders()
+            if o.request.venue == name
+            and o.client_order_id not in listed_cids
+            and (o.order_id is None or o.order_id not in listed_ids)
+            and o.client_order_id not in gateway.in_flight
+        ]
+        for order in missing:
+            await self._ask_about(name, client, order)
+
+    async def _foreign_order(self, venue: str, client: Any, update: OrderUpdate) -> None:
+        fields = {
+            "venue": venue,
+            "instrument": update.instrument,
+            "order_id": update.order_id,
+            "label": update.client_order_id,
+            "side": update.side.value,
+            "size": str(update.size),
+            "price": None if update.price is None else str(update.price),
+            "status": OrderState(update.status).value,
+        }
+        cancel_by_id = getattr(client, "cancel_by_order_id", None)
+        if self.foreign_orders == "cancel" and cancel_by_id is not None and update.order_id:
+            try:
+                await cancel_by_id(update.instrument, update.order_id)
+                self.log.warning("order.foreign_cancelled", **fields)
+            except VenueError as exc:
+                self.log.error("order.foreign_cancel_failed", error=str(exc), **fields)
+        else:
+            self.log.warning("order.foreign_open", policy=self.foreign_orders, **fields)
+        if self.flow.journal is not None:
+            self.flow.journal.note("foreign_order", None, policy=self.foreign_orders, **fields)
+
+    async def _catch_up_fills(self, venue: str, client: Any) -> None:
+        recent = getattr(client, "recent_fills", None)
+        if recent is None:
+            return
+        ours = [o for o in self.flow.tracker.orders() if o.request.venue == venue]
+        if not ours:
+            return
+        since = min(o.created_ns for o in ours) - 60 * 1_000_000_000
+        try:
+            fills: list[Fill] = await recent(since)
+        except VenueError as exc:
+            self.log.warning("fills.recent_unavailable", venue=venue, error=str(exc))
+            return
+        booked = 0
+        for fill in fills:
+            found = self.flow.tracker.find(
+                venue, order_id=fill.order_id, client_order_id=fill.client_order_id
+            )
+            if found is None:
+                continue  # not an order of this daemon's (its own reconciliation reports it)
+            if self.flow.on_fill(fill) is not None:
+                booked += 1
+        if booked:
+            self.log.warning("fills.caught_up", venue=venue, fills=booked)
+
+    async def _ask_about(self, venue: str, client: Any, order: Order) -> None:
+        status_of = getattr(client, "order_status", None)
+        if status_of is None:
+            self.log.warning("order.unverifiable", venue=venue, client_order_id=order.client_order_id)
+            return
+        try:
+            reports: list[PrivateEvent] = await status_of(order)
+        except VenueError as exc:
+            self.log.warning(
+                "order.status_unavailable", client_order_id=order.client_order_id, error=str(exc)
+            )
+            return
+        if reports:
+            for report in reports:
+                self.flow.on_private(report)
+            return
+        if order.order_id is None and order.state is OrderState.PENDING_NEW:
+            self.flow.venue_rejected(
+                order,
+                OrderRejected(
+                    "never reached the venue (the daemon stopped before sending it); not re-sent",
+                    venue=venue,
+                    client_order_id=order.client_order_id,
+                    code="never_sent",
+                ),
+                now_ns=self.clock(),
+            )
+        else:
+            self.log.error(
+                "order.unknown_at_venue",
+                venue=venue,
+                client_order_id=order.client_order_id,
+                order_id=order.order_id,
+                state=order.state.value,
+            )

@@ -235,6 +235,14 @@ class VenueSession:
     def connected(self) -> bool:
         return self._ws is not None
 
+    @property
+    def last_frame_age_s(self) -> float | None:
+        """Seconds since the last frame arrived (or the connection opened); None before the first
+        connection. The daemon's watchdog reads it."""
+        if self._last_rx == 0.0:
+            return None
+        return trio.current_time() - self._last_rx
+
     def wake(self) -> None:
         """Ask the subscription follower to run again."""
         self._wake.set()

@@ -3,7 +3,8 @@
 `DeribitExecution` is the `ExecutionClient` the engine's gateway drives: `private/buy` and
 `private/sell` (limit, market, post-only, reduce-only, time in force, `label` = our client order
 id), `private/edit`, `private/cancel` (or `private/cancel_by_label` while the venue has not named
-the order yet), `private/cancel_all_by_instrument`, and open orders on start. Answers become the
+the order yet), `private/cancel_all_by_instrument`; for reconciliation, open orders, one order's
+state (by id, or by label when the venue had not named it), and our trades since a time. Answers become the
 engine's events (the order's state, and the fills its answer carries); venue errors become typed
 exceptions with the venue's code and message. Orders are checked against the instrument (tick and
 contract size, from `public/get_instruments`) before they are sent.
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from engine import (
+    Fill,
     InstrumentRegistry,
     MalformedFrame,
     Order,
@@ -30,7 +32,7 @@ from engine import (
     VenueError,
 )
 
-from .codec import OrderData, decode_order_result, order_update_from
+from .codec import OrderData, TradeData, decode_order_result, fill_from, order_update_from
 from .instruments import VENUE
 
 if TYPE_CHECKING:
@@ -46,6 +48,14 @@ _TIF = {
 }
 _decode_order: Any = msgspec.json.Decoder(OrderData).decode
 _decode_orders: Any = msgspec.json.Decoder(list[OrderData]).decode
+
+
+class _TradePage(msgspec.Struct):
+    trades: list[TradeData]
+    has_more: bool = False
+
+
+_decode_trade_page: Any = msgspec.json.Decoder(_TradePage).decode
 
 
 def _num(d: Decimal) -> float | int:
@@ -169,3 +179,66 @@ class DeribitExecution:
             now = self.clock()
             out.extend(order_update_from(o, now) for o in orders)
         return out
+
+    # -- reconciliation (after a reconnect or a restart) ----------------------------------------
+    async def order_status(self, order: Order) -> list[PrivateEvent]:
+        """The venue's current report of one of our orders (`private/get_order_state`, or
+        `private/get_order_state_by_label` while the venue had not named it to us); empty when
+        the venue has no such order (it never arrived)."""
+        now = self.clock()
+        if order.order_id is not None:
+            try:
+                raw = await self.session.call_retrying(
+                    "private/get_order_state", {"order_id": order.order_id}
+                )
+            except OrderRejected as exc:
+                if exc.code == 10004:  # order_not_found
+                    return []
+                raise
+            try:
+                return [order_update_from(_decode_order(raw), now)]
+            except (msgspec.DecodeError, MalformedFrame) as exc:
+                raise VenueError(f"order state: unreadable answer ({exc})", venue=VENUE) from None
+        inst = self.registry.get(VENUE, order.request.instrument)
+        currency = inst.base if inst is not None else order.request.instrument.split("-")[0]
+        raw = await self.session.call_retrying(
+            "private/get_order_state_by_label", {"currency": currency, "label": order.client_order_id}
+        )
+        try:
+            found = _decode_orders(raw)
+        except msgspec.DecodeError as exc:
+            raise VenueError(f"order state by label: unreadable answer ({exc})", venue=VENUE) from None
+        return [order_update_from(o, now) for o in found]
+
+    async def recent_fills(self, since_ns: int) -> list[Fill]:
+        """Our fills since `since_ns`, every currency, oldest first
+        (`private/get_user_trades_by_currency_and_time`, paged by 1000)."""
+        out: list[Fill] = []
+        end_ms = self.clock() // 1_000_000 + 1_000
+        for currency in self.currencies:
+            start_ms = since_ns // 1_000_000
+            while True:
+                raw = await self.session.call_retrying(
+                    "private/get_user_trades_by_currency_and_time",
+                    {
+                        "currency": currency,
+                        "start_timestamp": start_ms,
+                        "end_timestamp": end_ms,
+                        "count": 1000,
+                        "sorting": "asc",
+                    },
+                )
+                try:
+                    page = _decode_trade_page(raw)
+                except msgspec.DecodeError as exc:
+                    raise VenueError(f"user trades: unreadable answer ({exc})", venue=VENUE) from None
+                now = self.clock()
+                out.extend(fill_from(t, now) for t in page.trades)
+                if not page.has_more or not page.trades:
+                    break
+                start_ms = max(t.timestamp for t in page.trades) + 1
+        return out
+
+    async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
+        """Cancel an order that is not ours (the `foreign_orders = "cancel"` policy)."""
+        await self.session.call("private/cancel", {"order_id": order_id}, bucket="matching", cost=1)

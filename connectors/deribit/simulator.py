@@ -111,6 +111,7 @@ class _Account:
     balances: dict[str, float] = attrs.field(factory=lambda: {"BTC": 10.0, "ETH": 100.0, "USDC": 100_000.0})
     positions: dict[str, Decimal] = attrs.field(factory=dict)
     orders: dict[str, _SimOrder] = attrs.field(factory=dict)
+    trades: list[dict[str, Any]] = attrs.field(factory=list)  # the account's trades, oldest first
     limiter: CreditBucket | None = None
 
 
@@ -705,6 +706,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
                 acct.positions[ev.instrument] = acct.positions.get(ev.instrument, Decimal(0)) + signed
                 acct.balances[ev.fee_currency] = acct.balances.get(ev.fee_currency, 0.0) - float(ev.fee)
                 trades.append(self._trade_json(o, ev))
+                acct.trades.append(trades[-1])
                 self._notify(o.account, "trades", ev.instrument, [trades[-1]])
             elif isinstance(ev, OrderUpdate):
                 if not o.order_id and ev.order_id:
@@ -937,6 +939,41 @@ class DeribitSimulator(SimulatorServer["_Session"]):
     ) -> Any:
         return self._order_json(self._own(a, p.get("order_id")))
 
+    def _base_of(self, instrument: str) -> str | None:
+        inst = self.registry.get(VENUE, instrument)
+        return None if inst is None else inst.base
+
+    def _order_state_by_label(
+        self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
+    ) -> Any:
+        """Recent orders (open or not) with a label, in one currency."""
+        assert a is not None
+        label, currency = p.get("label"), p.get("currency")
+        return [
+            self._order_json(o)
+            for o in a.orders.values()
+            if o.label == label and self._base_of(o.order.request.instrument) == currency
+        ]
+
+    def _user_trades_by_currency_and_time(
+        self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
+    ) -> Any:
+        """The account's trades in one currency within [start, end] (ms), oldest first unless
+        `sorting = "desc"`, at most `count` (default 10, max 1000) with `has_more`."""
+        assert a is not None
+        currency = p.get("currency")
+        start = int(p.get("start_timestamp", 0))
+        end = int(p.get("end_timestamp", 2**62))
+        count = max(1, min(int(p.get("count", 10)), 1000))
+        found = [
+            t
+            for t in a.trades
+            if start <= t["timestamp"] <= end and self._base_of(t["instrument_name"]) == currency
+        ]
+        if p.get("sorting") == "desc":
+            found.reverse()
+        return {"trades": found[:count], "has_more": len(found) > count}
+
     def _account_summary(
         self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
     ) -> Any:
@@ -1022,6 +1059,8 @@ _METHODS: Final[dict[str, Callable[..., Any]]] = {
     "private/get_open_orders_by_currency": DeribitSimulator._open_orders_by_currency,
     "private/get_open_orders_by_instrument": DeribitSimulator._open_orders_by_instrument,
     "private/get_order_state": DeribitSimulator._order_state,
+    "private/get_order_state_by_label": DeribitSimulator._order_state_by_label,
+    "private/get_user_trades_by_currency_and_time": DeribitSimulator._user_trades_by_currency_and_time,
     "private/get_account_summary": DeribitSimulator._account_summary,
     "private/get_account_summaries": DeribitSimulator._account_summaries,
     "private/get_positions": DeribitSimulator._positions,

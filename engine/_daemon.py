@@ -1,0 +1,469 @@
+"""`tradingd run`: the live engine as a service (DESIGN.md, "the shape").
+
+    trio.run(daemon)
+    └── root nursery
+        ├── signal task      SIGTERM/SIGINT -> orderly shutdown (a second one: exit at once);
+        │                    SIGHUP -> reopen the log file
+        ├── systemd task     READY=1 once every venue is connected and subscribed; WATCHDOG=1
+        │                    while the event loop is responsive and every feed is alive;
+        │                    STATUS= one-line summaries; STOPPING=1 on shutdown
+        ├── status task      every second: the status file (`tradingd status`), the kill switch
+        │                    file, the risk day
+        └── the live engine  venues, gateways, router, strategies (engine/_live.py)
+
+The orderly shutdown, bounded by `[daemon] shutdown_timeout_s`: strategies stop (their
+`on_stop` runs), order requests are refused from then on, the requests already with a venue
+get their answers, open orders are cancelled if `cancel_on_shutdown`, the journal is closed,
+connections close, exit 0. Without systemd (no `$NOTIFY_SOCKET`) everything runs the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import orjson
+import structlog
+import trio
+
+from ._journal import OrderJournal
+from ._live import LiveEngine
+from ._risk import Limits, RiskLimits
+
+__all__ = ["Daemon", "DaemonPaths", "Notifier", "daemon_paths", "read_status", "risk_limits"]
+
+
+class Notifier:
+    """sd_notify(3): datagrams to the unix socket systemd names in `$NOTIFY_SOCKET` (a leading
+    `@` is the abstract namespace). Written here rather than taken from a package: the protocol
+    is one `sendto` of `KEY=value` lines, and the packages that wrap it are unmaintained and
+    blocking. Without `$NOTIFY_SOCKET` every call does nothing. `$WATCHDOG_USEC` (for this pid,
+    per `$WATCHDOG_PID`) sets how often WATCHDOG=1 is due."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        address = environ.get("NOTIFY_SOCKET", "")
+        self.address: str | None = None
+        if address.startswith("@"):
+            self.address = "\0" + address[1:]
+        elif address.startswith("/"):
+            self.address = address
+        self.watchdog_s: float | None = None
+        usec = environ.get("WATCHDOG_USEC", "")
+        pid = environ.get("WATCHDOG_PID", "")
+        if usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
+            self.watchdog_s = int(usec) / 1_000_000
+        self.sent = 0
+        self.failed = 0
+        self._sock: socket.socket | None = None
+        if self.address is not None:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock.setblocking(False)
+
+    @property
+    def enabled(self) -> bool:
+        return self._sock is not None
+
+    def notify(self, **fields: str | int) -> bool:
+        """Send `KEY=value` lines (keys upper-cased); False when there is no socket or it failed."""
+        if self._sock is None or self.address is None:
+            return False
+        message = "\n".join(f"{k.upper()}={v}" for k, v in fields.items()).encode()
+        try:
+            self._sock.sendto(message, self.address)
+        except OSError:
+            self.failed += 1
+            return False
+        self.sent += 1
+        return True
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+@attrs.frozen
+class DaemonPaths:
+    state_dir: Path
+    journal: Path
+    status_file: Path
+    kill_switch_file: Path
+
+
+def daemon_paths(config_path: Path, daemon: Any, environ: Mapping[str, str]) -> DaemonPaths:
+    """Where the daemon keeps its state (`[daemon]`, with systemd's directories by default)."""
+    base = config_path.parent
+
+    def resolve(p: str) -> Path:
+        q = Path(os.path.expanduser(p))
+        return q if q.is_absolute() else (base / q).resolve()
+
+    if daemon.state_dir:
+        state = resolve(daemon.state_dir)
+    elif environ.get("STATE_DIRECTORY"):
+        state = Path(environ["STATE_DIRECTORY"].split(":")[0])
+    else:
+        xdg = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+        state = Path(xdg) / "tradingd"
+    if daemon.status_file:
+        status = resolve(daemon.status_file)
+    elif environ.get("RUNTIME_DIRECTORY"):
+        status = Path(environ["RUNTIME_DIRECTORY"].split(":")[0]) / "status.json"
+    else:
+        status = state / "status.json"
+    return DaemonPaths(
+        state_dir=state,
+        journal=resolve(daemon.journal) if daemon.journal else state / "journal.sqlite",
+        status_file=status,
+        kill_switch_file=resolve(daemon.kill_switch_file) if daemon.kill_switch_file else state / "KILL",
+    )
+
+
+def risk_limits(cfg: Any) -> RiskLimits:
+    """A `[risk]` table (config.LimitsConfig) as the engine's limits."""
+
+    def one(c: Any) -> Limits:
+        return Limits(**{f.name: getattr(c, f.name, None) for f in attrs.fields(Limits)})
+
+    return RiskLimits(default=one(cfg), instruments={k: one(v) for k, v in cfg.instruments.items()})
+
+
+def read_status(path: Path) -> dict[str, Any]:
+    """The status file a running daemon writes (raises OSError / ValueError)."""
+    data: dict[str, Any] = orjson.loads(path.read_bytes())
+    return data
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Atomically replace `path` with `data`, readable by its owner only."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class Daemon:
+    """`tradingd run` (module docstring). Build it from a loaded config; `run()` returns the
+    exit code."""
+
+    def __init__(
+        self,
+        loaded: Any,
+        *,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        frame_hook: Any = None,
+        reopen_logs: Callable[[], None] | None = None,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+        **engine_options: Any,
+    ) -> None:
+        environ = os.environ if environ is None else environ
+        cfg = loaded.config
+        self.config = cfg
+        self.settings = cfg.daemon
+        self.clock = clock
+        self.log = log or structlog.get_logger("tradingd")
+        self.paths = daemon_paths(loaded.path, cfg.daemon, environ)
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.paths.status_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.journal: OrderJournal | None = None
+        if cfg.mode == "live":
+            self.journal = OrderJournal(self.paths.journal, synchronous=cfg.daemon.journal_sync, clock=clock)
+        self.engine = LiveEngine(
+            loaded.build_strategies(),
+            loaded.venue_settings,
+            mode=cfg.mode,
+            engine_limits=risk_limits(cfg.risk),
+            strategy_limits={s.name: risk_limits(s.risk) for s in cfg.strategies if s.enabled},
+            catalog_settings=cfg.catalog,
+            environ=environ,
+            clock=clock,
+            frame_hook=frame_hook,
+            journal=self.journal,
+            foreign_orders=cfg.daemon.foreign_orders,
+            log=self.log,
+            **engine_options,
+        )
+        self.notifier = Notifier(environ)
+        self.reopen_logs = reopen_logs
+        self.started_ns = clock()
+        self.stopping = False
+        self.kill_switch: str | None = None
+        self.max_lag_s = 0.0  # the event loop's worst lateness since the last watchdog check
+        self.watchdog_sent = 0
+        self.watchdog_withheld = 0
+        self._last_status_line = ""
+
+    # -- running ----------------------------------------------------------------------------
+    async def run(self) -> int:
+        """Run until a signal stops it; the process's exit code."""
+        code = 0
+        try:
+            async with trio.open_nursery() as nursery:
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+                    await nursery.start(self.engine.run)
+                    self.log.info(
+                        "daemon.started",
+                        pid=os.getpid(),
+                        mode=self.config.mode,
+                        venues=sorted(self.engine.venues),
+                        strategies=[s.name for s in self.engine.slots],
+                        journal=str(self.paths.journal) if self.journal else None,
+                        status_file=str(self.paths.status_file),
+                        restored=self.engine.restored or None,
+                    )
+                    nursery.start_soon(self._announce_ready)
+                    nursery.start_soon(self._measure_lag)
+                    nursery.start_soon(self._status_loop)
+                    if self.notifier.watchdog_s:
+                        nursery.start_soon(self._watchdog)
+                    async for signum in signals:
+                        name = signal.Signals(signum).name
+                        if signum == signal.SIGHUP:
+                            self._reopen_logs()
+                            continue
+                        if not self.stopping:
+                            self.log.info("daemon.stopping", signal=name)
+                            nursery.start_soon(self._stop, nursery.cancel_scope)
+                            continue
+                        self.log.warning("daemon.forced_exit", signal=name)
+                        code = 1
+                        nursery.cancel_scope.cancel()
+                        break
+        finally:
+            self._write_status(final=True)
+            if self.journal is not None:
+                self.journal.close()
+            self.notifier.close()
+        self.log.info("daemon.exit", code=code)
+        return code
+
+    async def _stop(self, scope: trio.CancelScope) -> None:
+        self.stopping = True
+        self.notifier.notify(stopping=1, status="stopping: settling orders")
+        timeout = self.settings.shutdown_timeout_s
+        clean = await self.engine.shutdown(
+            cancel_open_orders=self.settings.cancel_on_shutdown, timeout_s=timeout
+        )
+        self.log.info("daemon.stopped", clean=clean)
+        scope.cancel()
+
+    def _reopen_logs(self) -> None:
+        if self.reopen_logs is None:
+            self.log.info("daemon.sighup", reopened=False)
+            return
+        self.reopen_logs()
+        self.log.info("daemon.sighup", reopened=True)
+
+    async def _announce_ready(self) -> None:
+        await self.engine.ready.wait()
+        self.notifier.notify(ready=1, status=self.status_line())
+        self.log.info("daemon.ready", notified=self.notifier.enabled)
+
+    async def _measure_lag(self) -> None:
+        """How late the event loop wakes a task: a loop blocked by something synchronous shows."""
+        period = 0.1
+        while True:
+            t0 = trio.current_time()
+            await trio.sleep(period)
+            self.max_lag_s = max(self.max_lag_s, trio.current_time() - t0 - period)
+
+    def health(self) -> list[str]:
+        """What is wrong right now (empty: healthy). The watchdog withholds WATCHDOG=1 then."""
+        problems = []
+        limit = max(1.0, (self.notifier.watchdog_s or 10.0) / 4)
+        if self.max_lag_s > limit:
+            problems.append(f"event loop {self.max_lag_s:.1f} s late")
+        stale = self.settings.watchdog_stale_s
+        if stale > 0 and self.engine.ready.is_set():
+            for name, live in self.engine.venues.items():
+                age = getattr(live, "last_frame_age_s", None)
+                if isinstance(age, float) and age > stale:
+                    problems.append(f"{name}: nothing received for {age:.0f} s")
+        return problems
+
+    async def _watchdog(self) -> None:
+        assert self.notifier.watchdog_s is not None
+        interval = self.notifier.watchdog_s / 2
+        while True:
+            await trio.sleep(interval)
+            problems = self.health()
+            self.max_lag_s = 0.0
+            if problems:
+                self.watchdog_withheld += 1
+                self.log.error("daemon.unhealthy", problems=problems)
+                self.notifier.notify(status="unhealthy: " + "; ".join(problems))
+                continue
+            if self.notifier.notify(watchdog=1):
+                self.watchdog_sent += 1
+
+    # -- status, kill switch, risk day ----------------------------------------------------------
+    async def _status_loop(self) -> None:
+        while True:
+            now = self.clock()
+            risk = self.engine.flow.risk
+            if risk.roll_day(now) and self.journal is not None:
+                self.journal.set_meta(
+                    "risk_day",
+                    {
+                        "start_ns": now,
+                        "equity": {("*" if k is None else k): v for k, v in risk.day_start_equity.items()},
+                    },
+                )
+            await self._check_kill_switch()
+            self._write_status()
+            line = self.status_line()
+            if line != self._last_status_line and self.engine.ready.is_set() and not self.stopping:
+                self.notifier.notify(status=line)
+                self._last_status_line = line
+            await trio.sleep(1.0)
+
+    async def _check_kill_switch(self) -> None:
+        path = self.paths.kill_switch_file
+        try:
+            reason = path.read_text(encoding="utf-8").strip().splitlines()[0:1]
+            engaged: str | None = (reason[0] if reason else "") or f"kill switch file {path}"
+        except FileNotFoundError:
+            engaged = None
+        except OSError as exc:
+            engaged = f"kill switch file unreadable ({exc.strerror})"  # fail safe: stop trading
+        if engaged is not None and self.kill_switch is None:
+            self.kill_switch = engaged
+            self.engine.flow.risk.halt(engaged)
+            self.log.error("risk.kill_switch_engaged", reason=engaged, file=str(path))
+            if self.journal is not None:
+                self.journal.note("kill_switch", reason=engaged)
+            await self.engine.cancel_all_orders("kill switch")
+        elif engaged is None and self.kill_switch is not None:
+            self.log.warning("risk.kill_switch_cleared", was=self.kill_switch)
+            if self.journal is not None:
+                self.journal.note("kill_switch_cleared", was=self.kill_switch)
+            self.kill_switch = None
+            self.engine.flow.risk.resume()
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS= (`systemctl status tradingd`)."""
+        e = self.engine
+        venues = ", ".join(
+            f"{name} {'up' if getattr(live, 'connected', False) else 'down'}"
+            for name, live in e.venues.items()
+        )
+        open_orders = len(e.flow.tracker.open_orders())
+        pnl = e.flow.equity(None)
+        kill = " KILL SWITCH" if self.kill_switch else ""
+        return (
+            f"{e.mode}: {venues}; {len(e.slots)} strategies; {open_orders} open orders; "
+            f"PnL {pnl:+.2f} USD{kill}"
+        )
+
+    def status(self) -> dict[str, Any]:
+        """What `tradingd status` shows (the status file's content)."""
+        e = self.engine
+        now = self.clock()
+        venues = {}
+        for name, live in e.venues.items():
+            stats = getattr(live, "stats", None)
+            age = getattr(live, "last_frame_age_s", None)
+            venues[name] = {
+                "connected": bool(getattr(live, "connected", False)),
+                "ready": live.ready.is_set(),
+                "frames": getattr(stats, "frames", None),
+                "malformed": getattr(stats, "malformed", None),
+                "connects": getattr(stats, "connects", None),
+                "disconnects": getattr(stats, "disconnects", None),
+                "stale": getattr(stats, "stale", None),
+                "last_frame_age_s": None if age is None else round(age, 3),
+                "channels": len(getattr(live, "channels", ()) or ()),
+                "subscriptions": len(e.router.merged(name)),
+            }
+        strategies = {}
+        for slot in e.slots:
+            ledger = e.flow.ledgers.get(slot.name)
+            m = slot.mailbox.stats
+            strategies[slot.name] = {
+                "subscriptions": len(slot.keys),
+                "events": m.delivered,
+                "errors": slot.errors,
+                "conflated": m.conflated,
+                "merged": m.merged,
+                "dropped": m.dropped,
+                "queued_high_water": m.high_water,
+                "orders_sent": e.flow.orders_sent.get(slot.name, 0),
+                "rejected": e.flow.rejected.get(slot.name, 0),
+                "open_orders": len(e.flow.tracker.open_orders(slot.name)),
+                "positions": {
+                    f"{venue}:{symbol}": str(qty)
+                    for (venue, symbol), qty in (ledger.view().positions.items() if ledger else ())
+                },
+                "realized_pnl": round(ledger.realized_usd, 6) if ledger else 0.0,
+                "unrealized_pnl": round(ledger.unrealized_usd(), 6) if ledger else 0.0,
+                "fees": round(ledger.fees_usd, 6) if ledger else 0.0,
+            }
+        orders = [
+            {
+                "client_order_id": o.client_order_id,
+                "order_id": o.order_id,
+                "strategy": o.strategy,
+                "venue": o.request.venue,
+                "instrument": o.request.instrument,
+                "side": o.request.side.value,
+                "price": None if o.price is None else str(o.price),
+                "size": str(o.size),
+                "filled": str(o.filled_size),
+                "state": o.state.value,
+                "age_s": round((now - o.created_ns) / 1e9, 3),
+            }
+            for o in e.flow.tracker.open_orders()
+        ]
+        return {
+            "pid": os.getpid(),
+            "mode": e.mode,
+            "started_ns": self.started_ns,
+            "updated_ns": now,
+            "ready": e.ready.is_set(),
+            "stopping": self.stopping,
+            "kill_switch": self.kill_switch,
+            "status": self.status_line(),
+            "venues": venues,
+            "strategies": strategies,
+            "open_orders": orders,
+            "unrouted_events": e.router.unrouted,
+            "reconciliations": e.reconciliations,
+            "journal": None
+            if self.journal is None
+            else {
+                "path": str(self.journal.path),
+                "writes": self.journal.stats.writes,
+                "failures": e.flow.journal_failures,
+            },
+            "watchdog": {"sent": self.watchdog_sent, "withheld": self.watchdog_withheld},
+        }
+
+    def _write_status(self, *, final: bool = False) -> None:
+        data = self.status()
+        if final:
+            data["stopped"] = True
+        try:
+            _write_private(self.paths.status_file, orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        except OSError as exc:
+            self.log.warning("status.write_failed", path=str(self.paths.status_file), error=str(exc))
+
+
+def run_daemon(loaded: Any, **options: Any) -> int:
+    """`tradingd run`: build the daemon and run it under trio; the exit code."""
+    daemon = Daemon(loaded, **options)
+    code: int = trio.run(daemon.run)
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    return code
