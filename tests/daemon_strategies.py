@@ -18,6 +18,7 @@ class PlaceOnceParams:
     instrument: str = "BTC-PERPETUAL"
     size: Decimal = Decimal(10)
     below: float = 0.1  # the bid's distance under the mark (0: marketable, above the mark)
+    after_s: float = 0.0  # wait this long after the first ticker before placing
 
 
 class PlaceOnce(Strategy):
@@ -39,6 +40,8 @@ class PlaceOnce(Strategy):
         if self.placed or not isinstance(event, Ticker) or not event.mark:
             return
         self.placed = True
+        if p.after_s:
+            await self.ctx.sleep(p.after_s)
         if self.ctx.open_orders(p.venue, p.instrument) or self.ctx.position(p.venue, p.instrument) != 0:
             self.ctx.log.info("place_once.already", open=len(self.ctx.open_orders()))
             return

@@ -696,6 +696,12 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         touched: list[_SimOrder] = []
         trades: list[dict[str, Any]] = []
         now_ms = self.clock() // 1_000_000
+        for ev in events:  # name new orders first: their fills (listed before the state) carry the id
+            o = self._by_key.get(ev.client_order_id or "")
+            if o is not None and isinstance(ev, OrderUpdate) and not o.order_id and ev.order_id:
+                o.order_id = ev.order_id
+                self.orders[o.order_id] = o
+                o.account.orders[o.order_id] = o
         for ev in events:
             o = self._by_key.get(ev.client_order_id or "")
             if o is None:
