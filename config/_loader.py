@@ -7,6 +7,7 @@ message is one line: `config/x.toml: strategies[1].params.lookback_s: expected a
 
 from __future__ import annotations
 
+import re
 import tomllib
 import typing
 from collections.abc import Callable
@@ -245,6 +246,32 @@ def _read_toml(p: Path) -> dict[str, Any]:
         raise ConfigError(f"invalid TOML: {exc}", file=file) from None
 
 
+_SECRET_KEY = re.compile(
+    r"(secret|passw|passphrase|private[_-]?key|api[_-]?key|access[_-]?token|session[_-]?key|mnemonic)",
+    re.IGNORECASE,
+)
+
+
+def _refuse_secrets(raw: Any, file: str, path: str = "") -> None:
+    """A config file is shared and committed: a key that names a secret is refused outright,
+    pointing at where secrets do go."""
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            where = f"{path}.{key}" if path else str(key)
+            if _SECRET_KEY.search(str(key)) and not str(key).endswith(("_env", "_file")):
+                raise ConfigError(
+                    "secrets are never read from the config: put it in the environment or a "
+                    "credential file (e.g. DERIBIT_CLIENT_SECRET or DERIBIT_CLIENT_SECRET_FILE; "
+                    "README, Deploy)",
+                    file=file,
+                    path=where,
+                )
+            _refuse_secrets(value, file, where)
+    elif isinstance(raw, list):
+        for i, item in enumerate(raw):
+            _refuse_secrets(item, file, f"{path}[{i}]")
+
+
 def load_daemon_settings(path: str | Path) -> DaemonConfig:
     """Only a config's `[daemon]` table (for `tradingd status`/`kill`, which must work without
     importing the strategies or reaching the venues)."""
@@ -259,6 +286,7 @@ def load_config(path: str | Path) -> LoadedConfig:
     p = Path(path)
     file = str(p)
     raw = _read_toml(p)
+    _refuse_secrets(raw, file)
     conv = make_converter()
     config: Config = structure(conv, raw, Config, file=file)
 

@@ -105,3 +105,38 @@ def test_fee_overrides_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="venues.deribit.fees: unknown fee setting"):
         load_config(write(tmp_path, GOOD + "\n[venues.deribit.fees]\nfuture_tker = 0.001\n"))
     load_config(write(tmp_path, GOOD + "\n[venues.deribit.fees]\nfuture_taker = 0.001\n"))
+
+
+@pytest.mark.parametrize(
+    ("snippet", "where"),
+    [
+        ('[venues.deribit]\nclient_secret = "hunter2hunter2"\n', "venues.deribit.client_secret"),
+        ('[venues.polymarket]\nprivate_key = "0xabc"\n', "venues.polymarket.private_key"),
+        ('[venues.polymarket.auth]\napi_passphrase = "p"\n', "venues.polymarket.auth.api_passphrase"),
+    ],
+)
+def test_a_secret_in_the_config_is_refused_with_where_it_belongs(
+    tmp_path: Path, snippet: str, where: str
+) -> None:
+    with pytest.raises(ConfigError, match="never read from the config: put it in the environment") as info:
+        load_config(write(tmp_path, GOOD + "\n" + snippet))
+    assert info.value.path == where
+    assert "hunter2" not in str(info.value)  # nor is it repeated in the error
+
+
+def test_daemon_settings_load_alone_and_resolve_against_the_config(tmp_path: Path) -> None:
+    from config import load_daemon_settings
+    from engine._daemon import daemon_paths
+
+    p = write(tmp_path, GOOD + '\n[daemon]\nstate_dir = "st"\nshutdown_timeout_s = 3\n')
+    settings = load_daemon_settings(p)
+    assert settings.shutdown_timeout_s == 3
+    paths = daemon_paths(p, settings, {"RUNTIME_DIRECTORY": "/run/tradingd"})
+    assert paths.state_dir == (tmp_path / "st").resolve() and paths.journal.name == "journal.sqlite"
+    assert paths.status_file == Path("/run/tradingd/status.json")
+    defaults = daemon_paths(
+        p, load_daemon_settings(write(tmp_path, GOOD)), {"STATE_DIRECTORY": "/var/lib/td"}
+    )
+    assert defaults.kill_switch_file == Path("/var/lib/td/KILL")
+    with pytest.raises(ConfigError, match=r"daemon.shutdown_timeout_s"):
+        load_daemon_settings(write(tmp_path, GOOD + "\n[daemon]\nshutdown_timeout_s = -1\n"))
