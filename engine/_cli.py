@@ -190,7 +190,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                     nursery.cancel_scope.cancel()
                     break
 
-    trio.run(main)
+    try:
+        trio.run(main)
+    except* OSError as group:
+        exc = group.exceptions[0]
+        while isinstance(exc, BaseExceptionGroup):
+            exc = exc.exceptions[0]
+        raise _UsageError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     return 0
 
 
