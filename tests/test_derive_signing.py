@@ -32,8 +32,10 @@ from connectors.derive.signing import (
     SigningDomain,
     action_hash,
     encode_trade_data,
+    login_digest,
     login_params,
     login_signature,
+    recover_signer,
     rest_auth_headers,
     sign_digest,
     to_e18,
@@ -493,3 +495,18 @@ def test_bad_credentials_are_named_not_shown(environ: dict[str, str], message: s
         Credentials.from_env(environ)
     assert err.value.venue == "derive"
     assert KEY[2:] not in str(err.value) and KEY[2:-2] not in str(err.value)
+
+
+def test_recovering_the_signer_as_the_venue_checks_it() -> None:
+    # The §3.5 login vector and the §3.6 order vector recover to the key's address, as
+    # eth-account's ecrecover says; a flipped v recovers another address; junk is refused.
+    assert recover_signer(login_digest("1700000000000"), LOGIN_SIGNATURE) == SIGNER
+    digest = bytes.fromhex(TYPED_DATA_HASH)
+    assert recover_signer(digest, SIGNATURE) == SIGNER == Account._recover_hash(digest, signature=SIGNATURE)
+    assert recover_signer(digest, SIGNATURE[2:]) == SIGNER  # the official package's unprefixed hex
+    flipped = SIGNATURE[:-2] + ("1b" if SIGNATURE.endswith("1c") else "1c")
+    assert recover_signer(digest, flipped) != SIGNER
+    with pytest.raises(ValueError, match="65 bytes"):
+        recover_signer(digest, "0x1234")
+    with pytest.raises(ValueError, match="v is 27 or 28"):
+        recover_signer(digest, SIGNATURE[:-2] + "05")

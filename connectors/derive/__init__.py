@@ -3,79 +3,27 @@ WebSocket (VENUES.md §3).
 
 Modules, as in every venue package: `codec` (frames -> events), `instruments` (definitions, names
 and the signing side table), `fees` (the fee schedule and `max_fee`), `signing` (login and order
-signatures), `generator` (synthetic recordings for backtests and the simulator). The settings
-class lives here until the connection (`stream`, `execution`, `simulator`, and `settings` beside
-them, as in the Deribit package) arrives.
+signatures), `generator` (synthetic recordings for backtests and the simulator), `settings`
+(`[venues.derive]`), `stream` (the live session), `execution` (signed orders), `simulator` (a
+local Derive for tests and `tradingd simulate derive`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 
-from engine import InstrumentRegistry
+from engine import ConfigError, InstrumentRegistry
 from engine._plugins import Decoder
 
 from .fees import DeriveFees
-from .instruments import VENUE, InstrumentType
+from .instruments import VENUE
+from .settings import ENDPOINTS, DeriveSettings
 
 __all__ = ["ENDPOINTS", "PLUGIN", "DerivePlugin", "DeriveSettings"]
-
-# §3.1 (v2 hosts; §3.0 on v3): (WebSocket, REST) per environment.
-ENDPOINTS = {
-    "testnet": ("wss://api-demo.lyra.finance/ws", "https://api-demo.lyra.finance"),
-    "mainnet": ("wss://api.lyra.finance/ws", "https://api.lyra.finance"),
-}
-
-
-def _at_least(minimum: float) -> Any:
-    def check(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-        if value < minimum:
-            raise ValueError(f"{attribute.name}: expected at least {minimum}, got {value}")
-
-    return check
-
-
-def _one_of(*allowed: int) -> Any:
-    def check(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
-        if value not in allowed:
-            raise ValueError(f"{attribute.name}: expected one of {', '.join(map(str, allowed))}, got {value}")
-
-    return check
-
-
-@attrs.frozen
-class DeriveSettings:
-    """`[venues.derive]`. Testnet unless `environment = "mainnet"` (the environment also picks the
-    signing domain: `connectors.derive.signing.DOMAINS`). `url`/`rest_url` override the endpoints
-    (a local simulator). Credentials are never here: see `connectors.derive.signing.Credentials`.
-
-    `ticker_interval` is the `ticker_slim` interval in ms; `book_group`/`book_depth` pick the
-    `orderbook.{instrument}.{group}.{depth}` channel (§3.4); `signature_ttl_s` is how long an
-    order's signature, hence the order, lives (§3.6: more than 5 minutes).
-    """
-
-    environment: Literal["testnet", "mainnet"] = "testnet"
-    url: str | None = None
-    rest_url: str | None = None
-    currencies: list[str] = attrs.field(factory=lambda: ["BTC", "ETH"])
-    instrument_types: list[InstrumentType] = attrs.field(factory=lambda: ["option", "perp"])
-    ticker_interval: Literal[100, 1000] = 1000
-    book_group: int = attrs.field(default=1, validator=_one_of(1, 10, 100))
-    book_depth: int = attrs.field(default=10, validator=_one_of(1, 10, 20, 100))
-    signature_ttl_s: int = attrs.field(default=3600, validator=_at_least(330))
-    fees: dict[str, Any] = attrs.field(factory=dict)
-
-    @property
-    def ws_url(self) -> str:
-        return self.url or ENDPOINTS[self.environment][0]
-
-    @property
-    def http_url(self) -> str:
-        return (self.rest_url or ENDPOINTS[self.environment][1]).rstrip("/")
 
 
 class DerivePlugin:
@@ -92,6 +40,62 @@ class DerivePlugin:
 
     def fee_model(self, overrides: Mapping[str, Any]) -> DeriveFees:
         return DeriveFees.from_config(overrides)
+
+    def live(
+        self,
+        settings: DeriveSettings,
+        *,
+        registry: InstrumentRegistry,
+        router: Any,
+        sink: Any,
+        trading: bool,
+        environ: Mapping[str, str],
+        **options: Any,
+    ) -> Any:
+        """A `DeriveSession` (a `LiveVenue`). Trading needs credentials (from `environ`:
+        `DERIVE_WALLET`, `DERIVE_SESSION_KEY`, `DERIVE_SUBACCOUNT_ID`, or their `_FILE`
+        variants) and logs in; market data alone (paper mode) is public and logs in to nothing.
+        `options` are injected (tests: `connect`, `clock`)."""
+        from .signing import Credentials
+        from .stream import DeriveSession
+
+        credentials = None
+        if trading:
+            credentials = Credentials.from_env(environ)
+            if not settings.private:
+                raise ConfigError(
+                    "live trading needs the private channels: remove `private = false`",
+                    path="venues.derive.private",
+                )
+        else:
+            settings = attrs.evolve(settings, private=False)
+        return DeriveSession(
+            settings, registry=registry, router=router, sink=sink, credentials=credentials, **options
+        )
+
+    async def simulate(
+        self, *, host: str, port: int, seed: int = 7, task_status: Any = None, **options: Any
+    ) -> None:
+        """Serve a local Derive on `host:port` until cancelled (`tradingd simulate derive`)."""
+        import trio
+
+        from .simulator import DeriveSimulator, serve
+
+        sim = DeriveSimulator(seed=seed, **options)
+        await serve(sim, host=host, port=port, task_status=task_status or trio.TASK_STATUS_IGNORED)
+
+    def simulator_banner(self, binds: list[str]) -> list[str]:
+        """What `tradingd simulate derive` prints: where to point a config, and the demo account
+        (public test values, valid on the simulator only)."""
+        from .simulator import DEMO_SESSION_KEY, DEMO_SUBACCOUNT, DEMO_WALLET
+
+        base = binds[0].replace("http://", "")
+        return [
+            f"simulating Derive on {base} (Ctrl-C stops)",
+            f'  [venues.derive] url = "ws://{base}/ws"  rest_url = "http://{base}"',
+            f"  demo account: DERIVE_WALLET={DEMO_WALLET} DERIVE_SUBACCOUNT_ID={DEMO_SUBACCOUNT}",
+            f"                DERIVE_SESSION_KEY={DEMO_SESSION_KEY}",
+        ]
 
     def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
         from .generator import generate_sample

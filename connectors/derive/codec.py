@@ -19,8 +19,10 @@ backtests alike. Channels (§3.4):
 - `ticker.{instrument}.{interval}` (deprecated, §3.3) -> `Ticker` from the full ticker fields;
   counted in `deprecated_tickers`, since a feed still on it is about to break.
 - `{subaccount}.orders` -> `OrderUpdate`; `{subaccount}.trades[.{tx_status}]` -> `Fill` (our own
-  orders, for the order tracker; §3.4 "Private channels"). A trade whose transaction was
-  reverted is not a fill: it is reported by an INSTRUMENT_STATE status naming trade and order.
+  orders, for the order tracker; §3.4 "Private channels"), once per trade id whichever path
+  (these channels, or a `private/order` answer through `order_result`) brings it first. A trade
+  whose transaction was reverted (or ignored) is not a fill: after its fill was reported it is a
+  `FillReversal`; never reported, an INSTRUMENT_STATE status naming trade and order.
 - Responses (`{"id":…,"result":…}`): a `subscribe` answer yields one SUBSCRIPTION_REFUSED status
   per channel whose status is not "ok" (its text is the venue's reason) and keeps
   `current_subscriptions`; a `get_instruments` / `get_instrument` answer teaches the engine
@@ -52,6 +54,7 @@ from msgspec import Meta, Raw, Struct
 from engine import (
     BookUpdate,
     Fill,
+    FillReversal,
     Greeks,
     Instrument,
     InstrumentRegistry,
@@ -86,6 +89,7 @@ __all__ = [
     "decode_order_result",
     "fill_from",
     "order_update_from",
+    "reversal_from",
     "subscription_refusals",
 ]
 
@@ -99,6 +103,7 @@ _MS: Final = 1_000_000  # Derive timestamps are ms; events carry ns
 _FALLBACK_QUANTUM: Final = 1e-8  # price quantum of a book whose instrument is not (yet) known
 _MAX_ROUTES: Final = 65_536  # the route cache is a memo: a flood of odd channels just resets it
 _RECENT_TRADES: Final = 4096  # trade ids remembered to drop the second record of one match
+_OUR_TRADES: Final = 65_536  # our own trade ids remembered (fills reported, fills reversed)
 _SIDES: Final = {"buy": Side.BUY, "sell": Side.SELL}
 _FLIP: Final = {"buy": Side.SELL, "sell": Side.BUY}
 _SUBSCRIPTION_ERRORS: Final = frozenset({13000})  # §3.7 "Invalid channels"
@@ -313,6 +318,13 @@ _STATES: Final = {
 _NOT_EXECUTED: Final = frozenset({"reverted", "ignored"})  # tx_status of a trade that did not happen
 
 
+def _json_bytes(raw: Any) -> Any:
+    """JSON text as msgspec takes it: raw bytes, text or a `Raw` as is, parsed JSON re-encoded."""
+    if isinstance(raw, bytes | bytearray | memoryview | str | Raw):
+        return raw
+    return orjson.dumps(raw)
+
+
 def _malformed(message: str, instrument: str | None = None) -> MalformedFrame:
     return MalformedFrame(message, venue=VENUE, instrument=instrument)
 
@@ -410,6 +422,28 @@ def _reverted(t: TradeData, ts_local: int) -> Status:
     )
 
 
+def reversal_from(t: TradeData, ts_local: int) -> FillReversal:
+    """The engine's view of one of our fills that the chain did not settle (§3.4: a trade whose
+    `tx_status` ends `reverted` or `ignored` after it was reported): it undoes that fill."""
+    fill = fill_from(t, ts_local)
+    return FillReversal(
+        venue=VENUE,
+        instrument=fill.instrument,
+        ts_exchange=fill.ts_exchange,
+        ts_local=ts_local,
+        order_id=fill.order_id,
+        client_order_id=fill.client_order_id,
+        strategy=None,
+        trade_id=fill.trade_id,
+        side=fill.side,
+        price=fill.price,
+        size=fill.size,
+        fee=fill.fee,
+        fee_currency=fill.fee_currency,
+        reason=f"tx_status {t.tx_status}: the trade did not settle on chain",
+    )
+
+
 def _our_trade_events(trades: list[TradeData], ts_local: int) -> list[MarketEvent]:
     return [
         _reverted(t, ts_local) if t.tx_status in _NOT_EXECUTED else fill_from(t, ts_local) for t in trades
@@ -420,7 +454,7 @@ def decode_order_result(raw: Any, ts_local: int) -> list[MarketEvent]:
     """The events of a `private/order` result: its fills first, then the order's state. Raises
     `MalformedFrame` for a result that is not an order with trades."""
     try:
-        result = _decode_order_result(raw if isinstance(raw, bytes | str) else orjson.dumps(raw))
+        result = _decode_order_result(_json_bytes(raw))
     except msgspec.DecodeError as exc:
         raise _invalid("order result", exc) from None
     events = _our_trade_events(result.trades, ts_local)
@@ -495,6 +529,11 @@ class DeriveDecoder:
         self._primary: dict[str, _BookState] = {}  # by instrument: the finest book seen
         self._routes: dict[str, tuple[_Handler, str]] = {}
         self._recent_trades: dict[str, None] = {}  # insertion-ordered, bounded
+        # Our own trade ids (private channels, order answers): kept across reconnections, since
+        # a fill stays booked whatever happens to the connection.
+        self._our_fills: dict[str, None] = {}
+        self._our_reversals: dict[str, None] = {}
+        self.repeated_fills = 0
 
     # ----------------------------------------------------------------------------------- API
 
@@ -769,7 +808,54 @@ class DeriveDecoder:
 
     def _on_our_trades(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
         """`{subaccount}.trades[.{tx_status}]` (§3.4): a list of our executions."""
-        return _our_trade_events(_decode_user_trades(raw), ts_local)
+        return self._our_trades(_decode_user_trades(raw), ts_local)
+
+    def _our_trades(self, trades: list[TradeData], ts_local: int) -> list[MarketEvent]:
+        """Our executions, each reported once whichever path (this channel, the `.reverted`
+        variant, an order's answer) brings it first: a `Fill` for a trade id not seen before, a
+        `FillReversal` for a reverted trade we reported as a fill, a status for a reverted trade
+        we never counted; a repeat is dropped (`repeated_fills`). Memory changes only once the
+        whole list has decoded."""
+        fills, reversed_ = self._our_fills, self._our_reversals
+        out: list[MarketEvent] = []
+        new_fills: dict[str, None] = {}
+        new_reversals: dict[str, None] = {}
+        repeats = 0
+        for t in trades:
+            tid = t.trade_id if t.trade_id.__class__ is str else str(t.trade_id)
+            known = tid in fills or tid in new_fills
+            if t.tx_status in _NOT_EXECUTED:
+                if tid in reversed_ or tid in new_reversals:
+                    repeats += 1
+                elif known:
+                    out.append(reversal_from(t, ts_local))
+                    new_reversals[tid] = None
+                else:
+                    out.append(_reverted(t, ts_local))
+            elif known:
+                repeats += 1  # the same trade again (another path, or a later tx_status)
+            else:
+                out.append(fill_from(t, ts_local))
+                new_fills[tid] = None
+        self.repeated_fills += repeats
+        for memory, new in ((fills, new_fills), (reversed_, new_reversals)):
+            memory.update(new)
+            while len(memory) > _OUR_TRADES:
+                del memory[next(iter(memory))]
+        return out
+
+    def order_result(self, raw: Any, ts_local: int) -> list[MarketEvent]:
+        """The events of a `private/order` answer (its fills first, then the order's state), its
+        fills sharing the private channel's memory so each is reported once. Raises
+        `MalformedFrame` (and changes nothing) for a result that is not an order with trades."""
+        try:
+            result = _decode_order_result(_json_bytes(raw))
+        except msgspec.DecodeError as exc:
+            raise _invalid("order result", exc) from None
+        order = order_update_from(result.order, ts_local)  # validated before the memory changes
+        events = self._our_trades(result.trades, ts_local)
+        events.append(order)
+        return events
 
     # ---------------------------------------------------------------------------- responses
 

@@ -63,8 +63,10 @@ __all__ = [
     "SigningDomain",
     "action_hash",
     "encode_trade_data",
+    "login_digest",
     "login_params",
     "login_signature",
+    "recover_signer",
     "rest_auth_headers",
     "sign_digest",
     "to_e18",
@@ -223,6 +225,31 @@ def _personal_digest(text: str) -> bytes:
     return keccak(b"\x19Ethereum Signed Message:\n" + str(len(data)).encode() + data)
 
 
+_SIGNATURE = re.compile(r"(?:0x)?([0-9a-fA-F]{130})")
+
+
+def recover_signer(digest: bytes, signature: str) -> str:
+    """The checksummed address whose key made `signature` (r || s || v hex, 0x optional; v 27/28
+    or 0/1) over the 32-byte `digest`: what the venue does to check a login or an order (a
+    venue simulator's side of §3.5 and §3.6). Raises ValueError for a signature that is not 65
+    bytes of hex or recovers no key."""
+    m = _SIGNATURE.fullmatch(signature.strip()) if isinstance(signature, str) else None
+    if m is None or len(digest) != 32:
+        raise ValueError("a signature is 65 bytes of hex (r, s, v)")
+    raw = bytes.fromhex(m.group(1))
+    v = raw[64]
+    recovery = v - 27 if v >= 27 else v
+    if recovery not in (0, 1):
+        raise ValueError(f"a signature's v is 27 or 28 (or 0 or 1), got {v}")
+    try:
+        public = coincurve.PublicKey.from_signature_and_message(
+            raw[:64] + bytes((recovery,)), digest, hasher=None
+        )
+    except Exception as exc:  # libsecp256k1 refuses an r/s that recovers no point
+        raise ValueError(f"the signature recovers no key ({exc})") from None
+    return str(to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:]))
+
+
 # ------------------------------------------------------------------------------- credentials
 
 
@@ -314,6 +341,11 @@ class Credentials:
 
 
 # ------------------------------------------------------------------------------------- login
+
+
+def login_digest(timestamp: str) -> bytes:
+    """The digest a login signs: EIP-191 `personal_sign` of the timestamp string (§3.5)."""
+    return _personal_digest(timestamp)
 
 
 def login_signature(key: coincurve.PrivateKey, timestamp_ms: int) -> str:

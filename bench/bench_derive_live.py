@@ -1,0 +1,324 @@
+"""The daemon's Derive path against the local simulator on loopback: events/s into strategies,
+signed orders/s, and tick-to-order latency.
+
+    python bench/bench_derive_live.py [--burst-steps 20000] [--orders 2000] [--latency-s 30]
+
+The simulator runs in a child process (its own core, as a venue would be on its own machine);
+the daemon's engine (session, decoder, router, a strategy, gateway) in this one. Both share the
+machine's 2 cores with whatever else runs: take the best of several runs.
+
+- Ingest: a counting strategy subscribes to every instrument (ticker_slim, orderbook, trades);
+  the simulator prepares `--burst-steps` market steps ahead and sends them as fast as the
+  connection takes them. Events delivered to the strategy per second, first to last.
+- Signed orders/s: `--orders` limit orders placed one after another by a strategy, each checked,
+  signed (EIP-712 action, §3.6), sent as `private/order`, verified by the simulator (ecrecover,
+  nonce, expiry, fee) and answered; and the client's own cost of `DeriveExecution.sign` alone.
+- Latency: a strategy answers each ETH-PERP ticker (`ticker_slim.ETH-PERP.100`) with an order
+  whose label names the ticker. The simulator records when it handed the ticker to the socket
+  and when the order arrived, on the machine's monotonic clock: median and 99th percentile.
+
+`run(...)` returns the figures as a dict (bench/run_all.py); `main` prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import trio
+
+from connectors.derive.settings import DeriveSettings
+from connectors.derive.simulator import (
+    DEMO_SESSION_KEY,
+    DEMO_SUBACCOUNT,
+    DEMO_WALLET,
+    DeriveSimulator,
+    serve,
+)
+from engine import DataKind, MarketEvent, Order, OrderRequest, Side, Status, Strategy, Subscription, Ticker
+from engine._live import LiveEngine
+from engine._logging import configure_logging
+
+PERP = "ETH-PERP"
+CREDS = {
+    "DERIVE_WALLET": DEMO_WALLET,
+    "DERIVE_SESSION_KEY": DEMO_SESSION_KEY,
+    "DERIVE_SUBACCOUNT_ID": str(DEMO_SUBACCOUNT),
+}
+FAST = 100_000.0  # venue-sized rate limits on both sides: the benchmark measures the path, not them
+
+
+class Counter(Strategy):
+    """Counts what reaches it; subscribes to everything once the instruments are known."""
+
+    def __init__(self) -> None:
+        super().__init__("counter")
+        self.count = 0
+        self.last = 0.0
+        self.subscribed = False
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return [Subscription("derive", PERP, {DataKind.TICKER})]
+
+    async def on_event(self, event: MarketEvent) -> None:
+        self.count += 1
+        self.last = time.perf_counter()
+        if not self.subscribed and not isinstance(event, Status):
+            self.subscribed = True
+            self.ctx.subscribe([Subscription("derive", i.symbol) for i in self.ctx.instruments("derive")])
+
+
+class Answerer(Strategy):
+    """Answers every ETH-PERP ticker with a far-away limit order labelled by the ticker."""
+
+    def __init__(self) -> None:
+        super().__init__("answer")
+        self.sent = 0
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return [Subscription("derive", PERP, {DataKind.TICKER})]
+
+    async def on_event(self, event: MarketEvent) -> None:
+        if isinstance(event, Ticker) and event.instrument == PERP and event.ts_exchange and event.bid:
+            self.sent += 1
+            await self.ctx.place_order(
+                OrderRequest(
+                    venue="derive",
+                    instrument=PERP,
+                    side=Side.BUY,
+                    size=Decimal("0.1"),
+                    price=Decimal(int(event.bid * 0.5)),
+                    client_order_id=f"lat-{event.ts_exchange // 1_000_000}",
+                )
+            )
+
+
+class Idle(Strategy):
+    """Places orders when asked to (the orders/s measurement drives it)."""
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return [Subscription("derive", PERP, {DataKind.TICKER})]
+
+    async def on_event(self, event: MarketEvent) -> None:
+        return None
+
+
+def serve_child(port: int) -> None:
+    """The child process: a simulator with a venue-sized matching limit for the benchmark."""
+    configure_logging("warning", "json")
+    sim = DeriveSimulator(seed=7, matching_tps=FAST, non_matching_tps=FAST, outbox=100_000)
+    trio.run(functools.partial(serve, sim, port=port))
+
+
+def _settings(base: str) -> DeriveSettings:
+    return DeriveSettings(
+        url=f"ws://{base}/ws",
+        rest_url=f"http://{base}",
+        ticker_interval=100,
+        matching_tps=FAST,
+        non_matching_tps=FAST,
+        instrument_tps=FAST,
+    )
+
+
+async def _ingest(http: httpx.AsyncClient, base: str, burst_steps: int) -> dict[str, Any]:
+    counter = Counter()
+    engine = LiveEngine([counter], {"derive": _settings(base)}, mode="live", environ=CREDS)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(engine.run)
+        live: Any = engine.venues["derive"]
+        with trio.fail_after(30):
+            await engine.ready.wait()
+            # 34 instruments x 3 kinds and the private channels: polled (no event to wait on).
+            while len(live.channels) < 100:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        frames = (await http.post("/_sim/burst", json={"prepare": burst_steps})).json()["frames"]
+        before = counter.count
+        t0 = time.perf_counter()
+        cpu0 = time.process_time()
+        sent = (await http.post("/_sim/burst", json={"burst": True})).json()["sent"]
+        quiet, last_count = 0, -1
+        while quiet < 20:  # 1 s without a new event: the burst is through
+            await trio.sleep(0.05)
+            quiet = quiet + 1 if counter.count == last_count else 0
+            last_count = counter.count
+        events = counter.count - before
+        cpu = time.process_time() - cpu0
+        await http.post("/_sim/burst", json={"resume": True})
+        mailbox = engine.router.slots()[0].mailbox.stats
+        out = {
+            "frames_prepared": frames,
+            "frames_sent": sent,
+            "events": events,
+            "seconds": counter.last - t0,
+            "events_per_s": events / (counter.last - t0),
+            "client_cpu_us_per_frame": cpu / sent * 1e6,
+            "dropped_or_conflated": mailbox.conflated + mailbox.merged,
+            "malformed": live.stats.malformed,
+        }
+        nursery.cancel_scope.cancel()
+    return out
+
+
+async def _orders(base: str, orders: int) -> dict[str, Any]:
+    idle = Idle("orders")
+    engine = LiveEngine([idle], {"derive": _settings(base)}, mode="live", environ=CREDS)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(engine.run)
+        with trio.fail_after(30):
+            await engine.ready.wait()
+        while engine.market_state.ticker("derive", PERP) is None:  # noqa: ASYNC110
+            await trio.sleep(0.05)
+        ticker = engine.market_state.ticker("derive", PERP)
+        assert ticker is not None
+        assert ticker.bid
+        low = Decimal(int(ticker.bid * 0.5))
+        t0 = time.perf_counter()
+        for i in range(orders):
+            await idle.ctx.buy("derive", PERP, Decimal("0.01"), price=low - i % 100)
+        seconds = time.perf_counter() - t0
+        # The client's own part: check, fee, nonce and EIP-712 signature, best of 5.
+        execution: Any = engine.venues["derive"].execution()
+        requests = [
+            Order(
+                OrderRequest(
+                    venue="derive",
+                    instrument=PERP,
+                    side=Side.BUY,
+                    size=Decimal("0.01") * (1 + i % 300),
+                    price=low - i % 100,
+                    client_order_id=f"s-{i}",
+                ),
+                now_ns=0,
+            )
+            for i in range(orders)
+        ]
+        sign_best = float("inf")
+        for _ in range(5):
+            s0 = time.perf_counter()
+            for o in requests:
+                execution.sign(o)
+            sign_best = min(sign_best, time.perf_counter() - s0)
+        await execution.cancel_all()  # leave the venue as we found it
+        nursery.cancel_scope.cancel()
+    return {
+        "orders": orders,
+        "seconds": seconds,
+        "orders_per_s": orders / seconds,
+        "round_trip_us": seconds / orders * 1e6,
+        "sign_us": sign_best / orders * 1e6,
+        "signs_per_s": orders / sign_best,
+    }
+
+
+async def _latency(http: httpx.AsyncClient, base: str, latency_s: float) -> dict[str, Any]:
+    await http.post("/_sim/latency", json={"probe": PERP})
+    answerer = Answerer()
+    engine = LiveEngine([answerer], {"derive": _settings(base)}, mode="live", environ=CREDS)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(engine.run)
+        with trio.fail_after(30):
+            await engine.ready.wait()
+        await trio.sleep(latency_s)
+        nursery.cancel_scope.cancel()
+    marks = (await http.get("/_sim/latency")).json()
+    sent_at = {int(k): v for k, v in marks["sent_at"].items()}
+    samples = sorted(
+        (arrived - sent_at[int(label[4:])]) * 1e6
+        for label, arrived in marks["arrived_at"].items()
+        if label.startswith("lat-") and int(label[4:]) in sent_at
+    )
+    return {
+        "samples": len(samples),
+        "median": statistics.median(samples) if samples else None,
+        "p99": samples[min(len(samples) - 1, int(0.99 * len(samples)))] if samples else None,
+        "min": samples[0] if samples else None,
+        "max": samples[-1] if samples else None,
+    }
+
+
+async def measure(port: int, burst_steps: int, orders: int, latency_s: float) -> dict[str, Any]:
+    """The three measurements against a simulator already serving on `port`."""
+    base = f"127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=f"http://{base}", timeout=600) as http:
+        return {
+            "ingest": await _ingest(http, base, burst_steps),
+            "orders": await _orders(base, orders),
+            "latency_us": await _latency(http, base, latency_s),
+        }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def run(
+    *, burst_steps: int = 20_000, orders: int = 2_000, latency_s: float = 30.0, port: int | None = None
+) -> dict[str, Any]:
+    """Start the simulator in a child process, measure, stop it; the figures as a dict."""
+    port = port or _free_port()
+    child = subprocess.Popen([sys.executable, __file__, "--serve-sim", "--port", str(port)])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/_sim/state", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        return trio.run(measure, port, burst_steps, orders, latency_s)
+    finally:
+        child.terminate()
+        child.wait(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--burst-steps", type=int, default=20_000, help="market steps (100 ms each) in the burst")
+    ap.add_argument("--orders", type=int, default=2_000, help="orders placed one after another")
+    ap.add_argument("--latency-s", type=float, default=30.0)
+    ap.add_argument("--port", type=int, default=0, help="0: a free port")
+    ap.add_argument("--serve-sim", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve_sim:
+        serve_child(args.port)
+        return
+    configure_logging("warning", "json")
+    result = run(burst_steps=args.burst_steps, orders=args.orders, latency_s=args.latency_s, port=args.port)
+    t, o, lat = result["ingest"], result["orders"], result["latency_us"]
+    print(
+        f"ingest: {t['events']:,} events from {t['frames_sent']:,} frames in {t['seconds']:.2f} s"
+        f" = {t['events_per_s']:,.0f} events/s into the strategy"
+        f" (conflated/merged {t['dropped_or_conflated']:,}, malformed {t['malformed']})"
+    )
+    per = t["client_cpu_us_per_frame"]
+    print(f"client cost: {per:.1f} us of CPU per frame (connection, decode, router, strategy)")
+    print(
+        f"orders: {o['orders']:,} signed limit orders placed and acknowledged one after another in"
+        f" {o['seconds']:.2f} s = {o['orders_per_s']:,.0f} orders/s ({o['round_trip_us']:.0f} us round trip);"
+        f" signing alone {o['sign_us']:.0f} us = {o['signs_per_s']:,.0f} signed orders/s"
+    )
+    if lat["samples"]:
+        print(
+            f"tick-to-order: median {lat['median']:.0f} us, p99 {lat['p99']:.0f} us "
+            f"(min {lat['min']:.0f}, max {lat['max']:.0f}; {lat['samples']} samples)"
+        )
+    else:
+        print("tick-to-order: no samples")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""Derive execution: signed orders over the session's WebSocket (VENUES.md §3.6).
+
+`DeriveExecution` is the `ExecutionClient` the engine's gateway drives:
+
+- `place`: the order is checked against the instrument (tick, amount step, minimum: from
+  `public/get_instruments`), its action signed (`signing.OrderSigner`: EIP-712 over the trade
+  module data, a fresh nonce, a signature expiry `signature_ttl_s` ahead, or the order's own
+  time for a GTD order, since Derive expires every order at its signature's expiry), and sent as
+  `private/order` with `label` = our client order id. Derive names the order (a UUID) in its
+  answer, so there is no `prepare`: the private channels are matched by label, as on Deribit.
+  The signed `max_fee` (USDC per unit) is the fee schedule's estimate for the order times
+  `max_fee_margin`, at the last index price the tickers gave. A market order carries a signed
+  worst price too (§3.6): the top of the book (or the mark) `market_slippage` beyond.
+- `cancel`: `private/cancel` by order id, or `private/cancel_by_label` while the venue has not
+  named the order yet (its placement's answer was lost).
+- `edit`: refused. Derive has no amend: `private/replace` cancels the order and places a new
+  one under a new order id, which is a cancel and a new order, and is better done as such.
+- `cancel_all`, `open_orders` (the engine reconciles with it after every (re)subscription).
+
+Answers become the engine's events (the order's state, and the fills its answer carries, each
+fill reported once whichever path brings it first: `DeriveDecoder.order_result`); venue errors
+become typed exceptions with the venue's code and message (`stream.map_error`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from engine import (
+    Instrument,
+    MalformedFrame,
+    Order,
+    OrderRejected,
+    OrderType,
+    OrderUpdate,
+    PrivateEvent,
+    Side,
+    TimeInForce,
+    VenueError,
+    VenueUnavailable,
+)
+
+from .codec import OrderData, order_update_from
+from .fees import DeriveFees
+from .instruments import VENUE
+from .signing import DOMAINS, MIN_SIGNATURE_TTL_S, Credentials, NonceSource, OrderSigner, SignedOrder
+
+if TYPE_CHECKING:
+    from .stream import DeriveSession
+
+__all__ = ["DeriveExecution"]
+
+_decode_order: Any = msgspec.json.Decoder(OrderData, strict=False).decode
+
+
+class _OpenOrders(msgspec.Struct):
+    orders: list[OrderData]
+    subaccount_id: int | None = None
+
+
+class _Cancelled(msgspec.Struct):
+    cancelled_orders: int
+
+
+_decode_open: Any = msgspec.json.Decoder(_OpenOrders, strict=False).decode
+_decode_cancelled: Any = msgspec.json.Decoder(_Cancelled).decode
+
+
+class DeriveExecution:
+    """Signs and sends orders through a `DeriveSession` and reads its answers (module
+    docstring). `signer` and `fees` are injectable (tests); by default they come from the
+    session's credentials and settings."""
+
+    venue = VENUE
+
+    def __init__(
+        self,
+        session: DeriveSession,
+        *,
+        signer: OrderSigner | None = None,
+        fees: DeriveFees | None = None,
+    ) -> None:
+        self.session = session
+        self.registry = session.registry
+        self.details = session.details
+        self.settings = settings = session.settings
+        self.clock = session.now_ns
+        self._signer = signer
+        if signer is None and session.credentials is not None:
+            self._signer = self._make_signer(session.credentials)
+        base = fees if fees is not None else DeriveFees.from_config(settings.fees)
+        self.fees = base.with_details(self.details.get)
+
+    def _make_signer(self, credentials: Credentials) -> OrderSigner:
+        clock = self.clock
+        return OrderSigner(
+            credentials,
+            DOMAINS[self.settings.environment],
+            nonces=NonceSource(clock_ms=lambda: clock() // 1_000_000),
+            clock_s=lambda: clock() / 1e9,
+            signature_ttl_s=self.settings.signature_ttl_s,
+        )
+
+    @property
+    def signer(self) -> OrderSigner:
+        if self._signer is None:
+            raise OrderRejected(
+                "no Derive credentials: set DERIVE_WALLET, DERIVE_SESSION_KEY and DERIVE_SUBACCOUNT_ID",
+                venue=VENUE,
+            )
+        return self._signer
+
+    @property
+    def subaccount_id(self) -> int:
+        return self.signer.credentials.subaccount_id
+
+    # -- signing ----------------------------------------------------------------------------
+    def sign(self, order: Order) -> SignedOrder:
+        """The signed `private/order` of an engine order (validated first). Raises
+        `OrderRejected` naming the problem; nothing is sent."""
+        req = order.request
+        cid = req.client_order_id
+        name = req.instrument
+
+        def reject(reason: str) -> OrderRejected:
+            return OrderRejected(reason, venue=VENUE, instrument=name, client_order_id=cid)
+
+        inst = self.registry.require(VENUE, name, client_order_id=cid)
+        info = self.details.require(name, client_order_id=cid)
+        inst.check_order(req.price, req.size, client_order_id=cid)
+        if req.size > info.maximum_amount:
+            raise reject(f"size {req.size} is above the instrument's maximum amount {info.maximum_amount}")
+        buy = req.side is Side.BUY
+        expiry: int | None = None
+        if req.type is OrderType.MARKET:
+            price = self._worst_price(inst, buy, cid)
+            order_type = "market"
+            tif = "fok" if req.time_in_force is TimeInForce.FOK else "ioc"
+        else:
+            assert req.price is not None
+            price = req.price
+            order_type = "limit"
+            tif = {TimeInForce.GTC: "gtc", TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok"}.get(
+                req.time_in_force, "gtc"
+            )
+            if req.time_in_force is TimeInForce.GTD:
+                assert req.expire_at_ns is not None
+                expiry = req.expire_at_ns // 1_000_000_000
+                if expiry - self.clock() // 1_000_000_000 < MIN_SIGNATURE_TTL_S:
+                    raise reject(
+                        f"a GTD order on Derive lives until its signature expires, which must be at least "
+                        f"{MIN_SIGNATURE_TTL_S} s ahead (§3.6)"
+                    )
+            if req.post_only:
+                if tif != "gtc":
+                    raise reject(f"post-only cannot be combined with {req.time_in_force.value}")
+                tif = "post_only"
+        index = self.session.index_prices.get(inst.base)
+        max_fee = self.fees.max_fee(
+            inst, price=price, size=req.size, index=index, margin=self.settings.max_fee_margin
+        )
+        return self.signer.sign_order(
+            info,
+            direction="buy" if buy else "sell",
+            amount=req.size,
+            limit_price=price,
+            max_fee=max_fee,
+            order_type=order_type,  # type: ignore[arg-type]
+            time_in_force=tif,  # type: ignore[arg-type]
+            label=cid,
+            reduce_only=req.reduce_only,
+            signature_expiry_sec=expiry,
+        )
+
+    def _worst_price(self, inst: Instrument, buy: bool, cid: str) -> Decimal:
+        """A market order's signed limit: the far side's top (else the mark) `market_slippage`
+        beyond, on the tick grid, at least one tick."""
+        reference: float | None = None
+        book = self.session.decoder.book(inst.symbol)
+        if book is not None and book.valid:
+            _, _, ask, _ = book.top()
+            reference = ask if buy else book.top()[0]
+        if reference is None:
+            reference = self.session.mark_prices.get(inst.symbol)
+        if reference is None or reference <= 0:
+            raise OrderRejected(
+                f"a market order on {inst.symbol} needs a reference price to sign its worst price "
+                "(§3.6): subscribe to its book or ticker, or send a limit order",
+                venue=VENUE,
+                instrument=inst.symbol,
+                client_order_id=cid,
+            )
+        slip = self.settings.market_slippage
+        raw = Decimal(repr(reference)) * (1 + slip if buy else 1 - slip)
+        price = inst.round_price(raw, up=buy)
+        return price if price > 0 else inst.tick_size
+
+    # -- requests ---------------------------------------------------------------------------
+    def _result(self, raw: Any, what: str) -> list[PrivateEvent]:
+        try:
+            events = self.session.decoder.order_result(raw, self.clock())
+        except MalformedFrame as exc:
+            # The order was sent and answered, but the answer is unreadable: outcome unknown.
+            raise VenueError(f"{what}: unreadable answer ({exc})", venue=VENUE, code="malformed") from None
+        return [e for e in events if isinstance(e, PrivateEvent)]
+
+    def _require_login(self, what: str) -> None:
+        # Orders wait for the login (§3.5): sent before it, the venue would only refuse them.
+        if not self.session.trading:
+            raise VenueUnavailable(f"{what}: not logged in to Derive (yet)", venue=VENUE)
+
+    async def place(self, order: Order) -> Sequence[PrivateEvent]:
+        signed = self.sign(order)
+        self._require_login("private/order")
+        raw = await self.session.call("private/order", signed.params(), instrument=signed.instrument_name)
+        return self._result(raw, "private/order")
+
+    async def edit(
+        self, order: Order, *, price: Decimal | None, size: Decimal | None
+    ) -> Sequence[PrivateEvent]:
+        raise OrderRejected(
+            "Derive has no amend: private/replace cancels the order and places a new one under a new "
+            "order id; cancel this order and place a new one",
+            venue=VENUE,
+            instrument=order.request.instrument,
+            client_order_id=order.client_order_id,
+        )
+
+    async def cancel(self, order: Order) -> Sequence[PrivateEvent]:
+        name = order.request.instrument
+        self._require_login("cancel")
+        if order.order_id is not None:
+            raw = await self.session.call(
+                "private/cancel",
+                {"subaccount_id": self.subaccount_id, "instrument_name": name, "order_id": order.order_id},
+                instrument=name,
+            )
+            try:
+                return [order_update_from(_decode_order(raw), self.clock())]
+            except (msgspec.DecodeError, MalformedFrame) as exc:
+                raise VenueError(f"private/cancel: unreadable answer ({exc})", venue=VENUE) from None
+        # Not named yet (its placement's answer was lost): our labels are unique, so cancel by
+        # label; the order's state then arrives through {subaccount}.orders.
+        await self.session.call(
+            "private/cancel_by_label",
+            {"subaccount_id": self.subaccount_id, "label": order.client_order_id, "instrument_name": name},
+            instrument=name,
+        )
+        return []
+
+    async def cancel_all(self, instrument: str | None = None) -> int | None:
+        """Cancel every open order (on `instrument`, when given). Returns how many the venue
+        cancelled; None for all instruments (`private/cancel_all` answers only "ok")."""
+        if instrument is None:
+            await self.session.call("private/cancel_all", {"subaccount_id": self.subaccount_id})
+            return None
+        raw = await self.session.call(
+            "private/cancel_by_instrument",
+            {"subaccount_id": self.subaccount_id, "instrument_name": instrument},
+            instrument=instrument,
+        )
+        try:
+            count: int = _decode_cancelled(raw).cancelled_orders
+        except msgspec.DecodeError as exc:
+            raise VenueError(
+                f"private/cancel_by_instrument: unreadable answer ({exc})", venue=VENUE
+            ) from None
+        return count
+
+    async def open_orders(self) -> list[OrderUpdate]:
+        """Every open order of the subaccount (`private/get_open_orders`)."""
+        raw = await self.session.call_retrying(
+            "private/get_open_orders", {"subaccount_id": self.subaccount_id}
+        )
+        try:
+            orders = _decode_open(raw).orders
+            now = self.clock()
+            return [order_update_from(o, now) for o in orders]
+        except (msgspec.DecodeError, MalformedFrame) as exc:
+            raise VenueError(f"open orders: unreadable answer ({exc})", venue=VENUE) from None

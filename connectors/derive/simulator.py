@@ -1,0 +1,1209 @@
+"""A local Derive: the same JSON-RPC over WebSocket (`/ws`) and REST (`POST /public/<method>`,
+`POST /private/<method>`), on 127.0.0.1 (`tradingd simulate derive --port N`). Tests point the
+daemon at it; so can users, and so can Derive's own signing package (the tests do).
+
+Fidelity (VENUES.md §3), built on the shared `engine._simserver.SimulatorServer`:
+
+- Login (§3.5): `public/login` checks the EIP-191 signature of the timestamp (fresh within
+  `login_window_s`) by recovering its signer, which must be a session key registered (and not
+  expired) for the wallet; the answer lists the wallet's subaccounts. Private REST calls are
+  checked the same way from the `X-LYRAWALLET` / `X-LYRATIMESTAMP` / `X-LYRASIGNATURE` headers.
+- Orders (§3.6) are verified as the venue does: the trade module data is rebuilt from the
+  decimal strings sent and the instrument's asset and sub id, the action hash and EIP-712
+  digest recomputed in the simulator's signing domain, the signer recovered (ecrecover) and
+  checked against the `signer` sent (14014) and the wallet's session keys (14026 unknown, 14030
+  expired); the nonce must be new for the subaccount (11017) and read as a date near now
+  (11018); the signature must expire more than 5 minutes ahead (11011), and the order expires
+  then whatever its time in force; `max_fee` must cover the fee the schedule estimates per unit
+  (refused with -32602, reason `signed_max_fee_too_low`). `private/order_debug` (and
+  `public/order_debug`) answer the encoded data and hashes instead of placing the order.
+- Matching: the engine's `SimulatedVenue` against the simulator's own books and trades (the
+  backtest's fill model), with Derive's fees; a market order fills up to its signed worst price.
+  Answers (`{order, trades}`), errors (§3.7 codes) and the `{subaccount}.orders`,
+  `{subaccount}.trades[.{tx_status}]` notifications are shaped as Derive's. Fills are reported
+  `requested` at the match and `settled` on `{subaccount}.trades.settled` `settle_after_s`
+  later, or `reverted` (the `revert` switch) on `{subaccount}.trades` and `.trades.reverted`.
+- Market data (§3.3, §3.4): the generator's synthetic market stepped on the wall clock:
+  `ticker_slim.{instrument}.{100|1000}`, `orderbook.{instrument}.1.{1|10|20|100}` (whole
+  snapshots with a `publish_id` per channel; the simulator's books hold 10 levels; groups 10
+  and 100 are refused per channel), `trades.{instrument}` and `trades.{type}.{currency}`.
+  `subscribe` answers a status per channel and `current_subscriptions`; the deprecated
+  `ticker.*` channel is refused as Derive refuses it.
+- Rate limits (§3.7): per wallet, matching requests `matching_tps` and the rest
+  `non_matching_tps`, each with a burst of `burst_multiplier` seconds; beyond: -32000.
+
+Switches (the shared ones, `POST /_sim/faults`): `drop`, `stall_s`, `gap` (an instrument's next
+book snapshot is lost: the next one skips a `publish_id`), `reject` (the next orders get
+`{"code", "message"}`, by default 11000 insufficient funds), `rate_limit` (the next requests get
+-32000), `garbage`; and Derive's own `revert` (the next n client fills fail to settle).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+import attrs
+import orjson
+import structlog
+import trio
+
+from engine import (
+    BookUpdate,
+    Fill,
+    InstrumentRegistry,
+    Liquidity,
+    Order,
+    OrderRejected,
+    OrderRequest,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    SimulatedVenue,
+    Trade,
+)
+from engine._ratelimit import CreditBucket
+from engine._simserver import SimPeer, SimulatorServer, serve
+
+from .codec import DeriveDecoder
+from .fees import DeriveFees
+from .generator import DeriveFeed
+from .instruments import VENUE
+from .signing import (
+    TESTNET,
+    SigningDomain,
+    action_hash,
+    encode_trade_data,
+    login_digest,
+    recover_signer,
+    typed_data_hash,
+)
+
+__all__ = [
+    "DEMO_SESSION_KEY",
+    "DEMO_SUBACCOUNT",
+    "DEMO_WALLET",
+    "DeriveSimulator",
+    "RpcError",
+    "SimAccount",
+    "serve",
+]
+
+# The demo account `tradingd simulate derive` prints: the §3.6 test vector's owner wallet and
+# subaccount, with the well-known development key of its signer registered as a session key.
+# Public test values, for the simulator only.
+DEMO_WALLET: Final = "0x8772185a1516f0d61fC1c2524926BfC69F95d698"
+DEMO_SESSION_KEY: Final = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+DEMO_SIGNER: Final = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+DEMO_SUBACCOUNT: Final = 30769
+
+_PREFIX: Final = b'{"method":"subscription","params":{"channel":"'
+_MATCHING: Final = frozenset(
+    {
+        "private/order",
+        "private/replace",
+        "private/cancel",
+        "private/cancel_by_label",
+        "private/cancel_by_instrument",
+        "private/cancel_by_nonce",
+        "private/cancel_all",
+    }
+)
+_TX_STATUSES: Final = frozenset({"requested", "pending", "settled", "reverted", "ignored", "timed_out"})
+_STATES: Final = {
+    OrderState.OPEN: "open",
+    OrderState.PARTIALLY_FILLED: "open",
+    OrderState.FILLED: "filled",
+    OrderState.CANCELLED: "cancelled",
+    OrderState.EXPIRED: "expired",
+    OrderState.REJECTED: "rejected",
+}
+_CANCEL_REASONS: Final = {
+    "user_request": "user_request",
+    "ioc_remainder": "ioc_or_market_partial_fill",
+    "no_liquidity": "ioc_or_market_partial_fill",
+    "expired": "",
+}
+
+
+class RpcError(Exception):
+    """A JSON-RPC error answer (§3.1 shape, §3.7 codes)."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+@attrs.define(eq=False)
+class SimAccount:
+    """A wallet the simulator knows: its subaccounts and registered session keys (address ->
+    expiry in unix seconds, None for none), balances, positions, orders and used nonces."""
+
+    wallet: str
+    subaccounts: set[int]
+    session_keys: dict[str, int | None]
+    balances: dict[str, Decimal] = attrs.field(factory=lambda: {"USDC": Decimal(100_000)})
+    positions: dict[tuple[int, str], Decimal] = attrs.field(factory=dict)
+    orders: dict[str, _SimOrder] = attrs.field(factory=dict)  # by order id
+    nonces: set[tuple[int, int]] = attrs.field(factory=set)  # (subaccount, nonce)
+    matching: CreditBucket | None = None
+    non_matching: CreditBucket | None = None
+
+    def key_status(self, signer: str, now_s: int) -> int | None:
+        """None when `signer` may sign for this wallet now, else the §3.7 error code."""
+        known = {k.lower(): v for k, v in self.session_keys.items()}
+        if signer.lower() not in known:
+            return 14026  # session key not found
+        expiry = known[signer.lower()]
+        if expiry is not None and expiry <= now_s:
+            return 14030  # session key expired
+        return None
+
+
+@attrs.define(eq=False)
+class _SimOrder:
+    order: Order  # the engine order the matching engine knows
+    account: SimAccount
+    subaccount_id: int
+    order_id: str
+    label: str
+    nonce: int
+    signer: str
+    signature: str
+    signature_expiry_sec: int
+    limit_price: Decimal
+    max_fee: Decimal
+    order_type: str
+    time_in_force: str
+    mmp: bool = False
+    state: str = "open"
+    filled: Decimal = Decimal(0)
+    average: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+    cancel_reason: str = ""
+    created_ms: int = 0
+    updated_ms: int = 0
+
+
+@attrs.define(eq=False)
+class _Peer(SimPeer):
+    account: SimAccount | None = None
+    # feed channel -> {channel as the peer asked for it: depth limit (0: as published)}
+    routes: dict[str, dict[str, int]] = attrs.field(factory=dict)
+    public: dict[str, list[str]] = attrs.field(factory=dict)  # requested channel -> feed channels
+    private: set[str] = attrs.field(factory=set)  # {subaccount}.orders, .trades[.status], ...
+
+
+@attrs.define
+class _PendingSettlement:
+    due: float  # trio time
+    account: SimAccount
+    trade: dict[str, Any]
+    revert: bool
+
+
+def _channel_of(frame: bytes) -> str:
+    end = frame.find(b'"', len(_PREFIX))
+    return frame[len(_PREFIX) : end].decode()
+
+
+def _text(d: Decimal) -> str:
+    """A Decimal as Derive writes numbers: a plain decimal string, no exponent, no trailing 0s."""
+    s = format(d, "f")
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return "0" if s in ("", "-0") else s
+
+
+def _dec(params: Mapping[str, Any], key: str, code: int, what: str) -> Decimal:
+    value = params.get(key)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise RpcError(code, what, f"{key} must be a decimal string")
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise RpcError(code, what, f"{key} is not a number: {value!r}") from None
+    if not d.is_finite():
+        raise RpcError(code, what, f"{key} must be finite")
+    return d
+
+
+def _int(params: Mapping[str, Any], key: str) -> int:
+    value = params.get(key)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)  # v3 sends nonces as strings (§3.6)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RpcError(-32602, "Invalid params", f"{key} must be an integer")
+    return value
+
+
+class DeriveSimulator(SimulatorServer["_Peer"]):
+    """The simulated venue (module docstring). An ASGI app; `run` steps its market."""
+
+    venue = VENUE
+    ws_paths = ("/ws",)
+    default_reject = (11000, "Insufficient funds")
+
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        accounts: Iterable[SimAccount] | None = None,
+        domain: SigningDomain = TESTNET,
+        step_s: float = 0.1,
+        matching_tps: float = 5.0,
+        non_matching_tps: float = 5.0,
+        burst_multiplier: float = 5.0,
+        settle_after_s: float = 1.0,
+        login_window_s: float = 60.0,
+        outbox: int = 10_000,
+        clock: Callable[[], int] = time.time_ns,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        super().__init__(step_s=step_s, outbox=outbox, clock=clock, log=log)
+        self.domain = domain
+        self.settle_after_s = settle_after_s
+        self.login_window_s = login_window_s
+        self.feed = DeriveFeed.create(seed=seed, start_ns=clock())
+        self.registry = InstrumentRegistry()
+        self.decoder = DeriveDecoder(self.registry)  # the simulator's own books, from its feed
+        self.details = self.decoder.details
+        self.instrument_items = [item for result in self.feed.results for item in result]
+        for result in self.feed.results:
+            self.decoder.learn_instruments(result)
+        self._feed_channels: dict[str, dict[str, str]] = {}  # instrument -> kind -> feed channel
+        for channel in self.feed.channels():
+            head, name = channel.split(".")[:2]
+            self._feed_channels.setdefault(name, {})[head] = channel
+        self.tickers: dict[str, dict[str, Any]] = {}  # last ticker_slim `instrument_ticker`
+        for _, frame in self.feed.opening():
+            if frame.startswith(_PREFIX):
+                self._track(frame)
+        self.fees = DeriveFees().with_details(self.details.get)
+        self.matching = SimulatedVenue(VENUE, self.registry, self.fees, self.decoder.book, index=self._index)
+        self.accounts: dict[str, SimAccount] = {}
+        for acct in accounts if accounts is not None else [demo_account()]:
+            acct.matching = CreditBucket(matching_tps * burst_multiplier, matching_tps)
+            acct.non_matching = CreditBucket(non_matching_tps * burst_multiplier, non_matching_tps)
+            self.accounts[acct.wallet.lower()] = acct
+        self.orders: dict[str, _SimOrder] = {}  # by venue order id
+        self._by_key: dict[str, _SimOrder] = {}  # by the engine order's client id
+        self._order_keys = itertools.count(1)
+        self._rng = random.Random(seed)
+        self._settlements: list[_PendingSettlement] = []
+        self.reverts = 0  # the `revert` switch: client fills still to fail
+
+    # -- the market ---------------------------------------------------------------------------
+    def _index(self, base: str) -> float | None:
+        t = self.tickers.get(f"{base}-PERP")
+        if t is None:
+            return None
+        try:
+            return float(t.get("I") or 0) or None
+        except (TypeError, ValueError):
+            return None
+
+    def _track(self, frame: bytes) -> list[Any]:
+        """Keep the simulator's own books and last tickers from one of its frames."""
+        events = self.decoder.decode(frame, self.clock())
+        if frame.startswith(_PREFIX + b"ticker_slim."):
+            name = _channel_of(frame).split(".")[1]
+            self.tickers[name] = orjson.loads(frame)["params"]["data"]["instrument_ticker"]
+        return events
+
+    def market_step(self) -> list[bytes]:
+        return [frame for _, frame in self.feed.step()]
+
+    def on_market_frame(self, frame: bytes, now: int) -> None:
+        """Track the frame, and fill resting client orders against the book or trade it moved."""
+        for ev in self._track(frame):
+            out: list[PrivateEvent] = []
+            if isinstance(ev, BookUpdate):
+                out = self.matching.on_book(ev, now)
+            elif isinstance(ev, Trade) and self.matching.has_orders(ev.instrument):
+                out = self.matching.on_trade(ev, now)
+            if out:
+                self._apply(out)
+
+    def step(self) -> None:
+        super().step()
+        now = self.clock()
+        expired = self.matching.expire(now)  # §3.6: orders end when their signature expires
+        if expired:
+            self._apply(expired)
+        self._settle()
+
+    def garbage_frames(self) -> list[bytes]:
+        return [b'{"method":"subscription","params":{"channel":', b"\x00\xffnot json at all"]
+
+    def deliveries(self, frame: bytes) -> Iterable[tuple[_Peer, bytes]]:
+        channel = _channel_of(frame)
+        if (
+            channel.startswith("orderbook.")
+            and self.faults.gap
+            and self.faults.take_gap(channel.split(".")[1])
+        ):
+            return  # this snapshot never leaves: the next one skips a publish_id
+        for peer in list(self.sessions.values()):
+            targets = peer.routes.get(channel)
+            if not targets:
+                continue
+            for requested, depth in targets.items():
+                if requested == channel and depth == 0:
+                    yield peer, frame
+                else:
+                    yield peer, self._reshape(frame, requested, depth)
+
+    def _reshape(self, frame: bytes, channel: str, depth: int) -> bytes:
+        """The frame under the channel name the peer asked for (and its book cut to `depth`)."""
+        if not depth:  # the name is the frame's first string: swapped without re-encoding
+            start = len(_PREFIX)
+            end = frame.index(b'"', start)
+            return frame[:start] + channel.encode() + frame[end:]
+        msg = orjson.loads(frame)
+        params = msg["params"]
+        params["channel"] = channel
+        data = params["data"]
+        data["bids"] = data["bids"][:depth]
+        data["asks"] = data["asks"][:depth]
+        return orjson.dumps(msg)
+
+    def probe_key(self, frame: bytes) -> Any:
+        if self.probe and frame.startswith(_PREFIX + b"ticker_slim." + self.probe.encode() + b"."):
+            return int(orjson.loads(frame)["params"]["data"]["instrument_ticker"]["t"])
+        return None
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "sessions": [
+                {
+                    "id": s.id,
+                    "wallet": s.account.wallet if s.account else None,
+                    "channels": sorted(s.public) + sorted(s.private),
+                }
+                for s in self.sessions.values()
+            ],
+            "orders": {oid: o.state for oid, o in self.orders.items()},
+            "requests": self.requests,
+        }
+
+    def apply_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
+        applied = super().apply_faults(spec)
+        if spec.get("revert"):
+            self.reverts += int(spec["revert"])
+            applied["revert"] = self.reverts
+        return applied
+
+    def register_session_key(self, wallet: str, signer: str, expiry_s: int | None = None) -> None:
+        """Register (or renew) a session key for a wallet the simulator knows."""
+        self.accounts[wallet.lower()].session_keys[signer] = expiry_s
+
+    # -- WebSocket and REST -------------------------------------------------------------------
+    def new_peer(self, peer_id: int, outbox: trio.MemorySendChannel[bytes], path: str) -> _Peer:
+        return _Peer(peer_id, outbox, path)
+
+    def _respond(self, rid: Any, result: Any = None, error: RpcError | None = None) -> bytes:
+        if error is not None:
+            body: dict[str, Any] = {"code": error.code, "message": error.message}
+            if error.data is not None:
+                body["data"] = (
+                    error.data if isinstance(error.data, str) else orjson.dumps(error.data).decode()
+                )
+            return orjson.dumps({"id": rid, "error": body})
+        return orjson.dumps({"id": rid, "result": result})
+
+    async def on_text(self, peer: _Peer, text: str) -> None:
+        try:
+            msg = orjson.loads(text)
+            rid = msg.get("id")
+            method = msg["method"]
+            params = msg.get("params") or {}
+            if not isinstance(method, str) or not isinstance(params, dict):
+                raise TypeError
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            self.send(peer, self._respond(None, error=RpcError(-32700, "Parse error")))
+            return
+        after: list[bytes] = []
+        try:
+            result = self.call(method, params, peer=peer, account=peer.account, after=after)
+        except RpcError as exc:
+            self.send(peer, self._respond(rid, error=exc))
+            return
+        self.send(peer, self._respond(rid, result))
+        for frame in after:
+            self.send(peer, frame)
+
+    async def handle_http(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes] | None:
+        """`POST /public/<method>` and `POST /private/<method>` with the params as the JSON body
+        (§3.1); private calls authenticated by the `X-LYRA*` headers (§3.5)."""
+        if not path.startswith(("/public/", "/private/")) or method != "POST":
+            return None
+        name = path.lstrip("/")
+        rid = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        try:
+            try:
+                params = orjson.loads(body) if body else {}
+            except orjson.JSONDecodeError:
+                raise RpcError(-32700, "Parse error") from None
+            if not isinstance(params, dict):
+                raise RpcError(-32600, "Invalid Request", "the body must be a JSON object of params")
+            account = self._header_account(headers) if name.startswith("private/") else None
+            result = self.call(name, params, peer=None, account=account, after=[])
+        except RpcError as exc:
+            return 400, self._respond(rid, error=exc)
+        return 200, self._respond(rid, result)
+
+    def _header_account(self, headers: dict[str, str]) -> SimAccount:
+        wallet = headers.get("x-lyrawallet") or headers.get("x-derivewallet")
+        timestamp = headers.get("x-lyratimestamp") or headers.get("x-derivetimestamp")
+        signature = headers.get("x-lyrasignature") or headers.get("x-derivesignature")
+        if not wallet:
+            raise RpcError(14021, "Header wallet missing")
+        if not timestamp or not signature:
+            raise RpcError(14014, "Invalid signature", "timestamp and signature headers are required")
+        return self._verify_login(wallet, timestamp, signature)
+
+    def _verify_login(self, wallet: str, timestamp: str, signature: str) -> SimAccount:
+        """§3.5: the timestamp fresh, its EIP-191 signature by a session key of the wallet."""
+        account = self.accounts.get(str(wallet).lower())
+        if account is None:
+            raise RpcError(14000, "Account not found", f"no wallet {wallet}")
+        if not str(timestamp).isdigit():
+            raise RpcError(14014, "Invalid signature", "timestamp must be UTC milliseconds")
+        now_ms = self.clock() // 1_000_000
+        if abs(int(timestamp) - now_ms) > self.login_window_s * 1000:
+            raise RpcError(14014, "Invalid signature", "timestamp too far from the server time")
+        try:
+            signer = recover_signer(login_digest(str(timestamp)), str(signature))
+        except ValueError as exc:
+            raise RpcError(14014, "Invalid signature", str(exc)) from None
+        problem = account.key_status(signer, now_ms // 1000)
+        if problem == 14030:
+            raise RpcError(14030, "Session key expired", f"session key {signer} has expired")
+        if problem is not None:
+            raise RpcError(14026, "Session key not found", f"{signer} is not a session key of {wallet}")
+        return account
+
+    # -- methods ------------------------------------------------------------------------------
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        peer: _Peer | None,
+        account: SimAccount | None,
+        after: list[bytes],
+    ) -> Any:
+        """Answer one JSON-RPC method (WebSocket or REST). Raises `RpcError`."""
+        self.requests += 1
+        self.method_counts[method] += 1
+        if self.probe is not None and method == "private/order" and "label" in params:
+            self.arrived_at[str(params["label"])] = time.perf_counter()
+        if self.faults.take_rate_limit():
+            raise RpcError(-32000, "Rate limit exceeded")
+        if account is not None:
+            bucket = account.matching if method in _MATCHING else account.non_matching
+            if bucket is not None and not bucket.try_acquire(1):
+                raise RpcError(-32000, "Rate limit exceeded")
+        handler = _METHODS.get(method)
+        if handler is None:
+            raise RpcError(-32601, "Method not found", method)
+        if method.startswith("private/") and account is None:
+            raise RpcError(14021, "Header wallet missing", "log in first (public/login)")
+        return handler(self, params, peer, account, after)
+
+    def _login(self, p: dict[str, Any], peer: _Peer | None, _: Any, after: list[bytes]) -> Any:
+        account = self._verify_login(
+            str(p.get("wallet", "")), str(p.get("timestamp", "")), str(p.get("signature", ""))
+        )
+        if peer is not None:
+            peer.account = account
+        return sorted(account.subaccounts)
+
+    def _get_time(self, *_: Any) -> Any:
+        return self.clock() // 1_000_000
+
+    def _get_instruments(self, p: dict[str, Any], *_: Any) -> Any:
+        currency = p.get("currency")
+        kind = p.get("instrument_type")
+        if not isinstance(currency, str) or kind not in ("option", "perp", "erc20"):
+            raise RpcError(-32602, "Invalid params", "currency and instrument_type (option, perp, erc20)")
+        if p.get("expired"):
+            return []  # the simulator lists no expired instruments
+        return [
+            item
+            for item in self.instrument_items
+            if item["base_currency"] == currency.upper() and item["instrument_type"] == kind
+        ]
+
+    def _require(self, name: Any) -> str:
+        if not isinstance(name, str) or self.registry.get(VENUE, name) is None:
+            raise RpcError(12001, "Instrument not found", f"instrument_name {name!r}")
+        return name
+
+    def _get_instrument(self, p: dict[str, Any], *_: Any) -> Any:
+        name = self._require(p.get("instrument_name"))
+        return next(item for item in self.instrument_items if item["instrument_name"] == name)
+
+    def _get_ticker(self, p: dict[str, Any], *_: Any) -> Any:
+        """`public/get_ticker` (§3.3): the instrument's fields and its prices, from the last
+        slim ticker and the book."""
+        name = self._require(p.get("instrument_name"))
+        slim = self.tickers.get(name, {})
+        book = self.decoder.book(name)
+        bb, bbs, ba, bas = book.top() if book is not None else (None, None, None, None)
+        pricing = slim.get("option_pricing")
+        return {
+            **self._get_instrument({"instrument_name": name}),
+            "best_bid_price": slim.get("b", "0") if bb is None else _text(Decimal(repr(bb))),
+            "best_bid_amount": slim.get("B", "0") if bbs is None else _text(Decimal(repr(bbs))),
+            "best_ask_price": slim.get("a", "0") if ba is None else _text(Decimal(repr(ba))),
+            "best_ask_amount": slim.get("A", "0") if bas is None else _text(Decimal(repr(bas))),
+            "mark_price": slim.get("M"),
+            "index_price": slim.get("I"),
+            "min_price": slim.get("minp"),
+            "max_price": slim.get("maxp"),
+            "timestamp": self.clock() // 1_000_000,
+            "option_pricing": None
+            if not pricing
+            else {
+                "delta": pricing.get("d"),
+                "gamma": pricing.get("g"),
+                "theta": pricing.get("t"),
+                "vega": pricing.get("v"),
+                "rho": pricing.get("r"),
+                "iv": pricing.get("i"),
+                "bid_iv": pricing.get("bi"),
+                "ask_iv": pricing.get("ai"),
+                "mark_price": pricing.get("m"),
+                "forward_price": pricing.get("f"),
+                "discount_factor": pricing.get("df"),
+            },
+        }
+
+    # -- subscriptions --------------------------------------------------------------------------
+    def _subscribe(self, p: dict[str, Any], peer: _Peer | None, account: Any, after: list[bytes]) -> Any:
+        if peer is None:
+            raise RpcError(-32601, "Method not found", "subscriptions are WebSocket only")
+        channels = p.get("channels")
+        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+            raise RpcError(-32602, "Invalid params", "channels must be a list of channel names")
+        if any(c.split(".")[0] == "ticker" for c in channels):
+            # §3.3: the old ticker channel is gone.
+            raise RpcError(
+                -32602, "Invalid params", "`ticker` channel has been deprecated. Please use `ticker_slim`."
+            )
+        status: dict[str, str] = {}
+        for channel in channels:
+            problem = self._add_channel(peer, channel, after)
+            status[channel] = problem or "ok"
+        return {"status": status, "current_subscriptions": sorted(peer.public) + sorted(peer.private)}
+
+    def _add_channel(self, peer: _Peer, channel: str, after: list[bytes]) -> str | None:
+        """Subscribe `peer` to `channel`; the venue's reason text when it cannot be."""
+        parts = channel.split(".")
+        head = parts[0]
+        if head.isdigit():
+            return self._add_private(peer, channel, parts)
+        feeds: list[str] = []
+        depth = 0
+        if head == "ticker_slim" and len(parts) == 3:
+            if parts[2] not in ("100", "1000"):
+                return "{'interval': ['Must be one of: 100, 1000.']}"
+            feed = self._feed_channels.get(parts[1], {}).get("ticker_slim")
+            if feed is None:
+                return "{'instrument_name': ['Instrument not found']}"
+            feeds = [feed]
+        elif head == "orderbook" and len(parts) == 4:
+            group, book_depth = parts[2], parts[3]
+            if group not in ("1", "10", "100") or book_depth not in ("1", "10", "20", "100"):
+                return (
+                    "{'group': ['Must be one of: 1, 10, 100.'], 'depth': ['Must be one of: 1, 10, 20, 100.']}"
+                )
+            if group != "1":
+                return "{'group': ['the simulator publishes group 1 only']}"
+            feed = self._feed_channels.get(parts[1], {}).get("orderbook")
+            if feed is None:
+                return "{'instrument_name': ['Instrument not found']}"
+            feeds = [feed]
+            depth = int(book_depth) if int(book_depth) < 10 else 0
+        elif head == "trades" and len(parts) == 2:
+            feed = self._feed_channels.get(parts[1], {}).get("trades")
+            if feed is None:
+                return "{'instrument_name': ['Instrument not found']}"
+            feeds = [feed]
+        elif head == "trades" and len(parts) in (3, 4):
+            kind, currency = parts[1], parts[2]
+            if kind not in ("option", "perp", "erc20"):
+                return f"{{'instrument_type': ['Invalid enum value {kind}']}}"
+            if len(parts) == 4 and parts[3] not in _TX_STATUSES:
+                return f"{{'tx_status': ['Invalid enum value {parts[3]}']}}"
+            feeds = [
+                self._feed_channels[item["instrument_name"]]["trades"]
+                for item in self.instrument_items
+                if item["instrument_type"] == kind and item["base_currency"] == currency
+            ]
+        else:
+            return "Invalid channel"
+        peer.public[channel] = feeds
+        for feed in feeds:
+            peer.routes.setdefault(feed, {})[channel] = depth
+        if head == "orderbook":
+            after.append(self._snapshot(channel, parts[1], depth))
+        return None
+
+    def _add_private(self, peer: _Peer, channel: str, parts: list[str]) -> str | None:
+        if peer.account is None:
+            return "Unauthorized: public/login first"
+        if int(parts[0]) not in peer.account.subaccounts:
+            return f"{{'subaccount_id': ['Subaccount {parts[0]} is not yours']}}"
+        ok = (
+            (len(parts) == 2 and parts[1] in ("orders", "trades", "balances", "quotes"))
+            or (len(parts) == 3 and parts[1] == "trades" and parts[2] in _TX_STATUSES)
+            or (len(parts) == 3 and parts[1:] == ["best", "quotes"])
+        )
+        if not ok:
+            return "Invalid channel"
+        peer.private.add(channel)
+        return None
+
+    def _snapshot(self, channel: str, instrument: str, depth: int) -> bytes:
+        """The book as it stands, as the channel's next message (same publish_id as the last)."""
+        book = self.decoder.book(instrument)
+        inst = self.registry.get(VENUE, instrument)
+        assert inst is not None
+        places = max(0, -int(inst.tick_size.normalize().as_tuple().exponent))
+        lot_places = max(0, -int((inst.size_step or inst.min_size).normalize().as_tuple().exponent))
+
+        def levels(side: Iterable[tuple[int, float]]) -> list[list[str]]:
+            assert book is not None
+            out = [[f"{book.price_of(t):.{places}f}", f"{s:.{lot_places}f}"] for t, s in side]
+            return out[:depth] if depth else out
+
+        data = {
+            "timestamp": self.clock() // 1_000_000,
+            "instrument_name": instrument,
+            "publish_id": 0 if book is None or book.sequence is None else book.sequence,
+            "bids": [] if book is None else levels(book.iter_bids()),
+            "asks": [] if book is None else levels(book.iter_asks()),
+        }
+        return orjson.dumps({"method": "subscription", "params": {"channel": channel, "data": data}})
+
+    def _unsubscribe(self, p: dict[str, Any], peer: _Peer | None, *_: Any) -> Any:
+        if peer is None:
+            raise RpcError(-32601, "Method not found", "subscriptions are WebSocket only")
+        channels = p.get("channels")
+        if channels is None:  # all of them
+            channels = list(peer.public) + list(peer.private)
+        status: dict[str, str] = {}
+        for channel in channels:
+            if not isinstance(channel, str):
+                continue
+            feeds = peer.public.pop(channel, None)
+            if feeds is not None:
+                for feed in feeds:
+                    targets = peer.routes.get(feed, {})
+                    targets.pop(channel, None)
+                    if not targets:
+                        peer.routes.pop(feed, None)
+                status[channel] = "ok"
+            elif channel in peer.private:
+                peer.private.discard(channel)
+                status[channel] = "ok"
+            else:
+                status[channel] = "not subscribed"
+        return {"status": status, "remaining_subscriptions": sorted(peer.public) + sorted(peer.private)}
+
+    # -- orders -------------------------------------------------------------------------------
+    def _subaccount(self, p: dict[str, Any], account: SimAccount | None) -> int:
+        assert account is not None
+        sub = _int(p, "subaccount_id")
+        if sub not in account.subaccounts:
+            raise RpcError(14001, "Subaccount not found", f"subaccount {sub} is not {account.wallet}'s")
+        return sub
+
+    def _verify_order(self, p: dict[str, Any], account: SimAccount | None) -> dict[str, Any]:
+        """Everything §3.6 checks before matching; the order's terms and its hashes."""
+        assert account is not None
+        sub = self._subaccount(p, account)
+        name = self._require(p.get("instrument_name"))
+        inst = self.registry.get(VENUE, name)
+        info = self.details.get(name)
+        assert inst is not None
+        assert info is not None
+        if not inst.active:
+            raise RpcError(11021, "Instrument is not live", name)
+        direction = p.get("direction")
+        if direction not in ("buy", "sell"):
+            raise RpcError(-32602, "Invalid params", "direction must be buy or sell")
+        amount = _dec(p, "amount", 11012, "Invalid amount")
+        if amount <= 0 or amount < info.minimum_amount or amount % info.amount_step != 0:
+            raise RpcError(
+                11012,
+                "Invalid amount",
+                f"amount {amount} must be at least {info.minimum_amount} in steps of {info.amount_step}",
+            )
+        if amount > info.maximum_amount:
+            raise RpcError(11012, "Invalid amount", f"amount {amount} is above {info.maximum_amount}")
+        price = _dec(p, "limit_price", 11013, "Invalid limit price")
+        if price <= 0 or price % inst.tick_size != 0:
+            raise RpcError(
+                11013, "Invalid limit price", f"limit_price {price} is not on the {inst.tick_size} grid"
+            )
+        max_fee = _dec(p, "max_fee", -32602, "Invalid params")
+        if max_fee < 0:
+            raise RpcError(-32602, "Invalid params", "max_fee must not be negative")
+        nonce = _int(p, "nonce")
+        expiry = _int(p, "signature_expiry_sec")
+        signer = p.get("signer")
+        signature = p.get("signature")
+        if not isinstance(signer, str) or not isinstance(signature, str):
+            raise RpcError(-32602, "Invalid params", "signer and signature are required")
+        order_type = p.get("order_type", "limit")
+        tif = p.get("time_in_force", "gtc")
+        if order_type not in ("limit", "market") or tif not in ("gtc", "post_only", "fok", "ioc"):
+            raise RpcError(
+                -32602, "Invalid params", "order_type limit|market, time_in_force gtc|post_only|fok|ioc"
+            )
+        now_ns = self.clock()
+        if expiry < now_ns // 1_000_000_000 + 300:
+            raise RpcError(
+                11011, "Invalid signature expiry", "signature_expiry_sec must be > 5 minutes ahead"
+            )
+        digits = str(nonce)
+        if len(digits) < 14 or abs(int(digits[:13]) - now_ns // 1_000_000) > 86_400_000:
+            raise RpcError(11018, "Invalid nonce date", "a nonce is <UTC ms><0-999>, near now")
+        if (sub, nonce) in account.nonces:
+            raise RpcError(11017, "Nonce not unique", f"nonce {nonce} was used")
+        try:
+            data = encode_trade_data(
+                asset_address=info.asset_address,
+                sub_id=info.sub_id,
+                limit_price=price,
+                amount=amount,
+                max_fee=max_fee,
+                recipient_id=sub,
+                is_bid=direction == "buy",
+            )
+            action = action_hash(
+                subaccount_id=sub,
+                nonce=nonce,
+                module=self.domain.trade_module,
+                data=data,
+                signature_expiry_sec=expiry,
+                owner=account.wallet,
+                signer=signer,
+            )
+        except ValueError as exc:
+            raise RpcError(-32602, "Invalid params", str(exc)) from None
+        digest = typed_data_hash(self.domain.domain_separator, action)
+        return {
+            "subaccount_id": sub,
+            "instrument": name,
+            "direction": direction,
+            "amount": amount,
+            "limit_price": price,
+            "max_fee": max_fee,
+            "nonce": nonce,
+            "expiry": expiry,
+            "signer": signer,
+            "signature": signature,
+            "order_type": order_type,
+            "time_in_force": tif,
+            "encoded_data": data,
+            "action_hash": action,
+            "typed_data_hash": digest,
+        }
+
+    def _check_signature(self, terms: dict[str, Any], account: SimAccount) -> None:
+        try:
+            recovered = recover_signer(terms["typed_data_hash"], terms["signature"])
+        except ValueError as exc:
+            raise RpcError(14014, "Invalid signature", str(exc)) from None
+        if recovered.lower() != terms["signer"].lower():
+            raise RpcError(14014, "Invalid signature", "the signature does not recover to the signer")
+        problem = account.key_status(recovered, self.clock() // 1_000_000_000)
+        if problem == 14030:
+            raise RpcError(14030, "Session key expired", recovered)
+        if problem is not None:
+            raise RpcError(
+                14026, "Session key not found", f"{recovered} is not a session key of {account.wallet}"
+            )
+
+    def _order_debug(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
+        """`order_debug` (§3.6): what the venue hashes for these params, nothing placed."""
+        wallet = p.get("wallet") or (account.wallet if account is not None else None)
+        acct = account or (self.accounts.get(str(wallet).lower()) if wallet else None)
+        if acct is None:
+            raise RpcError(14000, "Account not found", "give wallet, or log in")
+        terms = self._verify_order(p, acct)
+        return {
+            "encoded_data": "0x" + terms["encoded_data"].hex(),
+            "encoded_data_hashed": "0x" + _keccak(terms["encoded_data"]).hex(),
+            "action_hash": "0x" + terms["action_hash"].hex(),
+            "typed_data_hash": "0x" + terms["typed_data_hash"].hex(),
+        }
+
+    def _order(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
+        assert account is not None
+        terms = self._verify_order(p, account)
+        self._check_signature(terms, account)
+        name = terms["instrument"]
+        inst = self.registry.get(VENUE, name)
+        assert inst is not None
+        amount, price = terms["amount"], terms["limit_price"]
+        index = self._index(inst.base)
+        estimate, _ = self.fees.fee(inst, price, amount, Liquidity.TAKER, index)
+        per_unit = estimate / amount
+        if terms["max_fee"] < per_unit:
+            raise RpcError(
+                -32602,
+                "Invalid params",
+                f"max_fee {terms['max_fee']} is below the estimated fee per unit {per_unit:.6f} "
+                "(signed_max_fee_too_low)",
+            )
+        rejected = self.faults.take_reject()
+        if rejected is not None:
+            code, message = rejected
+            raise RpcError(int(code), message)
+        sub = terms["subaccount_id"]
+        account.nonces.add((sub, terms["nonce"]))
+        tif = terms["time_in_force"]
+        market = terms["order_type"] == "market"
+        engine_tif = {"gtc": "gtd", "post_only": "gtd", "ioc": "ioc", "fok": "fok"}[tif]
+        if market and engine_tif == "gtd":
+            engine_tif = "ioc"  # a market order never rests: it fills up to its worst price
+        key = f"{sub}:{next(self._order_keys)}"
+        now = self.clock()
+        request = OrderRequest(
+            venue=VENUE,
+            instrument=name,
+            side=terms["direction"],
+            size=amount,
+            price=price,  # a market order's signed worst price
+            time_in_force=engine_tif,
+            post_only=tif == "post_only",
+            reduce_only=bool(p.get("reduce_only", False)),
+            client_order_id=key,
+            expire_at_ns=terms["expiry"] * 1_000_000_000 if engine_tif == "gtd" else None,
+        )
+        label = str(p.get("label") or "")
+        sim = _SimOrder(
+            Order(request, now_ns=now),
+            account,
+            sub,
+            str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+            label,
+            terms["nonce"],
+            terms["signer"],
+            terms["signature"],
+            terms["expiry"],
+            price,
+            terms["max_fee"],
+            terms["order_type"],
+            tif,
+            mmp=bool(p.get("mmp", False)),
+            created_ms=now // 1_000_000,
+            updated_ms=now // 1_000_000,
+        )
+        self._by_key[key] = sim
+        events = self.matching.submit(sim.order, now)
+        first = next((e for e in events if isinstance(e, OrderUpdate)), None)
+        if first is not None and first.status is OrderState.REJECTED:
+            self._by_key.pop(key, None)
+            if first.reason == "post_only_reject":
+                raise RpcError(11008, "Post only reject", "the order would have crossed")
+            raise RpcError(-32602, "Invalid params", first.reason)
+        if first is not None and first.status is OrderState.CANCELLED and first.reason == "fok_not_filled":
+            self._by_key.pop(key, None)
+            raise RpcError(11014, "FOK not filled", "the whole amount was not available")
+        self.orders[sim.order_id] = sim
+        account.orders[sim.order_id] = sim
+        _, trades = self._apply(list(events), notify_new=False)
+        # The answer carries the order as it now stands; the channel hears the same.
+        self._notify(account, sub, "orders", [self._order_json(sim)])
+        return {"order": self._order_json(sim), "trades": trades}
+
+    def _own(self, p: dict[str, Any], account: SimAccount | None) -> _SimOrder:
+        sub = self._subaccount(p, account)
+        o = self.orders.get(str(p.get("order_id")))
+        if o is None or o.account is not account or o.subaccount_id != sub:
+            raise RpcError(11006, "Order does not exist", f"order_id {p.get('order_id')}")
+        return o
+
+    def _cancel_one(self, o: _SimOrder) -> bool:
+        try:
+            self._apply(list(self.matching.cancel(o.order, self.clock())))
+        except OrderRejected:
+            return False
+        return True
+
+    def _cancel(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
+        o = self._own(p, account)
+        name = p.get("instrument_name")
+        if name is not None and name != o.order.request.instrument:
+            raise RpcError(11006, "Order does not exist", f"no order {o.order_id} on {name}")
+        if o.state == "filled":
+            raise RpcError(11004, "Order already filled", o.order_id)
+        if o.state != "open" or not self._cancel_one(o):
+            raise RpcError(11003, "Order already cancelled", o.order_id)
+        return self._order_json(o)
+
+    def _cancel_where(self, account: SimAccount | None, sub: int, pick: Callable[[_SimOrder], bool]) -> int:
+        assert account is not None
+        return sum(
+            1
+            for o in list(account.orders.values())
+            if o.subaccount_id == sub and o.state == "open" and pick(o) and self._cancel_one(o)
+        )
+
+    def _cancel_by_label(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
+        sub = self._subaccount(p, account)
+        label = str(p.get("label", ""))
+        name = p.get("instrument_name")
+        n = self._cancel_where(
+            account, sub, lambda o: o.label == label and (name is None or o.order.request.instrument == name)
+        )
+        return {"cancelled_orders": n}
+
+    def _cancel_by_instrument(
+        self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any
+    ) -> Any:
+        sub = self._subaccount(p, account)
+        name = self._require(p.get("instrument_name"))
+        return {
+            "cancelled_orders": self._cancel_where(account, sub, lambda o: o.order.request.instrument == name)
+        }
+
+    def _cancel_by_nonce(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
+        sub = self._subaccount(p, account)
+        nonce = _int(p, "nonce")
+        return {"cancelled_orders": self._cancel_where(account, sub, lambda o: o.nonce == nonce)}
+
+    def _cancel_all(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
+        sub = self._subaccount(p, account)
+        self._cancel_where(account, sub, lambda o: True)
+        return "ok"
+
+    def _open_orders(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
+        assert account is not None
+        sub = self._subaccount(p, account)
+        orders = [
+            self._order_json(o)
+            for o in account.orders.values()
+            if o.subaccount_id == sub and o.state == "open"
+        ]
+        return {"subaccount_id": sub, "orders": orders}
+
+    def _get_order(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
+        return self._order_json(self._own(p, account))
+
+    def _get_subaccounts(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
+        assert account is not None
+        return {"wallet": account.wallet, "subaccount_ids": sorted(account.subaccounts)}
+
+    def _get_positions(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
+        assert account is not None
+        sub = self._subaccount(p, account)
+        out = []
+        for (s, name), amount in sorted(account.positions.items()):
+            inst = self.registry.get(VENUE, name)
+            if s != sub or amount == 0 or inst is None:
+                continue
+            slim = self.tickers.get(name, {})
+            out.append(
+                {
+                    "instrument_name": name,
+                    "instrument_type": self.details.require(name).instrument_type,
+                    "amount": _text(amount),
+                    "mark_price": slim.get("M", "0"),
+                    "index_price": slim.get("I", "0"),
+                }
+            )
+        return {"subaccount_id": sub, "positions": out}
+
+    # -- reports --------------------------------------------------------------------------------
+    def _order_json(self, o: _SimOrder) -> dict[str, Any]:
+        req = o.order.request
+        return {
+            "amount": _text(req.size),
+            "average_price": _text(o.average),
+            "cancel_reason": o.cancel_reason,
+            "creation_timestamp": o.created_ms,
+            "direction": req.side.value,
+            "extra_fee": "0",
+            "filled_amount": _text(o.filled),
+            "instrument_name": req.instrument,
+            "is_transfer": False,
+            "label": o.label,
+            "last_update_timestamp": o.updated_ms,
+            "limit_price": _text(o.limit_price),
+            "max_fee": _text(o.max_fee),
+            "mmp": o.mmp,
+            "nonce": o.nonce,
+            "order_fee": _text(o.fees),
+            "order_id": o.order_id,
+            "order_status": o.state,
+            "order_type": o.order_type,
+            "quote_id": None,
+            "replaced_order_id": None,
+            "signature": o.signature,
+            "signature_expiry_sec": o.signature_expiry_sec,
+            "signed_limit_price": None,
+            "signer": o.signer,
+            "subaccount_id": o.subaccount_id,
+            "time_in_force": o.time_in_force,
+            "trigger_price": None,
+            "trigger_price_type": None,
+            "trigger_reject_message": None,
+            "trigger_type": None,
+        }
+
+    def _trade_json(self, o: _SimOrder, f: Fill) -> dict[str, Any]:
+        slim = self.tickers.get(f.instrument, {})
+        return {
+            "direction": f.side.value,
+            "expected_rebate": "0",
+            "extra_fee": "0",
+            "index_price": slim.get("I", "0"),
+            "instrument_name": f.instrument,
+            "is_transfer": False,
+            "label": o.label,
+            "liquidity_role": f.liquidity.value,
+            "mark_price": slim.get("M", "0"),
+            "order_id": o.order_id,
+            "quote_id": None,
+            "realized_pnl": "0",
+            "realized_pnl_excl_fees": "0",
+            "subaccount_id": o.subaccount_id,
+            "timestamp": (f.ts_exchange or self.clock()) // 1_000_000,
+            "trade_amount": _text(f.size),
+            "trade_fee": _text(f.fee),
+            "trade_id": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+            "trade_price": _text(f.price),
+            "transaction_id": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+            "tx_hash": None,
+            "tx_status": "requested",
+            "wallet": o.account.wallet,
+        }
+
+    def _notify(self, account: SimAccount, sub: int, what: str, data: list[dict[str, Any]]) -> None:
+        """Send `data` on `{sub}.{what}` to the peers of `account` that follow it."""
+        channel = f"{sub}.{what}"
+        for peer in list(self.sessions.values()):
+            if peer.account is account and channel in peer.private:
+                self.send(
+                    peer,
+                    orjson.dumps({"method": "subscription", "params": {"channel": channel, "data": data}}),
+                )
+
+    def _apply(
+        self, events: list[PrivateEvent], *, notify_new: bool = True
+    ) -> tuple[list[_SimOrder], list[dict[str, Any]]]:
+        """Fold matching-engine events into the orders and accounts; notify the owners."""
+        touched: list[_SimOrder] = []
+        trades: list[dict[str, Any]] = []
+        now_ms = self.clock() // 1_000_000
+        for ev in events:
+            o = self._by_key.get(ev.client_order_id or "")
+            if o is None:
+                continue
+            if isinstance(ev, Fill):
+                acct = o.account
+                key = (o.subaccount_id, ev.instrument)
+                signed = ev.size if ev.side.value == "buy" else -ev.size
+                acct.positions[key] = acct.positions.get(key, Decimal(0)) + signed
+                acct.balances["USDC"] = acct.balances.get("USDC", Decimal(0)) - ev.fee
+                o.fees += ev.fee
+                trade = self._trade_json(o, ev)
+                trades.append(trade)
+                self._notify(acct, o.subaccount_id, "trades", [trade])
+                revert = self.reverts > 0
+                if revert:
+                    self.reverts -= 1
+                due = trio.current_time() + self.settle_after_s
+                self._settlements.append(_PendingSettlement(due, acct, trade, revert))
+            elif isinstance(ev, OrderUpdate):
+                o.filled = ev.filled_size
+                o.average = ev.avg_fill_price or Decimal(0)
+                o.state = _STATES.get(ev.status, o.state)
+                if ev.status in (OrderState.CANCELLED, OrderState.EXPIRED):
+                    o.cancel_reason = _CANCEL_REASONS.get(ev.reason or "", "")
+                o.updated_ms = now_ms
+                if o.state != "open":
+                    self._by_key.pop(ev.client_order_id or "", None)
+                if o not in touched:
+                    touched.append(o)
+        if notify_new:
+            for o in touched:
+                self._notify(o.account, o.subaccount_id, "orders", [self._order_json(o)])
+        return touched, trades
+
+    def _settle(self) -> None:
+        """Trades settle (or revert) on chain `settle_after_s` after their match (§3.4)."""
+        if not self._settlements:
+            return
+        now = trio.current_time()
+        due = [s for s in self._settlements if s.due <= now]
+        if not due:
+            return
+        self._settlements = [s for s in self._settlements if s.due > now]
+        for s in due:
+            trade = {**s.trade, "tx_status": "reverted" if s.revert else "settled"}
+            sub = trade["subaccount_id"]
+            if s.revert:
+                key = (sub, trade["instrument_name"])
+                amount = Decimal(trade["trade_amount"])
+                signed = amount if trade["direction"] == "buy" else -amount
+                s.account.positions[key] = s.account.positions.get(key, Decimal(0)) - signed
+                s.account.balances["USDC"] += Decimal(trade["trade_fee"])
+                self._notify(s.account, sub, "trades", [trade])
+                self._notify(s.account, sub, "trades.reverted", [trade])
+            else:
+                trade["tx_hash"] = "0x" + self._rng.getrandbits(256).to_bytes(32, "big").hex()
+                self._notify(s.account, sub, "trades.settled", [trade])
+
+
+def _keccak(data: bytes) -> bytes:
+    from eth_hash.auto import keccak
+
+    digest: bytes = keccak(data)
+    return digest
+
+
+def demo_account() -> SimAccount:
+    """The demo wallet (`DEMO_WALLET`, subaccount `DEMO_SUBACCOUNT`, session key
+    `DEMO_SESSION_KEY`)."""
+    return SimAccount(DEMO_WALLET, {DEMO_SUBACCOUNT}, {DEMO_SIGNER: None})
+
+
+_METHODS: Final[dict[str, Callable[..., Any]]] = {
+    "public/login": DeriveSimulator._login,
+    "public/get_time": DeriveSimulator._get_time,
+    "public/get_instruments": DeriveSimulator._get_instruments,
+    "public/get_instrument": DeriveSimulator._get_instrument,
+    "public/get_ticker": DeriveSimulator._get_ticker,
+    "public/order_debug": DeriveSimulator._order_debug,
+    "subscribe": DeriveSimulator._subscribe,
+    "unsubscribe": DeriveSimulator._unsubscribe,
+    "private/order": DeriveSimulator._order,
+    "private/order_debug": DeriveSimulator._order_debug,
+    "private/cancel": DeriveSimulator._cancel,
+    "private/cancel_by_label": DeriveSimulator._cancel_by_label,
+    "private/cancel_by_instrument": DeriveSimulator._cancel_by_instrument,
+    "private/cancel_by_nonce": DeriveSimulator._cancel_by_nonce,
+    "private/cancel_all": DeriveSimulator._cancel_all,
+    "private/get_open_orders": DeriveSimulator._open_orders,
+    "private/get_order": DeriveSimulator._get_order,
+    "private/get_subaccounts": DeriveSimulator._get_subaccounts,
+    "private/get_positions": DeriveSimulator._get_positions,
+}

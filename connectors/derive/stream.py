@@ -1,0 +1,537 @@
+"""One Derive WebSocket session: JSON-RPC both ways on a single trio-websocket connection
+(VENUES.md §3.1, §3.4, §3.5, §3.7).
+
+What it keeps up, across reconnections (the loop itself is `engine._session.VenueSession`):
+
+- Requests matched to responses by id, each with a timeout. A request that could not be sent
+  raises `VenueUnavailable` (nothing reached the venue); one sent but unanswered raises
+  `VenueError` (outcome unknown: never retried for orders). Error answers become typed
+  exceptions with the venue's code and message (`map_error`, §3.7).
+- `public/login` (§3.5: the UTC time in ms, EIP-191-signed by the session key) when trading,
+  checked against the subaccount we trade (the login answer lists the wallet's subaccounts).
+  The key never leaves the process; only the signature does.
+- Instruments (§3.2): `public/get_instruments` per configured currency and `instrument_type`,
+  loaded once and refreshed every `instruments_refresh_s` (not on every reconnect). A refresh
+  that lists new instruments or drops old ones (an expiry passed, a new one listed) updates the
+  registry (dropped ones turn inactive) and tells the strategies with an `instrument_state`
+  status (`listed`, `delisted`), so a strategy re-selecting with an `InstrumentFilter` follows
+  the live set.
+- Keepalive (§3.1): the venue pings at the WebSocket level (trio-websocket answers) and has no
+  application heartbeat, so after `keepalive_s` of silence the session asks `public/get_time`;
+  its answer proves the venue alive, and no answer within `stale_after_s` makes the watchdog
+  declare the feed stale and reconnect.
+- The router's merged subscriptions as `subscribe`/`unsubscribe` calls (§3.4: the method names
+  carry no `public/`): diffed on every change, batched, each channel's status in the answer
+  checked, refusals reported as `subscription_refused` statuses (and not asked again until the
+  channel leaves and re-enters the wanted set). Books are whole snapshots (§3.4): a skipped
+  `publish_id` is reported (`book_gap`) but needs no resubscription, since the very message
+  that shows the skip is a whole book again.
+- Local rate limiting ahead of Derive's (§3.7, Trader tier): matching requests (orders,
+  cancels) and non-matching ones in separate buckets, a per-instrument bucket for matching
+  requests, and `private/cancel_all` at 1 per second; a -32000 answer drains the bucket, and is
+  retried where that is safe (subscriptions, reads), never for orders.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import attrs
+import msgspec
+import orjson
+import structlog
+import trio
+import trio_websocket
+
+from engine import (
+    AuthError,
+    DataKind,
+    InstrumentRegistry,
+    MalformedFrame,
+    OrderRejected,
+    RateLimited,
+    StatusKind,
+    Ticker,
+    VenueError,
+    VenueUnavailable,
+)
+from engine._plugins import VenueSink
+from engine._ratelimit import CreditBucket
+from engine._router import MarketRouter
+from engine._session import Connect, PendingRequests, VenueSession, default_connect
+
+from .codec import DeriveDecoder, _decode_envelope
+from .instruments import VENUE, instruments_params, is_instrument_item
+from .settings import DeriveSettings
+from .signing import Credentials, login_params
+
+__all__ = ["DeriveSession", "map_error"]
+
+_NOTIFICATIONS: Final = ('{"method":"subscription"', '{"jsonrpc":"2.0","method":"subscription"')
+_BATCH: Final = 100  # channels per subscribe call
+_MATCHING: Final = frozenset(  # §3.7: the requests the matching engine's limit counts
+    {
+        "private/order",
+        "private/replace",
+        "private/cancel",
+        "private/cancel_by_nonce",
+        "private/cancel_by_instrument",
+        "private/cancel_by_label",
+    }
+)
+# §3.7 error codes. Refusals: the request was refused and did nothing.
+_REJECTION_CODES: Final = frozenset(
+    {
+        -32700, -32600, -32601, -32602, 11000, 11003, 11004, 11006, 11007, 11008, 11011, 11012, 11013,
+        11014, 11015, 11017, 11018, 11021, 12001, 13000, 16000,
+    }
+)  # fmt: skip
+_AUTH_CODES: Final = frozenset({14000, 14001, 14014, 14021, 14023, 14026, 14030})
+_RATE_CODES: Final = frozenset({-32000})
+_SUBSCRIPTION_REFUSALS: Final = frozenset({13000, -32602})  # invalid channels / params
+
+
+def map_error(error: Any, *, method: str) -> VenueError:
+    """A JSON-RPC error object (§3.1 `{code, message, data}`) as the typed exception callers
+    catch (§3.7): rate limit -> `RateLimited`; a refused request -> `OrderRejected` (an order
+    refused for its signature or session key included: it was refused, nothing happened); a
+    refused login or account -> `AuthError`; anything else (internal errors, 9000 order
+    confirmation timeout) -> `VenueError`, whose outcome is unknown."""
+    code = error.get("code") if isinstance(error, dict) else None
+    message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
+    data = error.get("data") if isinstance(error, dict) else None
+    detail = f"{method}: {message} ({code})" + (f": {data}" if data else "")
+    if code in _RATE_CODES:
+        return RateLimited(detail, venue=VENUE, code=code, venue_message=message)
+    if method == "public/login":
+        return AuthError(detail, venue=VENUE, code=code, venue_message=message)
+    ordering = method in _MATCHING or method == "private/cancel_all"
+    if code in _REJECTION_CODES or (code in _AUTH_CODES and ordering):
+        return OrderRejected(detail, venue=VENUE, code=code, venue_message=message)
+    if code in _AUTH_CODES:
+        return AuthError(detail, venue=VENUE, code=code, venue_message=message)
+    return VenueError(detail, venue=VENUE, code=code, venue_message=message)
+
+
+class _SubscribeResult(msgspec.Struct):
+    """§3.4: `subscribe` answers `status` per channel and `current_subscriptions`;
+    `unsubscribe` answers `status` and `remaining_subscriptions`."""
+
+    status: dict[str, str] = {}
+    current_subscriptions: list[str] | None = None
+    remaining_subscriptions: list[str] | None = None
+
+
+_decode_subscribe: Final = msgspec.json.Decoder(_SubscribeResult).decode
+
+
+class DeriveSession(VenueSession):
+    """A `LiveVenue` for Derive (see the module docstring). `sink` receives market and private
+    events; `execution()` gives the client that signs and sends orders over this connection."""
+
+    venue = VENUE
+
+    def __init__(
+        self,
+        settings: DeriveSettings,
+        *,
+        registry: InstrumentRegistry,
+        router: MarketRouter,  # type: ignore[type-arg]
+        sink: VenueSink,
+        credentials: Credentials | None = None,
+        connect: Connect = default_connect,
+        clock: Callable[[], int] = time.time_ns,
+        rng: random.Random | None = None,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        self.decoder: DeriveDecoder = DeriveDecoder(registry, check_skips=settings.check_publish_ids)
+        super().__init__(
+            decoder=self.decoder,
+            registry=registry,
+            router=router,
+            sink=sink,
+            connect=connect,
+            clock=clock,
+            rng=rng,
+            reconnect_base_s=settings.reconnect_base_s,
+            reconnect_cap_s=settings.reconnect_cap_s,
+            stale_after_s=settings.stale_after_s,
+            log=log,
+        )
+        self.settings = settings
+        self.credentials = credentials
+        self.details = self.decoder.details  # what order signing needs beyond the registry
+        self.subaccounts: list[int] = []  # the wallet's, as the last login listed them
+        self.index_prices: dict[str, float] = {}  # by base currency, from the tickers
+        self.mark_prices: dict[str, float] = {}  # by instrument, from the tickers
+        self.instrument_loads = 0
+        self._execution: Any = None
+        self._requests = PendingRequests(VENUE)
+        self._methods: dict[int, str] = {}  # request id -> method, to type its error answer
+        self._authenticated = False
+        self._current: set[str] = set()  # channels the venue holds for this connection
+        self._refused: set[str] = set()
+        self._listed: dict[tuple[str, str], set[str]] = {}  # (currency, type) -> names listed
+        self._instruments_loaded_at: float | None = None
+        burst = settings.burst_multiplier
+        self._buckets = {
+            "matching": CreditBucket(settings.matching_tps * burst, settings.matching_tps),
+            "non_matching": CreditBucket(settings.non_matching_tps * burst, settings.non_matching_tps),
+            "cancel_all": CreditBucket(1.0, settings.cancel_all_tps),
+        }
+        self._instrument_buckets: dict[str, CreditBucket] = {}
+
+    # -- public API -------------------------------------------------------------------------
+    @property
+    def authenticated(self) -> bool:
+        return self._authenticated
+
+    @property
+    def trading(self) -> bool:
+        """Logged in with the private channels followed: orders can be placed."""
+        return self._authenticated and self.settings.private
+
+    @property
+    def channels(self) -> frozenset[str]:
+        """The channels the venue holds on the current connection."""
+        return frozenset(self._current)
+
+    def now_ns(self) -> int:
+        """The session's clock (wall time unless injected)."""
+        return self._clock()
+
+    def execution(self) -> Any:
+        """The session's `DeriveExecution` (one per session: its nonces must never repeat)."""
+        if self._execution is None:
+            from .execution import DeriveExecution
+
+            self._execution = DeriveExecution(self)
+        return self._execution
+
+    def _bucket_for(self, instrument: str) -> CreditBucket:
+        bucket = self._instrument_buckets.get(instrument)
+        if bucket is None:
+            tps = self.settings.instrument_tps
+            bucket = self._instrument_buckets[instrument] = CreditBucket(
+                tps * self.settings.burst_multiplier, tps
+            )
+        return bucket
+
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        instrument: str | None = None,
+    ) -> Any:
+        """Send one JSON-RPC request and return its raw `result` (msgspec Raw JSON bytes).
+
+        Waits for the local rate-limit buckets first (matching requests also per `instrument`).
+        Raises `VenueUnavailable` when it could not be sent, the typed exception of the venue's
+        error answer (`map_error`), and `VenueError` when no answer came in time."""
+        if self._ws is None:
+            raise VenueUnavailable(f"{method}: not connected", venue=VENUE)
+        if method == "private/cancel_all":
+            bucket = self._buckets["cancel_all"]
+        elif method in _MATCHING:
+            bucket = self._buckets["matching"]
+            if instrument:
+                await self._bucket_for(instrument).acquire(1)
+        else:
+            bucket = self._buckets["non_matching"]
+        await bucket.acquire(1)
+        ws = self._ws
+        if ws is None:
+            raise VenueUnavailable(f"{method}: not connected", venue=VENUE)
+        rid = self._requests.open()
+        self._methods[rid] = method
+        frame = orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}})
+        self.stats.requests += 1
+        try:
+            await ws.send_message(frame.decode())
+        except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._requests.discard(rid)
+            self._methods.pop(rid, None)
+            raise VenueUnavailable(
+                f"{method}: connection closed before sending ({exc!r})", venue=VENUE
+            ) from None
+        try:
+            return await self._requests.wait(rid, self.settings.request_timeout_s, what=method)
+        except RateLimited:
+            bucket.drain()
+            raise
+        except VenueError as exc:
+            if exc.code == "timeout":
+                self.stats.timeouts += 1
+            raise
+        finally:
+            self._methods.pop(rid, None)
+
+    async def call_retrying(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """`call` for requests that are safe to repeat (reads, subscriptions): a rate-limit
+        answer waits and tries again (three times)."""
+        for attempt in range(4):
+            try:
+                return await self.call(method, params)
+            except RateLimited:
+                if attempt == 3:
+                    raise
+                await trio.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- the connection (VenueSession hooks) -------------------------------------------------
+    def _url(self) -> str:
+        return self.settings.ws_url
+
+    async def _serve(self, ws: trio_websocket.WebSocketConnection, nursery: trio.Nursery) -> None:
+        nursery.start_soon(self._keepalive)
+        if self.credentials is not None and self.settings.private:
+            await self._login()
+        if self._instruments_loaded_at is None:
+            await self._load_instruments()
+        nursery.start_soon(self._refresh_instruments)
+
+    def _on_connected(self) -> dict[str, Any]:
+        return {"authenticated": self._authenticated}
+
+    def _on_session_error(self, exc: BaseException) -> None:
+        if isinstance(exc, AuthError):
+            self.log.error("session.auth_failed", error=str(exc))
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._authenticated = False
+        self._current.clear()
+        self._requests.fail_all()
+        self._methods.clear()
+
+    async def _handle(self, message: bytes | str, now: int) -> None:
+        if isinstance(message, str) and message.startswith(_NOTIFICATIONS):
+            await self.decode(message, now)  # the hot path: a subscription notification
+            return
+        try:
+            env = _decode_envelope(message)
+        except msgspec.DecodeError as exc:
+            self.malformed(MalformedFrame(f"not a JSON-RPC message: {exc}", venue=VENUE))
+            return
+        if env.id is not None and (env.result or env.error):
+            error = None
+            if env.error:
+                method = self._methods.get(env.id, "request") if isinstance(env.id, int) else "request"
+                error = map_error(msgspec.json.decode(env.error), method=method)
+            if not self._requests.resolve(env.id, env.result, error):
+                self.log.debug("rpc.unmatched_response", id=env.id)
+        elif env.method == "subscription":
+            await self.decode(message, now)
+        elif env.error:
+            # An error nobody asked for (the venue could not read a request's id).
+            self.log.warning("rpc.error_without_id", error=msgspec.json.decode(env.error))
+        else:
+            self.malformed(MalformedFrame(f"unexpected message (method {env.method!r})", venue=VENUE))
+
+    async def decode(self, message: bytes | str, now: int) -> None:
+        """Decode a data frame and dispatch its events; tickers also keep the index and mark
+        prices order signing uses (a `max_fee`, a market order's worst price)."""
+        try:
+            events = self.decoder.decode(message, now)
+        except MalformedFrame as exc:
+            self.malformed(exc)
+            return
+        for ev in events:
+            if ev.__class__ is Ticker:
+                t: Ticker = ev
+                if t.index:
+                    self.index_prices[t.instrument.partition("-")[0]] = t.index
+                if t.mark:
+                    self.mark_prices[t.instrument] = t.mark
+        await self.dispatch(events)
+
+    async def _keepalive(self) -> None:
+        """§3.1: no application heartbeat on Derive; a request after `keepalive_s` of silence."""
+        period = self.settings.keepalive_s
+        while True:
+            await trio.sleep_until(self._last_rx + period)
+            if trio.current_time() - self._last_rx < period:
+                continue  # something arrived meanwhile
+            try:
+                await self.call("public/get_time", {})
+                self.stats.heartbeats_answered += 1
+            except VenueError as exc:
+                # No answer: the watchdog decides whether the feed is stale.
+                self.log.warning("keepalive.unanswered", error=str(exc))
+
+    # -- login and instruments ----------------------------------------------------------------
+    async def _login(self) -> None:
+        creds = self.credentials
+        assert creds is not None
+        raw = await self.call("public/login", login_params(creds, self._clock() // 1_000_000))
+        try:
+            subaccounts = msgspec.json.decode(raw, type=list[int])
+        except msgspec.DecodeError as exc:
+            raise AuthError(f"public/login: unexpected answer ({exc})", venue=VENUE) from None
+        self.subaccounts = subaccounts
+        if creds.subaccount_id not in subaccounts:
+            raise AuthError(
+                f"subaccount {creds.subaccount_id} is not one of wallet {creds.wallet}'s "
+                f"({', '.join(map(str, subaccounts)) or 'none'}): check DERIVE_SUBACCOUNT_ID",
+                venue=VENUE,
+            )
+        self._authenticated = True
+        self.log.info("session.logged_in", wallet=creds.wallet, subaccount=creds.subaccount_id)
+
+    async def _load_instruments(self) -> None:
+        """`public/get_instruments` per currency and type (§3.2), into the registry and the
+        signing side table; what a refresh no longer lists turns inactive."""
+        first = self._instruments_loaded_at is None
+        listed: list[str] = []
+        delisted: list[str] = []
+        for currency in self.settings.currencies:
+            for kind in self.settings.instrument_types:
+                raw = await self.call_retrying("public/get_instruments", instruments_params(currency, kind))
+                try:
+                    items = msgspec.json.decode(raw)
+                    if not isinstance(items, list):
+                        raise MalformedFrame("get_instruments: expected a list", venue=VENUE)
+                    self.decoder.learn_instruments(items)
+                except (msgspec.DecodeError, MalformedFrame) as exc:
+                    self.log.error("instruments.malformed", currency=currency, kind=kind, error=str(exc))
+                    continue
+                names = {
+                    item["instrument_name"]
+                    for item in items
+                    if is_instrument_item(item) and self.registry.get(VENUE, item["instrument_name"])
+                }
+                before = self._listed.get((currency, kind))
+                self._listed[(currency, kind)] = names
+                if before is None:
+                    continue
+                listed += sorted(names - before)
+                for name in sorted(before - names):
+                    inst = self.registry.get(VENUE, name)
+                    if inst is not None and inst.active:
+                        self.registry.add(attrs.evolve(inst, active=False))
+                    delisted.append(name)
+        self._instruments_loaded_at = trio.current_time()
+        self.instrument_loads += 1
+        self.log.info(
+            "instruments.loaded", known=len(self.details), listed=len(listed), delisted=len(delisted)
+        )
+        if not first and (listed or delisted):
+            await self.status(
+                StatusKind.INSTRUMENT_STATE,
+                f"instruments changed: {len(listed)} listed, {len(delisted)} delisted",
+                listed=listed,
+                delisted=delisted,
+            )
+
+    async def _refresh_instruments(self) -> None:
+        while True:
+            await trio.sleep_until(
+                (self._instruments_loaded_at or trio.current_time()) + self.settings.instruments_refresh_s
+            )
+            await self._load_instruments()
+
+    async def refresh_instruments(self) -> None:
+        """Reload the instruments now (the periodic refresh does this on its own)."""
+        await self._load_instruments()
+
+    # -- subscriptions ------------------------------------------------------------------------
+    def desired_channels(self) -> set[str]:
+        """The channels the router's merged subscriptions (and trading) call for (§3.4)."""
+        s = self.settings
+        ticker = f".{s.ticker_interval}"
+        book = f".{s.book_group}.{s.book_depth}"
+        out: set[str] = set()
+        for instrument, kind in self.router.merged(VENUE):
+            if kind is DataKind.TICKER:
+                out.add(f"ticker_slim.{instrument}{ticker}")
+            elif kind is DataKind.BOOK:
+                out.add(f"orderbook.{instrument}{book}")
+            else:
+                out.add(f"trades.{instrument}")
+        if self.trading and self.credentials is not None:
+            sub = self.credentials.subaccount_id
+            # Fills as they match, and trades the chain reverted after that (§3.4).
+            out.update((f"{sub}.orders", f"{sub}.trades", f"{sub}.trades.reverted"))
+        return out
+
+    async def _sync_subscriptions(self) -> None:
+        if self._gaps:
+            # Snapshot-only books (§3.4): the message that showed the skip was whole already.
+            self.log.info("book.publish_id_skipped", instruments=sorted(self._gaps))
+            self._gaps.clear()
+        desired = self.desired_channels()
+        remove = self._current - desired
+        # Refused channels are not asked again until they leave and re-enter the desired set.
+        self._refused &= desired
+        add = desired - self._current - self._refused
+        for batch in _batches(sorted(remove)):
+            result = await self._subscription_call("unsubscribe", batch)
+            if result is None:
+                continue
+            if result.remaining_subscriptions is not None:
+                self._current = set(result.remaining_subscriptions)
+            else:
+                self._current -= set(batch)
+        for batch in _batches(sorted(add)):
+            result = await self._subscription_call("subscribe", batch)
+            refusals: list[tuple[str, str]]
+            if result is None:
+                refusals = [(channel, "refused as a batch (invalid channels)") for channel in batch]
+            else:
+                refusals = [(ch, result.status.get(ch, "no status in the answer")) for ch in batch]
+                refusals = [(ch, why) for ch, why in refusals if why != "ok"]
+                granted = set(batch) - {ch for ch, _ in refusals}
+                if result.current_subscriptions is not None:
+                    self._current = set(result.current_subscriptions) | granted
+                else:
+                    self._current |= granted
+            await self._refusals(refusals)
+        if add or remove:
+            await self.status(
+                StatusKind.SUBSCRIBED, f"{len(self._current)} channels", channels=len(self._current)
+            )
+
+    async def _subscription_call(self, method: str, channels: list[str]) -> _SubscribeResult | None:
+        """One `subscribe`/`unsubscribe` call; None when the venue refused the whole batch."""
+        try:
+            raw = await self.call_retrying(method, {"channels": channels})
+        except OrderRejected as exc:
+            if exc.code in _SUBSCRIPTION_REFUSALS:
+                self.log.warning(f"{method}.refused", channels=len(channels), error=str(exc))
+                return None
+            raise
+        try:
+            return _decode_subscribe(raw)
+        except msgspec.DecodeError as exc:
+            raise VenueError(f"{method}: unreadable answer ({exc})", venue=VENUE) from None
+
+    async def _refusals(self, refusals: list[tuple[str, str]]) -> None:
+        if not refusals:
+            return
+        self._refused |= {ch for ch, _ in refusals}
+        self.stats.refused_channels += len(refusals)
+        self.log.warning("subscription.refused", channels=sorted(ch for ch, _ in refusals))
+        for channel, reason in sorted(refusals):
+            await self.status(
+                StatusKind.SUBSCRIPTION_REFUSED,
+                f"the venue refused {channel}: {reason}",
+                instrument=_instrument_of(channel),
+                channel=channel,
+                reason=reason,
+            )
+
+
+def _batches(items: list[str]) -> Iterable[list[str]]:
+    for i in range(0, len(items), _BATCH):
+        yield items[i : i + _BATCH]
+
+
+def _instrument_of(channel: str) -> str:
+    parts = channel.split(".")
+    if parts[0] in ("ticker_slim", "orderbook") or (parts[0] == "trades" and len(parts) == 2):
+        return parts[1] if len(parts) >= 2 else ""
+    return ""

@@ -1,0 +1,429 @@
+"""Derive execution: what the client signs and sends for each kind of order, how venue errors are
+typed, and how the simulator verifies an order as the venue does (VENUES.md §3.5-§3.7)."""
+
+from __future__ import annotations
+
+import functools
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors.derive import PLUGIN
+from connectors.derive.codec import DeriveDecoder
+from connectors.derive.execution import DeriveExecution
+from connectors.derive.settings import DeriveSettings
+from connectors.derive.signing import (
+    TESTNET,
+    Credentials,
+    OrderSigner,
+    login_digest,
+    login_signature,
+    recover_signer,
+    typed_data_hash,
+)
+from connectors.derive.simulator import (
+    DEMO_SESSION_KEY,
+    DEMO_SUBACCOUNT,
+    DEMO_WALLET,
+    DeriveSimulator,
+    RpcError,
+)
+from connectors.derive.stream import DeriveSession, map_error
+from engine import (
+    AuthError,
+    ConfigError,
+    Fill,
+    FillReversal,
+    InstrumentRegistry,
+    Liquidity,
+    Order,
+    OrderRejected,
+    OrderRequest,
+    OrderUpdate,
+    RateLimited,
+    Status,
+    VenueError,
+    VenueUnavailable,
+)
+from engine._router import MarketRouter
+
+FIXTURES = Path(__file__).parent / "fixtures" / "derive"
+SIGNER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # DEMO_SESSION_KEY's address
+NOW_NS = 1_800_000_000_000_000_000
+ENV = {
+    "DERIVE_WALLET": DEMO_WALLET,
+    "DERIVE_SESSION_KEY": DEMO_SESSION_KEY,
+    "DERIVE_SUBACCOUNT_ID": str(DEMO_SUBACCOUNT),
+}
+
+
+def load(name: str) -> Any:
+    return orjson.loads((FIXTURES / name).read_bytes())
+
+
+class _Sink:
+    async def market(self, events: list[Any]) -> None:
+        return None
+
+    def private(self, events: list[Any]) -> None:
+        return None
+
+
+def make_session(**settings: Any) -> DeriveSession:
+    creds = Credentials(DEMO_WALLET, DEMO_SESSION_KEY, DEMO_SUBACCOUNT)
+    session = DeriveSession(
+        DeriveSettings(**settings),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=_Sink(),
+        credentials=creds,
+        clock=lambda: NOW_NS,
+    )
+    session.decoder.learn_instruments(load("common/http_get_instruments_eth_all.json")["result"])
+    return session
+
+
+def order(instrument: str = "ETH-PERP", **kw: Any) -> Order:
+    fields: dict[str, Any] = {"side": "buy", "size": Decimal("1.5"), "price": Decimal("3500.5")}
+    fields.update(kw)
+    request = OrderRequest(
+        venue="derive", instrument=instrument, client_order_id="s-abc-1", strategy="s", **fields
+    )
+    return Order(request, now_ns=NOW_NS)
+
+
+# -------------------------------------------------------------------------- errors (§3.7)
+
+
+@pytest.mark.parametrize(
+    ("code", "method", "kind"),
+    [
+        (-32000, "private/order", RateLimited),
+        (11000, "private/order", OrderRejected),  # insufficient funds
+        (11017, "private/order", OrderRejected),  # nonce not unique
+        (14014, "private/order", OrderRejected),  # an order refused for its signature: refused
+        (14014, "public/login", AuthError),
+        (14026, "private/get_open_orders", AuthError),
+        (9000, "private/order", VenueError),  # order confirmation timeout: outcome unknown
+        (-32603, "private/order", VenueError),
+    ],
+)
+def test_errors_are_typed_by_code_and_method(code: int, method: str, kind: type[Exception]) -> None:
+    exc = map_error({"code": code, "message": "m", "data": "d"}, method=method)
+    assert type(exc) is kind
+    assert exc.code == code and exc.venue_message == "m" and str(exc).endswith(": d")
+
+
+# ----------------------------------------------------------------------- what is signed
+
+
+def test_a_limit_order_is_signed_as_the_venue_recomputes_it() -> None:
+    execution = DeriveExecution(make_session())
+    execution.session.index_prices["ETH"] = 3400.0
+    signed = execution.sign(order())
+    params = signed.params()
+    assert params["instrument_name"] == "ETH-PERP" and params["direction"] == "buy"
+    assert (params["amount"], params["limit_price"], params["label"]) == ("1.5", "3500.5", "s-abc-1")
+    assert (params["order_type"], params["time_in_force"], params["subaccount_id"]) == ("limit", "gtc", 30769)
+    assert params["signer"] == SIGNER
+    assert params["signature_expiry_sec"] == NOW_NS // 10**9 + 3600
+    assert str(params["nonce"]).startswith(str(NOW_NS // 10**6))
+    # The signature recovers to the session key over the EIP-712 digest of the testnet domain.
+    assert typed_data_hash(TESTNET.domain_separator, signed.action_hash) == signed.typed_data_hash
+    assert recover_signer(signed.typed_data_hash, params["signature"]) == SIGNER
+    # max_fee: the taker fee the schedule expects per unit at the index, twice (the margin).
+    inst = execution.registry.require("derive", "ETH-PERP")
+    fee, _ = execution.fees.fee(inst, Decimal("3500.5"), Decimal("1.5"), Liquidity.TAKER, 3400.0)
+    assert Decimal(params["max_fee"]) >= fee * 2 / Decimal("1.5")
+    assert Decimal(params["max_fee"]) - fee * 2 / Decimal("1.5") < Decimal("0.000001")
+
+
+def test_time_in_force_post_only_gtd_and_reduce_only() -> None:
+    execution = DeriveExecution(make_session())
+    assert execution.sign(order(time_in_force="ioc")).params()["time_in_force"] == "ioc"
+    assert execution.sign(order(time_in_force="fok")).params()["time_in_force"] == "fok"
+    assert execution.sign(order(post_only=True)).params()["time_in_force"] == "post_only"
+    assert execution.sign(order(reduce_only=True)).params()["reduce_only"] is True
+    with pytest.raises(OrderRejected, match="post-only cannot be combined"):
+        execution.sign(order(post_only=True, time_in_force="ioc"))
+    # A GTD order lives until its signature expires (§3.6): that is its expiry.
+    in_two_hours = NOW_NS + 7200 * 10**9
+    gtd = execution.sign(order(time_in_force="gtd", expire_at_ns=in_two_hours)).params()
+    assert (gtd["time_in_force"], gtd["signature_expiry_sec"]) == ("gtc", in_two_hours // 10**9)
+    with pytest.raises(OrderRejected, match="at least 330 s ahead"):
+        execution.sign(order(time_in_force="gtd", expire_at_ns=NOW_NS + 60 * 10**9))
+
+
+def test_a_market_order_signs_a_worst_price_beyond_the_book() -> None:
+    session = make_session(market_slippage=Decimal("0.05"))
+    execution = DeriveExecution(session)
+    with pytest.raises(OrderRejected, match="needs a reference price"):
+        execution.sign(order(price=None))
+    session.mark_prices["ETH-PERP"] = 3000.0  # no book yet: the mark stands in
+    buy = execution.sign(order(price=None)).params()
+    assert (buy["order_type"], buy["time_in_force"]) == ("market", "ioc")
+    assert Decimal(buy["limit_price"]) == 3150  # 5% beyond the mark
+    book = {"timestamp": 1, "instrument_name": "ETH-PERP", "publish_id": 1, "bids": [["3000.01", "2"]],
+            "asks": [["3001.99", "1"]]}  # fmt: skip
+    frame = orjson.dumps(
+        {"method": "subscription", "params": {"channel": "orderbook.ETH-PERP.1.10", "data": book}}
+    )
+    session.decoder.decode(frame, 0)
+    buy = execution.sign(order(price=None)).params()
+    sell = execution.sign(order(price=None, side="sell", time_in_force="fok")).params()
+    assert Decimal(buy["limit_price"]) == Decimal("3152.09")  # 3001.99 x 1.05, rounded up to 0.01
+    assert Decimal(sell["limit_price"]) == Decimal("2850.00")  # 3000.01 x 0.95, rounded down
+    assert sell["time_in_force"] == "fok"
+
+
+def test_orders_the_venue_would_refuse_are_refused_before_signing() -> None:
+    execution = DeriveExecution(make_session())
+    with pytest.raises(OrderRejected, match="not a multiple of the tick size"):
+        execution.sign(order(price=Decimal("3500.001")))
+    with pytest.raises(OrderRejected, match="no instrument|unknown"):
+        execution.sign(order("BTC-PERP"))
+    nobody = DeriveSession(
+        DeriveSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink()
+    )
+    with pytest.raises(OrderRejected, match="no Derive credentials"):
+        DeriveExecution(nobody).signer  # noqa: B018
+
+
+async def test_edit_is_refused_with_the_reason() -> None:
+    execution = DeriveExecution(make_session())
+    with pytest.raises(OrderRejected, match="Derive has no amend"):
+        await execution.edit(order(), price=Decimal(3400), size=None)
+
+
+def test_the_execution_is_one_per_session_so_nonces_never_repeat() -> None:
+    session = make_session()
+    assert session.execution() is session.execution()
+    nonces = {session.execution().sign(order()).nonce for _ in range(200)}
+    assert len(nonces) == 200  # the clock stands still here: strictly increasing all the same
+
+
+# ----------------------------------------------------------------- answers and reports
+
+
+def test_fills_are_reported_once_whichever_path_brings_them() -> None:
+    decoder = DeriveDecoder(InstrumentRegistry())
+    trade = {**load("perps/http_private_trade_eth.json"), "tx_status": "requested"}
+    answer = {**load("spot/http_submit_order_response.json")["result"], "trades": [trade]}
+    first = decoder.order_result(orjson.dumps(answer), 1)
+    assert [type(e) for e in first] == [Fill, OrderUpdate]
+    channel = {"method": "subscription", "params": {"channel": "42.trades", "data": [trade]}}
+    assert decoder.decode(orjson.dumps(channel), 2) == []  # the same trade from the channel
+    settled = {**trade, "tx_status": "settled"}
+    channel["params"]["data"] = [settled]  # type: ignore[index]
+    assert decoder.decode(orjson.dumps(channel), 3) == []
+    assert decoder.repeated_fills == 2
+    reverted = {**trade, "tx_status": "reverted"}
+    channel["params"] = {"channel": "42.trades.reverted", "data": [reverted]}
+    (reversal,) = decoder.decode(orjson.dumps(channel), 4)
+    assert isinstance(reversal, FillReversal)
+    assert (reversal.trade_id, reversal.size, reversal.price, reversal.fee) == (
+        "trade-xyz",
+        Decimal("0.5"),
+        Decimal("3499.0"),
+        Decimal("0.02"),
+    )
+    channel["params"] = {"channel": "42.trades", "data": [reverted]}
+    assert decoder.decode(orjson.dumps(channel), 5) == []  # the same reversal again
+    # A reverted trade we never reported as a fill changes nothing: a status says so.
+    other = {**reverted, "trade_id": "never-seen"}
+    channel["params"] = {"channel": "42.trades", "data": [other]}
+    (status,) = decoder.decode(orjson.dumps(channel), 6)
+    assert isinstance(status, Status) and status.data["trade_id"] == "never-seen"
+
+
+def test_a_malformed_answer_leaves_the_fill_memory_unchanged() -> None:
+    decoder = DeriveDecoder(InstrumentRegistry())
+    trade = load("perps/http_private_trade_eth.json")
+    bad = {**trade, "trade_id": "t-bad", "trade_amount": "NaN"}
+    channel = {"method": "subscription", "params": {"channel": "42.trades", "data": [trade, bad]}}
+    with pytest.raises(Exception, match="not a finite number"):
+        decoder.decode(orjson.dumps(channel), 1)
+    channel["params"]["data"] = [trade]  # type: ignore[index]
+    (fill,) = decoder.decode(orjson.dumps(channel), 2)  # still new: nothing was remembered
+    assert isinstance(fill, Fill) and decoder.repeated_fills == 0
+
+
+# ------------------------------------------------ the simulator verifies as the venue does
+
+
+def sign_for(simulator: DeriveSimulator, **terms: Any) -> dict[str, Any]:
+    """A `private/order` for the simulator's ETH-PERP, signed by the demo session key now."""
+    signer = OrderSigner(
+        Credentials(DEMO_WALLET, DEMO_SESSION_KEY, DEMO_SUBACCOUNT), TESTNET, clock_s=time.time
+    )
+    fields: dict[str, Any] = {
+        "direction": "buy",
+        "amount": Decimal("0.1"),
+        "limit_price": Decimal(1000),
+        "max_fee": Decimal(5),
+        "label": "t-1",
+    }
+    fields.update(terms)
+    return signer.sign_order(simulator.details.require("ETH-PERP"), **fields).params()
+
+
+def params_for(simulator: DeriveSimulator, **changes: Any) -> dict[str, Any]:
+    """`sign_for`'s order, then `changes` made to what is sent (after signing)."""
+    return {**sign_for(simulator), **changes}
+
+
+async def test_the_simulator_accepts_a_well_signed_order_and_refuses_tampering() -> None:
+    simulator = DeriveSimulator(seed=3)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+
+    def call(params: dict[str, Any], method: str = "private/order") -> Any:
+        return simulator.call(method, params, peer=None, account=account, after=[])
+
+    good = params_for(simulator)
+    answer = call(good)
+    assert answer["order"]["order_status"] == "open" and answer["order"]["label"] == "t-1"
+    assert answer["order"]["signer"] == SIGNER and answer["trades"] == []
+    with pytest.raises(RpcError) as info:
+        call(good)  # the same nonce again
+    assert info.value.code == 11017
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({"limit_price": "1001"}, 14014),  # a term changed after signing
+        ({"amount": "0.2"}, 14014),
+        ({"subaccount_id": 30770}, 14001),  # not this wallet's subaccount
+        ({"signature": "0x" + "00" * 65}, 14014),
+        ({"signature_expiry_sec": int(time.time()) + 60}, 11011),
+        ({"nonce": 1_000_000_000_000_000}, 11018),  # a date in 2001
+        ({"instrument_name": "ETH-NOPE"}, 12001),
+        ({"limit_price": "1000.001"}, 11013),
+        ({"amount": "0.001"}, 11012),
+    ]
+    for change, code in cases:
+        with pytest.raises(RpcError) as info:
+            call(params_for(simulator, **change))
+        assert info.value.code == code, change
+    tampered = params_for(simulator)
+    sig = tampered["signature"]
+    tampered["signature"] = sig[:10] + ("0" if sig[10] != "0" else "1") + sig[11:]
+    with pytest.raises(RpcError) as info:
+        call(tampered)
+    assert info.value.code == 14014
+    # Signed by a key the wallet never registered, then by one that has expired.
+    simulator.accounts[DEMO_WALLET.lower()].session_keys.clear()
+    with pytest.raises(RpcError) as info:
+        call(params_for(simulator))
+    assert info.value.code == 14026
+    simulator.register_session_key(DEMO_WALLET, SIGNER, expiry_s=int(time.time()) - 1)
+    with pytest.raises(RpcError) as info:
+        call(params_for(simulator))
+    assert info.value.code == 14030
+
+
+async def test_the_simulator_refuses_a_max_fee_below_its_estimate() -> None:
+    simulator = DeriveSimulator(seed=3)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+    params = sign_for(simulator, max_fee=Decimal("0.01"))  # signed, but below the estimate
+    with pytest.raises(RpcError) as info:
+        simulator.call("private/order", params, peer=None, account=account, after=[])
+    assert info.value.code == -32602 and "signed_max_fee_too_low" in str(info.value.data)
+    assert simulator.orders == {}
+
+
+async def test_order_debug_answers_the_hashes_our_signer_made() -> None:
+    simulator = DeriveSimulator(seed=3)
+    params = params_for(simulator)
+    session = make_session()
+    session.decoder.learn_instruments(
+        [next(i for i in simulator.instrument_items if i["instrument_name"] == "ETH-PERP")]
+    )
+    debug = simulator.call(
+        "public/order_debug", {**params, "wallet": DEMO_WALLET}, peer=None, account=None, after=[]
+    )
+    digest = bytes.fromhex(debug["typed_data_hash"][2:])
+    assert recover_signer(digest, params["signature"]) == SIGNER
+    assert len(bytes.fromhex(debug["encoded_data"][2:])) == 7 * 32
+
+
+async def test_login_is_checked_by_recovering_the_session_key() -> None:
+    simulator = DeriveSimulator(seed=3)
+    ts = time.time_ns() // 1_000_000
+    creds = Credentials(DEMO_WALLET, DEMO_SESSION_KEY, DEMO_SUBACCOUNT)
+    good = {"wallet": DEMO_WALLET, "timestamp": str(ts), "signature": login_signature(creds.key, ts)}
+    assert simulator.call("public/login", good, peer=None, account=None, after=[]) == [DEMO_SUBACCOUNT]
+    assert recover_signer(login_digest(str(ts)), good["signature"]) == SIGNER
+    for change, code in [
+        ({"timestamp": str(ts + 1)}, 14026),  # the signature now recovers some other address
+        ({"timestamp": str(ts - 3_600_000)}, 14014),  # stale
+        ({"wallet": "0x" + "22" * 20}, 14000),
+        ({"signature": "0x1234"}, 14014),
+    ]:
+        with pytest.raises(RpcError) as info:
+            simulator.call("public/login", {**good, **change}, peer=None, account=None, after=[])
+        assert info.value.code == code, change
+
+
+@functools.cache
+def shared_simulator() -> DeriveSimulator:
+    return DeriveSimulator(seed=11)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    amount=st.integers(min_value=1, max_value=999_999).map(lambda n: Decimal(n) / 100),  # +0.01 <= max
+    price=st.integers(min_value=1, max_value=10_000_000).map(lambda n: Decimal(n) / 100),
+    buy=st.booleans(),
+)
+def test_every_order_our_client_signs_verifies_at_the_simulator(
+    amount: Decimal, price: Decimal, buy: bool
+) -> None:
+    simulator = shared_simulator()
+    account = simulator.accounts[DEMO_WALLET.lower()]
+    params = sign_for(simulator, amount=amount, limit_price=price, direction="buy" if buy else "sell")
+    simulator._check_signature(simulator._verify_order(params, account), account)  # accepted
+    step = Decimal("0.01")
+    for changed in ({"amount": str(amount + step)}, {"limit_price": str(price + step)}):
+        terms = simulator._verify_order({**params, **changed}, account)
+        with pytest.raises(RpcError) as info:  # a term changed after signing: refused
+            simulator._check_signature(terms, account)
+        assert info.value.code == 14014
+
+
+async def test_nothing_is_sent_before_the_login() -> None:
+    execution = DeriveExecution(make_session())  # never connected, never logged in
+    with pytest.raises(VenueUnavailable, match="not logged in"):
+        await execution.place(order())
+    with pytest.raises(OrderRejected, match="maximum amount"):  # the instrument's own bound
+        await execution.place(order(size=Decimal(100_000)))
+
+
+# ---------------------------------------------------------------------------- the plugin
+
+
+def test_the_plugin_builds_sessions_for_live_and_paper() -> None:
+    kwargs: dict[str, Any] = {"registry": InstrumentRegistry(), "router": MarketRouter(), "sink": _Sink()}
+    with pytest.raises(AuthError, match="DERIVE_WALLET"):
+        PLUGIN.live(DeriveSettings(), trading=True, environ={}, **kwargs)
+    with pytest.raises(ConfigError, match="private channels"):
+        PLUGIN.live(DeriveSettings(private=False), trading=True, environ=ENV, **kwargs)
+    live = PLUGIN.live(DeriveSettings(), trading=True, environ=ENV, **kwargs)
+    assert isinstance(live, DeriveSession) and live.credentials is not None
+    assert live.credentials.signer == SIGNER and live.settings.private
+    paper = PLUGIN.live(DeriveSettings(), trading=False, environ=ENV, **kwargs)
+    assert paper.credentials is None and not paper.settings.private  # paper never logs in
+    banner = "\n".join(PLUGIN.simulator_banner(["http://127.0.0.1:8766"]))
+    assert 'url = "ws://127.0.0.1:8766/ws"' in banner and DEMO_WALLET in banner
+
+
+def test_settings_are_checked_where_they_are_read() -> None:
+    with pytest.raises(ValueError, match="instrument types among option, perp, erc20"):
+        DeriveSettings(instrument_types=["spot"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="market_slippage: expected a fraction"):
+        DeriveSettings(market_slippage=Decimal(2))
+    with pytest.raises(ValueError, match="max_fee_margin: expected at least 1"):
+        DeriveSettings(max_fee_margin=Decimal("0.5"))
+    assert DeriveSettings(url="ws://h/ws").ws_url == "ws://h/ws"
