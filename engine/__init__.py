@@ -42,6 +42,7 @@ from ._events import event_to_dict as event_to_dict
 from ._fees import FeeModel as FeeModel
 from ._fees import ProportionalFees as ProportionalFees
 from ._filter import InstrumentFilter as InstrumentFilter
+from ._filter import LiveSelection as LiveSelection
 from ._flow import OrderFlow as OrderFlow
 from ._gateway import ExecutionClient as ExecutionClient
 from ._gateway import ExecutionGateway as ExecutionGateway

@@ -13,6 +13,7 @@ from ._book import OrderBook
 from ._catalog import MarketCatalog
 from ._errors import OrderRejected, StrategyError
 from ._events import OrderUpdate, Subscription, Ticker
+from ._filter import InstrumentFilter
 from ._flow import OrderFlow
 from ._instruments import Instrument
 from ._orders import ClientOrderIds, OrderRequest
@@ -82,6 +83,14 @@ class BaseContext(StrategyContext):
 
     def instruments(self, venue: str) -> list[Instrument]:
         return sorted((i for i in self.flow.registry if i.venue == venue), key=lambda i: i.symbol)
+
+    def select(self, instruments: InstrumentFilter, venue: str | None = None) -> list[Instrument]:
+        spots: dict[str, float] = {}
+        for (v, base), price in self.flow.market.index.items():
+            if venue is None or v == venue:
+                spots.setdefault(base, price)
+        pool = (i for i in self.flow.registry if venue is None or i.venue == venue)
+        return instruments.select(pool, now_ns=self.now_ns(), spot=spots or None)
 
     def last_ticker(self, venue: str, instrument: str) -> Ticker | None:
         return self.flow.market.ticker(venue, instrument)

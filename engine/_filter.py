@@ -44,9 +44,10 @@ from typing import Any, Literal, get_args
 
 import attrs
 
+from ._events import ALL_KINDS, DataKind, Subscription
 from ._instruments import Instrument, InstrumentKind, OptionRight
 
-__all__ = ["InstrumentFilter", "KindName", "RightName"]
+__all__ = ["InstrumentFilter", "KindName", "LiveSelection", "RightName"]
 
 KindName = Literal["spot", "perpetual", "future", "option", "outcome"]
 RightName = Literal["call", "put"]
@@ -280,3 +281,60 @@ def _order(inst: Instrument) -> tuple[Any, ...]:
         0 if inst.right is not OptionRight.PUT else 1,
         inst.symbol,
     )
+
+
+class LiveSelection:
+    """A filter's live set, with the strategy's subscriptions following it.
+
+    `refresh(ctx)` selects again (new listings and expiries, strikes drifting in or out of a
+    `strike_within` band as spot moves), subscribes what entered and unsubscribes what left,
+    except instruments in `keep` (those the strategy still holds or has orders in: it must go on
+    seeing them to get out). Call it from `on_start`, on an `instrument_state` status, and when the
+    index has moved; `due(now_ns, spot)` says when: every `every_s` seconds, or once spot has
+    moved `move` (a fraction) since the last selection. Returns (entered, left), sorted.
+    """
+
+    def __init__(
+        self,
+        instruments: InstrumentFilter,
+        *,
+        venue: str | None = None,
+        kinds: Iterable[str] | None = None,
+        every_s: float = 300.0,
+        move: float = 0.01,
+    ) -> None:
+        self.filter = instruments
+        self.venue = venue
+        self.kinds = frozenset(DataKind(k) for k in kinds) if kinds is not None else ALL_KINDS
+        self.every_ns = int(every_s * 1e9)
+        self.move = move
+        self.current: dict[str, Instrument] = {}  # symbol -> instrument
+        self.selected_ns: int | None = None
+        self.selected_spot: float | None = None
+
+    def due(self, now_ns: int, spot: float | None = None) -> bool:
+        if self.selected_ns is None or now_ns - self.selected_ns >= self.every_ns:
+            return True
+        if spot is not None and self.selected_spot:
+            return abs(spot / self.selected_spot - 1.0) >= self.move
+        return False
+
+    def refresh(
+        self, ctx: Any, *, keep: Iterable[str] = (), spot: float | None = None
+    ) -> tuple[list[str], list[str]]:
+        chosen = {i.symbol: i for i in ctx.select(self.filter, venue=self.venue)}
+        kept = set(keep)
+        entered = sorted(set(chosen) - set(self.current))
+        left = sorted(s for s in set(self.current) - set(chosen) if s not in kept)
+        for symbol in set(self.current) - set(chosen):
+            if symbol in kept:
+                chosen[symbol] = self.current[symbol]
+        if entered:
+            ctx.subscribe([Subscription(chosen[s].venue, s, self.kinds) for s in entered])
+        if left:
+            ctx.unsubscribe([Subscription(self.current[s].venue, s, self.kinds) for s in left])
+        self.current = chosen
+        self.selected_ns = ctx.now_ns()
+        if spot is not None:
+            self.selected_spot = spot
+        return entered, left

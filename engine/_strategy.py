@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from ._book import OrderBook
     from ._catalog import MarketCatalog
+    from ._filter import InstrumentFilter
     from ._instruments import Instrument
     from ._portfolio import PositionView
 
@@ -149,6 +150,13 @@ class StrategyContext(abc.ABC):
     @abc.abstractmethod
     def instruments(self, venue: str) -> list[Instrument]:
         """Every instrument known on `venue` (from its instrument list), in a stable order."""
+
+    @abc.abstractmethod
+    def select(self, instruments: InstrumentFilter, venue: str | None = None) -> list[Instrument]:
+        """The instruments a filter selects now (see `InstrumentFilter`): among every venue's
+        known instruments (or `venue`'s), at the strategy's clock, with `strike_within` measured
+        from the latest index price of each currency. Raises `ValueError` when that needs an
+        index price not seen yet."""
 
     @abc.abstractmethod
     def last_ticker(self, venue: str, instrument: str) -> Ticker | None:

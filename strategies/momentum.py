@@ -1,7 +1,9 @@
 """Momentum: trade ETH options whose mid price has trended over a lookback window.
 
-For each watched option (named in the config, or every ETH option within `max_days` and
-`max_moneyness` of spot, discovered at run time), keep the mid prices of the last `lookback_s`.
+For each watched option (named in the config; or chosen by an `InstrumentFilter` in
+`[strategies.params.select]` and re-selected as time passes and spot moves; or else every option
+of `underlying` within `max_days` and `max_moneyness` of spot, discovered once), keep the mid
+prices of the last `lookback_s`.
 When the mid has risen by more than `threshold` (a fraction) over the window, buy `order_size`
 at the ask (immediate-or-cancel), up to `max_position` per option and `max_open` options at
 once. Exits: take-profit and stop-loss on the mid against the entry price, a maximum holding
@@ -19,9 +21,13 @@ import attrs
 from engine import (
     DataKind,
     Instrument,
+    InstrumentFilter,
     InstrumentKind,
+    LiveSelection,
     MarketEvent,
     OrderRejected,
+    Status,
+    StatusKind,
     Strategy,
     Subscription,
     Ticker,
@@ -39,6 +45,9 @@ class MomentumParams:
     underlying: str = "ETH"
     index_instrument: str = "ETH-PERPETUAL"  # whose ticker carries the index (for discovery)
     instruments: list[str] = attrs.field(factory=list)  # empty: discover
+    # "ETH calls expiring in 7-30 days within 10% of spot", kept live (see engine/_filter.py).
+    select: InstrumentFilter | None = None
+    reselect_s: float = 300.0  # with `select`: select again this often, or when spot moves 1%
     max_days: float = 40.0
     max_moneyness: float = 0.08  # |ln(strike / spot)|
     lookback_s: float = 300.0
@@ -62,6 +71,13 @@ class Momentum(Strategy):
         self.mids: dict[str, deque[tuple[int, float]]] = {}
         self.entry: dict[str, tuple[int, float]] = {}  # instrument -> (time, entry mid)
         self.last_trade_ns: dict[str, int] = {}
+        self.selection = (
+            LiveSelection(
+                self.p.select, venue=self.p.venue, kinds=[DataKind.TICKER], every_s=self.p.reselect_s
+            )
+            if self.p.select is not None
+            else None
+        )
 
     def required_subscriptions(self) -> list[Subscription]:
         subs = [Subscription(self.p.venue, self.p.index_instrument, {DataKind.TICKER})]
@@ -94,10 +110,34 @@ class Momentum(Strategy):
             return None
         return hist[-1][1] / oldest - 1.0
 
+    def _reselect(self, spot: float) -> None:
+        assert self.selection is not None
+        held = [s for s in self.watched if self.ctx.position(self.p.venue, s) != 0]
+        first = self.selection.selected_ns is None
+        entered, left = self.selection.refresh(self.ctx, keep=held, spot=spot)
+        self.watched = set(self.selection.current)
+        for symbol in left:
+            self.mids.pop(symbol, None)
+        if entered or left or first:
+            self.ctx.log.info(
+                "momentum.reselected", entered=entered, left=left, watching=len(self.watched), spot=spot
+            )
+
     async def on_event(self, event: MarketEvent) -> None:
         if not isinstance(event, Ticker):
+            if (
+                self.selection is not None
+                and isinstance(event, Status)
+                and event.status is StatusKind.INSTRUMENT_STATE
+                and self.selection.selected_spot is not None
+            ):
+                self._reselect(self.selection.selected_spot)  # listed or delisted: select again
             return
         if event.instrument == self.p.index_instrument:
+            if self.selection is not None:
+                if event.index is not None and self.selection.due(event.ts_local, event.index):
+                    self._reselect(event.index)
+                return
             if not self.watched and event.index is not None:
                 found = self._discover(event.index)
                 self.watched = {i.symbol for i in found}

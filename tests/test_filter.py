@@ -450,3 +450,94 @@ def test_dropping_a_constraint_never_selects_less(
 def test_structuring_by_the_converter_directly() -> None:
     f = structure(make_converter(), {"kinds": ["option"], "min_strike": 2500}, InstrumentFilter, file=None)
     assert f.kinds == ["option"] and f.min_strike == Decimal(2500)
+
+
+# ---------------------------------------------------------------------------- the live set
+
+
+class SelectingContext:
+    """The parts of a strategy context `LiveSelection` uses, over a real registry and market."""
+
+    def __init__(self, instruments: list[Instrument], spot: float) -> None:
+        from engine import InstrumentRegistry, MarketState, Ticker
+
+        self.registry = InstrumentRegistry(instruments)
+        self.market = MarketState(self.registry)
+        self.market.on_ticker(
+            Ticker(venue="derive", instrument="ETH-PERP", ts_exchange=1, ts_local=1, index=spot)
+        )
+        self.now = 0
+        self.subscribed: list[str] = []
+        self.unsubscribed: list[str] = []
+
+    def now_ns(self) -> int:
+        return self.now
+
+    def select(self, f: InstrumentFilter, venue: str | None = None) -> list[Instrument]:
+        from engine._context import BaseContext
+
+        return BaseContext.select(self, f, venue)  # type: ignore[arg-type]
+
+    @property
+    def flow(self) -> Any:
+        return self
+
+    def subscribe(self, subs: Iterable[Any]) -> None:
+        self.subscribed += [s.instrument for s in subs]
+
+    def unsubscribe(self, subs: Iterable[Any]) -> None:
+        self.unsubscribed += [s.instrument for s in subs]
+
+
+def test_a_live_selection_follows_time_and_spot_and_keeps_what_is_held() -> None:
+    from engine import LiveSelection
+
+    chain = [
+        option("ETH-A-3000-C", strike="3000", expiry_ns=10 * DAY_NS),
+        option("ETH-B-3300-C", strike="3300", expiry_ns=10 * DAY_NS),
+        option("ETH-C-3000-C", strike="3000", expiry_ns=40 * DAY_NS),
+        perp(),
+    ]
+    ctx = SelectingContext(chain, spot=3000.0)
+    f = InstrumentFilter(currencies=["ETH"], kinds=["option"], right="call", min_expiry_days=7,
+                         max_expiry_days=30, strike_within=0.05)  # fmt: skip
+    live = LiveSelection(f, venue="derive", every_s=3600)
+    assert live.due(0)
+    assert live.refresh(ctx, spot=3000.0) == (["ETH-A-3000-C"], [])
+    assert not live.due(60 * 10**9, 3010.0) and live.due(60 * 10**9, 3100.0)  # spot moved > 1%
+    # Spot rises: 3300 enters the band, 3000 leaves it (but it is held, so it stays watched).
+    ctx.market.on_ticker(
+        __import__("engine").Ticker(
+            venue="derive", instrument="ETH-PERP", ts_exchange=2, ts_local=2, index=3250.0
+        )
+    )
+    ctx.now = 60 * 10**9
+    assert live.refresh(ctx, keep=["ETH-A-3000-C"], spot=3250.0) == (["ETH-B-3300-C"], [])
+    assert set(live.current) == {"ETH-A-3000-C", "ETH-B-3300-C"}
+    # Time passes: A and B are within 7 days of expiry, C enters the window; A is no longer held.
+    ctx.now = 12 * DAY_NS
+    assert live.refresh(ctx, spot=3250.0) == ([], ["ETH-A-3000-C", "ETH-B-3300-C"])
+    ctx.market.on_ticker(
+        __import__("engine").Ticker(
+            venue="derive", instrument="ETH-PERP", ts_exchange=3, ts_local=3, index=3000.0
+        )
+    )
+    assert live.refresh(ctx, spot=3000.0) == (["ETH-C-3000-C"], [])
+    assert ctx.subscribed == ["ETH-A-3000-C", "ETH-B-3300-C", "ETH-C-3000-C"]
+    assert ctx.unsubscribed == ["ETH-A-3000-C", "ETH-B-3300-C"]
+
+
+async def test_momentum_trades_the_live_set_of_a_filter_in_a_backtest(tmp_path: Path) -> None:
+    from engine._backtest import BacktestKernel, DataSource
+    from strategies.momentum import Momentum, MomentumParams
+
+    data = tmp_path / "d.rec.zst"
+    from connectors.deribit import PLUGIN
+
+    PLUGIN.generate_sample(data, {"hours": 0.3, "seed": 4})
+    f = InstrumentFilter(currencies=["ETH"], kinds=["option"], right="call", strike_within=0.10)
+    strat = Momentum("m", MomentumParams(select=f, lookback_s=60, reselect_s=300))
+    result = await BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", data)], [strat]).run()
+    assert strat.selection is not None and strat.watched
+    assert all(i.startswith("ETH-") and i.endswith("-C") for i in strat.watched)
+    assert result.strategies["m"].errors == 0

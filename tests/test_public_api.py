@@ -8,6 +8,7 @@ PUBLIC = {
     "ALL_KINDS",
     "CatalogMarket",
     "InstrumentFilter",
+    "LiveSelection",
     "InvalidPattern",
     "MarketCatalog",
     "OutcomeToken",
