@@ -7,8 +7,10 @@ option (named in the config, or the call/put nearest the money whose expiry is n
 leaves +/- `delta_band` BTC, trades the perpetual back to delta-neutral. It uses the venue's
 Greeks when the ticker carries them and Black-Scholes from the mark IV otherwise.
 
-Deribit's BTC-PERPETUAL is an inverse contract sized in USD: a position of A USD has a delta of
-about A / price BTC, and orders must be multiples of its 10 USD contract.
+The hedge may be inverse or linear. Deribit's BTC-PERPETUAL is inverse, sized in USD: a position
+of A USD has a delta of about A / price BTC, and orders are multiples of its 10 USD contract. A
+linear perpetual (Derive's ETH-PERP) is sized in the coin: a position of q has a delta of q x its
+contract size. Hedge orders are rounded down to the instrument's size step.
 """
 
 from __future__ import annotations
@@ -163,13 +165,23 @@ class GammaScalp(Strategy):
                     self.entering = False
         await self._rehedge(t.ts_local)
 
+    def _hedge_delta_per_unit(self, hedge: Instrument) -> float:
+        """The delta, in the underlying, of one unit of the hedge's size."""
+        assert self.hedge_price
+        if hedge.inverse:
+            return 1.0 / self.hedge_price  # sized in the quote currency (USD)
+        return float(hedge.contract_size)
+
     def net_delta(self) -> float | None:
-        """Net delta in BTC: option contracts x delta + perpetual USD / price."""
+        """Net delta in the underlying: options x delta x contract size + the hedge's delta."""
         if self.option is None or self.option_delta is None or not self.hedge_price:
             return None
-        opt = float(self.ctx.position(self.p.venue, self.option.symbol))
+        hedge = self.ctx.instrument(self.p.venue, self.p.hedge)
+        if hedge is None:
+            return None
+        opt = float(self.ctx.position(self.p.venue, self.option.symbol)) * float(self.option.contract_size)
         perp = float(self.ctx.position(self.p.venue, self.p.hedge))
-        return opt * self.option_delta + perp / self.hedge_price
+        return opt * self.option_delta + perp * self._hedge_delta_per_unit(hedge)
 
     async def _rehedge(self, now: int) -> None:
         delta = self.net_delta()
@@ -182,14 +194,14 @@ class GammaScalp(Strategy):
             return
         if self.ctx.open_orders(self.p.venue, self.p.hedge):
             return
-        usd = -delta * self.hedge_price  # the perpetual amount that brings delta to zero
-        step = float(hedge.min_size)
-        size = Decimal(math.floor(abs(usd) / step)) * hedge.min_size
-        if size <= 0:
+        amount = -delta / self._hedge_delta_per_unit(hedge)  # the hedge size that brings delta to zero
+        lot = hedge.lot
+        size = Decimal(math.floor(abs(amount) / float(lot))) * lot
+        if size < hedge.min_size:
             return
         self.last_hedge_ns = now
         self.hedges += 1
-        side = self.ctx.buy if usd > 0 else self.ctx.sell
+        side = self.ctx.buy if amount > 0 else self.ctx.sell
         try:
             await side(self.p.venue, self.p.hedge, size)
         except OrderRejected as exc:
