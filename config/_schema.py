@@ -29,10 +29,13 @@ Mode = Literal["backtest", "live", "paper"]
 
 @attrs.frozen
 class LoggingConfig:
-    """`[logging]`: JSON lines by default; `pretty` for people; `auto` = pretty on a terminal."""
+    """`[logging]`: JSON lines by default; `pretty` for people; `auto` = pretty on a terminal.
+    `file`: also append every line, as JSON, to this file (relative to the config file's
+    folder; reopened on SIGHUP, for logrotate)."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "pretty"] = "auto"
+    file: str | None = None
 
 
 @attrs.frozen

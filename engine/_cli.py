@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from ._cli_catalog import add_catalog_commands
+from ._cli_logs import add_log_commands
 from ._cli_service import add_service_commands
 from ._errors import ConfigError, DataError, MalformedFrame, StrategyError, TradingError
 from ._events import event_to_dict
@@ -150,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from config import load_config
 
     from ._daemon import run_daemon
-    from ._logging import configure_logging
+    from ._logging import configure_logging, reopen_logs
 
     loaded = load_config(args.config)
     cfg = loaded.config
@@ -158,8 +159,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "mode is 'backtest': run it with `tradingd backtest`", file=str(loaded.path), path="mode"
         )
-    configure_logging(args.log_level or cfg.logging.level, args.log_format or cfg.logging.format, sys.stdout)
-    return run_daemon(loaded)
+    log_file = None if cfg.logging.file is None else loaded.path.parent / cfg.logging.file
+    configure_logging(
+        args.log_level or cfg.logging.level,
+        args.log_format or cfg.logging.format,
+        sys.stdout,
+        path=log_file,
+    )
+    return run_daemon(loaded, reopen_logs=reopen_logs)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -355,6 +362,7 @@ def _parser() -> argparse.ArgumentParser:
 
     # -- more commands register here (one call each) -----------------------------------------
     add_catalog_commands(sub)
+    add_log_commands(sub)
     add_service_commands(sub)
     return p
 

@@ -164,7 +164,7 @@ class Daemon:
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], int] = time.time_ns,
         frame_hook: Any = None,
-        reopen_logs: Callable[[], None] | None = None,
+        reopen_logs: Callable[[], bool | None] | None = None,
         log: structlog.typing.FilteringBoundLogger | None = None,
         **engine_options: Any,
     ) -> None:
@@ -263,8 +263,8 @@ class Daemon:
         if self.reopen_logs is None:
             self.log.info("daemon.sighup", reopened=False)
             return
-        self.reopen_logs()
-        self.log.info("daemon.sighup", reopened=True)
+        reopened = self.reopen_logs()
+        self.log.info("daemon.sighup", reopened=reopened is not False)
 
     async def _announce_ready(self) -> None:
         await self.engine.ready.wait()

@@ -39,7 +39,16 @@ async def until(predicate: Callable[[], Any], within: float = 15.0, what: str = 
 class Daemon:
     """One `tradingd run` process with its config, state directory and log file."""
 
-    def __init__(self, tmp: Path, address: str, *, below: float, after_s: float = 0.0, **daemon: Any) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        address: str,
+        *,
+        below: float,
+        after_s: float = 0.0,
+        log_file: str = "",
+        **daemon: Any,
+    ) -> None:
         self.tmp = tmp
         self.state = tmp / "state"
         self.config = tmp / "live.toml"
@@ -50,6 +59,7 @@ mode = "live"
 [logging]
 level = "info"
 format = "json"
+{f'file = "{log_file}"' if log_file else ""}
 [venues.deribit]
 url = "ws://{address}/ws/api/v2"
 rest_url = "http://{address}"
@@ -246,7 +256,7 @@ async def test_kill_9_mid_order_then_restart_loses_nothing_and_sends_nothing_twi
 
 async def test_kill_switch_sighup_status_and_redaction(nursery: trio.Nursery, tmp_path: Path) -> None:
     sim, address = await serve_sim(nursery)
-    daemon = Daemon(tmp_path, address, below=0.1)
+    daemon = Daemon(tmp_path, address, below=0.1, log_file="tradingd.log")
     proc = await daemon.start(nursery)
     await until(lambda: (daemon.status() or {}).get("open_orders"), what="a resting order")
     cli = [sys.executable, "-c", "import sys; from engine._cli import main; sys.exit(main())"]
@@ -265,9 +275,18 @@ async def test_kill_switch_sighup_status_and_redaction(nursery: trio.Nursery, tm
     await trio.run_process([*cli, "kill", "--config", str(daemon.config), "--clear"], env=env)
     await until(lambda: (s := daemon.status()) and s["kill_switch"] is None, what="cleared")
 
+    # logrotate: rename the file, then SIGHUP; lines after the signal go to a new file.
+    log_file = tmp_path / "tradingd.log"
+    log_file.rename(tmp_path / "tradingd.log.1")
     proc.send_signal(signal.SIGHUP)
-    await until(lambda: daemon.events("daemon.sighup"))
+    sighup = await until(lambda: daemon.events("daemon.sighup"))
+    assert sighup[0]["reopened"] is True
     assert proc.returncode is None  # still running
+    await until(lambda: log_file.exists() and b"daemon.sighup" in log_file.read_bytes(), what="new log file")
+    rotated = [
+        orjson.loads(line)["event"] for line in (tmp_path / "tradingd.log.1").read_bytes().splitlines()
+    ]
+    assert "risk.kill_switch_engaged" in rotated and "daemon.sighup" not in rotated
     proc.send_signal(signal.SIGTERM)
     assert await daemon.wait_exit(within=12) == 0
     stopped = await trio.run_process(
@@ -275,7 +294,7 @@ async def test_kill_switch_sighup_status_and_redaction(nursery: trio.Nursery, tm
     )
     assert stopped.returncode == 3  # not running
 
-    text = b"".join(p.read_bytes() for p in daemon.logs)
+    text = b"".join(p.read_bytes() for p in [*daemon.logs, log_file, tmp_path / "tradingd.log.1"])
     assert SECRET.encode() not in text
     tokens = [t for t in list(sim.tokens) + list(sim.refresh_tokens) if len(t) >= 6]
     assert tokens and not any(t.encode() in text for t in tokens)
