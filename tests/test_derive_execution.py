@@ -1,16 +1,21 @@
 """Derive execution: what the client signs and sends for each kind of order, how venue errors are
-typed, and how the simulator verifies an order as the venue does (VENUES.md §3.5-§3.7)."""
+typed, how the simulator verifies an order as the venue does (VENUES.md §3.5-§3.7), and what
+reconciliation reads back from the venue: one order's state, our fills since a time (every
+page), and the cancel of an order that is not ours (§3.6)."""
 
 from __future__ import annotations
 
 import functools
+import math
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +38,7 @@ from connectors.derive.simulator import (
     DEMO_WALLET,
     DeriveSimulator,
     RpcError,
+    serve,
 )
 from connectors.derive.stream import DeriveSession, map_error
 from engine import (
@@ -45,6 +51,7 @@ from engine import (
     Order,
     OrderRejected,
     OrderRequest,
+    OrderState,
     OrderUpdate,
     RateLimited,
     Status,
@@ -427,3 +434,240 @@ def test_settings_are_checked_where_they_are_read() -> None:
     with pytest.raises(ValueError, match="max_fee_margin: expected at least 1"):
         DeriveSettings(max_fee_margin=Decimal("0.5"))
     assert DeriveSettings(url="ws://h/ws").ws_url == "ws://h/ws"
+
+
+# ------------------------------------------------- reconciliation against the simulator (§3.6)
+
+PERP = "ETH-PERP"
+
+
+class _Recorder:
+    """A `VenueSink` keeping what a session dispatches."""
+
+    def __init__(self) -> None:
+        self.private_events: list[Any] = []
+
+    async def market(self, events: list[Any]) -> None:
+        return None
+
+    def private(self, events: list[Any]) -> None:
+        self.private_events.extend(events)
+
+
+async def connected(
+    nursery: trio.Nursery, **sim_options: Any
+) -> tuple[DeriveSimulator, DeriveSession, DeriveExecution, _Recorder]:
+    """The simulator on a loopback port and a logged-in session to it (no engine)."""
+    simulator = DeriveSimulator(seed=9, step_s=0.05, **sim_options)
+    binds = await nursery.start(functools.partial(serve, simulator))
+    base = binds[0].removeprefix("http://")
+    sink = _Recorder()
+    session = DeriveSession(
+        DeriveSettings(url=f"ws://{base}/ws", rest_url=f"http://{base}"),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=sink,
+        credentials=Credentials(DEMO_WALLET, DEMO_SESSION_KEY, DEMO_SUBACCOUNT),
+    )
+    await nursery.start(session.run)
+    with trio.fail_after(10):
+        await session.ready.wait()
+    slim = simulator.tickers[PERP]
+    session.index_prices["ETH"] = float(slim["I"])  # what the tickers would have told it
+    session.mark_prices[PERP] = float(slim["M"])
+    execution: DeriveExecution = session.execution()
+    return simulator, session, execution, sink
+
+
+def engine_order(cid: str, *, size: str = "0.2", price: Decimal | None = None, **kw: Any) -> Order:
+    fields: dict[str, Any] = {"side": "buy", "size": Decimal(size), "price": price}
+    if price is None:
+        fields["type"] = "market"
+    fields.update(kw)
+    request = OrderRequest(venue="derive", instrument=PERP, client_order_id=cid, strategy="s", **fields)
+    return Order(request, now_ns=time.time_ns())
+
+
+def resting_price(simulator: DeriveSimulator) -> Decimal:
+    book = simulator.decoder.book(PERP)
+    assert book is not None and book.valid
+    bid = book.top()[0]
+    assert bid is not None
+    return Decimal(int(bid * 0.8))  # far below the bid: rests
+
+
+async def test_order_status_by_order_id_by_label_and_for_an_order_the_venue_never_had(
+    nursery: trio.Nursery,
+) -> None:
+    simulator, _, execution, _ = await connected(nursery)
+    low = resting_price(simulator)
+    # Cancelled by the venue while we were not listening: get_order says so, with the reason.
+    named = engine_order("s-r-1", price=low)
+    (placed,) = [e for e in await execution.place(named) if isinstance(e, OrderUpdate)]
+    named.order_id = placed.order_id
+    assert simulator.venue_cancel(order_id=placed.order_id, reason="insufficient_margin") == [placed.order_id]
+    (report,) = await execution.order_status(named)
+    assert isinstance(report, OrderUpdate) and report.order_id == placed.order_id
+    assert (report.status, report.reason, report.client_order_id) == (
+        OrderState.CANCELLED,
+        "insufficient_margin",
+        "s-r-1",
+    )
+    # Placed, but its answer never reached us (no order id): found by its label, named now.
+    unnamed = engine_order("s-r-2", price=low - 1)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+    answer = simulator.call(
+        "private/order",
+        sign_for(simulator, label="s-r-2", limit_price=low - 1, amount=Decimal("0.2")),
+        peer=None,
+        account=account,
+        after=[],
+    )
+    (found,) = await execution.order_status(unnamed)
+    assert isinstance(found, OrderUpdate)
+    assert (found.order_id, found.status, found.client_order_id) == (
+        answer["order"]["order_id"],
+        OrderState.OPEN,
+        "s-r-2",
+    )
+    # Never sent, or an id the venue does not know (11006): the venue has no such order.
+    assert await execution.order_status(engine_order("s-r-3", price=low)) == []
+    ghost = engine_order("s-r-4", price=low)
+    ghost.order_id = "00000000-0000-4000-8000-000000000000"
+    assert await execution.order_status(ghost) == []
+    assert simulator.requests_for("private/get_order") == 2
+    assert simulator.requests_for("private/get_orders") == 2
+
+
+async def test_recent_fills_reads_every_page_once_and_leaves_out_reverted_trades(
+    nursery: trio.Nursery,
+) -> None:
+    simulator, _, execution, sink = await connected(nursery, settle_after_s=3600)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+    await execution.place(engine_order("s-f-0", size="0.1"))  # before the window
+    await trio.sleep(0.01)  # the history's timestamps are milliseconds
+    since = time.time_ns()
+    await trio.sleep(0.01)
+    for i in range(1, 4):
+        await execution.place(engine_order(f"s-f-{i}", size="0.1"))
+    simulator.apply_faults({"revert": 1})
+    await execution.place(engine_order("s-f-4", size="0.1"))  # its fill will fail on chain
+    await execution.place(engine_order("s-f-5", size="0.1"))
+    assert simulator.settle_now() >= 6
+    with trio.fail_after(5):  # the reversal arrives on the private channel as it happens
+        while not any(isinstance(e, FillReversal) for e in sink.private_events):
+            await trio.sleep(0.01)
+    in_window = [t for t in account.trades if t["timestamp"] >= since // 1_000_000]
+    reverted = {t["trade_id"] for t in in_window if t["tx_status"] == "reverted"}
+    executed = [t["trade_id"] for t in in_window if t["tx_status"] == "settled"]
+    assert len(reverted) == 1 and len(executed) >= 4 and all(t["label"] != "s-f-0" for t in in_window)
+    execution.page_size = 2  # several pages
+    asked = simulator.requests_for("private/get_trade_history")
+    fills = await execution.recent_fills(since)
+    assert [f.trade_id for f in fills] == executed  # oldest first, each once, none reverted
+    assert all(isinstance(f, Fill) and f.fee > 0 and f.client_order_id for f in fills)
+    pages = simulator.requests_for("private/get_trade_history") - asked
+    assert pages == math.ceil(len(in_window) / 2)
+    # The reversal had come on the channel already: recent_fills does not report it again.
+    assert sum(isinstance(e, FillReversal) for e in sink.private_events) == 1
+    # The answers carried the fills already: the history's are repeats, not new ones.
+    assert execution.session.decoder.repeated_fills >= len(executed)
+
+
+async def test_cancel_by_order_id_cancels_an_order_that_is_not_ours(nursery: trio.Nursery) -> None:
+    simulator, _, execution, _ = await connected(nursery)
+    low = resting_price(simulator)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+    answer = simulator.call(
+        "private/order",
+        sign_for(simulator, label="placed-by-hand", limit_price=low),
+        peer=None,
+        account=account,
+        after=[],
+    )
+    order_id = answer["order"]["order_id"]
+    await execution.cancel_by_order_id(PERP, order_id)
+    assert simulator.orders[order_id].state == "cancelled"
+    with pytest.raises(OrderRejected) as info:
+        await execution.cancel_by_order_id(PERP, order_id)
+    assert info.value.code == 11003  # already cancelled
+    with pytest.raises(OrderRejected) as info:
+        await execution.cancel_by_order_id(PERP, "00000000-0000-4000-8000-000000000000")
+    assert info.value.code == 11006  # no such order
+
+
+async def test_reconciliation_reads_wait_for_the_login() -> None:
+    execution = DeriveExecution(make_session())  # never connected, never logged in
+    with pytest.raises(VenueUnavailable, match="not logged in"):
+        await execution.recent_fills(0)
+    with pytest.raises(VenueUnavailable, match="not logged in"):
+        await execution.order_status(order())
+    with pytest.raises(VenueUnavailable, match="not logged in"):
+        await execution.cancel_by_order_id("ETH-PERP", "x")
+
+
+@settings(max_examples=60, deadline=None)
+@given(count=st.integers(min_value=0, max_value=40), size=st.integers(min_value=1, max_value=12))
+def test_history_pages_cover_every_item_once_and_a_page_too_far_repeats_the_last(
+    count: int, size: int
+) -> None:
+    items = [{"n": i} for i in range(count)]
+    first, pagination = DeriveSimulator._page(items, {"page_size": size})
+    assert pagination == {"count": count, "num_pages": math.ceil(count / size)}
+    read = list(first)
+    for page in range(2, pagination["num_pages"] + 1):
+        read += DeriveSimulator._page(items, {"page": page, "page_size": size})[0]
+    assert read == items
+    last = DeriveSimulator._page(items, {"page": max(pagination["num_pages"], 1), "page_size": size})[0]
+    assert DeriveSimulator._page(items, {"page": pagination["num_pages"] + 3, "page_size": size})[0] == last
+
+
+async def test_history_filters_and_their_refusals() -> None:
+    simulator = DeriveSimulator(seed=3)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+
+    def call(method: str, **params: Any) -> Any:
+        return simulator.call(method, params, peer=None, account=account, after=[])
+
+    low = resting_price(simulator)
+    for i in range(3):
+        call("private/order", **sign_for(simulator, label=f"h-{i}", limit_price=low - i))
+    call("private/cancel_by_label", subaccount_id=DEMO_SUBACCOUNT, label="h-1")
+    open_ = call("private/get_orders", subaccount_id=DEMO_SUBACCOUNT, status="open")
+    assert sorted(o["label"] for o in open_["orders"]) == ["h-0", "h-2"]
+    (one,) = call("private/get_orders", subaccount_id=DEMO_SUBACCOUNT, label="h-1")["orders"]
+    assert one["order_status"] == "cancelled" and one["cancel_reason"] == "user_request"
+    every = call("private/get_order_history", subaccount_id=DEMO_SUBACCOUNT, page_size=2)
+    assert every["pagination"] == {"count": 3, "num_pages": 2} and len(every["orders"]) == 2
+    assert call("private/get_trade_history", subaccount_id=DEMO_SUBACCOUNT)["trades"] == []
+    cases: list[tuple[str, dict[str, Any], int]] = [
+        ("private/get_orders", {"subaccount_id": DEMO_SUBACCOUNT, "status": "gone"}, -32602),
+        ("private/get_orders", {"subaccount_id": DEMO_SUBACCOUNT, "page_size": 1001}, -32602),
+        ("private/get_trade_history", {"subaccount_id": DEMO_SUBACCOUNT, "page": 0}, -32602),
+        ("private/get_trade_history", {"subaccount_id": 1}, 14001),  # not this wallet's
+        ("private/get_order", {"subaccount_id": DEMO_SUBACCOUNT, "order_id": "nope"}, 11006),
+    ]
+    for method, params, code in cases:
+        with pytest.raises(RpcError) as info:
+            call(method, **params)
+        assert info.value.code == code, (method, params)
+    # The switches over HTTP, as `tradingd simulate derive` users flip them.
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(simulator), base_url="http://sim") as http:
+        answer = await http.post(
+            "/_sim/faults",
+            json={
+                "trade": {"instrument": PERP, "direction": "sell", "price": str(low), "amount": "0.1"},
+                "cancel": {"label": "h-2", "reason": "mmp_trigger"},
+            },
+        )
+    applied = answer.json()["applied"]
+    filled = [t for t in account.trades if t["label"] == "h-0"]
+    assert [t["trade_amount"] for t in filled] == ["0.1"] and isinstance(applied["trade"], str)
+    (cancelled,) = applied["cancelled"]
+    assert simulator.orders[cancelled].cancel_reason == "mmp_trigger"
+    history = call("private/get_trade_history", subaccount_id=DEMO_SUBACCOUNT, order_id=filled[0]["order_id"])
+    assert [t["trade_id"] for t in history["trades"]] == [filled[0]["trade_id"]]
+    with pytest.raises(ValueError, match="reason must be one of"):
+        simulator.venue_cancel(label="h-0", reason="because")
+    with pytest.raises(ValueError, match="tick"):
+        simulator.trade(PERP, "sell", "1000.001", "1")

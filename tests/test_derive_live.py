@@ -1,5 +1,6 @@
 """The daemon's Derive path against the local simulator, over real loopback sockets: login,
-subscribe, receive, place/cancel, fills and reversals, and recovery from each injected fault."""
+subscribe, receive, place/cancel, fills and reversals, recovery from each injected fault, and
+reconciliation of what happened to our orders while the connection was down."""
 
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
 
 
 async def serve_sim(nursery: trio.Nursery, **options: Any) -> tuple[DeriveSimulator, str]:
-    simulator = DeriveSimulator(seed=5, step_s=0.05, settle_after_s=0.2, **options)
+    simulator = DeriveSimulator(**{"seed": 5, "step_s": 0.05, "settle_after_s": 0.2, **options})
     binds = await nursery.start(functools.partial(serve, simulator))
     return simulator, binds[0].removeprefix("http://")
 
@@ -466,3 +467,94 @@ async def test_a_shallow_book_channel_carries_the_top_levels_only(
     last = probe.of(BookUpdate, PERP)[-1]
     assert (last.best_bid, last.best_bid_size, last.best_ask, last.best_ask_size) == full.top()
     simulator.resume()
+
+
+async def drop_and_wait_until_down(simulator: DeriveSimulator, engine: LiveEngine, probe: Probe) -> None:
+    """Cut the connection; return once the venue has forgotten it and before the session is
+    back (its first retry waits at least half of `reconnect_base_s`), so what the test does next
+    happens while nobody listens."""
+    downs = len(probe.statuses(StatusKind.DISCONNECTED))
+    simulator.apply_faults({"drop": True})
+    await until(lambda: len(probe.statuses(StatusKind.DISCONNECTED)) > downs and not simulator.sessions)
+
+
+async def test_fills_and_cancels_while_disconnected_are_reconciled_once(nursery: trio.Nursery) -> None:
+    simulator, base = await serve_sim(nursery)
+    probe = Probe("p", [Subscription("derive", PERP, {"ticker"})])
+    engine = await start(nursery, base, probe, reconnect_base_s=1.0)
+    await until(lambda: bool(probe.of(Ticker, PERP)) and engine.reconciliations >= 1)
+    low = Decimal(int(probe.of(Ticker, PERP)[-1].bid * 0.9))  # far below the market: all rest
+    a = await probe.ctx.buy("derive", PERP, Decimal("0.5"), price=low)
+    c = await probe.ctx.buy("derive", PERP, Decimal("0.3"), price=low - 10)
+    b = await probe.ctx.buy("derive", PERP, Decimal("0.3"), price=low - 20)
+    await drop_and_wait_until_down(simulator, engine, probe)
+    # While down: A fills in two trades, C in part, and the venue cancels B.
+    for price, amount in ((low, "0.2"), (low, "0.3"), (low - 10, "0.1")):
+        simulator.apply_faults(
+            {"trade": {"instrument": PERP, "direction": "sell", "price": str(price), "amount": amount}}
+        )
+    simulator.apply_faults({"cancel": {"order_id": b.order_id, "reason": "insufficient_margin"}})
+    assert [simulator.orders[o.order_id or ""].state for o in (a, c, b)] == ["filled", "open", "cancelled"]
+    assert session(engine).stats.connects == 1  # all of it while nobody listened
+    tracker = engine.flow.tracker
+
+    def state(cid: str | None) -> OrderState:
+        order = tracker.get(cid or "")
+        assert order is not None
+        return order.state
+
+    await until(lambda: state(a.client_order_id) is OrderState.FILLED)
+    await until(lambda: state(b.client_order_id) is OrderState.CANCELLED)
+    await until(lambda: engine.reconciliations >= 2)
+    live = session(engine)  # what `tradingd status` reads of a venue
+    assert live.stats.connects == 2 and live.stats.disconnects == 1 and live.connected
+    assert live.last_frame_age_s is not None and live.last_frame_age_s < 5
+    # Each fill booked once, as the venue has it; the states are the venue's.
+    venue_trades = simulator.accounts[DEMO_WALLET.lower()].trades
+    for order, size in ((a, Decimal("0.5")), (c, Decimal("0.1"))):
+        fills = [e for e in probe.mine(order.client_order_id) if isinstance(e, Fill)]
+        assert sorted(f.trade_id for f in fills) == sorted(
+            t["trade_id"] for t in venue_trades if t["label"] == order.client_order_id
+        )
+        assert sum(f.size for f in fills) == size
+    assert state(c.client_order_id) is OrderState.PARTIALLY_FILLED
+    cancelled = tracker.get(b.client_order_id or "")
+    assert cancelled is not None and cancelled.reason == "insufficient_margin"
+    assert [e.status for e in probe.mine(b.client_order_id) if isinstance(e, OrderUpdate)][-1] is (
+        OrderState.CANCELLED
+    )
+    assert probe.ctx.position("derive", PERP) == Decimal("0.6")
+    assert simulator.accounts[DEMO_WALLET.lower()].positions[(SUB, PERP)] == Decimal("0.6")
+    assert tracker.stats.duplicate_fills == 0
+    assert simulator.requests_for("private/get_trade_history") >= 1
+    assert simulator.requests_for("private/get_order") >= 1
+    # Reconciling again finds the same fills and books none of them twice.
+    events = len(probe.events)
+    await engine._reconcile("derive")
+    assert probe.ctx.position("derive", PERP) == Decimal("0.6")
+    assert tracker.stats.duplicate_fills == 3 and len(probe.events) == events
+
+
+async def test_a_fill_reverted_while_disconnected_is_taken_back(nursery: trio.Nursery) -> None:
+    simulator, base = await serve_sim(nursery, settle_after_s=3600)  # settles when told to
+    probe = Probe("p", [Subscription("derive", PERP)])
+    engine = await start(nursery, base, probe, reconnect_base_s=1.0)
+    await until(lambda: bool(probe.of(Ticker, PERP)) and bool(probe.of(BookUpdate, PERP)))
+    simulator.apply_faults({"revert": 1})
+    bought = await probe.ctx.buy("derive", PERP, Decimal("0.3"))
+    assert bought.status is OrderState.FILLED
+    await until(lambda: any(isinstance(e, Fill) for e in probe.mine(bought.client_order_id)))
+    assert probe.ctx.position("derive", PERP) == Decimal("0.3")
+    await drop_and_wait_until_down(simulator, engine, probe)
+    simulator.apply_faults({"settle": True})  # the chain reverts it while nobody listens
+    assert session(engine).stats.connects == 1
+    await until(lambda: bool(probe.of(FillReversal)))
+    (reversal,) = probe.of(FillReversal)
+    fills = [e for e in probe.mine(bought.client_order_id) if isinstance(e, Fill)]
+    assert reversal.trade_id in {f.trade_id for f in fills} and reversal.size == Decimal("0.3")
+    assert reversal.client_order_id == bought.client_order_id and "reverted" in reversal.reason
+    assert probe.ctx.position("derive", PERP) == Decimal(0)
+    assert simulator.accounts[DEMO_WALLET.lower()].positions[(SUB, PERP)] == Decimal(0)
+    assert engine.flow.tracker.stats.unknown_reversals == 0
+    await engine._reconcile("derive")  # once only, however often it is read back
+    assert len(probe.of(FillReversal)) == 1 and probe.ctx.position("derive", PERP) == Decimal(0)

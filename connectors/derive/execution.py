@@ -16,6 +16,13 @@
 - `edit`: refused. Derive has no amend: `private/replace` cancels the order and places a new
   one under a new order id, which is a cancel and a new order, and is better done as such.
 - `cancel_all`, `open_orders` (the engine reconciles with it after every (re)subscription).
+- Reconciliation, after a reconnect or a restart (`engine._live.LiveEngine._reconcile`):
+  `order_status` (`private/get_order` by order id, 11006 "order does not exist" meaning the venue
+  has no such order; `private/get_orders` by label while the venue had not named it to us),
+  `recent_fills` (`private/get_trade_history` from a time, every page: the fills we missed while
+  away, the engine books each once by trade id; a fill we had booked whose trade the chain
+  reverted meanwhile is taken back with a `FillReversal`), `cancel_by_order_id` (an order that
+  is not ours, for `foreign_orders = "cancel"`).
 
 Answers become the engine's events (the order's state, and the fills its answer carries, each
 fill reported once whichever path brings it first: `DeriveDecoder.order_result`); venue errors
@@ -24,13 +31,15 @@ become typed exceptions with the venue's code and message (`stream.map_error`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
 
 from engine import (
+    Fill,
+    FillReversal,
     Instrument,
     MalformedFrame,
     Order,
@@ -44,7 +53,7 @@ from engine import (
     VenueUnavailable,
 )
 
-from .codec import OrderData, order_update_from
+from .codec import _NOT_EXECUTED, OrderData, TradeData, fill_from, order_update_from
 from .fees import DeriveFees
 from .instruments import VENUE
 from .signing import DOMAINS, MIN_SIGNATURE_TTL_S, Credentials, NonceSource, OrderSigner, SignedOrder
@@ -54,28 +63,53 @@ if TYPE_CHECKING:
 
 __all__ = ["DeriveExecution"]
 
+_ORDER_NOT_FOUND: Final = 11006  # §3.7 "order does not exist"
+_HISTORY_SLACK_MS: Final = 60_000  # a history window ends this far past our clock (clock skew)
+_T = TypeVar("_T")
 _decode_order: Any = msgspec.json.Decoder(OrderData, strict=False).decode
 
 
-class _OpenOrders(msgspec.Struct):
+class _Pagination(msgspec.Struct):
+    """`pagination` of the history methods: items across all pages, and pages."""
+
+    count: int = 0
+    num_pages: int = 0
+
+
+class _Orders(msgspec.Struct):
+    """`private/get_open_orders` (no pagination), `private/get_orders` (paged)."""
+
     orders: list[OrderData]
     subaccount_id: int | None = None
+    pagination: _Pagination | None = None
+
+
+class _Trades(msgspec.Struct):
+    """`private/get_trade_history`: a page of our trades."""
+
+    trades: list[TradeData]
+    subaccount_id: int | None = None
+    pagination: _Pagination | None = None
 
 
 class _Cancelled(msgspec.Struct):
     cancelled_orders: int
 
 
-_decode_open: Any = msgspec.json.Decoder(_OpenOrders, strict=False).decode
+_decode_orders: Any = msgspec.json.Decoder(_Orders, strict=False).decode
+_decode_trades: Any = msgspec.json.Decoder(_Trades, strict=False).decode
 _decode_cancelled: Any = msgspec.json.Decoder(_Cancelled).decode
 
 
 class DeriveExecution:
     """Signs and sends orders through a `DeriveSession` and reads its answers (module
     docstring). `signer` and `fees` are injectable (tests); by default they come from the
-    session's credentials and settings."""
+    session's credentials and settings. History reads ask for `page_size` items a page (the
+    venue's maximum, 1000) and read at most `max_pages` pages."""
 
     venue = VENUE
+    page_size = 1000
+    max_pages = 200
 
     def __init__(
         self,
@@ -277,8 +311,129 @@ class DeriveExecution:
             "private/get_open_orders", {"subaccount_id": self.subaccount_id}
         )
         try:
-            orders = _decode_open(raw).orders
+            orders = _decode_orders(raw).orders
             now = self.clock()
             return [order_update_from(o, now) for o in orders]
         except (msgspec.DecodeError, MalformedFrame) as exc:
             raise VenueError(f"open orders: unreadable answer ({exc})", venue=VENUE) from None
+
+    # -- reconciliation (after a reconnect or a restart) ----------------------------------------
+    async def _pages(
+        self,
+        method: str,
+        params: dict[str, Any],
+        decode: Callable[[Any], Any],
+        items: Callable[[Any], list[_T]],
+    ) -> list[_T]:
+        """Every item of a paged history method (§3.6 `page`, `page_size`, `pagination`), in the
+        venue's order. Derive answers the LAST page for a page beyond `num_pages`, so the pages
+        are counted, never read until one comes back empty. More than `max_pages` pages: what
+        was read, and an error in the log."""
+        out: list[_T] = []
+        page = 1
+        while True:
+            raw = await self.session.call_retrying(
+                method, {**params, "page": page, "page_size": self.page_size}
+            )
+            try:
+                result = decode(raw)
+            except msgspec.DecodeError as exc:
+                raise VenueError(f"{method}: unreadable answer ({exc})", venue=VENUE) from None
+            batch = items(result)
+            out.extend(batch)
+            pagination: _Pagination | None = result.pagination
+            if pagination is None:
+                if len(batch) < self.page_size:
+                    return out
+            elif page >= pagination.num_pages:
+                return out
+            if page >= self.max_pages:
+                self.session.log.error(
+                    "history.truncated", method=method, pages=page, items=len(out), page_size=self.page_size
+                )
+                return out
+            page += 1
+
+    async def order_status(self, order: Order) -> list[PrivateEvent]:
+        """The venue's current report of one of our orders that is not among the open ones
+        (filled, cancelled or expired while we were away): `private/get_order` by its order id,
+        or `private/get_orders` by its label (our client order id) while the venue had not named
+        it to us. Empty when the venue has no such order (it never arrived)."""
+        self._require_login("order status")
+        now = self.clock()
+        cid = order.client_order_id
+        if order.order_id is not None:
+            try:
+                raw = await self.session.call_retrying(
+                    "private/get_order", {"subaccount_id": self.subaccount_id, "order_id": order.order_id}
+                )
+            except OrderRejected as exc:
+                if exc.code == _ORDER_NOT_FOUND:
+                    return []
+                raise
+            try:
+                return [order_update_from(_decode_order(raw), now)]
+            except (msgspec.DecodeError, MalformedFrame) as exc:
+                raise VenueError(f"private/get_order: unreadable answer ({exc})", venue=VENUE) from None
+        found = await self._pages(
+            "private/get_orders",
+            {"subaccount_id": self.subaccount_id, "label": cid, "instrument_name": order.request.instrument},
+            _decode_orders,
+            lambda r: r.orders,
+        )
+        mine = [o for o in found if o.label == cid]
+        if len(mine) > 1:
+            # Our labels are unique: another client of the subaccount reused one. The newest
+            # is the one this order can be (its placement was the last thing we sent).
+            self.session.log.warning("order.label_reused", client_order_id=cid, orders=len(mine))
+            mine = [max(mine, key=lambda o: o.creation_timestamp or 0)]
+        try:
+            return [order_update_from(o, now) for o in mine]
+        except MalformedFrame as exc:
+            raise VenueError(f"private/get_orders: unreadable answer ({exc})", venue=VENUE) from None
+
+    async def recent_fills(self, since_ns: int) -> list[Fill]:
+        """Our fills since `since_ns`, oldest first (`private/get_trade_history` from that time,
+        every page; each trade once). A trade whose transaction was reverted or ignored (§3.4
+        `tx_status`) is not a fill; if we had reported it as one (its reversal came while we
+        were away), its `FillReversal` goes to the order tracker through the session."""
+        self._require_login("trade history")
+        now = self.clock()
+        trades = await self._pages(
+            "private/get_trade_history",
+            {
+                "subaccount_id": self.subaccount_id,
+                "from_timestamp": max(0, since_ns // 1_000_000),
+                # A fixed end: pages stay put while new trades print (those come on the channel).
+                "to_timestamp": now // 1_000_000 + _HISTORY_SLACK_MS,
+            },
+            _decode_trades,
+            lambda r: r.trades,
+        )
+        unique: dict[str, TradeData] = {}
+        for t in trades:
+            unique.setdefault(str(t.trade_id), t)  # a page shifted by a new trade repeats one
+        ordered = sorted(unique.values(), key=lambda t: t.timestamp)
+        try:
+            fills = [fill_from(t, now) for t in ordered if t.tx_status not in _NOT_EXECUTED]
+            # Through the decoder's memory of our trades: a trade read here is a repeat when the
+            # channel brings it again, and a reverted one we had reported becomes its reversal.
+            events = self.session.decoder._our_trades(ordered, now)
+        except MalformedFrame as exc:
+            raise VenueError(f"private/get_trade_history: unreadable answer ({exc})", venue=VENUE) from None
+        reversals: list[Any] = [e for e in events if isinstance(e, FillReversal)]
+        if reversals:
+            self.session.log.warning("fills.reverted_while_away", trades=[r.trade_id for r in reversals])
+            await self.session.dispatch(reversals)
+        return fills
+
+    async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
+        """Cancel an order that is not ours (the `foreign_orders = "cancel"` policy):
+        `private/cancel` by order id. Raises `OrderRejected` when the venue refuses (11006 no such
+        order, 11003 already cancelled, 11004 already filled)."""
+        self._require_login("cancel")
+        await self.session.call(
+            "private/cancel",
+            {"subaccount_id": self.subaccount_id, "instrument_name": instrument, "order_id": order_id},
+            instrument=instrument,
+        )

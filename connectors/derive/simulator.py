@@ -23,6 +23,14 @@ Fidelity (VENUES.md §3), built on the shared `engine._simserver.SimulatorServer
   `{subaccount}.trades[.{tx_status}]` notifications are shaped as Derive's. Fills are reported
   `requested` at the match and `settled` on `{subaccount}.trades.settled` `settle_after_s`
   later, or `reverted` (the `revert` switch) on `{subaccount}.trades` and `.trades.reverted`.
+- History (§3.6, what a client reconciles with after a disconnect): `private/get_order` (11006
+  "Order does not exist" for an order id the subaccount never had), `private/get_orders`
+  (filtered by instrument, label, status), `private/get_order_history`, and
+  `private/get_trade_history` (from/to timestamps in ms, instrument, order id), each trade with
+  its current `tx_status`. Paged as Derive pages: `page` from 1, `page_size` up to 1000
+  (default 100), `pagination: {count, num_pages}`, and a page beyond `num_pages` answers the
+  last page again. Newest first (the venue does not document its order; clients must not
+  depend on it).
 - Market data (§3.3, §3.4): the generator's synthetic market stepped on the wall clock:
   `ticker_slim.{instrument}.{100|1000}`, `orderbook.{instrument}.1.{1|10|20|100}` (whole
   snapshots with a `publish_id` per channel; the simulator's books hold 10 levels; groups 10
@@ -35,12 +43,17 @@ Fidelity (VENUES.md §3), built on the shared `engine._simserver.SimulatorServer
 Switches (the shared ones, `POST /_sim/faults`): `drop`, `stall_s`, `gap` (an instrument's next
 book snapshot is lost: the next one skips a `publish_id`), `reject` (the next orders get
 `{"code", "message"}`, by default 11000 insufficient funds), `rate_limit` (the next requests get
--32000), `garbage`; and Derive's own `revert` (the next n client fills fail to settle).
+-32000), `garbage`; and Derive's own: `revert` (the next n client fills fail to settle),
+`settle` (every pending fill settles, or reverts, now), `trade` (`{"instrument", "direction",
+"price", "amount"}`: another account's taker trade prints, filling the resting client orders it
+reaches, e.g. while a client is disconnected) and `cancel` (`{"order_id"}` or `{"label"}`, with
+a §3.6 `reason`, by default `insufficient_margin`: the venue cancels a client order).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import time
 import uuid
@@ -123,6 +136,20 @@ _STATES: Final = {
     OrderState.EXPIRED: "expired",
     OrderState.REJECTED: "rejected",
 }
+# §3.6 cancel_reason values the venue can give an order it cancels on its own.
+_VENUE_CANCEL_REASONS: Final = frozenset(
+    {
+        "mmp_trigger",
+        "insufficient_margin",
+        "signed_max_fee_too_low",
+        "cancel_on_disconnect",
+        "session_key_deregistered",
+        "subaccount_withdrawn",
+        "compliance",
+        "validation_failed",
+    }
+)
+_ORDER_STATUSES: Final = frozenset({"open", "filled", "rejected", "cancelled", "expired", "untriggered"})
 _CANCEL_REASONS: Final = {
     "user_request": "user_request",
     "ioc_remainder": "ioc_or_market_partial_fill",
@@ -152,6 +179,7 @@ class SimAccount:
     balances: dict[str, Decimal] = attrs.field(factory=lambda: {"USDC": Decimal(100_000)})
     positions: dict[tuple[int, str], Decimal] = attrs.field(factory=dict)
     orders: dict[str, _SimOrder] = attrs.field(factory=dict)  # by order id
+    trades: list[dict[str, Any]] = attrs.field(factory=list)  # our trades, oldest first
     nonces: set[tuple[int, int]] = attrs.field(factory=set)  # (subaccount, nonce)
     matching: CreditBucket | None = None
     non_matching: CreditBucket | None = None
@@ -399,7 +427,86 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         if spec.get("revert"):
             self.reverts += int(spec["revert"])
             applied["revert"] = self.reverts
+        if spec.get("settle"):
+            applied["settled"] = self.settle_now()
+        if spec.get("trade"):
+            t = spec["trade"]
+            applied["trade"] = self.trade(
+                str(t.get("instrument")), str(t.get("direction")), t.get("price"), t.get("amount")
+            )
+        if spec.get("cancel"):
+            c = spec["cancel"]
+            applied["cancelled"] = self.venue_cancel(
+                order_id=c.get("order_id"),
+                label=c.get("label"),
+                reason=c.get("reason", "insufficient_margin"),
+            )
         return applied
+
+    def trade(self, instrument: str, direction: str, price: Any, amount: Any) -> str:
+        """Another account's taker trade of `amount` at `price` (`direction` its side) prints on
+        `instrument`: published on `trades.*` and matched against the resting client orders it
+        reaches, as any trade of the feed is. Returns its trade id. Raises ValueError for terms
+        the venue could not print."""
+        inst = self.registry.get(VENUE, instrument)
+        if inst is None:
+            raise ValueError(f"trade: no instrument {instrument!r}")
+        if direction not in ("buy", "sell"):
+            raise ValueError(f"trade: direction must be buy or sell, not {direction!r}")
+        try:
+            px, size = Decimal(str(price)), Decimal(str(amount))
+        except InvalidOperation:
+            raise ValueError(f"trade: price and amount must be numbers ({price!r}, {amount!r})") from None
+        if not (px.is_finite() and size.is_finite()) or px <= 0 or size <= 0 or px % inst.tick_size:
+            raise ValueError(f"trade: price {px} (tick {inst.tick_size}) and amount {size} must be positive")
+        now = self.clock()
+        slim = self.tickers.get(instrument, {})
+        trade_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        data = {
+            "trade_id": trade_id,
+            "instrument_name": instrument,
+            "timestamp": now // 1_000_000,
+            "trade_price": _text(px),
+            "trade_amount": _text(size),
+            "mark_price": slim.get("M", _text(px)),
+            "index_price": slim.get("I", "0"),
+            "direction": direction,
+            "quote_id": None,
+            "liquidity_role": "taker",
+        }
+        frame = orjson.dumps(
+            {"method": "subscription", "params": {"channel": f"trades.{instrument}", "data": [data]}}
+        )
+        self.on_market_frame(frame, now)
+        self.publish(frame)
+        return trade_id
+
+    def venue_cancel(
+        self, *, order_id: str | None = None, label: str | None = None, reason: str = "insufficient_margin"
+    ) -> list[str]:
+        """The venue cancels open client orders on its own (§3.6 `cancel_reason`: margin, MMP,
+        compliance, ...): the one with `order_id`, or every one labelled `label`. Their owners
+        hear it on `{subaccount}.orders` if they are listening. Returns the order ids cancelled."""
+        if reason not in _VENUE_CANCEL_REASONS:
+            raise ValueError(f"cancel: reason must be one of {sorted(_VENUE_CANCEL_REASONS)}, not {reason!r}")
+        if (order_id is None) == (label is None):
+            raise ValueError("cancel: give order_id or label")
+        picked = [
+            o
+            for o in self.orders.values()
+            if o.state == "open" and (o.order_id == order_id if order_id is not None else o.label == label)
+        ]
+        done: list[str] = []
+        for o in picked:
+            try:
+                events = self.matching.cancel(o.order, self.clock())
+            except OrderRejected:
+                continue
+            self._apply(list(events), notify_new=False)
+            o.cancel_reason = reason
+            self._notify(o.account, o.subaccount_id, "orders", [self._order_json(o)])
+            done.append(o.order_id)
+        return done
 
     def register_session_key(self, wallet: str, signer: str, expiry_s: int | None = None) -> None:
         """Register (or renew) a session key for a wallet the simulator knows."""
@@ -1007,6 +1114,74 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
     def _get_order(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
         return self._order_json(self._own(p, account))
 
+    @staticmethod
+    def _page(items: list[dict[str, Any]], p: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """One page of a history (§3.6 paging): `page` from 1, `page_size` 1..1000 (default 100);
+        a page beyond the last answers the last one, as Derive does."""
+        page = _int(p, "page") if "page" in p else 1
+        size = _int(p, "page_size") if "page_size" in p else 100
+        if page < 1 or not 1 <= size <= 1000:
+            raise RpcError(-32602, "Invalid params", "page must be at least 1, page_size 1 to 1000")
+        pages = math.ceil(len(items) / size)
+        page = min(page, max(pages, 1))
+        return items[(page - 1) * size : page * size], {"count": len(items), "num_pages": pages}
+
+    def _orders_of(self, account: SimAccount | None, sub: int) -> list[_SimOrder]:
+        """The subaccount's orders, newest first."""
+        assert account is not None
+        mine = [o for o in account.orders.values() if o.subaccount_id == sub]
+        return sorted(mine, key=lambda o: o.created_ms, reverse=True)
+
+    def _get_orders(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
+        """`private/get_orders`: the subaccount's orders, filtered by `instrument_name`, `label`
+        and `status`, paged."""
+        sub = self._subaccount(p, account)
+        name, label, status = p.get("instrument_name"), p.get("label"), p.get("status")
+        if status is not None and status not in _ORDER_STATUSES:
+            raise RpcError(-32602, "Invalid params", f"status must be one of {sorted(_ORDER_STATUSES)}")
+        orders = [
+            self._order_json(o)
+            for o in self._orders_of(account, sub)
+            if (name is None or o.order.request.instrument == name)
+            and (label is None or o.label == label)
+            and (status is None or o.state == status)
+        ]
+        page, pagination = self._page(orders, p)
+        return {"subaccount_id": sub, "orders": page, "pagination": pagination}
+
+    def _get_order_history(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
+        """`private/get_order_history`: every order of the subaccount, paged."""
+        sub = self._subaccount(p, account)
+        page, pagination = self._page([self._order_json(o) for o in self._orders_of(account, sub)], p)
+        return {"subaccount_id": sub, "orders": page, "pagination": pagination}
+
+    def _get_trade_history(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
+        """`private/get_trade_history`: the trades of a subaccount (or, given `wallet`, of all the
+        wallet's subaccounts) within [`from_timestamp`, `to_timestamp`] ms, filtered by
+        `instrument_name` and `order_id`, newest first, paged; each with its current `tx_status`."""
+        assert account is not None
+        wallet = p.get("wallet")
+        if wallet is not None:
+            if str(wallet).lower() != account.wallet.lower():
+                raise RpcError(14000, "Account not found", f"wallet {wallet} is not the one logged in")
+            subs, sub = account.subaccounts, 0
+        else:
+            sub = self._subaccount(p, account)
+            subs = {sub}
+        start = _int(p, "from_timestamp") if "from_timestamp" in p else 0
+        end = _int(p, "to_timestamp") if "to_timestamp" in p else self.clock() // 1_000_000
+        name, order_id = p.get("instrument_name"), p.get("order_id")
+        trades = [
+            dict(t)
+            for t in reversed(account.trades)
+            if t["subaccount_id"] in subs
+            and start <= t["timestamp"] <= end
+            and (name is None or t["instrument_name"] == name)
+            and (order_id is None or t["order_id"] == order_id)
+        ]
+        page, pagination = self._page(trades, p)
+        return {"subaccount_id": sub, "trades": page, "pagination": pagination}
+
     def _get_subaccounts(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
         assert account is not None
         return {"wallet": account.wallet, "subaccount_ids": sorted(account.subaccounts)}
@@ -1126,6 +1301,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
                 o.fees += ev.fee
                 trade = self._trade_json(o, ev)
                 trades.append(trade)
+                acct.trades.append(trade)  # the history's record: its tx_status follows the chain
                 self._notify(acct, o.subaccount_id, "trades", [trade])
                 revert = self.reverts > 0
                 if revert:
@@ -1148,17 +1324,27 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
                 self._notify(o.account, o.subaccount_id, "orders", [self._order_json(o)])
         return touched, trades
 
-    def _settle(self) -> None:
+    def settle_now(self) -> int:
+        """Every pending client fill settles (or reverts) now; returns how many."""
+        pending = len(self._settlements)
+        self._settle(everything=True)
+        return pending
+
+    def _settle(self, *, everything: bool = False) -> None:
         """Trades settle (or revert) on chain `settle_after_s` after their match (§3.4)."""
         if not self._settlements:
             return
-        now = trio.current_time()
+        now = math.inf if everything else trio.current_time()
         due = [s for s in self._settlements if s.due <= now]
         if not due:
             return
         self._settlements = [s for s in self._settlements if s.due > now]
         for s in due:
-            trade = {**s.trade, "tx_status": "reverted" if s.revert else "settled"}
+            # The history's record changes with the chain; notifications carry a copy.
+            s.trade["tx_status"] = "reverted" if s.revert else "settled"
+            if not s.revert:
+                s.trade["tx_hash"] = "0x" + self._rng.getrandbits(256).to_bytes(32, "big").hex()
+            trade = dict(s.trade)
             sub = trade["subaccount_id"]
             if s.revert:
                 key = (sub, trade["instrument_name"])
@@ -1169,7 +1355,6 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
                 self._notify(s.account, sub, "trades", [trade])
                 self._notify(s.account, sub, "trades.reverted", [trade])
             else:
-                trade["tx_hash"] = "0x" + self._rng.getrandbits(256).to_bytes(32, "big").hex()
                 self._notify(s.account, sub, "trades.settled", [trade])
 
 
@@ -1204,6 +1389,9 @@ _METHODS: Final[dict[str, Callable[..., Any]]] = {
     "private/cancel_all": DeriveSimulator._cancel_all,
     "private/get_open_orders": DeriveSimulator._open_orders,
     "private/get_order": DeriveSimulator._get_order,
+    "private/get_orders": DeriveSimulator._get_orders,
+    "private/get_order_history": DeriveSimulator._get_order_history,
+    "private/get_trade_history": DeriveSimulator._get_trade_history,
     "private/get_subaccounts": DeriveSimulator._get_subaccounts,
     "private/get_positions": DeriveSimulator._get_positions,
 }
