@@ -30,6 +30,7 @@ from ._errors import ConfigError, OrderRejected, VenueError
 from ._events import (
     BookUpdate,
     Fill,
+    FillReversal,
     MarketEvent,
     OrderState,
     OrderUpdate,
@@ -515,21 +516,28 @@ class LiveEngine:
             return
         since = min(o.created_ns for o in ours) - 60 * 1_000_000_000
         try:
-            fills: list[Fill] = await recent(since)
+            fills: list[Fill | FillReversal] = await recent(since)
         except VenueError as exc:
             self.log.warning("fills.recent_unavailable", venue=venue, error=str(exc))
             return
-        booked = 0
+        booked = reversed_ = 0
         for fill in fills:
             found = self.flow.tracker.find(
                 venue, order_id=fill.order_id, client_order_id=fill.client_order_id
             )
             if found is None:
                 continue  # not an order of this daemon's (its own reconciliation reports it)
-            if self.flow.on_fill(fill) is not None:
+            if isinstance(fill, FillReversal):
+                # A venue that voids fills (a trade reverted on chain) lists the voided ones; a
+                # reversal counts only for a fill this order holds (booked before a restart, say),
+                # once: taking it out forgets its trade id.
+                if found.has_fill(fill.trade_id):
+                    self.flow.on_private(fill)
+                    reversed_ += 1
+            elif self.flow.on_fill(fill) is not None:
                 booked += 1
-        if booked:
-            self.log.warning("fills.caught_up", venue=venue, fills=booked)
+        if booked or reversed_:
+            self.log.warning("fills.caught_up", venue=venue, fills=booked, reversals=reversed_)
 
     async def _ask_about(self, venue: str, client: Any, order: Order) -> None:
         status_of = getattr(client, "order_status", None)

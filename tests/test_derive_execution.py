@@ -539,7 +539,7 @@ async def test_order_status_by_order_id_by_label_and_for_an_order_the_venue_neve
     assert simulator.requests_for("private/get_orders") == 2
 
 
-async def test_recent_fills_reads_every_page_once_and_leaves_out_reverted_trades(
+async def test_recent_fills_reads_every_page_once_and_lists_reverted_trades_as_reversals(
     nursery: trio.Nursery,
 ) -> None:
     simulator, _, execution, sink = await connected(nursery, settle_after_s=3600)
@@ -563,12 +563,17 @@ async def test_recent_fills_reads_every_page_once_and_leaves_out_reverted_trades
     assert len(reverted) == 1 and len(executed) >= 4 and all(t["label"] != "s-f-0" for t in in_window)
     execution.page_size = 2  # several pages
     asked = simulator.requests_for("private/get_trade_history")
-    fills = await execution.recent_fills(since)
-    assert [f.trade_id for f in fills] == executed  # oldest first, each once, none reverted
-    assert all(isinstance(f, Fill) and f.fee > 0 and f.client_order_id for f in fills)
+    listed = await execution.recent_fills(since)
+    fills = [f for f in listed if isinstance(f, Fill)]
+    assert [f.trade_id for f in fills] == executed  # oldest first, each once
+    assert all(f.fee > 0 and f.client_order_id for f in fills)
+    # A reverted trade is listed as its reversal (the engine applies one only to an order that
+    # holds that fill: after a restart, the journal's), never as a fill.
+    assert {r.trade_id for r in listed if isinstance(r, FillReversal)} == reverted
+    assert [f.ts_exchange for f in listed] == sorted(f.ts_exchange for f in listed)
     pages = simulator.requests_for("private/get_trade_history") - asked
     assert pages == math.ceil(len(in_window) / 2)
-    # The reversal had come on the channel already: recent_fills does not report it again.
+    # The reversal had come on the channel already: recent_fills does not send it again.
     assert sum(isinstance(e, FillReversal) for e in sink.private_events) == 1
     # The answers carried the fills already: the history's are repeats, not new ones.
     assert execution.session.decoder.repeated_fills >= len(executed)

@@ -36,6 +36,7 @@ from engine import (
     Subscription,
     Ticker,
 )
+from engine._journal import OrderJournal
 from engine._live import LiveEngine
 from engine._logging import configure_logging
 
@@ -558,3 +559,49 @@ async def test_a_fill_reverted_while_disconnected_is_taken_back(nursery: trio.Nu
     assert engine.flow.tracker.stats.unknown_reversals == 0
     await engine._reconcile("derive")  # once only, however often it is read back
     assert len(probe.of(FillReversal)) == 1 and probe.ctx.position("derive", PERP) == Decimal(0)
+
+
+async def test_a_fill_reverted_while_the_daemon_was_down_is_taken_back_after_restart(
+    nursery: trio.Nursery, tmp_path: Any
+) -> None:
+    """The fill is in the journal of the first process only; the second learns the reversal from
+    the trade history (no channel ever tells it) and takes it out of the restored position."""
+    simulator, base = await serve_sim(nursery, settle_after_s=3600)  # settles when told to
+    settings = DeriveSettings(url=f"ws://{base}/ws", rest_url=f"http://{base}", reconnect_base_s=1.0)
+
+    async def run_engine(probe: Probe, scope_nursery: trio.Nursery) -> LiveEngine:
+        engine = LiveEngine(
+            [probe],
+            {"derive": settings},
+            mode="live",
+            environ=CREDS,
+            paper_latency_s=0.0,
+            journal=OrderJournal(tmp_path / "journal.sqlite"),
+        )
+        await scope_nursery.start(engine.run)
+        with trio.fail_after(10):
+            await engine.ready.wait()
+        return engine
+
+    first = Probe("p", [Subscription("derive", PERP)])
+    async with trio.open_nursery() as inner:
+        await run_engine(first, inner)
+        await until(lambda: bool(first.of(Ticker, PERP)) and bool(first.of(BookUpdate, PERP)))
+        simulator.apply_faults({"revert": 1})
+        bought = await first.ctx.buy("derive", PERP, Decimal("0.3"))
+        await until(lambda: any(isinstance(e, Fill) for e in first.mine(bought.client_order_id)))
+        assert first.ctx.position("derive", PERP) == Decimal("0.3")
+        inner.cancel_scope.cancel()  # the process is gone (its journal stays)
+    await until(lambda: not simulator.sessions)
+    simulator.apply_faults({"settle": True})  # reverted on chain while it was down
+
+    second = Probe("p", [Subscription("derive", PERP)])
+    engine = await run_engine(second, nursery)
+    assert engine.restored and engine.restored["orders"] >= 1
+    await until(lambda: engine.reconciliations >= 1)
+    await until(lambda: second.ctx.position("derive", PERP) == Decimal(0))
+    order = engine.flow.tracker.get(bought.client_order_id)
+    assert order is not None and order.filled_size == Decimal(0)
+    await engine._reconcile("derive")  # listed again, applied once
+    assert second.ctx.position("derive", PERP) == Decimal(0)
+    assert simulator.accounts[DEMO_WALLET.lower()].positions[(SUB, PERP)] == Decimal(0)

@@ -53,7 +53,7 @@ from engine import (
     VenueUnavailable,
 )
 
-from .codec import _NOT_EXECUTED, OrderData, TradeData, fill_from, order_update_from
+from .codec import _NOT_EXECUTED, OrderData, TradeData, fill_from, order_update_from, reversal_from
 from .fees import DeriveFees
 from .instruments import VENUE
 from .signing import DOMAINS, MIN_SIGNATURE_TTL_S, Credentials, NonceSource, OrderSigner, SignedOrder
@@ -392,11 +392,12 @@ class DeriveExecution:
         except MalformedFrame as exc:
             raise VenueError(f"private/get_orders: unreadable answer ({exc})", venue=VENUE) from None
 
-    async def recent_fills(self, since_ns: int) -> list[Fill]:
+    async def recent_fills(self, since_ns: int) -> list[Fill | FillReversal]:
         """Our fills since `since_ns`, oldest first (`private/get_trade_history` from that time,
         every page; each trade once). A trade whose transaction was reverted or ignored (§3.4
-        `tx_status`) is not a fill; if we had reported it as one (its reversal came while we
-        were away), its `FillReversal` goes to the order tracker through the session."""
+        `tx_status`) is not a fill: it is listed as its `FillReversal`, which the engine applies
+        only to an order holding that fill (one reported before the reversal, in this process or
+        in the journal of an earlier one)."""
         self._require_login("trade history")
         now = self.clock()
         trades = await self._pages(
@@ -415,17 +416,18 @@ class DeriveExecution:
             unique.setdefault(str(t.trade_id), t)  # a page shifted by a new trade repeats one
         ordered = sorted(unique.values(), key=lambda t: t.timestamp)
         try:
-            fills = [fill_from(t, now) for t in ordered if t.tx_status not in _NOT_EXECUTED]
-            # Through the decoder's memory of our trades: a trade read here is a repeat when the
-            # channel brings it again, and a reverted one we had reported becomes its reversal.
-            events = self.session.decoder._our_trades(ordered, now)
+            out: list[Fill | FillReversal] = [
+                reversal_from(t, now) if t.tx_status in _NOT_EXECUTED else fill_from(t, now) for t in ordered
+            ]
+            # Into the decoder's memory of our trades, so that the channel bringing one of these
+            # again is a repeat, not a second fill or a second reversal.
+            self.session.decoder._our_trades(ordered, now)
         except MalformedFrame as exc:
             raise VenueError(f"private/get_trade_history: unreadable answer ({exc})", venue=VENUE) from None
-        reversals: list[Any] = [e for e in events if isinstance(e, FillReversal)]
-        if reversals:
-            self.session.log.warning("fills.reverted_while_away", trades=[r.trade_id for r in reversals])
-            await self.session.dispatch(reversals)
-        return fills
+        reverted = [e.trade_id for e in out if isinstance(e, FillReversal)]
+        if reverted:
+            self.session.log.info("fills.reverted_trades_listed", trades=reverted)
+        return out
 
     async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
         """Cancel an order that is not ours (the `foreign_orders = "cancel"` policy):
