@@ -570,7 +570,7 @@ async def test_recent_fills_reads_every_page_once_and_lists_reverted_trades_as_r
     # A reverted trade is listed as its reversal (the engine applies one only to an order that
     # holds that fill: after a restart, the journal's), never as a fill.
     assert {r.trade_id for r in listed if isinstance(r, FillReversal)} == reverted
-    assert [f.ts_exchange for f in listed] == sorted(f.ts_exchange for f in listed)
+    assert [f.ts_exchange or 0 for f in listed] == sorted(f.ts_exchange or 0 for f in listed)
     pages = simulator.requests_for("private/get_trade_history") - asked
     assert pages == math.ceil(len(in_window) / 2)
     # The reversal had come on the channel already: recent_fills does not send it again.

@@ -600,7 +600,7 @@ async def test_a_fill_reverted_while_the_daemon_was_down_is_taken_back_after_res
     assert engine.restored and engine.restored["orders"] >= 1
     await until(lambda: engine.reconciliations >= 1)
     await until(lambda: second.ctx.position("derive", PERP) == Decimal(0))
-    order = engine.flow.tracker.get(bought.client_order_id)
+    order = engine.flow.tracker.get(bought.client_order_id or "")
     assert order is not None and order.filled_size == Decimal(0)
     await engine._reconcile("derive")  # listed again, applied once
     assert second.ctx.position("derive", PERP) == Decimal(0)
