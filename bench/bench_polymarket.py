@@ -297,9 +297,9 @@ def _signing(n: int, repeat: int) -> dict[str, float]:
 
     out["eth_account"] = _best(eth_account_path, repeat) / n
     try:
-        from py_clob_client_v2.order_utils import ExchangeOrderBuilderV2, OrderDataV2
-        from py_clob_client_v2.order_utils.model.side import Side as OfficialSide
-        from py_clob_client_v2.signer import Signer
+        from py_clob_client_v2.order_utils import ExchangeOrderBuilderV2, OrderDataV2  # type: ignore[import-untyped]
+        from py_clob_client_v2.order_utils.model.side import Side as OfficialSide  # type: ignore[import-untyped]
+        from py_clob_client_v2.signer import Signer  # type: ignore[import-untyped]
     except ImportError:
         return out
     official = ExchangeOrderBuilderV2(

@@ -249,6 +249,8 @@ class LiveEngine:
         self._strategies_scope = trio.CancelScope()
         self._strategies_done = trio.Event()
         self.reconciliations = 0
+        self._caught_up_ns: dict[str, int] = {}
+        self._reconciling: dict[str, trio.Lock] = {}
         self.catalog_settings = catalog_settings
         self.catalogs: dict[str, MarketCatalog] = {}
 
@@ -276,8 +278,9 @@ class LiveEngine:
             if ev.__class__ is Ticker:
                 on_ticker(ev)
             elif ev.__class__ is Status and ev.status is StatusKind.SUBSCRIBED and self.mode == "live":
-                # (Re)connected and subscribed: what happened to our orders meanwhile?
-                if self._nursery is not None:
+                # (Re)connected and subscribed: what happened to our orders meanwhile? (Not for a
+                # market-data-only connection of a venue whose orders come on another one.)
+                if self._nursery is not None and ev.data.get("private") is not False:
                     self._nursery.start_soon(self._reconcile, ev.venue)
             elif ev.__class__ is Status and ev.status is StatusKind.MARKET_RESOLVED:
                 payout = ev.data.get("payout")
@@ -309,17 +312,20 @@ class LiveEngine:
     # -- running ----------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run every venue, the router and the strategies until cancelled (or `shutdown`)."""
-        async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
-            self._nursery = nursery
-            self._scope = nursery.cancel_scope
+        # A catalog keeps a nursery of its own (its background refresh) open while it is open:
+        # opened before the engine's nursery and closed after it, so the two nest.
+        async with contextlib.AsyncExitStack() as stack:
             await self._open_catalogs(stack)
-            nursery.start_soon(self.router.run, self._receive)
-            for name, live in self.venues.items():
-                await nursery.start(self._run_venue, name, live)
-            await nursery.start(self._run_strategies)
-            nursery.start_soon(self._await_ready)
-            self.started.set()
-            task_status.started()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._scope = nursery.cancel_scope
+                nursery.start_soon(self.router.run, self._receive)
+                for name, live in self.venues.items():
+                    await nursery.start(self._run_venue, name, live)
+                await nursery.start(self._run_strategies)
+                nursery.start_soon(self._await_ready)
+                self.started.set()
+                task_status.started()
 
     async def _run_strategies(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -447,6 +453,11 @@ class LiveEngine:
            sent right now): the venue is asked about it. One it never received (sent, or about to
            be, when the daemon died) is final as rejected: it is never sent again.
         """
+        lock = self._reconciling.setdefault(name, trio.Lock())
+        async with lock:  # one at a time per venue (two connections may come up together)
+            await self._reconcile_once(name)
+
+    async def _reconcile_once(self, name: str) -> None:
         client = self.venues[name].execution()
         try:
             updates: list[OrderUpdate] = await client.open_orders()
@@ -514,7 +525,13 @@ class LiveEngine:
         ours = [o for o in self.flow.tracker.orders() if o.request.venue == venue]
         if not ours:
             return
-        since = min(o.created_ns for o in ours) - 60 * 1_000_000_000
+        # From the oldest order still working, or the last catch-up (what happened to orders
+        # final since then), whichever is older; the first time, the oldest order we know. A
+        # minute of margin for clocks.
+        starts = [o.created_ns for o in ours if not o.state.is_final]
+        starts.append(self._caught_up_ns.get(venue) or min(o.created_ns for o in ours))
+        since = min(starts) - 60 * 1_000_000_000
+        asked_ns = self.clock()
         try:
             fills: list[Fill | FillReversal] = await recent(since)
         except VenueError as exc:
@@ -534,8 +551,11 @@ class LiveEngine:
                 if found.has_fill(fill.trade_id):
                     self.flow.on_private(fill)
                     reversed_ += 1
+            elif found.has_fill(fill.trade_id):
+                continue  # booked already (the usual case): not a duplicate from the venue
             elif self.flow.on_fill(fill) is not None:
                 booked += 1
+        self._caught_up_ns[venue] = asked_ns
         if booked or reversed_:
             self.log.warning("fills.caught_up", venue=venue, fills=booked, reversals=reversed_)
 

@@ -13,8 +13,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from py_clob_client_v2.clob_types import OrderBookSummary, OrderSummary
-from py_clob_client_v2.utilities import generate_orderbook_summary_hash
+from py_clob_client_v2.clob_types import OrderBookSummary, OrderSummary  # type: ignore[import-untyped]
+from py_clob_client_v2.utilities import generate_orderbook_summary_hash  # type: ignore[import-untyped]
 
 from connectors.polymarket.book import QUANTUM, LocalOrderBook, on_grid, summary_hash
 from connectors.polymarket.codec import PolymarketDecoder
@@ -141,7 +141,7 @@ def official_hash(summary: dict[str, Any]) -> str:
         last_trade_price=summary["last_trade_price"],
         hash=summary["hash"],
     )
-    return generate_orderbook_summary_hash(obs)
+    return str(generate_orderbook_summary_hash(obs))
 
 
 def summary(**over: Any) -> dict[str, Any]:

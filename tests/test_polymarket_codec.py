@@ -28,6 +28,7 @@ from engine import (
     BookUpdate,
     Decoder,
     Fill,
+    FillReversal,
     InstrumentKind,
     InstrumentRegistry,
     Liquidity,
@@ -331,7 +332,7 @@ def test_clob_market_objects_and_pages(dec: PolymarketDecoder) -> None:
 
 
 def test_rest_book_with_hash_and_market_fields(dec: PolymarketDecoder) -> None:
-    body = {
+    body: dict[str, Any] = {
         "market": NVDA,
         "asset_id": NVDA_YES,
         "timestamp": "1728799418260",
@@ -460,7 +461,12 @@ def test_trade_lifecycle_confirmed(dec: PolymarketDecoder) -> None:
         Decimal("0.5"),
         Decimal("25.0"),
     )
-    assert (fill.liquidity, fill.fee, fill.fee_currency, fill.ts_local) == (Liquidity.TAKER, 0, "pUSD", T)
+    assert (fill.liquidity, fill.fee, fill.fee_currency, fill.ts_local) == (
+        Liquidity.TAKER,
+        Decimal(0),
+        "pUSD",
+        T,
+    )
     assert (matched.status, matched.fill_reported, matched.size) == (
         TradeStatus.MATCHED,
         True,
@@ -476,16 +482,31 @@ def test_trade_lifecycle_confirmed(dec: PolymarketDecoder) -> None:
 
 
 def test_trade_that_fails_after_its_fill(dec: PolymarketDecoder) -> None:
-    dec.decode(trade_msg("MATCHED"), T)
+    fill, _ = dec.decode(trade_msg("MATCHED"), T)
     (retry,) = dec.decode(trade_msg("RETRYING"), T + 1)
     assert isinstance(retry, TradeSettlement) and retry.status is TradeStatus.RETRYING
-    (failed,) = dec.decode(trade_msg("FAILED", transaction_hash="0xdead"), T + 2)
+    reversal, failed = dec.decode(trade_msg("FAILED", transaction_hash="0xdead"), T + 2)
     assert isinstance(failed, TradeSettlement)
     assert (failed.status, failed.fill_reported, failed.transaction_hash) == (
         TradeStatus.FAILED,
         True,
         "0xdead",
     )
+    # The engine's undoing of that very fill: same trade, order, terms and fee.
+    assert isinstance(reversal, FillReversal) and isinstance(fill, Fill)
+    assert (reversal.order_id, reversal.trade_id, reversal.side, reversal.price, reversal.size) == (
+        fill.order_id,
+        fill.trade_id,
+        fill.side,
+        fill.price,
+        fill.size,
+    )
+    assert (reversal.fee, reversal.fee_currency, reversal.ts_local) == (fill.fee, fill.fee_currency, T + 2)
+    assert reversal.reason == "trade failed on chain (transaction 0xdead)"
+    assert event_to_dict(reversal)["type"] == "fill_reversal"
+    # A repeated FAILED report reverses nothing more.
+    (again,) = dec.decode(trade_msg("FAILED"), T + 3)
+    assert isinstance(again, TradeSettlement) and again.fill_reported
     assert dec.failed_fills == 1
 
 

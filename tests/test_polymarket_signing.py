@@ -14,23 +14,23 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from py_clob_client_v2.clob_types import (
+from py_clob_client_v2.clob_types import (  # type: ignore[import-untyped]
     ApiCreds,
     CreateOrderOptions,
     OrderArgsV2,
     RequestArgs,
 )
-from py_clob_client_v2.config import get_contract_config
-from py_clob_client_v2.headers.headers import create_level_1_headers, create_level_2_headers
-from py_clob_client_v2.order_builder import builder as official_builder_module
-from py_clob_client_v2.order_builder.builder import ROUNDING_CONFIG, OrderBuilder
-from py_clob_client_v2.order_builder.helpers import round_down
-from py_clob_client_v2.order_utils import ExchangeOrderBuilderV2, OrderDataV2, SignatureTypeV2
+from py_clob_client_v2.config import get_contract_config  # type: ignore[import-untyped]
+from py_clob_client_v2.headers.headers import create_level_1_headers, create_level_2_headers  # type: ignore[import-untyped]
+from py_clob_client_v2.order_builder import builder as official_builder_module  # type: ignore[import-untyped]
+from py_clob_client_v2.order_builder.builder import ROUNDING_CONFIG, OrderBuilder  # type: ignore[import-untyped]
+from py_clob_client_v2.order_builder.helpers import round_down  # type: ignore[import-untyped]
+from py_clob_client_v2.order_utils import ExchangeOrderBuilderV2, OrderDataV2, SignatureTypeV2  # type: ignore[import-untyped]
 from py_clob_client_v2.order_utils import utils as official_utils
-from py_clob_client_v2.order_utils.model.order_data_v2 import order_to_json_v2
-from py_clob_client_v2.order_utils.model.side import Side as OfficialSide
-from py_clob_client_v2.signer import Signer
-from py_clob_client_v2.signing.hmac import build_hmac_signature
+from py_clob_client_v2.order_utils.model.order_data_v2 import order_to_json_v2  # type: ignore[import-untyped]
+from py_clob_client_v2.order_utils.model.side import Side as OfficialSide  # type: ignore[import-untyped]
+from py_clob_client_v2.signer import Signer  # type: ignore[import-untyped]
+from py_clob_client_v2.signing.hmac import build_hmac_signature  # type: ignore[import-untyped]
 
 from connectors.polymarket.signing import (
     BYTES32_ZERO,
@@ -415,7 +415,12 @@ def test_check_order_rejects_with_context(inst: Instrument, price: str, size: st
 
 def test_a_rejected_order_is_never_signed() -> None:
     calls: list[int] = []
-    signer = OrderSigner(KEY, clock_ms=lambda: calls.append(1) or 1)
+
+    def clock_ms() -> int:
+        calls.append(1)
+        return 1
+
+    signer = OrderSigner(KEY, clock_ms=clock_ms)
     with pytest.raises(OrderRejected):
         signer.limit_order(outcome(), Side.BUY, Decimal("0.505"), Decimal("10"), neg_risk=False)
     assert calls == []

@@ -3,7 +3,8 @@
 Modules, as in every venue package: `codec` (frames -> events), `book` (the local book of one
 token), `instruments` (definitions, and the `Outcomes` table signing needs), `fees` (the V2 fee
 schedule), `signing` (CLOB V2 orders, L1/L2 auth headers, credentials), `generator` (synthetic
-recordings for backtests and the simulator).
+recordings for backtests and the simulator), `settings` (`[venues.polymarket]`), `stream` (the
+live market and user connections), `execution` (orders over REST), `simulator` (a local CLOB).
 """
 
 from __future__ import annotations
@@ -14,22 +15,14 @@ from typing import Any
 
 import attrs
 
-from engine import InstrumentRegistry
+from engine import AuthError, ConfigError, InstrumentRegistry
 from engine._plugins import Decoder
 
 from .fees import PolymarketFees
 from .instruments import VENUE
+from .settings import PolymarketSettings
 
 __all__ = ["PLUGIN", "PolymarketPlugin", "PolymarketSettings"]
-
-
-@attrs.frozen
-class PolymarketSettings:
-    """`[venues.polymarket]`. For now only `fees` (the `PolymarketFees` overrides); the
-    connection settings (endpoints, keepalive, reconnects) come with the live connector.
-    Credentials are never here: see `connectors.polymarket.signing.Credentials`."""
-
-    fees: dict[str, Any] = attrs.field(factory=dict)
 
 
 class PolymarketPlugin:
@@ -46,6 +39,76 @@ class PolymarketPlugin:
 
     def fee_model(self, overrides: Mapping[str, Any]) -> PolymarketFees:
         return PolymarketFees.from_config(overrides)
+
+    def live(
+        self,
+        settings: PolymarketSettings,
+        *,
+        registry: InstrumentRegistry,
+        router: Any,
+        sink: Any,
+        trading: bool,
+        environ: Mapping[str, str],
+        **options: Any,
+    ) -> Any:
+        """A `PolymarketSession` (a `LiveVenue`). Trading needs the wallet key and the API
+        credentials (from `environ`: `POLYMARKET_PRIVATE_KEY`, `POLYMARKET_API_KEY`, `_SECRET`,
+        `_PASSPHRASE`, or their `_FILE` variants); market data alone needs nothing. `options`
+        are injected (tests: `connect`, `http`, `clock`)."""
+        from .signing import Credentials
+        from .stream import PolymarketSession
+
+        credentials = None
+        if trading:
+            credentials = Credentials.from_env(environ)
+            if credentials.api is None:
+                raise AuthError(
+                    "live trading on Polymarket needs the API credentials: set POLYMARKET_API_KEY, "
+                    "POLYMARKET_API_SECRET and POLYMARKET_API_PASSPHRASE (create them once with the "
+                    "wallet key: POST /auth/api-key)",
+                    venue=VENUE,
+                )
+            if not settings.private:
+                raise ConfigError(
+                    "live trading needs the user channel: remove `private = false`",
+                    path="venues.polymarket.private",
+                )
+        else:
+            settings = attrs.evolve(settings, private=False)
+        return PolymarketSession(
+            settings, registry=registry, router=router, sink=sink, credentials=credentials, **options
+        )
+
+    async def simulate(
+        self, *, host: str, port: int, seed: int = 7, task_status: Any = None, **options: Any
+    ) -> None:
+        """Serve a local Polymarket CLOB on `host:port` until cancelled (`tradingd simulate
+        polymarket`)."""
+        import trio
+
+        from engine._simserver import serve
+
+        from .simulator import PolymarketSimulator
+
+        sim = PolymarketSimulator(seed=seed, **options)
+        await serve(sim, host=host, port=port, task_status=task_status or trio.TASK_STATUS_IGNORED)
+
+    def simulator_banner(self, binds: list[str]) -> list[str]:
+        """What `tradingd simulate polymarket` prints: where to point a config, and the demo
+        account's credentials (a well-known test key: never use it for real funds)."""
+        from .simulator import DEMO_ACCOUNT
+
+        base = binds[0].replace("http://", "")
+        api = DEMO_ACCOUNT.api
+        assert api is not None
+        return [
+            f"simulating Polymarket's CLOB on {base} (Ctrl-C stops)",
+            f'  [venues.polymarket] url = "ws://{base}/ws"  rest_url = "http://{base}"',
+            f'  [catalog] gamma_url = "http://{base}/gamma"',
+            f"  demo account: POLYMARKET_PRIVATE_KEY={DEMO_ACCOUNT.private_key}",
+            f"    POLYMARKET_API_KEY={api.key} POLYMARKET_API_SECRET={api.secret}"
+            f" POLYMARKET_API_PASSPHRASE={api.passphrase}",
+        ]
 
     def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
         from .generator import generate_sample

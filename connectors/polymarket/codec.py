@@ -32,9 +32,15 @@ trade is seen in any state but FAILED (normally MATCHED): that is when the venue
 as matched (`size_matched`) and reserves the funds, and a strategy that waited for the chain
 (seconds to minutes) would trade blind and could double its exposure. Every report of a trade,
 the first included, is also a `TradeSettlement` event carrying the status; a `FAILED` one after a
-reported fill has `fill_reported=True`: that fill did not happen and the position it made must be
-reversed (`failed_fills` counts them). Polymarket has no client order ids: the order id is the
-signed order's EIP-712 digest (`signing.py`), known before the order is sent.
+reported fill has `fill_reported=True`, and is preceded by the engine's `FillReversal` of that
+fill (once, however many FAILED reports follow; `failed_fills` counts them): the fill did not
+happen, and the engine takes it out of the order and the position. A trade first seen FAILED
+never had a fill, so it has no reversal either. Polymarket has no client order ids: the order id
+is the signed order's EIP-712 digest (`signing.py`), known before the order is sent.
+
+For reconciliation: `decode_open_orders` reads a `GET /data/orders` page (our resting orders),
+`decode_order` a `GET /data/order/{id}` answer, and `PolymarketDecoder.trade_fills` the fills in a
+`GET /data/trades` page.
 
 The error contract: a frame that cannot be decoded raises `MalformedFrame` and changes nothing,
 even a JSON array whose last event is the bad one (every event of a frame is decoded and checked
@@ -64,6 +70,7 @@ from msgspec import Meta, Struct
 from engine import (
     BookUpdate,
     Fill,
+    FillReversal,
     Instrument,
     InstrumentKind,
     InstrumentRegistry,
@@ -101,7 +108,14 @@ from .instruments import (
     with_tick_size,
 )
 
-__all__ = ["PolymarketDecoder", "TradeSettlement", "TradeStatus"]
+__all__ = [
+    "PolymarketDecoder",
+    "TradeSettlement",
+    "TradeStatus",
+    "TradesPage",
+    "decode_open_orders",
+    "decode_order",
+]
 
 _ticker: Final = positional_builder(Ticker)
 _book_update: Final = positional_builder(BookUpdate)
@@ -115,6 +129,11 @@ _GRID: Final = 1e-6  # quanta a price may miss the 0.0001 grid by (float noise),
 _SIDES: Final = {"BUY": Side.BUY, "SELL": Side.SELL}
 _MAX_TRADES: Final = 100_000  # trade ids remembered (to report each fill once); oldest forgotten first
 _CONTROL_TEXT: Final = frozenset({b"PONG", b"PING"})
+# What the decoder remembers of each (trade, order of ours): no fill reported (first seen FAILED),
+# a fill reported, or a fill reported then reversed (the trade FAILED after it).
+_NONE: Final = 0
+_REPORTED: Final = 1
+_REVERSED: Final = 2
 
 
 class TradeStatus(enum.StrEnum):
@@ -535,6 +554,15 @@ _TRADE_STATUSES: Final = {s.name: s for s in TradeStatus}
 # -- the decoder ---------------------------------------------------------------------------------
 
 
+@attrs.define
+class TradesPage:
+    """What `PolymarketDecoder.trade_fills` found in one page of our trades."""
+
+    fills: list[Fill] = attrs.field(factory=list)
+    reversals: list[FillReversal] = attrs.field(factory=list)
+    next_cursor: str = "LTE="  # §2.3: base64 "-1", after the last page
+
+
 class PolymarketDecoder:
     """Decodes one Polymarket connection's frames (market or user channel, and the REST answers
     fed to it) into engine events (the engine's `Decoder` protocol); see the module docstring.
@@ -564,8 +592,8 @@ class PolymarketDecoder:
         self.api_key = api_key
         self.verify_hashes = verify_hashes
         self._books: dict[str, LocalOrderBook] = {}
-        # (trade id, order id) -> whether a Fill was returned for it.
-        self._trades: dict[tuple[str, str], bool] = {}
+        # (trade id, order id) -> whether a Fill was returned for it (and reversed since).
+        self._trades: dict[tuple[str, str], int] = {}
         self._appliers: dict[type[Any], _Applier] = {
             _PriceChange: self._apply_price_change,
             _TickSizeChange: self._apply_tick_size,
@@ -666,6 +694,55 @@ class PolymarketDecoder:
     def books(self) -> dict[str, LocalOrderBook]:
         """Every book kept, by token id (a copy of the mapping; the books themselves are live)."""
         return dict(self._books)
+
+    def trade_fills(self, raw: bytes | str, ts_local: int) -> TradesPage:
+        """Our trades in a page of `GET /data/trades` (§2.3), for reconciliation (a reconnection,
+        a restart): a `Fill` per order of ours in each trade that is not FAILED, whether or not the
+        user channel reported it already (the engine knows a fill by its trade id), and a
+        `FillReversal` for each FAILED one unless it is known here as never filled or already
+        reversed. After a restart the decoder cannot know whether a fill of that trade was booked
+        before: the engine takes back only a fill it booked (and counts the others as unknown
+        reversals). Fills and reversals are remembered like the user channel's, so that none is
+        reported twice by the decoder and a later FAILED report reverses a fill found here.
+        Raises `MalformedFrame` for an answer that is not such a page (remembering nothing)."""
+        try:
+            page = msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise _invalid("trades page", exc) from None
+        if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+            raise _malformed('trades page: expected {"data": [...], "next_cursor": ...}')
+        reports: list[_TradeReport] = []
+        for item in page["data"]:
+            if not isinstance(item, dict):
+                raise _malformed(f"trades page: expected trade objects, got {type(item).__name__}")
+            typed = {**_normalize(item), "event_type": "trade"}
+            try:
+                trade = _decode_event(msgspec.json.encode(typed))
+            except msgspec.DecodeError as exc:
+                raise _invalid("trade", exc) from None
+            assert isinstance(trade, _UserTrade)  # the tag was set just above
+            reports.append(self._trade_report(trade))
+        trades = self._trades
+        out = TradesPage()
+        for r in reports:
+            failed = r.status is TradeStatus.FAILED
+            for fill, settlement in r.parts:
+                key = (r.trade_id, fill.order_id or "")
+                known = trades.get(key)
+                if known is None and len(trades) >= _MAX_TRADES:
+                    del trades[next(iter(trades))]
+                if failed:
+                    if known is None or known == _REPORTED:
+                        trades[key] = _REVERSED
+                        self.failed_fills += 1
+                        out.reversals.append(_reversal(fill, settlement, ts_local))
+                elif known is None or known == _REPORTED:
+                    trades[key] = _REPORTED
+                    out.fills.append(attrs.evolve(fill, ts_local=ts_local))
+                # else: the user channel said FAILED (terminal): this page is older
+        cursor = page.get("next_cursor")
+        out.next_cursor = cursor if isinstance(cursor, str) and cursor else "LTE="
+        return out
 
     # ---------------------------------------------------------------------- decoding, checking
 
@@ -1219,7 +1296,8 @@ class PolymarketDecoder:
         return _TradeReport(t.id, status, parts)
 
     def _apply_trade(self, r: _TradeReport, ts_local: int) -> list[MarketEvent]:
-        """The fill at the first report that is not FAILED, a settlement at every report."""
+        """The fill at the first report that is not FAILED, a settlement at every report, and a
+        `FillReversal` (before the settlement) the first time a reported fill's trade FAILED."""
         trades = self._trades
         events: list[MarketEvent] = []
         for fill, settlement in r.parts:
@@ -1228,13 +1306,135 @@ class PolymarketDecoder:
             if reported is None:
                 if len(trades) >= _MAX_TRADES:
                     del trades[next(iter(trades))]
-                reported = trades[key] = r.status is not TradeStatus.FAILED
-                if reported:
+                reported = trades[key] = _NONE if r.status is TradeStatus.FAILED else _REPORTED
+                if reported == _REPORTED:
                     events.append(attrs.evolve(fill, ts_local=ts_local))
-            elif r.status is TradeStatus.FAILED and reported:
+            elif r.status is TradeStatus.FAILED and reported == _REPORTED:
+                # The fill we reported did not happen: take it back (once, however many
+                # FAILED reports follow).
                 self.failed_fills += 1
-            events.append(attrs.evolve(settlement, ts_local=ts_local, fill_reported=reported))
+                reported = trades[key] = _REVERSED
+                events.append(_reversal(fill, settlement, ts_local))
+            events.append(attrs.evolve(settlement, ts_local=ts_local, fill_reported=reported != _NONE))
         return events
+
+
+def _reversal(fill: Fill, settlement: TradeSettlement, ts_local: int) -> FillReversal:
+    """The engine's undoing of `fill`, whose trade ended FAILED on chain (§2.2)."""
+    tx = settlement.transaction_hash
+    return FillReversal(
+        venue=VENUE,
+        instrument=fill.instrument,
+        ts_exchange=settlement.ts_exchange,
+        ts_local=ts_local,
+        order_id=fill.order_id,
+        client_order_id=None,
+        strategy=None,
+        trade_id=fill.trade_id,
+        side=fill.side,
+        price=fill.price,
+        size=fill.size,
+        fee=fill.fee,
+        fee_currency=fill.fee_currency,
+        reason="trade failed on chain" + (f" (transaction {tx})" if tx else ""),
+    )
+
+
+class _OpenOrder(Struct):
+    """One of our resting orders as `GET /data/orders` lists it (§2.3)."""
+
+    id: str
+    asset_id: str
+    side: BookSide
+    price: Number
+    original_size: Number
+    size_matched: Number = "0"
+    status: str = "LIVE"
+    market: str = ""
+    order_type: str = ""
+    created_at: int | str | None = None
+
+
+class _OrdersPage(Struct):
+    data: list[_OpenOrder]
+    next_cursor: str = "LTE="
+
+
+_decode_orders_page: Final = msgspec.json.Decoder(_OrdersPage, strict=False).decode
+_decode_one_order: Final = msgspec.json.Decoder(_OpenOrder | None, strict=False).decode
+
+
+def _open_order_update(o: _OpenOrder, ts_local: int) -> OrderUpdate:
+    """One order object of `GET /data/orders` or `GET /data/order/{id}` as its state."""
+    created = o.created_at
+    ts = (
+        _ns(int(created))
+        if isinstance(created, int) or (isinstance(created, str) and created.isdigit())
+        else None
+    )
+    asset = o.asset_id
+    size = _dec(o.original_size, "order original_size", asset)
+    matched = _dec(o.size_matched, "order size_matched", asset)
+    status = o.status.upper()
+    reason: str | None = None
+    if status.startswith("CANCELED") or status == "INVALID":
+        state = OrderState.CANCELLED
+        if status.startswith("CANCELED_"):
+            reason = o.status[len("CANCELED_") :].strip() or "cancelled"
+        else:
+            reason = "cancelled by the venue: INVALID" if status == "INVALID" else "cancelled"
+    elif size > 0 and matched >= size:
+        state = OrderState.FILLED
+    elif status == "MATCHED":
+        # No longer LIVE, yet not all matched: an immediate order whose remainder was killed (a
+        # resting order partly matched stays LIVE).
+        state = OrderState.CANCELLED
+        reason = "unmatched remainder cancelled"
+    elif matched > 0:
+        state = OrderState.PARTIALLY_FILLED
+    else:
+        state = OrderState.OPEN
+        if status and status != "LIVE":
+            reason = status.lower()  # "delayed", "unmatched": accepted, with a remark
+    return OrderUpdate(
+        venue=VENUE,
+        instrument=asset,
+        ts_exchange=ts,
+        ts_local=ts_local,
+        order_id=o.id,
+        client_order_id=None,
+        strategy=None,
+        status=state,
+        side=_SIDES[o.side],
+        price=_dec(o.price, "order price", asset),
+        size=size,
+        filled_size=matched,
+        avg_fill_price=None,
+        reason=reason,
+    )
+
+
+def decode_open_orders(raw: bytes | str, ts_local: int) -> tuple[list[OrderUpdate], str]:
+    """A page of `GET /data/orders` (§2.3) as the orders' states, and the next cursor ("LTE="
+    after the last page). Raises `MalformedFrame` for an answer that is not such a page."""
+    try:
+        page = _decode_orders_page(raw)
+    except msgspec.DecodeError as exc:
+        raise _invalid("open orders", exc) from None
+    return [_open_order_update(o, ts_local) for o in page.data], page.next_cursor
+
+
+def decode_order(raw: bytes | str, ts_local: int) -> OrderUpdate | None:
+    """A `GET /data/order/{id}` answer (§2.3) as the order's state; None when the venue answered
+    nothing (an empty body or `null`: it answers so for an order it no longer holds, e.g. one that
+    matched in full, py-clob-client issue #217 [T]). Raises `MalformedFrame` otherwise."""
+    if not raw or not raw.strip() or raw.strip() in (b"{}", "{}", b'""', '""'):
+        return None
+    try:
+        order = _decode_one_order(raw)
+    except msgspec.DecodeError as exc:
+        raise _invalid("order", exc) from None
+    return None if order is None else _open_order_update(order, ts_local)
 
 
 def _is_control_text(frame: bytes | bytearray | memoryview | str) -> bool:

@@ -42,6 +42,7 @@ import coincurve
 import orjson
 from eth_account import Account
 from eth_hash.auto import keccak
+from eth_utils.address import to_checksum_address
 
 from engine import AuthError, Instrument, OrderRejected, Side, TimeInForce
 from engine._logging import register_secret
@@ -69,14 +70,17 @@ __all__ = [
     "cancel_market_body",
     "cancel_orders_body",
     "check_order",
+    "clob_auth_digest",
     "hmac_signature",
     "l1_headers",
     "l2_headers",
     "market_order_amounts",
     "order_amounts",
     "order_body",
+    "order_digest",
     "order_type_for",
     "orders_body",
+    "recover_signer",
 ]
 
 POLYGON: Final = 137
@@ -539,15 +543,66 @@ class OrderSigner:
 
     def clob_auth_signature(self, *, timestamp: int, nonce: int = 0) -> str:
         """The L1 `ClobAuth` EIP-712 signature (§2.4): the key's address attests it controls it."""
-        domain = keccak(_AUTH_DOMAIN_TYPEHASH + _AUTH_NAME + _AUTH_VERSION + _uint(self.chain_id))
-        contents = keccak(
-            _AUTH_TYPEHASH
-            + _address(self.address)
-            + keccak(str(timestamp).encode())
-            + _uint(nonce)
-            + _AUTH_MESSAGE
+        return (
+            "0x"
+            + _sign_digest(self._key, clob_auth_digest(self.address, timestamp, nonce, self.chain_id)).hex()
         )
-        return "0x" + _sign_digest(self._key, keccak(b"\x19\x01" + domain + contents)).hex()
+
+
+# -- verification (the simulator's side of the venue) ----------------------------------------
+
+
+def clob_auth_digest(address: str, timestamp: int | str, nonce: int, chain_id: int) -> bytes:
+    """The EIP-712 digest of a `ClobAuth` message (§2.4)."""
+    domain = keccak(_AUTH_DOMAIN_TYPEHASH + _AUTH_NAME + _AUTH_VERSION + _uint(chain_id))
+    contents = keccak(
+        _AUTH_TYPEHASH + _address(address) + keccak(str(timestamp).encode()) + _uint(nonce) + _AUTH_MESSAGE
+    )
+    return keccak(b"\x19\x01" + domain + contents)
+
+
+def order_digest(order: Mapping[str, Any], *, chain_id: int, neg_risk: bool) -> bytes:
+    """The EIP-712 digest of a V2 order in its POST /order JSON form (`SignedOrder.to_json`),
+    for the exchange of a neg-risk market or not: what the venue verifies the signature
+    against, and the order's id. Raises ValueError/KeyError/TypeError for a malformed order."""
+    side = order["side"]
+    side_code = {"BUY": 0, "SELL": 1, 0: 0, 1: 1}.get(side)
+    if side_code is None:
+        raise ValueError(f"side must be BUY or SELL, got {side!r}")
+    contents = keccak(
+        _ORDER_TYPEHASH
+        + _uint(int(order["salt"]))
+        + _address(str(order["maker"]))
+        + _address(str(order["signer"]))
+        + _uint(int(order["tokenId"]))
+        + _uint(int(order["makerAmount"]))
+        + _uint(int(order["takerAmount"]))
+        + _uint(side_code)
+        + _uint(int(order["signatureType"]))
+        + _uint(int(order["timestamp"]))
+        + _bytes32(str(order.get("metadata") or BYTES32_ZERO))
+        + _bytes32(str(order.get("builder") or BYTES32_ZERO))
+    )
+    domain = _domain_separator(chain_id, NEG_RISK_EXCHANGE_V2 if neg_risk else EXCHANGE_V2)
+    return keccak(b"\x19\x01" + domain + contents)
+
+
+def recover_signer(digest: bytes, signature: str) -> str:
+    """The address whose key made `signature` (65 bytes, r || s || v with v 27/28) over
+    `digest`, checksummed. Raises ValueError for a signature that recovers nothing."""
+    try:
+        raw = bytes.fromhex(signature.removeprefix("0x"))
+    except ValueError:
+        raise ValueError("the signature is not hex") from None
+    if len(raw) != 65 or raw[64] not in (27, 28):
+        raise ValueError("the signature must be 65 bytes ending in v = 27 or 28")
+    try:
+        public = coincurve.PublicKey.from_signature_and_message(
+            raw[:64] + bytes([raw[64] - 27]), digest, hasher=None
+        )
+    except Exception as exc:  # coincurve raises plain Exception for an invalid signature
+        raise ValueError(f"the signature recovers no key ({exc})") from None
+    return to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:])
 
 
 def l1_headers(signer: OrderSigner, *, timestamp: int, nonce: int = 0) -> dict[str, str]:

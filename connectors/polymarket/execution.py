@@ -1,0 +1,709 @@
+"""Polymarket execution: signed CLOB V2 orders over REST (VENUES.md §2.3-§2.6).
+
+Two parts:
+
+- `ClobRest`, the one place httpx is used (one `AsyncClient` per session: HTTP/1.1 keep-alive,
+  the settings' timeout). Every authenticated call carries the L2 headers, an HMAC over the exact
+  bytes sent (§2.4). Failures are typed: nothing sent (could not connect) is `VenueUnavailable`;
+  sent but no answer (timeout, connection lost) is `VenueError` with the outcome unknown; a 429 is
+  `RateLimited`; a 401 is `AuthError` (`Unauthorized/Invalid api key`); other 4xx are the
+  venue's refusal (`OrderRejected` for order requests, which are then known not to be placed);
+  5xx is `VenueError` (outcome unknown: an order is never sent again).
+- `PolymarketExecution`, the engine's `ExecutionClient`. An order is validated against its
+  token (tick, price range, minimum size, 2-decimal sizes; `signing.check_order`) and signed in
+  `prepare` (the gateway registers the order id, the EIP-712 digest, before the order leaves, so
+  a user-channel report that outruns the REST answer is matched), then posted by `place`.
+
+Time in force (engine -> Polymarket `orderType`): GTC -> GTC, GTD -> GTD, IOC -> FAK, FOK -> FOK.
+A GTD order's `expiration` is the engine's `expire_at_ns` plus the venue's one-minute security
+threshold (the venue expires GTD orders a minute before their stated expiration), and must be at
+least three minutes ahead (the venue refuses sooner ones). Market orders do not exist on the
+CLOB: an engine market order is a FAK (or FOK, when asked) limit order at the worst price the
+venue accepts (1 - tick to buy, tick to sell). Refused before signing: post-only with FAK/FOK
+(the venue refuses it, `INVALID_POST_ONLY_ORDER_TYPE`), a market GTD order, and a reduce-only
+buy (there are no short positions to reduce; a reduce-only sell is what every sell is). There is
+no amendment: `edit` raises `OrderRejected` (cancel and place again).
+
+Reconciliation (the engine's, after each (re)subscription and so after a restart): `open_orders`
+(`GET /data/orders`), `order_status` (`GET /data/order/{id}`, or the order's trades when the venue
+no longer holds it), `recent_fills` (`GET /data/trades?after=`; a trade found FAILED, whose fill
+may have been booked, is taken back with a `FillReversal` through `report`), `cancel_by_order_id`
+(a foreign order, `DELETE /order`).
+
+Answers: `POST /order` success with status `live` is an open order; `matched` waits up to
+`fill_wait_s` for the user channel's fills of what matched, so that the strategy sees the fills
+before the order's final state, then reports filled, partially filled (the rest rests), or, for
+FAK, cancelled with what filled; `delayed` / `unmatched` are open with that remark. The fills
+themselves only ever come from the user channel (`codec.py`).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Final
+
+import attrs
+import httpx
+import msgspec
+import structlog
+import trio
+
+from engine import (
+    AuthError,
+    Fill,
+    InstrumentRegistry,
+    MalformedFrame,
+    Order,
+    OrderRejected,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    RateLimited,
+    Side,
+    TimeInForce,
+    VenueError,
+    VenueUnavailable,
+)
+from engine._ratelimit import CreditBucket
+
+from .codec import PolymarketDecoder, decode_open_orders, decode_order
+from .instruments import VENUE, Outcome, Outcomes
+from .signing import (
+    ApiCredentials,
+    OrderSigner,
+    OrderType,
+    SignedOrder,
+    cancel_body,
+    cancel_market_body,
+    l2_headers,
+    order_body,
+    order_type_for,
+)
+
+__all__ = ["ClobRest", "FillWatch", "PolymarketExecution", "map_http_error"]
+
+_INITIAL_CURSOR: Final = "MA=="  # §2.3: base64 "0"
+_END_CURSOR: Final = "LTE="  # base64 "-1"
+_MAX_PAGES: Final = 1000
+_GTD_THRESHOLD_S: Final = 60  # the venue expires GTD orders a minute before `expiration`
+_GTD_MIN_AHEAD_S: Final = 180  # and refuses an `expiration` less than three minutes ahead
+_TRADES_MARGIN_S: Final = 60  # an order's trades are looked for from this long before it was made
+_ERROR_CODE: Final = re.compile(r"^[A-Z][A-Z0-9_]+$")  # `INVALID_ORDER_MIN_SIZE`, ... (§2.3)
+_IMMEDIATE: Final = frozenset({OrderType.FOK, OrderType.FAK})
+
+
+def _text(body: bytes) -> str:
+    """The venue's error message in an answer: `{"error": ...}`, `errorMsg`, or the raw text."""
+    try:
+        obj = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body[:200].decode("utf-8", "replace").strip()
+    if isinstance(obj, dict):
+        for key in ("error", "errorMsg", "message"):
+            value = obj.get(key)
+            if value:
+                return value if isinstance(value, str) else msgspec.json.encode(value).decode()
+    return body[:200].decode("utf-8", "replace").strip()
+
+
+def map_http_error(
+    status: int, body: bytes, *, what: str, order: bool = False, instrument: str | None = None
+) -> VenueError:
+    """A non-200 answer as the typed exception callers catch (module docstring). `order`: the
+    request asked for an order change, so a refusal is `OrderRejected` (known not done)."""
+    message = _text(body)
+    detail = f"{what}: HTTP {status}: {message}"
+    if status == 429:
+        return RateLimited(detail, venue=VENUE, instrument=instrument, code=429, venue_message=message)
+    if order and 400 <= status < 500:
+        return OrderRejected(detail, venue=VENUE, instrument=instrument, code=status, venue_message=message)
+    if status in (401, 403):
+        return AuthError(detail, venue=VENUE, instrument=instrument, code=status, venue_message=message)
+    return VenueError(
+        detail + ("; outcome unknown" if status >= 500 else ""),
+        venue=VENUE,
+        instrument=instrument,
+        code=status,
+        venue_message=message,
+    )
+
+
+class ClobRest:
+    """The CLOB's REST API (module docstring). `api` and `address` (the signer's EOA) make the L2
+    headers; without them only public calls can be made. `client` is injected in tests (an
+    `httpx.AsyncClient` on an ASGI or mock transport); otherwise one is made for `base_url`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api: ApiCredentials | None = None,
+        address: str | None = None,
+        timeout_s: float = 10.0,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api = api
+        self.address = address
+        self._owned = client is None
+        self.client = client or httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout_s),
+            headers={"Accept": "application/json", "User-Agent": "tradingd"},
+        )
+        self.clock = clock
+        self.requests = 0
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self.client.aclose()
+
+    @property
+    def authenticated(self) -> bool:
+        return self.api is not None and self.address is not None
+
+    def headers(self, method: str, path: str, body: bytes | None) -> dict[str, str]:
+        """The L2 headers of one request (§2.4): HMAC over `timestamp + METHOD + path + body`."""
+        if self.api is None or self.address is None:
+            raise AuthError(f"{method} {path}: needs the API credentials (L2)", venue=VENUE)
+        return l2_headers(
+            self.api,
+            self.address,
+            method=method,
+            path=path,
+            body=body,
+            timestamp=self.clock() // 1_000_000_000,
+        )
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        auth: bool = False,
+        order: bool = False,
+        instrument: str | None = None,
+    ) -> bytes:
+        """One request; the raw JSON of a 200 answer. Raises as the module docstring says."""
+        what = f"{method} {path}"
+        headers = self.headers(method, path, body) if auth else {}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        self.requests += 1
+        try:
+            response = await self.client.request(
+                method, self.base_url + path, params=params, content=body, headers=headers
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise VenueUnavailable(
+                f"{what}: cannot reach the venue ({type(exc).__name__}); nothing was sent",
+                venue=VENUE,
+                instrument=instrument,
+            ) from None
+        except httpx.TimeoutException as exc:
+            raise VenueError(
+                f"{what}: no answer in time ({type(exc).__name__}); outcome unknown",
+                venue=VENUE,
+                instrument=instrument,
+                code="timeout",
+            ) from None
+        except httpx.HTTPError as exc:
+            raise VenueError(
+                f"{what}: connection lost ({type(exc).__name__}: {exc}); outcome unknown",
+                venue=VENUE,
+                instrument=instrument,
+                code="lost",
+            ) from None
+        if response.status_code != 200:
+            raise map_http_error(
+                response.status_code, response.content, what=what, order=order, instrument=instrument
+            )
+        return response.content
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+class _OrderAnswer(msgspec.Struct):
+    """`POST /order` (§2.3; fields beyond `success`/`orderID`/`errorMsg` are [U])."""
+
+    success: bool = False
+    orderID: str | None = None  # the venue's field names
+    errorMsg: str | None = None
+    status: str | None = None
+    makingAmount: str | float | None = None
+    takingAmount: str | float | None = None
+
+
+class _CancelAnswer(msgspec.Struct):
+    canceled: list[str] = []
+    not_canceled: dict[str, str] = {}
+
+
+class _NegRisk(msgspec.Struct):
+    neg_risk: bool
+
+
+_decode_order_answer: Final = msgspec.json.Decoder(_OrderAnswer, strict=False).decode
+_decode_cancel_answer: Final = msgspec.json.Decoder(_CancelAnswer, strict=False).decode
+_decode_neg_risk: Final = msgspec.json.Decoder(_NegRisk).decode
+
+
+def _amount(v: str | float | None) -> Decimal | None:
+    if v is None or v == "":
+        return None
+    try:
+        d = Decimal(repr(v)) if isinstance(v, float) else Decimal(v)
+    except InvalidOperation:
+        return None
+    return d if d.is_finite() and d >= 0 else None
+
+
+class FillWatch:
+    """How much of each of our orders the user channel has reported filled, so that a `place`
+    whose answer says "matched" can wait for those fills. Remembers the last `capacity` orders."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._filled: collections.OrderedDict[str, Decimal] = collections.OrderedDict()
+        self._capacity = capacity
+        self._changed = trio.Event()
+
+    def observe(self, events: Sequence[PrivateEvent]) -> None:
+        changed = False
+        for ev in events:
+            if isinstance(ev, Fill) and ev.order_id:
+                self._filled[ev.order_id] = self._filled.get(ev.order_id, Decimal(0)) + ev.size
+                self._filled.move_to_end(ev.order_id)
+                changed = True
+        while len(self._filled) > self._capacity:
+            self._filled.popitem(last=False)
+        if changed:
+            self._changed.set()
+            self._changed = trio.Event()
+
+    def filled(self, order_id: str) -> Decimal:
+        return self._filled.get(order_id, Decimal(0))
+
+    async def wait(self, order_id: str, size: Decimal, within_s: float) -> Decimal:
+        """Wait until `size` of `order_id` has been reported filled, or `within_s`; returns what
+        was."""
+        with trio.move_on_after(within_s):
+            while self.filled(order_id) < size:
+                await self._changed.wait()
+        return self.filled(order_id)
+
+
+@attrs.frozen
+class _Prepared:
+    signed: SignedOrder
+    order_type: OrderType
+    post_only: bool
+
+
+class PolymarketExecution:
+    """The `ExecutionClient` of Polymarket (module docstring). `signer` signs orders, `rest`
+    (authenticated) sends them, `outcomes` says which exchange a token's orders are for
+    (`neg_risk`), `fills` sees the user channel's fills."""
+
+    venue = VENUE
+
+    def __init__(
+        self,
+        rest: ClobRest,
+        signer: OrderSigner,
+        registry: InstrumentRegistry,
+        outcomes: Outcomes,
+        *,
+        fills: FillWatch | None = None,
+        decoder: PolymarketDecoder | None = None,
+        report: Callable[[list[PrivateEvent]], None] | None = None,
+        order_rate: float = 50.0,
+        order_burst: float = 100.0,
+        fill_wait_s: float = 2.0,
+        clock: Callable[[], int] = time.time_ns,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        if rest.api is None:
+            raise AuthError("trading needs the API credentials (POLYMARKET_API_KEY...)", venue=VENUE)
+        self.rest = rest
+        self.api: ApiCredentials = rest.api
+        self.signer = signer
+        self.registry = registry
+        self.outcomes = outcomes
+        self.fills = fills or FillWatch()
+        # Reads our trades (`recent_fills`): the session's decoder, so that a fill found there and
+        # later FAILED on chain is reversed like one the user channel reported.
+        self.decoder = decoder or PolymarketDecoder(registry, outcomes, api_key=self.api.key)
+        self.report = report  # private events found while reconciling (the engine's order tracker)
+        self.fill_wait_s = fill_wait_s
+        self.clock = clock
+        self.log = (log or structlog.get_logger("tradingd.polymarket")).bind(venue=VENUE)
+        self._bucket = CreditBucket(order_burst, order_rate)
+        self._prepared: dict[str, _Prepared] = {}
+
+    # -- signing -------------------------------------------------------------------------------
+    def _reject(self, order: Order, reason: str) -> OrderRejected:
+        return OrderRejected(
+            reason, venue=VENUE, instrument=order.request.instrument, client_order_id=order.client_order_id
+        )
+
+    def _sign(self, order: Order, neg_risk: bool) -> _Prepared:
+        """Validate and sign an order (raises `OrderRejected` before signing anything wrong)."""
+        req = order.request
+        cid = order.client_order_id
+        inst = self.registry.require(VENUE, req.instrument, client_order_id=cid)
+        order_type = order_type_for(req.time_in_force)
+        price = req.price
+        if req.is_market:
+            if req.time_in_force is TimeInForce.GTD:
+                raise self._reject(order, "a market order cannot be GTD (it never rests)")
+            if order_type is not OrderType.FOK:
+                order_type = OrderType.FAK
+            tick = inst.tick_size
+            price = Decimal(1) - tick if req.side is Side.BUY else tick
+        assert price is not None
+        if req.post_only and order_type in _IMMEDIATE:
+            raise self._reject(
+                order, "post-only orders must be GTC or GTD (the venue refuses post-only FAK/FOK)"
+            )
+        if req.reduce_only and req.side is Side.BUY:
+            raise self._reject(
+                order, "Polymarket has no reduce-only orders, and a buy cannot reduce a position there"
+            )
+        expiration = 0
+        if order_type is OrderType.GTD:
+            assert req.expire_at_ns is not None, "OrderRequest makes sure"
+            expiration = math.ceil(req.expire_at_ns / 1_000_000_000) + _GTD_THRESHOLD_S
+            now_s = self.clock() // 1_000_000_000
+            if expiration < now_s + _GTD_MIN_AHEAD_S:
+                raise self._reject(
+                    order,
+                    f"a GTD order must expire at least {_GTD_MIN_AHEAD_S - _GTD_THRESHOLD_S} s ahead "
+                    "(the venue's minimum lifetime)",
+                )
+        try:
+            signed = self.signer.limit_order(
+                inst, req.side, price, req.size, neg_risk=neg_risk, expiration=expiration, client_order_id=cid
+            )
+        except ValueError as exc:  # amounts the signer cannot make exact (check_order let it by)
+            raise self._reject(order, f"cannot sign: {exc}") from None
+        return _Prepared(signed, order_type, req.post_only)
+
+    def prepare(self, order: Order) -> str | None:
+        """Validate and sign `order` now; its id (the EIP-712 digest) for the gateway to register
+        before `place` sends it. None when the token's exchange is not known yet (`place` asks the
+        venue, then signs)."""
+        outcome = self.outcomes.get(order.request.instrument)
+        if outcome is None or outcome.neg_risk is None:
+            return None
+        prepared = self._sign(order, outcome.neg_risk)
+        self._prepared[order.client_order_id] = prepared
+        return prepared.signed.order_id
+
+    async def _neg_risk(self, token: str) -> bool:
+        """Whether `token` trades on the neg-risk exchange: known, or `GET /neg-risk` (§2.3)."""
+        outcome = self.outcomes.get(token)
+        if outcome is not None and outcome.neg_risk is not None:
+            return outcome.neg_risk
+        raw = await self.rest.call("GET", "/neg-risk", params={"token_id": token}, instrument=token)
+        try:
+            neg_risk = _decode_neg_risk(raw).neg_risk
+        except msgspec.DecodeError as exc:
+            raise VenueError(
+                f"GET /neg-risk: unreadable answer ({exc})", venue=VENUE, instrument=token
+            ) from None
+        inst = self.registry.get(VENUE, token)
+        known = outcome or Outcome(token, "" if inst is None else inst.base)
+        self.outcomes.add(attrs.evolve(known, neg_risk=neg_risk))
+        return neg_risk
+
+    # -- ExecutionClient -----------------------------------------------------------------------
+    async def place(self, order: Order) -> Sequence[PrivateEvent]:
+        prepared = self._prepared.pop(order.client_order_id, None)
+        if prepared is None:
+            token = order.request.instrument
+            self.registry.require(VENUE, token, client_order_id=order.client_order_id)
+            try:
+                neg_risk = await self._neg_risk(token)
+            except VenueError as exc:  # the order itself was not sent: refused, and final
+                raise self._reject(order, f"cannot tell which exchange the token trades on: {exc}") from None
+            prepared = self._sign(order, neg_risk)
+        body = order_body(
+            prepared.signed, owner=self.api.key, order_type=prepared.order_type, post_only=prepared.post_only
+        )
+        await self._bucket.acquire()
+        raw = await self.rest.call(
+            "POST", "/order", body=body, auth=True, order=True, instrument=order.request.instrument
+        )
+        try:
+            answer = _decode_order_answer(raw)
+        except msgspec.DecodeError as exc:
+            # Sent and answered, but the answer is unreadable: the outcome is unknown.
+            raise VenueError(
+                f"POST /order: unreadable answer ({exc})", venue=VENUE, code="malformed"
+            ) from None
+        if not answer.success:
+            message = answer.errorMsg or "refused without a message"
+            raise OrderRejected(
+                f"POST /order refused: {message}",
+                venue=VENUE,
+                instrument=order.request.instrument,
+                client_order_id=order.client_order_id,
+                code=message if _ERROR_CODE.match(message) else "refused",
+                venue_message=message,
+            )
+        return await self._accepted(order, prepared, answer)
+
+    async def _accepted(self, order: Order, prepared: _Prepared, answer: _OrderAnswer) -> list[PrivateEvent]:
+        """The order's state from a successful `POST /order` answer (module docstring)."""
+        signed = prepared.signed
+        order_id = answer.orderID or signed.order_id
+        if order_id.lower() != signed.order_id.lower():
+            self.log.warning("order.id_mismatch", expected=signed.order_id, venue_id=order_id)
+        status = (answer.status or "live").lower()
+        size = order.request.size
+        # What matched at once, in shares: a buy takes shares, a sell gives them (§2.5).
+        shares = answer.takingAmount if signed.side is Side.BUY else answer.makingAmount
+        matched = _amount(shares)
+        if matched is None and status == "matched" and prepared.order_type is OrderType.FOK:
+            matched = size  # a FOK that matched matched all of it
+        reason: str | None = None
+        filled = self.fills.filled(order_id)
+        if status == "matched":
+            want = matched if matched is not None else size
+            filled = await self.fills.wait(order_id, min(want, size), self.fill_wait_s)
+        elif status != "live":
+            reason = status  # "delayed", "unmatched": accepted, with a remark
+        done = max(filled, matched or Decimal(0))
+        if done >= size:
+            state = OrderState.FILLED
+        elif prepared.order_type in _IMMEDIATE and status == "matched":
+            state = OrderState.CANCELLED  # the venue killed what did not match at once
+            reason = f"{prepared.order_type.value}: unmatched remainder cancelled"
+        elif done > 0:
+            state = OrderState.PARTIALLY_FILLED
+        else:
+            state = OrderState.OPEN
+        req = order.request
+        return [
+            OrderUpdate(
+                venue=VENUE,
+                instrument=req.instrument,
+                ts_exchange=None,
+                ts_local=self.clock(),
+                order_id=order_id,
+                client_order_id=order.client_order_id,
+                strategy=order.strategy,
+                status=state,
+                side=req.side,
+                price=req.price,
+                size=size,
+                filled_size=min(done, size),
+                avg_fill_price=None,
+                reason=reason,
+            )
+        ]
+
+    async def edit(
+        self, order: Order, *, price: Decimal | None, size: Decimal | None
+    ) -> Sequence[PrivateEvent]:
+        raise self._reject(order, "Polymarket has no order amendment: cancel the order and place a new one")
+
+    async def cancel(self, order: Order) -> Sequence[PrivateEvent]:
+        """`DELETE /order` (§2.3): the order cancelled, or `OrderRejected` with the venue's
+        reason (`already canceled or matched`: its fills come through the user channel)."""
+        order_id = order.order_id
+        if order_id is None:
+            raise self._reject(order, "the order has no venue id yet: nothing to cancel")
+        req = order.request
+        await self._cancel_one(order_id, req.instrument, order.client_order_id)
+        return [
+            OrderUpdate(
+                venue=VENUE,
+                instrument=req.instrument,
+                ts_exchange=None,
+                ts_local=self.clock(),
+                order_id=order_id,
+                client_order_id=order.client_order_id,
+                strategy=order.strategy,
+                status=OrderState.CANCELLED,
+                side=req.side,
+                price=order.price,
+                size=order.size,
+                filled_size=order.filled_size,
+                avg_fill_price=order.avg_fill_price,
+                reason="cancelled",
+            )
+        ]
+
+    async def _cancel_one(self, order_id: str, instrument: str, client_order_id: str | None = None) -> None:
+        """`DELETE /order` (§2.3); `OrderRejected` with the venue's reason when the answer does
+        not list the order as cancelled."""
+        raw = await self.rest.call(
+            "DELETE", "/order", body=cancel_body(order_id), auth=True, order=True, instrument=instrument
+        )
+        try:
+            answer = _decode_cancel_answer(raw)
+        except msgspec.DecodeError as exc:
+            raise VenueError(
+                f"DELETE /order: unreadable answer ({exc})", venue=VENUE, code="malformed"
+            ) from None
+        if order_id.lower() in (c.lower() for c in answer.canceled):
+            return
+        refused = answer.not_canceled
+        why = refused.get(order_id) or next(iter(refused.values()), "not cancelled")
+        raise OrderRejected(
+            f"cancel refused: {why}",
+            venue=VENUE,
+            instrument=instrument,
+            client_order_id=client_order_id,
+            code="not_canceled",
+            venue_message=why,
+        )
+
+    async def cancel_all(self, instrument: str | None = None) -> int:
+        """Cancel every open order (`DELETE /cancel-all`), or those of one token
+        (`DELETE /cancel-market-orders`); returns how many the venue cancelled."""
+        if instrument is None:
+            raw = await self.rest.call("DELETE", "/cancel-all", auth=True, order=True)
+        else:
+            raw = await self.rest.call(
+                "DELETE",
+                "/cancel-market-orders",
+                body=cancel_market_body(asset_id=instrument),
+                auth=True,
+                order=True,
+                instrument=instrument,
+            )
+        try:
+            return len(_decode_cancel_answer(raw).canceled)
+        except msgspec.DecodeError as exc:
+            raise VenueError(
+                f"cancel all: unreadable answer ({exc})", venue=VENUE, code="malformed"
+            ) from None
+
+    async def open_orders(self) -> list[OrderUpdate]:
+        """Every resting order of the account (`GET /data/orders`, every page)."""
+        out: list[OrderUpdate] = []
+        cursor = _INITIAL_CURSOR
+        for _ in range(_MAX_PAGES):
+            raw = await self.rest.call("GET", "/data/orders", params={"next_cursor": cursor}, auth=True)
+            try:
+                page, cursor = decode_open_orders(raw, self.clock())
+            except MalformedFrame as exc:
+                raise VenueError(f"open orders: unreadable answer ({exc})", venue=VENUE) from None
+            out.extend(page)
+            if not cursor or cursor == _END_CURSOR:
+                return out
+        raise VenueError(f"open orders: more than {_MAX_PAGES} pages", venue=VENUE)
+
+    # -- reconciliation (after a reconnect or a restart) ----------------------------------------
+    async def order_status(self, order: Order) -> list[PrivateEvent]:
+        """The venue's current report of one of our orders (`GET /data/order/{id}`, §2.3).
+
+        The venue answers nothing for an order it no longer holds (one that matched in full, or
+        was cancelled; py-clob-client issue #217 [T]): the order's trades then tell (`GET
+        /data/trades` of its token since shortly before it was made), returned as its fills
+        followed by its final state: filled; cancelled with what filled; with no trade at all,
+        rejected if the venue never acknowledged it (it never arrived: not sent again), else
+        cancelled while we were away. Raises `VenueError` for an order whose id was never known
+        (signed in `place` after `prepare` could not, and its answer lost): Polymarket has no
+        client order ids to look it up by."""
+        order_id = order.order_id
+        req = order.request
+        if order_id is None:
+            raise VenueError(
+                f"{order.client_order_id}: the order's venue id was never known (its answer was "
+                "lost): it cannot be looked up; see the venue's open orders and trades",
+                venue=VENUE,
+                instrument=req.instrument,
+                code="unidentifiable",
+            )
+        try:
+            raw = await self.rest.call("GET", f"/data/order/{order_id}", auth=True, instrument=req.instrument)
+        except VenueError as exc:
+            if exc.code != 404:
+                raise
+            raw = b""  # not found: as an empty answer
+        try:
+            update = decode_order(raw, self.clock())
+        except MalformedFrame as exc:
+            raise VenueError(f"order state: unreadable answer ({exc})", venue=VENUE) from None
+        if update is not None:
+            return [update]
+        since_s = order.created_ns // 1_000_000_000 - _TRADES_MARGIN_S
+        fills = [
+            f
+            for f in await self._trades({"asset_id": req.instrument, "after": str(since_s)})
+            if f.order_id is not None and f.order_id.lower() == order_id.lower()
+        ]
+        filled = sum((f.size for f in fills), Decimal(0))
+        if filled >= order.size:
+            state, reason = OrderState.FILLED, "matched in full (the venue no longer lists it)"
+        elif filled > 0:
+            state, reason = OrderState.CANCELLED, "no longer at the venue; part of it matched"
+        elif order.state is OrderState.PENDING_NEW:
+            state, reason = OrderState.REJECTED, "the venue has no record of it: never received; not re-sent"
+        else:
+            state, reason = OrderState.CANCELLED, "no longer at the venue (cancelled while we were away)"
+        final = OrderUpdate(
+            venue=VENUE,
+            instrument=req.instrument,
+            ts_exchange=None,
+            ts_local=self.clock(),
+            order_id=order_id,
+            client_order_id=order.client_order_id,
+            strategy=order.strategy,
+            status=state,
+            side=req.side,
+            price=order.price,
+            size=order.size,
+            filled_size=max(filled, order.filled_size),
+            avg_fill_price=None,
+            reason=reason,
+        )
+        return [*fills, final]
+
+    async def recent_fills(self, since_ns: int) -> list[Fill]:
+        """Our fills since `since_ns` (`GET /data/trades?after=`, every page), trades that
+        FAILED on chain left out."""
+        return await self._trades({"after": str(since_ns // 1_000_000_000)})
+
+    async def _trades(self, params: Mapping[str, str]) -> list[Fill]:
+        """Our fills in every page of `GET /data/trades` with `params`; the reversals of trades
+        that FAILED meanwhile go to `report` (the order tracker) at once."""
+        out: list[Fill] = []
+        cursor = _INITIAL_CURSOR
+        for _ in range(_MAX_PAGES):
+            raw = await self.rest.call(
+                "GET", "/data/trades", params={**params, "next_cursor": cursor}, auth=True
+            )
+            try:
+                page = self.decoder.trade_fills(raw, self.clock())
+            except MalformedFrame as exc:
+                raise VenueError(f"trades: unreadable answer ({exc})", venue=VENUE) from None
+            out.extend(page.fills)
+            if page.reversals:
+                self.log.warning("fills.failed_while_away", trades=[r.trade_id for r in page.reversals])
+                if self.report is not None:
+                    self.report(list[PrivateEvent](page.reversals))
+            cursor = page.next_cursor
+            if cursor == _END_CURSOR:
+                return out
+        raise VenueError(f"trades: more than {_MAX_PAGES} pages", venue=VENUE)
+
+    async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
+        """Cancel an order that is not this daemon's (the `foreign_orders = "cancel"` policy):
+        `DELETE /order`; `OrderRejected` with the venue's reason when it is not cancelled."""
+        await self._cancel_one(order_id, instrument)
+
+    def __repr__(self) -> str:
+        return f"PolymarketExecution({self.signer!r}, key={self.api.key[:8]}...)"

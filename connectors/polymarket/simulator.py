@@ -1,0 +1,1386 @@
+"""A local Polymarket CLOB (`tradingd simulate polymarket --port N`): the market and user
+WebSocket channels and the REST API on one port, on 127.0.0.1 (VENUES.md §2). Tests point the
+daemon at it, and Polymarket's own Python client (`py-clob-client-v2`) trades on it.
+
+Fidelity:
+- **Market channel** `/ws/market` (§2.2): the subscription message (`assets_ids`, `type`,
+  `custom_feature_enabled`, `initial_dump`) and dynamic `operation: subscribe | unsubscribe`
+  (with or without `type`); the books of newly subscribed tokens as one JSON array of `book`
+  events (best levels last); then `price_change` (entries for the peer's tokens only, each with
+  the best bid/ask after it), `last_trade_price`, `book` after trades, `tick_size_change` when
+  a price crosses 0.96 or 0.04, and with custom features `best_bid_ask`, `new_market`,
+  `market_resolved`. The text `PING` is answered `PONG`.
+- **User channel** `/ws/user` (§2.2): `{"auth": {apiKey, secret, passphrase}, "markets": [...],
+  "type": "user"}` (a wrong key closes the connection; no markets = every market), then our
+  `order` events (PLACEMENT, UPDATE, CANCELLATION) and `trade` events through their settlement:
+  MATCHED, then MINED, then CONFIRMED; or RETRYING then FAILED for a trade the `fail_trades`
+  switch spoils (its effects on balance and position are undone, as the chain never moved
+  them).
+- **REST** (§2.3, and every endpoint `py-clob-client-v2` calls to read, sign, post and cancel):
+  `/ok`, `/time`, `/version`, `/book`, `/books`, `/price(s)`, `/midpoint(s)`, `/spread(s)`,
+  `/last-trade(s)-price(s)`, `/tick-size`, `/neg-risk`, `/fee-rate`, `/markets`,
+  `/markets/{condition_id}`, `/markets-by-token/{token}`, `/clob-markets/{condition_id}`;
+  L1 (`ClobAuth` signature checked): `POST /auth/api-key`, `GET /auth/derive-api-key`; L2 (HMAC
+  over the exact bytes received, and the key's passphrase and address checked, else 401
+  `{"error": "Unauthorized/Invalid api key"}`): `POST /order`, `POST /orders`, `DELETE /order`,
+  `DELETE /orders`, `DELETE /cancel-all`, `DELETE /cancel-market-orders`, `GET /data/orders`,
+  `GET /data/order/{id}` (`null` once the order no longer rests), `GET /data/trades`,
+  `GET /balance-allowance`, `GET /auth/api-keys`, `POST /v1/heartbeats` (when heartbeats stop
+  for `heartbeat_timeout_s`, every open order of the key is cancelled).
+- **Orders** are verified as the venue verifies them: the owner is the API key's, the signer
+  the key's address (`signer address has to be the address of the API KEY`), the EIP-712 V2
+  signature recovers the signer for the token's exchange (neg-risk or not), else 400
+  `{"error": "invalid signature"}`; then the business checks answer `success: false` with the
+  venue's `errorMsg` codes: tick (`INVALID_ORDER_MIN_TICK_SIZE`), minimum size, expiration (GTD at
+  least 3 minutes ahead; it expires a minute before its stated time), duplicate, balance
+  (`INVALID_ORDER_NOT_ENOUGH_BALANCE`: pUSD for buys, shares for sells), post-only,
+  `FOK_ORDER_NOT_FILLED_ERROR`, FAK with nothing to match. The order id is the EIP-712 digest.
+- **Gamma** (§2.7) under `/gamma` (`gamma_simulator.py`): the simulated markets, for the market
+  catalog (`[catalog] gamma_url = "http://127.0.0.1:N/gamma"`).
+- **Matching**: the engine's `SimulatedVenue` (the backtest's fill model) against the simulator's
+  own books, fed by the generator's synthetic market (`generator.py`: binary markets, a neg-risk
+  event, a tick size change near 1, a resolution); fees by the V2 schedule (`fees.py`). Client
+  orders do not show in the public book.
+
+Fault switches (engine/_simserver.py; `POST /_sim/faults`): `drop`, `stall_s`, `gap` (a token's
+next price change that moves its top is lost: the client's best bid/ask cross-check catches it),
+`reject` (the next orders answer `success: false` with that message), `rate_limit` (the next
+REST requests get 429), `garbage`; and Polymarket's own `fail_trades` (the next n trades end
+FAILED).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+import attrs
+import orjson
+import structlog
+import trio
+
+from engine import (
+    BookUpdate,
+    Fill,
+    InstrumentRegistry,
+    Liquidity,
+    Order,
+    OrderRejected,
+    OrderRequest,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    Side,
+    SimulatedVenue,
+    Status,
+    StatusKind,
+    Trade,
+)
+from engine._simserver import Receive, Scope, Send, SimPeer, SimulatorServer, serve
+
+from .book import summary_hash
+from .codec import PolymarketDecoder
+from .fees import PolymarketFees
+from .gamma_simulator import GammaSimulator
+from .generator import PolymarketFeed
+from .instruments import VENUE
+from .signing import (
+    ApiCredentials,
+    Credentials,
+    clob_auth_digest,
+    hmac_signature,
+    order_digest,
+    recover_signer,
+)
+
+__all__ = [
+    "DEMO_ACCOUNT",
+    "DEMO_ADDRESS",
+    "DEMO_API",
+    "PolymarketSimulator",
+    "derive_api_credentials",
+    "serve",
+]
+
+# The well-known test key of VENUES.md §2.4 (Hardhat's account #0): a demo, never real funds.
+DEMO_KEY: Final = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+DEMO_ADDRESS: Final = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+_UNITS: Final = Decimal(1_000_000)
+_INVALID_KEY: Final = {"error": "Unauthorized/Invalid api key"}
+_ORDER_TYPES: Final = frozenset({"GTC", "GTD", "FOK", "FAK"})
+_TIF: Final = {"GTC": "gtc", "GTD": "gtd", "FOK": "fok", "FAK": "ioc"}
+_GTD_THRESHOLD_S: Final = 60
+_GTD_MIN_AHEAD_S: Final = 180
+_PAGE: Final = 500
+_END: Final = "LTE="
+_FAK_UNMATCHED: Final = (
+    "no orders found to match with FAK order. FAK orders are partially filled or killed if no match is found."
+)
+
+
+def derive_api_credentials(address: str, nonce: int = 0) -> ApiCredentials:
+    """The simulator's API key of an address (what `/auth/derive-api-key` gives): deterministic,
+    so a restarted simulator knows the demo account's key."""
+    seed = hashlib.sha256(f"tradingd-sim:{address.lower()}:{nonce}".encode()).digest()
+    return ApiCredentials(
+        key=str(uuid.UUID(bytes=seed[:16], version=4)),
+        secret=base64.urlsafe_b64encode(hashlib.sha256(seed + b"secret").digest()).decode(),
+        passphrase=hashlib.sha256(seed + b"passphrase").hexdigest(),
+    )
+
+
+DEMO_API: Final = derive_api_credentials(DEMO_ADDRESS)
+DEMO_ACCOUNT: Final = Credentials(private_key=DEMO_KEY, api=DEMO_API)
+
+
+def _fmt(d: Decimal) -> str:
+    """A Decimal as the venue writes numbers: `0.5`, `100`, `12.34`."""
+    s = format(d.normalize(), "f")
+    return s if s != "-0" else "0"
+
+
+def _px_ticks(ticks: int) -> str:
+    return _fmt(Decimal(ticks) / 10_000)
+
+
+def _size(size: float) -> str:
+    return _fmt(Decimal(repr(size)))
+
+
+class _Refused(Exception):
+    """An HTTP error answer: (status, JSON body)."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(status, body)
+        self.status = status
+        self.body = body
+
+
+@attrs.define(eq=False)
+class _Account:
+    address: str
+    api: ApiCredentials
+    balance: Decimal = Decimal(100_000)  # pUSD
+    positions: dict[str, Decimal] = attrs.field(factory=dict)  # token -> shares
+    orders: dict[str, _SimOrder] = attrs.field(factory=dict)
+    trades: list[_SimTrade] = attrs.field(factory=list)
+    heartbeat_deadline: float | None = None  # trio time; None: heartbeats not started
+
+
+@attrs.define(eq=False)
+class _SimOrder:
+    order: Order  # what the matching engine knows (client order id = our order id)
+    account: _Account
+    order_id: str
+    market: str
+    order_type: str
+    expiration: int
+    created_s: int
+    status: str = "LIVE"  # LIVE | MATCHED | CANCELED
+    matched: Decimal = Decimal(0)
+    trades: list[str] = attrs.field(factory=list)
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.order.request.size - self.matched
+
+
+@attrs.define(eq=False)
+class _SimTrade:
+    id: str
+    account: _Account
+    order: _SimOrder
+    liquidity: Liquidity
+    side: Side
+    price: Decimal
+    size: Decimal
+    fee: Decimal
+    fee_rate_bps: int
+    match_s: int
+    match_ms: int
+    other_order: str
+    next_at: float  # trio time of the next settlement step
+    fail: bool = False
+    status: str = "MATCHED"
+    transaction_hash: str = ""
+    last_update_s: int = 0
+
+
+@attrs.define(eq=False)
+class _Peer(SimPeer):
+    assets: set[str] = attrs.field(factory=set)
+    custom: bool = False
+    subscribed: bool = False
+    account: _Account | None = None
+    markets: set[str] = attrs.field(factory=set)  # user channel filter; empty: every market
+
+
+def _is(order_id: str) -> Callable[[_SimOrder], bool]:
+    return lambda o: o.order_id == order_id
+
+
+def _query(query: str) -> dict[str, str]:
+    return dict(parse_qsl(query, keep_blank_values=True))
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        raise _Refused(400, {"error": "Invalid payload: not JSON"}) from None
+
+
+class PolymarketSimulator(SimulatorServer[_Peer]):
+    """The simulated CLOB (module docstring). An ASGI app; `run` steps its market."""
+
+    venue = VENUE
+    ws_paths = ("/ws/market", "/ws/user")
+    default_reject = ("INVALID_ORDER_NOT_ENOUGH_BALANCE", "INVALID_ORDER_NOT_ENOUGH_BALANCE")
+
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        chain_id: int = 137,
+        accounts: Iterable[str] = (DEMO_ADDRESS,),
+        step_s: float = 0.25,
+        hours: float = 24.0,
+        mine_s: float = 0.5,
+        confirm_s: float = 1.0,
+        heartbeat_timeout_s: float = 10.0,
+        outbox: int = 10_000,
+        clock: Callable[[], int] = time.time_ns,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        super().__init__(step_s=step_s, outbox=outbox, clock=clock, log=log)
+        self.chain_id = chain_id
+        self.mine_s = mine_s
+        self.confirm_s = confirm_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.feed = PolymarketFeed.create(seed=seed, start_ns=clock())
+        self.registry = InstrumentRegistry()
+        self.decoder = PolymarketDecoder(self.registry)  # the simulator's own books and markets
+        self.outcomes = self.decoder.outcomes
+        self.last_trade: dict[str, tuple[str, str]] = {}  # token -> (price, side)
+        for _, frame in self.feed.opening(hours):
+            self._track(frame)
+        self.matching = SimulatedVenue(VENUE, self.registry, PolymarketFees(), self.decoder.book)
+        # Gamma (§2.7) under /gamma: the market catalog finds the simulated markets there.
+        self.gamma = GammaSimulator([self.feed._gamma(m) for m in self.feed.markets])
+        self.accounts: dict[str, _Account] = {}  # by API key
+        for address in accounts:
+            self.register(address)
+        self.orders: dict[str, _SimOrder] = {}  # by order id (the EIP-712 digest)
+        self.trades: dict[str, _SimTrade] = {}
+        self._settling: list[_SimTrade] = []
+        self._trade_ids = itertools.count(1)
+        self.fail_trades = 0  # the next n trades end FAILED
+        self.unserved: Counter[str] = Counter()  # requests for endpoints the simulator does not have
+        self._probed: dict[int, int] = {}  # latency probe: key -> the exchange time it was last used for
+        self._tops: dict[str, tuple[Any, Any]] = {}  # last best bid/ask sent per token (gap switch)
+
+    # -- accounts -------------------------------------------------------------------------------
+    def register(self, address: str, nonce: int = 0) -> _Account:
+        """An account for `address` with its API key (the simulator's `derive_api_credentials`)."""
+        api = derive_api_credentials(address, nonce)
+        account = self.accounts.get(api.key)
+        if account is None:
+            account = self.accounts[api.key] = _Account(address, api)
+        return account
+
+    def account_of(self, address: str) -> _Account | None:
+        for account in self.accounts.values():
+            if account.address.lower() == address.lower():
+                return account
+        return None
+
+    # -- the market -----------------------------------------------------------------------------
+    def _track(self, frame: bytes) -> list[Any]:
+        events = self.decoder.decode(frame, self.clock())
+        for ev in events:
+            if isinstance(ev, Trade):
+                self.last_trade[ev.instrument] = (_fmt(Decimal(repr(ev.price))), ev.side.value.upper())
+        return events
+
+    def market_step(self) -> list[bytes]:
+        return [frame for _, frame in self.feed.step() if frame != b"PONG"]  # PONG answers PING only
+
+    def on_market_frame(self, frame: bytes, now: int) -> None:
+        for ev in self._track(frame):
+            out: list[PrivateEvent] = []
+            if isinstance(ev, BookUpdate):
+                out = self.matching.on_book(ev, now)
+            elif isinstance(ev, Trade) and self.matching.has_orders(ev.instrument):
+                out = self.matching.on_trade(ev, now)
+            elif isinstance(ev, Status) and ev.status is StatusKind.MARKET_RESOLVED:
+                out = self.matching.expire(now, instrument=ev.instrument)
+                self._settle_positions(ev.instrument, float(ev.data.get("payout", 0.0)))
+            if out:
+                self._apply(out, now)
+
+    def step(self) -> None:
+        super().step()
+        now = self.clock()
+        expired = self.matching.expire(now)
+        if expired:
+            self._apply(expired, now)
+        self._advance_trades()
+        self._check_heartbeats()
+
+    def _settle_positions(self, token: str, payout: float) -> None:
+        for account in self.accounts.values():
+            shares = account.positions.pop(token, Decimal(0))
+            if shares:
+                account.balance += shares * Decimal(repr(payout))
+
+    def garbage_frames(self) -> list[bytes]:
+        return [b'{"event_type":"book","asset_id":', b"\x00\xffnot json at all"]
+
+    def deliveries(self, frame: bytes) -> Iterable[tuple[_Peer, bytes]]:
+        msg = orjson.loads(frame)
+        if not isinstance(msg, dict):
+            return []
+        kind = msg.get("event_type")
+        peers = [p for p in self.sessions.values() if p.path == "/ws/market" and p.subscribed]
+        out: list[tuple[_Peer, bytes]] = []
+        if kind == "price_change":
+            entries = msg.get("price_changes") or []
+            kept = []
+            for e in entries:
+                asset = e["asset_id"]
+                top = (e.get("best_bid"), e.get("best_ask"))
+                moved = top != self._tops.get(asset)
+                self._tops[asset] = top
+                if moved and self.faults.gap and self.faults.take_gap(asset):
+                    self.log.info("simulator.gap", instrument=asset)
+                    continue  # lost: the next change's best bid/ask no longer match the client's book
+                kept.append(e)
+            for peer in peers:
+                mine = [e for e in kept if e["asset_id"] in peer.assets]
+                if not mine:
+                    continue
+                out.append(
+                    (
+                        peer,
+                        frame if len(mine) == len(entries) else orjson.dumps({**msg, "price_changes": mine}),
+                    )
+                )
+            return out
+        if kind in ("best_bid_ask", "new_market", "market_resolved"):
+            peers = [p for p in peers if p.custom]
+        if kind == "new_market":
+            return [(p, frame) for p in peers]
+        assets = set(msg.get("assets_ids") or ()) if kind == "market_resolved" else {msg.get("asset_id")}
+        return [(p, frame) for p in peers if p.assets & assets]
+
+    def probe_key(self, frame: bytes) -> Any:
+        """Benchmarks: a price change of the probed token, keyed by its exchange time in ms
+        modulo 10,000 (the benchmark's strategy puts that key in the size of its answer)."""
+        probe = self.probe
+        if probe is None or not frame.startswith(b'{"market"') or probe.encode() not in frame:
+            return None
+        ts = int(orjson.loads(frame)["timestamp"])
+        key = ts % 10_000
+        if self._probed.get(key) == ts:
+            return None  # a later frame of the same instant: the first one is the tick answered
+        self._probed[key] = ts
+        return key
+
+    # -- WebSocket ------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == "/gamma" or path.startswith("/gamma/")):
+            inner = dict(scope)
+            inner["path"] = path[len("/gamma") :] or "/"
+            inner["raw_path"] = inner["path"].encode()
+            await self.gamma(inner, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    def new_peer(self, peer_id: int, outbox: trio.MemorySendChannel[bytes], path: str) -> _Peer:
+        return _Peer(peer_id, outbox, path)
+
+    async def on_text(self, peer: _Peer, text: str) -> None:
+        if text == "PING":
+            self.send(peer, b"PONG")
+            return
+        try:
+            msg = orjson.loads(text)
+            if not isinstance(msg, dict):
+                raise TypeError
+        except (orjson.JSONDecodeError, TypeError):
+            self.log.info("simulator.bad_message", session=peer.id, text=text[:60])
+            return
+        if peer.path == "/ws/market":
+            self._market_message(peer, msg)
+        else:
+            self._user_message(peer, msg)
+
+    def _market_message(self, peer: _Peer, msg: dict[str, Any]) -> None:
+        assets = {str(a) for a in msg.get("assets_ids") or ()}
+        operation = msg.get("operation")
+        if "custom_feature_enabled" in msg:
+            peer.custom = bool(msg["custom_feature_enabled"])
+        if operation == "unsubscribe":
+            peer.assets -= assets
+            return
+        new = assets - peer.assets
+        peer.assets |= assets
+        peer.subscribed = True
+        if msg.get("initial_dump", True) and new:
+            books = [self._book_event(t) for t in sorted(new) if self.decoder.book(t) is not None]
+            if books:
+                self.send(peer, orjson.dumps(books))
+
+    def _user_message(self, peer: _Peer, msg: dict[str, Any]) -> None:
+        markets = {str(m) for m in msg.get("markets") or ()}
+        if msg.get("operation") in ("subscribe", "unsubscribe"):
+            if peer.account is None:
+                self.close(peer, "subscribe before auth")
+            elif msg["operation"] == "subscribe":
+                peer.markets |= markets
+            else:
+                peer.markets -= markets
+            return
+        auth = msg.get("auth") or {}
+        account = self.accounts.get(str(auth.get("apiKey", "")))
+        if (
+            account is None
+            or not hmac.compare_digest(account.api.secret, str(auth.get("secret", "")))
+            or not hmac.compare_digest(account.api.passphrase, str(auth.get("passphrase", "")))
+        ):
+            self.close(peer, "invalid auth")
+            return
+        peer.account = account
+        peer.markets = markets
+        peer.subscribed = True
+
+    def _book_event(self, token: str) -> dict[str, Any]:
+        """A `book` event of the simulator's own book of `token` (best levels last, §2.2)."""
+        book = self.decoder.book(token)
+        assert book is not None
+        return {
+            "event_type": "book",
+            "asset_id": token,
+            "market": book.market,
+            "bids": [{"price": _px_ticks(t), "size": _size(s)} for t, s in sorted(book.bids.items())],
+            "asks": [
+                {"price": _px_ticks(t), "size": _size(s)} for t, s in sorted(book.asks.items(), reverse=True)
+            ],
+            "timestamp": str(book.timestamp_ms or self.clock() // 1_000_000),
+            "hash": book.hash or "",
+        }
+
+    def _notify(self, account: _Account, market: str, obj: dict[str, Any]) -> None:
+        frame = orjson.dumps(obj)
+        for peer in list(self.sessions.values()):
+            if (
+                peer.account is account
+                and peer.path == "/ws/user"
+                and (not peer.markets or market in peer.markets)
+            ):
+                self.send(peer, frame)
+
+    # -- REST -----------------------------------------------------------------------------------
+    async def handle_http(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes] | None:
+        self.requests += 1
+        self.method_counts[f"{method} {path}"] += 1
+        try:
+            if self.faults.take_rate_limit():
+                raise _Refused(429, {"error": "Too Many Requests"})
+            result = self._route(method, path, _query(query), headers, body)
+        except _Refused as exc:
+            return exc.status, orjson.dumps(exc.body)
+        if result is _NOT_FOUND:
+            self.unserved[f"{method} {path}"] += 1
+            return None
+        return 200, orjson.dumps(result)
+
+    def _route(self, method: str, path: str, q: dict[str, str], headers: dict[str, str], body: bytes) -> Any:
+        public = _PUBLIC.get((method, path))
+        if public is not None:
+            return public(self, q, body)
+        if method == "GET":
+            for prefix, handler in _PUBLIC_PREFIXES:
+                if path.startswith(prefix) and len(path) > len(prefix):
+                    return handler(self, path[len(prefix) :])
+        l1 = _L1.get((method, path))
+        if l1 is not None:
+            return l1(self, self._l1(headers), headers)
+        l2 = _L2.get((method, path))
+        if l2 is None and method == "GET" and path.startswith("/data/order/"):
+            return self._get_order(self._l2(method, path, headers, body), path[len("/data/order/") :])
+        if l2 is None:
+            return _NOT_FOUND
+        return l2(self, self._l2(method, path, headers, body), q, body)
+
+    def _l1(self, headers: dict[str, str]) -> str:
+        """The address proven by the L1 headers (§2.4 `ClobAuth`); 401 otherwise."""
+        address = headers.get("poly_address", "")
+        try:
+            digest = clob_auth_digest(
+                address, headers.get("poly_timestamp", ""), int(headers.get("poly_nonce", "0")), self.chain_id
+            )
+            if recover_signer(digest, headers.get("poly_signature", "")).lower() != address.lower():
+                raise ValueError("not the address's signature")
+        except (ValueError, TypeError):
+            raise _Refused(401, {"error": "Invalid L1 Request headers"}) from None
+        return address
+
+    def _l2(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Account:
+        """The account whose L2 headers (§2.4) sign this request exactly; 401 otherwise."""
+        account = self.accounts.get(headers.get("poly_api_key", ""))
+        if account is None:
+            raise _Refused(401, _INVALID_KEY)
+        ts = headers.get("poly_timestamp", "")
+        try:
+            expected = hmac_signature(account.api.secret, int(ts), method, path, body or None)
+        except ValueError:
+            raise _Refused(401, _INVALID_KEY) from None
+        if (
+            not hmac.compare_digest(expected, headers.get("poly_signature", ""))
+            or not hmac.compare_digest(account.api.passphrase, headers.get("poly_passphrase", ""))
+            or headers.get("poly_address", "").lower() != account.address.lower()
+        ):
+            raise _Refused(401, _INVALID_KEY)
+        return account
+
+    # -- public endpoints -------------------------------------------------------------------
+    def _token(self, q: dict[str, str]) -> str:
+        token = q.get("token_id", "")
+        if self.registry.get(VENUE, token) is None:
+            raise _Refused(404, {"error": "No orderbook exists for the requested token id"})
+        return token
+
+    def summary(self, token: str) -> dict[str, Any]:
+        """`GET /book` (§2.3): the summary with its hash, fields in the hashed order."""
+        inst = self.registry.get(VENUE, token)
+        book = self.decoder.book(token)
+        assert inst is not None
+        assert book is not None
+        event = self._book_event(token)
+        outcome = self.outcomes.get(token)
+        summary = {
+            "market": book.market,
+            "asset_id": token,
+            "timestamp": event["timestamp"],
+            "hash": "",
+            "bids": event["bids"],
+            "asks": event["asks"],
+            "min_order_size": _fmt(inst.min_size),
+            "tick_size": _fmt(inst.tick_size),
+            "neg_risk": bool(outcome is not None and outcome.neg_risk),
+            "last_trade_price": self.last_trade.get(token, ("", ""))[0],
+        }
+        summary["hash"] = summary_hash(summary)
+        return summary
+
+    def _book(self, q: dict[str, str], body: bytes) -> Any:
+        return self.summary(self._token(q))
+
+    def _tokens(self, body: bytes) -> list[dict[str, Any]]:
+        items = _loads(body)
+        if not isinstance(items, list) or not all(isinstance(i, dict) and "token_id" in i for i in items):
+            raise _Refused(400, {"error": 'Invalid payload: expected [{"token_id": ...}]'})
+        if len(items) > 500:
+            raise _Refused(400, {"error": "Invalid payload: at most 500 items"})
+        return [i for i in items if self.registry.get(VENUE, str(i["token_id"])) is not None]
+
+    def _books(self, q: dict[str, str], body: bytes) -> Any:
+        return [self.summary(str(i["token_id"])) for i in self._tokens(body)]
+
+    def _best(self, token: str, side: str) -> str:
+        """§2.3 `/price`: the best bid for side BUY, the best ask for SELL."""
+        book = self.decoder.book(token)
+        assert book is not None
+        bb, _, ba, _ = book.top()
+        value = bb if side.upper() == "BUY" else ba
+        return "" if value is None else _fmt(Decimal(repr(value)))
+
+    def _price(self, q: dict[str, str], body: bytes) -> Any:
+        side = q.get("side", "").upper()
+        if side not in ("BUY", "SELL"):
+            raise _Refused(400, {"error": "Invalid side"})
+        return {"price": self._best(self._token(q), side)}
+
+    def _prices(self, q: dict[str, str], body: bytes) -> Any:
+        out: dict[str, dict[str, str]] = {}
+        for i in self._tokens(body):
+            token = str(i["token_id"])
+            sides = [str(i["side"]).upper()] if i.get("side") else ["BUY", "SELL"]
+            out.setdefault(token, {}).update({s: self._best(token, s) for s in sides})
+        return out
+
+    def _mid(self, token: str) -> str:
+        book = self.decoder.book(token)
+        assert book is not None
+        bb, _, ba, _ = book.top()
+        if bb is None or ba is None:
+            return ""
+        return _fmt((Decimal(repr(bb)) + Decimal(repr(ba))) / 2)
+
+    def _midpoint(self, q: dict[str, str], body: bytes) -> Any:
+        return {"mid": self._mid(self._token(q))}
+
+    def _midpoints(self, q: dict[str, str], body: bytes) -> Any:
+        return {str(i["token_id"]): self._mid(str(i["token_id"])) for i in self._tokens(body)}
+
+    def _spread_of(self, token: str) -> str:
+        book = self.decoder.book(token)
+        assert book is not None
+        bb, _, ba, _ = book.top()
+        return "" if bb is None or ba is None else _fmt(Decimal(repr(ba)) - Decimal(repr(bb)))
+
+    def _spread(self, q: dict[str, str], body: bytes) -> Any:
+        return {"spread": self._spread_of(self._token(q))}
+
+    def _spreads(self, q: dict[str, str], body: bytes) -> Any:
+        return {str(i["token_id"]): self._spread_of(str(i["token_id"])) for i in self._tokens(body)}
+
+    def _last_trade_price(self, q: dict[str, str], body: bytes) -> Any:
+        price, side = self.last_trade.get(self._token(q), ("", ""))
+        return {"price": price, "side": side}
+
+    def _last_trades_prices(self, q: dict[str, str], body: bytes) -> Any:
+        out = []
+        for i in self._tokens(body):
+            token = str(i["token_id"])
+            price, side = self.last_trade.get(token, ("", ""))
+            out.append({"token_id": token, "price": price, "side": side})
+        return out
+
+    def _tick_size(self, q: dict[str, str], body: bytes) -> Any:
+        inst = self.registry.get(VENUE, self._token(q))
+        assert inst is not None
+        return {"minimum_tick_size": float(inst.tick_size)}
+
+    def _neg_risk(self, q: dict[str, str], body: bytes) -> Any:
+        outcome = self.outcomes.get(self._token(q))
+        return {"neg_risk": bool(outcome is not None and outcome.neg_risk)}
+
+    def _fee_rate(self, q: dict[str, str], body: bytes) -> Any:
+        inst = self.registry.get(VENUE, self._token(q))
+        assert inst is not None
+        return {"base_fee": int((inst.taker_fee or Decimal(0)) * 10_000)}
+
+    def _ok(self, q: dict[str, str], body: bytes) -> Any:
+        return "OK"
+
+    def _time(self, q: dict[str, str], body: bytes) -> Any:
+        return self.clock() // 1_000_000_000
+
+    def _version(self, q: dict[str, str], body: bytes) -> Any:
+        return {"version": 2}
+
+    def clob_market(self, condition_id: str) -> dict[str, Any]:
+        """A CLOB market object (§2.3 `GET /markets/{condition_id}`)."""
+        outcomes = self.outcomes.of_market(condition_id)
+        if not outcomes:
+            raise _Refused(404, {"error": "market not found"})
+        insts = [self.registry.get(VENUE, o.token_id) for o in outcomes]
+        first = insts[0]
+        assert first is not None
+        active = all(i is not None and i.active for i in insts)
+        return {
+            "enable_order_book": True,
+            "active": active,
+            "closed": not active,
+            "archived": False,
+            "accepting_orders": active,
+            "minimum_order_size": float(first.min_size),
+            "minimum_tick_size": float(first.tick_size),
+            "condition_id": condition_id,
+            "question_id": "0x" + hashlib.sha256(condition_id.encode()).hexdigest(),
+            "question": outcomes[0].question,
+            "description": "",
+            "market_slug": outcomes[0].slug,
+            "end_date_iso": None,
+            "seconds_delay": 0,
+            "maker_base_fee": 0,
+            "taker_base_fee": 0,
+            "neg_risk": bool(outcomes[0].neg_risk),
+            "neg_risk_market_id": outcomes[0].neg_risk_market_id,
+            "tokens": [
+                {
+                    "token_id": o.token_id,
+                    "outcome": o.outcome,
+                    "price": float(self._mid(o.token_id) or 0),
+                    "winner": False,
+                }
+                for o in outcomes
+            ],
+            "tags": [],
+        }
+
+    def _markets(self, q: dict[str, str], body: bytes) -> Any:
+        ids = sorted({o.condition_id for o in self.outcomes})
+        try:
+            start = int(base64.b64decode(q.get("next_cursor") or "MA==").decode() or 0)
+        except ValueError:
+            raise _Refused(400, {"error": "invalid next_cursor"}) from None
+        page = ids[start : start + 100]
+        nxt = start + len(page)
+        cursor = _END if nxt >= len(ids) else base64.b64encode(str(nxt).encode()).decode()
+        return {
+            "data": [self.clob_market(c) for c in page],
+            "next_cursor": cursor,
+            "limit": 100,
+            "count": len(page),
+        }
+
+    def _market(self, condition_id: str) -> Any:
+        return self.clob_market(condition_id)
+
+    def _market_by_token(self, token: str) -> Any:
+        outcome = self.outcomes.get(token)
+        if outcome is None:
+            raise _Refused(404, {"error": "market not found"})
+        return {"condition_id": outcome.condition_id, "primary_token_id": token}
+
+    def _clob_market_info(self, condition_id: str) -> Any:
+        """`/clob-markets/{id}`, the compact form `py-clob-client-v2` reads (`t`, `mts`, `nr`,
+        `fd`); not in VENUES.md: shaped after that client's use of it."""
+        outcomes = self.outcomes.of_market(condition_id)
+        if not outcomes:
+            raise _Refused(404, {"error": "market not found"})
+        inst = self.registry.get(VENUE, outcomes[0].token_id)
+        assert inst is not None
+        fees = outcomes[0].fees
+        return {
+            "c": condition_id,
+            "t": [{"t": o.token_id, "o": o.outcome} for o in outcomes],
+            "mts": float(inst.tick_size),
+            "mos": float(inst.min_size),
+            "nr": bool(outcomes[0].neg_risk),
+            "fd": {"r": float(fees.rate), "e": float(fees.exponent)}
+            if fees is not None
+            else {"r": 0.0, "e": 0.0},
+        }
+
+    # -- L1 -------------------------------------------------------------------------------------
+    def _create_api_key(self, address: str, headers: dict[str, str]) -> Any:
+        nonce = int(headers.get("poly_nonce", "0") or 0)
+        api = derive_api_credentials(address, nonce)
+        if api.key in self.accounts:
+            raise _Refused(400, {"error": "Could not create api key"})
+        self.register(address, nonce)
+        return {"apiKey": api.key, "secret": api.secret, "passphrase": api.passphrase}
+
+    def _derive_api_key(self, address: str, headers: dict[str, str]) -> Any:
+        nonce = int(headers.get("poly_nonce", "0") or 0)
+        api = self.register(address, nonce).api
+        return {"apiKey": api.key, "secret": api.secret, "passphrase": api.passphrase}
+
+    # -- L2 -------------------------------------------------------------------------------------
+    def _api_keys(self, account: _Account, q: dict[str, str], body: bytes) -> Any:
+        return {
+            "apiKeys": [k for k, a in self.accounts.items() if a.address.lower() == account.address.lower()]
+        }
+
+    def _balance(self, account: _Account, q: dict[str, str], body: bytes) -> Any:
+        if q.get("asset_type", "COLLATERAL").upper() == "CONDITIONAL":
+            shares = account.positions.get(q.get("token_id", ""), Decimal(0))
+            return {"balance": str(int(shares * _UNITS)), "allowance": str(10**18)}
+        return {"balance": str(int(account.balance * _UNITS)), "allowance": str(10**18)}
+
+    def _heartbeat(self, account: _Account, q: dict[str, str], body: bytes) -> Any:
+        account.heartbeat_deadline = trio.current_time() + self.heartbeat_timeout_s
+        return {"heartbeat_id": str(uuid.uuid4())}
+
+    def _check_heartbeats(self) -> None:
+        now = trio.current_time()
+        for account in self.accounts.values():
+            if account.heartbeat_deadline is not None and now > account.heartbeat_deadline:
+                account.heartbeat_deadline = None
+                cancelled = self._cancel_where(account, lambda o: True)
+                self.log.info("simulator.heartbeat_lapsed", orders_cancelled=len(cancelled))
+
+    def _reserved(self, account: _Account, token: str | None, side: Side) -> Decimal:
+        """What the account's open orders hold: pUSD of buys, shares of `token` for sells."""
+        total = Decimal(0)
+        for o in account.orders.values():
+            req = o.order.request
+            if o.status != "LIVE" or req.side is not side:
+                continue
+            if side is Side.BUY:
+                assert req.price is not None
+                total += o.remaining * req.price
+            elif req.instrument == token:
+                total += o.remaining
+        return total
+
+    def _post_order(self, account: _Account, q: dict[str, str], body: bytes) -> Any:
+        if self.probe is not None:
+            try:
+                order = orjson.loads(body)["order"]
+                shares = int(order["takerAmount" if order["side"] == "BUY" else "makerAmount"])
+                self.arrived_at[str(shares // 10_000 - 500)] = time.perf_counter()
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                pass
+        return self.place(account, _loads(body))
+
+    def _post_orders(self, account: _Account, q: dict[str, str], body: bytes) -> Any:
+        items = _loads(body)
+        if not isinstance(items, list) or not 0 < len(items) <= 15:
+            raise _Refused(400, {"error": "Invalid payload: a batch holds 1 to 15 orders"})
+        out = []
+        for item in items:
+            try:
+                out.append(self.place(account, item))
+            except _Refused as exc:
+                out.append(
+                    {"success": False, "orderID": None, "errorMsg": str(exc.body.get("error", exc.body))}
+                )
+        return out
+
+    def place(self, account: _Account, payload: Any) -> dict[str, Any]:
+        """One order of `POST /order` (module docstring): verified, checked, matched."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("order"), dict):
+            raise _Refused(400, {"error": "Invalid order payload"})
+        o = payload["order"]
+        if payload.get("owner") != account.api.key:
+            raise _Refused(400, {"error": "the order owner has to be the owner of the API KEY"})
+        order_type = str(payload.get("orderType", "GTC"))
+        if order_type not in _ORDER_TYPES:
+            raise _Refused(400, {"error": f"Invalid order type {order_type}"})
+        try:
+            token = str(o["tokenId"])
+            signer = str(o["signer"])
+            maker = str(o["maker"])
+            sig_type = int(o["signatureType"])
+            maker_amount = int(o["makerAmount"])
+            taker_amount = int(o["takerAmount"])
+            side = Side.BUY if o["side"] == "BUY" else Side.SELL if o["side"] == "SELL" else None
+            expiration = int(o.get("expiration") or 0)
+        except (KeyError, TypeError, ValueError):
+            raise _Refused(400, {"error": "Invalid order payload"}) from None
+        if side is None:
+            raise _Refused(400, {"error": "Invalid order payload: side"})
+        inst = self.registry.get(VENUE, token)
+        if inst is None:
+            raise _Refused(400, {"error": f"Invalid order payload: no market for token {token}"})
+        if signer.lower() != account.address.lower():
+            raise _Refused(400, {"error": "signer address has to be the address of the API KEY"})
+        if sig_type == 0 and maker.lower() != signer.lower():
+            raise _Refused(400, {"error": "maker address not allowed"})
+        if sig_type not in (0, 1, 2):
+            raise _Refused(400, {"error": f"signature type {sig_type} is not supported by the simulator"})
+        outcome = self.outcomes.get(token)
+        neg_risk = bool(outcome is not None and outcome.neg_risk)
+        try:
+            digest = order_digest(o, chain_id=self.chain_id, neg_risk=neg_risk)
+            valid = recover_signer(digest, str(o.get("signature", ""))).lower() == signer.lower()
+        except (ValueError, KeyError, TypeError):
+            valid = False
+        if not valid:
+            raise _Refused(400, {"error": "invalid signature"})
+        order_id = "0x" + digest.hex()
+        failed = self._business_checks(
+            account, order_id, inst, side, maker_amount, taker_amount, expiration, order_type, payload
+        )
+        if failed is not None:
+            return {"success": False, "orderID": order_id, "errorMsg": failed}
+        size, price = self._terms(side, maker_amount, taker_amount, order_type, inst.tick_size)
+        now = self.clock()
+        request = OrderRequest(
+            venue=VENUE,
+            instrument=token,
+            side=side,
+            size=size,
+            price=price,
+            time_in_force=_TIF[order_type],
+            post_only=bool(payload.get("postOnly")),
+            client_order_id=order_id,
+            expire_at_ns=(expiration - _GTD_THRESHOLD_S) * 1_000_000_000 if order_type == "GTD" else None,
+        )
+        sim = _SimOrder(
+            Order(request, now_ns=now),
+            account,
+            order_id,
+            market=outcome.condition_id if outcome is not None else inst.base,
+            order_type=order_type,
+            expiration=expiration,
+            created_s=now // 1_000_000_000,
+        )
+        events = self.matching.submit(sim.order, now)
+        first = next((e for e in events if isinstance(e, OrderUpdate)), None)
+        fills = [e for e in events if isinstance(e, Fill)]
+        if first is not None and first.status is OrderState.REJECTED:
+            return {"success": False, "orderID": order_id, "errorMsg": "INVALID_POST_ONLY_ORDER"}
+        if not fills and first is not None and first.status is OrderState.CANCELLED:
+            # Killed at once: the venue says so in the answer, and to the user channel (FOK).
+            if order_type == "FOK":
+                sim.status = "CANCELED"
+                self._notify(
+                    account,
+                    sim.market,
+                    self._order_json(
+                        sim,
+                        "CANCELLATION",
+                        "CANCELED_order couldn't be fully filled. FOK orders are fully filled or killed.",
+                    ),
+                )
+                return {"success": False, "orderID": order_id, "errorMsg": "FOK_ORDER_NOT_FILLED_ERROR"}
+            return {"success": False, "orderID": order_id, "errorMsg": _FAK_UNMATCHED}
+        self.orders[order_id] = account.orders[order_id] = sim
+        rests = any(
+            isinstance(e, OrderUpdate) and e.status in (OrderState.OPEN, OrderState.PARTIALLY_FILLED)
+            for e in events
+        )
+        if rests:
+            self._notify(account, sim.market, self._order_json(sim, "PLACEMENT"))
+        trades = self._apply(events, now)
+        made = sum((t.size * t.price for t in trades), Decimal(0))
+        shares = sum((t.size for t in trades), Decimal(0))
+        return {
+            "success": True,
+            "errorMsg": "",
+            "orderID": order_id,
+            "status": "matched" if trades else "live",
+            "makingAmount": _fmt(made if side is Side.BUY else shares) if trades else "",
+            "takingAmount": _fmt(shares if side is Side.BUY else made) if trades else "",
+            "transactionsHashes": [],
+            "tradeIDs": [t.id for t in trades],
+        }
+
+    def _terms(
+        self, side: Side, maker_amount: int, taker_amount: int, order_type: str, tick: Decimal
+    ) -> tuple[Decimal, Decimal]:
+        """(size in shares, limit price) of signed amounts (§2.5): a buy pays pUSD for shares.
+        A limit order's amounts are exact at its price; a market order's (FOK/FAK, built from an
+        amount to spend, §2.5 "market orders") imply a price off the tick: its limit is that
+        price rounded to the tick against the trader, and its size whole hundredths of shares."""
+        if side is Side.BUY:
+            size, price = Decimal(taker_amount) / _UNITS, Decimal(maker_amount) / Decimal(taker_amount)
+        else:
+            size, price = Decimal(maker_amount) / _UNITS, Decimal(taker_amount) / Decimal(maker_amount)
+        if order_type in ("FOK", "FAK") and price % tick != 0:
+            rounding = ROUND_FLOOR if side is Side.BUY else ROUND_CEILING
+            price = (price / tick).to_integral_value(rounding=rounding) * tick
+            size = size.quantize(Decimal("0.01"), rounding=ROUND_FLOOR)
+        return size, price
+
+    def _business_checks(
+        self,
+        account: _Account,
+        order_id: str,
+        inst: Any,
+        side: Side,
+        maker_amount: int,
+        taker_amount: int,
+        expiration: int,
+        order_type: str,
+        payload: dict[str, Any],
+    ) -> str | None:
+        """The venue's `errorMsg` for an order it refuses on its terms, None when it takes it."""
+        if order_id in self.orders:
+            return "INVALID_ORDER_DUPLICATED"
+        rejected = self.faults.take_reject()
+        if rejected is not None:
+            return str(rejected[1])
+        if maker_amount <= 0 or taker_amount <= 0:
+            return "INVALID_ORDER_ERROR"
+        if not inst.active:
+            return "MARKET_NOT_READY"
+        if payload.get("postOnly") and order_type in ("FOK", "FAK"):
+            return "INVALID_POST_ONLY_ORDER_TYPE"
+        tick = inst.tick_size
+        size, price = self._terms(side, maker_amount, taker_amount, order_type, tick)
+        try:
+            on_tick = price % tick == 0
+        except InvalidOperation:
+            on_tick = False
+        if not on_tick or price < tick or price > 1 - tick:
+            return "INVALID_ORDER_MIN_TICK_SIZE"
+        if size < inst.min_size:
+            return "INVALID_ORDER_MIN_SIZE"
+        now_s = self.clock() // 1_000_000_000
+        if (order_type == "GTD") != (expiration > 0) or (
+            order_type == "GTD" and expiration < now_s + _GTD_MIN_AHEAD_S
+        ):
+            return "INVALID_ORDER_EXPIRATION"
+        if side is Side.BUY:
+            if account.balance - self._reserved(account, None, Side.BUY) < Decimal(maker_amount) / _UNITS:
+                return "INVALID_ORDER_NOT_ENOUGH_BALANCE"
+        else:
+            held = account.positions.get(inst.symbol, Decimal(0)) - self._reserved(
+                account, inst.symbol, Side.SELL
+            )
+            if held < size:
+                return "INVALID_ORDER_NOT_ENOUGH_BALANCE"
+        return None
+
+    def _apply(self, events: list[PrivateEvent], now: int) -> list[_SimTrade]:
+        """The matching engine's reports: trades (before the order's state, so a client sees
+        the fills first), balances and positions, the order's state; all to the user channel."""
+        made: list[_SimTrade] = []
+        touched: list[tuple[_SimOrder, str]] = []
+        for ev in events:
+            sim = self.orders.get(ev.client_order_id or "")
+            if sim is None:
+                continue
+            if isinstance(ev, Fill):
+                made.append(self._trade(sim, ev, now))
+            elif isinstance(ev, OrderUpdate):
+                if ev.status in (OrderState.CANCELLED, OrderState.EXPIRED):
+                    sim.status = "CANCELED"
+                    touched.append((sim, "CANCELLATION"))
+                elif ev.status is OrderState.FILLED:
+                    sim.status = "MATCHED"
+                    touched.append((sim, "UPDATE"))
+                elif ev.filled_size > 0:
+                    touched.append((sim, "UPDATE"))
+        for trade in made:
+            self._notify(trade.account, trade.order.market, self._trade_json(trade))
+        for sim, kind in touched:
+            self._notify(sim.account, sim.market, self._order_json(sim, kind))
+        return made
+
+    def _trade(self, sim: _SimOrder, fill: Fill, now: int) -> _SimTrade:
+        account = sim.account
+        cost = fill.size * fill.price
+        if fill.side is Side.BUY:
+            account.balance -= cost + fill.fee
+            account.positions[fill.instrument] = (
+                account.positions.get(fill.instrument, Decimal(0)) + fill.size
+            )
+        else:
+            account.balance += cost - fill.fee
+            account.positions[fill.instrument] = (
+                account.positions.get(fill.instrument, Decimal(0)) - fill.size
+            )
+        sim.matched += fill.size
+        inst = self.registry.get(VENUE, fill.instrument)
+        rate = inst.taker_fee if inst is not None and inst.taker_fee is not None else Decimal(0)
+        n = next(self._trade_ids)
+        fail = self.fail_trades > 0
+        if fail:
+            self.fail_trades -= 1
+        trade = _SimTrade(
+            id=str(
+                uuid.UUID(bytes=hashlib.sha256(f"trade:{n}:{sim.order_id}".encode()).digest()[:16], version=4)
+            ),
+            account=account,
+            order=sim,
+            liquidity=fill.liquidity,
+            side=fill.side,
+            price=fill.price,
+            size=fill.size,
+            fee=fill.fee,
+            fee_rate_bps=int(rate * 10_000) if fill.liquidity is Liquidity.TAKER else 0,
+            match_s=now // 1_000_000_000,
+            match_ms=now // 1_000_000,
+            other_order="0x" + hashlib.sha256(f"crowd:{n}".encode()).hexdigest(),
+            next_at=trio.current_time() + self.mine_s,
+            fail=fail,
+            last_update_s=now // 1_000_000_000,
+        )
+        sim.trades.append(trade.id)
+        self.trades[trade.id] = trade
+        account.trades.append(trade)
+        self._settling.append(trade)
+        return trade
+
+    def _advance_trades(self) -> None:
+        """Settlement: MATCHED -> MINED -> CONFIRMED, or MATCHED -> RETRYING -> FAILED (§2.2)."""
+        now = trio.current_time()
+        still: list[_SimTrade] = []
+        for t in self._settling:
+            if now < t.next_at:
+                still.append(t)
+                continue
+            if t.status == "MATCHED":
+                t.status = "RETRYING" if t.fail else "MINED"
+                if not t.fail:
+                    t.transaction_hash = "0x" + hashlib.sha256(t.id.encode()).hexdigest()
+                t.next_at = now + self.confirm_s
+                still.append(t)
+            elif t.status == "RETRYING":
+                t.status = "FAILED"
+                self._undo(t)
+            else:
+                t.status = "CONFIRMED"
+            t.last_update_s = self.clock() // 1_000_000_000
+            self._notify(t.account, t.order.market, self._trade_json(t))
+        self._settling = still
+
+    def _undo(self, t: _SimTrade) -> None:
+        """A FAILED trade never moved funds on chain: its effects are taken back."""
+        account = t.account
+        token = t.order.order.request.instrument
+        if t.side is Side.BUY:
+            account.balance += t.size * t.price + t.fee
+            account.positions[token] = account.positions.get(token, Decimal(0)) - t.size
+        else:
+            account.balance -= t.size * t.price - t.fee
+            account.positions[token] = account.positions.get(token, Decimal(0)) + t.size
+        t.order.matched -= t.size
+
+    def _cancel_where(self, account: _Account, pick: Callable[[_SimOrder], bool]) -> list[str]:
+        done = []
+        now = self.clock()
+        for sim in list(account.orders.values()):
+            if sim.status != "LIVE" or not pick(sim):
+                continue
+            try:
+                events = self.matching.cancel(sim.order, now)
+            except OrderRejected:
+                continue
+            self._apply(list(events), now)
+            done.append(sim.order_id)
+        return done
+
+    def _cancel(self, account: _Account, q: dict[str, str], body: bytes) -> Any:
+        payload = _loads(body)
+        if not isinstance(payload, dict) or not isinstance(payload.get("orderID"), str):
+            raise _Refused(400, {"error": 'Invalid payload: expected {"orderID": ...}'})
+        return self._cancel_ids(account, [payload["orderID"]])
+
+    def _cancel_orders(self, account: _Account, q: dict[str, str], body: bytes) -> Any:
+        ids = _loads(body)
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise _Refused(400, {"error": "Invalid payload: expected a list of order ids"})
+        return self._cancel_ids(account, ids)
+
+    def _cancel_ids(self, account: _Account, ids: list[str]) -> Any:
+        canceled: list[str] = []
+        not_canceled: dict[str, str] = {}
+        for oid in ids:
+            sim = account.orders.get(oid)
+            if sim is None or sim.status != "LIVE":
+                not_canceled[oid] = "already canceled or matched" if sim is not None else "order not found"
+                continue
+            canceled += self._cancel_where(account, _is(oid))
+        return {"canceled": canceled, "not_canceled": not_canceled}
+
+    def _cancel_all(self, account: _Account, q: dict[str, str], body: bytes) -> Any:
+        return {"canceled": self._cancel_where(account, lambda o: True), "not_canceled": {}}
+
+    def _cancel_market(self, account: _Account, q: dict[str, str], body: bytes) -> Any:
+        spec = _loads(body) or {}
+        if not isinstance(spec, dict):
+            raise _Refused(400, {"error": "Invalid payload"})
+        market, asset = spec.get("market"), spec.get("asset_id")
+        canceled = self._cancel_where(
+            account,
+            lambda o: (
+                (not market or o.market == market) and (not asset or o.order.request.instrument == asset)
+            ),
+        )
+        return {"canceled": canceled, "not_canceled": {}}
+
+    def _order_json(
+        self, sim: _SimOrder, kind: str | None = None, status: str | None = None
+    ) -> dict[str, Any]:
+        """An order as the user channel (`kind` given) or `GET /data/orders` shows it (§2.2, §2.3)."""
+        req = sim.order.request
+        outcome = self.outcomes.get(req.instrument)
+        body: dict[str, Any] = {
+            "id": sim.order_id,
+            "status": status or sim.status,
+            "owner": sim.account.api.key,
+            "maker_address": sim.account.address,
+            "market": sim.market,
+            "asset_id": req.instrument,
+            "side": req.side.value.upper(),
+            "original_size": _fmt(req.size),
+            "size_matched": _fmt(sim.matched),
+            "price": _fmt(req.price or Decimal(0)),
+            "outcome": outcome.outcome if outcome is not None else "",
+            "expiration": str(sim.expiration),
+            "order_type": sim.order_type,
+            "associate_trades": list(sim.trades),
+            "created_at": sim.created_s,
+        }
+        if kind is not None:
+            body.update(
+                event_type="order",
+                type=kind,
+                order_owner=sim.account.api.key,
+                created_at=str(sim.created_s),
+                timestamp=str(self.clock() // 1_000_000),
+            )
+        return body
+
+    def _trade_json(self, t: _SimTrade, *, rest: bool = False) -> dict[str, Any]:
+        """One of our trades: a §2.2 user-channel `trade` event, or (`rest`) a `GET /data/trades`
+        item, which has no `event_type`, `type`, `trade_owner` or `timestamp` (the captured page
+        in `tests/fixtures/polymarket/http_trades_page.json`)."""
+        token = t.order.order.request.instrument
+        outcome = self.outcomes.get(token)
+        label = outcome.outcome if outcome is not None else ""
+        ours = {
+            "order_id": t.order.order_id,
+            "owner": t.account.api.key,
+            "maker_address": t.account.address,
+            "matched_amount": _fmt(t.size),
+            "price": _fmt(t.price),
+            "asset_id": token,
+            "outcome": label,
+            "side": t.side.value.upper(),
+            "fee_rate_bps": "0",
+        }
+        crowd = {
+            "order_id": t.other_order,
+            "owner": "00000000-0000-0000-0000-00000000c0de",
+            "maker_address": "0x0000000000000000000000000000000000c0ffee",
+            "matched_amount": _fmt(t.size),
+            "price": _fmt(t.price),
+            "asset_id": token,
+            "outcome": label,
+            "side": t.side.opposite.value.upper(),
+            "fee_rate_bps": "0",
+        }
+        taker = t.liquidity is Liquidity.TAKER
+        item = {
+            "event_type": "trade",
+            "type": "TRADE",
+            "id": t.id,
+            "taker_order_id": t.order.order_id if taker else t.other_order,
+            "market": t.order.market,
+            "asset_id": token,
+            "side": (t.side if taker else t.side.opposite).value.upper(),
+            "size": _fmt(t.size),
+            "price": _fmt(t.price),
+            "fee_rate_bps": str(t.fee_rate_bps),
+            "status": t.status,
+            "match_time": str(t.match_s),
+            "last_update": str(t.last_update_s),
+            "outcome": label,
+            "owner": t.account.api.key,
+            "trade_owner": t.account.api.key,
+            "maker_address": t.account.address,
+            "transaction_hash": t.transaction_hash,
+            "bucket_index": 0,
+            "maker_orders": [crowd] if taker else [ours],
+            "trader_side": "TAKER" if taker else "MAKER",
+            "timestamp": str(t.match_ms),
+        }
+        if rest:
+            for key in ("event_type", "type", "trade_owner", "timestamp"):
+                del item[key]
+        return item
+
+    def _page(self, items: list[dict[str, Any]], q: dict[str, str]) -> dict[str, Any]:
+        try:
+            start = int(base64.b64decode(q.get("next_cursor") or "MA==").decode() or 0)
+        except ValueError:
+            raise _Refused(400, {"error": "invalid next_cursor"}) from None
+        page = items[start : start + _PAGE]
+        nxt = start + len(page)
+        cursor = _END if nxt >= len(items) else base64.b64encode(str(nxt).encode()).decode()
+        return {"data": page, "next_cursor": cursor, "limit": _PAGE, "count": len(page)}
+
+    def _open_orders(self, account: _Account, q: dict[str, str], body: bytes) -> Any:
+        items = [
+            self._order_json(o)
+            for o in account.orders.values()
+            if o.status == "LIVE"
+            and (not q.get("id") or o.order_id == q["id"])
+            and (not q.get("market") or o.market == q["market"])
+            and (not q.get("asset_id") or o.order.request.instrument == q["asset_id"])
+        ]
+        return self._page(items, q)
+
+    def _get_order(self, account: _Account, order_id: str) -> Any:
+        """`GET /data/order/{id}`: a resting order of the account; `null` for any other (the
+        venue answers nothing for an order it no longer holds, e.g. one matched in full: its
+        trades say what became of it; py-clob-client issue #217 [T])."""
+        sim = account.orders.get(order_id)
+        return self._order_json(sim) if sim is not None and sim.status == "LIVE" else None
+
+    def _trades(self, account: _Account, q: dict[str, str], body: bytes) -> Any:
+        after = int(q["after"]) if q.get("after", "").isdigit() else None
+        before = int(q["before"]) if q.get("before", "").isdigit() else None
+        items = [
+            self._trade_json(t, rest=True)
+            for t in account.trades
+            if (not q.get("id") or t.id == q["id"])
+            and (not q.get("market") or t.order.market == q["market"])
+            and (not q.get("asset_id") or t.order.order.request.instrument == q["asset_id"])
+            and (after is None or t.match_s >= after)
+            and (before is None or t.match_s <= before)
+        ]
+        return self._page(items, q)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "sessions": [
+                {
+                    "id": p.id,
+                    "path": p.path,
+                    "assets": len(p.assets),
+                    "account": p.account.api.key if p.account else None,
+                }
+                for p in self.sessions.values()
+            ],
+            "orders": {oid: o.status for oid, o in self.orders.items()},
+            "trades": {tid: t.status for tid, t in self.trades.items()},
+            "requests": self.requests,
+        }
+
+    def apply_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The shared switches, and `fail_trades` (the next n trades end FAILED)."""
+        applied = super().apply_faults(spec)
+        if spec.get("fail_trades"):
+            self.fail_trades += int(spec["fail_trades"])
+            applied["fail_trades"] = self.fail_trades
+        return applied
+
+
+_NOT_FOUND: Final = object()
+_P = PolymarketSimulator
+_PUBLIC: Final[dict[tuple[str, str], Callable[..., Any]]] = {
+    ("GET", "/ok"): _P._ok,
+    ("GET", "/"): _P._ok,
+    ("GET", "/time"): _P._time,
+    ("GET", "/version"): _P._version,
+    ("GET", "/book"): _P._book,
+    ("POST", "/books"): _P._books,
+    ("GET", "/price"): _P._price,
+    ("POST", "/prices"): _P._prices,
+    ("GET", "/midpoint"): _P._midpoint,
+    ("POST", "/midpoints"): _P._midpoints,
+    ("GET", "/spread"): _P._spread,
+    ("POST", "/spreads"): _P._spreads,
+    ("GET", "/last-trade-price"): _P._last_trade_price,
+    ("POST", "/last-trades-prices"): _P._last_trades_prices,
+    ("GET", "/tick-size"): _P._tick_size,
+    ("GET", "/neg-risk"): _P._neg_risk,
+    ("GET", "/fee-rate"): _P._fee_rate,
+    ("GET", "/markets"): _P._markets,
+}
+_PUBLIC_PREFIXES: Final[tuple[tuple[str, Callable[..., Any]], ...]] = (
+    ("/markets-by-token/", _P._market_by_token),
+    ("/clob-markets/", _P._clob_market_info),
+    ("/markets/", _P._market),
+)
+_L1: Final[dict[tuple[str, str], Callable[..., Any]]] = {
+    ("POST", "/auth/api-key"): _P._create_api_key,
+    ("GET", "/auth/derive-api-key"): _P._derive_api_key,
+}
+_L2: Final[dict[tuple[str, str], Callable[..., Any]]] = {
+    ("GET", "/auth/api-keys"): _P._api_keys,
+    ("POST", "/order"): _P._post_order,
+    ("POST", "/orders"): _P._post_orders,
+    ("DELETE", "/order"): _P._cancel,
+    ("DELETE", "/orders"): _P._cancel_orders,
+    ("DELETE", "/cancel-all"): _P._cancel_all,
+    ("DELETE", "/cancel-market-orders"): _P._cancel_market,
+    ("GET", "/data/orders"): _P._open_orders,
+    ("GET", "/data/trades"): _P._trades,
+    ("GET", "/balance-allowance"): _P._balance,
+    ("GET", "/balance-allowance/update"): _P._balance,
+    ("POST", "/v1/heartbeats"): _P._heartbeat,
+}

@@ -1,0 +1,604 @@
+"""Polymarket's live side: two WebSocket connections and the CLOB's REST API, one decoder.
+
+The CLOB publishes market data and our own orders on separate endpoints (VENUES.md §2.1, §2.2):
+`<ws>/market` (public, by token id) and `<ws>/user` (authenticated, by condition id). A
+`PolymarketSession` (the engine's `LiveVenue`) holds one `MarketConnection` and, when trading, one
+`UserConnection`, both `VenueSession`s (reconnection with backoff, status events, the stale-feed
+watchdog, the subscription follower), sharing one `PolymarketDecoder` (the market's books, our
+trades' memory) and one `ClobRest` client. Every frame of both, and every REST answer that feeds
+the decoder (book snapshots, market definitions, recovered trades), goes to `on_frame` exactly as
+received, so a recording replays what the live run knew.
+
+Market connection (§2.2):
+- the first subscription is `{"assets_ids": [...], "type": "market", "custom_feature_enabled":
+  true, "initial_dump": true}`, later changes `{"assets_ids": [...], "operation": "subscribe" |
+  "unsubscribe"}`: the router's merged subscriptions, diffed, on one connection. Third parties
+  report ~500 assets per connection [U]; the documented protocol states no limit, so there is no
+  split across connections: tokens beyond `max_assets_per_connection` are refused with a
+  `subscription_refused` status instead of silently missing;
+- a token not yet known is looked up before it is subscribed: its book (`GET /book`, or `POST
+  /books` for several: a snapshot, and its tick, minimum size, neg_risk and market, §2.3), then
+  `GET /markets/{condition_id}` (both outcomes, labels, whether it accepts orders); so is the
+  market of a token known without its exchange (restored from the order journal). A token the
+  venue does not know is refused;
+- every book starts from a snapshot: the venue's initial dump, or a REST one when none came
+  within `snapshot_timeout_s`; a `book_gap` (the decoder's best bid/ask cross-check failed) is
+  answered with a `GET /book` snapshot of that book only, without reconnecting (`book_resync`
+  follows);
+- the text frame `PING` every `ping_s` (10 s), answered by `PONG` (§2.2 "Keepalive").
+
+User connection (§2.2 "User channel"): `{"auth": {...}, "markets": [], "type": "user"}`. The
+condition-id filter is optional (the venue's AsyncAPI for `/ws/user`: "Optionally filter by
+market condition IDs"): no filter, so a report about an order in any market reaches us, even one
+placed a moment ago. After a reconnection, the trades of the gap are fetched (`GET /data/trades`
+since shortly before the last frame received) and fed to the decoder like the channel's own
+reports (fills, settlements, reversals of trades that FAILED meanwhile): it remembers the fills it
+reported, so none is reported twice and none is lost; then a `subscribed` status (`private=True`)
+makes the engine reconcile (`execution.open_orders`, `order_status`, `recent_fills`). The market
+connection's `subscribed` statuses say `private=False`: they tell nothing about our orders. The
+API secret crosses the wire in this message (the venue's design, §2.2); it is registered with the
+log redactor and never logged.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import attrs
+import orjson
+import structlog
+import trio
+import trio_websocket
+
+from engine import InstrumentRegistry, MalformedFrame, MarketEvent, PrivateEvent, StatusKind, VenueError
+from engine._plugins import Decoder, VenueSink
+from engine._router import MarketRouter
+from engine._session import Connect, SessionStats, VenueSession, default_connect
+
+from .codec import PolymarketDecoder
+from .execution import ClobRest, FillWatch, PolymarketExecution
+from .instruments import VENUE
+from .settings import PolymarketSettings
+from .signing import Credentials, OrderSigner
+
+__all__ = ["MarketConnection", "PolymarketSession", "UserConnection"]
+
+_PONG: Final = "PONG"
+_BOOKS_BATCH: Final = 50  # tokens per POST /books
+_TRADES_MARGIN_S: Final = 60  # trades are recovered from this long before the last frame
+_END_CURSOR: Final = "LTE="
+_MAX_PAGES: Final = 1000
+
+
+def _frame(raw: bytes) -> bytes:
+    """A REST answer as one recording line: compact (a line break would split it)."""
+    if b"\n" not in raw and b"\r" not in raw:
+        return raw
+    try:
+        return orjson.dumps(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        return raw.replace(b"\r", b" ").replace(b"\n", b" ")  # malformed anyway: the decoder says so
+
+
+def _batches(items: list[str], n: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+class _Connection(VenueSession):
+    """What both connections share: the owner, `PING` every `ping_s`, `PONG` counted."""
+
+    venue = VENUE
+
+    def __init__(self, owner: PolymarketSession, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.owner = owner
+        self.settings = owner.settings
+        self.pongs = 0
+
+    async def _ping(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """§2.2: an application text frame `PING`, not a WebSocket ping."""
+        while True:
+            await trio.sleep(self.settings.ping_s)
+            await ws.send_message("PING")
+
+    async def _send_json(self, obj: Any) -> None:
+        ws = self._ws
+        if ws is None:
+            raise VenueError("not connected", venue=VENUE)
+        await ws.send_message(orjson.dumps(obj).decode())
+
+    async def feed(self, raw: bytes, now: int | None = None) -> list[MarketEvent]:
+        """A REST answer for the decoder: recorded (`on_frame`), decoded and dispatched like a
+        frame. Returns the events (none for a malformed answer, which is counted)."""
+        now = self._clock() if now is None else now
+        frame = _frame(raw)
+        if self.on_frame is not None:
+            self.on_frame(now, frame)
+        try:
+            events = self.decoder.decode(frame, now)
+        except MalformedFrame as exc:
+            self.malformed(exc)
+            return []
+        await self.dispatch(events)
+        return events
+
+
+class MarketConnection(_Connection):
+    """`<ws>/market`: the books, trades and market events of the subscribed tokens."""
+
+    def __init__(self, owner: PolymarketSession, **kw: Any) -> None:
+        super().__init__(owner, **kw)
+        self._current: set[str] = set()  # tokens subscribed on this connection
+        self._initial_sent = False
+        self._refused: set[str] = set()  # tokens refused (unknown to the venue, over the limit)
+
+    @property
+    def assets(self) -> frozenset[str]:
+        """The tokens subscribed on the current connection."""
+        return frozenset(self._current)
+
+    def _url(self) -> str:
+        return self.settings.market_url
+
+    def _on_connected(self) -> dict[str, Any]:
+        return {"channel": "market"}
+
+    async def _serve(self, ws: trio_websocket.WebSocketConnection, nursery: trio.Nursery) -> None:
+        await self.owner.load_configured_markets(self)
+        nursery.start_soon(self._ping, ws)
+
+    def _reset(self) -> None:
+        super()._reset()  # every book starts again from a snapshot
+        self._current.clear()
+        self._initial_sent = False
+
+    async def _handle(self, message: bytes | str, now: int) -> None:
+        if message == _PONG:
+            self.pongs += 1
+            return
+        await self.decode(message, now)
+
+    def desired_assets(self) -> set[str]:
+        """The tokens the router's merged subscriptions ask for (every kind comes from one
+        subscription on this venue)."""
+        return {instrument for instrument, _ in self.router.merged(VENUE)}
+
+    async def _refuse(self, tokens: Iterable[str], why: str) -> None:
+        for token in sorted(tokens):
+            if token in self._refused:
+                continue
+            self._refused.add(token)
+            self.stats.refused_channels += 1
+            self.log.warning("subscription.refused", instrument=token, reason=why)
+            await self.status(
+                StatusKind.SUBSCRIPTION_REFUSED, f"{token}: {why}", instrument=token, reason=why
+            )
+
+    async def _sync_subscriptions(self) -> None:
+        desired = self.desired_assets()
+        self._refused &= desired  # a token asked again after it left is tried again
+        desired -= self._refused
+        limit = self.settings.max_assets_per_connection
+        if len(desired) > limit:
+            keep = set(sorted(self._current & desired)[:limit])
+            keep |= set(sorted(desired - keep)[: limit - len(keep)])
+            await self._refuse(
+                desired - keep, f"more than {limit} assets on one connection (max_assets_per_connection)"
+            )
+            desired = keep
+        add = desired - self._current
+        remove = self._current - desired
+        unknown = {t for t in add if self.registry.get(VENUE, t) is None}
+        if unknown:
+            answered = await self.owner.fetch_books(sorted(unknown), self)
+            missing = unknown - answered
+            if missing:
+                await self._refuse(missing, "the venue has no order book for this token")
+                add -= missing
+                desired -= missing
+            await self.owner.load_markets(self.owner.markets_of(answered), self)
+        # Tokens known without their exchange (restored from the order journal, or announced by a
+        # `new_market`): their markets' definitions, so that `prepare` can sign their orders (and
+        # name them) before they are sent.
+        outcomes = self.owner.outcomes
+        undefined = {t for t in add - unknown if (o := outcomes.get(t)) is None or o.neg_risk is None}
+        if undefined:
+            await self.owner.load_markets(self.owner.markets_of(undefined), self)
+        if not self._initial_sent:
+            if desired:
+                await self._send_json(
+                    {
+                        "assets_ids": sorted(desired),
+                        "type": "market",
+                        "custom_feature_enabled": self.settings.custom_features,
+                        "initial_dump": True,
+                    }
+                )
+                self._initial_sent = True
+        else:
+            if add:
+                await self._send_json(
+                    {
+                        "assets_ids": sorted(add),
+                        "operation": "subscribe",
+                        "custom_feature_enabled": self.settings.custom_features,
+                    }
+                )
+            if remove:
+                await self._send_json({"assets_ids": sorted(remove), "operation": "unsubscribe"})
+        self._current = desired
+        refresh = self._gaps & self._current
+        self._gaps.clear()
+        if refresh:
+            self.stats.resubscribed_books += len(refresh)
+            self.log.info("book.resnapshot", instruments=sorted(refresh))
+            await self.owner.fetch_books(sorted(refresh), self)
+        expecting = (add - unknown) - refresh
+        if expecting and self._nursery is not None:
+            self._nursery.start_soon(self._await_snapshots, expecting)
+        if add or remove:
+            await self.status(
+                StatusKind.SUBSCRIBED,
+                f"{len(self._current)} assets",
+                channel="market",
+                assets=len(self._current),
+                private=False,  # market data only: tells nothing of our orders
+            )
+
+    async def _await_snapshots(self, tokens: set[str]) -> None:
+        """Books the venue did not snapshot within `snapshot_timeout_s` of subscribing are
+        fetched over REST (the initial dump is a request, not a promise)."""
+        await trio.sleep(self.settings.snapshot_timeout_s)
+        missing = []
+        for token in sorted(tokens & self._current):
+            book = self.decoder.book(token)
+            if book is None or not book.valid:
+                missing.append(token)
+        if missing:
+            self.log.info("book.snapshot_missing", instruments=missing)
+            await self.owner.fetch_books(missing, self)
+
+
+class UserConnection(_Connection):
+    """`<ws>/user`: our orders and trades (module docstring)."""
+
+    def __init__(self, owner: PolymarketSession, **kw: Any) -> None:
+        super().__init__(owner, **kw)
+        self._fresh = False  # a new connection whose subscription is not reported yet
+        self._last_frame_ns: int | None = None
+        self._connected_ns: int | None = None
+        self._recover_after_s: int | None = None
+        self.recovered_trades = 0
+
+    def _url(self) -> str:
+        return self.settings.user_url
+
+    def _on_session_error(self, exc: BaseException) -> None:
+        # The venue answers bad credentials by closing the connection (§2.2 documents no error
+        # message): say so plainly, the reconnection loop alone would only say "closed".
+        if "auth" in str(exc).lower():
+            self.log.error("session.auth_refused", error=str(exc))
+
+    def _on_connected(self) -> dict[str, Any]:
+        return {"channel": "user"}
+
+    async def _serve(self, ws: trio_websocket.WebSocketConnection, nursery: trio.Nursery) -> None:
+        api = self.owner.rest.api
+        assert api is not None, "a user connection needs the API credentials"
+        message = {
+            "auth": {"apiKey": api.key, "secret": api.secret, "passphrase": api.passphrase},
+            "markets": [],
+            "type": "user",
+        }
+        await ws.send_message(orjson.dumps(message).decode())
+        self._connected_ns = self._clock()
+        self._fresh = True
+        nursery.start_soon(self._ping, ws)
+
+    def _reset(self) -> None:
+        # The books are the market connection's: a lost user connection leaves them alone.
+        self._gaps.clear()
+        self._fresh = False
+        last = self._last_frame_ns or self._connected_ns
+        if last is not None:
+            since = last // 1_000_000_000 - _TRADES_MARGIN_S
+            self._recover_after_s = (
+                since if self._recover_after_s is None else min(since, self._recover_after_s)
+            )
+
+    async def _handle(self, message: bytes | str, now: int) -> None:
+        self._last_frame_ns = now
+        if message == _PONG:
+            self.pongs += 1
+            return
+        await self.decode(message, now)
+
+    async def dispatch(self, events: list[MarketEvent]) -> None:
+        await super().dispatch(events)
+        self.owner.fills.observe([e for e in events if isinstance(e, PrivateEvent)])
+
+    async def _sync_subscriptions(self) -> None:
+        if not self._fresh:
+            return  # the user channel follows every market: nothing to change
+        self._fresh = False
+        if self._recover_after_s is not None:
+            await self._recover_trades(self._recover_after_s)
+            self._recover_after_s = None
+        await self.status(StatusKind.SUBSCRIBED, "user channel: every market", channel="user", private=True)
+
+    async def _recover_trades(self, after_s: int) -> None:
+        """The trades reported while disconnected (`GET /data/trades?after=`, every page), fed to
+        the decoder: fills it already reported are not reported again."""
+        cursor = "MA=="
+        for _ in range(_MAX_PAGES):
+            raw = await self.owner.rest.call(
+                "GET", "/data/trades", params={"after": str(after_s), "next_cursor": cursor}, auth=True
+            )
+            await self.feed(raw)
+            try:
+                page = orjson.loads(raw)
+                cursor = page.get("next_cursor") or _END_CURSOR
+                self.recovered_trades += len(page.get("data") or ())
+            except (orjson.JSONDecodeError, AttributeError):
+                return
+            if cursor == _END_CURSOR:
+                break
+        self.log.info("trades.recovered", after=after_s, trades=self.recovered_trades)
+
+
+class PolymarketSession:
+    """A `LiveVenue` for Polymarket (module docstring). `execution()` is the client that trades
+    (it needs `credentials` with API keys); market data alone needs none."""
+
+    venue = VENUE
+
+    def __init__(
+        self,
+        settings: PolymarketSettings,
+        *,
+        registry: InstrumentRegistry,
+        router: MarketRouter,  # type: ignore[type-arg]
+        sink: VenueSink,
+        credentials: Credentials | None = None,
+        connect: Connect = default_connect,
+        http: Any = None,
+        clock: Callable[[], int] = time.time_ns,
+        rng: random.Random | None = None,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.sink = sink
+        self.credentials = credentials
+        self.clock = clock
+        self.log = (log or structlog.get_logger("tradingd.polymarket")).bind(venue=VENUE)
+        api = credentials.api if credentials is not None else None
+        self.decoder: PolymarketDecoder = PolymarketDecoder(registry, api_key=api.key if api else None)
+        self.outcomes = self.decoder.outcomes
+        self.signer: OrderSigner | None = (
+            credentials.signer(chain_id=settings.chain_id) if credentials is not None else None
+        )
+        self.rest = ClobRest(
+            settings.http_url,
+            api=api,
+            address=self.signer.address if self.signer is not None else None,
+            timeout_s=settings.request_timeout_s,
+            client=http,
+            clock=clock,
+        )
+        self.fills = FillWatch()
+        decoder: Decoder = self.decoder
+        common: dict[str, Any] = {
+            "decoder": decoder,
+            "registry": registry,
+            "router": router,
+            "sink": sink,
+            "connect": connect,
+            "clock": clock,
+            "rng": rng,
+            "reconnect_base_s": settings.reconnect_base_s,
+            "reconnect_cap_s": settings.reconnect_cap_s,
+            "stale_after_s": settings.stale_after_s,
+            "log": log,
+        }
+        self.market = MarketConnection(self, **common)
+        self.user = UserConnection(self, **common) if api is not None and settings.private else None
+        self.ready = trio.Event()
+        self._on_frame: Callable[[int, bytes | str], None] | None = None
+        self._execution: PolymarketExecution | None = None
+        self._loaded_markets: set[str] = set()
+        self._configured_loaded = False
+        self.heartbeats_sent = 0
+
+    # -- LiveVenue -------------------------------------------------------------------------------
+    @property
+    def on_frame(self) -> Callable[[int, bytes | str], None] | None:
+        return self._on_frame
+
+    @on_frame.setter
+    def on_frame(self, hook: Callable[[int, bytes | str], None] | None) -> None:
+        """Both connections' frames (and the REST answers they feed the decoder) go to `hook`."""
+        self._on_frame = hook
+        for connection in self.connections:
+            connection.on_frame = hook
+
+    @property
+    def connections(self) -> tuple[_Connection, ...]:
+        return (self.market,) if self.user is None else (self.market, self.user)
+
+    # What the daemon's status file and watchdog read of every live venue.
+    @property
+    def connected(self) -> bool:
+        """Both connections up (the market one alone in paper mode)."""
+        return all(c.connected for c in self.connections)
+
+    @property
+    def stats(self) -> SessionStats:
+        """Both connections' counters, added up (each has its own: `market.stats`, `user.stats`)."""
+        total = SessionStats()
+        for connection in self.connections:
+            for field in attrs.fields(SessionStats):
+                setattr(total, field.name, getattr(total, field.name) + getattr(connection.stats, field.name))
+        return total
+
+    @property
+    def last_frame_age_s(self) -> float | None:
+        """The older of the connections' last frames (PONGs count: a quiet market is not stale)."""
+        ages = [c.last_frame_age_s for c in self.connections]
+        return None if any(a is None for a in ages) else max(a for a in ages if a is not None)
+
+    @property
+    def channels(self) -> frozenset[str]:
+        """What is subscribed: the market connection's tokens, and `user` once it follows our
+        orders."""
+        user = (
+            {"user"} if self.user is not None and self.user.ready.is_set() and self.user.connected else set()
+        )
+        return self.market.assets | user
+
+    def execution(self) -> PolymarketExecution:
+        """The execution client (one per session: it holds the orders signed by `prepare`)."""
+        if self._execution is None:
+            if self.signer is None or self.rest.api is None:
+                from engine import AuthError
+
+                raise AuthError(
+                    "trading on Polymarket needs POLYMARKET_PRIVATE_KEY and the API key, secret and "
+                    "passphrase (POLYMARKET_API_KEY, _SECRET, _PASSPHRASE)",
+                    venue=VENUE,
+                )
+            s = self.settings
+            self._execution = PolymarketExecution(
+                self.rest,
+                self.signer,
+                self.registry,
+                self.outcomes,
+                fills=self.fills,
+                decoder=self.decoder,
+                report=self.sink.private,
+                order_rate=s.order_rate,
+                order_burst=s.order_burst,
+                fill_wait_s=s.fill_wait_s,
+                clock=self.clock,
+                log=self.log,
+            )
+        return self._execution
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep both connections up until cancelled; `ready` once each is subscribed."""
+        try:
+            async with trio.open_nursery() as nursery:
+                for connection in self.connections:
+                    await nursery.start(connection.run)
+                nursery.start_soon(self._await_ready)
+                if self.user is not None and self.settings.order_heartbeat_s > 0:
+                    nursery.start_soon(self._order_heartbeats)
+                task_status.started()
+        finally:
+            with trio.move_on_after(1.0, shield=True):
+                await self.rest.aclose()
+
+    async def _await_ready(self) -> None:
+        for connection in self.connections:
+            await connection.ready.wait()
+        self.ready.set()
+
+    async def _order_heartbeats(self) -> None:
+        """`POST /v1/heartbeats` (§2.3): the venue's dead-man switch for our open orders."""
+        heartbeat_id = ""
+        while True:
+            try:
+                raw = await self.rest.call(
+                    "POST", "/v1/heartbeats", body=orjson.dumps({"heartbeat_id": heartbeat_id}), auth=True
+                )
+                answer = orjson.loads(raw)
+                heartbeat_id = str(answer.get("heartbeat_id") or "") if isinstance(answer, dict) else ""
+                self.heartbeats_sent += 1
+            except VenueError as exc:
+                self.log.warning("heartbeat.failed", error=str(exc))
+            except orjson.JSONDecodeError:
+                self.log.warning("heartbeat.unreadable_answer")
+            await trio.sleep(self.settings.order_heartbeat_s)
+
+    # -- what the connections ask of the REST side --------------------------------------------
+    async def fetch_books(self, tokens: list[str], via: _Connection) -> set[str]:
+        """Snapshots of `tokens` fed to the decoder through `via` (§2.3): one token by `GET
+        /book` (a book gap), several by `POST /books` in batches. Returns the tokens the venue
+        answered for; a batch the venue refuses is asked token by token, so that one bad token
+        does not hide the others."""
+        answered: set[str] = set()
+        for batch in _batches(tokens, _BOOKS_BATCH):
+            if len(batch) > 1:
+                body = orjson.dumps([{"token_id": t} for t in batch])
+                try:
+                    raw = await self.rest.call("POST", "/books", body=body)
+                except VenueError as exc:
+                    self.log.warning("books.batch_failed", tokens=len(batch), error=str(exc))
+                else:
+                    answered |= _assets(await via.feed(raw), raw)
+                    continue
+            for token in batch:
+                try:
+                    raw = await self.rest.call("GET", "/book", params={"token_id": token}, instrument=token)
+                except VenueError as one:
+                    self.log.warning("book.unavailable", instrument=token, error=str(one))
+                    continue
+                answered |= _assets(await via.feed(raw), raw)
+        return answered
+
+    def markets_of(self, tokens: Iterable[str]) -> set[str]:
+        """The condition ids of `tokens` (as their books or definitions say)."""
+        out = set()
+        for token in tokens:
+            book = self.decoder.book(token)
+            if book is not None and book.market:
+                out.add(book.market)
+                continue
+            inst = self.registry.get(VENUE, token)
+            if inst is not None and inst.base:
+                out.add(inst.base)
+        return out
+
+    async def load_markets(self, condition_ids: Iterable[str], via: _Connection) -> int:
+        """Definitions of markets not loaded yet (`GET /markets/{condition_id}`, §2.3): both
+        tokens, their outcomes, whether they accept orders. Returns how many were loaded."""
+        n = 0
+        for cid in sorted(set(condition_ids) - self._loaded_markets):
+            try:
+                raw = await self.rest.call("GET", f"/markets/{cid}")
+            except VenueError as exc:
+                self.log.warning("market.unavailable", market=cid, error=str(exc))
+                continue
+            self._loaded_markets.add(cid)
+            await via.feed(raw)
+            n += 1
+        return n
+
+    async def load_configured_markets(self, via: _Connection) -> None:
+        """The `markets` of the settings, once per session."""
+        if self._configured_loaded:
+            return
+        await self.load_markets(self.settings.markets, via)
+        self._configured_loaded = True
+        self.log.info("instruments.loaded", markets=len(self._loaded_markets), known=len(self.registry))
+
+    def __repr__(self) -> str:
+        return f"PolymarketSession({self.settings.url}, trading={self.user is not None})"
+
+
+def _assets(events: list[MarketEvent], raw: bytes) -> set[str]:
+    """The tokens a books answer covered: those it produced events for, or (an empty book
+    answer produces a snapshot too) named in it."""
+    found = {e.instrument for e in events if e.instrument}
+    if found:
+        return found
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return set()
+    items = obj if isinstance(obj, list) else [obj]
+    return {str(i["asset_id"]) for i in items if isinstance(i, dict) and "asset_id" in i}

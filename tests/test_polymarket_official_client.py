@@ -1,0 +1,162 @@
+"""The simulator's fidelity, proven by Polymarket's own Python client (`py-clob-client-v2` 1.2.1,
+synchronous: run in a worker thread) against the simulator served by hypercorn on loopback: it
+derives its API key (L1), reads books and prices, creates, posts, lists and cancels orders (L2),
+trades at market, and a tampered signature or HMAC is refused with the venue's status and body.
+Every endpoint it calls on the way is served."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+import trio
+from py_clob_client_v2.client import ClobClient  # type: ignore[import-untyped]
+from py_clob_client_v2.clob_types import (  # type: ignore[import-untyped]
+    ApiCreds,
+    BookParams,
+    MarketOrderArgsV2,
+    OpenOrderParams,
+    OrderArgsV2,
+    OrderPayload,
+    OrderType,
+    TradeParams,
+)
+from py_clob_client_v2.exceptions import PolyApiException  # type: ignore[import-untyped]
+
+from connectors.polymarket.book import summary_hash
+from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_ADDRESS, DEMO_API, PolymarketSimulator, serve
+
+API = DEMO_API
+T = TypeVar("T")
+
+
+async def call(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+    """The official client is synchronous: off the event loop, in a worker thread."""
+    return await trio.to_thread.run_sync(functools.partial(fn, *args, **kw))
+
+
+@pytest.fixture
+async def venue(nursery: trio.Nursery) -> tuple[PolymarketSimulator, str]:
+    sim = PolymarketSimulator(seed=11, step_s=0.05, mine_s=0.05, confirm_s=0.05)
+    binds = await nursery.start(functools.partial(serve, sim))
+    return sim, binds[0]
+
+
+async def test_the_official_client_reads_books_and_prices(venue: tuple[PolymarketSimulator, str]) -> None:
+    sim, host = venue
+    client = ClobClient(host, chain_id=137)
+    token = sim.feed.markets[0].yes
+    condition = sim.feed.markets[0].condition_id
+    assert await call(client.get_ok) == "OK"
+    assert abs(await call(client.get_server_time) - sim.clock() // 1_000_000_000) <= 2
+    assert await call(client.get_version) == 2
+    book = await call(client.get_order_book, token)
+    # The summary's hash is the venue's algorithm (§2.3), as the official client computes it.
+    assert book["hash"] == summary_hash(book) == await call(client.get_order_book_hash, book)
+    bids = [float(b["price"]) for b in book["bids"]]
+    asks = [float(a["price"]) for a in book["asks"]]
+    assert bids == sorted(bids) and asks == sorted(asks, reverse=True)  # best levels last (§2.2)
+    assert float((await call(client.get_price, token, "BUY"))["price"]) == bids[-1]  # BUY: the best bid
+    assert float((await call(client.get_price, token, "SELL"))["price"]) == asks[-1]
+    mid = float((await call(client.get_midpoint, token))["mid"])
+    assert bids[-1] < mid < asks[-1]
+    assert float((await call(client.get_spread, token))["spread"]) == pytest.approx(asks[-1] - bids[-1])
+    assert await call(client.get_tick_size, token) == "0.01"
+    assert await call(client.get_neg_risk, token) is False
+    assert await call(client.get_neg_risk, sim.feed.markets[2].yes) is True  # the neg-risk event
+    books = await call(
+        client.get_order_books, [BookParams(token_id=token), BookParams(token_id=sim.feed.markets[0].no)]
+    )
+    assert [b["asset_id"] for b in books] == [token, sim.feed.markets[0].no]
+    prices = await call(client.get_prices, [BookParams(token_id=token, side="BUY")])
+    assert float(prices[token]["BUY"]) == bids[-1]
+    market = await call(client.get_market, condition)
+    assert [t["token_id"] for t in market["tokens"]] == [token, sim.feed.markets[0].no]
+    assert market["minimum_tick_size"] == 0.01 and market["accepting_orders"] is True
+    page = await call(client.get_markets)
+    assert page["next_cursor"] == "LTE=" and len(page["data"]) == len(sim.feed.markets)
+    assert await call(client.get_last_trade_price, token) is not None
+    assert not sim.unserved
+
+
+async def test_the_official_client_trades(venue: tuple[PolymarketSimulator, str]) -> None:
+    sim, host = venue
+    token = sim.feed.markets[0].yes
+    client = ClobClient(host, chain_id=137, key=DEMO_ACCOUNT.private_key)
+    # L1: an API key for the wallet (it exists: create is refused, derive gives it).
+    creds = await call(client.create_or_derive_api_key)
+    assert (creds.api_key, creds.api_secret, creds.api_passphrase) == (API.key, API.secret, API.passphrase)
+    client.set_api_creds(creds)
+    assert API.key in (await call(client.get_api_keys))["apiKeys"]
+    # A resting limit order: created (tick size, neg-risk and version asked of the venue), signed,
+    # posted, listed, cancelled.
+    posted = await call(
+        client.create_and_post_order, OrderArgsV2(token_id=token, price=0.05, size=10, side="BUY")
+    )
+    assert posted["success"] is True and posted["status"] == "live"
+    order_id = posted["orderID"]
+    assert sim.orders[order_id].status == "LIVE" and sim.orders[order_id].account.address == DEMO_ADDRESS
+    assert [o["id"] for o in await call(client.get_open_orders)] == [order_id]
+    assert [o["id"] for o in await call(client.get_open_orders, OpenOrderParams(asset_id=token))] == [
+        order_id
+    ]
+    assert (await call(client.get_order, order_id))["original_size"] == "10"
+    cancelled = await call(client.cancel_order, OrderPayload(orderID=order_id))
+    assert cancelled == {"canceled": [order_id], "not_canceled": {}}
+    assert await call(client.get_open_orders) == []
+    again = await call(client.cancel_order, OrderPayload(orderID=order_id))
+    assert again["not_canceled"] == {order_id: "already canceled or matched"}
+    # A market order (FOK): priced from the book, matched, its trade followed until mined.
+    bought = await call(
+        client.create_and_post_market_order,
+        MarketOrderArgsV2(token_id=token, amount=5, side="BUY"),
+        None,
+        OrderType.FOK,
+    )
+    assert bought["success"] is True and bought["status"] == "matched" and bought["tradeIDs"]
+    assert bought["transactionsHashes"]  # the client waited for the trade to be mined
+    trades = await call(client.get_trades, TradeParams(id=bought["tradeIDs"][0]))
+    assert trades[0]["status"] in ("MINED", "CONFIRMED") and trades[0]["taker_order_id"] == bought["orderID"]
+    balance = await call(client.get_balance_allowance)
+    assert int(balance["balance"]) < 100_000 * 1_000_000  # pUSD was spent
+    # Cancel-all.
+    await call(client.create_and_post_order, OrderArgsV2(token_id=token, price=0.04, size=10, side="BUY"))
+    assert len((await call(client.cancel_all))["canceled"]) == 1
+    assert not sim.unserved  # every endpoint the official client called on the way is served
+
+
+async def test_tampered_signatures_and_hmacs_are_refused_as_the_venue_refuses_them(
+    venue: tuple[PolymarketSimulator, str],
+) -> None:
+    sim, host = venue
+    token = sim.feed.markets[0].yes
+    client = ClobClient(
+        host, chain_id=137, key=DEMO_ACCOUNT.private_key, creds=ApiCreds(API.key, API.secret, API.passphrase)
+    )
+    order = await call(client.create_order, OrderArgsV2(token_id=token, price=0.05, size=10, side="BUY"))
+    # One byte of the EIP-712 signature changed: HTTP 400 {"error": "invalid signature"}.
+    sig = order.signature
+    tampered = dataclasses.replace(order, signature=sig[:10] + ("0" if sig[10] != "0" else "1") + sig[11:])
+    with pytest.raises(PolyApiException) as info:
+        await call(client.post_order, tampered)
+    assert (info.value.status_code, info.value.error_msg) == (400, {"error": "invalid signature"})
+    # A signed field changed after signing (the amount): the signature no longer recovers the signer.
+    inflated = dataclasses.replace(order, makerAmount=str(int(order.makerAmount) + 1))
+    with pytest.raises(PolyApiException) as info:
+        await call(client.post_order, inflated)
+    assert (info.value.status_code, info.value.error_msg) == (400, {"error": "invalid signature"})
+    # A wrong API secret: the HMAC fails, HTTP 401 {"error": "Unauthorized/Invalid api key"}.
+    client.set_api_creds(ApiCreds(API.key, "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=", API.passphrase))
+    with pytest.raises(PolyApiException) as info:
+        await call(client.post_order, order)
+    assert (info.value.status_code, info.value.error_msg) == (401, {"error": "Unauthorized/Invalid api key"})
+    with pytest.raises(PolyApiException) as info:
+        await call(client.get_open_orders)
+    assert info.value.status_code == 401
+    # The untouched order with the right key is taken: the refusals were about the tampering.
+    client.set_api_creds(ApiCreds(API.key, API.secret, API.passphrase))
+    assert (await call(client.post_order, order))["success"] is True
+    assert len(sim.orders) == 1
