@@ -39,6 +39,7 @@ __all__ = [
     "REDACTED",
     "configure_logging",
     "console_renderer",
+    "log_write_failures",
     "redact_secrets",
     "register_secret",
     "reopen_logs",
@@ -290,6 +291,7 @@ class _Sink:
         self._binary: IO[bytes] | None = None if pretty else getattr(stream, "buffer", sys.stderr.buffer)
         self._file = file
         self._lock = threading.Lock()
+        self.failures = 0  # lines the stream refused
 
     def msg(self, line: bytes | str, file_line: bytes | None = None) -> None:
         notices = self._file.write(file_line) if self._file is not None and file_line is not None else []
@@ -298,14 +300,20 @@ class _Sink:
             self.notice(event, "error" if event != "logging.file_write_recovered" else "warning", fields)
 
     def emit(self, line: bytes | str) -> None:
+        """Write one line to the stream. A stream that fails (closed, a broken pipe, journald
+        gone) never raises into the code that logged, which may be trading: the line is counted
+        in `failures` (the daemon's status shows it), as stdlib logging's `handleError` would."""
         with self._lock:
-            if isinstance(line, str):
-                self._stream.write(line + "\n")
-                self._stream.flush()
-            else:
-                assert self._binary is not None
-                self._binary.write(line)
-                self._binary.flush()
+            try:
+                if isinstance(line, str):
+                    self._stream.write(line + "\n")
+                    self._stream.flush()
+                else:
+                    assert self._binary is not None
+                    self._binary.write(line)
+                    self._binary.flush()
+            except (OSError, ValueError):
+                self.failures += 1
 
     def notice(self, event: str, level: str, fields: dict[str, Any]) -> None:
         """A line about the log file itself, on the stream (the file may be what failed)."""
@@ -392,6 +400,12 @@ def configure_logging(
         logger_factory=lambda *_args: sink,
         cache_logger_on_first_use=False,
     )
+
+
+def log_write_failures() -> int:
+    """How many lines the log stream refused since `configure_logging` (they were not written
+    there; the log file, if any, has them)."""
+    return 0 if _sink is None else _sink.failures
 
 
 def reopen_logs() -> bool:

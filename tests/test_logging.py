@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine._errors import ConfigError
-from engine._logging import REDACTED, configure_logging, register_secret, reopen_logs
+from engine._logging import REDACTED, configure_logging, log_write_failures, register_secret, reopen_logs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -401,3 +401,20 @@ def test_a_registered_secret_never_reaches_a_line_wherever_it_is_nested(value: A
     json_text, pretty = _render_both(value=value, ctx={"deep": [value]})
     assert _SECRET not in json_text and _SECRET not in pretty
     assert orjson.loads(json_text)["event"] == "x"
+
+
+@pytest.mark.parametrize("fmt", ["json", "pretty"])
+def test_a_failing_stream_never_raises_into_the_caller_and_is_counted(fmt: str, tmp_path: Path) -> None:
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # with a binary buffer, as stdout
+    configure_logging("info", fmt, stream, path=tmp_path / "t.log")
+    try:
+        log = structlog.get_logger("t")
+        log.info("before")
+        stream.close()  # journald gone, a closed pipe: trading code logs on regardless
+        log.error("after", venue="deribit")
+        log.warning("again")
+        assert log_write_failures() == 2
+        lines = [orjson.loads(x)["event"] for x in (tmp_path / "t.log").read_bytes().splitlines()]
+        assert lines == ["before", "after", "again"]  # the file still has every line
+    finally:
+        configure_logging("info", "json", io.StringIO())
