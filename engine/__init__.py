@@ -66,6 +66,9 @@ from ._portfolio import PositionView as PositionView
 from ._pricing import bs_greeks as bs_greeks
 from ._pricing import bs_price as bs_price
 from ._pricing import implied_vol as implied_vol
+from ._recorder import RecordingSet as RecordingSet
+from ._recorder import SessionRecorder as SessionRecorder
+from ._recorder import read_manifest as read_manifest
 from ._recording import RecordingReader as RecordingReader
 from ._recording import RecordingWriter as RecordingWriter
 from ._risk import Limits as Limits

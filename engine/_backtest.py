@@ -23,10 +23,10 @@ import inspect
 import itertools
 import math
 import time
-from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import structlog
@@ -55,16 +55,32 @@ from ._market import USD_LIKE, MarketState
 from ._orders import ClientOrderIds, Order, OrderRequest
 from ._plugins import Decoder, VenuePlugin
 from ._pricing import YEAR_SECONDS
+from ._recorder import RecordingSet
 from ._recording import RecordingReader, merge_recordings
 from ._risk import RiskLimits
 from ._router import MarketRouter, StrategySlot
 from ._simvenue import SimulatedVenue
 from ._strategy import Strategy
 
-__all__ = ["BacktestKernel", "BacktestResult", "BacktestSettings", "DataSource", "StrategyResult"]
+__all__ = [
+    "BacktestKernel",
+    "BacktestResult",
+    "BacktestSettings",
+    "DataSource",
+    "FillRecord",
+    "FrameSource",
+    "StrategyResult",
+    "StrategySeries",
+    "max_drawdown",
+    "sharpe_ratio",
+    "sortino_ratio",
+]
 
 _NS = 1_000_000_000
 _CHECKPOINT_EVERY = 1 << 14
+_CHART_STEP_S = 10.0  # the charts' sampling step, at most (a divisor of equity_interval_s)
+_CHART_POINTS = 4096  # a series past this many points keeps every other one (bounded memory)
+_FILLS_KEPT = 20_000  # fills kept per strategy for the charts (all are counted)
 
 
 @attrs.frozen
@@ -78,14 +94,61 @@ class BacktestSettings:
     mailbox_capacity: int = 1024
 
 
+class FrameSource(Protocol):
+    """What the kernel replays: `(receive time ns, frame)` pairs in time order, and how much of
+    the source has been read (for progress). `RecordingReader`, `RecordingSet` (a recording
+    directory) and venue readers (`VenuePlugin.open_data`, e.g. Tardis CSV) all are one."""
+
+    path: Path
+    size: int
+
+    @property
+    def bytes_read(self) -> int: ...
+
+    @property
+    def bad_lines(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[int | None, bytes]]: ...
+
+
 @attrs.frozen
 class DataSource:
     """One data file of one venue: a recording (DESIGN.md), or another `format` the venue's
     plugin opens (`VenuePlugin.open_data`), yielding (receive time ns, frame) like a recording."""
 
     venue: str
-    path: Path
+    path: Path = attrs.field(converter=Path)
     format: str = "recording"
+
+
+@attrs.frozen
+class FillRecord:
+    """One fill as the report draws it: when (the venue's report reached the engine), what,
+    which way, at what price (in the instrument's quote currency), how much, the fee in USD,
+    and maker/taker."""
+
+    ts: int
+    instrument: str
+    side: str
+    price: float
+    size: float
+    fee_usd: float
+    liquidity: str
+
+
+@attrs.frozen
+class StrategySeries:
+    """A strategy's time series for the report's charts, sampled every `step_s` of replay time
+    (at most `_CHART_POINTS` points: a longer run keeps every other point, doubling the step).
+    `positions` and `prices` (the mark) are per `venue:instrument` traded, aligned with `ts`."""
+
+    step_s: float
+    ts: tuple[int, ...]
+    equity: tuple[float, ...]
+    positions: dict[str, tuple[float, ...]]
+    prices: dict[str, tuple[float | None, ...]]
+    fills: tuple[FillRecord, ...]
+    fills_dropped: int
 
 
 @attrs.frozen
@@ -106,6 +169,13 @@ class StrategyResult:
     merged: int
     dropped: int
     equity_curve: tuple[tuple[int, float], ...]
+    sortino: float | None = None
+    round_trips: int = 0
+    win_rate: float | None = None
+    avg_holding_s: float | None = None
+    filled_orders: int = 0
+    fill_ratio: float | None = None
+    series: StrategySeries | None = None
 
 
 @attrs.frozen
@@ -119,6 +189,7 @@ class BacktestResult:
     end_ns: int | None
     strategies: dict[str, StrategyResult]
     decoder_stats: dict[str, dict[str, int]]
+    equity_interval_s: float = 60.0
 
 
 class _Wait:
@@ -134,8 +205,92 @@ class _Wait:
         return (yield self)
 
 
+class _Chart:
+    """A strategy's chart series, bounded: past `cap` points every other point is dropped and
+    only every `stride`-th sample is kept from then on."""
+
+    __slots__ = ("cap", "count", "equity", "positions", "prices", "stride", "ts")
+
+    def __init__(self, cap: int = _CHART_POINTS) -> None:
+        self.cap = cap
+        self.count = 0
+        self.stride = 1
+        self.ts: list[int] = []
+        self.equity: list[float] = []
+        self.positions: dict[str, list[float]] = {}
+        self.prices: dict[str, list[float | None]] = {}
+
+    def add(self, ts: int, equity: float, positions: dict[str, tuple[float, float | None]]) -> None:
+        self.count += 1
+        if (self.count - 1) % self.stride:
+            return
+        n = len(self.ts)
+        self.ts.append(ts)
+        self.equity.append(equity)
+        for key, (qty, price) in positions.items():
+            pos = self.positions.get(key)
+            if pos is None:  # first seen now: flat (and unpriced) before
+                pos = self.positions[key] = [0.0] * n
+                self.prices[key] = [None] * n
+            pos.append(qty)
+            self.prices[key].append(price)
+        for key, pos in self.positions.items():
+            if len(pos) == n:
+                pos.append(0.0)
+                self.prices[key].append(None)
+        if len(self.ts) >= self.cap:
+            self.ts = self.ts[::2]
+            self.equity = self.equity[::2]
+            self.positions = {k: v[::2] for k, v in self.positions.items()}
+            self.prices = {k: v[::2] for k, v in self.prices.items()}
+            self.stride *= 2
+
+
+class _Trips:
+    """Round trips per instrument (flat -> position -> flat, or through zero), for the win rate
+    and the holding time. A trip's PnL is what it realized minus every fee paid on the way,
+    opening fee included."""
+
+    __slots__ = ("count", "held_ns", "last", "open", "wins")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.wins = 0
+        self.held_ns = 0
+        # key -> (qty, realized, fees) as of the last look; key -> (opened at, realized, fees)
+        self.last: dict[tuple[str, str], tuple[Decimal, float, float]] = {}
+        self.open: dict[tuple[str, str], tuple[int, float, float]] = {}
+
+    def update(self, key: tuple[str, str], qty: Decimal, realized: float, fees: float, now: int) -> None:
+        prev_qty, prev_realized, prev_fees = self.last.get(key, (Decimal(0), 0.0, 0.0))
+        self.last[key] = (qty, realized, fees)
+        if prev_qty == 0:
+            if qty != 0:
+                self.open[key] = (now, prev_realized, prev_fees)
+            return
+        if qty != 0 and (qty > 0) == (prev_qty > 0):
+            return
+        opened, r0, f0 = self.open.pop(key, (now, prev_realized, prev_fees))
+        self.count += 1
+        self.held_ns += now - opened
+        if (realized - r0) - (fees - f0) > 0:
+            self.wins += 1
+        if qty != 0:  # through zero: a new trip starts with this fill
+            self.open[key] = (now, realized, fees)
+
+
 class _Slot(StrategySlot):
-    __slots__ = ("coro", "dd_peak", "max_dd", "samples")
+    __slots__ = (
+        "chart",
+        "coro",
+        "dd_peak",
+        "filled_ids",
+        "fills",
+        "fills_dropped",
+        "max_dd",
+        "samples",
+        "trips",
+    )
 
     def __init__(self, strategy: Strategy, mailbox: Mailbox) -> None:
         super().__init__(strategy, mailbox)
@@ -143,6 +298,11 @@ class _Slot(StrategySlot):
         self.samples: list[tuple[int, float]] = []
         self.dd_peak = 0.0
         self.max_dd = 0.0
+        self.chart = _Chart()
+        self.trips = _Trips()
+        self.fills: list[FillRecord] = []
+        self.fills_dropped = 0
+        self.filled_ids: set[str] = set()
 
 
 class _Context(BaseContext):
@@ -200,18 +360,85 @@ class _Context(BaseContext):
         return result
 
 
-def _sharpe(samples: Sequence[tuple[int, float]], interval_s: float) -> float | None:
-    """Annualized Sharpe ratio of the per-interval changes of the equity curve (USD PnL; the
-    ratio does not depend on the capital it is measured against). None when undefined."""
-    if len(samples) < 3:
+# Thresholds relative to the curve itself, so that the ratios do not depend on its unit (USD or
+# cents give the same Sharpe). A change this much smaller than the equity is float noise, not
+# PnL (sums of marks and fees leave ~1e-16 relative residues): a curve of only such changes is
+# flat. Changes whose spread is this much smaller than the largest change have no spread: the
+# rounding of a constant gain must not make an enormous ratio.
+_NOISE = 1e-12
+_SPREAD = 1e-6
+
+
+def _changes(equity: Sequence[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(equity)]
+
+
+def _normalized_changes(equity: Sequence[float]) -> list[float] | None:
+    """The curve's changes divided by the largest one (ratios are scale free, and so are their
+    thresholds this way); None for a flat curve: no change beyond float noise."""
+    diffs = _changes(equity)
+    largest = max((abs(d) for d in diffs), default=0.0)
+    level = max((abs(x) for x in equity), default=0.0)
+    if largest == 0.0 or largest <= _NOISE * level:
         return None
-    diffs = [b[1] - a[1] for a, b in itertools.pairwise(samples)]
+    return [d / largest for d in diffs]
+
+
+def sharpe_ratio(equity: Sequence[float], interval_s: float) -> float | None:
+    """Annualized Sharpe ratio of the per-interval changes of an equity curve sampled every
+    `interval_s` (USD PnL: the ratio does not depend on the capital it is measured against):
+    mean / sample standard deviation x sqrt(intervals per year).
+
+    A flat curve (no change beyond float noise) is 0: no return, for no risk. None when
+    undefined: fewer than two changes, or changes that all are the same gain or loss (no
+    variance to divide by)."""
+    if len(equity) < 3:
+        return None
+    diffs = _normalized_changes(equity)
+    if diffs is None:
+        return 0.0
     n = len(diffs)
     mean = sum(diffs) / n
     var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
-    if var <= 1e-18:
+    if var <= _SPREAD * _SPREAD:  # (the largest change is 1 here)
         return None
     return mean / math.sqrt(var) * math.sqrt(YEAR_SECONDS / interval_s)
+
+
+def sortino_ratio(equity: Sequence[float], interval_s: float) -> float | None:
+    """Annualized Sortino ratio: mean change / downside deviation (root mean square of the
+    negative changes, over all intervals; target 0) x sqrt(intervals per year). A flat curve
+    is 0; None when undefined (fewer than two changes, or gains with no loss ever)."""
+    if len(equity) < 3:
+        return None
+    diffs = _normalized_changes(equity)
+    if diffs is None:
+        return 0.0
+    n = len(diffs)
+    mean = sum(diffs) / n
+    downside = math.sqrt(sum(d * d for d in diffs if d < 0) / n)
+    if downside <= _SPREAD:
+        return None
+    return mean / downside * math.sqrt(YEAR_SECONDS / interval_s)
+
+
+def max_drawdown(equity: Sequence[float]) -> float:
+    """The largest fall of `equity` from a previous peak (the start counts as a peak at 0)."""
+    peak = 0.0
+    worst = 0.0
+    for x in equity:
+        if x > peak:
+            peak = x
+        elif peak - x > worst:
+            worst = peak - x
+    return worst
+
+
+def _sharpe(samples: Sequence[tuple[int, float]], interval_s: float) -> float | None:
+    """The Sharpe ratio of the sampled equity curve (a run's first sample is its start, at 0)."""
+    if len(samples) < 3:
+        return None
+    return sharpe_ratio([e for _, e in samples], interval_s)
 
 
 def settlement_price(inst: Instrument, index: float) -> float:
@@ -297,12 +524,17 @@ class BacktestKernel:
         self._expiries: list[tuple[int, str, str]] = []
         self._registry_size = -1
         self._expired: set[tuple[str, str]] = set()
+        self._equity_ns = int(settings.equity_interval_s * _NS)
+        self._next_equity = 0
+        self.chart_step_s = settings.equity_interval_s
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _open(self, src: DataSource) -> RecordingReader:
+    def _open(self, src: DataSource) -> FrameSource:
         if src.format == "recording":
+            if src.path.is_dir():  # a `tradingd record` directory: the venue's files in time order
+                return RecordingSet(src.path, src.venue)
             return RecordingReader(src.path)
-        reader: RecordingReader = self._plugins[src.venue].open_data(src.path, src.format)  # type: ignore[attr-defined]
+        reader: FrameSource = self._plugins[src.venue].open_data(src.path, src.format)  # type: ignore[attr-defined]
         return reader
 
     def _index_of(self, venue: str) -> Callable[[str], float | None]:
@@ -460,7 +692,41 @@ class BacktestKernel:
             return
         if isinstance(event, Fill):
             self._mark_drawdown(slot)
+            self._record_fill(slot, event)
         self._deliver(slot, event)
+
+    def _record_fill(self, slot: _Slot, fill: Fill) -> None:
+        """What the report needs of a fill (per fill, never per market event): the fill for the
+        charts, its order for the fill ratio, and the position's round trip."""
+        if fill.client_order_id:
+            slot.filled_ids.add(fill.client_order_id)
+        ledger = self.flow.ledger(slot.name)
+        pos = ledger.positions.get((fill.venue, fill.instrument))
+        if pos is None:
+            return
+        if len(slot.fills) < _FILLS_KEPT:
+            rate = self.market.usd_rate(fill.venue, fill.fee_currency or pos.instrument.settle) or 0.0
+            slot.fills.append(
+                FillRecord(
+                    ts=self.now,
+                    instrument=f"{fill.venue}:{fill.instrument}",
+                    side=fill.side.value,
+                    price=float(fill.price),
+                    size=float(fill.size),
+                    fee_usd=float(fill.fee) * rate,
+                    liquidity=fill.liquidity.value,
+                )
+            )
+        else:
+            slot.fills_dropped += 1
+        slot.trips.update((fill.venue, fill.instrument), pos.qty, pos.realized_usd, pos.fees_usd, self.now)
+
+    def _settled(self, venue: str, symbol: str) -> None:
+        """A settlement closed positions in `symbol`: their round trips end now."""
+        for slot in self.slots:
+            pos = self.flow.ledger(slot.name).positions.get((venue, symbol))
+            if pos is not None:
+                slot.trips.update((venue, symbol), pos.qty, pos.realized_usd, pos.fees_usd, self.now)
 
     # -- expiry -----------------------------------------------------------------------------
     def _refresh_expiries(self) -> None:
@@ -495,6 +761,7 @@ class BacktestKernel:
                             price=price,
                             realized=realized,
                         )
+                self._settled(venue, symbol)
             status = Status(
                 venue=venue,
                 instrument=symbol,
@@ -520,6 +787,7 @@ class BacktestKernel:
             if events:
                 self._apply(events)
         self.flow.settle(status.venue, status.instrument, float(payout))
+        self._settled(status.venue, status.instrument)
 
     # -- equity -----------------------------------------------------------------------------
     def _mark_drawdown(self, slot: _Slot) -> None:
@@ -530,8 +798,25 @@ class BacktestKernel:
             slot.max_dd = slot.dd_peak - equity
 
     def _sample(self, now: int) -> None:
+        """Every chart step: the charts; every equity interval: the equity curve as well."""
+        equity_due = now >= self._next_equity
+        if equity_due:
+            step = self._equity_ns
+            self._next_equity += step * ((now - self._next_equity) // step + 1)
+        mark = self.market.mark
         for slot in self.slots:
-            equity = self.flow.ledger(slot.name).equity_usd()
+            ledger = self.flow.ledger(slot.name)
+            equity = ledger.equity_usd()
+            slot.chart.add(
+                now,
+                equity,
+                {
+                    f"{venue}:{symbol}": (float(p.qty), mark(venue, symbol))
+                    for (venue, symbol), p in ledger.positions.items()
+                },
+            )
+            if not equity_due:
+                continue
             slot.samples.append((now, equity))
             if equity > slot.dd_peak:
                 slot.dd_peak = equity
@@ -548,7 +833,14 @@ class BacktestKernel:
         readers = [self._open(src) for src in self.sources]
         venue_of = [src.venue for src in self.sources]
         total_bytes = sum(r.size for r in readers)
-        interval = int(self.settings.equity_interval_s * _NS)
+        interval = self._equity_ns = int(self.settings.equity_interval_s * _NS)
+        # The charts are sampled every `interval / k` (<= 10 s), the equity curve every k-th
+        # time, on the frames it always was (the curve and Sharpe do not depend on the charts).
+        per = max(1, math.ceil(self.settings.equity_interval_s / _CHART_STEP_S))
+        if interval % per:
+            per = 1
+        interval //= per
+        self.chart_step_s = interval / _NS
         next_sample = 0
         start_ns: int | None = None
         events_count = 0
@@ -570,7 +862,7 @@ class BacktestKernel:
             only = readers[0]
             stream: Any = ((ts, 0, frame) for ts, frame in only)
         else:
-            stream = merge_recordings(readers)
+            stream = merge_recordings(readers)  # type: ignore[arg-type]  # only iterates and names them
         for ts, idx, frame in stream:
             if ts is None:
                 raise DataError(
@@ -581,6 +873,7 @@ class BacktestKernel:
                 start_ns = ts
                 self.now = ts
                 next_sample = ts + interval
+                self._next_equity = ts + self._equity_ns
             if timers and timers[0][0] <= ts:
                 self._run_timers(ts)
             self.now = ts
@@ -646,6 +939,7 @@ class BacktestKernel:
                 self._drive(slot, slot.strategy.on_stop(), None, None)
         self._run_timers(math.inf)
         if started:
+            self._next_equity = self.now  # the end is always on the equity curve
             self._sample(self.now)
         if self.progress is not None:
             self.progress(total_bytes, total_bytes)
@@ -654,13 +948,15 @@ class BacktestKernel:
         return self._result(time.perf_counter() - wall0, start_ns, end_ns, readers)
 
     def _result(
-        self, duration: float, start_ns: int | None, end_ns: int | None, readers: list[RecordingReader]
+        self, duration: float, start_ns: int | None, end_ns: int | None, readers: list[FrameSource]
     ) -> BacktestResult:
         out: dict[str, StrategyResult] = {}
         for slot in self.slots:
             ledger = self.flow.ledger(slot.name)
             unrealized = ledger.unrealized_usd()
             stats = slot.mailbox.stats
+            trips = slot.trips
+            sent = self.flow.orders_sent.get(slot.name, 0)
             out[slot.name] = StrategyResult(
                 orders=self.flow.orders_sent.get(slot.name, 0),
                 fills=ledger.fills,
@@ -680,6 +976,25 @@ class BacktestKernel:
                 merged=stats.merged,
                 dropped=stats.dropped,
                 equity_curve=tuple(slot.samples),
+                sortino=(
+                    sortino_ratio([e for _, e in slot.samples], self.settings.equity_interval_s)
+                    if len(slot.samples) >= 3
+                    else None
+                ),
+                round_trips=trips.count,
+                win_rate=trips.wins / trips.count if trips.count else None,
+                avg_holding_s=trips.held_ns / trips.count / _NS if trips.count else None,
+                filled_orders=len(slot.filled_ids),
+                fill_ratio=len(slot.filled_ids) / sent if sent else None,
+                series=StrategySeries(
+                    step_s=self.chart_step_s * slot.chart.stride,
+                    ts=tuple(slot.chart.ts),
+                    equity=tuple(slot.chart.equity),
+                    positions={k: tuple(v) for k, v in sorted(slot.chart.positions.items())},
+                    prices={k: tuple(v) for k, v in sorted(slot.chart.prices.items())},
+                    fills=tuple(slot.fills),
+                    fills_dropped=slot.fills_dropped,
+                ),
             )
         return BacktestResult(
             events=self.events,
@@ -691,4 +1006,5 @@ class BacktestKernel:
             end_ns=end_ns,
             strategies=out,
             decoder_stats={v: attrs.asdict(d.stats) for v, d in sorted(self.decoders.items())},
+            equity_interval_s=self.settings.equity_interval_s,
         )

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from ._cli_catalog import add_catalog_commands
+from ._cli_data import add_data_commands
 from ._cli_logs import add_log_commands
 from ._cli_service import add_service_commands
 from ._errors import ConfigError, DataError, MalformedFrame, StrategyError, TradingError
@@ -84,7 +85,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from ._backtest import BacktestKernel, BacktestSettings, DataSource
     from ._logging import configure_logging
     from ._plugins import load_venue
-    from ._report import print_summary, write_report
+    from ._report import print_summary
+    from ._report_html import write_run_reports
 
     loaded = load_config(args.config)
     cfg = loaded.config
@@ -142,8 +144,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         result = trio.run(kernel.run)
     print_summary(result, sys.stdout)
     if args.report:
-        write_report(args.report, result)
-        print(f"report written to {args.report}", file=sys.stderr)
+        # The JSON report, then report.html and the PNGs beside it.
+        written = write_run_reports(args.report, result)
+        print(f"report written to {args.report} (and {', '.join(p.name for p in written)})", file=sys.stderr)
     return 0
 
 
@@ -167,6 +170,49 @@ def cmd_run(args: argparse.Namespace) -> int:
         path=log_file,
     )
     return run_daemon(loaded, reopen_logs=reopen_logs)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    import attrs
+
+    from config import load_config
+
+    from ._daemon import run_daemon
+    from ._logging import configure_logging, reopen_logs
+    from ._recorder import SessionRecorder
+
+    loaded = load_config(args.config)
+    cfg = loaded.config
+    if not loaded.venue_settings:
+        raise ConfigError("no [venues.*] to record from", file=str(loaded.path), path="venues")
+    if args.duration is not None and args.duration <= 0:
+        raise _UsageError(f"--duration: expected a positive number of seconds, got {args.duration:g}")
+    # Market data only: the strategies run in paper mode (their subscriptions, fixed or chosen at
+    # run time, are what the connections carry), no order reaches a venue, no credentials.
+    paper = attrs.evolve(loaded, config=attrs.evolve(cfg, mode="paper"))
+    log_file = None if cfg.logging.file is None else loaded.path.parent / cfg.logging.file
+    configure_logging(
+        args.log_level or cfg.logging.level,
+        args.log_format or cfg.logging.format,
+        sys.stderr,
+        path=log_file,
+    )
+    recorder = SessionRecorder(
+        args.out,
+        rotate_s=cfg.recording.rotate_s,
+        rotate_bytes=cfg.recording.rotate_bytes,
+        config_path=loaded.path,
+        strict=True,
+    )
+    code = run_daemon(paper, recorder=recorder, stop_after_s=args.duration, reopen_logs=reopen_logs)
+    manifest = recorder.manifest(final=True)
+    for venue, v in manifest["venues"].items():
+        print(
+            f"{venue}: {v['frames']:,} frames in {len(v['files'])} file(s), "
+            f"{v['dropped']:,} dropped -> {recorder.directory}",
+            file=sys.stderr,
+        )
+    return code
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -328,7 +374,9 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("backtest", help="replay the configured recordings through the strategies")
     b.add_argument("--config", required=True, help="the TOML config (mode and [backtest] data)")
-    b.add_argument("--report", help="write the JSON report here")
+    b.add_argument(
+        "--report", help="write the JSON report here, and report.html with its PNG charts beside it"
+    )
     b.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     b.set_defaults(func=cmd_backtest)
 
@@ -353,6 +401,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--config", required=True, help="the TOML config (mode = live or paper)")
     r.set_defaults(func=cmd_run)
 
+    rc = sub.add_parser(
+        "record",
+        help="record the raw frames of the configured subscriptions (strategies run in paper mode)",
+        description="Connect to the configured venues, run the configured strategies in paper mode "
+        "(their subscriptions are what is recorded; no order reaches a venue), and write every raw "
+        "frame into DIR as hourly .rec.zst files with a manifest.json. SIGINT/SIGTERM stop it.",
+    )
+    rc.add_argument("--config", required=True, help="a TOML config with [venues.*] and strategies")
+    rc.add_argument("--out", required=True, metavar="DIR", help="the recording directory")
+    rc.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    rc.set_defaults(func=cmd_record)
+
     m = sub.add_parser("simulate", help="run a local simulator of a venue on 127.0.0.1")
     m.add_argument("venue", help="the venue to simulate (e.g. deribit)")
     m.add_argument("--port", type=int, default=8765)
@@ -362,6 +422,7 @@ def _parser() -> argparse.ArgumentParser:
 
     # -- more commands register here (one call each) -----------------------------------------
     add_catalog_commands(sub)
+    add_data_commands(sub)
     add_log_commands(sub)
     add_service_commands(sub)
     return p

@@ -36,6 +36,8 @@ import trio
 
 from ._journal import OrderJournal
 from ._live import LiveEngine
+from ._logging import log_write_failures
+from ._recorder import SessionRecorder
 from ._risk import Limits, RiskLimits
 
 __all__ = ["Daemon", "DaemonPaths", "Notifier", "daemon_paths", "read_status", "risk_limits"]
@@ -164,6 +166,8 @@ class Daemon:
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], int] = time.time_ns,
         frame_hook: Any = None,
+        recorder: SessionRecorder | None = None,
+        stop_after_s: float | None = None,
         reopen_logs: Callable[[], bool | None] | None = None,
         log: structlog.typing.FilteringBoundLogger | None = None,
         **engine_options: Any,
@@ -177,6 +181,19 @@ class Daemon:
         self.paths = daemon_paths(loaded.path, cfg.daemon, environ)
         self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.paths.status_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # `[recording]`: every raw frame of every venue connection, beside trading. A write error
+        # there is logged and counted and trading goes on (`tradingd record` passes its own,
+        # strict recorder: there the recording is the point).
+        if recorder is None and cfg.recording.enabled:
+            recorder = SessionRecorder.from_config(
+                cfg.recording, base=loaded.path.parent, config_path=loaded.path, strict=False, log=self.log
+            )
+        self.recorder = recorder
+        if recorder is not None:
+            if frame_hook is not None:
+                raise ValueError("give either a recorder or a frame_hook, not both")
+            frame_hook = recorder.frame_hook
+        self.stop_after_s = stop_after_s
         self.journal: OrderJournal | None = None
         if cfg.mode == "live":
             self.journal = OrderJournal(self.paths.journal, synchronous=cfg.daemon.journal_sync, clock=clock)
@@ -212,7 +229,15 @@ class Daemon:
         try:
             async with trio.open_nursery() as nursery:
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+                    if self.recorder is not None:
+                        # Started first and cancelled last: it flushes and closes its files
+                        # after the engine's last frame.
+                        await nursery.start(self.recorder.run)
                     await nursery.start(self.engine.run)
+                    if self.recorder is not None:
+                        self.recorder.watch(self.engine.venues)
+                    if self.stop_after_s is not None:
+                        nursery.start_soon(self._stop_after, self.stop_after_s, nursery.cancel_scope)
                     self.log.info(
                         "daemon.started",
                         pid=os.getpid(),
@@ -248,6 +273,12 @@ class Daemon:
             self.notifier.close()
         self.log.info("daemon.exit", code=code)
         return code
+
+    async def _stop_after(self, seconds: float, scope: trio.CancelScope) -> None:
+        await trio.sleep(seconds)
+        if not self.stopping:
+            self.log.info("daemon.stopping", reason=f"ran for {seconds:g} s")
+            await self._stop(scope)
 
     async def _stop(self, scope: trio.CancelScope) -> None:
         self.stopping = True
@@ -448,6 +479,20 @@ class Daemon:
                 "failures": e.flow.journal_failures,
             },
             "watchdog": {"sent": self.watchdog_sent, "withheld": self.watchdog_withheld},
+            "recording": None if self.recorder is None else self._recording_status(),
+            "log_write_failures": log_write_failures(),
+        }
+
+    def _recording_status(self) -> dict[str, Any]:
+        rec = self.recorder
+        assert rec is not None
+        return {
+            "dir": str(rec.directory),
+            "write_errors": rec.write_errors,
+            "venues": {
+                name: {"frames": v.frames, "bytes": v.bytes, "dropped": v.dropped, "files": len(v.files)}
+                for name, v in rec.venues.items()
+            },
         }
 
     def _write_status(self, *, final: bool = False) -> None:

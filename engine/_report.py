@@ -3,7 +3,11 @@
 The JSON has `events`, `duration_s`, and per strategy `orders`, `fills`, `fees`, `realized_pnl`,
 `unrealized_pnl`, `max_drawdown`, `sharpe`, plus what a reader needs to trust them (frames,
 malformed frames, rejections, strategy errors, conflation counts, turnover, open positions, the
-equity curve). Money is USD. Apart from `duration_s`, the same inputs give the same bytes.
+equity curve), the trading statistics (`sortino`, `round_trips`, `win_rate`, `avg_holding_s`,
+`filled_orders`, `fill_ratio`) and, under `series`, what the charts of the HTML report are drawn
+from (equity, positions and marks over time, every fill), so `tradingd report RUN_DIR` can draw
+them again from the JSON alone. Money is USD. Apart from `duration_s`, the same inputs give the
+same bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,24 @@ def _r(x: float) -> float:
     return round(x, 6)
 
 
+def _opt(x: float | None, digits: int = 6) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def _series(series: Any) -> dict[str, Any]:
+    return {
+        "step_s": series.step_s,
+        "ts": list(series.ts),
+        "equity": [_r(x) for x in series.equity],
+        "positions": {k: [_r(x) for x in v] for k, v in series.positions.items()},
+        "prices": {k: [_opt(x, 10) for x in v] for k, v in series.prices.items()},
+        "fills": [
+            [f.ts, f.instrument, f.side, f.price, f.size, _r(f.fee_usd), f.liquidity] for f in series.fills
+        ],
+        "fills_not_kept": series.fills_dropped,
+    }
+
+
 def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[str, Any]:
     strategies: dict[str, Any] = {}
     for name, s in result.strategies.items():
@@ -37,6 +59,12 @@ def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[
             "net_pnl": _r(s.net_pnl),
             "max_drawdown": _r(s.max_drawdown),
             "sharpe": None if s.sharpe is None else round(s.sharpe, 6),
+            "sortino": _opt(s.sortino),
+            "round_trips": s.round_trips,
+            "win_rate": _opt(s.win_rate),
+            "avg_holding_s": _opt(s.avg_holding_s, 3),
+            "filled_orders": s.filled_orders,
+            "fill_ratio": _opt(s.fill_ratio),
             "turnover": _r(s.turnover),
             "positions": s.positions,
             "conflated": s.conflated,
@@ -45,6 +73,8 @@ def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[
         }
         if include_curves:
             entry["equity_curve"] = [[ts, _r(eq)] for ts, eq in s.equity_curve]
+            if s.series is not None:
+                entry["series"] = _series(s.series)
         strategies[name] = entry
     return {
         "events": result.events,
@@ -55,6 +85,7 @@ def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[
         "start": None if result.start_ns is None else format_ts(result.start_ns),
         "end": None if result.end_ns is None else format_ts(result.end_ns),
         "currency": "USD",
+        "equity_interval_s": result.equity_interval_s,
         "decoders": result.decoder_stats,
         "strategies": strategies,
     }
@@ -114,6 +145,18 @@ def print_summary(result: BacktestResult, stream: IO[str]) -> None:
         )
     console.print(table)
     for name, s in result.strategies.items():
+        trips = (
+            f"{s.round_trips:,} round trips, win rate "
+            + ("n/a" if s.win_rate is None else f"{100 * s.win_rate:.0f}%")
+            + ", average holding "
+            + ("n/a" if s.avg_holding_s is None else f"{s.avg_holding_s:,.0f} s")
+        )
+        ratio = "n/a" if s.fill_ratio is None else f"{100 * s.fill_ratio:.0f}%"
+        sortino = "n/a" if s.sortino is None else f"{s.sortino:.2f}"
+        console.print(
+            f"  {name}: sortino {sortino}, {trips}, fill ratio {ratio} ({s.filled_orders:,} of"
+            f" {s.orders:,} orders), turnover ${s.turnover:,.0f}"
+        )
         if s.positions:
             held = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in sorted(s.positions.items()))
             console.print(f"  {name} holds: {held}")

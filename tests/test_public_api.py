@@ -56,9 +56,11 @@ PUBLIC = {
     "ProportionalFees",
     "RateLimited",
     "RecordingReader",
+    "RecordingSet",
     "RecordingWriter",
     "RiskLimits",
     "SequenceGap",
+    "SessionRecorder",
     "Side",
     "SimulatedVenue",
     "Status",
@@ -78,6 +80,7 @@ PUBLIC = {
     "bs_price",
     "event_to_dict",
     "implied_vol",
+    "read_manifest",
 }
 
 

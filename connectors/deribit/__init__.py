@@ -27,6 +27,16 @@ class DeribitPlugin:
 
     name = VENUE
     Settings = DeribitSettings
+    # `[[backtest.data]] format = ...`: Tardis.dev CSV files (`tardis` infers the dataset from
+    # each file's header); see `connectors/deribit/tardis.py`.
+    data_formats = (
+        "tardis",
+        "tardis-options_chain",
+        "tardis-incremental_book_L2",
+        "tardis-trades",
+        "tardis-quotes",
+        "tardis-derivative_ticker",
+    )
 
     def decoder(self, registry: InstrumentRegistry) -> Decoder:
         from .codec import DeribitDecoder
@@ -94,6 +104,16 @@ class DeribitPlugin:
             f'  [venues.deribit] url = "ws://{base}/ws/api/v2"  rest_url = "http://{base}"',
             f"  demo account: DERIBIT_CLIENT_ID={client_id} DERIBIT_CLIENT_SECRET={secret}",
         ]
+
+    def open_data(self, path: Path, format: str) -> Any:
+        """A reader of `(receive time ns, frame)` for a data file of one of `data_formats`."""
+        from .tardis import TardisReader, dataset_of_format
+
+        try:
+            dataset = dataset_of_format(format)
+        except ValueError as exc:
+            raise ConfigError(str(exc), path="backtest.data.format") from None
+        return TardisReader(path, dataset)
 
     def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
         from .generator import generate_sample
