@@ -873,7 +873,10 @@ class BacktestKernel:
                 start_ns = ts
                 self.now = ts
                 next_sample = ts + interval
-                self._next_equity = ts + self._equity_ns
+                # The curves start at the start, flat (nothing held yet): a loss taken at once
+                # (crossing the spread, fees) is the curve's first change, in the ratios too.
+                self._next_equity = ts
+                self._sample(ts)
             if timers and timers[0][0] <= ts:
                 self._run_timers(ts)
             self.now = ts

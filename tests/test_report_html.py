@@ -170,6 +170,9 @@ def test_win_rate_holding_time_and_fill_ratio_by_hand(tmp_path: Path) -> None:
     assert max(pos) == 1.0 and pos[-1] == 0.0
     assert r.series.step_s == 10.0  # a third of the 30 s equity interval
     assert {t for t, _ in r.equity_curve} <= set(r.series.ts)  # the curve's samples are the charts' too
+    # The curve starts flat at the first frame: the first order's cost is its first change.
+    assert r.equity_curve[0][1] == 0.0 and r.series.ts[0] == r.equity_curve[0][0]
+    assert r.equity_curve[0][0] < r.equity_curve[1][0]
 
 
 def test_a_strategy_that_never_trades_reports_zero_not_garbage(tmp_path: Path) -> None:
