@@ -189,7 +189,10 @@ def cmd_record(args: argparse.Namespace) -> int:
         raise _UsageError(f"--duration: expected a positive number of seconds, got {args.duration:g}")
     # Market data only: the strategies run in paper mode (their subscriptions, fixed or chosen at
     # run time, are what the connections carry), no order reaches a venue, no credentials.
-    paper = attrs.evolve(loaded, config=attrs.evolve(cfg, mode="paper"))
+    # Its status file goes beside the recording, not over that of a daemon on the same config.
+    out = Path(args.out).resolve()
+    daemon = attrs.evolve(cfg.daemon, status_file=str(out / "status.json"))
+    paper = attrs.evolve(loaded, config=attrs.evolve(cfg, mode="paper", daemon=daemon))
     log_file = None if cfg.logging.file is None else loaded.path.parent / cfg.logging.file
     configure_logging(
         args.log_level or cfg.logging.level,
@@ -198,7 +201,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         path=log_file,
     )
     recorder = SessionRecorder(
-        args.out,
+        out,
         rotate_s=cfg.recording.rotate_s,
         rotate_bytes=cfg.recording.rotate_bytes,
         config_path=loaded.path,

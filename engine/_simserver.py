@@ -189,7 +189,7 @@ class SimulatorServer(Generic[PeerT]):
         for frame in self.market_step():
             self.on_market_frame(frame, now)
             self.publish(frame)
-        if self.faults.garbage:
+        if self.faults.garbage and self.sessions:  # kept until someone is there to get it
             for peer in list(self.sessions.values()):
                 for frame in self.garbage_frames():
                     self.send(peer, frame)

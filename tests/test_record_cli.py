@@ -116,6 +116,9 @@ async def test_record_for_a_duration_then_decode_and_replay(nursery: trio.Nurser
     assert "deribit:" in log and "0 dropped" in log
     assert '"mode":"paper"' in log  # no order reached the simulator
     frames = check_recording(out)
+    # Its status file is the recording's, never that of a daemon running on the same config.
+    assert orjson.loads((out / "status.json").read_bytes())["mode"] == "paper"
+    assert not (tmp_path / "state" / "status.json").exists()
 
     files = sorted(out.glob("deribit-*.rec.zst"))
     decoded = await trio.run_process(
