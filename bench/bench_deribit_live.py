@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import trio
+from _livebench import run_with_simulator
 
 from connectors.deribit.settings import DeribitSettings
 from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
@@ -180,21 +179,7 @@ def main() -> None:
         serve_child(args.port)
         return
     configure_logging("warning", "json")
-    child = subprocess.Popen([sys.executable, __file__, "--serve-sim", "--port", str(args.port)])
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{args.port}/_sim/state", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        result = trio.run(measure, args.port, args.burst_steps, args.latency_s)
-    finally:
-        child.terminate()
-        child.wait(10)
+    result = run_with_simulator(__file__, args.port, measure, args.burst_steps, args.latency_s)
     t, lat = result["throughput"], result["latency_us"]
     print(
         f"throughput: {t['events']:,} events from {t['frames_sent']:,} frames in {t['seconds']:.2f} s"

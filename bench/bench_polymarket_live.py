@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from decimal import Decimal
@@ -39,6 +36,7 @@ from typing import Any
 
 import httpx
 import trio
+from _livebench import run_with_simulator
 
 from config._schema import CatalogConfig
 from connectors.polymarket.settings import PolymarketSettings
@@ -280,33 +278,11 @@ async def measure(port: int, burst_steps: int, orders: int, latency_s: float) ->
             }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def run(
     *, burst_steps: int = 20_000, orders: int = 1_000, latency_s: float = 30.0, port: int | None = None
 ) -> dict[str, Any]:
     """Start the simulator in a child process, measure, stop it; the figures as a dict."""
-    port = port or _free_port()
-    child = subprocess.Popen([sys.executable, __file__, "--serve-sim", "--port", str(port)])
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/_sim/state", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        return trio.run(measure, port, burst_steps, orders, latency_s)
-    finally:
-        child.terminate()
-        child.wait(10)
+    return run_with_simulator(__file__, port, measure, burst_steps, orders, latency_s)
 
 
 def main() -> None:
