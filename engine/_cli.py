@@ -70,7 +70,7 @@ def _cached_catalogs(loaded: Any, venues: set[str]) -> dict[str, Any]:
         if cls is None:
             continue
         configured = loaded.config.catalog.polymarket_cache if venue == "polymarket" else None
-        path = loaded.path.parent / configured if configured else None
+        path = loaded.path.parent / Path(configured).expanduser() if configured else None
         catalog = cls(path)
         if catalog.cache_path.exists():
             out[venue] = cls.from_cache(path)

@@ -1,9 +1,8 @@
 """Strategies the daemon tests run in a real `tradingd run` subprocess (named in the TOML as
-`tests.daemon_strategies:PlaceOnce`)."""
+`tests.daemon_strategies:PlaceOnce`), against any venue's simulator."""
 
 from __future__ import annotations
 
-import math
 from decimal import Decimal
 from typing import Any
 
@@ -17,13 +16,15 @@ class PlaceOnceParams:
     venue: str = "deribit"
     instrument: str = "BTC-PERPETUAL"
     size: Decimal = Decimal(10)
-    below: float = 0.1  # the bid's distance under the mark (0: marketable, above the mark)
+    below: float = 0.1  # the bid's distance under the reference price (0: marketable, above it)
     after_s: float = 0.0  # wait this long after the first ticker before placing
 
 
 class PlaceOnce(Strategy):
-    """Places one limit buy on the first ticker, unless it already has an order or a position
-    (after a restart, restored from the journal): so a restart must never make a second."""
+    """Places one limit buy on the first ticker with a price, unless it already has an order or
+    a position (after a restart, restored from the journal): so a restart must never make a
+    second. The reference price is the venue's mark, else the mid (Polymarket sends no mark);
+    the limit is rounded down to the instrument's tick."""
 
     Params = PlaceOnceParams
 
@@ -37,7 +38,10 @@ class PlaceOnce(Strategy):
 
     async def on_event(self, event: MarketEvent) -> None:
         p = self.params
-        if self.placed or not isinstance(event, Ticker) or not event.mark:
+        if self.placed or not isinstance(event, Ticker):
+            return
+        reference = event.mark or event.mid
+        if not reference:
             return
         self.placed = True
         if p.after_s:
@@ -45,10 +49,16 @@ class PlaceOnce(Strategy):
         if self.ctx.open_orders(p.venue, p.instrument) or self.ctx.position(p.venue, p.instrument) != 0:
             self.ctx.log.info("place_once.already", open=len(self.ctx.open_orders()))
             return
+        instrument = self.ctx.instrument(p.venue, p.instrument)
+        if instrument is None:
+            self.ctx.log.warning("place_once.unknown_instrument", instrument=p.instrument)
+            return
         factor = 1.0 - p.below if p.below > 0 else 1.02
-        price = Decimal(math.floor(event.mark * factor * 2) / 2)  # BTC-PERPETUAL tick 0.5
+        price = max(instrument.round_price(Decimal(repr(reference * factor))), instrument.tick_size)
         try:
             update = await self.ctx.buy(p.venue, p.instrument, p.size, price)
-            self.ctx.log.info("place_once.placed", status=update.status.value, order_id=update.order_id)
+            self.ctx.log.info(
+                "place_once.placed", status=update.status.value, order_id=update.order_id, price=str(price)
+            )
         except OrderRejected as exc:
             self.ctx.log.warning("place_once.refused", reason=exc.reason)
