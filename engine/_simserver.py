@@ -376,9 +376,16 @@ class SimulatorServer(Generic[PeerT]):
         method: str = scope["method"]
         status = 200
         if path.startswith("/_sim/"):
-            payload = await self._sim_endpoint(method, path, body)
-            if payload is None:
-                status, payload = 404, orjson.dumps({"error": "not found"})
+            try:
+                payload = await self._sim_endpoint(method, path, body)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # A switch with bad terms (or a body that is not the JSON object expected) is
+                # the caller's mistake: say which, with 400, and change nothing more.
+                payload = orjson.dumps({"error": f"{type(exc).__name__}: {exc}"})
+                status = 400
+            else:
+                if payload is None:
+                    status, payload = 404, orjson.dumps({"error": "not found"})
         else:
             headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
             query = scope.get("query_string", b"").decode()

@@ -147,7 +147,9 @@ DERIVE = VenueCase(
 
 # Polymarket (VENUES.md §2): the simulator's demo wallet key and its L2 API credentials.
 async def _polymarket_serve(nursery: trio.Nursery) -> tuple[Any, str]:
-    sim = PolymarketSimulator(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
+    # The books of a subscription come 0.3 s after it, and the subscription takes effect with
+    # them: a READY=1 sent before the venue's initial dump would find the market channel empty.
+    sim = PolymarketSimulator(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1, dump_delay_s=0.3)
     binds = await nursery.start(functools.partial(serve_polymarket, sim))
     return sim, binds[0].removeprefix("http://")
 
@@ -168,27 +170,16 @@ order_heartbeat_s = 1
 
 
 async def _polymarket_fill(sim: Any, address: str, instrument: str, price: Decimal, size: Decimal) -> None:
-    # The simulator has no switch that prints a trade (Derive's `trade`): its market does, one
-    # `last_trade_price` frame at a time (§2.2), through the same two steps as every frame of
-    # its market (`step`): matched against the resting orders, then published. A taker sells
-    # `size` at our price.
-    market = sim.feed.markets[0]
-    assert instrument in (market.yes, market.no)
-    now = sim.clock()
-    frame = orjson.dumps(
-        {
-            "asset_id": instrument,
-            "event_type": "last_trade_price",
-            "fee_rate_bps": "0",
-            "market": market.condition_id,
-            "price": str(price),
-            "side": "SELL",
-            "size": str(size),
-            "timestamp": str(now // 1_000_000),
-        }
-    )
-    sim.on_market_frame(frame, now)
-    sim.publish(frame)
+    # The simulator's own switch, over its HTTP endpoint as an operator would use it: another
+    # participant's taker sell prints at our price (a `last_trade_price`, §2.2) and takes our
+    # resting bid.
+    trade = {"token": instrument, "side": "sell", "price": str(price), "size": str(size)}
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(f"http://{address}/_sim/faults", json={"trade": trade})
+    assert answer.status_code == 200, answer.text
+    printed = answer.json()["applied"]["trade"]
+    assert (printed["side"], Decimal(printed["price"]), Decimal(printed["size"])) == ("SELL", price, size)
+    assert len(printed["orders"]) == 1 and printed["trades"], printed  # our bid, filled
 
 
 POLYMARKET = VenueCase(
@@ -357,9 +348,10 @@ class Notifications:
                 fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
                 if "READY" in fields:
                     # What the daemon wrote before READY=1 is in this process's sockets by now
-                    # (loopback), but the simulator may not have read it yet: Polymarket's market
+                    # (loopback), but the simulator may not have read it yet: Polymarket's user
                     # channel acknowledges no subscription (§2.2), so "subscribed" there means
-                    # "sent". Let every task of this process run on what has arrived (the I/O
+                    # "sent" (its market channel's READY waits for the books the venue answers
+                    # with). Let every task of this process run on what has arrived (the I/O
                     # already readable included), then look: nothing sent after READY is in.
                     await trio.testing.wait_all_tasks_blocked()
                     self.at_ready.append(self.subscribed())

@@ -104,6 +104,7 @@ async def start(
     environ: dict[str, str] | None = None,
     cache: Path | None = None,
     journal: OrderJournal | None = None,
+    wait: bool = True,
     **settings: Any,
 ) -> LiveEngine:
     engine = LiveEngine(
@@ -119,8 +120,9 @@ async def start(
         journal=journal,
     )
     await nursery.start(engine.run)
-    with trio.fail_after(10):
-        await engine.ready.wait()
+    if wait:
+        with trio.fail_after(10):
+            await engine.ready.wait()
     return engine
 
 
@@ -179,6 +181,68 @@ async def test_market_data_on_one_market_connection_and_books_equal_to_the_venue
     assert age is not None and 0 <= age < 2
     # The market catalog found the simulated markets on the simulator's Gamma.
     await until(lambda: len(engine.catalogs[V]) == len(simulator.feed.markets), within=5)
+
+
+def market_subscribed(probe: Probe) -> list[Status]:
+    return [s for s in probe.statuses(StatusKind.SUBSCRIBED) if s.data.get("channel") == "market"]
+
+
+async def test_ready_waits_for_the_books_the_venue_answers_the_first_subscription_with(
+    nursery: trio.Nursery, cache: Path
+) -> None:
+    # The venue acknowledges no subscription (§2.2): the books it answers with are the sign it
+    # took it. This one sends them a second after the subscription (and nothing of the token
+    # before them).
+    simulator, base = await serve_sim(nursery, dump_delay_s=1.0)
+    market = simulator.feed.markets[0]
+    token = market.yes
+    probe = Probe("p", [Subscription(V, token)])
+    # The market is configured: its tokens are known from its definition, without a REST book.
+    engine = await start(nursery, base, probe, cache=cache, wait=False, markets=[market.condition_id])
+    live = session(engine)
+    await until(lambda: any(p.subscribed for p in simulator.sessions.values() if p.path == "/ws/market"))
+    subscribed_at = trio.current_time()
+    await trio.sleep(0.4)
+    assert live.decoder.book(token) is None  # no book yet, so:
+    assert not live.market.ready.is_set() and not engine.ready.is_set()
+    with trio.fail_after(5):
+        await engine.ready.wait()
+    assert trio.current_time() - subscribed_at >= 0.9  # the books came a second after
+    book = live.decoder.book(token)
+    assert book is not None and book.valid  # ready: market data is flowing
+    venue = simulator.decoder.book(token)
+    assert venue is not None and book.market == venue.market
+    # The venue's own books, not REST ones, and no complaint.
+    assert simulator.requests_for("GET /book") == 0 and simulator.requests_for("POST /books") == 0
+    await until(lambda: bool(market_subscribed(probe)))
+    (status,) = market_subscribed(probe)
+    assert status.data["assets"] == 1 and "late_books" not in status.data
+
+
+async def test_ready_does_not_wait_forever_for_books_that_do_not_come(
+    nursery: trio.Nursery, cache: Path
+) -> None:
+    simulator, base = await serve_sim(nursery, dump_delay_s=30.0)  # never, for this test
+    market = simulator.feed.markets[0]
+    probe = Probe("p", [Subscription(V, market.yes), Subscription(V, market.no)])
+    began = trio.current_time()
+    engine = await start(
+        nursery, base, probe, cache=cache, wait=False, markets=[market.condition_id], snapshot_timeout_s=0.5
+    )
+    with trio.fail_after(5):
+        await engine.ready.wait()
+    assert trio.current_time() - began >= 0.5
+    # Ready anyway, naming the tokens the venue sent no book for; their books are fetched over
+    # REST instead.
+    await until(lambda: bool(market_subscribed(probe)))
+    (status,) = market_subscribed(probe)
+    assert status.data["late_books"] == sorted([market.yes, market.no])
+    assert "2 without their initial book yet" in status.message
+    live = session(engine)
+    for token in (market.yes, market.no):
+        await until(lambda: (b := live.decoder.book(token)) is not None and b.valid, within=5)  # noqa: B023
+    assert simulator.requests_for("POST /books") == 1
+    assert live.market.stats.connects == 1  # nothing crashed, nothing reconnected
 
 
 async def test_subscriptions_follow_strategies_at_run_time(

@@ -91,3 +91,22 @@ async def test_switches_over_http_act_on_connected_clients(nursery: trio.Nursery
         with pytest.raises((trio_websocket.ConnectionRejected, trio_websocket.ConnectionClosed)):
             async with trio_websocket.open_websocket_url(base.replace("http://", "ws://") + "/other") as ws:
                 await ws.get_message()
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"not json", "JSONDecodeError"),
+        (b'{"stall_s": "soon"}', "ValueError"),
+        (b'["drop"]', "AttributeError"),
+    ],
+)
+async def test_a_switch_with_bad_terms_is_a_400_that_names_the_mistake(
+    nursery: trio.Nursery, body: bytes, error: str
+) -> None:
+    sim = EchoVenue()
+    binds = await nursery.start(functools.partial(serve, sim))
+    async with httpx.AsyncClient(base_url=binds[0]) as http:
+        r = await http.post("/_sim/faults", content=body)
+        assert r.status_code == 400 and r.json()["error"].startswith(error)
+        assert sim.faults.stall_until == 0 and (await http.get("/_sim/state")).status_code == 200

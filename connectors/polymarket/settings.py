@@ -48,6 +48,10 @@ class PolymarketSettings:
     - `max_assets_per_connection`: third parties report a limit of about 500 assets per market
       connection (§2.2, [U]): tokens beyond it are refused with a `subscription_refused` status
       rather than silently missing. Raise it if the venue allows more.
+    - `snapshot_timeout_s`: how long a subscribed token's book may take to come from the venue
+      (its initial dump, §2.2) before it is fetched over REST. It also bounds the first
+      readiness: the market connection is `ready` once the first subscription's books are in,
+      or after this long, naming the tokens still without one (`late_books`).
     - `order_heartbeat_s`: when > 0, `POST /v1/heartbeats` every that many seconds: if they stop
       (the daemon dies), the venue cancels every open order (§2.3). 0 disables it.
     - `order_rate` / `order_burst`: a local limit on order requests (per second, burst), so a

@@ -6,10 +6,12 @@ Fidelity:
 - **Market channel** `/ws/market` (§2.2): the subscription message (`assets_ids`, `type`,
   `custom_feature_enabled`, `initial_dump`) and dynamic `operation: subscribe | unsubscribe`
   (with or without `type`); the books of newly subscribed tokens as one JSON array of `book`
-  events (best levels last); then `price_change` (entries for the peer's tokens only, each with
-  the best bid/ask after it), `last_trade_price`, `book` after trades, `tick_size_change` when
-  a price crosses 0.96 or 0.04, and with custom features `best_bid_ask`, `new_market`,
-  `market_resolved`. The text `PING` is answered `PONG`.
+  events (best levels last), at once or, with `dump_delay_s`, that long later (the subscription
+  takes effect with its books: nothing of those tokens is sent before them); then
+  `price_change` (entries for the peer's tokens only, each with the best bid/ask after it),
+  `last_trade_price`, `book` after trades, `tick_size_change` when a price crosses 0.96 or
+  0.04, and with custom features `best_bid_ask`, `new_market`, `market_resolved`.
+  The text `PING` is answered `PONG`.
 - **User channel** `/ws/user` (§2.2): `{"auth": {apiKey, secret, passphrase}, "markets": [...],
   "type": "user"}` (a wrong key closes the connection; no markets = every market), then our
   `order` events (PLACEMENT, UPDATE, CANCELLATION) and `trade` events through their settlement:
@@ -46,7 +48,10 @@ Fault switches (engine/_simserver.py; `POST /_sim/faults`): `drop`, `stall_s`, `
 next price change that moves its top is lost: the client's best bid/ask cross-check catches it),
 `reject` (the next orders answer `success: false` with that message), `rate_limit` (the next
 REST requests get 429), `garbage`; and Polymarket's own `fail_trades` (the next n trades end
-FAILED).
+FAILED), `trade` (`{"token": ..., "side": "buy" | "sell", "price": "...", "size": "..."}`:
+another participant's taker trade prints as a `last_trade_price` and fills the resting orders it
+reaches, like Derive's switch) and `dump_delay_s` (the books of a subscription are sent that
+long after it, for clients that wait for them).
 """
 
 from __future__ import annotations
@@ -257,6 +262,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         mine_s: float = 0.5,
         confirm_s: float = 1.0,
         heartbeat_timeout_s: float = 10.0,
+        dump_delay_s: float = 0.0,
         outbox: int = 10_000,
         clock: Callable[[], int] = time.time_ns,
         log: structlog.typing.FilteringBoundLogger | None = None,
@@ -266,6 +272,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         self.mine_s = mine_s
         self.confirm_s = confirm_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.dump_delay_s = dump_delay_s  # the books of a subscription are sent this much later
+        self._dumps: list[tuple[float, _Peer, set[str]]] = []  # (trio time due, peer, tokens)
         self.feed = PolymarketFeed.create(seed=seed, start_ns=clock())
         self.registry = InstrumentRegistry()
         self.decoder = PolymarketDecoder(self.registry)  # the simulator's own books and markets
@@ -328,6 +336,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
                 self._apply(out, now)
 
     def step(self) -> None:
+        self._send_due_dumps()
         super().step()
         now = self.clock()
         expired = self.matching.expire(now)
@@ -432,14 +441,43 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             peer.custom = bool(msg["custom_feature_enabled"])
         if operation == "unsubscribe":
             peer.assets -= assets
+            for _, waiting, tokens in self._dumps:
+                if waiting is peer:
+                    tokens -= assets
             return
-        new = assets - peer.assets
-        peer.assets |= assets
         peer.subscribed = True
-        if msg.get("initial_dump", True) and new:
-            books = [self._book_event(t) for t in sorted(new) if self.decoder.book(t) is not None]
-            if books:
-                self.send(peer, orjson.dumps(books))
+        pending = {t for _, waiting, tokens in self._dumps if waiting is peer for t in tokens}
+        new = assets - peer.assets - pending
+        if not new:
+            return
+        if not msg.get("initial_dump", True):
+            peer.assets |= new
+        elif self.dump_delay_s > 0:
+            self._dumps.append((trio.current_time() + self.dump_delay_s, peer, new))
+        else:
+            self._dump(peer, new)
+
+    def _dump(self, peer: _Peer, tokens: set[str]) -> None:
+        """The subscription of `tokens` takes effect: their books (one JSON array), then their
+        changes."""
+        peer.assets |= tokens
+        books = [self._book_event(t) for t in sorted(tokens) if self.decoder.book(t) is not None]
+        if books:
+            self.send(peer, orjson.dumps(books))
+
+    def _send_due_dumps(self) -> None:
+        """The delayed books (`dump_delay_s`) whose time has come, to peers still connected."""
+        if not self._dumps:
+            return
+        now = trio.current_time()
+        waiting = []
+        for entry in self._dumps:
+            due, peer, tokens = entry
+            if due > now:
+                waiting.append(entry)
+            elif peer.id in self.sessions and tokens:
+                self._dump(peer, tokens)
+        self._dumps = waiting
 
     def _user_message(self, peer: _Peer, msg: dict[str, Any]) -> None:
         markets = {str(m) for m in msg.get("markets") or ()}
@@ -1331,12 +1369,80 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         }
 
     def apply_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """The shared switches, and `fail_trades` (the next n trades end FAILED)."""
+        """The shared switches, and Polymarket's: `fail_trades` (the next n trades end FAILED),
+        `trade` (another participant's taker trade, `trade()`), `dump_delay_s` (the books of
+        later subscriptions are sent that long after them; 0: at once). Raises ValueError for a
+        switch it cannot apply (nothing of that switch is applied)."""
         applied = super().apply_faults(spec)
         if spec.get("fail_trades"):
             self.fail_trades += int(spec["fail_trades"])
             applied["fail_trades"] = self.fail_trades
+        if "dump_delay_s" in spec:
+            delay = float(spec["dump_delay_s"])
+            if not 0 <= delay < float("inf"):
+                raise ValueError(f"dump_delay_s: expected seconds >= 0, got {spec['dump_delay_s']!r}")
+            self.dump_delay_s = delay
+            applied["dump_delay_s"] = delay
+        if spec.get("trade"):
+            t = spec["trade"]
+            terms = ("token", "side", "price", "size")
+            if not isinstance(t, dict) or any(t.get(k) is None for k in terms):
+                raise ValueError('trade: expected {"token": ..., "side": ..., "price": ..., "size": ...}')
+            applied["trade"] = self.trade(str(t["token"]), str(t["side"]), t["price"], t["size"])
         return applied
+
+    def trade(self, token: str, side: str, price: Any, size: Any) -> dict[str, Any]:
+        """Another participant's taker trade of `size` shares of `token` at `price` (`side` the
+        taker's: "sell" hits resting bids, "buy" lifts resting asks) prints on the market channel
+        as a `last_trade_price` (§2.2), through the same two steps as every frame of the market
+        (`on_market_frame`: the resting client orders it reaches are filled, their owners told on
+        the user channel; then `publish`). The public book is left as it is. Returns what printed
+        and the client trades and orders it made. Raises ValueError for terms the venue could not
+        print (unknown token, a side other than buy or sell, a price off the token's tick or
+        outside (0, 1), a size not positive)."""
+        inst = self.registry.get(VENUE, token)
+        book = self.decoder.book(token)
+        if inst is None or book is None:
+            raise ValueError(f"trade: no token {token!r}")
+        if side.lower() not in ("buy", "sell"):
+            raise ValueError(f"trade: side must be buy or sell, not {side!r}")
+        try:
+            px, qty = Decimal(str(price)), Decimal(str(size))
+        except InvalidOperation:
+            raise ValueError(f"trade: price and size must be numbers ({price!r}, {size!r})") from None
+        if not (px.is_finite() and qty.is_finite()) or not 0 < px < 1 or qty <= 0 or px % inst.tick_size:
+            raise ValueError(
+                f"trade: price {price} must be in (0, 1) on the tick {inst.tick_size}, size {size} positive"
+            )
+        outcome = self.outcomes.get(token)
+        market = book.market or (outcome.condition_id if outcome is not None else "")
+        now = self.clock()
+        printed = {
+            "asset_id": token,
+            "event_type": "last_trade_price",
+            "fee_rate_bps": "0",
+            "market": market,
+            "price": _fmt(px),
+            "side": side.upper(),
+            "size": _fmt(qty),
+            "timestamp": str(now // 1_000_000),
+        }
+        before = len(self.trades)
+        frame = orjson.dumps(printed)
+        self.on_market_frame(frame, now)
+        self.publish(frame)
+        made = list(self.trades.values())[before:]  # dicts keep their insertion order
+        self.log.info(
+            "simulator.trade", instrument=token, side=side, price=str(px), size=str(qty), fills=len(made)
+        )
+        return {
+            "token": token,
+            "side": side.upper(),
+            "price": _fmt(px),
+            "size": _fmt(qty),
+            "trades": [t.id for t in made],
+            "orders": sorted({t.order.order_id for t in made}),
+        }
 
 
 _NOT_FOUND: Final = object()

@@ -21,6 +21,14 @@ Market connection (§2.2):
   `GET /markets/{condition_id}` (both outcomes, labels, whether it accepts orders); so is the
   market of a token known without its exchange (restored from the order journal). A token the
   venue does not know is refused;
+- the venue acknowledges no subscription (§2.2, and §"Subscribe methods differ": "no
+  acknowledgement is documented"), but it answers one with the books of its tokens (the initial
+  dump): the connection's first `ready` waits for them, so that the daemon's READY means market
+  data is flowing, not merely that a message was sent. The wait is bounded by
+  `snapshot_timeout_s`: past it, `ready` is set anyway, the tokens without a book from the venue
+  are named (a `subscription.books_late` warning and `late_books` in the `subscribed` status)
+  and fetched over REST. The subscription follower waits with it (only on that first
+  subscription: the engine's strategies start after `ready`);
 - every book starts from a snapshot: the venue's initial dump, or a REST one when none came
   within `snapshot_timeout_s`; a `book_gap` (the decoder's best bid/ask cross-check failed) is
   answered with a `GET /book` snapshot of that book only, without reconnecting (`book_resync`
@@ -53,7 +61,15 @@ import structlog
 import trio
 import trio_websocket
 
-from engine import InstrumentRegistry, MalformedFrame, MarketEvent, PrivateEvent, StatusKind, VenueError
+from engine import (
+    BookUpdate,
+    InstrumentRegistry,
+    MalformedFrame,
+    MarketEvent,
+    PrivateEvent,
+    StatusKind,
+    VenueError,
+)
 from engine._plugins import Decoder, VenueSink
 from engine._router import MarketRouter
 from engine._session import Connect, SessionStats, VenueSession, default_connect
@@ -135,6 +151,10 @@ class MarketConnection(_Connection):
         self._current: set[str] = set()  # tokens subscribed on this connection
         self._initial_sent = False
         self._refused: set[str] = set()  # tokens refused (unknown to the venue, over the limit)
+        # Before the first `ready`: the tokens of the first subscription whose book has not come
+        # from the venue yet, and the event set when the last one has (`_decode_awaiting`).
+        self._awaiting: set[str] = set()
+        self._books_in = trio.Event()
 
     @property
     def assets(self) -> frozenset[str]:
@@ -155,12 +175,30 @@ class MarketConnection(_Connection):
         super()._reset()  # every book starts again from a snapshot
         self._current.clear()
         self._initial_sent = False
+        self._awaiting.clear()
 
     async def _handle(self, message: bytes | str, now: int) -> None:
         if message == _PONG:
             self.pongs += 1
             return
+        if self._awaiting:  # only until the first subscription's books are in
+            await self._decode_awaiting(message, now)
+            return
         await self.decode(message, now)
+
+    async def _decode_awaiting(self, message: bytes | str, now: int) -> None:
+        """`decode`, noting the books the venue sent (its answer to the first subscription)."""
+        try:
+            events = self.decoder.decode(message, now)  # type: ignore[arg-type]
+        except MalformedFrame as exc:
+            self.malformed(exc)
+            return
+        for ev in events:
+            if isinstance(ev, BookUpdate) and ev.snapshot:
+                self._awaiting.discard(ev.instrument)
+        if not self._awaiting:
+            self._books_in.set()
+        await self.dispatch(events)
 
     def desired_assets(self) -> set[str]:
         """The tokens the router's merged subscriptions ask for (every kind comes from one
@@ -208,8 +246,12 @@ class MarketConnection(_Connection):
         undefined = {t for t in add - unknown if (o := outcomes.get(t)) is None or o.neg_risk is None}
         if undefined:
             await self.owner.load_markets(self.owner.markets_of(undefined), self)
+        confirm = not self._initial_sent and not self.ready.is_set() and bool(desired)
         if not self._initial_sent:
             if desired:
+                if confirm:  # before sending: the books may come back before `send` returns
+                    self._awaiting = set(desired)
+                    self._books_in = trio.Event()
                 await self._send_json(
                     {
                         "assets_ids": sorted(desired),
@@ -237,22 +279,50 @@ class MarketConnection(_Connection):
             self.stats.resubscribed_books += len(refresh)
             self.log.info("book.resnapshot", instruments=sorted(refresh))
             await self.owner.fetch_books(sorted(refresh), self)
+        late: list[str] = []
         expecting = (add - unknown) - refresh
-        if expecting and self._nursery is not None:
+        if confirm:
+            late = await self._await_first_books()
+            if late and self._nursery is not None:
+                self._nursery.start_soon(self._fetch_missing, set(late))
+        elif expecting and self._nursery is not None:
             self._nursery.start_soon(self._await_snapshots, expecting)
         if add or remove:
+            extra: dict[str, Any] = {"late_books": late} if late else {}
             await self.status(
                 StatusKind.SUBSCRIBED,
-                f"{len(self._current)} assets",
+                f"{len(self._current)} assets"
+                + (f", {len(late)} without their initial book yet" if late else ""),
                 channel="market",
                 assets=len(self._current),
                 private=False,  # market data only: tells nothing of our orders
+                **extra,
             )
+
+    async def _await_first_books(self) -> list[str]:
+        """The first subscription's books (module docstring): waits until the venue has sent
+        one for every token, at most `snapshot_timeout_s`. Returns the tokens still without one
+        (sorted; empty when all came)."""
+        timeout = self.settings.snapshot_timeout_s
+        if self._awaiting:
+            with trio.move_on_after(timeout):
+                await self._books_in.wait()
+        late = sorted(self._awaiting & self._current)
+        self._awaiting.clear()
+        if late:
+            self.log.warning(
+                "subscription.books_late", instruments=late, waited_s=timeout, assets=len(self._current)
+            )
+        return late
 
     async def _await_snapshots(self, tokens: set[str]) -> None:
         """Books the venue did not snapshot within `snapshot_timeout_s` of subscribing are
         fetched over REST (the initial dump is a request, not a promise)."""
         await trio.sleep(self.settings.snapshot_timeout_s)
+        await self._fetch_missing(tokens)
+
+    async def _fetch_missing(self, tokens: set[str]) -> None:
+        """A REST snapshot of each of `tokens` still subscribed without a valid book."""
         missing = []
         for token in sorted(tokens & self._current):
             book = self.decoder.book(token)
