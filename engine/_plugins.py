@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
+import orjson
 import trio
 
 from ._book import OrderBook
-from ._errors import ConfigError, StrategyError
+from ._errors import ConfigError, MalformedFrame, StrategyError
 from ._events import MarketEvent, PrivateEvent
 from ._fees import FeeModel
 from ._instruments import InstrumentRegistry
@@ -32,6 +33,7 @@ __all__ = [
     "VenueSink",
     "available_strategies",
     "available_venues",
+    "decode_parsed",
     "load_catalog_class",
     "load_strategy_class",
     "load_venue",
@@ -50,6 +52,19 @@ class DecoderStats:
     gaps: int = 0
     ignored_changes: int = 0  # book changes dropped: no snapshot yet, or waiting for one after a gap
     skipped_instruments: int = 0  # instrument definitions that could not be parsed
+
+
+def decode_parsed(decoder: Decoder, msg: Any, ts_local: int, venue: str) -> list[MarketEvent]:
+    """Every venue decoder's `decode_message`: an already-parsed message, decoded as its JSON
+    frame with the decoder's own contract. One that cannot be JSON is counted as a malformed
+    frame and raises `MalformedFrame`."""
+    try:
+        frame = orjson.dumps(msg)
+    except TypeError as exc:
+        decoder.stats.frames += 1
+        decoder.stats.malformed += 1
+        raise MalformedFrame(f"not a JSON message: {exc}", venue=venue) from None
+    return decoder.decode(frame, ts_local)
 
 
 @runtime_checkable

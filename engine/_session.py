@@ -35,7 +35,7 @@ import structlog
 import trio
 import trio_websocket
 
-from ._errors import FeedStale, MalformedFrame, VenueError
+from ._errors import AuthError, FeedStale, MalformedFrame, VenueError
 from ._events import MarketEvent, PrivateEvent, Status, StatusKind
 from ._instruments import InstrumentRegistry
 from ._plugins import Decoder, VenueSink
@@ -276,7 +276,10 @@ class VenueSession:
             await trio.sleep(delay)
 
     def _on_session_error(self, exc: BaseException) -> None:
-        """A connection ended with `exc` (logged by the subclass when it deserves more)."""
+        """A connection ended with `exc`: refused credentials are an error of their own (the
+        reconnection loop alone would only say the connection ended). Extend for more."""
+        if isinstance(exc, AuthError):
+            self.log.error("session.auth_failed", error=str(exc))
 
     async def _session(self, url: str) -> None:
         async with self._connect(url) as ws, trio.open_nursery() as nursery:

@@ -24,7 +24,6 @@ from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
-import orjson
 from msgspec import Meta, Raw, Struct
 
 from engine import (
@@ -46,7 +45,7 @@ from engine import (
     Trade,
 )
 from engine._events import positional_builder
-from engine._plugins import DecoderStats
+from engine._plugins import DecoderStats, decode_parsed
 
 from .instruments import VENUE, instrument_from_json
 
@@ -436,13 +435,7 @@ class DeribitDecoder:
 
     def decode_message(self, msg: Any, ts_local: int) -> list[MarketEvent]:
         """The market events in an already-parsed message (same contract as `decode`)."""
-        try:
-            frame = orjson.dumps(msg)
-        except TypeError as exc:
-            self.stats.frames += 1
-            self.stats.malformed += 1
-            raise _malformed(f"not a JSON message: {exc}") from None
-        return self.decode(frame, ts_local)
+        return decode_parsed(self, msg, ts_local, VENUE)
 
     def learn_instruments(self, result: Any) -> int:
         """Teach the registry the instruments of a `public/get_instruments` result (raw JSON or

@@ -217,10 +217,6 @@ class DeribitSession(VenueSession):
     def _on_connected(self) -> dict[str, Any]:
         return {"authenticated": self._authenticated}
 
-    def _on_session_error(self, exc: BaseException) -> None:
-        if isinstance(exc, AuthError):
-            self.log.error("session.auth_failed", error=str(exc))
-
     def _reset(self) -> None:
         super()._reset()
         self._authenticated = False

@@ -71,7 +71,7 @@ from engine import (
     Trade,
 )
 from engine._events import positional_builder
-from engine._plugins import DecoderStats
+from engine._plugins import DecoderStats, decode_parsed
 
 from .instruments import (
     QUOTE,
@@ -574,13 +574,7 @@ class DeriveDecoder:
 
     def decode_message(self, msg: Any, ts_local: int) -> list[MarketEvent]:
         """The events in an already-parsed message (same contract as `decode`)."""
-        try:
-            frame = orjson.dumps(msg)
-        except TypeError as exc:
-            self.stats.frames += 1
-            self.stats.malformed += 1
-            raise _malformed(f"not a JSON message: {exc}") from None
-        return self.decode(frame, ts_local)
+        return decode_parsed(self, msg, ts_local, VENUE)
 
     def learn_instruments(self, result: Any) -> int:
         """Teach the registry and `details` the instruments of a `get_instruments` result (raw

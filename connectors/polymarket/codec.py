@@ -64,7 +64,6 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 
 import attrs
 import msgspec
-import orjson
 from msgspec import Meta, Struct
 
 from engine import (
@@ -87,7 +86,7 @@ from engine import (
     Trade,
 )
 from engine._events import positional_builder
-from engine._plugins import DecoderStats
+from engine._plugins import DecoderStats, decode_parsed
 
 from .book import HASH_FIELDS, TICKS_PER_UNIT, LocalOrderBook, summary_hash
 from .fees import taker_fee
@@ -652,13 +651,7 @@ class PolymarketDecoder:
 
     def decode_message(self, msg: Any, ts_local: int) -> list[MarketEvent]:
         """The events in an already-parsed message (same contract as `decode`)."""
-        try:
-            frame = orjson.dumps(msg)
-        except TypeError as exc:
-            self.stats.frames += 1
-            self.stats.malformed += 1
-            raise _malformed(f"not a JSON message: {exc}") from None
-        return self.decode(frame, ts_local)
+        return decode_parsed(self, msg, ts_local, VENUE)
 
     def learn_markets(self, answer: Any) -> int:
         """Teach the registry and the outcome table from a REST answer (raw JSON or parsed): a
