@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from tests.live_support import until as poll_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_ID, SECRET = next(iter(DEFAULT_ACCOUNTS.items()))
@@ -28,12 +29,8 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="sd_notify and s
 
 
 async def until(predicate: Callable[[], Any], within: float = 15.0, what: str = "") -> Any:
-    with trio.fail_after(within):
-        while True:
-            value = predicate()
-            if value:
-                return value
-            await trio.sleep(0.05)
+    """Poll another process's files or the simulator's state (slower steps than in-process)."""
+    return await poll_until(predicate, within, what, every=0.05)
 
 
 class Daemon:

@@ -35,6 +35,7 @@ from connectors.derive.simulator import (
 from connectors.derive.simulator import serve as serve_derive
 from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
 from connectors.polymarket.simulator import serve as serve_polymarket
+from tests.live_support import until as poll_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SHUTDOWN_TIMEOUT_S = 6
@@ -44,16 +45,8 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="sd_notify and s
 
 
 async def until(predicate: Callable[[], Any], within: float = 15.0, what: str = "") -> Any:
-    """Poll `predicate` (another process's files, the simulator's state) until it is truthy."""
-    try:
-        with trio.fail_after(within):
-            while True:
-                value = predicate()
-                if value:
-                    return value
-                await trio.sleep(0.05)
-    except trio.TooSlowError:
-        raise AssertionError(f"not within {within} s: {what or predicate}") from None
+    """Poll another process's files or the simulator's state (slower steps than in-process)."""
+    return await poll_until(predicate, within, what, every=0.05)
 
 
 # -- one venue, as the test needs it ------------------------------------------------------------

@@ -4,7 +4,6 @@ subscribe, receive, place/edit/cancel, fills, and recovery from each injected fa
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +15,6 @@ from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, ser
 from engine import (
     BookUpdate,
     Fill,
-    MarketEvent,
     OrderRejected,
     OrderState,
     OrderUpdate,
@@ -28,43 +26,13 @@ from engine import (
     Trade,
 )
 from engine._live import LiveEngine
+from tests.live_support import Probe, until
 
 PERP = "BTC-PERPETUAL"
 CREDS = {
     "DERIBIT_CLIENT_ID": next(iter(DEFAULT_ACCOUNTS)),
     "DERIBIT_CLIENT_SECRET": next(iter(DEFAULT_ACCOUNTS.values())),
 }
-
-
-class Probe(Strategy):
-    """Records every event; the tests act through its context."""
-
-    def __init__(self, name: str = "probe", subs: Iterable[Subscription] = ()) -> None:
-        super().__init__(name)
-        self.subs = list(subs)
-        self.events: list[MarketEvent] = []
-
-    def required_subscriptions(self) -> list[Subscription]:
-        return self.subs
-
-    async def on_event(self, event: MarketEvent) -> None:
-        self.events.append(event)
-
-    def of(self, cls: type[MarketEvent], instrument: str | None = None) -> list[Any]:
-        return [
-            e
-            for e in self.events
-            if isinstance(e, cls) and (instrument is None or e.instrument == instrument)
-        ]
-
-    def statuses(self, kind: StatusKind) -> list[Status]:
-        return [e for e in self.of(Status) if e.status is kind]
-
-
-async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    with trio.fail_after(within):
-        while not predicate():
-            await trio.sleep(0.02)
 
 
 async def serve_sim(nursery: trio.Nursery, **options: Any) -> tuple[DeribitSimulator, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +25,6 @@ from engine import (
     BookUpdate,
     Fill,
     FillReversal,
-    MarketEvent,
     OrderRejected,
     OrderState,
     OrderUpdate,
@@ -39,6 +37,7 @@ from engine import (
 from engine._journal import OrderJournal
 from engine._live import LiveEngine
 from engine._logging import configure_logging
+from tests.live_support import Probe, until
 
 PERP = "ETH-PERP"
 SUB = DEMO_SUBACCOUNT
@@ -47,40 +46,6 @@ CREDS = {
     "DERIVE_SESSION_KEY": DEMO_SESSION_KEY,
     "DERIVE_SUBACCOUNT_ID": str(DEMO_SUBACCOUNT),
 }
-
-
-class Probe(Strategy):
-    """Records every event; the tests act through its context."""
-
-    def __init__(self, name: str = "probe", subs: Iterable[Subscription] = ()) -> None:
-        super().__init__(name)
-        self.subs = list(subs)
-        self.events: list[MarketEvent] = []
-
-    def required_subscriptions(self) -> list[Subscription]:
-        return self.subs
-
-    async def on_event(self, event: MarketEvent) -> None:
-        self.events.append(event)
-
-    def of(self, cls: type[MarketEvent], instrument: str | None = None) -> list[Any]:
-        return [
-            e
-            for e in self.events
-            if isinstance(e, cls) and (instrument is None or e.instrument == instrument)
-        ]
-
-    def statuses(self, kind: StatusKind) -> list[Status]:
-        return [e for e in self.of(Status) if e.status is kind]
-
-    def mine(self, client_order_id: str | None) -> list[Any]:
-        return [e for e in self.events if getattr(e, "client_order_id", None) == client_order_id]
-
-
-async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    with trio.fail_after(within):
-        while not predicate():
-            await trio.sleep(0.02)
 
 
 async def serve_sim(nursery: trio.Nursery, **options: Any) -> tuple[DeriveSimulator, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from engine import (
     BookUpdate,
     Fill,
     FillReversal,
-    MarketEvent,
     OrderRejected,
     OrderState,
     OrderUpdate,
@@ -40,6 +38,7 @@ from engine import (
 from engine._journal import OrderJournal
 from engine._live import LiveEngine
 from engine._logging import configure_logging
+from tests.live_support import Probe, until
 
 API = DEMO_API
 CREDS = {
@@ -49,40 +48,6 @@ CREDS = {
     "POLYMARKET_API_PASSPHRASE": API.passphrase,
 }
 V = "polymarket"
-
-
-class Probe(Strategy):
-    """Records every event; the tests act through its context."""
-
-    def __init__(self, name: str = "probe", subs: Iterable[Subscription] = ()) -> None:
-        super().__init__(name)
-        self.subs = list(subs)
-        self.events: list[MarketEvent] = []
-
-    def required_subscriptions(self) -> list[Subscription]:
-        return self.subs
-
-    async def on_event(self, event: MarketEvent) -> None:
-        self.events.append(event)
-
-    def of(self, cls: type[MarketEvent], instrument: str | None = None) -> list[Any]:
-        return [
-            e
-            for e in self.events
-            if isinstance(e, cls) and (instrument is None or e.instrument == instrument)
-        ]
-
-    def statuses(self, kind: StatusKind) -> list[Status]:
-        return [e for e in self.of(Status) if e.status is kind]
-
-    def mine(self, client_order_id: str | None) -> list[Any]:
-        return [e for e in self.events if getattr(e, "client_order_id", None) == client_order_id]
-
-
-async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    with trio.fail_after(within):
-        while not predicate():
-            await trio.sleep(0.02)
 
 
 async def serve_sim(nursery: trio.Nursery, **options: Any) -> tuple[PolymarketSimulator, str]:

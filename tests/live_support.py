@@ -1,0 +1,55 @@
+"""What the live tests share: a strategy that records everything it is sent, and polling for a
+condition with a bound."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import trio
+
+from engine import MarketEvent, Status, StatusKind, Strategy, Subscription
+
+T = TypeVar("T")
+
+
+class Probe(Strategy):
+    """Records every event; the tests act through its context."""
+
+    def __init__(self, name: str = "probe", subs: Iterable[Subscription] = ()) -> None:
+        super().__init__(name)
+        self.subs = list(subs)
+        self.events: list[MarketEvent] = []
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return self.subs
+
+    async def on_event(self, event: MarketEvent) -> None:
+        self.events.append(event)
+
+    def of(self, cls: type[MarketEvent], instrument: str | None = None) -> list[Any]:
+        return [
+            e
+            for e in self.events
+            if isinstance(e, cls) and (instrument is None or e.instrument == instrument)
+        ]
+
+    def statuses(self, kind: StatusKind) -> list[Status]:
+        return [e for e in self.of(Status) if e.status is kind]
+
+    def mine(self, client_order_id: str | None) -> list[Any]:
+        return [e for e in self.events if getattr(e, "client_order_id", None) == client_order_id]
+
+
+async def until(predicate: Callable[[], T], within: float = 10.0, what: str = "", every: float = 0.02) -> T:
+    """Poll `predicate` until it is truthy and return its value; an AssertionError naming
+    `what` (or the predicate) after `within` seconds."""
+    try:
+        with trio.fail_after(within):
+            while True:
+                value = predicate()
+                if value:
+                    return value
+                await trio.sleep(every)
+    except trio.TooSlowError:
+        raise AssertionError(f"not within {within} s: {what or predicate}") from None
