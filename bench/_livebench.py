@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import trio
 
-__all__ = ["free_port", "run_with_simulator"]
+from engine import MarketEvent, Status, Strategy, Subscription
+
+__all__ = ["Counter", "Idle", "free_port", "run_with_simulator"]
 
 
 def free_port() -> int:
@@ -47,3 +49,40 @@ def run_with_simulator(
     finally:
         child.terminate()
         child.wait(10)
+
+
+class Counter(Strategy):
+    """Counts what reaches it. It starts with `first` and, at its first market event, subscribes
+    to what `everything(ctx)` names (the whole market of the benchmark)."""
+
+    def __init__(self, first: Subscription, everything: Callable[[Any], list[Subscription]]) -> None:
+        super().__init__("counter")
+        self.first = first
+        self.everything = everything
+        self.count = 0
+        self.last = 0.0
+        self.subscribed = False
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return [self.first]
+
+    async def on_event(self, event: MarketEvent) -> None:
+        self.count += 1
+        self.last = time.perf_counter()
+        if not self.subscribed and not isinstance(event, Status):
+            self.subscribed = True
+            self.ctx.subscribe(self.everything(self.ctx))
+
+
+class Idle(Strategy):
+    """Places orders when asked to (the orders/s measurement drives it through its context)."""
+
+    def __init__(self, name: str, subscription: Subscription) -> None:
+        super().__init__(name)
+        self.subscription = subscription
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return [self.subscription]
+
+    async def on_event(self, event: MarketEvent) -> None:
+        return None

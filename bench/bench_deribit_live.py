@@ -25,11 +25,11 @@ from typing import Any
 
 import httpx
 import trio
-from _livebench import run_with_simulator
+from _livebench import Counter, run_with_simulator
 
 from connectors.deribit.settings import DeribitSettings
 from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
-from engine import DataKind, MarketEvent, OrderRequest, Side, Status, Strategy, Subscription, Ticker
+from engine import DataKind, MarketEvent, OrderRequest, Side, Strategy, Subscription, Ticker
 from engine._live import LiveEngine
 from engine._logging import configure_logging
 
@@ -38,26 +38,6 @@ CREDS = {
     "DERIBIT_CLIENT_ID": next(iter(DEFAULT_ACCOUNTS)),
     "DERIBIT_CLIENT_SECRET": next(iter(DEFAULT_ACCOUNTS.values())),
 }
-
-
-class Counter(Strategy):
-    """Counts what reaches it; subscribes to everything once the instruments are known."""
-
-    def __init__(self) -> None:
-        super().__init__("counter")
-        self.count = 0
-        self.last = 0.0
-        self.subscribed = False
-
-    def required_subscriptions(self) -> list[Subscription]:
-        return [Subscription("deribit", PERP, {DataKind.TICKER})]
-
-    async def on_event(self, event: MarketEvent) -> None:
-        self.count += 1
-        self.last = time.perf_counter()
-        if not self.subscribed and not isinstance(event, Status):
-            self.subscribed = True
-            self.ctx.subscribe([Subscription("deribit", i.symbol) for i in self.ctx.instruments("deribit")])
 
 
 class Answerer(Strategy):
@@ -102,7 +82,10 @@ async def measure(port: int, burst_steps: int, latency_s: float) -> dict[str, An
     out: dict[str, Any] = {}
     async with httpx.AsyncClient(base_url=f"http://{base}", timeout=600) as http:
         # Throughput.
-        counter = Counter()
+        counter = Counter(
+            Subscription("deribit", PERP, {DataKind.TICKER}),
+            lambda ctx: [Subscription("deribit", i.symbol) for i in ctx.instruments("deribit")],
+        )
         engine = LiveEngine([counter], {"deribit": settings}, mode="live", environ=CREDS)
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)

@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 import trio
-from _livebench import run_with_simulator
+from _livebench import Counter, Idle, run_with_simulator
 
 from connectors.derive.settings import DeriveSettings
 from connectors.derive.simulator import (
@@ -41,7 +41,7 @@ from connectors.derive.simulator import (
     DeriveSimulator,
     serve,
 )
-from engine import DataKind, MarketEvent, Order, OrderRequest, Side, Status, Strategy, Subscription, Ticker
+from engine import DataKind, MarketEvent, Order, OrderRequest, Side, Strategy, Subscription, Ticker
 from engine._live import LiveEngine
 from engine._logging import configure_logging
 
@@ -52,26 +52,6 @@ CREDS = {
     "DERIVE_SUBACCOUNT_ID": str(DEMO_SUBACCOUNT),
 }
 FAST = 100_000.0  # venue-sized rate limits on both sides: the benchmark measures the path, not them
-
-
-class Counter(Strategy):
-    """Counts what reaches it; subscribes to everything once the instruments are known."""
-
-    def __init__(self) -> None:
-        super().__init__("counter")
-        self.count = 0
-        self.last = 0.0
-        self.subscribed = False
-
-    def required_subscriptions(self) -> list[Subscription]:
-        return [Subscription("derive", PERP, {DataKind.TICKER})]
-
-    async def on_event(self, event: MarketEvent) -> None:
-        self.count += 1
-        self.last = time.perf_counter()
-        if not self.subscribed and not isinstance(event, Status):
-            self.subscribed = True
-            self.ctx.subscribe([Subscription("derive", i.symbol) for i in self.ctx.instruments("derive")])
 
 
 class Answerer(Strategy):
@@ -99,16 +79,6 @@ class Answerer(Strategy):
             )
 
 
-class Idle(Strategy):
-    """Places orders when asked to (the orders/s measurement drives it)."""
-
-    def required_subscriptions(self) -> list[Subscription]:
-        return [Subscription("derive", PERP, {DataKind.TICKER})]
-
-    async def on_event(self, event: MarketEvent) -> None:
-        return None
-
-
 def serve_child(port: int) -> None:
     """The child process: a simulator with a venue-sized matching limit for the benchmark."""
     configure_logging("warning", "json")
@@ -128,7 +98,10 @@ def _settings(base: str) -> DeriveSettings:
 
 
 async def _ingest(http: httpx.AsyncClient, base: str, burst_steps: int) -> dict[str, Any]:
-    counter = Counter()
+    counter = Counter(
+        Subscription("derive", PERP, {DataKind.TICKER}),
+        lambda ctx: [Subscription("derive", i.symbol) for i in ctx.instruments("derive")],
+    )
     engine = LiveEngine([counter], {"derive": _settings(base)}, mode="live", environ=CREDS)
     async with trio.open_nursery() as nursery:
         await nursery.start(engine.run)
@@ -167,7 +140,7 @@ async def _ingest(http: httpx.AsyncClient, base: str, burst_steps: int) -> dict[
 
 
 async def _orders(base: str, orders: int) -> dict[str, Any]:
-    idle = Idle("orders")
+    idle = Idle("orders", Subscription("derive", PERP, {DataKind.TICKER}))
     engine = LiveEngine([idle], {"derive": _settings(base)}, mode="live", environ=CREDS)
     async with trio.open_nursery() as nursery:
         await nursery.start(engine.run)

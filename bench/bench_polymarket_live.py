@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 import trio
-from _livebench import run_with_simulator
+from _livebench import Counter, Idle, run_with_simulator
 
 from config._schema import CatalogConfig
 from connectors.polymarket.settings import PolymarketSettings
@@ -48,7 +48,6 @@ from engine import (
     Order,
     OrderRequest,
     Side,
-    Status,
     Strategy,
     Subscription,
 )
@@ -69,27 +68,6 @@ FAST = 100_000.0  # no local order limit: the benchmark measures the path, not t
 _TOKENS = PolymarketSimulator(seed=SEED).feed.markets  # the child's markets (same seed)
 FIRST = _TOKENS[0].yes
 PROBE = _TOKENS[PROBE_MARKET].yes
-
-
-class Counter(Strategy):
-    """Counts what reaches it; subscribes to every token once the first one is known."""
-
-    def __init__(self, tokens: list[str]) -> None:
-        super().__init__("counter")
-        self.tokens = tokens
-        self.count = 0
-        self.last = 0.0
-        self.subscribed = False
-
-    def required_subscriptions(self) -> list[Subscription]:
-        return [Subscription(V, FIRST)]
-
-    async def on_event(self, event: MarketEvent) -> None:
-        self.count += 1
-        self.last = time.perf_counter()
-        if not self.subscribed and not isinstance(event, Status):
-            self.subscribed = True
-            self.ctx.subscribe([Subscription(V, t) for t in self.tokens])
 
 
 class Answerer(Strategy):
@@ -118,16 +96,6 @@ class Answerer(Strategy):
         )
 
 
-class Idle(Strategy):
-    """Places orders when asked to (the orders/s measurement drives it)."""
-
-    def required_subscriptions(self) -> list[Subscription]:
-        return [Subscription(V, FIRST, {"book"})]
-
-    async def on_event(self, event: MarketEvent) -> None:
-        return None
-
-
 def serve_child(port: int) -> None:
     """The child process: the simulator, its market 5x faster than real time (step 50 ms)."""
     configure_logging("warning", "json")
@@ -150,7 +118,7 @@ def _engine(base: str, strategy: Strategy, cache: Path) -> LiveEngine:
 
 async def _ingest(http: httpx.AsyncClient, base: str, burst_steps: int, cache: Path) -> dict[str, Any]:
     tokens = [t for m in _TOKENS for t in (m.yes, m.no)]
-    counter = Counter(tokens)
+    counter = Counter(Subscription(V, FIRST), lambda ctx: [Subscription(V, t) for t in tokens])
     engine = _engine(base, counter, cache)
     async with trio.open_nursery() as nursery:
         await nursery.start(engine.run)
@@ -189,7 +157,7 @@ async def _ingest(http: httpx.AsyncClient, base: str, burst_steps: int, cache: P
 
 
 async def _orders(base: str, orders: int, cache: Path) -> dict[str, Any]:
-    idle = Idle("orders")
+    idle = Idle("orders", Subscription(V, FIRST, {"book"}))
     engine = _engine(base, idle, cache)
     async with trio.open_nursery() as nursery:
         await nursery.start(engine.run)
