@@ -330,7 +330,12 @@ def test_a_gap_invalidates_the_book_until_the_next_snapshot(synced: DeribitDecod
     assert isinstance(gap, Status)
     assert gap.status is StatusKind.BOOK_GAP
     assert gap.instrument == PERP
-    assert gap.data == {"expected": 123456789, "received": 123456000, "change_id": 123456791}
+    assert gap.data == {
+        "reason": "sequence_gap",
+        "expected": 123456789,
+        "received": 123456000,
+        "change_id": 123456791,
+    }
     assert dec.stats.gaps == 1
     assert not book.valid
     assert book.top() == top  # not patched
@@ -707,6 +712,225 @@ def test_a_missing_field_is_named(dec: DeribitDecoder) -> None:
     msg["params"]["data"][0]["direction"] = "up"
     with pytest.raises(MalformedFrame, match="direction"):
         dec.decode(wire(msg), T_LOCAL)
+
+
+# ------------------------------------------------- numbers checked at the edge (issue 12 §1)
+
+
+def ws_user_order(**changes: Any) -> bytes:
+    """tests/fixtures/deribit/ws_user_orders_filled.json (a real `user.orders` frame), changed."""
+    msg = load("ws_user_orders_filled.json")
+    msg["params"]["data"].update(changes)
+    return wire(msg)
+
+
+def snapshot_with(**changes: Any) -> bytes:
+    msg = load("ws_book_snapshot.json")
+    msg["params"]["data"].update(changes)
+    return wire(msg)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        # A well-formed snapshot whose price overflowed the tick arithmetic (OverflowError).
+        snapshot_with(bids=[["new", 1e308, 1.0]]),
+        snapshot_with(asks=[["new", 42501.0, 1.0], ["new", -1e308, 5.0]]),
+        # Beyond a float: msgspec reads 1e400 as out of range, never as infinity.
+        snapshot_with(bids=[["new", 1e300, 1.0]]).replace(b"1e+300", b"1e400"),
+        snapshot_with(asks=[["new", 42501.0, 9.1e15]]),  # an amount no Deribit book holds
+        snapshot_with(timestamp=10**17),  # ns would overflow an int64
+        book_change(123456789, 123456790, [["new", 42500.0, 1e308]], []),
+        book_change(123456789, 123456790, [], [["new", 9.5e15, 1.0]]),
+        notification(
+            f"book.{PERP}.none.10.100ms",
+            {**load("ws_book_grouped_snapshot.json")["params"]["data"], "bids": [[1e308, 1.0]]},
+        ),
+        notification(
+            f"trades.{PERP}.100ms", [{**load("ws_trades.json")["params"]["data"][0], "price": 1e308}]
+        ),
+        notification(
+            f"trades.{PERP}.100ms", [{**load("ws_trades.json")["params"]["data"][0], "amount": -1.0}]
+        ),
+    ],
+)
+def test_absurd_numbers_are_malformed_before_any_state_changes(synced: DeribitDecoder, bad: bytes) -> None:
+    before = state_of(synced)
+    with pytest.raises(MalformedFrame):
+        synced.decode(bad, T_LOCAL)
+    assert state_of(synced) == before
+    [ev] = synced.decode(frame("ws_book_delta.json"), T_LOCAL)  # the book goes on untouched
+    assert isinstance(ev, BookUpdate) and ev.best_bid == 42500.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("open_interest", -1.0, "open_interest"),
+        ("best_bid_amount", -2.0, "best_bid_amount"),
+        ("best_ask_amount", -0.1, "best_ask_amount"),
+        ("mark_iv", -45.0, "mark_iv"),
+        ("index_price", -1.0, "index_price"),
+        ("best_ask_price", 1e308, "best_ask_price"),
+        ("mark_price", -1e300, "mark_price"),
+        ("greeks", {"delta": 1e300, "gamma": 0.0, "vega": 0.0, "theta": 0.0}, "delta"),
+        ("last_price", "n/a", "last_price"),  # only Deribit's own "undefined" means no price
+        ("best_bid_price", 0.25, "above best ask"),  # bid 0.25 > ask 0.245
+    ],
+)
+def test_ticker_numbers_deribit_cannot_send_are_malformed(
+    dec: DeribitDecoder, field: str, value: Any, match: str
+) -> None:
+    data = {**OPTION_TICKER_DATA, "state": "halted", field: value}
+    with pytest.raises(MalformedFrame, match=match):
+        dec.decode(notification(f"ticker.{OPTION}.100ms", data), T_LOCAL)
+    assert dec._states == {}  # the rejected frame's state was not recorded
+
+
+def test_a_quote_with_its_bid_above_its_ask_is_malformed(dec: DeribitDecoder) -> None:
+    msg = load("ws_quote.json")
+    msg["params"]["data"]["best_bid_price"] = 92289.0  # the ask is 92288.5
+    with pytest.raises(MalformedFrame, match="above best ask"):
+        dec.decode(wire(msg), T_LOCAL)
+    msg["params"]["data"]["best_bid_price"] = 92288.5  # locked, not crossed: a market
+    [ev] = dec.decode(wire(msg), T_LOCAL)
+    assert isinstance(ev, Ticker) and ev.bid == ev.ask == 92288.5
+
+
+def test_an_order_filled_above_its_amount_is_malformed(dec: DeribitDecoder) -> None:
+    [ok] = dec.decode(frame("ws_user_orders_filled.json"), T_LOCAL)
+    assert ok.filled_size == ok.size == 10  # type: ignore[attr-defined]
+    for bad, match in (
+        (ws_user_order(filled_amount=10.5), "filled_amount"),
+        (ws_user_order(amount=-10.0, filled_amount=0.0), "amount"),
+        (ws_user_order(price=1e308), "price"),
+        (ws_user_order(average_price=-1e300), "average_price"),
+    ):
+        with pytest.raises(MalformedFrame, match=match):
+            dec.decode(bad, T_LOCAL)
+    assert dec.stats.malformed == 4
+
+
+def test_a_combo_trades_and_is_quoted_below_zero(dec: DeribitDecoder) -> None:
+    """A spread's price is a difference: negative is a real price (the numbers the edge refuses
+    are magnitudes no venue sends, not signs of prices)."""
+    msg = load("ws_trades_option_combo.json")
+    msg["params"]["data"][0]["price"] = -0.0025
+    [trade] = dec.decode(wire(msg), T_LOCAL)
+    assert isinstance(trade, Trade) and trade.price == -0.0025
+    data = {
+        "timestamp": 1779118041756,
+        "instrument_name": "BTC-FS-26JUN26_PERP",
+        "best_bid_price": -12.5,
+        "best_bid_amount": 10.0,
+        "best_ask_price": -2.5,
+        "best_ask_amount": 20.0,
+        "mark_price": -7.5,
+    }
+    [ev] = dec.decode(notification("ticker.BTC-FS-26JUN26_PERP.100ms", data), T_LOCAL)
+    assert isinstance(ev, Ticker) and (ev.bid, ev.ask, ev.mark, ev.mid) == (-12.5, -2.5, -7.5, -7.5)
+    # A book of it, on the fine fallback quantum (the combo is not in the registry).
+    snap = {
+        "type": "snapshot",
+        "instrument_name": "BTC-FS-26JUN26_PERP",
+        "timestamp": 1779118041756,
+        "change_id": 7,
+        "bids": [["new", -12.5, 10.0], ["new", -15.0, 5.0]],
+        "asks": [["new", -2.5, 20.0]],
+    }
+    [book] = dec.decode(notification("book.BTC-FS-26JUN26_PERP.100ms", snap), T_LOCAL)
+    assert isinstance(book, BookUpdate) and (book.best_bid, book.best_ask) == (-12.5, -2.5)
+
+
+# --------------------------------------------------- a crossed book is a broken book (§1, §2)
+
+
+def crossed_status(events: list[MarketEvent]) -> Status:
+    [status] = events
+    assert isinstance(status, Status) and status.status is StatusKind.BOOK_GAP
+    assert status.data is not None and status.data["reason"] == "crossed"
+    assert "crossed" in status.message
+    return status
+
+
+def test_a_crossed_snapshot_is_a_broken_book_until_the_next_snapshot(dec: DeribitDecoder) -> None:
+    crossed = snapshot_with(bids=[["new", 42501.0, 5.0], ["new", 42500.0, 1.0]])  # ask 42501.0
+    status = crossed_status(dec.decode(crossed, T_LOCAL))
+    assert status.instrument == PERP
+    assert status.data == {
+        "reason": "crossed",
+        "best_bid": 42501.0,
+        "best_ask": 42501.0,
+        "change_id": 123456789,
+    }
+    book = dec.book(PERP)
+    assert book is not None and not book.valid and book.top() == (None, None, None, None)
+    assert dec.stats.gaps == 1
+    # Its changes are not data either, until a fresh snapshot (announced as a resync).
+    assert dec.decode(frame("ws_book_delta.json"), T_LOCAL) == []
+    assert dec.stats.ignored_changes == 1
+    resync, snap = dec.decode(frame("ws_book_snapshot.json"), T_LOCAL)
+    assert isinstance(resync, Status) and resync.status is StatusKind.BOOK_RESYNC
+    assert isinstance(snap, BookUpdate) and (snap.best_bid, snap.best_ask) == (42500.0, 42501.0)
+    assert book.valid
+
+
+def test_a_change_that_crosses_the_book_breaks_it(synced: DeribitDecoder) -> None:
+    dec = synced
+    # A new bid at the best ask (42501.0): best bid >= best ask.
+    status = crossed_status(
+        dec.decode(book_change(123456789, 123456790, [["new", 42501.0, 3.0]], []), T_LOCAL)
+    )
+    assert status.data is not None and status.data["change_id"] == 123456790
+    book = dec.book(PERP)
+    assert book is not None and not book.valid
+    # The chain goes on, but the book is broken: nothing is data until the next snapshot.
+    assert dec.decode(book_change(123456790, 123456791, [["delete", 42501.0, 0]], []), T_LOCAL) == []
+    events = dec.decode(frame("ws_book_snapshot.json"), T_LOCAL)
+    assert [type(e) for e in events] == [Status, BookUpdate]
+
+
+def test_a_crossed_grouped_book_is_reported_not_published(dec: DeribitDecoder) -> None:
+    msg = load("ws_book_grouped_snapshot.json")
+    msg["params"]["data"]["bids"][0] = [89534.0, 1.0]  # above the best ask 89533.0
+    crossed_status(dec.decode(wire(msg), T_LOCAL))
+    [ev] = dec.decode(frame("ws_book_grouped_snapshot.json"), T_LOCAL)  # the next one replaces it
+    assert isinstance(ev, BookUpdate) and ev.best_bid == 89532.5
+
+
+# ------------------------------------------------ a new listing's book starts with a change (§2)
+
+
+def test_a_first_change_with_prev_change_id_0_starts_the_book_from_empty(dec: DeribitDecoder) -> None:
+    [first] = dec.decode(book_change(0, 5, [["new", 42500.0, 10.0]], [["new", 42510.0, 20.0]]), T_LOCAL)
+    assert isinstance(first, BookUpdate)
+    assert first.snapshot  # the whole book: it started empty
+    assert (first.best_bid, first.best_bid_size, first.best_ask, first.sequence) == (
+        42500.0,
+        10.0,
+        42510.0,
+        5,
+    )
+    [then] = dec.decode(book_change(5, 6, [["change", 42500.0, 4.0]], []), T_LOCAL)
+    assert isinstance(then, BookUpdate) and not then.snapshot and then.best_bid_size == 4.0
+    assert (dec.stats.ignored_changes, dec.stats.gaps) == (0, 0)
+    # Only a change that says nothing came before it starts a book: any other waits for a snapshot.
+    other = DeribitDecoder(InstrumentRegistry())
+    assert other.decode(book_change(4, 5, [["new", 42500.0, 10.0]], []), T_LOCAL) == []
+    assert other.stats.ignored_changes == 1
+
+
+def test_prev_change_id_0_after_a_gap_restarts_the_book_and_says_so(synced: DeribitDecoder) -> None:
+    dec = synced
+    dec.decode(book_change(1, 2, [], []), T_LOCAL)  # a gap
+    resync, book = dec.decode(book_change(0, 9, [["new", 41000.0, 1.0]], []), T_LOCAL)
+    assert isinstance(resync, Status) and resync.status is StatusKind.BOOK_RESYNC
+    assert (
+        isinstance(book, BookUpdate) and book.snapshot and book.best_bid == 41000.0 and book.best_ask is None
+    )
+    # On a valid book, prev_change_id 0 is a broken chain like any other.
+    [gap] = dec.decode(book_change(0, 10, [], []), T_LOCAL)
+    assert isinstance(gap, Status) and gap.status is StatusKind.BOOK_GAP
 
 
 # ----------------------------------------------------------------------- property: never breaks

@@ -68,11 +68,25 @@ _MS: Final = 1_000_000  # Deribit timestamps are ms; events carry ns
 _FALLBACK_QUANTUM: Final = 1e-8  # price quantum of a book whose instrument is not (yet) known
 _MAX_ROUTES: Final = 65_536  # the route cache is a memo: a flood of odd channels just resets it
 _SIDES: Final = {"buy": Side.BUY, "sell": Side.SELL}
+# The finest tick a book is kept on: prices (< 2**53) times 1/tick stay far inside a float, so the
+# tick arithmetic cannot overflow. Deribit's finest tick is 1e-8 or so; a finer one is refused.
+_MIN_TICK: Final = Decimal("1e-12")
 _INSTRUMENT_KEYS: Final = ("instrument_name", "kind", "tick_size", "min_trade_amount")
 
 # -- the wire, as typed structs (unknown fields are ignored, as the venue adds them freely) -----
 
-Amount = Annotated[float, Meta(ge=0)]
+# Numbers are checked at the edge, in C, before any state is touched (VENUES.md §1.6). No Deribit
+# number comes near 2**53 (the largest, a perpetual's open interest in USD, is about 1e9), and
+# beyond it a float is not even exact to the unit: a bigger magnitude (or one that overflowed to
+# infinity, as `1e400` does) is a malformed frame, never a price, and never reaches the book's
+# tick arithmetic (where `1e308` overflowed).
+_LIMIT: Final = 2.0**53
+# A price may be negative: a combo (a spread of two legs) trades and is quoted below zero.
+Price = Annotated[float, Meta(gt=-_LIMIT, lt=_LIMIT)]
+# Sizes, amounts, open interest, index prices and volatilities are never negative.
+Amount = Annotated[float, Meta(ge=0, lt=_LIMIT)]
+# Deribit timestamps are ms since the epoch; events carry ns in an int64.
+Millis = Annotated[int, Meta(ge=0, le=(2**63 - 1) // 1_000_000)]
 Action = Literal["new", "change", "delete"]
 
 
@@ -96,31 +110,33 @@ class _Envelope(Struct):
 
 
 class _Greeks(Struct):
-    delta: float
-    gamma: float
-    vega: float
-    theta: float
-    rho: float | None = None
+    delta: Price
+    gamma: Price
+    vega: Price
+    theta: Price
+    rho: Price | None = None
 
 
 class _TickerData(Struct):
     """§1.6 ticker: every field but the name and timestamp may be null (or, tolerated, absent)."""
 
     instrument_name: str
-    timestamp: int
+    timestamp: Millis
     state: str | None = None
-    best_bid_price: float | None = None
-    best_bid_amount: float | None = None
-    best_ask_price: float | None = None
-    best_ask_amount: float | None = None
-    last_price: float | None = None
-    mark_price: float | None = None
-    index_price: float | None = None
-    underlying_price: float | None = None
-    open_interest: float | None = None
-    mark_iv: float | None = None
-    bid_iv: float | None = None
-    ask_iv: float | None = None
+    best_bid_price: Price | None = None
+    best_bid_amount: Amount | None = None
+    best_ask_price: Price | None = None
+    best_ask_amount: Amount | None = None
+    # An option that never traded had `"last_price": "undefined"` in 2022 (roq-deribit's capture,
+    # tests/fixtures/deribit/README.md): no price, like null. Any other string is malformed.
+    last_price: Price | Literal["undefined"] | None = None
+    mark_price: Price | None = None
+    index_price: Amount | None = None
+    underlying_price: Amount | None = None
+    open_interest: Amount | None = None
+    mark_iv: Amount | None = None
+    bid_iv: Amount | None = None
+    ask_iv: Amount | None = None
     greeks: _Greeks | None = None
 
 
@@ -129,10 +145,10 @@ class _BookData(Struct):
 
     type: Literal["snapshot", "change"]
     instrument_name: str
-    timestamp: int
+    timestamp: Millis
     change_id: int
-    bids: list[tuple[Action, float, Amount]]
-    asks: list[tuple[Action, float, Amount]]
+    bids: list[tuple[Action, Price, Amount]]
+    asks: list[tuple[Action, Price, Amount]]
     prev_change_id: int | None = None  # absent on a snapshot (null in NT's capture)
 
 
@@ -140,16 +156,16 @@ class _GroupedBookData(Struct):
     """§1.6 `book.X.group.depth.interval`: always a whole top-N book of [price, amount]."""
 
     instrument_name: str
-    timestamp: int
-    bids: list[tuple[float, Amount]]
-    asks: list[tuple[float, Amount]]
+    timestamp: Millis
+    bids: list[tuple[Price, Amount]]
+    asks: list[tuple[Price, Amount]]
     change_id: int | None = None
 
 
 class _TradeData(Struct):
     instrument_name: str
-    timestamp: int
-    price: float
+    timestamp: Millis
+    price: Price  # a combo trades below zero (tests/fixtures/deribit/README.md)
     amount: Amount
     direction: Literal["buy", "sell"]
     trade_id: str | int  # §1.6 says a string; an integer id is unambiguous and accepted
@@ -157,17 +173,17 @@ class _TradeData(Struct):
 
 class _QuoteData(Struct):
     instrument_name: str
-    timestamp: int
-    best_bid_price: float | None = None
-    best_bid_amount: float | None = None
-    best_ask_price: float | None = None
-    best_ask_amount: float | None = None
+    timestamp: Millis
+    best_bid_price: Price | None = None
+    best_bid_amount: Amount | None = None
+    best_ask_price: Price | None = None
+    best_ask_amount: Amount | None = None
 
 
 class _IndexData(Struct):
     index_name: str
-    price: float
-    timestamp: int
+    price: Amount
+    timestamp: Millis
 
 
 _decode_envelope: Final = msgspec.json.Decoder(_Envelope).decode
@@ -189,14 +205,14 @@ class OrderData(Struct):
     direction: Literal["buy", "sell"]
     order_state: str
     amount: Amount
-    price: float | str | None = None  # "market_price" for trigger-market orders (§1.7)
+    price: Price | str | None = None  # "market_price" for trigger-market orders (§1.7)
     filled_amount: Amount | None = None
-    average_price: float | None = None
+    average_price: Price | None = None
     label: str | None = None
     order_type: str | None = None
     cancel_reason: str | None = None
-    last_update_timestamp: int | None = None
-    creation_timestamp: int | None = None
+    last_update_timestamp: Millis | None = None
+    creation_timestamp: Millis | None = None
 
 
 class TradeData(Struct):
@@ -206,10 +222,10 @@ class TradeData(Struct):
     order_id: str
     instrument_name: str
     direction: Literal["buy", "sell"]
-    price: float
+    price: Price
     amount: Amount
-    timestamp: int
-    fee: float = 0.0
+    timestamp: Millis
+    fee: Price = 0.0  # negative for a maker rebate
     fee_currency: str = ""
     liquidity: str | None = None  # "M" maker, "T" taker
     label: str | None = None
@@ -246,6 +262,11 @@ def order_update_from(o: OrderData, ts_local: int) -> OrderUpdate:
     state = _STATES.get(o.order_state)
     if state is None:
         raise _malformed(f"unknown order_state {o.order_state!r}", o.instrument_name)
+    if o.filled_amount is not None and o.filled_amount > o.amount:
+        raise _malformed(
+            f"order {o.order_id}: filled_amount {o.filled_amount!r} is above amount {o.amount!r}",
+            o.instrument_name,
+        )
     filled = _dec(o.filled_amount) if o.filled_amount else Decimal(0)
     if state is OrderState.OPEN and filled > 0:
         state = OrderState.PARTIALLY_FILLED
@@ -323,6 +344,26 @@ def _positive_finite(d: Decimal) -> bool:
 
 def _iv(x: float | None) -> float | None:
     return None if x is None else x / 100.0  # §1.6: IVs are percent on the wire
+
+
+def _top(
+    inst: str,
+    bid: float | None,
+    bid_size: float | None,
+    ask: float | None,
+    ask_size: float | None,
+) -> tuple[float | None, float | None, float | None, float | None]:
+    """A ticker's (or quote's) best bid and ask as the event carries them. Deribit writes an
+    empty side as `price 0, amount 0` (not null, whatever §1.6 says: real captures in
+    tests/fixtures/deribit/README.md): a side with a zero amount is no quote, and both its
+    fields become None. A bid above the ask is no market at all: the frame is malformed."""
+    if bid_size == 0:
+        bid = bid_size = None
+    if ask_size == 0:
+        ask = ask_size = None
+    if bid is not None and ask is not None and bid > ask:
+        raise _malformed(f"ticker {inst}: best bid {bid!r} is above best ask {ask!r}", inst)
+    return bid, bid_size, ask, ask_size
 
 
 def _apply(
@@ -529,7 +570,8 @@ class DeribitDecoder:
 
     def _learn(self, items: list[Any]) -> None:
         """Add the instruments of a `get_instruments` answer to the registry; items that do not
-        parse (or have a non-positive tick or minimum size) are skipped and counted."""
+        parse (or have a non-positive or absurdly fine tick, or a non-positive minimum size)
+        are skipped and counted."""
         parsed: list[Instrument] = []
         for item in items:
             if not _is_instrument(item) or not isinstance(item["instrument_name"], str):
@@ -540,7 +582,11 @@ class DeribitDecoder:
             except (KeyError, TypeError, ValueError, ArithmeticError):
                 self.stats.skipped_instruments += 1
                 continue
-            if not (_positive_finite(inst.tick_size) and _positive_finite(inst.min_size)):
+            if not (
+                _positive_finite(inst.tick_size)
+                and inst.tick_size >= _MIN_TICK
+                and _positive_finite(inst.min_size)
+            ):
                 self.stats.skipped_instruments += 1
                 continue
             parsed.append(inst)
@@ -553,21 +599,25 @@ class DeribitDecoder:
         """`ticker.{instrument}.{interval}` (§1.6): best prices, marks, IVs (percent on the wire,
         fractions in the event), greeks; a change of `state` is reported first, as a `Status`."""
         d = _decode_ticker(raw)
+        inst = d.instrument_name
+        bid, bid_size, ask, ask_size = _top(
+            inst, d.best_bid_price, d.best_bid_amount, d.best_ask_price, d.best_ask_amount
+        )
         g = d.greeks
         greeks = None if g is None else _greeks(g.delta, g.gamma, g.vega, g.theta, g.rho)
         mark_iv, bid_iv, ask_iv = d.mark_iv, d.bid_iv, d.ask_iv
-        inst = d.instrument_name
+        last = d.last_price
         ts = d.timestamp * _MS
         ticker = _ticker(
             VENUE,
             inst,
             ts,
             ts_local,
-            d.best_bid_price,
-            d.best_bid_amount,
-            d.best_ask_price,
-            d.best_ask_amount,
-            d.last_price,
+            bid,
+            bid_size,
+            ask,
+            ask_size,
+            None if last.__class__ is str else last,
             d.mark_price,
             d.index_price,
             d.underlying_price,
@@ -599,16 +649,20 @@ class DeribitDecoder:
     def _on_quote(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
         """`quote.{instrument}`: best bid/ask only; the other ticker fields are None."""
         d = _decode_quote(raw)
+        inst = d.instrument_name
+        bid, bid_size, ask, ask_size = _top(
+            inst, d.best_bid_price, d.best_bid_amount, d.best_ask_price, d.best_ask_amount
+        )
         return [
             _ticker(
                 VENUE,
-                d.instrument_name,
+                inst,
                 d.timestamp * _MS,
                 ts_local,
-                d.best_bid_price,
-                d.best_bid_amount,
-                d.best_ask_price,
-                d.best_ask_amount,
+                bid,
+                bid_size,
+                ask,
+                ask_size,
                 None,
                 None,
                 None,
@@ -682,6 +736,9 @@ class DeribitDecoder:
         """`book.{instrument}.{interval}` (§1.6): a snapshot, then changes chained by
         `prev_change_id` == the previous `change_id`. A broken chain invalidates the book (one
         BOOK_GAP status) until the next snapshot, which is announced by a BOOK_RESYNC status.
+        A new listing's first message can be a change with `prev_change_id` 0 (nothing before
+        it): it starts the book from empty, as a snapshot would. A book left crossed (best bid
+        >= best ask) by a message is broken, never data: BOOK_GAP with reason "crossed".
         The message is fully validated (by its decoder) before the book changes."""
         d = _decode_book(raw)
         inst = d.instrument_name
@@ -691,39 +748,47 @@ class DeribitDecoder:
             prev = d.prev_change_id
             if prev is None:
                 raise _malformed(f"book {inst}: a change needs an integer prev_change_id", inst)
-            if book is None or not book.valid:
+            if book is not None and book.valid:
+                expected = book.sequence
+                if prev != expected:
+                    self.stats.gaps += 1
+                    book.valid = False
+                    message = (
+                        f"book {inst}: prev_change_id {prev} does not follow change_id {expected};"
+                        " the book is invalid until a new snapshot"
+                    )
+                    data = {
+                        "reason": "sequence_gap",
+                        "expected": expected,
+                        "received": prev,
+                        "change_id": d.change_id,
+                    }
+                    return [_status(VENUE, inst, ts, ts_local, StatusKind.BOOK_GAP, message, data)]
+                bids, asks = _apply(book, d.bids, d.asks)
+                book.sequence = d.change_id
+                bb, ba = book.best_bid_ticks, book.best_ask_ticks
+                if bb is not None and ba is not None and bb >= ba:
+                    return [self._crossed(book, inst, ts, ts_local, d.change_id)]
+                return [
+                    _book_update(
+                        VENUE,
+                        inst,
+                        ts,
+                        ts_local,
+                        False,
+                        bids,
+                        asks,
+                        None if bb is None else book.price_of(bb),
+                        None if bb is None else book.bids[bb],
+                        None if ba is None else book.price_of(ba),
+                        None if ba is None else book.asks[ba],
+                        d.change_id,
+                    )
+                ]
+            if prev != 0:
                 # Nothing to patch: no snapshot yet, or waiting for the one after a gap.
                 self.stats.ignored_changes += 1
                 return []
-            expected = book.sequence
-            if prev != expected:
-                self.stats.gaps += 1
-                book.valid = False
-                message = (
-                    f"book {inst}: prev_change_id {prev} does not follow change_id {expected};"
-                    " the book is invalid until a new snapshot"
-                )
-                data = {"expected": expected, "received": prev, "change_id": d.change_id}
-                return [_status(VENUE, inst, ts, ts_local, StatusKind.BOOK_GAP, message, data)]
-            bids, asks = _apply(book, d.bids, d.asks)
-            book.sequence = d.change_id
-            bb, ba = book.best_bid_ticks, book.best_ask_ticks
-            return [
-                _book_update(
-                    VENUE,
-                    inst,
-                    ts,
-                    ts_local,
-                    False,
-                    bids,
-                    asks,
-                    None if bb is None else book.price_of(bb),
-                    None if bb is None else book.bids[bb],
-                    None if ba is None else book.price_of(ba),
-                    None if ba is None else book.asks[ba],
-                    d.change_id,
-                )
-            ]
         events: list[MarketEvent] = []
         if book is None:
             book = self._books[inst] = self._new_book(inst)
@@ -738,6 +803,9 @@ class DeribitDecoder:
         bids, asks = _apply(book, d.bids, d.asks)
         book.valid = True
         book.sequence = d.change_id
+        bb, ba = book.best_bid_ticks, book.best_ask_ticks
+        if bb is not None and ba is not None and bb >= ba:
+            return [self._crossed(book, inst, ts, ts_local, d.change_id)]
         bid, bid_size, ask, ask_size = book.top()
         events.append(
             _book_update(
@@ -746,9 +814,25 @@ class DeribitDecoder:
         )
         return events
 
+    def _crossed(self, book: OrderBook, inst: str, ts: int, ts_local: int, change_id: int | None) -> Status:
+        """The book is crossed: a broken book, not a market. It is emptied and invalid until the
+        next snapshot (which a live session asks for: it resubscribes a book that reports
+        BOOK_GAP). The same convention (BOOK_GAP, `data.reason` "crossed") as every venue's."""
+        bid, _, ask, _ = book.top()
+        self.stats.gaps += 1
+        book.clear()
+        book.valid = False
+        message = (
+            f"book {inst}: crossed (best bid {bid} >= best ask {ask}) at change_id {change_id};"
+            " the book is invalid until a new snapshot"
+        )
+        data = {"reason": "crossed", "best_bid": bid, "best_ask": ask, "change_id": change_id}
+        return _status(VENUE, inst, ts, ts_local, StatusKind.BOOK_GAP, message, data)
+
     def _on_grouped_book(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
         """`book.{instrument}.{group}.{depth}.{interval}` (§1.6): every message is a whole top-N
-        book of `[price, amount]` levels, with no chain to check."""
+        book of `[price, amount]` levels, with no chain to check. A crossed one is reported as
+        a broken book (BOOK_GAP, reason "crossed"); the next message replaces it anyway."""
         d = _decode_grouped(raw)
         inst = d.instrument_name
         book = self._grouped.get(inst)
@@ -759,9 +843,14 @@ class DeribitDecoder:
         book.clear()
         book.update(bids, asks)
         book.sequence = d.change_id
-        bb, bbs, ba, bas = book.top()
+        ts = d.timestamp * _MS
+        bb, ba = book.best_bid_ticks, book.best_ask_ticks
+        if bb is not None and ba is not None and bb >= ba:
+            return [self._crossed(book, inst, ts, ts_local, d.change_id)]
+        book.valid = True
+        bb_price, bbs, ba_price, bas = book.top()
         return [
             _book_update(
-                VENUE, inst, d.timestamp * _MS, ts_local, True, bids, asks, bb, bbs, ba, bas, d.change_id
+                VENUE, inst, ts, ts_local, True, bids, asks, bb_price, bbs, ba_price, bas, d.change_id
             )
         ]
