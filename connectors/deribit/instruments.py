@@ -15,8 +15,10 @@ __all__ = [
     "VENUE",
     "expiry_code",
     "instrument_from_json",
+    "is_inverse",
     "option_name",
     "parse_expiry_code",
+    "settlement_currency",
 ]
 
 VENUE = "deribit"
@@ -50,6 +52,45 @@ def _dec(v: Any) -> Decimal:
     return Decimal(repr(v)) if isinstance(v, float) else Decimal(str(v))
 
 
+def settlement_currency(item: Mapping[str, Any]) -> str:
+    """The currency a `get_instruments` item settles in. Its `settlement_currency` when it has
+    one; answers of 2019 (roq-deribit's capture, tests/fixtures/deribit/README.md) have none,
+    and then a product quoted in USD (Deribit holds no USD: every USD-quoted product is
+    coin-settled) or in its own coin (coin options) settles in its base coin. Raises ValueError
+    when nothing tells (no guess)."""
+    settle = item.get("settlement_currency")
+    if settle:
+        return str(settle)
+    base = item["base_currency"]
+    if item.get("quote_currency") in ("USD", base):
+        return str(base)
+    raise ValueError(
+        f"{item.get('instrument_name')!r}: no settlement_currency, and quoted in neither USD nor its coin"
+    )
+
+
+def is_inverse(item: Mapping[str, Any], kind: InstrumentKind) -> bool:
+    """Whether a `get_instruments` item (VENUES.md §1.8) is an inverse ("reversed") contract:
+    sized in USD, settled in the coin. The one place this is decided, from what the answer says:
+    its `instrument_type` (`reversed`|`linear`), else the older `future_type` (deprecated, the
+    only one in 2022 answers), else its currencies (2019 answers name neither): settled in its
+    base coin while quoted in another currency (BTC-PERPETUAL: base BTC, quote USD, settled in
+    BTC) is inverse; settled in its quote currency (BTC_USDC-PERPETUAL) is linear. Options and
+    spot are never inverse here (an option's premium is quoted in its settlement currency).
+    Raises ValueError when nothing tells, or for an unknown type."""
+    if kind is InstrumentKind.OPTION or kind is InstrumentKind.SPOT:
+        return False
+    declared = item.get("instrument_type") or item.get("future_type")
+    if declared == "reversed":
+        return True
+    if declared == "linear":
+        return False
+    if declared is not None:
+        raise ValueError(f"unknown instrument_type {declared!r}")
+    settle = settlement_currency(item)
+    return bool(settle == item["base_currency"] and item["quote_currency"] != settle)
+
+
 def instrument_from_json(item: Mapping[str, Any]) -> Instrument:
     """An `Instrument` from one item of `public/get_instruments` (or `public/get_instrument`).
     Raises KeyError/ValueError/TypeError when a required field is missing or malformed."""
@@ -79,11 +120,11 @@ def instrument_from_json(item: Mapping[str, Any]) -> Instrument:
         kind=kind,
         base=str(item["base_currency"]),
         quote=str(item["quote_currency"]),
-        settle=str(item.get("settlement_currency") or item["base_currency"]),
+        settle=settlement_currency(item),
         tick_size=_dec(item["tick_size"]),
         min_size=_dec(item["min_trade_amount"]),
         contract_size=_dec(item.get("contract_size", 1)),
-        inverse=item.get("instrument_type") == "reversed" and kind is not InstrumentKind.OPTION,
+        inverse=is_inverse(item, kind),
         expiry_ns=expiry_ns,
         strike=None if item.get("strike") is None else _dec(item["strike"]),
         right=right,
