@@ -128,6 +128,28 @@ def test_incremental_book_rows_of_one_message_make_one_frame_and_snapshots_reset
         replay(FIX / "deltas_with_snapshot.csv")
 
 
+def test_book_rows_before_any_snapshot_apply_to_an_empty_book(tmp_path: Path) -> None:
+    """Tardis FAQ: incremental_book_L2 rows that come before the first snapshot (a file that starts
+    mid-day, a symbol listed during the day) apply to an empty book. Today every one of them, and
+    so the file's whole book until a snapshot, was dropped without a word."""
+    header = "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount"
+    rows = [
+        "deribit,BTC-PERPETUAL,1700000000000000,1700000000100000,false,bid,37000.0,100",
+        "deribit,BTC-PERPETUAL,1700000000000000,1700000000100000,false,ask,37000.5,200",
+        "deribit,BTC-PERPETUAL,1700000001000000,1700000001100000,false,bid,37000.0,0",
+        "deribit,BTC-PERPETUAL,1700000001000000,1700000001100000,false,bid,36999.5,50",
+        "deribit,BTC-PERPETUAL,1700000002000000,1700000002100000,true,bid,36990.0,10",
+        "deribit,BTC-PERPETUAL,1700000002000000,1700000002100000,true,ask,36991.0,20",
+    ]
+    events, _, _ = replay(write_csv(tmp_path / "book.csv", header, rows))
+    books = [e for e in events if isinstance(e, BookUpdate)]
+    assert [(b.snapshot, b.best_bid, b.best_bid_size, b.best_ask) for b in books] == [
+        (True, 37000.0, 100, 37000.5),  # the first rows start the book from empty
+        (False, 36999.5, 50, 37000.5),
+        (True, 36990.0, 10, 36991.0),  # the snapshot replaces it
+    ]
+
+
 def test_trades_quotes_and_derivative_ticker(tmp_path: Path) -> None:
     trades = write_csv(
         tmp_path / "trades.csv.gz",

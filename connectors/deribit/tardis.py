@@ -8,7 +8,10 @@ microseconds since the epoch (UTC). This module reads five of its datasets for D
   `ticker.{name}.100ms`, and `book.{name}.none.1.100ms` (a one-level book) when the top changed;
 - `incremental_book_L2` (one book level a row; the rows of one message share their
   `local_timestamp`) becomes `book.{name}.100ms`: a snapshot, then changes chained by
-  `change_id`/`prev_change_id`;
+  `change_id`/`prev_change_id`. Rows before any snapshot (a file that starts mid-stream, a symbol
+  listed during the day) apply to an empty book, as the Tardis FAQ says: their first message is a
+  change with `prev_change_id` 0, which the decoder reads as Deribit's own first message of a new
+  listing (a book that starts from empty);
 - `trades` (one trade a row, `side` the aggressor's) becomes `trades.{name}.100ms`, the rows of
   one message grouped;
 - `quotes` (top of book) becomes `quote.{name}`, and the one-level book when it changed;
@@ -716,6 +719,7 @@ class TardisReader:
                 "asks": asks,
             }
             if data["type"] == "change":
+                # 0 before any message of the symbol: nothing came before, the book starts empty.
                 data["prev_change_id"] = prev if prev is not None else 0
             return self._emit(ts, b"book." + symbol.encode() + b".100ms", data)
 
