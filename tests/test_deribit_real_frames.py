@@ -164,3 +164,21 @@ def test_an_answer_that_does_not_say_is_refused_not_guessed() -> None:
     dec = DeribitDecoder(InstrumentRegistry())
     assert dec.learn_instruments([item]) == 0
     assert dec.stats.skipped_instruments == 1
+
+
+def test_the_synthetic_market_writes_an_empty_side_as_deribit_does() -> None:
+    """The bundled generator (backtest samples, the simulator's feed) writes an empty side the
+    way the captures above show it, 0/0, so every backtest exercises the real shape."""
+    from connectors.deribit.generator import DeribitFeed
+
+    feed = DeribitFeed.create(seed=3, start_ns=1_795_478_400_000_000_000)
+    i = next(k for k, st in enumerate(feed._insts) if st.option)
+    st = feed._insts[i]
+    _, _, ask, ask_lots = st.top
+    st.top = (None, 0, ask, ask_lots)
+    raw = feed._ticker_frame(feed.market.start_ns, i)
+    data = orjson.loads(raw)["params"]["data"]
+    assert (data["best_bid_price"], data["best_bid_amount"], data["bid_iv"]) == (0.0, 0.0, 0.0)
+    dec = DeribitDecoder(InstrumentRegistry())
+    [t] = dec.decode(raw, T_LOCAL)
+    assert isinstance(t, Ticker) and t.bid is None and t.bid_size is None and t.mid is None

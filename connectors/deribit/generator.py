@@ -579,8 +579,10 @@ class DeribitFeed:
         index = market.index(st.underlying)
         index_price = round(index, 2)
         bb, bbl, ba, bal = st.top
-        bid = None if bb is None else grid.price(bb)
-        ask = None if ba is None else grid.price(ba)
+        # An empty side is written `price 0, amount 0`, as Deribit writes it (not null, whatever
+        # §1.6 says: the real captures of tests/fixtures/deribit/README.md).
+        bid = 0.0 if bb is None else grid.price(bb)
+        ask = 0.0 if ba is None else grid.price(ba)
         bid_amount = spec.size(bbl)
         ask_amount = spec.size(bal)
         q = grid.quantum
@@ -619,8 +621,8 @@ class DeribitFeed:
         g = oq.greeks
         mark = round(oq.price, 4)
         # IVs in percent (VENUES.md §1.6); 0 for an empty side, as Deribit sends.
-        bid_iv = round(market.implied_vol(i, bid, guess=oq.vol) * 100.0, 2) if bid is not None else 0.0
-        ask_iv = round(market.implied_vol(i, ask, guess=oq.vol) * 100.0, 2) if ask is not None else 0.0
+        bid_iv = round(market.implied_vol(i, bid, guess=oq.vol) * 100.0, 2) if bb is not None else 0.0
+        ask_iv = round(market.implied_vol(i, ask, guess=oq.vol) * 100.0, 2) if ba is not None else 0.0
         data = {
             "timestamp": ts_ns // _MS,
             "state": "open",
