@@ -842,6 +842,68 @@ def test_a_combo_trades_and_is_quoted_below_zero(dec: DeribitDecoder) -> None:
     assert isinstance(book, BookUpdate) and (book.best_bid, book.best_ask) == (-12.5, -2.5)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        notification(f"ticker.{OPTION}.100ms", {**OPTION_TICKER_DATA, "instrument_name": "X"}).replace(
+            b'"X"', b'"X\xff"'
+        ),
+        notification(f"ticker.{OPTION}.100ms", OPTION_TICKER_DATA).replace(b"ticker.", b"ticker\xfe."),
+        frame("http_get_instruments.json").replace(b"BTC-PERPETUAL", b"BTC-\xc3PERPETUAL"),
+    ],
+)
+def test_a_string_that_is_not_utf8_is_malformed(synced: DeribitDecoder, bad: bytes) -> None:
+    before = state_of(synced)
+    with pytest.raises(MalformedFrame, match="UTF-8"):
+        synced.decode(bad, T_LOCAL)
+    assert state_of(synced) == before
+
+
+def test_a_result_nested_50000_deep_is_malformed_even_with_a_raised_recursion_limit() -> None:
+    """A signing dependency raises the recursion limit to 100,000; schemaless parsing of a deep
+    JSON-RPC result then overflowed the C stack (a segfault, so the check runs in a child)."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        import sys
+        sys.setrecursionlimit(100_000)
+        from connectors.deribit.codec import DeribitDecoder
+        from engine import InstrumentRegistry, MalformedFrame
+        dec = DeribitDecoder(InstrumentRegistry())
+        deep = b"[" * 50_000 + b"]" * 50_000
+        for frame in (b'{"jsonrpc":"2.0","id":1,"result":' + deep + b"}", deep):
+            try:
+                dec.decode(frame, 0)
+            except MalformedFrame as exc:
+                print("malformed:", exc)
+        try:
+            dec.learn_instruments(deep)
+        except MalformedFrame as exc:
+            print("malformed:", exc)
+        print(dec.stats.malformed)
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "malformed: result: nested deeper than 32 levels"
+    assert lines[-2] == "malformed: get_instruments: nested deeper than 32 levels"
+    assert lines[-1] == "2"
+    # An ordinary answer, and brackets inside strings, are no depth.
+    dec = DeribitDecoder(InstrumentRegistry())
+    assert (
+        dec.decode(wire({"jsonrpc": "2.0", "id": 1, "result": ["[" * 100, {"a": "{" * 100}]}), T_LOCAL) == []
+    )
+    assert dec.learn_instruments(frame("http_get_instruments.json").decode()) == 0  # no "result" key: a dict
+    assert dec.stats.malformed == 0
+
+
 # --------------------------------------------------- a crossed book is a broken book (§1, §2)
 
 

@@ -19,6 +19,7 @@ their slots directly. No cattrs, no logging, no Decimal here.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
@@ -333,6 +334,36 @@ def _invalid(where: str, exc: msgspec.DecodeError) -> MalformedFrame:
     return _malformed(f"{where}: {str(exc).replace('`', chr(39))}")
 
 
+# A JSON-RPC result is the one thing this codec parses without a schema (to find instruments in
+# it), and schemaless parsing recurses once per nesting level: with the interpreter's recursion
+# limit raised (a signing dependency sets 100,000), a result nested 50,000 deep overflowed the C
+# stack. No Deribit answer nests deeper than a handful of levels (result > list > item >
+# tick_size_steps > step); one deeper than this is malformed. Typed decoding (every
+# notification) skips what it does not read without recursing, and needs no such bound.
+_MAX_DEPTH: Final = 32
+_JSON_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _decode_untyped(raw: bytes | Raw | bytearray | memoryview | str, where: str) -> Any:
+    """`msgspec.json.decode(raw)`, refusing (MalformedFrame) a text nested deeper than
+    `_MAX_DEPTH` before parsing it. The exact check (strings blanked, then only the brackets
+    walked) runs only for a text with more brackets than the bound: a small answer costs two
+    `count`s, a 2 MB `get_instruments` answer a few ms."""
+    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if data.count(b"[") + data.count(b"{") > _MAX_DEPTH:
+        brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+        depth = 0
+        for c in brackets:
+            if c == 0x5B or c == 0x7B:  # [ {
+                depth += 1
+                if depth > _MAX_DEPTH:
+                    raise _malformed(f"{where}: nested deeper than {_MAX_DEPTH} levels")
+            else:
+                depth -= 1
+    return msgspec.json.decode(data)
+
+
 def _is_instrument(item: Any) -> bool:
     """True for an object shaped like an item of `public/get_instruments` (VENUES.md §1.8)."""
     return isinstance(item, dict) and all(k in item for k in _INSTRUMENT_KEYS)
@@ -471,6 +502,10 @@ class DeribitDecoder:
         except msgspec.DecodeError as exc:
             stats.malformed += 1
             raise _invalid("message", exc) from None
+        except UnicodeDecodeError as exc:
+            # msgspec checks a string's UTF-8 only when it reads it as a str, after the envelope.
+            stats.malformed += 1
+            raise _malformed(f"message: a string is not UTF-8 ({exc.reason} at byte {exc.start})") from None
         stats.events += len(events)
         return events
 
@@ -482,7 +517,7 @@ class DeribitDecoder:
         """Teach the registry the instruments of a `public/get_instruments` result (raw JSON or
         already parsed); returns how many it now knows from it."""
         raw_json = isinstance(result, Raw | bytes | bytearray | memoryview | str)
-        items = msgspec.json.decode(result) if raw_json else result
+        items = _decode_untyped(result, "get_instruments") if raw_json else result
         if isinstance(items, dict):
             items = [items]
         if not isinstance(items, list):
@@ -558,7 +593,7 @@ class DeribitDecoder:
             return []
         if env.id is not None and (env.result or env.error):
             if env.result:
-                result = msgspec.json.decode(env.result)
+                result = _decode_untyped(env.result, "result")
                 if isinstance(result, list):
                     if any(_is_instrument(item) for item in result):
                         self._learn(result)
