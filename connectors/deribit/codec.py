@@ -7,11 +7,17 @@ registry from `public/get_instruments` answers found in the stream (that is how 
 tick sizes from a recording).
 
 The error contract: a frame that cannot be decoded raises `MalformedFrame` and changes nothing;
-nothing else escapes `decode`.
+nothing else escapes `decode`. A frame that parses but says what Deribit cannot send is malformed
+too: a magnitude past 2**53 (or infinite), a negative size, amount, open interest, index or IV, a
+ticker whose bid is above its ask, an order filled above its amount (prices may be negative: a
+combo trades below zero). A book that a message leaves crossed is a broken book, not a malformed
+frame: the decoder reports it (a BOOK_GAP status with `data["reason"] == "crossed"`, the
+convention of every venue) and waits for a fresh snapshot. An empty ticker side, which Deribit
+writes `0`/`0`, is no quote (None).
 
 This is the hot path of every backtest, so it is built for speed and measured
 (`bench/bench_decode.py`): msgspec decodes each message straight into typed structs, validating
-every field in C (types, non-negative amounts, known level actions) before any state is touched;
+every field in C (types, signs and magnitudes, known level actions) before any state is touched;
 one dict lookup routes a channel to its handler; events are built by positional builders that fill
 their slots directly. No cattrs, no logging, no Decimal here.
 """
