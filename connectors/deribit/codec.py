@@ -61,6 +61,7 @@ __all__ = [
     "OrderData",
     "TradeData",
     "decode_order_result",
+    "decode_untyped",
     "fill_from",
     "order_update_from",
 ]
@@ -351,11 +352,12 @@ _JSON_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
 
 
-def _decode_untyped(raw: bytes | Raw | bytearray | memoryview | str, where: str) -> Any:
+def decode_untyped(raw: bytes | Raw | bytearray | memoryview | str, where: str) -> Any:
     """`msgspec.json.decode(raw)`, refusing (MalformedFrame) a text nested deeper than
     `_MAX_DEPTH` before parsing it. The exact check (strings blanked, then only the brackets
     walked) runs only for a text with more brackets than the bound: a small answer costs two
-    `count`s, a 2 MB `get_instruments` answer a few ms."""
+    `count`s, a 2 MB `get_instruments` answer a few tens of ms. Any schemaless parse of Deribit
+    JSON (a JSON-RPC `error` object too) should go through it."""
     data = raw.encode() if isinstance(raw, str) else bytes(raw)
     if data.count(b"[") + data.count(b"{") > _MAX_DEPTH:
         brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
@@ -523,7 +525,7 @@ class DeribitDecoder:
         """Teach the registry the instruments of a `public/get_instruments` result (raw JSON or
         already parsed); returns how many it now knows from it."""
         raw_json = isinstance(result, Raw | bytes | bytearray | memoryview | str)
-        items = _decode_untyped(result, "get_instruments") if raw_json else result
+        items = decode_untyped(result, "get_instruments") if raw_json else result
         if isinstance(items, dict):
             items = [items]
         if not isinstance(items, list):
@@ -599,7 +601,7 @@ class DeribitDecoder:
             return []
         if env.id is not None and (env.result or env.error):
             if env.result:
-                result = _decode_untyped(env.result, "result")
+                result = decode_untyped(env.result, "result")
                 if isinstance(result, list):
                     if any(_is_instrument(item) for item in result):
                         self._learn(result)
