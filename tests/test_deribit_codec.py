@@ -904,6 +904,15 @@ def test_a_result_nested_50000_deep_is_malformed_even_with_a_raised_recursion_li
     assert dec.stats.malformed == 0
 
 
+def test_an_absurdly_fine_tick_is_not_learned_so_a_book_cannot_overflow(dec: DeribitDecoder) -> None:
+    """A book keeps integer ticks, price / tick: a tick of 1e-300 made a plain 42500 overflow."""
+    item = {**load("http_get_instruments.json")["result"][0], "tick_size": 1e-300, "tick_size_steps": []}
+    dec.decode(wire({"jsonrpc": "2.0", "id": 7, "result": [item]}), T_LOCAL)
+    assert dec.registry.get("deribit", PERP) is None and dec.stats.skipped_instruments == 1
+    [snap] = dec.decode(frame("ws_book_snapshot.json"), T_LOCAL)
+    assert isinstance(snap, BookUpdate) and snap.best_bid == 42500.0
+
+
 # --------------------------------------------------- a crossed book is a broken book (§1, §2)
 
 
