@@ -602,6 +602,183 @@ def test_unknown_channels_and_malformed_frames() -> None:
     assert d.stats.events == 0
 
 
+# ------------------------------------------------------ issue 12: what Derive cannot send
+
+
+def _order(**change: Any) -> bytes:
+    return notification("42.orders", [{**load("perps/http_order_eth_partially_filled.json"), **change}])
+
+
+def _our_trade(**change: Any) -> bytes:
+    return notification("42.trades", [{**load("perps/http_private_trade_eth.json"), **change}])
+
+
+def _slim(**fields: Any) -> bytes:
+    return notification("ticker_slim.ETH-PERP.100", {"instrument_ticker": {"t": 1700000000000, **fields}})
+
+
+def _instrument(**change: Any) -> bytes:
+    return orjson.dumps({"id": 9, "result": [{**load("perps/instrument_eth.json"), **change}]})
+
+
+IMPOSSIBLE = {
+    # Beyond the 18-decimal int256 every Derive number lives in (§3.6): 1e299 passed the old
+    # 1e300 bound and overflowed price / tick into an OverflowError for a fine tick.
+    "book price 1e299": book_frame(5, [["1e299", "1"]], []),
+    "book size 1e308": book_frame(5, [["3500", "1e308"]], []),
+    "book price 1e-30": book_frame(5, [["1e-30", "1"]], []),
+    "slim index 1e299": _slim(I="1e299"),
+    "slim delta inf": _slim(option_pricing={"d": "-inf", "g": "0", "t": "0", "v": "0"}),
+    "order amount 1E+999999999": _order(amount="1E+999999999"),
+    "order limit price 1E+999999999": _order(limit_price="1E+999999999"),
+    "order filled 1E-999999999": _order(filled_amount="1E-999999999"),
+    "fill fee 1E+999999999": _our_trade(trade_fee="1E+999999999"),
+    "fill amount 1e-30": _our_trade(trade_amount="1e-30"),
+    # Timestamps the events' int64 nanoseconds cannot hold.
+    "book timestamp 2**64-1": notification(
+        "orderbook.ETH-PERP.1.10",
+        {"timestamp": 2**64 - 1, "instrument_name": "ETH-PERP", "bids": [], "asks": []},
+    ),
+    "trade timestamp -1": notification(
+        "trades.ETH-PERP", [{**load("perps/ws_trade_eth.json"), "timestamp": -1}]
+    ),
+    "order timestamp 2**63": _order(last_update_timestamp=2**63),
+    # Numbers in range that make no sense together.
+    "slim bid above ask": _slim(b="3502", B="1", a="3501", A="1"),
+    "legacy bid above ask": notification(
+        "ticker.ETH-PERP.100", {**load("perps/ws_ticker_eth.json"), "best_bid_price": "3600"}
+    ),
+    "trade of nothing": notification(
+        "trades.ETH-PERP", [{**load("perps/ws_trade_eth.json"), "trade_amount": "0"}]
+    ),
+    "order filled above amount": _order(filled_amount="2.5"),
+    "order of nothing": _order(amount="0", filled_amount="0"),
+    # Bytes that are not text, and nesting no message has (50,000 levels).
+    "invalid UTF-8": notification("trades.ETH-PERP", [{"instrument_name": "X"}]).replace(
+        b'"X"', b'"\xff\xfe"'
+    ),
+    "deep data": b'{"method":"subscription","params":{"channel":"42.balances","data":'
+    + b"[" * 50_000
+    + b"]" * 50_000
+    + b"}}",
+    "deep result": b'{"id":1,"result":' + b'{"a":' * 50_000 + b"1" + b"}" * 50_000 + b"}",
+    "deep and unclosed": b'{"id":1,"result":' + b"[" * 50_000,
+}
+
+
+@pytest.mark.parametrize("frame", IMPOSSIBLE.values(), ids=IMPOSSIBLE.keys())
+def test_what_derive_cannot_send_is_malformed_and_changes_nothing(dec: DeriveDecoder, frame: bytes) -> None:
+    dec.decode(book_frame(4, [["3400", "1"]], [["3600", "1"]]), T_LOCAL)
+    before = state_of(dec)
+    with pytest.raises(MalformedFrame) as err:
+        dec.decode(frame, T_LOCAL)
+    assert err.value.venue == "derive" and dec.stats.malformed == 1
+    assert state_of(dec) == before
+    assert dec.decode(book_frame(5, [["3401", "1"]], [["3600", "1"]]), T_LOCAL)[0].best_bid == 3401.0
+
+
+def test_an_instrument_derive_cannot_list_is_skipped_so_its_books_cannot_overflow() -> None:
+    # A tick of 1e-30 made every price above ~1e278 an OverflowError (price / tick = inf), and
+    # a NaN maximum_amount a limit that is no limit.
+    d = DeriveDecoder(InstrumentRegistry())
+    for change in ({"tick_size": "1e-30"}, {"maximum_amount": "NaN"}, {"taker_fee_rate": "-inf"}):
+        assert d.decode(_instrument(**change), T_LOCAL) == []
+    assert d.stats.skipped_instruments == 3 and len(d.registry) == 0 and len(d.details) == 0
+    with pytest.raises(MalformedFrame):
+        d.decode(book_frame(1, [["1e299", "1"]], []), T_LOCAL)
+    with pytest.raises(MalformedFrame, match="nested deeper"):
+        d.learn_instruments(b"[" * 50_000 + b"]" * 50_000)
+
+
+def test_a_locked_ticker_is_a_quote_and_an_empty_side_still_none() -> None:
+    d = DeriveDecoder(InstrumentRegistry())
+    t = one(d.decode(_slim(b="3501", B="1", a="3501", A="2"), T_LOCAL))
+    assert (t.bid, t.ask) == (3501.0, 3501.0)
+    t = one(d.decode(_slim(b="3502", B="1", a="0", A="0"), T_LOCAL))  # no ask: nothing to cross
+    assert (t.bid, t.ask, t.ask_size) == (3502.0, None, None)
+
+
+def test_the_error_contract_holds_with_the_recursion_limit_raised() -> None:
+    # Polymarket's signing dependency raises the recursion limit to 100,000 in the same process:
+    # msgspec then parsed a 50,000-deep `result` down the C stack and the process died (SIGSEGV).
+    code = (
+        "import sys; sys.setrecursionlimit(100_000)\n"
+        "from connectors.derive.codec import DeriveDecoder\n"
+        "from engine import InstrumentRegistry, MalformedFrame\n"
+        "d = DeriveDecoder(InstrumentRegistry())\n"
+        "for frame in (b'{\"id\":1,\"result\":' + b'[' * 50_000 + b']' * 50_000 + b'}',\n"
+        '              b\'{"id":1,"error":{"code":1,"message":"m","data":\' + b\'[\' * 50_000\n'
+        "              + b']' * 50_000 + b'}}'):\n"
+        "    try:\n"
+        "        d.decode(frame, 0)\n"
+        "    except MalformedFrame:\n"
+        "        pass\n"
+        "print(d.stats.malformed)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+    )
+    assert (r.returncode, r.stdout.strip()) == (0, "2"), r.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":"' + "[" * 300 + '"}',  # brackets in a string do not nest
+        '{"a":"\\"' + "{" * 300 + '"}',  # nor behind an escaped quote
+        "[" + "[1]," * 300 + "[1]]",  # 300 lists side by side: 2 deep
+    ],
+)
+def test_many_brackets_are_not_depth(text: str) -> None:
+    from connectors.derive.codec import _shallow
+
+    assert orjson.loads(text) is not None  # valid JSON
+    assert _shallow(text) and _shallow(text.encode())
+    deep = '{"a":"]' + '",[' * 300 + "]" * 300 + "}"  # a string's bracket cannot close a level
+    assert not _shallow(deep)
+
+
+# ----------------------------------------------------------- issue 12: a crossed book
+
+
+def test_a_crossed_book_is_a_broken_book_until_a_good_snapshot(dec: DeriveDecoder) -> None:
+    dec.decode(book_frame(10, [["3500", "1"]], [["3501", "1"]]), T_LOCAL)
+    (gap,) = decoded(dec, book_frame(11, [["3502", "1"], ["3499", "1"]], [["3501", "2"]]))
+    assert isinstance(gap, Status) and gap.status is StatusKind.BOOK_GAP and gap.instrument == "ETH-PERP"
+    assert gap.data == {
+        "channel": "orderbook.ETH-PERP.1.10",
+        "reason": "crossed",  # the convention of every venue's decoder
+        "publish_id": 11,
+        "best_bid": 3502.0,
+        "best_ask": 3501.0,
+    }
+    book = dec.book("ETH-PERP")
+    assert book is not None and not book.valid and book.top() == (None, None, None, None)
+    assert dec.crossed_books == 1
+    # Locked counts as crossed (one engine would have matched them); still broken: ignored.
+    assert dec.decode(book_frame(12, [["3501", "1"]], [["3501", "1"]]), T_LOCAL) == []
+    assert dec.crossed_books == 2 and dec.stats.ignored_changes == 1 and not book.valid
+    (good,) = decoded(dec, book_frame(13, [["3500", "1"]], [["3501", "1"]]))
+    assert isinstance(good, BookUpdate) and (good.best_bid, good.best_ask, good.sequence) == (
+        3500.0,
+        3501.0,
+        13,
+    )
+    assert book.valid and dec.stats.gaps == 0  # 11 and 12 were seen: no publish-id gap
+    # Crossed again later: reported again.
+    assert [
+        e.data["reason"] for e in dec.decode(book_frame(14, [["3600", "1"]], [["3501", "1"]]), T_LOCAL)
+    ] == ["crossed"]
+
+
+def test_a_first_snapshot_that_is_crossed_reports_it() -> None:
+    d = DeriveDecoder(InstrumentRegistry())
+    (gap,) = decoded(d, book_frame(1, [["2", "1"]], [["1", "1"]], inst="ETH-USDC"))
+    assert (gap.status, gap.data["reason"]) == (StatusKind.BOOK_GAP, "crossed")
+    book = d.book("ETH-USDC")
+    assert book is not None and not book.valid
+
+
 VALID = [
     notification("ticker_slim.ETH-PERP.100", load("perps/ws_ticker_slim_eth.json")),
     notification(f"ticker_slim.{CALL}.1000", load("options/ws_ticker_slim_eth_call.json")),
