@@ -738,6 +738,44 @@ def test_many_brackets_are_not_depth(text: str) -> None:
     assert not _shallow(deep)
 
 
+def test_live_captures_of_another_client() -> None:
+    """Frames another project captured live (tests/fixtures/derive/README.md, `bourse/`)."""
+    d = DeriveDecoder(InstrumentRegistry())
+    t = one(
+        d.decode((FIXTURES / "bourse" / "ws_ticker_slim_eth_perp_demo.json").read_bytes().strip(), T_LOCAL)
+    )
+    assert isinstance(t, Ticker) and (t.instrument, t.ts_exchange) == ("ETH-PERP", 1789470139328 * MS)
+    assert (t.bid, t.bid_size, t.ask, t.ask_size) == (2483.35, 40.0, 2485.85, 40.0)
+    assert (t.mark, t.index, t.open_interest, t.greeks, t.mark_iv) == (
+        2484.81,
+        2484.67,
+        14609.766,
+        None,
+        None,
+    )
+    trade = one(
+        d.decode((FIXTURES / "bourse" / "ws_trades_eth_perp_mainnet.json").read_bytes().strip(), T_LOCAL)
+    )
+    assert isinstance(trade, Trade)
+    assert (trade.price, trade.size, trade.side, trade.trade_id, trade.ts_exchange) == (
+        2485.2,
+        0.1,
+        Side.BUY,
+        "f69d1a1d-5c4f-4f7b-b66a-1234838364ee",
+        1789470739946 * MS,
+    )
+    for i, (name, code) in enumerate(
+        (("error_ticker_deprecated_demo.json", -32602), ("error_invalid_channels_demo.json", 13000)), 1
+    ):
+        frame = orjson.dumps({"id": i, "error": load(f"bourse/{name}")})
+        refusal = one(d.decode(frame, T_LOCAL))
+        assert refusal.status is StatusKind.SUBSCRIPTION_REFUSED and f"error {code}" in refusal.data["reason"]
+        assert d.last_error is not None and d.last_error[:2] == (i, code)
+        if code == -32602:
+            assert "Please use `ticker_slim`" in refusal.data["reason"]
+    assert d.stats.malformed == 0 and d.errors == 2
+
+
 # ----------------------------------------------------------- issue 12: a crossed book
 
 
