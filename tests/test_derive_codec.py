@@ -776,6 +776,41 @@ def test_live_captures_of_another_client() -> None:
     assert d.stats.malformed == 0 and d.errors == 2
 
 
+def test_mainnet_answers_kept_by_ccxt() -> None:
+    """Mainnet answers from ccxt's static tests (tests/fixtures/derive/README.md, `ccxt/`)."""
+    d = DeriveDecoder(InstrumentRegistry())
+    ticker_answer = (FIXTURES / "ccxt" / "http_get_ticker_btc_perp.json").read_bytes()
+    assert d.decode(ticker_answer, T_LOCAL) == []  # a get_ticker answer holds the instrument too
+    inst = d.registry.get("derive", "BTC-PERP")
+    assert inst is not None and inst.kind is InstrumentKind.PERPETUAL and inst.quote == "USD"
+    assert (inst.tick_size, inst.min_size, inst.size_step) == (
+        Decimal("0.1"),
+        Decimal("0.01"),
+        Decimal("0.001"),
+    )
+    info = d.details.require("BTC-PERP")
+    assert (info.maximum_amount, info.base_fee, info.mark_price_fee_rate_cap) == (
+        Decimal("10000"),
+        Decimal("0.1"),
+        Decimal("0"),
+    )
+    # The same fields as the deprecated channel's data (§3.3): the whole ticker.
+    t = one(d.decode(notification("ticker.BTC-PERP.100", orjson.loads(ticker_answer)["result"]), T_LOCAL))
+    assert (t.bid, t.bid_size, t.ask, t.ask_size) == (99029.1, 0.037, 99042.8, 0.06)
+    exact = ("99031.927500030360533855855464935302734375", "99059.7", "76.222135170666813448")
+    assert (t.mark, t.index, t.open_interest) == tuple(map(float, exact))  # the nearest doubles
+    assert t.ts_exchange == 1736155885000 * MS
+    # A public trade record with the account fields, as the `.{tx_status}` channels send it.
+    (record,) = load("ccxt/http_get_trade_history_btc_perp.json")["result"]["trades"]
+    trade = one(d.decode(notification("trades.perp.BTC.settled", [record]), T_LOCAL))
+    assert (trade.instrument, trade.price, trade.size, trade.side) == ("BTC-PERP", 99086.1, 0.01, Side.BUY)
+    # As one of ours (with the order id the private channel carries), the fee is exact.
+    fill = one(d.decode(notification("42.trades", [{**record, "order_id": "o-1"}]), T_LOCAL))
+    assert isinstance(fill, Fill) and fill.fee == Decimal("0.397286204785450038")
+    assert (fill.liquidity, fill.size) == (Liquidity.TAKER, Decimal("0.01"))
+    assert d.stats.malformed == 0
+
+
 # ----------------------------------------------------------- issue 12: a crossed book
 
 
