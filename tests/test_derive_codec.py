@@ -698,27 +698,36 @@ def test_a_locked_ticker_is_a_quote_and_an_empty_side_still_none() -> None:
     assert (t.bid, t.ask, t.ask_size) == (3502.0, None, None)
 
 
+DEEP_FRAMES_WITH_THE_LIMIT_RAISED = """
+import sys
+sys.setrecursionlimit(100_000)
+from connectors.derive.codec import DeriveDecoder
+from engine import InstrumentRegistry, MalformedFrame
+d = DeriveDecoder(InstrumentRegistry())
+error = b'{"id":1,"error":{"code":1,"message":"m","data":'
+for n in (50_000, 30_000):  # a frame above the size checked whole, one below it
+    for head, tail in ((b'{"id":1,"result":', b"}"), (error, b"}}")):
+        try:
+            d.decode(head + b"[" * n + b"]" * n + tail, 0)
+        except MalformedFrame:
+            pass
+print(d.stats.malformed)
+"""
+
+
 def test_the_error_contract_holds_with_the_recursion_limit_raised() -> None:
     # Polymarket's signing dependency raises the recursion limit to 100,000 in the same process:
-    # msgspec then parsed a 50,000-deep `result` down the C stack and the process died (SIGSEGV).
-    code = (
-        "import sys; sys.setrecursionlimit(100_000)\n"
-        "from connectors.derive.codec import DeriveDecoder\n"
-        "from engine import InstrumentRegistry, MalformedFrame\n"
-        "d = DeriveDecoder(InstrumentRegistry())\n"
-        "for frame in (b'{\"id\":1,\"result\":' + b'[' * 50_000 + b']' * 50_000 + b'}',\n"
-        '              b\'{"id":1,"error":{"code":1,"message":"m","data":\' + b\'[\' * 50_000\n'
-        "              + b']' * 50_000 + b'}}'):\n"
-        "    try:\n"
-        "        d.decode(frame, 0)\n"
-        "    except MalformedFrame:\n"
-        "        pass\n"
-        "print(d.stats.malformed)\n"
-    )
+    # msgspec then parsed a 50,000-deep `result` (or error `data`) down the C stack and the
+    # process died (SIGSEGV).
     r = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+        [sys.executable, "-c", DEEP_FRAMES_WITH_THE_LIMIT_RAISED],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
     )
-    assert (r.returncode, r.stdout.strip()) == (0, "2"), r.stderr
+    assert (r.returncode, r.stdout.strip()) == (0, "4"), r.stderr
 
 
 @pytest.mark.parametrize(

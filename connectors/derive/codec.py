@@ -129,28 +129,31 @@ TradeAmount = Annotated[float, Meta(ge=1e-18, lt=_MAX)]  # a trade of nothing is
 Millis = Annotated[int, Meta(ge=0, lt=(2**63 - 1) // 1_000_000)]
 
 # Nesting. A Derive message nests at most 6 deep (a ticker's `option_pricing` inside its
-# envelope), but msgspec parses a generic value (a response's `result`) by recursion on the C stack:
-# 50,000 levels overflow it once a dependency raises the recursion limit (Polymarket's signing one
-# sets 100,000), and that is a segfault, not an exception. So a frame is refused before parsing
-# when it nests deeper than `_MAX_DEPTH`, far beyond any real message and far within any stack.
-# Cheap first: a frame of n bytes nests at most n / 2 deep, and at most as deep as it has
-# brackets; only frames with more than `_MAX_DEPTH` of them (a 100-level book has 203) are scanned.
+# envelope). msgspec parses by recursion on the C stack, bounded by the interpreter's recursion
+# limit, which a dependency may raise (Polymarket's signing one sets 100,000): a generic value (a
+# response's `result`, an error's `data`) costs some 160 bytes of stack a level, so 50,000 levels
+# overflow the stack, a segfault and not an exception. Typed structs skip members they do not know
+# at a few dozen bytes a level, and a notification is nothing but typed structs. So:
+# - a response's `result` and `error` are refused deeper than `_MAX_DEPTH` before their generic
+#   parse, far beyond any real answer and far within any stack;
+# - a frame larger than `_LARGE` is checked whole before any parse: a smaller one cannot nest
+#   deeper than `_LARGE / 2` levels, which skipping handles on any stack (a MiB or two at most),
+#   and a RecursionError on the way (the interpreter's own limit) is a malformed frame as any.
+# The hot path pays one `len`.
 _MAX_DEPTH: Final = 256
+_LARGE: Final = 65_536
 _DROP: Final = bytes(c for c in range(256) if c not in b'[]{}"\\')
 _STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
-def _shallow(frame: bytes | bytearray | memoryview | str) -> bool:
+def _shallow(frame: bytes | bytearray | memoryview | str | Raw) -> bool:
     """True when `frame` nests at most `_MAX_DEPTH` deep. False too when its brackets do not
-    pair (not JSON anyway, and the parser would go down all the openers before it noticed)."""
-    if isinstance(frame, str):
-        if frame.count("[") + frame.count("{") <= _MAX_DEPTH:
-            return True
-        data = frame.encode("utf-8", "surrogatepass")
-    else:
-        data = bytes(frame)
-        if data.count(b"[") + data.count(b"{") <= _MAX_DEPTH:
-            return True
+    pair (not JSON anyway, and a parser would go down all the openers before it noticed)."""
+    if len(frame) <= 2 * _MAX_DEPTH:
+        return True  # each level takes two bytes at least
+    data = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else bytes(frame)
+    if data.count(b"[") + data.count(b"{") <= _MAX_DEPTH:
+        return True  # not enough openers to go deeper
     # Brackets inside strings do not nest: keep only the structural ones.
     marks = data.translate(None, _DROP)
     if b"\\" in marks:  # an escaped quote may hide in a string: take the strings out properly
@@ -164,6 +167,10 @@ def _shallow(frame: bytes | bytearray | memoryview | str) -> bool:
             break  # empty (done), or brackets that do not pair
         marks = inner
     return not marks
+
+
+def _too_deep(what: str) -> MalformedFrame:
+    return _malformed(f"{what}: nested deeper than {_MAX_DEPTH} levels, or brackets that do not pair")
 
 
 _ABSENT: Final = Raw(b"")  # msgspec takes no `Raw | None`: an empty Raw marks a missing member
@@ -616,8 +623,8 @@ class DeriveDecoder:
         stats = self.stats
         stats.frames += 1
         try:
-            if len(frame) > 2 * _MAX_DEPTH and not _shallow(frame):
-                raise _malformed(f"nested deeper than {_MAX_DEPTH} levels, or brackets that do not pair")
+            if len(frame) > _LARGE and not _shallow(frame):
+                raise _too_deep("frame")
             env = _decode_envelope(frame)
             params = env.params
             if env.method == "subscription" and params is not None:
@@ -656,10 +663,8 @@ class DeriveDecoder:
         """Teach the registry and `details` the instruments of a `get_instruments` result (raw
         JSON or parsed); returns how many of its items were learned."""
         if isinstance(result, bytes | bytearray | memoryview | str):
-            if len(result) > 2 * _MAX_DEPTH and not _shallow(result):
-                raise _malformed(
-                    f"get_instruments: nested deeper than {_MAX_DEPTH} levels, or unpaired brackets"
-                )
+            if not _shallow(result):
+                raise _too_deep("get_instruments")
             try:
                 items = msgspec.json.decode(result)
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -984,6 +989,8 @@ class DeriveDecoder:
         an instruments answer teaches the registry."""
         if env.id is None or not (env.result or env.error):
             raise _malformed("neither a subscription notification nor a JSON-RPC response")
+        if not _shallow(env.result or env.error):  # parsed generically below: bounded first
+            raise _too_deep("response")
         if env.error:
             events = self._on_error(env, ts_local)
             self.stats.control += 1
