@@ -820,6 +820,22 @@ def test_mainnet_answers_kept_by_ccxt() -> None:
     assert d.stats.malformed == 0
 
 
+def test_an_order_answer_that_is_not_text_is_malformed(dec: DeriveDecoder) -> None:
+    # What `private/order` answers goes through `decode_order_result` / `order_result`, not
+    # `decode`: a UnicodeDecodeError escaped them.
+    answer = (FIXTURES / "spot" / "http_submit_order_response.json").read_bytes()
+    result = orjson.dumps(orjson.loads(answer)["result"]).replace(b'"open"', b'"\xff"')
+    with pytest.raises(MalformedFrame, match="UnicodeDecodeError"):
+        decode_order_result(result, T_LOCAL)
+    before = state_of(dec)
+    with pytest.raises(MalformedFrame, match="UnicodeDecodeError"):
+        dec.order_result(result, T_LOCAL)
+    assert state_of(dec) == before
+    order = orjson.loads(answer)["result"]["order"]
+    with pytest.raises(MalformedFrame, match="above its amount"):
+        dec.order_result({"order": {**order, "filled_amount": "0.2"}, "trades": []}, T_LOCAL)
+
+
 # ----------------------------------------------------------- issue 12: a crossed book
 
 

@@ -391,6 +391,12 @@ def _invalid(where: str, exc: msgspec.DecodeError) -> MalformedFrame:
     return _malformed(f"{where}: {str(exc).replace('`', chr(39))}")
 
 
+def _unreadable(where: str, exc: UnicodeDecodeError | RecursionError) -> MalformedFrame:
+    # msgspec raises these itself, not as a DecodeError: for a string that is not UTF-8, and for
+    # a nesting that reaches the interpreter's recursion limit (the bound of typed parsing).
+    return _malformed(f"{where}: not JSON we can read ({type(exc).__name__}: {exc})")
+
+
 def _crossed_ticker(instrument: str, bid: float, ask: float) -> MalformedFrame:
     # The best bid and ask of one matching engine at one instant: a bid above the ask would have
     # traded. (Equal ones, a locked quote, are let through: a ticker is a view, not a book.)
@@ -532,6 +538,8 @@ def decode_order_result(raw: Any, ts_local: int) -> list[MarketEvent]:
         result = _decode_order_result(_json_bytes(raw))
     except msgspec.DecodeError as exc:
         raise _invalid("order result", exc) from None
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise _unreadable("order result", exc) from None
     events = _our_trade_events(result.trades, ts_local)
     events.append(order_update_from(result.order, ts_local))
     return events
@@ -648,10 +656,8 @@ class DeriveDecoder:
             stats.malformed += 1
             raise _invalid("message", exc) from None
         except (UnicodeDecodeError, RecursionError) as exc:
-            # msgspec raises these itself for a string that is not UTF-8, and for a nesting that
-            # reaches the interpreter's recursion limit before ours (a limit raised elsewhere).
             stats.malformed += 1
-            raise _malformed(f"not a JSON text we can read: {type(exc).__name__}: {exc}") from None
+            raise _unreadable("message", exc) from None
         stats.events += len(events)
         return events
 
@@ -977,6 +983,8 @@ class DeriveDecoder:
             result = _decode_order_result(_json_bytes(raw))
         except msgspec.DecodeError as exc:
             raise _invalid("order result", exc) from None
+        except (UnicodeDecodeError, RecursionError) as exc:
+            raise _unreadable("order result", exc) from None
         order = order_update_from(result.order, ts_local)  # validated before the memory changes
         events = self._our_trades(result.trades, ts_local)
         events.append(order)
