@@ -602,6 +602,281 @@ def test_unknown_channels_and_malformed_frames() -> None:
     assert d.stats.events == 0
 
 
+# ------------------------------------------------------ issue 12: what Derive cannot send
+
+
+def _order(**change: Any) -> bytes:
+    return notification("42.orders", [{**load("perps/http_order_eth_partially_filled.json"), **change}])
+
+
+def _our_trade(**change: Any) -> bytes:
+    return notification("42.trades", [{**load("perps/http_private_trade_eth.json"), **change}])
+
+
+def _slim(**fields: Any) -> bytes:
+    return notification("ticker_slim.ETH-PERP.100", {"instrument_ticker": {"t": 1700000000000, **fields}})
+
+
+def _instrument(**change: Any) -> bytes:
+    return orjson.dumps({"id": 9, "result": [{**load("perps/instrument_eth.json"), **change}]})
+
+
+IMPOSSIBLE = {
+    # Beyond the 18-decimal int256 every Derive number lives in (§3.6): 1e299 passed the old
+    # 1e300 bound and overflowed price / tick into an OverflowError for a fine tick.
+    "book price 1e299": book_frame(5, [["1e299", "1"]], []),
+    "book size 1e308": book_frame(5, [["3500", "1e308"]], []),
+    "book price 1e-30": book_frame(5, [["1e-30", "1"]], []),
+    "slim index 1e299": _slim(I="1e299"),
+    "slim delta inf": _slim(option_pricing={"d": "-inf", "g": "0", "t": "0", "v": "0"}),
+    "order amount 1E+999999999": _order(amount="1E+999999999"),
+    "order limit price 1E+999999999": _order(limit_price="1E+999999999"),
+    "order filled 1E-999999999": _order(filled_amount="1E-999999999"),
+    "fill fee 1E+999999999": _our_trade(trade_fee="1E+999999999"),
+    "fill amount 1e-30": _our_trade(trade_amount="1e-30"),
+    # Timestamps the events' int64 nanoseconds cannot hold.
+    "book timestamp 2**64-1": notification(
+        "orderbook.ETH-PERP.1.10",
+        {"timestamp": 2**64 - 1, "instrument_name": "ETH-PERP", "bids": [], "asks": []},
+    ),
+    "trade timestamp -1": notification(
+        "trades.ETH-PERP", [{**load("perps/ws_trade_eth.json"), "timestamp": -1}]
+    ),
+    "order timestamp 2**63": _order(last_update_timestamp=2**63),
+    # Numbers in range that make no sense together.
+    "slim bid above ask": _slim(b="3502", B="1", a="3501", A="1"),
+    "legacy bid above ask": notification(
+        "ticker.ETH-PERP.100", {**load("perps/ws_ticker_eth.json"), "best_bid_price": "3600"}
+    ),
+    "trade of nothing": notification(
+        "trades.ETH-PERP", [{**load("perps/ws_trade_eth.json"), "trade_amount": "0"}]
+    ),
+    "order filled above amount": _order(filled_amount="2.5"),
+    "order of nothing": _order(amount="0", filled_amount="0"),
+    # Bytes that are not text, and nesting no message has (50,000 levels).
+    "invalid UTF-8": notification("trades.ETH-PERP", [{"instrument_name": "X"}]).replace(
+        b'"X"', b'"\xff\xfe"'
+    ),
+    "deep data": b'{"method":"subscription","params":{"channel":"42.balances","data":'
+    + b"[" * 50_000
+    + b"]" * 50_000
+    + b"}}",
+    "deep result": b'{"id":1,"result":' + b'{"a":' * 50_000 + b"1" + b"}" * 50_000 + b"}",
+    "deep and unclosed": b'{"id":1,"result":' + b"[" * 50_000,
+}
+
+
+@pytest.mark.parametrize("frame", IMPOSSIBLE.values(), ids=IMPOSSIBLE.keys())
+def test_what_derive_cannot_send_is_malformed_and_changes_nothing(dec: DeriveDecoder, frame: bytes) -> None:
+    dec.decode(book_frame(4, [["3400", "1"]], [["3600", "1"]]), T_LOCAL)
+    before = state_of(dec)
+    with pytest.raises(MalformedFrame) as err:
+        dec.decode(frame, T_LOCAL)
+    assert err.value.venue == "derive" and dec.stats.malformed == 1
+    assert state_of(dec) == before
+    assert dec.decode(book_frame(5, [["3401", "1"]], [["3600", "1"]]), T_LOCAL)[0].best_bid == 3401.0
+
+
+def test_an_instrument_derive_cannot_list_is_skipped_so_its_books_cannot_overflow() -> None:
+    # A tick of 1e-30 made every price above ~1e278 an OverflowError (price / tick = inf), and
+    # a NaN maximum_amount a limit that is no limit.
+    d = DeriveDecoder(InstrumentRegistry())
+    for change in ({"tick_size": "1e-30"}, {"maximum_amount": "NaN"}, {"taker_fee_rate": "-inf"}):
+        assert d.decode(_instrument(**change), T_LOCAL) == []
+    assert d.stats.skipped_instruments == 3 and len(d.registry) == 0 and len(d.details) == 0
+    with pytest.raises(MalformedFrame):
+        d.decode(book_frame(1, [["1e299", "1"]], []), T_LOCAL)
+    with pytest.raises(MalformedFrame, match="nested deeper"):
+        d.learn_instruments(b"[" * 50_000 + b"]" * 50_000)
+
+
+def test_a_locked_ticker_is_a_quote_and_an_empty_side_still_none() -> None:
+    d = DeriveDecoder(InstrumentRegistry())
+    t = one(d.decode(_slim(b="3501", B="1", a="3501", A="2"), T_LOCAL))
+    assert (t.bid, t.ask) == (3501.0, 3501.0)
+    t = one(d.decode(_slim(b="3502", B="1", a="0", A="0"), T_LOCAL))  # no ask: nothing to cross
+    assert (t.bid, t.ask, t.ask_size) == (3502.0, None, None)
+
+
+DEEP_FRAMES_WITH_THE_LIMIT_RAISED = """
+import sys
+sys.setrecursionlimit(100_000)
+from connectors.derive.codec import DeriveDecoder
+from engine import InstrumentRegistry, MalformedFrame
+d = DeriveDecoder(InstrumentRegistry())
+error = b'{"id":1,"error":{"code":1,"message":"m","data":'
+for n in (50_000, 30_000):  # a frame above the size checked whole, one below it
+    for head, tail in ((b'{"id":1,"result":', b"}"), (error, b"}}")):
+        try:
+            d.decode(head + b"[" * n + b"]" * n + tail, 0)
+        except MalformedFrame:
+            pass
+print(d.stats.malformed)
+"""
+
+
+def test_the_error_contract_holds_with_the_recursion_limit_raised() -> None:
+    # Polymarket's signing dependency raises the recursion limit to 100,000 in the same process:
+    # msgspec then parsed a 50,000-deep `result` (or error `data`) down the C stack and the
+    # process died (SIGSEGV).
+    r = subprocess.run(
+        [sys.executable, "-c", DEEP_FRAMES_WITH_THE_LIMIT_RAISED],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert (r.returncode, r.stdout.strip()) == (0, "4"), r.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":"' + "[" * 300 + '"}',  # brackets in a string do not nest
+        '{"a":"\\"' + "{" * 300 + '"}',  # nor behind an escaped quote
+        "[" + "[1]," * 300 + "[1]]",  # 300 lists side by side: 2 deep
+    ],
+)
+def test_many_brackets_are_not_depth(text: str) -> None:
+    from connectors.derive.codec import _shallow
+
+    assert orjson.loads(text) is not None  # valid JSON
+    assert _shallow(text) and _shallow(text.encode())
+    deep = '{"a":"]' + '",[' * 300 + "]" * 300 + "}"  # a string's bracket cannot close a level
+    assert not _shallow(deep)
+
+
+def test_live_captures_of_another_client() -> None:
+    """Frames another project captured live (tests/fixtures/derive/README.md, `bourse/`)."""
+    d = DeriveDecoder(InstrumentRegistry())
+    t = one(
+        d.decode((FIXTURES / "bourse" / "ws_ticker_slim_eth_perp_demo.json").read_bytes().strip(), T_LOCAL)
+    )
+    assert isinstance(t, Ticker) and (t.instrument, t.ts_exchange) == ("ETH-PERP", 1789470139328 * MS)
+    assert (t.bid, t.bid_size, t.ask, t.ask_size) == (2483.35, 40.0, 2485.85, 40.0)
+    assert (t.mark, t.index, t.open_interest, t.greeks, t.mark_iv) == (
+        2484.81,
+        2484.67,
+        14609.766,
+        None,
+        None,
+    )
+    trade = one(
+        d.decode((FIXTURES / "bourse" / "ws_trades_eth_perp_mainnet.json").read_bytes().strip(), T_LOCAL)
+    )
+    assert isinstance(trade, Trade)
+    assert (trade.price, trade.size, trade.side, trade.trade_id, trade.ts_exchange) == (
+        2485.2,
+        0.1,
+        Side.BUY,
+        "f69d1a1d-5c4f-4f7b-b66a-1234838364ee",
+        1789470739946 * MS,
+    )
+    for i, (name, code) in enumerate(
+        (("error_ticker_deprecated_demo.json", -32602), ("error_invalid_channels_demo.json", 13000)), 1
+    ):
+        frame = orjson.dumps({"id": i, "error": load(f"bourse/{name}")})
+        refusal = one(d.decode(frame, T_LOCAL))
+        assert refusal.status is StatusKind.SUBSCRIPTION_REFUSED and f"error {code}" in refusal.data["reason"]
+        assert d.last_error is not None and d.last_error[:2] == (i, code)
+        if code == -32602:
+            assert "Please use `ticker_slim`" in refusal.data["reason"]
+    assert d.stats.malformed == 0 and d.errors == 2
+
+
+def test_mainnet_answers_kept_by_ccxt() -> None:
+    """Mainnet answers from ccxt's static tests (tests/fixtures/derive/README.md, `ccxt/`)."""
+    d = DeriveDecoder(InstrumentRegistry())
+    ticker_answer = (FIXTURES / "ccxt" / "http_get_ticker_btc_perp.json").read_bytes()
+    assert d.decode(ticker_answer, T_LOCAL) == []  # a get_ticker answer holds the instrument too
+    inst = d.registry.get("derive", "BTC-PERP")
+    assert inst is not None and inst.kind is InstrumentKind.PERPETUAL and inst.quote == "USD"
+    assert (inst.tick_size, inst.min_size, inst.size_step) == (
+        Decimal("0.1"),
+        Decimal("0.01"),
+        Decimal("0.001"),
+    )
+    info = d.details.require("BTC-PERP")
+    assert (info.maximum_amount, info.base_fee, info.mark_price_fee_rate_cap) == (
+        Decimal("10000"),
+        Decimal("0.1"),
+        Decimal("0"),
+    )
+    # The same fields as the deprecated channel's data (§3.3): the whole ticker.
+    t = one(d.decode(notification("ticker.BTC-PERP.100", orjson.loads(ticker_answer)["result"]), T_LOCAL))
+    assert (t.bid, t.bid_size, t.ask, t.ask_size) == (99029.1, 0.037, 99042.8, 0.06)
+    exact = ("99031.927500030360533855855464935302734375", "99059.7", "76.222135170666813448")
+    assert (t.mark, t.index, t.open_interest) == tuple(map(float, exact))  # the nearest doubles
+    assert t.ts_exchange == 1736155885000 * MS
+    # A public trade record with the account fields, as the `.{tx_status}` channels send it.
+    (record,) = load("ccxt/http_get_trade_history_btc_perp.json")["result"]["trades"]
+    trade = one(d.decode(notification("trades.perp.BTC.settled", [record]), T_LOCAL))
+    assert (trade.instrument, trade.price, trade.size, trade.side) == ("BTC-PERP", 99086.1, 0.01, Side.BUY)
+    # As one of ours (with the order id the private channel carries), the fee is exact.
+    fill = one(d.decode(notification("42.trades", [{**record, "order_id": "o-1"}]), T_LOCAL))
+    assert isinstance(fill, Fill) and fill.fee == Decimal("0.397286204785450038")
+    assert (fill.liquidity, fill.size) == (Liquidity.TAKER, Decimal("0.01"))
+    assert d.stats.malformed == 0
+
+
+def test_an_order_answer_that_is_not_text_is_malformed(dec: DeriveDecoder) -> None:
+    # What `private/order` answers goes through `decode_order_result` / `order_result`, not
+    # `decode`: a UnicodeDecodeError escaped them.
+    answer = (FIXTURES / "spot" / "http_submit_order_response.json").read_bytes()
+    result = orjson.dumps(orjson.loads(answer)["result"]).replace(b'"open"', b'"\xff"')
+    with pytest.raises(MalformedFrame, match="UnicodeDecodeError"):
+        decode_order_result(result, T_LOCAL)
+    before = state_of(dec)
+    with pytest.raises(MalformedFrame, match="UnicodeDecodeError"):
+        dec.order_result(result, T_LOCAL)
+    assert state_of(dec) == before
+    order = orjson.loads(answer)["result"]["order"]
+    with pytest.raises(MalformedFrame, match="above its amount"):
+        dec.order_result({"order": {**order, "filled_amount": "0.2"}, "trades": []}, T_LOCAL)
+
+
+# ----------------------------------------------------------- issue 12: a crossed book
+
+
+def test_a_crossed_book_is_a_broken_book_until_a_good_snapshot(dec: DeriveDecoder) -> None:
+    dec.decode(book_frame(10, [["3500", "1"]], [["3501", "1"]]), T_LOCAL)
+    (gap,) = decoded(dec, book_frame(11, [["3502", "1"], ["3499", "1"]], [["3501", "2"]]))
+    assert isinstance(gap, Status) and gap.status is StatusKind.BOOK_GAP and gap.instrument == "ETH-PERP"
+    assert gap.data == {
+        "channel": "orderbook.ETH-PERP.1.10",
+        "reason": "crossed",  # the convention of every venue's decoder
+        "publish_id": 11,
+        "best_bid": 3502.0,
+        "best_ask": 3501.0,
+    }
+    book = dec.book("ETH-PERP")
+    assert book is not None and not book.valid and book.top() == (None, None, None, None)
+    assert dec.crossed_books == 1
+    # Locked counts as crossed (one engine would have matched them); still broken: ignored.
+    assert dec.decode(book_frame(12, [["3501", "1"]], [["3501", "1"]]), T_LOCAL) == []
+    assert dec.crossed_books == 2 and dec.stats.ignored_changes == 1 and not book.valid
+    (good,) = decoded(dec, book_frame(13, [["3500", "1"]], [["3501", "1"]]))
+    assert isinstance(good, BookUpdate) and (good.best_bid, good.best_ask, good.sequence) == (
+        3500.0,
+        3501.0,
+        13,
+    )
+    assert book.valid and dec.stats.gaps == 0  # 11 and 12 were seen: no publish-id gap
+    # Crossed again later: reported again.
+    assert [
+        e.data["reason"] for e in dec.decode(book_frame(14, [["3600", "1"]], [["3501", "1"]]), T_LOCAL)
+    ] == ["crossed"]
+
+
+def test_a_first_snapshot_that_is_crossed_reports_it() -> None:
+    d = DeriveDecoder(InstrumentRegistry())
+    (gap,) = decoded(d, book_frame(1, [["2", "1"]], [["1", "1"]], inst="ETH-USDC"))
+    assert (gap.status, gap.data["reason"]) == (StatusKind.BOOK_GAP, "crossed")
+    book = d.book("ETH-USDC")
+    assert book is not None and not book.valid
+
+
 VALID = [
     notification("ticker_slim.ETH-PERP.100", load("perps/ws_ticker_slim_eth.json")),
     notification(f"ticker_slim.{CALL}.1000", load("options/ws_ticker_slim_eth_call.json")),

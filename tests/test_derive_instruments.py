@@ -134,6 +134,20 @@ def test_min_size_is_the_first_step_multiple_at_or_above_the_minimum(
         ({"option_details": None}, "has no option_details"),
         ({"instrument_name": "ETH-20260627-3600-C"}, "the name says 3600"),
         ({"instrument_name": "ETH-20260627-3500-P"}, "the name says 3500 put"),
+        # Issue 12: numbers Derive's 18-decimal int256 cannot hold (§3.6 "Action signing"). A tick
+        # below 1e-18 made price / tick infinite in the decoder's book (OverflowError); a NaN
+        # maximum or fee made every later comparison with it raise.
+        ({"tick_size": "1e-30"}, "tick_size must be positive"),
+        ({"tick_size": "1E+999999999"}, "tick_size must be positive"),
+        ({"amount_step": "1e-19"}, "amount_step must be positive"),
+        ({"maximum_amount": "NaN"}, "maximum_amount must be positive"),
+        ({"maximum_amount": "0"}, "maximum_amount must be positive"),
+        ({"minimum_amount": "1e60"}, "minimum_amount"),
+        ({"taker_fee_rate": "NaN"}, "taker_fee_rate must be a finite"),
+        ({"base_fee": "1E+999999999"}, "base_fee must be a finite"),
+        ({"mark_price_fee_rate_cap": "Infinity"}, "mark_price_fee_rate_cap must be a finite"),
+        ({"option_details": {"expiry": 10**19, "strike": "3500", "option_type": "C"}}, "expiry"),
+        ({"option_details": {"expiry": 1782000000, "strike": "1e-30", "option_type": "C"}}, "strike"),
     ],
 )
 def test_bad_items_are_refused_with_the_reason(change: dict[str, Any], message: str) -> None:

@@ -43,6 +43,7 @@ for our own orders and fills, which are money.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
@@ -74,10 +75,12 @@ from engine._events import positional_builder
 from engine._plugins import DecoderStats, decode_parsed
 
 from .instruments import (
+    FIXED_POINT_MAX,
     QUOTE,
     VENUE,
     DeriveInstrumentInfo,
     DeriveInstruments,
+    fixed_point,
     is_instrument_item,
     parse_instrument,
 )
@@ -110,11 +113,65 @@ _SUBSCRIPTION_ERRORS: Final = frozenset({13000})  # §3.7 "Invalid channels"
 
 # -- the wire, as typed structs ------------------------------------------------------------------
 
-# Finite numbers only: the constraints reject "nan" and "inf" (lax mode would parse them).
-Num = Annotated[float, Meta(gt=-1e300, lt=1e300)]
-Price = Annotated[float, Meta(ge=0.0, lt=1e300)]
-LevelPrice = Annotated[float, Meta(gt=0.0, lt=1e300)]
-Amount = Annotated[float, Meta(ge=0.0, lt=1e300)]
+# What Derive can send (VENUES.md §3.6 "Action signing"; `fixed_point` in instruments.py): every
+# price and amount lives on chain as an int256 with 18 decimals, so no venue number reaches
+# 2**255 / 1e18 (about 5.79e58), and a price or amount other than zero is at least 1e-18. The
+# constraints refuse the rest at the edge, "nan" and "inf" included (lax mode would parse them):
+# with ticks of at least 1e-18 (instruments.py), price / tick stays a finite float, and tick
+# conversion cannot overflow.
+_MAX: Final = float(FIXED_POINT_MAX)
+Num = Annotated[float, Meta(gt=-_MAX, lt=_MAX)]
+Price = Annotated[float, Meta(ge=0.0, lt=_MAX)]
+LevelPrice = Annotated[float, Meta(ge=1e-18, lt=_MAX)]
+Amount = Annotated[float, Meta(ge=0.0, lt=_MAX)]
+TradeAmount = Annotated[float, Meta(ge=1e-18, lt=_MAX)]  # a trade of nothing is no trade
+# Derive times are ms (§3.3); events carry them as int64 ns, which ends in 2262.
+Millis = Annotated[int, Meta(ge=0, lt=(2**63 - 1) // 1_000_000)]
+
+# Nesting. A Derive message nests at most 6 deep (a ticker's `option_pricing` inside its
+# envelope). msgspec parses by recursion on the C stack, bounded by the interpreter's recursion
+# limit, which a dependency may raise (Polymarket's signing one sets 100,000): a generic value (a
+# response's `result`, an error's `data`) costs some 160 bytes of stack a level, so 50,000 levels
+# overflow the stack, a segfault and not an exception. Typed structs skip members they do not know
+# at a few dozen bytes a level, and a notification is nothing but typed structs. So:
+# - a response's `result` and `error` are refused deeper than `_MAX_DEPTH` before their generic
+#   parse, far beyond any real answer and far within any stack;
+# - a frame larger than `_LARGE` is checked whole before any parse: a smaller one cannot nest
+#   deeper than `_LARGE / 2` levels, which skipping handles on any stack (a MiB or two at most),
+#   and a RecursionError on the way (the interpreter's own limit) is a malformed frame as any.
+# The hot path pays one `len`.
+_MAX_DEPTH: Final = 256
+_LARGE: Final = 65_536
+_DROP: Final = bytes(c for c in range(256) if c not in b'[]{}"\\')
+_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _shallow(frame: bytes | bytearray | memoryview | str | Raw) -> bool:
+    """True when `frame` nests at most `_MAX_DEPTH` deep. False too when its brackets do not
+    pair (not JSON anyway, and a parser would go down all the openers before it noticed)."""
+    if len(frame) <= 2 * _MAX_DEPTH:
+        return True  # each level takes two bytes at least
+    data = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else bytes(frame)
+    if data.count(b"[") + data.count(b"{") <= _MAX_DEPTH:
+        return True  # not enough openers to go deeper
+    # Brackets inside strings do not nest: keep only the structural ones.
+    marks = data.translate(None, _DROP)
+    if b"\\" in marks:  # an escaped quote may hide in a string: take the strings out properly
+        marks = _STRING.sub(b"", data).translate(None, _DROP)
+    else:  # quotes alternate open/close: the even pieces are outside strings
+        marks = b"".join(marks.split(b'"')[::2])
+    # Each pass removes the innermost pairs: as many passes as levels.
+    for _ in range(_MAX_DEPTH):
+        inner = marks.replace(b"[]", b"").replace(b"{}", b"")
+        if len(inner) == len(marks):
+            break  # empty (done), or brackets that do not pair
+        marks = inner
+    return not marks
+
+
+def _too_deep(what: str) -> MalformedFrame:
+    return _malformed(f"{what}: nested deeper than {_MAX_DEPTH} levels, or brackets that do not pair")
+
 
 _ABSENT: Final = Raw(b"")  # msgspec takes no `Raw | None`: an empty Raw marks a missing member
 
@@ -157,7 +214,7 @@ class _SlimStats(Struct):
 class _Slim(Struct):
     """§3.3 slim keys: b/B best bid price/amount, a/A best ask, I index, M mark, t ms."""
 
-    t: int | None = None
+    t: Millis | None = None
     b: Price | None = None
     B: Amount | None = None
     a: Price | None = None
@@ -170,7 +227,7 @@ class _Slim(Struct):
 
 class _SlimData(Struct):
     instrument_ticker: _Slim
-    timestamp: int | None = None
+    timestamp: Millis | None = None
 
 
 class _FullPricing(Struct):
@@ -193,7 +250,7 @@ class _FullStats(Struct):
 
 class _FullTicker(Struct):
     instrument_name: str | None = None
-    timestamp: int | None = None
+    timestamp: Millis | None = None
     best_bid_price: Price | None = None
     best_bid_amount: Amount | None = None
     best_ask_price: Price | None = None
@@ -215,7 +272,7 @@ class _BookData(Struct):
     """§3.4 orderbook (v2): levels are [price, amount] string pairs; `publish_id` increases."""
 
     instrument_name: str
-    timestamp: int
+    timestamp: Millis
     bids: list[tuple[LevelPrice, Amount]]
     asks: list[tuple[LevelPrice, Amount]]
     publish_id: int | None = None
@@ -225,9 +282,9 @@ class _TradeData(Struct):
     """§3.4 trades: one public trade (the `.{tx_status}` variants add account fields)."""
 
     instrument_name: str
-    timestamp: int
+    timestamp: Millis
     trade_price: LevelPrice
-    trade_amount: Amount
+    trade_amount: TradeAmount
     direction: Literal["buy", "sell"]
     trade_id: str | int
     liquidity_role: Literal["maker", "taker"] | None = None
@@ -271,8 +328,8 @@ class OrderData(Struct):
     cancel_reason: str | None = None
     order_type: str | None = None
     time_in_force: str | None = None
-    creation_timestamp: int | None = None
-    last_update_timestamp: int | None = None
+    creation_timestamp: Millis | None = None
+    last_update_timestamp: Millis | None = None
     nonce: int | None = None
     subaccount_id: int | None = None
 
@@ -286,7 +343,7 @@ class TradeData(Struct):
     direction: Literal["buy", "sell"]
     trade_price: Decimal
     trade_amount: Decimal
-    timestamp: int
+    timestamp: Millis
     trade_fee: Decimal = Decimal(0)
     liquidity_role: Literal["maker", "taker"] | None = None
     label: str | None = None
@@ -334,9 +391,27 @@ def _invalid(where: str, exc: msgspec.DecodeError) -> MalformedFrame:
     return _malformed(f"{where}: {str(exc).replace('`', chr(39))}")
 
 
+def _unreadable(where: str, exc: UnicodeDecodeError | RecursionError) -> MalformedFrame:
+    # msgspec raises these itself, not as a DecodeError: for a string that is not UTF-8, and for
+    # a nesting that reaches the interpreter's recursion limit (the bound of typed parsing).
+    return _malformed(f"{where}: not JSON we can read ({type(exc).__name__}: {exc})")
+
+
+def _crossed_ticker(instrument: str, bid: float, ask: float) -> MalformedFrame:
+    # The best bid and ask of one matching engine at one instant: a bid above the ask would have
+    # traded. (Equal ones, a locked quote, are let through: a ticker is a view, not a book.)
+    return _malformed(f"ticker bid {bid} is above its ask {ask}", instrument)
+
+
 def _finite(value: Decimal, what: str, instrument: str) -> Decimal:
+    """`value` when Derive can send it: finite and within the 18-decimal int256 of its contracts
+    (the `_MAX` note above); "1E+999999999" would overflow the first sum made with it."""
     if not value.is_finite():
         raise _malformed(f"{what} is not a finite number: {value}", instrument)
+    if not fixed_point(value):
+        raise _malformed(
+            f"{what} {value} is beyond the 18-decimal fixed point of Derive's contracts", instrument
+        )
     return value
 
 
@@ -357,8 +432,14 @@ def order_update_from(o: OrderData, ts_local: int) -> OrderUpdate:
         raise _malformed(f"unknown order_status {o.order_status!r}", inst)
     size = _finite(o.amount, "amount", inst)
     filled = _finite(o.filled_amount, "filled_amount", inst)
-    if size < 0 or filled < 0:
-        raise _malformed(f"order {o.order_id}: negative amount", inst)
+    # §3.6: an order's amount is positive (a zero one is refused with 11012), and the venue
+    # never fills more than it.
+    if size <= 0 or filled < 0:
+        raise _malformed(
+            f"order {o.order_id}: amount {size} must be positive, filled_amount {filled} not negative", inst
+        )
+    if filled > size:
+        raise _malformed(f"order {o.order_id}: filled_amount {filled} is above its amount {size}", inst)
     reason = o.cancel_reason or None
     if state is OrderState.OPEN and filled > 0:
         state = OrderState.PARTIALLY_FILLED
@@ -457,6 +538,8 @@ def decode_order_result(raw: Any, ts_local: int) -> list[MarketEvent]:
         result = _decode_order_result(_json_bytes(raw))
     except msgspec.DecodeError as exc:
         raise _invalid("order result", exc) from None
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise _unreadable("order result", exc) from None
     events = _our_trade_events(result.trades, ts_local)
     events.append(order_update_from(result.order, ts_local))
     return events
@@ -524,6 +607,7 @@ class DeriveDecoder:
         self.errors = 0
         self.deprecated_tickers = 0
         self.duplicate_trades = 0
+        self.crossed_books = 0  # orderbook snapshots refused as crossed
         self.current_subscriptions: list[str] = []
         self._books: dict[str, _BookState] = {}  # by channel
         self._primary: dict[str, _BookState] = {}  # by instrument: the finest book seen
@@ -547,6 +631,8 @@ class DeriveDecoder:
         stats = self.stats
         stats.frames += 1
         try:
+            if len(frame) > _LARGE and not _shallow(frame):
+                raise _too_deep("frame")
             env = _decode_envelope(frame)
             params = env.params
             if env.method == "subscription" and params is not None:
@@ -569,6 +655,9 @@ class DeriveDecoder:
         except msgspec.DecodeError as exc:
             stats.malformed += 1
             raise _invalid("message", exc) from None
+        except (UnicodeDecodeError, RecursionError) as exc:
+            stats.malformed += 1
+            raise _unreadable("message", exc) from None
         stats.events += len(events)
         return events
 
@@ -579,11 +668,15 @@ class DeriveDecoder:
     def learn_instruments(self, result: Any) -> int:
         """Teach the registry and `details` the instruments of a `get_instruments` result (raw
         JSON or parsed); returns how many of its items were learned."""
-        items = (
-            msgspec.json.decode(result)
-            if isinstance(result, bytes | bytearray | memoryview | str)
-            else result
-        )
+        if isinstance(result, bytes | bytearray | memoryview | str):
+            if not _shallow(result):
+                raise _too_deep("get_instruments")
+            try:
+                items = msgspec.json.decode(result)
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+                raise _malformed(f"get_instruments: not JSON ({exc})") from None
+        else:
+            items = result
         if isinstance(items, dict):
             items = items.get("instruments", [items])
         if not isinstance(items, list):
@@ -643,6 +736,8 @@ class DeriveDecoder:
         s = d.instrument_ticker
         ms = s.t if s.t is not None else d.timestamp
         bid, ask = s.b, s.a
+        if bid and ask and bid > ask:
+            raise _crossed_ticker(instrument, bid, ask)
         p = s.option_pricing
         if p is None:
             greeks = None
@@ -681,6 +776,8 @@ class DeriveDecoder:
         p = full.option_pricing
         greeks = None if p is None else _greeks(p.delta, p.gamma, p.vega, p.theta, p.rho)
         bid, ask = full.best_bid_price, full.best_ask_price
+        if bid and ask and bid > ask:
+            raise _crossed_ticker(full.instrument_name or instrument, bid, ask)
         self.deprecated_tickers += 1
         return [
             _ticker(
@@ -786,12 +883,52 @@ class DeriveDecoder:
         book = state.book
         bids = tuple(d.bids)
         asks = tuple(d.asks)
+        was_valid = book.valid
         book.clear()
         book.update(bids, asks)
         book.sequence = pid
+        bb_ticks, ba_ticks = book.best_bid_ticks, book.best_ask_ticks
+        if bb_ticks is not None and ba_ticks is not None and bb_ticks >= ba_ticks:
+            return self._crossed(state, channel, ts, ts_local, events, was_valid)
         book.valid = True
         bb, bbs, ba, bas = book.top()
         events.append(_book_update(VENUE, inst, ts, ts_local, True, bids, asks, bb, bbs, ba, bas, pid))
+        return events
+
+    def _crossed(
+        self,
+        state: _BookState,
+        channel: str,
+        ts: int,
+        ts_local: int,
+        events: list[MarketEvent],
+        was_valid: bool,
+    ) -> list[MarketEvent]:
+        """A snapshot whose best bid is at or above its best ask: one matching engine's book
+        cannot be crossed (the orders would have traded), so the book is broken, never data. It
+        is emptied and marked invalid, and a BOOK_GAP status with reason "crossed" (the
+        convention of every venue's decoder) asks the session for a fresh book; further crossed
+        snapshots are ignored (counted) until one that is not makes the book valid again."""
+        book = state.book
+        bb, ba = book.price_of(book.best_bid_ticks or 0), book.price_of(book.best_ask_ticks or 0)
+        book.clear()
+        book.valid = False
+        self.crossed_books += 1
+        if not was_valid:
+            self.stats.ignored_changes += 1
+            return events
+        inst = state.instrument
+        message = (
+            f"book {inst}: crossed (best bid {bb} >= best ask {ba}); ignored until a snapshot that is not"
+        )
+        data = {
+            "channel": channel,
+            "reason": "crossed",
+            "publish_id": book.sequence,
+            "best_bid": bb,
+            "best_ask": ba,
+        }
+        events.append(_status(VENUE, inst, ts, ts_local, StatusKind.BOOK_GAP, message, data))
         return events
 
     # ------------------------------------------------------------------------------ private
@@ -846,6 +983,8 @@ class DeriveDecoder:
             result = _decode_order_result(_json_bytes(raw))
         except msgspec.DecodeError as exc:
             raise _invalid("order result", exc) from None
+        except (UnicodeDecodeError, RecursionError) as exc:
+            raise _unreadable("order result", exc) from None
         order = order_update_from(result.order, ts_local)  # validated before the memory changes
         events = self._our_trades(result.trades, ts_local)
         events.append(order)
@@ -858,6 +997,8 @@ class DeriveDecoder:
         an instruments answer teaches the registry."""
         if env.id is None or not (env.result or env.error):
             raise _malformed("neither a subscription notification nor a JSON-RPC response")
+        if not _shallow(env.result or env.error):  # parsed generically below: bounded first
+            raise _too_deep("response")
         if env.error:
             events = self._on_error(env, ts_local)
             self.stats.control += 1

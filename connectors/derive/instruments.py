@@ -36,12 +36,15 @@ import msgspec
 from engine import Instrument, InstrumentKind, OptionRight, OrderRejected
 
 __all__ = [
+    "FIXED_POINT_MAX",
+    "FIXED_POINT_RESOLUTION",
     "QUOTE",
     "VENUE",
     "DeriveInstrumentInfo",
     "DeriveInstruments",
     "InstrumentType",
     "ParsedName",
+    "fixed_point",
     "format_strike",
     "instruments_params",
     "is_instrument_item",
@@ -67,6 +70,13 @@ _OPTION_NAME = re.compile(r"([A-Za-z0-9]+)-(\d{8})-(\d+(?:_\d+)?)-([CP])")
 _INSTRUMENT_KEYS = ("instrument_name", "instrument_type", "tick_size", "minimum_amount", "amount_step")
 # Options settle at 08:00 UTC on their date unless `option_details.expiry` says otherwise (§3.2).
 _SETTLEMENT_HOUR = 8
+# What Derive's numbers can be (§3.6 "Action signing"): its contracts hold every price, amount
+# and fee as an int256 with 18 decimals, so none reaches 2**255 / 1e18 (about 5.79e58) and none
+# but zero is below 1e-18. A tick or step of at least 1e-18 also keeps price / tick a finite float.
+FIXED_POINT_MAX = Decimal("5.7e58")
+FIXED_POINT_RESOLUTION = Decimal("1e-18")
+# An expiry (unix s) the engine's int64 nanoseconds can hold.
+_MAX_EXPIRY_S = (2**63 - 1) // 1_000_000_000
 
 
 # ------------------------------------------------------------------------------------- names
@@ -201,10 +211,26 @@ def is_instrument_item(item: object) -> bool:
     return isinstance(item, dict) and all(k in item for k in _INSTRUMENT_KEYS)
 
 
+def fixed_point(value: Decimal) -> bool:
+    """True for a number Derive can send: finite, and zero or between the resolution and the
+    bound of its 18-decimal int256 (the constants above), whatever its sign."""
+    if not value.is_finite():
+        return False
+    # copy_abs, not abs(): no context, so "1E+999999999" is compared instead of overflowing.
+    return not value or FIXED_POINT_RESOLUTION <= value.copy_abs() < FIXED_POINT_MAX
+
+
 def _positive(name: str, value: Decimal) -> Decimal:
-    if not value.is_finite() or value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
+    if not fixed_point(value) or value <= 0:
+        raise ValueError(f"{name} must be positive, within the 18-decimal fixed point, got {value}")
     return value
+
+
+def _number(name: str, value: Decimal | None) -> None:
+    """Fees and rates may be negative (a rebate), never NaN or beyond the fixed point: a NaN
+    limit is no limit, and a comparison with it raises."""
+    if value is not None and not fixed_point(value):
+        raise ValueError(f"{name} must be a finite 18-decimal number, got {value}")
 
 
 def parse_instrument(item: Mapping[str, Any]) -> tuple[Instrument, DeriveInstrumentInfo]:
@@ -227,8 +253,16 @@ def parse_instrument(item: Mapping[str, Any]) -> tuple[Instrument, DeriveInstrum
     tick = _positive("tick_size", it.tick_size)
     step = _positive("amount_step", it.amount_step)
     minimum = it.minimum_amount
-    if not minimum.is_finite() or minimum < 0:
+    if not fixed_point(minimum) or minimum < 0:
         raise ValueError(f"instrument {name!r}: minimum_amount must not be negative, got {minimum}")
+    maximum = _positive("maximum_amount", it.maximum_amount)  # execution checks sizes against it
+    for what, number in (
+        ("maker_fee_rate", it.maker_fee_rate),
+        ("taker_fee_rate", it.taker_fee_rate),
+        ("base_fee", it.base_fee),
+        ("mark_price_fee_rate_cap", it.mark_price_fee_rate_cap),
+    ):
+        _number(f"instrument {name!r}: {what}", number)
     # The smallest multiple of the step at or above the minimum (module docstring).
     min_size = max(step, (minimum / step).to_integral_value(rounding="ROUND_CEILING") * step)
     if _ADDRESS.fullmatch(it.base_asset_address) is None:
@@ -244,6 +278,8 @@ def parse_instrument(item: Mapping[str, Any]) -> tuple[Instrument, DeriveInstrum
         od = it.option_details
         if od is None:
             raise ValueError(f"option {name!r} has no option_details")
+        if not 0 < od.expiry <= _MAX_EXPIRY_S:
+            raise ValueError(f"option {name!r}: expiry {od.expiry} is not a time in unix seconds")
         expiry_ns = od.expiry * 1_000_000_000
         strike = _positive("strike", od.strike)
         right = OptionRight.CALL if od.option_type == "C" else OptionRight.PUT
@@ -289,7 +325,7 @@ def parse_instrument(item: Mapping[str, Any]) -> tuple[Instrument, DeriveInstrum
         sub_id=it.base_asset_sub_id,
         amount_step=step,
         minimum_amount=minimum,
-        maximum_amount=it.maximum_amount,
+        maximum_amount=maximum,
         base_fee=it.base_fee,
         maker_fee_rate=it.maker_fee_rate,
         taker_fee_rate=it.taker_fee_rate,
