@@ -25,6 +25,16 @@ a `Status` `BOOK_GAP` (with both tops in `data`) is returned instead of the `Boo
 changes to that token are ignored (`stats.ignored_changes`), and the next snapshot (`book` event or
 `GET /book` answer, which the connection fetches on seeing the gap) revalidates it with a
 `BOOK_RESYNC`. BOOK_GAP is the kind the engine already answers with a resnapshot for every venue.
+Its `data["reason"]` says why: "best_bid_ask_mismatch"; "crossed" (a snapshot, or the book after
+changes the venue's top agrees with, whose best bid is not below its best ask: no CLOB book can be,
+so it is a broken book, never data; a crossed snapshot's levels are dropped); "no_book" (changes
+for a token that never had a snapshot, reported once, then counted in `bookless_changes`; its first
+snapshot comes with a `BOOK_RESYNC`).
+
+Numbers are checked before anything is applied (the error contract below): level and trade prices
+strictly inside (0, 1) (§2.6), sizes never negative, timestamps whose ns fit an int64; our orders'
+and trades' exact numbers likewise (`_dec`, `_price`), a fee rate at most 10,000 bps, an order's
+matched size never above its size; a `best_bid_ask` whose bid is not below its ask is refused.
 
 Our trades (user channel): a trade is reported `MATCHED`, then `MINED`, then `CONFIRMED`; it may
 go through `RETRYING` and end `FAILED` instead (§2.2). The `Fill` is returned the first time a
