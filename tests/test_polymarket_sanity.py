@@ -9,7 +9,10 @@ well as by key. The real frames are NautilusTrader's Python captures (tests/fixt
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -375,3 +378,50 @@ def _decodes_or_refuses(msg: Any) -> None:
         if isinstance(e, Fill):
             assert 0 < e.price < 1 and 0 <= e.size <= Decimal("1e15") and e.fee.is_finite()
             assert e.ts_exchange is None or 0 < e.ts_exchange < 2**63
+
+
+# ------------------------------------------------------------------ 1. nesting cannot crash it
+
+_DEEP = """
+import sys
+import connectors.polymarket.signing  # its dependency raises the recursion limit to 100,000
+assert sys.getrecursionlimit() >= 100_000
+from connectors.polymarket.codec import PolymarketDecoder
+from connectors.polymarket.execution import _text
+from engine import InstrumentRegistry, MalformedFrame
+n = 50_000
+frames = [
+    b"[" * n + b"]" * n,
+    b'{"a":' * n + b"1" + b"}" * n,
+    b'{"event_type":"book","asset_id":"1","bids":' + b"[" * n + b"]" * n + b',"asks":[]}',
+    b'{"asset_id":"1","bids":[],"asks":[],"x":' + b"[" * n + b"]" * n + b"}",
+]
+dec = PolymarketDecoder(InstrumentRegistry())
+for frame in frames:
+    try:
+        dec.decode(frame, 1)
+    except MalformedFrame:
+        pass
+    else:
+        raise SystemExit("decoded a frame nested 50,000 deep")
+    try:
+        dec.learn_markets(frame)
+    except MalformedFrame:
+        pass
+    try:
+        dec.trade_fills(frame, 1)
+    except MalformedFrame:
+        pass
+    assert _text(frame).startswith(chr(frame[0]))
+print("survived", dec.stats.malformed)
+"""
+
+
+def test_a_frame_nested_50000_deep_is_malformed_not_a_segfault() -> None:
+    # In a child process: on failure the interpreter dies of SIGSEGV (exit -11), not an exception.
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", _DEEP], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["survived", "4"]

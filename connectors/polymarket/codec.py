@@ -74,6 +74,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 
 import attrs
 import msgspec
+import orjson
 from msgspec import Meta, Struct
 
 from engine import (
@@ -355,6 +356,11 @@ _AnyEvent = (
 # Lax mode: the venue's numbers are strings ("0.48", "1703875200000"), converted in C.
 _decode_frame: Final = msgspec.json.Decoder(_AnyEvent | list[_AnyEvent], strict=False).decode
 _decode_event: Final = msgspec.json.Decoder(_AnyEvent, strict=False).decode
+# JSON of no known shape (REST answers, untyped captures) is parsed untyped by orjson, whose depth
+# limit (1,024) holds whatever the interpreter's recursion limit: a signing dependency (py_ecc)
+# raises that to 100,000, and msgspec's untyped decoder then overflows the C stack on a frame
+# nested 50,000 deep (a segfault, issue 12). The typed decoders never go deeper than their types.
+_parse_json: Final = orjson.loads
 _EVENT_TYPES: Final = frozenset(
     {
         "book",
@@ -406,7 +412,7 @@ def _malformed(message: str, instrument: str | None = None) -> MalformedFrame:
     return MalformedFrame(message, venue=VENUE, instrument=instrument)
 
 
-def _invalid(where: str, exc: msgspec.DecodeError) -> MalformedFrame:
+def _invalid(where: str, exc: msgspec.DecodeError | orjson.JSONDecodeError) -> MalformedFrame:
     # msgspec says "Expected `float`, got `str` - at `$.price`": quote it our way.
     return _malformed(f"{where}: {str(exc).replace('`', chr(39))}")
 
@@ -728,8 +734,8 @@ class PolymarketDecoder:
         `MalformedFrame` for raw JSON that does not parse."""
         if isinstance(answer, bytes | bytearray | memoryview | str):
             try:
-                answer = msgspec.json.decode(answer)
-            except msgspec.DecodeError as exc:
+                answer = _parse_json(answer)
+            except orjson.JSONDecodeError as exc:
                 raise _invalid("markets answer", exc) from None
         n = 0
         for item in _page_items(answer):
@@ -767,8 +773,8 @@ class PolymarketDecoder:
         reported twice by the decoder and a later FAILED report reverses a fill found here.
         Raises `MalformedFrame` for an answer that is not such a page (remembering nothing)."""
         try:
-            page = msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:
+            page = _parse_json(raw)
+        except orjson.JSONDecodeError as exc:
             raise _invalid("trades page", exc) from None
         if not isinstance(page, dict) or not isinstance(page.get("data"), list):
             raise _malformed('trades page: expected {"data": [...], "next_cursor": ...}')
@@ -811,8 +817,8 @@ class PolymarketDecoder:
         """A frame the typed fast path refused: classify each object, then decode it typed (or
         keep what it is: definitions, unknown). Raises MalformedFrame for what is neither."""
         try:
-            obj = msgspec.json.decode(frame)
-        except msgspec.DecodeError:
+            obj = _parse_json(frame)
+        except orjson.JSONDecodeError:
             text = bytes(frame[:60]) if not isinstance(frame, str) else frame[:60].encode()
             raise _malformed(f"not JSON and not a control text frame: {text!r}") from None
         out: list[Any] = []

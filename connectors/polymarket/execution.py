@@ -50,6 +50,7 @@ from typing import Final
 import attrs
 import httpx
 import msgspec
+import orjson
 import structlog
 import trio
 
@@ -108,8 +109,8 @@ def our_addresses(signer: OrderSigner | None) -> tuple[str, ...]:
 def _text(body: bytes) -> str:
     """The venue's error message in an answer: `{"error": ...}`, `errorMsg`, or the raw text."""
     try:
-        obj = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+        obj = orjson.loads(body)  # depth-bounded, unlike msgspec's untyped decoder (codec.py)
+    except orjson.JSONDecodeError:
         return body[:200].decode("utf-8", "replace").strip()
     if isinstance(obj, dict):
         for key in ("error", "errorMsg", "message"):
