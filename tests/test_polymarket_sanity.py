@@ -425,3 +425,26 @@ def test_a_frame_nested_50000_deep_is_malformed_not_a_segfault() -> None:
     )
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert done.stdout.split() == ["survived", "4"]
+
+
+def test_text_that_is_not_utf8_is_malformed(dec: PolymarketDecoder) -> None:
+    # msgspec raises UnicodeDecodeError (not its DecodeError) for such bytes inside a string; a
+    # str frame with a lone surrogate cannot even be encoded. Every entry point refuses both.
+    from connectors.polymarket.codec import decode_open_orders, decode_order
+
+    dec.decode(frame("ws_market_book_msg.json"), T)
+    before = state_of(dec)
+    frames: list[bytes | str] = [
+        b'{"event_type":"book","asset_id":"\xff\xfe","bids":[],"asks":[]}',
+        b'{"event_type":"price_change","market":"\xc3","price_changes":[]}',
+        b'{"data":[{"id":"\xff","asset_id":"1","side":"BUY","price":"0.5","original_size":"1"}],"next_cursor":"LTE="}',
+        '{"event_type":"book","asset_id":"\ud800","bids":[],"asks":[]}',
+        "PO\ud800",
+    ]
+    for raw in frames:
+        with pytest.raises(MalformedFrame):
+            dec.decode(raw, T)
+        for read in (decode_open_orders, decode_order, dec.trade_fills):
+            with pytest.raises(MalformedFrame):
+                read(raw, T)  # type: ignore[operator]
+    assert state_of(dec) == before

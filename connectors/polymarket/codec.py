@@ -412,7 +412,7 @@ def _malformed(message: str, instrument: str | None = None) -> MalformedFrame:
     return MalformedFrame(message, venue=VENUE, instrument=instrument)
 
 
-def _invalid(where: str, exc: msgspec.DecodeError | orjson.JSONDecodeError) -> MalformedFrame:
+def _invalid(where: str, exc: Exception) -> MalformedFrame:
     # msgspec says "Expected `float`, got `str` - at `$.price`": quote it our way.
     return _malformed(f"{where}: {str(exc).replace('`', chr(39))}")
 
@@ -694,7 +694,9 @@ class PolymarketDecoder:
                 return []
             try:
                 msg = _decode_frame(frame)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, UnicodeError):
+                # UnicodeError: msgspec's for non-UTF-8 bytes in a string, or a str frame with lone
+                # surrogates; the slow path refuses such a frame as malformed.
                 msgs = self._slow(frame)
             else:
                 if msg.__class__ is not list:
@@ -819,7 +821,7 @@ class PolymarketDecoder:
         try:
             obj = _parse_json(frame)
         except orjson.JSONDecodeError:
-            text = bytes(frame[:60]) if not isinstance(frame, str) else frame[:60].encode()
+            text = bytes(frame[:60]) if not isinstance(frame, str) else frame[:60].encode(errors="replace")
             raise _malformed(f"not JSON and not a control text frame: {text!r}") from None
         out: list[Any] = []
         defs: _Definitions | None = None
@@ -1557,7 +1559,7 @@ def decode_open_orders(raw: bytes | str, ts_local: int) -> tuple[list[OrderUpdat
     after the last page). Raises `MalformedFrame` for an answer that is not such a page."""
     try:
         page = _decode_orders_page(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeError) as exc:
         raise _invalid("open orders", exc) from None
     return [_open_order_update(o, ts_local) for o in page.data], page.next_cursor
 
@@ -1570,13 +1572,13 @@ def decode_order(raw: bytes | str, ts_local: int) -> OrderUpdate | None:
         return None
     try:
         order = _decode_one_order(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeError) as exc:
         raise _invalid("order", exc) from None
     return None if order is None else _open_order_update(order, ts_local)
 
 
 def _is_control_text(frame: bytes | bytearray | memoryview | str) -> bool:
-    raw = frame.encode() if isinstance(frame, str) else bytes(frame)
+    raw = frame.encode(errors="replace") if isinstance(frame, str) else bytes(frame)
     return raw.strip() in _CONTROL_TEXT
 
 
