@@ -30,9 +30,11 @@ Market connection (§2.2):
   and fetched over REST. The subscription follower waits with it (only on that first
   subscription: the engine's strategies start after `ready`);
 - every book starts from a snapshot: the venue's initial dump, or a REST one when none came
-  within `snapshot_timeout_s`; a `book_gap` (the decoder's best bid/ask cross-check failed) is
-  answered with a `GET /book` snapshot of that book only, without reconnecting (`book_resync`
-  follows);
+  within `snapshot_timeout_s`; a `book_gap` (the decoder's best bid/ask cross-check failed, a
+  crossed book, or changes for a subscribed token without a book: `data["reason"]`, codec.py) is
+  logged (`book.gap`) and answered with a `GET /book` snapshot of that book only, without
+  reconnecting (`book_resync` follows); a REST snapshot that is itself crossed is asked for again
+  `snapshot_timeout_s` later, not in a loop;
 - the text frame `PING` every `ping_s` (10 s), answered by `PONG` (§2.2 "Keepalive").
 
 User connection (§2.2 "User channel"): `{"auth": {...}, "markets": [], "type": "user"}`. The
