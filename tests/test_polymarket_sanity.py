@@ -448,3 +448,45 @@ def test_text_that_is_not_utf8_is_malformed(dec: PolymarketDecoder) -> None:
             with pytest.raises(MalformedFrame):
                 read(raw, T)  # type: ignore[operator]
     assert state_of(dec) == before
+
+
+_SHALLOW_LIMIT = """
+import sys
+sys.setrecursionlimit(1000)  # the interpreter's default: a backtest or `decode` imports no py_ecc
+from connectors.polymarket.codec import PolymarketDecoder, decode_open_orders, decode_order
+from engine import InstrumentRegistry, MalformedFrame
+dec = PolymarketDecoder(InstrumentRegistry())
+escaped = []
+for n in (990, 1000, 1020, 1030):
+    deep = b"[" * n + b"]" * n
+    for frame in (
+        b'{"event_type":"book","asset_id":"1","bids":[],"asks":[],"x":' + deep + b"}",
+        b'{"asset_id":"1","bids":[],"asks":[],"x":' + deep + b"}",
+        b'{"data":[{"id":"1","x":' + deep + b'}],"next_cursor":"LTE="}',
+    ):
+        for read in (
+            lambda f: dec.decode(f, 1),
+            lambda f: dec.trade_fills(f, 1),
+            lambda f: decode_open_orders(f, 1),
+            lambda f: decode_order(f, 1),
+        ):
+            try:
+                read(frame)
+            except MalformedFrame:
+                pass
+            except Exception as exc:
+                escaped.append((n, type(exc).__name__))
+print(escaped)
+"""
+
+
+def test_nesting_near_the_default_recursion_limit_is_malformed() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _SHALLOW_LIMIT],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -492,6 +492,7 @@ def _order_sizes(original: Number, matched: Number, instrument: str) -> tuple[De
     return size, done
 
 
+_MAX_DEPTH: Final = 64  # of a message the slow path types (a Gamma event with its markets: ~6)
 _LEADING_DOT: Final = re.compile(r"[+-]?\.\d")
 # Optional numbers the venue may send as "" (meaning: none).
 _OPTIONAL_NUMBERS: Final = frozenset(
@@ -499,13 +500,19 @@ _OPTIONAL_NUMBERS: Final = frozenset(
 )
 
 
-def _normalize(v: Any, key: str = "") -> Any:
+def _normalize(v: Any, key: str = "", depth: int = 0) -> Any:
     """A parsed message made fit for the typed decoders: `.48` -> `0.48` (the PM-DOCS sample's
-    form, which msgspec does not parse), "" -> null for an optional number."""
+    form, which msgspec does not parse), "" -> null for an optional number. MalformedFrame for a
+    message nested deeper than `_MAX_DEPTH`: none is, and recursing (here, then in msgspec's
+    encoder) through one could exhaust the interpreter's default recursion limit."""
     if isinstance(v, dict):
-        return {k: _normalize(x, k) for k, x in v.items()}
+        if depth >= _MAX_DEPTH:
+            raise _malformed(f"nested deeper than {_MAX_DEPTH} levels")
+        return {k: _normalize(x, k, depth + 1) for k, x in v.items()}
     if isinstance(v, list):
-        return [_normalize(x) for x in v]
+        if depth >= _MAX_DEPTH:
+            raise _malformed(f"nested deeper than {_MAX_DEPTH} levels")
+        return [_normalize(x, "", depth + 1) for x in v]
     if isinstance(v, str):
         if v == "" and key in _OPTIONAL_NUMBERS:
             return None
@@ -694,9 +701,10 @@ class PolymarketDecoder:
                 return []
             try:
                 msg = _decode_frame(frame)
-            except (msgspec.DecodeError, UnicodeError):
+            except (msgspec.DecodeError, UnicodeError, RecursionError):
                 # UnicodeError: msgspec's for non-UTF-8 bytes in a string, or a str frame with lone
-                # surrogates; the slow path refuses such a frame as malformed.
+                # surrogates; RecursionError: msgspec skipping an unknown field nested deeper than
+                # the recursion limit. The slow path refuses such a frame as malformed.
                 msgs = self._slow(frame)
             else:
                 if msg.__class__ is not list:
@@ -1559,7 +1567,7 @@ def decode_open_orders(raw: bytes | str, ts_local: int) -> tuple[list[OrderUpdat
     after the last page). Raises `MalformedFrame` for an answer that is not such a page."""
     try:
         page = _decode_orders_page(raw)
-    except (msgspec.DecodeError, UnicodeError) as exc:
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
         raise _invalid("open orders", exc) from None
     return [_open_order_update(o, ts_local) for o in page.data], page.next_cursor
 
@@ -1572,7 +1580,7 @@ def decode_order(raw: bytes | str, ts_local: int) -> OrderUpdate | None:
         return None
     try:
         order = _decode_one_order(raw)
-    except (msgspec.DecodeError, UnicodeError) as exc:
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
         raise _invalid("order", exc) from None
     return None if order is None else _open_order_update(order, ts_local)
 
