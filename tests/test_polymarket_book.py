@@ -260,8 +260,11 @@ def test_price_change_fixture_after_the_captured_book_is_a_mismatch(dec: Polymar
     book = dec.book(TOKEN)
     assert book is not None and not book.valid
     assert dec.stats.gaps == 1
-    # Until a new snapshot, changes are ignored (ws_quotes.json: both of its tokens).
-    assert dec.decode(frame("ws_quotes.json"), T + 2) == []
+    # Until a new snapshot, changes are ignored (ws_quotes.json: both of its tokens). The token
+    # that never had a book is not dropped silently: it is reported once, a BOOK_GAP "no_book".
+    (nobook,) = dec.decode(frame("ws_quotes.json"), T + 2)
+    assert isinstance(nobook, Status) and nobook.status is StatusKind.BOOK_GAP
+    assert nobook.data["reason"] == "no_book" and nobook.instrument != TOKEN
     assert dec.stats.ignored_changes == 2
     events = dec.decode(frame("ws_market_book_msg.json"), T + 3)
     assert [type(e) for e in events] == [Status, BookUpdate]
@@ -385,7 +388,15 @@ class Naive:
     first snapshot and after a gap, until the next snapshot."""
 
     def __init__(self) -> None:
+        # No key: no snapshot ever (a change is reported once, "no_book"); None: invalid.
         self.books: dict[str, tuple[dict[str, float], dict[str, float]] | None] = {}
+        self.bookless: set[str] = set()  # tokens reported "no_book" since their last snapshot
+
+    def crossed(self, token: str) -> bool:
+        """A best bid not below the best ask: a broken book (never data)."""
+        book = self.books[token]
+        assert book is not None
+        return bool(book[0]) and bool(book[1]) and max(map(Decimal, book[0])) >= min(map(Decimal, book[1]))
 
     @staticmethod
     def key(price: str) -> str:
@@ -446,11 +457,18 @@ def test_random_snapshots_and_changes_match_a_naive_book(ops: list[tuple[str, An
             }
             events = dec.decode(orjson.dumps(msg), ts)
             ref.snapshot(token, bids, asks)
-            assert isinstance(events[-1], BookUpdate) and events[-1].snapshot
+            ref.bookless.discard(token)
+            if ref.crossed(token):
+                (gap,) = events
+                assert isinstance(gap, Status) and gap.status is StatusKind.BOOK_GAP
+                assert gap.data["reason"] == "crossed"
+                ref.books[token] = None
+            else:
+                assert isinstance(events[-1], BookUpdate) and events[-1].snapshot
         else:
             entries, lie = arg
             changes: list[dict[str, Any]] = []
-            runs: list[list[Any]] = []  # [token, its top after the run] per run of one token
+            runs: list[list[Any]] = []  # [token, its top after the run, no book ever] per run
             for token, side, price, size in entries:
                 entry: dict[str, Any] = {"asset_id": token, "price": price, "size": size, "side": side}
                 top = None
@@ -466,7 +484,7 @@ def test_random_snapshots_and_changes_match_a_naive_book(ops: list[tuple[str, An
                 if runs and runs[-1][0] == token:
                     runs[-1][1] = top
                 else:
-                    runs.append([token, top])
+                    runs.append([token, top, token not in ref.books])
             msg = {
                 "market": MARKET,
                 "price_changes": changes,
@@ -476,11 +494,16 @@ def test_random_snapshots_and_changes_match_a_naive_book(ops: list[tuple[str, An
             events = dec.decode(orjson.dumps(msg), ts)
             invalidated: set[str] = set()
             expected: list[tuple[str, str, Any]] = []
-            for token, top in runs:
+            for token, top, never in runs:
+                if never:
+                    if token not in ref.bookless:  # reported once, until its first snapshot
+                        ref.bookless.add(token)
+                        expected.append(("gap", token, None))
+                    continue
                 if top is None or token in invalidated:
-                    continue  # no book, or invalid since a gap earlier in this frame: ignored
-                if lie:
-                    expected.append(("gap", token, None))
+                    continue  # invalid, or since a gap earlier in this frame: ignored
+                if lie or (top[0] is not None and top[1] is not None and top[0] >= top[1]):
+                    expected.append(("gap", token, None))  # a mismatch, or a crossed book
                     invalidated.add(token)
                 else:
                     expected.append(("book", token, top))

@@ -27,7 +27,7 @@ from connectors.polymarket.codec import (
     decode_order,
 )
 from connectors.polymarket.execution import ClobRest, FillWatch, PolymarketExecution, map_http_error
-from connectors.polymarket.signing import ApiCredentials, OrderSigner, order_body
+from connectors.polymarket.signing import ApiCredentials, OrderSigner, SignatureType, order_body
 from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_ADDRESS, DEMO_API, PolymarketSimulator
 from engine import (
     AuthError,
@@ -538,6 +538,19 @@ def test_a_session_without_api_credentials_cannot_trade() -> None:
         PolymarketExecution(
             rest, OrderSigner(KEY), InstrumentRegistry(), PolymarketDecoder(InstrumentRegistry()).outcomes
         )
+
+
+def test_our_trades_are_read_knowing_our_addresses() -> None:
+    # Issue 12: our maker orders in a trade are ours by `maker_address` (funder or signer) as well
+    # as by key; the execution client's own decoder (when the session gives none) knows both.
+    funder = "0x" + "AB" * 20
+    signer = OrderSigner(KEY, signature_type=SignatureType.POLY_GNOSIS_SAFE, funder=funder)
+    rest = ClobRest("http://sim", api=DEMO_API, address=DEMO_ADDRESS)
+    execution = PolymarketExecution(
+        rest, signer, InstrumentRegistry(), PolymarketDecoder(InstrumentRegistry()).outcomes
+    )
+    assert execution.decoder.api_key == DEMO_API.key
+    assert execution.decoder.addresses == {funder.lower(), DEMO_ADDRESS.lower()}
 
 
 # ------------------------------------------------------------------------- reconciliation

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import structlog
 import trio
@@ -582,3 +584,135 @@ async def test_secrets_never_reach_the_logs(
         API.passphrase,
     ):
         assert secret.encode() not in logged and secret.upper().encode() not in logged
+
+
+# -- issue 12: broken books from the venue, and our maker orders by address ----------------------
+
+
+def _market_peer(simulator: PolymarketSimulator) -> Any:
+    (peer,) = [p for p in simulator.sessions.values() if p.path == "/ws/market"]
+    return peer
+
+
+def _crossed_book(token: str, market: str) -> dict[str, Any]:
+    return {
+        "event_type": "book",
+        "asset_id": token,
+        "market": market,
+        "bids": [{"price": "0.6", "size": "10"}],
+        "asks": [{"price": "0.4", "size": "10"}],
+        "timestamp": "1700000000000",
+    }
+
+
+def _gaps(probe: Probe, reason: str) -> list[Status]:
+    return [s for s in probe.statuses(StatusKind.BOOK_GAP) if s.data.get("reason") == reason]
+
+
+async def test_a_crossed_book_from_the_venue_is_fetched_again_never_used(
+    sim: tuple[PolymarketSimulator, str], nursery: trio.Nursery, cache: Path
+) -> None:
+    simulator, base = sim
+    token = yes(simulator, 0)
+    probe = Probe("p", [Subscription(V, token, {"book"})])
+    engine = await start(nursery, base, probe, cache=cache)
+    live = session(engine)
+    await until(lambda: len(probe.of(BookUpdate, token)) > 2)
+    fetched = simulator.requests_for("GET /book")
+    book = live.decoder.book(token)
+    assert book is not None
+    simulator.send(_market_peer(simulator), orjson.dumps(_crossed_book(token, book.market)))
+    await until(lambda: bool(_gaps(probe, "crossed")))
+    await until(lambda: bool(probe.statuses(StatusKind.BOOK_RESYNC)))
+    # That book alone was fetched again (GET /book), without reconnecting.
+    assert simulator.requests_for("GET /book") == fetched + 1 and live.market.stats.resubscribed_books == 1
+    assert live.market.stats.connects == 1
+    book = live.decoder.book(token)
+    assert book is not None and book.valid
+    bb, _, ba, _ = book.top()
+    assert bb is not None and ba is not None and bb < ba
+    # No strategy ever saw the crossed levels.
+    updates = probe.of(BookUpdate, token)
+    assert not [
+        u for u in updates if u.best_bid is not None and u.best_ask is not None and u.best_bid >= u.best_ask
+    ]
+
+
+async def test_a_broken_rest_snapshot_is_not_fetched_again_in_a_loop(
+    sim: tuple[PolymarketSimulator, str], nursery: trio.Nursery, cache: Path
+) -> None:
+    simulator, base = sim
+    token = yes(simulator, 0)
+    probe = Probe("p", [Subscription(V, token, {"book"})])
+    engine = await start(nursery, base, probe, cache=cache, snapshot_timeout_s=0.5)
+    live = session(engine)
+    await until(lambda: len(probe.of(BookUpdate, token)) > 2)
+    book = live.decoder.book(token)
+    assert book is not None
+    crossed = orjson.dumps(_crossed_book(token, book.market))
+    rest, call = live.rest, live.rest.call
+    asked: list[float] = []
+
+    async def crossed_books(method: str, path: str, **kw: Any) -> bytes:
+        if (method, path) == ("GET", "/book"):
+            asked.append(trio.current_time())
+            return crossed  # the venue's REST book is crossed too
+        return await call(method, path, **kw)
+
+    rest.call = crossed_books  # type: ignore[method-assign]
+    simulator.prepare_burst(0)  # the market pauses: no trade's `book` event mends the book meanwhile
+    simulator.send(_market_peer(simulator), crossed)
+    await until(lambda: bool(asked))
+    await trio.sleep(1.2)
+    # Asked again every snapshot_timeout_s (0.5 s), not as fast as the answers come.
+    assert 2 <= len(asked) <= 4, asked
+    assert min(b - a for a, b in itertools.pairwise(asked)) >= 0.45
+    rest.call = call  # type: ignore[method-assign]
+    simulator.resume()
+    await until(lambda: bool(probe.statuses(StatusKind.BOOK_RESYNC)), within=5)
+    book = live.decoder.book(token)
+    assert book is not None and book.valid and live.market.stats.connects == 1
+
+
+async def test_changes_for_a_token_without_a_book_are_reported_and_its_book_fetched(
+    sim: tuple[PolymarketSimulator, str], nursery: trio.Nursery, cache: Path
+) -> None:
+    simulator, base = sim
+    token = yes(simulator, 0)
+    probe = Probe("p", [Subscription(V, token, {"book"})])
+    engine = await start(nursery, base, probe, cache=cache, snapshot_timeout_s=0.5)
+    live = session(engine)
+    await until(lambda: len(probe.of(BookUpdate, token)) > 2)
+    await trio.sleep(0.6)  # past the subscription's own check for missing books
+    simulator.prepare_burst(0)  # the market pauses: only the change sent below comes
+    fetched = simulator.requests_for("GET /book")
+    book = live.decoder.book(token)
+    assert book is not None
+    live.decoder._books.pop(token)  # as if its snapshot had never come
+    change = {
+        "event_type": "price_change",
+        "market": book.market,
+        "timestamp": "1700000000000",
+        "price_changes": [{"asset_id": token, "price": "0.01", "size": "5", "side": "BUY"}],
+    }
+    simulator.send(_market_peer(simulator), orjson.dumps(change))
+    await until(lambda: bool(_gaps(probe, "no_book")))
+    await until(lambda: bool(probe.statuses(StatusKind.BOOK_RESYNC)))
+    assert len(_gaps(probe, "no_book")) == 1 and live.decoder.bookless_changes >= 1
+    assert simulator.requests_for("GET /book") == fetched + 1 and live.market.stats.connects == 1
+    book = live.decoder.book(token)
+    assert book is not None and book.valid
+    simulator.resume()
+
+
+async def test_the_session_knows_our_maker_orders_by_our_address(
+    sim: tuple[PolymarketSimulator, str], nursery: trio.Nursery, cache: Path
+) -> None:
+    simulator, base = sim
+    engine = await start(
+        nursery, base, Probe("p", [Subscription(V, yes(simulator, 0), {"ticker"})]), cache=cache
+    )
+    live = session(engine)
+    assert live.decoder.api_key == API.key
+    assert live.signer is not None and live.signer.address.lower() in live.decoder.addresses
+    assert live.execution().decoder is live.decoder

@@ -25,6 +25,16 @@ a `Status` `BOOK_GAP` (with both tops in `data`) is returned instead of the `Boo
 changes to that token are ignored (`stats.ignored_changes`), and the next snapshot (`book` event or
 `GET /book` answer, which the connection fetches on seeing the gap) revalidates it with a
 `BOOK_RESYNC`. BOOK_GAP is the kind the engine already answers with a resnapshot for every venue.
+Its `data["reason"]` says why: "best_bid_ask_mismatch"; "crossed" (a snapshot, or the book after
+changes the venue's top agrees with, whose best bid is not below its best ask: no CLOB book can be,
+so it is a broken book, never data; a crossed snapshot's levels are dropped); "no_book" (changes
+for a token that never had a snapshot, reported once, then counted in `bookless_changes`; its first
+snapshot comes with a `BOOK_RESYNC`).
+
+Numbers are checked before anything is applied (the error contract below): level and trade prices
+strictly inside (0, 1) (§2.6), sizes never negative, timestamps whose ns fit an int64; our orders'
+and trades' exact numbers likewise (`_dec`, `_price`), a fee rate at most 10,000 bps, an order's
+matched size never above its size; a `best_bid_ask` whose bid is not below its ask is refused.
 
 Our trades (user channel): a trade is reported `MATCHED`, then `MINED`, then `CONFIRMED`; it may
 go through `RETRYING` and end `FAILED` instead (§2.2). The `Fill` is returned the first time a
@@ -58,12 +68,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar, Final, Literal
 
 import attrs
 import msgspec
+import orjson
 from msgspec import Meta, Struct
 
 from engine import (
@@ -123,7 +134,19 @@ _status: Final = positional_builder(Status)
 
 _MS: Final = 1_000_000
 _S: Final = 1_000_000_000
-_SECONDS_BEFORE: Final = 100_000_000_000  # a timestamp below this is in seconds (2286 in s, 1973 in ms)
+# A timestamp below this is in seconds, from it on in ms: the last second whose ns an int64 holds
+# (2262-04-11). Real ones are ~1.7e9 (s) and ~1.7e12 (ms); every accepted value (`Timestamp`) gives
+# an int64 of ns either way, which the journal and the events need.
+_SECONDS_BEFORE: Final = 9_223_372_036
+_MAX_TS_MS: Final = 9_223_372_036_854  # the last ms whose ns an int64 holds
+_MAX_NS: Final = 9_223_372_036_854_775_807
+# Bounds of the numbers of our own orders and trades (exact, as Decimal), checked at the edge:
+# a size is never negative and never more than the market path accepts (`Size`); a fee rate is in
+# basis points, at most 100% (VENUES.md §2.2: `fee_rate_bps`); a price is strictly inside (0, 1)
+# (§2.6: 0 and 1 are no valid price). Beyond them Decimal arithmetic (the fee's `quantize`) would
+# raise instead of the frame being refused.
+_MAX_SIZE: Final = Decimal("1e15")
+_MAX_BPS: Final = Decimal(10_000)
 _GRID: Final = 1e-6  # quanta a price may miss the 0.0001 grid by (float noise), no more
 _SIDES: Final = {"BUY": Side.BUY, "SELL": Side.SELL}
 _MAX_TRADES: Final = 100_000  # trade ids remembered (to report each fill once); oldest forgotten first
@@ -167,15 +190,17 @@ class TradeSettlement(PrivateEvent):
 
 # -- the wire, as typed structs (unknown fields are ignored: the venue adds them freely) ---------
 
-Price = Annotated[float, Meta(ge=0.0, le=1.0)]
-Size = Annotated[float, Meta(ge=0.0, le=1e15)]
+Price = Annotated[float, Meta(ge=0.0, le=1.0)]  # best bid/ask: "0" (no bids) and "1" (no asks) too
+LevelPrice = Annotated[float, Meta(gt=0.0, lt=1.0)]  # a level's or a trade's: 0 and 1 are none (§2.6)
+Size = Annotated[float, Meta(ge=0.0, le=1e15)]  # never negative
+Timestamp = Annotated[int, Meta(ge=0, le=_MAX_TS_MS)]  # s or ms (`_ns`); 0: none
 TickSize = Annotated[float, Meta(gt=0.0, le=1.0)]
 Number = str | float | int  # private events: kept exact, turned into Decimal
 BookSide = Literal["BUY", "SELL"]
 
 
 class _Level(Struct):
-    price: Price
+    price: LevelPrice
     size: Size
 
 
@@ -190,7 +215,7 @@ class _Book(_Event, tag="book"):
     asks: list[_Level] | None = None
     buys: list[_Level] | None = None  # older name of `bids` [U]: accepted when `bids` is absent
     sells: list[_Level] | None = None
-    timestamp: int = 0
+    timestamp: Timestamp = 0
     hash: str | None = None
     # `GET /book` answers (§2.3) add these; a snapshot that has them teaches the registry.
     tick_size: TickSize | None = None
@@ -201,7 +226,7 @@ class _Book(_Event, tag="book"):
 
 class _Change(Struct):
     asset_id: str
-    price: Price
+    price: LevelPrice
     size: Size
     side: BookSide
     hash: str | None = None
@@ -210,7 +235,7 @@ class _Change(Struct):
 
 
 class _LegacyChange(Struct):
-    price: Price
+    price: LevelPrice
     size: Size
     side: BookSide
 
@@ -218,7 +243,7 @@ class _LegacyChange(Struct):
 class _PriceChange(_Event, tag="price_change"):
     market: str = ""
     price_changes: list[_Change] | None = None
-    timestamp: int = 0
+    timestamp: Timestamp = 0
     # The legacy schema (removed 2025-09): one asset, `changes`, one hash for the message.
     asset_id: str | None = None
     changes: list[_LegacyChange] | None = None
@@ -230,16 +255,16 @@ class _TickSizeChange(_Event, tag="tick_size_change"):
     new_tick_size: TickSize
     old_tick_size: TickSize | None = None
     market: str = ""
-    timestamp: int = 0
+    timestamp: Timestamp = 0
 
 
 class _LastTrade(_Event, tag="last_trade_price"):
     asset_id: str
-    price: Price
+    price: LevelPrice
     size: Size
     side: BookSide
     market: str = ""
-    timestamp: int = 0
+    timestamp: Timestamp = 0
     transaction_hash: str | None = None
 
 
@@ -248,7 +273,7 @@ class _BestBidAsk(_Event, tag="best_bid_ask"):
     best_bid: Price | None = None
     best_ask: Price | None = None
     market: str = ""
-    timestamp: int = 0
+    timestamp: Timestamp = 0
 
 
 class _NewMarket(_Event, tag="new_market"):
@@ -258,7 +283,7 @@ class _NewMarket(_Event, tag="new_market"):
     id: str = ""
     question: str = ""
     slug: str = ""
-    timestamp: int = 0
+    timestamp: Timestamp = 0
     order_price_min_tick_size: TickSize | None = None
     neg_risk: bool | None = None
     active: bool = True
@@ -272,7 +297,7 @@ class _Resolved(_Event, tag="market_resolved"):
     id: str = ""
     question: str = ""
     slug: str = ""
-    timestamp: int = 0
+    timestamp: Timestamp = 0
 
 
 class _UserOrder(_Event, tag="order"):
@@ -285,7 +310,7 @@ class _UserOrder(_Event, tag="order"):
     type: str = ""  # PLACEMENT | UPDATE | CANCELLATION
     status: str = ""  # LIVE, MATCHED, CANCELED, CANCELED_<reason>, INVALID...
     market: str = ""
-    timestamp: int = 0
+    timestamp: Timestamp = 0
     order_type: str = ""
 
 
@@ -295,6 +320,7 @@ class _MakerOrder(Struct):
     price: Number
     asset_id: str = ""
     owner: str = ""
+    maker_address: str = ""  # the order's funder (hex, checksummed or not)
     side: BookSide | None = None
 
 
@@ -310,7 +336,7 @@ class _UserTrade(_Event, tag="trade"):
     maker_orders: list[_MakerOrder] = []
     owner: str = ""
     market: str = ""
-    timestamp: int = 0
+    timestamp: Timestamp = 0
     match_time: str = ""
     fee_rate_bps: Number | None = None
     transaction_hash: str | None = None
@@ -330,6 +356,11 @@ _AnyEvent = (
 # Lax mode: the venue's numbers are strings ("0.48", "1703875200000"), converted in C.
 _decode_frame: Final = msgspec.json.Decoder(_AnyEvent | list[_AnyEvent], strict=False).decode
 _decode_event: Final = msgspec.json.Decoder(_AnyEvent, strict=False).decode
+# JSON of no known shape (REST answers, untyped captures) is parsed untyped by orjson, whose depth
+# limit (1,024) holds whatever the interpreter's recursion limit: a signing dependency (py_ecc)
+# raises that to 100,000, and msgspec's untyped decoder then overflows the C stack on a frame
+# nested 50,000 deep (a segfault, issue 12). The typed decoders never go deeper than their types.
+_parse_json: Final = orjson.loads
 _EVENT_TYPES: Final = frozenset(
     {
         "book",
@@ -381,16 +412,24 @@ def _malformed(message: str, instrument: str | None = None) -> MalformedFrame:
     return MalformedFrame(message, venue=VENUE, instrument=instrument)
 
 
-def _invalid(where: str, exc: msgspec.DecodeError) -> MalformedFrame:
+def _invalid(where: str, exc: Exception) -> MalformedFrame:
     # msgspec says "Expected `float`, got `str` - at `$.price`": quote it our way.
     return _malformed(f"{where}: {str(exc).replace('`', chr(39))}")
 
 
 def _ns(ts: int) -> int | None:
-    """A venue timestamp in ns: ms on the wire, seconds in some user-channel samples (§2.2 [U])."""
+    """A venue timestamp in ns: ms on the wire, seconds in some user-channel samples (§2.2 [U]).
+    `ts` is a `Timestamp` (at most `_MAX_TS_MS`): the result fits an int64."""
     if ts <= 0:
         return None
     return ts * _S if ts < _SECONDS_BEFORE else ts * _MS
+
+
+def _checked_ns(ts: int, what: str, instrument: str) -> int | None:
+    """`_ns` of a timestamp that did not come through a typed `Timestamp` field."""
+    if ts > _MAX_TS_MS:
+        raise _malformed(f"{what}: timestamp {ts} is out of range", instrument)
+    return _ns(ts)
 
 
 def _ticks(price: float, where: str, instrument: str) -> int:
@@ -415,26 +454,45 @@ def _level_ticks(levels: list[_Level], instrument: str) -> list[int]:
     return out
 
 
-def _dec(v: Number, what: str, instrument: str) -> Decimal:
-    """An exact, finite, non-negative Decimal from a wire number ("" is 0: the venue sends
-    `size_matched: ""` on a killed FOK order)."""
+def _dec(v: Number, what: str, instrument: str, upper: Decimal = _MAX_SIZE) -> Decimal:
+    """An exact, finite Decimal in [0, `upper`] from a wire number ("" is 0: the venue sends
+    `size_matched: ""` on a killed FOK order); MalformedFrame for anything else, so that no
+    Decimal operation downstream can raise on it."""
     if isinstance(v, bool):
         raise _malformed(f"{what}: expected a number, got {v!r}", instrument)
-    if isinstance(v, str):
-        s = v.strip()
-        if not s:
-            return Decimal(0)
-    else:
-        s = repr(v) if isinstance(v, float) else str(v)
     try:
+        if isinstance(v, str):
+            s = v.strip()
+            if not s:
+                return Decimal(0)
+        else:
+            s = repr(v) if isinstance(v, float) else str(v)
         d = Decimal(s)
-    except InvalidOperation:
-        raise _malformed(f"{what}: not a number: {v!r}", instrument) from None
-    if not d.is_finite() or d < 0:
-        raise _malformed(f"{what}: expected a finite non-negative number, got {v!r}", instrument)
+    except (InvalidOperation, ValueError):  # ValueError: an int too long for str()
+        raise _malformed(f"{what}: not a number: {str(v)[:40]!r}", instrument) from None
+    if not d.is_finite() or d < 0 or d > upper:
+        raise _malformed(f"{what}: expected a number in [0, {upper}], got {v!r}", instrument)
     return d
 
 
+def _price(v: Number, what: str, instrument: str) -> Decimal:
+    """An exact price of one of our orders or trades: strictly inside (0, 1) (§2.6)."""
+    d = _dec(v, what, instrument)
+    if d <= 0 or d >= 1:
+        raise _malformed(f"{what}: expected a price in (0, 1), got {v!r}", instrument)
+    return d
+
+
+def _order_sizes(original: Number, matched: Number, instrument: str) -> tuple[Decimal, Decimal]:
+    """An order's size and matched size: matched never above the order's size."""
+    size = _dec(original, "order original_size", instrument)
+    done = _dec(matched, "order size_matched", instrument)
+    if done > size:
+        raise _malformed(f"order: size_matched {matched!r} is above original_size {original!r}", instrument)
+    return size, done
+
+
+_MAX_DEPTH: Final = 64  # of a message the slow path types (a Gamma event with its markets: ~6)
 _LEADING_DOT: Final = re.compile(r"[+-]?\.\d")
 # Optional numbers the venue may send as "" (meaning: none).
 _OPTIONAL_NUMBERS: Final = frozenset(
@@ -442,13 +500,19 @@ _OPTIONAL_NUMBERS: Final = frozenset(
 )
 
 
-def _normalize(v: Any, key: str = "") -> Any:
+def _normalize(v: Any, key: str = "", depth: int = 0) -> Any:
     """A parsed message made fit for the typed decoders: `.48` -> `0.48` (the PM-DOCS sample's
-    form, which msgspec does not parse), "" -> null for an optional number."""
+    form, which msgspec does not parse), "" -> null for an optional number. MalformedFrame for a
+    message nested deeper than `_MAX_DEPTH`: none is, and recursing (here, then in msgspec's
+    encoder) through one could exhaust the interpreter's default recursion limit."""
     if isinstance(v, dict):
-        return {k: _normalize(x, k) for k, x in v.items()}
+        if depth >= _MAX_DEPTH:
+            raise _malformed(f"nested deeper than {_MAX_DEPTH} levels")
+        return {k: _normalize(x, k, depth + 1) for k, x in v.items()}
     if isinstance(v, list):
-        return [_normalize(x) for x in v]
+        if depth >= _MAX_DEPTH:
+            raise _malformed(f"nested deeper than {_MAX_DEPTH} levels")
+        return [_normalize(x, "", depth + 1) for x in v]
     if isinstance(v, str):
         if v == "" and key in _OPTIONAL_NUMBERS:
             return None
@@ -532,19 +596,25 @@ def _check_hash(item: dict[str, Any]) -> None:
         )
 
 
-def _match_time_ns(value: str) -> int | None:
-    """`match_time`: unix seconds/ms as a string, or ISO-8601 in some captures."""
+def _match_time_ns(value: str, instrument: str) -> int | None:
+    """`match_time`: unix seconds/ms as a string, or ISO-8601 in some captures. MalformedFrame for
+    a time whose ns an int64 cannot hold (after 2262)."""
     if not value:
         return None
-    if value.isdigit():
-        return _ns(int(value))
+    if value.isascii() and value.isdigit():
+        if len(value) > 19:  # longer than any int64 (and than `int` parses without a limit)
+            raise _malformed(f"trade: match_time {value[:40]!r} is out of range", instrument)
+        return _checked_ns(int(value), "trade match_time", instrument)
     try:
         when = dt.datetime.fromisoformat(value)
     except ValueError:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp()) * _S + when.microsecond * 1000
+    ns = int(when.timestamp()) * _S + when.microsecond * 1000
+    if ns > _MAX_NS:
+        raise _malformed(f"trade: match_time {value!r} is out of range", instrument)
+    return ns if ns > 0 else None
 
 
 _TRADE_STATUSES: Final = {s.name: s for s in TradeStatus}
@@ -567,8 +637,12 @@ class PolymarketDecoder:
     fed to it) into engine events (the engine's `Decoder` protocol); see the module docstring.
 
     `outcomes` is the table of what signing needs per token (shared with the execution side);
-    `api_key` is ours, to tell our maker orders in a trade from others' (without it, the trade's
-    `owner`, the key of the user the message is for, is used); `verify_hashes=False` accepts
+    `api_key` and `addresses` are ours, to tell our maker orders in a trade from others': a maker
+    order is ours when its `owner` is our API key (without one, the trade's `owner`, the key of the
+    user the message is for) or its `maker_address` is one of `addresses` (our funder and signer,
+    compared without case: the venue sends them checksummed). The key alone is not enough: real
+    trades carry our maker orders under another key of the same account (NautilusTrader's captured
+    `user_trade3.json`, `tests/fixtures/polymarket/README.md`). `verify_hashes=False` accepts
     `GET /book` answers whose hash does not match their content.
     """
 
@@ -580,6 +654,7 @@ class PolymarketDecoder:
         outcomes: Outcomes | None = None,
         *,
         api_key: str | None = None,
+        addresses: Iterable[str] = (),
         verify_hashes: bool = True,
     ) -> None:
         self.registry = registry
@@ -589,8 +664,14 @@ class PolymarketDecoder:
         self.legacy_price_changes = 0
         self.failed_fills = 0
         self.api_key = api_key
+        self.addresses = frozenset(a.lower() for a in addresses if a)
         self.verify_hashes = verify_hashes
         self._books: dict[str, LocalOrderBook] = {}
+        # Tokens a price_change came for before any snapshot of theirs (reported once, by a
+        # BOOK_GAP "no_book"; their next snapshot is announced by a BOOK_RESYNC), and how many
+        # runs of changes were dropped for each.
+        self._bookless: dict[str, int] = {}
+        self.bookless_changes = 0
         # (trade id, order id) -> whether a Fill was returned for it (and reversed since).
         self._trades: dict[tuple[str, str], int] = {}
         self._appliers: dict[type[Any], _Applier] = {
@@ -620,7 +701,10 @@ class PolymarketDecoder:
                 return []
             try:
                 msg = _decode_frame(frame)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, UnicodeError, RecursionError):
+                # UnicodeError: msgspec's for non-UTF-8 bytes in a string, or a str frame with lone
+                # surrogates; RecursionError: msgspec skipping an unknown field nested deeper than
+                # the recursion limit. The slow path refuses such a frame as malformed.
                 msgs = self._slow(frame)
             else:
                 if msg.__class__ is not list:
@@ -660,8 +744,8 @@ class PolymarketDecoder:
         `MalformedFrame` for raw JSON that does not parse."""
         if isinstance(answer, bytes | bytearray | memoryview | str):
             try:
-                answer = msgspec.json.decode(answer)
-            except msgspec.DecodeError as exc:
+                answer = _parse_json(answer)
+            except orjson.JSONDecodeError as exc:
                 raise _invalid("markets answer", exc) from None
         n = 0
         for item in _page_items(answer):
@@ -699,8 +783,8 @@ class PolymarketDecoder:
         reported twice by the decoder and a later FAILED report reverses a fill found here.
         Raises `MalformedFrame` for an answer that is not such a page (remembering nothing)."""
         try:
-            page = msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:
+            page = _parse_json(raw)
+        except orjson.JSONDecodeError as exc:
             raise _invalid("trades page", exc) from None
         if not isinstance(page, dict) or not isinstance(page.get("data"), list):
             raise _malformed('trades page: expected {"data": [...], "next_cursor": ...}')
@@ -743,9 +827,9 @@ class PolymarketDecoder:
         """A frame the typed fast path refused: classify each object, then decode it typed (or
         keep what it is: definitions, unknown). Raises MalformedFrame for what is neither."""
         try:
-            obj = msgspec.json.decode(frame)
-        except msgspec.DecodeError:
-            text = bytes(frame[:60]) if not isinstance(frame, str) else frame[:60].encode()
+            obj = _parse_json(frame)
+        except orjson.JSONDecodeError:
+            text = bytes(frame[:60]) if not isinstance(frame, str) else frame[:60].encode(errors="replace")
             raise _malformed(f"not JSON and not a control text frame: {text!r}") from None
         out: list[Any] = []
         defs: _Definitions | None = None
@@ -812,6 +896,12 @@ class PolymarketDecoder:
             return lambda ts_local: self._apply_book(m, bids, asks, bid_ticks, ask_ticks, ts_local)
         elif cls is _TickSizeChange:
             _tick_size(m.new_tick_size, "tick_size_change", m.asset_id)
+        elif cls is _BestBidAsk:
+            bid, ask = m.best_bid, m.best_ask
+            # "0" is no bid and "1" no ask; two real sides cannot cross or touch: the CLOB
+            # matches at equal prices.
+            if bid is not None and ask is not None and bid > 0.0 and ask < 1.0 and bid >= ask:
+                raise _malformed(f"best_bid_ask: best bid {bid} is not below best ask {ask}", m.asset_id)
         elif cls is _NewMarket:
             if m.order_price_min_tick_size is not None:
                 _tick_size(m.order_price_min_tick_size, "new_market", m.market)
@@ -842,13 +932,10 @@ class PolymarketDecoder:
         book = self._books.get(asset)
         if book is None:
             book = self._books[asset] = LocalOrderBook(asset, m.market)
-        elif not book.valid:
-            message = f"book {asset}: resynchronised from a snapshot"
-            events.append(
-                _status(VENUE, asset, ts, ts_local, StatusKind.BOOK_RESYNC, message, {"hash": m.hash})
-            )
-        bid_levels = tuple([(lv.price, lv.size) for lv in bids])
-        ask_levels = tuple([(lv.price, lv.size) for lv in asks])
+            # A token whose changes came before its first snapshot was reported (a BOOK_GAP).
+            resync = bool(self._bookless) and self._bookless.pop(asset, None) is not None
+        else:
+            resync = not book.valid
         book.snapshot_ticks(
             zip(bid_ticks, [lv.size for lv in bids], strict=True),
             zip(ask_ticks, [lv.size for lv in asks], strict=True),
@@ -857,6 +944,17 @@ class PolymarketDecoder:
         )
         if m.market:
             book.market = m.market
+        bb_t = book.best_bid_ticks
+        ba_t = book.best_ask_ticks
+        if bb_t is not None and ba_t is not None and bb_t >= ba_t:
+            return [self._crossed_snapshot(book, m, ts, ts_local)]
+        if resync:
+            message = f"book {asset}: resynchronised from a snapshot"
+            events.append(
+                _status(VENUE, asset, ts, ts_local, StatusKind.BOOK_RESYNC, message, {"hash": m.hash})
+            )
+        bid_levels = tuple([(lv.price, lv.size) for lv in bids])
+        ask_levels = tuple([(lv.price, lv.size) for lv in asks])
         if m.tick_size is not None:
             self._learn_from_summary(m)
         bb, bbs, ba, bas = book.top()
@@ -893,6 +991,10 @@ class PolymarketDecoder:
                 i += 1
                 while i < n and changes[i].asset_id == asset:
                     i += 1
+                if book is None:
+                    gap = self._no_book(asset, m.market, ts, ts_local)
+                    if gap is not None:
+                        events.append(gap)
                 continue
             bid_levels = book.bids
             ask_levels = book.asks
@@ -940,7 +1042,11 @@ class PolymarketDecoder:
             if (
                 venue_bid is not None and (round(venue_bid * 10_000.0) if venue_bid > 0.0 else None) != bb
             ) or (venue_ask is not None and (round(venue_ask * 10_000.0) if venue_ask < 1.0 else None) != ba):
-                events.append(self._mismatch(book, last, ts, ts_local))
+                events.append(self._gap(book, "best_bid_ask_mismatch", last, ts, ts_local))
+                continue
+            # The venue's top agrees (or was not sent) yet the book is crossed or locked: broken.
+            if bb is not None and ba is not None and bb >= ba:
+                events.append(self._gap(book, "crossed", last, ts, ts_local))
                 continue
             seq = last.hash
             if seq is not None:
@@ -963,17 +1069,20 @@ class PolymarketDecoder:
             )
         return events
 
-    def _mismatch(self, book: LocalOrderBook, last: _Change, ts: int | None, ts_local: int) -> Status:
-        """The book disagrees with the venue's top: invalid until the next snapshot."""
+    def _gap(self, book: LocalOrderBook, reason: str, last: _Change, ts: int | None, ts_local: int) -> Status:
+        """The book after a run of changes is broken: it disagrees with the venue's top
+        ("best_bid_ask_mismatch"), or its best bid is not below its best ask ("crossed", which
+        no CLOB book can be). Invalid until the next snapshot."""
         self.stats.gaps += 1
         book.valid = False
         bb, _, ba, _ = book.top()
-        message = (
-            f"book {book.asset_id}: the venue's best bid/ask {last.best_bid}/{last.best_ask} are not the "
-            f"local {bb}/{ba}; the book is invalid until a new snapshot"
-        )
+        if reason == "crossed":
+            what = f"the local best bid {bb} is not below the best ask {ba}"
+        else:
+            what = f"the venue's best bid/ask {last.best_bid}/{last.best_ask} are not the local {bb}/{ba}"
+        message = f"book {book.asset_id}: {what}; the book is invalid until a new snapshot"
         data = {
-            "reason": "best_bid_ask_mismatch",
+            "reason": reason,
             "venue_best_bid": last.best_bid,
             "venue_best_ask": last.best_ask,
             "local_best_bid": bb,
@@ -981,6 +1090,45 @@ class PolymarketDecoder:
             "hash": last.hash,
         }
         return _status(VENUE, book.asset_id, ts, ts_local, StatusKind.BOOK_GAP, message, data)
+
+    def _crossed_snapshot(self, book: LocalOrderBook, m: _Book, ts: int | None, ts_local: int) -> Status:
+        """A snapshot whose best bid is not below its best ask: a broken book, never data. Its
+        levels are dropped and the book is invalid until the next snapshot (the live session
+        fetches one, as after any BOOK_GAP)."""
+        self.stats.gaps += 1
+        bb = book.best_bid_ticks
+        ba = book.best_ask_ticks
+        book.bids.clear()
+        book.asks.clear()
+        book.set_best(None, None)
+        book.sequence = None
+        book.valid = False
+        best_bid = None if bb is None else bb / TICKS_PER_UNIT
+        best_ask = None if ba is None else ba / TICKS_PER_UNIT
+        message = (
+            f"book {book.asset_id}: snapshot crossed (best bid {best_bid} is not below best ask "
+            f"{best_ask}); the book is invalid until a new snapshot"
+        )
+        data = {"reason": "crossed", "best_bid": best_bid, "best_ask": best_ask, "hash": m.hash}
+        return _status(VENUE, book.asset_id, ts, ts_local, StatusKind.BOOK_GAP, message, data)
+
+    def _no_book(self, asset: str, market: str, ts: int | None, ts_local: int) -> Status | None:
+        """Changes to a token without a snapshot: a BOOK_GAP "no_book" the first time (the live
+        session fetches its book when it is subscribed), then counted only."""
+        self.bookless_changes += 1
+        bookless = self._bookless
+        seen = bookless.get(asset)
+        if seen is not None:
+            bookless[asset] = seen + 1
+            return None
+        if len(bookless) >= _MAX_TRADES:
+            bookless.clear()  # reporting a token twice is harmless; growing without bound is not
+        bookless[asset] = 1
+        self.stats.gaps += 1
+        message = f"book {asset}: price_change before any snapshot of this token; ignored until one"
+        return _status(
+            VENUE, asset, ts, ts_local, StatusKind.BOOK_GAP, message, {"reason": "no_book", "market": market}
+        )
 
     def _apply_tick_size(self, m: _TickSizeChange, ts_local: int) -> list[MarketEvent]:
         """§2.2: the token's tick changes (near 0 and 1); the registry follows. The book needs
@@ -1143,9 +1291,8 @@ class PolymarketDecoder:
     def _order_update(self, o: _UserOrder) -> OrderUpdate:
         """§2.2 user `order` event -> the order's state (ts_local is set when applied)."""
         asset = o.asset_id
-        size = _dec(o.original_size, "order original_size", asset)
-        matched = _dec(o.size_matched, "order size_matched", asset)
-        price = _dec(o.price, "order price", asset)
+        size, matched = _order_sizes(o.original_size, o.size_matched, asset)
+        price = _price(o.price, "order price", asset)
         status = o.status.upper()
         reason: str | None = None
         if o.type == "CANCELLATION" or status.startswith("CANCELED") or status == "INVALID":
@@ -1206,6 +1353,12 @@ class PolymarketDecoder:
             return Decimal(0)
         return taker_fee(size, price, rate)
 
+    def _ours(self, mo: _MakerOrder, key: str) -> bool:
+        """Whether a maker order of a trade is one of ours (see the class docstring)."""
+        if key and mo.owner == key:
+            return True
+        return bool(mo.maker_address) and mo.maker_address.lower() in self.addresses
+
     def _trade_report(self, t: _UserTrade) -> _TradeReport:
         """§2.2 user `trade` event -> our fills in it (taker: the taker order; maker: our maker
         orders, told apart by owner) and their settlement reports."""
@@ -1213,10 +1366,14 @@ class PolymarketDecoder:
         if status is None:
             known = ", ".join(_TRADE_STATUSES)
             raise _malformed(f"trade {t.id}: unknown status {t.status!r} (known: {known})", t.asset_id)
-        ts = _ns(t.timestamp) or _match_time_ns(t.match_time)
-        bps = None if t.fee_rate_bps is None else _dec(t.fee_rate_bps, "trade fee_rate_bps", t.asset_id)
-        owner = self.api_key or t.owner
-        mine = [mo for mo in t.maker_orders if owner and mo.owner == owner]
+        ts = _ns(t.timestamp) or _match_time_ns(t.match_time, t.asset_id)
+        bps = (
+            None
+            if t.fee_rate_bps is None
+            else _dec(t.fee_rate_bps, "trade fee_rate_bps", t.asset_id, _MAX_BPS)
+        )
+        key = self.api_key or t.owner
+        mine = [mo for mo in t.maker_orders if self._ours(mo, key)]
         side_of_trade = t.trader_side or ("MAKER" if mine else "TAKER")
         legs: list[tuple[str, str, Side, Decimal, Decimal, Liquidity]] = []
         if side_of_trade == "TAKER":
@@ -1227,7 +1384,7 @@ class PolymarketDecoder:
                     t.taker_order_id,
                     t.asset_id,
                     _SIDES[t.side],
-                    _dec(t.price, "trade price", t.asset_id),
+                    _price(t.price, "trade price", t.asset_id),
                     _dec(t.size, "trade size", t.asset_id),
                     Liquidity.TAKER,
                 )
@@ -1235,7 +1392,8 @@ class PolymarketDecoder:
         else:
             if not mine:
                 raise _malformed(
-                    f"trade {t.id}: we are a maker but none of its maker orders has our owner key", t.asset_id
+                    f"trade {t.id}: we are a maker but none of its maker orders has our owner key or address",
+                    t.asset_id,
                 )
             taker_side = _SIDES[t.side]
             for mo in mine:
@@ -1246,7 +1404,7 @@ class PolymarketDecoder:
                     # Same token: the maker took the other side. The complementary token (a YES
                     # buy matched with a NO buy, minted together): the same side.
                     side = taker_side.opposite if token == t.asset_id else taker_side
-                price = _dec(mo.price, "maker order price", token)
+                price = _price(mo.price, "maker order price", token)
                 size = _dec(mo.matched_amount, "maker order matched_amount", token)
                 legs.append((mo.order_id, token, side, price, size, Liquidity.MAKER))
         tx = t.transaction_hash or None
@@ -1360,14 +1518,11 @@ _decode_one_order: Final = msgspec.json.Decoder(_OpenOrder | None, strict=False)
 def _open_order_update(o: _OpenOrder, ts_local: int) -> OrderUpdate:
     """One order object of `GET /data/orders` or `GET /data/order/{id}` as its state."""
     created = o.created_at
-    ts = (
-        _ns(int(created))
-        if isinstance(created, int) or (isinstance(created, str) and created.isdigit())
-        else None
-    )
+    if isinstance(created, str) and created.isascii() and created.isdigit() and len(created) <= 19:
+        created = int(created)
+    ts = _checked_ns(created, "order created_at", o.asset_id) if isinstance(created, int) else None
     asset = o.asset_id
-    size = _dec(o.original_size, "order original_size", asset)
-    matched = _dec(o.size_matched, "order size_matched", asset)
+    size, matched = _order_sizes(o.original_size, o.size_matched, asset)
     status = o.status.upper()
     reason: str | None = None
     if status.startswith("CANCELED") or status == "INVALID":
@@ -1399,7 +1554,7 @@ def _open_order_update(o: _OpenOrder, ts_local: int) -> OrderUpdate:
         strategy=None,
         status=state,
         side=_SIDES[o.side],
-        price=_dec(o.price, "order price", asset),
+        price=_price(o.price, "order price", asset),
         size=size,
         filled_size=matched,
         avg_fill_price=None,
@@ -1412,7 +1567,7 @@ def decode_open_orders(raw: bytes | str, ts_local: int) -> tuple[list[OrderUpdat
     after the last page). Raises `MalformedFrame` for an answer that is not such a page."""
     try:
         page = _decode_orders_page(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
         raise _invalid("open orders", exc) from None
     return [_open_order_update(o, ts_local) for o in page.data], page.next_cursor
 
@@ -1425,13 +1580,13 @@ def decode_order(raw: bytes | str, ts_local: int) -> OrderUpdate | None:
         return None
     try:
         order = _decode_one_order(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
         raise _invalid("order", exc) from None
     return None if order is None else _open_order_update(order, ts_local)
 
 
 def _is_control_text(frame: bytes | bytearray | memoryview | str) -> bool:
-    raw = frame.encode() if isinstance(frame, str) else bytes(frame)
+    raw = frame.encode(errors="replace") if isinstance(frame, str) else bytes(frame)
     return raw.strip() in _CONTROL_TEXT
 
 

@@ -50,6 +50,7 @@ from typing import Final
 import attrs
 import httpx
 import msgspec
+import orjson
 import structlog
 import trio
 
@@ -85,7 +86,7 @@ from .signing import (
     order_type_for,
 )
 
-__all__ = ["ClobRest", "FillWatch", "PolymarketExecution", "map_http_error"]
+__all__ = ["ClobRest", "FillWatch", "PolymarketExecution", "map_http_error", "our_addresses"]
 
 _INITIAL_CURSOR: Final = "MA=="  # §2.3: base64 "0"
 _END_CURSOR: Final = "LTE="  # base64 "-1"
@@ -97,11 +98,19 @@ _ERROR_CODE: Final = re.compile(r"^[A-Z][A-Z0-9_]+$")  # `INVALID_ORDER_MIN_SIZE
 _IMMEDIATE: Final = frozenset({OrderType.FOK, OrderType.FAK})
 
 
+def our_addresses(signer: OrderSigner | None) -> tuple[str, ...]:
+    """The addresses a trade names our maker orders by (`maker_address`, VENUES.md §2.2): the
+    funder our orders move funds of, and the key's own address (with EOA they are one)."""
+    if signer is None:
+        return ()
+    return tuple(dict.fromkeys((signer.maker, signer.signer, signer.address)))
+
+
 def _text(body: bytes) -> str:
     """The venue's error message in an answer: `{"error": ...}`, `errorMsg`, or the raw text."""
     try:
-        obj = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+        obj = orjson.loads(body)  # depth-bounded, unlike msgspec's untyped decoder (codec.py)
+    except orjson.JSONDecodeError:
         return body[:200].decode("utf-8", "replace").strip()
     if isinstance(obj, dict):
         for key in ("error", "errorMsg", "message"):
@@ -341,7 +350,9 @@ class PolymarketExecution:
         self.fills = fills or FillWatch()
         # Reads our trades (`recent_fills`): the session's decoder, so that a fill found there and
         # later FAILED on chain is reversed like one the user channel reported.
-        self.decoder = decoder or PolymarketDecoder(registry, outcomes, api_key=self.api.key)
+        self.decoder = decoder or PolymarketDecoder(
+            registry, outcomes, api_key=self.api.key, addresses=our_addresses(signer)
+        )
         self.report = report  # private events found while reconciling (the engine's order tracker)
         self.fill_wait_s = fill_wait_s
         self.clock = clock

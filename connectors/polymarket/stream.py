@@ -30,9 +30,11 @@ Market connection (§2.2):
   and fetched over REST. The subscription follower waits with it (only on that first
   subscription: the engine's strategies start after `ready`);
 - every book starts from a snapshot: the venue's initial dump, or a REST one when none came
-  within `snapshot_timeout_s`; a `book_gap` (the decoder's best bid/ask cross-check failed) is
-  answered with a `GET /book` snapshot of that book only, without reconnecting (`book_resync`
-  follows);
+  within `snapshot_timeout_s`; a `book_gap` (the decoder's best bid/ask cross-check failed, a
+  crossed book, or changes for a subscribed token without a book: `data["reason"]`, codec.py) is
+  logged (`book.gap`) and answered with a `GET /book` snapshot of that book only, without
+  reconnecting (`book_resync` follows); a REST snapshot that is itself crossed is asked for again
+  `snapshot_timeout_s` later, not in a loop;
 - the text frame `PING` every `ping_s` (10 s), answered by `PONG` (§2.2 "Keepalive").
 
 User connection (§2.2 "User channel"): `{"auth": {...}, "markets": [], "type": "user"}`. The
@@ -67,6 +69,7 @@ from engine import (
     MalformedFrame,
     MarketEvent,
     PrivateEvent,
+    Status,
     StatusKind,
     VenueError,
 )
@@ -75,7 +78,7 @@ from engine._router import MarketRouter
 from engine._session import Connect, SessionStats, VenueSession, default_connect
 
 from .codec import PolymarketDecoder
-from .execution import ClobRest, FillWatch, PolymarketExecution
+from .execution import ClobRest, FillWatch, PolymarketExecution, our_addresses
 from .instruments import VENUE
 from .settings import PolymarketSettings
 from .signing import Credentials, OrderSigner
@@ -185,6 +188,26 @@ class MarketConnection(_Connection):
             await self._decode_awaiting(message, now)
             return
         await self.decode(message, now)
+
+    async def dispatch(self, events: list[MarketEvent]) -> None:
+        # A broken book (the decoder's BOOK_GAP: a best bid/ask mismatch, a crossed book, changes
+        # for a token without one) is said in the log too, not only to the strategies that follow
+        # the token; the base class has it fetched again (`_gaps`).
+        for ev in events:
+            if ev.__class__ is Status and ev.status is StatusKind.BOOK_GAP:
+                self.log.warning("book.gap", instrument=ev.instrument, reason=ev.data.get("reason"))
+        await super().dispatch(events)
+
+    async def feed(self, raw: bytes, now: int | None = None) -> list[MarketEvent]:
+        events = await super().feed(raw, now)
+        # A REST snapshot that is itself broken (crossed) is not fetched again at once, which
+        # would loop as fast as the venue answers: it is tried again `snapshot_timeout_s` later.
+        broken = {e.instrument for e in events if isinstance(e, Status) and e.status is StatusKind.BOOK_GAP}
+        if broken:
+            self._gaps -= broken
+            if self._nursery is not None:
+                self._nursery.start_soon(self._await_snapshots, broken)
+        return events
 
     async def _decode_awaiting(self, message: bytes | str, now: int) -> None:
         """`decode`, noting the books the venue sent (its answer to the first subscription)."""
@@ -447,11 +470,14 @@ class PolymarketSession:
         self.clock = clock
         self.log = (log or structlog.get_logger("tradingd.polymarket")).bind(venue=VENUE)
         api = credentials.api if credentials is not None else None
-        self.decoder: PolymarketDecoder = PolymarketDecoder(registry, api_key=api.key if api else None)
-        self.outcomes = self.decoder.outcomes
         self.signer: OrderSigner | None = (
             credentials.signer(chain_id=settings.chain_id) if credentials is not None else None
         )
+        # Our maker orders in a trade are known by our API key or by our addresses (codec.py).
+        self.decoder: PolymarketDecoder = PolymarketDecoder(
+            registry, api_key=api.key if api else None, addresses=our_addresses(self.signer)
+        )
+        self.outcomes = self.decoder.outcomes
         self.rest = ClobRest(
             settings.http_url,
             api=api,
