@@ -84,6 +84,51 @@ class _Counting(io.RawIOBase):
         super().close()
 
 
+class _Zstd(io.RawIOBase):
+    """A `.zst` file's decompressed bytes (one or more zstd frames), raising `ZstdError` when
+    the file ends inside a frame: a truncated file must not read as a shorter recording (the
+    library's stream reader just stops there, silently)."""
+
+    def __init__(self, raw: _Counting) -> None:
+        self._raw = raw
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._in_frame = False
+        self._out = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._out:
+            chunk = self._raw.read(1 << 20)
+            if not chunk:
+                if self._in_frame:
+                    raise zstandard.ZstdError("the file ends inside a zstd frame (truncated)")
+                return 0
+            self._out = memoryview(self._feed(chunk))
+        n = min(len(b), len(self._out))
+        b[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def _feed(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            self._in_frame = True
+            out.append(self._obj.decompress(data))
+            if not self._obj.eof:
+                break
+            data = self._obj.unused_data  # the next frame of a multi-frame file
+            self._obj = self._dctx.decompressobj()
+            self._in_frame = False
+        return b"".join(out)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def open_binary(path: str | os.PathLike[str]) -> tuple[IO[bytes], _Counting]:
     """Open `path` for reading lines, decompressing `.zst`/`.gz` by name. Returns the line
     stream and the counter of compressed bytes read from disk."""
@@ -93,10 +138,7 @@ def open_binary(path: str | os.PathLike[str]) -> tuple[IO[bytes], _Counting]:
     except OSError as exc:
         raise DataError(f"cannot read {p}: {exc.strerror}") from exc
     if p.name.endswith(".zst"):
-        stream: IO[bytes] = io.BufferedReader(
-            zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20, closefd=True),  # type: ignore[arg-type]
-            buffer_size=1 << 20,
-        )
+        stream: IO[bytes] = io.BufferedReader(_Zstd(raw), buffer_size=1 << 20)
     elif p.name.endswith(".gz"):
         stream = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=1 << 20)
     else:
@@ -132,7 +174,7 @@ class RecordingReader:
         """Lines without their newline, read in large chunks (splitting in C is much faster
         than iterating a stream line by line)."""
         tail = b""
-        read = stream.read
+        read = stream.read1  # one raw read at a time: a file that breaks keeps what came before
         while True:
             chunk = read(1 << 22)
             if not chunk:
@@ -228,7 +270,10 @@ class RecordingWriter:
         self._raw = os.fdopen(fd, "wb")
         self._out: IO[bytes]
         if self.path.name.endswith(".zst"):
-            self._out = zstandard.ZstdCompressor(level=level).stream_writer(self._raw, closefd=False)
+            # With a checksum, a corrupt file is an error where it breaks, not lines of garbage.
+            self._out = zstandard.ZstdCompressor(level=level, write_checksum=True).stream_writer(
+                self._raw, closefd=False
+            )
         elif self.path.name.endswith(".gz"):
             self._out = gzip.GzipFile(fileobj=self._raw, mode="wb", mtime=0)  # type: ignore[assignment]
         else:

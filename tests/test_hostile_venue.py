@@ -1,0 +1,146 @@
+"""Venue data can never take the daemon down (issue 12, section 1), end to end: the real daemon
+against a simulator sending hostile frames, and the `decode` command on hostile files."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import signal
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+import trio
+import zstandard
+
+from engine._cli import main
+from engine._errors import DataError
+from engine._recording import RecordingReader, RecordingWriter
+from tests.test_daemon import Daemon, serve_sim, until
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _snapshot(price: float) -> bytes:
+    """A real Deribit book snapshot (tests/fixtures) of BTC-PERPETUAL with its best bid at `price`."""
+    msg = orjson.loads((FIXTURES / "deribit/ws_book_snapshot.json").read_bytes())
+    msg = copy.deepcopy(msg)
+    msg["params"]["data"]["bids"][0][1] = price
+    return orjson.dumps(msg)
+
+
+HUGE_PRICE = _snapshot(1e308)  # OverflowError converting to ticks, before the safety net
+INVALID_UTF8 = _snapshot(42500.0).replace(b'"instrument_name":"BTC-', b'"instrument_name":"BTC\xff\xfe-')
+DEEP = b"[" * 50_000 + b"]" * 50_000
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals as on the servers")
+async def test_daemon_survives_hostile_frames_and_keeps_trading(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    sim, address = await serve_sim(nursery)
+    daemon = Daemon(tmp_path, address, below=0.1)
+    await daemon.start(nursery)
+
+    def venue() -> dict[str, object]:
+        return ((daemon.status() or {}).get("venues") or {}).get("deribit") or {}
+
+    await until(lambda: venue().get("ready"), within=30, what="the daemon connected")
+    frames_before = venue()["frames"]
+    sim.apply_faults(
+        {
+            "frames": [HUGE_PRICE.decode(), DEEP.decode()],
+            "frames_b64": [base64.b64encode(INVALID_UTF8).decode()],
+        }
+    )
+    await until(lambda: (venue().get("malformed") or 0) >= 3, within=20, what="3 frames counted malformed")
+    assert daemon.proc is not None and daemon.proc.returncode is None, "the daemon is up"
+    malformed = venue()["malformed"]
+    # Still receiving (and on the same connection), and the strategy still trades.
+    await until(lambda: venue()["frames"] > frames_before + 20, what="frames after the hostile ones")
+    await until(lambda: daemon.orders(), what="the strategy's order")
+    assert venue()["malformed"] == malformed == 3
+    assert venue()["disconnects"] == 0
+    assert [o.label for o in sim.orders.values()]
+    faults = daemon.events("frame.decoder_fault") + daemon.events("frame.malformed")
+    assert {e.get("error_type") for e in daemon.events("frame.decoder_fault")} >= {"OverflowError"}
+    assert all(len(orjson.dumps(e)) < 2000 for e in faults), "never the whole frame in the log"
+
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert await daemon.wait_exit(20) == 0
+
+
+def _decode(path: Path, capfdbinary: pytest.CaptureFixture[bytes]) -> tuple[int, list[bytes], str]:
+    code = main(["decode", "--venue", "deribit", str(path)])
+    out, err = capfdbinary.readouterr()
+    return code, out.splitlines(), err.decode()
+
+
+def test_decode_reports_hostile_lines_and_goes_on(
+    tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """The README contract: a bad line is reported with its number and decoding goes on (a
+    1e308 price and a non-UTF-8 line used to stop it with "internal error")."""
+    good = _snapshot(42500.0)
+    path = tmp_path / "frames.jsonl"
+    path.write_bytes(b"\n".join([good, HUGE_PRICE, INVALID_UTF8, DEEP, good]) + b"\n")
+    code, out, err = _decode(path, capfdbinary)
+    assert code != 0
+    assert "internal error" not in err and "Traceback" not in err
+    for n in (2, 3, 4):
+        assert f"line {n}: malformed frame" in err
+    assert "4 line(s)" not in err and "3 line(s) could not be decoded" in err
+    assert sum(b'"type":"book"' in line for line in out) == 2  # the snapshots of lines 1 and 5
+
+
+def _zst(tmp_path: Path, lines: int) -> bytes:
+    rec = tmp_path / "rec.zst"
+    good = _snapshot(42500.0)
+    with RecordingWriter(rec) as w:
+        for i in range(lines):
+            w.write(1_700_000_000_000_000_000 + i, good)
+    return rec.read_bytes()
+
+
+def test_decode_a_truncated_zst_reports_where_it_broke(
+    tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """A truncated `.zst` used to read as a shorter file, silently (or "internal error" for a
+    corrupt one): now one clear line names the file, what was decoded before is kept, and the
+    exit status says it failed."""
+    data = _zst(tmp_path, 20_000)
+    cut = tmp_path / "cut.rec.zst"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    code, out, err = _decode(cut, capfdbinary)
+    assert code != 0
+    assert "internal error" not in err and "Traceback" not in err
+    assert f"{cut}: unreadable from here on" in err and "truncated" in err
+    assert 0 < len(out) < 20_000
+
+    corrupt = bytearray(data)
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    bad = tmp_path / "bad.rec.zst"
+    bad.write_bytes(bytes(corrupt))
+    code, out, err = _decode(bad, capfdbinary)
+    assert code != 0
+    assert "internal error" not in err and "Traceback" not in err
+    assert f"{bad}: unreadable from here on" in err
+
+
+def test_recording_reader_refuses_a_truncated_zst(tmp_path: Path) -> None:
+    """What the backtest reads: a truncated recording is an error naming the file, not a
+    shorter recording."""
+    data = _zst(tmp_path, 20_000)
+    cut = tmp_path / "cut.rec.zst"
+    cut.write_bytes(data[: len(data) // 2])
+    read: list[bytes] = []
+    with pytest.raises(DataError, match="cut.rec.zst: unreadable after line"):
+        read.extend(f for _, f in RecordingReader(cut))
+    assert read  # the lines before the break were read
+    # Concatenated zstd frames (another tool's recording) still read whole.
+    both = tmp_path / "both.rec.zst"
+    both.write_bytes(
+        zstandard.ZstdCompressor().compress(b"{}\n") + zstandard.ZstdCompressor().compress(b"[]\n")
+    )
+    assert [f for _, f in RecordingReader(both)] == [b"{}", b"[]"]
