@@ -90,6 +90,7 @@ _STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string: its 
 _NOT_BRACKETS: Final = bytes(c for c in range(256) if c not in b"[]{}")
 _STEPS: Final = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")  # depth step + 1, for `_depth`
 _QUICK_PASSES: Final = 16
+_RUN_OF_OPENERS: Final = (b"[" * (MAX_NESTING + 1), b"{" * (MAX_NESTING + 1))
 
 
 def _depth(brackets: bytes) -> int:
@@ -115,6 +116,8 @@ def _too_deep(frame: bytes | bytearray | memoryview | str) -> bool:
     brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
     if brackets.count(b"[") + brackets.count(b"{") <= MAX_NESTING:
         return False
+    if _RUN_OF_OPENERS[0] in brackets or _RUN_OF_OPENERS[1] in brackets:
+        return True  # the usual hostile frame: a long run of openers, found at C speed
     # Removing every innermost pair takes one level off everywhere: a real frame is empty after
     # a few passes. What is left then (hostile, or not JSON) is measured exactly.
     for _ in range(_QUICK_PASSES):

@@ -174,7 +174,8 @@ class RecordingReader:
         """Lines without their newline, read in large chunks (splitting in C is much faster
         than iterating a stream line by line)."""
         tail = b""
-        read = stream.read1  # one raw read at a time: a file that breaks keeps what came before
+        # One raw read at a time (`read1`): a file that breaks part way keeps what came before.
+        read = getattr(stream, "read1", stream.read)
         while True:
             chunk = read(1 << 22)
             if not chunk:
