@@ -198,7 +198,8 @@ _RECURSION_LIMIT: Final = sys.getrecursionlimit()
 def restore_recursion_limit() -> None:
     """Put back the interpreter's recursion limit if an import raised it (py_ecc, imported by
     eth-account, sets 100,000): with it, deep recursion in any parser overflows the C stack and
-    kills the process instead of raising `RecursionError`."""
+    kills the process instead of raising `RecursionError`. Called where every live session is
+    built (`VenueSession`), after its venue's signing modules are imported."""
     if sys.getrecursionlimit() > _RECURSION_LIMIT:
         sys.setrecursionlimit(_RECURSION_LIMIT)
 
@@ -309,7 +310,6 @@ def load_venue(name: str) -> VenuePlugin:
     for ep in entry_points(group="tradingd.venues"):
         if ep.name == name:
             plugin: VenuePlugin = ep.load()
-            restore_recursion_limit()  # a venue's signing imports may have raised it
             return plugin
     known = ", ".join(available_venues()) or "none installed"
     raise ConfigError(f"unknown venue {name!r} (known: {known})")

@@ -41,7 +41,7 @@ import trio_websocket
 from ._errors import AuthError, FeedStale, MalformedFrame, VenueError
 from ._events import MarketEvent, PrivateEvent, Status, StatusKind
 from ._instruments import InstrumentRegistry
-from ._plugins import MAX_NESTING, Decoder, DecoderFault, VenueSink, check_nesting
+from ._plugins import MAX_NESTING, Decoder, DecoderFault, VenueSink, check_nesting, restore_recursion_limit
 from ._ratelimit import Backoff
 from ._router import MarketRouter
 
@@ -186,6 +186,7 @@ class VenueSession:
         stale_after_s: float = 30.0,
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
+        restore_recursion_limit()  # the venue's signing imports (py_ecc) may have raised it
         self.decoder = decoder
         self.registry = registry
         self.router = router

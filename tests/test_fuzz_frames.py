@@ -443,3 +443,4 @@ def test_deep_frame_does_not_crash_the_interpreter() -> None:
     )
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     assert "alive" in proc.stdout
+    assert int(proc.stdout.split()[-1]) < 100_000, "a session puts the recursion limit back"

@@ -7,16 +7,21 @@ import base64
 import copy
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 import trio
 import zstandard
 
+from engine import InstrumentRegistry
 from engine._cli import main
 from engine._errors import DataError
+from engine._plugins import load_venue
 from engine._recording import RecordingReader, RecordingWriter
+from engine._session import ConnectionLost, VenueSession
 from tests.test_daemon import Daemon, serve_sim, until
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -54,8 +59,14 @@ async def test_daemon_survives_hostile_frames_and_keeps_trading(
             "frames_b64": [base64.b64encode(INVALID_UTF8).decode()],
         }
     )
-    await until(lambda: (venue().get("malformed") or 0) >= 3, within=20, what="3 frames counted malformed")
-    assert daemon.proc is not None and daemon.proc.returncode is None, "the daemon is up"
+    assert daemon.proc is not None
+    proc = daemon.proc
+    await until(
+        lambda: proc.returncode is not None or (venue().get("malformed") or 0) >= 3,
+        within=20,
+        what="3 frames counted malformed",
+    )
+    assert proc.returncode is None, f"the daemon died (exit {proc.returncode})"
     malformed = venue()["malformed"]
     # Still receiving (and on the same connection), and the strategy still trades.
     await until(lambda: venue()["frames"] > frames_before + 20, what="frames after the hostile ones")
@@ -67,7 +78,7 @@ async def test_daemon_survives_hostile_frames_and_keeps_trading(
     assert {e.get("error_type") for e in daemon.events("frame.decoder_fault")} >= {"OverflowError"}
     assert all(len(orjson.dumps(e)) < 2000 for e in faults), "never the whole frame in the log"
 
-    daemon.proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
     assert await daemon.wait_exit(20) == 0
 
 
@@ -144,3 +155,66 @@ def test_recording_reader_refuses_a_truncated_zst(tmp_path: Path) -> None:
         zstandard.ZstdCompressor().compress(b"{}\n") + zstandard.ZstdCompressor().compress(b"[]\n")
     )
     assert [f for _, f in RecordingReader(both)] == [b"{}", b"[]"]
+
+
+class _Ws:
+    """A connection that delivers `frames`, then nothing."""
+
+    def __init__(self, frames: list[bytes]) -> None:
+        self.frames = frames
+
+    async def get_message(self) -> bytes:
+        if not self.frames:
+            await trio.sleep_forever()
+        return self.frames.pop(0)
+
+
+def _session(handle: Callable[[bytes | str], None]) -> VenueSession:
+    class _Session(VenueSession):
+        venue = "deribit"
+
+        async def _handle(self, message: bytes | str, now: int) -> None:
+            handle(message)
+
+    class _Sink:
+        async def market(self, events: list[Any]) -> None:
+            pass
+
+        def private(self, events: list[Any]) -> None:
+            pass
+
+    registry = InstrumentRegistry()
+    return _Session(
+        decoder=load_venue("deribit").decoder(registry),
+        registry=registry,
+        router=None,  # type: ignore[arg-type]
+        sink=_Sink(),
+    )
+
+
+async def test_session_counts_and_skips_what_a_venue_handler_raises() -> None:
+    """Whatever a venue's `_handle` raises for one frame (not only the decoder's
+    `MalformedFrame`) is that frame's: counted malformed, logged, skipped."""
+    handled: list[bytes | str] = []
+
+    def handle(message: bytes | str) -> None:
+        if message == b"boom":
+            raise ArithmeticError("a frame the venue code did not foresee")
+        handled.append(message)
+
+    session = _session(handle)
+    with trio.move_on_after(0.5):
+        await session._receive(_Ws([b"one", b"boom", DEEP, b"two"]))  # type: ignore[arg-type]
+    assert handled == [b"one", b"two"]
+    assert session.stats.frames == 4 and session.stats.malformed == 2
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), ConnectionLost("gone")])
+async def test_session_lets_interrupts_and_connection_errors_through(exc: BaseException) -> None:
+    def handle(message: bytes | str) -> None:
+        raise exc
+
+    session = _session(handle)
+    with pytest.raises(type(exc)):
+        await session._receive(_Ws([b"x"]))  # type: ignore[arg-type]
+    assert session.stats.malformed == 0
