@@ -82,8 +82,9 @@ class DecoderStats:
 #   snapshot (never guess). Only `Exception`s are caught: `trio.Cancelled`, `KeyboardInterrupt`
 #   and `SystemExit` go on.
 
-MAX_NESTING: Final = 1000
-"""The deepest nesting of `[`/`{` a frame may have (orjson's own bound is 1024)."""
+MAX_NESTING: Final = 512
+"""The deepest nesting of `[`/`{` a frame may have: far above any real frame, and far enough
+below the default recursion limit (1000) that a parser never reaches it from a task's stack."""
 
 _FAULT_TEXT: Final = 200  # characters of an exception's text kept: it may quote a huge frame
 _STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string: its brackets are text

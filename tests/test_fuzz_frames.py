@@ -34,7 +34,8 @@ from engine import InstrumentRegistry, MalformedFrame
 from engine._plugins import MAX_NESTING, Decoder, DecoderFault, load_venue
 from engine._recording import RecordingReader
 
-FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
 VENUES = ("deribit", "derive", "polymarket")
 FRAMES_CI = 4000
 FRAMES = int(os.environ.get("TRADINGD_FUZZ_FRAMES", FRAMES_CI))
@@ -231,6 +232,20 @@ def fuzz_frames(rng: random.Random, seeds: list[bytes], count: int) -> Iterator[
         yield frame
 
 
+def _where(fault: DecoderFault) -> str:
+    """The original exception's type and the line of venue code that raised it."""
+    cause = fault.__cause__
+    tb = cause.__traceback__ if cause is not None else None
+    where = "?"
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if "connectors" in code.co_filename:
+            path = Path(code.co_filename).relative_to(ROOT)
+            where = f"{path}:{tb.tb_lineno} ({code.co_name})"
+        tb = tb.tb_next
+    return f"{fault.error_type} at {where}"
+
+
 def _short(frame: bytes) -> str:
     return repr(frame[:300]) + (f"... ({len(frame)} bytes)" if len(frame) > 300 else "")
 
@@ -253,7 +268,7 @@ def run_fuzz(
         except MalformedFrame as exc:
             malformed += 1
             if isinstance(exc, DecoderFault):
-                faults.setdefault(f"{exc.error_type}: {str(exc)[:120]}", _short(frame))
+                faults.setdefault(_where(exc), _short(frame))
         except Exception as exc:  # an escape: what this test exists to find
             escapes.setdefault(type(exc).__name__, []).append(f"{exc!r:.200} <- {_short(frame)}")
     assert decoder.stats.frames - frames_before == calls, "every frame is counted"
@@ -433,10 +448,9 @@ def test_deep_frame_does_not_crash_the_interpreter() -> None:
     """A frame nested 50,000 deep used to segfault the Polymarket daemon (py_ecc raises the
     recursion limit to 100,000 at import; the parser's recursion then overflows the C stack).
     In a subprocess: a crash is a signal, not an exception."""
-    root = Path(__file__).parent.parent
     proc = subprocess.run(
         [sys.executable, "-c", _DEEP_SCRIPT],
-        cwd=root,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
