@@ -16,7 +16,7 @@ import pytest
 import trio
 import zstandard
 
-from engine import InstrumentRegistry
+from engine import InstrumentRegistry, Subscription
 from engine._cli import main
 from engine._errors import DataError
 from engine._plugins import load_venue
@@ -218,3 +218,44 @@ async def test_session_lets_interrupts_and_connection_errors_through(exc: BaseEx
     with pytest.raises(type(exc)):
         await session._receive(_Ws([b"x"]))  # type: ignore[arg-type]
     assert session.stats.malformed == 0
+
+
+def test_backtest_counts_hostile_frames_and_goes_on(tmp_path: Path) -> None:
+    """The backtest kernel reads the same hostile frames as a live session: each is counted
+    malformed and the replay goes on to the frames after it."""
+    from tests import deribit_frames as F
+    from tests.test_backtest import Scripted, run
+
+    huge = F.snapshot(F.OPTION, 3, 11, [(1e308, 3.0)], [(0.05, 2.0)])
+    frames = [
+        (0, F.instruments()),
+        (2, F.snapshot(F.OPTION, 2, 10, [(0.049, 3.0)], [(0.05, 2.0)])),
+        (3, huge),
+        (4, huge.replace(F.OPTION.encode(), F.OPTION.encode()[:3] + b"\xff" + F.OPTION.encode()[3:])),
+        (5, DEEP),
+        (6, F.snapshot(F.OPTION, 6, 12, [(0.048, 1.0)], [(0.05, 2.0)])),
+        (7, F.ticker(F.OPTION, 7, bid=0.048, ask=0.05, mark=0.049, index=90000.0)),
+    ]
+    seen = Scripted("s", _noop, [Subscription("deribit", F.OPTION, {"ticker", "book"})])
+    result = run(F.write(tmp_path / "hostile.rec", frames), seen)
+    assert result.decoder_stats["deribit"]["malformed"] == 3
+    kinds = [type(e).__name__ for e in seen.seen]
+    assert kinds[-1] == "Ticker" and "BookUpdate" in kinds[-3:]  # the frames after were read
+
+
+async def _noop(ctx: Any, event: Any) -> None:
+    pass
+
+
+def test_data_inspect_counts_hostile_frames(
+    tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    path = tmp_path / "frames.rec"
+    good = _snapshot(42500.0)
+    with RecordingWriter(path) as w:
+        for i, frame in enumerate([good, HUGE_PRICE, INVALID_UTF8, DEEP, good]):
+            w.write(1_700_000_000_000_000_000 + i, frame)
+    assert main(["data", "inspect", "--venue", "deribit", "--json", str(path)]) == 0
+    info = orjson.loads(capfdbinary.readouterr().out)
+    assert info["frames"] == 5 and info["malformed_frames"] == 3
+    assert info["events"]["book"] == 2
