@@ -294,7 +294,7 @@ def _readable_lines(stream: Any, path: str) -> Any:
 def cmd_decode(args: argparse.Namespace) -> int:
     from ._instruments import InstrumentRegistry
     from ._plugins import load_venue
-    from ._recording import open_binary, parse_ts
+    from ._recording import open_binary, parse_ts, unfinished
 
     plugin = load_venue(args.venue)
     decoder = plugin.decoder(InstrumentRegistry())
@@ -352,6 +352,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
         print(f"line {lineno + 1}: {exc}", file=sys.stderr)
     finally:
         close()
+    if args.path not in (None, "-") and unfinished(stream):
+        print(
+            f"{args.path}: ends inside a zstd frame (still being written, or cut short):"
+            f" decoded up to its last complete block, line {lineno}",
+            file=sys.stderr,
+        )
     if bad:
         print(f"{bad} line(s) could not be decoded", file=sys.stderr)
         return _EXIT_FAILURE

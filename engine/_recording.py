@@ -24,7 +24,15 @@ import zstandard
 
 from ._errors import DataError
 
-__all__ = ["RecordingReader", "RecordingWriter", "format_ts", "merge_recordings", "open_binary", "parse_ts"]
+__all__ = [
+    "RecordingReader",
+    "RecordingWriter",
+    "format_ts",
+    "merge_recordings",
+    "open_binary",
+    "parse_ts",
+    "unfinished",
+]
 
 
 def format_ts(ns: int) -> str:
@@ -85,9 +93,10 @@ class _Counting(io.RawIOBase):
 
 
 class _Zstd(io.RawIOBase):
-    """A `.zst` file's decompressed bytes (one or more zstd frames), raising `ZstdError` when
-    the file ends inside a frame: a truncated file must not read as a shorter recording (the
-    library's stream reader just stops there, silently)."""
+    """A `.zst` file's decompressed bytes (one or more zstd frames). A file that ends inside a
+    frame reads to its last complete block and says so in `unfinished`: the recorder's files
+    are like that while recording, or after a crash (everything flushed is readable), and so is
+    a truncated copy; the library's own stream reader gave no way to tell."""
 
     def __init__(self, raw: _Counting) -> None:
         self._raw = raw
@@ -95,6 +104,7 @@ class _Zstd(io.RawIOBase):
         self._obj = self._dctx.decompressobj()
         self._in_frame = False
         self._out = memoryview(b"")
+        self.unfinished = False
 
     def readable(self) -> bool:
         return True
@@ -103,8 +113,7 @@ class _Zstd(io.RawIOBase):
         while not self._out:
             chunk = self._raw.read(1 << 20)
             if not chunk:
-                if self._in_frame:
-                    raise zstandard.ZstdError("the file ends inside a zstd frame (truncated)")
+                self.unfinished = self._in_frame
                 return 0
             self._out = memoryview(self._feed(chunk))
         n = min(len(b), len(self._out))
@@ -127,6 +136,11 @@ class _Zstd(io.RawIOBase):
     def close(self) -> None:
         self._raw.close()
         super().close()
+
+
+def unfinished(stream: IO[bytes]) -> bool:
+    """Whether a stream from `open_binary` is a `.zst` that ended inside a frame (read so far)."""
+    return bool(getattr(getattr(stream, "raw", None), "unfinished", False))
 
 
 def open_binary(path: str | os.PathLike[str]) -> tuple[IO[bytes], _Counting]:
@@ -157,6 +171,7 @@ class RecordingReader:
         self.path = Path(path)
         self.skip_bad = skip_bad
         self.bad_lines = 0
+        self.unfinished = False  # a .zst that ends inside a frame (see `_Zstd`), once read
         self.lines = 0
         try:
             self.size = self.path.stat().st_size
@@ -233,6 +248,7 @@ class RecordingReader:
             raise DataError(f"{self.path}: unreadable after line {lineno}: {exc}") from exc
         finally:
             self.lines = lineno - self.bad_lines
+            self.unfinished = unfinished(stream)
             stream.close()
 
 

@@ -114,23 +114,16 @@ def _zst(tmp_path: Path, lines: int) -> bytes:
     return rec.read_bytes()
 
 
-def test_decode_a_truncated_zst_reports_where_it_broke(
+def test_decode_a_broken_zst_reports_where_it_broke(
     tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
 ) -> None:
-    """A truncated `.zst` used to read as a shorter file, silently (or "internal error" for a
-    corrupt one): now one clear line names the file, what was decoded before is kept, and the
-    exit status says it failed."""
+    """A corrupt `.zst` used to stop `decode` with "internal error": now one clear line names
+    the file and where it broke, what was decoded before is kept, and the exit status says it
+    failed. A file that ends inside a zstd frame (the recorder's, still open or after a crash;
+    or a cut copy) is decoded to its last complete block, and stderr says so."""
     data = _zst(tmp_path, 20_000)
-    cut = tmp_path / "cut.rec.zst"
-    cut.write_bytes(data[: len(data) * 2 // 3])
-    code, out, err = _decode(cut, capfdbinary)
-    assert code != 0
-    assert "internal error" not in err and "Traceback" not in err
-    assert f"{cut}: unreadable from here on" in err and "truncated" in err
-    assert 0 < len(out) < 20_000
-
     corrupt = bytearray(data)
-    corrupt[len(corrupt) // 2] ^= 0xFF
+    corrupt[-1] ^= 0xFF  # its checksum: the data does not match
     bad = tmp_path / "bad.rec.zst"
     bad.write_bytes(bytes(corrupt))
     code, out, err = _decode(bad, capfdbinary)
@@ -138,17 +131,31 @@ def test_decode_a_truncated_zst_reports_where_it_broke(
     assert "internal error" not in err and "Traceback" not in err
     assert f"{bad}: unreadable from here on" in err
 
+    cut = tmp_path / "cut.rec.zst"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    code, out, err = _decode(cut, capfdbinary)
+    assert "internal error" not in err and "Traceback" not in err
+    assert f"{cut}: ends inside a zstd frame" in err
+    assert 0 < len(out) < 20_000
 
-def test_recording_reader_refuses_a_truncated_zst(tmp_path: Path) -> None:
-    """What the backtest reads: a truncated recording is an error naming the file, not a
-    shorter recording."""
+
+def test_recording_reader_says_a_zst_is_unfinished(tmp_path: Path) -> None:
+    """What the backtest reads: a `.zst` cut short reads to its last complete block and says
+    so (it used to read as a shorter file, silently); a corrupt one is an error naming it."""
     data = _zst(tmp_path, 20_000)
     cut = tmp_path / "cut.rec.zst"
     cut.write_bytes(data[: len(data) // 2])
-    read: list[bytes] = []
-    with pytest.raises(DataError, match="cut.rec.zst: unreadable after line"):
-        read.extend(f for _, f in RecordingReader(cut))
-    assert read  # the lines before the break were read
+    reader = RecordingReader(cut, skip_bad=True)
+    assert 0 < len(list(reader)) < 20_000
+    assert reader.unfinished
+    whole = RecordingReader(tmp_path / "rec.zst")
+    assert len(list(whole)) == 20_000 and not whole.unfinished
+    corrupt = bytearray(data)
+    corrupt[-1] ^= 0xFF  # its checksum: the data does not match
+    bad = tmp_path / "bad.rec.zst"
+    bad.write_bytes(bytes(corrupt))
+    with pytest.raises(DataError, match="bad.rec.zst: unreadable after line"):
+        list(RecordingReader(bad))
     # Concatenated zstd frames (another tool's recording) still read whole.
     both = tmp_path / "both.rec.zst"
     both.write_bytes(
