@@ -32,6 +32,7 @@ from ._strategy import Strategy
 
 __all__ = [
     "MAX_NESTING",
+    "SHORT_FRAME",
     "Decoder",
     "DecoderFault",
     "DecoderStats",
@@ -71,8 +72,12 @@ class DecoderStats:
 # - nesting. JSON parsers (msgspec, json) recurse once per `[`/`{` and are bounded only by the
 #   interpreter's recursion limit; a dependency of eth-account (py_ecc) raises that limit to
 #   100,000 when it is imported, and a frame nested 50,000 deep then overflows the C stack: a
-#   segfault, not an exception. `check_nesting` refuses a frame nested deeper than `MAX_NESTING`
-#   before any parser sees it (real venue frames nest under 10 levels).
+#   segfault, not an exception (msgspec survives 25,000 levels, not 35,000). `check_nesting`
+#   refuses a frame longer than `SHORT_FRAME` bytes nested deeper than `MAX_NESTING` before any
+#   parser sees it (real venue frames nest under 10 levels). A frame of at most `SHORT_FRAME`
+#   bytes cannot nest deep enough to hurt, so the hot path pays one `len`: a parser refuses it
+#   at the recursion limit (`RecursionError`, a decoder fault below), or the codec refuses
+#   what it parsed.
 # - an exception the decoder did not plan for (`OverflowError` converting 1e308 to ticks, a
 #   `decimal.InvalidOperation`, a `UnicodeDecodeError`...). `guard_decode` turns it into a
 #   `DecoderFault` (a `MalformedFrame`), so the `Decoder` contract, "raises only MalformedFrame",
@@ -85,6 +90,9 @@ class DecoderStats:
 MAX_NESTING: Final = 512
 """The deepest nesting of `[`/`{` a frame may have: far above any real frame, and far enough
 below the default recursion limit (1000) that a parser never reaches it from a task's stack."""
+
+SHORT_FRAME: Final = 4096
+"""Frames of at most this many bytes are not scanned for nesting (see above): most frames."""
 
 _FAULT_TEXT: Final = 200  # characters of an exception's text kept: it may quote a huge frame
 _STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string: its brackets are text
@@ -102,8 +110,7 @@ def _depth(brackets: bytes) -> int:
 
 
 def _too_deep(frame: bytes | bytearray | memoryview | str) -> bool:
-    """Whether `frame` nests deeper than `MAX_NESTING`; the caller has already checked that it
-    has more than `MAX_NESTING` bytes."""
+    """Whether `frame` nests deeper than `MAX_NESTING` (exact for what a parser would read)."""
     if isinstance(frame, str):
         data: bytes | bytearray = frame.encode("utf-8", "surrogatepass")
     elif isinstance(frame, memoryview):
@@ -132,9 +139,9 @@ def _too_deep(frame: bytes | bytearray | memoryview | str) -> bool:
 
 
 def check_nesting(frame: bytes | bytearray | memoryview | str, venue: str) -> None:
-    """Raise `MalformedFrame` for a frame nested deeper than `MAX_NESTING` (see above). A frame
-    of at most `MAX_NESTING` bytes cannot be, so the hot path pays one `len`."""
-    if len(frame) > MAX_NESTING and _too_deep(frame):
+    """Raise `MalformedFrame` for a frame longer than `SHORT_FRAME` bytes nested deeper than
+    `MAX_NESTING` (see above)."""
+    if len(frame) > SHORT_FRAME and _too_deep(frame):
         raise MalformedFrame(f"nested deeper than {MAX_NESTING} levels", venue=venue)
 
 
@@ -159,7 +166,7 @@ def guard_decode(decode: _DecodeMethod[_D]) -> _DecodeMethod[_D]:
 
     @functools.wraps(decode)
     def guarded(self: _D, frame: Any, ts_local: int) -> list[MarketEvent]:
-        if len(frame) > MAX_NESTING and _too_deep(frame):
+        if len(frame) > SHORT_FRAME and _too_deep(frame):
             self.stats.frames += 1
             self.stats.malformed += 1
             raise MalformedFrame(f"nested deeper than {MAX_NESTING} levels", venue=self.venue)

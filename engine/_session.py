@@ -41,7 +41,7 @@ import trio_websocket
 from ._errors import AuthError, FeedStale, MalformedFrame, VenueError
 from ._events import MarketEvent, PrivateEvent, Status, StatusKind
 from ._instruments import InstrumentRegistry
-from ._plugins import MAX_NESTING, Decoder, DecoderFault, VenueSink, check_nesting, restore_recursion_limit
+from ._plugins import SHORT_FRAME, Decoder, DecoderFault, VenueSink, check_nesting, restore_recursion_limit
 from ._ratelimit import Backoff
 from ._router import MarketRouter
 
@@ -338,7 +338,7 @@ class VenueSession:
             if self.on_frame is not None:
                 self.on_frame(now, message)
             try:
-                if len(message) > MAX_NESTING:
+                if len(message) > SHORT_FRAME:
                     check_nesting(message, self.venue)  # before the venue's own envelope parse
                 await handle(message, now)
             except MalformedFrame as exc:

@@ -31,7 +31,7 @@ import orjson
 import pytest
 
 from engine import InstrumentRegistry, MalformedFrame
-from engine._plugins import MAX_NESTING, Decoder, DecoderFault, load_venue
+from engine._plugins import MAX_NESTING, SHORT_FRAME, Decoder, DecoderFault, load_venue
 from engine._recording import RecordingReader
 
 ROOT = Path(__file__).parent.parent
@@ -203,7 +203,7 @@ def _mutate_bytes(rng: random.Random, frame: bytes) -> bytes:
         return frame
     if op < 0.85:
         # deep nesting, around the frame or inside its first container
-        depth = rng.choice([MAX_NESTING - 5, MAX_NESTING + 1, 5_000, 50_000])
+        depth = rng.choice([MAX_NESTING - 5, MAX_NESTING + 1, 900, 2_000, 5_000, 50_000])
         if rng.random() < 0.5:
             return b"[" * depth + frame + b"]" * depth
         at = frame.find(b"[")
@@ -340,8 +340,9 @@ def test_decoder_fault_is_malformed_and_invalidates_books() -> None:
         b"[" * 50_000 + b"]" * 50_000,
         b'{"a":' * 3_000 + b"1" + b"}" * 3_000,
         b"[" * 50_000,  # truncated as well
+        b"[" * 2_000 + b"]" * 2_000,  # short: not scanned, refused by the parser's recursion limit
     ],
-    ids=["invalid-utf8", "deep-list", "deep-object", "deep-truncated"],
+    ids=["invalid-utf8", "deep-list", "deep-object", "deep-truncated", "deep-short"],
 )
 @pytest.mark.parametrize("venue", VENUES)
 def test_hostile_frame_is_malformed(venue: str, frame: bytes) -> None:
@@ -361,23 +362,25 @@ def test_hostile_frame_is_malformed(venue: str, frame: bytes) -> None:
 def test_nesting_check_is_exact_where_it_matters() -> None:
     from engine._plugins import check_nesting
 
-    ok = b"[" * MAX_NESTING + b"]" * MAX_NESTING
+    pad = b" " * SHORT_FRAME  # a short frame is not scanned: it cannot nest deep enough to hurt
+    ok = b"[" * MAX_NESTING + b"]" * MAX_NESTING + pad
     check_nesting(ok, "x")
     with pytest.raises(MalformedFrame):
         check_nesting(b"[" + ok + b"]", "x")
+    check_nesting(b"[" * SHORT_FRAME, "x")
     # Brackets inside strings are text, not nesting (a frame must not be refused for them).
-    check_nesting(b'["' + b"[" * 5000 + b'"]', "x")
+    check_nesting(b'["' + b"[" * 5000 + b'"]' + pad, "x")
     # ... nor can a string's closers hide real nesting.
-    sneaky = b"[" * 600 + b'"' + b"]" * 600 + b'"' + b"[" * 600 + b"1" + b"]" * 1200
+    sneaky = b"[" * 600 + b'"' + b"]" * 600 + b'"' + b"[" * 600 + b"1" + b"]" * 1200 + pad
     with pytest.raises(MalformedFrame):
         check_nesting(sneaky, "x")
     # A big but shallow frame (a large book snapshot) passes.
     levels = b",".join(b'["new",%d.5,1.0]' % i for i in range(5000))
     check_nesting(b'{"bids":[' + levels + b"]}", "x")
     with pytest.raises(MalformedFrame):  # every frame type a decoder takes
-        check_nesting(memoryview(b"[" * 2000 + b"]" * 2000), "x")
+        check_nesting(memoryview(b"[" * 5000 + b"]" * 5000), "x")
     with pytest.raises(MalformedFrame):
-        check_nesting("[" * 2000, "x")
+        check_nesting("[" * 5000, "x")
 
 
 _DEEP_SCRIPT = textwrap.dedent(
