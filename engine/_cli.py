@@ -276,10 +276,25 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Unreadable(Exception):
+    """The rest of a data file cannot be read (a corrupt or truncated compressed file)."""
+
+
+def _readable_lines(stream: Any, path: str) -> Any:
+    """The lines of `stream`; a file that breaks part way (corrupt or truncated `.zst`/`.gz`)
+    ends the lines with `_Unreadable`, after every line read before it."""
+    import zstandard
+
+    try:
+        yield from stream
+    except (OSError, EOFError, zstandard.ZstdError) as exc:
+        raise _Unreadable(f"{path}: unreadable from here on ({type(exc).__name__}: {exc})") from None
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     from ._instruments import InstrumentRegistry
     from ._plugins import load_venue
-    from ._recording import open_binary, parse_ts
+    from ._recording import open_binary, parse_ts, unfinished
 
     plugin = load_venue(args.venue)
     decoder = plugin.decoder(InstrumentRegistry())
@@ -289,7 +304,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         close: Callable[[], None] = lambda: None  # noqa: E731
     else:
         stream, _ = open_binary(args.path)
-        lines, close = stream, stream.close
+        lines, close = _readable_lines(stream, args.path), stream.close
     bad = 0
     dumps = orjson.dumps
 
@@ -298,6 +313,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
             return float(o)
         raise TypeError
 
+    lineno = 0
     try:
         for lineno, raw in enumerate(lines, 1):
             line = raw.rstrip(b"\r\n")
@@ -330,8 +346,18 @@ def cmd_decode(args: argparse.Namespace) -> int:
         out.flush()
     except BrokenPipeError:
         return 0
+    except _Unreadable as exc:
+        out.flush()
+        bad += 1
+        print(f"line {lineno + 1}: {exc}", file=sys.stderr)
     finally:
         close()
+    if args.path not in (None, "-") and unfinished(stream):
+        print(
+            f"{args.path}: ends inside a zstd frame (still being written, or cut short):"
+            f" decoded up to its last complete block, line {lineno}",
+            file=sys.stderr,
+        )
     if bad:
         print(f"{bad} line(s) could not be decoded", file=sys.stderr)
         return _EXIT_FAILURE

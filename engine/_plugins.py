@@ -8,11 +8,16 @@ needs no packaging at all.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import itertools
+import operator
+import re
+import sys
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 import attrs
 import orjson
@@ -26,14 +31,19 @@ from ._instruments import InstrumentRegistry
 from ._strategy import Strategy
 
 __all__ = [
+    "MAX_NESTING",
+    "SHORT_FRAME",
     "Decoder",
+    "DecoderFault",
     "DecoderStats",
     "LiveVenue",
     "VenuePlugin",
     "VenueSink",
     "available_strategies",
     "available_venues",
+    "check_nesting",
     "decode_parsed",
+    "guard_decode",
     "load_catalog_class",
     "load_strategy_class",
     "load_venue",
@@ -52,6 +62,154 @@ class DecoderStats:
     gaps: int = 0
     ignored_changes: int = 0  # book changes dropped: no snapshot yet, or waiting for one after a gap
     skipped_instruments: int = 0  # instrument definitions that could not be parsed
+
+
+# -- venue data can never take the process down --------------------------------------------------
+#
+# Every frame a decoder reads comes from outside. Two things make one frame more than that frame's
+# problem, and both are handled here, once for every venue:
+#
+# - nesting. JSON parsers (msgspec, json) recurse once per `[`/`{` and are bounded only by the
+#   interpreter's recursion limit; a dependency of eth-account (py_ecc) raises that limit to
+#   100,000 when it is imported, and a frame nested 50,000 deep then overflows the C stack: a
+#   segfault, not an exception (msgspec survives 25,000 levels, not 35,000). `check_nesting`
+#   refuses a frame longer than `SHORT_FRAME` bytes nested deeper than `MAX_NESTING` before any
+#   parser sees it (real venue frames nest under 10 levels). A frame of at most `SHORT_FRAME`
+#   bytes cannot nest deep enough to hurt, so the hot path pays one `len`: a parser refuses it
+#   at the recursion limit (`RecursionError`, a decoder fault below), or the codec refuses
+#   what it parsed.
+# - an exception the decoder did not plan for (`OverflowError` converting 1e308 to ticks, a
+#   `decimal.InvalidOperation`, a `UnicodeDecodeError`...). `guard_decode` turns it into a
+#   `DecoderFault` (a `MalformedFrame`), so the `Decoder` contract, "raises only MalformedFrame",
+#   holds for every caller: the live sessions, the backtest kernel, `tradingd decode`,
+#   `tradingd data inspect`. The frame may have been half applied when it failed, so the decoder's
+#   books are invalidated (`invalidate_books`, when it has one): each starts again from its next
+#   snapshot (never guess). Only `Exception`s are caught: `trio.Cancelled`, `KeyboardInterrupt`
+#   and `SystemExit` go on.
+
+MAX_NESTING: Final = 512
+"""The deepest nesting of `[`/`{` a frame may have: far above any real frame, and far enough
+below the default recursion limit (1000) that a parser never reaches it from a task's stack."""
+
+SHORT_FRAME: Final = 4096
+"""Frames of at most this many bytes are not scanned for nesting (see above): most frames."""
+
+_FAULT_TEXT: Final = 200  # characters of an exception's text kept: it may quote a huge frame
+_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string: its brackets are text
+_NOT_BRACKETS: Final = bytes(c for c in range(256) if c not in b"[]{}")
+_STEPS: Final = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")  # depth step + 1, for `_depth`
+_QUICK_PASSES: Final = 16
+_RUN_OF_OPENERS: Final = (b"[" * (MAX_NESTING + 1), b"{" * (MAX_NESTING + 1))
+
+
+def _depth(brackets: bytes) -> int:
+    """The deepest nesting of a string of brackets (exact; it runs at C speed but allocates an
+    int per bracket, so only for the rare frame `check_nesting` cannot settle otherwise)."""
+    steps = brackets.translate(_STEPS)  # an opener is 2, a closer 0: prefix sum - i = depth
+    return max(map(operator.sub, itertools.accumulate(steps), range(1, len(steps) + 1)), default=0)
+
+
+def _too_deep(frame: bytes | bytearray | memoryview | str) -> bool:
+    """Whether `frame` nests deeper than `MAX_NESTING` (exact for what a parser would read)."""
+    if isinstance(frame, str):
+        data: bytes | bytearray = frame.encode("utf-8", "surrogatepass")
+    elif isinstance(frame, memoryview):
+        data = frame.tobytes()
+    else:
+        data = frame
+    # An upper bound at C speed: a frame with few openers cannot nest deep (most frames).
+    if data.count(b"[") + data.count(b"{") <= MAX_NESTING:
+        return False
+    # Many openers (a large book snapshot): the structure alone, without the strings.
+    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    if brackets.count(b"[") + brackets.count(b"{") <= MAX_NESTING:
+        return False
+    if _RUN_OF_OPENERS[0] in brackets or _RUN_OF_OPENERS[1] in brackets:
+        return True  # the usual hostile frame: a long run of openers, found at C speed
+    # Removing every innermost pair takes one level off everywhere: a real frame is empty after
+    # a few passes. What is left then (hostile, or not JSON) is measured exactly.
+    for _ in range(_QUICK_PASSES):
+        shorter = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if not shorter:
+            return False
+        if len(shorter) == len(brackets):
+            break
+        brackets = shorter
+    return _depth(brackets) + _QUICK_PASSES > MAX_NESTING
+
+
+def check_nesting(frame: bytes | bytearray | memoryview | str, venue: str) -> None:
+    """Raise `MalformedFrame` for a frame longer than `SHORT_FRAME` bytes nested deeper than
+    `MAX_NESTING` (see above)."""
+    if len(frame) > SHORT_FRAME and _too_deep(frame):
+        raise MalformedFrame(f"nested deeper than {MAX_NESTING} levels", venue=venue)
+
+
+class DecoderFault(MalformedFrame):
+    """A frame on which a decoder raised something other than `MalformedFrame` (a decoder bug
+    or a case it did not foresee): counted as malformed, and the decoder's books were
+    invalidated (`guard_decode`). `error_type` names the original exception."""
+
+    def __init__(self, message: str, *, venue: str, error_type: str) -> None:
+        super().__init__(message, venue=venue)
+        self.error_type = error_type
+
+
+_D = TypeVar("_D", bound="Decoder")
+_DecodeMethod = Callable[[_D, Any, int], list[MarketEvent]]
+
+
+def guard_decode(decode: _DecodeMethod[_D]) -> _DecodeMethod[_D]:
+    """Decorate a decoder's `decode` so that it keeps the `Decoder` contract whatever the frame:
+    too deep a frame is refused before parsing, and any other exception becomes a `DecoderFault`
+    (counted in `stats.malformed`, the books invalidated). See the comment above."""
+
+    @functools.wraps(decode)
+    def guarded(self: _D, frame: Any, ts_local: int) -> list[MarketEvent]:
+        if len(frame) > SHORT_FRAME and _too_deep(frame):
+            self.stats.frames += 1
+            self.stats.malformed += 1
+            raise MalformedFrame(f"nested deeper than {MAX_NESTING} levels", venue=self.venue)
+        stats = self.stats
+        counted = stats.malformed
+        try:
+            return decode(self, frame, ts_local)
+        except MalformedFrame:
+            if stats.malformed == counted:  # every refused frame is counted, wherever it failed
+                stats.malformed += 1
+            raise
+        except Exception as exc:
+            stats.malformed = counted + 1
+            raise _fault(self, exc) from exc
+
+    return guarded
+
+
+def _fault(decoder: Decoder, exc: Exception) -> DecoderFault:
+    invalidate = getattr(decoder, "invalidate_books", None)
+    if invalidate is not None:
+        invalidate()  # the frame may have been half applied: every book waits for a snapshot
+    name = type(exc).__name__
+    text = str(exc)
+    if len(text) > _FAULT_TEXT:
+        text = text[:_FAULT_TEXT] + "..."
+    return DecoderFault(
+        f"decoder fault {name}: {text} (books invalidated until their next snapshot)",
+        venue=decoder.venue,
+        error_type=name,
+    )
+
+
+_RECURSION_LIMIT: Final = sys.getrecursionlimit()
+
+
+def restore_recursion_limit() -> None:
+    """Put back the interpreter's recursion limit if an import raised it (py_ecc, imported by
+    eth-account, sets 100,000): with it, deep recursion in any parser overflows the C stack and
+    kills the process instead of raising `RecursionError`. Called where every live session is
+    built (`VenueSession`), after its venue's signing modules are imported."""
+    if sys.getrecursionlimit() > _RECURSION_LIMIT:
+        sys.setrecursionlimit(_RECURSION_LIMIT)
 
 
 def decode_parsed(decoder: Decoder, msg: Any, ts_local: int, venue: str) -> list[MarketEvent]:

@@ -24,7 +24,15 @@ import zstandard
 
 from ._errors import DataError
 
-__all__ = ["RecordingReader", "RecordingWriter", "format_ts", "merge_recordings", "open_binary", "parse_ts"]
+__all__ = [
+    "RecordingReader",
+    "RecordingWriter",
+    "format_ts",
+    "merge_recordings",
+    "open_binary",
+    "parse_ts",
+    "unfinished",
+]
 
 
 def format_ts(ns: int) -> str:
@@ -84,6 +92,57 @@ class _Counting(io.RawIOBase):
         super().close()
 
 
+class _Zstd(io.RawIOBase):
+    """A `.zst` file's decompressed bytes (one or more zstd frames). A file that ends inside a
+    frame reads to its last complete block and says so in `unfinished`: the recorder's files
+    are like that while recording, or after a crash (everything flushed is readable), and so is
+    a truncated copy; the library's own stream reader gave no way to tell."""
+
+    def __init__(self, raw: _Counting) -> None:
+        self._raw = raw
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._in_frame = False
+        self._out = memoryview(b"")
+        self.unfinished = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._out:
+            chunk = self._raw.read(1 << 20)
+            if not chunk:
+                self.unfinished = self._in_frame
+                return 0
+            self._out = memoryview(self._feed(chunk))
+        n = min(len(b), len(self._out))
+        b[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def _feed(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            self._in_frame = True
+            out.append(self._obj.decompress(data))
+            if not self._obj.eof:
+                break
+            data = self._obj.unused_data  # the next frame of a multi-frame file
+            self._obj = self._dctx.decompressobj()
+            self._in_frame = False
+        return b"".join(out)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def unfinished(stream: IO[bytes]) -> bool:
+    """Whether a stream from `open_binary` is a `.zst` that ended inside a frame (read so far)."""
+    return bool(getattr(getattr(stream, "raw", None), "unfinished", False))
+
+
 def open_binary(path: str | os.PathLike[str]) -> tuple[IO[bytes], _Counting]:
     """Open `path` for reading lines, decompressing `.zst`/`.gz` by name. Returns the line
     stream and the counter of compressed bytes read from disk."""
@@ -93,10 +152,7 @@ def open_binary(path: str | os.PathLike[str]) -> tuple[IO[bytes], _Counting]:
     except OSError as exc:
         raise DataError(f"cannot read {p}: {exc.strerror}") from exc
     if p.name.endswith(".zst"):
-        stream: IO[bytes] = io.BufferedReader(
-            zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20, closefd=True),  # type: ignore[arg-type]
-            buffer_size=1 << 20,
-        )
+        stream: IO[bytes] = io.BufferedReader(_Zstd(raw), buffer_size=1 << 20)
     elif p.name.endswith(".gz"):
         stream = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=1 << 20)
     else:
@@ -115,6 +171,7 @@ class RecordingReader:
         self.path = Path(path)
         self.skip_bad = skip_bad
         self.bad_lines = 0
+        self.unfinished = False  # a .zst that ends inside a frame (see `_Zstd`), once read
         self.lines = 0
         try:
             self.size = self.path.stat().st_size
@@ -132,7 +189,8 @@ class RecordingReader:
         """Lines without their newline, read in large chunks (splitting in C is much faster
         than iterating a stream line by line)."""
         tail = b""
-        read = stream.read
+        # One raw read at a time (`read1`): a file that breaks part way keeps what came before.
+        read = getattr(stream, "read1", stream.read)
         while True:
             chunk = read(1 << 22)
             if not chunk:
@@ -190,6 +248,7 @@ class RecordingReader:
             raise DataError(f"{self.path}: unreadable after line {lineno}: {exc}") from exc
         finally:
             self.lines = lineno - self.bad_lines
+            self.unfinished = unfinished(stream)
             stream.close()
 
 
@@ -228,7 +287,10 @@ class RecordingWriter:
         self._raw = os.fdopen(fd, "wb")
         self._out: IO[bytes]
         if self.path.name.endswith(".zst"):
-            self._out = zstandard.ZstdCompressor(level=level).stream_writer(self._raw, closefd=False)
+            # With a checksum, a corrupt file is an error where it breaks, not lines of garbage.
+            self._out = zstandard.ZstdCompressor(level=level, write_checksum=True).stream_writer(
+                self._raw, closefd=False
+            )
         elif self.path.name.endswith(".gz"):
             self._out = gzip.GzipFile(fileobj=self._raw, mode="wb", mtime=0)  # type: ignore[assignment]
         else:

@@ -10,7 +10,10 @@ them all:
   reported as `disconnected` / `reconnecting` / `connected` status events;
 - the receive loop: every frame counted, handed to `on_frame` (the recorder) exactly as received,
   then to the venue's `_handle`; a malformed frame is counted and logged (rate-limited), never
-  fatal;
+  fatal. A frame nested too deep is refused before anything parses it (`check_nesting`), and
+  any exception from handling one frame (other than the connection's own errors) is that
+  frame's: counted as malformed, logged with its type, skipped. A decoder fault
+  (`DecoderFault`: its books were invalidated) also asks for a fresh snapshot of every book;
 - the watchdog: nothing received for `stale_after_s` -> a `feed_stale` status and a reconnect;
 - the subscription follower: whenever the router's merged subscriptions for the venue change
   (or a book needs a fresh snapshot), the venue's `_sync_subscriptions` runs; `ready` is set
@@ -38,7 +41,7 @@ import trio_websocket
 from ._errors import AuthError, FeedStale, MalformedFrame, VenueError
 from ._events import MarketEvent, PrivateEvent, Status, StatusKind
 from ._instruments import InstrumentRegistry
-from ._plugins import Decoder, VenueSink
+from ._plugins import SHORT_FRAME, Decoder, DecoderFault, VenueSink, check_nesting, restore_recursion_limit
 from ._ratelimit import Backoff
 from ._router import MarketRouter
 
@@ -183,6 +186,7 @@ class VenueSession:
         stale_after_s: float = 30.0,
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
+        restore_recursion_limit()  # the venue's signing imports (py_ecc) may have raised it
         self.decoder = decoder
         self.registry = registry
         self.router = router
@@ -333,7 +337,16 @@ class VenueSession:
             now = clock()
             if self.on_frame is not None:
                 self.on_frame(now, message)
-            await handle(message, now)
+            try:
+                if len(message) > SHORT_FRAME:
+                    check_nesting(message, self.venue)  # before the venue's own envelope parse
+                await handle(message, now)
+            except MalformedFrame as exc:
+                self.malformed(exc)
+            except SESSION_ERRORS:
+                raise  # the connection's own errors: the reconnection loop handles them
+            except Exception as exc:
+                self.frame_failed(exc, message)
 
     async def decode(self, message: bytes | str, now: int) -> None:
         """Decode a data frame and dispatch its events; a malformed one is counted."""
@@ -347,8 +360,32 @@ class VenueSession:
     def malformed(self, exc: MalformedFrame) -> None:
         self.stats.malformed += 1
         n = self.stats.malformed
+        if isinstance(exc, DecoderFault):
+            # The decoder did not foresee this frame and dropped its books: snapshot them again.
+            self._gaps.update(inst.symbol for inst in self.registry if inst.venue == self.venue)
+            self._wake.set()
+            if n <= 10 or n % 1000 == 0:
+                self.log.error("frame.decoder_fault", error_type=exc.error_type, error=str(exc), count=n)
+            return
         if n <= 10 or n % 1000 == 0:
             self.log.warning("frame.malformed", error=str(exc), count=n)
+
+    def frame_failed(self, exc: Exception, message: bytes | str) -> None:
+        """Handling one frame raised `exc` (not a `MalformedFrame`): the frame is counted as
+        malformed and skipped. The log names the exception and the frame's size, never the
+        frame (it may be huge); the first few also carry the traceback."""
+        self.stats.malformed += 1
+        n = self.stats.malformed
+        if n <= 10 or n % 1000 == 0:
+            text = str(exc)
+            self.log.error(
+                "frame.failed",
+                error_type=type(exc).__name__,
+                error=text if len(text) <= 200 else text[:200] + "...",
+                frame_bytes=len(message),
+                count=n,
+                exc_info=n <= 3,
+            )
 
     async def dispatch(self, events: list[MarketEvent]) -> None:
         """Private events to the order tracker, market events (in order) to the router."""

@@ -16,7 +16,9 @@ simulator provides its protocol (hooks below); the base provides:
   long, heartbeats included), `gap` (an instrument's next book change is lost: `"*"` any),
   `reject` (`{"count": n, "code": c, "message": m}`: the next orders are refused so),
   `rate_limit` (the next n requests are refused for rate), `garbage` (malformed frames to every
-  peer). The venue applies `gap`, `reject` and `rate_limit` where its protocol has them.
+  peer), `frames` / `frames_b64` (these exact frames, as text / as binary messages from
+  base64, once to every peer: hostile frames a client must survive). The venue applies `gap`,
+  `reject` and `rate_limit` where its protocol has them.
 - Benchmarks: `POST /_sim/burst` (`{"prepare": steps}`, then `{}` to send them as fast as the
   peers take them, then `{"resume": true}`), `/_sim/latency` (`{"probe": instrument}`: when
   each probe frame left, by `probe_key`, and when orders arrived, by `arrived_at`, on the
@@ -27,6 +29,7 @@ simulator provides its protocol (hooks below); the base provides:
 
 from __future__ import annotations
 
+import base64
 import itertools
 import time
 from collections import Counter
@@ -46,6 +49,11 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
+class _Binary(bytes):
+    """A frame the `frames_b64` switch sends as a binary WebSocket message, byte for byte
+    (invalid UTF-8 included); every other frame goes as text."""
+
+
 @attrs.define
 class SimFaults:
     """What the simulator breaks on purpose. Each count is consumed as it is used."""
@@ -55,6 +63,7 @@ class SimFaults:
     reject: list[tuple[Any, str]] = attrs.field(factory=list)  # the next orders are refused so
     rate_limit: int = 0  # the next requests are refused for rate
     garbage: int = 0  # rounds of malformed frames to send to every peer
+    frames: list[bytes] = attrs.field(factory=list)  # given frames to send once to every peer
     drops: int = 0  # connections dropped on request
 
     def stall(self, seconds: float) -> None:
@@ -189,6 +198,11 @@ class SimulatorServer(Generic[PeerT]):
         for frame in self.market_step():
             self.on_market_frame(frame, now)
             self.publish(frame)
+        if self.faults.frames and self.sessions:
+            for peer in list(self.sessions.values()):
+                for frame in self.faults.frames:
+                    self.send(peer, frame)
+            self.faults.frames = []
         if self.faults.garbage and self.sessions:  # kept until someone is there to get it
             for peer in list(self.sessions.values()):
                 for frame in self.garbage_frames():
@@ -246,6 +260,10 @@ class SimulatorServer(Generic[PeerT]):
         if spec.get("garbage"):
             self.faults.garbage += int(spec["garbage"])
             applied["garbage"] = self.faults.garbage
+        if spec.get("frames") or spec.get("frames_b64"):
+            self.faults.frames += [str(f).encode() for f in spec.get("frames") or ()]
+            self.faults.frames += [_Binary(base64.b64decode(f)) for f in spec.get("frames_b64") or ()]
+            applied["frames"] = len(self.faults.frames)
         return applied
 
     def prepare_burst(self, steps: int) -> int:
@@ -347,7 +365,10 @@ class SimulatorServer(Generic[PeerT]):
             if stall > 0:
                 await trio.sleep(stall)
             try:
-                await send({"type": "websocket.send", "text": frame.decode("utf-8", "replace")})
+                if frame.__class__ is _Binary:
+                    await send({"type": "websocket.send", "bytes": bytes(frame)})
+                else:
+                    await send({"type": "websocket.send", "text": frame.decode("utf-8", "replace")})
             except Exception:  # the client went away
                 self.close(peer, "send failed")
                 return

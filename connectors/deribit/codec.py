@@ -52,7 +52,7 @@ from engine import (
     Trade,
 )
 from engine._events import positional_builder
-from engine._plugins import DecoderStats, decode_parsed
+from engine._plugins import DecoderStats, decode_parsed, guard_decode
 
 from .instruments import VENUE, instrument_from_json
 
@@ -478,6 +478,7 @@ class DeribitDecoder:
 
     # ----------------------------------------------------------------------------------- API
 
+    @guard_decode  # any exception from one frame is that frame's: the Decoder contract holds
     def decode(self, frame: bytes | bytearray | memoryview | str, ts_local: int) -> list[MarketEvent]:
         """The market events in one raw WebSocket frame (possibly none).
 

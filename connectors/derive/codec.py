@@ -72,7 +72,7 @@ from engine import (
     Trade,
 )
 from engine._events import positional_builder
-from engine._plugins import DecoderStats, decode_parsed
+from engine._plugins import DecoderStats, decode_parsed, guard_decode
 
 from .instruments import (
     FIXED_POINT_MAX,
@@ -621,6 +621,7 @@ class DeriveDecoder:
 
     # ----------------------------------------------------------------------------------- API
 
+    @guard_decode  # any exception from one frame is that frame's: the Decoder contract holds
     def decode(self, frame: bytes | bytearray | memoryview | str, ts_local: int) -> list[MarketEvent]:
         """The events in one raw WebSocket frame (possibly none).
 

@@ -97,7 +97,7 @@ from engine import (
     Trade,
 )
 from engine._events import positional_builder
-from engine._plugins import DecoderStats, decode_parsed
+from engine._plugins import DecoderStats, decode_parsed, guard_decode
 
 from .book import HASH_FIELDS, TICKS_PER_UNIT, LocalOrderBook, summary_hash
 from .fees import taker_fee
@@ -687,6 +687,7 @@ class PolymarketDecoder:
 
     # ----------------------------------------------------------------------------------- API
 
+    @guard_decode  # any exception from one frame is that frame's: the Decoder contract holds
     def decode(self, frame: bytes | bytearray | memoryview | str, ts_local: int) -> list[MarketEvent]:
         """The events in one raw frame (possibly none).
 
