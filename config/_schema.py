@@ -7,6 +7,7 @@ credential files (see each venue's section of the README).
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -38,16 +39,17 @@ class LoggingConfig:
     file: str | None = None
 
 
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: float | Decimal | None) -> None:
+    # `not value > 0` (rather than `value <= 0`) also refuses NaN, which compares false.
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{attribute.name}: expected a positive number, got {value}")
+
+
 @attrs.frozen
 class InstrumentLimitsConfig:
-    max_order_size: Decimal | None = None
-    max_order_notional_usd: float | None = None
-    max_position: Decimal | None = None
-
-
-def _positive(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name}: expected a positive number, got {value}")
+    max_order_size: Decimal | None = attrs.field(default=None, validator=_positive)
+    max_order_notional_usd: float | None = attrs.field(default=None, validator=_positive)
+    max_position: Decimal | None = attrs.field(default=None, validator=_positive)
 
 
 @attrs.frozen
