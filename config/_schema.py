@@ -133,13 +133,24 @@ class CatalogConfig:
 @attrs.frozen
 class StrategyConfig:
     """`[[strategies]]`: `class` is an entry-point name (`gamma_scalp`) or `module:Class`;
-    `params` is structured into the strategy's own `Params` class."""
+    `params` is structured into the strategy's own `Params` class.
+
+    `on_failure`: what happens to the strategy's open orders when it fails. A strategy fails
+    when `on_start` or `on_stop` raises, or `on_event` raises something that is not an ordinary
+    `Exception` (`SystemExit`, `KeyboardInterrupt`: a strategy's, never a real signal); an
+    ordinary exception from `on_event` is logged and counted and the strategy goes on. A failed
+    strategy is stopped (no more events, `on_stop` still called once), shown as failed in
+    `tradingd status` and the backtest result, logged at `critical` with its traceback, and the
+    other strategies go on. "cancel" (the default: nothing is left managing those orders, as
+    the kill switch does) cancels its open orders; "leave" leaves them working (for orders
+    meant to rest, e.g. a passive quote someone watches)."""
 
     name: str
     class_: str
     params: dict[str, Any] = attrs.field(factory=dict)
     risk: LimitsConfig = LimitsConfig()
     enabled: bool = True
+    on_failure: Literal["cancel", "leave"] = "cancel"
 
 
 @attrs.frozen
