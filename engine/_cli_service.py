@@ -96,8 +96,9 @@ def _print_status(s: dict[str, Any]) -> None:
             "-" if age is None else f"{age:.1f} s ago",
         )
     console.print(venues)
-    strategies = Table("strategy", "state", "events", "errors", "conflated/merged/dropped", "orders", "rejected",
-                       "open", "positions", "PnL (real./unreal./fees)", title="strategies")  # fmt: skip
+    strategies = Table("strategy", "state", "events", "errors", "conflated/merged/dropped", "orders",
+                       "rejected", "open", "positions", "PnL (real./unreal./fees)",
+                       title="strategies")  # fmt: skip
     for name, st in s.get("strategies", {}).items():
         positions = ", ".join(f"{k} {v}" for k, v in st.get("positions", {}).items()) or "flat"
         failure = st.get("failure")

@@ -75,7 +75,6 @@ def split_strategy_fault(exc: BaseException) -> tuple[BaseException | None, Base
     return None, exc
 
 
-
 class StrategyContext(abc.ABC):
     """What a strategy may do and see. One per strategy; built by the engine for the mode."""
 

@@ -66,7 +66,9 @@ async def test_failing_strategies_are_stopped_and_reported_and_the_others_go_on(
     # stays, and the healthy strategy keeps receiving.
     exits_cid = next(c for c, _, _ in daemon.orders() if c.startswith("exits-"))
     await until(lambda: sim_orders(sim, exits_cid)[0].state == "cancelled", what="the failed one's order")
-    healthy = await until(lambda: [c for c, _, s in daemon.orders() if c.startswith("healthy-") and s == "open"])
+    healthy = await until(
+        lambda: [c for c, _, s in daemon.orders() if c.startswith("healthy-") and s == "open"]
+    )
     seen = _strategy(daemon, "healthy")["events"]
     await until(lambda: _strategy(daemon, "healthy")["events"] > seen + 3, what="the healthy one receiving")
     assert proc.returncode is None  # the daemon is up
