@@ -136,6 +136,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         strategy_limits={s.name: _limits(s.risk) for s in cfg.strategies if s.enabled},
         progress=progress_cb,
         catalogs=_cached_catalogs(loaded, {s.venue for s in sources}),
+        on_failure={s.name: s.on_failure for s in cfg.strategies if s.enabled},
     )
     if progress_cm is not None:
         with progress_cm:
