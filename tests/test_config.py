@@ -219,3 +219,11 @@ def test_check_config_names_the_non_finite_key_in_one_line(
     assert main(["check-config", str(p)]) == 2
     err = capsys.readouterr().err
     assert err == f"tradingd: error: {p}: risk.max_order_notional_usd: expected a finite number, got nan\n"
+
+
+def test_a_strategys_failure_policy_is_cancel_unless_it_says_leave(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, GOOD)).config.strategies[0].on_failure == "cancel"
+    left = load_config(write(tmp_path, GOOD.replace('name = "g"', 'name = "g"\non_failure = "leave"')))
+    assert left.config.strategies[0].on_failure == "leave"
+    with pytest.raises(ConfigError, match=r"strategies\[0\].on_failure: expected one of 'cancel', 'leave'"):
+        load_config(write(tmp_path, GOOD.replace('name = "g"', 'name = "g"\non_failure = "ignore"')))
