@@ -93,3 +93,22 @@ async def test_failing_strategies_are_stopped_and_reported_and_the_others_go_on(
     assert any(e["event"] == "thread.exception_uncaught" and "exception" in e for e in lines)
     assert any(e["event"] == "exception.unraisable" for e in lines)
     assert "Traceback (most recent call last)" not in raw.decode()
+
+
+async def test_the_leave_policy_leaves_a_failed_strategys_order_working(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    sim, address = await serve_sim(nursery)
+    daemon = Daemon(tmp_path, address, below=0.1)
+    text = daemon.config.read_text(encoding="utf-8")
+    strategies = STRATEGIES[STRATEGIES.index('[[strategies]]\nname = "exits"') :]
+    strategies = strategies.replace('name = "exits"', 'name = "exits"\non_failure = "leave"')
+    daemon.config.write_text(text[: text.index("[[strategies]]")] + strategies, encoding="utf-8")
+    proc = await daemon.start(nursery)
+    await until(lambda: _strategy(daemon, "exits").get("state") == "failed", within=20, what="SystemExit")
+    await until(lambda: daemon.events("strategy.failed_orders_left"), what="the policy applied")
+    exits_cid = next(c for c, _, _ in daemon.orders() if c.startswith("exits-"))
+    assert sim_orders(sim, exits_cid)[0].state == "open"
+    assert _strategy(daemon, "exits")["open_orders"] == 1
+    proc.send_signal(signal.SIGTERM)
+    assert await daemon.wait_exit(within=12) == 0
