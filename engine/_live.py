@@ -500,7 +500,10 @@ class LiveEngine:
         policy = self.on_failure.get(slot.name, "cancel")
         left = self.flow.tracker.open_orders(slot.name)
         if policy == "cancel" and left:
-            await self.cancel_all_orders(f"strategy {slot.name} failed", strategy=slot.name)
+            try:
+                await self.cancel_all_orders(f"strategy {slot.name} failed", strategy=slot.name)
+            except Exception:  # one strategy's cleanup must not take the engine down
+                self.log.exception("strategy.failed_cancel_error", strategy=slot.name)
         elif left:
             self.log.warning("strategy.failed_orders_left", strategy=slot.name, open_orders=len(left))
 
