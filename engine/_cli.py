@@ -170,7 +170,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stdout,
         path=log_file,
     )
-    route_uncaught_exceptions()  # from here on, every error is a (redacted) JSON line
+    # From here on every error is a (redacted) log line on stdout, even what is printed to stderr.
+    route_uncaught_exceptions(stderr=True)
     return run_daemon(loaded, reopen_logs=reopen_logs)
 
 

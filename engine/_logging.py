@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import enum
 import functools
+import io
 import json
 import logging
 import os
@@ -446,7 +447,8 @@ _routed = False
 
 
 def _fallback_line(event: str, exc_type: type[BaseException] | None) -> None:
-    """When logging itself failed: a minimal JSON line, still never the raw traceback."""
+    """When logging itself failed: a minimal JSON line, still never the raw traceback (on the
+    process's real stderr: `sys.stderr` may be the redirection below)."""
     entry = {
         "ts": _now_iso(),
         "level": "critical",
@@ -454,8 +456,52 @@ def _fallback_line(event: str, exc_type: type[BaseException] | None) -> None:
         "error": getattr(exc_type, "__name__", None),
     }
     with contextlib.suppress(Exception):
-        sys.stderr.write(orjson.dumps(entry).decode() + "\n")
-        sys.stderr.flush()
+        real = sys.__stderr__
+        if real is not None:
+            real.write(orjson.dumps(entry).decode() + "\n")
+            real.flush()
+
+
+class _StderrToLog(io.TextIOBase):
+    """`sys.stderr` for a process whose log is on stdout: text that code prints there itself
+    (trio prints a failed thread delivery with `traceback.print_exception`; a library may
+    `print(..., file=sys.stderr)`) becomes log lines, one per line of text, redacted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buf = ""
+        self._lock = threading.Lock()
+        self._inside = threading.local()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._buf += text
+            *lines, self._buf = self._buf.split("\n")
+        for line in lines:
+            self._emit(line)
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            rest, self._buf = self._buf, ""
+        self._emit(rest)
+
+    def _emit(self, line: str) -> None:
+        if not line.strip() or getattr(self._inside, "busy", False):
+            return
+        self._inside.busy = True
+        try:
+            structlog.get_logger("tradingd").error("stderr", line=line.rstrip())
+        except Exception:
+            _fallback_line("stderr", None)
+        finally:
+            self._inside.busy = False
 
 
 def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
@@ -517,11 +563,15 @@ class _ToStructlog(logging.Handler):
         _fallback_line("logging.record_failed", None)
 
 
-def route_uncaught_exceptions() -> None:
+def route_uncaught_exceptions(*, stderr: bool = False) -> None:
     """Route every exception Python or a library would print raw (see above) through the
     structured log, with its traceback redacted like any other line. For a process whose
-    output is the JSON log (the daemon); call it after `configure_logging`. Idempotent."""
+    output is the JSON log (the daemon); call it after `configure_logging`. With `stderr`
+    (only when the log itself is not written to stderr), whatever is still printed to
+    `sys.stderr` becomes log lines too. Idempotent."""
     global _routed
+    if stderr and not isinstance(sys.stderr, _StderrToLog):
+        sys.stderr = _StderrToLog()
     sys.excepthook = _excepthook
     threading.excepthook = _thread_excepthook
     sys.unraisablehook = _unraisablehook
