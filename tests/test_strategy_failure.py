@@ -4,6 +4,7 @@ and a healthy one; then the same in a backtest."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import orjson
 import pytest
 import trio
 
-from tests.test_daemon import SECRET, Daemon, serve_sim, sim_orders, until
+from tests.test_daemon import ROOT, SECRET, Daemon, serve_sim, sim_orders, until
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals as on the servers")
 
@@ -73,6 +74,16 @@ async def test_failing_strategies_are_stopped_and_reported_and_the_others_go_on(
     await until(lambda: _strategy(daemon, "healthy")["events"] > seen + 3, what="the healthy one receiving")
     assert proc.returncode is None  # the daemon is up
     assert sim_orders(sim, healthy[0])[0].state == "open"
+    cli = [sys.executable, "-c", "import sys; from engine._cli import main; sys.exit(main())"]
+    shown = await trio.run_process(
+        [*cli, "status", "--config", str(daemon.config)],
+        capture_stdout=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "250"},
+        check=False,
+    )
+    text = shown.stdout.decode()
+    assert shown.returncode == 0 and "FAILED in on_start: RuntimeError" in text, text
+    assert "FAILED in on_event: SystemExit" in text and "(2 failed)" in text
 
     proc.send_signal(signal.SIGTERM)
     assert await daemon.wait_exit(within=12) == 0
