@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,18 @@ async def test_failing_strategies_are_stopped_and_reported_and_the_others_go_on(
 
     proc.send_signal(signal.SIGTERM)
     assert await daemon.wait_exit(within=12) == 0
+    db = sqlite3.connect(f"file:{daemon.state / 'journal.sqlite'}?mode=ro", uri=True)
+    try:
+        noted = [
+            orjson.loads(d) for (d,) in db.execute("SELECT data FROM events WHERE kind = 'strategy_failed'")
+        ]
+    finally:
+        db.close()
+    assert {(n["strategy"], n["phase"]) for n in noted} >= {
+        ("broken_start", "on_start"),
+        ("exits", "on_event"),
+    }
+    assert not any(SECRET in n["message"] for n in noted)
 
     # Every line the process wrote (stdout and stderr together) is a JSON log line: no raw
     # traceback, from the strategies' hooks, their thread or a finalizer; the secret nowhere.
