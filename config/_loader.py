@@ -7,6 +7,7 @@ message is one line: `config/x.toml: strategies[1].params.lookback_s: expected a
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 import typing
@@ -48,7 +49,15 @@ def _strict_str(v: Any, _: Any) -> str:
 def _strict_float(v: Any, _: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise TypeError(f"expected a number, got {_describe(v)}")
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # an integer beyond a double's range
+        raise ValueError(f"expected a finite number, got {_describe(v)}") from None
+    # TOML spells `nan` and `inf`: a NaN limit compares false with everything (no limit at
+    # all) and a NaN timeout crashes trio, so neither is ever a setting.
+    if not math.isfinite(f):
+        raise ValueError(f"expected a finite number, got {_describe(v)}")
+    return f
 
 
 def _strict_int(v: Any, _: Any) -> int:
@@ -246,6 +255,36 @@ def _read_toml(p: Path) -> dict[str, Any]:
         raise ConfigError(f"invalid TOML: {exc}", file=file) from None
 
 
+def _is_non_finite(v: Any) -> bool:
+    if isinstance(v, float):
+        return not math.isfinite(v)
+    return isinstance(v, Decimal) and not v.is_finite()
+
+
+def _refuse_non_finite(raw: Any, file: str, path: str = "") -> None:
+    """No number in a config is ever `nan` or `inf`, whatever its type says, including the
+    free-form tables (`fees`, `generate`, untyped params) that no converter hook sees."""
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            _refuse_non_finite(value, file, f"{path}.{key}" if path else str(key))
+    elif isinstance(raw, list):
+        for i, item in enumerate(raw):
+            _refuse_non_finite(item, file, f"{path}[{i}]")
+    elif _is_non_finite(raw):
+        raise ConfigError(f"expected a finite number, got {_describe(raw)}", file=file, path=path or None)
+
+
+def _refuse_non_finite_fields(obj: Any, file: str, path: str) -> None:
+    """The same for what an attrs class built with its own converters (fee overrides given as
+    strings: `option_cap = "NaN"` would become `Decimal('NaN')`)."""
+    if not attrs.has(type(obj)):
+        return
+    for f in attrs.fields(type(obj)):
+        value = getattr(obj, f.name)
+        if _is_non_finite(value):
+            raise ConfigError(f"expected a finite number, got {value}", file=file, path=f"{path}.{f.name}")
+
+
 _SECRET_KEY = re.compile(
     r"(secret|passw|passphrase|private[_-]?key|api[_-]?key|access[_-]?token|session[_-]?key|mnemonic)",
     re.IGNORECASE,
@@ -277,6 +316,7 @@ def load_daemon_settings(path: str | Path) -> DaemonConfig:
     importing the strategies or reaching the venues)."""
     p = Path(path)
     raw = _read_toml(p).get("daemon", {})
+    _refuse_non_finite(raw, str(p), "daemon")
     settings: DaemonConfig = structure(make_converter(), raw, DaemonConfig, file=str(p), path="daemon")
     return settings
 
@@ -287,6 +327,7 @@ def load_config(path: str | Path) -> LoadedConfig:
     file = str(p)
     raw = _read_toml(p)
     _refuse_secrets(raw, file)
+    _refuse_non_finite(raw, file)
     conv = make_converter()
     config: Config = structure(conv, raw, Config, file=file)
 
@@ -300,9 +341,10 @@ def load_config(path: str | Path) -> LoadedConfig:
         plugin = load_venue(name)
         settings = structure(conv, raw_settings, plugin.Settings, file=file, path=f"venues.{name}")
         try:
-            plugin.fee_model(settings.fees)
+            fees = plugin.fee_model(settings.fees)
         except (ValueError, TypeError, ArithmeticError) as exc:
             raise ConfigError(str(exc), file=file, path=f"venues.{name}.fees") from None
+        _refuse_non_finite_fields(fees, file, f"venues.{name}.fees")
         venue_settings[name] = settings
 
     classes: dict[str, type[Strategy]] = {}

@@ -7,6 +7,7 @@ credential files (see each venue's section of the README).
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -38,16 +39,17 @@ class LoggingConfig:
     file: str | None = None
 
 
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: float | Decimal | None) -> None:
+    # `not value > 0` (rather than `value <= 0`) also refuses NaN, which compares false.
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{attribute.name}: expected a positive number, got {value}")
+
+
 @attrs.frozen
 class InstrumentLimitsConfig:
-    max_order_size: Decimal | None = None
-    max_order_notional_usd: float | None = None
-    max_position: Decimal | None = None
-
-
-def _positive(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name}: expected a positive number, got {value}")
+    max_order_size: Decimal | None = attrs.field(default=None, validator=_positive)
+    max_order_notional_usd: float | None = attrs.field(default=None, validator=_positive)
+    max_position: Decimal | None = attrs.field(default=None, validator=_positive)
 
 
 @attrs.frozen
@@ -131,13 +133,24 @@ class CatalogConfig:
 @attrs.frozen
 class StrategyConfig:
     """`[[strategies]]`: `class` is an entry-point name (`gamma_scalp`) or `module:Class`;
-    `params` is structured into the strategy's own `Params` class."""
+    `params` is structured into the strategy's own `Params` class.
+
+    `on_failure`: what happens to the strategy's open orders when it fails. A strategy fails
+    when `on_start` or `on_stop` raises, or `on_event` raises something that is not an ordinary
+    `Exception` (`SystemExit`, `KeyboardInterrupt`: a strategy's, never a real signal); an
+    ordinary exception from `on_event` is logged and counted and the strategy goes on. A failed
+    strategy is stopped (no more events, `on_stop` still called once), shown as failed in
+    `tradingd status` and the backtest result, logged at `critical` with its traceback, and the
+    other strategies go on. "cancel" (the default: nothing is left managing those orders, as
+    the kill switch does) cancels its open orders; "leave" leaves them working (for orders
+    meant to rest, e.g. a passive quote someone watches)."""
 
     name: str
     class_: str
     params: dict[str, Any] = attrs.field(factory=dict)
     risk: LimitsConfig = LimitsConfig()
     enabled: bool = True
+    on_failure: Literal["cancel", "leave"] = "cancel"
 
 
 @attrs.frozen

@@ -50,6 +50,7 @@ from ._events import (
 )
 from ._flow import OrderFlow
 from ._instruments import Instrument, InstrumentKind, InstrumentRegistry, OptionRight
+from ._logging import redact_text
 from ._mailbox import Mailbox, log_drops
 from ._market import USD_LIKE, MarketState
 from ._orders import ClientOrderIds, Order, OrderRequest
@@ -60,7 +61,7 @@ from ._recording import RecordingReader, merge_recordings
 from ._risk import RiskLimits
 from ._router import MarketRouter, StrategySlot
 from ._simvenue import SimulatedVenue
-from ._strategy import Strategy
+from ._strategy import FailurePolicy, Phase, Strategy, StrategyFailure, split_strategy_fault
 
 __all__ = [
     "BacktestKernel",
@@ -176,6 +177,7 @@ class StrategyResult:
     filled_orders: int = 0
     fill_ratio: float | None = None
     series: StrategySeries | None = None
+    failure: StrategyFailure | None = None  # set when the strategy failed and was stopped
 
 
 @attrs.frozen
@@ -284,10 +286,12 @@ class _Slot(StrategySlot):
         "chart",
         "coro",
         "dd_peak",
+        "failure",
         "filled_ids",
         "fills",
         "fills_dropped",
         "max_dd",
+        "phase",
         "samples",
         "trips",
     )
@@ -295,6 +299,8 @@ class _Slot(StrategySlot):
     def __init__(self, strategy: Strategy, mailbox: Mailbox) -> None:
         super().__init__(strategy, mailbox)
         self.coro: Coroutine[Any, Any, Any] | None = None  # the parked on_event, if any
+        self.phase: Phase = "on_start"  # the hook `coro` runs (or the next one will)
+        self.failure: StrategyFailure | None = None
         self.samples: list[tuple[int, float]] = []
         self.dd_peak = 0.0
         self.max_dd = 0.0
@@ -466,10 +472,13 @@ class BacktestKernel:
         log: structlog.typing.FilteringBoundLogger | None = None,
         progress: Callable[[int, int], None] | None = None,
         catalogs: Mapping[str, MarketCatalog] | None = None,
+        on_failure: Mapping[str, FailurePolicy] | None = None,
     ) -> None:
         if not sources:
             raise StrategyError("a backtest needs at least one data source")
         self.settings = settings
+        # As live: a failed strategy's open orders are cancelled unless its policy is "leave".
+        self.on_failure: dict[str, FailurePolicy] = dict(on_failure or {})
         self.catalogs = dict(catalogs or {})  # as cached: a backtest never refreshes from the venue
         self.log = log or structlog.get_logger("tradingd.backtest")
         self.progress = progress
@@ -563,6 +572,8 @@ class BacktestKernel:
 
     # -- strategies -------------------------------------------------------------------------
     def _deliver(self, slot: _Slot, event: MarketEvent) -> None:
+        if slot.failure is not None:
+            return  # stopped (the fan-out being delivered may still name it)
         if slot.coro is not None:
             slot.mailbox.put(event)
             return
@@ -571,15 +582,37 @@ class BacktestKernel:
     def _drive(
         self, slot: _Slot, coro: Coroutine[Any, Any, Any], value: Any, error: BaseException | None
     ) -> None:
-        """Run a strategy coroutine until it finishes or parks; then feed it what waited."""
+        """Run a strategy coroutine until it finishes or parks; then feed it what waited.
+
+        As live: an ordinary exception from `on_event` is logged and counted and the strategy
+        goes on; one from `on_start` or `on_stop`, or anything that is not an `Exception`
+        (`SystemExit`, `KeyboardInterrupt`), fails the strategy (`_fail`): it is stopped and
+        reported failed in the result, and the run goes on with the others."""
         while True:
             try:
                 awaited = coro.send(value) if error is None else coro.throw(error)
             except StopIteration:
                 slot.coro = None
+                if slot.phase != "on_event":
+                    if slot.phase == "on_stop":
+                        if slot.failure is not None:
+                            self._after_failure(slot)
+                        return
+                    slot.phase = "on_event"
             except Exception as exc:  # a strategy's bug: logged and counted, the run goes on
                 slot.coro = None
+                if slot.phase != "on_event":
+                    self._fail(slot, exc)
+                    return
                 self._strategy_error(slot, exc)
+            except BaseException as exc:
+                cancelled, fault = split_strategy_fault(exc)
+                if cancelled is not None:
+                    raise
+                assert fault is not None
+                slot.coro = None
+                self._fail(slot, fault)
+                return
             else:
                 if type(awaited) is _Wait:
                     slot.coro = coro
@@ -598,6 +631,44 @@ class BacktestKernel:
             if event is None:
                 return
             coro, value, error = slot.strategy.on_event(event), None, None
+
+    def _fail(self, slot: _Slot, exc: BaseException) -> None:
+        """The strategy failed in `slot.phase`: it gets no more events; `on_stop` is called once
+        (unless that is what failed), then its open orders follow its `on_failure` policy."""
+        phase = slot.phase
+        first = slot.failure is None
+        if first:
+            slot.failure = StrategyFailure(
+                phase=phase, error=type(exc).__name__, message=redact_text(str(exc))[:500], ts_ns=self.now
+            )
+            if self.router.slot(slot.name) is not None:
+                self.router.remove(slot.name)
+        self.log.critical(
+            "strategy.failed",
+            strategy=slot.name,
+            phase=phase,
+            error=type(exc).__name__,
+            policy=self.on_failure.get(slot.name, "cancel"),
+            exc_info=exc,
+        )
+        if phase == "on_stop":
+            self._after_failure(slot)
+            return
+        slot.phase = "on_stop"
+        self._drive(slot, slot.strategy.on_stop(), None, None)
+
+    def _after_failure(self, slot: _Slot) -> None:
+        """A failed strategy's open orders, by its policy: cancelled at the simulated venue now
+        (the reports arrive after the response latency), or left working."""
+        if self.on_failure.get(slot.name, "cancel") != "cancel":
+            return
+        for order in self.flow.tracker.open_orders(slot.name):
+            try:
+                events = self.sims[order.request.venue].cancel(order, self.now)
+            except OrderRejected as exc:
+                self.flow.cancel_refused(order, exc, now_ns=self.now)
+                continue
+            self._at(self.now + self._resp, self._apply, events)
 
     def _strategy_error(self, slot: _Slot, exc: Exception) -> None:
         slot.errors += 1
@@ -938,7 +1009,8 @@ class BacktestKernel:
         # What was in flight when the data ended still happens (against the last books).
         self._run_timers(math.inf)
         for slot in self.slots:
-            if slot.coro is None:
+            if slot.coro is None and slot.failure is None:  # a failed one's on_stop has run
+                slot.phase = "on_stop"
                 self._drive(slot, slot.strategy.on_stop(), None, None)
         self._run_timers(math.inf)
         if started:
@@ -998,6 +1070,7 @@ class BacktestKernel:
                     fills=tuple(slot.fills),
                     fills_dropped=slot.fills_dropped,
                 ),
+                failure=slot.failure,
             )
         return BacktestResult(
             events=self.events,

@@ -136,6 +136,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         strategy_limits={s.name: _limits(s.risk) for s in cfg.strategies if s.enabled},
         progress=progress_cb,
         catalogs=_cached_catalogs(loaded, {s.venue for s in sources}),
+        on_failure={s.name: s.on_failure for s in cfg.strategies if s.enabled},
     )
     if progress_cm is not None:
         with progress_cm:
@@ -154,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from config import load_config
 
     from ._daemon import run_daemon
-    from ._logging import configure_logging, reopen_logs
+    from ._logging import configure_logging, reopen_logs, route_uncaught_exceptions
 
     loaded = load_config(args.config)
     cfg = loaded.config
@@ -169,6 +170,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stdout,
         path=log_file,
     )
+    # From here on every error is a (redacted) log line on stdout, even what is printed to stderr.
+    route_uncaught_exceptions(stderr=True)
     return run_daemon(loaded, reopen_logs=reopen_logs)
 
 
@@ -178,7 +181,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from config import load_config
 
     from ._daemon import run_daemon
-    from ._logging import configure_logging, reopen_logs
+    from ._logging import configure_logging, reopen_logs, route_uncaught_exceptions
     from ._recorder import SessionRecorder
 
     loaded = load_config(args.config)
@@ -200,6 +203,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         sys.stderr,
         path=log_file,
     )
+    route_uncaught_exceptions()
     recorder = SessionRecorder(
         out,
         rotate_s=cfg.recording.rotate_s,
@@ -457,6 +461,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _report(exc: BaseException | None, message: str) -> None:
+    """One line for the user: on stderr, or, once the command's output is the structured log
+    (the daemon), as a log line, its traceback redacted like any other (never raw text)."""
+    from ._logging import uncaught_exceptions_routed
+
+    if uncaught_exceptions_routed():
+        import structlog
+
+        fields: dict[str, Any] = {"message": message}
+        if exc is not None:
+            fields["error"] = type(exc).__name__
+            fields["exc_info"] = exc
+        structlog.get_logger("tradingd").critical("tradingd.exit_on_error", **fields)
+        return
+    print(f"tradingd: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -467,22 +488,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except KeyboardInterrupt:
-        print("tradingd: interrupted", file=sys.stderr)
+        _report(None, "interrupted")
         return 130
     except (ConfigError, _UsageError, StrategyError) as exc:
         if args.traceback:
             raise
-        print(f"tradingd: error: {exc}", file=sys.stderr)
+        _report(None, f"error: {exc}")
         return _EXIT_USAGE
     except TradingError as exc:
         if args.traceback:
             raise
-        print(f"tradingd: error: {exc}", file=sys.stderr)
+        _report(None, f"error: {exc}")
         return _EXIT_FAILURE
     except Exception as exc:  # never a raw traceback for the user; --traceback for the detail
         if args.traceback:
             raise
-        print(f"tradingd: internal error: {exc!r} (run with --traceback for details)", file=sys.stderr)
+        from ._logging import uncaught_exceptions_routed
+
+        if uncaught_exceptions_routed():  # the daemon: the traceback goes to the log, redacted
+            _report(exc, f"internal error: {type(exc).__name__}")
+        else:
+            _report(None, f"internal error: {exc!r} (run with --traceback for details)")
         return _EXIT_FAILURE
 
 

@@ -96,12 +96,18 @@ def _print_status(s: dict[str, Any]) -> None:
             "-" if age is None else f"{age:.1f} s ago",
         )
     console.print(venues)
-    strategies = Table("strategy", "events", "errors", "conflated/merged/dropped", "orders", "rejected",
-                       "open", "positions", "PnL (real./unreal./fees)", title="strategies")  # fmt: skip
+    strategies = Table("strategy", "state", "events", "errors", "conflated/merged/dropped", "orders",
+                       "rejected", "open", "positions", "PnL (real./unreal./fees)",
+                       title="strategies")  # fmt: skip
     for name, st in s.get("strategies", {}).items():
         positions = ", ".join(f"{k} {v}" for k, v in st.get("positions", {}).items()) or "flat"
+        failure = st.get("failure")
+        state = st.get("state", "running")
+        if failure:
+            state = f"[bold red]FAILED[/bold red] in {failure.get('phase')}: {failure.get('error')}"
         strategies.add_row(
             name,
+            state,
             str(st.get("events")),
             str(st.get("errors")),
             f"{st.get('conflated')}/{st.get('merged')}/{st.get('dropped')}",

@@ -210,6 +210,7 @@ class Daemon:
             journal=self.journal,
             foreign_orders=cfg.daemon.foreign_orders,
             log=self.log,
+            on_failure={s.name: s.on_failure for s in cfg.strategies if s.enabled},
             **engine_options,
         )
         self.notifier = Notifier(environ)
@@ -393,8 +394,9 @@ class Daemon:
         open_orders = len(e.flow.tracker.open_orders())
         pnl = e.flow.equity(None)
         kill = " KILL SWITCH" if self.kill_switch else ""
+        failed = f" ({len(e.failures)} failed)" if e.failures else ""
         return (
-            f"{e.mode}: {venues}; {len(e.slots)} strategies; {open_orders} open orders; "
+            f"{e.mode}: {venues}; {len(e.slots)} strategies{failed}; {open_orders} open orders; "
             f"PnL {pnl:+.2f} USD{kill}"
         )
 
@@ -422,7 +424,10 @@ class Daemon:
         for slot in e.slots:
             ledger = e.flow.ledgers.get(slot.name)
             m = slot.mailbox.stats
+            failure = e.failures.get(slot.name)
             strategies[slot.name] = {
+                "state": "running" if failure is None else "failed",
+                "failure": None if failure is None else failure.as_dict(),
                 "subscriptions": len(slot.keys),
                 "events": m.delivered,
                 "errors": slot.errors,

@@ -44,13 +44,14 @@ from ._flow import OrderFlow
 from ._gateway import ExecutionClient, ExecutionGateway
 from ._instruments import InstrumentRegistry
 from ._journal import OrderJournal
+from ._logging import redact_text
 from ._market import MarketState
 from ._orders import ClientOrderIds, Order, OrderRequest
 from ._plugins import LiveVenue, VenuePlugin, load_catalog_class, load_venue
 from ._risk import RiskLimits
 from ._router import MarketRouter, StrategySlot, run_strategy
 from ._simvenue import SimulatedVenue
-from ._strategy import Strategy
+from ._strategy import FailurePolicy, Phase, Strategy, StrategyFailure, split_strategy_fault
 
 __all__ = ["LiveEngine", "PaperExecution"]
 
@@ -174,8 +175,12 @@ class LiveEngine:
         journal: OrderJournal | None = None,
         foreign_orders: Literal["report", "cancel"] = "report",
         log: structlog.typing.FilteringBoundLogger | None = None,
+        on_failure: Mapping[str, FailurePolicy] | None = None,
     ) -> None:
         self.mode = mode
+        # Per strategy: what to do with its open orders if it fails ("cancel" when not named).
+        self.on_failure: dict[str, FailurePolicy] = dict(on_failure or {})
+        self.failures: dict[str, StrategyFailure] = {}  # the strategies stopped by a failure
         self.clock = clock
         self.log = log or structlog.get_logger("tradingd")
         self.registry = InstrumentRegistry()
@@ -372,10 +377,11 @@ class LiveEngine:
             self._scope.cancel()
         return clean
 
-    async def cancel_all_orders(self, why: str) -> int:
-        """Ask every venue to cancel every open order of ours (the kill switch, a shutdown).
-        Returns how many cancels were answered; refusals are logged."""
-        orders = self.flow.tracker.open_orders()
+    async def cancel_all_orders(self, why: str, *, strategy: str | None = None) -> int:
+        """Ask every venue to cancel every open order of ours (the kill switch, a shutdown), or
+        only `strategy`'s (it failed). Returns how many cancels were answered; refusals are
+        logged."""
+        orders = self.flow.tracker.open_orders(strategy)
         answered = 0
 
         async def cancel(order: Order) -> None:
@@ -391,7 +397,9 @@ class LiveEngine:
         async with trio.open_nursery() as nursery:
             for order in orders:
                 nursery.start_soon(cancel, order)
-        self.log.warning("orders.cancel_all", why=why, orders=len(orders), answered=answered)
+        self.log.warning(
+            "orders.cancel_all", why=why, strategy=strategy, orders=len(orders), answered=answered
+        )
         return answered
 
     async def _open_catalogs(self, stack: contextlib.AsyncExitStack) -> None:
@@ -422,6 +430,9 @@ class LiveEngine:
         self.log.info("engine.ready", venues=sorted(self.venues), mode=self.mode)
 
     async def _run_strategy(self, slot: StrategySlot) -> None:
+        """One strategy's task: `on_start`, its events, `on_stop`. Whatever the strategy raises
+        is its own failure, never the daemon's (`_strategy_failed`); only trio's cancellation
+        (the shutdown) propagates."""
         strategy = slot.strategy
         strategy.attach(_LiveContext(self, slot))
         # As in a backtest, a strategy starts knowing the venues' instruments: once every venue
@@ -430,15 +441,71 @@ class LiveEngine:
             await self.ready.wait()
         if waited.cancelled_caught:
             self.log.warning("strategy.start_without_ready", strategy=slot.name)
+        phase: Phase = "on_start"
         try:
             await strategy.on_start()
+            phase = "on_event"
+            # An ordinary exception from on_event is logged and counted there and the strategy
+            # goes on; anything else (SystemExit, KeyboardInterrupt) ends it here.
             await run_strategy(slot)
+        except BaseException as exc:
+            cancelled, fault = split_strategy_fault(exc)
+            if fault is not None:
+                self._strategy_failed(slot, phase, fault)
+            if cancelled is not None:
+                raise cancelled from None
         finally:
             with trio.move_on_after(5, shield=True):
                 try:
                     await strategy.on_stop()
-                except Exception:
-                    self.log.exception("strategy.stop_failed", strategy=slot.name)
+                except BaseException as exc:
+                    cancelled, fault = split_strategy_fault(exc)
+                    if fault is not None:
+                        self._strategy_failed(slot, "on_stop", fault)
+                    if cancelled is not None:
+                        raise cancelled from None
+                if slot.name in self.failures:
+                    await self._after_failure(slot)
+
+    def _strategy_failed(self, slot: StrategySlot, phase: Phase, exc: BaseException) -> None:
+        """A strategy raised out of a hook: it is stopped (no more events), the failure goes to
+        the status file and the journal, and an alert-level line with the (redacted) traceback
+        to the log. The other strategies go on."""
+        first = slot.name not in self.failures
+        failure = StrategyFailure(
+            phase=phase, error=type(exc).__name__, message=redact_text(str(exc))[:500], ts_ns=self.clock()
+        )
+        if first:
+            self.failures[slot.name] = failure
+            if self.router.slot(slot.name) is not None:
+                self.router.remove(slot.name)  # its subscriptions leave the venues' merged sets
+        self.log.critical(
+            "strategy.failed",
+            strategy=slot.name,
+            phase=phase,
+            error=failure.error,
+            message=failure.message,
+            policy=self.on_failure.get(slot.name, "cancel"),
+            exc_info=exc,
+        )
+        if self.flow.journal is not None:
+            try:
+                self.flow.journal.note("strategy_failed", None, strategy=slot.name, **failure.as_dict())
+            except Exception as note_exc:  # the audit trail failing must not fail the engine
+                self.log.error("journal.note_failed", kind="strategy_failed", error=repr(note_exc))
+
+    async def _after_failure(self, slot: StrategySlot) -> None:
+        """A failed strategy's open orders, by its `on_failure` policy: cancelled (the default: a
+        strategy that is not running cannot manage them), or left working."""
+        policy = self.on_failure.get(slot.name, "cancel")
+        left = self.flow.tracker.open_orders(slot.name)
+        if policy == "cancel" and left:
+            try:
+                await self.cancel_all_orders(f"strategy {slot.name} failed", strategy=slot.name)
+            except Exception:  # one strategy's cleanup must not take the engine down
+                self.log.exception("strategy.failed_cancel_error", strategy=slot.name)
+        elif left:
+            self.log.warning("strategy.failed_orders_left", strategy=slot.name, open_orders=len(left))
 
     async def _reconcile(self, name: str) -> None:
         """After each (re)subscription, and so after a restart: what the venue knows of our

@@ -14,11 +14,14 @@ Use the sync methods (`log.info`) under trio; structlog's async methods use asyn
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
 import functools
+import io
 import json
+import logging
 import os
 import re
 import sys
@@ -41,8 +44,11 @@ __all__ = [
     "console_renderer",
     "log_write_failures",
     "redact_secrets",
+    "redact_text",
     "register_secret",
     "reopen_logs",
+    "route_uncaught_exceptions",
+    "uncaught_exceptions_routed",
 ]
 
 REDACTED = "[redacted]"
@@ -107,6 +113,12 @@ def _scrub_text(text: str) -> str:
     if _may_pair(text):
         text = _SECRET_PAIR.sub(_pair_sub, text)
     return text
+
+
+def redact_text(text: str) -> str:
+    """`text` with every registered secret and every secret-named pair's value replaced (for
+    text that leaves the process without passing through a log line: the status file)."""
+    return _scrub_text(text)
 
 
 def _scrub_str(value: str) -> str:
@@ -422,3 +434,156 @@ def reopen_logs() -> bool:
     for event, fields in notices:
         sink.notice(event, "error", fields)
     return not notices
+
+
+# -- exceptions that no code caught -------------------------------------------------------------
+# Python prints these itself, as raw text on stderr, past the JSON log and its redaction: an
+# exception escaping `main` (sys.excepthook), one ending a thread (threading.excepthook), one
+# raised where nothing can catch it (`__del__`, a finalizer: sys.unraisablehook), and whatever
+# the libraries log through the standard `logging` module (trio's own errors, warnings) with no
+# handler configured (logging.lastResort). In a daemon each of them becomes one structured line.
+
+_routed = False
+
+
+def _fallback_line(event: str, exc_type: type[BaseException] | None) -> None:
+    """When logging itself failed: a minimal JSON line, still never the raw traceback (on the
+    process's real stderr: `sys.stderr` may be the redirection below)."""
+    entry = {
+        "ts": _now_iso(),
+        "level": "critical",
+        "event": event,
+        "error": getattr(exc_type, "__name__", None),
+    }
+    with contextlib.suppress(Exception):
+        real = sys.__stderr__
+        if real is not None:
+            real.write(orjson.dumps(entry).decode() + "\n")
+            real.flush()
+
+
+class _StderrToLog(io.TextIOBase):
+    """`sys.stderr` for a process whose log is on stdout: text that code prints there itself
+    (trio prints a failed thread delivery with `traceback.print_exception`; a library may
+    `print(..., file=sys.stderr)`) becomes log lines, one per line of text, redacted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buf = ""
+        self._lock = threading.Lock()
+        self._inside = threading.local()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._buf += text
+            *lines, self._buf = self._buf.split("\n")
+        for line in lines:
+            self._emit(line)
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            rest, self._buf = self._buf, ""
+        self._emit(rest)
+
+    def _emit(self, line: str) -> None:
+        if not line.strip() or getattr(self._inside, "busy", False):
+            return
+        self._inside.busy = True
+        try:
+            structlog.get_logger("tradingd").error("stderr", line=line.rstrip())
+        except Exception:
+            _fallback_line("stderr", None)
+        finally:
+            self._inside.busy = False
+
+
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    try:
+        structlog.get_logger("tradingd").critical(
+            "exception.uncaught", error=exc_type.__name__, exc_info=(exc_type, exc, tb)
+        )
+    except Exception:
+        _fallback_line("exception.uncaught", exc_type)
+
+
+def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:  # as the default hook: a thread's way to end quietly
+        return
+    try:
+        structlog.get_logger("tradingd").critical(
+            "thread.exception_uncaught",
+            thread=None if args.thread is None else args.thread.name,
+            error=args.exc_type.__name__,
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )
+    except Exception:
+        _fallback_line("thread.exception_uncaught", args.exc_type)
+
+
+def _unraisablehook(u: Any) -> None:
+    try:
+        try:
+            where = repr(u.object)[:200] if u.object is not None else None
+        except Exception:
+            where = type(u.object).__name__
+        fields: dict[str, Any] = {"message": u.err_msg or "Exception ignored", "object": where}
+        if u.exc_value is not None:
+            fields["exc_info"] = (u.exc_type, u.exc_value, u.exc_traceback)
+        structlog.get_logger("tradingd").error(
+            "exception.unraisable", error=getattr(u.exc_type, "__name__", None), **fields
+        )
+    except Exception:
+        _fallback_line("exception.unraisable", u.exc_type)
+
+
+class _ToStructlog(logging.Handler):
+    """The standard `logging` module's records as structured lines (trio's internal errors,
+    libraries' warnings, `warnings.warn` through `logging.captureWarnings`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {"logger": record.name}
+            if record.exc_info and record.exc_info[0] is not None:
+                fields["exc_info"] = record.exc_info
+            method = record.levelname.lower()
+            if method not in _LEVELS:
+                method = "critical" if record.levelno >= logging.CRITICAL else "warning"
+            getattr(structlog.get_logger(record.name), method)(record.getMessage(), **fields)
+        except Exception:
+            _fallback_line("logging.record_failed", None)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        _fallback_line("logging.record_failed", None)
+
+
+def route_uncaught_exceptions(*, stderr: bool = False) -> None:
+    """Route every exception Python or a library would print raw (see above) through the
+    structured log, with its traceback redacted like any other line. For a process whose
+    output is the JSON log (the daemon); call it after `configure_logging`. With `stderr`
+    (only when the log itself is not written to stderr), whatever is still printed to
+    `sys.stderr` becomes log lines too. Idempotent."""
+    global _routed
+    if stderr and not isinstance(sys.stderr, _StderrToLog):
+        sys.stderr = _StderrToLog()
+    sys.excepthook = _excepthook
+    threading.excepthook = _thread_excepthook
+    sys.unraisablehook = _unraisablehook
+    root = logging.getLogger()
+    if not any(isinstance(h, _ToStructlog) for h in root.handlers):
+        root.addHandler(_ToStructlog())
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    _routed = True
+
+
+def uncaught_exceptions_routed() -> bool:
+    """Whether `route_uncaught_exceptions` was called (the process's errors are log lines)."""
+    return _routed

@@ -71,6 +71,8 @@ def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[
             "merged": s.merged,
             "dropped": s.dropped,
         }
+        if s.failure is not None:  # stopped by a failure (only then: reports stay as they were)
+            entry["failure"] = s.failure.as_dict()
         if include_curves:
             entry["equity_curve"] = [[ts, _r(eq)] for ts, eq in s.equity_curve]
             if s.series is not None:
@@ -157,6 +159,11 @@ def print_summary(result: BacktestResult, stream: IO[str]) -> None:
             f"  {name}: sortino {sortino}, {trips}, fill ratio {ratio} ({s.filled_orders:,} of"
             f" {s.orders:,} orders), turnover ${s.turnover:,.0f}"
         )
+        if s.failure is not None:
+            f = s.failure
+            console.print(
+                f"  {name} FAILED in {f.phase} ({f.error}: {f.message}): stopped, the others went on"
+            )
         if s.positions:
             held = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in sorted(s.positions.items()))
             console.print(f"  {name} holds: {held}")

@@ -19,9 +19,11 @@ A refusal raises `OrderRejected` whose reason names the check, the scope and the
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from typing import Any
 
 import attrs
 
@@ -38,16 +40,29 @@ _DAY_NS = 86_400 * 1_000_000_000
 _MINUTE_NS = 60 * 1_000_000_000
 
 
+def _a_limit(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """None is "no limit"; anything else is a finite number, never negative. NaN compares false
+    with everything, so a NaN limit would silently be no limit at all: refused here, whatever
+    built the limits (the config refuses it first, naming the key)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise TypeError(f"{attribute.name}: expected a number, got {value!r}")
+    finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+    if not finite or value < 0:
+        raise ValueError(f"{attribute.name}: expected a finite number at least 0, got {value}")
+
+
 @attrs.frozen
 class Limits:
     """One set of limits; None means "no limit"."""
 
-    max_order_size: Decimal | None = None
-    max_order_notional_usd: float | None = None
-    max_position: Decimal | None = None
-    max_open_orders: int | None = None
-    max_orders_per_minute: int | None = None
-    max_daily_loss_usd: float | None = None
+    max_order_size: Decimal | None = attrs.field(default=None, validator=_a_limit)
+    max_order_notional_usd: float | None = attrs.field(default=None, validator=_a_limit)
+    max_position: Decimal | None = attrs.field(default=None, validator=_a_limit)
+    max_open_orders: int | None = attrs.field(default=None, validator=_a_limit)
+    max_orders_per_minute: int | None = attrs.field(default=None, validator=_a_limit)
+    max_daily_loss_usd: float | None = attrs.field(default=None, validator=_a_limit)
 
     def overridden_by(self, other: Limits) -> Limits:
         """These limits with every limit `other` sets taking precedence."""
@@ -192,7 +207,8 @@ class RiskChecker:
                 )
         if limits.max_daily_loss_usd is not None:
             pnl = self.today_pnl(scope)
-            if pnl is not None and pnl < -limits.max_daily_loss_usd and not self._reduces(req, scope):
+            # `not >=`: a PnL that cannot be valued (NaN) counts as beyond the limit.
+            if pnl is not None and not pnl >= -limits.max_daily_loss_usd and not self._reduces(req, scope):
                 raise self._reject(
                     req,
                     f"max_daily_loss_usd ({label}): today's PnL {pnl:.2f} USD is beyond "
@@ -237,7 +253,7 @@ class RiskChecker:
         if limits.max_order_notional_usd is not None:
             price = float(req.price) if req.price is not None else self.market.mark(req.venue, req.instrument)
             notional = notional_usd(inst, float(req.size), price, self.market.usd_rate(req.venue, inst.base))
-            if notional is None:
+            if notional is None or math.isnan(notional):
                 raise self._reject(req, f"max_order_notional_usd ({scope}): no price to value the order yet")
             if notional > limits.max_order_notional_usd:
                 raise self._reject(

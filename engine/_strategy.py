@@ -21,7 +21,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import attrs
+import trio
 
 from ._errors import StrategyError
 from ._events import MarketEvent, OrderUpdate, Side, Subscription, Ticker
@@ -36,7 +39,40 @@ if TYPE_CHECKING:
     from ._instruments import Instrument
     from ._portfolio import PositionView
 
-__all__ = ["Strategy", "StrategyContext"]
+__all__ = ["FailurePolicy", "Strategy", "StrategyContext", "StrategyFailure", "split_strategy_fault"]
+
+# What happens to a failed strategy's open orders (`on_failure` of `[[strategies]]`).
+FailurePolicy = Literal["cancel", "leave"]
+Phase = Literal["on_start", "on_event", "on_stop"]
+
+
+@attrs.frozen
+class StrategyFailure:
+    """Why a strategy was stopped: the hook that raised, the exception's type and its message
+    (already redacted: it goes to the status file and the backtest result as is)."""
+
+    phase: Phase
+    error: str
+    message: str
+    ts_ns: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"phase": self.phase, "error": self.error, "message": self.message, "ts_ns": self.ts_ns}
+
+
+def split_strategy_fault(exc: BaseException) -> tuple[BaseException | None, BaseException | None]:
+    """What strategy code raised, split into (trio's cancellation, the strategy's own fault).
+
+    Cancellation is the engine's (a shutdown, a timeout): it always propagates. Everything else
+    is the strategy's fault, `SystemExit` and `KeyboardInterrupt` included: real signals reach
+    the daemon through its signal task (`trio.open_signal_receiver`), never as an exception
+    inside a strategy, so one raised there is the strategy's own doing and must stop only it.
+    An exception group (a strategy's own nursery) is split the same way."""
+    if isinstance(exc, trio.Cancelled):
+        return exc, None
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)
+    return None, exc
 
 
 class StrategyContext(abc.ABC):

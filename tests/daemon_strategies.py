@@ -62,3 +62,53 @@ class PlaceOnce(Strategy):
             )
         except OrderRejected as exc:
             self.ctx.log.warning("place_once.refused", reason=exc.reason)
+
+
+class _Noisy:
+    """An object whose finalizer raises: Python reports that through `sys.unraisablehook`."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __del__(self) -> None:
+        raise RuntimeError(f"finalizer failed: {self.text}")
+
+
+class FailOnStart(Strategy):
+    """Raises in `on_start` (with the account's secret in the message, as a careless strategy
+    might), after a thread of its own died and a finalizer raised; then `KeyboardInterrupt` in
+    `on_stop`. Every one of these must become a redacted JSON line, none a raw traceback."""
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return [Subscription("deribit", "BTC-PERPETUAL", "ticker")]
+
+    async def on_start(self) -> None:
+        import os
+        import threading
+
+        secret = os.environ.get("DERIBIT_CLIENT_SECRET", "")
+
+        def die() -> None:
+            raise ValueError(f"thread died holding client_secret={secret}")
+
+        thread = threading.Thread(target=die, name="strategy-thread")
+        thread.start()
+        thread.join()
+        _Noisy(secret)  # dropped at once: its __del__ raises
+        raise RuntimeError(f"cannot start: the secret is {secret}")
+
+    async def on_event(self, event: MarketEvent) -> None:
+        raise AssertionError("a strategy that failed to start never receives an event")
+
+    async def on_stop(self) -> None:
+        raise KeyboardInterrupt  # a strategy's, not a signal: contained
+
+
+class ExitOnEvent(PlaceOnce):
+    """Places its one resting order like `PlaceOnce`, then raises `SystemExit` on the next
+    ticker: it is stopped, its order cancelled (the default `on_failure`)."""
+
+    async def on_event(self, event: MarketEvent) -> None:
+        if self.placed and isinstance(event, Ticker) and self.ctx.open_orders():
+            raise SystemExit(3)
+        await super().on_event(event)

@@ -140,3 +140,90 @@ def test_daemon_settings_load_alone_and_resolve_against_the_config(tmp_path: Pat
     assert defaults.kill_switch_file == Path("/var/lib/td/KILL")
     with pytest.raises(ConfigError, match=r"daemon.shutdown_timeout_s"):
         load_daemon_settings(write(tmp_path, GOOD + "\n[daemon]\nshutdown_timeout_s = -1\n"))
+
+
+@pytest.mark.parametrize(
+    ("snippet", "where", "got"),
+    [
+        ("[risk]\nmax_order_notional_usd = nan\n", "risk.max_order_notional_usd", "nan"),
+        ("[risk]\nmax_position = nan\n", "risk.max_position", "nan"),
+        ("[risk]\nmax_daily_loss_usd = inf\n", "risk.max_daily_loss_usd", "inf"),
+        ("[risk.instruments.BTC-PERPETUAL]\nmax_order_notional_usd = nan\n", None, "nan"),
+        ("[daemon]\nshutdown_timeout_s = nan\n", "daemon.shutdown_timeout_s", "nan"),
+        ("[daemon]\nwatchdog_stale_s = -inf\n", "daemon.watchdog_stale_s", "-inf"),
+        ("[venues.deribit]\nstale_after_s = nan\n", "venues.deribit.stale_after_s", "nan"),
+        ("[venues.derive]\nkeepalive_s = inf\n", "venues.derive.keepalive_s", "inf"),
+        ("[venues.polymarket]\nping_s = nan\n", "venues.polymarket.ping_s", "nan"),
+        ("[venues.deribit.fees]\nfuture_taker = nan\n", "venues.deribit.fees.future_taker", "nan"),
+        ('[venues.deribit.fees]\noption_cap = "NaN"\n', "venues.deribit.fees.option_cap", "NaN"),
+        ("[recording]\nrotate_s = inf\n", "recording.rotate_s", "inf"),
+        ("[catalog]\nrefresh_after_s = nan\n", "catalog.refresh_after_s", "nan"),
+        ("[recording]\nrotate_s = 1e400\n", "recording.rotate_s", "inf"),  # TOML reads it as inf
+    ],
+)
+def test_a_non_finite_number_is_refused_anywhere_naming_the_key(
+    tmp_path: Path, snippet: str, where: str | None, got: str
+) -> None:
+    """A NaN limit compares false with everything: it is no limit at all (an order for 5,000,000
+    contracts went through), and a NaN timeout crashed SIGTERM. Refused, naming the key."""
+    with pytest.raises(ConfigError, match="expected a finite number") as info:
+        load_config(write(tmp_path, GOOD + "\n" + snippet))
+    assert info.value.path == (where or "risk.instruments.BTC-PERPETUAL.max_order_notional_usd")
+    assert str(info.value).endswith(f": expected a finite number, got {got}")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (("delta_band = 0.2", "delta_band = nan"), "strategies[0].params.delta_band"),
+        (("delta_band = 0.2", "delta_band = -inf"), "strategies[0].params.delta_band"),
+        (("option_size = 2", "option_size = inf"), "strategies[0].params.option_size"),
+        (("option_size = 2", 'option_size = "NaN"'), "strategies[0].params.option_size"),
+        (('name = "g"', 'name = "g"\n[strategies.risk]\nmax_order_notional_usd = nan'), None),
+        (('name = "g"', 'name = "g"\n[strategies.risk]\nmax_order_size = inf'), None),
+        (("generate = { hours = 0.1 }", "generate = { hours = nan }"), "backtest.data[0].generate.hours"),
+        (("[backtest]", "[backtest]\nlatency_ms = nan"), "backtest.latency_ms"),
+        (("[backtest]", "[backtest]\nequity_interval_s = inf"), "backtest.equity_interval_s"),
+    ],
+)
+def test_a_non_finite_strategy_param_or_strategy_limit_is_refused(
+    tmp_path: Path, change: tuple[str, str], where: str | None
+) -> None:
+    with pytest.raises(ConfigError, match="expected a finite number") as info:
+        load_config(write(tmp_path, GOOD.replace(*change)))
+    if where is None:
+        assert info.value.path is not None and info.value.path.startswith("strategies[0].risk.max_order_")
+    else:
+        assert info.value.path == where
+
+
+def test_a_non_finite_limit_is_refused_by_the_structure_itself() -> None:
+    """Built without the loader's TOML scan (a converter caller, or code): still refused."""
+    from config import LimitsConfig
+    from config._loader import make_converter, structure
+
+    for raw in ({"max_order_notional_usd": float("nan")}, {"max_position": float("inf")}):
+        with pytest.raises(ConfigError, match="expected a finite number"):
+            structure(make_converter(), raw, LimitsConfig, file=None, path="risk")
+    with pytest.raises(ValueError, match="expected a positive number"):
+        LimitsConfig(max_daily_loss_usd=float("nan"))
+
+
+def test_check_config_names_the_non_finite_key_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine._cli import main
+
+    p = write(tmp_path, GOOD + "\n[risk]\nmax_order_notional_usd = nan\n")
+    assert main(["check-config", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"tradingd: error: {p}: risk.max_order_notional_usd: expected a finite number, got nan\n"
+
+
+def test_a_strategys_failure_policy_is_cancel_unless_it_says_leave(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, GOOD)).config.strategies[0].on_failure == "cancel"
+    left = load_config(write(tmp_path, GOOD.replace('name = "g"', 'name = "g"\non_failure = "leave"')))
+    assert left.config.strategies[0].on_failure == "leave"
+    with pytest.raises(ConfigError, match=r"strategies\[0\].on_failure: expected one of 'cancel', 'leave'"):
+        load_config(write(tmp_path, GOOD.replace('name = "g"', 'name = "g"\non_failure = "ignore"')))

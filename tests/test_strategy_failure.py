@@ -1,0 +1,138 @@
+"""One strategy's failure is that strategy's (issue 12, section 3): the real daemon against the
+Deribit simulator with a strategy raising in `on_start`, one raising `SystemExit` in `on_event`
+and a healthy one; then the same in a backtest."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import trio
+
+from tests.test_daemon import ROOT, SECRET, Daemon, serve_sim, sim_orders, until
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals as on the servers")
+
+STRATEGIES = """
+[[strategies]]
+name = "broken_start"
+class = "tests.daemon_strategies:FailOnStart"
+
+[[strategies]]
+name = "exits"
+class = "tests.daemon_strategies:ExitOnEvent"
+[strategies.params]
+below = 0.1
+
+[[strategies]]
+name = "healthy"
+class = "tests.daemon_strategies:PlaceOnce"
+[strategies.params]
+below = 0.1
+"""
+
+
+def _strategy(daemon: Daemon, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = ((daemon.status() or {}).get("strategies") or {}).get(name) or {}
+    return found
+
+
+async def test_failing_strategies_are_stopped_and_reported_and_the_others_go_on(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    sim, address = await serve_sim(nursery)
+    daemon = Daemon(tmp_path, address, below=0.1)
+    # The same daemon config, with three strategies instead of one.
+    text = daemon.config.read_text(encoding="utf-8")
+    daemon.config.write_text(text[: text.index("[[strategies]]")] + STRATEGIES, encoding="utf-8")
+    proc = await daemon.start(nursery)
+
+    await until(lambda: _strategy(daemon, "broken_start").get("state") == "failed", what="on_start failure")
+    await until(lambda: _strategy(daemon, "exits").get("state") == "failed", within=20, what="SystemExit")
+    status = daemon.status()
+    assert status is not None
+    start_failure = status["strategies"]["broken_start"]["failure"]
+    assert (start_failure["phase"], start_failure["error"]) == ("on_start", "RuntimeError")
+    assert SECRET not in start_failure["message"] and "[redacted]" in start_failure["message"]
+    exit_failure = status["strategies"]["exits"]["failure"]
+    assert (exit_failure["phase"], exit_failure["error"]) == ("on_event", "SystemExit")
+    assert "(2 failed)" in status["status"]
+
+    # The failed strategy's resting order is cancelled (the default policy); the healthy one's
+    # stays, and the healthy strategy keeps receiving.
+    exits_cid = next(c for c, _, _ in daemon.orders() if c.startswith("exits-"))
+    await until(lambda: sim_orders(sim, exits_cid)[0].state == "cancelled", what="the failed one's order")
+    healthy = await until(
+        lambda: [c for c, _, s in daemon.orders() if c.startswith("healthy-") and s == "open"]
+    )
+    seen = _strategy(daemon, "healthy")["events"]
+    await until(lambda: _strategy(daemon, "healthy")["events"] > seen + 3, what="the healthy one receiving")
+    assert proc.returncode is None  # the daemon is up
+    assert sim_orders(sim, healthy[0])[0].state == "open"
+    cli = [sys.executable, "-c", "import sys; from engine._cli import main; sys.exit(main())"]
+    shown = await trio.run_process(
+        [*cli, "status", "--config", str(daemon.config)],
+        capture_stdout=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "250"},
+        check=False,
+    )
+    text = shown.stdout.decode()
+    assert shown.returncode == 0 and "FAILED in on_start: RuntimeError" in text, text
+    assert "FAILED in on_event: SystemExit" in text and "(2 failed)" in text
+
+    proc.send_signal(signal.SIGTERM)
+    assert await daemon.wait_exit(within=12) == 0
+    db = sqlite3.connect(f"file:{daemon.state / 'journal.sqlite'}?mode=ro", uri=True)
+    try:
+        noted = [
+            orjson.loads(d) for (d,) in db.execute("SELECT data FROM events WHERE kind = 'strategy_failed'")
+        ]
+    finally:
+        db.close()
+    assert {(n["strategy"], n["phase"]) for n in noted} >= {
+        ("broken_start", "on_start"),
+        ("exits", "on_event"),
+    }
+    assert not any(SECRET in n["message"] for n in noted)
+
+    # Every line the process wrote (stdout and stderr together) is a JSON log line: no raw
+    # traceback, from the strategies' hooks, their thread or a finalizer; the secret nowhere.
+    raw = b"".join(p.read_bytes() for p in daemon.logs)
+    assert SECRET.encode() not in raw
+    lines = [orjson.loads(line) for line in raw.splitlines() if line.strip()]
+    assert all({"ts", "level", "event"} <= line.keys() for line in lines)
+    failed = [e for e in lines if e["event"] == "strategy.failed"]
+    assert {(e["strategy"], e["phase"], e["error"]) for e in failed} == {
+        ("broken_start", "on_start", "RuntimeError"),
+        ("broken_start", "on_stop", "KeyboardInterrupt"),
+        ("exits", "on_event", "SystemExit"),
+    }
+    assert all(e["level"] == "critical" and "exception" in e for e in failed)
+    assert any(e["event"] == "thread.exception_uncaught" and "exception" in e for e in lines)
+    assert any(e["event"] == "exception.unraisable" for e in lines)
+    assert "Traceback (most recent call last)" not in raw.decode()
+
+
+async def test_the_leave_policy_leaves_a_failed_strategys_order_working(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    sim, address = await serve_sim(nursery)
+    daemon = Daemon(tmp_path, address, below=0.1)
+    text = daemon.config.read_text(encoding="utf-8")
+    strategies = STRATEGIES[STRATEGIES.index('[[strategies]]\nname = "exits"') :]
+    strategies = strategies.replace('name = "exits"', 'name = "exits"\non_failure = "leave"')
+    daemon.config.write_text(text[: text.index("[[strategies]]")] + strategies, encoding="utf-8")
+    proc = await daemon.start(nursery)
+    await until(lambda: _strategy(daemon, "exits").get("state") == "failed", within=20, what="SystemExit")
+    await until(lambda: daemon.events("strategy.failed_orders_left"), what="the policy applied")
+    exits_cid = next(c for c, _, _ in daemon.orders() if c.startswith("exits-"))
+    assert sim_orders(sim, exits_cid)[0].state == "open"
+    assert _strategy(daemon, "exits")["open_orders"] == 1
+    proc.send_signal(signal.SIGTERM)
+    assert await daemon.wait_exit(within=12) == 0
