@@ -8,9 +8,16 @@ them all:
   connection is lost (closed by either side, a handshake that fails, a stale feed) report it,
   forget what the connection held (`_reset`) and reconnect after a jittered exponential backoff,
   reported as `disconnected` / `reconnecting` / `connected` status events;
-- the receive loop: every frame counted, handed to `on_frame` (the recorder) exactly as received,
-  then to the venue's `_handle`; a malformed frame is counted and logged (rate-limited), never
-  fatal;
+- the receive loop: every frame counted, handed to `on_frame` (the recorder) exactly as received
+  when the venue says it is public (below), then to the venue's `_handle`; a malformed frame is
+  counted and logged (rate-limited), never fatal;
+- what a recording may hold: recordings are shared as backtest data, so only frames the venue
+  declares public reach the recorder: market data channels and the answers a replay reads
+  (instruments, subscriptions). Never a token, a login or auth answer, a private channel or a
+  private answer. A venue declares it cheaply, without parsing: `public_frame_prefixes` (the hot
+  path: text frames starting with one of them) and `public_frame` (the rest, by their head).
+  Anything else, including what cannot be told apart, is left out (fail closed) and counted in
+  `stats.unrecorded`;
 - the watchdog: nothing received for `stale_after_s` -> a `feed_stale` status and a reconnect;
 - the subscription follower: whenever the router's merged subscriptions for the venue change
   (or a book needs a fresh snapshot), the venue's `_sync_subscriptions` runs; `ready` is set
@@ -67,6 +74,7 @@ class SessionStats:
     resubscribed_books: int = 0
     refused_channels: int = 0
     stale: int = 0
+    unrecorded: int = 0  # frames kept out of the recording (not public), when recording
 
 
 class ConnectionLost(Exception):
@@ -96,6 +104,7 @@ def default_connect(url: str) -> AbstractAsyncContextManager[trio_websocket.WebS
 
 @attrs.define(eq=False)
 class _Call:
+    method: str = ""
     done: trio.Event = attrs.field(factory=trio.Event)
     result: Any = None
     error: VenueError | None = None
@@ -114,10 +123,15 @@ class PendingRequests:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def open(self) -> int:
+    def open(self, method: str = "") -> int:
         rid = next(self._ids)
-        self._pending[rid] = _Call()
+        self._pending[rid] = _Call(method)
         return rid
+
+    def method_of(self, rid: int) -> str | None:
+        """The method of a request still awaiting its answer (None: not ours, or answered)."""
+        call = self._pending.get(rid)
+        return None if call is None else call.method
 
     def discard(self, rid: int) -> None:
         """The request was never sent."""
@@ -188,8 +202,8 @@ class VenueSession:
         self.router = router
         self.sink = sink
         self.ready = trio.Event()
-        self.on_frame: Callable[[int, bytes | str], None] | None = None  # a recorder, when set
         self.stats = SessionStats()
+        self._on_frame: Callable[[int, bytes | str], None] | None = None  # a recorder, when set
         self.log = (log or structlog.get_logger(f"tradingd.{self.venue}")).bind(venue=self.venue)
         self.stale_after_s = stale_after_s
         self._connect = connect
@@ -230,7 +244,47 @@ class VenueSession:
         """Extra data for the `connected` status event."""
         return {}
 
+    # Text frames starting with one of these are public (module docstring): a venue's market data
+    # notifications, in the form the venue sends them. Checked first, for every frame.
+    public_frame_prefixes: ClassVar[tuple[str, ...]] = ()
+
+    def public_frame(self, message: bytes | str) -> bool:
+        """Whether a frame that starts with none of `public_frame_prefixes` may be recorded
+        (module docstring). Called before `_handle`, so an answer's request is still pending.
+        Must not parse the whole frame (it has not been checked yet, and this is per frame).
+        By default nothing is: a venue records only what it declares public."""
+        return False
+
+    def recordable(self, message: bytes | str) -> bool:
+        """Whether `message` may go to a recording (module docstring)."""
+        if isinstance(message, str) and message.startswith(self.public_frame_prefixes):
+            return True
+        return self.public_frame(message)
+
     # -- public -------------------------------------------------------------------------------
+    @property
+    def on_frame(self) -> Callable[[int, bytes | str], None] | None:
+        """The recorder's per-frame hook, behind the public-frames filter (module docstring)."""
+        return self._on_frame
+
+    @on_frame.setter
+    def on_frame(self, hook: Callable[[int, bytes | str], None] | None) -> None:
+        if hook is None:
+            self._on_frame = None
+            return
+        prefixes = self.public_frame_prefixes
+        public_frame = self.public_frame
+        stats = self.stats
+
+        def on_frame(now: int, message: bytes | str) -> None:
+            # `recordable`, inlined: this runs for every frame on the event loop.
+            if (message.__class__ is str and message.startswith(prefixes)) or public_frame(message):
+                hook(now, message)
+            else:
+                stats.unrecorded += 1
+
+        self._on_frame = on_frame
+
     @property
     def connected(self) -> bool:
         return self._ws is not None

@@ -23,6 +23,7 @@ What it keeps up, across reconnections (VENUES.md §1.2-§1.6, §1.10):
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final
@@ -73,6 +74,34 @@ _REJECTION_CODES: Final = frozenset(
 _AUTH_CODES: Final = frozenset({10000, 13004, 13009, 13021})
 _RATE_CODES: Final = frozenset({10028, 10066})
 
+# What a recording may hold (engine._session: recordings are shared as backtest data). Market data
+# channels (§1.6; the private ones are all `user.*`, but public is what is listed here), heartbeats
+# (§1.5), and the answers a replay reads or that tell nothing of the account: never `public/auth`
+# (its tokens), never a `private/*` answer.
+_PUBLIC_CHANNELS: Final = (
+    "book.", "ticker.", "trades.", "quote.", "incremental_ticker.", "deribit_price_index.",
+    "deribit_price_ranking.", "deribit_volatility_index.", "estimated_expiration_price.",
+    "markprice.options.", "perpetual.", "instrument.state.", "platform_state", "chart.trades.",
+)  # fmt: skip
+_PUBLIC_ANSWERS: Final = frozenset(
+    {
+        "public/get_instruments",
+        "public/subscribe",
+        "public/unsubscribe",
+        "public/set_heartbeat",
+        "public/test",
+    }
+)
+_PUBLIC_NOTIFICATIONS: Final = tuple(f'{_NOTIFICATION},"params":{{"channel":"{c}' for c in _PUBLIC_CHANNELS)
+# The head of a notification or an answer in any spacing (§1.2), read without parsing the frame.
+_NOTIFICATION_HEAD: Final = re.compile(
+    r'\{\s*"jsonrpc"\s*:\s*"2\.0"\s*,\s*"method"\s*:\s*"(subscription|heartbeat)"\s*,'
+    r'\s*"params"\s*:\s*\{\s*"(?:channel"\s*:\s*"([^"]*)"|type")'
+)
+_ANSWER_HEAD: Final = re.compile(
+    r'\{\s*"jsonrpc"\s*:\s*"2\.0"\s*,\s*"id"\s*:\s*(\d{1,18})\s*,\s*"result"\s*:'
+)
+
 
 def map_error(error: Any, *, method: str) -> VenueError:
     """A JSON-RPC error object as the typed exception callers catch (§1.9)."""
@@ -94,6 +123,7 @@ class DeribitSession(VenueSession):
     events; `execution()` gives the client that sends orders over this same connection."""
 
     venue = VENUE
+    public_frame_prefixes = _PUBLIC_NOTIFICATIONS
 
     def __init__(
         self,
@@ -172,7 +202,7 @@ class DeribitSession(VenueSession):
         ws = self._ws
         if ws is None:
             raise VenueUnavailable(f"{method}: not connected", venue=VENUE)
-        rid = self._requests.open()
+        rid = self._requests.open(method)
         frame = orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}})
         self.stats.requests += 1
         try:
@@ -216,6 +246,18 @@ class DeribitSession(VenueSession):
 
     def _on_connected(self) -> dict[str, Any]:
         return {"authenticated": self._authenticated}
+
+    def public_frame(self, message: bytes | str) -> bool:
+        """A public notification in another spacing, a heartbeat, or the answer to a request in
+        `_PUBLIC_ANSWERS` (its request still pending: this runs before `_handle`)."""
+        head = message[:256]
+        if not isinstance(head, str):
+            head = head.decode("utf-8", "replace")
+        m = _NOTIFICATION_HEAD.match(head)
+        if m is not None:
+            return m[1] == "heartbeat" or (m[2] is not None and m[2].startswith(_PUBLIC_CHANNELS))
+        m = _ANSWER_HEAD.match(head)
+        return m is not None and self._requests.method_of(int(m[1])) in _PUBLIC_ANSWERS
 
     def _reset(self) -> None:
         super()._reset()

@@ -6,8 +6,9 @@ The CLOB publishes market data and our own orders on separate endpoints (VENUES.
 `UserConnection`, both `VenueSession`s (reconnection with backoff, status events, the stale-feed
 watchdog, the subscription follower), sharing one `PolymarketDecoder` (the market's books, our
 trades' memory) and one `ClobRest` client. Every frame of both, and every REST answer that feeds
-the decoder (book snapshots, market definitions, recovered trades), goes to `on_frame` exactly as
-received, so a recording replays what the live run knew.
+the decoder (book snapshots, market definitions), goes to `on_frame` exactly as received, so a
+recording replays what the live run knew of the market; the user connection's frames and the
+trades it recovers never do (they are ours, not market data: engine._session).
 
 Market connection (§2.2):
 - the first subscription is `{"assets_ids": [...], "type": "market", "custom_feature_enabled":
@@ -163,6 +164,11 @@ class MarketConnection(_Connection):
 
     def _url(self) -> str:
         return self.settings.market_url
+
+    def public_frame(self, message: bytes | str) -> bool:
+        # The market channel (§2.2) and the REST answers fed with it (books, market definitions,
+        # §2.3 "Public market data") are public: every frame of this connection may be recorded.
+        return True
 
     def _on_connected(self) -> dict[str, Any]:
         return {"channel": "market"}
@@ -346,6 +352,11 @@ class UserConnection(_Connection):
 
     def _url(self) -> str:
         return self.settings.user_url
+
+    def public_frame(self, message: bytes | str) -> bool:
+        # Our orders and trades (§2.2 "User channel") and the trades recovered over REST: none of
+        # it goes to a recording (engine._session).
+        return False
 
     def _on_session_error(self, exc: BaseException) -> None:
         # The venue answers bad credentials by closing the connection (§2.2 documents no error
