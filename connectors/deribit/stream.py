@@ -22,6 +22,7 @@ What it keeps up, across reconnections (VENUES.md §1.2-§1.6, §1.10):
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import time
@@ -214,8 +215,9 @@ class DeribitSession(VenueSession):
             ) from None
         try:
             return await self._requests.wait(rid, self.settings.request_timeout_s, what=method)
-        except RateLimited:
+        except RateLimited as exc:
             self._buckets[bucket].drain()
+            self.note_rate_limited(exc)
             raise
         except VenueError as exc:
             if exc.code == "timeout":
@@ -246,6 +248,17 @@ class DeribitSession(VenueSession):
 
     def _on_connected(self) -> dict[str, Any]:
         return {"authenticated": self._authenticated}
+
+    def _credentials_hint(self, exc: AuthError) -> str | None:
+        # §1.9: 13004 `invalid_credentials` is the answer to a wrong client id, secret or
+        # signature (or a clock too far off: the venue's message says which). 13009 is a token
+        # expired or used on another connection: that one a reconnection fixes.
+        if exc.code != 13004:
+            return None
+        return (
+            "DERIBIT_CLIENT_ID and DERIBIT_CLIENT_SECRET (or the files DERIBIT_CLIENT_ID_FILE and "
+            "DERIBIT_CLIENT_SECRET_FILE name, e.g. systemd's LoadCredential)"
+        )
 
     def public_frame(self, message: bytes | str) -> bool:
         """A public notification in another spacing, a heartbeat, or the answer to a request in
@@ -296,9 +309,14 @@ class DeribitSession(VenueSession):
 
     # -- handshake, auth, instruments ---------------------------------------------------------
     async def _handshake(self) -> None:
+        # Refused for rate (10028), these are tried again as the credits allow (§1.10; if the
+        # venue ends the session for it, the reconnection does: engine._session).
         if self.credentials is not None and (self.settings.private or self.settings.interval == "raw"):
-            await self._authenticate()
-        await self.call("public/set_heartbeat", {"interval": self.settings.heartbeat_s})
+            await self.retry_rate_limited(self._authenticate, what="public/auth")
+        await self.retry_rate_limited(
+            lambda: self.call("public/set_heartbeat", {"interval": self.settings.heartbeat_s}),
+            what="public/set_heartbeat",
+        )
         if self._instruments_loaded_at is None:
             await self._load_instruments()
 
@@ -344,8 +362,9 @@ class DeribitSession(VenueSession):
             await trio.sleep(max(1.0, 0.8 * self._token_expires_in))
             if not self._refresh_token:
                 return
-            raw = await self.call(
-                "public/auth", {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
+            params = {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
+            raw = await self.retry_rate_limited(
+                functools.partial(self.call, "public/auth", params), what="public/auth"
             )
             await self._take_token(raw)
 

@@ -92,6 +92,7 @@ _REJECTION_CODES: Final = frozenset(
 )  # fmt: skip
 _AUTH_CODES: Final = frozenset({14000, 14001, 14014, 14021, 14023, 14026, 14030})
 _RATE_CODES: Final = frozenset({-32000})
+_NOT_IN_WALLET: Final = "subaccount_not_in_wallet"  # our own check of the login answer
 _SUBSCRIPTION_REFUSALS: Final = frozenset({13000, -32602})  # invalid channels / params
 
 # What a recording may hold (engine._session: recordings are shared as backtest data). The public
@@ -284,8 +285,9 @@ class DeriveSession(VenueSession):
             ) from None
         try:
             return await self._requests.wait(rid, self.settings.request_timeout_s, what=method)
-        except RateLimited:
+        except RateLimited as exc:
             bucket.drain()
+            self.note_rate_limited(exc)
             raise
         except VenueError as exc:
             if exc.code == "timeout":
@@ -320,6 +322,17 @@ class DeriveSession(VenueSession):
 
     def _on_connected(self) -> dict[str, Any]:
         return {"authenticated": self._authenticated}
+
+    def _credentials_hint(self, exc: AuthError) -> str | None:
+        # §3.7 "Account and auth" codes answering `public/login` (a wallet, session key or
+        # signature the venue does not take), or a subaccount the wallet does not have. Others
+        # (an internal error) are passing: reconnected.
+        if exc.code not in _AUTH_CODES and exc.code != _NOT_IN_WALLET:
+            return None
+        return (
+            "DERIVE_WALLET, DERIVE_SESSION_KEY and DERIVE_SUBACCOUNT_ID (or the files their _FILE "
+            "variables name, e.g. systemd's LoadCredential)"
+        )
 
     def public_frame(self, message: bytes | str) -> bool:
         """A public notification in another spacing, or the answer to a request in
@@ -399,7 +412,11 @@ class DeriveSession(VenueSession):
     async def _login(self) -> None:
         creds = self.credentials
         assert creds is not None
-        raw = await self.call("public/login", login_params(creds, self._clock() // 1_000_000))
+        # Refused for rate (-32000, §3.7: the connection stays), tried again, signing anew.
+        raw = await self.retry_rate_limited(
+            lambda: self.call("public/login", login_params(creds, self._clock() // 1_000_000)),
+            what="public/login",
+        )
         try:
             subaccounts = msgspec.json.decode(raw, type=list[int])
         except msgspec.DecodeError as exc:
@@ -410,6 +427,7 @@ class DeriveSession(VenueSession):
                 f"subaccount {creds.subaccount_id} is not one of wallet {creds.wallet}'s "
                 f"({', '.join(map(str, subaccounts)) or 'none'}): check DERIVE_SUBACCOUNT_ID",
                 venue=VENUE,
+                code=_NOT_IN_WALLET,
             )
         self._authenticated = True
         self.log.info("session.logged_in", wallet=creds.wallet, subaccount=creds.subaccount_id)
