@@ -288,7 +288,10 @@ class DeribitSession(VenueSession):
             self.malformed(MalformedFrame(f"not a JSON-RPC message: {exc}", venue=VENUE))
             return
         if env.id is not None and (env.result or env.error):
-            error = map_error(msgspec.json.decode(env.error), method="request") if env.error else None
+            error = None
+            if env.error:  # named by the method asked (`public/auth: invalid_credentials (13004)`)
+                method = self._requests.method_of(env.id) if isinstance(env.id, int) else None
+                error = map_error(msgspec.json.decode(env.error), method=method or "request")
             if not self._requests.resolve(env.id, env.result, error):
                 self.log.debug("rpc.unmatched_response", id=env.id)
         elif env.method == "heartbeat":
