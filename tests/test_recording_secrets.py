@@ -192,3 +192,79 @@ async def test_a_live_polymarket_recording_holds_no_api_credential_or_user_chann
     registry, events = replay("polymarket", frames)
     assert registry.get("polymarket", token) is not None
     assert any(isinstance(e, BookUpdate) for e in events)
+
+
+class _Sink:
+    def private(self, events: Any) -> None:
+        pass
+
+    async def market(self, events: Any) -> None:
+        pass
+
+
+def _sessions() -> tuple[Any, Any]:
+    from connectors.deribit.stream import DeribitSession
+    from connectors.derive.stream import DeriveSession
+    from engine._router import MarketRouter
+
+    deribit = DeribitSession(
+        DeribitSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink()
+    )
+    derive = DeriveSession(
+        DeriveSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink()
+    )
+    return deribit, derive
+
+
+def test_what_is_public_is_told_by_the_frame_head_without_parsing_it() -> None:
+    deribit, derive = _sessions()
+    book = (
+        '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.100ms","data":{}}}'
+    )
+    spaced = (
+        '{"jsonrpc": "2.0", "method": "subscription", "params": {"channel": "ticker.BTC-PERPETUAL.100ms"}}'
+    )
+    mine = (
+        '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"user.orders.any.any.raw","data":[]}}'
+    )
+    heartbeat = '{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}'
+    assert deribit.recordable(book) and deribit.recordable(book.encode()) and deribit.recordable(spaced)
+    assert deribit.recordable(heartbeat)
+    assert not deribit.recordable(mine) and not deribit.recordable(mine.replace(":", ": "))
+    # Answers: by the method of the request still awaiting them; unknown ids, never.
+    auth = deribit._requests.open("public/auth")
+    instruments = deribit._requests.open("public/get_instruments")
+    order = deribit._requests.open("private/buy")
+    assert not deribit.recordable(f'{{"jsonrpc":"2.0","id":{auth},"result":{{"access_token":"x"}}}}')
+    assert deribit.recordable(f'{{"jsonrpc":"2.0","id":{instruments},"result":[]}}')
+    assert not deribit.recordable(f'{{"jsonrpc":"2.0","id":{order},"result":{{}}}}')
+    assert not deribit.recordable('{"jsonrpc":"2.0","id":999,"result":[]}')
+    # What cannot be told apart by its head is left out (fail closed), and nothing is parsed:
+    # a hostile frame nested 100,000 deep costs a look at its first bytes.
+    assert not deribit.recordable(f'{{"result":[],"jsonrpc":"2.0","id":{instruments}}}')
+    assert not deribit.recordable("[" * 100_000 + "]" * 100_000)
+    assert not deribit.recordable(b"\xff\xfe not utf-8")
+
+    sub = derive._requests.open("subscribe")
+    login = derive._requests.open("public/login")
+    orderbook = '{"method":"subscription","params":{"channel":"orderbook.ETH-PERP.1.10","data":{}}}'
+    assert derive.recordable(orderbook) and derive.recordable('{"jsonrpc":"2.0",' + orderbook[1:])
+    assert not derive.recordable('{"method":"subscription","params":{"channel":"30769.orders","data":[]}}')
+    assert derive.recordable(f'{{"id":{sub},"result":{{"status":{{}}}}}}')
+    assert not derive.recordable(f'{{"id":{login},"result":[30769]}}')
+
+
+def test_the_session_hook_records_only_public_frames_and_counts_the_rest() -> None:
+    deribit, _ = _sessions()
+    got: list[tuple[int, bytes | str]] = []
+    deribit.on_frame = lambda ts, frame: got.append((ts, frame))
+    public = '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"trades.BTC-PERPETUAL.100ms"}}'
+    private = (
+        '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"user.trades.any.any.raw","data":[]}}'
+    )
+    assert deribit.on_frame is not None
+    deribit.on_frame(1, public)
+    deribit.on_frame(2, private)
+    assert got == [(1, public)] and deribit.stats.unrecorded == 1
+    deribit.on_frame = None
+    assert deribit.on_frame is None
