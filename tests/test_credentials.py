@@ -125,3 +125,40 @@ async def test_a_refusal_after_a_successful_start_is_retried_with_backoff_and_re
     # Fixed at the venue: the session comes back on its own.
     account.secret = SECRET
     await until(lambda: live.authenticated and "user.orders.any.any.raw" in live.channels, within=15)
+
+
+async def test_a_wrong_polymarket_api_secret_at_start_ends_the_session_naming_what_to_check(
+    nursery: trio.Nursery, tmp_path: trio.Path
+) -> None:
+    import base64
+
+    from config._schema import CatalogConfig
+    from connectors.polymarket.settings import PolymarketSettings
+    from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
+    from connectors.polymarket.simulator import serve as serve_polymarket
+
+    sim = PolymarketSimulator(seed=5, step_s=0.05)
+    (address,) = await nursery.start(functools.partial(serve_polymarket, sim))
+    base = address.removeprefix("http://")
+    wrong = base64.urlsafe_b64encode(b"\x07" * 32).decode()  # well formed, not the key's
+    engine = LiveEngine(
+        [],
+        {"polymarket": PolymarketSettings(url=f"ws://{base}/ws", rest_url=f"http://{base}")},
+        mode="live",
+        environ={
+            "POLYMARKET_PRIVATE_KEY": DEMO_ACCOUNT.private_key,
+            "POLYMARKET_API_KEY": DEMO_API.key,
+            "POLYMARKET_API_SECRET": wrong,
+            "POLYMARKET_API_PASSPHRASE": DEMO_API.passphrase,
+        },
+        catalog_settings=CatalogConfig(
+            polymarket_cache=str(tmp_path / "catalog.jsonl"), gamma_url=f"http://{base}/gamma"
+        ),
+    )
+    with trio.fail_after(15), pytest.RaisesGroup(CredentialsRefused, flatten_subgroups=True) as caught:
+        await engine.run()
+    refused: BaseException = caught.value
+    while isinstance(refused, BaseExceptionGroup):
+        (refused,) = refused.exceptions
+    assert str(refused).startswith("polymarket refused the credentials")
+    assert "POLYMARKET_API_SECRET" in str(refused) and wrong not in str(refused)

@@ -63,6 +63,7 @@ import trio
 import trio_websocket
 
 from engine import (
+    AuthError,
     BookUpdate,
     InstrumentRegistry,
     MalformedFrame,
@@ -367,9 +368,25 @@ class UserConnection(_Connection):
     def _on_connected(self) -> dict[str, Any]:
         return {"channel": "user"}
 
+    def _credentials_hint(self, exc: AuthError) -> str | None:
+        # A 401 to the L2-signed key check (§2.3, §2.4 L2): the key, secret or passphrase, or the
+        # address they belong to. Not a 403: that is also what a restricted region gets.
+        if exc.code != 401:
+            return None
+        return (
+            "POLYMARKET_API_KEY, POLYMARKET_API_SECRET and POLYMARKET_API_PASSPHRASE, and that they "
+            "belong to POLYMARKET_PRIVATE_KEY's address (or the files their _FILE variables name)"
+        )
+
     async def _serve(self, ws: trio_websocket.WebSocketConnection, nursery: trio.Nursery) -> None:
         api = self.owner.rest.api
         assert api is not None, "a user connection needs the API credentials"
+        if not self._started:
+            # The venue answers a refused user-channel login only by closing the connection (§2.2
+            # documents no message), which says nothing of why: so at start the API key is
+            # checked first with an L2-signed `GET /auth/api-keys` (§2.3), whose 401 is refused
+            # credentials (engine._session), one clear line instead of reconnecting forever.
+            await self.owner.rest.call("GET", "/auth/api-keys", auth=True)
         message = {
             "auth": {"apiKey": api.key, "secret": api.secret, "passphrase": api.passphrase},
             "markets": [],
