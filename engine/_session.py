@@ -236,7 +236,7 @@ class VenueSession:
         self._last_rx = 0.0
         self._started = False  # a handshake has succeeded once (refused credentials are then retried)
         self._handshaking = False
-        self._handshake_rate_limited: RateLimited | None = None  # this connection's handshake's
+        self._handshake_rate_limited: RateLimited | None = None  # this connection ended for rate
         self._rate_limited_reconnects = 0
 
     # -- what a venue provides ---------------------------------------------------------------
@@ -372,9 +372,9 @@ class VenueSession:
                 self._handshake_rate_limited is not None
                 and self._rate_limited_reconnects < _RATE_LIMITED_RECONNECTS
             ):
-                # The venue refused the handshake for rate (and ended the connection): its credits
-                # come back within a second (VENUES.md §1.10, §3.7), the venue's `call` waits for
-                # them, so the first backoff step, not an escalating one.
+                # The connection ended for rate (refused in its handshake, or a refusal ended
+                # it): the venue's credits come back within a second (VENUES.md §1.10, §3.7) and
+                # its `call` waits for them, so the first backoff step, not an escalating one.
                 self._rate_limited_reconnects += 1
                 delay = self._backoff.first_delay()
                 data["rate_limited"] = True
