@@ -1,8 +1,10 @@
 """The `tradingd` command line (DESIGN.md, "command line").
 
 Every command turns bad input into one line on stderr and a non-zero exit: 2 for a usage or
-config error, 1 for a failure while running (a data file, a venue). `--traceback` shows the
-Python traceback as well, for bug reports.
+config error, 1 for a failure while running (a data file, a venue), 78 (`EX_CONFIG`) when a venue
+refused the credentials at start (`tradingd run`: a wrong secret is not fixed by restarting, so
+the systemd unit says `RestartPreventExitStatus=78`). `--traceback` shows the Python traceback as
+well, for bug reports.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from ._cli_catalog import add_catalog_commands
 from ._cli_data import add_data_commands
 from ._cli_logs import add_log_commands
 from ._cli_service import add_service_commands
-from ._errors import ConfigError, DataError, MalformedFrame, StrategyError, TradingError
+from ._errors import ConfigError, CredentialsRefused, DataError, MalformedFrame, StrategyError, TradingError
 from ._events import event_to_dict
 
 __all__ = ["main"]
 
 _EXIT_USAGE = 2
 _EXIT_FAILURE = 1
+EXIT_CREDENTIALS = 78  # sysexits.h EX_CONFIG; deploy/tradingd.service: RestartPreventExitStatus=78
 
 
 class _UsageError(Exception):
@@ -495,6 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _report(None, f"error: {exc}")
         return _EXIT_USAGE
+    except CredentialsRefused as exc:
+        if args.traceback:
+            raise
+        print(f"tradingd: error: {exc}", file=sys.stderr)
+        return EXIT_CREDENTIALS
     except TradingError as exc:
         if args.traceback:
             raise

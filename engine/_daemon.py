@@ -34,6 +34,7 @@ import orjson
 import structlog
 import trio
 
+from ._errors import CredentialsRefused
 from ._journal import OrderJournal
 from ._live import LiveEngine
 from ._logging import log_write_failures
@@ -519,9 +520,20 @@ def _resolved_catalog(catalog: Any, base: Path) -> Any:
 
 
 def run_daemon(loaded: Any, **options: Any) -> int:
-    """`tradingd run`: build the daemon and run it under trio; the exit code."""
+    """`tradingd run`: build the daemon and run it under trio; the exit code. Raises
+    `CredentialsRefused` when a venue refused the credentials at start (engine._session): the
+    command line makes it one line and an exit status of its own."""
     daemon = Daemon(loaded, **options)
-    code: int = trio.run(daemon.run)
+    try:
+        code: int = trio.run(daemon.run)
+    except BaseExceptionGroup as group:
+        refused, rest = group.split(CredentialsRefused)
+        if refused is None or rest is not None:
+            raise
+        first: BaseException = refused
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None  # the nurseries it came through say nothing more
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     return code

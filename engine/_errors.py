@@ -10,6 +10,7 @@
         ├── SequenceGap               a book's sequence numbers skipped (the book is not patched)
         ├── FeedStale                 nothing arrived from the venue for longer than allowed
         ├── AuthError                 the venue refused our credentials
+        │   └── CredentialsRefused    ... at start, before any login succeeded (tradingd exits 78)
         ├── RateLimited               the venue (or our local limiter) refused for rate
         ├── VenueUnavailable          a request could not be sent (no connection): nothing reached the venue
         └── OrderRejected             an order was refused, before sending (pre-trade) or by the venue
@@ -23,6 +24,7 @@ from __future__ import annotations
 __all__ = [
     "AuthError",
     "ConfigError",
+    "CredentialsRefused",
     "DataError",
     "FeedStale",
     "IllegalTransition",
@@ -114,6 +116,12 @@ class FeedStale(VenueError):
 
 class AuthError(VenueError):
     """Raised when a venue refuses our credentials or a token cannot be refreshed."""
+
+
+class CredentialsRefused(AuthError):
+    """Raised when a venue refused our credentials before the session ever logged in: a wrong
+    key or secret, which retrying does not fix. The message is one line naming the venue and
+    what to check (`tradingd run` exits with status 78)."""
 
 
 class RateLimited(VenueError):

@@ -22,6 +22,7 @@ connected), `meta` (the risk day's starting equities and such).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -161,6 +162,17 @@ class LedgerEntry:
     rates: UsdRates
 
 
+def _owner_only(path: Path) -> None:
+    """Orders and positions are nobody else's business: the journal and its `-wal`/`-shm` files
+    readable by their owner only. Done right after `connect` (which creates the database file)
+    and before anything is written: SQLite creates the `-wal` and `-shm` files with the database
+    file's permissions, so they are 0600 from their first byte; files left by an older run are
+    narrowed too."""
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            p.chmod(0o600)
+
+
 class OrderJournal:
     """The journal (module docstring). Open it with a path; `close()` when the daemon stops."""
 
@@ -176,6 +188,7 @@ class OrderJournal:
         self.clock = clock
         self.stats = JournalStats()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        _owner_only(self.path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -189,7 +202,6 @@ class OrderJournal:
         self._instruments: set[tuple[str, str]] = {
             (v, s) for v, s in self._db.execute("SELECT venue, symbol FROM instruments")
         }
-        self.path.chmod(0o600)  # orders and positions are nobody else's business
 
     def close(self) -> None:
         """Checkpoint the WAL into the database file and close it."""

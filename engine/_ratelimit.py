@@ -84,5 +84,10 @@ class Backoff:
         self.attempts += 1
         return self._rng.uniform(ceiling / 2, ceiling)
 
+    def first_delay(self) -> float:
+        """The first step's delay (jittered), without counting an attempt: for a retry whose
+        wait the venue's limits set, not the number of failures before it."""
+        return self._rng.uniform(self.base / 2, self.base)
+
     def reset(self) -> None:
         self.attempts = 0

@@ -8,12 +8,30 @@ them all:
   connection is lost (closed by either side, a handshake that fails, a stale feed) report it,
   forget what the connection held (`_reset`) and reconnect after a jittered exponential backoff,
   reported as `disconnected` / `reconnecting` / `connected` status events;
-- the receive loop: every frame counted, handed to `on_frame` (the recorder) exactly as received,
-  then to the venue's `_handle`; a malformed frame is counted and logged (rate-limited), never
-  fatal. A frame nested too deep is refused before anything parses it (`check_nesting`), and
+- rate limits in the handshake: a login or set-up call the venue refuses for rate is tried again
+  as its limits allow (`retry_rate_limited`: on the same connection, once the venue's credits are
+  back), and a connection the venue ends for it (Deribit does, VENUES.md §1.10) is reconnected
+  as soon as the credits allow, not after the exponential backoff: a rate-limit storm costs
+  seconds, not minutes;
+- refused credentials: before the session's first successful handshake, credentials the venue
+  refuses (the venue says which errors mean that: `_credentials_hint`) end `run` with
+  `CredentialsRefused`, one line naming the venue and what to check: retrying a wrong secret
+  forever helps nobody, and the daemon exits with a status systemd does not restart into. After
+  a successful start the same refusal is retried with backoff, as an error log and a
+  `reconnecting` status saying `credentials_refused` (a key revoked or rotated mid-run);
+- the receive loop: every frame counted, handed to `on_frame` (the recorder) exactly as received
+  when the venue says it is public (below), then to the venue's `_handle`; a malformed frame is
+  counted and logged (rate-limited), never fatal. A frame nested too deep is refused before anything parses it (`check_nesting`), and
   any exception from handling one frame (other than the connection's own errors) is that
   frame's: counted as malformed, logged with its type, skipped. A decoder fault
   (`DecoderFault`: its books were invalidated) also asks for a fresh snapshot of every book;
+- what a recording may hold: recordings are shared as backtest data, so only frames the venue
+  declares public reach the recorder: market data channels and the answers a replay reads
+  (instruments, subscriptions). Never a token, a login or auth answer, a private channel or a
+  private answer. A venue declares it cheaply, without parsing: `public_frame_prefixes` (the hot
+  path: text frames starting with one of them) and `public_frame` (the rest, by their head).
+  Anything else, including what cannot be told apart, is left out (fail closed) and counted in
+  `stats.unrecorded`;
 - the watchdog: nothing received for `stale_after_s` -> a `feed_stale` status and a reconnect;
 - the subscription follower: whenever the router's merged subscriptions for the venue change
   (or a book needs a fresh snapshot), the venue's `_sync_subscriptions` runs; `ready` is set
@@ -29,16 +47,16 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeVar
 
 import attrs
 import structlog
 import trio
 import trio_websocket
 
-from ._errors import AuthError, FeedStale, MalformedFrame, VenueError
+from ._errors import AuthError, CredentialsRefused, FeedStale, MalformedFrame, RateLimited, VenueError
 from ._events import MarketEvent, PrivateEvent, Status, StatusKind
 from ._instruments import InstrumentRegistry
 from ._plugins import SHORT_FRAME, Decoder, DecoderFault, VenueSink, check_nesting, restore_recursion_limit
@@ -49,6 +67,7 @@ __all__ = [
     "SESSION_ERRORS",
     "Connect",
     "ConnectionLost",
+    "CredentialsRefused",
     "PendingRequests",
     "SessionStats",
     "VenueSession",
@@ -70,10 +89,19 @@ class SessionStats:
     resubscribed_books: int = 0
     refused_channels: int = 0
     stale: int = 0
+    unrecorded: int = 0  # frames kept out of the recording (not public), when recording
 
 
 class ConnectionLost(Exception):
     """The connection went away (closed by either side, or a stale feed)."""
+
+
+_T = TypeVar("_T")
+# A connection the venue ended for rate during the handshake is reconnected after the first
+# backoff step, not an escalating one; this many times in a row, then the backoff takes over.
+_RATE_LIMITED_RECONNECTS: Final = 10
+# Handshake calls refused for rate, tried again on the same connection this many times at most.
+_HANDSHAKE_TRIES: Final = 10
 
 
 # The errors a session survives by reconnecting.
@@ -99,6 +127,7 @@ def default_connect(url: str) -> AbstractAsyncContextManager[trio_websocket.WebS
 
 @attrs.define(eq=False)
 class _Call:
+    method: str = ""
     done: trio.Event = attrs.field(factory=trio.Event)
     result: Any = None
     error: VenueError | None = None
@@ -117,10 +146,15 @@ class PendingRequests:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def open(self) -> int:
+    def open(self, method: str = "") -> int:
         rid = next(self._ids)
-        self._pending[rid] = _Call()
+        self._pending[rid] = _Call(method)
         return rid
+
+    def method_of(self, rid: int) -> str | None:
+        """The method of a request still awaiting its answer (None: not ours, or answered)."""
+        call = self._pending.get(rid)
+        return None if call is None else call.method
 
     def discard(self, rid: int) -> None:
         """The request was never sent."""
@@ -192,8 +226,8 @@ class VenueSession:
         self.router = router
         self.sink = sink
         self.ready = trio.Event()
-        self.on_frame: Callable[[int, bytes | str], None] | None = None  # a recorder, when set
         self.stats = SessionStats()
+        self._on_frame: Callable[[int, bytes | str], None] | None = None  # a recorder, when set
         self.log = (log or structlog.get_logger(f"tradingd.{self.venue}")).bind(venue=self.venue)
         self.stale_after_s = stale_after_s
         self._connect = connect
@@ -204,6 +238,10 @@ class VenueSession:
         self._gaps: set[str] = set()  # instruments whose book needs a fresh snapshot
         self._wake = trio.Event()
         self._last_rx = 0.0
+        self._started = False  # a handshake has succeeded once (refused credentials are then retried)
+        self._handshaking = False
+        self._handshake_rate_limited: RateLimited | None = None  # this connection ended for rate
+        self._rate_limited_reconnects = 0
 
     # -- what a venue provides ---------------------------------------------------------------
     def _url(self) -> str:
@@ -234,7 +272,47 @@ class VenueSession:
         """Extra data for the `connected` status event."""
         return {}
 
+    # Text frames starting with one of these are public (module docstring): a venue's market data
+    # notifications, in the form the venue sends them. Checked first, for every frame.
+    public_frame_prefixes: ClassVar[tuple[str, ...]] = ()
+
+    def public_frame(self, message: bytes | str) -> bool:
+        """Whether a frame that starts with none of `public_frame_prefixes` may be recorded
+        (module docstring). Called before `_handle`, so an answer's request is still pending.
+        Must not parse the whole frame (it has not been checked yet, and this is per frame).
+        By default nothing is: a venue records only what it declares public."""
+        return False
+
+    def recordable(self, message: bytes | str) -> bool:
+        """Whether `message` may go to a recording (module docstring)."""
+        if isinstance(message, str) and message.startswith(self.public_frame_prefixes):
+            return True
+        return self.public_frame(message)
+
     # -- public -------------------------------------------------------------------------------
+    @property
+    def on_frame(self) -> Callable[[int, bytes | str], None] | None:
+        """The recorder's per-frame hook, behind the public-frames filter (module docstring)."""
+        return self._on_frame
+
+    @on_frame.setter
+    def on_frame(self, hook: Callable[[int, bytes | str], None] | None) -> None:
+        if hook is None:
+            self._on_frame = None
+            return
+        prefixes = self.public_frame_prefixes
+        public_frame = self.public_frame
+        stats = self.stats
+
+        def on_frame(now: int, message: bytes | str) -> None:
+            # `recordable`, inlined: this runs for every frame on the event loop.
+            if (message.__class__ is str and message.startswith(prefixes)) or public_frame(message):
+                hook(now, message)
+            else:
+                stats.unrecorded += 1
+
+        self._on_frame = on_frame
+
     @property
     def connected(self) -> bool:
         return self._ws is not None
@@ -258,24 +336,60 @@ class VenueSession:
         while True:
             began = trio.current_time()
             reason = "closed"
+            refused: CredentialsRefused | None = None
+            self._handshake_rate_limited = None
             try:
                 await self._session(self._url())
             except* SESSION_ERRORS as group:
                 first: BaseException = group.exceptions[0]
                 while isinstance(first, BaseExceptionGroup):
                     first = first.exceptions[0]
+                auth = _first_leaf(group, AuthError)
+                if isinstance(auth, AuthError):
+                    first = auth  # a refusal says more than the connection closing after it
+                    hint = self._credentials_hint(auth)
+                    if hint is not None:
+                        refused = CredentialsRefused(
+                            f"{self.venue} refused the credentials ({auth}): check {hint}",
+                            venue=self.venue,
+                            code=auth.code,
+                            venue_message=auth.venue_message,
+                        )
+                limited = _first_leaf(group, RateLimited)
+                if isinstance(limited, RateLimited) and self._handshake_rate_limited is None:
+                    self._handshake_rate_limited = limited
                 reason = f"{type(first).__name__}: {first}"
                 self._on_session_error(first)
             finally:
+                self._handshaking = False
                 await self._lost(reason)
+            if refused is not None and not self._started:
+                self.log.error("session.credentials_refused", error=str(refused))
+                raise refused
             if trio.current_time() - began > 60:
                 self._backoff.reset()
-            delay = self._backoff.next_delay()
+            data: dict[str, Any] = {}
+            if refused is not None:
+                data["credentials_refused"] = True
+                data["error"] = str(refused)
+            if (
+                self._handshake_rate_limited is not None
+                and self._rate_limited_reconnects < _RATE_LIMITED_RECONNECTS
+            ):
+                # The connection ended for rate (refused in its handshake, or a refusal ended
+                # it): the venue's credits come back within a second (VENUES.md §1.10, §3.7) and
+                # its `call` waits for them, so the first backoff step, not an escalating one.
+                self._rate_limited_reconnects += 1
+                delay = self._backoff.first_delay()
+                data["rate_limited"] = True
+            else:
+                delay = self._backoff.next_delay()
             await self.status(
                 StatusKind.RECONNECTING,
                 f"reconnecting in {delay:.1f} s",
                 attempt=self._backoff.attempts,
                 delay_s=round(delay, 3),
+                **data,
             )
             await trio.sleep(delay)
 
@@ -285,6 +399,31 @@ class VenueSession:
         if isinstance(exc, AuthError):
             self.log.error("session.auth_failed", error=str(exc))
 
+    def _credentials_hint(self, exc: AuthError) -> str | None:
+        """When `exc` means the venue refused our credentials (not a passing failure): what the
+        user should check (the environment variables or credential files), else None."""
+        return None
+
+    def note_rate_limited(self, exc: RateLimited) -> None:
+        """The venue answered a request with a rate-limit refusal (a venue's `call` reports
+        each): during the handshake, a connection that then ends was ended for rate (`run`)."""
+        if self._handshaking:
+            self._handshake_rate_limited = exc
+
+    async def retry_rate_limited(self, attempt: Callable[[], Awaitable[_T]], *, what: str) -> _T:
+        """A handshake call (login, heartbeat set-up, a token refresh): refused for rate, it is
+        tried again on this connection, as soon as the venue's `call` finds the credits (it
+        drains its local bucket on such an answer, so the next waits for the venue's refill
+        rate). `attempt` builds the request anew each time (a login signs the current time)."""
+        for n in itertools.count(1):
+            try:
+                return await attempt()
+            except RateLimited as exc:
+                if n >= _HANDSHAKE_TRIES:
+                    raise
+                self.log.warning("session.rate_limited", call=what, attempt=n, error=str(exc))
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def _session(self, url: str) -> None:
         async with self._connect(url) as ws, trio.open_nursery() as nursery:
             self._ws = ws
@@ -293,7 +432,11 @@ class VenueSession:
             self.stats.connects += 1
             nursery.start_soon(self._receive, ws)
             nursery.start_soon(self._watchdog)
+            self._handshaking = True
             await self._serve(ws, nursery)
+            self._handshaking = False
+            self._started = True
+            self._rate_limited_reconnects = 0
             await self.status(StatusKind.CONNECTED, f"connected to {url}", **self._on_connected())
             nursery.start_soon(self._follow_subscriptions)
             nursery.start_soon(self._watch_router)
@@ -432,3 +575,14 @@ class VenueSession:
             if not self.ready.is_set():
                 self.ready.set()
             await self._wake.wait()
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException], kind: type[BaseException]) -> BaseException | None:
+    """The first exception of `kind` in a (nested) exception group, None when there is none."""
+    matched = group.subgroup(kind)
+    if matched is None:
+        return None
+    leaf: BaseException = matched
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf

@@ -343,23 +343,6 @@ async def test_a_burst_of_orders_waits_instead_of_being_refused(nursery: trio.Nu
     assert simulator.requests_for("private/order") == 15  # and nothing was refused and resent
 
 
-async def test_a_refused_login_is_reported_and_retried(
-    sim: tuple[DeriveSimulator, str], nursery: trio.Nursery
-) -> None:
-    simulator, base = sim
-    stranger = {**CREDS, "DERIVE_SESSION_KEY": "0x" + "11" * 32}  # not a session key of the wallet
-    engine = LiveEngine(
-        [],
-        {"derive": DeriveSettings(url=f"ws://{base}/ws", reconnect_base_s=0.05, reconnect_cap_s=0.1)},
-        mode="live",
-        environ=stranger,
-    )
-    await nursery.start(engine.run)
-    await until(lambda: simulator.requests_for("public/login") >= 2)
-    live = session(engine)
-    assert not live.ready.is_set() and not live.authenticated and live.stats.connects >= 2
-
-
 async def test_instruments_refresh_follows_listings(
     sim: tuple[DeriveSimulator, str], nursery: trio.Nursery
 ) -> None:

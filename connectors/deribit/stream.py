@@ -22,7 +22,9 @@ What it keeps up, across reconnections (VENUES.md §1.2-§1.6, §1.10):
 
 from __future__ import annotations
 
+import functools
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final
@@ -73,6 +75,34 @@ _REJECTION_CODES: Final = frozenset(
 _AUTH_CODES: Final = frozenset({10000, 13004, 13009, 13021})
 _RATE_CODES: Final = frozenset({10028, 10066})
 
+# What a recording may hold (engine._session: recordings are shared as backtest data). Market data
+# channels (§1.6; the private ones are all `user.*`, but public is what is listed here), heartbeats
+# (§1.5), and the answers a replay reads or that tell nothing of the account: never `public/auth`
+# (its tokens), never a `private/*` answer.
+_PUBLIC_CHANNELS: Final = (
+    "book.", "ticker.", "trades.", "quote.", "incremental_ticker.", "deribit_price_index.",
+    "deribit_price_ranking.", "deribit_volatility_index.", "estimated_expiration_price.",
+    "markprice.options.", "perpetual.", "instrument.state.", "platform_state", "chart.trades.",
+)  # fmt: skip
+_PUBLIC_ANSWERS: Final = frozenset(
+    {
+        "public/get_instruments",
+        "public/subscribe",
+        "public/unsubscribe",
+        "public/set_heartbeat",
+        "public/test",
+    }
+)
+_PUBLIC_NOTIFICATIONS: Final = tuple(f'{_NOTIFICATION},"params":{{"channel":"{c}' for c in _PUBLIC_CHANNELS)
+# The head of a notification or an answer in any spacing (§1.2), read without parsing the frame.
+_NOTIFICATION_HEAD: Final = re.compile(
+    r'\{\s*"jsonrpc"\s*:\s*"2\.0"\s*,\s*"method"\s*:\s*"(subscription|heartbeat)"\s*,'
+    r'\s*"params"\s*:\s*\{\s*"(?:channel"\s*:\s*"([^"]*)"|type")'
+)
+_ANSWER_HEAD: Final = re.compile(
+    r'\{\s*"jsonrpc"\s*:\s*"2\.0"\s*,\s*"id"\s*:\s*(\d{1,18})\s*,\s*"result"\s*:'
+)
+
 
 def map_error(error: Any, *, method: str) -> VenueError:
     """A JSON-RPC error object as the typed exception callers catch (§1.9)."""
@@ -94,6 +124,7 @@ class DeribitSession(VenueSession):
     events; `execution()` gives the client that sends orders over this same connection."""
 
     venue = VENUE
+    public_frame_prefixes = _PUBLIC_NOTIFICATIONS
 
     def __init__(
         self,
@@ -172,7 +203,7 @@ class DeribitSession(VenueSession):
         ws = self._ws
         if ws is None:
             raise VenueUnavailable(f"{method}: not connected", venue=VENUE)
-        rid = self._requests.open()
+        rid = self._requests.open(method)
         frame = orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}})
         self.stats.requests += 1
         try:
@@ -184,8 +215,9 @@ class DeribitSession(VenueSession):
             ) from None
         try:
             return await self._requests.wait(rid, self.settings.request_timeout_s, what=method)
-        except RateLimited:
+        except RateLimited as exc:
             self._buckets[bucket].drain()
+            self.note_rate_limited(exc)
             raise
         except VenueError as exc:
             if exc.code == "timeout":
@@ -217,6 +249,29 @@ class DeribitSession(VenueSession):
     def _on_connected(self) -> dict[str, Any]:
         return {"authenticated": self._authenticated}
 
+    def _credentials_hint(self, exc: AuthError) -> str | None:
+        # §1.9: 13004 `invalid_credentials` is the answer to a wrong client id, secret or
+        # signature (or a clock too far off: the venue's message says which). 13009 is a token
+        # expired or used on another connection: that one a reconnection fixes.
+        if exc.code != 13004:
+            return None
+        return (
+            "DERIBIT_CLIENT_ID and DERIBIT_CLIENT_SECRET (or the files DERIBIT_CLIENT_ID_FILE and "
+            "DERIBIT_CLIENT_SECRET_FILE name, e.g. systemd's LoadCredential)"
+        )
+
+    def public_frame(self, message: bytes | str) -> bool:
+        """A public notification in another spacing, a heartbeat, or the answer to a request in
+        `_PUBLIC_ANSWERS` (its request still pending: this runs before `_handle`)."""
+        head = message[:256]
+        if not isinstance(head, str):
+            head = head.decode("utf-8", "replace")
+        m = _NOTIFICATION_HEAD.match(head)
+        if m is not None:
+            return m[1] == "heartbeat" or (m[2] is not None and m[2].startswith(_PUBLIC_CHANNELS))
+        m = _ANSWER_HEAD.match(head)
+        return m is not None and self._requests.method_of(int(m[1])) in _PUBLIC_ANSWERS
+
     def _reset(self) -> None:
         super()._reset()
         self._authenticated = False
@@ -233,7 +288,10 @@ class DeribitSession(VenueSession):
             self.malformed(MalformedFrame(f"not a JSON-RPC message: {exc}", venue=VENUE))
             return
         if env.id is not None and (env.result or env.error):
-            error = map_error(msgspec.json.decode(env.error), method="request") if env.error else None
+            error = None
+            if env.error:  # named by the method asked (`public/auth: invalid_credentials (13004)`)
+                method = self._requests.method_of(env.id) if isinstance(env.id, int) else None
+                error = map_error(msgspec.json.decode(env.error), method=method or "request")
             if not self._requests.resolve(env.id, env.result, error):
                 self.log.debug("rpc.unmatched_response", id=env.id)
         elif env.method == "heartbeat":
@@ -254,9 +312,14 @@ class DeribitSession(VenueSession):
 
     # -- handshake, auth, instruments ---------------------------------------------------------
     async def _handshake(self) -> None:
+        # Refused for rate (10028), these are tried again as the credits allow (§1.10; if the
+        # venue ends the session for it, the reconnection does: engine._session).
         if self.credentials is not None and (self.settings.private or self.settings.interval == "raw"):
-            await self._authenticate()
-        await self.call("public/set_heartbeat", {"interval": self.settings.heartbeat_s})
+            await self.retry_rate_limited(self._authenticate, what="public/auth")
+        await self.retry_rate_limited(
+            lambda: self.call("public/set_heartbeat", {"interval": self.settings.heartbeat_s}),
+            what="public/set_heartbeat",
+        )
         if self._instruments_loaded_at is None:
             await self._load_instruments()
 
@@ -302,8 +365,9 @@ class DeribitSession(VenueSession):
             await trio.sleep(max(1.0, 0.8 * self._token_expires_in))
             if not self._refresh_token:
                 return
-            raw = await self.call(
-                "public/auth", {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
+            params = {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
+            raw = await self.retry_rate_limited(
+                functools.partial(self.call, "public/auth", params), what="public/auth"
             )
             await self._take_token(raw)
 

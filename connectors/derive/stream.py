@@ -35,6 +35,7 @@ What it keeps up, across reconnections (the loop itself is `engine._session.Venu
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final
@@ -91,7 +92,30 @@ _REJECTION_CODES: Final = frozenset(
 )  # fmt: skip
 _AUTH_CODES: Final = frozenset({14000, 14001, 14014, 14021, 14023, 14026, 14030})
 _RATE_CODES: Final = frozenset({-32000})
+_NOT_IN_WALLET: Final = "subaccount_not_in_wallet"  # our own check of the login answer
 _SUBSCRIPTION_REFUSALS: Final = frozenset({13000, -32602})  # invalid channels / params
+
+# What a recording may hold (engine._session: recordings are shared as backtest data). The public
+# channels of §3.4 (the private ones are named `{subaccount_id}.*` and `{wallet}.*`), and the
+# answers a replay reads (instruments, subscriptions) or that tell nothing of the account: never
+# the `public/login` answer, never a `private/*` one.
+_PUBLIC_CHANNELS: Final = (
+    "orderbook.", "ticker_slim.", "ticker.", "trades.", "spot_feed.", "margin.watch", "auctions.watch",
+)  # fmt: skip
+_PUBLIC_ANSWERS: Final = frozenset(
+    {"public/get_instruments", "subscribe", "unsubscribe", "public/get_time", "public/get_ticker"}
+)
+_PUBLIC_NOTIFICATIONS: Final = tuple(
+    f'{head},"params":{{"channel":"{c}' for head in _NOTIFICATIONS for c in _PUBLIC_CHANNELS
+)
+# The head of a notification or an answer in any spacing (§3.1), read without parsing the frame.
+_NOTIFICATION_HEAD: Final = re.compile(
+    r'\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"method"\s*:\s*"subscription"\s*,'
+    r'\s*"params"\s*:\s*\{\s*"channel"\s*:\s*"([^"]*)"'
+)
+_ANSWER_HEAD: Final = re.compile(
+    r'\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*(\d{1,18})\s*,\s*"result"\s*:'
+)
 
 
 def map_error(error: Any, *, method: str) -> VenueError:
@@ -133,6 +157,7 @@ class DeriveSession(VenueSession):
     events; `execution()` gives the client that signs and sends orders over this connection."""
 
     venue = VENUE
+    public_frame_prefixes = _PUBLIC_NOTIFICATIONS
 
     def __init__(
         self,
@@ -246,7 +271,7 @@ class DeriveSession(VenueSession):
         ws = self._ws
         if ws is None:
             raise VenueUnavailable(f"{method}: not connected", venue=VENUE)
-        rid = self._requests.open()
+        rid = self._requests.open(method)
         self._methods[rid] = method
         frame = orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}})
         self.stats.requests += 1
@@ -260,8 +285,9 @@ class DeriveSession(VenueSession):
             ) from None
         try:
             return await self._requests.wait(rid, self.settings.request_timeout_s, what=method)
-        except RateLimited:
+        except RateLimited as exc:
             bucket.drain()
+            self.note_rate_limited(exc)
             raise
         except VenueError as exc:
             if exc.code == "timeout":
@@ -296,6 +322,29 @@ class DeriveSession(VenueSession):
 
     def _on_connected(self) -> dict[str, Any]:
         return {"authenticated": self._authenticated}
+
+    def _credentials_hint(self, exc: AuthError) -> str | None:
+        # §3.7 "Account and auth" codes answering `public/login` (a wallet, session key or
+        # signature the venue does not take), or a subaccount the wallet does not have. Others
+        # (an internal error) are passing: reconnected.
+        if exc.code not in _AUTH_CODES and exc.code != _NOT_IN_WALLET:
+            return None
+        return (
+            "DERIVE_WALLET, DERIVE_SESSION_KEY and DERIVE_SUBACCOUNT_ID (or the files their _FILE "
+            "variables name, e.g. systemd's LoadCredential)"
+        )
+
+    def public_frame(self, message: bytes | str) -> bool:
+        """A public notification in another spacing, or the answer to a request in
+        `_PUBLIC_ANSWERS` (its request still pending: this runs before `_handle`)."""
+        head = message[:256]
+        if not isinstance(head, str):
+            head = head.decode("utf-8", "replace")
+        m = _NOTIFICATION_HEAD.match(head)
+        if m is not None:
+            return m[1].startswith(_PUBLIC_CHANNELS)
+        m = _ANSWER_HEAD.match(head)
+        return m is not None and self._requests.method_of(int(m[1])) in _PUBLIC_ANSWERS
 
     def _reset(self) -> None:
         super()._reset()
@@ -363,7 +412,11 @@ class DeriveSession(VenueSession):
     async def _login(self) -> None:
         creds = self.credentials
         assert creds is not None
-        raw = await self.call("public/login", login_params(creds, self._clock() // 1_000_000))
+        # Refused for rate (-32000, §3.7: the connection stays), tried again, signing anew.
+        raw = await self.retry_rate_limited(
+            lambda: self.call("public/login", login_params(creds, self._clock() // 1_000_000)),
+            what="public/login",
+        )
         try:
             subaccounts = msgspec.json.decode(raw, type=list[int])
         except msgspec.DecodeError as exc:
@@ -374,6 +427,7 @@ class DeriveSession(VenueSession):
                 f"subaccount {creds.subaccount_id} is not one of wallet {creds.wallet}'s "
                 f"({', '.join(map(str, subaccounts)) or 'none'}): check DERIVE_SUBACCOUNT_ID",
                 venue=VENUE,
+                code=_NOT_IN_WALLET,
             )
         self._authenticated = True
         self.log.info("session.logged_in", wallet=creds.wallet, subaccount=creds.subaccount_id)

@@ -6,8 +6,9 @@ The CLOB publishes market data and our own orders on separate endpoints (VENUES.
 `UserConnection`, both `VenueSession`s (reconnection with backoff, status events, the stale-feed
 watchdog, the subscription follower), sharing one `PolymarketDecoder` (the market's books, our
 trades' memory) and one `ClobRest` client. Every frame of both, and every REST answer that feeds
-the decoder (book snapshots, market definitions, recovered trades), goes to `on_frame` exactly as
-received, so a recording replays what the live run knew.
+the decoder (book snapshots, market definitions), goes to `on_frame` exactly as received, so a
+recording replays what the live run knew of the market; the user connection's frames and the
+trades it recovers never do (they are ours, not market data: engine._session).
 
 Market connection (§2.2):
 - the first subscription is `{"assets_ids": [...], "type": "market", "custom_feature_enabled":
@@ -64,6 +65,7 @@ import trio
 import trio_websocket
 
 from engine import (
+    AuthError,
     BookUpdate,
     InstrumentRegistry,
     MalformedFrame,
@@ -166,6 +168,11 @@ class MarketConnection(_Connection):
 
     def _url(self) -> str:
         return self.settings.market_url
+
+    def public_frame(self, message: bytes | str) -> bool:
+        # The market channel (§2.2) and the REST answers fed with it (books, market definitions,
+        # §2.3 "Public market data") are public: every frame of this connection may be recorded.
+        return True
 
     def _on_connected(self) -> dict[str, Any]:
         return {"channel": "market"}
@@ -370,6 +377,11 @@ class UserConnection(_Connection):
     def _url(self) -> str:
         return self.settings.user_url
 
+    def public_frame(self, message: bytes | str) -> bool:
+        # Our orders and trades (§2.2 "User channel") and the trades recovered over REST: none of
+        # it goes to a recording (engine._session).
+        return False
+
     def _on_session_error(self, exc: BaseException) -> None:
         # The venue answers bad credentials by closing the connection (§2.2 documents no error
         # message): say so plainly, the reconnection loop alone would only say "closed".
@@ -379,9 +391,25 @@ class UserConnection(_Connection):
     def _on_connected(self) -> dict[str, Any]:
         return {"channel": "user"}
 
+    def _credentials_hint(self, exc: AuthError) -> str | None:
+        # A 401 to the L2-signed key check (§2.3, §2.4 L2): the key, secret or passphrase, or the
+        # address they belong to. Not a 403: that is also what a restricted region gets.
+        if exc.code != 401:
+            return None
+        return (
+            "POLYMARKET_API_KEY, POLYMARKET_API_SECRET and POLYMARKET_API_PASSPHRASE, and that they "
+            "belong to POLYMARKET_PRIVATE_KEY's address (or the files their _FILE variables name)"
+        )
+
     async def _serve(self, ws: trio_websocket.WebSocketConnection, nursery: trio.Nursery) -> None:
         api = self.owner.rest.api
         assert api is not None, "a user connection needs the API credentials"
+        if not self._started:
+            # The venue answers a refused user-channel login only by closing the connection (§2.2
+            # documents no message), which says nothing of why: so at start the API key is
+            # checked first with an L2-signed `GET /auth/api-keys` (§2.3), whose 401 is refused
+            # credentials (engine._session), one clear line instead of reconnecting forever.
+            await self.owner.rest.call("GET", "/auth/api-keys", auth=True)
         message = {
             "auth": {"apiKey": api.key, "secret": api.secret, "passphrase": api.passphrase},
             "markets": [],
