@@ -21,8 +21,8 @@ them all:
   `reconnecting` status saying `credentials_refused` (a key revoked or rotated mid-run);
 - the receive loop: every frame counted, handed to `on_frame` (the recorder) exactly as received
   when the venue says it is public (below), then to the venue's `_handle`; a malformed frame is
-  counted and logged (rate-limited), never fatal. A frame nested too deep is refused before anything parses it (`check_nesting`), and
-  any exception from handling one frame (other than the connection's own errors) is that
+  counted and logged (rate-limited), never fatal. A frame nested too deep is refused before
+  anything parses it (`check_nesting`), and any exception from handling one frame (other than the connection's own errors) is that
   frame's: counted as malformed, logged with its type, skipped. A decoder fault
   (`DecoderFault`: its books were invalidated) also asks for a fresh snapshot of every book;
 - what a recording may hold: recordings are shared as backtest data, so only frames the venue
