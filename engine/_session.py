@@ -20,11 +20,11 @@ them all:
   a successful start the same refusal is retried with backoff, as an error log and a
   `reconnecting` status saying `credentials_refused` (a key revoked or rotated mid-run);
 - the receive loop: every frame counted, handed to `on_frame` (the recorder) exactly as received
-  when the venue says it is public (below), then to the venue's `_handle`; a malformed frame is
-  counted and logged (rate-limited), never fatal. A frame nested too deep is refused before
-  anything parses it (`check_nesting`), and any exception from handling one frame (other than the connection's own errors) is that
-  frame's: counted as malformed, logged with its type, skipped. A decoder fault
-  (`DecoderFault`: its books were invalidated) also asks for a fresh snapshot of every book;
+  when the venue says it is public (below), then to the venue's `_handle`. A frame nested too
+  deep is refused before anything parses it (`check_nesting`); a malformed frame, and any
+  exception from handling one frame (other than the connection's own errors), is that frame's:
+  counted as malformed, logged with its type (rate-limited), skipped, never fatal. A decoder
+  fault (`DecoderFault`: its books were invalidated) also asks for a fresh snapshot of every book;
 - what a recording may hold: recordings are shared as backtest data, so only frames the venue
   declares public reach the recorder: market data channels and the answers a replay reads
   (instruments, subscriptions). Never a token, a login or auth answer, a private channel or a
