@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     rate_fee REAL,
     UNIQUE (kind, venue, trade_id)
 );
+CREATE INDEX IF NOT EXISTS ledger_order ON ledger (client_order_id);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     ts_ns INTEGER NOT NULL,
@@ -430,36 +431,56 @@ class OrderJournal:
                 (final_since_ns,),
             )
         cols = [c[0] for c in rows.description]
-        found = [dict(zip(cols, row, strict=True)) for row in rows]
-        fills: dict[str, list[tuple[str, Decimal, Decimal]]] = {}
-        voided: set[tuple[str, str]] = set()
-        for cid, venue, trade_id, kind, size, price in self._db.execute(
-            "SELECT client_order_id, venue, trade_id, kind, size, price FROM ledger "
-            "WHERE kind IN ('fill', 'reversal') ORDER BY seq"
+        return [self._restored(dict(zip(cols, row, strict=True))) for row in rows.fetchall()]
+
+    def find_order(
+        self, venue: str | None, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> RestoredOrder | None:
+        """One order as journaled, by client order id, or by venue and venue order id (the
+        tracker's `OrderArchive`: a final order it let go, named by a late report)."""
+        cur: sqlite3.Cursor | None = None
+        row = None
+        if client_order_id:
+            cur = self._db.execute("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,))
+            row = cur.fetchone()
+        if row is None and order_id and venue is not None:
+            cur = self._db.execute(
+                "SELECT * FROM orders WHERE venue = ? AND order_id = ? ORDER BY created_ns DESC LIMIT 1",
+                (venue, order_id),
+            )
+            row = cur.fetchone()
+        if row is None or cur is None:
+            return None
+        cols = [c[0] for c in cur.description]
+        return self._restored(dict(zip(cols, row, strict=True)))
+
+    def _restored(self, r: dict[str, Any]) -> RestoredOrder:
+        """An `orders` row and the fills booked to it (less those voided since), by the ledger's
+        index on the client order id."""
+        fills: list[tuple[str, Decimal, Decimal]] = []
+        voided: set[str] = set()
+        for trade_id, kind, size, price in self._db.execute(
+            "SELECT trade_id, kind, size, price FROM ledger "
+            "WHERE client_order_id = ? AND kind IN ('fill', 'reversal') ORDER BY seq",
+            (r["client_order_id"],),
         ):
             if kind == "reversal":
-                voided.add((venue, trade_id))
+                voided.add(trade_id)
             else:
-                fills.setdefault(cid, []).append((trade_id, Decimal(size), Decimal(price)))
-        out = []
-        for r in found:
-            own = [f for f in fills.get(r["client_order_id"], []) if (r["venue"], f[0]) not in voided]
-            out.append(
-                RestoredOrder(
-                    request=_CONV.structure(orjson.loads(r["request"]), OrderRequest),
-                    order_id=r["order_id"],
-                    state=OrderState(r["state"]),
-                    price=_d(r["price"]),
-                    size=Decimal(r["size"]),
-                    filled_size=Decimal(r["filled_size"]),
-                    avg_fill_price=_d(r["avg_fill_price"]),
-                    reason=r["reason"],
-                    created_ns=r["created_ns"],
-                    updated_ns=r["updated_ns"],
-                    fills=tuple(own),
-                )
-            )
-        return out
+                fills.append((trade_id, Decimal(size), Decimal(price)))
+        return RestoredOrder(
+            request=_CONV.structure(orjson.loads(r["request"]), OrderRequest),
+            order_id=r["order_id"],
+            state=OrderState(r["state"]),
+            price=_d(r["price"]),
+            size=Decimal(r["size"]),
+            filled_size=Decimal(r["filled_size"]),
+            avg_fill_price=_d(r["avg_fill_price"]),
+            reason=r["reason"],
+            created_ns=r["created_ns"],
+            updated_ns=r["updated_ns"],
+            fills=tuple(f for f in fills if f[0] not in voided),
+        )
 
     def ledger(self) -> Iterator[LedgerEntry]:
         """Fills, voided fills and settlements in the order they were booked."""

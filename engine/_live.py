@@ -523,7 +523,9 @@ class LiveEngine:
         if recent is None:
             return
         ours = [o for o in self.flow.tracker.orders() if o.request.venue == venue]
-        if not ours:
+        if not ours and venue not in self._caught_up_ns:
+            # None in memory, and no catch-up before. (After one, final orders let go of since
+            # are still asked about: a late fill of theirs is found in the journal.)
             return
         # From the oldest order still working, or the last catch-up (what happened to orders
         # final since then), whichever is older; the first time, the oldest order we know. A
