@@ -22,6 +22,7 @@ connected), `meta` (the risk day's starting equities and such).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -33,12 +34,20 @@ import attrs
 import cattrs
 import orjson
 
+from ._errors import TradingError
 from ._events import Fill, FillReversal, Liquidity, OrderState, Side
 from ._instruments import Instrument
 from ._orders import Order, OrderRequest
 from ._portfolio import UsdRates
 
-__all__ = ["JournalStats", "LedgerEntry", "OrderJournal", "RestoredOrder"]
+__all__ = [
+    "JournalError",
+    "JournalStats",
+    "JournalWriteError",
+    "LedgerEntry",
+    "OrderJournal",
+    "RestoredOrder",
+]
 
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -126,6 +135,17 @@ def _d(s: str | None) -> Decimal | None:
     return None if s is None else Decimal(s)
 
 
+class JournalError(TradingError):
+    """The journal file cannot be used (empty, damaged, of another schema, on a full disk); the
+    message names the file and what to do."""
+
+
+class JournalWriteError(sqlite3.OperationalError):
+    """A journal write failed; the message names the journal and the cause ("disk full").
+    A `sqlite3.Error`, so the order flow's handling of a failed write applies: the order whose
+    request could not be journaled is not sent."""
+
+
 @attrs.define
 class JournalStats:
     writes: int = 0
@@ -176,26 +196,64 @@ class OrderJournal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self.stats = JournalStats()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, _SCHEMA_VERSION):
-            raise sqlite3.DatabaseError(
-                f"{self.path}: journal schema {version}, this tradingd reads {_SCHEMA_VERSION}"
-            )
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        self._db = self._open(synchronous)
         self._instruments: set[tuple[str, str]] = {
             (v, s) for v, s in self._db.execute("SELECT venue, symbol FROM instruments")
         }
         self.path.chmod(0o600)  # orders and positions are nobody else's business
 
+    def _open(self, synchronous: str) -> sqlite3.Connection:
+        """Open the journal file, or start a new one where there is no file. A file that is
+        there but empty, or that SQLite cannot read, is refused (`JournalError`, naming the file
+        and what to do): taking it for a new journal would forget every order and position."""
+        path = self.path
+        if path.exists() and path.stat().st_size == 0:
+            raise JournalError(
+                f"journal {path} is empty (0 bytes): it may have been truncated; move it aside to "
+                "start a new journal, or restore it from backup"
+            )
+        db = None
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            db.execute("PRAGMA foreign_keys=ON")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, _SCHEMA_VERSION):
+                raise JournalError(
+                    f"journal {path} has schema {version}, this tradingd reads {_SCHEMA_VERSION}: "
+                    "run the tradingd that wrote it, or move it aside to start a new journal"
+                )
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            db.execute("SELECT venue, symbol FROM instruments").fetchall()  # damaged: said here
+        except BaseException as exc:
+            if db is not None:
+                db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc, "open") from None
+            raise
+        return db
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> JournalError:
+        """What a failure of the journal file means, naming the file and what to do."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL:
+            return JournalError(f"journal {self.path}: disk full ({exc}); free space on its disk")
+        if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            return JournalError(
+                f"journal {self.path} is damaged or not a tradingd journal ({exc}): move it aside "
+                "to start a new journal, or restore it from backup"
+            )
+        return JournalError(f"journal {self.path}: cannot {doing} it ({exc})")
+
     def close(self) -> None:
-        """Checkpoint the WAL into the database file and close it."""
+        """Checkpoint the WAL into the database file and close it. A checkpoint that fails
+        (a full disk) leaves the WAL as it is, which SQLite reads back at the next start."""
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise self._error(exc, "checkpoint") from None
         finally:
             self._db.close()
 
@@ -203,14 +261,24 @@ class OrderJournal:
     def _tx(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         t0 = time.perf_counter_ns()
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
         try:
-            for sql, args in statements:
-                db.execute(sql, args)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    db.execute(sql, args)
+                db.execute("COMMIT")
+            except BaseException:
+                # SQLite may have rolled back already (SQLITE_FULL does): a ROLLBACK then would
+                # fail with "cannot rollback" and hide the real error.
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+        except sqlite3.IntegrityError:
+            raise  # a constraint (a fill booked already): the callers' business
+        except sqlite3.Error as exc:
+            failed = self._error(exc, "write")
+            raise JournalWriteError(str(failed)) from exc
         self.stats.writes += 1
         self.stats.write_ns += time.perf_counter_ns() - t0
 
@@ -410,28 +478,37 @@ class OrderJournal:
         )
 
     # -- reading ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read that fails (a journal damaged past its header) names the file."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read") from None
+
     def meta(self, key: str) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        with self._reading():
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else orjson.loads(row[0])
 
     def instruments(self) -> list[Instrument]:
-        return [
-            _CONV.structure(orjson.loads(data), Instrument)
-            for (data,) in self._db.execute("SELECT data FROM instruments ORDER BY venue, symbol")
-        ]
+        with self._reading():
+            rows = self._db.execute("SELECT data FROM instruments ORDER BY venue, symbol").fetchall()
+        return [_CONV.structure(orjson.loads(data), Instrument) for (data,) in rows]
 
     def orders(self, *, final_since_ns: int | None = None) -> list[RestoredOrder]:
         """Orders not final, plus (for `final_since_ns`) those that became final since then:
         their fills' trade ids keep a trade reported again from being booked twice."""
-        if final_since_ns is None:
-            rows = self._db.execute("SELECT * FROM orders WHERE final = 0 ORDER BY created_ns")
-        else:
-            rows = self._db.execute(
-                "SELECT * FROM orders WHERE final = 0 OR updated_ns >= ? ORDER BY created_ns",
-                (final_since_ns,),
-            )
-        cols = [c[0] for c in rows.description]
-        return [self._restored(dict(zip(cols, row, strict=True))) for row in rows.fetchall()]
+        with self._reading():
+            if final_since_ns is None:
+                rows = self._db.execute("SELECT * FROM orders WHERE final = 0 ORDER BY created_ns")
+            else:
+                rows = self._db.execute(
+                    "SELECT * FROM orders WHERE final = 0 OR updated_ns >= ? ORDER BY created_ns",
+                    (final_since_ns,),
+                )
+            cols = [c[0] for c in rows.description]
+            return [self._restored(dict(zip(cols, row, strict=True))) for row in rows.fetchall()]
 
     def find_order(
         self, venue: str | None, *, order_id: str | None = None, client_order_id: str | None = None
@@ -484,46 +561,53 @@ class OrderJournal:
 
     def ledger(self) -> Iterator[LedgerEntry]:
         """Fills, voided fills and settlements in the order they were booked."""
-        for row in self._db.execute(
-            "SELECT kind, ts_ns, strategy, venue, instrument, client_order_id, order_id, trade_id, side, "
-            "price, size, fee, fee_currency, liquidity, reason, rate_quote, rate_settle, rate_fee "
-            "FROM ledger ORDER BY seq"
-        ):
-            (kind, ts, strategy, venue, instrument, cid, oid, trade_id, side, price, size, fee, fee_ccy,
-             liquidity, reason, rq, rs, rf) = row  # fmt: skip
-            event: Fill | FillReversal | None = None
-            common: dict[str, Any] = {
-                "venue": venue,
-                "instrument": instrument,
-                "ts_exchange": None,
-                "ts_local": ts,
-                "order_id": oid,
-                "client_order_id": cid,
-                "strategy": strategy,
-            }
-            if kind == "fill":
-                event = Fill(
-                    **common,
-                    trade_id=trade_id,
-                    side=Side(side),
-                    price=Decimal(price),
-                    size=Decimal(size),
-                    fee=Decimal(fee),
-                    fee_currency=fee_ccy,
-                    liquidity=Liquidity(liquidity),
-                )
-            elif kind == "reversal":
-                event = FillReversal(
-                    **common,
-                    trade_id=trade_id,
-                    side=Side(side),
-                    price=Decimal(price),
-                    size=Decimal(size),
-                    fee=Decimal(fee),
-                    fee_currency=fee_ccy,
-                    reason=reason or "",
-                )
-            yield LedgerEntry(kind, strategy, venue, instrument, event, Decimal(price), (rq, rs, rf))
+        with self._reading():
+            cur = self._db.execute(
+                "SELECT kind, ts_ns, strategy, venue, instrument, client_order_id, order_id, trade_id, side, "
+                "price, size, fee, fee_currency, liquidity, reason, rate_quote, rate_settle, rate_fee "
+                "FROM ledger ORDER BY seq"
+            )
+        while True:
+            with self._reading():
+                batch = cur.fetchmany(1024)
+            if not batch:
+                return
+            for row in batch:
+                (kind, ts, strategy, venue, instrument, cid, oid, trade_id, side, price, size, fee, fee_ccy,
+                 liquidity, reason, rq, rs, rf) = row  # fmt: skip
+                event: Fill | FillReversal | None = None
+                common: dict[str, Any] = {
+                    "venue": venue,
+                    "instrument": instrument,
+                    "ts_exchange": None,
+                    "ts_local": ts,
+                    "order_id": oid,
+                    "client_order_id": cid,
+                    "strategy": strategy,
+                }
+                if kind == "fill":
+                    event = Fill(
+                        **common,
+                        trade_id=trade_id,
+                        side=Side(side),
+                        price=Decimal(price),
+                        size=Decimal(size),
+                        fee=Decimal(fee),
+                        fee_currency=fee_ccy,
+                        liquidity=Liquidity(liquidity),
+                    )
+                elif kind == "reversal":
+                    event = FillReversal(
+                        **common,
+                        trade_id=trade_id,
+                        side=Side(side),
+                        price=Decimal(price),
+                        size=Decimal(size),
+                        fee=Decimal(fee),
+                        fee_currency=fee_ccy,
+                        reason=reason or "",
+                    )
+                yield LedgerEntry(kind, strategy, venue, instrument, event, Decimal(price), (rq, rs, rf))
 
     def events(self, client_order_id: str | None = None) -> list[dict[str, Any]]:
         """The audit trail (of one order, or all), oldest first."""

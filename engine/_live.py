@@ -515,8 +515,7 @@ class LiveEngine:
                 self.log.error("order.foreign_cancel_failed", error=str(exc), **fields)
         else:
             self.log.warning("order.foreign_open", policy=self.foreign_orders, **fields)
-        if self.flow.journal is not None:
-            self.flow.journal.note("foreign_order", None, policy=self.foreign_orders, **fields)
+        self.flow._journal("note", "foreign_order", None, policy=self.foreign_orders, **fields)
 
     async def _catch_up_fills(self, venue: str, client: Any) -> None:
         recent = getattr(client, "recent_fills", None)
