@@ -499,16 +499,24 @@ class OrderJournal:
     def orders(self, *, final_since_ns: int | None = None) -> list[RestoredOrder]:
         """Orders not final, plus (for `final_since_ns`) those that became final since then:
         their fills' trade ids keep a trade reported again from being booked twice."""
+        where = "o.final = 0"
+        args: tuple[int, ...] = ()
+        if final_since_ns is not None:
+            where, args = "(o.final = 0 OR o.updated_ns >= ?)", (final_since_ns,)
         with self._reading():
-            if final_since_ns is None:
-                rows = self._db.execute("SELECT * FROM orders WHERE final = 0 ORDER BY created_ns")
-            else:
-                rows = self._db.execute(
-                    "SELECT * FROM orders WHERE final = 0 OR updated_ns >= ? ORDER BY created_ns",
-                    (final_since_ns,),
-                )
+            rows = self._db.execute(f"SELECT * FROM orders o WHERE {where} ORDER BY created_ns", args)
             cols = [c[0] for c in rows.description]
-            return [self._restored(dict(zip(cols, row, strict=True))) for row in rows.fetchall()]
+            found = [dict(zip(cols, row, strict=True)) for row in rows.fetchall()]
+            # Their fills in one query (not one per order: a restart may read many).
+            fills: dict[str, list[tuple[str, str, str, str]]] = {}
+            for cid, *fill in self._db.execute(
+                "SELECT l.client_order_id, l.trade_id, l.kind, l.size, l.price FROM ledger l "
+                f"JOIN orders o ON o.client_order_id = l.client_order_id WHERE {where} "
+                "AND l.kind IN ('fill', 'reversal') ORDER BY l.seq",
+                args,
+            ):
+                fills.setdefault(cid, []).append(tuple(fill))
+        return [self._restored(r, fills.get(r["client_order_id"], [])) for r in found]
 
     def find_order(
         self, venue: str | None, *, order_id: str | None = None, client_order_id: str | None = None
@@ -529,18 +537,20 @@ class OrderJournal:
         if row is None or cur is None:
             return None
         cols = [c[0] for c in cur.description]
-        return self._restored(dict(zip(cols, row, strict=True)))
-
-    def _restored(self, r: dict[str, Any]) -> RestoredOrder:
-        """An `orders` row and the fills booked to it (less those voided since), by the ledger's
-        index on the client order id."""
-        fills: list[tuple[str, Decimal, Decimal]] = []
-        voided: set[str] = set()
-        for trade_id, kind, size, price in self._db.execute(
+        booked = self._db.execute(  # by the ledger's index on the client order id
             "SELECT trade_id, kind, size, price FROM ledger "
             "WHERE client_order_id = ? AND kind IN ('fill', 'reversal') ORDER BY seq",
-            (r["client_order_id"],),
-        ):
+            (row[cols.index("client_order_id")],),
+        ).fetchall()
+        return self._restored(dict(zip(cols, row, strict=True)), booked)
+
+    @staticmethod
+    def _restored(r: dict[str, Any], booked: list[tuple[str, str, str, str]]) -> RestoredOrder:
+        """An `orders` row and the fills booked to it (trade id, kind, size, price in booking
+        order), less those voided since."""
+        fills: list[tuple[str, Decimal, Decimal]] = []
+        voided: set[str] = set()
+        for trade_id, kind, size, price in booked:
             if kind == "reversal":
                 voided.add(trade_id)
             else:

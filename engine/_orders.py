@@ -365,6 +365,9 @@ class OrderTracker:
         self.max_final = max_final
         self._now_ns = 0
         self._adds = 0
+        # The oldest order tracked on each venue (added or restored), even once let go: where a
+        # catch-up of missed fills starts after a restart.
+        self.first_created_ns: dict[str, int] = {}
         self.evicted = 0  # final orders let go (still in the archive)
         self.recalled = 0  # orders brought back from the archive by a late report
         self.stats = TrackerStats()
@@ -393,7 +396,13 @@ class OrderTracker:
         order = Order(request, now_ns=now_ns)
         self._by_client[cid] = order
         self._maybe_live[cid] = order
+        self._note_created(request.venue, now_ns)
         return order
+
+    def _note_created(self, venue: str, created_ns: int) -> None:
+        first = self.first_created_ns.get(venue)
+        if first is None or created_ns < first:
+            self.first_created_ns[venue] = created_ns
 
     def sweep(self, now_ns: int | None = None) -> int:
         """Move orders seen final to the final queue and let go of those kept long enough (or
@@ -448,6 +457,7 @@ class OrderTracker:
         and its fills, so a fill reported again is recognised as a duplicate."""
         order = Order(request, now_ns=created_ns)
         self._by_client[request.client_order_id] = order
+        self._note_created(request.venue, created_ns)
         if state.is_live:
             self._maybe_live[request.client_order_id] = order
         else:

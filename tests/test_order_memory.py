@@ -126,3 +126,21 @@ def test_the_order_rate_window_keeps_only_the_last_minute(tmp_path: Path) -> Non
     flow = make_flow(OrderJournal(tmp_path / "j.sqlite"))
     cancelled(flow, 1000)  # no rate limit configured: the window must not keep every order anyway
     assert all(len(times) <= 121 for times in flow.risk._sent.values())
+
+
+def test_the_oldest_order_is_remembered_after_it_is_let_go(tmp_path: Path) -> None:
+    """Where a catch-up of fills missed while disconnected (or down) starts: the oldest order
+    tracked, even once it has left memory for the journal."""
+    path = tmp_path / "j.sqlite"
+    flow = make_flow(OrderJournal(path))
+    cancelled(flow, 400)
+    assert flow.tracker.get("s-0") is not None
+    cancelled(flow, 300, start=400)
+    assert all(o.client_order_id != "s-0" for o in flow.tracker.orders())
+    assert flow.tracker.first_created_ns == {"deribit": HALF_S}
+    # After a restart too (the orders final within the restore window come back, then go).
+    again = make_flow(None)
+    again.restore(OrderJournal(path), now_ns=700 * HALF_S)
+    again.tracker.sweep(700 * HALF_S)
+    assert held(again) <= 130
+    assert again.tracker.first_created_ns == {"deribit": HALF_S}
