@@ -488,6 +488,10 @@ class Daemon:
                 "path": str(self.journal.path),
                 "writes": self.journal.stats.writes,
                 "failures": e.flow.journal_failures,
+                # Final orders leave memory for the journal; a late report brings one back.
+                "orders_in_memory": len(e.flow.tracker),
+                "orders_let_go": e.flow.tracker.evicted,
+                "orders_recalled": e.flow.tracker.recalled,
             },
             "watchdog": {"sent": self.watchdog_sent, "withheld": self.watchdog_withheld},
             "recording": None if self.recorder is None else self._recording_status(),

@@ -517,7 +517,7 @@ class OrderTracker:
             return None
         try:
             return self.archive.find_order(venue, order_id=order_id, client_order_id=client_order_id)
-        except Exception:  # a journal that cannot be read: as not found, counted (the caller logs)
+        except Exception:  # a journal that cannot be read: as not found (stats.archive_failures)
             self.stats.archive_failures += 1
             return None
 
