@@ -34,7 +34,7 @@ import orjson
 import structlog
 import trio
 
-from ._journal import JournalError, OrderJournal
+from ._journal import OrderJournal
 from ._live import LiveEngine
 from ._logging import log_write_failures
 from ._recorder import SessionRecorder
@@ -275,11 +275,9 @@ class Daemon:
                         break
         finally:
             self._write_status(final=True)
-            if self.journal is not None:
-                try:
-                    self.journal.close()
-                except JournalError as exc:  # e.g. a full disk: its WAL is read back at the next start
-                    self.log.critical("journal.close_failed", path=str(self.paths.journal), error=str(exc))
+            if self.journal is not None and (failed := self.journal.close()):
+                # A full disk, say: nothing is lost (the WAL is read back at the next start).
+                self.log.critical("journal.close_failed", path=str(self.paths.journal), error=failed)
             self.notifier.close()
         self.log.info("daemon.exit", code=code)
         return code

@@ -247,15 +247,18 @@ class OrderJournal:
             )
         return JournalError(f"journal {self.path}: cannot {doing} it ({exc})")
 
-    def close(self) -> None:
-        """Checkpoint the WAL into the database file and close it. A checkpoint that fails
-        (a full disk) leaves the WAL as it is, which SQLite reads back at the next start."""
+    def close(self) -> str | None:
+        """Checkpoint the WAL into the database file and close it. A checkpoint that fails (a
+        full disk) loses nothing: the WAL stays, and SQLite reads it back at the next open. That
+        failure is returned (naming the journal) for the caller to log; None when all went well."""
+        failed = None
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
-            raise self._error(exc, "checkpoint") from None
+            failed = str(self._error(exc, "checkpoint"))
         finally:
             self._db.close()
+        return failed
 
     # -- writing ----------------------------------------------------------------------------
     def _tx(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
