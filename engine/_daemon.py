@@ -150,10 +150,17 @@ def _write_private(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:  # a write may be short (a nearly full disk)
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # no temp file left behind (a full disk, say)
+            tmp.unlink()
+        raise
 
 
 class Daemon:
@@ -270,8 +277,9 @@ class Daemon:
                         break
         finally:
             self._write_status(final=True)
-            if self.journal is not None:
-                self.journal.close()
+            if self.journal is not None and (failed := self.journal.close()):
+                # A full disk, say: nothing is lost (the WAL is read back at the next start).
+                self.log.critical("journal.close_failed", path=str(self.paths.journal), error=failed)
             self.notifier.close()
         self.log.info("daemon.exit", code=code)
         return code
@@ -347,7 +355,8 @@ class Daemon:
             now = self.clock()
             risk = self.engine.flow.risk
             if risk.roll_day(now) and self.journal is not None:
-                self.journal.set_meta(
+                self.engine.flow._journal(  # a failed write is logged and counted, never fatal
+                    "set_meta",
                     "risk_day",
                     {
                         "start_ns": now,
@@ -376,12 +385,12 @@ class Daemon:
             self.engine.flow.risk.halt(engaged)
             self.log.error("risk.kill_switch_engaged", reason=engaged, file=str(path))
             if self.journal is not None:
-                self.journal.note("kill_switch", reason=engaged)
+                self.engine.flow._journal("note", "kill_switch", reason=engaged)
             await self.engine.cancel_all_orders("kill switch")
         elif engaged is None and self.kill_switch is not None:
             self.log.warning("risk.kill_switch_cleared", was=self.kill_switch)
             if self.journal is not None:
-                self.journal.note("kill_switch_cleared", was=self.kill_switch)
+                self.engine.flow._journal("note", "kill_switch_cleared", was=self.kill_switch)
             self.kill_switch = None
             self.engine.flow.risk.resume()
 
@@ -483,6 +492,10 @@ class Daemon:
                 "path": str(self.journal.path),
                 "writes": self.journal.stats.writes,
                 "failures": e.flow.journal_failures,
+                # Final orders leave memory for the journal; a late report brings one back.
+                "orders_in_memory": len(e.flow.tracker),
+                "orders_let_go": e.flow.tracker.evicted,
+                "orders_recalled": e.flow.tracker.recalled,
             },
             "watchdog": {"sent": self.watchdog_sent, "withheld": self.watchdog_withheld},
             "recording": None if self.recorder is None else self._recording_status(),

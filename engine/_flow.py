@@ -43,7 +43,7 @@ class OrderFlow:
         self.journal_failures = 0
         self.market = market
         self.deliver = deliver
-        self.tracker = OrderTracker()
+        self.tracker = OrderTracker(archive=journal)  # final orders let go are found there
         self.ledgers: dict[str, Ledger] = {}
         self.risk = RiskChecker(
             registry,
@@ -103,7 +103,7 @@ class OrderFlow:
             else:
                 ledger.settle(inst, float(entry.price), entry.rates)
             entries += 1
-        self.journal = journal
+        self.journal = self.tracker.archive = journal
         return {"orders": len(restored), "live": live, "ledger": entries}
 
     def ledger(self, strategy: str) -> Ledger:

@@ -34,12 +34,20 @@ import attrs
 import cattrs
 import orjson
 
+from ._errors import TradingError
 from ._events import Fill, FillReversal, Liquidity, OrderState, Side
 from ._instruments import Instrument
 from ._orders import Order, OrderRequest
 from ._portfolio import UsdRates
 
-__all__ = ["JournalStats", "LedgerEntry", "OrderJournal", "RestoredOrder"]
+__all__ = [
+    "JournalError",
+    "JournalStats",
+    "JournalWriteError",
+    "LedgerEntry",
+    "OrderJournal",
+    "RestoredOrder",
+]
 
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -84,6 +92,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     rate_fee REAL,
     UNIQUE (kind, venue, trade_id)
 );
+CREATE INDEX IF NOT EXISTS ledger_order ON ledger (client_order_id);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     ts_ns INTEGER NOT NULL,
@@ -124,6 +133,17 @@ def _s(d: Decimal | None) -> str | None:
 
 def _d(s: str | None) -> Decimal | None:
     return None if s is None else Decimal(s)
+
+
+class JournalError(TradingError):
+    """The journal file cannot be used (empty, damaged, of another schema, on a full disk); the
+    message names the file and what to do."""
+
+
+class JournalWriteError(sqlite3.OperationalError):
+    """A journal write failed; the message names the journal and the cause ("disk full").
+    A `sqlite3.Error`, so the order flow's handling of a failed write applies: the order whose
+    request could not be journaled is not sent."""
 
 
 @attrs.define
@@ -187,41 +207,92 @@ class OrderJournal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self.stats = JournalStats()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        _owner_only(self.path)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, _SCHEMA_VERSION):
-            raise sqlite3.DatabaseError(
-                f"{self.path}: journal schema {version}, this tradingd reads {_SCHEMA_VERSION}"
-            )
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        self._db = self._open(synchronous)
         self._instruments: set[tuple[str, str]] = {
             (v, s) for v, s in self._db.execute("SELECT venue, symbol FROM instruments")
         }
 
-    def close(self) -> None:
-        """Checkpoint the WAL into the database file and close it."""
+    def _open(self, synchronous: str) -> sqlite3.Connection:
+        """Open the journal file, or start a new one where there is no file. A file that is
+        there but empty, or that SQLite cannot read, is refused (`JournalError`, naming the file
+        and what to do): taking it for a new journal would forget every order and position."""
+        path = self.path
+        if path.exists() and path.stat().st_size == 0:
+            raise JournalError(
+                f"journal {path} is empty (0 bytes): it may have been truncated; move it aside to "
+                "start a new journal, or restore it from backup"
+            )
+        db = None
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            _owner_only(path)  # before the first write: the -wal/-shm files take the file's mode
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            db.execute("PRAGMA foreign_keys=ON")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, _SCHEMA_VERSION):
+                raise JournalError(
+                    f"journal {path} has schema {version}, this tradingd reads {_SCHEMA_VERSION}: "
+                    "run the tradingd that wrote it, or move it aside to start a new journal"
+                )
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            db.execute("SELECT venue, symbol FROM instruments").fetchall()  # damaged: said here
+        except BaseException as exc:
+            if db is not None:
+                db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc, "open") from None
+            raise
+        return db
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> JournalError:
+        """What a failure of the journal file means, naming the file and what to do."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL:
+            return JournalError(f"journal {self.path}: disk full ({exc}); free space on its disk")
+        if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            return JournalError(
+                f"journal {self.path} is damaged or not a tradingd journal ({exc}): move it aside "
+                "to start a new journal, or restore it from backup"
+            )
+        return JournalError(f"journal {self.path}: cannot {doing} it ({exc})")
+
+    def close(self) -> str | None:
+        """Checkpoint the WAL into the database file and close it. A checkpoint that fails (a
+        full disk) loses nothing: the WAL stays, and SQLite reads it back at the next open. That
+        failure is returned (naming the journal) for the caller to log; None when all went well."""
+        failed = None
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            failed = str(self._error(exc, "checkpoint"))
         finally:
             self._db.close()
+        return failed
 
     # -- writing ----------------------------------------------------------------------------
     def _tx(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         t0 = time.perf_counter_ns()
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
         try:
-            for sql, args in statements:
-                db.execute(sql, args)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    db.execute(sql, args)
+                db.execute("COMMIT")
+            except BaseException:
+                # SQLite may have rolled back already (SQLITE_FULL does): a ROLLBACK then would
+                # fail with "cannot rollback" and hide the real error.
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+        except sqlite3.IntegrityError:
+            raise  # a constraint (a fill booked already): the callers' business
+        except sqlite3.Error as exc:
+            failed = self._error(exc, "write")
+            raise JournalWriteError(str(failed)) from exc
         self.stats.writes += 1
         self.stats.write_ns += time.perf_counter_ns() - t0
 
@@ -421,100 +492,146 @@ class OrderJournal:
         )
 
     # -- reading ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read that fails (a journal damaged past its header) names the file."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read") from None
+
     def meta(self, key: str) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        with self._reading():
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else orjson.loads(row[0])
 
     def instruments(self) -> list[Instrument]:
-        return [
-            _CONV.structure(orjson.loads(data), Instrument)
-            for (data,) in self._db.execute("SELECT data FROM instruments ORDER BY venue, symbol")
-        ]
+        with self._reading():
+            rows = self._db.execute("SELECT data FROM instruments ORDER BY venue, symbol").fetchall()
+        return [_CONV.structure(orjson.loads(data), Instrument) for (data,) in rows]
 
     def orders(self, *, final_since_ns: int | None = None) -> list[RestoredOrder]:
         """Orders not final, plus (for `final_since_ns`) those that became final since then:
         their fills' trade ids keep a trade reported again from being booked twice."""
-        if final_since_ns is None:
-            rows = self._db.execute("SELECT * FROM orders WHERE final = 0 ORDER BY created_ns")
-        else:
-            rows = self._db.execute(
-                "SELECT * FROM orders WHERE final = 0 OR updated_ns >= ? ORDER BY created_ns",
-                (final_since_ns,),
+        where = "o.final = 0"
+        args: tuple[int, ...] = ()
+        if final_since_ns is not None:
+            where, args = "(o.final = 0 OR o.updated_ns >= ?)", (final_since_ns,)
+        with self._reading():
+            rows = self._db.execute(f"SELECT * FROM orders o WHERE {where} ORDER BY created_ns", args)
+            cols = [c[0] for c in rows.description]
+            found = [dict(zip(cols, row, strict=True)) for row in rows.fetchall()]
+            # Their fills in one query (not one per order: a restart may read many).
+            fills: dict[str, list[tuple[str, str, str, str]]] = {}
+            for cid, *fill in self._db.execute(
+                "SELECT l.client_order_id, l.trade_id, l.kind, l.size, l.price FROM ledger l "
+                f"JOIN orders o ON o.client_order_id = l.client_order_id WHERE {where} "
+                "AND l.kind IN ('fill', 'reversal') ORDER BY l.seq",
+                args,
+            ):
+                fills.setdefault(cid, []).append(tuple(fill))
+        return [self._restored(r, fills.get(r["client_order_id"], [])) for r in found]
+
+    def find_order(
+        self, venue: str | None, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> RestoredOrder | None:
+        """One order as journaled, by client order id, or by venue and venue order id (the
+        tracker's `OrderArchive`: a final order it let go, named by a late report)."""
+        cur: sqlite3.Cursor | None = None
+        row = None
+        if client_order_id:
+            cur = self._db.execute("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,))
+            row = cur.fetchone()
+        if row is None and order_id and venue is not None:
+            cur = self._db.execute(
+                "SELECT * FROM orders WHERE venue = ? AND order_id = ? ORDER BY created_ns DESC LIMIT 1",
+                (venue, order_id),
             )
-        cols = [c[0] for c in rows.description]
-        found = [dict(zip(cols, row, strict=True)) for row in rows]
-        fills: dict[str, list[tuple[str, Decimal, Decimal]]] = {}
-        voided: set[tuple[str, str]] = set()
-        for cid, venue, trade_id, kind, size, price in self._db.execute(
-            "SELECT client_order_id, venue, trade_id, kind, size, price FROM ledger "
-            "WHERE kind IN ('fill', 'reversal') ORDER BY seq"
-        ):
+            row = cur.fetchone()
+        if row is None or cur is None:
+            return None
+        cols = [c[0] for c in cur.description]
+        booked = self._db.execute(  # by the ledger's index on the client order id
+            "SELECT trade_id, kind, size, price FROM ledger "
+            "WHERE client_order_id = ? AND kind IN ('fill', 'reversal') ORDER BY seq",
+            (row[cols.index("client_order_id")],),
+        ).fetchall()
+        return self._restored(dict(zip(cols, row, strict=True)), booked)
+
+    @staticmethod
+    def _restored(r: dict[str, Any], booked: list[tuple[str, str, str, str]]) -> RestoredOrder:
+        """An `orders` row and the fills booked to it (trade id, kind, size, price in booking
+        order), less those voided since."""
+        fills: list[tuple[str, Decimal, Decimal]] = []
+        voided: set[str] = set()
+        for trade_id, kind, size, price in booked:
             if kind == "reversal":
-                voided.add((venue, trade_id))
+                voided.add(trade_id)
             else:
-                fills.setdefault(cid, []).append((trade_id, Decimal(size), Decimal(price)))
-        out = []
-        for r in found:
-            own = [f for f in fills.get(r["client_order_id"], []) if (r["venue"], f[0]) not in voided]
-            out.append(
-                RestoredOrder(
-                    request=_CONV.structure(orjson.loads(r["request"]), OrderRequest),
-                    order_id=r["order_id"],
-                    state=OrderState(r["state"]),
-                    price=_d(r["price"]),
-                    size=Decimal(r["size"]),
-                    filled_size=Decimal(r["filled_size"]),
-                    avg_fill_price=_d(r["avg_fill_price"]),
-                    reason=r["reason"],
-                    created_ns=r["created_ns"],
-                    updated_ns=r["updated_ns"],
-                    fills=tuple(own),
-                )
-            )
-        return out
+                fills.append((trade_id, Decimal(size), Decimal(price)))
+        return RestoredOrder(
+            request=_CONV.structure(orjson.loads(r["request"]), OrderRequest),
+            order_id=r["order_id"],
+            state=OrderState(r["state"]),
+            price=_d(r["price"]),
+            size=Decimal(r["size"]),
+            filled_size=Decimal(r["filled_size"]),
+            avg_fill_price=_d(r["avg_fill_price"]),
+            reason=r["reason"],
+            created_ns=r["created_ns"],
+            updated_ns=r["updated_ns"],
+            fills=tuple(f for f in fills if f[0] not in voided),
+        )
 
     def ledger(self) -> Iterator[LedgerEntry]:
         """Fills, voided fills and settlements in the order they were booked."""
-        for row in self._db.execute(
-            "SELECT kind, ts_ns, strategy, venue, instrument, client_order_id, order_id, trade_id, side, "
-            "price, size, fee, fee_currency, liquidity, reason, rate_quote, rate_settle, rate_fee "
-            "FROM ledger ORDER BY seq"
-        ):
-            (kind, ts, strategy, venue, instrument, cid, oid, trade_id, side, price, size, fee, fee_ccy,
-             liquidity, reason, rq, rs, rf) = row  # fmt: skip
-            event: Fill | FillReversal | None = None
-            common: dict[str, Any] = {
-                "venue": venue,
-                "instrument": instrument,
-                "ts_exchange": None,
-                "ts_local": ts,
-                "order_id": oid,
-                "client_order_id": cid,
-                "strategy": strategy,
-            }
-            if kind == "fill":
-                event = Fill(
-                    **common,
-                    trade_id=trade_id,
-                    side=Side(side),
-                    price=Decimal(price),
-                    size=Decimal(size),
-                    fee=Decimal(fee),
-                    fee_currency=fee_ccy,
-                    liquidity=Liquidity(liquidity),
-                )
-            elif kind == "reversal":
-                event = FillReversal(
-                    **common,
-                    trade_id=trade_id,
-                    side=Side(side),
-                    price=Decimal(price),
-                    size=Decimal(size),
-                    fee=Decimal(fee),
-                    fee_currency=fee_ccy,
-                    reason=reason or "",
-                )
-            yield LedgerEntry(kind, strategy, venue, instrument, event, Decimal(price), (rq, rs, rf))
+        with self._reading():
+            cur = self._db.execute(
+                "SELECT kind, ts_ns, strategy, venue, instrument, client_order_id, order_id, trade_id, side, "
+                "price, size, fee, fee_currency, liquidity, reason, rate_quote, rate_settle, rate_fee "
+                "FROM ledger ORDER BY seq"
+            )
+        while True:
+            with self._reading():
+                batch = cur.fetchmany(1024)
+            if not batch:
+                return
+            for row in batch:
+                (kind, ts, strategy, venue, instrument, cid, oid, trade_id, side, price, size, fee, fee_ccy,
+                 liquidity, reason, rq, rs, rf) = row  # fmt: skip
+                event: Fill | FillReversal | None = None
+                common: dict[str, Any] = {
+                    "venue": venue,
+                    "instrument": instrument,
+                    "ts_exchange": None,
+                    "ts_local": ts,
+                    "order_id": oid,
+                    "client_order_id": cid,
+                    "strategy": strategy,
+                }
+                if kind == "fill":
+                    event = Fill(
+                        **common,
+                        trade_id=trade_id,
+                        side=Side(side),
+                        price=Decimal(price),
+                        size=Decimal(size),
+                        fee=Decimal(fee),
+                        fee_currency=fee_ccy,
+                        liquidity=Liquidity(liquidity),
+                    )
+                elif kind == "reversal":
+                    event = FillReversal(
+                        **common,
+                        trade_id=trade_id,
+                        side=Side(side),
+                        price=Decimal(price),
+                        size=Decimal(size),
+                        fee=Decimal(fee),
+                        fee_currency=fee_ccy,
+                        reason=reason or "",
+                    )
+                yield LedgerEntry(kind, strategy, venue, instrument, event, Decimal(price), (rq, rs, rf))
 
     def events(self, client_order_id: str | None = None) -> list[dict[str, Any]]:
         """The audit trail (of one order, or all), oldest first."""

@@ -582,21 +582,22 @@ class LiveEngine:
                 self.log.error("order.foreign_cancel_failed", error=str(exc), **fields)
         else:
             self.log.warning("order.foreign_open", policy=self.foreign_orders, **fields)
-        if self.flow.journal is not None:
-            self.flow.journal.note("foreign_order", None, policy=self.foreign_orders, **fields)
+        self.flow._journal("note", "foreign_order", None, policy=self.foreign_orders, **fields)
 
     async def _catch_up_fills(self, venue: str, client: Any) -> None:
         recent = getattr(client, "recent_fills", None)
         if recent is None:
             return
-        ours = [o for o in self.flow.tracker.orders() if o.request.venue == venue]
-        if not ours:
-            return
+        tracker = self.flow.tracker
+        first = tracker.first_created_ns.get(venue)
+        if first is None:
+            return  # no order of ours on this venue, ever
         # From the oldest order still working, or the last catch-up (what happened to orders
-        # final since then), whichever is older; the first time, the oldest order we know. A
-        # minute of margin for clocks.
-        starts = [o.created_ns for o in ours if not o.state.is_final]
-        starts.append(self._caught_up_ns.get(venue) or min(o.created_ns for o in ours))
+        # final since then), whichever is older; the first time, the oldest order we know (kept
+        # by the tracker after the order itself has left memory for the journal). A minute of
+        # margin for clocks.
+        starts = [o.created_ns for o in tracker.open_orders() if o.request.venue == venue]
+        starts.append(self._caught_up_ns.get(venue) or first)
         since = min(starts) - 60 * 1_000_000_000
         asked_ns = self.clock()
         try:

@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import enum
 import itertools
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
 from ._errors import IllegalTransition, OrderRejected
 from ._events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent, Side
 
+if TYPE_CHECKING:
+    from ._journal import RestoredOrder
+
 __all__ = [
     "ClientOrderIds",
     "Order",
+    "OrderArchive",
     "OrderRequest",
     "OrderTracker",
     "OrderType",
@@ -312,40 +318,124 @@ class TrackerStats:
     overfills: int = 0
     reversals: int = 0  # fills the venue voided after reporting them
     unknown_reversals: int = 0  # reversals of a fill we never booked
+    archive_failures: int = 0  # lookups in the archive (the journal) that failed
+
+
+class OrderArchive(Protocol):
+    """Where final orders live once the tracker lets go of them (the order journal): looked
+    up by client order id, or by venue and venue order id, with the fills booked to them."""
+
+    def find_order(
+        self, venue: str | None, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> RestoredOrder | None: ...
 
 
 class OrderTracker:
-    """Every order of one engine, by client order id and by venue order id.
+    """The orders of one engine still of interest, by client order id and by venue order id.
 
     `apply_update` / `apply_fill` take venue reports in any order and return the events to
     deliver: possibly none (stale or duplicate), possibly an extra `OrderUpdate` synthesized so
     that strategies always see a legal sequence (accepted before filled).
+
+    Memory is bounded: a final order stays in memory for `keep_final_ns` after it became final
+    (the late fill of an order just cancelled, a report repeated on reconnect) and at most
+    `max_final` final orders are kept at once; older ones are let go. With an `archive` (the
+    journal, where every order and fill already is) a report naming an order let go brings it
+    back from there with its fills' trade ids, so a late fill is still booked once and a repeated
+    one is still a duplicate. Without an archive (a backtest), only `max_final` bounds them, and a
+    report about an order let go is an unknown order's (counted).
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        archive: OrderArchive | None = None,
+        keep_final_ns: int = 60 * 10**9,
+        max_final: int = 10_000,
+    ) -> None:
         self._by_client: dict[str, Order] = {}
         self._by_venue_id: dict[tuple[str, str], Order] = {}
         # Orders not known final yet: a superset of the live ones, pruned as they are listed
         # (an order never leaves a final state), so listing stays cheap in a long session.
         self._maybe_live: dict[str, Order] = {}
+        # Final orders still in memory, in the order they were seen final (oldest first).
+        self._final: OrderedDict[str, Order] = OrderedDict()
+        self.archive = archive
+        self.keep_final_ns = keep_final_ns
+        self.max_final = max_final
+        self._now_ns = 0
+        self._adds = 0
+        # The oldest order tracked on each venue (added or restored), even once let go: where a
+        # catch-up of missed fills starts after a restart.
+        self.first_created_ns: dict[str, int] = {}
+        self.evicted = 0  # final orders let go (still in the archive)
+        self.recalled = 0  # orders brought back from the archive by a late report
         self.stats = TrackerStats()
 
+    def __len__(self) -> int:
+        """Orders in memory now (live, and final ones not yet let go)."""
+        return len(self._by_client)
+
     def add(self, request: OrderRequest, *, now_ns: int) -> Order:
-        """Start tracking a new order. A client order id seen before is refused: sending it
-        would risk a duplicate at the venue."""
-        if not request.client_order_id:
+        """Start tracking a new order. A client order id seen before (in memory or in the
+        archive) is refused: sending it would risk a duplicate at the venue."""
+        cid = request.client_order_id
+        if not cid:
             raise ValueError("an order needs a client order id before it is tracked")
-        if request.client_order_id in self._by_client:
+        if cid in self._by_client or self._archived(None, None, cid) is not None:
             raise OrderRejected(
-                f"duplicate client order id {request.client_order_id}",
+                f"duplicate client order id {cid}",
                 venue=request.venue,
                 instrument=request.instrument,
-                client_order_id=request.client_order_id,
+                client_order_id=cid,
             )
+        self._now_ns = max(self._now_ns, now_ns)
+        self._adds += 1
+        if self._adds % 64 == 0 or len(self._final) > self.max_final:
+            self.sweep()
         order = Order(request, now_ns=now_ns)
-        self._by_client[request.client_order_id] = order
-        self._maybe_live[request.client_order_id] = order
+        self._by_client[cid] = order
+        self._maybe_live[cid] = order
+        self._note_created(request.venue, now_ns)
         return order
+
+    def _note_created(self, venue: str, created_ns: int) -> None:
+        first = self.first_created_ns.get(venue)
+        if first is None or created_ns < first:
+            self.first_created_ns[venue] = created_ns
+
+    def sweep(self, now_ns: int | None = None) -> int:
+        """Move orders seen final to the final queue and let go of those kept long enough (or
+        beyond `max_final`). Returns how many were let go. Called as orders are added."""
+        if now_ns is not None:
+            self._now_ns = max(self._now_ns, now_ns)
+        self._prune_live()
+        final = self._final
+        horizon = self._now_ns - self.keep_final_ns
+        evicted = 0
+        while final:
+            cid, order = next(iter(final.items()))
+            too_many = len(final) > self.max_final
+            if not too_many and (self.archive is None or order.updated_ns > horizon):
+                break
+            del final[cid]
+            self._forget(order)
+            evicted += 1
+        self.evicted += evicted
+        return evicted
+
+    def _forget(self, order: Order) -> None:
+        cid = order.client_order_id
+        if self._by_client.get(cid) is order:
+            del self._by_client[cid]
+        if order.order_id and self._by_venue_id.get((order.request.venue, order.order_id)) is order:
+            del self._by_venue_id[(order.request.venue, order.order_id)]
+
+    def _prune_live(self) -> None:
+        live = self._maybe_live
+        done = [cid for cid, o in live.items() if not o.state.is_live]
+        for cid in done:
+            self._final[cid] = live.pop(cid)
 
     def restore(
         self,
@@ -362,13 +452,18 @@ class OrderTracker:
         updated_ns: int,
         fills: Iterable[tuple[str, Decimal, Decimal]],
     ) -> Order:
-        """Track again an order as the journal left it (after a restart): its state as it
-        was (not re-run through the state machine) and its fills, so a fill reported again is
-        recognised as a duplicate."""
+        """Track again an order as the journal left it (after a restart, or when a late report
+        names a final order let go): its state as it was (not re-run through the state machine)
+        and its fills, so a fill reported again is recognised as a duplicate."""
         order = Order(request, now_ns=created_ns)
         self._by_client[request.client_order_id] = order
+        self._note_created(request.venue, created_ns)
         if state.is_live:
             self._maybe_live[request.client_order_id] = order
+        else:
+            self._final[request.client_order_id] = order
+            if len(self._final) > self.max_final:
+                self.sweep()
         if order_id:
             self.set_order_id(order, order_id)
         for trade_id, fill_size, fill_price in fills:
@@ -392,29 +487,67 @@ class OrderTracker:
         self._by_venue_id[(order.request.venue, order_id)] = order
 
     def get(self, client_order_id: str) -> Order | None:
-        return self._by_client.get(client_order_id)
+        """The order by client order id: in memory, else brought back from the archive."""
+        found = self._by_client.get(client_order_id)
+        if found is None and client_order_id:
+            found = self._recall(None, None, client_order_id)
+        return found
 
     def find(
         self, venue: str, *, order_id: str | None = None, client_order_id: str | None = None
     ) -> Order | None:
+        """The order a venue's report names: in memory, else brought back from the archive
+        (a final order let go), else None (not ours)."""
         if client_order_id:
             found = self._by_client.get(client_order_id)
             if found is not None:
                 return found
         if order_id:
-            return self._by_venue_id.get((venue, order_id))
-        return None
+            found = self._by_venue_id.get((venue, order_id))
+            if found is not None:
+                return found
+        if not (order_id or client_order_id):
+            return None
+        return self._recall(venue, order_id, client_order_id)
+
+    def _archived(
+        self, venue: str | None, order_id: str | None, client_order_id: str | None
+    ) -> RestoredOrder | None:
+        if self.archive is None:
+            return None
+        try:
+            return self.archive.find_order(venue, order_id=order_id, client_order_id=client_order_id)
+        except Exception:  # a journal that cannot be read: as not found (stats.archive_failures)
+            self.stats.archive_failures += 1
+            return None
+
+    def _recall(self, venue: str | None, order_id: str | None, client_order_id: str | None) -> Order | None:
+        r = self._archived(venue, order_id, client_order_id)
+        if r is None or (venue is not None and r.request.venue != venue):
+            return None
+        self.recalled += 1
+        return self.restore(
+            r.request,
+            order_id=r.order_id,
+            state=r.state,
+            price=r.price,
+            size=r.size,
+            filled_size=r.filled_size,
+            avg_fill_price=r.avg_fill_price,
+            reason=r.reason,
+            created_ns=r.created_ns,
+            updated_ns=r.updated_ns,
+            fills=r.fills,
+        )
 
     def orders(self) -> Iterator[Order]:
+        """The orders in memory (live ones, and final ones not let go yet)."""
         return iter(self._by_client.values())
 
     def open_orders(self, strategy: str | None = None) -> list[Order]:
         """The orders still working (not final), oldest first; all strategies' for None."""
-        live = self._maybe_live
-        done = [cid for cid, o in live.items() if not o.state.is_live]
-        for cid in done:
-            del live[cid]
-        return [o for o in live.values() if strategy is None or o.request.strategy == strategy]
+        self._prune_live()
+        return [o for o in self._maybe_live.values() if strategy is None or o.request.strategy == strategy]
 
     def _locate(self, venue: str, order_id: str | None, client_order_id: str | None) -> Order | None:
         order = self.find(venue, order_id=order_id, client_order_id=client_order_id)

@@ -182,7 +182,10 @@ class RiskChecker:
             self.rejections += 1
             raise
         for scope in (None, req.strategy):
-            self._sent.setdefault(scope, deque()).append(now_ns)
+            sent = self._sent.setdefault(scope, deque())
+            sent.append(now_ns)
+            while sent[0] <= now_ns - _MINUTE_NS:  # only the last minute counts: bounded
+                sent.popleft()
         return inst
 
     def _check_scope(

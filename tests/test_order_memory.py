@@ -1,0 +1,146 @@
+"""Memory stays bounded over a long session: final orders leave memory for the journal, and a
+late report about one of them is still matched there (a late fill booked once, a repeated one a
+duplicate), a client order id used before is still refused."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from engine import Fill, Liquidity, OrderFlow, OrderRejected, OrderState, OrderTracker, OrderUpdate, Side
+from engine._journal import OrderJournal
+from tests.helpers import PERP, request
+from tests.test_journal import make_flow
+
+S = 1_000_000_000
+HALF_S = S // 2  # 2 orders/s, the rate the issue measured the leak at
+
+
+def cancelled(flow: OrderFlow, n: int, *, start: int = 0) -> None:
+    """`n` orders placed at 2/s, each named by the venue and then cancelled (final)."""
+    for i in range(start, start + n):
+        now = (i + 1) * HALF_S
+        order = flow.accept(
+            request(size="10", price="90000", instrument=PERP.symbol, cid=f"s-{i}"), now_ns=now
+        )
+        flow.assign_order_id(order, f"V{i}")
+        flow.on_update(
+            OrderUpdate(
+                venue="deribit",
+                instrument=PERP.symbol,
+                ts_exchange=None,
+                ts_local=now,
+                order_id=f"V{i}",
+                client_order_id=f"s-{i}",
+                status=OrderState.CANCELLED,
+                side=Side.BUY,
+                price=Decimal("90000"),
+                size=Decimal("10"),
+                filled_size=Decimal(0),
+            )
+        )
+
+
+def late_fill(oid: str, trade_id: str, ts: int) -> Fill:
+    """A fill naming the order by venue id only (as Deribit's user trades do)."""
+    return Fill(
+        venue="deribit",
+        instrument=PERP.symbol,
+        ts_exchange=None,
+        ts_local=ts,
+        order_id=oid,
+        trade_id=trade_id,
+        side=Side.BUY,
+        price=Decimal("90000"),
+        size=Decimal("4"),
+        fee=Decimal("0.0001"),
+        fee_currency="BTC",
+        liquidity=Liquidity.MAKER,
+    )
+
+
+def held(flow: OrderFlow) -> int:
+    return sum(1 for _ in flow.tracker.orders())
+
+
+def test_after_many_final_orders_the_tracker_holds_at_most_a_bound(tmp_path: Path) -> None:
+    flow = make_flow(OrderJournal(tmp_path / "j.sqlite"))
+    cancelled(flow, 3000)  # 25 minutes at 2 orders/s
+    # Final orders are kept a minute (120 at 2/s) and let go in sweeps every 64 new orders.
+    assert held(flow) <= 120 + 64
+    # Nothing lost: the journal has every one of them, final.
+    assert len(flow.journal.orders(final_since_ns=0)) == 3000  # type: ignore[union-attr]
+
+
+def test_without_a_journal_final_orders_are_still_bounded() -> None:
+    tracker = OrderTracker()
+    for i in range(12_000):
+        order = tracker.add(request(size="1", price="1", cid=f"b-{i}"), now_ns=i)
+        order.transition(OrderState.CANCELLED, now_ns=i)
+    assert sum(1 for _ in tracker.orders()) <= 10_000 + 64
+
+
+def test_a_late_fill_of_an_order_let_go_is_booked_once_from_the_journal(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path / "j.sqlite")
+    flow = make_flow(journal)
+    cancelled(flow, 1000)
+    assert flow.tracker.find("deribit", order_id="V0") is not None  # brought back from the journal
+    cancelled(flow, 300, start=1000)  # ... and let go again
+    assert all(o.client_order_id != "s-0" for o in flow.tracker.orders())
+    now = 1300 * HALF_S  # just after the last order above
+    # The venue reports a fill of the first order (cancelled long ago): booked, once.
+    booked = flow.on_fill(late_fill("V0", "T-late", now))
+    assert booked is not None and booked.client_order_id == "s-0" and booked.strategy == "s"
+    assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
+    assert flow.tracker.stats.late_fills == 1
+    # Reported again at once (an order answer and a notification, say): a duplicate.
+    assert flow.on_fill(late_fill("V0", "T-late", now)) is None
+    assert flow.tracker.stats.duplicate_fills == 1
+    # And again after the order has been let go once more: the journal's fills say so.
+    cancelled(flow, 300, start=1300)
+    assert all(o.client_order_id != "s-0" for o in flow.tracker.orders())
+    assert flow.on_fill(late_fill("V0", "T-late", 1601 * HALF_S)) is None
+    assert flow.tracker.stats.duplicate_fills == 2
+    assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
+    fills = [e for e in journal.ledger() if e.kind == "fill"]
+    assert [(e.event.trade_id, e.event.client_order_id) for e in fills] == [("T-late", "s-0")]  # type: ignore[union-attr]
+    # The order's record has the fill too (a cancelled order, partly filled).
+    row = journal.find_order("deribit", order_id="V0")
+    assert row is not None and row.state is OrderState.CANCELLED and row.filled_size == Decimal(4)
+    assert flow.journal_failures == 0
+
+
+def test_a_client_order_id_used_by_an_order_let_go_is_still_refused(tmp_path: Path) -> None:
+    flow = make_flow(OrderJournal(tmp_path / "j.sqlite"))
+    cancelled(flow, 500)
+    assert flow.tracker.get("s-0") is not None  # from the journal
+    cancelled(flow, 200, start=500)
+    with pytest.raises(OrderRejected, match="duplicate client order id s-1"):
+        flow.accept(request(size="10", price="90000", instrument=PERP.symbol, cid="s-1"), now_ns=800 * S)
+    assert flow.journal_failures == 0
+
+
+def test_the_order_rate_window_keeps_only_the_last_minute(tmp_path: Path) -> None:
+    flow = make_flow(OrderJournal(tmp_path / "j.sqlite"))
+    cancelled(flow, 1000)  # no rate limit configured: the window must not keep every order anyway
+    assert all(len(times) <= 121 for times in flow.risk._sent.values())
+
+
+def test_the_oldest_order_is_remembered_after_it_is_let_go(tmp_path: Path) -> None:
+    """Where a catch-up of fills missed while disconnected (or down) starts: the oldest order
+    tracked, even once it has left memory for the journal."""
+    path = tmp_path / "j.sqlite"
+    flow = make_flow(OrderJournal(path))
+    cancelled(flow, 400)
+    assert flow.tracker.get("s-0") is not None
+    cancelled(flow, 300, start=400)
+    assert all(o.client_order_id != "s-0" for o in flow.tracker.orders())
+    assert flow.tracker.first_created_ns == {"deribit": HALF_S}
+    # After a restart too (the orders final within the restore window come back, then go).
+    again = make_flow(None)
+    again.restore(OrderJournal(path), now_ns=700 * HALF_S)
+    again.tracker.sweep(700 * HALF_S)
+    assert held(again) <= 130
+    assert again.tracker.first_created_ns == {"deribit": HALF_S}
