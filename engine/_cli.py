@@ -501,7 +501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CredentialsRefused as exc:
         if args.traceback:
             raise
-        print(f"tradingd: error: {exc}", file=sys.stderr)
+        # The real stderr even where the daemon turned `sys.stderr` into log lines: this is the
+        # one line a person reads in `systemctl status` (it holds no secret: names, not values).
+        print(f"tradingd: error: {exc}", file=sys.__stderr__ or sys.stderr, flush=True)
         return EXIT_CREDENTIALS
     except TradingError as exc:
         if args.traceback:
