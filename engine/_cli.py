@@ -465,8 +465,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _report(exc: BaseException | None, message: str) -> None:
-    """One line for the user: on stderr, or, once the command's output is the structured log
-    (the daemon), as a log line, its traceback redacted like any other (never raw text)."""
+    """One line for the user on stderr. Once the command's output is the structured log (the
+    daemon), it is also a log line, with its traceback redacted like any other (never raw text),
+    and the plain line goes to the real stderr (`sys.stderr` then turns text into log lines):
+    the line a person reads in `systemctl status` or a terminal."""
     from ._logging import uncaught_exceptions_routed
 
     if uncaught_exceptions_routed():
@@ -477,6 +479,7 @@ def _report(exc: BaseException | None, message: str) -> None:
             fields["error"] = type(exc).__name__
             fields["exc_info"] = exc
         structlog.get_logger("tradingd").critical("tradingd.exit_on_error", **fields)
+        print(f"tradingd: {message}", file=sys.__stderr__ or sys.stderr, flush=True)
         return
     print(f"tradingd: {message}", file=sys.stderr)
 
@@ -501,9 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CredentialsRefused as exc:
         if args.traceback:
             raise
-        # The real stderr even where the daemon turned `sys.stderr` into log lines: this is the
-        # one line a person reads in `systemctl status` (it holds no secret: names, not values).
-        print(f"tradingd: error: {exc}", file=sys.__stderr__ or sys.stderr, flush=True)
+        _report(None, f"error: {exc}")  # names what to check, never a value
         return EXIT_CREDENTIALS
     except TradingError as exc:
         if args.traceback:

@@ -314,21 +314,49 @@ def test_fuzzed_frames_raise_only_malformed(venue: str, tmp_path: Path) -> None:
             decoder.decode(s, 3)
 
 
-def test_decoder_fault_is_malformed_and_invalidates_books() -> None:
+def test_a_huge_price_is_malformed_and_the_book_untouched() -> None:
     """A well-formed Deribit snapshot with a price of 1e308 used to end the process
-    (`OverflowError` converting to ticks): now it is a `MalformedFrame` like any other, counted,
-    and the book it may have half-written is no longer trusted."""
+    (`OverflowError` converting to ticks): the codec now refuses it at the edge, before any
+    state changes, so the book it would have overwritten is still the venue's."""
     decoder = load_venue("deribit").decoder(InstrumentRegistry())
     good, instrument = _snapshot("deribit")
     decoder.decode(good, 1)
-    assert decoder.book(instrument).valid  # type: ignore[union-attr]
+    before = decoder.book(instrument)
+    assert before is not None and before.valid
+    best = (before.best_bid_ticks, before.best_ask_ticks)
     msg = orjson.loads(good)
     msg["params"]["data"]["bids"][0][1] = 1e308
     with pytest.raises(MalformedFrame):
         decoder.decode(orjson.dumps(msg), 2)
     assert decoder.stats.malformed == 1 and decoder.stats.frames == 2
+    after = decoder.book(instrument)
+    assert after is not None and after.valid and (after.best_bid_ticks, after.best_ask_ticks) == best
+
+
+def test_decoder_fault_is_malformed_and_invalidates_books(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a decoder raises part way through a frame (here the tick conversion of a book
+    snapshot failing as 1e308 once made it) is a `DecoderFault`, a `MalformedFrame`, counted
+    once; the book it may have half written is no longer trusted until its next snapshot."""
+    import connectors.deribit.codec as deribit_codec
+
+    decoder = load_venue("deribit").decoder(InstrumentRegistry())
+    good, instrument = _snapshot("deribit")
+    decoder.decode(good, 1)
+    assert decoder.book(instrument).valid  # type: ignore[union-attr]
+    real_apply = deribit_codec._apply
+
+    def half_applied(book: Any, bids: Any, asks: Any) -> Any:
+        book.clear()  # the old book is gone, and then the conversion fails
+        raise OverflowError("cannot convert float infinity to integer")
+
+    monkeypatch.setattr(deribit_codec, "_apply", half_applied)
+    with pytest.raises(DecoderFault) as caught:
+        decoder.decode(good, 2)
+    assert caught.value.error_type == "OverflowError"
+    assert decoder.stats.malformed == 1 and decoder.stats.frames == 2
     book = decoder.book(instrument)
     assert book is None or not book.valid
+    monkeypatch.setattr(deribit_codec, "_apply", real_apply)
     decoder.decode(good, 3)
     assert decoder.book(instrument).valid  # type: ignore[union-attr]
 
