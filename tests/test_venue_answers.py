@@ -249,3 +249,40 @@ def test_derive_default_rate_limits_keep_a_margin_under_the_venues() -> None:
     s = DeriveSettings()
     for key, limit in published.items():
         assert getattr(s, key) == pytest.approx(0.9 * limit), key
+
+
+# ---------------------------------------------------------- subscription and recovery answers
+
+
+async def test_derive_an_unreadable_subscribe_answer_is_a_venue_error() -> None:
+    session = derive()
+
+    async def subscribe(method: str, params: dict[str, Any] | None = None) -> bytes:
+        return b'{"status":{"orderbook.ETH-PERP.1.10\xff":"ok"}}'
+
+    session.call_retrying = subscribe  # type: ignore[method-assign]
+    with pytest.raises(VenueError) as caught:  # the session reconnects; the follower never crashes
+        await session._subscription_call("subscribe", ["orderbook.ETH-PERP.1.10"])
+    assert caught.value.code == "malformed"
+
+
+@pytest.mark.parametrize("page", [b'{"data":5,"next_cursor":"LTE="}', b'{"data":[],"next_cursor":7}', b"[1]"])
+async def test_polymarket_a_trades_page_that_is_none_ends_the_recovery(page: bytes) -> None:
+    from connectors.polymarket.settings import PolymarketSettings
+    from connectors.polymarket.stream import PolymarketSession, UserConnection
+
+    owner = PolymarketSession(
+        PolymarketSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink()
+    )
+    user = UserConnection(
+        owner, decoder=owner.decoder, registry=owner.registry, router=MarketRouter(), sink=_Sink()
+    )
+    asked: list[str] = []
+
+    async def call(method: str, path: str, **kw: Any) -> bytes:
+        asked.append(path)
+        return page
+
+    owner.rest.call = call  # type: ignore[method-assign]
+    await user._recover_trades(0)
+    assert asked == ["/data/trades"] and user.recovered_trades == 0

@@ -579,8 +579,10 @@ class DeriveSession(VenueSession):
             raise
         try:
             return _decode_subscribe(raw)
-        except msgspec.DecodeError as exc:
-            raise VenueError(f"{method}: unreadable answer ({exc})", venue=VENUE) from None
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            # A string that is not UTF-8 (a channel name) raises UnicodeDecodeError: unreadable
+            # too, the venue's error (the session reconnects), never the follower's crash.
+            raise VenueError(f"{method}: unreadable answer ({exc})", venue=VENUE, code="malformed") from None
 
     async def _refusals(self, refusals: list[tuple[str, str]]) -> None:
         if not refusals:

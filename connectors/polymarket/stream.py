@@ -449,13 +449,16 @@ class UserConnection(_Connection):
             raw = await self.owner.rest.call(
                 "GET", "/data/trades", params={"after": str(after_s), "next_cursor": cursor}, auth=True
             )
-            await self.feed(raw)
+            await self.feed(raw)  # a page that is not one is counted as malformed there
             try:
                 page = orjson.loads(raw)
                 cursor = page.get("next_cursor") or _END_CURSOR
-                self.recovered_trades += len(page.get("data") or ())
+                data = page.get("data") or ()
             except (orjson.JSONDecodeError, AttributeError):
                 return
+            if not isinstance(cursor, str) or not isinstance(data, list | tuple):
+                return  # not a page (§2.3 `{"data": [...], "next_cursor": "..."}`): no next one
+            self.recovered_trades += len(data)
             if cursor == _END_CURSOR:
                 break
         self.log.info("trades.recovered", after=after_s, trades=self.recovered_trades)
