@@ -551,9 +551,12 @@ class VenueSession:
         self.stats.malformed += 1
         n = self.stats.malformed
         if isinstance(exc, DecoderFault):
-            # The decoder did not foresee this frame and dropped its books: snapshot them again.
-            self._gaps.update(inst.symbol for inst in self.registry if inst.venue == self.venue)
-            self._wake.set()
+            # The decoder did not foresee this frame and dropped its books: snapshot them again,
+            # each as a broken book (its backoff: a venue repeating such a frame does not get
+            # every book resubscribed each time).
+            for inst in self.registry:
+                if inst.venue == self.venue:
+                    self._book_broken(inst.symbol, quiet=True)
             if n <= 10 or n % 1000 == 0:
                 self.log.error("frame.decoder_fault", error_type=exc.error_type, error=str(exc), count=n)
             return
@@ -644,8 +647,9 @@ class VenueSession:
             version = await self.router.wait_changed(self.venue, version)
             self._wake.set()
 
-    def _book_broken(self, instrument: str) -> None:
-        """A broken book (`dispatch`): resnapshot it now, or when its backoff allows."""
+    def _book_broken(self, instrument: str, *, quiet: bool = False) -> None:
+        """A broken book (`dispatch`): resnapshot it now, or when its backoff allows. `quiet`:
+        the caller says it in one line for all (a decoder fault breaks every book)."""
         now = trio.current_time()
         state = self._resnapshots.get(instrument)
         if state is not None and state.good_at is not None and state.good_at + state.wait_s <= now:
@@ -668,7 +672,7 @@ class VenueSession:
         self._deferred[instrument] = due
         self.stats.deferred_resnapshots += 1
         self._wake.set()  # the follower sleeps until the earliest due
-        if not state.logged:
+        if not state.logged and not quiet:
             state.logged = True
             self.log.warning(
                 "book.resnapshot_backoff",

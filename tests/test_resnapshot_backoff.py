@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -129,6 +130,36 @@ async def test_other_books_are_not_held_back_by_a_broken_one(autojump_clock: tri
         await trio.sleep(0.1)
         nursery.cancel_scope.cancel()
     assert len(venue.resnapshots) == before + 1 and venue.resnapshots[-1] - at < 0.1
+
+
+async def test_a_venue_repeating_a_frame_the_decoder_trips_on_gets_the_same_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from engine._plugins import DecoderFault
+    from tests.helpers import OPTION, PERP
+
+    venue = _Venue()
+    venue.registry.add(attrs.evolve(PERP, venue="stub"))
+    venue.registry.add(attrs.evolve(OPTION, venue="stub"))
+    fault = DecoderFault("decoder fault OverflowError", venue="stub", error_type="OverflowError")
+    resnapshots: list[tuple[float, list[str]]] = []
+
+    async def answer_with_a_fault() -> None:
+        if venue._gaps:
+            resnapshots.append((trio.current_time(), sorted(venue._gaps)))
+            venue._gaps.clear()
+            await trio.sleep(0.01)
+            venue.malformed(fault)  # every book's snapshot comes back with the same frame
+
+    venue._sync_subscriptions = answer_with_a_fault  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(venue._follow_subscriptions)
+        start = trio.current_time()
+        venue.malformed(fault)
+        await trio.sleep(20)
+        nursery.cancel_scope.cancel()
+    assert [round(t - start, 1) for t, _ in resnapshots] == [0.0, 1.0, 3.0, 7.0, 15.0]
+    assert all(books == sorted([PERP.symbol, OPTION.symbol]) for _, books in resnapshots)
 
 
 # -------------------------------------------------------- against the Deribit simulator
