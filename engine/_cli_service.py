@@ -66,6 +66,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if running else _EXIT_NOT_RUNNING
 
 
+# A venue's counters shown under the table when not zero (engine._daemon.book_health).
+_VENUE_NOTES = (
+    ("deferred_resnapshots", "resnapshots held back (a book that keeps breaking)"),
+    ("bookless_changes", "changes for tokens without a book"),
+    ("crossed_books", "crossed books"),
+    ("refused_instruments", "instruments answers refused"),
+    ("unrecorded", "frames kept out of the recording (not public)"),
+)
+
+
+def _count(value: Any) -> str:
+    """A counter a status file may lack (written by an older daemon): '-'."""
+    return "-" if value is None else str(value)
+
+
 def _print_status(s: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -81,7 +96,8 @@ def _print_status(s: dict[str, Any]) -> None:
     if s.get("kill_switch"):
         console.print(f"[bold red]KILL SWITCH ENGAGED[/bold red]: {s['kill_switch']}")
     venues = Table("venue", "connected", "ready", "subscriptions", "channels", "frames", "malformed",
-                   "reconnects", "last frame", title="venues")  # fmt: skip
+                   "book gaps/resnaps", "reconnects", "last frame", title="venues")  # fmt: skip
+    notes: list[str] = []
     for name, v in s.get("venues", {}).items():
         age = v.get("last_frame_age_s")
         venues.add_row(
@@ -92,10 +108,17 @@ def _print_status(s: dict[str, Any]) -> None:
             str(v.get("channels")),
             str(v.get("frames")),
             str(v.get("malformed")),
+            f"{_count(v.get('book_gaps'))}/{_count(v.get('resubscribed_books'))}",
             str(max(0, (v.get("connects") or 0) - 1)),
             "-" if age is None else f"{age:.1f} s ago",
         )
+        # The rarer counters, only where they are not zero (and the venue has them).
+        extra = [f"{label} {v[key]}" for key, label in _VENUE_NOTES if v.get(key)]
+        if extra:
+            notes.append(f"{name}: " + ", ".join(extra))
     console.print(venues)
+    for note in notes:
+        console.print(note)
     strategies = Table("strategy", "state", "events", "errors", "conflated/merged/dropped", "orders",
                        "rejected", "open", "positions", "PnL (real./unreal./fees)",
                        title="strategies")  # fmt: skip

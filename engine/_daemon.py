@@ -41,7 +41,7 @@ from ._logging import log_write_failures
 from ._recorder import SessionRecorder
 from ._risk import Limits, RiskLimits
 
-__all__ = ["Daemon", "DaemonPaths", "Notifier", "daemon_paths", "read_status", "risk_limits"]
+__all__ = ["Daemon", "DaemonPaths", "Notifier", "book_health", "daemon_paths", "read_status", "risk_limits"]
 
 
 class Notifier:
@@ -137,6 +137,26 @@ def risk_limits(cfg: Any) -> RiskLimits:
         return Limits(**{f.name: getattr(c, f.name, None) for f in attrs.fields(Limits)})
 
     return RiskLimits(default=one(cfg), instruments={k: one(v) for k, v in cfg.instruments.items()})
+
+
+def book_health(live: Any) -> dict[str, Any]:
+    """What a venue session's status says of its books and frames, beside `malformed`: the
+    decoder's book gaps (a broken chain or a crossed book), the books resnapshotted and those held
+    back by the resnapshot backoff (engine._session), the instruments answers refused, the frames
+    kept out of a recording (`unrecorded`), and, where the decoder counts them, Polymarket's
+    changes for tokens without a book (`bookless_changes`) and Derive's crossed books. A counter
+    a venue does not have is left out, never shown as 0."""
+    stats = getattr(live, "stats", None)
+    decoder = getattr(live, "decoder", None)
+    decoder_stats = getattr(decoder, "stats", None)
+    out: dict[str, Any] = {"book_gaps": getattr(decoder_stats, "gaps", None)}
+    for key in ("resubscribed_books", "deferred_resnapshots", "refused_instruments", "unrecorded"):
+        out[key] = getattr(stats, key, None)
+    for key in ("bookless_changes", "crossed_books"):
+        value = getattr(decoder, key, None)
+        if isinstance(value, int):
+            out[key] = value
+    return out
 
 
 def read_status(path: Path) -> dict[str, Any]:
@@ -429,6 +449,7 @@ class Daemon:
                 "last_frame_age_s": None if age is None else round(age, 3),
                 "channels": len(getattr(live, "channels", ()) or ()),
                 "subscriptions": len(e.router.merged(name)),
+                **book_health(live),
             }
         strategies = {}
         for slot in e.slots:

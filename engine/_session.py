@@ -37,7 +37,10 @@ them all:
   (or a book needs a fresh snapshot), the venue's `_sync_subscriptions` runs; `ready` is set
   after the first one;
 - `dispatch`: decoded events split into the engine's private (order tracker) and market (router)
-  paths, `book_gap` statuses remembered so the next sync refreshes those books.
+  paths, `book_gap` statuses remembered so the next sync refreshes those books: at once the first
+  time, then, for a book that breaks again before a snapshot of it held (a venue that keeps
+  sending it crossed), spaced out by a per-book backoff (1 s doubling to 60 s, logged once per
+  book), never a resubscription as fast as the venue answers.
 
 `PendingRequests` matches JSON-RPC answers to requests by id (Deribit and Derive).
 """
@@ -52,12 +55,13 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Final, TypeVar
 
 import attrs
+import msgspec
 import structlog
 import trio
 import trio_websocket
 
 from ._errors import AuthError, CredentialsRefused, FeedStale, MalformedFrame, RateLimited, VenueError
-from ._events import MarketEvent, PrivateEvent, Status, StatusKind
+from ._events import BookUpdate, MarketEvent, PrivateEvent, Status, StatusKind
 from ._instruments import InstrumentRegistry
 from ._plugins import SHORT_FRAME, Decoder, DecoderFault, VenueSink, check_nesting, restore_recursion_limit
 from ._ratelimit import Backoff
@@ -72,6 +76,7 @@ __all__ = [
     "SessionStats",
     "VenueSession",
     "default_connect",
+    "parse_untyped",
 ]
 
 
@@ -90,10 +95,39 @@ class SessionStats:
     refused_channels: int = 0
     stale: int = 0
     unrecorded: int = 0  # frames kept out of the recording (not public), when recording
+    refused_instruments: int = 0  # instruments answers refused (malformed or absurd): nothing learned
+    deferred_resnapshots: int = 0  # book resnapshots held back by the per-book backoff (`dispatch`)
 
 
 class ConnectionLost(Exception):
     """The connection went away (closed by either side, or a stale feed)."""
+
+
+def parse_untyped(raw: Any, *, venue: str, what: str) -> Any:
+    """A schemaless parse of venue JSON outside the decoder (an error object, an instruments or
+    subscription answer): too deep a text is refused before parsing (`check_nesting`: a parser
+    recursing on the C stack under a raised recursion limit would crash the process), and
+    whatever the parser raises (not JSON, a string that is not UTF-8, the recursion limit) is a
+    `MalformedFrame` naming `what`."""
+    text = raw if isinstance(raw, str | bytes | bytearray | memoryview) else memoryview(raw)
+    check_nesting(text, venue)
+    try:
+        return msgspec.json.decode(text)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        detail = str(exc)
+        if len(detail) > _ERROR_TEXT:
+            detail = detail[:_ERROR_TEXT] + "..."
+        raise MalformedFrame(f"{what}: unreadable ({type(exc).__name__}: {detail})", venue=venue) from None
+
+
+@attrs.define
+class _Resnapshots:
+    """One book's resnapshot backoff (`VenueSession.dispatch`)."""
+
+    last: float  # when its last resnapshot was asked for (trio time)
+    wait_s: float  # how long after `last` the next one may be
+    good_at: float | None = None  # when a snapshot of it last came whole (since `last`)
+    logged: bool = False  # its backoff was logged (once per episode)
 
 
 _T = TypeVar("_T")
@@ -102,6 +136,15 @@ _T = TypeVar("_T")
 _RATE_LIMITED_RECONNECTS: Final = 10
 # Handshake calls refused for rate, tried again on the same connection this many times at most.
 _HANDSHAKE_TRIES: Final = 10
+# A book that breaks again before it held (a venue that keeps sending it crossed) is not
+# resnapshotted at once every time, which would resubscribe as fast as the venue answers: the next
+# resnapshot waits, 1 s after the last, then 2, 4... up to 60 s. 1 s: a real gap on a healthy book
+# (one lost message) is rare, and a second one within a second says the venue's book is broken,
+# not our copy; 60 s: such a book still gets a fresh chance every minute. The wait starts again
+# from 1 s once a snapshot has held for as long as the current wait.
+_RESNAPSHOT_FIRST_S: Final = 1.0
+_RESNAPSHOT_MAX_S: Final = 60.0
+_ERROR_TEXT: Final = 200  # characters of an exception's text logged: it may quote a huge answer
 
 
 # The errors a session survives by reconnecting.
@@ -236,6 +279,8 @@ class VenueSession:
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._nursery: trio.Nursery | None = None
         self._gaps: set[str] = set()  # instruments whose book needs a fresh snapshot
+        self._resnapshots: dict[str, _Resnapshots] = {}  # per book: the backoff (`dispatch`)
+        self._deferred: dict[str, float] = {}  # books whose resnapshot waits, and until when
         self._wake = trio.Event()
         self._last_rx = 0.0
         self._started = False  # a handshake has succeeded once (refused credentials are then retried)
@@ -262,8 +307,10 @@ class VenueSession:
         raise NotImplementedError
 
     def _reset(self) -> None:
-        """Forget what the lost connection held (extend it; call super)."""
+        """Forget what the lost connection held (extend it; call super). The resnapshot backoff
+        of each book is kept: a book the venue keeps sending broken stays held back."""
         self._gaps.clear()
+        self._deferred.clear()
         invalidate = getattr(self.decoder, "invalidate_books", None)
         if invalidate is not None:
             invalidate()  # every book starts again from a snapshot
@@ -504,9 +551,12 @@ class VenueSession:
         self.stats.malformed += 1
         n = self.stats.malformed
         if isinstance(exc, DecoderFault):
-            # The decoder did not foresee this frame and dropped its books: snapshot them again.
-            self._gaps.update(inst.symbol for inst in self.registry if inst.venue == self.venue)
-            self._wake.set()
+            # The decoder did not foresee this frame and dropped its books: snapshot them again,
+            # each as a broken book (its backoff: a venue repeating such a frame does not get
+            # every book resubscribed each time).
+            for inst in self.registry:
+                if inst.venue == self.venue:
+                    self._book_broken(inst.symbol, quiet=True)
             if n <= 10 or n % 1000 == 0:
                 self.log.error("frame.decoder_fault", error_type=exc.error_type, error=str(exc), count=n)
             return
@@ -530,20 +580,49 @@ class VenueSession:
                 exc_info=n <= 3,
             )
 
+    def instruments_refused(self, exc: Exception, **where: Any) -> None:
+        """An instruments answer (`get_instruments`, a markets answer) that could not be learned:
+        malformed, or absurd enough that learning it raised. That answer is refused, counted
+        (`stats.refused_instruments`) and logged; the instruments already known stay, and the
+        session goes on (a refusal here must never end the handshake: it would reconnect into the
+        same answer forever). The next refresh asks again."""
+        self.stats.refused_instruments += 1
+        text = str(exc)
+        self.log.error(
+            "instruments.refused",
+            error_type=type(exc).__name__,
+            error=text if len(text) <= _ERROR_TEXT else text[:_ERROR_TEXT] + "...",
+            count=self.stats.refused_instruments,
+            known=len(self.registry),
+            exc_info=not isinstance(exc, MalformedFrame),  # not foreseen: the traceback says where
+            **where,
+        )
+
     async def dispatch(self, events: list[MarketEvent]) -> None:
-        """Private events to the order tracker, market events (in order) to the router."""
+        """Private events to the order tracker, market events (in order) to the router. A
+        `book_gap` asks the subscription follower for a fresh snapshot of that book, at once the
+        first time; a book that breaks again before a snapshot of it held waits for its backoff
+        (`_RESNAPSHOT_FIRST_S` doubling to `_RESNAPSHOT_MAX_S`, logged once per book)."""
         if not events:
             return
         market: list[MarketEvent] = []
         private: list[PrivateEvent] = []
+        broken: list[str] = []
+        resnapshots = self._resnapshots
         for ev in events:
             if isinstance(ev, PrivateEvent):
                 private.append(ev)
                 continue
             market.append(ev)
-            if isinstance(ev, Status) and ev.status is StatusKind.BOOK_GAP:
-                self._gaps.add(ev.instrument)
-                self._wake.set()
+            if isinstance(ev, BookUpdate):
+                if ev.snapshot and resnapshots:
+                    state = resnapshots.get(ev.instrument)
+                    if state is not None and state.good_at is None:
+                        state.good_at = trio.current_time()  # whole: it holds from now on
+            elif isinstance(ev, Status) and ev.status is StatusKind.BOOK_GAP:
+                broken.append(ev.instrument)
+        for instrument in broken:
+            self._book_broken(instrument)
         if private:
             self.sink.private(private)
         if market:
@@ -568,13 +647,71 @@ class VenueSession:
             version = await self.router.wait_changed(self.venue, version)
             self._wake.set()
 
+    def _book_broken(self, instrument: str, *, quiet: bool = False) -> None:
+        """A broken book (`dispatch`): resnapshot it now, or when its backoff allows. `quiet`:
+        the caller says it in one line for all (a decoder fault breaks every book)."""
+        now = trio.current_time()
+        state = self._resnapshots.get(instrument)
+        if state is not None and state.good_at is not None and state.good_at + state.wait_s <= now:
+            state = None  # its last snapshot held: a new problem, the backoff starts again
+        if state is None:
+            if len(self._resnapshots) >= 10_000:
+                self._resnapshots.clear()  # bounded: forgetting one only resnapshots it sooner
+            self._resnapshots[instrument] = _Resnapshots(last=now, wait_s=_RESNAPSHOT_FIRST_S)
+            self._deferred.pop(instrument, None)
+            self._gaps.add(instrument)
+            self._wake.set()
+            return
+        state.good_at = None  # whatever came since the last resnapshot did not hold
+        if instrument in self._deferred:
+            return  # already waiting for its turn
+        due = state.last + state.wait_s
+        if due <= now:
+            self._resnapshot_now(instrument, state, now)
+            return
+        self._deferred[instrument] = due
+        self.stats.deferred_resnapshots += 1
+        self._wake.set()  # the follower sleeps until the earliest due
+        if not state.logged and not quiet:
+            state.logged = True
+            self.log.warning(
+                "book.resnapshot_backoff",
+                instrument=instrument,
+                wait_s=round(due - now, 3),
+                detail="the book broke again before a snapshot of it held: resnapshots are spaced out, "
+                f"{_RESNAPSHOT_FIRST_S:g} s doubling to {_RESNAPSHOT_MAX_S:g} s",
+            )
+
+    def _resnapshot_now(self, instrument: str, state: _Resnapshots, now: float) -> None:
+        state.last = now
+        state.wait_s = min(state.wait_s * 2, _RESNAPSHOT_MAX_S)
+        self._gaps.add(instrument)
+        self._wake.set()
+
+    def _release_deferred(self) -> float:
+        """Books whose resnapshot is due go to `_gaps`; returns when the next one is (or inf)."""
+        if not self._deferred:
+            return float("inf")
+        now = trio.current_time()
+        for instrument, due in list(self._deferred.items()):
+            if due <= now:
+                del self._deferred[instrument]
+                state = self._resnapshots.get(instrument)
+                if state is not None:
+                    self._resnapshot_now(instrument, state, now)
+                else:
+                    self._gaps.add(instrument)
+        return min(self._deferred.values(), default=float("inf"))
+
     async def _follow_subscriptions(self) -> None:
         while True:
             self._wake = trio.Event()
+            self._release_deferred()
             await self._sync_subscriptions()
             if not self.ready.is_set():
                 self.ready.set()
-            await self._wake.wait()
+            with trio.move_on_at(self._release_deferred()):
+                await self._wake.wait()
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException], kind: type[BaseException]) -> BaseException | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -58,6 +58,16 @@ class _TradePage(msgspec.Struct):
 _decode_trade_page: Any = msgspec.json.Decoder(_TradePage).decode
 
 
+# What reading a venue answer may raise (a typed parse, the codec's checks, bytes that are not
+# UTF-8 in a string, too deep a nesting): each is an unreadable answer, a typed `VenueError` the
+# engine's reconciliation reports, never an exception that escapes it.
+_UNREADABLE: Final = (msgspec.DecodeError, MalformedFrame, UnicodeDecodeError, RecursionError)
+
+
+def _unreadable(what: str, exc: Exception) -> VenueError:
+    return VenueError(f"{what}: unreadable answer ({exc})", venue=VENUE, code="malformed")
+
+
 def _num(d: Decimal) -> float | int:
     """A Decimal as a JSON number, exactly as written: 0.1 stays 0.1, 10 stays 10."""
     return int(d) if d == d.to_integral_value() else float(d)
@@ -84,7 +94,7 @@ class DeribitExecution:
     def _result(self, raw: Any, what: str) -> list[PrivateEvent]:
         try:
             return list(decode_order_result(raw, self.clock()))
-        except MalformedFrame as exc:
+        except _UNREADABLE as exc:
             # The order was sent and answered, but the answer is unreadable: outcome unknown.
             raise VenueError(f"{what}: unreadable answer ({exc})", venue=VENUE, code="malformed") from None
 
@@ -148,7 +158,7 @@ class DeribitExecution:
             )
             try:
                 return [order_update_from(_decode_order(raw), self.clock())]
-            except (msgspec.DecodeError, MalformedFrame) as exc:
+            except _UNREADABLE as exc:
                 raise VenueError(f"private/cancel: unreadable answer ({exc})", venue=VENUE) from None
         # Not named yet (its placement's answer was lost): labels are unique, so cancel by label;
         # the order's state then arrives through user.orders.
@@ -162,7 +172,10 @@ class DeribitExecution:
         raw = await self.session.call(
             "private/cancel_all_by_instrument", {"instrument_name": instrument}, bucket="matching", cost=1
         )
-        count = msgspec.json.decode(raw)
+        try:
+            count = msgspec.json.decode(raw)
+        except _UNREADABLE as exc:
+            raise _unreadable("cancel all", exc) from None
         return count if isinstance(count, int) else 0
 
     async def open_orders(self) -> list[OrderUpdate]:
@@ -172,12 +185,13 @@ class DeribitExecution:
             raw = await self.session.call_retrying(
                 "private/get_open_orders_by_currency", {"currency": currency}
             )
-            try:
-                orders = _decode_orders(raw)
-            except msgspec.DecodeError as exc:
-                raise VenueError(f"open orders: unreadable answer ({exc})", venue=VENUE) from None
             now = self.clock()
-            out.extend(order_update_from(o, now) for o in orders)
+            try:
+                # `order_update_from` refuses what makes no sense (an unknown `order_state`,
+                # `filled_amount` above `amount`): the whole answer is unreadable then.
+                out.extend(order_update_from(o, now) for o in _decode_orders(raw))
+            except _UNREADABLE as exc:
+                raise _unreadable("open orders", exc) from None
         return out
 
     # -- reconciliation (after a reconnect or a restart) ----------------------------------------
@@ -197,18 +211,17 @@ class DeribitExecution:
                 raise
             try:
                 return [order_update_from(_decode_order(raw), now)]
-            except (msgspec.DecodeError, MalformedFrame) as exc:
-                raise VenueError(f"order state: unreadable answer ({exc})", venue=VENUE) from None
+            except _UNREADABLE as exc:
+                raise _unreadable("order state", exc) from None
         inst = self.registry.get(VENUE, order.request.instrument)
         currency = inst.base if inst is not None else order.request.instrument.split("-")[0]
         raw = await self.session.call_retrying(
             "private/get_order_state_by_label", {"currency": currency, "label": order.client_order_id}
         )
         try:
-            found = _decode_orders(raw)
-        except msgspec.DecodeError as exc:
-            raise VenueError(f"order state by label: unreadable answer ({exc})", venue=VENUE) from None
-        return [order_update_from(o, now) for o in found]
+            return [order_update_from(o, now) for o in _decode_orders(raw)]
+        except _UNREADABLE as exc:
+            raise _unreadable("order state by label", exc) from None
 
     async def recent_fills(self, since_ns: int) -> list[Fill]:
         """Our fills since `since_ns`, every currency, oldest first
@@ -228,12 +241,12 @@ class DeribitExecution:
                         "sorting": "asc",
                     },
                 )
+                now = self.clock()
                 try:
                     page = _decode_trade_page(raw)
-                except msgspec.DecodeError as exc:
-                    raise VenueError(f"user trades: unreadable answer ({exc})", venue=VENUE) from None
-                now = self.clock()
-                out.extend(fill_from(t, now) for t in page.trades)
+                    out.extend(fill_from(t, now) for t in page.trades)
+                except _UNREADABLE as exc:
+                    raise _unreadable("user trades", exc) from None
                 if not page.has_more or not page.trades:
                     break
                 start_ms = max(t.timestamp for t in page.trades) + 1

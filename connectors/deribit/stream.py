@@ -50,7 +50,14 @@ from engine._logging import register_secret
 from engine._plugins import VenueSink
 from engine._ratelimit import CreditBucket
 from engine._router import MarketRouter
-from engine._session import Connect, PendingRequests, SessionStats, VenueSession, default_connect
+from engine._session import (
+    Connect,
+    PendingRequests,
+    SessionStats,
+    VenueSession,
+    default_connect,
+    parse_untyped,
+)
 
 from .codec import DeribitDecoder, _decode_envelope
 from .instruments import VENUE
@@ -284,14 +291,18 @@ class DeribitSession(VenueSession):
             return
         try:
             env = _decode_envelope(message)
-        except msgspec.DecodeError as exc:
-            self.malformed(MalformedFrame(f"not a JSON-RPC message: {exc}", venue=VENUE))
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            # msgspec reads a string's UTF-8 only when it takes it as a str: bytes that are not
+            # UTF-8 inside `method` raise UnicodeDecodeError, not DecodeError. Malformed either way.
+            self.malformed(
+                MalformedFrame(f"not a JSON-RPC message: {type(exc).__name__}: {exc}", venue=VENUE)
+            )
             return
         if env.id is not None and (env.result or env.error):
             error = None
             if env.error:  # named by the method asked (`public/auth: invalid_credentials (13004)`)
                 method = self._requests.method_of(env.id) if isinstance(env.id, int) else None
-                error = map_error(msgspec.json.decode(env.error), method=method or "request")
+                error = self._error_answer(env.error, method or "request")
             if not self._requests.resolve(env.id, env.result, error):
                 self.log.debug("rpc.unmatched_response", id=env.id)
         elif env.method == "heartbeat":
@@ -301,6 +312,18 @@ class DeribitSession(VenueSession):
             await self.decode(message, now)
         else:
             self.malformed(MalformedFrame(f"unexpected message (method {env.method!r})", venue=VENUE))
+
+    def _error_answer(self, raw: Any, method: str) -> VenueError:
+        """A JSON-RPC error answer as its typed exception (`map_error`). One that cannot be read
+        is a malformed frame (counted), and its request's outcome is unknown (a `VenueError`):
+        the caller hears of it now, not after its timeout."""
+        try:
+            return map_error(parse_untyped(raw, venue=VENUE, what=f"{method}: error answer"), method=method)
+        except MalformedFrame as exc:
+            self.malformed(exc)
+            return VenueError(
+                f"{method}: unreadable error answer; outcome unknown", venue=VENUE, code="malformed"
+            )
 
     async def _answer_test_request(self) -> None:
         """§1.5: a `test_request` unanswered gets the connection closed by the venue."""
@@ -346,7 +369,10 @@ class DeribitSession(VenueSession):
         await self._take_token(await self.call("public/auth", params))
 
     async def _take_token(self, raw: Any) -> None:
-        token = msgspec.json.decode(raw)
+        try:
+            token = parse_untyped(raw, venue=VENUE, what="public/auth answer")
+        except MalformedFrame as exc:
+            raise AuthError(f"public/auth: unexpected answer ({exc})", venue=VENUE) from None
         try:
             access = token["access_token"]
             self._token_expires_in = float(token.get("expires_in", 0))
@@ -383,8 +409,8 @@ class DeribitSession(VenueSession):
                 )
                 try:
                     learned += self.decoder.learn_instruments(raw)
-                except MalformedFrame as exc:
-                    self.log.error("instruments.malformed", currency=currency, kind=kind, error=str(exc))
+                except Exception as exc:  # an absurd answer is refused, never the session's end
+                    self.instruments_refused(exc, currency=currency, kind=kind)
         self._instruments_loaded_at = trio.current_time()
         self.log.info("instruments.loaded", new=learned, known=len(self.registry))
 
@@ -416,7 +442,7 @@ class DeribitSession(VenueSession):
         prefix = "private" if self._authenticated else "public"
         for batch in _batches(sorted(remove | refresh)):
             raw = await self.call_retrying(f"{prefix}/unsubscribe", {"channels": batch})
-            removed = set(msgspec.json.decode(raw) or ())
+            removed = _channels(raw, f"{prefix}/unsubscribe")
             self._current -= removed | set(batch)
         if refresh:
             self.stats.resubscribed_books += len(refresh)
@@ -425,7 +451,7 @@ class DeribitSession(VenueSession):
             raw = await self.call_retrying(
                 f"{prefix}/subscribe", {"channels": batch}, bucket="subscribe", cost=3_000
             )
-            granted = set(msgspec.json.decode(raw) or ())
+            granted = _channels(raw, f"{prefix}/subscribe")
             self._current |= granted
             refused = set(batch) - granted
             if refused:
@@ -443,6 +469,20 @@ class DeribitSession(VenueSession):
             await self.status(
                 StatusKind.SUBSCRIBED, f"{len(self._current)} channels", channels=len(self._current)
             )
+
+
+def _channels(raw: Any, method: str) -> set[str]:
+    """A (un)subscribe answer (§1.4: the array of channels). One that is not is the venue's
+    error (`VenueError`: the session reconnects and subscribes again), never a crash."""
+    try:
+        channels = parse_untyped(raw, venue=VENUE, what=f"{method} answer")
+    except MalformedFrame as exc:
+        raise VenueError(str(exc), venue=VENUE, code="malformed") from None
+    if channels is None:
+        return set()
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise VenueError(f"{method}: expected an array of channels", venue=VENUE, code="malformed")
+    return set(channels)
 
 
 def _batches(items: list[str]) -> Iterable[list[str]]:

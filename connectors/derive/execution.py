@@ -66,6 +66,10 @@ __all__ = ["DeriveExecution"]
 _ORDER_NOT_FOUND: Final = 11006  # §3.7 "order does not exist"
 _HISTORY_SLACK_MS: Final = 60_000  # a history window ends this far past our clock (clock skew)
 _T = TypeVar("_T")
+# What reading a venue answer may raise (a typed parse, the codec's checks, bytes that are not
+# UTF-8 in a string, too deep a nesting): each is an unreadable answer, a typed `VenueError` the
+# engine's reconciliation reports, never an exception that escapes it.
+_UNREADABLE: Final = (msgspec.DecodeError, MalformedFrame, UnicodeDecodeError, RecursionError)
 _decode_order: Any = msgspec.json.Decoder(OrderData, strict=False).decode
 
 
@@ -237,7 +241,7 @@ class DeriveExecution:
     def _result(self, raw: Any, what: str) -> list[PrivateEvent]:
         try:
             events = self.session.decoder.order_result(raw, self.clock())
-        except MalformedFrame as exc:
+        except _UNREADABLE as exc:
             # The order was sent and answered, but the answer is unreadable: outcome unknown.
             raise VenueError(f"{what}: unreadable answer ({exc})", venue=VENUE, code="malformed") from None
         return [e for e in events if isinstance(e, PrivateEvent)]
@@ -275,7 +279,7 @@ class DeriveExecution:
             )
             try:
                 return [order_update_from(_decode_order(raw), self.clock())]
-            except (msgspec.DecodeError, MalformedFrame) as exc:
+            except _UNREADABLE as exc:
                 raise VenueError(f"private/cancel: unreadable answer ({exc})", venue=VENUE) from None
         # Not named yet (its placement's answer was lost): our labels are unique, so cancel by
         # label; the order's state then arrives through {subaccount}.orders.
@@ -299,7 +303,7 @@ class DeriveExecution:
         )
         try:
             count: int = _decode_cancelled(raw).cancelled_orders
-        except msgspec.DecodeError as exc:
+        except _UNREADABLE as exc:
             raise VenueError(
                 f"private/cancel_by_instrument: unreadable answer ({exc})", venue=VENUE
             ) from None
@@ -314,7 +318,7 @@ class DeriveExecution:
             orders = _decode_orders(raw).orders
             now = self.clock()
             return [order_update_from(o, now) for o in orders]
-        except (msgspec.DecodeError, MalformedFrame) as exc:
+        except _UNREADABLE as exc:
             raise VenueError(f"open orders: unreadable answer ({exc})", venue=VENUE) from None
 
     # -- reconciliation (after a reconnect or a restart) ----------------------------------------
@@ -337,7 +341,7 @@ class DeriveExecution:
             )
             try:
                 result = decode(raw)
-            except msgspec.DecodeError as exc:
+            except _UNREADABLE as exc:
                 raise VenueError(f"{method}: unreadable answer ({exc})", venue=VENUE) from None
             batch = items(result)
             out.extend(batch)
@@ -373,7 +377,7 @@ class DeriveExecution:
                 raise
             try:
                 return [order_update_from(_decode_order(raw), now)]
-            except (msgspec.DecodeError, MalformedFrame) as exc:
+            except _UNREADABLE as exc:
                 raise VenueError(f"private/get_order: unreadable answer ({exc})", venue=VENUE) from None
         found = await self._pages(
             "private/get_orders",
@@ -389,7 +393,7 @@ class DeriveExecution:
             mine = [max(mine, key=lambda o: o.creation_timestamp or 0)]
         try:
             return [order_update_from(o, now) for o in mine]
-        except MalformedFrame as exc:
+        except _UNREADABLE as exc:
             raise VenueError(f"private/get_orders: unreadable answer ({exc})", venue=VENUE) from None
 
     async def recent_fills(self, since_ns: int) -> list[Fill | FillReversal]:
@@ -422,7 +426,7 @@ class DeriveExecution:
             # Into the decoder's memory of our trades, so that the channel bringing one of these
             # again is a repeat, not a second fill or a second reversal.
             self.session.decoder._our_trades(ordered, now)
-        except MalformedFrame as exc:
+        except _UNREADABLE as exc:
             raise VenueError(f"private/get_trade_history: unreadable answer ({exc})", venue=VENUE) from None
         reverted = [e.trade_id for e in out if isinstance(e, FillReversal)]
         if reverted:

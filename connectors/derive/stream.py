@@ -62,7 +62,7 @@ from engine import (
 from engine._plugins import VenueSink
 from engine._ratelimit import CreditBucket
 from engine._router import MarketRouter
-from engine._session import Connect, PendingRequests, VenueSession, default_connect
+from engine._session import Connect, PendingRequests, VenueSession, default_connect, parse_untyped
 
 from .codec import DeriveDecoder, _decode_envelope
 from .instruments import VENUE, instruments_params, is_instrument_item
@@ -359,23 +359,44 @@ class DeriveSession(VenueSession):
             return
         try:
             env = _decode_envelope(message)
-        except msgspec.DecodeError as exc:
-            self.malformed(MalformedFrame(f"not a JSON-RPC message: {exc}", venue=VENUE))
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            # msgspec reads a string's UTF-8 only when it takes it as a str: bytes that are not
+            # UTF-8 inside `method` raise UnicodeDecodeError, not DecodeError. Malformed either way.
+            self.malformed(
+                MalformedFrame(f"not a JSON-RPC message: {type(exc).__name__}: {exc}", venue=VENUE)
+            )
             return
         if env.id is not None and (env.result or env.error):
             error = None
             if env.error:
                 method = self._methods.get(env.id, "request") if isinstance(env.id, int) else "request"
-                error = map_error(msgspec.json.decode(env.error), method=method)
+                error = self._error_answer(env.error, method)
             if not self._requests.resolve(env.id, env.result, error):
                 self.log.debug("rpc.unmatched_response", id=env.id)
         elif env.method == "subscription":
             await self.decode(message, now)
         elif env.error:
             # An error nobody asked for (the venue could not read a request's id).
-            self.log.warning("rpc.error_without_id", error=msgspec.json.decode(env.error))
+            try:
+                error_object = parse_untyped(env.error, venue=VENUE, what="error without id")
+            except MalformedFrame as exc:
+                self.malformed(exc)
+                return
+            self.log.warning("rpc.error_without_id", error=error_object)
         else:
             self.malformed(MalformedFrame(f"unexpected message (method {env.method!r})", venue=VENUE))
+
+    def _error_answer(self, raw: Any, method: str) -> VenueError:
+        """A JSON-RPC error answer as its typed exception (`map_error`). One that cannot be read
+        is a malformed frame (counted), and its request's outcome is unknown (a `VenueError`):
+        the caller hears of it now, not after its timeout."""
+        try:
+            return map_error(parse_untyped(raw, venue=VENUE, what=f"{method}: error answer"), method=method)
+        except MalformedFrame as exc:
+            self.malformed(exc)
+            return VenueError(
+                f"{method}: unreadable error answer; outcome unknown", venue=VENUE, code="malformed"
+            )
 
     async def decode(self, message: bytes | str, now: int) -> None:
         """Decode a data frame and dispatch its events; tickers also keep the index and mark
@@ -442,18 +463,20 @@ class DeriveSession(VenueSession):
             for kind in self.settings.instrument_types:
                 raw = await self.call_retrying("public/get_instruments", instruments_params(currency, kind))
                 try:
-                    items = msgspec.json.decode(raw)
+                    items = parse_untyped(raw, venue=VENUE, what="get_instruments answer")
                     if not isinstance(items, list):
                         raise MalformedFrame("get_instruments: expected a list", venue=VENUE)
                     self.decoder.learn_instruments(items)
-                except (msgspec.DecodeError, MalformedFrame) as exc:
-                    self.log.error("instruments.malformed", currency=currency, kind=kind, error=str(exc))
+                    names = {
+                        item["instrument_name"]
+                        for item in items
+                        if is_instrument_item(item) and self.registry.get(VENUE, item["instrument_name"])
+                    }
+                except Exception as exc:  # an absurd answer is refused, never the session's end
+                    # Refused whole: what it lists is not compared with the last answer, so
+                    # nothing known is delisted on its word.
+                    self.instruments_refused(exc, currency=currency, kind=kind)
                     continue
-                names = {
-                    item["instrument_name"]
-                    for item in items
-                    if is_instrument_item(item) and self.registry.get(VENUE, item["instrument_name"])
-                }
                 before = self._listed.get((currency, kind))
                 self._listed[(currency, kind)] = names
                 if before is None:
@@ -556,8 +579,10 @@ class DeriveSession(VenueSession):
             raise
         try:
             return _decode_subscribe(raw)
-        except msgspec.DecodeError as exc:
-            raise VenueError(f"{method}: unreadable answer ({exc})", venue=VENUE) from None
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            # A string that is not UTF-8 (a channel name) raises UnicodeDecodeError: unreadable
+            # too, the venue's error (the session reconnects), never the follower's crash.
+            raise VenueError(f"{method}: unreadable answer ({exc})", venue=VENUE, code="malformed") from None
 
     async def _refusals(self, refusals: list[tuple[str, str]]) -> None:
         if not refusals:

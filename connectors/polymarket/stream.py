@@ -34,8 +34,9 @@ Market connection (§2.2):
   within `snapshot_timeout_s`; a `book_gap` (the decoder's best bid/ask cross-check failed, a
   crossed book, or changes for a subscribed token without a book: `data["reason"]`, codec.py) is
   logged (`book.gap`) and answered with a `GET /book` snapshot of that book only, without
-  reconnecting (`book_resync` follows); a REST snapshot that is itself crossed is asked for again
-  `snapshot_timeout_s` later, not in a loop;
+  reconnecting (`book_resync` follows); a book that breaks again before a snapshot of it held (a
+  REST snapshot that is itself crossed) is fetched again after the shared per-book backoff
+  (engine._session: 1 s doubling to 60 s), never in a loop;
 - the text frame `PING` every `ping_s` (10 s), answered by `PONG` (§2.2 "Keepalive").
 
 User connection (§2.2 "User channel"): `{"auth": {...}, "markets": [], "type": "user"}`. The
@@ -204,17 +205,6 @@ class MarketConnection(_Connection):
             if ev.__class__ is Status and ev.status is StatusKind.BOOK_GAP:
                 self.log.warning("book.gap", instrument=ev.instrument, reason=ev.data.get("reason"))
         await super().dispatch(events)
-
-    async def feed(self, raw: bytes, now: int | None = None) -> list[MarketEvent]:
-        events = await super().feed(raw, now)
-        # A REST snapshot that is itself broken (crossed) is not fetched again at once, which
-        # would loop as fast as the venue answers: it is tried again `snapshot_timeout_s` later.
-        broken = {e.instrument for e in events if isinstance(e, Status) and e.status is StatusKind.BOOK_GAP}
-        if broken:
-            self._gaps -= broken
-            if self._nursery is not None:
-                self._nursery.start_soon(self._await_snapshots, broken)
-        return events
 
     async def _decode_awaiting(self, message: bytes | str, now: int) -> None:
         """`decode`, noting the books the venue sent (its answer to the first subscription)."""
@@ -459,13 +449,16 @@ class UserConnection(_Connection):
             raw = await self.owner.rest.call(
                 "GET", "/data/trades", params={"after": str(after_s), "next_cursor": cursor}, auth=True
             )
-            await self.feed(raw)
+            await self.feed(raw)  # a page that is not one is counted as malformed there
             try:
                 page = orjson.loads(raw)
                 cursor = page.get("next_cursor") or _END_CURSOR
-                self.recovered_trades += len(page.get("data") or ())
+                data = page.get("data") or ()
             except (orjson.JSONDecodeError, AttributeError):
                 return
+            if not isinstance(cursor, str) or not isinstance(data, list | tuple):
+                return  # not a page (§2.3 `{"data": [...], "next_cursor": "..."}`): no next one
+            self.recovered_trades += len(data)
             if cursor == _END_CURSOR:
                 break
         self.log.info("trades.recovered", after=after_s, trades=self.recovered_trades)
