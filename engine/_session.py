@@ -97,6 +97,7 @@ class SessionStats:
     unrecorded: int = 0  # frames kept out of the recording (not public), when recording
     refused_instruments: int = 0  # instruments answers refused (malformed or absurd): nothing learned
     deferred_resnapshots: int = 0  # book resnapshots held back by the per-book backoff (`dispatch`)
+    failed_frames: int = 0  # frames whose handling raised (not MalformedFrame); also in `malformed`
 
 
 class ConnectionLost(Exception):
@@ -568,8 +569,11 @@ class VenueSession:
         malformed and skipped. The log names the exception and the frame's size, never the
         frame (it may be huge); the first few also carry the traceback."""
         self.stats.malformed += 1
-        n = self.stats.malformed
-        if n <= 10 or n % 1000 == 0:
+        self.stats.failed_frames += 1
+        # Its own log budget, apart from malformed frames: a handler raising is a bug of ours or a
+        # venue change, and must stay visible after a burst of garbage market frames.
+        n = self.stats.failed_frames
+        if n <= 10 or n % 100 == 0:
             text = str(exc)
             self.log.error(
                 "frame.failed",
