@@ -221,6 +221,7 @@ class Daemon:
             on_failure={s.name: s.on_failure for s in cfg.strategies if s.enabled},
             **engine_options,
         )
+        self.engine.strategy_start_wait_s = cfg.daemon.strategy_start_wait_s
         self.notifier = Notifier(environ)
         self.reopen_logs = reopen_logs
         self.started_ns = clock()

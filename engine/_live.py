@@ -159,6 +159,7 @@ class LiveEngine:
     # A strategy's `on_stop` is given this long; then, for a failed strategy, its `on_failure`
     # cancels get a deadline of their own (an `on_stop` that hangs must not cost them).
     on_stop_timeout_s = 5.0
+    strategy_start_wait_s = 30.0  # `[daemon] strategy_start_wait_s`
     failure_cancel_timeout_s = 10.0
 
     def __init__(
@@ -443,7 +444,7 @@ class LiveEngine:
         strategy.attach(_LiveContext(self, slot))
         # As in a backtest, a strategy starts knowing the venues' instruments: once every venue
         # is connected, or after 30 s at most (a venue that is down must not hold the others).
-        with trio.move_on_after(30) as waited:
+        with trio.move_on_after(self.strategy_start_wait_s) as waited:
             await self.ready.wait()
         if waited.cancelled_caught:
             self.log.warning("strategy.start_without_ready", strategy=slot.name)
