@@ -533,7 +533,11 @@ class Daemon:
             "ready": e.ready.is_set(),
             "stopping": self.stopping,
             "kill_switch": self.kill_switch,
-            "credentials_refused": self.refusals or None,  # venues retried after a refusal
+            # Venues retried after a refusal, while they are still down.
+            "credentials_refused": {
+                v: err for v, err in self.refusals.items() if not getattr(e.venues.get(v), "connected", False)
+            }
+            or None,
             "status": self.status_line(),
             "venues": venues,
             "strategies": strategies,
