@@ -118,6 +118,9 @@ class DaemonConfig:
     cancel_on_shutdown: bool = False
     foreign_orders: Literal["report", "cancel"] = "report"  # open orders at the venue not ours
     watchdog_stale_s: float = 120.0  # no frame from a venue for this long withholds WATCHDOG=1; 0: off
+    # Strategies start once every venue is up, or after this long at most (a venue that is down
+    # must not hold the others).
+    strategy_start_wait_s: float = attrs.field(default=30.0, validator=_positive)
 
 
 @attrs.frozen

@@ -40,6 +40,7 @@ from ._live import LiveEngine
 from ._logging import log_write_failures
 from ._recorder import SessionRecorder
 from ._risk import Limits, RiskLimits
+from ._session import VenueSession
 
 __all__ = ["Daemon", "DaemonPaths", "Notifier", "book_health", "daemon_paths", "read_status", "risk_limits"]
 
@@ -241,6 +242,15 @@ class Daemon:
             on_failure={s.name: s.on_failure for s in cfg.strategies if s.enabled},
             **engine_options,
         )
+        self.engine.strategy_start_wait_s = cfg.daemon.strategy_start_wait_s
+        # Refused credentials are decided here, for the whole process (`_refusal_is_fatal`).
+        self.refused: CredentialsRefused | None = None  # the refusal the daemon exits 78 for
+        self.refusals: dict[str, str] = {}  # venue -> the last refusal retried (status file)
+        for live in self.engine.venues.values():
+            for session in getattr(live, "connections", (live,)):
+                if isinstance(session, VenueSession):
+                    session.refusal_is_fatal = self._refusal_is_fatal
+        self._nursery: trio.Nursery | None = None
         self.notifier = Notifier(environ)
         self.reopen_logs = reopen_logs
         self.started_ns = clock()
@@ -257,6 +267,7 @@ class Daemon:
         code = 0
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
                     if self.recorder is not None:
                         # Started first and cancelled last: it flushes and closes its files
@@ -301,8 +312,50 @@ class Daemon:
                 # A full disk, say: nothing is lost (the WAL is read back at the next start).
                 self.log.critical("journal.close_failed", path=str(self.paths.journal), error=failed)
             self.notifier.close()
+        if self.refused is not None:
+            # After the orderly stop: the command line makes it one line and exit status 78
+            # (EXIT_CREDENTIALS, engine._cli), which systemd does not restart into.
+            self.log.info("daemon.exit", code=78, reason="credentials refused at start")
+            raise self.refused
         self.log.info("daemon.exit", code=code)
         return code
+
+    def _holding(self) -> bool:
+        """Whether this process has sent an order or holds an order or a position (restored from
+        the journal too): then there is a book to look after."""
+        flow = self.engine.flow
+        if any(flow.orders_sent.values()) or flow.tracker.open_orders():
+            return True
+        return any(q != 0 for ledger in flow.ledgers.values() for q in ledger.view().positions.values())
+
+    def _refusal_is_fatal(self, refused: CredentialsRefused) -> bool:
+        """A venue refused the credentials (engine._session). Fatal only at the daemon's start:
+        before it is ready (every venue up, READY=1) and with no book to look after. A wrong
+        secret then ends the daemon in order (the SIGTERM path) with exit status 78. Once any
+        venue trades, leaving its book alone is worse: the refusing venue is retried with
+        backoff, as a critical log and in the status (a key rotated, a clock not yet in sync:
+        Deribit's 13004 can mean either, connectors/deribit/stream.py)."""
+        if self.refused is not None:
+            return True  # stopping for one already
+        if self.stopping or self.engine.ready.is_set() or self._holding():
+            self.refusals[refused.venue or "?"] = str(refused)
+            self.log.critical(
+                "daemon.credentials_refused",
+                venue=refused.venue,
+                error=str(refused),
+                retrying=True,
+                ready=self.engine.ready.is_set(),
+            )
+            self.notifier.notify(status=f"{refused.venue}: credentials refused, retrying")
+            return False
+        self.refused = refused
+        self.log.critical(
+            "daemon.credentials_refused", venue=refused.venue, error=str(refused), retrying=False
+        )
+        self.log.info("daemon.stopping", reason="credentials refused at start", venue=refused.venue)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._stop, self._nursery.cancel_scope)
+        return True
 
     async def _stop_after(self, seconds: float, scope: trio.CancelScope) -> None:
         await trio.sleep(seconds)
@@ -501,6 +554,11 @@ class Daemon:
             "ready": e.ready.is_set(),
             "stopping": self.stopping,
             "kill_switch": self.kill_switch,
+            # Venues retried after a refusal, while they are still down.
+            "credentials_refused": {
+                v: err for v, err in self.refusals.items() if not getattr(e.venues.get(v), "connected", False)
+            }
+            or None,
             "status": self.status_line(),
             "venues": venues,
             "strategies": strategies,

@@ -121,7 +121,8 @@ class AuthError(VenueError):
 class CredentialsRefused(AuthError):
     """Raised when a venue refused our credentials before the session ever logged in: a wrong
     key or secret, which retrying does not fix. The message is one line naming the venue and
-    what to check (`tradingd run` exits with status 78)."""
+    what to check. `tradingd run` exits with status 78 for it only at its start, before it is
+    ready and before any order (engine._daemon); after that it is retried and alerted."""
 
 
 class RateLimited(VenueError):

@@ -156,6 +156,12 @@ class _LiveContext(BaseContext):
 class LiveEngine:
     """The daemon (module docstring). Build it from a loaded config; `run` until cancelled."""
 
+    # A strategy's `on_stop` is given this long; then, for a failed strategy, its `on_failure`
+    # cancels get a deadline of their own (an `on_stop` that hangs must not cost them).
+    on_stop_timeout_s = 5.0
+    strategy_start_wait_s = 30.0  # `[daemon] strategy_start_wait_s`
+    failure_cancel_timeout_s = 10.0
+
     def __init__(
         self,
         strategies: Sequence[Strategy],
@@ -389,6 +395,7 @@ class LiveEngine:
             try:
                 await self.gateways[order.request.venue].cancel_order(order.client_order_id)
                 answered += 1
+                self.log.info("order.cancelled", client_order_id=order.client_order_id, why=why)
             except (OrderRejected, VenueError) as exc:
                 self.log.warning(
                     "order.cancel_failed", client_order_id=order.client_order_id, error=str(exc), why=why
@@ -437,7 +444,7 @@ class LiveEngine:
         strategy.attach(_LiveContext(self, slot))
         # As in a backtest, a strategy starts knowing the venues' instruments: once every venue
         # is connected, or after 30 s at most (a venue that is down must not hold the others).
-        with trio.move_on_after(30) as waited:
+        with trio.move_on_after(self.strategy_start_wait_s) as waited:
             await self.ready.wait()
         if waited.cancelled_caught:
             self.log.warning("strategy.start_without_ready", strategy=slot.name)
@@ -455,7 +462,7 @@ class LiveEngine:
             if cancelled is not None:
                 raise cancelled from None
         finally:
-            with trio.move_on_after(5, shield=True):
+            with trio.move_on_after(self.on_stop_timeout_s, shield=True) as stopping:
                 try:
                     await strategy.on_stop()
                 except BaseException as exc:
@@ -464,8 +471,16 @@ class LiveEngine:
                         self._strategy_failed(slot, "on_stop", fault)
                     if cancelled is not None:
                         raise cancelled from None
-                if slot.name in self.failures:
+            if stopping.cancelled_caught:
+                self.log.error(
+                    "strategy.on_stop_timeout", strategy=slot.name, timeout_s=self.on_stop_timeout_s
+                )
+            if slot.name in self.failures:
+                # Its own shielded deadline: an `on_stop` that hangs or is slow must not cut the
+                # policy's cancels short (they would be skipped silently).
+                with trio.move_on_after(self.failure_cancel_timeout_s, shield=True):
                     await self._after_failure(slot)
+                self._check_failed_orders(slot)
 
     def _strategy_failed(self, slot: StrategySlot, phase: Phase, exc: BaseException) -> None:
         """A strategy raised out of a hook: it is stopped (no more events), the failure goes to
@@ -506,6 +521,20 @@ class LiveEngine:
                 self.log.exception("strategy.failed_cancel_error", strategy=slot.name)
         elif left:
             self.log.warning("strategy.failed_orders_left", strategy=slot.name, open_orders=len(left))
+
+    def _check_failed_orders(self, slot: StrategySlot) -> None:
+        """After the `cancel` policy ran (or ran out of time): an order of the failed strategy
+        still working is an order nobody manages, an alert."""
+        if self.on_failure.get(slot.name, "cancel") != "cancel":
+            return
+        left = self.flow.tracker.open_orders(slot.name)
+        if left:
+            self.log.critical(
+                "strategy.failed_orders_working",
+                strategy=slot.name,
+                open_orders=len(left),
+                client_order_ids=[o.client_order_id for o in left],
+            )
 
     async def _reconcile(self, name: str) -> None:
         """After each (re)subscription, and so after a restart: what the venue knows of our

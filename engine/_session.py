@@ -16,8 +16,10 @@ them all:
 - refused credentials: before the session's first successful handshake, credentials the venue
   refuses (the venue says which errors mean that: `_credentials_hint`) end `run` with
   `CredentialsRefused`, one line naming the venue and what to check: retrying a wrong secret
-  forever helps nobody, and the daemon exits with a status systemd does not restart into. After
-  a successful start the same refusal is retried with backoff, as an error log and a
+  forever helps nobody. Under the daemon, "at start" is the process's, not the session's
+  (`refusal_is_fatal`, engine._daemon): fatal only before the daemon is ready and before any
+  order, and then the daemon stops in order and exits with a status systemd does not restart
+  into. Otherwise the same refusal is retried with backoff, as an error log and a
   `reconnecting` status saying `credentials_refused` (a key revoked or rotated mid-run);
 - the receive loop: every frame counted, handed to `on_frame` (the recorder) exactly as received
   when the venue says it is public (below), then to the venue's `_handle`. A frame nested too
@@ -285,6 +287,11 @@ class VenueSession:
         self._wake = trio.Event()
         self._last_rx = 0.0
         self._started = False  # a handshake has succeeded once (refused credentials are then retried)
+        # Whether refused credentials are fatal, asked at each refusal. Unset (a bare engine): before
+        # this session's first handshake, and `run` raises `CredentialsRefused`. The daemon sets
+        # it to decide for the whole process (engine._daemon): only at its start, before it is
+        # ready and before any order; then it stops in order itself while `run` waits.
+        self.refusal_is_fatal: Callable[[CredentialsRefused], bool] | None = None
         self._handshaking = False
         self._handshake_rate_limited: RateLimited | None = None  # this connection ended for rate
         self._rate_limited_reconnects = 0
@@ -411,9 +418,17 @@ class VenueSession:
             finally:
                 self._handshaking = False
                 await self._lost(reason)
-            if refused is not None and not self._started:
-                self.log.error("session.credentials_refused", error=str(refused))
-                raise refused
+            if refused is not None:
+                if self.refusal_is_fatal is None:
+                    fatal = not self._started
+                else:
+                    fatal = self.refusal_is_fatal(refused)
+                if fatal:
+                    self.log.error("session.credentials_refused", error=str(refused))
+                    if self.refusal_is_fatal is None:
+                        raise refused
+                    # The daemon stops in order for it (and exits 78): no reconnecting meanwhile.
+                    await trio.sleep_forever()
             if trio.current_time() - began > 60:
                 self._backoff.reset()
             data: dict[str, Any] = {}

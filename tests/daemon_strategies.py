@@ -112,3 +112,13 @@ class ExitOnEvent(PlaceOnce):
         if self.placed and isinstance(event, Ticker) and self.ctx.open_orders():
             raise SystemExit(3)
         await super().on_event(event)
+
+
+class ExitHangOnStop(ExitOnEvent):
+    """`ExitOnEvent` whose `on_stop` never returns: the `cancel` policy must still cancel its
+    resting order (its own deadline, after `on_stop`'s)."""
+
+    async def on_stop(self) -> None:
+        import trio
+
+        await trio.sleep_forever()

@@ -5,6 +5,8 @@ successful start, retried with backoff and reported (an error log and a `reconne
 from __future__ import annotations
 
 import functools
+import signal
+import socket
 import sys
 
 import pytest
@@ -21,7 +23,8 @@ from engine._cli import EXIT_CREDENTIALS
 from engine._errors import CredentialsRefused
 from engine._live import LiveEngine
 from tests.live_support import Probe, until
-from tests.test_daemon import Daemon, serve_sim
+from tests.test_daemon import Daemon, serve_sim, sim_orders
+from tests.test_daemon import until as until_file
 
 CLIENT_ID, SECRET = next(iter(DEFAULT_ACCOUNTS.items()))
 WRONG = "not-the-secret-0123456789"
@@ -49,6 +52,74 @@ async def test_a_wrong_secret_at_start_exits_78_at_once_with_one_line_naming_wha
     assert WRONG not in output and "Traceback" not in output
     # The JSON log says it as an error too, for journald.
     assert daemon.events("session.credentials_refused")
+    # Through the orderly stop (the SIGTERM path: strategies stopped, orders settled, journal
+    # closed), then the exit line.
+    assert daemon.events("daemon.stopping") and daemon.events("daemon.stopped")
+    assert [e["code"] for e in daemon.events("daemon.exit")] == [78]
+    assert [e["retrying"] for e in daemon.events("daemon.credentials_refused")] == [False]
+
+
+def test_the_unit_waits_for_the_clock_to_be_synchronised() -> None:
+    # A login signs the current time: before NTP, a refusal is the clock's, not the secret's.
+    from tests.test_deploy import settings
+
+    unit = settings()
+    for key in ("Wants", "After"):
+        assert "time-sync.target" in " ".join(unit[key]).split(), key
+    assert "network-online.target" in " ".join(unit["After"]).split()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the daemon as on the servers")
+async def test_a_refusal_while_another_venue_trades_is_retried_and_alerted_never_an_exit(
+    nursery: trio.Nursery, tmp_path: trio.Path
+) -> None:
+    # Deribit trades (a resting order); Derive, configured with a key it refuses, comes up only
+    # later (its first handshake ever): leaving Deribit's book alone would be worse than retrying.
+    sim, address = await serve_sim(nursery)
+    with socket.socket() as probe:  # a free port for the Derive simulator, started later
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = Daemon(tmp_path, address, below=0.1, strategy_start_wait_s=0.2)
+    text = daemon.config.read_text(encoding="utf-8")
+    derive = f"""
+[venues.derive]
+url = "ws://127.0.0.1:{port}/ws"
+rest_url = "http://127.0.0.1:{port}"
+currencies = ["ETH"]
+instrument_types = ["perp"]
+reconnect_base_s = 0.05
+reconnect_cap_s = 0.2
+"""
+    daemon.config.write_text(text.replace("[daemon]", derive + "[daemon]"), encoding="utf-8")
+    stranger = {
+        "DERIVE_WALLET": DEMO_WALLET,
+        "DERIVE_SESSION_KEY": "0x" + "11" * 32,  # not a session key of the wallet
+        "DERIVE_SUBACCOUNT_ID": str(DEMO_SUBACCOUNT),
+    }
+    proc = await daemon.start(nursery, env=stranger)
+    placed = await until_file(
+        lambda: [c for c, _, s in daemon.orders() if s == "open"], what="Deribit's order"
+    )
+    derive_sim = DeriveSimulator(seed=5, step_s=0.05)
+    await nursery.start(functools.partial(serve_derive, derive_sim, port=port))
+    await until_file(lambda: derive_sim.requests_for("public/login") >= 3, what="Derive's login retried")
+    assert proc.returncode is None  # still up
+    alerts = daemon.events("daemon.credentials_refused")
+    assert alerts and all(e["level"] == "critical" and e["retrying"] for e in alerts)
+    assert alerts[0]["venue"] == "derive" and "DERIVE_SESSION_KEY" in alerts[0]["error"]
+    assert not daemon.events("daemon.exit")
+    status = await until_file(
+        lambda: (s := daemon.status()) and s.get("credentials_refused") and s, what="the status file"
+    )
+    assert "derive" in status["credentials_refused"]
+    # Deribit goes on: its order still resting, its feed still arriving.
+    assert sim_orders(sim, placed[0])[0].state == "open"
+    frames = status["venues"]["deribit"]["frames"]
+    await until_file(
+        lambda: (daemon.status() or {})["venues"]["deribit"]["frames"] > frames, what="Deribit's feed"
+    )
+    proc.send_signal(signal.SIGTERM)
+    assert await daemon.wait_exit(within=12) == 0
 
 
 def test_the_unit_does_not_restart_into_refused_credentials() -> None:

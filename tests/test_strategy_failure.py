@@ -136,3 +136,26 @@ async def test_the_leave_policy_leaves_a_failed_strategys_order_working(
     assert _strategy(daemon, "exits")["open_orders"] == 1
     proc.send_signal(signal.SIGTERM)
     assert await daemon.wait_exit(within=12) == 0
+
+
+async def test_a_failed_strategys_order_is_cancelled_even_when_its_on_stop_hangs(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    sim, address = await serve_sim(nursery)
+    daemon = Daemon(tmp_path, address, below=0.1)
+    text = daemon.config.read_text(encoding="utf-8")
+    strategies = STRATEGIES[STRATEGIES.index('[[strategies]]\nname = "exits"') :]
+    strategies = strategies.replace("daemon_strategies:ExitOnEvent", "daemon_strategies:ExitHangOnStop")
+    daemon.config.write_text(text[: text.index("[[strategies]]")] + strategies, encoding="utf-8")
+    proc = await daemon.start(nursery)
+    await until(lambda: _strategy(daemon, "exits").get("state") == "failed", within=20, what="SystemExit")
+    exits_cid = next(c for c, _, _ in daemon.orders() if c.startswith("exits-"))
+    # on_stop is given 5 s, then the cancel runs on a deadline of its own.
+    await until(lambda: sim_orders(sim, exits_cid)[0].state == "cancelled", what="the failed one's order")
+    assert daemon.events("strategy.on_stop_timeout")
+    cancelled = await until(lambda: daemon.events("order.cancelled"), what="the cancel in the log")
+    assert [e["client_order_id"] for e in cancelled] == [exits_cid]
+    assert not daemon.events("strategy.failed_orders_working")
+    await until(lambda: _strategy(daemon, "exits")["open_orders"] == 0, what="the status file")
+    proc.send_signal(signal.SIGTERM)
+    assert await daemon.wait_exit(within=12) == 0
