@@ -363,33 +363,24 @@ class OrderFlow:
         events = self.tracker.apply_fill(fill)
         booked = next((e for e in events if isinstance(e, Fill)), None)
         if booked is None:
-            if self.tracker.stats.archive_failures != lookup_failures:
-                # Not "not ours": the journal could not be read to find its order. Booking it
-                # on an order rebuilt without its fills could book it twice: left unbooked, and
-                # alerted (a reconciliation's catch-up of fills reports it again).
-                self.unmatched_fills += 1
-                self.log.critical(
-                    "fill.unmatched_journal_unreadable",
-                    venue=fill.venue,
-                    instrument=fill.instrument,
-                    order_id=fill.order_id,
-                    client_order_id=fill.client_order_id,
-                    trade_id=fill.trade_id,
-                    side=fill.side.value,
-                    price=str(fill.price),
-                    size=str(fill.size),
-                )
-            elif (
+            # A journal that could not be read is not "not ours": booking the fill on an order
+            # rebuilt without its fills could book it twice. Left unbooked and alerted instead
+            # (critical); the venue's next report of it (a reconnect's catch-up of fills, say)
+            # books it once the journal reads again.
+            unreadable = self.tracker.stats.archive_failures != lookup_failures
+            if unreadable or (
                 self.tracker.find(fill.venue, order_id=fill.order_id, client_order_id=fill.client_order_id)
                 is None
             ):
                 self.unmatched_fills += 1
-                self.log.error(
+                (self.log.critical if unreadable else self.log.error)(
                     "fill.unknown_order",
                     venue=fill.venue,
                     instrument=fill.instrument,
                     order_id=fill.order_id,
                     trade_id=fill.trade_id,
+                    size=str(fill.size),
+                    journal_unreadable=unreadable,
                 )
             return None
         inst = self.registry.get(fill.venue, fill.instrument)

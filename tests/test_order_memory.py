@@ -223,7 +223,8 @@ def test_a_journal_lookup_that_fails_is_not_taken_as_not_found(tmp_path: Path) -
             )
         assert flow.on_fill(late_fill("V1", "T1", 402 * HALF_S)) is None
     critical = [e["event"] for e in logs if e["log_level"] == "critical"]
-    assert critical == ["journal.lookup_failed", "journal.lookup_failed", "fill.unmatched_journal_unreadable"]
+    assert critical == ["journal.lookup_failed", "journal.lookup_failed", "fill.unknown_order"]
+    assert logs[-1]["journal_unreadable"] is True
     assert flow.tracker.stats.archive_failures == 2
     assert flow.unmatched_fills == 1
     assert flow.position("s", "deribit", PERP.symbol) == 0
