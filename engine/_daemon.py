@@ -575,6 +575,9 @@ class Daemon:
                 "orders_in_memory": len(e.flow.tracker),
                 "orders_let_go": e.flow.tracker.evicted,
                 "orders_recalled": e.flow.tracker.recalled,
+                # Kept in memory for good: a journal write for them failed (their record is stale).
+                "orders_dirty": e.flow.tracker.dirty,
+                "lookup_failures": e.flow.tracker.stats.archive_failures,
             },
             "watchdog": {"sent": self.watchdog_sent, "withheld": self.watchdog_withheld},
             "recording": None if self.recorder is None else self._recording_status(),

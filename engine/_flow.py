@@ -43,7 +43,9 @@ class OrderFlow:
         self.journal_failures = 0
         self.market = market
         self.deliver = deliver
-        self.tracker = OrderTracker(archive=journal)  # final orders let go are found there
+        self.log = log or structlog.get_logger("tradingd.orders")
+        # Final orders let go are found in the journal.
+        self.tracker = OrderTracker(archive=journal, log=self.log)
         self.ledgers: dict[str, Ledger] = {}
         self.risk = RiskChecker(
             registry,
@@ -54,7 +56,6 @@ class OrderFlow:
             strategy_limits=strategy_limits,
             equity_of=self.equity,
         )
-        self.log = log or structlog.get_logger("tradingd.orders")
         self.orders_sent: dict[str, int] = {}
         self.rejected: dict[str, int] = {}
         self.unmatched_fills = 0
@@ -75,19 +76,7 @@ class OrderFlow:
         for r in restored:
             if self.tracker.get(r.request.client_order_id) is not None:
                 continue
-            self.tracker.restore(
-                r.request,
-                order_id=r.order_id,
-                state=r.state,
-                price=r.price,
-                size=r.size,
-                filled_size=r.filled_size,
-                avg_fill_price=r.avg_fill_price,
-                reason=r.reason,
-                created_ns=r.created_ns,
-                updated_ns=r.updated_ns,
-                fills=r.fills,
-            )
+            self.tracker.restore(r)
             live += r.state.is_live
         entries = 0
         for entry in journal.ledger():
@@ -165,6 +154,7 @@ class OrderFlow:
             self.journal.request(order, inst)
         except sqlite3.Error as exc:
             self.journal_failures += 1
+            self.tracker.hold_final = True
             order.transition(OrderState.REJECTED, now_ns=order.created_ns, reason="journal_failed")
             self.log.critical("journal.write_failed", client_order_id=order.client_order_id, error=str(exc))
             raise OrderRejected(
@@ -173,19 +163,35 @@ class OrderFlow:
                 instrument=order.request.instrument,
                 client_order_id=order.client_order_id,
             ) from exc
+        self.tracker.hold_final = False
 
     def _journal(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """A journal write on the incoming path: a failure is logged loudly and counted, and the
         daemon goes on (the venue's report is still applied in memory; new orders, which need
-        the journal, are refused)."""
+        the journal, are refused). The order the write was about is then marked dirty: its
+        journal record lacks what memory has, so it is never let go from memory (a copy recalled
+        from the journal would book a repeated fill again); and while writes fail, no final
+        order is let go at all."""
         if self.journal is None:
             return None
         try:
-            return getattr(self.journal, method)(*args, **kwargs)
+            result = getattr(self.journal, method)(*args, **kwargs)
         except sqlite3.Error as exc:
             self.journal_failures += 1
-            self.log.critical("journal.write_failed", step=method, error=str(exc))
+            self.tracker.hold_final = True
+            order = next((a for a in args if isinstance(a, Order)), None)
+            if order is not None:
+                self.tracker.mark_dirty(order)
+            self.log.critical(
+                "journal.write_failed",
+                step=method,
+                client_order_id=None if order is None else order.client_order_id,
+                kept_in_memory=order is not None,
+                error=str(exc),
+            )
             return None
+        self.tracker.hold_final = False
+        return result
 
     def assign_order_id(self, order: Order, order_id: str) -> None:
         """The venue's id for an order, known before sending (the gateway's `prepare`)."""
@@ -353,20 +359,28 @@ class OrderFlow:
     def on_fill(self, fill: Fill) -> Fill | None:
         """A venue's execution report; books it (once) and delivers it, after the acceptance it
         implies and before the order state it causes."""
+        lookup_failures = self.tracker.stats.archive_failures
         events = self.tracker.apply_fill(fill)
         booked = next((e for e in events if isinstance(e, Fill)), None)
         if booked is None:
-            if (
+            # A journal that could not be read is not "not ours": booking the fill on an order
+            # rebuilt without its fills could book it twice. Left unbooked and alerted instead
+            # (critical); the venue's next report of it (a reconnect's catch-up of fills, say)
+            # books it once the journal reads again.
+            unreadable = self.tracker.stats.archive_failures != lookup_failures
+            if unreadable or (
                 self.tracker.find(fill.venue, order_id=fill.order_id, client_order_id=fill.client_order_id)
                 is None
             ):
                 self.unmatched_fills += 1
-                self.log.error(
+                (self.log.critical if unreadable else self.log.error)(
                     "fill.unknown_order",
                     venue=fill.venue,
                     instrument=fill.instrument,
                     order_id=fill.order_id,
                     trade_id=fill.trade_id,
+                    size=str(fill.size),
+                    journal_unreadable=unreadable,
                 )
             return None
         inst = self.registry.get(fill.venue, fill.instrument)

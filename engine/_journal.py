@@ -600,37 +600,27 @@ class OrderJournal:
                 (kind, ts, strategy, venue, instrument, cid, oid, trade_id, side, price, size, fee, fee_ccy,
                  liquidity, reason, rq, rs, rf) = row  # fmt: skip
                 event: Fill | FillReversal | None = None
-                common: dict[str, Any] = {
-                    "venue": venue,
-                    "instrument": instrument,
-                    "ts_exchange": None,
-                    "ts_local": ts,
-                    "order_id": oid,
-                    "client_order_id": cid,
-                    "strategy": strategy,
-                }
-                if kind == "fill":
-                    event = Fill(
-                        **common,
-                        trade_id=trade_id,
-                        side=Side(side),
-                        price=Decimal(price),
-                        size=Decimal(size),
-                        fee=Decimal(fee),
-                        fee_currency=fee_ccy,
-                        liquidity=Liquidity(liquidity),
-                    )
-                elif kind == "reversal":
-                    event = FillReversal(
-                        **common,
-                        trade_id=trade_id,
-                        side=Side(side),
-                        price=Decimal(price),
-                        size=Decimal(size),
-                        fee=Decimal(fee),
-                        fee_currency=fee_ccy,
-                        reason=reason or "",
-                    )
+                if kind in ("fill", "reversal"):
+                    # What a fill and its reversal share; each adds its own last field.
+                    trade: dict[str, Any] = {
+                        "venue": venue,
+                        "instrument": instrument,
+                        "ts_exchange": None,
+                        "ts_local": ts,
+                        "order_id": oid,
+                        "client_order_id": cid,
+                        "strategy": strategy,
+                        "trade_id": trade_id,
+                        "side": Side(side),
+                        "price": Decimal(price),
+                        "size": Decimal(size),
+                        "fee": Decimal(fee),
+                        "fee_currency": fee_ccy,
+                    }
+                    if kind == "fill":
+                        event = Fill(**trade, liquidity=Liquidity(liquidity))
+                    else:
+                        event = FillReversal(**trade, reason=reason or "")
                 yield LedgerEntry(kind, strategy, venue, instrument, event, Decimal(price), (rq, rs, rf))
 
     def events(self, client_order_id: str | None = None) -> list[dict[str, Any]]:

@@ -574,7 +574,13 @@ class LiveEngine:
                 continue
             owner = (cid or "").rsplit("-", 2)[0]
             if cid and owner in strategies:
-                self.flow.adopt(update, strategy=owner)
+                try:
+                    self.flow.adopt(update, strategy=owner)
+                except OrderRejected as exc:  # the journal could not be read to check its id
+                    self.log.critical(
+                        "order.adopt_failed", venue=name, client_order_id=cid, reason=exc.reason
+                    )
+                    continue
                 self.log.info("order.adopted", venue=name, client_order_id=cid, strategy=owner)
             else:
                 await self._foreign_order(name, client, update)

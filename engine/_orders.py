@@ -13,11 +13,12 @@ from __future__ import annotations
 import enum
 import itertools
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
+import structlog
 
 from ._errors import IllegalTransition, OrderRejected
 from ._events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent, Side
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ._journal import RestoredOrder
 
 __all__ = [
+    "ArchiveUnavailable",
     "ClientOrderIds",
     "Order",
     "OrderArchive",
@@ -321,6 +323,12 @@ class TrackerStats:
     archive_failures: int = 0  # lookups in the archive (the journal) that failed
 
 
+class ArchiveUnavailable(Exception):
+    """The archive (the journal) could not be read: whether it knows an order is unknown.
+    Never the same as "not found": a client order id cannot be checked, a late report cannot be
+    matched to the order's booked fills."""
+
+
 class OrderArchive(Protocol):
     """Where final orders live once the tracker lets go of them (the order journal): looked
     up by client order id, or by venue and venue order id, with the fills booked to them."""
@@ -344,6 +352,14 @@ class OrderTracker:
     back from there with its fills' trade ids, so a late fill is still booked once and a repeated
     one is still a duplicate. Without an archive (a backtest), only `max_final` bounds them, and a
     report about an order let go is an unknown order's (counted).
+
+    An order is let go only because its journal record is as complete as memory: one any of
+    whose journal writes failed (`mark_dirty`) stays in memory for good, since its record lacks
+    what memory has (a fill, say) and a recalled copy would book that fill again. While
+    `hold_final` is set (the journal is failing now) no final order is let go at all. A lookup
+    that fails is never taken as "not found": it is logged at critical level and counted, a new
+    order whose client order id cannot be checked is refused, and a report it was for stays
+    unmatched.
     """
 
     def __init__(
@@ -352,6 +368,7 @@ class OrderTracker:
         archive: OrderArchive | None = None,
         keep_final_ns: int = 60 * 10**9,
         max_final: int = 10_000,
+        log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self._by_client: dict[str, Order] = {}
         self._by_venue_id: dict[tuple[str, str], Order] = {}
@@ -360,6 +377,10 @@ class OrderTracker:
         self._maybe_live: dict[str, Order] = {}
         # Final orders still in memory, in the order they were seen final (oldest first).
         self._final: OrderedDict[str, Order] = OrderedDict()
+        # Orders whose journal record is stale (a write for them failed): never let go.
+        self._dirty: dict[str, Order] = {}
+        self.hold_final = False  # set while the journal is failing: let nothing go
+        self.log = log or structlog.get_logger("tradingd.orders")
         self.archive = archive
         self.keep_final_ns = keep_final_ns
         self.max_final = max_final
@@ -382,7 +403,16 @@ class OrderTracker:
         cid = request.client_order_id
         if not cid:
             raise ValueError("an order needs a client order id before it is tracked")
-        if cid in self._by_client or self._archived(None, None, cid) is not None:
+        try:
+            known = cid in self._by_client or self._archived(None, None, cid) is not None
+        except ArchiveUnavailable as exc:
+            raise OrderRejected(
+                f"client order id {cid} cannot be checked against the journal ({exc})",
+                venue=request.venue,
+                instrument=request.instrument,
+                client_order_id=cid,
+            ) from exc
+        if known:
             raise OrderRejected(
                 f"duplicate client order id {cid}",
                 venue=request.venue,
@@ -415,6 +445,11 @@ class OrderTracker:
         evicted = 0
         while final:
             cid, order = next(iter(final.items()))
+            if cid in self._dirty:
+                del final[cid]  # stays in memory (in `_by_client`) for good
+                continue
+            if self.hold_final:
+                break
             too_many = len(final) > self.max_final
             if not too_many and (self.archive is None or order.updated_ns > horizon):
                 break
@@ -423,6 +458,17 @@ class OrderTracker:
             evicted += 1
         self.evicted += evicted
         return evicted
+
+    def mark_dirty(self, order: Order) -> None:
+        """A journal write for `order` failed: its journal record no longer says what memory
+        does, so the order is never let go (a copy recalled from the journal would lack, say, a
+        fill booked in memory only, and book it again when the venue repeats it)."""
+        self._dirty[order.client_order_id] = order
+
+    @property
+    def dirty(self) -> int:
+        """Orders kept in memory for good because a journal write for them failed."""
+        return len(self._dirty)
 
     def _forget(self, order: Order) -> None:
         cid = order.client_order_id
@@ -437,49 +483,36 @@ class OrderTracker:
         for cid in done:
             self._final[cid] = live.pop(cid)
 
-    def restore(
-        self,
-        request: OrderRequest,
-        *,
-        order_id: str | None,
-        state: OrderState,
-        price: Decimal | None,
-        size: Decimal,
-        filled_size: Decimal,
-        avg_fill_price: Decimal | None,
-        reason: str | None,
-        created_ns: int,
-        updated_ns: int,
-        fills: Iterable[tuple[str, Decimal, Decimal]],
-    ) -> Order:
+    def restore(self, r: RestoredOrder) -> Order:
         """Track again an order as the journal left it (after a restart, or when a late report
         names a final order let go): its state as it was (not re-run through the state machine)
         and its fills, so a fill reported again is recognised as a duplicate."""
-        order = Order(request, now_ns=created_ns)
+        request = r.request
+        order = Order(request, now_ns=r.created_ns)
         self._by_client[request.client_order_id] = order
-        self._note_created(request.venue, created_ns)
-        if state.is_live:
+        self._note_created(request.venue, r.created_ns)
+        if r.state.is_live:
             self._maybe_live[request.client_order_id] = order
         else:
             self._final[request.client_order_id] = order
             if len(self._final) > self.max_final:
                 self.sweep()
-        if order_id:
-            self.set_order_id(order, order_id)
-        for trade_id, fill_size, fill_price in fills:
+        if r.order_id:
+            self.set_order_id(order, r.order_id)
+        for trade_id, fill_size, fill_price in r.fills:
             if trade_id:
                 order._fill_ids.add(trade_id)
             order.fills_size += fill_size
             order.fills_notional += fill_size * fill_price
         order.avg_fill_price = (
-            order.fills_notional / order.fills_size if order.fills_size > 0 else avg_fill_price
+            order.fills_notional / order.fills_size if order.fills_size > 0 else r.avg_fill_price
         )
-        order.state = state
-        order.price = price
-        order.size = size
-        order.filled_size = max(filled_size, order.fills_size)
-        order.reason = reason
-        order.updated_ns = updated_ns
+        order.state = r.state
+        order.price = r.price
+        order.size = r.size
+        order.filled_size = max(r.filled_size, order.fills_size)
+        order.reason = r.reason
+        order.updated_ns = r.updated_ns
         return order
 
     def set_order_id(self, order: Order, order_id: str) -> None:
@@ -513,32 +546,35 @@ class OrderTracker:
     def _archived(
         self, venue: str | None, order_id: str | None, client_order_id: str | None
     ) -> RestoredOrder | None:
+        """The archive's record of an order, None when it has none. Raises `ArchiveUnavailable`
+        (logged at critical level, counted in `stats.archive_failures`) when it cannot be read."""
         if self.archive is None:
             return None
         try:
             return self.archive.find_order(venue, order_id=order_id, client_order_id=client_order_id)
-        except Exception:  # a journal that cannot be read: as not found (stats.archive_failures)
+        except Exception as exc:  # any failure to read: unknown, not "not found"
             self.stats.archive_failures += 1
-            return None
+            self.log.critical(
+                "journal.lookup_failed",
+                venue=venue,
+                order_id=order_id,
+                client_order_id=client_order_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            raise ArchiveUnavailable(str(exc) or type(exc).__name__) from exc
 
     def _recall(self, venue: str | None, order_id: str | None, client_order_id: str | None) -> Order | None:
-        r = self._archived(venue, order_id, client_order_id)
+        """An order let go, brought back from the archive; None when the archive does not know
+        it, or cannot be read (then logged and counted by `_archived`: the report naming it is
+        left unmatched, never applied to an order rebuilt without its fills)."""
+        try:
+            r = self._archived(venue, order_id, client_order_id)
+        except ArchiveUnavailable:
+            return None
         if r is None or (venue is not None and r.request.venue != venue):
             return None
         self.recalled += 1
-        return self.restore(
-            r.request,
-            order_id=r.order_id,
-            state=r.state,
-            price=r.price,
-            size=r.size,
-            filled_size=r.filled_size,
-            avg_fill_price=r.avg_fill_price,
-            reason=r.reason,
-            created_ns=r.created_ns,
-            updated_ns=r.updated_ns,
-            fills=r.fills,
-        )
+        return self.restore(r)
 
     def orders(self) -> Iterator[Order]:
         """The orders in memory (live ones, and final ones not let go yet)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -148,11 +149,22 @@ def test_an_order_is_in_the_journal_before_it_is_sent_and_refused_if_it_cannot_b
     flow = make_flow(journal)
     flow.accept(request(size="10", price="90000", instrument=PERP.symbol, cid="s-1"), now_ns=S)
     assert [r.request.client_order_id for r in OrderJournal(tmp_path / "j.sqlite").orders()] == ["s-1"]
-    journal._db.close()  # the disk is gone, say
+    real_request = journal.request
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    journal.request = disk_full  # type: ignore[method-assign]
     with pytest.raises(OrderRejected, match="journal could not record it"):
         flow.accept(request(size="10", price="90000", instrument=PERP.symbol, cid="s-2"), now_ns=2 * S)
     assert flow.tracker.get("s-2").state is OrderState.REJECTED  # type: ignore[union-attr]
     assert flow.journal_failures == 1
+    journal.request = real_request  # type: ignore[method-assign]
+    journal._db.close()  # the disk is gone, say
+    # A new order's client order id cannot even be checked against the journal now: refused.
+    with pytest.raises(OrderRejected, match="cannot be checked against the journal"):
+        flow.accept(request(size="10", price="90000", instrument=PERP.symbol, cid="s-3"), now_ns=3 * S)
+    assert flow.tracker.stats.archive_failures == 1
     # A venue report still applies in memory (and the failure is counted), the daemon goes on.
     order = flow.tracker.get("s-1")
     assert order is not None

@@ -4,12 +4,24 @@ duplicate), a client order id used before is still refused."""
 
 from __future__ import annotations
 
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import structlog
 
-from engine import Fill, Liquidity, OrderFlow, OrderRejected, OrderState, OrderTracker, OrderUpdate, Side
+from engine import (
+    Fill,
+    Liquidity,
+    OrderFlow,
+    OrderRejected,
+    OrderState,
+    OrderTracker,
+    OrderUpdate,
+    Side,
+    VenueError,
+)
 from engine._journal import OrderJournal
 from tests.helpers import PERP, request
 from tests.test_journal import make_flow
@@ -144,3 +156,82 @@ def test_the_oldest_order_is_remembered_after_it_is_let_go(tmp_path: Path) -> No
     again.tracker.sweep(700 * HALF_S)
     assert held(again) <= 130
     assert again.tracker.first_created_ns == {"deribit": HALF_S}
+
+
+def _disk_full(*args: object, **kwargs: object) -> None:
+    raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_a_fill_the_journal_could_not_record_is_never_booked_twice(tmp_path: Path) -> None:
+    """A final order's late fill arrives while the disk is full: booked in memory only. Its
+    journal record now lacks that fill, so the order must never leave memory: a copy recalled
+    from the journal would take the venue's repeat of that fill (a reconnect's catch-up) for
+    news and book it again."""
+    journal = OrderJournal(tmp_path / "j.sqlite")
+    flow = make_flow(journal)
+    cancelled(flow, 10)
+    journal.fill = _disk_full  # type: ignore[method-assign]
+    assert flow.on_fill(late_fill("V0", "T1", 11 * HALF_S)) is not None
+    assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
+    assert flow.journal_failures == 1
+    del journal.fill  # the disk has room again
+    cancelled(flow, 400, start=10)  # 200 s later: every other order of then has been let go
+    assert flow.tracker.get("s-1") is not None and flow.tracker.recalled == 1  # from the journal
+    # The venue repeats the same trade: a duplicate, not a second booking.
+    assert flow.on_fill(late_fill("V0", "T1", 420 * HALF_S)) is None
+    assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
+    assert flow.tracker.stats.duplicate_fills == 1
+    assert any(o.client_order_id == "s-0" for o in flow.tracker.orders())  # never let go
+    assert flow.tracker.dirty == 1
+
+
+def test_no_final_order_is_let_go_while_the_journal_fails(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path / "j.sqlite")
+    flow = make_flow(journal)
+    cancelled(flow, 100)
+    before = held(flow)
+    journal.note = _disk_full  # type: ignore[method-assign]
+    order = flow.tracker.get("s-99")
+    assert order is not None
+    flow.state_unknown(order, VenueError("timeout"))  # a write that names no order's record
+    assert flow.journal_failures == 1
+    assert flow.tracker.sweep(10_000 * S) == 0  # every order is old enough; none let go
+    assert held(flow) == before
+    del journal.note
+    flow.state_unknown(order, VenueError("timeout"))  # the journal writes again
+    assert flow.tracker.sweep(10_000 * S) == before
+    assert held(flow) == 0
+
+
+def test_a_journal_lookup_that_fails_is_not_taken_as_not_found(tmp_path: Path) -> None:
+    """Whether the journal knows an order is unknown when it cannot be read: a client order
+    id used before cannot be told from a new one (refused), and a late fill of an order let go
+    cannot be matched to its booked fills (left unbooked, alerted at critical level)."""
+    journal = OrderJournal(tmp_path / "j.sqlite")
+    flow = make_flow(journal)
+    cancelled(flow, 400)
+    assert all(o.client_order_id != "s-1" for o in flow.tracker.orders())  # let go
+
+    def unreadable(*args: object, **kwargs: object) -> None:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    journal.find_order = unreadable  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(OrderRejected, match="client order id s-1 cannot be checked"):
+            flow.accept(
+                request(size="10", price="90000", instrument=PERP.symbol, cid="s-1"), now_ns=401 * HALF_S
+            )
+        assert flow.on_fill(late_fill("V1", "T1", 402 * HALF_S)) is None
+    critical = [e["event"] for e in logs if e["log_level"] == "critical"]
+    assert critical == ["journal.lookup_failed", "journal.lookup_failed", "fill.unknown_order"]
+    assert logs[-1]["journal_unreadable"] is True
+    assert flow.tracker.stats.archive_failures == 2
+    assert flow.unmatched_fills == 1
+    assert flow.position("s", "deribit", PERP.symbol) == 0
+    # Readable again: the client order id is a duplicate, the fill (reported again) is booked once.
+    del journal.find_order
+    with pytest.raises(OrderRejected, match="duplicate client order id s-1"):
+        flow.accept(request(size="10", price="90000", instrument=PERP.symbol, cid="s-1"), now_ns=403 * HALF_S)
+    assert flow.on_fill(late_fill("V1", "T1", 404 * HALF_S)) is not None
+    assert flow.on_fill(late_fill("V1", "T1", 405 * HALF_S)) is None
+    assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
