@@ -89,7 +89,9 @@ class DecoderStats:
 #     `json.loads` or httpx's `.json()` (stdlib json follows the recursion limit too) on venue
 #     bytes. orjson bounds itself at 1,024 levels whatever the recursion limit, but turns an
 #     integer above 64 bits into a float without a word: msgspec reads it exactly, and with the
-#     nesting bounded first it cannot go deep.
+#     nesting bounded first it cannot go deep. Python code that walks what was parsed, level by
+#     level, stops at the depth it needs (two frames a level would reach the default limit
+#     before `MAX_NESTING`): polymarket's `_normalize`.
 # - an exception the decoder did not plan for (`OverflowError` converting 1e308 to ticks, a
 #   `decimal.InvalidOperation`, a `UnicodeDecodeError`...). `guard_decode` turns it into a
 #   `DecoderFault` (a `MalformedFrame`), so the `Decoder` contract, "raises only MalformedFrame",
@@ -185,7 +187,9 @@ def loads_untyped(data: _Text, venue: str, where: str) -> Any:
             else exc
         )
         raise MalformedFrame(f"{where}: a string is not UTF-8 ({what})", venue=venue) from None
-    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: a caller's deep stack
+    except RecursionError:  # only from a caller already deep in its stack: never guess
+        raise MalformedFrame(f"{where}: too deep to parse from here", venue=venue) from None
+    except msgspec.DecodeError as exc:
         text = str(exc).replace("`", "'")
         raise MalformedFrame(f"{where}: not JSON ({text[:_FAULT_TEXT]})", venue=venue) from None
 

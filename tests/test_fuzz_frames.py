@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import json
 import os
 import random
@@ -438,6 +439,14 @@ def test_every_schemaless_parse_is_bounded_and_refuses_what_is_not_json() -> Non
         with pytest.raises(MalformedFrame, match=message) as err:
             loads_untyped(text, "x", "result")
         assert err.value.venue == "x"
+    # Called from deep in a stack, the parse meets the recursion limit under MAX_NESTING.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 100)
+    try:
+        with pytest.raises(MalformedFrame, match="^result: too deep to parse from here$"):
+            loads_untyped(b"[" * 300 + b"]" * 300, "x", "result")
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 _DEEP_SCRIPT = textwrap.dedent(
