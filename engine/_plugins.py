@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 import attrs
+import msgspec
 import orjson
 import trio
 
@@ -47,6 +48,8 @@ __all__ = [
     "load_catalog_class",
     "load_strategy_class",
     "load_venue",
+    "loads_untyped",
+    "restore_recursion_limit",
 ]
 
 
@@ -72,12 +75,23 @@ class DecoderStats:
 # - nesting. JSON parsers (msgspec, json) recurse once per `[`/`{` and are bounded only by the
 #   interpreter's recursion limit; a dependency of eth-account (py_ecc) raises that limit to
 #   100,000 when it is imported, and a frame nested 50,000 deep then overflows the C stack: a
-#   segfault, not an exception (msgspec survives 25,000 levels, not 35,000). `check_nesting`
-#   refuses a frame longer than `SHORT_FRAME` bytes nested deeper than `MAX_NESTING` before any
-#   parser sees it (real venue frames nest under 10 levels). A frame of at most `SHORT_FRAME`
-#   bytes cannot nest deep enough to hurt, so the hot path pays one `len`: a parser refuses it
-#   at the recursion limit (`RecursionError`, a decoder fault below), or the codec refuses
-#   what it parsed.
+#   segfault, not an exception (msgspec survives 25,000 levels, not 35,000). This is the one
+#   bound for every venue: nothing deeper than `MAX_NESTING` reaches a parser.
+#   * A whole frame: `guard_decode` (every decoder's `decode`) and the live session's receive
+#     loop refuse one longer than `SHORT_FRAME` bytes nested deeper than `MAX_NESTING`
+#     (`check_nesting`) before any parser sees it. A frame of at most `SHORT_FRAME` bytes
+#     cannot nest deep enough to hurt, so the hot path pays one `len`: the typed parsers refuse
+#     it at the recursion limit (`RecursionError`, a malformed frame), or the codec refuses
+#     what it parsed.
+#   * A schemaless parse (a JSON-RPC `result` or error `data`, an instruments or markets
+#     answer, a REST body): `loads_untyped`, whatever its length, since what it returns is
+#     walked by Python code afterwards. Never `msgspec.json.decode(x)` without a type, nor
+#     `json.loads` or httpx's `.json()` (stdlib json follows the recursion limit too) on venue
+#     bytes. orjson bounds itself at 1,024 levels whatever the recursion limit, but turns an
+#     integer above 64 bits into a float without a word: msgspec reads it exactly, and with the
+#     nesting bounded first it cannot go deep. Python code that walks what was parsed, level by
+#     level, stops at the depth it needs (two frames a level would reach the default limit
+#     before `MAX_NESTING`): polymarket's `_normalize`.
 # - an exception the decoder did not plan for (`OverflowError` converting 1e308 to ticks, a
 #   `decimal.InvalidOperation`, a `UnicodeDecodeError`...). `guard_decode` turns it into a
 #   `DecoderFault` (a `MalformedFrame`), so the `Decoder` contract, "raises only MalformedFrame",
@@ -88,12 +102,17 @@ class DecoderStats:
 #   and `SystemExit` go on.
 
 MAX_NESTING: Final = 512
-"""The deepest nesting of `[`/`{` a frame may have: far above any real frame, and far enough
-below the default recursion limit (1000) that a parser never reaches it from a task's stack."""
+"""The deepest nesting of `[`/`{` a frame may have. Real venue frames nest under 10 levels
+(VENUES.md: a Deribit `get_instruments` item's `tick_size_steps`, a Derive ticker's
+`option_pricing`, a Gamma event's markets). The bound is far above them, far enough below the
+default recursion limit (1000) that a parser's 512 levels plus a task's stack never reach it, and
+high enough that a large book snapshot (hundreds of `[`/`{` side by side, but 3 deep) is settled
+by the two `count`s of `_too_deep` without a closer look."""
 
 SHORT_FRAME: Final = 4096
 """Frames of at most this many bytes are not scanned for nesting (see above): most frames."""
 
+_decode_untyped: Final = msgspec.json.Decoder().decode
 _FAULT_TEXT: Final = 200  # characters of an exception's text kept: it may quote a huge frame
 _STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string: its brackets are text
 _NOT_BRACKETS: Final = bytes(c for c in range(256) if c not in b"[]{}")
@@ -109,14 +128,17 @@ def _depth(brackets: bytes) -> int:
     return max(map(operator.sub, itertools.accumulate(steps), range(1, len(steps) + 1)), default=0)
 
 
-def _too_deep(frame: bytes | bytearray | memoryview | str) -> bool:
+_Text = bytes | bytearray | memoryview | str | msgspec.Raw
+
+
+def _too_deep(frame: _Text) -> bool:
     """Whether `frame` nests deeper than `MAX_NESTING` (exact for what a parser would read)."""
     if isinstance(frame, str):
         data: bytes | bytearray = frame.encode("utf-8", "surrogatepass")
-    elif isinstance(frame, memoryview):
-        data = frame.tobytes()
-    else:
+    elif isinstance(frame, bytes | bytearray):
         data = frame
+    else:
+        data = bytes(frame)  # a memoryview, a msgspec.Raw
     # An upper bound at C speed: a frame with few openers cannot nest deep (most frames).
     if data.count(b"[") + data.count(b"{") <= MAX_NESTING:
         return False
@@ -138,11 +160,38 @@ def _too_deep(frame: bytes | bytearray | memoryview | str) -> bool:
     return _depth(brackets) + _QUICK_PASSES > MAX_NESTING
 
 
-def check_nesting(frame: bytes | bytearray | memoryview | str, venue: str) -> None:
-    """Raise `MalformedFrame` for a frame longer than `SHORT_FRAME` bytes nested deeper than
-    `MAX_NESTING` (see above)."""
-    if len(frame) > SHORT_FRAME and _too_deep(frame):
-        raise MalformedFrame(f"nested deeper than {MAX_NESTING} levels", venue=venue)
+def _nested_too_deep(venue: str, where: str) -> MalformedFrame:
+    return MalformedFrame(f"{where}: nested deeper than {MAX_NESTING} levels", venue=venue)
+
+
+def check_nesting(frame: _Text, venue: str, *, where: str = "frame") -> None:
+    """Raise `MalformedFrame` ("{where}: nested deeper than ...") for JSON text nested deeper than
+    `MAX_NESTING` (see above). Exact, whatever the length: a caller on the hot path checks
+    `len(frame) > SHORT_FRAME` first."""
+    if _too_deep(frame):
+        raise _nested_too_deep(venue, where)
+
+
+def loads_untyped(data: _Text, venue: str, where: str) -> Any:
+    """Venue JSON parsed without a schema, safely (see above): `MalformedFrame` for text nested
+    deeper than `MAX_NESTING`, and for text that is not JSON (not UTF-8 included), naming
+    `where`. Every schemaless parse of a venue's bytes goes through it."""
+    if _too_deep(data):
+        raise _nested_too_deep(venue, where)
+    try:
+        return _decode_untyped(data)
+    except UnicodeError as exc:  # bytes that are not UTF-8 in a string, a str with a lone surrogate
+        what = (
+            f"{exc.reason} at {exc.start}"
+            if isinstance(exc, UnicodeDecodeError | UnicodeEncodeError)
+            else exc
+        )
+        raise MalformedFrame(f"{where}: a string is not UTF-8 ({what})", venue=venue) from None
+    except RecursionError:  # only from a caller already deep in its stack: never guess
+        raise MalformedFrame(f"{where}: too deep to parse from here", venue=venue) from None
+    except msgspec.DecodeError as exc:
+        text = str(exc).replace("`", "'")
+        raise MalformedFrame(f"{where}: not JSON ({text[:_FAULT_TEXT]})", venue=venue) from None
 
 
 class DecoderFault(MalformedFrame):
@@ -169,7 +218,7 @@ def guard_decode(decode: _DecodeMethod[_D]) -> _DecodeMethod[_D]:
         if len(frame) > SHORT_FRAME and _too_deep(frame):
             self.stats.frames += 1
             self.stats.malformed += 1
-            raise MalformedFrame(f"nested deeper than {MAX_NESTING} levels", venue=self.venue)
+            raise _nested_too_deep(self.venue, "frame")
         stats = self.stats
         counted = stats.malformed
         try:

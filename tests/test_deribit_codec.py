@@ -34,6 +34,7 @@ from engine import (
     Ticker,
     Trade,
 )
+from engine._plugins import MAX_NESTING, SHORT_FRAME, DecoderFault
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deribit"
 T_LOCAL = 1_700_000_000_123_456_789
@@ -872,7 +873,8 @@ def test_a_result_nested_50000_deep_is_malformed_even_with_a_raised_recursion_li
         from engine import InstrumentRegistry, MalformedFrame
         dec = DeribitDecoder(InstrumentRegistry())
         deep = b"[" * 50_000 + b"]" * 50_000
-        for frame in (b'{"jsonrpc":"2.0","id":1,"result":' + deep + b"}", deep):
+        error = b'{"jsonrpc":"2.0","id":1,"error":{"code":10001,"message":"m","data":' + deep + b"}}"
+        for frame in (b'{"jsonrpc":"2.0","id":1,"result":' + deep + b"}", error, deep):
             try:
                 dec.decode(frame, 0)
             except MalformedFrame as exc:
@@ -893,8 +895,9 @@ def test_a_result_nested_50000_deep_is_malformed_even_with_a_raised_recursion_li
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     assert lines[0].startswith("malformed: ") and "nested deeper than" in lines[0]
-    assert lines[-2] == "malformed: get_instruments: nested deeper than 32 levels"
-    assert lines[-1] == "2"
+    assert len(lines) == 5 and all(line.startswith("malformed: ") for line in lines[:-1])
+    assert lines[-2] == f"malformed: get_instruments: nested deeper than {MAX_NESTING} levels"
+    assert lines[-1] == "3"
     # An ordinary answer, and brackets inside strings, are no depth.
     dec = DeribitDecoder(InstrumentRegistry())
     assert (
@@ -902,6 +905,30 @@ def test_a_result_nested_50000_deep_is_malformed_even_with_a_raised_recursion_li
     )
     assert dec.learn_instruments(frame("http_get_instruments.json").decode()) == 0  # no "result" key: a dict
     assert dec.stats.malformed == 0
+
+
+def test_a_short_frame_nested_past_the_recursion_limit_is_malformed_and_keeps_the_books(
+    synced: DeribitDecoder,
+) -> None:
+    """A frame under `SHORT_FRAME` bytes is not scanned for nesting (engine/_plugins.py): msgspec
+    refuses one nested past the interpreter's limit with a RecursionError while it skips a member
+    it does not read. That is a malformed frame like any, before anything was applied; it used
+    to escape as a decoder fault, which invalidates every book."""
+    import sys
+
+    n = 1_900  # under the default limit of 1000 frames twice over, in under 4,096 bytes
+    deep = b'{"jsonrpc":"2.0","x":' + b"[" * n + b"]" * n + b',"method":"heartbeat"}'
+    assert len(deep) <= SHORT_FRAME
+    before = state_of(synced)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)  # the interpreter's default (py_ecc, if imported, raised it)
+    try:
+        with pytest.raises(MalformedFrame, match="recursion limit") as err:
+            synced.decode(deep, T_LOCAL)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert not isinstance(err.value, DecoderFault)
+    assert state_of(synced) == before and synced.stats.malformed == 1
 
 
 def test_an_absurdly_fine_tick_is_not_learned_so_a_book_cannot_overflow(dec: DeribitDecoder) -> None:

@@ -43,6 +43,7 @@ from engine import (
     event_to_dict,
 )
 from engine._cli import main as cli
+from engine._plugins import MAX_NESTING, check_nesting
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "derive"
@@ -705,12 +706,16 @@ from connectors.derive.codec import DeriveDecoder
 from engine import InstrumentRegistry, MalformedFrame
 d = DeriveDecoder(InstrumentRegistry())
 error = b'{"id":1,"error":{"code":1,"message":"m","data":'
-for n in (50_000, 30_000):  # a frame above the size checked whole, one below it
-    for head, tail in ((b'{"id":1,"result":', b"}"), (error, b"}}")):
+for n in (50_000, 30_000):
+    for head, tail in ((b'{"id":1,"result":', b"}"), (error, b"}}"), (b"", b"")):
         try:
             d.decode(head + b"[" * n + b"]" * n + tail, 0)
         except MalformedFrame:
             pass
+    try:
+        d.learn_instruments(b'{"instruments":' + b"[" * n + b"]" * n + b"}")
+    except MalformedFrame:
+        print("instruments refused")
 print(d.stats.malformed)
 """
 
@@ -727,24 +732,28 @@ def test_the_error_contract_holds_with_the_recursion_limit_raised() -> None:
         cwd=ROOT,
         check=False,
     )
-    assert (r.returncode, r.stdout.strip()) == (0, "4"), r.stderr
+    assert (r.returncode, r.stdout.split("\n")) == (0, ["instruments refused"] * 2 + ["6", ""]), r.stderr
+
+
+_MANY = 2 * MAX_NESTING  # more brackets than the bound, so the check looks closer
 
 
 @pytest.mark.parametrize(
     "text",
     [
-        '{"a":"' + "[" * 300 + '"}',  # brackets in a string do not nest
-        '{"a":"\\"' + "{" * 300 + '"}',  # nor behind an escaped quote
-        "[" + "[1]," * 300 + "[1]]",  # 300 lists side by side: 2 deep
+        '{"a":"' + "[" * _MANY + '"}',  # brackets in a string do not nest
+        '{"a":"\\"' + "{" * _MANY + '"}',  # nor behind an escaped quote
+        "[" + "[1]," * _MANY + "[1]]",  # lists side by side (a book's levels): 2 deep
     ],
 )
 def test_many_brackets_are_not_depth(text: str) -> None:
-    from connectors.derive.codec import _shallow
-
+    # The one nesting check every venue uses (engine/_plugins.py), on Derive's shapes.
     assert orjson.loads(text) is not None  # valid JSON
-    assert _shallow(text) and _shallow(text.encode())
-    deep = '{"a":"]' + '",[' * 300 + "]" * 300 + "}"  # a string's bracket cannot close a level
-    assert not _shallow(deep)
+    check_nesting(text, "derive")
+    check_nesting(text.encode(), "derive")
+    deep = '{"a":"]' + '",[' * 2 * _MANY + "]" * _MANY + "}"  # a string's bracket cannot close a level
+    with pytest.raises(MalformedFrame, match="nested deeper"):
+        check_nesting(deep, "derive")
 
 
 def test_live_captures_of_another_client() -> None:

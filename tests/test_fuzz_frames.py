@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import json
 import os
 import random
@@ -27,11 +28,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
 from engine import InstrumentRegistry, MalformedFrame
-from engine._plugins import MAX_NESTING, SHORT_FRAME, Decoder, DecoderFault, load_venue
+from engine._plugins import MAX_NESTING, Decoder, DecoderFault, load_venue
 from engine._recording import RecordingReader
 
 ROOT = Path(__file__).parent.parent
@@ -390,25 +392,61 @@ def test_hostile_frame_is_malformed(venue: str, frame: bytes) -> None:
 def test_nesting_check_is_exact_where_it_matters() -> None:
     from engine._plugins import check_nesting
 
-    pad = b" " * SHORT_FRAME  # a short frame is not scanned: it cannot nest deep enough to hurt
-    ok = b"[" * MAX_NESTING + b"]" * MAX_NESTING + pad
+    ok = b"[" * MAX_NESTING + b"]" * MAX_NESTING
     check_nesting(ok, "x")
-    with pytest.raises(MalformedFrame):
+    with pytest.raises(MalformedFrame, match=f"^frame: nested deeper than {MAX_NESTING} levels$"):
         check_nesting(b"[" + ok + b"]", "x")
-    check_nesting(b"[" * SHORT_FRAME, "x")
-    # Brackets inside strings are text, not nesting (a frame must not be refused for them).
-    check_nesting(b'["' + b"[" * 5000 + b'"]' + pad, "x")
+    with pytest.raises(MalformedFrame, match="^result: nested deeper"):  # exact at any length:
+        check_nesting(b"[" * (MAX_NESTING + 1), "x", where="result")  # the hot path gates on length
+    # Brackets inside strings are text, not nesting (a frame must not be refused for them)...
+    check_nesting(b'["' + b"[" * 5000 + b'"]', "x")
+    check_nesting(b'{"a":"\\"' + b"{" * 5000 + b'"}', "x")  # ... nor behind an escaped quote
     # ... nor can a string's closers hide real nesting.
-    sneaky = b"[" * 600 + b'"' + b"]" * 600 + b'"' + b"[" * 600 + b"1" + b"]" * 1200 + pad
+    sneaky = b"[" * 600 + b'"' + b"]" * 600 + b'"' + b"[" * 600 + b"1" + b"]" * 1200
     with pytest.raises(MalformedFrame):
         check_nesting(sneaky, "x")
-    # A big but shallow frame (a large book snapshot) passes.
+    with pytest.raises(MalformedFrame):
+        check_nesting(b'{"a":"]' + b'",[' * 2 * (MAX_NESTING + 1) + b"]" * 600 + b"}", "x")  # every other [
+    # A big but shallow frame (a large book snapshot, lists side by side) passes.
     levels = b",".join(b'["new",%d.5,1.0]' % i for i in range(5000))
     check_nesting(b'{"bids":[' + levels + b"]}", "x")
     with pytest.raises(MalformedFrame):  # every frame type a decoder takes
         check_nesting(memoryview(b"[" * 5000 + b"]" * 5000), "x")
     with pytest.raises(MalformedFrame):
         check_nesting("[" * 5000, "x")
+    with pytest.raises(MalformedFrame):
+        check_nesting(msgspec.Raw(b"[" * 5000), "x")
+
+
+def test_every_schemaless_parse_is_bounded_and_refuses_what_is_not_json() -> None:
+    """`loads_untyped`, the one schemaless parse of venue bytes: MalformedFrame naming where."""
+    from engine._plugins import loads_untyped
+
+    ok = b"[" * MAX_NESTING + b"]" * MAX_NESTING
+    assert loads_untyped(ok, "x", "result") is not None
+    assert loads_untyped(msgspec.Raw(b'{"a":[1]}'), "x", "result") == {"a": [1]}
+    # An integer is read exactly (orjson would make this one a float, silently).
+    assert loads_untyped("123456789012345678901234567890", "x", "result") == 123456789012345678901234567890
+    refused: dict[bytes | str, str] = {
+        b"[" + ok + b"]": f"^result: nested deeper than {MAX_NESTING} levels$",
+        b"[" * 3000: "^result: nested deeper",  # short, and unclosed
+        b'{"a":1': "^result: not JSON",
+        b'{"a":"\xff"}': "^result: a string is not UTF-8",
+        '{"a":"\ud800"}': "^result: a string is not UTF-8",  # a lone surrogate in a text frame
+        b'{"a":"\\ud800"}': "^result: not JSON",  # an escaped one
+    }
+    for text, message in refused.items():
+        with pytest.raises(MalformedFrame, match=message) as err:
+            loads_untyped(text, "x", "result")
+        assert err.value.venue == "x"
+    # Called from deep in a stack, the parse meets the recursion limit under MAX_NESTING.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 100)
+    try:
+        with pytest.raises(MalformedFrame, match="^result: too deep to parse from here$"):
+            loads_untyped(b"[" * 300 + b"]" * 300, "x", "result")
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 _DEEP_SCRIPT = textwrap.dedent(

@@ -33,6 +33,7 @@ from engine import (
     Ticker,
     Trade,
 )
+from engine._plugins import MAX_NESTING
 from tests.test_polymarket_codec import MARKET, OWNER, TOKEN, T, frame, load, state_of, wire
 
 # The account of NautilusTrader's captures: its API key (the `owner` of its orders) and its funder
@@ -425,6 +426,65 @@ def test_a_frame_nested_50000_deep_is_malformed_not_a_segfault() -> None:
     )
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert done.stdout.split() == ["survived", "4"]
+
+
+_DEEP_GAMMA = """
+import sys
+import httpx, trio
+import connectors.polymarket.signing  # its dependency raises the recursion limit to 100,000
+assert sys.getrecursionlimit() >= 100_000
+from connectors.polymarket.gamma import GammaClient
+from engine import VenueError
+bodies = [
+    b"[" * 50_000 + b"]" * 50_000,
+    b'[{"id":"1","x":' + b"[" * 1_000_000 + b"]" * 1_000_000 + b"}]",  # deeper than the limit
+    b'[{"id":"1",\\n"x":' + b"[" * 3_000 + b"]" * 3_000 + b"}]",  # pretty-printed: re-encoded
+]
+async def main():
+    for body in bodies:
+        answer = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
+        gamma = GammaClient(httpx.AsyncClient(transport=answer), base_url="http://gamma")
+        for call in (lambda: gamma.get_json("/events"), lambda: gamma.markets_page(0)):
+            try:
+                await call()
+            except VenueError as exc:
+                print("nested deeper than" in str(exc))
+trio.run(main)
+"""
+
+
+def test_a_gamma_answer_nested_too_deep_is_a_venue_error_not_a_segfault() -> None:
+    # Gamma's answers were parsed without a schema by msgspec, which recurses down the C stack as
+    # deep as the (raised) recursion limit lets it: SIGSEGV at 50,000 levels, RecursionError
+    # (not the client's VenueError) past the limit.
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", _DEEP_GAMMA], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["True"] * 6
+
+
+def test_the_slow_path_reads_what_the_fast_path_reads_however_deep_an_unknown_member() -> None:
+    # The one nesting bound is the engine's (`MAX_NESTING`): a member no field reads, nested
+    # under it, is skipped by the typed fast path, and the slow path (here for a `.48` price,
+    # the PM-DOCS form) must read the same book, at the interpreter's default recursion limit
+    # too. It refused it with a nesting limit of its own (64) before.
+    n = MAX_NESTING - 20
+    deep = b"[" * n + b"]" * n
+    plain = (
+        b'{"event_type":"book","asset_id":"1","market":"m","bids":[{"price":"0.48","size":"10"}],"asks":[]'
+    )
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)  # the default (py_ecc, once imported, raises it)
+    try:
+        books = []
+        for price in (b'"0.48"', b'".48"'):  # the fast path, then the slow one
+            dec = PolymarketDecoder(InstrumentRegistry())
+            books.append(dec.decode(plain.replace(b'"0.48"', price) + b',"x":' + deep + b"}", T))
+    finally:
+        sys.setrecursionlimit(limit)
+    assert books[0] == books[1] and len(books[0]) == 1
 
 
 def test_text_that_is_not_utf8_is_malformed(dec: PolymarketDecoder) -> None:

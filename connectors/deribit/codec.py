@@ -25,7 +25,6 @@ their slots directly. No cattrs, no logging, no Decimal here.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
@@ -52,7 +51,7 @@ from engine import (
     Trade,
 )
 from engine._events import positional_builder
-from engine._plugins import DecoderStats, decode_parsed, guard_decode
+from engine._plugins import DecoderStats, decode_parsed, guard_decode, loads_untyped
 
 from .instruments import VENUE, instrument_from_json
 
@@ -61,7 +60,6 @@ __all__ = [
     "OrderData",
     "TradeData",
     "decode_order_result",
-    "decode_untyped",
     "fill_from",
     "order_update_from",
 ]
@@ -341,37 +339,6 @@ def _invalid(where: str, exc: msgspec.DecodeError) -> MalformedFrame:
     return _malformed(f"{where}: {str(exc).replace('`', chr(39))}")
 
 
-# A JSON-RPC result is the one thing this codec parses without a schema (to find instruments in
-# it), and schemaless parsing recurses once per nesting level: with the interpreter's recursion
-# limit raised (a signing dependency sets 100,000), a result nested 50,000 deep overflowed the C
-# stack. No Deribit answer nests deeper than a handful of levels (result > list > item >
-# tick_size_steps > step); one deeper than this is malformed. Typed decoding (every
-# notification) skips what it does not read without recursing, and needs no such bound.
-_MAX_DEPTH: Final = 32
-_JSON_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
-
-
-def decode_untyped(raw: bytes | Raw | bytearray | memoryview | str, where: str) -> Any:
-    """`msgspec.json.decode(raw)`, refusing (MalformedFrame) a text nested deeper than
-    `_MAX_DEPTH` before parsing it. The exact check (strings blanked, then only the brackets
-    walked) runs only for a text with more brackets than the bound: a small answer costs two
-    `count`s, a 2 MB `get_instruments` answer a few tens of ms. Any schemaless parse of Deribit
-    JSON (a JSON-RPC `error` object too) should go through it."""
-    data = raw.encode() if isinstance(raw, str) else bytes(raw)
-    if data.count(b"[") + data.count(b"{") > _MAX_DEPTH:
-        brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
-        depth = 0
-        for c in brackets:
-            if c == 0x5B or c == 0x7B:  # [ {
-                depth += 1
-                if depth > _MAX_DEPTH:
-                    raise _malformed(f"{where}: nested deeper than {_MAX_DEPTH} levels")
-            else:
-                depth -= 1
-    return msgspec.json.decode(data)
-
-
 def _is_instrument(item: Any) -> bool:
     """True for an object shaped like an item of `public/get_instruments` (VENUES.md §1.8)."""
     return isinstance(item, dict) and all(k in item for k in _INSTRUMENT_KEYS)
@@ -515,6 +482,11 @@ class DeribitDecoder:
             # msgspec checks a string's UTF-8 only when it reads it as a str, after the envelope.
             stats.malformed += 1
             raise _malformed(f"message: a string is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        except RecursionError:
+            # A short frame is not checked for nesting (engine/_plugins.py): msgspec, skipping a
+            # member nested deeper than the interpreter allows, refuses it so. Nothing was applied.
+            stats.malformed += 1
+            raise _malformed("message: nested deeper than the interpreter's recursion limit") from None
         stats.events += len(events)
         return events
 
@@ -526,7 +498,7 @@ class DeribitDecoder:
         """Teach the registry the instruments of a `public/get_instruments` result (raw JSON or
         already parsed); returns how many it now knows from it."""
         raw_json = isinstance(result, Raw | bytes | bytearray | memoryview | str)
-        items = decode_untyped(result, "get_instruments") if raw_json else result
+        items = loads_untyped(result, VENUE, "get_instruments") if raw_json else result
         if isinstance(items, dict):
             items = [items]
         if not isinstance(items, list):
@@ -602,7 +574,7 @@ class DeribitDecoder:
             return []
         if env.id is not None and (env.result or env.error):
             if env.result:
-                result = decode_untyped(env.result, "result")
+                result = loads_untyped(env.result, VENUE, "result")  # schemaless: nesting bounded first
                 if isinstance(result, list):
                     if any(_is_instrument(item) for item in result):
                         self._learn(result)

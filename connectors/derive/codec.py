@@ -43,7 +43,6 @@ for our own orders and fills, which are money.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
@@ -72,7 +71,7 @@ from engine import (
     Trade,
 )
 from engine._events import positional_builder
-from engine._plugins import DecoderStats, decode_parsed, guard_decode
+from engine._plugins import DecoderStats, check_nesting, decode_parsed, guard_decode, loads_untyped
 
 from .instruments import (
     FIXED_POINT_MAX,
@@ -128,50 +127,11 @@ TradeAmount = Annotated[float, Meta(ge=1e-18, lt=_MAX)]  # a trade of nothing is
 # Derive times are ms (§3.3); events carry them as int64 ns, which ends in 2262.
 Millis = Annotated[int, Meta(ge=0, lt=(2**63 - 1) // 1_000_000)]
 
-# Nesting. A Derive message nests at most 6 deep (a ticker's `option_pricing` inside its
-# envelope). msgspec parses by recursion on the C stack, bounded by the interpreter's recursion
-# limit, which a dependency may raise (Polymarket's signing one sets 100,000): a generic value (a
-# response's `result`, an error's `data`) costs some 160 bytes of stack a level, so 50,000 levels
-# overflow the stack, a segfault and not an exception. Typed structs skip members they do not know
-# at a few dozen bytes a level, and a notification is nothing but typed structs. So:
-# - a response's `result` and `error` are refused deeper than `_MAX_DEPTH` before their generic
-#   parse, far beyond any real answer and far within any stack;
-# - a frame larger than `_LARGE` is checked whole before any parse: a smaller one cannot nest
-#   deeper than `_LARGE / 2` levels, which skipping handles on any stack (a MiB or two at most),
-#   and a RecursionError on the way (the interpreter's own limit) is a malformed frame as any.
-# The hot path pays one `len`.
-_MAX_DEPTH: Final = 256
-_LARGE: Final = 65_536
-_DROP: Final = bytes(c for c in range(256) if c not in b'[]{}"\\')
-_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"')
-
-
-def _shallow(frame: bytes | bytearray | memoryview | str | Raw) -> bool:
-    """True when `frame` nests at most `_MAX_DEPTH` deep. False too when its brackets do not
-    pair (not JSON anyway, and a parser would go down all the openers before it noticed)."""
-    if len(frame) <= 2 * _MAX_DEPTH:
-        return True  # each level takes two bytes at least
-    data = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else bytes(frame)
-    if data.count(b"[") + data.count(b"{") <= _MAX_DEPTH:
-        return True  # not enough openers to go deeper
-    # Brackets inside strings do not nest: keep only the structural ones.
-    marks = data.translate(None, _DROP)
-    if b"\\" in marks:  # an escaped quote may hide in a string: take the strings out properly
-        marks = _STRING.sub(b"", data).translate(None, _DROP)
-    else:  # quotes alternate open/close: the even pieces are outside strings
-        marks = b"".join(marks.split(b'"')[::2])
-    # Each pass removes the innermost pairs: as many passes as levels.
-    for _ in range(_MAX_DEPTH):
-        inner = marks.replace(b"[]", b"").replace(b"{}", b"")
-        if len(inner) == len(marks):
-            break  # empty (done), or brackets that do not pair
-        marks = inner
-    return not marks
-
-
-def _too_deep(what: str) -> MalformedFrame:
-    return _malformed(f"{what}: nested deeper than {_MAX_DEPTH} levels, or brackets that do not pair")
-
+# Nesting: one bound for every venue (engine/_plugins.py). `decode` is a `guard_decode`, which
+# refuses a large frame nested too deep before any parse; a small one cannot nest deep enough to
+# hurt the typed parse (a RecursionError on the way is a malformed frame as any). Every generic
+# parse (a response's `result` and `error`, a raw instruments answer) is `loads_untyped`. A Derive
+# message nests at most 6 deep (a ticker's `option_pricing` inside its envelope).
 
 _ABSENT: Final = Raw(b"")  # msgspec takes no `Raw | None`: an empty Raw marks a missing member
 
@@ -632,8 +592,6 @@ class DeriveDecoder:
         stats = self.stats
         stats.frames += 1
         try:
-            if len(frame) > _LARGE and not _shallow(frame):
-                raise _too_deep("frame")
             env = _decode_envelope(frame)
             params = env.params
             if env.method == "subscription" and params is not None:
@@ -670,12 +628,7 @@ class DeriveDecoder:
         """Teach the registry and `details` the instruments of a `get_instruments` result (raw
         JSON or parsed); returns how many of its items were learned."""
         if isinstance(result, bytes | bytearray | memoryview | str):
-            if not _shallow(result):
-                raise _too_deep("get_instruments")
-            try:
-                items = msgspec.json.decode(result)
-            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-                raise _malformed(f"get_instruments: not JSON ({exc})") from None
+            items = loads_untyped(result, VENUE, "get_instruments")
         else:
             items = result
         if isinstance(items, dict):
@@ -998,13 +951,12 @@ class DeriveDecoder:
         an instruments answer teaches the registry."""
         if env.id is None or not (env.result or env.error):
             raise _malformed("neither a subscription notification nor a JSON-RPC response")
-        if not _shallow(env.result or env.error):  # parsed generically below: bounded first
-            raise _too_deep("response")
         if env.error:
+            check_nesting(env.error, VENUE, where="error")  # its `data` is parsed generically
             events = self._on_error(env, ts_local)
             self.stats.control += 1
             return events
-        result = msgspec.json.decode(env.result)
+        result = loads_untyped(env.result, VENUE, "result")
         if isinstance(result, dict) and "status" in result and "current_subscriptions" in result:
             refusals = subscription_refusals(result)  # validates the whole answer first
             self.current_subscriptions = list(result["current_subscriptions"])

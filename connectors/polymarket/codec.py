@@ -74,7 +74,6 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 
 import attrs
 import msgspec
-import orjson
 from msgspec import Meta, Struct
 
 from engine import (
@@ -97,7 +96,7 @@ from engine import (
     Trade,
 )
 from engine._events import positional_builder
-from engine._plugins import DecoderStats, decode_parsed, guard_decode
+from engine._plugins import DecoderStats, decode_parsed, guard_decode, loads_untyped
 
 from .book import HASH_FIELDS, TICKS_PER_UNIT, LocalOrderBook, summary_hash
 from .fees import taker_fee
@@ -356,11 +355,10 @@ _AnyEvent = (
 # Lax mode: the venue's numbers are strings ("0.48", "1703875200000"), converted in C.
 _decode_frame: Final = msgspec.json.Decoder(_AnyEvent | list[_AnyEvent], strict=False).decode
 _decode_event: Final = msgspec.json.Decoder(_AnyEvent, strict=False).decode
-# JSON of no known shape (REST answers, untyped captures) is parsed untyped by orjson, whose depth
-# limit (1,024) holds whatever the interpreter's recursion limit: a signing dependency (py_ecc)
-# raises that to 100,000, and msgspec's untyped decoder then overflows the C stack on a frame
-# nested 50,000 deep (a segfault, issue 12). The typed decoders never go deeper than their types.
-_parse_json: Final = orjson.loads
+# JSON of no known shape (REST answers, untyped captures, a frame the typed decoders refused) is
+# parsed by `loads_untyped`, the one bound on nesting for every venue (engine/_plugins.py). The
+# typed decoders never go deeper than their types (a RecursionError there sends the frame to the
+# slow path, which refuses it).
 _EVENT_TYPES: Final = frozenset(
     {
         "book",
@@ -492,7 +490,10 @@ def _order_sizes(original: Number, matched: Number, instrument: str) -> tuple[De
     return size, done
 
 
-_MAX_DEPTH: Final = 64  # of a message the slow path types (a Gamma event with its markets: ~6)
+# The deepest a string the typed decoders read lies in a message (a book's bids > level > price:
+# 3); `_normalize` goes no deeper. Not a bound on what a venue may send (`loads_untyped` is that):
+# below it is what no typed field reads, and `_normalize` need not recurse through it.
+_TYPED_DEPTH: Final = 8
 _LEADING_DOT: Final = re.compile(r"[+-]?\.\d")
 # Optional numbers the venue may send as "" (meaning: none).
 _OPTIONAL_NUMBERS: Final = frozenset(
@@ -502,16 +503,14 @@ _OPTIONAL_NUMBERS: Final = frozenset(
 
 def _normalize(v: Any, key: str = "", depth: int = 0) -> Any:
     """A parsed message made fit for the typed decoders: `.48` -> `0.48` (the PM-DOCS sample's
-    form, which msgspec does not parse), "" -> null for an optional number. MalformedFrame for a
-    message nested deeper than `_MAX_DEPTH`: none is, and recursing (here, then in msgspec's
-    encoder) through one could exhaust the interpreter's default recursion limit."""
+    form, which msgspec does not parse), "" -> null for an optional number. Values below
+    `_TYPED_DEPTH` are kept as they are: no typed field reads them, and recursing through them
+    (two frames a level) could reach the interpreter's default recursion limit."""
+    if depth >= _TYPED_DEPTH:
+        return v
     if isinstance(v, dict):
-        if depth >= _MAX_DEPTH:
-            raise _malformed(f"nested deeper than {_MAX_DEPTH} levels")
         return {k: _normalize(x, k, depth + 1) for k, x in v.items()}
     if isinstance(v, list):
-        if depth >= _MAX_DEPTH:
-            raise _malformed(f"nested deeper than {_MAX_DEPTH} levels")
         return [_normalize(x, "", depth + 1) for x in v]
     if isinstance(v, str):
         if v == "" and key in _OPTIONAL_NUMBERS:
@@ -744,10 +743,7 @@ class PolymarketDecoder:
         many tokens were added; items that do not parse are skipped and counted. Raises
         `MalformedFrame` for raw JSON that does not parse."""
         if isinstance(answer, bytes | bytearray | memoryview | str):
-            try:
-                answer = _parse_json(answer)
-            except orjson.JSONDecodeError as exc:
-                raise _invalid("markets answer", exc) from None
+            answer = loads_untyped(answer, VENUE, "markets answer")
         n = 0
         for item in _page_items(answer):
             kind = _classify(item) if isinstance(item, dict) else None
@@ -783,10 +779,7 @@ class PolymarketDecoder:
         reversals). Fills and reversals are remembered like the user channel's, so that none is
         reported twice by the decoder and a later FAILED report reverses a fill found here.
         Raises `MalformedFrame` for an answer that is not such a page (remembering nothing)."""
-        try:
-            page = _parse_json(raw)
-        except orjson.JSONDecodeError as exc:
-            raise _invalid("trades page", exc) from None
+        page = loads_untyped(raw, VENUE, "trades page")
         if not isinstance(page, dict) or not isinstance(page.get("data"), list):
             raise _malformed('trades page: expected {"data": [...], "next_cursor": ...}')
         reports: list[_TradeReport] = []
@@ -827,11 +820,7 @@ class PolymarketDecoder:
     def _slow(self, frame: bytes | bytearray | memoryview | str) -> list[Any]:
         """A frame the typed fast path refused: classify each object, then decode it typed (or
         keep what it is: definitions, unknown). Raises MalformedFrame for what is neither."""
-        try:
-            obj = _parse_json(frame)
-        except orjson.JSONDecodeError:
-            text = bytes(frame[:60]) if not isinstance(frame, str) else frame[:60].encode(errors="replace")
-            raise _malformed(f"not JSON and not a control text frame: {text!r}") from None
+        obj = loads_untyped(frame, VENUE, "frame")  # nor a control text (above)
         out: list[Any] = []
         defs: _Definitions | None = None
         items = _page_items(obj)

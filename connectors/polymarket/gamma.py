@@ -30,7 +30,8 @@ import msgspec
 import structlog
 import trio
 
-from engine import RateLimited, VenueError
+from engine import MalformedFrame, RateLimited, VenueError
+from engine._plugins import check_nesting, loads_untyped
 
 __all__ = ["DEFAULT_GAMMA_URL", "GammaClient"]
 
@@ -149,9 +150,9 @@ class GammaClient:
     async def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         body = await self.get(path, params)
         try:
-            return msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
-            raise VenueError(f"Gamma GET {path}: the answer is not JSON ({exc})", venue=VENUE) from None
+            return loads_untyped(body, VENUE, "answer")  # schemaless: its nesting bounded first
+        except MalformedFrame as exc:
+            raise VenueError(f"Gamma GET {path}: {exc}", venue=VENUE) from None
 
     # -- markets ----------------------------------------------------------------------------
     async def markets_page(
@@ -169,8 +170,13 @@ class GammaClient:
             params.update(filters)
         body = await self.get("/markets", params)
         try:
+            # Finding each item's end walks its nesting down the C stack, like a parse: bounded
+            # first (engine/_plugins.py).
+            check_nesting(body, VENUE, where=f"Gamma GET /markets (offset {offset})")
             items = _raw_list.decode(body)
-        except msgspec.DecodeError:
+        except MalformedFrame as exc:
+            raise VenueError(str(exc), venue=VENUE) from None
+        except (msgspec.DecodeError, UnicodeError):
             raise VenueError(
                 f"Gamma GET /markets (offset {offset}): expected a JSON array, got {body[:120]!r}",
                 venue=VENUE,
@@ -184,7 +190,10 @@ class GammaClient:
                     venue=VENUE,
                 )
             if b"\n" in item or b"\r" in item:  # pretty-printed: one line per market in the cache
-                item = msgspec.json.encode(msgspec.json.decode(item))
+                try:
+                    item = msgspec.json.encode(loads_untyped(item, VENUE, f"item {i}"))
+                except MalformedFrame as exc:
+                    raise VenueError(f"Gamma GET /markets (offset {offset}): {exc}", venue=VENUE) from None
             out.append(item)
         return out
 
