@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any, Final
 
 import trio
 
-__all__ = ["Backoff", "CreditBucket"]
+__all__ = ["VENUE_MARGIN", "Backoff", "CreditBucket"]
+
+# The share of a venue's published rate limit a client uses (`CreditBucket.below`).
+VENUE_MARGIN: Final = 0.9
 
 
 class CreditBucket:
@@ -32,6 +36,16 @@ class CreditBucket:
         self._stamp: float | None = None
         self._lock = trio.Lock()  # FIFO: a big request is not starved by small ones
         self.waited = 0  # requests that had to wait
+
+    @classmethod
+    def below(cls, capacity: float, refill_per_s: float, **kwargs: Any) -> CreditBucket:
+        """A bucket kept `VENUE_MARGIN` below a venue's published limit (`capacity` credits,
+        refilled at `refill_per_s`). Our bucket counts a request when it is sent, the venue's when
+        it arrives: network jitter bunches requests up on the way, so a client running at exactly
+        the venue's rate finds the venue's pool a credit short now and then, and an order refused
+        for rate is never re-sent (its outcome must stay certain). Settings name the venue's
+        limits as the venue publishes them; the margin is kept here, in one place."""
+        return cls(max(capacity * VENUE_MARGIN, min(capacity, 1.0)), refill_per_s * VENUE_MARGIN, **kwargs)
 
     def _refill(self) -> None:
         now = self._clock()

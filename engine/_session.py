@@ -57,7 +57,6 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Final, TypeVar
 
 import attrs
-import msgspec
 import structlog
 import trio
 import trio_websocket
@@ -78,7 +77,6 @@ __all__ = [
     "SessionStats",
     "VenueSession",
     "default_connect",
-    "parse_untyped",
 ]
 
 
@@ -104,23 +102,6 @@ class SessionStats:
 
 class ConnectionLost(Exception):
     """The connection went away (closed by either side, or a stale feed)."""
-
-
-def parse_untyped(raw: Any, *, venue: str, what: str) -> Any:
-    """A schemaless parse of venue JSON outside the decoder (an error object, an instruments or
-    subscription answer): too deep a text is refused before parsing (`check_nesting`: a parser
-    recursing on the C stack under a raised recursion limit would crash the process), and
-    whatever the parser raises (not JSON, a string that is not UTF-8, the recursion limit) is a
-    `MalformedFrame` naming `what`."""
-    text = raw if isinstance(raw, str | bytes | bytearray | memoryview) else memoryview(raw)
-    check_nesting(text, venue)
-    try:
-        return msgspec.json.decode(text)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        detail = str(exc)
-        if len(detail) > _ERROR_TEXT:
-            detail = detail[:_ERROR_TEXT] + "..."
-        raise MalformedFrame(f"{what}: unreadable ({type(exc).__name__}: {detail})", venue=venue) from None
 
 
 @attrs.define

@@ -257,7 +257,10 @@ async def test_garbage_frames_are_counted_and_survived(
 
 
 async def test_a_burst_of_orders_waits_instead_of_being_cut_off(nursery: trio.Nursery) -> None:
-    # The venue allows a burst of 5 then 20/s, and cuts off whoever goes faster.
+    # The venue allows a burst of 5 then 20/s, and cuts off whoever goes faster. Configured with
+    # the venue's own limits, the session paces itself 10% below them (`CreditBucket.below`):
+    # at exactly the venue's rate, a request delayed on its way made the next one arrive with the
+    # venue's bucket short of a credit (this test failed under load before that margin).
     simulator, base = await serve_sim(nursery, matching_burst=5, matching_rate=20)
     probe = Probe("p", [Subscription("deribit", PERP, {"ticker"})])
     await start(nursery, base, probe, matching_rate=20, matching_burst=5)

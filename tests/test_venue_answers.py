@@ -242,13 +242,24 @@ async def test_deribit_readable_open_orders_still_read() -> None:
 # ---------------------------------------------------------- 7: Derive's rate limits, with a margin
 
 
-def test_derive_default_rate_limits_keep_a_margin_under_the_venues() -> None:
-    # VENUES.md §3.7, the Trader tier: 5 TPS matching, 5 non-matching, 5 per instrument, bursts of
-    # 5x; `cancel_all` 1 TPS. Two clocks' buckets at the same rate race: the defaults run at 90%.
+def test_sessions_pace_themselves_below_the_venues_published_limits() -> None:
+    # Settings name the venue's limits as published (VENUES.md §3.7 for Derive's Trader tier: 5
+    # TPS matching, non-matching and per instrument, bursts of 5x, `cancel_all` 1 TPS; §1.10 for
+    # Deribit's credits); the sessions' buckets keep 10% below them: two clocks' buckets at the
+    # same rate race, and an order refused for rate is never re-sent.
     published = {"matching_tps": 5.0, "non_matching_tps": 5.0, "instrument_tps": 5.0, "cancel_all_tps": 1.0}
     s = DeriveSettings()
-    for key, limit in published.items():
-        assert getattr(s, key) == pytest.approx(0.9 * limit), key
+    assert {key: getattr(s, key) for key in published} == published
+    buckets = derive()._buckets
+    assert buckets["matching"].refill_per_s == pytest.approx(4.5)
+    assert buckets["matching"].capacity == pytest.approx(4.5 * 5)
+    assert buckets["non_matching"].refill_per_s == pytest.approx(4.5)
+    assert buckets["cancel_all"].refill_per_s == pytest.approx(0.9)
+    assert buckets["cancel_all"].capacity == 1.0  # never below one request's cost
+    assert derive()._bucket_for("ETH-PERP").refill_per_s == pytest.approx(4.5)
+    matching = deribit()._buckets["matching"]
+    assert matching.refill_per_s == pytest.approx(0.9 * DeribitSettings().matching_rate)
+    assert matching.capacity == pytest.approx(0.9 * DeribitSettings().matching_burst)
 
 
 # ---------------------------------------------------------- subscription and recovery answers

@@ -173,10 +173,11 @@ class DeribitExecution:
             "private/cancel_all_by_instrument", {"instrument_name": instrument}, bucket="matching", cost=1
         )
         try:
-            count = msgspec.json.decode(raw)
+            # Typed: the answer is a count (VENUES.md §1.7, cancel), and a typed parse never recurses.
+            count: int = msgspec.json.decode(raw, type=int)
         except _UNREADABLE as exc:
             raise _unreadable("cancel all", exc) from None
-        return count if isinstance(count, int) else 0
+        return count
 
     async def open_orders(self) -> list[OrderUpdate]:
         """Every open order of the account, per currency (`private/get_open_orders_by_currency`)."""

@@ -47,7 +47,7 @@ from engine import (
     VenueUnavailable,
 )
 from engine._logging import register_secret
-from engine._plugins import VenueSink
+from engine._plugins import VenueSink, loads_untyped
 from engine._ratelimit import CreditBucket
 from engine._router import MarketRouter
 from engine._session import (
@@ -56,7 +56,6 @@ from engine._session import (
     SessionStats,
     VenueSession,
     default_connect,
-    parse_untyped,
 )
 
 from .codec import DeribitDecoder, _decode_envelope
@@ -172,10 +171,10 @@ class DeribitSession(VenueSession):
         self._buckets = {
             # §1.10: default 500 credits of a 50,000 pool refilled 10,000/s; subscribe 3,000 of
             # 30,000; get_instruments 10,000 of 500,000; matching engine by tier (requests).
-            "default": CreditBucket(50_000, 10_000),
-            "subscribe": CreditBucket(30_000, 10_000),
-            "instruments": CreditBucket(500_000, 10_000),
-            "matching": CreditBucket(settings.matching_burst, settings.matching_rate),
+            "default": CreditBucket.below(50_000, 10_000),
+            "subscribe": CreditBucket.below(30_000, 10_000),
+            "instruments": CreditBucket.below(500_000, 10_000),
+            "matching": CreditBucket.below(settings.matching_burst, settings.matching_rate),
         }
 
     # -- public API -------------------------------------------------------------------------
@@ -318,7 +317,7 @@ class DeribitSession(VenueSession):
         is a malformed frame (counted), and its request's outcome is unknown (a `VenueError`):
         the caller hears of it now, not after its timeout."""
         try:
-            return map_error(parse_untyped(raw, venue=VENUE, what=f"{method}: error answer"), method=method)
+            return map_error(loads_untyped(raw, VENUE, f"{method}: error answer"), method=method)
         except MalformedFrame as exc:
             self.malformed(exc)
             return VenueError(
@@ -370,7 +369,7 @@ class DeribitSession(VenueSession):
 
     async def _take_token(self, raw: Any) -> None:
         try:
-            token = parse_untyped(raw, venue=VENUE, what="public/auth answer")
+            token = loads_untyped(raw, VENUE, "public/auth answer")
         except MalformedFrame as exc:
             raise AuthError(f"public/auth: unexpected answer ({exc})", venue=VENUE) from None
         try:
@@ -475,7 +474,7 @@ def _channels(raw: Any, method: str) -> set[str]:
     """A (un)subscribe answer (§1.4: the array of channels). One that is not is the venue's
     error (`VenueError`: the session reconnects and subscribes again), never a crash."""
     try:
-        channels = parse_untyped(raw, venue=VENUE, what=f"{method} answer")
+        channels = loads_untyped(raw, VENUE, f"{method} answer")
     except MalformedFrame as exc:
         raise VenueError(str(exc), venue=VENUE, code="malformed") from None
     if channels is None:

@@ -87,12 +87,11 @@ class DeriveSettings:
 
     Rate limits (§3.7, the Trader tier): `matching_tps` (orders, cancels), `non_matching_tps`
     (everything else), `instrument_tps` (matching requests per instrument), each with a burst of
-    `burst_multiplier` seconds' worth; `cancel_all_tps` for `private/cancel_all`. The defaults are
-    90% of the venue's published limits (VENUES.md §3.7: 5 TPS each, bursts of 5x, `cancel_all`
-    1 TPS): our buckets and the venue's run on two clocks, and a request that arrives bunched up
-    after network jitter would find the venue's bucket empty at 100%; an order refused for rate
-    (-32000) is never retried (its outcome must stay certain), so a margin costs little and
-    saves orders.
+    `burst_multiplier` seconds' worth; `cancel_all_tps` for `private/cancel_all`. They are the
+    venue's published limits (VENUES.md §3.7: 5 TPS each, bursts of 5x, `cancel_all` 1 TPS; set
+    your tier's): the session paces itself 10% below them (`CreditBucket.below`), because our
+    buckets and the venue's run on two clocks and an order refused for rate (-32000) is never
+    re-sent.
     """
 
     environment: Literal["testnet", "mainnet"] = "testnet"
@@ -114,11 +113,11 @@ class DeriveSettings:
     reconnect_base_s: float = attrs.field(default=0.5, validator=_at_least(0.01))
     reconnect_cap_s: float = attrs.field(default=30.0, validator=_at_least(0.01))
     instruments_refresh_s: float = attrs.field(default=900.0, validator=_at_least(1.0))
-    # 90% of §3.7's Trader limits (see the docstring).
-    matching_tps: float = attrs.field(default=4.5, validator=_at_least(0.1))
-    non_matching_tps: float = attrs.field(default=4.5, validator=_at_least(0.1))
-    instrument_tps: float = attrs.field(default=4.5, validator=_at_least(0.1))
-    cancel_all_tps: float = attrs.field(default=0.9, validator=_at_least(0.01))
+    # §3.7's Trader limits, as published (the session keeps 10% below them).
+    matching_tps: float = attrs.field(default=5.0, validator=_at_least(0.1))
+    non_matching_tps: float = attrs.field(default=5.0, validator=_at_least(0.1))
+    instrument_tps: float = attrs.field(default=5.0, validator=_at_least(0.1))
+    cancel_all_tps: float = attrs.field(default=1.0, validator=_at_least(0.01))
     burst_multiplier: float = attrs.field(default=5.0, validator=_at_least(1.0))
     fees: dict[str, Any] = attrs.field(factory=dict)
 

@@ -59,10 +59,10 @@ from engine import (
     VenueError,
     VenueUnavailable,
 )
-from engine._plugins import VenueSink
+from engine._plugins import VenueSink, loads_untyped
 from engine._ratelimit import CreditBucket
 from engine._router import MarketRouter
-from engine._session import Connect, PendingRequests, VenueSession, default_connect, parse_untyped
+from engine._session import Connect, PendingRequests, VenueSession, default_connect
 
 from .codec import DeriveDecoder, _decode_envelope
 from .instruments import VENUE, instruments_params, is_instrument_item
@@ -203,9 +203,9 @@ class DeriveSession(VenueSession):
         self._instruments_loaded_at: float | None = None
         burst = settings.burst_multiplier
         self._buckets = {
-            "matching": CreditBucket(settings.matching_tps * burst, settings.matching_tps),
-            "non_matching": CreditBucket(settings.non_matching_tps * burst, settings.non_matching_tps),
-            "cancel_all": CreditBucket(1.0, settings.cancel_all_tps),
+            "matching": CreditBucket.below(settings.matching_tps * burst, settings.matching_tps),
+            "non_matching": CreditBucket.below(settings.non_matching_tps * burst, settings.non_matching_tps),
+            "cancel_all": CreditBucket.below(1.0, settings.cancel_all_tps),
         }
         self._instrument_buckets: dict[str, CreditBucket] = {}
 
@@ -240,7 +240,7 @@ class DeriveSession(VenueSession):
         bucket = self._instrument_buckets.get(instrument)
         if bucket is None:
             tps = self.settings.instrument_tps
-            bucket = self._instrument_buckets[instrument] = CreditBucket(
+            bucket = self._instrument_buckets[instrument] = CreditBucket.below(
                 tps * self.settings.burst_multiplier, tps
             )
         return bucket
@@ -378,7 +378,7 @@ class DeriveSession(VenueSession):
         elif env.error:
             # An error nobody asked for (the venue could not read a request's id).
             try:
-                error_object = parse_untyped(env.error, venue=VENUE, what="error without id")
+                error_object = loads_untyped(env.error, VENUE, "error without id")
             except MalformedFrame as exc:
                 self.malformed(exc)
                 return
@@ -391,7 +391,7 @@ class DeriveSession(VenueSession):
         is a malformed frame (counted), and its request's outcome is unknown (a `VenueError`):
         the caller hears of it now, not after its timeout."""
         try:
-            return map_error(parse_untyped(raw, venue=VENUE, what=f"{method}: error answer"), method=method)
+            return map_error(loads_untyped(raw, VENUE, f"{method}: error answer"), method=method)
         except MalformedFrame as exc:
             self.malformed(exc)
             return VenueError(
@@ -463,7 +463,7 @@ class DeriveSession(VenueSession):
             for kind in self.settings.instrument_types:
                 raw = await self.call_retrying("public/get_instruments", instruments_params(currency, kind))
                 try:
-                    items = parse_untyped(raw, venue=VENUE, what="get_instruments answer")
+                    items = loads_untyped(raw, VENUE, "get_instruments answer")
                     if not isinstance(items, list):
                         raise MalformedFrame("get_instruments: expected a list", venue=VENUE)
                     self.decoder.learn_instruments(items)
