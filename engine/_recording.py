@@ -12,11 +12,12 @@ from __future__ import annotations
 import calendar
 import gzip
 import heapq
+import inspect
 import io
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -186,15 +187,25 @@ class RecordingReader:
     """Iterates (ts_ns, frame) over one recording file; `ts_ns` is None for a bare frame.
 
     A line that is neither raises `DataError` naming the file and line number, unless
-    `skip_bad=True`, in which case it is counted in `bad_lines` and skipped.
+    `skip_bad=True`, in which case it is counted in `bad_lines`, passed to `on_bad(path, line
+    number, reason)` if given, and skipped. `line` is the number of the line last yielded.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, skip_bad: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        skip_bad: bool = False,
+        on_bad: Callable[[Path, int, str], None] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.skip_bad = skip_bad
+        self.on_bad = on_bad
         self.bad_lines = 0
         self.unfinished = False  # a .zst that ends inside a frame (see `_Zstd`), once read
+        self.last_ts: int | None = None  # the last line's receive time, once read to the end
         self.lines = 0
+        self._gen: Generator[tuple[int | None, bytes], None, None] | None = None
         try:
             self.size = self.path.stat().st_size
         except OSError as exc:
@@ -220,13 +231,31 @@ class RecordingReader:
             lines = (tail + chunk).split(b"\n")
             tail = lines.pop()
             yield from lines
-        if tail:
+        if tail and not unfinished(stream):  # a cut file's torn last line is no line (`_Zstd`)
             yield tail
 
+    def where(self) -> tuple[Path, int | None]:
+        """The file and line number of the frame last yielded."""
+        return self.path, self.line
+
+    @property
+    def line(self) -> int | None:
+        """The line number of the line last yielded (for a message about its frame), read from
+        the suspended generator: the hot loop keeps its counter local, at no cost per line."""
+        if self._gen is None:
+            return None
+        lineno = inspect.getgeneratorlocals(self._gen).get("lineno")
+        return lineno if isinstance(lineno, int) else None
+
     def __iter__(self) -> Iterator[tuple[int | None, bytes]]:
+        self._gen = self._read()
+        return self._gen
+
+    def _read(self) -> Generator[tuple[int | None, bytes], None, None]:
         stream, self._counter = open_binary(self.path)
         self._stream = stream
         lineno = 0
+        line = b""
         cache_prefix = b""
         cache_base = 0
         try:
@@ -263,6 +292,8 @@ class RecordingReader:
                 except ValueError as exc:
                     if self.skip_bad:
                         self.bad_lines += 1
+                        if self.on_bad is not None:
+                            self.on_bad(self.path, lineno, f"not a recording line ({exc})")
                         continue
                     raise DataError(f"{self.path}:{lineno}: not a recording line ({exc})") from None
                 yield ts, line[sp + 1 :]
@@ -271,7 +302,16 @@ class RecordingReader:
         finally:
             self.lines = lineno - self.bad_lines
             self.unfinished = unfinished(stream)
+            self.last_ts = _line_ts(line)
             stream.close()
+
+
+def _line_ts(line: bytes) -> int | None:
+    """The receive time of a recording line, or None (a bare frame, or not a recording line)."""
+    try:
+        return parse_ts(line[: line.find(b" ")]) if b" " in line[:40] else None
+    except ValueError:
+        return None
 
 
 def _bare(reader: RecordingReader) -> tuple[int, int, bytes]:
