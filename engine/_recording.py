@@ -117,17 +117,31 @@ class _Zstd(io.RawIOBase):
         return True
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._out:
-            if self._error is not None:  # after what decompressed before it (see `_feed`)
-                raise self._error
-            chunk = self._raw.read(1 << 20)
-            if not chunk:
-                self.unfinished = self._in_frame
-                return 0
-            self._out = memoryview(self._feed(chunk))
-        n = min(len(b), len(self._out))
-        b[:n] = self._out[:n]
-        self._out = self._out[n:]
+        # Fills `b` (large reads keep the line splitting cheap), up to an error: that is raised
+        # by the next call, after the lines before it (see `_feed`).
+        n, size = 0, len(b)
+        while n < size:
+            if not self._out:
+                if self._error is not None:
+                    if n:
+                        break
+                    raise self._error
+                chunk = self._raw.read(1 << 20)
+                if not chunk:
+                    self.unfinished = self._in_frame
+                    break
+                try:
+                    self._out = memoryview(self._feed(chunk))
+                except zstandard.ZstdError as exc:
+                    if not n:
+                        raise
+                    self._error = exc  # for the next call: `b` holds what came before it
+                    break
+                continue
+            k = min(size - n, len(self._out))
+            b[n : n + k] = self._out[:k]
+            self._out = self._out[k:]
+            n += k
         return n
 
     def _feed(self, data: bytes) -> bytes:

@@ -177,6 +177,24 @@ def test_decode_a_corrupt_zst_keeps_what_came_before(
     assert len(seen) == len(out)
 
 
+def test_a_zst_that_breaks_between_frames_reads_to_the_exact_line(
+    tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """Two zstd frames (another tool's recording, or files joined), the second one garbage:
+    every line of the first is read, and the line reported is the first one of the second (it
+    used to be "after line 0": the whole first MB was lost with the error)."""
+    good = _varied_zst(tmp_path / "rec.zst", 3_000)
+    bad = tmp_path / "joined.rec.zst"
+    bad.write_bytes(good + b"\x28\xb5\x2f\xfd" + bytes(range(256)) * 64)  # a zstd magic, then noise
+    seen: list[Any] = []
+    with pytest.raises(DataError, match="joined.rec.zst: unreadable after line 3000:"):
+        seen.extend(RecordingReader(bad))
+    assert len(seen) == 3_000
+    code, out, err = _decode(bad, capfdbinary)
+    assert code != 0 and len(out) == 3_000
+    assert f"line 3001: {bad}: unreadable from here on" in err
+
+
 def test_recording_reader_says_a_zst_is_unfinished(tmp_path: Path) -> None:
     """What the backtest reads: a `.zst` cut short reads to its last complete block and says
     so (it used to read as a shorter file, silently); a corrupt one is an error naming it."""
