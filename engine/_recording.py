@@ -10,6 +10,7 @@ files are decompressed on the fly (by name). Readers also take bare frames (a li
 from __future__ import annotations
 
 import calendar
+import collections
 import gzip
 import heapq
 import inspect
@@ -110,6 +111,7 @@ class _Zstd(io.RawIOBase):
         self._obj = self._dctx.decompressobj()
         self._in_frame = False
         self._out = memoryview(b"")
+        self._pending: collections.deque[bytes] = collections.deque()  # decompressed, not yet read
         self._error: zstandard.ZstdError | None = None
         self.unfinished = False
 
@@ -122,6 +124,9 @@ class _Zstd(io.RawIOBase):
         n, size = 0, len(b)
         while n < size:
             if not self._out:
+                if self._pending:
+                    self._out = memoryview(self._pending.popleft())
+                    continue
                 if self._error is not None:
                     if n:
                         break
@@ -131,7 +136,7 @@ class _Zstd(io.RawIOBase):
                     self.unfinished = self._in_frame
                     break
                 try:
-                    self._out = memoryview(self._feed(chunk))
+                    self._feed(chunk)
                 except zstandard.ZstdError as exc:
                     if not n:
                         raise
@@ -144,11 +149,11 @@ class _Zstd(io.RawIOBase):
             n += k
         return n
 
-    def _feed(self, data: bytes) -> bytes:
-        """Decompress `data` in small slices: a corrupt file raises where it breaks (the
-        library drops the output of the call that raises), so what decompressed before that
-        is returned first and the error kept for the next read."""
-        out: list[bytes] = []
+    def _feed(self, data: bytes) -> None:
+        """Decompress `data` in small slices into `_pending`: a corrupt file raises where it
+        breaks (the library drops the output of the call that raises), so what decompressed
+        before that is kept, and the error for the read after it."""
+        out = self._pending
         view = memoryview(data)
         pos = 0
         while pos < len(view):
@@ -157,18 +162,19 @@ class _Zstd(io.RawIOBase):
             while piece:
                 self._in_frame = True
                 try:
-                    out.append(self._obj.decompress(piece))
+                    got = self._obj.decompress(piece)
                 except zstandard.ZstdError as exc:
                     if not out:
                         raise
                     self._error = exc
-                    return b"".join(out)
+                    return
+                if got:
+                    out.append(got)
                 if not self._obj.eof:
                     break
                 piece = memoryview(self._obj.unused_data)  # the next frame of a multi-frame file
                 self._obj = self._dctx.decompressobj()
                 self._in_frame = False
-        return b"".join(out)
 
     def close(self) -> None:
         self._raw.close()
