@@ -57,7 +57,7 @@ from ._orders import ClientOrderIds, Order, OrderRequest
 from ._plugins import Decoder, VenuePlugin
 from ._pricing import YEAR_SECONDS
 from ._recorder import RecordingSet
-from ._recording import RecordingReader, merge_recordings
+from ._recording import RecordingReader, format_ts, merge_recordings
 from ._risk import RiskLimits
 from ._router import MarketRouter, StrategySlot
 from ._simvenue import SimulatedVenue
@@ -79,6 +79,10 @@ __all__ = [
 
 _NS = 1_000_000_000
 _CHECKPOINT_EVERY = 1 << 14
+# Bad lines and malformed frames: the first few are logged one by one (file and line), then
+# one line every `_REPORT_EVERY`, and the total at the end of the run.
+_REPORT_FIRST = 10
+_REPORT_EVERY = 10_000
 _CHART_STEP_S = 10.0  # the charts' sampling step, at most (a divisor of equity_interval_s)
 _CHART_POINTS = 4096  # a series past this many points keeps every other one (bounded memory)
 _FILLS_KEPT = 20_000  # fills kept per strategy for the charts (all are counted)
@@ -181,6 +185,18 @@ class StrategyResult:
 
 
 @attrs.frozen
+class DataFileStats:
+    """What was wrong with one data source: lines that are not recording lines, frames the
+    decoder refused, and `.zst` files that end inside a frame (file, last receive time read)."""
+
+    venue: str
+    path: str
+    bad_lines: int = 0
+    malformed_frames: int = 0
+    unfinished: tuple[tuple[str, int | None], ...] = ()
+
+
+@attrs.frozen
 class BacktestResult:
     events: int
     frames: int
@@ -192,6 +208,7 @@ class BacktestResult:
     strategies: dict[str, StrategyResult]
     decoder_stats: dict[str, dict[str, int]]
     equity_interval_s: float = 60.0
+    files: tuple[DataFileStats, ...] = ()
 
 
 class _Wait:
@@ -530,6 +547,9 @@ class BacktestKernel:
         self.events = 0
         self.frames = 0
         self.malformed = 0
+        self.bad_lines_seen = 0
+        self._malformed_by: list[int] = [0] * len(self.sources)
+        self._unfinished: list[list[tuple[Path, int | None]]] = [[] for _ in self.sources]
         self._expiries: list[tuple[int, str, str]] = []
         self._registry_size = -1
         self._expired: set[tuple[str, str]] = set()
@@ -540,11 +560,51 @@ class BacktestKernel:
     # -- plumbing ---------------------------------------------------------------------------
     def _open(self, src: DataSource) -> FrameSource:
         if src.format == "recording":
+            # A bad line is reported with its file and number and skipped (README, "Decode").
             if src.path.is_dir():  # a `tradingd record` directory: the venue's files in time order
-                return RecordingSet(src.path, src.venue)
-            return RecordingReader(src.path)
+                return RecordingSet(src.path, src.venue, skip_bad=True, on_bad=self._bad_line)
+            return RecordingReader(src.path, skip_bad=True, on_bad=self._bad_line)
         reader: FrameSource = self._plugins[src.venue].open_data(src.path, src.format)  # type: ignore[attr-defined]
         return reader
+
+    def _bad_line(self, path: Path, lineno: int, reason: str) -> None:
+        self.bad_lines_seen += 1
+        n = self.bad_lines_seen
+        if n <= _REPORT_FIRST or n % _REPORT_EVERY == 0:
+            self.log.warning("data.bad_line", file=str(path), line=lineno, error=reason, count=n)
+
+    def _malformed(self, reader: FrameSource, idx: int, venue: str, exc: Exception, count: int) -> None:
+        self._malformed_by[idx] += 1
+        if count <= _REPORT_FIRST or count % _REPORT_EVERY == 0:
+            where = getattr(reader, "where", None)
+            path, lineno = where() if where is not None else (reader.path, None)
+            self.log.warning(
+                "frame.malformed", venue=venue, file=str(path), line=lineno, error=str(exc), count=count
+            )
+
+    def _data_end(self, readers: list[FrameSource]) -> None:
+        """After the data: the totals of what was rate-limited, and the `.zst` files that end
+        inside a frame (cut short, or still being written), each named with its last time read."""
+        if self.bad_lines_seen > _REPORT_FIRST:
+            self.log.warning("data.bad_lines", total=self.bad_lines_seen, logged=_REPORT_FIRST)
+        if self.malformed > _REPORT_FIRST:
+            self.log.warning("frame.malformed_total", total=self.malformed, logged=_REPORT_FIRST)
+        for idx, r in enumerate(readers):
+            if isinstance(r, RecordingSet):
+                cut = list(r.unfinished_files)
+            elif isinstance(r, RecordingReader) and r.unfinished:
+                cut = [(r.path, r.last_ts)]
+            else:
+                cut = []
+            self._unfinished[idx] = cut
+            for path, last in cut:
+                self.log.warning(
+                    "data.unfinished",
+                    file=str(path),
+                    last=None if last is None else format_ts(last),
+                    error="the .zst ends inside a frame (cut short, or still being written):"
+                    " read to its last complete block",
+                )
 
     def _index_of(self, venue: str) -> Callable[[str], float | None]:
         index = self.market.index
@@ -956,8 +1016,7 @@ class BacktestKernel:
                 events = decoders[idx](frame, ts)
             except MalformedFrame as exc:
                 malformed += 1
-                if malformed <= 10 or malformed % 10_000 == 0:
-                    self.log.warning("frame.malformed", venue=venue_of[idx], error=str(exc), count=malformed)
+                self._malformed(readers[idx], idx, venue_of[idx], exc, malformed)
                 continue
             if not strategies_started and events:
                 # Before the first market event: the recording's opening (instrument
@@ -1002,6 +1061,7 @@ class BacktestKernel:
                 self._expire_instruments(ts)
                 next_expiry = self._expiries[0][0] if self._expiries else math.inf
         self.malformed = malformed
+        self._data_end(readers)
         end_ns = self.now if started else None
         if not strategies_started:
             for slot in self.slots:
@@ -1083,4 +1143,14 @@ class BacktestKernel:
             strategies=out,
             decoder_stats={v: attrs.asdict(d.stats) for v, d in sorted(self.decoders.items())},
             equity_interval_s=self.settings.equity_interval_s,
+            files=tuple(
+                DataFileStats(
+                    venue=src.venue,
+                    path=str(src.path),
+                    bad_lines=r.bad_lines,
+                    malformed_frames=self._malformed_by[i],
+                    unfinished=tuple((str(p), last) for p, last in self._unfinished[i]),
+                )
+                for i, (src, r) in enumerate(zip(self.sources, readers, strict=True))
+            ),
         )

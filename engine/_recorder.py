@@ -584,6 +584,7 @@ class RecordingSet:
         venue: str,
         *,
         skip_bad: bool = False,
+        on_bad: Callable[[Path, int, str], None] | None = None,
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self.path = Path(directory)
@@ -602,6 +603,8 @@ class RecordingSet:
                 if isinstance(f, dict) and f.get("closed") and isinstance(f.get("frames"), int):
                     self._expected[str(f.get("name"))] = f["frames"]
         self.skip_bad = skip_bad
+        self.on_bad = on_bad
+        self.unfinished_files: list[tuple[Path, int | None]] = []  # (file, its last time read)
         self.log = log or structlog.get_logger("tradingd.recording")
         self.size = sum(p.stat().st_size for p in self.files)
         self.bad_lines = 0
@@ -615,11 +618,16 @@ class RecordingSet:
     def bytes_read(self) -> int:
         return self._done_bytes + (0 if self._current is None else self._current.bytes_read)
 
+    def where(self) -> tuple[Path, int | None]:
+        """The file and line number of the frame last yielded."""
+        cur = self._current
+        return (self.path, None) if cur is None else (cur.path, cur.line)
+
     def __iter__(self) -> Iterator[tuple[int | None, bytes]]:
         last_ts = -1
         count = len(self.files)
         for i, path in enumerate(self.files):
-            reader = self._current = RecordingReader(path, skip_bad=self.skip_bad)
+            reader = self._current = RecordingReader(path, skip_bad=self.skip_bad, on_bad=self.on_bad)
             first = True
             try:
                 for ts, frame in reader:
@@ -639,6 +647,8 @@ class RecordingSet:
             finally:
                 self.bad_lines += reader.bad_lines
                 self.lines += reader.lines
+                if reader.unfinished:
+                    self.unfinished_files.append((path, reader.last_ts))
                 self._done_bytes += reader.size
                 self._current = None
             expected = self._expected.get(path.name)

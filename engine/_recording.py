@@ -10,13 +10,15 @@ files are decompressed on the fly (by name). Readers also take bare frames (a li
 from __future__ import annotations
 
 import calendar
+import collections
 import gzip
 import heapq
+import inspect
 import io
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -92,6 +94,11 @@ class _Counting(io.RawIOBase):
         super().close()
 
 
+# Compressed bytes decompressed per call: a corrupt file loses at most one call's output
+# (up to a few hundred KB of lines at JSON's compression ratios), at no measurable cost.
+_FEED = 1 << 12
+
+
 class _Zstd(io.RawIOBase):
     """A `.zst` file's decompressed bytes (one or more zstd frames). A file that ends inside a
     frame reads to its last complete block and says so in `unfinished`: the recorder's files
@@ -104,34 +111,70 @@ class _Zstd(io.RawIOBase):
         self._obj = self._dctx.decompressobj()
         self._in_frame = False
         self._out = memoryview(b"")
+        self._pending: collections.deque[bytes] = collections.deque()  # decompressed, not yet read
+        self._error: zstandard.ZstdError | None = None
         self.unfinished = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._out:
-            chunk = self._raw.read(1 << 20)
-            if not chunk:
-                self.unfinished = self._in_frame
-                return 0
-            self._out = memoryview(self._feed(chunk))
-        n = min(len(b), len(self._out))
-        b[:n] = self._out[:n]
-        self._out = self._out[n:]
+        # Fills `b` (large reads keep the line splitting cheap), up to an error: that is raised
+        # by the next call, after the lines before it (see `_feed`).
+        n, size = 0, len(b)
+        while n < size:
+            if not self._out:
+                if self._pending:
+                    self._out = memoryview(self._pending.popleft())
+                    continue
+                if self._error is not None:
+                    if n:
+                        break
+                    raise self._error
+                chunk = self._raw.read(1 << 20)
+                if not chunk:
+                    self.unfinished = self._in_frame
+                    break
+                try:
+                    self._feed(chunk)
+                except zstandard.ZstdError as exc:
+                    if not n:
+                        raise
+                    self._error = exc  # for the next call: `b` holds what came before it
+                    break
+                continue
+            k = min(size - n, len(self._out))
+            b[n : n + k] = self._out[:k]
+            self._out = self._out[k:]
+            n += k
         return n
 
-    def _feed(self, data: bytes) -> bytes:
-        out = []
-        while data:
-            self._in_frame = True
-            out.append(self._obj.decompress(data))
-            if not self._obj.eof:
-                break
-            data = self._obj.unused_data  # the next frame of a multi-frame file
-            self._obj = self._dctx.decompressobj()
-            self._in_frame = False
-        return b"".join(out)
+    def _feed(self, data: bytes) -> None:
+        """Decompress `data` in small slices into `_pending`: a corrupt file raises where it
+        breaks (the library drops the output of the call that raises), so what decompressed
+        before that is kept, and the error for the read after it."""
+        out = self._pending
+        view = memoryview(data)
+        pos = 0
+        while pos < len(view):
+            piece = view[pos : pos + _FEED]
+            pos += len(piece)
+            while piece:
+                self._in_frame = True
+                try:
+                    got = self._obj.decompress(piece)
+                except zstandard.ZstdError as exc:
+                    if not out:
+                        raise
+                    self._error = exc
+                    return
+                if got:
+                    out.append(got)
+                if not self._obj.eof:
+                    break
+                piece = memoryview(self._obj.unused_data)  # the next frame of a multi-frame file
+                self._obj = self._dctx.decompressobj()
+                self._in_frame = False
 
     def close(self) -> None:
         self._raw.close()
@@ -164,15 +207,25 @@ class RecordingReader:
     """Iterates (ts_ns, frame) over one recording file; `ts_ns` is None for a bare frame.
 
     A line that is neither raises `DataError` naming the file and line number, unless
-    `skip_bad=True`, in which case it is counted in `bad_lines` and skipped.
+    `skip_bad=True`, in which case it is counted in `bad_lines`, passed to `on_bad(path, line
+    number, reason)` if given, and skipped. `line` is the number of the line last yielded.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, skip_bad: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        skip_bad: bool = False,
+        on_bad: Callable[[Path, int, str], None] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.skip_bad = skip_bad
+        self.on_bad = on_bad
         self.bad_lines = 0
         self.unfinished = False  # a .zst that ends inside a frame (see `_Zstd`), once read
+        self.last_ts: int | None = None  # the last line's receive time, once read to the end
         self.lines = 0
+        self._gen: Generator[tuple[int | None, bytes], None, None] | None = None
         try:
             self.size = self.path.stat().st_size
         except OSError as exc:
@@ -198,13 +251,31 @@ class RecordingReader:
             lines = (tail + chunk).split(b"\n")
             tail = lines.pop()
             yield from lines
-        if tail:
+        if tail and not unfinished(stream):  # a cut file's torn last line is no line (`_Zstd`)
             yield tail
 
+    def where(self) -> tuple[Path, int | None]:
+        """The file and line number of the frame last yielded."""
+        return self.path, self.line
+
+    @property
+    def line(self) -> int | None:
+        """The line number of the line last yielded (for a message about its frame), read from
+        the suspended generator: the hot loop keeps its counter local, at no cost per line."""
+        if self._gen is None:
+            return None
+        lineno = inspect.getgeneratorlocals(self._gen).get("lineno")
+        return lineno if isinstance(lineno, int) else None
+
     def __iter__(self) -> Iterator[tuple[int | None, bytes]]:
+        self._gen = self._read()
+        return self._gen
+
+    def _read(self) -> Generator[tuple[int | None, bytes], None, None]:
         stream, self._counter = open_binary(self.path)
         self._stream = stream
         lineno = 0
+        line = b""
         cache_prefix = b""
         cache_base = 0
         try:
@@ -241,6 +312,8 @@ class RecordingReader:
                 except ValueError as exc:
                     if self.skip_bad:
                         self.bad_lines += 1
+                        if self.on_bad is not None:
+                            self.on_bad(self.path, lineno, f"not a recording line ({exc})")
                         continue
                     raise DataError(f"{self.path}:{lineno}: not a recording line ({exc})") from None
                 yield ts, line[sp + 1 :]
@@ -249,7 +322,16 @@ class RecordingReader:
         finally:
             self.lines = lineno - self.bad_lines
             self.unfinished = unfinished(stream)
+            self.last_ts = _line_ts(line)
             stream.close()
+
+
+def _line_ts(line: bytes) -> int | None:
+    """The receive time of a recording line, or None (a bare frame, or not a recording line)."""
+    try:
+        return parse_ts(line[: line.find(b" ")]) if b" " in line[:40] else None
+    except ValueError:
+        return None
 
 
 def _bare(reader: RecordingReader) -> tuple[int, int, bytes]:

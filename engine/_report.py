@@ -83,6 +83,22 @@ def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[
         "frames": result.frames,
         "malformed_frames": result.malformed_frames,
         "bad_lines": result.bad_lines,
+        # The data files with something to say (a clean run's report does not depend on where
+        # its data was): bad lines, malformed frames, and any .zst that ends inside a frame
+        # (cut short) with the last receive time read from it.
+        "data_files": [
+            {
+                "venue": f.venue,
+                "path": f.path,
+                "bad_lines": f.bad_lines,
+                "malformed_frames": f.malformed_frames,
+                "unfinished": [
+                    {"file": p, "last": None if last is None else format_ts(last)} for p, last in f.unfinished
+                ],
+            }
+            for f in result.files
+            if f.bad_lines or f.malformed_frames or f.unfinished
+        ],
         "duration_s": round(result.duration_s, 3),
         "start": None if result.start_ns is None else format_ts(result.start_ns),
         "end": None if result.end_ns is None else format_ts(result.end_ns),
@@ -116,6 +132,19 @@ def print_summary(result: BacktestResult, stream: IO[str]) -> None:
     )
     if result.malformed_frames or result.bad_lines:
         console.print(f"  malformed frames: {result.malformed_frames:,}, bad lines: {result.bad_lines:,}")
+    for data in result.files:
+        if data.bad_lines or data.malformed_frames:
+            console.print(
+                f"  {data.path}: bad lines {data.bad_lines:,}, malformed frames {data.malformed_frames:,}",
+                markup=False,
+            )
+        for p, last in data.unfinished:
+            upto = "nothing" if last is None else format_ts(last)[:19]
+            console.print(
+                f"  warning: {p} ends inside a zstd frame (cut short, or still being written):"
+                f" read up to {upto}",
+                markup=False,
+            )
     table = Table(title=None, show_lines=False)
     for col in (
         "strategy",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import random
 import signal
 import sys
 from collections.abc import Callable
@@ -137,6 +138,61 @@ def test_decode_a_broken_zst_reports_where_it_broke(
     assert "internal error" not in err and "Traceback" not in err
     assert f"{cut}: ends inside a zstd frame" in err
     assert 0 < len(out) < 20_000
+
+
+def _varied_zst(path: Path, lines: int) -> bytes:
+    """A `.zst` recording of `lines` real snapshots with seeded random sizes and receive times:
+    hundreds of KB compressed, like a real recording (a repeated line would compress to a few
+    KB, one read)."""
+    rng = random.Random(12)
+    msg = orjson.loads((FIXTURES / "deribit/ws_book_snapshot.json").read_bytes())
+    ts = 1_700_000_000_000_000_000
+    with RecordingWriter(path) as w:
+        for _ in range(lines):
+            msg["params"]["data"]["bids"][0][2] = rng.randrange(1, 10**6) / 10
+            ts += rng.randrange(1, 10**9)
+            w.write(ts, orjson.dumps(msg))
+    return path.read_bytes()
+
+
+def test_decode_a_corrupt_zst_keeps_what_came_before(
+    tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """A corrupt `.zst` (here its checksum, found at the end of the frame) used to lose every
+    line decompressed in the same read (1 MB of compressed data: the whole file) and report
+    "line 1". Now the lines before the block that broke are decoded, and the line reported is
+    the first one not decoded."""
+    data = bytearray(_varied_zst(tmp_path / "rec.zst", 20_000))
+    assert len(data) > 200_000
+    data[-1] ^= 0xFF
+    bad = tmp_path / "bad.rec.zst"
+    bad.write_bytes(bytes(data))
+    code, out, err = _decode(bad, capfdbinary)
+    assert code != 0 and "Traceback" not in err
+    assert 19_500 <= len(out) < 20_000  # at most a zstd block (128 KB) or two are lost
+    assert f"line {len(out) + 1}: {bad}: unreadable from here on" in err
+    seen: list[Any] = []
+    with pytest.raises(DataError, match=f"unreadable after line {len(out)}:"):
+        seen.extend(RecordingReader(bad))
+    assert len(seen) == len(out)
+
+
+def test_a_zst_that_breaks_between_frames_reads_to_the_exact_line(
+    tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """Two zstd frames (another tool's recording, or files joined), the second one garbage:
+    every line of the first is read, and the line reported is the first one of the second (it
+    used to be "after line 0": the whole first MB was lost with the error)."""
+    good = _varied_zst(tmp_path / "rec.zst", 3_000)
+    bad = tmp_path / "joined.rec.zst"
+    bad.write_bytes(good + b"\x28\xb5\x2f\xfd" + bytes(range(256)) * 64)  # a zstd magic, then noise
+    seen: list[Any] = []
+    with pytest.raises(DataError, match="joined.rec.zst: unreadable after line 3000:"):
+        seen.extend(RecordingReader(bad))
+    assert len(seen) == 3_000
+    code, out, err = _decode(bad, capfdbinary)
+    assert code != 0 and len(out) == 3_000
+    assert f"line 3001: {bad}: unreadable from here on" in err
 
 
 def test_recording_reader_says_a_zst_is_unfinished(tmp_path: Path) -> None:
