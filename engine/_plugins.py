@@ -175,7 +175,8 @@ def check_nesting(frame: _Text, venue: str, *, where: str = "frame") -> None:
 def loads_untyped(data: _Text, venue: str, where: str) -> Any:
     """Venue JSON parsed without a schema, safely (see above): `MalformedFrame` for text nested
     deeper than `MAX_NESTING`, and for text that is not JSON (not UTF-8 included), naming
-    `where`. Every schemaless parse of a venue's bytes goes through it."""
+    `where`. Every schemaless msgspec parse of a venue's bytes goes through it (orjson, which
+    stops at 1,024 levels by itself, still reads a cursor or an id in a few Polymarket answers)."""
     if _too_deep(data):
         raise _nested_too_deep(venue, where)
     try:
