@@ -549,6 +549,7 @@ class BacktestKernel:
         self.malformed = 0
         self.bad_lines_seen = 0
         self._malformed_by: list[int] = [0] * len(self.sources)
+        self._bare_by: list[int] = [0] * len(self.sources)  # bare frames among timestamped lines
         self._unfinished: list[list[tuple[Path, int | None]]] = [[] for _ in self.sources]
         self._expiries: list[tuple[int, str, str]] = []
         self._registry_size = -1
@@ -996,9 +997,16 @@ class BacktestKernel:
             stream = merge_recordings(readers)  # type: ignore[arg-type]  # only iterates and names them
         for ts, idx, frame in stream:
             if ts is None:
-                raise DataError(
-                    f"{readers[idx].path}: a bare frame has no receive time and cannot be replayed"
-                )
+                if not started:  # bare frames from the start: not a recording at all
+                    raise DataError(
+                        f"{readers[idx].path}: a bare frame has no receive time and cannot be replayed"
+                    )
+                # One bare line among timestamped ones is a bad line: reported, skipped.
+                where = getattr(readers[idx], "where", None)
+                path, lineno = where() if where is not None else (readers[idx].path, None)
+                self._bare_by[idx] += 1
+                self._bad_line(path, lineno or 0, "a bare frame has no receive time")
+                continue
             if not started:
                 started = True
                 start_ns = ts
@@ -1136,7 +1144,7 @@ class BacktestKernel:
             events=self.events,
             frames=self.frames,
             malformed_frames=self.malformed,
-            bad_lines=sum(r.bad_lines for r in readers),
+            bad_lines=sum(r.bad_lines for r in readers) + sum(self._bare_by),
             duration_s=duration,
             start_ns=start_ns,
             end_ns=end_ns,
@@ -1147,7 +1155,7 @@ class BacktestKernel:
                 DataFileStats(
                     venue=src.venue,
                     path=str(src.path),
-                    bad_lines=r.bad_lines,
+                    bad_lines=r.bad_lines + self._bare_by[i],
                     malformed_frames=self._malformed_by[i],
                     unfinished=tuple((str(p), last) for p, last in self._unfinished[i]),
                 )

@@ -134,3 +134,26 @@ def test_backtest_says_a_zst_cut_inside_a_frame_was_read_in_part(tmp_path: Path)
     result, logs = _run(tmp_path / "whole.rec.zst", Scripted("s", _noop, []))
     assert result.files[0].unfinished == () and not [e for e in logs if e["event"] == "data.unfinished"]
     assert report_dict(result)["data_files"] == []
+
+
+def test_a_bare_frame_among_timestamped_lines_is_a_bad_line(tmp_path: Path) -> None:
+    """A line with no receive time inside a recording (a frame pasted in, a half-written line
+    that starts with `{`) used to stop the whole backtest with `DataError`; it is a bad line like
+    any other: reported with its file and number, counted, skipped."""
+    path = F.write(
+        tmp_path / "bt.rec",
+        [
+            (0, F.instruments()),
+            (2, F.snapshot(F.OPTION, 2, 10, [(0.049, 3.0)], [(0.05, 2.0)])),
+            (4, _ticker(4)),
+            (5, _ticker(5)),
+        ],
+    )
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([*lines[:3], _ticker(9) + b"\n", *lines[3:]]))  # line 4: bare
+    seen = Scripted("s", _noop, [Subscription("deribit", F.OPTION, {"ticker", "book"})])
+    result, logs = _run(path, seen)
+    assert result.bad_lines == 1
+    assert [t.ts_exchange for t in seen.seen if isinstance(t, Ticker)] == [4_000_000, 5_000_000]
+    (bad,) = [e for e in logs if e["event"] == "data.bad_line"]
+    assert bad["file"] == str(path) and bad["line"] == 4 and "no receive time" in bad["error"]
