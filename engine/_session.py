@@ -65,7 +65,15 @@ import trio_websocket
 from ._errors import AuthError, CredentialsRefused, FeedStale, MalformedFrame, RateLimited, VenueError
 from ._events import BookUpdate, MarketEvent, PrivateEvent, Status, StatusKind
 from ._instruments import InstrumentRegistry
-from ._plugins import SHORT_FRAME, Decoder, DecoderFault, VenueSink, check_nesting, restore_recursion_limit
+from ._plugins import (
+    SHORT_FRAME,
+    Decoder,
+    DecoderFault,
+    VenueSink,
+    check_nesting,
+    loads_untyped,
+    restore_recursion_limit,
+)
 from ._ratelimit import Backoff
 from ._router import MarketRouter
 
@@ -78,6 +86,7 @@ __all__ = [
     "SessionStats",
     "VenueSession",
     "default_connect",
+    "error_code",
 ]
 
 
@@ -144,6 +153,13 @@ SESSION_ERRORS: Final = (
 )
 
 Connect = Callable[[str], AbstractAsyncContextManager[trio_websocket.WebSocketConnection]]
+
+
+def error_code(error: Any) -> int | str | None:
+    """The `code` of a JSON-RPC error object: a number or text, anything else (a list, an object,
+    a float, a bool) is no code the venue documents (None: the outcome is unknown, never guessed)."""
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, int | str) and not isinstance(code, bool) else None
 
 
 def default_connect(url: str) -> AbstractAsyncContextManager[trio_websocket.WebSocketConnection]:
@@ -584,6 +600,22 @@ class VenueSession:
             return
         if n <= 10 or n % 1000 == 0:
             self.log.warning("frame.malformed", error=str(exc), count=n)
+
+    def _map_error(self, error: Any, method: str) -> VenueError:
+        """A JSON-RPC venue's error object as its typed exception (the venue's `map_error`)."""
+        raise NotImplementedError
+
+    def _error_answer(self, raw: Any, method: str) -> VenueError:
+        """A JSON-RPC error answer as its typed exception (`_map_error`). One that cannot be read
+        is a malformed frame (counted), and its request's outcome is unknown (a `VenueError`):
+        the caller hears of it now, not after its timeout."""
+        try:
+            return self._map_error(loads_untyped(raw, self.venue, f"{method}: error answer"), method)
+        except MalformedFrame as exc:
+            self.malformed(exc)
+            return VenueError(
+                f"{method}: unreadable error answer; outcome unknown", venue=self.venue, code="malformed"
+            )
 
     def frame_failed(self, exc: Exception, message: bytes | str) -> None:
         """Handling one frame raised `exc` (not a `MalformedFrame`): the frame is counted as

@@ -76,3 +76,56 @@ async def test_a_decoder_fault_reports_a_book_gap_per_held_book_and_resnapshots_
     await until(lambda: len(probe.of(BookUpdate, BOOK)) > mended, what="the book again")
     book = live.decoder.book(BOOK)
     assert book is not None and book.valid
+
+
+# ------------------------------------------- 2: an error answer whose code is no number or text
+
+
+def _deribit() -> Any:
+    from connectors.deribit.stream import DeribitSession
+    from engine import InstrumentRegistry
+    from engine._router import MarketRouter
+    from tests.test_venue_answers import _Sink
+
+    return DeribitSession(
+        DeribitSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink()
+    )
+
+
+def _derive() -> Any:
+    from connectors.derive.settings import DeriveSettings
+    from connectors.derive.stream import DeriveSession
+    from engine import InstrumentRegistry
+    from engine._router import MarketRouter
+    from tests.test_venue_answers import _Sink
+
+    return DeriveSession(DeriveSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink())
+
+
+@pytest.mark.parametrize("make", [pytest.param(_deribit, id="deribit"), pytest.param(_derive, id="derive")])
+@pytest.mark.parametrize("code", [b"[1]", b'{"a":1}', b"1.5", b"true", b"null"])
+async def test_an_error_answer_with_an_odd_code_reaches_its_caller_at_once(make: Any, code: bytes) -> None:
+    import trio.testing
+
+    from engine import AuthError, OrderRejected, RateLimited, VenueError
+
+    session = make()
+    rid = session._requests.open("private/buy")
+    frame = b'{"jsonrpc":"2.0","id":%d,"error":{"code":%s,"message":"m"}}' % (rid, code)
+    caught: list[BaseException] = []
+
+    async def caller() -> None:
+        try:
+            await session._requests.wait(rid, 5.0, what="private/buy")
+        except VenueError as exc:
+            caught.append(exc)
+
+    with trio.fail_after(1):  # at once, not after the request's timeout
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(caller)
+            await trio.testing.wait_all_tasks_blocked()
+            await session._handle(frame, 0)
+    (exc,) = caught
+    # No code it knows: the outcome is unknown (never read as a rejection, never guessed).
+    assert type(exc) is VenueError and exc.code is None, exc
+    assert not isinstance(exc, RateLimited | AuthError | OrderRejected)
