@@ -295,6 +295,11 @@ class VenueSession:
         self._handshake_rate_limited: RateLimited | None = None  # this connection ended for rate
         self._rate_limited_reconnects = 0
 
+    @property
+    def handshaken(self) -> bool:
+        """A handshake (login included) has succeeded on one of this session's connections."""
+        return self._started
+
     # -- what a venue provides ---------------------------------------------------------------
     def _url(self) -> str:
         raise NotImplementedError

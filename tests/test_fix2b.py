@@ -129,3 +129,51 @@ async def test_an_error_answer_with_an_odd_code_reaches_its_caller_at_once(make:
     # No code it knows: the outcome is unknown (never read as a rejection, never guessed).
     assert type(exc) is VenueError and exc.code is None, exc
     assert not isinstance(exc, RateLimited | AuthError | OrderRejected)
+
+
+# ------------------------------- 3: refused credentials end the daemon only before that venue's login
+
+
+def _daemon(tmp_path: Any) -> Any:
+    from config import load_config
+    from connectors.deribit.simulator import DEFAULT_ACCOUNTS
+    from engine._daemon import Daemon
+
+    config = tmp_path / "live.toml"
+    config.write_text(
+        'mode = "live"\n[venues.deribit]\nurl = "ws://127.0.0.1:9/ws/api/v2"\nrest_url = "http://127.0.0.1:9"\n'
+        'currencies = ["BTC"]\n[daemon]\nstate_dir = "state"\n'
+        '[[strategies]]\nname = "once"\nclass = "tests.daemon_strategies:PlaceOnce"\n',
+        encoding="utf-8",
+    )
+    client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
+    return Daemon(
+        load_config(config), environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret}
+    )
+
+
+def _refused() -> Any:
+    from engine._errors import CredentialsRefused
+
+    return CredentialsRefused("deribit refused the credentials (13004)", venue="deribit", code=13004)
+
+
+def test_a_refusal_after_that_venue_logged_in_is_retried_even_before_ready(tmp_path: Any) -> None:
+    """Another venue still down keeps the daemon not ready; the venue that logged in fine and is
+    refused later (a clock step, a key rotated) is retried, never an exit 78."""
+    daemon = _daemon(tmp_path)
+    session = daemon.engine.venues["deribit"]
+    session._started = True  # its first handshake (login included) succeeded
+    assert not daemon.engine.ready.is_set() and not daemon._holding()
+    assert session.refusal_is_fatal(_refused()) is False
+    assert daemon.refused is None and "deribit" in daemon.refusals
+
+
+def test_a_refusal_before_that_venue_ever_logged_in_is_still_fatal_at_start(tmp_path: Any) -> None:
+    daemon = _daemon(tmp_path)
+    stops: list[Any] = []
+    daemon._nursery = type("N", (), {"start_soon": lambda *a: stops.append(a), "cancel_scope": None})()
+    session = daemon.engine.venues["deribit"]
+    assert not session._started
+    assert session.refusal_is_fatal(_refused()) is True
+    assert daemon.refused is not None and len(stops) == 1
