@@ -20,6 +20,7 @@ connections close, exit 0. Without systemd (no `$NOTIFY_SOCKET`) everything runs
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -249,7 +250,7 @@ class Daemon:
         for live in self.engine.venues.values():
             for session in getattr(live, "connections", (live,)):
                 if isinstance(session, VenueSession):
-                    session.refusal_is_fatal = self._refusal_is_fatal
+                    session.refusal_is_fatal = functools.partial(self._refusal_is_fatal, session=session)
         self._nursery: trio.Nursery | None = None
         self.notifier = Notifier(environ)
         self.reopen_logs = reopen_logs
@@ -328,16 +329,19 @@ class Daemon:
             return True
         return any(q != 0 for ledger in flow.ledgers.values() for q in ledger.view().positions.values())
 
-    def _refusal_is_fatal(self, refused: CredentialsRefused) -> bool:
+    def _refusal_is_fatal(self, refused: CredentialsRefused, session: VenueSession | None = None) -> bool:
         """A venue refused the credentials (engine._session). Fatal only at the daemon's start:
-        before it is ready (every venue up, READY=1) and with no book to look after. A wrong
-        secret then ends the daemon in order (the SIGTERM path) with exit status 78. Once any
-        venue trades, leaving its book alone is worse: the refusing venue is retried with
-        backoff, as a critical log and in the status (a key rotated, a clock not yet in sync:
-        Deribit's 13004 can mean either, connectors/deribit/stream.py)."""
+        before it is ready (every venue up, READY=1), with no book to look after, and from a
+        session that never logged in (`session.handshaken`; the daemon is not ready while
+        another venue stays down, and a venue that logged in then refused hours later was
+        refused for a key rotated or a clock step, not a wrong secret). A wrong secret then ends
+        the daemon in order (the SIGTERM path) with exit status 78. Otherwise leaving a book
+        alone is worse: the refusing venue is retried with backoff, as a critical log and in
+        the status (Deribit's 13004 can mean either, connectors/deribit/stream.py)."""
         if self.refused is not None:
             return True  # stopping for one already
-        if self.stopping or self.engine.ready.is_set() or self._holding():
+        handshaken = session is not None and session.handshaken
+        if self.stopping or self.engine.ready.is_set() or self._holding() or handshaken:
             self.refusals[refused.venue or "?"] = str(refused)
             self.log.critical(
                 "daemon.credentials_refused",
@@ -345,6 +349,7 @@ class Daemon:
                 error=str(refused),
                 retrying=True,
                 ready=self.engine.ready.is_set(),
+                logged_in_before=handshaken,
             )
             self.notifier.notify(status=f"{refused.venue}: credentials refused, retrying")
             return False

@@ -200,9 +200,10 @@ class DecoderFault(MalformedFrame):
     or a case it did not foresee): counted as malformed, and the decoder's books were
     invalidated (`guard_decode`). `error_type` names the original exception."""
 
-    def __init__(self, message: str, *, venue: str, error_type: str) -> None:
+    def __init__(self, message: str, *, venue: str, error_type: str, books: tuple[str, ...] = ()) -> None:
         super().__init__(message, venue=venue)
         self.error_type = error_type
+        self.books = books  # the instruments whose book the decoder held (each now waits for a snapshot)
 
 
 _D = TypeVar("_D", bound="Decoder")
@@ -236,6 +237,7 @@ def guard_decode(decode: _DecodeMethod[_D]) -> _DecodeMethod[_D]:
 
 
 def _fault(decoder: Decoder, exc: Exception) -> DecoderFault:
+    books = tuple(decoder.book_instruments())  # before invalidating: a decoder may forget them
     invalidate = getattr(decoder, "invalidate_books", None)
     if invalidate is not None:
         invalidate()  # the frame may have been half applied: every book waits for a snapshot
@@ -247,6 +249,7 @@ def _fault(decoder: Decoder, exc: Exception) -> DecoderFault:
         f"decoder fault {name}: {text} (books invalidated until their next snapshot)",
         venue=decoder.venue,
         error_type=name,
+        books=books,
     )
 
 
@@ -290,6 +293,10 @@ class Decoder(Protocol):
 
     def book(self, instrument: str) -> OrderBook | None:
         """The book this decoder maintains for `instrument`, if any."""
+        ...
+
+    def book_instruments(self) -> list[str]:
+        """Every instrument this decoder holds a book of (a decoder fault reports each broken)."""
         ...
 
 

@@ -26,7 +26,8 @@ them all:
   deep is refused before anything parses it (`check_nesting`); a malformed frame, and any
   exception from handling one frame (other than the connection's own errors), is that frame's:
   counted as malformed, logged with its type (rate-limited), skipped, never fatal. A decoder
-  fault (`DecoderFault`: its books were invalidated) also asks for a fresh snapshot of every book;
+  fault (`DecoderFault`: its books were invalidated) also reports a `book_gap` (reason
+  "decoder_fault") for each book the decoder held, and each is resnapshotted as a broken book;
 - what a recording may hold: recordings are shared as backtest data, so only frames the venue
   declares public reach the recorder: market data channels and the answers a replay reads
   (instruments, subscriptions). Never a token, a login or auth answer, a private channel or a
@@ -64,7 +65,15 @@ import trio_websocket
 from ._errors import AuthError, CredentialsRefused, FeedStale, MalformedFrame, RateLimited, VenueError
 from ._events import BookUpdate, MarketEvent, PrivateEvent, Status, StatusKind
 from ._instruments import InstrumentRegistry
-from ._plugins import SHORT_FRAME, Decoder, DecoderFault, VenueSink, check_nesting, restore_recursion_limit
+from ._plugins import (
+    SHORT_FRAME,
+    Decoder,
+    DecoderFault,
+    VenueSink,
+    check_nesting,
+    loads_untyped,
+    restore_recursion_limit,
+)
 from ._ratelimit import Backoff
 from ._router import MarketRouter
 
@@ -77,6 +86,7 @@ __all__ = [
     "SessionStats",
     "VenueSession",
     "default_connect",
+    "error_code",
 ]
 
 
@@ -143,6 +153,13 @@ SESSION_ERRORS: Final = (
 )
 
 Connect = Callable[[str], AbstractAsyncContextManager[trio_websocket.WebSocketConnection]]
+
+
+def error_code(error: Any) -> int | str | None:
+    """The `code` of a JSON-RPC error object: a number or text, anything else (a list, an object,
+    a float, a bool) is no code the venue documents (None: the outcome is unknown, never guessed)."""
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, int | str) and not isinstance(code, bool) else None
 
 
 def default_connect(url: str) -> AbstractAsyncContextManager[trio_websocket.WebSocketConnection]:
@@ -265,6 +282,7 @@ class VenueSession:
         self._gaps: set[str] = set()  # instruments whose book needs a fresh snapshot
         self._resnapshots: dict[str, _Resnapshots] = {}  # per book: the backoff (`dispatch`)
         self._deferred: dict[str, float] = {}  # books whose resnapshot waits, and until when
+        self._fault_books: dict[str, None] = {}  # books a decoder fault broke, not yet reported
         self._wake = trio.Event()
         self._last_rx = 0.0
         self._started = False  # a handshake has succeeded once (refused credentials are then retried)
@@ -276,6 +294,11 @@ class VenueSession:
         self._handshaking = False
         self._handshake_rate_limited: RateLimited | None = None  # this connection ended for rate
         self._rate_limited_reconnects = 0
+
+    @property
+    def handshaken(self) -> bool:
+        """A handshake (login included) has succeeded on one of this session's connections."""
+        return self._started
 
     # -- what a venue provides ---------------------------------------------------------------
     def _url(self) -> str:
@@ -534,6 +557,32 @@ class VenueSession:
                 raise  # the connection's own errors: the reconnection loop handles them
             except Exception as exc:
                 self.frame_failed(exc, message)
+            if self._fault_books:
+                await self._report_fault_gaps()
+
+    async def _report_fault_gaps(self) -> None:
+        """A decoder fault broke the books the decoder held: one `book_gap` status each (reason
+        "decoder_fault", like a crossed or sequence-gap book), so the strategies know and each is
+        resnapshotted by the gap path, with its backoff (a venue repeating such a frame does not
+        get every book resubscribed each time; logged once, by `malformed`)."""
+        books = list(self._fault_books)
+        self._fault_books.clear()
+        now = self._clock()
+        events: list[MarketEvent] = []
+        for instrument in books:
+            self._book_broken(instrument, quiet=True)
+            events.append(
+                Status(
+                    venue=self.venue,
+                    instrument=instrument,
+                    ts_exchange=None,
+                    ts_local=now,
+                    status=StatusKind.BOOK_GAP,
+                    message="decoder fault: the book waits for a fresh snapshot",
+                    data={"reason": "decoder_fault"},
+                )
+            )
+        await self.sink.market(events)
 
     async def decode(self, message: bytes | str, now: int) -> None:
         """Decode a data frame and dispatch its events; a malformed one is counted."""
@@ -548,17 +597,30 @@ class VenueSession:
         self.stats.malformed += 1
         n = self.stats.malformed
         if isinstance(exc, DecoderFault):
-            # The decoder did not foresee this frame and dropped its books: snapshot them again,
-            # each as a broken book (its backoff: a venue repeating such a frame does not get
-            # every book resubscribed each time).
-            for inst in self.registry:
-                if inst.venue == self.venue:
-                    self._book_broken(inst.symbol, quiet=True)
+            # The decoder did not foresee this frame and dropped its books: each book it held
+            # is broken. The receive loop reports them after this frame (`_report_fault_gaps`).
+            self._fault_books.update(dict.fromkeys(exc.books))
             if n <= 10 or n % 1000 == 0:
                 self.log.error("frame.decoder_fault", error_type=exc.error_type, error=str(exc), count=n)
             return
         if n <= 10 or n % 1000 == 0:
             self.log.warning("frame.malformed", error=str(exc), count=n)
+
+    def _map_error(self, error: Any, method: str) -> VenueError:
+        """A JSON-RPC venue's error object as its typed exception (the venue's `map_error`)."""
+        raise NotImplementedError
+
+    def _error_answer(self, raw: Any, method: str) -> VenueError:
+        """A JSON-RPC error answer as its typed exception (`_map_error`). One that cannot be read
+        is a malformed frame (counted), and its request's outcome is unknown (a `VenueError`):
+        the caller hears of it now, not after its timeout."""
+        try:
+            return self._map_error(loads_untyped(raw, self.venue, f"{method}: error answer"), method)
+        except MalformedFrame as exc:
+            self.malformed(exc)
+            return VenueError(
+                f"{method}: unreadable error answer; outcome unknown", venue=self.venue, code="malformed"
+            )
 
     def frame_failed(self, exc: Exception, message: bytes | str) -> None:
         """Handling one frame raised `exc` (not a `MalformedFrame`): the frame is counted as

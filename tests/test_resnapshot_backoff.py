@@ -141,7 +141,12 @@ async def test_a_venue_repeating_a_frame_the_decoder_trips_on_gets_the_same_back
     venue = _Venue()
     venue.registry.add(attrs.evolve(PERP, venue="stub"))
     venue.registry.add(attrs.evolve(OPTION, venue="stub"))
-    fault = DecoderFault("decoder fault OverflowError", venue="stub", error_type="OverflowError")
+    fault = DecoderFault(
+        "decoder fault OverflowError",
+        venue="stub",
+        error_type="OverflowError",
+        books=(PERP.symbol, OPTION.symbol),
+    )
     resnapshots: list[tuple[float, list[str]]] = []
 
     async def answer_with_a_fault() -> None:
@@ -150,12 +155,14 @@ async def test_a_venue_repeating_a_frame_the_decoder_trips_on_gets_the_same_back
             venue._gaps.clear()
             await trio.sleep(0.01)
             venue.malformed(fault)  # every book's snapshot comes back with the same frame
+            await venue._report_fault_gaps()  # what the receive loop does after the frame
 
     venue._sync_subscriptions = answer_with_a_fault  # type: ignore[method-assign]
     async with trio.open_nursery() as nursery:
         nursery.start_soon(venue._follow_subscriptions)
         start = trio.current_time()
         venue.malformed(fault)
+        await venue._report_fault_gaps()
         await trio.sleep(20)
         nursery.cancel_scope.cancel()
     assert [round(t - start, 1) for t, _ in resnapshots] == [0.0, 1.0, 3.0, 7.0, 15.0]

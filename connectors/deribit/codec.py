@@ -520,6 +520,9 @@ class DeribitDecoder:
         book = self._books.get(instrument)
         return self._grouped.get(instrument) if book is None else book
 
+    def book_instruments(self) -> list[str]:
+        return list(dict.fromkeys([*self._books, *self._grouped]))
+
     # ------------------------------------------------------------------------------- routing
 
     def _route(self, channel: str) -> tuple[_Handler, str]:

@@ -56,6 +56,7 @@ from engine._session import (
     SessionStats,
     VenueSession,
     default_connect,
+    error_code,
 )
 
 from .codec import DeribitDecoder, _decode_envelope
@@ -112,7 +113,7 @@ _ANSWER_HEAD: Final = re.compile(
 
 def map_error(error: Any, *, method: str) -> VenueError:
     """A JSON-RPC error object as the typed exception callers catch (§1.9)."""
-    code = error.get("code") if isinstance(error, dict) else None
+    code = error_code(error)  # a list or an object is no code (and unhashable: `in` would raise)
     message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
     data = error.get("data") if isinstance(error, dict) else None
     detail = f"{method}: {message} ({code})" + (f": {data}" if data else "")
@@ -312,17 +313,8 @@ class DeribitSession(VenueSession):
         else:
             self.malformed(MalformedFrame(f"unexpected message (method {env.method!r})", venue=VENUE))
 
-    def _error_answer(self, raw: Any, method: str) -> VenueError:
-        """A JSON-RPC error answer as its typed exception (`map_error`). One that cannot be read
-        is a malformed frame (counted), and its request's outcome is unknown (a `VenueError`):
-        the caller hears of it now, not after its timeout."""
-        try:
-            return map_error(loads_untyped(raw, VENUE, f"{method}: error answer"), method=method)
-        except MalformedFrame as exc:
-            self.malformed(exc)
-            return VenueError(
-                f"{method}: unreadable error answer; outcome unknown", venue=VENUE, code="malformed"
-            )
+    def _map_error(self, error: Any, method: str) -> VenueError:
+        return map_error(error, method=method)
 
     async def _answer_test_request(self) -> None:
         """§1.5: a `test_request` unanswered gets the connection closed by the venue."""

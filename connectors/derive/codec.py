@@ -650,6 +650,9 @@ class DeriveDecoder:
         state = self._primary.get(instrument)
         return None if state is None else state.book
 
+    def book_instruments(self) -> list[str]:
+        return list(self._primary)
+
     # ------------------------------------------------------------------------------- routing
 
     def _route(self, channel: str) -> tuple[_Handler, str]:

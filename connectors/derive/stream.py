@@ -62,7 +62,7 @@ from engine import (
 from engine._plugins import VenueSink, loads_untyped
 from engine._ratelimit import CreditBucket
 from engine._router import MarketRouter
-from engine._session import Connect, PendingRequests, VenueSession, default_connect
+from engine._session import Connect, PendingRequests, VenueSession, default_connect, error_code
 
 from .codec import DeriveDecoder, _decode_envelope
 from .instruments import VENUE, instruments_params, is_instrument_item
@@ -124,7 +124,7 @@ def map_error(error: Any, *, method: str) -> VenueError:
     refused for its signature or session key included: it was refused, nothing happened); a
     refused login or account -> `AuthError`; anything else (internal errors, 9000 order
     confirmation timeout) -> `VenueError`, whose outcome is unknown."""
-    code = error.get("code") if isinstance(error, dict) else None
+    code = error_code(error)  # a list or an object is no code (and unhashable: `in` would raise)
     message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
     data = error.get("data") if isinstance(error, dict) else None
     detail = f"{method}: {message} ({code})" + (f": {data}" if data else "")
@@ -386,17 +386,8 @@ class DeriveSession(VenueSession):
         else:
             self.malformed(MalformedFrame(f"unexpected message (method {env.method!r})", venue=VENUE))
 
-    def _error_answer(self, raw: Any, method: str) -> VenueError:
-        """A JSON-RPC error answer as its typed exception (`map_error`). One that cannot be read
-        is a malformed frame (counted), and its request's outcome is unknown (a `VenueError`):
-        the caller hears of it now, not after its timeout."""
-        try:
-            return map_error(loads_untyped(raw, VENUE, f"{method}: error answer"), method=method)
-        except MalformedFrame as exc:
-            self.malformed(exc)
-            return VenueError(
-                f"{method}: unreadable error answer; outcome unknown", venue=VENUE, code="malformed"
-            )
+    def _map_error(self, error: Any, method: str) -> VenueError:
+        return map_error(error, method=method)
 
     async def decode(self, message: bytes | str, now: int) -> None:
         """Decode a data frame and dispatch its events; tickers also keep the index and mark

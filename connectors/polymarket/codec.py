@@ -769,6 +769,9 @@ class PolymarketDecoder:
         """Every book kept, by token id (a copy of the mapping; the books themselves are live)."""
         return dict(self._books)
 
+    def book_instruments(self) -> list[str]:
+        return list(self._books)
+
     def trade_fills(self, raw: bytes | str, ts_local: int) -> TradesPage:
         """Our trades in a page of `GET /data/trades` (§2.3), for reconciliation (a reconnection,
         a restart): a `Fill` per order of ours in each trade that is not FAILED, whether or not the

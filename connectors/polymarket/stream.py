@@ -144,6 +144,8 @@ class _Connection(VenueSession):
             events = self.decoder.decode(frame, now)
         except MalformedFrame as exc:
             self.malformed(exc)
+            if self._fault_books:  # not a frame of the receive loop: report its broken books here
+                await self._report_fault_gaps()
             return []
         await self.dispatch(events)
         return events
