@@ -1,4 +1,4 @@
-"""Issue 12, review follow-up: a decoder fault tells the strategies which books broke; a venue's
+"""Fault paths of a live session: a decoder fault tells the strategies which books broke; a venue's
 error answer whose `code` is not a number or text still fails its request at once; refused
 credentials end the daemon only if that venue's session never logged in."""
 
