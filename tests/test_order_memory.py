@@ -235,3 +235,26 @@ def test_a_journal_lookup_that_fails_is_not_taken_as_not_found(tmp_path: Path) -
     assert flow.on_fill(late_fill("V1", "T1", 404 * HALF_S)) is not None
     assert flow.on_fill(late_fill("V1", "T1", 405 * HALF_S)) is None
     assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
+
+
+def test_while_the_journal_fails_final_orders_beyond_the_cap_are_still_let_go(tmp_path: Path) -> None:
+    """A full disk that lasts: every new order is refused (its journal record cannot be
+    written) and final. Clean final orders beyond `max_final` are still let go, so memory stays
+    bounded; an order whose record lacks what memory has (dirty) stays for good."""
+    journal = OrderJournal(tmp_path / "j.sqlite")
+    flow = make_flow(journal)
+    flow.tracker.max_final = 50
+    cancelled(flow, 10)
+    journal.fill = _disk_full  # type: ignore[method-assign]
+    assert flow.on_fill(late_fill("V0", "T1", 11 * HALF_S)) is not None  # s-0 is now dirty
+    journal.request = _disk_full  # type: ignore[method-assign]
+    for i in range(10, 400):
+        with pytest.raises(OrderRejected, match="could not record"):
+            flow.accept(
+                request(size="10", price="90000", instrument=PERP.symbol, cid=f"s-{i}"),
+                now_ns=(i + 1) * HALF_S,
+            )
+    assert flow.tracker.hold_final and flow.journal_failures == 391
+    assert held(flow) <= 50 + 1 + 64  # the cap, the dirty one, those since the last sweep
+    assert flow.tracker.get("s-0") is not None and flow.tracker.dirty == 1  # never let go
+    assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
