@@ -161,6 +161,9 @@ class LiveEngine:
     on_stop_timeout_s = 5.0
     strategy_start_wait_s = 30.0  # `[daemon] strategy_start_wait_s`
     failure_cancel_timeout_s = 10.0
+    # Then how long the cancelled orders' final states are awaited (a venue may confirm a cancel
+    # on its user channel after answering the request) before one still working is alerted.
+    failure_final_wait_s = 2.0
 
     def __init__(
         self,
@@ -192,6 +195,7 @@ class LiveEngine:
         self.registry = InstrumentRegistry()
         self.market_state = MarketState(self.registry)
         self.router: MarketRouter[StrategySlot] = MarketRouter(mailbox_capacity=mailbox_capacity)
+        self._private_waiter: trio.Event | None = None  # see `_deliver_private`
         self.flow = OrderFlow(
             self.registry,
             self.market_state,
@@ -285,6 +289,10 @@ class LiveEngine:
 
     def _deliver_private(self, event: PrivateEvent) -> None:
         self.router.dispatch(event)
+        waiter = self._private_waiter
+        if waiter is not None:  # someone awaits orders' states (`_check_failed_orders`)
+            self._private_waiter = None
+            waiter.set()
 
     async def market(self, events: list[MarketEvent]) -> None:
         """`VenueSink`: market and status events from a session, in arrival order."""
@@ -485,7 +493,7 @@ class LiveEngine:
                 # policy's cancels short (they would be skipped silently).
                 with trio.move_on_after(self.failure_cancel_timeout_s, shield=True):
                     await self._after_failure(slot)
-                self._check_failed_orders(slot)
+                await self._check_failed_orders(slot)
 
     def _strategy_failed(self, slot: StrategySlot, phase: Phase, exc: BaseException) -> None:
         """A strategy raised out of a hook: it is stopped (no more events), the failure goes to
@@ -527,12 +535,21 @@ class LiveEngine:
         elif left:
             self.log.warning("strategy.failed_orders_left", strategy=slot.name, open_orders=len(left))
 
-    def _check_failed_orders(self, slot: StrategySlot) -> None:
+    async def _check_failed_orders(self, slot: StrategySlot) -> None:
         """After the `cancel` policy ran (or ran out of time): an order of the failed strategy
-        still working is an order nobody manages, an alert."""
+        still working is an order nobody manages, an alert. A cancel answered may still be
+        confirmed later on the venue's user channel: the final states are awaited for
+        `failure_final_wait_s` first (shielded: this runs as the strategy's task ends, on a
+        shutdown too), so only orders still working then (a cancel refused, never confirmed)
+        are alerted."""
         if self.on_failure.get(slot.name, "cancel") != "cancel":
             return
-        left = self.flow.tracker.open_orders(slot.name)
+        tracker = self.flow.tracker
+        with trio.move_on_after(self.failure_final_wait_s, shield=True):
+            while tracker.open_orders(slot.name):
+                self._private_waiter = waiter = self._private_waiter or trio.Event()
+                await waiter.wait()  # set as the next report of ours is delivered
+        left = tracker.open_orders(slot.name)
         if left:
             self.log.critical(
                 "strategy.failed_orders_working",
