@@ -59,6 +59,9 @@ class OrderFlow:
         self.orders_sent: dict[str, int] = {}
         self.rejected: dict[str, int] = {}
         self.unmatched_fills = 0
+        # Told of each fill left unbooked because the journal could not be read (the live engine
+        # then has the venue's fills caught up again), never of a fill that is simply not ours.
+        self.on_unreadable_fill: Callable[[Fill], None] | None = None
         self.unmatched_reports = 0  # venue reports (not fills or states) about orders not ours
 
     def restore(
@@ -382,6 +385,8 @@ class OrderFlow:
                     size=str(fill.size),
                     journal_unreadable=unreadable,
                 )
+                if unreadable and self.on_unreadable_fill is not None:
+                    self.on_unreadable_fill(fill)
             return None
         inst = self.registry.get(fill.venue, fill.instrument)
         strategy = booked.strategy or ""

@@ -161,6 +161,9 @@ class LiveEngine:
     on_stop_timeout_s = 5.0
     strategy_start_wait_s = 30.0  # `[daemon] strategy_start_wait_s`
     failure_cancel_timeout_s = 10.0
+    # Then how long the cancelled orders' final states are awaited (a venue may confirm a cancel
+    # on its user channel after answering the request) before one still working is alerted.
+    failure_final_wait_s = 2.0
 
     def __init__(
         self,
@@ -192,6 +195,7 @@ class LiveEngine:
         self.registry = InstrumentRegistry()
         self.market_state = MarketState(self.registry)
         self.router: MarketRouter[StrategySlot] = MarketRouter(mailbox_capacity=mailbox_capacity)
+        self._private_waiter: trio.Event | None = None  # see `_deliver_private`
         self.flow = OrderFlow(
             self.registry,
             self.market_state,
@@ -262,6 +266,11 @@ class LiveEngine:
         self.reconciliations = 0
         self._caught_up_ns: dict[str, int] = {}
         self._reconciling: dict[str, trio.Lock] = {}
+        # Per venue, the earliest time of a fill left unbooked because the journal could not be
+        # read: the next catch-up of fills starts no later (see `_catch_up_fills`).
+        self._unbooked_ns: dict[str, int] = {}
+        self._catching_up: set[str] = set()
+        self.flow.on_unreadable_fill = self._fill_unbooked
         self.catalog_settings = catalog_settings
         self.catalogs: dict[str, MarketCatalog] = {}
 
@@ -280,6 +289,10 @@ class LiveEngine:
 
     def _deliver_private(self, event: PrivateEvent) -> None:
         self.router.dispatch(event)
+        waiter = self._private_waiter
+        if waiter is not None:  # someone awaits orders' states (`_check_failed_orders`)
+            self._private_waiter = None
+            waiter.set()
 
     async def market(self, events: list[MarketEvent]) -> None:
         """`VenueSink`: market and status events from a session, in arrival order."""
@@ -480,7 +493,7 @@ class LiveEngine:
                 # policy's cancels short (they would be skipped silently).
                 with trio.move_on_after(self.failure_cancel_timeout_s, shield=True):
                     await self._after_failure(slot)
-                self._check_failed_orders(slot)
+                await self._check_failed_orders(slot)
 
     def _strategy_failed(self, slot: StrategySlot, phase: Phase, exc: BaseException) -> None:
         """A strategy raised out of a hook: it is stopped (no more events), the failure goes to
@@ -522,12 +535,21 @@ class LiveEngine:
         elif left:
             self.log.warning("strategy.failed_orders_left", strategy=slot.name, open_orders=len(left))
 
-    def _check_failed_orders(self, slot: StrategySlot) -> None:
+    async def _check_failed_orders(self, slot: StrategySlot) -> None:
         """After the `cancel` policy ran (or ran out of time): an order of the failed strategy
-        still working is an order nobody manages, an alert."""
+        still working is an order nobody manages, an alert. A cancel answered may still be
+        confirmed later on the venue's user channel: the final states are awaited for
+        `failure_final_wait_s` first (shielded: this runs as the strategy's task ends, on a
+        shutdown too), so only orders still working then (a cancel refused, never confirmed)
+        are alerted."""
         if self.on_failure.get(slot.name, "cancel") != "cancel":
             return
-        left = self.flow.tracker.open_orders(slot.name)
+        tracker = self.flow.tracker
+        with trio.move_on_after(self.failure_final_wait_s, shield=True):
+            while tracker.open_orders(slot.name):
+                self._private_waiter = waiter = self._private_waiter or trio.Event()
+                await waiter.wait()  # set as the next report of ours is delivered
+        left = tracker.open_orders(slot.name)
         if left:
             self.log.critical(
                 "strategy.failed_orders_working",
@@ -631,36 +653,69 @@ class LiveEngine:
         # final since then), whichever is older; the first time, the oldest order we know (kept
         # by the tracker after the order itself has left memory for the journal). A minute of
         # margin for clocks.
+        # And no later than a fill left unbooked because the journal could not be read (the
+        # venue will not report it on its channel again): until it is booked, every catch-up
+        # asks for it again.
         starts = [o.created_ns for o in tracker.open_orders() if o.request.venue == venue]
         starts.append(self._caught_up_ns.get(venue) or first)
+        unbooked = self._unbooked_ns.pop(venue, None)
+        if unbooked is not None:
+            starts.append(unbooked)
         since = min(starts) - 60 * 1_000_000_000
         asked_ns = self.clock()
         try:
             fills: list[Fill | FillReversal] = await recent(since)
         except VenueError as exc:
+            if unbooked is not None:
+                self._note_unbooked(venue, unbooked)
             self.log.warning("fills.recent_unavailable", venue=venue, error=str(exc))
             return
         booked = reversed_ = 0
-        for fill in fills:
-            found = self.flow.tracker.find(
-                venue, order_id=fill.order_id, client_order_id=fill.client_order_id
-            )
-            if found is None:
-                continue  # not an order of this daemon's (its own reconciliation reports it)
-            if isinstance(fill, FillReversal):
-                # A venue that voids fills (a trade reverted on chain) lists the voided ones; a
-                # reversal counts only for a fill this order holds (booked before a restart, say),
-                # once: taking it out forgets its trade id.
-                if found.has_fill(fill.trade_id):
-                    self.flow.on_private(fill)
-                    reversed_ += 1
-            elif found.has_fill(fill.trade_id):
-                continue  # booked already (the usual case): not a duplicate from the venue
-            elif self.flow.on_fill(fill) is not None:
-                booked += 1
+        lookup_failures = tracker.stats.archive_failures
+        self._catching_up.add(venue)  # no checkpoint until it is discarded
+        try:
+            for fill in fills:
+                found = self.flow.tracker.find(
+                    venue, order_id=fill.order_id, client_order_id=fill.client_order_id
+                )
+                if found is None:
+                    continue  # not ours (its own reconciliation reports it), or journal unreadable
+                if isinstance(fill, FillReversal):
+                    # A venue that voids fills (a trade reverted on chain) lists the voided ones; a
+                    # reversal counts only for a fill this order holds (booked before a restart,
+                    # say), once: taking it out forgets its trade id.
+                    if found.has_fill(fill.trade_id):
+                        self.flow.on_private(fill)
+                        reversed_ += 1
+                elif found.has_fill(fill.trade_id):
+                    continue  # booked already (the usual case): not a duplicate from the venue
+                elif self.flow.on_fill(fill) is not None:
+                    booked += 1
+        finally:
+            self._catching_up.discard(venue)
         self._caught_up_ns[venue] = asked_ns
+        if tracker.stats.archive_failures != lookup_failures:
+            # A fill could not be told ours or not: asked for again from this window's start.
+            self._note_unbooked(venue, min(starts))
+            self.log.critical("fills.catch_up_incomplete", venue=venue, since_ns=since)
         if booked or reversed_:
             self.log.warning("fills.caught_up", venue=venue, fills=booked, reversals=reversed_)
+
+    def _note_unbooked(self, venue: str, ts_ns: int) -> None:
+        known = self._unbooked_ns.get(venue)
+        self._unbooked_ns[venue] = ts_ns if known is None else min(known, ts_ns)
+
+    def _fill_unbooked(self, fill: Fill) -> None:
+        """A fill left unbooked because the journal could not be read (`OrderFlow.on_fill`):
+        the venue does not report a trade twice on its channel (Derive's decoder has marked it
+        seen), so its venue's fills are caught up again now (a reconciliation), and from no
+        later than this fill until it is booked."""
+        ts = fill.ts_local if fill.ts_exchange is None else min(fill.ts_local, fill.ts_exchange)
+        self._note_unbooked(fill.venue, ts)
+        if fill.venue in self._catching_up:
+            return  # found by a catch-up, which asks again itself
+        if self._nursery is not None and self.mode == "live" and fill.venue in self.venues:
+            self._nursery.start_soon(self._reconcile, fill.venue)
 
     async def _ask_about(self, venue: str, client: Any, order: Order) -> None:
         status_of = getattr(client, "order_status", None)

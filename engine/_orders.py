@@ -356,7 +356,8 @@ class OrderTracker:
     An order is let go only because its journal record is as complete as memory: one any of
     whose journal writes failed (`mark_dirty`) stays in memory for good, since its record lacks
     what memory has (a fill, say) and a recalled copy would book that fill again. While
-    `hold_final` is set (the journal is failing now) no final order is let go at all. A lookup
+    `hold_final` is set (the journal is failing now) final orders are let go only beyond
+    `max_final` (clean ones: their journal record is complete). A lookup
     that fails is never taken as "not found": it is logged at critical level and counted, a new
     order whose client order id cannot be checked is refused, and a report it was for stays
     unmatched.
@@ -379,7 +380,7 @@ class OrderTracker:
         self._final: OrderedDict[str, Order] = OrderedDict()
         # Orders whose journal record is stale (a write for them failed): never let go.
         self._dirty: dict[str, Order] = {}
-        self.hold_final = False  # set while the journal is failing: let nothing go
+        self.hold_final = False  # set while the journal is failing: only `max_final` lets go
         self.log = log or structlog.get_logger("tradingd.orders")
         self.archive = archive
         self.keep_final_ns = keep_final_ns
@@ -448,10 +449,11 @@ class OrderTracker:
             if cid in self._dirty:
                 del final[cid]  # stays in memory (in `_by_client`) for good
                 continue
-            if self.hold_final:
-                break
             too_many = len(final) > self.max_final
-            if not too_many and (self.archive is None or order.updated_ns > horizon):
+            # While the journal fails (`hold_final`) only the cap lets orders go: a clean order's
+            # journal record is complete (the dirty ones stay, above), and memory must not grow
+            # with every order for as long as the disk is full.
+            if not too_many and (self.hold_final or self.archive is None or order.updated_ns > horizon):
                 break
             del final[cid]
             self._forget(order)

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 import structlog
+import trio
 
+from connectors.deribit.settings import DeribitSettings
 from engine import (
     Fill,
     Liquidity,
@@ -23,7 +25,8 @@ from engine import (
     VenueError,
 )
 from engine._journal import OrderJournal
-from tests.helpers import PERP, request
+from engine._live import LiveEngine
+from tests.helpers import PERP, request, ticker
 from tests.test_journal import make_flow
 
 S = 1_000_000_000
@@ -235,3 +238,113 @@ def test_a_journal_lookup_that_fails_is_not_taken_as_not_found(tmp_path: Path) -
     assert flow.on_fill(late_fill("V1", "T1", 404 * HALF_S)) is not None
     assert flow.on_fill(late_fill("V1", "T1", 405 * HALF_S)) is None
     assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
+
+
+def test_while_the_journal_fails_final_orders_beyond_the_cap_are_still_let_go(tmp_path: Path) -> None:
+    """A full disk that lasts: every new order is refused (its journal record cannot be
+    written) and final. Clean final orders beyond `max_final` are still let go, so memory stays
+    bounded; an order whose record lacks what memory has (dirty) stays for good."""
+    journal = OrderJournal(tmp_path / "j.sqlite")
+    flow = make_flow(journal)
+    flow.tracker.max_final = 50
+    cancelled(flow, 10)
+    journal.fill = _disk_full  # type: ignore[method-assign]
+    assert flow.on_fill(late_fill("V0", "T1", 11 * HALF_S)) is not None  # s-0 is now dirty
+    journal.request = _disk_full  # type: ignore[method-assign]
+    for i in range(10, 400):
+        with pytest.raises(OrderRejected, match="could not record"):
+            flow.accept(
+                request(size="10", price="90000", instrument=PERP.symbol, cid=f"s-{i}"),
+                now_ns=(i + 1) * HALF_S,
+            )
+    assert flow.tracker.hold_final and flow.journal_failures == 391
+    assert held(flow) <= 50 + 1 + 64  # the cap, the dirty one, those since the last sweep
+    assert flow.tracker.get("s-0") is not None and flow.tracker.dirty == 1  # never let go
+    assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
+
+
+def _unreadable(*args: object, **kwargs: object) -> None:
+    raise sqlite3.DatabaseError("database disk image is malformed")
+
+
+class _Venue:
+    """A venue's trade history (`recent_fills`): the fills at or after `since`, as venues list
+    them."""
+
+    def __init__(self, fills: list[Fill]) -> None:
+        self.fills = fills
+        self.asked: list[int] = []
+
+    async def recent_fills(self, since_ns: int) -> list[Fill]:
+        self.asked.append(since_ns)
+        return [f for f in self.fills if f.ts_local >= since_ns]
+
+
+_CREDS = {"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "secret"}  # never used: nothing connects
+
+
+def _engine(journal: OrderJournal, now: list[int]) -> LiveEngine:
+    engine = LiveEngine(
+        [], {"deribit": DeribitSettings()}, mode="live", journal=journal, clock=lambda: now[0], environ=_CREDS
+    )
+    engine.registry.add(PERP)
+    engine.market_state.on_ticker(ticker(PERP.symbol, index=90_000.0, mark=90_010.0))
+    return engine
+
+
+async def test_a_fill_the_journal_could_not_be_read_for_is_caught_up_later_once(tmp_path: Path) -> None:
+    """A catch-up of fills meets the late fill of an order let go while the journal cannot be
+    read: left unbooked. The next catch-up (the journal reads again) must still ask for it,
+    though it is older than the last catch-up, and book it once; the one after, not again."""
+    journal = OrderJournal(tmp_path / "j.sqlite")
+    now = [401 * HALF_S]
+    engine = _engine(journal, now)
+    flow = engine.flow
+    cancelled(flow, 400)
+    assert all(o.client_order_id != "s-1" for o in flow.tracker.orders())  # let go
+    venue = _Venue([late_fill("V1", "T1", 100 * S)])
+
+    journal.find_order = _unreadable  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        await engine._catch_up_fills("deribit", venue)
+    assert flow.position("s", "deribit", PERP.symbol) == 0
+    del journal.find_order
+    now[0] = 600 * S  # minutes later: a catch-up from its own time would start after the fill
+    await engine._catch_up_fills("deribit", venue)
+    assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
+    now[0] = 700 * S
+    await engine._catch_up_fills("deribit", venue)
+    assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
+    assert venue.asked[-1] == 600 * S - 60 * S  # booked: back to catching up from the last one
+    assert [t for t, *_ in journal.find_order("deribit", order_id="V1").fills] == ["T1"]  # type: ignore[union-attr]
+    assert "fills.catch_up_incomplete" in [e["event"] for e in logs if e["log_level"] == "critical"]
+
+
+async def test_a_live_fill_the_journal_could_not_be_read_for_has_the_venue_reconciled(
+    tmp_path: Path,
+) -> None:
+    """A fill on the user channel for an order let go, while the journal cannot be read: left
+    unbooked (critical), and a reconciliation of its venue is started at once, whose catch-up
+    asks for it even where an earlier catch-up went past it."""
+    journal = OrderJournal(tmp_path / "j.sqlite")
+    now = [401 * HALF_S]
+    engine = _engine(journal, now)
+    cancelled(engine.flow, 400)
+    engine._caught_up_ns["deribit"] = 300 * S  # a catch-up that finished after the fill's time
+    reconciled: list[str] = []
+
+    async def reconcile(name: str) -> None:
+        reconciled.append(name)
+
+    engine._reconcile = reconcile  # type: ignore[method-assign]
+    journal.find_order = _unreadable  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        engine._nursery = nursery
+        assert engine.flow.on_fill(late_fill("V1", "T1", 200 * S)) is None
+    assert reconciled == ["deribit"]
+    del journal.find_order
+    venue = _Venue([late_fill("V1", "T1", 200 * S)])
+    now[0] = 400 * S
+    await engine._catch_up_fills("deribit", venue)
+    assert venue.asked == [200 * S - 60 * S]
+    assert engine.flow.position("s", "deribit", PERP.symbol) == Decimal(4)

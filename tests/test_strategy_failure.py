@@ -8,13 +8,21 @@ import os
 import signal
 import sqlite3
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import structlog
 import trio
 
+from connectors.deribit.settings import DeribitSettings
+from engine import OrderState, OrderUpdate, Side
+from engine._live import LiveEngine
+from engine._strategy import StrategyFailure
+from tests.helpers import PERP, request, ticker
+from tests.live_support import Probe
 from tests.test_daemon import ROOT, SECRET, Daemon, serve_sim, sim_orders, until
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals as on the servers")
@@ -159,3 +167,53 @@ async def test_a_failed_strategys_order_is_cancelled_even_when_its_on_stop_hangs
     await until(lambda: _strategy(daemon, "exits")["open_orders"] == 0, what="the status file")
     proc.send_signal(signal.SIGTERM)
     assert await daemon.wait_exit(within=12) == 0
+
+
+def _engine_with_open_order(cid: str) -> LiveEngine:
+    engine = LiveEngine(
+        [Probe("s")],
+        {"deribit": DeribitSettings()},
+        mode="live",
+        environ={"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "secret"},  # nothing connects
+    )
+    engine.registry.add(PERP)
+    engine.market_state.on_ticker(ticker(PERP.symbol, index=90_000.0, mark=90_010.0))
+    order = engine.flow.accept(request(size="10", price="90000", instrument=PERP.symbol, cid=cid), now_ns=1)
+    engine.flow.assign_order_id(order, "V1")
+    engine.failures["s"] = StrategyFailure(phase="on_event", error="E", message="", ts_ns=1)
+    engine.failure_final_wait_s = 1.0
+    return engine
+
+
+def _cancelled(cid: str) -> OrderUpdate:
+    return OrderUpdate(
+        venue="deribit",
+        instrument=PERP.symbol,
+        ts_exchange=None,
+        ts_local=2,
+        order_id="V1",
+        client_order_id=cid,
+        status=OrderState.CANCELLED,
+        side=Side.BUY,
+        price=Decimal("90000"),
+        size=Decimal("10"),
+        filled_size=Decimal(0),
+    )
+
+
+async def test_a_cancel_confirmed_later_on_the_user_channel_is_not_alerted() -> None:
+    """The failed strategy's cancel was answered, its final state comes a moment later on the
+    venue's user channel: no `failed_orders_working` alert. An order never confirmed is."""
+    engine = _engine_with_open_order("s-1")
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(engine._check_failed_orders, engine.slots[0])
+            await trio.sleep(0.2)
+            engine.flow.on_update(_cancelled("s-1"))
+    assert not [e for e in logs if e["event"] == "strategy.failed_orders_working"]
+
+    engine = _engine_with_open_order("s-2")
+    with trio.fail_after(5), structlog.testing.capture_logs() as logs:
+        await engine._check_failed_orders(engine.slots[0])
+    [alert] = [e for e in logs if e["event"] == "strategy.failed_orders_working"]
+    assert alert["log_level"] == "critical" and alert["client_order_ids"] == ["s-2"]
