@@ -52,8 +52,9 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Final, TypeVar
 
@@ -87,6 +88,7 @@ __all__ = [
     "VenueSession",
     "default_connect",
     "error_code",
+    "frame_head",
 ]
 
 
@@ -200,6 +202,13 @@ class PendingRequests:
         call = self._pending.get(rid)
         return None if call is None else call.method
 
+    def answers_one_of(self, head: str, answer: re.Pattern[str], methods: Container[str]) -> bool:
+        """Whether `head` (`frame_head`) opens the answer to a pending request of one of
+        `methods`: `answer` matches an answer's head and captures its id (the recording filter:
+        it runs before the answer is handled, while its request is still pending)."""
+        m = answer.match(head)
+        return m is not None and self.method_of(int(m[1])) in methods
+
     def discard(self, rid: int) -> None:
         """The request was never sent."""
         self._pending.pop(rid, None)
@@ -241,6 +250,13 @@ class PendingRequests:
             )
             call.done.set()
         self._pending.clear()
+
+
+def frame_head(message: bytes | str, size: int = 256) -> str:
+    """The first `size` characters of a frame as text, never failing (bytes that are not UTF-8
+    are replaced): enough to tell what a frame is without parsing it."""
+    head = message[:size]
+    return head if isinstance(head, str) else head.decode("utf-8", "replace")
 
 
 class VenueSession:

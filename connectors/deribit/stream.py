@@ -57,6 +57,7 @@ from engine._session import (
     VenueSession,
     default_connect,
     error_code,
+    frame_head,
 )
 
 from .codec import DeribitDecoder, _decode_envelope
@@ -270,14 +271,11 @@ class DeribitSession(VenueSession):
     def public_frame(self, message: bytes | str) -> bool:
         """A public notification in another spacing, a heartbeat, or the answer to a request in
         `_PUBLIC_ANSWERS` (its request still pending: this runs before `_handle`)."""
-        head = message[:256]
-        if not isinstance(head, str):
-            head = head.decode("utf-8", "replace")
+        head = frame_head(message)
         m = _NOTIFICATION_HEAD.match(head)
         if m is not None:
             return m[1] == "heartbeat" or (m[2] is not None and m[2].startswith(_PUBLIC_CHANNELS))
-        m = _ANSWER_HEAD.match(head)
-        return m is not None and self._requests.method_of(int(m[1])) in _PUBLIC_ANSWERS
+        return self._requests.answers_one_of(head, _ANSWER_HEAD, _PUBLIC_ANSWERS)
 
     def _reset(self) -> None:
         super()._reset()

@@ -62,7 +62,7 @@ from engine import (
 from engine._plugins import VenueSink, loads_untyped
 from engine._ratelimit import CreditBucket
 from engine._router import MarketRouter
-from engine._session import Connect, PendingRequests, VenueSession, default_connect, error_code
+from engine._session import Connect, PendingRequests, VenueSession, default_connect, error_code, frame_head
 
 from .codec import DeriveDecoder, _decode_envelope
 from .instruments import VENUE, instruments_params, is_instrument_item
@@ -337,14 +337,11 @@ class DeriveSession(VenueSession):
     def public_frame(self, message: bytes | str) -> bool:
         """A public notification in another spacing, or the answer to a request in
         `_PUBLIC_ANSWERS` (its request still pending: this runs before `_handle`)."""
-        head = message[:256]
-        if not isinstance(head, str):
-            head = head.decode("utf-8", "replace")
+        head = frame_head(message)
         m = _NOTIFICATION_HEAD.match(head)
         if m is not None:
             return m[1].startswith(_PUBLIC_CHANNELS)
-        m = _ANSWER_HEAD.match(head)
-        return m is not None and self._requests.method_of(int(m[1])) in _PUBLIC_ANSWERS
+        return self._requests.answers_one_of(head, _ANSWER_HEAD, _PUBLIC_ANSWERS)
 
     def _reset(self) -> None:
         super()._reset()
