@@ -53,3 +53,22 @@ async def until(predicate: Callable[[], T], within: float = 10.0, what: str = ""
                 await trio.sleep(every)
     except trio.TooSlowError:
         raise AssertionError(f"not within {within} s: {what or predicate}") from None
+
+
+async def paper_deribit(nursery: trio.Nursery, base: str, probe: Strategy) -> tuple[Any, Any]:
+    """A paper `LiveEngine` on the Deribit simulator at `base` with `probe`, ready: the engine and
+    its Deribit session."""
+    from connectors.deribit.settings import DeribitSettings
+    from engine._live import LiveEngine
+
+    engine = LiveEngine(
+        [probe],
+        {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}")},
+        mode="paper",
+        environ={},
+        paper_latency_s=0.0,
+    )
+    await nursery.start(engine.run)
+    with trio.fail_after(10):
+        await engine.ready.wait()
+    return engine, engine.venues["deribit"]

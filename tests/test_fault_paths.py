@@ -13,8 +13,7 @@ import trio
 from connectors.deribit.settings import DeribitSettings
 from connectors.deribit.simulator import DeribitSimulator, serve
 from engine import BookUpdate, Status, StatusKind, Subscription
-from engine._live import LiveEngine
-from tests.live_support import Probe, until
+from tests.live_support import Probe, paper_deribit, until
 
 BOOK = "BTC-PERPETUAL"
 
@@ -36,17 +35,7 @@ async def test_a_decoder_fault_reports_a_book_gap_per_held_book_and_resnapshots_
 
     _, base = sim
     probe = Probe("p", [Subscription("deribit", BOOK, {"book"})])
-    engine = LiveEngine(
-        [probe],
-        {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}")},
-        mode="paper",
-        environ={},
-        paper_latency_s=0.0,
-    )
-    await nursery.start(engine.run)
-    with trio.fail_after(10):
-        await engine.ready.wait()
-    live: Any = engine.venues["deribit"]
+    _, live = await paper_deribit(nursery, base, probe)
     await until(lambda: probe.of(BookUpdate, BOOK))
     held = list(live.decoder._books)  # the books this connection's decoder holds
     assert BOOK in held
@@ -105,27 +94,10 @@ def _derive() -> Any:
 @pytest.mark.parametrize("make", [pytest.param(_deribit, id="deribit"), pytest.param(_derive, id="derive")])
 @pytest.mark.parametrize("code", [b"[1]", b'{"a":1}', b"1.5", b"true", b"null"])
 async def test_an_error_answer_with_an_odd_code_reaches_its_caller_at_once(make: Any, code: bytes) -> None:
-    import trio.testing
-
     from engine import AuthError, OrderRejected, RateLimited, VenueError
+    from tests.test_venue_answers import error_answer
 
-    session = make()
-    rid = session._requests.open("private/buy")
-    frame = b'{"jsonrpc":"2.0","id":%d,"error":{"code":%s,"message":"m"}}' % (rid, code)
-    caught: list[BaseException] = []
-
-    async def caller() -> None:
-        try:
-            await session._requests.wait(rid, 5.0, what="private/buy")
-        except VenueError as exc:
-            caught.append(exc)
-
-    with trio.fail_after(1):  # at once, not after the request's timeout
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(caller)
-            await trio.testing.wait_all_tasks_blocked()
-            await session._handle(frame, 0)
-    (exc,) = caught
+    exc = await error_answer(make(), b'{"code":%s,"message":"m"}' % code)
     # No code it knows: the outcome is unknown (never read as a rejection, never guessed).
     assert type(exc) is VenueError and exc.code is None, exc
     assert not isinstance(exc, RateLimited | AuthError | OrderRejected)

@@ -12,13 +12,11 @@ import pytest
 import trio
 import trio.testing
 
-from connectors.deribit.settings import DeribitSettings
 from connectors.deribit.simulator import DeribitSimulator, serve
 from engine import BookUpdate, InstrumentRegistry, MarketEvent, Status, StatusKind, Subscription
-from engine._live import LiveEngine
 from engine._router import MarketRouter
 from engine._session import VenueSession
-from tests.live_support import Probe, until
+from tests.live_support import Probe, paper_deribit, until
 
 BOOK = "BTC-PERPETUAL"
 
@@ -184,17 +182,7 @@ async def test_a_venue_that_keeps_its_book_crossed_is_not_resubscribed_in_a_loop
 ) -> None:
     _, base = sim
     probe = Probe("p", [Subscription("deribit", BOOK, {"book"})])
-    engine = LiveEngine(
-        [probe],
-        {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}")},
-        mode="paper",
-        environ={},
-        paper_latency_s=0.0,
-    )
-    await nursery.start(engine.run)
-    with trio.fail_after(10):
-        await engine.ready.wait()
-    live: Any = engine.venues["deribit"]
+    _, live = await paper_deribit(nursery, base, probe)
     await until(lambda: probe.of(BookUpdate, BOOK))
     decode = live.decoder.decode
     channel = f"book.{BOOK}."

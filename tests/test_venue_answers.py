@@ -48,6 +48,28 @@ DEEP = b"[" * 3000 + b"]" * 3000  # longer than SHORT_FRAME, deeper than MAX_NES
 # ---------------------------------------------------------- 1, 2: the envelope and error objects
 
 
+async def error_answer(session: Session, error: bytes) -> VenueError:
+    """What the caller of a pending `private/buy` hears when the venue answers it with the error
+    object `error`, handled as the receive loop hands it over (minus the loop's nesting net: the
+    venue's own parse must hold). Within a second: at once, not after the request's timeout."""
+    rid = session._requests.open("private/buy")
+    caught: list[VenueError] = []
+
+    async def caller() -> None:
+        try:
+            await session._requests.wait(rid, 5.0, what="private/buy")
+        except VenueError as exc:
+            caught.append(exc)
+
+    with trio.fail_after(1):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(caller)
+            await trio.testing.wait_all_tasks_blocked()
+            await session._handle(b'{"jsonrpc":"2.0","id":%d,"error":%s}' % (rid, error), 0)
+    (exc,) = caught
+    return exc
+
+
 @pytest.mark.parametrize("make", SESSIONS)
 async def test_a_non_utf8_envelope_is_malformed_at_the_source(make: Any) -> None:
     session: Session = make()
@@ -70,24 +92,8 @@ async def test_an_unreadable_error_answer_is_malformed_and_its_caller_hears_at_o
     make: Any, error: bytes
 ) -> None:
     session: Session = make()
-    rid = session._requests.open("private/buy")
-    frame = b'{"jsonrpc":"2.0","id":%d,"error":%s}' % (rid, error)
-    caught: list[BaseException] = []
-
-    async def caller() -> None:
-        try:
-            await session._requests.wait(rid, 5.0, what="private/buy")
-        except VenueError as exc:
-            caught.append(exc)
-
-    with trio.fail_after(1):  # at once, not after the request's timeout
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(caller)
-            await trio.testing.wait_all_tasks_blocked()
-            # As the receive loop calls it, minus its nesting net: the venue's own parse must hold.
-            await session._handle(frame, 0)
+    exc = await error_answer(session, error)
     assert session.stats.malformed == 1
-    (exc,) = caught
     assert isinstance(exc, VenueError) and exc.code == "malformed" and "outcome unknown" in str(exc)
     assert not isinstance(exc, MalformedFrame)  # an order's outcome: unknown, not refused
 
