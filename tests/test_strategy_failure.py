@@ -127,17 +127,25 @@ async def test_failing_strategies_are_stopped_and_reported_and_the_others_go_on(
     assert "Traceback (most recent call last)" not in raw.decode()
 
 
-async def test_the_leave_policy_leaves_a_failed_strategys_order_working(
-    nursery: trio.Nursery, tmp_path: Path
-) -> None:
+async def _exits_alone(nursery: trio.Nursery, tmp_path: Path, old: str, new: str) -> Any:
+    """The daemon on the simulator with only the "exits" strategy (its table's `old` text made
+    `new`), started and seen to fail: (simulator, daemon, process)."""
     sim, address = await serve_sim(nursery)
     daemon = Daemon(tmp_path, address, below=0.1)
     text = daemon.config.read_text(encoding="utf-8")
-    strategies = STRATEGIES[STRATEGIES.index('[[strategies]]\nname = "exits"') :]
-    strategies = strategies.replace('name = "exits"', 'name = "exits"\non_failure = "leave"')
+    strategies = STRATEGIES[STRATEGIES.index('[[strategies]]\nname = "exits"') :].replace(old, new)
     daemon.config.write_text(text[: text.index("[[strategies]]")] + strategies, encoding="utf-8")
     proc = await daemon.start(nursery)
     await until(lambda: _strategy(daemon, "exits").get("state") == "failed", within=20, what="SystemExit")
+    return sim, daemon, proc
+
+
+async def test_the_leave_policy_leaves_a_failed_strategys_order_working(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    sim, daemon, proc = await _exits_alone(
+        nursery, tmp_path, 'name = "exits"', 'name = "exits"\non_failure = "leave"'
+    )
     await until(lambda: daemon.events("strategy.failed_orders_left"), what="the policy applied")
     exits_cid = next(c for c, _, _ in daemon.orders() if c.startswith("exits-"))
     assert sim_orders(sim, exits_cid)[0].state == "open"
@@ -149,14 +157,9 @@ async def test_the_leave_policy_leaves_a_failed_strategys_order_working(
 async def test_a_failed_strategys_order_is_cancelled_even_when_its_on_stop_hangs(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    sim, address = await serve_sim(nursery)
-    daemon = Daemon(tmp_path, address, below=0.1)
-    text = daemon.config.read_text(encoding="utf-8")
-    strategies = STRATEGIES[STRATEGIES.index('[[strategies]]\nname = "exits"') :]
-    strategies = strategies.replace("daemon_strategies:ExitOnEvent", "daemon_strategies:ExitHangOnStop")
-    daemon.config.write_text(text[: text.index("[[strategies]]")] + strategies, encoding="utf-8")
-    proc = await daemon.start(nursery)
-    await until(lambda: _strategy(daemon, "exits").get("state") == "failed", within=20, what="SystemExit")
+    sim, daemon, proc = await _exits_alone(
+        nursery, tmp_path, "daemon_strategies:ExitOnEvent", "daemon_strategies:ExitHangOnStop"
+    )
     exits_cid = next(c for c, _, _ in daemon.orders() if c.startswith("exits-"))
     # on_stop is given 5 s, then the cancel runs on a deadline of its own.
     await until(lambda: sim_orders(sim, exits_cid)[0].state == "cancelled", what="the failed one's order")
