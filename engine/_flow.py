@@ -396,8 +396,15 @@ class OrderFlow:
             order = self.tracker.get(booked.client_order_id or "")
             assert order is not None
             if self._journal("fill", booked, order, rates) is False:
-                # In the journal already (booked before a restart): never book it twice.
-                self.log.error("fill.duplicate_in_journal", venue=fill.venue, trade_id=fill.trade_id)
+                # In the journal already (booked before a restart): never book it twice. Its key
+                # is the trade and our order in it: another order's fill of the same trade is not
+                # a repeat, and is booked.
+                self.log.error(
+                    "fill.duplicate_in_journal",
+                    venue=fill.venue,
+                    trade_id=fill.trade_id,
+                    client_order_id=order.client_order_id,
+                )
                 return None
         if inst is not None:
             # Booked before anything is delivered: a strategy reading its position on the fill

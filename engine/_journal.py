@@ -7,7 +7,8 @@ What it guarantees (with `OrderFlow`, which writes it, and the daemon's start-up
   `kill -9` at any point, the restarted daemon knows every order it may have sent: it asks the
   venue about each one that was not final (by venue id, or by client order id when the crash
   came before the venue named it) and never sends one again.
-- Each fill is journaled (unique by venue and trade id) with the USD rates it was booked at,
+- Each fill is journaled (unique by venue, trade id and our order: one trade may fill several
+  of our orders) with the USD rates it was booked at,
   before the position changes and before the strategy hears of it; positions are rebuilt from
   the journal's fills, voided fills and settlements, in order, so they equal what they were.
 - Every change is one SQLite transaction, committed before the call returns. With
@@ -49,8 +50,48 @@ __all__ = [
     "RestoredOrder",
 ]
 
-_SCHEMA_VERSION = 1
-_SCHEMA = """
+_SCHEMA_VERSION = 2
+# The ledger table of schema 2. A fill is unique by what makes it unique at the venue: its trade
+# and our order in it. One trade can fill several of our orders under one trade id (a Polymarket
+# taker crossing two of our maker orders, VENUES.md §2.2 `maker_orders[]`; our own buy and sell
+# crossing on Deribit when self-trading is allowed), and each of those fills is booked.
+# A row without a trade id (a settlement) is never a repeat: SQLite takes NULLs in a unique index
+# as distinct. A row with a trade id but no order of ours (a funding payment, named by the
+# venue's id of it) is unique by that id: `coalesce` makes its missing order one value.
+_LEDGER_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('fill', 'reversal', 'settle', 'funding')),
+    ts_ns INTEGER NOT NULL,
+    strategy TEXT NOT NULL,
+    venue TEXT NOT NULL,
+    instrument TEXT NOT NULL,
+    client_order_id TEXT,
+    order_id TEXT,
+    trade_id TEXT,
+    side TEXT,
+    price TEXT NOT NULL,
+    size TEXT,
+    fee TEXT,
+    fee_currency TEXT,
+    liquidity TEXT,
+    reason TEXT,
+    rate_quote REAL,
+    rate_settle REAL,
+    rate_fee REAL
+);
+"""
+_LEDGER_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_key
+    ON ledger (kind, venue, trade_id, coalesce(client_order_id, ''));
+CREATE INDEX IF NOT EXISTS ledger_order ON ledger (client_order_id);
+"""
+_LEDGER_COLUMNS = (
+    "seq, kind, ts_ns, strategy, venue, instrument, client_order_id, order_id, trade_id, side, price, size, "
+    "fee, fee_currency, liquidity, reason, rate_quote, rate_settle, rate_fee"
+)
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS orders (
     client_order_id TEXT PRIMARY KEY,
     venue TEXT NOT NULL,
@@ -70,29 +111,10 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 CREATE INDEX IF NOT EXISTS orders_open ON orders (final, updated_ns);
 CREATE INDEX IF NOT EXISTS orders_venue_id ON orders (venue, order_id);
-CREATE TABLE IF NOT EXISTS ledger (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL CHECK (kind IN ('fill', 'reversal', 'settle')),
-    ts_ns INTEGER NOT NULL,
-    strategy TEXT NOT NULL,
-    venue TEXT NOT NULL,
-    instrument TEXT NOT NULL,
-    client_order_id TEXT,
-    order_id TEXT,
-    trade_id TEXT,
-    side TEXT,
-    price TEXT NOT NULL,
-    size TEXT,
-    fee TEXT,
-    fee_currency TEXT,
-    liquidity TEXT,
-    reason TEXT,
-    rate_quote REAL,
-    rate_settle REAL,
-    rate_fee REAL,
-    UNIQUE (kind, venue, trade_id)
-);
-CREATE INDEX IF NOT EXISTS ledger_order ON ledger (client_order_id);
+"""
+    + _LEDGER_TABLE.format(name="ledger")
+    + _LEDGER_INDEXES
+    + """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     ts_ns INTEGER NOT NULL,
@@ -108,6 +130,40 @@ CREATE TABLE IF NOT EXISTS instruments (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+)
+
+
+def _migrate_v1(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2, in place and in one transaction (SQLite's table rebuild: a constraint of a
+    table cannot be altered). Schema 1 keyed the ledger by (kind, venue, trade_id), so a second
+    fill of one trade (another order of ours in it) could not be booked; its rows, their order
+    (`seq`, and the sequence the next row takes its number from) and their rates are kept as
+    they are. Everything else is the same in both schemas. A failure rolls it all back: the file
+    stays a schema-1 journal."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        (next_seq,) = db.execute(
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'ledger'), 0)"
+        ).fetchone()
+        db.execute(_LEDGER_TABLE.format(name="ledger_v2"))
+        db.execute(
+            f"INSERT INTO ledger_v2 ({_LEDGER_COLUMNS}) SELECT {_LEDGER_COLUMNS} FROM ledger ORDER BY seq"
+        )
+        db.execute("DROP TABLE ledger")  # its indexes go with it
+        db.execute("ALTER TABLE ledger_v2 RENAME TO ledger")
+        for statement in _LEDGER_INDEXES.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        kept = db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'ledger'", (next_seq,))
+        if kept.rowcount == 0 and next_seq:
+            db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('ledger', ?)", (next_seq,))
+        db.execute("PRAGMA user_version = 2")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
 
 
 _INSERT_LEDGER = (
@@ -230,13 +286,22 @@ class OrderJournal:
             db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             db.execute("PRAGMA foreign_keys=ON")
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, _SCHEMA_VERSION):
+            if version > _SCHEMA_VERSION or version < 0:
                 raise JournalError(
                     f"journal {path} has schema {version}, this tradingd reads {_SCHEMA_VERSION}: "
                     "run the tradingd that wrote it, or move it aside to start a new journal"
                 )
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            if version < _SCHEMA_VERSION:
+                # Schema 1 wrote its tables one by one, then its version: a file it left part way
+                # (a crash) has version 0, and its ledger (if it got that far) is migrated too.
+                has_ledger = db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger'"
+                ).fetchone()
+                if has_ledger:
+                    _migrate_v1(db)
+                # A new journal (or the rest of one schema 1 left part way): tables and version
+                # in one transaction.
+                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;")
             db.execute("SELECT venue, symbol FROM instruments").fetchall()  # damaged: said here
         except BaseException as exc:
             if db is not None:
@@ -403,7 +468,7 @@ class OrderJournal:
                             fill.instrument,
                             order.client_order_id,
                             fill.order_id,
-                            fill.trade_id,
+                            fill.trade_id or None,  # no id: never taken for a repeat (as the tracker)
                             fill.side.value,
                             str(fill.price),
                             str(fill.size),
@@ -446,7 +511,7 @@ class OrderJournal:
                         rev.instrument,
                         order.client_order_id,
                         rev.order_id,
-                        rev.trade_id,
+                        rev.trade_id or None,
                         rev.side.value,
                         str(rev.price),
                         str(rev.size),
@@ -564,11 +629,11 @@ class OrderJournal:
         order), less those voided since."""
         fills: list[tuple[str, Decimal, Decimal]] = []
         voided: set[str] = set()
-        for trade_id, kind, size, price in booked:
+        for trade_id, kind, size, price in booked:  # one order's: a trade id names its fill
             if kind == "reversal":
-                voided.add(trade_id)
+                voided.add(trade_id or "")
             else:
-                fills.append((trade_id, Decimal(size), Decimal(price)))
+                fills.append((trade_id or "", Decimal(size), Decimal(price)))
         return RestoredOrder(
             request=_CONV.structure(orjson.loads(r["request"]), OrderRequest),
             order_id=r["order_id"],
@@ -610,7 +675,7 @@ class OrderJournal:
                         "order_id": oid,
                         "client_order_id": cid,
                         "strategy": strategy,
-                        "trade_id": trade_id,
+                        "trade_id": trade_id or "",
                         "side": Side(side),
                         "price": Decimal(price),
                         "size": Decimal(size),

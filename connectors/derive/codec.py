@@ -19,7 +19,7 @@ backtests alike. Channels (§3.4):
 - `ticker.{instrument}.{interval}` (deprecated, §3.3) -> `Ticker` from the full ticker fields;
   counted in `deprecated_tickers`, since a feed still on it is about to break.
 - `{subaccount}.orders` -> `OrderUpdate`; `{subaccount}.trades[.{tx_status}]` -> `Fill` (our own
-  orders, for the order tracker; §3.4 "Private channels"), once per trade id whichever path
+  orders, for the order tracker; §3.4 "Private channels"), once per trade and order whichever path
   (these channels, or a `private/order` answer through `order_result`) brings it first. A trade
   whose transaction was reverted (or ignored) is not a fill: after its fill was reported it is a
   `FillReversal`; never reported, an INSTRUMENT_STATE status naming trade and order.
@@ -573,10 +573,11 @@ class DeriveDecoder:
         self._primary: dict[str, _BookState] = {}  # by instrument: the finest book seen
         self._routes: dict[str, tuple[_Handler, str]] = {}
         self._recent_trades: dict[str, None] = {}  # insertion-ordered, bounded
-        # Our own trade ids (private channels, order answers): kept across reconnections, since
-        # a fill stays booked whatever happens to the connection.
-        self._our_fills: dict[str, None] = {}
-        self._our_reversals: dict[str, None] = {}
+        # Our own trades (private channels, order answers), by (trade id, order id): one trade
+        # may fill two orders of ours (each has its record under the trade's id). Kept across
+        # reconnections, since a fill stays booked whatever happens to the connection.
+        self._our_fills: dict[tuple[str, str], None] = {}
+        self._our_reversals: dict[tuple[str, str], None] = {}
         self.repeated_fills = 0
 
     # ----------------------------------------------------------------------------------- API
@@ -900,31 +901,31 @@ class DeriveDecoder:
 
     def _our_trades(self, trades: list[TradeData], ts_local: int) -> list[MarketEvent]:
         """Our executions, each reported once whichever path (this channel, the `.reverted`
-        variant, an order's answer) brings it first: a `Fill` for a trade id not seen before, a
-        `FillReversal` for a reverted trade we reported as a fill, a status for a reverted trade
-        we never counted; a repeat is dropped (`repeated_fills`). Memory changes only once the
-        whole list has decoded."""
+        variant, an order's answer) brings it first: a `Fill` for a (trade, order) not seen
+        before, a `FillReversal` for a reverted trade we reported as a fill, a status for a
+        reverted trade we never counted; a repeat is dropped (`repeated_fills`). Memory changes
+        only once the whole list has decoded."""
         fills, reversed_ = self._our_fills, self._our_reversals
         out: list[MarketEvent] = []
-        new_fills: dict[str, None] = {}
-        new_reversals: dict[str, None] = {}
+        new_fills: dict[tuple[str, str], None] = {}
+        new_reversals: dict[tuple[str, str], None] = {}
         repeats = 0
         for t in trades:
-            tid = t.trade_id if t.trade_id.__class__ is str else str(t.trade_id)
-            known = tid in fills or tid in new_fills
+            key = (t.trade_id if t.trade_id.__class__ is str else str(t.trade_id), t.order_id)
+            known = key in fills or key in new_fills
             if t.tx_status in _NOT_EXECUTED:
-                if tid in reversed_ or tid in new_reversals:
+                if key in reversed_ or key in new_reversals:
                     repeats += 1
                 elif known:
                     out.append(reversal_from(t, ts_local))
-                    new_reversals[tid] = None
+                    new_reversals[key] = None
                 else:
                     out.append(_reverted(t, ts_local))
             elif known:
                 repeats += 1  # the same trade again (another path, or a later tx_status)
             else:
                 out.append(fill_from(t, ts_local))
-                new_fills[tid] = None
+                new_fills[key] = None
         self.repeated_fills += repeats
         for memory, new in ((fills, new_fills), (reversed_, new_reversals)):
             memory.update(new)

@@ -415,9 +415,9 @@ class DeriveExecution:
             _decode_trades,
             lambda r: r.trades,
         )
-        unique: dict[str, TradeData] = {}
-        for t in trades:
-            unique.setdefault(str(t.trade_id), t)  # a page shifted by a new trade repeats one
+        unique: dict[tuple[str, str], TradeData] = {}
+        for t in trades:  # a page shifted by a new trade repeats one; one trade may fill two orders
+            unique.setdefault((str(t.trade_id), t.order_id), t)
         ordered = sorted(unique.values(), key=lambda t: t.timestamp)
         try:
             out: list[Fill | FillReversal] = [
