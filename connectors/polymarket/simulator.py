@@ -50,7 +50,8 @@ next price change that moves its top is lost: the client's best bid/ask cross-ch
 REST requests get 429), `garbage`; and Polymarket's own `fail_trades` (the next n trades end
 FAILED), `trade` (`{"token": ..., "side": "buy" | "sell", "price": "...", "size": "..."}`:
 another participant's taker trade prints as a `last_trade_price` and fills the resting orders it
-reaches, like Derive's switch) and `dump_delay_s` (the books of a subscription are sent that
+reaches, like Derive's switch: one trade, whose `maker_orders[]` lists each of an account's orders
+it filled) and `dump_delay_s` (the books of a subscription are sent that
 long after it, for clients that wait for them).
 """
 
@@ -218,6 +219,9 @@ class _SimTrade:
     status: str = "MATCHED"
     transaction_hash: str = ""
     last_update_s: int = 0
+    # Our other maker orders the same taker matched: one trade, one id, each of our orders in its
+    # `maker_orders[]` (§2.2). Their settlement is this trade's.
+    also: list[_SimTrade] = attrs.field(factory=list)
 
 
 @attrs.define(eq=False)
@@ -333,7 +337,9 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
                 out = self.matching.expire(now, instrument=ev.instrument)
                 self._settle_positions(ev.instrument, float(ev.data.get("payout", 0.0)))
             if out:
-                self._apply(out, now)
+                # A public trade is one taker's match: the maker orders of ours it reaches are
+                # one trade (§2.2).
+                self._apply(out, now, one_match=isinstance(ev, Trade))
 
     def step(self) -> None:
         self._send_due_dumps()
@@ -1059,17 +1065,25 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
                 return "INVALID_ORDER_NOT_ENOUGH_BALANCE"
         return None
 
-    def _apply(self, events: list[PrivateEvent], now: int) -> list[_SimTrade]:
+    def _apply(self, events: list[PrivateEvent], now: int, *, one_match: bool = False) -> list[_SimTrade]:
         """The matching engine's reports: trades (before the order's state, so a client sees
-        the fills first), balances and positions, the order's state; all to the user channel."""
+        the fills first), balances and positions, the order's state; all to the user channel.
+        With `one_match` (the reports of one taker's match), an account's maker fills are one
+        trade: one id, one `trade` message listing its maker orders (§2.2 `maker_orders[]`)."""
         made: list[_SimTrade] = []
         touched: list[tuple[_SimOrder, str]] = []
+        matched: dict[int, _SimTrade] = {}  # by account: the match's trade it is a maker in
         for ev in events:
             sim = self.orders.get(ev.client_order_id or "")
             if sim is None:
                 continue
             if isinstance(ev, Fill):
-                made.append(self._trade(sim, ev, now))
+                into = matched.get(id(sim.account)) if one_match and ev.liquidity is Liquidity.MAKER else None
+                trade = self._trade(sim, ev, now, into)
+                if into is None:
+                    made.append(trade)
+                    if one_match and ev.liquidity is Liquidity.MAKER:
+                        matched[id(sim.account)] = trade
             elif isinstance(ev, OrderUpdate):
                 if ev.status in (OrderState.CANCELLED, OrderState.EXPIRED):
                     sim.status = "CANCELED"
@@ -1085,7 +1099,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             self._notify(sim.account, sim.market, self._order_json(sim, kind))
         return made
 
-    def _trade(self, sim: _SimOrder, fill: Fill, now: int) -> _SimTrade:
+    def _trade(self, sim: _SimOrder, fill: Fill, now: int, into: _SimTrade | None = None) -> _SimTrade:
         account = sim.account
         cost = fill.size * fill.price
         if fill.side is Side.BUY:
@@ -1102,13 +1116,15 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         inst = self.registry.get(VENUE, fill.instrument)
         rate = inst.taker_fee if inst is not None and inst.taker_fee is not None else Decimal(0)
         n = next(self._trade_ids)
-        fail = self.fail_trades > 0
-        if fail:
+        fail = self.fail_trades > 0 if into is None else into.fail
+        if fail and into is None:
             self.fail_trades -= 1
         trade = _SimTrade(
             id=str(
                 uuid.UUID(bytes=hashlib.sha256(f"trade:{n}:{sim.order_id}".encode()).digest()[:16], version=4)
-            ),
+            )
+            if into is None
+            else into.id,
             account=account,
             order=sim,
             liquidity=fill.liquidity,
@@ -1125,6 +1141,9 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             last_update_s=now // 1_000_000_000,
         )
         sim.trades.append(trade.id)
+        if into is not None:  # another of our maker orders in `into`'s match: part of that trade
+            into.also.append(trade)
+            return trade
         self.trades[trade.id] = trade
         account.trades.append(trade)
         self._settling.append(trade)
@@ -1146,7 +1165,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
                 still.append(t)
             elif t.status == "RETRYING":
                 t.status = "FAILED"
-                self._undo(t)
+                for leg in (t, *t.also):
+                    self._undo(leg)
             else:
                 t.status = "CONFIRMED"
             t.last_update_s = self.clock() // 1_000_000_000
@@ -1258,17 +1278,20 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         token = t.order.order.request.instrument
         outcome = self.outcomes.get(token)
         label = outcome.outcome if outcome is not None else ""
-        ours = {
-            "order_id": t.order.order_id,
-            "owner": t.account.api.key,
-            "maker_address": t.account.address,
-            "matched_amount": _fmt(t.size),
-            "price": _fmt(t.price),
-            "asset_id": token,
-            "outcome": label,
-            "side": t.side.value.upper(),
-            "fee_rate_bps": "0",
-        }
+        ours = [
+            {
+                "order_id": leg.order.order_id,
+                "owner": t.account.api.key,
+                "maker_address": t.account.address,
+                "matched_amount": _fmt(leg.size),
+                "price": _fmt(leg.price),
+                "asset_id": token,
+                "outcome": label,
+                "side": leg.side.value.upper(),
+                "fee_rate_bps": "0",
+            }
+            for leg in (t, *t.also)
+        ]
         crowd = {
             "order_id": t.other_order,
             "owner": "00000000-0000-0000-0000-00000000c0de",
@@ -1289,7 +1312,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             "market": t.order.market,
             "asset_id": token,
             "side": (t.side if taker else t.side.opposite).value.upper(),
-            "size": _fmt(t.size),
+            "size": _fmt(sum((leg.size for leg in (t, *t.also)), Decimal(0))),
             "price": _fmt(t.price),
             "fee_rate_bps": str(t.fee_rate_bps),
             "status": t.status,
@@ -1301,7 +1324,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             "maker_address": t.account.address,
             "transaction_hash": t.transaction_hash,
             "bucket_index": 0,
-            "maker_orders": [crowd] if taker else [ours],
+            "maker_orders": [crowd] if taker else ours,
             "trader_side": "TAKER" if taker else "MAKER",
             "timestamp": str(t.match_ms),
         }
@@ -1441,7 +1464,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             "price": _fmt(px),
             "size": _fmt(qty),
             "trades": [t.id for t in made],
-            "orders": sorted({t.order.order_id for t in made}),
+            "orders": sorted({leg.order.order_id for t in made for leg in (t, *t.also)}),
         }
 
 
