@@ -301,7 +301,7 @@ class OrderJournal:
                     _migrate_v1(db)
                 # A new journal (or the rest of one schema 1 left part way): tables and version
                 # in one transaction.
-                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;")
+                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;")
             db.execute("SELECT venue, symbol FROM instruments").fetchall()  # damaged: said here
         except BaseException as exc:
             if db is not None:

@@ -687,7 +687,7 @@ class LiveEngine:
                     if found.has_fill(fill.trade_id):
                         self.flow.on_private(fill)
                         reversed_ += 1
-                elif found.has_fill(fill.trade_id):
+                elif found.has_fill(fill.trade_id):  # this order's fill of the trade (not another's)
                     continue  # booked already (the usual case): not a duplicate from the venue
                 elif self.flow.on_fill(fill) is not None:
                     booked += 1

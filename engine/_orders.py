@@ -5,7 +5,9 @@ The state machine (`Order.transition`) raises `IllegalTransition` on a move it f
 and notifications arrive, and the tracker turns that into a sequence of legal transitions
 (a fill seen before the acknowledgement still yields open -> partially_filled -> filled; a stale
 "open" after "filled" is ignored and counted), deduplicating fills by trade id so that a fill
-reported twice (in an order response and in a notification) is counted once.
+reported twice (in an order response and in a notification) is counted once. Trade ids are kept
+per order: one trade may fill two orders of ours (a taker crossing two of our maker orders, our
+own buy and sell crossing), and each order's fill of it is its own, as is its reversal.
 """
 
 from __future__ import annotations

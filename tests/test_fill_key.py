@@ -101,8 +101,8 @@ _V1_LEDGER = (
     "VALUES (?, ?, ?, 's', 'deribit', ?, ?, ?, ?, ?, ?, ?, ?, 'BTC', ?, ?, ?, ?, ?)"
 )
 _V1_ORDER = (
-    "INSERT INTO orders (client_order_id, venue, instrument, strategy, request, order_id, state, price, size, "
-    "filled_size, avg_fill_price, reason, created_ns, updated_ns, final) "
+    "INSERT INTO orders (client_order_id, venue, instrument, strategy, request, order_id, state, price, "
+    "size, filled_size, avg_fill_price, reason, created_ns, updated_ns, final) "
     "VALUES (?, 'deribit', ?, 's', ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)"
 )
 
@@ -259,8 +259,15 @@ def test_one_row_per_trade_and_order_and_one_per_funding_id(tmp_path: Path) -> N
         "INSERT INTO ledger (kind, ts_ns, strategy, venue, instrument, client_order_id, trade_id, price) "
         "VALUES (?, 1, 's', 'deribit', 'BTC-PERPETUAL', ?, ?, '1')"
     )
-    for kind, cid, tid in [("fill", "a", "T"), ("fill", "b", "T"), ("reversal", "a", "T"),
-                           ("settle", None, None), ("settle", None, None), ("funding", None, "F1")]:  # fmt: skip
+    rows = [
+        ("fill", "a", "T"),
+        ("fill", "b", "T"),
+        ("reversal", "a", "T"),
+        ("settle", None, None),
+        ("settle", None, None),
+        ("funding", None, "F1"),
+    ]
+    for kind, cid, tid in rows:
         db.execute(insert, (kind, cid, tid))
     for kind, cid, tid in [("fill", "a", "T"), ("funding", None, "F1")]:
         with pytest.raises(sqlite3.IntegrityError):
@@ -302,9 +309,8 @@ def _self_cross(*, trade_id: str = "48079254") -> bytes:
         {**common, "order_id": "4008965646", "label": "s-2", "order_type": "market", "liquidity": "T",
          "direction": "sell", "fee": 0.00000168},
     ]  # fmt: skip
-    return orjson.dumps(
-        {"jsonrpc": "2.0", "method": "subscription", "params": {"channel": "user.trades.any.any.raw", "data": records}}
-    )
+    params = {"channel": "user.trades.any.any.raw", "data": records}
+    return orjson.dumps({"jsonrpc": "2.0", "method": "subscription", "params": params})
 
 
 def _our_two_orders(flow: OrderFlow) -> None:
@@ -417,8 +423,14 @@ def _derive_trades(*records: dict[str, Any]) -> bytes:
 
 def test_derive_reports_each_order_of_one_trade_once() -> None:
     captured = orjson.loads((FIXTURES / "derive" / "perps" / "http_private_trade_eth.json").read_bytes())
-    maker = {**captured, "order_id": "order-abc", "label": "s-1", "direction": "buy", "liquidity_role": "maker"}
-    taker = {**captured, "order_id": "order-def", "label": "s-2", "direction": "sell", "liquidity_role": "taker"}
+    maker = {**captured, "order_id": "order-abc", "label": "s-1", "direction": "buy"}  # maker, as captured
+    taker = {
+        **captured,
+        "order_id": "order-def",
+        "label": "s-2",
+        "direction": "sell",
+        "liquidity_role": "taker",
+    }
     d = DeriveDecoder(InstrumentRegistry())
     fills = d.decode(_derive_trades(maker, taker), 1)
     assert [(f.order_id, f.trade_id, f.side) for f in fills] == [
