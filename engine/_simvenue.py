@@ -17,6 +17,10 @@ Fill rules:
   onto or through its price, limited by the size displayed there. With `queue_ahead`, a resting
   order first waits for the size displayed at its price when it arrived to trade ahead of it.
 - Sizes are floored to the instrument's minimum size; fees come from the venue's fee model.
+- Self-trading (only where the caller allows it, `submit(..., own=...)`: a venue account that
+  lets its orders trade with each other): a new order first trades with the resting orders `own`
+  picks that it reaches at a price better than the market's best (they are the top of the book),
+  at their price; each match is one trade, one trade id for the maker's fill and the taker's.
 """
 
 from __future__ import annotations
@@ -125,6 +129,7 @@ class SimulatedVenue:
         size: Decimal,
         liquidity: Liquidity,
         now: int,
+        trade_id: str | None = None,
     ) -> Fill:
         fee, ccy = self.fees.fee(inst, price, size, liquidity, self.index(inst.base))
         req = order.request
@@ -136,7 +141,7 @@ class SimulatedVenue:
             order_id=order_id,
             client_order_id=req.client_order_id,
             strategy=req.strategy,
-            trade_id=f"SIMT-{next(self._trade_ids)}",
+            trade_id=trade_id or f"SIMT-{next(self._trade_ids)}",
             side=req.side,
             price=price,
             size=size,
@@ -169,8 +174,11 @@ class SimulatedVenue:
     def has_orders(self, instrument: str) -> bool:
         return bool(self.resting.get(instrument))
 
-    def submit(self, order: Order, now: int) -> list[PrivateEvent]:
-        """An order arrives: match what it can, rest the rest (or not), and report."""
+    def submit(
+        self, order: Order, now: int, *, own: Callable[[Order], bool] | None = None
+    ) -> list[PrivateEvent]:
+        """An order arrives: match what it can, rest the rest (or not), and report. With `own`,
+        it may trade with the resting orders `own` picks (self-trading, module docstring)."""
         req = order.request
         inst = self.registry.get(self.venue, req.instrument)
         order_id = f"SIM-{next(self._ids)}"
@@ -200,8 +208,24 @@ class SimulatedVenue:
                 return True
             return ticks <= limit_ticks if req.side is Side.BUY else ticks >= limit_ticks
 
-        takeable: list[tuple[int, Decimal]] = []
+        # Our own resting orders better than the market's best come first (self-trading).
+        mine: list[tuple[_Resting, Decimal]] = []
         total = _ZERO
+        if own is not None:
+            best = levels[0][0] if levels else None
+            for r in sorted(
+                (r for r in self.resting.get(req.instrument, ()) if r.side is not req.side and own(r.order)),
+                key=lambda r: r.ticks,
+                reverse=req.side is Side.SELL,  # the best price for the new order first
+            ):
+                better = best is None or (r.ticks < best if req.side is Side.BUY else r.ticks > best)
+                if total >= req.size or not crosses(r.ticks) or not better:
+                    break
+                take = self._floor(min(req.size - total, r.remaining), inst.lot)
+                if take > 0:
+                    mine.append((r, take))
+                    total += take
+        takeable: list[tuple[int, Decimal]] = []
         for ticks, size in levels:
             if not crosses(ticks) or total >= req.size:
                 break
@@ -213,7 +237,7 @@ class SimulatedVenue:
                 takeable.append((ticks, take))
                 total += take
 
-        if req.post_only and takeable:
+        if req.post_only and (takeable or mine):
             return [
                 self._report(
                     None, order, order_id, OrderState.REJECTED, now, _ZERO, _ZERO, reason="post_only_reject"
@@ -229,6 +253,14 @@ class SimulatedVenue:
         events: list[PrivateEvent] = []
         filled = _ZERO
         notional = _ZERO
+        for r, take in mine:  # one trade each: the resting order's fill, then the new order's
+            trade_id = f"SIMT-{next(self._trade_ids)}"
+            self._execute(inst, r, take, now, events, trade_id)
+            events.append(self._fill(inst, order, order_id, r.price, take, Liquidity.TAKER, now, trade_id))
+            filled += take
+            notional += take * r.price
+        if mine:
+            self._retire_filled(req.instrument)
         for ticks, take in takeable:
             price = _d(book.price_of(ticks)) if book is not None else _ZERO
             self._consume(req.instrument, side_key, ticks, float(take))
@@ -382,11 +414,17 @@ class SimulatedVenue:
 
     # -- market data ------------------------------------------------------------------------
     def _execute(
-        self, inst: Instrument, r: _Resting, size: Decimal, now: int, out: list[PrivateEvent]
+        self,
+        inst: Instrument,
+        r: _Resting,
+        size: Decimal,
+        now: int,
+        out: list[PrivateEvent],
+        trade_id: str | None = None,
     ) -> None:
         r.filled += size
         r.notional += size * r.price
-        out.append(self._fill(inst, r.order, r.order_id, r.price, size, Liquidity.MAKER, now))
+        out.append(self._fill(inst, r.order, r.order_id, r.price, size, Liquidity.MAKER, now, trade_id))
         done = r.filled >= r.size
         out.append(
             self._report(

@@ -25,12 +25,14 @@ from engine import (
     Fill,
     FillReversal,
     InstrumentRegistry,
+    Liquidity,
     MarketState,
     OrderFlow,
     OrderState,
     Side,
 )
 from engine._journal import JournalError, OrderJournal
+from tests import test_simvenue as simvenue
 from tests.helpers import OPTION, PERP, registry, request, ticker
 
 S = 1_000_000_000
@@ -447,3 +449,41 @@ def test_derive_reports_each_order_of_one_trade_once() -> None:
         [("FillReversal", "order-def")],
         [],
     ]
+
+
+# -- the simulated venue's self-trading (what the Deribit simulator's `self_trading` uses) ---------
+
+
+def test_a_simulated_self_trade_is_one_trade_id_for_both_orders_and_only_when_allowed() -> None:
+    for allowed in (False, True):
+        sim, _ = simvenue.make()  # bids 0.048 / 0.047, asks 0.050 / 0.051
+        bid = simvenue.order("s-1", side="buy", size="1", price="0.049")  # inside the spread: the best bid
+        assert [type(e).__name__ for e in sim.submit(bid, 1)] == ["OrderUpdate"]
+        ask = simvenue.order("s-2", side="sell", size="1.5", price="0.048")
+        events = sim.submit(ask, 2, own=(lambda o: True) if allowed else None)
+        got = [
+            (e.client_order_id, e.price, e.size, e.liquidity, e.trade_id)
+            for e in events
+            if isinstance(e, Fill)
+        ]
+        if not allowed:  # as before: our orders never meet; the sell takes the market's bid
+            assert [g[:4] for g in got] == [("s-2", Decimal("0.048"), Decimal("1.5"), Liquidity.TAKER)]
+            continue
+        # The sell meets our bid first (the best price), at its price: one trade, both our orders
+        # in it; the rest takes the market's bid.
+        assert [g[:4] for g in got] == [
+            ("s-1", Decimal("0.049"), Decimal("1"), Liquidity.MAKER),
+            ("s-2", Decimal("0.049"), Decimal("1"), Liquidity.TAKER),
+            ("s-2", Decimal("0.048"), Decimal("0.5"), Liquidity.TAKER),
+        ]
+        assert got[0][4] == got[1][4] != got[2][4]
+        assert not sim.has_orders(OPTION.symbol)  # our bid filled
+        # A post-only order that would meet our own resting order is refused, as one that would
+        # take from the market.
+        sim.submit(simvenue.order("s-3", side="buy", size="1", price="0.049"), 3)
+        refused = sim.submit(
+            simvenue.order("s-4", side="sell", size="1", price="0.049", post_only=True), 4, own=lambda o: True
+        )
+        assert [(e.status, e.reason) for e in refused if not isinstance(e, Fill)] == [
+            (OrderState.REJECTED, "post_only_reject")
+        ]

@@ -15,7 +15,11 @@ Fidelity (VENUES.md §1):
   `cancel_by_label`, open orders, account summary, positions; matched by the engine's
   `SimulatedVenue` against the simulator's own books and trades (the backtest's fill model), with
   Deribit's fees; results, errors (§1.9 codes) and `user.*` notifications shaped as Deribit's.
-  Client orders do not appear in the public book.
+  Client orders do not appear in the public book. With `self_trading=True` (an account that allows
+  self-trading: Deribit makes its prevention an account setting, `private/set_self_trading_config`
+  with `reject_taker` or `cancel_maker`) a new order trades first with the account's own resting
+  orders it reaches at a price better than the market's: one trade, one `trade_id`, a user trade
+  for each of the two orders.
 - Rate limits: the matching engine's credit bucket (§1.10, tier 4 by default): a client that
   bursts past it gets `too_many_requests` and its session closed, as on Deribit.
 
@@ -186,6 +190,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         matching_burst: float = 20.0,
         outbox: int = 10_000,
         heartbeat_scale: float = 1.0,
+        self_trading: bool = False,
         clock: Callable[[], int] = time.time_ns,
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
@@ -212,6 +217,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         self._trade_seq = itertools.count(1)
         # Tests compress heartbeat time: 0.1 makes Deribit's minimum 10 s interval last 1 s.
         self.heartbeat_scale = heartbeat_scale
+        self.self_trading = self_trading  # an account's orders may trade with each other
 
     # -- the market ---------------------------------------------------------------------------
     def _index(self, base: str) -> float | None:
@@ -827,7 +833,14 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             Order(request, now_ns=self.clock()), account, label, created_ms=now_ms, updated_ms=now_ms
         )
         self._by_key[key] = sim_order
-        events = self.matching.submit(sim_order.order, self.clock())
+        own = None
+        if self.self_trading:
+
+            def own(resting: Order) -> bool:
+                mine = self._by_key.get(resting.client_order_id)
+                return mine is not None and mine.account is account
+
+        events = self.matching.submit(sim_order.order, self.clock(), own=own)
         first = next((e for e in events if isinstance(e, OrderUpdate)), None)
         if first is not None and first.status is OrderState.REJECTED:
             self._by_key.pop(key, None)
@@ -835,6 +848,8 @@ class DeribitSimulator(SimulatorServer["_Session"]):
                 raise RpcError(11054, "post_only_reject")
             raise RpcError(10001, "error", {"reason": first.reason})
         _, trades = self._apply(list(events))
+        # This order's trades (a self-trade's other side is the resting order's, told by notification).
+        trades = [t for t in trades if t["order_id"] == sim_order.order_id]
         return {"order": self._order_json(sim_order), "trades": trades}
 
     def _buy(self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]) -> Any:
