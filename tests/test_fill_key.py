@@ -128,14 +128,15 @@ def _request_json(cid: str, side: str, size: str, price: str, instrument: str) -
     ).decode()
 
 
-def v1_journal(path: Path) -> None:
+def v1_journal(path: Path, version: int = 1) -> None:
     """A schema-1 journal as abc0571 left it: two orders, their fills (the rates they were booked
     at), a voided fill, a settlement; seq numbers with a hole (10, 11, 13, 14, 15) and the
-    AUTOINCREMENT sequence past them (20), the audit trail and the meta rows."""
+    AUTOINCREMENT sequence past them (20), the audit trail and the meta rows. `version` 0: as
+    abc0571 left it when it died between writing its tables and its version."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.executescript(V1_SCHEMA)
-    db.execute("PRAGMA user_version=1")
+    db.execute(f"PRAGMA user_version={version}")
     perp, opt = PERP.symbol, OPTION.symbol
     db.execute(_V1_ORDER, ("s-1", perp, _request_json("s-1", "buy", "30", "90000", perp), "V1",
                            "partially_filled", "90000", "30", "10", "90000", 1 * S, 6 * S, 0))  # fmt: skip
@@ -189,9 +190,12 @@ def make_flow(journal: OrderJournal | None, reg: InstrumentRegistry | None = Non
 # -- the journal's schema 2 and its migration ----------------------------------------------------
 
 
-def test_a_schema_1_journal_is_migrated_in_place_keeping_rows_order_and_rates(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 0])
+def test_a_schema_1_journal_is_migrated_in_place_keeping_rows_order_and_rates(
+    tmp_path: Path, version: int
+) -> None:
     path = tmp_path / "journal.sqlite"
-    v1_journal(path)
+    v1_journal(path, version)
     before = ledger_rows(path)
     journal = OrderJournal(path)
     version, tables = schema_of(path)
