@@ -27,6 +27,7 @@ from connectors.polymarket.codec import (
     decode_order,
 )
 from connectors.polymarket.execution import ClobRest, FillWatch, PolymarketExecution, map_http_error
+from connectors.polymarket.instruments import FeeSchedule
 from connectors.polymarket.signing import ApiCredentials, OrderSigner, SignatureType, order_body
 from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_ADDRESS, DEMO_API, PolymarketSimulator
 from engine import (
@@ -554,6 +555,50 @@ async def test_the_simulator_charges_a_taker_in_pusd_and_credits_every_share_it_
     )
     assert account.positions[token] == 0
     assert account.balance == cash1 + 10 * sold.price - sold.fee
+
+
+async def test_a_markets_fee_schedule_is_learned_before_its_first_order(sim: PolymarketSimulator) -> None:
+    """The session learns markets from CLOB `/markets` objects, which carry no fee schedule,
+    and a V2 trade's `fee_rate_bps` is no rate (fees.py): before a market's first order the
+    execution asks `GET /clob-markets/{condition_id}` for its `fd`, as the official V2 client
+    does, for both of its tokens; a market without fees learns rate 0."""
+    charged, free = sim.feed.markets[0], sim.feed.markets[1]
+    assert charged.spec.fees is not None and free.spec.fees is None
+    ex, decoder = execution_for(sim, learn=False)
+    decoder.learn_markets([sim.clob_market(m.condition_id) for m in (charged, free)])
+
+    def fees(token: str) -> FeeSchedule | None:
+        outcome = decoder.outcomes.get(token)
+        assert outcome is not None
+        return outcome.fees
+
+    assert [fees(t) for t in (charged.yes, charged.no, free.yes)] == [None, None, None]
+    await ex.place(order(charged.yes, price="0.05", n=1))
+    schedule = FeeSchedule(rate="0.07", exponent=1, taker_only=True)
+    assert [fees(t) for t in (charged.yes, charged.no)] == [schedule, schedule]
+    assert decoder.registry.require("polymarket", charged.no).taker_fee == Decimal("0.07")
+    await ex.place(order(free.yes, price="0.05", n=2))
+    learned = fees(free.yes)
+    assert learned is not None and learned.rate == 0
+
+
+async def test_fills_found_while_reconciling_pay_their_markets_fee(sim: PolymarketSimulator) -> None:
+    """A restarted session that has placed nothing yet still books the fills it finds in `GET
+    /data/trades` at their market's fee (learned from `/clob-markets`), not at the trades'
+    `fee_rate_bps` "0"."""
+    market = sim.feed.markets[0]
+    before, _ = execution_for(sim)
+    book = sim.decoder.book(market.yes)
+    assert book is not None
+    _, _, ask, _ = book.top()
+    assert ask is not None
+    await before.place(order(market.yes, price=str(Decimal(repr(ask))), size="10", n=1))
+    (trade,) = sim.accounts[API.key].trades
+    assert trade.fee > 0
+    after, decoder = execution_for(sim, learn=False)
+    decoder.learn_markets([sim.clob_market(market.condition_id)])
+    (fill,) = await after.recent_fills(0)
+    assert (fill.size, fill.fee, fill.fee_currency) == (10, trade.fee, "pUSD")
 
 
 async def test_an_unknown_exchange_is_asked_before_signing(sim: PolymarketSimulator) -> None:

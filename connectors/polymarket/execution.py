@@ -286,6 +286,23 @@ _decode_neg_risk: Final = msgspec.json.Decoder(_NegRisk).decode
 _decode_clob_market: Final = msgspec.json.Decoder(_ClobMarket).decode
 
 
+def _trade_tokens(raw: bytes) -> set[str]:
+    """The tokens of a `GET /data/trades` page's trades and their maker orders (nothing for an
+    answer that is no such page: the decoder says what is wrong with it)."""
+    try:
+        page = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return set()
+    items = page.get("data") if isinstance(page, dict) else None
+    tokens: set[str] = set()
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, dict):
+            continue
+        legs = [item, *(m for m in item.get("maker_orders") or () if isinstance(m, dict))]
+        tokens.update(str(leg["asset_id"]) for leg in legs if leg.get("asset_id"))
+    return tokens
+
+
 def _amount(v: str | float | None) -> Decimal | None:
     if v is None or v == "":
         return None
@@ -756,6 +773,8 @@ class PolymarketExecution:
             raw = await self.rest.call(
                 "GET", "/data/trades", params={**params, "next_cursor": cursor}, auth=True
             )
+            for token in _trade_tokens(raw):  # their fees are charged by their schedules
+                await self._learn_fees(token)
             try:
                 page = self.decoder.trade_fills(raw, self.clock())
             except MalformedFrame as exc:
