@@ -20,8 +20,9 @@ In which asset the fee is taken, and how it is reported (sources disagree; the f
   ("fees are collected in shares on buy orders and USDC on sell orders"), and so did the frames:
   py-clob-client #311 (2026-03-31): BUY 5 @ 0.29 answered `takingAmount: "5"`, the exit of 5
   was refused with HTTP 400 `{"error": "not enough balance / allowance: the balance is not
-  enough -> balance: 4893500, order amount: 5000000"}`: 4.8935 shares held, 5 x 0.03 x 0.71 =
-  0.1065 shares taken (py-clob-client #247, #265 likewise).
+  enough -> balance: 4893500, order amount: 5000000"}`: 4.8935 shares held, the fee
+  5 x 0.03 x 0.29 x 0.71 = 0.030885 taken as 0.030885 / 0.29 = 0.1065 shares (py-clob-client
+  #247, #265 likewise).
 - **V2** (what this connector signs for, §2.0, §2.5): the fee is **pUSD on both sides**, and a
   taker BUY receives every share it matched. The live V2 taker fill of py-clob-client-v2 #107
   (2026-08-04): BUY 25 @ 0.13 on a market with `fd {"r": 0.05, "e": 1, "to": true}`: shares
@@ -34,12 +35,13 @@ In which asset the fee is taken, and how it is reported (sources disagree; the f
   proceeds if Sell, or on order maker Collateral if Buy", `_chargeFee(maker, fee)` moves asset 0,
   the collateral; read in the public mirror `Alatharee21/ctf-exchange-v2`); decoded V2
   transactions show the fee as a pUSD amount (10.132090 for 580.677591 shares @ 0.527 at rate
-  0.07 [T]). The current fee page no longer says "collected in shares"; the older text that
-  says so is the V1 rule (the docs lag; the frames win).
+  0.07, a third-party decode of 90 V2 transactions [T]). The current fee page no longer says
+  "collected in shares"; the older text that says so is the V1 rule (the frames win).
 - Reports: a user `trade` event's `size` (and a maker order's `matched_amount`) is the matched
   size, the shares that moved; no fee amount is sent; `fee_rate_bps` is not the rate charged (0 on
-  the V2 fill above; V1 orders carried the signed ceiling, "1000", py-clob-client #247): the
-  decoder computes the fee from the market's schedule (`codec.py`).
+  the V2 fill above; V1 orders signed a ceiling, "1000", py-clob-client #247): the decoder
+  computes the fee from the market's schedule (`codec.py`), which the execution side asks for
+  (`GET /clob-markets/{condition_id}`, `fd`) before a market's first order.
 - Rounding: "Fees are rounded to 5 decimal places. The smallest fee charged is 0.00001 USDC.
   Anything smaller rounds to zero" (docs.polymarket.com/trading/fees, "Fee Precision").
 
