@@ -569,9 +569,56 @@ def test_taker_fee_follows_the_markets_schedule() -> None:
     }
     fill, _ = dec.decode(wire({**msg, "status": "MATCHED"}), T)
     assert isinstance(fill, Fill) and fill.fee == Decimal("0.72")  # 100 x 0.03 x 0.4 x 0.6
-    free = {**msg, "id": "t2", "fee_rate_bps": "0", "status": "MATCHED"}
-    fill, _ = dec.decode(wire(free), T)
-    assert isinstance(fill, Fill) and fill.fee == 0  # the venue says it applied no fee
+    # `fee_rate_bps` "0" does not make a fee-bearing market's taker fill free (fees.py).
+    zero = {**msg, "id": "t2", "fee_rate_bps": "0", "status": "MATCHED"}
+    fill, _ = dec.decode(wire(zero), T)
+    assert isinstance(fill, Fill) and fill.fee == Decimal("0.72")
+
+
+def test_a_v2_taker_fill_pays_its_schedules_fee_in_pusd_whatever_fee_rate_bps_says() -> None:
+    """The live V2 taker fill of py-clob-client-v2 #107 (fees.py): BUY 25 @ 0.13 on a market
+    whose schedule is `{"r": 0.05, "e": 1, "to": true}`; its trade record read `fee_rate_bps`
+    0, yet the account received all 25 shares and paid 3.25 + 0.14 pUSD. The fill is the 25
+    shares, and its fee the schedule's 25 x 0.05 x 0.13 x 0.87 = 0.141375, floored to 0.14137
+    pUSD; a taker SELL's fee is pUSD too, and so is a maker's (none: taker only)."""
+    gamma = {
+        **load("gamma_market_sports_market_money_line.json"),
+        "feeSchedule": {"exponent": 1, "rate": 0.05, "rebateRate": 0.25, "takerOnly": True},
+    }
+    dec = PolymarketDecoder(InstrumentRegistry(), Outcomes())
+    dec.decode(wire(gamma), T)
+    token = "89972346417086440659189114668296975440208562769200022591480064439842896371398"
+    msg = {
+        **load("ws_user_trade_msg.json"),
+        "asset_id": token,
+        "price": "0.13",
+        "size": "25",
+        "fee_rate_bps": "0",
+        "status": "CONFIRMED",
+    }
+    (fill, _) = dec.decode(wire(msg), T)
+    assert isinstance(fill, Fill)
+    assert (fill.side, fill.size, fill.fee, fill.fee_currency, fill.liquidity) == (
+        Side.BUY,
+        Decimal(25),
+        Decimal("0.14137"),
+        "pUSD",
+        Liquidity.TAKER,
+    )
+    (sold, _) = dec.decode(wire({**msg, "id": "t-sell", "side": "SELL"}), T)
+    assert isinstance(sold, Fill)
+    assert (sold.side, sold.size, sold.fee, sold.fee_currency) == (
+        Side.SELL,
+        Decimal(25),
+        Decimal("0.14137"),
+        "pUSD",
+    )
+    # A market without fees (`feesEnabled: false`) charges nothing.
+    free = {**gamma, "feesEnabled": False, "feeSchedule": None}
+    dec2 = PolymarketDecoder(InstrumentRegistry(), Outcomes())
+    dec2.decode(wire(free), T)
+    (gratis, _) = dec2.decode(wire(msg), T)
+    assert isinstance(gratis, Fill) and gratis.fee == 0
 
 
 def test_unknown_trade_status_is_malformed(dec: PolymarketDecoder) -> None:

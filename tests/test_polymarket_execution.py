@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from connectors.polymarket.codec import (
     decode_order,
 )
 from connectors.polymarket.execution import ClobRest, FillWatch, PolymarketExecution, map_http_error
+from connectors.polymarket.instruments import FeeSchedule
 from connectors.polymarket.signing import ApiCredentials, OrderSigner, SignatureType, order_body
 from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_ADDRESS, DEMO_API, PolymarketSimulator
 from engine import (
@@ -449,7 +450,11 @@ async def test_the_simulator_refuses_what_the_venue_refuses(sim: PolymarketSimul
     assert info.value.code == "INVALID_ORDER_NOT_ENOUGH_BALANCE"
     with pytest.raises(OrderRejected) as info:
         await ex.place(order(token, "sell", price="0.9", n=3))  # no shares to sell
-    assert info.value.code == "INVALID_ORDER_NOT_ENOUGH_BALANCE"
+    # HTTP 400, in the words the captured answers use (simulator.py, py-clob-client #311).
+    assert (info.value.code, info.value.venue_message) == (
+        400,
+        "not enough balance / allowance: the balance is not enough -> balance: 0, order amount: 10000000",
+    )
     with pytest.raises(OrderRejected) as info:
         await ex.place(order(token, price="0.01", size="100000", n=4, time_in_force="fok"))
     assert info.value.code == "FOK_ORDER_NOT_FILLED_ERROR"
@@ -493,6 +498,107 @@ async def test_a_taker_order_waits_for_its_fills_then_reports_its_state(sim: Pol
     assert isinstance(update, OrderUpdate) and update.status is OrderState.FILLED and update.filled_size == 5
     assert 0.04 < waited < 0.9  # it waited for the fills, not for the whole allowance
     assert sim.orders[order_id].status == "MATCHED"
+
+
+def floor5(d: Decimal) -> Decimal:
+    return d.quantize(Decimal("0.00001"), rounding=ROUND_DOWN)
+
+
+async def test_the_simulator_charges_a_taker_in_pusd_and_credits_every_share_it_matched(
+    sim: PolymarketSimulator,
+) -> None:
+    """The venue's V2 rule (fees.py, from the live capture of py-clob-client-v2 #107): a taker
+    buy is credited every share it matched and pays `size x price + fee` pUSD, the fee the
+    docs' `C x rate x p x (1 - p)` of the market's published schedule floored to 0.00001; its
+    trade reports the matched size and `fee_rate_bps` "0". A sell of more shares than held is
+    refused with the venue's words; a sell of exactly the shares held flattens the account."""
+    market = sim.feed.markets[0]
+    token = market.yes
+    rate = Decimal(repr(sim.feed._gamma(market)["feeSchedule"]["rate"]))  # what Gamma publishes
+    assert rate > 0
+    ex, _ = execution_for(sim)
+    account = sim.accounts[API.key]
+    book = sim.decoder.book(token)
+    assert book is not None
+    bid, _, ask, _ = book.top()
+    assert bid is not None and ask is not None
+    cash0 = account.balance
+    await ex.place(order(token, price=str(Decimal(repr(ask))), size="10", n=1))
+    (bought,) = account.trades
+    p = bought.price
+    fee = floor5(10 * rate * p * (1 - p))
+    assert (bought.size, bought.fee, fee > 0) == (10, fee, True)
+    assert account.positions[token] == 10  # every share matched: nothing taken in shares
+    assert account.balance == cash0 - 10 * p - fee  # the fee is pUSD, on top of the cost
+    page = orjson.loads(await ex.rest.call("GET", "/data/trades", auth=True))
+    (reported,) = page["data"]
+    assert (reported["size"], reported["side"], reported["trader_side"], reported["fee_rate_bps"]) == (
+        "10",
+        "BUY",
+        "TAKER",
+        "0",
+    )
+    with pytest.raises(OrderRejected) as info:
+        await ex.place(order(token, "sell", price=str(Decimal(repr(bid))), size="10.01", n=2))
+    assert (info.value.code, info.value.venue_message) == (
+        400,
+        "not enough balance / allowance: the balance is not enough -> "
+        "balance: 10000000, order amount: 10010000",
+    )
+    cash1 = account.balance
+    await ex.place(order(token, "sell", price=str(Decimal(repr(bid))), size="10", n=3))
+    sold = account.trades[-1]
+    assert (sold.side, sold.size, sold.fee) == (
+        Side.SELL,
+        10,
+        floor5(10 * rate * sold.price * (1 - sold.price)),
+    )
+    assert account.positions[token] == 0
+    assert account.balance == cash1 + 10 * sold.price - sold.fee
+
+
+async def test_a_markets_fee_schedule_is_learned_before_its_first_order(sim: PolymarketSimulator) -> None:
+    """The session learns markets from CLOB `/markets` objects, which carry no fee schedule,
+    and a V2 trade's `fee_rate_bps` is no rate (fees.py): before a market's first order the
+    execution asks `GET /clob-markets/{condition_id}` for its `fd`, as the official V2 client
+    does, for both of its tokens; a market without fees learns rate 0."""
+    charged, free = sim.feed.markets[0], sim.feed.markets[1]
+    assert charged.spec.fees is not None and free.spec.fees is None
+    ex, decoder = execution_for(sim, learn=False)
+    decoder.learn_markets([sim.clob_market(m.condition_id) for m in (charged, free)])
+
+    def fees(token: str) -> FeeSchedule | None:
+        outcome = decoder.outcomes.get(token)
+        assert outcome is not None
+        return outcome.fees
+
+    assert [fees(t) for t in (charged.yes, charged.no, free.yes)] == [None, None, None]
+    await ex.place(order(charged.yes, price="0.05", n=1))
+    schedule = FeeSchedule(rate="0.07", exponent=1, taker_only=True)
+    assert [fees(t) for t in (charged.yes, charged.no)] == [schedule, schedule]
+    assert decoder.registry.require("polymarket", charged.no).taker_fee == Decimal("0.07")
+    await ex.place(order(free.yes, price="0.05", n=2))
+    learned = fees(free.yes)
+    assert learned is not None and learned.rate == 0
+
+
+async def test_fills_found_while_reconciling_pay_their_markets_fee(sim: PolymarketSimulator) -> None:
+    """A restarted session that has placed nothing yet still books the fills it finds in `GET
+    /data/trades` at their market's fee (learned from `/clob-markets`), not at the trades'
+    `fee_rate_bps` "0"."""
+    market = sim.feed.markets[0]
+    before, _ = execution_for(sim)
+    book = sim.decoder.book(market.yes)
+    assert book is not None
+    _, _, ask, _ = book.top()
+    assert ask is not None
+    await before.place(order(market.yes, price=str(Decimal(repr(ask))), size="10", n=1))
+    (trade,) = sim.accounts[API.key].trades
+    assert trade.fee > 0
+    after, decoder = execution_for(sim, learn=False)
+    decoder.learn_markets([sim.clob_market(market.condition_id)])
+    (fill,) = await after.recent_fills(0)
+    assert (fill.size, fill.fee, fill.fee_currency) == (10, trade.fee, "pUSD")
 
 
 async def test_an_unknown_exchange_is_asked_before_signing(sim: PolymarketSimulator) -> None:

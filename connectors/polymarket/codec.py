@@ -1324,11 +1324,12 @@ class PolymarketDecoder:
     def _fee(
         self, token: str, size: Decimal, price: Decimal, liquidity: Liquidity, bps: Decimal | None
     ) -> Decimal:
-        """The pUSD fee of one of our fills: the market's V2 schedule (`fees.py`). A trade that
-        says it applied fee rate 0 costs nothing; with no schedule known, its `fee_rate_bps` is
-        taken as the rate [U]."""
-        if bps is not None and bps == 0:
-            return Decimal(0)
+        """The pUSD fee of one of our fills (`fees.py`: under CLOB V2 the venue charges it in
+        pUSD on either side, so the fill's size is the shares moved). The market's schedule
+        decides, whatever the trade's `fee_rate_bps` says: a V2 taker fill charged its
+        schedule's fee while its trade record read `fee_rate_bps` 0 (py-clob-client-v2 #107).
+        With no schedule known, a nonzero `fee_rate_bps` is taken as the rate [U], and a zero
+        or missing one as no fee."""
         outcome = self.outcomes.get(token)
         schedule = None if outcome is None else outcome.fees
         if schedule is not None:
@@ -1340,7 +1341,7 @@ class PolymarketDecoder:
         inst = self.registry.get(VENUE, token)
         if inst is not None and inst.taker_fee is not None:
             rate = inst.taker_fee
-        elif bps is not None:
+        elif bps:
             rate = bps / 10_000
         else:
             return Decimal(0)

@@ -73,7 +73,7 @@ from engine import (
 from engine._ratelimit import CreditBucket
 
 from .codec import PolymarketDecoder, decode_open_orders, decode_order
-from .instruments import VENUE, Outcome, Outcomes
+from .instruments import VENUE, FeeSchedule, Outcome, Outcomes
 from .signing import (
     ApiCredentials,
     OrderSigner,
@@ -261,9 +261,46 @@ class _NegRisk(msgspec.Struct):
     neg_risk: bool
 
 
+class _FeeDetails(msgspec.Struct):
+    """`fd` of `GET /clob-markets/{condition_id}`: the market's V2 fee schedule as
+    `py-clob-client-v2` reads it (`get_clob_market_info`: rate `r`, exponent `e`; `to` taker
+    only, per third-party reads of the same object [T])."""
+
+    r: float | str = 0
+    e: float | str = 1
+    to: bool = True
+
+
+class _ClobToken(msgspec.Struct):
+    t: str
+
+
+class _ClobMarket(msgspec.Struct):
+    t: list[_ClobToken]
+    fd: _FeeDetails | None = None
+
+
 _decode_order_answer: Final = msgspec.json.Decoder(_OrderAnswer, strict=False).decode
 _decode_cancel_answer: Final = msgspec.json.Decoder(_CancelAnswer, strict=False).decode
 _decode_neg_risk: Final = msgspec.json.Decoder(_NegRisk).decode
+_decode_clob_market: Final = msgspec.json.Decoder(_ClobMarket).decode
+
+
+def _trade_tokens(raw: bytes) -> set[str]:
+    """The tokens of a `GET /data/trades` page's trades and their maker orders (nothing for an
+    answer that is no such page: the decoder says what is wrong with it)."""
+    try:
+        page = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return set()
+    items = page.get("data") if isinstance(page, dict) else None
+    tokens: set[str] = set()
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, dict):
+            continue
+        legs = [item, *(m for m in item.get("maker_orders") or () if isinstance(m, dict))]
+        tokens.update(str(leg["asset_id"]) for leg in legs if leg.get("asset_id"))
+    return tokens
 
 
 def _amount(v: str | float | None) -> Decimal | None:
@@ -436,8 +473,47 @@ class PolymarketExecution:
         self.outcomes.add(attrs.evolve(known, neg_risk=neg_risk))
         return neg_risk
 
+    async def _learn_fees(self, token: str) -> None:
+        """Make sure the fee schedule of `token`'s market is known before an order of it can
+        fill: the user channel's fills are charged by it (`codec.py`; a V2 trade's
+        `fee_rate_bps` says 0 while the fee is charged, `fees.py`), and the CLOB `/markets`
+        objects the session learns markets from carry none. `GET /clob-markets/{condition_id}`
+        (`fd`), as the official V2 client asks before it builds an order (`py-clob-client-v2`
+        `__ensure_market_info_cached`); a market without `fd` charges nothing. A failure is
+        logged, never fatal to the order: its fills then fall back to the trade's own rate."""
+        outcome = self.outcomes.get(token)
+        if outcome is not None and outcome.fees is not None:
+            return
+        inst = self.registry.get(VENUE, token)
+        condition_id = outcome.condition_id if outcome is not None else inst.base if inst is not None else ""
+        if not condition_id:
+            return
+        try:
+            raw = await self.rest.call("GET", f"/clob-markets/{condition_id}", instrument=token)
+            market = _decode_clob_market(raw)
+            fd = market.fd
+            schedule = (
+                FeeSchedule(rate=0) if fd is None else FeeSchedule(rate=fd.r, exponent=fd.e, taker_only=fd.to)
+            )
+        except (VenueError, msgspec.DecodeError, TypeError, ValueError, ArithmeticError) as exc:
+            self.log.warning("fees.unknown", instrument=token, market=condition_id, error=str(exc))
+            return
+        for t in {tok.t for tok in market.t} | {token}:
+            known = self.outcomes.get(t) or Outcome(t, condition_id)
+            self.outcomes.add(attrs.evolve(known, fees=schedule))
+            tinst = self.registry.get(VENUE, t)
+            if tinst is not None:
+                self.registry.add(
+                    attrs.evolve(
+                        tinst,
+                        taker_fee=schedule.rate,
+                        maker_fee=Decimal(0) if schedule.taker_only else schedule.rate,
+                    )
+                )
+
     # -- ExecutionClient -----------------------------------------------------------------------
     async def place(self, order: Order) -> Sequence[PrivateEvent]:
+        await self._learn_fees(order.request.instrument)
         prepared = self._prepared.pop(order.client_order_id, None)
         if prepared is None:
             token = order.request.instrument
@@ -697,6 +773,8 @@ class PolymarketExecution:
             raw = await self.rest.call(
                 "GET", "/data/trades", params={**params, "next_cursor": cursor}, auth=True
             )
+            for token in _trade_tokens(raw):  # their fees are charged by their schedules
+                await self._learn_fees(token)
             try:
                 page = self.decoder.trade_fills(raw, self.clock())
             except MalformedFrame as exc:

@@ -9,11 +9,47 @@ What the venue does (VENUES.md §2.5, §2.7; Gamma `feeSchedule`):
 - Makers pay nothing (`takerOnly`) and share `rebateRate` of the takers' fees through a daily pool,
   paid pro rata to each maker's filled volume.
 
+In which asset the fee is taken, and how it is reported (sources disagree; the frames win):
+
+- **V1** (the exchange until the V2 cutover of 2026-04-28, docs.polymarket.com/v2-migration): the
+  fee was taken from what the taker receives. `Polymarket/ctf-exchange`
+  `src/exchange/libraries/CalculatorHelper.sol` `calculateFee` computes a BUY's fee "on Token
+  Proceeds" (`feeRateBps x min(p, 1-p) x outcomeTokens / p`) and a SELL's "on Collateral
+  proceeds"; `mixins/Trading.sol` `_matchOrders` pays the taker `taking - fee` of the asset it
+  buys and `_chargeFee` sends the fee in that asset to the operator. The fee page said so
+  ("fees are collected in shares on buy orders and USDC on sell orders"), and so did the frames:
+  py-clob-client #311 (2026-03-31): BUY 5 @ 0.29 answered `takingAmount: "5"`, the exit of 5
+  was refused with HTTP 400 `{"error": "not enough balance / allowance: the balance is not
+  enough -> balance: 4893500, order amount: 5000000"}`: 4.8935 shares held, the fee
+  5 x 0.03 x 0.29 x 0.71 = 0.030885 taken as 0.030885 / 0.29 = 0.1065 shares (py-clob-client
+  #247, #265 likewise).
+- **V2** (what this connector signs for, §2.0, §2.5): the fee is **pUSD on both sides**, and a
+  taker BUY receives every share it matched. The live V2 taker fill of py-clob-client-v2 #107
+  (2026-08-04): BUY 25 @ 0.13 on a market with `fd {"r": 0.05, "e": 1, "to": true}`: shares
+  0 -> 25.000000 ("full size, NOTHING deducted in shares"), pUSD 388.39 -> 385.00 (3.25 notional
+  + 0.14 fee: 25 x 0.05 x 0.13 x 0.87 = 0.141375), and its trade record said
+  `fee_rate_bps=0`. The V2 client budgets a market buy as `amount + fee` pUSD
+  (py-clob-client-v2 `utilities.adjust_market_buy_amount` and its tests
+  `test_fee_calculations.py`: "adjusted + fee == amount"); the V2 exchange contract charges a BUY
+  taker's fee from its collateral (`Trading.sol` `_settleTakerOrder`: "Charge fee on Collateral
+  proceeds if Sell, or on order maker Collateral if Buy", `_chargeFee(maker, fee)` moves asset 0,
+  the collateral; read in the public mirror `Alatharee21/ctf-exchange-v2`); decoded V2
+  transactions show the fee as a pUSD amount (10.132090 for 580.677591 shares @ 0.527 at rate
+  0.07, a third-party decode of 90 V2 transactions [T]). The current fee page no longer says
+  "collected in shares"; the older text that says so is the V1 rule (the frames win).
+- Reports: a user `trade` event's `size` (and a maker order's `matched_amount`) is the matched
+  size, the shares that moved; no fee amount is sent; `fee_rate_bps` is not the rate charged (0 on
+  the V2 fill above; V1 orders signed a ceiling, "1000", py-clob-client #247): the decoder
+  computes the fee from the market's schedule (`codec.py`), which the execution side asks for
+  (`GET /clob-markets/{condition_id}`, `fd`) before a market's first order.
+- Rounding: "Fees are rounded to 5 decimal places. The smallest fee charged is 0.00001 USDC.
+  Anything smaller rounds to zero" (docs.polymarket.com/trading/fees, "Fee Precision").
+
 What is modelled here, and why:
 
 - The taker fee, by the formula, rounded **down** to 5 decimals (0.00001 pUSD), as NautilusTrader
-  reports the venue charging [T]. The venue takes it in the asset the taker receives (shares for a
-  buy, pUSD for a sell); it is reported here as its pUSD value, which is what the ledger counts.
+  reports the venue charging [T], in pUSD whichever the side (V2, above): a fill's size is the
+  shares it moved, and a taker buy costs `size x price + fee` pUSD.
 - The rate is the instrument's `taker_fee` (the market's schedule, `instruments.py`); `rate`
   overrides it for every market, and `default_rate` applies where the schedule is unknown (CLOB
   `/markets` objects do not carry it). The exponent is not part of the engine's `Instrument`, so

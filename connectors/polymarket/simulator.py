@@ -34,15 +34,25 @@ Fidelity:
   signature recovers the signer for the token's exchange (neg-risk or not), else 400
   `{"error": "invalid signature"}`; then the business checks answer `success: false` with the
   venue's `errorMsg` codes: tick (`INVALID_ORDER_MIN_TICK_SIZE`), minimum size, expiration (GTD at
-  least 3 minutes ahead; it expires a minute before its stated time), duplicate, balance
-  (`INVALID_ORDER_NOT_ENOUGH_BALANCE`: pUSD for buys, shares for sells), post-only,
-  `FOK_ORDER_NOT_FILLED_ERROR`, FAK with nothing to match. The order id is the EIP-712 digest.
+  least 3 minutes ahead; it expires a minute before its stated time), duplicate, post-only,
+  `FOK_ORDER_NOT_FILLED_ERROR`, FAK with nothing to match. An order its account cannot fund
+  (pUSD for a buy, shares for a sell, less what its open orders hold) is refused as the venue's
+  captured answers refuse it: HTTP 400 `{"error": "not enough balance / allowance: the balance
+  is not enough -> balance: 4893500, order amount: 5000000"}` (amounts in millionths;
+  py-clob-client #311, #265, #290); the docs' `INVALID_ORDER_NOT_ENOUGH_BALANCE` is never seen
+  there. The order id is the EIP-712 digest.
 - **Gamma** (§2.7) under `/gamma` (`gamma_simulator.py`): the simulated markets, for the market
   catalog (`[catalog] gamma_url = "http://127.0.0.1:N/gamma"`).
 - **Matching**: the engine's `SimulatedVenue` (the backtest's fill model) against the simulator's
   own books, fed by the generator's synthetic market (`generator.py`: binary markets, a neg-risk
-  event, a tick size change near 1, a resolution); fees by the V2 schedule (`fees.py`). Client
-  orders do not show in the public book.
+  event, a tick size change near 1, a resolution). Client orders do not show in the public book.
+- **Fees and balances** follow the venue's rules, not the connector's fee code (`_VenueFees`):
+  a taker pays `size x rate x (p(1-p))^exponent` of its market's `feeSchedule`, floored to
+  0.00001 pUSD (docs.polymarket.com/trading/fees), makers nothing; under V2 the fee is pUSD on
+  both sides (`fees.py` cites the live captures): a taker buy is credited every share it
+  matched and pays `size x price + fee` pUSD, a taker sell receives `size x price - fee`. A
+  trade reports the matched `size` and `fee_rate_bps` "0", as the one captured V2 taker fill's
+  record did (py-clob-client-v2 #107) while a fee was charged.
 
 Fault switches (engine/_simserver.py; `POST /_sim/faults`): `drop`, `stall_s`, `gap` (a token's
 next price change that moves its top is lost: the client's best bid/ask cross-check catches it),
@@ -65,7 +75,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -77,6 +87,7 @@ import trio
 from engine import (
     BookUpdate,
     Fill,
+    Instrument,
     InstrumentRegistry,
     Liquidity,
     Order,
@@ -95,10 +106,9 @@ from engine._simserver import Receive, Scope, Send, SimPeer, SimulatorServer, se
 
 from .book import summary_hash
 from .codec import PolymarketDecoder
-from .fees import PolymarketFees
 from .gamma_simulator import GammaSimulator
 from .generator import PolymarketFeed
-from .instruments import VENUE
+from .instruments import COLLATERAL, VENUE
 from .signing import (
     ApiCredentials,
     Credentials,
@@ -171,6 +181,43 @@ class _Refused(Exception):
         self.body = body
 
 
+_FEE_QUANTUM: Final = Decimal("0.00001")  # "Fees are rounded to 5 decimal places" (fee page)
+
+
+@attrs.frozen
+class _VenueFees:
+    """The venue's fee (an engine `FeeModel` for the matching engine), from each market's own
+    `feeSchedule` as the simulated Gamma publishes it and from the venue's documents, never from
+    the connector's `fees.py` (a witness, not a mirror): docs.polymarket.com/trading/fees
+    "fee = C x feeRate x p x (1 - p)" (the schedule's `exponent` raises `p(1-p)`, 1 everywhere
+    seen), "Makers are never charged fees", "rounded to 5 decimal places ... Anything smaller
+    rounds to zero" (so floored). The fee is pUSD on both sides under V2 (module docstring)."""
+
+    schedules: dict[str, tuple[Decimal, Decimal]]  # token -> (rate, exponent); absent: no fees
+
+    def fee(
+        self, inst: Instrument, price: Decimal, size: Decimal, liquidity: Liquidity, index: float | None
+    ) -> tuple[Decimal, str]:
+        schedule = self.schedules.get(inst.symbol)
+        if schedule is None or liquidity is not Liquidity.TAKER:
+            return Decimal(0), COLLATERAL
+        rate, exponent = schedule
+        curve = price * (1 - price)
+        owed = size * rate * (curve if exponent == 1 else curve**exponent)
+        return owed.quantize(_FEE_QUANTUM, rounding=ROUND_DOWN), COLLATERAL
+
+
+def _not_enough(balance: Decimal, amount: Decimal) -> _Refused:
+    """The venue's refusal of an order its balance cannot fund (module docstring)."""
+    return _Refused(
+        400,
+        {
+            "error": "not enough balance / allowance: the balance is not enough -> "
+            f"balance: {int(balance * _UNITS)}, order amount: {int(amount * _UNITS)}"
+        },
+    )
+
+
 @attrs.define(eq=False)
 class _Account:
     address: str
@@ -209,8 +256,7 @@ class _SimTrade:
     side: Side
     price: Decimal
     size: Decimal
-    fee: Decimal
-    fee_rate_bps: int
+    fee: Decimal  # pUSD, the venue's (`_VenueFees`)
     match_s: int
     match_ms: int
     other_order: str
@@ -285,7 +331,15 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         self.last_trade: dict[str, tuple[str, str]] = {}  # token -> (price, side)
         for _, frame in self.feed.opening(hours):
             self._track(frame)
-        self.matching = SimulatedVenue(VENUE, self.registry, PolymarketFees(), self.decoder.book)
+        self.fees = _VenueFees(
+            {
+                token: (Decimal(repr(m.spec.fees[0])), Decimal(repr(m.spec.fees[1])))
+                for m in self.feed.markets
+                if m.spec.fees is not None
+                for token in (m.yes, m.no)
+            }
+        )
+        self.matching = SimulatedVenue(VENUE, self.registry, self.fees, self.decoder.book)
         # Gamma (§2.7) under /gamma: the market catalog finds the simulated markets there.
         self.gamma = GammaSimulator([self.feed._gamma(m) for m in self.feed.markets])
         self.accounts: dict[str, _Account] = {}  # by API key
@@ -800,16 +854,16 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             raise _Refused(404, {"error": "market not found"})
         inst = self.registry.get(VENUE, outcomes[0].token_id)
         assert inst is not None
-        fees = outcomes[0].fees
+        # `fd`: the schedule the venue charges by (`_VenueFees`), taker only (`to`).
+        schedule = self.fees.schedules.get(outcomes[0].token_id)
+        rate, exponent = schedule if schedule is not None else (Decimal(0), Decimal(0))
         return {
             "c": condition_id,
             "t": [{"t": o.token_id, "o": o.outcome} for o in outcomes],
             "mts": float(inst.tick_size),
             "mos": float(inst.min_size),
             "nr": bool(outcomes[0].neg_risk),
-            "fd": {"r": float(fees.rate), "e": float(fees.exponent)}
-            if fees is not None
-            else {"r": 0.0, "e": 0.0},
+            "fd": {"r": float(rate), "e": float(exponent), "to": True},
         }
 
     # -- L1 -------------------------------------------------------------------------------------
@@ -1027,7 +1081,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         order_type: str,
         payload: dict[str, Any],
     ) -> str | None:
-        """The venue's `errorMsg` for an order it refuses on its terms, None when it takes it."""
+        """The venue's `errorMsg` for an order it refuses on its terms, None when it takes it;
+        `_Refused` (HTTP 400) for one its account cannot fund."""
         if order_id in self.orders:
             return "INVALID_ORDER_DUPLICATED"
         rejected = self.faults.take_reject()
@@ -1054,15 +1109,18 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             order_type == "GTD" and expiration < now_s + _GTD_MIN_AHEAD_S
         ):
             return "INVALID_ORDER_EXPIRATION"
+        # Funding: pUSD for a buy (its signed maker amount), shares for a sell, less what the
+        # account's open orders hold [U: whether the venue's "balance" nets them out].
         if side is Side.BUY:
-            if account.balance - self._reserved(account, None, Side.BUY) < Decimal(maker_amount) / _UNITS:
-                return "INVALID_ORDER_NOT_ENOUGH_BALANCE"
+            free = account.balance - self._reserved(account, None, Side.BUY)
+            if free < Decimal(maker_amount) / _UNITS:
+                raise _not_enough(free, Decimal(maker_amount) / _UNITS)
         else:
             held = account.positions.get(inst.symbol, Decimal(0)) - self._reserved(
                 account, inst.symbol, Side.SELL
             )
             if held < size:
-                return "INVALID_ORDER_NOT_ENOUGH_BALANCE"
+                raise _not_enough(held, size)
         return None
 
     def _apply(self, events: list[PrivateEvent], now: int, *, one_match: bool = False) -> list[_SimTrade]:
@@ -1113,8 +1171,6 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
                 account.positions.get(fill.instrument, Decimal(0)) - fill.size
             )
         sim.matched += fill.size
-        inst = self.registry.get(VENUE, fill.instrument)
-        rate = inst.taker_fee if inst is not None and inst.taker_fee is not None else Decimal(0)
         n = next(self._trade_ids)
         fail = self.fail_trades > 0 if into is None else into.fail
         if fail and into is None:
@@ -1132,7 +1188,6 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             price=fill.price,
             size=fill.size,
             fee=fill.fee,
-            fee_rate_bps=int(rate * 10_000) if fill.liquidity is Liquidity.TAKER else 0,
             match_s=now // 1_000_000_000,
             match_ms=now // 1_000_000,
             other_order="0x" + hashlib.sha256(f"crowd:{n}".encode()).hexdigest(),
@@ -1314,7 +1369,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             "side": (t.side if taker else t.side.opposite).value.upper(),
             "size": _fmt(sum((leg.size for leg in (t, *t.also)), Decimal(0))),
             "price": _fmt(t.price),
-            "fee_rate_bps": str(t.fee_rate_bps),
+            "fee_rate_bps": "0",  # what the captured V2 trade record said (module docstring)
             "status": t.status,
             "match_time": str(t.match_s),
             "last_update": str(t.last_update_s),
