@@ -72,7 +72,7 @@ CREATE INDEX IF NOT EXISTS orders_open ON orders (final, updated_ns);
 CREATE INDEX IF NOT EXISTS orders_venue_id ON orders (venue, order_id);
 CREATE TABLE IF NOT EXISTS ledger (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL CHECK (kind IN ('fill', 'reversal', 'settle')),
+    kind TEXT NOT NULL CHECK (kind IN ('fill', 'reversal', 'settle', 'funding')),
     ts_ns INTEGER NOT NULL,
     strategy TEXT NOT NULL,
     venue TEXT NOT NULL,
@@ -173,7 +173,7 @@ class RestoredOrder:
 class LedgerEntry:
     """One row of the ledger table, ready to replay into a `Ledger`."""
 
-    kind: Literal["fill", "reversal", "settle"]
+    kind: Literal["fill", "reversal", "settle", "funding"]
     strategy: str
     venue: str
     instrument: str
@@ -480,6 +480,70 @@ class OrderJournal:
             self._event("settle", None, now_ns, strategy=strategy, instrument=inst.symbol, price=price)
         )
         self._tx(stmts)
+
+    def funding(
+        self,
+        strategy: str,
+        inst: Instrument,
+        event_id: str,
+        amount: Decimal,
+        currency: str,
+        *,
+        position: Decimal,
+        total: Decimal,
+        rate: Decimal | None,
+        usd_rate: float,
+        ts_ns: int,
+    ) -> bool:
+        """A strategy's share of one funding payment (`OrderFlow.funding`). False when the
+        journal has it already (the same payment reported again after a restart): each venue
+        payment is booked once per strategy. Columns: `trade_id` = `<event id>#<strategy>` (unique
+        with the kind and venue), `client_order_id` = "" (not NULL, so a key that includes it
+        stays unique), `price` = the strategy's amount, `size` = its position the share was taken
+        by, `fee` = the venue's whole payment, `fee_currency` = the currency, `reason` = the
+        funding rate when the venue gave one, `rate_fee` = USD per unit of the currency."""
+        stmts = self._instrument_stmt(inst)
+        stmts.append(
+            (
+                _INSERT_LEDGER.format(kind="funding", or_ignore=""),
+                (
+                    ts_ns,
+                    strategy,
+                    inst.venue,
+                    inst.symbol,
+                    "",
+                    None,
+                    f"{event_id}#{strategy}",
+                    None,
+                    str(amount),
+                    str(position),
+                    str(total),
+                    currency,
+                    None,
+                    None if rate is None else str(rate),
+                    None,
+                    None,
+                    usd_rate,
+                ),
+            )
+        )
+        stmts.append(
+            self._event(
+                "funding",
+                None,
+                ts_ns,
+                strategy=strategy,
+                instrument=inst.symbol,
+                event_id=event_id,
+                amount=str(amount),
+                currency=currency,
+            )
+        )
+        try:
+            self._tx(stmts)
+        except sqlite3.IntegrityError:
+            return False
+        return True
 
     def note(self, kind: str, client_order_id: str | None = None, **data: Any) -> None:
         """Something worth keeping in the audit trail (a reconciliation's finding, the kill

@@ -1,0 +1,173 @@
+"""Expiries and perpetual funding, live against each venue's simulator (the venue delivers an
+expired instrument and pays funding; the engine books what the venue reports), in a backtest from
+Tardis' `derivative_ticker` funding fields, and once only across a restart."""
+
+from __future__ import annotations
+
+import functools
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from connectors.deribit.settings import DeribitSettings
+from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from engine import OrderState, StatusKind, Subscription, Ticker
+from engine._journal import OrderJournal
+from engine._live import LiveEngine
+from tests.live_support import Probe, until
+
+PERP = "BTC-PERPETUAL"
+OPTION = "BTC-11DEC26-90000-C"
+CREDS = {
+    "DERIBIT_CLIENT_ID": next(iter(DEFAULT_ACCOUNTS)),
+    "DERIBIT_CLIENT_SECRET": next(iter(DEFAULT_ACCOUNTS.values())),
+}
+
+
+class Clock:
+    """The engine's wall clock, which a test can move past an expiry."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def __call__(self) -> int:
+        return time.time_ns() + self.offset
+
+
+async def deribit_sim(nursery: trio.Nursery) -> tuple[DeribitSimulator, str]:
+    simulator = DeribitSimulator(seed=5, step_s=0.05, heartbeat_scale=0.1)
+    binds = await nursery.start(functools.partial(serve, simulator))
+    return simulator, binds[0].removeprefix("http://")
+
+
+async def deribit_engine(
+    nursery: trio.Nursery, base: str, probe: Probe, clock: Clock, journal: OrderJournal | None = None
+) -> LiveEngine:
+    engine = LiveEngine(
+        [probe],
+        {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}")},
+        mode="live",
+        environ=CREDS,
+        paper_latency_s=0.0,
+        clock=clock,
+        journal=journal,
+    )
+    engine.settle_interval_s = 3600.0  # the tests run each round themselves (`settle_once`)
+    await nursery.start(engine.run)
+    with trio.fail_after(10):
+        await engine.ready.wait()
+    return engine
+
+
+async def test_deribit_an_expired_option_settles_at_the_venues_delivery_price(nursery: trio.Nursery) -> None:
+    simulator, base = await deribit_sim(nursery)
+    clock = Clock()
+    probe = Probe("p", [Subscription("deribit", OPTION, {"ticker"}), Subscription("deribit", PERP, {"ticker"})])
+    engine = await deribit_engine(nursery, base, probe, clock)
+    await until(lambda: probe.of(Ticker, OPTION) and probe.of(Ticker, PERP))
+    bought = await probe.ctx.buy("deribit", OPTION, 1)
+    assert bought.status is OrderState.FILLED
+    await until(lambda: probe.ctx.position("deribit", OPTION) == 1)
+    await engine.settle_once()  # not expired yet: nothing happens
+    assert probe.ctx.position("deribit", OPTION) == 1 and not engine.awaiting_delivery
+
+    inst = engine.registry.get("deribit", OPTION)
+    assert inst is not None and inst.expiry_ns is not None
+    clock.offset = inst.expiry_ns - time.time_ns() + 1_000_000_000  # a second past the expiry
+    # Expired, but the venue has not published the delivery yet: held, flagged, and no mark
+    # values it (the simulator still sends its ticker: a stale mark must not come back).
+    await engine.settle_once()
+    assert probe.ctx.position("deribit", OPTION) == 1
+    assert ("deribit", OPTION) in engine.awaiting_delivery
+    n = len(probe.of(Ticker, OPTION))
+    await until(lambda: len(probe.of(Ticker, OPTION)) > n)
+    assert engine.market_state.mark("deribit", OPTION) is None
+
+    price = simulator.deliver(OPTION, 100_000.0)
+    assert price == 0.1  # (100,000 - 90,000) / 100,000 BTC
+    ledger = engine.flow.ledger("p")
+    before = ledger.realized_usd
+    entry_usd = ledger.positions[("deribit", OPTION)].avg
+    await engine.settle_once()
+    assert probe.ctx.position("deribit", OPTION) == 0
+    assert not engine.awaiting_delivery
+    # Closed at 0.1 BTC converted at the index of the moment: what the venue delivered.
+    rate = engine.market_state.usd_rate("deribit", "BTC")
+    assert rate is not None
+    assert abs((ledger.realized_usd - before) - (0.1 * rate - entry_usd)) < 1e-6 * rate
+    expired = await until(lambda: probe.statuses(StatusKind.EXPIRED))
+    assert expired[-1].instrument == OPTION and expired[-1].data["delivery_price"] == "0.1"
+    await engine.settle_once()  # once only
+    assert probe.ctx.position("deribit", OPTION) == 0
+    assert len(probe.statuses(StatusKind.EXPIRED)) == 1
+
+
+async def test_deribit_perpetual_funding_is_booked_once_across_a_restart(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    simulator, base = await deribit_sim(nursery)
+    clock = Clock()
+    path = tmp_path / "journal.sqlite"
+    probe = Probe("p", [Subscription("deribit", PERP, {"ticker"})])
+    with trio.CancelScope() as first:
+        async with trio.open_nursery() as inner:
+            engine = await deribit_engine(inner, base, probe, clock, OrderJournal(path))
+            await until(lambda: probe.of(Ticker, PERP))
+            assert (await probe.ctx.buy("deribit", PERP, 100)).status is OrderState.FILLED
+            await until(lambda: probe.ctx.position("deribit", PERP) == 100)
+            paid = simulator.pay_funding(PERP, 0.0002)
+            (funding,) = paid.values()
+            assert funding < 0  # a long pays a positive rate
+            ledger = engine.flow.ledger("p")
+            before = ledger.realized_usd
+            await engine.settle_once()
+            rate = engine.market_state.usd_rate("deribit", "BTC")
+            assert rate is not None
+            assert abs((ledger.realized_usd - before) - funding * rate) < 1e-9 * rate
+            booked = ledger.realized_usd
+            await engine.settle_once()  # asked again: not booked twice
+            assert ledger.realized_usd == booked
+            first.cancel()
+    rows = [e for e in OrderJournal(path).ledger() if e.kind == "funding"]
+    assert [(r.strategy, r.instrument, r.price) for r in rows] == [("p", PERP, Decimal(repr(funding)))]
+
+    # Restarted on the same journal: the funding is restored, and the venue's report of the
+    # same payment is recognised, not booked again.
+    probe2 = Probe("p", [Subscription("deribit", PERP, {"ticker"})])
+    engine2 = await deribit_engine(nursery, base, probe2, clock, OrderJournal(path))
+    restored = engine2.flow.ledger("p").realized_usd
+    assert restored != 0.0
+    await engine2.settle_once()
+    assert engine2.flow.ledger("p").realized_usd == restored
+    assert len([e for e in OrderJournal(path).ledger() if e.kind == "funding"]) == 1
+
+
+async def test_funding_is_split_between_strategies_by_their_share(nursery: trio.Nursery) -> None:
+    simulator, base = await deribit_sim(nursery)
+    clock = Clock()
+    a = Probe("a", [Subscription("deribit", PERP, {"ticker"})])
+    b = Probe("b", [Subscription("deribit", PERP, {"ticker"})])
+    engine = LiveEngine(
+        [a, b],
+        {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}")},
+        mode="live",
+        environ=CREDS,
+        clock=clock,
+    )
+    engine.settle_interval_s = 3600.0
+    await nursery.start(engine.run)
+    await until(lambda: a.of(Ticker, PERP))
+    await a.ctx.buy("deribit", PERP, 300)
+    await b.ctx.buy("deribit", PERP, 100)
+    await until(lambda: a.ctx.position("deribit", PERP) == 300 and b.ctx.position("deribit", PERP) == 100)
+    (funding,) = simulator.pay_funding(PERP, -0.0004).values()
+    assert funding > 0  # a long receives a negative rate
+    share_a = engine.flow.ledger("a").realized_usd
+    share_b = engine.flow.ledger("b").realized_usd
+    await engine.settle_once()
+    got_a = engine.flow.ledger("a").realized_usd - share_a
+    got_b = engine.flow.ledger("b").realized_usd - share_b
+    assert got_a > 0 and abs(got_a - 3 * got_b) < 1e-9 * got_a
