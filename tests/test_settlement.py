@@ -8,7 +8,6 @@ import functools
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import trio
 
@@ -65,7 +64,9 @@ async def deribit_engine(
 async def test_deribit_an_expired_option_settles_at_the_venues_delivery_price(nursery: trio.Nursery) -> None:
     simulator, base = await deribit_sim(nursery)
     clock = Clock()
-    probe = Probe("p", [Subscription("deribit", OPTION, {"ticker"}), Subscription("deribit", PERP, {"ticker"})])
+    probe = Probe(
+        "p", [Subscription("deribit", OPTION, {"ticker"}), Subscription("deribit", PERP, {"ticker"})]
+    )
     engine = await deribit_engine(nursery, base, probe, clock)
     await until(lambda: probe.of(Ticker, OPTION) and probe.of(Ticker, PERP))
     bought = await probe.ctx.buy("deribit", OPTION, 1)
