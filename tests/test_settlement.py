@@ -8,6 +8,7 @@ import functools
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -172,3 +173,80 @@ async def test_funding_is_split_between_strategies_by_their_share(nursery: trio.
     got_a = engine.flow.ledger("a").realized_usd - share_a
     got_b = engine.flow.ledger("b").realized_usd - share_b
     assert got_a > 0 and abs(got_a - 3 * got_b) < 1e-9 * got_a
+
+
+# -- Derive ------------------------------------------------------------------------------------
+DERIVE_PERP = "ETH-PERP"
+DERIVE_OPTION = "BTC-20261211-90000-C"
+
+
+async def derive_engine(nursery: trio.Nursery, probe: Probe, clock: Clock) -> tuple[Any, LiveEngine]:
+    from connectors.derive.settings import DeriveSettings
+    from connectors.derive.simulator import DeriveSimulator
+    from connectors.derive.simulator import serve as serve_derive
+    from tests.test_derive_live import CREDS as DERIVE_CREDS
+
+    simulator = DeriveSimulator(seed=5, step_s=0.05, settle_after_s=0.2)
+    binds = await nursery.start(functools.partial(serve_derive, simulator))
+    base = binds[0].removeprefix("http://")
+    engine = LiveEngine(
+        [probe],
+        {"derive": DeriveSettings(url=f"ws://{base}/ws", rest_url=f"http://{base}")},
+        mode="live",
+        environ=DERIVE_CREDS,
+        paper_latency_s=0.0,
+        clock=clock,
+    )
+    engine.settle_interval_s = 3600.0
+    await nursery.start(engine.run)
+    with trio.fail_after(10):
+        await engine.ready.wait()
+    return simulator, engine
+
+
+async def test_derive_an_expired_option_settles_at_the_venues_settlement_price(nursery: trio.Nursery) -> None:
+    clock = Clock()
+    probe = Probe("p", [Subscription("derive", DERIVE_OPTION), Subscription("derive", DERIVE_PERP)])
+    simulator, engine = await derive_engine(nursery, probe, clock)
+    await until(lambda: probe.of(Ticker, DERIVE_OPTION))
+    bought = await probe.ctx.buy("derive", DERIVE_OPTION, Decimal("0.5"))
+    assert bought.status is OrderState.FILLED
+    await until(lambda: probe.ctx.position("derive", DERIVE_OPTION) == Decimal("0.5"))
+    inst = engine.registry.get("derive", DERIVE_OPTION)
+    assert inst is not None and inst.expiry_ns is not None
+    clock.offset = inst.expiry_ns - time.time_ns() + 1_000_000_000
+    await engine.settle_once()  # the venue has not settled it yet
+    assert probe.ctx.position("derive", DERIVE_OPTION) == Decimal("0.5")
+    assert ("derive", DERIVE_OPTION) in engine.awaiting_delivery
+    assert engine.market_state.mark("derive", DERIVE_OPTION) is None
+
+    simulator.deliver(DERIVE_OPTION, Decimal("95500"))
+    ledger = engine.flow.ledger("p")
+    before = ledger.realized_usd
+    entry_usd = ledger.positions[("derive", DERIVE_OPTION)].avg
+    await engine.settle_once()
+    assert probe.ctx.position("derive", DERIVE_OPTION) == 0 and not engine.awaiting_delivery
+    # A call struck at 90,000 settled at 95,500: 5,500 USDC a contract.
+    assert abs((ledger.realized_usd - before) - 0.5 * (5500 - entry_usd)) < 1e-6
+    expired = await until(lambda: probe.statuses(StatusKind.EXPIRED))
+    assert expired[-1].data["delivery_price"] == "5500"
+
+
+async def test_derive_perpetual_funding_is_booked_from_the_funding_history(nursery: trio.Nursery) -> None:
+    clock = Clock()
+    probe = Probe("p", [Subscription("derive", DERIVE_PERP)])
+    simulator, engine = await derive_engine(nursery, probe, clock)
+    await until(lambda: probe.of(Ticker, DERIVE_PERP))
+    assert (await probe.ctx.sell("derive", DERIVE_PERP, Decimal("0.3"))).status is OrderState.FILLED
+    await until(lambda: probe.ctx.position("derive", DERIVE_PERP) == Decimal("-0.3"))
+    (first,) = simulator.pay_funding(DERIVE_PERP, Decimal("0.0001")).values()
+    (second,) = simulator.pay_funding(
+        DERIVE_PERP, Decimal("-0.00005"), ts_ms=time.time_ns() // 1_000_000 + 1
+    ).values()
+    assert first > 0 > second  # a short receives a positive rate, pays a negative one
+    ledger = engine.flow.ledger("p")
+    before = ledger.realized_usd
+    await engine.settle_once()
+    assert abs((ledger.realized_usd - before) - float(first + second)) < 1e-9
+    await engine.settle_once()
+    assert abs((ledger.realized_usd - before) - float(first + second)) < 1e-9  # once each
