@@ -74,8 +74,6 @@ from ._recording import RecordingWriter as RecordingWriter
 from ._risk import Limits as Limits
 from ._risk import RiskLimits as RiskLimits
 from ._router import MarketRouter as MarketRouter
-from ._settlement import FundingPayment as FundingPayment
-from ._settlement import funding_amount as funding_amount
 from ._simvenue import SimulatedVenue as SimulatedVenue
 from ._strategy import Strategy as Strategy
 from ._strategy import StrategyContext as StrategyContext

@@ -14,7 +14,7 @@ import trio
 
 from connectors.deribit.settings import DeribitSettings
 from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
-from engine import OrderState, StatusKind, Subscription, Ticker
+from engine import BookUpdate, MarketEvent, OrderState, StatusKind, Strategy, Subscription, Ticker
 from engine._journal import OrderJournal
 from engine._live import LiveEngine
 from tests.live_support import Probe, until
@@ -250,3 +250,40 @@ async def test_derive_perpetual_funding_is_booked_from_the_funding_history(nurse
     assert abs((ledger.realized_usd - before) - float(first + second)) < 1e-9
     await engine.settle_once()
     assert abs((ledger.realized_usd - before) - float(first + second)) < 1e-9  # once each
+
+
+# -- backtest ----------------------------------------------------------------------------------
+FUNDING_DATA = Path(__file__).resolve().parent / "fixtures" / "tardis" / "funding"
+
+
+class BuyOnce(Strategy):
+    """Buys 1,000 USD of the perpetual on its first book, then holds."""
+
+    def __init__(self) -> None:
+        super().__init__("holder")
+        self.bought = False
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return [Subscription("deribit", PERP)]
+
+    async def on_event(self, event: MarketEvent) -> None:
+        if isinstance(event, BookUpdate) and not self.bought:
+            self.bought = True
+            await self.ctx.buy("deribit", PERP, 1000)
+
+
+def test_a_backtest_books_funding_from_tardis_derivative_ticker_funding_fields() -> None:
+    """Tardis' `funding_timestamp` is the next funding event's time and `funding_rate` its rate:
+    the fixture's events at +10 s (rate 0.0002, the last given for it) and +20 s (0.00005)
+    pass while 1,000 USD of BTC-PERPETUAL is held; +30 s never passes. The inverse perpetual
+    pays `rate x 1,000 / mark` BTC each time (long, positive rate: paid), here at mark (the
+    book's mid, 90,000) and index 90,000: 0.2 and 0.05 USD."""
+    from connectors.deribit import PLUGIN
+    from engine._backtest import BacktestKernel, BacktestSettings, DataSource
+
+    kernel = BacktestKernel(
+        {"deribit": PLUGIN}, [DataSource("deribit", FUNDING_DATA, "tardis")], [BuyOnce()], BacktestSettings()
+    )
+    result = trio.run(kernel.run).strategies["holder"]
+    assert result.positions == {f"deribit:{PERP}": "1000"}
+    assert abs(result.realized_pnl - (-0.2 - 0.05)) < 1e-9

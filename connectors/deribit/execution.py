@@ -21,7 +21,6 @@ import msgspec
 
 from engine import (
     Fill,
-    FundingPayment,
     InstrumentRegistry,
     MalformedFrame,
     Order,
@@ -32,6 +31,7 @@ from engine import (
     TimeInForce,
     VenueError,
 )
+from engine._settlement import FundingPayment
 
 from .codec import OrderData, TradeData, decode_order_result, fill_from, order_update_from
 from .instruments import VENUE

@@ -40,7 +40,6 @@ import msgspec
 from engine import (
     Fill,
     FillReversal,
-    FundingPayment,
     Instrument,
     MalformedFrame,
     Order,
@@ -53,6 +52,7 @@ from engine import (
     VenueError,
     VenueUnavailable,
 )
+from engine._settlement import FundingPayment
 
 from .codec import _NOT_EXECUTED, OrderData, TradeData, fill_from, order_update_from, reversal_from
 from .fees import DeriveFees
