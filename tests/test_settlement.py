@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from connectors.deribit.settings import DeribitSettings
@@ -44,12 +45,17 @@ async def deribit_sim(nursery: trio.Nursery) -> tuple[DeribitSimulator, str]:
 
 
 async def deribit_engine(
-    nursery: trio.Nursery, base: str, probe: Probe, clock: Clock, journal: OrderJournal | None = None
+    nursery: trio.Nursery,
+    base: str,
+    probe: Probe,
+    clock: Clock,
+    journal: OrderJournal | None = None,
+    mode: str = "live",
 ) -> LiveEngine:
     engine = LiveEngine(
         [probe],
         {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}")},
-        mode="live",
+        mode=mode,  # type: ignore[arg-type]
         environ=CREDS,
         paper_latency_s=0.0,
         clock=clock,
@@ -62,14 +68,16 @@ async def deribit_engine(
     return engine
 
 
-async def test_deribit_an_expired_option_settles_at_the_venues_delivery_price(nursery: trio.Nursery) -> None:
+@pytest.mark.parametrize("mode", ["live", "paper"])
+async def test_deribit_an_expired_option_settles_at_the_venues_delivery_price(
+    nursery: trio.Nursery, mode: str
+) -> None:
+    """In paper mode too: the delivery record is public."""
     simulator, base = await deribit_sim(nursery)
     clock = Clock()
-    probe = Probe(
-        "p", [Subscription("deribit", OPTION, {"ticker"}), Subscription("deribit", PERP, {"ticker"})]
-    )
-    engine = await deribit_engine(nursery, base, probe, clock)
-    await until(lambda: probe.of(Ticker, OPTION) and probe.of(Ticker, PERP))
+    probe = Probe("p", [Subscription("deribit", OPTION), Subscription("deribit", PERP, {"ticker"})])
+    engine = await deribit_engine(nursery, base, probe, clock, mode=mode)
+    await until(lambda: probe.of(Ticker, OPTION) and probe.of(Ticker, PERP) and probe.of(BookUpdate, OPTION))
     bought = await probe.ctx.buy("deribit", OPTION, 1)
     assert bought.status is OrderState.FILLED
     await until(lambda: probe.ctx.position("deribit", OPTION) == 1)
