@@ -295,3 +295,39 @@ def test_a_backtest_books_funding_from_tardis_derivative_ticker_funding_fields()
     result = trio.run(kernel.run).strategies["holder"]
     assert result.positions == {f"deribit:{PERP}": "1000"}
     assert abs(result.realized_pnl - (-0.2 - 0.05)) < 1e-9
+
+
+# -- the order flow alone ------------------------------------------------------------------------
+def test_funding_waits_for_a_usd_rate_and_is_booked_once() -> None:
+    """Never booked at an unknown rate: a payment in BTC before any BTC index is left for later
+    (None); once the index is known it is booked at it, exactly, and only once."""
+    from engine import Fill, Liquidity, MarketState, OrderFlow, Side
+    from engine._settlement import FundingPayment
+    from tests.helpers import PERP as PERP_DEF
+    from tests.helpers import registry, ticker
+
+    reg = registry()
+    market = MarketState(reg)
+    flow = OrderFlow(reg, market, lambda _: None)
+    held = Fill(
+        venue="deribit",
+        instrument=PERP,
+        ts_exchange=None,
+        ts_local=1,
+        order_id="o",
+        trade_id="t",
+        side=Side.SELL,
+        price=Decimal(90_000),
+        size=Decimal(500),
+        fee=Decimal(0),
+        fee_currency="BTC",
+        liquidity=Liquidity.MAKER,
+    )
+    flow.ledger("s").on_fill(held, PERP_DEF, (1.0, 90_000.0, 90_000.0))
+    payment = FundingPayment("deribit", PERP, f"{PERP}:5", 5, Decimal("0.00001234"), "BTC", Decimal(-500))
+    assert flow.funding(payment) is None  # no BTC index yet
+    assert flow.ledger("s").realized_usd == 0.0
+    market.on_ticker(ticker(PERP, index=91_000.0, mark=91_000.0))
+    assert flow.funding(payment) == {"s": Decimal("0.00001234") * Decimal("91000.0")}
+    assert flow.funding(payment) == {}  # the same payment again: not booked twice
+    assert abs(flow.ledger("s").realized_usd - 0.00001234 * 91_000) < 1e-12
