@@ -9,7 +9,8 @@ What it guarantees (with `OrderFlow`, which writes it, and the daemon's start-up
   came before the venue named it) and never sends one again.
 - Each fill is journaled (unique by venue and trade id) with the USD rates it was booked at,
   before the position changes and before the strategy hears of it; positions are rebuilt from
-  the journal's fills, voided fills and settlements, in order, so they equal what they were.
+  the journal's fills, voided fills, settlements and funding payments, in order, so they equal
+  what they were. A funding payment is journaled once per venue payment and strategy.
 - Every change is one SQLite transaction, committed before the call returns. With
   `synchronous = normal` (the default) a committed write survives the process being killed
   (it is in the WAL file); `full` also survives a power cut, at the cost of an fsync per write.

@@ -771,8 +771,11 @@ class LiveEngine:
     # -- expiries and funding ------------------------------------------------------------------
     async def _settlements(self) -> None:
         """Every `settle_interval_s` once the venues are up: expired positions settled at the
-        venue's delivery price, and (live) perpetual funding booked from the venue's history."""
-        await self.ready.wait()
+        venue's delivery price, and (live) perpetual funding booked from the venue's history.
+        They start with the strategies: once every venue is up, or after `strategy_start_wait_s`
+        (a venue that is down must not hold the others' expiries)."""
+        with trio.move_on_after(self.strategy_start_wait_s):
+            await self.ready.wait()
         while True:
             await self.settle_once()
             await trio.sleep(self.settle_interval_s)
