@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import structlog
 
-from ._errors import OrderRejected, VenueError
+from ._errors import OrderRejected, TradingError, VenueError
 from ._events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
 from ._instruments import Instrument, InstrumentRegistry
 from ._journal import OrderJournal
@@ -64,9 +64,9 @@ class OrderFlow:
         # then has the venue's fills caught up again), never of a fill that is simply not ours.
         self.on_unreadable_fill: Callable[[Fill], None] | None = None
         self.unmatched_reports = 0  # venue reports (not fills or states) about orders not ours
-        # Funding payments booked (venue, event id, strategy): none twice in one run even
-        # without a journal (which keeps them across restarts).
-        self._funding_booked: set[tuple[str, str, str]] = set()
+        # Funding payments booked (venue, event id): none twice in one run even without a
+        # journal (which keeps them across restarts).
+        self._funding_booked: set[tuple[str, str]] = set()
 
     def restore(
         self, journal: OrderJournal, *, now_ns: int, window_ns: int = 7 * 86_400 * 10**9
@@ -350,11 +350,26 @@ class OrderFlow:
         booked when the venue reports it, normally before any of them changed. What the
         strategies do not hold (a position not ours, at the venue) is logged, not booked.
 
-        Each share is journaled (once: `OrderJournal.funding`, keyed by the venue's event id and
-        the strategy, so a payment reported again after a restart is not booked twice) before
-        the ledger books it into realized PnL. Returns the USD booked per strategy, or None when
-        the payment must wait: no USD rate for its currency yet (never booked at an unknown
-        rate), or an instrument not known yet."""
+        A payment is booked whole, once: the shares of every holder together. Each share is
+        journaled (`OrderJournal.funding`, keyed by the venue's event id and the strategy)
+        before the ledger books it into realized PnL; a payment the journal knows (reported
+        again after a restart) is not booked again, for any strategy, whatever the positions
+        are now. Returns the USD booked per strategy (empty: booked before, or nothing of ours),
+        or None when the payment must wait: no USD rate for its currency yet (never booked at an
+        unknown rate), an instrument not known yet, or a journal that cannot be read (it might
+        hold the payment)."""
+        event = (payment.venue, payment.event_id)
+        if event in self._funding_booked:
+            return {}
+        if self.journal is not None:
+            try:
+                known = self.journal.funding_known(payment.venue, payment.event_id)
+            except (sqlite3.Error, TradingError) as exc:
+                self.log.error("funding.journal_unreadable", event_id=payment.event_id, error=str(exc))
+                return None
+            if known:
+                self._funding_booked.add(event)
+                return {}
         inst = self.registry.get(payment.venue, payment.instrument)
         usd_rate = self.market.usd_rate(payment.venue, payment.currency)
         if inst is None or usd_rate is None:
@@ -388,10 +403,8 @@ class OrderFlow:
             self.log.warning(
                 "funding.partly_ours", account_position=str(account), our_position=str(ours), **fields
             )
+        self._funding_booked.add(event)
         for name, qty in sorted(holders.items()):
-            key = (payment.venue, payment.event_id, name)
-            if key in self._funding_booked:
-                continue
             share = payment.amount * qty / account
             if self.journal is not None:
                 booked = self._journal(
@@ -407,12 +420,10 @@ class OrderFlow:
                     usd_rate=usd_rate,
                     ts_ns=payment.ts_ns,
                 )
-                if booked is False:  # in the journal already (booked before a restart)
-                    self._funding_booked.add(key)
+                if booked is False:  # this share is in the journal already
                     continue
                 if booked is None:  # the journal failed (logged): booked in memory only
                     self.log.critical("funding.not_journaled", strategy=name, **fields)
-            self._funding_booked.add(key)
             out[name] = usd = self.ledger(name).funding(inst, share, payment.currency, usd_rate)
             self.log.info(
                 "position.funding", strategy=name, share=str(share), usd=str(usd), position=str(qty), **fields

@@ -546,6 +546,18 @@ class OrderJournal:
             return False
         return True
 
+    def funding_known(self, venue: str, event_id: str) -> bool:
+        """Whether any strategy's share of the venue's funding payment `event_id` is journaled
+        (`funding`: its rows' `trade_id` is `<event id>#<strategy>`)."""
+        prefix = f"{event_id}#"
+        with self._reading():
+            row = self._db.execute(
+                "SELECT 1 FROM ledger WHERE kind = 'funding' AND venue = ? "
+                "AND substr(trade_id, 1, ?) = ? LIMIT 1",
+                (venue, len(prefix), prefix),
+            ).fetchone()
+        return row is not None
+
     def note(self, kind: str, client_order_id: str | None = None, **data: Any) -> None:
         """Something worth keeping in the audit trail (a reconciliation's finding, the kill
         switch, an unknown outcome)."""

@@ -331,3 +331,50 @@ def test_funding_waits_for_a_usd_rate_and_is_booked_once() -> None:
     assert flow.funding(payment) == {"s": Decimal("0.00001234") * Decimal("91000.0")}
     assert flow.funding(payment) == {}  # the same payment again: not booked twice
     assert abs(flow.ledger("s").realized_usd - 0.00001234 * 91_000) < 1e-12
+
+
+def test_a_payment_the_journal_knows_is_booked_for_no_strategy_after_a_restart(tmp_path: Path) -> None:
+    """Booked whole, once: after a restart the same payment reported again is not booked, not
+    even to a strategy that holds the perpetual now and had no share then."""
+    from engine import Fill, Liquidity, MarketState, OrderFlow, Side
+    from engine._settlement import FundingPayment
+    from tests.helpers import PERP as PERP_DEF
+    from tests.helpers import registry, ticker
+
+    def flow_on(journal: OrderJournal) -> OrderFlow:
+        reg = registry()
+        market = MarketState(reg)
+        market.on_ticker(ticker(PERP, index=90_000.0, mark=90_000.0))
+        flow = OrderFlow(reg, market, lambda _: None)
+        flow.restore(journal, now_ns=10)
+        return flow
+
+    def hold(flow: OrderFlow, strategy: str, size: int) -> None:
+        held = Fill(
+            venue="deribit",
+            instrument=PERP,
+            ts_exchange=None,
+            ts_local=1,
+            order_id="o",
+            trade_id=f"t-{strategy}",
+            side=Side.BUY,
+            price=Decimal(90_000),
+            size=Decimal(size),
+            fee=Decimal(0),
+            fee_currency="BTC",
+            liquidity=Liquidity.MAKER,
+        )
+        flow.ledger(strategy).on_fill(held, PERP_DEF, (1.0, 90_000.0, 90_000.0))
+
+    payment = FundingPayment("deribit", PERP, f"{PERP}:7", 7, Decimal("-0.00002"), "BTC")
+    path = tmp_path / "j.sqlite"
+    first = flow_on(OrderJournal(path))
+    hold(first, "a", 100)
+    booked = first.funding(payment)
+    assert booked is not None and set(booked) == {"a"}
+    second = flow_on(OrderJournal(path))
+    assert second.ledger("a").realized_usd == first.ledger("a").realized_usd  # restored
+    hold(second, "b", 300)  # not held when the payment was made
+    assert second.funding(payment) == {}
+    assert second.ledger("b").realized_usd == 0.0
+    assert [e.strategy for e in OrderJournal(path).ledger() if e.kind == "funding"] == ["a"]
