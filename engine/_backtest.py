@@ -60,6 +60,7 @@ from ._recorder import RecordingSet
 from ._recording import RecordingReader, format_ts, merge_recordings
 from ._risk import RiskLimits
 from ._router import MarketRouter, StrategySlot
+from ._settlement import funding_amount
 from ._simvenue import SimulatedVenue
 from ._strategy import FailurePolicy, Phase, Strategy, StrategyFailure, split_strategy_fault
 
@@ -921,6 +922,45 @@ class BacktestKernel:
         self.flow.settle(status.venue, status.instrument, float(payout))
         self._settled(status.venue, status.instrument)
 
+    def _funding(self, status: Status) -> None:
+        """A perpetual's funding event passed (`StatusKind.FUNDING`, from Tardis'
+        `derivative_ticker` funding fields): each strategy holding it receives
+        `engine.funding_amount` (positive rate: longs pay) at the last mark before the event, in
+        the perpetual's settlement currency, booked at the USD rate of now (`Ledger.funding`).
+        Without a mark or a USD rate nothing is booked (never at an unknown rate): logged."""
+        inst = self.registry.get(status.venue, status.instrument)
+        rate = status.data.get("funding_rate")
+        if inst is None or not isinstance(rate, int | float):
+            return
+        mark = self.market.mark(status.venue, status.instrument)
+        usd_rate = self.market.usd_rate(status.venue, inst.settle)
+        for name, ledger in self.flow.ledgers.items():
+            qty = ledger.position(status.venue, status.instrument)
+            if qty == 0:
+                continue
+            if mark is None or mark <= 0 or usd_rate is None:
+                self.log.warning(
+                    "funding.unpriced", strategy=name, instrument=status.instrument, funding_rate=rate
+                )
+                continue
+            amount = funding_amount(
+                qty,
+                Decimal(repr(mark)),
+                Decimal(repr(rate)),
+                inverse=inst.inverse,
+                contract_size=inst.contract_size,
+            )
+            usd = ledger.funding(inst, amount, inst.settle, usd_rate)
+            self.log.info(
+                "position.funding",
+                strategy=name,
+                instrument=status.instrument,
+                funding_rate=rate,
+                amount=str(amount),
+                currency=inst.settle,
+                usd=str(usd),
+            )
+
     # -- equity -----------------------------------------------------------------------------
     def _mark_drawdown(self, slot: _Slot) -> None:
         equity = self.flow.ledger(slot.name).equity_usd()
@@ -1051,6 +1091,8 @@ class BacktestKernel:
                             self._at(ts + resp, self._apply, out)
                 elif cls is Status and ev.status is StatusKind.MARKET_RESOLVED:
                     self._resolve(ev)
+                elif cls is Status and ev.status is StatusKind.FUNDING:
+                    self._funding(ev)
                 kind = ev.kind
                 slots = routes.get((ev.venue, ev.instrument, kind), ()) if kind is not None else route(ev)
                 for slot in slots:

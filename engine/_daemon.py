@@ -570,6 +570,9 @@ class Daemon:
             "open_orders": orders,
             "unrouted_events": e.router.unrouted,
             "reconciliations": e.reconciliations,
+            # Expired instruments still held, their delivery price not yet published by the
+            # venue (since when): no mark values them; they settle once it is.
+            "awaiting_delivery": {f"{v}:{i}": ns for (v, i), ns in e.awaiting_delivery.items()} or None,
             "journal": None
             if self.journal is None
             else {

@@ -244,6 +244,9 @@ class StatusKind(enum.StrEnum):
     TICK_SIZE_CHANGE = "tick_size_change"
     MARKET_RESOLVED = "market_resolved"
     EXPIRED = "expired"
+    # A perpetual's funding event passed (`data`: `funding_rate`, `funding_ts_ns`): replayed
+    # data that carries funding times (Tardis' `derivative_ticker`).
+    FUNDING = "funding"
 
 
 @attrs.frozen

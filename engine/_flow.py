@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import structlog
 
-from ._errors import OrderRejected, VenueError
+from ._errors import OrderRejected, TradingError, VenueError
 from ._events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
 from ._instruments import Instrument, InstrumentRegistry
 from ._journal import OrderJournal
@@ -20,6 +20,7 @@ from ._market import MarketState
 from ._orders import Order, OrderRequest, OrderTracker
 from ._portfolio import Ledger
 from ._risk import RiskChecker, RiskLimits
+from ._settlement import FundingPayment
 
 __all__ = ["OrderFlow"]
 
@@ -63,6 +64,9 @@ class OrderFlow:
         # then has the venue's fills caught up again), never of a fill that is simply not ours.
         self.on_unreadable_fill: Callable[[Fill], None] | None = None
         self.unmatched_reports = 0  # venue reports (not fills or states) about orders not ours
+        # Funding payments booked (venue, event id): none twice in one run even without a
+        # journal (which keeps them across restarts).
+        self._funding_booked: set[tuple[str, str]] = set()
 
     def restore(
         self, journal: OrderJournal, *, now_ns: int, window_ns: int = 7 * 86_400 * 10**9
@@ -92,6 +96,9 @@ class OrderFlow:
                 ledger.on_fill(entry.event, inst, entry.rates)
             elif isinstance(entry.event, FillReversal):
                 ledger.reverse(entry.event, inst, entry.rates)
+            elif entry.kind == "funding":
+                # A share of a funding payment: at the USD rate it was booked at (`funding`).
+                ledger.funding(inst, entry.price, inst.settle, entry.rates[2])
             else:
                 ledger.settle(inst, float(entry.price), entry.rates)
             entries += 1
@@ -333,6 +340,94 @@ class OrderFlow:
                     price=price,
                     realized=realized,
                 )
+        return out
+
+    def funding(self, payment: FundingPayment) -> dict[str, Decimal] | None:
+        """A venue's funding payment on a perpetual, booked to the strategies holding it: each
+        gets `amount x its position / the account's position` (funding is proportional to the
+        position it is paid on; the venue's own position when it reports one, else the sum of
+        ours, so shares add up to the payment). Positions are those held now: a payment is
+        booked when the venue reports it, normally before any of them changed. What the
+        strategies do not hold (a position not ours, at the venue) is logged, not booked.
+
+        A payment is booked whole, once: the shares of every holder together. Each share is
+        journaled (`OrderJournal.funding`, keyed by the venue's event id and the strategy)
+        before the ledger books it into realized PnL; a payment the journal knows (reported
+        again after a restart) is not booked again, for any strategy, whatever the positions
+        are now. Returns the USD booked per strategy (empty: booked before, or nothing of ours),
+        or None when the payment must wait: no USD rate for its currency yet (never booked at an
+        unknown rate), an instrument not known yet, or a journal that cannot be read (it might
+        hold the payment)."""
+        event = (payment.venue, payment.event_id)
+        if event in self._funding_booked:
+            return {}
+        if self.journal is not None:
+            try:
+                known = self.journal.funding_known(payment.venue, payment.event_id)
+            except (sqlite3.Error, TradingError) as exc:
+                self.log.error("funding.journal_unreadable", event_id=payment.event_id, error=str(exc))
+                return None
+            if known:
+                self._funding_booked.add(event)
+                return {}
+        inst = self.registry.get(payment.venue, payment.instrument)
+        usd_rate = self.market.usd_rate(payment.venue, payment.currency)
+        if inst is None or usd_rate is None:
+            self.log.warning(
+                "funding.waiting",
+                venue=payment.venue,
+                instrument=payment.instrument,
+                event_id=payment.event_id,
+                reason="unknown instrument" if inst is None else f"no USD rate for {payment.currency}",
+            )
+            return None
+        holders = {
+            name: ledger.position(payment.venue, payment.instrument) for name, ledger in self.ledgers.items()
+        }
+        holders = {name: qty for name, qty in holders.items() if qty != 0}
+        ours = sum(holders.values(), Decimal(0))
+        account = payment.position if payment.position else ours
+        out: dict[str, Decimal] = {}
+        fields = {
+            "venue": payment.venue,
+            "instrument": payment.instrument,
+            "event_id": payment.event_id,
+            "amount": str(payment.amount),
+            "currency": payment.currency,
+        }
+        if account == 0 or not holders:
+            if payment.amount:
+                self.log.warning("funding.unattributed", account_position=str(account), **fields)
+            return out
+        if ours != account:
+            self.log.warning(
+                "funding.partly_ours", account_position=str(account), our_position=str(ours), **fields
+            )
+        self._funding_booked.add(event)
+        for name, qty in sorted(holders.items()):
+            share = payment.amount * qty / account
+            if self.journal is not None:
+                booked = self._journal(
+                    "funding",
+                    name,
+                    inst,
+                    payment.event_id,
+                    share,
+                    payment.currency,
+                    position=qty,
+                    total=payment.amount,
+                    rate=payment.rate,
+                    usd_rate=usd_rate,
+                    ts_ns=payment.ts_ns,
+                )
+                if booked is False:  # this share is in the journal already
+                    continue
+                if booked is None:  # the journal failed (logged): booked in memory only
+                    self.log.critical("funding.not_journaled", strategy=name, **fields)
+            out[name] = usd = self.ledger(name).funding(inst, share, payment.currency, usd_rate)
+            self.log.info(
+                "position.funding", strategy=name, share=str(share), usd=str(usd), position=str(qty), **fields
+            )
         return out
 
     # -- incoming ---------------------------------------------------------------------------

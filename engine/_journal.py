@@ -10,7 +10,8 @@ What it guarantees (with `OrderFlow`, which writes it, and the daemon's start-up
 - Each fill is journaled (unique by venue, trade id and our order: one trade may fill several
   of our orders) with the USD rates it was booked at,
   before the position changes and before the strategy hears of it; positions are rebuilt from
-  the journal's fills, voided fills and settlements, in order, so they equal what they were.
+  the journal's fills, voided fills, settlements and funding payments, in order, so they equal
+  what they were. A funding payment is journaled once per venue payment and strategy.
 - Every change is one SQLite transaction, committed before the call returns. With
   `synchronous = normal` (the default) a committed write survives the process being killed
   (it is in the WAL file); `full` also survives a power cut, at the cost of an fsync per write.
@@ -229,7 +230,7 @@ class RestoredOrder:
 class LedgerEntry:
     """One row of the ledger table, ready to replay into a `Ledger`."""
 
-    kind: Literal["fill", "reversal", "settle"]
+    kind: Literal["fill", "reversal", "settle", "funding"]
     strategy: str
     venue: str
     instrument: str
@@ -545,6 +546,82 @@ class OrderJournal:
             self._event("settle", None, now_ns, strategy=strategy, instrument=inst.symbol, price=price)
         )
         self._tx(stmts)
+
+    def funding(
+        self,
+        strategy: str,
+        inst: Instrument,
+        event_id: str,
+        amount: Decimal,
+        currency: str,
+        *,
+        position: Decimal,
+        total: Decimal,
+        rate: Decimal | None,
+        usd_rate: float,
+        ts_ns: int,
+    ) -> bool:
+        """A strategy's share of one funding payment (`OrderFlow.funding`). False when the
+        journal has it already (the same payment reported again after a restart): each venue
+        payment is booked once per strategy. Columns: `trade_id` = `<event id>#<strategy>` (unique
+        with the kind and venue), `client_order_id` = "" (not NULL, so a key that includes it
+        stays unique), `price` = the strategy's amount, `size` = its position the share was taken
+        by, `fee` = the venue's whole payment, `fee_currency` = the currency, `reason` = the
+        funding rate when the venue gave one, `rate_fee` = USD per unit of the currency."""
+        stmts = self._instrument_stmt(inst)
+        stmts.append(
+            (
+                _INSERT_LEDGER.format(kind="funding", or_ignore=""),
+                (
+                    ts_ns,
+                    strategy,
+                    inst.venue,
+                    inst.symbol,
+                    "",
+                    None,
+                    f"{event_id}#{strategy}",
+                    None,
+                    str(amount),
+                    str(position),
+                    str(total),
+                    currency,
+                    None,
+                    None if rate is None else str(rate),
+                    None,
+                    None,
+                    usd_rate,
+                ),
+            )
+        )
+        stmts.append(
+            self._event(
+                "funding",
+                None,
+                ts_ns,
+                strategy=strategy,
+                instrument=inst.symbol,
+                event_id=event_id,
+                amount=str(amount),
+                currency=currency,
+            )
+        )
+        try:
+            self._tx(stmts)
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def funding_known(self, venue: str, event_id: str) -> bool:
+        """Whether any strategy's share of the venue's funding payment `event_id` is journaled
+        (`funding`: its rows' `trade_id` is `<event id>#<strategy>`)."""
+        prefix = f"{event_id}#"
+        with self._reading():
+            row = self._db.execute(
+                "SELECT 1 FROM ledger WHERE kind = 'funding' AND venue = ? "
+                "AND substr(trade_id, 1, ?) = ? LIMIT 1",
+                (venue, len(prefix), prefix),
+            ).fetchone()
+        return row is not None
 
     def note(self, kind: str, client_order_id: str | None = None, **data: Any) -> None:
         """Something worth keeping in the audit trail (a reconciliation's finding, the kill

@@ -42,7 +42,7 @@ from ._events import (
 )
 from ._flow import OrderFlow
 from ._gateway import ExecutionClient, ExecutionGateway
-from ._instruments import InstrumentRegistry
+from ._instruments import InstrumentKind, InstrumentRegistry
 from ._journal import OrderJournal
 from ._logging import redact_text
 from ._market import MarketState
@@ -50,6 +50,7 @@ from ._orders import ClientOrderIds, Order, OrderRequest
 from ._plugins import LiveVenue, VenuePlugin, load_catalog_class, load_venue
 from ._risk import RiskLimits
 from ._router import MarketRouter, StrategySlot, run_strategy
+from ._settlement import FundingPayment
 from ._simvenue import SimulatedVenue
 from ._strategy import FailurePolicy, Phase, Strategy, StrategyFailure, split_strategy_fault
 
@@ -156,6 +157,11 @@ class _LiveContext(BaseContext):
 class LiveEngine:
     """The daemon (module docstring). Build it from a loaded config; `run` until cancelled."""
 
+    # How often expired positions and perpetual funding are looked for (`_settlements`), and
+    # how far back funding payments are asked for at the start (Deribit books a day's funding
+    # at its daily settlement, 08:00 UTC; Derive pays hourly).
+    settle_interval_s = 60.0
+    funding_lookback_s = 86_400.0
     # A strategy's `on_stop` is given this long; then, for a failed strategy, its `on_failure`
     # cancels get a deadline of their own (an `on_stop` that hangs must not cost them).
     on_stop_timeout_s = 5.0
@@ -273,6 +279,11 @@ class LiveEngine:
         self.flow.on_unreadable_fill = self._fill_unbooked
         self.catalog_settings = catalog_settings
         self.catalogs: dict[str, MarketCatalog] = {}
+        # Expiries and funding (`_settlements`): the expired instruments still held whose
+        # delivery price the venue has not published yet (when first seen expired), and per
+        # venue the time funding payments are asked from next.
+        self.awaiting_delivery: dict[tuple[str, str], int] = {}
+        self._funding_since_ns: dict[str, int] = {}
 
     # -- wiring -----------------------------------------------------------------------------
     def _index_of(self, venue: str) -> Callable[[str], float | None]:
@@ -298,9 +309,12 @@ class LiveEngine:
         """`VenueSink`: market and status events from a session, in arrival order."""
         on_ticker = self.market_state.on_ticker
         paper = self.paper
+        expired = self.awaiting_delivery
         for ev in events:
             if ev.__class__ is Ticker:
-                on_ticker(ev)
+                # An expired instrument awaiting its delivery price has no mark (`_settle_expired`).
+                if not expired or (ev.venue, ev.instrument) not in expired:
+                    on_ticker(ev)
             elif ev.__class__ is Status and ev.status is StatusKind.SUBSCRIBED and self.mode == "live":
                 # (Re)connected and subscribed: what happened to our orders meanwhile? (Not for a
                 # market-data-only connection of a venue whose orders come on another one.)
@@ -348,6 +362,7 @@ class LiveEngine:
                     await nursery.start(self._run_venue, name, live)
                 await nursery.start(self._run_strategies)
                 nursery.start_soon(self._await_ready)
+                nursery.start_soon(self._settlements)
                 self.started.set()
                 task_status.started()
 
@@ -752,3 +767,115 @@ class LiveEngine:
                 order_id=order.order_id,
                 state=order.state.value,
             )
+
+    # -- expiries and funding ------------------------------------------------------------------
+    async def _settlements(self) -> None:
+        """Every `settle_interval_s` once the venues are up: expired positions settled at the
+        venue's delivery price, and (live) perpetual funding booked from the venue's history.
+        They start with the strategies: once every venue is up, or after `strategy_start_wait_s`
+        (a venue that is down must not hold the others' expiries)."""
+        with trio.move_on_after(self.strategy_start_wait_s):
+            await self.ready.wait()
+        while True:
+            await self.settle_once()
+            await trio.sleep(self.settle_interval_s)
+
+    async def settle_once(self) -> None:
+        """One round of `_settlements` (never raises but for cancellation: a venue's odd answer
+        is logged and asked again next round)."""
+        for name in self.venues:
+            try:
+                await self._settle_expired(name)
+                if self.mode == "live":
+                    await self._book_funding(name)
+            except Exception:
+                self.log.exception("settlement.round_failed", venue=name)
+
+    def _expired_held(self, venue: str, now_ns: int) -> list[Any]:
+        seen: dict[str, Any] = {}
+        for ledger in self.flow.ledgers.values():
+            for pos in ledger:
+                inst = pos.instrument
+                expiry = inst.expiry_ns
+                if pos.qty != 0 and inst.venue == venue and expiry is not None and expiry <= now_ns:
+                    seen[inst.symbol] = inst
+        return [seen[k] for k in sorted(seen)]
+
+    async def _settle_expired(self, name: str) -> None:
+        """Each position in an instrument whose expiry has passed is closed at the delivery price
+        the venue published (`delivery_price` of its execution client), never at a price of
+        ours. Until the venue has published it the instrument is flagged (`awaiting_delivery`,
+        the status file) and its last mark is dropped, so no stale mark values it; it is asked
+        again each round."""
+        now = self.clock()
+        due = self._expired_held(name, now)
+        if not due:
+            return
+        client = self.venues[name].execution()
+        ask = getattr(client, "delivery_price", None)
+        for inst in due:
+            key = (name, inst.symbol)
+            if key not in self.awaiting_delivery:
+                self.awaiting_delivery[key] = now
+                self.market_state.tickers.pop(key, None)
+                self.log.warning("instrument.expired_unsettled", venue=name, instrument=inst.symbol)
+            if ask is None:
+                self.log.error("settlement.unsupported", venue=name, instrument=inst.symbol)
+                continue
+            try:
+                price: Decimal | None = await ask(inst.symbol)
+            except VenueError as exc:
+                self.log.warning(
+                    "settlement.delivery_unavailable", venue=name, instrument=inst.symbol, error=str(exc)
+                )
+                continue
+            if price is None:
+                self.log.info("settlement.awaiting_delivery_price", venue=name, instrument=inst.symbol)
+                continue
+            realized = self.flow.settle(name, inst.symbol, float(price), now_ns=now)
+            del self.awaiting_delivery[key]
+            self.market_state.tickers.pop(key, None)
+            self.log.warning(
+                "instrument.settled", venue=name, instrument=inst.symbol, price=str(price), realized=realized
+            )
+            await self.market(
+                [
+                    Status(
+                        venue=name,
+                        instrument=inst.symbol,
+                        ts_exchange=inst.expiry_ns,
+                        ts_local=now,
+                        status=StatusKind.EXPIRED,
+                        message=f"{inst.symbol} expired",
+                        data={"delivery_price": str(price)},
+                    )
+                ]
+            )
+
+    async def _book_funding(self, name: str) -> None:
+        """The venue's funding payments since the last time asked (a day back at the start; a
+        minute of margin for clocks), each booked once by `OrderFlow.funding`. One that must
+        wait (no USD rate yet) is asked for again next round."""
+        held = any(
+            pos.qty != 0 and pos.instrument.venue == name and pos.instrument.kind is InstrumentKind.PERPETUAL
+            for ledger in self.flow.ledgers.values()
+            for pos in ledger
+        )
+        if not held:
+            return
+        client = self.venues[name].execution()
+        ask = getattr(client, "funding_payments", None)
+        if ask is None:
+            return
+        asked = self.clock()
+        since = self._funding_since_ns.get(name, asked - int(self.funding_lookback_s * 1e9))
+        try:
+            payments: list[FundingPayment] = await ask(since)
+        except VenueError as exc:
+            self.log.warning("funding.unavailable", venue=name, error=str(exc))
+            return
+        following = asked - 60 * 1_000_000_000
+        for payment in sorted(payments, key=lambda p: p.ts_ns):
+            if self.flow.funding(payment) is None:
+                following = min(following, payment.ts_ns - 1)
+        self._funding_since_ns[name] = max(following, since)

@@ -253,3 +253,17 @@ class Ledger:
             unrealized_pnl=self.unrealized_usd(),
             fees=self.fees_usd,
         )
+
+    def funding(self, inst: Instrument, amount: Decimal, currency: str, rate: float | None) -> Decimal:
+        """A funding cash flow on `inst` (positive: received) of `amount` `currency`, booked into
+        realized PnL at `rate` USD per unit of `currency`; returns the USD booked. The caller
+        never books at an unknown rate (it waits for one)."""
+        if rate is None:
+            raise ValueError(f"funding on {inst.symbol}: no USD rate for {currency}")
+        usd = amount * Decimal(repr(rate))
+        pos = self.positions.get((inst.venue, inst.symbol))
+        if pos is None:
+            pos = self.positions[(inst.venue, inst.symbol)] = Position(inst)
+        pos.realized_usd += float(usd)
+        self.realized_usd += float(usd)
+        return usd

@@ -144,6 +144,10 @@ class _TickerData(Struct):
     bid_iv: Amount | None = None
     ask_iv: Amount | None = None
     greeks: _Greeks | None = None
+    # Perpetuals (§1.6): the current funding rate. `funding_timestamp` (ms) is not Deribit's: a
+    # Tardis replay carries its time of the next funding event there (connectors/deribit/tardis.py).
+    current_funding: float | None = None
+    funding_timestamp: Millis | None = None
 
 
 class _BookData(Struct):
@@ -442,6 +446,9 @@ class DeribitDecoder:
         self._grouped: dict[str, OrderBook] = {}
         self._states: dict[str, str] = {}
         self._routes: dict[str, tuple[_Handler, str]] = {}
+        # Per perpetual, the next funding event's time (ms) and rate, from replayed data that
+        # names it (`_funding_passed`).
+        self._funding: dict[str, tuple[int, float | None]] = {}
 
     # ----------------------------------------------------------------------------------- API
 
@@ -646,6 +653,10 @@ class DeribitDecoder:
             None if ask_iv is None else ask_iv / 100.0,
             greeks,
         )
+        if d.funding_timestamp is not None:  # replayed data only (Tardis): never live
+            funding = self._funding_passed(inst, d.funding_timestamp, d.current_funding, ts, ts_local)
+            if funding is not None:
+                return [funding, ticker]
         state = d.state
         if state is not None:
             previous = self._states.get(inst)
@@ -664,6 +675,30 @@ class DeribitDecoder:
                     )
                     return [status, ticker]
         return [ticker]
+
+    def _funding_passed(
+        self, inst: str, next_ms: int, rate: float | None, ts: int, ts_local: int
+    ) -> MarketEvent | None:
+        """A `Status` (`FUNDING`) when the funding event the previous ticker named has passed:
+        its time is behind this ticker's and the next one is named, at the rate the previous
+        ticker gave for it (Tardis: `funding_rate` is the rate of the event at
+        `funding_timestamp`). None otherwise, and for the first ticker of an instrument."""
+        previous = self._funding.get(inst)
+        self._funding[inst] = (next_ms, rate)
+        if previous is None:
+            return None
+        due_ms, due_rate = previous
+        if next_ms <= due_ms or ts < due_ms * _MS or due_rate is None:
+            return None
+        return _status(
+            VENUE,
+            inst,
+            due_ms * _MS,
+            ts_local,
+            StatusKind.FUNDING,
+            f"{inst} funding at {due_rate}",
+            {"funding_rate": due_rate, "funding_ts_ns": due_ms * _MS},
+        )
 
     def _on_quote(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
         """`quote.{instrument}`: best bid/ask only; the other ticker fields are None."""

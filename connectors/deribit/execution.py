@@ -31,6 +31,7 @@ from engine import (
     TimeInForce,
     VenueError,
 )
+from engine._settlement import FundingPayment
 
 from .codec import OrderData, TradeData, decode_order_result, fill_from, order_update_from
 from .instruments import VENUE
@@ -56,6 +57,30 @@ class _TradePage(msgspec.Struct):
 
 
 _decode_trade_page: Any = msgspec.json.Decoder(_TradePage).decode
+
+
+class _Settlement(msgspec.Struct):
+    """One item of `settlements` in `public/get_last_settlements_by_instrument` and
+    `private/get_settlement_history_by_currency` (Deribit API v2 reference: `type` settlement,
+    delivery or bankruptcy; `mark_price` the instrument's price at the event, in its quote
+    currency; `position` the account's; `funding` on a perpetual's settlement only, in the base
+    currency; `timestamp` ms). Bankruptcies carry no instrument."""
+
+    type: str
+    timestamp: int
+    instrument_name: str | None = None
+    mark_price: float | None = None
+    index_price: float | None = None
+    position: float | None = None
+    funding: float | None = None
+
+
+class _SettlementPage(msgspec.Struct):
+    settlements: list[_Settlement]
+    continuation: str | None = None
+
+
+_decode_settlements: Any = msgspec.json.Decoder(_SettlementPage).decode
 
 
 # What reading a venue answer may raise (a typed parse, the codec's checks, bytes that are not
@@ -251,6 +276,65 @@ class DeribitExecution:
                 if not page.has_more or not page.trades:
                     break
                 start_ms = max(t.timestamp for t in page.trades) + 1
+        return out
+
+    # -- expiries and funding ---------------------------------------------------------------------
+    async def delivery_price(self, instrument: str) -> Decimal | None:
+        """The price an expired instrument was delivered at, in its quote currency (USD for a
+        future, the coin for a coin option), from the venue's delivery record
+        (`public/get_last_settlements_by_instrument`, `type = delivery`: public, so a paper
+        position settles at the same price). None while the venue has not delivered it."""
+        raw = await self.session.call_retrying(
+            "public/get_last_settlements_by_instrument",
+            {"instrument_name": instrument, "type": "delivery", "count": 1},
+        )
+        try:
+            page = _decode_settlements(raw)
+        except _UNREADABLE as exc:
+            raise _unreadable("delivery", exc) from None
+        for item in page.settlements:
+            if item.type == "delivery" and item.instrument_name == instrument and item.mark_price is not None:
+                return Decimal(repr(item.mark_price))
+        return None
+
+    async def funding_payments(self, since_ns: int) -> list[FundingPayment]:
+        """The account's perpetual funding since `since_ns`: Deribit pays funding continuously
+        into the session's realized PnL and books it at each settlement (daily, 08:00 UTC),
+        where the settlement's `funding` is what the account's perpetual position received
+        (negative: paid), in the base currency (Deribit API v2,
+        `private/get_settlement_history_by_currency`, `type = settlement`; newest first, paged
+        by `continuation`). The event id is the instrument and the settlement's time."""
+        out: list[FundingPayment] = []
+        since_ms = since_ns // 1_000_000
+        for currency in self.currencies:
+            params: dict[str, Any] = {"currency": currency, "type": "settlement", "count": 1000}
+            while True:
+                raw = await self.session.call_retrying("private/get_settlement_history_by_currency", params)
+                try:
+                    page = _decode_settlements(raw)
+                except _UNREADABLE as exc:
+                    raise _unreadable("settlement history", exc) from None
+                for item in page.settlements:
+                    name = item.instrument_name
+                    if item.timestamp < since_ms or name is None or item.funding is None:
+                        continue
+                    inst = self.registry.get(VENUE, name)
+                    out.append(
+                        FundingPayment(
+                            venue=VENUE,
+                            instrument=name,
+                            event_id=f"{name}:{item.timestamp}",
+                            ts_ns=item.timestamp * 1_000_000,
+                            amount=Decimal(repr(item.funding)),
+                            currency=inst.settle if inst is not None else currency,
+                            position=None if item.position is None else Decimal(repr(item.position)),
+                        )
+                    )
+                oldest = min((i.timestamp for i in page.settlements), default=since_ms - 1)
+                token = page.continuation
+                if oldest < since_ms or not token or token == "none":
+                    break
+                params = {**params, "continuation": token}
         return out
 
     async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:

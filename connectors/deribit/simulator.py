@@ -54,6 +54,7 @@ from engine import (
     Fill,
     InstrumentKind,
     InstrumentRegistry,
+    OptionRight,
     Order,
     OrderRejected,
     OrderRequest,
@@ -116,6 +117,7 @@ class _Account:
     positions: dict[str, Decimal] = attrs.field(factory=dict)
     orders: dict[str, _SimOrder] = attrs.field(factory=dict)
     trades: list[dict[str, Any]] = attrs.field(factory=list)  # the account's trades, oldest first
+    settlements: list[dict[str, Any]] = attrs.field(factory=list)  # deliveries and settlements, oldest first
     limiter: CreditBucket | None = None
 
 
@@ -218,6 +220,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         # Tests compress heartbeat time: 0.1 makes Deribit's minimum 10 s interval last 1 s.
         self.heartbeat_scale = heartbeat_scale
         self.self_trading = self_trading  # an account's orders may trade with each other
+        self.deliveries_made: list[dict[str, Any]] = []  # the public delivery records, oldest first
 
     # -- the market ---------------------------------------------------------------------------
     def _index(self, base: str) -> float | None:
@@ -1051,6 +1054,114 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             )
         return out
 
+    # -- expiries and funding (what the venue does at 08:00 UTC; the tests say when) -------------
+    def deliver(self, instrument: str, delivery_index: float, *, ts_ms: int | None = None) -> float:
+        """Deliver an expired instrument at `delivery_index` (the index's delivery price) and
+        return its delivery price in its quote currency: a future's is the index; a coin option's
+        is its value in the coin, `max(0, S - K) / S` for a call and `max(0, K - S) / S` for a put
+        (Deribit "Options explained": a 300 call delivered at 400 USD is worth 100 USD, "0.25BTC
+        at the price of 400 dollar"). Every account's position in it is closed and recorded as a
+        `delivery` (`private/get_settlement_history_by_currency`), and the instrument's public
+        delivery record is kept (`public/get_last_settlements_by_instrument`)."""
+        inst = self.registry.get(VENUE, instrument)
+        if inst is None or inst.expiry_ns is None:
+            raise ValueError(f"{instrument}: not an instrument that expires")
+        ts = self.clock() // 1_000_000 if ts_ms is None else ts_ms
+        s = delivery_index
+        if inst.is_option:
+            k = float(inst.strike or 0)
+            intrinsic = max(0.0, s - k) if inst.right is OptionRight.CALL else max(0.0, k - s)
+            price = intrinsic / s
+        else:
+            price = s
+        record = {
+            "type": "delivery",
+            "timestamp": ts,
+            "instrument_name": instrument,
+            "mark_price": price,
+            "index_price": s,
+            "position": 0.0,
+            "profit_loss": 0.0,
+            "session_profit_loss": 0.0,
+        }
+        for acct in self.accounts.values():
+            held = acct.positions.pop(instrument, Decimal(0))
+            if held:
+                acct.settlements.append({**record, "position": float(held)})
+        self.deliveries_made.append(record)
+        return price
+
+    def pay_funding(self, instrument: str, rate: float, *, ts_ms: int | None = None) -> dict[str, float]:
+        """A settlement of a perpetual: each account holding it gets its funding for the period,
+        `funding rate x position size` with the size in the coin (Deribit "Funding
+        specifications"; positive rate: longs pay shorts), and the settlement is recorded with
+        its `funding` (`private/get_settlement_history_by_currency`, `type = settlement`).
+        Returns the funding per account (received: positive)."""
+        inst = self.registry.get(VENUE, instrument)
+        if inst is None:
+            raise ValueError(f"{instrument}: unknown")
+        ts = self.clock() // 1_000_000 if ts_ms is None else ts_ms
+        ticker = self.tickers.get(instrument, {})
+        mark = float(ticker.get("mark_price") or 0.0)
+        index = float(ticker.get("index_price") or 0.0)
+        out: dict[str, float] = {}
+        for acct in self.accounts.values():
+            held = acct.positions.get(instrument, Decimal(0))
+            if not held or not mark:
+                continue
+            # A USD-sized (inverse) position is `size / mark` coins; a linear one is in the coin.
+            coins = float(held) / mark if inst.inverse else float(held) * float(inst.contract_size)
+            funding = -rate * coins
+            acct.balances[inst.settle] = acct.balances.get(inst.settle, 0.0) + funding
+            acct.settlements.append(
+                {
+                    "type": "settlement",
+                    "timestamp": ts,
+                    "instrument_name": instrument,
+                    "position": float(held),
+                    "mark_price": mark,
+                    "index_price": index,
+                    "profit_loss": 0.0,
+                    "session_profit_loss": funding,
+                    "funding": funding,
+                }
+            )
+            out[acct.client_id] = funding
+        return out
+
+    def _last_settlements_by_instrument(self, p: dict[str, Any], *_: Any) -> Any:
+        """`public/get_last_settlements_by_instrument`: the instrument's records, newest first,
+        of one `type` when given, at most `count` (default 20)."""
+        name = self._require_instrument(p.get("instrument_name"))
+        kind = p.get("type")
+        found = [r for r in reversed(self.deliveries_made) if r["instrument_name"] == name]
+        found = [r for r in found if kind in (None, r["type"])]
+        count = max(1, min(int(p.get("count", 20)), 1000))
+        return {"settlements": found[:count], "continuation": "none"}
+
+    def _settlement_history_by_currency(
+        self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
+    ) -> Any:
+        """`private/get_settlement_history_by_currency`: the account's records in one currency,
+        newest first, of one `type` when given, none newer than `search_start_timestamp`, at most
+        `count` (default 20) a page, the next page by `continuation` ("none" at the end)."""
+        assert a is not None
+        currency = p.get("currency")
+        kind = p.get("type")
+        latest = int(p.get("search_start_timestamp", 2**62))
+        count = max(1, min(int(p.get("count", 20)), 1000))
+        skip = int(p.get("continuation") or 0)
+        found = [
+            r
+            for r in reversed(a.settlements)
+            if kind in (None, r["type"])
+            and r["timestamp"] <= latest
+            and self._base_of(r["instrument_name"]) == currency
+        ]
+        page = found[skip : skip + count]
+        more = skip + count < len(found)
+        return {"settlements": page, "continuation": str(skip + count) if more else "none"}
+
 
 _METHODS: Final[dict[str, Callable[..., Any]]] = {
     "public/auth": DeribitSimulator._public_auth,
@@ -1085,4 +1196,6 @@ _METHODS: Final[dict[str, Callable[..., Any]]] = {
     "private/get_account_summary": DeribitSimulator._account_summary,
     "private/get_account_summaries": DeribitSimulator._account_summaries,
     "private/get_positions": DeribitSimulator._positions,
+    "public/get_last_settlements_by_instrument": DeribitSimulator._last_settlements_by_instrument,
+    "private/get_settlement_history_by_currency": DeribitSimulator._settlement_history_by_currency,
 }

@@ -16,7 +16,9 @@ microseconds since the epoch (UTC). This module reads five of its datasets for D
   one message grouped;
 - `quotes` (top of book) becomes `quote.{name}`, and the one-level book when it changed;
 - `derivative_ticker` (a perpetual's or future's last, index and mark prices, funding) becomes
-  `ticker.{name}.100ms` without best bid/ask (Tardis does not carry them there).
+  `ticker.{name}.100ms` without best bid/ask (Tardis does not carry them there); its
+  `funding_rate` as `current_funding`, and its `funding_timestamp` (the next funding event's
+  time, in ms) as a field of Tardis' own, from which the decoder reports each funding event.
 
 It synthesizes the frames, so the very same `DeribitDecoder` turns them into events (books on
 integer ticks, gap detection and all): a backtest on Tardis data runs exactly the code a
@@ -626,6 +628,7 @@ class TardisReader:
         c = f.cols
         i_oi, i_last, i_index, i_mark = c["open_interest"], c["last_price"], c["index_price"], c["mark_price"]
         i_funding = c.i.get("funding_rate")
+        i_funding_ts = c.i.get("funding_timestamp")
         for lineno, ts, exch, symbol, row in self._rows(f):
             try:
                 defined = self._define(symbol, None, f, ts)
@@ -639,6 +642,11 @@ class TardisReader:
                 }
                 if i_funding is not None:
                     data["current_funding"] = _num(row[i_funding])
+                if i_funding_ts is not None and row[i_funding_ts]:
+                    # Tardis' time of the next funding event, for which `funding_rate` is the
+                    # rate (Tardis, "derivative_ticker"): Deribit's own ticker has no such
+                    # field; its decoder reports a funding event when this time passes.
+                    data["funding_timestamp"] = _ns(row[i_funding_ts]) // 1_000_000
             except ValueError as exc:
                 self._bad(f, lineno, str(exc))
                 continue

@@ -52,6 +52,7 @@ from engine import (
     VenueError,
     VenueUnavailable,
 )
+from engine._settlement import FundingPayment
 
 from .codec import _NOT_EXECUTED, OrderData, TradeData, fill_from, order_update_from, reversal_from
 from .fees import DeriveFees
@@ -100,6 +101,40 @@ class _Cancelled(msgspec.Struct):
     cancelled_orders: int
 
 
+class _FundingEvent(msgspec.Struct):
+    """An item of `events` in `private/get_funding_history`: Derive's `FundingPaymentSchema`
+    (`funding`, `instrument_name`, `pnl`, `timestamp` ms; its OpenAPI spec, as generated in
+    8ball030/derive_client `derive_client/data_types/generated_models.py`)."""
+
+    funding: str
+    instrument_name: str
+    timestamp: int
+    pnl: str | None = None
+
+
+class _Funding(msgspec.Struct):
+    """`private/get_funding_history`: a page of funding payments."""
+
+    events: list[_FundingEvent]
+    pagination: _Pagination | None = None
+
+
+class _OptionDetails(msgspec.Struct):
+    """`option_details` of `public/get_instrument` (VENUES.md §3: strike a string,
+    `option_type` "C"|"P", `settlement_price` null until the option has settled)."""
+
+    strike: str
+    option_type: str
+    settlement_price: str | None = None
+
+
+class _InstrumentDetails(msgspec.Struct):
+    instrument_name: str
+    option_details: _OptionDetails | None = None
+
+
+_decode_funding: Any = msgspec.json.Decoder(_Funding, strict=False).decode
+_decode_instrument: Any = msgspec.json.Decoder(_InstrumentDetails, strict=False).decode
 _decode_orders: Any = msgspec.json.Decoder(_Orders, strict=False).decode
 _decode_trades: Any = msgspec.json.Decoder(_Trades, strict=False).decode
 _decode_cancelled: Any = msgspec.json.Decoder(_Cancelled).decode
@@ -432,6 +467,59 @@ class DeriveExecution:
         if reverted:
             self.session.log.info("fills.reverted_trades_listed", trades=reverted)
         return out
+
+    # -- expiries and funding ---------------------------------------------------------------------
+    async def delivery_price(self, instrument: str) -> Decimal | None:
+        """What an expired option is worth per contract at its settlement, in USDC: Derive's
+        options are cash-settled European options whose `option_details.settlement_price`
+        (`public/get_instrument`, VENUES.md §3: null until settled) is the index's settlement
+        price S; a call pays `max(0, S - K)`, a put `max(0, K - S)`. None while the venue has
+        not published S."""
+        raw = await self.session.call_retrying("public/get_instrument", {"instrument_name": instrument})
+        try:
+            details = _decode_instrument(raw).option_details
+            if details is None or details.settlement_price is None:
+                return None
+            settled, strike = Decimal(details.settlement_price), Decimal(details.strike)
+        except (*_UNREADABLE, ArithmeticError) as exc:
+            raise VenueError(f"public/get_instrument: unreadable answer ({exc})", venue=VENUE) from None
+        intrinsic = settled - strike if details.option_type == "C" else strike - settled
+        return max(intrinsic, Decimal(0))
+
+    async def funding_payments(self, since_ns: int) -> list[FundingPayment]:
+        """The subaccount's perpetual funding since `since_ns` (`private/get_funding_history`,
+        every page): each payment's `funding` is what the subaccount received (negative: paid),
+        in USDC. Derive gives no payment id nor the position it was paid on: the event id is the
+        instrument and the payment's time."""
+        self._require_login("funding history")
+        now = self.clock()
+        events = await self._pages(
+            "private/get_funding_history",
+            {
+                "subaccount_id": self.subaccount_id,
+                "start_timestamp": max(0, since_ns // 1_000_000),
+                "end_timestamp": now // 1_000_000 + _HISTORY_SLACK_MS,
+            },
+            _decode_funding,
+            lambda r: r.events,
+        )
+        out: dict[str, FundingPayment] = {}
+        for e in events:
+            event_id = f"{e.instrument_name}:{e.timestamp}"
+            try:
+                amount = Decimal(e.funding)
+            except ArithmeticError:
+                raise VenueError(f"funding history: unreadable amount {e.funding!r}", venue=VENUE) from None
+            inst = self.registry.get(VENUE, e.instrument_name)
+            out[event_id] = FundingPayment(
+                venue=VENUE,
+                instrument=e.instrument_name,
+                event_id=event_id,
+                ts_ns=e.timestamp * 1_000_000,
+                amount=amount,
+                currency=inst.settle if inst is not None else "USDC",
+            )
+        return sorted(out.values(), key=lambda p: p.ts_ns)
 
     async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
         """Cancel an order that is not ours (the `foreign_orders = "cancel"` policy):

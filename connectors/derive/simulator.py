@@ -180,6 +180,7 @@ class SimAccount:
     positions: dict[tuple[int, str], Decimal] = attrs.field(factory=dict)
     orders: dict[str, _SimOrder] = attrs.field(factory=dict)  # by order id
     trades: list[dict[str, Any]] = attrs.field(factory=list)  # our trades, oldest first
+    funding: list[dict[str, Any]] = attrs.field(factory=list)  # (subaccount, payment), oldest first
     nonces: set[tuple[int, int]] = attrs.field(factory=set)  # (subaccount, nonce)
     matching: CreditBucket | None = None
     non_matching: CreditBucket | None = None
@@ -1206,6 +1207,72 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             )
         return {"subaccount_id": sub, "positions": out}
 
+    # -- expiries and funding (what the venue does; the tests say when) ---------------------------
+    def deliver(self, instrument: str, settlement_price: Decimal) -> None:
+        """An option settles at `settlement_price` (the index's): its instrument now carries
+        `option_details.settlement_price` (VENUES.md §3, `public/get_instrument`: null until
+        settled) and is no longer active, and every subaccount's position in it is closed."""
+        item = next(i for i in self.instrument_items if i["instrument_name"] == instrument)
+        if not item.get("option_details"):
+            raise ValueError(f"{instrument}: not an option")
+        item["option_details"] = {**item["option_details"], "settlement_price": _text(settlement_price)}
+        item["is_active"] = False
+        for acct in self.accounts.values():
+            for key in [k for k in acct.positions if k[1] == instrument]:
+                del acct.positions[key]
+
+    def pay_funding(self, instrument: str, rate: Decimal, *, ts_ms: int | None = None) -> dict[int, Decimal]:
+        """One hour's funding on a perpetual at the hourly `rate` (§3.3 `f`; positive: longs
+        pay shorts) on each subaccount's position, valued at the index: kept for
+        `private/get_funding_history`. Returns the funding per subaccount (received: positive)."""
+        ts = self.clock() // 1_000_000 if ts_ms is None else ts_ms
+        index = Decimal(str(self.tickers.get(instrument, {}).get("I") or 0))
+        out: dict[int, Decimal] = {}
+        for acct in self.accounts.values():
+            for (sub, name), amount in acct.positions.items():
+                if name != instrument or not amount or not index:
+                    continue
+                funding = -rate * amount * index
+                acct.balances["USDC"] = acct.balances.get("USDC", Decimal(0)) + funding
+                acct.funding.append(
+                    {
+                        "subaccount_id": sub,
+                        "instrument_name": name,
+                        "timestamp": ts,
+                        "funding": _text(funding),
+                        "pnl": "0",
+                    }
+                )
+                out[sub] = funding
+        return out
+
+    def _get_funding_history(
+        self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any
+    ) -> Any:
+        """`private/get_funding_history`: `{events: [{funding, instrument_name, pnl, timestamp}],
+        pagination: {count, num_pages}}` (Derive's OpenAPI `PrivateGetFundingHistoryResultSchema`)
+        for one subaccount, within [start_timestamp, end_timestamp] ms, paged by `page`,
+        `page_size`."""
+        assert account is not None
+        sub = self._subaccount(p, account)
+        start = int(p.get("start_timestamp", 0))
+        end = int(p.get("end_timestamp", 2**62))
+        name = p.get("instrument_name")
+        found = [
+            {k: v for k, v in e.items() if k != "subaccount_id"}
+            for e in account.funding
+            if e["subaccount_id"] == sub
+            and start <= e["timestamp"] <= end
+            and name in (None, e["instrument_name"])
+        ]
+        size = max(1, min(int(p.get("page_size", 100)), 1000))
+        pages = max(1, -(-len(found) // size))
+        page = min(max(1, int(p.get("page", 1))), pages)
+        return {
+            "events": found[(page - 1) * size : page * size],
+            "pagination": {"count": len(found), "num_pages": pages},
+        }
+
     # -- reports --------------------------------------------------------------------------------
     def _order_json(self, o: _SimOrder) -> dict[str, Any]:
         req = o.order.request
@@ -1394,4 +1461,5 @@ _METHODS: Final[dict[str, Callable[..., Any]]] = {
     "private/get_trade_history": DeriveSimulator._get_trade_history,
     "private/get_subaccounts": DeriveSimulator._get_subaccounts,
     "private/get_positions": DeriveSimulator._get_positions,
+    "private/get_funding_history": DeriveSimulator._get_funding_history,
 }

@@ -1,0 +1,45 @@
+"""What a venue reports about positions it settled itself: the delivery of an expired option or
+future, and a perpetual's funding payments. Execution clients answer with these (the optional
+`delivery_price` and `funding_payments` methods); the live engine books them (`LiveEngine`'s
+settlement task, `OrderFlow.settle` and `OrderFlow.funding`)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import attrs
+
+__all__ = ["FundingPayment", "funding_amount"]
+
+
+@attrs.frozen
+class FundingPayment:
+    """One funding payment on one perpetual of the account, as the venue reports it.
+
+    `event_id` is unique per venue and instrument (the venue's id, or the instrument and the
+    payment's time when the venue gives none): the journal books each once. `amount` is what the
+    account received (negative: paid), in `currency`. `position` is the account's position the
+    venue paid on, when it says (Deribit's settlement history does; Derive's funding history
+    does not). `rate` is the funding rate when the venue reports it."""
+
+    venue: str
+    instrument: str
+    event_id: str
+    ts_ns: int
+    amount: Decimal
+    currency: str
+    position: Decimal | None = None
+    rate: Decimal | None = None
+
+
+def funding_amount(
+    qty: Decimal, mark: Decimal, rate: Decimal, *, inverse: bool, contract_size: Decimal
+) -> Decimal:
+    """The funding a position of `qty` receives at a funding event of `rate` (positive: longs
+    pay shorts, Deribit's "Funding specifications" and Tardis' `funding_rate`), in the
+    instrument's settlement currency: linear, `-qty x contract_size x mark x rate`; inverse (size
+    in USD, PnL in the coin: Deribit's BTC-PERPETUAL, whose payment is "funding rate x position
+    size" with the size in the coin), `-qty / mark x rate`."""
+    if inverse:
+        return -qty / mark * rate
+    return -qty * contract_size * mark * rate
