@@ -570,6 +570,9 @@ class Daemon:
             "open_orders": orders,
             "unrouted_events": e.router.unrouted,
             "reconciliations": e.reconciliations,
+            # Steps of a reconciliation that raised, and venue states taken over ours (alerts).
+            "reconcile_failures": e.reconcile_failures,
+            "venue_overrides": e.flow.tracker.stats.venue_overrides,
             "journal": None
             if self.journal is None
             else {
