@@ -194,3 +194,35 @@ async def test_reconciles_once_per_connection_not_per_subscription_change(nurser
     await trio.sleep(0.3)
     assert derive.requests_for("private/get_open_orders") == asked + 1
     assert engine.reconciliations == 2
+
+
+async def test_an_order_the_venue_lists_as_working_that_we_hold_final_works_again(
+    nursery: trio.Nursery,
+) -> None:
+    derive, derive_base = await derive_sim(nursery)
+    probe = Probe("p", [Subscription("derive", ETH, {"ticker"})])
+    log, capture = capturing_log()
+    engine = await start(nursery, probe, {"derive": derive_settings(derive_base)}, log)
+    await until(lambda: probe.of(Ticker, ETH) and engine.reconciliations >= 1)
+    low = Decimal(int(probe.of(Ticker, ETH)[-1].bid * 0.9))
+    resting = await probe.ctx.buy("derive", ETH, Decimal("0.5"), price=low)
+    order = engine.flow.tracker.get(resting.client_order_id or "")
+    assert order is not None and order.state is OrderState.OPEN
+    # We hold it cancelled (a cancel answered, say) while the venue still rests it: a state the
+    # venue's open orders list cannot take us back from on their own (a listing may be older
+    # than what we hold), so the venue is asked about that order, and its answer wins.
+    order.state = OrderState.CANCELLED
+    asked = derive.requests_for("private/get_order")
+    before = engine.reconciliations
+    await drop_derive(derive, probe)
+    await until(lambda: engine.reconciliations > before, what="Derive reconciled after the reconnect")
+    await until(lambda: order.state is OrderState.OPEN, what="the venue's state taken")
+    assert derive.requests_for("private/get_order") == asked + 1
+    assert engine.flow.tracker.open_orders() == [order]  # the kill switch and the risk checks see it
+    assert engine.flow.tracker.stats.venue_overrides == 1
+    (alert,) = [e for e in capture.entries if e["event"] == "order.venue_state_taken"]
+    assert alert["log_level"] == "critical" and alert["verified"] is True
+    assert (alert["ours"], alert["venue_state"]) == ("cancelled", "open")
+    # It is managed again: cancelled for real.
+    done = await probe.ctx.cancel_order(resting.client_order_id or "")
+    assert done.status is OrderState.CANCELLED and derive.orders[resting.order_id or ""].state == "cancelled"
