@@ -573,6 +573,9 @@ class Daemon:
             # Expired instruments still held, their delivery price not yet published by the
             # venue (since when): no mark values them; they settle once it is.
             "awaiting_delivery": {f"{v}:{i}": ns for (v, i), ns in e.awaiting_delivery.items()} or None,
+            # Steps of a reconciliation that raised, and venue states taken over ours (alerts).
+            "reconcile_failures": e.reconcile_failures,
+            "venue_overrides": e.flow.tracker.stats.venue_overrides,
             "journal": None
             if self.journal is None
             else {

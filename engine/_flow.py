@@ -442,13 +442,17 @@ class OrderFlow:
         else:  # a venue-specific report (e.g. a trade's settlement): to its strategy
             self.on_report(event)
 
-    def on_update(self, update: OrderUpdate) -> list[OrderUpdate]:
-        """A venue's report about one of our orders; delivers what it changed."""
-        out = self.tracker.apply_update(update)
+    def on_update(self, update: OrderUpdate, *, verified: bool = False) -> list[OrderUpdate]:
+        """A venue's report about one of our orders; delivers what it changed. `verified`: the
+        venue's answer to a question about this order (`OrderTracker.apply_update`)."""
+        overrides = self.tracker.stats.venue_overrides
+        out = self.tracker.apply_update(update, verified=verified)
         if out and self.journal is not None:
             order = self.tracker.get(out[-1].client_order_id or "")
             if order is not None:
-                self._journal("state", order, "update")
+                # The journal's record follows the venue's word, said as such when it overrode ours.
+                overridden = self.tracker.stats.venue_overrides != overrides
+                self._journal("state", order, "venue_override" if overridden else "update")
         for u in out:
             self._log_update(u)
             self.deliver(u)

@@ -270,6 +270,12 @@ class LiveEngine:
         self._strategies_scope = trio.CancelScope()
         self._strategies_done = trio.Event()
         self.reconciliations = 0
+        # Steps of a reconciliation that raised (logged with the traceback; the next step, the
+        # other venues and the daemon go on).
+        self.reconcile_failures = 0
+        # Per connection that carries our orders ((venue, channel)): the connection number
+        # (`connection` in its `subscribed` status) last reconciled, or being reconciled.
+        self._reconciled_connection: dict[tuple[str, str], int] = {}
         self._caught_up_ns: dict[str, int] = {}
         self._reconciling: dict[str, trio.Lock] = {}
         # Per venue, the earliest time of a fill left unbooked because the journal could not be
@@ -319,7 +325,7 @@ class LiveEngine:
                 # (Re)connected and subscribed: what happened to our orders meanwhile? (Not for a
                 # market-data-only connection of a venue whose orders come on another one.)
                 if self._nursery is not None and ev.data.get("private") is not False:
-                    self._nursery.start_soon(self._reconcile, ev.venue)
+                    self._on_subscribed(ev, self._nursery)
             elif ev.__class__ is Status and ev.status is StatusKind.MARKET_RESOLVED:
                 payout = ev.data.get("payout")
                 if isinstance(payout, int | float):
@@ -573,9 +579,30 @@ class LiveEngine:
                 client_order_ids=[o.client_order_id for o in left],
             )
 
-    async def _reconcile(self, name: str) -> None:
-        """After each (re)subscription, and so after a restart: what the venue knows of our
-        orders against what we (and the journal) know.
+    def _on_subscribed(self, ev: Status, nursery: trio.Nursery) -> None:
+        """A connection that carries our orders is subscribed: reconcile if it is a new
+        connection (the daemon's start, each reconnect), not when a strategy's subscriptions
+        change on a live one (a reconciliation reads open orders, every page of our trades and
+        each missing order's status: rate-limit credits). The session numbers its connections
+        (`connection` in the status's data, engine._session); a status without the number (a
+        venue plugin that does not say) reconciles each time."""
+        epoch = ev.data.get("connection")
+        key = (ev.venue, str(ev.data.get("channel") or ""))
+        if isinstance(epoch, int):
+            if self._reconciled_connection.get(key) == epoch:
+                return  # this connection is reconciled already (or being reconciled)
+            self._reconciled_connection[key] = epoch
+        nursery.start_soon(self._reconcile_connection, ev.venue, key, epoch)
+
+    async def _reconcile_connection(self, name: str, key: tuple[str, str], epoch: Any) -> None:
+        if not await self._reconcile(name) and self._reconciled_connection.get(key) == epoch:
+            # Not done in full (a step failed, open orders unavailable): due again at this
+            # connection's next `subscribed` status, or the next connection's.
+            del self._reconciled_connection[key]
+
+    async def _reconcile(self, name: str) -> bool:
+        """After a connection's first subscription (`_on_subscribed`), and so after a restart:
+        what the venue knows of our orders against what we (and the journal) know.
 
         1. The venue's open orders: a tracked order takes the venue's state; an untracked one
            labelled as ours (`<strategy>-<session>-<n>` of a running strategy) is tracked again;
@@ -583,45 +610,78 @@ class LiveEngine:
         2. Our fills since the oldest order we still track: any we missed (a disconnect, a
            crash) are booked now; those already booked are recognised by trade id.
         3. Each order we think working that the venue did not list (and that is not being
-           sent right now): the venue is asked about it. One it never received (sent, or about to
-           be, when the daemon died) is final as rejected: it is never sent again.
+           sent right now), and each it listed as working that we hold final: the venue is asked
+           about it, and its answer wins (`OrderTracker.apply_update`, `verified`). One it never
+           received (sent, or about to be, when the daemon died) is final as rejected: it is
+           never sent again.
+
+        The venue's word wins over our state machine: a surprise is alerted and counted by the
+        tracker, never raised. Any exception in one step (one order, one read) is logged with
+        its traceback and counted (`reconcile_failures`); the next step goes on, and so do the
+        other venues and the daemon. Returns whether every step was done (else it is retried at
+        the next trigger).
         """
         lock = self._reconciling.setdefault(name, trio.Lock())
         async with lock:  # one at a time per venue (two connections may come up together)
-            await self._reconcile_once(name)
+            try:
+                return await self._reconcile_once(name)
+            except Exception:  # a last guard: each step has its own
+                self._reconcile_failed(name, "reconciliation")
+                return False
 
-    async def _reconcile_once(self, name: str) -> None:
+    def _reconcile_failed(self, venue: str, step: str, **ids: Any) -> None:
+        """One step of a reconciliation raised: logged with its traceback and counted; the
+        caller goes on with the next."""
+        self.reconcile_failures += 1
+        self.log.exception("reconcile.step_failed", venue=venue, step=step, **ids)
+
+    async def _reconcile_once(self, name: str) -> bool:
         client = self.venues[name].execution()
         try:
             updates: list[OrderUpdate] = await client.open_orders()
         except (VenueError, AttributeError) as exc:
             self.log.warning("orders.open_unavailable", venue=name, error=str(exc))
-            return
+            return False
+        except Exception:
+            self._reconcile_failed(name, "open_orders")
+            return False
         self.reconciliations += 1
+        clean = True
         strategies = {s.name for s in self.slots}
         listed_cids: set[str] = set()
         listed_ids: set[str] = set()
+        recheck: list[Order] = []  # listed as working, final here: asked again (step 3)
         for update in updates:
             cid = update.client_order_id
-            listed_cids.add(cid or "")
-            listed_ids.add(update.order_id or "")
-            tracked = self.flow.tracker.find(name, order_id=update.order_id, client_order_id=cid)
-            if tracked is not None:
-                self.flow.on_update(update)
-                continue
-            owner = (cid or "").rsplit("-", 2)[0]
-            if cid and owner in strategies:
-                try:
-                    self.flow.adopt(update, strategy=owner)
-                except OrderRejected as exc:  # the journal could not be read to check its id
-                    self.log.critical(
-                        "order.adopt_failed", venue=name, client_order_id=cid, reason=exc.reason
-                    )
+            try:
+                listed_cids.add(cid or "")
+                listed_ids.add(update.order_id or "")
+                tracked = self.flow.tracker.find(name, order_id=update.order_id, client_order_id=cid)
+                if tracked is not None:
+                    if tracked.state.is_final and update.status.is_live:
+                        recheck.append(tracked)
+                    self.flow.on_update(update)
                     continue
-                self.log.info("order.adopted", venue=name, client_order_id=cid, strategy=owner)
-            else:
-                await self._foreign_order(name, client, update)
-        await self._catch_up_fills(name, client)
+                owner = (cid or "").rsplit("-", 2)[0]
+                if cid and owner in strategies:
+                    try:
+                        self.flow.adopt(update, strategy=owner)
+                    except OrderRejected as exc:  # the journal could not be read to check its id
+                        self.log.critical(
+                            "order.adopt_failed", venue=name, client_order_id=cid, reason=exc.reason
+                        )
+                        continue
+                    self.log.info("order.adopted", venue=name, client_order_id=cid, strategy=owner)
+                else:
+                    await self._foreign_order(name, client, update)
+            except Exception:
+                clean = False
+                self._reconcile_failed(name, "open_order", client_order_id=cid, order_id=update.order_id)
+        try:
+            await self._catch_up_fills(name, client)
+        except Exception:
+            clean = False
+            self._reconcile_failed(name, "fills")
         gateway = self.gateways[name]
         missing = [
             o
@@ -631,8 +691,15 @@ class LiveEngine:
             and (o.order_id is None or o.order_id not in listed_ids)
             and o.client_order_id not in gateway.in_flight
         ]
-        for order in missing:
-            await self._ask_about(name, client, order)
+        for order in missing + [o for o in recheck if o.state.is_final]:
+            try:
+                await self._ask_about(name, client, order)
+            except Exception:
+                clean = False
+                self._reconcile_failed(
+                    name, "order_status", client_order_id=order.client_order_id, order_id=order.order_id
+                )
+        return clean
 
     async def _foreign_order(self, venue: str, client: Any, update: OrderUpdate) -> None:
         fields = {
@@ -746,7 +813,12 @@ class LiveEngine:
             return
         if reports:
             for report in reports:
-                self.flow.on_private(report)
+                if isinstance(report, OrderUpdate):
+                    # Asked after everything we hold about it: the venue's answer wins, even
+                    # where it goes back (a working state after a final one, less filled).
+                    self.flow.on_update(report, verified=True)
+                else:
+                    self.flow.on_private(report)
             return
         if order.order_id is None and order.state is OrderState.PENDING_NEW:
             self.flow.venue_rejected(

@@ -8,6 +8,14 @@ and notifications arrive, and the tracker turns that into a sequence of legal tr
 reported twice (in an order response and in a notification) is counted once. Trade ids are kept
 per order: one trade may fill two orders of ours (a taker crossing two of our maker orders, our
 own buy and sell crossing), and each order's fill of it is its own, as is its reversal.
+
+The venue's word on an order wins over the state machine: a state ours cannot reach (open ->
+rejected, cancelled -> filled, a fill on an order we had as rejected) is taken as the venue says
+(`Order.force`), alerted at critical level with both states and counted (`venue_overrides`),
+never raised: one odd answer must not stop the daemon. A report that goes back (a working state
+after a final one, a smaller filled size) is only taken when it is `verified`: the venue's answer
+to a question asked after everything we hold about the order (a reconciliation's read of one
+order); on the channels it is a report that crossed a newer one on the way, ignored and counted.
 """
 
 from __future__ import annotations
@@ -242,6 +250,14 @@ class Order:
         if reason is not None:
             self.reason = reason
 
+    def force(self, target: OrderState, *, now_ns: int, reason: str | None = None) -> None:
+        """Move to `target` whatever the state machine says: the venue's word on the order wins
+        over ours (`OrderTracker` alerts and counts each such move; nothing else calls this)."""
+        self.state = target
+        self.updated_ns = now_ns
+        if reason is not None:
+            self.reason = reason
+
     def has_fill(self, trade_id: str) -> bool:
         return bool(trade_id) and trade_id in self._fill_ids
 
@@ -323,6 +339,10 @@ class TrackerStats:
     reversals: int = 0  # fills the venue voided after reporting them
     unknown_reversals: int = 0  # reversals of a fill we never booked
     archive_failures: int = 0  # lookups in the archive (the journal) that failed
+    # The venue's word taken over ours: a state ours cannot reach, or a verified report going
+    # back (a working state after a final one, a smaller filled size). Logged by the tracker
+    # (critical), each with both sides.
+    venue_overrides: int = 0
 
 
 class ArchiveUnavailable(Exception):
@@ -597,26 +617,44 @@ class OrderTracker:
             self.set_order_id(order, order_id)
         return order
 
-    def apply_update(self, update: OrderUpdate) -> list[OrderUpdate]:
+    def apply_update(self, update: OrderUpdate, *, verified: bool = False) -> list[OrderUpdate]:
         """Fold a venue's order report into the tracked order. Returns the updates to deliver
-        (empty when the report is stale or tells nothing new)."""
+        (empty when the report is stale or tells nothing new).
+
+        A state the state machine does not allow from ours is the venue's word: taken, alerted
+        and counted (module docstring), never raised. A report that goes back (a working state
+        after a final one, a smaller filled size) is stale unless `verified` (the venue's answer
+        to a question asked after everything we hold: a reconciliation's read of one order)."""
         order = self._locate(update.venue, update.order_id, update.client_order_id)
         if order is None:
             return []
         now = update.ts_local
         target = update.status
-        if order.state.is_final or target is OrderState.PENDING_NEW or _RANK[target] < _RANK[order.state]:
+        state = order.state
+        if target is OrderState.PENDING_NEW or (
+            # A final state repeated, or a working one after it (reports cross on the way); a
+            # different final state is a contradiction, taken below.
+            state.is_final and (target is state or not (verified or target.is_final))
+        ):
             self.stats.stale_updates += 1
             return []
-        before = (order.state, order.filled_size, order.price, order.size)
+        if not verified and _RANK[target] < _RANK[state]:
+            self.stats.stale_updates += 1
+            return []
+        before = (state, order.filled_size, order.price, order.size)
         if update.price is not None:
             order.price = update.price
-        if update.size > 0 and update.size >= order.filled_size:
-            order.size = update.size
         if update.filled_size > order.filled_size:
             order.filled_size = update.filled_size
             if order.fills_size == 0 and update.avg_fill_price is not None:
                 order.avg_fill_price = update.avg_fill_price
+        elif verified and update.filled_size < order.filled_size:
+            # The venue counts less filled than we do. Never below the fills we booked (they are
+            # in the positions; only a reversal takes one out): an alert for a trader.
+            self._alert_filled_down(order, update)
+            order.filled_size = max(update.filled_size, order.fills_size)
+        if update.size > 0 and update.size >= order.filled_size:
+            order.size = update.size
         if target in (OrderState.OPEN, OrderState.PARTIALLY_FILLED) and order.filled_size >= order.size:
             target = OrderState.FILLED
         elif target is OrderState.OPEN and order.filled_size > 0:
@@ -630,9 +668,54 @@ class OrderTracker:
             if not out:
                 self.stats.stale_updates += 1
             return out
-        order.transition(target, now_ns=now, reason=update.reason)
+        if order.can_transition(target):
+            order.transition(target, now_ns=now, reason=update.reason)
+        else:
+            self._override(order, target, now_ns=now, reason=update.reason, verified=verified)
         out.append(order.snapshot(ts_local=now, ts_exchange=update.ts_exchange))
         return out
+
+    def _override(
+        self, order: Order, target: OrderState, *, now_ns: int, reason: str | None, verified: bool = False
+    ) -> None:
+        """The venue's state for `order` where the state machine does not lead from ours: taken
+        (the venue's word wins), alerted with both states, counted. An order it makes work again
+        (a final state gone back) is listed among the working ones again."""
+        was = order.state
+        order.force(target, now_ns=now_ns, reason=reason)
+        self.stats.venue_overrides += 1
+        cid = order.client_order_id
+        if target.is_live and was.is_final and self._by_client.get(cid) is order:
+            self._final.pop(cid, None)
+            self._maybe_live[cid] = order
+        self.log.critical(
+            "order.venue_state_taken",
+            venue=order.request.venue,
+            instrument=order.request.instrument,
+            strategy=order.strategy,
+            client_order_id=cid,
+            order_id=order.order_id,
+            ours=was.value,
+            venue_state=target.value,
+            filled=str(order.filled_size),
+            verified=verified,
+        )
+
+    def _alert_filled_down(self, order: Order, update: OrderUpdate) -> None:
+        self.stats.venue_overrides += 1
+        self.log.critical(
+            "order.venue_filled_less",
+            venue=order.request.venue,
+            instrument=order.request.instrument,
+            strategy=order.strategy,
+            client_order_id=order.client_order_id,
+            order_id=order.order_id,
+            ours=str(order.filled_size),
+            booked=str(order.fills_size),
+            venue_filled=str(update.filled_size),
+            state=order.state.value,
+            venue_state=update.status.value,
+        )
 
     def apply_reversal(self, reversal: FillReversal) -> list[PrivateEvent]:
         """Take a voided fill back out of its order. Returns the events to deliver: the
@@ -666,12 +749,23 @@ class OrderTracker:
         if order.state is OrderState.PENDING_NEW:
             order.transition(OrderState.OPEN, now_ns=now)
             out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))
-        if order.state.is_final and order.state is not OrderState.FILLED:
+        rejected = order.state is OrderState.REJECTED
+        if order.state.is_final and order.state is not OrderState.FILLED and not rejected:
             self.stats.late_fills += 1
         if order.fills_size + fill.size > order.size:
             self.stats.overfills += 1
         before = (order.state, order.filled_size)
         order.record_fill(fill.trade_id, fill.size, fill.price, now_ns=now)
+        if rejected:
+            # A fill on an order we had as rejected (not received, say): the venue has it, and
+            # it traded. Its word wins; whether what is left still works, its next report says.
+            done = order.filled_size >= order.size
+            self._override(
+                order,
+                OrderState.FILLED if done else OrderState.PARTIALLY_FILLED,
+                now_ns=now,
+                reason=order.reason,
+            )
         if fill.strategy != order.strategy or fill.client_order_id != order.client_order_id:
             fill = attrs.evolve(fill, strategy=order.strategy, client_order_id=order.client_order_id)
         out.append(fill)

@@ -536,7 +536,12 @@ class VenueSession:
             await self.status(StatusKind.DISCONNECTED, reason)
 
     async def status(self, kind: StatusKind, message: str, instrument: str = "", **data: Any) -> None:
-        """Report a `Status` event about this venue to the engine."""
+        """Report a `Status` event about this venue to the engine. A `connected` or `subscribed`
+        one names the connection (`connection`: this session's connection number, counted from
+        1): the engine reconciles our orders once per connection, not at each subscription change
+        on it (engine._live `_on_subscribed`)."""
+        if kind is StatusKind.CONNECTED or kind is StatusKind.SUBSCRIBED:
+            data.setdefault("connection", self.stats.connects)
         ev = Status(
             venue=self.venue,
             instrument=instrument,
