@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import structlog
 
-from ._errors import OrderRejected, VenueError
+from ._errors import OrderDenied, OrderRejected, VenueError
 from ._events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
 from ._instruments import Instrument, InstrumentRegistry
 from ._journal import OrderJournal
@@ -117,7 +117,7 @@ class OrderFlow:
 
     # -- outgoing ---------------------------------------------------------------------------
     def accept(self, request: OrderRequest, *, now_ns: int) -> Order:
-        """Run the pre-trade checks and start tracking the order. Raises `OrderRejected`
+        """Run the pre-trade checks and start tracking the order. Raises `OrderDenied`
         (logged and counted) when a check refuses it; nothing is tracked then."""
         try:
             inst = self.risk.check(request, now_ns=now_ns)
@@ -160,7 +160,7 @@ class OrderFlow:
             self.tracker.hold_final = True
             order.transition(OrderState.REJECTED, now_ns=order.created_ns, reason="journal_failed")
             self.log.critical("journal.write_failed", client_order_id=order.client_order_id, error=str(exc))
-            raise OrderRejected(
+            raise OrderDenied(
                 f"not sent: the order journal could not record it ({exc})",
                 venue=order.request.venue,
                 instrument=order.request.instrument,
@@ -240,16 +240,16 @@ class OrderFlow:
 
     def check_edit(self, order: Order, price: Decimal | None, size: Decimal | None, *, now_ns: int) -> None:
         """Run the pre-trade checks on an order as it would be after an edit (new price and/or
-        size). Raises `OrderRejected` (logged and counted) when a check refuses it."""
+        size). Raises `OrderDenied` (logged and counted) when a check refuses it."""
         if order.state.is_final:
-            raise OrderRejected(
+            raise OrderDenied(
                 f"order is {order.state.value}",
                 venue=order.request.venue,
                 client_order_id=order.client_order_id,
             )
         new_size = order.size if size is None else size
         if new_size < order.filled_size:
-            raise OrderRejected(
+            raise OrderDenied(
                 f"new size {new_size} is below what has filled ({order.filled_size})",
                 venue=order.request.venue,
                 client_order_id=order.client_order_id,

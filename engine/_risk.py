@@ -14,7 +14,8 @@ each with per-instrument overrides for the per-order limits):
 - `max_daily_loss_usd`: once today's PnL (UTC day, realized + unrealized - fees, against the
   equity when the day began) is below minus this, only orders that reduce a position pass.
 
-A refusal raises `OrderRejected` whose reason names the check, the scope and the numbers.
+A refusal raises `OrderDenied` (an `OrderRejected`, not a `VenueError`: nothing happened at a
+venue) whose reason names the check, the scope and the numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import OrderRejected
+from ._errors import OrderDenied, OrderRejected
 from ._events import Side
 from ._instruments import Instrument, InstrumentRegistry
 from ._market import MarketState, notional_usd
@@ -156,7 +157,7 @@ class RiskChecker:
         replaces: Decimal = Decimal(0),
         adds: Decimal | None = None,
     ) -> Instrument:
-        """Return the order's instrument, or raise `OrderRejected` with the reason. On success
+        """Return the order's instrument, or raise `OrderDenied` with the reason. On success
         the order (or edit) counts toward the order-rate limits.
 
         For an edit, `replaces` is the order's remaining size now (already among the working
@@ -237,8 +238,8 @@ class RiskChecker:
         )
         return working + req.size <= abs(pos)
 
-    def _reject(self, req: OrderRequest, reason: str) -> OrderRejected:
-        return OrderRejected(
+    def _reject(self, req: OrderRequest, reason: str) -> OrderDenied:
+        return OrderDenied(
             reason, venue=req.venue, instrument=req.instrument, client_order_id=req.client_order_id
         )
 
