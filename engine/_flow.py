@@ -111,7 +111,11 @@ class OrderFlow:
             return 0.0 if ledger is None else ledger.equity_usd()
         return sum(ledger.equity_usd() for ledger in self.ledgers.values())
 
-    def position(self, strategy: str, venue: str, instrument: str) -> Decimal:
+    def position(self, strategy: str | None, venue: str, instrument: str) -> Decimal:
+        """A strategy's net position in an instrument; for None, every strategy's together (the
+        engine-wide risk limits)."""
+        if strategy is None:
+            return sum((lg.position(venue, instrument) for lg in self.ledgers.values()), Decimal(0))
         ledger = self.ledgers.get(strategy)
         return Decimal(0) if ledger is None else ledger.position(venue, instrument)
 
