@@ -132,6 +132,7 @@ class ExecutionGateway:
         self._room = trio.Semaphore(capacity)  # places in `_queue` for new orders and edits
         self._wakeup = trio.Event()  # set when a request arrives or `close` is called
         self._closed = False
+        self._refusing: str | None = None  # `refuse_new`'s reason, once called
         self.processed = 0
         self.in_flight: set[str] = set()  # client order ids whose request is with the venue now
         self.stopped = trio.Event()  # `run` has returned (after `close`, every request answered)
@@ -170,10 +171,12 @@ class ExecutionGateway:
         elif req.action == "cancel":
             self._queue.append(req)  # behind its order's own queued request (module docstring)
         else:
+            if self._refusing is not None:
+                raise self._refused(req)
             await self._room.acquire()  # cancelled here: nothing was handed over
-            if self.closed:  # closed while this caller waited for room
+            if self.closed or self._refusing is not None:  # while this caller waited for room
                 self._room.release()
-                raise self._stopping(req)
+                raise self._stopping(req) if self.closed else self._refused(req)
             req.holds_room = True
             self._queue.append(req)
         self._wakeup.set()
@@ -187,6 +190,42 @@ class ExecutionGateway:
             raise reply.error
         assert reply.result is not None
         return reply.result
+
+    def _refused(self, req: _Request) -> OrderDenied:
+        return OrderDenied(
+            f"not sent: {self._refusing}",
+            venue=self.venue,
+            instrument=None if req.request is None else req.request.instrument,
+            client_order_id=req.client_order_id,
+            code="stopping",
+        )
+
+    def refuse_new(self, reason: str) -> int:
+        """From now on refuse new orders and edits (`OrderDenied`, `reason`), those queued and
+        not yet sent too, at once; cancels still go. The daemon's stop calls it once the
+        strategies have stopped, before it cancels the open orders: an order queued by a
+        strategy that is gone is never sent after the cancels. Returns how many queued
+        requests it refused."""
+        self._refusing = reason
+        kept: deque[_Request] = deque()
+        refused = 0
+        for req in self._queue:
+            if req.action == "cancel":
+                kept.append(req)
+                continue
+            if req.holds_room:
+                self._room.release()
+            req.reply.fail(self._refused(req))
+            if req.reply.abandoned:
+                self.log.info(
+                    "order.answer_unclaimed",
+                    action=req.action,
+                    client_order_id=req.client_order_id,
+                    error=reason,
+                )
+            refused += 1
+        self._queue = kept
+        return refused
 
     @property
     def closed(self) -> bool:
