@@ -352,3 +352,51 @@ async def test_a_stop_sends_no_queued_order_and_leaves_none_open(nursery: trio.N
     assert [o.label for o in ours if o.state == "open"] == []
     assert simulator.requests_for("private/buy") == 2  # the first, and the one then in flight
     assert engine.flow.tracker.open_orders() == []
+
+
+async def test_an_order_the_venue_does_not_answer_in_time_is_outcome_unknown_then_settled(
+    nursery: trio.Nursery,
+) -> None:
+    """Live on the Deribit simulator, which stalls (sends nothing) right after the order
+    arrives: the strategy hears `OrderOutcomeUnknown` (not a refusal) when the request times
+    out; the order stays tracked, is not sent again, and the venue's word settles it (it is
+    resting) once the simulator speaks again."""
+    import functools
+
+    from connectors.deribit.settings import DeribitSettings
+    from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+    from engine import Subscription, Ticker
+    from engine._live import LiveEngine
+    from tests.live_support import Probe, until
+
+    simulator = DeribitSimulator(seed=5, step_s=0.05, heartbeat_scale=0.1)
+    base = (await nursery.start(functools.partial(serve, simulator)))[0].removeprefix("http://")
+    probe = Probe("p", [Subscription("deribit", PERP.symbol)])
+    client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
+    engine = LiveEngine(
+        [probe],
+        {
+            "deribit": DeribitSettings(
+                url=f"ws://{base}/ws/api/v2",
+                rest_url=f"http://{base}",
+                request_timeout_s=0.5,
+                reconnect_base_s=0.05,
+            )
+        },
+        mode="live",
+        environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret},
+    )
+    await nursery.start(engine.run)
+    with trio.fail_after(10):
+        await engine.ready.wait()
+    mark = (await until(lambda: [t for t in probe.of(Ticker, PERP.symbol) if t.mark]))[-1].mark
+    simulator.faults.stall(1.5)
+    with pytest.raises(OrderOutcomeUnknown) as info:
+        await probe.ctx.buy("deribit", PERP.symbol, 10, Decimal(int(mark * 0.8)))
+    assert not isinstance(info.value, OrderRejected) and info.value.code == "timeout"
+    cid = info.value.client_order_id or ""
+    order = engine.flow.tracker.get(cid)
+    assert order is not None and order.state is OrderState.PENDING_NEW  # tracked, fate unknown
+    await until(lambda: order.state is OrderState.OPEN, within=15, what="the venue's word")
+    assert simulator.requests_for("private/buy") == 1  # never sent again
+    assert [o.state for o in simulator.orders.values() if o.label == cid] == ["open"]
