@@ -4,13 +4,16 @@ is not a `VenueError`, and the example strategies survive an unknown outcome."""
 
 from __future__ import annotations
 
+import sqlite3
 from decimal import Decimal
 from typing import Any
 
 import structlog
 
 from engine import (
+    MarketState,
     OrderDenied,
+    OrderFlow,
     OrderOutcomeUnknown,
     OrderRejected,
     TradingError,
@@ -18,7 +21,7 @@ from engine import (
     VenueRejected,
 )
 from strategies.momentum import Momentum
-from tests.helpers import PERP
+from tests.helpers import PERP, registry, request
 
 
 def test_the_three_answers_to_an_order_request_are_distinct() -> None:
@@ -65,3 +68,24 @@ async def test_momentum_survives_an_order_whose_outcome_is_unknown() -> None:
     assert ctx.sent == 1
     assert [e["event"] for e in logs] == ["momentum.outcome_unknown"]
     assert PERP.symbol not in strategy.entry  # nothing assumed filled
+
+
+class _FullDisk:
+    """A journal whose writes fail (a full disk)."""
+
+    def request(self, *args: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_a_journal_failure_is_a_local_refusal_not_a_venue_error() -> None:
+    reg = registry()
+    flow = OrderFlow(reg, MarketState(reg), lambda _: None)
+    flow.journal = _FullDisk()  # type: ignore[assignment]
+    try:
+        flow.accept(request(cid="s-1"), now_ns=1)
+    except OrderRejected as exc:
+        refused: OrderRejected = exc
+    else:
+        raise AssertionError("an order the journal could not record was accepted")
+    assert isinstance(refused, OrderDenied) and not isinstance(refused, VenueError)
+    assert "the order journal could not record it" in refused.reason
