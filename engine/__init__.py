@@ -13,12 +13,15 @@ from ._errors import DataError as DataError
 from ._errors import FeedStale as FeedStale
 from ._errors import IllegalTransition as IllegalTransition
 from ._errors import MalformedFrame as MalformedFrame
+from ._errors import OrderDenied as OrderDenied
+from ._errors import OrderOutcomeUnknown as OrderOutcomeUnknown
 from ._errors import OrderRejected as OrderRejected
 from ._errors import RateLimited as RateLimited
 from ._errors import SequenceGap as SequenceGap
 from ._errors import StrategyError as StrategyError
 from ._errors import TradingError as TradingError
 from ._errors import VenueError as VenueError
+from ._errors import VenueRejected as VenueRejected
 from ._errors import VenueUnavailable as VenueUnavailable
 from ._events import ALL_KINDS as ALL_KINDS
 from ._events import BookUpdate as BookUpdate

@@ -11,7 +11,7 @@ import structlog
 
 from ._book import OrderBook
 from ._catalog import MarketCatalog
-from ._errors import OrderRejected, StrategyError
+from ._errors import OrderDenied, StrategyError
 from ._events import OrderUpdate, Subscription, Ticker
 from ._filter import InstrumentFilter
 from ._flow import OrderFlow
@@ -53,7 +53,7 @@ class BaseContext(StrategyContext):
         Refuses a venue this engine does not trade on."""
         cid = request.client_order_id or self.ids.next(self.strategy)
         if request.venue not in self.venues:
-            raise OrderRejected(
+            raise OrderDenied(
                 f"venue {request.venue!r} is not configured (configured: {', '.join(sorted(self.venues))})",
                 venue=request.venue,
                 instrument=request.instrument,

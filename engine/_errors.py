@@ -5,6 +5,10 @@
     ├── DataError                     a recording/data file is unreadable or malformed
     ├── IllegalTransition             an order was asked to move to a state its state machine forbids
     ├── StrategyError                 a strategy could not be loaded, built, or misused its context
+    ├── OrderRejected                 an order request was refused: known NOT done (catch this one)
+    │   ├── OrderDenied               ... by our side, before anything was sent (pre-trade checks,
+    │   │                             the kill switch, the journal failing, a stopping daemon)
+    │   └── VenueRejected             ... by the venue (or it could not be sent): also a VenueError
     └── VenueError                    anything a venue (or our side of its protocol) did wrong
         ├── MalformedFrame            a frame from the venue could not be decoded
         ├── SequenceGap               a book's sequence numbers skipped (the book is not patched)
@@ -13,7 +17,14 @@
         │   └── CredentialsRefused    ... at start, before any login succeeded (tradingd exits 78)
         ├── RateLimited               the venue (or our local limiter) refused for rate
         ├── VenueUnavailable          a request could not be sent (no connection): nothing reached the venue
-        └── OrderRejected             an order was refused, before sending (pre-trade) or by the venue
+        ├── VenueRejected             (above) the venue's refusal of an order request
+        └── OrderOutcomeUnknown       an order request was sent and its outcome is unknown (timeout,
+                                      connection lost, an unreadable answer): NOT a refusal
+
+A strategy needs two cases: `OrderRejected` (the request was not done: nothing to undo, try
+again or give up) and `OrderOutcomeUnknown` (it may or may not have been done: the order stays
+tracked and the venue's reports or the next reconciliation settle it; never send it again).
+A local refusal is not a `VenueError`: nothing went wrong at the venue.
 
 Each carries the context a log line needs (`.venue`, `.instrument`, `.client_order_id`, `.code`)
 so the user sees one clear line and the log keeps the detail.
@@ -29,12 +40,15 @@ __all__ = [
     "FeedStale",
     "IllegalTransition",
     "MalformedFrame",
+    "OrderDenied",
+    "OrderOutcomeUnknown",
     "OrderRejected",
     "RateLimited",
     "SequenceGap",
     "StrategyError",
     "TradingError",
     "VenueError",
+    "VenueRejected",
     "VenueUnavailable",
 ]
 
@@ -135,9 +149,12 @@ class VenueUnavailable(VenueError):
     way is final and safe to report as not placed."""
 
 
-class OrderRejected(VenueError):
-    """Raised when an order is refused: by the pre-trade checks (`code` is None and `reason`
-    says which check) or by the venue (`code`/`venue_message` are the venue's)."""
+class OrderRejected(TradingError):
+    """Raised when an order request (a new order, an edit, a cancel) is refused: it is known not
+    to have been done. `reason` says why; `code` and `venue_message` are the venue's when the
+    venue refused. Which side refused is the subclass: `OrderDenied` (our pre-trade checks, the
+    journal) or `VenueRejected` (the venue); a connector's own checks before signing may raise
+    this class itself. Strategies catch this one for every refusal."""
 
     def __init__(
         self,
@@ -150,5 +167,47 @@ class OrderRejected(VenueError):
         venue_message: str | None = None,
     ) -> None:
         self.reason = reason
+        self.venue = venue
+        self.instrument = instrument
         self.client_order_id = client_order_id
-        super().__init__(reason, venue=venue, instrument=instrument, code=code, venue_message=venue_message)
+        self.code = code
+        self.venue_message = venue_message
+        # Not `super().__init__`: in `VenueRejected` the next class is `VenueError`, whose
+        # attributes are the ones set above.
+        Exception.__init__(self, reason)
+
+
+class OrderDenied(OrderRejected):
+    """Refused on our side before anything was sent: a pre-trade check (the kill switch, a
+    limit, the instrument's tick or minimum size), the order journal failing to record it, an
+    unknown order, or a daemon that is stopping. `code` is None or our own word ("stopping").
+    Not a `VenueError`: nothing happened at any venue."""
+
+
+class VenueRejected(OrderRejected, VenueError):
+    """Refused by the venue (`code`/`venue_message` are its own), or not sent at all because
+    the venue could not be reached, refused for rate, or we have no credentials for it (`code`
+    "not_sent", the venue's rate code, "no_credentials"): either way the request is known not
+    done."""
+
+
+class OrderOutcomeUnknown(VenueError):
+    """Raised to the caller of an order request (place, edit, cancel) that was sent, or may have
+    been, but whose outcome is unknown: no answer in time, the connection lost after sending,
+    an answer that could not be read, a venue's internal error. Not a refusal: the order may
+    be resting or filled. It stays tracked in the state it had, is never sent again, and the
+    venue's reports (or the reconciliation after a reconnect) settle it. `client_order_id` names
+    the order; `__cause__` is the error the connector raised."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        venue: str | None = None,
+        instrument: str | None = None,
+        client_order_id: str | None = None,
+        code: int | str | None = None,
+        venue_message: str | None = None,
+    ) -> None:
+        self.client_order_id = client_order_id
+        super().__init__(message, venue=venue, instrument=instrument, code=code, venue_message=venue_message)

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import structlog
 
-from ._errors import OrderRejected, TradingError, VenueError
+from ._errors import OrderDenied, OrderRejected, TradingError, VenueError
 from ._events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
 from ._instruments import Instrument, InstrumentRegistry
 from ._journal import OrderJournal
@@ -118,13 +118,17 @@ class OrderFlow:
             return 0.0 if ledger is None else ledger.equity_usd()
         return sum(ledger.equity_usd() for ledger in self.ledgers.values())
 
-    def position(self, strategy: str, venue: str, instrument: str) -> Decimal:
+    def position(self, strategy: str | None, venue: str, instrument: str) -> Decimal:
+        """A strategy's net position in an instrument; for None, every strategy's together (the
+        engine-wide risk limits)."""
+        if strategy is None:
+            return sum((lg.position(venue, instrument) for lg in self.ledgers.values()), Decimal(0))
         ledger = self.ledgers.get(strategy)
         return Decimal(0) if ledger is None else ledger.position(venue, instrument)
 
     # -- outgoing ---------------------------------------------------------------------------
     def accept(self, request: OrderRequest, *, now_ns: int) -> Order:
-        """Run the pre-trade checks and start tracking the order. Raises `OrderRejected`
+        """Run the pre-trade checks and start tracking the order. Raises `OrderDenied`
         (logged and counted) when a check refuses it; nothing is tracked then."""
         try:
             inst = self.risk.check(request, now_ns=now_ns)
@@ -167,7 +171,7 @@ class OrderFlow:
             self.tracker.hold_final = True
             order.transition(OrderState.REJECTED, now_ns=order.created_ns, reason="journal_failed")
             self.log.critical("journal.write_failed", client_order_id=order.client_order_id, error=str(exc))
-            raise OrderRejected(
+            raise OrderDenied(
                 f"not sent: the order journal could not record it ({exc})",
                 venue=order.request.venue,
                 instrument=order.request.instrument,
@@ -247,16 +251,16 @@ class OrderFlow:
 
     def check_edit(self, order: Order, price: Decimal | None, size: Decimal | None, *, now_ns: int) -> None:
         """Run the pre-trade checks on an order as it would be after an edit (new price and/or
-        size). Raises `OrderRejected` (logged and counted) when a check refuses it."""
+        size). Raises `OrderDenied` (logged and counted) when a check refuses it."""
         if order.state.is_final:
-            raise OrderRejected(
+            raise OrderDenied(
                 f"order is {order.state.value}",
                 venue=order.request.venue,
                 client_order_id=order.client_order_id,
             )
         new_size = order.size if size is None else size
         if new_size < order.filled_size:
-            raise OrderRejected(
+            raise OrderDenied(
                 f"new size {new_size} is below what has filled ({order.filled_size})",
                 venue=order.request.venue,
                 client_order_id=order.client_order_id,

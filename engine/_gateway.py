@@ -1,19 +1,36 @@
-"""The execution gateway: one task per venue drains a capacity-limited channel of order requests,
-processes them one at a time in arrival order, and answers each caller.
+"""The execution gateway: one task per venue takes order requests from two lanes, processes
+them one at a time, and answers each caller.
+
+Two lanes. Cancels go first: a cancel waits only for the request the venue has now (one at a
+time, never interrupted), never behind queued new orders and edits. A cancel only ever lowers
+risk, and the cancels that matter most come in bursts behind a full queue: the kill switch and
+a shutdown cancel every open order, a strategy pulling its quotes cancels them all when the
+market moves, and each placement ahead of them costs a venue round trip. New orders and edits
+queued behind are checked when their turn comes, so once the kill switch is engaged they are
+refused (the pre-trade checks), never sent. The one exception keeps a strategy's own sequence:
+a cancel of an order that still has a request queued (its placement, an edit) waits behind
+that request, or it would reach the venue before the order it cancels. Within each lane
+requests keep their arrival order.
 
 Cancellation safety, precisely:
-- A caller cancelled while waiting for room in the channel has handed nothing over: nothing is
-  sent. (A trio channel `send` either delivers or, when cancelled, does not.)
-- A caller cancelled after its request entered the channel has handed it over: the request is
+- A caller cancelled while waiting for room in the queue (new orders and edits: `capacity` at
+  most; cancels never wait for room) has handed nothing over: nothing is sent.
+- A caller cancelled after its request was queued has handed it over: the request is
   processed, the order is tracked to a final state through the venue's reports, and the answer
   nobody waits for any more is logged (`order.answer_unclaimed`).
-- Nothing is sent twice: each request is taken from the channel once, a client call is never
+- Nothing is sent twice: each request is taken from the queue once, a client call is never
   retried after it may have reached the venue, and a client order id can be tracked only once.
+
+Answers: the venue's state of the order; or `OrderRejected` when the request is known not done
+(`OrderDenied`: our checks; `VenueRejected`: the venue's refusal, or not sent); or
+`OrderOutcomeUnknown` when it was sent and its outcome is unknown (the order stays tracked as
+it was, is never re-sent, and the venue's reports or a reconciliation settle it).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Protocol
@@ -22,7 +39,15 @@ import attrs
 import structlog
 import trio
 
-from ._errors import OrderRejected, RateLimited, VenueError, VenueUnavailable
+from ._errors import (
+    OrderDenied,
+    OrderOutcomeUnknown,
+    OrderRejected,
+    RateLimited,
+    VenueError,
+    VenueRejected,
+    VenueUnavailable,
+)
 from ._events import OrderUpdate, PrivateEvent
 from ._flow import OrderFlow
 from ._orders import Order, OrderRequest
@@ -33,8 +58,10 @@ __all__ = ["ExecutionClient", "ExecutionGateway"]
 class ExecutionClient(Protocol):
     """What a venue's execution side offers the gateway. Each call sends one request and returns
     the venue's answer as events (the order's state, and any fills the answer carries). A venue
-    refusal raises `OrderRejected` with the venue's code; an unknown outcome (timeout, lost
-    connection) raises `VenueError`. Implementations never retry a request that may have
+    refusal raises `OrderRejected` (`VenueRejected`, with the venue's code); nothing sent raises
+    `VenueUnavailable`, a refusal for rate `RateLimited`; any other `VenueError` (a timeout, a
+    lost connection, an unreadable answer) means the outcome is unknown, and the gateway answers
+    its caller `OrderOutcomeUnknown`. Implementations never retry a request that may have
     reached the venue."""
 
     venue: str
@@ -78,6 +105,7 @@ class _Request:
     reply: _Reply
     price: Decimal | None = None
     size: Decimal | None = None
+    holds_room: bool = False  # took one of the queue's `capacity` places (released when taken)
 
 
 class ExecutionGateway:
@@ -97,7 +125,14 @@ class ExecutionGateway:
         self.flow = flow
         self.clock = clock
         self.log = (log or structlog.get_logger("tradingd.gateway")).bind(venue=self.venue)
-        self._send, self._recv = trio.open_memory_channel[_Request](capacity)
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self._cancels: deque[_Request] = deque()  # the first lane (module docstring)
+        self._queue: deque[_Request] = deque()  # new orders, edits (and cancels kept behind them)
+        self._room = trio.Semaphore(capacity)  # places in `_queue` for new orders and edits
+        self._wakeup = trio.Event()  # set when a request arrives or `close` is called
+        self._closed = False
+        self._refusing: str | None = None  # `refuse_new`'s reason, once called
         self.processed = 0
         self.in_flight: set[str] = set()  # client order ids whose request is with the venue now
         self.stopped = trio.Event()  # `run` has returned (after `close`, every request answered)
@@ -120,16 +155,31 @@ class ExecutionGateway:
         """Ask the venue for a new price and/or size of a resting order (pre-trade checks first)."""
         return await self._call(_Request("edit", None, client_order_id, _Reply(), price=price, size=size))
 
+    def _stopping(self, req: _Request) -> OrderDenied:
+        return OrderDenied(
+            f"not sent: {self.venue} takes no more requests (the daemon is stopping)",
+            venue=self.venue,
+            client_order_id=req.client_order_id,
+            code="stopping",
+        )
+
     async def _call(self, req: _Request) -> OrderUpdate:
-        try:
-            await self._send.send(req)  # cancelled here: nothing was handed over
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise OrderRejected(
-                f"not sent: {self.venue} takes no more requests (the daemon is stopping)",
-                venue=self.venue,
-                client_order_id=req.client_order_id,
-                code="stopping",
-            ) from None
+        if self._closed:
+            raise self._stopping(req)
+        if req.action == "cancel" and not any(q.client_order_id == req.client_order_id for q in self._queue):
+            self._cancels.append(req)
+        elif req.action == "cancel":
+            self._queue.append(req)  # behind its order's own queued request (module docstring)
+        else:
+            if self._refusing is not None:
+                raise self._refused(req)
+            await self._room.acquire()  # cancelled here: nothing was handed over
+            if self.closed or self._refusing is not None:  # while this caller waited for room
+                self._room.release()
+                raise self._stopping(req) if self.closed else self._refused(req)
+            req.holds_room = True
+            self._queue.append(req)
+        self._wakeup.set()
         reply = req.reply
         try:
             await reply.done.wait()
@@ -141,31 +191,103 @@ class ExecutionGateway:
         assert reply.result is not None
         return reply.result
 
+    def _refused(self, req: _Request) -> OrderDenied:
+        return OrderDenied(
+            f"not sent: {self._refusing}",
+            venue=self.venue,
+            instrument=None if req.request is None else req.request.instrument,
+            client_order_id=req.client_order_id,
+            code="stopping",
+        )
+
+    def refuse_new(self, reason: str) -> int:
+        """From now on refuse new orders and edits (`OrderDenied`, `reason`), those queued and
+        not yet sent too, at once; cancels still go. The daemon's stop calls it once the
+        strategies have stopped, before it cancels the open orders: an order queued by a
+        strategy that is gone is never sent after the cancels. Returns how many queued
+        requests it refused."""
+        self._refusing = reason
+        kept: deque[_Request] = deque()
+        refused = 0
+        for req in self._queue:
+            if req.action == "cancel":
+                kept.append(req)
+                continue
+            if req.holds_room:
+                self._room.release()
+            req.reply.fail(self._refused(req))
+            if req.reply.abandoned:
+                self.log.info(
+                    "order.answer_unclaimed",
+                    action=req.action,
+                    client_order_id=req.client_order_id,
+                    error=reason,
+                )
+            refused += 1
+        self._queue = kept
+        return refused
+
+    @property
+    def closed(self) -> bool:
+        """`close` was called, or `run` returned: no new request is taken."""
+        return self._closed
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for their turn (both lanes)."""
+        return len(self._cancels) + len(self._queue)
+
+    def _next(self) -> _Request | None:
+        if self._cancels:
+            return self._cancels.popleft()
+        if self._queue:
+            req = self._queue.popleft()
+            if req.holds_room:
+                self._room.release()
+            return req
+        return None
+
     # -- the venue task ---------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Drain the request channel until cancelled (or until `close`)."""
+        """Process requests, cancels first, until cancelled (or until `close`, once every
+        request queued before it is answered)."""
         task_status.started()
         try:
-            async with self._recv:
-                async for req in self._recv:
-                    self.in_flight.add(req.client_order_id)
-                    try:
-                        await self._process(req)
-                    except Exception as exc:  # a bug in a client must not kill the venue's execution
-                        self.log.exception(
-                            "gateway.request_failed", action=req.action, client_order_id=req.client_order_id
-                        )
-                        if not req.reply.done.is_set():
-                            req.reply.fail(VenueError(f"internal error: {exc!r}", venue=self.venue))
-                    finally:
-                        self.in_flight.discard(req.client_order_id)
-                    self.processed += 1
+            while True:
+                req = self._next()
+                if req is None:
+                    if self._closed:
+                        return
+                    # Nothing else runs between the check above and the wait: no arrival is lost.
+                    self._wakeup = trio.Event()
+                    await self._wakeup.wait()
+                    continue
+                self.in_flight.add(req.client_order_id)
+                try:
+                    await self._process(req)
+                except Exception as exc:  # a bug in a client must not kill the venue's execution
+                    self.log.exception(
+                        "gateway.request_failed", action=req.action, client_order_id=req.client_order_id
+                    )
+                    if not req.reply.done.is_set():
+                        req.reply.fail(VenueError(f"internal error: {exc!r}", venue=self.venue))
+                finally:
+                    self.in_flight.discard(req.client_order_id)
+                self.processed += 1
         finally:
+            self._closed = True
+            # Callers still waiting for room, or queued when the task was cancelled: answered
+            # as not sent (nothing of theirs reached the venue), not left waiting forever.
+            while (left := self._next()) is not None:
+                left.reply.fail(self._stopping(left))
+            for _ in range(self._room.statistics().tasks_waiting):
+                self._room.release()
             self.stopped.set()
 
     def close(self) -> None:
         """Stop accepting requests; `run` returns once those already queued are processed."""
-        self._send.close()
+        self._closed = True
+        self._wakeup.set()
 
     async def _process(self, req: _Request) -> None:
         if req.action == "place":
@@ -206,45 +328,54 @@ class ExecutionGateway:
             self.flow.venue_rejected(order, exc, now_ns=self.clock())
             reply.fail(exc)
             return
-        except RateLimited as exc:
-            # Refused for rate, not processed (VENUES.md §1.10): final, like any refusal.
-            refused = OrderRejected(
-                f"rate limited: {exc}",
-                venue=self.venue,
-                instrument=order.request.instrument,
-                client_order_id=order.client_order_id,
-                code=exc.code,
-                venue_message=exc.venue_message,
-            )
-            self.flow.venue_rejected(order, refused, now_ns=self.clock())
-            reply.fail(refused)
-            return
-        except VenueUnavailable as exc:
-            # Nothing was sent: the order is final, as refused, and the caller may try again.
-            refused = OrderRejected(
-                f"not sent: {exc}",
-                venue=self.venue,
-                instrument=order.request.instrument,
-                client_order_id=order.client_order_id,
-                code="not_sent",
-                venue_message=str(exc),
-            )
+        except (RateLimited, VenueUnavailable) as exc:
+            # Refused for rate, not processed (VENUES.md §1.10), or nothing was sent: final, like
+            # any refusal, and the caller may try again.
+            refused = self._not_done(order, exc)
             self.flow.venue_rejected(order, refused, now_ns=self.clock())
             reply.fail(refused)
             return
         except VenueError as exc:
-            self.flow.state_unknown(order, exc)
-            reply.fail(exc)
+            reply.fail(self._unknown("place", order, exc))
             return
         self._apply(events)
         reply.succeed(order.snapshot(ts_local=self.clock()))
+
+    def _not_done(self, order: Order, exc: VenueError) -> VenueRejected:
+        """A request the venue did not process: refused for rate, or never sent."""
+        rate = isinstance(exc, RateLimited)
+        return VenueRejected(
+            f"rate limited: {exc}" if rate else f"not sent: {exc}",
+            venue=self.venue,
+            instrument=order.request.instrument,
+            client_order_id=order.client_order_id,
+            code=exc.code if rate else "not_sent",
+            venue_message=exc.venue_message if rate else str(exc),
+        )
+
+    def _unknown(self, action: str, order: Order, exc: VenueError) -> OrderOutcomeUnknown:
+        """A request sent (or perhaps sent) without a readable answer: the order stays tracked
+        as it is and is never re-sent (`OrderFlow.state_unknown`); its caller hears so, as its
+        own type, never as a refusal."""
+        self.flow.state_unknown(order, exc)
+        unknown = OrderOutcomeUnknown(
+            f"{action} {order.client_order_id}: outcome unknown ({exc}); the order stays tracked "
+            "and the venue's reports settle it",
+            venue=self.venue,
+            instrument=order.request.instrument,
+            client_order_id=order.client_order_id,
+            code=exc.code,
+            venue_message=exc.venue_message,
+        )
+        unknown.__cause__ = exc
+        return unknown
 
     async def _edit(self, req: _Request) -> None:
         reply = req.reply
         order = self.flow.tracker.get(req.client_order_id)
         if order is None:
             reply.fail(
-                OrderRejected(
+                OrderDenied(
                     f"unknown order {req.client_order_id}",
                     venue=self.venue,
                     client_order_id=req.client_order_id,
@@ -257,19 +388,11 @@ class ExecutionGateway:
         except OrderRejected as exc:
             reply.fail(exc)
             return
-        except VenueUnavailable as exc:
-            reply.fail(
-                OrderRejected(
-                    f"not sent: {exc}",
-                    venue=self.venue,
-                    client_order_id=order.client_order_id,
-                    code="not_sent",
-                )
-            )
+        except (RateLimited, VenueUnavailable) as exc:
+            reply.fail(self._not_done(order, exc))  # known not done (VENUES.md §1.10 for rate)
             return
         except VenueError as exc:
-            self.flow.state_unknown(order, exc)
-            reply.fail(exc)
+            reply.fail(self._unknown("edit", order, exc))
             return
         self._apply(events)
         reply.succeed(order.snapshot(ts_local=self.clock()))
@@ -278,7 +401,7 @@ class ExecutionGateway:
         order = self.flow.tracker.get(client_order_id)
         if order is None:
             reply.fail(
-                OrderRejected(
+                OrderDenied(
                     f"unknown order {client_order_id}", venue=self.venue, client_order_id=client_order_id
                 )
             )
@@ -293,9 +416,14 @@ class ExecutionGateway:
             self.flow.cancel_refused(order, exc, now_ns=self.clock())
             reply.fail(exc)
             return
+        except (RateLimited, VenueUnavailable) as exc:
+            # Not sent, or refused for rate: the cancel is known not done, the order is as it was.
+            refused = self._not_done(order, exc)
+            self.flow.cancel_refused(order, refused, now_ns=self.clock())
+            reply.fail(refused)
+            return
         except VenueError as exc:
-            self.flow.state_unknown(order, exc)
-            reply.fail(exc)
+            reply.fail(self._unknown("cancel", order, exc))
             return
         self._apply(events)
         reply.succeed(order.snapshot(ts_local=self.clock()))

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import attrs
 
-from ._errors import OrderRejected
+from ._errors import OrderDenied
 
 __all__ = ["Instrument", "InstrumentKind", "InstrumentRegistry", "OptionRight"]
 
@@ -114,11 +114,11 @@ class Instrument:
     def check_order(
         self, price: Decimal | None, size: Decimal, *, client_order_id: str | None = None
     ) -> None:
-        """Raise `OrderRejected` unless `price` sits on the tick grid and `size` is a positive
+        """Raise `OrderDenied` unless `price` sits on the tick grid and `size` is a positive
         multiple of the minimum size. `price` None is a market order (no price to check)."""
 
-        def reject(reason: str) -> OrderRejected:
-            return OrderRejected(
+        def reject(reason: str) -> OrderDenied:
+            return OrderDenied(
                 reason, venue=self.venue, instrument=self.symbol, client_order_id=client_order_id
             )
 
@@ -155,10 +155,10 @@ class InstrumentRegistry:
         return self._by_key.get((venue, symbol))
 
     def require(self, venue: str, symbol: str, *, client_order_id: str | None = None) -> Instrument:
-        """The instrument, or `OrderRejected` naming it as unknown."""
+        """The instrument, or `OrderDenied` naming it as unknown."""
         inst = self._by_key.get((venue, symbol))
         if inst is None:
-            raise OrderRejected(
+            raise OrderDenied(
                 f"unknown instrument {venue}:{symbol}",
                 venue=venue,
                 instrument=symbol,

@@ -393,6 +393,9 @@ class LiveEngine:
         self._strategies_scope.cancel()
         with trio.move_on_at(deadline - min(2.0, timeout_s / 4)) as scope:
             await self._strategies_done.wait()  # each strategy's on_stop has run
+            for gateway in self.gateways.values():
+                # Orders the stopped strategies left queued are not sent (after the cancels).
+                gateway.refuse_new("the daemon is stopping")
             if cancel_open_orders:
                 await self.cancel_all_orders("shutdown")
             for gateway in self.gateways.values():

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 import structlog
 
-from ._errors import IllegalTransition, OrderRejected
+from ._errors import IllegalTransition, OrderDenied
 from ._events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent, Side
 
 if TYPE_CHECKING:
@@ -429,14 +429,14 @@ class OrderTracker:
         try:
             known = cid in self._by_client or self._archived(None, None, cid) is not None
         except ArchiveUnavailable as exc:
-            raise OrderRejected(
+            raise OrderDenied(
                 f"client order id {cid} cannot be checked against the journal ({exc})",
                 venue=request.venue,
                 instrument=request.instrument,
                 client_order_id=cid,
             ) from exc
         if known:
-            raise OrderRejected(
+            raise OrderDenied(
                 f"duplicate client order id {cid}",
                 venue=request.venue,
                 instrument=request.instrument,

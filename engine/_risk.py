@@ -6,15 +6,22 @@ limits (the engine-wide `[risk]` table over all strategies together, then the st
 each with per-instrument overrides for the per-order limits):
 
 - `max_order_size`, `max_order_notional_usd`: the order itself;
-- `max_position`: the position the strategy would reach if this order and all its working
-  orders on the same side filled (an order that reduces the position always passes);
+- `max_position`: the position the scope would reach if this order and all its working orders
+  on the same side filled (an order that reduces the position always passes);
 - `max_open_orders`: working orders at once (new orders only; an edit adds none);
 - `max_orders_per_minute`: new orders and edits in any 60 s window (the venues' matching
   engines count both);
 - `max_daily_loss_usd`: once today's PnL (UTC day, realized + unrealized - fees, against the
   equity when the day began) is below minus this, only orders that reduce a position pass.
 
-A refusal raises `OrderRejected` whose reason names the check, the scope and the numbers.
+Each scope counts what is its own: the engine's limits every strategy together (the position
+summed over the strategies, every strategy's working orders, open orders, order rate, and
+PnL), a strategy's limits only its own. "Reduces a position" is the scope's position too: beyond
+the engine's daily loss, a sell by a strategy holding nothing passes while the strategies
+together hold more than it sells.
+
+A refusal raises `OrderDenied` (an `OrderRejected`, not a `VenueError`: nothing happened at a
+venue) whose reason names the check, the scope and the numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import OrderRejected
+from ._errors import OrderDenied, OrderRejected
 from ._events import Side
 from ._instruments import Instrument, InstrumentRegistry
 from ._market import MarketState, notional_usd
@@ -92,7 +99,7 @@ class RiskChecker:
         registry: InstrumentRegistry,
         market: MarketState,
         tracker: OrderTracker,
-        position_of: Callable[[str, str, str], Decimal],
+        position_of: Callable[[str | None, str, str], Decimal],
         *,
         engine_limits: RiskLimits | None = None,
         strategy_limits: Mapping[str, RiskLimits] | None = None,
@@ -101,7 +108,8 @@ class RiskChecker:
         self.registry = registry
         self.market = market
         self.tracker = tracker
-        self.position_of = position_of  # (strategy, venue, instrument) -> net position
+        # (strategy, venue, instrument) -> net position; strategy None: every strategy together.
+        self.position_of = position_of
         # USD equity (realized + unrealized - fees) of a strategy, or of all of them for None.
         self.equity_of = equity_of
         self.engine_limits = engine_limits or RiskLimits()
@@ -156,7 +164,7 @@ class RiskChecker:
         replaces: Decimal = Decimal(0),
         adds: Decimal | None = None,
     ) -> Instrument:
-        """Return the order's instrument, or raise `OrderRejected` with the reason. On success
+        """Return the order's instrument, or raise `OrderDenied` with the reason. On success
         the order (or edit) counts toward the order-rate limits.
 
         For an edit, `replaces` is the order's remaining size now (already among the working
@@ -176,7 +184,7 @@ class RiskChecker:
             if own is not None:
                 scopes.append((req.strategy, own.for_instrument(req.instrument), f"strategy {req.strategy}"))
             for scope, limits, label in scopes:
-                self._check_limits(req, inst, limits, label, replaces, new)
+                self._check_limits(req, inst, limits, scope, label, replaces, new)
                 self._check_scope(req, limits, scope, label, now_ns=now_ns, is_new=is_new)
         except OrderRejected:
             self.rejections += 1
@@ -218,27 +226,33 @@ class RiskChecker:
                     f"-{limits.max_daily_loss_usd:.2f}; only orders that reduce a position pass",
                 )
 
-    def _reduces(self, req: OrderRequest, scope: str | None) -> bool:
-        """Whether the order only reduces the strategy's position (and working orders on the
-        same side do not already use that room)."""
-        pos = self.position_of(req.strategy, req.venue, req.instrument)
-        sign = 1 if req.side is Side.BUY else -1
-        if pos == 0 or (pos > 0) == (sign > 0):
-            return False
+    def _exposure(self, req: OrderRequest, scope: str | None) -> tuple[Decimal, Decimal]:
+        """The scope's net position in the order's instrument, and the remaining size of the
+        scope's working orders on the order's side (an order being edited among them)."""
+        pos = self.position_of(scope, req.venue, req.instrument)
         working = sum(
             (
                 o.remaining
-                for o in self.tracker.open_orders(req.strategy)
+                for o in self.tracker.open_orders(scope)
                 if o.request.instrument == req.instrument
                 and o.request.venue == req.venue
                 and o.request.side is req.side
             ),
             Decimal(0),
         )
+        return pos, working
+
+    def _reduces(self, req: OrderRequest, scope: str | None) -> bool:
+        """Whether the order only reduces the scope's position (and working orders on the same
+        side do not already use that room)."""
+        pos, working = self._exposure(req, scope)
+        sign = 1 if req.side is Side.BUY else -1
+        if pos == 0 or (pos > 0) == (sign > 0):
+            return False
         return working + req.size <= abs(pos)
 
-    def _reject(self, req: OrderRequest, reason: str) -> OrderRejected:
-        return OrderRejected(
+    def _reject(self, req: OrderRequest, reason: str) -> OrderDenied:
+        return OrderDenied(
             reason, venue=req.venue, instrument=req.instrument, client_order_id=req.client_order_id
         )
 
@@ -247,39 +261,30 @@ class RiskChecker:
         req: OrderRequest,
         inst: Instrument,
         limits: Limits,
-        scope: str,
+        scope: str | None,
+        label: str,
         replaces: Decimal,
         adds: Decimal,
     ) -> None:
         if limits.max_order_size is not None and req.size > limits.max_order_size:
-            raise self._reject(req, f"max_order_size ({scope}): {req.size} > {limits.max_order_size}")
+            raise self._reject(req, f"max_order_size ({label}): {req.size} > {limits.max_order_size}")
         if limits.max_order_notional_usd is not None:
             price = float(req.price) if req.price is not None else self.market.mark(req.venue, req.instrument)
             notional = notional_usd(inst, float(req.size), price, self.market.usd_rate(req.venue, inst.base))
             if notional is None or math.isnan(notional):
-                raise self._reject(req, f"max_order_notional_usd ({scope}): no price to value the order yet")
+                raise self._reject(req, f"max_order_notional_usd ({label}): no price to value the order yet")
             if notional > limits.max_order_notional_usd:
                 raise self._reject(
                     req,
-                    f"max_order_notional_usd ({scope}): {notional:.2f} > {limits.max_order_notional_usd:.2f}",
+                    f"max_order_notional_usd ({label}): {notional:.2f} > {limits.max_order_notional_usd:.2f}",
                 )
         if limits.max_position is not None:
-            pos = self.position_of(req.strategy, req.venue, req.instrument)
-            working = sum(
-                (
-                    o.remaining
-                    for o in self.tracker.open_orders(req.strategy)
-                    if o.request.instrument == req.instrument
-                    and o.request.venue == req.venue
-                    and o.request.side is req.side
-                ),
-                Decimal(0),
-            )
+            pos, working = self._exposure(req, scope)
             sign = 1 if req.side is Side.BUY else -1
             worst = pos + sign * (working - replaces + adds)
             if abs(worst) > limits.max_position and abs(worst) > abs(pos):
                 raise self._reject(
                     req,
-                    f"max_position ({scope}): position {pos} with working {working} and this order "
+                    f"max_position ({label}): position {pos} with working {working} and this order "
                     f"would reach {worst}, beyond {limits.max_position}",
                 )

@@ -96,14 +96,19 @@ class StrategyContext(abc.ABC):
         """Send an order and wait for the venue's first answer (accepted, filled, ...).
 
         The client order id and strategy are filled in when left empty. Raises `OrderRejected`
-        when a pre-trade check or the venue refuses it. If the caller is cancelled after the order
-        has been handed over, the order is still tracked to a final state and its events still
-        arrive through `on_event`.
+        when the order is known not placed: refused by a pre-trade check (`OrderDenied`) or by
+        the venue (`VenueRejected`). Raises `OrderOutcomeUnknown` when it was sent and no answer
+        came (a timeout, a connection lost): it may rest or have filled; it stays tracked, its
+        events still arrive through `on_event`, and it is never sent again. If the caller is
+        cancelled after the order has been handed over, the order is still tracked to a final
+        state and its events still arrive through `on_event`.
         """
 
     @abc.abstractmethod
     async def cancel_order(self, client_order_id: str) -> OrderUpdate:
-        """Cancel one of this strategy's orders and wait for the venue's answer."""
+        """Cancel one of this strategy's orders and wait for the venue's answer. Cancels go
+        ahead of queued new orders and edits. Raises `OrderRejected` when the cancel is known
+        not done (the order is as it was) and `OrderOutcomeUnknown` when no answer came."""
 
     @abc.abstractmethod
     async def edit_order(
@@ -114,7 +119,8 @@ class StrategyContext(abc.ABC):
         size: Decimal | int | str | None = None,
     ) -> OrderUpdate:
         """Give a resting order a new price and/or size (pre-trade checks first) and wait for the
-        venue's answer. A new price loses the order's place in the queue."""
+        venue's answer. A new price loses the order's place in the queue. Raises as
+        `place_order` does."""
 
     async def order(
         self,

@@ -28,6 +28,7 @@ from engine import (
     InstrumentKind,
     MarketEvent,
     OptionRight,
+    OrderOutcomeUnknown,
     OrderRejected,
     Strategy,
     Subscription,
@@ -161,6 +162,8 @@ class GammaScalp(Strategy):
                     )
                 except OrderRejected as exc:
                     self.ctx.log.warning("gamma.entry_rejected", reason=exc.reason)
+                except OrderOutcomeUnknown as exc:  # the venue's report settles it
+                    self.ctx.log.warning("gamma.entry_outcome_unknown", error=str(exc))
                 finally:
                     self.entering = False
         await self._rehedge(t.ts_local)
@@ -206,6 +209,9 @@ class GammaScalp(Strategy):
             await side(self.p.venue, self.p.hedge, size)
         except OrderRejected as exc:
             self.ctx.log.warning("gamma.hedge_rejected", reason=exc.reason, size=str(size))
+        except OrderOutcomeUnknown as exc:
+            # Still tracked as working: no second hedge until the venue's report settles it.
+            self.ctx.log.warning("gamma.hedge_outcome_unknown", error=str(exc), size=str(size))
 
     async def on_stop(self) -> None:
         if not self.p.close_on_stop or self.option is None:

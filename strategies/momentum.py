@@ -25,6 +25,7 @@ from engine import (
     InstrumentKind,
     LiveSelection,
     MarketEvent,
+    OrderOutcomeUnknown,
     OrderRejected,
     Status,
     StatusKind,
@@ -199,6 +200,10 @@ class Momentum(Strategy):
             answer = await place(self.p.venue, inst.symbol, size, price=limit, time_in_force=TimeInForce.IOC)
         except OrderRejected as exc:
             self.ctx.log.warning("momentum.rejected", instrument=inst.symbol, reason=exc.reason)
+            return
+        except OrderOutcomeUnknown as exc:
+            # Perhaps filled: the venue's report moves the position; never sent again.
+            self.ctx.log.warning("momentum.outcome_unknown", instrument=inst.symbol, error=str(exc))
             return
         if side == "buy" and answer.filled_size > 0:
             self.entry[inst.symbol] = (now, float(answer.avg_fill_price or limit))

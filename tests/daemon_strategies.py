@@ -122,3 +122,43 @@ class ExitHangOnStop(ExitOnEvent):
         import trio
 
         await trio.sleep_forever()
+
+
+@attrs.frozen
+class PlaceSeveralParams:
+    venue: str = "deribit"
+    instrument: str = "BTC-PERPETUAL"
+    size: Decimal = Decimal(10)
+    count: int = 1
+    below: float = 0.1  # the bids' distance under the mark: they rest
+
+
+class PlaceSeveral(Strategy):
+    """Places `count` resting limit buys of `size`, one after another, on the first ticker with
+    a mark; each refusal is logged (`place_several.refused`) and the next is tried."""
+
+    Params = PlaceSeveralParams
+
+    def __init__(self, name: str, params: Any = None) -> None:
+        super().__init__(name, params or PlaceSeveralParams())
+        self.placed = False
+        self.refusals: list[OrderRejected] = []
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return [Subscription(self.params.venue, self.params.instrument, "ticker")]
+
+    async def on_event(self, event: MarketEvent) -> None:
+        p = self.params
+        if self.placed or not isinstance(event, Ticker) or not event.mark:
+            return
+        instrument = self.ctx.instrument(p.venue, p.instrument)
+        if instrument is None:
+            return
+        self.placed = True
+        price = max(instrument.round_price(Decimal(repr(event.mark * (1.0 - p.below)))), instrument.tick_size)
+        for _ in range(p.count):
+            try:
+                await self.ctx.buy(p.venue, p.instrument, p.size, price)
+            except OrderRejected as exc:
+                self.refusals.append(exc)
+                self.ctx.log.warning("place_several.refused", reason=exc.reason)

@@ -27,6 +27,7 @@ from engine import (
     OrderUpdate,
     RateLimited,
     VenueError,
+    VenueRejected,
 )
 from engine._logging import configure_logging
 from tests.helpers import OPTION, PERP, request
@@ -105,8 +106,8 @@ def test_credentials_from_files(tmp_path: Path) -> None:
     [
         ({"code": 10028, "message": "too_many_requests", "data": None}, RateLimited, 10028),
         ({"code": 13009, "message": "unauthorized"}, AuthError, 13009),
-        ({"code": 10009, "message": "not_enough_funds"}, OrderRejected, 10009),
-        ({"code": 11054, "message": "post_only_reject"}, OrderRejected, 11054),
+        ({"code": 10009, "message": "not_enough_funds"}, VenueRejected, 10009),
+        ({"code": 11054, "message": "post_only_reject"}, VenueRejected, 11054),
         ({"code": 11094, "message": "internal_server_error"}, VenueError, 11094),
     ],
 )

@@ -56,6 +56,7 @@ from engine import (
     RateLimited,
     Status,
     VenueError,
+    VenueRejected,
     VenueUnavailable,
 )
 from engine._router import MarketRouter
@@ -112,9 +113,9 @@ def order(instrument: str = "ETH-PERP", **kw: Any) -> Order:
     ("code", "method", "kind"),
     [
         (-32000, "private/order", RateLimited),
-        (11000, "private/order", OrderRejected),  # insufficient funds
-        (11017, "private/order", OrderRejected),  # nonce not unique
-        (14014, "private/order", OrderRejected),  # an order refused for its signature: refused
+        (11000, "private/order", VenueRejected),  # insufficient funds
+        (11017, "private/order", VenueRejected),  # nonce not unique
+        (14014, "private/order", VenueRejected),  # an order refused for its signature: refused
         (14014, "public/login", AuthError),
         (14026, "private/get_open_orders", AuthError),
         (9000, "private/order", VenueError),  # order confirmation timeout: outcome unknown

@@ -46,6 +46,7 @@ from engine import (
     Side,
     Trade,
     VenueError,
+    VenueRejected,
     VenueUnavailable,
 )
 
@@ -131,14 +132,14 @@ def execution_for(
 @pytest.mark.parametrize(
     ("status", "body", "order", "kind", "message"),
     [
-        (400, b'{"error":"invalid signature"}', True, OrderRejected, "invalid signature"),
+        (400, b'{"error":"invalid signature"}', True, VenueRejected, "invalid signature"),
         (400, b'{"error":"invalid signature"}', False, VenueError, "invalid signature"),
         (401, b'{"error":"Unauthorized/Invalid api key"}', False, AuthError, "Unauthorized/Invalid api key"),
-        (401, b'{"error":"Unauthorized/Invalid api key"}', True, OrderRejected,
+        (401, b'{"error":"Unauthorized/Invalid api key"}', True, VenueRejected,
          "Unauthorized/Invalid api key"),
         (429, b'{"error":"Too Many Requests"}', True, RateLimited, "Too Many Requests"),
         (500, fixture("http_order_response_error_500.json"), True, VenueError, "Internal server error"),
-        (400, b'{"success":false,"orderID":null,"errorMsg":"INVALID_ORDER_MIN_SIZE"}', True, OrderRejected,
+        (400, b'{"success":false,"orderID":null,"errorMsg":"INVALID_ORDER_MIN_SIZE"}', True, VenueRejected,
          "INVALID_ORDER_MIN_SIZE"),
         (503, b"upstream down", False, VenueError, "upstream down"),
     ],

@@ -45,6 +45,8 @@ PUBLIC = {
     "Order",
     "OrderBook",
     "OrderFlow",
+    "OrderDenied",
+    "OrderOutcomeUnknown",
     "OrderRejected",
     "OrderRequest",
     "OrderState",
@@ -75,6 +77,7 @@ PUBLIC = {
     "TradingError",
     "VenueError",
     "VenuePlugin",
+    "VenueRejected",
     "VenueUnavailable",
     "bs_greeks",
     "bs_price",
@@ -90,7 +93,14 @@ def test_engine_public_names_are_pinned() -> None:
 
 
 def test_errors_form_one_tree() -> None:
-    for name in ("ConfigError", "DataError", "IllegalTransition", "StrategyError", "VenueError"):
+    for name in (
+        "ConfigError",
+        "DataError",
+        "IllegalTransition",
+        "OrderRejected",
+        "StrategyError",
+        "VenueError",
+    ):
         assert issubclass(getattr(engine, name), engine.TradingError)
     for name in (
         "MalformedFrame",
@@ -98,7 +108,8 @@ def test_errors_form_one_tree() -> None:
         "FeedStale",
         "AuthError",
         "RateLimited",
-        "OrderRejected",
+        "VenueRejected",
         "VenueUnavailable",
+        "OrderOutcomeUnknown",
     ):
         assert issubclass(getattr(engine, name), engine.VenueError)

@@ -40,10 +40,10 @@ from engine import (
     DataKind,
     InstrumentRegistry,
     MalformedFrame,
-    OrderRejected,
     RateLimited,
     StatusKind,
     VenueError,
+    VenueRejected,
     VenueUnavailable,
 )
 from engine._logging import register_secret
@@ -123,7 +123,7 @@ def map_error(error: Any, *, method: str) -> VenueError:
     if code in _AUTH_CODES:
         return AuthError(detail, venue=VENUE, code=code, venue_message=message)
     if code in _REJECTION_CODES:
-        return OrderRejected(detail, venue=VENUE, code=code, venue_message=message)
+        return VenueRejected(detail, venue=VENUE, code=code, venue_message=message)
     return VenueError(detail, venue=VENUE, code=code, venue_message=message)
 
 

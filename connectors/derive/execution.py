@@ -50,6 +50,7 @@ from engine import (
     Side,
     TimeInForce,
     VenueError,
+    VenueRejected,
     VenueUnavailable,
 )
 from engine._settlement import FundingPayment
@@ -181,9 +182,11 @@ class DeriveExecution:
     @property
     def signer(self) -> OrderSigner:
         if self._signer is None:
-            raise OrderRejected(
+            # A VenueError too: a reconciliation that needs the subaccount logs it and goes on.
+            raise VenueRejected(
                 "no Derive credentials: set DERIVE_WALLET, DERIVE_SESSION_KEY and DERIVE_SUBACCOUNT_ID",
                 venue=VENUE,
+                code="no_credentials",
             )
         return self._signer
 

@@ -57,6 +57,7 @@ from engine import (
     StatusKind,
     Ticker,
     VenueError,
+    VenueRejected,
     VenueUnavailable,
 )
 from engine._plugins import VenueSink, loads_untyped
@@ -120,7 +121,7 @@ _ANSWER_HEAD: Final = re.compile(
 
 def map_error(error: Any, *, method: str) -> VenueError:
     """A JSON-RPC error object (§3.1 `{code, message, data}`) as the typed exception callers
-    catch (§3.7): rate limit -> `RateLimited`; a refused request -> `OrderRejected` (an order
+    catch (§3.7): rate limit -> `RateLimited`; a refused request -> `VenueRejected` (an order
     refused for its signature or session key included: it was refused, nothing happened); a
     refused login or account -> `AuthError`; anything else (internal errors, 9000 order
     confirmation timeout) -> `VenueError`, whose outcome is unknown."""
@@ -134,7 +135,7 @@ def map_error(error: Any, *, method: str) -> VenueError:
         return AuthError(detail, venue=VENUE, code=code, venue_message=message)
     ordering = method in _MATCHING or method == "private/cancel_all"
     if code in _REJECTION_CODES or (code in _AUTH_CODES and ordering):
-        return OrderRejected(detail, venue=VENUE, code=code, venue_message=message)
+        return VenueRejected(detail, venue=VENUE, code=code, venue_message=message)
     if code in _AUTH_CODES:
         return AuthError(detail, venue=VENUE, code=code, venue_message=message)
     return VenueError(detail, venue=VENUE, code=code, venue_message=message)

@@ -68,6 +68,7 @@ from engine import (
     Side,
     TimeInForce,
     VenueError,
+    VenueRejected,
     VenueUnavailable,
 )
 from engine._ratelimit import CreditBucket
@@ -130,7 +131,7 @@ def map_http_error(
     if status == 429:
         return RateLimited(detail, venue=VENUE, instrument=instrument, code=429, venue_message=message)
     if order and 400 <= status < 500:
-        return OrderRejected(detail, venue=VENUE, instrument=instrument, code=status, venue_message=message)
+        return VenueRejected(detail, venue=VENUE, instrument=instrument, code=status, venue_message=message)
     if status in (401, 403):
         return AuthError(detail, venue=VENUE, instrument=instrument, code=status, venue_message=message)
     return VenueError(
@@ -539,7 +540,7 @@ class PolymarketExecution:
             ) from None
         if not answer.success:
             message = answer.errorMsg or "refused without a message"
-            raise OrderRejected(
+            raise VenueRejected(
                 f"POST /order refused: {message}",
                 venue=VENUE,
                 instrument=order.request.instrument,
@@ -647,7 +648,7 @@ class PolymarketExecution:
             return
         refused = answer.not_canceled
         why = refused.get(order_id) or next(iter(refused.values()), "not cancelled")
-        raise OrderRejected(
+        raise VenueRejected(
             f"cancel refused: {why}",
             venue=VENUE,
             instrument=instrument,
