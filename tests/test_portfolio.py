@@ -37,15 +37,15 @@ def setup(index: float) -> tuple[MarketState, Ledger]:
 def test_coin_quoted_option_cash_flows_convert_at_each_fill() -> None:
     market, ledger = setup(100_000.0)
     ledger.on_fill(fill(OPTION.symbol, "buy", "2", "0.05", fee="0.0006"), OPTION)  # pays 2 x 5000 USD
-    assert ledger.fees_usd == pytest.approx(60.0)
+    assert ledger.fees_usd == Decimal(60)  # exact: money is Decimal
     market.on_ticker(ticker(PERP.symbol, index=110_000.0, mark=110_000.0))
     market.on_ticker(ticker(OPTION.symbol, index=110_000.0, mark=0.06))
-    assert ledger.unrealized_usd() == pytest.approx(2 * (0.06 * 110_000 - 5_000))  # 3200
+    assert ledger.unrealized_usd() == Decimal(2 * (6_600 - 5_000))  # 0.06 x 110000 = 6600
     market.on_ticker(ticker(PERP.symbol, index=105_000.0, mark=105_000.0))
     realized = ledger.on_fill(fill(OPTION.symbol, "sell", "1", "0.055"), OPTION)
-    assert realized == pytest.approx(0.055 * 105_000 - 5_000)  # 775
+    assert realized == Decimal(5_775 - 5_000)  # 0.055 x 105000 = 5775
     assert ledger.position("deribit", OPTION.symbol) == Decimal(1)
-    assert ledger.equity_usd() == pytest.approx(775 + (0.06 * 105_000 - 5_000) - 60)
+    assert ledger.equity_usd() == Decimal(775 + (6_300 - 5_000) - 60)
 
 
 def test_inverse_perpetual_pnl_is_in_coin_at_harmonic_entry() -> None:
@@ -53,30 +53,32 @@ def test_inverse_perpetual_pnl_is_in_coin_at_harmonic_entry() -> None:
     ledger.on_fill(fill(PERP.symbol, "buy", "10000", "100000"), PERP)
     ledger.on_fill(fill(PERP.symbol, "buy", "10000", "120000"), PERP)
     pos = ledger.positions[("deribit", PERP.symbol)]
-    assert pos.avg == pytest.approx(20_000 / (10_000 / 100_000 + 10_000 / 120_000))  # 109090.9
+    assert float(pos.avg) == pytest.approx(20_000 / (10_000 / 100_000 + 10_000 / 120_000))  # 109090.9
     # Close everything at 110000 with the index there: coin PnL times the index.
     _, ledger2 = setup(110_000.0)
     ledger2.on_fill(fill(PERP.symbol, "buy", "10000", "100000"), PERP)
     realized = ledger2.on_fill(fill(PERP.symbol, "sell", "10000", "110000"), PERP)
-    assert realized == pytest.approx(10_000 * (1 / 100_000 - 1 / 110_000) * 110_000)  # 1000 USD
+    assert realized == pytest.approx(Decimal(1000), abs=Decimal("1e-18"))  # 10000 x (1/100k - 1/110k) x 110k
 
 
 def test_short_inverse_and_flip_through_zero() -> None:
     market, ledger = setup(90_000.0)
     ledger.on_fill(fill(PERP.symbol, "sell", "10000", "100000"), PERP)
     realized = ledger.on_fill(fill(PERP.symbol, "buy", "15000", "90000"), PERP)  # close 10000, open +5000
-    assert realized == pytest.approx(-10_000 * (1 / 100_000 - 1 / 90_000) * 90_000)  # +1000 USD
+    assert realized == pytest.approx(Decimal(1000), abs=Decimal("1e-18"))  # -10000 x (1/100k - 1/90k) x 90k
     pos = ledger.positions[("deribit", PERP.symbol)]
     assert pos.qty == Decimal(5000) and pos.avg == 90_000
     market.on_ticker(ticker(PERP.symbol, index=99_000.0, mark=99_000.0))
-    assert ledger.unrealized_usd() == pytest.approx(5_000 * (1 / 90_000 - 1 / 99_000) * 99_000)
+    assert ledger.unrealized_usd() == pytest.approx(
+        Decimal(500), abs=Decimal("1e-18")
+    )  # 5000 x (1/90k - 1/99k) x 99k
 
 
 def test_settlement_closes_at_the_delivery_price() -> None:
     _, ledger = setup(100_000.0)
     ledger.on_fill(fill(OPTION.symbol, "buy", "1", "0.05"), OPTION)  # 5000 USD
     realized = ledger.settle(OPTION, (100_000 - 90_000) / 100_000)  # a call 10k in the money: 0.1 BTC
-    assert realized == pytest.approx(0.1 * 100_000 - 5_000)
+    assert realized == Decimal(10_000 - 5_000)
     assert ledger.position("deribit", OPTION.symbol) == 0
     assert ledger.unrealized_usd() == 0
 
@@ -124,10 +126,10 @@ def test_voiding_the_latest_fill_restores_the_ledger_as_if_it_never_happened(
     a, b = without.positions.get((inst.venue, inst.symbol)), voided.positions[(inst.venue, inst.symbol)]
     assert b.qty == (a.qty if a else 0)
     assert voided.fills == without.fills
-    assert voided.fees_usd == pytest.approx(without.fees_usd, abs=1e-6)
+    assert voided.fees_usd == without.fees_usd  # exact: fees in Decimal add and take back exactly
     q_before = a.qty if a is not None else Decimal(0)
     if q_before == 0 or (last.side.sign > 0) == (q_before > 0):
         # The voided fill added to (or opened) the position: undone exactly.
-        assert b.avg == pytest.approx(a.avg if a else 0.0, rel=1e-9)
-        assert voided.realized_usd == pytest.approx(without.realized_usd, abs=1e-6)
-        assert b.turnover_usd == pytest.approx(a.turnover_usd if a else 0.0, rel=1e-9, abs=1e-6)
+        assert b.avg == pytest.approx(a.avg if a else Decimal(0), rel=Decimal("1e-20"), abs=Decimal("1e-20"))
+        assert voided.realized_usd == without.realized_usd
+        assert b.turnover_usd == (a.turnover_usd if a else 0)
