@@ -54,6 +54,7 @@ from ._logging import redact_text
 from ._mailbox import Mailbox, log_drops
 from ._market import USD_LIKE, MarketState
 from ._money import ZERO as _ZERO
+from ._money import optional
 from ._orders import ClientOrderIds, Order, OrderRequest
 from ._plugins import Decoder, VenuePlugin
 from ._pricing import YEAR_SECONDS
@@ -380,8 +381,8 @@ class _Context(BaseContext):
         order = self.flow.tracker.get(client_order_id)
         if order is None or order.strategy != self.strategy:
             raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
-        new_price = None if price is None else Decimal(str(price))
-        new_size = None if size is None else Decimal(str(size))
+        new_price = optional(price, "edit price")
+        new_size = optional(size, "edit size")
         self.flow.check_edit(order, new_price, new_size, now_ns=self._kernel.now)  # may raise, at once
         result: OrderUpdate = await _Wait("edit", (order, new_price, new_size))
         return result

@@ -37,6 +37,7 @@ import orjson
 from ._errors import TradingError
 from ._events import Fill, FillReversal, Liquidity, OrderState, Side
 from ._instruments import Instrument
+from ._money import optional
 from ._orders import Order, OrderRequest
 from ._portfolio import UsdRates
 
@@ -132,7 +133,7 @@ def _s(d: Decimal | None) -> str | None:
 
 
 def _d(s: str | None) -> Decimal | None:
-    return None if s is None else Decimal(s)
+    return optional(s, "journal value")
 
 
 class JournalError(TradingError):
