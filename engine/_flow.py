@@ -122,7 +122,9 @@ class OrderFlow:
         restart books it the same), and the log says so."""
         ev = booking.event
         inst = booking.instrument
-        if booking.kind != "funding":  # funding rows are the journal's "settle" helper's
+        # A funding payment's journal row (kind 'funding') is its caller's to keep: it is not a
+        # fill, settlement or reversal of this flow's.
+        if booking.kind != "funding":
             self._journal(
                 "rates_known",
                 booking.kind,
