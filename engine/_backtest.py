@@ -53,6 +53,8 @@ from ._instruments import Instrument, InstrumentKind, InstrumentRegistry, Option
 from ._logging import redact_text
 from ._mailbox import Mailbox, log_drops
 from ._market import USD_LIKE, MarketState
+from ._money import ZERO as _ZERO
+from ._money import optional
 from ._orders import ClientOrderIds, Order, OrderRequest
 from ._plugins import Decoder, VenuePlugin
 from ._pricing import YEAR_SECONDS
@@ -163,13 +165,14 @@ class StrategyResult:
     fills: int
     rejected: int
     errors: int
-    fees: float
-    realized_pnl: float
-    unrealized_pnl: float
-    net_pnl: float
+    # Money (USD) is exact; the equity curve and the statistics drawn from it are floats.
+    fees: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    net_pnl: Decimal
     max_drawdown: float
     sharpe: float | None
-    turnover: float
+    turnover: Decimal
     positions: dict[str, str]
     conflated: int
     merged: int
@@ -183,6 +186,8 @@ class StrategyResult:
     fill_ratio: float | None = None
     series: StrategySeries | None = None
     failure: StrategyFailure | None = None  # set when the strategy failed and was stopped
+    funding: Decimal = Decimal(0)  # funding received (negative: paid), part of realized_pnl
+    waiting_fills: int = 0  # fills whose USD value never found a rate (counted in positions only)
 
 
 @attrs.frozen
@@ -278,11 +283,11 @@ class _Trips:
         self.wins = 0
         self.held_ns = 0
         # key -> (qty, realized, fees) as of the last look; key -> (opened at, realized, fees)
-        self.last: dict[tuple[str, str], tuple[Decimal, float, float]] = {}
-        self.open: dict[tuple[str, str], tuple[int, float, float]] = {}
+        self.last: dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]] = {}
+        self.open: dict[tuple[str, str], tuple[int, Decimal, Decimal]] = {}
 
-    def update(self, key: tuple[str, str], qty: Decimal, realized: float, fees: float, now: int) -> None:
-        prev_qty, prev_realized, prev_fees = self.last.get(key, (Decimal(0), 0.0, 0.0))
+    def update(self, key: tuple[str, str], qty: Decimal, realized: Decimal, fees: Decimal, now: int) -> None:
+        prev_qty, prev_realized, prev_fees = self.last.get(key, (_ZERO, _ZERO, _ZERO))
         self.last[key] = (qty, realized, fees)
         if prev_qty == 0:
             if qty != 0:
@@ -377,8 +382,8 @@ class _Context(BaseContext):
         order = self.flow.tracker.get(client_order_id)
         if order is None or order.strategy != self.strategy:
             raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
-        new_price = None if price is None else Decimal(str(price))
-        new_size = None if size is None else Decimal(str(size))
+        new_price = optional(price, "edit price")
+        new_size = optional(size, "edit size")
         self.flow.check_edit(order, new_price, new_size, now_ns=self._kernel.now)  # may raise, at once
         result: OrderUpdate = await _Wait("edit", (order, new_price, new_size))
         return result
@@ -963,7 +968,7 @@ class BacktestKernel:
 
     # -- equity -----------------------------------------------------------------------------
     def _mark_drawdown(self, slot: _Slot) -> None:
-        equity = self.flow.ledger(slot.name).equity_usd()
+        equity = float(self.flow.ledger(slot.name).equity_usd())
         if equity > slot.dd_peak:
             slot.dd_peak = equity
         elif slot.dd_peak - equity > slot.max_dd:
@@ -978,7 +983,7 @@ class BacktestKernel:
         mark = self.market.mark
         for slot in self.slots:
             ledger = self.flow.ledger(slot.name)
-            equity = ledger.equity_usd()
+            equity = float(ledger.equity_usd())
             slot.chart.add(
                 now,
                 equity,
@@ -1153,7 +1158,7 @@ class BacktestKernel:
                 net_pnl=ledger.realized_usd + unrealized - ledger.fees_usd,
                 max_drawdown=slot.max_dd,
                 sharpe=_sharpe(slot.samples, self.settings.equity_interval_s),
-                turnover=sum(p.turnover_usd for p in ledger),
+                turnover=sum((p.turnover_usd for p in ledger), _ZERO),
                 positions={
                     f"{p.instrument.venue}:{p.instrument.symbol}": str(p.qty) for p in ledger if p.qty != 0
                 },
@@ -1171,6 +1176,8 @@ class BacktestKernel:
                 avg_holding_s=trips.held_ns / trips.count / _NS if trips.count else None,
                 filled_orders=len(slot.filled_ids),
                 fill_ratio=len(slot.filled_ids) / sent if sent else None,
+                funding=ledger.funding_usd,
+                waiting_fills=ledger.waiting,
                 series=StrategySeries(
                     step_s=self.chart_step_s * slot.chart.stride,
                     ts=tuple(slot.chart.ts),

@@ -151,6 +151,11 @@ def _print_status(s: dict[str, Any]) -> None:
                 o["filled"], o["state"], f"{o['age_s']:.0f} s",
             )  # fmt: skip
         console.print(table)
+    if s.get("waiting_fills"):
+        console.print(
+            f"[yellow]{s['waiting_fills']} fills wait for a first index price[/yellow]: in the positions, "
+            "not yet in the USD PnL"
+        )
     journal = s.get("journal")
     if journal:
         console.print(

@@ -483,9 +483,11 @@ class Daemon:
         pnl = e.flow.equity(None)
         kill = " KILL SWITCH" if self.kill_switch else ""
         failed = f" ({len(e.failures)} failed)" if e.failures else ""
+        waiting = e.flow.waiting_fills()
+        unpriced = f" ({waiting} fills wait for an index price)" if waiting else ""
         return (
             f"{e.mode}: {venues}; {len(e.slots)} strategies{failed}; {open_orders} open orders; "
-            f"PnL {pnl:+.2f} USD{kill}"
+            f"PnL {pnl:+.2f} USD{unpriced}{kill}"
         )
 
     def status(self) -> dict[str, Any]:
@@ -531,9 +533,12 @@ class Daemon:
                     f"{venue}:{symbol}": str(qty)
                     for (venue, symbol), qty in (ledger.view().positions.items() if ledger else ())
                 },
-                "realized_pnl": round(ledger.realized_usd, 6) if ledger else 0.0,
-                "unrealized_pnl": round(ledger.unrealized_usd(), 6) if ledger else 0.0,
-                "fees": round(ledger.fees_usd, 6) if ledger else 0.0,
+                # JSON numbers (the engine's money is Decimal), to the micro-dollar.
+                "realized_pnl": round(float(ledger.realized_usd), 6) if ledger else 0.0,
+                "unrealized_pnl": round(float(ledger.unrealized_usd()), 6) if ledger else 0.0,
+                "fees": round(float(ledger.fees_usd), 6) if ledger else 0.0,
+                # Fills in the positions whose USD value waits for a first index price.
+                "waiting_fills": ledger.waiting if ledger else 0,
             }
         orders = [
             {
@@ -569,6 +574,7 @@ class Daemon:
             "strategies": strategies,
             "open_orders": orders,
             "unrouted_events": e.router.unrouted,
+            "waiting_fills": e.flow.waiting_fills(),
             "reconciliations": e.reconciliations,
             # Expired instruments still held, their delivery price not yet published by the
             # venue (since when): no mark values them; they settle once it is.

@@ -288,7 +288,9 @@ class OrderUpdate(PrivateEvent):
 
 @attrs.frozen
 class Fill(PrivateEvent):
-    """One execution of one of our orders. `fee` is in `fee_currency` (negative: a rebate)."""
+    """One execution of one of our orders. `fee` is in `fee_currency` (negative: a rebate).
+    `index_price` is the underlying's USD index price at the execution where the venue reports
+    it (Deribit's and Derive's trades do): the ledger converts the fill to USD at it."""
 
     type: ClassVar[str] = "fill"
 
@@ -299,6 +301,7 @@ class Fill(PrivateEvent):
     fee: Decimal = Decimal(0)
     fee_currency: str = ""
     liquidity: Liquidity = Liquidity.TAKER
+    index_price: float | None = None
 
 
 @attrs.frozen

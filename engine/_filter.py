@@ -46,6 +46,7 @@ import attrs
 
 from ._events import ALL_KINDS, DataKind, Subscription
 from ._instruments import Instrument, InstrumentKind, OptionRight
+from ._money import from_float, optional, positive
 
 __all__ = ["InstrumentFilter", "KindName", "LiveSelection", "RightName"]
 
@@ -115,15 +116,8 @@ def _non_negative(_: Any, attribute: attrs.Attribute[Any], value: float | Decima
         raise ValueError(f"{attribute.name}: expected a finite number >= 0, got {value}")
 
 
-def _opt_decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, Decimal):
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"expected a decimal number, got {value!r}")
-    try:
-        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    except ArithmeticError:
-        raise ValueError(f"expected a decimal number, got {value!r}") from None
+def _strike(value: object) -> Decimal | None:
+    return optional(value, "strike")
 
 
 @attrs.frozen
@@ -141,8 +135,8 @@ class InstrumentFilter:
     right: RightName | None = attrs.field(default=None, converter=_right)
     min_expiry_days: float | None = attrs.field(default=None, validator=_non_negative)
     max_expiry_days: float | None = attrs.field(default=None, validator=_non_negative)
-    min_strike: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
-    max_strike: Decimal | None = attrs.field(default=None, converter=_opt_decimal, validator=_non_negative)
+    min_strike: Decimal | None = attrs.field(default=None, converter=_strike, validator=_non_negative)
+    max_strike: Decimal | None = attrs.field(default=None, converter=_strike, validator=_non_negative)
     strike_within: float | None = attrs.field(default=None, validator=_non_negative)
     active_only: bool = True
 
@@ -198,13 +192,13 @@ class InstrumentFilter:
         if spot is None or not self.needs_spot:
             return None
         if isinstance(spot, Mapping):
-            return {str(k).upper(): _positive_decimal(v, f"spot[{k!r}]") for k, v in spot.items()}
+            return {str(k).upper(): positive(v, f"spot price {k!r}") for k, v in spot.items()}
         if len(self.currencies) != 1:
             raise ValueError(
                 "a single spot price needs a filter on exactly one currency; "
                 "pass a mapping currency -> price instead"
             )
-        return _positive_decimal(spot, "spot")
+        return positive(spot, "spot price")
 
     def _passes(self, inst: Instrument, now_ns: int, spots: Mapping[str, Decimal] | Decimal | None) -> bool:
         if self.venues and inst.venue not in self.venues:
@@ -245,7 +239,7 @@ class InstrumentFilter:
                 return False
             if self.strike_within is not None:
                 s = self._spot_of(inst.base.upper(), spots)
-                if abs(strike - s) > Decimal(repr(self.strike_within)) * s:
+                if abs(strike - s) > from_float(self.strike_within, "strike_within") * s:
                     return False
         return True
 
@@ -260,15 +254,6 @@ class InstrumentFilter:
 
 def _days_ns(days: float) -> int:
     return round(days * _DAY_NS)
-
-
-def _positive_decimal(value: object, what: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValueError(f"{what}: expected a price, got {value!r}")
-    d = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    if not d.is_finite() or d <= 0:
-        raise ValueError(f"{what}: expected a positive price, got {value!r}")
-    return d
 
 
 def _order(inst: Instrument) -> tuple[Any, ...]:

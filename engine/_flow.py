@@ -18,7 +18,7 @@ from ._instruments import Instrument, InstrumentRegistry
 from ._journal import OrderJournal
 from ._market import MarketState
 from ._orders import Order, OrderRequest, OrderTracker
-from ._portfolio import Ledger
+from ._portfolio import Booking, Ledger
 from ._risk import RiskChecker, RiskLimits
 from ._settlement import FundingPayment
 
@@ -55,7 +55,9 @@ class OrderFlow:
             self.position,
             engine_limits=engine_limits,
             strategy_limits=strategy_limits,
-            equity_of=self.equity,
+            # The daily-loss check compares against float limits: exact money is not needed
+            # to tell whether a loss is beyond one.
+            equity_of=lambda strategy: float(self.equity(strategy)),
         )
         self.orders_sent: dict[str, int] = {}
         self.rejected: dict[str, int] = {}
@@ -100,23 +102,63 @@ class OrderFlow:
                 # A share of a funding payment: at the USD rate it was booked at (`funding`).
                 ledger.funding(inst, entry.price, inst.settle, entry.rates[2])
             else:
-                ledger.settle(inst, float(entry.price), entry.rates)
+                ledger.settle(inst, entry.price, entry.rates)
             entries += 1
         self.journal = self.tracker.archive = journal
+        waiting = self.waiting_fills()
+        if waiting:  # journaled before any rate was known: booked once the index arrives
+            self.log.warning("ledger.fills_waiting_for_rate", waiting=waiting)
         return {"orders": len(restored), "live": live, "ledger": entries}
 
     def ledger(self, strategy: str) -> Ledger:
         ledger = self.ledgers.get(strategy)
         if ledger is None:
             ledger = self.ledgers[strategy] = Ledger(strategy, self.market)
+            ledger.on_late_booking = lambda booking: self._booked_late(strategy, booking)
         return ledger
 
-    def equity(self, strategy: str | None = None) -> float:
+    def waiting_fills(self, strategy: str | None = None) -> int:
+        """Fills (and settlements) whose USD value waits for a first index price."""
+        if strategy is not None:
+            ledger = self.ledgers.get(strategy)
+            return 0 if ledger is None else ledger.waiting
+        return sum(ledger.waiting for ledger in self.ledgers.values())
+
+    def _booked_late(self, strategy: str, booking: Booking) -> None:
+        """A fill that waited for a USD rate is booked: the journal keeps the rates (so a
+        restart books it the same), and the log says so."""
+        ev = booking.event
+        inst = booking.instrument
+        # A funding payment's journal row (kind 'funding') is its caller's to keep: it is not a
+        # fill, settlement or reversal of this flow's.
+        if booking.kind != "funding":
+            self._journal(
+                "rates_known",
+                booking.kind,
+                strategy=strategy,
+                venue=inst.venue,
+                instrument=inst.symbol,
+                trade_id=None if ev is None else ev.trade_id,
+                client_order_id=None if ev is None else ev.client_order_id,
+                rates=booking.rates,
+            )
+        self.log.info(
+            "ledger.booked_at_known_rate",
+            strategy=strategy,
+            kind=booking.kind,
+            venue=inst.venue,
+            instrument=inst.symbol,
+            trade_id=None if ev is None else ev.trade_id,
+            rates=list(booking.rates),
+            still_waiting=self.waiting_fills(strategy),
+        )
+
+    def equity(self, strategy: str | None = None) -> Decimal:
         """USD equity (realized + unrealized - fees) of a strategy, or of all of them."""
         if strategy is not None:
             ledger = self.ledgers.get(strategy)
-            return 0.0 if ledger is None else ledger.equity_usd()
-        return sum(ledger.equity_usd() for ledger in self.ledgers.values())
+            return Decimal(0) if ledger is None else ledger.equity_usd()
+        return sum((ledger.equity_usd() for ledger in self.ledgers.values()), Decimal(0))
 
     def position(self, strategy: str | None, venue: str, instrument: str) -> Decimal:
         """A strategy's net position in an instrument; for None, every strategy's together (the
@@ -324,11 +366,12 @@ class OrderFlow:
         self._journal("adopt", order, self.registry.get(update.venue, update.instrument))
         return order
 
-    def settle(self, venue: str, symbol: str, price: float, *, now_ns: int = 0) -> dict[str, float]:
+    def settle(self, venue: str, symbol: str, price: float, *, now_ns: int = 0) -> dict[str, Decimal]:
         """An instrument settled (an option's expiry, a prediction market's resolution): every
-        strategy's position in it is closed at `price`. Returns the USD realized, by strategy."""
+        strategy's position in it is closed at `price`. Returns the USD realized, by strategy
+        (0 for one whose USD value waits for a rate)."""
         inst = self.registry.get(venue, symbol)
-        out: dict[str, float] = {}
+        out: dict[str, Decimal] = {}
         if inst is None:
             return out
         for name, ledger in self.ledgers.items():
@@ -342,7 +385,7 @@ class OrderFlow:
                     venue=venue,
                     instrument=symbol,
                     price=price,
-                    realized=realized,
+                    realized=str(realized),
                 )
         return out
 
@@ -494,7 +537,11 @@ class OrderFlow:
         inst = self.registry.get(fill.venue, fill.instrument)
         strategy = booked.strategy or ""
         ledger = self.ledger(strategy)
-        rates = ledger.rates(inst, booked.fee_currency) if inst is not None else (None, None, None)
+        rates = (
+            ledger.rates(inst, booked.fee_currency, booked.index_price)
+            if inst is not None
+            else (None, None, None)
+        )
         if self.journal is not None:
             order = self.tracker.get(booked.client_order_id or "")
             assert order is not None
@@ -512,7 +559,19 @@ class OrderFlow:
         if inst is not None:
             # Booked before anything is delivered: a strategy reading its position on the fill
             # (or on the "filled" update after it) already sees it.
+            waiting = ledger.waiting
             ledger.on_fill(booked, inst, rates)
+            if ledger.waiting > waiting:
+                # Its quantity counts now; its USD value waits for the first index price.
+                self.log.warning(
+                    "fill.waiting_for_rate",
+                    strategy=strategy,
+                    venue=fill.venue,
+                    instrument=fill.instrument,
+                    trade_id=fill.trade_id,
+                    rates=list(rates),
+                    waiting=ledger.waiting,
+                )
         else:
             self.log.error("fill.unknown_instrument", venue=fill.venue, instrument=fill.instrument)
         self.log.info(

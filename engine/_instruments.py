@@ -9,6 +9,7 @@ from decimal import Decimal
 import attrs
 
 from ._errors import OrderDenied
+from ._money import to_decimal
 
 __all__ = ["Instrument", "InstrumentKind", "InstrumentRegistry", "OptionRight"]
 
@@ -27,7 +28,7 @@ class OptionRight(enum.StrEnum):
 
 
 def _dec(v: object) -> Decimal:
-    return v if isinstance(v, Decimal) else Decimal(str(v))
+    return v if isinstance(v, Decimal) else to_decimal(v, "instrument field")
 
 
 def _steps(v: Iterable[tuple[object, object]]) -> tuple[tuple[Decimal, Decimal], ...]:

@@ -39,6 +39,7 @@ import orjson
 from ._errors import TradingError
 from ._events import Fill, FillReversal, Liquidity, OrderState, Side
 from ._instruments import Instrument
+from ._money import optional
 from ._orders import Order, OrderRequest
 from ._portfolio import UsdRates
 
@@ -189,7 +190,7 @@ def _s(d: Decimal | None) -> str | None:
 
 
 def _d(s: str | None) -> Decimal | None:
-    return None if s is None else Decimal(s)
+    return optional(s, "journal value")
 
 
 class JournalError(TradingError):
@@ -622,6 +623,53 @@ class OrderJournal:
                 (venue, len(prefix), prefix),
             ).fetchone()
         return row is not None
+
+    def rates_known(
+        self,
+        kind: Literal["fill", "reversal", "settle"],
+        *,
+        strategy: str,
+        venue: str,
+        instrument: str,
+        trade_id: str | None,
+        client_order_id: str | None,
+        rates: UsdRates,
+    ) -> int:
+        """A fill (voided fill, settlement) journaled while a USD rate it needed was unknown
+        (NULL) has now been booked at `rates`: its NULL rate columns take them (a rate known
+        when it was journaled is kept), so a restart books it at the same rates. A row whose
+        rates stay NULL is booked again only once a rate is known. Returns the rows updated."""
+        rq, rs, rf = rates
+        match = "kind = ? AND strategy = ? AND venue = ? AND instrument = ?"
+        args: tuple[Any, ...] = (kind, strategy, venue, instrument)
+        if kind == "settle":  # no trade id: the settlement of that position still unpriced
+            match += " AND (rate_quote IS NULL OR rate_settle IS NULL)"
+        else:
+            match += " AND trade_id IS ? AND client_order_id IS ?"
+            args += (trade_id, client_order_id)
+        before = self._db.total_changes
+        self._tx(
+            [
+                (
+                    "UPDATE ledger SET rate_quote = COALESCE(rate_quote, ?), "
+                    "rate_settle = COALESCE(rate_settle, ?), rate_fee = COALESCE(rate_fee, ?) "
+                    f"WHERE {match}",
+                    (rq, rs, rf, *args),
+                ),
+                self._event(
+                    "rates_known",
+                    client_order_id,
+                    self.clock(),
+                    entry=kind,
+                    strategy=strategy,
+                    venue=venue,
+                    instrument=instrument,
+                    trade_id=trade_id,
+                    rates=[rq, rs, rf],
+                ),
+            ]
+        )
+        return self._db.total_changes - before - 1  # less the audit row
 
     def note(self, kind: str, client_order_id: str | None = None, **data: Any) -> None:
         """Something worth keeping in the audit trail (a reconciliation's finding, the kill

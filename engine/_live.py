@@ -46,6 +46,7 @@ from ._instruments import InstrumentKind, InstrumentRegistry
 from ._journal import OrderJournal
 from ._logging import redact_text
 from ._market import MarketState
+from ._money import optional
 from ._orders import ClientOrderIds, Order, OrderRequest
 from ._plugins import LiveVenue, VenuePlugin, load_catalog_class, load_venue
 from ._risk import RiskLimits
@@ -149,8 +150,8 @@ class _LiveContext(BaseContext):
         order = self._own(client_order_id)
         return await self._engine.gateways[order.request.venue].edit_order(
             client_order_id,
-            price=None if price is None else Decimal(str(price)),
-            size=None if size is None else Decimal(str(size)),
+            price=optional(price, "edit price"),
+            size=optional(size, "edit size"),
         )
 
 

@@ -3,24 +3,30 @@ latest index price per currency (to turn coin amounts into USD)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ._events import Ticker
 from ._instruments import Instrument, InstrumentRegistry
 
 __all__ = ["USD_LIKE", "MarketState", "notional_usd"]
 
+_INF = float("inf")
 USD_LIKE = frozenset({"USD", "USDC", "USDT", "PUSD", "USDE"})
 
 
 class MarketState:
     """Latest tickers and index prices, fed by every ticker the engine sees."""
 
-    __slots__ = ("_base", "index", "registry", "tickers")
+    __slots__ = ("_base", "index", "on_first_rate", "registry", "tickers")
 
     def __init__(self, registry: InstrumentRegistry) -> None:
         self.registry = registry
         self.tickers: dict[tuple[str, str], Ticker] = {}
         self.index: dict[tuple[str, str], float] = {}
         self._base: dict[tuple[str, str], str | None] = {}
+        # Called with (venue, currency) when a currency's first USD rate (index price) arrives:
+        # the ledgers book the fills that waited for it (engine/_portfolio.py).
+        self.on_first_rate: list[Callable[[str, str], None]] = []
 
     def on_ticker(self, ticker: Ticker) -> None:
         key = (ticker.venue, ticker.instrument)
@@ -31,7 +37,13 @@ class MarketState:
                 inst = self.registry.get(*key)
                 base = self._base[key] = inst.base if inst is not None else None
             if base is not None:
-                self.index[(ticker.venue, base)] = ticker.index
+                rate_key = (ticker.venue, base)
+                prev = self.index.get(rate_key)
+                self.index[rate_key] = ticker.index
+                # None before, or one no money can be booked at (0, NaN, inf), and a good one now.
+                if (prev is None or not 0 < prev < _INF) and 0 < ticker.index < _INF and self.on_first_rate:
+                    for listener in self.on_first_rate:
+                        listener(*rate_key)
 
     def ticker(self, venue: str, instrument: str) -> Ticker | None:
         return self.tickers.get((venue, instrument))

@@ -32,6 +32,7 @@ import structlog
 
 from ._errors import IllegalTransition, OrderDenied
 from ._events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent, Side
+from ._money import optional, to_decimal
 
 if TYPE_CHECKING:
     from ._journal import RestoredOrder
@@ -60,16 +61,12 @@ class TimeInForce(enum.StrEnum):
     FOK = "fok"  # fill or kill: all at once or nothing
 
 
-def _decimal(v: object) -> Decimal:
-    if isinstance(v, Decimal):
-        return v
-    if isinstance(v, bool) or not isinstance(v, int | float | str):
-        raise TypeError(f"expected a decimal number, got {v!r}")
-    return Decimal(str(v))
+def _size(v: object) -> Decimal:
+    return to_decimal(v, "order size")
 
 
-def _opt_decimal(v: object) -> Decimal | None:
-    return None if v is None else _decimal(v)
+def _price(v: object) -> Decimal | None:
+    return optional(v, "order price")
 
 
 @attrs.frozen
@@ -83,8 +80,8 @@ class OrderRequest:
     venue: str
     instrument: str
     side: Side = attrs.field(converter=Side)
-    size: Decimal = attrs.field(converter=_decimal)
-    price: Decimal | None = attrs.field(default=None, converter=_opt_decimal)
+    size: Decimal = attrs.field(converter=_size)
+    price: Decimal | None = attrs.field(default=None, converter=_price)
     type: OrderType = attrs.field(
         default=attrs.Factory(
             lambda self: OrderType.MARKET if self.price is None else OrderType.LIMIT, takes_self=True

@@ -12,6 +12,7 @@ same bytes.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,8 +24,10 @@ from ._recording import format_ts
 __all__ = ["print_summary", "report_dict", "write_report"]
 
 
-def _r(x: float) -> float:
-    return round(x, 6)
+def _r(x: float | Decimal) -> float:
+    """A number of the JSON contract: a number (money is Decimal in the engine, a JSON number
+    here, to the micro-dollar)."""
+    return round(float(x), 6)
 
 
 def _opt(x: float | None, digits: int = 6) -> float | None:

@@ -36,6 +36,7 @@ from ._errors import OrderRejected
 from ._events import BookUpdate, Fill, Liquidity, OrderState, OrderUpdate, PrivateEvent, Side, Trade
 from ._fees import FeeModel
 from ._instruments import Instrument, InstrumentRegistry
+from ._money import from_float
 from ._orders import Order, OrderType, TimeInForce
 
 __all__ = ["SimulatedVenue"]
@@ -44,7 +45,7 @@ _ZERO = Decimal(0)
 
 
 def _d(x: float) -> Decimal:
-    return Decimal(repr(x))
+    return from_float(x, "book")
 
 
 @attrs.define(eq=False)

@@ -290,3 +290,40 @@ async def test_paper_mode_fills_locally_and_sends_nothing(
     assert filled.status is OrderState.FILLED and (filled.order_id or "").startswith("SIM-")
     assert probe.ctx.position("deribit", PERP) == 20
     assert simulator.orders == {} and simulator.requests_for("private/buy") == 0
+
+
+async def test_a_fill_before_the_first_index_is_booked_at_the_trades_own_index(
+    sim: tuple[DeribitSimulator, str], nursery: trio.Nursery
+) -> None:
+    """Issue 13, end to end: an option bought (in BTC) before the engine has seen any index
+    price was booked at a USD rate of 0, so selling it back after the index arrived booked the
+    whole sale as profit. Deribit's user trades carry `index_price` (VENUES.md, user trade
+    sample): each fill is converted at its own."""
+    simulator, base = sim
+    probe = Probe("p", [Subscription("deribit", PERP, {"book"})])  # books carry no index price
+    engine = await start(nursery, base, probe)
+    option = next(i for i in engine.registry if i.is_option and i.quote == "BTC")
+    await until(lambda: option.symbol in simulator.tickers and PERP in simulator.tickers)
+    assert engine.market_state.usd_rate("deribit", "BTC") is None  # the engine has no index yet
+    bought = await probe.ctx.buy("deribit", option.symbol, option.min_size)
+    assert bought.status is OrderState.FILLED
+    await until(lambda: probe.ctx.position("deribit", option.symbol) == option.min_size)
+    ledger = engine.flow.ledger("p")
+    (buy,) = [e for e in probe.mine(bought.client_order_id) if isinstance(e, Fill)]
+    assert ledger.fees_usd > 0  # its fee in BTC, converted at the trade's index (not at 0)
+    assert ledger.waiting == 0
+    # The index arrives, then the option is sold back.
+    probe.ctx.subscribe([Subscription("deribit", PERP, {"ticker"})])
+    await until(lambda: engine.market_state.usd_rate("deribit", "BTC") is not None)
+    sold = await probe.ctx.sell("deribit", option.symbol, option.min_size)
+    assert sold.status is OrderState.FILLED
+    await until(lambda: probe.ctx.position("deribit", option.symbol) == 0)
+    (sell,) = [e for e in probe.mine(sold.client_order_id) if isinstance(e, Fill)]
+    assert buy.index_price is not None and sell.index_price is not None
+
+    def usd(f: Fill) -> Decimal:
+        return f.size * option.contract_size * f.price * Decimal(repr(f.index_price))
+
+    assert ledger.realized_usd == usd(sell) - usd(buy)  # exact: money is Decimal
+    # Not the sale's whole value, as when the buy was booked at 0 USD.
+    assert abs(ledger.realized_usd) < usd(sell) / 2

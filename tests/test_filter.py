@@ -285,7 +285,7 @@ def test_strike_within_needs_the_spot_of_each_currency_it_meets() -> None:
         f.select(chain, now_ns=0, spot={"ETH": 3000})
     assert names(f, chain, spot={"eth": 3000, "BTC": 85000}) == ["b", "e"]
     assert names(f, chain, spot={"ETH": 3000, "BTC": 80000}) == ["e"]  # 90000 is 12.5% away
-    with pytest.raises(ValueError, match="positive price"):
+    with pytest.raises(ValueError, match="spot price 'ETH': expected a positive number, got -1"):
         f.select(chain, now_ns=0, spot={"ETH": -1, "BTC": 1})
     # A filter that never meets an option with a strike needs no spot at all.
     assert names(attrs.evolve(f, kinds=["perpetual"]), chain) == ["ETH-PERP"]

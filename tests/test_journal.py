@@ -241,3 +241,51 @@ def test_positions_rebuilt_from_any_history_equal_the_live_ones(
     restored = make_flow(None, InstrumentRegistry())
     restored.restore(OrderJournal(path), now_ns=100 * S)
     assert views(restored) == before
+
+
+def test_a_fill_before_the_first_index_waits_across_a_restart_and_keeps_its_first_rate(
+    tmp_path: Path,
+) -> None:
+    """Issue 13: a fill journaled before any index price was booked at rate 0, and the journal
+    replayed it at 0 forever (buy at 0.05 BTC, sell at 0.05 BTC: +5,000 USD). Now it is
+    journaled without rates, waits (in the position, not in the USD PnL), is booked at the first
+    index price, and the journal keeps that rate for the next restart."""
+    path = tmp_path / "journal.sqlite"
+    reg = registry()
+    journal = OrderJournal(path)
+    flow = OrderFlow(reg, MarketState(reg), lambda _: None, journal=journal)  # no index price yet
+    buy = flow.accept(request(size="1", price="0.05", cid="s-1"), now_ns=1 * S)
+    flow.assign_order_id(buy, "V1")
+    flow.on_fill(fill("T1", "1", "0.05", oid="V1", inst=OPTION.symbol))
+    assert flow.position("s", "deribit", OPTION.symbol) == Decimal(1)
+    journal.close()
+
+    # Restarted before any index price: the fill waits again, its quantity counted.
+    journal = OrderJournal(path)
+    market = MarketState(InstrumentRegistry())
+    flow = OrderFlow(market.registry, market, lambda _: None)
+    flow.restore(journal, now_ns=2 * S)
+    assert flow.position("s", "deribit", OPTION.symbol) == Decimal(1)
+    assert flow.equity("s") == 0
+    assert flow.waiting_fills() == 1
+    market.on_ticker(ticker(OPTION.symbol, index=100_000.0, mark=0.05))  # the first index
+    assert flow.waiting_fills() == 0
+    assert flow.ledger("s").fees_usd == Decimal(10)  # 0.0001 BTC at 100000
+    journal.close()
+
+    # Restarted again, the market elsewhere now: the fill keeps the rate it was booked at.
+    journal = OrderJournal(path)
+    market = MarketState(InstrumentRegistry())
+    flow = OrderFlow(market.registry, market, lambda _: None)
+    flow.restore(journal, now_ns=3 * S)
+    assert flow.waiting_fills() == 0
+    market.on_ticker(ticker(OPTION.symbol, index=100_000.0, mark=0.05))
+    sell = flow.accept(request("sell", size="1", price="0.05", cid="s-2"), now_ns=4 * S)
+    flow.assign_order_id(sell, "V2")
+    flow.on_fill(fill("T2", "1", "0.05", oid="V2", side=Side.SELL, inst=OPTION.symbol))
+    ledger = flow.ledger("s")
+    assert ledger.position("deribit", OPTION.symbol) == 0
+    assert ledger.realized_usd == 0  # bought and sold at 5,000 USD: not +5,000
+    assert ledger.fees_usd == Decimal(20)
+    rates = [(e.kind, e.rates) for e in journal.ledger()]
+    assert rates == [("fill", (100_000.0, 100_000.0, 100_000.0)), ("fill", (100_000.0, 100_000.0, 100_000.0))]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
@@ -155,9 +156,9 @@ def test_win_rate_holding_time_and_fill_ratio_by_hand(tmp_path: Path) -> None:
     # A fill is booked when its report reaches the engine: 10 ms there, 10 back. The second buy
     # first cancels the resting order (one more round trip, 20 ms): held 60 s, then 59.98 s.
     assert r.avg_holding_s == pytest.approx((60.0 + 59.98) / 2)
-    fee = 0.0003 * 90000
-    assert r.realized_pnl == pytest.approx(-0.001 * 90000 + 0.01 * 90000)
-    assert r.fees == pytest.approx(4 * fee)
+    fee = Decimal("0.0003") * 90000
+    assert r.realized_pnl == Decimal("-0.001") * 90000 + Decimal("0.01") * 90000  # exact
+    assert r.fees == 4 * fee
     assert r.series is not None
     assert [(f.side, f.price) for f in r.series.fills] == [
         ("buy", 0.05),
@@ -165,7 +166,7 @@ def test_win_rate_holding_time_and_fill_ratio_by_hand(tmp_path: Path) -> None:
         ("buy", 0.05),
         ("sell", 0.06),
     ]
-    assert r.series.fills[0].fee_usd == pytest.approx(fee) and r.series.fills[0].liquidity == "taker"
+    assert r.series.fills[0].fee_usd == pytest.approx(float(fee)) and r.series.fills[0].liquidity == "taker"
     pos = r.series.positions[f"deribit:{F.OPTION}"]
     assert max(pos) == 1.0 and pos[-1] == 0.0
     assert r.series.step_s == 10.0  # a third of the 30 s equity interval

@@ -239,6 +239,9 @@ class TradeData(Struct):
     fee_currency: str = ""
     liquidity: str | None = None  # "M" maker, "T" taker
     label: str | None = None
+    # USD, at the trade (VENUES.md, user trade sample). Any: an odd value only loses the rate
+    # (the ledger then waits for the market's), never the fill.
+    index_price: Any = None
 
 
 class OrderResult(Struct):
@@ -316,7 +319,15 @@ def fill_from(t: TradeData, ts_local: int) -> Fill:
         fee=_dec(t.fee),
         fee_currency=t.fee_currency,
         liquidity=Liquidity.MAKER if t.liquidity == "M" else Liquidity.TAKER,
+        index_price=_index(t.index_price),
     )
+
+
+def _index(x: Any) -> float | None:
+    """A trade's index price, None unless a positive finite number (no rate to book at)."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return None
+    return float(x) if 0 < x < math.inf else None
 
 
 def decode_order_result(raw: Any, ts_local: int) -> list[OrderUpdate | Fill]:

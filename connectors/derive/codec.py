@@ -308,6 +308,9 @@ class TradeData(Struct):
     liquidity_role: Literal["maker", "taker"] | None = None
     label: str | None = None
     tx_status: str | None = None
+    # USD, at the trade (VENUES.md §3.4, a decimal string). Any: an odd value only loses the
+    # rate (the ledger then waits for the market's), never the fill.
+    index_price: Any = None
 
 
 class OrderResult(Struct):
@@ -449,7 +452,20 @@ def fill_from(t: TradeData, ts_local: int) -> Fill:
         fee=fee,
         fee_currency=QUOTE,
         liquidity=Liquidity.MAKER if t.liquidity_role == "maker" else Liquidity.TAKER,
+        index_price=_index(t.index_price),
     )
+
+
+def _index(x: Any) -> float | None:
+    """A trade's index price, None unless a positive finite number (the simulator and the
+    venue send "0" when they have none)."""
+    if isinstance(x, bool) or not isinstance(x, str | int | float):
+        return None
+    try:
+        f = float(x)
+    except ValueError:
+        return None
+    return f if 0 < f < math.inf else None
 
 
 def _reverted(t: TradeData, ts_local: int) -> Status:
