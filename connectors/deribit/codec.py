@@ -51,6 +51,7 @@ from engine import (
     Trade,
 )
 from engine._events import positional_builder
+from engine._money import to_decimal
 from engine._plugins import DecoderStats, decode_parsed, guard_decode, loads_untyped
 
 from .instruments import VENUE, instrument_from_json
@@ -266,10 +267,6 @@ _STATES: Final = {
 }
 
 
-def _dec(x: float) -> Decimal:
-    return Decimal(repr(x))
-
-
 def order_update_from(o: OrderData, ts_local: int) -> OrderUpdate:
     """The engine's view of a Deribit order object. The client order id is the order's label."""
     state = _STATES.get(o.order_state)
@@ -280,7 +277,7 @@ def order_update_from(o: OrderData, ts_local: int) -> OrderUpdate:
             f"order {o.order_id}: filled_amount {o.filled_amount!r} is above amount {o.amount!r}",
             o.instrument_name,
         )
-    filled = _dec(o.filled_amount) if o.filled_amount else Decimal(0)
+    filled = to_decimal(o.filled_amount) if o.filled_amount else Decimal(0)
     if state is OrderState.OPEN and filled > 0:
         state = OrderState.PARTIALLY_FILLED
     ts = o.last_update_timestamp or o.creation_timestamp
@@ -294,10 +291,10 @@ def order_update_from(o: OrderData, ts_local: int) -> OrderUpdate:
         strategy=None,
         status=state,
         side=_SIDES[o.direction],
-        price=_dec(o.price) if isinstance(o.price, float | int) else None,
-        size=_dec(o.amount),
+        price=to_decimal(o.price) if isinstance(o.price, float | int) else None,
+        size=to_decimal(o.amount),
         filled_size=filled,
-        avg_fill_price=_dec(o.average_price) if o.average_price else None,
+        avg_fill_price=to_decimal(o.average_price) if o.average_price else None,
         reason=o.cancel_reason,
     )
 
@@ -314,9 +311,9 @@ def fill_from(t: TradeData, ts_local: int) -> Fill:
         strategy=None,
         trade_id=str(t.trade_id),
         side=_SIDES[t.direction],
-        price=_dec(t.price),
-        size=_dec(t.amount),
-        fee=_dec(t.fee),
+        price=to_decimal(t.price),
+        size=to_decimal(t.amount),
+        fee=to_decimal(t.fee),
         fee_currency=t.fee_currency,
         liquidity=Liquidity.MAKER if t.liquidity == "M" else Liquidity.TAKER,
         index_price=_index(t.index_price),

@@ -20,21 +20,18 @@ import attrs
 
 from engine import Instrument, InstrumentKind, Liquidity
 from engine._market import USD_LIKE
+from engine._money import optional
 
 __all__ = ["DeribitFees"]
 
 
-def _opt_dec(v: Any) -> Decimal | None:
-    return None if v is None else Decimal(str(v))
-
-
 @attrs.frozen
 class DeribitFees:
-    option_maker: Decimal | None = attrs.field(default=None, converter=_opt_dec)
-    option_taker: Decimal | None = attrs.field(default=None, converter=_opt_dec)
+    option_maker: Decimal | None = attrs.field(default=None, converter=optional)
+    option_taker: Decimal | None = attrs.field(default=None, converter=optional)
     option_cap: Decimal = attrs.field(default=Decimal("0.125"), converter=Decimal)
-    future_maker: Decimal | None = attrs.field(default=None, converter=_opt_dec)
-    future_taker: Decimal | None = attrs.field(default=None, converter=_opt_dec)
+    future_maker: Decimal | None = attrs.field(default=None, converter=optional)
+    future_taker: Decimal | None = attrs.field(default=None, converter=optional)
 
     @classmethod
     def from_config(cls, overrides: Mapping[str, Any]) -> DeribitFees:

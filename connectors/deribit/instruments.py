@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine import Instrument, InstrumentKind, OptionRight
+from engine._money import to_decimal
 
 __all__ = [
     "PERPETUAL_EXPIRY_MS",
@@ -46,10 +47,6 @@ def option_name(currency: str, expiry_ms: int, strike: Decimal | int, right: Opt
     k = Decimal(strike)
     strike_s = str(k.to_integral_value()) if k == k.to_integral_value() else str(k).replace(".", "d")
     return f"{currency}-{expiry_code(expiry_ms)}-{strike_s}-{'C' if right is OptionRight.CALL else 'P'}"
-
-
-def _dec(v: Any) -> Decimal:
-    return Decimal(repr(v)) if isinstance(v, float) else Decimal(str(v))
 
 
 def settlement_currency(item: Mapping[str, Any]) -> str:
@@ -111,7 +108,10 @@ def instrument_from_json(item: Mapping[str, Any]) -> Instrument:
     right = None
     if item.get("option_type") in ("call", "put"):
         right = OptionRight(item["option_type"])
-    steps = [(_dec(s["above_price"]), _dec(s["tick_size"])) for s in item.get("tick_size_steps") or ()]
+    steps = [
+        (to_decimal(s["above_price"], "above_price"), to_decimal(s["tick_size"], "tick_size"))
+        for s in item.get("tick_size_steps") or ()
+    ]
     maker = item.get("maker_commission")
     taker = item.get("taker_commission")
     return Instrument(
@@ -121,15 +121,15 @@ def instrument_from_json(item: Mapping[str, Any]) -> Instrument:
         base=str(item["base_currency"]),
         quote=str(item["quote_currency"]),
         settle=settlement_currency(item),
-        tick_size=_dec(item["tick_size"]),
-        min_size=_dec(item["min_trade_amount"]),
-        contract_size=_dec(item.get("contract_size", 1)),
+        tick_size=to_decimal(item["tick_size"]),
+        min_size=to_decimal(item["min_trade_amount"]),
+        contract_size=to_decimal(item.get("contract_size", 1)),
         inverse=is_inverse(item, kind),
         expiry_ns=expiry_ns,
-        strike=None if item.get("strike") is None else _dec(item["strike"]),
+        strike=None if item.get("strike") is None else to_decimal(item["strike"]),
         right=right,
         tick_size_steps=steps,
-        maker_fee=None if maker is None else _dec(maker),
-        taker_fee=None if taker is None else _dec(taker),
+        maker_fee=None if maker is None else to_decimal(maker),
+        taker_fee=None if taker is None else to_decimal(taker),
         active=bool(item.get("is_active", True)),
     )
