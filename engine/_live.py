@@ -641,6 +641,7 @@ class LiveEngine:
 
     async def _reconcile_once(self, name: str) -> bool:
         client = self.venues[name].execution()
+        mark = self.flow.tracker.mark()
         try:
             updates: list[OrderUpdate] = await client.open_orders()
         except (VenueError, AttributeError) as exc:
@@ -662,7 +663,9 @@ class LiveEngine:
                 listed_ids.add(update.order_id or "")
                 tracked = self.flow.tracker.find(name, order_id=update.order_id, client_order_id=cid)
                 if tracked is not None:
-                    if tracked.state.is_final and update.status.is_live:
+                    # Listed as working, final here: asked again, unless it went final while the
+                    # listing was on its way (then the listing is older than our final state).
+                    if tracked.state.is_final and update.status.is_live and tracked.changed < mark:
                         recheck.append(tracked)
                     self.flow.on_update(update)
                     continue
@@ -808,6 +811,7 @@ class LiveEngine:
         if status_of is None:
             self.log.warning("order.unverifiable", venue=venue, client_order_id=order.client_order_id)
             return
+        mark = self.flow.tracker.mark()
         try:
             reports: list[PrivateEvent] = await status_of(order)
         except VenueError as exc:
@@ -815,14 +819,22 @@ class LiveEngine:
                 "order.status_unavailable", client_order_id=order.client_order_id, error=str(exc)
             )
             return
+        # A report on the channel (a cancel, a fill) that arrived while the question was on its
+        # way is newer than what the answer may have seen: the answer then counts as a channel
+        # report does (a step back is stale), or it would bring a cancelled order back to life.
+        changed = order.changed > mark
         if reports:
             for report in reports:
                 if isinstance(report, OrderUpdate):
-                    # Asked after everything we hold about it: the venue's answer wins, even
-                    # where it goes back (a working state after a final one, less filled).
-                    self.flow.on_update(report, verified=True)
+                    # Else asked after everything we hold about it: the venue's answer wins,
+                    # even where it goes back (a working state after a final one, less filled).
+                    self.flow.on_update(report, verified=not changed)
                 else:
                     self.flow.on_private(report)
+            return
+        if changed:
+            # Unknown to the venue, but reported meanwhile: its reports say more than the answer.
+            self.log.warning("order.status_overtaken", venue=venue, client_order_id=order.client_order_id)
             return
         if order.order_id is None and order.state is OrderState.PENDING_NEW:
             self.flow.venue_rejected(
