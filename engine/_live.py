@@ -383,14 +383,26 @@ class LiveEngine:
         finally:
             self._strategies_done.set()
 
-    async def shutdown(self, *, cancel_open_orders: bool = False, timeout_s: float = 10.0) -> bool:
+    async def shutdown(
+        self, *, cancel_open_orders: bool = False, timeout_s: float = 10.0, send_queued: bool = False
+    ) -> bool:
         """The orderly stop: strategies stopped (their `on_stop` run), no new order requests,
         the requests already with a venue answered, open orders cancelled if asked, then every
         connection closed. Returns False when `timeout_s` ran out first (what was left is in the
-        journal and the log)."""
+        journal and the log).
+
+        New orders and edits the strategies made before the stop began and that are not with a
+        venue yet are refused at once, not sent while the strategies stop (`on_stop` may take
+        seconds): a strategy being stopped no longer manages what they would open. Those its
+        `on_stop` makes (a flattening order) are sent. `send_queued` (`[daemon]
+        send_queued_on_stop`) sends the queued ones too."""
         self.stopping = True
         deadline = trio.current_time() + timeout_s
         clean = True
+        if not send_queued:
+            dropped = sum(g.drop_queued("the daemon is stopping") for g in self.gateways.values())
+            if dropped:
+                self.log.warning("daemon.queued_orders_refused", requests=dropped)
         self._strategies_scope.cancel()
         with trio.move_on_at(deadline - min(2.0, timeout_s / 4)) as scope:
             await self._strategies_done.wait()  # each strategy's on_stop has run
@@ -532,6 +544,11 @@ class LiveEngine:
             self.failures[slot.name] = failure
             if self.router.slot(slot.name) is not None:
                 self.router.remove(slot.name)  # its subscriptions leave the venues' merged sets
+            if self.on_failure.get(slot.name, "cancel") == "cancel":
+                # What it queued and is not sent yet is not sent: it would go out after the
+                # policy's cancels (they go first), working with nobody to manage it.
+                for gateway in self.gateways.values():
+                    gateway.drop_queued(f"strategy {slot.name} failed", strategy=slot.name)
         self.log.critical(
             "strategy.failed",
             strategy=slot.name,
