@@ -116,6 +116,9 @@ class DaemonConfig:
     kill_switch_file: str | None = None  # default <state_dir>/KILL
     shutdown_timeout_s: float = attrs.field(default=10.0, validator=_positive)
     cancel_on_shutdown: bool = False
+    # New orders and edits strategies queued before a stop and not sent yet: refused (false), or
+    # still sent while the strategies stop (true). Orders a strategy's `on_stop` makes are sent.
+    send_queued_on_stop: bool = False
     foreign_orders: Literal["report", "cancel"] = "report"  # open orders at the venue not ours
     watchdog_stale_s: float = 120.0  # no frame from a venue for this long withholds WATCHDOG=1; 0: off
     # Strategies start once every venue is up, or after this long at most (a venue that is down

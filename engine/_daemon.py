@@ -11,8 +11,9 @@
         │                    file, the risk day
         └── the live engine  venues, gateways, router, strategies (engine/_live.py)
 
-The orderly shutdown, bounded by `[daemon] shutdown_timeout_s`: strategies stop (their
-`on_stop` runs), order requests are refused from then on, the requests already with a venue
+The orderly shutdown, bounded by `[daemon] shutdown_timeout_s`: orders queued and not sent yet
+are refused (unless `send_queued_on_stop`), strategies stop (their `on_stop` runs, and what it
+sends goes), order requests are refused from then on, the requests already with a venue
 get their answers, open orders are cancelled if `cancel_on_shutdown`, the journal is closed,
 connections close, exit 0. Without systemd (no `$NOTIFY_SOCKET`) everything runs the same.
 """
@@ -373,7 +374,9 @@ class Daemon:
         self.notifier.notify(stopping=1, status="stopping: settling orders")
         timeout = self.settings.shutdown_timeout_s
         clean = await self.engine.shutdown(
-            cancel_open_orders=self.settings.cancel_on_shutdown, timeout_s=timeout
+            cancel_open_orders=self.settings.cancel_on_shutdown,
+            timeout_s=timeout,
+            send_queued=self.settings.send_queued_on_stop,
         )
         self.log.info("daemon.stopped", clean=clean)
         scope.cancel()

@@ -106,6 +106,8 @@ class _Request:
     price: Decimal | None = None
     size: Decimal | None = None
     holds_room: bool = False  # took one of the queue's `capacity` places (released when taken)
+    seq: int = 0  # the order in which callers made their requests (`drop_queued`)
+    strategy: str | None = None  # whose request it is (a place's, an edited order's)
 
 
 class ExecutionGateway:
@@ -133,6 +135,10 @@ class ExecutionGateway:
         self._wakeup = trio.Event()  # set when a request arrives or `close` is called
         self._closed = False
         self._refusing: str | None = None  # `refuse_new`'s reason, once called
+        self._seq = 0  # requests made so far (`_Request.seq`)
+        # `drop_queued`: per strategy (None: every one), the requests made before this number are
+        # not sent, and why.
+        self._dropped: dict[str | None, tuple[int, str]] = {}
         self.processed = 0
         self.in_flight: set[str] = set()  # client order ids whose request is with the venue now
         self.stopped = trio.Event()  # `run` has returned (after `close`, every request answered)
@@ -166,6 +172,13 @@ class ExecutionGateway:
     async def _call(self, req: _Request) -> OrderUpdate:
         if self._closed:
             raise self._stopping(req)
+        self._seq += 1
+        req.seq = self._seq
+        if req.request is not None:
+            req.strategy = req.request.strategy
+        elif req.action == "edit":
+            order = self.flow.tracker.get(req.client_order_id)
+            req.strategy = None if order is None else order.strategy
         if req.action == "cancel" and not any(q.client_order_id == req.client_order_id for q in self._queue):
             self._cancels.append(req)
         elif req.action == "cancel":
@@ -174,8 +187,11 @@ class ExecutionGateway:
             if self._refusing is not None:
                 raise self._refused(req)
             await self._room.acquire()  # cancelled here: nothing was handed over
-            if self.closed or self._refusing is not None:  # while this caller waited for room
+            dropped = self._dropped_why(req)
+            if self.closed or self._refusing is not None or dropped:  # while it waited for room
                 self._room.release()
+                if dropped:
+                    raise self._refused(req, dropped)
                 raise self._stopping(req) if self.closed else self._refused(req)
             req.holds_room = True
             self._queue.append(req)
@@ -191,14 +207,33 @@ class ExecutionGateway:
         assert reply.result is not None
         return reply.result
 
-    def _refused(self, req: _Request) -> OrderDenied:
+    def _refused(self, req: _Request, reason: str | None = None) -> OrderDenied:
         return OrderDenied(
-            f"not sent: {self._refusing}",
+            f"not sent: {reason or self._refusing}",
             venue=self.venue,
             instrument=None if req.request is None else req.request.instrument,
             client_order_id=req.client_order_id,
             code="stopping",
         )
+
+    def _dropped_why(self, req: _Request) -> str | None:
+        """Why `req` is not to be sent (`drop_queued` was called after it was made), or None."""
+        for key in (None, req.strategy):
+            cut = self._dropped.get(key)
+            if cut is not None and req.seq <= cut[0]:
+                return cut[1]
+        return None
+
+    def drop_queued(self, reason: str, *, strategy: str | None = None) -> int:
+        """Refuse (`OrderDenied`, `reason`) the new orders and edits made so far that are not
+        sent yet: those queued, and those of callers still waiting for room in the queue; of
+        `strategy`, or of every strategy for None. Cancels still go, and requests made from now
+        on are taken as usual. A stop starts with it: what a strategy queued before it is
+        stopped is not sent after (its positions and orders are then as it left them, for its
+        `on_stop` to see), while what its `on_stop` sends (a flattening order) goes. Returns how
+        many queued requests it refused."""
+        self._dropped[strategy] = (self._seq, reason)
+        return self._refuse_queued(reason, lambda req: strategy is None or req.strategy == strategy)
 
     def refuse_new(self, reason: str) -> int:
         """From now on refuse new orders and edits (`OrderDenied`, `reason`), those queued and
@@ -207,15 +242,18 @@ class ExecutionGateway:
         strategy that is gone is never sent after the cancels. Returns how many queued
         requests it refused."""
         self._refusing = reason
+        return self._refuse_queued(reason, lambda req: True)
+
+    def _refuse_queued(self, reason: str, which: Callable[[_Request], bool]) -> int:
         kept: deque[_Request] = deque()
         refused = 0
         for req in self._queue:
-            if req.action == "cancel":
+            if req.action == "cancel" or not which(req):
                 kept.append(req)
                 continue
             if req.holds_room:
                 self._room.release()
-            req.reply.fail(self._refused(req))
+            req.reply.fail(self._refused(req, reason))
             if req.reply.abandoned:
                 self.log.info(
                     "order.answer_unclaimed",

@@ -383,14 +383,26 @@ class LiveEngine:
         finally:
             self._strategies_done.set()
 
-    async def shutdown(self, *, cancel_open_orders: bool = False, timeout_s: float = 10.0) -> bool:
+    async def shutdown(
+        self, *, cancel_open_orders: bool = False, timeout_s: float = 10.0, send_queued: bool = False
+    ) -> bool:
         """The orderly stop: strategies stopped (their `on_stop` run), no new order requests,
         the requests already with a venue answered, open orders cancelled if asked, then every
         connection closed. Returns False when `timeout_s` ran out first (what was left is in the
-        journal and the log)."""
+        journal and the log).
+
+        New orders and edits the strategies made before the stop began and that are not with a
+        venue yet are refused at once, not sent while the strategies stop (`on_stop` may take
+        seconds): a strategy being stopped no longer manages what they would open. Those its
+        `on_stop` makes (a flattening order) are sent. `send_queued` (`[daemon]
+        send_queued_on_stop`) sends the queued ones too."""
         self.stopping = True
         deadline = trio.current_time() + timeout_s
         clean = True
+        if not send_queued:
+            dropped = sum(g.drop_queued("the daemon is stopping") for g in self.gateways.values())
+            if dropped:
+                self.log.warning("daemon.queued_orders_refused", requests=dropped)
         self._strategies_scope.cancel()
         with trio.move_on_at(deadline - min(2.0, timeout_s / 4)) as scope:
             await self._strategies_done.wait()  # each strategy's on_stop has run
@@ -532,6 +544,11 @@ class LiveEngine:
             self.failures[slot.name] = failure
             if self.router.slot(slot.name) is not None:
                 self.router.remove(slot.name)  # its subscriptions leave the venues' merged sets
+            if self.on_failure.get(slot.name, "cancel") == "cancel":
+                # What it queued and is not sent yet is not sent: it would go out after the
+                # policy's cancels (they go first), working with nobody to manage it.
+                for gateway in self.gateways.values():
+                    gateway.drop_queued(f"strategy {slot.name} failed", strategy=slot.name)
         self.log.critical(
             "strategy.failed",
             strategy=slot.name,
@@ -641,6 +658,7 @@ class LiveEngine:
 
     async def _reconcile_once(self, name: str) -> bool:
         client = self.venues[name].execution()
+        mark = self.flow.tracker.mark()
         try:
             updates: list[OrderUpdate] = await client.open_orders()
         except (VenueError, AttributeError) as exc:
@@ -662,7 +680,9 @@ class LiveEngine:
                 listed_ids.add(update.order_id or "")
                 tracked = self.flow.tracker.find(name, order_id=update.order_id, client_order_id=cid)
                 if tracked is not None:
-                    if tracked.state.is_final and update.status.is_live:
+                    # Listed as working, final here: asked again, unless it went final while the
+                    # listing was on its way (then the listing is older than our final state).
+                    if tracked.state.is_final and update.status.is_live and tracked.changed < mark:
                         recheck.append(tracked)
                     self.flow.on_update(update)
                     continue
@@ -808,6 +828,7 @@ class LiveEngine:
         if status_of is None:
             self.log.warning("order.unverifiable", venue=venue, client_order_id=order.client_order_id)
             return
+        mark = self.flow.tracker.mark()
         try:
             reports: list[PrivateEvent] = await status_of(order)
         except VenueError as exc:
@@ -815,14 +836,22 @@ class LiveEngine:
                 "order.status_unavailable", client_order_id=order.client_order_id, error=str(exc)
             )
             return
+        # A report on the channel (a cancel, a fill) that arrived while the question was on its
+        # way is newer than what the answer may have seen: the answer then counts as a channel
+        # report does (a step back is stale), or it would bring a cancelled order back to life.
+        changed = order.changed > mark
         if reports:
             for report in reports:
                 if isinstance(report, OrderUpdate):
-                    # Asked after everything we hold about it: the venue's answer wins, even
-                    # where it goes back (a working state after a final one, less filled).
-                    self.flow.on_update(report, verified=True)
+                    # Else asked after everything we hold about it: the venue's answer wins,
+                    # even where it goes back (a working state after a final one, less filled).
+                    self.flow.on_update(report, verified=not changed)
                 else:
                     self.flow.on_private(report)
+            return
+        if changed:
+            # Unknown to the venue, but reported meanwhile: its reports say more than the answer.
+            self.log.warning("order.status_overtaken", venue=venue, client_order_id=order.client_order_id)
             return
         if order.order_id is None and order.state is OrderState.PENDING_NEW:
             self.flow.venue_rejected(

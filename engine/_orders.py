@@ -170,6 +170,11 @@ _ALLOWED: dict[OrderState, frozenset[OrderState]] = {
     OrderState.EXPIRED: frozenset(),
 }
 
+# Every change to any order takes the next number (`Order.changed`), and so does `OrderTracker.mark`:
+# an order whose `changed` is above a mark taken before a question to the venue has news the
+# venue's answer may not have seen (it was asked before a report on the channel arrived).
+_CHANGES = itertools.count(1)
+
 # How far along an order is; used to tell a stale report from news.
 _RANK = {
     OrderState.PENDING_NEW: 0,
@@ -194,7 +199,9 @@ class Order:
 
     __slots__ = (
         "_fill_ids",
+        "_reversed_ids",
         "avg_fill_price",
+        "changed",
         "created_ns",
         "filled_size",
         "fills_notional",
@@ -221,7 +228,9 @@ class Order:
         self.reason: str | None = None
         self.created_ns = now_ns
         self.updated_ns = now_ns
+        self.changed = next(_CHANGES)  # the last change's number (see `_CHANGES`)
         self._fill_ids: set[str] = set()
+        self._reversed_ids: set[str] = set()  # trades the venue voided (`unrecord_fill`)
 
     @property
     def client_order_id(self) -> str:
@@ -244,6 +253,7 @@ class Order:
             raise IllegalTransition(self.client_order_id, self.state.value, target.value)
         self.state = target
         self.updated_ns = now_ns
+        self.changed = next(_CHANGES)
         if reason is not None:
             self.reason = reason
 
@@ -252,6 +262,7 @@ class Order:
         over ours (`OrderTracker` alerts and counts each such move; nothing else calls this)."""
         self.state = target
         self.updated_ns = now_ns
+        self.changed = next(_CHANGES)
         if reason is not None:
             self.reason = reason
 
@@ -273,6 +284,7 @@ class Order:
         self.fills_notional += size * price
         self.avg_fill_price = self.fills_notional / self.fills_size
         self.updated_ns = now_ns
+        self.changed = next(_CHANGES)
         if self.fills_size > self.filled_size:
             self.filled_size = self.fills_size
             if not self.state.is_final:
@@ -290,12 +302,21 @@ class Order:
         if not trade_id or trade_id not in self._fill_ids:
             return False
         self._fill_ids.discard(trade_id)
+        self._reversed_ids.add(trade_id)
         self.fills_size -= size
         self.fills_notional -= size * price
         self.avg_fill_price = self.fills_notional / self.fills_size if self.fills_size > 0 else None
         self.filled_size = max(self.filled_size - size, Decimal(0))
         self.updated_ns = now_ns
+        self.changed = next(_CHANGES)
         return True
+
+    def was_reversed(self, trade_id: str) -> bool:
+        """This order's fill of `trade_id` was voided (`unrecord_fill`). A voided trade stays
+        voided (Polymarket's FAILED is terminal, VENUES.md §2.2; Derive's is a trade that did
+        not happen, `tx_status` reverted or ignored, §3.4), so that fill reported again is a
+        listing older than the reversal, never a new fill."""
+        return bool(trade_id) and trade_id in self._reversed_ids
 
     def snapshot(self, *, ts_local: int, ts_exchange: int | None = None) -> OrderUpdate:
         """This order's state as an `OrderUpdate` event."""
@@ -335,6 +356,7 @@ class TrackerStats:
     overfills: int = 0
     reversals: int = 0  # fills the venue voided after reporting them
     unknown_reversals: int = 0  # reversals of a fill we never booked
+    voided_fills: int = 0  # a fill of a trade the venue had voided, reported again (not booked)
     archive_failures: int = 0  # lookups in the archive (the journal) that failed
     # The venue's word taken over ours: a state ours cannot reach, or a verified report going
     # back (a working state after a final one, a smaller filled size). Logged by the tracker
@@ -534,6 +556,8 @@ class OrderTracker:
         order.filled_size = max(r.filled_size, order.fills_size)
         order.reason = r.reason
         order.updated_ns = r.updated_ns
+        # As the journal left it: older than any question asked of a venue since (`mark`).
+        order.changed = 0
         return order
 
     def set_order_id(self, order: Order, order_id: str) -> None:
@@ -605,6 +629,12 @@ class OrderTracker:
         """The orders still working (not final), oldest first; all strategies' for None."""
         self._prune_live()
         return [o for o in self._maybe_live.values() if strategy is None or o.request.strategy == strategy]
+
+    def mark(self) -> int:
+        """A number below every later change to any order (`Order.changed`): taken before a
+        question to the venue, it tells an order that changed while the question was on its
+        way (`changed > mark`) from one the answer is about as it still is."""
+        return next(_CHANGES)
 
     def _locate(self, venue: str, order_id: str | None, client_order_id: str | None) -> Order | None:
         order = self.find(venue, order_id=order_id, client_order_id=client_order_id)
@@ -740,6 +770,11 @@ class OrderTracker:
             return []
         if order.has_fill(fill.trade_id):
             self.stats.duplicate_fills += 1
+            return []
+        if order.was_reversed(fill.trade_id):
+            # A listing asked for before the reversal arrived (a reconciliation's catch-up of
+            # fills, while the channel brought the reversal): stale, as a step back is.
+            self.stats.voided_fills += 1
             return []
         now = fill.ts_local
         out: list[PrivateEvent] = []
