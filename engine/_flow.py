@@ -93,7 +93,10 @@ class OrderFlow:
         """Rebuild from the journal after a restart: the instruments it knows, every order that
         was not final (and those final within `window_ns`, whose fills must not be booked twice),
         and every strategy's positions, fees and PnL from its ledger, in order. The journal is
-        then the flow's journal. Returns counts (orders, live orders, ledger entries)."""
+        then the flow's journal. Returns counts (orders, live orders, ledger entries applied).
+        A ledger row that cannot be applied (a settlement at a price that is no price) is an
+        alert, counted in `restore_skipped`, and skipped: it never keeps the daemon from
+        starting."""
         for known in journal.instruments():
             if known.key not in self.registry:
                 self.registry.add(known)

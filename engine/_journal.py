@@ -11,7 +11,8 @@ What it guarantees (with `OrderFlow`, which writes it, and the daemon's start-up
   of our orders) with the USD rates it was booked at,
   before the position changes and before the strategy hears of it; positions are rebuilt from
   the journal's fills, voided fills, settlements and funding payments, in order, so they equal
-  what they were. A funding payment is journaled once per venue payment and strategy.
+  what they were. A funding payment is journaled once per venue payment, every strategy's share
+  in one transaction (a crash leaves it whole or absent).
 - Every change is one SQLite transaction, committed before the call returns. With
   `synchronous = normal` (the default) a committed write survives the process being killed
   (it is in the WAL file); `full` also survives a power cut, at the cost of an fsync per write.

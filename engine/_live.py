@@ -325,7 +325,8 @@ class LiveEngine:
         expired = self.awaiting_delivery
         for ev in events:
             if ev.__class__ is Ticker:
-                # An expired instrument awaiting its delivery price has no mark (`_settle_expired`).
+                # An expired instrument awaiting its delivery price keeps its last mark: no later
+                # ticker moves it (`_settle_expired`).
                 if not expired or (ev.venue, ev.instrument) not in expired:
                     on_ticker(ev)
             elif ev.__class__ is Status and ev.status is StatusKind.SUBSCRIBED and self.mode == "live":
