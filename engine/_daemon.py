@@ -580,8 +580,17 @@ class Daemon:
             "waiting_fills": e.flow.waiting_fills(),
             "reconciliations": e.reconciliations,
             # Expired instruments still held, their delivery price not yet published by the
-            # venue (since when): no mark values them; they settle once it is.
+            # venue (since when): valued at their last mark; they settle once it is.
             "awaiting_delivery": {f"{v}:{i}": ns for (v, i), ns in e.awaiting_delivery.items()} or None,
+            # Alerts of expiries and funding: delivery prices refused (no price), funding
+            # payments held (our positions at their time did not fit the venue's) or refused
+            # (no money), journal rows a restart could not apply.
+            "settlement_alerts": {
+                "delivery_refused": e.delivery_refused + e.flow.settlements_refused,
+                "funding_held": sorted(f"{v}:{i}" for v, i in e.flow.funding_held) or None,
+                "funding_refused": e.flow.funding_refused,
+                "journal_rows_not_applied": e.flow.restore_skipped,
+            },
             # Steps of a reconciliation that raised, and venue states taken over ours (alerts).
             "reconcile_failures": e.reconcile_failures,
             "venue_overrides": e.flow.tracker.stats.venue_overrides,

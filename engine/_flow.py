@@ -14,15 +14,22 @@ import structlog
 
 from ._errors import OrderDenied, OrderRejected, TradingError, VenueError
 from ._events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
-from ._instruments import Instrument, InstrumentRegistry
+from ._instruments import Instrument, InstrumentKind, InstrumentRegistry
 from ._journal import OrderJournal
 from ._market import MarketState
+from ._money import BadNumber
 from ._orders import Order, OrderRequest, OrderTracker
 from ._portfolio import Booking, Ledger
 from ._risk import RiskChecker, RiskLimits
-from ._settlement import FundingPayment
+from ._settlement import FundingPayment, check_delivery_price, check_funding
 
 __all__ = ["OrderFlow"]
+
+
+def _worthless_ok(inst: Instrument) -> bool:
+    """Whether `inst` can settle at 0: an option out of the money, a prediction market's losing
+    outcome. A future's (or any inverse contract's) delivery price divides its PnL: above 0."""
+    return inst.kind in (InstrumentKind.OPTION, InstrumentKind.OUTCOME) and not inst.inverse
 
 
 class OrderFlow:
@@ -66,9 +73,19 @@ class OrderFlow:
         # then has the venue's fills caught up again), never of a fill that is simply not ours.
         self.on_unreadable_fill: Callable[[Fill], None] | None = None
         self.unmatched_reports = 0  # venue reports (not fills or states) about orders not ours
-        # Funding payments booked (venue, event id): none twice in one run even without a
-        # journal (which keeps them across restarts).
+        # Funding payments dealt with (venue, event id): booked, or found not ours, refused or
+        # held; none twice in one run even without a journal (which keeps those booked across
+        # restarts), and none logged again each time the venue lists it.
         self._funding_booked: set[tuple[str, str]] = set()
+        # Funding payments not booked because our positions at their time do not fit the
+        # venue's (`funding`): an alert each, kept here for the status; and those refused as
+        # money (not a finite, plausible number).
+        self.funding_held: dict[tuple[str, str], FundingPayment] = {}
+        self.funding_refused = 0
+        # Settlements refused (a delivery price that is no price) and journal rows `restore`
+        # could not apply: each an alert, counted for the status.
+        self.settlements_refused = 0
+        self.restore_skipped = 0
 
     def restore(
         self, journal: OrderJournal, *, now_ns: int, window_ns: int = 7 * 86_400 * 10**9
@@ -76,7 +93,10 @@ class OrderFlow:
         """Rebuild from the journal after a restart: the instruments it knows, every order that
         was not final (and those final within `window_ns`, whose fills must not be booked twice),
         and every strategy's positions, fees and PnL from its ledger, in order. The journal is
-        then the flow's journal. Returns counts (orders, live orders, ledger entries)."""
+        then the flow's journal. Returns counts (orders, live orders, ledger entries applied).
+        A ledger row that cannot be applied (a settlement at a price that is no price) is an
+        alert, counted in `restore_skipped`, and skipped: it never keeps the daemon from
+        starting."""
         for known in journal.instruments():
             if known.key not in self.registry:
                 self.registry.add(known)
@@ -94,15 +114,34 @@ class OrderFlow:
                 self.log.error("journal.unknown_instrument", venue=entry.venue, instrument=entry.instrument)
                 continue
             ledger = self.ledger(entry.strategy)
-            if isinstance(entry.event, Fill):
-                ledger.on_fill(entry.event, inst, entry.rates)
-            elif isinstance(entry.event, FillReversal):
-                ledger.reverse(entry.event, inst, entry.rates)
-            elif entry.kind == "funding":
-                # A share of a funding payment: at the USD rate it was booked at (`funding`).
-                ledger.funding(inst, entry.price, inst.settle, entry.rates[2])
-            else:
-                ledger.settle(inst, entry.price, entry.rates)
+            try:
+                if isinstance(entry.event, Fill):
+                    ledger.on_fill(entry.event, inst, entry.rates)
+                elif isinstance(entry.event, FillReversal):
+                    ledger.reverse(entry.event, inst, entry.rates)
+                elif entry.kind == "funding":
+                    # A share of a funding payment: at the USD rate it was booked at (`funding`).
+                    ledger.funding(inst, entry.price, inst.settle, entry.rates[2])
+                else:
+                    check_delivery_price(
+                        entry.price, option=_worthless_ok(inst), what="journaled settlement price"
+                    )
+                    ledger.settle(inst, entry.price, entry.rates)
+            except (ArithmeticError, ValueError) as exc:
+                # A row that cannot be applied (a settlement at a price of 0 an older tradingd
+                # journaled) must not keep the daemon from starting: the rest is rebuilt, and
+                # the row is an alert for a human (counted in the status).
+                self.restore_skipped += 1
+                self.log.critical(
+                    "journal.entry_not_applied",
+                    kind=entry.kind,
+                    strategy=entry.strategy,
+                    venue=entry.venue,
+                    instrument=entry.instrument,
+                    price=str(entry.price),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                continue
             entries += 1
         self.journal = self.tracker.archive = journal
         waiting = self.waiting_fills()
@@ -366,14 +405,26 @@ class OrderFlow:
         self._journal("adopt", order, self.registry.get(update.venue, update.instrument))
         return order
 
-    def settle(self, venue: str, symbol: str, price: float, *, now_ns: int = 0) -> dict[str, Decimal]:
+    def settle(self, venue: str, symbol: str, price: float, *, now_ns: int = 0) -> dict[str, Decimal] | None:
         """An instrument settled (an option's expiry, a prediction market's resolution): every
         strategy's position in it is closed at `price`. Returns the USD realized, by strategy
-        (0 for one whose USD value waits for a rate)."""
+        (0 for one whose USD value waits for a rate). A price that is no delivery price (not
+        finite, not above 0 for a future or an inverse contract, below 0 for an option or an
+        outcome, absurdly large)
+        is refused before anything is journaled: an alert, counted, nothing settled, and None
+        returned."""
         inst = self.registry.get(venue, symbol)
         out: dict[str, Decimal] = {}
         if inst is None:
             return out
+        try:
+            check_delivery_price(price, option=_worthless_ok(inst), what=f"{symbol} settlement")
+        except BadNumber as exc:
+            self.settlements_refused += 1
+            self.log.critical(
+                "settlement.refused", venue=venue, instrument=symbol, price=repr(price), error=str(exc)
+            )
+            return None
         for name, ledger in self.ledgers.items():
             if ledger.position(venue, symbol) != 0:
                 rates = ledger.rates(inst)
@@ -389,24 +440,68 @@ class OrderFlow:
                 )
         return out
 
-    def funding(self, payment: FundingPayment) -> dict[str, Decimal] | None:
-        """A venue's funding payment on a perpetual, booked to the strategies holding it: each
-        gets `amount x its position / the account's position` (funding is proportional to the
-        position it is paid on; the venue's own position when it reports one, else the sum of
-        ours, so shares add up to the payment). Positions are those held now: a payment is
-        booked when the venue reports it, normally before any of them changed. What the
-        strategies do not hold (a position not ours, at the venue) is logged, not booked.
+    # -- perpetual funding --------------------------------------------------------------------
+    def position_at(self, venue: str, instrument: str, ts_ns: int) -> dict[str, Decimal]:
+        """Each strategy's position in a perpetual at `ts_ns` (after every change at or before
+        it: `Ledger.position_at`), those not flat only."""
+        out: dict[str, Decimal] = {}
+        for name, ledger in self.ledgers.items():
+            qty = ledger.position_at(venue, instrument, ts_ns)
+            if qty != 0:
+                out[name] = qty
+        return out
 
-        A payment is booked whole, once: the shares of every holder together. Each share is
-        journaled (`OrderJournal.funding`, keyed by the venue's event id and the strategy)
-        before the ledger books it into realized PnL; a payment the journal knows (reported
-        again after a restart) is not booked again, for any strategy, whatever the positions
-        are now. Returns the USD booked per strategy (empty: booked before, or nothing of ours),
-        or None when the payment must wait: no USD rate for its currency yet (never booked at an
-        unknown rate), an instrument not known yet, or a journal that cannot be read (it might
-        hold the payment)."""
+    def perpetual_held_since(self, venue: str, since_ns: int) -> bool:
+        """Whether any strategy held a perpetual of `venue` at any time since `since_ns` (one
+        held now, or one whose position changed since then: it was held before or after)."""
+        return any(
+            pos.instrument.venue == venue
+            and pos.instrument.kind is InstrumentKind.PERPETUAL
+            and (pos.qty != 0 or pos.changed_ns >= since_ns)
+            for ledger in self.ledgers.values()
+            for pos in ledger
+        )
+
+    def funding(self, payment: FundingPayment) -> dict[str, Decimal] | None:
+        """A venue's funding payment on a perpetual, booked to the strategies that held it AT
+        THE PAYMENT'S TIME (`position_at`: funding is paid on the position held then, which may
+        be closed, flipped or grown by the time the venue lists it).
+
+        Split: each strategy gets `amount x its position / the account's position`, the
+        account's being the venue's when it reports one (Deribit), else the sum of ours
+        (Derive). What is booked in total is `amount x ours / account`: the whole payment when
+        the account is all ours, less (the rest is a position not ours) when ours is a part of
+        it, and never more than the payment nor of the other sign. When ours does not fit in the
+        venue's position (other sign, larger, or held where the venue says flat) nothing is
+        booked: the payment is held (`funding_held`, an alert), never guessed. A payment on no
+        position of ours is logged and left; an amount that is no money (NaN, infinite, beyond
+        `MAX_FUNDING`) is refused (`funding_refused`, an alert).
+
+        Booked whole, once: every share is journaled in one transaction (`OrderJournal.funding`)
+        before the ledgers book them into realized PnL; a payment the journal knows (reported
+        again after a restart) is not booked again. Returns the USD booked per strategy (empty:
+        booked before, refused, held or nothing of ours), or None when the payment must wait:
+        no USD rate for its currency yet (never booked at an unknown rate), an instrument not
+        known yet, or a journal that cannot be read (it might hold the payment)."""
         event = (payment.venue, payment.event_id)
         if event in self._funding_booked:
+            return {}
+        fields = {
+            "venue": payment.venue,
+            "instrument": payment.instrument,
+            "event_id": payment.event_id,
+            "amount": str(payment.amount),
+            "currency": payment.currency,
+        }
+        try:
+            amount = check_funding(payment.amount, "funding amount")
+            position = (
+                None if payment.position is None else check_funding(payment.position, "funding position")
+            )
+        except BadNumber as exc:
+            self._funding_booked.add(event)
+            self.funding_refused += 1
+            self.log.critical("funding.refused", error=str(exc), **fields)
             return {}
         if self.journal is not None:
             try:
@@ -428,49 +523,52 @@ class OrderFlow:
                 reason="unknown instrument" if inst is None else f"no USD rate for {payment.currency}",
             )
             return None
-        holders = {
-            name: ledger.position(payment.venue, payment.instrument) for name, ledger in self.ledgers.items()
-        }
-        holders = {name: qty for name, qty in holders.items() if qty != 0}
+        holders = self.position_at(payment.venue, payment.instrument, payment.ts_ns)
         ours = sum(holders.values(), Decimal(0))
-        account = payment.position if payment.position else ours
-        out: dict[str, Decimal] = {}
-        fields = {
-            "venue": payment.venue,
-            "instrument": payment.instrument,
-            "event_id": payment.event_id,
-            "amount": str(payment.amount),
-            "currency": payment.currency,
-        }
-        if account == 0 or not holders:
-            if payment.amount:
-                self.log.warning("funding.unattributed", account_position=str(account), **fields)
-            return out
+        account = ours if position is None else position  # a venue position of 0 is a position
+        if amount == 0 or not holders:
+            self._funding_booked.add(event)
+            if amount:
+                self.log.warning("funding.not_ours", account_position=str(account), **fields)
+            return {}
+        if account == 0 or ours == 0 or (ours > 0) != (account > 0) or abs(ours) > abs(account):
+            self._funding_booked.add(event)
+            self.funding_held[event] = payment
+            self.log.critical(
+                "funding.held",
+                reason="our positions at the payment's time do not fit the venue's",
+                account_position=str(account),
+                our_position=str(ours),
+                ours={name: str(q) for name, q in sorted(holders.items())},
+                held=len(self.funding_held),
+                **fields,
+            )
+            return {}
         if ours != account:
             self.log.warning(
                 "funding.partly_ours", account_position=str(account), our_position=str(ours), **fields
             )
+        shares = [(name, amount * qty / account, qty) for name, qty in sorted(holders.items())]
+        if self.journal is not None:
+            booked = self._journal(
+                "funding",
+                inst,
+                payment.event_id,
+                payment.currency,
+                shares,
+                total=amount,
+                rate=payment.rate,
+                usd_rate=usd_rate,
+                ts_ns=payment.ts_ns,
+            )
+            if booked is False:  # in the journal already (listed again after a restart)
+                self._funding_booked.add(event)
+                return {}
+            if booked is None:  # the journal failed (logged): booked in memory only
+                self.log.critical("funding.not_journaled", **fields)
         self._funding_booked.add(event)
-        for name, qty in sorted(holders.items()):
-            share = payment.amount * qty / account
-            if self.journal is not None:
-                booked = self._journal(
-                    "funding",
-                    name,
-                    inst,
-                    payment.event_id,
-                    share,
-                    payment.currency,
-                    position=qty,
-                    total=payment.amount,
-                    rate=payment.rate,
-                    usd_rate=usd_rate,
-                    ts_ns=payment.ts_ns,
-                )
-                if booked is False:  # this share is in the journal already
-                    continue
-                if booked is None:  # the journal failed (logged): booked in memory only
-                    self.log.critical("funding.not_journaled", strategy=name, **fields)
+        out: dict[str, Decimal] = {}
+        for name, share, qty in shares:
             out[name] = usd = self.ledger(name).funding(inst, share, payment.currency, usd_rate)
             self.log.info(
                 "position.funding", strategy=name, share=str(share), usd=str(usd), position=str(qty), **fields

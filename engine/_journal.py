@@ -11,7 +11,8 @@ What it guarantees (with `OrderFlow`, which writes it, and the daemon's start-up
   of our orders) with the USD rates it was booked at,
   before the position changes and before the strategy hears of it; positions are rebuilt from
   the journal's fills, voided fills, settlements and funding payments, in order, so they equal
-  what they were. A funding payment is journaled once per venue payment and strategy.
+  what they were. A funding payment is journaled once per venue payment, every strategy's share
+  in one transaction (a crash leaves it whole or absent).
 - Every change is one SQLite transaction, committed before the call returns. With
   `synchronous = normal` (the default) a committed write survives the process being killed
   (it is in the WAL file); `full` also survives a power cut, at the cost of an fsync per write.
@@ -159,7 +160,12 @@ def _migrate_v1(db: sqlite3.Connection) -> None:
         kept = db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'ledger'", (next_seq,))
         if kept.rowcount == 0 and next_seq:
             db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('ledger', ?)", (next_seq,))
-        db.execute("PRAGMA user_version = 2")
+        # The tables schema 1 may have left missing (a file it left part way) in the same
+        # transaction, and the version last: a crash before COMMIT leaves a schema-1 file.
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -300,10 +306,13 @@ class OrderJournal:
                     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger'"
                 ).fetchone()
                 if has_ledger:
-                    _migrate_v1(db)
-                # A new journal (or the rest of one schema 1 left part way): tables and version
-                # in one transaction.
-                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;")
+                    _migrate_v1(db)  # its tables and version with it, in one transaction
+                else:
+                    # A new journal (or the rest of one schema 1 left part way): tables and
+                    # version in one transaction.
+                    db.executescript(
+                        f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;"
+                    )
             db.execute("SELECT venue, symbol FROM instruments").fetchall()  # damaged: said here
         except BaseException as exc:
             if db is not None:
@@ -550,77 +559,81 @@ class OrderJournal:
 
     def funding(
         self,
-        strategy: str,
         inst: Instrument,
         event_id: str,
-        amount: Decimal,
         currency: str,
+        shares: list[tuple[str, Decimal, Decimal]],
         *,
-        position: Decimal,
         total: Decimal,
         rate: Decimal | None,
         usd_rate: float,
         ts_ns: int,
     ) -> bool:
-        """A strategy's share of one funding payment (`OrderFlow.funding`). False when the
-        journal has it already (the same payment reported again after a restart): each venue
-        payment is booked once per strategy. Columns: `trade_id` = `<event id>#<strategy>` (unique
-        with the kind and venue), `client_order_id` = "" (not NULL, so a key that includes it
-        stays unique), `price` = the strategy's amount, `size` = its position the share was taken
-        by, `fee` = the venue's whole payment, `fee_currency` = the currency, `reason` = the
-        funding rate when the venue gave one, `rate_fee` = USD per unit of the currency."""
+        """Every strategy's share of one funding payment (`OrderFlow.funding`): `shares` is
+        (strategy, amount, the position it was taken by). All in ONE transaction, so a crash
+        leaves the payment either whole or absent (`funding_known` then tells the truth). False
+        when the journal has it already (the same payment reported again after a restart): each
+        venue payment is booked once. Columns: `trade_id` = `<event id>#<strategy>` (unique with
+        the kind and venue), `client_order_id` = "" (not NULL, so a key that includes it stays
+        unique), `price` = the strategy's amount, `size` = its position the share was taken by,
+        `fee` = the venue's whole payment, `fee_currency` = the currency, `reason` = the funding
+        rate when the venue gave one, `rate_fee` = USD per unit of the currency."""
         stmts = self._instrument_stmt(inst)
-        stmts.append(
-            (
-                _INSERT_LEDGER.format(kind="funding", or_ignore=""),
+        for strategy, amount, position in shares:
+            stmts.append(
                 (
+                    _INSERT_LEDGER.format(kind="funding", or_ignore=""),
+                    (
+                        ts_ns,
+                        strategy,
+                        inst.venue,
+                        inst.symbol,
+                        "",
+                        None,
+                        f"{event_id}#{strategy}",
+                        None,
+                        str(amount),
+                        str(position),
+                        str(total),
+                        currency,
+                        None,
+                        None if rate is None else str(rate),
+                        None,
+                        None,
+                        usd_rate,
+                    ),
+                )
+            )
+            stmts.append(
+                self._event(
+                    "funding",
+                    None,
                     ts_ns,
-                    strategy,
-                    inst.venue,
-                    inst.symbol,
-                    "",
-                    None,
-                    f"{event_id}#{strategy}",
-                    None,
-                    str(amount),
-                    str(position),
-                    str(total),
-                    currency,
-                    None,
-                    None if rate is None else str(rate),
-                    None,
-                    None,
-                    usd_rate,
-                ),
+                    strategy=strategy,
+                    instrument=inst.symbol,
+                    event_id=event_id,
+                    amount=str(amount),
+                    currency=currency,
+                )
             )
-        )
-        stmts.append(
-            self._event(
-                "funding",
-                None,
-                ts_ns,
-                strategy=strategy,
-                instrument=inst.symbol,
-                event_id=event_id,
-                amount=str(amount),
-                currency=currency,
-            )
-        )
         try:
             self._tx(stmts)
         except sqlite3.IntegrityError:
+            if stmts and stmts[0][0].startswith("INSERT OR REPLACE INTO instruments"):
+                self._instruments.discard(inst.key)  # rolled back with the rest
             return False
         return True
 
     def funding_known(self, venue: str, event_id: str) -> bool:
         """Whether any strategy's share of the venue's funding payment `event_id` is journaled
-        (`funding`: its rows' `trade_id` is `<event id>#<strategy>`)."""
-        prefix = f"{event_id}#"
+        (`funding`: its rows' `trade_id` is `<event id>#<strategy>`). A range on the ledger's
+        unique index (kind, venue, trade_id): every id that starts with `<event id>#` sorts
+        between it and `<event id>$` ('$' follows '#'), so SQLite seeks, never scans."""
         with self._reading():
             row = self._db.execute(
                 "SELECT 1 FROM ledger WHERE kind = 'funding' AND venue = ? "
-                "AND substr(trade_id, 1, ?) = ? LIMIT 1",
-                (venue, len(prefix), prefix),
+                "AND trade_id >= ? AND trade_id < ? LIMIT 1",
+                (venue, f"{event_id}#", f"{event_id}$"),
             ).fetchone()
         return row is not None
 

@@ -42,7 +42,7 @@ from ._events import (
 )
 from ._flow import OrderFlow
 from ._gateway import ExecutionClient, ExecutionGateway
-from ._instruments import InstrumentKind, InstrumentRegistry
+from ._instruments import InstrumentRegistry
 from ._journal import OrderJournal
 from ._logging import redact_text
 from ._market import MarketState
@@ -162,7 +162,12 @@ class LiveEngine:
     # how far back funding payments are asked for at the start (Deribit books a day's funding
     # at its daily settlement, 08:00 UTC; Derive pays hourly).
     settle_interval_s = 60.0
+    # Every round asks at least this far back: a payment the venue lists late is still found
+    # (the journal books each once, however often it is listed).
     funding_lookback_s = 86_400.0
+    # One venue's round of expiries and funding at most this long: a venue that stalls (a
+    # history that pages on and on, an answer that never comes) must not hold the others'.
+    settle_venue_timeout_s = 30.0
     # A strategy's `on_stop` is given this long; then, for a failed strategy, its `on_failure`
     # cancels get a deadline of their own (an `on_stop` that hangs must not cost them).
     on_stop_timeout_s = 5.0
@@ -291,6 +296,7 @@ class LiveEngine:
         # venue the time funding payments are asked from next.
         self.awaiting_delivery: dict[tuple[str, str], int] = {}
         self._funding_since_ns: dict[str, int] = {}
+        self.delivery_refused = 0  # delivery prices a venue answered that are no price
 
     # -- wiring -----------------------------------------------------------------------------
     def _index_of(self, venue: str) -> Callable[[str], float | None]:
@@ -319,7 +325,8 @@ class LiveEngine:
         expired = self.awaiting_delivery
         for ev in events:
             if ev.__class__ is Ticker:
-                # An expired instrument awaiting its delivery price has no mark (`_settle_expired`).
+                # An expired instrument awaiting its delivery price keeps its last mark: no later
+                # ticker moves it (`_settle_expired`).
                 if not expired or (ev.venue, ev.instrument) not in expired:
                     on_ticker(ev)
             elif ev.__class__ is Status and ev.status is StatusKind.SUBSCRIBED and self.mode == "live":
@@ -890,9 +897,14 @@ class LiveEngine:
         is logged and asked again next round)."""
         for name in self.venues:
             try:
-                await self._settle_expired(name)
-                if self.mode == "live":
-                    await self._book_funding(name)
+                with trio.move_on_after(self.settle_venue_timeout_s) as scope:
+                    await self._settle_expired(name)
+                    if self.mode == "live":
+                        await self._book_funding(name)
+                if scope.cancelled_caught:
+                    self.log.error(
+                        "settlement.round_timeout", venue=name, timeout_s=self.settle_venue_timeout_s
+                    )
             except Exception:
                 self.log.exception("settlement.round_failed", venue=name)
 
@@ -910,8 +922,11 @@ class LiveEngine:
         """Each position in an instrument whose expiry has passed is closed at the delivery price
         the venue published (`delivery_price` of its execution client), never at a price of
         ours. Until the venue has published it the instrument is flagged (`awaiting_delivery`,
-        the status file) and its last mark is dropped, so no stale mark values it; it is asked
-        again each round."""
+        the status file) and valued at its last mark (no later ticker moves it): valuing it at
+        cost would hide what an expired position in the money is worth, a short's loss above
+        all. It is asked again each round. A delivery price that is no price is refused where
+        it is read (the connector's `VenueError`) and again by `OrderFlow.settle`: an alert,
+        counted in `delivery_refused`, asked again next round."""
         now = self.clock()
         due = self._expired_held(name, now)
         if not due:
@@ -922,7 +937,6 @@ class LiveEngine:
             key = (name, inst.symbol)
             if key not in self.awaiting_delivery:
                 self.awaiting_delivery[key] = now
-                self.market_state.tickers.pop(key, None)
                 self.log.warning("instrument.expired_unsettled", venue=name, instrument=inst.symbol)
             if ask is None:
                 self.log.error("settlement.unsupported", venue=name, instrument=inst.symbol)
@@ -930,7 +944,9 @@ class LiveEngine:
             try:
                 price: Decimal | None = await ask(inst.symbol)
             except VenueError as exc:
-                self.log.warning(
+                malformed = exc.code == "malformed"
+                self.delivery_refused += malformed
+                (self.log.error if malformed else self.log.warning)(
                     "settlement.delivery_unavailable", venue=name, instrument=inst.symbol, error=str(exc)
                 )
                 continue
@@ -938,6 +954,8 @@ class LiveEngine:
                 self.log.info("settlement.awaiting_delivery_price", venue=name, instrument=inst.symbol)
                 continue
             realized = self.flow.settle(name, inst.symbol, float(price), now_ns=now)
+            if realized is None:  # refused (logged and counted by the flow): asked again next round
+                continue
             del self.awaiting_delivery[key]
             self.market_state.tickers.pop(key, None)
             self.log.warning(
@@ -958,29 +976,29 @@ class LiveEngine:
             )
 
     async def _book_funding(self, name: str) -> None:
-        """The venue's funding payments since the last time asked (a day back at the start; a
-        minute of margin for clocks), each booked once by `OrderFlow.funding`. One that must
-        wait (no USD rate yet) is asked for again next round."""
-        held = any(
-            pos.qty != 0 and pos.instrument.venue == name and pos.instrument.kind is InstrumentKind.PERPETUAL
-            for ledger in self.flow.ledgers.values()
-            for pos in ledger
-        )
-        if not held:
-            return
+        """The venue's funding payments since the last time asked, and always at least
+        `funding_lookback_s` back (a payment the venue lists late is found; each is booked once
+        by `OrderFlow.funding`, by the positions held at its time). Asked whenever a perpetual
+        of the venue was held at any time in that span, even if none is held now (a position
+        closed before this poll was still paid on). One that must wait (no USD rate yet) is
+        asked for again next round, however old it gets."""
         client = self.venues[name].execution()
         ask = getattr(client, "funding_payments", None)
         if ask is None:
             return
         asked = self.clock()
-        since = self._funding_since_ns.get(name, asked - int(self.funding_lookback_s * 1e9))
+        lookback = asked - int(self.funding_lookback_s * 1e9)
+        since = min(self._funding_since_ns.get(name, lookback), lookback)
+        if not self.flow.perpetual_held_since(name, since):
+            self._funding_since_ns[name] = asked
+            return
         try:
             payments: list[FundingPayment] = await ask(since)
         except VenueError as exc:
             self.log.warning("funding.unavailable", venue=name, error=str(exc))
             return
-        following = asked - 60 * 1_000_000_000
+        following = asked
         for payment in sorted(payments, key=lambda p: p.ts_ns):
             if self.flow.funding(payment) is None:
                 following = min(following, payment.ts_ns - 1)
-        self._funding_since_ns[name] = max(following, since)
+        self._funding_since_ns[name] = following

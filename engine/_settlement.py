@@ -9,7 +9,40 @@ from decimal import Decimal
 
 import attrs
 
-__all__ = ["FundingPayment", "funding_amount"]
+from ._money import BadNumber, to_decimal
+
+__all__ = [
+    "MAX_FUNDING",
+    "MAX_PRICE",
+    "FundingPayment",
+    "check_delivery_price",
+    "check_funding",
+    "funding_amount",
+]
+
+# Plausibility bounds of what a venue reports as money here: no instrument of ours is priced at
+# a billion (of USD or of a coin), and no single funding payment of an account is that large. A
+# number beyond them is a venue's error (or a hostile answer), refused, never booked.
+MAX_PRICE = Decimal("1e9")
+MAX_FUNDING = Decimal("1e9")
+
+
+def check_delivery_price(value: object, *, option: bool, what: str = "delivery price") -> Decimal:
+    """A venue's delivery price as money: finite, below `MAX_PRICE`, above 0 for a future (an
+    inverse future's PnL divides by it) and at least 0 for an option (one that expired out of
+    the money is delivered at 0). Raises `BadNumber` (naming it) otherwise."""
+    d = to_decimal(value, what)
+    if d < 0 or (d == 0 and not option) or d > MAX_PRICE:
+        raise BadNumber(f"{what}: {'not >= 0' if option else 'not > 0'} or beyond {MAX_PRICE}: {value!r}")
+    return d
+
+
+def check_funding(value: object, what: str = "funding") -> Decimal:
+    """A venue's funding amount as money: finite and within `MAX_FUNDING` either way."""
+    d = to_decimal(value, what)
+    if abs(d) > MAX_FUNDING:
+        raise BadNumber(f"{what}: beyond {MAX_FUNDING}: {value!r}")
+    return d
 
 
 @attrs.frozen

@@ -87,27 +87,28 @@ async def test_deribit_an_expired_option_settles_at_the_venues_delivery_price(
     inst = engine.registry.get("deribit", OPTION)
     assert inst is not None and inst.expiry_ns is not None
     clock.offset = inst.expiry_ns - time.time_ns() + 1_000_000_000  # a second past the expiry
-    # Expired, but the venue has not published the delivery yet: held, flagged, and no mark
-    # values it (the simulator still sends its ticker: a stale mark must not come back).
+    # Expired, but the venue has not published the delivery yet: held, flagged, and valued at
+    # its last mark (not at cost), which no later ticker moves (the simulator still sends one).
+    last_mark = engine.market_state.mark("deribit", OPTION)
     await engine.settle_once()
     assert probe.ctx.position("deribit", OPTION) == 1
     assert ("deribit", OPTION) in engine.awaiting_delivery
     n = len(probe.of(Ticker, OPTION))
     await until(lambda: len(probe.of(Ticker, OPTION)) > n)
-    assert engine.market_state.mark("deribit", OPTION) is None
+    assert last_mark is not None and engine.market_state.mark("deribit", OPTION) == last_mark
 
     price = simulator.deliver(OPTION, 100_000.0)
     assert price == 0.1  # (100,000 - 90,000) / 100,000 BTC
     ledger = engine.flow.ledger("p")
-    before = ledger.realized_usd
-    entry_usd = ledger.positions[("deribit", OPTION)].avg
+    before = float(ledger.realized_usd)
+    entry_usd = float(ledger.positions[("deribit", OPTION)].avg)
     await engine.settle_once()
     assert probe.ctx.position("deribit", OPTION) == 0
     assert not engine.awaiting_delivery
     # Closed at 0.1 BTC converted at the index of the moment: what the venue delivered.
     rate = engine.market_state.usd_rate("deribit", "BTC")
     assert rate is not None
-    assert abs((ledger.realized_usd - before) - (0.1 * rate - entry_usd)) < 1e-6 * rate
+    assert abs((float(ledger.realized_usd) - before) - (0.1 * rate - entry_usd)) < 1e-6 * rate
     expired = await until(lambda: probe.statuses(StatusKind.EXPIRED))
     assert expired[-1].instrument == OPTION and expired[-1].data["delivery_price"] == "0.1"
     await engine.settle_once()  # once only
@@ -132,11 +133,11 @@ async def test_deribit_perpetual_funding_is_booked_once_across_a_restart(
             (funding,) = paid.values()
             assert funding < 0  # a long pays a positive rate
             ledger = engine.flow.ledger("p")
-            before = ledger.realized_usd
+            before = float(ledger.realized_usd)
             await engine.settle_once()
             rate = engine.market_state.usd_rate("deribit", "BTC")
             assert rate is not None
-            assert abs((ledger.realized_usd - before) - funding * rate) < 1e-9 * rate
+            assert abs((float(ledger.realized_usd) - before) - funding * rate) < 1e-9 * rate
             booked = ledger.realized_usd
             await engine.settle_once()  # asked again: not booked twice
             assert ledger.realized_usd == booked
@@ -175,11 +176,11 @@ async def test_funding_is_split_between_strategies_by_their_share(nursery: trio.
     await until(lambda: a.ctx.position("deribit", PERP) == 300 and b.ctx.position("deribit", PERP) == 100)
     (funding,) = simulator.pay_funding(PERP, -0.0004).values()
     assert funding > 0  # a long receives a negative rate
-    share_a = engine.flow.ledger("a").realized_usd
-    share_b = engine.flow.ledger("b").realized_usd
+    share_a = float(engine.flow.ledger("a").realized_usd)
+    share_b = float(engine.flow.ledger("b").realized_usd)
     await engine.settle_once()
-    got_a = engine.flow.ledger("a").realized_usd - share_a
-    got_b = engine.flow.ledger("b").realized_usd - share_b
+    got_a = float(engine.flow.ledger("a").realized_usd) - share_a
+    got_b = float(engine.flow.ledger("b").realized_usd) - share_b
     assert got_a > 0 and abs(got_a - 3 * got_b) < 1e-9 * got_a
 
 
@@ -226,16 +227,16 @@ async def test_derive_an_expired_option_settles_at_the_venues_settlement_price(n
     await engine.settle_once()  # the venue has not settled it yet
     assert probe.ctx.position("derive", DERIVE_OPTION) == Decimal("0.5")
     assert ("derive", DERIVE_OPTION) in engine.awaiting_delivery
-    assert engine.market_state.mark("derive", DERIVE_OPTION) is None
+    assert engine.market_state.mark("derive", DERIVE_OPTION) is not None  # its last: not at cost
 
     simulator.deliver(DERIVE_OPTION, Decimal("95500"))
     ledger = engine.flow.ledger("p")
-    before = ledger.realized_usd
-    entry_usd = ledger.positions[("derive", DERIVE_OPTION)].avg
+    before = float(ledger.realized_usd)
+    entry_usd = float(ledger.positions[("derive", DERIVE_OPTION)].avg)
     await engine.settle_once()
     assert probe.ctx.position("derive", DERIVE_OPTION) == 0 and not engine.awaiting_delivery
     # A call struck at 90,000 settled at 95,500: 5,500 USDC a contract.
-    assert abs((ledger.realized_usd - before) - 0.5 * (5500 - entry_usd)) < 1e-6
+    assert abs((float(ledger.realized_usd) - before) - 0.5 * (5500 - entry_usd)) < 1e-6
     expired = await until(lambda: probe.statuses(StatusKind.EXPIRED))
     assert expired[-1].data["delivery_price"] == "5500"
 
@@ -255,9 +256,9 @@ async def test_derive_perpetual_funding_is_booked_from_the_funding_history(nurse
     ledger = engine.flow.ledger("p")
     before = ledger.realized_usd
     await engine.settle_once()
-    assert abs((ledger.realized_usd - before) - float(first + second)) < 1e-9
+    assert abs(float(ledger.realized_usd - before) - float(first + second)) < 1e-9
     await engine.settle_once()
-    assert abs((ledger.realized_usd - before) - float(first + second)) < 1e-9  # once each
+    assert abs(float(ledger.realized_usd - before) - float(first + second)) < 1e-9  # once each
 
 
 # -- backtest ----------------------------------------------------------------------------------
@@ -294,7 +295,7 @@ def test_a_backtest_books_funding_from_tardis_derivative_ticker_funding_fields()
     )
     result = trio.run(kernel.run).strategies["holder"]
     assert result.positions == {f"deribit:{PERP}": "1000"}
-    assert abs(result.realized_pnl - (-0.2 - 0.05)) < 1e-9
+    assert abs(float(result.realized_pnl) - (-0.2 - 0.05)) < 1e-9
 
 
 # -- the order flow alone ------------------------------------------------------------------------
@@ -330,7 +331,7 @@ def test_funding_waits_for_a_usd_rate_and_is_booked_once() -> None:
     market.on_ticker(ticker(PERP, index=91_000.0, mark=91_000.0))
     assert flow.funding(payment) == {"s": Decimal("0.00001234") * Decimal("91000.0")}
     assert flow.funding(payment) == {}  # the same payment again: not booked twice
-    assert abs(flow.ledger("s").realized_usd - 0.00001234 * 91_000) < 1e-12
+    assert abs(float(flow.ledger("s").realized_usd) - 0.00001234 * 91_000) < 1e-12
 
 
 def test_a_payment_the_journal_knows_is_booked_for_no_strategy_after_a_restart(tmp_path: Path) -> None:

@@ -72,6 +72,10 @@ _trade: Final = positional_builder(Trade)
 _status: Final = positional_builder(Status)
 
 _MS: Final = 1_000_000  # Deribit timestamps are ms; events carry ns
+# Deribit's funding rate is an 8-hour rate ("Funding Specifications"); replayed continuous
+# funding is reported at least this often (`DeribitDecoder._funding_accrued`).
+_FUNDING_PERIOD_NS: Final = 8 * 3600 * 1_000_000_000
+FUNDING_ACCRUAL_NS: Final = 60 * 1_000_000_000
 _FALLBACK_QUANTUM: Final = 1e-8  # price quantum of a book whose instrument is not (yet) known
 _MAX_ROUTES: Final = 65_536  # the route cache is a memo: a flood of odd channels just resets it
 _SIDES: Final = {"buy": Side.BUY, "sell": Side.SELL}
@@ -149,6 +153,9 @@ class _TickerData(Struct):
     # Tardis replay carries its time of the next funding event there (connectors/deribit/tardis.py).
     current_funding: float | None = None
     funding_timestamp: Millis | None = None
+    # Tardis' own too: set on a replayed perpetual's ticker that names no funding event (Tardis'
+    # Deribit data never does): its funding accrues continuously (`_funding_accrued`).
+    funding_accrues: bool = False
 
 
 class _BookData(Struct):
@@ -457,6 +464,10 @@ class DeribitDecoder:
         # Per perpetual, the next funding event's time (ms) and rate, from replayed data that
         # names it (`_funding_passed`).
         self._funding: dict[str, tuple[int, float | None]] = {}
+        # Per perpetual whose funding accrues continuously (replayed Deribit data): the last
+        # ticker's time (ns) and rate, the start of the span not reported yet, and the 8h-rate
+        # fraction accrued over it (`_funding_accrued`).
+        self._accrual: dict[str, tuple[int, float, int, float]] = {}
 
     # ----------------------------------------------------------------------------------- API
 
@@ -665,6 +676,10 @@ class DeribitDecoder:
             funding = self._funding_passed(inst, d.funding_timestamp, d.current_funding, ts, ts_local)
             if funding is not None:
                 return [funding, ticker]
+        elif d.funding_accrues and d.current_funding is not None:  # replayed Deribit data only
+            funding = self._funding_accrued(inst, d.current_funding, ts, ts_local)
+            if funding is not None:
+                return [funding, ticker]
         state = d.state
         if state is not None:
             previous = self._states.get(inst)
@@ -706,6 +721,45 @@ class DeribitDecoder:
             StatusKind.FUNDING,
             f"{inst} funding at {due_rate}",
             {"funding_rate": due_rate, "funding_ts_ns": due_ms * _MS},
+        )
+
+    def _funding_accrued(self, inst: str, rate: float, ts: int, ts_local: int) -> MarketEvent | None:
+        """Deribit's funding accrues continuously ("Funding Specifications": the funding rate
+        is an 8-hour rate; a position pays `rate x position size x time fraction`, the time
+        fraction being the span over 8 hours, every millisecond, into the session's realized
+        PnL). Its ticker's `current_funding` is that 8-hour rate now (Tardis' `funding_rate`:
+        tardis-node's Deribit mapper takes it from `current_funding` and names no funding
+        time; `funding_8h` is the rate realized over the last 8 hours, not the rate now).
+
+        Each ticker's rate holds until the next ticker; the spans accrue, and at least every
+        `FUNDING_ACCRUAL_NS` (a minute) of replayed time one `Status` (`FUNDING`) reports what
+        accrued since the last: `funding_rate` is the accrued fraction (sum of rate x span /
+        8 h), which the backtest books like a funding event's rate (`engine.funding_amount`).
+        A position held part of a minute is paid as held at its end: a minute's error, at
+        most, of a minute's funding."""
+        acc = self._accrual.get(inst)
+        if acc is None:
+            self._accrual[inst] = (ts, rate, ts, 0.0)
+            return None
+        last_ts, last_rate, start, accrued = acc
+        if ts <= last_ts:  # out of order or the same instant: no time passed
+            self._accrual[inst] = (last_ts, rate, start, accrued)
+            return None
+        accrued += last_rate * (ts - last_ts) / _FUNDING_PERIOD_NS
+        if ts - start < FUNDING_ACCRUAL_NS:
+            self._accrual[inst] = (ts, rate, start, accrued)
+            return None
+        self._accrual[inst] = (ts, rate, ts, 0.0)
+        if accrued == 0.0:
+            return None
+        return _status(
+            VENUE,
+            inst,
+            ts,
+            ts_local,
+            StatusKind.FUNDING,
+            f"{inst} funding accrued {accrued}",
+            {"funding_rate": accrued, "funding_ts_ns": ts, "accrued_from_ns": start, "rate_8h": rate},
         )
 
     def _on_quote(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
+import structlog
 
 from engine import (
     Fill,
@@ -31,7 +32,8 @@ from engine import (
     TimeInForce,
     VenueError,
 )
-from engine._settlement import FundingPayment
+from engine._money import BadNumber
+from engine._settlement import FundingPayment, check_delivery_price, check_funding
 
 from .codec import OrderData, TradeData, decode_order_result, fill_from, order_update_from
 from .instruments import VENUE
@@ -87,6 +89,12 @@ _decode_settlements: Any = msgspec.json.Decoder(_SettlementPage).decode
 # UTF-8 in a string, too deep a nesting): each is an unreadable answer, a typed `VenueError` the
 # engine's reconciliation reports, never an exception that escapes it.
 _UNREADABLE: Final = (msgspec.DecodeError, MalformedFrame, UnicodeDecodeError, RecursionError)
+
+
+_log = structlog.get_logger("tradingd.deribit")
+# Pages of settlement history read in one call at most: a day back is one page of 1000 for any
+# account; a venue that pages on (or repeats its continuation token) is cut off, loudly.
+_MAX_SETTLEMENT_PAGES: Final = 20
 
 
 def _unreadable(what: str, exc: Exception) -> VenueError:
@@ -292,9 +300,17 @@ class DeribitExecution:
             page = _decode_settlements(raw)
         except _UNREADABLE as exc:
             raise _unreadable("delivery", exc) from None
+        inst = self.registry.get(VENUE, instrument)
+        option = inst is None or inst.is_option
         for item in page.settlements:
             if item.type == "delivery" and item.instrument_name == instrument and item.mark_price is not None:
-                return Decimal(repr(item.mark_price))
+                try:
+                    # A future's delivery price divides its PnL (inverse): above 0; an option's
+                    # is its value, 0 when it expired out of the money.
+                    return check_delivery_price(item.mark_price, option=option, what=f"{instrument} delivery")
+                except BadNumber as exc:
+                    _log.error("settlement.delivery_refused", instrument=instrument, error=str(exc))
+                    raise _unreadable("delivery", exc) from None
         return None
 
     async def funding_payments(self, since_ns: int) -> list[FundingPayment]:
@@ -308,6 +324,7 @@ class DeribitExecution:
         since_ms = since_ns // 1_000_000
         for currency in self.currencies:
             params: dict[str, Any] = {"currency": currency, "type": "settlement", "count": 1000}
+            tokens: set[str] = set()
             while True:
                 raw = await self.session.call_retrying("private/get_settlement_history_by_currency", params)
                 try:
@@ -319,21 +336,38 @@ class DeribitExecution:
                     if item.timestamp < since_ms or name is None or item.funding is None:
                         continue
                     inst = self.registry.get(VENUE, name)
+                    try:
+                        amount = check_funding(item.funding, f"{name} funding")
+                        position = None if item.position is None else check_funding(item.position, "position")
+                    except BadNumber as exc:
+                        _log.error(
+                            "funding.record_refused", instrument=name, ts_ms=item.timestamp, error=str(exc)
+                        )
+                        continue
                     out.append(
                         FundingPayment(
                             venue=VENUE,
                             instrument=name,
                             event_id=f"{name}:{item.timestamp}",
                             ts_ns=item.timestamp * 1_000_000,
-                            amount=Decimal(repr(item.funding)),
+                            amount=amount,
                             currency=inst.settle if inst is not None else currency,
-                            position=None if item.position is None else Decimal(repr(item.position)),
+                            position=position,
                         )
                     )
                 oldest = min((i.timestamp for i in page.settlements), default=since_ms - 1)
                 token = page.continuation
                 if oldest < since_ms or not token or token == "none":
                     break
+                if token in tokens or len(tokens) + 1 >= _MAX_SETTLEMENT_PAGES:
+                    _log.error(
+                        "funding.history_truncated",
+                        currency=currency,
+                        pages=len(tokens) + 1,
+                        repeated_token=token in tokens,
+                    )
+                    break
+                tokens.add(token)
                 params = {**params, "continuation": token}
         return out
 

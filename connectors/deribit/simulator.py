@@ -1093,7 +1093,8 @@ class DeribitSimulator(SimulatorServer["_Session"]):
 
     def pay_funding(self, instrument: str, rate: float, *, ts_ms: int | None = None) -> dict[str, float]:
         """A settlement of a perpetual: each account holding it gets its funding for the period,
-        `funding rate x position size` with the size in the coin (Deribit "Funding
+        `funding rate x position size` with the size in the coin, in the settlement currency
+        (USDC for a linear perpetual: times the mark) (Deribit "Funding
         specifications"; positive rate: longs pay shorts), and the settlement is recorded with
         its `funding` (`private/get_settlement_history_by_currency`, `type = settlement`).
         Returns the funding per account (received: positive)."""
@@ -1109,9 +1110,12 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             held = acct.positions.get(instrument, Decimal(0))
             if not held or not mark:
                 continue
-            # A USD-sized (inverse) position is `size / mark` coins; a linear one is in the coin.
+            # A USD-sized (inverse) position is `size / mark` coins, paid in the coin; a linear
+            # one (BTC_USDC-PERPETUAL) is in the coin and settles in USDC, so its payment is
+            # that many coins' worth at the mark, in USDC (Deribit "Funding specifications":
+            # rate x position size, in the settlement currency).
             coins = float(held) / mark if inst.inverse else float(held) * float(inst.contract_size)
-            funding = -rate * coins
+            funding = -rate * coins if inst.inverse else -rate * coins * mark
             acct.balances[inst.settle] = acct.balances.get(inst.settle, 0.0) + funding
             acct.settlements.append(
                 {

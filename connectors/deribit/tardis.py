@@ -19,6 +19,10 @@ microseconds since the epoch (UTC). This module reads five of its datasets for D
   `ticker.{name}.100ms` without best bid/ask (Tardis does not carry them there); its
   `funding_rate` as `current_funding`, and its `funding_timestamp` (the next funding event's
   time, in ms) as a field of Tardis' own, from which the decoder reports each funding event.
+  A perpetual's row with no `funding_timestamp` (every real Deribit row: Tardis' Deribit mapper
+  takes `funding_rate` from `current_funding` and sets no funding time) is marked
+  `funding_accrues`, Tardis' own field as well: Deribit's funding accrues continuously, and the
+  decoder reports what accrued each minute (`DeribitDecoder._funding_accrued`).
 
 It synthesizes the frames, so the very same `DeribitDecoder` turns them into events (books on
 integer ticks, gap detection and all): a backtest on Tardis data runs exactly the code a
@@ -647,6 +651,11 @@ class TardisReader:
                     # rate (Tardis, "derivative_ticker"): Deribit's own ticker has no such
                     # field; its decoder reports a funding event when this time passes.
                     data["funding_timestamp"] = _ns(row[i_funding_ts]) // 1_000_000
+                elif i_funding is not None and row[i_funding] and symbol.endswith("-PERPETUAL"):
+                    # No funding event named (Tardis' Deribit rows never name one: its mapper
+                    # sets no funding time): Deribit's funding accrues continuously, which the
+                    # decoder reports from the rate (`DeribitDecoder._funding_accrued`).
+                    data["funding_accrues"] = True
             except ValueError as exc:
                 self._bad(f, lineno, str(exc))
                 continue

@@ -36,6 +36,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
+import structlog
 
 from engine import (
     Fill,
@@ -53,7 +54,8 @@ from engine import (
     VenueRejected,
     VenueUnavailable,
 )
-from engine._settlement import FundingPayment
+from engine._money import BadNumber, positive
+from engine._settlement import MAX_PRICE, FundingPayment, check_delivery_price, check_funding
 
 from .codec import _NOT_EXECUTED, OrderData, TradeData, fill_from, order_update_from, reversal_from
 from .fees import DeriveFees
@@ -73,6 +75,7 @@ _T = TypeVar("_T")
 # engine's reconciliation reports, never an exception that escapes it.
 _UNREADABLE: Final = (msgspec.DecodeError, MalformedFrame, UnicodeDecodeError, RecursionError)
 _decode_order: Any = msgspec.json.Decoder(OrderData, strict=False).decode
+_log = structlog.get_logger("tradingd.derive")
 
 
 class _Pagination(msgspec.Struct):
@@ -150,6 +153,7 @@ class DeriveExecution:
     venue = VENUE
     page_size = 1000
     max_pages = 200
+    funding_refused = 0  # funding records refused as money (not a finite, plausible number)
 
     def __init__(
         self,
@@ -483,11 +487,23 @@ class DeriveExecution:
             details = _decode_instrument(raw).option_details
             if details is None or details.settlement_price is None:
                 return None
-            settled, strike = Decimal(details.settlement_price), Decimal(details.strike)
+            # Money, so checked as money (engine._money): "NaN", "Infinity", a price of 0 or
+            # below, or beyond any plausible one, is the venue's error, never a delivery.
+            settled = positive(details.settlement_price, f"{instrument} settlement_price")
+            strike = positive(details.strike, f"{instrument} strike")
+            if settled > MAX_PRICE or strike > MAX_PRICE:
+                raise BadNumber(f"{instrument}: settlement price or strike beyond {MAX_PRICE}")
+            intrinsic = settled - strike if details.option_type == "C" else strike - settled
+            return check_delivery_price(
+                max(intrinsic, Decimal(0)), option=True, what=f"{instrument} delivery"
+            )
+        except BadNumber as exc:
+            _log.error("settlement.delivery_refused", instrument=instrument, error=str(exc))
+            raise VenueError(
+                f"public/get_instrument: refused delivery ({exc})", venue=VENUE, code="malformed"
+            ) from None
         except (*_UNREADABLE, ArithmeticError) as exc:
             raise VenueError(f"public/get_instrument: unreadable answer ({exc})", venue=VENUE) from None
-        intrinsic = settled - strike if details.option_type == "C" else strike - settled
-        return max(intrinsic, Decimal(0))
 
     async def funding_payments(self, since_ns: int) -> list[FundingPayment]:
         """The subaccount's perpetual funding since `since_ns` (`private/get_funding_history`,
@@ -510,9 +526,12 @@ class DeriveExecution:
         for e in events:
             event_id = f"{e.instrument_name}:{e.timestamp}"
             try:
-                amount = Decimal(e.funding)
-            except ArithmeticError:
-                raise VenueError(f"funding history: unreadable amount {e.funding!r}", venue=VENUE) from None
+                amount = check_funding(e.funding, f"{e.instrument_name} funding")
+            except BadNumber as exc:
+                # One record that is no money: refused (an alert, counted), the others booked.
+                self.funding_refused += 1
+                _log.error("funding.record_refused", event_id=event_id, error=str(exc))
+                continue
             inst = self.registry.get(VENUE, e.instrument_name)
             out[event_id] = FundingPayment(
                 venue=VENUE,
