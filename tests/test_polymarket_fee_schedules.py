@@ -128,10 +128,7 @@ async def test_a_first_order_asks_no_fee_schedule_and_the_cancel_behind_it_is_no
         await engine.ready.wait()
     await until(lambda: bool(probe.of(BookUpdate, x)) and bool(probe.of(BookUpdate, y)))
     outcomes = engine.venues[V].outcomes
-    # Known at READY, for both tokens of both markets, from the venue's `fd`.
-    for token, i in ((x, 0), (y, 1)):
-        known = outcomes.get(token)
-        assert known is not None and known.fees is not None and known.fees.rate == rate_of(simulator, i)
+    known_at_ready = {token: outcomes.get(token) for token in (x, y)}
     resting = await probe.ctx.buy(V, y, 10, price="0.05")
     assert resting.status is OrderState.OPEN
     asked = len(simulator.fee_requests)
@@ -152,8 +149,12 @@ async def test_a_first_order_asks_no_fee_schedule_and_the_cancel_behind_it_is_no
     async with trio.open_nursery() as both:
         both.start_soon(first_order_of_x)
         both.start_soon(cancel_behind_it)
-    assert len(simulator.fee_requests) == asked  # nothing asked on the order path
     assert took["cancel"] < SLOW_S / 2 and took["place"] < SLOW_S / 2, took
+    assert len(simulator.fee_requests) == asked  # nothing asked on the order path
+    # Known at READY, for both markets, from the venue's `fd`.
+    for token, i in ((x, 0), (y, 1)):
+        known = known_at_ready[token]
+        assert known is not None and known.fees is not None and known.fees.rate == rate_of(simulator, i)
 
 
 async def test_the_session_asks_the_fee_schedules_of_the_markets_it_loads_concurrently() -> None:
