@@ -107,6 +107,7 @@ _GTD_MIN_AHEAD_S: Final = 180  # and refuses an `expiration` less than three min
 _TRADES_MARGIN_S: Final = 60  # an order's trades are looked for from this long before it was made
 _ERROR_CODE: Final = re.compile(r"^[A-Z][A-Z0-9_]+$")  # `INVALID_ORDER_MIN_SIZE`, ... (§2.3)
 _IMMEDIATE: Final = frozenset({OrderType.FOK, OrderType.FAK})
+_SHARE_UNITS: Final = Decimal(1_000_000)  # a balance's units per share (6 decimals)
 
 
 def our_addresses(signer: OrderSigner | None) -> tuple[str, ...]:
@@ -282,6 +283,13 @@ class _FeeDetails(msgspec.Struct):
     to: bool = True
 
 
+class _Balance(msgspec.Struct):
+    """`GET /balance-allowance` (§2.3; `{"balance": "1000000000", "allowance": ...}`, the
+    captured answer in tests/fixtures/polymarket)."""
+
+    balance: str | int
+
+
 class _ClobToken(msgspec.Struct):
     t: str
 
@@ -295,6 +303,7 @@ _decode_order_answer: Final = msgspec.json.Decoder(_OrderAnswer, strict=False).d
 _decode_cancel_answer: Final = msgspec.json.Decoder(_CancelAnswer, strict=False).decode
 _decode_neg_risk: Final = msgspec.json.Decoder(_NegRisk).decode
 _decode_clob_market: Final = msgspec.json.Decoder(_ClobMarket).decode
+_decode_balance: Final = msgspec.json.Decoder(_Balance).decode
 
 
 def trade_tokens(raw: bytes | str) -> dict[str, str]:
@@ -869,6 +878,45 @@ class PolymarketExecution:
             if cursor == _END_CURSOR:
                 return out
         raise VenueError(f"trades: more than {_MAX_PAGES} pages", venue=VENUE)
+
+    async def venue_positions(self, tokens: Sequence[str]) -> dict[str, Decimal]:
+        """The shares the venue holds for us of each of `tokens` (the engine compares them with
+        its positions when it reconciles): `GET /balance-allowance?asset_type=CONDITIONAL
+        &token_id=...&signature_type=...` (§2.3), as `py-clob-client-v2` `get_balance_allowance`
+        asks it (the signature type says whose wallet: ours, or the funder's). `balance` is in
+        millionths of a share (the CTF tokens' 6 decimals; the venue's refusals count shares
+        so: `balance: 4893500` for 4.8935, py-clob-client #311). A token the venue cannot say
+        for is left out (logged); `VenueError` only when it answers none."""
+        out: dict[str, Decimal] = {}
+        failed: list[str] = []
+        for token in tokens:
+            try:
+                raw = await self.rest.call(
+                    "GET",
+                    "/balance-allowance",
+                    params={
+                        "asset_type": "CONDITIONAL",
+                        "token_id": token,
+                        "signature_type": str(int(self.signer.signature_type)),
+                    },
+                    auth=True,
+                    instrument=token,
+                )
+                units = _amount(_decode_balance(raw).balance)
+            except (VenueError, msgspec.DecodeError) as exc:
+                self.log.warning("balance.unavailable", instrument=token, error=str(exc))
+                failed.append(token)
+                continue
+            if units is None or units != units.to_integral_value():
+                self.log.warning(
+                    "balance.unreadable", instrument=token, answer=raw[:200].decode("utf-8", "replace")
+                )
+                failed.append(token)
+                continue
+            out[token] = units / _SHARE_UNITS
+        if tokens and len(failed) == len(tokens):
+            raise VenueError(f"share balances: no answer for {len(failed)} token(s)", venue=VENUE)
+        return out
 
     async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
         """Cancel an order that is not this daemon's (the `foreign_orders = "cancel"` policy):
