@@ -28,7 +28,13 @@ Reconciliation (the engine's, after each (re)subscription and so after a restart
 (`GET /data/orders`), `order_status` (`GET /data/order/{id}`, or the order's trades when the venue
 no longer holds it), `recent_fills` (`GET /data/trades?after=`; a trade found FAILED, whose fill
 may have been booked, is taken back with a `FillReversal` through `report`), `cancel_by_order_id`
-(a foreign order, `DELETE /order`).
+(a foreign order, `DELETE /order`), `venue_positions` (`GET /balance-allowance`, CONDITIONAL: the
+shares held, which the engine compares with its positions and alerts when they differ).
+
+Fees: an order is refused (`OrderDenied`, code `fees_unknown`) in a market whose V2 fee schedule
+is not known, for its fills could not be booked at the venue's fee (`fees.py`). The session
+learns each market's schedule when it loads it (`learn_fee_schedule`, `stream.py`), never on
+the order path: a request in the gateway holds up every request behind it, cancels included.
 
 Answers: `POST /order` success with status `live` is an open order; `matched` waits up to
 `fill_wait_s` for the user channel's fills of what matched, so that the strategy sees the fills

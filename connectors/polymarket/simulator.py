@@ -20,7 +20,9 @@ Fidelity:
   them).
 - **REST** (§2.3, and every endpoint `py-clob-client-v2` calls to read, sign, post and cancel):
   `/ok`, `/time`, `/version`, `/book`, `/books`, `/price(s)`, `/midpoint(s)`, `/spread(s)`,
-  `/last-trade(s)-price(s)`, `/tick-size`, `/neg-risk`, `/fee-rate`, `/markets`,
+  `/last-trade(s)-price(s)`, `/tick-size`, `/neg-risk`, `/fee-rate` (`base_fee` 1000 for
+  every fee-bearing market, 0 for a free one, as the venue answers: py-clob-client-v2 #107),
+  `/markets`,
   `/markets/{condition_id}`, `/markets-by-token/{token}`, `/clob-markets/{condition_id}`;
   L1 (`ClobAuth` signature checked): `POST /auth/api-key`, `GET /auth/derive-api-key`; L2 (HMAC
   over the exact bytes received, and the key's passphrase and address checked, else 401

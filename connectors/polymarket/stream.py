@@ -20,8 +20,11 @@ Market connection (§2.2):
 - a token not yet known is looked up before it is subscribed: its book (`GET /book`, or `POST
   /books` for several: a snapshot, and its tick, minimum size, neg_risk and market, §2.3), then
   `GET /markets/{condition_id}` (both outcomes, labels, whether it accepts orders); so is the
-  market of a token known without its exchange (restored from the order journal). A token the
-  venue does not know is refused;
+  market of a token known without its exchange (restored from the order journal); alongside,
+  concurrently, each market's fee schedule (`GET /clob-markets/{condition_id}`, which the
+  `/markets` object lacks; asked again every 30 s while the venue cannot say), so that it is
+  known at READY and before the market's first order. A token the venue does not know is
+  refused;
 - the venue acknowledges no subscription (§2.2, and §"Subscribe methods differ": "no
   acknowledgement is documented"), but it answers one with the books of its tokens (the initial
   dump): the connection's first `ready` waits for them, so that the daemon's READY means market
@@ -42,7 +45,10 @@ Market connection (§2.2):
 User connection (§2.2 "User channel"): `{"auth": {...}, "markets": [], "type": "user"}`. The
 condition-id filter is optional (the venue's AsyncAPI for `/ws/user`: "Optionally filter by
 market condition IDs"): no filter, so a report about an order in any market reaches us, even one
-placed a moment ago. After a reconnection, the trades of the gap are fetched (`GET /data/trades`
+placed a moment ago. A trade of a market whose fee schedule is not known (an order of another
+run or client) has its schedule asked before it is decoded (`learn_fees_of_trades`); a fill the
+venue cannot say the fee of is booked with none and alerted (`fees.unknown_fill`, critical).
+After a reconnection, the trades of the gap are fetched (`GET /data/trades`
 since shortly before the last frame received) and fed to the decoder like the channel's own
 reports (fills, settlements, reversals of trades that FAILED meanwhile): it remembers the fills it
 reported, so none is reported twice and none is lost; then a `subscribed` status (`private=True`)
