@@ -295,3 +295,47 @@ async def test_the_simulators_fee_rate_answers_1000_for_every_fee_bearing_market
     assert answers[Decimal(0)] == 0
     charged = {rate: fee for rate, fee in answers.items() if rate > 0}
     assert charged and set(charged.values()) == {1000}
+
+
+class FeeSchedulesDownAtFirst(PolymarketSimulator):
+    """The simulator, answering `GET /clob-markets/{id}` 503 the first `failures` times."""
+
+    def __init__(self, failures: int, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.failures = failures
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and str(scope.get("path", "")).startswith("/clob-markets/")
+            and self.failures > 0
+        ):
+            self.failures -= 1
+            await receive()
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b'{"error": "unavailable"}'})
+            return
+        await super().__call__(scope, receive, send)
+
+
+async def test_a_schedule_the_venue_could_not_say_is_asked_again_until_known(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    """`GET /clob-markets` failed when the market loaded: its orders are refused meanwhile,
+    and the session asks again (every 30 s) until the venue answers."""
+    simulator = FeeSchedulesDownAtFirst(1, seed=3, mine_s=0.01, confirm_s=0.01)
+    session = PolymarketSession(
+        PolymarketSettings(),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=_Sink(),
+        http=httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator)),
+    )
+    market = simulator.feed.markets[0]
+    await session.load_markets([market.condition_id], session.market)
+    known = session.outcomes.get(market.yes)
+    assert known is not None and known.fees is None
+    nursery.start_soon(session._retry_fees)
+    await until(lambda: (o := session.outcomes.get(market.yes)) is not None and o.fees is not None, 60)
+    learned = session.outcomes.get(market.yes)
+    assert learned is not None and learned.fees is not None and learned.fees.rate == rate_of(simulator, 0)
