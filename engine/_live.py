@@ -279,6 +279,8 @@ class LiveEngine:
         # Steps of a reconciliation that raised (logged with the traceback; the next step, the
         # other venues and the daemon go on).
         self.reconcile_failures = 0
+        # Positions the venue reports different from the engine's, at a reconciliation.
+        self.position_mismatches = 0
         # Per connection that carries our orders ((venue, channel)): the connection number
         # (`connection` in its `subscribed` status) last reconciled, or being reconciled.
         self._reconciled_connection: dict[tuple[str, str], int] = {}
@@ -713,6 +715,11 @@ class LiveEngine:
         except Exception:
             clean = False
             self._reconcile_failed(name, "fills")
+        try:
+            await self._check_positions(name, client)
+        except Exception:
+            clean = False
+            self._reconcile_failed(name, "positions")
         gateway = self.gateways[name]
         missing = [
             o
@@ -731,6 +738,42 @@ class LiveEngine:
                     name, "order_status", client_order_id=order.client_order_id, order_id=order.order_id
                 )
         return clean
+
+    async def _check_positions(self, venue: str, client: Any) -> None:
+        """The venue's holdings against the engine's positions (every strategy's together), for
+        a venue whose client can say (`venue_positions(instruments)`, optional: Polymarket's
+        share balances), after the fills are caught up. A difference is the venue's word: an
+        alert with both figures, counted (`position_mismatches`). The ledger is not rewritten (a
+        position moves only by a fill, and there is no price to book one at): the operator
+        looks, and the venue refuses an exit beyond what it holds."""
+        ask = getattr(client, "venue_positions", None)
+        if ask is None:
+            return
+        ours: dict[str, Decimal] = {}
+        for ledger in self.flow.ledgers.values():
+            for pos in ledger:
+                if pos.instrument.venue == venue:
+                    symbol = pos.instrument.symbol
+                    ours[symbol] = ours.get(symbol, Decimal(0)) + pos.qty
+        if not ours:
+            return
+        try:
+            theirs: Mapping[str, Decimal] = await ask(sorted(ours))
+        except VenueError as exc:
+            self.log.warning("positions.unavailable", venue=venue, error=str(exc))
+            return
+        for symbol, held in sorted(theirs.items()):
+            mine = ours.get(symbol, Decimal(0))
+            if held != mine:
+                self.position_mismatches += 1
+                self.log.critical(
+                    "position.mismatch",
+                    venue=venue,
+                    instrument=symbol,
+                    engine=str(mine),
+                    venue_holds=str(held),
+                    action="alerted; the ledger moves only by fills, and the venue refuses an exit beyond it",
+                )
 
     async def _foreign_order(self, venue: str, client: Any, update: OrderUpdate) -> None:
         fields = {

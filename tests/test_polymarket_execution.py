@@ -26,7 +26,13 @@ from connectors.polymarket.codec import (
     decode_open_orders,
     decode_order,
 )
-from connectors.polymarket.execution import ClobRest, FillWatch, PolymarketExecution, map_http_error
+from connectors.polymarket.execution import (
+    ClobRest,
+    FillWatch,
+    PolymarketExecution,
+    learn_fee_schedule,
+    map_http_error,
+)
 from connectors.polymarket.instruments import FeeSchedule
 from connectors.polymarket.signing import ApiCredentials, OrderSigner, SignatureType, order_body
 from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_ADDRESS, DEMO_API, PolymarketSimulator
@@ -38,6 +44,7 @@ from engine import (
     Liquidity,
     MalformedFrame,
     Order,
+    OrderDenied,
     OrderRejected,
     OrderRequest,
     OrderState,
@@ -558,11 +565,14 @@ async def test_the_simulator_charges_a_taker_in_pusd_and_credits_every_share_it_
     assert account.balance == cash1 + 10 * sold.price - sold.fee
 
 
-async def test_a_markets_fee_schedule_is_learned_before_its_first_order(sim: PolymarketSimulator) -> None:
+async def test_a_markets_fee_schedule_is_learned_from_clob_markets_before_its_first_order(
+    sim: PolymarketSimulator,
+) -> None:
     """The session learns markets from CLOB `/markets` objects, which carry no fee schedule,
-    and a V2 trade's `fee_rate_bps` is no rate (fees.py): before a market's first order the
-    execution asks `GET /clob-markets/{condition_id}` for its `fd`, as the official V2 client
-    does, for both of its tokens; a market without fees learns rate 0."""
+    and a V2 trade's `fee_rate_bps` is no rate (fees.py): `learn_fee_schedule` asks `GET
+    /clob-markets/{condition_id}` for its `fd`, as the official V2 client does, for both of its
+    tokens (the session does so when it loads a market, `stream.py`); a market without fees
+    learns rate 0. Until then its orders are refused; after, they are placed."""
     charged, free = sim.feed.markets[0], sim.feed.markets[1]
     assert charged.spec.fees is not None and free.spec.fees is None
     ex, decoder = execution_for(sim, learn=False)
@@ -574,13 +584,19 @@ async def test_a_markets_fee_schedule_is_learned_before_its_first_order(sim: Pol
         return outcome.fees
 
     assert [fees(t) for t in (charged.yes, charged.no, free.yes)] == [None, None, None]
-    await ex.place(order(charged.yes, price="0.05", n=1))
+    with pytest.raises(OrderDenied, match="fee schedule"):
+        await ex.place(order(charged.yes, price="0.05", n=1))
+    for m in (charged, free):
+        assert await learn_fee_schedule(
+            ex.rest, ex.registry, ex.outcomes, condition_id=m.condition_id, log=ex.log
+        )
     schedule = FeeSchedule(rate="0.07", exponent=1, taker_only=True)
     assert [fees(t) for t in (charged.yes, charged.no)] == [schedule, schedule]
     assert decoder.registry.require("polymarket", charged.no).taker_fee == Decimal("0.07")
-    await ex.place(order(free.yes, price="0.05", n=2))
     learned = fees(free.yes)
     assert learned is not None and learned.rate == 0
+    (placed,) = await ex.place(order(charged.yes, price="0.05", n=2))
+    assert isinstance(placed, OrderUpdate) and placed.status is OrderState.OPEN
 
 
 async def test_fills_found_while_reconciling_pay_their_markets_fee(sim: PolymarketSimulator) -> None:

@@ -148,6 +148,7 @@ _MAX_SIZE: Final = Decimal("1e15")
 _MAX_BPS: Final = Decimal(10_000)
 _GRID: Final = 1e-6  # quanta a price may miss the 0.0001 grid by (float noise), no more
 _SIDES: Final = {"BUY": Side.BUY, "SELL": Side.SELL}
+_MAX_UNKNOWN_FEES: Final = 1000  # fills with an unknown fee kept for the alert (all are counted)
 _MAX_TRADES: Final = 100_000  # trade ids remembered (to report each fill once); oldest forgotten first
 _CONTROL_TEXT: Final = frozenset({b"PONG", b"PING"})
 # What the decoder remembers of each (trade, order of ours): no fill reported (first seen FAILED),
@@ -398,6 +399,7 @@ class _TradeReport:
     trade_id: str
     status: TradeStatus
     parts: list[tuple[Fill, TradeSettlement]]
+    unknown_fee: frozenset[str] = frozenset()  # order ids of fills whose market's fee is unknown
 
 
 _Applier = Callable[[Any, int], list[MarketEvent]]
@@ -662,6 +664,10 @@ class PolymarketDecoder:
         self.last_unknown_channel: str | None = None
         self.legacy_price_changes = 0
         self.failed_fills = 0
+        # Fills booked with no fee because their market's fee schedule was unknown (`_fee`):
+        # counted, and kept until the session alerts them (`take_unknown_fees`).
+        self.unknown_fee_fills = 0
+        self._unknown_fees: list[Fill] = []
         self.api_key = api_key
         self.addresses = frozenset(a.lower() for a in addresses if a)
         self.verify_hashes = verify_hashes
@@ -813,6 +819,8 @@ class PolymarketDecoder:
                 elif known is None or known == _REPORTED:
                     trades[key] = _REPORTED
                     out.fills.append(attrs.evolve(fill, ts_local=ts_local))
+                    if known is None:
+                        self._flag_unknown_fee(r, fill)
                 # else: the user channel said FAILED (terminal): this page is older
         cursor = page.get("next_cursor")
         out.next_cursor = cursor if isinstance(cursor, str) and cursor else "LTE="
@@ -1321,31 +1329,37 @@ class PolymarketDecoder:
             reason=reason,
         )
 
-    def _fee(
-        self, token: str, size: Decimal, price: Decimal, liquidity: Liquidity, bps: Decimal | None
-    ) -> Decimal:
+    def _fee(self, token: str, size: Decimal, price: Decimal, liquidity: Liquidity) -> Decimal | None:
         """The pUSD fee of one of our fills (`fees.py`: under CLOB V2 the venue charges it in
-        pUSD on either side, so the fill's size is the shares moved). The market's schedule
-        decides, whatever the trade's `fee_rate_bps` says: a V2 taker fill charged its
-        schedule's fee while its trade record read `fee_rate_bps` 0 (py-clob-client-v2 #107).
-        With no schedule known, a nonzero `fee_rate_bps` is taken as the rate [U], and a zero
-        or missing one as no fee."""
+        pUSD on either side, so the fill's size is the shares moved), from the market's
+        schedule; None when it is not known. A trade's `fee_rate_bps` is no rate and is never
+        used: a V2 taker fill charged its schedule's fee while its trade record read 0
+        (py-clob-client-v2 #107), and `GET /fee-rate` answers 1000 for every fee-bearing market
+        (#107, #110). The session learns the schedule before decoding a trade of a market it
+        does not know (`stream.py`), so None means the venue could not say."""
         outcome = self.outcomes.get(token)
         schedule = None if outcome is None else outcome.fees
         if schedule is not None:
             if liquidity is Liquidity.MAKER and schedule.taker_only:
                 return Decimal(0)
             return taker_fee(size, price, schedule.rate, schedule.exponent)
-        if liquidity is Liquidity.MAKER:
-            return Decimal(0)
         inst = self.registry.get(VENUE, token)
-        if inst is not None and inst.taker_fee is not None:
-            rate = inst.taker_fee
-        elif bps:
-            rate = bps / 10_000
-        else:
-            return Decimal(0)
-        return taker_fee(size, price, rate)
+        if inst is None:
+            return None
+        rate = inst.taker_fee if liquidity is Liquidity.TAKER else inst.maker_fee
+        return None if rate is None else taker_fee(size, price, rate)
+
+    def _flag_unknown_fee(self, report: _TradeReport, fill: Fill) -> None:
+        if (fill.order_id or "") in report.unknown_fee:
+            self.unknown_fee_fills += 1
+            if len(self._unknown_fees) < _MAX_UNKNOWN_FEES:
+                self._unknown_fees.append(fill)
+
+    def take_unknown_fees(self) -> list[Fill]:
+        """The fills reported since the last call with no fee because their market's fee
+        schedule was unknown (the venue did not say): the session alerts each."""
+        taken, self._unknown_fees = self._unknown_fees, []
+        return taken
 
     def _ours(self, mo: _MakerOrder, key: str) -> bool:
         """Whether a maker order of a trade is one of ours (see the class docstring)."""
@@ -1361,11 +1375,8 @@ class PolymarketDecoder:
             known = ", ".join(_TRADE_STATUSES)
             raise _malformed(f"trade {t.id}: unknown status {t.status!r} (known: {known})", t.asset_id)
         ts = _ns(t.timestamp) or _match_time_ns(t.match_time, t.asset_id)
-        bps = (
-            None
-            if t.fee_rate_bps is None
-            else _dec(t.fee_rate_bps, "trade fee_rate_bps", t.asset_id, _MAX_BPS)
-        )
+        if t.fee_rate_bps is not None:  # checked like every number, though not the rate (`_fee`)
+            _dec(t.fee_rate_bps, "trade fee_rate_bps", t.asset_id, _MAX_BPS)
         key = self.api_key or t.owner
         mine = [mo for mo in t.maker_orders if self._ours(mo, key)]
         side_of_trade = t.trader_side or ("MAKER" if mine else "TAKER")
@@ -1403,8 +1414,13 @@ class PolymarketDecoder:
                 legs.append((mo.order_id, token, side, price, size, Liquidity.MAKER))
         tx = t.transaction_hash or None
         parts: list[tuple[Fill, TradeSettlement]] = []
+        unknown_fee: set[str] = set()
         for order_id, token, side, price, size, liquidity in legs:
-            fee = self._fee(token, size, price, liquidity, bps)
+            fee = self._fee(token, size, price, liquidity)
+            if fee is None:
+                # Booked, for the position is exact whatever the fee; flagged, not guessed.
+                unknown_fee.add(order_id)
+                fee = Decimal(0)
             fill = Fill(
                 venue=VENUE,
                 instrument=token,
@@ -1438,7 +1454,7 @@ class PolymarketDecoder:
                 transaction_hash=tx,
             )
             parts.append((fill, settlement))
-        return _TradeReport(t.id, status, parts)
+        return _TradeReport(t.id, status, parts, frozenset(unknown_fee))
 
     def _apply_trade(self, r: _TradeReport, ts_local: int) -> list[MarketEvent]:
         """The fill at the first report that is not FAILED, a settlement at every report, and a
@@ -1454,6 +1470,7 @@ class PolymarketDecoder:
                 reported = trades[key] = _NONE if r.status is TradeStatus.FAILED else _REPORTED
                 if reported == _REPORTED:
                     events.append(attrs.evolve(fill, ts_local=ts_local))
+                    self._flag_unknown_fee(r, fill)
             elif r.status is TradeStatus.FAILED and reported == _REPORTED:
                 # The fill we reported did not happen: take it back (once, however many
                 # FAILED reports follow).

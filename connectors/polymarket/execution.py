@@ -28,7 +28,13 @@ Reconciliation (the engine's, after each (re)subscription and so after a restart
 (`GET /data/orders`), `order_status` (`GET /data/order/{id}`, or the order's trades when the venue
 no longer holds it), `recent_fills` (`GET /data/trades?after=`; a trade found FAILED, whose fill
 may have been booked, is taken back with a `FillReversal` through `report`), `cancel_by_order_id`
-(a foreign order, `DELETE /order`).
+(a foreign order, `DELETE /order`), `venue_positions` (`GET /balance-allowance`, CONDITIONAL: the
+shares held, which the engine compares with its positions and alerts when they differ).
+
+Fees: an order is refused (`OrderDenied`, code `fees_unknown`) in a market whose V2 fee schedule
+is not known, for its fills could not be booked at the venue's fee (`fees.py`). The session
+learns each market's schedule when it loads it (`learn_fee_schedule`, `stream.py`), never on
+the order path: a request in the gateway holds up every request behind it, cancels included.
 
 Answers: `POST /order` success with status `live` is an open order; `matched` waits up to
 `fill_wait_s` for the user channel's fills of what matched, so that the strategy sees the fills
@@ -60,6 +66,7 @@ from engine import (
     InstrumentRegistry,
     MalformedFrame,
     Order,
+    OrderDenied,
     OrderRejected,
     OrderState,
     OrderUpdate,
@@ -87,7 +94,16 @@ from .signing import (
     order_type_for,
 )
 
-__all__ = ["ClobRest", "FillWatch", "PolymarketExecution", "map_http_error", "our_addresses"]
+__all__ = [
+    "ClobRest",
+    "FillWatch",
+    "PolymarketExecution",
+    "alert_unknown_fees",
+    "learn_fee_schedule",
+    "map_http_error",
+    "our_addresses",
+    "trade_tokens",
+]
 
 _INITIAL_CURSOR: Final = "MA=="  # §2.3: base64 "0"
 _END_CURSOR: Final = "LTE="  # base64 "-1"
@@ -97,6 +113,7 @@ _GTD_MIN_AHEAD_S: Final = 180  # and refuses an `expiration` less than three min
 _TRADES_MARGIN_S: Final = 60  # an order's trades are looked for from this long before it was made
 _ERROR_CODE: Final = re.compile(r"^[A-Z][A-Z0-9_]+$")  # `INVALID_ORDER_MIN_SIZE`, ... (§2.3)
 _IMMEDIATE: Final = frozenset({OrderType.FOK, OrderType.FAK})
+_SHARE_UNITS: Final = Decimal(1_000_000)  # a balance's units per share (6 decimals)
 
 
 def our_addresses(signer: OrderSigner | None) -> tuple[str, ...]:
@@ -272,6 +289,13 @@ class _FeeDetails(msgspec.Struct):
     to: bool = True
 
 
+class _Balance(msgspec.Struct):
+    """`GET /balance-allowance` (§2.3; `{"balance": "1000000000", "allowance": ...}`, the
+    captured answer in tests/fixtures/polymarket)."""
+
+    balance: str | int
+
+
 class _ClobToken(msgspec.Struct):
     t: str
 
@@ -285,22 +309,32 @@ _decode_order_answer: Final = msgspec.json.Decoder(_OrderAnswer, strict=False).d
 _decode_cancel_answer: Final = msgspec.json.Decoder(_CancelAnswer, strict=False).decode
 _decode_neg_risk: Final = msgspec.json.Decoder(_NegRisk).decode
 _decode_clob_market: Final = msgspec.json.Decoder(_ClobMarket).decode
+_decode_balance: Final = msgspec.json.Decoder(_Balance).decode
 
 
-def _trade_tokens(raw: bytes) -> set[str]:
-    """The tokens of a `GET /data/trades` page's trades and their maker orders (nothing for an
-    answer that is no such page: the decoder says what is wrong with it)."""
+def trade_tokens(raw: bytes | str) -> dict[str, str]:
+    """The tokens of our trades and their maker orders, each with its market's condition id (""
+    when the trade does not say), in a `GET /data/trades` page or a user-channel frame (one
+    event or an array of them, §2.2); nothing for anything else (the decoder says what is wrong
+    with it)."""
     try:
-        page = orjson.loads(raw)
+        obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return set()
-    items = page.get("data") if isinstance(page, dict) else None
-    tokens: set[str] = set()
-    for item in items if isinstance(items, list) else ():
-        if not isinstance(item, dict):
+        return {}
+    if isinstance(obj, dict):
+        data = obj.get("data")
+        items = data if isinstance(data, list) else [obj]
+    else:
+        items = obj if isinstance(obj, list) else []
+    tokens: dict[str, str] = {}
+    for item in items:
+        if not isinstance(item, dict) or item.get("event_type", "trade") != "trade":
             continue
+        market = str(item.get("market") or "")
         legs = [item, *(m for m in item.get("maker_orders") or () if isinstance(m, dict))]
-        tokens.update(str(leg["asset_id"]) for leg in legs if leg.get("asset_id"))
+        for leg in legs:
+            if leg.get("asset_id"):
+                tokens[str(leg["asset_id"])] = market
     return tokens
 
 
@@ -312,6 +346,73 @@ def _amount(v: str | float | None) -> Decimal | None:
     except InvalidOperation:
         return None
     return d if d.is_finite() and d >= 0 else None
+
+
+async def learn_fee_schedule(
+    rest: ClobRest,
+    registry: InstrumentRegistry,
+    outcomes: Outcomes,
+    *,
+    token: str | None = None,
+    condition_id: str | None = None,
+    log: structlog.typing.FilteringBoundLogger,
+) -> bool:
+    """Learn the fee schedule of a market (by `condition_id`, or `token`'s) for both its tokens:
+    `GET /clob-markets/{condition_id}` (`fd`), as the official V2 client asks before it builds
+    an order (`py-clob-client-v2` `__ensure_market_info_cached`); a market without `fd` charges
+    nothing. The CLOB `/markets` objects the session learns markets from carry none, and a V2
+    trade's `fee_rate_bps` is no rate (`fees.py`). Returns whether it is known; a failure is
+    logged (`fees.unknown`), never raised: orders in that market are refused meanwhile
+    (`PolymarketExecution._require_fees`)."""
+    if condition_id is None:
+        outcome = outcomes.get(token) if token is not None else None
+        inst = registry.get(VENUE, token) if token is not None else None
+        condition_id = outcome.condition_id if outcome is not None else inst.base if inst is not None else ""
+    if not condition_id:
+        return False
+    try:
+        raw = await rest.call("GET", f"/clob-markets/{condition_id}", instrument=token)
+        market = _decode_clob_market(raw)
+        fd = market.fd
+        schedule = (
+            FeeSchedule(rate=0) if fd is None else FeeSchedule(rate=fd.r, exponent=fd.e, taker_only=fd.to)
+        )
+    except (VenueError, msgspec.DecodeError, TypeError, ValueError, ArithmeticError) as exc:
+        log.warning("fees.unknown", instrument=token, market=condition_id, error=str(exc))
+        return False
+    tokens = {tok.t for tok in market.t} | ({token} if token is not None else set())
+    for t in tokens:
+        known = outcomes.get(t) or Outcome(t, condition_id)
+        outcomes.add(attrs.evolve(known, fees=schedule))
+        tinst = registry.get(VENUE, t)
+        if tinst is not None:
+            registry.add(
+                attrs.evolve(
+                    tinst,
+                    taker_fee=schedule.rate,
+                    maker_fee=Decimal(0) if schedule.taker_only else schedule.rate,
+                )
+            )
+    return True
+
+
+def alert_unknown_fees(decoder: PolymarketDecoder, log: structlog.typing.FilteringBoundLogger) -> None:
+    """Each fill the decoder booked with no fee because its market's fee schedule could not be
+    learned (the venue did not answer `GET /clob-markets`): an alert naming the fill, so that the
+    operator knows the cash may be overstated by its fee. Not guessed, not dropped: the shares
+    moved, and the position must say so."""
+    for fill in decoder.take_unknown_fees():
+        log.critical(
+            "fees.unknown_fill",
+            instrument=fill.instrument,
+            trade_id=fill.trade_id,
+            order_id=fill.order_id,
+            side=fill.side.value,
+            price=str(fill.price),
+            size=str(fill.size),
+            liquidity=fill.liquidity.value,
+            booked_fee=str(fill.fee),
+        )
 
 
 class FillWatch:
@@ -450,6 +551,7 @@ class PolymarketExecution:
         """Validate and sign `order` now; its id (the EIP-712 digest) for the gateway to register
         before `place` sends it. None when the token's exchange is not known yet (`place` asks the
         venue, then signs)."""
+        self._require_fees(order)
         outcome = self.outcomes.get(order.request.instrument)
         if outcome is None or outcome.neg_risk is None:
             return None
@@ -475,46 +577,38 @@ class PolymarketExecution:
         return neg_risk
 
     async def _learn_fees(self, token: str) -> None:
-        """Make sure the fee schedule of `token`'s market is known before an order of it can
-        fill: the user channel's fills are charged by it (`codec.py`; a V2 trade's
-        `fee_rate_bps` says 0 while the fee is charged, `fees.py`), and the CLOB `/markets`
-        objects the session learns markets from carry none. `GET /clob-markets/{condition_id}`
-        (`fd`), as the official V2 client asks before it builds an order (`py-clob-client-v2`
-        `__ensure_market_info_cached`); a market without `fd` charges nothing. A failure is
-        logged, never fatal to the order: its fills then fall back to the trade's own rate."""
+        """Learn the fee schedule of `token`'s market if it is not known (`learn_fee_schedule`);
+        for the fills found while reconciling, never on the order path."""
         outcome = self.outcomes.get(token)
         if outcome is not None and outcome.fees is not None:
             return
-        inst = self.registry.get(VENUE, token)
-        condition_id = outcome.condition_id if outcome is not None else inst.base if inst is not None else ""
-        if not condition_id:
+        await learn_fee_schedule(self.rest, self.registry, self.outcomes, token=token, log=self.log)
+
+    def _require_fees(self, order: Order) -> None:
+        """Refuse an order in a market whose fee schedule is not known: its fills could not be
+        booked at the fee the venue charges (a V2 trade's `fee_rate_bps` reads 0 and `GET
+        /fee-rate` says 1000 for every fee-bearing market, `fees.py`), and guessing it is not
+        done. The session learns every market's schedule when it loads it (`stream.py`), never
+        on this path: a request in the gateway must not wait for it, nor the cancels behind it."""
+        token = order.request.instrument
+        self.registry.require(VENUE, token, client_order_id=order.client_order_id)  # unknown first
+        outcome = self.outcomes.get(token)
+        if outcome is not None and outcome.fees is not None:
             return
-        try:
-            raw = await self.rest.call("GET", f"/clob-markets/{condition_id}", instrument=token)
-            market = _decode_clob_market(raw)
-            fd = market.fd
-            schedule = (
-                FeeSchedule(rate=0) if fd is None else FeeSchedule(rate=fd.r, exponent=fd.e, taker_only=fd.to)
-            )
-        except (VenueError, msgspec.DecodeError, TypeError, ValueError, ArithmeticError) as exc:
-            self.log.warning("fees.unknown", instrument=token, market=condition_id, error=str(exc))
-            return
-        for t in {tok.t for tok in market.t} | {token}:
-            known = self.outcomes.get(t) or Outcome(t, condition_id)
-            self.outcomes.add(attrs.evolve(known, fees=schedule))
-            tinst = self.registry.get(VENUE, t)
-            if tinst is not None:
-                self.registry.add(
-                    attrs.evolve(
-                        tinst,
-                        taker_fee=schedule.rate,
-                        maker_fee=Decimal(0) if schedule.taker_only else schedule.rate,
-                    )
-                )
+        market = outcome.condition_id if outcome is not None else ""
+        raise OrderDenied(
+            f"{token}: the fee schedule of its market {market or '(unknown)'} is not known yet "
+            "(GET /clob-markets has not answered): its fills could not be booked at their fee; "
+            "refused until the session learns it",
+            venue=VENUE,
+            instrument=token,
+            client_order_id=order.client_order_id,
+            code="fees_unknown",
+        )
 
     # -- ExecutionClient -----------------------------------------------------------------------
     async def place(self, order: Order) -> Sequence[PrivateEvent]:
-        await self._learn_fees(order.request.instrument)
+        self._require_fees(order)
         prepared = self._prepared.pop(order.client_order_id, None)
         if prepared is None:
             token = order.request.instrument
@@ -774,12 +868,13 @@ class PolymarketExecution:
             raw = await self.rest.call(
                 "GET", "/data/trades", params={**params, "next_cursor": cursor}, auth=True
             )
-            for token in _trade_tokens(raw):  # their fees are charged by their schedules
+            for token in trade_tokens(raw):  # their fees are charged by their schedules
                 await self._learn_fees(token)
             try:
                 page = self.decoder.trade_fills(raw, self.clock())
             except MalformedFrame as exc:
                 raise VenueError(f"trades: unreadable answer ({exc})", venue=VENUE) from None
+            alert_unknown_fees(self.decoder, self.log)
             out.extend(page.fills)
             if page.reversals:
                 self.log.warning("fills.failed_while_away", trades=[r.trade_id for r in page.reversals])
@@ -789,6 +884,45 @@ class PolymarketExecution:
             if cursor == _END_CURSOR:
                 return out
         raise VenueError(f"trades: more than {_MAX_PAGES} pages", venue=VENUE)
+
+    async def venue_positions(self, tokens: Sequence[str]) -> dict[str, Decimal]:
+        """The shares the venue holds for us of each of `tokens` (the engine compares them with
+        its positions when it reconciles): `GET /balance-allowance?asset_type=CONDITIONAL
+        &token_id=...&signature_type=...` (§2.3), as `py-clob-client-v2` `get_balance_allowance`
+        asks it (the signature type says whose wallet: ours, or the funder's). `balance` is in
+        millionths of a share (the CTF tokens' 6 decimals; the venue's refusals count shares
+        so: `balance: 4893500` for 4.8935, py-clob-client #311). A token the venue cannot say
+        for is left out (logged); `VenueError` only when it answers none."""
+        out: dict[str, Decimal] = {}
+        failed: list[str] = []
+        for token in tokens:
+            try:
+                raw = await self.rest.call(
+                    "GET",
+                    "/balance-allowance",
+                    params={
+                        "asset_type": "CONDITIONAL",
+                        "token_id": token,
+                        "signature_type": str(int(self.signer.signature_type)),
+                    },
+                    auth=True,
+                    instrument=token,
+                )
+                units = _amount(_decode_balance(raw).balance)
+            except (VenueError, msgspec.DecodeError) as exc:
+                self.log.warning("balance.unavailable", instrument=token, error=str(exc))
+                failed.append(token)
+                continue
+            if units is None or units != units.to_integral_value():
+                self.log.warning(
+                    "balance.unreadable", instrument=token, answer=raw[:200].decode("utf-8", "replace")
+                )
+                failed.append(token)
+                continue
+            out[token] = units / _SHARE_UNITS
+        if tokens and len(failed) == len(tokens):
+            raise VenueError(f"share balances: no answer for {len(failed)} token(s)", venue=VENUE)
+        return out
 
     async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
         """Cancel an order that is not this daemon's (the `foreign_orders = "cancel"` policy):

@@ -39,9 +39,15 @@ In which asset the fee is taken, and how it is reported (sources disagree; the f
   "collected in shares"; the older text that says so is the V1 rule (the frames win).
 - Reports: a user `trade` event's `size` (and a maker order's `matched_amount`) is the matched
   size, the shares that moved; no fee amount is sent; `fee_rate_bps` is not the rate charged (0 on
-  the V2 fill above; V1 orders signed a ceiling, "1000", py-clob-client #247): the decoder
-  computes the fee from the market's schedule (`codec.py`), which the execution side asks for
-  (`GET /clob-markets/{condition_id}`, `fd`) before a market's first order.
+  the V2 fill above; V1 orders signed a ceiling, "1000", py-clob-client #247), nor is `GET
+  /fee-rate`'s `base_fee` (1000 for every fee-bearing market whatever its rate, 0 for a free
+  one: py-clob-client-v2 #107, and the maintainers' PR #110 "an authorization/ceiling value,
+  not the effective rate"). The decoder computes the fee from the market's schedule
+  (`codec.py`), which the session asks for (`GET /clob-markets/{condition_id}`, `fd`) when it
+  loads the market (`stream.py`); orders in a market whose schedule is unknown are refused
+  (`execution.py`), and a fill of one (an order of another run or client) is booked at the
+  schedule learned on demand, or, when the venue cannot say, with no fee and a critical alert:
+  never at a guessed rate.
 - Rounding: "Fees are rounded to 5 decimal places. The smallest fee charged is 0.00001 USDC.
   Anything smaller rounds to zero" (docs.polymarket.com/trading/fees, "Fee Precision").
 

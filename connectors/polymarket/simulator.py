@@ -20,7 +20,9 @@ Fidelity:
   them).
 - **REST** (§2.3, and every endpoint `py-clob-client-v2` calls to read, sign, post and cancel):
   `/ok`, `/time`, `/version`, `/book`, `/books`, `/price(s)`, `/midpoint(s)`, `/spread(s)`,
-  `/last-trade(s)-price(s)`, `/tick-size`, `/neg-risk`, `/fee-rate`, `/markets`,
+  `/last-trade(s)-price(s)`, `/tick-size`, `/neg-risk`, `/fee-rate` (`base_fee` 1000 for
+  every fee-bearing market, 0 for a free one, as the venue answers: py-clob-client-v2 #107),
+  `/markets`,
   `/markets/{condition_id}`, `/markets-by-token/{token}`, `/clob-markets/{condition_id}`;
   L1 (`ClobAuth` signature checked): `POST /auth/api-key`, `GET /auth/derive-api-key`; L2 (HMAC
   over the exact bytes received, and the key's passphrase and address checked, else 401
@@ -768,9 +770,16 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         return {"neg_risk": bool(outcome is not None and outcome.neg_risk)}
 
     def _fee_rate(self, q: dict[str, str], body: bytes) -> Any:
-        inst = self.registry.get(VENUE, self._token(q))
-        assert inst is not None
-        return {"base_fee": int((inst.taker_fee or Decimal(0)) * 10_000)}
+        """`base_fee` 1000 for every fee-bearing market whatever its rate, 0 for one without
+        fees: the venue's answer is the V1 signed fee authorization (a ceiling), not the rate.
+        py-clob-client-v2 #107 (2026-08-04) read 1000 from markets whose `fd.r` was 0.04, 0.05
+        and 0.07; the maintainers' PR #110 documents `get_fee_rate_bps` so ("a constant: 1000
+        bps for every fee-bearing market, 0 for fee-free"; the real rate is `fd.r` of
+        `/clob-markets`)."""
+        token = self._token(q)
+        assert self.registry.get(VENUE, token) is not None
+        schedule = self.fees.schedules.get(token)
+        return {"base_fee": 1000 if schedule is not None and schedule[0] > 0 else 0}
 
     def _ok(self, q: dict[str, str], body: bytes) -> Any:
         return "OK"

@@ -20,8 +20,11 @@ Market connection (§2.2):
 - a token not yet known is looked up before it is subscribed: its book (`GET /book`, or `POST
   /books` for several: a snapshot, and its tick, minimum size, neg_risk and market, §2.3), then
   `GET /markets/{condition_id}` (both outcomes, labels, whether it accepts orders); so is the
-  market of a token known without its exchange (restored from the order journal). A token the
-  venue does not know is refused;
+  market of a token known without its exchange (restored from the order journal); alongside,
+  concurrently, each market's fee schedule (`GET /clob-markets/{condition_id}`, which the
+  `/markets` object lacks; asked again every 30 s while the venue cannot say), so that it is
+  known at READY and before the market's first order. A token the venue does not know is
+  refused;
 - the venue acknowledges no subscription (§2.2, and §"Subscribe methods differ": "no
   acknowledgement is documented"), but it answers one with the books of its tokens (the initial
   dump): the connection's first `ready` waits for them, so that the daemon's READY means market
@@ -42,7 +45,10 @@ Market connection (§2.2):
 User connection (§2.2 "User channel"): `{"auth": {...}, "markets": [], "type": "user"}`. The
 condition-id filter is optional (the venue's AsyncAPI for `/ws/user`: "Optionally filter by
 market condition IDs"): no filter, so a report about an order in any market reaches us, even one
-placed a moment ago. After a reconnection, the trades of the gap are fetched (`GET /data/trades`
+placed a moment ago. A trade of a market whose fee schedule is not known (an order of another
+run or client) has its schedule asked before it is decoded (`learn_fees_of_trades`); a fill the
+venue cannot say the fee of is booked with none and alerted (`fees.unknown_fill`, critical).
+After a reconnection, the trades of the gap are fetched (`GET /data/trades`
 since shortly before the last frame received) and fed to the decoder like the channel's own
 reports (fills, settlements, reversals of trades that FAILED meanwhile): it remembers the fills it
 reported, so none is reported twice and none is lost; then a `subscribed` status (`private=True`)
@@ -81,7 +87,15 @@ from engine._router import MarketRouter
 from engine._session import Connect, SessionStats, VenueSession, default_connect
 
 from .codec import PolymarketDecoder
-from .execution import ClobRest, FillWatch, PolymarketExecution, our_addresses
+from .execution import (
+    ClobRest,
+    FillWatch,
+    PolymarketExecution,
+    alert_unknown_fees,
+    learn_fee_schedule,
+    our_addresses,
+    trade_tokens,
+)
 from .instruments import VENUE
 from .settings import PolymarketSettings
 from .signing import Credentials, OrderSigner
@@ -93,6 +107,8 @@ _BOOKS_BATCH: Final = 50  # tokens per POST /books
 _TRADES_MARGIN_S: Final = 60  # trades are recovered from this long before the last frame
 _END_CURSOR: Final = "LTE="
 _MAX_PAGES: Final = 1000
+_FEES_CONCURRENCY: Final = 8  # `GET /clob-markets` requests in flight at once
+_FEES_RETRY_S: Final = 30.0  # markets whose fee schedule could not be learned are asked again
 
 
 def _frame(raw: bytes) -> bytes:
@@ -428,7 +444,9 @@ class UserConnection(_Connection):
         if message == _PONG:
             self.pongs += 1
             return
+        await self.owner.learn_fees_of_trades(message)
         await self.decode(message, now)
+        self.owner.alert_unknown_fees()
 
     async def dispatch(self, events: list[MarketEvent]) -> None:
         await super().dispatch(events)
@@ -451,7 +469,9 @@ class UserConnection(_Connection):
             raw = await self.owner.rest.call(
                 "GET", "/data/trades", params={"after": str(after_s), "next_cursor": cursor}, auth=True
             )
+            await self.owner.learn_fees_of_trades(raw)
             await self.feed(raw)  # a page that is not one is counted as malformed there
+            self.owner.alert_unknown_fees()
             try:
                 page = orjson.loads(raw)
                 cursor = page.get("next_cursor") or _END_CURSOR
@@ -530,6 +550,7 @@ class PolymarketSession:
         self._on_frame: Callable[[int, bytes | str], None] | None = None
         self._execution: PolymarketExecution | None = None
         self._loaded_markets: set[str] = set()
+        self._fee_markets: set[str] = set()  # markets whose fee schedule was asked for
         self._configured_loaded = False
         self.heartbeats_sent = 0
 
@@ -616,6 +637,7 @@ class PolymarketSession:
                 nursery.start_soon(self._await_ready)
                 if self.user is not None and self.settings.order_heartbeat_s > 0:
                     nursery.start_soon(self._order_heartbeats)
+                nursery.start_soon(self._retry_fees)
                 task_status.started()
         finally:
             with trio.move_on_after(1.0, shield=True):
@@ -684,18 +706,81 @@ class PolymarketSession:
 
     async def load_markets(self, condition_ids: Iterable[str], via: _Connection) -> int:
         """Definitions of markets not loaded yet (`GET /markets/{condition_id}`, §2.3): both
-        tokens, their outcomes, whether they accept orders. Returns how many were loaded."""
+        tokens, their outcomes, whether they accept orders; and, alongside, the fee schedule of
+        every one of `condition_ids` not known yet (`learn_fees`), so that it is known before
+        the market's first order. Returns how many definitions were loaded."""
+        wanted = set(condition_ids)
         n = 0
-        for cid in sorted(set(condition_ids) - self._loaded_markets):
-            try:
-                raw = await self.rest.call("GET", f"/markets/{cid}")
-            except VenueError as exc:
-                self.log.warning("market.unavailable", market=cid, error=str(exc))
-                continue
-            self._loaded_markets.add(cid)
-            await via.feed(raw)
-            n += 1
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.learn_fees, wanted)
+            for cid in sorted(wanted - self._loaded_markets):
+                try:
+                    raw = await self.rest.call("GET", f"/markets/{cid}")
+                except VenueError as exc:
+                    self.log.warning("market.unavailable", market=cid, error=str(exc))
+                    continue
+                self._loaded_markets.add(cid)
+                await via.feed(raw)
+                n += 1
         return n
+
+    def _fees_unknown(self, condition_id: str) -> bool:
+        outcomes = self.outcomes.of_market(condition_id)
+        return not outcomes or any(o.fees is None for o in outcomes)
+
+    async def learn_fees(self, condition_ids: Iterable[str]) -> int:
+        """The fee schedules of the markets among `condition_ids` whose schedule is not known
+        (`GET /clob-markets/{condition_id}`, `execution.learn_fee_schedule`), asked
+        concurrently: the CLOB `/markets` objects carry none, and the execution refuses orders
+        in a market without one (never asking on the order path, where a request would hold up
+        the gateway's queue, cancels included). A market that could not be learned is asked
+        again every `_FEES_RETRY_S` (`_retry_fees`). Returns how many were learned."""
+        unknown = sorted(c for c in set(condition_ids) if c and self._fees_unknown(c))
+        self._fee_markets.update(unknown)
+        if not unknown:
+            return 0
+        learned = 0
+        limiter = trio.CapacityLimiter(_FEES_CONCURRENCY)
+
+        async def one(cid: str) -> None:
+            nonlocal learned
+            async with limiter:
+                if await learn_fee_schedule(
+                    self.rest, self.registry, self.outcomes, condition_id=cid, log=self.log
+                ):
+                    learned += 1
+
+        async with trio.open_nursery() as nursery:
+            for cid in unknown:
+                nursery.start_soon(one, cid)
+        return learned
+
+    async def _retry_fees(self) -> None:
+        while True:
+            await trio.sleep(_FEES_RETRY_S)
+            await self.learn_fees(c for c in self._fee_markets if self._fees_unknown(c))
+
+    async def learn_fees_of_trades(self, raw: bytes | str) -> None:
+        """Before our trades are decoded (the user channel's `trade` events, a `GET
+        /data/trades` page): the schedules of their markets that are not known (a fill of an
+        order this session did not place: a restart's, another client's), so that their fills
+        are booked at the fee the venue charged."""
+        if (b"trade" not in raw) if isinstance(raw, bytes) else ("trade" not in raw):
+            return  # no trade in it: the common case, without parsing the frame
+        markets: set[str] = set()
+        for token, market in trade_tokens(raw).items():
+            outcome = self.outcomes.get(token)
+            if outcome is not None and outcome.fees is not None:
+                continue
+            markets |= {market} if market else self.markets_of([token])
+            if outcome is not None:
+                markets.add(outcome.condition_id)
+        if markets:
+            await self.learn_fees(markets)
+
+    def alert_unknown_fees(self) -> None:
+        """Alert the fills booked with no fee because their market's schedule is unknown."""
+        alert_unknown_fees(self.decoder, self.log)
 
     async def load_configured_markets(self, via: _Connection) -> None:
         """The `markets` of the settings, once per session."""

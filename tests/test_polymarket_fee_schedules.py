@@ -1,0 +1,341 @@
+"""Polymarket's fee schedules (issue 13 review): learned when the session loads a market, never
+on the order path; an order in a market whose schedule is unknown is refused; a fill of such a
+market is booked at the fee learned on demand, or, when the venue cannot say, flagged and
+alerted, never at a guessed rate; the simulator's `GET /fee-rate` answers as the venue does."""
+
+from __future__ import annotations
+
+import functools
+from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import structlog
+import trio
+
+from config._schema import CatalogConfig
+from connectors.polymarket.codec import PolymarketDecoder
+from connectors.polymarket.execution import ClobRest, PolymarketExecution
+from connectors.polymarket.settings import PolymarketSettings
+from connectors.polymarket.signing import OrderSigner
+from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
+from connectors.polymarket.stream import PolymarketSession
+from engine import (
+    BookUpdate,
+    Fill,
+    InstrumentRegistry,
+    Liquidity,
+    Order,
+    OrderDenied,
+    OrderRequest,
+    OrderState,
+    Side,
+    Subscription,
+)
+from engine._live import LiveEngine
+from engine._router import MarketRouter
+from engine._simserver import Receive, Scope, Send
+from tests.live_support import Probe, until
+
+FIXTURES = Path(__file__).parent / "fixtures" / "polymarket"
+V = "polymarket"
+CREDS = {
+    "POLYMARKET_PRIVATE_KEY": DEMO_ACCOUNT.private_key,
+    "POLYMARKET_API_KEY": DEMO_API.key,
+    "POLYMARKET_API_SECRET": DEMO_API.secret,
+    "POLYMARKET_API_PASSPHRASE": DEMO_API.passphrase,
+}
+NOW_NS = 1_795_000_000 * 1_000_000_000
+SLOW_S = 1.0  # how long the venue takes to answer `GET /clob-markets` in the slow simulator
+
+
+class SlowFeeSchedules(PolymarketSimulator):
+    """The simulator, answering `GET /clob-markets/{id}` only after `SLOW_S` (a slow venue, or
+    a retried request), and remembering when each was asked."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.fee_requests: list[float] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith("/clob-markets/"):
+            self.fee_requests.append(trio.current_time())
+            await trio.sleep(SLOW_S)
+        await super().__call__(scope, receive, send)
+
+
+class _Sink:
+    async def market(self, events: list[Any]) -> None:
+        return None
+
+    def private(self, events: list[Any]) -> None:
+        return None
+
+
+def floor5(d: Decimal) -> Decimal:
+    return d.quantize(Decimal("0.00001"), rounding=ROUND_DOWN)
+
+
+def rate_of(sim: PolymarketSimulator, i: int) -> Decimal:
+    """The rate the venue publishes for market `i` (Gamma `feeSchedule`), 0 without fees."""
+    schedule = sim.feed._gamma(sim.feed.markets[i]).get("feeSchedule")
+    return Decimal(repr(schedule["rate"])) if schedule else Decimal(0)
+
+
+def order(token: str, side: str = "buy", size: str = "10", price: str = "0.05", n: int = 1) -> Order:
+    request = OrderRequest(
+        venue=V,
+        instrument=token,
+        side=Side(side),
+        size=Decimal(size),
+        price=Decimal(price),
+        client_order_id=f"s-t-{n}",
+        strategy="s",
+    )
+    return Order(request, now_ns=NOW_NS)
+
+
+# -- item 1: learned when the market loads; a cancel never waits for it ------------------------
+
+
+async def test_a_first_order_asks_no_fee_schedule_and_the_cancel_behind_it_is_not_delayed(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The session learns each market's fee schedule while it loads the market (the CLOB
+    `/markets` object has none), before READY: the first order of a market sends no `GET
+    /clob-markets`, so a cancel queued behind it in the gateway waits for one `POST /order`,
+    not for a slow fee-schedule request (here `SLOW_S`)."""
+    simulator = SlowFeeSchedules(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
+    binds = await nursery.start(functools.partial(serve, simulator))
+    base = binds[0].removeprefix("http://")
+    x, y = simulator.feed.markets[0].yes, simulator.feed.markets[1].yes
+    probe = Probe("p", [Subscription(V, x), Subscription(V, y)])
+    engine = LiveEngine(
+        [probe],
+        {V: PolymarketSettings(url=f"ws://{base}/ws", rest_url=f"http://{base}")},
+        mode="live",
+        environ=CREDS,
+        paper_latency_s=0.0,
+        catalog_settings=CatalogConfig(
+            polymarket_cache=str(tmp_path / "catalog.jsonl"), gamma_url=f"http://{base}/gamma"
+        ),
+    )
+    await nursery.start(engine.run)
+    with trio.fail_after(15):
+        await engine.ready.wait()
+    await until(lambda: bool(probe.of(BookUpdate, x)) and bool(probe.of(BookUpdate, y)))
+    outcomes = engine.venues[V].outcomes
+    known_at_ready = {token: outcomes.get(token) for token in (x, y)}
+    resting = await probe.ctx.buy(V, y, 10, price="0.05")
+    assert resting.status is OrderState.OPEN
+    asked = len(simulator.fee_requests)
+    took: dict[str, float] = {}
+
+    async def first_order_of_x() -> None:
+        t0 = trio.current_time()
+        await probe.ctx.buy(V, x, 10, price="0.05")
+        took["place"] = trio.current_time() - t0
+
+    async def cancel_behind_it() -> None:
+        await trio.sleep(0.01)  # the order of x is with the venue (the gateway's one request)
+        t0 = trio.current_time()
+        cancelled = await probe.ctx.cancel_order(resting.client_order_id or "")
+        took["cancel"] = trio.current_time() - t0
+        assert cancelled.status is OrderState.CANCELLED
+
+    async with trio.open_nursery() as both:
+        both.start_soon(first_order_of_x)
+        both.start_soon(cancel_behind_it)
+    assert took["cancel"] < SLOW_S / 2 and took["place"] < SLOW_S / 2, took
+    assert len(simulator.fee_requests) == asked  # nothing asked on the order path
+    # Known at READY, for both markets, from the venue's `fd`.
+    for token, i in ((x, 0), (y, 1)):
+        known = known_at_ready[token]
+        assert known is not None and known.fees is not None and known.fees.rate == rate_of(simulator, i)
+
+
+async def test_the_session_asks_the_fee_schedules_of_the_markets_it_loads_concurrently() -> None:
+    """`load_markets` asks `GET /clob-markets` of every market it is given whose schedule is not
+    known, at once (not one after the other), and once known never again."""
+    simulator = SlowFeeSchedules(seed=3, mine_s=0.01, confirm_s=0.01)
+    session = PolymarketSession(
+        PolymarketSettings(),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=_Sink(),
+        http=httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator)),
+    )
+    session.rest.base_url = "http://sim"
+    cids = [m.condition_id for m in simulator.feed.markets[:4]]
+    t0 = trio.current_time()
+    assert await session.load_markets(cids, session.market) == 4
+    assert trio.current_time() - t0 < 2 * SLOW_S  # four slow answers, awaited together
+    for i, m in enumerate(simulator.feed.markets[:4]):
+        for token in (m.yes, m.no):
+            known = session.outcomes.get(token)
+            assert known is not None and known.fees is not None and known.fees.rate == rate_of(simulator, i)
+            inst = session.registry.require(V, token)
+            assert inst.taker_fee == rate_of(simulator, i)
+    asked = len(simulator.fee_requests)
+    assert asked == 4
+    await session.load_markets(cids, session.market)
+    assert len(simulator.fee_requests) == asked
+
+
+# -- item 2: never book a guessed fee -------------------------------------------------------
+
+
+async def test_an_order_in_a_market_whose_fee_schedule_is_unknown_is_refused_and_nothing_sent() -> None:
+    """Its fills could not be booked at the venue's fee: refused on our side (`OrderDenied`,
+    code "fees_unknown"), in `prepare` and in `place`, without asking the venue anything on
+    the order path (no `GET /clob-markets`, no `POST /order`)."""
+    simulator = PolymarketSimulator(seed=3, mine_s=0.01, confirm_s=0.01)
+    market = simulator.feed.markets[0]
+    registry = InstrumentRegistry()
+    decoder = PolymarketDecoder(registry)
+    decoder.learn_markets([simulator.clob_market(market.condition_id)])  # no fee schedule in it
+    signer = OrderSigner(DEMO_ACCOUNT.private_key)
+    rest = ClobRest(
+        "http://sim",
+        api=DEMO_API,
+        address=signer.address,
+        client=httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator)),
+    )
+    ex = PolymarketExecution(rest, signer, registry, decoder.outcomes, fill_wait_s=0.0)
+    o = order(market.yes)
+    with pytest.raises(OrderDenied) as prepared:
+        ex.prepare(o)
+    with pytest.raises(OrderDenied) as placed:
+        await ex.place(o)
+    for info in (prepared, placed):
+        assert info.value.code == "fees_unknown" and "fee schedule" in info.value.reason
+    assert simulator.requests_for("POST /order") == 0
+    assert rest.requests == 0
+
+
+def _trade_frame(token: str, market: str, *, price: str, size: str, bps: str, id: str = "t-1") -> bytes:
+    msg = orjson.loads((FIXTURES / "ws_user_trade_msg.json").read_bytes())
+    msg.update(
+        asset_id=token, market=market, price=price, size=size, fee_rate_bps=bps, status="MATCHED", id=id
+    )
+    return orjson.dumps(msg)
+
+
+def test_a_fill_whose_fee_schedule_is_unknown_is_flagged_never_charged_a_trades_fee_rate_bps() -> None:
+    """A trade's `fee_rate_bps` is no rate (V2 trade records read "0" while a fee is charged;
+    `GET /fee-rate` says 1000 for every fee-bearing market: py-clob-client-v2 #107, #110): a
+    fill whose market's schedule is unknown is booked (its shares moved) with no fee, and
+    flagged for the session's alert, rather than charged 10% from "1000"."""
+    decoder = PolymarketDecoder(InstrumentRegistry())
+    token = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
+    frame = _trade_frame(token, "0xdd22", price="0.5", size="25", bps="1000")
+    fill = next(e for e in decoder.decode(frame, NOW_NS) if isinstance(e, Fill))
+    assert (fill.size, fill.fee, fill.liquidity) == (Decimal(25), Decimal(0), Liquidity.TAKER)
+    assert decoder.unknown_fee_fills == 1
+    (flagged,) = decoder.take_unknown_fees()
+    assert flagged.trade_id == "t-1" and decoder.take_unknown_fees() == []
+    # Reported again (MINED): no second fill, no second flag.
+    mined = orjson.loads(frame)
+    mined["status"] = "MINED"
+    assert not [e for e in decoder.decode(orjson.dumps(mined), NOW_NS) if isinstance(e, Fill)]
+    assert decoder.unknown_fee_fills == 1
+
+
+async def test_a_fill_in_a_market_not_learned_yet_is_booked_at_the_fee_learned_on_demand() -> None:
+    """A fill of a market the session never loaded (an order of a previous run, of another
+    client on the account) reaches the user channel: the session asks that market's schedule
+    before decoding it, and books the venue's fee. When the venue cannot say, the fill is
+    booked with no fee and alerted at critical level, naming it."""
+    simulator = PolymarketSimulator(seed=3, mine_s=0.01, confirm_s=0.01)
+    session = PolymarketSession(
+        PolymarketSettings(),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=_Sink(),
+        http=httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator)),
+    )
+    session.rest.base_url = "http://sim"
+    market = simulator.feed.markets[0]
+    rate = rate_of(simulator, 0)
+    assert rate > 0
+    frame = _trade_frame(market.yes, market.condition_id, price="0.4", size="10", bps="0")
+    await session.learn_fees_of_trades(frame)
+    fill = next(e for e in session.decoder.decode(frame, NOW_NS) if isinstance(e, Fill))
+    assert fill.fee == floor5(10 * rate * Decimal("0.4") * Decimal("0.6")) > 0
+    assert session.decoder.unknown_fee_fills == 0
+    # A market the venue does not know (`GET /clob-markets` answers 404): flagged and alerted.
+    stranger = "12345678901234567890"
+    lost = _trade_frame(stranger, "0x" + "ab" * 32, price="0.4", size="10", bps="1000", id="t-2")
+    await session.learn_fees_of_trades(lost)
+    fill = next(e for e in session.decoder.decode(lost, NOW_NS) if isinstance(e, Fill))
+    assert fill.fee == 0 and session.decoder.unknown_fee_fills == 1
+    with structlog.testing.capture_logs() as logs:
+        session.alert_unknown_fees()
+    (alert,) = [e for e in logs if e["event"] == "fees.unknown_fill"]
+    assert (alert["log_level"], alert["instrument"], alert["trade_id"]) == ("critical", stranger, "t-2")
+
+
+# -- item 3: the simulator's GET /fee-rate ----------------------------------------------------
+
+
+async def test_the_simulators_fee_rate_answers_1000_for_every_fee_bearing_market() -> None:
+    """The venue's `GET /fee-rate` answers `base_fee: 1000` for every fee-bearing market
+    whatever its rate (0.04, 0.05, 0.07 alike), 0 for a market without fees: the V1 signed fee
+    authorization, not the rate (py-clob-client-v2 #107; the maintainers' PR #110)."""
+    simulator = PolymarketSimulator(seed=3, mine_s=0.01, confirm_s=0.01)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator), base_url="http://sim") as c:
+        answers = {}
+        for i, m in enumerate(simulator.feed.markets):
+            r = await c.get("/fee-rate", params={"token_id": m.yes})
+            assert r.status_code == 200
+            answers[rate_of(simulator, i)] = r.json()["base_fee"]
+    assert answers[Decimal(0)] == 0
+    charged = {rate: fee for rate, fee in answers.items() if rate > 0}
+    assert charged and set(charged.values()) == {1000}
+
+
+class FeeSchedulesDownAtFirst(PolymarketSimulator):
+    """The simulator, answering `GET /clob-markets/{id}` 503 the first `failures` times."""
+
+    def __init__(self, failures: int, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.failures = failures
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and str(scope.get("path", "")).startswith("/clob-markets/")
+            and self.failures > 0
+        ):
+            self.failures -= 1
+            await receive()
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b'{"error": "unavailable"}'})
+            return
+        await super().__call__(scope, receive, send)
+
+
+async def test_a_schedule_the_venue_could_not_say_is_asked_again_until_known(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    """`GET /clob-markets` failed when the market loaded: its orders are refused meanwhile,
+    and the session asks again (every 30 s) until the venue answers."""
+    simulator = FeeSchedulesDownAtFirst(1, seed=3, mine_s=0.01, confirm_s=0.01)
+    session = PolymarketSession(
+        PolymarketSettings(),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=_Sink(),
+        http=httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator)),
+    )
+    market = simulator.feed.markets[0]
+    await session.load_markets([market.condition_id], session.market)
+    known = session.outcomes.get(market.yes)
+    assert known is not None and known.fees is None
+    nursery.start_soon(session._retry_fees)
+    await until(lambda: (o := session.outcomes.get(market.yes)) is not None and o.fees is not None, 60)
+    learned = session.outcomes.get(market.yes)
+    assert learned is not None and learned.fees is not None and learned.fees.rate == rate_of(simulator, 0)
