@@ -69,7 +69,7 @@ import datetime as dt
 import enum
 import re
 from collections.abc import Callable, Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Final, Literal
 
 import attrs
@@ -96,6 +96,7 @@ from engine import (
     Trade,
 )
 from engine._events import positional_builder
+from engine._money import to_decimal
 from engine._plugins import DecoderStats, decode_parsed, guard_decode, loads_untyped
 
 from .book import HASH_FIELDS, TICKS_PER_UNIT, LocalOrderBook, summary_hash
@@ -458,19 +459,13 @@ def _dec(v: Number, what: str, instrument: str, upper: Decimal = _MAX_SIZE) -> D
     """An exact, finite Decimal in [0, `upper`] from a wire number ("" is 0: the venue sends
     `size_matched: ""` on a killed FOK order); MalformedFrame for anything else, so that no
     Decimal operation downstream can raise on it."""
-    if isinstance(v, bool):
-        raise _malformed(f"{what}: expected a number, got {v!r}", instrument)
+    if isinstance(v, str) and not v.strip():
+        return Decimal(0)
     try:
-        if isinstance(v, str):
-            s = v.strip()
-            if not s:
-                return Decimal(0)
-        else:
-            s = repr(v) if isinstance(v, float) else str(v)
-        d = Decimal(s)
-    except (InvalidOperation, ValueError):  # ValueError: an int too long for str()
+        d = to_decimal(v, what)
+    except ValueError:  # BadNumber; or an int too long for str()
         raise _malformed(f"{what}: not a number: {str(v)[:40]!r}", instrument) from None
-    if not d.is_finite() or d < 0 or d > upper:
+    if d < 0 or d > upper:
         raise _malformed(f"{what}: expected a number in [0, {upper}], got {v!r}", instrument)
     return d
 

@@ -75,6 +75,7 @@ from typing import Any, Final
 import attrs
 
 from engine import Instrument, Liquidity
+from engine._money import BadNumber, to_decimal
 
 from .instruments import COLLATERAL
 
@@ -88,11 +89,9 @@ def _opt_dec(v: Any) -> Decimal | None:
 
 
 def _dec(v: Any) -> Decimal:
-    if isinstance(v, bool) or not isinstance(v, int | float | str | Decimal):
-        raise TypeError(f"expected a number, got {v!r}")
-    d = Decimal(repr(v)) if isinstance(v, float) else Decimal(v)
-    if not d.is_finite() or d < 0:
-        raise ValueError(f"expected a non-negative number, got {v!r}")
+    d = to_decimal(v, "fee setting")
+    if d < 0:
+        raise BadNumber(f"fee setting: expected a non-negative number, got {v!r}")
     return d
 
 

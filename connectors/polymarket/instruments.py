@@ -28,13 +28,14 @@ strings, §2.7), and `GET /book` summaries (tick, minimum size, neg_risk of one 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import attrs
 import orjson
 
 from engine import Instrument, InstrumentKind, InstrumentRegistry
+from engine._money import to_decimal
 
 __all__ = [
     "COLLATERAL",
@@ -61,30 +62,9 @@ TICK_SIZES: frozenset[Decimal] = frozenset(
 DEFAULT_MIN_SIZE = Decimal(5)  # §2.6: "typically 5 shares"; only used when a source omits it
 
 
-def _dec(v: Any) -> Decimal:
-    """A Decimal from a JSON number or numeric string (floats by their shortest repr)."""
-    if isinstance(v, bool):
-        raise TypeError(f"expected a number, got {v!r}")
-    if isinstance(v, Decimal):
-        if not v.is_finite():
-            raise ValueError(f"not a finite number: {v!r}")
-        return v
-    if isinstance(v, float):
-        return Decimal(repr(v))
-    if isinstance(v, int | str):
-        try:
-            d = Decimal(v.strip() if isinstance(v, str) else v)
-        except InvalidOperation:
-            raise ValueError(f"not a number: {v!r}") from None
-        if not d.is_finite():
-            raise ValueError(f"not a finite number: {v!r}")
-        return d
-    raise TypeError(f"expected a number, got {v!r}")
-
-
 def parse_tick_size(v: Any) -> Decimal:
     """A tick size the venue uses (§2.6), normalized (`0.010` -> `0.01`); ValueError otherwise."""
-    tick = _dec(v).normalize()
+    tick = to_decimal(v).normalize()
     if tick not in TICK_SIZES:
         raise ValueError(f"unknown tick size {v!r} (known: {', '.join(sorted(map(str, TICK_SIZES)))})")
     return tick
@@ -95,7 +75,7 @@ SIZE_STEP = Decimal("0.01")
 
 
 def _min_size(v: Any) -> Decimal:
-    size = _dec(v)
+    size = to_decimal(v)
     if size <= 0:
         raise ValueError(f"minimum order size must be positive, got {v!r}")
     return size.normalize() if size == size.to_integral_value() else size
@@ -114,9 +94,9 @@ class FeeSchedule:
     `size x rate x (price x (1 - price)) ** exponent`; makers pay nothing when `taker_only` and
     share `rebate_rate` of the takers' fees (a daily pool, see `fees.py`)."""
 
-    rate: Decimal = attrs.field(converter=_dec)
-    exponent: Decimal = attrs.field(default=Decimal(1), converter=_dec)
-    rebate_rate: Decimal = attrs.field(default=Decimal(0), converter=_dec)
+    rate: Decimal = attrs.field(converter=to_decimal)
+    exponent: Decimal = attrs.field(default=Decimal(1), converter=to_decimal)
+    rebate_rate: Decimal = attrs.field(default=Decimal(0), converter=to_decimal)
     taker_only: bool = True
 
 
