@@ -163,7 +163,10 @@ async def test_rejections_are_typed_and_nothing_is_resent(
     with pytest.raises(OrderRejected, match="tick size"):  # ours, before sending
         await probe.ctx.buy("deribit", PERP, 100, price="1000.3")
     assert simulator.requests_for("private/buy") == 1
-    # Rate limited: refused (not processed), the session is cut and comes back.
+    # Rate limited: refused (not processed), the session is cut and comes back. The fault is
+    # the next request's, whatever it is: first let the start's reconciliation finish (its
+    # catch-up of fills would otherwise take it, and the order's outcome is then unknown).
+    await until(lambda: engine.reconciliations >= 1 and not engine._reconciling["deribit"].locked())
     simulator.faults.rate_limit = 1
     with pytest.raises(OrderRejected) as info:
         await probe.ctx.buy("deribit", PERP, 100, price=1000)
