@@ -330,7 +330,7 @@ class LiveEngine:
             elif ev.__class__ is Status and ev.status is StatusKind.MARKET_RESOLVED:
                 payout = ev.data.get("payout")
                 if isinstance(payout, int | float):
-                    self.flow.settle(ev.venue, ev.instrument, float(payout), now_ns=ev.ts_local)
+                    self.flow.settle(ev.venue, ev.instrument, payout, now_ns=ev.ts_local)
             elif paper:
                 sim = paper.get(ev.venue)
                 if sim is not None:
@@ -908,7 +908,7 @@ class LiveEngine:
             if price is None:
                 self.log.info("settlement.awaiting_delivery_price", venue=name, instrument=inst.symbol)
                 continue
-            realized = self.flow.settle(name, inst.symbol, float(price), now_ns=now)
+            realized = self.flow.settle(name, inst.symbol, price, now_ns=now)
             del self.awaiting_delivery[key]
             self.market_state.tickers.pop(key, None)
             self.log.warning(
