@@ -235,6 +235,7 @@ class Position:
 @attrs.frozen
 class PositionView:
     """A strategy's positions and PnL at one moment (what `ctx.positions()` returns), in USD.
+    Money fields are `Decimal` (exact; floats before: a change of the strategy API).
     `waiting_fills` counts fills whose USD value waits for a first index price (their
     quantities are in `positions` already)."""
 
