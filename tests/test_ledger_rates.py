@@ -489,3 +489,28 @@ def test_the_report_shows_funding_and_waiting_fills_only_when_there_are_some() -
     out = io.StringIO()
     print_summary(_result(funding=Decimal("-1.25"), waiting_fills=2), out)
     assert "funding: -1.25" in out.getvalue() and "2 fills never found a USD rate" in out.getvalue()
+
+
+def test_a_charted_fill_fee_is_unknown_not_zero_while_no_rate_is_known(tmp_path: Path) -> None:
+    from connectors.deribit import PLUGIN
+    from engine import MarketEvent, Strategy
+    from engine._backtest import BacktestKernel, BacktestSettings, DataSource
+
+    class Idle(Strategy):
+        async def on_event(self, event: MarketEvent) -> None:
+            return None
+
+    data = tmp_path / "empty.rec"
+    data.write_text("")
+    kernel = BacktestKernel(
+        {"deribit": PLUGIN}, [DataSource("deribit", data)], [Idle("i")], BacktestSettings()
+    )
+    kernel.registry.add(OPTION)
+    (slot,) = kernel.slots
+    f = attrs.evolve(ofill("buy", "1", "0.05", fee="0.0003"), strategy="i")
+    kernel.flow.ledger("i").on_fill(f, OPTION)
+    kernel._record_fill(slot, f)
+    assert slot.fills[-1].fee_usd is None  # not 0: no BTC rate yet
+    kernel.market.on_ticker(ticker(OPT, index=100_000.0, mark=0.05))
+    kernel._record_fill(slot, attrs.evolve(f, trade_id="t2"))
+    assert slot.fills[-1].fee_usd == pytest.approx(30.0)
