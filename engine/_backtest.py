@@ -132,15 +132,15 @@ class DataSource:
 @attrs.frozen
 class FillRecord:
     """One fill as the report draws it: when (the venue's report reached the engine), what,
-    which way, at what price (in the instrument's quote currency), how much, the fee in USD,
-    and maker/taker."""
+    which way, at what price (in the instrument's quote currency), how much, the fee in USD
+    (None while no USD rate is known for it), and maker/taker."""
 
     ts: int
     instrument: str
     side: str
     price: float
     size: float
-    fee_usd: float
+    fee_usd: float | None  # None: no USD rate known for it when it filled
     liquidity: str
 
 
@@ -843,7 +843,15 @@ class BacktestKernel:
         if pos is None:
             return
         if len(slot.fills) < _FILLS_KEPT:
-            rate = self.market.usd_rate(fill.venue, fill.fee_currency or pos.instrument.settle) or 0.0
+            # The fee in USD at the rates the ledger books it at; None (not 0) while unknown.
+            inst = pos.instrument
+            fee_usd: float | None = 0.0
+            if fill.fee != 0:
+                rq, _, rf = ledger.rates(inst, fill.fee_currency, fill.index_price)
+                if fill.fee_currency == inst.symbol:  # taken in shares: valued at the fill's price
+                    fee_usd = None if rq is None else float(fill.fee * inst.contract_size * fill.price) * rq
+                else:
+                    fee_usd = None if rf is None else float(fill.fee) * rf
             slot.fills.append(
                 FillRecord(
                     ts=self.now,
@@ -851,7 +859,7 @@ class BacktestKernel:
                     side=fill.side.value,
                     price=float(fill.price),
                     size=float(fill.size),
-                    fee_usd=float(fill.fee) * rate,
+                    fee_usd=fee_usd,
                     liquidity=fill.liquidity.value,
                 )
             )
@@ -924,7 +932,7 @@ class BacktestKernel:
             events = sim.expire(self.now, instrument=status.instrument)
             if events:
                 self._apply(events)
-        self.flow.settle(status.venue, status.instrument, float(payout))
+        self.flow.settle(status.venue, status.instrument, payout)
         self._settled(status.venue, status.instrument)
 
     def _funding(self, status: Status) -> None:

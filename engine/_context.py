@@ -76,6 +76,7 @@ class BaseContext(StrategyContext):
         return self.flow.position(self.strategy, venue, instrument)
 
     def positions(self) -> PositionView:
+        # Decimal money fields (a strategy-API change from floats): Strategy.positions says so.
         return self.flow.ledger(self.strategy).view()
 
     def instrument(self, venue: str, symbol: str) -> Instrument | None:

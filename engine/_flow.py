@@ -405,14 +405,15 @@ class OrderFlow:
         self._journal("adopt", order, self.registry.get(update.venue, update.instrument))
         return order
 
-    def settle(self, venue: str, symbol: str, price: float, *, now_ns: int = 0) -> dict[str, Decimal] | None:
+    def settle(
+        self, venue: str, symbol: str, price: float | Decimal, *, now_ns: int = 0
+    ) -> dict[str, Decimal] | None:
         """An instrument settled (an option's expiry, a prediction market's resolution): every
-        strategy's position in it is closed at `price`. Returns the USD realized, by strategy
-        (0 for one whose USD value waits for a rate). A price that is no delivery price (not
-        finite, not above 0 for a future or an inverse contract, below 0 for an option or an
-        outcome, absurdly large)
-        is refused before anything is journaled: an alert, counted, nothing settled, and None
-        returned."""
+        strategy's position in it is closed at `price` (the venue's Decimal as it is, or a float
+        of ours). Returns the USD realized, by strategy (0 for one whose USD value waits for a
+        rate). A price that is no delivery price (not finite, not above 0 for a future or an
+        inverse contract, below 0 for an option or an outcome, absurdly large) is refused before
+        anything is journaled: an alert, counted, nothing settled, and None returned."""
         inst = self.registry.get(venue, symbol)
         out: dict[str, Decimal] = {}
         if inst is None:
@@ -435,7 +436,7 @@ class OrderFlow:
                     strategy=name,
                     venue=venue,
                     instrument=symbol,
-                    price=price,
+                    price=str(price),
                     realized=str(realized),
                 )
         return out
@@ -615,6 +616,7 @@ class OrderFlow:
             # (critical); the venue's next report of it (a reconnect's catch-up of fills, say)
             # books it once the journal reads again.
             unreadable = self.tracker.stats.archive_failures != lookup_failures
+            self._learn_index(fill)
             if unreadable or (
                 self.tracker.find(fill.venue, order_id=fill.order_id, client_order_id=fill.client_order_id)
                 is None
@@ -647,6 +649,7 @@ class OrderFlow:
                 # In the journal already (booked before a restart): never book it twice. Its key
                 # is the trade and our order in it: another order's fill of the same trade is not
                 # a repeat, and is booked.
+                self._learn_index(fill)
                 self.log.error(
                     "fill.duplicate_in_journal",
                     venue=fill.venue,
@@ -657,9 +660,8 @@ class OrderFlow:
         if inst is not None:
             # Booked before anything is delivered: a strategy reading its position on the fill
             # (or on the "filled" update after it) already sees it.
-            waiting = ledger.waiting
             ledger.on_fill(booked, inst, rates)
-            if ledger.waiting > waiting:
+            if ledger.waits(booked):
                 # Its quantity counts now; its USD value waits for the first index price.
                 self.log.warning(
                     "fill.waiting_for_rate",
@@ -691,6 +693,14 @@ class OrderFlow:
             self.deliver(event)
         return booked
 
+    def _learn_index(self, fill: Fill) -> None:
+        """A fill not booked again (a repeat: a reconnect's catch-up, say) still carries the
+        venue's index price of its trade: a USD rate for what waits (its own first booking,
+        if that still waits), never a second booking."""
+        inst = self.registry.get(fill.venue, fill.instrument)
+        if inst is not None and fill.index_price is not None:
+            self.market.learn_index(inst, fill.index_price)
+
     def on_reversal(self, reversal: FillReversal) -> FillReversal | None:
         """A venue voided one of our fills: take it out of the order and the position, then
         deliver the reversal and the order's new state to the strategy. Logged as an error
@@ -713,7 +723,8 @@ class OrderFlow:
         assert isinstance(booked, FillReversal)
         inst = self.registry.get(reversal.venue, reversal.instrument)
         ledger = self.ledger(booked.strategy or "")
-        rates = ledger.rates(inst, booked.fee_currency) if inst is not None else (None, None, None)
+        # At the rates the voided fill was booked at, not today's (journaled so: a restart too).
+        rates = ledger.reversal_rates(booked, inst) if inst is not None else (None, None, None)
         order = self.tracker.get(booked.client_order_id or "")
         if order is not None:
             self._journal("reversal", booked, order, rates)

@@ -542,14 +542,16 @@ class OrderJournal:
             ]
         )
 
-    def settlement(self, strategy: str, inst: Instrument, price: float, rates: UsdRates, now_ns: int) -> None:
+    def settlement(
+        self, strategy: str, inst: Instrument, price: float | Decimal, rates: UsdRates, now_ns: int
+    ) -> None:
         rq, rs, rf = rates
         stmts = self._instrument_stmt(inst)
         stmts.append(
             (
                 "INSERT INTO ledger (kind, ts_ns, strategy, venue, instrument, price, rate_quote, "
                 "rate_settle, rate_fee) VALUES ('settle', ?, ?, ?, ?, ?, ?, ?, ?)",
-                (now_ns, strategy, inst.venue, inst.symbol, repr(price), rq, rs, rf),
+                (now_ns, strategy, inst.venue, inst.symbol, str(price), rq, rs, rf),
             )
         )
         stmts.append(
@@ -649,23 +651,27 @@ class OrderJournal:
         rates: UsdRates,
     ) -> int:
         """A fill (voided fill, settlement) journaled while a USD rate it needed was unknown
-        (NULL) has now been booked at `rates`: its NULL rate columns take them (a rate known
-        when it was journaled is kept), so a restart books it at the same rates. A row whose
-        rates stay NULL is booked again only once a rate is known. Returns the rows updated."""
+        (NULL, or a rate no money can be booked at: 0 or below, from an older journal) has now
+        been booked at `rates`: those rate columns take them (a usable rate known when it was
+        journaled is kept), so a restart books it at the same rates. A row whose rates stay
+        unknown is booked again only once a rate is known. Returns the rows updated."""
         rq, rs, rf = rates
         match = "kind = ? AND strategy = ? AND venue = ? AND instrument = ?"
         args: tuple[Any, ...] = (kind, strategy, venue, instrument)
         if kind == "settle":  # no trade id: the settlement of that position still unpriced
-            match += " AND (rate_quote IS NULL OR rate_settle IS NULL)"
+            match += " AND (coalesce(rate_quote, 0) <= 0 OR coalesce(rate_settle, 0) <= 0)"
         else:
+            # As `fill` and `reversal` store them: no trade id is NULL, not ''.
             match += " AND trade_id IS ? AND client_order_id IS ?"
-            args += (trade_id, client_order_id)
+            args += (trade_id or None, client_order_id)
         before = self._db.total_changes
         self._tx(
             [
                 (
-                    "UPDATE ledger SET rate_quote = COALESCE(rate_quote, ?), "
-                    "rate_settle = COALESCE(rate_settle, ?), rate_fee = COALESCE(rate_fee, ?) "
+                    "UPDATE ledger SET "
+                    "rate_quote = CASE WHEN rate_quote > 0 THEN rate_quote ELSE ? END, "
+                    "rate_settle = CASE WHEN rate_settle > 0 THEN rate_settle ELSE ? END, "
+                    "rate_fee = CASE WHEN rate_fee > 0 THEN rate_fee ELSE ? END "
                     f"WHERE {match}",
                     (rq, rs, rf, *args),
                 ),

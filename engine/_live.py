@@ -339,7 +339,7 @@ class LiveEngine:
             elif ev.__class__ is Status and ev.status is StatusKind.MARKET_RESOLVED:
                 payout = ev.data.get("payout")
                 if isinstance(payout, int | float):
-                    self.flow.settle(ev.venue, ev.instrument, float(payout), now_ns=ev.ts_local)
+                    self.flow.settle(ev.venue, ev.instrument, payout, now_ns=ev.ts_local)
             elif paper:
                 sim = paper.get(ev.venue)
                 if sim is not None:
@@ -996,7 +996,7 @@ class LiveEngine:
             if price is None:
                 self.log.info("settlement.awaiting_delivery_price", venue=name, instrument=inst.symbol)
                 continue
-            realized = self.flow.settle(name, inst.symbol, float(price), now_ns=now)
+            realized = self.flow.settle(name, inst.symbol, price, now_ns=now)
             if realized is None:  # refused (logged and counted by the flow): asked again next round
                 continue
             del self.awaiting_delivery[key]

@@ -13,11 +13,37 @@ converter's caller, a config loader) hears of it.
 from __future__ import annotations
 
 import math
+import operator
 from decimal import Decimal, InvalidOperation
+from typing import SupportsIndex, cast
 
 __all__ = ["ZERO", "BadNumber", "from_float", "opt_from_float", "optional", "positive", "to_decimal"]
 
 ZERO = Decimal(0)
+
+
+def _float_text(value: float) -> str:
+    """The shortest repr of a float's value. `float.__repr__`, not `repr`: a float subclass
+    (numpy's float64) has a repr of its own (`np.float64(0.05)` under numpy 2)."""
+    return float.__repr__(value)
+
+
+def _other_number(value: object, what: str) -> Decimal:
+    """An integer or floating scalar of another library (numpy's int64, float32, ...)."""
+    if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_"):
+        raise BadNumber(f"{what}: expected a decimal number, got {type(value).__name__} {value!r}")
+    if hasattr(type(value), "__index__"):  # an integer type (numpy's int64, ...)
+        return Decimal(operator.index(cast("SupportsIndex", value)))
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if kind == "f":  # numpy's float32/float16: its str is the shortest repr at its own precision
+        try:
+            d = Decimal(str(value))
+        except InvalidOperation:
+            d = Decimal("NaN")
+        if not d.is_finite():
+            raise BadNumber(f"{what}: expected a finite number, got {value!r}")
+        return d
+    raise BadNumber(f"{what}: expected a decimal number, got {type(value).__name__} {value!r}")
 
 
 class BadNumber(ValueError, TypeError):
@@ -25,13 +51,14 @@ class BadNumber(ValueError, TypeError):
 
 
 def to_decimal(value: object, what: str = "value") -> Decimal:
-    """`value` (Decimal, int, float or decimal string) as a finite Decimal."""
+    """`value` (Decimal, int, float or decimal string; numpy's integer and floating scalars too)
+    as a finite Decimal."""
     if isinstance(value, Decimal):
         d = value
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise BadNumber(f"{what}: expected a finite number, got {value!r}")
-        return Decimal(repr(value))
+        return Decimal(_float_text(value))
     elif isinstance(value, int) and not isinstance(value, bool):
         return Decimal(value)
     elif isinstance(value, str):
@@ -40,7 +67,7 @@ def to_decimal(value: object, what: str = "value") -> Decimal:
         except InvalidOperation:
             raise BadNumber(f"{what}: expected a decimal number, got {value!r}") from None
     else:
-        raise BadNumber(f"{what}: expected a decimal number, got {value!r}")
+        return _other_number(value, what)
     if not d.is_finite():
         raise BadNumber(f"{what}: expected a finite number, got {value!r}")
     return d
@@ -61,9 +88,12 @@ def positive(value: object, what: str = "value") -> Decimal:
 
 def from_float(value: float, what: str = "market data") -> Decimal:
     """A market-data float (a mark, an index price, a USD rate) where it enters money."""
-    if not math.isfinite(value):
-        raise BadNumber(f"{what}: expected a finite number, got {value!r}")
-    return Decimal(repr(value))
+    v: object = value
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise BadNumber(f"{what}: expected a finite number, got {v!r}")
+        return Decimal(_float_text(v))
+    return to_decimal(v, what)  # an int, or another library's number (checked there)
 
 
 def opt_from_float(value: float | None, what: str = "market data") -> Decimal | None:

@@ -4,10 +4,11 @@ The JSON has `events`, `duration_s`, and per strategy `orders`, `fills`, `fees`,
 `unrealized_pnl`, `max_drawdown`, `sharpe`, plus what a reader needs to trust them (frames,
 malformed frames, rejections, strategy errors, conflation counts, turnover, open positions, the
 equity curve), the trading statistics (`sortino`, `round_trips`, `win_rate`, `avg_holding_s`,
-`filled_orders`, `fill_ratio`) and, under `series`, what the charts of the HTML report are drawn
-from (equity, positions and marks over time, every fill), so `tradingd report RUN_DIR` can draw
-them again from the JSON alone. Money is USD. Apart from `duration_s`, the same inputs give the
-same bytes.
+`filled_orders`, `fill_ratio`), `funding` and `waiting_fills` where not zero, and, under
+`series`, what the charts of the HTML report are drawn from (equity, positions and marks over
+time, every fill; a fill's fee in USD is null while no USD rate is known for it), so
+`tradingd report RUN_DIR` can draw them again from the JSON alone. Money is USD. Apart from
+`duration_s`, the same inputs give the same bytes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ def _r(x: float | Decimal) -> float:
     return round(float(x), 6)
 
 
+def _opt_r(x: float | Decimal | None) -> float | None:
+    return None if x is None else _r(x)
+
+
 def _opt(x: float | None, digits: int = 6) -> float | None:
     return None if x is None else round(x, digits)
 
@@ -42,7 +47,8 @@ def _series(series: Any) -> dict[str, Any]:
         "positions": {k: [_r(x) for x in v] for k, v in series.positions.items()},
         "prices": {k: [_opt(x, 10) for x in v] for k, v in series.prices.items()},
         "fills": [
-            [f.ts, f.instrument, f.side, f.price, f.size, _r(f.fee_usd), f.liquidity] for f in series.fills
+            [f.ts, f.instrument, f.side, f.price, f.size, _opt_r(f.fee_usd), f.liquidity]
+            for f in series.fills
         ],
         "fills_not_kept": series.fills_dropped,
     }
@@ -74,6 +80,13 @@ def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[
             "merged": s.merged,
             "dropped": s.dropped,
         }
+        # Only when there is some (reports of runs without stay byte for byte as they were):
+        # funding received (negative: paid), part of realized_pnl, and fills whose USD value
+        # never found a rate (in positions, not in the PnL).
+        if s.funding != 0:
+            entry["funding"] = _r(s.funding)
+        if s.waiting_fills:
+            entry["waiting_fills"] = s.waiting_fills
         if s.failure is not None:  # stopped by a failure (only then: reports stay as they were)
             entry["failure"] = s.failure.as_dict()
         if include_curves:
@@ -195,6 +208,12 @@ def print_summary(result: BacktestResult, stream: IO[str]) -> None:
             f = s.failure
             console.print(
                 f"  {name} FAILED in {f.phase} ({f.error}: {f.message}): stopped, the others went on"
+            )
+        if s.funding != 0:
+            console.print(f"  {name} funding: {s.funding:,.2f} $ (in realized)")
+        if s.waiting_fills:
+            console.print(
+                f"  {name}: {s.waiting_fills:,} fills never found a USD rate: in positions, not in the PnL"
             )
         if s.positions:
             held = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in sorted(s.positions.items()))

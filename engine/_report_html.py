@@ -310,7 +310,8 @@ def render_html(report: dict[str, Any], out_dir: str | Path, *, stem: str = "rep
                 + "".join(
                     f"<tr><td>{_times([f[0]])[0].isoformat(timespec='milliseconds')}</td>"
                     f"<td>{esc(f[1].split(':', 1)[-1])}</td><td>{esc(f[2])}</td><td>{f[3]:g}</td>"
-                    f"<td>{f[4]:g}</td><td>{f[5]:,.4f}</td><td>{esc(f[6])}</td></tr>"
+                    f"<td>{f[4]:g}</td><td>{'n/a' if f[5] is None else format(f[5], ',.4f')}</td>"
+                    f"<td>{esc(f[6])}</td></tr>"
                     for f in shown
                 )
                 + "</table>"

@@ -183,7 +183,13 @@ class StrategyContext(abc.ABC):
 
     @abc.abstractmethod
     def positions(self) -> PositionView:
-        """All of this strategy's positions and its PnL so far."""
+        """All of this strategy's positions and its PnL so far, in USD.
+
+        Its money fields (`positions`, `realized_pnl`, `unrealized_pnl`, `fees`, `funding`,
+        `net_pnl`) are `Decimal`, exact, no longer floats: a change of the strategy API
+        (`float(view.net_pnl)` where a float is needed; mixing one with a float raises
+        TypeError). `waiting_fills` counts fills whose USD value waits for a first USD rate:
+        their quantities are in `positions`, their PnL not yet."""
 
     @abc.abstractmethod
     def instrument(self, venue: str, symbol: str) -> Instrument | None:

@@ -79,7 +79,8 @@ def test_short_inverse_and_flip_through_zero() -> None:
     realized = ledger.on_fill(fill(PERP.symbol, "buy", "15000", "90000"), PERP)  # close 10000, open +5000
     assert realized == pytest.approx(Decimal(1000), abs=Decimal("1e-18"))  # -10000 x (1/100k - 1/90k) x 90k
     pos = ledger.positions[("deribit", PERP.symbol)]
-    assert pos.qty == Decimal(5000) and pos.avg == 90_000
+    # The cost basis is 5000/90000 BTC (exact to 34 digits): the harmonic average it implies.
+    assert pos.qty == Decimal(5000) and pos.avg == pytest.approx(Decimal(90_000), rel=Decimal("1e-30"))
     market.on_ticker(ticker(PERP.symbol, index=99_000.0, mark=99_000.0))
     assert ledger.unrealized_usd() == pytest.approx(
         Decimal(500), abs=Decimal("1e-18")
