@@ -228,6 +228,11 @@ class Daemon:
         self.journal: OrderJournal | None = None
         if cfg.mode == "live":
             self.journal = OrderJournal(self.paths.journal, synchronous=cfg.daemon.journal_sync, clock=clock)
+            if self.journal.migrated is not None:
+                was, copy = self.journal.migrated
+                self.log.warning(
+                    "journal.migrated", path=str(self.paths.journal), schema_was=was, schema=2, copy=str(copy)
+                )
         self.engine = LiveEngine(
             loaded.build_strategies(),
             loaded.venue_settings,

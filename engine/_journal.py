@@ -271,6 +271,8 @@ class OrderJournal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self.stats = JournalStats()
+        # (schema it had, copy of it kept) when this open migrated the file: the daemon says so.
+        self.migrated: tuple[int, Path] | None = None
         self._db = self._open(synchronous)
         self._instruments: set[tuple[str, str]] = {
             (v, s) for v, s in self._db.execute("SELECT venue, symbol FROM instruments")
@@ -306,7 +308,14 @@ class OrderJournal:
                     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger'"
                 ).fetchone()
                 if has_ledger:
+                    # A copy of the file as it was, first (SQLite's online backup, consistent
+                    # with its WAL): an older tradingd refuses schema 2, so going back needs it.
+                    backup = path.with_name(f"{path.name}.schema{version or 1}")
+                    with contextlib.closing(sqlite3.connect(backup)) as copy:
+                        db.backup(copy)
+                    _owner_only(backup)
                     _migrate_v1(db)  # its tables and version with it, in one transaction
+                    self.migrated = (version or 1, backup)
                 else:
                     # A new journal (or the rest of one schema 1 left part way): tables and
                     # version in one transaction.

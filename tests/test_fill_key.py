@@ -231,6 +231,21 @@ def test_a_schema_1_journal_is_migrated_in_place_keeping_rows_order_and_rates(
     journal.close()
 
 
+def test_a_migration_keeps_a_copy_of_the_schema_1_journal_and_says_so(tmp_path: Path) -> None:
+    """An older tradingd refuses schema 2: going back needs the file as it was, kept beside it
+    (owner-only, like the journal) and named, so the daemon can log where it is."""
+    path = tmp_path / "journal.sqlite"
+    v1_journal(path, 1)
+    before = ledger_rows(path)
+    journal = OrderJournal(path)
+    assert journal.migrated == (1, tmp_path / "journal.sqlite.schema1")
+    copy = tmp_path / "journal.sqlite.schema1"
+    assert schema_of(copy)[0] == 1 and ledger_rows(copy) == before
+    assert copy.stat().st_mode & 0o777 == 0o600
+    journal.close()
+    assert OrderJournal(path).migrated is None  # once only
+
+
 def test_a_journal_at_schema_2_opens_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     journal = OrderJournal(path)
