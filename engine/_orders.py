@@ -528,8 +528,9 @@ class OrderTracker:
 
     def restore(self, r: RestoredOrder) -> Order:
         """Track again an order as the journal left it (after a restart, or when a late report
-        names a final order let go): its state as it was (not re-run through the state machine)
-        and its fills, so a fill reported again is recognised as a duplicate."""
+        names a final order let go): its state as it was (not re-run through the state machine),
+        its fills, so a fill reported again is recognised as a duplicate, and the trades of its
+        fills the venue voided, so one reported again is not booked as new."""
         request = r.request
         order = Order(request, now_ns=r.created_ns)
         self._by_client[request.client_order_id] = order
@@ -547,6 +548,9 @@ class OrderTracker:
                 order._fill_ids.add(trade_id)
             order.fills_size += fill_size
             order.fills_notional += fill_size * fill_price
+        # And the fills the venue voided: a listing older than the reversal that names one again
+        # (a catch-up of fills after the restart) is stale, not a fill to book (`was_reversed`).
+        order._reversed_ids.update(r.voided)
         order.avg_fill_price = (
             order.fills_notional / order.fills_size if order.fills_size > 0 else r.avg_fill_price
         )
