@@ -58,6 +58,34 @@ async def test_an_open_orders_listing_with_nothing_newer_still_wins() -> None:
     assert (order.state, order.price, order.size) == (OrderState.OPEN, Decimal("90200"), Decimal("8"))
 
 
+def test_an_answer_older_than_a_change_takes_forward_moves_but_not_price_and_size() -> None:
+    """The tracker's rule (`apply_update`'s `asked`): an answer to a question asked before the
+    order's last change takes what only goes forward (a final state), never the price and size
+    it had when asked; with no change since, the answer is the venue's word, price and size
+    too."""
+    tracker = OrderTracker()
+    order = tracker.add(request(size="10", price="90000", instrument=PERP.symbol, cid="s-1"), now_ns=S)
+    tracker.set_order_id(order, "V1")
+    tracker.apply_update(_update(OrderState.OPEN))
+    mark = tracker.mark()
+    tracker.apply_update(
+        attrs.evolve(_update(OrderState.OPEN, ts=3 * S), price=Decimal("90100"), size=Decimal("6"))
+    )
+    assert tracker.apply_update(_update(OrderState.OPEN, ts=4 * S), asked=mark) == []
+    assert (order.price, order.size) == (Decimal("90100"), Decimal("6"))
+    tracker.apply_update(_update(OrderState.CANCELLED, ts=5 * S), asked=mark)
+    assert (order.state, order.price, order.size) == (OrderState.CANCELLED, Decimal("90100"), Decimal("6"))
+
+    other = tracker.add(request(size="10", price="90000", instrument=PERP.symbol, cid="s-2"), now_ns=S)
+    tracker.set_order_id(other, "V2")
+    mark = tracker.mark()
+    listed = attrs.evolve(
+        _update(OrderState.OPEN), order_id="V2", client_order_id="s-2", price=Decimal("90200")
+    )
+    tracker.apply_update(listed, asked=mark)
+    assert (other.state, other.price, other.size) == (OrderState.OPEN, Decimal("90200"), Decimal("10"))
+
+
 def _reversal(trade_id: str, size: str, price: str) -> FillReversal:
     return FillReversal(
         venue="deribit",
