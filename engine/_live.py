@@ -903,7 +903,8 @@ class LiveEngine:
                 if isinstance(report, OrderUpdate):
                     # Else asked after everything we hold about it: the venue's answer wins,
                     # even where it goes back (a working state after a final one, less filled).
-                    self.flow.on_update(report, verified=not changed)
+                    # `asked`: when changed, not its price and size either (an edit meanwhile).
+                    self.flow.on_update(report, verified=not changed, asked=mark)
                 else:
                     self.flow.on_private(report)
             return

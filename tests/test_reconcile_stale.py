@@ -58,6 +58,21 @@ async def test_an_open_orders_listing_with_nothing_newer_still_wins() -> None:
     assert (order.state, order.price, order.size) == (OrderState.OPEN, Decimal("90200"), Decimal("8"))
 
 
+async def test_a_status_answer_older_than_an_edit_does_not_undo_it() -> None:
+    """The same race on a reconciliation's read of one order: the channel acknowledges our edit
+    to 90100 x 6 while the status question is on its way, and the answer says 90000 x 10 (as
+    the order was). The order keeps the edit. Before, the answer (taken as a channel report, as
+    its state is no step back) put 90000 x 10 back."""
+    engine = _engine()
+    order = _resting(engine)
+    venue = _SlowVenue(status=[_update(OrderState.OPEN, ts=4 * S)])
+    edited = attrs.evolve(_update(OrderState.OPEN, ts=3 * S), price=Decimal("90100"), size=Decimal("6"))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_while_asked, venue, [edited], engine)
+        await engine._ask_about("deribit", venue, order)
+    assert (order.state, order.price, order.size) == (OrderState.OPEN, Decimal("90100"), Decimal("6"))
+
+
 def test_an_answer_older_than_a_change_takes_forward_moves_but_not_price_and_size() -> None:
     """The tracker's rule (`apply_update`'s `asked`): an answer to a question asked before the
     order's last change takes what only goes forward (a final state), never the price and size
