@@ -588,11 +588,14 @@ class OrderFlow:
         else:  # a venue-specific report (e.g. a trade's settlement): to its strategy
             self.on_report(event)
 
-    def on_update(self, update: OrderUpdate, *, verified: bool = False) -> list[OrderUpdate]:
+    def on_update(
+        self, update: OrderUpdate, *, verified: bool = False, asked: int | None = None
+    ) -> list[OrderUpdate]:
         """A venue's report about one of our orders; delivers what it changed. `verified`: the
-        venue's answer to a question about this order (`OrderTracker.apply_update`)."""
+        venue's answer to a question about this order; `asked`: the tracker's mark taken before
+        that question (`OrderTracker.apply_update`)."""
         overrides = self.tracker.stats.venue_overrides
-        out = self.tracker.apply_update(update, verified=verified)
+        out = self.tracker.apply_update(update, verified=verified, asked=asked)
         if out and self.journal is not None:
             order = self.tracker.get(out[-1].client_order_id or "")
             if order is not None:

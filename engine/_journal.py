@@ -231,6 +231,9 @@ class RestoredOrder:
     created_ns: int
     updated_ns: int
     fills: tuple[tuple[str, Decimal, Decimal], ...]  # (trade id, size, price) booked, in order
+    # Trade ids of this order's fills the venue voided since (journaled reversals): a listing
+    # older than the reversal that names one again is stale, never a new fill (`Order.was_reversed`).
+    voided: frozenset[str] = frozenset()
 
 
 @attrs.frozen
@@ -779,12 +782,13 @@ class OrderJournal:
     @staticmethod
     def _restored(r: dict[str, Any], booked: list[tuple[str, str, str, str]]) -> RestoredOrder:
         """An `orders` row and the fills booked to it (trade id, kind, size, price in booking
-        order), less those voided since."""
+        order), less those voided since; the voided ones' trade ids are kept apart (`voided`)."""
         fills: list[tuple[str, Decimal, Decimal]] = []
         voided: set[str] = set()
         for trade_id, kind, size, price in booked:  # one order's: a trade id names its fill
             if kind == "reversal":
-                voided.add(trade_id or "")
+                if trade_id:  # a reversal names its trade (`Order.unrecord_fill`)
+                    voided.add(trade_id)
             else:
                 fills.append((trade_id or "", Decimal(size), Decimal(price)))
         return RestoredOrder(
@@ -799,6 +803,7 @@ class OrderJournal:
             created_ns=r["created_ns"],
             updated_ns=r["updated_ns"],
             fills=tuple(f for f in fills if f[0] not in voided),
+            voided=frozenset(voided),
         )
 
     def ledger(self) -> Iterator[LedgerEntry]:

@@ -689,9 +689,17 @@ class LiveEngine:
                 listed_ids.add(update.order_id or "")
                 tracked = self.flow.tracker.find(name, order_id=update.order_id, client_order_id=cid)
                 if tracked is not None:
-                    # Listed as working, final here: asked again, unless it went final while the
-                    # listing was on its way (then the listing is older than our final state).
-                    if tracked.state.is_final and update.status.is_live and tracked.changed < mark:
+                    if tracked.changed > mark:
+                        # A report about it came while the listing was on its way: the listing
+                        # is older than what we hold, and taking it would undo that report (an
+                        # edit's new price and size acknowledged meanwhile would go back to the
+                        # old ones; it is not a step back in state, so `apply_update` cannot
+                        # tell). Nothing is lost: the channel reports whatever the venue did
+                        # after our news, and fills missed before it are caught up below.
+                        self.flow.tracker.stats.stale_updates += 1
+                        continue
+                    # Listed as working, final here: asked again (the venue's answer wins).
+                    if tracked.state.is_final and update.status.is_live:
                         recheck.append(tracked)
                     self.flow.on_update(update)
                     continue
@@ -895,7 +903,8 @@ class LiveEngine:
                 if isinstance(report, OrderUpdate):
                     # Else asked after everything we hold about it: the venue's answer wins,
                     # even where it goes back (a working state after a final one, less filled).
-                    self.flow.on_update(report, verified=not changed)
+                    # `asked`: when changed, not its price and size either (an edit meanwhile).
+                    self.flow.on_update(report, verified=not changed, asked=mark)
                 else:
                     self.flow.on_private(report)
             return

@@ -528,8 +528,9 @@ class OrderTracker:
 
     def restore(self, r: RestoredOrder) -> Order:
         """Track again an order as the journal left it (after a restart, or when a late report
-        names a final order let go): its state as it was (not re-run through the state machine)
-        and its fills, so a fill reported again is recognised as a duplicate."""
+        names a final order let go): its state as it was (not re-run through the state machine),
+        its fills, so a fill reported again is recognised as a duplicate, and the trades of its
+        fills the venue voided, so one reported again is not booked as new."""
         request = r.request
         order = Order(request, now_ns=r.created_ns)
         self._by_client[request.client_order_id] = order
@@ -547,6 +548,9 @@ class OrderTracker:
                 order._fill_ids.add(trade_id)
             order.fills_size += fill_size
             order.fills_notional += fill_size * fill_price
+        # And the fills the venue voided: a listing older than the reversal that names one again
+        # (a catch-up of fills after the restart) is stale, not a fill to book (`was_reversed`).
+        order._reversed_ids.update(r.voided)
         order.avg_fill_price = (
             order.fills_notional / order.fills_size if order.fills_size > 0 else r.avg_fill_price
         )
@@ -644,17 +648,29 @@ class OrderTracker:
             self.set_order_id(order, order_id)
         return order
 
-    def apply_update(self, update: OrderUpdate, *, verified: bool = False) -> list[OrderUpdate]:
+    def apply_update(
+        self, update: OrderUpdate, *, verified: bool = False, asked: int | None = None
+    ) -> list[OrderUpdate]:
         """Fold a venue's order report into the tracked order. Returns the updates to deliver
         (empty when the report is stale or tells nothing new).
 
         A state the state machine does not allow from ours is the venue's word: taken, alerted
         and counted (module docstring), never raised. A report that goes back (a working state
         after a final one, a smaller filled size) is stale unless `verified` (the venue's answer
-        to a question asked after everything we hold: a reconciliation's read of one order)."""
+        to a question asked after everything we hold: a reconciliation's read of one order).
+
+        `asked`: for the venue's answer to a question, the `mark` taken before it was asked. An
+        order that changed since (`changed > asked`) had a report meanwhile that may be newer
+        than the answer: the answer is not verified, and its price and size are not taken (a
+        same-state report cannot be told from news by its state: an edit acknowledged meanwhile
+        would go back to the old price and size). Its forward moves (a final state, more
+        filled) are taken as any report's."""
         order = self._locate(update.venue, update.order_id, update.client_order_id)
         if order is None:
             return []
+        older = asked is not None and order.changed > asked
+        if older:
+            verified = False
         now = update.ts_local
         target = update.status
         state = order.state
@@ -669,7 +685,7 @@ class OrderTracker:
             self.stats.stale_updates += 1
             return []
         before = (state, order.filled_size, order.price, order.size)
-        if update.price is not None:
+        if update.price is not None and not older:
             order.price = update.price
         if update.filled_size > order.filled_size:
             order.filled_size = update.filled_size
@@ -680,7 +696,7 @@ class OrderTracker:
             # in the positions; only a reversal takes one out): an alert for a trader.
             self._alert_filled_down(order, update)
             order.filled_size = max(update.filled_size, order.fills_size)
-        if update.size > 0 and update.size >= order.filled_size:
+        if update.size > 0 and update.size >= order.filled_size and not older:
             order.size = update.size
         if target in (OrderState.OPEN, OrderState.PARTIALLY_FILLED) and order.filled_size >= order.size:
             target = OrderState.FILLED
