@@ -12,8 +12,9 @@
         └── the live engine  venues, gateways, router, strategies (engine/_live.py)
 
 The orderly shutdown, bounded by `[daemon] shutdown_timeout_s`: orders queued and not sent yet
-are refused (unless `send_queued_on_stop`), strategies stop (their `on_stop` runs, and what it
-sends goes), order requests are refused from then on, the requests already with a venue
+are refused (with `send_queued_on_stop` they keep going out while the strategies stop),
+strategies stop (their `on_stop` runs, and what it sends goes), order requests and whatever is
+still queued are refused from then on (cancels still go), the requests already with a venue
 get their answers, open orders are cancelled if `cancel_on_shutdown`, the journal is closed,
 connections close, exit 0. Without systemd (no `$NOTIFY_SOCKET`) everything runs the same.
 """

@@ -403,8 +403,9 @@ class LiveEngine:
         New orders and edits the strategies made before the stop began and that are not with a
         venue yet are refused at once, not sent while the strategies stop (`on_stop` may take
         seconds): a strategy being stopped no longer manages what they would open. Those its
-        `on_stop` makes (a flattening order) are sent. `send_queued` (`[daemon]
-        send_queued_on_stop`) sends the queued ones too."""
+        `on_stop` makes (a flattening order) are sent. With `send_queued` (`[daemon]
+        send_queued_on_stop`) the queued ones keep going out while the strategies stop; what is
+        still queued once they have stopped is refused either way (cancels always go)."""
         self.stopping = True
         deadline = trio.current_time() + timeout_s
         clean = True
