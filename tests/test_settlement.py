@@ -324,7 +324,7 @@ def test_funding_waits_for_a_usd_rate_and_is_booked_once() -> None:
         fee_currency="BTC",
         liquidity=Liquidity.MAKER,
     )
-    flow.ledger("s").on_fill(held, PERP_DEF, (1.0, 90_000.0, 90_000.0))
+    flow.book("s", held, PERP_DEF, (1.0, 90_000.0, 90_000.0))
     payment = FundingPayment("deribit", PERP, f"{PERP}:5", 5, Decimal("0.00001234"), "BTC", Decimal(-500))
     assert flow.funding(payment) is None  # no BTC index yet
     assert flow.ledger("s").realized_usd == 0.0
@@ -365,7 +365,7 @@ def test_a_payment_the_journal_knows_is_booked_for_no_strategy_after_a_restart(t
             fee_currency="BTC",
             liquidity=Liquidity.MAKER,
         )
-        flow.ledger(strategy).on_fill(held, PERP_DEF, (1.0, 90_000.0, 90_000.0))
+        flow.book(strategy, held, PERP_DEF, (1.0, 90_000.0, 90_000.0))
 
     payment = FundingPayment("deribit", PERP, f"{PERP}:7", 7, Decimal("-0.00002"), "BTC")
     path = tmp_path / "j.sqlite"

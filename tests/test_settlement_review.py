@@ -52,7 +52,7 @@ def trade(flow: OrderFlow, strategy: str, side: Side, size: int | str, ts: int, 
         fee_currency="BTC",
         liquidity=Liquidity.MAKER,
     )
-    flow.ledger(strategy).on_fill(fill, PERP_DEF, (1.0, 90_000.0, 90_000.0))
+    flow.book(strategy, fill, PERP_DEF, (1.0, 90_000.0, 90_000.0))
 
 
 def payment(event: str, ts: int, amount: str, position: str | None) -> FundingPayment:
