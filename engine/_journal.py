@@ -645,6 +645,18 @@ class OrderJournal:
             ).fetchone()
         return row is not None
 
+    def last_booked_ns(self, venue: str) -> int | None:
+        """The latest time of a fill or funding payment of `venue` in the ledger (a fill's time
+        at the venue where journaled, else when we received it), None when there is none: the
+        live engine asks the venue's funding from there after a restart."""
+        with self._reading():
+            row = self._db.execute(
+                "SELECT max(coalesce(ts_exchange, ts_ns)) FROM ledger "
+                "WHERE venue = ? AND kind IN ('fill', 'funding')",
+                (venue,),
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def rates_known(
         self,
         kind: Literal["fill", "reversal", "settle"],

@@ -174,7 +174,10 @@ async def test_funding_is_split_between_strategies_by_their_share(nursery: trio.
     await a.ctx.buy("deribit", PERP, 300)
     await b.ctx.buy("deribit", PERP, 100)
     await until(lambda: a.ctx.position("deribit", PERP) == 300 and b.ctx.position("deribit", PERP) == 100)
-    (funding,) = simulator.pay_funding(PERP, -0.0004).values()
+    # The day's settlement a session later: both held all through its session (Deribit's
+    # settlement funding is the session's, split by the positions held over it).
+    later_ms = time.time_ns() // 1_000_000 + 25 * 3600 * 1000
+    (funding,) = simulator.pay_funding(PERP, -0.0004, ts_ms=later_ms).values()
     assert funding > 0  # a long receives a negative rate
     share_a = float(engine.flow.ledger("a").realized_usd)
     share_b = float(engine.flow.ledger("b").realized_usd)
