@@ -19,9 +19,9 @@ from ._journal import OrderJournal
 from ._market import MarketState
 from ._money import BadNumber
 from ._orders import Order, OrderRequest, OrderTracker
-from ._portfolio import Booking, Ledger
+from ._portfolio import Booking, Ledger, UsdRates
 from ._risk import RiskChecker, RiskLimits
-from ._settlement import FundingPayment, check_delivery_price, check_funding
+from ._settlement import FundingPayment, PositionHistory, check_delivery_price, check_funding
 
 __all__ = ["OrderFlow"]
 
@@ -81,6 +81,11 @@ class OrderFlow:
         # venue's (`funding`): an alert each, kept here for the status; and those refused as
         # money (not a finite, plausible number).
         self.funding_held: dict[tuple[str, str], FundingPayment] = {}
+        # Payments found not ours or not fitting while a fill before them may still be caught up
+        # (`funding(final=False)`): asked again, logged once.
+        self._funding_deferred: set[tuple[str, str]] = set()
+        # Every strategy's perpetual positions through time, by the venue's time (funding).
+        self.history = PositionHistory()
         self.funding_refused = 0
         # Settlements refused (a delivery price that is no price) and journal rows `restore`
         # could not apply: each an alert, counted for the status.
@@ -115,10 +120,8 @@ class OrderFlow:
                 continue
             ledger = self.ledger(entry.strategy)
             try:
-                if isinstance(entry.event, Fill):
-                    ledger.on_fill(entry.event, inst, entry.rates)
-                elif isinstance(entry.event, FillReversal):
-                    ledger.reverse(entry.event, inst, entry.rates)
+                if isinstance(entry.event, Fill | FillReversal):
+                    self.book(entry.strategy, entry.event, inst, entry.rates)
                 elif entry.kind == "funding":
                     # A share of a funding payment: at the USD rate it was booked at (`funding`).
                     ledger.funding(inst, entry.price, inst.settle, entry.rates[2])
@@ -126,7 +129,9 @@ class OrderFlow:
                     check_delivery_price(
                         entry.price, option=_worthless_ok(inst), what="journaled settlement price"
                     )
+                    before = ledger.position(inst.venue, inst.symbol)
                     ledger.settle(inst, entry.price, entry.rates)
+                    self._track(entry.strategy, inst, entry.ts_ns, before)
             except (ArithmeticError, ValueError) as exc:
                 # A row that cannot be applied (a settlement at a price of 0 an older tradingd
                 # journaled) must not keep the daemon from starting: the rest is rebuilt, and
@@ -155,6 +160,25 @@ class OrderFlow:
             ledger = self.ledgers[strategy] = Ledger(strategy, self.market)
             ledger.on_late_booking = lambda booking: self._booked_late(strategy, booking)
         return ledger
+
+    def book(self, strategy: str, event: Fill | FillReversal, inst: Instrument, rates: UsdRates) -> Decimal:
+        """Apply a fill (or voided fill) to `strategy`'s ledger at `rates`, and a perpetual's
+        change to the position history at the venue's time of it. Returns the USD realized."""
+        ledger = self.ledger(strategy)
+        before = ledger.position(inst.venue, inst.symbol)
+        if isinstance(event, Fill):
+            realized = ledger.on_fill(event, inst, rates)
+        else:
+            realized = ledger.reverse(event, inst, rates)
+        ts = event.ts_local if event.ts_exchange is None else event.ts_exchange
+        self._track(strategy, inst, ts, before)
+        return realized
+
+    def _track(self, strategy: str, inst: Instrument, ts_ns: int, before: Decimal) -> None:
+        """A perpetual position's change (from `before` to now) into the history, at `ts_ns`."""
+        if inst.kind is InstrumentKind.PERPETUAL:
+            now = self.ledger(strategy).position(inst.venue, inst.symbol)
+            self.history.record(strategy, inst.venue, inst.symbol, ts_ns, now - before)
 
     def waiting_fills(self, strategy: str | None = None) -> int:
         """Fills (and settlements) whose USD value waits for a first index price."""
@@ -427,10 +451,12 @@ class OrderFlow:
             )
             return None
         for name, ledger in self.ledgers.items():
-            if ledger.position(venue, symbol) != 0:
+            before = ledger.position(venue, symbol)
+            if before != 0:
                 rates = ledger.rates(inst)
                 self._journal("settlement", name, inst, price, rates, now_ns)
                 out[name] = realized = ledger.settle(inst, price, rates)
+                self._track(name, inst, now_ns, before)
                 self.log.info(
                     "position.settled",
                     strategy=name,
@@ -442,48 +468,58 @@ class OrderFlow:
         return out
 
     # -- perpetual funding --------------------------------------------------------------------
-    def position_at(self, venue: str, instrument: str, ts_ns: int) -> dict[str, Decimal]:
-        """Each strategy's position in a perpetual at `ts_ns` (after every change at or before
-        it: `Ledger.position_at`), those not flat only."""
-        out: dict[str, Decimal] = {}
-        for name, ledger in self.ledgers.items():
-            qty = ledger.position_at(venue, instrument, ts_ns)
-            if qty != 0:
-                out[name] = qty
-        return out
+    def position_at(
+        self, venue: str, instrument: str, ts_ns: int, *, before: bool = False
+    ) -> dict[str, Decimal]:
+        """Each strategy's position in a perpetual at `ts_ns` (the venue's time: after every
+        change at or before it; `before`: strictly before it), those not flat only."""
+        return self.history.holders_at(venue, instrument, ts_ns, before=before)
 
     def perpetual_held_since(self, venue: str, since_ns: int) -> bool:
         """Whether any strategy held a perpetual of `venue` at any time since `since_ns` (one
         held now, or one whose position changed since then: it was held before or after)."""
-        return any(
-            pos.instrument.venue == venue
-            and pos.instrument.kind is InstrumentKind.PERPETUAL
-            and (pos.qty != 0 or pos.changed_ns >= since_ns)
+        return self.history.changed_since(venue, since_ns) or any(
+            pos.instrument.venue == venue and pos.instrument.kind is InstrumentKind.PERPETUAL and pos.qty != 0
             for ledger in self.ledgers.values()
             for pos in ledger
         )
 
-    def funding(self, payment: FundingPayment) -> dict[str, Decimal] | None:
-        """A venue's funding payment on a perpetual, booked to the strategies that held it AT
-        THE PAYMENT'S TIME (`position_at`: funding is paid on the position held then, which may
-        be closed, flipped or grown by the time the venue lists it).
+    def funding(self, payment: FundingPayment, *, final: bool = True) -> dict[str, Decimal] | None:
+        """A venue's funding payment on a perpetual, booked to the strategies that held it
+        when it accrued (`PositionHistory`, by the venue's time: the position may be closed,
+        flipped or grown by the time the venue lists it):
 
-        Split: each strategy gets `amount x its position / the account's position`, the
-        account's being the venue's when it reports one (Deribit), else the sum of ours
-        (Derive). What is booked in total is `amount x ours / account`: the whole payment when
-        the account is all ours, less (the rest is a position not ours) when ours is a part of
-        it, and never more than the payment nor of the other sign. When ours does not fit in the
-        venue's position (other sign, larger, or held where the venue says flat) nothing is
-        booked: the payment is held (`funding_held`, an alert), never guessed. A payment on no
-        position of ours is logged and left; an amount that is no money (NaN, infinite, beyond
+        - a payment realized at its instant (`span_ns` None: Derive realizes funding at each
+          change of the position, so the position was constant since its previous record) is
+          split by the positions held just before it (a trade at that instant is the change
+          that realized it);
+        - a payment accrued over a span (`span_ns`: Deribit's daily settlement books the whole
+          session's funding, accrued every millisecond) is split by each strategy's
+          time-weighted position over the span. Assumed: the rate (and, for an inverse
+          contract, the mark) constant over the span; the venue says only the session's total.
+
+        Fit: our positions at the payment's instant against the account's, the venue's when it
+        reports one (Deribit), else the sum of ours (Derive). What is booked in total is
+        `amount x ours / account` at that instant: the whole payment when the account is all
+        ours (or both flat: a position of the span closed before the instant), less (the rest
+        is a position not ours) when ours is a part of it, and never more than the payment nor
+        of the other sign. When ours does not fit (other sign, larger, ours flat where the
+        venue holds one, or held where the venue says flat) nothing is booked: the payment is
+        held (`funding_held`, an alert), never guessed. A payment on no position of ours (an
+        instrument we do not know is none of ours: the journal restores every instrument we
+        traded) is logged and left; an amount that is no money (NaN, infinite, beyond
         `MAX_FUNDING`) is refused (`funding_refused`, an alert).
+
+        `final=False`: a fill before the payment may still be caught up (the venue's fills are
+        not caught up past its time yet, `LiveEngine`): a payment found not ours or not fitting
+        is then left undecided (None: asked again), logged once.
 
         Booked whole, once: every share is journaled in one transaction (`OrderJournal.funding`)
         before the ledgers book them into realized PnL; a payment the journal knows (reported
         again after a restart) is not booked again. Returns the USD booked per strategy (empty:
         booked before, refused, held or nothing of ours), or None when the payment must wait:
-        no USD rate for its currency yet (never booked at an unknown rate), an instrument not
-        known yet, or a journal that cannot be read (it might hold the payment)."""
+        no USD rate for its currency yet (never booked at an unknown rate), undecided (above),
+        or a journal that cannot be read (it might hold the payment)."""
         event = (payment.venue, payment.event_id)
         if event in self._funding_booked:
             return {}
@@ -514,33 +550,52 @@ class OrderFlow:
                 self._funding_booked.add(event)
                 return {}
         inst = self.registry.get(payment.venue, payment.instrument)
+        if inst is None:
+            # Not ours: the journal's instruments are restored before anything connects, and a
+            # fill is booked only on an instrument known. Left (logged once), never waited for.
+            self._funding_booked.add(event)
+            if amount:
+                self.log.warning("funding.not_ours", reason="unknown instrument", **fields)
+            return {}
         usd_rate = self.market.usd_rate(payment.venue, payment.currency)
-        if inst is None or usd_rate is None:
-            self.log.warning(
-                "funding.waiting",
-                venue=payment.venue,
-                instrument=payment.instrument,
-                event_id=payment.event_id,
-                reason="unknown instrument" if inst is None else f"no USD rate for {payment.currency}",
-            )
+        if usd_rate is None:
+            self.log.warning("funding.waiting", reason=f"no USD rate for {payment.currency}", **fields)
             return None
-        holders = self.position_at(payment.venue, payment.instrument, payment.ts_ns)
+        span = payment.span_ns
+        # At the instant: just before it for a payment it realized (a trade then changed it).
+        holders = self.position_at(payment.venue, payment.instrument, payment.ts_ns, before=span is None)
+        weights = (
+            holders
+            if span is None
+            else self.history.weighted(payment.venue, payment.instrument, payment.ts_ns - span, payment.ts_ns)
+        )
         ours = sum(holders.values(), Decimal(0))
         account = ours if position is None else position  # a venue position of 0 is a position
-        if amount == 0 or not holders:
+        weight = sum(weights.values(), Decimal(0))
+        if amount == 0 or not weights:
+            if amount and not final:
+                self._funding_undecided(event, "not ours yet", fields)
+                return None
             self._funding_booked.add(event)
             if amount:
                 self.log.warning("funding.not_ours", account_position=str(account), **fields)
             return {}
-        if account == 0 or ours == 0 or (ours > 0) != (account > 0) or abs(ours) > abs(account):
+        both_flat = ours == 0 and account == 0
+        misfit = account == 0 or ours == 0 or (ours > 0) != (account > 0) or abs(ours) > abs(account)
+        if (misfit and not both_flat) or weight == 0:
+            if not final:
+                self._funding_undecided(event, "does not fit yet", fields)
+                return None
             self._funding_booked.add(event)
             self.funding_held[event] = payment
             self.log.critical(
                 "funding.held",
-                reason="our positions at the payment's time do not fit the venue's",
+                reason="our positions at the payment's time do not fit the venue's"
+                if weight
+                else "our positions over the span net to nothing: no split",
                 account_position=str(account),
                 our_position=str(ours),
-                ours={name: str(q) for name, q in sorted(holders.items())},
+                ours={name: str(q) for name, q in sorted(weights.items())},
                 held=len(self.funding_held),
                 **fields,
             )
@@ -549,7 +604,8 @@ class OrderFlow:
             self.log.warning(
                 "funding.partly_ours", account_position=str(account), our_position=str(ours), **fields
             )
-        shares = [(name, amount * qty / account, qty) for name, qty in sorted(holders.items())]
+        booked_total = amount if both_flat else amount * ours / account
+        shares = [(name, booked_total * w / weight, w) for name, w in sorted(weights.items())]
         if self.journal is not None:
             booked = self._journal(
                 "funding",
@@ -568,6 +624,7 @@ class OrderFlow:
             if booked is None:  # the journal failed (logged): booked in memory only
                 self.log.critical("funding.not_journaled", **fields)
         self._funding_booked.add(event)
+        self._funding_deferred.discard(event)
         out: dict[str, Decimal] = {}
         for name, share, qty in shares:
             out[name] = usd = self.ledger(name).funding(inst, share, payment.currency, usd_rate)
@@ -575,6 +632,12 @@ class OrderFlow:
                 "position.funding", strategy=name, share=str(share), usd=str(usd), position=str(qty), **fields
             )
         return out
+
+    def _funding_undecided(self, event: tuple[str, str], why: str, fields: dict[str, str]) -> None:
+        if event not in self._funding_deferred:
+            self._funding_deferred.add(event)
+            why = f"{why}: fills before it may still be caught up"
+            self.log.info("funding.undecided", reason=why, **fields)
 
     # -- incoming ---------------------------------------------------------------------------
     def on_private(self, event: PrivateEvent) -> None:
@@ -663,7 +726,7 @@ class OrderFlow:
         if inst is not None:
             # Booked before anything is delivered: a strategy reading its position on the fill
             # (or on the "filled" update after it) already sees it.
-            ledger.on_fill(booked, inst, rates)
+            self.book(strategy, booked, inst, rates)
             if ledger.waits(booked):
                 # Its quantity counts now; its USD value waits for the first index price.
                 self.log.warning(
@@ -732,7 +795,7 @@ class OrderFlow:
         if order is not None:
             self._journal("reversal", booked, order, rates)
         if inst is not None:
-            ledger.reverse(booked, inst, rates)
+            self.book(booked.strategy or "", booked, inst, rates)
         else:
             self.log.error("fill.unknown_instrument", venue=reversal.venue, instrument=reversal.instrument)
         self.log.error("order.fill_reversed", strategy=booked.strategy, **fields)

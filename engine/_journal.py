@@ -61,6 +61,9 @@ _SCHEMA_VERSION = 2
 # A row without a trade id (a settlement) is never a repeat: SQLite takes NULLs in a unique index
 # as distinct. A row with a trade id but no order of ours (a funding payment, named by the
 # venue's id of it) is unique by that id: `coalesce` makes its missing order one value.
+# `ts_exchange`: a fill's (or voided fill's) time at the venue, when it said (`ts_ns` is when we
+# received it): a perpetual's position history is rebuilt by it (funding is paid on the
+# position at the venue's time). NULL in rows a schema-1 journal had.
 _LEDGER_TABLE = """
 CREATE TABLE IF NOT EXISTS {name} (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -81,7 +84,8 @@ CREATE TABLE IF NOT EXISTS {name} (
     reason TEXT,
     rate_quote REAL,
     rate_settle REAL,
-    rate_fee REAL
+    rate_fee REAL,
+    ts_exchange INTEGER
 );
 """
 _LEDGER_INDEXES = """
@@ -176,8 +180,8 @@ def _migrate_v1(db: sqlite3.Connection) -> None:
 
 _INSERT_LEDGER = (
     "INSERT {or_ignore} INTO ledger (kind, ts_ns, strategy, venue, instrument, client_order_id, order_id, "
-    "trade_id, side, price, size, fee, fee_currency, liquidity, reason, rate_quote, rate_settle, rate_fee) "
-    "VALUES ('{kind}', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "trade_id, side, price, size, fee, fee_currency, liquidity, reason, rate_quote, rate_settle, rate_fee, "
+    "ts_exchange) VALUES ('{kind}', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -247,6 +251,7 @@ class LedgerEntry:
     event: Fill | FillReversal | None  # None for a settlement
     price: Decimal
     rates: UsdRates
+    ts_ns: int = 0  # when it was booked (a fill's or voided fill's: when we received it)
 
 
 def _owner_only(path: Path) -> None:
@@ -502,6 +507,7 @@ class OrderJournal:
                             rq,
                             rs,
                             rf,
+                            fill.ts_exchange,
                         ),
                     ),
                     self._state_stmt(order),
@@ -545,6 +551,7 @@ class OrderJournal:
                         rq,
                         rs,
                         rf,
+                        rev.ts_exchange,
                     ),
                 ),
                 self._state_stmt(order),
@@ -615,6 +622,7 @@ class OrderJournal:
                         None,
                         None,
                         usd_rate,
+                        None,
                     ),
                 )
             )
@@ -650,6 +658,18 @@ class OrderJournal:
                 (venue, f"{event_id}#", f"{event_id}$"),
             ).fetchone()
         return row is not None
+
+    def last_booked_ns(self, venue: str) -> int | None:
+        """The latest time of a fill or funding payment of `venue` in the ledger (a fill's time
+        at the venue where journaled, else when we received it), None when there is none: the
+        live engine asks the venue's funding from there after a restart."""
+        with self._reading():
+            row = self._db.execute(
+                "SELECT max(coalesce(ts_exchange, ts_ns)) FROM ledger "
+                "WHERE venue = ? AND kind IN ('fill', 'funding')",
+                (venue,),
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def rates_known(
         self,
@@ -811,8 +831,8 @@ class OrderJournal:
         with self._reading():
             cur = self._db.execute(
                 "SELECT kind, ts_ns, strategy, venue, instrument, client_order_id, order_id, trade_id, side, "
-                "price, size, fee, fee_currency, liquidity, reason, rate_quote, rate_settle, rate_fee "
-                "FROM ledger ORDER BY seq"
+                "price, size, fee, fee_currency, liquidity, reason, rate_quote, rate_settle, rate_fee, "
+                "ts_exchange FROM ledger ORDER BY seq"
             )
         while True:
             with self._reading():
@@ -821,14 +841,14 @@ class OrderJournal:
                 return
             for row in batch:
                 (kind, ts, strategy, venue, instrument, cid, oid, trade_id, side, price, size, fee, fee_ccy,
-                 liquidity, reason, rq, rs, rf) = row  # fmt: skip
+                 liquidity, reason, rq, rs, rf, ts_exchange) = row  # fmt: skip
                 event: Fill | FillReversal | None = None
                 if kind in ("fill", "reversal"):
                     # What a fill and its reversal share; each adds its own last field.
                     trade: dict[str, Any] = {
                         "venue": venue,
                         "instrument": instrument,
-                        "ts_exchange": None,
+                        "ts_exchange": ts_exchange,
                         "ts_local": ts,
                         "order_id": oid,
                         "client_order_id": cid,
@@ -844,7 +864,7 @@ class OrderJournal:
                         event = Fill(**trade, liquidity=Liquidity(liquidity))
                     else:
                         event = FillReversal(**trade, reason=reason or "")
-                yield LedgerEntry(kind, strategy, venue, instrument, event, Decimal(price), (rq, rs, rf))
+                yield LedgerEntry(kind, strategy, venue, instrument, event, Decimal(price), (rq, rs, rf), ts)
 
     def events(self, client_order_id: str | None = None) -> list[dict[str, Any]]:
         """The audit trail (of one order, or all), oldest first."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -26,7 +27,7 @@ import trio
 
 from ._catalog import MarketCatalog
 from ._context import BaseContext
-from ._errors import ConfigError, OrderRejected, VenueError
+from ._errors import ConfigError, OrderRejected, TradingError, VenueError
 from ._events import (
     BookUpdate,
     Fill,
@@ -165,9 +166,23 @@ class LiveEngine:
     # Every round asks at least this far back: a payment the venue lists late is still found
     # (the journal books each once, however often it is listed).
     funding_lookback_s = 86_400.0
-    # One venue's round of expiries and funding at most this long: a venue that stalls (a
-    # history that pages on and on, an answer that never comes) must not hold the others'.
+    # One venue's round of expiries at most this long, and its round of funding as long again,
+    # each with its own deadline (they run side by side): a venue that stalls (a history that
+    # pages on and on, an answer that never comes) must not hold the others', and expiries
+    # awaiting delivery must not keep funding from being asked.
     settle_venue_timeout_s = 30.0
+    funding_timeout_s = 30.0
+    # Delivery prices asked per venue and round at most, those asked longest ago first (one
+    # that stalls goes last next round): every instrument awaiting delivery is asked in turn.
+    delivery_asks_per_round = 8
+    # The start asks for funding from the journal's last fill or funding payment of the venue
+    # (downtime longer than `funding_lookback_s` loses none), at most this far back.
+    funding_max_lookback_s = 8 * 86_400.0
+    # A payment found not ours (or not fitting) while the venue's fills are not caught up past
+    # its time (a reconnect's catch-up not done yet) is asked again, for at most this long.
+    funding_undecided_max_s = 3600.0
+    # While a venue's order connection is up, its fills reach us within this margin.
+    fill_lag_s = 60.0
     # A strategy's `on_stop` is given this long; then, for a failed strategy, its `on_failure`
     # cancels get a deadline of their own (an `on_stop` that hangs must not cost them).
     on_stop_timeout_s = 5.0
@@ -296,9 +311,23 @@ class LiveEngine:
         # Expiries and funding (`_settlements`): the expired instruments still held whose
         # delivery price the venue has not published yet (when first seen expired), and per
         # venue the time funding payments are asked from next.
+        self._init_settlements()
+
+    def _init_settlements(self) -> None:
         self.awaiting_delivery: dict[tuple[str, str], int] = {}
+        self._delivery_asked: dict[tuple[str, str], int] = {}  # when each was last asked
         self._funding_since_ns: dict[str, int] = {}
         self.delivery_refused = 0  # delivery prices a venue answered that are no price
+        # Per venue, the time up to which every fill of ours is known: set by each completed
+        # catch-up of fills (the start's reconciliation, each reconnect's); while its order
+        # connection has stayed up since (`_fills_live`), its fills come on the channel. A
+        # disconnect takes the venue out of `_fills_live` until the next catch-up completes.
+        self._fills_known_ns: dict[str, int] = {}
+        self._fills_live: set[str] = set()
+        self._disconnects: dict[str, int] = {}
+        # Funding payments left undecided (`OrderFlow.funding(final=False)`): when first so.
+        self._funding_undecided: dict[tuple[str, str], int] = {}
+        self._funding_waiting_logged: set[str] = set()
 
     # -- wiring -----------------------------------------------------------------------------
     def _index_of(self, venue: str) -> Callable[[str], float | None]:
@@ -336,6 +365,10 @@ class LiveEngine:
                 # market-data-only connection of a venue whose orders come on another one.)
                 if self._nursery is not None and ev.data.get("private") is not False:
                     self._on_subscribed(ev, self._nursery)
+            elif ev.__class__ is Status and ev.status is StatusKind.DISCONNECTED:
+                # Fills may now be missed until the next catch-up (`_fills_known_until`).
+                self._fills_live.discard(ev.venue)
+                self._disconnects[ev.venue] = self._disconnects.get(ev.venue, 0) + 1
             elif ev.__class__ is Status and ev.status is StatusKind.MARKET_RESOLVED:
                 payout = ev.data.get("payout")
                 if isinstance(payout, int | float):
@@ -807,12 +840,15 @@ class LiveEngine:
         self.flow._journal("note", "foreign_order", None, policy=self.foreign_orders, **fields)
 
     async def _catch_up_fills(self, venue: str, client: Any) -> None:
+        epoch = self._disconnects.get(venue, 0)
         recent = getattr(client, "recent_fills", None)
         if recent is None:
+            self._fills_caught_up(venue, self.clock(), epoch)  # nothing more can be known
             return
         tracker = self.flow.tracker
         first = tracker.first_created_ns.get(venue)
         if first is None:
+            self._fills_caught_up(venue, self.clock(), epoch)
             return  # no order of ours on this venue, ever
         # From the oldest order still working, or the last catch-up (what happened to orders
         # final since then), whichever is older; the first time, the oldest order we know (kept
@@ -863,8 +899,25 @@ class LiveEngine:
             # A fill could not be told ours or not: asked for again from this window's start.
             self._note_unbooked(venue, min(starts))
             self.log.critical("fills.catch_up_incomplete", venue=venue, since_ns=since)
+        else:
+            self._fills_caught_up(venue, asked_ns, epoch)
         if booked or reversed_:
             self.log.warning("fills.caught_up", venue=venue, fills=booked, reversals=reversed_)
+
+    def _fills_caught_up(self, venue: str, asked_ns: int, epoch: int) -> None:
+        """Every fill of `venue` up to `asked_ns` is known (a catch-up completed); the channel
+        brings the later ones unless the connection dropped meanwhile (`epoch`)."""
+        self._fills_known_ns[venue] = max(self._fills_known_ns.get(venue, asked_ns), asked_ns)
+        if self._disconnects.get(venue, 0) == epoch:
+            self._fills_live.add(venue)
+
+    def _fills_known_until(self, venue: str) -> int | None:
+        """The time up to which every fill of ours on `venue` is known (booked), or None before
+        its first catch-up (the start's reconciliation) has completed."""
+        known = self._fills_known_ns.get(venue)
+        if known is not None and venue in self._fills_live:
+            known = max(known, self.clock() - int(self.fill_lag_s * 1e9))
+        return known
 
     def _note_unbooked(self, venue: str, ts_ns: int) -> None:
         known = self._unbooked_ns.get(venue)
@@ -947,19 +1000,25 @@ class LiveEngine:
 
     async def settle_once(self) -> None:
         """One round of `_settlements` (never raises but for cancellation: a venue's odd answer
-        is logged and asked again next round)."""
-        for name in self.venues:
-            try:
-                with trio.move_on_after(self.settle_venue_timeout_s) as scope:
+        is logged and asked again next round): every venue's expiries and (live) funding side
+        by side, each with a deadline of its own."""
+        async with trio.open_nursery() as nursery:
+            for name in self.venues:
+                nursery.start_soon(self._settle_step, name, "expiries", self.settle_venue_timeout_s)
+                if self.mode == "live":
+                    nursery.start_soon(self._settle_step, name, "funding", self.funding_timeout_s)
+
+    async def _settle_step(self, name: str, step: str, timeout_s: float) -> None:
+        try:
+            with trio.move_on_after(timeout_s) as scope:
+                if step == "expiries":
                     await self._settle_expired(name)
-                    if self.mode == "live":
-                        await self._book_funding(name)
-                if scope.cancelled_caught:
-                    self.log.error(
-                        "settlement.round_timeout", venue=name, timeout_s=self.settle_venue_timeout_s
-                    )
-            except Exception:
-                self.log.exception("settlement.round_failed", venue=name)
+                else:
+                    await self._book_funding(name)
+            if scope.cancelled_caught:
+                self.log.error("settlement.round_timeout", venue=name, step=step, timeout_s=timeout_s)
+        except Exception:
+            self.log.exception("settlement.round_failed", venue=name, step=step)
 
     def _expired_held(self, venue: str, now_ns: int) -> list[Any]:
         seen: dict[str, Any] = {}
@@ -993,7 +1052,15 @@ class LiveEngine:
                 self.log.warning("instrument.expired_unsettled", venue=name, instrument=inst.symbol)
             if ask is None:
                 self.log.error("settlement.unsupported", venue=name, instrument=inst.symbol)
-                continue
+        if ask is None:
+            return
+        # A few per round, those asked longest ago first; marked asked before the question, so
+        # one whose answer never comes goes last next round and the others are asked in turn.
+        asked = self._delivery_asked
+        due.sort(key=lambda i: asked.get((name, i.symbol), 0))
+        for inst in due[: self.delivery_asks_per_round]:
+            key = (name, inst.symbol)
+            asked[key] = now
             try:
                 price: Decimal | None = await ask(inst.symbol)
             except VenueError as exc:
@@ -1010,6 +1077,7 @@ class LiveEngine:
             if realized is None:  # refused (logged and counted by the flow): asked again next round
                 continue
             del self.awaiting_delivery[key]
+            asked.pop(key, None)
             self.market_state.tickers.pop(key, None)
             self.log.warning(
                 "instrument.settled", venue=name, instrument=inst.symbol, price=str(price), realized=realized
@@ -1031,17 +1099,34 @@ class LiveEngine:
     async def _book_funding(self, name: str) -> None:
         """The venue's funding payments since the last time asked, and always at least
         `funding_lookback_s` back (a payment the venue lists late is found; each is booked once
-        by `OrderFlow.funding`, by the positions held at its time). Asked whenever a perpetual
-        of the venue was held at any time in that span, even if none is held now (a position
-        closed before this poll was still paid on). One that must wait (no USD rate yet) is
-        asked for again next round, however old it gets."""
+        by `OrderFlow.funding`, by the positions held when it accrued). Asked whenever a
+        perpetual of the venue was held at any time in that span, even if none is held now (a
+        position closed before this poll was still paid on). One that must wait (no USD rate
+        yet) is asked for again next round, however old it gets.
+
+        Not before the venue's fills are caught up (the start's reconciliation): a payment is
+        split by the positions at its time, which a fill missed while down changes. A payment
+        after the time every fill is known up to (a reconnect's catch-up not done yet) that is
+        found not ours is asked again next round rather than left, for `funding_undecided_max_s`
+        at most. The first round asks from the journal's last fill or funding payment of the
+        venue (a downtime longer than the look-back loses none), `funding_max_lookback_s` at
+        most."""
         client = self.venues[name].execution()
         ask = getattr(client, "funding_payments", None)
         if ask is None:
             return
+        known = self._fills_known_until(name)
+        if known is None:
+            if name not in self._funding_waiting_logged:
+                self._funding_waiting_logged.add(name)
+                self.log.info("funding.waiting_for_fills_caught_up", venue=name)
+            return
         asked = self.clock()
         lookback = asked - int(self.funding_lookback_s * 1e9)
-        since = min(self._funding_since_ns.get(name, lookback), lookback)
+        since = self._funding_since_ns.get(name)
+        if since is None:
+            since = self._funding_start(name, asked)
+        since = min(since, lookback)
         if not self.flow.perpetual_held_since(name, since):
             self._funding_since_ns[name] = asked
             return
@@ -1051,7 +1136,29 @@ class LiveEngine:
             self.log.warning("funding.unavailable", venue=name, error=str(exc))
             return
         following = asked
+        undecided = self._funding_undecided
         for payment in sorted(payments, key=lambda p: p.ts_ns):
-            if self.flow.funding(payment) is None:
+            key = (name, payment.event_id)
+            final = payment.ts_ns <= known or asked - undecided.setdefault(key, asked) >= int(
+                self.funding_undecided_max_s * 1e9
+            )
+            if self.flow.funding(payment, final=final) is None:
                 following = min(following, payment.ts_ns - 1)
+            else:
+                undecided.pop(key, None)
         self._funding_since_ns[name] = following
+
+    def _funding_start(self, venue: str, now_ns: int) -> int:
+        """Where the first round asks funding from: the journal's last fill or funding payment
+        of `venue` (payments after it, during a downtime, are still to book), and no further
+        back than `funding_max_lookback_s` (the venue's history and the positions' history)."""
+        floor = now_ns - int(self.funding_max_lookback_s * 1e9)
+        journal = self.flow.journal
+        if journal is None:
+            return now_ns
+        try:
+            last = journal.last_booked_ns(venue)
+        except (sqlite3.Error, TradingError) as exc:
+            self.log.error("funding.journal_unreadable", venue=venue, error=str(exc))
+            return floor
+        return now_ns if last is None else max(floor, min(last, now_ns))

@@ -18,10 +18,7 @@ as if the strategy kept its money in USD):
   connectors/polymarket/fees.py) changes the position: a buy of `size` receives `size - fee`;
   the fee's USD value is `fee x contract_size x price x usd_rate(quote)`.
 - Funding (a perpetual's periodic payment) is a cash flow in a currency, booked into realized
-  PnL at its rate and counted apart as well (`funding_usd`). A perpetual's position keeps its
-  history (quantity after each change, by the fill's time, `HISTORY_NS` back): funding is paid
-  on the position held at the payment's time (`Ledger.position_at`), which the venue reports
-  later.
+  PnL at its rate and counted apart as well (`funding_usd`).
 
 Money is Decimal, computed in this module's own decimal context (`CONTEXT`: 34 digits), never
 the ambient one a strategy may have changed; market data (marks, index prices) is float and
@@ -42,7 +39,6 @@ Option expiry: `settle` closes a position at a delivery price like a fill with n
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -52,7 +48,7 @@ from typing import Literal
 import attrs
 
 from ._events import Fill, FillReversal
-from ._instruments import Instrument, InstrumentKind
+from ._instruments import Instrument
 from ._market import MarketState, index_currency
 from ._money import ZERO, from_float
 
@@ -64,8 +60,6 @@ CONTEXT = Context(prec=34, rounding=ROUND_HALF_EVEN)
 _NONE3: tuple[None, None, None] = (None, None, None)
 
 UsdRates = tuple[float | None, float | None, float | None]  # quote, settle, fee currency -> USD
-# How far back a perpetual position's history is kept (past the venue's funding history look-back).
-HISTORY_NS = 8 * 86_400 * 10**9
 
 
 def _rate(x: float | None) -> Decimal:
@@ -126,12 +120,10 @@ class Position:
 
     __slots__ = (
         "booked",
-        "changed_ns",
         "cost",
         "fees_usd",
         "fills",
         "funding_usd",
-        "history",
         "instrument",
         "qty",
         "realized_usd",
@@ -150,29 +142,6 @@ class Position:
         self.turnover_usd = ZERO
         self.fills = 0
         self.waiting: deque[Booking] = deque()
-        # A perpetual's quantity after each change, (time, qty), time ordered; `changed_ns` is
-        # the last change's time (any instrument).
-        self.history: list[tuple[int, Decimal]] = []
-        self.changed_ns = 0
-
-    def track(self, ts_ns: int) -> None:
-        """Remember the quantity after a change at `ts_ns` (perpetuals: funding is split by it).
-        Times stay ordered (a report that comes late is taken at the last time known); entries
-        older than `HISTORY_NS` go, but the last one before that (the quantity then)."""
-        ts = max(ts_ns, self.changed_ns)
-        self.changed_ns = ts
-        if self.instrument.kind is not InstrumentKind.PERPETUAL:
-            return
-        hist = self.history
-        hist.append((ts, self.qty))
-        if len(hist) > 1024 and hist[0][0] < ts - HISTORY_NS:
-            cut = bisect.bisect_right(hist, ts - HISTORY_NS, key=lambda e: e[0])
-            del hist[: max(cut - 1, 0)]
-
-    def qty_at(self, ts_ns: int) -> Decimal:
-        """The quantity after every change at or before `ts_ns` (a perpetual's)."""
-        i = bisect.bisect_right(self.history, ts_ns, key=lambda e: e[0])
-        return self.history[i - 1][1] if i else ZERO
 
     @property
     def avg(self) -> Decimal:
@@ -306,12 +275,6 @@ class Ledger:
         p = self.positions.get((venue, instrument))
         return ZERO if p is None else p.qty
 
-    def position_at(self, venue: str, instrument: str, ts_ns: int) -> Decimal:
-        """A perpetual's position at `ts_ns` (after the fills at or before it, by their
-        `ts_local`), from its history."""
-        p = self.positions.get((venue, instrument))
-        return ZERO if p is None else p.qty_at(ts_ns)
-
     def __iter__(self) -> Iterator[Position]:
         return iter(self.positions.values())
 
@@ -380,7 +343,6 @@ class Ledger:
             pos.qty += signed
             pos.fills += 1
             self.fills += 1
-            pos.track(fill.ts_local)
             return self._enter(pos, Booking("fill", inst, rates, event=fill))
 
     def reverse(self, reversal: FillReversal, inst: Instrument, rates: UsdRates | None = None) -> Decimal:
@@ -406,7 +368,6 @@ class Ledger:
             pos.qty -= signed
             pos.fills = max(pos.fills - 1, 0)
             self.fills = max(self.fills - 1, 0)
-            pos.track(reversal.ts_local)
             return self._enter(pos, Booking("reversal", inst, rates, event=reversal))
 
     def settle(self, inst: Instrument, price: float | Decimal, rates: UsdRates | None = None) -> Decimal:
@@ -418,7 +379,6 @@ class Ledger:
         px = price if isinstance(price, Decimal) else from_float(price, "settlement price")
         with localcontext(CONTEXT):
             pos.qty = ZERO
-            pos.track(pos.changed_ns)
             return self._enter(pos, Booking("settle", inst, rates or self.rates(inst), price=px))
 
     def funding(self, inst: Instrument, amount: Decimal, currency: str, rate: float | None = None) -> Decimal:

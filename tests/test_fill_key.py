@@ -200,7 +200,10 @@ def test_a_schema_1_journal_is_migrated_in_place_keeping_rows_order_and_rates(
     journal = OrderJournal(path)
     version, tables = schema_of(path)
     assert version == 2
-    assert ledger_rows(path) == before  # every row, column for column: seq, kinds, rates
+    # Every row, column for column: seq, kinds, rates; and the venue's time, a column schema 1
+    # had not, unknown (NULL).
+    assert [row[:-1] for row in ledger_rows(path)] == before
+    assert {row[-1] for row in ledger_rows(path)} == {None}
     ddl = {name: sql for _, name, sql in tables}
     assert "ledger_v2" not in ddl and "UNIQUE (kind, venue, trade_id)" not in ddl["ledger"]
     assert "'funding'" in ddl["ledger"] and "ledger_key" in ddl and "ledger_order" in ddl

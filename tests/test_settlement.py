@@ -174,7 +174,10 @@ async def test_funding_is_split_between_strategies_by_their_share(nursery: trio.
     await a.ctx.buy("deribit", PERP, 300)
     await b.ctx.buy("deribit", PERP, 100)
     await until(lambda: a.ctx.position("deribit", PERP) == 300 and b.ctx.position("deribit", PERP) == 100)
-    (funding,) = simulator.pay_funding(PERP, -0.0004).values()
+    # The day's settlement a session later: both held all through its session (Deribit's
+    # settlement funding is the session's, split by the positions held over it).
+    later_ms = time.time_ns() // 1_000_000 + 25 * 3600 * 1000
+    (funding,) = simulator.pay_funding(PERP, -0.0004, ts_ms=later_ms).values()
     assert funding > 0  # a long receives a negative rate
     share_a = float(engine.flow.ledger("a").realized_usd)
     share_b = float(engine.flow.ledger("b").realized_usd)
@@ -324,7 +327,7 @@ def test_funding_waits_for_a_usd_rate_and_is_booked_once() -> None:
         fee_currency="BTC",
         liquidity=Liquidity.MAKER,
     )
-    flow.ledger("s").on_fill(held, PERP_DEF, (1.0, 90_000.0, 90_000.0))
+    flow.book("s", held, PERP_DEF, (1.0, 90_000.0, 90_000.0))
     payment = FundingPayment("deribit", PERP, f"{PERP}:5", 5, Decimal("0.00001234"), "BTC", Decimal(-500))
     assert flow.funding(payment) is None  # no BTC index yet
     assert flow.ledger("s").realized_usd == 0.0
@@ -365,7 +368,7 @@ def test_a_payment_the_journal_knows_is_booked_for_no_strategy_after_a_restart(t
             fee_currency="BTC",
             liquidity=Liquidity.MAKER,
         )
-        flow.ledger(strategy).on_fill(held, PERP_DEF, (1.0, 90_000.0, 90_000.0))
+        flow.book(strategy, held, PERP_DEF, (1.0, 90_000.0, 90_000.0))
 
     payment = FundingPayment("deribit", PERP, f"{PERP}:7", 7, Decimal("-0.00002"), "BTC")
     path = tmp_path / "j.sqlite"

@@ -52,7 +52,7 @@ def trade(flow: OrderFlow, strategy: str, side: Side, size: int | str, ts: int, 
         fee_currency="BTC",
         liquidity=Liquidity.MAKER,
     )
-    flow.ledger(strategy).on_fill(fill, PERP_DEF, (1.0, 90_000.0, 90_000.0))
+    flow.book(strategy, fill, PERP_DEF, (1.0, 90_000.0, 90_000.0))
 
 
 def payment(event: str, ts: int, amount: str, position: str | None) -> FundingPayment:
@@ -148,8 +148,8 @@ def _funding_engine(flow: OrderFlow, client: _FundingClient, now: list[int]) -> 
     engine.clock = lambda: now[0]
     engine.log = structlog.get_logger("test")
     engine.mode = "live"
-    engine._funding_since_ns = {}
-    engine.awaiting_delivery = {}
+    engine._init_settlements()
+    engine._fills_caught_up("deribit", 0, 0)  # the start's catch-up of fills done, connected since
     return engine
 
 

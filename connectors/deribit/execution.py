@@ -95,6 +95,10 @@ _log = structlog.get_logger("tradingd.deribit")
 # Pages of settlement history read in one call at most: a day back is one page of 1000 for any
 # account; a venue that pages on (or repeats its continuation token) is cut off, loudly.
 _MAX_SETTLEMENT_PAGES: Final = 20
+# Deribit's settlement session: daily at 08:00 UTC ("Deribit Perpetual": funding payments are
+# "calculated every millisecond" into the realized PnL, moved to the cash balance at the daily
+# settlement), so a settlement's `funding` accrued over the 24 hours before it.
+_SESSION_NS: Final = 86_400 * 1_000_000_000
 
 
 def _unreadable(what: str, exc: Exception) -> VenueError:
@@ -319,7 +323,9 @@ class DeribitExecution:
         where the settlement's `funding` is what the account's perpetual position received
         (negative: paid), in the base currency (Deribit API v2,
         `private/get_settlement_history_by_currency`, `type = settlement`; newest first, paged
-        by `continuation`). The event id is the instrument and the settlement's time."""
+        by `continuation`). The event id is the instrument and the settlement's time. Each
+        spans the session before it (`span_ns`, 24 h): `OrderFlow.funding` splits it by the
+        positions held over the session."""
         out: list[FundingPayment] = []
         since_ms = since_ns // 1_000_000
         for currency in self.currencies:
@@ -353,6 +359,9 @@ class DeribitExecution:
                             amount=amount,
                             currency=inst.settle if inst is not None else currency,
                             position=position,
+                            # The whole session's funding, accrued every millisecond on the
+                            # position held then: split over the session, not at its instant.
+                            span_ns=_SESSION_NS,
                         )
                     )
                 oldest = min((i.timestamp for i in page.settlements), default=since_ms - 1)

@@ -509,7 +509,10 @@ class DeriveExecution:
         """The subaccount's perpetual funding since `since_ns` (`private/get_funding_history`,
         every page): each payment's `funding` is what the subaccount received (negative: paid),
         in USDC. Derive gives no payment id nor the position it was paid on: the event id is the
-        instrument and the payment's time."""
+        instrument and the payment's time (numbered when several share it). Derive (Lyra v2's
+        `PerpAsset`) accrues funding per account and realizes it whenever the account's perpetual
+        position changes and at each settlement, so a record is the funding on the position held
+        just before its time: `OrderFlow.funding` splits it so (`span_ns` None)."""
         self._require_login("funding history")
         now = self.clock()
         events = await self._pages(
@@ -522,9 +525,16 @@ class DeriveExecution:
             _decode_funding,
             lambda r: r.events,
         )
-        out: dict[str, FundingPayment] = {}
-        for e in events:
-            event_id = f"{e.instrument_name}:{e.timestamp}"
+        out: list[FundingPayment] = []
+        # Records of one instrument in one millisecond are each a payment (Derive realizes funding
+        # at every change of the position and at each settlement: two may share a timestamp):
+        # the first keeps `<instrument>:<ms>`, the others `<instrument>:<ms>:<n>`, numbered in
+        # the order of their amounts so the ids are the same however the venue lists them.
+        seen: dict[str, int] = {}
+        for e in sorted(events, key=lambda e: (e.instrument_name, e.timestamp, e.funding)):
+            key = f"{e.instrument_name}:{e.timestamp}"
+            n = seen[key] = seen.get(key, -1) + 1
+            event_id = key if n == 0 else f"{key}:{n}"
             try:
                 amount = check_funding(e.funding, f"{e.instrument_name} funding")
             except BadNumber as exc:
@@ -533,15 +543,17 @@ class DeriveExecution:
                 _log.error("funding.record_refused", event_id=event_id, error=str(exc))
                 continue
             inst = self.registry.get(VENUE, e.instrument_name)
-            out[event_id] = FundingPayment(
-                venue=VENUE,
-                instrument=e.instrument_name,
-                event_id=event_id,
-                ts_ns=e.timestamp * 1_000_000,
-                amount=amount,
-                currency=inst.settle if inst is not None else "USDC",
+            out.append(
+                FundingPayment(
+                    venue=VENUE,
+                    instrument=e.instrument_name,
+                    event_id=event_id,
+                    ts_ns=e.timestamp * 1_000_000,
+                    amount=amount,
+                    currency=inst.settle if inst is not None else "USDC",
+                )
             )
-        return sorted(out.values(), key=lambda p: p.ts_ns)
+        return sorted(out, key=lambda p: p.ts_ns)
 
     async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
         """Cancel an order that is not ours (the `foreign_orders = "cancel"` policy):
