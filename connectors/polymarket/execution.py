@@ -80,7 +80,7 @@ from engine import (
 )
 from engine._ratelimit import CreditBucket
 
-from .codec import PolymarketDecoder, decode_open_orders, decode_order
+from .codec import PolymarketDecoder, _classify, decode_open_orders, decode_order
 from .instruments import VENUE, FeeSchedule, Outcome, Outcomes
 from .signing import (
     ApiCredentials,
@@ -330,7 +330,8 @@ def trade_tokens(raw: bytes | str) -> dict[str, str]:
         items = obj if isinstance(obj, list) else []
     tokens: dict[str, str] = {}
     for item in items:
-        if not isinstance(item, dict) or item.get("event_type", "trade") != "trade":
+        # What the decoder reads it as: an order report without `event_type` is no trade.
+        if not isinstance(item, dict) or (item.get("event_type") or _classify(item)) != "trade":
             continue
         market = str(item.get("market") or "")
         legs = [item, *(m for m in item.get("maker_orders") or () if isinstance(m, dict))]
