@@ -19,6 +19,8 @@ import trio
 from config._schema import CatalogConfig
 from connectors.polymarket.codec import PolymarketDecoder
 from connectors.polymarket.execution import ClobRest, PolymarketExecution, trade_tokens
+from connectors.polymarket.fees import taker_fee
+from connectors.polymarket.instruments import COLLATERAL, SIZE_STEP, FeeSchedule, Outcome
 from connectors.polymarket.settings import PolymarketSettings
 from connectors.polymarket.signing import Credentials, OrderSigner
 from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
@@ -26,6 +28,8 @@ from connectors.polymarket.stream import PolymarketSession
 from engine import (
     BookUpdate,
     Fill,
+    Instrument,
+    InstrumentKind,
     InstrumentRegistry,
     Liquidity,
     Order,
@@ -438,3 +442,41 @@ def test_an_order_report_is_no_trade_to_learn_the_fees_of() -> None:
     assert set(trade_tokens(orjson.dumps(page))) == {t["asset_id"] for t in page["data"]} | {
         m["asset_id"] for t in page["data"] for m in t["maker_orders"]
     }
+
+
+def test_a_fee_from_the_instruments_rate_uses_its_markets_exponent_or_is_unknown() -> None:
+    """A token whose own schedule is not known but whose instrument carries the rate (the
+    instrument has no exponent): the fee takes the exponent of its market's schedule (the
+    other token's, learned), never an assumed 1; with no schedule of its market known, a
+    non-zero rate's fee is unknown (flagged), not guessed."""
+    registry = InstrumentRegistry()
+    decoder = PolymarketDecoder(registry)
+    token, sibling, market = "1111", "2222", "0x" + "cd" * 32
+    lone, lone_market = "3333", "0x" + "ef" * 32
+    for symbol, cid in ((token, market), (lone, lone_market)):
+        registry.add(
+            Instrument(
+                venue=V,
+                symbol=symbol,
+                kind=InstrumentKind.OUTCOME,
+                base=cid,
+                quote=COLLATERAL,
+                settle=COLLATERAL,
+                tick_size=Decimal("0.01"),
+                min_size=Decimal(5),
+                size_step=SIZE_STEP,
+                contract_size=Decimal(1),
+                maker_fee=Decimal(0),
+                taker_fee=Decimal("0.25"),
+            )
+        )
+    decoder.outcomes.add(Outcome(sibling, market, fees=FeeSchedule(rate="0.25", exponent=2)))
+    frame = _trade_frame(token, market, price="0.4", size="100", bps="0")
+    fill = next(e for e in decoder.decode(frame, NOW_NS) if isinstance(e, Fill))
+    assert fill.liquidity is Liquidity.TAKER
+    assert fill.fee == taker_fee(Decimal(100), Decimal("0.4"), Decimal("0.25"), Decimal(2))
+    assert fill.fee == floor5(100 * Decimal("0.25") * (Decimal("0.4") * Decimal("0.6")) ** 2)
+    assert decoder.unknown_fee_fills == 0
+    frame = _trade_frame(lone, lone_market, price="0.4", size="100", bps="0", id="t-2")
+    fill = next(e for e in decoder.decode(frame, NOW_NS) if isinstance(e, Fill))
+    assert fill.fee == 0 and decoder.unknown_fee_fills == 1
