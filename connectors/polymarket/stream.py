@@ -46,8 +46,11 @@ User connection (§2.2 "User channel"): `{"auth": {...}, "markets": [], "type": 
 condition-id filter is optional (the venue's AsyncAPI for `/ws/user`: "Optionally filter by
 market condition IDs"): no filter, so a report about an order in any market reaches us, even one
 placed a moment ago. A trade of a market whose fee schedule is not known (an order of another
-run or client) has its schedule asked before it is decoded (`learn_fees_of_trades`); a fill the
-venue cannot say the fee of is booked with none and alerted (`fees.unknown_fill`, critical).
+run or client) has its schedule asked before it is decoded (`learn_fees_of_trades`), for at most
+2 s (the reports behind it wait); a fill the venue cannot say the fee of in time is booked with
+none and alerted (`fees.unknown_fill`, critical), and its market is asked in the background. So
+is the market of an order refused `fees_unknown` and of our open orders and positions found at
+reconciliation (`want_fees`): a token restored from the journal that no subscription loads.
 After a reconnection, the trades of the gap are fetched (`GET /data/trades`
 since shortly before the last frame received) and fed to the decoder like the channel's own
 reports (fills, settlements, reversals of trades that FAILED meanwhile): it remembers the fills it
