@@ -294,8 +294,15 @@ class LiveEngine:
         # Steps of a reconciliation that raised (logged with the traceback; the next step, the
         # other venues and the daemon go on).
         self.reconcile_failures = 0
-        # Positions the venue reports different from the engine's, at a reconciliation.
+        # Positions the venue reports different from the engine's, at a reconciliation; and the
+        # position checks finished (`_check_positions`, whatever they found: a marker of the end).
         self.position_mismatches = 0
+        self.position_checks = 0
+        # The whole position check's bound (the venue's answers, the re-check included), and the
+        # wait before a difference is asked again: a fill is booked when the venue matches it,
+        # but a Polymarket balance moves when the trade is mined (seconds later, §2.2).
+        self.position_check_s = 20.0
+        self.position_recheck_s = 5.0
         # Per connection that carries our orders ((venue, channel)): the connection number
         # (`connection` in its `subscribed` status) last reconciled, or being reconciled.
         self._reconciled_connection: dict[tuple[str, str], int] = {}
@@ -757,11 +764,6 @@ class LiveEngine:
         except Exception:
             clean = False
             self._reconcile_failed(name, "fills")
-        try:
-            await self._check_positions(name, client)
-        except Exception:
-            clean = False
-            self._reconcile_failed(name, "positions")
         gateway = self.gateways[name]
         missing = [
             o
@@ -779,34 +781,73 @@ class LiveEngine:
                 self._reconcile_failed(
                     name, "order_status", client_order_id=order.client_order_id, order_id=order.order_id
                 )
+        try:  # last: the orders' fates first, the balances (slow, advisory) after them
+            await self._check_positions(name, client)
+        except Exception:
+            clean = False
+            self._reconcile_failed(name, "positions")
         return clean
 
     async def _check_positions(self, venue: str, client: Any) -> None:
         """The venue's holdings against the engine's positions (every strategy's together), for
         a venue whose client can say (`venue_positions(instruments)`, optional: Polymarket's
-        share balances), after the fills are caught up. A difference is the venue's word: an
-        alert with both figures, counted (`position_mismatches`). The ledger is not rewritten (a
-        position moves only by a fill, and there is no price to book one at): the operator
-        looks, and the venue refuses an exit beyond what it holds."""
-        ask = getattr(client, "venue_positions", None)
-        if ask is None:
-            return
+        share balances), after the fills are caught up and the orders asked about. A difference
+        is the venue's word: an alert with both figures, counted (`position_mismatches`). The
+        ledger is not rewritten (a position moves only by a fill, and there is no price to book
+        one at): the operator looks, and the venue refuses an exit beyond what it holds.
+
+        Only open positions of live instruments are asked: a closed one has nothing to compare,
+        and a resolved market's is settled to 0 in the ledger while the venue keeps its tokens
+        until they are redeemed (losing ones never are). A difference is asked again once after
+        `position_recheck_s` (a fill is booked at the match, a balance moves when the trade is
+        mined) and alerted only if it stays. The whole is bounded by `position_check_s`;
+        `position_checks` counts the checks finished."""
+        try:
+            await self._check_positions_within(venue, client)
+        finally:
+            self.position_checks += 1
+
+    def _open_positions(self, venue: str) -> dict[str, Decimal]:
+        """Every strategy's positions at `venue` together, the open ones of instruments still
+        trading (the registry's current word: a resolved market is no longer active)."""
         ours: dict[str, Decimal] = {}
+        active: dict[str, bool] = {}
         for ledger in self.flow.ledgers.values():
             for pos in ledger:
                 if pos.instrument.venue == venue:
                     symbol = pos.instrument.symbol
                     ours[symbol] = ours.get(symbol, Decimal(0)) + pos.qty
-        if not ours:
+                    active[symbol] = (self.registry.get(venue, symbol) or pos.instrument).active
+        return {symbol: qty for symbol, qty in ours.items() if qty != 0 and active[symbol]}
+
+    async def _check_positions_within(self, venue: str, client: Any) -> None:
+        ask = getattr(client, "venue_positions", None)
+        if ask is None:
             return
-        try:
-            theirs: Mapping[str, Decimal] = await ask(sorted(ours))
-        except VenueError as exc:
-            self.log.warning("positions.unavailable", venue=venue, error=str(exc))
-            return
-        for symbol, held in sorted(theirs.items()):
-            mine = ours.get(symbol, Decimal(0))
-            if held != mine:
+
+        async def differences(symbols: Sequence[str]) -> dict[str, tuple[Decimal, Decimal]] | None:
+            ours = self._open_positions(venue)
+            try:
+                theirs: Mapping[str, Decimal] = await ask(sorted(symbols))
+            except VenueError as exc:
+                self.log.warning("positions.unavailable", venue=venue, error=str(exc))
+                return None
+            return {
+                symbol: (ours.get(symbol, Decimal(0)), held)
+                for symbol, held in theirs.items()
+                if held != ours.get(symbol, Decimal(0))
+            }
+
+        with trio.move_on_after(self.position_check_s) as bounded:
+            wanted = self._open_positions(venue)
+            if not wanted:
+                return
+            found = await differences(list(wanted))
+            if found and self.position_recheck_s > 0:
+                await trio.sleep(self.position_recheck_s)
+                again = await differences(list(found))
+                found = None if again is None else {s: d for s, d in again.items() if s in found}
+            for symbol, (mine, held) in sorted((found or {}).items()):
                 self.position_mismatches += 1
                 self.log.critical(
                     "position.mismatch",
@@ -816,6 +857,10 @@ class LiveEngine:
                     venue_holds=str(held),
                     action="alerted; the ledger moves only by fills, and the venue refuses an exit beyond it",
                 )
+        if bounded.cancelled_caught:
+            self.log.warning(
+                "positions.unavailable", venue=venue, error=f"no answer within {self.position_check_s} s"
+            )
 
     async def _foreign_order(self, venue: str, client: Any, update: OrderUpdate) -> None:
         fields = {

@@ -18,20 +18,25 @@ import trio
 
 from config._schema import CatalogConfig
 from connectors.polymarket.codec import PolymarketDecoder
-from connectors.polymarket.execution import ClobRest, PolymarketExecution
+from connectors.polymarket.execution import ClobRest, PolymarketExecution, trade_tokens
+from connectors.polymarket.fees import taker_fee
+from connectors.polymarket.instruments import COLLATERAL, SIZE_STEP, FeeSchedule, Outcome
 from connectors.polymarket.settings import PolymarketSettings
-from connectors.polymarket.signing import OrderSigner
+from connectors.polymarket.signing import Credentials, OrderSigner
 from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
 from connectors.polymarket.stream import PolymarketSession
 from engine import (
     BookUpdate,
     Fill,
+    Instrument,
+    InstrumentKind,
     InstrumentRegistry,
     Liquidity,
     Order,
     OrderDenied,
     OrderRequest,
     OrderState,
+    OrderUpdate,
     Side,
     Subscription,
 )
@@ -56,14 +61,15 @@ class SlowFeeSchedules(PolymarketSimulator):
     """The simulator, answering `GET /clob-markets/{id}` only after `SLOW_S` (a slow venue, or
     a retried request), and remembering when each was asked."""
 
-    def __init__(self, **kw: Any) -> None:
+    def __init__(self, delay_s: float = SLOW_S, **kw: Any) -> None:
         super().__init__(**kw)
+        self.delay_s = delay_s
         self.fee_requests: list[float] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and str(scope.get("path", "")).startswith("/clob-markets/"):
             self.fee_requests.append(trio.current_time())
-            await trio.sleep(SLOW_S)
+            await trio.sleep(self.delay_s)
         await super().__call__(scope, receive, send)
 
 
@@ -339,3 +345,138 @@ async def test_a_schedule_the_venue_could_not_say_is_asked_again_until_known(
     await until(lambda: (o := session.outcomes.get(market.yes)) is not None and o.fees is not None, 60)
     learned = session.outcomes.get(market.yes)
     assert learned is not None and learned.fees is not None and learned.fees.rate == rate_of(simulator, 0)
+
+
+# -- on-demand learning is bounded; a refused order's market is learned -----------------------
+
+
+class _Recorder(_Sink):
+    """A sink remembering when each private event reached it."""
+
+    def __init__(self) -> None:
+        self.private_at: list[tuple[float, Any]] = []
+
+    def private(self, events: list[Any]) -> None:
+        self.private_at.extend((trio.current_time(), e) for e in events)
+
+
+def _trading_session(simulator: PolymarketSimulator, sink: _Sink) -> PolymarketSession:
+    session = PolymarketSession(
+        PolymarketSettings(),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=sink,
+        credentials=Credentials(DEMO_ACCOUNT.private_key, api=DEMO_API),
+        http=httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator)),
+    )
+    session.rest.base_url = "http://sim"
+    return session
+
+
+async def test_a_slow_fee_schedule_does_not_hold_the_user_channels_reports(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """`GET /clob-markets` answers after 60 s: a trade of a market not learned yet waits for it
+    at most ~2 s, then is booked with its fee flagged unknown (alerted); the cancel report
+    behind it is delivered within 3 s, and a later trade of that market does not wait again
+    (the market is left to the background retry)."""
+    simulator = SlowFeeSchedules(60.0, seed=3, mine_s=0.01, confirm_s=0.01)
+    sink = _Recorder()
+    session = _trading_session(simulator, sink)
+    assert session.user is not None
+    market = simulator.feed.markets[0]
+    trade = _trade_frame(market.yes, market.condition_id, price="0.4", size="10", bps="0")
+    cancel = (FIXTURES / "ws_user_order_cancellation.json").read_bytes()
+    t0 = trio.current_time()
+    with structlog.testing.capture_logs() as logs:
+        await session.user._handle(trade, NOW_NS)
+        await session.user._handle(cancel, NOW_NS)
+    (cancelled_at,) = [t for t, e in sink.private_at if isinstance(e, OrderUpdate)]
+    assert cancelled_at - t0 < 3.0
+    fills = [e for _, e in sink.private_at if isinstance(e, Fill)]
+    assert len(fills) == 1 and fills[0].fee == 0 and session.decoder.unknown_fee_fills == 1
+    assert [e for e in logs if e["event"] == "fees.unknown_fill" and e["log_level"] == "critical"]
+    asked = len(simulator.fee_requests)
+    t1 = trio.current_time()
+    again = _trade_frame(market.yes, market.condition_id, price="0.4", size="5", bps="0", id="t-2")
+    await session.user._handle(again, NOW_NS)
+    assert trio.current_time() - t1 < 0.5 and len(simulator.fee_requests) == asked
+
+
+async def test_a_refused_orders_market_is_learned_in_the_background_then_accepted(
+    nursery: trio.Nursery,
+) -> None:
+    """A token the registry knows whose market no subscription loads (restored from the
+    journal, exited in `on_start`): its first order is refused `fees_unknown`, and the refusal
+    has the session learn its schedule at once (not at the next 30 s retry, which only knew
+    the markets it had loaded): the next order is accepted. So are the tokens of positions the
+    reconciliation asks the balance of."""
+    simulator = PolymarketSimulator(seed=3, mine_s=0.01, confirm_s=0.01)
+    session = _trading_session(simulator, _Sink())
+    x, y = simulator.feed.markets[0], simulator.feed.markets[1]
+    session.decoder.learn_markets([simulator.clob_market(m.condition_id) for m in (x, y)])  # no fees
+    nursery.start_soon(session._retry_fees)
+    ex = session.execution()
+    with pytest.raises(OrderDenied) as refused:
+        await ex.place(order(x.yes))
+    assert refused.value.code == "fees_unknown"
+    await until(lambda: (o := session.outcomes.get(x.yes)) is not None and o.fees is not None, 5)
+    events = await ex.place(order(x.yes, n=2))
+    assert events and simulator.requests_for("POST /order") == 1
+    # A position's token, asked at reconciliation: learned too.
+    await ex.venue_positions([y.yes])
+    await until(lambda: (o := session.outcomes.get(y.yes)) is not None and o.fees is not None, 5)
+
+
+def test_an_order_report_is_no_trade_to_learn_the_fees_of() -> None:
+    """An order report without `event_type` (as the user channel's captures have it, its
+    `associate_trades` naming trades) is no trade: its market's schedule is not asked before
+    it is decoded; the trades of a frame or of a `GET /data/trades` page are."""
+    for name in ("ws_user_order_cancellation.json", "ws_user_order_update.json", "ws_user_order_msg.json"):
+        assert trade_tokens((FIXTURES / name).read_bytes()) == {}, name
+    trade = orjson.loads((FIXTURES / "ws_user_trade.json").read_bytes())
+    assert trade_tokens(orjson.dumps(trade)) == {
+        leg["asset_id"]: trade["market"] for leg in [trade, *trade["maker_orders"]]
+    }
+    page = orjson.loads((FIXTURES / "http_trades_page.json").read_bytes())
+    assert set(trade_tokens(orjson.dumps(page))) == {t["asset_id"] for t in page["data"]} | {
+        m["asset_id"] for t in page["data"] for m in t["maker_orders"]
+    }
+
+
+def test_a_fee_from_the_instruments_rate_uses_its_markets_exponent_or_is_unknown() -> None:
+    """A token whose own schedule is not known but whose instrument carries the rate (the
+    instrument has no exponent): the fee takes the exponent of its market's schedule (the
+    other token's, learned), never an assumed 1; with no schedule of its market known, a
+    non-zero rate's fee is unknown (flagged), not guessed."""
+    registry = InstrumentRegistry()
+    decoder = PolymarketDecoder(registry)
+    token, sibling, market = "1111", "2222", "0x" + "cd" * 32
+    lone, lone_market = "3333", "0x" + "ef" * 32
+    for symbol, cid in ((token, market), (lone, lone_market)):
+        registry.add(
+            Instrument(
+                venue=V,
+                symbol=symbol,
+                kind=InstrumentKind.OUTCOME,
+                base=cid,
+                quote=COLLATERAL,
+                settle=COLLATERAL,
+                tick_size=Decimal("0.01"),
+                min_size=Decimal(5),
+                size_step=SIZE_STEP,
+                contract_size=Decimal(1),
+                maker_fee=Decimal(0),
+                taker_fee=Decimal("0.25"),
+            )
+        )
+    decoder.outcomes.add(Outcome(sibling, market, fees=FeeSchedule(rate="0.25", exponent=2)))
+    frame = _trade_frame(token, market, price="0.4", size="100", bps="0")
+    fill = next(e for e in decoder.decode(frame, NOW_NS) if isinstance(e, Fill))
+    assert fill.liquidity is Liquidity.TAKER
+    assert fill.fee == taker_fee(Decimal(100), Decimal("0.4"), Decimal("0.25"), Decimal(2))
+    assert fill.fee == floor5(100 * Decimal("0.25") * (Decimal("0.4") * Decimal("0.6")) ** 2)
+    assert decoder.unknown_fee_fills == 0
+    frame = _trade_frame(lone, lone_market, price="0.4", size="100", bps="0", id="t-2")
+    fill = next(e for e in decoder.decode(frame, NOW_NS) if isinstance(e, Fill))
+    assert fill.fee == 0 and decoder.unknown_fee_fills == 1

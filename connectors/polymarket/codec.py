@@ -1342,7 +1342,14 @@ class PolymarketDecoder:
         if inst is None:
             return None
         rate = inst.taker_fee if liquidity is Liquidity.TAKER else inst.maker_fee
-        return None if rate is None else taker_fee(size, price, rate)
+        if rate is None or rate == 0:
+            return rate  # unknown, or no fee whatever the exponent
+        # The instrument carries the rate but not the curve's exponent (`fees.py`): the market's
+        # schedule says it (both tokens share one); without it the fee is unknown, not guessed.
+        for sibling in self.outcomes.of_market(inst.base) if inst.base else ():
+            if sibling.fees is not None:
+                return taker_fee(size, price, rate, sibling.fees.exponent)
+        return None
 
     def _flag_unknown_fee(self, report: _TradeReport, fill: Fill) -> None:
         if (fill.order_id or "") in report.unknown_fee:

@@ -49,7 +49,7 @@ import collections
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
@@ -80,7 +80,7 @@ from engine import (
 )
 from engine._ratelimit import CreditBucket
 
-from .codec import PolymarketDecoder, decode_open_orders, decode_order
+from .codec import PolymarketDecoder, _classify, decode_open_orders, decode_order
 from .instruments import VENUE, FeeSchedule, Outcome, Outcomes
 from .signing import (
     ApiCredentials,
@@ -114,6 +114,8 @@ _TRADES_MARGIN_S: Final = 60  # an order's trades are looked for from this long 
 _ERROR_CODE: Final = re.compile(r"^[A-Z][A-Z0-9_]+$")  # `INVALID_ORDER_MIN_SIZE`, ... (§2.3)
 _IMMEDIATE: Final = frozenset({OrderType.FOK, OrderType.FAK})
 _SHARE_UNITS: Final = Decimal(1_000_000)  # a balance's units per share (6 decimals)
+_ON_DEMAND_FEES_S: Final = 2.0  # a page of trades waits this long at most for fee schedules
+_BALANCE_CONCURRENCY: Final = 4  # `GET /balance-allowance` requests in flight at once
 
 
 def our_addresses(signer: OrderSigner | None) -> tuple[str, ...]:
@@ -328,7 +330,8 @@ def trade_tokens(raw: bytes | str) -> dict[str, str]:
         items = obj if isinstance(obj, list) else []
     tokens: dict[str, str] = {}
     for item in items:
-        if not isinstance(item, dict) or item.get("event_type", "trade") != "trade":
+        # What the decoder reads it as: an order report without `event_type` is no trade.
+        if not isinstance(item, dict) or (item.get("event_type") or _classify(item)) != "trade":
             continue
         market = str(item.get("market") or "")
         legs = [item, *(m for m in item.get("maker_orders") or () if isinstance(m, dict))]
@@ -498,6 +501,11 @@ class PolymarketExecution:
         self.log = (log or structlog.get_logger("tradingd.polymarket")).bind(venue=VENUE)
         self._bucket = CreditBucket(order_burst, order_rate)
         self._prepared: dict[str, _Prepared] = {}
+        # Set by the session: the markets of these tokens whose fee schedule is unknown are
+        # learned in the background (an order refused `fees_unknown`, the tokens the
+        # reconciliation finds); and the bounded on-demand learning of a page of trades.
+        self.want_fees: Callable[[Iterable[str]], None] | None = None
+        self.learn_trade_fees: Callable[[bytes], Awaitable[None]] | None = None
 
     # -- signing -------------------------------------------------------------------------------
     def _reject(self, order: Order, reason: str) -> OrderRejected:
@@ -596,6 +604,8 @@ class PolymarketExecution:
         if outcome is not None and outcome.fees is not None:
             return
         market = outcome.condition_id if outcome is not None else ""
+        if self.want_fees is not None:  # learned in the background: a later order may go
+            self.want_fees([token])
         raise OrderDenied(
             f"{token}: the fee schedule of its market {market or '(unknown)'} is not known yet "
             "(GET /clob-markets has not answered): its fills could not be booked at their fee; "
@@ -783,6 +793,8 @@ class PolymarketExecution:
             except MalformedFrame as exc:
                 raise VenueError(f"open orders: unreadable answer ({exc})", venue=VENUE) from None
             out.extend(page)
+            if self.want_fees is not None:  # an order of a market no subscription loads
+                self.want_fees({u.instrument for u in page})
             if not cursor or cursor == _END_CURSOR:
                 return out
         raise VenueError(f"open orders: more than {_MAX_PAGES} pages", venue=VENUE)
@@ -868,8 +880,14 @@ class PolymarketExecution:
             raw = await self.rest.call(
                 "GET", "/data/trades", params={**params, "next_cursor": cursor}, auth=True
             )
-            for token in trade_tokens(raw):  # their fees are charged by their schedules
-                await self._learn_fees(token)
+            # Their fees are charged by their schedules: learned first, within a bound (a page
+            # the venue is slow to say the schedules of is booked with fees flagged unknown).
+            if self.learn_trade_fees is not None:
+                await self.learn_trade_fees(raw)
+            else:
+                with trio.move_on_after(_ON_DEMAND_FEES_S):
+                    for token in trade_tokens(raw):
+                        await self._learn_fees(token)
             try:
                 page = self.decoder.trade_fills(raw, self.clock())
             except MalformedFrame as exc:
@@ -892,10 +910,19 @@ class PolymarketExecution:
         asks it (the signature type says whose wallet: ours, or the funder's). `balance` is in
         millionths of a share (the CTF tokens' 6 decimals; the venue's refusals count shares
         so: `balance: 4893500` for 4.8935, py-clob-client #311). A token the venue cannot say
-        for is left out (logged); `VenueError` only when it answers none."""
+        for is left out (logged); `VenueError` only when it answers none. Asked
+        `_BALANCE_CONCURRENCY` at a time (the caller bounds the whole)."""
         out: dict[str, Decimal] = {}
         failed: list[str] = []
-        for token in tokens:
+        if self.want_fees is not None:  # a position of a market no subscription loads
+            self.want_fees(tokens)
+        limiter = trio.CapacityLimiter(_BALANCE_CONCURRENCY)
+
+        async def one(token: str) -> None:
+            async with limiter:
+                await ask(token)
+
+        async def ask(token: str) -> None:
             try:
                 raw = await self.rest.call(
                     "GET",
@@ -912,14 +939,18 @@ class PolymarketExecution:
             except (VenueError, msgspec.DecodeError) as exc:
                 self.log.warning("balance.unavailable", instrument=token, error=str(exc))
                 failed.append(token)
-                continue
+                return
             if units is None or units != units.to_integral_value():
                 self.log.warning(
                     "balance.unreadable", instrument=token, answer=raw[:200].decode("utf-8", "replace")
                 )
                 failed.append(token)
-                continue
+                return
             out[token] = units / _SHARE_UNITS
+
+        async with trio.open_nursery() as nursery:
+            for token in tokens:
+                nursery.start_soon(one, token)
         if tokens and len(failed) == len(tokens):
             raise VenueError(f"share balances: no answer for {len(failed)} token(s)", venue=VENUE)
         return out

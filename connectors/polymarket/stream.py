@@ -46,8 +46,11 @@ User connection (§2.2 "User channel"): `{"auth": {...}, "markets": [], "type": 
 condition-id filter is optional (the venue's AsyncAPI for `/ws/user`: "Optionally filter by
 market condition IDs"): no filter, so a report about an order in any market reaches us, even one
 placed a moment ago. A trade of a market whose fee schedule is not known (an order of another
-run or client) has its schedule asked before it is decoded (`learn_fees_of_trades`); a fill the
-venue cannot say the fee of is booked with none and alerted (`fees.unknown_fill`, critical).
+run or client) has its schedule asked before it is decoded (`learn_fees_of_trades`), for at most
+2 s (the reports behind it wait); a fill the venue cannot say the fee of in time is booked with
+none and alerted (`fees.unknown_fill`, critical), and its market is asked in the background. So
+is the market of an order refused `fees_unknown` and of our open orders and positions found at
+reconciliation (`want_fees`): a token restored from the journal that no subscription loads.
 After a reconnection, the trades of the gap are fetched (`GET /data/trades`
 since shortly before the last frame received) and fed to the decoder like the channel's own
 reports (fills, settlements, reversals of trades that FAILED meanwhile): it remembers the fills it
@@ -109,6 +112,11 @@ _END_CURSOR: Final = "LTE="
 _MAX_PAGES: Final = 1000
 _FEES_CONCURRENCY: Final = 8  # `GET /clob-markets` requests in flight at once
 _FEES_RETRY_S: Final = 30.0  # markets whose fee schedule could not be learned are asked again
+# How long a trade's decoding waits for its market's fee schedule (`learn_fees_of_trades`): the
+# user channel's reports queue behind it (cancels included), and httpx's timeout is per phase (a
+# slow-drip answer never times out). Past it the trade is booked with its fee flagged unknown and
+# alerted, and the market is left to `_retry_fees`.
+_ON_DEMAND_FEES_S: Final = 2.0
 
 
 def _frame(raw: bytes) -> bytes:
@@ -551,6 +559,8 @@ class PolymarketSession:
         self._execution: PolymarketExecution | None = None
         self._loaded_markets: set[str] = set()
         self._fee_markets: set[str] = set()  # markets whose fee schedule was asked for
+        self._fee_failed: set[str] = set()  # on-demand learning failed: `_retry_fees` asks again
+        self._fees_wake = trio.Event()  # a market wanted now (`want_fees`): `_retry_fees` asks
         self._configured_loaded = False
         self.heartbeats_sent = 0
 
@@ -626,6 +636,8 @@ class PolymarketSession:
                 clock=self.clock,
                 log=self.log,
             )
+            self._execution.want_fees = self.want_fees
+            self._execution.learn_trade_fees = self.learn_fees_of_trades
         return self._execution
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -756,17 +768,46 @@ class PolymarketSession:
         return learned
 
     async def _retry_fees(self) -> None:
+        """In the background: every `_FEES_RETRY_S`, or at once when a market is wanted
+        (`want_fees`), the schedules still unknown among those asked for."""
         while True:
-            await trio.sleep(_FEES_RETRY_S)
+            with trio.move_on_after(_FEES_RETRY_S):
+                await self._fees_wake.wait()
+            self._fees_wake = trio.Event()
             await self.learn_fees(c for c in self._fee_markets if self._fees_unknown(c))
+
+    def want_fees(self, tokens: Iterable[str]) -> None:
+        """The markets of `tokens` whose schedule is unknown are learned in the background
+        (`_retry_fees`, woken at once for a market not asked for yet): an order refused with
+        `fees_unknown` (a token restored from the journal, whose market no subscription loads),
+        and the tokens of our open orders and positions the reconciliation finds."""
+        new = False
+        for token in tokens:
+            outcome = self.outcomes.get(token)
+            if outcome is not None and outcome.fees is not None:
+                continue
+            for cid in self.markets_of([token]) | ({outcome.condition_id} if outcome else set()):
+                if cid and cid not in self._fee_markets and self._fees_unknown(cid):
+                    self._fee_markets.add(cid)
+                    new = True
+        if new:
+            self._fees_wake.set()
 
     async def learn_fees_of_trades(self, raw: bytes | str) -> None:
         """Before our trades are decoded (the user channel's `trade` events, a `GET
         /data/trades` page): the schedules of their markets that are not known (a fill of an
         order this session did not place: a restart's, another client's), so that their fills
-        are booked at the fee the venue charged."""
-        if (b"trade" not in raw) if isinstance(raw, bytes) else ("trade" not in raw):
-            return  # no trade in it: the common case, without parsing the frame
+        are booked at the fee the venue charged. Bounded (`_ON_DEMAND_FEES_S`): every report
+        behind this one waits for it. A market that could not be learned so (the venue slow or
+        failing) is not asked here again: its trades are booked with their fee flagged unknown
+        (alerted), and `_retry_fees` asks it in the background."""
+        # Every trade carries `taker_order_id` and `maker_orders` (§2.2 "trade", §2.3 trades);
+        # an order report carries neither (its `associate_trades` matched a plain b"trade").
+        if isinstance(raw, bytes):
+            if b"maker_orders" not in raw and b"taker_order_id" not in raw:
+                return  # no trade in it: the common case, without parsing the frame
+        elif "maker_orders" not in raw and "taker_order_id" not in raw:
+            return
         markets: set[str] = set()
         for token, market in trade_tokens(raw).items():
             outcome = self.outcomes.get(token)
@@ -775,8 +816,21 @@ class PolymarketSession:
             markets |= {market} if market else self.markets_of([token])
             if outcome is not None:
                 markets.add(outcome.condition_id)
-        if markets:
+        markets = {m for m in markets if m and m not in self._fee_failed}
+        if not markets:
+            return
+        with trio.move_on_after(_ON_DEMAND_FEES_S) as waited:
             await self.learn_fees(markets)
+        failed = {m for m in markets if self._fees_unknown(m)}
+        if failed:
+            self._fee_failed |= failed
+            self._fee_markets |= failed
+            self.log.warning(
+                "fees.on_demand_failed",
+                markets=sorted(failed),
+                timed_out=waited.cancelled_caught,
+                action="booked with the fee flagged unknown; asked again in the background",
+            )
 
     def alert_unknown_fees(self) -> None:
         """Alert the fills booked with no fee because their market's schedule is unknown."""
