@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import attrs
@@ -19,7 +19,7 @@ from ._journal import OrderJournal
 from ._market import MarketState
 from ._money import BadNumber
 from ._orders import Order, OrderRequest, OrderTracker
-from ._portfolio import Booking, Ledger, UsdRates
+from ._portfolio import CONTEXT, Booking, Ledger, UsdRates
 from ._risk import RiskChecker, RiskLimits
 from ._settlement import FundingPayment, PositionHistory, check_delivery_price, check_funding
 
@@ -485,6 +485,12 @@ class OrderFlow:
         )
 
     def funding(self, payment: FundingPayment, *, final: bool = True) -> dict[str, Decimal] | None:
+        """`_funding`, its shares computed in the ledger's decimal context (never the ambient one
+        a strategy may have changed: the shares are money, and journaled)."""
+        with localcontext(CONTEXT):
+            return self._funding(payment, final=final)
+
+    def _funding(self, payment: FundingPayment, *, final: bool = True) -> dict[str, Decimal] | None:
         """A venue's funding payment on a perpetual, booked to the strategies that held it
         when it accrued (`PositionHistory`, by the venue's time: the position may be closed,
         flipped or grown by the time the venue lists it):

@@ -26,6 +26,7 @@ connected), `meta` (the risk day's starting equities and such).
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -319,6 +320,8 @@ class OrderJournal:
                     # A copy of the file as it was, first (SQLite's online backup, consistent
                     # with its WAL): an older tradingd refuses schema 2, so going back needs it.
                     backup = path.with_name(f"{path.name}.schema{version or 1}")
+                    os.close(os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+                    _owner_only(backup)  # an older copy's mode too
                     with contextlib.closing(sqlite3.connect(backup)) as copy:
                         db.backup(copy)
                     _owner_only(backup)
@@ -330,6 +333,10 @@ class OrderJournal:
                     db.executescript(
                         f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;"
                     )
+            elif "ts_exchange" not in {r[1] for r in db.execute("PRAGMA table_info(ledger)")}:
+                # Schema 2 as first written (main before its ledger kept the venue's time of a
+                # fill): the column is added, empty (old rows fall back to our receive time).
+                db.execute("ALTER TABLE ledger ADD COLUMN ts_exchange INTEGER")
             db.execute("SELECT venue, symbol FROM instruments").fetchall()  # damaged: said here
         except BaseException as exc:
             if db is not None:
@@ -659,15 +666,26 @@ class OrderJournal:
             ).fetchone()
         return row is not None
 
-    def last_booked_ns(self, venue: str) -> int | None:
+    def last_seq(self) -> int:
+        """The ledger's last row number (0 when empty): what the journal held at a moment."""
+        with self._reading():
+            row = self._db.execute("SELECT max(seq) FROM ledger").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    def last_booked_ns(self, venue: str, *, up_to_seq: int | None = None) -> int | None:
         """The latest time of a fill or funding payment of `venue` in the ledger (a fill's time
         at the venue where journaled, else when we received it), None when there is none: the
-        live engine asks the venue's funding from there after a restart."""
+        live engine asks the venue's funding from there after a restart. `up_to_seq`: among
+        the rows up to that row number only (those written before this run: a fill caught up
+        since, from the downtime, is later than payments still to book)."""
+        where = "venue = ? AND kind IN ('fill', 'funding')"
+        args: list[str | int] = [venue]
+        if up_to_seq is not None:
+            where += " AND seq <= ?"
+            args.append(up_to_seq)
         with self._reading():
             row = self._db.execute(
-                "SELECT max(coalesce(ts_exchange, ts_ns)) FROM ledger "
-                "WHERE venue = ? AND kind IN ('fill', 'funding')",
-                (venue,),
+                f"SELECT max(coalesce(ts_exchange, ts_ns)) FROM ledger WHERE {where}", args
             ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 

@@ -321,6 +321,11 @@ class LiveEngine:
         self._init_settlements()
 
     def _init_settlements(self) -> None:
+        # What the journal held before this run (restored by now): the first funding round asks
+        # from its last fill or payment, not from a fill of the downtime the start's catch-up
+        # books, which is later than payments still to book.
+        journal = self.flow.journal
+        self._ledger_seq_at_start = None if journal is None else journal.last_seq()
         self.awaiting_delivery: dict[tuple[str, str], int] = {}
         self._delivery_asked: dict[tuple[str, str], int] = {}  # when each was last asked
         self._funding_since_ns: dict[str, int] = {}
@@ -1202,7 +1207,7 @@ class LiveEngine:
         if journal is None:
             return now_ns
         try:
-            last = journal.last_booked_ns(venue)
+            last = journal.last_booked_ns(venue, up_to_seq=self._ledger_seq_at_start)
         except (sqlite3.Error, TradingError) as exc:
             self.log.error("funding.journal_unreadable", venue=venue, error=str(exc))
             return floor

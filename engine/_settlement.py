@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import attrs
 
 from ._money import BadNumber, to_decimal
+from ._portfolio import CONTEXT
 
 __all__ = [
     "MAX_FUNDING",
@@ -157,6 +158,11 @@ class PositionHistory:
         return out
 
     def weighted(self, venue: str, instrument: str, start_ns: int, end_ns: int) -> dict[str, Decimal]:
+        """`_weighted` in the ledger's decimal context (these weights split money)."""
+        with localcontext(CONTEXT):
+            return self._weighted(venue, instrument, start_ns, end_ns)
+
+    def _weighted(self, venue: str, instrument: str, start_ns: int, end_ns: int) -> dict[str, Decimal]:
         """Each strategy's time-weighted position over `[start_ns, end_ns]` (the integral of its
         position over the span, divided by the span), those not 0 only."""
         span = Decimal(max(end_ns - start_ns, 1))

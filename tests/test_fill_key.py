@@ -264,6 +264,33 @@ def test_a_journal_at_schema_2_opens_unchanged(tmp_path: Path) -> None:
     assert (schema_of(path), ledger_rows(path)) == (schema, rows)
 
 
+def test_a_schema_2_journal_written_before_the_venues_time_was_kept_opens_and_books(
+    tmp_path: Path,
+) -> None:
+    """Schema 2 as first written (on main before its ledger had `ts_exchange`): opened, the
+    column is added, the ledger restores, and the next fill is journaled."""
+    path = tmp_path / "journal.sqlite"
+    journal = OrderJournal(path)
+    flow = make_flow(journal)
+    order = flow.accept(request(size="1", price="0.05", cid="s-1"), now_ns=1 * S)
+    flow.assign_order_id(order, "V1")
+    flow.on_fill(_fill("T1", "1", "0.05", oid="V1", inst=OPTION.symbol))
+    journal.close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE ledger DROP COLUMN ts_exchange")
+    db.commit()
+    db.close()
+    journal = OrderJournal(path)
+    restored = make_flow(None)
+    assert restored.restore(journal, now_ns=2 * S)["ledger"] == 1
+    assert journal.last_booked_ns("deribit") is not None
+    second = restored.accept(request(size="1", price="0.05", cid="s-2"), now_ns=3 * S)
+    restored.assign_order_id(second, "V2")
+    assert restored.on_fill(_fill("T2", "1", "0.05", oid="V2", inst=OPTION.symbol)) is not None
+    assert len(ledger_rows(path)) == 2
+    journal.close()
+
+
 def test_a_journal_of_a_later_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     db = sqlite3.connect(path)

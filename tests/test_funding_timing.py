@@ -7,6 +7,7 @@ with its own deadline for funding and a bounded round of delivery prices."""
 
 from __future__ import annotations
 
+import decimal
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -442,3 +443,35 @@ def test_the_first_round_asks_from_the_journals_last_fill_or_funding(tmp_path: P
     trio.run(other._book_funding, "deribit")
     (asked,) = other.venues["deribit"].client.asked
     assert asked == start + 30 * day - 8 * day
+
+
+def test_the_first_round_asks_from_before_a_fill_of_the_downtime(tmp_path: Path) -> None:
+    """A resting order filled while the daemon was down: the start's catch-up journals that
+    fill (at the venue's time, after payments of the downtime still to book). The first round
+    asks from what the journal held before this run, so no payment of the downtime is lost."""
+    day = 86_400 * S
+    flow = make_flow(OrderJournal(tmp_path / "j.sqlite"))
+    start = 100 * day
+    fill_of(flow, "s", "buy", "100", at=start)  # held from `start`
+    sold = attrs.evolve(late_fill(flow, start + 5 * day // 2, start + 3 * day), side=Side.SELL)
+    client = _Client()
+    client.fills = [sold]
+    engine = live(flow, client, [start + 3 * day])
+    trio.run(engine._catch_up_fills, "deribit", client)  # books the downtime's sell
+    client.payments = [payment(f"d{k}", start + k * day, "-0.0001", "100") for k in (1, 2)]
+    trio.run(engine._book_funding, "deribit")
+    assert client.asked[0] <= start
+    assert flow.ledger("s").funding_usd == Decimal("-0.0002") * USD  # both days, not day 2 only
+
+
+def test_funding_shares_are_computed_in_the_ledgers_context_not_the_strategys() -> None:
+    """A strategy may set the thread's decimal precision; the shares of a payment (money, and
+    journaled) are computed in the ledger's own context whatever it is."""
+    flow = make_flow()
+    fill_of(flow, "a", "buy", "70", at=0)
+    fill_of(flow, "b", "buy", "30", at=0)
+    with decimal.localcontext() as ctx:
+        ctx.prec = 4
+        out = flow.funding(payment("p", 24 * H, "-0.00012345678", "100", span_ns=24 * H))
+    assert out is not None
+    assert sum(out.values()) == Decimal("-0.00012345678") * USD
