@@ -43,8 +43,11 @@ _BUY, _SELL = "#1a9850", "#d73027"
 def _pyplot() -> Any:
     try:
         import matplotlib
-    except ImportError as exc:  # pragma: no cover - a dependency of tradingd
-        raise DataError("the HTML report needs matplotlib (pip install matplotlib)") from exc
+    except ImportError as exc:
+        raise DataError(
+            "the HTML report and its charts need the 'report' extra: pip install 'tradingd[report]' "
+            "(the JSON report is written)"
+        ) from exc
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

@@ -42,6 +42,8 @@ import structlog
 import trio
 import trio.lowlevel
 
+from ._errors import DataError
+
 __all__ = ["PeerT", "Receive", "Scope", "Send", "SimFaults", "SimPeer", "SimulatorServer", "serve"]
 
 Scope = MutableMapping[str, Any]
@@ -455,8 +457,11 @@ async def serve(
 ) -> None:
     """Serve a simulator with hypercorn on trio (and step its market) until cancelled.
     `task_status` gets the bound addresses (port 0 picks a free port)."""
-    from hypercorn.config import Config
-    from hypercorn.trio import serve as hypercorn_serve
+    try:
+        from hypercorn.config import Config
+        from hypercorn.trio import serve as hypercorn_serve
+    except ImportError as exc:
+        raise DataError("the venue simulators need the 'sim' extra: pip install 'tradingd[sim]'") from exc
 
     config = Config()
     config.bind = [f"{host}:{port}"]
