@@ -232,11 +232,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     from ._logging import configure_logging
     from ._plugins import load_venue
+    from ._simserver import require_server
 
     plugin = load_venue(args.venue)
     simulate = getattr(plugin, "simulate", None)
     if simulate is None:
         raise _UsageError(f"there is no simulator for {args.venue} yet")
+    require_server()  # one line naming the extra, before anything starts
     configure_logging(args.log_level or "info", args.log_format or "auto", sys.stderr)
 
     async def main() -> None:

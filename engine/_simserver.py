@@ -44,7 +44,17 @@ import trio.lowlevel
 
 from ._errors import DataError
 
-__all__ = ["PeerT", "Receive", "Scope", "Send", "SimFaults", "SimPeer", "SimulatorServer", "serve"]
+__all__ = [
+    "PeerT",
+    "Receive",
+    "Scope",
+    "Send",
+    "SimFaults",
+    "SimPeer",
+    "SimulatorServer",
+    "require_server",
+    "serve",
+]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -448,6 +458,16 @@ class SimulatorServer(Generic[PeerT]):
         return None
 
 
+def require_server() -> None:
+    """The simulators' HTTP/WebSocket server is the 'sim' extra (hypercorn): a `DataError`
+    naming it when it is not installed (checked before anything starts)."""
+    try:
+        import hypercorn.config
+        import hypercorn.trio  # noqa: F401
+    except ImportError as exc:
+        raise DataError("the venue simulators need the 'sim' extra: pip install 'tradingd[sim]'") from exc
+
+
 async def serve(
     app: SimulatorServer[Any],
     *,
@@ -457,11 +477,9 @@ async def serve(
 ) -> None:
     """Serve a simulator with hypercorn on trio (and step its market) until cancelled.
     `task_status` gets the bound addresses (port 0 picks a free port)."""
-    try:
-        from hypercorn.config import Config
-        from hypercorn.trio import serve as hypercorn_serve
-    except ImportError as exc:
-        raise DataError("the venue simulators need the 'sim' extra: pip install 'tradingd[sim]'") from exc
+    require_server()
+    from hypercorn.config import Config
+    from hypercorn.trio import serve as hypercorn_serve
 
     config = Config()
     config.bind = [f"{host}:{port}"]
