@@ -72,3 +72,32 @@ async def paper_deribit(nursery: trio.Nursery, base: str, probe: Strategy) -> tu
     with trio.fail_after(10):
         await engine.ready.wait()
     return engine, engine.venues["deribit"]
+
+
+async def live_deribit(nursery: trio.Nursery, probe: Probe, **settings: Any) -> tuple[Any, Any, float]:
+    """A live `LiveEngine` with `probe` on a Deribit simulator of its own (the demo account,
+    heartbeats scaled down), ready and with BTC-PERPETUAL's first mark: the simulator, the
+    engine and that mark. `settings` go to `DeribitSettings` (a slow matching rate, short
+    timeouts)."""
+    import functools
+
+    from connectors.deribit.settings import DeribitSettings
+    from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+    from engine import Ticker
+    from engine._live import LiveEngine
+
+    simulator = DeribitSimulator(seed=5, step_s=0.05, heartbeat_scale=0.1)
+    base = (await nursery.start(functools.partial(serve, simulator)))[0].removeprefix("http://")
+    client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
+    engine = LiveEngine(
+        [probe],
+        {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}", **settings)},
+        mode="live",
+        environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret},
+    )
+    await nursery.start(engine.run)
+    with trio.fail_after(10):
+        await engine.ready.wait()
+    perp = "BTC-PERPETUAL"
+    ticks = await until(lambda: [t for t in probe.of(Ticker, perp) if t.mark])
+    return simulator, engine, ticks[-1].mark

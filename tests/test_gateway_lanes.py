@@ -314,30 +314,11 @@ async def test_a_stop_sends_no_queued_order_and_leaves_none_open(nursery: trio.N
     stop cancelled, stayed open at the venue."""
     import functools
 
-    from connectors.deribit.settings import DeribitSettings
-    from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
-    from engine import Subscription, Ticker
-    from engine._live import LiveEngine
-    from tests.live_support import Probe, until
+    from engine import Subscription
+    from tests.live_support import Probe, live_deribit
 
-    simulator = DeribitSimulator(seed=5, step_s=0.05, heartbeat_scale=0.1)
-    base = (await nursery.start(functools.partial(serve, simulator)))[0].removeprefix("http://")
     probe = Probe("p", [Subscription("deribit", PERP.symbol)])
-    client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
-    engine = LiveEngine(
-        [probe],
-        {
-            "deribit": DeribitSettings(
-                url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}", matching_rate=2, matching_burst=1
-            )
-        },
-        mode="live",
-        environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret},
-    )
-    await nursery.start(engine.run)
-    with trio.fail_after(10):
-        await engine.ready.wait()
-    mark = (await until(lambda: [t for t in probe.of(Ticker, PERP.symbol) if t.mark]))[-1].mark
+    simulator, engine, mark = await live_deribit(nursery, probe, matching_rate=2, matching_burst=1)
     price = Decimal(int(mark * 0.8))  # far under the market: every buy rests
     await probe.ctx.buy("deribit", PERP.symbol, 10, price)
     with trio.CancelScope() as strategy:  # the strategy, stopped with requests queued
@@ -361,35 +342,12 @@ async def test_an_order_the_venue_does_not_answer_in_time_is_outcome_unknown_the
     arrives: the strategy hears `OrderOutcomeUnknown` (not a refusal) when the request times
     out; the order stays tracked, is not sent again, and the venue's word settles it (it is
     resting) once the simulator speaks again."""
-    import functools
 
-    from connectors.deribit.settings import DeribitSettings
-    from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
-    from engine import Subscription, Ticker
-    from engine._live import LiveEngine
-    from tests.live_support import Probe, until
+    from engine import Subscription
+    from tests.live_support import Probe, live_deribit, until
 
-    simulator = DeribitSimulator(seed=5, step_s=0.05, heartbeat_scale=0.1)
-    base = (await nursery.start(functools.partial(serve, simulator)))[0].removeprefix("http://")
     probe = Probe("p", [Subscription("deribit", PERP.symbol)])
-    client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
-    engine = LiveEngine(
-        [probe],
-        {
-            "deribit": DeribitSettings(
-                url=f"ws://{base}/ws/api/v2",
-                rest_url=f"http://{base}",
-                request_timeout_s=0.5,
-                reconnect_base_s=0.05,
-            )
-        },
-        mode="live",
-        environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret},
-    )
-    await nursery.start(engine.run)
-    with trio.fail_after(10):
-        await engine.ready.wait()
-    mark = (await until(lambda: [t for t in probe.of(Ticker, PERP.symbol) if t.mark]))[-1].mark
+    simulator, engine, mark = await live_deribit(nursery, probe, request_timeout_s=0.5, reconnect_base_s=0.05)
     simulator.faults.stall(1.5)
     with pytest.raises(OrderOutcomeUnknown) as info:
         await probe.ctx.buy("deribit", PERP.symbol, 10, Decimal(int(mark * 0.8)))

@@ -5,7 +5,6 @@ send_queued_on_stop = true` sends the queued ones as before."""
 
 from __future__ import annotations
 
-import functools
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,10 +13,10 @@ import trio
 import trio.testing
 
 from connectors.deribit.settings import DeribitSettings
-from engine import ExecutionGateway, OrderDenied, OrderRejected, OrderState, Subscription, Ticker
+from engine import ExecutionGateway, OrderDenied, OrderRejected, OrderState, Subscription
 from engine._live import LiveEngine
 from tests.helpers import PERP, request, ticker
-from tests.live_support import Probe, until
+from tests.live_support import Probe, live_deribit
 from tests.test_gateway_lanes import SlowVenue, _flow, _resting_then_full_queue, _settle
 
 
@@ -165,26 +164,9 @@ async def test_a_shutdown_sends_the_on_stop_order_but_not_the_orders_queued_befo
     strategy's `on_stop` takes a second, then sends a sell. Only the buy then in flight and the
     sell reach the venue. Before, the queued buys kept going out while `on_stop` ran, as they
     still do with `send_queued` (`[daemon] send_queued_on_stop = true`)."""
-    from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 
-    simulator = DeribitSimulator(seed=5, step_s=0.05, heartbeat_scale=0.1)
-    base = (await nursery.start(functools.partial(serve, simulator)))[0].removeprefix("http://")
     probe = _Flattens("p", [Subscription("deribit", PERP.symbol)])
-    client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
-    engine = LiveEngine(
-        [probe],
-        {
-            "deribit": DeribitSettings(
-                url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}", matching_rate=2, matching_burst=1
-            )
-        },
-        mode="live",
-        environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret},
-    )
-    await nursery.start(engine.run)
-    with trio.fail_after(10):
-        await engine.ready.wait()
-    mark = (await until(lambda: [t for t in probe.of(Ticker, PERP.symbol) if t.mark]))[-1].mark
+    simulator, engine, mark = await live_deribit(nursery, probe, matching_rate=2, matching_burst=1)
     price = Decimal(int(mark * 0.8))  # far under the market: every buy rests
     probe.price = Decimal(int(mark * 1.25))  # far over it: the sell rests
     await probe.ctx.buy("deribit", PERP.symbol, 10, price)
