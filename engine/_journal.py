@@ -141,6 +141,30 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 )
 
 
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: BEGIN IMMEDIATE, COMMIT, and on any error a ROLLBACK, unless SQLite
+    has rolled back already (SQLITE_FULL does: a ROLLBACK then would fail with "cannot
+    rollback" and hide the real error)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Each statement of `script` inside the caller's transaction (`executescript` would commit
+    it first)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 def _migrate_v1(db: sqlite3.Connection) -> None:
     """Schema 1 -> 2, in place and in one transaction (SQLite's table rebuild: a constraint of a
     table cannot be altered). Schema 1 keyed the ledger by (kind, venue, trade_id), so a second
@@ -148,8 +172,7 @@ def _migrate_v1(db: sqlite3.Connection) -> None:
     (`seq`, and the sequence the next row takes its number from) and their rates are kept as
     they are. Everything else is the same in both schemas. A failure rolls it all back: the file
     stays a schema-1 journal."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(db):
         (next_seq,) = db.execute(
             "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'ledger'), 0)"
         ).fetchone()
@@ -159,24 +182,14 @@ def _migrate_v1(db: sqlite3.Connection) -> None:
         )
         db.execute("DROP TABLE ledger")  # its indexes go with it
         db.execute("ALTER TABLE ledger_v2 RENAME TO ledger")
-        for statement in _LEDGER_INDEXES.split(";"):
-            if statement.strip():
-                db.execute(statement)
+        _run_script(db, _LEDGER_INDEXES)
         kept = db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'ledger'", (next_seq,))
         if kept.rowcount == 0 and next_seq:
             db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('ledger', ?)", (next_seq,))
         # The tables schema 1 may have left missing (a file it left part way) in the same
         # transaction, and the version last: a crash before COMMIT leaves a schema-1 file.
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                db.execute(statement)
+        _run_script(db, _SCHEMA)
         db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-        raise
 
 
 _INSERT_LEDGER = (
@@ -330,9 +343,9 @@ class OrderJournal:
                 else:
                     # A new journal (or the rest of one schema 1 left part way): tables and
                     # version in one transaction.
-                    db.executescript(
-                        f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;"
-                    )
+                    with _transaction(db):
+                        _run_script(db, _SCHEMA)
+                        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             elif "ts_exchange" not in {r[1] for r in db.execute("PRAGMA table_info(ledger)")}:
                 # Schema 2 as first written (main before its ledger kept the venue's time of a
                 # fill): the column is added, empty (old rows fall back to our receive time).
@@ -376,18 +389,9 @@ class OrderJournal:
         t0 = time.perf_counter_ns()
         db = self._db
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
                 for sql, args in statements:
                     db.execute(sql, args)
-                db.execute("COMMIT")
-            except BaseException:
-                # SQLite may have rolled back already (SQLITE_FULL does): a ROLLBACK then would
-                # fail with "cannot rollback" and hide the real error.
-                if db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                raise
         except sqlite3.IntegrityError:
             raise  # a constraint (a fill booked already): the callers' business
         except sqlite3.Error as exc:
