@@ -3,8 +3,9 @@ placements block until the test lets them go, so the queue can be filled with sl
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
 import pytest
@@ -119,28 +120,39 @@ async def _resting_then_full_queue(
     assert venue.calls[-1] == ("place", "q-0")  # the rest wait in the queue
 
 
+@contextlib.asynccontextmanager
+async def stalled_gateway(
+    n: int, *, capacity: int = 4
+) -> AsyncIterator[tuple[OrderFlow, SlowVenue, ExecutionGateway, dict[str, object], trio.Nursery]]:
+    """A running gateway whose venue has one resting order ("s-rest") and then stalls with `n`
+    placements queued behind one in flight ("q-0"; their outcomes in the dict, by client order
+    id). On leaving, the venue answers everything and the gateway closes."""
+    flow = _flow()
+    venue = SlowVenue()
+    gw = ExecutionGateway(venue, flow, capacity=capacity)
+    outcomes: dict[str, object] = {}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        await _resting_then_full_queue(nursery, gw, venue, outcomes, n=n)
+        yield flow, venue, gw, outcomes, nursery
+        await _settle()
+        venue.gate.set()
+        await _settle()
+        gw.close()
+
+
 # ------------------------------------------------------------------------------- cancels first
 
 
 async def test_a_cancel_goes_before_queued_placements(autojump_clock: trio.testing.MockClock) -> None:
     """A cancel waits only for the request the venue has now, not for the full queue of new
     orders before it (a shutdown's, a failed strategy's, or a strategy pulling its quotes)."""
-    flow = _flow()
-    venue = SlowVenue()
-    gw = ExecutionGateway(venue, flow, capacity=4)
-    outcomes: dict[str, object] = {}
-    async with trio.open_nursery() as nursery:
-        await nursery.start(gw.run)
-        await _resting_then_full_queue(nursery, gw, venue, outcomes, n=4)
+    async with stalled_gateway(n=4) as (_f, venue, gw, outcomes, nursery):
 
         async def cancel() -> None:
             outcomes["cancel"] = (await gw.cancel_order("s-rest")).status
 
         nursery.start_soon(cancel)
-        await _settle()
-        venue.gate.set()
-        await _settle()
-        gw.close()
     assert venue.calls[:4] == [("place", "s-rest"), ("place", "q-0"), ("cancel", "s-rest"), ("place", "q-1")]
     assert outcomes["cancel"] is OrderState.CANCELLED
     assert all(outcomes[f"q-{i}"] is OrderState.OPEN for i in range(5))  # the others still sent
@@ -152,23 +164,13 @@ async def test_the_kill_switch_cancel_goes_first_and_queued_orders_are_refused(
     """The kill switch (the daemon engages it, then cancels every open order): the cancel is
     sent as soon as the request in flight is answered; the new orders queued behind are refused
     by the pre-trade checks and never sent."""
-    flow = _flow()
-    venue = SlowVenue()
-    gw = ExecutionGateway(venue, flow, capacity=4)
-    outcomes: dict[str, object] = {}
-    async with trio.open_nursery() as nursery:
-        await nursery.start(gw.run)
-        await _resting_then_full_queue(nursery, gw, venue, outcomes, n=4)
+    async with stalled_gateway(n=4) as (flow, venue, gw, outcomes, nursery):
         flow.risk.halt("test drill")
 
         async def cancel() -> None:
             outcomes["cancel"] = (await gw.cancel_order("s-rest")).status
 
         nursery.start_soon(cancel)
-        await _settle()
-        venue.gate.set()
-        await _settle()
-        gw.close()
     assert venue.calls == [("place", "s-rest"), ("place", "q-0"), ("cancel", "s-rest")]
     assert outcomes["cancel"] is OrderState.CANCELLED
     for i in range(1, 5):
@@ -182,13 +184,7 @@ async def test_a_cancel_of_an_order_still_queued_waits_for_its_placement(
 ) -> None:
     """Cancels go first, but never before the order they cancel is sent: a strategy's place
     then cancel of one order is kept in its order (the venue would not know the order yet)."""
-    flow = _flow()
-    venue = SlowVenue()
-    gw = ExecutionGateway(venue, flow, capacity=4)
-    outcomes: dict[str, object] = {}
-    async with trio.open_nursery() as nursery:
-        await nursery.start(gw.run)
-        await _resting_then_full_queue(nursery, gw, venue, outcomes, n=2)
+    async with stalled_gateway(n=2) as (_f, venue, gw, outcomes, nursery):
 
         async def cancel(cid: str) -> None:
             outcomes[f"cancel {cid}"] = (await gw.cancel_order(cid)).status
@@ -196,10 +192,6 @@ async def test_a_cancel_of_an_order_still_queued_waits_for_its_placement(
         nursery.start_soon(cancel, "q-2")  # queued: its cancel waits behind it
         await _settle()
         nursery.start_soon(cancel, "s-rest")  # resting: its cancel goes first
-        await _settle()
-        venue.gate.set()
-        await _settle()
-        gw.close()
     assert venue.calls == [
         ("place", "s-rest"),
         ("place", "q-0"),
@@ -216,23 +208,13 @@ async def test_refuse_new_refuses_queued_orders_and_lets_cancels_through(
 ) -> None:
     """What the daemon's stop does once its strategies stopped: their queued orders are refused
     at once (never sent after the open orders are cancelled), while cancels still go."""
-    flow = _flow()
-    venue = SlowVenue()
-    gw = ExecutionGateway(venue, flow, capacity=4)
-    outcomes: dict[str, object] = {}
-    async with trio.open_nursery() as nursery:
-        await nursery.start(gw.run)
-        await _resting_then_full_queue(nursery, gw, venue, outcomes, n=4)
+    async with stalled_gateway(n=4) as (flow, venue, gw, outcomes, nursery):
         assert gw.queued == 4
         assert gw.refuse_new("the daemon is stopping") == 4
         assert gw.queued == 0
         with pytest.raises(OrderDenied, match="not sent: the daemon is stopping"):
             await gw.place_order(request(cid="late"))
         nursery.start_soon(gw.cancel_order, "s-rest")
-        await _settle()
-        venue.gate.set()
-        await _settle()
-        gw.close()
     assert venue.calls == [("place", "s-rest"), ("place", "q-0"), ("cancel", "s-rest")]
     assert all(isinstance(outcomes[f"q-{i}"], OrderDenied) for i in range(1, 5))
     assert flow.tracker.get("s-rest").state is OrderState.CANCELLED  # type: ignore[union-attr]

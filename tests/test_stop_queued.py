@@ -17,28 +17,18 @@ from engine import ExecutionGateway, OrderDenied, OrderRejected, OrderState, Sub
 from engine._live import LiveEngine
 from tests.helpers import PERP, request, ticker
 from tests.live_support import Probe, live_deribit
-from tests.test_gateway_lanes import SlowVenue, _flow, _resting_then_full_queue, _settle
+from tests.test_gateway_lanes import SlowVenue, _flow, _settle, stalled_gateway
 
 
 async def test_a_stop_refuses_what_was_queued_and_sends_what_comes_after(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    flow = _flow()
-    venue = SlowVenue()
-    gw = ExecutionGateway(venue, flow, capacity=4)
-    outcomes: dict[str, object] = {}
-    async with trio.open_nursery() as nursery:
-        await nursery.start(gw.run)
-        await _resting_then_full_queue(nursery, gw, venue, outcomes, n=3)
+    async with stalled_gateway(n=3) as (flow, venue, gw, outcomes, nursery):
         assert gw.drop_queued("the daemon is stopping") == 3
         await _settle()
         # Made after the stop began (a strategy's `on_stop` flattening): sent.
         nursery.start_soon(gw.place_order, request("sell", cid="s-flat"))
         nursery.start_soon(gw.cancel_order, "s-rest")  # cancels still go (first)
-        await _settle()
-        venue.gate.set()
-        await _settle()
-        gw.close()
     assert venue.calls == [("place", "s-rest"), ("place", "q-0"), ("cancel", "s-rest"), ("place", "s-flat")]
     for i in range(1, 4):
         refused = outcomes[f"q-{i}"]
@@ -53,19 +43,10 @@ async def test_a_caller_still_waiting_for_room_when_the_stop_began_is_refused(
 ) -> None:
     """Refusing the queued requests frees room in the queue: a caller that was waiting for room
     when the stop began must not take it and be sent."""
-    flow = _flow()
-    venue = SlowVenue()
-    gw = ExecutionGateway(venue, flow, capacity=1)
-    outcomes: dict[str, object] = {}
-    async with trio.open_nursery() as nursery:
-        await nursery.start(gw.run)
-        await _resting_then_full_queue(nursery, gw, venue, outcomes, n=2)  # q-1 queued, q-2 waits
+    # q-1 queued, q-2 waits for room
+    async with stalled_gateway(n=2, capacity=1) as (_f, venue, gw, outcomes, _nursery):
         assert gw.queued == 1
         assert gw.drop_queued("the daemon is stopping") == 1
-        await _settle()
-        venue.gate.set()
-        await _settle()
-        gw.close()
     assert venue.calls == [("place", "s-rest"), ("place", "q-0")]
     assert isinstance(outcomes["q-1"], OrderDenied) and isinstance(outcomes["q-2"], OrderDenied)
 
