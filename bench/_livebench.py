@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import trio
 
-from engine import MarketEvent, Status, Strategy, Subscription
+from tradingd.engine import MarketEvent, Status, Strategy, Subscription
 
 __all__ = ["Counter", "Idle", "free_port", "run_with_simulator"]
 

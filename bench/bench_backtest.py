@@ -21,11 +21,11 @@ from typing import Any
 
 import trio
 
-from config import load_config
-from engine import InstrumentRegistry, RecordingReader
-from engine._backtest import BacktestKernel, BacktestSettings, DataSource
-from engine._logging import configure_logging
-from engine._plugins import load_venue
+from tradingd.config import load_config
+from tradingd.engine import InstrumentRegistry, RecordingReader
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.venue.plugins import load_venue
 
 ROOT = Path(__file__).resolve().parent.parent
 

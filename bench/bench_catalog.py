@@ -32,9 +32,9 @@ from pathlib import Path
 import orjson
 import trio
 
-from connectors.polymarket.catalog import PolymarketCatalog, write_cache
-from connectors.polymarket.catalog_generator import market_lines
-from engine._logging import configure_logging
+from tradingd.connectors.polymarket.catalog import PolymarketCatalog, write_cache
+from tradingd.connectors.polymarket.catalog_generator import market_lines
+from tradingd.engine.logs.setup import configure_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -207,7 +207,7 @@ def main() -> int:
 
     # -- the CLI ----------------------------------------------------------------------------
     exe = Path(sys.executable).parent / "tradingd"
-    cmd: list[str] = [str(exe)] if exe.exists() else [sys.executable, "-m", "engine._cli"]
+    cmd: list[str] = [str(exe)] if exe.exists() else [sys.executable, "-m", "tradingd.cli.main"]
     for argv in (["search", "bitcoin above"], ["search", "democratic nominee 2028", "--json"]):
         walls = []
         for _ in range(args.repeat):

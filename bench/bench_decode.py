@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 
 import msgspec
 
-from connectors.deribit.codec import DeribitDecoder
-from engine import InstrumentRegistry
+from tradingd.connectors.deribit.codec import DeribitDecoder
+from tradingd.engine import InstrumentRegistry
 
 INSTRUMENTS = (
     b'{"jsonrpc":"2.0","id":1,"result":[{"kind":"future","instrument_name":"BTC-PERPETUAL",'

@@ -27,11 +27,11 @@ import httpx
 import trio
 from _livebench import Counter, run_with_simulator
 
-from connectors.deribit.settings import DeribitSettings
-from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
-from engine import DataKind, MarketEvent, OrderRequest, Side, Strategy, Subscription, Ticker
-from engine._live import LiveEngine
-from engine._logging import configure_logging
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from tradingd.engine import DataKind, MarketEvent, OrderRequest, Side, Strategy, Subscription, Ticker
+from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.runtime.live import LiveEngine
 
 PERP = "BTC-PERPETUAL"
 CREDS = {

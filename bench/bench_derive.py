@@ -23,10 +23,10 @@ from decimal import Decimal
 
 import msgspec
 
-from connectors.derive.codec import DeriveDecoder
-from connectors.derive.instruments import DeriveInstrumentInfo
-from connectors.derive.signing import TESTNET, Credentials, NonceSource, OrderSigner, login_signature
-from engine import InstrumentRegistry
+from tradingd.connectors.derive.codec import DeriveDecoder
+from tradingd.connectors.derive.instruments import DeriveInstrumentInfo
+from tradingd.connectors.derive.signing import TESTNET, Credentials, NonceSource, OrderSigner, login_signature
+from tradingd.engine import InstrumentRegistry
 
 INSTRUMENTS = (
     b'{"id":1,"result":[{"instrument_type":"perp","instrument_name":"ETH-PERP","is_active":true,'

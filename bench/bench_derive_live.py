@@ -33,17 +33,17 @@ import httpx
 import trio
 from _livebench import Counter, Idle, run_with_simulator
 
-from connectors.derive.settings import DeriveSettings
-from connectors.derive.simulator import (
+from tradingd.connectors.derive.settings import DeriveSettings
+from tradingd.connectors.derive.simulator import (
     DEMO_SESSION_KEY,
     DEMO_SUBACCOUNT,
     DEMO_WALLET,
     DeriveSimulator,
     serve,
 )
-from engine import DataKind, MarketEvent, Order, OrderRequest, Side, Strategy, Subscription, Ticker
-from engine._live import LiveEngine
-from engine._logging import configure_logging
+from tradingd.engine import DataKind, MarketEvent, Order, OrderRequest, Side, Strategy, Subscription, Ticker
+from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.runtime.live import LiveEngine
 
 PERP = "ETH-PERP"
 CREDS = {

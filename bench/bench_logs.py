@@ -31,7 +31,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine._logtail import LogFilter, LogView, parse_time, read_file  # noqa: E402
+from tradingd.engine.logs.tail import LogFilter, LogView, parse_time, read_file  # noqa: E402
 
 START = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
 

@@ -30,9 +30,9 @@ from typing import Any
 import orjson
 import trio
 
-from engine import MarketEvent, OrderRejected, RecordingWriter, Strategy, Subscription, Ticker
-from engine._backtest import BacktestKernel, BacktestSettings, DataSource
-from engine._logging import configure_logging
+from tradingd.engine import MarketEvent, OrderRejected, RecordingWriter, Strategy, Subscription, Ticker
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.logs.setup import configure_logging
 
 T0 = 1_795_478_400 * 1_000_000_000  # 2026-11-24T00:00:00Z
 STEP = 100_000_000  # ns between quotes
@@ -125,7 +125,7 @@ def write_recording(quotes: list[tuple[int, float, float, float, float]], path: 
 
 
 def run_tradingd(path: Path, every: int) -> tuple[float, int, int]:
-    from connectors.deribit import PLUGIN
+    from tradingd.connectors.deribit import PLUGIN
 
     strategy = QuoteCounter(every)
     kernel = BacktestKernel(

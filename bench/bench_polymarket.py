@@ -32,11 +32,17 @@ from pathlib import Path
 import msgspec
 import orjson
 
-from connectors.polymarket.book import LocalOrderBook
-from connectors.polymarket.codec import PolymarketDecoder
-from connectors.polymarket.generator import generate_sample
-from connectors.polymarket.signing import ApiCredentials, OrderSigner, OrderType, l2_headers, order_body
-from engine import Instrument, InstrumentKind, InstrumentRegistry, RecordingReader, Side
+from tradingd.connectors.polymarket.book import LocalOrderBook
+from tradingd.connectors.polymarket.codec import PolymarketDecoder
+from tradingd.connectors.polymarket.generator import generate_sample
+from tradingd.connectors.polymarket.signing import (
+    ApiCredentials,
+    OrderSigner,
+    OrderType,
+    l2_headers,
+    order_body,
+)
+from tradingd.engine import Instrument, InstrumentKind, InstrumentRegistry, RecordingReader, Side
 
 YES = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
 NO = "52114319501245915516055106046884209969926127482827954674443846427813813222426"

@@ -38,11 +38,11 @@ import httpx
 import trio
 from _livebench import Counter, Idle, run_with_simulator
 
-from config._schema import CatalogConfig
-from connectors.polymarket.settings import PolymarketSettings
-from connectors.polymarket.signing import order_body
-from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
-from engine import (
+from tradingd.config._schema import CatalogConfig
+from tradingd.connectors.polymarket.settings import PolymarketSettings
+from tradingd.connectors.polymarket.signing import order_body
+from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
+from tradingd.engine import (
     BookUpdate,
     MarketEvent,
     Order,
@@ -51,8 +51,8 @@ from engine import (
     Strategy,
     Subscription,
 )
-from engine._live import LiveEngine
-from engine._logging import configure_logging
+from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.runtime.live import LiveEngine
 
 V = "polymarket"
 _API = DEMO_API

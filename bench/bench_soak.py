@@ -32,13 +32,13 @@ from typing import Any
 import trio
 from _livebench import Idle, run_with_simulator
 
-from connectors.deribit.settings import DeribitSettings
-from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
-from engine import DataKind, OrderRequest, Side, Subscription
-from engine._errors import TradingError
-from engine._journal import OrderJournal
-from engine._live import LiveEngine
-from engine._logging import configure_logging
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from tradingd.engine import DataKind, OrderRequest, Side, Subscription
+from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.model.errors import TradingError
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.store.journal import OrderJournal
 
 PERP = "BTC-PERPETUAL"
 CREDS = {

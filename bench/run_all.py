@@ -239,8 +239,8 @@ def decoders(quick: bool) -> Group:
 
 def engine_books_and_deribit_signing(quick: bool) -> Group:
     """Measured here: the engine's integer-tick book, and Deribit's request signature."""
-    from connectors.deribit.signing import http_signature_header, new_nonce
-    from engine import OrderBook
+    from tradingd.connectors.deribit.signing import http_signature_header, new_nonce
+    from tradingd.engine import OrderBook
 
     n = 100_000 if quick else 300_000
     book = OrderBook(0.5)
@@ -295,11 +295,11 @@ def recorder(quick: bool) -> Group:
     the writer (formatting, zstd, block flush; a worker thread in a live session)."""
     import tempfile
 
-    from connectors.deribit.settings import DeribitSettings
-    from connectors.deribit.stream import DeribitSession
-    from engine import InstrumentRegistry, RecordingReader
-    from engine._recorder import SessionRecorder
-    from engine._router import MarketRouter
+    from tradingd.connectors.deribit.settings import DeribitSettings
+    from tradingd.connectors.deribit.stream import DeribitSession
+    from tradingd.engine import InstrumentRegistry, RecordingReader
+    from tradingd.engine.runtime.router import MarketRouter
+    from tradingd.engine.store.recorder import SessionRecorder
 
     n = 100_000 if quick else 300_000
     frames: list[tuple[int, bytes]] = []
@@ -309,7 +309,7 @@ def recorder(quick: bool) -> Group:
             break
     size = sum(len(f) for _, f in frames)
     # As a live session hands them over: text frames, through the session's public-frames filter
-    # (engine._session: nothing private reaches a recording), read the way its receive loop does.
+    # (engine.venue.session: nothing private reaches a recording), read the way its receive loop does.
     texts = [(ts, raw.decode()) for ts, raw in frames]
     session = DeribitSession(
         DeribitSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=None
@@ -470,10 +470,10 @@ def catalog(quick: bool) -> Group:
 
 _DAY_CHILD = """
 import resource, sys, time, trio
-from config import load_config
-from connectors.deribit import PLUGIN
-from engine._backtest import BacktestKernel, BacktestSettings, DataSource
-from engine._logging import configure_logging
+from tradingd.config import load_config
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.logs.setup import configure_logging
 configure_logging("error", "json")
 strategies = load_config(sys.argv[2]).build_strategies()
 source = DataSource("deribit", sys.argv[1])
@@ -503,7 +503,7 @@ def day_replay(quick: bool) -> Group:
             [
                 PY,
                 "-m",
-                "engine._cli",
+                "tradingd.cli.main",
                 "generate",
                 "--venue",
                 "deribit",
@@ -638,7 +638,7 @@ def main() -> int:
     unknown = [g for g in selected if g not in GROUPS]
     if unknown:
         ap.error(f"unknown group(s) {', '.join(unknown)} (known: {', '.join(GROUPS)})")
-    from engine._logging import configure_logging
+    from tradingd.engine.logs.setup import configure_logging
 
     configure_logging("error", "json")  # the in-process figures: no log lines in the output
     t0 = time.perf_counter()

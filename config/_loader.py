@@ -27,8 +27,8 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, override
 
-from engine import ConfigError, Strategy, TradingError
-from engine._plugins import available_venues, load_strategy_class, load_venue
+from tradingd.engine import ConfigError, Strategy, TradingError
+from tradingd.engine.venue.plugins import available_venues, load_strategy_class, load_venue
 
 from ._schema import Config, DaemonConfig, StrategyConfig
 

@@ -21,7 +21,7 @@ from typing import Literal
 
 import attrs
 
-from engine import (
+from tradingd.engine import (
     DataKind,
     Fill,
     Instrument,
@@ -36,7 +36,7 @@ from engine import (
     TimeInForce,
     bs_greeks,
 )
-from engine._pricing import YEAR_SECONDS
+from tradingd.engine.model.pricing import YEAR_SECONDS
 
 __all__ = ["GammaScalp"]
 

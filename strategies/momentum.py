@@ -18,7 +18,7 @@ from decimal import Decimal
 
 import attrs
 
-from engine import (
+from tradingd.engine import (
     DataKind,
     Instrument,
     InstrumentFilter,

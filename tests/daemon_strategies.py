@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from engine import MarketEvent, OrderRejected, Strategy, Subscription, Ticker
+from tradingd.engine import MarketEvent, OrderRejected, Strategy, Subscription, Ticker
 
 
 @attrs.frozen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from engine import (
+from tradingd.engine import (
     BookUpdate,
     Instrument,
     InstrumentKind,

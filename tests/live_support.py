@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from engine import MarketEvent, Status, StatusKind, Strategy, Subscription
+from tradingd.engine import MarketEvent, Status, StatusKind, Strategy, Subscription
 
 T = TypeVar("T")
 
@@ -58,8 +58,8 @@ async def until(predicate: Callable[[], T], within: float = 10.0, what: str = ""
 async def paper_deribit(nursery: trio.Nursery, base: str, probe: Strategy) -> tuple[Any, Any]:
     """A paper `LiveEngine` on the Deribit simulator at `base` with `probe`, ready: the engine and
     its Deribit session."""
-    from connectors.deribit.settings import DeribitSettings
-    from engine._live import LiveEngine
+    from tradingd.connectors.deribit.settings import DeribitSettings
+    from tradingd.engine.runtime.live import LiveEngine
 
     engine = LiveEngine(
         [probe],
@@ -81,10 +81,10 @@ async def live_deribit(nursery: trio.Nursery, probe: Probe, **settings: Any) -> 
     timeouts)."""
     import functools
 
-    from connectors.deribit.settings import DeribitSettings
-    from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
-    from engine import Ticker
-    from engine._live import LiveEngine
+    from tradingd.connectors.deribit.settings import DeribitSettings
+    from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+    from tradingd.engine import Ticker
+    from tradingd.engine.runtime.live import LiveEngine
 
     simulator = DeribitSimulator(seed=5, step_s=0.05, heartbeat_scale=0.1)
     base = (await nursery.start(functools.partial(serve, simulator)))[0].removeprefix("http://")

@@ -16,9 +16,9 @@ import gzip
 import io
 from pathlib import Path
 
-from connectors.deribit.codec import DeribitDecoder
-from connectors.deribit.generator import DeribitFeed, parse_options
-from engine import BookUpdate, InstrumentKind, InstrumentRegistry, Ticker, Trade
+from tradingd.connectors.deribit.codec import DeribitDecoder
+from tradingd.connectors.deribit.generator import DeribitFeed, parse_options
+from tradingd.engine import BookUpdate, InstrumentKind, InstrumentRegistry, Ticker, Trade
 
 OUT = Path(__file__).resolve().parent / "fixtures" / "tardis" / "sample"
 PERP = "BTC-PERPETUAL"

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import trio
 
-from config import load_config
-from connectors.deribit import PLUGIN
-from engine import (
+from tests import deribit_frames as F
+from tradingd.config import load_config
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.engine import (
     BookUpdate,
     Fill,
     MarketEvent,
@@ -29,9 +30,8 @@ from engine import (
     Ticker,
     TimeInForce,
 )
-from engine._backtest import BacktestKernel, BacktestResult, BacktestSettings, DataSource
-from engine._report import report_dict
-from tests import deribit_frames as F
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestResult, BacktestSettings, DataSource
+from tradingd.engine.backtest.report import report_dict
 
 MS = 1_000_000
 T0 = (F.T0_MS + 1) * MS  # the first line's receive time
@@ -295,8 +295,8 @@ def test_the_example_backtest_is_deterministic_and_both_strategies_trade(tmp_pat
 
 def test_strategies_discover_markets_through_the_catalog(tmp_path: Path) -> None:
     """`ctx.catalog(venue)`: run-time discovery, then subscriptions that follow it."""
-    from connectors.polymarket.catalog import PolymarketCatalog, write_cache
-    from connectors.polymarket.catalog_generator import market_lines
+    from tradingd.connectors.polymarket.catalog import PolymarketCatalog, write_cache
+    from tradingd.connectors.polymarket.catalog_generator import market_lines
 
     cache = tmp_path / "polymarket_markets.jsonl"
     write_cache(cache, market_lines(300, seed=4))
@@ -334,7 +334,7 @@ def test_strategies_discover_markets_through_the_catalog(tmp_path: Path) -> None
 
 
 def test_prediction_market_positions_settle_at_resolution(tmp_path: Path) -> None:
-    from connectors.polymarket import PLUGIN as POLYMARKET
+    from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
 
     path = tmp_path / "pm.rec.zst"
     POLYMARKET.generate_sample(path, {"hours": 0.2, "seed": 3})

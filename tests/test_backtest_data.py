@@ -11,14 +11,14 @@ from typing import Any
 import structlog
 import trio
 
-from connectors.deribit import PLUGIN
-from engine import Subscription, Ticker
-from engine._backtest import BacktestKernel, BacktestResult, BacktestSettings, DataSource
-from engine._recorder import RecordingSet
-from engine._recording import format_ts
-from engine._report import print_summary, report_dict
 from tests import deribit_frames as F
 from tests.test_backtest import Scripted
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.engine import Subscription, Ticker
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestResult, BacktestSettings, DataSource
+from tradingd.engine.backtest.report import print_summary, report_dict
+from tradingd.engine.store.recorder import RecordingSet
+from tradingd.engine.store.recording import format_ts
 
 
 async def _noop(ctx: Any, event: Any) -> None:

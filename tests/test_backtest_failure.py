@@ -9,11 +9,11 @@ from typing import Any
 
 import trio
 
-from connectors.deribit import PLUGIN
-from engine import MarketEvent, OrderState, Strategy, Subscription, Ticker
-from engine._backtest import BacktestKernel, BacktestSettings, DataSource
-from engine._report import report_dict
 from tests import deribit_frames as F
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.engine import MarketEvent, OrderState, Strategy, Subscription, Ticker
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.backtest.report import report_dict
 
 TICKERS = 6
 

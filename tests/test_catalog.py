@@ -34,7 +34,8 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.polymarket.catalog import (
+from tradingd.cli.main import main
+from tradingd.connectors.polymarket.catalog import (
     HEADER_WIDTH,
     PolymarketCatalog,
     _literal_prefix,
@@ -42,10 +43,10 @@ from connectors.polymarket.catalog import (
     market_from_gamma,
     write_cache,
 )
-from connectors.polymarket.catalog_generator import generate_markets, market_lines
-from connectors.polymarket.gamma import GammaClient
-from connectors.polymarket.gamma_simulator import GammaSimulator
-from engine import (
+from tradingd.connectors.polymarket.catalog_generator import generate_markets, market_lines
+from tradingd.connectors.polymarket.gamma import GammaClient
+from tradingd.connectors.polymarket.gamma_simulator import GammaSimulator
+from tradingd.engine import (
     DataKind,
     MarketEvent,
     MarketRouter,
@@ -55,8 +56,13 @@ from engine import (
     TradingError,
     VenueError,
 )
-from engine._catalog import CatalogMarket, InvalidPattern, MarketCatalog, OutcomeToken, compile_slug_pattern
-from engine._cli import main
+from tradingd.engine.venue.catalog import (
+    CatalogMarket,
+    InvalidPattern,
+    MarketCatalog,
+    OutcomeToken,
+    compile_slug_pattern,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "polymarket"
@@ -380,8 +386,8 @@ def test_a_crash_mid_write_leaves_the_old_cache(tmp_path: Path) -> None:
     before = path.read_bytes()
     script = (
         "import os, sys\n"
-        "from connectors.polymarket.catalog import write_cache\n"
-        "from connectors.polymarket.catalog_generator import market_lines\n"
+        "from tradingd.connectors.polymarket.catalog import write_cache\n"
+        "from tradingd.connectors.polymarket.catalog_generator import market_lines\n"
         "def lines():\n"
         "    for i, line in enumerate(market_lines(12000, seed=2)):\n"
         "        if i == 11000:\n"
@@ -401,7 +407,7 @@ def test_a_crash_mid_write_leaves_the_old_cache(tmp_path: Path) -> None:
 
 
 def test_an_unreadable_cache_is_a_clear_error(tmp_path: Path) -> None:
-    from engine import DataError
+    from tradingd.engine import DataError
 
     with pytest.raises(DataError, match="cannot read the catalog cache"):
         PolymarketCatalog.from_cache(tmp_path)  # a directory
@@ -953,7 +959,7 @@ async def test_cancelling_a_load_stops_the_index_build(tmp_path: Path) -> None:
 
 
 async def test_refresh_needs_a_gamma_client(tmp_path: Path) -> None:
-    from engine import ConfigError
+    from tradingd.engine import ConfigError
 
     with pytest.raises(ConfigError, match="no Gamma client"):
         await PolymarketCatalog(tmp_path / "c.jsonl").refresh()

@@ -9,9 +9,9 @@ import orjson
 import pytest
 import structlog
 
-from connectors.deribit import PLUGIN
-from engine._cli import main
-from engine._recording import RecordingWriter
+from tradingd.cli.main import main
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.engine.store.recording import RecordingWriter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deribit"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from config import load_config
-from engine import ConfigError
-from strategies.gamma_scalp import GammaScalpParams
+from tradingd.config import load_config
+from tradingd.engine import ConfigError
+from tradingd.strategies.gamma_scalp import GammaScalpParams
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,8 +125,8 @@ def test_a_secret_in_the_config_is_refused_with_where_it_belongs(
 
 
 def test_daemon_settings_load_alone_and_resolve_against_the_config(tmp_path: Path) -> None:
-    from config import load_daemon_settings
-    from engine._daemon import daemon_paths
+    from tradingd.config import load_daemon_settings
+    from tradingd.engine.daemon.service import daemon_paths
 
     p = write(tmp_path, GOOD + '\n[daemon]\nstate_dir = "st"\nshutdown_timeout_s = 3\n')
     settings = load_daemon_settings(p)
@@ -200,8 +200,8 @@ def test_a_non_finite_strategy_param_or_strategy_limit_is_refused(
 
 def test_a_non_finite_limit_is_refused_by_the_structure_itself() -> None:
     """Built without the loader's TOML scan (a converter caller, or code): still refused."""
-    from config import LimitsConfig
-    from config._loader import make_converter, structure
+    from tradingd.config import LimitsConfig
+    from tradingd.config._loader import make_converter, structure
 
     for raw in ({"max_order_notional_usd": float("nan")}, {"max_position": float("inf")}):
         with pytest.raises(ConfigError, match="expected a finite number"):
@@ -213,7 +213,7 @@ def test_a_non_finite_limit_is_refused_by_the_structure_itself() -> None:
 def test_check_config_names_the_non_finite_key_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from engine._cli import main
+    from tradingd.cli.main import main
 
     p = write(tmp_path, GOOD + "\n[risk]\nmax_order_notional_usd = nan\n")
     assert main(["check-config", str(p)]) == 2

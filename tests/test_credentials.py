@@ -12,19 +12,24 @@ import sys
 import pytest
 import trio
 
-from connectors.deribit.settings import DeribitSettings
-from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
-from connectors.deribit.simulator import serve as serve_deribit
-from connectors.derive.settings import DeriveSettings
-from connectors.derive.simulator import DEMO_SESSION_KEY, DEMO_SUBACCOUNT, DEMO_WALLET, DeriveSimulator
-from connectors.derive.simulator import serve as serve_derive
-from engine import StatusKind, Subscription
-from engine._cli import EXIT_CREDENTIALS
-from engine._errors import CredentialsRefused
-from engine._live import LiveEngine
 from tests.live_support import Probe, until
 from tests.test_daemon import Daemon, serve_sim, sim_orders
 from tests.test_daemon import until as until_file
+from tradingd.cli.main import EXIT_CREDENTIALS
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
+from tradingd.connectors.deribit.simulator import serve as serve_deribit
+from tradingd.connectors.derive.settings import DeriveSettings
+from tradingd.connectors.derive.simulator import (
+    DEMO_SESSION_KEY,
+    DEMO_SUBACCOUNT,
+    DEMO_WALLET,
+    DeriveSimulator,
+)
+from tradingd.connectors.derive.simulator import serve as serve_derive
+from tradingd.engine import StatusKind, Subscription
+from tradingd.engine.model.errors import CredentialsRefused
+from tradingd.engine.runtime.live import LiveEngine
 
 CLIENT_ID, SECRET = next(iter(DEFAULT_ACCOUNTS.items()))
 WRONG = "not-the-secret-0123456789"
@@ -203,10 +208,10 @@ async def test_a_wrong_polymarket_api_secret_at_start_ends_the_session_naming_wh
 ) -> None:
     import base64
 
-    from config._schema import CatalogConfig
-    from connectors.polymarket.settings import PolymarketSettings
-    from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
-    from connectors.polymarket.simulator import serve as serve_polymarket
+    from tradingd.config._schema import CatalogConfig
+    from tradingd.connectors.polymarket.settings import PolymarketSettings
+    from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
+    from tradingd.connectors.polymarket.simulator import serve as serve_polymarket
 
     sim = PolymarketSimulator(seed=5, step_s=0.05)
     (address,) = await nursery.start(functools.partial(serve_polymarket, sim))

@@ -18,8 +18,8 @@ import orjson
 import pytest
 import trio
 
-from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 from tests.live_support import until as poll_until
+from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_ID, SECRET = next(iter(DEFAULT_ACCOUNTS.items()))
@@ -88,7 +88,7 @@ after_s = {after_s}
             "DERIBIT_CLIENT_SECRET": SECRET,
             **(env or {}),
         }
-        cmd = [sys.executable, "-c", "import sys; from engine._cli import main; sys.exit(main())"]
+        cmd = [sys.executable, "-c", "import sys; from tradingd.cli.main import main; sys.exit(main())"]
         with log.open("wb") as out:
             self.proc = await nursery.start(
                 functools.partial(
@@ -256,7 +256,7 @@ async def test_kill_switch_sighup_status_and_redaction(nursery: trio.Nursery, tm
     daemon = Daemon(tmp_path, address, below=0.1, log_file="tradingd.log")
     proc = await daemon.start(nursery)
     await until(lambda: (daemon.status() or {}).get("open_orders"), what="a resting order")
-    cli = [sys.executable, "-c", "import sys; from engine._cli import main; sys.exit(main())"]
+    cli = [sys.executable, "-c", "import sys; from tradingd.cli.main import main; sys.exit(main())"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     shown = await trio.run_process(
         [*cli, "status", "--config", str(daemon.config), "--json"], capture_stdout=True, env=env, check=False
@@ -301,7 +301,7 @@ async def test_kill_switch_sighup_status_and_redaction(nursery: trio.Nursery, tm
 
 
 async def test_notifier_speaks_sd_notify_and_stays_silent_without_systemd(tmp_path: Path) -> None:
-    from engine._daemon import Notifier
+    from tradingd.engine.daemon.service import Notifier
 
     assert not Notifier({}).enabled and Notifier({}).notify(ready=1) is False
     name = f"tradingd-test-{os.getpid()}"

@@ -26,16 +26,16 @@ import pytest
 import trio
 import trio.testing
 
-from connectors.derive.simulator import (
+from tests.live_support import until as poll_until
+from tradingd.connectors.derive.simulator import (
     DEMO_SESSION_KEY,
     DEMO_SUBACCOUNT,
     DEMO_WALLET,
     DeriveSimulator,
 )
-from connectors.derive.simulator import serve as serve_derive
-from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
-from connectors.polymarket.simulator import serve as serve_polymarket
-from tests.live_support import until as poll_until
+from tradingd.connectors.derive.simulator import serve as serve_derive
+from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
+from tradingd.connectors.polymarket.simulator import serve as serve_polymarket
 
 ROOT = Path(__file__).resolve().parent.parent
 SHUTDOWN_TIMEOUT_S = 6
@@ -254,7 +254,7 @@ below = {below}
             and not k.startswith(("DERIBIT_", "DERIVE_", "POLYMARKET_"))
         }
         environ = {**inherited, "PYTHONPATH": str(ROOT), **self.venue.env, **env}
-        cmd = [sys.executable, "-c", "import sys; from engine._cli import main; sys.exit(main())"]
+        cmd = [sys.executable, "-c", "import sys; from tradingd.cli.main import main; sys.exit(main())"]
         with log.open("wb") as out:
             self.proc = await nursery.start(
                 functools.partial(

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.deribit import PLUGIN
-from connectors.deribit.codec import DeribitDecoder
-from engine import (
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.connectors.deribit.codec import DeribitDecoder
+from tradingd.engine import (
     BookUpdate,
     Decoder,
     DecoderStats,
@@ -34,7 +34,7 @@ from engine import (
     Ticker,
     Trade,
 )
-from engine._plugins import MAX_NESTING, SHORT_FRAME, DecoderFault
+from tradingd.engine.venue.plugins import MAX_NESTING, SHORT_FRAME, DecoderFault
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deribit"
 T_LOCAL = 1_700_000_000_123_456_789
@@ -869,8 +869,8 @@ def test_a_result_nested_50000_deep_is_malformed_even_with_a_raised_recursion_li
     code = """if True:
         import sys
         sys.setrecursionlimit(100_000)
-        from connectors.deribit.codec import DeribitDecoder
-        from engine import InstrumentRegistry, MalformedFrame
+        from tradingd.connectors.deribit.codec import DeribitDecoder
+        from tradingd.engine import InstrumentRegistry, MalformedFrame
         dec = DeribitDecoder(InstrumentRegistry())
         deep = b"[" * 50_000 + b"]" * 50_000
         error = b'{"jsonrpc":"2.0","id":1,"error":{"code":10001,"message":"m","data":' + deep + b"}}"

@@ -13,11 +13,12 @@ import orjson
 import pytest
 import structlog
 
-from connectors.deribit.codec import DeribitDecoder, decode_order_result
-from connectors.deribit.execution import DeribitExecution
-from connectors.deribit.signing import Credentials, http_signature_header, sign_client_signature
-from connectors.deribit.stream import map_error
-from engine import (
+from tests.helpers import OPTION, PERP, request
+from tradingd.connectors.deribit.codec import DeribitDecoder, decode_order_result
+from tradingd.connectors.deribit.execution import DeribitExecution
+from tradingd.connectors.deribit.signing import Credentials, http_signature_header, sign_client_signature
+from tradingd.connectors.deribit.stream import map_error
+from tradingd.engine import (
     AuthError,
     Fill,
     InstrumentRegistry,
@@ -29,8 +30,7 @@ from engine import (
     VenueError,
     VenueRejected,
 )
-from engine._logging import configure_logging
-from tests.helpers import OPTION, PERP, request
+from tradingd.engine.logs.setup import configure_logging
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deribit"
 

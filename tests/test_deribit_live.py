@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import trio
 
-from connectors.deribit.settings import DeribitSettings
-from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
-from engine import (
+from tests.live_support import Probe, until
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from tradingd.engine import (
     BookUpdate,
     Fill,
     OrderRejected,
@@ -25,8 +26,7 @@ from engine import (
     Ticker,
     Trade,
 )
-from engine._live import LiveEngine
-from tests.live_support import Probe, until
+from tradingd.engine.runtime.live import LiveEngine
 
 PERP = "BTC-PERPETUAL"
 CREDS = {

@@ -17,11 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config import load_config
-from connectors.derive import PLUGIN, DeriveSettings
-from connectors.derive.codec import DeriveDecoder, decode_order_result, subscription_refusals
-from connectors.derive.fees import DeriveFees
-from engine import (
+from tradingd.cli.main import main as cli
+from tradingd.config import load_config
+from tradingd.connectors.derive import PLUGIN, DeriveSettings
+from tradingd.connectors.derive.codec import DeriveDecoder, decode_order_result, subscription_refusals
+from tradingd.connectors.derive.fees import DeriveFees
+from tradingd.engine import (
     BookUpdate,
     Decoder,
     DecoderStats,
@@ -42,8 +43,7 @@ from engine import (
     Trade,
     event_to_dict,
 )
-from engine._cli import main as cli
-from engine._plugins import MAX_NESTING, check_nesting
+from tradingd.engine.venue.plugins import MAX_NESTING, check_nesting
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "derive"
@@ -702,8 +702,8 @@ def test_a_locked_ticker_is_a_quote_and_an_empty_side_still_none() -> None:
 DEEP_FRAMES_WITH_THE_LIMIT_RAISED = """
 import sys
 sys.setrecursionlimit(100_000)
-from connectors.derive.codec import DeriveDecoder
-from engine import InstrumentRegistry, MalformedFrame
+from tradingd.connectors.derive.codec import DeriveDecoder
+from tradingd.engine import InstrumentRegistry, MalformedFrame
 d = DeriveDecoder(InstrumentRegistry())
 error = b'{"id":1,"error":{"code":1,"message":"m","data":'
 for n in (50_000, 30_000):

@@ -19,11 +19,11 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.derive import PLUGIN
-from connectors.derive.codec import DeriveDecoder
-from connectors.derive.execution import DeriveExecution
-from connectors.derive.settings import DeriveSettings
-from connectors.derive.signing import (
+from tradingd.connectors.derive import PLUGIN
+from tradingd.connectors.derive.codec import DeriveDecoder
+from tradingd.connectors.derive.execution import DeriveExecution
+from tradingd.connectors.derive.settings import DeriveSettings
+from tradingd.connectors.derive.signing import (
     TESTNET,
     Credentials,
     OrderSigner,
@@ -32,7 +32,7 @@ from connectors.derive.signing import (
     recover_signer,
     typed_data_hash,
 )
-from connectors.derive.simulator import (
+from tradingd.connectors.derive.simulator import (
     DEMO_SESSION_KEY,
     DEMO_SUBACCOUNT,
     DEMO_WALLET,
@@ -40,8 +40,8 @@ from connectors.derive.simulator import (
     RpcError,
     serve,
 )
-from connectors.derive.stream import DeriveSession, map_error
-from engine import (
+from tradingd.connectors.derive.stream import DeriveSession, map_error
+from tradingd.engine import (
     AuthError,
     ConfigError,
     Fill,
@@ -59,7 +59,7 @@ from engine import (
     VenueRejected,
     VenueUnavailable,
 )
-from engine._router import MarketRouter
+from tradingd.engine.runtime.router import MarketRouter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "derive"
 SIGNER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # DEMO_SESSION_KEY's address

@@ -19,11 +19,11 @@ import orjson
 import pytest
 import trio
 
-from connectors.derive import PLUGIN
-from connectors.derive.codec import DeriveDecoder
-from connectors.derive.generator import DeriveFeed, build_market, generate_sample, parse_options
-from connectors.derive.instruments import option_sub_id, parse_instrument
-from engine import (
+from tradingd.connectors.derive import PLUGIN
+from tradingd.connectors.derive.codec import DeriveDecoder
+from tradingd.connectors.derive.generator import DeriveFeed, build_market, generate_sample, parse_options
+from tradingd.connectors.derive.instruments import option_sub_id, parse_instrument
+from tradingd.engine import (
     BookUpdate,
     Fill,
     InstrumentKind,
@@ -38,9 +38,9 @@ from engine import (
     Ticker,
     Trade,
 )
-from engine._backtest import BacktestKernel, BacktestSettings, DataSource
-from engine._filter import InstrumentFilter
-from engine._synth import SynthMarket
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.model.filter import InstrumentFilter
+from tradingd.engine.sim.synth import SynthMarket
 
 START = "2026-11-24T00:00:00Z"
 START_NS = 1_795_478_400 * 1_000_000_000

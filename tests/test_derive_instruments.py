@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.derive.fees import DeriveFees
-from connectors.derive.instruments import (
+from tradingd.connectors.derive.fees import DeriveFees
+from tradingd.connectors.derive.instruments import (
     DeriveInstrumentInfo,
     DeriveInstruments,
     ParsedName,
@@ -27,7 +27,7 @@ from connectors.derive.instruments import (
     parse_instrument,
     parse_instrument_name,
 )
-from engine import Instrument, InstrumentKind, Liquidity, OptionRight, OrderRejected
+from tradingd.engine import Instrument, InstrumentKind, Liquidity, OptionRight, OrderRejected
 
 FIXTURES = Path(__file__).parent / "fixtures" / "derive"
 

@@ -14,15 +14,16 @@ import pytest
 import structlog
 import trio
 
-from connectors.derive.settings import DeriveSettings
-from connectors.derive.simulator import (
+from tests.live_support import Probe, until
+from tradingd.connectors.derive.settings import DeriveSettings
+from tradingd.connectors.derive.simulator import (
     DEMO_SESSION_KEY,
     DEMO_SUBACCOUNT,
     DEMO_WALLET,
     DeriveSimulator,
     serve,
 )
-from engine import (
+from tradingd.engine import (
     BookUpdate,
     Fill,
     FillReversal,
@@ -35,10 +36,9 @@ from engine import (
     Subscription,
     Ticker,
 )
-from engine._journal import OrderJournal
-from engine._live import LiveEngine
-from engine._logging import configure_logging
-from tests.live_support import Probe, until
+from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.store.journal import OrderJournal
 
 PERP = "ETH-PERP"
 SUB = DEMO_SUBACCOUNT

@@ -22,8 +22,13 @@ from derive_action_signing import (  # type: ignore[import-untyped]
 )
 from web3 import Web3
 
-from connectors.derive.signing import ACTION_TYPEHASH, TESTNET
-from connectors.derive.simulator import DEMO_SESSION_KEY, DEMO_SUBACCOUNT, DEMO_WALLET, DeriveSimulator
+from tradingd.connectors.derive.signing import ACTION_TYPEHASH, TESTNET
+from tradingd.connectors.derive.simulator import (
+    DEMO_SESSION_KEY,
+    DEMO_SUBACCOUNT,
+    DEMO_WALLET,
+    DeriveSimulator,
+)
 
 SIGNER = Web3().eth.account.from_key(DEMO_SESSION_KEY).address
 

@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from web3 import Web3
 
-from connectors.derive.instruments import DeriveInstrumentInfo, parse_instrument
-from connectors.derive.signing import (
+from tradingd.connectors.derive.instruments import DeriveInstrumentInfo, parse_instrument
+from tradingd.connectors.derive.signing import (
     ACTION_TYPEHASH,
     DOMAINS,
     MAINNET,
@@ -41,8 +41,8 @@ from connectors.derive.signing import (
     to_e18,
     typed_data_hash,
 )
-from engine import AuthError, OrderRejected
-from engine._logging import REDACTED, redact_secrets
+from tradingd.engine import AuthError, OrderRejected
+from tradingd.engine.logs.setup import REDACTED, redact_secrets
 
 FIXTURES = Path(__file__).parent / "fixtures" / "derive"
 

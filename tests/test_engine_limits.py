@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from engine import (
+from tests.helpers import OPTION, PERP, registry, request, ticker
+from tests.live_support import until
+from tradingd.engine import (
     Fill,
     Limits,
     Liquidity,
@@ -25,8 +27,6 @@ from engine import (
     Side,
     VenueError,
 )
-from tests.helpers import OPTION, PERP, registry, request, ticker
-from tests.live_support import until
 
 _S = 1_000_000_000
 _DAY = 86_400 * _S
@@ -194,9 +194,9 @@ async def test_the_daemons_risk_table_limits_three_strategies_together(tmp_path:
     `[risk] max_position = 100` and three strategies sending four resting buys of 30 (a sends
     two): three are placed (90), the fourth would reach 120 and is refused, by the engine's
     limit. Before, every one was placed (120; with three strategies of two each, 180)."""
-    from config import load_config
-    from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
-    from engine._daemon import Daemon
+    from tradingd.config import load_config
+    from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+    from tradingd.engine.daemon.service import Daemon
 
     sim = DeribitSimulator(seed=3, step_s=0.1)
     async with trio.open_nursery() as nursery:

@@ -10,8 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import BookUpdate, Greeks, OrderBook, Side, Status, StatusKind, Ticker, Trade, event_to_dict
-from engine._events import positional_builder
+from tradingd.engine import (
+    BookUpdate,
+    Greeks,
+    OrderBook,
+    Side,
+    Status,
+    StatusKind,
+    Ticker,
+    Trade,
+    event_to_dict,
+)
+from tradingd.engine.model.events import positional_builder
 
 
 @pytest.mark.parametrize(

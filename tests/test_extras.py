@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from engine._errors import DataError
-from engine._report_html import _pyplot
-from engine._simserver import serve
+from tradingd.engine.model.errors import DataError
+from tradingd.engine.reports.html import _pyplot
+from tradingd.engine.sim.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ class _Blocked:
             raise ImportError(f"No module named {{name!r}} (blocked by the test)")
         return None
 sys.meta_path.insert(0, _Blocked())
-from engine._cli import main
+from tradingd.cli.main import main
 sys.exit(main({argv!r}))
 """
 
@@ -63,10 +63,12 @@ def test_tradingd_simulate_without_the_sim_extra_is_one_clear_line() -> None:
 
 def test_the_engine_and_the_connectors_import_without_the_extras() -> None:
     code = _BLOCKED.format(blocked=["hypercorn", "matplotlib"], argv=["--help"]).replace(
-        "from engine._cli import main",
-        "import engine, engine._cli, engine._backtest, engine._live, engine._daemon\n"
-        "import connectors.deribit, connectors.derive, connectors.polymarket, strategies.momentum\n"
-        "from engine._cli import main",
+        "from tradingd.cli.main import main",
+        "import tradingd.engine, tradingd.cli.main, tradingd.engine.backtest.kernel\n"
+        "import tradingd.engine.runtime.live, tradingd.engine.daemon.service\n"
+        "import tradingd.connectors.deribit, tradingd.connectors.derive, tradingd.connectors.polymarket\n"
+        "import tradingd.strategies.momentum\n"
+        "from tradingd.cli.main import main",
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import trio
 
-from connectors.deribit.settings import DeribitSettings
-from connectors.deribit.simulator import DeribitSimulator, serve
-from engine import BookUpdate, Status, StatusKind, Subscription
 from tests.live_support import Probe, paper_deribit, until
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.connectors.deribit.simulator import DeribitSimulator, serve
+from tradingd.engine import BookUpdate, Status, StatusKind, Subscription
 
 BOOK = "BTC-PERPETUAL"
 
@@ -31,7 +31,7 @@ async def test_a_decoder_fault_reports_a_book_gap_per_held_book_and_resnapshots_
     """The codec raising part way through a book frame (as a 1e308 price once made it) drops the
     decoder's books: the strategy hears a `book_gap` (reason "decoder_fault") for the book the
     decoder held, and the book is snapshotted again (it does not wait silently)."""
-    import connectors.deribit.codec as deribit_codec
+    import tradingd.connectors.deribit.codec as deribit_codec
 
     _, base = sim
     probe = Probe("p", [Subscription("deribit", BOOK, {"book"})])
@@ -71,10 +71,10 @@ async def test_a_decoder_fault_reports_a_book_gap_per_held_book_and_resnapshots_
 
 
 def _deribit() -> Any:
-    from connectors.deribit.stream import DeribitSession
-    from engine import InstrumentRegistry
-    from engine._router import MarketRouter
     from tests.test_venue_answers import _Sink
+    from tradingd.connectors.deribit.stream import DeribitSession
+    from tradingd.engine import InstrumentRegistry
+    from tradingd.engine.runtime.router import MarketRouter
 
     return DeribitSession(
         DeribitSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink()
@@ -82,11 +82,11 @@ def _deribit() -> Any:
 
 
 def _derive() -> Any:
-    from connectors.derive.settings import DeriveSettings
-    from connectors.derive.stream import DeriveSession
-    from engine import InstrumentRegistry
-    from engine._router import MarketRouter
     from tests.test_venue_answers import _Sink
+    from tradingd.connectors.derive.settings import DeriveSettings
+    from tradingd.connectors.derive.stream import DeriveSession
+    from tradingd.engine import InstrumentRegistry
+    from tradingd.engine.runtime.router import MarketRouter
 
     return DeriveSession(DeriveSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink())
 
@@ -94,8 +94,8 @@ def _derive() -> Any:
 @pytest.mark.parametrize("make", [pytest.param(_deribit, id="deribit"), pytest.param(_derive, id="derive")])
 @pytest.mark.parametrize("code", [b"[1]", b'{"a":1}', b"1.5", b"true", b"null"])
 async def test_an_error_answer_with_an_odd_code_reaches_its_caller_at_once(make: Any, code: bytes) -> None:
-    from engine import AuthError, OrderRejected, RateLimited, VenueError
     from tests.test_venue_answers import error_answer
+    from tradingd.engine import AuthError, OrderRejected, RateLimited, VenueError
 
     exc = await error_answer(make(), b'{"code":%s,"message":"m"}' % code)
     # No code it knows: the outcome is unknown (never read as a rejection, never guessed).
@@ -107,9 +107,9 @@ async def test_an_error_answer_with_an_odd_code_reaches_its_caller_at_once(make:
 
 
 def _daemon(tmp_path: Any) -> Any:
-    from config import load_config
-    from connectors.deribit.simulator import DEFAULT_ACCOUNTS
-    from engine._daemon import Daemon
+    from tradingd.config import load_config
+    from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS
+    from tradingd.engine.daemon.service import Daemon
 
     config = tmp_path / "live.toml"
     config.write_text(
@@ -125,7 +125,7 @@ def _daemon(tmp_path: Any) -> Any:
 
 
 def _refused() -> Any:
-    from engine._errors import CredentialsRefused
+    from tradingd.engine.model.errors import CredentialsRefused
 
     return CredentialsRefused("deribit refused the credentials (13004)", venue="deribit", code=13004)
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 
-from connectors.deribit.codec import DeribitDecoder
-from connectors.derive.codec import DeriveDecoder
-from engine import Fill, InstrumentRegistry
+from tradingd.connectors.deribit.codec import DeribitDecoder
+from tradingd.connectors.derive.codec import DeriveDecoder
+from tradingd.engine import Fill, InstrumentRegistry
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -19,9 +19,11 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.deribit.codec import DeribitDecoder
-from connectors.derive.codec import DeriveDecoder
-from engine import (
+from tests import test_simvenue as simvenue
+from tests.helpers import OPTION, PERP, registry, request, ticker
+from tradingd.connectors.deribit.codec import DeribitDecoder
+from tradingd.connectors.derive.codec import DeriveDecoder
+from tradingd.engine import (
     Fill,
     FillReversal,
     InstrumentRegistry,
@@ -31,9 +33,7 @@ from engine import (
     OrderState,
     Side,
 )
-from engine._journal import JournalError, OrderJournal
-from tests import test_simvenue as simvenue
-from tests.helpers import OPTION, PERP, registry, request, ticker
+from tradingd.engine.store.journal import JournalError, OrderJournal
 
 S = 1_000_000_000
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import trio
 
-from connectors.deribit.settings import DeribitSettings
-from engine import BookUpdate, Fill, OrderState, Subscription
-from engine._journal import OrderJournal
-from engine._live import LiveEngine
 from tests import test_deribit_live as deribit
 from tests.live_support import Probe, until
 from tests.test_polymarket_live import API, V, cache, serve_sim, start, yes
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.engine import BookUpdate, Fill, OrderState, Subscription
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.store.journal import OrderJournal
 
 __all__ = ["cache"]  # the fixture, shared with the Polymarket live tests
 

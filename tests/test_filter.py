@@ -17,12 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from config import load_config
-from config._loader import make_converter, structure
-from connectors.deribit.instruments import instrument_from_json as deribit_instrument
-from connectors.derive.codec import DeriveDecoder
-from connectors.derive.generator import build_market
-from engine import (
+from tradingd.config import load_config
+from tradingd.config._loader import make_converter, structure
+from tradingd.connectors.deribit.instruments import instrument_from_json as deribit_instrument
+from tradingd.connectors.derive.codec import DeriveDecoder
+from tradingd.connectors.derive.generator import build_market
+from tradingd.engine import (
     ConfigError,
     Instrument,
     InstrumentKind,
@@ -31,7 +31,7 @@ from engine import (
     OptionRight,
     Strategy,
 )
-from engine._filter import InstrumentFilter, KindName
+from tradingd.engine.model.filter import InstrumentFilter, KindName
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DAY_NS = 86_400 * 1_000_000_000
@@ -469,7 +469,7 @@ class SelectingContext:
     """The parts of a strategy context `LiveSelection` uses, over a real registry and market."""
 
     def __init__(self, instruments: list[Instrument], spot: float) -> None:
-        from engine import InstrumentRegistry, MarketState, Ticker
+        from tradingd.engine import InstrumentRegistry, MarketState, Ticker
 
         self.registry = InstrumentRegistry(instruments)
         self.market = MarketState(self.registry)
@@ -484,7 +484,7 @@ class SelectingContext:
         return self.now
 
     def select(self, f: InstrumentFilter, venue: str | None = None) -> list[Instrument]:
-        from engine._context import BaseContext
+        from tradingd.engine.runtime.context import BaseContext
 
         return BaseContext.select(self, f, venue)  # type: ignore[arg-type]
 
@@ -500,7 +500,7 @@ class SelectingContext:
 
 
 def test_a_live_selection_follows_time_and_spot_and_keeps_what_is_held() -> None:
-    from engine import LiveSelection
+    from tradingd.engine import LiveSelection
 
     chain = [
         option("ETH-A-3000-C", strike="3000", expiry_ns=10 * DAY_NS),
@@ -538,11 +538,11 @@ def test_a_live_selection_follows_time_and_spot_and_keeps_what_is_held() -> None
 
 
 async def test_momentum_trades_the_live_set_of_a_filter_in_a_backtest(tmp_path: Path) -> None:
-    from engine._backtest import BacktestKernel, DataSource
-    from strategies.momentum import Momentum, MomentumParams
+    from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
+    from tradingd.strategies.momentum import Momentum, MomentumParams
 
     data = tmp_path / "d.rec.zst"
-    from connectors.deribit import PLUGIN
+    from tradingd.connectors.deribit import PLUGIN
 
     PLUGIN.generate_sample(data, {"hours": 0.3, "seed": 4})
     f = InstrumentFilter(currencies=["ETH"], kinds=["option"], right="call", strike_within=0.10)

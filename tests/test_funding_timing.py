@@ -17,10 +17,10 @@ import structlog
 import trio
 import trio.testing
 
-from engine import Fill, Liquidity, MarketState, OrderFlow, Side
-from engine._journal import OrderJournal
-from engine._settlement import FundingPayment
 from tests.helpers import PERP, registry, request, ticker
+from tradingd.engine import Fill, Liquidity, MarketState, OrderFlow, Side
+from tradingd.engine.model.settlement import FundingPayment
+from tradingd.engine.store.journal import OrderJournal
 
 S = 1_000_000_000
 H = 3600 * S
@@ -174,7 +174,7 @@ def test_a_record_at_a_trades_instant_is_the_position_just_before_it() -> None:
 def test_the_history_is_kept_out_of_the_ledger() -> None:
     """The history is the flow's (`PositionHistory`), fed by every booking path: the ledger
     module keeps none of it."""
-    import engine._portfolio as portfolio
+    import tradingd.engine.model.ledger as portfolio
 
     assert not hasattr(portfolio, "HISTORY_NS")
     assert not hasattr(portfolio.Position, "track") and not hasattr(portfolio.Ledger, "position_at")
@@ -249,7 +249,7 @@ class _Venue:
 
 def live(flow: OrderFlow, client: _Client, now: list[int]) -> Any:
     """A LiveEngine reduced to its settlement task and its catch-up of fills."""
-    from engine._live import LiveEngine
+    from tradingd.engine.runtime.live import LiveEngine
 
     engine: Any = LiveEngine.__new__(LiveEngine)
     engine.flow = flow
@@ -315,7 +315,7 @@ def test_after_a_reconnect_a_payment_not_ours_is_asked_again_until_the_catch_up_
     t=300 s: the payment is not decided while the fill may still come, and is booked once the
     reconnect's catch-up brings it. One that stays not ours is left after
     `funding_undecided_max_s`."""
-    from engine import Status, StatusKind
+    from tradingd.engine import Status, StatusKind
 
     flow = make_flow()
     client = _Client()

@@ -5,7 +5,7 @@ Frames are seeded from real captured frames (`tests/fixtures/<venue>/ws_*.json`)
 venue's generator, then mutated by a seeded random mutator: type swaps, missing and extra keys,
 huge and non-finite numbers, negative numbers, truncation, invalid UTF-8, deep nesting, very long
 lines. Whatever the frame, the decoder raises nothing but `MalformedFrame` (the contract
-`engine._plugins.guard_decode` guarantees), its counters agree with what the caller saw, and it
+`engine.venue.plugins.guard_decode` guarantees), its counters agree with what the caller saw, and it
 still decodes valid frames afterwards.
 
 Fast in CI (`FRAMES_CI` per venue). A long run: `TRADINGD_FUZZ_FRAMES=1000000 pytest
@@ -32,9 +32,9 @@ import msgspec
 import orjson
 import pytest
 
-from engine import InstrumentRegistry, MalformedFrame
-from engine._plugins import MAX_NESTING, Decoder, DecoderFault, load_venue
-from engine._recording import RecordingReader
+from tradingd.engine import InstrumentRegistry, MalformedFrame
+from tradingd.engine.store.recording import RecordingReader
+from tradingd.engine.venue.plugins import MAX_NESTING, Decoder, DecoderFault, load_venue
 
 ROOT = Path(__file__).parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -342,7 +342,7 @@ def test_decoder_fault_is_malformed_and_invalidates_books(monkeypatch: pytest.Mo
     """Whatever a decoder raises part way through a frame (here the tick conversion of a book
     snapshot failing as 1e308 once made it) is a `DecoderFault`, a `MalformedFrame`, counted
     once; the book it may have half written is no longer trusted until its next snapshot."""
-    import connectors.deribit.codec as deribit_codec
+    import tradingd.connectors.deribit.codec as deribit_codec
 
     decoder = load_venue("deribit").decoder(InstrumentRegistry())
     good, instrument = _snapshot("deribit")
@@ -393,7 +393,7 @@ def test_hostile_frame_is_malformed(venue: str, frame: bytes) -> None:
 
 
 def test_nesting_check_is_exact_where_it_matters() -> None:
-    from engine._plugins import check_nesting
+    from tradingd.engine.venue.plugins import check_nesting
 
     ok = b"[" * MAX_NESTING + b"]" * MAX_NESTING
     check_nesting(ok, "x")
@@ -423,7 +423,7 @@ def test_nesting_check_is_exact_where_it_matters() -> None:
 
 def test_every_schemaless_parse_is_bounded_and_refuses_what_is_not_json() -> None:
     """`loads_untyped`, the one schemaless parse of venue bytes: MalformedFrame naming where."""
-    from engine._plugins import loads_untyped
+    from tradingd.engine.venue.plugins import loads_untyped
 
     ok = b"[" * MAX_NESTING + b"]" * MAX_NESTING
     assert loads_untyped(ok, "x", "result") is not None
@@ -455,9 +455,9 @@ def test_every_schemaless_parse_is_bounded_and_refuses_what_is_not_json() -> Non
 _DEEP_SCRIPT = textwrap.dedent(
     """
     import sys, trio
-    from engine import InstrumentRegistry, MalformedFrame
-    from engine._plugins import load_venue
-    import connectors.polymarket.signing  # imports eth-account, whose py_ecc raises the limit
+    from tradingd.engine import InstrumentRegistry, MalformedFrame
+    from tradingd.engine.venue.plugins import load_venue
+    import tradingd.connectors.polymarket.signing  # imports eth-account, whose py_ecc raises the limit
     frame = b"[" * 50_000 + b"]" * 50_000
     for venue in ("deribit", "derive", "polymarket"):
         decoder = load_venue(venue).decoder(InstrumentRegistry())
@@ -477,8 +477,8 @@ async def polymarket_session_receives(frame: bytes) -> None:
     """A Polymarket session (its module imports signing) takes `frame` from its connection."""
     import trio
 
-    import connectors.polymarket.stream  # noqa: F401 - it imports signing (py_ecc)
-    from engine._session import VenueSession
+    import tradingd.connectors.polymarket.stream  # noqa: F401 - it imports signing (py_ecc)
+    from tradingd.engine.venue.session import VenueSession
 
     seen: list[Any] = []
 

@@ -11,7 +11,8 @@ import structlog
 import trio
 import trio.testing
 
-from engine import (
+from tests.helpers import OPTION, PERP, registry, request, ticker
+from tradingd.engine import (
     ExecutionGateway,
     Fill,
     FillReversal,
@@ -29,7 +30,6 @@ from engine import (
     Side,
     VenueError,
 )
-from tests.helpers import OPTION, PERP, registry, request, ticker
 
 
 class FakeVenue:

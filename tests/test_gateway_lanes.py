@@ -12,7 +12,8 @@ import pytest
 import trio
 import trio.testing
 
-from engine import (
+from tests.helpers import OPTION, PERP, registry, request, ticker
+from tradingd.engine import (
     ExecutionGateway,
     Limits,
     MarketState,
@@ -29,7 +30,6 @@ from engine import (
     VenueRejected,
     VenueUnavailable,
 )
-from tests.helpers import OPTION, PERP, registry, request, ticker
 
 
 class SlowVenue:
@@ -296,8 +296,8 @@ async def test_a_stop_sends_no_queued_order_and_leaves_none_open(nursery: trio.N
     stop cancelled, stayed open at the venue."""
     import functools
 
-    from engine import Subscription
     from tests.live_support import Probe, live_deribit
+    from tradingd.engine import Subscription
 
     probe = Probe("p", [Subscription("deribit", PERP.symbol)])
     simulator, engine, mark = await live_deribit(nursery, probe, matching_rate=2, matching_burst=1)
@@ -325,8 +325,8 @@ async def test_an_order_the_venue_does_not_answer_in_time_is_outcome_unknown_the
     out; the order stays tracked, is not sent again, and the venue's word settles it (it is
     resting) once the simulator speaks again."""
 
-    from engine import Subscription
     from tests.live_support import Probe, live_deribit, until
+    from tradingd.engine import Subscription
 
     probe = Probe("p", [Subscription("deribit", PERP.symbol)])
     simulator, engine, mark = await live_deribit(nursery, probe, request_timeout_s=0.5, reconnect_base_s=0.05)

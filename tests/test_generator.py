@@ -1,4 +1,4 @@
-"""The synthetic market (`engine._synth`) and its Deribit encoding (`connectors.deribit.generator`).
+"""The synthetic market (`engine.sim.synth`) and its Deribit encoding (`connectors.deribit.generator`).
 
 The recording is checked three ways: as bytes (deterministic), as Deribit frames (the field sets
 of the captured frames in shared/fixtures/deribit, chained books), and as a market (replayed
@@ -20,11 +20,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.deribit.codec import DeribitDecoder
-from connectors.deribit.generator import build_market, generate_sample, parse_options
-from connectors.deribit.instruments import PERPETUAL_EXPIRY_MS, instrument_from_json
-from engine import BookUpdate, InstrumentKind, InstrumentRegistry, OptionRight, RecordingReader, Ticker, Trade
-from engine._synth import InstrumentSpec, SynthMarket, TickGrid, UnderlyingSpec
+from tradingd.connectors.deribit.codec import DeribitDecoder
+from tradingd.connectors.deribit.generator import build_market, generate_sample, parse_options
+from tradingd.connectors.deribit.instruments import PERPETUAL_EXPIRY_MS, instrument_from_json
+from tradingd.engine import (
+    BookUpdate,
+    InstrumentKind,
+    InstrumentRegistry,
+    OptionRight,
+    RecordingReader,
+    Ticker,
+    Trade,
+)
+from tradingd.engine.sim.synth import InstrumentSpec, SynthMarket, TickGrid, UnderlyingSpec
 
 START = "2026-11-24T00:00:00Z"
 START_NS = 1_795_478_400 * 1_000_000_000

@@ -15,15 +15,20 @@ from typing import Any
 
 import trio
 
-from connectors.deribit.settings import DeribitSettings
-from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
-from connectors.deribit.simulator import serve as serve_deribit
-from connectors.derive.settings import DeriveSettings
-from connectors.derive.simulator import DEMO_SESSION_KEY, DEMO_SUBACCOUNT, DEMO_WALLET, DeriveSimulator
-from connectors.derive.simulator import serve as serve_derive
-from engine import Subscription
-from engine._live import LiveEngine
 from tests.live_support import Probe, until
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
+from tradingd.connectors.deribit.simulator import serve as serve_deribit
+from tradingd.connectors.derive.settings import DeriveSettings
+from tradingd.connectors.derive.simulator import (
+    DEMO_SESSION_KEY,
+    DEMO_SUBACCOUNT,
+    DEMO_WALLET,
+    DeriveSimulator,
+)
+from tradingd.connectors.derive.simulator import serve as serve_derive
+from tradingd.engine import Subscription
+from tradingd.engine.runtime.live import LiveEngine
 
 # Generous against a loaded CI machine; the backoff alone (16 s at the very least) is far above.
 RECONNECT_BOUND_S = 10.0

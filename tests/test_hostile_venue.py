@@ -17,13 +17,13 @@ import pytest
 import trio
 import zstandard
 
-from engine import InstrumentRegistry, Subscription
-from engine._cli import main
-from engine._errors import DataError
-from engine._plugins import load_venue
-from engine._recording import RecordingReader, RecordingWriter
-from engine._session import ConnectionLost, VenueSession
 from tests.test_daemon import Daemon, serve_sim, until
+from tradingd.cli.main import main
+from tradingd.engine import InstrumentRegistry, Subscription
+from tradingd.engine.model.errors import DataError
+from tradingd.engine.store.recording import RecordingReader, RecordingWriter
+from tradingd.engine.venue.plugins import load_venue
+from tradingd.engine.venue.session import ConnectionLost, VenueSession
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

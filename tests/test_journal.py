@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import (
+from tests.helpers import OPTION, PERP, registry, request, ticker
+from tradingd.engine import (
     Fill,
     FillReversal,
     InstrumentRegistry,
@@ -28,8 +29,7 @@ from engine import (
     OrderUpdate,
     Side,
 )
-from engine._journal import OrderJournal
-from tests.helpers import OPTION, PERP, registry, request, ticker
+from tradingd.engine.store.journal import OrderJournal
 
 S = 1_000_000_000
 
@@ -179,8 +179,8 @@ def test_a_kill_9_right_after_a_write_loses_nothing(tmp_path: Path) -> None:
         f"""
         import os, signal
         from decimal import Decimal
-        from engine import MarketState, OrderFlow
-        from engine._journal import OrderJournal
+        from tradingd.engine import MarketState, OrderFlow
+        from tradingd.engine.store.journal import OrderJournal
         from tests.helpers import PERP, registry, request
         journal = OrderJournal({str(path)!r})
         flow = OrderFlow(registry(), MarketState(registry()), lambda _: None, journal=journal)

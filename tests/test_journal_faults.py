@@ -17,14 +17,14 @@ import pytest
 import structlog
 import trio
 
-from config import load_config
-from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
-from engine import OrderRejected, OrderState
-from engine._daemon import Daemon, _write_private
-from engine._journal import JournalError, OrderJournal
 from tests.helpers import PERP, request
 from tests.live_support import until
 from tests.test_journal import make_flow
+from tradingd.config import load_config
+from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from tradingd.engine import OrderRejected, OrderState
+from tradingd.engine.daemon.service import Daemon, _write_private
+from tradingd.engine.store.journal import JournalError, OrderJournal
 
 ROOT = Path(__file__).resolve().parent.parent
 S = 1_000_000_000
@@ -114,7 +114,7 @@ def test_the_daemon_refuses_an_empty_journal_in_one_clear_line(tmp_path: Path) -
         "DERIBIT_CLIENT_ID": client_id,
         "DERIBIT_CLIENT_SECRET": secret,
     }
-    cmd = [sys.executable, "-c", "import sys; from engine._cli import main; sys.exit(main())"]
+    cmd = [sys.executable, "-c", "import sys; from tradingd.cli.main import main; sys.exit(main())"]
     done = subprocess.run(
         [*cmd, "run", "--config", str(config)],
         capture_output=True,
@@ -281,7 +281,7 @@ async def test_a_real_full_disk_then_sigterm_exits_cleanly_and_leaves_no_temp_fi
         "DERIBIT_CLIENT_SECRET": secret,
     }
     log_path = tmp_path / "daemon.log"
-    cmd = [sys.executable, "-c", "import sys; from engine._cli import main; sys.exit(main())"]
+    cmd = [sys.executable, "-c", "import sys; from tradingd.cli.main import main; sys.exit(main())"]
     with log_path.open("wb") as out:
         proc = await nursery.start(
             functools.partial(

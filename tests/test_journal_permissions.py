@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine._journal import OrderJournal
+from tradingd.engine.store.journal import OrderJournal
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ import attrs
 import numpy as np
 import pytest
 
-from engine import (
+from tests.helpers import OPTION, PERP, registry, request, ticker
+from tradingd.engine import (
     Fill,
     FillReversal,
     Instrument,
@@ -26,11 +27,10 @@ from engine import (
     OrderRequest,
     Side,
 )
-from engine._backtest import BacktestResult, StrategyResult
-from engine._journal import OrderJournal
-from engine._money import BadNumber, from_float, to_decimal
-from engine._report import print_summary, report_dict
-from tests.helpers import OPTION, PERP, registry, request, ticker
+from tradingd.engine.backtest.kernel import BacktestResult, StrategyResult
+from tradingd.engine.backtest.report import print_summary, report_dict
+from tradingd.engine.model.money import BadNumber, from_float, to_decimal
+from tradingd.engine.store.journal import OrderJournal
 
 S = 1_000_000_000
 OPT = OPTION.symbol
@@ -492,9 +492,9 @@ def test_the_report_shows_funding_and_waiting_fills_only_when_there_are_some() -
 
 
 def test_a_charted_fill_fee_is_unknown_not_zero_while_no_rate_is_known(tmp_path: Path) -> None:
-    from connectors.deribit import PLUGIN
-    from engine import MarketEvent, Strategy
-    from engine._backtest import BacktestKernel, BacktestSettings, DataSource
+    from tradingd.connectors.deribit import PLUGIN
+    from tradingd.engine import MarketEvent, Strategy
+    from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 
     class Idle(Strategy):
         async def on_event(self, event: MarketEvent) -> None:

@@ -10,15 +10,15 @@ from typing import Any
 import orjson
 import pytest
 
-from engine import Fill, Liquidity, Side
-from engine._cli_service import _print_status
 from tests.helpers import OPTION, ticker
+from tradingd.cli.service import _print_status
+from tradingd.engine import Fill, Liquidity, Side
 
 
 def _daemon(tmp_path: Path) -> Any:
-    from config import load_config
-    from connectors.deribit.simulator import DEFAULT_ACCOUNTS
-    from engine._daemon import Daemon
+    from tradingd.config import load_config
+    from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS
+    from tradingd.engine.daemon.service import Daemon
 
     config = tmp_path / "live.toml"
     config.write_text(

@@ -22,8 +22,14 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine._errors import ConfigError
-from engine._logging import REDACTED, configure_logging, log_write_failures, register_secret, reopen_logs
+from tradingd.engine.logs.setup import (
+    REDACTED,
+    configure_logging,
+    log_write_failures,
+    register_secret,
+    reopen_logs,
+)
+from tradingd.engine.model.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,7 +143,7 @@ def test_a_crash_loses_no_line_already_logged(tmp_path: Path) -> None:
     path = tmp_path / "crash.log"
     script = (
         "import os, sys, structlog\n"
-        "from engine._logging import configure_logging\n"
+        "from tradingd.engine.logs.setup import configure_logging\n"
         f"configure_logging('info', 'json', sys.stdout, path={str(path)!r})\n"
         "log = structlog.get_logger()\n"
         "for i in range(200):\n"
@@ -217,7 +223,7 @@ def test_a_failing_log_file_is_reported_on_the_stream_once_then_recovery_counts_
 
 RELOG = """
 import os, signal, sys, threading, time, structlog
-from engine._logging import configure_logging, reopen_logs
+from tradingd.engine.logs.setup import configure_logging, reopen_logs
 configure_logging("info", "json", open(os.devnull, "w"), path=sys.argv[1])
 # A real signal handler (not a trio task): it may interrupt a write holding the file's lock.
 signal.signal(signal.SIGHUP, lambda *_: reopen_logs())

@@ -26,14 +26,14 @@ import structlog
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from connectors.deribit import PLUGIN
-from engine._cli import main
-from engine._logging import configure_logging
-from engine._logtail import LogFilter, LogView, follow_file, parse_line, parse_time, read_file
+from tradingd.cli.main import main
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.logs.tail import LogFilter, LogView, follow_file, parse_line, parse_time, read_file
 
 ROOT = Path(__file__).resolve().parent.parent
 _SCRIPT = shutil.which("tradingd", path=str(Path(sys.executable).parent))
-TRADINGD = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "engine._cli"]
+TRADINGD = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "tradingd.cli.main"]
 RANK = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
 

@@ -8,11 +8,11 @@ from decimal import Decimal
 
 import pytest
 
-from engine import InstrumentFilter, OrderRequest, Side
+from tradingd.engine import InstrumentFilter, OrderRequest, Side
 
 
 def test_the_converters_are_exact_and_refuse_what_is_not_a_finite_number() -> None:
-    from engine._money import BadNumber, from_float, optional, positive, to_decimal
+    from tradingd.engine.model.money import BadNumber, from_float, optional, positive, to_decimal
 
     assert to_decimal(0.1) == Decimal("0.1")  # the float's shortest repr, not its 55 binary digits
     assert to_decimal("0.05") == Decimal("0.05") and to_decimal(3) == 3

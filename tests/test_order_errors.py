@@ -10,7 +10,8 @@ from typing import Any
 
 import structlog
 
-from engine import (
+from tests.helpers import PERP, registry, request
+from tradingd.engine import (
     MarketState,
     OrderDenied,
     OrderFlow,
@@ -20,8 +21,7 @@ from engine import (
     VenueError,
     VenueRejected,
 )
-from strategies.momentum import Momentum
-from tests.helpers import PERP, registry, request
+from tradingd.strategies.momentum import Momentum
 
 
 def test_the_three_answers_to_an_order_request_are_distinct() -> None:

@@ -12,8 +12,10 @@ import pytest
 import structlog
 import trio
 
-from connectors.deribit.settings import DeribitSettings
-from engine import (
+from tests.helpers import PERP, request, ticker
+from tests.test_journal import make_flow
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.engine import (
     Fill,
     Liquidity,
     OrderFlow,
@@ -24,10 +26,8 @@ from engine import (
     Side,
     VenueError,
 )
-from engine._journal import OrderJournal
-from engine._live import LiveEngine
-from tests.helpers import PERP, request, ticker
-from tests.test_journal import make_flow
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.store.journal import OrderJournal
 
 S = 1_000_000_000
 HALF_S = S // 2  # 2 orders/s, the rate the issue measured the leak at

@@ -16,10 +16,10 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from engine import Fill, Liquidity, OrderState, OrderTracker, OrderUpdate, Side
-from engine._journal import OrderJournal
 from tests.helpers import OPTION, request
 from tests.test_journal import make_flow
+from tradingd.engine import Fill, Liquidity, OrderState, OrderTracker, OrderUpdate, Side
+from tradingd.engine.store.journal import OrderJournal
 
 S = OrderState
 

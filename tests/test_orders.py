@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from engine import (
+from tests.helpers import OPTION, PERP, request
+from tradingd.engine import (
     Fill,
     IllegalTransition,
     Liquidity,
@@ -18,8 +19,7 @@ from engine import (
     OrderUpdate,
     Side,
 )
-from engine._orders import _ALLOWED
-from tests.helpers import OPTION, PERP, request
+from tradingd.engine.model.orders import _ALLOWED
 
 S = OrderState
 

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from py_clob_client_v2.clob_types import OrderBookSummary, OrderSummary  # type: ignore[import-untyped]
 from py_clob_client_v2.utilities import generate_orderbook_summary_hash  # type: ignore[import-untyped]
 
-from connectors.polymarket.book import QUANTUM, LocalOrderBook, on_grid, summary_hash
-from connectors.polymarket.codec import PolymarketDecoder
-from engine import BookUpdate, InstrumentRegistry, MalformedFrame, OrderBook, Status, StatusKind
+from tradingd.connectors.polymarket.book import QUANTUM, LocalOrderBook, on_grid, summary_hash
+from tradingd.connectors.polymarket.codec import PolymarketDecoder
+from tradingd.engine import BookUpdate, InstrumentRegistry, MalformedFrame, OrderBook, Status, StatusKind
 
 FIXTURES = Path(__file__).parent / "fixtures" / "polymarket"
 TOKEN = "71321045679252212594626385532706912750332728571942532289631379312455583992563"

@@ -19,12 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.polymarket import PLUGIN, PolymarketSettings
-from connectors.polymarket.book import summary_hash
-from connectors.polymarket.codec import PolymarketDecoder, TradeSettlement, TradeStatus
-from connectors.polymarket.fees import PolymarketFees
-from connectors.polymarket.instruments import FeeSchedule, Outcomes
-from engine import (
+from tradingd.cli.main import main
+from tradingd.connectors.polymarket import PLUGIN, PolymarketSettings
+from tradingd.connectors.polymarket.book import summary_hash
+from tradingd.connectors.polymarket.codec import PolymarketDecoder, TradeSettlement, TradeStatus
+from tradingd.connectors.polymarket.fees import PolymarketFees
+from tradingd.connectors.polymarket.instruments import FeeSchedule, Outcomes
+from tradingd.engine import (
     BookUpdate,
     Decoder,
     Fill,
@@ -43,7 +44,6 @@ from engine import (
     Trade,
     event_to_dict,
 )
-from engine._cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "polymarket"
 T = 1_700_000_000_123_456_789

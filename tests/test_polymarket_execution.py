@@ -19,24 +19,24 @@ from py_clob_client_v2.clob_types import ApiCreds, RequestArgs  # type: ignore[i
 from py_clob_client_v2.headers.headers import create_level_2_headers  # type: ignore[import-untyped]
 from py_clob_client_v2.signer import Signer  # type: ignore[import-untyped]
 
-from connectors.polymarket.codec import (
+from tradingd.connectors.polymarket.codec import (
     PolymarketDecoder,
     TradeSettlement,
     TradesPage,
     decode_open_orders,
     decode_order,
 )
-from connectors.polymarket.execution import (
+from tradingd.connectors.polymarket.execution import (
     ClobRest,
     FillWatch,
     PolymarketExecution,
     learn_fee_schedule,
     map_http_error,
 )
-from connectors.polymarket.instruments import FeeSchedule
-from connectors.polymarket.signing import ApiCredentials, OrderSigner, SignatureType, order_body
-from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_ADDRESS, DEMO_API, PolymarketSimulator
-from engine import (
+from tradingd.connectors.polymarket.instruments import FeeSchedule
+from tradingd.connectors.polymarket.signing import ApiCredentials, OrderSigner, SignatureType, order_body
+from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_ADDRESS, DEMO_API, PolymarketSimulator
+from tradingd.engine import (
     AuthError,
     Fill,
     FillReversal,

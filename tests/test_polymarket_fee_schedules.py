@@ -16,16 +16,17 @@ import pytest
 import structlog
 import trio
 
-from config._schema import CatalogConfig
-from connectors.polymarket.codec import PolymarketDecoder
-from connectors.polymarket.execution import ClobRest, PolymarketExecution, trade_tokens
-from connectors.polymarket.fees import taker_fee
-from connectors.polymarket.instruments import COLLATERAL, SIZE_STEP, FeeSchedule, Outcome
-from connectors.polymarket.settings import PolymarketSettings
-from connectors.polymarket.signing import Credentials, OrderSigner
-from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
-from connectors.polymarket.stream import PolymarketSession
-from engine import (
+from tests.live_support import Probe, until
+from tradingd.config._schema import CatalogConfig
+from tradingd.connectors.polymarket.codec import PolymarketDecoder
+from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution, trade_tokens
+from tradingd.connectors.polymarket.fees import taker_fee
+from tradingd.connectors.polymarket.instruments import COLLATERAL, SIZE_STEP, FeeSchedule, Outcome
+from tradingd.connectors.polymarket.settings import PolymarketSettings
+from tradingd.connectors.polymarket.signing import Credentials, OrderSigner
+from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
+from tradingd.connectors.polymarket.stream import PolymarketSession
+from tradingd.engine import (
     BookUpdate,
     Fill,
     Instrument,
@@ -40,10 +41,9 @@ from engine import (
     Side,
     Subscription,
 )
-from engine._live import LiveEngine
-from engine._router import MarketRouter
-from engine._simserver import Receive, Scope, Send
-from tests.live_support import Probe, until
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.runtime.router import MarketRouter
+from tradingd.engine.sim.server import Receive, Scope, Send
 
 FIXTURES = Path(__file__).parent / "fixtures" / "polymarket"
 V = "polymarket"

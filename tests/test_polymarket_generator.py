@@ -19,11 +19,11 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.polymarket import PLUGIN
-from connectors.polymarket.codec import PolymarketDecoder
-from connectors.polymarket.generator import MARKETS, PolymarketFeed, generate_sample, parse_options
-from engine import BookUpdate, InstrumentRegistry, RecordingReader, Status, StatusKind, Ticker, Trade
-from engine._cli import main
+from tradingd.cli.main import main
+from tradingd.connectors.polymarket import PLUGIN
+from tradingd.connectors.polymarket.codec import PolymarketDecoder
+from tradingd.connectors.polymarket.generator import MARKETS, PolymarketFeed, generate_sample, parse_options
+from tradingd.engine import BookUpdate, InstrumentRegistry, RecordingReader, Status, StatusKind, Ticker, Trade
 
 FIXTURES = Path(__file__).parent / "fixtures" / "polymarket"
 START = "2026-11-24T00:00:00Z"

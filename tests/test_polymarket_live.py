@@ -18,11 +18,12 @@ import pytest
 import structlog
 import trio
 
-from config._schema import CatalogConfig
-from connectors.polymarket.codec import TradeSettlement, TradeStatus
-from connectors.polymarket.settings import PolymarketSettings
-from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
-from engine import (
+from tests.live_support import Probe, until
+from tradingd.config._schema import CatalogConfig
+from tradingd.connectors.polymarket.codec import TradeSettlement, TradeStatus
+from tradingd.connectors.polymarket.settings import PolymarketSettings
+from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
+from tradingd.engine import (
     BookUpdate,
     Fill,
     FillReversal,
@@ -37,10 +38,9 @@ from engine import (
     Ticker,
     Trade,
 )
-from engine._journal import OrderJournal
-from engine._live import LiveEngine
-from engine._logging import configure_logging
-from tests.live_support import Probe, until
+from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.store.journal import OrderJournal
 
 API = DEMO_API
 CREDS = {

@@ -26,8 +26,14 @@ from py_clob_client_v2.clob_types import (  # type: ignore[import-untyped]
 )
 from py_clob_client_v2.exceptions import PolyApiException  # type: ignore[import-untyped]
 
-from connectors.polymarket.book import summary_hash
-from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_ADDRESS, DEMO_API, PolymarketSimulator, serve
+from tradingd.connectors.polymarket.book import summary_hash
+from tradingd.connectors.polymarket.simulator import (
+    DEMO_ACCOUNT,
+    DEMO_ADDRESS,
+    DEMO_API,
+    PolymarketSimulator,
+    serve,
+)
 
 API = DEMO_API
 T = TypeVar("T")

@@ -15,16 +15,16 @@ import orjson
 import structlog
 import trio
 
-from config._schema import CatalogConfig
-from connectors.polymarket.codec import PolymarketDecoder
-from connectors.polymarket.execution import ClobRest, PolymarketExecution
-from connectors.polymarket.settings import PolymarketSettings
-from connectors.polymarket.signing import OrderSigner
-from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
-from engine import BookUpdate, InstrumentRegistry, OrderState, StatusKind, Subscription
-from engine._live import LiveEngine
-from engine._simserver import Receive, Scope, Send
 from tests.live_support import Probe, until
+from tradingd.config._schema import CatalogConfig
+from tradingd.connectors.polymarket.codec import PolymarketDecoder
+from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution
+from tradingd.connectors.polymarket.settings import PolymarketSettings
+from tradingd.connectors.polymarket.signing import OrderSigner
+from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
+from tradingd.engine import BookUpdate, InstrumentRegistry, OrderState, StatusKind, Subscription
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.sim.server import Receive, Scope, Send
 
 V = "polymarket"
 CREDS = {

@@ -18,8 +18,9 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.polymarket.codec import PolymarketDecoder, TradeSettlement, TradeStatus
-from engine import (
+from tests.test_polymarket_codec import MARKET, OWNER, TOKEN, T, frame, load, state_of, wire
+from tradingd.connectors.polymarket.codec import PolymarketDecoder, TradeSettlement, TradeStatus
+from tradingd.engine import (
     BookUpdate,
     Fill,
     InstrumentRegistry,
@@ -33,8 +34,7 @@ from engine import (
     Ticker,
     Trade,
 )
-from engine._plugins import MAX_NESTING
-from tests.test_polymarket_codec import MARKET, OWNER, TOKEN, T, frame, load, state_of, wire
+from tradingd.engine.venue.plugins import MAX_NESTING
 
 # The account of NautilusTrader's captures: its API key (the `owner` of its orders) and its funder
 # address (their `maker_address`, checksummed on the wire).
@@ -385,11 +385,11 @@ def _decodes_or_refuses(msg: Any) -> None:
 
 _DEEP = """
 import sys
-import connectors.polymarket.signing  # its dependency raises the recursion limit to 100,000
+import tradingd.connectors.polymarket.signing  # its dependency raises the recursion limit to 100,000
 assert sys.getrecursionlimit() >= 100_000
-from connectors.polymarket.codec import PolymarketDecoder
-from connectors.polymarket.execution import _text
-from engine import InstrumentRegistry, MalformedFrame
+from tradingd.connectors.polymarket.codec import PolymarketDecoder
+from tradingd.connectors.polymarket.execution import _text
+from tradingd.engine import InstrumentRegistry, MalformedFrame
 n = 50_000
 frames = [
     b"[" * n + b"]" * n,
@@ -431,10 +431,10 @@ def test_a_frame_nested_50000_deep_is_malformed_not_a_segfault() -> None:
 _DEEP_GAMMA = """
 import sys
 import httpx, trio
-import connectors.polymarket.signing  # its dependency raises the recursion limit to 100,000
+import tradingd.connectors.polymarket.signing  # its dependency raises the recursion limit to 100,000
 assert sys.getrecursionlimit() >= 100_000
-from connectors.polymarket.gamma import GammaClient
-from engine import VenueError
+from tradingd.connectors.polymarket.gamma import GammaClient
+from tradingd.engine import VenueError
 bodies = [
     b"[" * 50_000 + b"]" * 50_000,
     b'[{"id":"1","x":' + b"[" * 1_000_000 + b"]" * 1_000_000 + b"}]",  # deeper than the limit
@@ -490,7 +490,7 @@ def test_the_slow_path_reads_what_the_fast_path_reads_however_deep_an_unknown_me
 def test_text_that_is_not_utf8_is_malformed(dec: PolymarketDecoder) -> None:
     # msgspec raises UnicodeDecodeError (not its DecodeError) for such bytes inside a string; a
     # str frame with a lone surrogate cannot even be encoded. Every entry point refuses both.
-    from connectors.polymarket.codec import decode_open_orders, decode_order
+    from tradingd.connectors.polymarket.codec import decode_open_orders, decode_order
 
     dec.decode(frame("ws_market_book_msg.json"), T)
     before = state_of(dec)
@@ -513,8 +513,8 @@ def test_text_that_is_not_utf8_is_malformed(dec: PolymarketDecoder) -> None:
 _SHALLOW_LIMIT = """
 import sys
 sys.setrecursionlimit(1000)  # the interpreter's default: a backtest or `decode` imports no py_ecc
-from connectors.polymarket.codec import PolymarketDecoder, decode_open_orders, decode_order
-from engine import InstrumentRegistry, MalformedFrame
+from tradingd.connectors.polymarket.codec import PolymarketDecoder, decode_open_orders, decode_order
+from tradingd.engine import InstrumentRegistry, MalformedFrame
 dec = PolymarketDecoder(InstrumentRegistry())
 escaped = []
 for n in (990, 1000, 1020, 1030):

@@ -32,7 +32,7 @@ from py_clob_client_v2.order_utils.model.side import Side as OfficialSide  # typ
 from py_clob_client_v2.signer import Signer  # type: ignore[import-untyped]
 from py_clob_client_v2.signing.hmac import build_hmac_signature  # type: ignore[import-untyped]
 
-from connectors.polymarket.signing import (
+from tradingd.connectors.polymarket.signing import (
     BYTES32_ZERO,
     EXCHANGE_V2,
     NEG_RISK_EXCHANGE_V2,
@@ -55,8 +55,8 @@ from connectors.polymarket.signing import (
     order_type_for,
     orders_body,
 )
-from engine import AuthError, Instrument, InstrumentKind, OrderRejected, Side, TimeInForce
-from engine._logging import REDACTED, redact_secrets
+from tradingd.engine import AuthError, Instrument, InstrumentKind, OrderRejected, Side, TimeInForce
+from tradingd.engine.logs.setup import REDACTED, redact_secrets
 
 FIXTURES = Path(__file__).parent / "fixtures" / "polymarket"
 # VENUES.md §2.4 / §2.5: the well-known test key (address 0xf39F...2266).

@@ -16,11 +16,11 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.polymarket.codec import PolymarketDecoder
-from connectors.polymarket.execution import ClobRest, PolymarketExecution
-from connectors.polymarket.signing import OrderSigner
-from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
-from engine import InstrumentRegistry, Order, OrderRequest, Side, Trade
+from tradingd.connectors.polymarket.codec import PolymarketDecoder
+from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution
+from tradingd.connectors.polymarket.signing import OrderSigner
+from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
+from tradingd.engine import InstrumentRegistry, Order, OrderRequest, Side, Trade
 
 NOW_NS = 1_795_000_000 * 1_000_000_000
 

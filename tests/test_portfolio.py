@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import (
+from tests.helpers import OPTION, PERP, registry, ticker
+from tradingd.engine import (
     Fill,
     FillReversal,
     Instrument,
@@ -21,7 +22,6 @@ from engine import (
     MarketState,
     Side,
 )
-from tests.helpers import OPTION, PERP, registry, ticker
 
 
 def fill(inst: str, side: str, size: str, price: str, fee: str = "0") -> Fill:

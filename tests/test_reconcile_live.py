@@ -18,15 +18,20 @@ import structlog
 import trio
 from structlog.testing import LogCapture
 
-from connectors.deribit.settings import DeribitSettings
-from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
-from connectors.deribit.simulator import serve as serve_deribit
-from connectors.derive.settings import DeriveSettings
-from connectors.derive.simulator import DEMO_SESSION_KEY, DEMO_SUBACCOUNT, DEMO_WALLET, DeriveSimulator
-from connectors.derive.simulator import serve as serve_derive
-from engine import OrderState, OrderUpdate, StatusKind, Subscription, Ticker
-from engine._live import LiveEngine
 from tests.live_support import Probe, until
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
+from tradingd.connectors.deribit.simulator import serve as serve_deribit
+from tradingd.connectors.derive.settings import DeriveSettings
+from tradingd.connectors.derive.simulator import (
+    DEMO_SESSION_KEY,
+    DEMO_SUBACCOUNT,
+    DEMO_WALLET,
+    DeriveSimulator,
+)
+from tradingd.connectors.derive.simulator import serve as serve_derive
+from tradingd.engine import OrderState, OrderUpdate, StatusKind, Subscription, Ticker
+from tradingd.engine.runtime.live import LiveEngine
 
 ETH = "ETH-PERP"  # Derive
 BTC = "BTC-PERPETUAL"  # Deribit

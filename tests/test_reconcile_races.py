@@ -12,10 +12,10 @@ from decimal import Decimal
 import structlog
 import trio
 
-from connectors.deribit.settings import DeribitSettings
-from engine import Fill, FillReversal, Liquidity, Order, OrderState, OrderUpdate, PrivateEvent, Side
-from engine._live import LiveEngine
 from tests.helpers import PERP, request, ticker
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.engine import Fill, FillReversal, Liquidity, Order, OrderState, OrderUpdate, PrivateEvent, Side
+from tradingd.engine.runtime.live import LiveEngine
 
 S = 1_000_000_000
 _CREDS = {"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "secret"}  # never used: nothing connects

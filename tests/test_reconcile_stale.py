@@ -15,11 +15,11 @@ from pathlib import Path
 import attrs
 import trio
 
-from engine import FillReversal, OrderState, OrderTracker, Side
-from engine._journal import OrderJournal
 from tests.helpers import PERP, request
 from tests.test_journal import fill, make_flow, update
 from tests.test_reconcile_races import _engine, _fill, _resting, _SlowVenue, _update, _while_asked
+from tradingd.engine import FillReversal, OrderState, OrderTracker, Side
+from tradingd.engine.store.journal import OrderJournal
 
 S = 1_000_000_000
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import orjson
 import trio
 
-from connectors.deribit.simulator import DeribitSimulator, serve
+from tradingd.connectors.deribit.simulator import DeribitSimulator, serve
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-c", "import sys; from engine._cli import main; sys.exit(main())"]
+CLI = [sys.executable, "-c", "import sys; from tradingd.cli.main import main; sys.exit(main())"]
 ENV = {
     **{k: v for k, v in os.environ.items() if not k.startswith("DERIBIT_")},
     "PYTHONPATH": str(ROOT),

@@ -1,4 +1,4 @@
-"""Recording live sessions (`engine._recorder`) and replaying them.
+"""Recording live sessions (`engine.store.recorder`) and replaying them.
 
 The issue's done-when test is `test_a_recorded_paper_session_replays_to_the_same_decisions`: a
 paper session against the in-process Deribit simulator, recorded through the frame hook, then
@@ -27,10 +27,10 @@ import structlog
 import trio
 import zstandard
 
-from connectors.deribit import PLUGIN
-from connectors.deribit.settings import DeribitSettings
-from connectors.deribit.simulator import DeribitSimulator, serve
-from engine import (
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.connectors.deribit.simulator import DeribitSimulator, serve
+from tradingd.engine import (
     DataError,
     InstrumentRegistry,
     MalformedFrame,
@@ -44,10 +44,10 @@ from engine import (
     Ticker,
     Trade,
 )
-from engine._backtest import BacktestKernel, BacktestSettings, DataSource
-from engine._live import LiveEngine
-from engine._recorder import RecordingSet, SessionRecorder, read_manifest, recording_files
-from engine._recording import format_ts
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.store.recorder import RecordingSet, SessionRecorder, read_manifest, recording_files
+from tradingd.engine.store.recording import format_ts
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = 1_000_000_000
@@ -212,7 +212,7 @@ def test_a_write_error_mid_recording_is_loud_or_counted(tmp_path: Path, strict: 
 
 
 def test_from_config(tmp_path: Path) -> None:
-    from config._schema import RecordingConfig
+    from tradingd.config._schema import RecordingConfig
 
     rec = SessionRecorder.from_config(
         RecordingConfig(enabled=True, dir="rec", rotate_s=600, rotate_bytes=1000),
@@ -227,8 +227,8 @@ def test_from_config(tmp_path: Path) -> None:
 
 _CRASH_CHILD = """
 import sys, time, trio
-from engine._logging import configure_logging
-from engine._recorder import SessionRecorder
+from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.store.recorder import SessionRecorder
 
 configure_logging("warning", "json", sys.stderr)
 
@@ -442,7 +442,7 @@ def attrs_tuple(event: MarketEvent, *skip: str) -> tuple[Any, ...]:
 
 def test_a_recording_directory_backtests_from_the_command_line(tmp_path: Path) -> None:
     """`[[backtest.data]]` may name a recording directory."""
-    from engine._cli import main
+    from tradingd.cli.main import main
 
     sample = tmp_path / "s.rec.zst"
     PLUGIN.generate_sample(sample, {"hours": 0.05, "seed": 2})

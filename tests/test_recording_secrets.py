@@ -1,6 +1,6 @@
 """Recordings are shared as backtest data: a live-mode recording against each venue's simulator
 (logged in, with an order placed and filled) holds no token, secret, signature or private frame,
-and still replays as market data (issue 12 §3). The filter itself: engine._session."""
+and still replays as market data (issue 12 §3). The filter itself: engine.venue.session."""
 
 from __future__ import annotations
 
@@ -13,21 +13,26 @@ from typing import Any
 import orjson
 import trio
 
-from config._schema import CatalogConfig
-from connectors.deribit.settings import DeribitSettings
-from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
-from connectors.deribit.simulator import serve as serve_deribit
-from connectors.derive.settings import DeriveSettings
-from connectors.derive.simulator import DEMO_SESSION_KEY, DEMO_SUBACCOUNT, DEMO_WALLET, DeriveSimulator
-from connectors.derive.simulator import serve as serve_derive
-from connectors.polymarket.settings import PolymarketSettings
-from connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
-from connectors.polymarket.simulator import serve as serve_polymarket
-from engine import BookUpdate, Fill, InstrumentRegistry, MalformedFrame, Subscription, Ticker
-from engine._live import LiveEngine
-from engine._plugins import load_venue
-from engine._recorder import RecordingSet, SessionRecorder
 from tests.live_support import Probe, until
+from tradingd.config._schema import CatalogConfig
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
+from tradingd.connectors.deribit.simulator import serve as serve_deribit
+from tradingd.connectors.derive.settings import DeriveSettings
+from tradingd.connectors.derive.simulator import (
+    DEMO_SESSION_KEY,
+    DEMO_SUBACCOUNT,
+    DEMO_WALLET,
+    DeriveSimulator,
+)
+from tradingd.connectors.derive.simulator import serve as serve_derive
+from tradingd.connectors.polymarket.settings import PolymarketSettings
+from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
+from tradingd.connectors.polymarket.simulator import serve as serve_polymarket
+from tradingd.engine import BookUpdate, Fill, InstrumentRegistry, MalformedFrame, Subscription, Ticker
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.store.recorder import RecordingSet, SessionRecorder
+from tradingd.engine.venue.plugins import load_venue
 
 DERIBIT_ID, DERIBIT_SECRET = next(iter(DEFAULT_ACCOUNTS.items()))
 
@@ -203,9 +208,9 @@ class _Sink:
 
 
 def _sessions() -> tuple[Any, Any]:
-    from connectors.deribit.stream import DeribitSession
-    from connectors.derive.stream import DeriveSession
-    from engine._router import MarketRouter
+    from tradingd.connectors.deribit.stream import DeribitSession
+    from tradingd.connectors.derive.stream import DeriveSession
+    from tradingd.engine.runtime.router import MarketRouter
 
     deribit = DeribitSession(
         DeribitSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink()

@@ -16,9 +16,11 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.deribit import PLUGIN
-from engine import MarketEvent, Strategy, Subscription, Ticker, TimeInForce
-from engine._backtest import (
+from tests import deribit_frames as F
+from tradingd.cli.main import main
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.engine import MarketEvent, Strategy, Subscription, Ticker, TimeInForce
+from tradingd.engine.backtest.kernel import (
     BacktestKernel,
     BacktestSettings,
     DataSource,
@@ -27,11 +29,9 @@ from engine._backtest import (
     sharpe_ratio,
     sortino_ratio,
 )
-from engine._cli import main
-from engine._pricing import YEAR_SECONDS
-from engine._report import report_dict
-from engine._report_html import render_run, write_run_reports
-from tests import deribit_frames as F
+from tradingd.engine.backtest.report import report_dict
+from tradingd.engine.model.pricing import YEAR_SECONDS
+from tradingd.engine.reports.html import render_run, write_run_reports
 
 ROOT = Path(__file__).resolve().parent.parent
 ANNUAL_60S = math.sqrt(YEAR_SECONDS / 60)

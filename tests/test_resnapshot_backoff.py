@@ -1,5 +1,5 @@
 """Issue 12, follow-up: a book the venue keeps sending broken (crossed) is not resnapshotted in a
-loop. The shared mechanism (engine._session: `dispatch`, the subscription follower) spaces out a
+loop. The shared mechanism (engine.venue.session: `dispatch`, the subscription follower) spaces out a
 book's resnapshots, 1 s doubling to 60 s, and starts again once a snapshot of it has held."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import pytest
 import trio
 import trio.testing
 
-from connectors.deribit.simulator import DeribitSimulator, serve
-from engine import BookUpdate, InstrumentRegistry, MarketEvent, Status, StatusKind, Subscription
-from engine._router import MarketRouter
-from engine._session import VenueSession
 from tests.live_support import Probe, paper_deribit, until
+from tradingd.connectors.deribit.simulator import DeribitSimulator, serve
+from tradingd.engine import BookUpdate, InstrumentRegistry, MarketEvent, Status, StatusKind, Subscription
+from tradingd.engine.runtime.router import MarketRouter
+from tradingd.engine.venue.session import VenueSession
 
 BOOK = "BTC-PERPETUAL"
 
@@ -133,8 +133,8 @@ async def test_other_books_are_not_held_back_by_a_broken_one(autojump_clock: tri
 async def test_a_venue_repeating_a_frame_the_decoder_trips_on_gets_the_same_backoff(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    from engine._plugins import DecoderFault
     from tests.helpers import OPTION, PERP
+    from tradingd.engine.venue.plugins import DecoderFault
 
     venue = _Venue()
     venue.registry.add(attrs.evolve(PERP, venue="stub"))

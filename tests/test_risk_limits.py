@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from engine import Limits, MarketState, OrderFlow, OrderRejected, OrderRequest, RiskLimits
 from tests.helpers import OPTION, PERP, registry, request, ticker
+from tradingd.engine import Limits, MarketState, OrderFlow, OrderRejected, OrderRequest, RiskLimits
 
 _S = 1_000_000_000
 HUGE = "5000000"  # the order that went through under a NaN limit

@@ -11,7 +11,8 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import (
+from tests.helpers import book, ticker, trade
+from tradingd.engine import (
     BookUpdate,
     DataKind,
     MarketEvent,
@@ -26,9 +27,8 @@ from engine import (
     Ticker,
     Trade,
 )
-from engine._mailbox import Mailbox, merge_book_updates
-from engine._router import run_strategy
-from tests.helpers import book, ticker, trade
+from tradingd.engine.runtime.mailbox import Mailbox, merge_book_updates
+from tradingd.engine.runtime.router import run_strategy
 
 
 class Recorder(Strategy):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import trio
 from structlog.testing import capture_logs
 
-from engine import MalformedFrame
 from tests.test_hostile_venue import _session, _Ws
+from tradingd.engine import MalformedFrame
 
 
 async def test_a_handler_failure_is_logged_after_a_burst_of_malformed_frames() -> None:

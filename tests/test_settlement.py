@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import trio
 
-from connectors.deribit.settings import DeribitSettings
-from connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
-from engine import BookUpdate, MarketEvent, OrderState, StatusKind, Strategy, Subscription, Ticker
-from engine._journal import OrderJournal
-from engine._live import LiveEngine
 from tests.live_support import Probe, until
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from tradingd.engine import BookUpdate, MarketEvent, OrderState, StatusKind, Strategy, Subscription, Ticker
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.store.journal import OrderJournal
 
 PERP = "BTC-PERPETUAL"
 OPTION = "BTC-11DEC26-90000-C"
@@ -193,10 +193,10 @@ DERIVE_OPTION = "BTC-20261211-90000-C"
 
 
 async def derive_engine(nursery: trio.Nursery, probe: Probe, clock: Clock) -> tuple[Any, LiveEngine]:
-    from connectors.derive.settings import DeriveSettings
-    from connectors.derive.simulator import DeriveSimulator
-    from connectors.derive.simulator import serve as serve_derive
     from tests.test_derive_live import CREDS as DERIVE_CREDS
+    from tradingd.connectors.derive.settings import DeriveSettings
+    from tradingd.connectors.derive.simulator import DeriveSimulator
+    from tradingd.connectors.derive.simulator import serve as serve_derive
 
     simulator = DeriveSimulator(seed=5, step_s=0.05, settle_after_s=0.2)
     binds = await nursery.start(functools.partial(serve_derive, simulator))
@@ -290,8 +290,8 @@ def test_a_backtest_books_funding_from_tardis_derivative_ticker_funding_fields()
     pass while 1,000 USD of BTC-PERPETUAL is held; +30 s never passes. The inverse perpetual
     pays `rate x 1,000 / mark` BTC each time (long, positive rate: paid), here at mark (the
     book's mid, 90,000) and index 90,000: 0.2 and 0.05 USD."""
-    from connectors.deribit import PLUGIN
-    from engine._backtest import BacktestKernel, BacktestSettings, DataSource
+    from tradingd.connectors.deribit import PLUGIN
+    from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 
     kernel = BacktestKernel(
         {"deribit": PLUGIN}, [DataSource("deribit", FUNDING_DATA, "tardis")], [BuyOnce()], BacktestSettings()
@@ -305,10 +305,10 @@ def test_a_backtest_books_funding_from_tardis_derivative_ticker_funding_fields()
 def test_funding_waits_for_a_usd_rate_and_is_booked_once() -> None:
     """Never booked at an unknown rate: a payment in BTC before any BTC index is left for later
     (None); once the index is known it is booked at it, exactly, and only once."""
-    from engine import Fill, Liquidity, MarketState, OrderFlow, Side
-    from engine._settlement import FundingPayment
     from tests.helpers import PERP as PERP_DEF
     from tests.helpers import registry, ticker
+    from tradingd.engine import Fill, Liquidity, MarketState, OrderFlow, Side
+    from tradingd.engine.model.settlement import FundingPayment
 
     reg = registry()
     market = MarketState(reg)
@@ -340,10 +340,10 @@ def test_funding_waits_for_a_usd_rate_and_is_booked_once() -> None:
 def test_a_payment_the_journal_knows_is_booked_for_no_strategy_after_a_restart(tmp_path: Path) -> None:
     """Booked whole, once: after a restart the same payment reported again is not booked, not
     even to a strategy that holds the perpetual now and had no share then."""
-    from engine import Fill, Liquidity, MarketState, OrderFlow, Side
-    from engine._settlement import FundingPayment
     from tests.helpers import PERP as PERP_DEF
     from tests.helpers import registry, ticker
+    from tradingd.engine import Fill, Liquidity, MarketState, OrderFlow, Side
+    from tradingd.engine.model.settlement import FundingPayment
 
     def flow_on(journal: OrderJournal) -> OrderFlow:
         reg = registry()

@@ -16,11 +16,11 @@ import pytest
 import structlog
 import trio
 
-from engine import Fill, Liquidity, MarketState, OrderFlow, Side, VenueError
-from engine._journal import OrderJournal
-from engine._settlement import FundingPayment
 from tests.helpers import PERP as PERP_DEF
 from tests.helpers import registry, ticker
+from tradingd.engine import Fill, Liquidity, MarketState, OrderFlow, Side, VenueError
+from tradingd.engine.model.settlement import FundingPayment
+from tradingd.engine.store.journal import OrderJournal
 
 PERP = PERP_DEF.symbol
 S = 1_000_000_000
@@ -140,7 +140,7 @@ class _Venue:
 
 def _funding_engine(flow: OrderFlow, client: _FundingClient, now: list[int]) -> Any:
     """A LiveEngine reduced to what `_book_funding` and `settle_once` use."""
-    from engine._live import LiveEngine
+    from tradingd.engine.runtime.live import LiveEngine
 
     engine: Any = LiveEngine.__new__(LiveEngine)
     engine.flow = flow
@@ -232,7 +232,7 @@ class _Session:
 
 
 def _deribit(session: _Session) -> Any:
-    from connectors.deribit.execution import DeribitExecution
+    from tradingd.connectors.deribit.execution import DeribitExecution
 
     return DeribitExecution(session, registry(), currencies=["BTC"])  # type: ignore[arg-type]
 
@@ -259,7 +259,7 @@ def test_deribit_delivers_an_option_out_of_the_money_at_zero() -> None:
 
 # -- 5. Derive's money as money ---------------------------------------------------------------------
 def _derive(session: _Session) -> Any:
-    from connectors.derive.execution import DeriveExecution
+    from tradingd.connectors.derive.execution import DeriveExecution
 
     ex: Any = DeriveExecution.__new__(DeriveExecution)
     ex.session = session
@@ -393,9 +393,9 @@ def test_a_backtest_accrues_deribit_funding_continuously_from_real_shaped_tardis
     minutes, 30 spans of 10 s at -0.00001568 then 30 at 0.0000211, 1,000 USD of the inverse
     perpetual bought 0.5 s in and held; the mark the backtest holds is the book's mid (7,987.75,
     as in `test_settlement`'s backtest), the USD rate the index (7,989.28)."""
-    from connectors.deribit import PLUGIN
-    from engine._backtest import BacktestKernel, BacktestSettings, DataSource
     from tests.test_settlement import BuyOnce
+    from tradingd.connectors.deribit import PLUGIN
+    from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 
     kernel = BacktestKernel(
         {"deribit": PLUGIN}, [DataSource("deribit", ACCRUAL_DATA, "tardis")], [BuyOnce()], BacktestSettings()
@@ -413,8 +413,8 @@ def test_a_backtest_accrues_deribit_funding_continuously_from_real_shaped_tardis
 def test_the_simulators_linear_perpetual_pays_funding_in_usdc_at_the_mark() -> None:
     """BTC_USDC-PERPETUAL: 2 BTC long at a mark of 90,000 and a rate of 0.0001 pays
     2 x 90,000 x 0.0001 = 18 USDC (not 0.0002 "USDC")."""
-    from connectors.deribit.simulator import DeribitSimulator
-    from engine import Instrument, InstrumentKind
+    from tradingd.connectors.deribit.simulator import DeribitSimulator
+    from tradingd.engine import Instrument, InstrumentKind
 
     sim = DeribitSimulator(seed=5)
     name = "BTC_USDC-PERPETUAL"
@@ -442,7 +442,7 @@ def test_the_simulators_linear_perpetual_pays_funding_in_usdc_at_the_mark() -> N
 def test_migrating_a_schema_1_ledger_creates_the_missing_tables_with_the_version(tmp_path: Path) -> None:
     """A schema-1 file left part way (its ledger written, not the rest): the migration's one
     transaction leaves every table and version 2 together, never version 2 without them."""
-    from engine._journal import _LEDGER_TABLE, _migrate_v1
+    from tradingd.engine.store.journal import _LEDGER_TABLE, _migrate_v1
 
     db = sqlite3.connect(tmp_path / "old.sqlite", isolation_level=None)
     db.execute(_LEDGER_TABLE.format(name="ledger"))

@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio_websocket
 
-from engine._simserver import SimPeer, SimulatorServer, serve
+from tradingd.engine.sim.server import SimPeer, SimulatorServer, serve
 
 
 class EchoVenue(SimulatorServer[SimPeer]):

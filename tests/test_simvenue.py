@@ -6,8 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.deribit.fees import DeribitFees
-from engine import (
+from tests.helpers import OPTION, PERP, book, registry, request, trade
+from tradingd.connectors.deribit.fees import DeribitFees
+from tradingd.engine import (
     Fill,
     Liquidity,
     Order,
@@ -18,7 +19,6 @@ from engine import (
     PrivateEvent,
     SimulatedVenue,
 )
-from tests.helpers import OPTION, PERP, book, registry, request, trade
 
 
 def make(queue_ahead: bool = False) -> tuple[SimulatedVenue, OrderBook]:

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from connectors.deribit.settings import DeribitSettings
-from connectors.deribit.stream import DeribitSession
-from connectors.derive.settings import DeriveSettings
-from connectors.derive.stream import DeriveSession
-from connectors.polymarket.settings import PolymarketSettings
-from connectors.polymarket.stream import PolymarketSession
-from engine import InstrumentRegistry
-from engine._cli_service import _print_status
-from engine._daemon import book_health
-from engine._router import MarketRouter
+from tradingd.cli.service import _print_status
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.connectors.deribit.stream import DeribitSession
+from tradingd.connectors.derive.settings import DeriveSettings
+from tradingd.connectors.derive.stream import DeriveSession
+from tradingd.connectors.polymarket.settings import PolymarketSettings
+from tradingd.connectors.polymarket.stream import PolymarketSession
+from tradingd.engine import InstrumentRegistry
+from tradingd.engine.daemon.service import book_health
+from tradingd.engine.runtime.router import MarketRouter
 
 
 class _Sink:

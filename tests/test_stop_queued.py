@@ -12,12 +12,12 @@ import pytest
 import trio
 import trio.testing
 
-from connectors.deribit.settings import DeribitSettings
-from engine import ExecutionGateway, OrderDenied, OrderRejected, OrderState, Subscription
-from engine._live import LiveEngine
 from tests.helpers import PERP, request, ticker
 from tests.live_support import Probe, live_deribit
 from tests.test_gateway_lanes import SlowVenue, _flow, _settle, stalled_gateway
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.engine import ExecutionGateway, OrderDenied, OrderRejected, OrderState, Subscription
+from tradingd.engine.runtime.live import LiveEngine
 
 
 async def test_a_stop_refuses_what_was_queued_and_sends_what_comes_after(
@@ -178,7 +178,7 @@ async def test_a_shutdown_sends_the_on_stop_order_but_not_the_orders_queued_befo
 
 
 def test_send_queued_on_stop_is_a_daemon_setting_off_by_default(tmp_path: Path) -> None:
-    from config import load_daemon_settings
+    from tradingd.config import load_daemon_settings
 
     path = tmp_path / "c.toml"
     path.write_text('mode = "live"\n[daemon]\n')

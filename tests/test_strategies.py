@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine._backtest import BacktestKernel, DataSource
-from strategies.gamma_scalp import GammaScalp, GammaScalpParams
+from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
+from tradingd.strategies.gamma_scalp import GammaScalp, GammaScalpParams
 
 
 @pytest.mark.parametrize(
@@ -19,7 +19,7 @@ from strategies.gamma_scalp import GammaScalp, GammaScalpParams
 async def test_gamma_scalp_hedges_to_about_the_option_delta_on_either_kind_of_perpetual(
     tmp_path: Path, venue: str, underlying: str, hedge: str, spot_scale: str
 ) -> None:
-    from engine._plugins import load_venue
+    from tradingd.engine.venue.plugins import load_venue
 
     plugin = load_venue(venue)
     data = tmp_path / f"{venue}.rec.zst"

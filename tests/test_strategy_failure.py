@@ -17,13 +17,13 @@ import pytest
 import structlog
 import trio
 
-from connectors.deribit.settings import DeribitSettings
-from engine import OrderState, OrderUpdate, Side
-from engine._live import LiveEngine
-from engine._strategy import StrategyFailure
 from tests.helpers import PERP, request, ticker
 from tests.live_support import Probe
 from tests.test_daemon import ROOT, SECRET, Daemon, serve_sim, sim_orders, until
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.engine import OrderState, OrderUpdate, Side
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.runtime.strategy import StrategyFailure
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals as on the servers")
 
@@ -83,7 +83,7 @@ async def test_failing_strategies_are_stopped_and_reported_and_the_others_go_on(
     await until(lambda: _strategy(daemon, "healthy")["events"] > seen + 3, what="the healthy one receiving")
     assert proc.returncode is None  # the daemon is up
     assert sim_orders(sim, healthy[0])[0].state == "open"
-    cli = [sys.executable, "-c", "import sys; from engine._cli import main; sys.exit(main())"]
+    cli = [sys.executable, "-c", "import sys; from tradingd.cli.main import main; sys.exit(main())"]
     shown = await trio.run_process(
         [*cli, "status", "--config", str(daemon.config)],
         capture_stdout=True,

@@ -18,10 +18,11 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.deribit import PLUGIN
-from connectors.deribit.instruments import option_name
-from connectors.deribit.tardis import TardisReader, detect_dataset, inspect, instrument_item
-from engine import (
+from tradingd.cli.main import main
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.connectors.deribit.instruments import option_name
+from tradingd.connectors.deribit.tardis import TardisReader, detect_dataset, inspect, instrument_item
+from tradingd.engine import (
     BookUpdate,
     ConfigError,
     DataError,
@@ -32,7 +33,6 @@ from engine import (
     Ticker,
     Trade,
 )
-from engine._cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures" / "tardis"

@@ -17,7 +17,7 @@ SECRET = "hunter2-very-secret-value"
 SCRIPT = f"""
 import logging, sys, threading, traceback, warnings
 import trio
-from engine._logging import configure_logging, register_secret, route_uncaught_exceptions
+from tradingd.engine.logs.setup import configure_logging, register_secret, route_uncaught_exceptions
 
 configure_logging("info", "json", sys.stdout)
 route_uncaught_exceptions(stderr=True)

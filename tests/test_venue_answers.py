@@ -12,14 +12,14 @@ import pytest
 import trio
 import trio.testing
 
-from connectors.deribit.execution import DeribitExecution
-from connectors.deribit.settings import DeribitSettings
-from connectors.deribit.stream import DeribitSession
-from connectors.derive.settings import DeriveSettings
-from connectors.derive.stream import DeriveSession
-from engine import InstrumentRegistry, MalformedFrame, Order, OrderRequest, VenueError
-from engine._router import MarketRouter
 from tests.helpers import PERP, registry
+from tradingd.connectors.deribit.execution import DeribitExecution
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.connectors.deribit.stream import DeribitSession
+from tradingd.connectors.derive.settings import DeriveSettings
+from tradingd.connectors.derive.stream import DeriveSession
+from tradingd.engine import InstrumentRegistry, MalformedFrame, Order, OrderRequest, VenueError
+from tradingd.engine.runtime.router import MarketRouter
 
 
 class _Sink:
@@ -112,7 +112,7 @@ async def test_derive_an_unreadable_error_without_id_is_malformed() -> None:
 
 
 async def test_deribit_a_subscribe_answer_that_is_no_array_is_a_venue_error() -> None:
-    from connectors.deribit.stream import _channels
+    from tradingd.connectors.deribit.stream import _channels
 
     assert _channels(b'["book.BTC-PERPETUAL.100ms"]', "public/subscribe") == {"book.BTC-PERPETUAL.100ms"}
     assert _channels(b"null", "public/subscribe") == set()
@@ -285,8 +285,8 @@ async def test_derive_an_unreadable_subscribe_answer_is_a_venue_error() -> None:
 
 @pytest.mark.parametrize("page", [b'{"data":5,"next_cursor":"LTE="}', b'{"data":[],"next_cursor":7}', b"[1]"])
 async def test_polymarket_a_trades_page_that_is_none_ends_the_recovery(page: bytes) -> None:
-    from connectors.polymarket.settings import PolymarketSettings
-    from connectors.polymarket.stream import PolymarketSession, UserConnection
+    from tradingd.connectors.polymarket.settings import PolymarketSettings
+    from tradingd.connectors.polymarket.stream import PolymarketSession, UserConnection
 
     owner = PolymarketSession(
         PolymarketSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink()

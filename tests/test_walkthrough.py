@@ -8,13 +8,13 @@ from pathlib import Path
 
 import trio
 
-from config import load_config
-from connectors.deribit import PLUGIN
-from engine._backtest import BacktestKernel, DataSource
+from tradingd.config import load_config
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
 
 # Kept identical to the README's snippet (tests/test_walkthrough.py checks it is there).
 SNIPPET = """
-from engine import Strategy, Subscription, Ticker
+from tradingd.engine import Strategy, Subscription, Ticker
 
 
 class BuyTheDip(Strategy):

@@ -12,8 +12,8 @@ from typing import Any
 
 import attrs
 
-from engine import AuthError, ConfigError, InstrumentRegistry
-from engine._plugins import Decoder
+from tradingd.engine import AuthError, ConfigError, InstrumentRegistry
+from tradingd.engine.venue.plugins import Decoder
 
 from .fees import DeribitFees
 from .instruments import VENUE

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta, Raw, Struct
 
-from engine import (
+from tradingd.engine import (
     BookUpdate,
     Fill,
     Greeks,
@@ -50,9 +50,9 @@ from engine import (
     Ticker,
     Trade,
 )
-from engine._events import positional_builder
-from engine._money import to_decimal
-from engine._plugins import DecoderStats, decode_parsed, guard_decode, loads_untyped
+from tradingd.engine.model.events import positional_builder
+from tradingd.engine.model.money import to_decimal
+from tradingd.engine.venue.plugins import DecoderStats, decode_parsed, guard_decode, loads_untyped
 
 from .instruments import VENUE, instrument_from_json
 

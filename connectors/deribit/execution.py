@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 import structlog
 
-from engine import (
+from tradingd.engine import (
     Fill,
     InstrumentRegistry,
     MalformedFrame,
@@ -32,8 +32,8 @@ from engine import (
     TimeInForce,
     VenueError,
 )
-from engine._money import BadNumber
-from engine._settlement import FundingPayment, check_delivery_price, check_funding
+from tradingd.engine.model.money import BadNumber
+from tradingd.engine.model.settlement import FundingPayment, check_delivery_price, check_funding
 
 from .codec import OrderData, TradeData, decode_order_result, fill_from, order_update_from
 from .instruments import VENUE

@@ -18,9 +18,9 @@ from typing import Any
 
 import attrs
 
-from engine import Instrument, InstrumentKind, Liquidity
-from engine._market import USD_LIKE
-from engine._money import optional
+from tradingd.engine import Instrument, InstrumentKind, Liquidity
+from tradingd.engine.model.market import USD_LIKE
+from tradingd.engine.model.money import optional
 
 __all__ = ["DeribitFees"]
 

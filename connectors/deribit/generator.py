@@ -1,4 +1,4 @@
-"""Synthetic Deribit recordings: the venue-neutral `engine._synth.SynthMarket`, encoded in
+"""Synthetic Deribit recordings: the venue-neutral `engine.sim.synth.SynthMarket`, encoded in
 Deribit's real wire format (VENUES.md §1) and written as a recording (DESIGN.md, "recordings").
 
 A recording made here reads like one made against `wss://www.deribit.com/ws/api/v2` by a client
@@ -34,9 +34,16 @@ from typing import Any
 
 import orjson
 
-from engine import OptionRight
-from engine._recording import RecordingWriter
-from engine._synth import InstrumentSpec, LevelChange, MarketUpdate, SynthMarket, TickGrid, UnderlyingSpec
+from tradingd.engine import OptionRight
+from tradingd.engine.sim.synth import (
+    InstrumentSpec,
+    LevelChange,
+    MarketUpdate,
+    SynthMarket,
+    TickGrid,
+    UnderlyingSpec,
+)
+from tradingd.engine.store.recording import RecordingWriter
 
 from .instruments import PERPETUAL_EXPIRY_MS, option_name
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import attrs
 
-from engine import AuthError
-from engine._logging import register_secret
+from tradingd.engine import AuthError
+from tradingd.engine.logs.setup import register_secret
 
 __all__ = ["Credentials", "http_signature_header", "sign_client_signature"]
 

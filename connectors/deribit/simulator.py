@@ -49,7 +49,7 @@ import structlog
 import trio
 import trio.lowlevel
 
-from engine import (
+from tradingd.engine import (
     BookUpdate,
     Fill,
     InstrumentKind,
@@ -64,8 +64,8 @@ from engine import (
     SimulatedVenue,
     Trade,
 )
-from engine._ratelimit import CreditBucket
-from engine._simserver import SimFaults, SimPeer, SimulatorServer, serve
+from tradingd.engine.sim.server import SimFaults, SimPeer, SimulatorServer, serve
+from tradingd.engine.venue.ratelimit import CreditBucket
 
 from .codec import DeribitDecoder
 from .fees import DeribitFees

@@ -35,7 +35,7 @@ import structlog
 import trio
 import trio_websocket
 
-from engine import (
+from tradingd.engine import (
     AuthError,
     DataKind,
     InstrumentRegistry,
@@ -46,11 +46,11 @@ from engine import (
     VenueRejected,
     VenueUnavailable,
 )
-from engine._logging import register_secret
-from engine._plugins import VenueSink, loads_untyped
-from engine._ratelimit import CreditBucket
-from engine._router import MarketRouter
-from engine._session import (
+from tradingd.engine.logs.setup import register_secret
+from tradingd.engine.runtime.router import MarketRouter
+from tradingd.engine.venue.plugins import VenueSink, loads_untyped
+from tradingd.engine.venue.ratelimit import CreditBucket
+from tradingd.engine.venue.session import (
     Connect,
     PendingRequests,
     SessionStats,
@@ -83,7 +83,7 @@ _REJECTION_CODES: Final = frozenset(
 _AUTH_CODES: Final = frozenset({10000, 13004, 13009, 13021})
 _RATE_CODES: Final = frozenset({10028, 10066})
 
-# What a recording may hold (engine._session: recordings are shared as backtest data). Market data
+# What a recording may hold (engine.venue.session: recordings are shared as backtest data). Market data
 # channels (§1.6; the private ones are all `user.*`, but public is what is listed here), heartbeats
 # (§1.5), and the answers a replay reads or that tell nothing of the account: never `public/auth`
 # (its tokens), never a `private/*` answer.
@@ -325,7 +325,7 @@ class DeribitSession(VenueSession):
     # -- handshake, auth, instruments ---------------------------------------------------------
     async def _handshake(self) -> None:
         # Refused for rate (10028), these are tried again as the credits allow (§1.10; if the
-        # venue ends the session for it, the reconnection does: engine._session).
+        # venue ends the session for it, the reconnection does: engine.venue.session).
         if self.credentials is not None and (self.settings.private or self.settings.interval == "raw"):
             await self.retry_rate_limited(self._authenticate, what="public/auth")
         await self.retry_rate_limited(

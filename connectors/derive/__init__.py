@@ -16,8 +16,8 @@ from typing import Any
 
 import attrs
 
-from engine import ConfigError, InstrumentRegistry
-from engine._plugins import Decoder
+from tradingd.engine import ConfigError, InstrumentRegistry
+from tradingd.engine.venue.plugins import Decoder
 
 from .fees import DeriveFees
 from .instruments import VENUE

@@ -51,7 +51,7 @@ import msgspec
 import orjson
 from msgspec import Meta, Raw, Struct
 
-from engine import (
+from tradingd.engine import (
     BookUpdate,
     Fill,
     FillReversal,
@@ -70,8 +70,14 @@ from engine import (
     Ticker,
     Trade,
 )
-from engine._events import positional_builder
-from engine._plugins import DecoderStats, check_nesting, decode_parsed, guard_decode, loads_untyped
+from tradingd.engine.model.events import positional_builder
+from tradingd.engine.venue.plugins import (
+    DecoderStats,
+    check_nesting,
+    decode_parsed,
+    guard_decode,
+    loads_untyped,
+)
 
 from .instruments import (
     FIXED_POINT_MAX,

@@ -16,7 +16,7 @@
 - `edit`: refused. Derive has no amend: `private/replace` cancels the order and places a new
   one under a new order id, which is a cancel and a new order, and is better done as such.
 - `cancel_all`, `open_orders` (the engine reconciles with it after every (re)subscription).
-- Reconciliation, after a reconnect or a restart (`engine._live.LiveEngine._reconcile`):
+- Reconciliation, after a reconnect or a restart (`engine.runtime.live.LiveEngine._reconcile`):
   `order_status` (`private/get_order` by order id, 11006 "order does not exist" meaning the venue
   has no such order; `private/get_orders` by label while the venue had not named it to us),
   `recent_fills` (`private/get_trade_history` from a time, every page: the fills we missed while
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import msgspec
 import structlog
 
-from engine import (
+from tradingd.engine import (
     Fill,
     FillReversal,
     Instrument,
@@ -54,8 +54,8 @@ from engine import (
     VenueRejected,
     VenueUnavailable,
 )
-from engine._money import BadNumber, positive
-from engine._settlement import MAX_PRICE, FundingPayment, check_delivery_price, check_funding
+from tradingd.engine.model.money import BadNumber, positive
+from tradingd.engine.model.settlement import MAX_PRICE, FundingPayment, check_delivery_price, check_funding
 
 from .codec import _NOT_EXECUTED, OrderData, TradeData, fill_from, order_update_from, reversal_from
 from .fees import DeriveFees
@@ -487,7 +487,7 @@ class DeriveExecution:
             details = _decode_instrument(raw).option_details
             if details is None or details.settlement_price is None:
                 return None
-            # Money, so checked as money (engine._money): "NaN", "Infinity", a price of 0 or
+            # Money, so checked as money (engine.model.money): "NaN", "Infinity", a price of 0 or
             # below, or beyond any plausible one, is the venue's error, never a delivery.
             settled = positive(details.settlement_price, f"{instrument} settlement_price")
             strike = positive(details.strike, f"{instrument} strike")

@@ -1,4 +1,4 @@
-"""Synthetic Derive recordings: the venue-neutral `engine._synth.SynthMarket`, encoded in Derive's
+"""Synthetic Derive recordings: the venue-neutral `engine.sim.synth.SynthMarket`, encoded in Derive's
 v2 wire format (VENUES.md §3) and written as a recording (DESIGN.md, "recordings").
 
 A recording made here reads like one made against `wss://api.lyra.finance/ws` by a client that
@@ -44,9 +44,9 @@ from typing import Any
 import orjson
 from eth_utils.address import to_checksum_address
 
-from engine import OptionRight
-from engine._recording import RecordingWriter
-from engine._synth import InstrumentSpec, MarketUpdate, SynthMarket, TickGrid, UnderlyingSpec
+from tradingd.engine import OptionRight
+from tradingd.engine.sim.synth import InstrumentSpec, MarketUpdate, SynthMarket, TickGrid, UnderlyingSpec
+from tradingd.engine.store.recording import RecordingWriter
 
 from .instruments import QUOTE, option_name, option_sub_id
 

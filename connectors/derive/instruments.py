@@ -5,7 +5,7 @@ answers with items like the captured `tests/fixtures/derive/common/http_get_inst
 `parse_instrument(item)` turns one item into two things:
 
 - an engine `Instrument` (venue-neutral: tick size, size grid, expiry, strike, right, USDC quote),
-  which the engine validates orders against and which `engine._filter.InstrumentFilter` selects;
+  which the engine validates orders against and which `engine.model.filter.InstrumentFilter` selects;
 - a `DeriveInstrumentInfo`: the Derive-only facts the engine has no field for and must not grow
   one for, chiefly the `base_asset_address` / `base_asset_sub_id` pair that every signed order
   carries (§3.6 "Action signing") and the per-order `base_fee`. They live in a `DeriveInstruments`
@@ -33,7 +33,7 @@ from typing import Any, Literal
 import attrs
 import msgspec
 
-from engine import Instrument, InstrumentKind, OptionRight, OrderRejected
+from tradingd.engine import Instrument, InstrumentKind, OptionRight, OrderRejected
 
 __all__ = [
     "FIXED_POINT_MAX",

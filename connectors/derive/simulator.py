@@ -2,7 +2,7 @@
 `POST /private/<method>`), on 127.0.0.1 (`tradingd simulate derive --port N`). Tests point the
 daemon at it; so can users, and so can Derive's own signing package (the tests do).
 
-Fidelity (VENUES.md §3), built on the shared `engine._simserver.SimulatorServer`:
+Fidelity (VENUES.md §3), built on the shared `engine.sim.server.SimulatorServer`:
 
 - Login (§3.5): `public/login` checks the EIP-191 signature of the timestamp (fresh within
   `login_window_s`) by recovering its signer, which must be a session key registered (and not
@@ -66,7 +66,7 @@ import orjson
 import structlog
 import trio
 
-from engine import (
+from tradingd.engine import (
     BookUpdate,
     Fill,
     InstrumentRegistry,
@@ -80,8 +80,8 @@ from engine import (
     SimulatedVenue,
     Trade,
 )
-from engine._ratelimit import CreditBucket
-from engine._simserver import SimPeer, SimulatorServer, serve
+from tradingd.engine.sim.server import SimPeer, SimulatorServer, serve
+from tradingd.engine.venue.ratelimit import CreditBucket
 
 from .codec import DeriveDecoder
 from .fees import DeriveFees

@@ -1,7 +1,7 @@
 """One Derive WebSocket session: JSON-RPC both ways on a single trio-websocket connection
 (VENUES.md §3.1, §3.4, §3.5, §3.7).
 
-What it keeps up, across reconnections (the loop itself is `engine._session.VenueSession`):
+What it keeps up, across reconnections (the loop itself is `engine.venue.session.VenueSession`):
 
 - Requests matched to responses by id, each with a timeout. A request that could not be sent
   raises `VenueUnavailable` (nothing reached the venue); one sent but unanswered raises
@@ -47,7 +47,7 @@ import structlog
 import trio
 import trio_websocket
 
-from engine import (
+from tradingd.engine import (
     AuthError,
     DataKind,
     InstrumentRegistry,
@@ -60,10 +60,17 @@ from engine import (
     VenueRejected,
     VenueUnavailable,
 )
-from engine._plugins import VenueSink, loads_untyped
-from engine._ratelimit import CreditBucket
-from engine._router import MarketRouter
-from engine._session import Connect, PendingRequests, VenueSession, default_connect, error_code, frame_head
+from tradingd.engine.runtime.router import MarketRouter
+from tradingd.engine.venue.plugins import VenueSink, loads_untyped
+from tradingd.engine.venue.ratelimit import CreditBucket
+from tradingd.engine.venue.session import (
+    Connect,
+    PendingRequests,
+    VenueSession,
+    default_connect,
+    error_code,
+    frame_head,
+)
 
 from .codec import DeriveDecoder, _decode_envelope
 from .instruments import VENUE, instruments_params, is_instrument_item
@@ -96,7 +103,7 @@ _RATE_CODES: Final = frozenset({-32000})
 _NOT_IN_WALLET: Final = "subaccount_not_in_wallet"  # our own check of the login answer
 _SUBSCRIPTION_REFUSALS: Final = frozenset({13000, -32602})  # invalid channels / params
 
-# What a recording may hold (engine._session: recordings are shared as backtest data). The public
+# What a recording may hold (engine.venue.session: recordings are shared as backtest data). The public
 # channels of §3.4 (the private ones are named `{subaccount_id}.*` and `{wallet}.*`), and the
 # answers a replay reads (instruments, subscriptions) or that tell nothing of the account: never
 # the `public/login` answer, never a `private/*` one.

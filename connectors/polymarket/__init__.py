@@ -15,8 +15,8 @@ from typing import Any
 
 import attrs
 
-from engine import AuthError, ConfigError, InstrumentRegistry
-from engine._plugins import Decoder
+from tradingd.engine import AuthError, ConfigError, InstrumentRegistry
+from tradingd.engine.venue.plugins import Decoder
 
 from .fees import PolymarketFees
 from .instruments import VENUE
@@ -86,7 +86,7 @@ class PolymarketPlugin:
         polymarket`)."""
         import trio
 
-        from engine._simserver import serve
+        from tradingd.engine.sim.server import serve
 
         from .simulator import PolymarketSimulator
 

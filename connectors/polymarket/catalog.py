@@ -71,8 +71,9 @@ import orjson
 import structlog
 import trio
 
-from engine import ConfigError, DataError, VenueError
-from engine._catalog import (
+from tradingd.engine import ConfigError, DataError, VenueError
+from tradingd.engine.model.events import positional_builder
+from tradingd.engine.venue.catalog import (
     CatalogMarket,
     MarketCatalog,
     OutcomeToken,
@@ -80,7 +81,6 @@ from engine._catalog import (
     compile_slug_pattern,
     iso_utc,
 )
-from engine._events import positional_builder
 
 from .gamma import DEFAULT_GAMMA_URL, GammaClient
 
@@ -264,7 +264,7 @@ _COLUMNS = (
 
 
 # Markets are built by the thousand (a regex over recurring markets, `all()`): fill the frozen
-# classes' slots directly, as the decoders do for events (engine._events.positional_builder).
+# classes' slots directly, as the decoders do for events (engine.model.events.positional_builder).
 _new_market = positional_builder(CatalogMarket)
 _new_token = positional_builder(OutcomeToken)
 _decimals: dict[str, Decimal] = {}  # tick and minimum sizes: a handful of distinct values

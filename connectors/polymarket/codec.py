@@ -76,7 +76,7 @@ import attrs
 import msgspec
 from msgspec import Meta, Struct
 
-from engine import (
+from tradingd.engine import (
     BookUpdate,
     Fill,
     FillReversal,
@@ -95,9 +95,9 @@ from engine import (
     Ticker,
     Trade,
 )
-from engine._events import positional_builder
-from engine._money import to_decimal
-from engine._plugins import DecoderStats, decode_parsed, guard_decode, loads_untyped
+from tradingd.engine.model.events import positional_builder
+from tradingd.engine.model.money import to_decimal
+from tradingd.engine.venue.plugins import DecoderStats, decode_parsed, guard_decode, loads_untyped
 
 from .book import HASH_FIELDS, TICKS_PER_UNIT, LocalOrderBook, summary_hash
 from .fees import taker_fee

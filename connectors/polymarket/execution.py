@@ -60,7 +60,7 @@ import orjson
 import structlog
 import trio
 
-from engine import (
+from tradingd.engine import (
     AuthError,
     Fill,
     InstrumentRegistry,
@@ -78,7 +78,7 @@ from engine import (
     VenueRejected,
     VenueUnavailable,
 )
-from engine._ratelimit import CreditBucket
+from tradingd.engine.venue.ratelimit import CreditBucket
 
 from .codec import PolymarketDecoder, _classify, decode_open_orders, decode_order
 from .instruments import VENUE, FeeSchedule, Outcome, Outcomes

@@ -74,8 +74,8 @@ from typing import Any, Final
 
 import attrs
 
-from engine import Instrument, Liquidity
-from engine._money import BadNumber, to_decimal
+from tradingd.engine import Instrument, Liquidity
+from tradingd.engine.model.money import BadNumber, to_decimal
 
 from .instruments import COLLATERAL
 

@@ -30,8 +30,8 @@ import msgspec
 import structlog
 import trio
 
-from engine import MalformedFrame, RateLimited, VenueError
-from engine._plugins import check_nesting, loads_untyped
+from tradingd.engine import MalformedFrame, RateLimited, VenueError
+from tradingd.engine.venue.plugins import check_nesting, loads_untyped
 
 __all__ = ["DEFAULT_GAMMA_URL", "GammaClient"]
 

@@ -34,8 +34,8 @@ from typing import Any
 import attrs
 import orjson
 
-from engine import Instrument, InstrumentKind, InstrumentRegistry
-from engine._money import to_decimal
+from tradingd.engine import Instrument, InstrumentKind, InstrumentRegistry
+from tradingd.engine.model.money import to_decimal
 
 __all__ = [
     "COLLATERAL",

@@ -44,8 +44,8 @@ from eth_account import Account
 from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
 
-from engine import AuthError, Instrument, OrderRejected, Side, TimeInForce
-from engine._logging import register_secret
+from tradingd.engine import AuthError, Instrument, OrderRejected, Side, TimeInForce
+from tradingd.engine.logs.setup import register_secret
 
 from .instruments import VENUE
 

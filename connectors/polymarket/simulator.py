@@ -86,7 +86,7 @@ import orjson
 import structlog
 import trio
 
-from engine import (
+from tradingd.engine import (
     BookUpdate,
     Fill,
     Instrument,
@@ -104,7 +104,7 @@ from engine import (
     StatusKind,
     Trade,
 )
-from engine._simserver import Receive, Scope, Send, SimPeer, SimulatorServer, serve
+from tradingd.engine.sim.server import Receive, Scope, Send, SimPeer, SimulatorServer, serve
 
 from .book import summary_hash
 from .codec import PolymarketDecoder

@@ -8,7 +8,7 @@ watchdog, the subscription follower), sharing one `PolymarketDecoder` (the marke
 trades' memory) and one `ClobRest` client. Every frame of both, and every REST answer that feeds
 the decoder (book snapshots, market definitions), goes to `on_frame` exactly as received, so a
 recording replays what the live run knew of the market; the user connection's frames and the
-trades it recovers never do (they are ours, not market data: engine._session).
+trades it recovers never do (they are ours, not market data: engine.venue.session).
 
 Market connection (§2.2):
 - the first subscription is `{"assets_ids": [...], "type": "market", "custom_feature_enabled":
@@ -39,7 +39,7 @@ Market connection (§2.2):
   logged (`book.gap`) and answered with a `GET /book` snapshot of that book only, without
   reconnecting (`book_resync` follows); a book that breaks again before a snapshot of it held (a
   REST snapshot that is itself crossed) is fetched again after the shared per-book backoff
-  (engine._session: 1 s doubling to 60 s), never in a loop;
+  (engine.venue.session: 1 s doubling to 60 s), never in a loop;
 - the text frame `PING` every `ping_s` (10 s), answered by `PONG` (§2.2 "Keepalive").
 
 User connection (§2.2 "User channel"): `{"auth": {...}, "markets": [], "type": "user"}`. The
@@ -74,7 +74,7 @@ import structlog
 import trio
 import trio_websocket
 
-from engine import (
+from tradingd.engine import (
     AuthError,
     BookUpdate,
     InstrumentRegistry,
@@ -85,9 +85,9 @@ from engine import (
     StatusKind,
     VenueError,
 )
-from engine._plugins import Decoder, VenueSink
-from engine._router import MarketRouter
-from engine._session import Connect, SessionStats, VenueSession, default_connect
+from tradingd.engine.runtime.router import MarketRouter
+from tradingd.engine.venue.plugins import Decoder, VenueSink
+from tradingd.engine.venue.session import Connect, SessionStats, VenueSession, default_connect
 
 from .codec import PolymarketDecoder
 from .execution import (
@@ -395,7 +395,7 @@ class UserConnection(_Connection):
 
     def public_frame(self, message: bytes | str) -> bool:
         # Our orders and trades (§2.2 "User channel") and the trades recovered over REST: none of
-        # it goes to a recording (engine._session).
+        # it goes to a recording (engine.venue.session).
         return False
 
     def _on_session_error(self, exc: BaseException) -> None:
@@ -424,7 +424,7 @@ class UserConnection(_Connection):
             # The venue answers a refused user-channel login only by closing the connection (§2.2
             # documents no message), which says nothing of why: so at start the API key is
             # checked first with an L2-signed `GET /auth/api-keys` (§2.3), whose 401 is refused
-            # credentials (engine._session), one clear line instead of reconnecting forever.
+            # credentials (engine.venue.session), one clear line instead of reconnecting forever.
             await self.owner.rest.call("GET", "/auth/api-keys", auth=True)
         message = {
             "auth": {"apiKey": api.key, "secret": api.secret, "passphrase": api.passphrase},
@@ -614,7 +614,7 @@ class PolymarketSession:
         """The execution client (one per session: it holds the orders signed by `prepare`)."""
         if self._execution is None:
             if self.signer is None or self.rest.api is None:
-                from engine import AuthError
+                from tradingd.engine import AuthError
 
                 raise AuthError(
                     "trading on Polymarket needs POLYMARKET_PRIVATE_KEY and the API key, secret and "

@@ -1,0 +1,349 @@
+"""`tradingd catalog ...`: the Polymarket market catalog from the shell (DESIGN.md, command line).
+
+    tradingd catalog search QUERY... [--limit N]     best matches first, with their score
+    tradingd catalog slug SLUG                       one market by its exact slug
+    tradingd catalog regex PATTERN                   every market whose slug matches (re.search)
+    tradingd catalog token TOKEN_ID                  the market an outcome token belongs to
+    tradingd catalog get CONDITION_ID                one market by its condition id
+    tradingd catalog refresh [--gamma-url URL]       fetch every market from Gamma, rewrite the cache
+
+Each takes `--cache PATH` (default: `[catalog] polymarket_cache` of `--config PATH`, else the user
+cache folder) and `--json`. With `--json` a market is an object with `slug`, `question`,
+`condition_id`, `active`, `closed`, `end_date`, `tokens` (`[{"outcome", "token_id"}]`, in outcome
+order) and the rest of `CatalogMarket.to_dict`; `search` gives a list of them, each with its
+`score`; `regex` a list. Without it, lists print as an aligned table and single markets as a block.
+
+Exit status: 0 found, 1 not found / no cache / refresh failed, 2 usage (bad pattern, bad limit).
+The catalog class is found by name (entry point group `tradingd.catalogs`, name `polymarket`), so
+the engine imports no venue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tradingd.engine.model.errors import ConfigError, DataError
+from tradingd.engine.venue.catalog import CatalogMarket, InvalidPattern, MarketCatalog, SearchResult, iso_utc
+from tradingd.engine.venue.plugins import load_catalog_class
+
+__all__ = ["add_catalog_commands"]
+
+_EXIT_NOT_FOUND = 1
+_EXIT_USAGE = 2
+
+
+def add_catalog_commands(sub: Any) -> None:
+    """Add `catalog` and its subcommands to the `tradingd` parser's subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--cache", metavar="PATH", help="the cache file (default: from --config, else ~/.cache)"
+    )
+    common.add_argument("--config", metavar="PATH", help="a tradingd config whose [catalog] table to use")
+    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    c = sub.add_parser(
+        "catalog",
+        help="the Polymarket market catalog: search, look up, refresh",
+        description="Search and look up Polymarket markets in the local catalog cache, or refresh it.",
+    )
+    cs = c.add_subparsers(dest="catalog_command", metavar="COMMAND", required=True)
+
+    s = cs.add_parser(
+        "search", parents=[common], help="weighted text search (slug 8x, question 4x, tags 2x, ...)"
+    )
+    s.add_argument("query", nargs="+", help="words to look for (all must match; else any)")
+    s.add_argument("--limit", type=int, default=10, help="at most this many results (default 10)")
+    s.set_defaults(func=cmd_search)
+
+    g = cs.add_parser("slug", parents=[common], help="the market with this exact slug")
+    g.add_argument("slug")
+    g.set_defaults(func=cmd_slug)
+
+    r = cs.add_parser("regex", parents=[common], help="every market whose slug matches a regular expression")
+    r.add_argument("pattern", help=r"a Python regular expression, e.g. '^will-bitcoin-be-above-\d+-on-'")
+    r.add_argument("--open", action="store_true", help="only markets that can be traded now")
+    r.set_defaults(func=cmd_regex)
+
+    t = cs.add_parser("token", parents=[common], help="the market an outcome token id belongs to")
+    t.add_argument("token_id")
+    t.set_defaults(func=cmd_token)
+
+    k = cs.add_parser("get", parents=[common], help="the market with this condition id")
+    k.add_argument("condition_id")
+    k.set_defaults(func=cmd_get)
+
+    f = cs.add_parser(
+        "refresh", parents=[common], help="fetch every market from the Gamma API into the cache"
+    )
+    f.add_argument(
+        "--gamma-url", metavar="URL", help="the Gamma API (default: from --config, else Polymarket's)"
+    )
+    f.set_defaults(func=cmd_refresh)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _catalog_class() -> Any:
+    """The catalog implementation, found by name (the engine imports no venue)."""
+    cls = load_catalog_class("polymarket")
+    if cls is None:
+        raise ConfigError(
+            "the Polymarket catalog is not installed (entry point tradingd.catalogs: polymarket)"
+        )
+    return cls
+
+
+def _settings(args: argparse.Namespace) -> tuple[Path | None, str | None, float]:
+    """(cache path or None for the default, Gamma URL or None for the default, refresh_after_s)."""
+    cache: Path | None = None
+    url: str | None = None
+    refresh_after_s = 86_400.0
+    if args.config:
+        from tradingd.config import CatalogConfig
+        from tradingd.config._loader import make_converter, structure
+
+        path = Path(args.config)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("no such file", file=str(path)) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read: {exc}", file=str(path)) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML: {exc}", file=str(path)) from None
+        table = raw.get("catalog", {})
+        cfg: CatalogConfig = structure(make_converter(), table, CatalogConfig, file=str(path), path="catalog")
+        if cfg.polymarket_cache:
+            cache = path.parent / Path(cfg.polymarket_cache).expanduser()
+        url = cfg.gamma_url
+        refresh_after_s = cfg.refresh_after_s
+    if args.cache:
+        cache = Path(args.cache).expanduser()
+    if getattr(args, "gamma_url", None):
+        url = args.gamma_url
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"the Gamma URL must start with http:// or https://, got {url!r}")
+    return cache, url, refresh_after_s
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _open(args: argparse.Namespace) -> MarketCatalog:
+    """The catalog of the configured cache, loaded (indexing it first if needed). A missing
+    cache is an error here: there is nothing to look up."""
+    from tradingd.engine.logs.setup import configure_logging
+
+    configure_logging(args.log_level or "error", args.log_format or "auto", sys.stderr)
+    cls = _catalog_class()
+    cache, _, refresh_after_s = _settings(args)
+    catalog: Any = cls.from_cache(cache, notify=_err, refresh_after_s=refresh_after_s)
+    if catalog.last_updated() is None:
+        raise DataError(f"no catalog cache at {catalog.cache_path}: run `tradingd catalog refresh` first")
+    stats = catalog.stats
+    if stats.bad_lines:
+        first = f" ({stats.problems[0]})" if stats.problems else ""
+        _err(f"warning: {stats.bad_lines} unusable line(s) in {catalog.cache_path} skipped{first}")
+    if catalog.is_stale():
+        _err(f"note: the catalog is {_age(catalog.age_s())} old; `tradingd catalog refresh` updates it")
+    result: MarketCatalog = catalog
+    return result
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "of unknown age"
+    if seconds >= 86_400 * 2:
+        return f"{seconds / 86_400:.0f} days"
+    if seconds >= 3_600:
+        return f"{seconds / 3_600:.0f} hours"
+    return f"{seconds / 60:.0f} minutes"
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _json(obj: Any) -> None:
+    sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.flush()
+
+
+def _status(m: CatalogMarket) -> str:
+    if m.closed:
+        return "closed"
+    if not m.active:
+        return "inactive"
+    if m.accepting_orders is False:
+        return "paused"
+    return "open"
+
+
+def _ends(when: dt.datetime | None) -> str:
+    return "-" if when is None else when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%MZ")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """An aligned table; the last column is cut to the terminal width on a terminal."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header[:-1])]
+    room: int | None = None
+    if sys.stdout.isatty():
+        room = max(20, shutil.get_terminal_size((120, 24)).columns - sum(w + 2 for w in widths))
+    out = []
+    for row in [header, *rows]:
+        last = row[-1]
+        if room is not None and len(last) > room:
+            last = last[: room - 1] + "…"
+        out.append("  ".join([c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)] + [last]).rstrip())
+    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.flush()
+
+
+def _show(m: CatalogMarket) -> None:
+    pairs = [
+        ("slug", m.slug),
+        ("question", m.question),
+        ("condition_id", m.condition_id),
+        ("market_id", m.market_id or "-"),
+        ("status", f"{_status(m)} (active={str(m.active).lower()}, closed={str(m.closed).lower()})"),
+        ("end_date", iso_utc(m.end_date) or "-"),
+        ("neg_risk", f"yes (market {m.neg_risk_market_id})" if m.neg_risk else "no"),
+        ("event", m.event_slug or "-"),
+        ("tick/min", f"{m.tick_size or '-'} / {m.min_size or '-'}"),
+        ("tags", ", ".join(m.tags) or "-"),
+    ]
+    lines = [f"{k:<13}{v}" for k, v in pairs]
+    if m.tokens:
+        width = max(len(t.outcome) for t in m.tokens)
+        for i, t in enumerate(m.tokens):
+            lines.append(f"{'tokens' if i == 0 else '':<13}{t.outcome:<{width}}  {t.token_id}")
+    else:
+        lines.append(f"{'tokens':<13}- (not on the CLOB)")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
+def _one(args: argparse.Namespace, what: str, find: Callable[[MarketCatalog], CatalogMarket | None]) -> int:
+    catalog = _open(args)
+    market = find(catalog)
+    if market is None:
+        if args.json:
+            _json(None)
+        _err(f"tradingd: no market with {what} in the catalog ({len(catalog):,} markets)")
+        return _EXIT_NOT_FOUND
+    if args.json:
+        _json(market.to_dict())
+    else:
+        _show(market)
+    return 0
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        _err(f"tradingd: error: --limit must be at least 1, got {args.limit}")
+        return _EXIT_USAGE
+    catalog = _open(args)
+    results: list[SearchResult] = catalog.search(" ".join(args.query), args.limit)
+    if args.json:
+        _json([{"score": round(r.score, 6), **r.market.to_dict()} for r in results])
+    elif results:
+        _table(
+            ("SCORE", "SLUG", "STATUS", "ENDS", "QUESTION"),
+            [(f"{r.score:.3f}", r.market.slug, _status(r.market), _ends(r.market.end_date), r.market.question)
+             for r in results],
+        )  # fmt: skip
+    if not results:
+        _err(f"tradingd: nothing matches {' '.join(args.query)!r} ({len(catalog):,} markets)")
+        return _EXIT_NOT_FOUND
+    return 0
+
+
+def cmd_slug(args: argparse.Namespace) -> int:
+    return _one(args, f"slug {args.slug!r}", lambda c: c.find_by_slug(args.slug))
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    return _one(args, f"token id {args.token_id}", lambda c: c.find_by_token_id(args.token_id))
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    return _one(args, f"condition id {args.condition_id}", lambda c: c.get(args.condition_id))
+
+
+def cmd_regex(args: argparse.Namespace) -> int:
+    catalog = _open(args)
+    try:
+        markets = catalog.find_by_slug_regex(args.pattern, tradable_only=args.open)
+    except InvalidPattern as exc:
+        _err(f"tradingd: error: {exc}")
+        return _EXIT_USAGE
+    if args.json:
+        _json([m.to_dict() for m in markets])
+    elif markets:
+        _table(
+            ("SLUG", "STATUS", "ENDS", "QUESTION"),
+            [(m.slug, _status(m), _ends(m.end_date), m.question) for m in markets],
+        )
+    _err(f"{len(markets):,} market(s) match {args.pattern!r}")
+    return 0 if markets else _EXIT_NOT_FOUND
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    import httpx
+    import trio
+
+    from tradingd.engine.logs.setup import configure_logging
+
+    configure_logging(args.log_level or "warning", args.log_format or "auto", sys.stderr)
+    cls = _catalog_class()
+    cache, url, refresh_after_s = _settings(args)
+    tty = sys.stderr.isatty()
+
+    def progress(n: int) -> None:
+        if tty:
+            print(f"\rfetched {n:,} markets...", end="", file=sys.stderr, flush=True)
+
+    async def run() -> tuple[Any, int]:
+        async with httpx.AsyncClient() as http:
+            catalog = cls.for_http(http, cache, gamma_url=url, refresh_after_s=refresh_after_s)
+            count = await catalog.refresh(progress=progress)
+            return catalog, count
+
+    t0 = time.perf_counter()
+    try:
+        catalog, count = trio.run(run)
+    finally:
+        if tty:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+    seconds = time.perf_counter() - t0
+    stats = catalog.stats
+    if args.json:
+        _json(
+            {
+                "count": count,
+                "cache": str(catalog.cache_path),
+                "refreshed_at": iso_utc(catalog.last_updated()),
+                "source": catalog.gamma.base_url,
+                "bad_lines": stats.bad_lines,
+                "seconds": round(seconds, 3),
+            }
+        )
+    else:
+        print(f"{count:,} markets from {catalog.gamma.base_url} in {seconds:.1f} s -> {catalog.cache_path}")
+    if stats.bad_lines:
+        _err(f"warning: {stats.bad_lines} market(s) Gamma sent could not be used ({stats.problems[0]})")
+    return 0

@@ -1,0 +1,1221 @@
+"""The backtest kernel: recordings -> the venue decoders -> the same strategy objects, on a
+simulated clock, deterministically.
+
+It does not go through the live channels: events are dispatched directly (that is what makes
+hundreds of thousands of events per second affordable), but with the live semantics:
+
+- Each strategy processes one event at a time. Its `on_event` coroutine is driven by the kernel;
+  when it awaits its context (`place_order`, `cancel_order`, `sleep`), it is parked until the
+  simulated clock reaches the answer (order latency to the venue + response latency back), and
+  the events that arrive meanwhile wait in its `Mailbox`, conflated exactly as live.
+- Orders go through the same `OrderFlow` (pre-trade checks, tracking, ledger) as live, to a
+  `SimulatedVenue` per venue that fills against the recorded books and trades.
+- Time only moves forward: timers (order arrivals, answers, sleeps, GTD and option expiries) fire
+  in time order before the first market event at or after their time; ties keep their order.
+
+The same inputs give the same result, byte for byte (no wall clock, no hash-order iteration).
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+import itertools
+import math
+import time
+from collections.abc import Callable, Coroutine, Generator, Iterator, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+import structlog
+import trio
+
+from ..logs.setup import redact_text
+from ..model.book import OrderBook
+from ..model.errors import DataError, MalformedFrame, OrderRejected, StrategyError
+from ..model.events import (
+    BookUpdate,
+    Fill,
+    MarketEvent,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    Status,
+    StatusKind,
+    Ticker,
+    Trade,
+)
+from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry, OptionRight
+from ..model.market import USD_LIKE, MarketState
+from ..model.money import ZERO as _ZERO
+from ..model.money import optional
+from ..model.orders import ClientOrderIds, Order, OrderRequest
+from ..model.pricing import YEAR_SECONDS
+from ..model.risk import RiskLimits
+from ..model.settlement import funding_amount
+from ..runtime.context import BaseContext
+from ..runtime.flow import OrderFlow
+from ..runtime.mailbox import Mailbox, log_drops
+from ..runtime.router import MarketRouter, StrategySlot
+from ..runtime.strategy import FailurePolicy, Phase, Strategy, StrategyFailure, split_strategy_fault
+from ..store.recorder import RecordingSet
+from ..store.recording import RecordingReader, format_ts, merge_recordings
+from ..venue.catalog import MarketCatalog
+from ..venue.plugins import Decoder, VenuePlugin
+from .simvenue import SimulatedVenue
+
+__all__ = [
+    "BacktestKernel",
+    "BacktestResult",
+    "BacktestSettings",
+    "DataSource",
+    "FillRecord",
+    "FrameSource",
+    "StrategyResult",
+    "StrategySeries",
+    "max_drawdown",
+    "sharpe_ratio",
+    "sortino_ratio",
+]
+
+_NS = 1_000_000_000
+_CHECKPOINT_EVERY = 1 << 14
+# Bad lines and malformed frames: the first few are logged one by one (file and line), then
+# one line every `_REPORT_EVERY`, and the total at the end of the run.
+_REPORT_FIRST = 10
+_REPORT_EVERY = 10_000
+_CHART_STEP_S = 10.0  # the charts' sampling step, at most (a divisor of equity_interval_s)
+_CHART_POINTS = 4096  # a series past this many points keeps every other one (bounded memory)
+_FILLS_KEPT = 20_000  # fills kept per strategy for the charts (all are counted)
+
+
+@attrs.frozen
+class BacktestSettings:
+    """How the simulated venues behave. Latencies are one-way, in milliseconds."""
+
+    latency_ms: float = 20.0
+    response_latency_ms: float | None = None  # None: same as latency_ms
+    equity_interval_s: float = 60.0
+    queue_ahead: bool = False
+    mailbox_capacity: int = 1024
+
+
+class FrameSource(Protocol):
+    """What the kernel replays: `(receive time ns, frame)` pairs in time order, and how much of
+    the source has been read (for progress). `RecordingReader`, `RecordingSet` (a recording
+    directory) and venue readers (`VenuePlugin.open_data`, e.g. Tardis CSV) all are one."""
+
+    path: Path
+    size: int
+
+    @property
+    def bytes_read(self) -> int: ...
+
+    @property
+    def bad_lines(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[int | None, bytes]]: ...
+
+
+@attrs.frozen
+class DataSource:
+    """One data file of one venue: a recording (DESIGN.md), or another `format` the venue's
+    plugin opens (`VenuePlugin.open_data`), yielding (receive time ns, frame) like a recording."""
+
+    venue: str
+    path: Path = attrs.field(converter=Path)
+    format: str = "recording"
+
+
+@attrs.frozen
+class FillRecord:
+    """One fill as the report draws it: when (the venue's report reached the engine), what,
+    which way, at what price (in the instrument's quote currency), how much, the fee in USD
+    (None while no USD rate is known for it), and maker/taker."""
+
+    ts: int
+    instrument: str
+    side: str
+    price: float
+    size: float
+    fee_usd: float | None  # None: no USD rate known for it when it filled
+    liquidity: str
+
+
+@attrs.frozen
+class StrategySeries:
+    """A strategy's time series for the report's charts, sampled every `step_s` of replay time
+    (at most `_CHART_POINTS` points: a longer run keeps every other point, doubling the step).
+    `positions` and `prices` (the mark) are per `venue:instrument` traded, aligned with `ts`."""
+
+    step_s: float
+    ts: tuple[int, ...]
+    equity: tuple[float, ...]
+    positions: dict[str, tuple[float, ...]]
+    prices: dict[str, tuple[float | None, ...]]
+    fills: tuple[FillRecord, ...]
+    fills_dropped: int
+
+
+@attrs.frozen
+class StrategyResult:
+    orders: int
+    fills: int
+    rejected: int
+    errors: int
+    # Money (USD) is exact; the equity curve and the statistics drawn from it are floats.
+    fees: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    net_pnl: Decimal
+    max_drawdown: float
+    sharpe: float | None
+    turnover: Decimal
+    positions: dict[str, str]
+    conflated: int
+    merged: int
+    dropped: int
+    equity_curve: tuple[tuple[int, float], ...]
+    sortino: float | None = None
+    round_trips: int = 0
+    win_rate: float | None = None
+    avg_holding_s: float | None = None
+    filled_orders: int = 0
+    fill_ratio: float | None = None
+    series: StrategySeries | None = None
+    failure: StrategyFailure | None = None  # set when the strategy failed and was stopped
+    funding: Decimal = Decimal(0)  # funding received (negative: paid), part of realized_pnl
+    waiting_fills: int = 0  # fills whose USD value never found a rate (counted in positions only)
+
+
+@attrs.frozen
+class DataFileStats:
+    """What was wrong with one data source: lines that are not recording lines, frames the
+    decoder refused, and `.zst` files that end inside a frame (file, last receive time read)."""
+
+    venue: str
+    path: str
+    bad_lines: int = 0
+    malformed_frames: int = 0
+    unfinished: tuple[tuple[str, int | None], ...] = ()
+
+
+@attrs.frozen
+class BacktestResult:
+    events: int
+    frames: int
+    malformed_frames: int
+    bad_lines: int
+    duration_s: float
+    start_ns: int | None
+    end_ns: int | None
+    strategies: dict[str, StrategyResult]
+    decoder_stats: dict[str, dict[str, int]]
+    equity_interval_s: float = 60.0
+    files: tuple[DataFileStats, ...] = ()
+
+
+class _Wait:
+    """What a backtest context awaits: the kernel parks the strategy until `resume`."""
+
+    __slots__ = ("action", "arg")
+
+    def __init__(self, action: str, arg: Any) -> None:
+        self.action = action
+        self.arg = arg
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self)
+
+
+class _Chart:
+    """A strategy's chart series, bounded: past `cap` points every other point is dropped and
+    only every `stride`-th sample is kept from then on."""
+
+    __slots__ = ("cap", "count", "equity", "positions", "prices", "stride", "ts")
+
+    def __init__(self, cap: int = _CHART_POINTS) -> None:
+        self.cap = cap
+        self.count = 0
+        self.stride = 1
+        self.ts: list[int] = []
+        self.equity: list[float] = []
+        self.positions: dict[str, list[float]] = {}
+        self.prices: dict[str, list[float | None]] = {}
+
+    def add(self, ts: int, equity: float, positions: dict[str, tuple[float, float | None]]) -> None:
+        self.count += 1
+        if (self.count - 1) % self.stride:
+            return
+        n = len(self.ts)
+        self.ts.append(ts)
+        self.equity.append(equity)
+        for key, (qty, price) in positions.items():
+            pos = self.positions.get(key)
+            if pos is None:  # first seen now: flat (and unpriced) before
+                pos = self.positions[key] = [0.0] * n
+                self.prices[key] = [None] * n
+            pos.append(qty)
+            self.prices[key].append(price)
+        for key, pos in self.positions.items():
+            if len(pos) == n:
+                pos.append(0.0)
+                self.prices[key].append(None)
+        if len(self.ts) >= self.cap:
+            self.ts = self.ts[::2]
+            self.equity = self.equity[::2]
+            self.positions = {k: v[::2] for k, v in self.positions.items()}
+            self.prices = {k: v[::2] for k, v in self.prices.items()}
+            self.stride *= 2
+
+
+class _Trips:
+    """Round trips per instrument (flat -> position -> flat, or through zero), for the win rate
+    and the holding time. A trip's PnL is what it realized minus every fee paid on the way,
+    opening fee included."""
+
+    __slots__ = ("count", "held_ns", "last", "open", "wins")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.wins = 0
+        self.held_ns = 0
+        # key -> (qty, realized, fees) as of the last look; key -> (opened at, realized, fees)
+        self.last: dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]] = {}
+        self.open: dict[tuple[str, str], tuple[int, Decimal, Decimal]] = {}
+
+    def update(self, key: tuple[str, str], qty: Decimal, realized: Decimal, fees: Decimal, now: int) -> None:
+        prev_qty, prev_realized, prev_fees = self.last.get(key, (_ZERO, _ZERO, _ZERO))
+        self.last[key] = (qty, realized, fees)
+        if prev_qty == 0:
+            if qty != 0:
+                self.open[key] = (now, prev_realized, prev_fees)
+            return
+        if qty != 0 and (qty > 0) == (prev_qty > 0):
+            return
+        opened, r0, f0 = self.open.pop(key, (now, prev_realized, prev_fees))
+        self.count += 1
+        self.held_ns += now - opened
+        if (realized - r0) - (fees - f0) > 0:
+            self.wins += 1
+        if qty != 0:  # through zero: a new trip starts with this fill
+            self.open[key] = (now, realized, fees)
+
+
+class _Slot(StrategySlot):
+    __slots__ = (
+        "chart",
+        "coro",
+        "dd_peak",
+        "failure",
+        "filled_ids",
+        "fills",
+        "fills_dropped",
+        "max_dd",
+        "phase",
+        "samples",
+        "trips",
+    )
+
+    def __init__(self, strategy: Strategy, mailbox: Mailbox) -> None:
+        super().__init__(strategy, mailbox)
+        self.coro: Coroutine[Any, Any, Any] | None = None  # the parked on_event, if any
+        self.phase: Phase = "on_start"  # the hook `coro` runs (or the next one will)
+        self.failure: StrategyFailure | None = None
+        self.samples: list[tuple[int, float]] = []
+        self.dd_peak = 0.0
+        self.max_dd = 0.0
+        self.chart = _Chart()
+        self.trips = _Trips()
+        self.fills: list[FillRecord] = []
+        self.fills_dropped = 0
+        self.filled_ids: set[str] = set()
+
+
+class _Context(BaseContext):
+    """A strategy's context in a backtest: the kernel's clock, its simulated venues."""
+
+    def __init__(self, kernel: BacktestKernel, slot: _Slot) -> None:
+        super().__init__(
+            slot.name,
+            flow=kernel.flow,
+            router=kernel.router,
+            ids=kernel.ids,
+            venues=kernel.sims,
+            books=kernel.book,
+            log=kernel.log.bind(strategy=slot.name),
+            catalogs=kernel.catalogs,
+        )
+        self._kernel = kernel
+
+    def now_ns(self) -> int:
+        return self._kernel.now
+
+    async def sleep(self, seconds: float) -> None:
+        await _Wait("sleep", seconds)
+
+    async def place_order(self, request: OrderRequest) -> OrderUpdate:
+        request = self.prepare(request)
+        order = self.flow.accept(request, now_ns=self._kernel.now)  # pre-trade checks: may raise
+        result: OrderUpdate = await _Wait("place", order)
+        return result
+
+    async def cancel_order(self, client_order_id: str) -> OrderUpdate:
+        order = self.flow.tracker.get(client_order_id)
+        if order is None or order.strategy != self.strategy:
+            raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
+        if order.state.is_final:
+            return order.snapshot(ts_local=self._kernel.now)
+        self.flow.cancel_requested(order, now_ns=self._kernel.now)
+        result: OrderUpdate = await _Wait("cancel", order)
+        return result
+
+    async def edit_order(
+        self,
+        client_order_id: str,
+        *,
+        price: Decimal | int | str | None = None,
+        size: Decimal | int | str | None = None,
+    ) -> OrderUpdate:
+        order = self.flow.tracker.get(client_order_id)
+        if order is None or order.strategy != self.strategy:
+            raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
+        new_price = optional(price, "edit price")
+        new_size = optional(size, "edit size")
+        self.flow.check_edit(order, new_price, new_size, now_ns=self._kernel.now)  # may raise, at once
+        result: OrderUpdate = await _Wait("edit", (order, new_price, new_size))
+        return result
+
+
+# Thresholds relative to the curve itself, so that the ratios do not depend on its unit (USD or
+# cents give the same Sharpe). A change this much smaller than the equity is float noise, not
+# PnL (sums of marks and fees leave ~1e-16 relative residues): a curve of only such changes is
+# flat. Changes whose spread is this much smaller than the largest change have no spread: the
+# rounding of a constant gain must not make an enormous ratio.
+_NOISE = 1e-12
+_SPREAD = 1e-6
+
+
+def _changes(equity: Sequence[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(equity)]
+
+
+def _normalized_changes(equity: Sequence[float]) -> list[float] | None:
+    """The curve's changes divided by the largest one (ratios are scale free, and so are their
+    thresholds this way); None for a flat curve: no change beyond float noise."""
+    diffs = _changes(equity)
+    largest = max((abs(d) for d in diffs), default=0.0)
+    level = max((abs(x) for x in equity), default=0.0)
+    if largest == 0.0 or largest <= _NOISE * level:
+        return None
+    return [d / largest for d in diffs]
+
+
+def sharpe_ratio(equity: Sequence[float], interval_s: float) -> float | None:
+    """Annualized Sharpe ratio of the per-interval changes of an equity curve sampled every
+    `interval_s` (USD PnL: the ratio does not depend on the capital it is measured against):
+    mean / sample standard deviation x sqrt(intervals per year).
+
+    A flat curve (no change beyond float noise) is 0: no return, for no risk. None when
+    undefined: fewer than two changes, or changes that all are the same gain or loss (no
+    variance to divide by)."""
+    if len(equity) < 3:
+        return None
+    diffs = _normalized_changes(equity)
+    if diffs is None:
+        return 0.0
+    n = len(diffs)
+    mean = sum(diffs) / n
+    var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
+    if var <= _SPREAD * _SPREAD:  # (the largest change is 1 here)
+        return None
+    return mean / math.sqrt(var) * math.sqrt(YEAR_SECONDS / interval_s)
+
+
+def sortino_ratio(equity: Sequence[float], interval_s: float) -> float | None:
+    """Annualized Sortino ratio: mean change / downside deviation (root mean square of the
+    negative changes, over all intervals; target 0) x sqrt(intervals per year). A flat curve
+    is 0; None when undefined (fewer than two changes, or gains with no loss ever)."""
+    if len(equity) < 3:
+        return None
+    diffs = _normalized_changes(equity)
+    if diffs is None:
+        return 0.0
+    n = len(diffs)
+    mean = sum(diffs) / n
+    downside = math.sqrt(sum(d * d for d in diffs if d < 0) / n)
+    if downside <= _SPREAD:
+        return None
+    return mean / downside * math.sqrt(YEAR_SECONDS / interval_s)
+
+
+def max_drawdown(equity: Sequence[float]) -> float:
+    """The largest fall of `equity` from a previous peak (the start counts as a peak at 0)."""
+    peak = 0.0
+    worst = 0.0
+    for x in equity:
+        if x > peak:
+            peak = x
+        elif peak - x > worst:
+            worst = peak - x
+    return worst
+
+
+def _sharpe(samples: Sequence[tuple[int, float]], interval_s: float) -> float | None:
+    """The Sharpe ratio of the sampled equity curve (a run's first sample is its start, at 0)."""
+    if len(samples) < 3:
+        return None
+    return sharpe_ratio([e for _, e in samples], interval_s)
+
+
+def settlement_price(inst: Instrument, index: float) -> float:
+    """What an expiring instrument settles at, in its quote currency, given the index price."""
+    if inst.kind is InstrumentKind.OPTION and inst.strike is not None:
+        strike = float(inst.strike)
+        intrinsic = max(index - strike, 0.0) if inst.right is OptionRight.CALL else max(strike - index, 0.0)
+        return intrinsic if inst.quote.upper() in USD_LIKE else intrinsic / index
+    return index
+
+
+class BacktestKernel:
+    """Replays `sources` through their venues' decoders into `strategies` (module docstring)."""
+
+    def __init__(
+        self,
+        plugins: Mapping[str, VenuePlugin],
+        sources: Sequence[DataSource],
+        strategies: Sequence[Strategy],
+        settings: BacktestSettings = BacktestSettings(),
+        *,
+        fee_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        engine_limits: RiskLimits | None = None,
+        strategy_limits: Mapping[str, RiskLimits] | None = None,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        catalogs: Mapping[str, MarketCatalog] | None = None,
+        on_failure: Mapping[str, FailurePolicy] | None = None,
+    ) -> None:
+        if not sources:
+            raise StrategyError("a backtest needs at least one data source")
+        self.settings = settings
+        # As live: a failed strategy's open orders are cancelled unless its policy is "leave".
+        self.on_failure: dict[str, FailurePolicy] = dict(on_failure or {})
+        self.catalogs = dict(catalogs or {})  # as cached: a backtest never refreshes from the venue
+        self.log = log or structlog.get_logger("tradingd.backtest")
+        self.progress = progress
+        self.registry = InstrumentRegistry()
+        self.market = MarketState(self.registry)
+        self.router: MarketRouter[_Slot] = MarketRouter(mailbox_capacity=settings.mailbox_capacity)
+        self.flow = OrderFlow(
+            self.registry,
+            self.market,
+            self._deliver_private,
+            engine_limits=engine_limits,
+            strategy_limits=strategy_limits,
+            log=self.log,
+        )
+        self.ids = ClientOrderIds("bt")
+        self.now = 0
+        self._lat = int(settings.latency_ms * 1_000_000)
+        resp = settings.response_latency_ms
+        self._resp = self._lat if resp is None else int(resp * 1_000_000)
+        self._timers: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._seq = 0
+        fee_overrides = fee_overrides or {}
+        self._plugins = dict(plugins)
+        self.sources = list(sources)
+        self.decoders: dict[str, Decoder] = {}
+        self.sims: dict[str, SimulatedVenue] = {}
+        for src in self.sources:
+            if src.venue in self.decoders:
+                continue
+            plugin = plugins[src.venue]
+            decoder = plugin.decoder(self.registry)
+            self.decoders[src.venue] = decoder
+            self.sims[src.venue] = SimulatedVenue(
+                src.venue,
+                self.registry,
+                plugin.fee_model(fee_overrides.get(src.venue, {})),
+                decoder.book,
+                index=self._index_of(src.venue),
+                queue_ahead=settings.queue_ahead,
+            )
+        self.slots: list[_Slot] = []
+        for strategy in strategies:
+            if not inspect.iscoroutinefunction(strategy.on_event):
+                raise StrategyError(f"strategy {strategy.name!r}: on_event must be `async def`")
+            slot = _Slot(
+                strategy, Mailbox(settings.mailbox_capacity, on_drop=log_drops(strategy.name, self.log))
+            )
+            self.slots.append(slot)
+        self.events = 0
+        self.frames = 0
+        self.malformed = 0
+        self.bad_lines_seen = 0
+        self._malformed_by: list[int] = [0] * len(self.sources)
+        self._bare_by: list[int] = [0] * len(self.sources)  # bare frames among timestamped lines
+        self._unfinished: list[list[tuple[Path, int | None]]] = [[] for _ in self.sources]
+        self._expiries: list[tuple[int, str, str]] = []
+        self._registry_size = -1
+        self._expired: set[tuple[str, str]] = set()
+        self._equity_ns = int(settings.equity_interval_s * _NS)
+        self._next_equity = 0
+        self.chart_step_s = settings.equity_interval_s
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _open(self, src: DataSource) -> FrameSource:
+        if src.format == "recording":
+            # A bad line is reported with its file and number and skipped (README, "Decode").
+            if src.path.is_dir():  # a `tradingd record` directory: the venue's files in time order
+                return RecordingSet(src.path, src.venue, skip_bad=True, on_bad=self._bad_line)
+            return RecordingReader(src.path, skip_bad=True, on_bad=self._bad_line)
+        reader: FrameSource = self._plugins[src.venue].open_data(src.path, src.format)  # type: ignore[attr-defined]
+        return reader
+
+    def _bad_line(self, path: Path, lineno: int, reason: str) -> None:
+        self.bad_lines_seen += 1
+        n = self.bad_lines_seen
+        if n <= _REPORT_FIRST or n % _REPORT_EVERY == 0:
+            self.log.warning("data.bad_line", file=str(path), line=lineno, error=reason, count=n)
+
+    def _malformed(self, reader: FrameSource, idx: int, venue: str, exc: Exception, count: int) -> None:
+        self._malformed_by[idx] += 1
+        if count <= _REPORT_FIRST or count % _REPORT_EVERY == 0:
+            where = getattr(reader, "where", None)
+            path, lineno = where() if where is not None else (reader.path, None)
+            self.log.warning(
+                "frame.malformed", venue=venue, file=str(path), line=lineno, error=str(exc), count=count
+            )
+
+    def _data_end(self, readers: list[FrameSource]) -> None:
+        """After the data: the totals of what was rate-limited, and the `.zst` files that end
+        inside a frame (cut short, or still being written), each named with its last time read."""
+        if self.bad_lines_seen > _REPORT_FIRST:
+            self.log.warning("data.bad_lines", total=self.bad_lines_seen, logged=_REPORT_FIRST)
+        if self.malformed > _REPORT_FIRST:
+            self.log.warning("frame.malformed_total", total=self.malformed, logged=_REPORT_FIRST)
+        for idx, r in enumerate(readers):
+            if isinstance(r, RecordingSet):
+                cut = list(r.unfinished_files)
+            elif isinstance(r, RecordingReader) and r.unfinished:
+                cut = [(r.path, r.last_ts)]
+            else:
+                cut = []
+            self._unfinished[idx] = cut
+            for path, last in cut:
+                self.log.warning(
+                    "data.unfinished",
+                    file=str(path),
+                    last=None if last is None else format_ts(last),
+                    error="the .zst ends inside a frame (cut short, or still being written):"
+                    " read to its last complete block",
+                )
+
+    def _index_of(self, venue: str) -> Callable[[str], float | None]:
+        index = self.market.index
+
+        def lookup(base: str) -> float | None:
+            return index.get((venue, base))
+
+        return lookup
+
+    def book(self, venue: str, instrument: str) -> OrderBook | None:
+        decoder = self.decoders.get(venue)
+        return None if decoder is None else decoder.book(instrument)
+
+    def _at(self, when: int, fn: Callable[..., None], *args: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (when, self._seq, fn, args))
+
+    def _run_timers(self, until: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= until:
+            when, _, fn, args = heapq.heappop(timers)
+            if when > self.now:
+                self.now = when
+            fn(*args)
+
+    # -- strategies -------------------------------------------------------------------------
+    def _deliver(self, slot: _Slot, event: MarketEvent) -> None:
+        if slot.failure is not None:
+            return  # stopped (the fan-out being delivered may still name it)
+        if slot.coro is not None:
+            slot.mailbox.put(event)
+            return
+        self._drive(slot, slot.strategy.on_event(event), None, None)
+
+    def _drive(
+        self, slot: _Slot, coro: Coroutine[Any, Any, Any], value: Any, error: BaseException | None
+    ) -> None:
+        """Run a strategy coroutine until it finishes or parks; then feed it what waited.
+
+        As live: an ordinary exception from `on_event` is logged and counted and the strategy
+        goes on; one from `on_start` or `on_stop`, or anything that is not an `Exception`
+        (`SystemExit`, `KeyboardInterrupt`), fails the strategy (`_fail`): it is stopped and
+        reported failed in the result, and the run goes on with the others."""
+        while True:
+            try:
+                awaited = coro.send(value) if error is None else coro.throw(error)
+            except StopIteration:
+                slot.coro = None
+                if slot.phase != "on_event":
+                    if slot.phase == "on_stop":
+                        if slot.failure is not None:
+                            self._after_failure(slot)
+                        return
+                    slot.phase = "on_event"
+            except Exception as exc:  # a strategy's bug: logged and counted, the run goes on
+                slot.coro = None
+                if slot.phase != "on_event":
+                    self._fail(slot, exc)
+                    return
+                self._strategy_error(slot, exc)
+            except BaseException as exc:
+                cancelled, fault = split_strategy_fault(exc)
+                if cancelled is not None:
+                    raise
+                assert fault is not None
+                slot.coro = None
+                self._fail(slot, fault)
+                return
+            else:
+                if type(awaited) is _Wait:
+                    slot.coro = coro
+                    self._park(slot, awaited)
+                    return
+                coro.close()
+                slot.coro = None
+                self._strategy_error(
+                    slot,
+                    StrategyError(
+                        f"awaited {awaited!r}, which a backtest cannot simulate: await only the "
+                        "context's methods (place_order, cancel_order, sleep) in strategies"
+                    ),
+                )
+            event = slot.mailbox.get_nowait()
+            if event is None:
+                return
+            coro, value, error = slot.strategy.on_event(event), None, None
+
+    def _fail(self, slot: _Slot, exc: BaseException) -> None:
+        """The strategy failed in `slot.phase`: it gets no more events; `on_stop` is called once
+        (unless that is what failed), then its open orders follow its `on_failure` policy."""
+        phase = slot.phase
+        first = slot.failure is None
+        if first:
+            slot.failure = StrategyFailure(
+                phase=phase, error=type(exc).__name__, message=redact_text(str(exc))[:500], ts_ns=self.now
+            )
+            if self.router.slot(slot.name) is not None:
+                self.router.remove(slot.name)
+        self.log.critical(
+            "strategy.failed",
+            strategy=slot.name,
+            phase=phase,
+            error=type(exc).__name__,
+            policy=self.on_failure.get(slot.name, "cancel"),
+            exc_info=exc,
+        )
+        if phase == "on_stop":
+            self._after_failure(slot)
+            return
+        slot.phase = "on_stop"
+        self._drive(slot, slot.strategy.on_stop(), None, None)
+
+    def _after_failure(self, slot: _Slot) -> None:
+        """A failed strategy's open orders, by its policy: cancelled at the simulated venue now
+        (the reports arrive after the response latency), or left working."""
+        if self.on_failure.get(slot.name, "cancel") != "cancel":
+            return
+        for order in self.flow.tracker.open_orders(slot.name):
+            try:
+                events = self.sims[order.request.venue].cancel(order, self.now)
+            except OrderRejected as exc:
+                self.flow.cancel_refused(order, exc, now_ns=self.now)
+                continue
+            self._at(self.now + self._resp, self._apply, events)
+
+    def _strategy_error(self, slot: _Slot, exc: Exception) -> None:
+        slot.errors += 1
+        if slot.errors <= 20 or slot.errors % 1000 == 0:
+            self.log.error(
+                "strategy.error", strategy=slot.name, errors=slot.errors, error=repr(exc), exc_info=exc
+            )
+
+    def _resume(self, slot: _Slot, value: Any = None, error: BaseException | None = None) -> None:
+        coro = slot.coro
+        assert coro is not None
+        self._drive(slot, coro, value, error)
+
+    def _park(self, slot: _Slot, wait: _Wait) -> None:
+        now = self.now
+        if wait.action == "sleep":
+            delay = max(0, int(float(wait.arg) * _NS))
+            self._at(now + delay, self._resume, slot)
+        elif wait.action == "place":
+            self._at(now + self._lat, self._arrive_order, slot, wait.arg)
+        elif wait.action == "cancel":
+            self._at(now + self._lat, self._arrive_cancel, slot, wait.arg)
+        elif wait.action == "edit":
+            self._at(now + self._lat, self._arrive_edit, slot, *wait.arg)
+        else:  # pragma: no cover - only the context creates _Wait objects
+            raise AssertionError(wait.action)
+
+    # -- the venue side ---------------------------------------------------------------------
+    def _arrive_order(self, slot: _Slot, order: Order) -> None:
+        sim = self.sims[order.request.venue]
+        events = sim.submit(order, self.now)
+        if order.request.expire_at_ns is not None:
+            self._at(order.request.expire_at_ns, self._expire_gtd, sim)
+        self._at(self.now + self._resp, self._answer_order, slot, order, events)
+
+    def _answer_order(self, slot: _Slot, order: Order, events: list[PrivateEvent]) -> None:
+        first = events[0] if events else None
+        if isinstance(first, OrderUpdate) and first.status is OrderState.REJECTED:
+            exc = OrderRejected(
+                first.reason or "rejected",
+                venue=order.request.venue,
+                instrument=order.request.instrument,
+                client_order_id=order.client_order_id,
+                code=first.reason,
+                venue_message=first.reason,
+            )
+            self.flow.venue_rejected(order, exc, now_ns=self.now)
+            self._resume(slot, None, exc)
+            return
+        self._apply(events)
+        self._resume(slot, order.snapshot(ts_local=self.now))
+
+    def _arrive_cancel(self, slot: _Slot, order: Order) -> None:
+        sim = self.sims[order.request.venue]
+        try:
+            events = sim.cancel(order, self.now)
+        except OrderRejected as exc:
+            self._at(self.now + self._resp, self._answer_cancel_refused, slot, order, exc)
+            return
+        self._at(self.now + self._resp, self._answer_cancel, slot, order, events)
+
+    def _arrive_edit(self, slot: _Slot, order: Order, price: Decimal | None, size: Decimal | None) -> None:
+        sim = self.sims[order.request.venue]
+        try:
+            events = sim.edit(order, self.now, price=price, size=size)
+        except OrderRejected as exc:
+            self._at(self.now + self._resp, self._resume, slot, None, exc)
+            return
+        self._at(self.now + self._resp, self._answer_cancel, slot, order, events)
+
+    def _answer_cancel(self, slot: _Slot, order: Order, events: list[PrivateEvent]) -> None:
+        self._apply(events)
+        self._resume(slot, order.snapshot(ts_local=self.now))
+
+    def _answer_cancel_refused(self, slot: _Slot, order: Order, exc: OrderRejected) -> None:
+        self.flow.cancel_refused(order, exc, now_ns=self.now)
+        self._resume(slot, None, exc)
+
+    def _expire_gtd(self, sim: SimulatedVenue) -> None:
+        events = sim.expire(self.now)
+        if events:
+            self._at(self.now + self._resp, self._apply, events)
+
+    def _apply(self, events: list[PrivateEvent]) -> None:
+        """Venue reports reach the engine (at the response time)."""
+        for ev in events:
+            self.flow.on_private(ev)
+
+    def _deliver_private(self, event: PrivateEvent) -> None:
+        slot = self.router.slot(event.strategy or "")
+        if slot is None:
+            return
+        if isinstance(event, Fill):
+            self._mark_drawdown(slot)
+            self._record_fill(slot, event)
+        self._deliver(slot, event)
+
+    def _record_fill(self, slot: _Slot, fill: Fill) -> None:
+        """What the report needs of a fill (per fill, never per market event): the fill for the
+        charts, its order for the fill ratio, and the position's round trip."""
+        if fill.client_order_id:
+            slot.filled_ids.add(fill.client_order_id)
+        ledger = self.flow.ledger(slot.name)
+        pos = ledger.positions.get((fill.venue, fill.instrument))
+        if pos is None:
+            return
+        if len(slot.fills) < _FILLS_KEPT:
+            # The fee in USD at the rates the ledger books it at; None (not 0) while unknown.
+            inst = pos.instrument
+            fee_usd: float | None = 0.0
+            if fill.fee != 0:
+                rq, _, rf = ledger.rates(inst, fill.fee_currency, fill.index_price)
+                if fill.fee_currency == inst.symbol:  # taken in shares: valued at the fill's price
+                    fee_usd = None if rq is None else float(fill.fee * inst.contract_size * fill.price) * rq
+                else:
+                    fee_usd = None if rf is None else float(fill.fee) * rf
+            slot.fills.append(
+                FillRecord(
+                    ts=self.now,
+                    instrument=f"{fill.venue}:{fill.instrument}",
+                    side=fill.side.value,
+                    price=float(fill.price),
+                    size=float(fill.size),
+                    fee_usd=fee_usd,
+                    liquidity=fill.liquidity.value,
+                )
+            )
+        else:
+            slot.fills_dropped += 1
+        slot.trips.update((fill.venue, fill.instrument), pos.qty, pos.realized_usd, pos.fees_usd, self.now)
+
+    def _settled(self, venue: str, symbol: str) -> None:
+        """A settlement closed positions in `symbol`: their round trips end now."""
+        for slot in self.slots:
+            pos = self.flow.ledger(slot.name).positions.get((venue, symbol))
+            if pos is not None:
+                slot.trips.update((venue, symbol), pos.qty, pos.realized_usd, pos.fees_usd, self.now)
+
+    # -- expiry -----------------------------------------------------------------------------
+    def _refresh_expiries(self) -> None:
+        self._registry_size = len(self.registry)
+        self._expiries = sorted(
+            (inst.expiry_ns, inst.venue, inst.symbol)
+            for inst in self.registry
+            if inst.expiry_ns is not None and (inst.venue, inst.symbol) not in self._expired
+        )
+
+    def _expire_instruments(self, now: int) -> None:
+        while self._expiries and self._expiries[0][0] <= now:
+            _, venue, symbol = self._expiries.pop(0)
+            self._expired.add((venue, symbol))
+            inst = self.registry.get(venue, symbol)
+            assert inst is not None
+            index = self.market.index.get((venue, inst.base))
+            sim = self.sims.get(venue)
+            if sim is not None:
+                events = sim.expire(now, instrument=symbol)
+                if events:
+                    self._apply(events)
+            if index is not None:
+                price = settlement_price(inst, index)
+                for name, ledger in self.flow.ledgers.items():
+                    if ledger.position(venue, symbol) != 0:
+                        realized = ledger.settle(inst, price)
+                        self.log.info(
+                            "position.settled",
+                            strategy=name,
+                            instrument=symbol,
+                            price=price,
+                            realized=realized,
+                        )
+                self._settled(venue, symbol)
+            status = Status(
+                venue=venue,
+                instrument=symbol,
+                ts_exchange=inst.expiry_ns,
+                ts_local=now,
+                status=StatusKind.EXPIRED,
+                message=f"{symbol} expired",
+                data={"settlement_index": index},
+            )
+            for slot in self.router.route(status):
+                self._deliver(slot, status)
+
+    def _resolve(self, status: Status) -> None:
+        """A prediction market resolved: its resting orders end and its positions settle at the
+        payout the venue announced (`data["payout"]`, 1.0 for the winning outcome, else 0.0)."""
+        payout = status.data.get("payout")
+        if not isinstance(payout, int | float):
+            self.log.warning("resolution.no_payout", venue=status.venue, instrument=status.instrument)
+            return
+        sim = self.sims.get(status.venue)
+        if sim is not None:
+            events = sim.expire(self.now, instrument=status.instrument)
+            if events:
+                self._apply(events)
+        self.flow.settle(status.venue, status.instrument, payout)
+        self._settled(status.venue, status.instrument)
+
+    def _funding(self, status: Status) -> None:
+        """A perpetual's funding event passed (`StatusKind.FUNDING`, from Tardis'
+        `derivative_ticker` funding fields): each strategy holding it receives
+        `engine.funding_amount` (positive rate: longs pay) at the last mark before the event, in
+        the perpetual's settlement currency, booked at the USD rate of now (`Ledger.funding`).
+        Without a mark or a USD rate nothing is booked (never at an unknown rate): logged."""
+        inst = self.registry.get(status.venue, status.instrument)
+        rate = status.data.get("funding_rate")
+        if inst is None or not isinstance(rate, int | float):
+            return
+        mark = self.market.mark(status.venue, status.instrument)
+        usd_rate = self.market.usd_rate(status.venue, inst.settle)
+        for name, ledger in self.flow.ledgers.items():
+            qty = ledger.position(status.venue, status.instrument)
+            if qty == 0:
+                continue
+            if mark is None or mark <= 0 or usd_rate is None:
+                self.log.warning(
+                    "funding.unpriced", strategy=name, instrument=status.instrument, funding_rate=rate
+                )
+                continue
+            amount = funding_amount(
+                qty,
+                Decimal(repr(mark)),
+                Decimal(repr(rate)),
+                inverse=inst.inverse,
+                contract_size=inst.contract_size,
+            )
+            usd = ledger.funding(inst, amount, inst.settle, usd_rate)
+            self.log.info(
+                "position.funding",
+                strategy=name,
+                instrument=status.instrument,
+                funding_rate=rate,
+                amount=str(amount),
+                currency=inst.settle,
+                usd=str(usd),
+            )
+
+    # -- equity -----------------------------------------------------------------------------
+    def _mark_drawdown(self, slot: _Slot) -> None:
+        equity = float(self.flow.ledger(slot.name).equity_usd())
+        if equity > slot.dd_peak:
+            slot.dd_peak = equity
+        elif slot.dd_peak - equity > slot.max_dd:
+            slot.max_dd = slot.dd_peak - equity
+
+    def _sample(self, now: int) -> None:
+        """Every chart step: the charts; every equity interval: the equity curve as well."""
+        equity_due = now >= self._next_equity
+        if equity_due:
+            step = self._equity_ns
+            self._next_equity += step * ((now - self._next_equity) // step + 1)
+        mark = self.market.mark
+        for slot in self.slots:
+            ledger = self.flow.ledger(slot.name)
+            equity = float(ledger.equity_usd())
+            slot.chart.add(
+                now,
+                equity,
+                {
+                    f"{venue}:{symbol}": (float(p.qty), mark(venue, symbol))
+                    for (venue, symbol), p in ledger.positions.items()
+                },
+            )
+            if not equity_due:
+                continue
+            slot.samples.append((now, equity))
+            if equity > slot.dd_peak:
+                slot.dd_peak = equity
+            elif slot.dd_peak - equity > slot.max_dd:
+                slot.max_dd = slot.dd_peak - equity
+
+    # -- the run ----------------------------------------------------------------------------
+    async def run(self) -> BacktestResult:
+        """Replay every source to the end and return the result."""
+        wall0 = time.perf_counter()
+        for slot in self.slots:
+            self.router.add(slot)
+            slot.strategy.attach(_Context(self, slot))
+        readers = [self._open(src) for src in self.sources]
+        venue_of = [src.venue for src in self.sources]
+        total_bytes = sum(r.size for r in readers)
+        interval = self._equity_ns = int(self.settings.equity_interval_s * _NS)
+        # The charts are sampled every `interval / k` (<= 10 s), the equity curve every k-th
+        # time, on the frames it always was (the curve and Sharpe do not depend on the charts).
+        per = max(1, math.ceil(self.settings.equity_interval_s / _CHART_STEP_S))
+        if interval % per:
+            per = 1
+        interval //= per
+        self.chart_step_s = interval / _NS
+        next_sample = 0
+        start_ns: int | None = None
+        events_count = 0
+        frames = 0
+        malformed = 0
+        routes = self.router.routes
+        route = self.router.route
+        on_ticker = self.market.on_ticker
+        sims = self.sims
+        deliver = self._deliver
+        timers = self._timers
+        decoders = [self.decoders[v].decode for v in venue_of]
+        registry = self.registry
+        resp = self._resp
+        next_expiry = math.inf
+        started = False
+        strategies_started = False
+        if len(readers) == 1:
+            only = readers[0]
+            stream: Any = ((ts, 0, frame) for ts, frame in only)
+        else:
+            stream = merge_recordings(readers)  # type: ignore[arg-type]  # only iterates and names them
+        for ts, idx, frame in stream:
+            if ts is None:
+                if not started:  # bare frames from the start: not a recording at all
+                    raise DataError(
+                        f"{readers[idx].path}: a bare frame has no receive time and cannot be replayed"
+                    )
+                # One bare line among timestamped ones is a bad line: reported, skipped.
+                where = getattr(readers[idx], "where", None)
+                path, lineno = where() if where is not None else (readers[idx].path, None)
+                self._bare_by[idx] += 1
+                self._bad_line(path, lineno or 0, "a bare frame has no receive time")
+                continue
+            if not started:
+                started = True
+                start_ns = ts
+                self.now = ts
+                next_sample = ts + interval
+                # The curves start at the start, flat (nothing held yet): a loss taken at once
+                # (crossing the spread, fees) is the curve's first change, in the ratios too.
+                self._next_equity = ts
+                self._sample(ts)
+            if timers and timers[0][0] <= ts:
+                self._run_timers(ts)
+            self.now = ts
+            frames += 1
+            try:
+                events = decoders[idx](frame, ts)
+            except MalformedFrame as exc:
+                malformed += 1
+                self._malformed(readers[idx], idx, venue_of[idx], exc, malformed)
+                continue
+            if not strategies_started and events:
+                # Before the first market event: the recording's opening (instrument
+                # definitions) is known, as a live session knows it once connected.
+                strategies_started = True
+                for slot in self.slots:
+                    self._drive(slot, slot.strategy.on_start(), None, None)
+            events_count += len(events)
+            for ev in events:
+                cls = ev.__class__
+                if cls is Ticker:
+                    on_ticker(ev)
+                elif cls is BookUpdate:
+                    sim = sims[ev.venue]
+                    if sim.resting.get(ev.instrument) or sim.consumed.get(ev.instrument):
+                        out = sim.on_book(ev, ts)
+                        if out:
+                            self._at(ts + resp, self._apply, out)
+                elif cls is Trade:
+                    sim = sims[ev.venue]
+                    if sim.resting.get(ev.instrument):
+                        out = sim.on_trade(ev, ts)
+                        if out:
+                            self._at(ts + resp, self._apply, out)
+                elif cls is Status and ev.status is StatusKind.MARKET_RESOLVED:
+                    self._resolve(ev)
+                elif cls is Status and ev.status is StatusKind.FUNDING:
+                    self._funding(ev)
+                kind = ev.kind
+                slots = routes.get((ev.venue, ev.instrument, kind), ()) if kind is not None else route(ev)
+                for slot in slots:
+                    deliver(slot, ev)
+            if ts >= next_sample:
+                self._sample(ts)
+                next_sample += interval * ((ts - next_sample) // interval + 1)
+                if len(registry) != self._registry_size:
+                    self._refresh_expiries()
+                    next_expiry = self._expiries[0][0] if self._expiries else math.inf
+            if frames & (_CHECKPOINT_EVERY - 1) == 0:
+                if self.progress is not None:
+                    self.progress(sum(r.bytes_read for r in readers), total_bytes)
+                await trio.lowlevel.checkpoint()
+            if ts >= next_expiry:
+                self._expire_instruments(ts)
+                next_expiry = self._expiries[0][0] if self._expiries else math.inf
+        self.malformed = malformed
+        self._data_end(readers)
+        end_ns = self.now if started else None
+        if not strategies_started:
+            for slot in self.slots:
+                self._drive(slot, slot.strategy.on_start(), None, None)
+        # What was in flight when the data ended still happens (against the last books).
+        self._run_timers(math.inf)
+        for slot in self.slots:
+            if slot.coro is None and slot.failure is None:  # a failed one's on_stop has run
+                slot.phase = "on_stop"
+                self._drive(slot, slot.strategy.on_stop(), None, None)
+        self._run_timers(math.inf)
+        if started:
+            self._next_equity = self.now  # the end is always on the equity curve
+            self._sample(self.now)
+        if self.progress is not None:
+            self.progress(total_bytes, total_bytes)
+        self.events = events_count
+        self.frames = frames
+        return self._result(time.perf_counter() - wall0, start_ns, end_ns, readers)
+
+    def _result(
+        self, duration: float, start_ns: int | None, end_ns: int | None, readers: list[FrameSource]
+    ) -> BacktestResult:
+        out: dict[str, StrategyResult] = {}
+        for slot in self.slots:
+            ledger = self.flow.ledger(slot.name)
+            unrealized = ledger.unrealized_usd()
+            stats = slot.mailbox.stats
+            trips = slot.trips
+            sent = self.flow.orders_sent.get(slot.name, 0)
+            out[slot.name] = StrategyResult(
+                orders=self.flow.orders_sent.get(slot.name, 0),
+                fills=ledger.fills,
+                rejected=self.flow.rejected.get(slot.name, 0),
+                errors=slot.errors,
+                fees=ledger.fees_usd,
+                realized_pnl=ledger.realized_usd,
+                unrealized_pnl=unrealized,
+                net_pnl=ledger.realized_usd + unrealized - ledger.fees_usd,
+                max_drawdown=slot.max_dd,
+                sharpe=_sharpe(slot.samples, self.settings.equity_interval_s),
+                turnover=sum((p.turnover_usd for p in ledger), _ZERO),
+                positions={
+                    f"{p.instrument.venue}:{p.instrument.symbol}": str(p.qty) for p in ledger if p.qty != 0
+                },
+                conflated=stats.conflated,
+                merged=stats.merged,
+                dropped=stats.dropped,
+                equity_curve=tuple(slot.samples),
+                sortino=(
+                    sortino_ratio([e for _, e in slot.samples], self.settings.equity_interval_s)
+                    if len(slot.samples) >= 3
+                    else None
+                ),
+                round_trips=trips.count,
+                win_rate=trips.wins / trips.count if trips.count else None,
+                avg_holding_s=trips.held_ns / trips.count / _NS if trips.count else None,
+                filled_orders=len(slot.filled_ids),
+                fill_ratio=len(slot.filled_ids) / sent if sent else None,
+                funding=ledger.funding_usd,
+                waiting_fills=ledger.waiting,
+                series=StrategySeries(
+                    step_s=self.chart_step_s * slot.chart.stride,
+                    ts=tuple(slot.chart.ts),
+                    equity=tuple(slot.chart.equity),
+                    positions={k: tuple(v) for k, v in sorted(slot.chart.positions.items())},
+                    prices={k: tuple(v) for k, v in sorted(slot.chart.prices.items())},
+                    fills=tuple(slot.fills),
+                    fills_dropped=slot.fills_dropped,
+                ),
+                failure=slot.failure,
+            )
+        return BacktestResult(
+            events=self.events,
+            frames=self.frames,
+            malformed_frames=self.malformed,
+            bad_lines=sum(r.bad_lines for r in readers) + sum(self._bare_by),
+            duration_s=duration,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            strategies=out,
+            decoder_stats={v: attrs.asdict(d.stats) for v, d in sorted(self.decoders.items())},
+            equity_interval_s=self.settings.equity_interval_s,
+            files=tuple(
+                DataFileStats(
+                    venue=src.venue,
+                    path=str(src.path),
+                    bad_lines=r.bad_lines + self._bare_by[i],
+                    malformed_frames=self._malformed_by[i],
+                    unfinished=tuple((str(p), last) for p, last in self._unfinished[i]),
+                )
+                for i, (src, r) in enumerate(zip(self.sources, readers, strict=True))
+            ),
+        )

@@ -1,0 +1,527 @@
+"""A simulated venue that fills orders honestly against the recorded market.
+
+It is a venue: it names orders (`SIM-<n>` ids), answers with order reports and fills, and knows
+nothing of strategies. The backtest kernel (and paper mode) calls it when an order *arrives*
+(after the configured latency) and on every book update and trade of an instrument with resting
+orders.
+
+Fill rules:
+- A marketable order (a market order, or a limit through the opposite best) takes liquidity
+  level by level at each level's price, limited by the displayed size; what it takes is
+  remembered (`consumed`) until the venue's feed updates that level, so two orders cannot take
+  the same displayed size. A market order's unfilled rest is cancelled; IOC cancels the rest; FOK
+  fills only if the whole size is available within its limit, else nothing; post-only is
+  rejected if it would take.
+- A resting limit order fills (as maker, at its own price) when a trade on the other side prints
+  at its price or better, limited by the trade's size, or when the opposite side of the book moves
+  onto or through its price, limited by the size displayed there. With `queue_ahead`, a resting
+  order first waits for the size displayed at its price when it arrived to trade ahead of it.
+- Sizes are floored to the instrument's minimum size; fees come from the venue's fee model.
+- Self-trading (only where the caller allows it, `submit(..., own=...)`: a venue account that
+  lets its orders trade with each other): a new order first trades with the resting orders `own`
+  picks that it reaches at a price better than the market's best (they are the top of the book),
+  at their price; each match is one trade, one trade id for the maker's fill and the taker's.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from decimal import Decimal
+
+import attrs
+
+from ..model.book import OrderBook
+from ..model.errors import OrderRejected
+from ..model.events import BookUpdate, Fill, Liquidity, OrderState, OrderUpdate, PrivateEvent, Side, Trade
+from ..model.fees import FeeModel
+from ..model.instruments import Instrument, InstrumentRegistry
+from ..model.money import from_float
+from ..model.orders import Order, OrderType, TimeInForce
+
+__all__ = ["SimulatedVenue"]
+
+_ZERO = Decimal(0)
+
+
+def _d(x: float) -> Decimal:
+    return from_float(x, "book")
+
+
+@attrs.define(eq=False)
+class _Resting:
+    order: Order  # the engine's request (read-only here); state below is the venue's own
+    order_id: str
+    side: Side
+    ticks: int
+    price: Decimal
+    size: Decimal
+    filled: Decimal = _ZERO
+    notional: Decimal = _ZERO
+    queue_ahead: float = 0.0
+    expire_at_ns: int | None = None
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.size - self.filled
+
+
+class SimulatedVenue:
+    """The matching side of one simulated venue (rules in the module docstring)."""
+
+    def __init__(
+        self,
+        venue: str,
+        registry: InstrumentRegistry,
+        fees: FeeModel,
+        books: Callable[[str], OrderBook | None],
+        *,
+        index: Callable[[str], float | None] = lambda base: None,
+        queue_ahead: bool = False,
+    ) -> None:
+        self.venue = venue
+        self.registry = registry
+        self.fees = fees
+        self.books = books
+        self.index = index  # base currency -> index price, for fee schedules that need it
+        self.queue_ahead = queue_ahead
+        self.resting: dict[str, list[_Resting]] = {}
+        self._by_client: dict[str, _Resting] = {}
+        self.consumed: dict[str, dict[tuple[int, int], float]] = {}
+        self._ids = itertools.count(1)
+        self._trade_ids = itertools.count(1)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _report(
+        self,
+        r: _Resting | None,
+        order: Order,
+        order_id: str,
+        state: OrderState,
+        now: int,
+        filled: Decimal,
+        notional: Decimal,
+        reason: str | None = None,
+    ) -> OrderUpdate:
+        req = order.request
+        return OrderUpdate(
+            venue=self.venue,
+            instrument=req.instrument,
+            ts_exchange=now,
+            ts_local=now,
+            order_id=order_id,
+            client_order_id=req.client_order_id,
+            strategy=req.strategy,
+            status=state,
+            side=req.side,
+            price=r.price if r is not None else req.price,
+            size=req.size,
+            filled_size=filled,
+            avg_fill_price=(notional / filled) if filled > 0 else None,
+            reason=reason,
+        )
+
+    def _fill(
+        self,
+        inst: Instrument,
+        order: Order,
+        order_id: str,
+        price: Decimal,
+        size: Decimal,
+        liquidity: Liquidity,
+        now: int,
+        trade_id: str | None = None,
+    ) -> Fill:
+        fee, ccy = self.fees.fee(inst, price, size, liquidity, self.index(inst.base))
+        req = order.request
+        return Fill(
+            venue=self.venue,
+            instrument=req.instrument,
+            ts_exchange=now,
+            ts_local=now,
+            order_id=order_id,
+            client_order_id=req.client_order_id,
+            strategy=req.strategy,
+            trade_id=trade_id or f"SIMT-{next(self._trade_ids)}",
+            side=req.side,
+            price=price,
+            size=size,
+            fee=fee,
+            fee_currency=ccy,
+            liquidity=liquidity,
+        )
+
+    def _available(self, instrument: str, side_key: int, ticks: int, displayed: float) -> float:
+        used = self.consumed.get(instrument)
+        if not used:
+            return displayed
+        return displayed - used.get((side_key, ticks), 0.0)
+
+    def _consume(self, instrument: str, side_key: int, ticks: int, amount: float) -> None:
+        used = self.consumed.setdefault(instrument, {})
+        used[(side_key, ticks)] = used.get((side_key, ticks), 0.0) + amount
+
+    @staticmethod
+    def _floor(size: Decimal, step: Decimal) -> Decimal:
+        return (size / step).to_integral_value(rounding="ROUND_FLOOR") * step
+
+    def _opposite_levels(self, book: OrderBook, side: Side) -> tuple[int, list[tuple[int, float]]]:
+        """(side key, levels best first) of the side an order of `side` trades against."""
+        if side is Side.BUY:
+            return 1, list(book.iter_asks())
+        return 0, list(book.iter_bids())
+
+    # -- order entry ------------------------------------------------------------------------
+    def has_orders(self, instrument: str) -> bool:
+        return bool(self.resting.get(instrument))
+
+    def submit(
+        self, order: Order, now: int, *, own: Callable[[Order], bool] | None = None
+    ) -> list[PrivateEvent]:
+        """An order arrives: match what it can, rest the rest (or not), and report. With `own`,
+        it may trade with the resting orders `own` picks (self-trading, module docstring)."""
+        req = order.request
+        inst = self.registry.get(self.venue, req.instrument)
+        order_id = f"SIM-{next(self._ids)}"
+        if inst is None:
+            return [
+                self._report(
+                    None,
+                    order,
+                    order_id,
+                    OrderState.REJECTED,
+                    now,
+                    _ZERO,
+                    _ZERO,
+                    reason="invalid_or_unsupported_instrument",
+                )
+            ]
+        book = self.books(req.instrument)
+        limit_ticks: int | None = None
+        if req.price is not None:
+            limit_ticks = book.to_ticks(float(req.price)) if book is not None else None
+        side_key, levels = (
+            self._opposite_levels(book, req.side) if book is not None and book.valid else (0, [])
+        )
+
+        def crosses(ticks: int) -> bool:
+            if limit_ticks is None:
+                return True
+            return ticks <= limit_ticks if req.side is Side.BUY else ticks >= limit_ticks
+
+        # Our own resting orders better than the market's best come first (self-trading).
+        mine: list[tuple[_Resting, Decimal]] = []
+        total = _ZERO
+        if own is not None:
+            best = levels[0][0] if levels else None
+            for r in sorted(
+                (r for r in self.resting.get(req.instrument, ()) if r.side is not req.side and own(r.order)),
+                key=lambda r: r.ticks,
+                reverse=req.side is Side.SELL,  # the best price for the new order first
+            ):
+                better = best is None or (r.ticks < best if req.side is Side.BUY else r.ticks > best)
+                if total >= req.size or not crosses(r.ticks) or not better:
+                    break
+                take = self._floor(min(req.size - total, r.remaining), inst.lot)
+                if take > 0:
+                    mine.append((r, take))
+                    total += take
+        takeable: list[tuple[int, Decimal]] = []
+        for ticks, size in levels:
+            if not crosses(ticks) or total >= req.size:
+                break
+            avail = self._available(req.instrument, side_key, ticks, size)
+            if avail <= 0:
+                continue
+            take = self._floor(min(req.size - total, _d(avail)), inst.lot)
+            if take > 0:
+                takeable.append((ticks, take))
+                total += take
+
+        if req.post_only and (takeable or mine):
+            return [
+                self._report(
+                    None, order, order_id, OrderState.REJECTED, now, _ZERO, _ZERO, reason="post_only_reject"
+                )
+            ]
+        if req.time_in_force is TimeInForce.FOK and total < req.size:
+            return [
+                self._report(
+                    None, order, order_id, OrderState.CANCELLED, now, _ZERO, _ZERO, reason="fok_not_filled"
+                )
+            ]
+
+        events: list[PrivateEvent] = []
+        filled = _ZERO
+        notional = _ZERO
+        for r, take in mine:  # one trade each: the resting order's fill, then the new order's
+            trade_id = f"SIMT-{next(self._trade_ids)}"
+            self._execute(inst, r, take, now, events, trade_id)
+            events.append(self._fill(inst, order, order_id, r.price, take, Liquidity.TAKER, now, trade_id))
+            filled += take
+            notional += take * r.price
+        if mine:
+            self._retire_filled(req.instrument)
+        for ticks, take in takeable:
+            price = _d(book.price_of(ticks)) if book is not None else _ZERO
+            self._consume(req.instrument, side_key, ticks, float(take))
+            events.append(self._fill(inst, order, order_id, price, take, Liquidity.TAKER, now))
+            filled += take
+            notional += take * price
+
+        if filled >= req.size:
+            events.append(self._report(None, order, order_id, OrderState.FILLED, now, filled, notional))
+            return events
+        if req.type is OrderType.MARKET or req.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+            reason = "no_liquidity" if req.type is OrderType.MARKET else "ioc_remainder"
+            events.append(
+                self._report(None, order, order_id, OrderState.CANCELLED, now, filled, notional, reason)
+            )
+            return events
+        assert req.price is not None
+        ticks = limit_ticks if limit_ticks is not None else round(float(req.price) * 1e8)
+        r = _Resting(
+            order,
+            order_id,
+            req.side,
+            ticks,
+            req.price,
+            req.size,
+            filled,
+            notional,
+            expire_at_ns=req.expire_at_ns if req.time_in_force is TimeInForce.GTD else None,
+        )
+        if self.queue_ahead and book is not None:
+            same = book.bids if req.side is Side.BUY else book.asks
+            r.queue_ahead = same.get(ticks, 0.0)
+        self.resting.setdefault(req.instrument, []).append(r)
+        self._by_client[req.client_order_id] = r
+        state = OrderState.PARTIALLY_FILLED if filled > 0 else OrderState.OPEN
+        events.append(self._report(r, order, order_id, state, now, filled, notional))
+        return events
+
+    def cancel(self, order: Order, now: int) -> list[PrivateEvent]:
+        """A cancel arrives. Refused (as the venue does) when the order is no longer open."""
+        r = self._by_client.pop(order.client_order_id, None)
+        if r is None:
+            raise OrderRejected(
+                "order is not open",
+                venue=self.venue,
+                instrument=order.request.instrument,
+                client_order_id=order.client_order_id,
+                code="not_open_order",
+                venue_message="not_open_order",
+            )
+        self.resting[order.request.instrument].remove(r)
+        return [
+            self._report(
+                r, order, r.order_id, OrderState.CANCELLED, now, r.filled, r.notional, reason="user_request"
+            )
+        ]
+
+    def edit(
+        self, order: Order, now: int, *, price: Decimal | None, size: Decimal | None
+    ) -> list[PrivateEvent]:
+        """An edit arrives: the resting order takes its new price and/or size. A new price loses
+        its place in the queue and may make it marketable (it then takes liquidity as a new order
+        would). Refused, as the venue does, when the order is no longer open."""
+        r = self._by_client.get(order.client_order_id)
+        if r is None:
+            raise OrderRejected(
+                "order is not open",
+                venue=self.venue,
+                instrument=order.request.instrument,
+                client_order_id=order.client_order_id,
+                code="not_open_order",
+                venue_message="not_open_order",
+            )
+        new_size = r.size if size is None else size
+        if new_size < r.filled:
+            raise OrderRejected(
+                "new size below the filled size",
+                venue=self.venue,
+                client_order_id=order.client_order_id,
+                code="invalid_amount",
+                venue_message="invalid_amount",
+            )
+        r.size = new_size
+        events: list[PrivateEvent] = []
+        if price is not None and price != r.price:
+            book = self.books(order.request.instrument)
+            r.price = price
+            r.ticks = book.to_ticks(float(price)) if book is not None else round(float(price) * 1e8)
+            r.queue_ahead = 0.0
+            if self.queue_ahead and book is not None:
+                same = book.bids if r.side is Side.BUY else book.asks
+                r.queue_ahead = same.get(r.ticks, 0.0)
+            inst = self.registry.get(self.venue, order.request.instrument)
+            if inst is not None and book is not None and book.valid:
+                self._take_as_taker(inst, r, book, now, events)
+        if r.filled >= r.size:
+            self._retire_filled(order.request.instrument)
+            if not any(isinstance(e, OrderUpdate) for e in events):
+                events.append(
+                    self._report(r, r.order, r.order_id, OrderState.FILLED, now, r.filled, r.notional)
+                )
+            return events
+        state = OrderState.PARTIALLY_FILLED if r.filled > 0 else OrderState.OPEN
+        events.append(self._report(r, r.order, r.order_id, state, now, r.filled, r.notional))
+        return events
+
+    def _take_as_taker(
+        self, inst: Instrument, r: _Resting, book: OrderBook, now: int, out: list[PrivateEvent]
+    ) -> None:
+        """A resting order made marketable by an edit takes the opposite side up to its price."""
+        side_key, levels = self._opposite_levels(book, r.side)
+        for ticks, displayed in levels:
+            if r.remaining <= 0:
+                break
+            if (r.side is Side.BUY and ticks > r.ticks) or (r.side is Side.SELL and ticks < r.ticks):
+                break
+            avail = self._available(inst.symbol, side_key, ticks, displayed)
+            if avail <= 0:
+                continue
+            take = self._floor(min(r.remaining, _d(avail)), inst.lot)
+            if take > 0:
+                price = _d(book.price_of(ticks))
+                self._consume(inst.symbol, side_key, ticks, float(take))
+                r.filled += take
+                r.notional += take * price
+                out.append(self._fill(inst, r.order, r.order_id, price, take, Liquidity.TAKER, now))
+
+    def expire(self, now: int, instrument: str | None = None) -> list[PrivateEvent]:
+        """Expire GTD orders whose time has come, or every order on `instrument` (its expiry)."""
+        out: list[PrivateEvent] = []
+        for name, orders in self.resting.items():
+            for r in list(orders):
+                if (instrument is not None and name == instrument) or (
+                    r.expire_at_ns is not None and r.expire_at_ns <= now
+                ):
+                    orders.remove(r)
+                    self._by_client.pop(r.order.client_order_id, None)
+                    out.append(
+                        self._report(
+                            r,
+                            r.order,
+                            r.order_id,
+                            OrderState.EXPIRED,
+                            now,
+                            r.filled,
+                            r.notional,
+                            reason="expired",
+                        )
+                    )
+        return out
+
+    # -- market data ------------------------------------------------------------------------
+    def _execute(
+        self,
+        inst: Instrument,
+        r: _Resting,
+        size: Decimal,
+        now: int,
+        out: list[PrivateEvent],
+        trade_id: str | None = None,
+    ) -> None:
+        r.filled += size
+        r.notional += size * r.price
+        out.append(self._fill(inst, r.order, r.order_id, r.price, size, Liquidity.MAKER, now, trade_id))
+        done = r.filled >= r.size
+        out.append(
+            self._report(
+                r,
+                r.order,
+                r.order_id,
+                OrderState.FILLED if done else OrderState.PARTIALLY_FILLED,
+                now,
+                r.filled,
+                r.notional,
+            )
+        )
+
+    def _retire_filled(self, instrument: str) -> None:
+        orders = self.resting[instrument]
+        for r in [r for r in orders if r.filled >= r.size]:
+            orders.remove(r)
+            self._by_client.pop(r.order.client_order_id, None)
+
+    def on_trade(self, trade: Trade, now: int) -> list[PrivateEvent]:
+        """A public trade: fills resting orders on the other side at their price or better."""
+        orders = self.resting.get(trade.instrument)
+        if not orders:
+            return []
+        inst = self.registry.get(self.venue, trade.instrument)
+        book = self.books(trade.instrument)
+        if inst is None or book is None:
+            return []
+        t_ticks = book.to_ticks(trade.price)
+        left = trade.size
+        out: list[PrivateEvent] = []
+        for r in orders:
+            if left <= 0:
+                break
+            if r.side is Side.BUY:
+                if trade.side is not Side.SELL or t_ticks > r.ticks:
+                    continue
+            elif trade.side is not Side.BUY or t_ticks < r.ticks:
+                continue
+            avail = left
+            if t_ticks == r.ticks and r.queue_ahead > 0:  # touched, not traded through: queue first
+                used = min(r.queue_ahead, avail)
+                r.queue_ahead -= used
+                avail -= used
+            take = self._floor(min(r.remaining, _d(avail)), inst.lot) if avail > 0 else _ZERO
+            if take > 0:
+                left -= float(take)
+                self._execute(inst, r, take, now, out)
+        if out:
+            self._retire_filled(trade.instrument)
+        return out
+
+    def on_book(self, update: BookUpdate, now: int) -> list[PrivateEvent]:
+        """A book update: the feed's levels replace what fills had consumed, and resting orders
+        that the opposite side now reaches are filled from the displayed size there."""
+        instrument = update.instrument
+        used = self.consumed.get(instrument)
+        book = self.books(instrument)
+        if used and book is not None:
+            if update.snapshot:
+                used.clear()
+            else:
+                for p, _ in update.bids:
+                    used.pop((0, book.to_ticks(p)), None)
+                for p, _ in update.asks:
+                    used.pop((1, book.to_ticks(p)), None)
+        orders = self.resting.get(instrument)
+        if not orders or book is None or not book.valid:
+            return []
+        inst = self.registry.get(self.venue, instrument)
+        if inst is None:
+            return []
+        out: list[PrivateEvent] = []
+        bb, ba = book.best_bid_ticks, book.best_ask_ticks
+        for r in orders:
+            if self.queue_ahead:
+                same = book.bids if r.side is Side.BUY else book.asks
+                r.queue_ahead = min(r.queue_ahead, same.get(r.ticks, 0.0))
+            if r.side is Side.BUY:
+                if ba is None or ba > r.ticks:
+                    continue
+                side_key, levels = 1, [(t, s) for t, s in book.iter_asks() if t <= r.ticks]
+            else:
+                if bb is None or bb < r.ticks:
+                    continue
+                side_key, levels = 0, [(t, s) for t, s in book.iter_bids() if t >= r.ticks]
+            for ticks, size in levels:
+                if r.remaining <= 0:
+                    break
+                avail = self._available(instrument, side_key, ticks, size)
+                if avail <= 0:
+                    continue
+                take = self._floor(min(r.remaining, _d(avail)), inst.lot)
+                if take > 0:
+                    self._consume(instrument, side_key, ticks, float(take))
+                    self._execute(inst, r, take, now, out)
+        if out:
+            self._retire_filled(instrument)
+        return out

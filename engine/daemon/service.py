@@ -1,0 +1,669 @@
+"""`tradingd run`: the live engine as a service (DESIGN.md, "the shape").
+
+    trio.run(daemon)
+    └── root nursery
+        ├── signal task      SIGTERM/SIGINT -> orderly shutdown (a second one: exit at once);
+        │                    SIGHUP -> reopen the log file
+        ├── systemd task     READY=1 once every venue is connected and subscribed; WATCHDOG=1
+        │                    while the event loop is responsive and every feed is alive;
+        │                    STATUS= one-line summaries; STOPPING=1 on shutdown
+        ├── status task      every second: the status file (`tradingd status`), the kill switch
+        │                    file, the risk day
+        └── the live engine  venues, gateways, router, strategies (engine/_live.py)
+
+The orderly shutdown, bounded by `[daemon] shutdown_timeout_s`: orders queued and not sent yet
+are refused (with `send_queued_on_stop` they keep going out while the strategies stop),
+strategies stop (their `on_stop` runs, and what it sends goes), order requests and whatever is
+still queued are refused from then on (cancels still go), the requests already with a venue
+get their answers, open orders are cancelled if `cancel_on_shutdown`, the journal is closed,
+connections close, exit 0. Without systemd (no `$NOTIFY_SOCKET`) everything runs the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import orjson
+import structlog
+import trio
+
+from ..logs.setup import log_write_failures
+from ..model.errors import CredentialsRefused
+from ..model.risk import Limits, RiskLimits
+from ..runtime.live import LiveEngine
+from ..store.journal import OrderJournal
+from ..store.recorder import SessionRecorder
+from ..venue.session import VenueSession
+
+__all__ = ["Daemon", "DaemonPaths", "Notifier", "book_health", "daemon_paths", "read_status", "risk_limits"]
+
+
+class Notifier:
+    """sd_notify(3): datagrams to the unix socket systemd names in `$NOTIFY_SOCKET` (a leading
+    `@` is the abstract namespace). Written here rather than taken from a package: the protocol
+    is one `sendto` of `KEY=value` lines, and the packages that wrap it are unmaintained and
+    blocking. Without `$NOTIFY_SOCKET` every call does nothing. `$WATCHDOG_USEC` (for this pid,
+    per `$WATCHDOG_PID`) sets how often WATCHDOG=1 is due."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        address = environ.get("NOTIFY_SOCKET", "")
+        self.address: str | None = None
+        if address.startswith("@"):
+            self.address = "\0" + address[1:]
+        elif address.startswith("/"):
+            self.address = address
+        self.watchdog_s: float | None = None
+        usec = environ.get("WATCHDOG_USEC", "")
+        pid = environ.get("WATCHDOG_PID", "")
+        if usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
+            self.watchdog_s = int(usec) / 1_000_000
+        self.sent = 0
+        self.failed = 0
+        self._sock: socket.socket | None = None
+        if self.address is not None:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock.setblocking(False)
+
+    @property
+    def enabled(self) -> bool:
+        return self._sock is not None
+
+    def notify(self, **fields: str | int) -> bool:
+        """Send `KEY=value` lines (keys upper-cased); False when there is no socket or it failed."""
+        if self._sock is None or self.address is None:
+            return False
+        message = "\n".join(f"{k.upper()}={v}" for k, v in fields.items()).encode()
+        try:
+            self._sock.sendto(message, self.address)
+        except OSError:
+            self.failed += 1
+            return False
+        self.sent += 1
+        return True
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+@attrs.frozen
+class DaemonPaths:
+    state_dir: Path
+    journal: Path
+    status_file: Path
+    kill_switch_file: Path
+
+
+def daemon_paths(config_path: Path, daemon: Any, environ: Mapping[str, str]) -> DaemonPaths:
+    """Where the daemon keeps its state (`[daemon]`, with systemd's directories by default)."""
+    base = config_path.parent
+
+    def resolve(p: str) -> Path:
+        q = Path(os.path.expanduser(p))
+        return q if q.is_absolute() else (base / q).resolve()
+
+    if daemon.state_dir:
+        state = resolve(daemon.state_dir)
+    elif environ.get("STATE_DIRECTORY"):
+        state = Path(environ["STATE_DIRECTORY"].split(":")[0])
+    else:
+        xdg = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+        state = Path(xdg) / "tradingd"
+    if daemon.status_file:
+        status = resolve(daemon.status_file)
+    elif environ.get("RUNTIME_DIRECTORY"):
+        status = Path(environ["RUNTIME_DIRECTORY"].split(":")[0]) / "status.json"
+    else:
+        status = state / "status.json"
+    return DaemonPaths(
+        state_dir=state,
+        journal=resolve(daemon.journal) if daemon.journal else state / "journal.sqlite",
+        status_file=status,
+        kill_switch_file=resolve(daemon.kill_switch_file) if daemon.kill_switch_file else state / "KILL",
+    )
+
+
+def risk_limits(cfg: Any) -> RiskLimits:
+    """A `[risk]` table (config.LimitsConfig) as the engine's limits."""
+
+    def one(c: Any) -> Limits:
+        return Limits(**{f.name: getattr(c, f.name, None) for f in attrs.fields(Limits)})
+
+    return RiskLimits(default=one(cfg), instruments={k: one(v) for k, v in cfg.instruments.items()})
+
+
+def book_health(live: Any) -> dict[str, Any]:
+    """What a venue session's status says of its books and frames, beside `malformed`: the
+    decoder's book gaps (a broken chain or a crossed book), the books resnapshotted and those held
+    back by the resnapshot backoff (engine.venue.session), the instruments answers refused, the frames
+    kept out of a recording (`unrecorded`), and, where the decoder counts them, Polymarket's
+    changes for tokens without a book (`bookless_changes`) and Derive's crossed books. A counter
+    a venue does not have is left out, never shown as 0."""
+    stats = getattr(live, "stats", None)
+    decoder = getattr(live, "decoder", None)
+    decoder_stats = getattr(decoder, "stats", None)
+    out: dict[str, Any] = {"book_gaps": getattr(decoder_stats, "gaps", None)}
+    for key in ("resubscribed_books", "deferred_resnapshots", "refused_instruments", "unrecorded"):
+        out[key] = getattr(stats, key, None)
+    for key in ("bookless_changes", "crossed_books"):
+        value = getattr(decoder, key, None)
+        if isinstance(value, int):
+            out[key] = value
+    return out
+
+
+def read_status(path: Path) -> dict[str, Any]:
+    """The status file a running daemon writes (raises OSError / ValueError)."""
+    data: dict[str, Any] = orjson.loads(path.read_bytes())
+    return data
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Atomically replace `path` with `data`, readable by its owner only."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:  # a write may be short (a nearly full disk)
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # no temp file left behind (a full disk, say)
+            tmp.unlink()
+        raise
+
+
+class Daemon:
+    """`tradingd run` (module docstring). Build it from a loaded config; `run()` returns the
+    exit code."""
+
+    def __init__(
+        self,
+        loaded: Any,
+        *,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        frame_hook: Any = None,
+        recorder: SessionRecorder | None = None,
+        stop_after_s: float | None = None,
+        reopen_logs: Callable[[], bool | None] | None = None,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+        **engine_options: Any,
+    ) -> None:
+        environ = os.environ if environ is None else environ
+        cfg = loaded.config
+        self.config = cfg
+        self.settings = cfg.daemon
+        self.clock = clock
+        self.log = log or structlog.get_logger("tradingd")
+        self.paths = daemon_paths(loaded.path, cfg.daemon, environ)
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.paths.status_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # `[recording]`: every raw frame of every venue connection, beside trading. A write error
+        # there is logged and counted and trading goes on (`tradingd record` passes its own,
+        # strict recorder: there the recording is the point).
+        if recorder is None and cfg.recording.enabled:
+            recorder = SessionRecorder.from_config(
+                cfg.recording, base=loaded.path.parent, config_path=loaded.path, strict=False, log=self.log
+            )
+        self.recorder = recorder
+        if recorder is not None:
+            if frame_hook is not None:
+                raise ValueError("give either a recorder or a frame_hook, not both")
+            frame_hook = recorder.frame_hook
+        self.stop_after_s = stop_after_s
+        self.journal: OrderJournal | None = None
+        if cfg.mode == "live":
+            self.journal = OrderJournal(self.paths.journal, synchronous=cfg.daemon.journal_sync, clock=clock)
+            if self.journal.migrated is not None:
+                was, copy = self.journal.migrated
+                self.log.warning(
+                    "journal.migrated", path=str(self.paths.journal), schema_was=was, schema=2, copy=str(copy)
+                )
+        self.engine = LiveEngine(
+            loaded.build_strategies(),
+            loaded.venue_settings,
+            mode=cfg.mode,
+            engine_limits=risk_limits(cfg.risk),
+            strategy_limits={s.name: risk_limits(s.risk) for s in cfg.strategies if s.enabled},
+            catalog_settings=_resolved_catalog(cfg.catalog, loaded.path.parent),
+            environ=environ,
+            clock=clock,
+            frame_hook=frame_hook,
+            journal=self.journal,
+            foreign_orders=cfg.daemon.foreign_orders,
+            log=self.log,
+            on_failure={s.name: s.on_failure for s in cfg.strategies if s.enabled},
+            **engine_options,
+        )
+        self.engine.strategy_start_wait_s = cfg.daemon.strategy_start_wait_s
+        # Refused credentials are decided here, for the whole process (`_refusal_is_fatal`).
+        self.refused: CredentialsRefused | None = None  # the refusal the daemon exits 78 for
+        self.refusals: dict[str, str] = {}  # venue -> the last refusal retried (status file)
+        for live in self.engine.venues.values():
+            for session in getattr(live, "connections", (live,)):
+                if isinstance(session, VenueSession):
+                    session.refusal_is_fatal = functools.partial(self._refusal_is_fatal, session=session)
+        self._nursery: trio.Nursery | None = None
+        self.notifier = Notifier(environ)
+        self.reopen_logs = reopen_logs
+        self.started_ns = clock()
+        self.stopping = False
+        self.kill_switch: str | None = None
+        self.max_lag_s = 0.0  # the event loop's worst lateness since the last watchdog check
+        self.watchdog_sent = 0
+        self.watchdog_withheld = 0
+        self._last_status_line = ""
+
+    # -- running ----------------------------------------------------------------------------
+    async def run(self) -> int:
+        """Run until a signal stops it; the process's exit code."""
+        code = 0
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+                    if self.recorder is not None:
+                        # Started first and cancelled last: it flushes and closes its files
+                        # after the engine's last frame.
+                        await nursery.start(self.recorder.run)
+                    await nursery.start(self.engine.run)
+                    if self.recorder is not None:
+                        self.recorder.watch(self.engine.venues)
+                    if self.stop_after_s is not None:
+                        nursery.start_soon(self._stop_after, self.stop_after_s, nursery.cancel_scope)
+                    self.log.info(
+                        "daemon.started",
+                        pid=os.getpid(),
+                        mode=self.config.mode,
+                        venues=sorted(self.engine.venues),
+                        strategies=[s.name for s in self.engine.slots],
+                        journal=str(self.paths.journal) if self.journal else None,
+                        status_file=str(self.paths.status_file),
+                        restored=self.engine.restored or None,
+                    )
+                    nursery.start_soon(self._announce_ready)
+                    nursery.start_soon(self._measure_lag)
+                    nursery.start_soon(self._status_loop)
+                    if self.notifier.watchdog_s:
+                        nursery.start_soon(self._watchdog)
+                    async for signum in signals:
+                        name = signal.Signals(signum).name
+                        if signum == signal.SIGHUP:
+                            self._reopen_logs()
+                            continue
+                        if not self.stopping:
+                            self.log.info("daemon.stopping", signal=name)
+                            nursery.start_soon(self._stop, nursery.cancel_scope)
+                            continue
+                        self.log.warning("daemon.forced_exit", signal=name)
+                        code = 1
+                        nursery.cancel_scope.cancel()
+                        break
+        finally:
+            self._write_status(final=True)
+            if self.journal is not None and (failed := self.journal.close()):
+                # A full disk, say: nothing is lost (the WAL is read back at the next start).
+                self.log.critical("journal.close_failed", path=str(self.paths.journal), error=failed)
+            self.notifier.close()
+        if self.refused is not None:
+            # After the orderly stop: the command line makes it one line and exit status 78
+            # (EXIT_CREDENTIALS, cli.main), which systemd does not restart into.
+            self.log.info("daemon.exit", code=78, reason="credentials refused at start")
+            raise self.refused
+        self.log.info("daemon.exit", code=code)
+        return code
+
+    def _holding(self) -> bool:
+        """Whether this process has sent an order or holds an order or a position (restored from
+        the journal too): then there is a book to look after."""
+        flow = self.engine.flow
+        if any(flow.orders_sent.values()) or flow.tracker.open_orders():
+            return True
+        return any(q != 0 for ledger in flow.ledgers.values() for q in ledger.view().positions.values())
+
+    def _refusal_is_fatal(self, refused: CredentialsRefused, session: VenueSession | None = None) -> bool:
+        """A venue refused the credentials (engine.venue.session). Fatal only at the daemon's start:
+        before it is ready (every venue up, READY=1), with no book to look after, and from a
+        session that never logged in (`session.handshaken`; the daemon is not ready while
+        another venue stays down, and a venue that logged in then refused hours later was
+        refused for a key rotated or a clock step, not a wrong secret). A wrong secret then ends
+        the daemon in order (the SIGTERM path) with exit status 78. Otherwise leaving a book
+        alone is worse: the refusing venue is retried with backoff, as a critical log and in
+        the status (Deribit's 13004 can mean either, connectors/deribit/stream.py)."""
+        if self.refused is not None:
+            return True  # stopping for one already
+        handshaken = session is not None and session.handshaken
+        if self.stopping or self.engine.ready.is_set() or self._holding() or handshaken:
+            self.refusals[refused.venue or "?"] = str(refused)
+            self.log.critical(
+                "daemon.credentials_refused",
+                venue=refused.venue,
+                error=str(refused),
+                retrying=True,
+                ready=self.engine.ready.is_set(),
+                logged_in_before=handshaken,
+            )
+            self.notifier.notify(status=f"{refused.venue}: credentials refused, retrying")
+            return False
+        self.refused = refused
+        self.log.critical(
+            "daemon.credentials_refused", venue=refused.venue, error=str(refused), retrying=False
+        )
+        self.log.info("daemon.stopping", reason="credentials refused at start", venue=refused.venue)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._stop, self._nursery.cancel_scope)
+        return True
+
+    async def _stop_after(self, seconds: float, scope: trio.CancelScope) -> None:
+        await trio.sleep(seconds)
+        if not self.stopping:
+            self.log.info("daemon.stopping", reason=f"ran for {seconds:g} s")
+            await self._stop(scope)
+
+    async def _stop(self, scope: trio.CancelScope) -> None:
+        self.stopping = True
+        self.notifier.notify(stopping=1, status="stopping: settling orders")
+        timeout = self.settings.shutdown_timeout_s
+        clean = await self.engine.shutdown(
+            cancel_open_orders=self.settings.cancel_on_shutdown,
+            timeout_s=timeout,
+            send_queued=self.settings.send_queued_on_stop,
+        )
+        self.log.info("daemon.stopped", clean=clean)
+        scope.cancel()
+
+    def _reopen_logs(self) -> None:
+        if self.reopen_logs is None:
+            self.log.info("daemon.sighup", reopened=False)
+            return
+        reopened = self.reopen_logs()
+        self.log.info("daemon.sighup", reopened=reopened is not False)
+
+    async def _announce_ready(self) -> None:
+        await self.engine.ready.wait()
+        self.notifier.notify(ready=1, status=self.status_line())
+        self.log.info("daemon.ready", notified=self.notifier.enabled)
+
+    async def _measure_lag(self) -> None:
+        """How late the event loop wakes a task: a loop blocked by something synchronous shows."""
+        period = 0.1
+        while True:
+            t0 = trio.current_time()
+            await trio.sleep(period)
+            self.max_lag_s = max(self.max_lag_s, trio.current_time() - t0 - period)
+
+    def health(self) -> list[str]:
+        """What is wrong right now (empty: healthy). The watchdog withholds WATCHDOG=1 then."""
+        problems = []
+        limit = max(1.0, (self.notifier.watchdog_s or 10.0) / 4)
+        if self.max_lag_s > limit:
+            problems.append(f"event loop {self.max_lag_s:.1f} s late")
+        stale = self.settings.watchdog_stale_s
+        if stale > 0 and self.engine.ready.is_set():
+            for name, live in self.engine.venues.items():
+                age = getattr(live, "last_frame_age_s", None)
+                if isinstance(age, float) and age > stale:
+                    problems.append(f"{name}: nothing received for {age:.0f} s")
+        return problems
+
+    async def _watchdog(self) -> None:
+        assert self.notifier.watchdog_s is not None
+        interval = self.notifier.watchdog_s / 2
+        while True:
+            await trio.sleep(interval)
+            problems = self.health()
+            self.max_lag_s = 0.0
+            if problems:
+                self.watchdog_withheld += 1
+                self.log.error("daemon.unhealthy", problems=problems)
+                self.notifier.notify(status="unhealthy: " + "; ".join(problems))
+                continue
+            if self.notifier.notify(watchdog=1):
+                self.watchdog_sent += 1
+
+    # -- status, kill switch, risk day ----------------------------------------------------------
+    async def _status_loop(self) -> None:
+        while True:
+            now = self.clock()
+            risk = self.engine.flow.risk
+            if risk.roll_day(now) and self.journal is not None:
+                self.engine.flow._journal(  # a failed write is logged and counted, never fatal
+                    "set_meta",
+                    "risk_day",
+                    {
+                        "start_ns": now,
+                        "equity": {("*" if k is None else k): v for k, v in risk.day_start_equity.items()},
+                    },
+                )
+            await self._check_kill_switch()
+            self._write_status()
+            line = self.status_line()
+            if line != self._last_status_line and self.engine.ready.is_set() and not self.stopping:
+                self.notifier.notify(status=line)
+                self._last_status_line = line
+            await trio.sleep(1.0)
+
+    async def _check_kill_switch(self) -> None:
+        path = self.paths.kill_switch_file
+        try:
+            reason = path.read_text(encoding="utf-8").strip().splitlines()[0:1]
+            engaged: str | None = (reason[0] if reason else "") or f"kill switch file {path}"
+        except FileNotFoundError:
+            engaged = None
+        except OSError as exc:
+            engaged = f"kill switch file unreadable ({exc.strerror})"  # fail safe: stop trading
+        if engaged is not None and self.kill_switch is None:
+            self.kill_switch = engaged
+            self.engine.flow.risk.halt(engaged)
+            self.log.error("risk.kill_switch_engaged", reason=engaged, file=str(path))
+            if self.journal is not None:
+                self.engine.flow._journal("note", "kill_switch", reason=engaged)
+            await self.engine.cancel_all_orders("kill switch")
+        elif engaged is None and self.kill_switch is not None:
+            self.log.warning("risk.kill_switch_cleared", was=self.kill_switch)
+            if self.journal is not None:
+                self.engine.flow._journal("note", "kill_switch_cleared", was=self.kill_switch)
+            self.kill_switch = None
+            self.engine.flow.risk.resume()
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS= (`systemctl status tradingd`)."""
+        e = self.engine
+        venues = ", ".join(
+            f"{name} {'up' if getattr(live, 'connected', False) else 'down'}"
+            for name, live in e.venues.items()
+        )
+        open_orders = len(e.flow.tracker.open_orders())
+        pnl = e.flow.equity(None)
+        kill = " KILL SWITCH" if self.kill_switch else ""
+        failed = f" ({len(e.failures)} failed)" if e.failures else ""
+        waiting = e.flow.waiting_fills()
+        unpriced = f" ({waiting} fills wait for an index price)" if waiting else ""
+        return (
+            f"{e.mode}: {venues}; {len(e.slots)} strategies{failed}; {open_orders} open orders; "
+            f"PnL {pnl:+.2f} USD{unpriced}{kill}"
+        )
+
+    def status(self) -> dict[str, Any]:
+        """What `tradingd status` shows (the status file's content)."""
+        e = self.engine
+        now = self.clock()
+        venues = {}
+        for name, live in e.venues.items():
+            stats = getattr(live, "stats", None)
+            age = getattr(live, "last_frame_age_s", None)
+            venues[name] = {
+                "connected": bool(getattr(live, "connected", False)),
+                "ready": live.ready.is_set(),
+                "frames": getattr(stats, "frames", None),
+                "malformed": getattr(stats, "malformed", None),
+                "connects": getattr(stats, "connects", None),
+                "disconnects": getattr(stats, "disconnects", None),
+                "stale": getattr(stats, "stale", None),
+                "last_frame_age_s": None if age is None else round(age, 3),
+                "channels": len(getattr(live, "channels", ()) or ()),
+                "subscriptions": len(e.router.merged(name)),
+                **book_health(live),
+            }
+        strategies = {}
+        for slot in e.slots:
+            ledger = e.flow.ledgers.get(slot.name)
+            m = slot.mailbox.stats
+            failure = e.failures.get(slot.name)
+            strategies[slot.name] = {
+                "state": "running" if failure is None else "failed",
+                "failure": None if failure is None else failure.as_dict(),
+                "subscriptions": len(slot.keys),
+                "events": m.delivered,
+                "errors": slot.errors,
+                "conflated": m.conflated,
+                "merged": m.merged,
+                "dropped": m.dropped,
+                "queued_high_water": m.high_water,
+                "orders_sent": e.flow.orders_sent.get(slot.name, 0),
+                "rejected": e.flow.rejected.get(slot.name, 0),
+                "open_orders": len(e.flow.tracker.open_orders(slot.name)),
+                "positions": {
+                    f"{venue}:{symbol}": str(qty)
+                    for (venue, symbol), qty in (ledger.view().positions.items() if ledger else ())
+                },
+                # JSON numbers (the engine's money is Decimal), to the micro-dollar.
+                "realized_pnl": round(float(ledger.realized_usd), 6) if ledger else 0.0,
+                "unrealized_pnl": round(float(ledger.unrealized_usd()), 6) if ledger else 0.0,
+                "fees": round(float(ledger.fees_usd), 6) if ledger else 0.0,
+                # Fills in the positions whose USD value waits for a first index price.
+                "waiting_fills": ledger.waiting if ledger else 0,
+            }
+        orders = [
+            {
+                "client_order_id": o.client_order_id,
+                "order_id": o.order_id,
+                "strategy": o.strategy,
+                "venue": o.request.venue,
+                "instrument": o.request.instrument,
+                "side": o.request.side.value,
+                "price": None if o.price is None else str(o.price),
+                "size": str(o.size),
+                "filled": str(o.filled_size),
+                "state": o.state.value,
+                "age_s": round((now - o.created_ns) / 1e9, 3),
+            }
+            for o in e.flow.tracker.open_orders()
+        ]
+        return {
+            "pid": os.getpid(),
+            "mode": e.mode,
+            "started_ns": self.started_ns,
+            "updated_ns": now,
+            "ready": e.ready.is_set(),
+            "stopping": self.stopping,
+            "kill_switch": self.kill_switch,
+            # Venues retried after a refusal, while they are still down.
+            "credentials_refused": {
+                v: err for v, err in self.refusals.items() if not getattr(e.venues.get(v), "connected", False)
+            }
+            or None,
+            "status": self.status_line(),
+            "venues": venues,
+            "strategies": strategies,
+            "open_orders": orders,
+            "unrouted_events": e.router.unrouted,
+            "waiting_fills": e.flow.waiting_fills(),
+            "reconciliations": e.reconciliations,
+            # Expired instruments still held, their delivery price not yet published by the
+            # venue (since when): valued at their last mark; they settle once it is.
+            "awaiting_delivery": {f"{v}:{i}": ns for (v, i), ns in e.awaiting_delivery.items()} or None,
+            # Alerts of expiries and funding: delivery prices refused (no price), funding
+            # payments held (our positions at their time did not fit the venue's) or refused
+            # (no money), journal rows a restart could not apply.
+            "settlement_alerts": {
+                "delivery_refused": e.delivery_refused + e.flow.settlements_refused,
+                "funding_held": sorted(f"{v}:{i}" for v, i in e.flow.funding_held) or None,
+                "funding_refused": e.flow.funding_refused,
+                "journal_rows_not_applied": e.flow.restore_skipped,
+            },
+            # Steps of a reconciliation that raised, and venue states taken over ours (alerts).
+            "reconcile_failures": e.reconcile_failures,
+            "venue_overrides": e.flow.tracker.stats.venue_overrides,
+            "journal": None
+            if self.journal is None
+            else {
+                "path": str(self.journal.path),
+                "writes": self.journal.stats.writes,
+                "failures": e.flow.journal_failures,
+                # Final orders leave memory for the journal; a late report brings one back.
+                "orders_in_memory": len(e.flow.tracker),
+                "orders_let_go": e.flow.tracker.evicted,
+                "orders_recalled": e.flow.tracker.recalled,
+                # Kept in memory for good: a journal write for them failed (their record is stale).
+                "orders_dirty": e.flow.tracker.dirty,
+                "lookup_failures": e.flow.tracker.stats.archive_failures,
+            },
+            "watchdog": {"sent": self.watchdog_sent, "withheld": self.watchdog_withheld},
+            "recording": None if self.recorder is None else self._recording_status(),
+            "log_write_failures": log_write_failures(),
+        }
+
+    def _recording_status(self) -> dict[str, Any]:
+        rec = self.recorder
+        assert rec is not None
+        return {
+            "dir": str(rec.directory),
+            "write_errors": rec.write_errors,
+            "venues": {
+                name: {"frames": v.frames, "bytes": v.bytes, "dropped": v.dropped, "files": len(v.files)}
+                for name, v in rec.venues.items()
+            },
+        }
+
+    def _write_status(self, *, final: bool = False) -> None:
+        data = self.status()
+        if final:
+            data["stopped"] = True
+        try:
+            _write_private(self.paths.status_file, orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        except OSError as exc:
+            self.log.warning("status.write_failed", path=str(self.paths.status_file), error=str(exc))
+
+
+def _resolved_catalog(catalog: Any, base: Path) -> Any:
+    """`[catalog]` with its cache path as `tradingd catalog` reads it: relative to the config
+    file's folder, `~` expanded (a daemon's working directory is `/` under systemd)."""
+    if not catalog.polymarket_cache:
+        return catalog
+    return attrs.evolve(catalog, polymarket_cache=str(base / Path(catalog.polymarket_cache).expanduser()))
+
+
+def run_daemon(loaded: Any, **options: Any) -> int:
+    """`tradingd run`: build the daemon and run it under trio; the exit code. Raises
+    `CredentialsRefused` when a venue refused the credentials at start (engine.venue.session): the
+    command line makes it one line and an exit status of its own."""
+    daemon = Daemon(loaded, **options)
+    try:
+        code: int = trio.run(daemon.run)
+    except BaseExceptionGroup as group:
+        refused, rest = group.split(CredentialsRefused)
+        if refused is None or rest is not None:
+            raise
+        first: BaseException = refused
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None  # the nurseries it came through say nothing more
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    return code

@@ -1,0 +1,589 @@
+"""Structured logging: JSON lines (one object per line) by default, pretty on a terminal.
+
+Every line starts with `ts` (ISO-8601 UTC), `level` and `event`, in that order, then whatever
+was bound (`venue`, `strategy`, `instrument`, `client_order_id`...). A redaction processor runs
+last before rendering: any key that names a secret, any `name=value` pair in text whose name
+names one, and any registered secret value wherever it appears, is replaced by "[redacted]", so
+a credential never reaches a log line (nor a traceback: frame locals are never rendered).
+
+With `configure_logging(..., path=...)` every line is also appended, as JSON, to that file: one
+unbuffered `write` per line (a crash loses nothing already logged); `reopen_logs()` (the daemon's
+SIGHUP) reopens it after logrotate renamed it. `tradingd logs` reads either output back.
+Use the sync methods (`log.info`) under trio; structlog's async methods use asyncio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import enum
+import functools
+import io
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import uuid
+from collections.abc import MutableMapping
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import structlog
+from structlog.tracebacks import ExceptionDictTransformer
+
+from ..model.errors import ConfigError
+
+__all__ = [
+    "REDACTED",
+    "configure_logging",
+    "console_renderer",
+    "log_write_failures",
+    "redact_secrets",
+    "redact_text",
+    "register_secret",
+    "reopen_logs",
+    "route_uncaught_exceptions",
+    "uncaught_exceptions_routed",
+]
+
+REDACTED = "[redacted]"
+_SECRET_WORDS = (
+    r"secret|passw|passphrase|private[_-]?key|priv[_-]?key|api[_-]?key|access[_-]?token|"
+    r"refresh[_-]?token|auth[_-]?token|id[_-]?token|bearer|cookie|signature|authorization|"
+    r"credential|session[_-]?key|mnemonic|seed[_-]?phrase"
+)
+_SECRET_KEY = re.compile(f"({_SECRET_WORDS})", re.IGNORECASE)
+# `name=value`, `name='value'`, `'name': 'value'`, `"name":"value"` inside text (an object's
+# repr, a dict's repr, a query string, JSON), where the name names a secret. Only the value is
+# replaced. A bare `name: value` is prose ("bad signature: expected ...") and is left alone.
+_SECRET_PAIR = re.compile(
+    rf"""(?<![\w.-])(?P<name>['"]?[\w.-]*(?:{_SECRET_WORDS})[\w.-]*+['"]?)"""
+    r"""(?P<sep>\s*=\s*|(?<=['"])\s*:\s*)"""
+    r"""(?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|(?:Bearer\s+|Basic\s+)?[^\s,;&)}\]'"]+)""",
+    re.IGNORECASE,
+)
+_secret_values: set[str] = set()
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+# Rendered as themselves (by orjson natively, or str() of a number): nothing to scrub.
+_OPAQUE = (int, float, Decimal, dt.datetime, dt.date, dt.time, dt.timedelta, uuid.UUID, enum.Enum, Path)
+# Values whose text is a traceback or a stack: scrub inside the text rather than replacing it
+# whole, so the fault stays readable while the secret goes.
+_TEXT_KEYS = frozenset({"exception", "stack"})
+
+
+def register_secret(value: str) -> None:
+    """Make `value` (a key, a token) unloggable: any log value containing it is redacted.
+    Values shorter than 6 characters are refused (they would redact ordinary text)."""
+    if len(value) >= 6:
+        _secret_values.add(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_secret(key: str) -> bool:
+    """Whether a key names a secret (keys repeat on every line: decided once each)."""
+    return _SECRET_KEY.search(key) is not None
+
+
+def _may_pair(text: str) -> bool:
+    """A cheap necessary condition for `_SECRET_PAIR`: a `=`, or a `:` after a quote. Most
+    values (names, numbers, timestamps) fail it and skip the regex."""
+    return "=" in text or (":" in text and ("'" in text or '"' in text))
+
+
+def _has_secret(text: str) -> bool:
+    return any(secret in text for secret in _secret_values)
+
+
+def _pair_sub(match: re.Match[str]) -> str:
+    value = match["value"]
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    return f"{match['name']}{match['sep']}{quote}{REDACTED}{quote}"
+
+
+def _scrub_text(text: str) -> str:
+    """Scrub inside `text`: every registered secret and every secret-named pair's value."""
+    for secret in _secret_values:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    if _may_pair(text):
+        text = _SECRET_PAIR.sub(_pair_sub, text)
+    return text
+
+
+def redact_text(text: str) -> str:
+    """`text` with every registered secret and every secret-named pair's value replaced (for
+    text that leaves the process without passing through a log line: the status file)."""
+    return _scrub_text(text)
+
+
+def _scrub_str(value: str) -> str:
+    if _has_secret(value):
+        return REDACTED
+    if _may_pair(value):
+        return _SECRET_PAIR.sub(_pair_sub, value)
+    return value
+
+
+def _scrub_deep_text(value: Any) -> Any:
+    """A traceback (text, or dict_tracebacks' structure): scrub inside every string."""
+    if isinstance(value, str):
+        return _scrub_text(value)
+    if isinstance(value, dict):
+        return {k: _scrub_deep_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_deep_text(v) for v in value]
+    return _scrub(value)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _scrub_str(value)
+    if value is None or isinstance(value, _OPAQUE):
+        return value
+    if isinstance(value, dict):
+        return {
+            (REDACTED if isinstance(k, str) and _has_secret(k) else k): (
+                REDACTED if _names_secret(str(k)) else _scrub(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+        if len(items) == 2 and isinstance(items[0], str) and _names_secret(items[0]):
+            return [_scrub(items[0]), REDACTED]  # a (name, value) pair: an HTTP header, a form field
+        return [_scrub(v) for v in items]
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        if any(secret.encode() in raw for secret in _secret_values):
+            return REDACTED
+        text = raw.decode("utf-8", "replace")
+        scrubbed = _scrub_str(text)
+        return value if scrubbed == text else scrubbed
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _scrub(dataclasses.asdict(value))  # orjson would serialize its fields by name
+    # Anything else reaches the line as its str() (JSON) or repr() (pretty): scrub that text.
+    for text in (str(value), repr(value)):
+        scrubbed = _scrub_str(text)
+        if scrubbed != text:
+            return scrubbed
+    return value
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: redact secret-named keys and registered secret values, in nested
+    structures, bytes, objects' text and secret-named pairs inside text; a traceback keeps
+    its text with only the secrets replaced."""
+    for key in list(event_dict):
+        value = event_dict[key]
+        if key != "event" and _names_secret(key):
+            event_dict[key] = REDACTED
+        elif key in _TEXT_KEYS:
+            event_dict[key] = _scrub_deep_text(value)
+        else:
+            event_dict[key] = _scrub(value)
+    return event_dict
+
+
+def console_renderer(colors: bool) -> structlog.dev.ConsoleRenderer:
+    """The pretty renderer, shared by the daemon's pretty mode and `tradingd logs`, so a line
+    looks the same in both: `ts [level] event key=value ...`, a traceback below it."""
+    return structlog.dev.ConsoleRenderer(
+        colors=colors, timestamp_key="ts", exception_formatter=structlog.dev.plain_traceback
+    )
+
+
+def _stable_order(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """`ts`, `level`, `event` first (the stable schema readers rely on), then the context."""
+    head = {k: event_dict.pop(k) for k in ("ts", "level", "event") if k in event_dict}
+    head.update(event_dict)
+    return head
+
+
+def _dumps(obj: Any) -> bytes:
+    """One JSON line. A value orjson refuses (an int beyond 64 bits) must not make the log call
+    raise: the standard library writes it instead."""
+    try:
+        return orjson.dumps(obj, default=str)
+    except TypeError:
+        return json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class _LogFile:
+    """An append-only log file: one `os.write` per line under a lock (so threads never
+    interleave and a reopen never splits a line); `reopen` swaps the descriptor for a fresh
+    `open(path)`, for logrotate."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._fd = self._open()
+        self._reopen_requested = False
+        self.lines_lost = 0
+        self._failing = False
+
+    def _open(self) -> int:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        return os.open(self.path, flags, 0o640)
+
+    def write(self, line: bytes) -> list[tuple[str, dict[str, Any]]]:
+        """Append one line; returns notices (event, fields) for the other output: a write
+        that failed (disk full) or the first success after failures, with the count lost."""
+        notices: list[tuple[str, dict[str, Any]]] = []
+        with self._lock:
+            if self._reopen_requested:
+                notices += self._reopen_locked()
+            if self._fd < 0:
+                self.lines_lost += 1
+                return notices
+            try:
+                _write_all(self._fd, line)
+            except OSError as exc:
+                self.lines_lost += 1
+                if not self._failing:
+                    self._failing = True
+                    notices.append(("logging.file_write_failed", {"error": exc.strerror or repr(exc)}))
+                return notices
+            if self._failing:
+                self._failing = False
+                notices.append(("logging.file_write_recovered", {"lines_lost": self.lines_lost}))
+        return notices
+
+    def reopen(self) -> list[tuple[str, dict[str, Any]]] | None:
+        """Reopen `path`. Safe from any thread and from a signal handler: if a write holds
+        the lock (the handler interrupted it), the reopen is done by the next line instead,
+        and None is returned."""
+        self._reopen_requested = True
+        if not self._lock.acquire(timeout=0.5):
+            return None
+        try:
+            return self._reopen_locked() if self._reopen_requested else []
+        finally:
+            self._lock.release()
+
+    def _reopen_locked(self) -> list[tuple[str, dict[str, Any]]]:
+        self._reopen_requested = False
+        if self._fd < 0:
+            return []
+        try:
+            fd = self._open()
+        except OSError as exc:  # keep writing to the old file: better than losing lines
+            return [("logging.reopen_failed", {"error": exc.strerror or repr(exc)})]
+        old, self._fd = self._fd, fd
+        os.close(old)
+        return []
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+class _Sink:
+    """What structlog writes to: the stream (JSON bytes or pretty text) and the log file."""
+
+    def __init__(self, stream: IO[str], pretty: bool, file: _LogFile | None) -> None:
+        self._stream = stream
+        self._pretty = pretty
+        self._binary: IO[bytes] | None = None if pretty else getattr(stream, "buffer", sys.stderr.buffer)
+        self._file = file
+        self._lock = threading.Lock()
+        self.failures = 0  # lines the stream refused
+
+    def msg(self, line: bytes | str, file_line: bytes | None = None) -> None:
+        notices = self._file.write(file_line) if self._file is not None and file_line is not None else []
+        self.emit(line)
+        for event, fields in notices:
+            self.notice(event, "error" if event != "logging.file_write_recovered" else "warning", fields)
+
+    def emit(self, line: bytes | str) -> None:
+        """Write one line to the stream. A stream that fails (closed, a broken pipe, journald
+        gone) never raises into the code that logged, which may be trading: the line is counted
+        in `failures` (the daemon's status shows it), as stdlib logging's `handleError` would."""
+        with self._lock:
+            try:
+                if isinstance(line, str):
+                    self._stream.write(line + "\n")
+                    self._stream.flush()
+                else:
+                    assert self._binary is not None
+                    self._binary.write(line)
+                    self._binary.flush()
+            except (OSError, ValueError):
+                self.failures += 1
+
+    def notice(self, event: str, level: str, fields: dict[str, Any]) -> None:
+        """A line about the log file itself, on the stream (the file may be what failed)."""
+        file = str(self._file.path) if self._file is not None else None
+        entry = {"ts": _now_iso(), "level": level, "event": event, "file": file, **fields}
+        if self._pretty:
+            self.emit(console_renderer(colors=False)(None, level, dict(entry)))
+        else:
+            self.emit(orjson.dumps(entry) + b"\n")
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = failure = err = msg
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+class _Render:
+    """The last processor: the stream's line (pretty text or JSON) and the file's JSON line."""
+
+    def __init__(self, pretty: bool, colors: bool, to_file: bool) -> None:
+        self._console = console_renderer(colors) if pretty else None
+        self._exc_dict = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        self._to_file = to_file
+
+    def _json(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> bytes:
+        ordered = _stable_order(logger, method, redact_secrets(logger, method, event_dict))
+        return _dumps(ordered) + b"\n"
+
+    def __call__(
+        self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
+    ) -> tuple[tuple[bytes | str, bytes | None], dict[str, Any]]:
+        if self._console is None:
+            line = self._json(logger, method, self._exc_dict(logger, method, event_dict))
+            return (line, line if self._to_file else None), {}
+        file_line = None
+        if self._to_file:
+            file_line = self._json(logger, method, self._exc_dict(logger, method, dict(event_dict)))
+        # A pretty traceback is plain text made before redaction (never rich's, which renders
+        # frame locals after every processor has run).
+        text_dict = structlog.processors.format_exc_info(logger, method, event_dict)
+        pretty = self._console(logger, method, redact_secrets(logger, method, text_dict))
+        return (pretty, file_line), {}
+
+
+_log_file: _LogFile | None = None
+_sink: _Sink | None = None
+
+
+def configure_logging(
+    level: str = "info",
+    fmt: str = "auto",
+    stream: IO[str] | None = None,
+    *,
+    path: str | os.PathLike[str] | None = None,
+) -> None:
+    """Set up structlog for the process. `fmt`: "json", "pretty", or "auto" (pretty when
+    `stream` is a terminal). Logs go to `stream` (stderr by default; the daemon uses stdout).
+    With `path`, every line is also appended to that file as JSON (created 0640 if missing);
+    raises `ConfigError` if it cannot be opened. Reconfiguring closes the previous file."""
+    global _log_file, _sink
+    stream = stream or sys.stderr
+    pretty = fmt == "pretty" or (fmt == "auto" and stream.isatty())
+    new_file = None
+    if path is not None:
+        try:
+            new_file = _LogFile(Path(path))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot open the log file {path}: {exc.strerror}", path="logging.file"
+            ) from None
+    if _log_file is not None:
+        _log_file.close()
+    _log_file = new_file
+    _sink = _Sink(stream, pretty, new_file)
+    sink = _sink
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            _Render(pretty, pretty and stream.isatty(), new_file is not None),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=lambda *_args: sink,
+        cache_logger_on_first_use=False,
+    )
+
+
+def log_write_failures() -> int:
+    """How many lines the log stream refused since `configure_logging` (they were not written
+    there; the log file, if any, has them)."""
+    return 0 if _sink is None else _sink.failures
+
+
+def reopen_logs() -> bool:
+    """Reopen the log file (after logrotate renamed it): lines logged before go to the old
+    file, lines after to the new one; none is lost or split. Call it from the SIGHUP handler
+    (a trio signal task, a thread, or a signal handler). Returns False when there is no log
+    file, or when the reopen failed (the old file is kept and the failure is logged)."""
+    file, sink = _log_file, _sink
+    if file is None or sink is None:
+        return False
+    notices = file.reopen()
+    if notices is None:  # deferred to the next line (a write held the lock)
+        return True
+    for event, fields in notices:
+        sink.notice(event, "error", fields)
+    return not notices
+
+
+# -- exceptions that no code caught -------------------------------------------------------------
+# Python prints these itself, as raw text on stderr, past the JSON log and its redaction: an
+# exception escaping `main` (sys.excepthook), one ending a thread (threading.excepthook), one
+# raised where nothing can catch it (`__del__`, a finalizer: sys.unraisablehook), and whatever
+# the libraries log through the standard `logging` module (trio's own errors, warnings) with no
+# handler configured (logging.lastResort). In a daemon each of them becomes one structured line.
+
+_routed = False
+
+
+def _fallback_line(event: str, exc_type: type[BaseException] | None) -> None:
+    """When logging itself failed: a minimal JSON line, still never the raw traceback (on the
+    process's real stderr: `sys.stderr` may be the redirection below)."""
+    entry = {
+        "ts": _now_iso(),
+        "level": "critical",
+        "event": event,
+        "error": getattr(exc_type, "__name__", None),
+    }
+    with contextlib.suppress(Exception):
+        real = sys.__stderr__
+        if real is not None:
+            real.write(orjson.dumps(entry).decode() + "\n")
+            real.flush()
+
+
+class _StderrToLog(io.TextIOBase):
+    """`sys.stderr` for a process whose log is on stdout: text that code prints there itself
+    (trio prints a failed thread delivery with `traceback.print_exception`; a library may
+    `print(..., file=sys.stderr)`) becomes log lines, one per line of text, redacted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buf = ""
+        self._lock = threading.Lock()
+        self._inside = threading.local()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._buf += text
+            *lines, self._buf = self._buf.split("\n")
+        for line in lines:
+            self._emit(line)
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            rest, self._buf = self._buf, ""
+        self._emit(rest)
+
+    def _emit(self, line: str) -> None:
+        if not line.strip() or getattr(self._inside, "busy", False):
+            return
+        self._inside.busy = True
+        try:
+            structlog.get_logger("tradingd").error("stderr", line=line.rstrip())
+        except Exception:
+            _fallback_line("stderr", None)
+        finally:
+            self._inside.busy = False
+
+
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    try:
+        structlog.get_logger("tradingd").critical(
+            "exception.uncaught", error=exc_type.__name__, exc_info=(exc_type, exc, tb)
+        )
+    except Exception:
+        _fallback_line("exception.uncaught", exc_type)
+
+
+def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:  # as the default hook: a thread's way to end quietly
+        return
+    try:
+        structlog.get_logger("tradingd").critical(
+            "thread.exception_uncaught",
+            thread=None if args.thread is None else args.thread.name,
+            error=args.exc_type.__name__,
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )
+    except Exception:
+        _fallback_line("thread.exception_uncaught", args.exc_type)
+
+
+def _unraisablehook(u: Any) -> None:
+    try:
+        try:
+            where = repr(u.object)[:200] if u.object is not None else None
+        except Exception:
+            where = type(u.object).__name__
+        fields: dict[str, Any] = {"message": u.err_msg or "Exception ignored", "object": where}
+        if u.exc_value is not None:
+            fields["exc_info"] = (u.exc_type, u.exc_value, u.exc_traceback)
+        structlog.get_logger("tradingd").error(
+            "exception.unraisable", error=getattr(u.exc_type, "__name__", None), **fields
+        )
+    except Exception:
+        _fallback_line("exception.unraisable", u.exc_type)
+
+
+class _ToStructlog(logging.Handler):
+    """The standard `logging` module's records as structured lines (trio's internal errors,
+    libraries' warnings, `warnings.warn` through `logging.captureWarnings`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {"logger": record.name}
+            if record.exc_info and record.exc_info[0] is not None:
+                fields["exc_info"] = record.exc_info
+            method = record.levelname.lower()
+            if method not in _LEVELS:
+                method = "critical" if record.levelno >= logging.CRITICAL else "warning"
+            getattr(structlog.get_logger(record.name), method)(record.getMessage(), **fields)
+        except Exception:
+            _fallback_line("logging.record_failed", None)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        _fallback_line("logging.record_failed", None)
+
+
+def route_uncaught_exceptions(*, stderr: bool = False) -> None:
+    """Route every exception Python or a library would print raw (see above) through the
+    structured log, with its traceback redacted like any other line. For a process whose
+    output is the JSON log (the daemon); call it after `configure_logging`. With `stderr`
+    (only when the log itself is not written to stderr), whatever is still printed to
+    `sys.stderr` becomes log lines too. Idempotent."""
+    global _routed
+    if stderr and not isinstance(sys.stderr, _StderrToLog):
+        sys.stderr = _StderrToLog()
+    sys.excepthook = _excepthook
+    threading.excepthook = _thread_excepthook
+    sys.unraisablehook = _unraisablehook
+    root = logging.getLogger()
+    if not any(isinstance(h, _ToStructlog) for h in root.handlers):
+        root.addHandler(_ToStructlog())
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    _routed = True
+
+
+def uncaught_exceptions_routed() -> bool:
+    """Whether `route_uncaught_exceptions` was called (the process's errors are log lines)."""
+    return _routed

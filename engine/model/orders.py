@@ -1,0 +1,822 @@
+"""Orders: the request a strategy makes, the tracked order and its explicit state machine.
+
+The state machine (`Order.transition`) raises `IllegalTransition` on a move it forbids. The
+`OrderTracker` sits between venues and strategies: venues report in whatever order their responses
+and notifications arrive, and the tracker turns that into a sequence of legal transitions
+(a fill seen before the acknowledgement still yields open -> partially_filled -> filled; a stale
+"open" after "filled" is ignored and counted), deduplicating fills by trade id so that a fill
+reported twice (in an order response and in a notification) is counted once. Trade ids are kept
+per order: one trade may fill two orders of ours (a taker crossing two of our maker orders, our
+own buy and sell crossing), and each order's fill of it is its own, as is its reversal.
+
+The venue's word on an order wins over the state machine: a state ours cannot reach (open ->
+rejected, cancelled -> filled, a fill on an order we had as rejected) is taken as the venue says
+(`Order.force`), alerted at critical level with both states and counted (`venue_overrides`),
+never raised: one odd answer must not stop the daemon. A report that goes back (a working state
+after a final one, a smaller filled size) is only taken when it is `verified`: the venue's answer
+to a question asked after everything we hold about the order (a reconciliation's read of one
+order); on the channels it is a report that crossed a newer one on the way, ignored and counted.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections import OrderedDict
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+import structlog
+
+from .errors import IllegalTransition, OrderDenied
+from .events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent, Side
+from .money import optional, to_decimal
+
+if TYPE_CHECKING:
+    from ..store.journal import RestoredOrder
+
+__all__ = [
+    "ArchiveUnavailable",
+    "ClientOrderIds",
+    "Order",
+    "OrderArchive",
+    "OrderRequest",
+    "OrderTracker",
+    "OrderType",
+    "TimeInForce",
+]
+
+
+class OrderType(enum.StrEnum):
+    LIMIT = "limit"
+    MARKET = "market"
+
+
+class TimeInForce(enum.StrEnum):
+    GTC = "gtc"  # good till cancelled
+    GTD = "gtd"  # good till a date (`expire_at_ns`)
+    IOC = "ioc"  # immediate or cancel: fill what can be, cancel the rest
+    FOK = "fok"  # fill or kill: all at once or nothing
+
+
+def _size(v: object) -> Decimal:
+    return to_decimal(v, "order size")
+
+
+def _price(v: object) -> Decimal | None:
+    return optional(v, "order price")
+
+
+@attrs.frozen
+class OrderRequest:
+    """What a strategy asks for. `price` None means a market order.
+
+    `client_order_id` and `strategy` are filled in by the strategy's context when left empty;
+    the client order id is what the order is known by until (and after) the venue names it.
+    """
+
+    venue: str
+    instrument: str
+    side: Side = attrs.field(converter=Side)
+    size: Decimal = attrs.field(converter=_size)
+    price: Decimal | None = attrs.field(default=None, converter=_price)
+    type: OrderType = attrs.field(
+        default=attrs.Factory(
+            lambda self: OrderType.MARKET if self.price is None else OrderType.LIMIT, takes_self=True
+        ),
+        converter=OrderType,
+    )
+    time_in_force: TimeInForce = attrs.field(default=TimeInForce.GTC, converter=TimeInForce)
+    post_only: bool = False
+    reduce_only: bool = False
+    client_order_id: str = ""
+    strategy: str = ""
+    expire_at_ns: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.type is OrderType.LIMIT and self.price is None:
+            raise ValueError("a limit order needs a price")
+        if self.type is OrderType.MARKET and self.price is not None:
+            raise ValueError("a market order takes no price")
+        if self.type is OrderType.MARKET and self.post_only:
+            raise ValueError("a market order cannot be post-only")
+        if self.time_in_force is TimeInForce.GTD and self.expire_at_ns is None:
+            raise ValueError("a GTD order needs expire_at_ns")
+
+    @property
+    def is_market(self) -> bool:
+        return self.type is OrderType.MARKET
+
+
+class ClientOrderIds:
+    """Client order ids `<strategy>-<session>-<n>`: unique across restarts when `session` is
+    (the daemon uses its start time), deterministic in backtests (session "bt")."""
+
+    def __init__(self, session: str) -> None:
+        self._session = session
+        self._counters: dict[str, Iterator[int]] = {}
+
+    def next(self, strategy: str) -> str:
+        counter = self._counters.setdefault(strategy, itertools.count(1))
+        return f"{strategy}-{self._session}-{next(counter)}"
+
+
+_ALLOWED: dict[OrderState, frozenset[OrderState]] = {
+    OrderState.PENDING_NEW: frozenset(
+        {
+            OrderState.OPEN,
+            OrderState.PARTIALLY_FILLED,
+            OrderState.FILLED,
+            OrderState.PENDING_CANCEL,
+            OrderState.CANCELLED,
+            OrderState.REJECTED,
+            OrderState.EXPIRED,
+        }
+    ),
+    OrderState.OPEN: frozenset(
+        {
+            OrderState.OPEN,  # amended (edit) but untouched
+            OrderState.PARTIALLY_FILLED,
+            OrderState.FILLED,
+            OrderState.PENDING_CANCEL,
+            OrderState.CANCELLED,
+            OrderState.EXPIRED,
+        }
+    ),
+    OrderState.PARTIALLY_FILLED: frozenset(
+        {
+            OrderState.PARTIALLY_FILLED,
+            OrderState.FILLED,
+            OrderState.PENDING_CANCEL,
+            OrderState.CANCELLED,
+            OrderState.EXPIRED,
+        }
+    ),
+    OrderState.PENDING_CANCEL: frozenset(
+        {
+            OrderState.PENDING_CANCEL,
+            OrderState.OPEN,  # the cancel was refused; the order still rests
+            OrderState.PARTIALLY_FILLED,  # filled while the cancel was on its way
+            OrderState.FILLED,
+            OrderState.CANCELLED,
+            OrderState.EXPIRED,
+        }
+    ),
+    OrderState.FILLED: frozenset(),
+    OrderState.CANCELLED: frozenset(),
+    OrderState.REJECTED: frozenset(),
+    OrderState.EXPIRED: frozenset(),
+}
+
+# Every change to any order takes the next number (`Order.changed`), and so does `OrderTracker.mark`:
+# an order whose `changed` is above a mark taken before a question to the venue has news the
+# venue's answer may not have seen (it was asked before a report on the channel arrived).
+_CHANGES = itertools.count(1)
+
+# How far along an order is; used to tell a stale report from news.
+_RANK = {
+    OrderState.PENDING_NEW: 0,
+    OrderState.OPEN: 1,
+    OrderState.PARTIALLY_FILLED: 2,
+    OrderState.PENDING_CANCEL: 2,
+    OrderState.FILLED: 3,
+    OrderState.CANCELLED: 3,
+    OrderState.REJECTED: 3,
+    OrderState.EXPIRED: 3,
+}
+
+
+class Order:
+    """A tracked order: the request, its state, what has filled.
+
+    `filled_size` is the venue's executed quantity (the larger of what its order reports said
+    and what its fills add up to); `fills_size` is what our own fill events add up to, which is
+    what positions are built from. The state changes only through `transition`, which enforces
+    the state machine.
+    """
+
+    __slots__ = (
+        "_fill_ids",
+        "_reversed_ids",
+        "avg_fill_price",
+        "changed",
+        "created_ns",
+        "filled_size",
+        "fills_notional",
+        "fills_size",
+        "order_id",
+        "price",
+        "reason",
+        "request",
+        "size",
+        "state",
+        "updated_ns",
+    )
+
+    def __init__(self, request: OrderRequest, *, now_ns: int) -> None:
+        self.request = request
+        self.state = OrderState.PENDING_NEW
+        self.order_id: str | None = None
+        self.price = request.price  # may change through an edit
+        self.size = request.size
+        self.filled_size = Decimal(0)
+        self.fills_size = Decimal(0)
+        self.fills_notional = Decimal(0)
+        self.avg_fill_price: Decimal | None = None
+        self.reason: str | None = None
+        self.created_ns = now_ns
+        self.updated_ns = now_ns
+        self.changed = next(_CHANGES)  # the last change's number (see `_CHANGES`)
+        self._fill_ids: set[str] = set()
+        self._reversed_ids: set[str] = set()  # trades the venue voided (`unrecord_fill`)
+
+    @property
+    def client_order_id(self) -> str:
+        return self.request.client_order_id
+
+    @property
+    def strategy(self) -> str:
+        return self.request.strategy
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(self.size - self.filled_size, Decimal(0))
+
+    def can_transition(self, target: OrderState) -> bool:
+        return target in _ALLOWED[self.state]
+
+    def transition(self, target: OrderState, *, now_ns: int, reason: str | None = None) -> None:
+        """Move to `target` or raise `IllegalTransition` (leaving the order unchanged)."""
+        if target not in _ALLOWED[self.state]:
+            raise IllegalTransition(self.client_order_id, self.state.value, target.value)
+        self.state = target
+        self.updated_ns = now_ns
+        self.changed = next(_CHANGES)
+        if reason is not None:
+            self.reason = reason
+
+    def force(self, target: OrderState, *, now_ns: int, reason: str | None = None) -> None:
+        """Move to `target` whatever the state machine says: the venue's word on the order wins
+        over ours (`OrderTracker` alerts and counts each such move; nothing else calls this)."""
+        self.state = target
+        self.updated_ns = now_ns
+        self.changed = next(_CHANGES)
+        if reason is not None:
+            self.reason = reason
+
+    def has_fill(self, trade_id: str) -> bool:
+        return bool(trade_id) and trade_id in self._fill_ids
+
+    def record_fill(self, trade_id: str, size: Decimal, price: Decimal, *, now_ns: int) -> bool:
+        """Record one execution and move the state on (partially filled / filled).
+
+        Returns False, changing nothing, for a trade id already recorded. A fill on an order
+        already final (a fill reported after the cancel that followed it) is recorded in the
+        quantities but moves no state: the caller decides how loudly to report that.
+        """
+        if trade_id:
+            if trade_id in self._fill_ids:
+                return False
+            self._fill_ids.add(trade_id)
+        self.fills_size += size
+        self.fills_notional += size * price
+        self.avg_fill_price = self.fills_notional / self.fills_size
+        self.updated_ns = now_ns
+        self.changed = next(_CHANGES)
+        if self.fills_size > self.filled_size:
+            self.filled_size = self.fills_size
+            if not self.state.is_final:
+                if self.filled_size >= self.size:
+                    self.transition(OrderState.FILLED, now_ns=now_ns)
+                elif self.state is not OrderState.PENDING_CANCEL:
+                    self.transition(OrderState.PARTIALLY_FILLED, now_ns=now_ns)
+        return True
+
+    def unrecord_fill(self, trade_id: str, size: Decimal, price: Decimal, *, now_ns: int) -> bool:
+        """Take back an execution the venue voided (`FillReversal`). Returns False, changing
+        nothing, for a trade id never recorded. The state does not move backwards (a final state
+        stays final; the venue's next order report says whether the order rests again): only the
+        quantities and the average price change."""
+        if not trade_id or trade_id not in self._fill_ids:
+            return False
+        self._fill_ids.discard(trade_id)
+        self._reversed_ids.add(trade_id)
+        self.fills_size -= size
+        self.fills_notional -= size * price
+        self.avg_fill_price = self.fills_notional / self.fills_size if self.fills_size > 0 else None
+        self.filled_size = max(self.filled_size - size, Decimal(0))
+        self.updated_ns = now_ns
+        self.changed = next(_CHANGES)
+        return True
+
+    def was_reversed(self, trade_id: str) -> bool:
+        """This order's fill of `trade_id` was voided (`unrecord_fill`). A voided trade stays
+        voided (Polymarket's FAILED is terminal, VENUES.md §2.2; Derive's is a trade that did
+        not happen, `tx_status` reverted or ignored, §3.4), so that fill reported again is a
+        listing older than the reversal, never a new fill."""
+        return bool(trade_id) and trade_id in self._reversed_ids
+
+    def snapshot(self, *, ts_local: int, ts_exchange: int | None = None) -> OrderUpdate:
+        """This order's state as an `OrderUpdate` event."""
+        r = self.request
+        return OrderUpdate(
+            venue=r.venue,
+            instrument=r.instrument,
+            ts_exchange=ts_exchange,
+            ts_local=ts_local,
+            order_id=self.order_id,
+            client_order_id=r.client_order_id,
+            strategy=r.strategy,
+            status=self.state,
+            side=r.side,
+            price=self.price,
+            size=self.size,
+            filled_size=self.filled_size,
+            avg_fill_price=self.avg_fill_price,
+            reason=self.reason,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Order({self.client_order_id!r}, {self.state.value}, {self.request.side.value} "
+            f"{self.filled_size}/{self.size} {self.request.instrument} @ {self.price})"
+        )
+
+
+@attrs.define
+class TrackerStats:
+    """What the tracker saw that a healthy venue does not send; each is logged by the caller."""
+
+    stale_updates: int = 0
+    duplicate_fills: int = 0
+    unknown_orders: int = 0
+    late_fills: int = 0
+    overfills: int = 0
+    reversals: int = 0  # fills the venue voided after reporting them
+    unknown_reversals: int = 0  # reversals of a fill we never booked
+    voided_fills: int = 0  # a fill of a trade the venue had voided, reported again (not booked)
+    archive_failures: int = 0  # lookups in the archive (the journal) that failed
+    # The venue's word taken over ours: a state ours cannot reach, or a verified report going
+    # back (a working state after a final one, a smaller filled size). Logged by the tracker
+    # (critical), each with both sides.
+    venue_overrides: int = 0
+
+
+class ArchiveUnavailable(Exception):
+    """The archive (the journal) could not be read: whether it knows an order is unknown.
+    Never the same as "not found": a client order id cannot be checked, a late report cannot be
+    matched to the order's booked fills."""
+
+
+class OrderArchive(Protocol):
+    """Where final orders live once the tracker lets go of them (the order journal): looked
+    up by client order id, or by venue and venue order id, with the fills booked to them."""
+
+    def find_order(
+        self, venue: str | None, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> RestoredOrder | None: ...
+
+
+class OrderTracker:
+    """The orders of one engine still of interest, by client order id and by venue order id.
+
+    `apply_update` / `apply_fill` take venue reports in any order and return the events to
+    deliver: possibly none (stale or duplicate), possibly an extra `OrderUpdate` synthesized so
+    that strategies always see a legal sequence (accepted before filled).
+
+    Memory is bounded: a final order stays in memory for `keep_final_ns` after it became final
+    (the late fill of an order just cancelled, a report repeated on reconnect) and at most
+    `max_final` final orders are kept at once; older ones are let go. With an `archive` (the
+    journal, where every order and fill already is) a report naming an order let go brings it
+    back from there with its fills' trade ids, so a late fill is still booked once and a repeated
+    one is still a duplicate. Without an archive (a backtest), only `max_final` bounds them, and a
+    report about an order let go is an unknown order's (counted).
+
+    An order is let go only because its journal record is as complete as memory: one any of
+    whose journal writes failed (`mark_dirty`) stays in memory for good, since its record lacks
+    what memory has (a fill, say) and a recalled copy would book that fill again. While
+    `hold_final` is set (the journal is failing now) final orders are let go only beyond
+    `max_final` (clean ones: their journal record is complete). A lookup
+    that fails is never taken as "not found": it is logged at critical level and counted, a new
+    order whose client order id cannot be checked is refused, and a report it was for stays
+    unmatched.
+    """
+
+    def __init__(
+        self,
+        *,
+        archive: OrderArchive | None = None,
+        keep_final_ns: int = 60 * 10**9,
+        max_final: int = 10_000,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        self._by_client: dict[str, Order] = {}
+        self._by_venue_id: dict[tuple[str, str], Order] = {}
+        # Orders not known final yet: a superset of the live ones, pruned as they are listed
+        # (an order never leaves a final state), so listing stays cheap in a long session.
+        self._maybe_live: dict[str, Order] = {}
+        # Final orders still in memory, in the order they were seen final (oldest first).
+        self._final: OrderedDict[str, Order] = OrderedDict()
+        # Orders whose journal record is stale (a write for them failed): never let go.
+        self._dirty: dict[str, Order] = {}
+        self.hold_final = False  # set while the journal is failing: only `max_final` lets go
+        self.log = log or structlog.get_logger("tradingd.orders")
+        self.archive = archive
+        self.keep_final_ns = keep_final_ns
+        self.max_final = max_final
+        self._now_ns = 0
+        self._adds = 0
+        # The oldest order tracked on each venue (added or restored), even once let go: where a
+        # catch-up of missed fills starts after a restart.
+        self.first_created_ns: dict[str, int] = {}
+        self.evicted = 0  # final orders let go (still in the archive)
+        self.recalled = 0  # orders brought back from the archive by a late report
+        self.stats = TrackerStats()
+
+    def __len__(self) -> int:
+        """Orders in memory now (live, and final ones not yet let go)."""
+        return len(self._by_client)
+
+    def add(self, request: OrderRequest, *, now_ns: int) -> Order:
+        """Start tracking a new order. A client order id seen before (in memory or in the
+        archive) is refused: sending it would risk a duplicate at the venue."""
+        cid = request.client_order_id
+        if not cid:
+            raise ValueError("an order needs a client order id before it is tracked")
+        try:
+            known = cid in self._by_client or self._archived(None, None, cid) is not None
+        except ArchiveUnavailable as exc:
+            raise OrderDenied(
+                f"client order id {cid} cannot be checked against the journal ({exc})",
+                venue=request.venue,
+                instrument=request.instrument,
+                client_order_id=cid,
+            ) from exc
+        if known:
+            raise OrderDenied(
+                f"duplicate client order id {cid}",
+                venue=request.venue,
+                instrument=request.instrument,
+                client_order_id=cid,
+            )
+        self._now_ns = max(self._now_ns, now_ns)
+        self._adds += 1
+        if self._adds % 64 == 0 or len(self._final) > self.max_final:
+            self.sweep()
+        order = Order(request, now_ns=now_ns)
+        self._by_client[cid] = order
+        self._maybe_live[cid] = order
+        self._note_created(request.venue, now_ns)
+        return order
+
+    def _note_created(self, venue: str, created_ns: int) -> None:
+        first = self.first_created_ns.get(venue)
+        if first is None or created_ns < first:
+            self.first_created_ns[venue] = created_ns
+
+    def sweep(self, now_ns: int | None = None) -> int:
+        """Move orders seen final to the final queue and let go of those kept long enough (or
+        beyond `max_final`). Returns how many were let go. Called as orders are added."""
+        if now_ns is not None:
+            self._now_ns = max(self._now_ns, now_ns)
+        self._prune_live()
+        final = self._final
+        horizon = self._now_ns - self.keep_final_ns
+        evicted = 0
+        while final:
+            cid, order = next(iter(final.items()))
+            if cid in self._dirty:
+                del final[cid]  # stays in memory (in `_by_client`) for good
+                continue
+            too_many = len(final) > self.max_final
+            # While the journal fails (`hold_final`) only the cap lets orders go: a clean order's
+            # journal record is complete (the dirty ones stay, above), and memory must not grow
+            # with every order for as long as the disk is full.
+            if not too_many and (self.hold_final or self.archive is None or order.updated_ns > horizon):
+                break
+            del final[cid]
+            self._forget(order)
+            evicted += 1
+        self.evicted += evicted
+        return evicted
+
+    def mark_dirty(self, order: Order) -> None:
+        """A journal write for `order` failed: its journal record no longer says what memory
+        does, so the order is never let go (a copy recalled from the journal would lack, say, a
+        fill booked in memory only, and book it again when the venue repeats it)."""
+        self._dirty[order.client_order_id] = order
+
+    @property
+    def dirty(self) -> int:
+        """Orders kept in memory for good because a journal write for them failed."""
+        return len(self._dirty)
+
+    def _forget(self, order: Order) -> None:
+        cid = order.client_order_id
+        if self._by_client.get(cid) is order:
+            del self._by_client[cid]
+        if order.order_id and self._by_venue_id.get((order.request.venue, order.order_id)) is order:
+            del self._by_venue_id[(order.request.venue, order.order_id)]
+
+    def _prune_live(self) -> None:
+        live = self._maybe_live
+        done = [cid for cid, o in live.items() if not o.state.is_live]
+        for cid in done:
+            self._final[cid] = live.pop(cid)
+
+    def restore(self, r: RestoredOrder) -> Order:
+        """Track again an order as the journal left it (after a restart, or when a late report
+        names a final order let go): its state as it was (not re-run through the state machine),
+        its fills, so a fill reported again is recognised as a duplicate, and the trades of its
+        fills the venue voided, so one reported again is not booked as new."""
+        request = r.request
+        order = Order(request, now_ns=r.created_ns)
+        self._by_client[request.client_order_id] = order
+        self._note_created(request.venue, r.created_ns)
+        if r.state.is_live:
+            self._maybe_live[request.client_order_id] = order
+        else:
+            self._final[request.client_order_id] = order
+            if len(self._final) > self.max_final:
+                self.sweep()
+        if r.order_id:
+            self.set_order_id(order, r.order_id)
+        for trade_id, fill_size, fill_price in r.fills:
+            if trade_id:
+                order._fill_ids.add(trade_id)
+            order.fills_size += fill_size
+            order.fills_notional += fill_size * fill_price
+        # And the fills the venue voided: a listing older than the reversal that names one again
+        # (a catch-up of fills after the restart) is stale, not a fill to book (`was_reversed`).
+        order._reversed_ids.update(r.voided)
+        order.avg_fill_price = (
+            order.fills_notional / order.fills_size if order.fills_size > 0 else r.avg_fill_price
+        )
+        order.state = r.state
+        order.price = r.price
+        order.size = r.size
+        order.filled_size = max(r.filled_size, order.fills_size)
+        order.reason = r.reason
+        order.updated_ns = r.updated_ns
+        # As the journal left it: older than any question asked of a venue since (`mark`).
+        order.changed = 0
+        return order
+
+    def set_order_id(self, order: Order, order_id: str) -> None:
+        order.order_id = order_id
+        self._by_venue_id[(order.request.venue, order_id)] = order
+
+    def get(self, client_order_id: str) -> Order | None:
+        """The order by client order id: in memory, else brought back from the archive."""
+        found = self._by_client.get(client_order_id)
+        if found is None and client_order_id:
+            found = self._recall(None, None, client_order_id)
+        return found
+
+    def find(
+        self, venue: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> Order | None:
+        """The order a venue's report names: in memory, else brought back from the archive
+        (a final order let go), else None (not ours)."""
+        if client_order_id:
+            found = self._by_client.get(client_order_id)
+            if found is not None:
+                return found
+        if order_id:
+            found = self._by_venue_id.get((venue, order_id))
+            if found is not None:
+                return found
+        if not (order_id or client_order_id):
+            return None
+        return self._recall(venue, order_id, client_order_id)
+
+    def _archived(
+        self, venue: str | None, order_id: str | None, client_order_id: str | None
+    ) -> RestoredOrder | None:
+        """The archive's record of an order, None when it has none. Raises `ArchiveUnavailable`
+        (logged at critical level, counted in `stats.archive_failures`) when it cannot be read."""
+        if self.archive is None:
+            return None
+        try:
+            return self.archive.find_order(venue, order_id=order_id, client_order_id=client_order_id)
+        except Exception as exc:  # any failure to read: unknown, not "not found"
+            self.stats.archive_failures += 1
+            self.log.critical(
+                "journal.lookup_failed",
+                venue=venue,
+                order_id=order_id,
+                client_order_id=client_order_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            raise ArchiveUnavailable(str(exc) or type(exc).__name__) from exc
+
+    def _recall(self, venue: str | None, order_id: str | None, client_order_id: str | None) -> Order | None:
+        """An order let go, brought back from the archive; None when the archive does not know
+        it, or cannot be read (then logged and counted by `_archived`: the report naming it is
+        left unmatched, never applied to an order rebuilt without its fills)."""
+        try:
+            r = self._archived(venue, order_id, client_order_id)
+        except ArchiveUnavailable:
+            return None
+        if r is None or (venue is not None and r.request.venue != venue):
+            return None
+        self.recalled += 1
+        return self.restore(r)
+
+    def orders(self) -> Iterator[Order]:
+        """The orders in memory (live ones, and final ones not let go yet)."""
+        return iter(self._by_client.values())
+
+    def open_orders(self, strategy: str | None = None) -> list[Order]:
+        """The orders still working (not final), oldest first; all strategies' for None."""
+        self._prune_live()
+        return [o for o in self._maybe_live.values() if strategy is None or o.request.strategy == strategy]
+
+    def mark(self) -> int:
+        """A number below every later change to any order (`Order.changed`): taken before a
+        question to the venue, it tells an order that changed while the question was on its
+        way (`changed > mark`) from one the answer is about as it still is."""
+        return next(_CHANGES)
+
+    def _locate(self, venue: str, order_id: str | None, client_order_id: str | None) -> Order | None:
+        order = self.find(venue, order_id=order_id, client_order_id=client_order_id)
+        if order is None:
+            self.stats.unknown_orders += 1
+        elif order_id and order.order_id is None:
+            self.set_order_id(order, order_id)
+        return order
+
+    def apply_update(
+        self, update: OrderUpdate, *, verified: bool = False, asked: int | None = None
+    ) -> list[OrderUpdate]:
+        """Fold a venue's order report into the tracked order. Returns the updates to deliver
+        (empty when the report is stale or tells nothing new).
+
+        A state the state machine does not allow from ours is the venue's word: taken, alerted
+        and counted (module docstring), never raised. A report that goes back (a working state
+        after a final one, a smaller filled size) is stale unless `verified` (the venue's answer
+        to a question asked after everything we hold: a reconciliation's read of one order).
+
+        `asked`: for the venue's answer to a question, the `mark` taken before it was asked. An
+        order that changed since (`changed > asked`) had a report meanwhile that may be newer
+        than the answer: the answer is not verified, and its price and size are not taken (a
+        same-state report cannot be told from news by its state: an edit acknowledged meanwhile
+        would go back to the old price and size). Its forward moves (a final state, more
+        filled) are taken as any report's."""
+        order = self._locate(update.venue, update.order_id, update.client_order_id)
+        if order is None:
+            return []
+        older = asked is not None and order.changed > asked
+        if older:
+            verified = False
+        now = update.ts_local
+        target = update.status
+        state = order.state
+        if target is OrderState.PENDING_NEW or (
+            # A final state repeated, or a working one after it (reports cross on the way); a
+            # different final state is a contradiction, taken below.
+            state.is_final and (target is state or not (verified or target.is_final))
+        ):
+            self.stats.stale_updates += 1
+            return []
+        if not verified and _RANK[target] < _RANK[state]:
+            self.stats.stale_updates += 1
+            return []
+        before = (state, order.filled_size, order.price, order.size)
+        if update.price is not None and not older:
+            order.price = update.price
+        if update.filled_size > order.filled_size:
+            order.filled_size = update.filled_size
+            if order.fills_size == 0 and update.avg_fill_price is not None:
+                order.avg_fill_price = update.avg_fill_price
+        elif verified and update.filled_size < order.filled_size:
+            # The venue counts less filled than we do. Never below the fills we booked (they are
+            # in the positions; only a reversal takes one out): an alert for a trader.
+            self._alert_filled_down(order, update)
+            order.filled_size = max(update.filled_size, order.fills_size)
+        if update.size > 0 and update.size >= order.filled_size and not older:
+            order.size = update.size
+        if target in (OrderState.OPEN, OrderState.PARTIALLY_FILLED) and order.filled_size >= order.size:
+            target = OrderState.FILLED
+        elif target is OrderState.OPEN and order.filled_size > 0:
+            target = OrderState.PARTIALLY_FILLED
+        out: list[OrderUpdate] = []
+        if order.state is OrderState.PENDING_NEW and target not in (OrderState.OPEN, OrderState.REJECTED):
+            # The venue accepted the order before what it reports now: show that first.
+            order.transition(OrderState.OPEN, now_ns=now)
+            out.append(order.snapshot(ts_local=now, ts_exchange=update.ts_exchange))
+        if target is order.state and (order.state, order.filled_size, order.price, order.size) == before:
+            if not out:
+                self.stats.stale_updates += 1
+            return out
+        if order.can_transition(target):
+            order.transition(target, now_ns=now, reason=update.reason)
+        else:
+            self._override(order, target, now_ns=now, reason=update.reason, verified=verified)
+        out.append(order.snapshot(ts_local=now, ts_exchange=update.ts_exchange))
+        return out
+
+    def _override(
+        self, order: Order, target: OrderState, *, now_ns: int, reason: str | None, verified: bool = False
+    ) -> None:
+        """The venue's state for `order` where the state machine does not lead from ours: taken
+        (the venue's word wins), alerted with both states, counted. An order it makes work again
+        (a final state gone back) is listed among the working ones again."""
+        was = order.state
+        order.force(target, now_ns=now_ns, reason=reason)
+        self.stats.venue_overrides += 1
+        cid = order.client_order_id
+        if target.is_live and was.is_final and self._by_client.get(cid) is order:
+            self._final.pop(cid, None)
+            self._maybe_live[cid] = order
+        self.log.critical(
+            "order.venue_state_taken",
+            venue=order.request.venue,
+            instrument=order.request.instrument,
+            strategy=order.strategy,
+            client_order_id=cid,
+            order_id=order.order_id,
+            ours=was.value,
+            venue_state=target.value,
+            filled=str(order.filled_size),
+            verified=verified,
+        )
+
+    def _alert_filled_down(self, order: Order, update: OrderUpdate) -> None:
+        self.stats.venue_overrides += 1
+        self.log.critical(
+            "order.venue_filled_less",
+            venue=order.request.venue,
+            instrument=order.request.instrument,
+            strategy=order.strategy,
+            client_order_id=order.client_order_id,
+            order_id=order.order_id,
+            ours=str(order.filled_size),
+            booked=str(order.fills_size),
+            venue_filled=str(update.filled_size),
+            state=order.state.value,
+            venue_state=update.status.value,
+        )
+
+    def apply_reversal(self, reversal: FillReversal) -> list[PrivateEvent]:
+        """Take a voided fill back out of its order. Returns the events to deliver: the
+        reversal (named after our order) and the order's state with the reduced fill quantity.
+        Empty (and counted) when we never booked that fill."""
+        order = self._locate(reversal.venue, reversal.order_id, reversal.client_order_id)
+        now = reversal.ts_local
+        if order is None or not order.unrecord_fill(
+            reversal.trade_id, reversal.size, reversal.price, now_ns=now
+        ):
+            self.stats.unknown_reversals += 1
+            return []
+        self.stats.reversals += 1
+        order.reason = reversal.reason or "fill_reversed"
+        if reversal.strategy != order.strategy or reversal.client_order_id != order.client_order_id:
+            reversal = attrs.evolve(reversal, strategy=order.strategy, client_order_id=order.client_order_id)
+        return [reversal, order.snapshot(ts_local=now, ts_exchange=reversal.ts_exchange)]
+
+    def apply_fill(self, fill: Fill) -> list[PrivateEvent]:
+        """Fold one execution in. Returns the events to deliver, in order: the acceptance the
+        venue implied (when the order was still pending), the fill (named after our order), and
+        the state it caused. Empty for a duplicate or an order we do not know."""
+        order = self._locate(fill.venue, fill.order_id, fill.client_order_id)
+        if order is None:
+            return []
+        if order.has_fill(fill.trade_id):
+            self.stats.duplicate_fills += 1
+            return []
+        if order.was_reversed(fill.trade_id):
+            # A listing asked for before the reversal arrived (a reconciliation's catch-up of
+            # fills, while the channel brought the reversal): stale, as a step back is.
+            self.stats.voided_fills += 1
+            return []
+        now = fill.ts_local
+        out: list[PrivateEvent] = []
+        if order.state is OrderState.PENDING_NEW:
+            order.transition(OrderState.OPEN, now_ns=now)
+            out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))
+        rejected = order.state is OrderState.REJECTED
+        if order.state.is_final and order.state is not OrderState.FILLED and not rejected:
+            self.stats.late_fills += 1
+        if order.fills_size + fill.size > order.size:
+            self.stats.overfills += 1
+        before = (order.state, order.filled_size)
+        order.record_fill(fill.trade_id, fill.size, fill.price, now_ns=now)
+        if rejected:
+            # A fill on an order we had as rejected (not received, say): the venue has it, and
+            # it traded. Its word wins; whether what is left still works, its next report says.
+            done = order.filled_size >= order.size
+            self._override(
+                order,
+                OrderState.FILLED if done else OrderState.PARTIALLY_FILLED,
+                now_ns=now,
+                reason=order.reason,
+            )
+        if fill.strategy != order.strategy or fill.client_order_id != order.client_order_id:
+            fill = attrs.evolve(fill, strategy=order.strategy, client_order_id=order.client_order_id)
+        out.append(fill)
+        if (order.state, order.filled_size) != before:
+            out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))
+        return out

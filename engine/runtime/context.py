@@ -1,0 +1,114 @@
+"""What live and backtest strategy contexts share: naming orders, positions, instruments,
+subscriptions. A mode supplies how an order reaches its venue and how time passes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+
+import attrs
+import structlog
+
+from ..model.book import OrderBook
+from ..model.errors import OrderDenied, StrategyError
+from ..model.events import OrderUpdate, Subscription, Ticker
+from ..model.filter import InstrumentFilter
+from ..model.instruments import Instrument
+from ..model.ledger import PositionView
+from ..model.orders import ClientOrderIds, OrderRequest
+from ..venue.catalog import MarketCatalog
+from .flow import OrderFlow
+from .router import MarketRouter
+from .strategy import StrategyContext
+
+__all__ = ["BaseContext"]
+
+
+class BaseContext(StrategyContext):
+    """The mode-independent part of a strategy's context."""
+
+    def __init__(
+        self,
+        strategy: str,
+        *,
+        flow: OrderFlow,
+        router: MarketRouter,  # type: ignore[type-arg]
+        ids: ClientOrderIds,
+        venues: Iterable[str],
+        books: Callable[[str, str], OrderBook | None],
+        log: structlog.typing.FilteringBoundLogger,
+        catalogs: Mapping[str, MarketCatalog] | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self.flow = flow
+        self.router = router
+        self.ids = ids
+        self.venues = frozenset(venues)
+        self._books = books
+        self.log = log
+        self._catalogs = catalogs if catalogs is not None else {}
+
+    def prepare(self, request: OrderRequest) -> OrderRequest:
+        """The request as it will be tracked: named (client order id) and owned by this strategy.
+        Refuses a venue this engine does not trade on."""
+        cid = request.client_order_id or self.ids.next(self.strategy)
+        if request.venue not in self.venues:
+            raise OrderDenied(
+                f"venue {request.venue!r} is not configured (configured: {', '.join(sorted(self.venues))})",
+                venue=request.venue,
+                instrument=request.instrument,
+                client_order_id=cid,
+            )
+        if request.client_order_id == cid and request.strategy == self.strategy:
+            return request
+        return attrs.evolve(request, client_order_id=cid, strategy=self.strategy)
+
+    def open_orders(self, venue: str | None = None, instrument: str | None = None) -> list[OrderUpdate]:
+        now = self.now_ns()
+        return [
+            o.snapshot(ts_local=now)
+            for o in self.flow.tracker.open_orders(self.strategy)
+            if (venue is None or o.request.venue == venue)
+            and (instrument is None or o.request.instrument == instrument)
+        ]
+
+    def position(self, venue: str, instrument: str) -> Decimal:
+        return self.flow.position(self.strategy, venue, instrument)
+
+    def positions(self) -> PositionView:
+        # Decimal money fields (a strategy-API change from floats): Strategy.positions says so.
+        return self.flow.ledger(self.strategy).view()
+
+    def instrument(self, venue: str, symbol: str) -> Instrument | None:
+        return self.flow.registry.get(venue, symbol)
+
+    def instruments(self, venue: str) -> list[Instrument]:
+        return sorted((i for i in self.flow.registry if i.venue == venue), key=lambda i: i.symbol)
+
+    def select(self, instruments: InstrumentFilter, venue: str | None = None) -> list[Instrument]:
+        spots: dict[str, float] = {}
+        for (v, base), price in self.flow.market.index.items():
+            if venue is None or v == venue:
+                spots.setdefault(base, price)
+        pool = (i for i in self.flow.registry if venue is None or i.venue == venue)
+        return instruments.select(pool, now_ns=self.now_ns(), spot=spots or None)
+
+    def last_ticker(self, venue: str, instrument: str) -> Ticker | None:
+        return self.flow.market.ticker(venue, instrument)
+
+    def book(self, venue: str, instrument: str) -> OrderBook | None:
+        return self._books(venue, instrument)
+
+    def catalog(self, venue: str) -> MarketCatalog:
+        found = self._catalogs.get(venue)
+        if found is None:
+            raise StrategyError(
+                f"no market catalog for {venue!r} in this engine (configured: {sorted(self._catalogs)})"
+            )
+        return found
+
+    def subscribe(self, subscriptions: Iterable[Subscription]) -> None:
+        self.router.subscribe(self.strategy, list(subscriptions))
+
+    def unsubscribe(self, subscriptions: Iterable[Subscription]) -> None:
+        self.router.unsubscribe(self.strategy, list(subscriptions))

@@ -1,0 +1,841 @@
+"""OrderFlow: the one place orders become tracked, venue reports become events, and fills
+become positions. The live gateway and the backtest kernel both go through it, so a strategy
+sees the same sequence of events, with the same checks, in both modes."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from decimal import Decimal, localcontext
+from typing import Any
+
+import attrs
+import structlog
+
+from ..model.errors import OrderDenied, OrderRejected, TradingError, VenueError
+from ..model.events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
+from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry
+from ..model.ledger import CONTEXT, Booking, Ledger, UsdRates
+from ..model.market import MarketState
+from ..model.money import BadNumber
+from ..model.orders import Order, OrderRequest, OrderTracker
+from ..model.risk import RiskChecker, RiskLimits
+from ..model.settlement import FundingPayment, PositionHistory, check_delivery_price, check_funding
+from ..store.journal import OrderJournal
+
+__all__ = ["OrderFlow"]
+
+
+def _worthless_ok(inst: Instrument) -> bool:
+    """Whether `inst` can settle at 0: an option out of the money, a prediction market's losing
+    outcome. A future's (or any inverse contract's) delivery price divides its PnL: above 0."""
+    return inst.kind in (InstrumentKind.OPTION, InstrumentKind.OUTCOME) and not inst.inverse
+
+
+class OrderFlow:
+    """Orders, fills and positions of every strategy of one engine."""
+
+    def __init__(
+        self,
+        registry: InstrumentRegistry,
+        market: MarketState,
+        deliver: Callable[[PrivateEvent], None],
+        *,
+        engine_limits: RiskLimits | None = None,
+        strategy_limits: Mapping[str, RiskLimits] | None = None,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+        journal: OrderJournal | None = None,
+    ) -> None:
+        self.registry = registry
+        self.journal = journal  # every order step written before it is acted on (live mode)
+        self.journal_failures = 0
+        self.market = market
+        self.deliver = deliver
+        self.log = log or structlog.get_logger("tradingd.orders")
+        # Final orders let go are found in the journal.
+        self.tracker = OrderTracker(archive=journal, log=self.log)
+        self.ledgers: dict[str, Ledger] = {}
+        self.risk = RiskChecker(
+            registry,
+            market,
+            self.tracker,
+            self.position,
+            engine_limits=engine_limits,
+            strategy_limits=strategy_limits,
+            # The daily-loss check compares against float limits: exact money is not needed
+            # to tell whether a loss is beyond one.
+            equity_of=lambda strategy: float(self.equity(strategy)),
+        )
+        self.orders_sent: dict[str, int] = {}
+        self.rejected: dict[str, int] = {}
+        self.unmatched_fills = 0
+        # Told of each fill left unbooked because the journal could not be read (the live engine
+        # then has the venue's fills caught up again), never of a fill that is simply not ours.
+        self.on_unreadable_fill: Callable[[Fill], None] | None = None
+        self.unmatched_reports = 0  # venue reports (not fills or states) about orders not ours
+        # Funding payments dealt with (venue, event id): booked, or found not ours, refused or
+        # held; none twice in one run even without a journal (which keeps those booked across
+        # restarts), and none logged again each time the venue lists it.
+        self._funding_booked: set[tuple[str, str]] = set()
+        # Funding payments not booked because our positions at their time do not fit the
+        # venue's (`funding`): an alert each, kept here for the status; and those refused as
+        # money (not a finite, plausible number).
+        self.funding_held: dict[tuple[str, str], FundingPayment] = {}
+        # Payments found not ours or not fitting while a fill before them may still be caught up
+        # (`funding(final=False)`): asked again, logged once.
+        self._funding_deferred: set[tuple[str, str]] = set()
+        # Every strategy's perpetual positions through time, by the venue's time (funding).
+        self.history = PositionHistory()
+        self.funding_refused = 0
+        # Settlements refused (a delivery price that is no price) and journal rows `restore`
+        # could not apply: each an alert, counted for the status.
+        self.settlements_refused = 0
+        self.restore_skipped = 0
+
+    def restore(
+        self, journal: OrderJournal, *, now_ns: int, window_ns: int = 7 * 86_400 * 10**9
+    ) -> dict[str, int]:
+        """Rebuild from the journal after a restart: the instruments it knows, every order that
+        was not final (and those final within `window_ns`, whose fills must not be booked twice),
+        and every strategy's positions, fees and PnL from its ledger, in order. The journal is
+        then the flow's journal. Returns counts (orders, live orders, ledger entries applied).
+        A ledger row that cannot be applied (a settlement at a price that is no price) is an
+        alert, counted in `restore_skipped`, and skipped: it never keeps the daemon from
+        starting."""
+        for known in journal.instruments():
+            if known.key not in self.registry:
+                self.registry.add(known)
+        live = 0
+        restored = journal.orders(final_since_ns=now_ns - window_ns)
+        for r in restored:
+            if self.tracker.get(r.request.client_order_id) is not None:
+                continue
+            self.tracker.restore(r)
+            live += r.state.is_live
+        entries = 0
+        for entry in journal.ledger():
+            inst = self.registry.get(entry.venue, entry.instrument)
+            if inst is None:
+                self.log.error("journal.unknown_instrument", venue=entry.venue, instrument=entry.instrument)
+                continue
+            ledger = self.ledger(entry.strategy)
+            try:
+                if isinstance(entry.event, Fill | FillReversal):
+                    self.book(entry.strategy, entry.event, inst, entry.rates)
+                elif entry.kind == "funding":
+                    # A share of a funding payment: at the USD rate it was booked at (`funding`).
+                    ledger.funding(inst, entry.price, inst.settle, entry.rates[2])
+                else:
+                    check_delivery_price(
+                        entry.price, option=_worthless_ok(inst), what="journaled settlement price"
+                    )
+                    before = ledger.position(inst.venue, inst.symbol)
+                    ledger.settle(inst, entry.price, entry.rates)
+                    self._track(entry.strategy, inst, entry.ts_ns, before)
+            except (ArithmeticError, ValueError) as exc:
+                # A row that cannot be applied (a settlement at a price of 0 an older tradingd
+                # journaled) must not keep the daemon from starting: the rest is rebuilt, and
+                # the row is an alert for a human (counted in the status).
+                self.restore_skipped += 1
+                self.log.critical(
+                    "journal.entry_not_applied",
+                    kind=entry.kind,
+                    strategy=entry.strategy,
+                    venue=entry.venue,
+                    instrument=entry.instrument,
+                    price=str(entry.price),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                continue
+            entries += 1
+        self.journal = self.tracker.archive = journal
+        waiting = self.waiting_fills()
+        if waiting:  # journaled before any rate was known: booked once the index arrives
+            self.log.warning("ledger.fills_waiting_for_rate", waiting=waiting)
+        return {"orders": len(restored), "live": live, "ledger": entries}
+
+    def ledger(self, strategy: str) -> Ledger:
+        ledger = self.ledgers.get(strategy)
+        if ledger is None:
+            ledger = self.ledgers[strategy] = Ledger(strategy, self.market)
+            ledger.on_late_booking = lambda booking: self._booked_late(strategy, booking)
+        return ledger
+
+    def book(self, strategy: str, event: Fill | FillReversal, inst: Instrument, rates: UsdRates) -> Decimal:
+        """Apply a fill (or voided fill) to `strategy`'s ledger at `rates`, and a perpetual's
+        change to the position history at the venue's time of it. Returns the USD realized."""
+        ledger = self.ledger(strategy)
+        before = ledger.position(inst.venue, inst.symbol)
+        if isinstance(event, Fill):
+            realized = ledger.on_fill(event, inst, rates)
+        else:
+            realized = ledger.reverse(event, inst, rates)
+        ts = event.ts_local if event.ts_exchange is None else event.ts_exchange
+        self._track(strategy, inst, ts, before)
+        return realized
+
+    def _track(self, strategy: str, inst: Instrument, ts_ns: int, before: Decimal) -> None:
+        """A perpetual position's change (from `before` to now) into the history, at `ts_ns`."""
+        if inst.kind is InstrumentKind.PERPETUAL:
+            now = self.ledger(strategy).position(inst.venue, inst.symbol)
+            self.history.record(strategy, inst.venue, inst.symbol, ts_ns, now - before)
+
+    def waiting_fills(self, strategy: str | None = None) -> int:
+        """Fills (and settlements) whose USD value waits for a first index price."""
+        if strategy is not None:
+            ledger = self.ledgers.get(strategy)
+            return 0 if ledger is None else ledger.waiting
+        return sum(ledger.waiting for ledger in self.ledgers.values())
+
+    def _booked_late(self, strategy: str, booking: Booking) -> None:
+        """A fill that waited for a USD rate is booked: the journal keeps the rates (so a
+        restart books it the same), and the log says so."""
+        ev = booking.event
+        inst = booking.instrument
+        # A funding payment's journal row (kind 'funding') is its caller's to keep: it is not a
+        # fill, settlement or reversal of this flow's.
+        if booking.kind != "funding":
+            self._journal(
+                "rates_known",
+                booking.kind,
+                strategy=strategy,
+                venue=inst.venue,
+                instrument=inst.symbol,
+                trade_id=None if ev is None else ev.trade_id,
+                client_order_id=None if ev is None else ev.client_order_id,
+                rates=booking.rates,
+            )
+        self.log.info(
+            "ledger.booked_at_known_rate",
+            strategy=strategy,
+            kind=booking.kind,
+            venue=inst.venue,
+            instrument=inst.symbol,
+            trade_id=None if ev is None else ev.trade_id,
+            rates=list(booking.rates),
+            still_waiting=self.waiting_fills(strategy),
+        )
+
+    def equity(self, strategy: str | None = None) -> Decimal:
+        """USD equity (realized + unrealized - fees) of a strategy, or of all of them."""
+        if strategy is not None:
+            ledger = self.ledgers.get(strategy)
+            return Decimal(0) if ledger is None else ledger.equity_usd()
+        return sum((ledger.equity_usd() for ledger in self.ledgers.values()), Decimal(0))
+
+    def position(self, strategy: str | None, venue: str, instrument: str) -> Decimal:
+        """A strategy's net position in an instrument; for None, every strategy's together (the
+        engine-wide risk limits)."""
+        if strategy is None:
+            return sum((lg.position(venue, instrument) for lg in self.ledgers.values()), Decimal(0))
+        ledger = self.ledgers.get(strategy)
+        return Decimal(0) if ledger is None else ledger.position(venue, instrument)
+
+    # -- outgoing ---------------------------------------------------------------------------
+    def accept(self, request: OrderRequest, *, now_ns: int) -> Order:
+        """Run the pre-trade checks and start tracking the order. Raises `OrderDenied`
+        (logged and counted) when a check refuses it; nothing is tracked then."""
+        try:
+            inst = self.risk.check(request, now_ns=now_ns)
+            order = self.tracker.add(request, now_ns=now_ns)
+            if self.journal is not None:
+                self._journal_request(order, inst)
+        except OrderRejected as exc:
+            self.rejected[request.strategy] = self.rejected.get(request.strategy, 0) + 1
+            self.log.warning(
+                "order.refused",
+                strategy=request.strategy,
+                venue=request.venue,
+                instrument=request.instrument,
+                client_order_id=request.client_order_id,
+                reason=exc.reason,
+            )
+            raise
+        self.orders_sent[request.strategy] = self.orders_sent.get(request.strategy, 0) + 1
+        self.log.info(
+            "order.sent",
+            strategy=request.strategy,
+            venue=request.venue,
+            instrument=request.instrument,
+            client_order_id=request.client_order_id,
+            side=request.side.value,
+            size=str(request.size),
+            price=None if request.price is None else str(request.price),
+            order_type=request.type.value,
+            tif=request.time_in_force.value,
+        )
+        return order
+
+    def _journal_request(self, order: Order, inst: Instrument) -> None:
+        """Journal a new order; if that fails, the order is not sent (it is refused)."""
+        assert self.journal is not None
+        try:
+            self.journal.request(order, inst)
+        except sqlite3.Error as exc:
+            self.journal_failures += 1
+            self.tracker.hold_final = True
+            order.transition(OrderState.REJECTED, now_ns=order.created_ns, reason="journal_failed")
+            self.log.critical("journal.write_failed", client_order_id=order.client_order_id, error=str(exc))
+            raise OrderDenied(
+                f"not sent: the order journal could not record it ({exc})",
+                venue=order.request.venue,
+                instrument=order.request.instrument,
+                client_order_id=order.client_order_id,
+            ) from exc
+        self.tracker.hold_final = False
+
+    def _journal(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """A journal write on the incoming path: a failure is logged loudly and counted, and the
+        daemon goes on (the venue's report is still applied in memory; new orders, which need
+        the journal, are refused). The order the write was about is then marked dirty: its
+        journal record lacks what memory has, so it is never let go from memory (a copy recalled
+        from the journal would book a repeated fill again); and while writes fail, no final
+        order is let go at all."""
+        if self.journal is None:
+            return None
+        try:
+            result = getattr(self.journal, method)(*args, **kwargs)
+        except sqlite3.Error as exc:
+            self.journal_failures += 1
+            self.tracker.hold_final = True
+            order = next((a for a in args if isinstance(a, Order)), None)
+            if order is not None:
+                self.tracker.mark_dirty(order)
+            self.log.critical(
+                "journal.write_failed",
+                step=method,
+                client_order_id=None if order is None else order.client_order_id,
+                kept_in_memory=order is not None,
+                error=str(exc),
+            )
+            return None
+        self.tracker.hold_final = False
+        return result
+
+    def assign_order_id(self, order: Order, order_id: str) -> None:
+        """The venue's id for an order, known before sending (the gateway's `prepare`)."""
+        self.tracker.set_order_id(order, order_id)
+        self._journal("state", order, "order_id")
+
+    def venue_rejected(self, order: Order, exc: OrderRejected, *, now_ns: int) -> OrderUpdate:
+        """The venue refused a new order: it is final, and the strategy hears of it."""
+        self.rejected[order.strategy] = self.rejected.get(order.strategy, 0) + 1
+        reason = exc.venue_message or exc.reason
+        if order.can_transition(OrderState.REJECTED):
+            order.transition(OrderState.REJECTED, now_ns=now_ns, reason=reason)
+        self._journal("state", order, "rejected", code=exc.code)
+        self.log.warning(
+            "order.rejected",
+            strategy=order.strategy,
+            venue=order.request.venue,
+            instrument=order.request.instrument,
+            client_order_id=order.client_order_id,
+            code=exc.code,
+            reason=reason,
+        )
+        update = order.snapshot(ts_local=now_ns)
+        self.deliver(update)
+        return update
+
+    def state_unknown(self, order: Order, exc: VenueError) -> None:
+        """A request's outcome is unknown (timeout, connection lost after sending). The order
+        stays tracked as it is; it is never re-sent: the venue's reports or a reconciliation
+        settle it."""
+        self._journal(
+            "note", "outcome_unknown", order.client_order_id, error=str(exc), state=order.state.value
+        )
+        self.log.error(
+            "order.outcome_unknown",
+            strategy=order.strategy,
+            venue=order.request.venue,
+            instrument=order.request.instrument,
+            client_order_id=order.client_order_id,
+            state=order.state.value,
+            error=str(exc),
+        )
+
+    def check_edit(self, order: Order, price: Decimal | None, size: Decimal | None, *, now_ns: int) -> None:
+        """Run the pre-trade checks on an order as it would be after an edit (new price and/or
+        size). Raises `OrderDenied` (logged and counted) when a check refuses it."""
+        if order.state.is_final:
+            raise OrderDenied(
+                f"order is {order.state.value}",
+                venue=order.request.venue,
+                client_order_id=order.client_order_id,
+            )
+        new_size = order.size if size is None else size
+        if new_size < order.filled_size:
+            raise OrderDenied(
+                f"new size {new_size} is below what has filled ({order.filled_size})",
+                venue=order.request.venue,
+                client_order_id=order.client_order_id,
+            )
+        edited = attrs.evolve(order.request, price=order.price if price is None else price, size=new_size)
+        try:
+            # The order's own remaining size is replaced by its new one, not added to it.
+            self.risk.check(
+                edited, now_ns=now_ns, replaces=order.remaining, adds=new_size - order.filled_size
+            )
+        except OrderRejected as exc:
+            self.rejected[order.strategy] = self.rejected.get(order.strategy, 0) + 1
+            self.log.warning(
+                "order.edit_refused",
+                strategy=order.strategy,
+                client_order_id=order.client_order_id,
+                reason=exc.reason,
+            )
+            raise
+
+    def cancel_requested(self, order: Order, *, now_ns: int) -> None:
+        if order.state.is_live and order.state is not OrderState.PENDING_CANCEL:
+            order.transition(OrderState.PENDING_CANCEL, now_ns=now_ns)
+        self._journal("state", order, "cancel_request")
+
+    def cancel_refused(self, order: Order, exc: OrderRejected, *, now_ns: int) -> None:
+        """The venue refused a cancel: the order goes back to what it was (if still pending)."""
+        if order.state is OrderState.PENDING_CANCEL:
+            back = OrderState.PARTIALLY_FILLED if order.filled_size > 0 else OrderState.OPEN
+            order.transition(back, now_ns=now_ns)
+        self._journal("state", order, "cancel_refused", code=exc.code)
+        self.log.warning(
+            "order.cancel_refused",
+            strategy=order.strategy,
+            venue=order.request.venue,
+            client_order_id=order.client_order_id,
+            code=exc.code,
+            reason=exc.venue_message or exc.reason,
+        )
+
+    def adopt(self, update: OrderUpdate, *, strategy: str) -> Order:
+        """Track again an order the venue reports as ours (found open on start): its request
+        rebuilt from the report, its state and filled size as reported. Its past fills are not
+        rebuilt here (the order journal does that)."""
+        assert update.client_order_id is not None
+        request = OrderRequest(
+            venue=update.venue,
+            instrument=update.instrument,
+            side=update.side,
+            size=update.size,
+            price=update.price,
+            client_order_id=update.client_order_id,
+            strategy=strategy,
+        )
+        order = self.tracker.add(request, now_ns=update.ts_local)
+        if update.order_id:
+            self.tracker.set_order_id(order, update.order_id)
+        order.filled_size = update.filled_size
+        if update.status is not OrderState.PENDING_NEW and order.can_transition(update.status):
+            order.transition(update.status, now_ns=update.ts_local)
+        self._journal("adopt", order, self.registry.get(update.venue, update.instrument))
+        return order
+
+    def settle(
+        self, venue: str, symbol: str, price: float | Decimal, *, now_ns: int = 0
+    ) -> dict[str, Decimal] | None:
+        """An instrument settled (an option's expiry, a prediction market's resolution): every
+        strategy's position in it is closed at `price` (the venue's Decimal as it is, or a float
+        of ours). Returns the USD realized, by strategy (0 for one whose USD value waits for a
+        rate). A price that is no delivery price (not finite, not above 0 for a future or an
+        inverse contract, below 0 for an option or an outcome, absurdly large) is refused before
+        anything is journaled: an alert, counted, nothing settled, and None returned."""
+        inst = self.registry.get(venue, symbol)
+        out: dict[str, Decimal] = {}
+        if inst is None:
+            return out
+        try:
+            check_delivery_price(price, option=_worthless_ok(inst), what=f"{symbol} settlement")
+        except BadNumber as exc:
+            self.settlements_refused += 1
+            self.log.critical(
+                "settlement.refused", venue=venue, instrument=symbol, price=repr(price), error=str(exc)
+            )
+            return None
+        for name, ledger in self.ledgers.items():
+            before = ledger.position(venue, symbol)
+            if before != 0:
+                rates = ledger.rates(inst)
+                self._journal("settlement", name, inst, price, rates, now_ns)
+                out[name] = realized = ledger.settle(inst, price, rates)
+                self._track(name, inst, now_ns, before)
+                self.log.info(
+                    "position.settled",
+                    strategy=name,
+                    venue=venue,
+                    instrument=symbol,
+                    price=str(price),
+                    realized=str(realized),
+                )
+        return out
+
+    # -- perpetual funding --------------------------------------------------------------------
+    def position_at(
+        self, venue: str, instrument: str, ts_ns: int, *, before: bool = False
+    ) -> dict[str, Decimal]:
+        """Each strategy's position in a perpetual at `ts_ns` (the venue's time: after every
+        change at or before it; `before`: strictly before it), those not flat only."""
+        return self.history.holders_at(venue, instrument, ts_ns, before=before)
+
+    def perpetual_held_since(self, venue: str, since_ns: int) -> bool:
+        """Whether any strategy held a perpetual of `venue` at any time since `since_ns` (one
+        held now, or one whose position changed since then: it was held before or after)."""
+        return self.history.changed_since(venue, since_ns) or any(
+            pos.instrument.venue == venue and pos.instrument.kind is InstrumentKind.PERPETUAL and pos.qty != 0
+            for ledger in self.ledgers.values()
+            for pos in ledger
+        )
+
+    def funding(self, payment: FundingPayment, *, final: bool = True) -> dict[str, Decimal] | None:
+        """`_funding`, its shares computed in the ledger's decimal context (never the ambient one
+        a strategy may have changed: the shares are money, and journaled)."""
+        with localcontext(CONTEXT):
+            return self._funding(payment, final=final)
+
+    def _funding(self, payment: FundingPayment, *, final: bool = True) -> dict[str, Decimal] | None:
+        """A venue's funding payment on a perpetual, booked to the strategies that held it
+        when it accrued (`PositionHistory`, by the venue's time: the position may be closed,
+        flipped or grown by the time the venue lists it):
+
+        - a payment realized at its instant (`span_ns` None: Derive realizes funding at each
+          change of the position, so the position was constant since its previous record) is
+          split by the positions held just before it (a trade at that instant is the change
+          that realized it);
+        - a payment accrued over a span (`span_ns`: Deribit's daily settlement books the whole
+          session's funding, accrued every millisecond) is split by each strategy's
+          time-weighted position over the span. Assumed: the rate (and, for an inverse
+          contract, the mark) constant over the span; the venue says only the session's total.
+
+        Fit: our positions at the payment's instant against the account's, the venue's when it
+        reports one (Deribit), else the sum of ours (Derive). What is booked in total is
+        `amount x ours / account` at that instant: the whole payment when the account is all
+        ours (or both flat: a position of the span closed before the instant), less (the rest
+        is a position not ours) when ours is a part of it, and never more than the payment nor
+        of the other sign. When ours does not fit (other sign, larger, ours flat where the
+        venue holds one, or held where the venue says flat) nothing is booked: the payment is
+        held (`funding_held`, an alert), never guessed. A payment on no position of ours (an
+        instrument we do not know is none of ours: the journal restores every instrument we
+        traded) is logged and left; an amount that is no money (NaN, infinite, beyond
+        `MAX_FUNDING`) is refused (`funding_refused`, an alert).
+
+        `final=False`: a fill before the payment may still be caught up (the venue's fills are
+        not caught up past its time yet, `LiveEngine`): a payment found not ours or not fitting
+        is then left undecided (None: asked again), logged once.
+
+        Booked whole, once: every share is journaled in one transaction (`OrderJournal.funding`)
+        before the ledgers book them into realized PnL; a payment the journal knows (reported
+        again after a restart) is not booked again. Returns the USD booked per strategy (empty:
+        booked before, refused, held or nothing of ours), or None when the payment must wait:
+        no USD rate for its currency yet (never booked at an unknown rate), undecided (above),
+        or a journal that cannot be read (it might hold the payment)."""
+        event = (payment.venue, payment.event_id)
+        if event in self._funding_booked:
+            return {}
+        fields = {
+            "venue": payment.venue,
+            "instrument": payment.instrument,
+            "event_id": payment.event_id,
+            "amount": str(payment.amount),
+            "currency": payment.currency,
+        }
+        try:
+            amount = check_funding(payment.amount, "funding amount")
+            position = (
+                None if payment.position is None else check_funding(payment.position, "funding position")
+            )
+        except BadNumber as exc:
+            self._funding_booked.add(event)
+            self.funding_refused += 1
+            self.log.critical("funding.refused", error=str(exc), **fields)
+            return {}
+        if self.journal is not None:
+            try:
+                known = self.journal.funding_known(payment.venue, payment.event_id)
+            except (sqlite3.Error, TradingError) as exc:
+                self.log.error("funding.journal_unreadable", event_id=payment.event_id, error=str(exc))
+                return None
+            if known:
+                self._funding_booked.add(event)
+                return {}
+        inst = self.registry.get(payment.venue, payment.instrument)
+        if inst is None:
+            # Not ours: the journal's instruments are restored before anything connects, and a
+            # fill is booked only on an instrument known. Left (logged once), never waited for.
+            self._funding_booked.add(event)
+            if amount:
+                self.log.warning("funding.not_ours", reason="unknown instrument", **fields)
+            return {}
+        usd_rate = self.market.usd_rate(payment.venue, payment.currency)
+        if usd_rate is None:
+            self.log.warning("funding.waiting", reason=f"no USD rate for {payment.currency}", **fields)
+            return None
+        span = payment.span_ns
+        # At the instant: just before it for a payment it realized (a trade then changed it).
+        holders = self.position_at(payment.venue, payment.instrument, payment.ts_ns, before=span is None)
+        weights = (
+            holders
+            if span is None
+            else self.history.weighted(payment.venue, payment.instrument, payment.ts_ns - span, payment.ts_ns)
+        )
+        ours = sum(holders.values(), Decimal(0))
+        account = ours if position is None else position  # a venue position of 0 is a position
+        weight = sum(weights.values(), Decimal(0))
+        if amount == 0 or not weights:
+            if amount and not final:
+                self._funding_undecided(event, "not ours yet", fields)
+                return None
+            self._funding_booked.add(event)
+            if amount:
+                self.log.warning("funding.not_ours", account_position=str(account), **fields)
+            return {}
+        both_flat = ours == 0 and account == 0
+        misfit = account == 0 or ours == 0 or (ours > 0) != (account > 0) or abs(ours) > abs(account)
+        if (misfit and not both_flat) or weight == 0:
+            if not final:
+                self._funding_undecided(event, "does not fit yet", fields)
+                return None
+            self._funding_booked.add(event)
+            self.funding_held[event] = payment
+            self.log.critical(
+                "funding.held",
+                reason="our positions at the payment's time do not fit the venue's"
+                if weight
+                else "our positions over the span net to nothing: no split",
+                account_position=str(account),
+                our_position=str(ours),
+                ours={name: str(q) for name, q in sorted(weights.items())},
+                held=len(self.funding_held),
+                **fields,
+            )
+            return {}
+        if ours != account:
+            self.log.warning(
+                "funding.partly_ours", account_position=str(account), our_position=str(ours), **fields
+            )
+        booked_total = amount if both_flat else amount * ours / account
+        shares = [(name, booked_total * w / weight, w) for name, w in sorted(weights.items())]
+        if self.journal is not None:
+            booked = self._journal(
+                "funding",
+                inst,
+                payment.event_id,
+                payment.currency,
+                shares,
+                total=amount,
+                rate=payment.rate,
+                usd_rate=usd_rate,
+                ts_ns=payment.ts_ns,
+            )
+            if booked is False:  # in the journal already (listed again after a restart)
+                self._funding_booked.add(event)
+                return {}
+            if booked is None:  # the journal failed (logged): booked in memory only
+                self.log.critical("funding.not_journaled", **fields)
+        self._funding_booked.add(event)
+        self._funding_deferred.discard(event)
+        out: dict[str, Decimal] = {}
+        for name, share, qty in shares:
+            out[name] = usd = self.ledger(name).funding(inst, share, payment.currency, usd_rate)
+            self.log.info(
+                "position.funding", strategy=name, share=str(share), usd=str(usd), position=str(qty), **fields
+            )
+        return out
+
+    def _funding_undecided(self, event: tuple[str, str], why: str, fields: dict[str, str]) -> None:
+        if event not in self._funding_deferred:
+            self._funding_deferred.add(event)
+            why = f"{why}: fills before it may still be caught up"
+            self.log.info("funding.undecided", reason=why, **fields)
+
+    # -- incoming ---------------------------------------------------------------------------
+    def on_private(self, event: PrivateEvent) -> None:
+        """Any venue report about our orders, by type (the one entry point venues feed)."""
+        if isinstance(event, Fill):
+            self.on_fill(event)
+        elif isinstance(event, OrderUpdate):
+            self.on_update(event)
+        elif isinstance(event, FillReversal):
+            self.on_reversal(event)
+        else:  # a venue-specific report (e.g. a trade's settlement): to its strategy
+            self.on_report(event)
+
+    def on_update(
+        self, update: OrderUpdate, *, verified: bool = False, asked: int | None = None
+    ) -> list[OrderUpdate]:
+        """A venue's report about one of our orders; delivers what it changed. `verified`: the
+        venue's answer to a question about this order; `asked`: the tracker's mark taken before
+        that question (`OrderTracker.apply_update`)."""
+        overrides = self.tracker.stats.venue_overrides
+        out = self.tracker.apply_update(update, verified=verified, asked=asked)
+        if out and self.journal is not None:
+            order = self.tracker.get(out[-1].client_order_id or "")
+            if order is not None:
+                # The journal's record follows the venue's word, said as such when it overrode ours.
+                overridden = self.tracker.stats.venue_overrides != overrides
+                self._journal("state", order, "venue_override" if overridden else "update")
+        for u in out:
+            self._log_update(u)
+            self.deliver(u)
+        return out
+
+    def on_fill(self, fill: Fill) -> Fill | None:
+        """A venue's execution report; books it (once) and delivers it, after the acceptance it
+        implies and before the order state it causes."""
+        lookup_failures = self.tracker.stats.archive_failures
+        events = self.tracker.apply_fill(fill)
+        booked = next((e for e in events if isinstance(e, Fill)), None)
+        if booked is None:
+            # A journal that could not be read is not "not ours": booking the fill on an order
+            # rebuilt without its fills could book it twice. Left unbooked and alerted instead
+            # (critical); the venue's next report of it (a reconnect's catch-up of fills, say)
+            # books it once the journal reads again.
+            unreadable = self.tracker.stats.archive_failures != lookup_failures
+            self._learn_index(fill)
+            if unreadable or (
+                self.tracker.find(fill.venue, order_id=fill.order_id, client_order_id=fill.client_order_id)
+                is None
+            ):
+                self.unmatched_fills += 1
+                (self.log.critical if unreadable else self.log.error)(
+                    "fill.unknown_order",
+                    venue=fill.venue,
+                    instrument=fill.instrument,
+                    order_id=fill.order_id,
+                    trade_id=fill.trade_id,
+                    size=str(fill.size),
+                    journal_unreadable=unreadable,
+                )
+                if unreadable and self.on_unreadable_fill is not None:
+                    self.on_unreadable_fill(fill)
+            return None
+        inst = self.registry.get(fill.venue, fill.instrument)
+        strategy = booked.strategy or ""
+        ledger = self.ledger(strategy)
+        rates = (
+            ledger.rates(inst, booked.fee_currency, booked.index_price)
+            if inst is not None
+            else (None, None, None)
+        )
+        if self.journal is not None:
+            order = self.tracker.get(booked.client_order_id or "")
+            assert order is not None
+            if self._journal("fill", booked, order, rates) is False:
+                # In the journal already (booked before a restart): never book it twice. Its key
+                # is the trade and our order in it: another order's fill of the same trade is not
+                # a repeat, and is booked.
+                self._learn_index(fill)
+                self.log.error(
+                    "fill.duplicate_in_journal",
+                    venue=fill.venue,
+                    trade_id=fill.trade_id,
+                    client_order_id=order.client_order_id,
+                )
+                return None
+        if inst is not None:
+            # Booked before anything is delivered: a strategy reading its position on the fill
+            # (or on the "filled" update after it) already sees it.
+            self.book(strategy, booked, inst, rates)
+            if ledger.waits(booked):
+                # Its quantity counts now; its USD value waits for the first index price.
+                self.log.warning(
+                    "fill.waiting_for_rate",
+                    strategy=strategy,
+                    venue=fill.venue,
+                    instrument=fill.instrument,
+                    trade_id=fill.trade_id,
+                    rates=list(rates),
+                    waiting=ledger.waiting,
+                )
+        else:
+            self.log.error("fill.unknown_instrument", venue=fill.venue, instrument=fill.instrument)
+        self.log.info(
+            "order.fill",
+            strategy=strategy,
+            venue=fill.venue,
+            instrument=fill.instrument,
+            client_order_id=booked.client_order_id,
+            trade_id=fill.trade_id,
+            side=fill.side.value,
+            price=str(fill.price),
+            size=str(fill.size),
+            fee=str(fill.fee),
+            liquidity=fill.liquidity.value,
+        )
+        for event in events:
+            if isinstance(event, OrderUpdate):
+                self._log_update(event)
+            self.deliver(event)
+        return booked
+
+    def _learn_index(self, fill: Fill) -> None:
+        """A fill not booked again (a repeat: a reconnect's catch-up, say) still carries the
+        venue's index price of its trade: a USD rate for what waits (its own first booking,
+        if that still waits), never a second booking."""
+        inst = self.registry.get(fill.venue, fill.instrument)
+        if inst is not None and fill.index_price is not None:
+            self.market.learn_index(inst, fill.index_price)
+
+    def on_reversal(self, reversal: FillReversal) -> FillReversal | None:
+        """A venue voided one of our fills: take it out of the order and the position, then
+        deliver the reversal and the order's new state to the strategy. Logged as an error
+        either way: a voided trade is something a trader must hear about."""
+        events = self.tracker.apply_reversal(reversal)
+        fields = {
+            "venue": reversal.venue,
+            "instrument": reversal.instrument,
+            "order_id": reversal.order_id,
+            "trade_id": reversal.trade_id,
+            "side": reversal.side.value,
+            "price": str(reversal.price),
+            "size": str(reversal.size),
+            "reason": reversal.reason,
+        }
+        if not events:
+            self.log.error("fill.reversal_unknown", **fields)
+            return None
+        booked = events[0]
+        assert isinstance(booked, FillReversal)
+        inst = self.registry.get(reversal.venue, reversal.instrument)
+        ledger = self.ledger(booked.strategy or "")
+        # At the rates the voided fill was booked at, not today's (journaled so: a restart too).
+        rates = ledger.reversal_rates(booked, inst) if inst is not None else (None, None, None)
+        order = self.tracker.get(booked.client_order_id or "")
+        if order is not None:
+            self._journal("reversal", booked, order, rates)
+        if inst is not None:
+            self.book(booked.strategy or "", booked, inst, rates)
+        else:
+            self.log.error("fill.unknown_instrument", venue=reversal.venue, instrument=reversal.instrument)
+        self.log.error("order.fill_reversed", strategy=booked.strategy, **fields)
+        for event in events:
+            if isinstance(event, OrderUpdate):
+                self._log_update(event)
+            self.deliver(event)
+        return booked
+
+    def on_report(self, event: PrivateEvent) -> PrivateEvent | None:
+        """Any other report about one of our orders (a venue's own event type, such as a
+        Polymarket trade's settlement status): delivered, named after our order, to the
+        strategy that owns it; counted and logged when the order is not ours."""
+        order = self.tracker.find(event.venue, order_id=event.order_id, client_order_id=event.client_order_id)
+        if order is None:
+            self.unmatched_reports += 1
+            self.log.warning(
+                "order.report_unknown_order", venue=event.venue, type=event.type, order_id=event.order_id
+            )
+            return None
+        if event.strategy != order.strategy or event.client_order_id != order.client_order_id:
+            event = attrs.evolve(event, strategy=order.strategy, client_order_id=order.client_order_id)
+        self.deliver(event)
+        return event
+
+    def _log_update(self, u: OrderUpdate) -> None:
+        self.log.info(
+            "order.update",
+            strategy=u.strategy,
+            venue=u.venue,
+            instrument=u.instrument,
+            client_order_id=u.client_order_id,
+            order_id=u.order_id,
+            status=u.status.value,
+            filled=str(u.filled_size),
+            reason=u.reason,
+        )

@@ -1,0 +1,1214 @@
+"""The live engine: the daemon's shape from DESIGN.md, for `live` and `paper` modes.
+
+    root nursery
+    ├── venue nursery, one per venue: its session (ONE WebSocket: subscribe, heartbeat,
+    │   reconnect, decode) and its execution gateway (a capacity-limited request channel)
+    ├── the router task: merged subscriptions; each event to the strategies subscribed to it
+    └── a task per strategy: `await strategy.on_event(event)` from its mailbox
+
+Sessions deliver market events to `market()` (market state, paper fills, then the router) and
+reports of our orders to `private()` (the order tracker, then the owning strategy). In `paper`
+mode orders never reach the venue: each gateway drives a `SimulatedVenue` (the backtest's fill
+model) fed by the live books and trades.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Literal
+
+import structlog
+import trio
+
+from ..backtest.simvenue import SimulatedVenue
+from ..logs.setup import redact_text
+from ..model.errors import ConfigError, OrderRejected, TradingError, VenueError
+from ..model.events import (
+    BookUpdate,
+    Fill,
+    FillReversal,
+    MarketEvent,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    Status,
+    StatusKind,
+    Ticker,
+    Trade,
+)
+from ..model.instruments import InstrumentRegistry
+from ..model.market import MarketState
+from ..model.money import optional
+from ..model.orders import ClientOrderIds, Order, OrderRequest
+from ..model.risk import RiskLimits
+from ..model.settlement import FundingPayment
+from ..store.journal import OrderJournal
+from ..venue.catalog import MarketCatalog
+from ..venue.plugins import LiveVenue, VenuePlugin, load_catalog_class, load_venue
+from .context import BaseContext
+from .flow import OrderFlow
+from .gateway import ExecutionClient, ExecutionGateway
+from .router import MarketRouter, StrategySlot, run_strategy
+from .strategy import FailurePolicy, Phase, Strategy, StrategyFailure, split_strategy_fault
+
+__all__ = ["LiveEngine", "PaperExecution"]
+
+Mode = Literal["live", "paper"]
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out or "0"
+
+
+class PaperExecution:
+    """An `ExecutionClient` that fills against live market data with the backtest's fill model:
+    nothing reaches the venue. `latency_s` delays each request as the network would."""
+
+    def __init__(
+        self, sim: SimulatedVenue, *, clock: Callable[[], int] = time.time_ns, latency_s: float = 0.0
+    ) -> None:
+        self.venue = sim.venue
+        self.sim = sim
+        self.clock = clock
+        self.latency_s = latency_s
+
+    async def place(self, order: Order) -> Sequence[PrivateEvent]:
+        await trio.sleep(self.latency_s)
+        return self.sim.submit(order, self.clock())
+
+    async def cancel(self, order: Order) -> Sequence[PrivateEvent]:
+        await trio.sleep(self.latency_s)
+        return self.sim.cancel(order, self.clock())
+
+    async def edit(
+        self, order: Order, *, price: Decimal | None, size: Decimal | None
+    ) -> Sequence[PrivateEvent]:
+        await trio.sleep(self.latency_s)
+        return self.sim.edit(order, self.clock(), price=price, size=size)
+
+    def on_market(self, event: MarketEvent) -> list[PrivateEvent]:
+        """Resting paper orders meet the live market: the fills (and states) they get."""
+        if event.__class__ is BookUpdate:
+            return self.sim.on_book(event, self.clock())
+        if event.__class__ is Trade and self.sim.has_orders(event.instrument):
+            return self.sim.on_trade(event, self.clock())
+        return []
+
+
+class _LiveContext(BaseContext):
+    """A strategy's context live: the wall clock, the venues' gateways."""
+
+    def __init__(self, engine: LiveEngine, slot: StrategySlot) -> None:
+        super().__init__(
+            slot.name,
+            flow=engine.flow,
+            router=engine.router,
+            ids=engine.ids,
+            venues=engine.gateways,
+            books=engine.book,
+            log=engine.log.bind(strategy=slot.name),
+            catalogs=engine.catalogs,
+        )
+        self._engine = engine
+
+    def now_ns(self) -> int:
+        return self._engine.clock()
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+    async def place_order(self, request: OrderRequest) -> OrderUpdate:
+        request = self.prepare(request)
+        return await self._engine.gateways[request.venue].place_order(request)
+
+    def _own(self, client_order_id: str) -> Order:
+        order = self.flow.tracker.get(client_order_id)
+        if order is None or order.strategy != self.strategy:
+            raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
+        return order
+
+    async def cancel_order(self, client_order_id: str) -> OrderUpdate:
+        order = self._own(client_order_id)
+        return await self._engine.gateways[order.request.venue].cancel_order(client_order_id)
+
+    async def edit_order(
+        self,
+        client_order_id: str,
+        *,
+        price: Decimal | int | str | None = None,
+        size: Decimal | int | str | None = None,
+    ) -> OrderUpdate:
+        order = self._own(client_order_id)
+        return await self._engine.gateways[order.request.venue].edit_order(
+            client_order_id,
+            price=optional(price, "edit price"),
+            size=optional(size, "edit size"),
+        )
+
+
+class LiveEngine:
+    """The daemon (module docstring). Build it from a loaded config; `run` until cancelled."""
+
+    # How often expired positions and perpetual funding are looked for (`_settlements`), and
+    # how far back funding payments are asked for at the start (Deribit books a day's funding
+    # at its daily settlement, 08:00 UTC; Derive pays hourly).
+    settle_interval_s = 60.0
+    # Every round asks at least this far back: a payment the venue lists late is still found
+    # (the journal books each once, however often it is listed).
+    funding_lookback_s = 86_400.0
+    # One venue's round of expiries at most this long, and its round of funding as long again,
+    # each with its own deadline (they run side by side): a venue that stalls (a history that
+    # pages on and on, an answer that never comes) must not hold the others', and expiries
+    # awaiting delivery must not keep funding from being asked.
+    settle_venue_timeout_s = 30.0
+    funding_timeout_s = 30.0
+    # Delivery prices asked per venue and round at most, those asked longest ago first (one
+    # that stalls goes last next round): every instrument awaiting delivery is asked in turn.
+    delivery_asks_per_round = 8
+    # The start asks for funding from the journal's last fill or funding payment of the venue
+    # (downtime longer than `funding_lookback_s` loses none), at most this far back.
+    funding_max_lookback_s = 8 * 86_400.0
+    # A payment found not ours (or not fitting) while the venue's fills are not caught up past
+    # its time (a reconnect's catch-up not done yet) is asked again, for at most this long.
+    funding_undecided_max_s = 3600.0
+    # While a venue's order connection is up, its fills reach us within this margin.
+    fill_lag_s = 60.0
+    # A strategy's `on_stop` is given this long; then, for a failed strategy, its `on_failure`
+    # cancels get a deadline of their own (an `on_stop` that hangs must not cost them).
+    on_stop_timeout_s = 5.0
+    strategy_start_wait_s = 30.0  # `[daemon] strategy_start_wait_s`
+    failure_cancel_timeout_s = 10.0
+    # Then how long the cancelled orders' final states are awaited (a venue may confirm a cancel
+    # on its user channel after answering the request) before one still working is alerted.
+    failure_final_wait_s = 2.0
+
+    def __init__(
+        self,
+        strategies: Sequence[Strategy],
+        venue_settings: Mapping[str, Any],
+        *,
+        mode: Mode,
+        engine_limits: RiskLimits | None = None,
+        strategy_limits: Mapping[str, RiskLimits] | None = None,
+        mailbox_capacity: int = 1024,
+        paper_latency_s: float = 0.02,
+        plugins: Mapping[str, VenuePlugin] | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        venue_options: Mapping[str, Mapping[str, Any]] | None = None,
+        catalog_settings: Any = None,
+        frame_hook: Callable[[str], Callable[[int, bytes | str], None] | None] | None = None,
+        journal: OrderJournal | None = None,
+        foreign_orders: Literal["report", "cancel"] = "report",
+        log: structlog.typing.FilteringBoundLogger | None = None,
+        on_failure: Mapping[str, FailurePolicy] | None = None,
+    ) -> None:
+        self.mode = mode
+        # Per strategy: what to do with its open orders if it fails ("cancel" when not named).
+        self.on_failure: dict[str, FailurePolicy] = dict(on_failure or {})
+        self.failures: dict[str, StrategyFailure] = {}  # the strategies stopped by a failure
+        self.clock = clock
+        self.log = log or structlog.get_logger("tradingd")
+        self.registry = InstrumentRegistry()
+        self.market_state = MarketState(self.registry)
+        self.router: MarketRouter[StrategySlot] = MarketRouter(mailbox_capacity=mailbox_capacity)
+        self._private_waiter: trio.Event | None = None  # see `_deliver_private`
+        self.flow = OrderFlow(
+            self.registry,
+            self.market_state,
+            self._deliver_private,
+            engine_limits=engine_limits,
+            strategy_limits=strategy_limits,
+            log=self.log,
+        )
+        self.foreign_orders = foreign_orders
+        self.restored: dict[str, int] = {}
+        if journal is not None:
+            # Before anything connects: orders we may have sent, positions as they were.
+            self.restored = self.flow.restore(journal, now_ns=clock())
+            day = journal.meta("risk_day")
+            if isinstance(day, dict) and isinstance(day.get("start_ns"), int):
+                self.flow.risk.restore_day(
+                    day["start_ns"],
+                    {(None if k == "*" else k): float(v) for k, v in day.get("equity", {}).items()},
+                )
+            self.log.info("journal.restored", path=str(journal.path), **self.restored)
+        # Unique across restarts (a client order id is never reused at the venue).
+        self.ids = ClientOrderIds(_base36(clock() // 1_000_000))
+        self._send, self._receive = trio.open_memory_channel[list[MarketEvent]](4096)
+        self.slots = [self.router.add(self.router.new_slot(s)) for s in strategies]
+        names = sorted(set(venue_settings) | set(self.router.venues()))
+        if not names:
+            raise ConfigError("no venue to connect to: configure [venues.<name>] or subscribe a strategy")
+        plugins = dict(plugins or {})
+        self.venues: dict[str, LiveVenue] = {}
+        self.gateways: dict[str, ExecutionGateway] = {}
+        self.paper: dict[str, PaperExecution] = {}
+        environ = os.environ if environ is None else environ
+        for name in names:
+            plugin = plugins.get(name) or load_venue(name)
+            settings = venue_settings.get(name) or plugin.Settings()
+            live: LiveVenue = plugin.live(  # type: ignore[attr-defined]
+                settings,
+                registry=self.registry,
+                router=self.router,
+                sink=self,
+                trading=mode == "live",
+                environ=environ,
+                **dict((venue_options or {}).get(name, {})),
+            )
+            self.venues[name] = live
+            if frame_hook is not None:
+                live.on_frame = frame_hook(name)  # every raw frame, e.g. to a recorder
+            client: ExecutionClient
+            if mode == "paper":
+                sim = SimulatedVenue(
+                    name,
+                    self.registry,
+                    plugin.fee_model(settings.fees),
+                    live.decoder.book,
+                    index=self._index_of(name),
+                )
+                client = self.paper[name] = PaperExecution(sim, clock=clock, latency_s=paper_latency_s)
+            else:
+                client = live.execution()
+            self.gateways[name] = ExecutionGateway(client, self.flow, clock=clock, log=self.log)
+        self.ready = trio.Event()
+        self.started = trio.Event()
+        self.stopping = False
+        self._nursery: trio.Nursery | None = None
+        self._scope: trio.CancelScope | None = None
+        self._strategies_scope = trio.CancelScope()
+        self._strategies_done = trio.Event()
+        self.reconciliations = 0
+        # Steps of a reconciliation that raised (logged with the traceback; the next step, the
+        # other venues and the daemon go on).
+        self.reconcile_failures = 0
+        # Positions the venue reports different from the engine's, at a reconciliation; and the
+        # position checks finished (`_check_positions`, whatever they found: a marker of the end).
+        self.position_mismatches = 0
+        self.position_checks = 0
+        # The whole position check's bound (the venue's answers, the re-check included), and the
+        # wait before a difference is asked again: a fill is booked when the venue matches it,
+        # but a Polymarket balance moves when the trade is mined (seconds later, §2.2).
+        self.position_check_s = 20.0
+        self.position_recheck_s = 5.0
+        # Per connection that carries our orders ((venue, channel)): the connection number
+        # (`connection` in its `subscribed` status) last reconciled, or being reconciled.
+        self._reconciled_connection: dict[tuple[str, str], int] = {}
+        self._caught_up_ns: dict[str, int] = {}
+        self._reconciling: dict[str, trio.Lock] = {}
+        # Per venue, the earliest time of a fill left unbooked because the journal could not be
+        # read: the next catch-up of fills starts no later (see `_catch_up_fills`).
+        self._unbooked_ns: dict[str, int] = {}
+        self._catching_up: set[str] = set()
+        self.flow.on_unreadable_fill = self._fill_unbooked
+        self.catalog_settings = catalog_settings
+        self.catalogs: dict[str, MarketCatalog] = {}
+        # Expiries and funding (`_settlements`): the expired instruments still held whose
+        # delivery price the venue has not published yet (when first seen expired), and per
+        # venue the time funding payments are asked from next.
+        self._init_settlements()
+
+    def _init_settlements(self) -> None:
+        # What the journal held before this run (restored by now): the first funding round asks
+        # from its last fill or payment, not from a fill of the downtime the start's catch-up
+        # books, which is later than payments still to book.
+        journal = self.flow.journal
+        self._ledger_seq_at_start = None if journal is None else journal.last_seq()
+        self.awaiting_delivery: dict[tuple[str, str], int] = {}
+        self._delivery_asked: dict[tuple[str, str], int] = {}  # when each was last asked
+        self._funding_since_ns: dict[str, int] = {}
+        self.delivery_refused = 0  # delivery prices a venue answered that are no price
+        # Per venue, the time up to which every fill of ours is known: set by each completed
+        # catch-up of fills (the start's reconciliation, each reconnect's); while its order
+        # connection has stayed up since (`_fills_live`), its fills come on the channel. A
+        # disconnect takes the venue out of `_fills_live` until the next catch-up completes.
+        self._fills_known_ns: dict[str, int] = {}
+        self._fills_live: set[str] = set()
+        self._disconnects: dict[str, int] = {}
+        # Funding payments left undecided (`OrderFlow.funding(final=False)`): when first so.
+        self._funding_undecided: dict[tuple[str, str], int] = {}
+        self._funding_waiting_logged: set[str] = set()
+
+    # -- wiring -----------------------------------------------------------------------------
+    def _index_of(self, venue: str) -> Callable[[str], float | None]:
+        index = self.market_state.index
+
+        def lookup(base: str) -> float | None:
+            return index.get((venue, base))
+
+        return lookup
+
+    def book(self, venue: str, instrument: str) -> Any:
+        live = self.venues.get(venue)
+        return None if live is None else live.decoder.book(instrument)
+
+    def _deliver_private(self, event: PrivateEvent) -> None:
+        self.router.dispatch(event)
+        waiter = self._private_waiter
+        if waiter is not None:  # someone awaits orders' states (`_check_failed_orders`)
+            self._private_waiter = None
+            waiter.set()
+
+    async def market(self, events: list[MarketEvent]) -> None:
+        """`VenueSink`: market and status events from a session, in arrival order."""
+        on_ticker = self.market_state.on_ticker
+        paper = self.paper
+        expired = self.awaiting_delivery
+        for ev in events:
+            if ev.__class__ is Ticker:
+                # An expired instrument awaiting its delivery price keeps its last mark: no later
+                # ticker moves it (`_settle_expired`).
+                if not expired or (ev.venue, ev.instrument) not in expired:
+                    on_ticker(ev)
+            elif ev.__class__ is Status and ev.status is StatusKind.SUBSCRIBED and self.mode == "live":
+                # (Re)connected and subscribed: what happened to our orders meanwhile? (Not for a
+                # market-data-only connection of a venue whose orders come on another one.)
+                if self._nursery is not None and ev.data.get("private") is not False:
+                    self._on_subscribed(ev, self._nursery)
+            elif ev.__class__ is Status and ev.status is StatusKind.DISCONNECTED:
+                # Fills may now be missed until the next catch-up (`_fills_known_until`).
+                self._fills_live.discard(ev.venue)
+                self._disconnects[ev.venue] = self._disconnects.get(ev.venue, 0) + 1
+            elif ev.__class__ is Status and ev.status is StatusKind.MARKET_RESOLVED:
+                payout = ev.data.get("payout")
+                if isinstance(payout, int | float):
+                    self.flow.settle(ev.venue, ev.instrument, payout, now_ns=ev.ts_local)
+            elif paper:
+                sim = paper.get(ev.venue)
+                if sim is not None:
+                    fills = sim.on_market(ev)
+                    if fills:
+                        self.private(fills)
+        try:
+            # No checkpoint per frame: the router runs when the session waits for the next one.
+            self._send.send_nowait(events)
+        except trio.WouldBlock:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._send.send(events)  # the router is 4096 batches behind: backpressure
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the router has stopped: the daemon is shutting down
+
+    def private(self, events: Sequence[PrivateEvent]) -> None:
+        """`VenueSink`: reports about our orders, folded into the tracker (never raises)."""
+        for ev in events:
+            try:
+                self.flow.on_private(ev)
+            except Exception:  # a venue report must never take the daemon down
+                self.log.exception("order.report_failed", venue=ev.venue, order_id=ev.order_id)
+
+    # -- running ----------------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every venue, the router and the strategies until cancelled (or `shutdown`)."""
+        # A catalog keeps a nursery of its own (its background refresh) open while it is open:
+        # opened before the engine's nursery and closed after it, so the two nest.
+        async with contextlib.AsyncExitStack() as stack:
+            await self._open_catalogs(stack)
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._scope = nursery.cancel_scope
+                nursery.start_soon(self.router.run, self._receive)
+                for name, live in self.venues.items():
+                    await nursery.start(self._run_venue, name, live)
+                await nursery.start(self._run_strategies)
+                nursery.start_soon(self._await_ready)
+                nursery.start_soon(self._settlements)
+                self.started.set()
+                task_status.started()
+
+    async def _run_strategies(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with self._strategies_scope:
+                async with trio.open_nursery() as nursery:
+                    for slot in self.slots:
+                        nursery.start_soon(self._run_strategy, slot)
+                    task_status.started()
+        finally:
+            self._strategies_done.set()
+
+    async def shutdown(
+        self, *, cancel_open_orders: bool = False, timeout_s: float = 10.0, send_queued: bool = False
+    ) -> bool:
+        """The orderly stop: strategies stopped (their `on_stop` run), no new order requests,
+        the requests already with a venue answered, open orders cancelled if asked, then every
+        connection closed. Returns False when `timeout_s` ran out first (what was left is in the
+        journal and the log).
+
+        New orders and edits the strategies made before the stop began and that are not with a
+        venue yet are refused at once, not sent while the strategies stop (`on_stop` may take
+        seconds): a strategy being stopped no longer manages what they would open. Those its
+        `on_stop` makes (a flattening order) are sent. With `send_queued` (`[daemon]
+        send_queued_on_stop`) the queued ones keep going out while the strategies stop; what is
+        still queued once they have stopped is refused either way (cancels always go)."""
+        self.stopping = True
+        deadline = trio.current_time() + timeout_s
+        clean = True
+        if not send_queued:
+            dropped = sum(g.drop_queued("the daemon is stopping") for g in self.gateways.values())
+            if dropped:
+                self.log.warning("daemon.queued_orders_refused", requests=dropped)
+        self._strategies_scope.cancel()
+        with trio.move_on_at(deadline - min(2.0, timeout_s / 4)) as scope:
+            await self._strategies_done.wait()  # each strategy's on_stop has run
+            for gateway in self.gateways.values():
+                # Orders the stopped strategies left queued are not sent (after the cancels).
+                gateway.refuse_new("the daemon is stopping")
+            if cancel_open_orders:
+                await self.cancel_all_orders("shutdown")
+            for gateway in self.gateways.values():
+                gateway.close()
+            for gateway in self.gateways.values():
+                await gateway.stopped.wait()
+        if scope.cancelled_caught:
+            clean = False
+            self.log.error(
+                "daemon.shutdown_incomplete",
+                in_flight=sorted(cid for g in self.gateways.values() for cid in g.in_flight),
+                open_orders=len(self.flow.tracker.open_orders()),
+            )
+        open_left = self.flow.tracker.open_orders()
+        self.log.info(
+            "daemon.stopped_trading",
+            open_orders=len(open_left),
+            cancelled_open_orders=cancel_open_orders,
+            clean=clean,
+        )
+        if self._scope is not None:
+            self._scope.cancel()
+        return clean
+
+    async def cancel_all_orders(self, why: str, *, strategy: str | None = None) -> int:
+        """Ask every venue to cancel every open order of ours (the kill switch, a shutdown), or
+        only `strategy`'s (it failed). Returns how many cancels were answered; refusals are
+        logged."""
+        orders = self.flow.tracker.open_orders(strategy)
+        answered = 0
+
+        async def cancel(order: Order) -> None:
+            nonlocal answered
+            try:
+                await self.gateways[order.request.venue].cancel_order(order.client_order_id)
+                answered += 1
+                self.log.info("order.cancelled", client_order_id=order.client_order_id, why=why)
+            except (OrderRejected, VenueError) as exc:
+                self.log.warning(
+                    "order.cancel_failed", client_order_id=order.client_order_id, error=str(exc), why=why
+                )
+
+        async with trio.open_nursery() as nursery:
+            for order in orders:
+                nursery.start_soon(cancel, order)
+        self.log.warning(
+            "orders.cancel_all", why=why, strategy=strategy, orders=len(orders), answered=answered
+        )
+        return answered
+
+    async def _open_catalogs(self, stack: contextlib.AsyncExitStack) -> None:
+        """The venues' market catalogs, kept fresh in the background while the daemon runs
+        (a stale cache is refreshed at once; strategies are never blocked by it)."""
+        settings = self.catalog_settings
+        for name in self.venues:
+            cls = load_catalog_class(name)
+            if cls is None:
+                continue
+            kwargs: dict[str, Any] = {}
+            if settings is not None:
+                kwargs = {"gamma_url": settings.gamma_url, "refresh_after_s": settings.refresh_after_s}
+            cache = getattr(settings, "polymarket_cache", None) if name == "polymarket" else None
+            self.catalogs[name] = await stack.enter_async_context(cls.open(cache, **kwargs))
+            self.log.info("catalog.open", venue=name, markets=len(self.catalogs[name]))
+
+    async def _run_venue(self, name: str, live: LiveVenue, *, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as venue_nursery:
+            await venue_nursery.start(live.run)
+            await venue_nursery.start(self.gateways[name].run)
+            task_status.started()
+
+    async def _await_ready(self) -> None:
+        for live in self.venues.values():
+            await live.ready.wait()
+        self.ready.set()
+        self.log.info("engine.ready", venues=sorted(self.venues), mode=self.mode)
+
+    async def _run_strategy(self, slot: StrategySlot) -> None:
+        """One strategy's task: `on_start`, its events, `on_stop`. Whatever the strategy raises
+        is its own failure, never the daemon's (`_strategy_failed`); only trio's cancellation
+        (the shutdown) propagates."""
+        strategy = slot.strategy
+        strategy.attach(_LiveContext(self, slot))
+        # As in a backtest, a strategy starts knowing the venues' instruments: once every venue
+        # is connected, or after 30 s at most (a venue that is down must not hold the others).
+        with trio.move_on_after(self.strategy_start_wait_s) as waited:
+            await self.ready.wait()
+        if waited.cancelled_caught:
+            self.log.warning("strategy.start_without_ready", strategy=slot.name)
+        phase: Phase = "on_start"
+        try:
+            await strategy.on_start()
+            phase = "on_event"
+            # An ordinary exception from on_event is logged and counted there and the strategy
+            # goes on; anything else (SystemExit, KeyboardInterrupt) ends it here.
+            await run_strategy(slot)
+        except BaseException as exc:
+            cancelled, fault = split_strategy_fault(exc)
+            if fault is not None:
+                self._strategy_failed(slot, phase, fault)
+            if cancelled is not None:
+                raise cancelled from None
+        finally:
+            with trio.move_on_after(self.on_stop_timeout_s, shield=True) as stopping:
+                try:
+                    await strategy.on_stop()
+                except BaseException as exc:
+                    cancelled, fault = split_strategy_fault(exc)
+                    if fault is not None:
+                        self._strategy_failed(slot, "on_stop", fault)
+                    if cancelled is not None:
+                        raise cancelled from None
+            if stopping.cancelled_caught:
+                self.log.error(
+                    "strategy.on_stop_timeout", strategy=slot.name, timeout_s=self.on_stop_timeout_s
+                )
+            if slot.name in self.failures:
+                # Its own shielded deadline: an `on_stop` that hangs or is slow must not cut the
+                # policy's cancels short (they would be skipped silently).
+                with trio.move_on_after(self.failure_cancel_timeout_s, shield=True):
+                    await self._after_failure(slot)
+                await self._check_failed_orders(slot)
+
+    def _strategy_failed(self, slot: StrategySlot, phase: Phase, exc: BaseException) -> None:
+        """A strategy raised out of a hook: it is stopped (no more events), the failure goes to
+        the status file and the journal, and an alert-level line with the (redacted) traceback
+        to the log. The other strategies go on."""
+        first = slot.name not in self.failures
+        failure = StrategyFailure(
+            phase=phase, error=type(exc).__name__, message=redact_text(str(exc))[:500], ts_ns=self.clock()
+        )
+        if first:
+            self.failures[slot.name] = failure
+            if self.router.slot(slot.name) is not None:
+                self.router.remove(slot.name)  # its subscriptions leave the venues' merged sets
+            if self.on_failure.get(slot.name, "cancel") == "cancel":
+                # What it queued and is not sent yet is not sent: it would go out after the
+                # policy's cancels (they go first), working with nobody to manage it.
+                for gateway in self.gateways.values():
+                    gateway.drop_queued(f"strategy {slot.name} failed", strategy=slot.name)
+        self.log.critical(
+            "strategy.failed",
+            strategy=slot.name,
+            phase=phase,
+            error=failure.error,
+            message=failure.message,
+            policy=self.on_failure.get(slot.name, "cancel"),
+            exc_info=exc,
+        )
+        if self.flow.journal is not None:
+            try:
+                self.flow.journal.note("strategy_failed", None, strategy=slot.name, **failure.as_dict())
+            except Exception as note_exc:  # the audit trail failing must not fail the engine
+                self.log.error("journal.note_failed", kind="strategy_failed", error=repr(note_exc))
+
+    async def _after_failure(self, slot: StrategySlot) -> None:
+        """A failed strategy's open orders, by its `on_failure` policy: cancelled (the default: a
+        strategy that is not running cannot manage them), or left working."""
+        policy = self.on_failure.get(slot.name, "cancel")
+        left = self.flow.tracker.open_orders(slot.name)
+        if policy == "cancel" and left:
+            try:
+                await self.cancel_all_orders(f"strategy {slot.name} failed", strategy=slot.name)
+            except Exception:  # one strategy's cleanup must not take the engine down
+                self.log.exception("strategy.failed_cancel_error", strategy=slot.name)
+        elif left:
+            self.log.warning("strategy.failed_orders_left", strategy=slot.name, open_orders=len(left))
+
+    async def _check_failed_orders(self, slot: StrategySlot) -> None:
+        """After the `cancel` policy ran (or ran out of time): an order of the failed strategy
+        still working is an order nobody manages, an alert. A cancel answered may still be
+        confirmed later on the venue's user channel: the final states are awaited for
+        `failure_final_wait_s` first (shielded: this runs as the strategy's task ends, on a
+        shutdown too), so only orders still working then (a cancel refused, never confirmed)
+        are alerted."""
+        if self.on_failure.get(slot.name, "cancel") != "cancel":
+            return
+        tracker = self.flow.tracker
+        with trio.move_on_after(self.failure_final_wait_s, shield=True):
+            while tracker.open_orders(slot.name):
+                self._private_waiter = waiter = self._private_waiter or trio.Event()
+                await waiter.wait()  # set as the next report of ours is delivered
+        left = tracker.open_orders(slot.name)
+        if left:
+            self.log.critical(
+                "strategy.failed_orders_working",
+                strategy=slot.name,
+                open_orders=len(left),
+                client_order_ids=[o.client_order_id for o in left],
+            )
+
+    def _on_subscribed(self, ev: Status, nursery: trio.Nursery) -> None:
+        """A connection that carries our orders is subscribed: reconcile if it is a new
+        connection (the daemon's start, each reconnect), not when a strategy's subscriptions
+        change on a live one (a reconciliation reads open orders, every page of our trades and
+        each missing order's status: rate-limit credits). The session numbers its connections
+        (`connection` in the status's data, engine.venue.session); a status without the number (a
+        venue plugin that does not say) reconciles each time."""
+        epoch = ev.data.get("connection")
+        key = (ev.venue, str(ev.data.get("channel") or ""))
+        if isinstance(epoch, int):
+            if self._reconciled_connection.get(key) == epoch:
+                return  # this connection is reconciled already (or being reconciled)
+            self._reconciled_connection[key] = epoch
+        nursery.start_soon(self._reconcile_connection, ev.venue, key, epoch)
+
+    async def _reconcile_connection(self, name: str, key: tuple[str, str], epoch: Any) -> None:
+        if not await self._reconcile(name) and self._reconciled_connection.get(key) == epoch:
+            # Not done in full (a step failed, open orders unavailable): due again at this
+            # connection's next `subscribed` status, or the next connection's.
+            del self._reconciled_connection[key]
+
+    async def _reconcile(self, name: str) -> bool:
+        """After a connection's first subscription (`_on_subscribed`), and so after a restart:
+        what the venue knows of our orders against what we (and the journal) know.
+
+        1. The venue's open orders: a tracked order takes the venue's state; an untracked one
+           labelled as ours (`<strategy>-<session>-<n>` of a running strategy) is tracked again;
+           any other is foreign: reported, or cancelled with `foreign_orders = "cancel"`.
+        2. Our fills since the oldest order we still track: any we missed (a disconnect, a
+           crash) are booked now; those already booked are recognised by trade id.
+        3. Each order we think working that the venue did not list (and that is not being
+           sent right now), and each it listed as working that we hold final: the venue is asked
+           about it, and its answer wins (`OrderTracker.apply_update`, `verified`). One it never
+           received (sent, or about to be, when the daemon died) is final as rejected: it is
+           never sent again.
+
+        The venue's word wins over our state machine: a surprise is alerted and counted by the
+        tracker, never raised. Any exception in one step (one order, one read) is logged with
+        its traceback and counted (`reconcile_failures`); the next step goes on, and so do the
+        other venues and the daemon. Returns whether every step was done (else it is retried at
+        the next trigger).
+        """
+        lock = self._reconciling.setdefault(name, trio.Lock())
+        async with lock:  # one at a time per venue (two connections may come up together)
+            try:
+                return await self._reconcile_once(name)
+            except Exception:  # a last guard: each step has its own
+                self._reconcile_failed(name, "reconciliation")
+                return False
+
+    def _reconcile_failed(self, venue: str, step: str, **ids: Any) -> None:
+        """One step of a reconciliation raised: logged with its traceback and counted; the
+        caller goes on with the next."""
+        self.reconcile_failures += 1
+        self.log.exception("reconcile.step_failed", venue=venue, step=step, **ids)
+
+    async def _reconcile_once(self, name: str) -> bool:
+        client = self.venues[name].execution()
+        mark = self.flow.tracker.mark()
+        try:
+            updates: list[OrderUpdate] = await client.open_orders()
+        except (VenueError, AttributeError) as exc:
+            self.log.warning("orders.open_unavailable", venue=name, error=str(exc))
+            return False
+        except Exception:
+            self._reconcile_failed(name, "open_orders")
+            return False
+        self.reconciliations += 1
+        clean = True
+        strategies = {s.name for s in self.slots}
+        listed_cids: set[str] = set()
+        listed_ids: set[str] = set()
+        recheck: list[Order] = []  # listed as working, final here: asked again (step 3)
+        for update in updates:
+            cid = update.client_order_id
+            try:
+                listed_cids.add(cid or "")
+                listed_ids.add(update.order_id or "")
+                tracked = self.flow.tracker.find(name, order_id=update.order_id, client_order_id=cid)
+                if tracked is not None:
+                    if tracked.changed > mark:
+                        # A report about it came while the listing was on its way: the listing
+                        # is older than what we hold, and taking it would undo that report (an
+                        # edit's new price and size acknowledged meanwhile would go back to the
+                        # old ones; it is not a step back in state, so `apply_update` cannot
+                        # tell). Nothing is lost: the channel reports whatever the venue did
+                        # after our news, and fills missed before it are caught up below.
+                        self.flow.tracker.stats.stale_updates += 1
+                        continue
+                    # Listed as working, final here: asked again (the venue's answer wins).
+                    if tracked.state.is_final and update.status.is_live:
+                        recheck.append(tracked)
+                    self.flow.on_update(update)
+                    continue
+                owner = (cid or "").rsplit("-", 2)[0]
+                if cid and owner in strategies:
+                    try:
+                        self.flow.adopt(update, strategy=owner)
+                    except OrderRejected as exc:  # the journal could not be read to check its id
+                        self.log.critical(
+                            "order.adopt_failed", venue=name, client_order_id=cid, reason=exc.reason
+                        )
+                        continue
+                    self.log.info("order.adopted", venue=name, client_order_id=cid, strategy=owner)
+                else:
+                    await self._foreign_order(name, client, update)
+            except Exception:
+                clean = False
+                self._reconcile_failed(name, "open_order", client_order_id=cid, order_id=update.order_id)
+        try:
+            await self._catch_up_fills(name, client)
+        except Exception:
+            clean = False
+            self._reconcile_failed(name, "fills")
+        gateway = self.gateways[name]
+        missing = [
+            o
+            for o in self.flow.tracker.open_orders()
+            if o.request.venue == name
+            and o.client_order_id not in listed_cids
+            and (o.order_id is None or o.order_id not in listed_ids)
+            and o.client_order_id not in gateway.in_flight
+        ]
+        for order in missing + [o for o in recheck if o.state.is_final]:
+            try:
+                await self._ask_about(name, client, order)
+            except Exception:
+                clean = False
+                self._reconcile_failed(
+                    name, "order_status", client_order_id=order.client_order_id, order_id=order.order_id
+                )
+        try:  # last: the orders' fates first, the balances (slow, advisory) after them
+            await self._check_positions(name, client)
+        except Exception:
+            clean = False
+            self._reconcile_failed(name, "positions")
+        return clean
+
+    async def _check_positions(self, venue: str, client: Any) -> None:
+        """The venue's holdings against the engine's positions (every strategy's together), for
+        a venue whose client can say (`venue_positions(instruments)`, optional: Polymarket's
+        share balances), after the fills are caught up and the orders asked about. A difference
+        is the venue's word: an alert with both figures, counted (`position_mismatches`). The
+        ledger is not rewritten (a position moves only by a fill, and there is no price to book
+        one at): the operator looks, and the venue refuses an exit beyond what it holds.
+
+        Only open positions of live instruments are asked: a closed one has nothing to compare,
+        and a resolved market's is settled to 0 in the ledger while the venue keeps its tokens
+        until they are redeemed (losing ones never are). A difference is asked again once after
+        `position_recheck_s` (a fill is booked at the match, a balance moves when the trade is
+        mined) and alerted only if it stays. The whole is bounded by `position_check_s`;
+        `position_checks` counts the checks finished."""
+        try:
+            await self._check_positions_within(venue, client)
+        finally:
+            self.position_checks += 1
+
+    def _open_positions(self, venue: str) -> dict[str, Decimal]:
+        """Every strategy's positions at `venue` together, the open ones of instruments still
+        trading (the registry's current word: a resolved market is no longer active)."""
+        ours: dict[str, Decimal] = {}
+        active: dict[str, bool] = {}
+        for ledger in self.flow.ledgers.values():
+            for pos in ledger:
+                if pos.instrument.venue == venue:
+                    symbol = pos.instrument.symbol
+                    ours[symbol] = ours.get(symbol, Decimal(0)) + pos.qty
+                    active[symbol] = (self.registry.get(venue, symbol) or pos.instrument).active
+        return {symbol: qty for symbol, qty in ours.items() if qty != 0 and active[symbol]}
+
+    async def _check_positions_within(self, venue: str, client: Any) -> None:
+        ask = getattr(client, "venue_positions", None)
+        if ask is None:
+            return
+
+        async def differences(symbols: Sequence[str]) -> dict[str, tuple[Decimal, Decimal]] | None:
+            ours = self._open_positions(venue)
+            try:
+                theirs: Mapping[str, Decimal] = await ask(sorted(symbols))
+            except VenueError as exc:
+                self.log.warning("positions.unavailable", venue=venue, error=str(exc))
+                return None
+            return {
+                symbol: (ours.get(symbol, Decimal(0)), held)
+                for symbol, held in theirs.items()
+                if held != ours.get(symbol, Decimal(0))
+            }
+
+        with trio.move_on_after(self.position_check_s) as bounded:
+            wanted = self._open_positions(venue)
+            if not wanted:
+                return
+            found = await differences(list(wanted))
+            if found and self.position_recheck_s > 0:
+                await trio.sleep(self.position_recheck_s)
+                again = await differences(list(found))
+                found = None if again is None else {s: d for s, d in again.items() if s in found}
+            for symbol, (mine, held) in sorted((found or {}).items()):
+                self.position_mismatches += 1
+                self.log.critical(
+                    "position.mismatch",
+                    venue=venue,
+                    instrument=symbol,
+                    engine=str(mine),
+                    venue_holds=str(held),
+                    action="alerted; the ledger moves only by fills, and the venue refuses an exit beyond it",
+                )
+        if bounded.cancelled_caught:
+            self.log.warning(
+                "positions.unavailable", venue=venue, error=f"no answer within {self.position_check_s} s"
+            )
+
+    async def _foreign_order(self, venue: str, client: Any, update: OrderUpdate) -> None:
+        fields = {
+            "venue": venue,
+            "instrument": update.instrument,
+            "order_id": update.order_id,
+            "label": update.client_order_id,
+            "side": update.side.value,
+            "size": str(update.size),
+            "price": None if update.price is None else str(update.price),
+            "status": OrderState(update.status).value,
+        }
+        cancel_by_id = getattr(client, "cancel_by_order_id", None)
+        if self.foreign_orders == "cancel" and cancel_by_id is not None and update.order_id:
+            try:
+                await cancel_by_id(update.instrument, update.order_id)
+                self.log.warning("order.foreign_cancelled", **fields)
+            except VenueError as exc:
+                self.log.error("order.foreign_cancel_failed", error=str(exc), **fields)
+        else:
+            self.log.warning("order.foreign_open", policy=self.foreign_orders, **fields)
+        self.flow._journal("note", "foreign_order", None, policy=self.foreign_orders, **fields)
+
+    async def _catch_up_fills(self, venue: str, client: Any) -> None:
+        epoch = self._disconnects.get(venue, 0)
+        recent = getattr(client, "recent_fills", None)
+        if recent is None:
+            self._fills_caught_up(venue, self.clock(), epoch)  # nothing more can be known
+            return
+        tracker = self.flow.tracker
+        first = tracker.first_created_ns.get(venue)
+        if first is None:
+            self._fills_caught_up(venue, self.clock(), epoch)
+            return  # no order of ours on this venue, ever
+        # From the oldest order still working, or the last catch-up (what happened to orders
+        # final since then), whichever is older; the first time, the oldest order we know (kept
+        # by the tracker after the order itself has left memory for the journal). A minute of
+        # margin for clocks.
+        # And no later than a fill left unbooked because the journal could not be read (the
+        # venue will not report it on its channel again): until it is booked, every catch-up
+        # asks for it again.
+        starts = [o.created_ns for o in tracker.open_orders() if o.request.venue == venue]
+        starts.append(self._caught_up_ns.get(venue) or first)
+        unbooked = self._unbooked_ns.pop(venue, None)
+        if unbooked is not None:
+            starts.append(unbooked)
+        since = min(starts) - 60 * 1_000_000_000
+        asked_ns = self.clock()
+        try:
+            fills: list[Fill | FillReversal] = await recent(since)
+        except VenueError as exc:
+            if unbooked is not None:
+                self._note_unbooked(venue, unbooked)
+            self.log.warning("fills.recent_unavailable", venue=venue, error=str(exc))
+            return
+        booked = reversed_ = 0
+        lookup_failures = tracker.stats.archive_failures
+        self._catching_up.add(venue)  # no checkpoint until it is discarded
+        try:
+            for fill in fills:
+                found = self.flow.tracker.find(
+                    venue, order_id=fill.order_id, client_order_id=fill.client_order_id
+                )
+                if found is None:
+                    continue  # not ours (its own reconciliation reports it), or journal unreadable
+                if isinstance(fill, FillReversal):
+                    # A venue that voids fills (a trade reverted on chain) lists the voided ones; a
+                    # reversal counts only for a fill this order holds (booked before a restart,
+                    # say), once: taking it out forgets its trade id.
+                    if found.has_fill(fill.trade_id):
+                        self.flow.on_private(fill)
+                        reversed_ += 1
+                elif found.has_fill(fill.trade_id):  # this order's fill of the trade (not another's)
+                    continue  # booked already (the usual case): not a duplicate from the venue
+                elif self.flow.on_fill(fill) is not None:
+                    booked += 1
+        finally:
+            self._catching_up.discard(venue)
+        self._caught_up_ns[venue] = asked_ns
+        if tracker.stats.archive_failures != lookup_failures:
+            # A fill could not be told ours or not: asked for again from this window's start.
+            self._note_unbooked(venue, min(starts))
+            self.log.critical("fills.catch_up_incomplete", venue=venue, since_ns=since)
+        else:
+            self._fills_caught_up(venue, asked_ns, epoch)
+        if booked or reversed_:
+            self.log.warning("fills.caught_up", venue=venue, fills=booked, reversals=reversed_)
+
+    def _fills_caught_up(self, venue: str, asked_ns: int, epoch: int) -> None:
+        """Every fill of `venue` up to `asked_ns` is known (a catch-up completed); the channel
+        brings the later ones unless the connection dropped meanwhile (`epoch`)."""
+        self._fills_known_ns[venue] = max(self._fills_known_ns.get(venue, asked_ns), asked_ns)
+        if self._disconnects.get(venue, 0) == epoch:
+            self._fills_live.add(venue)
+
+    def _fills_known_until(self, venue: str) -> int | None:
+        """The time up to which every fill of ours on `venue` is known (booked), or None before
+        its first catch-up (the start's reconciliation) has completed."""
+        known = self._fills_known_ns.get(venue)
+        if known is not None and venue in self._fills_live:
+            known = max(known, self.clock() - int(self.fill_lag_s * 1e9))
+        return known
+
+    def _note_unbooked(self, venue: str, ts_ns: int) -> None:
+        known = self._unbooked_ns.get(venue)
+        self._unbooked_ns[venue] = ts_ns if known is None else min(known, ts_ns)
+
+    def _fill_unbooked(self, fill: Fill) -> None:
+        """A fill left unbooked because the journal could not be read (`OrderFlow.on_fill`):
+        the venue does not report a trade twice on its channel (Derive's decoder has marked it
+        seen), so its venue's fills are caught up again now (a reconciliation), and from no
+        later than this fill until it is booked."""
+        ts = fill.ts_local if fill.ts_exchange is None else min(fill.ts_local, fill.ts_exchange)
+        self._note_unbooked(fill.venue, ts)
+        if fill.venue in self._catching_up:
+            return  # found by a catch-up, which asks again itself
+        if self._nursery is not None and self.mode == "live" and fill.venue in self.venues:
+            self._nursery.start_soon(self._reconcile, fill.venue)
+
+    async def _ask_about(self, venue: str, client: Any, order: Order) -> None:
+        status_of = getattr(client, "order_status", None)
+        if status_of is None:
+            self.log.warning("order.unverifiable", venue=venue, client_order_id=order.client_order_id)
+            return
+        mark = self.flow.tracker.mark()
+        try:
+            reports: list[PrivateEvent] = await status_of(order)
+        except VenueError as exc:
+            self.log.warning(
+                "order.status_unavailable", client_order_id=order.client_order_id, error=str(exc)
+            )
+            return
+        # A report on the channel (a cancel, a fill) that arrived while the question was on its
+        # way is newer than what the answer may have seen: the answer then counts as a channel
+        # report does (a step back is stale), or it would bring a cancelled order back to life.
+        changed = order.changed > mark
+        if reports:
+            for report in reports:
+                if isinstance(report, OrderUpdate):
+                    # Else asked after everything we hold about it: the venue's answer wins,
+                    # even where it goes back (a working state after a final one, less filled).
+                    # `asked`: when changed, not its price and size either (an edit meanwhile).
+                    self.flow.on_update(report, verified=not changed, asked=mark)
+                else:
+                    self.flow.on_private(report)
+            return
+        if changed:
+            # Unknown to the venue, but reported meanwhile: its reports say more than the answer.
+            self.log.warning("order.status_overtaken", venue=venue, client_order_id=order.client_order_id)
+            return
+        if order.order_id is None and order.state is OrderState.PENDING_NEW:
+            self.flow.venue_rejected(
+                order,
+                OrderRejected(
+                    "never reached the venue (the daemon stopped before sending it); not re-sent",
+                    venue=venue,
+                    client_order_id=order.client_order_id,
+                    code="never_sent",
+                ),
+                now_ns=self.clock(),
+            )
+        else:
+            self.log.error(
+                "order.unknown_at_venue",
+                venue=venue,
+                client_order_id=order.client_order_id,
+                order_id=order.order_id,
+                state=order.state.value,
+            )
+
+    # -- expiries and funding ------------------------------------------------------------------
+    async def _settlements(self) -> None:
+        """Every `settle_interval_s` once the venues are up: expired positions settled at the
+        venue's delivery price, and (live) perpetual funding booked from the venue's history.
+        They start with the strategies: once every venue is up, or after `strategy_start_wait_s`
+        (a venue that is down must not hold the others' expiries)."""
+        with trio.move_on_after(self.strategy_start_wait_s):
+            await self.ready.wait()
+        while True:
+            await self.settle_once()
+            await trio.sleep(self.settle_interval_s)
+
+    async def settle_once(self) -> None:
+        """One round of `_settlements` (never raises but for cancellation: a venue's odd answer
+        is logged and asked again next round): every venue's expiries and (live) funding side
+        by side, each with a deadline of its own."""
+        async with trio.open_nursery() as nursery:
+            for name in self.venues:
+                nursery.start_soon(self._settle_step, name, "expiries", self.settle_venue_timeout_s)
+                if self.mode == "live":
+                    nursery.start_soon(self._settle_step, name, "funding", self.funding_timeout_s)
+
+    async def _settle_step(self, name: str, step: str, timeout_s: float) -> None:
+        try:
+            with trio.move_on_after(timeout_s) as scope:
+                if step == "expiries":
+                    await self._settle_expired(name)
+                else:
+                    await self._book_funding(name)
+            if scope.cancelled_caught:
+                self.log.error("settlement.round_timeout", venue=name, step=step, timeout_s=timeout_s)
+        except Exception:
+            self.log.exception("settlement.round_failed", venue=name, step=step)
+
+    def _expired_held(self, venue: str, now_ns: int) -> list[Any]:
+        seen: dict[str, Any] = {}
+        for ledger in self.flow.ledgers.values():
+            for pos in ledger:
+                inst = pos.instrument
+                expiry = inst.expiry_ns
+                if pos.qty != 0 and inst.venue == venue and expiry is not None and expiry <= now_ns:
+                    seen[inst.symbol] = inst
+        return [seen[k] for k in sorted(seen)]
+
+    async def _settle_expired(self, name: str) -> None:
+        """Each position in an instrument whose expiry has passed is closed at the delivery price
+        the venue published (`delivery_price` of its execution client), never at a price of
+        ours. Until the venue has published it the instrument is flagged (`awaiting_delivery`,
+        the status file) and valued at its last mark (no later ticker moves it): valuing it at
+        cost would hide what an expired position in the money is worth, a short's loss above
+        all. It is asked again each round. A delivery price that is no price is refused where
+        it is read (the connector's `VenueError`) and again by `OrderFlow.settle`: an alert,
+        counted in `delivery_refused`, asked again next round."""
+        now = self.clock()
+        due = self._expired_held(name, now)
+        if not due:
+            return
+        client = self.venues[name].execution()
+        ask = getattr(client, "delivery_price", None)
+        for inst in due:
+            key = (name, inst.symbol)
+            if key not in self.awaiting_delivery:
+                self.awaiting_delivery[key] = now
+                self.log.warning("instrument.expired_unsettled", venue=name, instrument=inst.symbol)
+            if ask is None:
+                self.log.error("settlement.unsupported", venue=name, instrument=inst.symbol)
+        if ask is None:
+            return
+        # A few per round, those asked longest ago first; marked asked before the question, so
+        # one whose answer never comes goes last next round and the others are asked in turn.
+        asked = self._delivery_asked
+        due.sort(key=lambda i: asked.get((name, i.symbol), 0))
+        for inst in due[: self.delivery_asks_per_round]:
+            key = (name, inst.symbol)
+            asked[key] = now
+            try:
+                price: Decimal | None = await ask(inst.symbol)
+            except VenueError as exc:
+                malformed = exc.code == "malformed"
+                self.delivery_refused += malformed
+                (self.log.error if malformed else self.log.warning)(
+                    "settlement.delivery_unavailable", venue=name, instrument=inst.symbol, error=str(exc)
+                )
+                continue
+            if price is None:
+                self.log.info("settlement.awaiting_delivery_price", venue=name, instrument=inst.symbol)
+                continue
+            realized = self.flow.settle(name, inst.symbol, price, now_ns=now)
+            if realized is None:  # refused (logged and counted by the flow): asked again next round
+                continue
+            del self.awaiting_delivery[key]
+            asked.pop(key, None)
+            self.market_state.tickers.pop(key, None)
+            self.log.warning(
+                "instrument.settled", venue=name, instrument=inst.symbol, price=str(price), realized=realized
+            )
+            await self.market(
+                [
+                    Status(
+                        venue=name,
+                        instrument=inst.symbol,
+                        ts_exchange=inst.expiry_ns,
+                        ts_local=now,
+                        status=StatusKind.EXPIRED,
+                        message=f"{inst.symbol} expired",
+                        data={"delivery_price": str(price)},
+                    )
+                ]
+            )
+
+    async def _book_funding(self, name: str) -> None:
+        """The venue's funding payments since the last time asked, and always at least
+        `funding_lookback_s` back (a payment the venue lists late is found; each is booked once
+        by `OrderFlow.funding`, by the positions held when it accrued). Asked whenever a
+        perpetual of the venue was held at any time in that span, even if none is held now (a
+        position closed before this poll was still paid on). One that must wait (no USD rate
+        yet) is asked for again next round, however old it gets.
+
+        Not before the venue's fills are caught up (the start's reconciliation): a payment is
+        split by the positions at its time, which a fill missed while down changes. A payment
+        after the time every fill is known up to (a reconnect's catch-up not done yet) that is
+        found not ours is asked again next round rather than left, for `funding_undecided_max_s`
+        at most. The first round asks from the journal's last fill or funding payment of the
+        venue (a downtime longer than the look-back loses none), `funding_max_lookback_s` at
+        most."""
+        client = self.venues[name].execution()
+        ask = getattr(client, "funding_payments", None)
+        if ask is None:
+            return
+        known = self._fills_known_until(name)
+        if known is None:
+            if name not in self._funding_waiting_logged:
+                self._funding_waiting_logged.add(name)
+                self.log.info("funding.waiting_for_fills_caught_up", venue=name)
+            return
+        asked = self.clock()
+        lookback = asked - int(self.funding_lookback_s * 1e9)
+        since = self._funding_since_ns.get(name)
+        if since is None:
+            since = self._funding_start(name, asked)
+        since = min(since, lookback)
+        if not self.flow.perpetual_held_since(name, since):
+            self._funding_since_ns[name] = asked
+            return
+        try:
+            payments: list[FundingPayment] = await ask(since)
+        except VenueError as exc:
+            self.log.warning("funding.unavailable", venue=name, error=str(exc))
+            return
+        following = asked
+        undecided = self._funding_undecided
+        for payment in sorted(payments, key=lambda p: p.ts_ns):
+            key = (name, payment.event_id)
+            final = payment.ts_ns <= known or asked - undecided.setdefault(key, asked) >= int(
+                self.funding_undecided_max_s * 1e9
+            )
+            if self.flow.funding(payment, final=final) is None:
+                following = min(following, payment.ts_ns - 1)
+            else:
+                undecided.pop(key, None)
+        self._funding_since_ns[name] = following
+
+    def _funding_start(self, venue: str, now_ns: int) -> int:
+        """Where the first round asks funding from: the journal's last fill or funding payment
+        of `venue` (payments after it, during a downtime, are still to book), and no further
+        back than `funding_max_lookback_s` (the venue's history and the positions' history)."""
+        floor = now_ns - int(self.funding_max_lookback_s * 1e9)
+        journal = self.flow.journal
+        if journal is None:
+            return now_ns
+        try:
+            last = journal.last_booked_ns(venue, up_to_seq=self._ledger_seq_at_start)
+        except (sqlite3.Error, TradingError) as exc:
+            self.log.error("funding.journal_unreadable", venue=venue, error=str(exc))
+            return floor
+        return now_ns if last is None else max(floor, min(last, now_ns))

@@ -1,0 +1,406 @@
+"""The recording format (DESIGN.md, "recordings"): one line per received frame,
+
+    2026-11-24T10:00:00.1234567Z {"jsonrpc":"2.0",...}
+
+the local receive time in ISO-8601 UTC, one space, the frame's exact bytes. `.zst` and `.gz`
+files are decompressed on the fly (by name). Readers also take bare frames (a line starting with
+`{` or `[`), which have no receive time.
+"""
+
+from __future__ import annotations
+
+import calendar
+import collections
+import gzip
+import heapq
+import inspect
+import io
+import os
+import tempfile
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
+from pathlib import Path
+from typing import IO, BinaryIO
+
+import zstandard
+
+from ..model.errors import DataError
+
+__all__ = [
+    "RecordingReader",
+    "RecordingWriter",
+    "format_ts",
+    "merge_recordings",
+    "open_binary",
+    "parse_ts",
+    "unfinished",
+]
+
+
+def format_ts(ns: int) -> str:
+    """`ns` since the epoch as `YYYY-MM-DDTHH:MM:SS.fffffffZ` (100 ns resolution)."""
+    sec, rem = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{rem // 100:07d}Z"
+
+
+_prefix_cache: dict[bytes, int] = {}
+
+
+def parse_ts(ts: bytes) -> int:
+    """Parse an ISO-8601 UTC timestamp (`...Z` or `...+00:00`, 0-9 fraction digits) to ns."""
+    prefix = ts[:19]
+    base = _prefix_cache.get(prefix)
+    if base is None:
+        try:
+            tm = time.strptime(prefix.decode("ascii"), "%Y-%m-%dT%H:%M:%S")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"bad timestamp {ts[:40]!r}") from exc
+        base = calendar.timegm(tm) * 1_000_000_000
+        if len(_prefix_cache) > 4096:
+            _prefix_cache.clear()
+        _prefix_cache[prefix] = base
+    rest = ts[19:]
+    if rest.endswith(b"Z"):
+        rest = rest[:-1]
+    elif rest.endswith(b"+00:00"):
+        rest = rest[:-6]
+    else:
+        raise ValueError(f"timestamp {ts[:40]!r} is not UTC")
+    if not rest:
+        return base
+    if rest[:1] != b"." or not rest[1:].isdigit() or len(rest) > 10:  # at most ns resolution
+        raise ValueError(f"bad timestamp fraction in {ts[:40]!r}")
+    frac = rest[1:]
+    return base + int(frac.ljust(9, b"0"))
+
+
+class _Counting(io.RawIOBase):
+    """A raw stream that counts the bytes read from it (for progress on compressed files)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = self._raw.readinto(b)  # type: ignore[attr-defined]
+        self.count += n or 0
+        return n  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+# Compressed bytes decompressed per call: a corrupt file loses at most one call's output
+# (up to a few hundred KB of lines at JSON's compression ratios), at no measurable cost.
+_FEED = 1 << 12
+
+
+class _Zstd(io.RawIOBase):
+    """A `.zst` file's decompressed bytes (one or more zstd frames). A file that ends inside a
+    frame reads to its last complete block and says so in `unfinished`: the recorder's files
+    are like that while recording, or after a crash (everything flushed is readable), and so is
+    a truncated copy; the library's own stream reader gave no way to tell."""
+
+    def __init__(self, raw: _Counting) -> None:
+        self._raw = raw
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._in_frame = False
+        self._out = memoryview(b"")
+        self._pending: collections.deque[bytes] = collections.deque()  # decompressed, not yet read
+        self._error: zstandard.ZstdError | None = None
+        self.unfinished = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        # Fills `b` (large reads keep the line splitting cheap), up to an error: that is raised
+        # by the next call, after the lines before it (see `_feed`).
+        n, size = 0, len(b)
+        while n < size:
+            if not self._out:
+                if self._pending:
+                    self._out = memoryview(self._pending.popleft())
+                    continue
+                if self._error is not None:
+                    if n:
+                        break
+                    raise self._error
+                chunk = self._raw.read(1 << 20)
+                if not chunk:
+                    self.unfinished = self._in_frame
+                    break
+                try:
+                    self._feed(chunk)
+                except zstandard.ZstdError as exc:
+                    if not n:
+                        raise
+                    self._error = exc  # for the next call: `b` holds what came before it
+                    break
+                continue
+            k = min(size - n, len(self._out))
+            b[n : n + k] = self._out[:k]
+            self._out = self._out[k:]
+            n += k
+        return n
+
+    def _feed(self, data: bytes) -> None:
+        """Decompress `data` in small slices into `_pending`: a corrupt file raises where it
+        breaks (the library drops the output of the call that raises), so what decompressed
+        before that is kept, and the error for the read after it."""
+        out = self._pending
+        view = memoryview(data)
+        pos = 0
+        while pos < len(view):
+            piece = view[pos : pos + _FEED]
+            pos += len(piece)
+            while piece:
+                self._in_frame = True
+                try:
+                    got = self._obj.decompress(piece)
+                except zstandard.ZstdError as exc:
+                    if not out:
+                        raise
+                    self._error = exc
+                    return
+                if got:
+                    out.append(got)
+                if not self._obj.eof:
+                    break
+                piece = memoryview(self._obj.unused_data)  # the next frame of a multi-frame file
+                self._obj = self._dctx.decompressobj()
+                self._in_frame = False
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def unfinished(stream: IO[bytes]) -> bool:
+    """Whether a stream from `open_binary` is a `.zst` that ended inside a frame (read so far)."""
+    return bool(getattr(getattr(stream, "raw", None), "unfinished", False))
+
+
+def open_binary(path: str | os.PathLike[str]) -> tuple[IO[bytes], _Counting]:
+    """Open `path` for reading lines, decompressing `.zst`/`.gz` by name. Returns the line
+    stream and the counter of compressed bytes read from disk."""
+    p = Path(path)
+    try:
+        raw = _Counting(open(p, "rb"))  # noqa: SIM115 - closed by the caller through the stream
+    except OSError as exc:
+        raise DataError(f"cannot read {p}: {exc.strerror}") from exc
+    if p.name.endswith(".zst"):
+        stream: IO[bytes] = io.BufferedReader(_Zstd(raw), buffer_size=1 << 20)
+    elif p.name.endswith(".gz"):
+        stream = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=1 << 20)
+    else:
+        stream = io.BufferedReader(raw, buffer_size=1 << 20)
+    return stream, raw
+
+
+class RecordingReader:
+    """Iterates (ts_ns, frame) over one recording file; `ts_ns` is None for a bare frame.
+
+    A line that is neither raises `DataError` naming the file and line number, unless
+    `skip_bad=True`, in which case it is counted in `bad_lines`, passed to `on_bad(path, line
+    number, reason)` if given, and skipped. `line` is the number of the line last yielded.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        skip_bad: bool = False,
+        on_bad: Callable[[Path, int, str], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.skip_bad = skip_bad
+        self.on_bad = on_bad
+        self.bad_lines = 0
+        self.unfinished = False  # a .zst that ends inside a frame (see `_Zstd`), once read
+        self.last_ts: int | None = None  # the last line's receive time, once read to the end
+        self.lines = 0
+        self._gen: Generator[tuple[int | None, bytes], None, None] | None = None
+        try:
+            self.size = self.path.stat().st_size
+        except OSError as exc:
+            raise DataError(f"cannot read {self.path}: {exc.strerror}") from exc
+        self._stream: IO[bytes] | None = None
+        self._counter: _Counting | None = None
+
+    @property
+    def bytes_read(self) -> int:
+        return 0 if self._counter is None else self._counter.count
+
+    @staticmethod
+    def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+        """Lines without their newline, read in large chunks (splitting in C is much faster
+        than iterating a stream line by line)."""
+        tail = b""
+        # One raw read at a time (`read1`): a file that breaks part way keeps what came before.
+        read = getattr(stream, "read1", stream.read)
+        while True:
+            chunk = read(1 << 22)
+            if not chunk:
+                break
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()
+            yield from lines
+        if tail and not unfinished(stream):  # a cut file's torn last line is no line (`_Zstd`)
+            yield tail
+
+    def where(self) -> tuple[Path, int | None]:
+        """The file and line number of the frame last yielded."""
+        return self.path, self.line
+
+    @property
+    def line(self) -> int | None:
+        """The line number of the line last yielded (for a message about its frame), read from
+        the suspended generator: the hot loop keeps its counter local, at no cost per line."""
+        if self._gen is None:
+            return None
+        lineno = inspect.getgeneratorlocals(self._gen).get("lineno")
+        return lineno if isinstance(lineno, int) else None
+
+    def __iter__(self) -> Iterator[tuple[int | None, bytes]]:
+        self._gen = self._read()
+        return self._gen
+
+    def _read(self) -> Generator[tuple[int | None, bytes], None, None]:
+        stream, self._counter = open_binary(self.path)
+        self._stream = stream
+        lineno = 0
+        line = b""
+        cache_prefix = b""
+        cache_base = 0
+        try:
+            for line in self._lines(stream):
+                lineno += 1
+                # Fast path: `YYYY-MM-DDTHH:MM:SS.fffffffZ ` (what RecordingWriter writes).
+                if line[27:29] == b"Z " and line[19:20] == b".":
+                    prefix = line[:19]
+                    if prefix == cache_prefix:
+                        yield cache_base + int(line[20:27]) * 100, line[29:]
+                        continue
+                    if line[20:27].isdigit():
+                        try:
+                            cache_base = parse_ts(prefix + b"Z")
+                        except ValueError:
+                            pass
+                        else:
+                            cache_prefix = prefix
+                            yield cache_base + int(line[20:27]) * 100, line[29:]
+                            continue
+                if line[-1:] == b"\r":
+                    line = line[:-1]
+                if not line:
+                    continue
+                first = line[:1]
+                if first == b"{" or first == b"[":
+                    yield None, line
+                    continue
+                sp = line.find(b" ")
+                try:
+                    if sp < 0:
+                        raise ValueError("no space after the timestamp")
+                    ts = parse_ts(line[:sp])
+                except ValueError as exc:
+                    if self.skip_bad:
+                        self.bad_lines += 1
+                        if self.on_bad is not None:
+                            self.on_bad(self.path, lineno, f"not a recording line ({exc})")
+                        continue
+                    raise DataError(f"{self.path}:{lineno}: not a recording line ({exc})") from None
+                yield ts, line[sp + 1 :]
+        except (OSError, EOFError, zstandard.ZstdError) as exc:
+            raise DataError(f"{self.path}: unreadable after line {lineno}: {exc}") from exc
+        finally:
+            self.lines = lineno - self.bad_lines
+            self.unfinished = unfinished(stream)
+            self.last_ts = _line_ts(line)
+            stream.close()
+
+
+def _line_ts(line: bytes) -> int | None:
+    """The receive time of a recording line, or None (a bare frame, or not a recording line)."""
+    try:
+        return parse_ts(line[: line.find(b" ")]) if b" " in line[:40] else None
+    except ValueError:
+        return None
+
+
+def _bare(reader: RecordingReader) -> tuple[int, int, bytes]:
+    raise DataError(f"{reader.path}: a bare frame has no receive time and cannot be replayed")
+
+
+def merge_recordings(readers: Iterable[RecordingReader]) -> Iterator[tuple[int, int, bytes]]:
+    """Merge recordings by receive time: yields (ts_ns, index of the reader, frame). Ties keep
+    the readers' order, so a merge is deterministic. Bare frames (no time) are refused."""
+    readers = list(readers)
+
+    def tagged(i: int, r: RecordingReader) -> Iterator[tuple[int, int, bytes]]:
+        for ts, frame in r:
+            if ts is None:
+                raise DataError(f"{r.path}: a bare frame has no receive time and cannot be merged")
+            yield ts, i, frame
+
+    if len(readers) == 1:
+        only = readers[0]
+        return ((ts, 0, frame) if ts is not None else _bare(only) for ts, frame in only)
+    return heapq.merge(*(tagged(i, r) for i, r in enumerate(readers)), key=lambda t: (t[0], t[1]))
+
+
+class RecordingWriter:
+    """Writes recording lines to `path` (zstd when it ends in `.zst`, gzip for `.gz`), through a
+    temporary file renamed into place on `close`, so a reader never sees a half-written file."""
+
+    def __init__(self, path: str | os.PathLike[str], *, level: int = 3) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A unique temporary name in the same folder: two writers of one path never collide,
+        # and the final rename is atomic (same filesystem).
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+        self._tmp = Path(tmp)
+        self._raw = os.fdopen(fd, "wb")
+        self._out: IO[bytes]
+        if self.path.name.endswith(".zst"):
+            # With a checksum, a corrupt file is an error where it breaks, not lines of garbage.
+            self._out = zstandard.ZstdCompressor(level=level, write_checksum=True).stream_writer(
+                self._raw, closefd=False
+            )
+        elif self.path.name.endswith(".gz"):
+            self._out = gzip.GzipFile(fileobj=self._raw, mode="wb", mtime=0)  # type: ignore[assignment]
+        else:
+            self._out = self._raw
+        self.frames = 0
+
+    def write(self, ts_ns: int, frame: bytes) -> None:
+        self._out.write(format_ts(ts_ns).encode("ascii") + b" " + frame + b"\n")
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._out is not self._raw:
+            self._out.close()
+        self._raw.close()
+        os.chmod(self._tmp, 0o644)  # mkstemp makes it private; a recording is ordinary data
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        if self._out is not self._raw:
+            self._out.close()
+        self._raw.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

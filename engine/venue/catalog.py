@@ -1,0 +1,271 @@
+"""Market discovery: the venue-neutral `MarketCatalog` interface and the market types it returns.
+
+A catalog answers "which markets exist, and which instruments trade them?" at run time, so a
+strategy can find markets created after it started (the daily "Will Bitcoin be above $X on <date>?"
+markets of Polymarket) and subscribe to them:
+
+    async with PolymarketCatalog.open() as catalog:   # or the catalog the engine hands a strategy
+        for market in catalog.find_by_slug_regex(r"^will-bitcoin-be-above-\\d+-on-", tradable_only=True):
+            ctx.subscribe(market.subscriptions())
+
+Lookups are synchronous and fast (an index, not a scan); `refresh` is the only method that does
+network I/O, and a catalog keeps answering from its previous contents while a refresh runs.
+`PolymarketCatalog` (`connectors.polymarket.catalog`) is the implementation for Polymarket.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import trio
+
+from ..model.errors import TradingError
+from ..model.events import DataKind, Subscription
+
+__all__ = [
+    "CatalogMarket",
+    "InvalidPattern",
+    "MarketCatalog",
+    "OutcomeToken",
+    "SearchResult",
+    "compile_slug_pattern",
+    "iso_utc",
+]
+
+
+class InvalidPattern(TradingError, ValueError):
+    """Raised by `MarketCatalog.find_by_slug_regex` when the pattern is not a valid regular
+    expression. `pattern` is the text given, `position` where the parser stopped (or None)."""
+
+    def __init__(self, pattern: str, reason: str, position: int | None = None) -> None:
+        self.pattern = pattern
+        self.reason = reason
+        self.position = position
+        where = f" at position {position}" if position is not None else ""
+        super().__init__(f"invalid slug pattern {pattern!r}: {reason}{where}")
+
+
+@attrs.frozen
+class OutcomeToken:
+    """One outcome of a market and the instrument that trades it (a Polymarket CLOB token id)."""
+
+    outcome: str
+    token_id: str
+
+
+@attrs.frozen
+class CatalogMarket:
+    """A market as a catalog knows it, whatever the venue.
+
+    `tokens` lists the outcomes in the venue's order, each with the instrument id that trades it
+    (`Subscription(market.venue, token.token_id)`). Binary markets have two ("Yes"/"No",
+    "Up"/"Down", two team names); multi-outcome markets more. In a neg-risk event (`neg_risk`)
+    every candidate is its own binary market and `neg_risk_market_id` names the event they share.
+
+    `active`/`closed` are the venue's flags; `tradable` combines them. `end_date` is when the
+    market is scheduled to end (UTC), None when the venue gave none. `tick_size`/`min_size` are the
+    order constraints the venue published with the market (VENUES.md §2.6), None when absent.
+    `tokens` and `tags` are tuples (the market is frozen and hashable). Build it with keywords.
+    """
+
+    venue: str
+    slug: str
+    question: str
+    condition_id: str
+    tokens: tuple[OutcomeToken, ...]
+    active: bool
+    closed: bool
+    end_date: dt.datetime | None
+    neg_risk: bool = False
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    market_id: str | None = None  # the venue's own id for the market (Gamma `id`)
+    event_slug: str | None = None
+    neg_risk_market_id: str | None = None
+    tick_size: Decimal | None = None
+    min_size: Decimal | None = None
+    accepting_orders: bool | None = None
+
+    @property
+    def outcomes(self) -> tuple[str, ...]:
+        """The outcome names, in the venue's order."""
+        return tuple(t.outcome for t in self.tokens)
+
+    @property
+    def token_ids(self) -> tuple[str, ...]:
+        """The instrument ids of the outcomes, in the same order as `outcomes`."""
+        return tuple(t.token_id for t in self.tokens)
+
+    @property
+    def tradable(self) -> bool:
+        """Active, not closed, with instruments to trade, and not refusing orders."""
+        return self.active and not self.closed and bool(self.tokens) and self.accepting_orders is not False
+
+    def token_id(self, outcome: str) -> str:
+        """The instrument id of `outcome` (exact name first, then ignoring case).
+        Raises KeyError naming the market's outcomes when there is no such outcome."""
+        for t in self.tokens:
+            if t.outcome == outcome:
+                return t.token_id
+        folded = outcome.casefold()
+        for t in self.tokens:
+            if t.outcome.casefold() == folded:
+                return t.token_id
+        raise KeyError(
+            f"market {self.slug!r} has no outcome {outcome!r} (outcomes: {', '.join(self.outcomes)})"
+        )
+
+    def outcome_of(self, token_id: str) -> str:
+        """The outcome that `token_id` trades. Raises KeyError when it is not one of this market's."""
+        for t in self.tokens:
+            if t.token_id == token_id:
+                return t.outcome
+        raise KeyError(f"token {token_id} is not an outcome of market {self.slug!r}")
+
+    def subscriptions(self, kinds: Iterable[DataKind | str] | None = None) -> list[Subscription]:
+        """One `Subscription` per outcome token (all kinds of data unless `kinds` says which)."""
+        if kinds is None:
+            return [Subscription(self.venue, t.token_id) for t in self.tokens]
+        wanted = frozenset(DataKind(k) for k in kinds)
+        return [Subscription(self.venue, t.token_id, wanted) for t in self.tokens]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (`tradingd catalog ... --json`): every field, `end_date` as ISO-8601 UTC,
+        `tokens` as `[{"outcome": ..., "token_id": ...}]` in outcome order, decimals as strings."""
+        return {
+            "venue": self.venue,
+            "slug": self.slug,
+            "question": self.question,
+            "condition_id": self.condition_id,
+            "market_id": self.market_id,
+            "active": self.active,
+            "closed": self.closed,
+            "end_date": iso_utc(self.end_date),
+            "neg_risk": self.neg_risk,
+            "neg_risk_market_id": self.neg_risk_market_id,
+            "event_slug": self.event_slug,
+            "tick_size": None if self.tick_size is None else str(self.tick_size),
+            "min_size": None if self.min_size is None else str(self.min_size),
+            "accepting_orders": self.accepting_orders,
+            "tags": list(self.tags),
+            "tokens": [{"outcome": t.outcome, "token_id": t.token_id} for t in self.tokens],
+            "description": self.description,
+        }
+
+
+def iso_utc(when: dt.datetime | None) -> str | None:
+    """`2026-03-12T09:25:00Z` (microseconds only when there are some), or None."""
+    if when is None:
+        return None
+    when = when.astimezone(dt.UTC)
+    text = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if when.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+    return text
+
+
+@attrs.frozen
+class SearchResult:
+    """A market found by `MarketCatalog.search` and how well it matched: higher is better. Scores
+    compare results of one query; they mean nothing across queries or catalogs."""
+
+    market: CatalogMarket
+    score: float
+
+
+def compile_slug_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
+    """`pattern` compiled, or `InvalidPattern` saying what is wrong with it."""
+    if isinstance(pattern, re.Pattern):
+        return pattern
+    if not isinstance(pattern, str):
+        raise InvalidPattern(repr(pattern), f"expected a string, got {type(pattern).__name__}")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise InvalidPattern(pattern, exc.msg, exc.pos) from None
+
+
+class MarketCatalog(abc.ABC):
+    """What strategies use to discover markets at run time, whatever the venue.
+
+    Every lookup answers from the catalog's current contents, which a refresh replaces as a whole:
+    a caller sees the markets before a refresh or after it, never a mix. Lookups do no I/O.
+    """
+
+    venue: str
+
+    def __init__(self) -> None:
+        self._generation = 0
+        self._updated = trio.Event()
+
+    @property
+    def generation(self) -> int:
+        """Increases each time the contents are replaced (a refresh, a reload)."""
+        return self._generation
+
+    async def wait_updated(self, seen_generation: int) -> int:
+        """Wait until the contents differ from those at `seen_generation`; returns the new
+        generation. A strategy that follows new markets loops on it:
+
+            seen = catalog.generation
+            while True:
+                subscribe_to(catalog.find_by_slug_regex(pattern))
+                seen = await catalog.wait_updated(seen)
+        """
+        while self._generation == seen_generation:
+            await self._updated.wait()
+        return self._generation
+
+    def _contents_replaced(self) -> None:
+        """Implementations call this right after swapping in new contents."""
+        self._generation += 1
+        self._updated.set()
+        self._updated = trio.Event()
+
+    @abc.abstractmethod
+    def search(self, query: str, limit: int = 10) -> list[SearchResult]:
+        """Markets matching the words of `query`, best first, at most `limit`. Each word is
+        looked for in the slug, the question, the tags and the description, and a match counts
+        8, 4, 2 and 1 times respectively (see the implementation for the exact score)."""
+
+    @abc.abstractmethod
+    def find_by_slug(self, slug: str) -> CatalogMarket | None:
+        """The market whose slug is exactly `slug`."""
+
+    @abc.abstractmethod
+    def find_by_slug_regex(
+        self, pattern: str | re.Pattern[str], *, tradable_only: bool = False
+    ) -> list[CatalogMarket]:
+        """Every market whose slug matches `pattern` (`re.search`, so anchor with `^`), in slug
+        order; with `tradable_only`, only those that can be traded now (`CatalogMarket.tradable`).
+        Raises `InvalidPattern` for a pattern that does not compile."""
+
+    @abc.abstractmethod
+    def find_by_token_id(self, token_id: str) -> CatalogMarket | None:
+        """The market one of whose outcomes `token_id` trades."""
+
+    @abc.abstractmethod
+    def get(self, condition_id: str) -> CatalogMarket | None:
+        """The market with this condition id (the venue's market identifier)."""
+
+    @abc.abstractmethod
+    def all(self) -> Sequence[CatalogMarket]:
+        """Every market in the catalog, in a stable order."""
+
+    @abc.abstractmethod
+    async def refresh(self) -> int:
+        """Fetch every market from the venue, replace the catalog's contents, and return how
+        many markets it now holds. Raises `VenueError` when the venue cannot be read; the
+        catalog then keeps its previous contents."""
+
+    @abc.abstractmethod
+    def last_updated(self) -> dt.datetime | None:
+        """When the contents were fetched from the venue (UTC), None if never."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """How many markets the catalog holds."""

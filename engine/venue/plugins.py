@@ -1,0 +1,406 @@
+"""How the engine finds venues and strategies by name, without importing them.
+
+Venues register under the entry-point group `tradingd.venues` (an object following
+`VenuePlugin`), strategies under `tradingd.strategies` (a `Strategy` subclass). A config may also
+name a strategy as `package.module:Class`, the way uvicorn names an app, so a user's own strategy
+needs no packaging at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import itertools
+import operator
+import re
+import sys
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
+
+import attrs
+import msgspec
+import orjson
+import trio
+
+from ..model.book import OrderBook
+from ..model.errors import ConfigError, MalformedFrame, StrategyError
+from ..model.events import MarketEvent, PrivateEvent
+from ..model.fees import FeeModel
+from ..model.instruments import InstrumentRegistry
+from ..runtime.strategy import Strategy
+
+__all__ = [
+    "MAX_NESTING",
+    "SHORT_FRAME",
+    "Decoder",
+    "DecoderFault",
+    "DecoderStats",
+    "LiveVenue",
+    "VenuePlugin",
+    "VenueSink",
+    "available_strategies",
+    "available_venues",
+    "check_nesting",
+    "decode_parsed",
+    "guard_decode",
+    "load_catalog_class",
+    "load_strategy_class",
+    "load_venue",
+    "loads_untyped",
+    "restore_recursion_limit",
+]
+
+
+@attrs.define
+class DecoderStats:
+    """What a decoder has seen; `malformed` frames raised `MalformedFrame` and changed nothing."""
+
+    frames: int = 0
+    events: int = 0
+    malformed: int = 0
+    control: int = 0  # responses, heartbeats: frames that are not market data
+    unknown_channel: int = 0
+    gaps: int = 0
+    ignored_changes: int = 0  # book changes dropped: no snapshot yet, or waiting for one after a gap
+    skipped_instruments: int = 0  # instrument definitions that could not be parsed
+
+
+# -- venue data can never take the process down --------------------------------------------------
+#
+# Every frame a decoder reads comes from outside. Two things make one frame more than that frame's
+# problem, and both are handled here, once for every venue:
+#
+# - nesting. JSON parsers (msgspec, json) recurse once per `[`/`{` and are bounded only by the
+#   interpreter's recursion limit; a dependency of eth-account (py_ecc) raises that limit to
+#   100,000 when it is imported, and a frame nested 50,000 deep then overflows the C stack: a
+#   segfault, not an exception (msgspec survives 25,000 levels, not 35,000). This is the one
+#   bound for every venue: nothing deeper than `MAX_NESTING` reaches a parser.
+#   * A whole frame: `guard_decode` (every decoder's `decode`) and the live session's receive
+#     loop refuse one longer than `SHORT_FRAME` bytes nested deeper than `MAX_NESTING`
+#     (`check_nesting`) before any parser sees it. A frame of at most `SHORT_FRAME` bytes
+#     cannot nest deep enough to hurt, so the hot path pays one `len`: the typed parsers refuse
+#     it at the recursion limit (`RecursionError`, a malformed frame), or the codec refuses
+#     what it parsed.
+#   * A schemaless parse (a JSON-RPC `result` or error `data`, an instruments or markets
+#     answer, a REST body): `loads_untyped`, whatever its length, since what it returns is
+#     walked by Python code afterwards. Never `msgspec.json.decode(x)` without a type, nor
+#     `json.loads` or httpx's `.json()` (stdlib json follows the recursion limit too) on venue
+#     bytes. orjson bounds itself at 1,024 levels whatever the recursion limit, but turns an
+#     integer above 64 bits into a float without a word: msgspec reads it exactly, and with the
+#     nesting bounded first it cannot go deep. Python code that walks what was parsed, level by
+#     level, stops at the depth it needs (two frames a level would reach the default limit
+#     before `MAX_NESTING`): polymarket's `_normalize`.
+# - an exception the decoder did not plan for (`OverflowError` converting 1e308 to ticks, a
+#   `decimal.InvalidOperation`, a `UnicodeDecodeError`...). `guard_decode` turns it into a
+#   `DecoderFault` (a `MalformedFrame`), so the `Decoder` contract, "raises only MalformedFrame",
+#   holds for every caller: the live sessions, the backtest kernel, `tradingd decode`,
+#   `tradingd data inspect`. The frame may have been half applied when it failed, so the decoder's
+#   books are invalidated (`invalidate_books`, when it has one): each starts again from its next
+#   snapshot (never guess). Only `Exception`s are caught: `trio.Cancelled`, `KeyboardInterrupt`
+#   and `SystemExit` go on.
+
+MAX_NESTING: Final = 512
+"""The deepest nesting of `[`/`{` a frame may have. Real venue frames nest under 10 levels
+(VENUES.md: a Deribit `get_instruments` item's `tick_size_steps`, a Derive ticker's
+`option_pricing`, a Gamma event's markets). The bound is far above them, far enough below the
+default recursion limit (1000) that a parser's 512 levels plus a task's stack never reach it, and
+high enough that a large book snapshot (hundreds of `[`/`{` side by side, but 3 deep) is settled
+by the two `count`s of `_too_deep` without a closer look."""
+
+SHORT_FRAME: Final = 4096
+"""Frames of at most this many bytes are not scanned for nesting (see above): most frames."""
+
+_decode_untyped: Final = msgspec.json.Decoder().decode
+_FAULT_TEXT: Final = 200  # characters of an exception's text kept: it may quote a huge frame
+_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string: its brackets are text
+_NOT_BRACKETS: Final = bytes(c for c in range(256) if c not in b"[]{}")
+_STEPS: Final = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")  # depth step + 1, for `_depth`
+_QUICK_PASSES: Final = 16
+_RUN_OF_OPENERS: Final = (b"[" * (MAX_NESTING + 1), b"{" * (MAX_NESTING + 1))
+
+
+def _depth(brackets: bytes) -> int:
+    """The deepest nesting of a string of brackets (exact; it runs at C speed but allocates an
+    int per bracket, so only for the rare frame `check_nesting` cannot settle otherwise)."""
+    steps = brackets.translate(_STEPS)  # an opener is 2, a closer 0: prefix sum - i = depth
+    return max(map(operator.sub, itertools.accumulate(steps), range(1, len(steps) + 1)), default=0)
+
+
+_Text = bytes | bytearray | memoryview | str | msgspec.Raw
+
+
+def _too_deep(frame: _Text) -> bool:
+    """Whether `frame` nests deeper than `MAX_NESTING` (exact for what a parser would read)."""
+    if isinstance(frame, str):
+        data: bytes | bytearray = frame.encode("utf-8", "surrogatepass")
+    elif isinstance(frame, bytes | bytearray):
+        data = frame
+    else:
+        data = bytes(frame)  # a memoryview, a msgspec.Raw
+    # An upper bound at C speed: a frame with few openers cannot nest deep (most frames).
+    if data.count(b"[") + data.count(b"{") <= MAX_NESTING:
+        return False
+    # Many openers (a large book snapshot): the structure alone, without the strings.
+    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    if brackets.count(b"[") + brackets.count(b"{") <= MAX_NESTING:
+        return False
+    if _RUN_OF_OPENERS[0] in brackets or _RUN_OF_OPENERS[1] in brackets:
+        return True  # the usual hostile frame: a long run of openers, found at C speed
+    # Removing every innermost pair takes one level off everywhere: a real frame is empty after
+    # a few passes. What is left then (hostile, or not JSON) is measured exactly.
+    for _ in range(_QUICK_PASSES):
+        shorter = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if not shorter:
+            return False
+        if len(shorter) == len(brackets):
+            break
+        brackets = shorter
+    return _depth(brackets) + _QUICK_PASSES > MAX_NESTING
+
+
+def _nested_too_deep(venue: str, where: str) -> MalformedFrame:
+    return MalformedFrame(f"{where}: nested deeper than {MAX_NESTING} levels", venue=venue)
+
+
+def check_nesting(frame: _Text, venue: str, *, where: str = "frame") -> None:
+    """Raise `MalformedFrame` ("{where}: nested deeper than ...") for JSON text nested deeper than
+    `MAX_NESTING` (see above). Exact, whatever the length: a caller on the hot path checks
+    `len(frame) > SHORT_FRAME` first."""
+    if _too_deep(frame):
+        raise _nested_too_deep(venue, where)
+
+
+def loads_untyped(data: _Text, venue: str, where: str) -> Any:
+    """Venue JSON parsed without a schema, safely (see above): `MalformedFrame` for text nested
+    deeper than `MAX_NESTING`, and for text that is not JSON (not UTF-8 included), naming
+    `where`. Every schemaless msgspec parse of a venue's bytes goes through it (orjson, which
+    stops at 1,024 levels by itself, still reads a cursor or an id in a few Polymarket answers)."""
+    if _too_deep(data):
+        raise _nested_too_deep(venue, where)
+    try:
+        return _decode_untyped(data)
+    except UnicodeError as exc:  # bytes that are not UTF-8 in a string, a str with a lone surrogate
+        what = (
+            f"{exc.reason} at {exc.start}"
+            if isinstance(exc, UnicodeDecodeError | UnicodeEncodeError)
+            else exc
+        )
+        raise MalformedFrame(f"{where}: a string is not UTF-8 ({what})", venue=venue) from None
+    except RecursionError:  # only from a caller already deep in its stack: never guess
+        raise MalformedFrame(f"{where}: too deep to parse from here", venue=venue) from None
+    except msgspec.DecodeError as exc:
+        text = str(exc).replace("`", "'")
+        raise MalformedFrame(f"{where}: not JSON ({text[:_FAULT_TEXT]})", venue=venue) from None
+
+
+class DecoderFault(MalformedFrame):
+    """A frame on which a decoder raised something other than `MalformedFrame` (a decoder bug
+    or a case it did not foresee): counted as malformed, and the decoder's books were
+    invalidated (`guard_decode`). `error_type` names the original exception."""
+
+    def __init__(self, message: str, *, venue: str, error_type: str, books: tuple[str, ...] = ()) -> None:
+        super().__init__(message, venue=venue)
+        self.error_type = error_type
+        self.books = books  # the instruments whose book the decoder held (each now waits for a snapshot)
+
+
+_D = TypeVar("_D", bound="Decoder")
+_DecodeMethod = Callable[[_D, Any, int], list[MarketEvent]]
+
+
+def guard_decode(decode: _DecodeMethod[_D]) -> _DecodeMethod[_D]:
+    """Decorate a decoder's `decode` so that it keeps the `Decoder` contract whatever the frame:
+    too deep a frame is refused before parsing, and any other exception becomes a `DecoderFault`
+    (counted in `stats.malformed`, the books invalidated). See the comment above."""
+
+    @functools.wraps(decode)
+    def guarded(self: _D, frame: Any, ts_local: int) -> list[MarketEvent]:
+        if len(frame) > SHORT_FRAME and _too_deep(frame):
+            self.stats.frames += 1
+            self.stats.malformed += 1
+            raise _nested_too_deep(self.venue, "frame")
+        stats = self.stats
+        counted = stats.malformed
+        try:
+            return decode(self, frame, ts_local)
+        except MalformedFrame:
+            if stats.malformed == counted:  # every refused frame is counted, wherever it failed
+                stats.malformed += 1
+            raise
+        except Exception as exc:
+            stats.malformed = counted + 1
+            raise _fault(self, exc) from exc
+
+    return guarded
+
+
+def _fault(decoder: Decoder, exc: Exception) -> DecoderFault:
+    books = tuple(decoder.book_instruments())  # before invalidating: a decoder may forget them
+    invalidate = getattr(decoder, "invalidate_books", None)
+    if invalidate is not None:
+        invalidate()  # the frame may have been half applied: every book waits for a snapshot
+    name = type(exc).__name__
+    text = str(exc)
+    if len(text) > _FAULT_TEXT:
+        text = text[:_FAULT_TEXT] + "..."
+    return DecoderFault(
+        f"decoder fault {name}: {text} (books invalidated until their next snapshot)",
+        venue=decoder.venue,
+        error_type=name,
+        books=books,
+    )
+
+
+_RECURSION_LIMIT: Final = sys.getrecursionlimit()
+
+
+def restore_recursion_limit() -> None:
+    """Put back the interpreter's recursion limit if an import raised it (py_ecc, imported by
+    eth-account, sets 100,000): with it, deep recursion in any parser overflows the C stack and
+    kills the process instead of raising `RecursionError`. Called where every live session is
+    built (`VenueSession`), after its venue's signing modules are imported."""
+    if sys.getrecursionlimit() > _RECURSION_LIMIT:
+        sys.setrecursionlimit(_RECURSION_LIMIT)
+
+
+def decode_parsed(decoder: Decoder, msg: Any, ts_local: int, venue: str) -> list[MarketEvent]:
+    """Every venue decoder's `decode_message`: an already-parsed message, decoded as its JSON
+    frame with the decoder's own contract. One that cannot be JSON is counted as a malformed
+    frame and raises `MalformedFrame`."""
+    try:
+        frame = orjson.dumps(msg)
+    except TypeError as exc:
+        decoder.stats.frames += 1
+        decoder.stats.malformed += 1
+        raise MalformedFrame(f"not a JSON message: {exc}", venue=venue) from None
+    return decoder.decode(frame, ts_local)
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """Bytes in, events out, no I/O. One per venue connection (it owns that connection's books)."""
+
+    venue: str
+    registry: InstrumentRegistry
+    stats: DecoderStats
+
+    def decode(self, frame: bytes, ts_local: int) -> list[MarketEvent]:
+        """The market events in one frame (possibly none). Raises `MalformedFrame` for a frame
+        that cannot be decoded; the decoder's state is then unchanged."""
+        ...
+
+    def book(self, instrument: str) -> OrderBook | None:
+        """The book this decoder maintains for `instrument`, if any."""
+        ...
+
+    def book_instruments(self) -> list[str]:
+        """Every instrument this decoder holds a book of (a decoder fault reports each broken)."""
+        ...
+
+
+class VenueSink(Protocol):
+    """Where a live venue session delivers what it receives (the engine implements it)."""
+
+    async def market(self, events: list[MarketEvent]) -> None:
+        """Market and status events, in arrival order (to the market state and the router)."""
+        ...
+
+    def private(self, events: list[PrivateEvent]) -> None:
+        """Reports about our own orders (to the order tracker, then their strategies)."""
+        ...
+
+
+class LiveVenue(Protocol):
+    """One venue's live side: the connection task, its decoder, and its execution client."""
+
+    venue: str
+    decoder: Decoder
+    ready: trio.Event  # set once connected and subscribed (systemd READY waits for all venues)
+    # Called with (receive time in ns, the frame exactly as received) for every frame of every
+    # connection of the venue, before it is decoded: how `tradingd record` captures a session.
+    on_frame: Callable[[int, bytes | str], None] | None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the connection up (reconnecting as needed) until cancelled."""
+        ...
+
+    def execution(self) -> Any:
+        """The venue's `ExecutionClient` (real orders: live mode only)."""
+        ...
+
+
+class VenuePlugin(Protocol):
+    """What a venue package offers the engine."""
+
+    name: str
+    Settings: type[Any]
+    """The attrs class `[venues.<name>]` is structured into (its `fees` table included)."""
+
+    def decoder(self, registry: InstrumentRegistry) -> Decoder:
+        """A fresh decoder that adds the instruments it learns of to `registry`."""
+        ...
+
+    def fee_model(self, overrides: Mapping[str, Any]) -> FeeModel:
+        """The venue's fee schedule, with the config's overrides applied."""
+        ...
+
+    def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
+        """Write a synthetic recording of this venue's wire frames to `path`; returns the
+        number of frames written. `options` come from the config's `generate` table."""
+        ...
+
+
+def load_catalog_class(venue: str) -> type[Any] | None:
+    """The `MarketCatalog` class a venue registers (entry point group `tradingd.catalogs`),
+    None when the venue has no catalog."""
+    for ep in entry_points(group="tradingd.catalogs"):
+        if ep.name == venue:
+            cls: type[Any] = ep.load()
+            return cls
+    return None
+
+
+def available_venues() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group="tradingd.venues"))
+
+
+def available_strategies() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group="tradingd.strategies"))
+
+
+def load_venue(name: str) -> VenuePlugin:
+    """The venue plugin registered as `name`; `ConfigError` naming the known ones otherwise."""
+    for ep in entry_points(group="tradingd.venues"):
+        if ep.name == name:
+            plugin: VenuePlugin = ep.load()
+            return plugin
+    known = ", ".join(available_venues()) or "none installed"
+    raise ConfigError(f"unknown venue {name!r} (known: {known})")
+
+
+def load_strategy_class(spec: str) -> type[Strategy]:
+    """A strategy class from an entry-point name (`gamma_scalp`) or a `module:Class` path."""
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise StrategyError(f"cannot import strategy module {module_name!r}: {exc}") from exc
+        for part in attr.split("."):
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                raise StrategyError(f"module {module_name!r} has no {attr!r}") from None
+    else:
+        for ep in entry_points(group="tradingd.strategies"):
+            if ep.name == spec:
+                obj = ep.load()
+                break
+        else:
+            known = ", ".join(available_strategies()) or "none installed"
+            raise StrategyError(f"unknown strategy {spec!r} (known: {known}; or use module:Class)")
+    if not (isinstance(obj, type) and issubclass(obj, Strategy)):
+        raise StrategyError(f"{spec!r} is not a Strategy subclass")
+    return obj
