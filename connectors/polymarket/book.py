@@ -61,7 +61,7 @@ def summary_hash(summary: Mapping[str, Any]) -> str:
     payload["bids"] = [{"price": lv["price"], "size": lv["size"]} for lv in summary["bids"]]
     payload["asks"] = [{"price": lv["price"], "size": lv["size"]} for lv in summary["asks"]]
     # orjson writes what `json.dumps(separators=(",", ":"), ensure_ascii=False)` writes for
-    # strings, booleans and lists of them (tests/test_polymarket_book.py checks it).
+    # strings, booleans and lists of them (tests/connectors/polymarket/test_polymarket_book.py checks it).
     return hashlib.sha1(orjson.dumps(payload)).hexdigest()  # SHA1: the venue's choice, not ours
 
 

@@ -14,9 +14,9 @@
   the key order of Polymarket's official Python client.
 
 Every signature, header and body here is byte-identical to what `py-clob-client-v2` 1.2.1 makes for
-the same inputs (tests/test_polymarket_signing.py), with one deliberate difference: that client
-rounds sizes with binary floats (`floor(size * 100) / 100`), which drops a cent of shares for about
-one size in fifteen (1272.62 becomes 1272.61); here amounts are exact.
+the same inputs (tests/connectors/polymarket/test_polymarket_signing.py), with one deliberate
+difference: that client rounds sizes with binary floats (`floor(size * 100) / 100`), which drops a
+cent of shares for about one size in fifteen (1272.62 becomes 1272.61); here amounts are exact.
 
 Signatures are made with coincurve (libsecp256k1, the backend eth-account itself uses when it is
 installed) straight on the digest: the same RFC 6979 signature as eth-account's, ~6x faster than

@@ -353,7 +353,7 @@ def positional_builder(cls: type[_T]) -> Callable[..., _T]:
     It takes every field, in order, and does nothing else, so it is only made when `__init__`
     would do nothing else either (no validators, converters, keyword-only or init=False fields,
     no init hooks); otherwise `cls` itself is returned, which takes the same arguments. The
-    objects it makes equal, hash and freeze like those of `cls` (tests/test_events.py).
+    objects it makes equal, hash and freeze like those of `cls` (tests/model/test_events.py).
     """
     fields = attrs.fields(cast(Any, cls))
     setters: list[Any] = []

@@ -13,7 +13,7 @@ A `SessionRecorder` writes the recording format of DESIGN.md ("recordings": one 
 - `run` is the recorder's task: at least once a second it hands what was appended to a worker
   thread, which formats the lines, compresses them (zstd) and writes them with a zstd *block
   flush*: everything written so far decompresses even if the process dies before the file is
-  closed, so a crash loses at most the last second (tests/test_recorder.py kills a recording
+  closed, so a crash loses at most the last second (tests/store/test_recorder.py kills a recording
   process with SIGKILL and reads the file it left).
 - Files rotate per venue when a frame's receive time enters a new period of `rotate_s` (aligned
   to UTC: hourly files start on the hour) or, checked at each flush, when a file has reached

@@ -1,0 +1,386 @@
+"""The backtest kernel: latency, parked strategies, the fill model through the whole path,
+expiry, strategy faults, and determinism on the generated sample."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from tests.support import deribit_frames as F
+from tradingd.config import load_config
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.engine import (
+    BookUpdate,
+    Fill,
+    MarketEvent,
+    OrderRejected,
+    OrderState,
+    OrderUpdate,
+    Status,
+    StatusKind,
+    Strategy,
+    StrategyContext,
+    StrategyError,
+    Subscription,
+    Ticker,
+    TimeInForce,
+)
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestResult, BacktestSettings, DataSource
+from tradingd.engine.backtest.report import report_dict
+
+MS = 1_000_000
+T0 = (F.T0_MS + 1) * MS  # the first line's receive time
+
+
+class Scripted(Strategy):
+    """Runs `script(ctx, event)` on each event; records what it saw and when."""
+
+    def __init__(
+        self,
+        name: str,
+        script: Callable[[StrategyContext, MarketEvent], Coroutine[Any, Any, None]],
+        subs: list[Subscription],
+    ) -> None:
+        super().__init__(name)
+        self.script = script
+        self.subs = subs
+        self.seen: list[MarketEvent] = []
+        self.log: list[tuple[str, int, Any]] = []
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return self.subs
+
+    async def on_event(self, event: MarketEvent) -> None:
+        self.seen.append(event)
+        await self.script(self.ctx, event)
+
+
+def run(path: Path, *strategies: Strategy, **settings: Any) -> BacktestResult:
+    kernel = BacktestKernel(
+        {"deribit": PLUGIN}, [DataSource("deribit", path)], list(strategies), BacktestSettings(**settings)
+    )
+    return trio.run(kernel.run)
+
+
+def book_frames() -> list[tuple[int, bytes]]:
+    return [
+        (0, F.instruments()),
+        (1, F.ticker(F.PERP, 1, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+        (2, F.snapshot(F.OPTION, 2, 10, [(0.049, 3.0), (0.048, 5.0)], [(0.05, 2.0), (0.051, 4.0)])),
+    ]
+
+
+def once(action: Callable[[StrategyContext], Coroutine[Any, Any, Any]], store: list[Any]) -> Any:
+    """A script that runs `action` on the first option ticker and stores its answer (or error)."""
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if isinstance(ev, Ticker) and ev.instrument == F.OPTION and not store:
+            sent = ctx.now_ns()
+            try:
+                answer = await action(ctx)
+            except OrderRejected as exc:
+                store.append(("rejected", ctx.now_ns() - sent, exc))
+            else:
+                store.append(("answer", ctx.now_ns() - sent, answer))
+
+    return script
+
+
+def test_latency_decides_what_the_order_meets(tmp_path: Path) -> None:
+    frames = [
+        *book_frames(),
+        (1000, F.ticker(F.OPTION, 1000, bid=0.049, ask=0.05, mark=0.0495, index=90000.0)),
+        # 10 ms later the 0.05 offer is gone.
+        (1010, F.change(F.OPTION, 1010, 11, [], [["delete", 0.05, 0.0]])),
+        (5000, F.ticker(F.PERP, 5000, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+    ]
+    path = F.write(tmp_path / "lat.rec", frames)
+    results = {}
+    for latency in (5, 20):
+        store: list[Any] = []
+        s = Scripted(
+            "s",
+            once(
+                lambda ctx: ctx.buy("deribit", F.OPTION, "1", price="0.05", time_in_force=TimeInForce.IOC),
+                store,
+            ),
+            [Subscription("deribit", F.OPTION, {"ticker"})],
+        )
+        run(path, s, latency_ms=latency)
+        results[latency] = store[0]
+    kind, waited, answer = results[5]
+    assert kind == "answer" and answer.status is OrderState.FILLED  # arrived before the offer left
+    assert waited == 10 * MS  # 5 ms there, 5 ms back
+    kind, waited, answer = results[20]
+    assert answer.status is OrderState.CANCELLED and answer.filled_size == 0  # arrived after: nothing at 0.05
+    assert waited == 40 * MS
+
+
+def test_a_parked_strategy_gets_the_events_afterwards_conflated(tmp_path: Path) -> None:
+    frames = [*book_frames()]
+    for i in range(10):  # tickers every 2 ms while the order travels (20 ms each way)
+        frames.append(
+            (
+                1000 + 2 * i,
+                F.ticker(F.OPTION, 1000 + 2 * i, bid=0.049, ask=0.05, mark=0.0495 + i * 1e-4, index=90000.0),
+            )
+        )
+    frames.append((2000, F.ticker(F.PERP, 2000, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)))
+    path = F.write(tmp_path / "park.rec", frames)
+    store: list[Any] = []
+    s = Scripted(
+        "s",
+        once(lambda ctx: ctx.buy("deribit", F.OPTION, "1", price="0.05"), store),
+        [Subscription("deribit", F.OPTION, {"ticker"})],
+    )
+    result = run(path, s, latency_ms=20)
+    tickers = [e for e in s.seen if isinstance(e, Ticker)]
+    private = [e for e in s.seen if isinstance(e, Fill | OrderUpdate)]
+    # The first ticker triggered the order; the nine that came while it was in flight were
+    # conflated into the newest one, delivered once the strategy was free again, in arrival order
+    # with the order's events (accepted, fill, filled) that came after it.
+    assert len(tickers) == 2
+    assert tickers[-1].mark == pytest.approx(0.0504)
+    assert result.strategies["s"].conflated == 8
+    assert [type(e).__name__ for e in private] == ["OrderUpdate", "Fill", "OrderUpdate"]
+    assert [e.ts_local for e in s.seen] == sorted(e.ts_local for e in s.seen)
+
+
+def test_resting_order_fills_as_maker_on_a_trade_and_is_booked(tmp_path: Path) -> None:
+    frames = [
+        *book_frames(),
+        (1000, F.ticker(F.OPTION, 1000, bid=0.049, ask=0.05, mark=0.0495, index=90000.0)),
+        (3000, F.trade(F.OPTION, 3000, 0.0495, 0.4, "sell", "T1")),  # someone sells into our bid
+        (4000, F.ticker(F.OPTION, 4000, bid=0.049, ask=0.05, mark=0.06, index=90000.0)),
+        (60_000, F.ticker(F.PERP, 60_000, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+    ]
+    path = F.write(tmp_path / "rest.rec", frames)
+    store: list[Any] = []
+    s = Scripted(
+        "s",
+        once(lambda ctx: ctx.buy("deribit", F.OPTION, "1", price="0.0495"), store),
+        [Subscription("deribit", F.OPTION, {"ticker"})],
+    )
+    result = run(path, s)
+    assert store[0][2].status is OrderState.OPEN
+    fills = [e for e in s.seen if isinstance(e, Fill)]
+    assert len(fills) == 1
+    f = fills[0]
+    assert (f.price, f.size, f.liquidity.value, f.fee) == (
+        Decimal("0.0495"),
+        Decimal("0.4"),
+        "maker",
+        Decimal("0.00012"),
+    )
+    r = result.strategies["s"]
+    assert (r.orders, r.fills) == (1, 1)
+    assert r.fees == Decimal("0.00012") * 90000  # exact: money is Decimal
+    # Marked at 0.06 BTC with the index at 90000: 0.4 x (0.06 - 0.0495) x 90000.
+    assert r.unrealized_pnl == Decimal("0.4") * (Decimal("0.06") - Decimal("0.0495")) * 90000
+    assert r.positions == {"deribit:" + F.OPTION: "0.4"}
+
+
+def test_pre_trade_rejection_is_immediate_and_venue_rejection_takes_the_round_trip(tmp_path: Path) -> None:
+    frames = [
+        *book_frames(),
+        (1000, F.ticker(F.OPTION, 1000, bid=0.049, ask=0.05, mark=0.0495, index=90000.0)),
+    ]
+    path = F.write(tmp_path / "rej.rec", frames)
+    store: list[Any] = []
+    s = Scripted(
+        "s",
+        once(lambda ctx: ctx.buy("deribit", F.OPTION, "1", price="0.0503"), store),
+        [Subscription("deribit", F.OPTION)],
+    )
+    run(path, s)
+    assert store[0][0] == "rejected" and store[0][1] == 0
+    assert "tick size 0.0005" in store[0][2].reason
+    store2: list[Any] = []
+    s2 = Scripted(
+        "s",
+        once(lambda ctx: ctx.sell("deribit", F.OPTION, "1", price="0.049", post_only=True), store2),
+        [Subscription("deribit", F.OPTION)],
+    )
+    result = run(path, s2)
+    assert store2[0][0] == "rejected" and store2[0][1] == 40 * MS
+    assert store2[0][2].code == "post_only_reject"
+    assert result.strategies["s"].rejected == 1
+
+
+def test_sleep_faults_and_what_a_backtest_cannot_simulate(tmp_path: Path) -> None:
+    frames = [*book_frames()]
+    frames += [
+        (1000 + i * 100, F.ticker(F.OPTION, 1000 + i * 100, bid=0.049, ask=0.05, mark=0.0495, index=90000.0))
+        for i in range(5)
+    ]
+    path = F.write(tmp_path / "faults.rec", frames)
+    times: list[int] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if not isinstance(ev, Ticker):
+            return
+        if len(times) == 0:
+            before = ctx.now_ns()
+            await ctx.sleep(0.25)
+            times.append(ctx.now_ns() - before)
+        elif len(times) == 1:
+            times.append(1)
+            raise RuntimeError("a bug in the strategy")
+        elif len(times) == 2:
+            times.append(2)
+            await trio.sleep(1)  # not the context: the kernel cannot simulate it
+
+    s = Scripted("s", script, [Subscription("deribit", F.OPTION, {"ticker"})])
+    result = run(path, s)
+    assert times[0] == 250 * MS
+    assert result.strategies["s"].errors == 2  # the exception and the trio await, both counted
+    assert (
+        len([e for e in s.seen if isinstance(e, Ticker)]) == 4
+    )  # it kept receiving events (1 conflated while asleep)
+
+
+def test_options_settle_at_expiry(tmp_path: Path) -> None:
+    expiry_ms = F.T0_MS + 120_000
+    frames = [
+        (0, F.instruments(expiry_ms=expiry_ms)),
+        (1, F.ticker(F.PERP, 1, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+        (2, F.snapshot(F.OPTION, 2, 10, [(0.049, 3.0)], [(0.05, 2.0)])),
+        (1000, F.ticker(F.OPTION, 1000, bid=0.049, ask=0.05, mark=0.0495, index=90000.0)),
+        (119_000, F.ticker(F.PERP, 119_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+        (200_000, F.ticker(F.PERP, 200_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+    ]
+    path = F.write(tmp_path / "exp.rec", frames)
+    store: list[Any] = []
+    s = Scripted(
+        "s",
+        once(lambda ctx: ctx.buy("deribit", F.OPTION, "1", price="0.05"), store),
+        [Subscription("deribit", F.OPTION, {"ticker"})],
+    )
+    result = run(path, s)
+    r = result.strategies["s"]
+    # Bought 1 at 0.05 BTC (4500 USD at 90000); settles at (92000-90000)/92000 BTC = 2000 USD.
+    assert r.positions == {}
+    # The delivery price is a float of the index (2000/92000 has no exact decimal form).
+    assert r.realized_pnl == pytest.approx(Decimal(2000 - 4500), abs=Decimal("1e-9"))
+    assert any(isinstance(e, Status) and e.status is StatusKind.EXPIRED for e in s.seen)
+
+
+@pytest.mark.slow
+def test_the_example_backtest_is_deterministic_and_both_strategies_trade(tmp_path: Path) -> None:
+    loaded = load_config(Path(__file__).parent.parent.parent / "config" / "backtest.toml")
+    path = tmp_path / "sample.rec.zst"
+    PLUGIN.generate_sample(path, {"seed": 3, "hours": 0.5})
+
+    def once_more() -> dict[str, Any]:
+        kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], loaded.build_strategies())
+        report = report_dict(trio.run(kernel.run))
+        report.pop("duration_s")
+        return report
+
+    first, second = once_more(), once_more()
+    assert first == second
+    assert first["events"] > 70_000 and first["malformed_frames"] == 0
+    for name in ("gamma_btc", "momentum_eth"):
+        s = first["strategies"][name]
+        assert s["orders"] > 0 and s["fills"] > 0 and s["fees"] > 0
+        assert s["errors"] == 0
+        assert s["max_drawdown"] >= 0
+        assert s["sharpe"] is not None
+
+
+def test_strategies_discover_markets_through_the_catalog(tmp_path: Path) -> None:
+    """`ctx.catalog(venue)`: run-time discovery, then subscriptions that follow it."""
+    from tradingd.connectors.polymarket.catalog import PolymarketCatalog, write_cache
+    from tradingd.connectors.polymarket.catalog_generator import market_lines
+
+    cache = tmp_path / "polymarket_markets.jsonl"
+    write_cache(cache, market_lines(300, seed=4))
+    catalog = PolymarketCatalog.from_cache(cache)
+    found: dict[str, Any] = {}
+
+    class Discoverer(Strategy):
+        async def on_start(self) -> None:
+            markets = self.ctx.catalog("polymarket").find_by_slug_regex(
+                r"^[a-z]+-updown-", tradable_only=True
+            )
+            found["markets"] = markets
+            self.ctx.subscribe(s for m in markets for s in m.subscriptions())
+            try:
+                self.ctx.catalog("deribit")
+            except StrategyError as exc:
+                found["error"] = str(exc)
+
+        async def on_event(self, event: MarketEvent) -> None:
+            return None
+
+    path = F.write(tmp_path / "d.rec", book_frames())
+    kernel = BacktestKernel(
+        {"deribit": PLUGIN},
+        [DataSource("deribit", path)],
+        [Discoverer("d")],
+        catalogs={"polymarket": catalog},
+    )
+    trio.run(kernel.run)
+    markets = found["markets"]
+    assert markets and all("-updown-" in m.slug and m.active and not m.closed for m in markets)
+    merged = kernel.router.merged("polymarket")
+    assert {inst for inst, _ in merged} == {t.token_id for m in markets for t in m.tokens}
+    assert "no market catalog for 'deribit'" in found["error"]
+
+
+def test_prediction_market_positions_settle_at_resolution(tmp_path: Path) -> None:
+    from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
+
+    path = tmp_path / "pm.rec.zst"
+    POLYMARKET.generate_sample(path, {"hours": 0.2, "seed": 3})
+    resolved: list[Status] = []
+
+    class BuyEverything(Strategy):
+        def __init__(self) -> None:
+            super().__init__("s")
+            self.bought: set[str] = set()
+
+        async def on_event(self, event: MarketEvent) -> None:
+            if isinstance(event, Status) and event.status is StatusKind.MARKET_RESOLVED:
+                resolved.append(event)
+            if (
+                isinstance(event, BookUpdate)
+                and event.best_ask is not None
+                and event.instrument not in self.bought
+            ):
+                self.bought.add(event.instrument)
+                inst = self.ctx.instrument("polymarket", event.instrument)
+                assert inst is not None
+                await self.ctx.buy(
+                    "polymarket",
+                    event.instrument,
+                    inst.min_size,
+                    price=str(event.best_ask),
+                    time_in_force="ioc",
+                )
+
+        async def on_start(self) -> None:
+            # Every token the recording's opening teaches, with every kind of data.
+            self.ctx.subscribe(
+                Subscription("polymarket", i.symbol) for i in self.ctx.instruments("polymarket")
+            )
+
+    strategy = BuyEverything()
+    kernel = BacktestKernel({"polymarket": POLYMARKET}, [DataSource("polymarket", path)], [strategy])
+    result = trio.run(kernel.run)
+    ledger = kernel.flow.ledger("s")
+    assert resolved, "the sample's market did not resolve"
+    settled = {r.instrument: float(r.data["payout"]) for r in resolved}
+    assert sorted(settled.values()) == [0.0, 1.0]  # a binary market: one winner
+    for token in settled:
+        assert ledger.position("polymarket", token) == 0  # closed at the payout
+    held = [p for p in ledger if p.qty != 0]
+    assert held and all(p.instrument.symbol not in settled for p in held)  # the others still held
+    assert result.strategies["s"].errors == 0
+    assert result.strategies["s"].fills >= len(settled)
+    assert result.strategies["s"].realized_pnl != 0

@@ -1,0 +1,158 @@
+"""The simulated venue's fill rules (engine/_simvenue.py docstring), one rule per test."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.support.helpers import OPTION, PERP, book, registry, request, trade
+from tradingd.connectors.deribit.fees import DeribitFees
+from tradingd.engine import (
+    Fill,
+    Liquidity,
+    Order,
+    OrderBook,
+    OrderRejected,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    SimulatedVenue,
+)
+
+
+def make(queue_ahead: bool = False) -> tuple[SimulatedVenue, OrderBook]:
+    b = OrderBook(float(OPTION.tick_size))
+    for p, s in ((0.048, 1.5), (0.047, 4.0)):
+        b.set_bid(b.to_ticks(p), s)
+    for p, s in ((0.050, 2.0), (0.051, 3.0)):
+        b.set_ask(b.to_ticks(p), s)
+    books = {OPTION.symbol: b}
+    sim = SimulatedVenue(
+        "deribit", registry(), DeribitFees(), books.get, index=lambda _: 100_000.0, queue_ahead=queue_ahead
+    )
+    return sim, b
+
+
+def order(cid: str = "s-bt-1", **kw: object) -> Order:
+    return Order(request(cid=cid, **kw), now_ns=0)  # type: ignore[arg-type]
+
+
+def fills(events: list[PrivateEvent]) -> list[tuple[Decimal, Decimal, Liquidity]]:
+    return [(e.price, e.size, e.liquidity) for e in events if isinstance(e, Fill)]
+
+
+def last_state(events: list[PrivateEvent]) -> OrderState:
+    return [e for e in events if isinstance(e, OrderUpdate)][-1].status
+
+
+def test_a_crossing_limit_walks_the_book_up_to_its_price() -> None:
+    sim, _ = make()
+    out = sim.submit(order(side="buy", size="4", price="0.0510", time_in_force="ioc"), 1)
+    assert fills(out) == [
+        (Decimal("0.05"), Decimal("2.0"), Liquidity.TAKER),
+        (Decimal("0.051"), Decimal("2.0"), Liquidity.TAKER),
+    ]
+    assert last_state(out) is OrderState.FILLED
+    fee = [e.fee for e in out if isinstance(e, Fill)]
+    assert fee == [Decimal("0.0006"), Decimal("0.0006")]  # 0.0003 x 2 contracts, under the 12.5% cap
+
+
+def test_taken_liquidity_is_gone_until_the_feed_updates_the_level() -> None:
+    sim, b = make()
+    sim.submit(order("a", side="buy", size="4", price="0.051", time_in_force="ioc"), 1)
+    out = sim.submit(order("b", side="buy", size="2", price="0.051", time_in_force="ioc"), 2)
+    assert fills(out) == [(Decimal("0.051"), Decimal("1.0"), Liquidity.TAKER)]  # only 1 of 3 left
+    assert last_state(out) is OrderState.CANCELLED
+    # The feed says the level holds 3 again: it is available again.
+    b.set_ask(b.to_ticks(0.051), 3.0)
+    sim.on_book(book(asks=((0.051, 3.0),)), 3)
+    out = sim.submit(order("c", side="buy", size="2", price="0.051", time_in_force="ioc"), 4)
+    assert fills(out) == [(Decimal("0.051"), Decimal("2.0"), Liquidity.TAKER)]
+
+
+def test_market_order_takes_what_is_displayed_and_cancels_the_rest() -> None:
+    sim, _ = make()
+    out = sim.submit(order(side="sell", size="7", price=None), 1)
+    assert fills(out) == [
+        (Decimal("0.048"), Decimal("1.5"), Liquidity.TAKER),
+        (Decimal("0.047"), Decimal("4.0"), Liquidity.TAKER),
+    ]
+    update = [e for e in out if isinstance(e, OrderUpdate)][-1]
+    assert update.status is OrderState.CANCELLED and update.reason == "no_liquidity"
+    assert update.filled_size == Decimal("5.5")
+
+
+def test_fok_fills_all_or_nothing_and_post_only_never_takes() -> None:
+    sim, _ = make()
+    out = sim.submit(order("a", side="buy", size="6", price="0.051", time_in_force="fok"), 1)
+    assert fills(out) == [] and last_state(out) is OrderState.CANCELLED
+    out = sim.submit(order("b", side="buy", size="5", price="0.051", time_in_force="fok"), 1)
+    assert sum(f[1] for f in fills(out)) == Decimal(5)
+    out = sim.submit(order("c", side="sell", size="1", price="0.047", post_only=True), 1)
+    assert last_state(out) is OrderState.REJECTED and fills(out) == []
+
+
+def test_resting_order_fills_on_trades_from_the_other_side_at_its_price() -> None:
+    sim, _ = make()
+    out = sim.submit(order(side="buy", size="2", price="0.049"), 1)
+    assert last_state(out) is OrderState.OPEN
+    assert sim.on_trade(trade(0.049, 0.5, "buy"), 2) == []  # a buyer at our price: not our side
+    assert sim.on_trade(trade(0.0495, 5.0, "sell"), 2) == []  # a seller above our bid: no
+    out = sim.on_trade(trade(0.049, 0.5, "sell"), 3)  # touched
+    assert fills(out) == [(Decimal("0.049"), Decimal("0.5"), Liquidity.MAKER)]
+    out = sim.on_trade(trade(0.048, 10.0, "sell"), 4)  # traded through: the rest, at our price
+    assert fills(out) == [(Decimal("0.049"), Decimal("1.5"), Liquidity.MAKER)]
+    assert last_state(out) is OrderState.FILLED
+    assert not sim.has_orders(OPTION.symbol)
+
+
+def test_queue_ahead_waits_for_the_displayed_size_first() -> None:
+    sim, _ = make(queue_ahead=True)
+    sim.submit(order(side="buy", size="1", price="0.048"), 1)  # 1.5 displayed ahead of us
+    assert sim.on_trade(trade(0.048, 1.0, "sell"), 2) == []
+    out = sim.on_trade(trade(0.048, 1.0, "sell"), 3)
+    assert fills(out) == [(Decimal("0.048"), Decimal("0.5"), Liquidity.MAKER)]
+
+
+def test_the_book_moving_through_a_resting_order_fills_it_from_the_displayed_size() -> None:
+    sim, b = make()
+    sim.submit(order(side="sell", size="3", price="0.052"), 1)
+    b.set_bid(b.to_ticks(0.053), 2.0)  # someone bids above our offer: they would have hit us
+    out = sim.on_book(book(bids=((0.053, 2.0),)), 2)
+    assert fills(out) == [(Decimal("0.052"), Decimal("2.0"), Liquidity.MAKER)]
+    assert last_state(out) is OrderState.PARTIALLY_FILLED
+
+
+def test_cancel_expire_and_refusals() -> None:
+    sim, _ = make()
+    o = order(side="buy", size="1", price="0.040")
+    sim.submit(o, 1)
+    out = sim.cancel(o, 2)
+    assert last_state(out) is OrderState.CANCELLED
+    with pytest.raises(OrderRejected, match="not open"):
+        sim.cancel(o, 3)
+    g = order("g", side="buy", size="1", price="0.040", time_in_force="gtd", expire_at_ns=10)
+    sim.submit(g, 4)
+    assert sim.expire(9) == []
+    assert last_state(sim.expire(10)) is OrderState.EXPIRED
+    unknown = Order(request(instrument="NOPE"), now_ns=0)
+    assert last_state(sim.submit(unknown, 1)) is OrderState.REJECTED
+
+
+@pytest.mark.parametrize(
+    ("inst", "price", "size", "liq", "expected"),
+    [
+        (OPTION, "0.05", "2", Liquidity.TAKER, Decimal("0.0006")),  # 0.0003 per contract
+        (OPTION, "0.0008", "2", Liquidity.TAKER, Decimal("0.0002")),  # capped at 12.5% of the price
+        (PERP, "100000", "10000", Liquidity.TAKER, Decimal("0.00005")),  # 0.05% of 10000 USD, in BTC
+        (PERP, "100000", "10000", Liquidity.MAKER, Decimal("0")),
+    ],
+)
+def test_deribit_fee_schedule(inst: object, price: str, size: str, liq: Liquidity, expected: Decimal) -> None:
+    fee, ccy = DeribitFees().fee(inst, Decimal(price), Decimal(size), liq, 100_000.0)  # type: ignore[arg-type]
+    assert fee == expected and ccy == "BTC"
+    overridden, _ = DeribitFees(future_taker="0.001").fee(
+        PERP, Decimal(price), Decimal(size), Liquidity.TAKER, None
+    )
+    assert overridden == Decimal(size) * Decimal("0.001") / Decimal(price)

@@ -1,0 +1,679 @@
+"""Derive execution: what the client signs and sends for each kind of order, how venue errors are
+typed, how the simulator verifies an order as the venue does (VENUES.md §3.5-§3.7), and what
+reconciliation reads back from the venue: one order's state, our fills since a time (every
+page), and the cancel of an order that is not ours (§3.6)."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tradingd.connectors.derive import PLUGIN
+from tradingd.connectors.derive.codec import DeriveDecoder
+from tradingd.connectors.derive.execution import DeriveExecution
+from tradingd.connectors.derive.settings import DeriveSettings
+from tradingd.connectors.derive.signing import (
+    TESTNET,
+    Credentials,
+    OrderSigner,
+    login_digest,
+    login_signature,
+    recover_signer,
+    typed_data_hash,
+)
+from tradingd.connectors.derive.simulator import (
+    DEMO_SESSION_KEY,
+    DEMO_SUBACCOUNT,
+    DEMO_WALLET,
+    DeriveSimulator,
+    RpcError,
+    serve,
+)
+from tradingd.connectors.derive.stream import DeriveSession, map_error
+from tradingd.engine import (
+    AuthError,
+    ConfigError,
+    Fill,
+    FillReversal,
+    InstrumentRegistry,
+    Liquidity,
+    Order,
+    OrderRejected,
+    OrderRequest,
+    OrderState,
+    OrderUpdate,
+    RateLimited,
+    Status,
+    VenueError,
+    VenueRejected,
+    VenueUnavailable,
+)
+from tradingd.engine.runtime.router import MarketRouter
+
+FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "derive"
+SIGNER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # DEMO_SESSION_KEY's address
+NOW_NS = 1_800_000_000_000_000_000
+ENV = {
+    "DERIVE_WALLET": DEMO_WALLET,
+    "DERIVE_SESSION_KEY": DEMO_SESSION_KEY,
+    "DERIVE_SUBACCOUNT_ID": str(DEMO_SUBACCOUNT),
+}
+
+
+def load(name: str) -> Any:
+    return orjson.loads((FIXTURES / name).read_bytes())
+
+
+class _Sink:
+    async def market(self, events: list[Any]) -> None:
+        return None
+
+    def private(self, events: list[Any]) -> None:
+        return None
+
+
+def make_session(**settings: Any) -> DeriveSession:
+    creds = Credentials(DEMO_WALLET, DEMO_SESSION_KEY, DEMO_SUBACCOUNT)
+    session = DeriveSession(
+        DeriveSettings(**settings),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=_Sink(),
+        credentials=creds,
+        clock=lambda: NOW_NS,
+    )
+    session.decoder.learn_instruments(load("common/http_get_instruments_eth_all.json")["result"])
+    return session
+
+
+def order(instrument: str = "ETH-PERP", **kw: Any) -> Order:
+    fields: dict[str, Any] = {"side": "buy", "size": Decimal("1.5"), "price": Decimal("3500.5")}
+    fields.update(kw)
+    request = OrderRequest(
+        venue="derive", instrument=instrument, client_order_id="s-abc-1", strategy="s", **fields
+    )
+    return Order(request, now_ns=NOW_NS)
+
+
+# -------------------------------------------------------------------------- errors (§3.7)
+
+
+@pytest.mark.parametrize(
+    ("code", "method", "kind"),
+    [
+        (-32000, "private/order", RateLimited),
+        (11000, "private/order", VenueRejected),  # insufficient funds
+        (11017, "private/order", VenueRejected),  # nonce not unique
+        (14014, "private/order", VenueRejected),  # an order refused for its signature: refused
+        (14014, "public/login", AuthError),
+        (14026, "private/get_open_orders", AuthError),
+        (9000, "private/order", VenueError),  # order confirmation timeout: outcome unknown
+        (-32603, "private/order", VenueError),
+    ],
+)
+def test_errors_are_typed_by_code_and_method(code: int, method: str, kind: type[Exception]) -> None:
+    exc = map_error({"code": code, "message": "m", "data": "d"}, method=method)
+    assert type(exc) is kind
+    assert exc.code == code and exc.venue_message == "m" and str(exc).endswith(": d")
+
+
+# ----------------------------------------------------------------------- what is signed
+
+
+def test_a_limit_order_is_signed_as_the_venue_recomputes_it() -> None:
+    execution = DeriveExecution(make_session())
+    execution.session.index_prices["ETH"] = 3400.0
+    signed = execution.sign(order())
+    params = signed.params()
+    assert params["instrument_name"] == "ETH-PERP" and params["direction"] == "buy"
+    assert (params["amount"], params["limit_price"], params["label"]) == ("1.5", "3500.5", "s-abc-1")
+    assert (params["order_type"], params["time_in_force"], params["subaccount_id"]) == ("limit", "gtc", 30769)
+    assert params["signer"] == SIGNER
+    assert params["signature_expiry_sec"] == NOW_NS // 10**9 + 3600
+    assert str(params["nonce"]).startswith(str(NOW_NS // 10**6))
+    # The signature recovers to the session key over the EIP-712 digest of the testnet domain.
+    assert typed_data_hash(TESTNET.domain_separator, signed.action_hash) == signed.typed_data_hash
+    assert recover_signer(signed.typed_data_hash, params["signature"]) == SIGNER
+    # max_fee: the taker fee the schedule expects per unit at the index, twice (the margin).
+    inst = execution.registry.require("derive", "ETH-PERP")
+    fee, _ = execution.fees.fee(inst, Decimal("3500.5"), Decimal("1.5"), Liquidity.TAKER, 3400.0)
+    assert Decimal(params["max_fee"]) >= fee * 2 / Decimal("1.5")
+    assert Decimal(params["max_fee"]) - fee * 2 / Decimal("1.5") < Decimal("0.000001")
+
+
+def test_time_in_force_post_only_gtd_and_reduce_only() -> None:
+    execution = DeriveExecution(make_session())
+    assert execution.sign(order(time_in_force="ioc")).params()["time_in_force"] == "ioc"
+    assert execution.sign(order(time_in_force="fok")).params()["time_in_force"] == "fok"
+    assert execution.sign(order(post_only=True)).params()["time_in_force"] == "post_only"
+    assert execution.sign(order(reduce_only=True)).params()["reduce_only"] is True
+    with pytest.raises(OrderRejected, match="post-only cannot be combined"):
+        execution.sign(order(post_only=True, time_in_force="ioc"))
+    # A GTD order lives until its signature expires (§3.6): that is its expiry.
+    in_two_hours = NOW_NS + 7200 * 10**9
+    gtd = execution.sign(order(time_in_force="gtd", expire_at_ns=in_two_hours)).params()
+    assert (gtd["time_in_force"], gtd["signature_expiry_sec"]) == ("gtc", in_two_hours // 10**9)
+    with pytest.raises(OrderRejected, match="at least 330 s ahead"):
+        execution.sign(order(time_in_force="gtd", expire_at_ns=NOW_NS + 60 * 10**9))
+
+
+def test_a_market_order_signs_a_worst_price_beyond_the_book() -> None:
+    session = make_session(market_slippage=Decimal("0.05"))
+    execution = DeriveExecution(session)
+    with pytest.raises(OrderRejected, match="needs a reference price"):
+        execution.sign(order(price=None))
+    session.mark_prices["ETH-PERP"] = 3000.0  # no book yet: the mark stands in
+    buy = execution.sign(order(price=None)).params()
+    assert (buy["order_type"], buy["time_in_force"]) == ("market", "ioc")
+    assert Decimal(buy["limit_price"]) == 3150  # 5% beyond the mark
+    book = {"timestamp": 1, "instrument_name": "ETH-PERP", "publish_id": 1, "bids": [["3000.01", "2"]],
+            "asks": [["3001.99", "1"]]}  # fmt: skip
+    frame = orjson.dumps(
+        {"method": "subscription", "params": {"channel": "orderbook.ETH-PERP.1.10", "data": book}}
+    )
+    session.decoder.decode(frame, 0)
+    buy = execution.sign(order(price=None)).params()
+    sell = execution.sign(order(price=None, side="sell", time_in_force="fok")).params()
+    assert Decimal(buy["limit_price"]) == Decimal("3152.09")  # 3001.99 x 1.05, rounded up to 0.01
+    assert Decimal(sell["limit_price"]) == Decimal("2850.00")  # 3000.01 x 0.95, rounded down
+    assert sell["time_in_force"] == "fok"
+
+
+def test_orders_the_venue_would_refuse_are_refused_before_signing() -> None:
+    execution = DeriveExecution(make_session())
+    with pytest.raises(OrderRejected, match="not a multiple of the tick size"):
+        execution.sign(order(price=Decimal("3500.001")))
+    with pytest.raises(OrderRejected, match="no instrument|unknown"):
+        execution.sign(order("BTC-PERP"))
+    nobody = DeriveSession(
+        DeriveSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink()
+    )
+    with pytest.raises(OrderRejected, match="no Derive credentials"):
+        DeriveExecution(nobody).signer  # noqa: B018
+
+
+async def test_edit_is_refused_with_the_reason() -> None:
+    execution = DeriveExecution(make_session())
+    with pytest.raises(OrderRejected, match="Derive has no amend"):
+        await execution.edit(order(), price=Decimal(3400), size=None)
+
+
+def test_the_execution_is_one_per_session_so_nonces_never_repeat() -> None:
+    session = make_session()
+    assert session.execution() is session.execution()
+    nonces = {session.execution().sign(order()).nonce for _ in range(200)}
+    assert len(nonces) == 200  # the clock stands still here: strictly increasing all the same
+
+
+# ----------------------------------------------------------------- answers and reports
+
+
+def test_fills_are_reported_once_whichever_path_brings_them() -> None:
+    decoder = DeriveDecoder(InstrumentRegistry())
+    trade = {**load("perps/http_private_trade_eth.json"), "tx_status": "requested"}
+    answer = {**load("spot/http_submit_order_response.json")["result"], "trades": [trade]}
+    first = decoder.order_result(orjson.dumps(answer), 1)
+    assert [type(e) for e in first] == [Fill, OrderUpdate]
+    channel = {"method": "subscription", "params": {"channel": "42.trades", "data": [trade]}}
+    assert decoder.decode(orjson.dumps(channel), 2) == []  # the same trade from the channel
+    settled = {**trade, "tx_status": "settled"}
+    channel["params"]["data"] = [settled]  # type: ignore[index]
+    assert decoder.decode(orjson.dumps(channel), 3) == []
+    assert decoder.repeated_fills == 2
+    reverted = {**trade, "tx_status": "reverted"}
+    channel["params"] = {"channel": "42.trades.reverted", "data": [reverted]}
+    (reversal,) = decoder.decode(orjson.dumps(channel), 4)
+    assert isinstance(reversal, FillReversal)
+    assert (reversal.trade_id, reversal.size, reversal.price, reversal.fee) == (
+        "trade-xyz",
+        Decimal("0.5"),
+        Decimal("3499.0"),
+        Decimal("0.02"),
+    )
+    channel["params"] = {"channel": "42.trades", "data": [reverted]}
+    assert decoder.decode(orjson.dumps(channel), 5) == []  # the same reversal again
+    # A reverted trade we never reported as a fill changes nothing: a status says so.
+    other = {**reverted, "trade_id": "never-seen"}
+    channel["params"] = {"channel": "42.trades", "data": [other]}
+    (status,) = decoder.decode(orjson.dumps(channel), 6)
+    assert isinstance(status, Status) and status.data["trade_id"] == "never-seen"
+
+
+def test_a_malformed_answer_leaves_the_fill_memory_unchanged() -> None:
+    decoder = DeriveDecoder(InstrumentRegistry())
+    trade = load("perps/http_private_trade_eth.json")
+    bad = {**trade, "trade_id": "t-bad", "trade_amount": "NaN"}
+    channel = {"method": "subscription", "params": {"channel": "42.trades", "data": [trade, bad]}}
+    with pytest.raises(Exception, match="not a finite number"):
+        decoder.decode(orjson.dumps(channel), 1)
+    channel["params"]["data"] = [trade]  # type: ignore[index]
+    (fill,) = decoder.decode(orjson.dumps(channel), 2)  # still new: nothing was remembered
+    assert isinstance(fill, Fill) and decoder.repeated_fills == 0
+
+
+# ------------------------------------------------ the simulator verifies as the venue does
+
+
+def sign_for(simulator: DeriveSimulator, **terms: Any) -> dict[str, Any]:
+    """A `private/order` for the simulator's ETH-PERP, signed by the demo session key now."""
+    signer = OrderSigner(
+        Credentials(DEMO_WALLET, DEMO_SESSION_KEY, DEMO_SUBACCOUNT), TESTNET, clock_s=time.time
+    )
+    fields: dict[str, Any] = {
+        "direction": "buy",
+        "amount": Decimal("0.1"),
+        "limit_price": Decimal(1000),
+        "max_fee": Decimal(5),
+        "label": "t-1",
+    }
+    fields.update(terms)
+    return signer.sign_order(simulator.details.require("ETH-PERP"), **fields).params()
+
+
+def params_for(simulator: DeriveSimulator, **changes: Any) -> dict[str, Any]:
+    """`sign_for`'s order, then `changes` made to what is sent (after signing)."""
+    return {**sign_for(simulator), **changes}
+
+
+async def test_the_simulator_accepts_a_well_signed_order_and_refuses_tampering() -> None:
+    simulator = DeriveSimulator(seed=3)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+
+    def call(params: dict[str, Any], method: str = "private/order") -> Any:
+        return simulator.call(method, params, peer=None, account=account, after=[])
+
+    good = params_for(simulator)
+    answer = call(good)
+    assert answer["order"]["order_status"] == "open" and answer["order"]["label"] == "t-1"
+    assert answer["order"]["signer"] == SIGNER and answer["trades"] == []
+    with pytest.raises(RpcError) as info:
+        call(good)  # the same nonce again
+    assert info.value.code == 11017
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({"limit_price": "1001"}, 14014),  # a term changed after signing
+        ({"amount": "0.2"}, 14014),
+        ({"subaccount_id": 30770}, 14001),  # not this wallet's subaccount
+        ({"signature": "0x" + "00" * 65}, 14014),
+        ({"signature_expiry_sec": int(time.time()) + 60}, 11011),
+        ({"nonce": 1_000_000_000_000_000}, 11018),  # a date in 2001
+        ({"instrument_name": "ETH-NOPE"}, 12001),
+        ({"limit_price": "1000.001"}, 11013),
+        ({"amount": "0.001"}, 11012),
+    ]
+    for change, code in cases:
+        with pytest.raises(RpcError) as info:
+            call(params_for(simulator, **change))
+        assert info.value.code == code, change
+    tampered = params_for(simulator)
+    sig = tampered["signature"]
+    tampered["signature"] = sig[:10] + ("0" if sig[10] != "0" else "1") + sig[11:]
+    with pytest.raises(RpcError) as info:
+        call(tampered)
+    assert info.value.code == 14014
+    # Signed by a key the wallet never registered, then by one that has expired.
+    simulator.accounts[DEMO_WALLET.lower()].session_keys.clear()
+    with pytest.raises(RpcError) as info:
+        call(params_for(simulator))
+    assert info.value.code == 14026
+    simulator.register_session_key(DEMO_WALLET, SIGNER, expiry_s=int(time.time()) - 1)
+    with pytest.raises(RpcError) as info:
+        call(params_for(simulator))
+    assert info.value.code == 14030
+
+
+async def test_the_simulator_refuses_a_max_fee_below_its_estimate() -> None:
+    simulator = DeriveSimulator(seed=3)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+    params = sign_for(simulator, max_fee=Decimal("0.01"))  # signed, but below the estimate
+    with pytest.raises(RpcError) as info:
+        simulator.call("private/order", params, peer=None, account=account, after=[])
+    assert info.value.code == -32602 and "signed_max_fee_too_low" in str(info.value.data)
+    assert simulator.orders == {}
+
+
+async def test_order_debug_answers_the_hashes_our_signer_made() -> None:
+    simulator = DeriveSimulator(seed=3)
+    params = params_for(simulator)
+    session = make_session()
+    session.decoder.learn_instruments(
+        [next(i for i in simulator.instrument_items if i["instrument_name"] == "ETH-PERP")]
+    )
+    debug = simulator.call(
+        "public/order_debug", {**params, "wallet": DEMO_WALLET}, peer=None, account=None, after=[]
+    )
+    digest = bytes.fromhex(debug["typed_data_hash"][2:])
+    assert recover_signer(digest, params["signature"]) == SIGNER
+    assert len(bytes.fromhex(debug["encoded_data"][2:])) == 7 * 32
+
+
+async def test_login_is_checked_by_recovering_the_session_key() -> None:
+    simulator = DeriveSimulator(seed=3)
+    ts = time.time_ns() // 1_000_000
+    creds = Credentials(DEMO_WALLET, DEMO_SESSION_KEY, DEMO_SUBACCOUNT)
+    good = {"wallet": DEMO_WALLET, "timestamp": str(ts), "signature": login_signature(creds.key, ts)}
+    assert simulator.call("public/login", good, peer=None, account=None, after=[]) == [DEMO_SUBACCOUNT]
+    assert recover_signer(login_digest(str(ts)), good["signature"]) == SIGNER
+    for change, code in [
+        ({"timestamp": str(ts + 1)}, 14026),  # the signature now recovers some other address
+        ({"timestamp": str(ts - 3_600_000)}, 14014),  # stale
+        ({"wallet": "0x" + "22" * 20}, 14000),
+        ({"signature": "0x1234"}, 14014),
+    ]:
+        with pytest.raises(RpcError) as info:
+            simulator.call("public/login", {**good, **change}, peer=None, account=None, after=[])
+        assert info.value.code == code, change
+
+
+@functools.cache
+def shared_simulator() -> DeriveSimulator:
+    return DeriveSimulator(seed=11)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    amount=st.integers(min_value=1, max_value=999_999).map(lambda n: Decimal(n) / 100),  # +0.01 <= max
+    price=st.integers(min_value=1, max_value=10_000_000).map(lambda n: Decimal(n) / 100),
+    buy=st.booleans(),
+)
+def test_every_order_our_client_signs_verifies_at_the_simulator(
+    amount: Decimal, price: Decimal, buy: bool
+) -> None:
+    simulator = shared_simulator()
+    account = simulator.accounts[DEMO_WALLET.lower()]
+    params = sign_for(simulator, amount=amount, limit_price=price, direction="buy" if buy else "sell")
+    simulator._check_signature(simulator._verify_order(params, account), account)  # accepted
+    step = Decimal("0.01")
+    for changed in ({"amount": str(amount + step)}, {"limit_price": str(price + step)}):
+        terms = simulator._verify_order({**params, **changed}, account)
+        with pytest.raises(RpcError) as info:  # a term changed after signing: refused
+            simulator._check_signature(terms, account)
+        assert info.value.code == 14014
+
+
+async def test_nothing_is_sent_before_the_login() -> None:
+    execution = DeriveExecution(make_session())  # never connected, never logged in
+    with pytest.raises(VenueUnavailable, match="not logged in"):
+        await execution.place(order())
+    with pytest.raises(OrderRejected, match="maximum amount"):  # the instrument's own bound
+        await execution.place(order(size=Decimal(100_000)))
+
+
+# ---------------------------------------------------------------------------- the plugin
+
+
+def test_the_plugin_builds_sessions_for_live_and_paper() -> None:
+    kwargs: dict[str, Any] = {"registry": InstrumentRegistry(), "router": MarketRouter(), "sink": _Sink()}
+    with pytest.raises(AuthError, match="DERIVE_WALLET"):
+        PLUGIN.live(DeriveSettings(), trading=True, environ={}, **kwargs)
+    with pytest.raises(ConfigError, match="private channels"):
+        PLUGIN.live(DeriveSettings(private=False), trading=True, environ=ENV, **kwargs)
+    live = PLUGIN.live(DeriveSettings(), trading=True, environ=ENV, **kwargs)
+    assert isinstance(live, DeriveSession) and live.credentials is not None
+    assert live.credentials.signer == SIGNER and live.settings.private
+    paper = PLUGIN.live(DeriveSettings(), trading=False, environ=ENV, **kwargs)
+    assert paper.credentials is None and not paper.settings.private  # paper never logs in
+    banner = "\n".join(PLUGIN.simulator_banner(["http://127.0.0.1:8766"]))
+    assert 'url = "ws://127.0.0.1:8766/ws"' in banner and DEMO_WALLET in banner
+
+
+def test_settings_are_checked_where_they_are_read() -> None:
+    with pytest.raises(ValueError, match="instrument types among option, perp, erc20"):
+        DeriveSettings(instrument_types=["spot"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="market_slippage: expected a fraction"):
+        DeriveSettings(market_slippage=Decimal(2))
+    with pytest.raises(ValueError, match="max_fee_margin: expected at least 1"):
+        DeriveSettings(max_fee_margin=Decimal("0.5"))
+    assert DeriveSettings(url="ws://h/ws").ws_url == "ws://h/ws"
+
+
+# ------------------------------------------------- reconciliation against the simulator (§3.6)
+
+PERP = "ETH-PERP"
+
+
+class _Recorder:
+    """A `VenueSink` keeping what a session dispatches."""
+
+    def __init__(self) -> None:
+        self.private_events: list[Any] = []
+
+    async def market(self, events: list[Any]) -> None:
+        return None
+
+    def private(self, events: list[Any]) -> None:
+        self.private_events.extend(events)
+
+
+async def connected(
+    nursery: trio.Nursery, **sim_options: Any
+) -> tuple[DeriveSimulator, DeriveSession, DeriveExecution, _Recorder]:
+    """The simulator on a loopback port and a logged-in session to it (no engine)."""
+    simulator = DeriveSimulator(seed=9, step_s=0.05, **sim_options)
+    binds = await nursery.start(functools.partial(serve, simulator))
+    base = binds[0].removeprefix("http://")
+    sink = _Recorder()
+    session = DeriveSession(
+        DeriveSettings(url=f"ws://{base}/ws", rest_url=f"http://{base}"),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=sink,
+        credentials=Credentials(DEMO_WALLET, DEMO_SESSION_KEY, DEMO_SUBACCOUNT),
+    )
+    await nursery.start(session.run)
+    with trio.fail_after(10):
+        await session.ready.wait()
+    slim = simulator.tickers[PERP]
+    session.index_prices["ETH"] = float(slim["I"])  # what the tickers would have told it
+    session.mark_prices[PERP] = float(slim["M"])
+    execution: DeriveExecution = session.execution()
+    return simulator, session, execution, sink
+
+
+def engine_order(cid: str, *, size: str = "0.2", price: Decimal | None = None, **kw: Any) -> Order:
+    fields: dict[str, Any] = {"side": "buy", "size": Decimal(size), "price": price}
+    if price is None:
+        fields["type"] = "market"
+    fields.update(kw)
+    request = OrderRequest(venue="derive", instrument=PERP, client_order_id=cid, strategy="s", **fields)
+    return Order(request, now_ns=time.time_ns())
+
+
+def resting_price(simulator: DeriveSimulator) -> Decimal:
+    book = simulator.decoder.book(PERP)
+    assert book is not None and book.valid
+    bid = book.top()[0]
+    assert bid is not None
+    return Decimal(int(bid * 0.8))  # far below the bid: rests
+
+
+async def test_order_status_by_order_id_by_label_and_for_an_order_the_venue_never_had(
+    nursery: trio.Nursery,
+) -> None:
+    simulator, _, execution, _ = await connected(nursery)
+    low = resting_price(simulator)
+    # Cancelled by the venue while we were not listening: get_order says so, with the reason.
+    named = engine_order("s-r-1", price=low)
+    (placed,) = [e for e in await execution.place(named) if isinstance(e, OrderUpdate)]
+    named.order_id = placed.order_id
+    assert simulator.venue_cancel(order_id=placed.order_id, reason="insufficient_margin") == [placed.order_id]
+    (report,) = await execution.order_status(named)
+    assert isinstance(report, OrderUpdate) and report.order_id == placed.order_id
+    assert (report.status, report.reason, report.client_order_id) == (
+        OrderState.CANCELLED,
+        "insufficient_margin",
+        "s-r-1",
+    )
+    # Placed, but its answer never reached us (no order id): found by its label, named now.
+    unnamed = engine_order("s-r-2", price=low - 1)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+    answer = simulator.call(
+        "private/order",
+        sign_for(simulator, label="s-r-2", limit_price=low - 1, amount=Decimal("0.2")),
+        peer=None,
+        account=account,
+        after=[],
+    )
+    (found,) = await execution.order_status(unnamed)
+    assert isinstance(found, OrderUpdate)
+    assert (found.order_id, found.status, found.client_order_id) == (
+        answer["order"]["order_id"],
+        OrderState.OPEN,
+        "s-r-2",
+    )
+    # Never sent, or an id the venue does not know (11006): the venue has no such order.
+    assert await execution.order_status(engine_order("s-r-3", price=low)) == []
+    ghost = engine_order("s-r-4", price=low)
+    ghost.order_id = "00000000-0000-4000-8000-000000000000"
+    assert await execution.order_status(ghost) == []
+    assert simulator.requests_for("private/get_order") == 2
+    assert simulator.requests_for("private/get_orders") == 2
+
+
+async def test_recent_fills_reads_every_page_once_and_lists_reverted_trades_as_reversals(
+    nursery: trio.Nursery,
+) -> None:
+    simulator, _, execution, sink = await connected(nursery, settle_after_s=3600)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+    await execution.place(engine_order("s-f-0", size="0.1"))  # before the window
+    await trio.sleep(0.01)  # the history's timestamps are milliseconds
+    since = time.time_ns()
+    await trio.sleep(0.01)
+    for i in range(1, 4):
+        await execution.place(engine_order(f"s-f-{i}", size="0.1"))
+    simulator.apply_faults({"revert": 1})
+    await execution.place(engine_order("s-f-4", size="0.1"))  # its fill will fail on chain
+    await execution.place(engine_order("s-f-5", size="0.1"))
+    assert simulator.settle_now() >= 6
+    with trio.fail_after(5):  # the reversal arrives on the private channel as it happens
+        while not any(isinstance(e, FillReversal) for e in sink.private_events):
+            await trio.sleep(0.01)
+    in_window = [t for t in account.trades if t["timestamp"] >= since // 1_000_000]
+    reverted = {t["trade_id"] for t in in_window if t["tx_status"] == "reverted"}
+    executed = [t["trade_id"] for t in in_window if t["tx_status"] == "settled"]
+    assert len(reverted) == 1 and len(executed) >= 4 and all(t["label"] != "s-f-0" for t in in_window)
+    execution.page_size = 2  # several pages
+    asked = simulator.requests_for("private/get_trade_history")
+    listed = await execution.recent_fills(since)
+    fills = [f for f in listed if isinstance(f, Fill)]
+    assert [f.trade_id for f in fills] == executed  # oldest first, each once
+    assert all(f.fee > 0 and f.client_order_id for f in fills)
+    # A reverted trade is listed as its reversal (the engine applies one only to an order that
+    # holds that fill: after a restart, the journal's), never as a fill.
+    assert {r.trade_id for r in listed if isinstance(r, FillReversal)} == reverted
+    assert [f.ts_exchange or 0 for f in listed] == sorted(f.ts_exchange or 0 for f in listed)
+    pages = simulator.requests_for("private/get_trade_history") - asked
+    assert pages == math.ceil(len(in_window) / 2)
+    # The reversal had come on the channel already: recent_fills does not send it again.
+    assert sum(isinstance(e, FillReversal) for e in sink.private_events) == 1
+    # The answers carried the fills already: the history's are repeats, not new ones.
+    assert execution.session.decoder.repeated_fills >= len(executed)
+
+
+async def test_cancel_by_order_id_cancels_an_order_that_is_not_ours(nursery: trio.Nursery) -> None:
+    simulator, _, execution, _ = await connected(nursery)
+    low = resting_price(simulator)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+    answer = simulator.call(
+        "private/order",
+        sign_for(simulator, label="placed-by-hand", limit_price=low),
+        peer=None,
+        account=account,
+        after=[],
+    )
+    order_id = answer["order"]["order_id"]
+    await execution.cancel_by_order_id(PERP, order_id)
+    assert simulator.orders[order_id].state == "cancelled"
+    with pytest.raises(OrderRejected) as info:
+        await execution.cancel_by_order_id(PERP, order_id)
+    assert info.value.code == 11003  # already cancelled
+    with pytest.raises(OrderRejected) as info:
+        await execution.cancel_by_order_id(PERP, "00000000-0000-4000-8000-000000000000")
+    assert info.value.code == 11006  # no such order
+
+
+async def test_reconciliation_reads_wait_for_the_login() -> None:
+    execution = DeriveExecution(make_session())  # never connected, never logged in
+    with pytest.raises(VenueUnavailable, match="not logged in"):
+        await execution.recent_fills(0)
+    with pytest.raises(VenueUnavailable, match="not logged in"):
+        await execution.order_status(order())
+    with pytest.raises(VenueUnavailable, match="not logged in"):
+        await execution.cancel_by_order_id("ETH-PERP", "x")
+
+
+@settings(max_examples=60, deadline=None)
+@given(count=st.integers(min_value=0, max_value=40), size=st.integers(min_value=1, max_value=12))
+def test_history_pages_cover_every_item_once_and_a_page_too_far_repeats_the_last(
+    count: int, size: int
+) -> None:
+    items = [{"n": i} for i in range(count)]
+    first, pagination = DeriveSimulator._page(items, {"page_size": size})
+    assert pagination == {"count": count, "num_pages": math.ceil(count / size)}
+    read = list(first)
+    for page in range(2, pagination["num_pages"] + 1):
+        read += DeriveSimulator._page(items, {"page": page, "page_size": size})[0]
+    assert read == items
+    last = DeriveSimulator._page(items, {"page": max(pagination["num_pages"], 1), "page_size": size})[0]
+    assert DeriveSimulator._page(items, {"page": pagination["num_pages"] + 3, "page_size": size})[0] == last
+
+
+async def test_history_filters_and_their_refusals() -> None:
+    simulator = DeriveSimulator(seed=3)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+
+    def call(method: str, **params: Any) -> Any:
+        return simulator.call(method, params, peer=None, account=account, after=[])
+
+    low = resting_price(simulator)
+    for i in range(3):
+        call("private/order", **sign_for(simulator, label=f"h-{i}", limit_price=low - i))
+    call("private/cancel_by_label", subaccount_id=DEMO_SUBACCOUNT, label="h-1")
+    open_ = call("private/get_orders", subaccount_id=DEMO_SUBACCOUNT, status="open")
+    assert sorted(o["label"] for o in open_["orders"]) == ["h-0", "h-2"]
+    (one,) = call("private/get_orders", subaccount_id=DEMO_SUBACCOUNT, label="h-1")["orders"]
+    assert one["order_status"] == "cancelled" and one["cancel_reason"] == "user_request"
+    every = call("private/get_order_history", subaccount_id=DEMO_SUBACCOUNT, page_size=2)
+    assert every["pagination"] == {"count": 3, "num_pages": 2} and len(every["orders"]) == 2
+    assert call("private/get_trade_history", subaccount_id=DEMO_SUBACCOUNT)["trades"] == []
+    cases: list[tuple[str, dict[str, Any], int]] = [
+        ("private/get_orders", {"subaccount_id": DEMO_SUBACCOUNT, "status": "gone"}, -32602),
+        ("private/get_orders", {"subaccount_id": DEMO_SUBACCOUNT, "page_size": 1001}, -32602),
+        ("private/get_trade_history", {"subaccount_id": DEMO_SUBACCOUNT, "page": 0}, -32602),
+        ("private/get_trade_history", {"subaccount_id": 1}, 14001),  # not this wallet's
+        ("private/get_order", {"subaccount_id": DEMO_SUBACCOUNT, "order_id": "nope"}, 11006),
+    ]
+    for method, params, code in cases:
+        with pytest.raises(RpcError) as info:
+            call(method, **params)
+        assert info.value.code == code, (method, params)
+    # The switches over HTTP, as `tradingd simulate derive` users flip them.
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(simulator), base_url="http://sim") as http:
+        answer = await http.post(
+            "/_sim/faults",
+            json={
+                "trade": {"instrument": PERP, "direction": "sell", "price": str(low), "amount": "0.1"},
+                "cancel": {"label": "h-2", "reason": "mmp_trigger"},
+            },
+        )
+    applied = answer.json()["applied"]
+    filled = [t for t in account.trades if t["label"] == "h-0"]
+    assert [t["trade_amount"] for t in filled] == ["0.1"] and isinstance(applied["trade"], str)
+    (cancelled,) = applied["cancelled"]
+    assert simulator.orders[cancelled].cancel_reason == "mmp_trigger"
+    history = call("private/get_trade_history", subaccount_id=DEMO_SUBACCOUNT, order_id=filled[0]["order_id"])
+    assert [t["trade_id"] for t in history["trades"]] == [filled[0]["trade_id"]]
+    with pytest.raises(ValueError, match="reason must be one of"):
+        simulator.venue_cancel(label="h-0", reason="because")
+    with pytest.raises(ValueError, match="tick"):
+        simulator.trade(PERP, "sell", "1000.001", "1")

@@ -1,0 +1,246 @@
+"""The venue's share balances against the engine's positions (issue 13 review, the fail-safe of
+a full exit): at each reconciliation (start, every reconnection) the engine asks Polymarket how
+many shares it holds of each token it has a position in (`GET /balance-allowance`, asset type
+CONDITIONAL, as the official client asks), and alerts a difference with both figures."""
+
+from __future__ import annotations
+
+import functools
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import structlog
+import trio
+
+from tests.support.live_support import Probe, until
+from tradingd.config._schema import CatalogConfig
+from tradingd.connectors.polymarket.codec import PolymarketDecoder
+from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution
+from tradingd.connectors.polymarket.settings import PolymarketSettings
+from tradingd.connectors.polymarket.signing import OrderSigner
+from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
+from tradingd.engine import BookUpdate, InstrumentRegistry, OrderState, StatusKind, Subscription
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.sim.server import Receive, Scope, Send
+
+V = "polymarket"
+CREDS = {
+    "POLYMARKET_PRIVATE_KEY": DEMO_ACCOUNT.private_key,
+    "POLYMARKET_API_KEY": DEMO_API.key,
+    "POLYMARKET_API_SECRET": DEMO_API.secret,
+    "POLYMARKET_API_PASSPHRASE": DEMO_API.passphrase,
+}
+
+
+class SlowBalances(PolymarketSimulator):
+    """The simulator, answering `GET /balance-allowance` only after `delay_s`."""
+
+    def __init__(self, delay_s: float, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.delay_s = delay_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") == "/balance-allowance":
+            await trio.sleep(self.delay_s)
+        await super().__call__(scope, receive, send)
+
+
+def _execution(simulator: PolymarketSimulator) -> PolymarketExecution:
+    registry = InstrumentRegistry()
+    decoder = PolymarketDecoder(registry)
+    signer = OrderSigner(DEMO_ACCOUNT.private_key)
+    rest = ClobRest(
+        "http://sim",
+        api=DEMO_API,
+        address=signer.address,
+        client=httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator)),
+    )
+    return PolymarketExecution(rest, signer, registry, decoder.outcomes)
+
+
+async def test_share_balances_are_asked_several_at_a_time(autojump_clock: trio.abc.Clock) -> None:
+    """Eight tokens, each answered after 1 s: asked a few at a time (not one after the other,
+    which took 8 s at every reconciliation)."""
+    simulator = SlowBalances(1.0, seed=3, mine_s=0.01, confirm_s=0.01)
+    tokens = [t for m in simulator.feed.markets[:4] for t in (m.yes, m.no)]
+    ex = _execution(simulator)
+    t0 = trio.current_time()
+    assert await ex.venue_positions(tokens) == dict.fromkeys(tokens, Decimal(0))
+    assert trio.current_time() - t0 < 3.0
+
+
+async def test_the_venues_share_balance_is_read_in_millionths_as_the_official_client_asks() -> None:
+    simulator = PolymarketSimulator(seed=3, mine_s=0.01, confirm_s=0.01)
+    token = simulator.feed.markets[0].yes
+    simulator.accounts[DEMO_API.key].positions[token] = Decimal("4.8935")
+    registry = InstrumentRegistry()
+    decoder = PolymarketDecoder(registry)
+    signer = OrderSigner(DEMO_ACCOUNT.private_key)
+    asked: list[httpx.Request] = []
+
+    async def hook(request: httpx.Request) -> None:
+        asked.append(request)
+
+    rest = ClobRest(
+        "http://sim",
+        api=DEMO_API,
+        address=signer.address,
+        client=httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=simulator), event_hooks={"request": [hook]}
+        ),
+    )
+    ex = PolymarketExecution(rest, signer, registry, decoder.outcomes)
+    other = simulator.feed.markets[1].yes
+    assert await ex.venue_positions([token, other]) == {token: Decimal("4.8935"), other: Decimal(0)}
+    params = dict(next(r for r in asked if r.url.params.get("token_id") == token).url.params)
+    assert params == {"asset_type": "CONDITIONAL", "token_id": token, "signature_type": "0"}
+    answer = orjson.loads(await rest.call("GET", "/balance-allowance", params=params, auth=True))
+    assert answer["balance"] == "4893500"  # millionths, as the venue's refusals count them
+
+
+async def _trading(
+    nursery: trio.Nursery, tmp_path: Path, simulator: PolymarketSimulator
+) -> tuple[LiveEngine, Probe, str]:
+    """The engine trading the simulator's first market, started, with a book of it."""
+    binds = await nursery.start(functools.partial(serve, simulator))
+    base = binds[0].removeprefix("http://")
+    token = simulator.feed.markets[0].yes
+    probe = Probe("p", [Subscription(V, token)])
+    engine = LiveEngine(
+        [probe],
+        {V: PolymarketSettings(url=f"ws://{base}/ws", rest_url=f"http://{base}", reconnect_base_s=0.2)},
+        mode="live",
+        environ=CREDS,
+        paper_latency_s=0.0,
+        catalog_settings=CatalogConfig(
+            polymarket_cache=str(tmp_path / "catalog.jsonl"), gamma_url=f"http://{base}/gamma"
+        ),
+    )
+    await nursery.start(engine.run)
+    with trio.fail_after(15):
+        await engine.ready.wait()
+    await until(lambda: bool(probe.of(BookUpdate, token)))
+    engine.position_recheck_s = 0.3
+    return engine, probe, token
+
+
+async def _take(probe: Probe, token: str, side: str, size: Decimal | int) -> None:
+    """A taker order of `size` that fills at once."""
+    top = probe.of(BookUpdate, token)[-1]
+    if side == "buy":
+        done = await probe.ctx.buy(V, token, size, price=Decimal(repr(top.best_ask)) + Decimal("0.02"))
+    else:
+        done = await probe.ctx.sell(V, token, size, price=Decimal(repr(top.best_bid)) - Decimal("0.02"))
+    assert done.status is OrderState.FILLED
+
+
+async def reconnect_and_reconcile(engine: LiveEngine, probe: Probe, simulator: PolymarketSimulator) -> None:
+    """Drop the connections; return once the reconciliation after it has checked positions
+    (`position_checks`, counted at the end of the check, not when the reconciliation starts)."""
+    done = engine.position_checks
+    drops = len(probe.statuses(StatusKind.DISCONNECTED))
+    simulator.drop_all()
+    await until(lambda: len(probe.statuses(StatusKind.DISCONNECTED)) > drops)
+    await until(lambda: engine.position_checks > done)
+
+
+async def test_a_reconciliation_alerts_a_position_the_venue_does_not_hold(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A taker buy of 7: the engine and the venue both hold 7, and a reconnection's
+    reconciliation finds nothing to say. Then the venue holds fewer shares than the engine (a
+    fee taken in shares, a transfer outside the daemon): the next reconciliation alerts it,
+    critical, with both figures; the venue's figure is what an exit may sell."""
+    simulator = PolymarketSimulator(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
+    engine, probe, token = await _trading(nursery, tmp_path, simulator)
+    await _take(probe, token, "buy", 7)
+    account = simulator.accounts[DEMO_API.key]
+    assert probe.ctx.position(V, token) == account.positions[token] == 7
+
+    asked = simulator.requests_for("GET /balance-allowance")
+    await reconnect_and_reconcile(engine, probe, simulator)
+    assert simulator.requests_for("GET /balance-allowance") > asked
+    assert engine.position_mismatches == 0
+    account.positions[token] = Decimal("6.8935")  # the venue now holds less than the engine
+    with structlog.testing.capture_logs() as logs:
+        await reconnect_and_reconcile(engine, probe, simulator)
+    assert engine.position_mismatches == 1
+    (alert,) = [e for e in logs if e["event"] == "position.mismatch"]
+    assert (alert["log_level"], alert["instrument"], alert["engine"], alert["venue_holds"]) == (
+        "critical",
+        token,
+        "7",
+        "6.8935",
+    )
+    assert probe.ctx.position(V, token) == 7  # the ledger moves by fills only (alerted, not rewritten)
+
+
+async def test_a_closed_position_is_not_asked_even_if_the_venue_still_holds_its_tokens(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A position bought and sold back is 0 in the ledger, as a resolved market's is once
+    settled while the venue keeps its tokens until they are redeemed (losing ones never are):
+    nothing to compare, so its balance is not asked and nothing is alerted, reconnection after
+    reconnection."""
+    simulator = PolymarketSimulator(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
+    engine, probe, token = await _trading(nursery, tmp_path, simulator)
+    await _take(probe, token, "buy", 7)
+    await until(lambda: bool(probe.of(BookUpdate, token)[-1].best_bid))
+    held = probe.ctx.position(V, token)
+    await _take(probe, token, "sell", held)
+    assert probe.ctx.position(V, token) == 0
+    simulator.accounts[DEMO_API.key].positions[token] = Decimal(7)  # the venue keeps the tokens
+    asked = simulator.requests_for("GET /balance-allowance")
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(2):
+            await reconnect_and_reconcile(engine, probe, simulator)
+    assert simulator.requests_for("GET /balance-allowance") == asked
+    assert engine.position_mismatches == 0
+    assert not [e for e in logs if e["event"] == "position.mismatch"]
+
+
+async def test_a_balance_the_chain_has_not_moved_yet_is_asked_again_not_alerted(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A fill is booked when the venue matches the trade; the share balance moves when it is
+    mined (§2.2). A reconciliation in between sees the venue short: it asks again after
+    `position_recheck_s` and alerts only a difference that stays."""
+    simulator = PolymarketSimulator(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
+    engine, probe, token = await _trading(nursery, tmp_path, simulator)
+    await _take(probe, token, "buy", 7)
+    account = simulator.accounts[DEMO_API.key]
+    held = account.positions[token]
+    account.positions[token] = Decimal(0)  # matched, not mined: the balance has not moved yet
+    asked = simulator.requests_for("GET /balance-allowance")
+
+    async def mined_after_the_first_look() -> None:
+        await until(lambda: simulator.requests_for("GET /balance-allowance") > asked)
+        account.positions[token] = held
+
+    nursery.start_soon(mined_after_the_first_look)
+    with structlog.testing.capture_logs() as logs:
+        await reconnect_and_reconcile(engine, probe, simulator)
+    assert simulator.requests_for("GET /balance-allowance") >= asked + 2  # asked, then again
+    assert engine.position_mismatches == 0
+    assert not [e for e in logs if e["event"] == "position.mismatch"]
+
+
+async def test_a_venue_slow_to_say_its_balances_does_not_hold_the_reconciliation(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """`GET /balance-allowance` answered after 60 s: the check gives up after
+    `position_check_s` (logged), and the reconciliation ends."""
+    simulator = SlowBalances(0.0, seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
+    engine, probe, token = await _trading(nursery, tmp_path, simulator)
+    await _take(probe, token, "buy", 7)
+    engine.position_check_s = 1.0
+    simulator.delay_s = 60.0
+    t0 = trio.current_time()
+    with structlog.testing.capture_logs() as logs:
+        await reconnect_and_reconcile(engine, probe, simulator)
+    assert trio.current_time() - t0 < 5.0
+    assert [e for e in logs if e["event"] == "positions.unavailable"]
+    assert engine.position_mismatches == 0

@@ -1,0 +1,76 @@
+"""Issue 13: `tradingd status` (the status file, systemd's STATUS= line and the printed table)
+says how many fills wait for a first index price, and its money figures stay JSON numbers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.support.helpers import OPTION, ticker
+from tradingd.cli.service import _print_status
+from tradingd.engine import Fill, Liquidity, Side
+
+
+def _daemon(tmp_path: Path) -> Any:
+    from tradingd.config import load_config
+    from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS
+    from tradingd.engine.daemon.service import Daemon
+
+    config = tmp_path / "live.toml"
+    config.write_text(
+        'mode = "live"\n[venues.deribit]\nurl = "ws://127.0.0.1:9/ws/api/v2"\nrest_url = "http://127.0.0.1:9"\n'
+        'currencies = ["BTC"]\n[daemon]\nstate_dir = "state"\n'
+        '[[strategies]]\nname = "once"\nclass = "tests.support.daemon_strategies:PlaceOnce"\n',
+        encoding="utf-8",
+    )
+    client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
+    return Daemon(
+        load_config(config), environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret}
+    )
+
+
+def test_status_counts_the_fills_waiting_for_an_index_price(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    daemon = _daemon(tmp_path)
+    try:
+        engine = daemon.engine
+        engine.registry.add(OPTION)
+        bought = Fill(
+            venue="deribit",
+            instrument=OPTION.symbol,
+            ts_exchange=None,
+            ts_local=1,
+            trade_id="t1",
+            side=Side.BUY,
+            price=Decimal("0.05"),
+            size=Decimal("1"),
+            fee=Decimal("0.0003"),
+            fee_currency="BTC",
+            liquidity=Liquidity.TAKER,
+        )
+        engine.flow.ledger("once").on_fill(bought, OPTION)  # before any index price
+        status = daemon.status()
+        assert status["waiting_fills"] == 1
+        once = status["strategies"]["once"]
+        assert once["waiting_fills"] == 1 and once["positions"] == {f"deribit:{OPTION.symbol}": "1"}
+        assert (once["realized_pnl"], once["fees"]) == (0.0, 0.0)  # not booked at a rate of 0: not booked yet
+        assert "1 fills wait for an index price" in daemon.status_line()
+        # As `tradingd status` reads the file (and adds what it learns of the process).
+        _print_status({**orjson.loads(orjson.dumps(status)), "running": True, "age_s": 0.5})
+        assert "1 fills wait for a first index price" in capsys.readouterr().out
+
+        engine.market_state.on_ticker(ticker(OPTION.symbol, index=100_000.0, mark=0.05))
+        status = orjson.loads(orjson.dumps(daemon.status()))  # money as JSON numbers, not Decimal
+        once = status["strategies"]["once"]
+        assert status["waiting_fills"] == 0 and once["waiting_fills"] == 0
+        assert once["fees"] == 30.0 and isinstance(once["fees"], float)
+        assert once["unrealized_pnl"] == 0.0 and once["realized_pnl"] == 0.0
+        assert "wait" not in daemon.status_line()
+    finally:
+        if daemon.journal is not None:
+            daemon.journal.close()

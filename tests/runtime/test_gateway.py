@@ -1,0 +1,443 @@
+"""The execution gateway: order, cancellation at each point, rejections, nothing sent twice."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from decimal import Decimal
+
+import pytest
+import structlog
+import trio
+import trio.testing
+
+from tests.support.helpers import OPTION, PERP, registry, request, ticker
+from tradingd.engine import (
+    ExecutionGateway,
+    Fill,
+    FillReversal,
+    Limits,
+    Liquidity,
+    MarketState,
+    Order,
+    OrderFlow,
+    OrderRejected,
+    OrderRequest,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    RiskLimits,
+    Side,
+    VenueError,
+)
+
+
+class FakeVenue:
+    """An ExecutionClient double: answers after `delay`, records what it was sent."""
+
+    venue = "deribit"
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.sent: list[str] = []
+        self.cancels: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.reject: dict[str, tuple[int, str]] = {}
+        self.timeout: set[str] = set()
+        self.refuse_cancel = False
+        self._ids = itertools.count(1)
+
+    def _update(self, order: Order, status: OrderState, oid: str) -> OrderUpdate:
+        r = order.request
+        return OrderUpdate(
+            venue="deribit",
+            instrument=r.instrument,
+            ts_exchange=None,
+            ts_local=trio.current_time().__int__(),
+            order_id=oid,
+            client_order_id=r.client_order_id,
+            status=status,
+            side=r.side,
+            price=r.price,
+            size=r.size,
+        )
+
+    async def place(self, order: Order) -> Sequence[PrivateEvent]:
+        cid = order.client_order_id
+        self.sent.append(cid)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await trio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
+        if cid in self.reject:
+            code, msg = self.reject[cid]
+            raise OrderRejected(msg, venue="deribit", code=code, venue_message=msg, client_order_id=cid)
+        if cid in self.timeout:
+            raise VenueError("request timed out", venue="deribit")
+        return [self._update(order, OrderState.OPEN, f"V{next(self._ids)}")]
+
+    async def cancel(self, order: Order) -> Sequence[PrivateEvent]:
+        self.cancels.append(order.client_order_id)
+        await trio.sleep(self.delay)
+        if self.refuse_cancel:
+            raise OrderRejected("not_open_order", venue="deribit", code=11044, venue_message="not_open_order")
+        assert order.order_id is not None
+        return [self._update(order, OrderState.CANCELLED, order.order_id)]
+
+
+def make_flow(**limits: object) -> tuple[OrderFlow, list[PrivateEvent]]:
+    reg = registry()
+    market = MarketState(reg)
+    market.on_ticker(ticker(PERP.symbol, index=90_000.0, mark=90_010.0))
+    market.on_ticker(ticker(OPTION.symbol, index=90_000.0, mark=0.05))
+    delivered: list[PrivateEvent] = []
+    flow = OrderFlow(
+        reg,
+        market,
+        delivered.append,
+        strategy_limits={"s": RiskLimits(Limits(**limits))},  # type: ignore[arg-type]
+    )
+    return flow, delivered
+
+
+async def test_requests_are_processed_one_at_a_time_in_arrival_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    flow, _ = make_flow()
+    venue = FakeVenue(delay=0.5)
+    gw = ExecutionGateway(venue, flow, capacity=8)
+    answers: list[str] = []
+
+    async def place(i: int) -> None:
+        update = await gw.place_order(request(cid=f"s-bt-{i}"))
+        answers.append(update.client_order_id or "")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        for i in range(5):
+            nursery.start_soon(place, i)
+            await trio.testing.wait_all_tasks_blocked()  # each request enters the channel in turn
+        await trio.sleep(10)
+        gw.close()
+    expected = [f"s-bt-{i}" for i in range(5)]
+    assert venue.sent == expected
+    assert answers == expected
+    assert venue.max_in_flight == 1
+    assert all(flow.tracker.get(c).state is OrderState.OPEN for c in expected)  # type: ignore[union-attr]
+
+
+async def test_a_caller_cancelled_before_handing_over_sends_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    flow, _ = make_flow()
+    venue = FakeVenue(delay=5.0)
+    gw = ExecutionGateway(venue, flow, capacity=1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        nursery.start_soon(gw.place_order, request(cid="s-bt-1"))  # taken by the venue task
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(gw.place_order, request(cid="s-bt-2"))  # fills the channel
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.move_on_after(1) as scope:  # blocked: no room in the channel
+            await gw.place_order(request(cid="s-bt-3"))
+        assert scope.cancelled_caught
+        await trio.sleep(20)
+        gw.close()
+    assert venue.sent == ["s-bt-1", "s-bt-2"]
+    assert flow.tracker.get("s-bt-3") is None
+
+
+async def test_a_caller_cancelled_after_handing_over_still_gets_its_order_tracked(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    flow, delivered = make_flow()
+    venue = FakeVenue(delay=2.0)
+    gw = ExecutionGateway(venue, flow, capacity=4)
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gw.run)
+            with trio.move_on_after(0.5) as scope:
+                await gw.place_order(request(cid="s-bt-1"))
+            assert scope.cancelled_caught
+            await trio.sleep(5)  # the venue answers after the caller left
+            order = flow.tracker.get("s-bt-1")
+            assert order is not None and order.state is OrderState.OPEN
+            # The venue later reports the fill: the order reaches its final state and is booked.
+            flow.on_fill(
+                Fill(
+                    venue="deribit",
+                    instrument=OPTION.symbol,
+                    ts_exchange=None,
+                    ts_local=10,
+                    order_id=order.order_id,
+                    trade_id="T1",
+                    side=order.request.side,
+                    price=Decimal("0.05"),
+                    size=Decimal("1"),
+                    fee=Decimal("0.0003"),
+                    fee_currency="BTC",
+                    liquidity=Liquidity.MAKER,
+                )
+            )
+            gw.close()
+    assert order.state is OrderState.FILLED
+    assert venue.sent == ["s-bt-1"]
+    assert flow.position("s", "deribit", OPTION.symbol) == Decimal(1)
+    assert [type(e).__name__ for e in delivered][-2:] == ["Fill", "OrderUpdate"]
+    unclaimed = [e for e in logs if e["event"] == "order.answer_unclaimed"]
+    assert unclaimed and unclaimed[0]["client_order_id"] == "s-bt-1" and unclaimed[0]["status"] == "open"
+
+
+@pytest.mark.parametrize(
+    ("req", "limits", "reason"),
+    [
+        (request(instrument="BTC-1JAN27-1-C"), {}, "unknown instrument"),
+        (request(price="0.0052"), {}, "tick size 0.0005"),
+        (request(size="0.05"), {}, "below the minimum size"),
+        (request(size="3"), {"max_order_size": Decimal(2)}, "max_order_size"),
+        (request(size="3"), {"max_order_notional_usd": 200_000.0}, "max_order_notional_usd"),  # 3 x 90k index
+        (request(size="3"), {"max_position": Decimal(2)}, "max_position"),
+    ],
+)
+async def test_pre_trade_checks_reject_with_a_reason_and_send_nothing(
+    req: object, limits: dict[str, object], reason: str
+) -> None:
+    flow, delivered = make_flow(**limits)
+    venue = FakeVenue()
+    gw = ExecutionGateway(venue, flow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        with pytest.raises(OrderRejected, match=reason) as info:
+            await gw.place_order(req)  # type: ignore[arg-type]
+        gw.close()
+    assert info.value.code is None  # ours, not the venue's
+    assert venue.sent == []
+    assert delivered == []
+
+
+async def test_max_position_counts_working_orders_and_allows_reducing() -> None:
+    flow, _ = make_flow(max_position=Decimal(3))
+    gw = ExecutionGateway(FakeVenue(), flow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        await gw.place_order(request(size="2", cid="s-bt-1"))  # rests: working 2
+        with pytest.raises(OrderRejected, match="would reach 4"):
+            await gw.place_order(request(size="2", cid="s-bt-2"))
+        await gw.place_order(request(side="sell", size="3", cid="s-bt-3"))  # the other way: allowed
+        gw.close()
+
+
+async def test_venue_rejection_is_typed_and_final() -> None:
+    flow, delivered = make_flow()
+    venue = FakeVenue()
+    venue.reject["s-bt-1"] = (10009, "not_enough_funds")
+    gw = ExecutionGateway(venue, flow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        with pytest.raises(OrderRejected) as info:
+            await gw.place_order(request(cid="s-bt-1"))
+        gw.close()
+    assert info.value.code == 10009 and info.value.venue_message == "not_enough_funds"
+    assert flow.tracker.get("s-bt-1").state is OrderState.REJECTED  # type: ignore[union-attr]
+    assert isinstance(delivered[-1], OrderUpdate) and delivered[-1].status is OrderState.REJECTED
+    assert delivered[-1].reason == "not_enough_funds"
+
+
+async def test_an_unknown_outcome_is_never_resent() -> None:
+    flow, _ = make_flow()
+    venue = FakeVenue()
+    venue.timeout.add("s-bt-1")
+    gw = ExecutionGateway(venue, flow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        with pytest.raises(VenueError, match="timed out"):
+            await gw.place_order(request(cid="s-bt-1"))
+        with pytest.raises(OrderRejected, match="duplicate client order id"):
+            await gw.place_order(request(cid="s-bt-1"))  # a retry with the same id is refused
+        gw.close()
+    assert venue.sent == ["s-bt-1"]
+    assert flow.tracker.get("s-bt-1").state is OrderState.PENDING_NEW  # type: ignore[union-attr]
+
+
+async def test_cancel_and_a_refused_cancel() -> None:
+    flow, _ = make_flow()
+    venue = FakeVenue()
+    gw = ExecutionGateway(venue, flow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        await gw.place_order(request(cid="s-bt-1"))
+        update = await gw.cancel_order("s-bt-1")
+        assert update.status is OrderState.CANCELLED
+        again = await gw.cancel_order("s-bt-1")  # already final: answered without asking the venue
+        assert again.status is OrderState.CANCELLED
+        await gw.place_order(request(cid="s-bt-2"))
+        venue.refuse_cancel = True
+        with pytest.raises(OrderRejected, match="not_open_order"):
+            await gw.cancel_order("s-bt-2")
+        with pytest.raises(OrderRejected, match="unknown order"):
+            await gw.cancel_order("nope")
+        gw.close()
+    assert venue.cancels == ["s-bt-1", "s-bt-2"]
+    assert flow.tracker.get("s-bt-2").state is OrderState.OPEN  # type: ignore[union-attr]
+
+
+def _fill(trade_id: str, size: str, *, oid: str = "V1", price: str = "90000") -> Fill:
+    return Fill(
+        venue="deribit",
+        instrument=PERP.symbol,
+        ts_exchange=2,
+        ts_local=2,
+        order_id=oid,
+        trade_id=trade_id,
+        side=Side.BUY,
+        price=Decimal(price),
+        size=Decimal(size),
+        fee=Decimal("0.5"),
+        fee_currency="USD",
+        liquidity=Liquidity.TAKER,
+    )
+
+
+def _reversal(fill: Fill) -> FillReversal:
+    return FillReversal(
+        venue=fill.venue,
+        instrument=fill.instrument,
+        ts_exchange=3,
+        ts_local=3,
+        order_id=fill.order_id,
+        trade_id=fill.trade_id,
+        side=fill.side,
+        price=fill.price,
+        size=fill.size,
+        fee=fill.fee,
+        fee_currency=fill.fee_currency,
+        reason="settlement failed",
+    )
+
+
+async def test_a_voided_fill_is_taken_out_of_the_order_and_the_position() -> None:
+    flow, delivered = make_flow()
+    venue = FakeVenue()
+    gw = ExecutionGateway(venue, flow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        await gw.place_order(request(size="30", price="90000", instrument=PERP.symbol))
+        gw.close()
+    ledger = flow.ledger("s")
+    first, second = _fill("T1", "10"), _fill("T2", "20", price="90100")
+    flow.on_fill(first)
+    flow.on_fill(second)
+    assert ledger.position("deribit", PERP.symbol) == Decimal(30)
+    fees_before = ledger.fees_usd
+    booked = flow.on_reversal(_reversal(second))
+    assert booked is not None and booked.strategy == "s" and booked.client_order_id == "s-bt-1"
+    order = flow.tracker.get("s-bt-1")
+    assert order is not None
+    assert order.filled_size == Decimal(10) and order.avg_fill_price == Decimal(90000)
+    assert order.state is OrderState.FILLED or order.state is OrderState.PARTIALLY_FILLED
+    assert ledger.position("deribit", PERP.symbol) == Decimal(10)
+    assert ledger.fills == 1 and ledger.fees_usd < fees_before
+    assert ledger.realized_usd == pytest.approx(0.0)  # it opened: reversing it realizes nothing
+    assert [type(e) for e in delivered[-2:]] == [FillReversal, OrderUpdate]
+    assert isinstance(delivered[-1], OrderUpdate) and delivered[-1].filled_size == Decimal(10)
+    # The same reversal again, or one of a fill never booked: counted, nothing changes.
+    assert flow.on_reversal(_reversal(second)) is None
+    assert flow.on_reversal(_reversal(_fill("T9", "1"))) is None
+    assert flow.tracker.stats.unknown_reversals == 2 and flow.tracker.stats.reversals == 1
+    assert ledger.position("deribit", PERP.symbol) == Decimal(10)
+
+
+async def test_other_venue_reports_reach_the_owning_strategy_or_are_counted() -> None:
+    flow, delivered = make_flow()
+    venue = FakeVenue()
+    gw = ExecutionGateway(venue, flow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        await gw.place_order(request())
+        gw.close()
+    report = PrivateEvent(venue="deribit", instrument=OPTION.symbol, ts_exchange=1, ts_local=1, order_id="V1")
+    out = flow.on_report(report)
+    assert out is not None and out.strategy == "s" and delivered[-1] is out
+    assert (
+        flow.on_report(
+            PrivateEvent(venue="deribit", instrument="X", ts_exchange=1, ts_local=1, order_id="V404")
+        )
+        is None
+    )
+    assert flow.unmatched_reports == 1
+
+
+async def test_an_order_id_known_before_sending_matches_a_report_that_outruns_the_answer() -> None:
+    flow, delivered = make_flow()
+
+    class HashedIds(FakeVenue):
+        """Polymarket-like: the order id is computed locally (the signed order's hash), and the
+        user channel reports the fill while the REST answer is still on its way."""
+
+        def prepare(self, order: Order) -> str:
+            return "0xhash-" + order.client_order_id
+
+        async def place(self, order: Order) -> Sequence[PrivateEvent]:
+            flow.on_private(_fill("T1", "10", oid="0xhash-" + order.client_order_id))  # outruns the answer
+            await trio.sleep(self.delay)
+            return [self._update(order, OrderState.OPEN, "0xhash-" + order.client_order_id)]
+
+    gw = ExecutionGateway(HashedIds(delay=0.01), flow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        update = await gw.place_order(request(size="10", price="90000", instrument=PERP.symbol))
+        gw.close()
+    assert update.order_id == "0xhash-s-bt-1" and update.status is OrderState.FILLED
+    assert flow.unmatched_fills == 0
+    assert any(isinstance(e, Fill) and e.strategy == "s" for e in delivered)
+
+
+_S = 1_000_000_000
+
+
+def _perp(cid: str, side: str = "buy", size: str = "10") -> OrderRequest:
+    return request(side, size, "90000", instrument=PERP.symbol, cid=cid)
+
+
+def test_open_orders_rate_and_kill_switch_limits_refuse_with_reasons() -> None:
+    flow, _ = make_flow(max_open_orders=2, max_orders_per_minute=3)
+    flow.accept(_perp("a"), now_ns=1 * _S)
+    flow.accept(_perp("b"), now_ns=2 * _S)
+    with pytest.raises(OrderRejected, match=r"max_open_orders \(strategy s\): 2 working, at most 2"):
+        flow.accept(_perp("c"), now_ns=3 * _S)
+    order_a = flow.tracker.get("a")
+    assert order_a is not None
+    order_a.transition(OrderState.CANCELLED, now_ns=3 * _S)
+    flow.accept(_perp("d"), now_ns=4 * _S)  # room again; the third order this minute
+    flow.tracker.get("b").transition(OrderState.CANCELLED, now_ns=5 * _S)  # type: ignore[union-attr]
+    with pytest.raises(OrderRejected, match=r"max_orders_per_minute \(strategy s\): 3 in the last 60 s"):
+        flow.accept(_perp("e"), now_ns=30 * _S)
+    flow.accept(_perp("f"), now_ns=61 * _S + 1)  # the first left the window
+    flow.risk.halt("operator: tradingd kill")
+    with pytest.raises(OrderRejected, match="kill switch engaged: operator"):
+        flow.accept(_perp("g"), now_ns=200 * _S)
+    flow.risk.resume()
+    flow.tracker.get("d").transition(OrderState.CANCELLED, now_ns=201 * _S)  # type: ignore[union-attr]
+    flow.accept(_perp("h"), now_ns=202 * _S)
+    assert flow.risk.rejections == 3
+
+
+def test_daily_loss_allows_only_reducing_orders_until_the_day_rolls() -> None:
+    flow, _ = make_flow(max_daily_loss_usd=5.0)
+    day = 86_400 * _S
+    t0 = 20_000 * day + 3_600 * _S
+    order = flow.accept(_perp("open", size="1000"), now_ns=t0)
+    flow.tracker.set_order_id(order, "x")
+    flow.on_fill(_fill("T1", "1000", oid="x"))
+    assert flow.position("s", "deribit", PERP.symbol) == Decimal(1000)
+    flow.market.on_ticker(ticker(PERP.symbol, index=85_000.0, mark=85_000.0))  # about -59 USD
+    assert flow.equity("s") < -5.0
+    with pytest.raises(OrderRejected, match=r"max_daily_loss_usd \(strategy s\): today's PnL -"):
+        flow.accept(_perp("more", size="10"), now_ns=t0 + _S)
+    flow.accept(_perp("reduce", side="sell", size="500"), now_ns=t0 + 2 * _S)  # reduces: passes
+    with pytest.raises(OrderRejected, match="max_daily_loss_usd"):
+        flow.accept(_perp("flip", side="sell", size="600"), now_ns=t0 + 3 * _S)  # 500 + 600 > 1000
+    flow.accept(_perp("next-day", size="10"), now_ns=t0 + day)  # a new day counts from here

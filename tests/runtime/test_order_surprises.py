@@ -1,0 +1,188 @@
+"""Issue 13: what a venue reports that our order state machine cannot reach is the venue's word.
+It is taken (the order's state, and its journal record, follow the venue), alerted at critical
+level with both states and the order's ids, and counted (`venue_overrides`): never raised, so
+one odd answer never stops the daemon. A report that goes back (a working state after a final
+one, a smaller filled size) is taken only when `verified` (the venue's answer to a question
+asked after everything we hold); on the channels it crossed a newer one and is stale."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import structlog
+from structlog.testing import LogCapture
+
+from tests.store.test_journal import make_flow
+from tests.support.helpers import OPTION, request
+from tradingd.engine import Fill, Liquidity, OrderState, OrderTracker, OrderUpdate, Side
+from tradingd.engine.store.journal import OrderJournal
+
+S = OrderState
+
+
+def update(status: OrderState, filled: str = "0", *, ts: int = 2) -> OrderUpdate:
+    return OrderUpdate(
+        venue="deribit",
+        instrument=OPTION.symbol,
+        ts_exchange=ts,
+        ts_local=ts,
+        order_id="V1",
+        client_order_id="s-bt-1",
+        status=status,
+        side=Side.BUY,
+        price=Decimal("0.05"),
+        size=Decimal("1"),
+        filled_size=Decimal(filled),
+    )
+
+
+def fill(size: str, trade_id: str, *, ts: int = 3) -> Fill:
+    return Fill(
+        venue="deribit",
+        instrument=OPTION.symbol,
+        ts_exchange=ts,
+        ts_local=ts,
+        order_id="V1",
+        trade_id=trade_id,
+        side=Side.BUY,
+        price=Decimal("0.05"),
+        size=Decimal(size),
+        fee=Decimal("0.0003"),
+        fee_currency="BTC",
+        liquidity=Liquidity.MAKER,
+    )
+
+
+def tracker() -> tuple[OrderTracker, LogCapture]:
+    capture = LogCapture()
+    log = structlog.wrap_logger(
+        None, processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(0)
+    )
+    return OrderTracker(log=log), capture
+
+
+def alerts(capture: LogCapture, event: str) -> list[dict[str, Any]]:
+    found = [e for e in capture.entries if e["event"] == event]
+    assert all(e["log_level"] == "critical" for e in found)
+    return found
+
+
+def reach(t: OrderTracker, state: OrderState) -> None:
+    """Take the order `s-bt-1` (size 1) to `state` the ordinary way."""
+    t.add(request(), now_ns=0)
+    t.apply_update(update(S.OPEN))
+    if state is S.PARTIALLY_FILLED:
+        t.apply_fill(fill("0.4", "a"))
+    elif state is S.PENDING_CANCEL:
+        order = t.get("s-bt-1")
+        assert order is not None
+        order.transition(S.PENDING_CANCEL, now_ns=2)
+    elif state.is_final:
+        t.apply_update(update(state, ts=3))
+    order = t.get("s-bt-1")
+    assert order is not None and order.state is state
+
+
+@pytest.mark.parametrize("ours", [S.OPEN, S.PARTIALLY_FILLED, S.PENDING_CANCEL])
+def test_rejected_after_it_worked_is_taken_alerted_and_counted(ours: OrderState) -> None:
+    t, capture = tracker()
+    reach(t, ours)
+    out = t.apply_update(update(S.REJECTED, "0.4" if ours is S.PARTIALLY_FILLED else "0", ts=5))
+    order = t.get("s-bt-1")
+    assert order is not None and order.state is S.REJECTED and order.updated_ns == 5
+    assert [u.status for u in out] == [S.REJECTED]  # the strategy hears it
+    assert order not in t.open_orders()
+    assert t.stats.venue_overrides == 1
+    (alert,) = alerts(capture, "order.venue_state_taken")
+    assert (alert["ours"], alert["venue_state"]) == (ours.value, "rejected")
+    assert (alert["venue"], alert["client_order_id"], alert["order_id"]) == ("deribit", "s-bt-1", "V1")
+    # Said again: a repeat, nothing more.
+    assert t.apply_update(update(S.REJECTED, ts=6)) == [] and t.stats.venue_overrides == 1
+
+
+def test_a_different_final_state_is_the_venues() -> None:
+    # We had it cancelled (the cancel's answer); the venue then reports it filled: it traded
+    # before the cancel reached it. A venue's final state never changes, so this is no
+    # reordering: the venue's word.
+    t, capture = tracker()
+    reach(t, S.CANCELLED)
+    out = t.apply_update(update(S.FILLED, "1", ts=5))
+    order = t.get("s-bt-1")
+    assert order is not None and order.state is S.FILLED and order.filled_size == Decimal(1)
+    assert [u.status for u in out] == [S.FILLED] and t.stats.venue_overrides == 1
+    (alert,) = alerts(capture, "order.venue_state_taken")
+    assert (alert["ours"], alert["venue_state"], alert["verified"]) == ("cancelled", "filled", False)
+
+
+def test_a_working_state_after_a_final_one_is_taken_only_when_verified() -> None:
+    t, capture = tracker()
+    reach(t, S.CANCELLED)
+    # On the channels: a report that crossed the cancellation on its way. Stale.
+    assert t.apply_update(update(S.OPEN, ts=4)) == []
+    assert t.stats.stale_updates == 1 and t.stats.venue_overrides == 0
+    # The venue's answer when asked about it (a reconciliation): it still works. Its word wins,
+    # and the order is working again (the kill switch and the risk checks count it).
+    out = t.apply_update(update(S.OPEN, ts=5), verified=True)
+    order = t.get("s-bt-1")
+    assert order is not None and order.state is S.OPEN and [u.status for u in out] == [S.OPEN]
+    assert t.open_orders() == [order]
+    assert t.stats.venue_overrides == 1
+    (alert,) = alerts(capture, "order.venue_state_taken")
+    assert (alert["ours"], alert["venue_state"], alert["verified"]) == ("cancelled", "open", True)
+
+
+def test_a_smaller_filled_size_is_alerted_never_below_the_fills_booked() -> None:
+    t, capture = tracker()
+    reach(t, S.OPEN)
+    t.apply_fill(fill("0.3", "a"))
+    t.apply_update(update(S.PARTIALLY_FILLED, "0.6", ts=4))  # the venue counted 0.6 filled
+    order = t.get("s-bt-1")
+    assert order is not None and order.filled_size == Decimal("0.6") and order.fills_size == Decimal("0.3")
+    # On the channels, a smaller figure is an older report: stale.
+    assert t.apply_update(update(S.PARTIALLY_FILLED, "0.1", ts=5)) == []
+    assert order.filled_size == Decimal("0.6") and t.stats.venue_overrides == 0
+    # Asked, the venue says 0.1: taken down to the fills we booked (0.3; only a reversal takes a
+    # booked fill out of the positions), and alerted with every figure.
+    out = t.apply_update(update(S.PARTIALLY_FILLED, "0.1", ts=6), verified=True)
+    assert order.filled_size == Decimal("0.3") and order.state is S.PARTIALLY_FILLED
+    assert [u.filled_size for u in out] == [Decimal("0.3")]
+    assert t.stats.venue_overrides == 1
+    (alert,) = alerts(capture, "order.venue_filled_less")
+    assert (alert["ours"], alert["booked"], alert["venue_filled"]) == ("0.6", "0.3", "0.1")
+
+
+@pytest.mark.parametrize(("size", "state"), [("0.4", S.PARTIALLY_FILLED), ("1", S.FILLED)])
+def test_a_fill_on_an_order_we_had_as_rejected_is_the_venues(size: str, state: OrderState) -> None:
+    # We took the order for never received (rejected); the venue has it, and it traded.
+    t, capture = tracker()
+    t.add(request(), now_ns=0)
+    order = t.get("s-bt-1")
+    assert order is not None
+    t.set_order_id(order, "V1")
+    order.transition(S.REJECTED, now_ns=1, reason="never_sent")
+    events = t.apply_fill(fill(size, "a"))
+    assert [type(e).__name__ for e in events] == ["Fill", "OrderUpdate"]
+    assert order.state is state and events[-1].status is state  # type: ignore[union-attr]
+    assert order.fills_size == Decimal(size) and t.stats.venue_overrides == 1
+    assert (order in t.open_orders()) is (state is S.PARTIALLY_FILLED)
+    (alert,) = alerts(capture, "order.venue_state_taken")
+    assert (alert["ours"], alert["venue_state"]) == ("rejected", state.value)
+
+
+def test_the_journal_record_follows_the_venues_word(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    flow = make_flow(journal)
+    order = flow.accept(request(), now_ns=1)
+    flow.on_update(update(S.OPEN))
+    delivered = flow.on_update(update(S.REJECTED, ts=5))  # never raised out of the flow
+    assert [u.status for u in delivered] == [S.REJECTED] and order.state is S.REJECTED
+    (restored,) = journal.orders(final_since_ns=0)
+    assert restored.state is S.REJECTED
+    kinds = [row[0] for row in journal._db.execute("SELECT kind FROM events ORDER BY seq")]
+    assert kinds[-1] == "venue_override"
+    (data,) = journal._db.execute("SELECT data FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    assert orjson.loads(data)["state"] == "rejected"

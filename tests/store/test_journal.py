@@ -1,0 +1,291 @@
+"""The order journal: written before acting, survives a kill -9, and rebuilds orders and
+positions exactly after a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.helpers import OPTION, PERP, registry, request, ticker
+from tradingd.engine import (
+    Fill,
+    FillReversal,
+    InstrumentRegistry,
+    Liquidity,
+    MarketState,
+    OrderFlow,
+    OrderRejected,
+    OrderState,
+    OrderUpdate,
+    Side,
+)
+from tradingd.engine.store.journal import OrderJournal
+
+S = 1_000_000_000
+
+
+def make_flow(journal: OrderJournal | None, reg: InstrumentRegistry | None = None) -> OrderFlow:
+    reg = reg if reg is not None else registry()
+    market = MarketState(reg)
+    market.on_ticker(ticker(PERP.symbol, index=90_000.0, mark=90_010.0))
+    market.on_ticker(ticker(OPTION.symbol, index=90_000.0, mark=0.05))
+    return OrderFlow(reg, market, lambda _: None, journal=journal)
+
+
+def fill(
+    trade_id: str, size: str, price: str, *, oid: str, side: Side = Side.BUY, inst: str = PERP.symbol
+) -> Fill:
+    return Fill(
+        venue="deribit",
+        instrument=inst,
+        ts_exchange=None,
+        ts_local=5 * S,
+        order_id=oid,
+        trade_id=trade_id,
+        side=side,
+        price=Decimal(price),
+        size=Decimal(size),
+        fee=Decimal("0.0001"),
+        fee_currency="BTC",
+        liquidity=Liquidity.MAKER,
+    )
+
+
+def update(oid: str, cid: str, status: OrderState, filled: str = "0") -> OrderUpdate:
+    return OrderUpdate(
+        venue="deribit",
+        instrument=PERP.symbol,
+        ts_exchange=None,
+        ts_local=4 * S,
+        order_id=oid,
+        client_order_id=cid,
+        status=status,
+        side=Side.BUY,
+        price=Decimal("90000"),
+        size=Decimal("30"),
+        filled_size=Decimal(filled),
+    )
+
+
+def views(flow: OrderFlow) -> dict[str, tuple[object, ...]]:
+    return {
+        name: (
+            dict(ledger.view().positions.items()),
+            round(ledger.realized_usd, 9),
+            round(ledger.fees_usd, 9),
+            ledger.fills,
+        )
+        for name, ledger in flow.ledgers.items()
+    }
+
+
+def test_a_restart_rebuilds_orders_and_positions_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    journal = OrderJournal(path)
+    flow = make_flow(journal)
+    working = flow.accept(request(size="30", price="90000", instrument=PERP.symbol, cid="s-1"), now_ns=1 * S)
+    flow.assign_order_id(working, "V1")
+    flow.on_update(update("V1", "s-1", OrderState.OPEN))
+    flow.on_fill(fill("T1", "10", "90000", oid="V1"))
+    done = flow.accept(request(size="1", price="0.05", cid="s-2"), now_ns=2 * S)
+    flow.assign_order_id(done, "V2")
+    flow.on_fill(fill("T2", "1", "0.05", oid="V2", inst=OPTION.symbol))
+    flow.on_fill(fill("T3", "10", "90100", oid="V1"))
+    flow.on_reversal(
+        FillReversal(
+            venue="deribit",
+            instrument=PERP.symbol,
+            ts_exchange=None,
+            ts_local=6 * S,
+            order_id="V1",
+            trade_id="T3",
+            side=Side.BUY,
+            price=Decimal("90100"),
+            size=Decimal("10"),
+            fee=Decimal("0.0001"),
+            fee_currency="BTC",
+            reason="settlement failed",
+        )
+    )
+    before = views(flow)
+    journal.close()
+
+    # A fresh process: no market data yet, the registry empty until the venues connect.
+    again = OrderJournal(path)
+    restored = make_flow(None, InstrumentRegistry())
+    counts = restored.restore(again, now_ns=10 * S)
+    assert counts == {"orders": 2, "live": 1, "ledger": 4}
+    assert views(restored) == before
+    order = restored.tracker.get("s-1")
+    assert order is not None
+    assert (order.order_id, order.state, order.filled_size) == (
+        "V1",
+        OrderState.PARTIALLY_FILLED,
+        Decimal(10),
+    )
+    assert order.avg_fill_price == Decimal(90000)
+    assert restored.tracker.find("deribit", order_id="V2") is not None  # filled: kept for dedupe
+    assert [o.client_order_id for o in restored.tracker.open_orders()] == ["s-1"]
+    # The same trade reported again after the restart is not booked twice.
+    assert restored.on_fill(fill("T1", "10", "90000", oid="V1")) is None
+    assert views(restored) == before
+    # The audit trail has every step of the order, in order.
+    kinds = [e["kind"] for e in again.events("s-1")]
+    assert kinds == ["request", "order_id", "update", "fill", "fill", "reversal"]
+
+
+def test_an_order_is_in_the_journal_before_it_is_sent_and_refused_if_it_cannot_be(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path / "j.sqlite")
+    flow = make_flow(journal)
+    flow.accept(request(size="10", price="90000", instrument=PERP.symbol, cid="s-1"), now_ns=S)
+    assert [r.request.client_order_id for r in OrderJournal(tmp_path / "j.sqlite").orders()] == ["s-1"]
+    real_request = journal.request
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    journal.request = disk_full  # type: ignore[method-assign]
+    with pytest.raises(OrderRejected, match="journal could not record it"):
+        flow.accept(request(size="10", price="90000", instrument=PERP.symbol, cid="s-2"), now_ns=2 * S)
+    assert flow.tracker.get("s-2").state is OrderState.REJECTED  # type: ignore[union-attr]
+    assert flow.journal_failures == 1
+    journal.request = real_request  # type: ignore[method-assign]
+    journal._db.close()  # the disk is gone, say
+    # A new order's client order id cannot even be checked against the journal now: refused.
+    with pytest.raises(OrderRejected, match="cannot be checked against the journal"):
+        flow.accept(request(size="10", price="90000", instrument=PERP.symbol, cid="s-3"), now_ns=3 * S)
+    assert flow.tracker.stats.archive_failures == 1
+    # A venue report still applies in memory (and the failure is counted), the daemon goes on.
+    order = flow.tracker.get("s-1")
+    assert order is not None
+    flow.tracker.set_order_id(order, "V1")
+    assert flow.on_update(update("V1", "s-1", OrderState.OPEN))
+    assert flow.journal_failures == 2
+
+
+def test_a_kill_9_right_after_a_write_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    child = textwrap.dedent(
+        f"""
+        import os, signal
+        from decimal import Decimal
+        from tradingd.engine import MarketState, OrderFlow
+        from tradingd.engine.store.journal import OrderJournal
+        from tests.support.helpers import PERP, registry, request
+        journal = OrderJournal({str(path)!r})
+        flow = OrderFlow(registry(), MarketState(registry()), lambda _: None, journal=journal)
+        flow.accept(request(size="10", price="90000", instrument=PERP.symbol, cid="s-kill"), now_ns=1)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", child], cwd=Path(__file__).parent.parent.parent, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    orders = OrderJournal(path).orders()
+    assert [(o.request.client_order_id, o.state) for o in orders] == [("s-kill", OrderState.PENDING_NEW)]
+    assert os.stat(path).st_mode & 0o077 == 0  # nobody else reads it
+
+
+_STEP = st.tuples(
+    st.sampled_from(["buy", "sell"]),
+    st.integers(1, 30).map(lambda n: Decimal(n * 10)),
+    st.integers(80_000, 100_000).map(Decimal),
+    st.booleans(),  # voided afterwards?
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(_STEP, min_size=1, max_size=10))
+def test_positions_rebuilt_from_any_history_equal_the_live_ones(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, Decimal, Decimal, bool]]
+) -> None:
+    path = tmp_path_factory.mktemp("j") / "j.sqlite"
+    journal = OrderJournal(path)
+    flow = make_flow(journal)
+    for i, (side, size, price, voided) in enumerate(steps):
+        cid, oid = f"s-{i}", f"V{i}"
+        order = flow.accept(
+            request(side, str(size), str(price), instrument=PERP.symbol, cid=cid), now_ns=(i + 1) * S
+        )
+        flow.assign_order_id(order, oid)
+        f = fill(f"T{i}", str(size), str(price), oid=oid, side=Side(side))
+        flow.on_fill(f)
+        flow.market.on_ticker(ticker(PERP.symbol, index=float(price), mark=float(price)))
+        if voided:
+            flow.on_reversal(
+                FillReversal(
+                    venue="deribit",
+                    instrument=PERP.symbol,
+                    ts_exchange=None,
+                    ts_local=f.ts_local,
+                    order_id=oid,
+                    trade_id=f.trade_id,
+                    side=f.side,
+                    price=f.price,
+                    size=f.size,
+                    fee=f.fee,
+                    fee_currency=f.fee_currency,
+                )
+            )
+    before = views(flow)
+    journal.close()
+    restored = make_flow(None, InstrumentRegistry())
+    restored.restore(OrderJournal(path), now_ns=100 * S)
+    assert views(restored) == before
+
+
+def test_a_fill_before_the_first_index_waits_across_a_restart_and_keeps_its_first_rate(
+    tmp_path: Path,
+) -> None:
+    """Issue 13: a fill journaled before any index price was booked at rate 0, and the journal
+    replayed it at 0 forever (buy at 0.05 BTC, sell at 0.05 BTC: +5,000 USD). Now it is
+    journaled without rates, waits (in the position, not in the USD PnL), is booked at the first
+    index price, and the journal keeps that rate for the next restart."""
+    path = tmp_path / "journal.sqlite"
+    reg = registry()
+    journal = OrderJournal(path)
+    flow = OrderFlow(reg, MarketState(reg), lambda _: None, journal=journal)  # no index price yet
+    buy = flow.accept(request(size="1", price="0.05", cid="s-1"), now_ns=1 * S)
+    flow.assign_order_id(buy, "V1")
+    flow.on_fill(fill("T1", "1", "0.05", oid="V1", inst=OPTION.symbol))
+    assert flow.position("s", "deribit", OPTION.symbol) == Decimal(1)
+    journal.close()
+
+    # Restarted before any index price: the fill waits again, its quantity counted.
+    journal = OrderJournal(path)
+    market = MarketState(InstrumentRegistry())
+    flow = OrderFlow(market.registry, market, lambda _: None)
+    flow.restore(journal, now_ns=2 * S)
+    assert flow.position("s", "deribit", OPTION.symbol) == Decimal(1)
+    assert flow.equity("s") == 0
+    assert flow.waiting_fills() == 1
+    market.on_ticker(ticker(OPTION.symbol, index=100_000.0, mark=0.05))  # the first index
+    assert flow.waiting_fills() == 0
+    assert flow.ledger("s").fees_usd == Decimal(10)  # 0.0001 BTC at 100000
+    journal.close()
+
+    # Restarted again, the market elsewhere now: the fill keeps the rate it was booked at.
+    journal = OrderJournal(path)
+    market = MarketState(InstrumentRegistry())
+    flow = OrderFlow(market.registry, market, lambda _: None)
+    flow.restore(journal, now_ns=3 * S)
+    assert flow.waiting_fills() == 0
+    market.on_ticker(ticker(OPTION.symbol, index=100_000.0, mark=0.05))
+    sell = flow.accept(request("sell", size="1", price="0.05", cid="s-2"), now_ns=4 * S)
+    flow.assign_order_id(sell, "V2")
+    flow.on_fill(fill("T2", "1", "0.05", oid="V2", side=Side.SELL, inst=OPTION.symbol))
+    ledger = flow.ledger("s")
+    assert ledger.position("deribit", OPTION.symbol) == 0
+    assert ledger.realized_usd == 0  # bought and sold at 5,000 USD: not +5,000
+    assert ledger.fees_usd == Decimal(20)
+    rates = [(e.kind, e.rates) for e in journal.ledger()]
+    assert rates == [("fill", (100_000.0, 100_000.0, 100_000.0)), ("fill", (100_000.0, 100_000.0, 100_000.0))]
