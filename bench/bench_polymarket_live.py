@@ -38,7 +38,6 @@ import httpx
 import trio
 from _livebench import Counter, Idle, run_with_simulator
 
-from tradingd.config._schema import CatalogConfig
 from tradingd.connectors.polymarket.settings import PolymarketSettings
 from tradingd.connectors.polymarket.signing import order_body
 from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
@@ -53,6 +52,7 @@ from tradingd.engine import (
 )
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.venue.catalog import CatalogSettings
 
 V = "polymarket"
 _API = DEMO_API
@@ -112,7 +112,7 @@ def _engine(base: str, strategy: Strategy, cache: Path) -> LiveEngine:
         {V: settings},
         mode="live",
         environ=CREDS,
-        catalog_settings=CatalogConfig(polymarket_cache=str(cache), gamma_url=f"http://{base}/gamma"),
+        catalog_settings={"polymarket": CatalogSettings(cache=cache, source_url=f"http://{base}/gamma")},
     )
 
 

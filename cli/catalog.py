@@ -1,4 +1,4 @@
-"""`tradingd catalog ...`: the Polymarket market catalog from the shell (DESIGN.md, command line).
+"""`tradingd catalog ...`: a venue's market catalog from the shell (DESIGN.md, command line).
 
     tradingd catalog search QUERY... [--limit N]     best matches first, with their score
     tradingd catalog slug SLUG                       one market by its exact slug
@@ -7,15 +7,16 @@
     tradingd catalog get CONDITION_ID                one market by its condition id
     tradingd catalog refresh [--gamma-url URL]       fetch every market from Gamma, rewrite the cache
 
-Each takes `--cache PATH` (default: `[catalog] polymarket_cache` of `--config PATH`, else the user
-cache folder) and `--json`. With `--json` a market is an object with `slug`, `question`,
+Each takes `--venue V` (default: the one catalog installed; Polymarket's today), `--cache PATH`
+(default: the venue's cache in `[catalog]` of `--config PATH`, e.g. `polymarket_cache`, else the
+user cache folder) and `--json`. With `--json` a market is an object with `slug`, `question`,
 `condition_id`, `active`, `closed`, `end_date`, `tokens` (`[{"outcome", "token_id"}]`, in outcome
 order) and the rest of `CatalogMarket.to_dict`; `search` gives a list of them, each with its
 `score`; `regex` a list. Without it, lists print as an aligned table and single markets as a block.
 
 Exit status: 0 found, 1 not found / no cache / refresh failed, 2 usage (bad pattern, bad limit).
-The catalog class is found by name (entry point group `tradingd.catalogs`, name `polymarket`), so
-the engine imports no venue.
+The catalog class is found by venue name (entry point group `tradingd.catalogs`), so neither
+the engine nor this command names a venue.
 """
 
 from __future__ import annotations
@@ -25,109 +26,75 @@ import datetime as dt
 import shutil
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
+import trio
 
+from tradingd.config import load_catalog_settings
+from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.venue.catalog import CatalogMarket, InvalidPattern, MarketCatalog, SearchResult, iso_utc
 from tradingd.engine.venue.plugins import load_catalog_class
 
-__all__ = ["add_catalog_commands"]
+from .settings import catalog_settings
+
+__all__ = ["cmd_get", "cmd_refresh", "cmd_regex", "cmd_search", "cmd_slug", "cmd_token"]
 
 _EXIT_NOT_FOUND = 1
 _EXIT_USAGE = 2
 
 
-def add_catalog_commands(sub: Any) -> None:
-    """Add `catalog` and its subcommands to the `tradingd` parser's subparsers."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--cache", metavar="PATH", help="the cache file (default: from --config, else ~/.cache)"
-    )
-    common.add_argument("--config", metavar="PATH", help="a tradingd config whose [catalog] table to use")
-    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-    c = sub.add_parser(
-        "catalog",
-        help="the Polymarket market catalog: search, look up, refresh",
-        description="Search and look up Polymarket markets in the local catalog cache, or refresh it.",
-    )
-    cs = c.add_subparsers(dest="catalog_command", metavar="COMMAND", required=True)
-
-    s = cs.add_parser(
-        "search", parents=[common], help="weighted text search (slug 8x, question 4x, tags 2x, ...)"
-    )
-    s.add_argument("query", nargs="+", help="words to look for (all must match; else any)")
-    s.add_argument("--limit", type=int, default=10, help="at most this many results (default 10)")
-    s.set_defaults(func=cmd_search)
-
-    g = cs.add_parser("slug", parents=[common], help="the market with this exact slug")
-    g.add_argument("slug")
-    g.set_defaults(func=cmd_slug)
-
-    r = cs.add_parser("regex", parents=[common], help="every market whose slug matches a regular expression")
-    r.add_argument("pattern", help=r"a Python regular expression, e.g. '^will-bitcoin-be-above-\d+-on-'")
-    r.add_argument("--open", action="store_true", help="only markets that can be traded now")
-    r.set_defaults(func=cmd_regex)
-
-    t = cs.add_parser("token", parents=[common], help="the market an outcome token id belongs to")
-    t.add_argument("token_id")
-    t.set_defaults(func=cmd_token)
-
-    k = cs.add_parser("get", parents=[common], help="the market with this condition id")
-    k.add_argument("condition_id")
-    k.set_defaults(func=cmd_get)
-
-    f = cs.add_parser(
-        "refresh", parents=[common], help="fetch every market from the Gamma API into the cache"
-    )
-    f.add_argument(
-        "--gamma-url", metavar="URL", help="the Gamma API (default: from --config, else Polymarket's)"
-    )
-    f.set_defaults(func=cmd_refresh)
-
-
 # --------------------------------------------------------------------------- settings
 
 
-def _catalog_class() -> Any:
-    """The catalog implementation, found by name (the engine imports no venue)."""
-    cls = load_catalog_class("polymarket")
-    if cls is None:
+def _installed() -> list[str]:
+    """The venues with a catalog installed (entry point group `tradingd.catalogs`)."""
+    return sorted(ep.name for ep in entry_points(group="tradingd.catalogs"))
+
+
+def _installed_text() -> str:
+    return ", ".join(_installed()) or "none"
+
+
+def _venue(args: argparse.Namespace) -> str:
+    """The venue whose catalog: `--venue`, else the one catalog installed."""
+    installed = _installed()
+    if args.venue:
+        if args.venue not in installed:
+            raise ConfigError(f"no catalog for venue {args.venue!r} (installed: {_installed_text()})")
+        venue: str = args.venue
+        return venue
+    if len(installed) != 1:
         raise ConfigError(
-            "the Polymarket catalog is not installed (entry point tradingd.catalogs: polymarket)"
+            "no market catalog installed (entry point group tradingd.catalogs)"
+            if not installed
+            else f"several catalogs installed: give --venue ({_installed_text()})"
         )
+    return installed[0]
+
+
+def _catalog_class(venue: str) -> Any:
+    """The catalog implementation, found by venue name (nothing here names a venue)."""
+    cls = load_catalog_class(venue)
+    if cls is None:
+        raise ConfigError(f"no catalog for venue {venue!r} (installed: {_installed_text()})")
     return cls
 
 
-def _settings(args: argparse.Namespace) -> tuple[Path | None, str | None, float]:
-    """(cache path or None for the default, Gamma URL or None for the default, refresh_after_s)."""
+def _settings(args: argparse.Namespace, venue: str) -> tuple[Path | None, str | None, float]:
+    """(cache path or None for the default, source URL or None for the default, refresh_after_s)."""
     cache: Path | None = None
     url: str | None = None
     refresh_after_s = 86_400.0
     if args.config:
-        from tradingd.config import CatalogConfig
-        from tradingd.config._loader import make_converter, structure
-
         path = Path(args.config)
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError("no such file", file=str(path)) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read: {exc}", file=str(path)) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"invalid TOML: {exc}", file=str(path)) from None
-        table = raw.get("catalog", {})
-        cfg: CatalogConfig = structure(make_converter(), table, CatalogConfig, file=str(path), path="catalog")
-        if cfg.polymarket_cache:
-            cache = path.parent / Path(cfg.polymarket_cache).expanduser()
-        url = cfg.gamma_url
-        refresh_after_s = cfg.refresh_after_s
+        settings = catalog_settings(load_catalog_settings(path), path.parent, venue)
+        cache, url, refresh_after_s = settings.cache, settings.source_url, settings.refresh_after_s
     if args.cache:
         cache = Path(args.cache).expanduser()
     if getattr(args, "gamma_url", None):
@@ -144,11 +111,10 @@ def _err(message: str) -> None:
 def _open(args: argparse.Namespace) -> MarketCatalog:
     """The catalog of the configured cache, loaded (indexing it first if needed). A missing
     cache is an error here: there is nothing to look up."""
-    from tradingd.engine.logs.setup import configure_logging
-
     configure_logging(args.log_level or "error", args.log_format or "auto", sys.stderr)
-    cls = _catalog_class()
-    cache, _, refresh_after_s = _settings(args)
+    venue = _venue(args)
+    cls = _catalog_class(venue)
+    cache, _, refresh_after_s = _settings(args, venue)
     catalog: Any = cls.from_cache(cache, notify=_err, refresh_after_s=refresh_after_s)
     if catalog.last_updated() is None:
         raise DataError(f"no catalog cache at {catalog.cache_path}: run `tradingd catalog refresh` first")
@@ -303,14 +269,10 @@ def cmd_regex(args: argparse.Namespace) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    import httpx
-    import trio
-
-    from tradingd.engine.logs.setup import configure_logging
-
     configure_logging(args.log_level or "warning", args.log_format or "auto", sys.stderr)
-    cls = _catalog_class()
-    cache, url, refresh_after_s = _settings(args)
+    venue = _venue(args)
+    cls = _catalog_class(venue)
+    cache, url, refresh_after_s = _settings(args, venue)
     tty = sys.stderr.isatty()
 
     def progress(n: int) -> None:

@@ -1,8 +1,7 @@
-"""Commands about data and results: `tradingd report RUN_DIR` and `tradingd data inspect PATH`.
-
-Registered by `add_data_commands(sub)` from `engine/_cli.py`; errors are the CLI's (one line,
-non-zero exit).
-"""
+"""`tradingd data inspect PATH --venue V [--format F] [--json]`: replay a data file (a recording,
+a `tradingd record` directory, or another format the venue reads, e.g. Deribit's Tardis.dev CSV)
+through its venue's decoder, without a strategy, and say what it holds: its time span, frames
+(malformed, bad lines), events by type and instruments by kind."""
 
 from __future__ import annotations
 
@@ -14,28 +13,17 @@ from typing import Any
 import attrs
 import orjson
 
-__all__ = ["add_data_commands"]
+from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.model.errors import ConfigError, MalformedFrame
+from tradingd.engine.model.instruments import InstrumentRegistry
+from tradingd.engine.store.recorder import RecordingSet
+from tradingd.engine.store.recording import RecordingReader, format_ts
+from tradingd.engine.venue.plugins import load_venue
 
-
-def _logging(args: argparse.Namespace) -> None:
-    from tradingd.engine.logs.setup import configure_logging
-
-    configure_logging(args.log_level or "warning", args.log_format or "auto", sys.stderr)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from tradingd.engine.reports.html import render_run
-
-    _logging(args)
-    for path in render_run(args.run):
-        print(path)
-    return 0
+__all__ = ["cmd_data_inspect"]
 
 
 def _open_source(plugin: Any, path: Path, fmt: str) -> Any:
-    from tradingd.engine.store.recorder import RecordingSet
-    from tradingd.engine.store.recording import RecordingReader
-
     if fmt == "recording":
         return RecordingSet(path, plugin.name) if path.is_dir() else RecordingReader(path)
     return plugin.open_data(path, fmt)
@@ -43,12 +31,7 @@ def _open_source(plugin: Any, path: Path, fmt: str) -> Any:
 
 def cmd_data_inspect(args: argparse.Namespace) -> int:
     """Replay a data file through its venue's decoder (no strategy) and say what it holds."""
-    from tradingd.engine.model.errors import ConfigError, MalformedFrame
-    from tradingd.engine.model.instruments import InstrumentRegistry
-    from tradingd.engine.store.recording import format_ts
-    from tradingd.engine.venue.plugins import load_venue
-
-    _logging(args)
+    configure_logging(args.log_level or "warning", args.log_format or "auto", sys.stderr)
     plugin = load_venue(args.venue)
     formats = ("recording", *getattr(plugin, "data_formats", ()))
     if args.format not in formats:
@@ -99,29 +82,3 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     if info["source"]:
         print("  source: " + ", ".join(f"{k} {v:,}" for k, v in info["source"].items()))
     return 0
-
-
-def add_data_commands(sub: Any) -> None:
-    """Add `report` and `data` to the `tradingd` sub-command parser."""
-    r = sub.add_parser(
-        "report",
-        help="draw a backtest's HTML and PNG report again from its JSON report",
-        description="Reads RUN_DIR/report.json (or the JSON file named) and writes report.html "
-        "(self-contained) and the PNG charts beside it.",
-    )
-    r.add_argument("run", metavar="RUN_DIR", help="a run directory holding report.json, or a JSON report")
-    r.set_defaults(func=cmd_report)
-
-    d = sub.add_parser("data", help="data files for backtests: what one holds")
-    dsub = d.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
-    i = dsub.add_parser(
-        "inspect",
-        help="replay a data file through its venue's decoder and say what it holds",
-        description="Recordings (a file, or a `tradingd record` directory) and the venue's other "
-        "formats (Deribit: Tardis.dev CSV files, `--format tardis`).",
-    )
-    i.add_argument("path", help="a data file or directory")
-    i.add_argument("--venue", required=True, help="the venue whose data it is (e.g. deribit)")
-    i.add_argument("--format", default="recording", help="recording (default) or a venue format, e.g. tardis")
-    i.add_argument("--json", action="store_true", help="print JSON")
-    i.set_defaults(func=cmd_data_inspect)

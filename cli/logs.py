@@ -28,136 +28,22 @@ Exit status: 0 (also when the reader of the output goes away: `tradingd logs ...
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 from tradingd.engine.logs.tail import (
-    LEVELS,
     LogFilter,
     LogView,
     follow_file,
-    parse_time,
     read_file,
     read_stream,
 )
 
-__all__ = ["add_log_commands"]
+__all__ = ["cmd_logs"]
 
 _EXIT_USAGE = 2
 _EXIT_INTERRUPTED = 130
-_EXAMPLES = """examples:
-  journalctl -o cat -f -u tradingd | tradingd logs --level warning
-  tradingd logs /var/log/tradingd/tradingd.log -f --strategy gamma_btc --event 'order.*'
-  tradingd logs tradingd.log --since 2h --venue deribit --json | jq .client_order_id
-  tradingd logs tradingd.log.2.gz --since 2026-11-24T06:00Z --until 2026-11-24T07:00Z
-"""
-
-
-def _time(text: str) -> dt.datetime:
-    try:
-        return parse_time(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _level(text: str) -> int:
-    rank = LEVELS.get(text.lower())
-    if rank is None:
-        raise argparse.ArgumentTypeError(
-            f"expected a level (debug, info, warning, error, critical), got {text!r}"
-        )
-    return rank
-
-
-def _count(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of lines (0 or more), got {text!r}")
-    return n
-
-
-def _where(text: str) -> tuple[str, str]:
-    key, sep, pattern = text.partition("=")
-    key = key.strip()
-    if not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=GLOB or KEY, got {text!r}")
-    return key, pattern if sep else "*"
-
-
-def add_log_commands(sub: Any) -> None:
-    """Add `logs` to the `tradingd` parser's subparsers."""
-    p = sub.add_parser(
-        "logs",
-        help="tail structured logs (a file, or stdin): filter, pretty-print",
-        description="Read tradingd's JSON log lines from a file or stdin, keep the ones the "
-        "filters accept, and print them pretty (or, with --json, unchanged).",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "path",
-        nargs="?",
-        metavar="PATH",
-        help="a log file (.gz/.zst too), or - for stdin (the default when stdin is not a terminal)",
-    )
-    p.add_argument(
-        "-f",
-        "--follow",
-        action="store_true",
-        help="keep printing lines as they are appended (follows logrotate, like tail -F)",
-    )
-    p.add_argument("-n", "--lines", type=_count, metavar="N", help="start N lines before the end of the file")
-    p.add_argument(
-        "--level", type=_level, metavar="L", help="this level and above: debug, info, warning, error"
-    )
-    for name, what in (
-        ("venue", "venue"),
-        ("strategy", "strategy"),
-        ("event", "event name, e.g. order.fill or 'order.*'"),
-        ("instrument", "instrument, e.g. BTC-PERPETUAL or 'BTC-*'"),
-    ):
-        p.add_argument(
-            f"--{name}",
-            action="append",
-            metavar=name[0].upper(),
-            help=f"only this {what} (exact or a glob; repeat for any of several)",
-        )
-    p.add_argument(
-        "--where",
-        action="append",
-        type=_where,
-        metavar="KEY=GLOB",
-        help="only lines whose KEY matches (KEY alone: that has KEY); e.g. client_order_id=gamma_btc-7",
-    )
-    p.add_argument(
-        "--grep",
-        action="append",
-        metavar="TEXT",
-        help="only lines containing TEXT (in the raw line; repeat for any of several)",
-    )
-    p.add_argument(
-        "--since",
-        type=_time,
-        metavar="T",
-        help="from this time: ISO-8601 (UTC if no zone), or 10m, 2h, 1d ago",
-    )
-    p.add_argument("--until", type=_time, metavar="T", help="up to this time (same forms as --since)")
-    p.add_argument(
-        "--json", action="store_true", help="print the kept lines unchanged (JSON lines, for pipelines)"
-    )
-    p.add_argument("--no-color", action="store_true", help="no colours even on a terminal")
-    p.add_argument(
-        "--no-text",
-        action="store_true",
-        help="hide lines that are not JSON objects (by default shown as they are: they may be a crash)",
-    )
-    p.set_defaults(func=cmd_logs)
 
 
 def _filter(args: argparse.Namespace) -> LogFilter:

@@ -7,8 +7,11 @@ message is one line: `config/x.toml: strategies[1].params.lookback_s: expected a
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 import re
+import sys
 import tomllib
 import typing
 from collections.abc import Callable
@@ -30,9 +33,16 @@ from cattrs.gen import make_dict_structure_fn, override
 from tradingd.engine import ConfigError, Strategy, TradingError
 from tradingd.engine.venue.plugins import available_venues, load_strategy_class, load_venue
 
-from ._schema import Config, DaemonConfig, StrategyConfig
+from ._schema import CatalogConfig, Config, DaemonConfig, StrategyConfig
 
-__all__ = ["LoadedConfig", "load_config", "load_daemon_settings", "make_converter", "structure"]
+__all__ = [
+    "LoadedConfig",
+    "load_catalog_settings",
+    "load_config",
+    "load_daemon_settings",
+    "make_converter",
+    "structure",
+]
 
 
 def _describe(v: Any) -> str:
@@ -321,6 +331,42 @@ def load_daemon_settings(path: str | Path) -> DaemonConfig:
     return settings
 
 
+def _find_user_module(module: str, config_file: Path, *, file: str, path: str) -> None:
+    """Make a user's `module` (of a `module:Class`) importable the way uvicorn's `--app-dir`
+    does: the config file's folder, then the working directory, is searched for its top-level
+    package or module, and the first folder holding it goes to the front of `sys.path` (so what
+    the module imports of its own, a `config.py` beside it, comes from there too). A module in
+    neither folder may still be installed; one that is nowhere is a one-line error naming the
+    folders searched. Ours never collide with a user's: they all live under `tradingd.`."""
+    top = module.partition(".")[0]
+    folders = list(dict.fromkeys([config_file.parent.resolve(), Path.cwd().resolve()]))
+    for folder in folders:
+        if (folder / top).is_dir() or (folder / f"{top}.py").is_file():
+            entry = str(folder)
+            if entry in sys.path:
+                sys.path.remove(entry)
+            sys.path.insert(0, entry)
+            importlib.invalidate_caches()
+            return
+    if importlib.util.find_spec(top) is None:
+        searched = " or ".join(str(f) for f in folders)
+        raise ConfigError(
+            f"strategy module {module!r} not found: no {top!r} in {searched}, nor installed",
+            file=file,
+            path=path,
+        )
+
+
+def load_catalog_settings(path: str | Path) -> CatalogConfig:
+    """Only a config's `[catalog]` table (for `tradingd catalog`, which needs neither the
+    strategies nor the venues)."""
+    p = Path(path)
+    raw = _read_toml(p).get("catalog", {})
+    _refuse_non_finite(raw, str(p), "catalog")
+    settings: CatalogConfig = structure(make_converter(), raw, CatalogConfig, file=str(p), path="catalog")
+    return settings
+
+
 def load_config(path: str | Path) -> LoadedConfig:
     """Read, structure and cross-check a config file (see module docstring)."""
     p = Path(path)
@@ -361,6 +407,8 @@ def load_config(path: str | Path) -> LoadedConfig:
         seen.add(sc.name)
         if not sc.enabled:
             continue
+        if ":" in sc.class_:
+            _find_user_module(sc.class_.partition(":")[0], p, file=file, path=f"{where}.class")
         try:
             cls = load_strategy_class(sc.class_)
         except TradingError as exc:

@@ -135,6 +135,16 @@ class CatalogConfig:
     refresh_after_s: float = 86_400.0
     gamma_url: str = "https://gamma-api.polymarket.com"
 
+    def cache_of(self, venue: str) -> str | None:
+        """The cache file configured for `venue`'s catalog, as written (None: its default). The
+        keys name their venue (`polymarket_cache`: Polymarket's is the one catalog today); the
+        command line asks by venue, so it names none."""
+        return {"polymarket": self.polymarket_cache}.get(venue)
+
+    def source_of(self, venue: str) -> str | None:
+        """The API `venue`'s catalog refreshes from (None: the catalog's own default)."""
+        return {"polymarket": self.gamma_url}.get(venue)
+
 
 @attrs.frozen
 class StrategyConfig:

@@ -39,13 +39,13 @@ import trio
 
 from ..logs.setup import log_write_failures
 from ..model.errors import CredentialsRefused
-from ..model.risk import Limits, RiskLimits
 from ..runtime.live import LiveEngine
 from ..store.journal import OrderJournal
 from ..store.recorder import SessionRecorder
 from ..venue.session import VenueSession
+from .settings import DaemonOptions, DaemonSettings
 
-__all__ = ["Daemon", "DaemonPaths", "Notifier", "book_health", "daemon_paths", "read_status", "risk_limits"]
+__all__ = ["Daemon", "DaemonPaths", "Notifier", "book_health", "daemon_paths", "read_status"]
 
 
 class Notifier:
@@ -105,7 +105,7 @@ class DaemonPaths:
     kill_switch_file: Path
 
 
-def daemon_paths(config_path: Path, daemon: Any, environ: Mapping[str, str]) -> DaemonPaths:
+def daemon_paths(config_path: Path, daemon: DaemonOptions, environ: Mapping[str, str]) -> DaemonPaths:
     """Where the daemon keeps its state (`[daemon]`, with systemd's directories by default)."""
     base = config_path.parent
 
@@ -132,15 +132,6 @@ def daemon_paths(config_path: Path, daemon: Any, environ: Mapping[str, str]) -> 
         status_file=status,
         kill_switch_file=resolve(daemon.kill_switch_file) if daemon.kill_switch_file else state / "KILL",
     )
-
-
-def risk_limits(cfg: Any) -> RiskLimits:
-    """A `[risk]` table (config.LimitsConfig) as the engine's limits."""
-
-    def one(c: Any) -> Limits:
-        return Limits(**{f.name: getattr(c, f.name, None) for f in attrs.fields(Limits)})
-
-    return RiskLimits(default=one(cfg), instruments={k: one(v) for k, v in cfg.instruments.items()})
 
 
 def book_health(live: Any) -> dict[str, Any]:
@@ -188,12 +179,12 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 class Daemon:
-    """`tradingd run` (module docstring). Build it from a loaded config; `run()` returns the
-    exit code."""
+    """`tradingd run` (module docstring). Build it from the settings the command line made of a
+    config; `run()` returns the exit code."""
 
     def __init__(
         self,
-        loaded: Any,
+        settings: DaemonSettings,
         *,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], int] = time.time_ns,
@@ -205,20 +196,25 @@ class Daemon:
         **engine_options: Any,
     ) -> None:
         environ = os.environ if environ is None else environ
-        cfg = loaded.config
-        self.config = cfg
-        self.settings = cfg.daemon
+        self.mode = settings.mode
+        self.settings = settings.options
         self.clock = clock
         self.log = log or structlog.get_logger("tradingd")
-        self.paths = daemon_paths(loaded.path, cfg.daemon, environ)
+        self.paths = daemon_paths(settings.config_path, settings.options, environ)
         self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.paths.status_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # `[recording]`: every raw frame of every venue connection, beside trading. A write error
         # there is logged and counted and trading goes on (`tradingd record` passes its own,
         # strict recorder: there the recording is the point).
-        if recorder is None and cfg.recording.enabled:
-            recorder = SessionRecorder.from_config(
-                cfg.recording, base=loaded.path.parent, config_path=loaded.path, strict=False, log=self.log
+        if recorder is None and settings.recording is not None:
+            rec = settings.recording
+            recorder = SessionRecorder(
+                rec.directory,
+                rotate_s=rec.rotate_s,
+                rotate_bytes=rec.rotate_bytes,
+                config_path=settings.config_path,
+                strict=False,
+                log=self.log,
             )
         self.recorder = recorder
         if recorder is not None:
@@ -227,30 +223,32 @@ class Daemon:
             frame_hook = recorder.frame_hook
         self.stop_after_s = stop_after_s
         self.journal: OrderJournal | None = None
-        if cfg.mode == "live":
-            self.journal = OrderJournal(self.paths.journal, synchronous=cfg.daemon.journal_sync, clock=clock)
+        if settings.mode == "live":
+            self.journal = OrderJournal(
+                self.paths.journal, synchronous=self.settings.journal_sync, clock=clock
+            )
             if self.journal.migrated is not None:
                 was, copy = self.journal.migrated
                 self.log.warning(
                     "journal.migrated", path=str(self.paths.journal), schema_was=was, schema=2, copy=str(copy)
                 )
         self.engine = LiveEngine(
-            loaded.build_strategies(),
-            loaded.venue_settings,
-            mode=cfg.mode,
-            engine_limits=risk_limits(cfg.risk),
-            strategy_limits={s.name: risk_limits(s.risk) for s in cfg.strategies if s.enabled},
-            catalog_settings=_resolved_catalog(cfg.catalog, loaded.path.parent),
+            settings.strategies,
+            settings.venues,
+            mode=settings.mode,
+            engine_limits=settings.engine_limits,
+            strategy_limits=settings.strategy_limits,
+            catalog_settings=settings.catalogs,
             environ=environ,
             clock=clock,
             frame_hook=frame_hook,
             journal=self.journal,
-            foreign_orders=cfg.daemon.foreign_orders,
+            foreign_orders=self.settings.foreign_orders,
             log=self.log,
-            on_failure={s.name: s.on_failure for s in cfg.strategies if s.enabled},
+            on_failure=settings.on_failure,
             **engine_options,
         )
-        self.engine.strategy_start_wait_s = cfg.daemon.strategy_start_wait_s
+        self.engine.strategy_start_wait_s = self.settings.strategy_start_wait_s
         # Refused credentials are decided here, for the whole process (`_refusal_is_fatal`).
         self.refused: CredentialsRefused | None = None  # the refusal the daemon exits 78 for
         self.refusals: dict[str, str] = {}  # venue -> the last refusal retried (status file)
@@ -289,7 +287,7 @@ class Daemon:
                     self.log.info(
                         "daemon.started",
                         pid=os.getpid(),
-                        mode=self.config.mode,
+                        mode=self.mode,
                         venues=sorted(self.engine.venues),
                         strategies=[s.name for s in self.engine.slots],
                         journal=str(self.paths.journal) if self.journal else None,
@@ -641,19 +639,11 @@ class Daemon:
             self.log.warning("status.write_failed", path=str(self.paths.status_file), error=str(exc))
 
 
-def _resolved_catalog(catalog: Any, base: Path) -> Any:
-    """`[catalog]` with its cache path as `tradingd catalog` reads it: relative to the config
-    file's folder, `~` expanded (a daemon's working directory is `/` under systemd)."""
-    if not catalog.polymarket_cache:
-        return catalog
-    return attrs.evolve(catalog, polymarket_cache=str(base / Path(catalog.polymarket_cache).expanduser()))
-
-
-def run_daemon(loaded: Any, **options: Any) -> int:
+def run_daemon(settings: DaemonSettings, **options: Any) -> int:
     """`tradingd run`: build the daemon and run it under trio; the exit code. Raises
     `CredentialsRefused` when a venue refused the credentials at start (engine.venue.session): the
     command line makes it one line and an exit status of its own."""
-    daemon = Daemon(loaded, **options)
+    daemon = Daemon(settings, **options)
     try:
         code: int = trio.run(daemon.run)
     except BaseExceptionGroup as group:

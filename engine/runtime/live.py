@@ -48,7 +48,7 @@ from ..model.orders import ClientOrderIds, Order, OrderRequest
 from ..model.risk import RiskLimits
 from ..model.settlement import FundingPayment
 from ..store.journal import OrderJournal
-from ..venue.catalog import MarketCatalog
+from ..venue.catalog import CatalogSettings, MarketCatalog
 from ..venue.plugins import LiveVenue, VenuePlugin, load_catalog_class, load_venue
 from .context import BaseContext
 from .flow import OrderFlow
@@ -206,7 +206,7 @@ class LiveEngine:
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], int] = time.time_ns,
         venue_options: Mapping[str, Mapping[str, Any]] | None = None,
-        catalog_settings: Any = None,
+        catalog_settings: Mapping[str, CatalogSettings] | None = None,
         frame_hook: Callable[[str], Callable[[int, bytes | str], None] | None] | None = None,
         journal: OrderJournal | None = None,
         foreign_orders: Literal["report", "cancel"] = "report",
@@ -313,7 +313,7 @@ class LiveEngine:
         self._unbooked_ns: dict[str, int] = {}
         self._catching_up: set[str] = set()
         self.flow.on_unreadable_fill = self._fill_unbooked
-        self.catalog_settings = catalog_settings
+        self.catalog_settings: Mapping[str, CatalogSettings] = catalog_settings or {}
         self.catalogs: dict[str, MarketCatalog] = {}
         # Expiries and funding (`_settlements`): the expired instruments still held whose
         # delivery price the venue has not published yet (when first seen expired), and per
@@ -517,15 +517,17 @@ class LiveEngine:
     async def _open_catalogs(self, stack: contextlib.AsyncExitStack) -> None:
         """The venues' market catalogs, kept fresh in the background while the daemon runs
         (a stale cache is refreshed at once; strategies are never blocked by it)."""
-        settings = self.catalog_settings
         for name in self.venues:
             cls = load_catalog_class(name)
             if cls is None:
                 continue
+            settings = self.catalog_settings.get(name)
             kwargs: dict[str, Any] = {}
             if settings is not None:
-                kwargs = {"gamma_url": settings.gamma_url, "refresh_after_s": settings.refresh_after_s}
-            cache = getattr(settings, "polymarket_cache", None) if name == "polymarket" else None
+                kwargs["refresh_after_s"] = settings.refresh_after_s
+                if settings.source_url is not None:
+                    kwargs["gamma_url"] = settings.source_url
+            cache = None if settings is None else settings.cache
             self.catalogs[name] = await stack.enter_async_context(cls.open(cache, **kwargs))
             self.log.info("catalog.open", venue=name, markets=len(self.catalogs[name]))
 

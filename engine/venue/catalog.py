@@ -20,6 +20,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -30,6 +31,7 @@ from ..model.events import DataKind, Subscription
 
 __all__ = [
     "CatalogMarket",
+    "CatalogSettings",
     "InvalidPattern",
     "MarketCatalog",
     "OutcomeToken",
@@ -269,3 +271,15 @@ class MarketCatalog(abc.ABC):
     @abc.abstractmethod
     def __len__(self) -> int:
         """How many markets the catalog holds."""
+
+
+@attrs.frozen
+class CatalogSettings:
+    """How to open one venue's catalog, as the command line read it from a config (the engine
+    reads no config file): its cache file (None: the catalog's default, the user cache folder),
+    how old a cache may grow before it is refreshed, and the API it refreshes from (None: the
+    venue's own)."""
+
+    cache: Path | None = None
+    refresh_after_s: float = 86_400.0
+    source_url: str | None = None

@@ -125,17 +125,18 @@ def test_a_secret_in_the_config_is_refused_with_where_it_belongs(
 
 
 def test_daemon_settings_load_alone_and_resolve_against_the_config(tmp_path: Path) -> None:
+    from tradingd.cli.settings import daemon_options
     from tradingd.config import load_daemon_settings
     from tradingd.engine.daemon.service import daemon_paths
 
     p = write(tmp_path, GOOD + '\n[daemon]\nstate_dir = "st"\nshutdown_timeout_s = 3\n')
     settings = load_daemon_settings(p)
     assert settings.shutdown_timeout_s == 3
-    paths = daemon_paths(p, settings, {"RUNTIME_DIRECTORY": "/run/tradingd"})
+    paths = daemon_paths(p, daemon_options(settings), {"RUNTIME_DIRECTORY": "/run/tradingd"})
     assert paths.state_dir == (tmp_path / "st").resolve() and paths.journal.name == "journal.sqlite"
     assert paths.status_file == Path("/run/tradingd/status.json")
     defaults = daemon_paths(
-        p, load_daemon_settings(write(tmp_path, GOOD)), {"STATE_DIRECTORY": "/var/lib/td"}
+        p, daemon_options(load_daemon_settings(write(tmp_path, GOOD))), {"STATE_DIRECTORY": "/var/lib/td"}
     )
     assert defaults.kill_switch_file == Path("/var/lib/td/KILL")
     with pytest.raises(ConfigError, match=r"daemon.shutdown_timeout_s"):

@@ -208,10 +208,10 @@ async def test_a_wrong_polymarket_api_secret_at_start_ends_the_session_naming_wh
 ) -> None:
     import base64
 
-    from tradingd.config._schema import CatalogConfig
     from tradingd.connectors.polymarket.settings import PolymarketSettings
     from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
     from tradingd.connectors.polymarket.simulator import serve as serve_polymarket
+    from tradingd.engine.venue.catalog import CatalogSettings
 
     sim = PolymarketSimulator(seed=5, step_s=0.05)
     (address,) = await nursery.start(functools.partial(serve_polymarket, sim))
@@ -227,9 +227,9 @@ async def test_a_wrong_polymarket_api_secret_at_start_ends_the_session_naming_wh
             "POLYMARKET_API_SECRET": wrong,
             "POLYMARKET_API_PASSPHRASE": DEMO_API.passphrase,
         },
-        catalog_settings=CatalogConfig(
-            polymarket_cache=str(tmp_path / "catalog.jsonl"), gamma_url=f"http://{base}/gamma"
-        ),
+        catalog_settings={
+            "polymarket": CatalogSettings(cache=tmp_path / "catalog.jsonl", source_url=f"http://{base}/gamma")
+        },
     )
     with trio.fail_after(15), pytest.RaisesGroup(CredentialsRefused, flatten_subgroups=True) as caught:
         await engine.run()

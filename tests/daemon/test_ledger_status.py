@@ -11,11 +11,12 @@ import orjson
 import pytest
 
 from tests.support.helpers import OPTION, ticker
-from tradingd.cli.service import _print_status
+from tradingd.cli.status import _print_status
 from tradingd.engine import Fill, Liquidity, Side
 
 
 def _daemon(tmp_path: Path) -> Any:
+    from tradingd.cli.settings import daemon_settings
     from tradingd.config import load_config
     from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS
     from tradingd.engine.daemon.service import Daemon
@@ -29,7 +30,8 @@ def _daemon(tmp_path: Path) -> Any:
     )
     client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
     return Daemon(
-        load_config(config), environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret}
+        daemon_settings(load_config(config)),
+        environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret},
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tradingd.cli.service import _print_status
+from tradingd.cli.status import _print_status
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.stream import DeribitSession
 from tradingd.connectors.derive.settings import DeriveSettings

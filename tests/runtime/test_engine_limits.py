@@ -194,6 +194,7 @@ async def test_the_daemons_risk_table_limits_three_strategies_together(tmp_path:
     `[risk] max_position = 100` and three strategies sending four resting buys of 30 (a sends
     two): three are placed (90), the fourth would reach 120 and is refused, by the engine's
     limit. Before, every one was placed (120; with three strategies of two each, 180)."""
+    from tradingd.cli.settings import daemon_settings
     from tradingd.config import load_config
     from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
     from tradingd.engine.daemon.service import Daemon
@@ -217,7 +218,8 @@ async def test_the_daemons_risk_table_limits_three_strategies_together(tmp_path:
         )
         client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
         daemon = Daemon(
-            load_config(config), environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret}
+            daemon_settings(load_config(config)),
+            environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret},
         )
         flow = daemon.engine.flow
         nursery.start_soon(daemon.run)

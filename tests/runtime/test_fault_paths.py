@@ -107,6 +107,7 @@ async def test_an_error_answer_with_an_odd_code_reaches_its_caller_at_once(make:
 
 
 def _daemon(tmp_path: Any) -> Any:
+    from tradingd.cli.settings import daemon_settings
     from tradingd.config import load_config
     from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS
     from tradingd.engine.daemon.service import Daemon
@@ -120,7 +121,8 @@ def _daemon(tmp_path: Any) -> Any:
     )
     client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
     return Daemon(
-        load_config(config), environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret}
+        daemon_settings(load_config(config)),
+        environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret},
     )
 
 

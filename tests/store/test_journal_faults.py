@@ -20,6 +20,7 @@ import trio
 from tests.store.test_journal import make_flow
 from tests.support.helpers import PERP, request
 from tests.support.live_support import until
+from tradingd.cli.settings import daemon_settings
 from tradingd.config import load_config
 from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 from tradingd.engine import OrderRejected, OrderState
@@ -203,7 +204,7 @@ async def test_on_a_full_disk_the_daemon_refuses_orders_and_sigterm_exits_cleanl
     client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
     log = structlog.testing.CapturingLogger()
     daemon = Daemon(
-        load_config(config),
+        daemon_settings(load_config(config)),
         environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret},
         log=structlog.wrap_logger(log, processors=[]),
     )

@@ -14,7 +14,6 @@ import orjson
 import trio
 
 from tests.support.live_support import Probe, until
-from tradingd.config._schema import CatalogConfig
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
 from tradingd.connectors.deribit.simulator import serve as serve_deribit
@@ -32,6 +31,7 @@ from tradingd.connectors.polymarket.simulator import serve as serve_polymarket
 from tradingd.engine import BookUpdate, Fill, InstrumentRegistry, MalformedFrame, Subscription, Ticker
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.recorder import RecordingSet, SessionRecorder
+from tradingd.engine.venue.catalog import CatalogSettings
 from tradingd.engine.venue.plugins import load_venue
 
 DERIBIT_ID, DERIBIT_SECRET = next(iter(DEFAULT_ACCOUNTS.items()))
@@ -169,9 +169,9 @@ async def test_a_live_polymarket_recording_holds_no_api_credential_or_user_chann
         "POLYMARKET_API_SECRET": DEMO_API.secret,
         "POLYMARKET_API_PASSPHRASE": DEMO_API.passphrase,
     }
-    catalog = CatalogConfig(
-        polymarket_cache=str(tmp_path / "catalog.jsonl"), gamma_url=f"http://{base}/gamma"
-    )
+    catalog = {
+        "polymarket": CatalogSettings(cache=tmp_path / "catalog.jsonl", source_url=f"http://{base}/gamma")
+    }
     engine, recorder = await record_live(
         nursery, tmp_path / "rec", "polymarket", settings, environ, probe, catalog_settings=catalog
     )

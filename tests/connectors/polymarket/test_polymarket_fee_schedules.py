@@ -17,7 +17,6 @@ import structlog
 import trio
 
 from tests.support.live_support import Probe, until
-from tradingd.config._schema import CatalogConfig
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution, trade_tokens
 from tradingd.connectors.polymarket.fees import taker_fee
@@ -44,6 +43,7 @@ from tradingd.engine import (
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.runtime.router import MarketRouter
 from tradingd.engine.sim.server import Receive, Scope, Send
+from tradingd.engine.venue.catalog import CatalogSettings
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "polymarket"
 V = "polymarket"
@@ -125,9 +125,9 @@ async def test_a_first_order_asks_no_fee_schedule_and_the_cancel_behind_it_is_no
         mode="live",
         environ=CREDS,
         paper_latency_s=0.0,
-        catalog_settings=CatalogConfig(
-            polymarket_cache=str(tmp_path / "catalog.jsonl"), gamma_url=f"http://{base}/gamma"
-        ),
+        catalog_settings={
+            "polymarket": CatalogSettings(cache=tmp_path / "catalog.jsonl", source_url=f"http://{base}/gamma")
+        },
     )
     await nursery.start(engine.run)
     with trio.fail_after(15):

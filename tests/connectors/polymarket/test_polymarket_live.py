@@ -19,7 +19,6 @@ import structlog
 import trio
 
 from tests.support.live_support import Probe, until
-from tradingd.config._schema import CatalogConfig
 from tradingd.connectors.polymarket.codec import TradeSettlement, TradeStatus
 from tradingd.connectors.polymarket.settings import PolymarketSettings
 from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
@@ -41,6 +40,7 @@ from tradingd.engine import (
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.journal import OrderJournal
+from tradingd.engine.venue.catalog import CatalogSettings
 
 API = DEMO_API
 CREDS = {
@@ -81,9 +81,7 @@ async def start(
         environ=CREDS if environ is None else environ,
         paper_latency_s=0.0,
         # The market catalog reads the simulator's Gamma (never the network, never ~/.cache).
-        catalog_settings=CatalogConfig(
-            polymarket_cache=str(cache) if cache is not None else None, gamma_url=f"http://{base}/gamma"
-        ),
+        catalog_settings={"polymarket": CatalogSettings(cache=cache, source_url=f"http://{base}/gamma")},
         journal=journal,
     )
     await nursery.start(engine.run)

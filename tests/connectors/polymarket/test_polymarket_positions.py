@@ -16,7 +16,6 @@ import structlog
 import trio
 
 from tests.support.live_support import Probe, until
-from tradingd.config._schema import CatalogConfig
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution
 from tradingd.connectors.polymarket.settings import PolymarketSettings
@@ -25,6 +24,7 @@ from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, Pol
 from tradingd.engine import BookUpdate, InstrumentRegistry, OrderState, StatusKind, Subscription
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.sim.server import Receive, Scope, Send
+from tradingd.engine.venue.catalog import CatalogSettings
 
 V = "polymarket"
 CREDS = {
@@ -115,9 +115,9 @@ async def _trading(
         mode="live",
         environ=CREDS,
         paper_latency_s=0.0,
-        catalog_settings=CatalogConfig(
-            polymarket_cache=str(tmp_path / "catalog.jsonl"), gamma_url=f"http://{base}/gamma"
-        ),
+        catalog_settings={
+            "polymarket": CatalogSettings(cache=tmp_path / "catalog.jsonl", source_url=f"http://{base}/gamma")
+        },
     )
     await nursery.start(engine.run)
     with trio.fail_after(15):

@@ -14,20 +14,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from tradingd.config import load_daemon_settings
+from tradingd.engine.daemon.service import DaemonPaths, daemon_paths, read_status
 from tradingd.engine.model.errors import ConfigError
 
-__all__ = ["add_service_commands"]
+from .settings import daemon_options
+
+__all__ = ["cmd_kill", "cmd_status"]
 
 _EXIT_NOT_RUNNING = 3  # as `systemctl status` for a stopped unit
 
 
-def _paths(args: argparse.Namespace) -> Any:
-    from tradingd.config import load_daemon_settings
-    from tradingd.engine.daemon.service import daemon_paths
-
+def _paths(args: argparse.Namespace) -> DaemonPaths:
     if not args.config:
         raise ConfigError("give --config (the daemon's config) or the file's path")
-    return daemon_paths(Path(args.config), load_daemon_settings(args.config), os.environ)
+    return daemon_paths(Path(args.config), daemon_options(load_daemon_settings(args.config)), os.environ)
 
 
 def _alive(pid: int) -> bool:
@@ -41,8 +46,6 @@ def _alive(pid: int) -> bool:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from tradingd.engine.daemon.service import read_status
-
     path = Path(args.status_file) if args.status_file else _paths(args).status_file
     try:
         status = read_status(path)
@@ -57,8 +60,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     status["running"] = running
     status["age_s"] = round(age, 1)
     if args.json:
-        import orjson
-
         sys.stdout.write(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0 if running else _EXIT_NOT_RUNNING
     _print_status(status)
@@ -81,9 +82,6 @@ def _count(value: Any) -> str:
 
 
 def _print_status(s: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     state = "running" if s["running"] else ("stopped" if s.get("stopped") else "not responding")
     uptime = (s.get("updated_ns", 0) - s.get("started_ns", 0)) / 1e9
@@ -184,18 +182,3 @@ def cmd_kill(args: argparse.Namespace) -> int:
         "refuses new ones until `tradingd kill --clear`"
     )
     return 0
-
-
-def add_service_commands(sub: Any) -> None:
-    s = sub.add_parser("status", help="what the running daemon is doing (venues, strategies, orders)")
-    s.add_argument("--config", help="the daemon's config (to find its status file)")
-    s.add_argument("--status-file", help="the status file itself")
-    s.add_argument("--json", action="store_true", help="the raw status as JSON")
-    s.set_defaults(func=cmd_status)
-
-    k = sub.add_parser("kill", help="the kill switch: cancel every order and refuse new ones until cleared")
-    k.add_argument("--config", help="the daemon's config (to find its kill switch file)")
-    k.add_argument("--file", help="the kill switch file itself")
-    k.add_argument("--reason", help="why (shown in the log, the journal and `tradingd status`)")
-    k.add_argument("--clear", action="store_true", help="release the kill switch")
-    k.set_defaults(func=cmd_kill)

@@ -1,0 +1,124 @@
+"""`tradingd backtest --config FILE`: replay the configured recordings (or other data files)
+through the configured strategies on simulated venues, print the summary, and with `--report
+DIR` write the JSON report, `report.html` and its PNG charts. A missing data file with a
+`generate` table is synthesized first (the bundled sample: deterministic, offline)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+from tradingd.config import LoadedConfig, load_config
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.backtest.report import print_summary
+from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.model.errors import ConfigError, DataError
+from tradingd.engine.reports.html import write_run_reports
+from tradingd.engine.venue.catalog import MarketCatalog
+from tradingd.engine.venue.plugins import load_catalog_class, load_venue
+
+from .settings import catalog_settings, risk_limits
+
+__all__ = ["cmd_backtest"]
+
+
+def _ensure_data(loaded: LoadedConfig, err: Callable[[str], None]) -> None:
+    """Synthesize missing data files that have a `generate` table (the bundled sample)."""
+    bt = loaded.config.backtest
+    assert bt is not None
+    for spec, path in zip(bt.data, loaded.data_paths, strict=True):
+        if path.exists():
+            continue
+        if spec.generate is None or spec.format != "recording":
+            raise DataError(f"data file {path} does not exist (add a `generate` table to synthesize it)")
+        err(f"generating the sample recording {path} (first run only; deterministic, offline)...")
+        t0 = time.perf_counter()
+        try:
+            frames = load_venue(spec.venue).generate_sample(path, spec.generate)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(str(exc), file=str(loaded.path), path="backtest.data.generate") from None
+        err(f"  {frames:,} frames in {time.perf_counter() - t0:.1f} s")
+
+
+def _cached_catalogs(loaded: LoadedConfig, venues: set[str]) -> dict[str, MarketCatalog]:
+    """Catalogs for a backtest: as cached (never refreshed: a backtest does not depend on
+    today's venue data), for the venues that have one and a cache on disk."""
+    out: dict[str, MarketCatalog] = {}
+    for venue in sorted(venues):
+        cls = load_catalog_class(venue)
+        if cls is None:
+            continue
+        path = catalog_settings(loaded.config.catalog, loaded.path.parent, venue).cache
+        catalog = cls(path)
+        if catalog.cache_path.exists():
+            out[venue] = cls.from_cache(path)
+    return out
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config)
+    cfg = loaded.config
+    configure_logging(args.log_level or cfg.logging.level, args.log_format or cfg.logging.format, sys.stderr)
+    if cfg.backtest is None:
+        raise ConfigError("no [backtest] table", file=str(loaded.path), path="backtest")
+
+    def err(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    _ensure_data(loaded, err)
+    bt = cfg.backtest
+    sources = [DataSource(d.venue, p, d.format) for d, p in zip(bt.data, loaded.data_paths, strict=True)]
+    plugins = {s.venue: load_venue(s.venue) for s in sources}
+    settings = BacktestSettings(
+        latency_ms=bt.latency_ms,
+        response_latency_ms=bt.response_latency_ms,
+        equity_interval_s=bt.equity_interval_s,
+        queue_ahead=bt.queue_ahead,
+        mailbox_capacity=bt.mailbox_capacity,
+    )
+    progress_cm: Progress | None = None
+    progress_cb: Callable[[int, int], None] | None = None
+    if sys.stderr.isatty() and not args.no_progress:
+        bar = progress_cm = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            "[progress.percentage]{task.percentage:>3.0f}%",
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        task = bar.add_task("backtest", total=1)
+
+        def progress_cb(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=max(total, 1))
+
+    enabled = [s for s in cfg.strategies if s.enabled]
+    kernel = BacktestKernel(
+        plugins,
+        sources,
+        loaded.build_strategies(),
+        settings,
+        fee_overrides={s.venue: loaded.settings_of(s.venue).fees for s in sources},
+        engine_limits=risk_limits(cfg.risk),
+        strategy_limits={s.name: risk_limits(s.risk) for s in enabled},
+        progress=progress_cb,
+        catalogs=_cached_catalogs(loaded, {s.venue for s in sources}),
+        on_failure={s.name: s.on_failure for s in enabled},
+    )
+    if progress_cm is not None:
+        with progress_cm:
+            result = trio.run(kernel.run)
+    else:
+        result = trio.run(kernel.run)
+    print_summary(result, sys.stdout)
+    if args.report:
+        # The JSON report, then report.html and the PNGs beside it.
+        written: list[Path] = write_run_reports(args.report, result)
+        print(f"report written to {args.report} (and {', '.join(p.name for p in written)})", file=sys.stderr)
+    return 0

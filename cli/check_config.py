@@ -1,0 +1,30 @@
+"""`tradingd check-config FILE`: validate a config (its keys, values, venues, strategies and
+their params, data files) without running anything; exit 0 with a one-line summary, or 2 with
+one line naming the bad key."""
+
+from __future__ import annotations
+
+import argparse
+
+from tradingd.config import load_config
+from tradingd.engine.model.errors import DataError
+
+__all__ = ["cmd_check_config"]
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    loaded = load_config(args.path)
+    cfg = loaded.config
+    data = ""
+    if cfg.backtest is not None:
+        missing = [
+            str(p)
+            for d, p in zip(cfg.backtest.data, loaded.data_paths, strict=True)
+            if not p.exists() and d.generate is None
+        ]
+        if missing:
+            raise DataError(f"{args.path}: data file(s) missing: {', '.join(missing)}")
+        data = f", {len(loaded.data_paths)} data file(s)"
+    strategies = ", ".join(f"{n} ({c.__name__})" for n, c in loaded.strategy_classes.items())
+    print(f"{args.path}: OK: mode {cfg.mode}, strategies: {strategies}{data}")
+    return 0
