@@ -31,7 +31,7 @@ __all__ = ["EXIT_CREDENTIALS", "main"]
 
 # --------------------------------------------------------------------------- the parser
 # Each command's arguments; `handler` names the function that runs it ("module:function").
-
+# First, what `tradingd logs` checks of its arguments as they are parsed.
 
 _EXAMPLES = """examples:
   journalctl -o cat -f -u tradingd | tradingd logs --level warning
