@@ -1,7 +1,8 @@
-"""Dependencies point one way: connectors and strategies import the engine; the engine imports no
-connector, no strategy, not `config/` and not the CLI; `config/` describes the TOML and is read by
-the CLI (it may use the engine's types, never the CLI's). No import hides inside a function to
-dodge a circle: every import of every engine module is read here, at any depth, with `ast`.
+"""Dependencies point one way: connectors and strategies import the engine (never the config nor
+the CLI); the engine imports no connector, no strategy, not `config/` and not the CLI; `config/`
+describes the TOML and is read by the CLI (it may use the engine's types, never the CLI's). No
+import hides inside a function to dodge a circle: every import of every module is read here, at
+any depth, with `ast`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,22 @@ from tradingd.engine.venue.plugins import available_venues
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 # The folder of each installed package (pyproject's package-dir: `engine/` is tradingd.engine).
-FOLDERS = {"engine": "tradingd.engine", "config": "tradingd.config", "cli": "tradingd.cli"}
+FOLDERS = {
+    "engine": "tradingd.engine",
+    "config": "tradingd.config",
+    "cli": "tradingd.cli",
+    "connectors": "tradingd.connectors",
+    "strategies": "tradingd.strategies",
+}
 # What a module may never import, by the package it belongs to. The bare names are the folders'
 # own (a second copy of a module, from the repository root on sys.path: always a bug).
 BARE = ("engine", "config", "cli", "connectors", "strategies")
 FORBIDDEN = {
     "engine": ("tradingd.config", "tradingd.cli", "tradingd.connectors", "tradingd.strategies", *BARE),
     "config": ("tradingd.cli", "tradingd.connectors", "tradingd.strategies", *BARE),
+    # A venue or a strategy is given what it needs (its settings, its params): it reads no config.
+    "connectors": ("tradingd.config", "tradingd.cli", "tradingd.strategies", *BARE),
+    "strategies": ("tradingd.config", "tradingd.cli", "tradingd.connectors", *BARE),
 }
 
 
