@@ -13,7 +13,8 @@ from typing import Any
 import attrs
 
 from tradingd.engine import AuthError, ConfigError, InstrumentRegistry
-from tradingd.engine.venue.plugins import Decoder
+from tradingd.engine.runtime.router import MarketRouter
+from tradingd.engine.venue.spi import Decoder, LiveVenue, VenuePlugin, VenueSink
 
 from .fees import DeribitFees
 from .instruments import VENUE
@@ -22,7 +23,7 @@ from .settings import DeribitSettings
 __all__ = ["PLUGIN", "DeribitPlugin"]
 
 
-class DeribitPlugin:
+class DeribitPlugin(VenuePlugin):
     """The engine's handle on Deribit (entry point `tradingd.venues: deribit`)."""
 
     name = VENUE
@@ -52,12 +53,12 @@ class DeribitPlugin:
         settings: DeribitSettings,
         *,
         registry: InstrumentRegistry,
-        router: Any,
-        sink: Any,
+        router: MarketRouter[Any],
+        sink: VenueSink,
         trading: bool,
         environ: Mapping[str, str],
         **options: Any,
-    ) -> Any:
+    ) -> LiveVenue:
         """A `DeribitSession` (a `LiveVenue`). Trading needs credentials (from `environ`:
         `DERIBIT_CLIENT_ID`/`DERIBIT_CLIENT_SECRET`, or `DERIBIT_KEY`); market data alone does
         not, and uses them when present. `options` are injected (tests: `connect`, `clock`)."""
@@ -114,6 +115,10 @@ class DeribitPlugin:
         except ValueError as exc:
             raise ConfigError(str(exc), path="backtest.data.format") from None
         return TardisReader(path, dataset)
+
+    def open_catalog(self, settings: Any) -> None:
+        """None: Deribit's instruments come with the connection (no market catalog)."""
+        return
 
     def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
         from .generator import generate_sample

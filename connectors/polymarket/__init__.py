@@ -10,13 +10,16 @@ live market and user connections), `execution` (orders over REST), `simulator` (
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from tradingd.engine import AuthError, ConfigError, InstrumentRegistry
-from tradingd.engine.venue.plugins import Decoder
+from tradingd.engine.runtime.router import MarketRouter
+from tradingd.engine.venue.catalog import MarketCatalog
+from tradingd.engine.venue.spi import Decoder, LiveVenue, VenuePlugin, VenueSink
 
 from .fees import PolymarketFees
 from .instruments import VENUE
@@ -25,7 +28,7 @@ from .settings import PolymarketSettings
 __all__ = ["PLUGIN", "PolymarketPlugin", "PolymarketSettings"]
 
 
-class PolymarketPlugin:
+class PolymarketPlugin(VenuePlugin):
     """The engine's handle on Polymarket (entry point `tradingd.venues: polymarket`)."""
 
     name = VENUE
@@ -45,12 +48,12 @@ class PolymarketPlugin:
         settings: PolymarketSettings,
         *,
         registry: InstrumentRegistry,
-        router: Any,
-        sink: Any,
+        router: MarketRouter[Any],
+        sink: VenueSink,
         trading: bool,
         environ: Mapping[str, str],
         **options: Any,
-    ) -> Any:
+    ) -> LiveVenue:
         """A `PolymarketSession` (a `LiveVenue`). Trading needs the wallet key and the API
         credentials (from `environ`: `POLYMARKET_PRIVATE_KEY`, `POLYMARKET_API_KEY`, `_SECRET`,
         `_PASSPHRASE`, or their `_FILE` variants); market data alone needs nothing. `options`
@@ -109,6 +112,17 @@ class PolymarketPlugin:
             f"    POLYMARKET_API_KEY={api.key} POLYMARKET_API_SECRET={api.secret}"
             f" POLYMARKET_API_PASSPHRASE={api.passphrase}",
         ]
+
+    def open_catalog(self, settings: Any) -> AbstractAsyncContextManager[MarketCatalog]:
+        """The Gamma market catalog (`catalog.PolymarketCatalog`) from the `[catalog]` table: its
+        `polymarket_cache` file (None: the user cache folder), `gamma_url`, `refresh_after_s`."""
+        from .catalog import PolymarketCatalog
+
+        if settings is None:
+            return PolymarketCatalog.open(None)
+        return PolymarketCatalog.open(
+            settings.polymarket_cache, gamma_url=settings.gamma_url, refresh_after_s=settings.refresh_after_s
+        )
 
     def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
         from .generator import generate_sample

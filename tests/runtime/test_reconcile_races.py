@@ -77,6 +77,10 @@ class _SlowVenue:
     go (`gate`); `asked` is set when a call is waiting."""
 
     venue = "deribit"
+    # No optional capability (engine.venue.spi.VenueExecution): none is asked.
+    positions: None = None
+    delivery: None = None
+    funding: None = None
 
     def __init__(
         self,
