@@ -116,7 +116,7 @@ class DeribitPlugin(VenuePlugin):
             raise ConfigError(str(exc), path="backtest.data.format") from None
         return TardisReader(path, dataset)
 
-    def open_catalog(self, settings: Any) -> None:
+    def open_catalog(self, settings: Any, *, base: Path | None = None) -> None:
         """None: Deribit's instruments come with the connection (no market catalog)."""
         return
 

@@ -98,7 +98,7 @@ class DerivePlugin(VenuePlugin):
             f"                DERIVE_SESSION_KEY={DEMO_SESSION_KEY}",
         ]
 
-    def open_catalog(self, settings: Any) -> None:
+    def open_catalog(self, settings: Any, *, base: Path | None = None) -> None:
         """None: Derive's instruments come with the connection (no market catalog)."""
         return
 

@@ -113,15 +113,21 @@ class PolymarketPlugin(VenuePlugin):
             f" POLYMARKET_API_PASSPHRASE={api.passphrase}",
         ]
 
-    def open_catalog(self, settings: Any) -> AbstractAsyncContextManager[MarketCatalog]:
+    def open_catalog(
+        self, settings: Any, *, base: Path | None = None
+    ) -> AbstractAsyncContextManager[MarketCatalog]:
         """The Gamma market catalog (`catalog.PolymarketCatalog`) from the `[catalog]` table: its
-        `polymarket_cache` file (None: the user cache folder), `gamma_url`, `refresh_after_s`."""
+        `polymarket_cache` file (None: the user cache folder; relative: from `base`),
+        `gamma_url`, `refresh_after_s`."""
         from .catalog import PolymarketCatalog
 
         if settings is None:
             return PolymarketCatalog.open(None)
+        cache: str | None = settings.polymarket_cache
+        if cache and base is not None:
+            cache = str(base / Path(cache).expanduser())
         return PolymarketCatalog.open(
-            settings.polymarket_cache, gamma_url=settings.gamma_url, refresh_after_s=settings.refresh_after_s
+            cache, gamma_url=settings.gamma_url, refresh_after_s=settings.refresh_after_s
         )
 
     def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:

@@ -238,7 +238,8 @@ class Daemon:
             mode=cfg.mode,
             engine_limits=risk_limits(cfg.risk),
             strategy_limits={s.name: risk_limits(s.risk) for s in cfg.strategies if s.enabled},
-            catalog_settings=_resolved_catalog(cfg.catalog, loaded.path.parent),
+            catalog_settings=cfg.catalog,
+            catalog_base=loaded.path.parent,
             environ=environ,
             clock=clock,
             frame_hook=frame_hook,
@@ -633,14 +634,6 @@ class Daemon:
             _write_private(self.paths.status_file, orjson.dumps(data, option=orjson.OPT_INDENT_2))
         except OSError as exc:
             self.log.warning("status.write_failed", path=str(self.paths.status_file), error=str(exc))
-
-
-def _resolved_catalog(catalog: Any, base: Path) -> Any:
-    """`[catalog]` with its cache path as `tradingd catalog` reads it: relative to the config
-    file's folder, `~` expanded (a daemon's working directory is `/` under systemd)."""
-    if not catalog.polymarket_cache:
-        return catalog
-    return attrs.evolve(catalog, polymarket_cache=str(base / Path(catalog.polymarket_cache).expanduser()))
 
 
 def run_daemon(loaded: Any, **options: Any) -> int:

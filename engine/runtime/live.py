@@ -20,6 +20,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 import structlog
@@ -212,6 +213,7 @@ class LiveEngine:
         clock: Callable[[], int] = time.time_ns,
         venue_options: Mapping[str, Mapping[str, Any]] | None = None,
         catalog_settings: Any = None,
+        catalog_base: Path | None = None,
         frame_hook: Callable[[str], Callable[[int, bytes | str], None] | None] | None = None,
         journal: OrderJournal | None = None,
         foreign_orders: Literal["report", "cancel"] = "report",
@@ -320,7 +322,10 @@ class LiveEngine:
         self._unbooked_ns: dict[str, int] = {}
         self._catching_up: set[str] = set()
         self.flow.on_unreadable_fill = self._fill_unbooked
+        # The `[catalog]` table, read by each venue's plugin (`VenuePlugin.open_catalog`), and
+        # the folder its relative paths are taken from.
         self.catalog_settings = catalog_settings
+        self.catalog_base = catalog_base
         self.catalogs: dict[str, MarketCatalog] = {}
         # Expiries and funding (`_settlements`): the expired instruments still held whose
         # delivery price the venue has not published yet (when first seen expired), and per
@@ -526,7 +531,7 @@ class LiveEngine:
         (a stale cache is refreshed at once; strategies are never blocked by it)."""
         for name in self.venues:
             # The venue reads what it needs of the `[catalog]` table (its cache path, its URL).
-            opening = self.plugins[name].open_catalog(self.catalog_settings)
+            opening = self.plugins[name].open_catalog(self.catalog_settings, base=self.catalog_base)
             if opening is None:
                 continue  # a venue without a market catalog
             self.catalogs[name] = await stack.enter_async_context(opening)

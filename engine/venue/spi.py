@@ -320,10 +320,14 @@ class VenuePlugin(Protocol):
         (read from `environ`). `options` are injected (tests: `connect`, `clock`)."""
         ...
 
-    def open_catalog(self, settings: Any) -> AbstractAsyncContextManager[MarketCatalog] | None:
+    def open_catalog(
+        self, settings: Any, *, base: Path | None = None
+    ) -> AbstractAsyncContextManager[MarketCatalog] | None:
         """The venue's market catalog, opened for the daemon's run and kept fresh meanwhile, from
         the config's `[catalog]` table (`settings`, None when absent); None for a venue without
-        one. The venue picks what it needs from `settings` (its own cache path included)."""
+        one. The venue picks what it needs from `settings` (its own cache path included); a
+        relative path is taken from `base` (the config file's folder: a daemon's working
+        directory is `/` under systemd), `~` expanded."""
         ...
 
     def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
