@@ -113,6 +113,22 @@ class _SlowVenue:
         await self._wait()
         return self.fills
 
+    async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
+        raise AssertionError("no foreign order here")
+
+    # Trading: a reconciliation sends nothing (a whole VenueExecution all the same).
+    def prepare(self, order: Order) -> None:
+        return None
+
+    async def place(self, order: Order) -> list[PrivateEvent]:
+        raise AssertionError("a reconciliation places nothing")
+
+    async def cancel(self, order: Order) -> list[PrivateEvent]:
+        raise AssertionError("a reconciliation cancels nothing")
+
+    async def edit(self, order: Order, *, price: Decimal | None, size: Decimal | None) -> list[PrivateEvent]:
+        raise AssertionError("a reconciliation edits nothing")
+
 
 async def _while_asked(venue: _SlowVenue, events: list[PrivateEvent], engine: LiveEngine) -> None:
     """Once the venue has the question: the channel's reports arrive, then the answer."""
