@@ -43,7 +43,7 @@ from ..model.events import (
     Ticker,
     Trade,
 )
-from ..model.instruments import InstrumentRegistry
+from ..model.instruments import Instrument, InstrumentRegistry
 from ..model.market import MarketState
 from ..model.money import optional
 from ..model.orders import ClientOrderIds, Order, OrderRequest
@@ -678,7 +678,7 @@ class LiveEngine:
             self._reconciled_connection[key] = epoch
         nursery.start_soon(self._reconcile_connection, ev.venue, key, epoch)
 
-    async def _reconcile_connection(self, name: str, key: tuple[str, str], epoch: Any) -> None:
+    async def _reconcile_connection(self, name: str, key: tuple[str, str], epoch: object) -> None:
         if not await self._reconcile(name) and self._reconciled_connection.get(key) == epoch:
             # Not done in full (a step failed, open orders unavailable): due again at this
             # connection's next `subscribed` status, or the next connection's.
@@ -1069,8 +1069,8 @@ class LiveEngine:
         except Exception:
             self.log.exception("settlement.round_failed", venue=name, step=step)
 
-    def _expired_held(self, venue: str, now_ns: int) -> list[Any]:
-        seen: dict[str, Any] = {}
+    def _expired_held(self, venue: str, now_ns: int) -> list[Instrument]:
+        seen: dict[str, Instrument] = {}
         for ledger in self.flow.ledgers.values():
             for pos in ledger:
                 inst = pos.instrument
