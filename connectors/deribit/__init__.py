@@ -14,7 +14,7 @@ import attrs
 
 from tradingd.engine import AuthError, ConfigError, InstrumentRegistry
 from tradingd.engine.runtime.router import MarketRouter
-from tradingd.engine.venue.spi import Decoder, LiveVenue, VenuePlugin, VenueSink
+from tradingd.engine.venue.spi import Decoder, FrameSource, LiveVenue, VenuePlugin, VenueSink
 
 from .fees import DeribitFees
 from .instruments import VENUE
@@ -30,7 +30,7 @@ class DeribitPlugin(VenuePlugin):
     Settings = DeribitSettings
     # `[[backtest.data]] format = ...`: Tardis.dev CSV files (`tardis` infers the dataset from
     # each file's header); see `connectors/deribit/tardis.py`.
-    data_formats = (
+    data_formats: tuple[str, ...] = (
         "tardis",
         "tardis-options_chain",
         "tardis-incremental_book_L2",
@@ -106,7 +106,7 @@ class DeribitPlugin(VenuePlugin):
             f"  demo account: DERIBIT_CLIENT_ID={client_id} DERIBIT_CLIENT_SECRET={secret}",
         ]
 
-    def open_data(self, path: Path, format: str) -> Any:
+    def open_data(self, path: Path, format: str) -> FrameSource:
         """A reader of `(receive time ns, frame)` for a data file of one of `data_formats`."""
         from .tardis import TardisReader, dataset_of_format
 

@@ -18,7 +18,7 @@ import attrs
 
 from tradingd.engine import ConfigError, InstrumentRegistry
 from tradingd.engine.runtime.router import MarketRouter
-from tradingd.engine.venue.spi import Decoder, LiveVenue, VenuePlugin, VenueSink
+from tradingd.engine.venue.spi import Decoder, FrameSource, LiveVenue, VenuePlugin, VenueSink
 
 from .fees import DeriveFees
 from .instruments import VENUE
@@ -32,6 +32,7 @@ class DerivePlugin(VenuePlugin):
 
     name = VENUE
     Settings = DeriveSettings
+    data_formats: tuple[str, ...] = ()  # recordings only (`tradingd record`)
 
     def decoder(self, registry: InstrumentRegistry) -> Decoder:
         from .codec import DeriveDecoder
@@ -97,6 +98,10 @@ class DerivePlugin(VenuePlugin):
             f"  demo account: DERIVE_WALLET={DEMO_WALLET} DERIVE_SUBACCOUNT_ID={DEMO_SUBACCOUNT}",
             f"                DERIVE_SESSION_KEY={DEMO_SESSION_KEY}",
         ]
+
+    def open_data(self, path: Path, format: str) -> FrameSource:
+        """None to open: Derive reads recordings only (`data_formats` is empty)."""
+        raise ConfigError(f"{VENUE} reads no {format!r} data (only recordings)", path="backtest.data.format")
 
     def open_catalog(self, settings: Any, *, base: Path | None = None) -> None:
         """None: Derive's instruments come with the connection (no market catalog)."""

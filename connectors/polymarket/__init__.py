@@ -19,7 +19,7 @@ import attrs
 from tradingd.engine import AuthError, ConfigError, InstrumentRegistry
 from tradingd.engine.runtime.router import MarketRouter
 from tradingd.engine.venue.catalog import MarketCatalog
-from tradingd.engine.venue.spi import Decoder, LiveVenue, VenuePlugin, VenueSink
+from tradingd.engine.venue.spi import Decoder, FrameSource, LiveVenue, VenuePlugin, VenueSink
 
 from .fees import PolymarketFees
 from .instruments import VENUE
@@ -33,6 +33,7 @@ class PolymarketPlugin(VenuePlugin):
 
     name = VENUE
     Settings = PolymarketSettings
+    data_formats: tuple[str, ...] = ()  # recordings only (`tradingd record`)
 
     def decoder(self, registry: InstrumentRegistry) -> Decoder:
         from .codec import PolymarketDecoder
@@ -112,6 +113,10 @@ class PolymarketPlugin(VenuePlugin):
             f"    POLYMARKET_API_KEY={api.key} POLYMARKET_API_SECRET={api.secret}"
             f" POLYMARKET_API_PASSPHRASE={api.passphrase}",
         ]
+
+    def open_data(self, path: Path, format: str) -> FrameSource:
+        """None to open: Polymarket reads recordings only (`data_formats` is empty)."""
+        raise ConfigError(f"{VENUE} reads no {format!r} data (only recordings)", path="backtest.data.format")
 
     def open_catalog(
         self, settings: Any, *, base: Path | None = None

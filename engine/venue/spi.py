@@ -17,7 +17,7 @@ Money is `Decimal` throughout; events are the model's (`tradingd.engine.model.ev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +41,7 @@ __all__ = [
     "DecoderStats",
     "DeliveryPrices",
     "ExecutionClient",
+    "FrameSource",
     "FundingHistory",
     "LiveVenue",
     "PositionSource",
@@ -197,6 +198,24 @@ class VenueExecution(ExecutionClient, Reconciler, Protocol):
     def funding(self) -> FundingHistory | None: ...
 
 
+# -- data files ----------------------------------------------------------------------------------
+class FrameSource(Protocol):
+    """What the backtest replays: `(receive time ns, frame)` pairs in time order, and how much of
+    the source has been read (for progress). `RecordingReader`, `RecordingSet` (a recording
+    directory) and venue readers (`VenuePlugin.open_data`, e.g. Tardis CSV) all are one."""
+
+    path: Path
+    size: int
+
+    @property
+    def bytes_read(self) -> int: ...
+
+    @property
+    def bad_lines(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[int | None, bytes]]: ...
+
+
 # -- the live venue ------------------------------------------------------------------------------
 class SessionCounters(Protocol):
     """A live venue's counters (`engine.venue.session.SessionStats`), as the status file shows them."""
@@ -296,6 +315,9 @@ class VenuePlugin(Protocol):
     name: str
     Settings: type[Any]
     """The attrs class `[venues.<name>]` is structured into (its `fees` table included)."""
+    data_formats: tuple[str, ...]
+    """The `[[backtest.data]] format`s the venue reads besides "recording" (`open_data`);
+    empty for a venue that reads only recordings."""
 
     def decoder(self, registry: InstrumentRegistry) -> Decoder:
         """A fresh decoder that adds the instruments it learns of to `registry`."""
@@ -328,6 +350,21 @@ class VenuePlugin(Protocol):
         one. The venue picks what it needs from `settings` (its own cache path included); a
         relative path is taken from `base` (the config file's folder: a daemon's working
         directory is `/` under systemd), `~` expanded."""
+        ...
+
+    def open_data(self, path: Path, format: str) -> FrameSource:
+        """A reader of a data file in one of `data_formats`; `ConfigError` for another."""
+        ...
+
+    async def simulate(
+        self, *, host: str, port: int, seed: int = 7, task_status: Any = None, **options: Any
+    ) -> None:
+        """Serve a local simulation of the venue on `host:port` until cancelled (`tradingd
+        simulate <venue>`); started with `nursery.start`, it reports the addresses bound."""
+        ...
+
+    def simulator_banner(self, binds: list[str]) -> list[str]:
+        """What `tradingd simulate <venue>` prints: where to point a config, the demo account."""
         ...
 
     def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
