@@ -9,8 +9,9 @@ What a venue may lack is said, never discovered: `VenueExecution.positions`, `.d
 `.funding` are the optional capabilities, each the object that offers it or None (a venue without
 perpetuals has no funding history); `ExecutionClient.prepare` answers None when the venue assigns
 an order's id only on receiving it; `VenuePlugin.open_catalog` answers None for a venue without a
-market catalog. The engine reads all of it through these types: no `getattr`, and an
-`AttributeError` raised inside a venue's method is a bug of that method, never "unsupported".
+market catalog; `VenuePlugin.data_formats` is empty for a venue that reads only recordings. The
+engine reads all of it through these types: no `getattr`, and an `AttributeError` raised inside
+a venue's method is a bug of that method, never "unsupported".
 
 Money is `Decimal` throughout; events are the model's (`tradingd.engine.model.events`).
 """
