@@ -13,7 +13,9 @@ from typing import Any
 import attrs
 
 from tradingd.engine import AuthError, ConfigError, InstrumentRegistry
-from tradingd.engine.venue.plugins import Decoder
+from tradingd.engine.runtime.router import MarketRouter
+from tradingd.engine.venue.catalog import CatalogSettings
+from tradingd.engine.venue.spi import Decoder, FrameSource, LiveVenue, VenuePlugin, VenueSink
 
 from .fees import DeribitFees
 from .instruments import VENUE
@@ -22,14 +24,14 @@ from .settings import DeribitSettings
 __all__ = ["PLUGIN", "DeribitPlugin"]
 
 
-class DeribitPlugin:
+class DeribitPlugin(VenuePlugin):
     """The engine's handle on Deribit (entry point `tradingd.venues: deribit`)."""
 
     name = VENUE
     Settings = DeribitSettings
     # `[[backtest.data]] format = ...`: Tardis.dev CSV files (`tardis` infers the dataset from
     # each file's header); see `connectors/deribit/tardis.py`.
-    data_formats = (
+    data_formats: tuple[str, ...] = (
         "tardis",
         "tardis-options_chain",
         "tardis-incremental_book_L2",
@@ -52,12 +54,12 @@ class DeribitPlugin:
         settings: DeribitSettings,
         *,
         registry: InstrumentRegistry,
-        router: Any,
-        sink: Any,
+        router: MarketRouter[Any],
+        sink: VenueSink,
         trading: bool,
         environ: Mapping[str, str],
         **options: Any,
-    ) -> Any:
+    ) -> LiveVenue:
         """A `DeribitSession` (a `LiveVenue`). Trading needs credentials (from `environ`:
         `DERIBIT_CLIENT_ID`/`DERIBIT_CLIENT_SECRET`, or `DERIBIT_KEY`); market data alone does
         not, and uses them when present. `options` are injected (tests: `connect`, `clock`)."""
@@ -105,7 +107,7 @@ class DeribitPlugin:
             f"  demo account: DERIBIT_CLIENT_ID={client_id} DERIBIT_CLIENT_SECRET={secret}",
         ]
 
-    def open_data(self, path: Path, format: str) -> Any:
+    def open_data(self, path: Path, format: str) -> FrameSource:
         """A reader of `(receive time ns, frame)` for a data file of one of `data_formats`."""
         from .tardis import TardisReader, dataset_of_format
 
@@ -114,6 +116,10 @@ class DeribitPlugin:
         except ValueError as exc:
             raise ConfigError(str(exc), path="backtest.data.format") from None
         return TardisReader(path, dataset)
+
+    def open_catalog(self, settings: CatalogSettings | None) -> None:
+        """None: Deribit's instruments come with the connection (no market catalog)."""
+        return
 
     def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
         from .generator import generate_sample

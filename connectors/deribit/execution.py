@@ -34,6 +34,7 @@ from tradingd.engine import (
 )
 from tradingd.engine.model.money import BadNumber
 from tradingd.engine.model.settlement import FundingPayment, check_delivery_price, check_funding
+from tradingd.engine.venue.spi import VenueExecution
 
 from .codec import OrderData, TradeData, decode_order_result, fill_from, order_update_from
 from .instruments import VENUE
@@ -110,7 +111,7 @@ def _num(d: Decimal) -> float | int:
     return int(d) if d == d.to_integral_value() else float(d)
 
 
-class DeribitExecution:
+class DeribitExecution(VenueExecution):
     """Sends orders through a `DeribitSession` and reads its answers (module docstring)."""
 
     venue = VENUE
@@ -164,6 +165,26 @@ class DeribitExecution:
         if req.reduce_only:
             params["reduce_only"] = True
         return params
+
+    # -- the venue SPI's capabilities (engine.venue.spi.VenueExecution) --------------------------
+    def prepare(self, order: Order) -> None:
+        """No id before sending: the venue assigns it on receiving the order."""
+        return
+
+    @property
+    def positions(self) -> None:
+        """No holdings check: positions move by the fills, which the venue reports."""
+        return None
+
+    @property
+    def delivery(self) -> DeribitExecution:
+        """Expired options and futures settle at the delivery price the venue publishes."""
+        return self
+
+    @property
+    def funding(self) -> DeribitExecution:
+        """Perpetuals pay funding, listed in the account's history."""
+        return self
 
     async def place(self, order: Order) -> Sequence[PrivateEvent]:
         method = "private/buy" if order.request.side.value == "buy" else "private/sell"

@@ -27,7 +27,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import orjson
@@ -64,6 +64,9 @@ from .codec import DeribitDecoder, _decode_envelope
 from .instruments import VENUE
 from .settings import DeribitSettings
 from .signing import Credentials, new_nonce, sign_client_signature
+
+if TYPE_CHECKING:  # the client imports this module: named for its type only
+    from .execution import DeribitExecution
 
 __all__ = ["DeribitSession", "SessionStats", "map_error"]
 
@@ -189,7 +192,11 @@ class DeribitSession(VenueSession):
         """The channels the venue granted on the current connection."""
         return frozenset(self._current)
 
-    def execution(self) -> Any:
+    def book_counters(self) -> dict[str, int]:
+        """None beyond `DecoderStats`: Deribit's decoder counts nothing else."""
+        return {}
+
+    def execution(self) -> DeribitExecution:
         from .execution import DeribitExecution
 
         return DeribitExecution(self, self.registry, currencies=self.settings.currencies)

@@ -17,7 +17,9 @@ from typing import Any
 import attrs
 
 from tradingd.engine import ConfigError, InstrumentRegistry
-from tradingd.engine.venue.plugins import Decoder
+from tradingd.engine.runtime.router import MarketRouter
+from tradingd.engine.venue.catalog import CatalogSettings
+from tradingd.engine.venue.spi import Decoder, FrameSource, LiveVenue, VenuePlugin, VenueSink
 
 from .fees import DeriveFees
 from .instruments import VENUE
@@ -26,11 +28,12 @@ from .settings import ENDPOINTS, DeriveSettings
 __all__ = ["ENDPOINTS", "PLUGIN", "DerivePlugin", "DeriveSettings"]
 
 
-class DerivePlugin:
+class DerivePlugin(VenuePlugin):
     """The engine's handle on Derive (entry point `tradingd.venues: derive`)."""
 
     name = VENUE
     Settings = DeriveSettings
+    data_formats: tuple[str, ...] = ()  # recordings only (`tradingd record`)
 
     def decoder(self, registry: InstrumentRegistry) -> Decoder:
         from .codec import DeriveDecoder
@@ -46,12 +49,12 @@ class DerivePlugin:
         settings: DeriveSettings,
         *,
         registry: InstrumentRegistry,
-        router: Any,
-        sink: Any,
+        router: MarketRouter[Any],
+        sink: VenueSink,
         trading: bool,
         environ: Mapping[str, str],
         **options: Any,
-    ) -> Any:
+    ) -> LiveVenue:
         """A `DeriveSession` (a `LiveVenue`). Trading needs credentials (from `environ`:
         `DERIVE_WALLET`, `DERIVE_SESSION_KEY`, `DERIVE_SUBACCOUNT_ID`, or their `_FILE`
         variants) and logs in; market data alone (paper mode) is public and logs in to nothing.
@@ -96,6 +99,14 @@ class DerivePlugin:
             f"  demo account: DERIVE_WALLET={DEMO_WALLET} DERIVE_SUBACCOUNT_ID={DEMO_SUBACCOUNT}",
             f"                DERIVE_SESSION_KEY={DEMO_SESSION_KEY}",
         ]
+
+    def open_data(self, path: Path, format: str) -> FrameSource:
+        """None to open: Derive reads recordings only (`data_formats` is empty)."""
+        raise ConfigError(f"{VENUE} reads no {format!r} data (only recordings)", path="backtest.data.format")
+
+    def open_catalog(self, settings: CatalogSettings | None) -> None:
+        """None: Derive's instruments come with the connection (no market catalog)."""
+        return
 
     def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
         from .generator import generate_sample

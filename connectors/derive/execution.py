@@ -56,6 +56,7 @@ from tradingd.engine import (
 )
 from tradingd.engine.model.money import BadNumber, positive
 from tradingd.engine.model.settlement import MAX_PRICE, FundingPayment, check_delivery_price, check_funding
+from tradingd.engine.venue.spi import VenueExecution
 
 from .codec import _NOT_EXECUTED, OrderData, TradeData, fill_from, order_update_from, reversal_from
 from .fees import DeriveFees
@@ -144,7 +145,7 @@ _decode_trades: Any = msgspec.json.Decoder(_Trades, strict=False).decode
 _decode_cancelled: Any = msgspec.json.Decoder(_Cancelled).decode
 
 
-class DeriveExecution:
+class DeriveExecution(VenueExecution):
     """Signs and sends orders through a `DeriveSession` and reads its answers (module
     docstring). `signer` and `fees` are injectable (tests); by default they come from the
     session's credentials and settings. History reads ask for `page_size` items a page (the
@@ -292,6 +293,26 @@ class DeriveExecution:
         # Orders wait for the login (§3.5): sent before it, the venue would only refuse them.
         if not self.session.trading:
             raise VenueUnavailable(f"{what}: not logged in to Derive (yet)", venue=VENUE)
+
+    # -- the venue SPI's capabilities (engine.venue.spi.VenueExecution) --------------------------
+    def prepare(self, order: Order) -> None:
+        """No id before sending: the venue assigns it on receiving the order."""
+        return
+
+    @property
+    def positions(self) -> None:
+        """No holdings check: positions move by the fills, which the venue reports."""
+        return None
+
+    @property
+    def delivery(self) -> DeriveExecution:
+        """Expired options and futures settle at the delivery price the venue publishes."""
+        return self
+
+    @property
+    def funding(self) -> DeriveExecution:
+        """Perpetuals pay funding, listed in the account's history."""
+        return self
 
     async def place(self, order: Order) -> Sequence[PrivateEvent]:
         signed = self.sign(order)

@@ -38,7 +38,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import msgspec
@@ -76,6 +76,9 @@ from .codec import DeriveDecoder, _decode_envelope
 from .instruments import VENUE, instruments_params, is_instrument_item
 from .settings import DeriveSettings
 from .signing import Credentials, login_params
+
+if TYPE_CHECKING:  # the client imports this module: named for its type only
+    from .execution import DeriveExecution
 
 __all__ = ["DeriveSession", "map_error"]
 
@@ -201,7 +204,7 @@ class DeriveSession(VenueSession):
         self.index_prices: dict[str, float] = {}  # by base currency, from the tickers
         self.mark_prices: dict[str, float] = {}  # by instrument, from the tickers
         self.instrument_loads = 0
-        self._execution: Any = None
+        self._execution: DeriveExecution | None = None
         self._requests = PendingRequests(VENUE)
         self._methods: dict[int, str] = {}  # request id -> method, to type its error answer
         self._authenticated = False
@@ -236,7 +239,11 @@ class DeriveSession(VenueSession):
         """The session's clock (wall time unless injected)."""
         return self._clock()
 
-    def execution(self) -> Any:
+    def book_counters(self) -> dict[str, int]:
+        """Orderbook snapshots the decoder refused as crossed."""
+        return {"crossed_books": self.decoder.crossed_books}
+
+    def execution(self) -> DeriveExecution:
         """The session's `DeriveExecution` (one per session: its nonces must never repeat)."""
         if self._execution is None:
             from .execution import DeriveExecution

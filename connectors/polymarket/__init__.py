@@ -10,13 +10,16 @@ live market and user connections), `execution` (orders over REST), `simulator` (
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from tradingd.engine import AuthError, ConfigError, InstrumentRegistry
-from tradingd.engine.venue.plugins import Decoder
+from tradingd.engine.runtime.router import MarketRouter
+from tradingd.engine.venue.catalog import CatalogSettings, MarketCatalog
+from tradingd.engine.venue.spi import Decoder, FrameSource, LiveVenue, VenuePlugin, VenueSink
 
 from .fees import PolymarketFees
 from .instruments import VENUE
@@ -25,11 +28,12 @@ from .settings import PolymarketSettings
 __all__ = ["PLUGIN", "PolymarketPlugin", "PolymarketSettings"]
 
 
-class PolymarketPlugin:
+class PolymarketPlugin(VenuePlugin):
     """The engine's handle on Polymarket (entry point `tradingd.venues: polymarket`)."""
 
     name = VENUE
     Settings = PolymarketSettings
+    data_formats: tuple[str, ...] = ()  # recordings only (`tradingd record`)
 
     def decoder(self, registry: InstrumentRegistry) -> Decoder:
         from .codec import PolymarketDecoder
@@ -45,12 +49,12 @@ class PolymarketPlugin:
         settings: PolymarketSettings,
         *,
         registry: InstrumentRegistry,
-        router: Any,
-        sink: Any,
+        router: MarketRouter[Any],
+        sink: VenueSink,
         trading: bool,
         environ: Mapping[str, str],
         **options: Any,
-    ) -> Any:
+    ) -> LiveVenue:
         """A `PolymarketSession` (a `LiveVenue`). Trading needs the wallet key and the API
         credentials (from `environ`: `POLYMARKET_PRIVATE_KEY`, `POLYMARKET_API_KEY`, `_SECRET`,
         `_PASSPHRASE`, or their `_FILE` variants); market data alone needs nothing. `options`
@@ -109,6 +113,24 @@ class PolymarketPlugin:
             f"    POLYMARKET_API_KEY={api.key} POLYMARKET_API_SECRET={api.secret}"
             f" POLYMARKET_API_PASSPHRASE={api.passphrase}",
         ]
+
+    def open_data(self, path: Path, format: str) -> FrameSource:
+        """None to open: Polymarket reads recordings only (`data_formats` is empty)."""
+        raise ConfigError(f"{VENUE} reads no {format!r} data (only recordings)", path="backtest.data.format")
+
+    def open_catalog(self, settings: CatalogSettings | None) -> AbstractAsyncContextManager[MarketCatalog]:
+        """The Gamma market catalog (`catalog.PolymarketCatalog`): its cache file (None: the user
+        cache folder), its Gamma URL (None: Polymarket's) and how often it refreshes."""
+        from .catalog import PolymarketCatalog
+        from .gamma import DEFAULT_GAMMA_URL
+
+        if settings is None:
+            return PolymarketCatalog.open(None)
+        return PolymarketCatalog.open(
+            settings.cache,
+            gamma_url=settings.source_url or DEFAULT_GAMMA_URL,
+            refresh_after_s=settings.refresh_after_s,
+        )
 
     def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
         from .generator import generate_sample

@@ -79,6 +79,7 @@ from tradingd.engine import (
     VenueUnavailable,
 )
 from tradingd.engine.venue.ratelimit import CreditBucket
+from tradingd.engine.venue.spi import VenueExecution
 
 from .codec import PolymarketDecoder, _classify, decode_open_orders, decode_order
 from .instruments import VENUE, FeeSchedule, Outcome, Outcomes
@@ -459,7 +460,7 @@ class _Prepared:
     post_only: bool
 
 
-class PolymarketExecution:
+class PolymarketExecution(VenueExecution):
     """The `ExecutionClient` of Polymarket (module docstring). `signer` signs orders, `rest`
     (authenticated) sends them, `outcomes` says which exchange a token's orders are for
     (`neg_risk`), `fills` sees the user channel's fills."""
@@ -554,6 +555,23 @@ class PolymarketExecution:
         except ValueError as exc:  # amounts the signer cannot make exact (check_order let it by)
             raise self._reject(order, f"cannot sign: {exc}") from None
         return _Prepared(signed, order_type, req.post_only)
+
+    # -- the venue SPI's capabilities (engine.venue.spi.VenueExecution) --------------------------
+    @property
+    def positions(self) -> PolymarketExecution:
+        """Share balances: the account's holding of each token (`venue_positions`)."""
+        return self
+
+    @property
+    def delivery(self) -> None:
+        """None: a market has no expiry; it ends with its resolution, an event on the market
+        channel (`market_resolved`) the engine settles by."""
+        return None
+
+    @property
+    def funding(self) -> None:
+        """None: no perpetuals, no funding."""
+        return None
 
     def prepare(self, order: Order) -> str | None:
         """Validate and sign `order` now; its id (the EIP-712 digest) for the gateway to register

@@ -610,6 +610,10 @@ class PolymarketSession:
         )
         return self.market.assets | user
 
+    def book_counters(self) -> dict[str, int]:
+        """Price changes for tokens that never had a book (reported once each, then counted)."""
+        return {"bookless_changes": self.decoder.bookless_changes}
+
     def execution(self) -> PolymarketExecution:
         """The execution client (one per session: it holds the orders signed by `prepare`)."""
         if self._execution is None:

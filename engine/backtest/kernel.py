@@ -23,10 +23,10 @@ import inspect
 import itertools
 import math
 import time
-from collections.abc import Callable, Coroutine, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import structlog
@@ -64,6 +64,7 @@ from ..store.recorder import RecordingSet
 from ..store.recording import RecordingReader, format_ts, merge_recordings
 from ..venue.catalog import MarketCatalog
 from ..venue.plugins import Decoder, VenuePlugin
+from ..venue.spi import FrameSource
 from .simvenue import SimulatedVenue
 
 __all__ = [
@@ -100,23 +101,6 @@ class BacktestSettings:
     equity_interval_s: float = 60.0
     queue_ahead: bool = False
     mailbox_capacity: int = 1024
-
-
-class FrameSource(Protocol):
-    """What the kernel replays: `(receive time ns, frame)` pairs in time order, and how much of
-    the source has been read (for progress). `RecordingReader`, `RecordingSet` (a recording
-    directory) and venue readers (`VenuePlugin.open_data`, e.g. Tardis CSV) all are one."""
-
-    path: Path
-    size: int
-
-    @property
-    def bytes_read(self) -> int: ...
-
-    @property
-    def bad_lines(self) -> int: ...
-
-    def __iter__(self) -> Iterator[tuple[int | None, bytes]]: ...
 
 
 @attrs.frozen
@@ -571,8 +555,7 @@ class BacktestKernel:
             if src.path.is_dir():  # a `tradingd record` directory: the venue's files in time order
                 return RecordingSet(src.path, src.venue, skip_bad=True, on_bad=self._bad_line)
             return RecordingReader(src.path, skip_bad=True, on_bad=self._bad_line)
-        reader: FrameSource = self._plugins[src.venue].open_data(src.path, src.format)  # type: ignore[attr-defined]
-        return reader
+        return self._plugins[src.venue].open_data(src.path, src.format)
 
     def _bad_line(self, path: Path, lineno: int, reason: str) -> None:
         self.bad_lines_seen += 1

@@ -42,7 +42,7 @@ from ..model.errors import CredentialsRefused
 from ..runtime.live import LiveEngine
 from ..store.journal import OrderJournal
 from ..store.recorder import SessionRecorder
-from ..venue.session import VenueSession
+from ..venue.spi import LiveVenue, VenueConnection
 from .settings import DaemonOptions, DaemonSettings
 
 __all__ = ["Daemon", "DaemonPaths", "Notifier", "book_health", "daemon_paths", "read_status"]
@@ -134,24 +134,22 @@ def daemon_paths(config_path: Path, daemon: DaemonOptions, environ: Mapping[str,
     )
 
 
-def book_health(live: Any) -> dict[str, Any]:
+def book_health(live: LiveVenue) -> dict[str, int]:
     """What a venue session's status says of its books and frames, beside `malformed`: the
     decoder's book gaps (a broken chain or a crossed book), the books resnapshotted and those held
     back by the resnapshot backoff (engine.venue.session), the instruments answers refused, the frames
     kept out of a recording (`unrecorded`), and, where the decoder counts them, Polymarket's
-    changes for tokens without a book (`bookless_changes`) and Derive's crossed books. A counter
-    a venue does not have is left out, never shown as 0."""
-    stats = getattr(live, "stats", None)
-    decoder = getattr(live, "decoder", None)
-    decoder_stats = getattr(decoder, "stats", None)
-    out: dict[str, Any] = {"book_gaps": getattr(decoder_stats, "gaps", None)}
-    for key in ("resubscribed_books", "deferred_resnapshots", "refused_instruments", "unrecorded"):
-        out[key] = getattr(stats, key, None)
-    for key in ("bookless_changes", "crossed_books"):
-        value = getattr(decoder, key, None)
-        if isinstance(value, int):
-            out[key] = value
-    return out
+    changes for tokens without a book (`bookless_changes`) and Derive's crossed books
+    (`LiveVenue.book_counters`). A counter a venue does not have is left out, never shown as 0."""
+    stats = live.stats
+    return {
+        "book_gaps": live.decoder.stats.gaps,
+        "resubscribed_books": stats.resubscribed_books,
+        "deferred_resnapshots": stats.deferred_resnapshots,
+        "refused_instruments": stats.refused_instruments,
+        "unrecorded": stats.unrecorded,
+        **live.book_counters(),
+    }
 
 
 def read_status(path: Path) -> dict[str, Any]:
@@ -253,9 +251,8 @@ class Daemon:
         self.refused: CredentialsRefused | None = None  # the refusal the daemon exits 78 for
         self.refusals: dict[str, str] = {}  # venue -> the last refusal retried (status file)
         for live in self.engine.venues.values():
-            for session in getattr(live, "connections", (live,)):
-                if isinstance(session, VenueSession):
-                    session.refusal_is_fatal = functools.partial(self._refusal_is_fatal, session=session)
+            for session in live.connections:
+                session.refusal_is_fatal = functools.partial(self._refusal_is_fatal, session=session)
         self._nursery: trio.Nursery | None = None
         self.notifier = Notifier(environ)
         self.reopen_logs = reopen_logs
@@ -334,7 +331,7 @@ class Daemon:
             return True
         return any(q != 0 for ledger in flow.ledgers.values() for q in ledger.view().positions.values())
 
-    def _refusal_is_fatal(self, refused: CredentialsRefused, session: VenueSession | None = None) -> bool:
+    def _refusal_is_fatal(self, refused: CredentialsRefused, session: VenueConnection | None = None) -> bool:
         """A venue refused the credentials (engine.venue.session). Fatal only at the daemon's start:
         before it is ready (every venue up, READY=1), with no book to look after, and from a
         session that never logged in (`session.handshaken`; the daemon is not ready while
@@ -414,8 +411,8 @@ class Daemon:
         stale = self.settings.watchdog_stale_s
         if stale > 0 and self.engine.ready.is_set():
             for name, live in self.engine.venues.items():
-                age = getattr(live, "last_frame_age_s", None)
-                if isinstance(age, float) and age > stale:
+                age = live.last_frame_age_s
+                if age is not None and age > stale:
                     problems.append(f"{name}: nothing received for {age:.0f} s")
         return problems
 
@@ -482,10 +479,7 @@ class Daemon:
     def status_line(self) -> str:
         """One line for systemd's STATUS= (`systemctl status tradingd`)."""
         e = self.engine
-        venues = ", ".join(
-            f"{name} {'up' if getattr(live, 'connected', False) else 'down'}"
-            for name, live in e.venues.items()
-        )
+        venues = ", ".join(f"{name} {'up' if live.connected else 'down'}" for name, live in e.venues.items())
         open_orders = len(e.flow.tracker.open_orders())
         pnl = e.flow.equity(None)
         kill = " KILL SWITCH" if self.kill_switch else ""
@@ -503,18 +497,18 @@ class Daemon:
         now = self.clock()
         venues = {}
         for name, live in e.venues.items():
-            stats = getattr(live, "stats", None)
-            age = getattr(live, "last_frame_age_s", None)
+            stats = live.stats
+            age = live.last_frame_age_s
             venues[name] = {
-                "connected": bool(getattr(live, "connected", False)),
+                "connected": live.connected,
                 "ready": live.ready.is_set(),
-                "frames": getattr(stats, "frames", None),
-                "malformed": getattr(stats, "malformed", None),
-                "connects": getattr(stats, "connects", None),
-                "disconnects": getattr(stats, "disconnects", None),
-                "stale": getattr(stats, "stale", None),
+                "frames": stats.frames,
+                "malformed": stats.malformed,
+                "connects": stats.connects,
+                "disconnects": stats.disconnects,
+                "stale": stats.stale,
                 "last_frame_age_s": None if age is None else round(age, 3),
-                "channels": len(getattr(live, "channels", ()) or ()),
+                "channels": len(live.channels),
                 "subscriptions": len(e.router.merged(name)),
                 **book_health(live),
             }
@@ -573,7 +567,7 @@ class Daemon:
             "kill_switch": self.kill_switch,
             # Venues retried after a refusal, while they are still down.
             "credentials_refused": {
-                v: err for v, err in self.refusals.items() if not getattr(e.venues.get(v), "connected", False)
+                v: err for v, err in self.refusals.items() if v not in e.venues or not e.venues[v].connected
             }
             or None,
             "status": self.status_line(),

@@ -33,7 +33,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Protocol
 
 import attrs
 import structlog
@@ -50,35 +49,10 @@ from ..model.errors import (
 )
 from ..model.events import OrderUpdate, PrivateEvent
 from ..model.orders import Order, OrderRequest
+from ..venue.spi import ExecutionClient
 from .flow import OrderFlow
 
 __all__ = ["ExecutionClient", "ExecutionGateway"]
-
-
-class ExecutionClient(Protocol):
-    """What a venue's execution side offers the gateway. Each call sends one request and returns
-    the venue's answer as events (the order's state, and any fills the answer carries). A venue
-    refusal raises `OrderRejected` (`VenueRejected`, with the venue's code); nothing sent raises
-    `VenueUnavailable`, a refusal for rate `RateLimited`; any other `VenueError` (a timeout, a
-    lost connection, an unreadable answer) means the outcome is unknown, and the gateway answers
-    its caller `OrderOutcomeUnknown`. Implementations never retry a request that may have
-    reached the venue."""
-
-    venue: str
-
-    async def place(self, order: Order) -> Sequence[PrivateEvent]: ...
-
-    async def cancel(self, order: Order) -> Sequence[PrivateEvent]: ...
-
-    async def edit(
-        self, order: Order, *, price: Decimal | None, size: Decimal | None
-    ) -> Sequence[PrivateEvent]: ...
-
-
-# Optional on an ExecutionClient: `prepare(order) -> str | None`, called just before `place`, for
-# a venue whose order id is known before sending (Polymarket: the order's EIP-712 hash). The
-# gateway registers that id first, so a user-channel report that outruns the REST answer is
-# matched to the order. It may raise `OrderRejected` (a local check or signature failed).
 
 
 @attrs.define(eq=False)
@@ -355,12 +329,11 @@ class ExecutionGateway:
         except OrderRejected as exc:
             reply.fail(exc)
             return
-        prepare = getattr(self.client, "prepare", None)
         try:
-            if prepare is not None:
-                order_id = prepare(order)
-                if order_id:
-                    self.flow.assign_order_id(order, order_id)
+            # The venue's id before sending, where the venue knows it (`ExecutionClient.prepare`).
+            order_id = self.client.prepare(order)
+            if order_id:
+                self.flow.assign_order_id(order, order_id)
             events = await self.client.place(order)
         except OrderRejected as exc:
             self.flow.venue_rejected(order, exc, now_ns=self.clock())

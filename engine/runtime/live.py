@@ -27,6 +27,7 @@ import trio
 
 from ..backtest.simvenue import SimulatedVenue
 from ..logs.setup import redact_text
+from ..model.book import OrderBook
 from ..model.errors import ConfigError, OrderRejected, TradingError, VenueError
 from ..model.events import (
     BookUpdate,
@@ -41,18 +42,18 @@ from ..model.events import (
     Ticker,
     Trade,
 )
-from ..model.instruments import InstrumentRegistry
+from ..model.instruments import Instrument, InstrumentRegistry
 from ..model.market import MarketState
 from ..model.money import optional
 from ..model.orders import ClientOrderIds, Order, OrderRequest
 from ..model.risk import RiskLimits
-from ..model.settlement import FundingPayment
 from ..store.journal import OrderJournal
 from ..venue.catalog import CatalogSettings, MarketCatalog
-from ..venue.plugins import LiveVenue, VenuePlugin, load_catalog_class, load_venue
+from ..venue.plugins import load_venue
+from ..venue.spi import ExecutionClient, LiveVenue, Reconciler, VenueExecution, VenuePlugin
 from .context import BaseContext
 from .flow import OrderFlow
-from .gateway import ExecutionClient, ExecutionGateway
+from .gateway import ExecutionGateway
 from .router import MarketRouter, StrategySlot, run_strategy
 from .strategy import FailurePolicy, Phase, Strategy, StrategyFailure, split_strategy_fault
 
@@ -70,7 +71,7 @@ def _base36(n: int) -> str:
     return out or "0"
 
 
-class PaperExecution:
+class PaperExecution(ExecutionClient):
     """An `ExecutionClient` that fills against live market data with the backtest's fill model:
     nothing reaches the venue. `latency_s` delays each request as the network would."""
 
@@ -81,6 +82,10 @@ class PaperExecution:
         self.sim = sim
         self.clock = clock
         self.latency_s = latency_s
+
+    def prepare(self, order: Order) -> None:
+        """No venue id before sending: the simulated venue numbers an order as it takes it."""
+        return
 
     async def place(self, order: Order) -> Sequence[PrivateEvent]:
         await trio.sleep(self.latency_s)
@@ -252,13 +257,15 @@ class LiveEngine:
             raise ConfigError("no venue to connect to: configure [venues.<name>] or subscribe a strategy")
         plugins = dict(plugins or {})
         self.venues: dict[str, LiveVenue] = {}
+        self.plugins: dict[str, VenuePlugin] = {}
         self.gateways: dict[str, ExecutionGateway] = {}
         self.paper: dict[str, PaperExecution] = {}
         environ = os.environ if environ is None else environ
         for name in names:
             plugin = plugins.get(name) or load_venue(name)
             settings = venue_settings.get(name) or plugin.Settings()
-            live: LiveVenue = plugin.live(  # type: ignore[attr-defined]
+            self.plugins[name] = plugin
+            live = plugin.live(
                 settings,
                 registry=self.registry,
                 router=self.router,
@@ -313,6 +320,8 @@ class LiveEngine:
         self._unbooked_ns: dict[str, int] = {}
         self._catching_up: set[str] = set()
         self.flow.on_unreadable_fill = self._fill_unbooked
+        # Each venue's catalog settings (cache, source, refresh), built by the CLI from the
+        # `[catalog]` table; the venue's plugin opens its catalog from them (`open_catalog`).
         self.catalog_settings: Mapping[str, CatalogSettings] = catalog_settings or {}
         self.catalogs: dict[str, MarketCatalog] = {}
         # Expiries and funding (`_settlements`): the expired instruments still held whose
@@ -350,7 +359,7 @@ class LiveEngine:
 
         return lookup
 
-    def book(self, venue: str, instrument: str) -> Any:
+    def book(self, venue: str, instrument: str) -> OrderBook | None:
         live = self.venues.get(venue)
         return None if live is None else live.decoder.book(instrument)
 
@@ -518,17 +527,11 @@ class LiveEngine:
         """The venues' market catalogs, kept fresh in the background while the daemon runs
         (a stale cache is refreshed at once; strategies are never blocked by it)."""
         for name in self.venues:
-            cls = load_catalog_class(name)
-            if cls is None:
-                continue
-            settings = self.catalog_settings.get(name)
-            kwargs: dict[str, Any] = {}
-            if settings is not None:
-                kwargs["refresh_after_s"] = settings.refresh_after_s
-                if settings.source_url is not None:
-                    kwargs["gamma_url"] = settings.source_url
-            cache = None if settings is None else settings.cache
-            self.catalogs[name] = await stack.enter_async_context(cls.open(cache, **kwargs))
+            # The venue opens its own catalog from its settings (cache path, source, refresh).
+            opening = self.plugins[name].open_catalog(self.catalog_settings.get(name))
+            if opening is None:
+                continue  # a venue without a market catalog
+            self.catalogs[name] = await stack.enter_async_context(opening)
             self.log.info("catalog.open", venue=name, markets=len(self.catalogs[name]))
 
     async def _run_venue(self, name: str, live: LiveVenue, *, task_status: trio.TaskStatus[None]) -> None:
@@ -672,7 +675,7 @@ class LiveEngine:
             self._reconciled_connection[key] = epoch
         nursery.start_soon(self._reconcile_connection, ev.venue, key, epoch)
 
-    async def _reconcile_connection(self, name: str, key: tuple[str, str], epoch: Any) -> None:
+    async def _reconcile_connection(self, name: str, key: tuple[str, str], epoch: object) -> None:
         if not await self._reconcile(name) and self._reconciled_connection.get(key) == epoch:
             # Not done in full (a step failed, open orders unavailable): due again at this
             # connection's next `subscribed` status, or the next connection's.
@@ -717,11 +720,11 @@ class LiveEngine:
         client = self.venues[name].execution()
         mark = self.flow.tracker.mark()
         try:
-            updates: list[OrderUpdate] = await client.open_orders()
-        except (VenueError, AttributeError) as exc:
+            updates = await client.open_orders()
+        except VenueError as exc:
             self.log.warning("orders.open_unavailable", venue=name, error=str(exc))
             return False
-        except Exception:
+        except Exception:  # a bug in the venue's method (even an AttributeError): not "unsupported"
             self._reconcile_failed(name, "open_orders")
             return False
         self.reconciliations += 1
@@ -795,10 +798,10 @@ class LiveEngine:
             self._reconcile_failed(name, "positions")
         return clean
 
-    async def _check_positions(self, venue: str, client: Any) -> None:
+    async def _check_positions(self, venue: str, client: VenueExecution) -> None:
         """The venue's holdings against the engine's positions (every strategy's together), for
-        a venue whose client can say (`venue_positions(instruments)`, optional: Polymarket's
-        share balances), after the fills are caught up and the orders asked about. A difference
+        a venue whose client can say (`VenueExecution.positions`, optional: Polymarket's share
+        balances), after the fills are caught up and the orders asked about. A difference
         is the venue's word: an alert with both figures, counted (`position_mismatches`). The
         ledger is not rewritten (a position moves only by a fill, and there is no price to book
         one at): the operator looks, and the venue refuses an exit beyond what it holds.
@@ -827,15 +830,15 @@ class LiveEngine:
                     active[symbol] = (self.registry.get(venue, symbol) or pos.instrument).active
         return {symbol: qty for symbol, qty in ours.items() if qty != 0 and active[symbol]}
 
-    async def _check_positions_within(self, venue: str, client: Any) -> None:
-        ask = getattr(client, "venue_positions", None)
-        if ask is None:
-            return
+    async def _check_positions_within(self, venue: str, client: VenueExecution) -> None:
+        source = client.positions
+        if source is None:
+            return  # the venue does not say what the account holds
 
         async def differences(symbols: Sequence[str]) -> dict[str, tuple[Decimal, Decimal]] | None:
             ours = self._open_positions(venue)
             try:
-                theirs: Mapping[str, Decimal] = await ask(sorted(symbols))
+                theirs = await source.venue_positions(sorted(symbols))
             except VenueError as exc:
                 self.log.warning("positions.unavailable", venue=venue, error=str(exc))
                 return None
@@ -869,7 +872,7 @@ class LiveEngine:
                 "positions.unavailable", venue=venue, error=f"no answer within {self.position_check_s} s"
             )
 
-    async def _foreign_order(self, venue: str, client: Any, update: OrderUpdate) -> None:
+    async def _foreign_order(self, venue: str, client: Reconciler, update: OrderUpdate) -> None:
         fields = {
             "venue": venue,
             "instrument": update.instrument,
@@ -880,10 +883,9 @@ class LiveEngine:
             "price": None if update.price is None else str(update.price),
             "status": OrderState(update.status).value,
         }
-        cancel_by_id = getattr(client, "cancel_by_order_id", None)
-        if self.foreign_orders == "cancel" and cancel_by_id is not None and update.order_id:
+        if self.foreign_orders == "cancel" and update.order_id:
             try:
-                await cancel_by_id(update.instrument, update.order_id)
+                await client.cancel_by_order_id(update.instrument, update.order_id)
                 self.log.warning("order.foreign_cancelled", **fields)
             except VenueError as exc:
                 self.log.error("order.foreign_cancel_failed", error=str(exc), **fields)
@@ -891,12 +893,8 @@ class LiveEngine:
             self.log.warning("order.foreign_open", policy=self.foreign_orders, **fields)
         self.flow._journal("note", "foreign_order", None, policy=self.foreign_orders, **fields)
 
-    async def _catch_up_fills(self, venue: str, client: Any) -> None:
+    async def _catch_up_fills(self, venue: str, client: Reconciler) -> None:
         epoch = self._disconnects.get(venue, 0)
-        recent = getattr(client, "recent_fills", None)
-        if recent is None:
-            self._fills_caught_up(venue, self.clock(), epoch)  # nothing more can be known
-            return
         tracker = self.flow.tracker
         first = tracker.first_created_ns.get(venue)
         if first is None:
@@ -917,7 +915,7 @@ class LiveEngine:
         since = min(starts) - 60 * 1_000_000_000
         asked_ns = self.clock()
         try:
-            fills: list[Fill | FillReversal] = await recent(since)
+            fills = await client.recent_fills(since)
         except VenueError as exc:
             if unbooked is not None:
                 self._note_unbooked(venue, unbooked)
@@ -987,14 +985,10 @@ class LiveEngine:
         if self._nursery is not None and self.mode == "live" and fill.venue in self.venues:
             self._nursery.start_soon(self._reconcile, fill.venue)
 
-    async def _ask_about(self, venue: str, client: Any, order: Order) -> None:
-        status_of = getattr(client, "order_status", None)
-        if status_of is None:
-            self.log.warning("order.unverifiable", venue=venue, client_order_id=order.client_order_id)
-            return
+    async def _ask_about(self, venue: str, client: Reconciler, order: Order) -> None:
         mark = self.flow.tracker.mark()
         try:
-            reports: list[PrivateEvent] = await status_of(order)
+            reports = await client.order_status(order)
         except VenueError as exc:
             self.log.warning(
                 "order.status_unavailable", client_order_id=order.client_order_id, error=str(exc)
@@ -1072,8 +1066,8 @@ class LiveEngine:
         except Exception:
             self.log.exception("settlement.round_failed", venue=name, step=step)
 
-    def _expired_held(self, venue: str, now_ns: int) -> list[Any]:
-        seen: dict[str, Any] = {}
+    def _expired_held(self, venue: str, now_ns: int) -> list[Instrument]:
+        seen: dict[str, Instrument] = {}
         for ledger in self.flow.ledgers.values():
             for pos in ledger:
                 inst = pos.instrument
@@ -1095,8 +1089,7 @@ class LiveEngine:
         due = self._expired_held(name, now)
         if not due:
             return
-        client = self.venues[name].execution()
-        ask = getattr(client, "delivery_price", None)
+        ask = self.venues[name].execution().delivery
         for inst in due:
             key = (name, inst.symbol)
             if key not in self.awaiting_delivery:
@@ -1105,7 +1098,7 @@ class LiveEngine:
             if ask is None:
                 self.log.error("settlement.unsupported", venue=name, instrument=inst.symbol)
         if ask is None:
-            return
+            return  # the venue publishes no delivery prices (alerted above)
         # A few per round, those asked longest ago first; marked asked before the question, so
         # one whose answer never comes goes last next round and the others are asked in turn.
         asked = self._delivery_asked
@@ -1114,7 +1107,7 @@ class LiveEngine:
             key = (name, inst.symbol)
             asked[key] = now
             try:
-                price: Decimal | None = await ask(inst.symbol)
+                price = await ask.delivery_price(inst.symbol)
             except VenueError as exc:
                 malformed = exc.code == "malformed"
                 self.delivery_refused += malformed
@@ -1163,10 +1156,9 @@ class LiveEngine:
         at most. The first round asks from the journal's last fill or funding payment of the
         venue (a downtime longer than the look-back loses none), `funding_max_lookback_s` at
         most."""
-        client = self.venues[name].execution()
-        ask = getattr(client, "funding_payments", None)
+        ask = self.venues[name].execution().funding
         if ask is None:
-            return
+            return  # no funding at this venue (no perpetuals)
         known = self._fills_known_until(name)
         if known is None:
             if name not in self._funding_waiting_logged:
@@ -1183,7 +1175,7 @@ class LiveEngine:
             self._funding_since_ns[name] = asked
             return
         try:
-            payments: list[FundingPayment] = await ask(since)
+            payments = await ask.funding_payments(since)
         except VenueError as exc:
             self.log.warning("funding.unavailable", venue=name, error=str(exc))
             return

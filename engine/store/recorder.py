@@ -43,6 +43,7 @@ import trio
 import zstandard
 
 from ..model.errors import DataError
+from ..venue.spi import LiveVenue
 from .recording import RecordingReader, format_ts
 
 __all__ = ["MANIFEST_NAME", "RecordingSet", "SessionRecorder", "read_manifest", "recording_files"]
@@ -269,12 +270,11 @@ class SessionRecorder:
 
         return on_frame
 
-    def watch(self, venues: Mapping[str, Any]) -> None:
+    def watch(self, venues: Mapping[str, LiveVenue]) -> None:
         """Name the channels each venue's session carries in the manifest: `venues` maps names
-        to live sessions with a `channels` property (e.g. `LiveEngine.venues`)."""
+        to live venues (`LiveVenue.channels`; e.g. `LiveEngine.venues`)."""
         for name, live in venues.items():
-            if hasattr(live, "channels"):
-                self.watch_channels(name, _channels_of(live))
+            self.watch_channels(name, _channels_of(live))
 
     def watch_channels(self, venue: str, source: Callable[[], Iterable[str] | None]) -> None:
         self._venue(venue).channels_source = source
@@ -503,10 +503,9 @@ class SessionRecorder:
         self._manifest_at = self.clock()
 
 
-def _channels_of(live: Any) -> Callable[[], Iterable[str] | None]:
+def _channels_of(live: LiveVenue) -> Callable[[], Iterable[str] | None]:
     def channels() -> Iterable[str] | None:
-        got: Iterable[str] | None = live.channels
-        return got
+        return live.channels
 
     return channels
 

@@ -3,7 +3,8 @@
 Venues register under the entry-point group `tradingd.venues` (an object following
 `VenuePlugin`), strategies under `tradingd.strategies` (a `Strategy` subclass). A config may also
 name a strategy as `package.module:Class`, the way uvicorn names an app, so a user's own strategy
-needs no packaging at all.
+needs no packaging at all. The venue SPI's Protocols (`VenuePlugin`, `LiveVenue`, `Decoder`...)
+live in engine.venue.spi; the ones named here are re-exported for their older importers.
 """
 
 from __future__ import annotations
@@ -14,22 +15,17 @@ import itertools
 import operator
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar, runtime_checkable
+from typing import Any, Final, TypeVar
 
-import attrs
 import msgspec
 import orjson
-import trio
 
-from ..model.book import OrderBook
 from ..model.errors import ConfigError, MalformedFrame, StrategyError
-from ..model.events import MarketEvent, PrivateEvent
-from ..model.fees import FeeModel
-from ..model.instruments import InstrumentRegistry
+from ..model.events import MarketEvent
 from ..runtime.strategy import Strategy
+from .spi import Decoder, DecoderStats, LiveVenue, VenuePlugin, VenueSink
 
 __all__ = [
     "MAX_NESTING",
@@ -51,20 +47,6 @@ __all__ = [
     "loads_untyped",
     "restore_recursion_limit",
 ]
-
-
-@attrs.define
-class DecoderStats:
-    """What a decoder has seen; `malformed` frames raised `MalformedFrame` and changed nothing."""
-
-    frames: int = 0
-    events: int = 0
-    malformed: int = 0
-    control: int = 0  # responses, heartbeats: frames that are not market data
-    unknown_channel: int = 0
-    gaps: int = 0
-    ignored_changes: int = 0  # book changes dropped: no snapshot yet, or waiting for one after a gap
-    skipped_instruments: int = 0  # instrument definitions that could not be parsed
 
 
 # -- venue data can never take the process down --------------------------------------------------
@@ -97,7 +79,7 @@ class DecoderStats:
 #   `DecoderFault` (a `MalformedFrame`), so the `Decoder` contract, "raises only MalformedFrame",
 #   holds for every caller: the live sessions, the backtest kernel, `tradingd decode`,
 #   `tradingd data inspect`. The frame may have been half applied when it failed, so the decoder's
-#   books are invalidated (`invalidate_books`, when it has one): each starts again from its next
+#   books are invalidated (`Decoder.invalidate_books`): each starts again from its next
 #   snapshot (never guess). Only `Exception`s are caught: `trio.Cancelled`, `KeyboardInterrupt`
 #   and `SystemExit` go on.
 
@@ -238,9 +220,7 @@ def guard_decode(decode: _DecodeMethod[_D]) -> _DecodeMethod[_D]:
 
 def _fault(decoder: Decoder, exc: Exception) -> DecoderFault:
     books = tuple(decoder.book_instruments())  # before invalidating: a decoder may forget them
-    invalidate = getattr(decoder, "invalidate_books", None)
-    if invalidate is not None:
-        invalidate()  # the frame may have been half applied: every book waits for a snapshot
+    decoder.invalidate_books()  # the frame may have been half applied: every book waits for a snapshot
     name = type(exc).__name__
     text = str(exc)
     if len(text) > _FAULT_TEXT:
@@ -276,80 +256,6 @@ def decode_parsed(decoder: Decoder, msg: Any, ts_local: int, venue: str) -> list
         decoder.stats.malformed += 1
         raise MalformedFrame(f"not a JSON message: {exc}", venue=venue) from None
     return decoder.decode(frame, ts_local)
-
-
-@runtime_checkable
-class Decoder(Protocol):
-    """Bytes in, events out, no I/O. One per venue connection (it owns that connection's books)."""
-
-    venue: str
-    registry: InstrumentRegistry
-    stats: DecoderStats
-
-    def decode(self, frame: bytes, ts_local: int) -> list[MarketEvent]:
-        """The market events in one frame (possibly none). Raises `MalformedFrame` for a frame
-        that cannot be decoded; the decoder's state is then unchanged."""
-        ...
-
-    def book(self, instrument: str) -> OrderBook | None:
-        """The book this decoder maintains for `instrument`, if any."""
-        ...
-
-    def book_instruments(self) -> list[str]:
-        """Every instrument this decoder holds a book of (a decoder fault reports each broken)."""
-        ...
-
-
-class VenueSink(Protocol):
-    """Where a live venue session delivers what it receives (the engine implements it)."""
-
-    async def market(self, events: list[MarketEvent]) -> None:
-        """Market and status events, in arrival order (to the market state and the router)."""
-        ...
-
-    def private(self, events: list[PrivateEvent]) -> None:
-        """Reports about our own orders (to the order tracker, then their strategies)."""
-        ...
-
-
-class LiveVenue(Protocol):
-    """One venue's live side: the connection task, its decoder, and its execution client."""
-
-    venue: str
-    decoder: Decoder
-    ready: trio.Event  # set once connected and subscribed (systemd READY waits for all venues)
-    # Called with (receive time in ns, the frame exactly as received) for every frame of every
-    # connection of the venue, before it is decoded: how `tradingd record` captures a session.
-    on_frame: Callable[[int, bytes | str], None] | None
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep the connection up (reconnecting as needed) until cancelled."""
-        ...
-
-    def execution(self) -> Any:
-        """The venue's `ExecutionClient` (real orders: live mode only)."""
-        ...
-
-
-class VenuePlugin(Protocol):
-    """What a venue package offers the engine."""
-
-    name: str
-    Settings: type[Any]
-    """The attrs class `[venues.<name>]` is structured into (its `fees` table included)."""
-
-    def decoder(self, registry: InstrumentRegistry) -> Decoder:
-        """A fresh decoder that adds the instruments it learns of to `registry`."""
-        ...
-
-    def fee_model(self, overrides: Mapping[str, Any]) -> FeeModel:
-        """The venue's fee schedule, with the config's overrides applied."""
-        ...
-
-    def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
-        """Write a synthetic recording of this venue's wire frames to `path`; returns the
-        number of frames written. `options` come from the config's `generate` table."""
-        ...
 
 
 def load_catalog_class(venue: str) -> type[Any] | None:

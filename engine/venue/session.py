@@ -339,9 +339,7 @@ class VenueSession:
         of each book is kept: a book the venue keeps sending broken stays held back."""
         self._gaps.clear()
         self._deferred.clear()
-        invalidate = getattr(self.decoder, "invalidate_books", None)
-        if invalidate is not None:
-            invalidate()  # every book starts again from a snapshot
+        self.decoder.invalidate_books()  # every book starts again from a snapshot
 
     def _on_connected(self) -> dict[str, Any]:
         """Extra data for the `connected` status event."""
@@ -391,6 +389,11 @@ class VenueSession:
     @property
     def connected(self) -> bool:
         return self._ws is not None
+
+    @property
+    def connections(self) -> tuple[VenueSession, ...]:
+        """A `LiveVenue`'s connections: a session that is the whole venue is its one connection."""
+        return (self,)
 
     @property
     def last_frame_age_s(self) -> float | None:

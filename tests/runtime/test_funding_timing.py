@@ -219,6 +219,16 @@ class _Client:
     """A venue's execution client: its funding history, its fills to catch up, and its
     delivery prices (none published), each answer taking `delay_s`."""
 
+    positions: None = None  # no holdings check (engine.venue.spi.VenueExecution)
+
+    @property
+    def delivery(self) -> _Client:
+        return self
+
+    @property
+    def funding(self) -> _Client:
+        return self
+
     def __init__(self) -> None:
         self.payments: list[FundingPayment] = []
         self.fills: list[Fill] = []

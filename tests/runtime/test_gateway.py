@@ -63,6 +63,9 @@ class FakeVenue:
             size=r.size,
         )
 
+    def prepare(self, order: Order) -> str | None:
+        return None  # the venue assigns its id on receipt
+
     async def place(self, order: Order) -> Sequence[PrivateEvent]:
         cid = order.client_order_id
         self.sent.append(cid)

@@ -73,6 +73,9 @@ class SlowVenue:
             raise VenueError(f"{action}: no answer in 5 s", venue="deribit", code="timeout")
         await self.gate.wait()
 
+    def prepare(self, order: Order) -> None:
+        return None  # the venue assigns its id on receipt
+
     async def place(self, order: Order) -> Sequence[PrivateEvent]:
         await self._answer("place", order)
         return [self._update(order, OrderState.OPEN)]

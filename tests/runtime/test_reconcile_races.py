@@ -77,6 +77,10 @@ class _SlowVenue:
     go (`gate`); `asked` is set when a call is waiting."""
 
     venue = "deribit"
+    # No optional capability (engine.venue.spi.VenueExecution): none is asked.
+    positions: None = None
+    delivery: None = None
+    funding: None = None
 
     def __init__(
         self,
@@ -108,6 +112,22 @@ class _SlowVenue:
     async def recent_fills(self, since_ns: int) -> list[Fill | FillReversal]:
         await self._wait()
         return self.fills
+
+    async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
+        raise AssertionError("no foreign order here")
+
+    # Trading: a reconciliation sends nothing (a whole VenueExecution all the same).
+    def prepare(self, order: Order) -> None:
+        return None
+
+    async def place(self, order: Order) -> list[PrivateEvent]:
+        raise AssertionError("a reconciliation places nothing")
+
+    async def cancel(self, order: Order) -> list[PrivateEvent]:
+        raise AssertionError("a reconciliation cancels nothing")
+
+    async def edit(self, order: Order, *, price: Decimal | None, size: Decimal | None) -> list[PrivateEvent]:
+        raise AssertionError("a reconciliation edits nothing")
 
 
 async def _while_asked(venue: _SlowVenue, events: list[PrivateEvent], engine: LiveEngine) -> None:

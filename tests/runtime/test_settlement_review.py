@@ -121,6 +121,13 @@ def test_funding_on_a_position_closed_before_the_poll_is_booked_to_its_holder() 
 
 
 class _FundingClient:
+    positions: None = None  # a venue's funding history only (engine.venue.spi.VenueExecution)
+    delivery: None = None
+
+    @property
+    def funding(self) -> _FundingClient:
+        return self
+
     def __init__(self, payments: list[FundingPayment]) -> None:
         self.payments = payments
         self.asked: list[int] = []

@@ -1,0 +1,373 @@
+"""The venue SPI: what a venue connector implements, as Protocols mypy checks.
+
+A connector (`tradingd.connectors.<venue>`) registers a `VenuePlugin` (entry point group
+`tradingd.venues`). The plugin makes a `Decoder` (frames -> events, no I/O) and, for the live
+daemon, a `LiveVenue`: the connection task, its status, and its `VenueExecution`, the client that
+trades (the `ExecutionClient` the gateway calls) and answers a reconciliation (the `Reconciler`).
+
+What a venue may lack is said, never discovered: `VenueExecution.positions`, `.delivery` and
+`.funding` are the optional capabilities, each the object that offers it or None (a venue without
+perpetuals has no funding history); `ExecutionClient.prepare` answers None when the venue assigns
+an order's id only on receiving it; `VenuePlugin.open_catalog` answers None for a venue without a
+market catalog; `VenuePlugin.data_formats` is empty for a venue that reads only recordings. The
+engine reads all of it through these types: no `getattr`, and an `AttributeError` raised inside
+a venue's method is a bug of that method, never "unsupported".
+
+Money is `Decimal` throughout; events are the model's (`tradingd.engine.model.events`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+import trio
+
+from ..model.book import OrderBook
+from ..model.errors import CredentialsRefused
+from ..model.events import Fill, FillReversal, MarketEvent, OrderUpdate, PrivateEvent
+from ..model.fees import FeeModel
+from ..model.instruments import InstrumentRegistry
+from ..model.orders import Order
+from ..model.settlement import FundingPayment
+from ..runtime.router import MarketRouter
+from .catalog import CatalogSettings, MarketCatalog
+
+__all__ = [
+    "Decoder",
+    "DecoderStats",
+    "DeliveryPrices",
+    "ExecutionClient",
+    "FrameSource",
+    "FundingHistory",
+    "LiveVenue",
+    "PositionSource",
+    "Reconciler",
+    "SessionCounters",
+    "VenueConnection",
+    "VenueExecution",
+    "VenuePlugin",
+    "VenueSink",
+]
+
+
+# -- decoding ------------------------------------------------------------------------------------
+@attrs.define
+class DecoderStats:
+    """What a decoder has seen; `malformed` frames raised `MalformedFrame` and changed nothing."""
+
+    frames: int = 0
+    events: int = 0
+    malformed: int = 0
+    control: int = 0  # responses, heartbeats: frames that are not market data
+    unknown_channel: int = 0
+    gaps: int = 0
+    ignored_changes: int = 0  # book changes dropped: no snapshot yet, or waiting for one after a gap
+    skipped_instruments: int = 0  # instrument definitions that could not be parsed
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """Bytes in, events out, no I/O. One per venue connection (it owns that connection's books)."""
+
+    venue: str
+    registry: InstrumentRegistry
+    stats: DecoderStats
+
+    def decode(self, frame: bytes, ts_local: int) -> list[MarketEvent]:
+        """The market events in one frame (possibly none). Raises `MalformedFrame` for a frame
+        that cannot be decoded; the decoder's state is then unchanged."""
+        ...
+
+    def book(self, instrument: str) -> OrderBook | None:
+        """The book this decoder maintains for `instrument`, if any."""
+        ...
+
+    def book_instruments(self) -> list[str]:
+        """Every instrument this decoder holds a book of (a decoder fault reports each broken)."""
+        ...
+
+    def invalidate_books(self) -> None:
+        """Forget every book's contents: each waits for its next snapshot (after a decoder fault,
+        a frame may have been half applied; never guess)."""
+        ...
+
+
+class VenueSink(Protocol):
+    """Where a live venue session delivers what it receives (the engine implements it)."""
+
+    async def market(self, events: list[MarketEvent]) -> None:
+        """Market and status events, in arrival order (to the market state and the router)."""
+        ...
+
+    def private(self, events: list[PrivateEvent]) -> None:
+        """Reports about our own orders (to the order tracker, then their strategies)."""
+        ...
+
+
+# -- trading -------------------------------------------------------------------------------------
+class ExecutionClient(Protocol):
+    """What a venue's execution side offers the gateway. Each call sends one request and returns
+    the venue's answer as events (the order's state, and any fills the answer carries). A venue
+    refusal raises `OrderRejected` (`VenueRejected`, with the venue's code); nothing sent raises
+    `VenueUnavailable`, a refusal for rate `RateLimited`; any other `VenueError` (a timeout, a
+    lost connection, an unreadable answer) means the outcome is unknown, and the gateway answers
+    its caller `OrderOutcomeUnknown`. Implementations never retry a request that may have
+    reached the venue."""
+
+    venue: str
+
+    def prepare(self, order: Order) -> str | None:
+        """Called just before `place`: the venue's id of the order when it is known before
+        sending (Polymarket: the order's EIP-712 hash), so the gateway registers it first and a
+        report that outruns the answer is matched to the order; None when the venue assigns it
+        on receipt. May raise `OrderRejected` (a local check or a signature failed)."""
+        ...
+
+    async def place(self, order: Order) -> Sequence[PrivateEvent]: ...
+
+    async def cancel(self, order: Order) -> Sequence[PrivateEvent]: ...
+
+    async def edit(
+        self, order: Order, *, price: Decimal | None, size: Decimal | None
+    ) -> Sequence[PrivateEvent]: ...
+
+
+class Reconciler(Protocol):
+    """What the live engine asks a venue when a connection that carries our orders comes up
+    (`LiveEngine._reconcile`). A `VenueError` means the venue could not answer now (asked again
+    at the next trigger); any other exception is a bug of the method: logged with its
+    traceback, counted, and the reconciliation is not done (retried), never taken for an answer."""
+
+    async def open_orders(self) -> Sequence[OrderUpdate]:
+        """Every open order of the account (ours and any other), as the venue lists them."""
+        ...
+
+    async def order_status(self, order: Order) -> Sequence[PrivateEvent]:
+        """What the venue knows of `order` (its state, fills); empty if it never received it."""
+        ...
+
+    async def recent_fills(self, since_ns: int) -> Sequence[Fill | FillReversal]:
+        """The account's fills (and reversals of fills) since `since_ns`."""
+        ...
+
+    async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
+        """Cancel an order we do not track (a foreign one), by the venue's id."""
+        ...
+
+
+class PositionSource(Protocol):
+    """A venue that says what the account holds (Polymarket's share balances)."""
+
+    async def venue_positions(self, tokens: Sequence[str]) -> Mapping[str, Decimal]:
+        """The account's holding of each instrument asked (in the instrument's units)."""
+        ...
+
+
+class DeliveryPrices(Protocol):
+    """A venue whose instruments expire and settle at a price it publishes."""
+
+    async def delivery_price(self, instrument: str) -> Decimal | None:
+        """The delivery price of an expired instrument, None until the venue has published it.
+        Raises `VenueError` (code "malformed") for an answer that is no price."""
+        ...
+
+
+class FundingHistory(Protocol):
+    """A venue with perpetuals whose funding payments it lists."""
+
+    async def funding_payments(self, since_ns: int) -> Sequence[FundingPayment]:
+        """The account's funding payments since `since_ns`."""
+        ...
+
+
+class VenueExecution(ExecutionClient, Reconciler, Protocol):
+    """A live venue's execution client: trading, reconciliation, and the optional capabilities,
+    each the object that offers it (usually the client itself) or None where the venue has none."""
+
+    @property
+    def positions(self) -> PositionSource | None: ...
+
+    @property
+    def delivery(self) -> DeliveryPrices | None: ...
+
+    @property
+    def funding(self) -> FundingHistory | None: ...
+
+
+# -- data files ----------------------------------------------------------------------------------
+class FrameSource(Protocol):
+    """What the backtest replays: `(receive time ns, frame)` pairs in time order, and how much of
+    the source has been read (for progress). `RecordingReader`, `RecordingSet` (a recording
+    directory) and venue readers (`VenuePlugin.open_data`, e.g. Tardis CSV) all are one."""
+
+    path: Path
+    size: int
+
+    @property
+    def bytes_read(self) -> int: ...
+
+    @property
+    def bad_lines(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[int | None, bytes]]: ...
+
+
+# -- the live venue ------------------------------------------------------------------------------
+class SessionCounters(Protocol):
+    """A live venue's counters (`engine.venue.session.SessionStats`), as the status file shows them."""
+
+    @property
+    def connects(self) -> int: ...
+    @property
+    def disconnects(self) -> int: ...
+    @property
+    def frames(self) -> int: ...
+    @property
+    def malformed(self) -> int: ...
+    @property
+    def stale(self) -> int: ...
+    @property
+    def resubscribed_books(self) -> int: ...
+    @property
+    def deferred_resnapshots(self) -> int: ...
+    @property
+    def refused_instruments(self) -> int: ...
+    @property
+    def unrecorded(self) -> int: ...
+
+
+class VenueConnection(Protocol):
+    """One WebSocket connection of a live venue (an `engine.venue.session.VenueSession`)."""
+
+    # Whether refused credentials are fatal, asked at each refusal (the daemon sets it).
+    refusal_is_fatal: Callable[[CredentialsRefused], bool] | None
+
+    @property
+    def handshaken(self) -> bool:
+        """This connection has logged in at least once."""
+        ...
+
+
+class LiveVenue(Protocol):
+    """One venue's live side: the connection task, its decoder, its status, and its execution
+    client."""
+
+    ready: trio.Event  # set once connected and subscribed (systemd READY waits for all venues)
+
+    @property
+    def venue(self) -> str: ...
+
+    @property
+    def decoder(self) -> Decoder: ...
+
+    # Called with (receive time in ns, the frame exactly as received) for every frame of every
+    # connection of the venue, before it is decoded: how `tradingd record` captures a session.
+    @property
+    def on_frame(self) -> Callable[[int, bytes | str], None] | None: ...
+    @on_frame.setter
+    def on_frame(self, hook: Callable[[int, bytes | str], None] | None) -> None: ...
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the connection up (reconnecting as needed) until cancelled."""
+        ...
+
+    def execution(self) -> VenueExecution:
+        """The venue's execution client (real orders: live mode only)."""
+        ...
+
+    # -- status (the daemon's status file and watchdog) --
+    @property
+    def connections(self) -> Sequence[VenueConnection]:
+        """Each WebSocket connection of the venue (one, or Polymarket's market and user)."""
+        ...
+
+    @property
+    def connected(self) -> bool:
+        """Every connection is up."""
+        ...
+
+    @property
+    def last_frame_age_s(self) -> float | None:
+        """Seconds since the last frame (the oldest connection's); None before connecting."""
+        ...
+
+    @property
+    def stats(self) -> SessionCounters: ...
+
+    @property
+    def channels(self) -> frozenset[str]:
+        """What is subscribed now."""
+        ...
+
+    def book_counters(self) -> Mapping[str, int]:
+        """Counters of this venue's decoder beyond `DecoderStats` (Polymarket's changes for
+        tokens without a book, Derive's crossed books), by name; empty when it has none."""
+        ...
+
+
+class VenuePlugin(Protocol):
+    """What a venue package offers the engine."""
+
+    name: str
+    Settings: type[Any]
+    """The attrs class `[venues.<name>]` is structured into (its `fees` table included)."""
+    data_formats: tuple[str, ...]
+    """The `[[backtest.data]] format`s the venue reads besides "recording" (`open_data`);
+    empty for a venue that reads only recordings."""
+
+    def decoder(self, registry: InstrumentRegistry) -> Decoder:
+        """A fresh decoder that adds the instruments it learns of to `registry`."""
+        ...
+
+    def fee_model(self, overrides: Mapping[str, Any]) -> FeeModel:
+        """The venue's fee schedule, with the config's overrides applied."""
+        ...
+
+    def live(
+        self,
+        settings: Any,
+        *,
+        registry: InstrumentRegistry,
+        router: MarketRouter[Any],
+        sink: VenueSink,
+        trading: bool,
+        environ: Mapping[str, str],
+        **options: Any,
+    ) -> LiveVenue:
+        """The venue's live side for `settings` (a `Settings`); `trading` needs credentials
+        (read from `environ`). `options` are injected (tests: `connect`, `clock`)."""
+        ...
+
+    def open_catalog(
+        self, settings: CatalogSettings | None
+    ) -> AbstractAsyncContextManager[MarketCatalog] | None:
+        """The venue's market catalog, opened for the daemon's run and kept fresh meanwhile, from
+        its settings (None: the catalog's defaults; the CLI builds them from the config's
+        `[catalog]` table, paths already resolved against the config's folder); None for a venue
+        without one."""
+        ...
+
+    def open_data(self, path: Path, format: str) -> FrameSource:
+        """A reader of a data file in one of `data_formats`; `ConfigError` for another."""
+        ...
+
+    async def simulate(
+        self, *, host: str, port: int, seed: int = 7, task_status: Any = None, **options: Any
+    ) -> None:
+        """Serve a local simulation of the venue on `host:port` until cancelled (`tradingd
+        simulate <venue>`); started with `nursery.start`, it reports the addresses bound."""
+        ...
+
+    def simulator_banner(self, binds: list[str]) -> list[str]:
+        """What `tradingd simulate <venue>` prints: where to point a config, the demo account."""
+        ...
+
+    def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
+        """Write a synthetic recording of this venue's wire frames to `path`; returns the
+        number of frames written. `options` come from the config's `generate` table."""
+        ...
