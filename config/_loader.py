@@ -28,7 +28,8 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, override
 
 from tradingd.engine import ConfigError, Strategy, TradingError
-from tradingd.engine.venue.plugins import available_venues, load_strategy_class, load_venue
+from tradingd.engine.runtime.strategy import load_strategy_class
+from tradingd.engine.venue.plugins import available_venues, load_venue
 
 from ._schema import Config, DaemonConfig, StrategyConfig
 
