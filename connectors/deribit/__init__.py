@@ -12,8 +12,7 @@ from typing import Any
 
 import attrs
 
-from tradingd.engine import AuthError, ConfigError, InstrumentRegistry
-from tradingd.engine.venue.plugins import Decoder
+from tradingd.engine.venue import AuthError, ConfigError, Decoder, InstrumentRegistry
 
 from .fees import DeribitFees
 from .instruments import VENUE

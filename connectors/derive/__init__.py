@@ -16,8 +16,7 @@ from typing import Any
 
 import attrs
 
-from tradingd.engine import ConfigError, InstrumentRegistry
-from tradingd.engine.venue.plugins import Decoder
+from tradingd.engine.venue import ConfigError, Decoder, InstrumentRegistry
 
 from .fees import DeriveFees
 from .instruments import VENUE

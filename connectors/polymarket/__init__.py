@@ -15,8 +15,7 @@ from typing import Any
 
 import attrs
 
-from tradingd.engine import AuthError, ConfigError, InstrumentRegistry
-from tradingd.engine.venue.plugins import Decoder
+from tradingd.engine.venue import AuthError, ConfigError, Decoder, InstrumentRegistry
 
 from .fees import PolymarketFees
 from .instruments import VENUE
@@ -86,9 +85,7 @@ class PolymarketPlugin:
         polymarket`)."""
         import trio
 
-        from tradingd.engine.sim.server import serve
-
-        from .simulator import PolymarketSimulator
+        from .simulator import PolymarketSimulator, serve
 
         sim = PolymarketSimulator(seed=seed, **options)
         await serve(sim, host=host, port=port, task_status=task_status or trio.TASK_STATUS_IGNORED)

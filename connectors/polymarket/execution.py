@@ -60,8 +60,9 @@ import orjson
 import structlog
 import trio
 
-from tradingd.engine import (
+from tradingd.engine.venue import (
     AuthError,
+    CreditBucket,
     Fill,
     InstrumentRegistry,
     MalformedFrame,
@@ -78,7 +79,6 @@ from tradingd.engine import (
     VenueRejected,
     VenueUnavailable,
 )
-from tradingd.engine.venue.ratelimit import CreditBucket
 
 from .codec import PolymarketDecoder, _classify, decode_open_orders, decode_order
 from .instruments import VENUE, FeeSchedule, Outcome, Outcomes
