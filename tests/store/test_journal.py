@@ -17,18 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.helpers import OPTION, PERP, registry, request, ticker
-from tradingd.engine import (
-    Fill,
-    FillReversal,
-    InstrumentRegistry,
-    Liquidity,
-    MarketState,
-    OrderFlow,
-    OrderRejected,
-    OrderState,
-    OrderUpdate,
-    Side,
-)
+from tradingd.engine import Fill, FillReversal, Liquidity, OrderRejected, OrderState, OrderUpdate, Side
+from tradingd.engine.model import InstrumentRegistry, MarketState
+from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.store.journal import OrderJournal
 
 S = 1_000_000_000

@@ -32,7 +32,8 @@ import msgspec
 import orjson
 import pytest
 
-from tradingd.engine import InstrumentRegistry, MalformedFrame
+from tradingd.engine import MalformedFrame
+from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.store.recording import RecordingReader
 from tradingd.engine.venue.plugins import MAX_NESTING, Decoder, DecoderFault, load_venue
 

@@ -20,11 +20,8 @@ from tradingd.connectors.deribit import PLUGIN
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine import (
     BookUpdate,
-    Decoder,
-    DecoderStats,
     Greeks,
     InstrumentKind,
-    InstrumentRegistry,
     MalformedFrame,
     MarketEvent,
     OrderBook,
@@ -34,6 +31,8 @@ from tradingd.engine import (
     Ticker,
     Trade,
 )
+from tradingd.engine.model import InstrumentRegistry
+from tradingd.engine.venue import Decoder, DecoderStats
 from tradingd.engine.venue.plugins import MAX_NESTING, SHORT_FRAME, DecoderFault
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "deribit"

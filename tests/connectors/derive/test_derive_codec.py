@@ -24,12 +24,9 @@ from tradingd.connectors.derive.codec import DeriveDecoder, decode_order_result,
 from tradingd.connectors.derive.fees import DeriveFees
 from tradingd.engine import (
     BookUpdate,
-    Decoder,
-    DecoderStats,
     Fill,
     Greeks,
     InstrumentKind,
-    InstrumentRegistry,
     Liquidity,
     MalformedFrame,
     MarketEvent,
@@ -43,6 +40,8 @@ from tradingd.engine import (
     Trade,
     event_to_dict,
 )
+from tradingd.engine.model import InstrumentRegistry
+from tradingd.engine.venue import Decoder, DecoderStats
 from tradingd.engine.venue.plugins import MAX_NESTING, check_nesting
 
 ROOT = Path(__file__).resolve().parent.parent.parent.parent

@@ -32,7 +32,6 @@ from tradingd.connectors.polymarket.codec import PolymarketDecoder, TradeSettlem
 from tradingd.engine import (
     BookUpdate,
     Fill,
-    InstrumentRegistry,
     Liquidity,
     MalformedFrame,
     OrderState,
@@ -43,6 +42,7 @@ from tradingd.engine import (
     Ticker,
     Trade,
 )
+from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.venue.plugins import MAX_NESTING
 
 # The account of NautilusTrader's captures: its API key (the `owner` of its orders) and its funder
