@@ -107,6 +107,8 @@ def python_files(*folders: str) -> Iterator[Path]:
 def module_of(path: Path) -> str:
     """The dotted name `path` is imported as: installed folders under `tradingd.`."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
     if parts[0] in FOLDERS:
         parts[:1] = FOLDERS[parts[0]].split(".")
     return ".".join(parts)
@@ -288,9 +290,5 @@ def test_nothing_imports_our_folders_by_their_bare_names() -> None:
 def test_every_package_folder_is_installed_and_nothing_else() -> None:
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
     assert setuptools["package-dir"] == {package: folder for folder, package in FOLDERS.items()}
-    folders = {
-        module_of(init.parent / "x.py").rpartition(".")[0]
-        for f in FOLDERS
-        for init in (ROOT / f).rglob("__init__.py")
-    }
+    folders = {module_of(init) for folder in FOLDERS for init in (ROOT / folder).rglob("__init__.py")}
     assert sorted(setuptools["packages"]) == sorted(folders)
