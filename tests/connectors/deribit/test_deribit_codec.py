@@ -869,7 +869,7 @@ def test_a_result_nested_50000_deep_is_malformed_even_with_a_raised_recursion_li
         import sys
         sys.setrecursionlimit(100_000)
         from tradingd.connectors.deribit.codec import DeribitDecoder
-        from tradingd.engine import InstrumentRegistry, MalformedFrame
+        from tradingd.engine.venue import InstrumentRegistry, MalformedFrame
         dec = DeribitDecoder(InstrumentRegistry())
         deep = b"[" * 50_000 + b"]" * 50_000
         error = b'{"jsonrpc":"2.0","id":1,"error":{"code":10001,"message":"m","data":' + deep + b"}}"

@@ -702,7 +702,7 @@ DEEP_FRAMES_WITH_THE_LIMIT_RAISED = """
 import sys
 sys.setrecursionlimit(100_000)
 from tradingd.connectors.derive.codec import DeriveDecoder
-from tradingd.engine import InstrumentRegistry, MalformedFrame
+from tradingd.engine.venue import InstrumentRegistry, MalformedFrame
 d = DeriveDecoder(InstrumentRegistry())
 error = b'{"id":1,"error":{"code":1,"message":"m","data":'
 for n in (50_000, 30_000):
