@@ -1,5 +1,5 @@
-"""Logging: structlog set-up (console or JSON files, rotation, secret redaction) and the log tailer
-behind `tradingd logs`.
+"""Logging: structlog set-up (console, or JSON files reopened after logrotate; secret
+redaction) and the log tailer behind `tradingd logs`.
 
 Depends on: model, store (the tailer reads compressed files with the recordings' opener)."""
 

@@ -1,4 +1,4 @@
-"""Reports: a backtest run as HTML with PNG charts (matplotlib: the `reports` extra, imported only
+"""Reports: a backtest run as HTML with PNG charts (matplotlib: the `report` extra, imported only
 when a chart is drawn).
 
 Depends on: model, backtest."""

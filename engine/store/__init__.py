@@ -1,6 +1,6 @@
 """Persistence: the order journal (SQLite: orders, fills, the ledger's entries, restored after a
-restart), the recording format (zstd/gzip frame files, one line a frame) and the session recorder
-that writes them live.
+restart), the recording format (one line a received frame; plain, .zst or .gz) and the
+session recorder that writes them live.
 
 Depends on: model."""
 
