@@ -22,9 +22,10 @@ from typing import Any
 import trio
 
 from tradingd.config import load_config
-from tradingd.engine import InstrumentRegistry, RecordingReader
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.model import InstrumentRegistry
+from tradingd.engine.store import RecordingReader
 from tradingd.engine.venue.plugins import load_venue
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 import msgspec
 
 from tradingd.connectors.deribit.codec import DeribitDecoder
-from tradingd.engine import InstrumentRegistry
+from tradingd.engine.model import InstrumentRegistry
 
 INSTRUMENTS = (
     b'{"jsonrpc":"2.0","id":1,"result":[{"kind":"future","instrument_name":"BTC-PERPETUAL",'

@@ -26,7 +26,7 @@ import msgspec
 from tradingd.connectors.derive.codec import DeriveDecoder
 from tradingd.connectors.derive.instruments import DeriveInstrumentInfo
 from tradingd.connectors.derive.signing import TESTNET, Credentials, NonceSource, OrderSigner, login_signature
-from tradingd.engine import InstrumentRegistry
+from tradingd.engine.model import InstrumentRegistry
 
 INSTRUMENTS = (
     b'{"id":1,"result":[{"instrument_type":"perp","instrument_name":"ETH-PERP","is_active":true,'

@@ -41,8 +41,9 @@ from tradingd.connectors.derive.simulator import (
     DeriveSimulator,
     serve,
 )
-from tradingd.engine import DataKind, MarketEvent, Order, OrderRequest, Side, Strategy, Subscription, Ticker
+from tradingd.engine import DataKind, MarketEvent, OrderRequest, Side, Strategy, Subscription, Ticker
 from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.model import Order
 from tradingd.engine.runtime.live import LiveEngine
 
 PERP = "ETH-PERP"

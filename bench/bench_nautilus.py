@@ -30,9 +30,10 @@ from typing import Any
 import orjson
 import trio
 
-from tradingd.engine import MarketEvent, OrderRejected, RecordingWriter, Strategy, Subscription, Ticker
+from tradingd.engine import MarketEvent, OrderRejected, Strategy, Subscription, Ticker
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.store import RecordingWriter
 
 T0 = 1_795_478_400 * 1_000_000_000  # 2026-11-24T00:00:00Z
 STEP = 100_000_000  # ns between quotes

@@ -42,7 +42,9 @@ from tradingd.connectors.polymarket.signing import (
     l2_headers,
     order_body,
 )
-from tradingd.engine import Instrument, InstrumentKind, InstrumentRegistry, RecordingReader, Side
+from tradingd.engine import Instrument, InstrumentKind, Side
+from tradingd.engine.model import InstrumentRegistry
+from tradingd.engine.store import RecordingReader
 
 YES = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
 NO = "52114319501245915516055106046884209969926127482827954674443846427813813222426"

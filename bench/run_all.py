@@ -297,8 +297,9 @@ def recorder(quick: bool) -> Group:
 
     from tradingd.connectors.deribit.settings import DeribitSettings
     from tradingd.connectors.deribit.stream import DeribitSession
-    from tradingd.engine import InstrumentRegistry, RecordingReader
+    from tradingd.engine.model import InstrumentRegistry
     from tradingd.engine.runtime.router import MarketRouter
+    from tradingd.engine.store import RecordingReader
     from tradingd.engine.store.recorder import SessionRecorder
 
     n = 100_000 if quick else 300_000

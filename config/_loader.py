@@ -31,8 +31,8 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, override
 
 from tradingd.engine.model.errors import ConfigError, TradingError
-from tradingd.engine.runtime.strategy import Strategy
-from tradingd.engine.venue.plugins import available_venues, load_strategy_class, load_venue
+from tradingd.engine.runtime.strategy import Strategy, load_strategy_class
+from tradingd.engine.venue.plugins import available_venues, load_venue
 
 from ._schema import CatalogConfig, Config, DaemonConfig, StrategyConfig
 

@@ -1,82 +1,124 @@
-"""tradingd's venue-agnostic core: events, instruments, orders, strategies, routing, execution,
-backtests. It imports no venue and no strategy: those are found by name (`engine.venue.plugins`)."""
+"""tradingd's engine, and what a strategy author imports: `from tradingd.engine import Strategy, ...`.
 
-from .backtest.simvenue import SimulatedVenue as SimulatedVenue
-from .model.book import OrderBook as OrderBook
-from .model.errors import AuthError as AuthError
-from .model.errors import ConfigError as ConfigError
-from .model.errors import DataError as DataError
-from .model.errors import FeedStale as FeedStale
-from .model.errors import IllegalTransition as IllegalTransition
-from .model.errors import MalformedFrame as MalformedFrame
-from .model.errors import OrderDenied as OrderDenied
-from .model.errors import OrderOutcomeUnknown as OrderOutcomeUnknown
-from .model.errors import OrderRejected as OrderRejected
-from .model.errors import RateLimited as RateLimited
-from .model.errors import SequenceGap as SequenceGap
-from .model.errors import StrategyError as StrategyError
-from .model.errors import TradingError as TradingError
-from .model.errors import VenueError as VenueError
-from .model.errors import VenueRejected as VenueRejected
-from .model.errors import VenueUnavailable as VenueUnavailable
-from .model.events import ALL_KINDS as ALL_KINDS
-from .model.events import BookUpdate as BookUpdate
-from .model.events import DataKind as DataKind
-from .model.events import Event as Event
-from .model.events import Fill as Fill
-from .model.events import FillReversal as FillReversal
-from .model.events import Greeks as Greeks
-from .model.events import Liquidity as Liquidity
-from .model.events import MarketEvent as MarketEvent
-from .model.events import OrderState as OrderState
-from .model.events import OrderUpdate as OrderUpdate
-from .model.events import PrivateEvent as PrivateEvent
-from .model.events import Side as Side
-from .model.events import Status as Status
-from .model.events import StatusKind as StatusKind
-from .model.events import Subscription as Subscription
-from .model.events import Ticker as Ticker
-from .model.events import Trade as Trade
-from .model.events import event_to_dict as event_to_dict
-from .model.fees import FeeModel as FeeModel
-from .model.fees import ProportionalFees as ProportionalFees
-from .model.filter import InstrumentFilter as InstrumentFilter
-from .model.filter import LiveSelection as LiveSelection
-from .model.instruments import Instrument as Instrument
-from .model.instruments import InstrumentKind as InstrumentKind
-from .model.instruments import InstrumentRegistry as InstrumentRegistry
-from .model.instruments import OptionRight as OptionRight
-from .model.ledger import Ledger as Ledger
-from .model.ledger import PositionView as PositionView
-from .model.market import MarketState as MarketState
-from .model.orders import ClientOrderIds as ClientOrderIds
-from .model.orders import Order as Order
-from .model.orders import OrderRequest as OrderRequest
-from .model.orders import OrderTracker as OrderTracker
-from .model.orders import OrderType as OrderType
-from .model.orders import TimeInForce as TimeInForce
-from .model.pricing import bs_greeks as bs_greeks
-from .model.pricing import bs_price as bs_price
-from .model.pricing import implied_vol as implied_vol
-from .model.risk import Limits as Limits
-from .model.risk import RiskLimits as RiskLimits
-from .runtime.flow import OrderFlow as OrderFlow
-from .runtime.gateway import ExecutionClient as ExecutionClient
-from .runtime.gateway import ExecutionGateway as ExecutionGateway
-from .runtime.mailbox import Mailbox as Mailbox
-from .runtime.router import MarketRouter as MarketRouter
-from .runtime.strategy import Strategy as Strategy
-from .runtime.strategy import StrategyContext as StrategyContext
-from .store.recorder import RecordingSet as RecordingSet
-from .store.recorder import SessionRecorder as SessionRecorder
-from .store.recorder import read_manifest as read_manifest
-from .store.recording import RecordingReader as RecordingReader
-from .store.recording import RecordingWriter as RecordingWriter
-from .venue.catalog import CatalogMarket as CatalogMarket
-from .venue.catalog import InvalidPattern as InvalidPattern
-from .venue.catalog import MarketCatalog as MarketCatalog
-from .venue.catalog import OutcomeToken as OutcomeToken
-from .venue.catalog import SearchResult as SearchResult
-from .venue.plugins import Decoder as Decoder
-from .venue.plugins import DecoderStats as DecoderStats
-from .venue.plugins import VenuePlugin as VenuePlugin
+This module is the strategy API: the `Strategy` base and its context, the events it receives,
+the order requests it sends, instruments and filters, the book and positions it reads, pricing
+helpers, the market catalog, and the errors. Nothing of the engine's machinery is here.
+
+The engine is in rooms (subpackages), each `__init__` saying what it offers and what it needs;
+dependencies point one way (tests/house/test_layout.py keeps them so):
+
+    model  <-  store  <-  logs  <-  venue  <-  runtime  <-  backtest, daemon  <-  reports
+    model  <-  sim
+
+(`logs` reads compressed files with `store`'s opener; `venue` registers secrets with `logs`.)
+`model` is the pure core; `venue` is the SPI a
+connector implements (`tradingd.engine.venue`); `runtime` runs strategies against venues; the
+others persist, replay, serve and report. It imports no connector, no strategy and no config:
+venues and strategies are found by name (entry points)."""
+
+from .model.book import OrderBook
+from .model.errors import (
+    AuthError,
+    ConfigError,
+    DataError,
+    FeedStale,
+    IllegalTransition,
+    MalformedFrame,
+    OrderDenied,
+    OrderOutcomeUnknown,
+    OrderRejected,
+    RateLimited,
+    SequenceGap,
+    StrategyError,
+    TradingError,
+    VenueError,
+    VenueRejected,
+    VenueUnavailable,
+)
+from .model.events import (
+    ALL_KINDS,
+    BookUpdate,
+    DataKind,
+    Event,
+    Fill,
+    FillReversal,
+    Greeks,
+    Liquidity,
+    MarketEvent,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    Side,
+    Status,
+    StatusKind,
+    Subscription,
+    Ticker,
+    Trade,
+    event_to_dict,
+)
+from .model.filter import InstrumentFilter, LiveSelection
+from .model.instruments import Instrument, InstrumentKind, OptionRight
+from .model.ledger import PositionView
+from .model.orders import OrderRequest, OrderType, TimeInForce
+from .model.pricing import YEAR_SECONDS, bs_greeks, bs_price, implied_vol
+from .runtime.strategy import Strategy, StrategyContext
+from .venue.catalog import CatalogMarket, InvalidPattern, MarketCatalog, OutcomeToken, SearchResult
+
+__all__ = [
+    "ALL_KINDS",
+    "YEAR_SECONDS",
+    "AuthError",
+    "BookUpdate",
+    "CatalogMarket",
+    "ConfigError",
+    "DataError",
+    "DataKind",
+    "Event",
+    "FeedStale",
+    "Fill",
+    "FillReversal",
+    "Greeks",
+    "IllegalTransition",
+    "Instrument",
+    "InstrumentFilter",
+    "InstrumentKind",
+    "InvalidPattern",
+    "Liquidity",
+    "LiveSelection",
+    "MalformedFrame",
+    "MarketCatalog",
+    "MarketEvent",
+    "OptionRight",
+    "OrderBook",
+    "OrderDenied",
+    "OrderOutcomeUnknown",
+    "OrderRejected",
+    "OrderRequest",
+    "OrderState",
+    "OrderType",
+    "OrderUpdate",
+    "OutcomeToken",
+    "PositionView",
+    "PrivateEvent",
+    "RateLimited",
+    "SearchResult",
+    "SequenceGap",
+    "Side",
+    "Status",
+    "StatusKind",
+    "Strategy",
+    "StrategyContext",
+    "StrategyError",
+    "Subscription",
+    "Ticker",
+    "TimeInForce",
+    "Trade",
+    "TradingError",
+    "VenueError",
+    "VenueRejected",
+    "VenueUnavailable",
+    "bs_greeks",
+    "bs_price",
+    "event_to_dict",
+    "implied_vol",
+]

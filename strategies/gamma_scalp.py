@@ -22,6 +22,7 @@ from typing import Literal
 import attrs
 
 from tradingd.engine import (
+    YEAR_SECONDS,
     DataKind,
     Fill,
     Instrument,
@@ -36,7 +37,6 @@ from tradingd.engine import (
     TimeInForce,
     bs_greeks,
 )
-from tradingd.engine.model.pricing import YEAR_SECONDS
 
 __all__ = ["GammaScalp"]
 

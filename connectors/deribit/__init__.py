@@ -12,10 +12,18 @@ from typing import Any
 
 import attrs
 
-from tradingd.engine import AuthError, ConfigError, InstrumentRegistry
-from tradingd.engine.runtime.router import MarketRouter
-from tradingd.engine.venue.catalog import CatalogSettings
-from tradingd.engine.venue.spi import Decoder, FrameSource, LiveVenue, VenuePlugin, VenueSink
+from tradingd.engine.venue import (
+    AuthError,
+    CatalogSettings,
+    ConfigError,
+    Decoder,
+    FrameSource,
+    InstrumentRegistry,
+    LiveVenue,
+    SubscriptionSource,
+    VenuePlugin,
+    VenueSink,
+)
 
 from .fees import DeribitFees
 from .instruments import VENUE
@@ -54,7 +62,7 @@ class DeribitPlugin(VenuePlugin):
         settings: DeribitSettings,
         *,
         registry: InstrumentRegistry,
-        router: MarketRouter[Any],
+        router: SubscriptionSource,
         sink: VenueSink,
         trading: bool,
         environ: Mapping[str, str],

@@ -32,8 +32,9 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta, Raw, Struct
 
-from tradingd.engine import (
+from tradingd.engine.venue import (
     BookUpdate,
+    DecoderStats,
     Fill,
     Greeks,
     Instrument,
@@ -49,10 +50,12 @@ from tradingd.engine import (
     StatusKind,
     Ticker,
     Trade,
+    decode_parsed,
+    guard_decode,
+    loads_untyped,
+    positional_builder,
+    to_decimal,
 )
-from tradingd.engine.model.events import positional_builder
-from tradingd.engine.model.money import to_decimal
-from tradingd.engine.venue.plugins import DecoderStats, decode_parsed, guard_decode, loads_untyped
 
 from .instruments import VENUE, instrument_from_json
 

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 import structlog
 
-from tradingd.engine import (
+from tradingd.engine.venue import (
+    BadNumber,
     Fill,
+    FundingPayment,
     InstrumentRegistry,
     MalformedFrame,
     Order,
@@ -31,10 +33,10 @@ from tradingd.engine import (
     PrivateEvent,
     TimeInForce,
     VenueError,
+    VenueExecution,
+    check_delivery_price,
+    check_funding,
 )
-from tradingd.engine.model.money import BadNumber
-from tradingd.engine.model.settlement import FundingPayment, check_delivery_price, check_funding
-from tradingd.engine.venue.spi import VenueExecution
 
 from .codec import OrderData, TradeData, decode_order_result, fill_from, order_update_from
 from .instruments import VENUE

@@ -18,9 +18,7 @@ from typing import Any
 
 import attrs
 
-from tradingd.engine import Instrument, InstrumentKind, Liquidity
-from tradingd.engine.model.market import USD_LIKE
-from tradingd.engine.model.money import optional
+from tradingd.engine.venue import USD_LIKE, Instrument, InstrumentKind, Liquidity, optional
 
 __all__ = ["DeribitFees"]
 

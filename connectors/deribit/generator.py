@@ -34,8 +34,8 @@ from typing import Any
 
 import orjson
 
-from tradingd.engine import OptionRight
-from tradingd.engine.sim.synth import (
+from tradingd.engine.backtest import RecordingWriter
+from tradingd.engine.sim import (
     InstrumentSpec,
     LevelChange,
     MarketUpdate,
@@ -43,7 +43,7 @@ from tradingd.engine.sim.synth import (
     TickGrid,
     UnderlyingSpec,
 )
-from tradingd.engine.store.recording import RecordingWriter
+from tradingd.engine.venue import OptionRight
 
 from .instruments import PERPETUAL_EXPIRY_MS, option_name
 

@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from tradingd.engine import Instrument, InstrumentKind, OptionRight
-from tradingd.engine.model.money import to_decimal
+from tradingd.engine.venue import Instrument, InstrumentKind, OptionRight, to_decimal
 
 __all__ = [
     "PERPETUAL_EXPIRY_MS",

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import attrs
 
-from tradingd.engine import AuthError
-from tradingd.engine.logs.setup import register_secret
+from tradingd.engine.venue import AuthError, register_secret
 
 __all__ = ["Credentials", "http_signature_header", "sign_client_signature"]
 

@@ -49,8 +49,11 @@ import structlog
 import trio
 import trio.lowlevel
 
-from tradingd.engine import (
+from tradingd.engine.backtest import SimulatedVenue
+from tradingd.engine.sim import SimFaults, SimPeer, SimulatorServer, serve
+from tradingd.engine.venue import (
     BookUpdate,
+    CreditBucket,
     Fill,
     InstrumentKind,
     InstrumentRegistry,
@@ -61,11 +64,8 @@ from tradingd.engine import (
     OrderState,
     OrderUpdate,
     PrivateEvent,
-    SimulatedVenue,
     Trade,
 )
-from tradingd.engine.sim.server import SimFaults, SimPeer, SimulatorServer, serve
-from tradingd.engine.venue.ratelimit import CreditBucket
 
 from .codec import DeribitDecoder
 from .fees import DeribitFees

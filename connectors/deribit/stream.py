@@ -35,29 +35,28 @@ import structlog
 import trio
 import trio_websocket
 
-from tradingd.engine import (
+from tradingd.engine.venue import (
     AuthError,
+    Connect,
+    CreditBucket,
     DataKind,
     InstrumentRegistry,
     MalformedFrame,
+    PendingRequests,
     RateLimited,
+    SessionStats,
     StatusKind,
+    SubscriptionSource,
     VenueError,
     VenueRejected,
-    VenueUnavailable,
-)
-from tradingd.engine.logs.setup import register_secret
-from tradingd.engine.runtime.router import MarketRouter
-from tradingd.engine.venue.plugins import VenueSink, loads_untyped
-from tradingd.engine.venue.ratelimit import CreditBucket
-from tradingd.engine.venue.session import (
-    Connect,
-    PendingRequests,
-    SessionStats,
     VenueSession,
+    VenueSink,
+    VenueUnavailable,
     default_connect,
     error_code,
     frame_head,
+    loads_untyped,
+    register_secret,
 )
 
 from .codec import DeribitDecoder, _decode_envelope
@@ -142,7 +141,7 @@ class DeribitSession(VenueSession):
         settings: DeribitSettings,
         *,
         registry: InstrumentRegistry,
-        router: MarketRouter,  # type: ignore[type-arg]
+        router: SubscriptionSource,
         sink: VenueSink,
         credentials: Credentials | None = None,
         connect: Connect = default_connect,

@@ -61,8 +61,8 @@ import attrs
 import orjson
 import structlog
 
-from tradingd.engine import DataError
-from tradingd.engine.store.recording import open_binary
+from tradingd.engine.backtest import open_binary
+from tradingd.engine.venue import DataError
 
 from .instruments import PERPETUAL_EXPIRY_MS, VENUE, parse_expiry_code
 

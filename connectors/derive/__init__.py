@@ -16,10 +16,17 @@ from typing import Any
 
 import attrs
 
-from tradingd.engine import ConfigError, InstrumentRegistry
-from tradingd.engine.runtime.router import MarketRouter
-from tradingd.engine.venue.catalog import CatalogSettings
-from tradingd.engine.venue.spi import Decoder, FrameSource, LiveVenue, VenuePlugin, VenueSink
+from tradingd.engine.venue import (
+    CatalogSettings,
+    ConfigError,
+    Decoder,
+    FrameSource,
+    InstrumentRegistry,
+    LiveVenue,
+    SubscriptionSource,
+    VenuePlugin,
+    VenueSink,
+)
 
 from .fees import DeriveFees
 from .instruments import VENUE
@@ -49,7 +56,7 @@ class DerivePlugin(VenuePlugin):
         settings: DeriveSettings,
         *,
         registry: InstrumentRegistry,
-        router: MarketRouter[Any],
+        router: SubscriptionSource,
         sink: VenueSink,
         trading: bool,
         environ: Mapping[str, str],

@@ -51,8 +51,9 @@ import msgspec
 import orjson
 from msgspec import Meta, Raw, Struct
 
-from tradingd.engine import (
+from tradingd.engine.venue import (
     BookUpdate,
+    DecoderStats,
     Fill,
     FillReversal,
     Greeks,
@@ -69,14 +70,11 @@ from tradingd.engine import (
     StatusKind,
     Ticker,
     Trade,
-)
-from tradingd.engine.model.events import positional_builder
-from tradingd.engine.venue.plugins import (
-    DecoderStats,
     check_nesting,
     decode_parsed,
     guard_decode,
     loads_untyped,
+    positional_builder,
 )
 
 from .instruments import (

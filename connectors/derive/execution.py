@@ -38,9 +38,12 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import msgspec
 import structlog
 
-from tradingd.engine import (
+from tradingd.engine.venue import (
+    MAX_PRICE,
+    BadNumber,
     Fill,
     FillReversal,
+    FundingPayment,
     Instrument,
     MalformedFrame,
     Order,
@@ -51,12 +54,13 @@ from tradingd.engine import (
     Side,
     TimeInForce,
     VenueError,
+    VenueExecution,
     VenueRejected,
     VenueUnavailable,
+    check_delivery_price,
+    check_funding,
+    positive,
 )
-from tradingd.engine.model.money import BadNumber, positive
-from tradingd.engine.model.settlement import MAX_PRICE, FundingPayment, check_delivery_price, check_funding
-from tradingd.engine.venue.spi import VenueExecution
 
 from .codec import _NOT_EXECUTED, OrderData, TradeData, fill_from, order_update_from, reversal_from
 from .fees import DeriveFees

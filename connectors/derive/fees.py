@@ -39,7 +39,7 @@ from typing import Any
 
 import attrs
 
-from tradingd.engine import Instrument, InstrumentKind, Liquidity
+from tradingd.engine.venue import Instrument, InstrumentKind, Liquidity
 
 from .instruments import DeriveInstrumentInfo
 

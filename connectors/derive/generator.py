@@ -44,9 +44,9 @@ from typing import Any
 import orjson
 from eth_utils.address import to_checksum_address
 
-from tradingd.engine import OptionRight
-from tradingd.engine.sim.synth import InstrumentSpec, MarketUpdate, SynthMarket, TickGrid, UnderlyingSpec
-from tradingd.engine.store.recording import RecordingWriter
+from tradingd.engine.backtest import RecordingWriter
+from tradingd.engine.sim import InstrumentSpec, MarketUpdate, SynthMarket, TickGrid, UnderlyingSpec
+from tradingd.engine.venue import OptionRight
 
 from .instruments import QUOTE, option_name, option_sub_id
 

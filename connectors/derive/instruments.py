@@ -33,7 +33,7 @@ from typing import Any, Literal
 import attrs
 import msgspec
 
-from tradingd.engine import Instrument, InstrumentKind, OptionRight, OrderRejected
+from tradingd.engine.venue import Instrument, InstrumentKind, OptionRight, OrderRejected
 
 __all__ = [
     "FIXED_POINT_MAX",

@@ -45,8 +45,7 @@ import coincurve
 from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
 
-from tradingd.engine import AuthError, OrderRejected
-from tradingd.engine.logs.setup import register_secret
+from tradingd.engine.venue import AuthError, OrderRejected, register_secret
 
 from .instruments import VENUE, DeriveInstrumentInfo
 

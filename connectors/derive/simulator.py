@@ -66,8 +66,11 @@ import orjson
 import structlog
 import trio
 
-from tradingd.engine import (
+from tradingd.engine.backtest import SimulatedVenue
+from tradingd.engine.sim import SimPeer, SimulatorServer, serve
+from tradingd.engine.venue import (
     BookUpdate,
+    CreditBucket,
     Fill,
     InstrumentRegistry,
     Liquidity,
@@ -77,11 +80,8 @@ from tradingd.engine import (
     OrderState,
     OrderUpdate,
     PrivateEvent,
-    SimulatedVenue,
     Trade,
 )
-from tradingd.engine.sim.server import SimPeer, SimulatorServer, serve
-from tradingd.engine.venue.ratelimit import CreditBucket
 
 from .codec import DeriveDecoder
 from .fees import DeriveFees

@@ -47,29 +47,28 @@ import structlog
 import trio
 import trio_websocket
 
-from tradingd.engine import (
+from tradingd.engine.venue import (
     AuthError,
+    Connect,
+    CreditBucket,
     DataKind,
     InstrumentRegistry,
     MalformedFrame,
     OrderRejected,
+    PendingRequests,
     RateLimited,
     StatusKind,
+    SubscriptionSource,
     Ticker,
     VenueError,
     VenueRejected,
-    VenueUnavailable,
-)
-from tradingd.engine.runtime.router import MarketRouter
-from tradingd.engine.venue.plugins import VenueSink, loads_untyped
-from tradingd.engine.venue.ratelimit import CreditBucket
-from tradingd.engine.venue.session import (
-    Connect,
-    PendingRequests,
     VenueSession,
+    VenueSink,
+    VenueUnavailable,
     default_connect,
     error_code,
     frame_head,
+    loads_untyped,
 )
 
 from .codec import DeriveDecoder, _decode_envelope
@@ -175,7 +174,7 @@ class DeriveSession(VenueSession):
         settings: DeriveSettings,
         *,
         registry: InstrumentRegistry,
-        router: MarketRouter,  # type: ignore[type-arg]
+        router: SubscriptionSource,
         sink: VenueSink,
         credentials: Credentials | None = None,
         connect: Connect = default_connect,

@@ -16,10 +16,19 @@ from typing import Any
 
 import attrs
 
-from tradingd.engine import AuthError, ConfigError, InstrumentRegistry
-from tradingd.engine.runtime.router import MarketRouter
-from tradingd.engine.venue.catalog import CatalogSettings, MarketCatalog
-from tradingd.engine.venue.spi import Decoder, FrameSource, LiveVenue, VenuePlugin, VenueSink
+from tradingd.engine.venue import (
+    AuthError,
+    CatalogSettings,
+    ConfigError,
+    Decoder,
+    FrameSource,
+    InstrumentRegistry,
+    LiveVenue,
+    MarketCatalog,
+    SubscriptionSource,
+    VenuePlugin,
+    VenueSink,
+)
 
 from .fees import PolymarketFees
 from .instruments import VENUE
@@ -49,7 +58,7 @@ class PolymarketPlugin(VenuePlugin):
         settings: PolymarketSettings,
         *,
         registry: InstrumentRegistry,
-        router: MarketRouter[Any],
+        router: SubscriptionSource,
         sink: VenueSink,
         trading: bool,
         environ: Mapping[str, str],
@@ -90,9 +99,7 @@ class PolymarketPlugin(VenuePlugin):
         polymarket`)."""
         import trio
 
-        from tradingd.engine.sim.server import serve
-
-        from .simulator import PolymarketSimulator
+        from .simulator import PolymarketSimulator, serve
 
         sim = PolymarketSimulator(seed=seed, **options)
         await serve(sim, host=host, port=port, task_status=task_status or trio.TASK_STATUS_IGNORED)

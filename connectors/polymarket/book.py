@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import orjson
 
-from tradingd.engine import OrderBook
+from tradingd.engine.venue import OrderBook
 
 __all__ = ["HASH_FIELDS", "QUANTUM", "TICKS_PER_UNIT", "LocalOrderBook", "on_grid", "summary_hash"]
 

@@ -71,15 +71,17 @@ import orjson
 import structlog
 import trio
 
-from tradingd.engine import ConfigError, DataError, VenueError
-from tradingd.engine.model.events import positional_builder
-from tradingd.engine.venue.catalog import (
+from tradingd.engine.venue import (
     CatalogMarket,
+    ConfigError,
+    DataError,
     MarketCatalog,
     OutcomeToken,
     SearchResult,
+    VenueError,
     compile_slug_pattern,
     iso_utc,
+    positional_builder,
 )
 
 from .gamma import DEFAULT_GAMMA_URL, GammaClient

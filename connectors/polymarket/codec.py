@@ -76,8 +76,9 @@ import attrs
 import msgspec
 from msgspec import Meta, Struct
 
-from tradingd.engine import (
+from tradingd.engine.venue import (
     BookUpdate,
+    DecoderStats,
     Fill,
     FillReversal,
     Instrument,
@@ -94,10 +95,12 @@ from tradingd.engine import (
     StatusKind,
     Ticker,
     Trade,
+    decode_parsed,
+    guard_decode,
+    loads_untyped,
+    positional_builder,
+    to_decimal,
 )
-from tradingd.engine.model.events import positional_builder
-from tradingd.engine.model.money import to_decimal
-from tradingd.engine.venue.plugins import DecoderStats, decode_parsed, guard_decode, loads_untyped
 
 from .book import HASH_FIELDS, TICKS_PER_UNIT, LocalOrderBook, summary_hash
 from .fees import taker_fee

@@ -60,8 +60,9 @@ import orjson
 import structlog
 import trio
 
-from tradingd.engine import (
+from tradingd.engine.venue import (
     AuthError,
+    CreditBucket,
     Fill,
     InstrumentRegistry,
     MalformedFrame,
@@ -75,11 +76,10 @@ from tradingd.engine import (
     Side,
     TimeInForce,
     VenueError,
+    VenueExecution,
     VenueRejected,
     VenueUnavailable,
 )
-from tradingd.engine.venue.ratelimit import CreditBucket
-from tradingd.engine.venue.spi import VenueExecution
 
 from .codec import PolymarketDecoder, _classify, decode_open_orders, decode_order
 from .instruments import VENUE, FeeSchedule, Outcome, Outcomes

@@ -74,8 +74,7 @@ from typing import Any, Final
 
 import attrs
 
-from tradingd.engine import Instrument, Liquidity
-from tradingd.engine.model.money import BadNumber, to_decimal
+from tradingd.engine.venue import BadNumber, Instrument, Liquidity, to_decimal
 
 from .instruments import COLLATERAL
 

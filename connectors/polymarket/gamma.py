@@ -30,8 +30,7 @@ import msgspec
 import structlog
 import trio
 
-from tradingd.engine import MalformedFrame, RateLimited, VenueError
-from tradingd.engine.venue.plugins import check_nesting, loads_untyped
+from tradingd.engine.venue import MalformedFrame, RateLimited, VenueError, check_nesting, loads_untyped
 
 __all__ = ["DEFAULT_GAMMA_URL", "GammaClient"]
 

@@ -34,8 +34,7 @@ from typing import Any
 import attrs
 import orjson
 
-from tradingd.engine import Instrument, InstrumentKind, InstrumentRegistry
-from tradingd.engine.model.money import to_decimal
+from tradingd.engine.venue import Instrument, InstrumentKind, InstrumentRegistry, to_decimal
 
 __all__ = [
     "COLLATERAL",

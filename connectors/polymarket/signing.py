@@ -44,8 +44,7 @@ from eth_account import Account
 from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
 
-from tradingd.engine import AuthError, Instrument, OrderRejected, Side, TimeInForce
-from tradingd.engine.logs.setup import register_secret
+from tradingd.engine.venue import AuthError, Instrument, OrderRejected, Side, TimeInForce, register_secret
 
 from .instruments import VENUE
 

@@ -86,7 +86,9 @@ import orjson
 import structlog
 import trio
 
-from tradingd.engine import (
+from tradingd.engine.backtest import SimulatedVenue
+from tradingd.engine.sim import Receive, Scope, Send, SimPeer, SimulatorServer, serve
+from tradingd.engine.venue import (
     BookUpdate,
     Fill,
     Instrument,
@@ -99,12 +101,10 @@ from tradingd.engine import (
     OrderUpdate,
     PrivateEvent,
     Side,
-    SimulatedVenue,
     Status,
     StatusKind,
     Trade,
 )
-from tradingd.engine.sim.server import Receive, Scope, Send, SimPeer, SimulatorServer, serve
 
 from .book import summary_hash
 from .codec import PolymarketDecoder

@@ -74,20 +74,24 @@ import structlog
 import trio
 import trio_websocket
 
-from tradingd.engine import (
+from tradingd.engine.venue import (
     AuthError,
     BookUpdate,
+    Connect,
+    Decoder,
     InstrumentRegistry,
     MalformedFrame,
     MarketEvent,
     PrivateEvent,
+    SessionStats,
     Status,
     StatusKind,
+    SubscriptionSource,
     VenueError,
+    VenueSession,
+    VenueSink,
+    default_connect,
 )
-from tradingd.engine.runtime.router import MarketRouter
-from tradingd.engine.venue.plugins import Decoder, VenueSink
-from tradingd.engine.venue.session import Connect, SessionStats, VenueSession, default_connect
 
 from .codec import PolymarketDecoder
 from .execution import (
@@ -505,7 +509,7 @@ class PolymarketSession:
         settings: PolymarketSettings,
         *,
         registry: InstrumentRegistry,
-        router: MarketRouter,  # type: ignore[type-arg]
+        router: SubscriptionSource,
         sink: VenueSink,
         credentials: Credentials | None = None,
         connect: Connect = default_connect,
@@ -618,7 +622,7 @@ class PolymarketSession:
         """The execution client (one per session: it holds the orders signed by `prepare`)."""
         if self._execution is None:
             if self.signer is None or self.rest.api is None:
-                from tradingd.engine import AuthError
+                from tradingd.engine.venue import AuthError
 
                 raise AuthError(
                     "trading on Polymarket needs POLYMARKET_PRIVATE_KEY and the API key, secret and "

@@ -55,6 +55,7 @@ from ..model.orders import ClientOrderIds, Order, OrderRequest
 from ..model.pricing import YEAR_SECONDS
 from ..model.risk import RiskLimits
 from ..model.settlement import funding_amount
+from ..model.simvenue import SimulatedVenue
 from ..runtime.context import BaseContext
 from ..runtime.flow import OrderFlow
 from ..runtime.mailbox import Mailbox, log_drops
@@ -65,7 +66,6 @@ from ..store.recording import RecordingReader, format_ts, merge_recordings
 from ..venue.catalog import MarketCatalog
 from ..venue.plugins import Decoder, VenuePlugin
 from ..venue.spi import FrameSource
-from .simvenue import SimulatedVenue
 
 __all__ = [
     "BacktestKernel",

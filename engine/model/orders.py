@@ -25,7 +25,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import attrs
 import structlog
@@ -33,9 +33,6 @@ import structlog
 from .errors import IllegalTransition, OrderDenied
 from .events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent, Side
 from .money import optional, to_decimal
-
-if TYPE_CHECKING:
-    from ..store.journal import RestoredOrder
 
 __all__ = [
     "ArchiveUnavailable",
@@ -45,6 +42,7 @@ __all__ = [
     "OrderRequest",
     "OrderTracker",
     "OrderType",
+    "RestoredOrder",
     "TimeInForce",
 ]
 
@@ -362,6 +360,26 @@ class TrackerStats:
     # back (a working state after a final one, a smaller filled size). Logged by the tracker
     # (critical), each with both sides.
     venue_overrides: int = 0
+
+
+@attrs.frozen
+class RestoredOrder:
+    """An order as the journal (store room) left it: enough to track it again after a restart."""
+
+    request: OrderRequest
+    order_id: str | None
+    state: OrderState
+    price: Decimal | None
+    size: Decimal
+    filled_size: Decimal
+    avg_fill_price: Decimal | None
+    reason: str | None
+    created_ns: int
+    updated_ns: int
+    fills: tuple[tuple[str, Decimal, Decimal], ...]  # (trade id, size, price) booked, in order
+    # Trade ids of this order's fills the venue voided since (journaled reversals): a listing
+    # older than the reversal that names one again is stale, never a new fill (`Order.was_reversed`).
+    voided: frozenset[str] = frozenset()
 
 
 class ArchiveUnavailable(Exception):

@@ -25,7 +25,6 @@ from typing import Any, Literal
 import structlog
 import trio
 
-from ..backtest.simvenue import SimulatedVenue
 from ..logs.setup import redact_text
 from ..model.book import OrderBook
 from ..model.errors import ConfigError, OrderRejected, TradingError, VenueError
@@ -47,6 +46,7 @@ from ..model.market import MarketState
 from ..model.money import optional
 from ..model.orders import ClientOrderIds, Order, OrderRequest
 from ..model.risk import RiskLimits
+from ..model.simvenue import SimulatedVenue
 from ..store.journal import OrderJournal
 from ..venue.catalog import CatalogSettings, MarketCatalog
 from ..venue.plugins import load_venue

@@ -19,8 +19,10 @@ simulate on its clock.
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Iterable
 from decimal import Decimal
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
@@ -39,7 +41,15 @@ if TYPE_CHECKING:
     from ..model.ledger import PositionView
     from ..venue.catalog import MarketCatalog
 
-__all__ = ["FailurePolicy", "Strategy", "StrategyContext", "StrategyFailure", "split_strategy_fault"]
+__all__ = [
+    "FailurePolicy",
+    "Strategy",
+    "StrategyContext",
+    "StrategyFailure",
+    "available_strategies",
+    "load_strategy_class",
+    "split_strategy_fault",
+]
 
 # What happens to a failed strategy's open orders (`on_failure` of `[[strategies]]`).
 FailurePolicy = Literal["cancel", "leave"]
@@ -266,3 +276,36 @@ class Strategy(abc.ABC):
 
     async def on_stop(self) -> None:  # noqa: B027
         """Called once after the last event (end of a backtest, daemon shutdown)."""
+
+
+# -- discovery: a strategy class by entry-point name or `module:Class` --------------------------
+
+
+def available_strategies() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group="tradingd.strategies"))
+
+
+def load_strategy_class(spec: str) -> type[Strategy]:
+    """A strategy class from an entry-point name (`gamma_scalp`) or a `module:Class` path."""
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise StrategyError(f"cannot import strategy module {module_name!r}: {exc}") from exc
+        for part in attr.split("."):
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                raise StrategyError(f"module {module_name!r} has no {attr!r}") from None
+    else:
+        for ep in entry_points(group="tradingd.strategies"):
+            if ep.name == spec:
+                obj = ep.load()
+                break
+        else:
+            known = ", ".join(available_strategies()) or "none installed"
+            raise StrategyError(f"unknown strategy {spec!r} (known: {known}; or use module:Class)")
+    if not (isinstance(obj, type) and issubclass(obj, Strategy)):
+        raise StrategyError(f"{spec!r} is not a Strategy subclass")
+    return obj

@@ -43,7 +43,7 @@ from ..model.events import Fill, FillReversal, Liquidity, OrderState, Side
 from ..model.instruments import Instrument
 from ..model.ledger import UsdRates
 from ..model.money import optional
-from ..model.orders import Order, OrderRequest
+from ..model.orders import Order, OrderRequest, RestoredOrder
 
 __all__ = [
     "JournalError",
@@ -51,7 +51,6 @@ __all__ = [
     "JournalWriteError",
     "LedgerEntry",
     "OrderJournal",
-    "RestoredOrder",
 ]
 
 _SCHEMA_VERSION = 2
@@ -232,26 +231,6 @@ class JournalWriteError(sqlite3.OperationalError):
 class JournalStats:
     writes: int = 0
     write_ns: int = 0  # total time spent writing (for `tradingd status`)
-
-
-@attrs.frozen
-class RestoredOrder:
-    """An order as the journal left it: enough to track it again after a restart."""
-
-    request: OrderRequest
-    order_id: str | None
-    state: OrderState
-    price: Decimal | None
-    size: Decimal
-    filled_size: Decimal
-    avg_fill_price: Decimal | None
-    reason: str | None
-    created_ns: int
-    updated_ns: int
-    fills: tuple[tuple[str, Decimal, Decimal], ...]  # (trade id, size, price) booked, in order
-    # Trade ids of this order's fills the venue voided since (journaled reversals): a listing
-    # older than the reversal that names one again is stale, never a new fill (`Order.was_reversed`).
-    voided: frozenset[str] = frozenset()
 
 
 @attrs.frozen

@@ -10,7 +10,6 @@ live in engine.venue.spi; the ones named here are re-exported for their older im
 from __future__ import annotations
 
 import functools
-import importlib
 import itertools
 import operator
 import re
@@ -22,9 +21,8 @@ from typing import Any, Final, TypeVar
 import msgspec
 import orjson
 
-from ..model.errors import ConfigError, MalformedFrame, StrategyError
+from ..model.errors import ConfigError, MalformedFrame
 from ..model.events import MarketEvent
-from ..runtime.strategy import Strategy
 from .spi import Decoder, DecoderStats, LiveVenue, VenuePlugin, VenueSink
 
 __all__ = [
@@ -36,13 +34,11 @@ __all__ = [
     "LiveVenue",
     "VenuePlugin",
     "VenueSink",
-    "available_strategies",
     "available_venues",
     "check_nesting",
     "decode_parsed",
     "guard_decode",
     "load_catalog_class",
-    "load_strategy_class",
     "load_venue",
     "loads_untyped",
     "restore_recursion_limit",
@@ -272,10 +268,6 @@ def available_venues() -> list[str]:
     return sorted(ep.name for ep in entry_points(group="tradingd.venues"))
 
 
-def available_strategies() -> list[str]:
-    return sorted(ep.name for ep in entry_points(group="tradingd.strategies"))
-
-
 def load_venue(name: str) -> VenuePlugin:
     """The venue plugin registered as `name`; `ConfigError` naming the known ones otherwise."""
     for ep in entry_points(group="tradingd.venues"):
@@ -284,29 +276,3 @@ def load_venue(name: str) -> VenuePlugin:
             return plugin
     known = ", ".join(available_venues()) or "none installed"
     raise ConfigError(f"unknown venue {name!r} (known: {known})")
-
-
-def load_strategy_class(spec: str) -> type[Strategy]:
-    """A strategy class from an entry-point name (`gamma_scalp`) or a `module:Class` path."""
-    if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise StrategyError(f"cannot import strategy module {module_name!r}: {exc}") from exc
-        for part in attr.split("."):
-            try:
-                obj = getattr(obj, part)
-            except AttributeError:
-                raise StrategyError(f"module {module_name!r} has no {attr!r}") from None
-    else:
-        for ep in entry_points(group="tradingd.strategies"):
-            if ep.name == spec:
-                obj = ep.load()
-                break
-        else:
-            known = ", ".join(available_strategies()) or "none installed"
-            raise StrategyError(f"unknown strategy {spec!r} (known: {known}; or use module:Class)")
-    if not (isinstance(obj, type) and issubclass(obj, Strategy)):
-        raise StrategyError(f"{spec!r} is not a Strategy subclass")
-    return obj

@@ -56,7 +56,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Container
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 import attrs
 import structlog
@@ -64,9 +64,8 @@ import trio
 import trio_websocket
 
 from ..model.errors import AuthError, CredentialsRefused, FeedStale, MalformedFrame, RateLimited, VenueError
-from ..model.events import BookUpdate, MarketEvent, PrivateEvent, Status, StatusKind
+from ..model.events import BookUpdate, DataKind, MarketEvent, PrivateEvent, Status, StatusKind
 from ..model.instruments import InstrumentRegistry
-from ..runtime.router import MarketRouter
 from .plugins import (
     SHORT_FRAME,
     Decoder,
@@ -85,11 +84,30 @@ __all__ = [
     "CredentialsRefused",
     "PendingRequests",
     "SessionStats",
+    "SubscriptionSource",
     "VenueSession",
     "default_connect",
     "error_code",
     "frame_head",
 ]
+
+
+class SubscriptionSource(Protocol):
+    """What a venue session reads of the engine's router: the subscriptions its strategies
+    merged, per venue, and a version to wait on for a change. The runtime's `MarketRouter` is
+    one; the venue room names only this, so it never imports the runtime (the runtime imports it)."""
+
+    def merged(self, venue: str) -> frozenset[tuple[str, DataKind]]:
+        """The (instrument, kind) pairs some strategy wants from `venue`."""
+        ...
+
+    def version(self, venue: str) -> int:
+        """A number that changes whenever `merged(venue)` does."""
+        ...
+
+    async def wait_changed(self, venue: str, seen_version: int) -> int:
+        """Wait until `version(venue)` is no longer `seen_version`; the new version."""
+        ...
 
 
 @attrs.define
@@ -270,7 +288,7 @@ class VenueSession:
         *,
         decoder: Decoder,
         registry: InstrumentRegistry,
-        router: MarketRouter,  # type: ignore[type-arg]
+        router: SubscriptionSource,
         sink: VenueSink,
         connect: Connect = default_connect,
         clock: Callable[[], int] = time.time_ns,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 import trio
@@ -34,8 +34,10 @@ from ..model.fees import FeeModel
 from ..model.instruments import InstrumentRegistry
 from ..model.orders import Order
 from ..model.settlement import FundingPayment
-from ..runtime.router import MarketRouter
 from .catalog import CatalogSettings, MarketCatalog
+
+if TYPE_CHECKING:  # session.py imports this module's Protocols through plugins.py
+    from .session import SubscriptionSource
 
 __all__ = [
     "Decoder",
@@ -333,7 +335,7 @@ class VenuePlugin(Protocol):
         settings: Any,
         *,
         registry: InstrumentRegistry,
-        router: MarketRouter[Any],
+        router: SubscriptionSource,
         sink: VenueSink,
         trading: bool,
         environ: Mapping[str, str],

@@ -8,17 +8,8 @@ import pytest
 
 from tests.support.helpers import OPTION, PERP, book, registry, request, trade
 from tradingd.connectors.deribit.fees import DeribitFees
-from tradingd.engine import (
-    Fill,
-    Liquidity,
-    Order,
-    OrderBook,
-    OrderRejected,
-    OrderState,
-    OrderUpdate,
-    PrivateEvent,
-    SimulatedVenue,
-)
+from tradingd.engine import Fill, Liquidity, OrderBook, OrderRejected, OrderState, OrderUpdate, PrivateEvent
+from tradingd.engine.model import Order, SimulatedVenue
 
 
 def make(queue_ahead: bool = False) -> tuple[SimulatedVenue, OrderBook]:

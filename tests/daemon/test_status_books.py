@@ -15,8 +15,8 @@ from tradingd.connectors.derive.settings import DeriveSettings
 from tradingd.connectors.derive.stream import DeriveSession
 from tradingd.connectors.polymarket.settings import PolymarketSettings
 from tradingd.connectors.polymarket.stream import PolymarketSession
-from tradingd.engine import InstrumentRegistry
 from tradingd.engine.daemon.service import book_health
+from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.runtime.router import MarketRouter
 
 

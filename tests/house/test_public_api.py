@@ -1,97 +1,226 @@
-"""The public surface is on purpose: these names are what users import."""
+"""The two public surfaces are on purpose, and pinned here name by name:
+
+- `tradingd.engine`: what a strategy author imports (the strategy API).
+- `tradingd.engine.venue`: what a venue connector implements and uses (the venue SPI).
+
+A name added to or dropped from either is an API change: change the set below with it."""
 
 from __future__ import annotations
 
 import inspect
+from types import ModuleType
+
+import pytest
 
 from tradingd import engine
+from tradingd.engine import venue
 
-PUBLIC = {
+STRATEGY_API = {
+    # the strategy and its context
+    "Strategy",
+    "StrategyContext",
+    # events it receives
     "ALL_KINDS",
-    "CatalogMarket",
+    "BookUpdate",
+    "DataKind",
+    "Event",
+    "Fill",
+    "FillReversal",
+    "Greeks",
+    "Liquidity",
+    "MarketEvent",
+    "OrderState",
+    "OrderUpdate",
+    "PrivateEvent",
+    "Side",
+    "Status",
+    "StatusKind",
+    "Subscription",
+    "Ticker",
+    "Trade",
+    "event_to_dict",
+    # orders it sends
+    "OrderRequest",
+    "OrderType",
+    "TimeInForce",
+    # instruments and filters
+    "Instrument",
     "InstrumentFilter",
+    "InstrumentKind",
     "LiveSelection",
+    "OptionRight",
+    # what it reads: the book, positions, the market catalog
+    "OrderBook",
+    "PositionView",
+    "CatalogMarket",
     "InvalidPattern",
     "MarketCatalog",
     "OutcomeToken",
     "SearchResult",
+    # pricing helpers
+    "YEAR_SECONDS",
+    "bs_greeks",
+    "bs_price",
+    "implied_vol",
+    # errors
     "AuthError",
-    "BookUpdate",
-    "ClientOrderIds",
     "ConfigError",
     "DataError",
-    "DataKind",
-    "Decoder",
-    "DecoderStats",
-    "Event",
-    "ExecutionClient",
-    "ExecutionGateway",
-    "FeeModel",
     "FeedStale",
-    "Fill",
-    "FillReversal",
-    "Greeks",
     "IllegalTransition",
-    "Instrument",
-    "InstrumentKind",
-    "InstrumentRegistry",
-    "Ledger",
-    "Limits",
-    "Liquidity",
-    "Mailbox",
     "MalformedFrame",
-    "MarketEvent",
-    "MarketRouter",
-    "MarketState",
-    "OptionRight",
-    "Order",
-    "OrderBook",
-    "OrderFlow",
     "OrderDenied",
     "OrderOutcomeUnknown",
     "OrderRejected",
-    "OrderRequest",
-    "OrderState",
-    "OrderTracker",
-    "OrderType",
-    "OrderUpdate",
-    "PositionView",
-    "PrivateEvent",
-    "ProportionalFees",
     "RateLimited",
-    "RecordingReader",
-    "RecordingSet",
-    "RecordingWriter",
-    "RiskLimits",
     "SequenceGap",
-    "SessionRecorder",
-    "Side",
-    "SimulatedVenue",
-    "Status",
-    "StatusKind",
-    "Strategy",
-    "StrategyContext",
     "StrategyError",
-    "Subscription",
-    "Ticker",
-    "TimeInForce",
-    "Trade",
     "TradingError",
     "VenueError",
-    "VenuePlugin",
     "VenueRejected",
     "VenueUnavailable",
-    "bs_greeks",
-    "bs_price",
-    "event_to_dict",
-    "implied_vol",
-    "read_manifest",
+}
+
+VENUE_SPI = {
+    # what a connector implements
+    "Decoder",
+    "LiveVenue",
+    "VenuePlugin",
+    # what a live session is given
+    "SubscriptionSource",
+    "VenueSink",
+    # the WebSocket session base
+    "SESSION_ERRORS",
+    "Connect",
+    "ConnectionLost",
+    "PendingRequests",
+    "SessionStats",
+    "VenueSession",
+    "default_connect",
+    "error_code",
+    "frame_head",
+    # rate limiting
+    "VENUE_MARGIN",
+    "Backoff",
+    "CreditBucket",
+    # decoding venue bytes safely
+    "MAX_NESTING",
+    "SHORT_FRAME",
+    "DecoderFault",
+    "DecoderStats",
+    "check_nesting",
+    "decode_parsed",
+    "guard_decode",
+    "loads_untyped",
+    "positional_builder",
+    "restore_recursion_limit",
+    # fees, money, settlement
+    "FeeModel",
+    "ProportionalFees",
+    "BadNumber",
+    "from_float",
+    "optional",
+    "positive",
+    "to_decimal",
+    "USD_LIKE",
+    "MAX_PRICE",
+    "FundingPayment",
+    "check_delivery_price",
+    "check_funding",
+    # the market catalog base
+    "CatalogMarket",
+    "InvalidPattern",
+    "MarketCatalog",
+    "OutcomeToken",
+    "SearchResult",
+    "compile_slug_pattern",
+    "iso_utc",
+    # secrets a connector holds, redacted from every log
+    "register_secret",
+    # the model types a connector builds
+    "BookUpdate",
+    "DataKind",
+    "Fill",
+    "FillReversal",
+    "Greeks",
+    "Level",
+    "Liquidity",
+    "MarketEvent",
+    "OrderState",
+    "OrderUpdate",
+    "PrivateEvent",
+    "Side",
+    "Status",
+    "StatusKind",
+    "Subscription",
+    "Ticker",
+    "Trade",
+    "Instrument",
+    "InstrumentKind",
+    "InstrumentRegistry",
+    "OptionRight",
+    "Order",
+    "OrderBook",
+    "OrderRequest",
+    "OrderType",
+    "TimeInForce",
+    "AuthError",
+    "ConfigError",
+    "CredentialsRefused",
+    "DataError",
+    "FeedStale",
+    "MalformedFrame",
+    "OrderDenied",
+    "OrderOutcomeUnknown",
+    "OrderRejected",
+    "RateLimited",
+    "SequenceGap",
+    "VenueError",
+    "VenueRejected",
+    "VenueUnavailable",
+}
+
+# Engine machinery a strategy author never types: kept out of `tradingd.engine` on purpose.
+NOT_FOR_STRATEGIES = {
+    "ClientOrderIds",
+    "Decoder",
+    "DecoderStats",
+    "ExecutionClient",
+    "ExecutionGateway",
+    "FeeModel",
+    "InstrumentRegistry",
+    "Ledger",
+    "Mailbox",
+    "MarketRouter",
+    "Order",
+    "OrderFlow",
+    "OrderTracker",
+    "RecordingReader",
+    "RecordingWriter",
+    "SessionRecorder",
+    "SimulatedVenue",
+    "VenuePlugin",
 }
 
 
-def test_engine_public_names_are_pinned() -> None:
-    exported = {n for n in dir(engine) if not n.startswith("_") and not inspect.ismodule(getattr(engine, n))}
-    assert exported == PUBLIC
+def public_names(module: ModuleType) -> set[str]:
+    """What `from module import <name>` offers beyond its submodules."""
+    return {n for n in dir(module) if not n.startswith("_") and not inspect.ismodule(getattr(module, n))}
+
+
+@pytest.mark.parametrize(
+    ("surface", "pinned"), [(engine, STRATEGY_API), (venue, VENUE_SPI)], ids=["strategy", "venue"]
+)
+def test_surface_names_are_pinned(surface: ModuleType, pinned: set[str]) -> None:
+    declared: list[str] = surface.__all__
+    assert len(declared) == len(set(declared)), "a name is listed twice in __all__"
+    assert set(declared) == pinned
+    # Nothing public beyond `__all__` (an import added without a thought would show here).
+    assert public_names(surface) == pinned
+
+
+def test_strategy_surface_holds_no_machinery() -> None:
+    assert not NOT_FOR_STRATEGIES & set(engine.__all__)
 
 
 def test_errors_form_one_tree() -> None:

@@ -11,7 +11,8 @@ import orjson
 
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.connectors.derive.codec import DeriveDecoder
-from tradingd.engine import Fill, InstrumentRegistry
+from tradingd.engine import Fill
+from tradingd.engine.model import InstrumentRegistry
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -22,15 +22,8 @@ from tradingd.config._loader import make_converter, structure
 from tradingd.connectors.deribit.instruments import instrument_from_json as deribit_instrument
 from tradingd.connectors.derive.codec import DeriveDecoder
 from tradingd.connectors.derive.generator import build_market
-from tradingd.engine import (
-    ConfigError,
-    Instrument,
-    InstrumentKind,
-    InstrumentRegistry,
-    MarketEvent,
-    OptionRight,
-    Strategy,
-)
+from tradingd.engine import ConfigError, Instrument, InstrumentKind, MarketEvent, OptionRight, Strategy
+from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.model.filter import InstrumentFilter, KindName
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -469,7 +462,8 @@ class SelectingContext:
     """The parts of a strategy context `LiveSelection` uses, over a real registry and market."""
 
     def __init__(self, instruments: list[Instrument], spot: float) -> None:
-        from tradingd.engine import InstrumentRegistry, MarketState, Ticker
+        from tradingd.engine import Ticker
+        from tradingd.engine.model import InstrumentRegistry, MarketState
 
         self.registry = InstrumentRegistry(instruments)
         self.market = MarketState(self.registry)

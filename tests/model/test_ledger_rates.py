@@ -14,22 +14,12 @@ import numpy as np
 import pytest
 
 from tests.support.helpers import OPTION, PERP, registry, request, ticker
-from tradingd.engine import (
-    Fill,
-    FillReversal,
-    Instrument,
-    InstrumentKind,
-    InstrumentRegistry,
-    Ledger,
-    Liquidity,
-    MarketState,
-    OrderFlow,
-    OrderRequest,
-    Side,
-)
+from tradingd.engine import Fill, FillReversal, Instrument, InstrumentKind, Liquidity, OrderRequest, Side
 from tradingd.engine.backtest.kernel import BacktestResult, StrategyResult
 from tradingd.engine.backtest.report import print_summary, report_dict
+from tradingd.engine.model import InstrumentRegistry, Ledger, MarketState
 from tradingd.engine.model.money import BadNumber, from_float, to_decimal
+from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.store.journal import OrderJournal
 
 S = 1_000_000_000

@@ -12,15 +12,15 @@ import structlog
 
 from tests.support.helpers import PERP, registry, request
 from tradingd.engine import (
-    MarketState,
     OrderDenied,
-    OrderFlow,
     OrderOutcomeUnknown,
     OrderRejected,
     TradingError,
     VenueError,
     VenueRejected,
 )
+from tradingd.engine.model import MarketState
+from tradingd.engine.runtime import OrderFlow
 from tradingd.strategies.momentum import Momentum
 
 

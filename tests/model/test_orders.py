@@ -11,14 +11,13 @@ from tradingd.engine import (
     Fill,
     IllegalTransition,
     Liquidity,
-    Order,
     OrderRejected,
     OrderRequest,
     OrderState,
-    OrderTracker,
     OrderUpdate,
     Side,
 )
+from tradingd.engine.model import Order, OrderTracker
 from tradingd.engine.model.orders import _ALLOWED
 
 S = OrderState

@@ -11,17 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.helpers import OPTION, PERP, registry, ticker
-from tradingd.engine import (
-    Fill,
-    FillReversal,
-    Instrument,
-    InstrumentKind,
-    InstrumentRegistry,
-    Ledger,
-    Liquidity,
-    MarketState,
-    Side,
-)
+from tradingd.engine import Fill, FillReversal, Instrument, InstrumentKind, Liquidity, Side
+from tradingd.engine.model import InstrumentRegistry, Ledger, MarketState
 
 
 def fill(inst: str, side: str, size: str, price: str, fee: str = "0") -> Fill:

@@ -8,7 +8,9 @@ from decimal import Decimal
 import pytest
 
 from tests.support.helpers import OPTION, PERP, registry, request, ticker
-from tradingd.engine import Limits, MarketState, OrderFlow, OrderRejected, OrderRequest, RiskLimits
+from tradingd.engine import OrderRejected, OrderRequest
+from tradingd.engine.model import Limits, MarketState, RiskLimits
+from tradingd.engine.runtime import OrderFlow
 
 _S = 1_000_000_000
 HUGE = "5000000"  # the order that went through under a NaN limit

@@ -307,8 +307,10 @@ def test_funding_waits_for_a_usd_rate_and_is_booked_once() -> None:
     (None); once the index is known it is booked at it, exactly, and only once."""
     from tests.support.helpers import PERP as PERP_DEF
     from tests.support.helpers import registry, ticker
-    from tradingd.engine import Fill, Liquidity, MarketState, OrderFlow, Side
+    from tradingd.engine import Fill, Liquidity, Side
+    from tradingd.engine.model import MarketState
     from tradingd.engine.model.settlement import FundingPayment
+    from tradingd.engine.runtime import OrderFlow
 
     reg = registry()
     market = MarketState(reg)
@@ -342,8 +344,10 @@ def test_a_payment_the_journal_knows_is_booked_for_no_strategy_after_a_restart(t
     even to a strategy that holds the perpetual now and had no share then."""
     from tests.support.helpers import PERP as PERP_DEF
     from tests.support.helpers import registry, ticker
-    from tradingd.engine import Fill, Liquidity, MarketState, OrderFlow, Side
+    from tradingd.engine import Fill, Liquidity, Side
+    from tradingd.engine.model import MarketState
     from tradingd.engine.model.settlement import FundingPayment
+    from tradingd.engine.runtime import OrderFlow
 
     def flow_on(journal: OrderJournal) -> OrderFlow:
         reg = registry()

@@ -14,19 +14,9 @@ import trio
 
 from tests.support.helpers import OPTION, PERP, registry, request, ticker
 from tests.support.live_support import until
-from tradingd.engine import (
-    Fill,
-    Limits,
-    Liquidity,
-    MarketState,
-    OrderDenied,
-    OrderFlow,
-    OrderRejected,
-    OrderRequest,
-    RiskLimits,
-    Side,
-    VenueError,
-)
+from tradingd.engine import Fill, Liquidity, OrderDenied, OrderRejected, OrderRequest, Side, VenueError
+from tradingd.engine.model import Limits, MarketState, RiskLimits
+from tradingd.engine.runtime import OrderFlow
 
 _S = 1_000_000_000
 _DAY = 86_400 * _S

@@ -73,7 +73,7 @@ async def test_a_decoder_fault_reports_a_book_gap_per_held_book_and_resnapshots_
 def _deribit() -> Any:
     from tests.venue.test_venue_answers import _Sink
     from tradingd.connectors.deribit.stream import DeribitSession
-    from tradingd.engine import InstrumentRegistry
+    from tradingd.engine.model import InstrumentRegistry
     from tradingd.engine.runtime.router import MarketRouter
 
     return DeribitSession(
@@ -85,7 +85,7 @@ def _derive() -> Any:
     from tests.venue.test_venue_answers import _Sink
     from tradingd.connectors.derive.settings import DeriveSettings
     from tradingd.connectors.derive.stream import DeriveSession
-    from tradingd.engine import InstrumentRegistry
+    from tradingd.engine.model import InstrumentRegistry
     from tradingd.engine.runtime.router import MarketRouter
 
     return DeriveSession(DeriveSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink())

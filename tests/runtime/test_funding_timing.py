@@ -18,8 +18,10 @@ import trio
 import trio.testing
 
 from tests.support.helpers import PERP, registry, request, ticker
-from tradingd.engine import Fill, Liquidity, MarketState, OrderFlow, Side
+from tradingd.engine import Fill, Liquidity, Side
+from tradingd.engine.model import MarketState
 from tradingd.engine.model.settlement import FundingPayment
+from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.store.journal import OrderJournal
 
 S = 1_000_000_000

@@ -13,23 +13,19 @@ import trio.testing
 
 from tests.support.helpers import OPTION, PERP, registry, request, ticker
 from tradingd.engine import (
-    ExecutionGateway,
     Fill,
     FillReversal,
-    Limits,
     Liquidity,
-    MarketState,
-    Order,
-    OrderFlow,
     OrderRejected,
     OrderRequest,
     OrderState,
     OrderUpdate,
     PrivateEvent,
-    RiskLimits,
     Side,
     VenueError,
 )
+from tradingd.engine.model import Limits, MarketState, Order, RiskLimits
+from tradingd.engine.runtime import ExecutionGateway, OrderFlow
 
 
 class FakeVenue:

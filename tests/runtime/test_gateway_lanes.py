@@ -14,22 +14,18 @@ import trio.testing
 
 from tests.support.helpers import OPTION, PERP, registry, request, ticker
 from tradingd.engine import (
-    ExecutionGateway,
-    Limits,
-    MarketState,
-    Order,
     OrderDenied,
-    OrderFlow,
     OrderOutcomeUnknown,
     OrderRejected,
     OrderState,
     OrderUpdate,
     PrivateEvent,
-    RiskLimits,
     VenueError,
     VenueRejected,
     VenueUnavailable,
 )
+from tradingd.engine.model import Limits, MarketState, Order, RiskLimits
+from tradingd.engine.runtime import ExecutionGateway, OrderFlow
 
 
 class SlowVenue:

@@ -15,17 +15,9 @@ import trio
 from tests.store.test_journal import make_flow
 from tests.support.helpers import PERP, request, ticker
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.engine import (
-    Fill,
-    Liquidity,
-    OrderFlow,
-    OrderRejected,
-    OrderState,
-    OrderTracker,
-    OrderUpdate,
-    Side,
-    VenueError,
-)
+from tradingd.engine import Fill, Liquidity, OrderRejected, OrderState, OrderUpdate, Side, VenueError
+from tradingd.engine.model import OrderTracker
+from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.journal import OrderJournal
 

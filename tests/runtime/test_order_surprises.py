@@ -18,7 +18,8 @@ from structlog.testing import LogCapture
 
 from tests.store.test_journal import make_flow
 from tests.support.helpers import OPTION, request
-from tradingd.engine import Fill, Liquidity, OrderState, OrderTracker, OrderUpdate, Side
+from tradingd.engine import Fill, Liquidity, OrderState, OrderUpdate, Side
+from tradingd.engine.model import OrderTracker
 from tradingd.engine.store.journal import OrderJournal
 
 S = OrderState

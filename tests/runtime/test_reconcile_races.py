@@ -14,7 +14,8 @@ import trio
 
 from tests.support.helpers import PERP, request, ticker
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.engine import Fill, FillReversal, Liquidity, Order, OrderState, OrderUpdate, PrivateEvent, Side
+from tradingd.engine import Fill, FillReversal, Liquidity, OrderState, OrderUpdate, PrivateEvent, Side
+from tradingd.engine.model import Order
 from tradingd.engine.runtime.live import LiveEngine
 
 S = 1_000_000_000

@@ -18,7 +18,8 @@ import trio
 from tests.runtime.test_reconcile_races import _engine, _fill, _resting, _SlowVenue, _update, _while_asked
 from tests.store.test_journal import fill, make_flow, update
 from tests.support.helpers import PERP, request
-from tradingd.engine import FillReversal, OrderState, OrderTracker, Side
+from tradingd.engine import FillReversal, OrderState, Side
+from tradingd.engine.model import OrderTracker
 from tradingd.engine.store.journal import OrderJournal
 
 S = 1_000_000_000

@@ -16,7 +16,6 @@ from tradingd.engine import (
     BookUpdate,
     DataKind,
     MarketEvent,
-    MarketRouter,
     OrderBook,
     OrderState,
     OrderUpdate,
@@ -27,6 +26,7 @@ from tradingd.engine import (
     Ticker,
     Trade,
 )
+from tradingd.engine.runtime import MarketRouter
 from tradingd.engine.runtime.mailbox import Mailbox, merge_book_updates
 from tradingd.engine.runtime.router import run_strategy
 

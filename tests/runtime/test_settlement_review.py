@@ -18,8 +18,10 @@ import trio
 
 from tests.support.helpers import PERP as PERP_DEF
 from tests.support.helpers import registry, ticker
-from tradingd.engine import Fill, Liquidity, MarketState, OrderFlow, Side, VenueError
+from tradingd.engine import Fill, Liquidity, Side, VenueError
+from tradingd.engine.model import MarketState
 from tradingd.engine.model.settlement import FundingPayment
+from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.store.journal import OrderJournal
 
 PERP = PERP_DEF.symbol

@@ -16,7 +16,8 @@ from tests.runtime.test_gateway_lanes import SlowVenue, _flow, _settle, stalled_
 from tests.support.helpers import PERP, request, ticker
 from tests.support.live_support import Probe, live_deribit
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.engine import ExecutionGateway, OrderDenied, OrderRejected, OrderState, Subscription
+from tradingd.engine import OrderDenied, OrderRejected, OrderState, Subscription
+from tradingd.engine.runtime import ExecutionGateway
 from tradingd.engine.runtime.live import LiveEngine
 
 

@@ -23,16 +23,9 @@ from tests.backtest import test_simvenue as simvenue
 from tests.support.helpers import OPTION, PERP, registry, request, ticker
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.connectors.derive.codec import DeriveDecoder
-from tradingd.engine import (
-    Fill,
-    FillReversal,
-    InstrumentRegistry,
-    Liquidity,
-    MarketState,
-    OrderFlow,
-    OrderState,
-    Side,
-)
+from tradingd.engine import Fill, FillReversal, Liquidity, OrderState, Side
+from tradingd.engine.model import InstrumentRegistry, MarketState
+from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.store.journal import JournalError, OrderJournal
 
 S = 1_000_000_000

@@ -17,18 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.helpers import OPTION, PERP, registry, request, ticker
-from tradingd.engine import (
-    Fill,
-    FillReversal,
-    InstrumentRegistry,
-    Liquidity,
-    MarketState,
-    OrderFlow,
-    OrderRejected,
-    OrderState,
-    OrderUpdate,
-    Side,
-)
+from tradingd.engine import Fill, FillReversal, Liquidity, OrderRejected, OrderState, OrderUpdate, Side
+from tradingd.engine.model import InstrumentRegistry, MarketState
+from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.store.journal import OrderJournal
 
 S = 1_000_000_000
@@ -179,7 +170,8 @@ def test_a_kill_9_right_after_a_write_loses_nothing(tmp_path: Path) -> None:
         f"""
         import os, signal
         from decimal import Decimal
-        from tradingd.engine import MarketState, OrderFlow
+        from tradingd.engine.model import MarketState
+        from tradingd.engine.runtime import OrderFlow
         from tradingd.engine.store.journal import OrderJournal
         from tests.support.helpers import PERP, registry, request
         journal = OrderJournal({str(path)!r})

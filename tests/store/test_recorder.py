@@ -32,12 +32,10 @@ from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.simulator import DeribitSimulator, serve
 from tradingd.engine import (
     DataError,
-    InstrumentRegistry,
     MalformedFrame,
     MarketEvent,
     OrderRejected,
     OrderRequest,
-    RecordingReader,
     Side,
     Strategy,
     Subscription,
@@ -45,7 +43,9 @@ from tradingd.engine import (
     Trade,
 )
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.store import RecordingReader
 from tradingd.engine.store.recorder import RecordingSet, SessionRecorder, read_manifest, recording_files
 from tradingd.engine.store.recording import format_ts
 

@@ -28,7 +28,8 @@ from tradingd.connectors.derive.simulator import serve as serve_derive
 from tradingd.connectors.polymarket.settings import PolymarketSettings
 from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
 from tradingd.connectors.polymarket.simulator import serve as serve_polymarket
-from tradingd.engine import BookUpdate, Fill, InstrumentRegistry, MalformedFrame, Subscription, Ticker
+from tradingd.engine import BookUpdate, Fill, MalformedFrame, Subscription, Ticker
+from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.recorder import RecordingSet, SessionRecorder
 from tradingd.engine.venue.catalog import CatalogSettings

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from tradingd.engine import RecordingWriter
+from tradingd.engine.store import RecordingWriter
 
 T0_MS = 1_795_478_400_000  # 2026-11-24T00:00:00Z
 OPTION = "BTC-25DEC26-90000-C"

@@ -8,13 +8,13 @@ from tradingd.engine import (
     BookUpdate,
     Instrument,
     InstrumentKind,
-    InstrumentRegistry,
     OptionRight,
     OrderRequest,
     Side,
     Ticker,
     Trade,
 )
+from tradingd.engine.model import InstrumentRegistry
 
 PERP = Instrument(
     venue="deribit",

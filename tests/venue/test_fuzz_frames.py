@@ -32,7 +32,8 @@ import msgspec
 import orjson
 import pytest
 
-from tradingd.engine import InstrumentRegistry, MalformedFrame
+from tradingd.engine import MalformedFrame
+from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.store.recording import RecordingReader
 from tradingd.engine.venue.plugins import MAX_NESTING, Decoder, DecoderFault, load_venue
 
@@ -455,7 +456,7 @@ def test_every_schemaless_parse_is_bounded_and_refuses_what_is_not_json() -> Non
 _DEEP_SCRIPT = textwrap.dedent(
     """
     import sys, trio
-    from tradingd.engine import InstrumentRegistry, MalformedFrame
+    from tradingd.engine.venue import InstrumentRegistry, MalformedFrame
     from tradingd.engine.venue.plugins import load_venue
     import tradingd.connectors.polymarket.signing  # imports eth-account, whose py_ecc raises the limit
     frame = b"[" * 50_000 + b"]" * 50_000

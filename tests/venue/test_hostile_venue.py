@@ -19,7 +19,8 @@ import zstandard
 
 from tests.daemon.test_daemon import Daemon, serve_sim, until
 from tradingd.cli.main import main
-from tradingd.engine import InstrumentRegistry, Subscription
+from tradingd.engine import Subscription
+from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.model.errors import DataError
 from tradingd.engine.store.recording import RecordingReader, RecordingWriter
 from tradingd.engine.venue.plugins import load_venue

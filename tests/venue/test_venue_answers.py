@@ -18,7 +18,8 @@ from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.stream import DeribitSession
 from tradingd.connectors.derive.settings import DeriveSettings
 from tradingd.connectors.derive.stream import DeriveSession
-from tradingd.engine import InstrumentRegistry, MalformedFrame, Order, OrderRequest, VenueError
+from tradingd.engine import MalformedFrame, OrderRequest, VenueError
+from tradingd.engine.model import InstrumentRegistry, Order
 from tradingd.engine.runtime.router import MarketRouter
 
 

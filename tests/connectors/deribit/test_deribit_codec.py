@@ -20,11 +20,8 @@ from tradingd.connectors.deribit import PLUGIN
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine import (
     BookUpdate,
-    Decoder,
-    DecoderStats,
     Greeks,
     InstrumentKind,
-    InstrumentRegistry,
     MalformedFrame,
     MarketEvent,
     OrderBook,
@@ -34,6 +31,8 @@ from tradingd.engine import (
     Ticker,
     Trade,
 )
+from tradingd.engine.model import InstrumentRegistry
+from tradingd.engine.venue import Decoder, DecoderStats
 from tradingd.engine.venue.plugins import MAX_NESTING, SHORT_FRAME, DecoderFault
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "deribit"
@@ -870,7 +869,7 @@ def test_a_result_nested_50000_deep_is_malformed_even_with_a_raised_recursion_li
         import sys
         sys.setrecursionlimit(100_000)
         from tradingd.connectors.deribit.codec import DeribitDecoder
-        from tradingd.engine import InstrumentRegistry, MalformedFrame
+        from tradingd.engine.venue import InstrumentRegistry, MalformedFrame
         dec = DeribitDecoder(InstrumentRegistry())
         deep = b"[" * 50_000 + b"]" * 50_000
         error = b'{"jsonrpc":"2.0","id":1,"error":{"code":10001,"message":"m","data":' + deep + b"}}"

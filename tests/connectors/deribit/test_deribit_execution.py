@@ -21,8 +21,6 @@ from tradingd.connectors.deribit.stream import map_error
 from tradingd.engine import (
     AuthError,
     Fill,
-    InstrumentRegistry,
-    Order,
     OrderRejected,
     OrderState,
     OrderUpdate,
@@ -31,6 +29,7 @@ from tradingd.engine import (
     VenueRejected,
 )
 from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.model import InstrumentRegistry, Order
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "deribit"
 

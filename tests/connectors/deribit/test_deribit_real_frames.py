@@ -14,7 +14,8 @@ import pytest
 
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.connectors.deribit.instruments import instrument_from_json
-from tradingd.engine import InstrumentKind, InstrumentRegistry, OrderState, OrderUpdate, Side, Ticker
+from tradingd.engine import InstrumentKind, OrderState, OrderUpdate, Side, Ticker
+from tradingd.engine.model import InstrumentRegistry
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "deribit"
 T_LOCAL = 1_700_000_000_000_000_000

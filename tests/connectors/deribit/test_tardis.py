@@ -27,12 +27,12 @@ from tradingd.engine import (
     ConfigError,
     DataError,
     InstrumentKind,
-    InstrumentRegistry,
     MarketEvent,
     OptionRight,
     Ticker,
     Trade,
 )
+from tradingd.engine.model import InstrumentRegistry
 
 ROOT = Path(__file__).resolve().parent.parent.parent.parent
 FIX = ROOT / "tests" / "fixtures" / "tardis"

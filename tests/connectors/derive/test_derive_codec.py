@@ -24,12 +24,9 @@ from tradingd.connectors.derive.codec import DeriveDecoder, decode_order_result,
 from tradingd.connectors.derive.fees import DeriveFees
 from tradingd.engine import (
     BookUpdate,
-    Decoder,
-    DecoderStats,
     Fill,
     Greeks,
     InstrumentKind,
-    InstrumentRegistry,
     Liquidity,
     MalformedFrame,
     MarketEvent,
@@ -43,6 +40,8 @@ from tradingd.engine import (
     Trade,
     event_to_dict,
 )
+from tradingd.engine.model import InstrumentRegistry
+from tradingd.engine.venue import Decoder, DecoderStats
 from tradingd.engine.venue.plugins import MAX_NESTING, check_nesting
 
 ROOT = Path(__file__).resolve().parent.parent.parent.parent
@@ -703,7 +702,7 @@ DEEP_FRAMES_WITH_THE_LIMIT_RAISED = """
 import sys
 sys.setrecursionlimit(100_000)
 from tradingd.connectors.derive.codec import DeriveDecoder
-from tradingd.engine import InstrumentRegistry, MalformedFrame
+from tradingd.engine.venue import InstrumentRegistry, MalformedFrame
 d = DeriveDecoder(InstrumentRegistry())
 error = b'{"id":1,"error":{"code":1,"message":"m","data":'
 for n in (50_000, 30_000):

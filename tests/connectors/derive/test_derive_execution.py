@@ -46,9 +46,7 @@ from tradingd.engine import (
     ConfigError,
     Fill,
     FillReversal,
-    InstrumentRegistry,
     Liquidity,
-    Order,
     OrderRejected,
     OrderRequest,
     OrderState,
@@ -59,6 +57,7 @@ from tradingd.engine import (
     VenueRejected,
     VenueUnavailable,
 )
+from tradingd.engine.model import InstrumentRegistry, Order
 from tradingd.engine.runtime.router import MarketRouter
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "derive"

@@ -27,11 +27,9 @@ from tradingd.engine import (
     BookUpdate,
     Fill,
     InstrumentKind,
-    InstrumentRegistry,
     Liquidity,
     MarketEvent,
     OptionRight,
-    RecordingReader,
     Status,
     Strategy,
     Subscription,
@@ -39,8 +37,10 @@ from tradingd.engine import (
     Trade,
 )
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.model.filter import InstrumentFilter
 from tradingd.engine.sim.synth import SynthMarket
+from tradingd.engine.store import RecordingReader
 
 START = "2026-11-24T00:00:00Z"
 START_NS = 1_795_478_400 * 1_000_000_000

@@ -49,13 +49,13 @@ from tradingd.connectors.polymarket.gamma_simulator import GammaSimulator
 from tradingd.engine import (
     DataKind,
     MarketEvent,
-    MarketRouter,
     RateLimited,
     Strategy,
     Subscription,
     TradingError,
     VenueError,
 )
+from tradingd.engine.runtime import MarketRouter
 from tradingd.engine.venue.catalog import (
     CatalogMarket,
     InvalidPattern,

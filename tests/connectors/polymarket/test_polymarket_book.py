@@ -18,7 +18,8 @@ from py_clob_client_v2.utilities import generate_orderbook_summary_hash  # type:
 
 from tradingd.connectors.polymarket.book import QUANTUM, LocalOrderBook, on_grid, summary_hash
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
-from tradingd.engine import BookUpdate, InstrumentRegistry, MalformedFrame, OrderBook, Status, StatusKind
+from tradingd.engine import BookUpdate, MalformedFrame, OrderBook, Status, StatusKind
+from tradingd.engine.model import InstrumentRegistry
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "polymarket"
 TOKEN = "71321045679252212594626385532706912750332728571942532289631379312455583992563"

@@ -27,11 +27,9 @@ from tradingd.connectors.polymarket.fees import PolymarketFees
 from tradingd.connectors.polymarket.instruments import FeeSchedule, Outcomes
 from tradingd.engine import (
     BookUpdate,
-    Decoder,
     Fill,
     FillReversal,
     InstrumentKind,
-    InstrumentRegistry,
     Liquidity,
     MalformedFrame,
     MarketEvent,
@@ -44,6 +42,8 @@ from tradingd.engine import (
     Trade,
     event_to_dict,
 )
+from tradingd.engine.model import InstrumentRegistry
+from tradingd.engine.venue import Decoder
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "polymarket"
 T = 1_700_000_000_123_456_789

@@ -40,10 +40,8 @@ from tradingd.engine import (
     AuthError,
     Fill,
     FillReversal,
-    InstrumentRegistry,
     Liquidity,
     MalformedFrame,
-    Order,
     OrderDenied,
     OrderRejected,
     OrderRequest,
@@ -56,6 +54,7 @@ from tradingd.engine import (
     VenueRejected,
     VenueUnavailable,
 )
+from tradingd.engine.model import InstrumentRegistry, Order
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "polymarket"
 API = DEMO_API

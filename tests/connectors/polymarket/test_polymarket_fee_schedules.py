@@ -30,9 +30,7 @@ from tradingd.engine import (
     Fill,
     Instrument,
     InstrumentKind,
-    InstrumentRegistry,
     Liquidity,
-    Order,
     OrderDenied,
     OrderRequest,
     OrderState,
@@ -40,6 +38,7 @@ from tradingd.engine import (
     Side,
     Subscription,
 )
+from tradingd.engine.model import InstrumentRegistry, Order
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.runtime.router import MarketRouter
 from tradingd.engine.sim.server import Receive, Scope, Send

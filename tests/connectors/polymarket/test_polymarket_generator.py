@@ -23,7 +23,9 @@ from tradingd.cli.main import main
 from tradingd.connectors.polymarket import PLUGIN
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.generator import MARKETS, PolymarketFeed, generate_sample, parse_options
-from tradingd.engine import BookUpdate, InstrumentRegistry, RecordingReader, Status, StatusKind, Ticker, Trade
+from tradingd.engine import BookUpdate, Status, StatusKind, Ticker, Trade
+from tradingd.engine.model import InstrumentRegistry
+from tradingd.engine.store import RecordingReader
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "polymarket"
 START = "2026-11-24T00:00:00Z"

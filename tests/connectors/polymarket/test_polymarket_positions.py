@@ -21,7 +21,8 @@ from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecuti
 from tradingd.connectors.polymarket.settings import PolymarketSettings
 from tradingd.connectors.polymarket.signing import OrderSigner
 from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
-from tradingd.engine import BookUpdate, InstrumentRegistry, OrderState, StatusKind, Subscription
+from tradingd.engine import BookUpdate, OrderState, StatusKind, Subscription
+from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.sim.server import Receive, Scope, Send
 from tradingd.engine.venue.catalog import CatalogSettings

@@ -32,7 +32,6 @@ from tradingd.connectors.polymarket.codec import PolymarketDecoder, TradeSettlem
 from tradingd.engine import (
     BookUpdate,
     Fill,
-    InstrumentRegistry,
     Liquidity,
     MalformedFrame,
     OrderState,
@@ -43,6 +42,7 @@ from tradingd.engine import (
     Ticker,
     Trade,
 )
+from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.venue.plugins import MAX_NESTING
 
 # The account of NautilusTrader's captures: its API key (the `owner` of its orders) and its funder
@@ -398,7 +398,7 @@ import tradingd.connectors.polymarket.signing  # its dependency raises the recur
 assert sys.getrecursionlimit() >= 100_000
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import _text
-from tradingd.engine import InstrumentRegistry, MalformedFrame
+from tradingd.engine.venue import InstrumentRegistry, MalformedFrame
 n = 50_000
 frames = [
     b"[" * n + b"]" * n,
@@ -523,7 +523,7 @@ _SHALLOW_LIMIT = """
 import sys
 sys.setrecursionlimit(1000)  # the interpreter's default: a backtest or `decode` imports no py_ecc
 from tradingd.connectors.polymarket.codec import PolymarketDecoder, decode_open_orders, decode_order
-from tradingd.engine import InstrumentRegistry, MalformedFrame
+from tradingd.engine.venue import InstrumentRegistry, MalformedFrame
 dec = PolymarketDecoder(InstrumentRegistry())
 escaped = []
 for n in (990, 1000, 1020, 1030):

@@ -31,13 +31,13 @@ from decimal import Decimal
 
 import attrs
 
-from ..model.book import OrderBook
-from ..model.errors import OrderRejected
-from ..model.events import BookUpdate, Fill, Liquidity, OrderState, OrderUpdate, PrivateEvent, Side, Trade
-from ..model.fees import FeeModel
-from ..model.instruments import Instrument, InstrumentRegistry
-from ..model.money import from_float
-from ..model.orders import Order, OrderType, TimeInForce
+from .book import OrderBook
+from .errors import OrderRejected
+from .events import BookUpdate, Fill, Liquidity, OrderState, OrderUpdate, PrivateEvent, Side, Trade
+from .fees import FeeModel
+from .instruments import Instrument, InstrumentRegistry
+from .money import from_float
+from .orders import Order, OrderType, TimeInForce
 
 __all__ = ["SimulatedVenue"]
 
