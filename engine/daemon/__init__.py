@@ -1,8 +1,21 @@
 """The daemon: `tradingd run`'s process around the live engine: signals, systemd notify and
-watchdog, the status file, the kill switch, the journal and recorder it opens.
+watchdog, the status file, the kill switch, the journal and recorder it opens; its typed
+settings (`DaemonSettings`, built by the CLI from the config: the engine never reads config/).
 
 Depends on: model, venue, store, logs, runtime."""
 
-from .service import Daemon, DaemonPaths, Notifier, book_health, daemon_paths, read_status, risk_limits
+from .service import Daemon, DaemonPaths, Notifier, book_health, daemon_paths, read_status, run_daemon
+from .settings import DaemonOptions, DaemonSettings, RecordingOptions
 
-__all__ = ["Daemon", "DaemonPaths", "Notifier", "book_health", "daemon_paths", "read_status", "risk_limits"]
+__all__ = [
+    "Daemon",
+    "DaemonOptions",
+    "DaemonPaths",
+    "DaemonSettings",
+    "Notifier",
+    "RecordingOptions",
+    "book_health",
+    "daemon_paths",
+    "read_status",
+    "run_daemon",
+]
