@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 import structlog
@@ -43,8 +43,16 @@ import trio
 import zstandard
 
 from ..model.errors import DataError
-from ..venue.spi import LiveVenue
 from .recording import RecordingReader, format_ts
+
+
+class Subscribed(Protocol):
+    """What the recorder reads of a live venue (`LiveVenue.channels`): the store room sits below
+    the venue room, so it names only this."""
+
+    @property
+    def channels(self) -> frozenset[str]: ...
+
 
 __all__ = ["MANIFEST_NAME", "RecordingSet", "SessionRecorder", "read_manifest", "recording_files"]
 
@@ -270,7 +278,7 @@ class SessionRecorder:
 
         return on_frame
 
-    def watch(self, venues: Mapping[str, LiveVenue]) -> None:
+    def watch(self, venues: Mapping[str, Subscribed]) -> None:
         """Name the channels each venue's session carries in the manifest: `venues` maps names
         to live venues (`LiveVenue.channels`; e.g. `LiveEngine.venues`)."""
         for name, live in venues.items():
@@ -503,7 +511,7 @@ class SessionRecorder:
         self._manifest_at = self.clock()
 
 
-def _channels_of(live: LiveVenue) -> Callable[[], Iterable[str] | None]:
+def _channels_of(live: Subscribed) -> Callable[[], Iterable[str] | None]:
     def channels() -> Iterable[str] | None:
         return live.channels
 

@@ -178,6 +178,17 @@ VENUE_SPI = {
     "VenueError",
     "VenueRejected",
     "VenueUnavailable",
+    # the typed SPI's execution client, reconciler, capabilities and status (engine/venue/spi.py)
+    "CatalogSettings",
+    "DeliveryPrices",
+    "ExecutionClient",
+    "FrameSource",
+    "FundingHistory",
+    "PositionSource",
+    "Reconciler",
+    "SessionCounters",
+    "VenueConnection",
+    "VenueExecution",
 }
 
 # Engine machinery a strategy author never types: kept out of `tradingd.engine` on purpose.
