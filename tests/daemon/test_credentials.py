@@ -12,9 +12,10 @@ import sys
 import pytest
 import trio
 
-from tests.daemon.test_daemon import Daemon, serve_sim, sim_orders
-from tests.daemon.test_daemon import until as until_file
+from tests.support.daemon_process import Daemon, serve_sim, sim_orders
+from tests.support.daemon_process import until as until_file
 from tests.support.live_support import Probe, until
+from tests.support.systemd_unit import settings
 from tradingd.cli.main import EXIT_CREDENTIALS
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
@@ -66,8 +67,6 @@ async def test_a_wrong_secret_at_start_exits_78_at_once_with_one_line_naming_wha
 
 def test_the_unit_waits_for_the_clock_to_be_synchronised() -> None:
     # A login signs the current time: before NTP, a refusal is the clock's, not the secret's.
-    from tests.daemon.test_deploy import settings
-
     unit = settings()
     for key in ("Wants", "After"):
         assert "time-sync.target" in " ".join(unit[key]).split(), key
@@ -128,8 +127,6 @@ reconnect_cap_s = 0.2
 
 
 def test_the_unit_does_not_restart_into_refused_credentials() -> None:
-    from tests.daemon.test_deploy import settings
-
     assert settings()["RestartPreventExitStatus"] == [str(EXIT_CREDENTIALS)]
 
 

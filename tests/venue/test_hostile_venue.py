@@ -17,7 +17,7 @@ import pytest
 import trio
 import zstandard
 
-from tests.daemon.test_daemon import Daemon, serve_sim, until
+from tests.support.daemon_process import Daemon, serve_sim, until
 from tradingd.cli.main import main
 from tradingd.engine import InstrumentRegistry, Subscription
 from tradingd.engine.model.errors import DataError
