@@ -12,7 +12,7 @@ import pytest
 import structlog
 import trio
 
-from tests.store.test_journal import make_flow
+from tests.support.flows import make_flow
 from tests.support.helpers import PERP, request, ticker
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.engine import (

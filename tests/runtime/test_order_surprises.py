@@ -16,7 +16,7 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from tests.store.test_journal import make_flow
+from tests.support.flows import make_flow
 from tests.support.helpers import OPTION, request
 from tradingd.engine import Fill, Liquidity, OrderState, OrderTracker, OrderUpdate, Side
 from tradingd.engine.store.journal import OrderJournal

@@ -16,7 +16,7 @@ import attrs
 import trio
 
 from tests.runtime.test_reconcile_races import _engine, _fill, _resting, _SlowVenue, _update, _while_asked
-from tests.store.test_journal import fill, make_flow, update
+from tests.support.flows import fill, make_flow, update
 from tests.support.helpers import PERP, request
 from tradingd.engine import FillReversal, OrderState, OrderTracker, Side
 from tradingd.engine.store.journal import OrderJournal

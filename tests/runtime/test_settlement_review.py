@@ -188,8 +188,8 @@ def test_every_round_looks_a_day_back_so_a_payment_listed_late_is_booked() -> No
 def test_a_delivery_price_of_zero_is_refused_before_the_journal_and_restore_survives_an_old_row(
     tmp_path: Path,
 ) -> None:
-    from tests.store.test_fill_key import _fill
-    from tests.store.test_fill_key import make_flow as flow_with
+    from tests.support.flows import fill
+    from tests.support.flows import make_flow as flow_with
     from tests.support.helpers import request
 
     path = tmp_path / "j.sqlite"
@@ -197,7 +197,7 @@ def test_a_delivery_price_of_zero_is_refused_before_the_journal_and_restore_surv
     flow = flow_with(journal)
     order = flow.accept(request("buy", "20", "8954", instrument=PERP, cid="s-1"), now_ns=1 * S)
     flow.assign_order_id(order, "V1")
-    flow.on_fill(_fill("T1", "20", "8954", oid="V1"))
+    flow.on_fill(fill("T1", "20", "8954", oid="V1", liquidity=Liquidity.TAKER))
     assert flow.settle("deribit", PERP, 0.0, now_ns=2 * S) is None  # an inverse contract: no price
     assert flow.settle("deribit", PERP, float("nan"), now_ns=2 * S) is None
     assert flow.settlements_refused == 2

@@ -20,7 +20,8 @@ import orjson
 import pytest
 
 from tests.backtest import test_simvenue as simvenue
-from tests.support.helpers import OPTION, PERP, registry, request, ticker
+from tests.support.flows import make_flow
+from tests.support.helpers import OPTION, PERP, request
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.connectors.derive.codec import DeriveDecoder
 from tradingd.engine import (
@@ -28,7 +29,6 @@ from tradingd.engine import (
     FillReversal,
     InstrumentRegistry,
     Liquidity,
-    MarketState,
     OrderFlow,
     OrderState,
     Side,
@@ -177,14 +177,6 @@ def schema_of(path: Path) -> tuple[int, list[tuple[Any, ...]]]:
         return version, db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
     finally:
         db.close()
-
-
-def make_flow(journal: OrderJournal | None, reg: InstrumentRegistry | None = None) -> OrderFlow:
-    reg = reg if reg is not None else registry()
-    market = MarketState(reg)
-    market.on_ticker(ticker(PERP.symbol, index=90_000.0, mark=90_010.0))
-    market.on_ticker(ticker(OPTION.symbol, index=90_000.0, mark=0.05))
-    return OrderFlow(reg, market, lambda _: None, journal=journal)
 
 
 # -- the journal's schema 2 and its migration ----------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 import structlog
 import trio
 
-from tests.store.test_journal import make_flow
+from tests.support.flows import make_flow
 from tests.support.helpers import PERP, request
 from tests.support.live_support import until
 from tradingd.config import load_config
