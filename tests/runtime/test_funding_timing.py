@@ -389,6 +389,7 @@ def test_expiries_awaiting_delivery_never_keep_funding_from_being_asked() -> Non
     flow = make_flow()
     client = _Client()
     client.delay_s = 3600.0  # the venue never answers about deliveries
+    assert OPTION.expiry_ns is not None
     now = [OPTION.expiry_ns + 10 * S]
     engine = live(flow, client, now)
     trio.run(engine._catch_up_fills, "deribit", client)
@@ -407,6 +408,7 @@ def test_every_instrument_awaiting_delivery_is_asked_in_turn() -> None:
     flow = make_flow()
     client = _Client()
     client.delay_s = 1.0
+    assert OPTION.expiry_ns is not None
     now = [OPTION.expiry_ns + 10 * S]
     engine = live(flow, client, now)
     engine.mode = "paper"  # expiries only

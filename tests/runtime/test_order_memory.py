@@ -7,6 +7,8 @@ from __future__ import annotations
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
+from typing import NoReturn
+from unittest.mock import patch
 
 import pytest
 import structlog
@@ -161,7 +163,7 @@ def test_the_oldest_order_is_remembered_after_it_is_let_go(tmp_path: Path) -> No
     assert again.tracker.first_created_ns == {"deribit": HALF_S}
 
 
-def _disk_full(*args: object, **kwargs: object) -> None:
+def _disk_full(*args: object, **kwargs: object) -> NoReturn:
     raise sqlite3.OperationalError("database or disk is full")
 
 
@@ -304,11 +306,9 @@ async def test_a_fill_the_journal_could_not_be_read_for_is_caught_up_later_once(
     assert all(o.client_order_id != "s-1" for o in flow.tracker.orders())  # let go
     venue = _Venue([late_fill("V1", "T1", 100 * S)])
 
-    journal.find_order = _unreadable  # type: ignore[method-assign]
-    with structlog.testing.capture_logs() as logs:
+    with patch.object(journal, "find_order", _unreadable), structlog.testing.capture_logs() as logs:
         await engine._catch_up_fills("deribit", venue)
     assert flow.position("s", "deribit", PERP.symbol) == 0
-    del journal.find_order
     now[0] = 600 * S  # minutes later: a catch-up from its own time would start after the fill
     await engine._catch_up_fills("deribit", venue)
     assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
@@ -316,7 +316,9 @@ async def test_a_fill_the_journal_could_not_be_read_for_is_caught_up_later_once(
     await engine._catch_up_fills("deribit", venue)
     assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
     assert venue.asked[-1] == 600 * S - 60 * S  # booked: back to catching up from the last one
-    assert [t for t, *_ in journal.find_order("deribit", order_id="V1").fills] == ["T1"]  # type: ignore[union-attr]
+    restored = journal.find_order("deribit", order_id="V1")
+    assert restored is not None
+    assert [t for t, *_ in restored.fills] == ["T1"]
     assert "fills.catch_up_incomplete" in [e["event"] for e in logs if e["log_level"] == "critical"]
 
 
@@ -333,8 +335,9 @@ async def test_a_live_fill_the_journal_could_not_be_read_for_has_the_venue_recon
     engine._caught_up_ns["deribit"] = 300 * S  # a catch-up that finished after the fill's time
     reconciled: list[str] = []
 
-    async def reconcile(name: str) -> None:
+    async def reconcile(name: str) -> bool:
         reconciled.append(name)
+        return False  # as the real one answers when it did not finish
 
     engine._reconcile = reconcile  # type: ignore[method-assign]
     journal.find_order = _unreadable  # type: ignore[method-assign]

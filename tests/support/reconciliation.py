@@ -4,6 +4,7 @@ channel's reports arrive meanwhile through `LiveEngine.private`, as a venue sess
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 import trio
@@ -106,8 +107,8 @@ class _SlowVenue:
         return self.fills
 
 
-async def _while_asked(venue: _SlowVenue, events: list[PrivateEvent], engine: LiveEngine) -> None:
+async def _while_asked(venue: _SlowVenue, events: Sequence[PrivateEvent], engine: LiveEngine) -> None:
     """Once the venue has the question: the channel's reports arrive, then the answer."""
     await venue.asked.wait()
-    engine.private(events)
+    engine.private(list(events))
     venue.gate.set()
