@@ -150,8 +150,8 @@ def test_a_full_disk_is_said_and_no_order_goes_out_that_was_not_journaled(tmp_pa
             refused = (f"s-{i}", exc)
             break
     assert refused is not None
-    cid, exc = refused
-    assert f"journal {path}: disk full" in str(exc)
+    cid, error = refused
+    assert f"journal {path}: disk full" in str(error)
     order = flow.tracker.get(cid)
     assert order is not None and order.state is OrderState.REJECTED  # final: never sent
     failures = [c.kwargs for c in log.calls if c.kwargs.get("event") == "journal.write_failed"]
