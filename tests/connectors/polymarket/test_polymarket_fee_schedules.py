@@ -17,6 +17,7 @@ import structlog
 import trio
 
 from tests.support.live_support import Probe, until
+from tests.support.sessions import venue_session
 from tradingd.config._schema import CatalogConfig
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution, trade_tokens
@@ -133,7 +134,7 @@ async def test_a_first_order_asks_no_fee_schedule_and_the_cancel_behind_it_is_no
     with trio.fail_after(15):
         await engine.ready.wait()
     await until(lambda: bool(probe.of(BookUpdate, x)) and bool(probe.of(BookUpdate, y)))
-    outcomes = engine.venues[V].outcomes
+    outcomes = venue_session(engine, V, PolymarketSession).outcomes
     known_at_ready = {token: outcomes.get(token) for token in (x, y)}
     resting = await probe.ctx.buy(V, y, 10, price="0.05")
     assert resting.status is OrderState.OPEN

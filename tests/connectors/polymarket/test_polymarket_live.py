@@ -19,10 +19,12 @@ import structlog
 import trio
 
 from tests.support.live_support import Probe, until
+from tests.support.sessions import venue_session
 from tradingd.config._schema import CatalogConfig
 from tradingd.connectors.polymarket.codec import TradeSettlement, TradeStatus
 from tradingd.connectors.polymarket.settings import PolymarketSettings
 from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
+from tradingd.connectors.polymarket.stream import PolymarketSession, UserConnection
 from tradingd.engine import (
     BookUpdate,
     Fill,
@@ -93,8 +95,15 @@ async def start(
     return engine
 
 
-def session(engine: LiveEngine) -> Any:
-    return engine.venues[V]
+def session(engine: LiveEngine) -> PolymarketSession:
+    return venue_session(engine, V, PolymarketSession)
+
+
+def user_channel(engine: LiveEngine) -> UserConnection:
+    """The session's user channel (it has one: the tests trade with credentials)."""
+    user = session(engine).user
+    assert user is not None
+    return user
 
 
 @pytest.fixture
@@ -140,7 +149,7 @@ async def test_market_data_on_one_market_connection_and_books_equal_to_the_venue
     simulator.resume()
     # PING every second, answered PONG (§2.2 keepalive), and nothing reconnected.
     await until(lambda: session(engine).market.pongs >= 2, within=5)
-    assert session(engine).market.stats.connects == 1 and session(engine).user.stats.connects == 1
+    assert session(engine).market.stats.connects == 1 and user_channel(engine).stats.connects == 1
     # What the daemon's status file and watchdog read: both connections, added up.
     live = session(engine)
     assert live.connected and live.stats.connects == 2 and live.channels == {token, other, "user"}
@@ -417,10 +426,10 @@ async def test_a_dropped_connection_loses_nothing(
     simulator._apply(simulator.matching.on_trade(hit, simulator.clock()), simulator.clock())
     assert sim_order.status == "MATCHED"
     live = session(engine)
-    await until(lambda: live.market.stats.connects == 2 and live.user.stats.connects == 2)
+    await until(lambda: live.market.stats.connects == 2 and user_channel(engine).stats.connects == 2)
     # The trade reported while we were away is recovered (by the user connection, and by the
     # engine's reconciliation), once; the order is filled.
-    await until(lambda: probe.ctx.position(V, token) == 10 and live.user.recovered_trades >= 1)
+    await until(lambda: probe.ctx.position(V, token) == 10 and user_channel(engine).recovered_trades >= 1)
     order = engine.flow.tracker.get(resting.client_order_id or "")
     assert order is not None and order.state is OrderState.FILLED and order.fills_size == 10
     # (The engine's reconciliation reads the trades again: a fill it knows is not booked twice.)
@@ -541,10 +550,10 @@ async def test_garbage_frames_are_counted_and_survived(
     engine = await start(nursery, base, probe, cache=cache)
     simulator.apply_faults({"garbage": 1})
     live = session(engine)
-    await until(lambda: live.market.stats.malformed >= 2 and live.user.stats.malformed >= 2)
+    await until(lambda: live.market.stats.malformed >= 2 and user_channel(engine).stats.malformed >= 2)
     count = len(probe.of(BookUpdate, token))
     await until(lambda: len(probe.of(BookUpdate, token)) > count + 2)
-    assert live.market.stats.connects == 1 and live.user.stats.connects == 1
+    assert live.market.stats.connects == 1 and user_channel(engine).stats.connects == 1
 
 
 async def test_tick_size_change_and_resolution_live(nursery: trio.Nursery, cache: Path) -> None:
@@ -615,7 +624,7 @@ async def test_secrets_never_reach_the_logs(
         with pytest.raises(OrderRejected):
             await probe.ctx.buy(V, token, 10, price="0.055")
         simulator.drop_all()
-        await until(lambda: session(engine).user.stats.connects == 2)
+        await until(lambda: user_channel(engine).stats.connects == 2)
         session(engine).log.info("debug.dump", credentials=repr(session(engine).credentials))
         logged = out.buffer.getvalue() + out.getvalue().encode()
     finally:
