@@ -49,7 +49,7 @@ async def test_daemon_survives_hostile_frames_and_keeps_trading(
     daemon = Daemon(tmp_path, address, below=0.1)
     await daemon.start(nursery)
 
-    def venue() -> dict[str, object]:
+    def venue() -> dict[str, Any]:  # the status file's JSON
         return ((daemon.status() or {}).get("venues") or {}).get("deribit") or {}
 
     await until(lambda: venue().get("ready"), within=30, what="the daemon connected")

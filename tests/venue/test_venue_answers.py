@@ -138,7 +138,7 @@ async def test_deribit_an_absurd_instruments_answer_is_refused_and_the_known_sta
     session = deribit()
     known = sorted(i.symbol for i in session.registry)
 
-    async def get_instruments(method: str, params: dict[str, Any], **kw: Any) -> bytes:
+    async def get_instruments(method: str, params: dict[str, Any] | None = None, **kw: Any) -> bytes:
         return answer
 
     session.call_retrying = get_instruments  # type: ignore[method-assign]
@@ -157,7 +157,7 @@ async def test_deribit_an_instruments_answer_the_decoder_trips_on_is_refused() -
 
     session.decoder.learn_instruments = trips  # type: ignore[method-assign]
 
-    async def get_instruments(method: str, params: dict[str, Any], **kw: Any) -> bytes:
+    async def get_instruments(method: str, params: dict[str, Any] | None = None, **kw: Any) -> bytes:
         return b"[]"
 
     session.call_retrying = get_instruments  # type: ignore[method-assign]
