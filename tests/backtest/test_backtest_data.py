@@ -12,8 +12,8 @@ from typing import Any
 import structlog
 import trio
 
-from tests.backtest.test_backtest import Scripted
 from tests.support import deribit_frames as F
+from tests.support.backtests import Scripted
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.engine import Subscription, Ticker
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestResult, BacktestSettings, DataSource

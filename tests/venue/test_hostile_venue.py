@@ -286,8 +286,8 @@ async def test_session_lets_interrupts_and_connection_errors_through(exc: BaseEx
 def test_backtest_counts_hostile_frames_and_goes_on(tmp_path: Path) -> None:
     """The backtest kernel reads the same hostile frames as a live session: each is counted
     malformed and the replay goes on to the frames after it."""
-    from tests.backtest.test_backtest import Scripted, run
     from tests.support import deribit_frames as F
+    from tests.support.backtests import Scripted, run
 
     huge = F.snapshot(F.OPTION, 3, 11, [(1e308, 3.0)], [(0.05, 2.0)])
     frames = [
