@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.backtest import test_simvenue as simvenue
+from tests.support import simulated_venue as simvenue
 from tests.support.flows import make_flow
 from tests.support.helpers import OPTION, PERP, request
 from tradingd.connectors.deribit.codec import DeribitDecoder
