@@ -193,7 +193,7 @@ DERIVE_OPTION = "BTC-20261211-90000-C"
 
 
 async def derive_engine(nursery: trio.Nursery, probe: Probe, clock: Clock) -> tuple[Any, LiveEngine]:
-    from tests.connectors.derive.test_derive_live import CREDS as DERIVE_CREDS
+    from tests.support.derive_live import CREDS as DERIVE_CREDS
     from tradingd.connectors.derive.settings import DeriveSettings
     from tradingd.connectors.derive.simulator import DeriveSimulator
     from tradingd.connectors.derive.simulator import serve as serve_derive

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import trio
 
-from tests.connectors.deribit import test_deribit_live as deribit
-from tests.connectors.polymarket.test_polymarket_live import API, V, cache, serve_sim, start, yes
+from tests.support import deribit_live as deribit
 from tests.support.live_support import Probe, until
+from tests.support.polymarket_live import API, V, cache, serve_sim, start, yes
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.engine import BookUpdate, Fill, OrderState, Subscription
 from tradingd.engine.runtime.live import LiveEngine

@@ -3,16 +3,16 @@ subscribe, receive, place/edit/cancel, fills, and recovery from each injected fa
 
 from __future__ import annotations
 
-import functools
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import trio
 
+from tests.support.deribit_live import CREDS, PERP, serve_sim
 from tests.support.live_support import Probe, until
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from tradingd.connectors.deribit.simulator import DeribitSimulator
 from tradingd.engine import (
     BookUpdate,
     Fill,
@@ -27,18 +27,6 @@ from tradingd.engine import (
     Trade,
 )
 from tradingd.engine.runtime.live import LiveEngine
-
-PERP = "BTC-PERPETUAL"
-CREDS = {
-    "DERIBIT_CLIENT_ID": next(iter(DEFAULT_ACCOUNTS)),
-    "DERIBIT_CLIENT_SECRET": next(iter(DEFAULT_ACCOUNTS.values())),
-}
-
-
-async def serve_sim(nursery: trio.Nursery, **options: Any) -> tuple[DeribitSimulator, str]:
-    simulator = DeribitSimulator(seed=5, step_s=0.05, heartbeat_scale=0.1, **options)
-    binds = await nursery.start(functools.partial(serve, simulator))
-    return simulator, binds[0].removeprefix("http://")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ order journal against the venue."""
 
 from __future__ import annotations
 
-import functools
 import io
 import itertools
 from decimal import Decimal
@@ -19,11 +18,10 @@ import structlog
 import trio
 
 from tests.support.live_support import Probe, until
+from tests.support.polymarket_live import API, V, cache, serve_sim, start, yes
 from tests.support.sessions import venue_session
-from tradingd.config._schema import CatalogConfig
 from tradingd.connectors.polymarket.codec import TradeSettlement, TradeStatus
-from tradingd.connectors.polymarket.settings import PolymarketSettings
-from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
+from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, PolymarketSimulator
 from tradingd.connectors.polymarket.stream import PolymarketSession, UserConnection
 from tradingd.engine import (
     BookUpdate,
@@ -35,7 +33,6 @@ from tradingd.engine import (
     Side,
     Status,
     StatusKind,
-    Strategy,
     Subscription,
     Ticker,
     Trade,
@@ -44,55 +41,12 @@ from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.journal import OrderJournal
 
-API = DEMO_API
-CREDS = {
-    "POLYMARKET_PRIVATE_KEY": DEMO_ACCOUNT.private_key,
-    "POLYMARKET_API_KEY": API.key,
-    "POLYMARKET_API_SECRET": API.secret,
-    "POLYMARKET_API_PASSPHRASE": API.passphrase,
-}
-V = "polymarket"
-
-
-async def serve_sim(nursery: trio.Nursery, **options: Any) -> tuple[PolymarketSimulator, str]:
-    simulator = PolymarketSimulator(**{"seed": 5, "step_s": 0.05, "mine_s": 0.1, "confirm_s": 0.1, **options})
-    binds = await nursery.start(functools.partial(serve, simulator))
-    return simulator, binds[0].removeprefix("http://")
+__all__ = ["cache"]  # the fixture (tests/support/polymarket_live), used by name
 
 
 @pytest.fixture
 async def sim(nursery: trio.Nursery) -> tuple[PolymarketSimulator, str]:
     return await serve_sim(nursery)
-
-
-async def start(
-    nursery: trio.Nursery,
-    base: str,
-    *strategies: Strategy,
-    mode: str = "live",
-    environ: dict[str, str] | None = None,
-    cache: Path | None = None,
-    journal: OrderJournal | None = None,
-    wait: bool = True,
-    **settings: Any,
-) -> LiveEngine:
-    engine = LiveEngine(
-        list(strategies),
-        {V: PolymarketSettings(url=f"ws://{base}/ws", rest_url=f"http://{base}", **settings)},
-        mode=mode,  # type: ignore[arg-type]
-        environ=CREDS if environ is None else environ,
-        paper_latency_s=0.0,
-        # The market catalog reads the simulator's Gamma (never the network, never ~/.cache).
-        catalog_settings=CatalogConfig(
-            polymarket_cache=str(cache) if cache is not None else None, gamma_url=f"http://{base}/gamma"
-        ),
-        journal=journal,
-    )
-    await nursery.start(engine.run)
-    if wait:
-        with trio.fail_after(10):
-            await engine.ready.wait()
-    return engine
 
 
 def session(engine: LiveEngine) -> PolymarketSession:
@@ -104,15 +58,6 @@ def user_channel(engine: LiveEngine) -> UserConnection:
     user = session(engine).user
     assert user is not None
     return user
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> Path:
-    return tmp_path / "catalog.jsonl"
-
-
-def yes(sim: PolymarketSimulator, i: int = 0) -> str:
-    return sim.feed.markets[i].yes
 
 
 async def test_market_data_on_one_market_connection_and_books_equal_to_the_venues(
