@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.connectors.polymarket.test_polymarket_codec import (
+from tests.support.polymarket_frames import (
     MARKET,
     OWNER,
     TOKEN,
