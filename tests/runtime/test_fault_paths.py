@@ -71,7 +71,7 @@ async def test_a_decoder_fault_reports_a_book_gap_per_held_book_and_resnapshots_
 
 
 def _deribit() -> Any:
-    from tests.venue.test_venue_answers import _Sink
+    from tests.support.offline_sessions import _Sink
     from tradingd.connectors.deribit.stream import DeribitSession
     from tradingd.engine import InstrumentRegistry
     from tradingd.engine.runtime.router import MarketRouter
@@ -82,7 +82,7 @@ def _deribit() -> Any:
 
 
 def _derive() -> Any:
-    from tests.venue.test_venue_answers import _Sink
+    from tests.support.offline_sessions import _Sink
     from tradingd.connectors.derive.settings import DeriveSettings
     from tradingd.connectors.derive.stream import DeriveSession
     from tradingd.engine import InstrumentRegistry
@@ -94,7 +94,7 @@ def _derive() -> Any:
 @pytest.mark.parametrize("make", [pytest.param(_deribit, id="deribit"), pytest.param(_derive, id="derive")])
 @pytest.mark.parametrize("code", [b"[1]", b'{"a":1}', b"1.5", b"true", b"null"])
 async def test_an_error_answer_with_an_odd_code_reaches_its_caller_at_once(make: Any, code: bytes) -> None:
-    from tests.venue.test_venue_answers import error_answer
+    from tests.support.offline_sessions import error_answer
     from tradingd.engine import AuthError, OrderRejected, RateLimited, VenueError
 
     exc = await error_answer(make(), b'{"code":%s,"message":"m"}' % code)
