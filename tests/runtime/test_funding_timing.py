@@ -188,7 +188,7 @@ def test_derive_keeps_each_record_of_one_instant_with_a_stable_id() -> None:
     """Two records of one instrument in one millisecond (a trade's realization and the
     settlement's, say) are two payments: both kept, with ids that do not depend on the order
     the venue lists them in."""
-    from tests.runtime.test_settlement_review import _derive, _Session
+    from tests.support.canned_execution import _derive, _Session
 
     def ids(events: list[dict[str, Any]]) -> list[tuple[str, Decimal]]:
         body = {"events": events, "pagination": {"count": len(events), "num_pages": 1}}
@@ -206,7 +206,7 @@ def test_derive_keeps_each_record_of_one_instant_with_a_stable_id() -> None:
 
 
 def test_deribit_settlement_funding_spans_its_daily_session() -> None:
-    from tests.runtime.test_settlement_review import _deribit, _Session
+    from tests.support.canned_execution import _deribit, _Session
 
     item = {"type": "settlement", "timestamp": 2_000_000_000_000, "instrument_name": SYMBOL,
             "funding": -0.001, "position": 100}  # fmt: skip

@@ -8,14 +8,13 @@ from __future__ import annotations
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import orjson
 import pytest
 import structlog
 import trio
 
+from tests.support.canned_execution import _deribit, _derive, _Session
 from tests.support.helpers import PERP as PERP_DEF
 from tests.support.helpers import registry, ticker
 from tradingd.engine import Fill, Liquidity, MarketState, OrderFlow, Side, VenueError
@@ -214,29 +213,6 @@ def test_a_delivery_price_of_zero_is_refused_before_the_journal_and_restore_surv
     assert restored.position("s", "deribit", PERP) == 20
 
 
-class _Session:
-    """A venue session answering every call with one body (and counting calls)."""
-
-    def __init__(self, body: Any, limit: int = 200) -> None:
-        self.body = body
-        self.calls = 0
-        self.limit = limit
-        self.trading = True
-        self.log = structlog.get_logger("test")
-
-    async def call_retrying(self, method: str, params: dict[str, Any]) -> bytes:
-        self.calls += 1
-        if self.calls > self.limit:
-            raise RuntimeError(f"still asking after {self.calls - 1} calls")
-        return orjson.dumps(self.body)
-
-
-def _deribit(session: _Session) -> Any:
-    from tradingd.connectors.deribit.execution import DeribitExecution
-
-    return DeribitExecution(session, registry(), currencies=["BTC"])  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize(
     ("instrument", "price"),
     [(PERP, 0.0), (PERP, -5.0), (PERP, 1e30), ("BTC-11DEC26-90000-C", -0.1), ("BTC-11DEC26-90000-C", 1e30)],
@@ -258,15 +234,6 @@ def test_deribit_delivers_an_option_out_of_the_money_at_zero() -> None:
 
 
 # -- 5. Derive's money as money ---------------------------------------------------------------------
-def _derive(session: _Session) -> Any:
-    from tradingd.connectors.derive.execution import DeriveExecution
-
-    ex: Any = DeriveExecution.__new__(DeriveExecution)
-    ex.session = session
-    ex.registry = registry()
-    ex._signer = SimpleNamespace(credentials=SimpleNamespace(subaccount_id=1))
-    ex.clock = lambda: 2_000_000_000 * S
-    return ex
 
 
 @pytest.mark.parametrize("settled", ["Infinity", "-1e9", "NaN", "1e30", "0"])
@@ -393,7 +360,7 @@ def test_a_backtest_accrues_deribit_funding_continuously_from_real_shaped_tardis
     minutes, 30 spans of 10 s at -0.00001568 then 30 at 0.0000211, 1,000 USD of the inverse
     perpetual bought 0.5 s in and held; the mark the backtest holds is the book's mid (7,987.75,
     as in `test_settlement`'s backtest), the USD rate the index (7,989.28)."""
-    from tests.model.test_settlement import BuyOnce
+    from tests.support.backtests import BuyOnce
     from tradingd.connectors.deribit import PLUGIN
     from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 
