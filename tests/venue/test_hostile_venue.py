@@ -8,7 +8,6 @@ import copy
 import random
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,12 @@ import trio
 import zstandard
 
 from tests.support.daemon_process import Daemon, serve_sim, until
+from tests.support.frame_sessions import _session, _Ws
 from tradingd.cli.main import main
-from tradingd.engine import InstrumentRegistry, Subscription
+from tradingd.engine import Subscription
 from tradingd.engine.model.errors import DataError
 from tradingd.engine.store.recording import RecordingReader, RecordingWriter
-from tradingd.engine.venue.plugins import load_venue
-from tradingd.engine.venue.session import ConnectionLost, VenueSession
+from tradingd.engine.venue.session import ConnectionLost
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -218,41 +217,6 @@ def test_recording_reader_says_a_zst_is_unfinished(tmp_path: Path) -> None:
         zstandard.ZstdCompressor().compress(b"{}\n") + zstandard.ZstdCompressor().compress(b"[]\n")
     )
     assert [f for _, f in RecordingReader(both)] == [b"{}", b"[]"]
-
-
-class _Ws:
-    """A connection that delivers `frames`, then nothing."""
-
-    def __init__(self, frames: list[bytes]) -> None:
-        self.frames = frames
-
-    async def get_message(self) -> bytes:
-        if not self.frames:
-            await trio.sleep_forever()
-        return self.frames.pop(0)
-
-
-def _session(handle: Callable[[bytes | str], None]) -> VenueSession:
-    class _Session(VenueSession):
-        venue = "deribit"
-
-        async def _handle(self, message: bytes | str, now: int) -> None:
-            handle(message)
-
-    class _Sink:
-        async def market(self, events: list[Any]) -> None:
-            pass
-
-        def private(self, events: list[Any]) -> None:
-            pass
-
-    registry = InstrumentRegistry()
-    return _Session(
-        decoder=load_venue("deribit").decoder(registry),
-        registry=registry,
-        router=None,  # type: ignore[arg-type]
-        sink=_Sink(),
-    )
 
 
 async def test_session_counts_and_skips_what_a_venue_handler_raises() -> None:
