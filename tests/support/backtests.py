@@ -1,5 +1,6 @@
-"""A strategy run by a script (`Scripted`: what it does on each event, and what it saw), and a backtest
-of Deribit frames from one recording (`run`)."""
+"""Strategies for backtests (`Scripted`: runs a script on each event and records what it saw;
+`BuyOnce`: buys 1,000 USD of BTC-PERPETUAL on its first book), and a backtest of Deribit frames from
+one recording (`run`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import trio
 
 from tradingd.connectors.deribit import PLUGIN
-from tradingd.engine import MarketEvent, Strategy, StrategyContext, Subscription
+from tradingd.engine import BookUpdate, MarketEvent, Strategy, StrategyContext, Subscription
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestResult, BacktestSettings, DataSource
 
 
@@ -42,3 +43,19 @@ def run(path: Path, *strategies: Strategy, **settings: Any) -> BacktestResult:
         {"deribit": PLUGIN}, [DataSource("deribit", path)], list(strategies), BacktestSettings(**settings)
     )
     return trio.run(kernel.run)
+
+
+class BuyOnce(Strategy):
+    """Buys 1,000 USD of the perpetual on its first book, then holds."""
+
+    def __init__(self) -> None:
+        super().__init__("holder")
+        self.bought = False
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return [Subscription("deribit", "BTC-PERPETUAL")]
+
+    async def on_event(self, event: MarketEvent) -> None:
+        if isinstance(event, BookUpdate) and not self.bought:
+            self.bought = True
+            await self.ctx.buy("deribit", "BTC-PERPETUAL", 1000)
