@@ -1,9 +1,11 @@
-"""A venue session whose frame handler is the test's (`_session`), and a connection that delivers
-given frames, then nothing (`_Ws`)."""
+"""A venue session whose frame handler is the test's (`_session`), a connection that delivers given
+frames, then nothing (`_Ws`), and a Polymarket session receiving one frame from it
+(`polymarket_session_receives`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -39,3 +41,34 @@ def _session(handle: Callable[[bytes | str], None]) -> VenueSession:
         router=None,  # type: ignore[arg-type]  # `_handle` is the test's: nothing reaches a router
         sink=_Sink(),
     )
+
+
+async def polymarket_session_receives(frame: bytes) -> None:
+    """A Polymarket session (its module imports signing) takes `frame` from its connection."""
+    import tradingd.connectors.polymarket.stream  # noqa: F401 - it imports signing (py_ecc)
+
+    seen: list[Any] = []
+
+    class _Session(VenueSession):
+        venue = "polymarket"
+
+        async def _handle(self, message: bytes | str, now: int) -> None:
+            await self.decode(message, now)
+
+    class _Keep:
+        async def market(self, events: list[Any]) -> None:
+            seen.extend(events)
+
+        def private(self, events: list[Any]) -> None:
+            seen.extend(events)
+
+    registry = InstrumentRegistry()
+    session = _Session(
+        decoder=load_venue("polymarket").decoder(registry),
+        registry=registry,
+        router=None,  # type: ignore[arg-type]  # `_handle` only decodes: nothing reaches a router
+        sink=_Keep(),
+    )
+    with trio.move_on_after(0.5):
+        await session._receive(_Ws([frame, b'"not a dict"']))  # type: ignore[arg-type]  # a stand-in socket
+    assert session.stats.malformed == 2, session.stats
