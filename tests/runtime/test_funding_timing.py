@@ -17,24 +17,15 @@ import structlog
 import trio
 import trio.testing
 
-from tests.support.helpers import PERP, registry, request, ticker
-from tradingd.engine import Fill, Liquidity, MarketState, OrderFlow, Side
+from tests.support.flows import restored_flow as make_flow
+from tests.support.helpers import PERP, request
+from tradingd.engine import Fill, Liquidity, OrderFlow, Side
 from tradingd.engine.model.settlement import FundingPayment
 from tradingd.engine.store.journal import OrderJournal
 
 S = 1_000_000_000
 H = 3600 * S
 SYMBOL = PERP.symbol
-
-
-def make_flow(journal: OrderJournal | None = None) -> OrderFlow:
-    reg = registry()
-    market = MarketState(reg)
-    market.on_ticker(ticker(SYMBOL, index=90_000.0, mark=90_000.0))
-    flow = OrderFlow(reg, market, lambda _: None)
-    if journal is not None:
-        flow.restore(journal, now_ns=0)
-    return flow
 
 
 _n = iter(range(1, 10**6))

@@ -15,24 +15,14 @@ import structlog
 import trio
 
 from tests.support.canned_execution import _deribit, _derive, _Session
+from tests.support.flows import restored_flow as make_flow
 from tests.support.helpers import PERP as PERP_DEF
-from tests.support.helpers import registry, ticker
-from tradingd.engine import Fill, Liquidity, MarketState, OrderFlow, Side, VenueError
+from tradingd.engine import Fill, Liquidity, OrderFlow, Side, VenueError
 from tradingd.engine.model.settlement import FundingPayment
 from tradingd.engine.store.journal import OrderJournal
 
 PERP = PERP_DEF.symbol
 S = 1_000_000_000
-
-
-def make_flow(journal: OrderJournal | None = None) -> OrderFlow:
-    reg = registry()
-    market = MarketState(reg)
-    market.on_ticker(ticker(PERP, index=90_000.0, mark=90_000.0))
-    flow = OrderFlow(reg, market, lambda _: None)
-    if journal is not None:
-        flow.restore(journal, now_ns=0)
-    return flow
 
 
 def trade(flow: OrderFlow, strategy: str, side: Side, size: int | str, ts: int, tid: str) -> None:

@@ -69,3 +69,15 @@ def update(oid: str, cid: str, status: OrderState, filled: str = "0") -> OrderUp
         size=Decimal("30"),
         filled_size=Decimal(filled),
     )
+
+
+def restored_flow(journal: OrderJournal | None = None) -> OrderFlow:
+    """An order flow over the test registry, the perpetual at index and mark 90,000, its orders and
+    ledgers restored from `journal` when one is given (the flow itself journals nothing)."""
+    reg = registry()
+    market = MarketState(reg)
+    market.on_ticker(ticker(PERP.symbol, index=90_000.0, mark=90_000.0))
+    flow = OrderFlow(reg, market, lambda _: None)
+    if journal is not None:
+        flow.restore(journal, now_ns=0)
+    return flow
