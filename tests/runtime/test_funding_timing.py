@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import structlog
 import trio
 import trio.testing
 
 from tests.support.flows import restored_flow as make_flow
 from tests.support.helpers import PERP, request
+from tests.support.reduced_engine import reduced_engine
 from tradingd.engine import Fill, Liquidity, OrderFlow, Side
 from tradingd.engine.model.settlement import FundingPayment
 from tradingd.engine.store.journal import OrderJournal
@@ -230,24 +230,9 @@ class _Client:
         return None
 
 
-class _Venue:
-    def __init__(self, client: _Client) -> None:
-        self.client = client
-
-    def execution(self) -> _Client:
-        return self.client
-
-
 def live(flow: OrderFlow, client: _Client, now: list[int]) -> Any:
     """A LiveEngine reduced to its settlement task and its catch-up of fills."""
-    from tradingd.engine.runtime.live import LiveEngine
-
-    engine: Any = LiveEngine.__new__(LiveEngine)
-    engine.flow = flow
-    engine.venues = {"deribit": _Venue(client)}
-    engine.clock = lambda: now[0]
-    engine.log = structlog.get_logger("test")
-    engine.mode = "live"
+    engine = reduced_engine(flow, client, now)
     engine.market_state = flow.market
     engine.paper = {}
     engine._send, engine._receive = trio.open_memory_channel[Any](100)

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 import trio
 
 from tests.support.canned_execution import _deribit, _derive, _Session
 from tests.support.flows import restored_flow as make_flow
 from tests.support.helpers import PERP as PERP_DEF
+from tests.support.reduced_engine import reduced_engine
 from tradingd.engine import Fill, Liquidity, OrderFlow, Side, VenueError
 from tradingd.engine.model.settlement import FundingPayment
 from tradingd.engine.store.journal import OrderJournal
@@ -119,24 +119,9 @@ class _FundingClient:
         return [p for p in self.payments if p.ts_ns >= since_ns]
 
 
-class _Venue:
-    def __init__(self, client: _FundingClient) -> None:
-        self.client = client
-
-    def execution(self) -> _FundingClient:
-        return self.client
-
-
 def _funding_engine(flow: OrderFlow, client: _FundingClient, now: list[int]) -> Any:
     """A LiveEngine reduced to what `_book_funding` and `settle_once` use."""
-    from tradingd.engine.runtime.live import LiveEngine
-
-    engine: Any = LiveEngine.__new__(LiveEngine)
-    engine.flow = flow
-    engine.venues = {"deribit": _Venue(client)}
-    engine.clock = lambda: now[0]
-    engine.log = structlog.get_logger("test")
-    engine.mode = "live"
+    engine = reduced_engine(flow, client, now)
     engine._init_settlements()
     engine._fills_caught_up("deribit", 0, 0)  # the start's catch-up of fills done, connected since
     return engine
