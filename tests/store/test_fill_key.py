@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from tests.support import simulated_venue as simvenue
-from tests.support.flows import make_flow
+from tests.support.flows import fill, make_flow
 from tests.support.helpers import OPTION, PERP, request
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.connectors.derive.codec import DeriveDecoder
@@ -326,19 +326,8 @@ def test_one_row_per_trade_and_order_and_one_per_funding_id(tmp_path: Path) -> N
 
 
 def _fill(trade_id: str, size: str, price: str, *, oid: str, inst: str = PERP.symbol) -> Fill:
-    return Fill(
-        venue="deribit",
-        instrument=inst,
-        ts_exchange=None,
-        ts_local=5 * S,
-        order_id=oid,
-        trade_id=trade_id,
-        side=Side.BUY,
-        price=Decimal(price),
-        size=Decimal(size),
-        fee=Decimal("0.0001"),
-        fee_currency="BTC",
-    )
+    """Our buy's fill, as a taker."""
+    return fill(trade_id, size, price, oid=oid, inst=inst, liquidity=Liquidity.TAKER)
 
 
 def _fills(events: Sequence[MarketEvent]) -> list[Fill]:
