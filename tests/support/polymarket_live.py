@@ -43,8 +43,11 @@ async def start(
     cache: Path | None = None,
     journal: OrderJournal | None = None,
     wait: bool = True,
+    ready_within: float = 10.0,
     **settings: Any,
 ) -> LiveEngine:
+    """A live engine with `strategies` on the simulator at `base`, run in `nursery`; with `wait`,
+    once it is ready (within `ready_within` seconds). `settings`: the venue's, beyond its URLs."""
     engine = LiveEngine(
         list(strategies),
         {V: PolymarketSettings(url=f"ws://{base}/ws", rest_url=f"http://{base}", **settings)},
@@ -59,7 +62,7 @@ async def start(
     )
     await nursery.start(engine.run)
     if wait:
-        with trio.fail_after(10):
+        with trio.fail_after(ready_within):
             await engine.ready.wait()
     return engine
 
