@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 import trio
 
-from tests.support.deribit_live import CREDS, PERP, serve_sim
+from tests.support.deribit_live import PERP, serve_sim, start
 from tests.support.live_support import Probe, until
-from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.simulator import DeribitSimulator
 from tradingd.engine import (
     BookUpdate,
@@ -21,7 +20,6 @@ from tradingd.engine import (
     OrderUpdate,
     Status,
     StatusKind,
-    Strategy,
     Subscription,
     Ticker,
     Trade,
@@ -32,22 +30,6 @@ from tradingd.engine.runtime.live import LiveEngine
 @pytest.fixture
 async def sim(nursery: trio.Nursery) -> tuple[DeribitSimulator, str]:
     return await serve_sim(nursery)
-
-
-async def start(
-    nursery: trio.Nursery, base: str, *strategies: Strategy, mode: str = "live", **settings: Any
-) -> LiveEngine:
-    engine = LiveEngine(
-        list(strategies),
-        {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}", **settings)},
-        mode=mode,  # type: ignore[arg-type]
-        environ=CREDS,
-        paper_latency_s=0.0,
-    )
-    await nursery.start(engine.run)
-    with trio.fail_after(10):
-        await engine.ready.wait()
-    return engine
 
 
 def session(engine: LiveEngine) -> Any:
