@@ -78,19 +78,22 @@ def main() -> None:
     t_decode, events = best(decode, args.repeat)
     rows = [("read", t_read, frames), ("read + decode", t_decode, events)]
     all_strats = loaded.build_strategies()
+
+    def copies() -> list[Any]:
+        """`args.copies + 1` copies of every strategy, each under a name of its own."""
+        out = []
+        for i in range(args.copies + 1):
+            for x in all_strats:
+                s = copy.deepcopy(x)
+                s.name = f"{s.name}_{i}"
+                out.append(s)
+        return out
+
     for label, strats in (
         ("kernel, 0 strategies", list),
         ("kernel, 1 strategy", lambda: loaded.build_strategies()[:1]),
         ("kernel, 2 strategies", loaded.build_strategies),
-        (
-            f"kernel, {2 * (args.copies + 1)} strategies",
-            lambda: [
-                s
-                for i in range(args.copies + 1)
-                for s in (copy.deepcopy(x) for x in all_strats)
-                if not setattr(s, "name", f"{s.name}_{i}")
-            ],
-        ),
+        (f"kernel, {2 * (args.copies + 1)} strategies", copies),
     ):
         t, result = best(lambda strats=strats: kernel(strats()), args.repeat)
         rows.append((label, t, result.events))

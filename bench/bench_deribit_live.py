@@ -92,7 +92,7 @@ async def measure(port: int, burst_steps: int, latency_s: float) -> dict[str, An
             with trio.fail_after(30):
                 await engine.ready.wait()
                 # 34 instruments x 3 kinds, and the private channels: polled (no event to wait on).
-                while len(engine.venues["deribit"].channels) < 100:  # type: ignore[attr-defined]  # noqa: ASYNC110
+                while len(engine.venues["deribit"].channels) < 100:  # noqa: ASYNC110
                     await trio.sleep(0.05)
             frames = (await http.post("/_sim/burst", json={"prepare": burst_steps})).json()["frames"]
             before = counter.count
@@ -118,7 +118,7 @@ async def measure(port: int, burst_steps: int, latency_s: float) -> dict[str, An
                 "client_cpu_us_per_frame": cpu / sent * 1e6,
                 "dropped_or_conflated": engine.router.slots()[0].mailbox.stats.conflated
                 + engine.router.slots()[0].mailbox.stats.merged,
-                "malformed": engine.venues["deribit"].stats.malformed,  # type: ignore[attr-defined]
+                "malformed": engine.venues["deribit"].stats.malformed,
             }
             nursery.cancel_scope.cancel()
         # Latency.

@@ -313,8 +313,11 @@ def recorder(quick: bool) -> Group:
     # (engine.venue.session: nothing private reaches a recording), read the way its receive loop does.
     texts = [(ts, raw.decode()) for ts, raw in frames]
     session = DeribitSession(
-        DeribitSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=None
-    )  # type: ignore[arg-type]
+        DeribitSettings(),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=None,  # type: ignore[arg-type]  # only its frame filter runs: nothing is decoded or delivered
+    )
     best_hook = best_write = best_session = float("inf")
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(3):

@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from tests.support import deribit_frames as F
+from tests.support.backtests import Scripted, run
 from tradingd.config import load_config
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.engine import (
@@ -30,41 +31,11 @@ from tradingd.engine import (
     Ticker,
     TimeInForce,
 )
-from tradingd.engine.backtest.kernel import BacktestKernel, BacktestResult, BacktestSettings, DataSource
+from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
 from tradingd.engine.backtest.report import report_dict
 
 MS = 1_000_000
 T0 = (F.T0_MS + 1) * MS  # the first line's receive time
-
-
-class Scripted(Strategy):
-    """Runs `script(ctx, event)` on each event; records what it saw and when."""
-
-    def __init__(
-        self,
-        name: str,
-        script: Callable[[StrategyContext, MarketEvent], Coroutine[Any, Any, None]],
-        subs: list[Subscription],
-    ) -> None:
-        super().__init__(name)
-        self.script = script
-        self.subs = subs
-        self.seen: list[MarketEvent] = []
-        self.log: list[tuple[str, int, Any]] = []
-
-    def required_subscriptions(self) -> list[Subscription]:
-        return self.subs
-
-    async def on_event(self, event: MarketEvent) -> None:
-        self.seen.append(event)
-        await self.script(self.ctx, event)
-
-
-def run(path: Path, *strategies: Strategy, **settings: Any) -> BacktestResult:
-    kernel = BacktestKernel(
-        {"deribit": PLUGIN}, [DataSource("deribit", path)], list(strategies), BacktestSettings(**settings)
-    )
-    return trio.run(kernel.run)
 
 
 def book_frames() -> list[tuple[int, bytes]]:

@@ -5,14 +5,15 @@ file and line; a `.zst` cut inside a frame is read to its last complete block an
 from __future__ import annotations
 
 import io
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 import trio
 
-from tests.backtest.test_backtest import Scripted
 from tests.support import deribit_frames as F
+from tests.support.backtests import Scripted
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.engine import Subscription, Ticker
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestResult, BacktestSettings, DataSource
@@ -25,7 +26,7 @@ async def _noop(ctx: Any, event: Any) -> None:
     pass
 
 
-def _run(path: Path, strategy: Scripted) -> tuple[BacktestResult, list[dict[str, Any]]]:
+def _run(path: Path, strategy: Scripted) -> tuple[BacktestResult, list[MutableMapping[str, Any]]]:
     sources = [DataSource("deribit", path)]
     kernel = BacktestKernel({"deribit": PLUGIN}, sources, [strategy], BacktestSettings())
     with structlog.testing.capture_logs() as logs:

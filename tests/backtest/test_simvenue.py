@@ -6,27 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from tests.support.helpers import OPTION, PERP, book, registry, request, trade
+from tests.support.helpers import OPTION, PERP, book, request, trade
+from tests.support.simulated_venue import make, order
 from tradingd.connectors.deribit.fees import DeribitFees
-from tradingd.engine import Fill, Liquidity, OrderBook, OrderRejected, OrderState, OrderUpdate, PrivateEvent
-from tradingd.engine.model import Order, SimulatedVenue
-
-
-def make(queue_ahead: bool = False) -> tuple[SimulatedVenue, OrderBook]:
-    b = OrderBook(float(OPTION.tick_size))
-    for p, s in ((0.048, 1.5), (0.047, 4.0)):
-        b.set_bid(b.to_ticks(p), s)
-    for p, s in ((0.050, 2.0), (0.051, 3.0)):
-        b.set_ask(b.to_ticks(p), s)
-    books = {OPTION.symbol: b}
-    sim = SimulatedVenue(
-        "deribit", registry(), DeribitFees(), books.get, index=lambda _: 100_000.0, queue_ahead=queue_ahead
-    )
-    return sim, b
-
-
-def order(cid: str = "s-bt-1", **kw: object) -> Order:
-    return Order(request(cid=cid, **kw), now_ns=0)  # type: ignore[arg-type]
+from tradingd.engine import Fill, Liquidity, OrderRejected, OrderState, OrderUpdate, PrivateEvent
+from tradingd.engine.model import Order
 
 
 def fills(events: list[PrivateEvent]) -> list[tuple[Decimal, Decimal, Liquidity]]:

@@ -8,17 +8,21 @@ import functools
 import signal
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 import trio
 
-from tests.daemon.test_daemon import Daemon, serve_sim, sim_orders
-from tests.daemon.test_daemon import until as until_file
+from tests.support.daemon_process import Daemon, serve_sim, sim_orders
+from tests.support.daemon_process import until as until_file
 from tests.support.live_support import Probe, until
+from tests.support.sessions import venue_session
+from tests.support.systemd_unit import settings
 from tradingd.cli.main import EXIT_CREDENTIALS
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
 from tradingd.connectors.deribit.simulator import serve as serve_deribit
+from tradingd.connectors.deribit.stream import DeribitSession
 from tradingd.connectors.derive.settings import DeriveSettings
 from tradingd.connectors.derive.simulator import (
     DEMO_SESSION_KEY,
@@ -37,7 +41,7 @@ WRONG = "not-the-secret-0123456789"
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the daemon as on the servers")
 async def test_a_wrong_secret_at_start_exits_78_at_once_with_one_line_naming_what_to_check(
-    nursery: trio.Nursery, tmp_path: trio.Path
+    nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     sim, address = await serve_sim(nursery)
     daemon = Daemon(tmp_path, address, below=1.0)
@@ -66,8 +70,6 @@ async def test_a_wrong_secret_at_start_exits_78_at_once_with_one_line_naming_wha
 
 def test_the_unit_waits_for_the_clock_to_be_synchronised() -> None:
     # A login signs the current time: before NTP, a refusal is the clock's, not the secret's.
-    from tests.daemon.test_deploy import settings
-
     unit = settings()
     for key in ("Wants", "After"):
         assert "time-sync.target" in " ".join(unit[key]).split(), key
@@ -76,7 +78,7 @@ def test_the_unit_waits_for_the_clock_to_be_synchronised() -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the daemon as on the servers")
 async def test_a_refusal_while_another_venue_trades_is_retried_and_alerted_never_an_exit(
-    nursery: trio.Nursery, tmp_path: trio.Path
+    nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     # Deribit trades (a resting order); Derive, configured with a key it refuses, comes up only
     # later (its first handshake ever): leaving Deribit's book alone would be worse than retrying.
@@ -128,8 +130,6 @@ reconnect_cap_s = 0.2
 
 
 def test_the_unit_does_not_restart_into_refused_credentials() -> None:
-    from tests.daemon.test_deploy import settings
-
     assert settings()["RestartPreventExitStatus"] == [str(EXIT_CREDENTIALS)]
 
 
@@ -185,7 +185,7 @@ async def test_a_refusal_after_a_successful_start_is_retried_with_backoff_and_re
     await nursery.start(engine.run)
     with trio.fail_after(15):
         await engine.ready.wait()
-    live = engine.venues["deribit"]
+    live = venue_session(engine, "deribit", DeribitSession)
     account = sim.accounts[CLIENT_ID]
     account.secret = "rotated-at-the-venue"  # the key changed under a running daemon
     auths = sim.method_counts["public/auth"]
@@ -204,7 +204,7 @@ async def test_a_refusal_after_a_successful_start_is_retried_with_backoff_and_re
 
 
 async def test_a_wrong_polymarket_api_secret_at_start_ends_the_session_naming_what_to_check(
-    nursery: trio.Nursery, tmp_path: trio.Path
+    nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     import base64
 

@@ -26,7 +26,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.support.live_support import until as poll_until
+from tests.support.daemon_process import ROOT, until
 from tradingd.connectors.derive.simulator import (
     DEMO_SESSION_KEY,
     DEMO_SUBACCOUNT,
@@ -37,16 +37,10 @@ from tradingd.connectors.derive.simulator import serve as serve_derive
 from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
 from tradingd.connectors.polymarket.simulator import serve as serve_polymarket
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 SHUTDOWN_TIMEOUT_S = 6
 STRATEGY = "once"
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="sd_notify and signals as on the servers")
-
-
-async def until(predicate: Callable[[], Any], within: float = 15.0, what: str = "") -> Any:
-    """Poll another process's files or the simulator's state (slower steps than in-process)."""
-    return await poll_until(predicate, within, what, every=0.05)
 
 
 # -- one venue, as the test needs it ------------------------------------------------------------

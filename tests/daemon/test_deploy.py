@@ -8,17 +8,7 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).resolve().parent.parent.parent / "deploy" / "tradingd.service"
-
-
-def settings() -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for line in UNIT.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith(("#", "[")) and "=" in line:
-            key, _, value = line.partition("=")
-            out.setdefault(key, []).append(value)
-    return out
+from tests.support.systemd_unit import UNIT, settings
 
 
 def test_the_unit_is_a_notify_service_with_a_watchdog_hardening_and_credentials() -> None:

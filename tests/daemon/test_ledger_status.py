@@ -5,34 +5,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
+from tests.support.daemon_inprocess import _daemon
 from tests.support.helpers import OPTION, ticker
 from tradingd.cli.status import _print_status
 from tradingd.engine import Fill, Liquidity, Side
-
-
-def _daemon(tmp_path: Path) -> Any:
-    from tradingd.cli.settings import daemon_settings
-    from tradingd.config import load_config
-    from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS
-    from tradingd.engine.daemon.service import Daemon
-
-    config = tmp_path / "live.toml"
-    config.write_text(
-        'mode = "live"\n[venues.deribit]\nurl = "ws://127.0.0.1:9/ws/api/v2"\nrest_url = "http://127.0.0.1:9"\n'
-        'currencies = ["BTC"]\n[daemon]\nstate_dir = "state"\n'
-        '[[strategies]]\nname = "once"\nclass = "tests.support.daemon_strategies:PlaceOnce"\n',
-        encoding="utf-8",
-    )
-    client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
-    return Daemon(
-        daemon_settings(load_config(config)),
-        environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret},
-    )
 
 
 def test_status_counts_the_fills_waiting_for_an_index_price(

@@ -22,6 +22,7 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.log_streams import _Stream
 from tradingd.engine.logs.setup import (
     REDACTED,
     configure_logging,
@@ -32,21 +33,6 @@ from tradingd.engine.logs.setup import (
 from tradingd.engine.model.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-class _Stream(io.StringIO):
-    """A non-terminal text stream with the binary `buffer` JSON lines are written to."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._bytes = io.BytesIO()
-
-    @property
-    def buffer(self) -> io.BytesIO:
-        return self._bytes
-
-    def isatty(self) -> bool:
-        return False
 
 
 def test_json_lines_with_redaction() -> None:

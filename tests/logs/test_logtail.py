@@ -26,6 +26,7 @@ import structlog
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.support.log_streams import _Stream
 from tradingd.cli.main import main
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.engine.logs.setup import configure_logging
@@ -323,21 +324,6 @@ def test_compressed_logs_and_the_last_n_lines(
     assert run(capsysbinary, str(gz), "--json", "-n", "5")[1] == last
     assert run(capsysbinary, str(real_log), "--json", "-n", "5")[1] == last
     assert run(capsysbinary, str(real_log), "--json", "-n", "0")[1] == b""
-
-
-class _Stream(io.StringIO):
-    """A non-terminal text stream with the binary `buffer` JSON lines are written to."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._bytes = io.BytesIO()
-
-    @property
-    def buffer(self) -> io.BytesIO:
-        return self._bytes
-
-    def isatty(self) -> bool:
-        return False
 
 
 def test_exceptions_logged_as_json_render_as_a_traceback() -> None:

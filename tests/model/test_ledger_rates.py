@@ -224,7 +224,7 @@ def test_a_reversal_takes_the_fill_back_at_the_rates_it_was_booked_at() -> None:
     market.on_ticker(ticker(PERP.symbol, index=120_000.0, mark=120_000.0))
     ledger.reverse(reversal_of(b), OPTION)
     pos = ledger.positions[("deribit", OPT)]
-    assert (pos.booked, pos.cost, pos.turnover_usd) == (1, Decimal("5000"), Decimal("5000"))
+    assert (pos.booked, pos.cost, pos.turnover_usd) == (Decimal(1), Decimal("5000"), Decimal("5000"))
     assert ledger.fees_usd == 0 and ledger.realized_usd == 0
 
 
@@ -243,10 +243,10 @@ def test_a_reversal_is_journaled_and_restored_at_the_fills_rates(tmp_path: Path)
     assert booked is not None
     assert [r[2:] for r in ledger_rows(path)] == [(100_000.0,) * 3, (100_000.0,) * 3]
     ledger = flow.ledger("s")
-    assert (ledger.fees_usd, ledger.realized_usd, ledger.position("deribit", OPT)) == (0, 0, 0)
+    assert (ledger.fees_usd, ledger.realized_usd, ledger.position("deribit", OPT)) == (Decimal(0),) * 3
     journal.close()
     again = restored(path).ledger("s")
-    assert (again.fees_usd, again.realized_usd, again.position("deribit", OPT)) == (0, 0, 0)
+    assert (again.fees_usd, again.realized_usd, again.position("deribit", OPT)) == (Decimal(0),) * 3
 
 
 def test_a_reversal_of_a_waiting_fill_waits_and_takes_its_rates() -> None:
@@ -412,7 +412,9 @@ def test_a_delivery_price_is_booked_and_journaled_as_the_venue_gave_it(tmp_path:
     flow.assign_order_id(order, "V1")
     flow.on_fill(ofill("buy", "1", "0.05", tid="T1", oid="V1"))
     price = Decimal("0.0512345678901234567")  # more digits than a float has
-    realized = flow.settle("deribit", OPT, price, now_ns=7 * S)["s"]
+    settled = flow.settle("deribit", OPT, price, now_ns=7 * S)
+    assert settled is not None
+    realized = settled["s"]
     assert realized == price * 100_000 - 5000
     journal.close()
     assert restored(path).ledger("s").realized_usd == realized

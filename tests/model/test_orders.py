@@ -87,7 +87,7 @@ def test_record_fill_dedups_and_averages() -> None:
     order.transition(S.OPEN, now_ns=1)
     assert order.record_fill("a", Decimal("0.4"), Decimal("0.05"), now_ns=2)
     assert not order.record_fill("a", Decimal("0.4"), Decimal("0.05"), now_ns=3)  # same trade again
-    assert order.state is S.PARTIALLY_FILLED and order.filled_size == Decimal("0.4")
+    assert (order.state, order.filled_size) == (S.PARTIALLY_FILLED, Decimal("0.4"))
     assert order.record_fill("b", Decimal("0.6"), Decimal("0.06"), now_ns=4)
     assert order.state is S.FILLED
     assert order.avg_fill_price == Decimal("0.056")
@@ -163,8 +163,8 @@ def test_request_validation() -> None:
     assert request(price=None).type.value == "market"
     assert request().type.value == "limit"
     with pytest.raises(TypeError, match="decimal number"):
-        OrderRequest(venue="deribit", instrument=OPTION.symbol, side=Side.BUY, size=True)  # type: ignore[arg-type]
-    assert OrderRequest(venue="deribit", instrument="x", side="sell", size=0.1).size == Decimal("0.1")  # type: ignore[arg-type]
+        OrderRequest(venue="deribit", instrument=OPTION.symbol, side=Side.BUY, size=True)
+    assert OrderRequest(venue="deribit", instrument="x", side="sell", size=0.1).size == Decimal("0.1")
 
 
 @pytest.mark.parametrize(

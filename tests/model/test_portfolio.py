@@ -256,7 +256,7 @@ def test_voiding_a_fill_whose_fee_was_in_shares_takes_back_the_shares_received()
     ledger.on_fill(f, SHARES)
     ledger.reverse(_reversal(f), SHARES)
     pos = ledger.positions[("polymarket", SHARES.symbol)]
-    assert (pos.qty, pos.booked, pos.avg, pos.turnover_usd) == (0, 0, 0, 0)
+    assert (pos.qty, pos.booked, pos.avg, pos.turnover_usd) == (Decimal(0),) * 4
     assert ledger.fees_usd == 0 and ledger.realized_usd == 0 and ledger.fills == 0
 
 

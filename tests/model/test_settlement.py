@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 import trio
 
+from tests.support.backtests import BuyOnce
 from tests.support.live_support import Probe, until
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
-from tradingd.engine import BookUpdate, MarketEvent, OrderState, StatusKind, Strategy, Subscription, Ticker
+from tradingd.engine import BookUpdate, OrderState, StatusKind, Subscription, Ticker
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.journal import OrderJournal
 
@@ -193,7 +194,7 @@ DERIVE_OPTION = "BTC-20261211-90000-C"
 
 
 async def derive_engine(nursery: trio.Nursery, probe: Probe, clock: Clock) -> tuple[Any, LiveEngine]:
-    from tests.connectors.derive.test_derive_live import CREDS as DERIVE_CREDS
+    from tests.support.derive_live import CREDS as DERIVE_CREDS
     from tradingd.connectors.derive.settings import DeriveSettings
     from tradingd.connectors.derive.simulator import DeriveSimulator
     from tradingd.connectors.derive.simulator import serve as serve_derive
@@ -266,22 +267,6 @@ async def test_derive_perpetual_funding_is_booked_from_the_funding_history(nurse
 
 # -- backtest ----------------------------------------------------------------------------------
 FUNDING_DATA = Path(__file__).resolve().parent.parent / "fixtures" / "tardis" / "funding"
-
-
-class BuyOnce(Strategy):
-    """Buys 1,000 USD of the perpetual on its first book, then holds."""
-
-    def __init__(self) -> None:
-        super().__init__("holder")
-        self.bought = False
-
-    def required_subscriptions(self) -> list[Subscription]:
-        return [Subscription("deribit", PERP)]
-
-    async def on_event(self, event: MarketEvent) -> None:
-        if isinstance(event, BookUpdate) and not self.bought:
-            self.bought = True
-            await self.ctx.buy("deribit", PERP, 1000)
 
 
 def test_a_backtest_books_funding_from_tardis_derivative_ticker_funding_fields() -> None:

@@ -221,6 +221,7 @@ async def test_the_daemons_risk_table_limits_three_strategies_together(tmp_path:
         await until(
             lambda: len(flow.tracker.open_orders()) == sum(flow.orders_sent.values()), what="all open"
         )
+        assert isinstance(decided, OrderFlow)
         sent = sum(decided.orders_sent.values())
         working = sum(o.remaining for o in flow.tracker.open_orders())
         refusals = [r for s in daemon.engine.slots for r in getattr(s.strategy, "refusals", [])]

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 import trio
 
+from tests.support.daemon_inprocess import _daemon
 from tests.support.live_support import Probe, paper_deribit, until
+from tests.support.sessions import venue_session
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.simulator import DeribitSimulator, serve
+from tradingd.connectors.deribit.stream import DeribitSession
 from tradingd.engine import BookUpdate, Status, StatusKind, Subscription
 
 BOOK = "BTC-PERPETUAL"
@@ -71,7 +74,7 @@ async def test_a_decoder_fault_reports_a_book_gap_per_held_book_and_resnapshots_
 
 
 def _deribit() -> Any:
-    from tests.venue.test_venue_answers import _Sink
+    from tests.support.offline_sessions import _Sink
     from tradingd.connectors.deribit.stream import DeribitSession
     from tradingd.engine.model import InstrumentRegistry
     from tradingd.engine.runtime.router import MarketRouter
@@ -82,7 +85,7 @@ def _deribit() -> Any:
 
 
 def _derive() -> Any:
-    from tests.venue.test_venue_answers import _Sink
+    from tests.support.offline_sessions import _Sink
     from tradingd.connectors.derive.settings import DeriveSettings
     from tradingd.connectors.derive.stream import DeriveSession
     from tradingd.engine.model import InstrumentRegistry
@@ -94,7 +97,7 @@ def _derive() -> Any:
 @pytest.mark.parametrize("make", [pytest.param(_deribit, id="deribit"), pytest.param(_derive, id="derive")])
 @pytest.mark.parametrize("code", [b"[1]", b'{"a":1}', b"1.5", b"true", b"null"])
 async def test_an_error_answer_with_an_odd_code_reaches_its_caller_at_once(make: Any, code: bytes) -> None:
-    from tests.venue.test_venue_answers import error_answer
+    from tests.support.offline_sessions import error_answer
     from tradingd.engine import AuthError, OrderRejected, RateLimited, VenueError
 
     exc = await error_answer(make(), b'{"code":%s,"message":"m"}' % code)
@@ -104,26 +107,6 @@ async def test_an_error_answer_with_an_odd_code_reaches_its_caller_at_once(make:
 
 
 # ------------------------------- 3: refused credentials end the daemon only before that venue's login
-
-
-def _daemon(tmp_path: Any) -> Any:
-    from tradingd.cli.settings import daemon_settings
-    from tradingd.config import load_config
-    from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS
-    from tradingd.engine.daemon.service import Daemon
-
-    config = tmp_path / "live.toml"
-    config.write_text(
-        'mode = "live"\n[venues.deribit]\nurl = "ws://127.0.0.1:9/ws/api/v2"\nrest_url = "http://127.0.0.1:9"\n'
-        'currencies = ["BTC"]\n[daemon]\nstate_dir = "state"\n'
-        '[[strategies]]\nname = "once"\nclass = "tests.support.daemon_strategies:PlaceOnce"\n',
-        encoding="utf-8",
-    )
-    client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
-    return Daemon(
-        daemon_settings(load_config(config)),
-        environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret},
-    )
 
 
 def _refused() -> Any:
@@ -136,9 +119,10 @@ def test_a_refusal_after_that_venue_logged_in_is_retried_even_before_ready(tmp_p
     """Another venue still down keeps the daemon not ready; the venue that logged in fine and is
     refused later (a clock step, a key rotated) is retried, never an exit 78."""
     daemon = _daemon(tmp_path)
-    session = daemon.engine.venues["deribit"]
+    session = venue_session(daemon.engine, "deribit", DeribitSession)
     session._started = True  # its first handshake (login included) succeeded
     assert not daemon.engine.ready.is_set() and not daemon._holding()
+    assert session.refusal_is_fatal is not None  # the daemon hooked itself in
     assert session.refusal_is_fatal(_refused()) is False
     assert daemon.refused is None and "deribit" in daemon.refusals
 
@@ -147,7 +131,8 @@ def test_a_refusal_before_that_venue_ever_logged_in_is_still_fatal_at_start(tmp_
     daemon = _daemon(tmp_path)
     stops: list[Any] = []
     daemon._nursery = type("N", (), {"start_soon": lambda *a: stops.append(a), "cancel_scope": None})()
-    session = daemon.engine.venues["deribit"]
+    session = venue_session(daemon.engine, "deribit", DeribitSession)
     assert not session._started
+    assert session.refusal_is_fatal is not None  # the daemon hooked itself in
     assert session.refusal_is_fatal(_refused()) is True
     assert daemon.refused is not None and len(stops) == 1

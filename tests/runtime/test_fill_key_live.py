@@ -20,12 +20,10 @@ from pathlib import Path
 
 import trio
 
-from tests.connectors.deribit import test_deribit_live as deribit
-from tests.connectors.polymarket.test_polymarket_live import API, V, cache, serve_sim, start, yes
+from tests.support import deribit_live as deribit
 from tests.support.live_support import Probe, until
-from tradingd.connectors.deribit.settings import DeribitSettings
+from tests.support.polymarket_live import API, V, cache, serve_sim, start, yes
 from tradingd.engine import BookUpdate, Fill, OrderState, Subscription
-from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.journal import OrderJournal
 
 __all__ = ["cache"]  # the fixture, shared with the Polymarket live tests
@@ -84,21 +82,6 @@ async def test_a_taker_crossing_two_of_our_maker_orders_books_both_once_across_a
         assert order is not None and order.has_fill(trade_id)
 
 
-async def start_deribit(nursery: trio.Nursery, base: str, probe: Probe, journal: OrderJournal) -> LiveEngine:
-    engine = LiveEngine(
-        [probe],
-        {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}")},
-        mode="live",
-        environ=deribit.CREDS,
-        paper_latency_s=0.0,
-        journal=journal,
-    )
-    await nursery.start(engine.run)
-    with trio.fail_after(10):
-        await engine.ready.wait()
-    return engine
-
-
 async def test_a_deribit_self_cross_books_both_our_fills_once_across_a_restart(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
@@ -108,7 +91,7 @@ async def test_a_deribit_self_cross_books_both_our_fills_once_across_a_restart(
     journal = OrderJournal(path)
     first = Probe("p", [Subscription("deribit", perp)])
     async with trio.open_nursery() as daemon:
-        engine = await start_deribit(daemon, base, first, journal)
+        engine = await deribit.start(daemon, base, first, journal=journal)
         await until(lambda: bool(first.of(BookUpdate, perp)))
         tick = engine.registry.require("deribit", perp).tick_size
 
@@ -153,7 +136,7 @@ async def test_a_deribit_self_cross_books_both_our_fills_once_across_a_restart(
     simulator.resume()
     asked = simulator.requests_for("private/get_user_trades_by_currency_and_time")
     second = Probe("p", [Subscription("deribit", perp)])
-    engine = await start_deribit(nursery, base, second, OrderJournal(path))
+    engine = await deribit.start(nursery, base, second, journal=OrderJournal(path))
     await until(lambda: "deribit" in engine._caught_up_ns, what="the catch-up of fills")
     assert simulator.requests_for("private/get_user_trades_by_currency_and_time") > asked
     assert second.of(Fill) == [] and len(journaled_fills(path)) == 2

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import structlog
 import trio
 import trio.testing
 
-from tests.support.helpers import PERP, registry, request, ticker
+from tests.support.flows import restored_flow as make_flow
+from tests.support.helpers import PERP, request
+from tests.support.reduced_engine import reduced_engine
 from tradingd.engine import Fill, Liquidity, Side
-from tradingd.engine.model import MarketState
 from tradingd.engine.model.settlement import FundingPayment
 from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.store.journal import OrderJournal
@@ -27,16 +27,6 @@ from tradingd.engine.store.journal import OrderJournal
 S = 1_000_000_000
 H = 3600 * S
 SYMBOL = PERP.symbol
-
-
-def make_flow(journal: OrderJournal | None = None) -> OrderFlow:
-    reg = registry()
-    market = MarketState(reg)
-    market.on_ticker(ticker(SYMBOL, index=90_000.0, mark=90_000.0))
-    flow = OrderFlow(reg, market, lambda _: None)
-    if journal is not None:
-        flow.restore(journal, now_ns=0)
-    return flow
 
 
 _n = iter(range(1, 10**6))
@@ -190,7 +180,7 @@ def test_derive_keeps_each_record_of_one_instant_with_a_stable_id() -> None:
     """Two records of one instrument in one millisecond (a trade's realization and the
     settlement's, say) are two payments: both kept, with ids that do not depend on the order
     the venue lists them in."""
-    from tests.runtime.test_settlement_review import _derive, _Session
+    from tests.support.canned_execution import _derive, _Session
 
     def ids(events: list[dict[str, Any]]) -> list[tuple[str, Decimal]]:
         body = {"events": events, "pagination": {"count": len(events), "num_pages": 1}}
@@ -208,7 +198,7 @@ def test_derive_keeps_each_record_of_one_instant_with_a_stable_id() -> None:
 
 
 def test_deribit_settlement_funding_spans_its_daily_session() -> None:
-    from tests.runtime.test_settlement_review import _deribit, _Session
+    from tests.support.canned_execution import _deribit, _Session
 
     item = {"type": "settlement", "timestamp": 2_000_000_000_000, "instrument_name": SYMBOL,
             "funding": -0.001, "position": 100}  # fmt: skip
@@ -251,24 +241,9 @@ class _Client:
         return None
 
 
-class _Venue:
-    def __init__(self, client: _Client) -> None:
-        self.client = client
-
-    def execution(self) -> _Client:
-        return self.client
-
-
 def live(flow: OrderFlow, client: _Client, now: list[int]) -> Any:
     """A LiveEngine reduced to its settlement task and its catch-up of fills."""
-    from tradingd.engine.runtime.live import LiveEngine
-
-    engine: Any = LiveEngine.__new__(LiveEngine)
-    engine.flow = flow
-    engine.venues = {"deribit": _Venue(client)}
-    engine.clock = lambda: now[0]
-    engine.log = structlog.get_logger("test")
-    engine.mode = "live"
+    engine = reduced_engine(flow, client, now)
     engine.market_state = flow.market
     engine.paper = {}
     engine._send, engine._receive = trio.open_memory_channel[Any](100)
@@ -401,6 +376,7 @@ def test_expiries_awaiting_delivery_never_keep_funding_from_being_asked() -> Non
     flow = make_flow()
     client = _Client()
     client.delay_s = 3600.0  # the venue never answers about deliveries
+    assert OPTION.expiry_ns is not None
     now = [OPTION.expiry_ns + 10 * S]
     engine = live(flow, client, now)
     trio.run(engine._catch_up_fills, "deribit", client)
@@ -419,6 +395,7 @@ def test_every_instrument_awaiting_delivery_is_asked_in_turn() -> None:
     flow = make_flow()
     client = _Client()
     client.delay_s = 1.0
+    assert OPTION.expiry_ns is not None
     now = [OPTION.expiry_ns + 10 * S]
     engine = live(flow, client, now)
     engine.mode = "paper"  # expiries only

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Sequence
 from decimal import Decimal
 
+import attrs
 import pytest
 import structlog
 import trio
@@ -37,6 +38,7 @@ class FakeVenue:
         self.delay = delay
         self.sent: list[str] = []
         self.cancels: list[str] = []
+        self.edits: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.reject: dict[str, tuple[int, str]] = {}
@@ -85,6 +87,17 @@ class FakeVenue:
             raise OrderRejected("not_open_order", venue="deribit", code=11044, venue_message="not_open_order")
         assert order.order_id is not None
         return [self._update(order, OrderState.CANCELLED, order.order_id)]
+
+    async def edit(
+        self, order: Order, *, price: Decimal | None, size: Decimal | None
+    ) -> Sequence[PrivateEvent]:
+        """Answered as the venue answers an edit: the order, open at its new price and size."""
+        self.edits.append(order.client_order_id)
+        await trio.sleep(self.delay)
+        assert order.order_id is not None
+        update = self._update(order, OrderState.OPEN, order.order_id)
+        price = update.price if price is None else price
+        return [attrs.evolve(update, price=price, size=update.size if size is None else size)]
 
 
 def make_flow(**limits: object) -> tuple[OrderFlow, list[PrivateEvent]]:
@@ -163,7 +176,8 @@ async def test_a_caller_cancelled_after_handing_over_still_gets_its_order_tracke
             assert scope.cancelled_caught
             await trio.sleep(5)  # the venue answers after the caller left
             order = flow.tracker.get("s-bt-1")
-            assert order is not None and order.state is OrderState.OPEN
+            assert order is not None
+            assert (order.state, order.filled_size) == (OrderState.OPEN, Decimal(0))
             # The venue later reports the fill: the order reaches its final state and is booked.
             flow.on_fill(
                 Fill(

@@ -7,16 +7,27 @@ from __future__ import annotations
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
+from typing import NoReturn
+from unittest.mock import patch
 
 import pytest
 import structlog
 import trio
 
-from tests.store.test_journal import make_flow
+from tests.support.flows import make_flow
 from tests.support.helpers import PERP, request, ticker
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.engine import Fill, Liquidity, OrderRejected, OrderState, OrderUpdate, Side, VenueError
-from tradingd.engine.model import OrderTracker
+from tradingd.engine import (
+    Fill,
+    Liquidity,
+    OrderRejected,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    Side,
+    VenueError,
+)
+from tradingd.engine.model import Order, OrderTracker
 from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.journal import OrderJournal
@@ -153,7 +164,7 @@ def test_the_oldest_order_is_remembered_after_it_is_let_go(tmp_path: Path) -> No
     assert again.tracker.first_created_ns == {"deribit": HALF_S}
 
 
-def _disk_full(*args: object, **kwargs: object) -> None:
+def _disk_full(*args: object, **kwargs: object) -> NoReturn:
     raise sqlite3.OperationalError("database or disk is full")
 
 
@@ -271,6 +282,16 @@ class _Venue:
         self.asked.append(since_ns)
         return [f for f in self.fills if f.ts_local >= since_ns]
 
+    # The rest of a reconciler (engine.venue.spi.Reconciler): a catch-up of fills asks none of it.
+    async def open_orders(self) -> list[OrderUpdate]:
+        raise AssertionError("a catch-up of fills lists no orders")
+
+    async def order_status(self, order: Order) -> list[PrivateEvent]:
+        raise AssertionError("a catch-up of fills asks no order's status")
+
+    async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
+        raise AssertionError("a catch-up of fills cancels nothing")
+
 
 _CREDS = {"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "secret"}  # never used: nothing connects
 
@@ -296,11 +317,9 @@ async def test_a_fill_the_journal_could_not_be_read_for_is_caught_up_later_once(
     assert all(o.client_order_id != "s-1" for o in flow.tracker.orders())  # let go
     venue = _Venue([late_fill("V1", "T1", 100 * S)])
 
-    journal.find_order = _unreadable  # type: ignore[method-assign]
-    with structlog.testing.capture_logs() as logs:
+    with patch.object(journal, "find_order", _unreadable), structlog.testing.capture_logs() as logs:
         await engine._catch_up_fills("deribit", venue)
     assert flow.position("s", "deribit", PERP.symbol) == 0
-    del journal.find_order
     now[0] = 600 * S  # minutes later: a catch-up from its own time would start after the fill
     await engine._catch_up_fills("deribit", venue)
     assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
@@ -308,7 +327,9 @@ async def test_a_fill_the_journal_could_not_be_read_for_is_caught_up_later_once(
     await engine._catch_up_fills("deribit", venue)
     assert flow.position("s", "deribit", PERP.symbol) == Decimal(4)
     assert venue.asked[-1] == 600 * S - 60 * S  # booked: back to catching up from the last one
-    assert [t for t, *_ in journal.find_order("deribit", order_id="V1").fills] == ["T1"]  # type: ignore[union-attr]
+    restored = journal.find_order("deribit", order_id="V1")
+    assert restored is not None
+    assert [t for t, *_ in restored.fills] == ["T1"]
     assert "fills.catch_up_incomplete" in [e["event"] for e in logs if e["log_level"] == "critical"]
 
 
@@ -325,8 +346,9 @@ async def test_a_live_fill_the_journal_could_not_be_read_for_has_the_venue_recon
     engine._caught_up_ns["deribit"] = 300 * S  # a catch-up that finished after the fill's time
     reconciled: list[str] = []
 
-    async def reconcile(name: str) -> None:
+    async def reconcile(name: str) -> bool:
         reconciled.append(name)
+        return False  # as the real one answers when it did not finish
 
     engine._reconcile = reconcile  # type: ignore[method-assign]
     journal.find_order = _unreadable  # type: ignore[method-assign]

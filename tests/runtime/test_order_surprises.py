@@ -7,6 +7,7 @@ asked after everything we hold); on the channels it crossed a newer one and is s
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from tests.store.test_journal import make_flow
+from tests.support.flows import make_flow
 from tests.support.helpers import OPTION, request
 from tradingd.engine import Fill, Liquidity, OrderState, OrderUpdate, Side
 from tradingd.engine.model import OrderTracker
@@ -66,7 +67,7 @@ def tracker() -> tuple[OrderTracker, LogCapture]:
     return OrderTracker(log=log), capture
 
 
-def alerts(capture: LogCapture, event: str) -> list[dict[str, Any]]:
+def alerts(capture: LogCapture, event: str) -> list[MutableMapping[str, Any]]:
     found = [e for e in capture.entries if e["event"] == event]
     assert all(e["log_level"] == "critical" for e in found)
     return found
@@ -167,7 +168,8 @@ def test_a_fill_on_an_order_we_had_as_rejected_is_the_venues(size: str, state: O
     order.transition(S.REJECTED, now_ns=1, reason="never_sent")
     events = t.apply_fill(fill(size, "a"))
     assert [type(e).__name__ for e in events] == ["Fill", "OrderUpdate"]
-    assert order.state is state and events[-1].status is state  # type: ignore[union-attr]
+    assert isinstance(events[-1], OrderUpdate)
+    assert order.state is state and events[-1].status is state
     assert order.fills_size == Decimal(size) and t.stats.venue_overrides == 1
     assert (order in t.open_orders()) is (state is S.PARTIALLY_FILLED)
     (alert,) = alerts(capture, "order.venue_state_taken")

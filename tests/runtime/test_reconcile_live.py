@@ -19,6 +19,7 @@ import trio
 from structlog.testing import LogCapture
 
 from tests.support.live_support import Probe, until
+from tests.support.sessions import venue_session
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
 from tradingd.connectors.deribit.simulator import serve as serve_deribit
@@ -30,6 +31,7 @@ from tradingd.connectors.derive.simulator import (
     DeriveSimulator,
 )
 from tradingd.connectors.derive.simulator import serve as serve_derive
+from tradingd.connectors.derive.stream import DeriveSession
 from tradingd.engine import OrderState, OrderUpdate, StatusKind, Subscription, Ticker
 from tradingd.engine.runtime.live import LiveEngine
 
@@ -159,7 +161,7 @@ async def test_a_reconciliation_step_that_raises_is_logged_and_counted_and_the_r
     async def broken(since_ns: int) -> list[Any]:
         raise KeyError("trade_id")  # a bug in a venue's reading of its trade history, say
 
-    client.recent_fills = broken
+    client.recent_fills = broken  # type: ignore[method-assign]  # a bug planted in the venue's reader
     await drop_derive(derive, probe)
     derive.apply_faults({"cancel": {"order_id": resting.order_id, "reason": "insufficient_margin"}})
     before = engine.reconciliations
@@ -195,7 +197,8 @@ async def test_reconciles_once_per_connection_not_per_subscription_change(nurser
     assert engine.reconciliations == 1
     # The connection drops and comes back: exactly one reconciliation.
     await drop_derive(derive, probe)
-    await until(lambda: engine.venues["derive"].stats.connects == 2 and engine.reconciliations == 2)
+    session = venue_session(engine, "derive", DeriveSession)
+    await until(lambda: session.stats.connects == 2 and engine.reconciliations == 2)
     await trio.sleep(0.3)
     assert derive.requests_for("private/get_open_orders") == asked + 1
     assert engine.reconciliations == 2

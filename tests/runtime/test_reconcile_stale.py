@@ -15,9 +15,9 @@ from pathlib import Path
 import attrs
 import trio
 
-from tests.runtime.test_reconcile_races import _engine, _fill, _resting, _SlowVenue, _update, _while_asked
-from tests.store.test_journal import fill, make_flow, update
+from tests.support.flows import fill, make_flow, update
 from tests.support.helpers import PERP, request
+from tests.support.reconciliation import _engine, _fill, _resting, _SlowVenue, _update, _while_asked
 from tradingd.engine import FillReversal, OrderState, Side
 from tradingd.engine.model import OrderTracker
 from tradingd.engine.store.journal import OrderJournal

@@ -16,7 +16,8 @@ import structlog.testing
 
 from tests.support.helpers import PERP, request, ticker
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.engine import Fill, FillReversal, Order, OrderState, OrderUpdate, PrivateEvent, Side
+from tradingd.engine import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent, Side
+from tradingd.engine.model import Order
 from tradingd.engine.runtime.live import LiveEngine
 
 if TYPE_CHECKING:  # the double is checked against the SPI (a structural type: no import needed to run)

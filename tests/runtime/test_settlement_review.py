@@ -8,34 +8,22 @@ from __future__ import annotations
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import orjson
 import pytest
-import structlog
 import trio
 
+from tests.support.canned_execution import _deribit, _derive, _Session
+from tests.support.flows import restored_flow as make_flow
 from tests.support.helpers import PERP as PERP_DEF
-from tests.support.helpers import registry, ticker
+from tests.support.reduced_engine import reduced_engine
 from tradingd.engine import Fill, Liquidity, Side, VenueError
-from tradingd.engine.model import MarketState
 from tradingd.engine.model.settlement import FundingPayment
 from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.store.journal import OrderJournal
 
 PERP = PERP_DEF.symbol
 S = 1_000_000_000
-
-
-def make_flow(journal: OrderJournal | None = None) -> OrderFlow:
-    reg = registry()
-    market = MarketState(reg)
-    market.on_ticker(ticker(PERP, index=90_000.0, mark=90_000.0))
-    flow = OrderFlow(reg, market, lambda _: None)
-    if journal is not None:
-        flow.restore(journal, now_ns=0)
-    return flow
 
 
 def trade(flow: OrderFlow, strategy: str, side: Side, size: int | str, ts: int, tid: str) -> None:
@@ -139,24 +127,9 @@ class _FundingClient:
         return [p for p in self.payments if p.ts_ns >= since_ns]
 
 
-class _Venue:
-    def __init__(self, client: _FundingClient) -> None:
-        self.client = client
-
-    def execution(self) -> _FundingClient:
-        return self.client
-
-
 def _funding_engine(flow: OrderFlow, client: _FundingClient, now: list[int]) -> Any:
     """A LiveEngine reduced to what `_book_funding` and `settle_once` use."""
-    from tradingd.engine.runtime.live import LiveEngine
-
-    engine: Any = LiveEngine.__new__(LiveEngine)
-    engine.flow = flow
-    engine.venues = {"deribit": _Venue(client)}
-    engine.clock = lambda: now[0]
-    engine.log = structlog.get_logger("test")
-    engine.mode = "live"
+    engine = reduced_engine(flow, client, now)
     engine._init_settlements()
     engine._fills_caught_up("deribit", 0, 0)  # the start's catch-up of fills done, connected since
     return engine
@@ -197,8 +170,8 @@ def test_every_round_looks_a_day_back_so_a_payment_listed_late_is_booked() -> No
 def test_a_delivery_price_of_zero_is_refused_before_the_journal_and_restore_survives_an_old_row(
     tmp_path: Path,
 ) -> None:
-    from tests.store.test_fill_key import _fill
-    from tests.store.test_fill_key import make_flow as flow_with
+    from tests.support.flows import fill
+    from tests.support.flows import make_flow as flow_with
     from tests.support.helpers import request
 
     path = tmp_path / "j.sqlite"
@@ -206,7 +179,7 @@ def test_a_delivery_price_of_zero_is_refused_before_the_journal_and_restore_surv
     flow = flow_with(journal)
     order = flow.accept(request("buy", "20", "8954", instrument=PERP, cid="s-1"), now_ns=1 * S)
     flow.assign_order_id(order, "V1")
-    flow.on_fill(_fill("T1", "20", "8954", oid="V1"))
+    flow.on_fill(fill("T1", "20", "8954", oid="V1", liquidity=Liquidity.TAKER))
     assert flow.settle("deribit", PERP, 0.0, now_ns=2 * S) is None  # an inverse contract: no price
     assert flow.settle("deribit", PERP, float("nan"), now_ns=2 * S) is None
     assert flow.settlements_refused == 2
@@ -221,29 +194,6 @@ def test_a_delivery_price_of_zero_is_refused_before_the_journal_and_restore_surv
     counts = restored.restore(OrderJournal(path), now_ns=4 * S)
     assert counts["ledger"] == 1 and restored.restore_skipped == 1
     assert restored.position("s", "deribit", PERP) == 20
-
-
-class _Session:
-    """A venue session answering every call with one body (and counting calls)."""
-
-    def __init__(self, body: Any, limit: int = 200) -> None:
-        self.body = body
-        self.calls = 0
-        self.limit = limit
-        self.trading = True
-        self.log = structlog.get_logger("test")
-
-    async def call_retrying(self, method: str, params: dict[str, Any]) -> bytes:
-        self.calls += 1
-        if self.calls > self.limit:
-            raise RuntimeError(f"still asking after {self.calls - 1} calls")
-        return orjson.dumps(self.body)
-
-
-def _deribit(session: _Session) -> Any:
-    from tradingd.connectors.deribit.execution import DeribitExecution
-
-    return DeribitExecution(session, registry(), currencies=["BTC"])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -267,15 +217,6 @@ def test_deribit_delivers_an_option_out_of_the_money_at_zero() -> None:
 
 
 # -- 5. Derive's money as money ---------------------------------------------------------------------
-def _derive(session: _Session) -> Any:
-    from tradingd.connectors.derive.execution import DeriveExecution
-
-    ex: Any = DeriveExecution.__new__(DeriveExecution)
-    ex.session = session
-    ex.registry = registry()
-    ex._signer = SimpleNamespace(credentials=SimpleNamespace(subaccount_id=1))
-    ex.clock = lambda: 2_000_000_000 * S
-    return ex
 
 
 @pytest.mark.parametrize("settled", ["Infinity", "-1e9", "NaN", "1e30", "0"])
@@ -402,7 +343,7 @@ def test_a_backtest_accrues_deribit_funding_continuously_from_real_shaped_tardis
     minutes, 30 spans of 10 s at -0.00001568 then 30 at 0.0000211, 1,000 USD of the inverse
     perpetual bought 0.5 s in and held; the mark the backtest holds is the book's mid (7,987.75,
     as in `test_settlement`'s backtest), the USD rate the index (7,989.28)."""
-    from tests.model.test_settlement import BuyOnce
+    from tests.support.backtests import BuyOnce
     from tradingd.connectors.deribit import PLUGIN
     from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 

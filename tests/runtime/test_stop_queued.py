@@ -12,9 +12,9 @@ import pytest
 import trio
 import trio.testing
 
-from tests.runtime.test_gateway_lanes import SlowVenue, _flow, _settle, stalled_gateway
 from tests.support.helpers import PERP, request, ticker
 from tests.support.live_support import Probe, live_deribit
+from tests.support.slow_gateway import SlowVenue, _flow, _settle, stalled_gateway
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.engine import OrderDenied, OrderRejected, OrderState, Subscription
 from tradingd.engine.runtime import ExecutionGateway

@@ -17,7 +17,7 @@ import pytest
 import structlog
 import trio
 
-from tests.daemon.test_daemon import ROOT, SECRET, Daemon, serve_sim, sim_orders, until
+from tests.support.daemon_process import ROOT, SECRET, Daemon, serve_sim, sim_orders, until
 from tests.support.helpers import PERP, request, ticker
 from tests.support.live_support import Probe
 from tradingd.connectors.deribit.settings import DeribitSettings

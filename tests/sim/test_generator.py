@@ -10,16 +10,15 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.recorded_lines import Line, read
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.connectors.deribit.generator import build_market, generate_sample, parse_options
 from tradingd.connectors.deribit.instruments import PERPETUAL_EXPIRY_MS, instrument_from_json
@@ -68,17 +67,6 @@ PERP_ITEM_KEYS = {
     "tick_size_steps",
 }  # fmt: skip
 OPTION_ITEM_KEYS = (PERP_ITEM_KEYS - {"future_type"}) | {"option_type", "strike"}
-
-
-@dataclass
-class Line:
-    recv: int
-    frame: bytes
-    msg: Any
-
-
-def read(path: Path) -> list[Line]:
-    return [Line(ts, f, orjson.loads(f)) for ts, f in RecordingReader(path) if ts is not None]
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ is tested on a frame of the captured shape: it keys our trades by (trade, order)
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,13 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.backtest import test_simvenue as simvenue
-from tests.support.helpers import OPTION, PERP, registry, request, ticker
+from tests.support import simulated_venue as simvenue
+from tests.support.flows import fill, make_flow
+from tests.support.helpers import OPTION, PERP, request
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.connectors.derive.codec import DeriveDecoder
-from tradingd.engine import Fill, FillReversal, Liquidity, OrderState, Side
-from tradingd.engine.model import InstrumentRegistry, MarketState
+from tradingd.engine import Fill, FillReversal, Liquidity, MarketEvent, OrderState, OrderUpdate, Side
+from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.store.journal import JournalError, OrderJournal
 
@@ -172,14 +174,6 @@ def schema_of(path: Path) -> tuple[int, list[tuple[Any, ...]]]:
         db.close()
 
 
-def make_flow(journal: OrderJournal | None, reg: InstrumentRegistry | None = None) -> OrderFlow:
-    reg = reg if reg is not None else registry()
-    market = MarketState(reg)
-    market.on_ticker(ticker(PERP.symbol, index=90_000.0, mark=90_010.0))
-    market.on_ticker(ticker(OPTION.symbol, index=90_000.0, mark=0.05))
-    return OrderFlow(reg, market, lambda _: None, journal=journal)
-
-
 # -- the journal's schema 2 and its migration ----------------------------------------------------
 
 
@@ -324,19 +318,15 @@ def test_one_row_per_trade_and_order_and_one_per_funding_id(tmp_path: Path) -> N
 
 
 def _fill(trade_id: str, size: str, price: str, *, oid: str, inst: str = PERP.symbol) -> Fill:
-    return Fill(
-        venue="deribit",
-        instrument=inst,
-        ts_exchange=None,
-        ts_local=5 * S,
-        order_id=oid,
-        trade_id=trade_id,
-        side=Side.BUY,
-        price=Decimal(price),
-        size=Decimal(size),
-        fee=Decimal("0.0001"),
-        fee_currency="BTC",
-    )
+    """Our buy's fill, as a taker."""
+    return fill(trade_id, size, price, oid=oid, inst=inst, liquidity=Liquidity.TAKER)
+
+
+def _fills(events: Sequence[MarketEvent]) -> list[Fill]:
+    """A decoder's events, each checked to be a fill."""
+    fills = [e for e in events if isinstance(e, Fill)]
+    assert len(fills) == len(events), events
+    return fills
 
 
 def _self_cross(*, trade_id: str = "48079254") -> bytes:
@@ -370,7 +360,7 @@ def test_a_deribit_self_cross_books_both_our_fills_once_across_a_restart(tmp_pat
     flow = make_flow(journal)
     _our_two_orders(flow)
     decoder = DeribitDecoder(flow.registry)
-    fills = decoder.decode(_self_cross(), 5 * S)
+    fills = _fills(decoder.decode(_self_cross(), 5 * S))
     assert [(f.client_order_id, f.trade_id, f.side) for f in fills] == [
         ("s-1", "48079254", Side.BUY),
         ("s-2", "48079254", Side.SELL),
@@ -379,7 +369,8 @@ def test_a_deribit_self_cross_books_both_our_fills_once_across_a_restart(tmp_pat
     assert all(b is not None for b in booked)
     ledger = flow.ledgers["s"]
     assert ledger.fills == 2 and flow.position("s", "deribit", PERP.symbol) == 0  # bought 20, sold 20
-    assert [o.state for o in (flow.tracker.get("s-1"), flow.tracker.get("s-2"))] == [OrderState.FILLED] * 2
+    orders = (flow.tracker.get("s-1"), flow.tracker.get("s-2"))
+    assert [None if o is None else o.state for o in orders] == [OrderState.FILLED] * 2
     assert [(r[1], r[6], r[8]) for r in ledger_rows(path)] == [
         ("fill", "s-1", "48079254"),
         ("fill", "s-2", "48079254"),
@@ -387,14 +378,16 @@ def test_a_deribit_self_cross_books_both_our_fills_once_across_a_restart(tmp_pat
     fees = ledger.fees_usd
     assert fees > 0  # the taker's fee is in, as well as the maker's (none)
     # The same records again (a reconnect's catch-up) are repeats, each for its own order.
-    assert [flow.on_fill(f) for f in decoder.decode(_self_cross(), 6 * S)] == [None, None]
+    assert [flow.on_fill(f) for f in _fills(decoder.decode(_self_cross(), 6 * S))] == [None, None]
     journal.close()
     # A restart: both fills rebuilt from the journal; the venue reporting them again books none.
     again = OrderJournal(path)
     restored = make_flow(None)
     assert restored.restore(again, now_ns=10 * S)["ledger"] == 2
     assert restored.ledgers["s"].fills == 2 and restored.ledgers["s"].fees_usd == fees
-    assert [restored.on_fill(f) for f in DeribitDecoder(restored.registry).decode(_self_cross(), 11 * S)] == [
+    assert [
+        restored.on_fill(f) for f in _fills(DeribitDecoder(restored.registry).decode(_self_cross(), 11 * S))
+    ] == [
         None,
         None,
     ]
@@ -435,7 +428,7 @@ def test_a_reversal_voids_the_fill_of_the_order_it_names_only(tmp_path: Path) ->
     assert voided is not None and voided.client_order_id == "s-2"
     one, two = flow.tracker.get("s-1"), flow.tracker.get("s-2")
     assert one is not None and two is not None
-    assert (one.fills_size, two.fills_size) == (1, 0)
+    assert (one.fills_size, two.fills_size) == (Decimal(1), Decimal(0))
     assert one.has_fill("T1") and not two.has_fill("T1")
     assert flow.position("s", "deribit", OPTION.symbol) == 1
     assert flow.on_reversal(reversal("V2")) is None  # voided already
@@ -453,8 +446,8 @@ def test_a_reversal_voids_the_fill_of_the_order_it_names_only(tmp_path: Path) ->
     ]
     assert restored.position("s", "deribit", OPTION.symbol) == 0
     for cid in ("s-1", "s-2"):
-        order = restored.tracker.get(cid)
-        assert order is not None and order.fills_size == 0 and not order.has_fill("T1")
+        kept = restored.tracker.get(cid)
+        assert kept is not None and kept.fills_size == 0 and not kept.has_fill("T1")
     again.close()
 
 
@@ -476,7 +469,7 @@ def test_derive_reports_each_order_of_one_trade_once() -> None:
         "liquidity_role": "taker",
     }
     d = DeriveDecoder(InstrumentRegistry())
-    fills = d.decode(_derive_trades(maker, taker), 1)
+    fills = _fills(d.decode(_derive_trades(maker, taker), 1))
     assert [(f.order_id, f.trade_id, f.side) for f in fills] == [
         ("order-abc", "trade-xyz", Side.BUY),
         ("order-def", "trade-xyz", Side.SELL),
@@ -486,7 +479,10 @@ def test_derive_reports_each_order_of_one_trade_once() -> None:
     assert d.repeated_fills == 2
     # Reverted: each order's fill is reversed, once.
     reverted = [d.decode(_derive_trades({**r, "tx_status": "reverted"}), 4) for r in (maker, taker, maker)]
-    assert [[(type(e).__name__, e.order_id) for e in events] for events in reverted] == [
+    assert [
+        [(type(e).__name__, e.order_id if isinstance(e, FillReversal) else None) for e in events]
+        for events in reverted
+    ] == [
         [("FillReversal", "order-abc")],
         [("FillReversal", "order-def")],
         [],
@@ -526,6 +522,8 @@ def test_a_simulated_self_trade_is_one_trade_id_for_both_orders_and_only_when_al
         refused = sim.submit(
             simvenue.order("s-4", side="sell", size="1", price="0.049", post_only=True), 4, own=lambda o: True
         )
-        assert [(e.status, e.reason) for e in refused if not isinstance(e, Fill)] == [
-            (OrderState.REJECTED, "post_only_reject")
-        ]
+        assert [
+            (e.status, e.reason) if isinstance(e, OrderUpdate) else e
+            for e in refused
+            if not isinstance(e, Fill)
+        ] == [(OrderState.REJECTED, "post_only_reject")]

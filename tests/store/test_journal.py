@@ -16,56 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.flows import fill, make_flow, update
 from tests.support.helpers import OPTION, PERP, registry, request, ticker
-from tradingd.engine import Fill, FillReversal, Liquidity, OrderRejected, OrderState, OrderUpdate, Side
+from tradingd.engine import FillReversal, OrderRejected, OrderState, Side
 from tradingd.engine.model import InstrumentRegistry, MarketState
 from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.store.journal import OrderJournal
 
 S = 1_000_000_000
-
-
-def make_flow(journal: OrderJournal | None, reg: InstrumentRegistry | None = None) -> OrderFlow:
-    reg = reg if reg is not None else registry()
-    market = MarketState(reg)
-    market.on_ticker(ticker(PERP.symbol, index=90_000.0, mark=90_010.0))
-    market.on_ticker(ticker(OPTION.symbol, index=90_000.0, mark=0.05))
-    return OrderFlow(reg, market, lambda _: None, journal=journal)
-
-
-def fill(
-    trade_id: str, size: str, price: str, *, oid: str, side: Side = Side.BUY, inst: str = PERP.symbol
-) -> Fill:
-    return Fill(
-        venue="deribit",
-        instrument=inst,
-        ts_exchange=None,
-        ts_local=5 * S,
-        order_id=oid,
-        trade_id=trade_id,
-        side=side,
-        price=Decimal(price),
-        size=Decimal(size),
-        fee=Decimal("0.0001"),
-        fee_currency="BTC",
-        liquidity=Liquidity.MAKER,
-    )
-
-
-def update(oid: str, cid: str, status: OrderState, filled: str = "0") -> OrderUpdate:
-    return OrderUpdate(
-        venue="deribit",
-        instrument=PERP.symbol,
-        ts_exchange=None,
-        ts_local=4 * S,
-        order_id=oid,
-        client_order_id=cid,
-        status=status,
-        side=Side.BUY,
-        price=Decimal("90000"),
-        size=Decimal("30"),
-        filled_size=Decimal(filled),
-    )
 
 
 def views(flow: OrderFlow) -> dict[str, tuple[object, ...]]:

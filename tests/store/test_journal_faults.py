@@ -17,7 +17,7 @@ import pytest
 import structlog
 import trio
 
-from tests.store.test_journal import make_flow
+from tests.support.flows import make_flow
 from tests.support.helpers import PERP, request
 from tests.support.live_support import until
 from tradingd.cli.settings import daemon_settings
@@ -151,8 +151,8 @@ def test_a_full_disk_is_said_and_no_order_goes_out_that_was_not_journaled(tmp_pa
             refused = (f"s-{i}", exc)
             break
     assert refused is not None
-    cid, exc = refused
-    assert f"journal {path}: disk full" in str(exc)
+    cid, error = refused
+    assert f"journal {path}: disk full" in str(error)
     order = flow.tracker.get(cid)
     assert order is not None and order.state is OrderState.REJECTED  # final: never sent
     failures = [c.kwargs for c in log.calls if c.kwargs.get("event") == "journal.write_failed"]

@@ -14,9 +14,11 @@ import orjson
 import trio
 
 from tests.support.live_support import Probe, until
+from tests.support.sessions import venue_session
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
 from tradingd.connectors.deribit.simulator import serve as serve_deribit
+from tradingd.connectors.deribit.stream import DeribitSession
 from tradingd.connectors.derive.settings import DeriveSettings
 from tradingd.connectors.derive.simulator import (
     DEMO_SESSION_KEY,
@@ -25,14 +27,16 @@ from tradingd.connectors.derive.simulator import (
     DeriveSimulator,
 )
 from tradingd.connectors.derive.simulator import serve as serve_derive
+from tradingd.connectors.derive.stream import DeriveSession
 from tradingd.connectors.polymarket.settings import PolymarketSettings
 from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
 from tradingd.connectors.polymarket.simulator import serve as serve_polymarket
+from tradingd.connectors.polymarket.stream import PolymarketSession
 from tradingd.engine import BookUpdate, Fill, MalformedFrame, Subscription, Ticker
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.recorder import RecordingSet, SessionRecorder
-from tradingd.engine.venue.catalog import CatalogSettings
+from tradingd.engine.venue import CatalogSettings
 from tradingd.engine.venue.plugins import load_venue
 
 DERIBIT_ID, DERIBIT_SECRET = next(iter(DEFAULT_ACCOUNTS.items()))
@@ -96,7 +100,7 @@ async def test_a_live_deribit_recording_holds_no_token_secret_or_private_frame(
     settings = DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}")
     environ = {"DERIBIT_CLIENT_ID": DERIBIT_ID, "DERIBIT_CLIENT_SECRET": DERIBIT_SECRET}
     engine, recorder = await record_live(nursery, tmp_path / "rec", "deribit", settings, environ, probe)
-    live = engine.venues["deribit"]
+    live = venue_session(engine, "deribit", DeribitSession)
     assert live.authenticated and "user.orders.any.any.raw" in live.channels
     await until(lambda: bool(probe.of(Ticker, perp)))
     filled = await probe.ctx.buy("deribit", perp, 50)  # a private/buy answer and user.* frames
@@ -132,7 +136,7 @@ async def test_a_live_derive_recording_holds_no_login_answer_key_or_private_fram
         "DERIVE_SUBACCOUNT_ID": str(DEMO_SUBACCOUNT),
     }
     engine, recorder = await record_live(nursery, tmp_path / "rec", "derive", settings, environ, probe)
-    live = engine.venues["derive"]
+    live = venue_session(engine, "derive", DeriveSession)
     assert live.authenticated and f"{DEMO_SUBACCOUNT}.orders" in live.channels
     await until(lambda: bool(probe.of(Ticker, perp)))
     filled = await probe.ctx.buy("derive", perp, Decimal("0.3"))
@@ -176,13 +180,14 @@ async def test_a_live_polymarket_recording_holds_no_api_credential_or_user_chann
     engine, recorder = await record_live(
         nursery, tmp_path / "rec", "polymarket", settings, environ, probe, catalog_settings=catalog
     )
-    live = engine.venues["polymarket"]
-    assert live.user is not None and "user" in live.channels
+    live = venue_session(engine, "polymarket", PolymarketSession)
+    user = live.user
+    assert user is not None and "user" in live.channels
     await until(lambda: bool(probe.of(BookUpdate, token)))
     ask = Decimal(repr(probe.of(BookUpdate, token)[-1].best_ask))
     filled = await probe.ctx.buy("polymarket", token, 5, price=ask + Decimal("0.02"))
     await until(lambda: any(isinstance(e, Fill) for e in probe.mine(filled.client_order_id)))
-    await until(lambda: live.user.stats.frames >= 2)  # the user channel told us of it
+    await until(lambda: user.stats.frames >= 2)  # the user channel told us of it
     await trio.sleep(0.3)
     frames = recorded(recorder, "polymarket")
 
@@ -194,7 +199,7 @@ async def test_a_live_polymarket_recording_holds_no_api_credential_or_user_chann
         "our order id": str(filled.order_id),
     }
     assert leaks(frames, secrets) == []
-    assert live.user.stats.unrecorded == live.user.stats.frames > 0
+    assert user.stats.unrecorded == user.stats.frames > 0
     registry, events = replay("polymarket", frames)
     assert registry.get("polymarket", token) is not None
     assert any(isinstance(e, BookUpdate) for e in events)

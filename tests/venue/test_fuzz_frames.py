@@ -389,7 +389,7 @@ def test_hostile_frame_is_malformed(venue: str, frame: bytes) -> None:
         decoder.decode(frame, 1)
     if frame.isascii():
         with pytest.raises(MalformedFrame):
-            decoder.decode(frame.decode(), 1)  # as a text frame too
+            decoder.decode(frame.decode(), 1)  # type: ignore[arg-type]  # as a session hands a text frame over
     assert decoder.stats.malformed == decoder.stats.frames == (2 if frame.isascii() else 1)
 
 
@@ -467,54 +467,11 @@ _DEEP_SCRIPT = textwrap.dedent(
                 decoder.decode(f, 1)
             except MalformedFrame:
                 pass
-    from tests.venue.test_fuzz_frames import polymarket_session_receives
+    from tests.support.frame_sessions import polymarket_session_receives
     trio.run(polymarket_session_receives, frame)
     print("alive", sys.getrecursionlimit())
     """
 )
-
-
-async def polymarket_session_receives(frame: bytes) -> None:
-    """A Polymarket session (its module imports signing) takes `frame` from its connection."""
-    import trio
-
-    import tradingd.connectors.polymarket.stream  # noqa: F401 - it imports signing (py_ecc)
-    from tradingd.engine.venue.session import VenueSession
-
-    seen: list[Any] = []
-
-    class _Ws:
-        def __init__(self) -> None:
-            self.frames = [frame, b'"not a dict"']
-
-        async def get_message(self) -> bytes:
-            if not self.frames:
-                await trio.sleep_forever()
-            return self.frames.pop(0)
-
-    class _Session(VenueSession):
-        venue = "polymarket"
-
-        async def _handle(self, message: bytes | str, now: int) -> None:
-            await self.decode(message, now)
-
-    class _Sink:
-        async def market(self, events: list[Any]) -> None:
-            seen.extend(events)
-
-        def private(self, events: list[Any]) -> None:
-            seen.extend(events)
-
-    registry = InstrumentRegistry()
-    session = _Session(
-        decoder=load_venue("polymarket").decoder(registry),
-        registry=registry,
-        router=None,  # type: ignore[arg-type]
-        sink=_Sink(),
-    )
-    with trio.move_on_after(0.5):
-        await session._receive(_Ws())  # type: ignore[arg-type]
-    assert session.stats.malformed == 2, session.stats
 
 
 def test_deep_frame_does_not_crash_the_interpreter() -> None:

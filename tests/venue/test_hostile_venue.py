@@ -8,7 +8,6 @@ import copy
 import random
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,13 @@ import pytest
 import trio
 import zstandard
 
-from tests.daemon.test_daemon import Daemon, serve_sim, until
+from tests.support.daemon_process import Daemon, serve_sim, until
+from tests.support.frame_sessions import _session, _Ws
 from tradingd.cli.main import main
 from tradingd.engine import Subscription
-from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.model.errors import DataError
 from tradingd.engine.store.recording import RecordingReader, RecordingWriter
-from tradingd.engine.venue.plugins import load_venue
-from tradingd.engine.venue.session import ConnectionLost, VenueSession
+from tradingd.engine.venue.session import ConnectionLost
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -50,7 +48,7 @@ async def test_daemon_survives_hostile_frames_and_keeps_trading(
     daemon = Daemon(tmp_path, address, below=0.1)
     await daemon.start(nursery)
 
-    def venue() -> dict[str, object]:
+    def venue() -> dict[str, Any]:  # the status file's JSON
         return ((daemon.status() or {}).get("venues") or {}).get("deribit") or {}
 
     await until(lambda: venue().get("ready"), within=30, what="the daemon connected")
@@ -221,41 +219,6 @@ def test_recording_reader_says_a_zst_is_unfinished(tmp_path: Path) -> None:
     assert [f for _, f in RecordingReader(both)] == [b"{}", b"[]"]
 
 
-class _Ws:
-    """A connection that delivers `frames`, then nothing."""
-
-    def __init__(self, frames: list[bytes]) -> None:
-        self.frames = frames
-
-    async def get_message(self) -> bytes:
-        if not self.frames:
-            await trio.sleep_forever()
-        return self.frames.pop(0)
-
-
-def _session(handle: Callable[[bytes | str], None]) -> VenueSession:
-    class _Session(VenueSession):
-        venue = "deribit"
-
-        async def _handle(self, message: bytes | str, now: int) -> None:
-            handle(message)
-
-    class _Sink:
-        async def market(self, events: list[Any]) -> None:
-            pass
-
-        def private(self, events: list[Any]) -> None:
-            pass
-
-    registry = InstrumentRegistry()
-    return _Session(
-        decoder=load_venue("deribit").decoder(registry),
-        registry=registry,
-        router=None,  # type: ignore[arg-type]
-        sink=_Sink(),
-    )
-
-
 async def test_session_counts_and_skips_what_a_venue_handler_raises() -> None:
     """Whatever a venue's `_handle` raises for one frame (not only the decoder's
     `MalformedFrame`) is that frame's: counted malformed, logged, skipped."""
@@ -287,8 +250,8 @@ async def test_session_lets_interrupts_and_connection_errors_through(exc: BaseEx
 def test_backtest_counts_hostile_frames_and_goes_on(tmp_path: Path) -> None:
     """The backtest kernel reads the same hostile frames as a live session: each is counted
     malformed and the replay goes on to the frames after it."""
-    from tests.backtest.test_backtest import Scripted, run
     from tests.support import deribit_frames as F
+    from tests.support.backtests import Scripted, run
 
     huge = F.snapshot(F.OPTION, 3, 11, [(1e308, 3.0)], [(0.05, 2.0)])
     frames = [

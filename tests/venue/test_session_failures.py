@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 from structlog.testing import capture_logs
 
-from tests.venue.test_hostile_venue import _session, _Ws
+from tests.support.frame_sessions import _session, _Ws
 from tradingd.engine import MalformedFrame
 
 

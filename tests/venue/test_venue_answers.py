@@ -9,66 +9,21 @@ from typing import Any
 
 import orjson
 import pytest
-import trio
-import trio.testing
 
 from tests.support.helpers import PERP, registry
+from tests.support.offline_sessions import Session, _Sink, deribit, derive, error_answer
 from tradingd.connectors.deribit.execution import DeribitExecution
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.connectors.deribit.stream import DeribitSession
 from tradingd.connectors.derive.settings import DeriveSettings
-from tradingd.connectors.derive.stream import DeriveSession
 from tradingd.engine import MalformedFrame, OrderRequest, VenueError
 from tradingd.engine.model import InstrumentRegistry, Order
 from tradingd.engine.runtime.router import MarketRouter
 
-
-class _Sink:
-    async def market(self, events: list[Any]) -> None:
-        return None
-
-    def private(self, events: list[Any]) -> None:
-        return None
-
-
-def deribit(reg: InstrumentRegistry | None = None) -> DeribitSession:
-    return DeribitSession(DeribitSettings(), registry=reg or registry(), router=MarketRouter(), sink=_Sink())
-
-
-def derive(reg: InstrumentRegistry | None = None) -> DeriveSession:
-    return DeriveSession(
-        DeriveSettings(), registry=reg or InstrumentRegistry(), router=MarketRouter(), sink=_Sink()
-    )
-
-
-Session = DeribitSession | DeriveSession
 SESSIONS = [pytest.param(deribit, id="deribit"), pytest.param(derive, id="derive")]
 DEEP = b"[" * 3000 + b"]" * 3000  # longer than SHORT_FRAME, deeper than MAX_NESTING
 
 
 # ---------------------------------------------------------- 1, 2: the envelope and error objects
-
-
-async def error_answer(session: Session, error: bytes) -> VenueError:
-    """What the caller of a pending `private/buy` hears when the venue answers it with the error
-    object `error`, handled as the receive loop hands it over (minus the loop's nesting net: the
-    venue's own parse must hold). Within a second: at once, not after the request's timeout."""
-    rid = session._requests.open("private/buy")
-    caught: list[VenueError] = []
-
-    async def caller() -> None:
-        try:
-            await session._requests.wait(rid, 5.0, what="private/buy")
-        except VenueError as exc:
-            caught.append(exc)
-
-    with trio.fail_after(1):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(caller)
-            await trio.testing.wait_all_tasks_blocked()
-            await session._handle(b'{"jsonrpc":"2.0","id":%d,"error":%s}' % (rid, error), 0)
-    (exc,) = caught
-    return exc
 
 
 @pytest.mark.parametrize("make", SESSIONS)
@@ -139,7 +94,7 @@ async def test_deribit_an_absurd_instruments_answer_is_refused_and_the_known_sta
     session = deribit()
     known = sorted(i.symbol for i in session.registry)
 
-    async def get_instruments(method: str, params: dict[str, Any], **kw: Any) -> bytes:
+    async def get_instruments(method: str, params: dict[str, Any] | None = None, **kw: Any) -> bytes:
         return answer
 
     session.call_retrying = get_instruments  # type: ignore[method-assign]
@@ -158,7 +113,7 @@ async def test_deribit_an_instruments_answer_the_decoder_trips_on_is_refused() -
 
     session.decoder.learn_instruments = trips  # type: ignore[method-assign]
 
-    async def get_instruments(method: str, params: dict[str, Any], **kw: Any) -> bytes:
+    async def get_instruments(method: str, params: dict[str, Any] | None = None, **kw: Any) -> bytes:
         return b"[]"
 
     session.call_retrying = get_instruments  # type: ignore[method-assign]

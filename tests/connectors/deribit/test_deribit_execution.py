@@ -81,7 +81,7 @@ def test_credentials_from_the_environment_and_never_shown() -> None:
     configure_logging("info", "json", buffer)
     try:
         structlog.get_logger().info("oops", detail="the secret is very-secret-value")
-        assert b"very-secret-value" not in buffer.buffer.getvalue()  # type: ignore[attr-defined]
+        assert b"very-secret-value" not in buffer.buffer.getvalue()
     finally:
         structlog.reset_defaults()
 
@@ -115,7 +115,7 @@ def test_errors_are_typed_with_the_venue_code(
 ) -> None:
     exc = map_error(error, method="private/buy")
     assert type(exc) is kind
-    assert exc.code == code and exc.venue_message == error["message"]  # type: ignore[attr-defined]
+    assert exc.code == code and exc.venue_message == error["message"]
 
 
 def test_the_captured_error_frame_maps_to_rate_limited() -> None:
@@ -133,11 +133,11 @@ def test_captured_order_responses_become_order_events() -> None:
     )
     assert (buy.price, buy.size, buy.side.value) == (Decimal("2973.55"), Decimal("0.001"), "buy")
     (edit,) = decode_order_result(orjson.dumps(fixture("ws_order_edit_response.json")["result"]), 7)
-    assert edit.price == Decimal("3067.2")  # type: ignore[union-attr]
+    assert edit.price == Decimal("3067.2")
     (stop,) = decode_order_result(
         orjson.dumps(fixture("ws_order_stop_market_no_filled_amount.json")["result"]), 7
     )
-    assert stop.price is None and stop.filled_size == 0 and stop.status is OrderState.OPEN  # type: ignore[union-attr]
+    assert stop.price is None and stop.filled_size == 0 and stop.status is OrderState.OPEN
     # The documented private/buy answer with a trade: the fill first, then the filled order.
     documented = {
         "trades": [

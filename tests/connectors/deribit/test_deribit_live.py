@@ -3,16 +3,15 @@ subscribe, receive, place/edit/cancel, fills, and recovery from each injected fa
 
 from __future__ import annotations
 
-import functools
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import trio
 
+from tests.support.deribit_live import PERP, serve_sim, start
 from tests.support.live_support import Probe, until
-from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from tradingd.connectors.deribit.simulator import DeribitSimulator
 from tradingd.engine import (
     BookUpdate,
     Fill,
@@ -21,45 +20,16 @@ from tradingd.engine import (
     OrderUpdate,
     Status,
     StatusKind,
-    Strategy,
     Subscription,
     Ticker,
     Trade,
 )
 from tradingd.engine.runtime.live import LiveEngine
 
-PERP = "BTC-PERPETUAL"
-CREDS = {
-    "DERIBIT_CLIENT_ID": next(iter(DEFAULT_ACCOUNTS)),
-    "DERIBIT_CLIENT_SECRET": next(iter(DEFAULT_ACCOUNTS.values())),
-}
-
-
-async def serve_sim(nursery: trio.Nursery, **options: Any) -> tuple[DeribitSimulator, str]:
-    simulator = DeribitSimulator(seed=5, step_s=0.05, heartbeat_scale=0.1, **options)
-    binds = await nursery.start(functools.partial(serve, simulator))
-    return simulator, binds[0].removeprefix("http://")
-
 
 @pytest.fixture
 async def sim(nursery: trio.Nursery) -> tuple[DeribitSimulator, str]:
     return await serve_sim(nursery)
-
-
-async def start(
-    nursery: trio.Nursery, base: str, *strategies: Strategy, mode: str = "live", **settings: Any
-) -> LiveEngine:
-    engine = LiveEngine(
-        list(strategies),
-        {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}", **settings)},
-        mode=mode,  # type: ignore[arg-type]
-        environ=CREDS,
-        paper_latency_s=0.0,
-    )
-    await nursery.start(engine.run)
-    with trio.fail_after(10):
-        await engine.ready.wait()
-    return engine
 
 
 def session(engine: LiveEngine) -> Any:

@@ -418,9 +418,11 @@ def test_the_plugin_builds_sessions_for_live_and_paper() -> None:
     with pytest.raises(ConfigError, match="private channels"):
         PLUGIN.live(DeriveSettings(private=False), trading=True, environ=ENV, **kwargs)
     live = PLUGIN.live(DeriveSettings(), trading=True, environ=ENV, **kwargs)
-    assert isinstance(live, DeriveSession) and live.credentials is not None
+    assert isinstance(live, DeriveSession)
+    assert live.credentials is not None
     assert live.credentials.signer == SIGNER and live.settings.private
     paper = PLUGIN.live(DeriveSettings(), trading=False, environ=ENV, **kwargs)
+    assert isinstance(paper, DeriveSession)
     assert paper.credentials is None and not paper.settings.private  # paper never logs in
     banner = "\n".join(PLUGIN.simulator_banner(["http://127.0.0.1:8766"]))
     assert 'url = "ws://127.0.0.1:8766/ws"' in banner and DEMO_WALLET in banner

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import orjson
 import pytest
 import trio
 
+from tests.support.recorded_lines import Line, read
 from tradingd.connectors.derive import PLUGIN
 from tradingd.connectors.derive.codec import DeriveDecoder
 from tradingd.connectors.derive.generator import DeriveFeed, build_market, generate_sample, parse_options
@@ -51,17 +51,6 @@ FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "derive"
 
 def fixture(name: str) -> Any:
     return orjson.loads((FIXTURES / name).read_bytes())
-
-
-@dataclass
-class Line:
-    recv: int
-    frame: bytes
-    msg: Any
-
-
-def read(path: Path) -> list[Line]:
-    return [Line(ts, f, orjson.loads(f)) for ts, f in RecordingReader(path) if ts is not None]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import pytest
 import structlog
 import trio
 
+from tests.support.derive_live import CREDS
 from tests.support.live_support import Probe, until
 from tradingd.connectors.derive.settings import DeriveSettings
 from tradingd.connectors.derive.simulator import (
@@ -42,11 +43,6 @@ from tradingd.engine.store.journal import OrderJournal
 
 PERP = "ETH-PERP"
 SUB = DEMO_SUBACCOUNT
-CREDS = {
-    "DERIVE_WALLET": DEMO_WALLET,
-    "DERIVE_SESSION_KEY": DEMO_SESSION_KEY,
-    "DERIVE_SUBACCOUNT_ID": str(DEMO_SUBACCOUNT),
-}
 
 
 async def serve_sim(nursery: trio.Nursery, **options: Any) -> tuple[DeriveSimulator, str]:

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.polymarket_frames import MARKET, TOKEN, T, frame, load, state_of, wire
 from tradingd.cli.main import main
 from tradingd.connectors.polymarket import PLUGIN, PolymarketSettings
 from tradingd.connectors.polymarket.book import summary_hash
@@ -45,48 +46,15 @@ from tradingd.engine import (
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.venue import Decoder
 
-FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "polymarket"
-T = 1_700_000_000_123_456_789
-TOKEN = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
-MARKET = "0xdd22472e552920b8438158ea7238bfadfa4f736aa4cee91a6b86c39ead110917"
 ORDER_ID = "0x1234567890abcdef1234567890abcdef1234567890abcdef1234567890abcdef12"
-OWNER = "00000000-0000-0000-0000-000000000001"
 NVDA_YES = "76043073756653678226373981964075571318267289248134717369284518995922789326425"
 NVDA_NO = "31690934263385727664202099278545688007799199447969475608906331829650099442770"
 NVDA = "0x311d0c4b6671ab54af4970c06fcf58662516f5168997bdda209ec3db5aa6b0c1"
 
 
-def load(name: str) -> Any:
-    return orjson.loads((FIXTURES / name).read_bytes())
-
-
-def wire(msg: Any) -> bytes:
-    return orjson.dumps(msg)
-
-
-def frame(name: str) -> bytes:
-    return wire(load(name))
-
-
 @pytest.fixture
 def dec() -> PolymarketDecoder:
     return PolymarketDecoder(InstrumentRegistry())
-
-
-def state_of(dec: PolymarketDecoder) -> Any:
-    """Everything a frame may change, as plain data."""
-    return (
-        {
-            k: (dict(b.bids), dict(b.asks), b.sequence, b.valid, b.timestamp_ms)
-            for k, b in dec.books().items()
-        },
-        sorted((i.symbol, i.tick_size, i.min_size, i.active, i.taker_fee) for i in dec.registry),
-        sorted((o.token_id, o.neg_risk, o.fees) for o in dec.outcomes),
-        dict(dec._trades),
-        (dec.legacy_price_changes, dec.failed_fills, dec.last_unknown_channel),
-        (dec.stats.ignored_changes, dec.stats.gaps, dec.stats.skipped_instruments, dec.stats.unknown_channel),
-        dec.stats.control,
-    )
 
 
 # --------------------------------------------------------------------------- the plugin

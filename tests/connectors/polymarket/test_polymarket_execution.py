@@ -534,7 +534,7 @@ async def test_the_simulator_charges_a_taker_in_pusd_and_credits_every_share_it_
     (bought,) = account.trades
     p = bought.price
     fee = floor5(10 * rate * p * (1 - p))
-    assert (bought.size, bought.fee, fee > 0) == (10, fee, True)
+    assert (bought.size, bought.fee, fee > 0) == (Decimal(10), fee, True)
     assert account.positions[token] == 10  # every share matched: nothing taken in shares
     assert account.balance == cash0 - 10 * p - fee  # the fee is pUSD, on top of the cost
     page = orjson.loads(await ex.rest.call("GET", "/data/trades", auth=True))
@@ -557,7 +557,7 @@ async def test_the_simulator_charges_a_taker_in_pusd_and_credits_every_share_it_
     sold = account.trades[-1]
     assert (sold.side, sold.size, sold.fee) == (
         Side.SELL,
-        10,
+        Decimal(10),
         floor5(10 * rate * sold.price * (1 - sold.price)),
     )
     assert account.positions[token] == 0
@@ -614,7 +614,7 @@ async def test_fills_found_while_reconciling_pay_their_markets_fee(sim: Polymark
     after, decoder = execution_for(sim, learn=False)
     decoder.learn_markets([sim.clob_market(market.condition_id)])
     (fill,) = await after.recent_fills(0)
-    assert (fill.size, fill.fee, fill.fee_currency) == (10, trade.fee, "pUSD")
+    assert (fill.size, fill.fee, fill.fee_currency) == (Decimal(10), trade.fee, "pUSD")
 
 
 async def test_an_unknown_exchange_is_asked_before_signing(sim: PolymarketSimulator) -> None:

@@ -17,6 +17,8 @@ import structlog
 import trio
 
 from tests.support.live_support import Probe, until
+from tests.support.polymarket_live import V, start
+from tests.support.sessions import venue_session
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution, trade_tokens
 from tradingd.connectors.polymarket.fees import taker_fee
@@ -39,19 +41,10 @@ from tradingd.engine import (
     Subscription,
 )
 from tradingd.engine.model import InstrumentRegistry, Order
-from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.runtime.router import MarketRouter
 from tradingd.engine.sim.server import Receive, Scope, Send
-from tradingd.engine.venue.catalog import CatalogSettings
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "polymarket"
-V = "polymarket"
-CREDS = {
-    "POLYMARKET_PRIVATE_KEY": DEMO_ACCOUNT.private_key,
-    "POLYMARKET_API_KEY": DEMO_API.key,
-    "POLYMARKET_API_SECRET": DEMO_API.secret,
-    "POLYMARKET_API_PASSPHRASE": DEMO_API.passphrase,
-}
 NOW_NS = 1_795_000_000 * 1_000_000_000
 SLOW_S = 1.0  # how long the venue takes to answer `GET /clob-markets` in the slow simulator
 
@@ -118,21 +111,9 @@ async def test_a_first_order_asks_no_fee_schedule_and_the_cancel_behind_it_is_no
     base = binds[0].removeprefix("http://")
     x, y = simulator.feed.markets[0].yes, simulator.feed.markets[1].yes
     probe = Probe("p", [Subscription(V, x), Subscription(V, y)])
-    engine = LiveEngine(
-        [probe],
-        {V: PolymarketSettings(url=f"ws://{base}/ws", rest_url=f"http://{base}")},
-        mode="live",
-        environ=CREDS,
-        paper_latency_s=0.0,
-        catalog_settings={
-            "polymarket": CatalogSettings(cache=tmp_path / "catalog.jsonl", source_url=f"http://{base}/gamma")
-        },
-    )
-    await nursery.start(engine.run)
-    with trio.fail_after(15):
-        await engine.ready.wait()
+    engine = await start(nursery, base, probe, cache=tmp_path / "catalog.jsonl", ready_within=15)
     await until(lambda: bool(probe.of(BookUpdate, x)) and bool(probe.of(BookUpdate, y)))
-    outcomes = engine.venues[V].outcomes
+    outcomes = venue_session(engine, V, PolymarketSession).outcomes
     known_at_ready = {token: outcomes.get(token) for token in (x, y)}
     resting = await probe.ctx.buy(V, y, 10, price="0.05")
     assert resting.status is OrderState.OPEN

@@ -6,7 +6,6 @@ order journal against the venue."""
 
 from __future__ import annotations
 
-import functools
 import io
 import itertools
 from decimal import Decimal
@@ -19,9 +18,11 @@ import structlog
 import trio
 
 from tests.support.live_support import Probe, until
+from tests.support.polymarket_live import API, V, cache, serve_sim, start, yes
+from tests.support.sessions import venue_session
 from tradingd.connectors.polymarket.codec import TradeSettlement, TradeStatus
-from tradingd.connectors.polymarket.settings import PolymarketSettings
-from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
+from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, PolymarketSimulator
+from tradingd.connectors.polymarket.stream import PolymarketSession, UserConnection
 from tradingd.engine import (
     BookUpdate,
     Fill,
@@ -32,7 +33,6 @@ from tradingd.engine import (
     Side,
     Status,
     StatusKind,
-    Strategy,
     Subscription,
     Ticker,
     Trade,
@@ -40,22 +40,8 @@ from tradingd.engine import (
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.journal import OrderJournal
-from tradingd.engine.venue.catalog import CatalogSettings
 
-API = DEMO_API
-CREDS = {
-    "POLYMARKET_PRIVATE_KEY": DEMO_ACCOUNT.private_key,
-    "POLYMARKET_API_KEY": API.key,
-    "POLYMARKET_API_SECRET": API.secret,
-    "POLYMARKET_API_PASSPHRASE": API.passphrase,
-}
-V = "polymarket"
-
-
-async def serve_sim(nursery: trio.Nursery, **options: Any) -> tuple[PolymarketSimulator, str]:
-    simulator = PolymarketSimulator(**{"seed": 5, "step_s": 0.05, "mine_s": 0.1, "confirm_s": 0.1, **options})
-    binds = await nursery.start(functools.partial(serve, simulator))
-    return simulator, binds[0].removeprefix("http://")
+__all__ = ["cache"]  # the fixture (tests/support/polymarket_live), used by name
 
 
 @pytest.fixture
@@ -63,45 +49,15 @@ async def sim(nursery: trio.Nursery) -> tuple[PolymarketSimulator, str]:
     return await serve_sim(nursery)
 
 
-async def start(
-    nursery: trio.Nursery,
-    base: str,
-    *strategies: Strategy,
-    mode: str = "live",
-    environ: dict[str, str] | None = None,
-    cache: Path | None = None,
-    journal: OrderJournal | None = None,
-    wait: bool = True,
-    **settings: Any,
-) -> LiveEngine:
-    engine = LiveEngine(
-        list(strategies),
-        {V: PolymarketSettings(url=f"ws://{base}/ws", rest_url=f"http://{base}", **settings)},
-        mode=mode,  # type: ignore[arg-type]
-        environ=CREDS if environ is None else environ,
-        paper_latency_s=0.0,
-        # The market catalog reads the simulator's Gamma (never the network, never ~/.cache).
-        catalog_settings={"polymarket": CatalogSettings(cache=cache, source_url=f"http://{base}/gamma")},
-        journal=journal,
-    )
-    await nursery.start(engine.run)
-    if wait:
-        with trio.fail_after(10):
-            await engine.ready.wait()
-    return engine
+def session(engine: LiveEngine) -> PolymarketSession:
+    return venue_session(engine, V, PolymarketSession)
 
 
-def session(engine: LiveEngine) -> Any:
-    return engine.venues[V]
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> Path:
-    return tmp_path / "catalog.jsonl"
-
-
-def yes(sim: PolymarketSimulator, i: int = 0) -> str:
-    return sim.feed.markets[i].yes
+def user_channel(engine: LiveEngine) -> UserConnection:
+    """The session's user channel (it has one: the tests trade with credentials)."""
+    user = session(engine).user
+    assert user is not None
+    return user
 
 
 async def test_market_data_on_one_market_connection_and_books_equal_to_the_venues(
@@ -138,7 +94,7 @@ async def test_market_data_on_one_market_connection_and_books_equal_to_the_venue
     simulator.resume()
     # PING every second, answered PONG (§2.2 keepalive), and nothing reconnected.
     await until(lambda: session(engine).market.pongs >= 2, within=5)
-    assert session(engine).market.stats.connects == 1 and session(engine).user.stats.connects == 1
+    assert session(engine).market.stats.connects == 1 and user_channel(engine).stats.connects == 1
     # What the daemon's status file and watchdog read: both connections, added up.
     live = session(engine)
     assert live.connected and live.stats.connects == 2 and live.channels == {token, other, "user"}
@@ -415,10 +371,10 @@ async def test_a_dropped_connection_loses_nothing(
     simulator._apply(simulator.matching.on_trade(hit, simulator.clock()), simulator.clock())
     assert sim_order.status == "MATCHED"
     live = session(engine)
-    await until(lambda: live.market.stats.connects == 2 and live.user.stats.connects == 2)
+    await until(lambda: live.market.stats.connects == 2 and user_channel(engine).stats.connects == 2)
     # The trade reported while we were away is recovered (by the user connection, and by the
     # engine's reconciliation), once; the order is filled.
-    await until(lambda: probe.ctx.position(V, token) == 10 and live.user.recovered_trades >= 1)
+    await until(lambda: probe.ctx.position(V, token) == 10 and user_channel(engine).recovered_trades >= 1)
     order = engine.flow.tracker.get(resting.client_order_id or "")
     assert order is not None and order.state is OrderState.FILLED and order.fills_size == 10
     # (The engine's reconciliation reads the trades again: a fill it knows is not booked twice.)
@@ -539,10 +495,10 @@ async def test_garbage_frames_are_counted_and_survived(
     engine = await start(nursery, base, probe, cache=cache)
     simulator.apply_faults({"garbage": 1})
     live = session(engine)
-    await until(lambda: live.market.stats.malformed >= 2 and live.user.stats.malformed >= 2)
+    await until(lambda: live.market.stats.malformed >= 2 and user_channel(engine).stats.malformed >= 2)
     count = len(probe.of(BookUpdate, token))
     await until(lambda: len(probe.of(BookUpdate, token)) > count + 2)
-    assert live.market.stats.connects == 1 and live.user.stats.connects == 1
+    assert live.market.stats.connects == 1 and user_channel(engine).stats.connects == 1
 
 
 async def test_tick_size_change_and_resolution_live(nursery: trio.Nursery, cache: Path) -> None:
@@ -613,7 +569,7 @@ async def test_secrets_never_reach_the_logs(
         with pytest.raises(OrderRejected):
             await probe.ctx.buy(V, token, 10, price="0.055")
         simulator.drop_all()
-        await until(lambda: session(engine).user.stats.connects == 2)
+        await until(lambda: user_channel(engine).stats.connects == 2)
         session(engine).log.info("debug.dump", credentials=repr(session(engine).credentials))
         logged = out.buffer.getvalue() + out.getvalue().encode()
     finally:

@@ -16,24 +16,15 @@ import structlog
 import trio
 
 from tests.support.live_support import Probe, until
+from tests.support.polymarket_live import V, start
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution
-from tradingd.connectors.polymarket.settings import PolymarketSettings
 from tradingd.connectors.polymarket.signing import OrderSigner
 from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
 from tradingd.engine import BookUpdate, OrderState, StatusKind, Subscription
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.sim.server import Receive, Scope, Send
-from tradingd.engine.venue.catalog import CatalogSettings
-
-V = "polymarket"
-CREDS = {
-    "POLYMARKET_PRIVATE_KEY": DEMO_ACCOUNT.private_key,
-    "POLYMARKET_API_KEY": DEMO_API.key,
-    "POLYMARKET_API_SECRET": DEMO_API.secret,
-    "POLYMARKET_API_PASSPHRASE": DEMO_API.passphrase,
-}
 
 
 class SlowBalances(PolymarketSimulator):
@@ -110,19 +101,9 @@ async def _trading(
     base = binds[0].removeprefix("http://")
     token = simulator.feed.markets[0].yes
     probe = Probe("p", [Subscription(V, token)])
-    engine = LiveEngine(
-        [probe],
-        {V: PolymarketSettings(url=f"ws://{base}/ws", rest_url=f"http://{base}", reconnect_base_s=0.2)},
-        mode="live",
-        environ=CREDS,
-        paper_latency_s=0.0,
-        catalog_settings={
-            "polymarket": CatalogSettings(cache=tmp_path / "catalog.jsonl", source_url=f"http://{base}/gamma")
-        },
+    engine = await start(
+        nursery, base, probe, cache=tmp_path / "catalog.jsonl", ready_within=15, reconnect_base_s=0.2
     )
-    await nursery.start(engine.run)
-    with trio.fail_after(15):
-        await engine.ready.wait()
     await until(lambda: bool(probe.of(BookUpdate, token)))
     engine.position_recheck_s = 0.3
     return engine, probe, token

@@ -1,0 +1,61 @@
+"""Strategies for backtests (`Scripted`: runs a script on each event and records what it saw;
+`BuyOnce`: buys 1,000 USD of BTC-PERPETUAL on its first book), and a backtest of Deribit frames from
+one recording (`run`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.engine import BookUpdate, MarketEvent, Strategy, StrategyContext, Subscription
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestResult, BacktestSettings, DataSource
+
+
+class Scripted(Strategy):
+    """Runs `script(ctx, event)` on each event; records what it saw and when."""
+
+    def __init__(
+        self,
+        name: str,
+        script: Callable[[StrategyContext, MarketEvent], Coroutine[Any, Any, None]],
+        subs: list[Subscription],
+    ) -> None:
+        super().__init__(name)
+        self.script = script
+        self.subs = subs
+        self.seen: list[MarketEvent] = []
+        self.log: list[tuple[str, int, Any]] = []
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return self.subs
+
+    async def on_event(self, event: MarketEvent) -> None:
+        self.seen.append(event)
+        await self.script(self.ctx, event)
+
+
+def run(path: Path, *strategies: Strategy, **settings: Any) -> BacktestResult:
+    kernel = BacktestKernel(
+        {"deribit": PLUGIN}, [DataSource("deribit", path)], list(strategies), BacktestSettings(**settings)
+    )
+    return trio.run(kernel.run)
+
+
+class BuyOnce(Strategy):
+    """Buys 1,000 USD of the perpetual on its first book, then holds."""
+
+    def __init__(self) -> None:
+        super().__init__("holder")
+        self.bought = False
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return [Subscription("deribit", "BTC-PERPETUAL")]
+
+    async def on_event(self, event: MarketEvent) -> None:
+        if isinstance(event, BookUpdate) and not self.bought:
+            self.bought = True
+            await self.ctx.buy("deribit", "BTC-PERPETUAL", 1000)

@@ -1,0 +1,47 @@
+"""Deribit's and Derive's execution clients over a session that answers every call with one body
+(`_Session`), for the settlement and funding reads."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import structlog
+
+from tests.support.helpers import registry
+from tradingd.connectors.deribit.execution import DeribitExecution
+from tradingd.connectors.derive.execution import DeriveExecution
+
+S = 1_000_000_000
+
+
+class _Session:
+    """A venue session answering every call with one body (and counting calls)."""
+
+    def __init__(self, body: Any, limit: int = 200) -> None:
+        self.body = body
+        self.calls = 0
+        self.limit = limit
+        self.trading = True
+        self.log = structlog.get_logger("test")
+
+    async def call_retrying(self, method: str, params: dict[str, Any]) -> bytes:
+        self.calls += 1
+        if self.calls > self.limit:
+            raise RuntimeError(f"still asking after {self.calls - 1} calls")
+        return orjson.dumps(self.body)
+
+
+def _deribit(session: _Session) -> Any:
+    # A stand-in for the session: the reads under test use only its `call_retrying`.
+    return DeribitExecution(session, registry(), currencies=["BTC"])  # type: ignore[arg-type]
+
+
+def _derive(session: _Session) -> Any:
+    ex: Any = DeriveExecution.__new__(DeriveExecution)
+    ex.session = session
+    ex.registry = registry()
+    ex._signer = SimpleNamespace(credentials=SimpleNamespace(subaccount_id=1))
+    ex.clock = lambda: 2_000_000_000 * S
+    return ex
