@@ -18,8 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from tradingd.engine import Fill, FillReversal, Order, OrderUpdate, PrivateEvent
-from tradingd.engine.venue.spi import VenueExecution
+from tradingd.engine.venue import Fill, FillReversal, Order, OrderUpdate, PrivateEvent, VenueExecution
 
 
 class Complete(VenueExecution):
