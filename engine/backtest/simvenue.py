@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from decimal import Decimal
+from typing import TypedDict
 
 import attrs
 
@@ -46,6 +47,19 @@ _ZERO = Decimal(0)
 
 def _d(x: float) -> Decimal:
     return from_float(x, "book")
+
+
+class _About(TypedDict):
+    """What every event about one of our orders says first: whose order, where, and when (the
+    simulated venue reports at once: its time is the receive time)."""
+
+    venue: str
+    instrument: str
+    ts_exchange: int
+    ts_local: int
+    order_id: str
+    client_order_id: str
+    strategy: str
 
 
 @attrs.define(eq=False)
@@ -92,6 +106,18 @@ class SimulatedVenue:
         self._trade_ids = itertools.count(1)
 
     # -- helpers ----------------------------------------------------------------------------
+    def _about(self, order: Order, order_id: str, now: int) -> _About:
+        req = order.request
+        return _About(
+            venue=self.venue,
+            instrument=req.instrument,
+            ts_exchange=now,
+            ts_local=now,
+            order_id=order_id,
+            client_order_id=req.client_order_id,
+            strategy=req.strategy,
+        )
+
     def _report(
         self,
         r: _Resting | None,
@@ -105,13 +131,7 @@ class SimulatedVenue:
     ) -> OrderUpdate:
         req = order.request
         return OrderUpdate(
-            venue=self.venue,
-            instrument=req.instrument,
-            ts_exchange=now,
-            ts_local=now,
-            order_id=order_id,
-            client_order_id=req.client_order_id,
-            strategy=req.strategy,
+            **self._about(order, order_id, now),
             status=state,
             side=req.side,
             price=r.price if r is not None else req.price,
@@ -133,17 +153,10 @@ class SimulatedVenue:
         trade_id: str | None = None,
     ) -> Fill:
         fee, ccy = self.fees.fee(inst, price, size, liquidity, self.index(inst.base))
-        req = order.request
         return Fill(
-            venue=self.venue,
-            instrument=req.instrument,
-            ts_exchange=now,
-            ts_local=now,
-            order_id=order_id,
-            client_order_id=req.client_order_id,
-            strategy=req.strategy,
+            **self._about(order, order_id, now),
             trade_id=trade_id or f"SIMT-{next(self._trade_ids)}",
-            side=req.side,
+            side=order.request.side,
             price=price,
             size=size,
             fee=fee,
