@@ -338,16 +338,7 @@ class _Context(BaseContext):
     """A strategy's context in a backtest: the kernel's clock, its simulated venues."""
 
     def __init__(self, kernel: BacktestKernel, slot: _Slot) -> None:
-        super().__init__(
-            slot.name,
-            flow=kernel.flow,
-            router=kernel.router,
-            ids=kernel.ids,
-            venues=kernel.sims,
-            books=kernel.book,
-            log=kernel.log.bind(strategy=slot.name),
-            catalogs=kernel.catalogs,
-        )
+        super().__init__(slot.name, kernel, kernel.sims)
         self._kernel = kernel
 
     def now_ns(self) -> int:
@@ -363,9 +354,7 @@ class _Context(BaseContext):
         return result
 
     async def cancel_order(self, client_order_id: str) -> OrderUpdate:
-        order = self.flow.tracker.get(client_order_id)
-        if order is None or order.strategy != self.strategy:
-            raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
+        order = self._own(client_order_id)
         if order.state.is_final:
             return order.snapshot(ts_local=self._kernel.now)
         self.flow.cancel_requested(order, now_ns=self._kernel.now)
@@ -379,9 +368,7 @@ class _Context(BaseContext):
         price: Decimal | int | str | None = None,
         size: Decimal | int | str | None = None,
     ) -> OrderUpdate:
-        order = self.flow.tracker.get(client_order_id)
-        if order is None or order.strategy != self.strategy:
-            raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
+        order = self._own(client_order_id)
         new_price = optional(price, "edit price")
         new_size = optional(size, "edit size")
         self.flow.check_edit(order, new_price, new_size, now_ns=self._kernel.now)  # may raise, at once
