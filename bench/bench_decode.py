@@ -16,12 +16,11 @@ frame <= 3 us (a backtest needs > 200k events/s end to end; the decoder gets und
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import msgspec
+from _common import decoding
 
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine import InstrumentRegistry
@@ -110,42 +109,16 @@ def _grouped() -> bytes:
     ).encode()
 
 
-def _best(run: Callable[[], object], repeat: int) -> float:
-    """Best wall time of `repeat` runs of `run`."""
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _check(dec: DeribitDecoder) -> None:
+    # Every change of a chain applies: the benchmark measures the normal path, not gaps.
+    assert dec.stats.gaps == 0
+    assert dec.stats.ignored_changes == 0
 
 
 def _measure(prelude: list[bytes], frames: list[bytes], repeat: int) -> tuple[float, float, int]:
     """(seconds to decode `frames` with a fresh decoder that has seen `prelude`, seconds for
     a generic `msgspec.json.decode` alone on the same frames, events produced), best of `repeat` each."""
-    events = 0
-
-    def decode_all() -> None:
-        nonlocal events
-        dec = DeribitDecoder(InstrumentRegistry())
-        for frame in prelude:
-            dec.decode(frame, 0)
-        decode = dec.decode
-        count = 0
-        for i, frame in enumerate(frames):
-            count += len(decode(frame, i))
-        # Every change of a chain applies: the benchmark measures the normal path, not gaps.
-        assert dec.stats.gaps == 0
-        assert dec.stats.ignored_changes == 0
-        events = count
-
-    def loads_all() -> None:
-        loads = msgspec.json.decode
-        for frame in frames:
-            loads(frame)
-
-    return _best(decode_all, repeat), _best(loads_all, repeat), events
+    return decoding(lambda: DeribitDecoder(InstrumentRegistry()), prelude, frames, repeat, _check)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,13 +15,12 @@ package on the same order when it is installed (a test-only dependency).
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 
 import msgspec
+from _common import best_of, decoding
 
 from tradingd.connectors.derive.codec import DeriveDecoder
 from tradingd.connectors.derive.instruments import DeriveInstrumentInfo
@@ -78,39 +77,15 @@ def _books(n: int, levels: int) -> Iterator[bytes]:
         ).encode()
 
 
-def _best(run: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _check(dec: DeriveDecoder) -> None:
+    assert dec.stats.gaps == 0
+    assert dec.stats.malformed == 0
 
 
 def _measure(frames: list[bytes], repeat: int) -> tuple[float, float, int]:
     """(seconds to decode `frames` with a fresh decoder that knows ETH-PERP, seconds for a generic
     `msgspec.json.decode` of them, events produced), best of `repeat` each."""
-    events = 0
-
-    def decode_all() -> None:
-        nonlocal events
-        dec = DeriveDecoder(InstrumentRegistry())
-        dec.decode(INSTRUMENTS, 0)
-        decode = dec.decode
-        count = 0
-        for i, frame in enumerate(frames):
-            count += len(decode(frame, i))
-        assert dec.stats.gaps == 0
-        assert dec.stats.malformed == 0
-        events = count
-
-    def loads_all() -> None:
-        loads = msgspec.json.decode
-        for frame in frames:
-            loads(frame)
-
-    return _best(decode_all, repeat), _best(loads_all, repeat), events
+    return decoding(lambda: DeriveDecoder(InstrumentRegistry()), [INSTRUMENTS], frames, repeat, _check)
 
 
 KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # VENUES.md §3.6 test key
@@ -147,8 +122,8 @@ def _signing(orders: int, repeat: int) -> list[tuple[str, float]]:
             login_signature(key, 1_700_000_000_000 + i)
 
     results = [
-        ("signed orders (OrderSigner.sign_order)", _best(sign_all, repeat)),
-        ("login signatures", _best(login_all, repeat)),
+        ("signed orders (OrderSigner.sign_order)", best_of(sign_all, repeat)),
+        ("login signatures", best_of(login_all, repeat)),
     ]
     try:
         from derive_action_signing import SignedAction, TradeModuleData  # type: ignore[import-untyped]
@@ -169,7 +144,7 @@ def _signing(orders: int, repeat: int) -> list[tuple[str, float]]:
                 ACTION_TYPEHASH="0x4d7a9f27c403ff9c0f19bce61d76d82f9aa29f8d6d4b0c5474607d9770d1af17",
             ).sign(KEY)
 
-    results.append(("official derive-action-signing", _best(official_all, repeat)))
+    results.append(("official derive-action-signing", best_of(official_all, repeat)))
     return results
 
 

@@ -21,16 +21,14 @@ through the decoder, >= 5k signed orders/s (a strategy never waits on signing).
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 import orjson
+from _common import best_of, decoding
 
 from tradingd.connectors.polymarket.book import LocalOrderBook
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
@@ -173,42 +171,16 @@ def _user_trades(n: int) -> list[bytes]:
     ]
 
 
-def _best(run: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _check(dec: PolymarketDecoder) -> None:
+    # The normal path is what is measured: no gap, nothing malformed.
+    assert dec.stats.gaps == 0
+    assert dec.stats.malformed == 0
 
 
 def _decoding(prelude: list[bytes], frames: list[bytes], repeat: int) -> tuple[float, float, int]:
     """(seconds to decode `frames` after `prelude`, seconds for msgspec's generic parse alone,
     events), best of `repeat` each."""
-    events = 0
-
-    def decode_all() -> None:
-        nonlocal events
-        dec = PolymarketDecoder(InstrumentRegistry())
-        for f in prelude:
-            dec.decode(f, 0)
-        decode = dec.decode
-        count = 0
-        for i, f in enumerate(frames):
-            count += len(decode(f, i))
-        # The normal path is what is measured: no gap, nothing malformed.
-        assert dec.stats.gaps == 0
-        assert dec.stats.malformed == 0
-        events = count
-
-    def parse_all() -> None:
-        loads = msgspec.json.decode
-        for f in frames:
-            loads(f)
-
-    json_frames = frames[0][:1] in (b"{", b"[")
-    return _best(decode_all, repeat), _best(parse_all, repeat) if json_frames else 0.0, events
+    return decoding(lambda: PolymarketDecoder(InstrumentRegistry()), prelude, frames, repeat, _check)
 
 
 def _book_changes(n: int, repeat: int) -> float:
@@ -221,7 +193,7 @@ def _book_changes(n: int, repeat: int) -> float:
         for k, p in enumerate(prices):
             change("BUY", p, 100.0 + (k & 7))
 
-    return _best(run, repeat)
+    return best_of(run, repeat)
 
 
 def _signing(n: int, repeat: int) -> dict[str, float]:
@@ -245,7 +217,7 @@ def _signing(n: int, repeat: int) -> dict[str, float]:
             body = order_body(order, owner=API.key, order_type=OrderType.GTC)
             l2_headers(API, address, method="POST", path="/order", body=body, timestamp=1_760_000_000)
 
-    out = {"ours": _best(ours, repeat) / n}
+    out = {"ours": best_of(ours, repeat) / n}
     from eth_account import Account
     from eth_account.messages import encode_typed_data
 
@@ -301,7 +273,7 @@ def _signing(n: int, repeat: int) -> dict[str, float]:
             signed = Account.sign_message(encode_typed_data(full_message=typed), private_key=KEY)
         assert "0x" + signed.signature.hex().removeprefix("0x") == order.signature  # the same bytes
 
-    out["eth_account"] = _best(eth_account_path, repeat) / n
+    out["eth_account"] = best_of(eth_account_path, repeat) / n
     try:
         from py_clob_client_v2.order_utils import ExchangeOrderBuilderV2, OrderDataV2  # type: ignore[import-untyped]
         from py_clob_client_v2.order_utils.model.side import Side as OfficialSide  # type: ignore[import-untyped]
@@ -326,7 +298,7 @@ def _signing(n: int, repeat: int) -> dict[str, float]:
             signed = official.build_signed_order(data)
         assert signed.signature == order.signature
 
-    out["official"] = _best(official_path, repeat) / n
+    out["official"] = best_of(official_path, repeat) / n
     return out
 
 
@@ -345,7 +317,7 @@ def _replay(hours: float, repeat: int) -> tuple[float, int, int]:
                 frames += 1
             result["frames"], result["events"] = frames, events
 
-        return _best(run, repeat), result["frames"], result["events"]
+        return best_of(run, repeat), result["frames"], result["events"]
 
 
 def main(argv: list[str] | None = None) -> int:
