@@ -164,6 +164,17 @@ class SimulatedVenue:
             liquidity=liquidity,
         )
 
+    def _not_open(self, order: Order) -> OrderRejected:
+        """The venue's refusal of a cancel or an edit of an order that no longer rests."""
+        return OrderRejected(
+            "order is not open",
+            venue=self.venue,
+            instrument=order.request.instrument,
+            client_order_id=order.client_order_id,
+            code="not_open_order",
+            venue_message="not_open_order",
+        )
+
     def _available(self, instrument: str, side_key: int, ticks: int, displayed: float) -> float:
         used = self.consumed.get(instrument)
         if not used:
@@ -317,14 +328,7 @@ class SimulatedVenue:
         """A cancel arrives. Refused (as the venue does) when the order is no longer open."""
         r = self._by_client.pop(order.client_order_id, None)
         if r is None:
-            raise OrderRejected(
-                "order is not open",
-                venue=self.venue,
-                instrument=order.request.instrument,
-                client_order_id=order.client_order_id,
-                code="not_open_order",
-                venue_message="not_open_order",
-            )
+            raise self._not_open(order)
         self.resting[order.request.instrument].remove(r)
         return [
             self._report(
@@ -340,14 +344,7 @@ class SimulatedVenue:
         would). Refused, as the venue does, when the order is no longer open."""
         r = self._by_client.get(order.client_order_id)
         if r is None:
-            raise OrderRejected(
-                "order is not open",
-                venue=self.venue,
-                instrument=order.request.instrument,
-                client_order_id=order.client_order_id,
-                code="not_open_order",
-                venue_message="not_open_order",
-            )
+            raise self._not_open(order)
         new_size = r.size if size is None else size
         if new_size < r.filled:
             raise OrderRejected(
