@@ -11,24 +11,27 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import trio
 
-from tradingd.engine import MarketEvent, Status, Strategy, Subscription
+from tradingd.engine import DataKind, MarketEvent, OrderRequest, Side, Status, Strategy, Subscription, Ticker
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.runtime.live import LiveEngine
 
 __all__ = [
     "Counter",
     "Idle",
+    "LabelAnswerer",
     "burst",
     "free_port",
     "ingest_line",
     "label_samples",
     "latency_figures",
     "latency_line",
+    "live_parser",
     "order_figures",
     "parse_or_serve",
     "run_with_simulator",
@@ -103,6 +106,19 @@ class Idle(Strategy):
 
     async def on_event(self, event: MarketEvent) -> None:
         return None
+
+
+def live_parser(doc: str | None, step_ms: int, orders: int | None = None) -> argparse.ArgumentParser:
+    """The live benchmarks' options: the burst's market steps (`step_ms` of market each), the
+    orders placed one after another (when the benchmark places any), the latency's duration."""
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    ap.add_argument(
+        "--burst-steps", type=int, default=20_000, help=f"market steps ({step_ms} ms each) in the burst"
+    )
+    if orders is not None:
+        ap.add_argument("--orders", type=int, default=orders, help="orders placed one after another")
+    ap.add_argument("--latency-s", type=float, default=30.0)
+    return ap
 
 
 def parse_or_serve(ap: argparse.ArgumentParser, serve_child: Callable[[int], None], port: int = 0) -> Any:
@@ -198,3 +214,37 @@ def latency_line(lat: dict[str, Any], extra: str = "") -> str:
         f"tick-to-order: median {lat['median']:.0f} us, p99 {lat['p99']:.0f} us"
         f" (min {lat['min']:.0f}, max {lat['max']:.0f}; {lat['samples']} samples{extra})"
     )
+
+
+class LabelAnswerer(Strategy):
+    """Answers every ticker of `instrument` with a far-away buy of `size` (half the bid) whose
+    label names the ticker (`lat-<its exchange time in ms>`, read back by `label_samples`)."""
+
+    def __init__(self, venue: str, instrument: str, size: Decimal) -> None:
+        super().__init__("answer")
+        self.venue = venue
+        self.instrument = instrument
+        self.size = size
+        self.sent = 0
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return [Subscription(self.venue, self.instrument, {DataKind.TICKER})]
+
+    async def on_event(self, event: MarketEvent) -> None:
+        if (
+            isinstance(event, Ticker)
+            and event.instrument == self.instrument
+            and event.ts_exchange
+            and event.bid
+        ):
+            self.sent += 1
+            await self.ctx.place_order(
+                OrderRequest(
+                    venue=self.venue,
+                    instrument=self.instrument,
+                    side=Side.BUY,
+                    size=self.size,
+                    price=Decimal(int(event.bid * 0.5)),
+                    client_order_id=f"lat-{event.ts_exchange // 1_000_000}",
+                )
+            )

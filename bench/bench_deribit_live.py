@@ -16,7 +16,6 @@ the daemon's engine (session, decoder, router, a strategy, gateway) in this one.
 
 from __future__ import annotations
 
-import argparse
 import functools
 from decimal import Decimal
 from typing import Any
@@ -25,18 +24,20 @@ import httpx
 import trio
 from _livebench import (
     Counter,
+    LabelAnswerer,
     burst,
     ingest_line,
     label_samples,
     latency_figures,
     latency_line,
+    live_parser,
     parse_or_serve,
     run_with_simulator,
 )
 
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
-from tradingd.engine import DataKind, MarketEvent, OrderRequest, Side, Strategy, Subscription, Ticker
+from tradingd.engine import DataKind, Subscription
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.runtime.live import LiveEngine
 
@@ -45,33 +46,6 @@ CREDS = {
     "DERIBIT_CLIENT_ID": next(iter(DEFAULT_ACCOUNTS)),
     "DERIBIT_CLIENT_SECRET": next(iter(DEFAULT_ACCOUNTS.values())),
 }
-
-
-class Answerer(Strategy):
-    """Answers every BTC-PERPETUAL ticker with a far-away limit order labelled by the ticker."""
-
-    def __init__(self) -> None:
-        super().__init__("answer")
-        self.sent = 0
-
-    def required_subscriptions(self) -> list[Subscription]:
-        return [Subscription("deribit", PERP, {DataKind.TICKER})]
-
-    async def on_event(self, event: MarketEvent) -> None:
-        if isinstance(event, Ticker) and event.instrument == PERP and event.ts_exchange and event.bid:
-            label = f"lat-{event.ts_exchange // 1_000_000}"
-            price = Decimal(int(event.bid * 0.5))
-            self.sent += 1
-            await self.ctx.place_order(
-                OrderRequest(
-                    venue="deribit",
-                    instrument=PERP,
-                    side=Side.BUY,
-                    size=Decimal(10),
-                    price=price,
-                    client_order_id=label,
-                )
-            )
 
 
 def serve_child(port: int) -> None:
@@ -106,7 +80,7 @@ async def measure(port: int, burst_steps: int, latency_s: float) -> dict[str, An
             nursery.cancel_scope.cancel()
         # Latency.
         await http.post("/_sim/latency", json={"probe": PERP})
-        answerer = Answerer()
+        answerer = LabelAnswerer("deribit", PERP, Decimal(10))
         engine = LiveEngine([answerer], {"deribit": settings}, mode="live", environ=CREDS)
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)
@@ -119,11 +93,7 @@ async def measure(port: int, burst_steps: int, latency_s: float) -> dict[str, An
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument(
-        "--burst-steps", type=int, default=20_000, help="market steps (100 ms each) sent in the burst"
-    )
-    ap.add_argument("--latency-s", type=float, default=30.0)
+    ap = live_parser(__doc__, 100)
     args = parse_or_serve(ap, serve_child, port=18765)
     if args is None:
         return

@@ -22,7 +22,6 @@ machine's 2 cores with whatever else runs: take the best of several runs.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 from decimal import Decimal
@@ -33,11 +32,13 @@ import trio
 from _livebench import (
     Counter,
     Idle,
+    LabelAnswerer,
     burst,
     ingest_line,
     label_samples,
     latency_figures,
     latency_line,
+    live_parser,
     order_figures,
     parse_or_serve,
     run_with_simulator,
@@ -51,7 +52,7 @@ from tradingd.connectors.derive.simulator import (
     DeriveSimulator,
     serve,
 )
-from tradingd.engine import DataKind, MarketEvent, Order, OrderRequest, Side, Strategy, Subscription, Ticker
+from tradingd.engine import DataKind, Order, OrderRequest, Side, Subscription
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.runtime.live import LiveEngine
 
@@ -62,31 +63,6 @@ CREDS = {
     "DERIVE_SUBACCOUNT_ID": str(DEMO_SUBACCOUNT),
 }
 FAST = 100_000.0  # venue-sized rate limits on both sides: the benchmark measures the path, not them
-
-
-class Answerer(Strategy):
-    """Answers every ETH-PERP ticker with a far-away limit order labelled by the ticker."""
-
-    def __init__(self) -> None:
-        super().__init__("answer")
-        self.sent = 0
-
-    def required_subscriptions(self) -> list[Subscription]:
-        return [Subscription("derive", PERP, {DataKind.TICKER})]
-
-    async def on_event(self, event: MarketEvent) -> None:
-        if isinstance(event, Ticker) and event.instrument == PERP and event.ts_exchange and event.bid:
-            self.sent += 1
-            await self.ctx.place_order(
-                OrderRequest(
-                    venue="derive",
-                    instrument=PERP,
-                    side=Side.BUY,
-                    size=Decimal("0.1"),
-                    price=Decimal(int(event.bid * 0.5)),
-                    client_order_id=f"lat-{event.ts_exchange // 1_000_000}",
-                )
-            )
 
 
 def serve_child(port: int) -> None:
@@ -173,7 +149,7 @@ async def _orders(base: str, orders: int) -> dict[str, Any]:
 
 async def _latency(http: httpx.AsyncClient, base: str, latency_s: float) -> dict[str, Any]:
     await http.post("/_sim/latency", json={"probe": PERP})
-    answerer = Answerer()
+    answerer = LabelAnswerer("derive", PERP, Decimal("0.1"))
     engine = LiveEngine([answerer], {"derive": _settings(base)}, mode="live", environ=CREDS)
     async with trio.open_nursery() as nursery:
         await nursery.start(engine.run)
@@ -203,10 +179,7 @@ def run(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--burst-steps", type=int, default=20_000, help="market steps (100 ms each) in the burst")
-    ap.add_argument("--orders", type=int, default=2_000, help="orders placed one after another")
-    ap.add_argument("--latency-s", type=float, default=30.0)
+    ap = live_parser(__doc__, 100, orders=2000)
     args = parse_or_serve(ap, serve_child)
     if args is None:
         return

@@ -25,7 +25,6 @@ this one. Both share the machine's 2 cores with whatever else runs: take the bes
 
 from __future__ import annotations
 
-import argparse
 import functools
 import tempfile
 import time
@@ -42,6 +41,7 @@ from _livebench import (
     ingest_line,
     latency_figures,
     latency_line,
+    live_parser,
     order_figures,
     parse_or_serve,
     run_with_simulator,
@@ -227,10 +227,7 @@ def run(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--burst-steps", type=int, default=20_000, help="market steps (250 ms each) in the burst")
-    ap.add_argument("--orders", type=int, default=1_000, help="orders placed one after another")
-    ap.add_argument("--latency-s", type=float, default=30.0)
+    ap = live_parser(__doc__, 250, orders=1000)
     args = parse_or_serve(ap, serve_child)
     if args is None:
         return
