@@ -226,24 +226,19 @@ def instrument_item(
         "is_active": True,
         "instrument_type": "linear" if linear else "reversed",
     }
-    if len(parts) == 2 and parts[1] == "PERPETUAL":
-        kind = "perpetual"
+    if len(parts) == 2:
+        # Deribit lists a perpetual as a future whose settlement period is "perpetual".
+        if parts[1] == "PERPETUAL":
+            kind, period, expiry = "perpetual", "perpetual", PERPETUAL_EXPIRY_MS
+        else:
+            kind, period = "future", "month"
+            try:
+                expiry = parse_expiry_code(parts[1])
+            except ValueError:
+                return None
         item.update(
             kind="future",
-            settlement_period="perpetual",
-            expiration_timestamp=PERPETUAL_EXPIRY_MS,
-            quote_currency=quote or "USD",
-            settlement_currency=quote or ccy,
-        )
-    elif len(parts) == 2:
-        kind = "future"
-        try:
-            expiry = parse_expiry_code(parts[1])
-        except ValueError:
-            return None
-        item.update(
-            kind="future",
-            settlement_period="month",
+            settlement_period=period,
             expiration_timestamp=expiry,
             quote_currency=quote or "USD",
             settlement_currency=quote or ccy,
