@@ -1,16 +1,22 @@
-"""What the decode benchmarks share: the best of several timed runs, and the timing of one
-venue's decoder over a list of frames next to a generic JSON parse of the same frames."""
+"""What the decode benchmarks share: their options, the best of several timed runs, the timing
+of one venue's decoder over a list of frames next to a generic JSON parse of the same frames, and
+the table of those timings."""
 
 from __future__ import annotations
 
+import argparse
 import gc
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 import msgspec
 
-__all__ = ["Decoder", "best_of", "decoding"]
+__all__ = ["Case", "Decoder", "best_of", "decode_parser", "decoding", "print_decoding"]
+
+# A decoding case: its name, the frames a decoder sees first (untimed), the frames timed.
+Case = tuple[str, Sequence[bytes], Sequence[bytes]]
 
 
 class Decoder(Protocol):
@@ -63,3 +69,34 @@ def decoding(
 
     json_frames = frames[0][:1] in (b"{", b"[")
     return best_of(decode_all, repeat), best_of(parse_all, repeat) if json_frames else 0.0, events
+
+
+def decode_parser(
+    doc: str | None, frames: int, repeat: int, frames_help: str = "frames per repetition"
+) -> argparse.ArgumentParser:
+    """The decode benchmarks' options: `--frames` per repetition and `--repeat` (the best counts)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--frames", type=int, default=frames, help=frames_help)
+    parser.add_argument("--repeat", type=int, default=repeat, help="repetitions; the best is reported")
+    return parser
+
+
+def print_decoding(
+    cases: Sequence[Case],
+    repeat: int,
+    measure: Callable[[Sequence[bytes], Sequence[bytes], int], tuple[float, float, int]],
+    *,
+    versions: bool = True,
+) -> None:
+    """A table row of `measure(prelude, frames, repeat)` (`decoding`) per case, after the
+    versions measured with (when `versions`) and the header."""
+    if versions:
+        print(f"python {sys.version.split()[0]}, msgspec {msgspec.__version__}; best of {repeat}")
+    header = ("frame", "bytes", "frames/s", "us/frame", "of which parse", "events/s")
+    print("{:<30} {:>6} {:>10} {:>9} {:>15} {:>10}".format(*header))
+    for name, prelude, frames in cases:
+        seconds, parse, events = measure(prelude, frames, repeat)
+        count = len(frames)
+        parse_us = f"{parse / count * 1e6:.2f}" if parse else "-"
+        row = (name, len(frames[0]), f"{count / seconds:,.0f}", f"{seconds / count * 1e6:.2f}", parse_us)
+        print("{:<30} {:>6} {:>10} {:>9} {:>15}".format(*row), f"{events / seconds:>10,.0f}")

@@ -15,12 +15,9 @@ frame <= 3 us (a backtest needs > 200k events/s end to end; the decoder gets und
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
-import msgspec
-from _common import decoding
+from _common import Case, decode_parser, decoding, print_decoding
 
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine import InstrumentRegistry
@@ -115,20 +112,17 @@ def _check(dec: DeribitDecoder) -> None:
     assert dec.stats.ignored_changes == 0
 
 
-def _measure(prelude: list[bytes], frames: list[bytes], repeat: int) -> tuple[float, float, int]:
+def _measure(prelude: Sequence[bytes], frames: Sequence[bytes], repeat: int) -> tuple[float, float, int]:
     """(seconds to decode `frames` with a fresh decoder that has seen `prelude`, seconds for
     a generic `msgspec.json.decode` alone on the same frames, events produced), best of `repeat` each."""
     return decoding(lambda: DeribitDecoder(InstrumentRegistry()), prelude, frames, repeat, _check)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--frames", type=int, default=100_000, help="frames per repetition")
-    parser.add_argument("--repeat", type=int, default=15, help="repetitions; the best is reported")
-    args = parser.parse_args(argv)
+    args = decode_parser(__doc__, 100_000, 15).parse_args(argv)
     n, repeat = args.frames, args.repeat
     snapshot = _snapshot(1000)
-    cases: list[tuple[str, list[bytes], list[bytes]]] = [
+    cases: list[Case] = [
         ("option ticker", [INSTRUMENTS], [OPTION_TICKER] * n),
         ("perpetual ticker", [INSTRUMENTS], [PERP_TICKER] * n),
         ("book change (1 bid)", [INSTRUMENTS, snapshot], list(_changes(1000, n, asks=False))),
@@ -139,17 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         ("book snapshot (20+20 levels)", [INSTRUMENTS], [_snapshot(1)] * (n // 10)),
         ("heartbeat", [], [HEARTBEAT] * n),
     ]
-    print(f"python {sys.version.split()[0]}, msgspec {msgspec.__version__}; best of {repeat}")
-    print(
-        f"{'frame':<30} {'bytes':>6} {'frames/s':>10} {'us/frame':>9} {'of which parse':>15} {'events/s':>10}"
-    )
-    for name, prelude, frames in cases:
-        seconds, loads_seconds, events = _measure(prelude, frames, repeat)
-        count = len(frames)
-        print(
-            f"{name:<30} {len(frames[0]):>6} {count / seconds:>10,.0f} {seconds / count * 1e6:>9.2f}"
-            f" {loads_seconds / count * 1e6:>15.2f} {events / seconds:>10,.0f}"
-        )
+    print_decoding(cases, repeat, _measure)
     return 0
 
 

@@ -14,13 +14,10 @@ package on the same order when it is installed (a test-only dependency).
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 
-import msgspec
-from _common import best_of, decoding
+from _common import Case, best_of, decode_parser, decoding, print_decoding
 
 from tradingd.connectors.derive.codec import DeriveDecoder
 from tradingd.connectors.derive.instruments import DeriveInstrumentInfo
@@ -82,10 +79,10 @@ def _check(dec: DeriveDecoder) -> None:
     assert dec.stats.malformed == 0
 
 
-def _measure(frames: list[bytes], repeat: int) -> tuple[float, float, int]:
-    """(seconds to decode `frames` with a fresh decoder that knows ETH-PERP, seconds for a generic
-    `msgspec.json.decode` of them, events produced), best of `repeat` each."""
-    return decoding(lambda: DeriveDecoder(InstrumentRegistry()), [INSTRUMENTS], frames, repeat, _check)
+def _measure(prelude: Sequence[bytes], frames: Sequence[bytes], repeat: int) -> tuple[float, float, int]:
+    """(seconds to decode `frames` with a fresh decoder that has seen `prelude`, seconds for a
+    generic `msgspec.json.decode` of them, events produced), best of `repeat` each."""
+    return decoding(lambda: DeriveDecoder(InstrumentRegistry()), prelude, frames, repeat, _check)
 
 
 KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # VENUES.md §3.6 test key
@@ -149,30 +146,19 @@ def _signing(orders: int, repeat: int) -> list[tuple[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--frames", type=int, default=100_000, help="frames per repetition")
-    parser.add_argument("--repeat", type=int, default=15, help="repetitions; the best is reported")
+    parser = decode_parser(__doc__, 100_000, 15)
     parser.add_argument("--orders", type=int, default=2_000, help="signatures per repetition")
     args = parser.parse_args(argv)
     n, repeat = args.frames, args.repeat
-    cases: list[tuple[str, list[bytes]]] = [
-        ("ticker_slim option", [OPTION_SLIM] * n),
-        ("ticker_slim perp", [PERP_SLIM] * n),
-        ("orderbook snapshot (10+10)", list(_books(n // 4, 10))),
-        ("orderbook snapshot (1+1)", list(_books(n, 1))),
-        ("trades (1 trade)", [TRADE_1 % i for i in range(n)]),
+    known = [INSTRUMENTS]  # a decoder that knows ETH-PERP
+    cases: list[Case] = [
+        ("ticker_slim option", known, [OPTION_SLIM] * n),
+        ("ticker_slim perp", known, [PERP_SLIM] * n),
+        ("orderbook snapshot (10+10)", known, list(_books(n // 4, 10))),
+        ("orderbook snapshot (1+1)", known, list(_books(n, 1))),
+        ("trades (1 trade)", known, [TRADE_1 % i for i in range(n)]),
     ]
-    print(f"python {sys.version.split()[0]}, msgspec {msgspec.__version__}; best of {repeat}")
-    print(
-        f"{'frame':<30} {'bytes':>6} {'frames/s':>10} {'us/frame':>9} {'of which parse':>15} {'events/s':>10}"
-    )
-    for name, frames in cases:
-        seconds, loads_seconds, events = _measure(frames, repeat)
-        count = len(frames)
-        print(
-            f"{name:<30} {len(frames[0]):>6} {count / seconds:>10,.0f} {seconds / count * 1e6:>9.2f}"
-            f" {loads_seconds / count * 1e6:>15.2f} {events / seconds:>10,.0f}"
-        )
+    print_decoding(cases, repeat, _measure)
     print()
     print(f"{'signing':<40} {'per second':>10} {'us each':>9}")
     for name, seconds in _signing(args.orders, max(1, min(repeat, 5))):

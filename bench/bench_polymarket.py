@@ -20,15 +20,15 @@ through the decoder, >= 5k signed orders/s (a strategy never waits on signing).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 import orjson
-from _common import best_of, decoding
+from _common import Case, best_of, decode_parser, decoding, print_decoding
 
 from tradingd.connectors.polymarket.book import LocalOrderBook
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
@@ -177,7 +177,7 @@ def _check(dec: PolymarketDecoder) -> None:
     assert dec.stats.malformed == 0
 
 
-def _decoding(prelude: list[bytes], frames: list[bytes], repeat: int) -> tuple[float, float, int]:
+def _decoding(prelude: Sequence[bytes], frames: Sequence[bytes], repeat: int) -> tuple[float, float, int]:
     """(seconds to decode `frames` after `prelude`, seconds for msgspec's generic parse alone,
     events), best of `repeat` each."""
     return decoding(lambda: PolymarketDecoder(InstrumentRegistry()), prelude, frames, repeat, _check)
@@ -321,9 +321,7 @@ def _replay(hours: float, repeat: int) -> tuple[float, int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--frames", type=int, default=50_000, help="frames (or orders / 25) per repetition")
-    parser.add_argument("--repeat", type=int, default=7, help="repetitions; the best is reported")
+    parser = decode_parser(__doc__, 50_000, 7, "frames (or orders / 25) per repetition")
     parser.add_argument("--replay-hours", type=float, default=0.5, help="length of the replayed sample")
     args = parser.parse_args(argv)
     n, repeat = args.frames, args.repeat
@@ -337,9 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     via = f"{2 * n / seconds:>11,.0f} changes/s  {seconds / n * 1e6:.2f} us/frame"
     print(f"book: price_change frames via the decoder {via}")
 
-    header = ("frame", "bytes", "frames/s", "us/frame", "of which parse", "events/s")
-    print("\n{:<30} {:>6} {:>10} {:>9} {:>15} {:>10}".format(*header))
-    cases: list[tuple[str, list[bytes], list[bytes]]] = [
+    print()
+    cases: list[Case] = [
         ("price_change (2 tokens)", [SNAPSHOTS], changes),
         ("book snapshot (10+10, x2)", [], [SNAPSHOTS] * (n // 10)),
         ("last_trade_price", [], [LAST_TRADE] * n),
@@ -348,12 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         ("user order", [], [USER_ORDER] * (n // 5)),
         ("user trade (MATCHED)", [], _user_trades(n // 5)),
     ]
-    for name, prelude, frames in cases:
-        seconds, parse, events = _decoding(prelude, frames, repeat)
-        count = len(frames)
-        parse_us = f"{parse / count * 1e6:.2f}" if parse else "-"
-        row = (name, len(frames[0]), f"{count / seconds:,.0f}", f"{seconds / count * 1e6:.2f}", parse_us)
-        print("{:<30} {:>6} {:>10} {:>9} {:>15}".format(*row), f"{events / seconds:>10,.0f}")
+    print_decoding(cases, repeat, _decoding, versions=False)
 
     seconds, frames_n, events_n = _replay(args.replay_hours, max(1, repeat // 3))
     rates = f"{frames_n / seconds:,.0f} frames/s, {events_n / seconds:,.0f} events/s"
