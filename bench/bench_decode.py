@@ -15,13 +15,9 @@ frame <= 3 us (a backtest needs > 200k events/s end to end; the decoder gets und
 
 from __future__ import annotations
 
-import argparse
-import gc
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 
-import msgspec
+from _common import Case, decode_parser, decoding, print_decoding
 
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine.model import InstrumentRegistry
@@ -110,52 +106,23 @@ def _grouped() -> bytes:
     ).encode()
 
 
-def _best(run: Callable[[], object], repeat: int) -> float:
-    """Best wall time of `repeat` runs of `run`."""
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _check(dec: DeribitDecoder) -> None:
+    # Every change of a chain applies: the benchmark measures the normal path, not gaps.
+    assert dec.stats.gaps == 0
+    assert dec.stats.ignored_changes == 0
 
 
-def _measure(prelude: list[bytes], frames: list[bytes], repeat: int) -> tuple[float, float, int]:
+def _measure(prelude: Sequence[bytes], frames: Sequence[bytes], repeat: int) -> tuple[float, float, int]:
     """(seconds to decode `frames` with a fresh decoder that has seen `prelude`, seconds for
     a generic `msgspec.json.decode` alone on the same frames, events produced), best of `repeat` each."""
-    events = 0
-
-    def decode_all() -> None:
-        nonlocal events
-        dec = DeribitDecoder(InstrumentRegistry())
-        for frame in prelude:
-            dec.decode(frame, 0)
-        decode = dec.decode
-        count = 0
-        for i, frame in enumerate(frames):
-            count += len(decode(frame, i))
-        # Every change of a chain applies: the benchmark measures the normal path, not gaps.
-        assert dec.stats.gaps == 0
-        assert dec.stats.ignored_changes == 0
-        events = count
-
-    def loads_all() -> None:
-        loads = msgspec.json.decode
-        for frame in frames:
-            loads(frame)
-
-    return _best(decode_all, repeat), _best(loads_all, repeat), events
+    return decoding(lambda: DeribitDecoder(InstrumentRegistry()), prelude, frames, repeat, _check)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--frames", type=int, default=100_000, help="frames per repetition")
-    parser.add_argument("--repeat", type=int, default=15, help="repetitions; the best is reported")
-    args = parser.parse_args(argv)
+    args = decode_parser(__doc__, 100_000, 15).parse_args(argv)
     n, repeat = args.frames, args.repeat
     snapshot = _snapshot(1000)
-    cases: list[tuple[str, list[bytes], list[bytes]]] = [
+    cases: list[Case] = [
         ("option ticker", [INSTRUMENTS], [OPTION_TICKER] * n),
         ("perpetual ticker", [INSTRUMENTS], [PERP_TICKER] * n),
         ("book change (1 bid)", [INSTRUMENTS, snapshot], list(_changes(1000, n, asks=False))),
@@ -166,17 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         ("book snapshot (20+20 levels)", [INSTRUMENTS], [_snapshot(1)] * (n // 10)),
         ("heartbeat", [], [HEARTBEAT] * n),
     ]
-    print(f"python {sys.version.split()[0]}, msgspec {msgspec.__version__}; best of {repeat}")
-    print(
-        f"{'frame':<30} {'bytes':>6} {'frames/s':>10} {'us/frame':>9} {'of which parse':>15} {'events/s':>10}"
-    )
-    for name, prelude, frames in cases:
-        seconds, loads_seconds, events = _measure(prelude, frames, repeat)
-        count = len(frames)
-        print(
-            f"{name:<30} {len(frames[0]):>6} {count / seconds:>10,.0f} {seconds / count * 1e6:>9.2f}"
-            f" {loads_seconds / count * 1e6:>15.2f} {events / seconds:>10,.0f}"
-        )
+    print_decoding(cases, repeat, _measure)
     return 0
 
 

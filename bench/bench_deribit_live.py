@@ -16,20 +16,28 @@ the daemon's engine (session, decoder, router, a strategy, gateway) in this one.
 
 from __future__ import annotations
 
-import argparse
 import functools
-import statistics
-import time
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import trio
-from _livebench import Counter, run_with_simulator
+from _livebench import (
+    Counter,
+    LabelAnswerer,
+    burst,
+    ingest_line,
+    label_samples,
+    latency_figures,
+    latency_line,
+    live_parser,
+    parse_or_serve,
+    run_with_simulator,
+)
 
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
-from tradingd.engine import DataKind, MarketEvent, OrderRequest, Side, Strategy, Subscription, Ticker
+from tradingd.engine import DataKind, Subscription
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.runtime.live import LiveEngine
 
@@ -38,33 +46,6 @@ CREDS = {
     "DERIBIT_CLIENT_ID": next(iter(DEFAULT_ACCOUNTS)),
     "DERIBIT_CLIENT_SECRET": next(iter(DEFAULT_ACCOUNTS.values())),
 }
-
-
-class Answerer(Strategy):
-    """Answers every BTC-PERPETUAL ticker with a far-away limit order labelled by the ticker."""
-
-    def __init__(self) -> None:
-        super().__init__("answer")
-        self.sent = 0
-
-    def required_subscriptions(self) -> list[Subscription]:
-        return [Subscription("deribit", PERP, {DataKind.TICKER})]
-
-    async def on_event(self, event: MarketEvent) -> None:
-        if isinstance(event, Ticker) and event.instrument == PERP and event.ts_exchange and event.bid:
-            label = f"lat-{event.ts_exchange // 1_000_000}"
-            price = Decimal(int(event.bid * 0.5))
-            self.sent += 1
-            await self.ctx.place_order(
-                OrderRequest(
-                    venue="deribit",
-                    instrument=PERP,
-                    side=Side.BUY,
-                    size=Decimal(10),
-                    price=price,
-                    client_order_id=label,
-                )
-            )
 
 
 def serve_child(port: int) -> None:
@@ -94,36 +75,12 @@ async def measure(port: int, burst_steps: int, latency_s: float) -> dict[str, An
                 # 34 instruments x 3 kinds, and the private channels: polled (no event to wait on).
                 while len(engine.venues["deribit"].channels) < 100:  # noqa: ASYNC110
                     await trio.sleep(0.05)
-            frames = (await http.post("/_sim/burst", json={"prepare": burst_steps})).json()["frames"]
-            before = counter.count
-            t0 = time.perf_counter()
-            cpu0 = time.process_time()
-            sent = (await http.post("/_sim/burst", json={"burst": True})).json()["sent"]
-            quiet = 0
-            last_count = -1
-            while quiet < 20:  # 1 s without a new event: the burst is through
-                await trio.sleep(0.05)
-                quiet = quiet + 1 if counter.count == last_count else 0
-                last_count = counter.count
-            events = counter.count - before
-            # This process's CPU for the burst (idle waits excluded): the client's own cost per frame.
-            cpu = time.process_time() - cpu0
-            await http.post("/_sim/burst", json={"resume": True})
-            out["throughput"] = {
-                "frames_prepared": frames,
-                "frames_sent": sent,
-                "events": events,
-                "seconds": counter.last - t0,
-                "events_per_s": events / (counter.last - t0),
-                "client_cpu_us_per_frame": cpu / sent * 1e6,
-                "dropped_or_conflated": engine.router.slots()[0].mailbox.stats.conflated
-                + engine.router.slots()[0].mailbox.stats.merged,
-                "malformed": engine.venues["deribit"].stats.malformed,
-            }
+            out["throughput"] = await burst(http, counter, engine, burst_steps)
+            out["throughput"]["malformed"] = engine.venues["deribit"].stats.malformed
             nursery.cancel_scope.cancel()
         # Latency.
         await http.post("/_sim/latency", json={"probe": PERP})
-        answerer = Answerer()
+        answerer = LabelAnswerer("deribit", PERP, Decimal(10))
         engine = LiveEngine([answerer], {"deribit": settings}, mode="live", environ=CREDS)
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)
@@ -131,51 +88,24 @@ async def measure(port: int, burst_steps: int, latency_s: float) -> dict[str, An
                 await engine.ready.wait()
             await trio.sleep(latency_s)
             nursery.cancel_scope.cancel()
-        marks = (await http.get("/_sim/latency")).json()
-        sent_at = {int(k): v for k, v in marks["sent_at"].items()}
-        samples = [
-            (arrived - sent_at[int(label[4:])]) * 1e6
-            for label, arrived in marks["arrived_at"].items()
-            if label.startswith("lat-") and int(label[4:]) in sent_at
-        ]
-        samples.sort()
-        out["latency_us"] = {
-            "samples": len(samples),
-            "median": statistics.median(samples) if samples else None,
-            "p99": samples[min(len(samples) - 1, int(0.99 * len(samples)))] if samples else None,
-            "min": samples[0] if samples else None,
-            "max": samples[-1] if samples else None,
-        }
+        out["latency_us"] = latency_figures(label_samples((await http.get("/_sim/latency")).json()))
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--burst-steps", type=int, default=20_000, help="market steps (100 ms each) sent in the burst"
-    )
-    ap.add_argument("--latency-s", type=float, default=30.0)
-    ap.add_argument("--port", type=int, default=18765)
-    ap.add_argument("--serve-sim", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.serve_sim:
-        serve_child(args.port)
+    ap = live_parser(__doc__, 100)
+    args = parse_or_serve(ap, serve_child, port=18765)
+    if args is None:
         return
-    configure_logging("warning", "json")
     result = run_with_simulator(__file__, args.port, measure, args.burst_steps, args.latency_s)
     t, lat = result["throughput"], result["latency_us"]
-    print(
-        f"throughput: {t['events']:,} events from {t['frames_sent']:,} frames in {t['seconds']:.2f} s"
-        f" = {t['events_per_s']:,.0f} events/s into the strategy"
-        f" (conflated/merged {t['dropped_or_conflated']:,}, malformed {t['malformed']})"
-    )
+    print(ingest_line("throughput", t))
     per = t["client_cpu_us_per_frame"]
     print(
         f"client cost: {per:.1f} us of CPU per frame (connection, decode, router, strategy)"
         f" = room for {1e6 / per:,.0f} frames/s on one core; the simulator's sender is the bound above"
     )
-    print(f"tick-to-order: median {lat['median']:.0f} us, p99 {lat['p99']:.0f} us "
-          f"(min {lat['min']:.0f}, max {lat['max']:.0f}; {lat['samples']} samples)")  # fmt: skip
+    print(latency_line(lat))
 
 
 if __name__ == "__main__":

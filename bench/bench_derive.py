@@ -14,14 +14,10 @@ package on the same order when it is installed (a test-only dependency).
 
 from __future__ import annotations
 
-import argparse
-import gc
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 
-import msgspec
+from _common import Case, best_of, decode_parser, decoding, print_decoding
 
 from tradingd.connectors.derive.codec import DeriveDecoder
 from tradingd.connectors.derive.instruments import DeriveInstrumentInfo
@@ -78,39 +74,15 @@ def _books(n: int, levels: int) -> Iterator[bytes]:
         ).encode()
 
 
-def _best(run: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _check(dec: DeriveDecoder) -> None:
+    assert dec.stats.gaps == 0
+    assert dec.stats.malformed == 0
 
 
-def _measure(frames: list[bytes], repeat: int) -> tuple[float, float, int]:
-    """(seconds to decode `frames` with a fresh decoder that knows ETH-PERP, seconds for a generic
-    `msgspec.json.decode` of them, events produced), best of `repeat` each."""
-    events = 0
-
-    def decode_all() -> None:
-        nonlocal events
-        dec = DeriveDecoder(InstrumentRegistry())
-        dec.decode(INSTRUMENTS, 0)
-        decode = dec.decode
-        count = 0
-        for i, frame in enumerate(frames):
-            count += len(decode(frame, i))
-        assert dec.stats.gaps == 0
-        assert dec.stats.malformed == 0
-        events = count
-
-    def loads_all() -> None:
-        loads = msgspec.json.decode
-        for frame in frames:
-            loads(frame)
-
-    return _best(decode_all, repeat), _best(loads_all, repeat), events
+def _measure(prelude: Sequence[bytes], frames: Sequence[bytes], repeat: int) -> tuple[float, float, int]:
+    """(seconds to decode `frames` with a fresh decoder that has seen `prelude`, seconds for a
+    generic `msgspec.json.decode` of them, events produced), best of `repeat` each."""
+    return decoding(lambda: DeriveDecoder(InstrumentRegistry()), prelude, frames, repeat, _check)
 
 
 KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # VENUES.md §3.6 test key
@@ -147,8 +119,8 @@ def _signing(orders: int, repeat: int) -> list[tuple[str, float]]:
             login_signature(key, 1_700_000_000_000 + i)
 
     results = [
-        ("signed orders (OrderSigner.sign_order)", _best(sign_all, repeat)),
-        ("login signatures", _best(login_all, repeat)),
+        ("signed orders (OrderSigner.sign_order)", best_of(sign_all, repeat)),
+        ("login signatures", best_of(login_all, repeat)),
     ]
     try:
         from derive_action_signing import SignedAction, TradeModuleData  # type: ignore[import-untyped]
@@ -169,35 +141,24 @@ def _signing(orders: int, repeat: int) -> list[tuple[str, float]]:
                 ACTION_TYPEHASH="0x4d7a9f27c403ff9c0f19bce61d76d82f9aa29f8d6d4b0c5474607d9770d1af17",
             ).sign(KEY)
 
-    results.append(("official derive-action-signing", _best(official_all, repeat)))
+    results.append(("official derive-action-signing", best_of(official_all, repeat)))
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--frames", type=int, default=100_000, help="frames per repetition")
-    parser.add_argument("--repeat", type=int, default=15, help="repetitions; the best is reported")
+    parser = decode_parser(__doc__, 100_000, 15)
     parser.add_argument("--orders", type=int, default=2_000, help="signatures per repetition")
     args = parser.parse_args(argv)
     n, repeat = args.frames, args.repeat
-    cases: list[tuple[str, list[bytes]]] = [
-        ("ticker_slim option", [OPTION_SLIM] * n),
-        ("ticker_slim perp", [PERP_SLIM] * n),
-        ("orderbook snapshot (10+10)", list(_books(n // 4, 10))),
-        ("orderbook snapshot (1+1)", list(_books(n, 1))),
-        ("trades (1 trade)", [TRADE_1 % i for i in range(n)]),
+    known = [INSTRUMENTS]  # a decoder that knows ETH-PERP
+    cases: list[Case] = [
+        ("ticker_slim option", known, [OPTION_SLIM] * n),
+        ("ticker_slim perp", known, [PERP_SLIM] * n),
+        ("orderbook snapshot (10+10)", known, list(_books(n // 4, 10))),
+        ("orderbook snapshot (1+1)", known, list(_books(n, 1))),
+        ("trades (1 trade)", known, [TRADE_1 % i for i in range(n)]),
     ]
-    print(f"python {sys.version.split()[0]}, msgspec {msgspec.__version__}; best of {repeat}")
-    print(
-        f"{'frame':<30} {'bytes':>6} {'frames/s':>10} {'us/frame':>9} {'of which parse':>15} {'events/s':>10}"
-    )
-    for name, frames in cases:
-        seconds, loads_seconds, events = _measure(frames, repeat)
-        count = len(frames)
-        print(
-            f"{name:<30} {len(frames[0]):>6} {count / seconds:>10,.0f} {seconds / count * 1e6:>9.2f}"
-            f" {loads_seconds / count * 1e6:>15.2f} {events / seconds:>10,.0f}"
-        )
+    print_decoding(cases, repeat, _measure)
     print()
     print(f"{'signing':<40} {'per second':>10} {'us each':>9}")
     for name, seconds in _signing(args.orders, max(1, min(repeat, 5))):

@@ -22,16 +22,27 @@ machine's 2 cores with whatever else runs: take the best of several runs.
 
 from __future__ import annotations
 
-import argparse
 import functools
-import statistics
 import time
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import trio
-from _livebench import Counter, Idle, run_with_simulator
+from _livebench import (
+    Counter,
+    Idle,
+    LabelAnswerer,
+    burst,
+    ingest_line,
+    label_samples,
+    latency_figures,
+    latency_line,
+    live_parser,
+    order_figures,
+    parse_or_serve,
+    run_with_simulator,
+)
 
 from tradingd.connectors.derive.settings import DeriveSettings
 from tradingd.connectors.derive.simulator import (
@@ -41,7 +52,7 @@ from tradingd.connectors.derive.simulator import (
     DeriveSimulator,
     serve,
 )
-from tradingd.engine import DataKind, MarketEvent, OrderRequest, Side, Strategy, Subscription, Ticker
+from tradingd.engine import DataKind, OrderRequest, Side, Subscription
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model import Order
 from tradingd.engine.runtime.live import LiveEngine
@@ -53,31 +64,6 @@ CREDS = {
     "DERIVE_SUBACCOUNT_ID": str(DEMO_SUBACCOUNT),
 }
 FAST = 100_000.0  # venue-sized rate limits on both sides: the benchmark measures the path, not them
-
-
-class Answerer(Strategy):
-    """Answers every ETH-PERP ticker with a far-away limit order labelled by the ticker."""
-
-    def __init__(self) -> None:
-        super().__init__("answer")
-        self.sent = 0
-
-    def required_subscriptions(self) -> list[Subscription]:
-        return [Subscription("derive", PERP, {DataKind.TICKER})]
-
-    async def on_event(self, event: MarketEvent) -> None:
-        if isinstance(event, Ticker) and event.instrument == PERP and event.ts_exchange and event.bid:
-            self.sent += 1
-            await self.ctx.place_order(
-                OrderRequest(
-                    venue="derive",
-                    instrument=PERP,
-                    side=Side.BUY,
-                    size=Decimal("0.1"),
-                    price=Decimal(int(event.bid * 0.5)),
-                    client_order_id=f"lat-{event.ts_exchange // 1_000_000}",
-                )
-            )
 
 
 def serve_child(port: int) -> None:
@@ -112,30 +98,8 @@ async def _ingest(http: httpx.AsyncClient, base: str, burst_steps: int) -> dict[
             # 34 instruments x 3 kinds and the private channels: polled (no event to wait on).
             while len(live.channels) < 100:  # noqa: ASYNC110
                 await trio.sleep(0.05)
-        frames = (await http.post("/_sim/burst", json={"prepare": burst_steps})).json()["frames"]
-        before = counter.count
-        t0 = time.perf_counter()
-        cpu0 = time.process_time()
-        sent = (await http.post("/_sim/burst", json={"burst": True})).json()["sent"]
-        quiet, last_count = 0, -1
-        while quiet < 20:  # 1 s without a new event: the burst is through
-            await trio.sleep(0.05)
-            quiet = quiet + 1 if counter.count == last_count else 0
-            last_count = counter.count
-        events = counter.count - before
-        cpu = time.process_time() - cpu0
-        await http.post("/_sim/burst", json={"resume": True})
-        mailbox = engine.router.slots()[0].mailbox.stats
-        out = {
-            "frames_prepared": frames,
-            "frames_sent": sent,
-            "events": events,
-            "seconds": counter.last - t0,
-            "events_per_s": events / (counter.last - t0),
-            "client_cpu_us_per_frame": cpu / sent * 1e6,
-            "dropped_or_conflated": mailbox.conflated + mailbox.merged,
-            "malformed": live.stats.malformed,
-        }
+        out = await burst(http, counter, engine, burst_steps)
+        out["malformed"] = live.stats.malformed
         nursery.cancel_scope.cancel()
     return out
 
@@ -181,19 +145,12 @@ async def _orders(base: str, orders: int) -> dict[str, Any]:
             sign_best = min(sign_best, time.perf_counter() - s0)
         await execution.cancel_all()  # leave the venue as we found it
         nursery.cancel_scope.cancel()
-    return {
-        "orders": orders,
-        "seconds": seconds,
-        "orders_per_s": orders / seconds,
-        "round_trip_us": seconds / orders * 1e6,
-        "sign_us": sign_best / orders * 1e6,
-        "signs_per_s": orders / sign_best,
-    }
+    return order_figures(orders, seconds, sign_best)
 
 
 async def _latency(http: httpx.AsyncClient, base: str, latency_s: float) -> dict[str, Any]:
     await http.post("/_sim/latency", json={"probe": PERP})
-    answerer = Answerer()
+    answerer = LabelAnswerer("derive", PERP, Decimal("0.1"))
     engine = LiveEngine([answerer], {"derive": _settings(base)}, mode="live", environ=CREDS)
     async with trio.open_nursery() as nursery:
         await nursery.start(engine.run)
@@ -201,20 +158,7 @@ async def _latency(http: httpx.AsyncClient, base: str, latency_s: float) -> dict
             await engine.ready.wait()
         await trio.sleep(latency_s)
         nursery.cancel_scope.cancel()
-    marks = (await http.get("/_sim/latency")).json()
-    sent_at = {int(k): v for k, v in marks["sent_at"].items()}
-    samples = sorted(
-        (arrived - sent_at[int(label[4:])]) * 1e6
-        for label, arrived in marks["arrived_at"].items()
-        if label.startswith("lat-") and int(label[4:]) in sent_at
-    )
-    return {
-        "samples": len(samples),
-        "median": statistics.median(samples) if samples else None,
-        "p99": samples[min(len(samples) - 1, int(0.99 * len(samples)))] if samples else None,
-        "min": samples[0] if samples else None,
-        "max": samples[-1] if samples else None,
-    }
+    return latency_figures(label_samples((await http.get("/_sim/latency")).json()))
 
 
 async def measure(port: int, burst_steps: int, orders: int, latency_s: float) -> dict[str, Any]:
@@ -236,24 +180,13 @@ def run(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--burst-steps", type=int, default=20_000, help="market steps (100 ms each) in the burst")
-    ap.add_argument("--orders", type=int, default=2_000, help="orders placed one after another")
-    ap.add_argument("--latency-s", type=float, default=30.0)
-    ap.add_argument("--port", type=int, default=0, help="0: a free port")
-    ap.add_argument("--serve-sim", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.serve_sim:
-        serve_child(args.port)
+    ap = live_parser(__doc__, 100, orders=2000)
+    args = parse_or_serve(ap, serve_child)
+    if args is None:
         return
-    configure_logging("warning", "json")
     result = run(burst_steps=args.burst_steps, orders=args.orders, latency_s=args.latency_s, port=args.port)
     t, o, lat = result["ingest"], result["orders"], result["latency_us"]
-    print(
-        f"ingest: {t['events']:,} events from {t['frames_sent']:,} frames in {t['seconds']:.2f} s"
-        f" = {t['events_per_s']:,.0f} events/s into the strategy"
-        f" (conflated/merged {t['dropped_or_conflated']:,}, malformed {t['malformed']})"
-    )
+    print(ingest_line("ingest", t))
     per = t["client_cpu_us_per_frame"]
     print(f"client cost: {per:.1f} us of CPU per frame (connection, decode, router, strategy)")
     print(
@@ -262,10 +195,7 @@ def main() -> None:
         f" signing alone {o['sign_us']:.0f} us = {o['signs_per_s']:,.0f} signed orders/s"
     )
     if lat["samples"]:
-        print(
-            f"tick-to-order: median {lat['median']:.0f} us, p99 {lat['p99']:.0f} us "
-            f"(min {lat['min']:.0f}, max {lat['max']:.0f}; {lat['samples']} samples)"
-        )
+        print(latency_line(lat))
     else:
         print("tick-to-order: no samples")
 

@@ -20,17 +20,15 @@ through the decoder, >= 5k signed orders/s (a strategy never waits on signing).
 
 from __future__ import annotations
 
-import argparse
-import gc
 import sys
 import tempfile
-import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 import orjson
+from _common import Case, best_of, decode_parser, decoding, print_decoding
 
 from tradingd.connectors.polymarket.book import LocalOrderBook
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
@@ -175,42 +173,16 @@ def _user_trades(n: int) -> list[bytes]:
     ]
 
 
-def _best(run: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _check(dec: PolymarketDecoder) -> None:
+    # The normal path is what is measured: no gap, nothing malformed.
+    assert dec.stats.gaps == 0
+    assert dec.stats.malformed == 0
 
 
-def _decoding(prelude: list[bytes], frames: list[bytes], repeat: int) -> tuple[float, float, int]:
+def _decoding(prelude: Sequence[bytes], frames: Sequence[bytes], repeat: int) -> tuple[float, float, int]:
     """(seconds to decode `frames` after `prelude`, seconds for msgspec's generic parse alone,
     events), best of `repeat` each."""
-    events = 0
-
-    def decode_all() -> None:
-        nonlocal events
-        dec = PolymarketDecoder(InstrumentRegistry())
-        for f in prelude:
-            dec.decode(f, 0)
-        decode = dec.decode
-        count = 0
-        for i, f in enumerate(frames):
-            count += len(decode(f, i))
-        # The normal path is what is measured: no gap, nothing malformed.
-        assert dec.stats.gaps == 0
-        assert dec.stats.malformed == 0
-        events = count
-
-    def parse_all() -> None:
-        loads = msgspec.json.decode
-        for f in frames:
-            loads(f)
-
-    json_frames = frames[0][:1] in (b"{", b"[")
-    return _best(decode_all, repeat), _best(parse_all, repeat) if json_frames else 0.0, events
+    return decoding(lambda: PolymarketDecoder(InstrumentRegistry()), prelude, frames, repeat, _check)
 
 
 def _book_changes(n: int, repeat: int) -> float:
@@ -223,7 +195,7 @@ def _book_changes(n: int, repeat: int) -> float:
         for k, p in enumerate(prices):
             change("BUY", p, 100.0 + (k & 7))
 
-    return _best(run, repeat)
+    return best_of(run, repeat)
 
 
 def _signing(n: int, repeat: int) -> dict[str, float]:
@@ -247,7 +219,7 @@ def _signing(n: int, repeat: int) -> dict[str, float]:
             body = order_body(order, owner=API.key, order_type=OrderType.GTC)
             l2_headers(API, address, method="POST", path="/order", body=body, timestamp=1_760_000_000)
 
-    out = {"ours": _best(ours, repeat) / n}
+    out = {"ours": best_of(ours, repeat) / n}
     from eth_account import Account
     from eth_account.messages import encode_typed_data
 
@@ -303,7 +275,7 @@ def _signing(n: int, repeat: int) -> dict[str, float]:
             signed = Account.sign_message(encode_typed_data(full_message=typed), private_key=KEY)
         assert "0x" + signed.signature.hex().removeprefix("0x") == order.signature  # the same bytes
 
-    out["eth_account"] = _best(eth_account_path, repeat) / n
+    out["eth_account"] = best_of(eth_account_path, repeat) / n
     try:
         from py_clob_client_v2.order_utils import ExchangeOrderBuilderV2, OrderDataV2  # type: ignore[import-untyped]
         from py_clob_client_v2.order_utils.model.side import Side as OfficialSide  # type: ignore[import-untyped]
@@ -328,7 +300,7 @@ def _signing(n: int, repeat: int) -> dict[str, float]:
             signed = official.build_signed_order(data)
         assert signed.signature == order.signature
 
-    out["official"] = _best(official_path, repeat) / n
+    out["official"] = best_of(official_path, repeat) / n
     return out
 
 
@@ -347,13 +319,11 @@ def _replay(hours: float, repeat: int) -> tuple[float, int, int]:
                 frames += 1
             result["frames"], result["events"] = frames, events
 
-        return _best(run, repeat), result["frames"], result["events"]
+        return best_of(run, repeat), result["frames"], result["events"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--frames", type=int, default=50_000, help="frames (or orders / 25) per repetition")
-    parser.add_argument("--repeat", type=int, default=7, help="repetitions; the best is reported")
+    parser = decode_parser(__doc__, 50_000, 7, "frames (or orders / 25) per repetition")
     parser.add_argument("--replay-hours", type=float, default=0.5, help="length of the replayed sample")
     args = parser.parse_args(argv)
     n, repeat = args.frames, args.repeat
@@ -367,9 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     via = f"{2 * n / seconds:>11,.0f} changes/s  {seconds / n * 1e6:.2f} us/frame"
     print(f"book: price_change frames via the decoder {via}")
 
-    header = ("frame", "bytes", "frames/s", "us/frame", "of which parse", "events/s")
-    print("\n{:<30} {:>6} {:>10} {:>9} {:>15} {:>10}".format(*header))
-    cases: list[tuple[str, list[bytes], list[bytes]]] = [
+    print()
+    cases: list[Case] = [
         ("price_change (2 tokens)", [SNAPSHOTS], changes),
         ("book snapshot (10+10, x2)", [], [SNAPSHOTS] * (n // 10)),
         ("last_trade_price", [], [LAST_TRADE] * n),
@@ -378,12 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         ("user order", [], [USER_ORDER] * (n // 5)),
         ("user trade (MATCHED)", [], _user_trades(n // 5)),
     ]
-    for name, prelude, frames in cases:
-        seconds, parse, events = _decoding(prelude, frames, repeat)
-        count = len(frames)
-        parse_us = f"{parse / count * 1e6:.2f}" if parse else "-"
-        row = (name, len(frames[0]), f"{count / seconds:,.0f}", f"{seconds / count * 1e6:.2f}", parse_us)
-        print("{:<30} {:>6} {:>10} {:>9} {:>15}".format(*row), f"{events / seconds:>10,.0f}")
+    print_decoding(cases, repeat, _decoding, versions=False)
 
     seconds, frames_n, events_n = _replay(args.replay_hours, max(1, repeat // 3))
     rates = f"{frames_n / seconds:,.0f} frames/s, {events_n / seconds:,.0f} events/s"

@@ -25,9 +25,7 @@ this one. Both share the machine's 2 cores with whatever else runs: take the bes
 
 from __future__ import annotations
 
-import argparse
 import functools
-import statistics
 import tempfile
 import time
 from decimal import Decimal
@@ -36,7 +34,18 @@ from typing import Any
 
 import httpx
 import trio
-from _livebench import Counter, Idle, run_with_simulator
+from _livebench import (
+    Counter,
+    Idle,
+    burst,
+    ingest_line,
+    latency_figures,
+    latency_line,
+    live_parser,
+    order_figures,
+    parse_or_serve,
+    run_with_simulator,
+)
 
 from tradingd.connectors.polymarket.settings import PolymarketSettings
 from tradingd.connectors.polymarket.signing import order_body
@@ -120,31 +129,9 @@ async def _ingest(http: httpx.AsyncClient, base: str, burst_steps: int, cache: P
             await engine.ready.wait()
             while len(live.market.assets) < len(tokens):  # noqa: ASYNC110 (no event to wait on)
                 await trio.sleep(0.05)
-        frames = (await http.post("/_sim/burst", json={"prepare": burst_steps})).json()["frames"]
-        before = counter.count
-        t0 = time.perf_counter()
-        cpu0 = time.process_time()
-        sent = (await http.post("/_sim/burst", json={"burst": True})).json()["sent"]
-        quiet, last_count = 0, -1
-        while quiet < 20:  # 1 s without a new event: the burst is through
-            await trio.sleep(0.05)
-            quiet = quiet + 1 if counter.count == last_count else 0
-            last_count = counter.count
-        events = counter.count - before
-        cpu = time.process_time() - cpu0
-        await http.post("/_sim/burst", json={"resume": True})
-        mailbox = engine.router.slots()[0].mailbox.stats
-        out = {
-            "frames_prepared": frames,
-            "frames_sent": sent,
-            "events": events,
-            "seconds": counter.last - t0,
-            "events_per_s": events / (counter.last - t0),
-            "client_cpu_us_per_frame": cpu / sent * 1e6,
-            "dropped_or_conflated": mailbox.conflated + mailbox.merged,
-            "malformed": live.market.stats.malformed,
-            "book_gaps": live.decoder.stats.gaps,
-        }
+        out = await burst(http, counter, engine, burst_steps)
+        out["malformed"] = live.market.stats.malformed
+        out["book_gaps"] = live.decoder.stats.gaps
         nursery.cancel_scope.cancel()
     return out
 
@@ -187,14 +174,7 @@ async def _orders(base: str, orders: int, cache: Path) -> dict[str, Any]:
             sign_best = min(sign_best, time.perf_counter() - s0)
         await execution.cancel_all()  # leave the venue as we found it
         nursery.cancel_scope.cancel()
-    return {
-        "orders": orders,
-        "seconds": seconds,
-        "orders_per_s": orders / seconds,
-        "round_trip_us": seconds / orders * 1e6,
-        "sign_us": sign_best / orders * 1e6,
-        "signs_per_s": orders / sign_best,
-    }
+    return order_figures(orders, seconds, sign_best)
 
 
 async def _latency(http: httpx.AsyncClient, base: str, latency_s: float, cache: Path) -> dict[str, Any]:
@@ -216,14 +196,7 @@ async def _latency(http: httpx.AsyncClient, base: str, latency_s: float, cache: 
         for key, arrived in marks["arrived_at"].items()
         if key in marks["sent_at"] and 0 < arrived - marks["sent_at"][key] < 1.0
     )
-    return {
-        "answers": answerer.sent,
-        "samples": len(samples),
-        "median": statistics.median(samples) if samples else None,
-        "p99": samples[min(len(samples) - 1, int(0.99 * len(samples)))] if samples else None,
-        "min": samples[0] if samples else None,
-        "max": samples[-1] if samples else None,
-    }
+    return {"answers": answerer.sent, **latency_figures(samples)}
 
 
 async def measure(port: int, burst_steps: int, orders: int, latency_s: float) -> dict[str, Any]:
@@ -247,25 +220,13 @@ def run(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--burst-steps", type=int, default=20_000, help="market steps (250 ms each) in the burst")
-    ap.add_argument("--orders", type=int, default=1_000, help="orders placed one after another")
-    ap.add_argument("--latency-s", type=float, default=30.0)
-    ap.add_argument("--port", type=int, default=0, help="0: a free port")
-    ap.add_argument("--serve-sim", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.serve_sim:
-        serve_child(args.port)
+    ap = live_parser(__doc__, 250, orders=1000)
+    args = parse_or_serve(ap, serve_child)
+    if args is None:
         return
-    configure_logging("warning", "json")
     result = run(burst_steps=args.burst_steps, orders=args.orders, latency_s=args.latency_s, port=args.port)
     t, o, lat = result["ingest"], result["orders"], result["latency_us"]
-    print(
-        f"ingest: {t['events']:,} events from {t['frames_sent']:,} frames in {t['seconds']:.2f} s"
-        f" = {t['events_per_s']:,.0f} events/s into the strategy"
-        f" (conflated/merged {t['dropped_or_conflated']:,}, malformed {t['malformed']},"
-        f" gaps {t['book_gaps']})"
-    )
+    print(ingest_line("ingest", t, f", gaps {t['book_gaps']}"))
     print(
         f"client cost: {t['client_cpu_us_per_frame']:.1f} us of CPU per frame"
         " (connection, decode, router, strategy)"
@@ -276,11 +237,7 @@ def main() -> None:
         f" sign + body + HMAC alone {o['sign_us']:.0f} us = {o['signs_per_s']:,.0f} signed orders/s"
     )
     if lat["samples"]:
-        print(
-            f"tick-to-order: median {lat['median']:.0f} us, p99 {lat['p99']:.0f} us"
-            f" (min {lat['min']:.0f}, max {lat['max']:.0f};"
-            f" {lat['samples']} samples of {lat['answers']} answers)"
-        )
+        print(latency_line(lat, f" of {lat['answers']} answers"))
     else:
         print(f"tick-to-order: no samples ({lat['answers']} answers)")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from _livebench import Idle, run_with_simulator
+from _livebench import Idle, parse_or_serve, run_with_simulator
 
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
@@ -169,13 +169,9 @@ def main() -> None:
         "--warmup-s", type=float, default=None, help="seconds left out of the slope (default 10%%)"
     )
     ap.add_argument("--json", type=Path, default=None, help="also write the result (with every sample) here")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--serve-sim", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.serve_sim:
-        serve_child(args.port)
+    args = parse_or_serve(ap, serve_child)
+    if args is None:
         return
-    configure_logging("warning", "json")
     warmup = args.duration / 10 if args.warmup_s is None else args.warmup_s
     r = run_with_simulator(
         __file__, args.port or None, measure, args.duration, args.rate, args.sample_s, warmup

@@ -53,9 +53,9 @@ import heapq
 import io
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 import orjson
@@ -118,6 +118,9 @@ _DETECT_ORDER: Final = ("options_chain", "incremental_book_L2", "trades", "deriv
 
 _MS: Final = 1_000_000
 _NOTE: Final = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"'
+_T = TypeVar("_T")
+# The top of a book: best bid, its amount, best ask, its amount.
+_Top = tuple[float | None, float | None, float | None, float | None]
 
 
 @attrs.frozen
@@ -223,24 +226,19 @@ def instrument_item(
         "is_active": True,
         "instrument_type": "linear" if linear else "reversed",
     }
-    if len(parts) == 2 and parts[1] == "PERPETUAL":
-        kind = "perpetual"
+    if len(parts) == 2:
+        # Deribit lists a perpetual as a future whose settlement period is "perpetual".
+        if parts[1] == "PERPETUAL":
+            kind, period, expiry = "perpetual", "perpetual", PERPETUAL_EXPIRY_MS
+        else:
+            kind, period = "future", "month"
+            try:
+                expiry = parse_expiry_code(parts[1])
+            except ValueError:
+                return None
         item.update(
             kind="future",
-            settlement_period="perpetual",
-            expiration_timestamp=PERPETUAL_EXPIRY_MS,
-            quote_currency=quote or "USD",
-            settlement_currency=quote or ccy,
-        )
-    elif len(parts) == 2:
-        kind = "future"
-        try:
-            expiry = parse_expiry_code(parts[1])
-        except ValueError:
-            return None
-        item.update(
-            kind="future",
-            settlement_period="month",
+            settlement_period=period,
             expiration_timestamp=expiry,
             quote_currency=quote or "USD",
             settlement_currency=quote or ccy,
@@ -488,6 +486,25 @@ class TardisReader:
             self.lines += 1
             yield lineno, local, exch, row[i_sym], row
 
+    def _parsed(
+        self, f: _File, parse: Callable[[str, int, list[str]], _T], *, define_with_row: bool = False
+    ) -> Iterator[tuple[int, int, str, list[tuple[int, bytes]], _T]]:
+        """(receive time ns, exchange time ns, symbol, the instrument frames to send before the
+        row's, `parse(symbol, exchange time, row)`) of each row that parses and names an
+        instrument we can define. The row is parsed before its symbol is defined: a bad first
+        row of a symbol is that row's loss only, and the next good one defines the instrument."""
+        for lineno, ts, exch, symbol, row in self._rows(f):
+            try:
+                value = parse(symbol, exch, row)
+                defined = self._define(symbol, row if define_with_row else None, f, ts)
+            except ValueError as exc:
+                self._bad(f, lineno, str(exc))
+                continue
+            if defined is None:
+                self.stats.unsupported += 1
+                continue
+            yield ts, exch, symbol, defined, value
+
     def _check_grid(self, symbol: str, price: float | None) -> None:
         """Count a book price off the instrument's (finest) tick: the book keeps integer ticks,
         so it would be rounded. Real Deribit prices are on the grid; a file whose are not was
@@ -516,7 +533,7 @@ class TardisReader:
         ts: int,
         exch_ms: int,
         symbol: str,
-        top: tuple[float | None, float | None, float | None, float | None],
+        top: _Top,
     ) -> tuple[int, bytes] | None:
         """A one-level grouped book frame (`book.X.none.1.100ms`) when the top changed."""
         if tops.get(symbol) == top:
@@ -559,16 +576,11 @@ class TardisReader:
         ]
         i_index = c["underlying_index"]
         tops: dict[str, tuple[Any, ...]] = {}
-        for lineno, ts, exch, symbol, row in self._rows(f):
-            try:
-                defined = self._define(symbol, row, f, ts)
-                vals = [_num(row[i]) for i in cols]
-            except ValueError as exc:
-                self._bad(f, lineno, str(exc))
-                continue
-            if defined is None:
-                self.stats.unsupported += 1
-                continue
+
+        def parse(symbol: str, exch: int, row: list[str]) -> tuple[list[float | None], str | None]:
+            return [_num(row[i]) for i in cols], row[i_index] or None
+
+        for ts, exch, symbol, defined, (vals, index) in self._parsed(f, parse, define_with_row=True):
             yield from defined
             bid, bid_amt, ask, ask_amt, last, mark, under, oi, mark_iv, bid_iv, ask_iv = vals[:11]
             delta, gamma, vega, theta, rho = vals[11:]
@@ -586,7 +598,7 @@ class TardisReader:
                 "last_price": last,
                 "mark_price": mark,
                 "underlying_price": under,
-                "underlying_index": row[i_index] or None,
+                "underlying_index": index,
                 "open_interest": oi,
                 # Percent, as on Deribit's wire (the decoder makes fractions of them).
                 "mark_iv": mark_iv,
@@ -603,16 +615,11 @@ class TardisReader:
         c = f.cols
         i_bid, i_bid_amt, i_ask, i_ask_amt = c["bid_price"], c["bid_amount"], c["ask_price"], c["ask_amount"]
         tops: dict[str, tuple[Any, ...]] = {}
-        for lineno, ts, exch, symbol, row in self._rows(f):
-            try:
-                defined = self._define(symbol, None, f, ts)
-                top = (_num(row[i_bid]), _num(row[i_bid_amt]), _num(row[i_ask]), _num(row[i_ask_amt]))
-            except ValueError as exc:
-                self._bad(f, lineno, str(exc))
-                continue
-            if defined is None:
-                self.stats.unsupported += 1
-                continue
+
+        def parse(symbol: str, exch: int, row: list[str]) -> _Top:
+            return _num(row[i_bid]), _num(row[i_bid_amt]), _num(row[i_ask]), _num(row[i_ask_amt])
+
+        for ts, exch, symbol, defined, top in self._parsed(f, parse):
             yield from defined
             exch_ms = exch // _MS
             data = {
@@ -633,35 +640,31 @@ class TardisReader:
         i_oi, i_last, i_index, i_mark = c["open_interest"], c["last_price"], c["index_price"], c["mark_price"]
         i_funding = c.i.get("funding_rate")
         i_funding_ts = c.i.get("funding_timestamp")
-        for lineno, ts, exch, symbol, row in self._rows(f):
-            try:
-                defined = self._define(symbol, None, f, ts)
-                data: dict[str, Any] = {
-                    "timestamp": exch // _MS,
-                    "instrument_name": symbol,
-                    "last_price": _num(row[i_last]),
-                    "index_price": _num(row[i_index]),
-                    "mark_price": _num(row[i_mark]),
-                    "open_interest": _num(row[i_oi]),
-                }
-                if i_funding is not None:
-                    data["current_funding"] = _num(row[i_funding])
-                if i_funding_ts is not None and row[i_funding_ts]:
-                    # Tardis' time of the next funding event, for which `funding_rate` is the
-                    # rate (Tardis, "derivative_ticker"): Deribit's own ticker has no such
-                    # field; its decoder reports a funding event when this time passes.
-                    data["funding_timestamp"] = _ns(row[i_funding_ts]) // 1_000_000
-                elif i_funding is not None and row[i_funding] and symbol.endswith("-PERPETUAL"):
-                    # No funding event named (Tardis' Deribit rows never name one: its mapper
-                    # sets no funding time): Deribit's funding accrues continuously, which the
-                    # decoder reports from the rate (`DeribitDecoder._funding_accrued`).
-                    data["funding_accrues"] = True
-            except ValueError as exc:
-                self._bad(f, lineno, str(exc))
-                continue
-            if defined is None:
-                self.stats.unsupported += 1
-                continue
+
+        def parse(symbol: str, exch: int, row: list[str]) -> dict[str, Any]:
+            data: dict[str, Any] = {
+                "timestamp": exch // _MS,
+                "instrument_name": symbol,
+                "last_price": _num(row[i_last]),
+                "index_price": _num(row[i_index]),
+                "mark_price": _num(row[i_mark]),
+                "open_interest": _num(row[i_oi]),
+            }
+            if i_funding is not None:
+                data["current_funding"] = _num(row[i_funding])
+            if i_funding_ts is not None and row[i_funding_ts]:
+                # Tardis' time of the next funding event, for which `funding_rate` is the
+                # rate (Tardis, "derivative_ticker"): Deribit's own ticker has no such
+                # field; its decoder reports a funding event when this time passes.
+                data["funding_timestamp"] = _ns(row[i_funding_ts]) // 1_000_000
+            elif i_funding is not None and row[i_funding] and symbol.endswith("-PERPETUAL"):
+                # No funding event named (Tardis' Deribit rows never name one: its mapper
+                # sets no funding time): Deribit's funding accrues continuously, which the
+                # decoder reports from the rate (`DeribitDecoder._funding_accrued`).
+                data["funding_accrues"] = True
+            return data
+
+        for ts, _, symbol, defined, data in self._parsed(f, parse):
             yield from defined
             yield self._emit(ts, b"ticker." + symbol.encode() + b".100ms", data)
 
@@ -670,20 +673,11 @@ class TardisReader:
         i_id, i_side, i_price, i_amount = c["id"], c["side"], c["price"], c["amount"]
         group: list[dict[str, Any]] = []
         key: tuple[str, int] | None = None
-        for lineno, ts, exch, symbol, row in self._rows(f):
-            side = row[i_side]
-            try:
-                defined = self._define(symbol, None, f, ts)
-                price = float(row[i_price])
-                amount = float(row[i_amount])
-                if not (math.isfinite(price) and math.isfinite(amount)) or amount < 0:
-                    raise ValueError(f"bad price/amount {row[i_price]!r}/{row[i_amount]!r}")
-            except ValueError as exc:
-                self._bad(f, lineno, str(exc))
-                continue
-            if defined is None:
-                self.stats.unsupported += 1
-                continue
+
+        def parse(symbol: str, exch: int, row: list[str]) -> tuple[str, str, float, float]:
+            return (row[i_id], row[i_side], *_price_amount(row, i_price, i_amount))
+
+        for ts, exch, symbol, defined, (trade_id, side, price, amount) in self._parsed(f, parse):
             if side not in ("buy", "sell"):
                 self.stats.unknown_side += 1
                 continue
@@ -694,7 +688,7 @@ class TardisReader:
             key = (symbol, ts)
             group.append(
                 {
-                    "trade_id": row[i_id],
+                    "trade_id": trade_id,
                     "timestamp": exch // _MS,
                     "price": price,
                     "amount": amount,
@@ -740,26 +734,16 @@ class TardisReader:
                 data["prev_change_id"] = prev if prev is not None else 0
             return self._emit(ts, b"book." + symbol.encode() + b".100ms", data)
 
-        for lineno, ts, exch, symbol, row in self._rows(f):
+        def parse(symbol: str, exch: int, row: list[str]) -> tuple[bool, str, float, float]:
             snap_s = row[i_snap]
             side = row[i_side]
-            try:
-                if snap_s not in ("true", "false"):
-                    raise ValueError(f"is_snapshot {snap_s!r}")
-                if side not in ("bid", "ask"):
-                    raise ValueError(f"side {side!r}")
-                price = float(row[i_price])
-                amount = float(row[i_amount])
-                if not (math.isfinite(price) and math.isfinite(amount)) or amount < 0:
-                    raise ValueError(f"bad price/amount {row[i_price]!r}/{row[i_amount]!r}")
-                defined = self._define(symbol, None, f, ts)
-            except ValueError as exc:
-                self._bad(f, lineno, str(exc))
-                continue
-            if defined is None:
-                self.stats.unsupported += 1
-                continue
-            snap = snap_s == "true"
+            if snap_s not in ("true", "false"):
+                raise ValueError(f"is_snapshot {snap_s!r}")
+            if side not in ("bid", "ask"):
+                raise ValueError(f"side {side!r}")
+            return (snap_s == "true", side, *_price_amount(row, i_price, i_amount))
+
+        for ts, exch, symbol, defined, (snap, side, price, amount) in self._parsed(f, parse):
             k = (symbol, ts, snap)
             if key is not None and k != key:
                 yield flush()
@@ -776,6 +760,15 @@ class TardisReader:
                 (bids if side == "bid" else asks).append(level)
         if key is not None:
             yield flush()
+
+
+def _price_amount(row: list[str], i_price: int, i_amount: int) -> tuple[float, float]:
+    """A trade's or a book level's price and amount: finite, the amount not negative."""
+    price = float(row[i_price])
+    amount = float(row[i_amount])
+    if not (math.isfinite(price) and math.isfinite(amount)) or amount < 0:
+        raise ValueError(f"bad price/amount {row[i_price]!r}/{row[i_amount]!r}")
+    return price, amount
 
 
 def inspect(path: str | os.PathLike[str]) -> dict[str, Any]:

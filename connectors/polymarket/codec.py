@@ -70,7 +70,7 @@ import enum
 import re
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal, TypedDict
 
 import attrs
 import msgspec
@@ -107,7 +107,6 @@ from .fees import taker_fee
 from .instruments import (
     COLLATERAL,
     DEFAULT_MIN_SIZE,
-    SIZE_STEP,
     TICK_SIZES,
     VENUE,
     Definition,
@@ -117,6 +116,7 @@ from .instruments import (
     instruments_from_gamma_event,
     instruments_from_gamma_market,
     learn,
+    outcome_definitions,
     parse_tick_size,
     with_tick_size,
 )
@@ -190,6 +190,23 @@ class TradeSettlement(PrivateEvent):
     liquidity: Liquidity = Liquidity.TAKER
     transaction_hash: str | None = None
     fill_reported: bool = False
+
+
+class _Leg(TypedDict):
+    """What the `Fill` and the `TradeSettlement` of one order's part in a trade both say."""
+
+    venue: str
+    instrument: str
+    ts_exchange: int | None
+    ts_local: int
+    order_id: str | None
+    client_order_id: str | None
+    strategy: str | None
+    trade_id: str
+    side: Side
+    price: Decimal
+    size: Decimal
+    liquidity: Liquidity
 
 
 # -- the wire, as typed structs (unknown fields are ignored: the venue adds them freely) ---------
@@ -1181,35 +1198,23 @@ class PolymarketDecoder:
         neg_risk unknown: richer sources are not overwritten)."""
         learned = 0
         if m.order_price_min_tick_size is not None and m.assets_ids:
-            tick = parse_tick_size(m.order_price_min_tick_size)
             ids = m.assets_ids
-            binary = len(ids) == 2
-            for i, token in enumerate(ids):
-                if self.registry.get(VENUE, token) is not None:
-                    continue
-                inst = Instrument(
-                    venue=VENUE,
-                    symbol=token,
-                    kind=InstrumentKind.OUTCOME,
-                    base=m.market,
-                    quote=COLLATERAL,
-                    settle=COLLATERAL,
-                    tick_size=tick,
-                    min_size=DEFAULT_MIN_SIZE,
-                    size_step=SIZE_STEP,
-                    active=m.active,
-                )
-                outcome = Outcome(
-                    token_id=token,
-                    condition_id=m.market,
-                    outcome=m.outcomes[i] if i < len(m.outcomes) else "",
-                    index=i,
-                    complement=ids[1 - i] if binary else None,
-                    neg_risk=m.neg_risk,
-                    question=m.question,
-                    slug=m.slug,
-                )
-                learned += learn(self.registry, self.outcomes, [(inst, outcome)])
+            definitions = outcome_definitions(
+                token_ids=ids,
+                labels=[m.outcomes[i] if i < len(m.outcomes) else "" for i in range(len(ids))],
+                condition_id=m.market,
+                tick=parse_tick_size(m.order_price_min_tick_size),
+                min_size=DEFAULT_MIN_SIZE,
+                active=m.active,
+                neg_risk=m.neg_risk,
+                neg_risk_market_id="",
+                question=m.question,
+                slug=m.slug,
+                fees=None,
+            )
+            for inst, outcome in definitions:
+                if self.registry.get(VENUE, inst.symbol) is None:
+                    learned += learn(self.registry, self.outcomes, [(inst, outcome)])
         message = f"new market {m.slug or m.market}: {m.question}".rstrip(": ")
         data = {
             "event": "new_market",
@@ -1426,7 +1431,7 @@ class PolymarketDecoder:
                 # Booked, for the position is exact whatever the fee; flagged, not guessed.
                 unknown_fee.add(order_id)
                 fee = Decimal(0)
-            fill = Fill(
+            leg = _Leg(
                 venue=VENUE,
                 instrument=token,
                 ts_exchange=ts,
@@ -1438,26 +1443,10 @@ class PolymarketDecoder:
                 side=side,
                 price=price,
                 size=size,
-                fee=fee,
-                fee_currency=COLLATERAL,
                 liquidity=liquidity,
             )
-            settlement = TradeSettlement(
-                venue=VENUE,
-                instrument=token,
-                ts_exchange=ts,
-                ts_local=0,
-                order_id=order_id,
-                client_order_id=None,
-                strategy=None,
-                trade_id=t.id,
-                status=status,
-                side=side,
-                price=price,
-                size=size,
-                liquidity=liquidity,
-                transaction_hash=tx,
-            )
+            fill = Fill(**leg, fee=fee, fee_currency=COLLATERAL)
+            settlement = TradeSettlement(**leg, status=status, transaction_hash=tx)
             parts.append((fill, settlement))
         return _TradeReport(t.id, status, parts, frozenset(unknown_fee))
 

@@ -509,6 +509,35 @@ class PolymarketExecution(VenueExecution):
         self.learn_trade_fees: Callable[[bytes], Awaitable[None]] | None = None
 
     # -- signing -------------------------------------------------------------------------------
+    def _update(
+        self,
+        order: Order,
+        order_id: str,
+        state: OrderState,
+        reason: str | None,
+        price: Decimal | None,
+        size: Decimal,
+        filled_size: Decimal,
+        avg_fill_price: Decimal | None = None,
+    ) -> OrderUpdate:
+        """What this client learned of `order` (venue id `order_id`), now (no exchange time)."""
+        return OrderUpdate(
+            venue=VENUE,
+            instrument=order.request.instrument,
+            ts_exchange=None,
+            ts_local=self.clock(),
+            order_id=order_id,
+            client_order_id=order.client_order_id,
+            strategy=order.strategy,
+            status=state,
+            side=order.request.side,
+            price=price,
+            size=size,
+            filled_size=filled_size,
+            avg_fill_price=avg_fill_price,
+            reason=reason,
+        )
+
     def _reject(self, order: Order, reason: str) -> OrderRejected:
         return OrderRejected(
             reason, venue=VENUE, instrument=order.request.instrument, client_order_id=order.client_order_id
@@ -702,25 +731,7 @@ class PolymarketExecution(VenueExecution):
             state = OrderState.PARTIALLY_FILLED
         else:
             state = OrderState.OPEN
-        req = order.request
-        return [
-            OrderUpdate(
-                venue=VENUE,
-                instrument=req.instrument,
-                ts_exchange=None,
-                ts_local=self.clock(),
-                order_id=order_id,
-                client_order_id=order.client_order_id,
-                strategy=order.strategy,
-                status=state,
-                side=req.side,
-                price=req.price,
-                size=size,
-                filled_size=min(done, size),
-                avg_fill_price=None,
-                reason=reason,
-            )
-        ]
+        return [self._update(order, order_id, state, reason, order.request.price, size, min(done, size))]
 
     async def edit(
         self, order: Order, *, price: Decimal | None, size: Decimal | None
@@ -733,24 +744,17 @@ class PolymarketExecution(VenueExecution):
         order_id = order.order_id
         if order_id is None:
             raise self._reject(order, "the order has no venue id yet: nothing to cancel")
-        req = order.request
-        await self._cancel_one(order_id, req.instrument, order.client_order_id)
+        await self._cancel_one(order_id, order.request.instrument, order.client_order_id)
         return [
-            OrderUpdate(
-                venue=VENUE,
-                instrument=req.instrument,
-                ts_exchange=None,
-                ts_local=self.clock(),
-                order_id=order_id,
-                client_order_id=order.client_order_id,
-                strategy=order.strategy,
-                status=OrderState.CANCELLED,
-                side=req.side,
-                price=order.price,
-                size=order.size,
-                filled_size=order.filled_size,
-                avg_fill_price=order.avg_fill_price,
-                reason="cancelled",
+            self._update(
+                order,
+                order_id,
+                OrderState.CANCELLED,
+                "cancelled",
+                order.price,
+                order.size,
+                order.filled_size,
+                order.avg_fill_price,
             )
         ]
 
@@ -866,21 +870,8 @@ class PolymarketExecution(VenueExecution):
             state, reason = OrderState.REJECTED, "the venue has no record of it: never received; not re-sent"
         else:
             state, reason = OrderState.CANCELLED, "no longer at the venue (cancelled while we were away)"
-        final = OrderUpdate(
-            venue=VENUE,
-            instrument=req.instrument,
-            ts_exchange=None,
-            ts_local=self.clock(),
-            order_id=order_id,
-            client_order_id=order.client_order_id,
-            strategy=order.strategy,
-            status=state,
-            side=req.side,
-            price=order.price,
-            size=order.size,
-            filled_size=max(filled, order.filled_size),
-            avg_fill_price=None,
-            reason=reason,
+        final = self._update(
+            order, order_id, state, reason, order.price, order.size, max(filled, order.filled_size)
         )
         return [*fills, final]
 

@@ -172,7 +172,7 @@ def _fee_schedule(market: Mapping[str, Any]) -> FeeSchedule | None:
     )
 
 
-def _make(
+def outcome_definitions(
     *,
     token_ids: Sequence[str],
     labels: Sequence[str],
@@ -186,6 +186,8 @@ def _make(
     slug: str,
     fees: FeeSchedule | None,
 ) -> list[Definition]:
+    """The instrument and outcome of each token of one market (`labels`: its outcomes, in token
+    order, or none). Raises ValueError when the market lists no token or labels them unevenly."""
     if not token_ids:
         raise ValueError(f"market {condition_id or '?'} lists no token ids")
     if labels and len(labels) != len(token_ids):
@@ -231,6 +233,17 @@ def _flag(market: Mapping[str, Any], key: str, default: bool = True) -> bool:
     return default if v is None else bool(v)
 
 
+def _trading(market: Mapping[str, Any], accepting_orders: str, enable_order_book: str) -> bool:
+    """Open for orders: active, not closed, accepting orders, with an order book (the CLOB and
+    Gamma name the last two differently)."""
+    return (
+        _flag(market, "active")
+        and not _flag(market, "closed", False)
+        and _flag(market, accepting_orders)
+        and _flag(market, enable_order_book)
+    )
+
+
 def instruments_from_clob_market(market: Mapping[str, Any]) -> list[Definition]:
     """The tokens of a CLOB market object (`GET /markets` items, `GET /markets/{condition_id}`;
     §2.3). Raises KeyError/TypeError/ValueError when a needed field is missing or malformed."""
@@ -238,20 +251,14 @@ def instruments_from_clob_market(market: Mapping[str, Any]) -> list[Definition]:
     if not isinstance(tokens, list):
         raise TypeError("tokens: expected a list")
     ids = [_token_id(t["token_id"]) for t in tokens]
-    active = (
-        _flag(market, "active")
-        and not _flag(market, "closed", False)
-        and _flag(market, "accepting_orders")
-        and _flag(market, "enable_order_book")
-    )
     neg_risk = market.get("neg_risk")
-    return _make(
+    return outcome_definitions(
         token_ids=ids,
         labels=[str(t.get("outcome", "")) for t in tokens],
         condition_id=str(market["condition_id"]),
         tick=parse_tick_size(market["minimum_tick_size"]),
         min_size=_min_size(market.get("minimum_order_size", DEFAULT_MIN_SIZE)),
-        active=active,
+        active=_trading(market, "accepting_orders", "enable_order_book"),
         neg_risk=None if neg_risk is None else bool(neg_risk),
         neg_risk_market_id=str(market.get("neg_risk_market_id") or ""),
         question=str(market.get("question") or ""),
@@ -266,20 +273,14 @@ def instruments_from_gamma_market(market: Mapping[str, Any]) -> list[Definition]
     needed field is missing or malformed (legacy markets without CLOB tokens, for instance)."""
     ids = [_token_id(t) for t in _json_list(market["clobTokenIds"])]
     labels = [str(x) for x in _json_list(market.get("outcomes") or "[]")]
-    active = (
-        _flag(market, "active")
-        and not _flag(market, "closed", False)
-        and _flag(market, "acceptingOrders")
-        and _flag(market, "enableOrderBook")
-    )
     neg_risk = market.get("negRisk")
-    return _make(
+    return outcome_definitions(
         token_ids=ids,
         labels=labels,
         condition_id=str(market["conditionId"]),
         tick=parse_tick_size(market["orderPriceMinTickSize"]),
         min_size=_min_size(market.get("orderMinSize", DEFAULT_MIN_SIZE)),
-        active=active,
+        active=_trading(market, "acceptingOrders", "enableOrderBook"),
         neg_risk=None if neg_risk is None else bool(neg_risk),
         neg_risk_market_id=str(market.get("negRiskMarketID") or ""),
         question=str(market.get("question") or ""),

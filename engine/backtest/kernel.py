@@ -322,16 +322,7 @@ class _Context(BaseContext):
     """A strategy's context in a backtest: the kernel's clock, its simulated venues."""
 
     def __init__(self, kernel: BacktestKernel, slot: _Slot) -> None:
-        super().__init__(
-            slot.name,
-            flow=kernel.flow,
-            router=kernel.router,
-            ids=kernel.ids,
-            venues=kernel.sims,
-            books=kernel.book,
-            log=kernel.log.bind(strategy=slot.name),
-            catalogs=kernel.catalogs,
-        )
+        super().__init__(slot.name, kernel, kernel.sims)
         self._kernel = kernel
 
     def now_ns(self) -> int:
@@ -347,9 +338,7 @@ class _Context(BaseContext):
         return result
 
     async def cancel_order(self, client_order_id: str) -> OrderUpdate:
-        order = self.flow.tracker.get(client_order_id)
-        if order is None or order.strategy != self.strategy:
-            raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
+        order = self._own(client_order_id)
         if order.state.is_final:
             return order.snapshot(ts_local=self._kernel.now)
         self.flow.cancel_requested(order, now_ns=self._kernel.now)
@@ -363,9 +352,7 @@ class _Context(BaseContext):
         price: Decimal | int | str | None = None,
         size: Decimal | int | str | None = None,
     ) -> OrderUpdate:
-        order = self.flow.tracker.get(client_order_id)
-        if order is None or order.strategy != self.strategy:
-            raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
+        order = self._own(client_order_id)
         new_price = optional(price, "edit price")
         new_size = optional(size, "edit size")
         self.flow.check_edit(order, new_price, new_size, now_ns=self._kernel.now)  # may raise, at once
@@ -397,6 +384,34 @@ def _normalized_changes(equity: Sequence[float]) -> list[float] | None:
     return [d / largest for d in diffs]
 
 
+def _annualized(
+    equity: Sequence[float], interval_s: float, square_spread: Callable[[list[float], float], float]
+) -> float | None:
+    """The mean change of `equity` over the square root of `square_spread(changes, mean)` (a
+    variance: the changes are scaled by the largest, so 1 is the largest), x sqrt(intervals per
+    year). 0 for a flat curve; None for fewer than two changes or a spread of none."""
+    if len(equity) < 3:
+        return None
+    diffs = _normalized_changes(equity)
+    if diffs is None:
+        return 0.0
+    mean = sum(diffs) / len(diffs)
+    square = square_spread(diffs, mean)
+    if square <= _SPREAD * _SPREAD:
+        return None
+    return mean / math.sqrt(square) * math.sqrt(YEAR_SECONDS / interval_s)
+
+
+def _variance(diffs: list[float], mean: float) -> float:
+    """The sample variance of the changes (Sharpe's spread)."""
+    return sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+
+
+def _downside_variance(diffs: list[float], mean: float) -> float:
+    """The mean square of the losses over all changes, target 0 (Sortino's spread)."""
+    return sum(d * d for d in diffs if d < 0) / len(diffs)
+
+
 def sharpe_ratio(equity: Sequence[float], interval_s: float) -> float | None:
     """Annualized Sharpe ratio of the per-interval changes of an equity curve sampled every
     `interval_s` (USD PnL: the ratio does not depend on the capital it is measured against):
@@ -405,34 +420,14 @@ def sharpe_ratio(equity: Sequence[float], interval_s: float) -> float | None:
     A flat curve (no change beyond float noise) is 0: no return, for no risk. None when
     undefined: fewer than two changes, or changes that all are the same gain or loss (no
     variance to divide by)."""
-    if len(equity) < 3:
-        return None
-    diffs = _normalized_changes(equity)
-    if diffs is None:
-        return 0.0
-    n = len(diffs)
-    mean = sum(diffs) / n
-    var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
-    if var <= _SPREAD * _SPREAD:  # (the largest change is 1 here)
-        return None
-    return mean / math.sqrt(var) * math.sqrt(YEAR_SECONDS / interval_s)
+    return _annualized(equity, interval_s, _variance)
 
 
 def sortino_ratio(equity: Sequence[float], interval_s: float) -> float | None:
     """Annualized Sortino ratio: mean change / downside deviation (root mean square of the
     negative changes, over all intervals; target 0) x sqrt(intervals per year). A flat curve
     is 0; None when undefined (fewer than two changes, or gains with no loss ever)."""
-    if len(equity) < 3:
-        return None
-    diffs = _normalized_changes(equity)
-    if diffs is None:
-        return 0.0
-    n = len(diffs)
-    mean = sum(diffs) / n
-    downside = math.sqrt(sum(d * d for d in diffs if d < 0) / n)
-    if downside <= _SPREAD:
-        return None
-    return mean / downside * math.sqrt(YEAR_SECONDS / interval_s)
+    return _annualized(equity, interval_s, _downside_variance)
 
 
 def max_drawdown(equity: Sequence[float]) -> float:

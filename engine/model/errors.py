@@ -32,6 +32,8 @@ so the user sees one clear line and the log keeps the detail.
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 __all__ = [
     "AuthError",
     "ConfigError",
@@ -92,26 +94,35 @@ class StrategyError(TradingError):
     current mode cannot honour (for example awaiting trio directly inside a backtest)."""
 
 
-class VenueError(TradingError):
+class _Context(TypedDict, total=False):
+    """What a venue's error or an order's refusal may say besides its message."""
+
+    venue: str | None
+    instrument: str | None
+    client_order_id: str | None
+    code: int | str | None
+    venue_message: str | None
+
+
+class _WithContext(TradingError):
+    """The common base of `VenueError` and `OrderRejected`: the venue and instrument concerned,
+    our order (`client_order_id`), and the venue's own error `code` and text (`venue_message`)
+    when there is one; each None when unknown."""
+
+    def __init__(self, message: str, **context: Unpack[_Context]) -> None:
+        self.venue = context.get("venue")
+        self.instrument = context.get("instrument")
+        self.client_order_id = context.get("client_order_id")
+        self.code = context.get("code")
+        self.venue_message = context.get("venue_message")
+        super().__init__(message)
+
+
+class VenueError(_WithContext):
     """Something a venue sent or refused, or our side of its protocol failing.
 
     `code` and `venue_message` carry the venue's own error code and text when there is one.
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        venue: str | None = None,
-        instrument: str | None = None,
-        code: int | str | None = None,
-        venue_message: str | None = None,
-    ) -> None:
-        self.venue = venue
-        self.instrument = instrument
-        self.code = code
-        self.venue_message = venue_message
-        super().__init__(message)
 
 
 class MalformedFrame(VenueError, ValueError):
@@ -149,32 +160,16 @@ class VenueUnavailable(VenueError):
     way is final and safe to report as not placed."""
 
 
-class OrderRejected(TradingError):
+class OrderRejected(_WithContext):
     """Raised when an order request (a new order, an edit, a cancel) is refused: it is known not
     to have been done. `reason` says why; `code` and `venue_message` are the venue's when the
     venue refused. Which side refused is the subclass: `OrderDenied` (our pre-trade checks, the
     journal) or `VenueRejected` (the venue); a connector's own checks before signing may raise
     this class itself. Strategies catch this one for every refusal."""
 
-    def __init__(
-        self,
-        reason: str,
-        *,
-        venue: str | None = None,
-        instrument: str | None = None,
-        client_order_id: str | None = None,
-        code: int | str | None = None,
-        venue_message: str | None = None,
-    ) -> None:
+    def __init__(self, reason: str, **context: Unpack[_Context]) -> None:
         self.reason = reason
-        self.venue = venue
-        self.instrument = instrument
-        self.client_order_id = client_order_id
-        self.code = code
-        self.venue_message = venue_message
-        # Not `super().__init__`: in `VenueRejected` the next class is `VenueError`, whose
-        # attributes are the ones set above.
-        Exception.__init__(self, reason)
+        super().__init__(reason, **context)
 
 
 class OrderDenied(OrderRejected):
@@ -198,16 +193,3 @@ class OrderOutcomeUnknown(VenueError):
     be resting or filled. It stays tracked in the state it had, is never sent again, and the
     venue's reports (or the reconciliation after a reconnect) settle it. `client_order_id` names
     the order; `__cause__` is the error the connector raised."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        venue: str | None = None,
-        instrument: str | None = None,
-        client_order_id: str | None = None,
-        code: int | str | None = None,
-        venue_message: str | None = None,
-    ) -> None:
-        self.client_order_id = client_order_id
-        super().__init__(message, venue=venue, instrument=instrument, code=code, venue_message=venue_message)

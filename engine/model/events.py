@@ -160,6 +160,13 @@ Event = MarketEvent
 """Every event a strategy can receive derives from this class."""
 
 
+def _mid(bid: float | None, ask: float | None) -> float | None:
+    """The middle of the best bid and ask; None without both."""
+    if bid is None or ask is None:
+        return None
+    return (bid + ask) / 2
+
+
 @attrs.frozen
 class Ticker(MarketEvent):
     """Best prices and venue-computed marks. Implied vols are fractions (0.4543 for 45.43%)."""
@@ -183,9 +190,7 @@ class Ticker(MarketEvent):
 
     @property
     def mid(self) -> float | None:
-        if self.bid is None or self.ask is None:
-            return None
-        return (self.bid + self.ask) / 2
+        return _mid(self.bid, self.ask)
 
 
 @attrs.frozen
@@ -210,9 +215,7 @@ class BookUpdate(MarketEvent):
 
     @property
     def mid(self) -> float | None:
-        if self.best_bid is None or self.best_ask is None:
-            return None
-        return (self.best_bid + self.best_ask) / 2
+        return _mid(self.best_bid, self.best_ask)
 
 
 @attrs.frozen

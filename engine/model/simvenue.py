@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from decimal import Decimal
+from typing import TypedDict
 
 import attrs
 
@@ -46,6 +47,19 @@ _ZERO = Decimal(0)
 
 def _d(x: float) -> Decimal:
     return from_float(x, "book")
+
+
+class _About(TypedDict):
+    """What every event about one of our orders says first: whose order, where, and when (the
+    simulated venue reports at once: its time is the receive time)."""
+
+    venue: str
+    instrument: str
+    ts_exchange: int
+    ts_local: int
+    order_id: str
+    client_order_id: str
+    strategy: str
 
 
 @attrs.define(eq=False)
@@ -92,6 +106,18 @@ class SimulatedVenue:
         self._trade_ids = itertools.count(1)
 
     # -- helpers ----------------------------------------------------------------------------
+    def _about(self, order: Order, order_id: str, now: int) -> _About:
+        req = order.request
+        return _About(
+            venue=self.venue,
+            instrument=req.instrument,
+            ts_exchange=now,
+            ts_local=now,
+            order_id=order_id,
+            client_order_id=req.client_order_id,
+            strategy=req.strategy,
+        )
+
     def _report(
         self,
         r: _Resting | None,
@@ -105,13 +131,7 @@ class SimulatedVenue:
     ) -> OrderUpdate:
         req = order.request
         return OrderUpdate(
-            venue=self.venue,
-            instrument=req.instrument,
-            ts_exchange=now,
-            ts_local=now,
-            order_id=order_id,
-            client_order_id=req.client_order_id,
-            strategy=req.strategy,
+            **self._about(order, order_id, now),
             status=state,
             side=req.side,
             price=r.price if r is not None else req.price,
@@ -133,22 +153,26 @@ class SimulatedVenue:
         trade_id: str | None = None,
     ) -> Fill:
         fee, ccy = self.fees.fee(inst, price, size, liquidity, self.index(inst.base))
-        req = order.request
         return Fill(
-            venue=self.venue,
-            instrument=req.instrument,
-            ts_exchange=now,
-            ts_local=now,
-            order_id=order_id,
-            client_order_id=req.client_order_id,
-            strategy=req.strategy,
+            **self._about(order, order_id, now),
             trade_id=trade_id or f"SIMT-{next(self._trade_ids)}",
-            side=req.side,
+            side=order.request.side,
             price=price,
             size=size,
             fee=fee,
             fee_currency=ccy,
             liquidity=liquidity,
+        )
+
+    def _not_open(self, order: Order) -> OrderRejected:
+        """The venue's refusal of a cancel or an edit of an order that no longer rests."""
+        return OrderRejected(
+            "order is not open",
+            venue=self.venue,
+            instrument=order.request.instrument,
+            client_order_id=order.client_order_id,
+            code="not_open_order",
+            venue_message="not_open_order",
         )
 
     def _available(self, instrument: str, side_key: int, ticks: int, displayed: float) -> float:
@@ -304,14 +328,7 @@ class SimulatedVenue:
         """A cancel arrives. Refused (as the venue does) when the order is no longer open."""
         r = self._by_client.pop(order.client_order_id, None)
         if r is None:
-            raise OrderRejected(
-                "order is not open",
-                venue=self.venue,
-                instrument=order.request.instrument,
-                client_order_id=order.client_order_id,
-                code="not_open_order",
-                venue_message="not_open_order",
-            )
+            raise self._not_open(order)
         self.resting[order.request.instrument].remove(r)
         return [
             self._report(
@@ -327,14 +344,7 @@ class SimulatedVenue:
         would). Refused, as the venue does, when the order is no longer open."""
         r = self._by_client.get(order.client_order_id)
         if r is None:
-            raise OrderRejected(
-                "order is not open",
-                venue=self.venue,
-                instrument=order.request.instrument,
-                client_order_id=order.client_order_id,
-                code="not_open_order",
-                venue_message="not_open_order",
-            )
+            raise self._not_open(order)
         new_size = r.size if size is None else size
         if new_size < r.filled:
             raise OrderRejected(

@@ -5,48 +5,56 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
+from typing import Any, Protocol
 
 import attrs
 import structlog
 
 from ..model.book import OrderBook
-from ..model.errors import OrderDenied, StrategyError
+from ..model.errors import OrderDenied, OrderRejected, StrategyError
 from ..model.events import OrderUpdate, Subscription, Ticker
 from ..model.filter import InstrumentFilter
 from ..model.instruments import Instrument
 from ..model.ledger import PositionView
-from ..model.orders import ClientOrderIds, OrderRequest
+from ..model.orders import ClientOrderIds, Order, OrderRequest
 from ..venue.catalog import MarketCatalog
 from .flow import OrderFlow
 from .router import MarketRouter
 from .strategy import StrategyContext
 
-__all__ = ["BaseContext"]
+__all__ = ["BaseContext", "ContextHost"]
+
+
+class ContextHost(Protocol):
+    """What a mode's engine (the live engine, the backtest kernel) lends the context of each of
+    its strategies."""
+
+    @property
+    def flow(self) -> OrderFlow: ...
+    @property
+    def router(self) -> MarketRouter[Any]: ...
+    @property
+    def ids(self) -> ClientOrderIds: ...
+    @property
+    def log(self) -> structlog.typing.FilteringBoundLogger: ...
+    @property
+    def catalogs(self) -> Mapping[str, MarketCatalog]: ...
+    def book(self, venue: str, instrument: str) -> OrderBook | None: ...
 
 
 class BaseContext(StrategyContext):
-    """The mode-independent part of a strategy's context."""
+    """The mode-independent part of a strategy's context: strategy `strategy` of `host`, which
+    trades on `venues`."""
 
-    def __init__(
-        self,
-        strategy: str,
-        *,
-        flow: OrderFlow,
-        router: MarketRouter,  # type: ignore[type-arg]
-        ids: ClientOrderIds,
-        venues: Iterable[str],
-        books: Callable[[str, str], OrderBook | None],
-        log: structlog.typing.FilteringBoundLogger,
-        catalogs: Mapping[str, MarketCatalog] | None = None,
-    ) -> None:
+    def __init__(self, strategy: str, host: ContextHost, venues: Iterable[str]) -> None:
         self.strategy = strategy
-        self.flow = flow
-        self.router = router
-        self.ids = ids
+        self.flow = host.flow
+        self.router = host.router
+        self.ids = host.ids
         self.venues = frozenset(venues)
-        self._books = books
-        self.log = log
-        self._catalogs = catalogs if catalogs is not None else {}
+        self._books: Callable[[str, str], OrderBook | None] = host.book
+        self.log = host.log.bind(strategy=strategy)
+        self._catalogs = host.catalogs
 
     def prepare(self, request: OrderRequest) -> OrderRequest:
         """The request as it will be tracked: named (client order id) and owned by this strategy.
@@ -62,6 +70,13 @@ class BaseContext(StrategyContext):
         if request.client_order_id == cid and request.strategy == self.strategy:
             return request
         return attrs.evolve(request, client_order_id=cid, strategy=self.strategy)
+
+    def _own(self, client_order_id: str) -> Order:
+        """This strategy's order `client_order_id`; `OrderRejected` when there is none."""
+        order = self.flow.tracker.get(client_order_id)
+        if order is None or order.strategy != self.strategy:
+            raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
+        return order
 
     def open_orders(self, venue: str | None = None, instrument: str | None = None) -> list[OrderUpdate]:
         now = self.now_ns()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping
 from decimal import Decimal, localcontext
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import structlog
@@ -30,6 +30,29 @@ def _worthless_ok(inst: Instrument) -> bool:
     """Whether `inst` can settle at 0: an option out of the money, a prediction market's losing
     outcome. A future's (or any inverse contract's) delivery price divides its PnL: above 0."""
     return inst.kind in (InstrumentKind.OPTION, InstrumentKind.OUTCOME) and not inst.inverse
+
+
+class _Whose(Protocol):
+    """What names an order in the log: an `OrderRequest` or an `OrderUpdate`."""
+
+    @property
+    def strategy(self) -> str | None: ...
+    @property
+    def venue(self) -> str: ...
+    @property
+    def instrument(self) -> str: ...
+    @property
+    def client_order_id(self) -> str | None: ...
+
+
+def _whose(x: _Whose) -> dict[str, str | None]:
+    """The strategy, venue, instrument and client order id every order log line starts with."""
+    return {
+        "strategy": x.strategy,
+        "venue": x.venue,
+        "instrument": x.instrument,
+        "client_order_id": x.client_order_id,
+    }
 
 
 class OrderFlow:
@@ -242,22 +265,12 @@ class OrderFlow:
                 self._journal_request(order, inst)
         except OrderRejected as exc:
             self.rejected[request.strategy] = self.rejected.get(request.strategy, 0) + 1
-            self.log.warning(
-                "order.refused",
-                strategy=request.strategy,
-                venue=request.venue,
-                instrument=request.instrument,
-                client_order_id=request.client_order_id,
-                reason=exc.reason,
-            )
+            self.log.warning("order.refused", **_whose(request), reason=exc.reason)
             raise
         self.orders_sent[request.strategy] = self.orders_sent.get(request.strategy, 0) + 1
         self.log.info(
             "order.sent",
-            strategy=request.strategy,
-            venue=request.venue,
-            instrument=request.instrument,
-            client_order_id=request.client_order_id,
+            **_whose(request),
             side=request.side.value,
             size=str(request.size),
             price=None if request.price is None else str(request.price),
@@ -324,15 +337,7 @@ class OrderFlow:
         if order.can_transition(OrderState.REJECTED):
             order.transition(OrderState.REJECTED, now_ns=now_ns, reason=reason)
         self._journal("state", order, "rejected", code=exc.code)
-        self.log.warning(
-            "order.rejected",
-            strategy=order.strategy,
-            venue=order.request.venue,
-            instrument=order.request.instrument,
-            client_order_id=order.client_order_id,
-            code=exc.code,
-            reason=reason,
-        )
+        self.log.warning("order.rejected", **_whose(order.request), code=exc.code, reason=reason)
         update = order.snapshot(ts_local=now_ns)
         self.deliver(update)
         return update
@@ -346,10 +351,7 @@ class OrderFlow:
         )
         self.log.error(
             "order.outcome_unknown",
-            strategy=order.strategy,
-            venue=order.request.venue,
-            instrument=order.request.instrument,
-            client_order_id=order.client_order_id,
+            **_whose(order.request),
             state=order.state.value,
             error=str(exc),
         )
@@ -830,10 +832,7 @@ class OrderFlow:
     def _log_update(self, u: OrderUpdate) -> None:
         self.log.info(
             "order.update",
-            strategy=u.strategy,
-            venue=u.venue,
-            instrument=u.instrument,
-            client_order_id=u.client_order_id,
+            **_whose(u),
             order_id=u.order_id,
             status=u.status.value,
             filled=str(u.filled_size),

@@ -114,16 +114,7 @@ class _LiveContext(BaseContext):
     """A strategy's context live: the wall clock, the venues' gateways."""
 
     def __init__(self, engine: LiveEngine, slot: StrategySlot) -> None:
-        super().__init__(
-            slot.name,
-            flow=engine.flow,
-            router=engine.router,
-            ids=engine.ids,
-            venues=engine.gateways,
-            books=engine.book,
-            log=engine.log.bind(strategy=slot.name),
-            catalogs=engine.catalogs,
-        )
+        super().__init__(slot.name, engine, engine.gateways)
         self._engine = engine
 
     def now_ns(self) -> int:
@@ -135,12 +126,6 @@ class _LiveContext(BaseContext):
     async def place_order(self, request: OrderRequest) -> OrderUpdate:
         request = self.prepare(request)
         return await self._engine.gateways[request.venue].place_order(request)
-
-    def _own(self, client_order_id: str) -> Order:
-        order = self.flow.tracker.get(client_order_id)
-        if order is None or order.strategy != self.strategy:
-            raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
-        return order
 
     async def cancel_order(self, client_order_id: str) -> OrderUpdate:
         order = self._own(client_order_id)

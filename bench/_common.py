@@ -1,0 +1,102 @@
+"""What the decode benchmarks share: their options, the best of several timed runs, the timing
+of one venue's decoder over a list of frames next to a generic JSON parse of the same frames, and
+the table of those timings."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+import msgspec
+
+__all__ = ["Case", "Decoder", "best_of", "decode_parser", "decoding", "print_decoding"]
+
+# A decoding case: its name, the frames a decoder sees first (untimed), the frames timed.
+Case = tuple[str, Sequence[bytes], Sequence[bytes]]
+
+
+class Decoder(Protocol):
+    def decode(self, frame: bytes, ts_local: int) -> Sequence[object]: ...
+
+
+_D = TypeVar("_D", bound=Decoder)
+
+
+def best_of(run: Callable[[], object], repeat: int) -> float:
+    """Best wall time of `repeat` runs of `run` (a garbage collection before each, not timed)."""
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def decoding(
+    make: Callable[[], _D],
+    prelude: Sequence[bytes],
+    frames: Sequence[bytes],
+    repeat: int,
+    check: Callable[[_D], None],
+) -> tuple[float, float, int]:
+    """(seconds to decode `frames` with a fresh decoder `make()` that has seen `prelude`, seconds
+    for a generic `msgspec.json.decode` of the same frames (0 when they are not JSON), events
+    produced), best of `repeat` each. `check(decoder)` asserts after each run that the frames took
+    the normal path (no gap, nothing malformed): the benchmark measures that path."""
+    events = 0
+
+    def decode_all() -> None:
+        nonlocal events
+        dec = make()
+        for frame in prelude:
+            dec.decode(frame, 0)
+        decode = dec.decode
+        count = 0
+        for i, frame in enumerate(frames):
+            count += len(decode(frame, i))
+        check(dec)
+        events = count
+
+    def parse_all() -> None:
+        loads = msgspec.json.decode
+        for frame in frames:
+            loads(frame)
+
+    json_frames = frames[0][:1] in (b"{", b"[")
+    return best_of(decode_all, repeat), best_of(parse_all, repeat) if json_frames else 0.0, events
+
+
+def decode_parser(
+    doc: str | None, frames: int, repeat: int, frames_help: str = "frames per repetition"
+) -> argparse.ArgumentParser:
+    """The decode benchmarks' options: `--frames` per repetition and `--repeat` (the best counts)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--frames", type=int, default=frames, help=frames_help)
+    parser.add_argument("--repeat", type=int, default=repeat, help="repetitions; the best is reported")
+    return parser
+
+
+def print_decoding(
+    cases: Sequence[Case],
+    repeat: int,
+    measure: Callable[[Sequence[bytes], Sequence[bytes], int], tuple[float, float, int]],
+    *,
+    versions: bool = True,
+) -> None:
+    """A table row of `measure(prelude, frames, repeat)` (`decoding`) per case, after the
+    versions measured with (when `versions`) and the header."""
+    if versions:
+        print(f"python {sys.version.split()[0]}, msgspec {msgspec.__version__}; best of {repeat}")
+    header = ("frame", "bytes", "frames/s", "us/frame", "of which parse", "events/s")
+    print("{:<30} {:>6} {:>10} {:>9} {:>15} {:>10}".format(*header))
+    for name, prelude, frames in cases:
+        seconds, parse, events = measure(prelude, frames, repeat)
+        count = len(frames)
+        parse_us = f"{parse / count * 1e6:.2f}" if parse else "-"
+        row = (name, len(frames[0]), f"{count / seconds:,.0f}", f"{seconds / count * 1e6:.2f}", parse_us)
+        print("{:<30} {:>6} {:>10} {:>9} {:>15}".format(*row), f"{events / seconds:>10,.0f}")
