@@ -52,6 +52,7 @@ from tradingd.engine import (
 )
 from tradingd.engine.model.events import positional_builder
 from tradingd.engine.model.money import to_decimal
+from tradingd.engine.venue.jsonrpc import Envelope, NotificationParams
 from tradingd.engine.venue.plugins import DecoderStats, decode_parsed, guard_decode, loads_untyped
 
 from .instruments import VENUE, instrument_from_json
@@ -101,23 +102,12 @@ Millis = Annotated[int, Meta(ge=0, le=(2**63 - 1) // 1_000_000)]
 Action = Literal["new", "change", "delete"]
 
 
-_ABSENT: Final = Raw(b"")  # msgspec takes no `Raw | None`: an empty Raw marks a missing member
-
-
-class _Params(Struct):
-    channel: str | None = None
-    data: Raw = _ABSENT
+class _Params(NotificationParams):
     type: str | None = None  # heartbeat params: {"type": "heartbeat" | "test_request"}
 
 
-class _Envelope(Struct):
-    """§1.2: a notification (`method`, `params`), or a response (`id` with `result`/`error`)."""
-
-    method: str | None = None
-    params: _Params | None = None
-    id: int | str | None = None
-    result: Raw = _ABSENT
-    error: Raw = _ABSENT
+# §1.2: a notification (`method`, `params`), or a response (`id` with `result`/`error`).
+_Envelope = Envelope[_Params]
 
 
 class _Greeks(Struct):

@@ -71,6 +71,7 @@ from tradingd.engine import (
     Trade,
 )
 from tradingd.engine.model.events import positional_builder
+from tradingd.engine.venue.jsonrpc import Envelope, NotificationParams
 from tradingd.engine.venue.plugins import (
     DecoderStats,
     check_nesting,
@@ -139,23 +140,9 @@ Millis = Annotated[int, Meta(ge=0, lt=(2**63 - 1) // 1_000_000)]
 # parse (a response's `result` and `error`, a raw instruments answer) is `loads_untyped`. A Derive
 # message nests at most 6 deep (a ticker's `option_pricing` inside its envelope).
 
-_ABSENT: Final = Raw(b"")  # msgspec takes no `Raw | None`: an empty Raw marks a missing member
-
-
-class _Params(Struct):
-    channel: str | None = None
-    data: Raw = _ABSENT
-
-
-class _Envelope(Struct):
-    """§3.1: a notification (`method: subscription`, `params`), or a response (`id` with
-    `result`/`error`); `jsonrpc` is optional on Derive and ignored."""
-
-    method: str | None = None
-    params: _Params | None = None
-    id: int | str | None = None
-    result: Raw = _ABSENT
-    error: Raw = _ABSENT
+# §3.1: a notification (`method: subscription`, `params`), or a response (`id` with
+# `result`/`error`); `jsonrpc` is optional on Derive and ignored.
+_Envelope = Envelope[NotificationParams]
 
 
 class _SlimPricing(Struct):
