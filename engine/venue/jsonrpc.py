@@ -24,6 +24,12 @@ subscription follower) with what every JSON-RPC venue does the same way:
   wanted set. The venue says how a batch is asked and what its answer means (`_unsubscribe`,
   `_subscribe`), which channels it wants (`desired_channels`), and how a broken book is taken
   again (`_resnapshot_channels`).
+
+`JsonRpcDecoder` is the same on the decoding side (the hot path of every backtest): one typed
+envelope parse per frame, a `subscription` notification routed by its channel (the route of a
+channel found once by the venue's `_route`, then remembered), anything else handed to the venue's
+`_response` (answers, heartbeats). Every way a frame can fail to parse becomes that frame's
+`MalformedFrame`, counted, with the decoder's state unchanged.
 """
 
 from __future__ import annotations
@@ -37,14 +43,17 @@ import trio
 import trio_websocket
 from msgspec import Raw, Struct
 
+from ..model.book import OrderBook
 from ..model.errors import MalformedFrame, RateLimited, VenueError, VenueUnavailable
-from ..model.events import StatusKind
-from .plugins import loads_untyped
+from ..model.events import MarketEvent, StatusKind
+from ..model.instruments import InstrumentRegistry
+from .plugins import DecoderStats, decode_parsed, guard_decode, invalid_frame, loads_untyped, malformed_frame
 from .ratelimit import CreditBucket
 from .session import PendingRequests, VenueSession
 
 __all__ = [
     "Envelope",
+    "JsonRpcDecoder",
     "JsonRpcSession",
     "NotificationParams",
     "batches",
@@ -82,6 +91,111 @@ class Envelope(Struct, Generic[_P]):
     id: int | str | None = None
     result: Raw = _ABSENT
     error: Raw = _ABSENT
+
+
+# A channel's handler: (the notification's raw `data`, the local time, the route's argument).
+Handler = Callable[[Any, int, str], list[MarketEvent]]
+_MAX_ROUTES: Final = 65_536  # the route cache is a memo: a flood of odd channels just resets it
+
+
+class JsonRpcDecoder:
+    """The decoding half of a JSON-RPC venue (module docstring). A venue sets `venue`, passes its
+    envelope parse, and implements `_route` (a channel's handler), `_response` (a frame that is
+    no notification), `book` and `book_instruments`."""
+
+    venue: str  # set by the venue's class
+
+    def __init__(self, registry: InstrumentRegistry, envelope: Callable[[Any], Envelope[Any]]) -> None:
+        self.registry = registry
+        self.stats = DecoderStats()
+        self.last_unknown_channel: str | None = None
+        self._decode_envelope = envelope
+        self._routes: dict[str, tuple[Handler, str]] = {}
+
+    @guard_decode  # any exception from one frame is that frame's: the Decoder contract holds
+    def decode(self, frame: bytes | bytearray | memoryview | str, ts_local: int) -> list[MarketEvent]:
+        """The events in one raw WebSocket frame (possibly none).
+
+        Raises `MalformedFrame` (counted in `stats.malformed`) for a frame that is not a decodable
+        message of the venue; the decoder's state (books, sequence ids, registry) is then exactly
+        as it was.
+        """
+        stats = self.stats
+        stats.frames += 1
+        try:
+            env = self._decode_envelope(frame)
+            params = env.params
+            if env.method == "subscription" and params is not None:
+                channel = params.channel
+                data = params.data
+                if channel is None or not data:
+                    raise malformed_frame(
+                        self.venue, "a subscription notification needs params.channel and params.data"
+                    )
+                route = self._routes.get(channel)
+                if route is None:
+                    route = self._remember(channel)
+                try:
+                    events = route[0](data, ts_local, route[1])
+                except msgspec.DecodeError as exc:
+                    raise invalid_frame(self.venue, channel, exc) from None
+            else:
+                events = self._response(env, ts_local)
+        except MalformedFrame:
+            stats.malformed += 1
+            raise
+        except msgspec.DecodeError as exc:
+            stats.malformed += 1
+            raise invalid_frame(self.venue, "message", exc) from None
+        except UnicodeDecodeError as exc:
+            # msgspec checks a string's UTF-8 only when it reads it as a str, after the envelope.
+            stats.malformed += 1
+            raise malformed_frame(
+                self.venue, f"message: a string is not UTF-8 ({exc.reason} at byte {exc.start})"
+            ) from None
+        except RecursionError:
+            # A short frame is not checked for nesting (engine.venue.plugins): msgspec, skipping a
+            # member nested deeper than the interpreter allows, refuses it so. Nothing was applied.
+            stats.malformed += 1
+            raise malformed_frame(
+                self.venue, "message: nested deeper than the interpreter's recursion limit"
+            ) from None
+        stats.events += len(events)
+        return events
+
+    def decode_message(self, msg: Any, ts_local: int) -> list[MarketEvent]:
+        """The events in an already-parsed message (same contract as `decode`)."""
+        return decode_parsed(self, msg, ts_local, self.venue)
+
+    def _remember(self, channel: str) -> tuple[Handler, str]:
+        """The route of a channel not seen before, remembered for the next frames."""
+        route = self._route(channel)
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
+        self._routes[channel] = route
+        return route
+
+    def _on_unknown(self, data: Any, ts_local: int, channel: str) -> list[MarketEvent]:
+        """The route of a channel the decoder does not read: counted and named."""
+        self.stats.unknown_channel += 1
+        self.last_unknown_channel = channel
+        return []
+
+    # -- what a venue provides ---------------------------------------------------------------
+    def _route(self, channel: str) -> tuple[Handler, str]:
+        """A channel's handler and the argument it is called with (`_on_unknown` for a channel
+        the venue's decoder does not read)."""
+        raise NotImplementedError
+
+    def _response(self, env: Envelope[Any], ts_local: int) -> list[MarketEvent]:
+        """A frame that is no subscription notification (an answer, a heartbeat)."""
+        raise NotImplementedError
+
+    def book(self, instrument: str) -> OrderBook | None:
+        raise NotImplementedError
+
+    def book_instruments(self) -> list[str]:
+        raise NotImplementedError
 
 
 def batches(items: Sequence[_T], size: int) -> Iterator[list[_T]]:
