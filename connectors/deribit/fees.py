@@ -21,6 +21,7 @@ import attrs
 from tradingd.engine import Instrument, InstrumentKind, Liquidity
 from tradingd.engine.model.market import USD_LIKE
 from tradingd.engine.model.money import optional
+from tradingd.engine.venue.settings import known_overrides
 
 __all__ = ["DeribitFees"]
 
@@ -35,13 +36,7 @@ class DeribitFees:
 
     @classmethod
     def from_config(cls, overrides: Mapping[str, Any]) -> DeribitFees:
-        known = {f.name for f in attrs.fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown fee setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-            )
-        return cls(**dict(overrides))
+        return cls(**known_overrides(cls, overrides))
 
     def _rate(
         self, inst: Instrument, liquidity: Liquidity, default_maker: str, default_taker: str
