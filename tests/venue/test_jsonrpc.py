@@ -5,6 +5,7 @@ frames that are not JSON-RPC, subscription diffs in batches, and the decoder's r
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -160,6 +161,18 @@ class _Toy(JsonRpcSession):
         await self._handle(orjson.dumps(frame), 0)
 
 
+async def _answered(toy: _Toy, method: str, answer: Callable[[int], bytes]) -> Any:
+    """What the caller of `method` gets when the venue answers it with `answer(its id)`: at once
+    (within two seconds, not after the request's timeout)."""
+    out: dict[str, Any] = {}
+    with trio.fail_after(2):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(toy.ask, method, out)
+            await trio.testing.wait_all_tasks_blocked()
+            await toy._handle(answer(_rid(toy, method)), 0)
+    return out[method]
+
+
 def _rid(toy: _Toy, method: str) -> int:
     (rid,) = [f["id"] for f in toy.ws.sent if f["method"] == method]
     assert isinstance(rid, int)
@@ -191,14 +204,10 @@ async def test_answers_reach_their_callers_by_id_in_any_order() -> None:
 )
 async def test_an_error_answer_is_the_venues_typed_error_named_by_the_method(code: Any, kind: type) -> None:
     toy = _Toy()
-    out: dict[str, Any] = {}
-    with trio.fail_after(2):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(toy.ask, "private/buy", out)
-            await trio.testing.wait_all_tasks_blocked()
-            rid = _rid(toy, "private/buy")
-            await toy.answer({"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": "no"}})
-    exc = out["private/buy"]
+    error = {"code": code, "message": "no"}
+    exc = await _answered(
+        toy, "private/buy", lambda rid: orjson.dumps({"jsonrpc": "2.0", "id": rid, "error": error})
+    )
     assert type(exc) is kind and str(exc).startswith("private/buy: ")
     # A rate-limit answer drains the bucket it was sent under: the next request waits for the refill.
     assert (toy.bucket.available() < 1) is (kind is RateLimited)
@@ -206,13 +215,8 @@ async def test_an_error_answer_is_the_venues_typed_error_named_by_the_method(cod
 
 async def test_an_unreadable_error_answer_is_malformed_and_its_caller_hears_at_once() -> None:
     toy = _Toy()
-    out: dict[str, Any] = {}
-    with trio.fail_after(2):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(toy.ask, "x", out)
-            await trio.testing.wait_all_tasks_blocked()
-            await toy._handle(b'{"id":%d,"error":{"code":1,"message":"\xff"}}' % _rid(toy, "x"), 0)
-    assert isinstance(out["x"], VenueError) and out["x"].code == "malformed"
+    exc = await _answered(toy, "x", lambda rid: b'{"id":%d,"error":{"code":1,"message":"\xff"}}' % rid)
+    assert isinstance(exc, VenueError) and exc.code == "malformed"
     assert toy.stats.malformed == 1
 
 
