@@ -128,6 +128,7 @@ class DeribitSession(JsonRpcSession):
     venue = VENUE
     public_frame_prefixes = _PUBLIC_NOTIFICATIONS
     notification_prefixes = (_NOTIFICATION,)
+    batch_refusals = frozenset({11052})  # §1.4: `subscribe_error_unsubscribed`
 
     def __init__(
         self,

@@ -51,7 +51,6 @@ from tradingd.engine import (
     DataKind,
     InstrumentRegistry,
     MalformedFrame,
-    OrderRejected,
     RateLimited,
     StatusKind,
     Ticker,
@@ -98,7 +97,6 @@ _REJECTION_CODES: Final = frozenset(
 _AUTH_CODES: Final = frozenset({14000, 14001, 14014, 14021, 14023, 14026, 14030})
 _RATE_CODES: Final = frozenset({-32000})
 _NOT_IN_WALLET: Final = "subaccount_not_in_wallet"  # our own check of the login answer
-_SUBSCRIPTION_REFUSALS: Final = frozenset({13000, -32602})  # invalid channels / params
 
 # What a recording may hold (engine.venue.session: recordings are shared as backtest data). The public
 # channels of §3.4 (the private ones are named `{subaccount_id}.*` and `{wallet}.*`), and the
@@ -164,6 +162,7 @@ class DeriveSession(JsonRpcSession):
     venue = VENUE
     public_frame_prefixes = _PUBLIC_NOTIFICATIONS
     notification_prefixes = _NOTIFICATIONS
+    batch_refusals = frozenset({13000, -32602})  # §3.7: invalid channels / params
 
     def __init__(
         self,
@@ -468,16 +467,12 @@ class DeriveSession(JsonRpcSession):
 
     async def _unsubscribe(self, channels: list[str], held: set[str]) -> set[str]:
         result = await self._subscription_call("unsubscribe", channels)
-        if result is None:
-            return held
         if result.remaining_subscriptions is not None:
             return set(result.remaining_subscriptions)
         return held - set(channels)
 
     async def _subscribe(self, channels: list[str], held: set[str]) -> tuple[set[str], list[tuple[str, str]]]:
         result = await self._subscription_call("subscribe", channels)
-        if result is None:
-            return held, [(channel, "refused as a batch (invalid channels)") for channel in channels]
         refusals = [(ch, result.status.get(ch, "no status in the answer")) for ch in channels]
         refusals = [(ch, why) for ch, why in refusals if why != "ok"]
         granted = set(channels) - {ch for ch, _ in refusals}
@@ -485,15 +480,9 @@ class DeriveSession(JsonRpcSession):
             return set(result.current_subscriptions) | granted, refusals
         return held | granted, refusals
 
-    async def _subscription_call(self, method: str, channels: list[str]) -> _SubscribeResult | None:
-        """One `subscribe`/`unsubscribe` call; None when the venue refused the whole batch."""
-        try:
-            raw = await self.call_retrying(method, {"channels": channels})
-        except OrderRejected as exc:
-            if exc.code in _SUBSCRIPTION_REFUSALS:
-                self.log.warning(f"{method}.refused", channels=len(channels), error=str(exc))
-                return None
-            raise
+    async def _subscription_call(self, method: str, channels: list[str]) -> _SubscribeResult:
+        """One `subscribe`/`unsubscribe` call (a whole batch refused: `batch_refusals`)."""
+        raw = await self.call_retrying(method, {"channels": channels})
         try:
             return _decode_subscribe(raw)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:

@@ -214,6 +214,10 @@ class JsonRpcSession(VenueSession):
     notification_prefixes: ClassVar[tuple[str, ...]] = ()
     # Channels per subscribe/unsubscribe call.
     subscribe_batch: ClassVar[int] = 100
+    # Error codes with which the venue refuses a whole subscribe or unsubscribe call: its channels
+    # are refused (reported, not asked again while wanted) and the session goes on. Any other
+    # error answer ends the connection (reconnected, then subscribed again).
+    batch_refusals: ClassVar[frozenset[int | str]] = frozenset()
 
     def __init__(
         self,
@@ -385,12 +389,24 @@ class JsonRpcSession(VenueSession):
         add = desired - self._current - self._refused
         size = self.subscribe_batch
         for batch in batches(sorted(remove | refresh), size):
-            self._current = await self._unsubscribe(batch, self._current)
+            try:
+                self._current = await self._unsubscribe(batch, self._current)
+            except VenueError as exc:
+                if exc.code not in self.batch_refusals:
+                    raise
+                self.log.warning("unsubscribe.refused", channels=len(batch), error=str(exc))
         if refresh:
             self.stats.resubscribed_books += len(refresh)
             self.log.info("book.resubscribe", channels=sorted(refresh))
         for batch in batches(sorted(add | (refresh & desired)), size):
-            self._current, refusals = await self._subscribe(batch, self._current)
+            try:
+                self._current, refusals = await self._subscribe(batch, self._current)
+            except VenueError as exc:
+                if exc.code not in self.batch_refusals:
+                    raise
+                self.log.warning("subscribe.refused", channels=len(batch), error=str(exc))
+                why = f"refused as a batch ({exc.venue_message or exc.code})"
+                refusals = [(channel, why) for channel in batch]
             await self._refusals(refusals)
         if add or remove:
             await self.status(
