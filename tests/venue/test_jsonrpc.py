@@ -1,6 +1,7 @@
 """The JSON-RPC mechanism Deribit and Derive share (engine.venue.jsonrpc), on a toy venue: answers
 matched by id in any order, error answers as the venue's typed errors, timeouts and late answers,
-frames that are not JSON-RPC, subscription diffs in batches, and the decoder's routing."""
+frames that are not JSON-RPC, subscription diffs in batches, and the decoder's routing; and on the
+two real sessions, a subscribe call the venue refuses whole."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ import pytest
 import trio
 import trio.testing
 
+from tests.support.helpers import registry
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.connectors.deribit.stream import DeribitSession
+from tradingd.connectors.derive.settings import DeriveSettings
+from tradingd.connectors.derive.stream import DeriveSession
 from tradingd.engine import (
     InstrumentRegistry,
     MalformedFrame,
@@ -409,3 +415,77 @@ def test_the_decoder_routes_each_channel_once_and_counts_what_it_cannot_read() -
         assert err.value.venue == "toy"
     assert dec.stats.malformed == 5 and dec.stats.frames == 10
     assert dec.decode_message({"jsonrpc": "2.0", "id": 8, "result": 1}, 0) == [] and dec.answers == 2
+
+
+# ----------------------------------------------- a whole subscribe call refused, on both venues
+# Derive reported the channels of a subscribe call it refused whole (13000, -32602) and went on;
+# Deribit's session let its `subscribe_error_unsubscribed` (11052, VENUES.md §1.4) end the
+# connection, which reconnected and asked the same again, forever. Both share the rule now
+# (`batch_refusals`); the Deribit case fails on i14-base.
+
+_WANTED = {"alpha.1", "beta.2"}
+
+
+class _Deribit(DeribitSession):
+    def desired_channels(self) -> set[str]:
+        return set(_WANTED)
+
+
+class _Derive(DeriveSession):
+    def desired_channels(self) -> set[str]:
+        return set(_WANTED)
+
+
+class _Refusing:
+    """A connection whose venue answers every request with the error `code`."""
+
+    def __init__(self, session: DeribitSession | DeriveSession, nursery: trio.Nursery, code: int) -> None:
+        self.session = session
+        self.nursery = nursery
+        self.code = code
+        self.sent: list[str] = []
+
+    async def send_message(self, message: str) -> None:
+        request = orjson.loads(message)
+        self.sent.append(request["method"])
+        error = {"code": self.code, "message": "refused"}
+        answer = orjson.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error})
+        self.nursery.start_soon(self.session._handle, answer, 0)
+
+
+def _deribit(sink: _Sink) -> DeribitSession:
+    return _Deribit(DeribitSettings(), registry=registry(), router=MarketRouter(), sink=sink)
+
+
+def _derive(sink: _Sink) -> DeriveSession:
+    return _Derive(DeriveSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=sink)
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        pytest.param(_deribit, 11052, id="deribit-11052"),
+        pytest.param(_derive, 13000, id="derive-13000"),
+        pytest.param(_derive, -32602, id="derive-32602"),
+    ],
+)
+async def test_a_subscribe_call_refused_whole_refuses_its_channels_and_the_session_goes_on(
+    make: Any, code: int
+) -> None:
+    sink = _Sink()
+    session = make(sink)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            ws = _Refusing(session, nursery, code)
+            session._ws = ws
+            await session._sync_subscriptions()  # no VenueError: the connection stays
+            refused = [
+                e
+                for e in sink.events
+                if isinstance(e, Status) and e.status is StatusKind.SUBSCRIPTION_REFUSED
+            ]
+            assert [e.data["channel"] for e in refused] == ["alpha.1", "beta.2"]
+            assert session.stats.refused_channels == 2 and session.channels == frozenset()
+            asked = len(ws.sent)
+            await session._sync_subscriptions()
+            assert len(ws.sent) == asked  # not asked again while still wanted
