@@ -44,14 +44,13 @@ from tradingd.engine import (
 )
 from tradingd.engine.logs.setup import register_secret
 from tradingd.engine.runtime.router import MarketRouter
-from tradingd.engine.venue.jsonrpc import Envelope, JsonRpcSession
+from tradingd.engine.venue.jsonrpc import Envelope, JsonRpcSession, RpcError
 from tradingd.engine.venue.plugins import VenueSink, loads_untyped
 from tradingd.engine.venue.ratelimit import CreditBucket
 from tradingd.engine.venue.session import (
     Connect,
     SessionStats,
     default_connect,
-    error_code,
     frame_head,
 )
 
@@ -108,17 +107,16 @@ _ANSWER_HEAD: Final = re.compile(
 
 def map_error(error: Any, *, method: str) -> VenueError:
     """A JSON-RPC error object as the typed exception callers catch (§1.9)."""
-    code = error_code(error)  # a list or an object is no code (and unhashable: `in` would raise)
-    message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
-    data = error.get("data") if isinstance(error, dict) else None
-    detail = f"{method}: {message} ({code})" + (f": {data}" if data else "")
+    read = RpcError.read(error, method)
+    code = read.code
+    kind: type[VenueError] = VenueError
     if code in _RATE_CODES:
-        return RateLimited(detail, venue=VENUE, code=code, venue_message=message)
-    if code in _AUTH_CODES:
-        return AuthError(detail, venue=VENUE, code=code, venue_message=message)
-    if code in _REJECTION_CODES:
-        return VenueRejected(detail, venue=VENUE, code=code, venue_message=message)
-    return VenueError(detail, venue=VENUE, code=code, venue_message=message)
+        kind = RateLimited
+    elif code in _AUTH_CODES:
+        kind = AuthError
+    elif code in _REJECTION_CODES:
+        kind = VenueRejected
+    return read.as_error(kind, VENUE)
 
 
 class DeribitSession(JsonRpcSession):

@@ -59,13 +59,12 @@ from tradingd.engine import (
     VenueUnavailable,
 )
 from tradingd.engine.runtime.router import MarketRouter
-from tradingd.engine.venue.jsonrpc import Envelope, JsonRpcSession, NotificationParams
+from tradingd.engine.venue.jsonrpc import Envelope, JsonRpcSession, NotificationParams, RpcError
 from tradingd.engine.venue.plugins import VenueSink, loads_untyped
 from tradingd.engine.venue.ratelimit import CreditBucket
 from tradingd.engine.venue.session import (
     Connect,
     default_connect,
-    error_code,
     frame_head,
 )
 
@@ -127,20 +126,19 @@ def map_error(error: Any, *, method: str) -> VenueError:
     refused for its signature or session key included: it was refused, nothing happened); a
     refused login or account -> `AuthError`; anything else (internal errors, 9000 order
     confirmation timeout) -> `VenueError`, whose outcome is unknown."""
-    code = error_code(error)  # a list or an object is no code (and unhashable: `in` would raise)
-    message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
-    data = error.get("data") if isinstance(error, dict) else None
-    detail = f"{method}: {message} ({code})" + (f": {data}" if data else "")
-    if code in _RATE_CODES:
-        return RateLimited(detail, venue=VENUE, code=code, venue_message=message)
-    if method == "public/login":
-        return AuthError(detail, venue=VENUE, code=code, venue_message=message)
+    read = RpcError.read(error, method)
+    code = read.code
     ordering = method in _MATCHING or method == "private/cancel_all"
-    if code in _REJECTION_CODES or (code in _AUTH_CODES and ordering):
-        return VenueRejected(detail, venue=VENUE, code=code, venue_message=message)
-    if code in _AUTH_CODES:
-        return AuthError(detail, venue=VENUE, code=code, venue_message=message)
-    return VenueError(detail, venue=VENUE, code=code, venue_message=message)
+    kind: type[VenueError] = VenueError
+    if code in _RATE_CODES:
+        kind = RateLimited
+    elif method == "public/login":
+        kind = AuthError
+    elif code in _REJECTION_CODES or (code in _AUTH_CODES and ordering):
+        kind = VenueRejected
+    elif code in _AUTH_CODES:
+        kind = AuthError
+    return read.as_error(kind, VENUE)
 
 
 class _SubscribeResult(msgspec.Struct):

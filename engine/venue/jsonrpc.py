@@ -35,7 +35,7 @@ channel found once by the venue's `_route`, then remembered), anything else hand
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, ClassVar, Final, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, NamedTuple, TypeVar
 
 import msgspec
 import orjson
@@ -49,13 +49,14 @@ from ..model.events import MarketEvent, StatusKind
 from ..model.instruments import InstrumentRegistry
 from .plugins import DecoderStats, decode_parsed, guard_decode, invalid_frame, loads_untyped, malformed_frame
 from .ratelimit import CreditBucket
-from .session import PendingRequests, VenueSession
+from .session import PendingRequests, VenueSession, error_code
 
 __all__ = [
     "Envelope",
     "JsonRpcDecoder",
     "JsonRpcSession",
     "NotificationParams",
+    "RpcError",
     "batches",
 ]
 
@@ -196,6 +197,26 @@ class JsonRpcDecoder:
 
     def book_instruments(self) -> list[str]:
         raise NotImplementedError
+
+
+class RpcError(NamedTuple):
+    """A JSON-RPC error object as read for the venue's table of its codes (`RpcError.read`)."""
+
+    code: int | str | None  # a number or text; anything else is no code the venue documents
+    message: str
+    detail: str  # what the exception says: `public/auth: invalid_credentials (13004): data`
+
+    @classmethod
+    def read(cls, error: Any, method: str) -> RpcError:
+        """The error object `error` (parsed JSON) of an answer to `method`."""
+        code = error_code(error)  # a list or an object is no code (and unhashable: `in` would raise)
+        message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
+        data = error.get("data") if isinstance(error, dict) else None
+        return cls(code, message, f"{method}: {message} ({code})" + (f": {data}" if data else ""))
+
+    def as_error(self, kind: type[VenueError], venue: str) -> VenueError:
+        """The typed exception `kind` the venue's table chose for this error."""
+        return kind(self.detail, venue=venue, code=self.code, venue_message=self.message)
 
 
 def batches(items: Sequence[_T], size: int) -> Iterator[list[_T]]:
