@@ -24,8 +24,9 @@ their slots directly. No cattrs, no logging, no Decimal here.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
@@ -34,14 +35,16 @@ from msgspec import Meta, Raw, Struct
 
 from tradingd.engine.venue import (
     BookUpdate,
-    DecoderStats,
+    Envelope,
     Fill,
     Greeks,
+    Handler,
     Instrument,
     InstrumentRegistry,
+    JsonRpcDecoder,
     Liquidity,
-    MalformedFrame,
     MarketEvent,
+    NotificationParams,
     OrderBook,
     OrderState,
     OrderUpdate,
@@ -50,9 +53,9 @@ from tradingd.engine.venue import (
     StatusKind,
     Ticker,
     Trade,
-    decode_parsed,
-    guard_decode,
+    invalid_frame,
     loads_untyped,
+    malformed_frame,
     positional_builder,
     to_decimal,
 )
@@ -80,7 +83,6 @@ _MS: Final = 1_000_000  # Deribit timestamps are ms; events carry ns
 _FUNDING_PERIOD_NS: Final = 8 * 3600 * 1_000_000_000
 FUNDING_ACCRUAL_NS: Final = 60 * 1_000_000_000
 _FALLBACK_QUANTUM: Final = 1e-8  # price quantum of a book whose instrument is not (yet) known
-_MAX_ROUTES: Final = 65_536  # the route cache is a memo: a flood of odd channels just resets it
 _SIDES: Final = {"buy": Side.BUY, "sell": Side.SELL}
 # The finest tick a book is kept on: prices (< 2**53) times 1/tick stay far inside a float, so the
 # tick arithmetic cannot overflow. Deribit's finest tick is 1e-8 or so; a finer one is refused.
@@ -104,23 +106,12 @@ Millis = Annotated[int, Meta(ge=0, le=(2**63 - 1) // 1_000_000)]
 Action = Literal["new", "change", "delete"]
 
 
-_ABSENT: Final = Raw(b"")  # msgspec takes no `Raw | None`: an empty Raw marks a missing member
-
-
-class _Params(Struct):
-    channel: str | None = None
-    data: Raw = _ABSENT
+class _Params(NotificationParams):
     type: str | None = None  # heartbeat params: {"type": "heartbeat" | "test_request"}
 
 
-class _Envelope(Struct):
-    """§1.2: a notification (`method`, `params`), or a response (`id` with `result`/`error`)."""
-
-    method: str | None = None
-    params: _Params | None = None
-    id: int | str | None = None
-    result: Raw = _ABSENT
-    error: Raw = _ABSENT
+# §1.2: a notification (`method`, `params`), or a response (`id` with `result`/`error`).
+_Envelope = Envelope[_Params]
 
 
 class _Greeks(Struct):
@@ -349,16 +340,8 @@ def decode_order_result(raw: Any, ts_local: int) -> list[OrderUpdate | Fill]:
     return events
 
 
-_Handler = Callable[[Any, int, str], list[MarketEvent]]
-
-
-def _malformed(message: str, instrument: str | None = None) -> MalformedFrame:
-    return MalformedFrame(message, venue=VENUE, instrument=instrument)
-
-
-def _invalid(where: str, exc: msgspec.DecodeError) -> MalformedFrame:
-    # msgspec says "Expected `float`, got `str` - at `$.best_bid_price`": quote it our way.
-    return _malformed(f"{where}: {str(exc).replace('`', chr(39))}")
+_malformed: Final = functools.partial(malformed_frame, VENUE)
+_invalid: Final = functools.partial(invalid_frame, VENUE)
 
 
 def _is_instrument(item: Any) -> bool:
@@ -440,7 +423,7 @@ def _apply(
     return tuple(bids), tuple(asks)
 
 
-class DeribitDecoder:
+class DeribitDecoder(JsonRpcDecoder):
     """Decodes one Deribit connection's frames into `Ticker`, `BookUpdate`, `Trade` and `Status`
     events (the engine's `Decoder` protocol).
 
@@ -455,15 +438,12 @@ class DeribitDecoder:
     venue = VENUE
 
     def __init__(self, registry: InstrumentRegistry) -> None:
-        self.registry = registry
-        self.stats = DecoderStats()
-        self.last_unknown_channel: str | None = None
+        super().__init__(registry, _decode_envelope)
         # Incremental books (`book.X.interval`) and grouped ones (`book.X.g.d.interval`) are kept
         # apart: their change ids are different chains, and mixing them would fake gaps.
         self._books: dict[str, OrderBook] = {}
         self._grouped: dict[str, OrderBook] = {}
         self._states: dict[str, str] = {}
-        self._routes: dict[str, tuple[_Handler, str]] = {}
         # Per perpetual, the next funding event's time (ms) and rate, from replayed data that
         # names it (`_funding_passed`).
         self._funding: dict[str, tuple[int, float | None]] = {}
@@ -473,55 +453,6 @@ class DeribitDecoder:
         self._accrual: dict[str, tuple[int, float, int, float]] = {}
 
     # ----------------------------------------------------------------------------------- API
-
-    @guard_decode  # any exception from one frame is that frame's: the Decoder contract holds
-    def decode(self, frame: bytes | bytearray | memoryview | str, ts_local: int) -> list[MarketEvent]:
-        """The market events in one raw WebSocket frame (possibly none).
-
-        Raises `MalformedFrame` (counted in `stats.malformed`) for a frame that is not a decodable
-        Deribit message; the decoder's books, sequence ids, states and registry are then exactly
-        as they were.
-        """
-        stats = self.stats
-        stats.frames += 1
-        try:
-            env = _decode_envelope(frame)
-            params = env.params
-            if env.method == "subscription" and params is not None:
-                channel = params.channel
-                data = params.data
-                if channel is None or not data:
-                    raise _malformed("a subscription notification needs params.channel and params.data")
-                route = self._routes.get(channel)
-                if route is None:
-                    route = self._route(channel)
-                try:
-                    events = route[0](data, ts_local, route[1])
-                except msgspec.DecodeError as exc:
-                    raise _invalid(channel, exc) from None
-            else:
-                events = self._non_notification(env)
-        except MalformedFrame:
-            stats.malformed += 1
-            raise
-        except msgspec.DecodeError as exc:
-            stats.malformed += 1
-            raise _invalid("message", exc) from None
-        except UnicodeDecodeError as exc:
-            # msgspec checks a string's UTF-8 only when it reads it as a str, after the envelope.
-            stats.malformed += 1
-            raise _malformed(f"message: a string is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-        except RecursionError:
-            # A short frame is not checked for nesting (engine/_plugins.py): msgspec, skipping a
-            # member nested deeper than the interpreter allows, refuses it so. Nothing was applied.
-            stats.malformed += 1
-            raise _malformed("message: nested deeper than the interpreter's recursion limit") from None
-        stats.events += len(events)
-        return events
-
-    def decode_message(self, msg: Any, ts_local: int) -> list[MarketEvent]:
-        """The market events in an already-parsed message (same contract as `decode`)."""
-        return decode_parsed(self, msg, ts_local, VENUE)
 
     def learn_instruments(self, result: Any) -> int:
         """Teach the registry the instruments of a `public/get_instruments` result (raw JSON or
@@ -554,11 +485,11 @@ class DeribitDecoder:
 
     # ------------------------------------------------------------------------------- routing
 
-    def _route(self, channel: str) -> tuple[_Handler, str]:
-        """The handler of a channel not seen before, remembered for the next frames."""
+    def _route(self, channel: str) -> tuple[Handler, str]:
+        """The handler of a channel not seen before (remembered for the next frames)."""
         parts = channel.split(".")
         head, n = parts[0], len(parts)
-        route: tuple[_Handler, str]
+        route: tuple[Handler, str]
         if head == "ticker" and n == 3:
             route = (self._on_ticker, parts[1])
         elif head == "book" and n == 3:
@@ -578,9 +509,6 @@ class DeribitDecoder:
         else:
             # Volatility index, chart, user.* (private: decoded by the execution side), ...
             route = (self._on_unknown, channel)
-        if len(self._routes) >= _MAX_ROUTES:
-            self._routes.clear()
-        self._routes[channel] = route
         return route
 
     def _on_user_orders(self, raw: Any, ts_local: int, _: str) -> list[MarketEvent]:
@@ -593,12 +521,7 @@ class DeribitDecoder:
         """`user.trades.*` (§1.6): a list of our executions."""
         return [fill_from(t, ts_local) for t in _decode_user_trades(raw)]
 
-    def _on_unknown(self, data: Any, ts_local: int, channel: str) -> list[MarketEvent]:
-        self.stats.unknown_channel += 1
-        self.last_unknown_channel = channel
-        return []
-
-    def _non_notification(self, env: _Envelope) -> list[MarketEvent]:
+    def _response(self, env: _Envelope, ts_local: int) -> list[MarketEvent]:
         """Heartbeats (§1.5) and JSON-RPC responses (§1.2): no market data, but a
         `get_instruments`/`get_instrument` answer (§1.8) teaches the registry."""
         if env.method == "heartbeat":

@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from tradingd.engine.venue import USD_LIKE, Instrument, InstrumentKind, Liquidity, optional
+from tradingd.engine.venue import USD_LIKE, Instrument, InstrumentKind, Liquidity, known_overrides, optional
 
 __all__ = ["DeribitFees"]
 
@@ -33,13 +33,7 @@ class DeribitFees:
 
     @classmethod
     def from_config(cls, overrides: Mapping[str, Any]) -> DeribitFees:
-        known = {f.name for f in attrs.fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown fee setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-            )
-        return cls(**dict(overrides))
+        return cls(**known_overrides(cls, overrides))
 
     def _rate(
         self, inst: Instrument, liquidity: Liquidity, default_maker: str, default_taker: str

@@ -6,20 +6,14 @@ from typing import Any, Literal
 
 import attrs
 
+from tradingd.engine.venue import at_least
+
 __all__ = ["ENDPOINTS", "DeribitSettings"]
 
 ENDPOINTS = {
     "testnet": ("wss://test.deribit.com/ws/api/v2", "https://test.deribit.com"),
     "mainnet": ("wss://www.deribit.com/ws/api/v2", "https://www.deribit.com"),
 }
-
-
-def _at_least(minimum: float) -> Any:
-    def check(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-        if value < minimum:
-            raise ValueError(f"{attribute.name}: expected at least {minimum}, got {value}")
-
-    return check
 
 
 @attrs.frozen
@@ -35,14 +29,14 @@ class DeribitSettings:
     interval: Literal["100ms", "raw", "agg2"] = "100ms"  # raw needs an authenticated session (§1.6)
     currencies: list[str] = attrs.field(factory=lambda: ["BTC", "ETH"])  # whose instruments to load
     private: bool = True  # trade: authenticate and follow user.orders / user.trades
-    heartbeat_s: int = attrs.field(default=10, validator=_at_least(10))  # §1.5: at least 10 s
-    stale_after_s: float = attrs.field(default=30.0, validator=_at_least(1.0))
-    request_timeout_s: float = attrs.field(default=10.0, validator=_at_least(0.1))
-    reconnect_base_s: float = attrs.field(default=0.5, validator=_at_least(0.01))
-    reconnect_cap_s: float = attrs.field(default=30.0, validator=_at_least(0.01))
-    matching_rate: float = attrs.field(default=5.0, validator=_at_least(0.1))  # §1.10 tier 4
-    matching_burst: float = attrs.field(default=20.0, validator=_at_least(1.0))
-    instruments_refresh_s: float = attrs.field(default=3600.0, validator=_at_least(1.0))
+    heartbeat_s: int = attrs.field(default=10, validator=at_least(10))  # §1.5: at least 10 s
+    stale_after_s: float = attrs.field(default=30.0, validator=at_least(1.0))
+    request_timeout_s: float = attrs.field(default=10.0, validator=at_least(0.1))
+    reconnect_base_s: float = attrs.field(default=0.5, validator=at_least(0.01))
+    reconnect_cap_s: float = attrs.field(default=30.0, validator=at_least(0.01))
+    matching_rate: float = attrs.field(default=5.0, validator=at_least(0.1))  # §1.10 tier 4
+    matching_burst: float = attrs.field(default=20.0, validator=at_least(1.0))
+    instruments_refresh_s: float = attrs.field(default=3600.0, validator=at_least(1.0))
     fees: dict[str, Any] = attrs.field(factory=dict)
 
     @property

@@ -26,11 +26,9 @@ import functools
 import random
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-import msgspec
-import orjson
 import structlog
 import trio
 import trio_websocket
@@ -40,26 +38,24 @@ from tradingd.engine.venue import (
     Connect,
     CreditBucket,
     DataKind,
+    Envelope,
     InstrumentRegistry,
+    JsonRpcSession,
     MalformedFrame,
-    PendingRequests,
     RateLimited,
+    RpcError,
     SessionStats,
-    StatusKind,
     SubscriptionSource,
     VenueError,
     VenueRejected,
-    VenueSession,
     VenueSink,
-    VenueUnavailable,
     default_connect,
-    error_code,
     frame_head,
     loads_untyped,
     register_secret,
 )
 
-from .codec import DeribitDecoder, _decode_envelope
+from .codec import DeribitDecoder, _decode_envelope, _Params
 from .instruments import VENUE
 from .settings import DeribitSettings
 from .signing import Credentials, new_nonce, sign_client_signature
@@ -70,7 +66,6 @@ if TYPE_CHECKING:  # the client imports this module: named for its type only
 __all__ = ["DeribitSession", "SessionStats", "map_error"]
 
 _NOTIFICATION: Final = '{"jsonrpc":"2.0","method":"subscription"'
-_BATCH: Final = 100  # channels per subscribe call
 _KIND_CHANNEL: Final = {DataKind.TICKER: "ticker", DataKind.BOOK: "book", DataKind.TRADES: "trades"}
 _PRIVATE_CHANNELS: Final = ("user.orders.any.any.raw", "user.trades.any.any.raw")
 
@@ -116,25 +111,26 @@ _ANSWER_HEAD: Final = re.compile(
 
 def map_error(error: Any, *, method: str) -> VenueError:
     """A JSON-RPC error object as the typed exception callers catch (§1.9)."""
-    code = error_code(error)  # a list or an object is no code (and unhashable: `in` would raise)
-    message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
-    data = error.get("data") if isinstance(error, dict) else None
-    detail = f"{method}: {message} ({code})" + (f": {data}" if data else "")
+    read = RpcError.read(error, method)
+    code = read.code
+    kind: type[VenueError] = VenueError
     if code in _RATE_CODES:
-        return RateLimited(detail, venue=VENUE, code=code, venue_message=message)
-    if code in _AUTH_CODES:
-        return AuthError(detail, venue=VENUE, code=code, venue_message=message)
-    if code in _REJECTION_CODES:
-        return VenueRejected(detail, venue=VENUE, code=code, venue_message=message)
-    return VenueError(detail, venue=VENUE, code=code, venue_message=message)
+        kind = RateLimited
+    elif code in _AUTH_CODES:
+        kind = AuthError
+    elif code in _REJECTION_CODES:
+        kind = VenueRejected
+    return read.as_error(kind, VENUE)
 
 
-class DeribitSession(VenueSession):
+class DeribitSession(JsonRpcSession):
     """A `LiveVenue` for Deribit (see the module docstring). `sink` receives market and private
     events; `execution()` gives the client that sends orders over this same connection."""
 
     venue = VENUE
     public_frame_prefixes = _PUBLIC_NOTIFICATIONS
+    notification_prefixes = (_NOTIFICATION,)
+    batch_refusals = frozenset({11052})  # §1.4: `subscribe_error_unsubscribed`
 
     def __init__(
         self,
@@ -151,6 +147,8 @@ class DeribitSession(VenueSession):
     ) -> None:
         self.decoder: DeribitDecoder = DeribitDecoder(registry)
         super().__init__(
+            envelope=_decode_envelope,
+            request_timeout_s=settings.request_timeout_s,
             decoder=self.decoder,
             registry=registry,
             router=router,
@@ -165,12 +163,9 @@ class DeribitSession(VenueSession):
         )
         self.settings = settings
         self.credentials = credentials
-        self._requests = PendingRequests(VENUE)
         self._authenticated = False
         self._token_expires_in = 0.0
         self._refresh_token: str | None = None
-        self._current: set[str] = set()  # channels granted on this connection
-        self._refused: set[str] = set()
         self._instruments_loaded_at: float | None = None
         self._buckets = {
             # §1.10: default 500 credits of a 50,000 pool refilled 10,000/s; subscribe 3,000 of
@@ -185,11 +180,6 @@ class DeribitSession(VenueSession):
     @property
     def authenticated(self) -> bool:
         return self._authenticated
-
-    @property
-    def channels(self) -> frozenset[str]:
-        """The channels the venue granted on the current connection."""
-        return frozenset(self._current)
 
     def book_counters(self) -> dict[str, int]:
         """None beyond `DecoderStats`: Deribit's decoder counts nothing else."""
@@ -208,47 +198,16 @@ class DeribitSession(VenueSession):
         bucket: str = "default",
         cost: float = 500,
     ) -> Any:
-        """Send one JSON-RPC request and return its raw `result` (msgspec Raw JSON bytes).
-        Raises `VenueUnavailable` when it could not be sent, `VenueError` subclasses for the
-        venue's error answer (`map_error`), and `VenueError` when no answer came in time."""
-        if self._ws is None:
-            raise VenueUnavailable(f"{method}: not connected", venue=VENUE)
-        await self._buckets[bucket].acquire(cost)
-        ws = self._ws
-        if ws is None:
-            raise VenueUnavailable(f"{method}: not connected", venue=VENUE)
-        rid = self._requests.open(method)
-        frame = orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}})
-        self.stats.requests += 1
-        try:
-            await ws.send_message(frame.decode())
-        except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._requests.discard(rid)
-            raise VenueUnavailable(
-                f"{method}: connection closed before sending ({exc!r})", venue=VENUE
-            ) from None
-        try:
-            return await self._requests.wait(rid, self.settings.request_timeout_s, what=method)
-        except RateLimited as exc:
-            self._buckets[bucket].drain()
-            self.note_rate_limited(exc)
-            raise
-        except VenueError as exc:
-            if exc.code == "timeout":
-                self.stats.timeouts += 1
-            raise
+        """Send one JSON-RPC request under the local credit bucket `bucket` (§1.10) and return
+        its raw `result` (engine.venue.jsonrpc `request`: `VenueUnavailable` when it could not be
+        sent, the typed exception of the venue's error answer (`map_error`), `VenueError` when no
+        answer came in time)."""
+        return await self.request(method, params, self._buckets[bucket], cost)
 
     async def call_retrying(self, method: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
         """`call` for requests that are safe to repeat (reads, subscriptions): a
         `too_many_requests` answer waits and tries again (three times)."""
-        for attempt in range(4):
-            try:
-                return await self.call(method, params, **kw)
-            except RateLimited:
-                if attempt == 3:
-                    raise
-                await trio.sleep(0.5 * 2**attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self.retrying(lambda: self.call(method, params, **kw))
 
     # -- the connection (VenueSession hooks) -------------------------------------------------
     def _url(self) -> str:
@@ -286,36 +245,14 @@ class DeribitSession(VenueSession):
     def _reset(self) -> None:
         super()._reset()
         self._authenticated = False
-        self._current.clear()
-        self._requests.fail_all()
 
-    async def _handle(self, message: bytes | str, now: int) -> None:
-        if isinstance(message, str) and message.startswith(_NOTIFICATION):
-            await self.decode(message, now)  # the hot path: a subscription notification
-            return
-        try:
-            env = _decode_envelope(message)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-            # msgspec reads a string's UTF-8 only when it takes it as a str: bytes that are not
-            # UTF-8 inside `method` raise UnicodeDecodeError, not DecodeError. Malformed either way.
-            self.malformed(
-                MalformedFrame(f"not a JSON-RPC message: {type(exc).__name__}: {exc}", venue=VENUE)
-            )
-            return
-        if env.id is not None and (env.result or env.error):
-            error = None
-            if env.error:  # named by the method asked (`public/auth: invalid_credentials (13004)`)
-                method = self._requests.method_of(env.id) if isinstance(env.id, int) else None
-                error = self._error_answer(env.error, method or "request")
-            if not self._requests.resolve(env.id, env.result, error):
-                self.log.debug("rpc.unmatched_response", id=env.id)
-        elif env.method == "heartbeat":
+    async def _other(self, env: Envelope[_Params], message: bytes | str, now: int) -> None:
+        """§1.5 heartbeats: a `test_request` is answered (`public/test`), others need nothing."""
+        if env.method == "heartbeat":
             if env.params is not None and env.params.type == "test_request" and self._nursery is not None:
                 self._nursery.start_soon(self._answer_test_request)
-        elif env.method == "subscription":
-            await self.decode(message, now)
-        else:
-            self.malformed(MalformedFrame(f"unexpected message (method {env.method!r})", venue=VENUE))
+            return
+        await super()._other(env, message, now)
 
     def _map_error(self, error: Any, method: str) -> VenueError:
         return map_error(error, method=method)
@@ -425,45 +362,30 @@ class DeribitSession(VenueSession):
             out.update(_PRIVATE_CHANNELS)
         return out
 
-    async def _sync_subscriptions(self) -> None:
-        desired = self.desired_channels()
-        remove = self._current - desired
-        # Refused channels are not asked again until they leave and re-enter the desired set.
-        self._refused &= desired
-        add = desired - self._current - self._refused
+    def _resnapshot_channels(self, books: set[str]) -> set[str]:
+        # A `change_id` gap: that book's channel is taken again, for a fresh snapshot (§1.6).
         interval = self.settings.interval
-        refresh = {f"book.{i}.{interval}" for i in self._gaps} & self._current
-        self._gaps.clear()
-        prefix = "private" if self._authenticated else "public"
-        for batch in _batches(sorted(remove | refresh)):
-            raw = await self.call_retrying(f"{prefix}/unsubscribe", {"channels": batch})
-            removed = _channels(raw, f"{prefix}/unsubscribe")
-            self._current -= removed | set(batch)
-        if refresh:
-            self.stats.resubscribed_books += len(refresh)
-            self.log.info("book.resubscribe", channels=sorted(refresh))
-        for batch in _batches(sorted(add | (refresh & desired))):
-            raw = await self.call_retrying(
-                f"{prefix}/subscribe", {"channels": batch}, bucket="subscribe", cost=3_000
-            )
-            granted = _channels(raw, f"{prefix}/subscribe")
-            self._current |= granted
-            refused = set(batch) - granted
-            if refused:
-                self._refused |= refused
-                self.stats.refused_channels += len(refused)
-                self.log.warning("subscription.refused", channels=sorted(refused))
-                for channel in sorted(refused):
-                    await self.status(
-                        StatusKind.SUBSCRIPTION_REFUSED,
-                        f"the venue refused {channel}",
-                        instrument=_instrument_of(channel),
-                        channel=channel,
-                    )
-        if add or remove:
-            await self.status(
-                StatusKind.SUBSCRIBED, f"{len(self._current)} channels", channels=len(self._current)
-            )
+        return {f"book.{i}.{interval}" for i in books} & self._current
+
+    async def _unsubscribe(self, channels: list[str], held: set[str]) -> set[str]:
+        method = f"{self._prefix}/unsubscribe"
+        removed = _channels(await self.call_retrying(method, {"channels": channels}), method)
+        return held - (removed | set(channels))
+
+    async def _subscribe(self, channels: list[str], held: set[str]) -> tuple[set[str], list[tuple[str, str]]]:
+        method = f"{self._prefix}/subscribe"
+        raw = await self.call_retrying(method, {"channels": channels}, bucket="subscribe", cost=3_000)
+        granted = _channels(raw, method)
+        # The answer lists the granted channels (§1.4): the others were refused, with no reason.
+        return held | granted, [(channel, "") for channel in set(channels) - granted]
+
+    @property
+    def _prefix(self) -> str:
+        return "private" if self._authenticated else "public"
+
+    def instrument_of(self, channel: str) -> str:
+        parts = channel.split(".")
+        return parts[1] if len(parts) >= 3 and parts[0] in ("ticker", "book", "trades") else ""
 
 
 def _channels(raw: Any, method: str) -> set[str]:
@@ -478,13 +400,3 @@ def _channels(raw: Any, method: str) -> set[str]:
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
         raise VenueError(f"{method}: expected an array of channels", venue=VENUE, code="malformed")
     return set(channels)
-
-
-def _batches(items: list[str]) -> Iterable[list[str]]:
-    for i in range(0, len(items), _BATCH):
-        yield items[i : i + _BATCH]
-
-
-def _instrument_of(channel: str) -> str:
-    parts = channel.split(".")
-    return parts[1] if len(parts) >= 3 and parts[0] in ("ticker", "book", "trades") else ""

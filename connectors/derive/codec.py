@@ -42,8 +42,8 @@ for our own orders and fills, which are money.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
@@ -53,15 +53,18 @@ from msgspec import Meta, Raw, Struct
 
 from tradingd.engine.venue import (
     BookUpdate,
-    DecoderStats,
+    Envelope,
     Fill,
     FillReversal,
     Greeks,
+    Handler,
     Instrument,
     InstrumentRegistry,
+    JsonRpcDecoder,
     Liquidity,
     MalformedFrame,
     MarketEvent,
+    NotificationParams,
     OrderBook,
     OrderState,
     OrderUpdate,
@@ -71,9 +74,9 @@ from tradingd.engine.venue import (
     Ticker,
     Trade,
     check_nesting,
-    decode_parsed,
-    guard_decode,
+    invalid_frame,
     loads_untyped,
+    malformed_frame,
     positional_builder,
 )
 
@@ -107,7 +110,6 @@ _status: Final = positional_builder(Status)
 
 _MS: Final = 1_000_000  # Derive timestamps are ms; events carry ns
 _FALLBACK_QUANTUM: Final = 1e-8  # price quantum of a book whose instrument is not (yet) known
-_MAX_ROUTES: Final = 65_536  # the route cache is a memo: a flood of odd channels just resets it
 _RECENT_TRADES: Final = 4096  # trade ids remembered to drop the second record of one match
 _OUR_TRADES: Final = 65_536  # our own trade ids remembered (fills reported, fills reversed)
 _SIDES: Final = {"buy": Side.BUY, "sell": Side.SELL}
@@ -137,23 +139,9 @@ Millis = Annotated[int, Meta(ge=0, lt=(2**63 - 1) // 1_000_000)]
 # parse (a response's `result` and `error`, a raw instruments answer) is `loads_untyped`. A Derive
 # message nests at most 6 deep (a ticker's `option_pricing` inside its envelope).
 
-_ABSENT: Final = Raw(b"")  # msgspec takes no `Raw | None`: an empty Raw marks a missing member
-
-
-class _Params(Struct):
-    channel: str | None = None
-    data: Raw = _ABSENT
-
-
-class _Envelope(Struct):
-    """§3.1: a notification (`method: subscription`, `params`), or a response (`id` with
-    `result`/`error`); `jsonrpc` is optional on Derive and ignored."""
-
-    method: str | None = None
-    params: _Params | None = None
-    id: int | str | None = None
-    result: Raw = _ABSENT
-    error: Raw = _ABSENT
+# §3.1: a notification (`method: subscription`, `params`), or a response (`id` with
+# `result`/`error`); `jsonrpc` is optional on Derive and ignored.
+_Envelope = Envelope[NotificationParams]
 
 
 class _SlimPricing(Struct):
@@ -349,13 +337,8 @@ def _json_bytes(raw: Any) -> Any:
     return orjson.dumps(raw)
 
 
-def _malformed(message: str, instrument: str | None = None) -> MalformedFrame:
-    return MalformedFrame(message, venue=VENUE, instrument=instrument)
-
-
-def _invalid(where: str, exc: msgspec.DecodeError) -> MalformedFrame:
-    # msgspec says "Expected `float` >= 0.0 - at `$.bids[0][1]`": quote it our way.
-    return _malformed(f"{where}: {str(exc).replace('`', chr(39))}")
+_malformed: Final = functools.partial(malformed_frame, VENUE)
+_invalid: Final = functools.partial(invalid_frame, VENUE)
 
 
 def _unreadable(where: str, exc: UnicodeDecodeError | RecursionError) -> MalformedFrame:
@@ -545,9 +528,6 @@ def _channel_instrument(channel: str) -> str:
     return ""
 
 
-_Handler = Callable[[Any, int, str], list[MarketEvent]]
-
-
 class _BookState:
     """One orderbook channel's book and its last `publish_id`."""
 
@@ -560,7 +540,7 @@ class _BookState:
         self.depth = depth
 
 
-class DeriveDecoder:
+class DeriveDecoder(JsonRpcDecoder):
     """Decodes one Derive connection's frames into events (the engine's `Decoder` protocol;
     module docstring for the channels). `details` is the side table of Derive-only instrument
     facts learned alongside the registry; `current_subscriptions` the channel list of the last
@@ -578,11 +558,9 @@ class DeriveDecoder:
         details: DeriveInstruments | None = None,
         check_skips: bool = True,
     ) -> None:
-        self.registry = registry
+        super().__init__(registry, _decode_envelope)
         self.details = details if details is not None else DeriveInstruments()
-        self.stats = DecoderStats()
         self.check_skips = check_skips
-        self.last_unknown_channel: str | None = None
         self.last_error: tuple[int | str | None, int, str, Any] | None = None  # (id, code, message, data)
         self.errors = 0
         self.deprecated_tickers = 0
@@ -591,7 +569,6 @@ class DeriveDecoder:
         self.current_subscriptions: list[str] = []
         self._books: dict[str, _BookState] = {}  # by channel
         self._primary: dict[str, _BookState] = {}  # by instrument: the finest book seen
-        self._routes: dict[str, tuple[_Handler, str]] = {}
         self._recent_trades: dict[str, None] = {}  # insertion-ordered, bounded
         # Our own trades (private channels, order answers), by (trade id, order id): one trade
         # may fill two orders of ours (each has its record under the trade's id). Kept across
@@ -601,49 +578,6 @@ class DeriveDecoder:
         self.repeated_fills = 0
 
     # ----------------------------------------------------------------------------------- API
-
-    @guard_decode  # any exception from one frame is that frame's: the Decoder contract holds
-    def decode(self, frame: bytes | bytearray | memoryview | str, ts_local: int) -> list[MarketEvent]:
-        """The events in one raw WebSocket frame (possibly none).
-
-        Raises `MalformedFrame` (counted in `stats.malformed`) for a frame that is not a decodable
-        Derive message; the decoder's books, sequence ids, registry and side table are then
-        exactly as they were.
-        """
-        stats = self.stats
-        stats.frames += 1
-        try:
-            env = _decode_envelope(frame)
-            params = env.params
-            if env.method == "subscription" and params is not None:
-                channel = params.channel
-                data = params.data
-                if channel is None or not data:
-                    raise _malformed("a subscription notification needs params.channel and params.data")
-                route = self._routes.get(channel)
-                if route is None:
-                    route = self._route(channel)
-                try:
-                    events = route[0](data, ts_local, route[1])
-                except msgspec.DecodeError as exc:
-                    raise _invalid(channel, exc) from None
-            else:
-                events = self._response(env, ts_local)
-        except MalformedFrame:
-            stats.malformed += 1
-            raise
-        except msgspec.DecodeError as exc:
-            stats.malformed += 1
-            raise _invalid("message", exc) from None
-        except (UnicodeDecodeError, RecursionError) as exc:
-            stats.malformed += 1
-            raise _unreadable("message", exc) from None
-        stats.events += len(events)
-        return events
-
-    def decode_message(self, msg: Any, ts_local: int) -> list[MarketEvent]:
-        """The events in an already-parsed message (same contract as `decode`)."""
-        return decode_parsed(self, msg, ts_local, VENUE)
 
     def learn_instruments(self, result: Any) -> int:
         """Teach the registry and `details` the instruments of a `get_instruments` result (raw
@@ -676,11 +610,11 @@ class DeriveDecoder:
 
     # ------------------------------------------------------------------------------- routing
 
-    def _route(self, channel: str) -> tuple[_Handler, str]:
-        """The handler of a channel not seen before, remembered for the next frames."""
+    def _route(self, channel: str) -> tuple[Handler, str]:
+        """The handler of a channel not seen before (remembered for the next frames)."""
         parts = channel.split(".")
         head, n = parts[0], len(parts)
-        route: tuple[_Handler, str]
+        route: tuple[Handler, str]
         if head == "ticker_slim" and n == 3:
             route = (self._on_slim, parts[1])
         elif head == "orderbook" and n == 4 and parts[2].isdigit() and parts[3].isdigit():
@@ -696,15 +630,7 @@ class DeriveDecoder:
         else:
             # balances, quotes, rfqs, spot_feed, margin.watch, auctions.watch, ...
             route = (self._on_unknown, channel)
-        if len(self._routes) >= _MAX_ROUTES:
-            self._routes.clear()
-        self._routes[channel] = route
         return route
-
-    def _on_unknown(self, data: Any, ts_local: int, channel: str) -> list[MarketEvent]:
-        self.stats.unknown_channel += 1
-        self.last_unknown_channel = channel
-        return []
 
     # ------------------------------------------------------------------------------- tickers
 

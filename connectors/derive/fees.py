@@ -39,7 +39,7 @@ from typing import Any
 
 import attrs
 
-from tradingd.engine.venue import Instrument, InstrumentKind, Liquidity
+from tradingd.engine.venue import Instrument, InstrumentKind, Liquidity, known_overrides
 
 from .instruments import DeriveInstrumentInfo
 
@@ -95,13 +95,7 @@ class DeriveFees:
     @classmethod
     def from_config(cls, overrides: Mapping[str, Any]) -> DeriveFees:
         """From `[venues.derive.fees]`; ValueError names unknown keys or a bad value."""
-        known = {f.name for f in attrs.fields(cls)} - {"details"}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown fee setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-            )
-        return cls(**dict(overrides))
+        return cls(**known_overrides(cls, overrides, internal=("details",)))
 
     def with_details(self, details: Callable[[str], DeriveInstrumentInfo | None]) -> DeriveFees:
         """The same schedule, reading base fees and caps from `details` (e.g.

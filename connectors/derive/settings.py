@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 import attrs
 
+from tradingd.engine.venue import at_least
+
 from .instruments import InstrumentType
 
 __all__ = ["ENDPOINTS", "DeriveSettings"]
@@ -17,14 +19,6 @@ ENDPOINTS = {
     "mainnet": ("wss://api.lyra.finance/ws", "https://api.lyra.finance"),
 }
 _TYPES = ("option", "perp", "erc20")
-
-
-def _at_least(minimum: float) -> Any:
-    def check(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-        if value < minimum:
-            raise ValueError(f"{attribute.name}: expected at least {minimum}, got {value}")
-
-    return check
 
 
 def _one_of(*allowed: int) -> Any:
@@ -104,21 +98,21 @@ class DeriveSettings:
     book_depth: int = attrs.field(default=10, validator=_one_of(1, 10, 20, 100))
     check_publish_ids: bool = True
     private: bool = True
-    signature_ttl_s: int = attrs.field(default=3600, validator=_at_least(330))
+    signature_ttl_s: int = attrs.field(default=3600, validator=at_least(330))
     max_fee_margin: Decimal = attrs.field(default=Decimal(2), validator=_margin)
     market_slippage: Decimal = attrs.field(default=Decimal("0.05"), validator=_fraction)
-    keepalive_s: float = attrs.field(default=10.0, validator=_at_least(0.1))
-    stale_after_s: float = attrs.field(default=30.0, validator=_at_least(0.5))
-    request_timeout_s: float = attrs.field(default=10.0, validator=_at_least(0.1))
-    reconnect_base_s: float = attrs.field(default=0.5, validator=_at_least(0.01))
-    reconnect_cap_s: float = attrs.field(default=30.0, validator=_at_least(0.01))
-    instruments_refresh_s: float = attrs.field(default=900.0, validator=_at_least(1.0))
+    keepalive_s: float = attrs.field(default=10.0, validator=at_least(0.1))
+    stale_after_s: float = attrs.field(default=30.0, validator=at_least(0.5))
+    request_timeout_s: float = attrs.field(default=10.0, validator=at_least(0.1))
+    reconnect_base_s: float = attrs.field(default=0.5, validator=at_least(0.01))
+    reconnect_cap_s: float = attrs.field(default=30.0, validator=at_least(0.01))
+    instruments_refresh_s: float = attrs.field(default=900.0, validator=at_least(1.0))
     # §3.7's Trader limits, as published (the session keeps 10% below them).
-    matching_tps: float = attrs.field(default=5.0, validator=_at_least(0.1))
-    non_matching_tps: float = attrs.field(default=5.0, validator=_at_least(0.1))
-    instrument_tps: float = attrs.field(default=5.0, validator=_at_least(0.1))
-    cancel_all_tps: float = attrs.field(default=1.0, validator=_at_least(0.01))
-    burst_multiplier: float = attrs.field(default=5.0, validator=_at_least(1.0))
+    matching_tps: float = attrs.field(default=5.0, validator=at_least(0.1))
+    non_matching_tps: float = attrs.field(default=5.0, validator=at_least(0.1))
+    instrument_tps: float = attrs.field(default=5.0, validator=at_least(0.1))
+    cancel_all_tps: float = attrs.field(default=1.0, validator=at_least(0.01))
+    burst_multiplier: float = attrs.field(default=5.0, validator=at_least(1.0))
     fees: dict[str, Any] = attrs.field(factory=dict)
 
     @property

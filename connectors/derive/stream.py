@@ -37,12 +37,11 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import msgspec
-import orjson
 import structlog
 import trio
 import trio_websocket
@@ -52,21 +51,21 @@ from tradingd.engine.venue import (
     Connect,
     CreditBucket,
     DataKind,
+    Envelope,
     InstrumentRegistry,
+    JsonRpcSession,
     MalformedFrame,
-    OrderRejected,
-    PendingRequests,
+    NotificationParams,
     RateLimited,
+    RpcError,
     StatusKind,
     SubscriptionSource,
     Ticker,
     VenueError,
     VenueRejected,
-    VenueSession,
     VenueSink,
     VenueUnavailable,
     default_connect,
-    error_code,
     frame_head,
     loads_untyped,
 )
@@ -82,7 +81,6 @@ if TYPE_CHECKING:  # the client imports this module: named for its type only
 __all__ = ["DeriveSession", "map_error"]
 
 _NOTIFICATIONS: Final = ('{"method":"subscription"', '{"jsonrpc":"2.0","method":"subscription"')
-_BATCH: Final = 100  # channels per subscribe call
 _MATCHING: Final = frozenset(  # §3.7: the requests the matching engine's limit counts
     {
         "private/order",
@@ -103,7 +101,6 @@ _REJECTION_CODES: Final = frozenset(
 _AUTH_CODES: Final = frozenset({14000, 14001, 14014, 14021, 14023, 14026, 14030})
 _RATE_CODES: Final = frozenset({-32000})
 _NOT_IN_WALLET: Final = "subaccount_not_in_wallet"  # our own check of the login answer
-_SUBSCRIPTION_REFUSALS: Final = frozenset({13000, -32602})  # invalid channels / params
 
 # What a recording may hold (engine.venue.session: recordings are shared as backtest data). The public
 # channels of §3.4 (the private ones are named `{subaccount_id}.*` and `{wallet}.*`), and the
@@ -134,20 +131,19 @@ def map_error(error: Any, *, method: str) -> VenueError:
     refused for its signature or session key included: it was refused, nothing happened); a
     refused login or account -> `AuthError`; anything else (internal errors, 9000 order
     confirmation timeout) -> `VenueError`, whose outcome is unknown."""
-    code = error_code(error)  # a list or an object is no code (and unhashable: `in` would raise)
-    message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
-    data = error.get("data") if isinstance(error, dict) else None
-    detail = f"{method}: {message} ({code})" + (f": {data}" if data else "")
-    if code in _RATE_CODES:
-        return RateLimited(detail, venue=VENUE, code=code, venue_message=message)
-    if method == "public/login":
-        return AuthError(detail, venue=VENUE, code=code, venue_message=message)
+    read = RpcError.read(error, method)
+    code = read.code
     ordering = method in _MATCHING or method == "private/cancel_all"
-    if code in _REJECTION_CODES or (code in _AUTH_CODES and ordering):
-        return VenueRejected(detail, venue=VENUE, code=code, venue_message=message)
-    if code in _AUTH_CODES:
-        return AuthError(detail, venue=VENUE, code=code, venue_message=message)
-    return VenueError(detail, venue=VENUE, code=code, venue_message=message)
+    kind: type[VenueError] = VenueError
+    if code in _RATE_CODES:
+        kind = RateLimited
+    elif method == "public/login":
+        kind = AuthError
+    elif code in _REJECTION_CODES or (code in _AUTH_CODES and ordering):
+        kind = VenueRejected
+    elif code in _AUTH_CODES:
+        kind = AuthError
+    return read.as_error(kind, VENUE)
 
 
 class _SubscribeResult(msgspec.Struct):
@@ -162,12 +158,14 @@ class _SubscribeResult(msgspec.Struct):
 _decode_subscribe: Final = msgspec.json.Decoder(_SubscribeResult).decode
 
 
-class DeriveSession(VenueSession):
+class DeriveSession(JsonRpcSession):
     """A `LiveVenue` for Derive (see the module docstring). `sink` receives market and private
     events; `execution()` gives the client that signs and sends orders over this connection."""
 
     venue = VENUE
     public_frame_prefixes = _PUBLIC_NOTIFICATIONS
+    notification_prefixes = _NOTIFICATIONS
+    batch_refusals = frozenset({13000, -32602})  # §3.7: invalid channels / params
 
     def __init__(
         self,
@@ -184,6 +182,8 @@ class DeriveSession(VenueSession):
     ) -> None:
         self.decoder: DeriveDecoder = DeriveDecoder(registry, check_skips=settings.check_publish_ids)
         super().__init__(
+            envelope=_decode_envelope,
+            request_timeout_s=settings.request_timeout_s,
             decoder=self.decoder,
             registry=registry,
             router=router,
@@ -204,11 +204,7 @@ class DeriveSession(VenueSession):
         self.mark_prices: dict[str, float] = {}  # by instrument, from the tickers
         self.instrument_loads = 0
         self._execution: DeriveExecution | None = None
-        self._requests = PendingRequests(VENUE)
-        self._methods: dict[int, str] = {}  # request id -> method, to type its error answer
         self._authenticated = False
-        self._current: set[str] = set()  # channels the venue holds for this connection
-        self._refused: set[str] = set()
         self._listed: dict[tuple[str, str], set[str]] = {}  # (currency, type) -> names listed
         self._instruments_loaded_at: float | None = None
         burst = settings.burst_multiplier
@@ -228,11 +224,6 @@ class DeriveSession(VenueSession):
     def trading(self) -> bool:
         """Logged in with the private channels followed: orders can be placed."""
         return self._authenticated and self.settings.private
-
-    @property
-    def channels(self) -> frozenset[str]:
-        """The channels the venue holds on the current connection."""
-        return frozenset(self._current)
 
     def now_ns(self) -> int:
         """The session's clock (wall time unless injected)."""
@@ -266,61 +257,28 @@ class DeriveSession(VenueSession):
         *,
         instrument: str | None = None,
     ) -> Any:
-        """Send one JSON-RPC request and return its raw `result` (msgspec Raw JSON bytes).
+        """Send one JSON-RPC request and return its raw `result` (engine.venue.jsonrpc `request`).
 
         Waits for the local rate-limit buckets first (matching requests also per `instrument`).
         Raises `VenueUnavailable` when it could not be sent, the typed exception of the venue's
         error answer (`map_error`), and `VenueError` when no answer came in time."""
-        if self._ws is None:
+        if self._ws is None:  # before any bucket is made or waited for
             raise VenueUnavailable(f"{method}: not connected", venue=VENUE)
+        first = None
         if method == "private/cancel_all":
             bucket = self._buckets["cancel_all"]
         elif method in _MATCHING:
             bucket = self._buckets["matching"]
             if instrument:
-                await self._bucket_for(instrument).acquire(1)
+                first = self._bucket_for(instrument)
         else:
             bucket = self._buckets["non_matching"]
-        await bucket.acquire(1)
-        ws = self._ws
-        if ws is None:
-            raise VenueUnavailable(f"{method}: not connected", venue=VENUE)
-        rid = self._requests.open(method)
-        self._methods[rid] = method
-        frame = orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}})
-        self.stats.requests += 1
-        try:
-            await ws.send_message(frame.decode())
-        except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._requests.discard(rid)
-            self._methods.pop(rid, None)
-            raise VenueUnavailable(
-                f"{method}: connection closed before sending ({exc!r})", venue=VENUE
-            ) from None
-        try:
-            return await self._requests.wait(rid, self.settings.request_timeout_s, what=method)
-        except RateLimited as exc:
-            bucket.drain()
-            self.note_rate_limited(exc)
-            raise
-        except VenueError as exc:
-            if exc.code == "timeout":
-                self.stats.timeouts += 1
-            raise
-        finally:
-            self._methods.pop(rid, None)
+        return await self.request(method, params, bucket, 1, first=first)
 
     async def call_retrying(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """`call` for requests that are safe to repeat (reads, subscriptions): a rate-limit
         answer waits and tries again (three times)."""
-        for attempt in range(4):
-            try:
-                return await self.call(method, params)
-            except RateLimited:
-                if attempt == 3:
-                    raise
-                await trio.sleep(0.5 * 2**attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self.retrying(lambda: self.call(method, params))
 
     # -- the connection (VenueSession hooks) -------------------------------------------------
     def _url(self) -> str:
@@ -360,33 +318,9 @@ class DeriveSession(VenueSession):
     def _reset(self) -> None:
         super()._reset()
         self._authenticated = False
-        self._current.clear()
-        self._requests.fail_all()
-        self._methods.clear()
 
-    async def _handle(self, message: bytes | str, now: int) -> None:
-        if isinstance(message, str) and message.startswith(_NOTIFICATIONS):
-            await self.decode(message, now)  # the hot path: a subscription notification
-            return
-        try:
-            env = _decode_envelope(message)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-            # msgspec reads a string's UTF-8 only when it takes it as a str: bytes that are not
-            # UTF-8 inside `method` raise UnicodeDecodeError, not DecodeError. Malformed either way.
-            self.malformed(
-                MalformedFrame(f"not a JSON-RPC message: {type(exc).__name__}: {exc}", venue=VENUE)
-            )
-            return
-        if env.id is not None and (env.result or env.error):
-            error = None
-            if env.error:
-                method = self._methods.get(env.id, "request") if isinstance(env.id, int) else "request"
-                error = self._error_answer(env.error, method)
-            if not self._requests.resolve(env.id, env.result, error):
-                self.log.debug("rpc.unmatched_response", id=env.id)
-        elif env.method == "subscription":
-            await self.decode(message, now)
-        elif env.error:
+    async def _other(self, env: Envelope[NotificationParams], message: bytes | str, now: int) -> None:
+        if env.error:
             # An error nobody asked for (the venue could not read a request's id).
             try:
                 error_object = loads_untyped(env.error, VENUE, "error without id")
@@ -394,8 +328,8 @@ class DeriveSession(VenueSession):
                 self.malformed(exc)
                 return
             self.log.warning("rpc.error_without_id", error=error_object)
-        else:
-            self.malformed(MalformedFrame(f"unexpected message (method {env.method!r})", venue=VENUE))
+            return
+        await super()._other(env, message, now)
 
     def _map_error(self, error: Any, method: str) -> VenueError:
         return map_error(error, method=method)
@@ -533,52 +467,29 @@ class DeriveSession(VenueSession):
             out.update((f"{sub}.orders", f"{sub}.trades", f"{sub}.trades.reverted"))
         return out
 
-    async def _sync_subscriptions(self) -> None:
-        if self._gaps:
-            # Snapshot-only books (§3.4): the message that showed the skip was whole already.
-            self.log.info("book.publish_id_skipped", instruments=sorted(self._gaps))
-            self._gaps.clear()
-        desired = self.desired_channels()
-        remove = self._current - desired
-        # Refused channels are not asked again until they leave and re-enter the desired set.
-        self._refused &= desired
-        add = desired - self._current - self._refused
-        for batch in _batches(sorted(remove)):
-            result = await self._subscription_call("unsubscribe", batch)
-            if result is None:
-                continue
-            if result.remaining_subscriptions is not None:
-                self._current = set(result.remaining_subscriptions)
-            else:
-                self._current -= set(batch)
-        for batch in _batches(sorted(add)):
-            result = await self._subscription_call("subscribe", batch)
-            refusals: list[tuple[str, str]]
-            if result is None:
-                refusals = [(channel, "refused as a batch (invalid channels)") for channel in batch]
-            else:
-                refusals = [(ch, result.status.get(ch, "no status in the answer")) for ch in batch]
-                refusals = [(ch, why) for ch, why in refusals if why != "ok"]
-                granted = set(batch) - {ch for ch, _ in refusals}
-                if result.current_subscriptions is not None:
-                    self._current = set(result.current_subscriptions) | granted
-                else:
-                    self._current |= granted
-            await self._refusals(refusals)
-        if add or remove:
-            await self.status(
-                StatusKind.SUBSCRIBED, f"{len(self._current)} channels", channels=len(self._current)
-            )
+    def _resnapshot_channels(self, books: set[str]) -> set[str]:
+        # Snapshot-only books (§3.4): the message that showed the skip was whole already.
+        self.log.info("book.publish_id_skipped", instruments=sorted(books))
+        return set()
 
-    async def _subscription_call(self, method: str, channels: list[str]) -> _SubscribeResult | None:
-        """One `subscribe`/`unsubscribe` call; None when the venue refused the whole batch."""
-        try:
-            raw = await self.call_retrying(method, {"channels": channels})
-        except OrderRejected as exc:
-            if exc.code in _SUBSCRIPTION_REFUSALS:
-                self.log.warning(f"{method}.refused", channels=len(channels), error=str(exc))
-                return None
-            raise
+    async def _unsubscribe(self, channels: list[str], held: set[str]) -> set[str]:
+        result = await self._subscription_call("unsubscribe", channels)
+        if result.remaining_subscriptions is not None:
+            return set(result.remaining_subscriptions)
+        return held - set(channels)
+
+    async def _subscribe(self, channels: list[str], held: set[str]) -> tuple[set[str], list[tuple[str, str]]]:
+        result = await self._subscription_call("subscribe", channels)
+        refusals = [(ch, result.status.get(ch, "no status in the answer")) for ch in channels]
+        refusals = [(ch, why) for ch, why in refusals if why != "ok"]
+        granted = set(channels) - {ch for ch, _ in refusals}
+        if result.current_subscriptions is not None:
+            return set(result.current_subscriptions) | granted, refusals
+        return held | granted, refusals
+
+    async def _subscription_call(self, method: str, channels: list[str]) -> _SubscribeResult:
+        """One `subscribe`/`unsubscribe` call (a whole batch refused: `batch_refusals`)."""
+        raw = await self.call_retrying(method, {"channels": channels})
         try:
             return _decode_subscribe(raw)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -586,29 +497,8 @@ class DeriveSession(VenueSession):
             # too, the venue's error (the session reconnects), never the follower's crash.
             raise VenueError(f"{method}: unreadable answer ({exc})", venue=VENUE, code="malformed") from None
 
-    async def _refusals(self, refusals: list[tuple[str, str]]) -> None:
-        if not refusals:
-            return
-        self._refused |= {ch for ch, _ in refusals}
-        self.stats.refused_channels += len(refusals)
-        self.log.warning("subscription.refused", channels=sorted(ch for ch, _ in refusals))
-        for channel, reason in sorted(refusals):
-            await self.status(
-                StatusKind.SUBSCRIPTION_REFUSED,
-                f"the venue refused {channel}: {reason}",
-                instrument=_instrument_of(channel),
-                channel=channel,
-                reason=reason,
-            )
-
-
-def _batches(items: list[str]) -> Iterable[list[str]]:
-    for i in range(0, len(items), _BATCH):
-        yield items[i : i + _BATCH]
-
-
-def _instrument_of(channel: str) -> str:
-    parts = channel.split(".")
-    if parts[0] in ("ticker_slim", "orderbook") or (parts[0] == "trades" and len(parts) == 2):
-        return parts[1] if len(parts) >= 2 else ""
-    return ""
+    def instrument_of(self, channel: str) -> str:
+        parts = channel.split(".")
+        if parts[0] in ("ticker_slim", "orderbook") or (parts[0] == "trades" and len(parts) == 2):
+            return parts[1] if len(parts) >= 2 else ""
+        return ""

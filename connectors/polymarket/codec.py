@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import re
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -97,7 +98,9 @@ from tradingd.engine.venue import (
     Trade,
     decode_parsed,
     guard_decode,
+    invalid_frame,
     loads_untyped,
+    malformed_frame,
     positional_builder,
     to_decimal,
 )
@@ -429,13 +432,8 @@ _Applier = Callable[[Any, int], list[MarketEvent]]
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _malformed(message: str, instrument: str | None = None) -> MalformedFrame:
-    return MalformedFrame(message, venue=VENUE, instrument=instrument)
-
-
-def _invalid(where: str, exc: Exception) -> MalformedFrame:
-    # msgspec says "Expected `float`, got `str` - at `$.price`": quote it our way.
-    return _malformed(f"{where}: {str(exc).replace('`', chr(39))}")
+_malformed: Final = functools.partial(malformed_frame, VENUE)
+_invalid: Final = functools.partial(invalid_frame, VENUE)
 
 
 def _ns(ts: int) -> int | None:

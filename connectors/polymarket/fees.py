@@ -74,7 +74,7 @@ from typing import Any, Final
 
 import attrs
 
-from tradingd.engine.venue import BadNumber, Instrument, Liquidity, to_decimal
+from tradingd.engine.venue import BadNumber, Instrument, Liquidity, known_overrides, to_decimal
 
 from .instruments import COLLATERAL
 
@@ -123,15 +123,10 @@ class PolymarketFees:
 
     @classmethod
     def from_config(cls, overrides: Mapping[str, Any]) -> PolymarketFees:
-        known = {f.name for f in attrs.fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown fee setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-            )
+        kw = known_overrides(cls, overrides)
         if "maker_rebate" in overrides and not isinstance(overrides["maker_rebate"], bool):
             raise TypeError(f"maker_rebate must be true or false, got {overrides['maker_rebate']!r}")
-        return cls(**dict(overrides))
+        return cls(**kw)
 
     def rate_for(self, inst: Instrument) -> Decimal:
         """The taker rate that applies to `inst`."""

@@ -11,19 +11,13 @@ from typing import Any
 
 import attrs
 
+from tradingd.engine.venue import at_least
+
 __all__ = ["MAINNET_REST", "MAINNET_WS", "PolymarketSettings"]
 
 # §2.1: the market channel is `<ws>/market`, the user channel `<ws>/user`.
 MAINNET_WS = "wss://ws-subscriptions-clob.polymarket.com/ws"
 MAINNET_REST = "https://clob.polymarket.com"
-
-
-def _at_least(minimum: float) -> Any:
-    def check(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-        if value < minimum:
-            raise ValueError(f"{attribute.name}: expected at least {minimum}, got {value}")
-
-    return check
 
 
 def _chain(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -64,17 +58,17 @@ class PolymarketSettings:
     markets: list[str] = attrs.field(factory=list)
     private: bool = True  # trade: follow the user channel
     custom_features: bool = True  # best_bid_ask, new_market, market_resolved (§2.2)
-    ping_s: float = attrs.field(default=10.0, validator=_at_least(1.0))  # §2.2 "Keepalive"
-    stale_after_s: float = attrs.field(default=30.0, validator=_at_least(1.0))
-    request_timeout_s: float = attrs.field(default=10.0, validator=_at_least(0.1))
-    reconnect_base_s: float = attrs.field(default=0.5, validator=_at_least(0.01))
-    reconnect_cap_s: float = attrs.field(default=30.0, validator=_at_least(0.01))
-    snapshot_timeout_s: float = attrs.field(default=5.0, validator=_at_least(0.1))
-    max_assets_per_connection: int = attrs.field(default=500, validator=_at_least(1))
-    order_heartbeat_s: float = attrs.field(default=0.0, validator=_at_least(0.0))
-    order_rate: float = attrs.field(default=50.0, validator=_at_least(0.1))
-    order_burst: float = attrs.field(default=100.0, validator=_at_least(1.0))
-    fill_wait_s: float = attrs.field(default=2.0, validator=_at_least(0.0))
+    ping_s: float = attrs.field(default=10.0, validator=at_least(1.0))  # §2.2 "Keepalive"
+    stale_after_s: float = attrs.field(default=30.0, validator=at_least(1.0))
+    request_timeout_s: float = attrs.field(default=10.0, validator=at_least(0.1))
+    reconnect_base_s: float = attrs.field(default=0.5, validator=at_least(0.01))
+    reconnect_cap_s: float = attrs.field(default=30.0, validator=at_least(0.01))
+    snapshot_timeout_s: float = attrs.field(default=5.0, validator=at_least(0.1))
+    max_assets_per_connection: int = attrs.field(default=500, validator=at_least(1))
+    order_heartbeat_s: float = attrs.field(default=0.0, validator=at_least(0.0))
+    order_rate: float = attrs.field(default=50.0, validator=at_least(0.1))
+    order_burst: float = attrs.field(default=100.0, validator=at_least(1.0))
+    fill_wait_s: float = attrs.field(default=2.0, validator=at_least(0.0))
     fees: dict[str, Any] = attrs.field(factory=dict)
 
     @property

@@ -4,7 +4,8 @@ tests/house/test_layout.py keeps it so.
 
 Offers: the plugin Protocols (`VenuePlugin`, `LiveVenue`, `Decoder`) and what a live session
 is given (`VenueSink` for what it receives, `SubscriptionSource` for what the strategies want);
-the WebSocket session base (`VenueSession`: connect, reconnect, heartbeat, requests); rate
+the WebSocket session base (`VenueSession`: connect, reconnect, heartbeat, requests); the
+JSON-RPC 2.0 session and decoder Deribit and Derive share (`JsonRpcSession`, `JsonRpcDecoder`); rate
 limiting; the decoder's safety helpers (nesting bound, guarded decode, schemaless parse); the fee
 model base; exact money converters; settlement and funding checks; the market catalog base; and
 the model types a connector builds (events, instruments, orders, the book, the errors).
@@ -69,6 +70,7 @@ from .catalog import (
     compile_slug_pattern,
     iso_utc,
 )
+from .jsonrpc import Envelope, Handler, JsonRpcDecoder, JsonRpcSession, NotificationParams, RpcError, batches
 from .plugins import (
     MAX_NESTING,
     SHORT_FRAME,
@@ -76,7 +78,9 @@ from .plugins import (
     check_nesting,
     decode_parsed,
     guard_decode,
+    invalid_frame,
     loads_untyped,
+    malformed_frame,
     restore_recursion_limit,
 )
 from .ratelimit import VENUE_MARGIN, Backoff, CreditBucket
@@ -92,6 +96,7 @@ from .session import (
     error_code,
     frame_head,
 )
+from .settings import at_least, known_overrides
 from .spi import (
     Decoder,
     DecoderStats,
@@ -133,6 +138,7 @@ __all__ = [
     "DecoderFault",
     "DecoderStats",
     "DeliveryPrices",
+    "Envelope",
     "ExecutionClient",
     "FeeModel",
     "FeedStale",
@@ -142,16 +148,20 @@ __all__ = [
     "FundingHistory",
     "FundingPayment",
     "Greeks",
+    "Handler",
     "Instrument",
     "InstrumentKind",
     "InstrumentRegistry",
     "InvalidPattern",
+    "JsonRpcDecoder",
+    "JsonRpcSession",
     "Level",
     "Liquidity",
     "LiveVenue",
     "MalformedFrame",
     "MarketCatalog",
     "MarketEvent",
+    "NotificationParams",
     "OptionRight",
     "Order",
     "OrderBook",
@@ -169,6 +179,7 @@ __all__ = [
     "ProportionalFees",
     "RateLimited",
     "Reconciler",
+    "RpcError",
     "SearchResult",
     "SequenceGap",
     "SessionCounters",
@@ -189,6 +200,8 @@ __all__ = [
     "VenueSession",
     "VenueSink",
     "VenueUnavailable",
+    "at_least",
+    "batches",
     "check_delivery_price",
     "check_funding",
     "check_nesting",
@@ -199,8 +212,11 @@ __all__ = [
     "frame_head",
     "from_float",
     "guard_decode",
+    "invalid_frame",
     "iso_utc",
+    "known_overrides",
     "loads_untyped",
+    "malformed_frame",
     "optional",
     "positional_builder",
     "positive",

@@ -142,6 +142,17 @@ def _nested_too_deep(venue: str, where: str) -> MalformedFrame:
     return MalformedFrame(f"{where}: nested deeper than {MAX_NESTING} levels", venue=venue)
 
 
+def malformed_frame(venue: str, message: str, instrument: str | None = None) -> MalformedFrame:
+    """The `MalformedFrame` a decoder raises for a frame of `venue` (about `instrument`)."""
+    return MalformedFrame(message, venue=venue, instrument=instrument)
+
+
+def invalid_frame(venue: str, where: str, exc: Exception) -> MalformedFrame:
+    """A typed parse's refusal (msgspec's `DecodeError`) as the frame's `MalformedFrame`: msgspec
+    says "Expected `float`, got `str` - at `$.best_bid_price`", quoted our way."""
+    return MalformedFrame(f"{where}: {str(exc).replace('`', chr(39))}", venue=venue)
+
+
 def check_nesting(frame: _Text, venue: str, *, where: str = "frame") -> None:
     """Raise `MalformedFrame` ("{where}: nested deeper than ...") for JSON text nested deeper than
     `MAX_NESTING` (see above). Exact, whatever the length: a caller on the hot path checks

@@ -45,7 +45,8 @@ them all:
   sending it crossed), spaced out by a per-book backoff (1 s doubling to 60 s, logged once per
   book), never a resubscription as fast as the venue answers.
 
-`PendingRequests` matches JSON-RPC answers to requests by id (Deribit and Derive).
+`PendingRequests` matches JSON-RPC answers to requests by id (engine.venue.jsonrpc, the
+mechanism Deribit and Derive share).
 """
 
 from __future__ import annotations
@@ -72,7 +73,6 @@ from .plugins import (
     DecoderFault,
     VenueSink,
     check_nesting,
-    loads_untyped,
     restore_recursion_limit,
 )
 from .ratelimit import Backoff
@@ -128,6 +128,7 @@ class SessionStats:
     refused_instruments: int = 0  # instruments answers refused (malformed or absurd): nothing learned
     deferred_resnapshots: int = 0  # book resnapshots held back by the per-book backoff (`dispatch`)
     failed_frames: int = 0  # frames whose handling raised (not MalformedFrame); also in `malformed`
+    unmatched_answers: int = 0  # JSON-RPC answers nobody waited for (late, after a timeout), dropped
 
 
 class ConnectionLost(Exception):
@@ -647,22 +648,6 @@ class VenueSession:
             return
         if n <= 10 or n % 1000 == 0:
             self.log.warning("frame.malformed", error=str(exc), count=n)
-
-    def _map_error(self, error: Any, method: str) -> VenueError:
-        """A JSON-RPC venue's error object as its typed exception (the venue's `map_error`)."""
-        raise NotImplementedError
-
-    def _error_answer(self, raw: Any, method: str) -> VenueError:
-        """A JSON-RPC error answer as its typed exception (`_map_error`). One that cannot be read
-        is a malformed frame (counted), and its request's outcome is unknown (a `VenueError`):
-        the caller hears of it now, not after its timeout."""
-        try:
-            return self._map_error(loads_untyped(raw, self.venue, f"{method}: error answer"), method)
-        except MalformedFrame as exc:
-            self.malformed(exc)
-            return VenueError(
-                f"{method}: unreadable error answer; outcome unknown", venue=self.venue, code="malformed"
-            )
 
     def frame_failed(self, exc: Exception, message: bytes | str) -> None:
         """Handling one frame raised `exc` (not a `MalformedFrame`): the frame is counted as
