@@ -612,8 +612,17 @@ class OrderFlow:
             self.log.warning(
                 "funding.partly_ours", account_position=str(account), our_position=str(ours), **fields
             )
-        booked_total = amount if both_flat else amount * ours / account
-        shares = [(name, booked_total * w / weight, w) for name, w in sorted(weights.items())]
+        # Ours all of the account's: the whole payment (`amount * ours / account` rounds twice at
+        # 34 digits and can miss it by one in the last). Each share by its weight, the last the
+        # remainder, so that the shares add up to what is booked exactly.
+        booked_total = amount if both_flat or ours == account else amount * ours / account
+        shares: list[tuple[str, Decimal, Decimal]] = []
+        left = booked_total
+        named = sorted(weights.items())
+        for i, (name, w) in enumerate(named):
+            share = left if i == len(named) - 1 else booked_total * w / weight
+            left -= share
+            shares.append((name, share, w))
         if self.journal is not None:
             booked = self._journal(
                 "funding",

@@ -189,6 +189,18 @@ VENUE_SPI = {
     "SessionCounters",
     "VenueConnection",
     "VenueExecution",
+    # the JSON-RPC session and decoder Deribit and Derive share, and small connector helpers
+    "Envelope",
+    "Handler",
+    "JsonRpcDecoder",
+    "JsonRpcSession",
+    "NotificationParams",
+    "RpcError",
+    "at_least",
+    "batches",
+    "invalid_frame",
+    "known_overrides",
+    "malformed_frame",
 }
 
 # Engine machinery a strategy author never types: kept out of `tradingd.engine` on purpose.

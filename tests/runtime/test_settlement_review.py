@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 import trio
 
 from tests.support.canned_execution import _deribit, _derive, _Session
@@ -401,3 +402,34 @@ def test_migrating_a_schema_1_ledger_creates_the_missing_tables_with_the_version
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"orders", "events", "instruments", "meta", "ledger"} <= tables
     assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_the_whole_position_of_one_strategy_gets_the_whole_payment_to_the_last_digit() -> None:
+    """One strategy held all of the account's position over the session Deribit's funding accrued
+    in (split by time-weighted position): its share is the payment itself, not the payment times
+    its weight divided by itself (rounded twice at 34 digits: -2.191159853218583700000000000000001E-7
+    for -2.1911598532185837E-7, seen in tests/model/test_settlement.py)."""
+    flow = make_flow()
+    trade(flow, "p", Side.BUY, 7, 5 * S, "t1")
+    amount = Decimal("-2.1911598532185837E-7")
+    # Held for 9 s of a 13 s session, 9 of 11, 7 of 9: weights of 34 digits.
+    for event, span in (("p1", 13 * S), ("p2", 11 * S), ("p3", 9 * S)):
+        due = FundingPayment("deribit", PERP, event, 14 * S, amount, "BTC", None, span_ns=span)
+        with structlog.testing.capture_logs() as logs:
+            assert flow.funding(due) is not None, span
+        shares = [Decimal(e["share"]) for e in logs if e["event"] == "position.funding"]
+        assert shares == [amount], span
+
+
+def test_netting_strategies_share_exactly_the_payment_whatever_the_digits() -> None:
+    """Shares of a payment add up to it exactly, even when each is rounded at 34 digits."""
+    flow = make_flow()
+    trade(flow, "a", Side.BUY, "0.000006944444444444444444444444444444444", 1 * S, "t1")
+    trade(flow, "b", Side.BUY, "0.000003333333333333333333333333333333333", 1 * S, "t2")
+    trade(flow, "c", Side.SELL, "0.000001111111111111111111111111111111111", 1 * S, "t3")
+    amount = Decimal("-2.1911598532185837E-7")
+    with structlog.testing.capture_logs() as logs:
+        assert flow.funding(payment("p1", 5 * S, str(amount), None)) is not None
+    shares = {e["strategy"]: Decimal(e["share"]) for e in logs if e["event"] == "position.funding"}
+    assert set(shares) == {"a", "b", "c"}
+    assert sum(shares.values(), Decimal(0)) == amount
