@@ -362,6 +362,10 @@ class DeribitSession(JsonRpcSession):
             out.update(_PRIVATE_CHANNELS)
         return out
 
+    def private_channels(self) -> frozenset[str]:
+        """Our orders and trades (§1.6): a refusal of them ends the connection."""
+        return frozenset(_PRIVATE_CHANNELS)
+
     def _resnapshot_channels(self, books: set[str]) -> set[str]:
         # A `change_id` gap: that book's channel is taken again, for a fresh snapshot (§1.6).
         interval = self.settings.interval

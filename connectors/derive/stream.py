@@ -467,6 +467,13 @@ class DeriveSession(JsonRpcSession):
             out.update((f"{sub}.orders", f"{sub}.trades", f"{sub}.trades.reverted"))
         return out
 
+    def private_channels(self) -> frozenset[str]:
+        """Our orders, trades and reverted trades (§3.4): a refusal of them ends the connection."""
+        if self.credentials is None:
+            return frozenset()
+        sub = self.credentials.subaccount_id
+        return frozenset((f"{sub}.orders", f"{sub}.trades", f"{sub}.trades.reverted"))
+
     def _resnapshot_channels(self, books: set[str]) -> set[str]:
         # Snapshot-only books (§3.4): the message that showed the skip was whole already.
         self.log.info("book.publish_id_skipped", instruments=sorted(books))

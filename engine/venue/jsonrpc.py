@@ -441,11 +441,27 @@ class JsonRpcSession(VenueSession):
                 StatusKind.SUBSCRIBED, f"{len(self._current)} channels", channels=len(self._current)
             )
 
+    def private_channels(self) -> frozenset[str]:
+        """The channels that carry this session's own orders and fills (none by default). A
+        refusal of one of them is never taken as "not asked again": without them, order reports
+        and fills would go missing silently; the connection ends instead (retried, with backoff)."""
+        return frozenset()
+
     async def _refusals(self, refusals: list[tuple[str, str]]) -> None:
         """Refused channels: remembered (not asked again), counted, logged, and one
-        `subscription_refused` status each, with the venue's reason when it gave one."""
+        `subscription_refused` status each, with the venue's reason when it gave one. A refused
+        private channel (`private_channels`) ends the connection instead."""
         if not refusals:
             return
+        private = sorted({channel for channel, _ in refusals} & self.private_channels())
+        if private:
+            self.log.error("subscription.private_refused", channels=private)
+            raise VenueError(
+                f"the venue refused the private channels {private}: without them order reports and "
+                "fills would be lost; reconnecting",
+                venue=self.venue,
+                code="private_refused",
+            )
         self._refused |= {channel for channel, _ in refusals}
         self.stats.refused_channels += len(refusals)
         self.log.warning("subscription.refused", channels=sorted(channel for channel, _ in refusals))

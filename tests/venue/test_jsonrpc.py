@@ -492,3 +492,24 @@ async def test_a_subscribe_call_refused_whole_refuses_its_channels_and_the_sessi
             asked = len(ws.sent)
             await session._sync_subscriptions()
             assert len(ws.sent) == asked  # not asked again while still wanted
+
+
+class _DeribitTrading(_Deribit):
+    """A session whose wanted channels include its private ones (orders and trades)."""
+
+    def desired_channels(self) -> set[str]:
+        return set(_WANTED) | set(self.private_channels())
+
+
+async def test_a_refused_private_channel_ends_the_connection_never_silently_dropped() -> None:
+    """Deribit's 11052 on a batch holding `user.orders...` and `user.trades...`: taking them as
+    refused for good would lose every order report and fill without a sound until a restart; the
+    connection ends instead (and is retried), and nothing is remembered as refused."""
+    sink = _Sink()
+    session = _DeribitTrading(DeribitSettings(), registry=registry(), router=MarketRouter(), sink=sink)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            session._ws = _Refusing(session, nursery, 11052)
+            with pytest.raises(VenueError, match="private channels"):
+                await session._sync_subscriptions()
+    assert session._refused.isdisjoint(session.private_channels())
