@@ -11,6 +11,7 @@ from tradingd.config import CatalogConfig, DaemonConfig, LimitsConfig, LoadedCon
 from tradingd.engine.daemon.settings import DaemonOptions, DaemonSettings, RecordingOptions
 from tradingd.engine.model.risk import Limits, RiskLimits
 from tradingd.engine.venue.catalog import CatalogSettings
+from tradingd.engine.venue.plugins import available_venues
 
 __all__ = ["catalog_settings", "daemon_options", "daemon_settings", "risk_limits"]
 
@@ -62,5 +63,10 @@ def daemon_settings(loaded: LoadedConfig) -> DaemonSettings:
         engine_limits=risk_limits(cfg.risk),
         strategy_limits={s.name: risk_limits(s.risk) for s in enabled},
         on_failure={s.name: s.on_failure for s in enabled},
-        catalogs={venue: catalog_settings(cfg.catalog, base, venue) for venue in loaded.venue_settings},
+        # Every venue the engine may connect: a venue a strategy subscribes to needs no table of
+        # its own, and its catalog still reads `[catalog]`.
+        catalogs={
+            venue: catalog_settings(cfg.catalog, base, venue)
+            for venue in set(loaded.venue_settings) | set(available_venues())
+        },
     )

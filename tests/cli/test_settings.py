@@ -80,6 +80,21 @@ def test_a_paper_config_becomes_the_daemons_typed_settings(tmp_path: Path) -> No
     assert daemon_settings(load_config(path)).catalogs["polymarket"].cache == tmp_path / "pm.jsonl"
 
 
+def test_a_venue_without_a_table_of_its_own_still_reads_the_catalog_table(tmp_path: Path) -> None:
+    """A strategy subscribing to Polymarket connects it with no `[venues.polymarket]` table (the
+    engine connects every venue a strategy subscribes to): its catalog still reads `[catalog]`,
+    not the defaults (the user's cache, not ~/.cache; the configured Gamma URL)."""
+    path = tmp_path / "paper.toml"
+    path.write_text(PAPER.replace("[venues.polymarket]\n", ""), encoding="utf-8")
+    settings = daemon_settings(load_config(path))
+    assert "polymarket" not in settings.venues
+    assert settings.catalogs["polymarket"] == CatalogSettings(
+        cache=Path("~/pm/catalog.jsonl").expanduser(),
+        refresh_after_s=600.0,
+        source_url="http://127.0.0.1:9/gamma",
+    )
+
+
 def test_the_daemon_is_given_typed_settings_not_a_config() -> None:
     """The engine's entry points name their settings' types (no `Any`, no config object)."""
     assert typing.get_type_hints(Daemon.__init__)["settings"] is DaemonSettings
