@@ -72,7 +72,7 @@ def generate(path: Path, lines: int, seed: int = 7) -> None:
                 entry = {"ts": ts, "level": "error", "event": "order.report_failed", "venue": venue,
                          "strategy": strategy, "instrument": instrument,
                          "exception": [{"exc_type": "ValueError", "exc_value": "bad report",
-                                        "frames": [{"filename": "engine/_live.py", "lineno": 286,
+                                        "frames": [{"filename": "engine/runtime/live.py", "lineno": 286,
                                                     "name": "_report"}]}]}  # fmt: skip
             elif r < 0.08:
                 entry = {"ts": ts, "level": "warning", "event": "session.disconnected", "venue": venue,

@@ -33,7 +33,7 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     """Replay a data file through its venue's decoder (no strategy) and say what it holds."""
     configure_logging(args.log_level or "warning", args.log_format or "auto", sys.stderr)
     plugin = load_venue(args.venue)
-    formats = ("recording", *getattr(plugin, "data_formats", ()))
+    formats = ("recording", *plugin.data_formats)
     if args.format not in formats:
         raise ConfigError(f"{args.venue} reads no {args.format!r} data (it reads: {', '.join(formats)})")
     reader = _open_source(plugin, Path(args.path), args.format)

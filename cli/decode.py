@@ -76,7 +76,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
                     bad += 1
                     print(f"line {lineno}: not a frame or recording line: {exc}", file=sys.stderr)
                     continue
-            unknown_before = getattr(decoder.stats, "unknown_channel", 0)
+            unknown_before = decoder.stats.unknown_channel
             try:
                 events = decoder.decode(frame, ts)
             except MalformedFrame as exc:
@@ -84,7 +84,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
                 print(f"line {lineno}: malformed frame: {exc}", file=sys.stderr)
                 continue
             if decoder.stats.unknown_channel != unknown_before:
-                channel = getattr(decoder, "last_unknown_channel", None)
+                channel = decoder.last_unknown_channel
                 print(f"line {lineno}: unknown channel {channel!r} (not decoded)", file=sys.stderr)
             for ev in events:
                 out.write(dumps(event_to_dict(ev), default=_default) + b"\n")

@@ -22,9 +22,6 @@ __all__ = ["cmd_simulate"]
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     plugin = load_venue(args.venue)
-    simulate = getattr(plugin, "simulate", None)
-    if simulate is None:
-        raise UsageError(f"there is no simulator for {args.venue} yet")
     require_server()  # one line naming the extra, before anything starts
     configure_logging(args.log_level or "info", args.log_format or "auto", sys.stderr)
 
@@ -32,11 +29,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 binds = await nursery.start(
-                    lambda task_status: simulate(
+                    lambda task_status: plugin.simulate(
                         host=args.host, port=args.port, seed=args.seed, task_status=task_status
                     )
                 )
-                for line in plugin.simulator_banner(binds) if hasattr(plugin, "simulator_banner") else binds:
+                for line in plugin.simulator_banner(binds):
                     print(line, flush=True)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()

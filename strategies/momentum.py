@@ -46,7 +46,7 @@ class MomentumParams:
     underlying: str = "ETH"
     index_instrument: str = "ETH-PERPETUAL"  # whose ticker carries the index (for discovery)
     instruments: list[str] = attrs.field(factory=list)  # empty: discover
-    # "ETH calls expiring in 7-30 days within 10% of spot", kept live (see engine/_filter.py).
+    # "ETH calls expiring in 7-30 days within 10% of spot", kept live (see engine/model/filter.py).
     select: InstrumentFilter | None = None
     reselect_s: float = 300.0  # with `select`: select again this often, or when spot moves 1%
     max_days: float = 40.0

@@ -106,7 +106,7 @@ class RpcError(Exception):
         self.data = data
 
 
-Faults = SimFaults  # the switches every simulator has (engine/_simserver.py)
+Faults = SimFaults  # the switches every simulator has (engine/sim/server.py)
 
 
 @attrs.define(eq=False)

@@ -27,7 +27,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import structlog
 import trio
@@ -56,12 +56,10 @@ from tradingd.engine.venue import (
 )
 
 from .codec import DeribitDecoder, _decode_envelope, _Params
+from .execution import DeribitExecution
 from .instruments import VENUE
 from .settings import DeribitSettings
 from .signing import Credentials, new_nonce, sign_client_signature
-
-if TYPE_CHECKING:  # the client imports this module: named for its type only
-    from .execution import DeribitExecution
 
 __all__ = ["DeribitSession", "SessionStats", "map_error"]
 
@@ -186,8 +184,6 @@ class DeribitSession(JsonRpcSession):
         return {}
 
     def execution(self) -> DeribitExecution:
-        from .execution import DeribitExecution
-
         return DeribitExecution(self, self.registry, currencies=self.settings.currencies)
 
     async def call(

@@ -133,7 +133,7 @@ TradeAmount = Annotated[float, Meta(ge=1e-18, lt=_MAX)]  # a trade of nothing is
 # Derive times are ms (§3.3); events carry them as int64 ns, which ends in 2262.
 Millis = Annotated[int, Meta(ge=0, lt=(2**63 - 1) // 1_000_000)]
 
-# Nesting: one bound for every venue (engine/_plugins.py). `decode` is a `guard_decode`, which
+# Nesting: one bound for every venue (engine/venue/plugins.py). `decode` is a `guard_decode`, which
 # refuses a large frame nested too deep before any parse; a small one cannot nest deep enough to
 # hurt the typed parse (a RecursionError on the way is a malformed frame as any). Every generic
 # parse (a response's `result` and `error`, a raw instruments answer) is `loads_untyped`. A Derive

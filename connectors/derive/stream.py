@@ -38,7 +38,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import attrs
 import msgspec
@@ -71,12 +71,10 @@ from tradingd.engine.venue import (
 )
 
 from .codec import DeriveDecoder, _decode_envelope
+from .execution import DeriveExecution
 from .instruments import VENUE, instruments_params, is_instrument_item
 from .settings import DeriveSettings
 from .signing import Credentials, login_params
-
-if TYPE_CHECKING:  # the client imports this module: named for its type only
-    from .execution import DeriveExecution
 
 __all__ = ["DeriveSession", "map_error"]
 

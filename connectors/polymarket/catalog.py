@@ -285,7 +285,7 @@ def _market(row: Sequence[Any]) -> CatalogMarket:
     (slug, question, tags, description, condition_id, market_id, active, closed, end_ts, neg_risk,
      neg_risk_market_id, event_slug, outcomes, token_ids, tick, min_size, accepting) = row  # fmt: skip
     tokens = tuple(map(_new_token, outcomes.split(_SEP), token_ids.split(_SEP))) if token_ids else ()
-    # The field order of CatalogMarket (engine/_catalog.py).
+    # The field order of CatalogMarket (engine/venue/catalog.py).
     return _new_market(
         VENUE,
         slug,

@@ -381,7 +381,7 @@ _AnyEvent = (
 _decode_frame: Final = msgspec.json.Decoder(_AnyEvent | list[_AnyEvent], strict=False).decode
 _decode_event: Final = msgspec.json.Decoder(_AnyEvent, strict=False).decode
 # JSON of no known shape (REST answers, untyped captures, a frame the typed decoders refused) is
-# parsed by `loads_untyped`, the one bound on nesting for every venue (engine/_plugins.py). The
+# parsed by `loads_untyped`, the one bound on nesting for every venue (engine/venue/plugins.py). The
 # typed decoders never go deeper than their types (a RecursionError there sends the frame to the
 # slow path, which refuses it).
 _EVENT_TYPES: Final = frozenset(

@@ -170,7 +170,7 @@ class GammaClient:
         body = await self.get("/markets", params)
         try:
             # Finding each item's end walks its nesting down the C stack, like a parse: bounded
-            # first (engine/_plugins.py).
+            # first (engine/venue/plugins.py).
             check_nesting(body, VENUE, where=f"Gamma GET /markets (offset {offset})")
             items = _raw_list.decode(body)
         except MalformedFrame as exc:

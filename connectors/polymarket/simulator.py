@@ -56,7 +56,7 @@ Fidelity:
   trade reports the matched `size` and `fee_rate_bps` "0", as the one captured V2 taker fill's
   record did (py-clob-client-v2 #107) while a fee was charged.
 
-Fault switches (engine/_simserver.py; `POST /_sim/faults`): `drop`, `stall_s`, `gap` (a token's
+Fault switches (engine/sim/server.py; `POST /_sim/faults`): `drop`, `stall_s`, `gap` (a token's
 next price change that moves its top is lost: the client's best bid/ask cross-check catches it),
 `reject` (the next orders answer `success: false` with that message), `rate_limit` (the next
 REST requests get 429), `garbage`; and Polymarket's own `fail_trades` (the next n trades end

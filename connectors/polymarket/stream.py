@@ -622,8 +622,6 @@ class PolymarketSession:
         """The execution client (one per session: it holds the orders signed by `prepare`)."""
         if self._execution is None:
             if self.signer is None or self.rest.api is None:
-                from tradingd.engine.venue import AuthError
-
                 raise AuthError(
                     "trading on Polymarket needs POLYMARKET_PRIVATE_KEY and the API key, secret and "
                     "passphrase (POLYMARKET_API_KEY, _SECRET, _PASSPHRASE)",

@@ -9,7 +9,7 @@
         │                    STATUS= one-line summaries; STOPPING=1 on shutdown
         ├── status task      every second: the status file (`tradingd status`), the kill switch
         │                    file, the risk day
-        └── the live engine  venues, gateways, router, strategies (engine/_live.py)
+        └── the live engine  venues, gateways, router, strategies (engine/runtime/live.py)
 
 The orderly shutdown, bounded by `[daemon] shutdown_timeout_s`: orders queued and not sent yet
 are refused (with `send_queued_on_stop` they keep going out while the strategies stop),

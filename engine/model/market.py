@@ -55,7 +55,7 @@ class MarketState:
         self.fill_rates: dict[tuple[str, str], float] = {}
         self._base: dict[tuple[str, str], str] = {}
         # Called with (venue, currency) when a currency's first USD rate (index price) arrives:
-        # the ledgers book the fills that waited for it (engine/_portfolio.py).
+        # the ledgers book the fills that waited for it (engine/model/ledger.py).
         self.on_first_rate: list[Callable[[str, str], None]] = []
         self.listener_errors = 0
         self.log = structlog.get_logger("tradingd.market")

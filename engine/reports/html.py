@@ -2,7 +2,7 @@
 self-contained HTML page (the PNGs embedded as base64; no script, no network), written next to
 the JSON report of the run.
 
-    RUN_DIR/report.json          the data (engine/_report.py): the only input of the charts
+    RUN_DIR/report.json          the data (engine/backtest/report.py): the only input of the charts
     RUN_DIR/report.html          statistics table, run facts, every chart
     RUN_DIR/report.png           equity and drawdown of every strategy
     RUN_DIR/report-<name>.png    one strategy: equity and drawdown, positions over time, and the

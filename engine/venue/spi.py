@@ -79,6 +79,8 @@ class Decoder(Protocol):
     venue: str
     registry: InstrumentRegistry
     stats: DecoderStats
+    # The last channel it met and does not read (counted in `stats.unknown_channel`), for people.
+    last_unknown_channel: str | None
 
     def decode(self, frame: bytes, ts_local: int) -> list[MarketEvent]:
         """The market events in one frame (possibly none). Raises `MalformedFrame` for a frame

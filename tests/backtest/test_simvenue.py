@@ -1,4 +1,4 @@
-"""The simulated venue's fill rules (engine/_simvenue.py docstring), one rule per test."""
+"""The simulated venue's fill rules (engine/model/simvenue.py docstring), one rule per test."""
 
 from __future__ import annotations
 

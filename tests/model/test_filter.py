@@ -1,4 +1,4 @@
-"""`InstrumentFilter` (engine/_filter.py): the TOML table a strategy's config holds, structured by
+"""`InstrumentFilter` (engine/model/filter.py): the TOML table a strategy's config holds, structured by
 the config loader, and what it selects: on the captured Derive instruments, on a synthetic Derive
 option chain, on Deribit's instruments, and against a reference predicate on random instruments."""
 

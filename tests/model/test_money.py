@@ -1,4 +1,4 @@
-"""Issue 13: one set of converters from numbers to money (engine/_money.py), used across the
+"""Issue 13: one set of converters from numbers to money (engine/model/money.py), used across the
 engine; each refuses what is not a finite number and names what it was for."""
 
 from __future__ import annotations

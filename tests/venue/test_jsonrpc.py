@@ -509,7 +509,7 @@ async def test_a_refused_private_channel_ends_the_connection_never_silently_drop
     session = _DeribitTrading(DeribitSettings(), registry=registry(), router=MarketRouter(), sink=sink)
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
-            session._ws = _Refusing(session, nursery, 11052)
+            session._ws = _Refusing(session, nursery, 11052)  # type: ignore[assignment]  # a stand-in socket
             with pytest.raises(VenueError, match="private channels"):
                 await session._sync_subscriptions()
     assert session._refused.isdisjoint(session.private_channels())

@@ -909,7 +909,7 @@ def test_a_result_nested_50000_deep_is_malformed_even_with_a_raised_recursion_li
 def test_a_short_frame_nested_past_the_recursion_limit_is_malformed_and_keeps_the_books(
     synced: DeribitDecoder,
 ) -> None:
-    """A frame under `SHORT_FRAME` bytes is not scanned for nesting (engine/_plugins.py): msgspec
+    """A frame under `SHORT_FRAME` bytes is not scanned for nesting (engine/venue/plugins.py): msgspec
     refuses one nested past the interpreter's limit with a RecursionError while it skips a member
     it does not read. That is a malformed frame like any, before anything was applied; it used
     to escape as a decoder fault, which invalidates every book."""

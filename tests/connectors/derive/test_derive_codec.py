@@ -747,7 +747,7 @@ _MANY = 2 * MAX_NESTING  # more brackets than the bound, so the check looks clos
     ],
 )
 def test_many_brackets_are_not_depth(text: str) -> None:
-    # The one nesting check every venue uses (engine/_plugins.py), on Derive's shapes.
+    # The one nesting check every venue uses (engine/venue/plugins.py), on Derive's shapes.
     assert orjson.loads(text) is not None  # valid JSON
     check_nesting(text, "derive")
     check_nesting(text.encode(), "derive")
