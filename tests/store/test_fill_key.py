@@ -33,7 +33,7 @@ from tradingd.engine.store.journal import JournalError, OrderJournal
 S = 1_000_000_000
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
-# Schema 1 exactly as abc0571's engine/store/journal.py wrote it (user_version 1).
+# Schema 1 exactly as abc0571's engine/_journal.py wrote it (user_version 1).
 V1_SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
     client_order_id TEXT PRIMARY KEY,
