@@ -459,14 +459,13 @@ class DeriveSession(JsonRpcSession):
                 out.add(f"orderbook.{instrument}{book}")
             else:
                 out.add(f"trades.{instrument}")
-        if self.trading and self.credentials is not None:
-            sub = self.credentials.subaccount_id
-            # Fills as they match, and trades the chain reverted after that (§3.4).
-            out.update((f"{sub}.orders", f"{sub}.trades", f"{sub}.trades.reverted"))
+        if self.trading:
+            out |= self.private_channels()
         return out
 
     def private_channels(self) -> frozenset[str]:
-        """Our orders, trades and reverted trades (§3.4): a refusal of them ends the connection."""
+        """Our orders, fills as they match and trades the chain reverted after that (§3.4): a
+        refusal of them ends the connection."""
         if self.credentials is None:
             return frozenset()
         sub = self.credentials.subaccount_id

@@ -614,7 +614,7 @@ class OrderFlow:
             )
         # Ours all of the account's: the whole payment (`amount * ours / account` rounds twice at
         # 34 digits and can miss it by one in the last). Each share by its weight, the last the
-        # remainder, so that the shares add up to what is booked exactly.
+        # remainder, so that the shares add up to what is booked exactly at the ledger's 34 digits.
         booked_total = amount if both_flat or ours == account else amount * ours / account
         shares: list[tuple[str, Decimal, Decimal]] = []
         left = booked_total

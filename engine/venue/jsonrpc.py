@@ -426,7 +426,12 @@ class JsonRpcSession(VenueSession):
         if refresh:
             self.stats.resubscribed_books += len(refresh)
             self.log.info("book.resubscribe", channels=sorted(refresh))
-        for batch in batches(sorted(add | (refresh & desired)), size):
+        # Our private channels in batches of their own, first: a batch refused whole for a bad
+        # public channel must never take them with it (a refused private channel ends the
+        # connection, and the same mixed batch would be refused again on every reconnect).
+        wanted = add | (refresh & desired)
+        private = wanted & self.private_channels()
+        for batch in [*batches(sorted(private), size), *batches(sorted(wanted - private), size)]:
             try:
                 self._current, refusals = await self._subscribe(batch, self._current)
             except VenueError as exc:
@@ -453,7 +458,11 @@ class JsonRpcSession(VenueSession):
         private channel (`private_channels`) ends the connection instead."""
         if not refusals:
             return
-        private = sorted({channel for channel, _ in refusals} & self.private_channels())
+        mine = self.private_channels()
+        private = sorted(channel for channel, _ in refusals if channel in mine)
+        refusals = [(channel, reason) for channel, reason in refusals if channel not in mine]
+        if refusals:  # the public ones first: remembered and reported, whatever follows
+            await self._public_refusals(refusals)
         if private:
             self.log.error("subscription.private_refused", channels=private)
             raise VenueError(
@@ -462,6 +471,8 @@ class JsonRpcSession(VenueSession):
                 venue=self.venue,
                 code="private_refused",
             )
+
+    async def _public_refusals(self, refusals: list[tuple[str, str]]) -> None:
         self._refused |= {channel for channel, _ in refusals}
         self.stats.refused_channels += len(refusals)
         self.log.warning("subscription.refused", channels=sorted(channel for channel, _ in refusals))

@@ -279,11 +279,23 @@ def available_venues() -> list[str]:
     return sorted(ep.name for ep in entry_points(group="tradingd.venues"))
 
 
+# What every venue plugin has (engine.venue.spi.VenuePlugin), named for the one-line refusal.
+_PLUGIN_MEMBERS: Final = frozenset(
+    n for n in (*VenuePlugin.__annotations__, *vars(VenuePlugin)) if not n.startswith("_")
+)
+
+
 def load_venue(name: str) -> VenuePlugin:
     """The venue plugin registered as `name`; `ConfigError` naming the known ones otherwise."""
     for ep in entry_points(group="tradingd.venues"):
         if ep.name == name:
-            plugin: VenuePlugin = ep.load()
+            plugin = ep.load()
+            if not isinstance(plugin, VenuePlugin):
+                missing = sorted(m for m in _PLUGIN_MEMBERS if not hasattr(plugin, m))
+                raise ConfigError(
+                    f"the venue plugin {name!r} ({ep.value}) is no tradingd.engine.venue.VenuePlugin: "
+                    f"it lacks {', '.join(missing)}"
+                )
             return plugin
     known = ", ".join(available_venues()) or "none installed"
     raise ConfigError(f"unknown venue {name!r} (known: {known})")

@@ -314,6 +314,7 @@ class LiveVenue(Protocol):
         ...
 
 
+@runtime_checkable  # `load_venue` checks a plugin has every member before anything uses it
 class VenuePlugin(Protocol):
     """What a venue package offers the engine."""
 

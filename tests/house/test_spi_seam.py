@@ -70,7 +70,8 @@ def test_no_capability_of_a_venue_is_looked_up_by_name() -> None:
     ]
     # A data file's reader is no venue: Tardis's reader counts its rows in `stats`, a recording's
     # does not (the `data inspect` summary shows them when there are).
-    assert found == ["cli/data.py:61: getattr(..., 'stats')"]
+    where_what = [(hit.split(":")[0], hit.split(": ", 1)[1]) for hit in found]
+    assert where_what == [("cli/data.py", "getattr(..., 'stats')")]
 
 
 def test_what_drives_a_venue_never_catches_an_attribute_error() -> None:

@@ -6,7 +6,7 @@ bounded history paging, continuous Deribit funding in backtests, and the smaller
 from __future__ import annotations
 
 import sqlite3
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from tests.support.flows import restored_flow as make_flow
 from tests.support.helpers import PERP as PERP_DEF
 from tests.support.reduced_engine import reduced_engine
 from tradingd.engine import Fill, Liquidity, Side, VenueError
+from tradingd.engine.model.ledger import CONTEXT
 from tradingd.engine.model.settlement import FundingPayment
 from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.store.journal import OrderJournal
@@ -422,14 +423,17 @@ def test_the_whole_position_of_one_strategy_gets_the_whole_payment_to_the_last_d
 
 
 def test_netting_strategies_share_exactly_the_payment_whatever_the_digits() -> None:
-    """Shares of a payment add up to it exactly, even when each is rounded at 34 digits."""
+    """Shares of a payment add up to it exactly at the ledger's 34 digits, even when each share
+    is rounded there: long 18, short 104 and short 52 once split as amount x 18 / -138 and so on,
+    whose sum missed the payment by one in the last digit."""
     flow = make_flow()
-    trade(flow, "a", Side.BUY, "0.000006944444444444444444444444444444444", 1 * S, "t1")
-    trade(flow, "b", Side.BUY, "0.000003333333333333333333333333333333333", 1 * S, "t2")
-    trade(flow, "c", Side.SELL, "0.000001111111111111111111111111111111111", 1 * S, "t3")
+    trade(flow, "a", Side.BUY, 18, 1 * S, "t1")
+    trade(flow, "b", Side.SELL, 104, 1 * S, "t2")
+    trade(flow, "c", Side.SELL, 52, 1 * S, "t3")
     amount = Decimal("-2.1911598532185837E-7")
     with structlog.testing.capture_logs() as logs:
         assert flow.funding(payment("p1", 5 * S, str(amount), None)) is not None
     shares = {e["strategy"]: Decimal(e["share"]) for e in logs if e["event"] == "position.funding"}
     assert set(shares) == {"a", "b", "c"}
-    assert sum(shares.values(), Decimal(0)) == amount
+    with localcontext(CONTEXT):
+        assert sum(shares.values(), Decimal(0)) == amount

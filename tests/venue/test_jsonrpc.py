@@ -513,3 +513,45 @@ async def test_a_refused_private_channel_ends_the_connection_never_silently_drop
             with pytest.raises(VenueError, match="private channels"):
                 await session._sync_subscriptions()
     assert session._refused.isdisjoint(session.private_channels())
+
+
+class _RefusingIf:
+    """A Deribit connection that answers 11052 to a subscribe batch holding `bad`, and grants
+    every channel of any other batch."""
+
+    def __init__(self, session: DeribitSession, nursery: trio.Nursery, bad: str) -> None:
+        self.session = session
+        self.nursery = nursery
+        self.bad = bad
+        self.batches: list[list[str]] = []
+
+    async def send_message(self, message: str) -> None:
+        request = orjson.loads(message)
+        channels = request["params"]["channels"]
+        self.batches.append(channels)
+        if self.bad in channels:
+            body: dict[str, Any] = {"error": {"code": 11052, "message": "subscribe_error_unsubscribed"}}
+        else:
+            body = {"result": channels}
+        answer = orjson.dumps({"jsonrpc": "2.0", "id": request["id"], **body})
+        self.nursery.start_soon(self.session._handle, answer, 0)
+
+
+async def test_a_batch_refused_for_a_public_channel_never_takes_the_private_channels_with_it() -> None:
+    """One expired instrument's channel makes the venue refuse its whole batch: our order and
+    trade channels are never in that batch (they go first, on their own), so they are granted,
+    the bad channel is refused and reported, and the connection stays up (no reconnect loop)."""
+    sink = _Sink()
+    session = _DeribitTrading(DeribitSettings(), registry=registry(), router=MarketRouter(), sink=sink)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            ws = _RefusingIf(session, nursery, "alpha.1")
+            session._ws = ws  # type: ignore[assignment]  # a stand-in socket
+            await session._sync_subscriptions()  # no VenueError: the connection stays
+    assert ws.batches[0] == sorted(session.private_channels())
+    assert session.private_channels() <= session.channels
+    assert "alpha.1" not in session.channels and "alpha.1" in session._refused
+    refused = [
+        e for e in sink.events if isinstance(e, Status) and e.status is StatusKind.SUBSCRIPTION_REFUSED
+    ]
+    assert {e.data["channel"] for e in refused} >= {"alpha.1"}
