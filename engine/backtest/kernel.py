@@ -518,7 +518,7 @@ class BacktestKernel:
                 self.registry,
                 plugin.fee_model(fee_overrides.get(src.venue, {})),
                 decoder.book,
-                index=self._index_of(src.venue),
+                index=self.market.index_of(src.venue),
                 queue_ahead=settings.queue_ahead,
             )
         self.slots: list[_Slot] = []
@@ -590,14 +590,6 @@ class BacktestKernel:
                     error="the .zst ends inside a frame (cut short, or still being written):"
                     " read to its last complete block",
                 )
-
-    def _index_of(self, venue: str) -> Callable[[str], float | None]:
-        index = self.market.index
-
-        def lookup(base: str) -> float | None:
-            return index.get((venue, base))
-
-        return lookup
 
     def book(self, venue: str, instrument: str) -> OrderBook | None:
         decoder = self.decoders.get(venue)

@@ -108,6 +108,16 @@ class MarketState:
     def ticker(self, venue: str, instrument: str) -> Ticker | None:
         return self.tickers.get((venue, instrument))
 
+    def index_of(self, venue: str) -> Callable[[str], float | None]:
+        """`venue`'s latest index of an underlying (`BTC` -> 91,000.0), as a function: what the
+        simulated venue reads to value an option or settle a fill, in backtests and paper alike."""
+        index = self.index
+
+        def lookup(base: str) -> float | None:
+            return index.get((venue, base))
+
+        return lookup
+
     def usd_rate(self, venue: str, currency: str) -> float | None:
         """USD per unit of `currency` (1 for USD-like currencies), None when no index seen yet."""
         if currency.upper() in USD_LIKE:

@@ -269,7 +269,7 @@ class LiveEngine:
                     self.registry,
                     plugin.fee_model(settings.fees),
                     live.decoder.book,
-                    index=self._index_of(name),
+                    index=self.market_state.index_of(name),
                 )
                 client = self.paper[name] = PaperExecution(sim, clock=clock, latency_s=paper_latency_s)
             else:
@@ -336,13 +336,6 @@ class LiveEngine:
         self._funding_waiting_logged: set[str] = set()
 
     # -- wiring -----------------------------------------------------------------------------
-    def _index_of(self, venue: str) -> Callable[[str], float | None]:
-        index = self.market_state.index
-
-        def lookup(base: str) -> float | None:
-            return index.get((venue, base))
-
-        return lookup
 
     def book(self, venue: str, instrument: str) -> OrderBook | None:
         live = self.venues.get(venue)
