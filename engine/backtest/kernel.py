@@ -64,8 +64,7 @@ from ..runtime.strategy import FailurePolicy, Phase, Strategy, StrategyFailure, 
 from ..store.recorder import RecordingSet
 from ..store.recording import RecordingReader, format_ts, merge_recordings
 from ..venue.catalog import MarketCatalog
-from ..venue.plugins import Decoder, VenuePlugin
-from ..venue.spi import FrameSource
+from ..venue.spi import Decoder, FrameSource, VenuePlugin
 
 __all__ = [
     "BacktestKernel",

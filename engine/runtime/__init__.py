@@ -6,7 +6,7 @@ Depends on: model, venue (the SPI it drives), store (the journal), logs (redacti
 
 from .context import BaseContext
 from .flow import OrderFlow
-from .gateway import ExecutionClient, ExecutionGateway
+from .gateway import ExecutionGateway
 from .live import LiveEngine, PaperExecution
 from .mailbox import Mailbox, MailboxStats, log_drops, merge_book_updates
 from .router import MarketRouter, StrategySlot, run_strategy
@@ -22,7 +22,6 @@ from .strategy import (
 
 __all__ = [
     "BaseContext",
-    "ExecutionClient",
     "ExecutionGateway",
     "FailurePolicy",
     "LiveEngine",

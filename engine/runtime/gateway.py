@@ -52,7 +52,7 @@ from ..model.orders import Order, OrderRequest
 from ..venue.spi import ExecutionClient
 from .flow import OrderFlow
 
-__all__ = ["ExecutionClient", "ExecutionGateway"]
+__all__ = ["ExecutionGateway"]
 
 
 @attrs.define(eq=False)

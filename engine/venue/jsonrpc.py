@@ -48,9 +48,10 @@ from ..model.book import OrderBook
 from ..model.errors import MalformedFrame, RateLimited, VenueError, VenueUnavailable
 from ..model.events import MarketEvent, StatusKind
 from ..model.instruments import InstrumentRegistry
-from .plugins import DecoderStats, decode_parsed, guard_decode, invalid_frame, loads_untyped, malformed_frame
+from .plugins import decode_parsed, guard_decode, invalid_frame, loads_untyped, malformed_frame
 from .ratelimit import CreditBucket
 from .session import PendingRequests, VenueSession, error_code
+from .spi import DecoderStats
 
 __all__ = [
     "Envelope",

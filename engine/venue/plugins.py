@@ -4,7 +4,7 @@ Venues register under the entry-point group `tradingd.venues` (an object followi
 `VenuePlugin`), strategies under `tradingd.strategies` (a `Strategy` subclass). A config may also
 name a strategy as `package.module:Class`, the way uvicorn names an app, so a user's own strategy
 needs no packaging at all. The venue SPI's Protocols (`VenuePlugin`, `LiveVenue`, `Decoder`...)
-live in engine.venue.spi; the ones named here are re-exported for their older importers.
+live in engine.venue.spi.
 """
 
 from __future__ import annotations
@@ -23,17 +23,12 @@ import orjson
 
 from ..model.errors import ConfigError, MalformedFrame
 from ..model.events import MarketEvent
-from .spi import Decoder, DecoderStats, LiveVenue, VenuePlugin, VenueSink
+from .spi import Decoder, VenuePlugin
 
 __all__ = [
     "MAX_NESTING",
     "SHORT_FRAME",
-    "Decoder",
     "DecoderFault",
-    "DecoderStats",
-    "LiveVenue",
-    "VenuePlugin",
-    "VenueSink",
     "available_venues",
     "check_nesting",
     "decode_parsed",

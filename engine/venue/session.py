@@ -67,15 +67,9 @@ import trio_websocket
 from ..model.errors import AuthError, CredentialsRefused, FeedStale, MalformedFrame, RateLimited, VenueError
 from ..model.events import BookUpdate, DataKind, MarketEvent, PrivateEvent, Status, StatusKind
 from ..model.instruments import InstrumentRegistry
-from .plugins import (
-    SHORT_FRAME,
-    Decoder,
-    DecoderFault,
-    VenueSink,
-    check_nesting,
-    restore_recursion_limit,
-)
+from .plugins import SHORT_FRAME, DecoderFault, check_nesting, restore_recursion_limit
 from .ratelimit import Backoff
+from .spi import Decoder, VenueSink
 
 __all__ = [
     "SESSION_ERRORS",

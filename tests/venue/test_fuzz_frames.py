@@ -35,7 +35,8 @@ import pytest
 from tradingd.engine import MalformedFrame
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.store.recording import RecordingReader
-from tradingd.engine.venue.plugins import MAX_NESTING, Decoder, DecoderFault, load_venue
+from tradingd.engine.venue import Decoder
+from tradingd.engine.venue.plugins import MAX_NESTING, DecoderFault, load_venue
 
 ROOT = Path(__file__).parent.parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
