@@ -9,35 +9,13 @@ from typing import Any
 
 import orjson
 
+from tests.support.deribit_frames import USER_TRADE as DERIBIT_TRADE
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.connectors.derive.codec import DeriveDecoder
 from tradingd.engine import Fill
 from tradingd.engine.model import InstrumentRegistry
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-
-# VENUES.md §1, "User trade sample (official, one item shown)".
-DERIBIT_TRADE = {
-    "trade_seq": 30289432,
-    "trade_id": "48079254",
-    "timestamp": 1590484156350,
-    "tick_direction": 0,
-    "state": "filled",
-    "reduce_only": False,
-    "price": 8954,
-    "post_only": False,
-    "order_type": "market",
-    "order_id": "4008965646",
-    "matching_id": None,
-    "mark_price": 8952.86,
-    "liquidity": "T",
-    "instrument_name": "BTC-PERPETUAL",
-    "index_price": 8956.73,
-    "fee_currency": "BTC",
-    "fee": 0.00000168,
-    "direction": "sell",
-    "amount": 20,
-}
 
 
 def _deribit_fill(trade: dict[str, Any]) -> Fill:

@@ -13,6 +13,29 @@ T0_MS = 1_795_478_400_000  # 2026-11-24T00:00:00Z
 OPTION = "BTC-25DEC26-90000-C"
 PERP = "BTC-PERPETUAL"
 
+# VENUES.md §1, "User trade sample (official, one item shown)": a `user.trades.*` item.
+USER_TRADE: dict[str, Any] = {
+    "trade_seq": 30289432,
+    "trade_id": "48079254",
+    "timestamp": 1590484156350,
+    "tick_direction": 0,
+    "state": "filled",
+    "reduce_only": False,
+    "price": 8954,
+    "post_only": False,
+    "order_type": "market",
+    "order_id": "4008965646",
+    "matching_id": None,
+    "mark_price": 8952.86,
+    "liquidity": "T",
+    "instrument_name": "BTC-PERPETUAL",
+    "index_price": 8956.73,
+    "fee_currency": "BTC",
+    "fee": 0.00000168,
+    "direction": "sell",
+    "amount": 20,
+}
+
 
 def _note(channel: str, data: Any) -> bytes:
     return orjson.dumps(

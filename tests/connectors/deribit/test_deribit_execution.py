@@ -13,6 +13,7 @@ import orjson
 import pytest
 import structlog
 
+from tests.support import deribit_frames as F
 from tests.support.helpers import OPTION, PERP, request
 from tradingd.connectors.deribit.codec import DeribitDecoder, decode_order_result
 from tradingd.connectors.deribit.execution import DeribitExecution
@@ -227,27 +228,7 @@ def test_user_channel_notifications_decode_to_private_events() -> None:
         "params": {"channel": "user.orders.BTC-PERPETUAL.100ms", "data": [order, order]},
     }
     assert len(dec.decode(orjson.dumps(agg), 1)) == 2
-    trade = {
-        "trade_seq": 30289432,
-        "trade_id": "48079254",
-        "timestamp": 1590484156350,
-        "tick_direction": 0,
-        "state": "filled",
-        "reduce_only": False,
-        "price": 8954,
-        "post_only": False,
-        "order_type": "market",
-        "order_id": "4008965646",
-        "matching_id": None,
-        "mark_price": 8952.86,
-        "liquidity": "T",
-        "instrument_name": "BTC-PERPETUAL",
-        "index_price": 8956.73,
-        "fee_currency": "BTC",
-        "fee": 0.00000168,
-        "direction": "sell",
-        "amount": 20,
-    }
+    trade = F.USER_TRADE
     raw = {
         "jsonrpc": "2.0",
         "method": "subscription",
