@@ -25,6 +25,7 @@ from tradingd.config import load_config
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model import InstrumentRegistry
+from tradingd.engine.sim.plugins import load_simulator
 from tradingd.engine.store import RecordingReader
 from tradingd.engine.venue.plugins import load_venue
 
@@ -56,7 +57,7 @@ def main() -> None:
     plugin = load_venue(spec.venue)
     if not path.exists():
         print(f"generating {path} ...", file=sys.stderr)
-        plugin.generate_sample(path, spec.generate or {})
+        load_simulator(spec.venue).generate_sample(path, spec.generate or {})
 
     def read() -> int:
         return sum(1 for _ in RecordingReader(path))

@@ -33,8 +33,8 @@ import orjson
 import trio
 
 from tradingd.connectors.polymarket.catalog import PolymarketCatalog, write_cache
-from tradingd.connectors.polymarket.catalog_generator import market_lines
 from tradingd.engine.logs.setup import configure_logging
+from tradingd.simulators.polymarket.catalog_generator import market_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -45,17 +45,17 @@ from _livebench import (
 )
 
 from tradingd.connectors.derive.settings import DeriveSettings
-from tradingd.connectors.derive.simulator import (
+from tradingd.engine import DataKind, OrderRequest, Side, Subscription
+from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.model import Order
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.simulators.derive.simulator import (
     DEMO_SESSION_KEY,
     DEMO_SUBACCOUNT,
     DEMO_WALLET,
     DeriveSimulator,
     serve,
 )
-from tradingd.engine import DataKind, OrderRequest, Side, Subscription
-from tradingd.engine.logs.setup import configure_logging
-from tradingd.engine.model import Order
-from tradingd.engine.runtime.live import LiveEngine
 
 PERP = "ETH-PERP"
 CREDS = {

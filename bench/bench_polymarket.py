@@ -32,7 +32,6 @@ from _common import Case, best_of, decode_parser, decoding, print_decoding
 
 from tradingd.connectors.polymarket.book import LocalOrderBook
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
-from tradingd.connectors.polymarket.generator import generate_sample
 from tradingd.connectors.polymarket.signing import (
     ApiCredentials,
     OrderSigner,
@@ -43,6 +42,7 @@ from tradingd.connectors.polymarket.signing import (
 from tradingd.engine import Instrument, InstrumentKind, Side
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.store import RecordingReader
+from tradingd.simulators.polymarket.generator import generate_sample
 
 YES = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
 NO = "52114319501245915516055106046884209969926127482827954674443846427813813222426"

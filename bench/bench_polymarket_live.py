@@ -49,12 +49,12 @@ from _livebench import (
 
 from tradingd.connectors.polymarket.settings import PolymarketSettings
 from tradingd.connectors.polymarket.signing import order_body
-from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
 from tradingd.engine import BookUpdate, MarketEvent, OrderRequest, Side, Strategy, Subscription
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model import Order
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.venue.catalog import CatalogSettings
+from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
 
 V = "polymarket"
 _API = DEMO_API

@@ -33,12 +33,12 @@ import trio
 from _livebench import Idle, parse_or_serve, run_with_simulator
 
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 from tradingd.engine import DataKind, OrderRequest, Side, Subscription
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import TradingError
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.journal import OrderJournal
+from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 
 PERP = "BTC-PERPETUAL"
 CREDS = {

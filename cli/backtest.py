@@ -20,6 +20,7 @@ from tradingd.engine.backtest.report import print_summary
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.reports.html import write_run_reports
+from tradingd.engine.sim.plugins import load_simulator
 from tradingd.engine.venue.catalog import MarketCatalog
 from tradingd.engine.venue.plugins import load_catalog_class, load_venue
 
@@ -40,7 +41,7 @@ def _ensure_data(loaded: LoadedConfig, err: Callable[[str], None]) -> None:
         err(f"generating the sample recording {path} (first run only; deterministic, offline)...")
         t0 = time.perf_counter()
         try:
-            frames = load_venue(spec.venue).generate_sample(path, spec.generate)
+            frames = load_simulator(spec.venue).generate_sample(path, spec.generate)
         except (ValueError, TypeError) as exc:
             raise ConfigError(str(exc), file=str(loaded.path), path="backtest.data.generate") from None
         err(f"  {frames:,} frames in {time.perf_counter() - t0:.1f} s")

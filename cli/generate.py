@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tradingd.engine.venue.plugins import load_venue
+from tradingd.engine.sim.plugins import load_simulator
 
 from .exits import UsageError
 
@@ -18,7 +18,7 @@ __all__ = ["cmd_generate"]
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    plugin = load_venue(args.venue)
+    plugin = load_simulator(args.venue)
     options: dict[str, Any] = {}
     if args.hours is not None:
         options["hours"] = args.hours

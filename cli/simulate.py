@@ -12,8 +12,8 @@ import sys
 import trio
 
 from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.sim.plugins import load_simulator
 from tradingd.engine.sim.server import require_server
-from tradingd.engine.venue.plugins import load_venue
 
 from .exits import UsageError
 
@@ -21,7 +21,7 @@ __all__ = ["cmd_simulate"]
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    plugin = load_venue(args.venue)
+    plugin = load_simulator(args.venue)
     require_server()  # one line naming the extra, before anything starts
     configure_logging(args.log_level or "info", args.log_format or "auto", sys.stderr)
 
@@ -33,7 +33,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                         host=args.host, port=args.port, seed=args.seed, task_status=task_status
                     )
                 )
-                for line in plugin.simulator_banner(binds):
+                for line in plugin.banner(binds):
                     print(line, flush=True)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()

@@ -92,29 +92,6 @@ class DeribitPlugin(VenuePlugin):
             settings, registry=registry, router=router, sink=sink, credentials=credentials, **options
         )
 
-    async def simulate(
-        self, *, host: str, port: int, seed: int = 7, task_status: Any = None, **options: Any
-    ) -> None:
-        """Serve a local Deribit on `host:port` until cancelled (`tradingd simulate deribit`)."""
-        import trio
-
-        from .simulator import DeribitSimulator, serve
-
-        sim = DeribitSimulator(seed=seed, **options)
-        await serve(sim, host=host, port=port, task_status=task_status or trio.TASK_STATUS_IGNORED)
-
-    def simulator_banner(self, binds: list[str]) -> list[str]:
-        """What `tradingd simulate deribit` prints: where to point a config, and the demo key."""
-        from .simulator import DEFAULT_ACCOUNTS
-
-        base = binds[0].replace("http://", "")
-        client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
-        return [
-            f"simulating Deribit on {base} (Ctrl-C stops)",
-            f'  [venues.deribit] url = "ws://{base}/ws/api/v2"  rest_url = "http://{base}"',
-            f"  demo account: DERIBIT_CLIENT_ID={client_id} DERIBIT_CLIENT_SECRET={secret}",
-        ]
-
     def open_data(self, path: Path, format: str) -> FrameSource:
         """A reader of `(receive time ns, frame)` for a data file of one of `data_formats`."""
         from .tardis import TardisReader, dataset_of_format
@@ -128,12 +105,6 @@ class DeribitPlugin(VenuePlugin):
     def open_catalog(self, settings: CatalogSettings | None) -> None:
         """None: Deribit's instruments come with the connection (no market catalog)."""
         return
-
-    def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
-        from .generator import generate_sample
-
-        frames: int = generate_sample(path, options)
-        return frames
 
 
 PLUGIN = DeribitPlugin()

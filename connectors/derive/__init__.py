@@ -83,30 +83,6 @@ class DerivePlugin(VenuePlugin):
             settings, registry=registry, router=router, sink=sink, credentials=credentials, **options
         )
 
-    async def simulate(
-        self, *, host: str, port: int, seed: int = 7, task_status: Any = None, **options: Any
-    ) -> None:
-        """Serve a local Derive on `host:port` until cancelled (`tradingd simulate derive`)."""
-        import trio
-
-        from .simulator import DeriveSimulator, serve
-
-        sim = DeriveSimulator(seed=seed, **options)
-        await serve(sim, host=host, port=port, task_status=task_status or trio.TASK_STATUS_IGNORED)
-
-    def simulator_banner(self, binds: list[str]) -> list[str]:
-        """What `tradingd simulate derive` prints: where to point a config, and the demo account
-        (public test values, valid on the simulator only)."""
-        from .simulator import DEMO_SESSION_KEY, DEMO_SUBACCOUNT, DEMO_WALLET
-
-        base = binds[0].replace("http://", "")
-        return [
-            f"simulating Derive on {base} (Ctrl-C stops)",
-            f'  [venues.derive] url = "ws://{base}/ws"  rest_url = "http://{base}"',
-            f"  demo account: DERIVE_WALLET={DEMO_WALLET} DERIVE_SUBACCOUNT_ID={DEMO_SUBACCOUNT}",
-            f"                DERIVE_SESSION_KEY={DEMO_SESSION_KEY}",
-        ]
-
     def open_data(self, path: Path, format: str) -> FrameSource:
         """None to open: Derive reads recordings only (`data_formats` is empty)."""
         raise ConfigError(f"{VENUE} reads no {format!r} data (only recordings)", path="backtest.data.format")
@@ -114,12 +90,6 @@ class DerivePlugin(VenuePlugin):
     def open_catalog(self, settings: CatalogSettings | None) -> None:
         """None: Derive's instruments come with the connection (no market catalog)."""
         return
-
-    def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
-        from .generator import generate_sample
-
-        frames: int = generate_sample(path, options)
-        return frames
 
 
 PLUGIN = DerivePlugin()

@@ -360,19 +360,3 @@ class VenuePlugin(Protocol):
     def open_data(self, path: Path, format: str) -> FrameSource:
         """A reader of a data file in one of `data_formats`; `ConfigError` for another."""
         ...
-
-    async def simulate(
-        self, *, host: str, port: int, seed: int = 7, task_status: Any = None, **options: Any
-    ) -> None:
-        """Serve a local simulation of the venue on `host:port` until cancelled (`tradingd
-        simulate <venue>`); started with `nursery.start`, it reports the addresses bound."""
-        ...
-
-    def simulator_banner(self, binds: list[str]) -> list[str]:
-        """What `tradingd simulate <venue>` prints: where to point a config, the demo account."""
-        ...
-
-    def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
-        """Write a synthetic recording of this venue's wire frames to `path`; returns the
-        number of frames written. `options` come from the config's `generate` table."""
-        ...

@@ -33,6 +33,7 @@ from tradingd.engine import (
 )
 from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
 from tradingd.engine.backtest.report import report_dict
+from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
 
 MS = 1_000_000
 T0 = (F.T0_MS + 1) * MS  # the first line's receive time
@@ -245,7 +246,7 @@ def test_options_settle_at_expiry(tmp_path: Path) -> None:
 def test_the_example_backtest_is_deterministic_and_both_strategies_trade(tmp_path: Path) -> None:
     loaded = load_config(Path(__file__).parent.parent.parent / "config" / "backtest.toml")
     path = tmp_path / "sample.rec.zst"
-    PLUGIN.generate_sample(path, {"seed": 3, "hours": 0.5})
+    DERIBIT_SIM.generate_sample(path, {"seed": 3, "hours": 0.5})
 
     def once_more() -> dict[str, Any]:
         kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], loaded.build_strategies())
@@ -267,7 +268,7 @@ def test_the_example_backtest_is_deterministic_and_both_strategies_trade(tmp_pat
 def test_strategies_discover_markets_through_the_catalog(tmp_path: Path) -> None:
     """`ctx.catalog(venue)`: run-time discovery, then subscriptions that follow it."""
     from tradingd.connectors.polymarket.catalog import PolymarketCatalog, write_cache
-    from tradingd.connectors.polymarket.catalog_generator import market_lines
+    from tradingd.simulators.polymarket.catalog_generator import market_lines
 
     cache = tmp_path / "polymarket_markets.jsonl"
     write_cache(cache, market_lines(300, seed=4))
@@ -306,9 +307,10 @@ def test_strategies_discover_markets_through_the_catalog(tmp_path: Path) -> None
 
 def test_prediction_market_positions_settle_at_resolution(tmp_path: Path) -> None:
     from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
+    from tradingd.simulators.polymarket import SIMULATOR as POLYMARKET_SIM
 
     path = tmp_path / "pm.rec.zst"
-    POLYMARKET.generate_sample(path, {"hours": 0.2, "seed": 3})
+    POLYMARKET_SIM.generate_sample(path, {"hours": 0.2, "seed": 3})
     resolved: list[Status] = []
 
     class BuyEverything(Strategy):

@@ -10,8 +10,8 @@ import pytest
 import structlog
 
 from tradingd.cli.main import main
-from tradingd.connectors.deribit import PLUGIN
 from tradingd.engine.store.recording import RecordingWriter
+from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "deribit"
 
@@ -106,7 +106,7 @@ def test_decode_reads_recordings_and_stdin(
 
 def test_backtest_writes_the_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     data = tmp_path / "s.rec.zst"
-    PLUGIN.generate_sample(data, {"hours": 0.1, "seed": 5})
+    DERIBIT_SIM.generate_sample(data, {"hours": 0.1, "seed": 5})
     cfg = tmp_path / "bt.toml"
     text = Path("config/backtest.toml").read_text()
     cfg.write_text(text.replace('path = "../data/deribit-sample.rec.zst"', f'path = "{data}"'))

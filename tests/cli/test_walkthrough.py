@@ -11,6 +11,7 @@ import trio
 from tradingd.config import load_config
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
+from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
 
 # Kept identical to the README's snippet (tests/cli/test_walkthrough.py checks it is there).
 SNIPPET = """
@@ -39,7 +40,7 @@ def test_readme_contains_the_snippet() -> None:
 def test_a_user_strategy_by_module_path(tmp_path: Path) -> None:
     (tmp_path / "my_strategies.py").write_text(SNIPPET)
     data = tmp_path / "s.rec.zst"
-    PLUGIN.generate_sample(data, {"hours": 0.1, "seed": 11})
+    DERIBIT_SIM.generate_sample(data, {"hours": 0.1, "seed": 11})
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         'mode = "backtest"\n[backtest]\n[[backtest.data]]\nvenue = "deribit"\n'

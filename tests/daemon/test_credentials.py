@@ -20,20 +20,20 @@ from tests.support.sessions import venue_session
 from tests.support.systemd_unit import settings
 from tradingd.cli.main import EXIT_CREDENTIALS
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
-from tradingd.connectors.deribit.simulator import serve as serve_deribit
 from tradingd.connectors.deribit.stream import DeribitSession
 from tradingd.connectors.derive.settings import DeriveSettings
-from tradingd.connectors.derive.simulator import (
+from tradingd.engine import StatusKind, Subscription
+from tradingd.engine.model.errors import CredentialsRefused
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
+from tradingd.simulators.deribit.simulator import serve as serve_deribit
+from tradingd.simulators.derive.simulator import (
     DEMO_SESSION_KEY,
     DEMO_SUBACCOUNT,
     DEMO_WALLET,
     DeriveSimulator,
 )
-from tradingd.connectors.derive.simulator import serve as serve_derive
-from tradingd.engine import StatusKind, Subscription
-from tradingd.engine.model.errors import CredentialsRefused
-from tradingd.engine.runtime.live import LiveEngine
+from tradingd.simulators.derive.simulator import serve as serve_derive
 
 CLIENT_ID, SECRET = next(iter(DEFAULT_ACCOUNTS.items()))
 WRONG = "not-the-secret-0123456789"
@@ -209,9 +209,9 @@ async def test_a_wrong_polymarket_api_secret_at_start_ends_the_session_naming_wh
     import base64
 
     from tradingd.connectors.polymarket.settings import PolymarketSettings
-    from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
-    from tradingd.connectors.polymarket.simulator import serve as serve_polymarket
     from tradingd.engine.venue.catalog import CatalogSettings
+    from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
+    from tradingd.simulators.polymarket.simulator import serve as serve_polymarket
 
     sim = PolymarketSimulator(seed=5, step_s=0.05)
     (address,) = await nursery.start(functools.partial(serve_polymarket, sim))

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from tests.support.daemon_process import ROOT, SECRET, Daemon, serve_sim, sim_orders, until
-from tradingd.connectors.deribit.simulator import DeribitSimulator
+from tradingd.simulators.deribit.simulator import DeribitSimulator
 
 PERP = "BTC-PERPETUAL"
 

@@ -27,15 +27,15 @@ import trio
 import trio.testing
 
 from tests.support.daemon_process import ROOT, until
-from tradingd.connectors.derive.simulator import (
+from tradingd.simulators.derive.simulator import (
     DEMO_SESSION_KEY,
     DEMO_SUBACCOUNT,
     DEMO_WALLET,
     DeriveSimulator,
 )
-from tradingd.connectors.derive.simulator import serve as serve_derive
-from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
-from tradingd.connectors.polymarket.simulator import serve as serve_polymarket
+from tradingd.simulators.derive.simulator import serve as serve_derive
+from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
+from tradingd.simulators.polymarket.simulator import serve as serve_polymarket
 
 SHUTDOWN_TIMEOUT_S = 6
 STRATEGY = "once"

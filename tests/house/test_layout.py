@@ -4,8 +4,11 @@ functions, under TYPE_CHECKING):
 - the engine's rooms depend on each other one way, in the order `ROOM_DEPENDS` states;
 - the model room is pure (no event loop, network, database, files or plotting);
 - connectors reach the engine only through its two surfaces, `tradingd.engine` and
-  `tradingd.engine.venue` (their simulators and sample generators also through `.sim` and
-  `.backtest` until issue 15 moves them out); strategies only through `tradingd.engine`;
+  `tradingd.engine.venue` (their Tardis reader also through `.backtest`'s file opener);
+  strategies only through `tradingd.engine`;
+- the simulators are witnesses of the connectors, not mirrors: they import nothing from
+  `tradingd.connectors`, and from the engine only the loopback server, the recording writer and
+  the market model's value types and option pricing (`SIMULATOR_ENGINE`);
 - nothing outside the engine imports an `_underscore` module of it;
 - nothing imports our folders under their bare names (`engine`, `config`...): only `tradingd.…`;
 - every package folder is installed (pyproject's `[tool.setuptools] packages`), and nothing else.
@@ -75,12 +78,25 @@ FOLDERS = {
     "strategies": "tradingd.strategies",
     "config": "tradingd.config",
     "cli": "tradingd.cli",
+    "simulators": "tradingd.simulators",
 }
 SKIP = {".venv", ".git", ".typing", "build", "dist", "node_modules", "__pycache__"}
 
 CONNECTOR_SURFACES = frozenset({ENGINE, f"{ENGINE}.venue"})
-SIMULATION_SURFACES = frozenset({f"{ENGINE}.sim", f"{ENGINE}.backtest"})
-SIMULATION_MODULES = ("simulator", "generator", "tardis")  # in a file's name: a simulator, a data source
+DATA_SOURCE_SURFACES = frozenset({f"{ENGINE}.backtest"})
+DATA_SOURCE_MODULES = ("tardis",)  # in a file's name: a reader of a data file
+# What the simulators may take from the engine: nothing of a venue's protocol, fees, signing,
+# decoding or matching, only the loopback server, the recording contract's writer, and the
+# synthetic market's value types and option pricing.
+SIMULATOR_ENGINE = frozenset(
+    {
+        f"{ENGINE}.sim",
+        f"{ENGINE}.sim.server",
+        f"{ENGINE}.store",
+        f"{ENGINE}.model.events",
+        f"{ENGINE}.model.pricing",
+    }
+)
 
 
 @attrs.frozen
@@ -240,11 +256,42 @@ def test_connectors_use_only_the_surfaces() -> None:
     found: list[str] = []
     for path in python_files("connectors"):
         allowed = CONNECTOR_SURFACES
-        if any(word in path.stem for word in SIMULATION_MODULES):
-            allowed = allowed | SIMULATION_SURFACES
+        if any(word in path.stem for word in DATA_SOURCE_MODULES):
+            allowed = allowed | DATA_SOURCE_SURFACES
         found += [str(imp) for imp in imports(path) if in_engine(imp.module) and imp.module not in allowed]
     assert not found, "connectors import the engine through tradingd.engine(.venue) only:\n" + "\n".join(
         found
+    )
+
+
+# Issue 15, in progress: the simulators moved here still decode, charge and sign with the
+# connector's code. Each venue's rewrite takes its files off this list; the list ends empty.
+STILL_MIRRORS = frozenset(
+    {
+        "simulators/deribit/generator.py",
+        "simulators/deribit/simulator.py",
+        "simulators/derive/generator.py",
+        "simulators/derive/simulator.py",
+        "simulators/polymarket/simulator.py",
+    }
+)
+
+
+def test_the_simulators_import_nothing_of_the_connectors() -> None:
+    def wrong(module: str) -> bool:
+        if module.split(".")[0] == "connectors" or module.startswith("tradingd.connectors"):
+            return True
+        return in_engine(module) and module not in SIMULATOR_ENGINE
+
+    found = [
+        str(imp)
+        for path in python_files("simulators")
+        if str(path.relative_to(ROOT)) not in STILL_MIRRORS
+        for imp in imports(path)
+        if wrong(imp.module)
+    ]
+    assert not found, (
+        "simulators import no connector, and of the engine only SIMULATOR_ENGINE:\n" + "\n".join(found)
     )
 
 

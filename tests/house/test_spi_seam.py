@@ -1,4 +1,5 @@
-"""The seam between the engine and a venue is typed (engine/venue/spi.py): nothing in the engine
+"""The seam between the engine and a venue is typed (engine/venue/spi.py, and a venue's
+simulator: engine/sim/plugins.py): nothing in the engine
 or the CLI finds a venue's capability by name (`getattr(plugin, "simulate", None)`,
 `hasattr(client, "recent_fills")`), and the runtime never catches an `AttributeError`, which would
 take a bug inside a venue's method for a capability it lacks."""
@@ -9,17 +10,18 @@ import ast
 import inspect
 from pathlib import Path
 
+from tradingd.engine.sim import plugins as sim_plugins
 from tradingd.engine.venue import spi
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def _spi_members() -> set[str]:
-    """Every member a Protocol of the SPI declares (methods, properties, attributes)."""
+    """Every member a class of the SPI declares (methods, properties, attributes), and a
+    simulator's."""
+    classes = [cls for _, cls in inspect.getmembers(spi, inspect.isclass) if cls.__module__ == spi.__name__]
     names: set[str] = set()
-    for _, cls in inspect.getmembers(spi, inspect.isclass):
-        if cls.__module__ != spi.__name__:
-            continue
+    for cls in [*classes, sim_plugins.SimulatorPlugin]:
         names |= {n for n in vars(cls) if not n.startswith("_")}
         names |= set(getattr(cls, "__annotations__", {}))
     return names
@@ -57,7 +59,15 @@ def _catches_attribute_error(path: Path) -> list[str]:
 def test_the_spi_declares_what_the_engine_reads() -> None:
     members = _spi_members()
     # The scan's own witness: these are SPI members today, so a lookup of them would be caught.
-    assert {"simulate", "simulator_banner", "recent_fills", "delivery", "channels", "data_formats"} <= members
+    assert {
+        "simulate",
+        "banner",
+        "generate_sample",
+        "recent_fills",
+        "delivery",
+        "channels",
+        "data_formats",
+    } <= members
 
 
 def test_no_capability_of_a_venue_is_looked_up_by_name() -> None:

@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 
 from tests.support.log_streams import _Stream
 from tradingd.cli.main import main
-from tradingd.connectors.deribit import PLUGIN
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.logs.tail import LogFilter, LogView, follow_file, parse_line, parse_time, read_file
+from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 _SCRIPT = shutil.which("tradingd", path=str(Path(sys.executable).parent))
@@ -47,7 +47,7 @@ def real_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with two bad frames in it, so the log has debug, info and warning lines."""
     folder = tmp_path_factory.mktemp("real-log")
     rec = folder / "short.rec"
-    PLUGIN.generate_sample(rec, {"hours": 0.15, "seed": 7})
+    DERIBIT_SIM.generate_sample(rec, {"hours": 0.15, "seed": 7})
     lines = rec.read_bytes().splitlines(keepends=True)
     for at, frame in (
         (len(lines) // 3, b'{"jsonrpc":"2.0","method":"subscription"}'),

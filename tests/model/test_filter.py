@@ -21,10 +21,10 @@ from tradingd.config import load_config
 from tradingd.config._loader import make_converter, structure
 from tradingd.connectors.deribit.instruments import instrument_from_json as deribit_instrument
 from tradingd.connectors.derive.codec import DeriveDecoder
-from tradingd.connectors.derive.generator import build_market
 from tradingd.engine import ConfigError, Instrument, InstrumentKind, MarketEvent, OptionRight, Strategy
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.model.filter import InstrumentFilter, KindName
+from tradingd.simulators.derive.generator import build_market
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 DAY_NS = 86_400 * 1_000_000_000
@@ -537,8 +537,9 @@ async def test_momentum_trades_the_live_set_of_a_filter_in_a_backtest(tmp_path: 
 
     data = tmp_path / "d.rec.zst"
     from tradingd.connectors.deribit import PLUGIN
+    from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
 
-    PLUGIN.generate_sample(data, {"hours": 0.3, "seed": 4})
+    DERIBIT_SIM.generate_sample(data, {"hours": 0.3, "seed": 4})
     f = InstrumentFilter(currencies=["ETH"], kinds=["option"], right="call", strike_within=0.10)
     strat = Momentum("m", MomentumParams(select=f, lookback_s=60, reselect_s=300))
     result = await BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", data)], [strat]).run()

@@ -16,10 +16,10 @@ import trio
 from tests.support.backtests import BuyOnce
 from tests.support.live_support import Probe, until
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 from tradingd.engine import BookUpdate, OrderState, StatusKind, Subscription, Ticker
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.journal import OrderJournal
+from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 
 PERP = "BTC-PERPETUAL"
 OPTION = "BTC-11DEC26-90000-C"
@@ -196,8 +196,8 @@ DERIVE_OPTION = "BTC-20261211-90000-C"
 async def derive_engine(nursery: trio.Nursery, probe: Probe, clock: Clock) -> tuple[Any, LiveEngine]:
     from tests.support.derive_live import CREDS as DERIVE_CREDS
     from tradingd.connectors.derive.settings import DeriveSettings
-    from tradingd.connectors.derive.simulator import DeriveSimulator
-    from tradingd.connectors.derive.simulator import serve as serve_derive
+    from tradingd.simulators.derive.simulator import DeriveSimulator
+    from tradingd.simulators.derive.simulator import serve as serve_derive
 
     simulator = DeriveSimulator(seed=5, step_s=0.05, settle_after_s=0.2)
     binds = await nursery.start(functools.partial(serve_derive, simulator))

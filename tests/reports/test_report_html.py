@@ -32,6 +32,7 @@ from tradingd.engine.backtest.kernel import (
 from tradingd.engine.backtest.report import report_dict
 from tradingd.engine.model.pricing import YEAR_SECONDS
 from tradingd.engine.reports.html import render_run, write_run_reports
+from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ANNUAL_60S = math.sqrt(YEAR_SECONDS / 60)
@@ -201,7 +202,7 @@ def test_the_bundled_backtest_renders_and_report_draws_it_again(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tmp_path / "s.rec.zst"
-    PLUGIN.generate_sample(data, {"hours": 0.25, "seed": 7})
+    DERIBIT_SIM.generate_sample(data, {"hours": 0.25, "seed": 7})
     cfg = tmp_path / "bt.toml"
     text = (ROOT / "config" / "backtest.toml").read_text()
     cfg.write_text(text.replace('path = "../data/deribit-sample.rec.zst"', f'path = "{data}"'))

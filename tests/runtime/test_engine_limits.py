@@ -186,8 +186,8 @@ async def test_the_daemons_risk_table_limits_three_strategies_together(tmp_path:
     limit. Before, every one was placed (120; with three strategies of two each, 180)."""
     from tradingd.cli.settings import daemon_settings
     from tradingd.config import load_config
-    from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
     from tradingd.engine.daemon.service import Daemon
+    from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 
     sim = DeribitSimulator(seed=3, step_s=0.1)
     async with trio.open_nursery() as nursery:

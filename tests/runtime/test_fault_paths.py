@@ -14,9 +14,9 @@ from tests.support.daemon_inprocess import _daemon
 from tests.support.live_support import Probe, paper_deribit, until
 from tests.support.sessions import venue_session
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.connectors.deribit.simulator import DeribitSimulator, serve
 from tradingd.connectors.deribit.stream import DeribitSession
 from tradingd.engine import BookUpdate, Status, StatusKind, Subscription
+from tradingd.simulators.deribit.simulator import DeribitSimulator, serve
 
 BOOK = "BTC-PERPETUAL"
 

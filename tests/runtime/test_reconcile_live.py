@@ -21,19 +21,19 @@ from structlog.testing import LogCapture
 from tests.support.live_support import Probe, until
 from tests.support.sessions import venue_session
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
-from tradingd.connectors.deribit.simulator import serve as serve_deribit
 from tradingd.connectors.derive.settings import DeriveSettings
-from tradingd.connectors.derive.simulator import (
+from tradingd.connectors.derive.stream import DeriveSession
+from tradingd.engine import OrderState, OrderUpdate, StatusKind, Subscription, Ticker
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
+from tradingd.simulators.deribit.simulator import serve as serve_deribit
+from tradingd.simulators.derive.simulator import (
     DEMO_SESSION_KEY,
     DEMO_SUBACCOUNT,
     DEMO_WALLET,
     DeriveSimulator,
 )
-from tradingd.connectors.derive.simulator import serve as serve_derive
-from tradingd.connectors.derive.stream import DeriveSession
-from tradingd.engine import OrderState, OrderUpdate, StatusKind, Subscription, Ticker
-from tradingd.engine.runtime.live import LiveEngine
+from tradingd.simulators.derive.simulator import serve as serve_derive
 
 ETH = "ETH-PERP"  # Derive
 BTC = "BTC-PERPETUAL"  # Deribit

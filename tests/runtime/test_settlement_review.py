@@ -365,8 +365,8 @@ def test_a_backtest_accrues_deribit_funding_continuously_from_real_shaped_tardis
 def test_the_simulators_linear_perpetual_pays_funding_in_usdc_at_the_mark() -> None:
     """BTC_USDC-PERPETUAL: 2 BTC long at a mark of 90,000 and a rate of 0.0001 pays
     2 x 90,000 x 0.0001 = 18 USDC (not 0.0002 "USDC")."""
-    from tradingd.connectors.deribit.simulator import DeribitSimulator
     from tradingd.engine import Instrument, InstrumentKind
+    from tradingd.simulators.deribit.simulator import DeribitSimulator
 
     sim = DeribitSimulator(seed=5)
     name = "BTC_USDC-PERPETUAL"

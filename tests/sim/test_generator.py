@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 
 from tests.support.recorded_lines import Line, read
 from tradingd.connectors.deribit.codec import DeribitDecoder
-from tradingd.connectors.deribit.generator import build_market, generate_sample, parse_options
 from tradingd.connectors.deribit.instruments import PERPETUAL_EXPIRY_MS, instrument_from_json
 from tradingd.engine import BookUpdate, InstrumentKind, OptionRight, Ticker, Trade
 from tradingd.engine.model import InstrumentRegistry
-from tradingd.engine.sim.synth import InstrumentSpec, SynthMarket, TickGrid, UnderlyingSpec
 from tradingd.engine.store import RecordingReader
+from tradingd.simulators.deribit.generator import build_market, generate_sample, parse_options
+from tradingd.simulators.synth import InstrumentSpec, SynthMarket, TickGrid, UnderlyingSpec
 
 START = "2026-11-24T00:00:00Z"
 START_NS = 1_795_478_400 * 1_000_000_000

@@ -22,10 +22,10 @@ from tests.support.helpers import PERP, request
 from tests.support.live_support import until
 from tradingd.cli.settings import daemon_settings
 from tradingd.config import load_config
-from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 from tradingd.engine import OrderRejected, OrderState
 from tradingd.engine.daemon.service import Daemon, _write_private
 from tradingd.engine.store.journal import JournalError, OrderJournal
+from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 S = 1_000_000_000

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import trio
 
-from tradingd.connectors.deribit.simulator import DeribitSimulator, serve
+from tradingd.simulators.deribit.simulator import DeribitSimulator, serve
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CLI = [sys.executable, "-c", "import sys; from tradingd.cli.main import main; sys.exit(main())"]

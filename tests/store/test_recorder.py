@@ -29,7 +29,6 @@ import zstandard
 
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.connectors.deribit.simulator import DeribitSimulator, serve
 from tradingd.engine import (
     DataError,
     MalformedFrame,
@@ -48,6 +47,8 @@ from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store import RecordingReader
 from tradingd.engine.store.recorder import RecordingSet, SessionRecorder, read_manifest, recording_files
 from tradingd.engine.store.recording import format_ts
+from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
+from tradingd.simulators.deribit.simulator import DeribitSimulator, serve
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 NS = 1_000_000_000
@@ -445,7 +446,7 @@ def test_a_recording_directory_backtests_from_the_command_line(tmp_path: Path) -
     from tradingd.cli.main import main
 
     sample = tmp_path / "s.rec.zst"
-    PLUGIN.generate_sample(sample, {"hours": 0.05, "seed": 2})
+    DERIBIT_SIM.generate_sample(sample, {"hours": 0.05, "seed": 2})
     rec = SessionRecorder(tmp_path / "rec", rotate_s=60)
     hook = rec.frame_hook("deribit")
     for ts, raw in RecordingReader(sample):

@@ -16,21 +16,10 @@ import trio
 from tests.support.live_support import Probe, until
 from tests.support.sessions import venue_session
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
-from tradingd.connectors.deribit.simulator import serve as serve_deribit
 from tradingd.connectors.deribit.stream import DeribitSession
 from tradingd.connectors.derive.settings import DeriveSettings
-from tradingd.connectors.derive.simulator import (
-    DEMO_SESSION_KEY,
-    DEMO_SUBACCOUNT,
-    DEMO_WALLET,
-    DeriveSimulator,
-)
-from tradingd.connectors.derive.simulator import serve as serve_derive
 from tradingd.connectors.derive.stream import DeriveSession
 from tradingd.connectors.polymarket.settings import PolymarketSettings
-from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
-from tradingd.connectors.polymarket.simulator import serve as serve_polymarket
 from tradingd.connectors.polymarket.stream import PolymarketSession
 from tradingd.engine import BookUpdate, Fill, MalformedFrame, Subscription, Ticker
 from tradingd.engine.model import InstrumentRegistry
@@ -38,6 +27,17 @@ from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.recorder import RecordingSet, SessionRecorder
 from tradingd.engine.venue import CatalogSettings
 from tradingd.engine.venue.plugins import load_venue
+from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
+from tradingd.simulators.deribit.simulator import serve as serve_deribit
+from tradingd.simulators.derive.simulator import (
+    DEMO_SESSION_KEY,
+    DEMO_SUBACCOUNT,
+    DEMO_WALLET,
+    DeriveSimulator,
+)
+from tradingd.simulators.derive.simulator import serve as serve_derive
+from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
+from tradingd.simulators.polymarket.simulator import serve as serve_polymarket
 
 DERIBIT_ID, DERIBIT_SECRET = next(iter(DEFAULT_ACCOUNTS.items()))
 

@@ -19,11 +19,12 @@ from tradingd.strategies.gamma_scalp import GammaScalp, GammaScalpParams
 async def test_gamma_scalp_hedges_to_about_the_option_delta_on_either_kind_of_perpetual(
     tmp_path: Path, venue: str, underlying: str, hedge: str, spot_scale: str
 ) -> None:
+    from tradingd.engine.sim.plugins import load_simulator
     from tradingd.engine.venue.plugins import load_venue
 
     plugin = load_venue(venue)
     data = tmp_path / f"{venue}.rec.zst"
-    plugin.generate_sample(data, {"hours": 0.2, "seed": 2})
+    load_simulator(venue).generate_sample(data, {"hours": 0.2, "seed": 2})
     strat = GammaScalp(
         "g",
         GammaScalpParams(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from tradingd.cli.settings import daemon_settings
 from tradingd.config import load_config
-from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS
 from tradingd.engine.daemon.service import Daemon
+from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS
 
 
 def _daemon(tmp_path: Path) -> Daemon:

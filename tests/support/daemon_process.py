@@ -16,7 +16,7 @@ import orjson
 import trio
 
 from tests.support.live_support import until as poll_until
-from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CLIENT_ID, SECRET = next(iter(DEFAULT_ACCOUNTS.items()))

@@ -9,10 +9,10 @@ from typing import Any
 import trio
 
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 from tradingd.engine import Strategy
 from tradingd.engine.runtime.live import LiveEngine, Mode
 from tradingd.engine.store.journal import OrderJournal
+from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 
 PERP = "BTC-PERPETUAL"
 CREDS = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tradingd.connectors.derive.simulator import DEMO_SESSION_KEY, DEMO_SUBACCOUNT, DEMO_WALLET
+from tradingd.simulators.derive.simulator import DEMO_SESSION_KEY, DEMO_SUBACCOUNT, DEMO_WALLET
 
 CREDS = {
     "DERIVE_WALLET": DEMO_WALLET,

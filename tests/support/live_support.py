@@ -82,9 +82,9 @@ async def live_deribit(nursery: trio.Nursery, probe: Probe, **settings: Any) -> 
     import functools
 
     from tradingd.connectors.deribit.settings import DeribitSettings
-    from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
     from tradingd.engine import Ticker
     from tradingd.engine.runtime.live import LiveEngine
+    from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 
     simulator = DeribitSimulator(seed=5, step_s=0.05, heartbeat_scale=0.1)
     base = (await nursery.start(functools.partial(serve, simulator)))[0].removeprefix("http://")

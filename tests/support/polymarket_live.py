@@ -12,11 +12,11 @@ import pytest
 import trio
 
 from tradingd.connectors.polymarket.settings import PolymarketSettings
-from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
 from tradingd.engine import Strategy
 from tradingd.engine.runtime.live import LiveEngine, Mode
 from tradingd.engine.store.journal import OrderJournal
 from tradingd.engine.venue import CatalogSettings
+from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
 
 API = DEMO_API
 CREDS = {

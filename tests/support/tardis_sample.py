@@ -17,9 +17,9 @@ import io
 from pathlib import Path
 
 from tradingd.connectors.deribit.codec import DeribitDecoder
-from tradingd.connectors.deribit.generator import DeribitFeed, parse_options
 from tradingd.engine import BookUpdate, InstrumentKind, Ticker, Trade
 from tradingd.engine.model import InstrumentRegistry
+from tradingd.simulators.deribit.generator import DeribitFeed, parse_options
 
 OUT = Path(__file__).resolve().parent.parent / "fixtures" / "tardis" / "sample"
 PERP = "BTC-PERPETUAL"

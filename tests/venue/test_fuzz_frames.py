@@ -34,6 +34,7 @@ import pytest
 
 from tradingd.engine import MalformedFrame
 from tradingd.engine.model import InstrumentRegistry
+from tradingd.engine.sim.plugins import load_simulator
 from tradingd.engine.store.recording import RecordingReader
 from tradingd.engine.venue import Decoder
 from tradingd.engine.venue.plugins import MAX_NESTING, DecoderFault, load_venue
@@ -121,7 +122,7 @@ def seed_frames(venue: str, tmp: Path) -> list[bytes]:
                 continue
         frames += [orjson.dumps(m) for m in _messages(obj)]
     sample = tmp / f"{venue}.rec"
-    load_venue(venue).generate_sample(sample, {"seed": 7, "hours": 0.02})
+    load_simulator(venue).generate_sample(sample, {"seed": 7, "hours": 0.02})
     for i, (_, frame) in enumerate(RecordingReader(sample)):
         if i >= 400:
             break

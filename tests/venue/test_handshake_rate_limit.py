@@ -17,18 +17,18 @@ import trio
 
 from tests.support.live_support import Probe, until
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
-from tradingd.connectors.deribit.simulator import serve as serve_deribit
 from tradingd.connectors.derive.settings import DeriveSettings
-from tradingd.connectors.derive.simulator import (
+from tradingd.engine import Subscription
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
+from tradingd.simulators.deribit.simulator import serve as serve_deribit
+from tradingd.simulators.derive.simulator import (
     DEMO_SESSION_KEY,
     DEMO_SUBACCOUNT,
     DEMO_WALLET,
     DeriveSimulator,
 )
-from tradingd.connectors.derive.simulator import serve as serve_derive
-from tradingd.engine import Subscription
-from tradingd.engine.runtime.live import LiveEngine
+from tradingd.simulators.derive.simulator import serve as serve_derive
 
 # Generous against a loaded CI machine; the backoff alone (16 s at the very least) is far above.
 RECONNECT_BOUND_S = 10.0

@@ -1,6 +1,6 @@
 """A venue plugin is checked against the SPI when it is loaded: one that lacks a member of
-`VenuePlugin` is one line naming what it lacks, not an AttributeError later (e.g. `tradingd
-simulate` on a third-party plugin without a simulator)."""
+`VenuePlugin` is one line naming what it lacks, not an AttributeError later (e.g. a backtest of
+a third-party plugin without a data reader)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from tradingd.engine import ConfigError
 from tradingd.engine.venue import plugins
 
 
-class _NoSimulator:
-    """Deribit's plugin without `simulate` and `simulator_banner`."""
+class _NoReader:
+    """Deribit's plugin without `open_data` and `open_catalog`."""
 
     def __getattr__(self, name: str) -> Any:
-        if name in {"simulate", "simulator_banner"}:
+        if name in {"open_data", "open_catalog"}:
             raise AttributeError(name)
         return getattr(PLUGIN, name)
 
@@ -27,11 +27,11 @@ def test_a_plugin_that_lacks_a_member_of_the_spi_is_refused_in_one_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     entry = EntryPoint("thirdparty", "thirdparty_venue:PLUGIN", "tradingd.venues")
-    monkeypatch.setattr(EntryPoint, "load", lambda self: _NoSimulator())
+    monkeypatch.setattr(EntryPoint, "load", lambda self: _NoReader())
     monkeypatch.setattr(plugins, "entry_points", lambda group: [entry])
     with pytest.raises(ConfigError) as refused:
         plugins.load_venue("thirdparty")
-    assert "lacks simulate, simulator_banner" in str(refused.value)
+    assert "lacks open_catalog, open_data" in str(refused.value)
     assert "\n" not in str(refused.value)
 
 

@@ -13,11 +13,11 @@ import trio
 import trio.testing
 
 from tests.support.live_support import Probe, paper_deribit, until
-from tradingd.connectors.deribit.simulator import DeribitSimulator, serve
 from tradingd.engine import BookUpdate, MarketEvent, Status, StatusKind, Subscription
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.runtime.router import MarketRouter
 from tradingd.engine.venue.session import VenueSession
+from tradingd.simulators.deribit.simulator import DeribitSimulator, serve
 
 BOOK = "BTC-PERPETUAL"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from tradingd.connectors.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 
 
 async def _scenario(base: str) -> dict[str, Any]:

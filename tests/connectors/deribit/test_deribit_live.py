@@ -11,7 +11,6 @@ import trio
 
 from tests.support.deribit_live import PERP, serve_sim, start
 from tests.support.live_support import Probe, until
-from tradingd.connectors.deribit.simulator import DeribitSimulator
 from tradingd.engine import (
     BookUpdate,
     Fill,
@@ -25,6 +24,7 @@ from tradingd.engine import (
     Trade,
 )
 from tradingd.engine.runtime.live import LiveEngine
+from tradingd.simulators.deribit.simulator import DeribitSimulator
 
 
 @pytest.fixture

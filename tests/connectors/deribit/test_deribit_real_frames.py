@@ -170,7 +170,7 @@ def test_an_answer_that_does_not_say_is_refused_not_guessed() -> None:
 def test_the_synthetic_market_writes_an_empty_side_as_deribit_does() -> None:
     """The bundled generator (backtest samples, the simulator's feed) writes an empty side the
     way the captures above show it, 0/0, so every backtest exercises the real shape."""
-    from tradingd.connectors.deribit.generator import DeribitFeed
+    from tradingd.simulators.deribit.generator import DeribitFeed
 
     feed = DeribitFeed.create(seed=3, start_ns=1_795_478_400_000_000_000)
     i = next(k for k, st in enumerate(feed._insts) if st.option)

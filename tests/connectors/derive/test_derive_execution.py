@@ -32,14 +32,6 @@ from tradingd.connectors.derive.signing import (
     recover_signer,
     typed_data_hash,
 )
-from tradingd.connectors.derive.simulator import (
-    DEMO_SESSION_KEY,
-    DEMO_SUBACCOUNT,
-    DEMO_WALLET,
-    DeriveSimulator,
-    RpcError,
-    serve,
-)
 from tradingd.connectors.derive.stream import DeriveSession, map_error
 from tradingd.engine import (
     AuthError,
@@ -59,6 +51,15 @@ from tradingd.engine import (
 )
 from tradingd.engine.model import InstrumentRegistry, Order
 from tradingd.engine.runtime.router import MarketRouter
+from tradingd.simulators.derive import SIMULATOR
+from tradingd.simulators.derive.simulator import (
+    DEMO_SESSION_KEY,
+    DEMO_SUBACCOUNT,
+    DEMO_WALLET,
+    DeriveSimulator,
+    RpcError,
+    serve,
+)
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "derive"
 SIGNER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # DEMO_SESSION_KEY's address
@@ -424,7 +425,7 @@ def test_the_plugin_builds_sessions_for_live_and_paper() -> None:
     paper = PLUGIN.live(DeriveSettings(), trading=False, environ=ENV, **kwargs)
     assert isinstance(paper, DeriveSession)
     assert paper.credentials is None and not paper.settings.private  # paper never logs in
-    banner = "\n".join(PLUGIN.simulator_banner(["http://127.0.0.1:8766"]))
+    banner = "\n".join(SIMULATOR.banner(["http://127.0.0.1:8766"]))
     assert 'url = "ws://127.0.0.1:8766/ws"' in banner and DEMO_WALLET in banner
 
 

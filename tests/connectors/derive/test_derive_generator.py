@@ -21,7 +21,6 @@ import trio
 from tests.support.recorded_lines import Line, read
 from tradingd.connectors.derive import PLUGIN
 from tradingd.connectors.derive.codec import DeriveDecoder
-from tradingd.connectors.derive.generator import DeriveFeed, build_market, generate_sample, parse_options
 from tradingd.connectors.derive.instruments import option_sub_id, parse_instrument
 from tradingd.engine import (
     BookUpdate,
@@ -39,8 +38,10 @@ from tradingd.engine import (
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.model.filter import InstrumentFilter
-from tradingd.engine.sim.synth import SynthMarket
 from tradingd.engine.store import RecordingReader
+from tradingd.simulators.derive import SIMULATOR
+from tradingd.simulators.derive.generator import DeriveFeed, build_market, generate_sample, parse_options
+from tradingd.simulators.synth import SynthMarket
 
 START = "2026-11-24T00:00:00Z"
 START_NS = 1_795_478_400 * 1_000_000_000
@@ -74,7 +75,7 @@ def notifications(lines: list[Line], head: str) -> list[tuple[int, str, Any]]:
 def test_same_options_give_the_same_bytes_and_another_seed_does_not(tmp_path: Path) -> None:
     opts = {"seed": 11, "hours": 0.01, "start": START}
     a, b, c = tmp_path / "a.rec", tmp_path / "b.rec", tmp_path / "c.rec.gz"
-    assert generate_sample(a, opts) == generate_sample(b, opts) == PLUGIN.generate_sample(c, opts)
+    assert generate_sample(a, opts) == generate_sample(b, opts) == SIMULATOR.generate_sample(c, opts)
     assert a.read_bytes() == b.read_bytes()
     assert [f for _, f in RecordingReader(c)] == [f for _, f in RecordingReader(a)]
     other = tmp_path / "other.rec"

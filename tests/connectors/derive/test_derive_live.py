@@ -17,13 +17,6 @@ import trio
 from tests.support.derive_live import CREDS
 from tests.support.live_support import Probe, until
 from tradingd.connectors.derive.settings import DeriveSettings
-from tradingd.connectors.derive.simulator import (
-    DEMO_SESSION_KEY,
-    DEMO_SUBACCOUNT,
-    DEMO_WALLET,
-    DeriveSimulator,
-    serve,
-)
 from tradingd.engine import (
     BookUpdate,
     Fill,
@@ -40,6 +33,13 @@ from tradingd.engine import (
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.journal import OrderJournal
+from tradingd.simulators.derive.simulator import (
+    DEMO_SESSION_KEY,
+    DEMO_SUBACCOUNT,
+    DEMO_WALLET,
+    DeriveSimulator,
+    serve,
+)
 
 PERP = "ETH-PERP"
 SUB = DEMO_SUBACCOUNT

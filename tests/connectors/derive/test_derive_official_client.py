@@ -23,7 +23,7 @@ from derive_action_signing import (  # type: ignore[import-untyped]
 from web3 import Web3
 
 from tradingd.connectors.derive.signing import ACTION_TYPEHASH, TESTNET
-from tradingd.connectors.derive.simulator import (
+from tradingd.simulators.derive.simulator import (
     DEMO_SESSION_KEY,
     DEMO_SUBACCOUNT,
     DEMO_WALLET,

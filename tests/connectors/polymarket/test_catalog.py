@@ -43,9 +43,7 @@ from tradingd.connectors.polymarket.catalog import (
     market_from_gamma,
     write_cache,
 )
-from tradingd.connectors.polymarket.catalog_generator import generate_markets, market_lines
 from tradingd.connectors.polymarket.gamma import GammaClient
-from tradingd.connectors.polymarket.gamma_simulator import GammaSimulator
 from tradingd.engine import (
     DataKind,
     MarketEvent,
@@ -63,6 +61,8 @@ from tradingd.engine.venue.catalog import (
     OutcomeToken,
     compile_slug_pattern,
 )
+from tradingd.simulators.polymarket.catalog_generator import generate_markets, market_lines
+from tradingd.simulators.polymarket.gamma_simulator import GammaSimulator
 
 ROOT = Path(__file__).resolve().parent.parent.parent.parent
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "polymarket"
@@ -387,7 +387,7 @@ def test_a_crash_mid_write_leaves_the_old_cache(tmp_path: Path) -> None:
     script = (
         "import os, sys\n"
         "from tradingd.connectors.polymarket.catalog import write_cache\n"
-        "from tradingd.connectors.polymarket.catalog_generator import market_lines\n"
+        "from tradingd.simulators.polymarket.catalog_generator import market_lines\n"
         "def lines():\n"
         "    for i, line in enumerate(market_lines(12000, seed=2)):\n"
         "        if i == 11000:\n"

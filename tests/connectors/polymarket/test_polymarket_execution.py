@@ -35,7 +35,6 @@ from tradingd.connectors.polymarket.execution import (
 )
 from tradingd.connectors.polymarket.instruments import FeeSchedule
 from tradingd.connectors.polymarket.signing import ApiCredentials, OrderSigner, SignatureType, order_body
-from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_ADDRESS, DEMO_API, PolymarketSimulator
 from tradingd.engine import (
     AuthError,
     Fill,
@@ -55,6 +54,7 @@ from tradingd.engine import (
     VenueUnavailable,
 )
 from tradingd.engine.model import InstrumentRegistry, Order
+from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_ADDRESS, DEMO_API, PolymarketSimulator
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "polymarket"
 API = DEMO_API

@@ -25,7 +25,6 @@ from tradingd.connectors.polymarket.fees import taker_fee
 from tradingd.connectors.polymarket.instruments import COLLATERAL, SIZE_STEP, FeeSchedule, Outcome
 from tradingd.connectors.polymarket.settings import PolymarketSettings
 from tradingd.connectors.polymarket.signing import Credentials, OrderSigner
-from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
 from tradingd.connectors.polymarket.stream import PolymarketSession
 from tradingd.engine import (
     BookUpdate,
@@ -43,6 +42,7 @@ from tradingd.engine import (
 from tradingd.engine.model import InstrumentRegistry, Order
 from tradingd.engine.runtime.router import MarketRouter
 from tradingd.engine.sim.server import Receive, Scope, Send
+from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "polymarket"
 NOW_NS = 1_795_000_000 * 1_000_000_000

@@ -20,12 +20,12 @@ import orjson
 import pytest
 
 from tradingd.cli.main import main
-from tradingd.connectors.polymarket import PLUGIN
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
-from tradingd.connectors.polymarket.generator import MARKETS, PolymarketFeed, generate_sample, parse_options
 from tradingd.engine import BookUpdate, Status, StatusKind, Ticker, Trade
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.store import RecordingReader
+from tradingd.simulators.polymarket import SIMULATOR
+from tradingd.simulators.polymarket.generator import MARKETS, PolymarketFeed, generate_sample, parse_options
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "polymarket"
 START = "2026-11-24T00:00:00Z"
@@ -101,7 +101,7 @@ def test_same_options_give_the_same_bytes_and_another_seed_does_not(tmp_path: Pa
 
 def test_the_plugin_writes_the_sample(tmp_path: Path) -> None:
     path = tmp_path / "p.rec"
-    assert PLUGIN.generate_sample(path, {"hours": 0.01}) == len(read(path)) > 10
+    assert SIMULATOR.generate_sample(path, {"hours": 0.01}) == len(read(path)) > 10
 
 
 def test_count_and_receive_times(sample: tuple[Path, int, list[Line]]) -> None:

@@ -21,7 +21,6 @@ from tests.support.live_support import Probe, until
 from tests.support.polymarket_live import API, V, cache, serve_sim, start, yes
 from tests.support.sessions import venue_session
 from tradingd.connectors.polymarket.codec import TradeSettlement, TradeStatus
-from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, PolymarketSimulator
 from tradingd.connectors.polymarket.stream import PolymarketSession, UserConnection
 from tradingd.engine import (
     BookUpdate,
@@ -40,6 +39,7 @@ from tradingd.engine import (
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.journal import OrderJournal
+from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, PolymarketSimulator
 
 __all__ = ["cache"]  # the fixture (tests/support/polymarket_live), used by name
 

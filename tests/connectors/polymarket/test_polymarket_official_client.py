@@ -27,7 +27,7 @@ from py_clob_client_v2.clob_types import (  # type: ignore[import-untyped]
 from py_clob_client_v2.exceptions import PolyApiException  # type: ignore[import-untyped]
 
 from tradingd.connectors.polymarket.book import summary_hash
-from tradingd.connectors.polymarket.simulator import (
+from tradingd.simulators.polymarket.simulator import (
     DEMO_ACCOUNT,
     DEMO_ADDRESS,
     DEMO_API,

@@ -20,11 +20,11 @@ from tests.support.polymarket_live import V, start
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution
 from tradingd.connectors.polymarket.signing import OrderSigner
-from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
 from tradingd.engine import BookUpdate, OrderState, StatusKind, Subscription
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.sim.server import Receive, Scope, Send
+from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
 
 
 class SlowBalances(PolymarketSimulator):

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution
 from tradingd.connectors.polymarket.signing import OrderSigner
-from tradingd.connectors.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
 from tradingd.engine import OrderRequest, Side, Trade
 from tradingd.engine.model import InstrumentRegistry, Order
+from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
 
 NOW_NS = 1_795_000_000 * 1_000_000_000
 

@@ -66,6 +66,18 @@ import orjson
 import structlog
 import trio
 
+from tradingd.connectors.derive.codec import DeriveDecoder
+from tradingd.connectors.derive.fees import DeriveFees
+from tradingd.connectors.derive.instruments import VENUE
+from tradingd.connectors.derive.signing import (
+    TESTNET,
+    SigningDomain,
+    action_hash,
+    encode_trade_data,
+    login_digest,
+    recover_signer,
+    typed_data_hash,
+)
 from tradingd.engine.backtest import SimulatedVenue
 from tradingd.engine.sim import SimPeer, SimulatorServer, serve
 from tradingd.engine.venue import (
@@ -83,19 +95,7 @@ from tradingd.engine.venue import (
     Trade,
 )
 
-from .codec import DeriveDecoder
-from .fees import DeriveFees
 from .generator import DeriveFeed
-from .instruments import VENUE
-from .signing import (
-    TESTNET,
-    SigningDomain,
-    action_hash,
-    encode_trade_data,
-    login_digest,
-    recover_signer,
-    typed_data_hash,
-)
 
 __all__ = [
     "DEMO_SESSION_KEY",

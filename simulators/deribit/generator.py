@@ -34,8 +34,11 @@ from typing import Any
 
 import orjson
 
-from tradingd.engine.backtest import RecordingWriter
-from tradingd.engine.sim import (
+from tradingd.connectors.deribit.instruments import PERPETUAL_EXPIRY_MS, option_name
+from tradingd.engine.store import RecordingWriter
+from tradingd.engine.venue import OptionRight
+
+from ..synth import (
     InstrumentSpec,
     LevelChange,
     MarketUpdate,
@@ -43,9 +46,6 @@ from tradingd.engine.sim import (
     TickGrid,
     UnderlyingSpec,
 )
-from tradingd.engine.venue import OptionRight
-
-from .instruments import PERPETUAL_EXPIRY_MS, option_name
 
 __all__ = ["DEFAULT_OPTIONS", "DeribitFeed", "build_market", "generate_sample", "parse_options"]
 

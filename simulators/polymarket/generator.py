@@ -50,7 +50,7 @@ from typing import Any, Final
 import attrs
 import orjson
 
-from tradingd.engine.backtest import RecordingWriter
+from tradingd.engine.store import RecordingWriter
 
 __all__ = ["DEFAULT_OPTIONS", "MARKETS", "MarketSpec", "PolymarketFeed", "generate_sample", "parse_options"]
 

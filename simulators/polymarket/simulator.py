@@ -86,6 +86,17 @@ import orjson
 import structlog
 import trio
 
+from tradingd.connectors.polymarket.book import summary_hash
+from tradingd.connectors.polymarket.codec import PolymarketDecoder
+from tradingd.connectors.polymarket.instruments import COLLATERAL, VENUE
+from tradingd.connectors.polymarket.signing import (
+    ApiCredentials,
+    Credentials,
+    clob_auth_digest,
+    hmac_signature,
+    order_digest,
+    recover_signer,
+)
 from tradingd.engine.backtest import SimulatedVenue
 from tradingd.engine.sim import Receive, Scope, Send, SimPeer, SimulatorServer, serve
 from tradingd.engine.venue import (
@@ -106,19 +117,8 @@ from tradingd.engine.venue import (
     Trade,
 )
 
-from .book import summary_hash
-from .codec import PolymarketDecoder
 from .gamma_simulator import GammaSimulator
 from .generator import PolymarketFeed
-from .instruments import COLLATERAL, VENUE
-from .signing import (
-    ApiCredentials,
-    Credentials,
-    clob_auth_digest,
-    hmac_signature,
-    order_digest,
-    recover_signer,
-)
 
 __all__ = [
     "DEMO_ACCOUNT",

@@ -44,11 +44,11 @@ from typing import Any
 import orjson
 from eth_utils.address import to_checksum_address
 
-from tradingd.engine.backtest import RecordingWriter
-from tradingd.engine.sim import InstrumentSpec, MarketUpdate, SynthMarket, TickGrid, UnderlyingSpec
+from tradingd.connectors.derive.instruments import QUOTE, option_name, option_sub_id
+from tradingd.engine.store import RecordingWriter
 from tradingd.engine.venue import OptionRight
 
-from .instruments import QUOTE, option_name, option_sub_id
+from ..synth import InstrumentSpec, MarketUpdate, SynthMarket, TickGrid, UnderlyingSpec
 
 __all__ = ["DEFAULT_OPTIONS", "DeriveFeed", "build_market", "generate_sample", "parse_options"]
 

@@ -39,8 +39,8 @@ from typing import Literal, NamedTuple
 
 import attrs
 
-from ..model.events import Greeks, Side
-from ..model.pricing import YEAR_SECONDS, bs_greeks, bs_price
+from tradingd.engine.model.events import Greeks, Side
+from tradingd.engine.model.pricing import YEAR_SECONDS, bs_greeks, bs_price
 
 __all__ = [
     "InstrumentSpec",

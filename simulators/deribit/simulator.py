@@ -49,6 +49,9 @@ import structlog
 import trio
 import trio.lowlevel
 
+from tradingd.connectors.deribit.codec import DeribitDecoder
+from tradingd.connectors.deribit.fees import DeribitFees
+from tradingd.connectors.deribit.instruments import VENUE
 from tradingd.engine.backtest import SimulatedVenue
 from tradingd.engine.sim import SimFaults, SimPeer, SimulatorServer, serve
 from tradingd.engine.venue import (
@@ -67,10 +70,7 @@ from tradingd.engine.venue import (
     Trade,
 )
 
-from .codec import DeribitDecoder
-from .fees import DeribitFees
 from .generator import DeribitFeed
-from .instruments import VENUE
 
 __all__ = ["DEFAULT_ACCOUNTS", "DeribitSimulator", "Faults", "serve"]
 
