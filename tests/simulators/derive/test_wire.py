@@ -173,6 +173,10 @@ async def test_an_order_its_answer_private_channels_and_history_carry_the_captur
     assert trade["liquidity_role"] == "taker" and trade["tx_status"] == "requested"
     (balance,) = client.on(f"{SUB}.balances")[0]
     assert set(balance) == {"name", "new_balance", "previous_balance", "update_type"}  # VENUES.md §3.4
+    positions = (await client.call("private/get_positions", {"subaccount_id": SUB}))["result"]
+    captured_positions = fixture("perps/http_positions_result_eth.json")
+    assert set(positions) == set(captured_positions)
+    assert set(positions["positions"][0]) == set(captured_positions["positions"][0])
     history = (await client.call("private/get_trade_history", {"subaccount_id": SUB}))["result"]
     mainnet = fixture("ccxt/http_get_trade_history_btc_perp.json")["result"]
     assert set(mainnet) <= set(history) and set(history["pagination"]) == set(mainnet["pagination"])
