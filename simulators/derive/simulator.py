@@ -189,20 +189,23 @@ class _Entry:
     """A position's entry: average price of what is open, when it opened, realized P&L and
     funding (the `get_positions` fields the simulator can know; it keeps no margin model)."""
 
-    average: Decimal = _ZERO
+    average: Decimal = _ZERO  # of the trade prices, fees excluded
     created_ms: int = 0
-    realized: Decimal = _ZERO
+    realized: Decimal = _ZERO  # fees excluded
+    fees: Decimal = _ZERO
     funding: Decimal = _ZERO
 
-    def trade(self, before: Decimal, signed: Decimal, price: Decimal, now_ms: int) -> Decimal:
+    def trade(self, before: Decimal, signed: Decimal, price: Decimal, fee: Decimal, now_ms: int) -> Decimal:
         """Fold a trade of `signed` amount at `price` into a position of `before`; the P&L it
-        realizes (closing at `price` what was opened at the average)."""
+        realizes (closing at `price` what was opened at the average), fees excluded."""
         after = before + signed
         realized = _ZERO
+        if before == 0:  # a new position: its own history
+            self.realized = self.fees = self.funding = _ZERO
+            self.average, self.created_ms = _ZERO, now_ms
+        self.fees += fee
         if before == 0 or (before > 0) == (signed > 0):  # opens or adds
             self.average = (self.average * abs(before) + price * abs(signed)) / abs(after)
-            if before == 0:
-                self.created_ms = now_ms
         else:  # reduces, closes or flips
             closed = min(abs(signed), abs(before))
             realized = (price - self.average) * closed * (1 if before > 0 else -1)
@@ -1277,7 +1280,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         key = (o.subaccount_id, o.instrument)
         signed = amount if o.direction == "buy" else -amount
         held = acct.positions.get(key, _ZERO)
-        realized = acct.entries.setdefault(key, _Entry()).trade(held, signed, price, o.updated_ms)
+        realized = acct.entries.setdefault(key, _Entry()).trade(held, signed, price, fee, o.updated_ms)
         acct.positions[key] = held + signed
         before = acct.balances.get("USDC", _ZERO)
         acct.balances["USDC"] = before - fee  # fees only: the simulator keeps no cash ledger of premiums
@@ -1469,12 +1472,17 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
                 for g, k in (("gamma", "g"), ("theta", "t"), ("vega", "v"))
             }
             delta = Decimal(str(pricing["d"])) * amount if pricing else amount
-            # The field set of a real `get_positions` item (perps/http_positions_result_eth.json);
-            # the simulator keeps no margin model: margins are 0, leverage and liquidation null.
+            unrealized = (mark - entry.average) * amount
+            # The field set of a real `get_positions` item (perps/http_positions_result_eth.json)
+            # and of Derive's schema (derive-client `PositionResponseSchema`). Fees are taken in
+            # the realized P&L (`realized_pnl` = `realized_pnl_excl_fees` - `total_fees`), not in
+            # the average price. No margin model: margins 0, leverage and liquidation price null.
             out.append(
                 {
                     "amount": _text(amount),
+                    "amount_step": _text(listing.step),
                     "average_price": _text(entry.average),
+                    "average_price_excl_fees": _text(entry.average),
                     "creation_timestamp": entry.created_ms,
                     "cumulative_funding": _text(entry.funding),
                     "delta": _text(delta),
@@ -1491,9 +1499,12 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
                     "net_settlements": "0",
                     "open_orders_margin": "0",
                     "pending_funding": "0",
-                    "realized_pnl": _text(entry.realized),
+                    "realized_pnl": _text(entry.realized - entry.fees),
+                    "realized_pnl_excl_fees": _text(entry.realized),
                     "theta": greek["theta"],
-                    "unrealized_pnl": _text((mark - entry.average) * amount),
+                    "total_fees": _text(entry.fees),
+                    "unrealized_pnl": _text(unrealized),
+                    "unrealized_pnl_excl_fees": _text(unrealized),
                     "vega": greek["vega"],
                 }
             )
@@ -1617,6 +1628,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             "mark_price": slim.get("M", "0"),
             "order_id": o.order_id,
             "quote_id": None,
+            "rfq_id": None,
             "realized_pnl": "0",
             "realized_pnl_excl_fees": "0",
             "subaccount_id": o.subaccount_id,

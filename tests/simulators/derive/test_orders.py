@@ -272,6 +272,10 @@ async def test_positions_carry_the_entry_price_and_the_pnl_realized_by_reducing(
     average = cost / D("0.3")
     assert (D(position["amount"]), D(position["average_price"])) == (D("0.2"), average)
     realized = sum((D(t["trade_price"]) - average) * D(t["trade_amount"]) for t in sold)
-    assert D(position["realized_pnl"]) == realized == sum(D(t["realized_pnl_excl_fees"]) for t in sold)
+    assert (
+        D(position["realized_pnl_excl_fees"]) == realized == sum(D(t["realized_pnl_excl_fees"]) for t in sold)
+    )
+    fees = sum(D(t["trade_fee"]) for t in bought + sold)
+    assert D(position["total_fees"]) == fees and D(position["realized_pnl"]) == realized - fees
     assert D(position["unrealized_pnl"]) == (D(position["mark_price"]) - average) * D("0.2")
     assert D(position["mark_value"]) == D(position["mark_price"]) * D("0.2") and position["leverage"] is None
