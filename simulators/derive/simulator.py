@@ -37,6 +37,9 @@ Fidelity:
   Fills are reported `requested` at the match and `settled` on `{subaccount}.trades.settled`
   `settle_after_s` later, or `reverted` (the `revert` switch) on `{subaccount}.trades` and
   `.trades.reverted`. `{subaccount}.balances` hears each fill's fee as a USDC balance change.
+- `private/replace` (§3.6): the new order checked and its signature verified first, then the old
+  one (`order_id_to_cancel` / `nonce_to_cancel`, `expected_filled_amount` checked) cancelled and
+  the new one placed; a new order the book refuses comes back as `create_order_error`.
 - History (§3.6, what a client reconciles with after a disconnect): `private/get_order` (11006
   "Order does not exist" for an order id the subaccount never had), `private/get_orders`
   (filtered by instrument, label, status), `private/get_order_history`,
@@ -276,6 +279,7 @@ class SimOrder:
     cancel_reason: str = ""
     created_ms: int = 0
     updated_ms: int = 0
+    replaced_order_id: str | None = None  # the order a `private/replace` cancelled for this one
 
     @property
     def owner(self) -> str:
@@ -1149,6 +1153,10 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
 
     def _order(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
         assert account is not None
+        return self._place(self._accept(p, account), p, account)
+
+    def _accept(self, p: dict[str, Any], account: SimAccount) -> dict[str, Any]:
+        """An order's terms, checked (§3.6) and its signature verified, before the book sees it."""
         terms = self._verify_order(p, account)
         self._check_signature(terms, account)
         name = terms["instrument"]
@@ -1169,6 +1177,15 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         if rejected is not None:
             code, message = rejected
             raise RpcError(int(code), message)
+        return terms
+
+    def _place(
+        self, terms: dict[str, Any], p: dict[str, Any], account: SimAccount, replaced: str | None = None
+    ) -> dict[str, Any]:
+        """Match an accepted order, rest what a GTC has left; the `{order, trades}` answer."""
+        name = terms["instrument"]
+        market = self._market(name)
+        amount, price = terms["amount"], terms["limit_price"]
         sub = terms["subaccount_id"]
         tif = terms["time_in_force"]
         now_ms = self.clock() // 1_000_000
@@ -1192,6 +1209,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             reduce_only=bool(p.get("reduce_only", False)),
             created_ms=now_ms,
             updated_ms=now_ms,
+            replaced_order_id=replaced,
         )
         # A market order never rests: it fills up to its signed worst price (§3.6).
         book_tif: Literal["gtc", "ioc", "fok"] = "fok" if tif == "fok" else "ioc" if tif == "ioc" else "gtc"
@@ -1334,6 +1352,49 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             raise RpcError(11003, "Order already cancelled", o.order_id)
         self._end(o, "cancelled", "user_request")
         return self._order_json(o)
+
+    def _replace(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
+        """`private/replace` (§3.6; derive-client `PrivateReplaceParamsSchema` /
+        `PrivateReplaceResultSchema`): cancel the open order `order_id_to_cancel` (or the one
+        signed with `nonce_to_cancel`) and place the new one. The new order's terms and signature
+        are checked first (refused: nothing is cancelled); `expected_filled_amount`, if given,
+        must be what the old order has filled (else nothing is cancelled). A new order the book
+        refuses (post-only, FOK, self-cross) leaves the old one cancelled and comes back as
+        `create_order_error`."""
+        assert account is not None
+        sub = self._subaccount(p, account)
+        by_id, by_nonce = p.get("order_id_to_cancel"), p.get("nonce_to_cancel")
+        if (by_id is None) == (by_nonce is None):
+            raise RpcError(-32602, "Invalid params", "give order_id_to_cancel or nonce_to_cancel")
+        if by_id is not None:
+            old = self._own({"subaccount_id": sub, "order_id": by_id}, account)
+        else:
+            nonce = _int(p, "nonce_to_cancel")
+            found = [o for o in account.orders.values() if o.subaccount_id == sub and o.nonce == nonce]
+            if not found:
+                raise RpcError(11006, "Order does not exist", f"no order with nonce {nonce}")
+            old = found[0]
+        terms = self._accept(p, account)
+        if old.state == "filled":
+            raise RpcError(11004, "Order already filled", old.order_id)
+        if old.state != "open":
+            raise RpcError(11003, "Order already cancelled", old.order_id)
+        if "expected_filled_amount" in p and p["expected_filled_amount"] is not None:
+            expected = _dec(p, "expected_filled_amount", -32602, "Invalid params")
+            if expected != old.filled:
+                raise RpcError(
+                    -32602, "Invalid params", f"expected_filled_amount {expected}, filled {_text(old.filled)}"
+                )
+        self._end(old, "cancelled", "user_request")
+        answer: dict[str, Any] = {"cancelled_order": self._order_json(old)}
+        try:
+            answer.update(self._place(terms, p, account, replaced=old.order_id))
+        except RpcError as exc:
+            error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+            if exc.data is not None:
+                error["data"] = exc.data if isinstance(exc.data, str) else orjson.dumps(exc.data).decode()
+            answer.update(create_order_error=error, order=None, trades=None)
+        return answer
 
     def _cancel_where(self, account: SimAccount | None, sub: int, pick: Callable[[SimOrder], bool]) -> int:
         assert account is not None
@@ -1598,7 +1659,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             "order_status": o.state,
             "order_type": o.order_type,
             "quote_id": None,
-            "replaced_order_id": None,
+            "replaced_order_id": o.replaced_order_id,
             "signature": o.signature,
             "signature_expiry_sec": o.signature_expiry_sec,
             "signed_limit_price": None,
@@ -1740,6 +1801,7 @@ _METHODS: Final[dict[str, Callable[..., Any]]] = {
     "private/order": DeriveSimulator._order,
     "private/order_debug": DeriveSimulator._order_debug,
     "private/cancel": DeriveSimulator._cancel,
+    "private/replace": DeriveSimulator._replace,
     "private/cancel_by_label": DeriveSimulator._cancel_by_label,
     "private/cancel_by_instrument": DeriveSimulator._cancel_by_instrument,
     "private/cancel_by_nonce": DeriveSimulator._cancel_by_nonce,

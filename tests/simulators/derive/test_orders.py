@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import msgspec
 import orjson
 import pytest
 import trio
@@ -19,6 +20,7 @@ from derive_action_signing import (  # type: ignore[import-untyped]
     TradeModuleData,
     sign_rest_auth_header,
 )
+from derive_client.data_types import generated_models as dc  # type: ignore[import-untyped]
 from web3 import Web3
 
 from tradingd.simulators.derive.eip712 import ACTION_TYPEHASH, TESTNET, address_of
@@ -279,3 +281,39 @@ async def test_positions_carry_the_entry_price_and_the_pnl_realized_by_reducing(
     assert D(position["total_fees"]) == fees and D(position["realized_pnl"]) == realized - fees
     assert D(position["unrealized_pnl"]) == (D(position["mark_price"]) - average) * D("0.2")
     assert D(position["mark_value"]) == D(position["mark_price"]) * D("0.2") and position["leverage"] is None
+
+
+async def test_replace_cancels_the_old_order_and_places_the_new_one() -> None:
+    sim = simulator()
+    account = sim.accounts[WALLETS["alice"].lower()]
+    best = sim.book(PERP).best(Side.BUY)
+    ask = sim.book(PERP).best(Side.SELL)
+    assert best is not None and ask is not None
+    low = str(int(best) - 500)
+    old = place(sim, "alice", "buy", low, "0.2")["order"]
+
+    def replace(**terms: Any) -> Any:
+        price = terms.pop("price", str(int(low) + 1))
+        params = {**signed(sim, "alice", "buy", price, "0.2", **terms), "order_id_to_cancel": old["order_id"]}
+        return sim.call("private/replace", params, peer=None, account=account, after=[])
+
+    # A wrong expected fill, or a bad signature: refused, nothing cancelled.
+    with pytest.raises(RpcError) as info:
+        replace(expected_filled_amount="0.1")
+    assert info.value.code == -32602 and sim.orders[old["order_id"]].state == "open"
+    with pytest.raises(RpcError) as info:
+        replace(signature="0x" + "11" * 65)
+    assert info.value.code == 14014 and sim.orders[old["order_id"]].state == "open"
+    answer = replace(expected_filled_amount="0")
+    assert answer["cancelled_order"]["order_status"] == "cancelled"
+    assert (
+        answer["order"]["order_status"] == "open" and answer["order"]["replaced_order_id"] == old["order_id"]
+    )
+    assert [o.order_id for o in sim.book(PERP).orders()] == [answer["order"]["order_id"]]
+    # The new order refused by the book (post-only crossing the ask): the old one stays cancelled.
+    old = answer["order"]
+    refused = replace(price=str(ask + 1), time_in_force="post_only")
+    assert refused["cancelled_order"]["order_id"] == old["order_id"] and refused["order"] is None
+    assert refused["create_order_error"]["code"] == 11008 and sim.book(PERP).orders() == []
+    for result in (answer, refused):  # derive-client's own schema reads both answers
+        msgspec.json.decode(orjson.dumps({"id": 1, "result": result}), type=dc.PrivateReplaceResponseSchema)
