@@ -9,8 +9,9 @@
   `private/order` with `label` = our client order id. Derive names the order (a UUID) in its
   answer, so there is no `prepare`: the private channels are matched by label, as on Deribit.
   The signed `max_fee` (USDC per unit) is the fee schedule's estimate for the order times
-  `max_fee_margin`, at the last index price the tickers gave. A market order carries a signed
-  worst price too (§3.6): the top of the book (or the mark) `market_slippage` beyond.
+  `max_fee_margin`, at the last index price the tickers gave (an option's cap at its last mark:
+  `fees.py`). A market order carries a signed worst price too (§3.6): the top of the book (or
+  the mark) `market_slippage` beyond.
 - `cancel`: `private/cancel` by order id, or `private/cancel_by_label` while the venue has not
   named the order yet (its placement's answer was lost).
 - `edit`: refused. Derive has no amend: `private/replace` cancels the order and places a new
@@ -246,7 +247,12 @@ class DeriveExecution(VenueExecution):
                 tif = "post_only"
         index = self.session.index_prices.get(inst.base)
         max_fee = self.fees.max_fee(
-            inst, price=price, size=req.size, index=index, margin=self.settings.max_fee_margin
+            inst,
+            price=price,
+            size=req.size,
+            index=index,
+            margin=self.settings.max_fee_margin,
+            mark=self.session.mark_prices.get(inst.symbol),  # an option's fee cap is on its mark
         )
         return self.signer.sign_order(
             info,

@@ -24,7 +24,12 @@ Assumptions, stated so they can be checked against fills:
   sweeps several levels in one match pays it once at the venue, so the model over-charges such
   orders slightly (a conservative error for a backtest).
 - The cap applies to the option fee as a whole (base fee included), at `option_cap` (default
-  12.5%, or the instrument's `mark_price_fee_rate_cap` when it is given) of price x size.
+  12.5%, or the instrument's `mark_price_fee_rate_cap` when it is given) of the option's value:
+  mark x size (the field's name, and the page's "12.5% of the value of the option"). `max_fee`
+  takes the mark when the tickers gave one: a bid resting far below the mark is estimated by
+  the venue against the mark's cap, and a `max_fee` capped at its own low price is refused
+  (`signed_max_fee_too_low`). A fill's fee (`fee`, the engine's fee model, which is given no
+  mark) caps at its price x size.
 - Spot (`erc20`) trades use the instrument's rates with no cap; the default base fee is 0.
 
 Precedence for every number: config override (`[venues.derive.fees]`) > the instrument's own value
@@ -155,14 +160,26 @@ class DeriveFees:
         self, inst: Instrument, price: Decimal, size: Decimal, liquidity: Liquidity, index: float | None
     ) -> tuple[Decimal, str]:
         """(fee, currency) of executing `size` of `inst` at `price` (engine `FeeModel`)."""
+        return self._fee(inst, price, size, liquidity, index, price), inst.settle
+
+    def _fee(
+        self,
+        inst: Instrument,
+        price: Decimal,
+        size: Decimal,
+        liquidity: Liquidity,
+        index: float | None,
+        value_price: Decimal,
+    ) -> Decimal:
+        """The fee, an option's capped at `value_price` (its mark, or its price) x size."""
         notional = abs(size) * inst.contract_size * self._notional_price(inst, price, index)
         fee = self.rate(inst, liquidity) * notional
         if liquidity is Liquidity.TAKER:
             fee += self.base_fee(inst)
         cap = self.cap(inst)
         if cap is not None:
-            fee = min(fee, cap * price * abs(size) * inst.contract_size)
-        return fee, inst.settle
+            fee = min(fee, cap * value_price * abs(size) * inst.contract_size)
+        return fee
 
     def max_fee(
         self,
@@ -172,14 +189,17 @@ class DeriveFees:
         size: Decimal,
         index: float | None,
         margin: Decimal = Decimal(2),
+        mark: float | None = None,
     ) -> Decimal:
         """A `max_fee` for an order (§3.6: USDC per unit of amount): the taker fee this schedule
         expects for the whole order, per unit, times `margin` (the venue's estimate uses its own
-        index at match time), rounded up to whole USDC micro-units. At least one micro-unit."""
+        index at match time), rounded up to whole USDC micro-units. At least one micro-unit. An
+        option's cap is taken at `mark` when given (module docstring), else at `price`."""
         if not size > 0:
             raise ValueError(f"size must be positive, got {size}")
         if not margin >= 1:
             raise ValueError(f"margin must be at least 1, got {margin}")
-        fee, _ = self.fee(inst, price, size, Liquidity.TAKER, index)
+        value_price = Decimal(repr(mark)) if mark is not None and mark > 0 else price
+        fee = self._fee(inst, price, size, Liquidity.TAKER, index, value_price)
         per_unit = fee * margin / size
         return max(_USDC_QUANTUM, per_unit.quantize(_USDC_QUANTUM, rounding=ROUND_CEILING))
