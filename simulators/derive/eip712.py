@@ -62,8 +62,6 @@ ACTION_TYPE: Final = (
 ACTION_TYPEHASH: Final[bytes] = keccak(ACTION_TYPE.encode())
 
 _INT256 = (-(2**255), 2**255 - 1)
-
-
 _UINT256 = (0, 2**256 - 1)
 _SIGNATURE = re.compile(r"(?:0x)?([0-9a-fA-F]{130})")
 

@@ -56,7 +56,10 @@ Fidelity:
 - Market data (§3.3, §3.4): the generator's synthetic market stepped on the wall clock:
   `ticker_slim.{instrument}.{100|1000}`, `orderbook.{instrument}.1.{1|10|20|100}` (whole
   snapshots with a `publish_id` per channel; the simulator's books hold 10 levels; groups 10
-  and 100 are refused per channel), `trades.{instrument}` and `trades.{type}.{currency}`.
+  and 100 are refused per channel), `trades.{instrument}` and `trades.{type}.{currency}` (the
+  public record of production's `trades.ETH-PERP` capture; the `.{tx_status}` variants carry
+  the same records as they print: the simulator keeps no per-status tape of other accounts'
+  trades).
   `subscribe` answers a status per channel and `current_subscriptions`; a channel name that
   matches no pattern refuses the whole call with 13000 "Invalid channels" and a `data` naming
   it (the demo venue's answer, `bourse/error_invalid_channels_demo.json`); the deprecated
