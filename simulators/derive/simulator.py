@@ -56,7 +56,9 @@ Fidelity:
 - Market data (§3.3, §3.4): the generator's synthetic market stepped on the wall clock:
   `ticker_slim.{instrument}.{100|1000}`, `orderbook.{instrument}.1.{1|10|20|100}` (whole
   snapshots with a `publish_id` per channel; the simulator's books hold 10 levels; groups 10
-  and 100 are refused per channel), `trades.{instrument}` and `trades.{type}.{currency}` (the
+  and 100 are refused per channel; a book with client orders resting in it is published from
+  the simulator's own book, their amounts in its levels, as the venue shows every order; the
+  slim tickers stay the feed's), `trades.{instrument}` and `trades.{type}.{currency}` (the
   public record of production's `trades.ETH-PERP` capture; the `.{tx_status}` variants carry
   the same records as they print: the simulator keeps no per-status tape of other accounts'
   trades).
@@ -320,8 +322,10 @@ class _Market:
     book: OrderBook
     pending: bytes | None = None  # the last orderbook frame not yet applied to the book
     levels: dict[tuple[Side, Decimal], Decimal] = attrs.field(factory=dict)  # the feed's, as applied
-    last_book: bytes | None = None  # the last orderbook frame
+    last_book: bytes | None = None  # the last orderbook frame, as published
     ticker: bytes | None = None  # the last ticker_slim frame
+    # (the feed's frame, the one published instead): a book with client orders in it
+    published: tuple[bytes, bytes] | None = None
 
 
 class _Tickers(Mapping[str, dict[str, Any]]):
@@ -496,6 +500,17 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         market.levels = new
         return matches
 
+    def _with_clients(self, market: _Market, frame: bytes) -> bytes:
+        """The feed's snapshot re-encoded from the simulator's own book: its levels (the same
+        depth, `publish_id` and time) with the clients' resting orders in them, as the venue's
+        book shows every resting order."""
+        msg = orjson.loads(frame)
+        data = msg["params"]["data"]
+        depth = max(len(data["bids"]), len(data["asks"]), 1)
+        for key, side in (("bids", Side.BUY), ("asks", Side.SELL)):
+            data[key] = [[_text(p), _text(a)] for p, a in market.book.levels(side, depth)]
+        return orjson.dumps(msg)
+
     def market_step(self) -> list[bytes]:
         return [frame for _, frame in self.feed.step()]
 
@@ -509,8 +524,12 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             return
         if head == "orderbook":
             market.pending = market.last_book = frame
+            market.published = None
             if market.book.orders():  # someone rests here: the move may fill them now
                 self._matched(market, self._sync(market))
+                if market.book.orders():  # and the book published shows them
+                    market.last_book = self._with_clients(market, frame)
+                    market.published = (frame, market.last_book)
         elif head == "ticker_slim":
             market.ticker = frame
         elif head == "trades" and market.book.orders():
@@ -537,6 +556,10 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
 
     def deliveries(self, frame: bytes) -> Iterable[tuple[_Peer, bytes]]:
         channel = _channel_of(frame)
+        if channel.startswith("orderbook."):
+            market = self.markets.get(channel.split(".")[1])
+            if market is not None and market.published is not None and market.published[0] is frame:
+                frame = market.published[1]  # the simulator's own book, clients' orders in it
         if (
             channel.startswith("orderbook.")
             and self.faults.gap

@@ -256,3 +256,31 @@ async def test_rest_answers_decode_with_derives_own_client_schemas() -> None:
             dc.PublicGetInstrumentsResponseSchema,
         )
         await post("/public/get_time", {}, dc.PublicGetTimeResponseSchema)
+
+
+async def test_the_published_book_shows_the_clients_resting_orders() -> None:
+    sim = DeriveSimulator(seed=21)
+    client = Client(sim)
+    client.peer.account = sim.accounts[DEMO_WALLET.lower()]
+    await client.call("subscribe", {"channels": [f"orderbook.{PERP}.1.10"]})
+    feed = sim.last_book(PERP)
+    assert feed is not None
+    price = Decimal(feed["bids"][-1][0])  # the feed's deepest bid level
+    answer = await client.call("private/order", {**official_order(sim, price, "0.5"), "direction": "buy"})
+    assert answer["result"]["order"]["order_status"] == "open"
+    client.drain()
+    client.frames.clear()
+    market = sim.markets[PERP]
+    for _ in range(20):  # until the feed's next book of ETH-PERP went out
+        sim.step()
+        if market.published is not None:
+            break
+    assert market.published is not None  # the feed's frame, and what went out instead
+    client.drain()
+    published = client.on(f"orderbook.{PERP}.1.10")[-1]
+    raw = orjson.loads(market.published[0])["params"]["data"]
+    feed_levels = {Decimal(p): Decimal(a) for p, a in raw["bids"]}
+    shown = {Decimal(p): Decimal(a) for p, a in published["bids"]}
+    assert shown[price] == feed_levels.get(price, Decimal(0)) + Decimal("0.5")
+    assert published["publish_id"] == raw["publish_id"] and set(published) == set(raw)
+    assert sim.last_book(PERP) == published  # what a new subscriber's snapshot starts from
