@@ -366,12 +366,14 @@ class OrderBook:
         _check_number("price", price)
         _check_number("amount", amount, allow_zero=True)
         key = (side, price)
-        level_id = f"{MARKET}:{side}:{price}"
+        current = self._market.get(key)
+        # One id per level, kept while the level lives: Decimal("100") and Decimal("100.0") are
+        # the same price and the same level.
+        level_id = current.order_id if current is not None else f"{MARKET}:{side}:{price}"
         matches: list[Match] = []
         left = amount
         if left > 0:
             matches, _, left = self._take(level_id, MARKET, side, price, left, "allow", clients_only=True)
-        current = self._market.get(key)
         if current is None:
             if left > 0:
                 seq = next(self._seq)

@@ -193,6 +193,16 @@ def test_market_level_shrink_keeps_its_place_grow_goes_to_the_back_zero_removes(
     assert b.levels(SELL) == [] and b.best(SELL) is None
 
 
+def test_equal_prices_written_differently_are_one_level() -> None:
+    b = book()
+    b.set_market_level(SELL, D(100), D(1))
+    ask(b, "c", "100.00", "1")
+    b.set_market_level(SELL, D("1E+2"), D(3))  # grows the same level: behind c now
+    assert b.levels(SELL) == [(D(100), D(4))] and len(b.orders(MARKET)) == 1
+    out = b.submit(order_id="t", owner="me", side=BUY, amount=D(2), price=D("100.0"))
+    assert fills(out) == [("c", "100.00", "1"), (MKT_ASK_100, "100", "1")]
+
+
 def test_levels_aggregate_best_first_with_or_without_clients() -> None:
     b = book()
     b.set_market_level(BUY, D(99), D(3))
