@@ -383,6 +383,15 @@ def _int(params: Mapping[str, Any], key: str) -> int:
     return value
 
 
+def _trio_now() -> float:
+    """Trio's clock, or 0 outside a trio run (a test calling methods directly): what is due then
+    is due at the first market step."""
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return 0.0
+
+
 def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
@@ -1349,7 +1358,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         revert = self.reverts > 0
         if revert:
             self.reverts -= 1
-        due = trio.current_time() + self.settle_after_s
+        due = _trio_now() + self.settle_after_s
         self._settlements.append(_PendingSettlement(due, acct, trade, revert))
         return dict(trade)
 
@@ -1736,11 +1745,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         channel = f"{sub}.{what}"
         frame = orjson.dumps({"method": "subscription", "params": {"channel": channel, "data": data}})
         if self.private_trail_s is not None:
-            try:
-                now = trio.current_time()
-            except RuntimeError:
-                now = 0.0
-            self._held.append((now + self.private_trail_s, account, channel, frame))
+            self._held.append((_trio_now() + self.private_trail_s, account, channel, frame))
             return
         self._deliver_private(account, channel, frame)
 
@@ -1753,7 +1758,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         """Send the private notifications the `private` switch held back, once due."""
         if not self._held:
             return
-        now = trio.current_time()
+        now = _trio_now()
         due = [h for h in self._held if h[0] <= now]
         self._held = [h for h in self._held if h[0] > now]
         for _, account, channel, frame in due:
@@ -1769,7 +1774,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         """Trades settle (or revert) on chain `settle_after_s` after their match (§3.4)."""
         if not self._settlements:
             return
-        now = math.inf if everything else trio.current_time()
+        now = math.inf if everything else _trio_now()
         due = [s for s in self._settlements if s.due <= now]
         if not due:
             return

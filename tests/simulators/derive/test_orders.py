@@ -317,3 +317,13 @@ async def test_replace_cancels_the_old_order_and_places_the_new_one() -> None:
     assert refused["create_order_error"]["code"] == 11008 and sim.book(PERP).orders() == []
     for result in (answer, refused):  # derive-client's own schema reads both answers
         msgspec.json.decode(orjson.dumps({"id": 1, "result": result}), type=dc.PrivateReplaceResponseSchema)
+
+
+def test_a_fill_outside_a_trio_run_settles_at_the_first_step_in_one() -> None:
+    sim = simulator()  # a script calling the simulator directly, with no server running
+    ask = sim.book(PERP).best(Side.SELL)
+    assert ask is not None
+    answer = place(sim, "bob", "buy", str(ask + 10), "0.1")
+    assert answer["order"]["order_status"] == "filled" and answer["trades"]
+    assert sim.settle_now() == len(answer["trades"])
+    assert {t["tx_status"] for t in sim.accounts[WALLETS["bob"].lower()].trades} == {"settled"}
