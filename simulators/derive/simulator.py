@@ -57,8 +57,8 @@ Fidelity:
   `ticker_slim.{instrument}.{100|1000}`, `orderbook.{instrument}.1.{1|10|20|100}` (whole
   snapshots with a `publish_id` per channel; the simulator's books hold 10 levels; groups 10
   and 100 are refused per channel; a book with client orders resting in it is published from
-  the simulator's own book, their amounts in its levels, as the venue shows every order; the
-  slim tickers stay the feed's), `trades.{instrument}` and `trades.{type}.{currency}` (the
+  the simulator's own book, their amounts in its levels, as the venue shows every order, and
+  so are its slim tickers' best bid and ask), `trades.{instrument}` and `trades.{type}.{currency}` (the
   public record of production's `trades.ETH-PERP` capture; the `.{tx_status}` variants carry
   the same records as they print: the simulator keeps no per-status tape of other accounts'
   trades).
@@ -324,8 +324,10 @@ class _Market:
     levels: dict[tuple[Side, Decimal], Decimal] = attrs.field(factory=dict)  # the feed's, as applied
     last_book: bytes | None = None  # the last orderbook frame, as published
     ticker: bytes | None = None  # the last ticker_slim frame
-    # (the feed's frame, the one published instead): a book with client orders in it
+    # (the feed's frame, the one published instead): a book with client orders in it, and the
+    # slim ticker of such a book (its best bid and ask the book's)
     published: tuple[bytes, bytes] | None = None
+    published_ticker: tuple[bytes, bytes] | None = None
 
 
 class _Tickers(Mapping[str, dict[str, Any]]):
@@ -520,6 +522,18 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             data[key] = [[_text(p), _text(a)] for p, a in market.book.levels(side, depth)]
         return orjson.dumps(msg)
 
+    def _ticker_with_clients(self, market: _Market, frame: bytes) -> bytes:
+        """The feed's slim ticker with its best bid and ask (`b`, `B`, `a`, `A`, §3.3) taken
+        from the simulator's own book, the clients' orders in it."""
+        msg = orjson.loads(frame)
+        ticker = msg["params"]["data"]["instrument_ticker"]
+        for price_key, amount_key, side in (("b", "B", Side.BUY), ("a", "A", Side.SELL)):
+            top = market.book.levels(side, 1)
+            ticker[price_key], ticker[amount_key] = (
+                (_text(top[0][0]), _text(top[0][1])) if top else ("0", "0")
+            )
+        return orjson.dumps(msg)
+
     def market_step(self) -> list[bytes]:
         return [frame for _, frame in self.feed.step()]
 
@@ -541,6 +555,11 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
                     market.published = (frame, market.last_book)
         elif head == "ticker_slim":
             market.ticker = frame
+            market.published_ticker = None
+            if market.book.orders():
+                self._sync(market)
+                market.ticker = self._ticker_with_clients(market, frame)
+                market.published_ticker = (frame, market.ticker)
         elif head == "trades" and market.book.orders():
             self._sync(market)
             matches: list[Match] = []
@@ -565,10 +584,12 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
 
     def deliveries(self, frame: bytes) -> Iterable[tuple[_Peer, bytes]]:
         channel = _channel_of(frame)
-        if channel.startswith("orderbook."):
+        if channel.startswith(("orderbook.", "ticker_slim.")):
             market = self.markets.get(channel.split(".")[1])
-            if market is not None and market.published is not None and market.published[0] is frame:
-                frame = market.published[1]  # the simulator's own book, clients' orders in it
+            if market is not None:
+                for swap in (market.published, market.published_ticker):
+                    if swap is not None and swap[0] is frame:
+                        frame = swap[1]  # from the simulator's own book, clients' orders in it
         if (
             channel.startswith("orderbook.")
             and self.faults.gap

@@ -284,3 +284,31 @@ async def test_the_published_book_shows_the_clients_resting_orders() -> None:
     assert shown[price] == feed_levels.get(price, Decimal(0)) + Decimal("0.5")
     assert published["publish_id"] == raw["publish_id"] and set(published) == set(raw)
     assert sim.last_book(PERP) == published  # what a new subscriber's snapshot starts from
+
+
+async def test_the_slim_ticker_tops_the_book_with_the_clients_orders() -> None:
+    sim = DeriveSimulator(seed=21)
+    client = Client(sim)
+    client.peer.account = sim.accounts[DEMO_WALLET.lower()]
+    await client.call("subscribe", {"channels": [f"ticker_slim.{PERP}.100"]})
+    best = sim.book(PERP).best(Side.BUY)
+    assert best is not None
+    answer = await client.call("private/order", {**official_order(sim, best, "0.5"), "direction": "buy"})
+    assert answer["result"]["order"]["order_status"] == "open"
+    client.drain()
+    client.frames.clear()
+    market = sim.markets[PERP]
+    sim.step()  # a perpetual's ticker goes out every 100 ms step
+    assert market.published_ticker is not None
+    client.drain()
+    (data,) = client.on(f"ticker_slim.{PERP}.100")
+    ticker = data["instrument_ticker"]
+    book = sim.book(PERP)
+    top_bid, top_ask = book.levels(Side.BUY, 1)[0], book.levels(Side.SELL, 1)[0]
+    assert (Decimal(ticker["b"]), Decimal(ticker["B"])) == top_bid
+    assert (Decimal(ticker["a"]), Decimal(ticker["A"])) == top_ask
+    mine = [o for o in book.orders() if o.price == top_bid[0]]
+    feed = orjson.loads(market.published_ticker[0])["params"]["data"]["instrument_ticker"]
+    assert mine and Decimal(feed["b"]) == top_bid[0]  # our order joined the feed's best bid
+    assert Decimal(ticker["B"]) == Decimal(feed["B"]) + sum(o.remaining for o in mine)
+    assert sim.tickers[PERP]["b"] == ticker["b"]  # what get_ticker and the positions read
