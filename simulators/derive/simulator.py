@@ -95,6 +95,7 @@ from tradingd.engine.venue import (
     Trade,
 )
 
+from . import account_methods
 from .generator import DeriveFeed
 
 __all__ = [
@@ -328,6 +329,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         self._rng = random.Random(seed)
         self._settlements: list[_PendingSettlement] = []
         self.reverts = 0  # the `revert` switch: client fills still to fail
+        self.public_tape = account_methods.PublicTape()  # for public/get_trade_history
 
     # -- the market ---------------------------------------------------------------------------
     def _index(self, base: str) -> float | None:
@@ -352,6 +354,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
 
     def on_market_frame(self, frame: bytes, now: int) -> None:
         """Track the frame, and fill resting client orders against the book or trade it moved."""
+        self.public_tape.record(frame)
         for ev in self._track(frame):
             out: list[PrivateEvent] = []
             if isinstance(ev, BookUpdate):
@@ -567,7 +570,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             account = self._header_account(headers) if name.startswith("private/") else None
             result = self.call(name, params, peer=None, account=account, after=[])
         except RpcError as exc:
-            return 400, self._respond(rid, error=exc)
+            return 200, self._respond(rid, error=exc)
         return 200, self._respond(rid, result)
 
     def _header_account(self, headers: dict[str, str]) -> SimAccount:
@@ -1370,6 +1373,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
                 trades.append(trade)
                 acct.trades.append(trade)  # the history's record: its tx_status follows the chain
                 self._notify(acct, o.subaccount_id, "trades", [trade])
+                account_methods.notify_balances(self, acct, trade)
                 revert = self.reverts > 0
                 if revert:
                     self.reverts -= 1
@@ -1421,6 +1425,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
                 s.account.balances["USDC"] += Decimal(trade["trade_fee"])
                 self._notify(s.account, sub, "trades", [trade])
                 self._notify(s.account, sub, "trades.reverted", [trade])
+                account_methods.notify_balances(self, s.account, trade, reverted=True)
             else:
                 self._notify(s.account, sub, "trades.settled", [trade])
 
@@ -1463,3 +1468,4 @@ _METHODS: Final[dict[str, Callable[..., Any]]] = {
     "private/get_positions": DeriveSimulator._get_positions,
     "private/get_funding_history": DeriveSimulator._get_funding_history,
 }
+account_methods.register(_METHODS, RpcError)
