@@ -54,10 +54,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from ..matching import Side
+
 if TYPE_CHECKING:
     from .simulator import DeriveSimulator, SimAccount
 
-__all__ = ["PublicTape", "notify_balances", "register"]
+__all__ = ["PublicTape", "register"]
 
 Handler = Callable[..., Any]
 
@@ -151,8 +153,8 @@ class _Methods:
         self, sim: DeriveSimulator, p: dict[str, Any], peer: Any, account: Any, after: Any
     ) -> Any:
         acct = self._wallet(p, account)
-        matching = int(acct.matching.refill_per_s) if acct.matching is not None else 0
-        non_matching = int(acct.non_matching.refill_per_s) if acct.non_matching is not None else 0
+        matching = int(acct.matching.rate) if acct.matching is not None else 0
+        non_matching = int(acct.non_matching.rate) if acct.non_matching is not None else 0
         return {
             "wallet": acct.wallet,
             "subaccount_ids": sorted(acct.subaccounts),
@@ -524,49 +526,13 @@ class _Methods:
         return out
 
 
-def notify_balances(
-    sim: DeriveSimulator, account: SimAccount, trade: dict[str, Any], *, reverted: bool = False
-) -> None:
-    """`{subaccount}.balances` after a client trade (or its revert) changed the account: the
-    instrument's position and the USDC the fee came out of, each `{name, previous_balance,
-    new_balance, update_type}` (`update_type` trade, or onchain_revert; derive-client's
-    `BalanceUpdateSchema`). Called once the account already holds the new balances."""
-    sub = trade["subaccount_id"]
-    name = trade["instrument_name"]
-    size = _dec(trade["trade_amount"]) * (1 if trade["direction"] == "buy" else -1)
-    fee = _dec(trade["trade_fee"])
-    if reverted:
-        size, fee = -size, -fee
-    position = account.positions.get((sub, name), Decimal(0))
-    cash = account.balances.get("USDC", Decimal(0))
-    kind = "onchain_revert" if reverted else "trade"
-    updates = [
-        {
-            "name": name,
-            "previous_balance": _text(position - size),
-            "new_balance": _text(position),
-            "update_type": kind,
-        },
-        {
-            "name": "USDC",
-            "previous_balance": _text(cash + fee),
-            "new_balance": _text(cash),
-            "update_type": kind,
-        },
-    ]
-    sim._notify(account, sub, "balances", updates)
-
-
 def _book_levels(
     sim: DeriveSimulator, name: str
 ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
-    """The simulator's book of `name` as (price, amount) levels, best first, per side."""
-    book = sim.decoder.book(name)
-    if book is None:
-        return [], []
-    bids = [(Decimal(repr(book.price_of(t))), Decimal(repr(s))) for t, s in book.iter_bids()]
-    asks = [(Decimal(repr(book.price_of(t))), Decimal(repr(s))) for t, s in book.iter_asks()]
-    return bids, asks
+    """The simulator's book of `name` (the market's and the clients' orders) as (price, amount)
+    levels, best first, per side."""
+    book = sim.book(name)
+    return book.levels(Side.BUY), book.levels(Side.SELL)
 
 
 def _keccak_hex(text: str) -> str:

@@ -44,11 +44,10 @@ from typing import Any
 import orjson
 from eth_utils.address import to_checksum_address
 
-from tradingd.connectors.derive.instruments import QUOTE, option_name, option_sub_id
 from tradingd.engine.store import RecordingWriter
-from tradingd.engine.venue import OptionRight
 
 from ..synth import InstrumentSpec, MarketUpdate, SynthMarket, TickGrid, UnderlyingSpec
+from .instruments import QUOTE, option_name, option_sub_id
 
 __all__ = ["DEFAULT_OPTIONS", "DeriveFeed", "build_market", "generate_sample", "parse_options"]
 
@@ -83,7 +82,7 @@ _CCY: dict[str, dict[str, Any]] = {
     },
 }  # fmt: skip
 
-# The published schedule (fees.DEFAULTS): (maker, taker, base fee, cap) as the venue writes them.
+# The published schedule (fees.PUBLISHED): (maker, taker, base fee, cap) as the venue writes them.
 _OPTION_FEES = ("0.0003", "0.0004", "0.5", "0.125")
 _PERP_FEES = ("0.0001", "0.0006", "0.1", "0")
 
@@ -239,9 +238,8 @@ def build_market(seed: int, start_ns: int) -> tuple[SynthMarket, list[list[dict[
             expiry_s = _settle_ms(expiry) // 1000
             k0 = math.floor(c["spot"] / step)
             for strike in ((k0 - 1) * step, k0 * step, (k0 + 1) * step, (k0 + 2) * step):
-                for right in (OptionRight.CALL, OptionRight.PUT):
-                    name = option_name(ccy, expiry, strike, right)
-                    call = right is OptionRight.CALL
+                for call in (True, False):
+                    name = option_name(ccy, expiry, strike, call=call)
                     specs.append(
                         InstrumentSpec(
                             name=name,

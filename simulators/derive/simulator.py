@@ -1,53 +1,82 @@
 """A local Derive: the same JSON-RPC over WebSocket (`/ws`) and REST (`POST /public/<method>`,
 `POST /private/<method>`), on 127.0.0.1 (`tradingd simulate derive --port N`). Tests point the
-daemon at it; so can users, and so can Derive's own signing package (the tests do).
+daemon at it; so can users, and so can Derive's own clients (the tests do).
 
-Fidelity (VENUES.md §3), built on the shared `engine.sim.server.SimulatorServer`:
+An independent witness of the connector: written from VENUES.md §3, Derive's documents and the
+real captures (`tests/fixtures/derive/`), sharing no code with `tradingd.connectors`. Its own
+parts: `instruments` (naming, sub ids, its record of an instrument), `fees` (Derive's published
+schedule), `eip712` (the login and order signature checks, with eth-account), the shared
+`simulators.matching` order books (price-time priority) and its own JSON encoding of its own
+order and trade state. Built on the shared `engine.sim.SimulatorServer` (the loopback server).
+
+Fidelity:
 
 - Login (§3.5): `public/login` checks the EIP-191 signature of the timestamp (fresh within
   `login_window_s`) by recovering its signer, which must be a session key registered (and not
   expired) for the wallet; the answer lists the wallet's subaccounts. Private REST calls are
-  checked the same way from the `X-LYRAWALLET` / `X-LYRATIMESTAMP` / `X-LYRASIGNATURE` headers.
+  checked the same way from the `X-LYRAWALLET` / `X-LYRATIMESTAMP` / `X-LYRASIGNATURE` headers
+  (or v3's `X-DeriveWallet` / `X-DeriveTimestamp` / `X-DeriveSignature`).
 - Orders (§3.6) are verified as the venue does: the trade module data is rebuilt from the
-  decimal strings sent and the instrument's asset and sub id, the action hash and EIP-712
-  digest recomputed in the simulator's signing domain, the signer recovered (ecrecover) and
-  checked against the `signer` sent (14014) and the wallet's session keys (14026 unknown, 14030
-  expired); the nonce must be new for the subaccount (11017) and read as a date near now
-  (11018); the signature must expire more than 5 minutes ahead (11011), and the order expires
-  then whatever its time in force; `max_fee` must cover the fee the schedule estimates per unit
-  (refused with -32602, reason `signed_max_fee_too_low`). `private/order_debug` (and
-  `public/order_debug`) answer the encoded data and hashes instead of placing the order.
-- Matching: the engine's `SimulatedVenue` against the simulator's own books and trades (the
-  backtest's fill model), with Derive's fees; a market order fills up to its signed worst price.
-  Answers (`{order, trades}`), errors (§3.7 codes) and the `{subaccount}.orders`,
-  `{subaccount}.trades[.{tx_status}]` notifications are shaped as Derive's. Fills are reported
-  `requested` at the match and `settled` on `{subaccount}.trades.settled` `settle_after_s`
-  later, or `reverted` (the `revert` switch) on `{subaccount}.trades` and `.trades.reverted`.
+  decimal strings sent and the instrument's asset and sub id, the EIP-712 action hashed in the
+  simulator's signing domain, the signer recovered and checked against the `signer` sent (14014)
+  and the wallet's session keys (14026 unknown, 14030 expired); the nonce must be new for the
+  subaccount (11017) and read as a date near now (11018); the signature must expire more than 5
+  minutes ahead (11011), and the order expires then whatever its time in force; `max_fee` must
+  cover the taker fee the schedule estimates per unit (refused with -32602, reason
+  `signed_max_fee_too_low`). `private/order_debug` (and `public/order_debug`) answer the encoded
+  data and hashes instead of placing the order.
+- Matching (`simulators.matching.OrderBook`, one per instrument): the feed's book snapshots are
+  the market's liquidity (`set_market_level`); client orders take it and each other by price,
+  then time, at the maker's price; a resting client order fills when a feed snapshot's
+  liquidity crosses it or a feed trade prints through it (`market_trade`). A market order is an
+  IOC at its signed worst price. An order that would trade with its own subaccount's resting
+  order is refused (11007 self-cross). Fees per `fees.FeeSchedule` (the taker's base fee once
+  per order). Answers (`{order, trades}`), errors (§3.7 codes) and the `{subaccount}.orders`,
+  `{subaccount}.trades[.{tx_status}]` notifications are shaped as Derive's (the NT capture in
+  VENUES.md §3.6, `perps/http_order_eth_partially_filled.json`, `perps/http_private_trade_eth.json`).
+  Fills are reported `requested` at the match and `settled` on `{subaccount}.trades.settled`
+  `settle_after_s` later, or `reverted` (the `revert` switch) on `{subaccount}.trades` and
+  `.trades.reverted`. `{subaccount}.balances` hears each fill's fee as a USDC balance change.
 - History (§3.6, what a client reconciles with after a disconnect): `private/get_order` (11006
   "Order does not exist" for an order id the subaccount never had), `private/get_orders`
-  (filtered by instrument, label, status), `private/get_order_history`, and
-  `private/get_trade_history` (from/to timestamps in ms, instrument, order id), each trade with
-  its current `tx_status`. Paged as Derive pages: `page` from 1, `page_size` up to 1000
+  (filtered by instrument, label, status), `private/get_order_history`,
+  `private/get_trade_history` (from/to timestamps in ms, instrument, order id) and
+  `private/get_funding_history`. Paged as Derive pages: `page` from 1, `page_size` up to 1000
   (default 100), `pagination: {count, num_pages}`, and a page beyond `num_pages` answers the
-  last page again. Newest first (the venue does not document its order; clients must not
-  depend on it).
+  LAST page again (as the real venue does; a client must count pages, not read until empty).
+  Newest first (the venue does not document its order; clients must not depend on it).
+- REST errors: HTTP 200 with the JSON-RPC `error` member, as Derive's own Python client expects
+  (`derive_client/_clients/rest/http/session.py` calls `raise_for_status()` and only then reads
+  the body's `error` into `DeriveJSONRPCError` in `_clients/utils.py::try_cast_response`: an
+  error answered with a 4xx status would never reach that code; ccxt's `derive.handle_errors`
+  reads the same `error` member whatever the status). An unknown path is a plain 404.
 - Market data (§3.3, §3.4): the generator's synthetic market stepped on the wall clock:
   `ticker_slim.{instrument}.{100|1000}`, `orderbook.{instrument}.1.{1|10|20|100}` (whole
   snapshots with a `publish_id` per channel; the simulator's books hold 10 levels; groups 10
   and 100 are refused per channel), `trades.{instrument}` and `trades.{type}.{currency}`.
-  `subscribe` answers a status per channel and `current_subscriptions`; the deprecated
-  `ticker.*` channel is refused as Derive refuses it.
+  `subscribe` answers a status per channel and `current_subscriptions`; a channel name that
+  matches no pattern refuses the whole call with 13000 "Invalid channels" and a `data` naming
+  it (the demo venue's answer, `bourse/error_invalid_channels_demo.json`); the deprecated
+  `ticker.*` channel is refused with -32602 as Derive refuses it. No per-call channel limit is
+  enforced: none is documented for Derive (VENUES.md §3.4, §3.7; the docs corpus has none).
 - Rate limits (§3.7): per wallet, matching requests `matching_tps` and the rest
-  `non_matching_tps`, each with a burst of `burst_multiplier` seconds; beyond: -32000.
+  `non_matching_tps`, each with a burst of `burst_multiplier` seconds, `private/cancel_all` at
+  most 1 per second; beyond: -32000.
 
 Switches (the shared ones, `POST /_sim/faults`): `drop`, `stall_s`, `gap` (an instrument's next
 book snapshot is lost: the next one skips a `publish_id`), `reject` (the next orders get
 `{"code", "message"}`, by default 11000 insufficient funds), `rate_limit` (the next requests get
--32000), `garbage`; and Derive's own: `revert` (the next n client fills fail to settle),
-`settle` (every pending fill settles, or reverts, now), `trade` (`{"instrument", "direction",
-"price", "amount"}`: another account's taker trade prints, filling the resting client orders it
-reaches, e.g. while a client is disconnected) and `cancel` (`{"order_id"}` or `{"label"}`, with
-a §3.6 `reason`, by default `insufficient_margin`: the venue cancels a client order).
+-32000), `garbage`, `frames`; and Derive's own:
+- `revert` (n): the next n client fills fail to settle (`tx_status` reverted);
+- `settle` (true): every pending fill settles, or reverts, now;
+- `trade` (`{"instrument", "direction", "price", "amount"}`): another account's taker trade
+  prints, filling the resting client orders it reaches (e.g. while a client is disconnected);
+- `cancel` (`{"order_id"}` or `{"label"}`, with a §3.6 `reason`, by default
+  `insufficient_margin`): the venue cancels a client order;
+- `private` (`"trail"`, `{"trail_s": s}` or `"outrun"`): order answers and the private channel
+  race on a real venue. By default (`outrun`) a call's `{subaccount}.orders` / `.trades`
+  notifications leave before its answer; `trail` holds them back until after the answer, `s`
+  seconds (0: the next market step), so the answer outruns the channel.
 """
 
 from __future__ import annotations
@@ -57,46 +86,23 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import attrs
 import orjson
 import structlog
 import trio
 
-from tradingd.connectors.derive.codec import DeriveDecoder
-from tradingd.connectors.derive.fees import DeriveFees
-from tradingd.connectors.derive.instruments import VENUE
-from tradingd.connectors.derive.signing import (
-    TESTNET,
-    SigningDomain,
-    action_hash,
-    encode_trade_data,
-    login_digest,
-    recover_signer,
-    typed_data_hash,
-)
-from tradingd.engine.backtest import SimulatedVenue
 from tradingd.engine.sim import SimPeer, SimulatorServer, serve
-from tradingd.engine.venue import (
-    BookUpdate,
-    CreditBucket,
-    Fill,
-    InstrumentRegistry,
-    Liquidity,
-    Order,
-    OrderRejected,
-    OrderRequest,
-    OrderState,
-    OrderUpdate,
-    PrivateEvent,
-    Trade,
-)
 
+from ..matching import MARKET, Match, OrderBook, Side
 from . import account_methods
+from .eip712 import TESTNET, Action, Domain, TradeModuleData, address_of, login_signer
+from .fees import FeeSchedule
 from .generator import DeriveFeed
+from .instruments import Listing
 
 __all__ = [
     "DEMO_SESSION_KEY",
@@ -105,15 +111,18 @@ __all__ = [
     "DeriveSimulator",
     "RpcError",
     "SimAccount",
+    "demo_account",
     "serve",
 ]
+
+VENUE: Final = "derive"
 
 # The demo account `tradingd simulate derive` prints: the §3.6 test vector's owner wallet and
 # subaccount, with the well-known development key of its signer registered as a session key.
 # Public test values, for the simulator only.
 DEMO_WALLET: Final = "0x8772185a1516f0d61fC1c2524926BfC69F95d698"
 DEMO_SESSION_KEY: Final = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-DEMO_SIGNER: Final = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+DEMO_SIGNER: Final = address_of(DEMO_SESSION_KEY)  # 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266
 DEMO_SUBACCOUNT: Final = 30769
 
 _PREFIX: Final = b'{"method":"subscription","params":{"channel":"'
@@ -129,14 +138,6 @@ _MATCHING: Final = frozenset(
     }
 )
 _TX_STATUSES: Final = frozenset({"requested", "pending", "settled", "reverted", "ignored", "timed_out"})
-_STATES: Final = {
-    OrderState.OPEN: "open",
-    OrderState.PARTIALLY_FILLED: "open",
-    OrderState.FILLED: "filled",
-    OrderState.CANCELLED: "cancelled",
-    OrderState.EXPIRED: "expired",
-    OrderState.REJECTED: "rejected",
-}
 # §3.6 cancel_reason values the venue can give an order it cancels on its own.
 _VENUE_CANCEL_REASONS: Final = frozenset(
     {
@@ -151,12 +152,7 @@ _VENUE_CANCEL_REASONS: Final = frozenset(
     }
 )
 _ORDER_STATUSES: Final = frozenset({"open", "filled", "rejected", "cancelled", "expired", "untriggered"})
-_CANCEL_REASONS: Final = {
-    "user_request": "user_request",
-    "ioc_remainder": "ioc_or_market_partial_fill",
-    "no_liquidity": "ioc_or_market_partial_fill",
-    "expired": "",
-}
+_ZERO: Final = Decimal(0)
 
 
 class RpcError(Exception):
@@ -169,6 +165,26 @@ class RpcError(Exception):
         self.data = data
 
 
+class _Bucket:
+    """Requests a wallet may still make: `capacity` refilled at `rate` per second (§3.7)."""
+
+    def __init__(self, capacity: float, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = capacity
+        self.rate = rate
+        self._clock = clock
+        self._level = capacity
+        self._stamp = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._level = min(self.capacity, self._level + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._level < 1:
+            return False
+        self._level -= 1
+        return True
+
+
 @attrs.define(eq=False)
 class SimAccount:
     """A wallet the simulator knows: its subaccounts and registered session keys (address ->
@@ -179,12 +195,13 @@ class SimAccount:
     session_keys: dict[str, int | None]
     balances: dict[str, Decimal] = attrs.field(factory=lambda: {"USDC": Decimal(100_000)})
     positions: dict[tuple[int, str], Decimal] = attrs.field(factory=dict)
-    orders: dict[str, _SimOrder] = attrs.field(factory=dict)  # by order id
+    orders: dict[str, SimOrder] = attrs.field(factory=dict)  # by order id
     trades: list[dict[str, Any]] = attrs.field(factory=list)  # our trades, oldest first
     funding: list[dict[str, Any]] = attrs.field(factory=list)  # (subaccount, payment), oldest first
     nonces: set[tuple[int, int]] = attrs.field(factory=set)  # (subaccount, nonce)
-    matching: CreditBucket | None = None
-    non_matching: CreditBucket | None = None
+    matching: _Bucket | None = None
+    non_matching: _Bucket | None = None
+    cancel_all: _Bucket | None = None
 
     def key_status(self, signer: str, now_s: int) -> int | None:
         """None when `signer` may sign for this wallet now, else the §3.7 error code."""
@@ -198,28 +215,43 @@ class SimAccount:
 
 
 @attrs.define(eq=False)
-class _SimOrder:
-    order: Order  # the engine order the matching engine knows
+class SimOrder:
+    """A client order as the venue keeps it (what `_order_json` encodes)."""
+
     account: SimAccount
     subaccount_id: int
     order_id: str
+    instrument: str
+    direction: str
+    amount: Decimal
+    limit_price: Decimal
+    max_fee: Decimal
     label: str
     nonce: int
     signer: str
     signature: str
     signature_expiry_sec: int
-    limit_price: Decimal
-    max_fee: Decimal
     order_type: str
     time_in_force: str
     mmp: bool = False
+    reduce_only: bool = False
     state: str = "open"
-    filled: Decimal = Decimal(0)
-    average: Decimal = Decimal(0)
-    fees: Decimal = Decimal(0)
+    filled: Decimal = _ZERO
+    notional: Decimal = _ZERO  # sum of price x amount of its fills: the average's numerator
+    fees: Decimal = _ZERO
+    base_fee_paid: bool = False  # the taker base fee is charged once per order (fees.py)
     cancel_reason: str = ""
     created_ms: int = 0
     updated_ms: int = 0
+
+    @property
+    def owner(self) -> str:
+        """Whose order this is in the matching book: self-trades are per subaccount."""
+        return f"{self.account.wallet.lower()}:{self.subaccount_id}"
+
+    @property
+    def average(self) -> Decimal:
+        return self.notional / self.filled if self.filled else _ZERO
 
 
 @attrs.define(eq=False)
@@ -237,6 +269,39 @@ class _PendingSettlement:
     account: SimAccount
     trade: dict[str, Any]
     revert: bool
+
+
+@attrs.define
+class _Market:
+    """One instrument's state: its book (the feed's levels and the clients' orders) and the last
+    frames of its feed, kept raw and read when needed (most frames nobody trades against)."""
+
+    listing: Listing
+    book: OrderBook
+    pending: bytes | None = None  # the last orderbook frame not yet applied to the book
+    levels: dict[tuple[Side, Decimal], Decimal] = attrs.field(factory=dict)  # the feed's, as applied
+    last_book: bytes | None = None  # the last orderbook frame
+    ticker: bytes | None = None  # the last ticker_slim frame
+
+
+class _Tickers(Mapping[str, dict[str, Any]]):
+    """The last `instrument_ticker` of each instrument, decoded when asked for."""
+
+    def __init__(self, markets: dict[str, _Market]) -> None:
+        self._markets = markets
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        market = self._markets.get(name)
+        if market is None or market.ticker is None:
+            raise KeyError(name)
+        ticker: dict[str, Any] = orjson.loads(market.ticker)["params"]["data"]["instrument_ticker"]
+        return ticker
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n, m in self._markets.items() if m.ticker is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for m in self._markets.values() if m.ticker is not None)
 
 
 def _channel_of(frame: bytes) -> str:
@@ -274,6 +339,10 @@ def _int(params: Mapping[str, Any], key: str) -> int:
     return value
 
 
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
 class DeriveSimulator(SimulatorServer["_Peer"]):
     """The simulated venue (module docstring). An ASGI app; `run` steps its market."""
 
@@ -286,7 +355,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         *,
         seed: int = 7,
         accounts: Iterable[SimAccount] | None = None,
-        domain: SigningDomain = TESTNET,
+        domain: Domain = TESTNET,
         step_s: float = 0.1,
         matching_tps: float = 5.0,
         non_matching_tps: float = 5.0,
@@ -301,76 +370,129 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         self.domain = domain
         self.settle_after_s = settle_after_s
         self.login_window_s = login_window_s
+        self.fees = FeeSchedule()
         self.feed = DeriveFeed.create(seed=seed, start_ns=clock())
-        self.registry = InstrumentRegistry()
-        self.decoder = DeriveDecoder(self.registry)  # the simulator's own books, from its feed
-        self.details = self.decoder.details
         self.instrument_items = [item for result in self.feed.results for item in result]
-        for result in self.feed.results:
-            self.decoder.learn_instruments(result)
+        self.markets: dict[str, _Market] = {
+            item["instrument_name"]: _Market(Listing.of(item), OrderBook(item["instrument_name"]))
+            for item in self.instrument_items
+        }
+        self.tickers = _Tickers(self.markets)
+        self.public_tape = account_methods.PublicTape()  # for public/get_trade_history
         self._feed_channels: dict[str, dict[str, str]] = {}  # instrument -> kind -> feed channel
         for channel in self.feed.channels():
             head, name = channel.split(".")[:2]
             self._feed_channels.setdefault(name, {})[head] = channel
-        self.tickers: dict[str, dict[str, Any]] = {}  # last ticker_slim `instrument_ticker`
+        now = clock()
         for _, frame in self.feed.opening():
             if frame.startswith(_PREFIX):
-                self._track(frame)
-        self.fees = DeriveFees().with_details(self.details.get)
-        self.matching = SimulatedVenue(VENUE, self.registry, self.fees, self.decoder.book, index=self._index)
+                self.on_market_frame(frame, now)
         self.accounts: dict[str, SimAccount] = {}
         for acct in accounts if accounts is not None else [demo_account()]:
-            acct.matching = CreditBucket(matching_tps * burst_multiplier, matching_tps)
-            acct.non_matching = CreditBucket(non_matching_tps * burst_multiplier, non_matching_tps)
+            acct.matching = _Bucket(matching_tps * burst_multiplier, matching_tps)
+            acct.non_matching = _Bucket(non_matching_tps * burst_multiplier, non_matching_tps)
+            acct.cancel_all = _Bucket(1.0, 1.0)  # §3.7: cancel_all at 1 TPS
             self.accounts[acct.wallet.lower()] = acct
-        self.orders: dict[str, _SimOrder] = {}  # by venue order id
-        self._by_key: dict[str, _SimOrder] = {}  # by the engine order's client id
-        self._order_keys = itertools.count(1)
+        self.orders: dict[str, SimOrder] = {}  # by venue order id
         self._rng = random.Random(seed)
         self._settlements: list[_PendingSettlement] = []
         self.reverts = 0  # the `revert` switch: client fills still to fail
-        self.public_tape = account_methods.PublicTape()  # for public/get_trade_history
+        # The `private` switch: None, the channel outruns the answer; else it trails it by s.
+        self.private_trail_s: float | None = None
+        self._held: list[tuple[float, SimAccount, str, bytes]] = []  # (due, account, channel, frame)
+        self._order_seq = itertools.count(1)
 
     # -- the market ---------------------------------------------------------------------------
-    def _index(self, base: str) -> float | None:
-        t = self.tickers.get(f"{base}-PERP")
-        if t is None:
-            return None
-        try:
-            return float(t.get("I") or 0) or None
-        except (TypeError, ValueError):
-            return None
+    def _market(self, name: str) -> _Market:
+        """The instrument's state; made on first use for one listed after the start (a test
+        lists new instruments by adding to `instrument_items`)."""
+        market = self.markets.get(name)
+        if market is None:
+            market = self.markets[name] = _Market(Listing.of(self._item(name)), OrderBook(name))
+        return market
 
-    def _track(self, frame: bytes) -> list[Any]:
-        """Keep the simulator's own books and last tickers from one of its frames."""
-        events = self.decoder.decode(frame, self.clock())
-        if frame.startswith(_PREFIX + b"ticker_slim."):
-            name = _channel_of(frame).split(".")[1]
-            self.tickers[name] = orjson.loads(frame)["params"]["data"]["instrument_ticker"]
-        return events
+    def listing(self, name: str) -> Listing | None:
+        if not any(i["instrument_name"] == name for i in self.instrument_items):
+            return None
+        return self._market(name).listing
+
+    def book(self, name: str) -> OrderBook:
+        """The instrument's matching book, brought up to the feed's last snapshot."""
+        market = self._market(name)
+        self._sync(market)
+        return market.book
+
+    def last_book(self, name: str) -> dict[str, Any] | None:
+        """The `data` of the instrument's last orderbook snapshot (as published)."""
+        market = self.markets.get(name)
+        frame = None if market is None else market.last_book
+        if frame is None:
+            return None
+        data: dict[str, Any] = orjson.loads(frame)["params"]["data"]
+        return data
+
+    def _prices(self, name: str) -> tuple[Decimal, Decimal]:
+        """(index, mark) of the instrument from its last ticker; 0 when it has none."""
+        slim = self.tickers.get(name) or {}
+        return Decimal(str(slim.get("I") or 0)), Decimal(str(slim.get("M") or 0))
+
+    def _sync(self, market: _Market) -> list[Match]:
+        """Apply the pending feed snapshot to the book: the feed's levels replace the market's
+        liquidity (vanished levels removed), which trades with client orders it crosses."""
+        frame, market.pending = market.pending, None
+        if frame is None:
+            return []
+        data = orjson.loads(frame)["params"]["data"]
+        new: dict[tuple[Side, Decimal], Decimal] = {}
+        for side, rows in ((Side.BUY, data["bids"]), (Side.SELL, data["asks"])):
+            for price, amount in rows:
+                new[(side, Decimal(price))] = Decimal(amount)
+        book = market.book
+        matches: list[Match] = []
+        for key in [k for k in market.levels if k not in new]:
+            book.set_market_level(key[0], key[1], _ZERO)
+        for key, amount in new.items():
+            if market.levels.get(key) != amount:
+                matches += book.set_market_level(key[0], key[1], amount)
+        market.levels = new
+        return matches
 
     def market_step(self) -> list[bytes]:
         return [frame for _, frame in self.feed.step()]
 
     def on_market_frame(self, frame: bytes, now: int) -> None:
-        """Track the frame, and fill resting client orders against the book or trade it moved."""
+        """Keep the frame; fill resting client orders against the book or trade it moved."""
         self.public_tape.record(frame)
-        for ev in self._track(frame):
-            out: list[PrivateEvent] = []
-            if isinstance(ev, BookUpdate):
-                out = self.matching.on_book(ev, now)
-            elif isinstance(ev, Trade) and self.matching.has_orders(ev.instrument):
-                out = self.matching.on_trade(ev, now)
-            if out:
-                self._apply(out)
+        channel = _channel_of(frame)
+        head, _, rest = channel.partition(".")
+        name = rest.split(".", 1)[0]
+        market = self.markets.get(name)
+        if market is None:
+            return
+        if head == "orderbook":
+            market.pending = market.last_book = frame
+            if market.book.orders():  # someone rests here: the move may fill them now
+                self._matched(market, self._sync(market))
+        elif head == "ticker_slim":
+            market.ticker = frame
+        elif head == "trades" and market.book.orders():
+            self._sync(market)
+            matches: list[Match] = []
+            for t in orjson.loads(frame)["params"]["data"]:
+                matches += market.book.market_trade(
+                    Side(t["direction"]), Decimal(t["trade_price"]), Decimal(t["trade_amount"])
+                )
+            self._matched(market, matches)
 
     def step(self) -> None:
         super().step()
-        now = self.clock()
-        expired = self.matching.expire(now)  # §3.6: orders end when their signature expires
-        if expired:
-            self._apply(expired)
+        now_s = self.clock() // 1_000_000_000
+        resting = [self.orders[r.order_id] for m in self.markets.values() for r in m.book.orders()]
+        for o in [o for o in resting if o.signature_expiry_sec <= now_s]:
+            # §3.6: an order ends when its signature expires, whatever its time in force.
+            self._end(o, "expired", "")
         self._settle()
+        self._release()
 
     def garbage_frames(self) -> list[bytes]:
         return [b'{"method":"subscription","params":{"channel":', b"\x00\xffnot json at all"]
@@ -445,6 +567,23 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
                 label=c.get("label"),
                 reason=c.get("reason", "insufficient_margin"),
             )
+        if "private" in spec:
+            mode = spec["private"]
+            if mode == "outrun":
+                self.private_trail_s = None
+            elif mode == "trail":
+                self.private_trail_s = 0.0
+            elif (
+                isinstance(mode, dict)
+                and isinstance(mode.get("trail_s"), int | float)
+                and mode["trail_s"] >= 0
+            ):
+                self.private_trail_s = float(mode["trail_s"])
+            else:
+                raise ValueError('private: "outrun", "trail" or {"trail_s": seconds}')
+            applied["private"] = (
+                "outrun" if self.private_trail_s is None else {"trail_s": self.private_trail_s}
+            )
         return applied
 
     def trade(self, instrument: str, direction: str, price: Any, amount: Any) -> str:
@@ -452,8 +591,8 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         `instrument`: published on `trades.*` and matched against the resting client orders it
         reaches, as any trade of the feed is. Returns its trade id. Raises ValueError for terms
         the venue could not print."""
-        inst = self.registry.get(VENUE, instrument)
-        if inst is None:
+        listing = self.listing(instrument)
+        if listing is None:
             raise ValueError(f"trade: no instrument {instrument!r}")
         if direction not in ("buy", "sell"):
             raise ValueError(f"trade: direction must be buy or sell, not {direction!r}")
@@ -461,11 +600,11 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             px, size = Decimal(str(price)), Decimal(str(amount))
         except InvalidOperation:
             raise ValueError(f"trade: price and amount must be numbers ({price!r}, {amount!r})") from None
-        if not (px.is_finite() and size.is_finite()) or px <= 0 or size <= 0 or px % inst.tick_size:
-            raise ValueError(f"trade: price {px} (tick {inst.tick_size}) and amount {size} must be positive")
+        if not (px.is_finite() and size.is_finite()) or px <= 0 or size <= 0 or px % listing.tick:
+            raise ValueError(f"trade: price {px} (tick {listing.tick}) and amount {size} must be positive")
         now = self.clock()
-        slim = self.tickers.get(instrument, {})
-        trade_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        slim = self.tickers.get(instrument) or {}
+        trade_id = _uuid(self._rng)
         data = {
             "trade_id": trade_id,
             "instrument_name": instrument,
@@ -500,17 +639,9 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             for o in self.orders.values()
             if o.state == "open" and (o.order_id == order_id if order_id is not None else o.label == label)
         ]
-        done: list[str] = []
         for o in picked:
-            try:
-                events = self.matching.cancel(o.order, self.clock())
-            except OrderRejected:
-                continue
-            self._apply(list(events), notify_new=False)
-            o.cancel_reason = reason
-            self._notify(o.account, o.subaccount_id, "orders", [self._order_json(o)])
-            done.append(o.order_id)
-        return done
+            self._end(o, "cancelled", reason)
+        return [o.order_id for o in picked]
 
     def register_session_key(self, wallet: str, signer: str, expiry_s: int | None = None) -> None:
         """Register (or renew) a session key for a wallet the simulator knows."""
@@ -555,11 +686,12 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, bytes] | None:
         """`POST /public/<method>` and `POST /private/<method>` with the params as the JSON body
-        (§3.1); private calls authenticated by the `X-LYRA*` headers (§3.5)."""
+        (§3.1); private calls authenticated by the `X-LYRA*` headers (§3.5). Errors are answered
+        with HTTP 200 and the JSON-RPC `error` member (module docstring)."""
         if not path.startswith(("/public/", "/private/")) or method != "POST":
             return None
         name = path.lstrip("/")
-        rid = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        rid = _uuid(self._rng)
         try:
             try:
                 params = orjson.loads(body) if body else {}
@@ -594,7 +726,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         if abs(int(timestamp) - now_ms) > self.login_window_s * 1000:
             raise RpcError(14014, "Invalid signature", "timestamp too far from the server time")
         try:
-            signer = recover_signer(login_digest(str(timestamp)), str(signature))
+            signer = login_signer(str(timestamp), str(signature))
         except ValueError as exc:
             raise RpcError(14014, "Invalid signature", str(exc)) from None
         problem = account.key_status(signer, now_ms // 1000)
@@ -623,14 +755,26 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             raise RpcError(-32000, "Rate limit exceeded")
         if account is not None:
             bucket = account.matching if method in _MATCHING else account.non_matching
-            if bucket is not None and not bucket.try_acquire(1):
+            if bucket is not None and not bucket.take():
                 raise RpcError(-32000, "Rate limit exceeded")
+            if (
+                method == "private/cancel_all"
+                and account.cancel_all is not None
+                and not account.cancel_all.take()
+            ):
+                raise RpcError(-32000, "Rate limit exceeded", "private/cancel_all: 1 per second")
         handler = _METHODS.get(method)
         if handler is None:
             raise RpcError(-32601, "Method not found", method)
         if method.startswith("private/") and account is None:
             raise RpcError(14021, "Header wallet missing", "log in first (public/login)")
-        return handler(self, params, peer, account, after)
+        try:
+            return handler(self, params, peer, account, after)
+        except RpcError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, InvalidOperation) as exc:
+            # A hostile or malformed request is the client's problem, never the venue's.
+            raise RpcError(-32602, "Invalid params", f"{type(exc).__name__}: {exc}") from None
 
     def _login(self, p: dict[str, Any], peer: _Peer | None, _: Any, after: list[bytes]) -> Any:
         account = self._verify_login(
@@ -657,28 +801,30 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         ]
 
     def _require(self, name: Any) -> str:
-        if not isinstance(name, str) or self.registry.get(VENUE, name) is None:
+        if not isinstance(name, str) or not any(i["instrument_name"] == name for i in self.instrument_items):
             raise RpcError(12001, "Instrument not found", f"instrument_name {name!r}")
         return name
 
-    def _get_instrument(self, p: dict[str, Any], *_: Any) -> Any:
-        name = self._require(p.get("instrument_name"))
+    def _item(self, name: str) -> dict[str, Any]:
         return next(item for item in self.instrument_items if item["instrument_name"] == name)
+
+    def _get_instrument(self, p: dict[str, Any], *_: Any) -> Any:
+        return self._item(self._require(p.get("instrument_name")))
 
     def _get_ticker(self, p: dict[str, Any], *_: Any) -> Any:
         """`public/get_ticker` (§3.3): the instrument's fields and its prices, from the last
-        slim ticker and the book."""
+        slim ticker and the book (the clients' resting orders included)."""
         name = self._require(p.get("instrument_name"))
-        slim = self.tickers.get(name, {})
-        book = self.decoder.book(name)
-        bb, bbs, ba, bas = book.top() if book is not None else (None, None, None, None)
+        slim = self.tickers.get(name) or {}
+        book = self.book(name)
+        bids, asks = book.levels(Side.BUY, 1), book.levels(Side.SELL, 1)
         pricing = slim.get("option_pricing")
         return {
-            **self._get_instrument({"instrument_name": name}),
-            "best_bid_price": slim.get("b", "0") if bb is None else _text(Decimal(repr(bb))),
-            "best_bid_amount": slim.get("B", "0") if bbs is None else _text(Decimal(repr(bbs))),
-            "best_ask_price": slim.get("a", "0") if ba is None else _text(Decimal(repr(ba))),
-            "best_ask_amount": slim.get("A", "0") if bas is None else _text(Decimal(repr(bas))),
+            **self._item(name),
+            "best_bid_price": _text(bids[0][0]) if bids else "0",
+            "best_bid_amount": _text(bids[0][1]) if bids else "0",
+            "best_ask_price": _text(asks[0][0]) if asks else "0",
+            "best_ask_amount": _text(asks[0][1]) if asks else "0",
             "mark_price": slim.get("M"),
             "index_price": slim.get("I"),
             "min_price": slim.get("minp"),
@@ -713,6 +859,12 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             raise RpcError(
                 -32602, "Invalid params", "`ticker` channel has been deprecated. Please use `ticker_slim`."
             )
+        unmatched = {
+            c: f"Channel name `{c}` does not match any patterns" for c in channels if not _pattern(c)
+        }
+        if unmatched:
+            # The demo venue refuses the whole call (bourse/error_invalid_channels_demo.json).
+            raise RpcError(13000, "Invalid channels", unmatched)
         status: dict[str, str] = {}
         for channel in channels:
             problem = self._add_channel(peer, channel, after)
@@ -788,25 +940,17 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         return None
 
     def _snapshot(self, channel: str, instrument: str, depth: int) -> bytes:
-        """The book as it stands, as the channel's next message (same publish_id as the last)."""
-        book = self.decoder.book(instrument)
-        inst = self.registry.get(VENUE, instrument)
-        assert inst is not None
-        places = max(0, -int(inst.tick_size.normalize().as_tuple().exponent))
-        lot_places = max(0, -int((inst.size_step or inst.min_size).normalize().as_tuple().exponent))
-
-        def levels(side: Iterable[tuple[int, float]]) -> list[list[str]]:
-            assert book is not None
-            out = [[f"{book.price_of(t):.{places}f}", f"{s:.{lot_places}f}"] for t, s in side]
-            return out[:depth] if depth else out
-
-        data = {
+        """The book as the feed last published it, as the channel's next message (same
+        publish_id as the last)."""
+        data = self.last_book(instrument) or {
             "timestamp": self.clock() // 1_000_000,
             "instrument_name": instrument,
-            "publish_id": 0 if book is None or book.sequence is None else book.sequence,
-            "bids": [] if book is None else levels(book.iter_bids()),
-            "asks": [] if book is None else levels(book.iter_asks()),
+            "publish_id": 0,
+            "bids": [],
+            "asks": [],
         }
+        if depth:
+            data["bids"], data["asks"] = data["bids"][:depth], data["asks"][:depth]
         return orjson.dumps({"method": "subscription", "params": {"channel": channel, "data": data}})
 
     def _unsubscribe(self, p: dict[str, Any], peer: _Peer | None, *_: Any) -> Any:
@@ -815,6 +959,8 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         channels = p.get("channels")
         if channels is None:  # all of them
             channels = list(peer.public) + list(peer.private)
+        if not isinstance(channels, list):
+            raise RpcError(-32602, "Invalid params", "channels must be a list of channel names")
         status: dict[str, str] = {}
         for channel in channels:
             if not isinstance(channel, str):
@@ -843,32 +989,29 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         return sub
 
     def _verify_order(self, p: dict[str, Any], account: SimAccount | None) -> dict[str, Any]:
-        """Everything §3.6 checks before matching; the order's terms and its hashes."""
+        """Everything §3.6 checks before matching; the order's terms and its action."""
         assert account is not None
         sub = self._subaccount(p, account)
         name = self._require(p.get("instrument_name"))
-        inst = self.registry.get(VENUE, name)
-        info = self.details.get(name)
-        assert inst is not None
-        assert info is not None
-        if not inst.active:
+        listing = self._market(name).listing
+        if not listing.active or not self._item(name).get("is_active", True):
             raise RpcError(11021, "Instrument is not live", name)
         direction = p.get("direction")
         if direction not in ("buy", "sell"):
             raise RpcError(-32602, "Invalid params", "direction must be buy or sell")
         amount = _dec(p, "amount", 11012, "Invalid amount")
-        if amount <= 0 or amount < info.minimum_amount or amount % info.amount_step != 0:
+        if amount <= 0 or amount < listing.minimum or amount % listing.step != 0:
             raise RpcError(
                 11012,
                 "Invalid amount",
-                f"amount {amount} must be at least {info.minimum_amount} in steps of {info.amount_step}",
+                f"amount {amount} must be at least {listing.minimum} in steps of {listing.step}",
             )
-        if amount > info.maximum_amount:
-            raise RpcError(11012, "Invalid amount", f"amount {amount} is above {info.maximum_amount}")
+        if amount > listing.maximum:
+            raise RpcError(11012, "Invalid amount", f"amount {amount} is above {listing.maximum}")
         price = _dec(p, "limit_price", 11013, "Invalid limit price")
-        if price <= 0 or price % inst.tick_size != 0:
+        if price <= 0 or price % listing.tick != 0:
             raise RpcError(
-                11013, "Invalid limit price", f"limit_price {price} is not on the {inst.tick_size} grid"
+                11013, "Invalid limit price", f"limit_price {price} is not on the {listing.tick} grid"
             )
         max_fee = _dec(p, "max_fee", -32602, "Invalid params")
         if max_fee < 0:
@@ -896,27 +1039,27 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         if (sub, nonce) in account.nonces:
             raise RpcError(11017, "Nonce not unique", f"nonce {nonce} was used")
         try:
-            data = encode_trade_data(
-                asset_address=info.asset_address,
-                sub_id=info.sub_id,
+            data = TradeModuleData(
+                asset=listing.asset,
+                sub_id=listing.sub_id,
                 limit_price=price,
                 amount=amount,
                 max_fee=max_fee,
                 recipient_id=sub,
                 is_bid=direction == "buy",
-            )
-            action = action_hash(
+            ).encode()
+            action = Action(
                 subaccount_id=sub,
                 nonce=nonce,
                 module=self.domain.trade_module,
                 data=data,
-                signature_expiry_sec=expiry,
+                expiry=expiry,
                 owner=account.wallet,
                 signer=signer,
             )
-        except ValueError as exc:
+            action_hash = action.struct_hash()
+        except (ValueError, TypeError, OverflowError) as exc:
             raise RpcError(-32602, "Invalid params", str(exc)) from None
-        digest = typed_data_hash(self.domain.domain_separator, action)
         return {
             "subaccount_id": sub,
             "instrument": name,
@@ -931,13 +1074,15 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             "order_type": order_type,
             "time_in_force": tif,
             "encoded_data": data,
-            "action_hash": action,
-            "typed_data_hash": digest,
+            "action": action,
+            "action_hash": action_hash,
+            "typed_data_hash": action.digest(self.domain),
         }
 
     def _check_signature(self, terms: dict[str, Any], account: SimAccount) -> None:
+        action: Action = terms["action"]
         try:
-            recovered = recover_signer(terms["typed_data_hash"], terms["signature"])
+            recovered = action.signer_of(self.domain, terms["signature"])
         except ValueError as exc:
             raise RpcError(14014, "Invalid signature", str(exc)) from None
         if recovered.lower() != terms["signer"].lower():
@@ -957,9 +1102,11 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         if acct is None:
             raise RpcError(14000, "Account not found", "give wallet, or log in")
         terms = self._verify_order(p, acct)
+        from eth_hash.auto import keccak
+
         return {
             "encoded_data": "0x" + terms["encoded_data"].hex(),
-            "encoded_data_hashed": "0x" + _keccak(terms["encoded_data"]).hex(),
+            "encoded_data_hashed": "0x" + keccak(terms["encoded_data"]).hex(),
             "action_hash": "0x" + terms["action_hash"].hex(),
             "typed_data_hash": "0x" + terms["typed_data_hash"].hex(),
         }
@@ -969,12 +1116,12 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         terms = self._verify_order(p, account)
         self._check_signature(terms, account)
         name = terms["instrument"]
-        inst = self.registry.get(VENUE, name)
-        assert inst is not None
+        market = self._market(name)
         amount, price = terms["amount"], terms["limit_price"]
-        index = self._index(inst.base)
-        estimate, _ = self.fees.fee(inst, price, amount, Liquidity.TAKER, index)
-        per_unit = estimate / amount
+        index, mark = self._prices(name)
+        per_unit = self.fees.estimate_per_unit(
+            market.listing, amount, index=index or price, mark=mark or price
+        )
         if terms["max_fee"] < per_unit:
             raise RpcError(
                 -32602,
@@ -987,102 +1134,181 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             code, message = rejected
             raise RpcError(int(code), message)
         sub = terms["subaccount_id"]
-        account.nonces.add((sub, terms["nonce"]))
         tif = terms["time_in_force"]
-        market = terms["order_type"] == "market"
-        engine_tif = {"gtc": "gtd", "post_only": "gtd", "ioc": "ioc", "fok": "fok"}[tif]
-        if market and engine_tif == "gtd":
-            engine_tif = "ioc"  # a market order never rests: it fills up to its worst price
-        key = f"{sub}:{next(self._order_keys)}"
-        now = self.clock()
-        request = OrderRequest(
-            venue=VENUE,
+        now_ms = self.clock() // 1_000_000
+        order = SimOrder(
+            account=account,
+            subaccount_id=sub,
+            order_id=_uuid(self._rng),
             instrument=name,
-            side=terms["direction"],
-            size=amount,
-            price=price,  # a market order's signed worst price
-            time_in_force=engine_tif,
-            post_only=tif == "post_only",
-            reduce_only=bool(p.get("reduce_only", False)),
-            client_order_id=key,
-            expire_at_ns=terms["expiry"] * 1_000_000_000 if engine_tif == "gtd" else None,
-        )
-        label = str(p.get("label") or "")
-        sim = _SimOrder(
-            Order(request, now_ns=now),
-            account,
-            sub,
-            str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
-            label,
-            terms["nonce"],
-            terms["signer"],
-            terms["signature"],
-            terms["expiry"],
-            price,
-            terms["max_fee"],
-            terms["order_type"],
-            tif,
+            direction=terms["direction"],
+            amount=amount,
+            limit_price=price,
+            max_fee=terms["max_fee"],
+            label=str(p.get("label") or ""),
+            nonce=terms["nonce"],
+            signer=terms["signer"],
+            signature=terms["signature"],
+            signature_expiry_sec=terms["expiry"],
+            order_type=terms["order_type"],
+            time_in_force=tif,
             mmp=bool(p.get("mmp", False)),
-            created_ms=now // 1_000_000,
-            updated_ms=now // 1_000_000,
+            reduce_only=bool(p.get("reduce_only", False)),
+            created_ms=now_ms,
+            updated_ms=now_ms,
         )
-        self._by_key[key] = sim
-        events = self.matching.submit(sim.order, now)
-        first = next((e for e in events if isinstance(e, OrderUpdate)), None)
-        if first is not None and first.status is OrderState.REJECTED:
-            self._by_key.pop(key, None)
-            if first.reason == "post_only_reject":
-                raise RpcError(11008, "Post only reject", "the order would have crossed")
-            raise RpcError(-32602, "Invalid params", first.reason)
-        if first is not None and first.status is OrderState.CANCELLED and first.reason == "fok_not_filled":
-            self._by_key.pop(key, None)
+        # A market order never rests: it fills up to its signed worst price (§3.6).
+        book_tif: Literal["gtc", "ioc", "fok"] = "fok" if tif == "fok" else "ioc" if tif == "ioc" else "gtc"
+        if terms["order_type"] == "market" and book_tif == "gtc":
+            book_tif = "ioc"
+        self._sync(market)
+        outcome = market.book.submit(
+            order_id=order.order_id,
+            owner=order.owner,
+            side=Side(order.direction),
+            amount=amount,
+            price=price,
+            tif=book_tif,
+            post_only=tif == "post_only",
+            self_trade="reject_taker",
+        )
+        if outcome.rejected == "post_only":
+            raise RpcError(11008, "Post only reject", "the order would have crossed")
+        if outcome.rejected == "fill_or_kill":
             raise RpcError(11014, "FOK not filled", "the whole amount was not available")
-        self.orders[sim.order_id] = sim
-        account.orders[sim.order_id] = sim
-        _, trades = self._apply(list(events), notify_new=False)
+        if outcome.rejected == "self_trade":
+            raise RpcError(11007, "Self-crossing disallowed", "the order would trade with your own order")
+        account.nonces.add((sub, terms["nonce"]))
+        self.orders[order.order_id] = order
+        account.orders[order.order_id] = order
+        trades = self._matched(market, list(outcome.matches), taker=order, notify_taker=False)
+        if outcome.resting is None and order.filled < order.amount:
+            order.state, order.cancel_reason = "cancelled", "ioc_or_market_partial_fill"
+        elif order.filled == order.amount:
+            order.state = "filled"
         # The answer carries the order as it now stands; the channel hears the same.
-        self._notify(account, sub, "orders", [self._order_json(sim)])
-        return {"order": self._order_json(sim), "trades": trades}
+        self._notify(account, sub, "orders", [self._order_json(order)])
+        return {"order": self._order_json(order), "trades": trades}
 
-    def _own(self, p: dict[str, Any], account: SimAccount | None) -> _SimOrder:
+    def _matched(
+        self,
+        market: _Market,
+        matches: list[Match],
+        *,
+        taker: SimOrder | None = None,
+        notify_taker: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Fold matches into the client orders they involve: fills, fees, positions, state and
+        notifications. Returns `taker`'s trades (the answer's `trades`)."""
+        out: list[dict[str, Any]] = []
+        touched: list[SimOrder] = []
+        for m in matches:
+            if m.maker_owner == MARKET:
+                # The market's liquidity was taken: the next snapshot sets that level afresh.
+                market.levels.pop((Side(m.side).opposite, m.price), None)
+            else:
+                maker = self.orders.get(m.maker_id)
+                if maker is not None:
+                    self._fill(market, maker, m.price, m.amount, taker=False)
+                    if maker.filled == maker.amount:
+                        maker.state = "filled"
+                    touched.append(maker)
+            if taker is not None and m.taker_id == taker.order_id:
+                out.append(self._fill(market, taker, m.price, m.amount, taker=True))
+        for o in dict.fromkeys(touched):
+            if o is not taker or notify_taker:
+                o.updated_ms = self.clock() // 1_000_000
+                self._notify(o.account, o.subaccount_id, "orders", [self._order_json(o)])
+        return out
+
+    def _fill(
+        self, market: _Market, o: SimOrder, price: Decimal, amount: Decimal, *, taker: bool
+    ) -> dict[str, Any]:
+        """One execution of a client order: its fee, position, balance, trade record."""
+        index, mark = self._prices(o.instrument)
+        fee = self.fees.fee(
+            market.listing,
+            amount,
+            index=index or price,
+            mark=mark or price,
+            taker=taker,
+            base_fee=taker and not o.base_fee_paid,
+        )
+        if taker:
+            o.base_fee_paid = True
+        o.filled += amount
+        o.notional += price * amount
+        o.fees += fee
+        o.updated_ms = self.clock() // 1_000_000
+        acct = o.account
+        key = (o.subaccount_id, o.instrument)
+        acct.positions[key] = acct.positions.get(key, _ZERO) + (amount if o.direction == "buy" else -amount)
+        before = acct.balances.get("USDC", _ZERO)
+        acct.balances["USDC"] = before - fee
+        trade = self._trade_json(o, price, amount, fee, "taker" if taker else "maker")
+        acct.trades.append(trade)  # the history's record: its tx_status follows the chain
+        self._notify(acct, o.subaccount_id, "trades", [trade])
+        self._notify(
+            acct,
+            o.subaccount_id,
+            "balances",
+            [
+                {
+                    "name": "USDC",
+                    "new_balance": _text(acct.balances["USDC"]),
+                    "previous_balance": _text(before),
+                    "update_type": "trade",
+                }
+            ],
+        )
+        revert = self.reverts > 0
+        if revert:
+            self.reverts -= 1
+        due = trio.current_time() + self.settle_after_s
+        self._settlements.append(_PendingSettlement(due, acct, trade, revert))
+        return dict(trade)
+
+    def _end(self, o: SimOrder, state: str, reason: str) -> None:
+        """Take an open order out of its book: cancelled or expired, and say so."""
+        self._market(o.instrument).book.cancel(o.order_id)
+        o.state, o.cancel_reason = state, reason
+        o.updated_ms = self.clock() // 1_000_000
+        self._notify(o.account, o.subaccount_id, "orders", [self._order_json(o)])
+
+    def _own(self, p: dict[str, Any], account: SimAccount | None) -> SimOrder:
         sub = self._subaccount(p, account)
         o = self.orders.get(str(p.get("order_id")))
         if o is None or o.account is not account or o.subaccount_id != sub:
             raise RpcError(11006, "Order does not exist", f"order_id {p.get('order_id')}")
         return o
 
-    def _cancel_one(self, o: _SimOrder) -> bool:
-        try:
-            self._apply(list(self.matching.cancel(o.order, self.clock())))
-        except OrderRejected:
-            return False
-        return True
-
     def _cancel(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
         o = self._own(p, account)
         name = p.get("instrument_name")
-        if name is not None and name != o.order.request.instrument:
+        if name is not None and name != o.instrument:
             raise RpcError(11006, "Order does not exist", f"no order {o.order_id} on {name}")
         if o.state == "filled":
             raise RpcError(11004, "Order already filled", o.order_id)
-        if o.state != "open" or not self._cancel_one(o):
+        if o.state != "open":
             raise RpcError(11003, "Order already cancelled", o.order_id)
+        self._end(o, "cancelled", "user_request")
         return self._order_json(o)
 
-    def _cancel_where(self, account: SimAccount | None, sub: int, pick: Callable[[_SimOrder], bool]) -> int:
+    def _cancel_where(self, account: SimAccount | None, sub: int, pick: Callable[[SimOrder], bool]) -> int:
         assert account is not None
-        return sum(
-            1
-            for o in list(account.orders.values())
-            if o.subaccount_id == sub and o.state == "open" and pick(o) and self._cancel_one(o)
-        )
+        picked = [
+            o for o in account.orders.values() if o.subaccount_id == sub and o.state == "open" and pick(o)
+        ]
+        for o in picked:
+            self._end(o, "cancelled", "user_request")
+        return len(picked)
 
     def _cancel_by_label(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
         sub = self._subaccount(p, account)
         label = str(p.get("label", ""))
         name = p.get("instrument_name")
         n = self._cancel_where(
-            account, sub, lambda o: o.label == label and (name is None or o.order.request.instrument == name)
+            account, sub, lambda o: o.label == label and (name is None or o.instrument == name)
         )
         return {"cancelled_orders": n}
 
@@ -1091,9 +1317,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
     ) -> Any:
         sub = self._subaccount(p, account)
         name = self._require(p.get("instrument_name"))
-        return {
-            "cancelled_orders": self._cancel_where(account, sub, lambda o: o.order.request.instrument == name)
-        }
+        return {"cancelled_orders": self._cancel_where(account, sub, lambda o: o.instrument == name)}
 
     def _cancel_by_nonce(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
         sub = self._subaccount(p, account)
@@ -1121,7 +1345,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
     @staticmethod
     def _page(items: list[dict[str, Any]], p: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
         """One page of a history (§3.6 paging): `page` from 1, `page_size` 1..1000 (default 100);
-        a page beyond the last answers the last one, as Derive does."""
+        a page beyond the last answers the last one again, as Derive does."""
         page = _int(p, "page") if "page" in p else 1
         size = _int(p, "page_size") if "page_size" in p else 100
         if page < 1 or not 1 <= size <= 1000:
@@ -1130,7 +1354,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         page = min(page, max(pages, 1))
         return items[(page - 1) * size : page * size], {"count": len(items), "num_pages": pages}
 
-    def _orders_of(self, account: SimAccount | None, sub: int) -> list[_SimOrder]:
+    def _orders_of(self, account: SimAccount | None, sub: int) -> list[SimOrder]:
         """The subaccount's orders, newest first."""
         assert account is not None
         mine = [o for o in account.orders.values() if o.subaccount_id == sub]
@@ -1146,7 +1370,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         orders = [
             self._order_json(o)
             for o in self._orders_of(account, sub)
-            if (name is None or o.order.request.instrument == name)
+            if (name is None or o.instrument == name)
             and (label is None or o.label == label)
             and (status is None or o.state == status)
         ]
@@ -1195,14 +1419,14 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         sub = self._subaccount(p, account)
         out = []
         for (s, name), amount in sorted(account.positions.items()):
-            inst = self.registry.get(VENUE, name)
-            if s != sub or amount == 0 or inst is None:
+            listing = self.listing(name)
+            if s != sub or amount == 0 or listing is None:
                 continue
-            slim = self.tickers.get(name, {})
+            slim = self.tickers.get(name) or {}
             out.append(
                 {
                     "instrument_name": name,
-                    "instrument_type": self.details.require(name).instrument_type,
+                    "instrument_type": listing.kind,
                     "amount": _text(amount),
                     "mark_price": slim.get("M", "0"),
                     "index_price": slim.get("I", "0"),
@@ -1215,11 +1439,13 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         """An option settles at `settlement_price` (the index's): its instrument now carries
         `option_details.settlement_price` (VENUES.md §3, `public/get_instrument`: null until
         settled) and is no longer active, and every subaccount's position in it is closed."""
-        item = next(i for i in self.instrument_items if i["instrument_name"] == instrument)
+        item = self._item(instrument)
         if not item.get("option_details"):
             raise ValueError(f"{instrument}: not an option")
         item["option_details"] = {**item["option_details"], "settlement_price": _text(settlement_price)}
         item["is_active"] = False
+        market = self._market(instrument)
+        market.listing = attrs.evolve(market.listing, active=False)
         for acct in self.accounts.values():
             for key in [k for k in acct.positions if k[1] == instrument]:
                 del acct.positions[key]
@@ -1229,14 +1455,14 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         pay shorts) on each subaccount's position, valued at the index: kept for
         `private/get_funding_history`. Returns the funding per subaccount (received: positive)."""
         ts = self.clock() // 1_000_000 if ts_ms is None else ts_ms
-        index = Decimal(str(self.tickers.get(instrument, {}).get("I") or 0))
+        index, _ = self._prices(instrument)
         out: dict[int, Decimal] = {}
         for acct in self.accounts.values():
             for (sub, name), amount in acct.positions.items():
                 if name != instrument or not amount or not index:
                     continue
                 funding = -rate * amount * index
-                acct.balances["USDC"] = acct.balances.get("USDC", Decimal(0)) + funding
+                acct.balances["USDC"] = acct.balances.get("USDC", _ZERO) + funding
                 acct.funding.append(
                     {
                         "subaccount_id": sub,
@@ -1255,11 +1481,11 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         """`private/get_funding_history`: `{events: [{funding, instrument_name, pnl, timestamp}],
         pagination: {count, num_pages}}` (Derive's OpenAPI `PrivateGetFundingHistoryResultSchema`)
         for one subaccount, within [start_timestamp, end_timestamp] ms, paged by `page`,
-        `page_size`."""
+        `page_size` (a page past the last answers the last)."""
         assert account is not None
         sub = self._subaccount(p, account)
-        start = int(p.get("start_timestamp", 0))
-        end = int(p.get("end_timestamp", 2**62))
+        start = _int(p, "start_timestamp") if "start_timestamp" in p else 0
+        end = _int(p, "end_timestamp") if "end_timestamp" in p else 2**62
         name = p.get("instrument_name")
         found = [
             {k: v for k, v in e.items() if k != "subaccount_id"}
@@ -1268,26 +1494,21 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             and start <= e["timestamp"] <= end
             and name in (None, e["instrument_name"])
         ]
-        size = max(1, min(int(p.get("page_size", 100)), 1000))
-        pages = max(1, -(-len(found) // size))
-        page = min(max(1, int(p.get("page", 1))), pages)
-        return {
-            "events": found[(page - 1) * size : page * size],
-            "pagination": {"count": len(found), "num_pages": pages},
-        }
+        page, pagination = self._page(found, p)
+        return {"events": page, "pagination": pagination}
 
     # -- reports --------------------------------------------------------------------------------
-    def _order_json(self, o: _SimOrder) -> dict[str, Any]:
-        req = o.order.request
+    def _order_json(self, o: SimOrder) -> dict[str, Any]:
+        """An order object (§3.6; the field set of the NT testnet capture of `private/order`)."""
         return {
-            "amount": _text(req.size),
+            "amount": _text(o.amount),
             "average_price": _text(o.average),
             "cancel_reason": o.cancel_reason,
             "creation_timestamp": o.created_ms,
-            "direction": req.side.value,
+            "direction": o.direction,
             "extra_fee": "0",
             "filled_amount": _text(o.filled),
-            "instrument_name": req.instrument,
+            "instrument_name": o.instrument,
             "is_transfer": False,
             "label": o.label,
             "last_update_timestamp": o.updated_ms,
@@ -1313,87 +1534,65 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             "trigger_type": None,
         }
 
-    def _trade_json(self, o: _SimOrder, f: Fill) -> dict[str, Any]:
-        slim = self.tickers.get(f.instrument, {})
+    def _trade_json(
+        self, o: SimOrder, price: Decimal, amount: Decimal, fee: Decimal, role: str
+    ) -> dict[str, Any]:
+        """One of our trades (§3.4; the field set of `perps/http_private_trade_eth.json`)."""
+        slim = self.tickers.get(o.instrument) or {}
         return {
-            "direction": f.side.value,
+            "direction": o.direction,
             "expected_rebate": "0",
             "extra_fee": "0",
             "index_price": slim.get("I", "0"),
-            "instrument_name": f.instrument,
+            "instrument_name": o.instrument,
             "is_transfer": False,
             "label": o.label,
-            "liquidity_role": f.liquidity.value,
+            "liquidity_role": role,
             "mark_price": slim.get("M", "0"),
             "order_id": o.order_id,
             "quote_id": None,
             "realized_pnl": "0",
             "realized_pnl_excl_fees": "0",
             "subaccount_id": o.subaccount_id,
-            "timestamp": (f.ts_exchange or self.clock()) // 1_000_000,
-            "trade_amount": _text(f.size),
-            "trade_fee": _text(f.fee),
-            "trade_id": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
-            "trade_price": _text(f.price),
-            "transaction_id": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+            "timestamp": self.clock() // 1_000_000,
+            "trade_amount": _text(amount),
+            "trade_fee": _text(fee),
+            "trade_id": _uuid(self._rng),
+            "trade_price": _text(price),
+            "transaction_id": _uuid(self._rng),
             "tx_hash": None,
             "tx_status": "requested",
             "wallet": o.account.wallet,
         }
 
     def _notify(self, account: SimAccount, sub: int, what: str, data: list[dict[str, Any]]) -> None:
-        """Send `data` on `{sub}.{what}` to the peers of `account` that follow it."""
+        """Send `data` on `{sub}.{what}` to the peers of `account` that follow it (now, or held
+        back by the `private` switch)."""
         channel = f"{sub}.{what}"
+        frame = orjson.dumps({"method": "subscription", "params": {"channel": channel, "data": data}})
+        if self.private_trail_s is not None:
+            try:
+                now = trio.current_time()
+            except RuntimeError:
+                now = 0.0
+            self._held.append((now + self.private_trail_s, account, channel, frame))
+            return
+        self._deliver_private(account, channel, frame)
+
+    def _deliver_private(self, account: SimAccount, channel: str, frame: bytes) -> None:
         for peer in list(self.sessions.values()):
             if peer.account is account and channel in peer.private:
-                self.send(
-                    peer,
-                    orjson.dumps({"method": "subscription", "params": {"channel": channel, "data": data}}),
-                )
+                self.send(peer, frame)
 
-    def _apply(
-        self, events: list[PrivateEvent], *, notify_new: bool = True
-    ) -> tuple[list[_SimOrder], list[dict[str, Any]]]:
-        """Fold matching-engine events into the orders and accounts; notify the owners."""
-        touched: list[_SimOrder] = []
-        trades: list[dict[str, Any]] = []
-        now_ms = self.clock() // 1_000_000
-        for ev in events:
-            o = self._by_key.get(ev.client_order_id or "")
-            if o is None:
-                continue
-            if isinstance(ev, Fill):
-                acct = o.account
-                key = (o.subaccount_id, ev.instrument)
-                signed = ev.size if ev.side.value == "buy" else -ev.size
-                acct.positions[key] = acct.positions.get(key, Decimal(0)) + signed
-                acct.balances["USDC"] = acct.balances.get("USDC", Decimal(0)) - ev.fee
-                o.fees += ev.fee
-                trade = self._trade_json(o, ev)
-                trades.append(trade)
-                acct.trades.append(trade)  # the history's record: its tx_status follows the chain
-                self._notify(acct, o.subaccount_id, "trades", [trade])
-                account_methods.notify_balances(self, acct, trade)
-                revert = self.reverts > 0
-                if revert:
-                    self.reverts -= 1
-                due = trio.current_time() + self.settle_after_s
-                self._settlements.append(_PendingSettlement(due, acct, trade, revert))
-            elif isinstance(ev, OrderUpdate):
-                o.filled = ev.filled_size
-                o.average = ev.avg_fill_price or Decimal(0)
-                o.state = _STATES.get(ev.status, o.state)
-                if ev.status in (OrderState.CANCELLED, OrderState.EXPIRED):
-                    o.cancel_reason = _CANCEL_REASONS.get(ev.reason or "", "")
-                o.updated_ms = now_ms
-                if o.state != "open":
-                    self._by_key.pop(ev.client_order_id or "", None)
-                if o not in touched:
-                    touched.append(o)
-        if notify_new:
-            for o in touched:
-                self._notify(o.account, o.subaccount_id, "orders", [self._order_json(o)])
-        return touched, trades
+    def _release(self) -> None:
+        """Send the private notifications the `private` switch held back, once due."""
+        if not self._held:
+            return
+        now = trio.current_time()
+        due = [h for h in self._held if h[0] <= now]
+        self._held = [h for h in self._held if h[0] > now]
+        for _, account, channel, frame in due:
+            self._deliver_private(account, channel, frame)
 
     def settle_now(self) -> int:
         """Every pending client fill settles (or reverts) now; returns how many."""
@@ -1421,20 +1620,28 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
                 key = (sub, trade["instrument_name"])
                 amount = Decimal(trade["trade_amount"])
                 signed = amount if trade["direction"] == "buy" else -amount
-                s.account.positions[key] = s.account.positions.get(key, Decimal(0)) - signed
+                s.account.positions[key] = s.account.positions.get(key, _ZERO) - signed
                 s.account.balances["USDC"] += Decimal(trade["trade_fee"])
                 self._notify(s.account, sub, "trades", [trade])
                 self._notify(s.account, sub, "trades.reverted", [trade])
-                account_methods.notify_balances(self, s.account, trade, reverted=True)
             else:
                 self._notify(s.account, sub, "trades.settled", [trade])
 
 
-def _keccak(data: bytes) -> bytes:
-    from eth_hash.auto import keccak
-
-    digest: bytes = keccak(data)
-    return digest
+def _pattern(channel: str) -> bool:
+    """Whether a channel name matches one of the venue's channel patterns (§3.4): a name that
+    does not is refused with 13000; one that does but names nothing gets a status string."""
+    parts = channel.split(".")
+    head = parts[0]
+    if head.isdigit():
+        return len(parts) in (2, 3)
+    if head in ("ticker_slim", "ticker"):
+        return len(parts) == 3 and bool(parts[1])
+    if head == "orderbook":
+        return len(parts) == 4 and bool(parts[1])
+    if head == "trades":
+        return len(parts) in (2, 3, 4) and bool(parts[1])
+    return head in ("spot_feed", "margin", "auctions") or (len(parts) == 2 and parts[1] == "rfqs")
 
 
 def demo_account() -> SimAccount:

@@ -270,8 +270,6 @@ STILL_MIRRORS = frozenset(
     {
         "simulators/deribit/generator.py",
         "simulators/deribit/simulator.py",
-        "simulators/derive/generator.py",
-        "simulators/derive/simulator.py",
         "simulators/polymarket/simulator.py",
     }
 )

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from tradingd.connectors.derive import PLUGIN
 from tradingd.connectors.derive.codec import DeriveDecoder
 from tradingd.connectors.derive.execution import DeriveExecution
+from tradingd.connectors.derive.instruments import parse_instrument
 from tradingd.connectors.derive.settings import DeriveSettings
 from tradingd.connectors.derive.signing import (
     TESTNET,
@@ -60,6 +61,7 @@ from tradingd.simulators.derive.simulator import (
     RpcError,
     serve,
 )
+from tradingd.simulators.matching import Side
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "derive"
 SIGNER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # DEMO_SESSION_KEY's address
@@ -278,7 +280,9 @@ def sign_for(simulator: DeriveSimulator, **terms: Any) -> dict[str, Any]:
         "label": "t-1",
     }
     fields.update(terms)
-    return signer.sign_order(simulator.details.require("ETH-PERP"), **fields).params()
+    # The connector's reading of the simulator's own instrument item (what a live session learns).
+    item = next(i for i in simulator.instrument_items if i["instrument_name"] == "ETH-PERP")
+    return signer.sign_order(parse_instrument(item)[1], **fields).params()
 
 
 def params_for(simulator: DeriveSimulator, **changes: Any) -> dict[str, Any]:
@@ -492,11 +496,9 @@ def engine_order(cid: str, *, size: str = "0.2", price: Decimal | None = None, *
 
 
 def resting_price(simulator: DeriveSimulator) -> Decimal:
-    book = simulator.decoder.book(PERP)
-    assert book is not None and book.valid
-    bid = book.top()[0]
+    bid = simulator.book(PERP).best(Side.BUY)
     assert bid is not None
-    return Decimal(int(bid * 0.8))  # far below the bid: rests
+    return Decimal(int(bid * Decimal("0.8")))  # far below the bid: rests
 
 
 async def test_order_status_by_order_id_by_label_and_for_an_order_the_venue_never_had(

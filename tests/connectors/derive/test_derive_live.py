@@ -114,12 +114,14 @@ async def test_market_data_on_one_connection_reaches_only_the_subscribed_strateg
     assert live.details.require("ETH-PERP").asset_address.startswith("0x")
     # The book the strategy sees is the simulator's: freeze the market and compare.
     simulator.prepare_burst(0)  # pauses the real-time market
-    last = simulator.decoder.book(PERP)
+    last = simulator.last_book(PERP)  # the snapshot the simulator last published
     assert last is not None
-    await until(lambda: everything.of(BookUpdate, PERP)[-1].sequence == last.sequence)
+    await until(lambda: everything.of(BookUpdate, PERP)[-1].sequence == last["publish_id"])
     mine = live.decoder.book(PERP)
-    assert mine is not None and mine.top() == last.top()
-    assert list(mine.iter_bids()) == list(last.iter_bids())
+    assert mine is not None
+    published = [(float(p), float(a)) for p, a in last["bids"]]
+    assert [(mine.price_of(t), a) for t, a in mine.iter_bids()] == published
+    assert mine.top() == (*published[0], float(last["asks"][0][0]), float(last["asks"][0][1]))
     simulator.resume()
 
 
@@ -414,11 +416,12 @@ async def test_a_shallow_book_channel_carries_the_top_levels_only(
     books = probe.of(BookUpdate, PERP)
     assert all(len(b.bids) <= 1 and len(b.asks) <= 1 for b in books)
     simulator.prepare_burst(0)  # freeze the market: the top is the simulator's top
-    full = simulator.decoder.book(PERP)
+    full = simulator.last_book(PERP)  # the whole snapshot the simulator last published
     assert full is not None
-    await until(lambda: probe.of(BookUpdate, PERP)[-1].sequence == full.sequence)
+    await until(lambda: probe.of(BookUpdate, PERP)[-1].sequence == full["publish_id"])
     last = probe.of(BookUpdate, PERP)[-1]
-    assert (last.best_bid, last.best_bid_size, last.best_ask, last.best_ask_size) == full.top()
+    top = (*full["bids"][0], *full["asks"][0])
+    assert (last.best_bid, last.best_bid_size, last.best_ask, last.best_ask_size) == tuple(map(float, top))
     simulator.resume()
 
 
