@@ -14,10 +14,14 @@ and counts integers (VENUES.md §4.1).
 - `private/session_keys {wallet}`: the wallet's registered keys (`scope` admin; a key registered
   without an expiry is reported expiring at the end of year 9999, `_NEVER_S`).
 - `private/get_subaccount {subaccount_id}`: collaterals (the account's balances), open orders (the
-  simulator's own `private/get_open_orders` answer), positions rebuilt from the subaccount's
-  trade history (`private/get_trade_history`, reverted trades left out: average price, realised
-  and unrealised P&L at the last mark), standard margin (`SM`) with no margin requirement
-  modelled (margins "0": the simulator does not model margin).
+  simulator's own `private/get_open_orders` answer), positions (below), standard margin (`SM`)
+  with no margin requirement modelled (margins "0": the simulator does not model margin);
+  `private/get_all_portfolios {wallet}` gives it for every subaccount, `private/get_collaterals
+  {subaccount_id}` its collaterals alone.
+- `private/get_positions` is the simulator's answer (its amounts are the truth) completed to
+  Derive's `PositionResponseSchema`: the entry price, realised P&L and fees from the subaccount's
+  trade history (`private/get_trade_history`, reverted trades left out), unrealised P&L and value
+  at the last mark, the option greeks of the last ticker times the amount.
 - `public/get_all_instruments {instrument_type, expired, currency?, page?, page_size?}`: paged as
   Derive pages (`page` from 1, `page_size` up to 1000, a page past the last answers the last one
   again), `{instruments, pagination: {count, num_pages}}`; `expired: false` lists the live
@@ -119,6 +123,7 @@ class _Methods:
         self.table = table
         self.error = error  # the simulator's RpcError(code, message, data)
         self.base_ticker = table["public/get_ticker"]
+        self.base_positions = table["private/get_positions"]
 
     # -- helpers -------------------------------------------------------------------------------
     def _ask(self, sim: DeriveSimulator, method: str, params: dict[str, Any], account: Any) -> Any:
@@ -194,23 +199,30 @@ class _Methods:
             ]
         }
 
-    def get_subaccount(
-        self, sim: DeriveSimulator, p: dict[str, Any], peer: Any, account: Any, after: Any
-    ) -> Any:
+    def _sub(self, p: dict[str, Any], account: Any) -> int:
         assert account is not None
         sub = p.get("subaccount_id")
         if isinstance(sub, bool) or not isinstance(sub, int):
             raise self.error(-32602, "Invalid params", "subaccount_id must be an integer")
         if sub not in account.subaccounts:
             raise self.error(14001, "Subaccount not found", f"subaccount {sub} is not {account.wallet}'s")
-        now_ms = sim.clock() // 1_000_000
-        orders = self._ask(sim, "private/get_open_orders", {"subaccount_id": sub}, account)["orders"]
-        positions = self._positions(sim, account, sub, now_ms)
-        collaterals = [
+        return sub
+
+    def _collaterals(self, account: Any, now_ms: int) -> list[dict[str, Any]]:
+        return [
             self._collateral(currency, amount, now_ms)
             for currency, amount in sorted(account.balances.items())
             if amount != 0
         ]
+
+    def get_subaccount(
+        self, sim: DeriveSimulator, p: dict[str, Any], peer: Any, account: Any, after: Any
+    ) -> Any:
+        sub = self._sub(p, account)
+        now_ms = sim.clock() // 1_000_000
+        orders = self._ask(sim, "private/get_open_orders", {"subaccount_id": sub}, account)["orders"]
+        positions = self._ask(sim, "private/get_positions", {"subaccount_id": sub}, account)["positions"]
+        collaterals = self._collaterals(account, now_ms)
         collateral_value = sum((_dec(c["mark_value"]) for c in collaterals), Decimal(0))
         positions_value = sum((_dec(q["mark_value"]) for q in positions), Decimal(0))
         return {
@@ -262,9 +274,10 @@ class _Methods:
             "unrealized_pnl_excl_fees": _ZERO,
         }
 
-    def _positions(self, sim: DeriveSimulator, account: Any, sub: int, now_ms: int) -> list[dict[str, Any]]:
-        """The subaccount's open positions, rebuilt from its trades (oldest first; reverted ones
-        never happened): amount, average entry price, realised P&L and fees per instrument."""
+    def _trade_stats(self, sim: DeriveSimulator, account: Any, sub: int) -> dict[str, dict[str, Any]]:
+        """Per instrument, from the subaccount's trades (oldest first; reverted ones never
+        happened): the open amount they leave, its average entry price, when it opened, the
+        realised P&L of what was closed and the fees paid."""
         trades: list[dict[str, Any]] = []
         page = 1
         while True:
@@ -279,26 +292,19 @@ class _Methods:
                 break
             page += 1
         trades.sort(key=lambda t: t["timestamp"])
-        book: dict[str, dict[str, Any]] = {}
+        stats: dict[str, dict[str, Any]] = {}
         for t in trades:
             if t.get("tx_status") == "reverted":
                 continue
-            name = t["instrument_name"]
-            q = book.setdefault(
-                name,
-                {
-                    "amount": Decimal(0),
-                    "avg": Decimal(0),
-                    "pnl": Decimal(0),
-                    "fees": Decimal(0),
-                    "since": t["timestamp"],
-                },
+            q = stats.setdefault(
+                t["instrument_name"],
+                {"amount": Decimal(0), "avg": Decimal(0), "pnl": Decimal(0), "fees": Decimal(0), "since": 0},
             )
             size = _dec(t["trade_amount"]) * (1 if t["direction"] == "buy" else -1)
             price = _dec(t["trade_price"])
             q["fees"] += _dec(t["trade_fee"])
             amount, avg = q["amount"], q["avg"]
-            if amount == 0 or (amount > 0) == (size > 0):
+            if amount == 0 or (amount > 0) == (size > 0):  # opens or adds: a new average
                 q["avg"] = (amount * avg + size * price) / (amount + size)
                 q["amount"] = amount + size
                 if amount == 0:
@@ -310,54 +316,92 @@ class _Methods:
             if q["amount"] == 0:
                 q["avg"] = Decimal(0)
             elif (q["amount"] > 0) != (amount > 0):  # flipped: the remainder opened at this price
-                q["avg"] = price
-                q["since"] = t["timestamp"]
-        out = []
-        for name, q in sorted(book.items()):
-            if q["amount"] == 0:
-                continue
-            item = self._item(sim, name)
-            slim = sim.tickers.get(name, {})
-            mark, index = _dec(slim.get("M", 0)), _dec(slim.get("I", 0))
-            amount, avg = q["amount"], q["avg"]
-            unrealized = amount * (mark - avg)
-            kind = item["instrument_type"] if item else "perp"
-            # A perpetual's value is its unrealised P&L (settled to the mark); an option's its premium.
-            value = unrealized if kind == "perp" else amount * mark
-            pricing = slim.get("option_pricing") or {}
-            delta = _dec(pricing.get("d", 1)) if kind == "option" else Decimal(1)
-            out.append(
-                {
-                    "instrument_name": name,
-                    "instrument_type": kind,
-                    "amount": _text(amount),
-                    "amount_step": item["amount_step"] if item else "0",
-                    "average_price": _text(avg),
-                    "average_price_excl_fees": _text(avg),
-                    "creation_timestamp": q["since"],
-                    "cumulative_funding": _ZERO,
-                    "pending_funding": _ZERO,
-                    "delta": _text(delta * amount),
-                    "gamma": _text(_dec(pricing.get("g", 0)) * amount),
-                    "theta": _text(_dec(pricing.get("t", 0)) * amount),
-                    "vega": _text(_dec(pricing.get("v", 0)) * amount),
-                    "index_price": _text(index),
-                    "mark_price": _text(mark),
-                    "mark_value": _text(value),
-                    "initial_margin": _ZERO,
-                    "maintenance_margin": _ZERO,
-                    "open_orders_margin": _ZERO,
-                    "net_settlements": _ZERO,
-                    "realized_pnl": _text(q["pnl"] - q["fees"]),
-                    "realized_pnl_excl_fees": _text(q["pnl"]),
-                    "total_fees": _text(q["fees"]),
-                    "unrealized_pnl": _text(unrealized),
-                    "unrealized_pnl_excl_fees": _text(unrealized),
-                    "leverage": None,
-                    "liquidation_price": None,
-                }
-            )
-        return out
+                q["avg"], q["since"] = price, t["timestamp"]
+        return stats
+
+    def get_positions(
+        self, sim: DeriveSimulator, p: dict[str, Any], peer: Any, account: Any, after: Any
+    ) -> Any:
+        """The simulator's positions (their amounts are the truth: deliveries and reverts
+        included), with every field of Derive's `PositionResponseSchema` the simulator's answer
+        leaves out, priced at the last mark."""
+        answer = dict(self.base_positions(sim, p, peer, account, after))
+        stats = self._trade_stats(sim, account, answer["subaccount_id"])
+        now_ms = sim.clock() // 1_000_000
+        answer["positions"] = [
+            self._position(sim, q, stats.get(q["instrument_name"]), now_ms) for q in answer["positions"]
+        ]
+        return answer
+
+    def _position(
+        self, sim: DeriveSimulator, base: dict[str, Any], stats: dict[str, Any] | None, now_ms: int
+    ) -> dict[str, Any]:
+        name = base["instrument_name"]
+        item = self._item(sim, name)
+        slim = sim.tickers.get(name) or {}
+        amount = _dec(base["amount"])
+        mark = _dec(base.get("mark_price") or slim.get("M", 0))
+        # The entry price is the trades' when they account for the whole position; else (a
+        # position the simulator was given) the mark.
+        matched = stats is not None and stats["amount"] == amount
+        avg = stats["avg"] if matched and stats is not None else mark
+        kind = base.get("instrument_type") or (item["instrument_type"] if item else "perp")
+        unrealized = amount * (mark - avg)
+        # A perpetual's value is its unrealised P&L (it settles to the mark); an option's, its premium.
+        value = unrealized if kind == "perp" else amount * mark
+        pricing = slim.get("option_pricing") or {}
+
+        def greek(key: str) -> Decimal:
+            return _dec(pricing.get(key, 0)) * amount if kind == "option" else Decimal(0)
+
+        pnl = stats["pnl"] if stats is not None else Decimal(0)
+        fees = stats["fees"] if stats is not None else Decimal(0)
+        full = {
+            "instrument_name": name,
+            "instrument_type": kind,
+            "amount": _text(amount),
+            "amount_step": item["amount_step"] if item else "0",
+            "average_price": _text(avg),
+            "average_price_excl_fees": _text(avg),
+            "creation_timestamp": stats["since"] if matched and stats is not None else now_ms,
+            "cumulative_funding": _ZERO,
+            "pending_funding": _ZERO,
+            "delta": _text(greek("d") if kind == "option" else amount),
+            "gamma": _text(greek("g")),
+            "theta": _text(greek("t")),
+            "vega": _text(greek("v")),
+            "index_price": _text(_dec(base.get("index_price") or slim.get("I", 0))),
+            "mark_price": _text(mark),
+            "mark_value": _text(value),
+            "initial_margin": _ZERO,
+            "maintenance_margin": _ZERO,
+            "open_orders_margin": _ZERO,
+            "net_settlements": _ZERO,
+            "realized_pnl": _text(pnl - fees),
+            "realized_pnl_excl_fees": _text(pnl),
+            "total_fees": _text(fees),
+            "unrealized_pnl": _text(unrealized),
+            "unrealized_pnl_excl_fees": _text(unrealized),
+            "leverage": None,
+            "liquidation_price": None,
+        }
+        return {**full, **base, "mark_price": full["mark_price"], "index_price": full["index_price"]}
+
+    def get_collaterals(
+        self, sim: DeriveSimulator, p: dict[str, Any], peer: Any, account: Any, after: Any
+    ) -> Any:
+        sub = self._sub(p, account)
+        now_ms = sim.clock() // 1_000_000
+        return {"subaccount_id": sub, "collaterals": self._collaterals(account, now_ms)}
+
+    def get_all_portfolios(
+        self, sim: DeriveSimulator, p: dict[str, Any], peer: Any, account: Any, after: Any
+    ) -> Any:
+        acct = self._wallet(p, account)
+        return [
+            self.get_subaccount(sim, {"subaccount_id": sub}, peer, acct, after)
+            for sub in sorted(acct.subaccounts)
+        ]
 
     # -- instruments and tickers -----------------------------------------------------------------
     def get_all_instruments(
@@ -553,6 +597,9 @@ def register(table: MutableMapping[str, Handler], error: Callable[..., Exception
             "private/get_account": m.get_account,
             "private/session_keys": m.session_keys,
             "private/get_subaccount": m.get_subaccount,
+            "private/get_positions": m.get_positions,
+            "private/get_collaterals": m.get_collaterals,
+            "private/get_all_portfolios": m.get_all_portfolios,
             "public/get_all_instruments": m.get_all_instruments,
             "public/get_tickers": m.get_tickers,
             "public/get_ticker": m.get_ticker,

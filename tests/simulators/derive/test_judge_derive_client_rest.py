@@ -166,6 +166,19 @@ async def test_the_client_sees_its_fill_trade_and_position(venue: DeriveSimulato
     [position] = [p for p in state.positions if p.instrument_name == "ETH-PERP"]
     assert position.amount == step and position.average_price == trades[0].trade_price
     assert position.total_fees == trades[0].trade_fee
+    [listed] = await call(client.positions.list)
+    assert (listed.instrument_name, listed.amount, listed.average_price) == (
+        "ETH-PERP",
+        step,
+        position.average_price,
+    )
+    collaterals = (await call(client.collateral.get)).collaterals
+    assert [(c.asset_name, c.amount) for c in collaterals] == [
+        ("USDC", Decimal(100_000) - trades[0].trade_fee)
+    ]
+    [portfolio] = await call(client.account.get_all_portfolios)
+    assert portfolio.subaccount_id == DEMO_SUBACCOUNT
+    assert [(q.instrument_name, q.amount) for q in portfolio.positions] == [("ETH-PERP", step)]
 
 
 async def test_a_refused_order_reaches_the_client_as_derives_error(client: Any) -> None:
