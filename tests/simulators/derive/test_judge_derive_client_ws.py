@@ -8,7 +8,9 @@ cancels the first, and hears all of it.
 Every notification the client receives is recorded as it arrives (before the client's own
 dispatch) and decoded again with the client's own schema for its channel (`msgspec.convert`, as
 its session does, which drops and logs a notification that does not fit): none may fail, and
-every channel must have been heard."""
+every channel must have been heard. (Not subscribed: the public `trades.{type}.{currency}.settled`,
+on which the simulator publishes its trades still `requested`, without a `tx_hash`: every one
+fails the client's `TradeSettledPublicResponseSchema`; reported to the simulator's owner.)"""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from derive_client.data_types import Environment  # type: ignore[import-untyped]
 from derive_client.data_types.channel_models import (  # type: ignore[import-untyped]
     Depth,
     Group,
+    InstrumentType,
     Interval,
     TxStatus5,
 )
@@ -81,6 +84,8 @@ async def _session(sim: DeriveSimulator, env: Environment, quote: dict[str, str]
     await public.ticker_slim_interval_by_instrument_name(INSTRUMENT, Interval.field_100, hear(ticker))
     trades = f"trades.{INSTRUMENT}"
     await public.trades_by_instrument_name(INSTRUMENT, hear(trades))
+    by_type = "trades.perp.ETH"
+    await public.trades_by_instrument_type(InstrumentType.perp, "ETH", hear(by_type))
     channels = {
         f"{sub}.orders": private.orders_by_subaccount_id,
         f"{sub}.trades": private.trades_by_subaccount_id,
@@ -108,7 +113,7 @@ async def _session(sim: DeriveSimulator, env: Environment, quote: dict[str, str]
         label="judge-ws-fill",
     )
     await client.orders.cancel(instrument_name=INSTRUMENT, order_id=resting.order_id)
-    wanted = [book, ticker, trades, *channels, settled]
+    wanted = [book, ticker, trades, by_type, *channels, settled]
     deadline = time.monotonic() + 8.0
     while time.monotonic() < deadline and not all(heard.get(c) for c in wanted):
         await asyncio.sleep(0.05)
