@@ -28,6 +28,7 @@ Matching contract domain, is not published with them; a venue only needs the con
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal, localcontext
 from typing import Final
@@ -61,8 +62,16 @@ ACTION_TYPE: Final = (
 ACTION_TYPEHASH: Final[bytes] = keccak(ACTION_TYPE.encode())
 
 _INT256 = (-(2**255), 2**255 - 1)
+
+
 _UINT256 = (0, 2**256 - 1)
 _SIGNATURE = re.compile(r"(?:0x)?([0-9a-fA-F]{130})")
+
+
+@functools.lru_cache(maxsize=4096)
+def _checksummed(address: str) -> str:
+    """An address as eth-abi takes it (a venue sees the same few again and again: cached)."""
+    return str(to_checksum_address(address))
 
 
 @attrs.frozen
@@ -118,7 +127,7 @@ class TradeModuleData:
         return abi_encode(
             ["address", "uint256", "int256", "int256", "uint256", "uint256", "bool"],
             [
-                to_checksum_address(self.asset),
+                _checksummed(self.asset),
                 self.sub_id,
                 e18(self.limit_price, signed=True),
                 e18(self.amount, signed=True),
@@ -141,22 +150,25 @@ class Action:
     owner: str
     signer: str
 
+    _hash: list[bytes] = attrs.field(factory=list, init=False, eq=False, repr=False)  # computed once
+
     def struct_hash(self) -> bytes:
-        return keccak(
-            abi_encode(
+        if not self._hash:
+            encoded = abi_encode(
                 ["bytes32", "uint256", "uint256", "address", "bytes32", "uint256", "address", "address"],
                 [
                     ACTION_TYPEHASH,
                     self.subaccount_id,
                     self.nonce,
-                    to_checksum_address(self.module),
+                    _checksummed(self.module),
                     keccak(self.data),
                     self.expiry,
-                    to_checksum_address(self.owner),
-                    to_checksum_address(self.signer),
+                    _checksummed(self.owner),
+                    _checksummed(self.signer),
                 ],
             )
-        )
+            self._hash.append(keccak(encoded))
+        return self._hash[0]
 
     def message(self, domain: Domain) -> SignableMessage:
         """The typed message as eth-account signs and recovers it."""

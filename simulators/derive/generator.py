@@ -18,10 +18,13 @@ asked for the instruments and subscribed to everything:
 Shapes follow the captured frames in `shared/fixtures/derive/`: responses and notifications
 without `jsonrpc` (as the DV-PROBE capture and `spot/ws_subscribe_ack.json`), decimal strings for
 every number but timestamps, ids and trade counts, the slim ticker's key order of the live
-capture of §3.3, trade records with the field set of `spot/ws_trade_eth.json` (the taker's
-record), instrument items with the key order of `spot/http_get_instruments_eth.json`. Option
-prices are USDC per unit of underlying; option `base_asset_sub_id`s are packed as the protocol
-packs them (`instruments.option_sub_id`) on the mainnet option asset addresses of §3.2.
+capture of §3.3, trade records with the field set of the production `trades.ETH-PERP` capture
+(`tests/fixtures/derive/bourse/ws_trades_eth_perp_mainnet.json`: the public record, no account
+fields; the direction is the aggressor's; `spot/ws_trade_eth.json`, with wallet and fee, is a
+`.{tx_status}` variant's record), instrument items with the key order of
+`spot/http_get_instruments_eth.json`. Option prices are USDC per unit of underlying; option
+`base_asset_sub_id`s are packed as the protocol packs them (`instruments.option_sub_id`) on the
+mainnet option asset addresses of §3.2.
 
 Consistency a decoder can check: a ticker's best bid/ask are the top of the last orderbook
 snapshot of its instrument; publish ids follow each other per channel; prices sit on the tick
@@ -42,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from eth_utils.address import to_checksum_address
 
 from tradingd.engine.store import RecordingWriter
 
@@ -400,18 +402,11 @@ class DeriveFeed:
             )
         self.market = market
         self.results = instrument_results
-        # The feed has its own random stream (latencies, ids, wallets), so the market is the same
+        # The feed has its own random stream (latencies, ids), so the market is the same
         # whatever the encoding draws.
         self._rng = random.Random(seed * 7919 + 271828)
         self._last_recv = market.start_ns
         self._steps = 0
-        self._wallets = [
-            (
-                str(to_checksum_address(f"0x{self._rng.getrandbits(160):040x}")),
-                self._rng.randrange(10_000, 200_000),
-            )
-            for _ in range(24)
-        ]
         items = {item["instrument_name"]: item for result in instrument_results for item in result}
         self._insts: list[_Inst] = []
         rng = self._rng
@@ -545,13 +540,11 @@ class DeriveFeed:
         for tr in u.trades:
             price = spec.grid.price(tr.ticks)
             amount = spec.size(tr.lots)
-            wallet, subaccount = self._wallets[int(rng.random() * len(self._wallets))]
             notional = amount * index
             if st.option:
-                fee = min(0.5 + 0.0004 * notional, 0.125 * price * amount)
                 st.premium += price * amount
-            else:
-                fee = 0.1 + 0.0006 * notional
+            # The public record, as production sends it on `trades.{instrument}`
+            # (bourse/ws_trades_eth_perp_mainnet.json): no account fields; the aggressor's side.
             data.append(
                 {
                     "trade_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
@@ -564,16 +557,6 @@ class DeriveFeed:
                     "direction": tr.side.value,
                     "quote_id": None,
                     "rfq_id": None,
-                    "wallet": wallet,
-                    "subaccount_id": subaccount,
-                    "tx_status": "requested",
-                    "tx_hash": None,
-                    "trade_fee": _num(fee, 6),
-                    "expected_rebate": "0",
-                    "liquidity_role": "taker",
-                    "realized_pnl": "0",
-                    "realized_pnl_excl_fees": "0",
-                    "extra_fee": "0",
                 }
             )
             st.contracts += tr.lots

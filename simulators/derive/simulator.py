@@ -615,7 +615,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             "index_price": slim.get("I", "0"),
             "direction": direction,
             "quote_id": None,
-            "liquidity_role": "taker",
+            "rfq_id": None,
         }
         frame = orjson.dumps(
             {"method": "subscription", "params": {"channel": f"trades.{instrument}", "data": [data]}}
@@ -855,9 +855,14 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
             raise RpcError(-32602, "Invalid params", "channels must be a list of channel names")
         if any(c.split(".")[0] == "ticker" for c in channels):
-            # §3.3: the old ticker channel is gone.
+            # §3.3: the old ticker channel is gone (the demo venue's words,
+            # bourse/error_ticker_deprecated_demo.json, its wallet empty before a login).
+            wallet = peer.account.wallet if peer.account is not None else ""
             raise RpcError(
-                -32602, "Invalid params", "`ticker` channel has been deprecated. Please use `ticker_slim`."
+                -32602,
+                "Invalid params",
+                "`ticker` channel has been deprecated. Please use `ticker_slim`. "
+                f"Caught for wallet: {wallet}",
             )
         unmatched = {
             c: f"Channel name `{c}` does not match any patterns" for c in channels if not _pattern(c)

@@ -1,0 +1,196 @@
+"""The simulated Derive's wire shapes against real captures (`tests/fixtures/derive/`, README
+there): public channels, the private channels and answers of an order, history pages, and the
+venue's refusals, field for field."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+from derive_action_signing import SignedAction, TradeModuleData  # type: ignore[import-untyped]
+
+from tradingd.simulators.derive.eip712 import ACTION_TYPEHASH, TESTNET
+from tradingd.simulators.derive.simulator import (
+    DEMO_SESSION_KEY,
+    DEMO_SIGNER,
+    DEMO_SUBACCOUNT,
+    DEMO_WALLET,
+    DeriveSimulator,
+    _Peer,
+)
+from tradingd.simulators.matching import Side
+
+FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "derive"
+PERP = "ETH-PERP"
+SUB = DEMO_SUBACCOUNT
+
+
+def fixture(name: str) -> Any:
+    return orjson.loads((FIXTURES / name).read_bytes())
+
+
+class Client:
+    """One WebSocket peer of the simulator, driven in-process."""
+
+    def __init__(self, sim: DeriveSimulator) -> None:
+        self.sim = sim
+        send, self.inbox = trio.open_memory_channel[bytes](100_000)
+        self.peer = _Peer(1, send, "/ws")
+        sim.sessions[1] = self.peer
+        self.ids = 0
+
+    async def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.ids += 1
+        await self.sim.on_text(
+            self.peer, orjson.dumps({"id": self.ids, "method": method, "params": params}).decode()
+        )
+        for msg in self.drain():
+            if msg.get("id") == self.ids:
+                return msg
+        raise AssertionError(f"no answer to {method}")
+
+    def drain(self) -> list[dict[str, Any]]:
+        self.frames: list[dict[str, Any]] = getattr(self, "frames", [])
+        out = []
+        while True:
+            try:
+                msg = orjson.loads(self.inbox.receive_nowait())
+            except trio.WouldBlock:
+                break
+            out.append(msg)
+            if msg.get("method") == "subscription":
+                self.frames.append(msg)
+        return out
+
+    def on(self, channel: str) -> list[Any]:
+        return [f["params"]["data"] for f in self.frames if f["params"]["channel"] == channel]
+
+
+def official_order(sim: DeriveSimulator, price: Decimal, amount: str) -> dict[str, Any]:
+    item = next(i for i in sim.instrument_items if i["instrument_name"] == PERP)
+    action = SignedAction(
+        subaccount_id=SUB,
+        owner=DEMO_WALLET,
+        signer=DEMO_SIGNER,
+        signature_expiry_sec=int(time.time()) + 600,
+        nonce=int(time.time() * 1000) * 1000 + 7,
+        module_address=TESTNET.trade_module,
+        module_data=TradeModuleData(
+            asset_address=item["base_asset_address"],
+            sub_id=int(item["base_asset_sub_id"]),
+            limit_price=price,
+            amount=Decimal(amount),
+            max_fee=Decimal(50),
+            recipient_id=SUB,
+            is_bid=True,
+        ),
+        DOMAIN_SEPARATOR="0x" + TESTNET.separator.hex(),
+        ACTION_TYPEHASH="0x" + ACTION_TYPEHASH.hex(),
+    )
+    action.sign(DEMO_SESSION_KEY)
+    return {
+        **action.to_json(),
+        "instrument_name": PERP,
+        "direction": "buy",
+        "order_type": "limit",
+        "time_in_force": "gtc",
+        "mmp": False,
+        "label": "wire-1",
+    }
+
+
+async def test_public_channels_carry_the_captured_shapes() -> None:
+    sim = DeriveSimulator(seed=21)
+    client = Client(sim)
+    option = next(i["instrument_name"] for i in sim.instrument_items if i["instrument_type"] == "option")
+    channels = [
+        f"orderbook.{PERP}.1.10",
+        f"ticker_slim.{PERP}.100",
+        f"ticker_slim.{option}.1000",
+        f"trades.{PERP}",
+    ]
+    answer = await client.call("subscribe", {"channels": [*channels, "trades.spot.ETH"]})
+    ack = fixture("spot/ws_subscribe_ack.json")
+    assert set(answer) == set(ack) and set(answer["result"]) == set(ack["result"])
+    assert answer["result"]["status"] == {
+        **dict.fromkeys(channels, "ok"),
+        "trades.spot.ETH": ack["result"]["status"]["trades.spot.ETH"],
+    }
+    for _ in range(30):
+        sim.step()
+    sim.trade(PERP, "sell", "3000", "0.1")
+    client.drain()
+    books = client.on(f"orderbook.{PERP}.1.10")
+    assert len(books) > 2  # the snapshot on subscribing, then the stream
+    for book in books:
+        assert set(book) == set(fixture("spot/ws_orderbook_eth_mainnet.json"))
+        assert all(isinstance(p, str) and isinstance(a, str) for p, a in book["bids"] + book["asks"])
+    slim = fixture("perps/ws_ticker_slim_eth.json")
+    for data in client.on(f"ticker_slim.{PERP}.100"):
+        assert set(data) == set(slim) and set(data["instrument_ticker"]) == set(slim["instrument_ticker"])
+        assert set(data["instrument_ticker"]["stats"]) == set(slim["instrument_ticker"]["stats"])
+    call = fixture("options/ws_ticker_slim_eth_call.json")["instrument_ticker"]["option_pricing"]
+    assert all(
+        set(d["instrument_ticker"]["option_pricing"]) == set(call)
+        for d in client.on(f"ticker_slim.{option}.1000")
+    )
+    live = fixture("bourse/ws_trades_eth_perp_mainnet.json")["params"]["data"][0]
+    trades = [t for data in client.on(f"trades.{PERP}") for t in data]
+    assert trades and all(list(t) == list(live) for t in trades)
+
+
+async def test_the_venues_refusals_word_for_word() -> None:
+    sim = DeriveSimulator(seed=21)
+    client = Client(sim)
+    unmatched = await client.call("subscribe", {"channels": [":ETH-PERP"]})
+    assert unmatched["error"] == fixture("bourse/error_invalid_channels_demo.json")
+    deprecated = await client.call("subscribe", {"channels": [f"ticker.{PERP}.100"]})
+    assert deprecated["error"] == fixture("bourse/error_ticker_deprecated_demo.json")
+
+
+async def test_an_order_its_answer_private_channels_and_history_carry_the_captured_shapes() -> None:
+    sim = DeriveSimulator(seed=21)
+    client = Client(sim)
+    client.peer.account = sim.accounts[DEMO_WALLET.lower()]
+    private = [f"{SUB}.orders", f"{SUB}.trades", f"{SUB}.balances"]
+    assert (await client.call("subscribe", {"channels": private}))["result"]["status"] == dict.fromkeys(
+        private, "ok"
+    )
+    ask = sim.book(PERP).best(Side.SELL)
+    assert ask is not None
+    answer = (await client.call("private/order", official_order(sim, ask + 1, "0.1")))["result"]
+    captured = fixture("spot/http_submit_order_response.json")["result"]
+    assert set(answer) == set(captured) and set(answer["order"]) == set(captured["order"])
+    assert answer["order"]["order_status"] == "filled" and answer["trades"]
+    (order,) = client.on(f"{SUB}.orders")[-1]
+    assert set(order) == set(captured["order"])
+    (trade,) = client.on(f"{SUB}.trades")[0]
+    assert set(fixture("perps/http_private_trade_eth.json")) <= set(trade)
+    assert trade["liquidity_role"] == "taker" and trade["tx_status"] == "requested"
+    (balance,) = client.on(f"{SUB}.balances")[0]
+    assert set(balance) == {"name", "new_balance", "previous_balance", "update_type"}  # VENUES.md §3.4
+    history = (await client.call("private/get_trade_history", {"subaccount_id": SUB}))["result"]
+    mainnet = fixture("ccxt/http_get_trade_history_btc_perp.json")["result"]
+    assert set(mainnet) <= set(history) and set(history["pagination"]) == set(mainnet["pagination"])
+    assert set(mainnet["trades"][0]) <= set(history["trades"][0])
+
+
+async def test_instruments_and_ticker_answers_carry_the_captured_fields() -> None:
+    sim = DeriveSimulator(seed=21)
+    client = Client(sim)
+    items = (
+        await client.call(
+            "public/get_instruments", {"currency": "ETH", "instrument_type": "perp", "expired": False}
+        )
+    )["result"]
+    captured = fixture("common/http_get_instruments_eth_all.json")["result"]
+    assert set(captured[0]) <= set(items[0])
+    ticker = (await client.call("public/get_ticker", {"instrument_name": PERP}))["result"]
+    snapshot = fixture("perps/http_ticker_eth_snapshot.json")
+    # `stats`, `open_interest` and the 5% depths come from the judges' module (issue 15).
+    assert set(snapshot) - {"stats"} <= set(ticker)
+    assert ticker["best_bid_price"] == str(sim.book(PERP).best(Side.BUY))
