@@ -40,7 +40,8 @@ and counts integers (VENUES.md §4.1).
   trade printed on the venue (the feed's and the clients'), newest first, paged, each in the
   settled-trade shape (`TradeSettledPublicResponseSchema`); by default (`tx_status` settled) only
   trades settled on chain. A feed trade settles `settle_after_s` after it printed (its `tx_hash`
-  the keccak of its id: deterministic); a client trade carries its own settlement state.
+  the keccak of its id: deterministic; its account, which the public channel does not name, the
+  zero address's subaccount 0); a client trade carries its own account and settlement state.
 
 Registered by `register(methods)` into the simulator's dispatch table. The simulator state read
 here: `accounts` (wallet, subaccounts, session_keys, balances, rate buckets), `instrument_items`,
@@ -111,8 +112,9 @@ class PublicTape:
             return
         for t in data:
             if isinstance(t, dict) and "trade_id" in t:
-                # A print of the `trade` switch names no counterparty: the zero address's
-                # subaccount 0 stands for "another account".
+                # The public channel names no account (production's shape): in the settled-trade
+                # shape the history needs one, and the zero address's subaccount 0 stands for
+                # "another account".
                 self.trades.append({"wallet": _NOBODY, "subaccount_id": 0, **t})
 
 
