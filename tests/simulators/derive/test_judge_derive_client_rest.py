@@ -28,6 +28,7 @@ from derive_client.data_types.generated_models import (  # type: ignore[import-u
     OrderStatus,
     TimeInForce,
 )
+from eth_account import Account
 
 from tests.support.derive_judges import loopback_env, venue
 from tradingd.simulators.derive.simulator import (
@@ -40,6 +41,7 @@ from tradingd.simulators.derive.simulator import (
 __all__ = ["loopback_env", "venue"]  # the fixtures, used by name
 
 T = TypeVar("T")
+SIGNER = Account.from_key(DEMO_SESSION_KEY).address  # the session key's address
 
 
 async def call(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -69,7 +71,7 @@ async def test_the_client_connects_and_reads_the_market(venue: DeriveSimulator, 
     assert client.active_subaccount.id == DEMO_SUBACCOUNT
     assert client.active_subaccount.state.subaccount_value == Decimal(100_000)
     keys = await call(client.account.session_keys)
-    assert [k.public_session_key for k in keys.public_session_keys] == [client._auth.signer]
+    assert [k.public_session_key for k in keys.public_session_keys] == [SIGNER]
     cached = {**client.markets.perp_instruments_cache, **client.markets.option_instruments_cache}
     assert set(cached) == {i["instrument_name"] for i in venue.instrument_items if i["is_active"]}
     perp = cached["ETH-PERP"]
@@ -135,7 +137,7 @@ async def test_the_client_places_reads_and_cancels_a_signed_order(
         label="judge-rest",
     )
     assert order.order_status is OrderStatus.open and order.label == "judge-rest"
-    assert order.signer == client._auth.signer and order.amount == step * 3
+    assert order.signer == SIGNER and order.amount == step * 3
     assert (await call(client.orders.get, order_id=order.order_id)).order_status is OrderStatus.open
     assert [o.order_id for o in await call(client.orders.list_open)] == [order.order_id]
     assert [o.order_id for o in (await call(client.active_subaccount.refresh)).state.open_orders] == [
