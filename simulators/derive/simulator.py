@@ -185,6 +185,39 @@ class _Bucket:
         return True
 
 
+@attrs.define
+class _Entry:
+    """A position's entry: average price of what is open, when it opened, realized P&L and
+    funding (the `get_positions` fields the simulator can know; it keeps no margin model)."""
+
+    average: Decimal = _ZERO  # of the trade prices, fees excluded
+    created_ms: int = 0
+    realized: Decimal = _ZERO  # fees excluded
+    fees: Decimal = _ZERO
+    funding: Decimal = _ZERO
+
+    def trade(self, before: Decimal, signed: Decimal, price: Decimal, fee: Decimal, now_ms: int) -> Decimal:
+        """Fold a trade of `signed` amount at `price` into a position of `before`; the P&L it
+        realizes (closing at `price` what was opened at the average), fees excluded."""
+        after = before + signed
+        realized = _ZERO
+        if before == 0:  # a new position: its own history
+            self.realized = self.fees = self.funding = _ZERO
+            self.average, self.created_ms = _ZERO, now_ms
+        self.fees += fee
+        if before == 0 or (before > 0) == (signed > 0):  # opens or adds
+            self.average = (self.average * abs(before) + price * abs(signed)) / abs(after)
+        else:  # reduces, closes or flips
+            closed = min(abs(signed), abs(before))
+            realized = (price - self.average) * closed * (1 if before > 0 else -1)
+            if after == 0:
+                self.average = _ZERO
+            elif (after > 0) != (before > 0):
+                self.average, self.created_ms = price, now_ms
+        self.realized += realized
+        return realized
+
+
 @attrs.define(eq=False)
 class SimAccount:
     """A wallet the simulator knows: its subaccounts and registered session keys (address ->
@@ -195,6 +228,7 @@ class SimAccount:
     session_keys: dict[str, int | None]
     balances: dict[str, Decimal] = attrs.field(factory=lambda: {"USDC": Decimal(100_000)})
     positions: dict[tuple[int, str], Decimal] = attrs.field(factory=dict)
+    entries: dict[tuple[int, str], _Entry] = attrs.field(factory=dict)  # what get_positions reports
     orders: dict[str, SimOrder] = attrs.field(factory=dict)  # by order id
     trades: list[dict[str, Any]] = attrs.field(factory=list)  # our trades, oldest first
     funding: list[dict[str, Any]] = attrs.field(factory=list)  # (subaccount, payment), oldest first
@@ -1247,10 +1281,15 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         o.updated_ms = self.clock() // 1_000_000
         acct = o.account
         key = (o.subaccount_id, o.instrument)
-        acct.positions[key] = acct.positions.get(key, _ZERO) + (amount if o.direction == "buy" else -amount)
+        signed = amount if o.direction == "buy" else -amount
+        held = acct.positions.get(key, _ZERO)
+        realized = acct.entries.setdefault(key, _Entry()).trade(held, signed, price, fee, o.updated_ms)
+        acct.positions[key] = held + signed
         before = acct.balances.get("USDC", _ZERO)
-        acct.balances["USDC"] = before - fee
+        acct.balances["USDC"] = before - fee  # fees only: the simulator keeps no cash ledger of premiums
         trade = self._trade_json(o, price, amount, fee, "taker" if taker else "maker")
+        trade["realized_pnl"] = _text(realized - fee)
+        trade["realized_pnl_excl_fees"] = _text(realized)
         acct.trades.append(trade)  # the history's record: its tx_status follows the chain
         self._notify(acct, o.subaccount_id, "trades", [trade])
         self._notify(
@@ -1428,13 +1467,48 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             if s != sub or amount == 0 or listing is None:
                 continue
             slim = self.tickers.get(name) or {}
+            mark = Decimal(str(slim.get("M") or 0))
+            entry = account.entries.get((s, name)) or _Entry()
+            pricing = slim.get("option_pricing") or {}
+            greek = {
+                g: _text(Decimal(str(pricing.get(k) or 0)) * amount)
+                for g, k in (("gamma", "g"), ("theta", "t"), ("vega", "v"))
+            }
+            delta = Decimal(str(pricing["d"])) * amount if pricing else amount
+            unrealized = (mark - entry.average) * amount
+            # The field set of a real `get_positions` item (perps/http_positions_result_eth.json)
+            # and of Derive's schema (derive-client `PositionResponseSchema`). Fees are taken in
+            # the realized P&L (`realized_pnl` = `realized_pnl_excl_fees` - `total_fees`), not in
+            # the average price. No margin model: margins 0, leverage and liquidation price null.
             out.append(
                 {
+                    "amount": _text(amount),
+                    "amount_step": _text(listing.step),
+                    "average_price": _text(entry.average),
+                    "average_price_excl_fees": _text(entry.average),
+                    "creation_timestamp": entry.created_ms,
+                    "cumulative_funding": _text(entry.funding),
+                    "delta": _text(delta),
+                    "gamma": greek["gamma"],
+                    "index_price": slim.get("I", "0"),
+                    "initial_margin": "0",
                     "instrument_name": name,
                     "instrument_type": listing.kind,
-                    "amount": _text(amount),
+                    "leverage": None,
+                    "liquidation_price": None,
+                    "maintenance_margin": "0",
                     "mark_price": slim.get("M", "0"),
-                    "index_price": slim.get("I", "0"),
+                    "mark_value": _text(mark * amount),
+                    "net_settlements": "0",
+                    "open_orders_margin": "0",
+                    "pending_funding": "0",
+                    "realized_pnl": _text(entry.realized - entry.fees),
+                    "realized_pnl_excl_fees": _text(entry.realized),
+                    "theta": greek["theta"],
+                    "total_fees": _text(entry.fees),
+                    "unrealized_pnl": _text(unrealized),
+                    "unrealized_pnl_excl_fees": _text(unrealized),
+                    "vega": greek["vega"],
                 }
             )
         return {"subaccount_id": sub, "positions": out}
@@ -1468,6 +1542,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
                     continue
                 funding = -rate * amount * index
                 acct.balances["USDC"] = acct.balances.get("USDC", _ZERO) + funding
+                acct.entries.setdefault((sub, name), _Entry()).funding += funding
                 acct.funding.append(
                     {
                         "subaccount_id": sub,
@@ -1556,6 +1631,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             "mark_price": slim.get("M", "0"),
             "order_id": o.order_id,
             "quote_id": None,
+            "rfq_id": None,
             "realized_pnl": "0",
             "realized_pnl_excl_fees": "0",
             "subaccount_id": o.subaccount_id,

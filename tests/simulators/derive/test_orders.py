@@ -254,3 +254,28 @@ async def test_the_private_switch_makes_the_answer_outrun_or_trail_the_channel()
     assert _drain(receive) == [f"{SUBS['alice']}.orders", "answer"]
     with pytest.raises(ValueError, match="private"):
         sim.apply_faults({"private": {"trail_s": -1}})
+
+
+async def test_positions_carry_the_entry_price_and_the_pnl_realized_by_reducing() -> None:
+    sim = simulator()
+    account = sim.accounts[WALLETS["alice"].lower()]
+    ask = sim.book(PERP).best(Side.SELL)
+    assert ask is not None
+    bought = place(sim, "alice", "buy", str(ask + 50), "0.3")["trades"]
+    cost = sum(D(t["trade_price"]) * D(t["trade_amount"]) for t in bought)
+    bid = sim.book(PERP).best(Side.BUY)
+    assert bid is not None
+    sold = place(sim, "alice", "sell", str(bid - 50), "0.1")["trades"]
+    (position,) = sim.call(
+        "private/get_positions", {"subaccount_id": SUBS["alice"]}, peer=None, account=account, after=[]
+    )["positions"]
+    average = cost / D("0.3")
+    assert (D(position["amount"]), D(position["average_price"])) == (D("0.2"), average)
+    realized = sum((D(t["trade_price"]) - average) * D(t["trade_amount"]) for t in sold)
+    assert (
+        D(position["realized_pnl_excl_fees"]) == realized == sum(D(t["realized_pnl_excl_fees"]) for t in sold)
+    )
+    fees = sum(D(t["trade_fee"]) for t in bought + sold)
+    assert D(position["total_fees"]) == fees and D(position["realized_pnl"]) == realized - fees
+    assert D(position["unrealized_pnl"]) == (D(position["mark_price"]) - average) * D("0.2")
+    assert D(position["mark_value"]) == D(position["mark_price"]) * D("0.2") and position["leverage"] is None
