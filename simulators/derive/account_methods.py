@@ -14,24 +14,23 @@ and counts integers (VENUES.md §4.1).
 - `private/session_keys {wallet}`: the wallet's registered keys (`scope` admin; a key registered
   without an expiry is reported expiring at the end of year 9999, `_NEVER_S`).
 - `private/get_subaccount {subaccount_id}`: collaterals (the account's balances), open orders (the
-  simulator's own `private/get_open_orders` answer), positions (below), standard margin (`SM`)
+  simulator's own `private/get_open_orders` answer), positions (its `private/get_positions`
+  answer; their value the sum of their `mark_value`), standard margin (`SM`)
   with no margin requirement modelled (margins "0": the simulator does not model margin);
   `private/get_all_portfolios {wallet}` gives it for every subaccount, `private/get_collaterals
   {subaccount_id}` its collaterals alone.
-- `private/get_positions` is the simulator's answer (its amounts are the truth) completed to
-  Derive's `PositionResponseSchema`: the entry price, realised P&L and fees from the subaccount's
-  trade history (`private/get_trade_history`, reverted trades left out), unrealised P&L and value
-  at the last mark, the option greeks of the last ticker times the amount.
 - `public/get_all_instruments {instrument_type, expired, currency?, page?, page_size?}`: paged as
   Derive pages (`page` from 1, `page_size` up to 1000, a page past the last answers the last one
   again), `{instruments, pagination: {count, num_pages}}`; `expired: false` lists the live
   instruments, `true` adds the ones no longer active.
 - `public/get_tickers {instrument_type, currency?, expiry_date?}`: `{tickers: {name: slim ticker}}`,
   the last `ticker_slim` of each instrument; `expiry_date` (`YYYYMMDD`) is required for options and
-  refused otherwise (VENUES.md §3.3: "Expiry date is required for options", "Expiry date must be in
-  the format YYYYMMDD").
+  refused otherwise (docs.derive.xyz public/get_tickers: options need `currency` and an 8-digit
+  `expiry_date`, perps and spot reject it; VENUES.md §3.3 for the error texts).
 - `public/get_ticker` gains what the simulator's answer lacked and the client's schema requires:
-  `open_interest` (`{margin type: [{current_open_interest, interest_cap, manager_currency}]}`),
+  `open_interest` (`{margin type: [{current_open_interest, interest_cap, manager_currency}]}`:
+  the slim ticker's `stats.oi`, all under standard margin; the simulator caps no open interest and
+  reports 1000 times the instrument's maximum order amount as the cap),
   `five_percent_bid_depth` / `five_percent_ask_depth` (the amount resting within 5% of the mark)
   and `stats` (the Feb-2026 shape, VENUES.md §3.3 and the captured `http_ticker_eth_snapshot.json`:
   `contract_volume, num_trades, open_interest, high, low, percent_change, usd_change`).
@@ -125,7 +124,6 @@ class _Methods:
         self.table = table
         self.error = error  # the simulator's RpcError(code, message, data)
         self.base_ticker = table["public/get_ticker"]
-        self.base_positions = table["private/get_positions"]
 
     # -- helpers -------------------------------------------------------------------------------
     def _ask(self, sim: DeriveSimulator, method: str, params: dict[str, Any], account: Any) -> Any:
@@ -275,119 +273,6 @@ class _Methods:
             "unrealized_pnl": _ZERO,
             "unrealized_pnl_excl_fees": _ZERO,
         }
-
-    def _trade_stats(self, sim: DeriveSimulator, account: Any, sub: int) -> dict[str, dict[str, Any]]:
-        """Per instrument, from the subaccount's trades (oldest first; reverted ones never
-        happened): the open amount they leave, its average entry price, when it opened, the
-        realised P&L of what was closed and the fees paid."""
-        trades: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            answer = self._ask(
-                sim,
-                "private/get_trade_history",
-                {"subaccount_id": sub, "page": page, "page_size": _MAX_PAGE},
-                account,
-            )
-            trades += answer["trades"]
-            if page >= answer["pagination"]["num_pages"]:
-                break
-            page += 1
-        trades.sort(key=lambda t: t["timestamp"])
-        stats: dict[str, dict[str, Any]] = {}
-        for t in trades:
-            if t.get("tx_status") == "reverted":
-                continue
-            q = stats.setdefault(
-                t["instrument_name"],
-                {"amount": Decimal(0), "avg": Decimal(0), "pnl": Decimal(0), "fees": Decimal(0), "since": 0},
-            )
-            size = _dec(t["trade_amount"]) * (1 if t["direction"] == "buy" else -1)
-            price = _dec(t["trade_price"])
-            q["fees"] += _dec(t["trade_fee"])
-            amount, avg = q["amount"], q["avg"]
-            if amount == 0 or (amount > 0) == (size > 0):  # opens or adds: a new average
-                q["avg"] = (amount * avg + size * price) / (amount + size)
-                q["amount"] = amount + size
-                if amount == 0:
-                    q["since"] = t["timestamp"]
-                continue
-            closed = min(abs(size), abs(amount))
-            q["pnl"] += closed * (price - avg) * (1 if amount > 0 else -1)
-            q["amount"] = amount + size
-            if q["amount"] == 0:
-                q["avg"] = Decimal(0)
-            elif (q["amount"] > 0) != (amount > 0):  # flipped: the remainder opened at this price
-                q["avg"], q["since"] = price, t["timestamp"]
-        return stats
-
-    def get_positions(
-        self, sim: DeriveSimulator, p: dict[str, Any], peer: Any, account: Any, after: Any
-    ) -> Any:
-        """The simulator's positions (their amounts are the truth: deliveries and reverts
-        included), with every field of Derive's `PositionResponseSchema` the simulator's answer
-        leaves out, priced at the last mark."""
-        answer = dict(self.base_positions(sim, p, peer, account, after))
-        stats = self._trade_stats(sim, account, answer["subaccount_id"])
-        now_ms = sim.clock() // 1_000_000
-        answer["positions"] = [
-            self._position(sim, q, stats.get(q["instrument_name"]), now_ms) for q in answer["positions"]
-        ]
-        return answer
-
-    def _position(
-        self, sim: DeriveSimulator, base: dict[str, Any], stats: dict[str, Any] | None, now_ms: int
-    ) -> dict[str, Any]:
-        name = base["instrument_name"]
-        item = self._item(sim, name)
-        slim = sim.tickers.get(name) or {}
-        amount = _dec(base["amount"])
-        mark = _dec(base.get("mark_price") or slim.get("M", 0))
-        # The entry price is the trades' when they account for the whole position; else (a
-        # position the simulator was given) the mark.
-        matched = stats is not None and stats["amount"] == amount
-        avg = stats["avg"] if matched and stats is not None else mark
-        kind = base.get("instrument_type") or (item["instrument_type"] if item else "perp")
-        unrealized = amount * (mark - avg)
-        # A perpetual's value is its unrealised P&L (it settles to the mark); an option's, its premium.
-        value = unrealized if kind == "perp" else amount * mark
-        pricing = slim.get("option_pricing") or {}
-
-        def greek(key: str) -> Decimal:
-            return _dec(pricing.get(key, 0)) * amount if kind == "option" else Decimal(0)
-
-        pnl = stats["pnl"] if stats is not None else Decimal(0)
-        fees = stats["fees"] if stats is not None else Decimal(0)
-        full = {
-            "instrument_name": name,
-            "instrument_type": kind,
-            "amount": _text(amount),
-            "amount_step": item["amount_step"] if item else "0",
-            "average_price": _text(avg),
-            "average_price_excl_fees": _text(avg),
-            "creation_timestamp": stats["since"] if matched and stats is not None else now_ms,
-            "cumulative_funding": _ZERO,
-            "pending_funding": _ZERO,
-            "delta": _text(greek("d") if kind == "option" else amount),
-            "gamma": _text(greek("g")),
-            "theta": _text(greek("t")),
-            "vega": _text(greek("v")),
-            "index_price": _text(_dec(base.get("index_price") or slim.get("I", 0))),
-            "mark_price": _text(mark),
-            "mark_value": _text(value),
-            "initial_margin": _ZERO,
-            "maintenance_margin": _ZERO,
-            "open_orders_margin": _ZERO,
-            "net_settlements": _ZERO,
-            "realized_pnl": _text(pnl - fees),
-            "realized_pnl_excl_fees": _text(pnl),
-            "total_fees": _text(fees),
-            "unrealized_pnl": _text(unrealized),
-            "unrealized_pnl_excl_fees": _text(unrealized),
-            "leverage": None,
-            "liquidation_price": None,
-        }
-        return {**full, **base, "mark_price": full["mark_price"], "index_price": full["index_price"]}
 
     def get_collaterals(
         self, sim: DeriveSimulator, p: dict[str, Any], peer: Any, account: Any, after: Any
@@ -599,7 +484,6 @@ def register(table: MutableMapping[str, Handler], error: Callable[..., Exception
             "private/get_account": m.get_account,
             "private/session_keys": m.session_keys,
             "private/get_subaccount": m.get_subaccount,
-            "private/get_positions": m.get_positions,
             "private/get_collaterals": m.get_collaterals,
             "private/get_all_portfolios": m.get_all_portfolios,
             "public/get_all_instruments": m.get_all_instruments,
