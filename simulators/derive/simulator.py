@@ -106,6 +106,7 @@ import trio
 from tradingd.engine.sim import SimPeer, SimulatorServer, serve
 
 from ..matching import MARKET, Match, OrderBook, Side
+from . import account_methods
 from .eip712 import TESTNET, Action, Domain, TradeModuleData, address_of, login_signer
 from .fees import FeeSchedule
 from .generator import DeriveFeed
@@ -433,6 +434,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             for item in self.instrument_items
         }
         self.tickers = _Tickers(self.markets)
+        self.public_tape = account_methods.PublicTape()  # for public/get_trade_history
         self._feed_channels: dict[str, dict[str, str]] = {}  # instrument -> kind -> feed channel
         for channel in self.feed.channels():
             head, name = channel.split(".")[:2]
@@ -539,6 +541,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
 
     def on_market_frame(self, frame: bytes, now: int) -> None:
         """Keep the frame; fill resting client orders against the book or trade it moved."""
+        self.public_tape.record(frame)
         channel = _channel_of(frame)
         head, _, rest = channel.partition(".")
         name = rest.split(".", 1)[0]
@@ -1867,3 +1870,4 @@ _METHODS: Final[dict[str, Callable[..., Any]]] = {
     "private/get_positions": DeriveSimulator._get_positions,
     "private/get_funding_history": DeriveSimulator._get_funding_history,
 }
+account_methods.register(_METHODS, RpcError)

@@ -2,7 +2,11 @@
 package (`derive-action-signing` 0.0.13, a test-only dependency) signs the REST headers and an
 order action exactly as a trader using it would, and POSTs them to the simulator. The signed
 order is accepted; the same order tampered with is refused with Derive's error code and shape
-(VENUES.md §3.1, §3.5-§3.7)."""
+(VENUES.md §3.1, §3.5-§3.7), with HTTP 200 as Derive answers a JSON-RPC error over REST.
+
+The signing constants (testnet DOMAIN_SEPARATOR, ACTION_TYPEHASH, trade module) are the ones
+Derive's official client (`derive-client` 0.3.16) ships for its TEST environment: nothing of the
+connector's."""
 
 from __future__ import annotations
 
@@ -20,9 +24,10 @@ from derive_action_signing import (  # type: ignore[import-untyped]
     sign_ws_login,
     utc_now_ms,
 )
+from derive_client.config import CONFIGS  # type: ignore[import-untyped]
+from derive_client.data_types import Environment  # type: ignore[import-untyped]
 from web3 import Web3
 
-from tradingd.connectors.derive.signing import ACTION_TYPEHASH, TESTNET
 from tradingd.simulators.derive.simulator import (
     DEMO_SESSION_KEY,
     DEMO_SUBACCOUNT,
@@ -31,6 +36,7 @@ from tradingd.simulators.derive.simulator import (
 )
 
 SIGNER = Web3().eth.account.from_key(DEMO_SESSION_KEY).address
+TESTNET = CONFIGS[Environment.TEST]  # derive-client's own testnet constants
 
 
 def official_order(
@@ -44,7 +50,7 @@ def official_order(
         signer=SIGNER,
         signature_expiry_sec=utc_now_ms() // 1000 + 600,
         nonce=get_action_nonce(),
-        module_address=TESTNET.trade_module,
+        module_address=TESTNET.contracts.TRADE_MODULE,
         module_data=TradeModuleData(
             asset_address=item["base_asset_address"],
             sub_id=int(item["base_asset_sub_id"]),
@@ -54,8 +60,8 @@ def official_order(
             recipient_id=DEMO_SUBACCOUNT,
             is_bid=True,
         ),
-        DOMAIN_SEPARATOR="0x" + TESTNET.domain_separator.hex(),
-        ACTION_TYPEHASH="0x" + ACTION_TYPEHASH.hex(),
+        DOMAIN_SEPARATOR=TESTNET.DOMAIN_SEPARATOR,
+        ACTION_TYPEHASH=TESTNET.ACTION_TYPEHASH,
     )
     action.sign(DEMO_SESSION_KEY)
     action.validate_signature()  # the package's own check, before the simulator's
@@ -126,8 +132,10 @@ async def test_a_tampered_order_is_refused_with_derives_error(client: httpx.Asyn
     simulator: DeriveSimulator = client.simulator  # type: ignore[attr-defined]
     headers = sign_rest_auth_header(Web3(), DEMO_WALLET, DEMO_SESSION_KEY)
     answer = await post(client, "/private/order", tamper(official_order(simulator)), **headers)
-    # HTTP 200 with the JSON-RPC error, as Derive's own client reads it (raise_for_status, then
-    # the body's `error`: derive_client/_clients/rest/http/session.py, _clients/utils.py).
+    # Derive answers a JSON-RPC error over REST with HTTP 200 (the error in the body): the official
+    # client raises its DeriveJSONRPCError only for a 2xx answer (it calls raise_for_status()
+    # first), and Derive's live answers reached hummingbot's connector as 2xx bodies (its
+    # "Error submitting order ...: Signature does not match data", hummingbot PR #7465).
     assert answer.status_code == 200
     body = answer.json()
     assert set(body) == {"id", "error"} and set(body["error"]) <= {"code", "message", "data"}
