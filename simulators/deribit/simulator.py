@@ -70,6 +70,7 @@ from tradingd.engine.venue import (
     Trade,
 )
 
+from . import public_methods
 from .generator import DeribitFeed
 
 __all__ = ["DEFAULT_ACCOUNTS", "DeribitSimulator", "Faults", "serve"]
@@ -281,7 +282,9 @@ class DeribitSimulator(SimulatorServer["_Session"]):
 
     def _respond(self, rid: Any, result: Any = None, error: RpcError | None = None) -> bytes:
         us_out = self.clock() // 1000
-        body: dict[str, Any] = {"jsonrpc": "2.0", "id": rid}
+        body: dict[str, Any] = {"jsonrpc": "2.0"}
+        if rid is not None:  # a request without an id (a REST GET) gets an answer without one
+            body["id"] = rid
         if error is not None:
             body["error"] = {"code": error.code, "message": error.message, "data": error.data}
         else:
@@ -1202,4 +1205,5 @@ _METHODS: Final[dict[str, Callable[..., Any]]] = {
     "private/get_positions": DeribitSimulator._positions,
     "public/get_last_settlements_by_instrument": DeribitSimulator._last_settlements_by_instrument,
     "private/get_settlement_history_by_currency": DeribitSimulator._settlement_history_by_currency,
+    **public_methods.METHODS,  # hello, status, get_index_price, get_book_summary_by_currency
 }
