@@ -1,5 +1,6 @@
-"""The public methods a Deribit client calls before it streams: `public/hello`, `public/status`,
-`public/get_index_price` and `public/get_book_summary_by_currency`, answered over WebSocket and
+"""The methods a Deribit client calls first: `public/hello`, `public/status`,
+`public/get_index_price` and `public/get_book_summary_by_currency` (and the account's trades by
+instrument or currency, which ccxt's `fetch_my_trades` asks for), answered over WebSocket and
 REST (`/api/v2/<method>`) from the simulator's own market (its instrument list and the last
 ticker it published of each instrument), in the shapes of Deribit's documentation:
 
@@ -177,6 +178,64 @@ def _get_book_summary_by_currency(market: Market, p: Mapping[str, Any], *_: Any)
     return out
 
 
+class _Holder(Protocol):
+    """An account as these methods read it: its trades (user-trade JSON), oldest first."""
+
+    @property
+    def trades(self) -> list[dict[str, Any]]: ...
+
+
+def _count(p: Mapping[str, Any]) -> int:
+    count = p.get("count", 10)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
+        _invalid("count", "must be an integer in [1, 1000]")
+    return count
+
+
+def _page(found: list[dict[str, Any]], p: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"trades", "has_more"}`, newest first unless `sorting = "asc"` (`default` is the order
+    Deribit's store gives, newest first), at most `count`."""
+    sorting = p.get("sorting", "default")
+    if sorting not in ("asc", "desc", "default"):
+        _invalid("sorting", "must be asc, desc or default")
+    ordered = found if sorting == "asc" else found[::-1]
+    count = _count(p)
+    return {"trades": ordered[:count], "has_more": len(ordered) > count}
+
+
+def _user_trades_by_instrument(
+    market: Market, p: Mapping[str, Any], session: Any, account: _Holder | None, *_: Any
+) -> Any:
+    """`private/get_user_trades_by_instrument` (docs …/trading/private-get_user_trades_by_instrument):
+    the account's trades in `instrument_name`, within `start_seq`..`end_seq` of `trade_seq`."""
+    assert account is not None  # the method table refuses private methods without an account
+    name = p.get("instrument_name")
+    if name not in {item["instrument_name"] for item in market.instrument_items}:
+        _invalid("instrument_name", "unknown instrument")
+    first, last = p.get("start_seq", 0), p.get("end_seq", 2**62)
+    found = [t for t in account.trades if t["instrument_name"] == name and first <= t["trade_seq"] <= last]
+    return _page(found, p)
+
+
+def _user_trades_by_currency(
+    market: Market, p: Mapping[str, Any], session: Any, account: _Holder | None, *_: Any
+) -> Any:
+    """`private/get_user_trades_by_currency` (docs …/trading/private-get_user_trades_by_currency):
+    the account's trades in instruments settled in `currency`, of one `kind` when given."""
+    assert account is not None
+    currency, kind = p.get("currency"), p.get("kind", "any")
+    if kind not in _KINDS | {"any"}:
+        _invalid("kind", "wrong format")
+    names = {
+        item["instrument_name"]
+        for item in market.instrument_items
+        if item.get("settlement_currency") == currency and kind in ("any", item.get("kind"))
+    }
+    if not isinstance(currency, str) or currency not in _CURRENCIES:
+        _invalid("currency", "wrong format")
+    return _page([t for t in account.trades if t["instrument_name"] in names], p)
+
+
 # The simulator's method table takes these as they are: handler(simulator, params, session,
 # account, after), the extra arguments unused.
 METHODS: Final[Mapping[str, Callable[..., Any]]] = {
@@ -184,4 +243,7 @@ METHODS: Final[Mapping[str, Callable[..., Any]]] = {
     "public/status": _status,
     "public/get_index_price": _get_index_price,
     "public/get_book_summary_by_currency": _get_book_summary_by_currency,
+    # ccxt's fetch_my_trades asks these (by instrument when given a symbol, else by currency).
+    "private/get_user_trades_by_instrument": _user_trades_by_instrument,
+    "private/get_user_trades_by_currency": _user_trades_by_currency,
 }

@@ -26,6 +26,12 @@ async def _serving(nursery: trio.Nursery, steps: int = 100) -> tuple[DeribitSimu
     return simulator, binds[0].removeprefix("http://")
 
 
+def _index(simulator: DeribitSimulator, currency: str) -> float:
+    """The simulator's index of `currency` now: the one its newest ticker on it carries."""
+    tickers = [t for name, t in simulator.tickers.items() if name.startswith(f"{currency}-")]
+    return float(max(tickers, key=lambda t: int(t["timestamp"]))["index_price"])
+
+
 def _ccxt_session(base: str) -> dict[str, Any]:
     import ccxt
 
@@ -59,11 +65,8 @@ async def test_ccxt_reads_the_first_methods_over_rest(nursery: trio.Nursery) -> 
     # ccxt quotes in its fetch_status / fetch_tickers); never `"id": null`.
     for answer in (out["status"]["info"], out["hello"], out["index"], out["summaries"]):
         assert "id" not in answer and answer["jsonrpc"] == "2.0" and "usOut" in answer
-    perpetual = tickers["BTC-PERPETUAL"]
-    assert out["index"]["result"] == {
-        "index_price": perpetual["index_price"],
-        "estimated_delivery_price": perpetual["estimated_delivery_price"],
-    }
+    index = _index(simulator, "BTC")
+    assert out["index"]["result"] == {"index_price": index, "estimated_delivery_price": index}
     btc = [i["instrument_name"] for i in simulator.instrument_items if i["settlement_currency"] == "BTC"]
     summaries = {s["instrument_name"]: s for s in out["summaries"]["result"]}
     assert sorted(summaries) == sorted(btc) and len(btc) == 17
@@ -130,7 +133,7 @@ async def test_the_first_methods_answer_over_websocket(nursery: trio.Nursery) ->
     assert hello["result"] == {"version": "1.2.26"}
     assert status["result"] == {"locked": "false", "locked_indices": []}
     perpetual = simulator.tickers["ETH-PERPETUAL"]
-    assert index["result"]["index_price"] == perpetual["index_price"]
+    assert index["result"]["index_price"] == _index(simulator, "ETH")
     assert [s["instrument_name"] for s in futures["result"]] == ["ETH-PERPETUAL"]
     summary = futures["result"][0]
     assert summary["bid_price"] == perpetual["best_bid_price"] and summary["mid_price"] == (
