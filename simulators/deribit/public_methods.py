@@ -31,7 +31,7 @@ simulator lists nothing settled in them, answer an empty list; any other is `Inv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final, NoReturn, Protocol
 
@@ -45,10 +45,18 @@ _KINDS: Final = frozenset({"future", "option", "spot", "future_combo", "option_c
 
 class Market(Protocol):
     """What these methods read of the simulator: the `get_instruments` items it serves, the
-    last ticker (`ticker.*` data) it published per instrument, and its clock (ns)."""
+    last ticker (`ticker.*` data) it published per instrument, the last value of each index
+    (`deribit_price_index.*`), and its clock (ns)."""
 
     @property
     def instrument_items(self) -> list[dict[str, Any]]: ...
+
+    @property
+    def index_prices(self) -> Mapping[str, Decimal]: ...
+
+    def top(self, instrument: str) -> tuple[Decimal, Decimal, Decimal, Decimal] | None:
+        """(bid, bid amount, ask, ask amount) of the book now, 0 / 0 for an empty side."""
+        ...
 
     @property
     def tickers(self) -> Mapping[str, Mapping[str, Any]]: ...
@@ -68,40 +76,43 @@ def _number(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _side(price: Any, amount: Any) -> Decimal | None:
-    """A ticker's best price as the summary writes it: None for an empty side (the ticker's
-    `price 0, amount 0`)."""
-    if price is None or not amount or not price:
-        return None
-    return Decimal(str(price))
-
-
-def _latest(tickers: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    return max(tickers, key=lambda t: int(t.get("timestamp") or 0), default=None)
+def _side(price: Decimal, amount: Decimal) -> Decimal | None:
+    """A best price as the summary writes it: None for an empty side (the book's `0 / 0`)."""
+    return price if amount and price else None
 
 
 def index_price(market: Market, index_name: str) -> dict[str, float] | None:
-    """The index `index_name` now: the value the newest ticker on it carries (every ticker of an
-    instrument on the index reports the index, `index_price`), None when nothing quotes on it."""
-    names = {
-        item["instrument_name"] for item in market.instrument_items if item.get("price_index") == index_name
-    }
-    latest = _latest(t for name, t in market.tickers.items() if name in names and "index_price" in t)
-    if latest is None:
+    """The index `index_name` now, as `deribit_price_index.{index_name}` last published it; None
+    before its first value. The simulator models no delivery averaging, so the estimated
+    delivery price is what the index's perpetual's ticker says (the index itself)."""
+    price = market.index_prices.get(index_name)
+    if price is None:
         return None
-    price = float(latest["index_price"])
-    delivery = latest.get("estimated_delivery_price")
+    delivery = next(
+        (
+            market.tickers.get(item["instrument_name"], {}).get("estimated_delivery_price")
+            for item in market.instrument_items
+            if item.get("price_index") == index_name and item.get("settlement_period") == "perpetual"
+        ),
+        None,
+    )
     return {
-        "index_price": price,
-        "estimated_delivery_price": price if delivery is None else float(delivery),
+        "index_price": float(price),
+        "estimated_delivery_price": float(price) if delivery is None else float(delivery),
     }
 
 
-def book_summary(item: Mapping[str, Any], ticker: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
-    """One instrument's `book_summary` from its `get_instruments` item and its last ticker."""
+def book_summary(
+    item: Mapping[str, Any],
+    ticker: Mapping[str, Any],
+    top: tuple[Decimal, Decimal, Decimal, Decimal],
+    now_ms: int,
+) -> dict[str, Any]:
+    """One instrument's `book_summary` from its `get_instruments` item, its last ticker (marks,
+    stats, open interest) and the top of its book now (bid, ask: the book may have moved since
+    the ticker)."""
     stats = ticker.get("stats") or {}
-    bid = _side(ticker.get("best_bid_price"), ticker.get("best_bid_amount"))
-    ask = _side(ticker.get("best_ask_price"), ticker.get("best_ask_amount"))
+    bid, ask = _side(top[0], top[1]), _side(top[2], top[3])
     mid = None if bid is None or ask is None else (bid + ask) / 2
     summary: dict[str, Any] = {
         "instrument_name": item["instrument_name"],
@@ -173,8 +184,9 @@ def _get_book_summary_by_currency(market: Market, p: Mapping[str, Any], *_: Any)
         if item.get("settlement_currency") != currency or kind not in (None, item.get("kind")):
             continue
         ticker = market.tickers.get(item["instrument_name"])
-        if ticker is not None:  # an instrument not yet quoted has no summary to give
-            out.append(book_summary(item, ticker, now_ms))
+        top = market.top(item["instrument_name"])
+        if ticker is not None and top is not None:  # not yet quoted: no summary to give
+            out.append(book_summary(item, ticker, top, now_ms))
     return out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import trio
 
 from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from tradingd.simulators.matching import Side
 
 _STILL = 3600.0  # the market moves only when the test steps it
 _NAME = "BTC-PERPETUAL"
@@ -20,10 +21,11 @@ _NAME = "BTC-PERPETUAL"
 
 def _levels(simulator: DeribitSimulator, name: str) -> tuple[list[list[float]], list[list[float]]]:
     """The simulator's public book of `name`, best first, as [price, amount]."""
-    book = simulator.decoder.book(name)
-    assert book is not None
-    bids, asks = book.depth()
-    return [[p, a] for p, a in bids], [[p, a] for p, a in asks]
+    book = simulator.books[name]
+    return (
+        [[float(p), float(a)] for p, a in book.levels(Side.BUY)],
+        [[float(p), float(a)] for p, a in book.levels(Side.SELL)],
+    )
 
 
 def _session(base: str) -> dict[str, Any]:
@@ -59,6 +61,7 @@ async def test_ccxt_rest_session_reads_the_simulators_state(nursery: trio.Nurser
     binds = await nursery.start(functools.partial(serve, simulator))
     base = binds[0].removeprefix("http://")
     bids, asks = _levels(simulator, _NAME)
+    printed = simulator.trades[_NAME][-20:]  # the market's last prints, before the session's own
     with trio.fail_after(20):
         out = await trio.to_thread.run_sync(_session, base)
 
@@ -79,7 +82,6 @@ async def test_ccxt_rest_session_reads_the_simulators_state(nursery: trio.Nurser
     book = out["book"]
     assert book["bids"] == bids[:10] and book["asks"] == asks[:10]
 
-    printed = simulator.trades[_NAME][-20:]
     assert [(t["id"], t["price"], t["amount"], t["side"]) for t in out["trades"]] == [
         (p["trade_id"], p["price"], p["amount"], p["direction"]) for p in printed
     ]
@@ -103,7 +105,7 @@ async def test_ccxt_rest_session_reads_the_simulators_state(nursery: trio.Nurser
     fee = Decimal(str(mine["fee"]["cost"]))
     assert mine["fee"]["currency"] == "BTC" and fee > 0
     before, after = out["balance_before"]["BTC"]["total"], out["balance_after"]["BTC"]["total"]
-    # The fee is taken from the balance; both travel as JSON floats, so to a float's precision
-    # (far below a satoshi).
-    assert before == 10 and abs(Decimal(str(before)) - Decimal(str(after)) - fee) < Decimal("1e-15")
+    # The fee is taken from the balance; both travel as JSON floats, so to a float's step at 10
+    # (1.8e-15 BTC, far below a satoshi).
+    assert before == 10 and abs(Decimal(str(before)) - Decimal(str(after)) - fee) < Decimal("2e-15")
     assert account.positions[_NAME] == 10

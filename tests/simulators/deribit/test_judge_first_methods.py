@@ -26,12 +26,6 @@ async def _serving(nursery: trio.Nursery, steps: int = 100) -> tuple[DeribitSimu
     return simulator, binds[0].removeprefix("http://")
 
 
-def _index(simulator: DeribitSimulator, currency: str) -> float:
-    """The simulator's index of `currency` now: the one its newest ticker on it carries."""
-    tickers = [t for name, t in simulator.tickers.items() if name.startswith(f"{currency}-")]
-    return float(max(tickers, key=lambda t: int(t["timestamp"]))["index_price"])
-
-
 def _ccxt_session(base: str) -> dict[str, Any]:
     import ccxt
 
@@ -48,9 +42,13 @@ def _ccxt_session(base: str) -> dict[str, Any]:
     }
 
 
-def _side(ticker: dict[str, Any], side: str) -> float | None:
-    """A ticker's best price as a summary (and ccxt) has it: None for an empty side."""
-    return ticker[f"best_{side}_price"] if ticker[f"best_{side}_amount"] else None
+def _top(simulator: DeribitSimulator, name: str) -> tuple[float | None, float | None]:
+    """The best bid and ask of the simulator's book as a summary (and ccxt) has them: None for
+    an empty side."""
+    top = simulator.top(name)
+    assert top is not None
+    bid, bid_amount, ask, ask_amount = top
+    return (float(bid) if bid_amount else None, float(ask) if ask_amount else None)
 
 
 async def test_ccxt_reads_the_first_methods_over_rest(nursery: trio.Nursery) -> None:
@@ -65,14 +63,14 @@ async def test_ccxt_reads_the_first_methods_over_rest(nursery: trio.Nursery) -> 
     # ccxt quotes in its fetch_status / fetch_tickers); never `"id": null`.
     for answer in (out["status"]["info"], out["hello"], out["index"], out["summaries"]):
         assert "id" not in answer and answer["jsonrpc"] == "2.0" and "usOut" in answer
-    index = _index(simulator, "BTC")
+    index = float(simulator.index_prices["btc_usd"])  # as deribit_price_index.btc_usd has it
     assert out["index"]["result"] == {"index_price": index, "estimated_delivery_price": index}
     btc = [i["instrument_name"] for i in simulator.instrument_items if i["settlement_currency"] == "BTC"]
     summaries = {s["instrument_name"]: s for s in out["summaries"]["result"]}
     assert sorted(summaries) == sorted(btc) and len(btc) == 17
     for name, summary in summaries.items():
         t = tickers[name]
-        assert summary["bid_price"] == _side(t, "bid") and summary["ask_price"] == _side(t, "ask")
+        assert (summary["bid_price"], summary["ask_price"]) == _top(simulator, name)
         assert summary["mark_price"] == t["mark_price"] and summary["last"] == t["last_price"]
         assert summary["open_interest"] == t["open_interest"] and summary["volume"] == t["stats"]["volume"]
         assert summary["base_currency"] == "BTC" and summary["creation_timestamp"] > 0
@@ -87,7 +85,7 @@ async def test_ccxt_reads_the_first_methods_over_rest(nursery: trio.Nursery) -> 
     assert len(parsed) == 17
     for ticker in parsed.values():
         t = tickers[ticker["info"]["instrument_name"]]
-        assert ticker["bid"] == _side(t, "bid") and ticker["ask"] == _side(t, "ask")
+        assert (ticker["bid"], ticker["ask"]) == _top(simulator, t["instrument_name"])
         assert ticker["last"] == t["last_price"]
         # ccxt dates a ticker by the summary's `creation_timestamp`: made when asked (ms).
         asked = summaries[t["instrument_name"]]["creation_timestamp"]
@@ -133,12 +131,12 @@ async def test_the_first_methods_answer_over_websocket(nursery: trio.Nursery) ->
     assert hello["result"] == {"version": "1.2.26"}
     assert status["result"] == {"locked": "false", "locked_indices": []}
     perpetual = simulator.tickers["ETH-PERPETUAL"]
-    assert index["result"]["index_price"] == _index(simulator, "ETH")
+    assert index["result"]["index_price"] == float(simulator.index_prices["eth_usd"])
     assert [s["instrument_name"] for s in futures["result"]] == ["ETH-PERPETUAL"]
     summary = futures["result"][0]
-    assert summary["bid_price"] == perpetual["best_bid_price"] and summary["mid_price"] == (
-        (perpetual["best_bid_price"] + perpetual["best_ask_price"]) / 2
-    )
+    bid, ask = _top(simulator, "ETH-PERPETUAL")
+    assert bid is not None and ask is not None
+    assert (summary["bid_price"], summary["ask_price"], summary["mid_price"]) == (bid, ask, (bid + ask) / 2)
     assert summary["volume_usd"] == perpetual["stats"]["volume_usd"]
     assert usdc["result"] == []  # a currency Deribit has, in which the simulator lists nothing
     assert [(r["error"]["code"], r["error"]["data"]["param"]) for r in refused] == [

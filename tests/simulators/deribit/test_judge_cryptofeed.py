@@ -1,0 +1,190 @@
+"""The Deribit simulator judged by cryptofeed (2.4.1), a streaming client nobody here wrote: its
+`Deribit` feed, pointed at the simulator served on 127.0.0.1, loads the symbols over REST
+(`public/get_instruments` per currency), authenticates (`client_signature`, scope `session:…`:
+cryptofeed takes books, trades and tickers on authenticated `raw` channels, through
+`private/subscribe`), subscribes `quote.*` publicly, and its callbacks (`L2_BOOK`, `TRADES`,
+`TICKER`, `L1_BOOK`) must receive what the simulator holds: the same book, the simulator's
+prints, its last ticker and quote, with nothing logged at warning or error by cryptofeed (a
+broken `change_id` chain, an unknown channel, a refused subscription would be).
+
+cryptofeed runs in a thread on its own asyncio loop; the test steps the simulator's market, then
+lets it go still and compares."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from decimal import Decimal
+from typing import Any
+
+import trio
+
+from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from tradingd.simulators.matching import Side
+
+_STILL = 3600.0  # the market moves only when the test steps it
+_INSTRUMENTS = ("BTC-PERPETUAL", "ETH-PERPETUAL")
+
+
+def _book(simulator: DeribitSimulator, name: str) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
+    """The simulator's public book of `name` (price -> amount per side)."""
+    book = simulator.books[name]
+    return dict(book.levels(Side.BUY)), dict(book.levels(Side.SELL))
+
+
+class _Records(logging.Handler):
+    """What cryptofeed logs at warning and above."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(f"{record.levelname}: {record.getMessage()}")
+
+
+def _cryptofeed_session(base: str, ready: threading.Event, still: threading.Event) -> dict[str, Any]:
+    # cryptofeed ships no type information.
+    from cryptofeed import FeedHandler  # type: ignore[import-untyped]
+    from cryptofeed.connection import (  # type: ignore[import-untyped]
+        RestEndpoint,
+        Routes,
+        WebsocketEndpoint,
+    )
+    from cryptofeed.defines import L1_BOOK, L2_BOOK, TICKER, TRADES  # type: ignore[import-untyped]
+    from cryptofeed.exchanges import Deribit  # type: ignore[import-untyped]
+    from cryptofeed.symbols import Symbols  # type: ignore[import-untyped]
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    records = _Records()
+    logging.getLogger("feedhandler").addHandler(records)
+    # cryptofeed's own endpoints, re-pointed: the symbol routes are its, on the simulator's host.
+    # Its WebSocket connection refuses any address but `wss://`; the simulator serves plain
+    # `ws://` on loopback, so the endpoint is given as `wss://` and cryptofeed's own hook for
+    # rewriting the address just before connecting (`_ws_authentication`) hands it `ws://`.
+    routes = Routes([f"/api/v2/public/get_instruments?currency={c}" for c in ("BTC", "ETH", "USDC", "SOL")])
+
+    async def plain_ws(self: Any, address: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return address.replace("wss://", "ws://", 1), options
+
+    feed_class: Any = type(
+        "SimulatedDeribit",
+        (Deribit,),
+        {
+            "websocket_endpoints": [WebsocketEndpoint(f"wss://{base}/ws/api/v2", authentication=True)],
+            "rest_endpoints": [RestEndpoint(f"http://{base}", routes=routes)],
+            "_ws_authentication": plain_ws,
+        },
+    )
+    Symbols.clear()  # symbols are cached by exchange id across feeds: load the simulator's
+    client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
+    config = {
+        "log": {"disabled": True},
+        "uvloop": False,
+        "deribit": {"key_id": client_id, "key_secret": secret},
+    }
+    got: dict[str, list[Any]] = {L2_BOOK: [], TRADES: [], TICKER: [], L1_BOOK: []}
+
+    def keep(channel: str) -> Any:
+        async def callback(item: Any, receipt: float) -> None:
+            got[channel].append(item)
+            if all(got.values()) and len({t.symbol for t in got[TRADES]}) == len(_INSTRUMENTS):
+                ready.set()
+
+        return callback
+
+    handler = FeedHandler(config=config)
+    try:
+        mapping = feed_class.symbol_mapping()
+        symbols = [std for std, name in mapping.items() if name in _INSTRUMENTS]
+        handler.add_feed(
+            feed_class(
+                config=config,
+                symbols=symbols,
+                channels=[L2_BOOK, TRADES, TICKER, L1_BOOK],
+                callbacks={channel: keep(channel) for channel in got},
+                cross_check=True,
+            )
+        )
+        handler.run(start_loop=False, install_signal_handlers=False)
+
+        async def until_still() -> None:
+            while not still.is_set():
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # the last frames, already sent, are taken
+
+        loop.run_until_complete(until_still())
+        loop.run_until_complete(handler.stop_async(loop))
+        for task in asyncio.all_tasks(loop):  # cryptofeed leaves its connection watchers behind
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*asyncio.all_tasks(loop), return_exceptions=True))
+    finally:
+        logging.getLogger("feedhandler").removeHandler(records)
+        loop.close()
+    return {"got": got, "symbols": mapping, "log": records.records}
+
+
+async def test_cryptofeed_streams_what_the_simulator_holds(nursery: trio.Nursery) -> None:
+    simulator = DeribitSimulator(seed=5, step_s=_STILL)
+    for _ in range(100):
+        simulator.step()
+    binds = await nursery.start(functools.partial(serve, simulator))
+    base = binds[0].removeprefix("http://")
+    ready, still = threading.Event(), threading.Event()
+    out: dict[str, Any] = {}
+
+    async def client() -> None:
+        out.update(await trio.to_thread.run_sync(_cryptofeed_session, base, ready, still))
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as inner:
+            inner.start_soon(client)
+            try:
+                steps = 0
+                with trio.move_on_after(10):
+                    while not ready.is_set() or steps < 40:  # every callback has had data, and more
+                        simulator.step()
+                        steps += 1
+                        await trio.sleep(0.02)
+            finally:
+                still.set()  # the client's thread ends whatever happened
+    got, log = out["got"], out["log"]
+    assert log == []  # no refused subscription, broken chain, unknown message, error answer
+    name_of = out["symbols"]
+    for name in _INSTRUMENTS:
+        books = [b for b in got["l2_book"] if name_of[b.symbol] == name]
+        assert books, name
+        bids, asks = _book(simulator, name)
+        book = books[-1].book  # cryptofeed's book after every snapshot and change it applied
+        assert {Decimal(p): Decimal(a) for p, a in book.bids.to_dict().items()} == bids
+        assert {Decimal(p): Decimal(a) for p, a in book.asks.to_dict().items()} == asks
+        assert max(bids) < min(asks)
+        # The trades it got are the simulator's last prints, in order, to the last one.
+        trades = [t for t in got["trades"] if name_of[t.symbol] == name]
+        printed = simulator.trades[name][-len(trades) :] if trades else []
+        assert [(t.id, t.price, t.amount, t.side) for t in trades] == [
+            (p["trade_id"], Decimal(str(p["price"])), Decimal(str(p["amount"])), p["direction"])
+            for p in printed
+        ]
+        tickers = [t for t in got["ticker"] if name_of[t.symbol] == name]
+        last = simulator.tickers[name]
+        assert (tickers[-1].bid, tickers[-1].ask) == (
+            Decimal(str(last["best_bid_price"])),
+            Decimal(str(last["best_ask_price"])),
+        )
+        # quote.* (public, no interval): the book's top as it stands.
+        quotes = [q for q in got["l1_book"] if name_of[q.symbol] == name]
+        assert quotes, name
+        best_bid, best_ask = max(bids), min(asks)
+        assert (quotes[-1].bid_price, quotes[-1].bid_size, quotes[-1].ask_price, quotes[-1].ask_size) == (
+            best_bid,
+            bids[best_bid],
+            best_ask,
+            asks[best_ask],
+        )
+    assert {name_of[t.symbol] for t in got["trades"]} == set(_INSTRUMENTS)
+    assert simulator.requests_for("public/subscribe") == 1  # the quotes: public, as Deribit has them
+    assert simulator.requests_for("private/subscribe") == 1 and simulator.requests_for("public/auth") == 1
