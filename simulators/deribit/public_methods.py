@@ -197,11 +197,18 @@ class _Holder(Protocol):
     def trades(self) -> list[dict[str, Any]]: ...
 
 
+def _integer(p: Mapping[str, Any], name: str, default: int, low: int = 0, high: int = 2**62) -> int:
+    """An integer parameter (a REST query gives it as a string) within [low, high]."""
+    value = p.get(name, default)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        _invalid(name, f"must be an integer in [{low}, {high}]")
+    return value
+
+
 def _count(p: Mapping[str, Any]) -> int:
-    count = p.get("count", 10)
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
-        _invalid("count", "must be an integer in [1, 1000]")
-    return count
+    return _integer(p, "count", 10, 1, 1000)
 
 
 def _page(found: list[dict[str, Any]], p: Mapping[str, Any]) -> dict[str, Any]:
@@ -224,7 +231,7 @@ def _user_trades_by_instrument(
     name = p.get("instrument_name")
     if name not in {item["instrument_name"] for item in market.instrument_items}:
         _invalid("instrument_name", "unknown instrument")
-    first, last = p.get("start_seq", 0), p.get("end_seq", 2**62)
+    first, last = _integer(p, "start_seq", 0), _integer(p, "end_seq", 2**62)
     found = [t for t in account.trades if t["instrument_name"] == name and first <= t["trade_seq"] <= last]
     return _page(found, p)
 

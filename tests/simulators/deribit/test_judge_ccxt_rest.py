@@ -49,8 +49,17 @@ def _session(base: str) -> dict[str, Any]:
     out["open_after"] = exchange.fetch_open_orders(symbol)
     out["taken"] = exchange.create_order(symbol, "limit", "buy", 10, ask)
     out["my_trades"] = exchange.fetch_my_trades(symbol)
-    out["my_trades_btc"] = exchange.fetch_my_trades(params={"code": "BTC"})
     out["balance_after"] = exchange.fetch_balance({"code": "BTC"})
+    out["my_trades_btc"] = exchange.fetch_my_trades(params={"code": "BTC"})
+    out["again"] = exchange.create_order(symbol, "limit", "buy", 10, ask)
+    # A page of the account's trades: the oldest, and more to come (REST query strings).
+    out["page"] = exchange.private_get_get_user_trades_by_instrument(
+        {"instrument_name": _NAME, "count": 1, "sorting": "asc", "start_seq": 0}
+    )
+    try:
+        exchange.private_get_get_user_trades_by_instrument({"instrument_name": "BTC-NOPE"})
+    except ccxt.BadRequest as exc:  # -32602 Invalid params, as ccxt maps Deribit's code
+        out["refused"] = str(exc)
     return out
 
 
@@ -98,14 +107,19 @@ async def test_ccxt_rest_session_reads_the_simulators_state(nursery: trio.Nurser
     (mine,) = out["my_trades"]
     assert mine["order"] == taken["id"] and mine["price"] == ask and mine["amount"] == 10
     assert mine["side"] == "buy" and mine["takerOrMaker"] == "taker"
-    assert mine["id"] == account.trades[-1]["trade_id"]
+    assert mine["id"] == account.trades[0]["trade_id"]
     assert [t["id"] for t in out["my_trades_btc"]] == [mine["id"]]
-    assert simulator.requests_for("private/get_user_trades_by_instrument") == 1
+    assert simulator.requests_for("private/get_user_trades_by_instrument") == 3  # ccxt, a page, a refusal
     assert simulator.requests_for("private/get_user_trades_by_currency") == 1
+    again = out["again"]
+    assert again["status"] == "closed" and again["filled"] == 10
+    page = out["page"]["result"]
+    assert [t["trade_id"] for t in page["trades"]] == [mine["id"]] and page["has_more"] is True
+    assert "instrument_name" in out["refused"]
     fee = Decimal(str(mine["fee"]["cost"]))
     assert mine["fee"]["currency"] == "BTC" and fee > 0
     before, after = out["balance_before"]["BTC"]["total"], out["balance_after"]["BTC"]["total"]
     # The fee is taken from the balance; both travel as JSON floats, so to a float's step at 10
     # (1.8e-15 BTC, far below a satoshi).
     assert before == 10 and abs(Decimal(str(before)) - Decimal(str(after)) - fee) < Decimal("2e-15")
-    assert account.positions[_NAME] == 10
+    assert account.positions[_NAME] == 20
