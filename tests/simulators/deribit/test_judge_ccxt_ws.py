@@ -45,7 +45,27 @@ async def _keep(watch: Callable[[], Awaitable[Any]], sink: list[Any]) -> None:
         sink.append(await watch())
 
 
-async def _public(base: str, ready: threading.Event, still: threading.Event) -> dict[str, Any]:
+def _settled(exchange: Any, symbol: str, target: dict[str, Any]) -> bool:
+    """Whether ccxt has taken every frame the still market sent: its book, last trade, ticker."""
+    book, trades, ticker = (
+        exchange.orderbooks.get(symbol),
+        exchange.trades.get(symbol),
+        exchange.tickers.get(symbol),
+    )
+    return (
+        book is not None
+        and [list(level[:2]) for level in book["bids"]] == target["bids"]
+        and [list(level[:2]) for level in book["asks"]] == target["asks"]
+        and bool(trades)
+        and trades[-1]["id"] == target["trade_id"]
+        and ticker is not None
+        and ticker["timestamp"] == target["ticker_ts"]
+    )
+
+
+async def _public(
+    base: str, ready: threading.Event, still: threading.Event, target: dict[str, Any]
+) -> dict[str, Any]:
     exchange = _exchange(base)
     try:
         markets = await exchange.load_markets()
@@ -61,7 +81,10 @@ async def _public(base: str, ready: threading.Event, still: threading.Event) -> 
             if all(got.values()):
                 ready.set()
             await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)  # the last frames, already sent, are taken
+        for _ in range(250):  # the frames already sent are taken (5 s at most; then compared)
+            if _settled(exchange, symbol, target):
+                break
+            await asyncio.sleep(0.02)
         for task in watchers:
             task.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
@@ -87,9 +110,10 @@ async def test_ccxt_watches_what_the_simulator_holds(nursery: trio.Nursery) -> N
     base = binds[0].removeprefix("http://")
     ready, still = threading.Event(), threading.Event()
     out: dict[str, Any] = {}
+    target: dict[str, Any] = {}  # what the still market last sent, for the client to wait for
 
     async def client() -> None:
-        out.update(await trio.to_thread.run_sync(lambda: asyncio.run(_public(base, ready, still))))
+        out.update(await trio.to_thread.run_sync(lambda: asyncio.run(_public(base, ready, still, target))))
 
     with trio.fail_after(20):
         async with trio.open_nursery() as inner:
@@ -102,6 +126,13 @@ async def test_ccxt_watches_what_the_simulator_holds(nursery: trio.Nursery) -> N
                         steps += 1
                         await trio.sleep(0.02)
             finally:
+                bids, asks = _levels(simulator, _NAME)
+                target.update(
+                    bids=bids,
+                    asks=asks,
+                    trade_id=simulator.trades[_NAME][-1]["trade_id"],
+                    ticker_ts=simulator.tickers[_NAME]["timestamp"],
+                )
                 still.set()  # the client's thread ends whatever happened
 
     assert all(out["got"].values()), {k: len(v) for k, v in out["got"].items()}

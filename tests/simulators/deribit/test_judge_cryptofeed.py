@@ -45,7 +45,9 @@ class _Records(logging.Handler):
         self.records.append(f"{record.levelname}: {record.getMessage()}")
 
 
-def _cryptofeed_session(base: str, ready: threading.Event, still: threading.Event) -> dict[str, Any]:
+def _cryptofeed_session(
+    base: str, ready: threading.Event, still: threading.Event, target: dict[str, Any]
+) -> dict[str, Any]:
     # cryptofeed ships no type information.
     from cryptofeed import FeedHandler  # type: ignore[import-untyped]
     from cryptofeed.connection import (  # type: ignore[import-untyped]
@@ -111,10 +113,31 @@ def _cryptofeed_session(base: str, ready: threading.Event, still: threading.Even
         )
         handler.run(start_loop=False, install_signal_handlers=False)
 
+        def settled() -> bool:
+            """Whether cryptofeed has taken every frame the still market sent (per instrument:
+            its book, its last print, its last ticker)."""
+            for name in _INSTRUMENTS:
+                books = [b for b in got[L2_BOOK] if mapping[b.symbol] == name]
+                trades = [t for t in got[TRADES] if mapping[t.symbol] == name]
+                tickers = [t for t in got[TICKER] if mapping[t.symbol] == name]
+                if not (books and trades and tickers):
+                    return False
+                book = books[-1].book
+                if (book.bids.to_dict(), book.asks.to_dict()) != target["books"][name]:
+                    return False
+                if trades[-1].id != target["trade_id"][name]:
+                    return False
+                if tickers[-1].timestamp != target["ticker_ts"][name] / 1000:
+                    return False
+            return True
+
         async def until_still() -> None:
             while not still.is_set():
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(0.3)  # the last frames, already sent, are taken
+            for _ in range(250):  # the frames already sent are taken (5 s at most; then compared)
+                if settled():
+                    break
+                await asyncio.sleep(0.02)
 
         loop.run_until_complete(until_still())
         loop.run_until_complete(handler.stop_async(loop))
@@ -135,9 +158,10 @@ async def test_cryptofeed_streams_what_the_simulator_holds(nursery: trio.Nursery
     base = binds[0].removeprefix("http://")
     ready, still = threading.Event(), threading.Event()
     out: dict[str, Any] = {}
+    target: dict[str, Any] = {}  # what the still market last sent, for the client to wait for
 
     async def client() -> None:
-        out.update(await trio.to_thread.run_sync(_cryptofeed_session, base, ready, still))
+        out.update(await trio.to_thread.run_sync(_cryptofeed_session, base, ready, still, target))
 
     with trio.fail_after(20):
         async with trio.open_nursery() as inner:
@@ -150,6 +174,11 @@ async def test_cryptofeed_streams_what_the_simulator_holds(nursery: trio.Nursery
                         steps += 1
                         await trio.sleep(0.02)
             finally:
+                target.update(
+                    books={name: _book(simulator, name) for name in _INSTRUMENTS},
+                    trade_id={name: simulator.trades[name][-1]["trade_id"] for name in _INSTRUMENTS},
+                    ticker_ts={name: simulator.tickers[name]["timestamp"] for name in _INSTRUMENTS},
+                )
                 still.set()  # the client's thread ends whatever happened
     got, log = out["got"], out["log"]
     assert log == []  # no refused subscription, broken chain, unknown message, error answer
