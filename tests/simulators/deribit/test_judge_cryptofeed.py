@@ -46,7 +46,7 @@ class _Records(logging.Handler):
 
 
 def _cryptofeed_session(
-    base: str, ready: threading.Event, still: threading.Event, target: dict[str, Any]
+    base: str, names: tuple[str, ...], ready: threading.Event, still: threading.Event, target: dict[str, Any]
 ) -> dict[str, Any]:
     # cryptofeed ships no type information.
     from cryptofeed import FeedHandler  # type: ignore[import-untyped]
@@ -93,7 +93,11 @@ def _cryptofeed_session(
     def keep(channel: str) -> Any:
         async def callback(item: Any, receipt: float) -> None:
             got[channel].append(item)
-            if all(got.values()) and len({t.symbol for t in got[TRADES]}) == len(_INSTRUMENTS):
+            # Every callback has had data of every instrument (prints: of the busy perpetuals).
+            seen = {channel: {mapping[i.symbol] for i in items} for channel, items in got.items()}
+            if all(seen[c] >= set(names) for c in (L2_BOOK, TICKER, L1_BOOK)) and seen[TRADES] >= set(
+                _INSTRUMENTS
+            ):
                 ready.set()
 
         return callback
@@ -101,7 +105,7 @@ def _cryptofeed_session(
     handler = FeedHandler(config=config)
     try:
         mapping = feed_class.symbol_mapping()
-        symbols = [std for std, name in mapping.items() if name in _INSTRUMENTS]
+        symbols = [std for std, name in mapping.items() if name in names]
         handler.add_feed(
             feed_class(
                 config=config,
@@ -116,16 +120,16 @@ def _cryptofeed_session(
         def settled() -> bool:
             """Whether cryptofeed has taken every frame the still market sent (per instrument:
             its book, its last print, its last ticker)."""
-            for name in _INSTRUMENTS:
+            for name in names:
                 books = [b for b in got[L2_BOOK] if mapping[b.symbol] == name]
-                trades = [t for t in got[TRADES] if mapping[t.symbol] == name]
+                trades = [t.id for t in got[TRADES] if mapping[t.symbol] == name]
                 tickers = [t for t in got[TICKER] if mapping[t.symbol] == name]
-                if not (books and trades and tickers):
+                if not (books and tickers):
                     return False
                 book = books[-1].book
                 if (book.bids.to_dict(), book.asks.to_dict()) != target["books"][name]:
                     return False
-                if trades[-1].id != target["trade_id"][name]:
+                if target["trade_id"][name] is not None and trades[-1:] != [target["trade_id"][name]]:
                     return False
                 if tickers[-1].timestamp != target["ticker_ts"][name] / 1000:
                     return False
@@ -154,6 +158,10 @@ async def test_cryptofeed_streams_what_the_simulator_holds(nursery: trio.Nursery
     simulator = DeribitSimulator(seed=5, step_s=_STILL)
     for _ in range(100):
         simulator.step()
+    # An option too: during the session its market stops quoting it (the `no_quotes` switch),
+    # and Deribit then sends the empty sides as price 0 / amount 0 (ticker, quote).
+    option = next(i["instrument_name"] for i in simulator.instrument_items if i["kind"] == "option")
+    names = (*_INSTRUMENTS, option)
     binds = await nursery.start(functools.partial(serve, simulator))
     base = binds[0].removeprefix("http://")
     ready, still = threading.Event(), threading.Event()
@@ -161,7 +169,7 @@ async def test_cryptofeed_streams_what_the_simulator_holds(nursery: trio.Nursery
     target: dict[str, Any] = {}  # what the still market last sent, for the client to wait for
 
     async def client() -> None:
-        out.update(await trio.to_thread.run_sync(_cryptofeed_session, base, ready, still, target))
+        out.update(await trio.to_thread.run_sync(_cryptofeed_session, base, names, ready, still, target))
 
     with trio.fail_after(20):
         async with trio.open_nursery() as inner:
@@ -173,24 +181,29 @@ async def test_cryptofeed_streams_what_the_simulator_holds(nursery: trio.Nursery
                         simulator.step()
                         steps += 1
                         await trio.sleep(0.02)
+                    simulator.apply_faults({"no_quotes": {"instrument": option, "side": "both"}})
+                    pulled_at = simulator.tickers[option]["timestamp"]
+                    while simulator.tickers[option]["timestamp"] == pulled_at or steps < 60:
+                        simulator.step()  # until the option's next ticker, and then some
+                        steps += 1
+                        await trio.sleep(0.02)
             finally:
                 target.update(
-                    books={name: _book(simulator, name) for name in _INSTRUMENTS},
-                    trade_id={name: simulator.trades[name][-1]["trade_id"] for name in _INSTRUMENTS},
-                    ticker_ts={name: simulator.tickers[name]["timestamp"] for name in _INSTRUMENTS},
+                    books={name: _book(simulator, name) for name in names},
+                    trade_id={n: (simulator.trades.get(n) or [{}])[-1].get("trade_id") for n in names},
+                    ticker_ts={name: simulator.tickers[name]["timestamp"] for name in names},
                 )
                 still.set()  # the client's thread ends whatever happened
     got, log = out["got"], out["log"]
     assert log == []  # no refused subscription, broken chain, unknown message, error answer
     name_of = out["symbols"]
-    for name in _INSTRUMENTS:
+    for name in names:
         books = [b for b in got["l2_book"] if name_of[b.symbol] == name]
         assert books, name
         bids, asks = _book(simulator, name)
         book = books[-1].book  # cryptofeed's book after every snapshot and change it applied
         assert {Decimal(p): Decimal(a) for p, a in book.bids.to_dict().items()} == bids
         assert {Decimal(p): Decimal(a) for p, a in book.asks.to_dict().items()} == asks
-        assert max(bids) < min(asks)
         # The trades it got are the simulator's last prints, in order, to the last one.
         trades = [t for t in got["trades"] if name_of[t.symbol] == name]
         printed = simulator.trades[name][-len(trades) :] if trades else []
@@ -204,16 +217,14 @@ async def test_cryptofeed_streams_what_the_simulator_holds(nursery: trio.Nursery
             Decimal(str(last["best_bid_price"])),
             Decimal(str(last["best_ask_price"])),
         )
-        # quote.* (public, no interval): the book's top as it stands.
+        # quote.* (public, no interval): the book's top as it stands, 0 / 0 for an empty side.
         quotes = [q for q in got["l1_book"] if name_of[q.symbol] == name]
         assert quotes, name
-        best_bid, best_ask = max(bids), min(asks)
-        assert (quotes[-1].bid_price, quotes[-1].bid_size, quotes[-1].ask_price, quotes[-1].ask_size) == (
-            best_bid,
-            bids[best_bid],
-            best_ask,
-            asks[best_ask],
-        )
-    assert {name_of[t.symbol] for t in got["trades"]} == set(_INSTRUMENTS)
+        top = simulator.top(name)
+        assert (quotes[-1].bid_price, quotes[-1].bid_size, quotes[-1].ask_price, quotes[-1].ask_size) == top
+    assert _book(simulator, option) == ({}, {})  # the option's market has withdrawn
+    option_ticker = [t for t in got["ticker"] if name_of[t.symbol] == option][-1]
+    assert (option_ticker.bid, option_ticker.ask) == (0, 0)
+    assert {name_of[t.symbol] for t in got["trades"]} >= set(_INSTRUMENTS)
     assert simulator.requests_for("public/subscribe") == 1  # the quotes: public, as Deribit has them
     assert simulator.requests_for("private/subscribe") == 1 and simulator.requests_for("public/auth") == 1
