@@ -108,6 +108,7 @@ def _ws_session(base: str) -> list[dict[str, Any]]:
         ("public/get_index_price", {"index_name": "eth_usd"}),
         ("public/get_book_summary_by_currency", {"currency": "ETH", "kind": "future"}),
         ("public/get_book_summary_by_currency", {"currency": "USDC"}),
+        ("public/get_book_summary_by_currency", {"currency": "ETH", "kind": "option"}),
         # Refused as Deribit refuses them: -32602 naming the parameter.
         ("public/get_index_price", {"index_name": "doge_jpy"}),
         ("public/get_book_summary_by_currency", {"currency": "XYZ"}),
@@ -124,10 +125,17 @@ def _ws_session(base: str) -> list[dict[str, Any]]:
 
 async def test_the_first_methods_answer_over_websocket(nursery: trio.Nursery) -> None:
     simulator, base = await _serving(nursery)
+    # An option nobody quotes (the `no_quotes` switch): its summary's bid, ask and mid are null.
+    unquoted = next(
+        i["instrument_name"]
+        for i in simulator.instrument_items
+        if i["kind"] == "option" and i["instrument_name"].startswith("ETH-")
+    )
+    simulator.apply_faults({"no_quotes": {"instrument": unquoted, "side": "both"}})
     with trio.fail_after(20):
         answers = await trio.to_thread.run_sync(_ws_session, base)
-    assert [a["id"] for a in answers] == list(range(100, 109))
-    hello, status, index, futures, usdc, *refused = answers
+    assert [a["id"] for a in answers] == list(range(100, 110))
+    hello, status, index, futures, usdc, options, *refused = answers
     assert hello["result"] == {"version": "1.2.26"}
     assert status["result"] == {"locked": "false", "locked_indices": []}
     perpetual = simulator.tickers["ETH-PERPETUAL"]
@@ -139,6 +147,11 @@ async def test_the_first_methods_answer_over_websocket(nursery: trio.Nursery) ->
     assert (summary["bid_price"], summary["ask_price"], summary["mid_price"]) == (bid, ask, (bid + ask) / 2)
     assert summary["volume_usd"] == perpetual["stats"]["volume_usd"]
     assert usdc["result"] == []  # a currency Deribit has, in which the simulator lists nothing
+    by_name = {s["instrument_name"]: s for s in options["result"]}
+    assert len(by_name) == 16 and all(s["mark_iv"] > 0 for s in by_name.values())
+    assert [by_name[unquoted][k] for k in ("bid_price", "ask_price", "mid_price")] == [None, None, None]
+    for name, summary in by_name.items():
+        assert (summary["bid_price"], summary["ask_price"]) == _top(simulator, name)
     assert [(r["error"]["code"], r["error"]["data"]["param"]) for r in refused] == [
         (-32602, "index_name"),
         (-32602, "currency"),
