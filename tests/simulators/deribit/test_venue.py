@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -250,3 +251,155 @@ def test_order_answers_trail_or_outrun_the_user_channel_on_request() -> None:
     assert _order_frames(sim, alice) == ["user.trades.any.any.raw", "user.orders.any.any.raw", "answer"]
     sim.apply_faults({"order_answer": "answer_first"})
     assert _order_frames(sim, alice) == ["answer", "user.trades.any.any.raw", "user.orders.any.any.raw"]
+
+
+# -- wire shapes: the simulator's frames against the real captures ---------------------------------
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "deribit"
+
+
+def capture(name: str) -> Any:
+    return orjson.loads((FIXTURES / name).read_bytes())
+
+
+def kind_of(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int | float):
+        return "number"
+    return type(v).__name__
+
+
+def same_shape(ours: dict[str, Any], real: dict[str, Any], *, extra: frozenset[str] = frozenset()) -> None:
+    """The same keys (ours may add `extra`, documented elsewhere) with values of the same JSON
+    types where the capture has a value (a capture's null says nothing of the type)."""
+    assert set(real) <= set(ours), sorted(set(real) - set(ours))
+    assert set(ours) - set(real) <= extra, sorted(set(ours) - set(real) - extra)
+    for key, value in real.items():
+        if value is not None and ours[key] is not None:
+            assert kind_of(ours[key]) == kind_of(value), (key, ours[key], value)
+            if isinstance(value, dict) and key != "data":
+                same_shape(ours[key], value)
+
+
+def notifications(frames: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    return [
+        f for f in frames if f.get("method") == "subscription" and f["params"]["channel"].startswith(prefix)
+    ]
+
+
+def test_public_frames_have_the_shapes_of_the_real_captures() -> None:
+    sim = venue()
+    option = next(name for name, lst in sim.listings.items() if lst.is_option and lst.base == "BTC")
+    client = Client(sim)
+    answer = client.send_text(
+        orjson.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "public/subscribe", "params": {"channels": [
+                f"ticker.{PERP}.100ms", f"ticker.{option}.100ms", f"book.{PERP}.100ms",
+                f"book.{PERP}.none.10.100ms", f"trades.{PERP}.100ms", f"quote.{PERP}",
+                "deribit_price_index.btc_usd",
+            ]}}
+        ).decode()
+    )  # fmt: skip
+    same_shape(answer[0], capture("ws_subscribe_response.json"))
+    frames = answer[1:]
+    for _ in range(3000):
+        sim.step()
+        frames += client.drain()
+        if all(
+            notifications(frames, p)
+            for p in (f"ticker.{PERP}", f"ticker.{option}", "trades.", "quote.", "deribit_")
+        ):
+            break
+    for f in frames:
+        assert set(f) == {"jsonrpc", "method", "params"} and set(f["params"]) == {"channel", "data"}
+    same_shape(
+        notifications(frames, f"ticker.{PERP}")[-1]["params"]["data"],
+        capture("ws_ticker.json")["params"]["data"],
+    )
+    real_option = capture("ws_ticker_option_empty_bid_2026.json")["params"]["data"]
+    # The 2026 capture's greeks have no rho, its stats no volume_usd: VENUES.md's option sample has both.
+    ours_option = notifications(frames, f"ticker.{option}")[-1]["params"]["data"]
+    same_shape({**ours_option, "greeks": {}, "stats": {}}, {**real_option, "greeks": {}, "stats": {}})
+    assert set(real_option["greeks"]) < set(ours_option["greeks"]) and set(real_option["stats"]) < set(
+        ours_option["stats"]
+    )
+    books = [f["params"]["data"] for f in notifications(frames, f"book.{PERP}.100ms")]
+    # ws_book_snapshot.json writes "prev_change_id": null; Deribit's docs: absent from a snapshot (§1.6).
+    real_snapshot = {
+        k: v for k, v in capture("ws_book_snapshot.json")["params"]["data"].items() if k != "prev_change_id"
+    }
+    same_shape(books[0], real_snapshot)
+    same_shape(books[1], capture("ws_book_delta.json")["params"]["data"])
+    for data in books:
+        for level in data["bids"] + data["asks"]:
+            assert [kind_of(x) for x in level] == ["str", "number", "number"] and level[0] in (
+                "new",
+                "change",
+                "delete",
+            )
+    grouped = notifications(frames, f"book.{PERP}.none")[-1]["params"]["data"]
+    same_shape(grouped, capture("ws_book_grouped_snapshot.json")["params"]["data"])
+    assert len(grouped["bids"]) <= 10 and all(len(level) == 2 for level in grouped["bids"] + grouped["asks"])
+    real_trade = capture("ws_trades.json")["params"]["data"][1]  # the first carries a combo's id
+    same_shape(notifications(frames, "trades.")[-1]["params"]["data"][0], real_trade)
+    same_shape(
+        notifications(frames, "quote.")[-1]["params"]["data"], capture("ws_quote.json")["params"]["data"]
+    )
+    index = notifications(frames, "deribit_price_index.")[-1]["params"]["data"]
+    same_shape(
+        index, {"timestamp": 1535098298227, "price": 6521.17, "index_name": "btc_usd"}
+    )  # §1.2's sample
+
+
+def test_private_frames_have_the_shapes_of_the_real_captures() -> None:
+    sim = venue()
+    alice = Client(sim, "alice")
+    alice.rpc(
+        "private/subscribe",
+        {"channels": ["user.orders.any.any.raw", "user.trades.any.any.raw", "user.portfolio.any"]},
+    )
+    price, _ = inside_spread(sim)
+    placed = alice.rpc(
+        "private/buy", {"instrument_name": PERP, "amount": 10, "type": "limit", "price": float(price)}
+    )
+    # VENUES.md §1.7's official order sample has `max_show` and `is_rebalance`; the 2026 capture not.
+    official = frozenset({"max_show", "is_rebalance"})
+    same_shape(placed["order"], capture("ws_order_buy_response.json")["result"]["order"], extra=official)
+    cancelled = alice.rpc("private/cancel", {"order_id": placed["order"]["order_id"]})
+    same_shape(cancelled, capture("ws_order_cancel_response.json")["result"], extra=official)
+    _, ask = inside_spread(sim)  # an IOC limit at the ask, as the capture's order
+    bought = alice.rpc(
+        "private/buy",
+        {"instrument_name": PERP, "amount": 10, "price": float(ask), "time_in_force": "immediate_or_cancel"},
+    )
+    frames = alice.drain()
+    (filled,) = [
+        f["params"]["data"]
+        for f in notifications(frames, "user.orders.")
+        if f["params"]["data"]["order_state"] == "filled"
+    ]
+    # The 2025 capture predates `reject_post_only` (the 2026 order answers above have it).
+    real_filled = capture("ws_user_orders_filled.json")["params"]["data"]
+    same_shape(filled, real_filled, extra=official | {"reject_post_only"})
+    # VENUES.md §1.6's official user trade sample; ours add the order's label and the contracts.
+    user_trade = {
+        "trade_seq": 30289432, "trade_id": "48079254", "timestamp": 1590484156350, "tick_direction": 0,
+        "state": "filled", "reduce_only": False, "price": 8954, "post_only": False, "order_type": "market",
+        "order_id": "4008965646", "matching_id": None, "mark_price": 8952.86, "liquidity": "T",
+        "instrument_name": "BTC-PERPETUAL", "index_price": 8956.73, "fee_currency": "BTC", "fee": 0.00000168,
+        "direction": "sell", "amount": 20,
+    }  # fmt: skip
+    same_shape(bought["trades"][0], user_trade, extra=frozenset({"label", "contracts"}))
+    same_shape(
+        notifications(frames, "user.trades.")[-1]["params"]["data"][0],
+        user_trade,
+        extra=frozenset({"label", "contracts"}),
+    )
+    portfolio = notifications(frames, "user.portfolio.")[-1]["params"]["data"]
+    same_shape(portfolio, capture("ws_portfolio.json")["params"]["data"])
+    refused = alice.send_text(
+        '{"jsonrpc":"2.0","id":5,"method":"private/cancel","params":{"order_id":"nope"}}'
+    )
+    same_shape(refused[0], {**capture("ws_error.json"), "usIn": 1, "usOut": 2, "usDiff": 1, "testnet": False})
