@@ -195,6 +195,7 @@ class _Account:
     settlements: list[dict[str, Any]] = attrs.field(factory=list)  # deliveries and settlements, oldest first
     limiter: _Bucket = attrs.field(factory=lambda: _Bucket(20.0, 5.0))
     self_trade: str = "reject_taker"  # private/set_self_trading_config: reject_taker | cancel_maker
+    user_id: int = 0  # Deribit's numeric user id, in order objects
 
 
 @attrs.define(eq=False)
@@ -308,7 +309,10 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         self._private_buffer: list[tuple[_Session, bytes]] | None = None
         for _, frame in self.feed.opening():
             self._open(frame)
-        self.accounts = {cid: _Account(cid, sec) for cid, sec in (accounts or DEFAULT_ACCOUNTS).items()}
+        self.accounts = {
+            cid: _Account(cid, sec, user_id=96_100 + n)
+            for n, (cid, sec) in enumerate((accounts or DEFAULT_ACCOUNTS).items(), start=1)
+        }
         self.self_trading = self_trading  # an account's orders may trade with each other
         for acct in self.accounts.values():
             acct.limiter = _Bucket(matching_burst, matching_rate)
@@ -1066,6 +1070,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             "reject_post_only": o.reject_post_only,
             "mmp": False,
             "risk_reducing": False,
+            "user_id": o.account.user_id,
         }
         if o.cancel_reason:
             out["cancel_reason"] = o.cancel_reason
