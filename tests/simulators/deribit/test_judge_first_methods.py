@@ -160,16 +160,21 @@ async def test_the_first_methods_answer_over_websocket(nursery: trio.Nursery) ->
     ]
 
 
-def _rest_refusal(base: str) -> tuple[int, dict[str, Any]]:
+def _rest_calls(base: str) -> list[tuple[int, dict[str, Any]]]:
     import requests
 
-    r = requests.get(f"http://{base}/api/v2/public/get_index_price", params={"index_name": "nope"}, timeout=5)
-    return r.status_code, r.json()
+    api = f"http://{base}/api/v2"
+    refused = requests.get(f"{api}/public/get_index_price", params={"index_name": "nope"}, timeout=5)
+    body = {"jsonrpc": "2.0", "id": 7, "method": "public/status", "params": {}}
+    posted = requests.post(f"{api}/public/status", json=body, timeout=5)
+    return [(refused.status_code, refused.json()), (posted.status_code, posted.json())]
 
 
-async def test_a_refused_rest_request_is_a_400_without_an_id(nursery: trio.Nursery) -> None:
+async def test_rest_answers_carry_the_requests_id_or_none(nursery: trio.Nursery) -> None:
     _, base = await _serving(nursery, steps=1)
     with trio.fail_after(10):
-        status, body = await trio.to_thread.run_sync(_rest_refusal, base)
+        (status, refused), (posted_status, posted) = await trio.to_thread.run_sync(_rest_calls, base)
     assert status == 400  # VENUES.md §1.2: the error body with status 400 over HTTP
-    assert "id" not in body and body["error"]["code"] == -32602
+    assert "id" not in refused and refused["error"]["code"] == -32602
+    # A JSON-RPC body sent by POST has an id: the answer echoes it.
+    assert posted_status == 200 and posted["id"] == 7 and posted["result"]["locked"] == "false"
