@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import trio
 
 from tradingd.simulators.deribit.simulator import DeribitSimulator
@@ -403,3 +404,80 @@ def test_private_frames_have_the_shapes_of_the_real_captures() -> None:
         '{"jsonrpc":"2.0","id":5,"method":"private/cancel","params":{"order_id":"nope"}}'
     )
     same_shape(refused[0], {**capture("ws_error.json"), "usIn": 1, "usOut": 2, "usDiff": 1, "testnet": False})
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"instrument_name": PERP, "amount": "ten", "type": "limit", "price": 1},
+        {"instrument_name": PERP, "amount": 10, "type": "limit", "price": float("nan")},
+        {"instrument_name": PERP, "amount": 10, "type": "limit", "price": 1e308},
+        {"instrument_name": PERP, "amount": 1e-30, "type": "limit", "price": 90000},
+        {"instrument_name": PERP, "amount": True, "type": "market"},
+        {"instrument_name": ["x"], "amount": 10},
+        {"instrument_name": PERP, "amount": 10, "time_in_force": {"a": 1}},
+        {"instrument_name": PERP, "contracts": -3},
+    ],
+)
+def test_a_hostile_order_is_answered_with_the_venues_error_and_the_venue_goes_on(
+    params: dict[str, Any],
+) -> None:
+    sim = venue()
+    alice = Client(sim, "alice")
+    frames = alice.send_text(
+        orjson.dumps({"jsonrpc": "2.0", "id": 3, "method": "private/buy", "params": params}).decode()
+    )
+    (answer,) = [f for f in frames if f.get("id") == 3]
+    assert answer["error"]["code"] in (10020, 10021, 10023, 10027, 10043, -32602)
+    assert not sim.orders
+    assert alice.rpc("public/test", {}) == {"version": "1.2.26"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "[1, 2]",
+        '{"jsonrpc": "2.0", "id": 1, "method": 5}',
+        '{"jsonrpc": "2.0", "id": 1, "method": "public/subscribe", "params": {"channels": "book"}}',
+        '{"jsonrpc": "2.0", "id": 1, "method": "public/subscribe", "params": {"channels": [1, null, "b."]}}',
+        orjson.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "public/get_order_book",
+                "params": {"instrument_name": PERP, "depth": -1},
+            }
+        ).decode(),
+        orjson.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "private/get_user_trades_by_currency_and_time",
+                "params": {"count": "x"},
+            }
+        ).decode(),
+    ],
+)
+def test_a_hostile_frame_never_ends_the_venue(text: str) -> None:
+    sim = venue()
+    client = Client(sim, "alice")
+    frames = client.send_text(text)
+    assert len(frames) == 1 and ("error" in frames[0] or frames[0]["result"] == [])
+    assert client.rpc("public/test", {}) == {"version": "1.2.26"}
+
+
+def test_a_buy_above_the_price_band_is_clamped_to_max_price() -> None:
+    sim = venue()
+    alice = Client(sim, "alice")
+    for _ in range(100):
+        if PERP in sim.tickers:
+            break
+        sim.step()
+    _, ask = inside_spread(sim)
+    band = sim.tickers[PERP]["max_price"]
+    assert band < ask * 2
+    bought = alice.rpc(
+        "private/buy", {"instrument_name": PERP, "amount": 10, "type": "limit", "price": float(ask * 2)}
+    )
+    assert bought["order"]["price"] == band and bought["order"]["order_state"] == "filled"
