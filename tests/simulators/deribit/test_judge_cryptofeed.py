@@ -3,9 +3,10 @@
 (`public/get_instruments` per currency), authenticates (`client_signature`, scope `session:…`:
 cryptofeed takes books, trades and tickers on authenticated `raw` channels, through
 `private/subscribe`), subscribes `quote.*` publicly, and its callbacks (`L2_BOOK`, `TRADES`,
-`TICKER`, `L1_BOOK`) must receive what the simulator holds: the same book, the simulator's
-prints, its last ticker and quote, with nothing logged at warning or error by cryptofeed (a
-broken `change_id` chain, an unknown channel, a refused subscription would be).
+`TICKER`, `L1_BOOK`, and `FUNDING` / `OPEN_INTEREST`, read from the tickers) must receive what
+the simulator holds: the same book, the simulator's prints, its last ticker and quote, with
+nothing logged at warning or error by cryptofeed (a broken `change_id` chain, an unknown
+channel, a refused subscription would be).
 
 cryptofeed runs in a thread on its own asyncio loop; the test steps the simulator's market, then
 lets it go still and compares."""
@@ -55,7 +56,14 @@ def _cryptofeed_session(
         Routes,
         WebsocketEndpoint,
     )
-    from cryptofeed.defines import L1_BOOK, L2_BOOK, TICKER, TRADES  # type: ignore[import-untyped]
+    from cryptofeed.defines import (  # type: ignore[import-untyped]
+        FUNDING,
+        L1_BOOK,
+        L2_BOOK,
+        OPEN_INTEREST,
+        TICKER,
+        TRADES,
+    )
     from cryptofeed.exchanges import Deribit  # type: ignore[import-untyped]
     from cryptofeed.symbols import Symbols  # type: ignore[import-untyped]
 
@@ -88,7 +96,15 @@ def _cryptofeed_session(
         "uvloop": False,
         "deribit": {"key_id": client_id, "key_secret": secret},
     }
-    got: dict[str, list[Any]] = {L2_BOOK: [], TRADES: [], TICKER: [], L1_BOOK: []}
+    # FUNDING and OPEN_INTEREST are cryptofeed's readings of the same ticker frames.
+    got: dict[str, list[Any]] = {
+        L2_BOOK: [],
+        TRADES: [],
+        TICKER: [],
+        L1_BOOK: [],
+        FUNDING: [],
+        OPEN_INTEREST: [],
+    }
 
     def keep(channel: str) -> Any:
         async def callback(item: Any, receipt: float) -> None:
@@ -110,7 +126,7 @@ def _cryptofeed_session(
             feed_class(
                 config=config,
                 symbols=symbols,
-                channels=[L2_BOOK, TRADES, TICKER, L1_BOOK],
+                channels=list(got),
                 callbacks={channel: keep(channel) for channel in got},
                 cross_check=True,
             )
@@ -222,6 +238,15 @@ async def test_cryptofeed_streams_what_the_simulator_holds(nursery: trio.Nursery
         assert quotes, name
         top = simulator.top(name)
         assert (quotes[-1].bid_price, quotes[-1].bid_size, quotes[-1].ask_price, quotes[-1].ask_size) == top
+        if name in _INSTRUMENTS:  # a perpetual's ticker carries its funding
+            funding = [f for f in got["funding"] if name_of[f.symbol] == name][-1]
+            assert (funding.rate, funding.mark_price) == (
+                Decimal(str(last["current_funding"])),
+                Decimal(str(last["mark_price"])),
+            )
+        interest = [i for i in got["open_interest"] if name_of[i.symbol] == name][-1]
+        assert interest.open_interest == Decimal(str(last["open_interest"]))
+    assert not [f for f in got["funding"] if name_of[f.symbol] == option]  # options have none
     assert _book(simulator, option) == ({}, {})  # the option's market has withdrawn
     option_ticker = [t for t in got["ticker"] if name_of[t.symbol] == option][-1]
     assert (option_ticker.bid, option_ticker.ask) == (0, 0)
