@@ -14,7 +14,7 @@ Fidelity (VENUES.md §1):
   keeps its own book per instrument (`book.py`: the shared matching engine's `OrderBook` holding
   the market's levels and the clients' orders) with its own `change_id` chain, and publishes what
   that book shows: client orders are in the public book, as on Deribit.
-- Public channels (any of the intervals `raw` (authenticated only), `100ms`, `agg2`):
+- Public channels (any of the intervals `raw` (authenticated connections only), `100ms`, `agg2`):
   `ticker.{instrument}.{interval}`, `book.{instrument}.{interval}` (a snapshot, then changes
   chained by `prev_change_id`), `book.{instrument}.{group}.{depth}.{interval}` (always a whole
   top-`depth` book of `[price, amount]`; groups: BTC `none,1,2,5,10`, ETH `none,5,10,25,100,250`
@@ -24,6 +24,9 @@ Fidelity (VENUES.md §1):
 - Private channels: `user.orders.*`, `user.trades.*`, `user.changes.*` (by instrument, or by
   `{kind}.{currency}`; `raw` gives `user.orders` one order, the others a list), and
   `user.portfolio.{currency}`.
+- A subscribe asking for a `raw` interval on a connection that has not authenticated is refused
+  whole with 13778 `raw_subscriptions_not_available_for_unauthorized` (§1.4; the real answer is
+  in cryptofeed's issue #768).
 - An empty side of a book is written `price 0, amount 0` in `ticker` and `quote` (as the real
   captures show, whatever §1.6 says).
 - Orders: `private/buy`, `sell`, `edit`, `cancel`, `cancel_all`, `cancel_all_by_instrument`,
@@ -906,6 +909,12 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         channels = p.get("channels")
         if not isinstance(channels, list):
             raise RpcError(-32602, "Invalid params", {"param": "channels"})
+        if account is None and any(
+            isinstance(c, str) and not c.startswith("user.") and c.endswith(".raw") for c in channels
+        ):
+            # The whole request is refused, as Deribit refused cryptofeed's in 2022 (its issue
+            # #768: `{"code":13778,"message":"raw_subscriptions_not_available_for_unauthorized"}`).
+            raise RpcError(13778, "raw_subscriptions_not_available_for_unauthorized")
         granted: list[str] = []
         for channel in channels:
             if not isinstance(channel, str) or channel in granted:
