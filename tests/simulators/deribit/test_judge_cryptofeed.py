@@ -115,10 +115,14 @@ def _cryptofeed_session(
     def keep(channel: str) -> Any:
         async def callback(item: Any, receipt: float) -> None:
             got[channel].append(item)
-            # Every callback has had data of every instrument (prints: of the busy perpetuals).
+            # Every callback has had data of every instrument; prints and quotes (sent when the
+            # top moves) of the busy perpetuals: the option's quote comes when its market leaves.
             seen = {channel: {mapping[i.symbol] for i in items} for channel, items in got.items()}
-            if all(seen[c] >= set(names) for c in (L2_BOOK, TICKER, L1_BOOK)) and seen[TRADES] >= set(
-                _INSTRUMENTS
+            busy = set(_INSTRUMENTS)
+            if (
+                seen[L2_BOOK] >= set(names)
+                and seen[TICKER] >= set(names)
+                and seen[TRADES] >= busy <= seen[L1_BOOK]
             ):
                 ready.set()
 
