@@ -1,8 +1,8 @@
 """The methods a Deribit client calls first: `public/hello`, `public/status`,
 `public/get_index_price` and `public/get_book_summary_by_currency` (and the account's trades by
 instrument or currency, which ccxt's `fetch_my_trades` asks for), answered over WebSocket and
-REST (`/api/v2/<method>`) from the simulator's own market (its instrument list and the last
-ticker it published of each instrument), in the shapes of Deribit's documentation:
+REST (`/api/v2/<method>`) from the simulator's own market (its instrument list, the top of its
+books, the last ticker and index value it published), in the shapes of Deribit's documentation:
 
 - `public/hello` (docs.deribit.com api-reference/supporting/public-hello): `client_name` and
   `client_version` are required; the answer is `{"version": ...}`, the API version `public/test`
@@ -20,13 +20,15 @@ ticker it published of each instrument), in the shapes of Deribit's documentatio
   ticker writes 0), `last` / `high` / `low` / `price_change` `null` before the first trade;
   `creation_timestamp` is when the summary was made (ms); `volume_notional` is for futures,
   `current_funding` / `funding_8h` for perpetuals, `mark_iv`, `interest_rate`,
-  `underlying_index`, `underlying_price` for options. Numbers are JSON floats, as Deribit
+  `underlying_index`, `underlying_price` for options (`mark_iv` is in the schema; the real
+  answers ccxt quotes in its `fetch_option_chain` omit it). Numbers are JSON floats, as Deribit
   writes them.
 
 Which instruments a currency names: Deribit lists an instrument under its *settlement* currency
-(`BTC_USDC-PERPETUAL` is a USDC instrument, `BTC-PERPETUAL` a BTC one), so the filter is on
-`settlement_currency`. Deribit's other currencies (USDC, USDT, EURR) are valid and, when the
-simulator lists nothing settled in them, answer an empty list; any other is `Invalid params`.
+(`BTC_USDC-PERPETUAL` is a USDC instrument, `BTC-PERPETUAL` a BTC one; OpenBB's Deribit
+provider documents `currency` so), so the filter is on `settlement_currency`. Deribit's other
+currencies (USDC, USDT, EURR) are valid and, when the simulator lists nothing settled in them,
+answer an empty list; any other is `Invalid params`.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from typing import Any
 
 import trio
 
+from tradingd.simulators.deribit import public_methods
 from tradingd.simulators.deribit.simulator import DeribitSimulator, serve
 
 _STILL = 3600.0  # a step period no test outlives: the market moves only when the test steps it
@@ -20,6 +21,8 @@ _STILL = 3600.0  # a step period no test outlives: the market moves only when th
 
 async def _serving(nursery: trio.Nursery, steps: int = 100) -> tuple[DeribitSimulator, str]:
     simulator = DeribitSimulator(seed=11, step_s=_STILL)
+    market: public_methods.Market = simulator  # the simulator has what the methods read (mypy)
+    assert market.instrument_items
     for _ in range(steps):  # every instrument has published a ticker by now
         simulator.step()
     binds = await nursery.start(functools.partial(serve, simulator))
