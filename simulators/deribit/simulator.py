@@ -257,10 +257,6 @@ def _coerce(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def side_of(direction: str) -> Side:
-    return Side.BUY if direction == "buy" else Side.SELL
-
-
 def _decimal(x: Any, param: str, code: int, message: str) -> Decimal:
     """A JSON number as an exact Decimal (floats by their shortest repr); anything else, or a
     non-finite one, is the venue's error."""
@@ -1309,13 +1305,18 @@ class DeribitSimulator(SimulatorServer["_Session"]):
                 raise RpcError(10023, "invalid_price", {"param": "price"})
             if price % listing.tick_for(price) != 0:
                 raise RpcError(10043, "price_wrong_tick")
-            # The ticker's price band: "any buy orders you submit higher than this price will be
-            # clamped to this maximum" (and sells below `min_price` to it): Deribit's ticker docs.
-            band = self.tickers.get(name, {})
-            if side_of(direction) is Side.BUY and band.get("max_price") is not None:
-                price = min(price, Decimal(repr(band["max_price"])))
-            elif side_of(direction) is Side.SELL and band.get("min_price") is not None:
-                price = max(price, Decimal(repr(band["min_price"])))
+        # The ticker's price band: "any buy orders you submit higher than this price will be
+        # clamped to this maximum" (and sells below `min_price` to it): Deribit's ticker docs. A
+        # market order executes within it too, and its order object carries that limit as its
+        # price (the official samples of VENUES.md §1.6/§1.7 show market orders with a number).
+        band = self.tickers.get(name, {})
+        limit = band.get("max_price" if direction == "buy" else "min_price")
+        if limit is not None:
+            bound = Decimal(repr(limit))
+            if price is None:
+                price = bound
+            else:
+                price = min(price, bound) if direction == "buy" else max(price, bound)
         tif_name = str(p.get("time_in_force", "good_til_cancelled"))
         tif = _TIF.get(tif_name)
         if tif is None:
