@@ -35,8 +35,9 @@ Fidelity (VENUES.md §1):
   levels and the other clients' orders. A resting order fills when the feed prints a trade
   through it or moves its levels across it. Fees from `fees.py`. A post-only order that would
   take is repriced just inside the spread, or refused with 11054 under `reject_post_only`.
-  Self-trading: prevented with `reject_taker` unless the simulator is built with
-  `self_trading=True` (or the account sets `private/set_self_trading_config`).
+  Self-trading: prevented with `reject_taker` (10003 `order_overlap`) unless the simulator is
+  built with `self_trading=True`; an account may choose `reject_taker` or `cancel_maker` with
+  `private/set_self_trading_config`.
 - Rate limits: the matching engine's credit bucket (§1.10, tier 4 by default): a client that
   bursts past it gets `too_many_requests` and its session closed, as on Deribit.
 - A WebSocket frame over 32 KiB is refused with `{"code": -32600, "message": "request entity too
@@ -1362,7 +1363,9 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         if outcome.rejected == "post_only":
             raise RpcError(11054, "post_only_reject")
         if outcome.rejected == "self_trade":
-            raise RpcError(11029, "invalid_arguments", {"reason": "self_trading_prevention"})
+            # §1.9: 10003 `order_overlap`, "order overlap is found and self-trading is not
+            # enabled" (the official error table, as deribit-base's codes.rs quotes it).
+            raise RpcError(10003, "order_overlap")
         self.orders[order.order_id] = order
         account.orders[order.order_id] = order
         self._touched[order.order_id] = order

@@ -159,7 +159,7 @@ def test_self_trading_is_prevented_unless_the_account_allows_it() -> None:
         ).decode()
     )  # fmt: skip
     (answer,) = [f for f in frames if f.get("id") == 7]
-    assert answer["error"]["code"] == 11029
+    assert answer["error"] == {"code": 10003, "message": "order_overlap", "data": None}
     assert (
         alice.rpc(
             "private/set_self_trading_config", {"mode": "cancel_maker", "extended_to_subaccounts": False}
