@@ -35,8 +35,9 @@ Fidelity (VENUES.md §1):
   levels and the other clients' orders. A resting order fills when the feed prints a trade
   through it or moves its levels across it. Fees from `fees.py`. A post-only order that would
   take is repriced just inside the spread, or refused with 11054 under `reject_post_only`.
-  Self-trading: prevented with `reject_taker` unless the simulator is built with
-  `self_trading=True` (or the account sets `private/set_self_trading_config`).
+  Self-trading: prevented with `reject_taker` (10003 `order_overlap`) unless the simulator is
+  built with `self_trading=True`; an account may choose `reject_taker` or `cancel_maker` with
+  `private/set_self_trading_config`.
 - Rate limits: the matching engine's credit bucket (§1.10, tier 4 by default): a client that
   bursts past it gets `too_many_requests` and its session closed, as on Deribit.
 - A WebSocket frame over 32 KiB is refused with `{"code": -32600, "message": "request entity too
@@ -255,10 +256,6 @@ def _coerce(params: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
-
-
-def side_of(direction: str) -> Side:
-    return Side.BUY if direction == "buy" else Side.SELL
 
 
 def _decimal(x: Any, param: str, code: int, message: str) -> Decimal:
@@ -1309,13 +1306,18 @@ class DeribitSimulator(SimulatorServer["_Session"]):
                 raise RpcError(10023, "invalid_price", {"param": "price"})
             if price % listing.tick_for(price) != 0:
                 raise RpcError(10043, "price_wrong_tick")
-            # The ticker's price band: "any buy orders you submit higher than this price will be
-            # clamped to this maximum" (and sells below `min_price` to it): Deribit's ticker docs.
-            band = self.tickers.get(name, {})
-            if side_of(direction) is Side.BUY and band.get("max_price") is not None:
-                price = min(price, Decimal(repr(band["max_price"])))
-            elif side_of(direction) is Side.SELL and band.get("min_price") is not None:
-                price = max(price, Decimal(repr(band["min_price"])))
+        # The ticker's price band: "any buy orders you submit higher than this price will be
+        # clamped to this maximum" (and sells below `min_price` to it): Deribit's ticker docs. A
+        # market order executes within it too, and its order object carries that limit as its
+        # price (the official samples of VENUES.md §1.6/§1.7 show market orders with a number).
+        band = self.tickers.get(name, {})
+        limit = band.get("max_price" if direction == "buy" else "min_price")
+        if limit is not None:
+            bound = Decimal(repr(limit))
+            if price is None:
+                price = bound
+            else:
+                price = min(price, bound) if direction == "buy" else max(price, bound)
         tif_name = str(p.get("time_in_force", "good_til_cancelled"))
         tif = _TIF.get(tif_name)
         if tif is None:
@@ -1361,7 +1363,9 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         if outcome.rejected == "post_only":
             raise RpcError(11054, "post_only_reject")
         if outcome.rejected == "self_trade":
-            raise RpcError(11029, "invalid_arguments", {"reason": "self_trading_prevention"})
+            # §1.9: 10003 `order_overlap`, "order overlap is found and self-trading is not
+            # enabled" (the official error table, as deribit-base's codes.rs quotes it).
+            raise RpcError(10003, "order_overlap")
         self.orders[order.order_id] = order
         account.orders[order.order_id] = order
         self._touched[order.order_id] = order

@@ -159,7 +159,7 @@ def test_self_trading_is_prevented_unless_the_account_allows_it() -> None:
         ).decode()
     )  # fmt: skip
     (answer,) = [f for f in frames if f.get("id") == 7]
-    assert answer["error"]["code"] == 11029
+    assert answer["error"] == {"code": 10003, "message": "order_overlap", "data": None}
     assert (
         alice.rpc(
             "private/set_self_trading_config", {"mode": "cancel_maker", "extended_to_subaccounts": False}
@@ -481,3 +481,57 @@ def test_a_buy_above_the_price_band_is_clamped_to_max_price() -> None:
         "private/buy", {"instrument_name": PERP, "amount": 10, "type": "limit", "price": float(ask * 2)}
     )
     assert bought["order"]["price"] == band and bought["order"]["order_state"] == "filled"
+
+
+def test_trades_by_kind_and_currency_and_grouped_books_by_group() -> None:
+    sim = venue()
+    client = Client(sim)
+    eth_perp = "ETH-PERPETUAL"
+    granted = client.rpc(
+        "public/subscribe",
+        {
+            "channels": [
+                "trades.future.BTC.100ms",
+                f"book.{PERP}.10.1.100ms",
+                f"book.{eth_perp}.25.20.agg2",
+                f"book.{PERP}.3.10.100ms",  # BTC has no group 3
+                "trades.swap.BTC.100ms",  # no such kind
+            ]
+        },
+    )
+    assert granted == ["trades.future.BTC.100ms", f"book.{PERP}.10.1.100ms", f"book.{eth_perp}.25.20.agg2"]
+    frames = client.drain()
+    for _ in range(400):
+        sim.step()
+        frames += client.drain()
+    traded = {t["instrument_name"] for f in notifications(frames, "trades.") for t in f["params"]["data"]}
+    assert traded == {PERP}  # BTC futures only: no ETH, no options
+    btc = [f["params"]["data"] for f in notifications(frames, f"book.{PERP}.10.1.")]
+    eth = [f["params"]["data"] for f in notifications(frames, f"book.{eth_perp}.25.20.")]
+    assert btc and eth
+    for data in btc:  # depth 1, prices on multiples of 10 (bids down, asks up)
+        assert len(data["bids"]) <= 1 and len(data["asks"]) <= 1
+        assert all(Decimal(repr(p)) % 10 == 0 for p, _ in data["bids"] + data["asks"])
+    top = sim.top(PERP)
+    assert top is not None
+    assert btc[-1]["bids"][0][0] == float((top[0] / 10).to_integral_value(rounding="ROUND_FLOOR") * 10)
+    for data in eth:  # ETH's groups are hundredths: 25 is 0.25
+        assert all(Decimal(repr(p)) % Decimal("0.25") == 0 for p, _ in data["bids"] + data["asks"])
+        assert len(data["bids"]) <= 20
+
+
+def test_user_changes_and_positions_follow_a_fill() -> None:
+    sim = venue()
+    alice = Client(sim, "alice")
+    alice.rpc(
+        "private/subscribe", {"channels": [f"user.changes.{PERP}.100ms", "user.changes.option.any.raw"]}
+    )
+    alice.rpc("private/buy", {"instrument_name": PERP, "amount": 20, "type": "market"})
+    changes = [f["params"] for f in alice.drain() if f.get("method") == "subscription"]
+    assert {c["channel"] for c in changes} == {f"user.changes.{PERP}.100ms"}  # not the options' channel
+    trades = [t for c in changes for t in c["data"]["trades"]]
+    orders = [o for c in changes for o in c["data"]["orders"]]
+    positions = [p for c in changes for p in c["data"]["positions"]]
+    assert sum(t["amount"] for t in trades) == 20 and orders[-1]["order_state"] == "filled"
+    assert positions[-1]["size"] == 20.0 and positions[-1]["direction"] == "buy"
+    assert alice.rpc("private/get_positions", {"currency": "BTC"})[0]["size"] == 20.0
