@@ -1709,5 +1709,5 @@ _METHODS: Final[dict[str, Callable[..., Any]]] = {
     "private/set_self_trading_config": DeribitSimulator._set_self_trading_config,
     "public/get_last_settlements_by_instrument": DeribitSimulator._last_settlements_by_instrument,
     "private/get_settlement_history_by_currency": DeribitSimulator._settlement_history_by_currency,
-    **public_methods.METHODS,  # hello, status, get_index_price, get_book_summary_by_currency
+    **public_methods.METHODS,  # the methods a client calls first (public_methods.py)
 }
