@@ -4,7 +4,8 @@
   option's price; charged in the coin.
 - Linear (USDC) options: `rate x index` per contract (maker 0.0001, taker 0.0005), same cap.
 - Perpetuals and futures: a fraction of the notional (maker 0, taker 0.05%); for inverse
-  contracts (size in USD) the fee in coin is `rate x size / price`.
+  contracts (size in USD) the fee in coin is `rate x size / price`; for linear ones (size in the
+  coin) `rate x size x price` in the quote currency.
 
 The account's own rates, which `get_instruments` reports per instrument (`maker_commission`,
 `taker_commission`), are preferred over the defaults; config overrides win over both.
@@ -66,4 +67,6 @@ class DeribitFees:
         rate = self._rate(inst, liquidity, "0", "0.0005")
         if inst.inverse:
             return rate * size / price, inst.settle
-        return rate * size * inst.contract_size * price, inst.settle
+        # A linear contract's amount is already in the coin (VENUES.md §1.7; the captured
+        # ETH_USDC-PERPETUAL order: amount 0.001 = contracts 1.0): its notional is amount x price.
+        return rate * size * price, inst.settle

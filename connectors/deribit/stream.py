@@ -128,7 +128,9 @@ class DeribitSession(JsonRpcSession):
     venue = VENUE
     public_frame_prefixes = _PUBLIC_NOTIFICATIONS
     notification_prefixes = (_NOTIFICATION,)
-    batch_refusals = frozenset({11052})  # §1.4: `subscribe_error_unsubscribed`
+    # §1.4: `subscribe_error_unsubscribed`; 13778 `raw_subscriptions_not_available_for_unauthorized`
+    # refuses a whole subscribe that asks for `raw` before authenticating (cryptofeed issue #768).
+    batch_refusals = frozenset({11052, 13778})
 
     def __init__(
         self,

@@ -34,9 +34,7 @@ from typing import Any
 
 import orjson
 
-from tradingd.connectors.deribit.instruments import PERPETUAL_EXPIRY_MS, option_name
 from tradingd.engine.store import RecordingWriter
-from tradingd.engine.venue import OptionRight
 
 from ..synth import (
     InstrumentSpec,
@@ -46,6 +44,7 @@ from ..synth import (
     TickGrid,
     UnderlyingSpec,
 )
+from .naming import PERPETUAL_EXPIRY_MS, Right, option_name
 
 __all__ = ["DEFAULT_OPTIONS", "DeribitFeed", "build_market", "generate_sample", "parse_options"]
 
@@ -241,9 +240,9 @@ def build_market(seed: int, start_ns: int) -> tuple[SynthMarket, list[list[dict[
             # Two strikes below spot and two above (the lowest at or below spot counts as below).
             k0 = math.floor(c["spot"] / step)
             for strike in ((k0 - 1) * step, k0 * step, (k0 + 1) * step, (k0 + 2) * step):
-                for right in (OptionRight.CALL, OptionRight.PUT):
+                for right in (Right.CALL, Right.PUT):
                     name = option_name(ccy, expiry_ms, strike, right)
-                    call = right is OptionRight.CALL
+                    call = right is Right.CALL
                     specs.append(
                         InstrumentSpec(
                             name=name,

@@ -1,44 +1,79 @@
 """A local Deribit: the same JSON-RPC over WebSocket (`/ws/api/v2`) and HTTP (`/api/v2/<method>`),
 on 127.0.0.1 (`tradingd simulate deribit --port N`). Tests point the daemon at it; so can users.
 
+An independent witness of the connector: everything here is written from Deribit's documents
+(VENUES.md §1) and real captured frames (tests/fixtures/deribit, /work/shared/fixtures/deribit),
+and shares no code with `tradingd.connectors` (tests/house/test_layout.py checks it).
+
 Fidelity (VENUES.md §1):
-- Auth: `client_credentials`, `client_signature` (HMAC checked, timestamp within 60 s),
-  `refresh_token`; HTTP `Authorization: Bearer`, `Basic`, or `deri-hmac-sha256` (checked).
+- Auth (`auth.py`): `client_credentials`, `client_signature` (HMAC checked, timestamp within
+  60 s), `refresh_token`; HTTP `Authorization: Bearer`, `Basic`, or `deri-hmac-sha256` (checked).
 - Heartbeats: after `public/set_heartbeat` the server sends `test_request`; a client that has not
   answered with `public/test` by the next one is disconnected (§1.5).
-- Subscriptions: the real channel names (`ticker.`, `book.`, `trades.` at `100ms`, `raw` (needs
-  auth) or `agg2`; `user.orders.*`, `user.trades.*`); unknown channels are left out of the answer
-  (refused), and every book starts with a snapshot whose `change_id` the changes then chain from.
-- The market: the backtest generator's synthetic market, stepped on the wall clock, in the exact
-  frame shapes of the bundled data.
+- The market: the synthetic market of `generator.py`, stepped on the wall clock. The simulator
+  keeps its own book per instrument (`book.py`: the shared matching engine's `OrderBook` holding
+  the market's levels and the clients' orders) with its own `change_id` chain, and publishes what
+  that book shows: client orders are in the public book, as on Deribit.
+- Public channels (any of the intervals `raw` (authenticated connections only), `100ms`, `agg2`):
+  `ticker.{instrument}.{interval}`, `book.{instrument}.{interval}` (a snapshot, then changes
+  chained by `prev_change_id`), `book.{instrument}.{group}.{depth}.{interval}` (always a whole
+  top-`depth` book of `[price, amount]`; groups: BTC `none,1,2,5,10`, ETH `none,5,10,25,100,250`
+  in hundredths), `trades.{instrument}.{interval}`, `trades.{kind}.{currency}.{interval}`,
+  `quote.{instrument}` (sent when the best bid or ask changes), `deribit_price_index.{index}`
+  (`btc_usd`, `eth_usd`). Unknown channels are left out of the subscribe answer (§1.4).
+- Private channels: `user.orders.*`, `user.trades.*`, `user.changes.*` (by instrument, or by
+  `{kind}.{currency}`; `raw` gives `user.orders` one order, the others a list), and
+  `user.portfolio.{currency}`.
+- A subscribe asking for a `raw` interval on a connection that has not authenticated is refused
+  whole with 13778 `raw_subscriptions_not_available_for_unauthorized` (§1.4; the real answer is
+  in cryptofeed's issue #768).
+- An empty side of a book is written `price 0, amount 0` in `ticker` and `quote` (as the real
+  captures show, whatever §1.6 says).
 - Orders: `private/buy`, `sell`, `edit`, `cancel`, `cancel_all`, `cancel_all_by_instrument`,
-  `cancel_by_label`, open orders, account summary, positions; matched by the engine's
-  `SimulatedVenue` against the simulator's own books and trades (the backtest's fill model), with
-  Deribit's fees; results, errors (§1.9 codes) and `user.*` notifications shaped as Deribit's.
-  Client orders do not appear in the public book. With `self_trading=True` (an account that allows
-  self-trading: Deribit makes its prevention an account setting, `private/set_self_trading_config`
-  with `reject_taker` or `cancel_maker`) a new order trades first with the account's own resting
-  orders it reaches at a price better than the market's: one trade, one `trade_id`, a user trade
-  for each of the two orders.
+  `cancel_by_label`, open orders, order state, user trades, account summary, positions,
+  settlements; matched in price-time priority (`simulators/matching.py`) against the market's
+  levels and the other clients' orders. A resting order fills when the feed prints a trade
+  through it or moves its levels across it. Fees from `fees.py`. A post-only order that would
+  take is repriced just inside the spread, or refused with 11054 under `reject_post_only`.
+  Self-trading: prevented with `reject_taker` (10003 `order_overlap`) unless the simulator is
+  built with `self_trading=True`; an account may choose `reject_taker` or `cancel_maker` with
+  `private/set_self_trading_config`.
 - Rate limits: the matching engine's credit bucket (§1.10, tier 4 by default): a client that
   bursts past it gets `too_many_requests` and its session closed, as on Deribit.
+- A WebSocket frame over 32 KiB is refused with `{"code": -32600, "message": "request entity too
+  large"}` and no `id`: Deribit's answer to a subscribe with too many channels (seen by
+  tmatic-trading/crypto-platform issues #402 and #439, which split subscriptions to stay under it;
+  crypto-crawler/crypto-crawler-rs `crypto-ws-client/src/clients/deribit.rs` names the limit: "single
+  frame in websocket connection frame exceeds the limit (32 kB)").
 
-Fault switches (tests, and `POST /_sim/faults` with a JSON object): `drop` the connections,
-`stall_s` (send nothing, heartbeats included), `gap` (skip one book change of an instrument),
-`reject` (the next orders fail with a code), `rate_limit` (the next requests get 10028),
-`garbage` (send malformed frames).
+Fault switches (tests, and `POST /_sim/faults` with a JSON object):
+- The shared ones (engine/sim/server.py): `drop` the connections, `stall_s` (send nothing,
+  heartbeats included), `gap` (an instrument's next book change is lost to every subscriber:
+  the chain breaks), `reject` (the next orders fail with a code; default 10009
+  `not_enough_funds`), `rate_limit` (the next requests get 10028 and the session ends),
+  `garbage` (malformed frames), `frames` / `frames_b64` (given frames).
+- `no_quotes`: `{"instrument": name, "side": "buy" | "sell" | "both"}` the market stops quoting
+  that side (its levels are withdrawn and the feed's ignored): ticker and quote then show the
+  side as `0 / 0`; `{"instrument": name, "side": null}` quotes again.
+- `listing`: an instrument (or `"*"`): the next subscription to its `book.X.interval` starts
+  with a `change` from `prev_change_id: 0` instead of a snapshot, as a client subscribed at a
+  new listing's birth sees it.
+- `order_answer`: `"user_first"` (default: an order's `user.*` notifications go out before the
+  answer to its request) or `"answer_first"` (the answer outruns them).
+- `answer_delay_s`: the answer to an order request trails its `user.*` notifications by this long.
+- `user_delay_s`: every `user.*` notification is held back this long (it trails the answer).
+- `max_frame_bytes`: the size above which a request frame is refused (-32600; default 32 KiB).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import itertools
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from decimal import Decimal
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -47,39 +82,33 @@ import attrs
 import orjson
 import structlog
 import trio
-import trio.lowlevel
 
-from tradingd.connectors.deribit.codec import DeribitDecoder
-from tradingd.connectors.deribit.fees import DeribitFees
-from tradingd.connectors.deribit.instruments import VENUE
-from tradingd.engine.backtest import SimulatedVenue
 from tradingd.engine.sim import SimFaults, SimPeer, SimulatorServer, serve
-from tradingd.engine.venue import (
-    BookUpdate,
-    CreditBucket,
-    Fill,
-    InstrumentKind,
-    InstrumentRegistry,
-    OptionRight,
-    Order,
-    OrderRejected,
-    OrderRequest,
-    OrderState,
-    OrderUpdate,
-    PrivateEvent,
-    Trade,
-)
 
+from ..matching import MARKET, Match, Outcome, Side
+from . import auth, public_methods, wire
+from .book import MarketBook
+from .fees import FeeSchedule
 from .generator import DeribitFeed
+from .instruments import Listing
+from .naming import Right
 
 __all__ = ["DEFAULT_ACCOUNTS", "DeribitSimulator", "Faults", "serve"]
 
+VENUE: Final = "deribit"
 DEFAULT_ACCOUNTS: Final = {"tradingd-sim": "sim-secret-0123456789"}
-_NOTE_PREFIX: Final = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"'
-_INTERVALS: Final = ("100ms", "raw", "agg2")
+MAX_FRAME_BYTES: Final = 32 * 1024  # module docstring: Deribit's -32600 "request entity too large"
+_INTERVALS: Final = frozenset({"100ms", "raw", "agg2"})
+_DEPTHS: Final = frozenset({"1", "10", "20"})
+# §1.6: grouped books' groups per currency; ETH's are hundredths of a dollar.
+_GROUPS: Final = {
+    "BTC": {"1": Decimal(1), "2": Decimal(2), "5": Decimal(5), "10": Decimal(10)},
+    "ETH": {g: Decimal(g) / 100 for g in ("5", "10", "25", "100", "250")},
+}
+_KINDS: Final = frozenset({"future", "option", "spot", "future_combo", "option_combo", "any"})
 _NUMERIC: Final = frozenset(
     {"amount", "contracts", "price", "trigger_price", "depth", "count", "interval", "timestamp", "max_show",
-     "start_timestamp", "end_timestamp", "trigger_offset", "display_amount"}
+     "start_timestamp", "end_timestamp", "trigger_offset", "display_amount", "search_start_timestamp"}
 )  # fmt: skip
 _BOOLEAN: Final = frozenset({"post_only", "reduce_only", "reject_post_only", "expired", "mmp", "include_old"})
 _VERSION: Final = "1.2.26"
@@ -94,6 +123,14 @@ _MATCHING: Final = frozenset(  # the matching engine's methods: their own rate l
         "private/cancel_by_label",
     }
 )
+_TIF: Final = {
+    "good_til_cancelled": "gtc",
+    "good_til_day": "gtc",
+    "immediate_or_cancel": "ioc",
+    "fill_or_kill": "fok",
+}
+_ZERO: Final = Decimal(0)
+_HEARTBEAT: Final = b'{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}'
 
 
 class RpcError(Exception):
@@ -105,54 +142,104 @@ class RpcError(Exception):
         self.message = message
         self.data = data
 
+    def body(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "data": self.data}
+
 
 Faults = SimFaults  # the switches every simulator has (engine/sim/server.py)
+
+
+@attrs.define
+class DeribitFaults:
+    """Deribit's own switches (module docstring)."""
+
+    listing: set[str] = attrs.field(factory=set)
+    order_answer: str = "user_first"
+    answer_delay_s: float = 0.0
+    user_delay_s: float = 0.0
+    max_frame_bytes: int = MAX_FRAME_BYTES
+
+    def take_listing(self, instrument: str) -> bool:
+        if instrument in self.listing or "*" in self.listing:
+            self.listing.discard(instrument)
+            self.listing.discard("*")
+            return True
+        return False
+
+
+class _Bucket:
+    """A credit bucket (§1.10): `burst` requests, refilled at `rate` a second."""
+
+    def __init__(self, burst: float, rate: float) -> None:
+        self.burst = burst
+        self.rate = rate
+        self.credits = burst
+        self.stamp = time.monotonic()
+
+    def try_acquire(self, cost: float = 1.0) -> bool:
+        now = time.monotonic()
+        self.credits = min(self.burst, self.credits + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.credits >= cost:
+            self.credits -= cost
+            return True
+        return False
 
 
 @attrs.define(eq=False)
 class _Account:
     client_id: str
     secret: str
-    balances: dict[str, float] = attrs.field(factory=lambda: {"BTC": 10.0, "ETH": 100.0, "USDC": 100_000.0})
+    balances: dict[str, Decimal] = attrs.field(
+        factory=lambda: {"BTC": Decimal(10), "ETH": Decimal(100), "USDC": Decimal(100_000)}
+    )
     positions: dict[str, Decimal] = attrs.field(factory=dict)
-    orders: dict[str, _SimOrder] = attrs.field(factory=dict)
+    orders: dict[str, _Order] = attrs.field(factory=dict)
     trades: list[dict[str, Any]] = attrs.field(factory=list)  # the account's trades, oldest first
     settlements: list[dict[str, Any]] = attrs.field(factory=list)  # deliveries and settlements, oldest first
-    limiter: CreditBucket | None = None
+    limiter: _Bucket = attrs.field(factory=lambda: _Bucket(20.0, 5.0))
+    self_trade: str = "reject_taker"  # private/set_self_trading_config: reject_taker | cancel_maker
+    user_id: int = 0  # Deribit's numeric user id, in order objects
 
 
 @attrs.define(eq=False)
-class _SimOrder:
-    order: Order  # the engine order the matching engine knows
+class _Order:
+    order_id: str
     account: _Account
+    instrument: str
+    direction: str  # buy | sell
+    order_type: str  # limit | market
+    price: Decimal | None
+    amount: Decimal
     label: str
-    order_id: str = ""
+    time_in_force: str  # Deribit's name
+    post_only: bool
+    reject_post_only: bool
+    reduce_only: bool
+    created_ms: int
+    updated_ms: int
     state: str = "open"
-    filled: Decimal = Decimal(0)
-    average: Decimal = Decimal(0)
+    filled: Decimal = _ZERO
+    notional: Decimal = _ZERO  # sum of price x amount of the fills
     cancel_reason: str | None = None
-    created_ms: int = 0
-    updated_ms: int = 0
     replaced: bool = False
+
+    @property
+    def average(self) -> Decimal:
+        return self.notional / self.filled if self.filled else _ZERO
 
 
 @attrs.define(eq=False)
 class _Session(SimPeer):
     account: _Account | None = None
-    wanted: dict[str, str] = attrs.field(factory=dict)  # feed channel (100ms) -> requested name
+    # Requested public channel -> the (topic, key) pairs it is delivered under.
+    wanted: dict[str, list[tuple[str, str]]] = attrs.field(factory=dict)
+    index: dict[tuple[str, str], list[str]] = attrs.field(factory=dict)
+    grouped: dict[str, tuple[Decimal | None, int]] = attrs.field(factory=dict)
     private: set[str] = attrs.field(factory=set)  # user.* channels
     heartbeat_s: float = 0.0
     awaiting_test: bool = False
-
-
-def _channel_of(frame: bytes) -> str:
-    end = frame.find(b'"', len(_NOTE_PREFIX))
-    return frame[len(_NOTE_PREFIX) : end].decode()
-
-
-def _with_interval(channel: str, interval: str) -> str:
-    head, _, _ = channel.rpartition(".")
-    return f"{head}.{interval}"
+    delayed: list[tuple[float, bytes]] = attrs.field(factory=list)  # `user_delay_s`: (due, frame)
 
 
 def _coerce(params: dict[str, Any]) -> dict[str, Any]:
@@ -171,8 +258,19 @@ def _coerce(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _num(d: Decimal | float) -> float:
-    return float(d)
+def _decimal(x: Any, param: str, code: int, message: str) -> Decimal:
+    """A JSON number as an exact Decimal (floats by their shortest repr); anything else, or a
+    non-finite one, is the venue's error."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        raise RpcError(code, message, {"param": param})
+    try:
+        d = Decimal(repr(x)) if isinstance(x, float) else Decimal(x)
+    except InvalidOperation:
+        raise RpcError(code, message, {"param": param}) from None
+    if not d.is_finite():
+        raise RpcError(code, message, {"param": param})
+    # 10.0 on the wire is the amount 10 (no trailing zeros carried into positions and answers).
+    return d.to_integral_value() if d == d.to_integral_value() else d.normalize()
 
 
 class DeribitSimulator(SimulatorServer["_Session"]):
@@ -198,103 +296,253 @@ class DeribitSimulator(SimulatorServer["_Session"]):
     ) -> None:
         super().__init__(step_s=step_s, outbox=outbox, clock=clock, log=log)
         self.feed = DeribitFeed.create(seed=seed, start_ns=clock())
-        self.registry = InstrumentRegistry()
-        self.decoder = DeribitDecoder(self.registry)  # the simulator's own books, from its feed
-        self.instrument_items = [item for result in self.feed.results for item in result]
+        self.fees = FeeSchedule()
+        self.deribit_faults = DeribitFaults()
+        self.instrument_items: list[dict[str, Any]] = [
+            item for result in self.feed.results for item in result
+        ]
+        self.listings: dict[str, Listing] = {}
+        self.books: dict[str, MarketBook] = {}
+        for item in self.instrument_items:
+            self._list(item)
         self.tickers: dict[str, dict[str, Any]] = {}
         self.trades: dict[str, list[dict[str, Any]]] = {}
+        self.index_prices: dict[str, Decimal] = {}  # btc_usd -> the last index price
+        self._pending: list[tuple[str, str, bytes | None]] = []  # public frames to route
+        self._touched: dict[str, _Order] = {}  # orders changed by the operation under way
+        self._private_buffer: list[tuple[_Session, bytes]] | None = None
         for _, frame in self.feed.opening():
-            self._track(frame)
-        self.matching = SimulatedVenue(
-            VENUE, self.registry, DeribitFees(), self.decoder.book, index=self._index
-        )
-        self.accounts = {cid: _Account(cid, sec) for cid, sec in (accounts or DEFAULT_ACCOUNTS).items()}
+            self._open(frame)
+        self.accounts = {
+            cid: _Account(cid, sec, user_id=96_100 + n)
+            for n, (cid, sec) in enumerate((accounts or DEFAULT_ACCOUNTS).items(), start=1)
+        }
+        self.self_trading = self_trading  # an account's orders may trade with each other
         for acct in self.accounts.values():
-            acct.limiter = CreditBucket(matching_burst, matching_rate)
+            acct.limiter = _Bucket(matching_burst, matching_rate)
+            acct.self_trade = "allow" if self_trading else "reject_taker"
         self.tokens: dict[str, _Account] = {}
         self.refresh_tokens: dict[str, _Account] = {}
-        self.orders: dict[str, _SimOrder] = {}  # by venue order id
-        self._by_key: dict[str, _SimOrder] = {}  # by the engine order's client id
-        self._order_keys = itertools.count(1)
-        self._trade_seq = itertools.count(1)
+        self.orders: dict[str, _Order] = {}  # by venue order id
+        self._order_ids = itertools.count(3_100_000_001)
+        self._trade_ids = itertools.count(410_000_001)
+        self._user_trade_seq = itertools.count(1)
         # Tests compress heartbeat time: 0.1 makes Deribit's minimum 10 s interval last 1 s.
         self.heartbeat_scale = heartbeat_scale
-        self.self_trading = self_trading  # an account's orders may trade with each other
         self.deliveries_made: list[dict[str, Any]] = []  # the public delivery records, oldest first
 
-    # -- the market ---------------------------------------------------------------------------
-    def _index(self, base: str) -> float | None:
-        for name in (f"{base}-PERPETUAL",):
-            t = self.tickers.get(name)
-            if t is not None:
-                return float(t.get("index_price") or 0.0) or None
-        return None
+    # -- instruments ---------------------------------------------------------------------------
+    def _list(self, item: dict[str, Any], change_id: int = 0) -> Listing:
+        listing = Listing.from_item(item)
+        self.listings[listing.name] = listing
+        self.books[listing.name] = MarketBook.create(listing, change_id)
+        return listing
 
-    def _track(self, frame: bytes) -> list[Any]:
-        """Keep the simulator's own books, last tickers and trades from one of its frames."""
-        events = self.decoder.decode(frame, self.clock())
-        if frame.startswith(_NOTE_PREFIX):
-            channel = _channel_of(frame)
-            if channel.startswith("ticker."):
-                self.tickers[channel.split(".")[1]] = orjson.loads(frame)["params"]["data"]
-            elif channel.startswith("trades."):
-                inst = channel.split(".")[1]
-                kept = self.trades.setdefault(inst, [])
-                kept.extend(orjson.loads(frame)["params"]["data"])
-                del kept[:-100]
-        return events
+    def add_instrument(self, item: dict[str, Any]) -> None:
+        """List one more instrument (a `get_instruments` item) with an empty book: a new listing."""
+        self.instrument_items.append(dict(item))
+        self._list(item)
+
+    def _require_instrument(self, name: Any) -> str:
+        if not isinstance(name, str) or name not in self.listings:
+            raise RpcError(10020, "invalid_or_unsupported_instrument", {"param": "instrument_name"})
+        return name
+
+    def _base_of(self, instrument: str) -> str | None:
+        listing = self.listings.get(instrument)
+        return None if listing is None else listing.base
+
+    def top(self, instrument: str) -> tuple[Decimal, Decimal, Decimal, Decimal] | None:
+        """(bid, bid amount, ask, ask amount) of the public book (0 / 0 for an empty side)."""
+        mb = self.books.get(instrument)
+        return None if mb is None else mb.best()
+
+    # -- the market ---------------------------------------------------------------------------
+    def _now_ms(self) -> int:
+        return self.clock() // 1_000_000
+
+    def _open(self, frame: bytes) -> None:
+        """The feed's opening: book snapshots set the market's levels and start the chains."""
+        msg = orjson.loads(frame)
+        if msg.get("method") != "subscription":
+            return
+        data = msg["params"]["data"]
+        mb = self.books.get(data["instrument_name"])
+        if mb is None or data.get("type") != "snapshot":
+            return
+        mb.change_id = int(data["change_id"])
+        for key, side in (("bids", Side.BUY), ("asks", Side.SELL)):
+            for _, price, amount in data[key]:
+                mb.book.set_market_level(side, Decimal(repr(price)), Decimal(repr(amount)))
+        mb.change(data["timestamp"])  # the published levels start as the snapshot's
+        mb.change_id = int(data["change_id"])
+        mb.top = mb.best()
 
     def market_step(self) -> list[bytes]:
         return [frame for _, frame in self.feed.step()]
 
     def on_market_frame(self, frame: bytes, now: int) -> None:
-        """Track the frame, and fill resting client orders against the book or trade it moved."""
-        for ev in self._track(frame):
-            out: list[PrivateEvent] = []
-            if isinstance(ev, BookUpdate):
-                out = self.matching.on_book(ev, now)
-            elif isinstance(ev, Trade) and self.matching.has_orders(ev.instrument):
-                out = self.matching.on_trade(ev, now)
-            if out:
-                self._apply(out)
+        """Fold one of the feed's frames into the simulator's books (matching resting client
+        orders against it) and queue what the venue publishes of it (`deliveries`)."""
+        msg = orjson.loads(frame)
+        params: dict[str, Any] = msg.get("params") or {}
+        channel = str(params.get("channel", ""))
+        data: Any = params.get("data")
+        topic = channel.split(".", 1)[0]
+        if topic == "book":
+            self._feed_book(data)
+        elif topic == "trades":
+            self._feed_trades(data)
+        elif topic == "ticker":
+            self._feed_ticker(data)
+        self._finish_operation()
+
+    def _feed_book(self, data: dict[str, Any]) -> None:
+        name = data["instrument_name"]
+        mb = self.books.get(name)
+        if mb is None:
+            return
+        matches: list[Match] = []
+        for key, side in (("bids", Side.BUY), ("asks", Side.SELL)):
+            if side in mb.pulled:
+                continue
+            for _, price, amount in data[key]:
+                matches += mb.book.set_market_level(side, Decimal(repr(price)), Decimal(repr(amount)))
+        ts = int(data["timestamp"])
+        self._execute_matches(mb, matches, ts)
+        self._publish_book(mb, ts)
+
+    def _feed_trades(self, data: list[dict[str, Any]]) -> None:
+        """The market's public trades: published (renumbered in the simulator's own `trade_seq`)
+        and run through the book, where they fill client orders they print through."""
+        for item in data:
+            mb = self.books.get(item["instrument_name"])
+            if mb is None:
+                continue
+            ts = int(item["timestamp"])
+            price = Decimal(repr(item["price"]))
+            printed = dict(item)
+            printed["trade_seq"] = next(mb.trade_seq)
+            self._print_trades(mb, [printed])
+            matches = mb.book.market_trade(Side(item["direction"]), price, Decimal(repr(item["amount"])))
+            # The fills are part of the print just published: no second print.
+            self._execute_matches(mb, matches, ts, printed=False)
+            self._publish_book(mb, ts)
+
+    def _feed_ticker(self, data: dict[str, Any]) -> None:
+        name = data["instrument_name"]
+        mb = self.books.get(name)
+        if mb is None:
+            return
+        bid, bid_amount, ask, ask_amount = mb.best()
+        ticker = dict(data)
+        # The top of the simulator's own book (clients included); an empty side is 0 / 0.
+        ticker["best_bid_price"] = wire.num(bid)
+        ticker["best_bid_amount"] = wire.num(bid_amount)
+        ticker["best_ask_price"] = wire.num(ask)
+        ticker["best_ask_amount"] = wire.num(ask_amount)
+        if "bid_iv" in ticker and bid_amount == 0:
+            ticker["bid_iv"] = 0.0
+        if "ask_iv" in ticker and ask_amount == 0:
+            ticker["ask_iv"] = 0.0
+        self.tickers[name] = ticker
+        self._pending.append(("ticker", name, orjson.dumps(ticker)))
+        index = ticker.get("index_price")
+        listing = mb.listing
+        if index is not None and listing.kind == "future" and listing.expiry_ms is None:
+            index_name = f"{listing.base.lower()}_usd"
+            self.index_prices[index_name] = Decimal(repr(index))
+            body = {"timestamp": ticker["timestamp"], "price": index, "index_name": index_name}
+            self._pending.append(("index", index_name, orjson.dumps(body)))
+
+    def _publish_book(self, mb: MarketBook, ts_ms: int) -> None:
+        """Queue the change of `mb`'s public book (if any), its grouped books and its quote."""
+        change = mb.change(ts_ms)
+        if change is None:
+            return
+        name = mb.listing.name
+        if not (self.faults.gap and self.faults.take_gap(name)):
+            self._pending.append(("book", name, orjson.dumps(change)))
+        self._pending.append(("grouped", name, str(ts_ms).encode()))
+        best = mb.best()
+        if best != mb.top:
+            mb.top = best
+            bid, bid_amount, ask, ask_amount = best
+            quote = {
+                "timestamp": ts_ms,
+                "instrument_name": name,
+                "best_ask_price": wire.num(ask),
+                "best_bid_price": wire.num(bid),
+                "best_ask_amount": wire.num(ask_amount),
+                "best_bid_amount": wire.num(bid_amount),
+            }
+            self._pending.append(("quote", name, orjson.dumps(quote)))
+
+    def _print_trades(self, mb: MarketBook, items: list[dict[str, Any]]) -> None:
+        name = mb.listing.name
+        kept = self.trades.setdefault(name, [])
+        kept.extend(items)
+        del kept[:-100]
+        self._pending.append(("trades", name, orjson.dumps(items)))
 
     def garbage_frames(self) -> list[bytes]:
         return [b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":', b"\x00\xffnot json at all"]
 
     def deliveries(self, frame: bytes) -> Iterable[tuple[_Session, bytes]]:
-        channel = _channel_of(frame)
-        if channel.startswith("book.") and self.faults.gap and self.faults.take_gap(channel.split(".")[1]):
-            return  # this change never reaches anyone: the next one breaks the chain
+        """What the last market frame (or client operation) queued, to each subscriber under the
+        channel name it asked for."""
+        pending, self._pending = self._pending, []
+        for topic, key, body in pending:
+            yield from self._route(topic, key, body)
+
+    def _route(self, topic: str, key: str, body: bytes | None) -> Iterator[tuple[_Session, bytes]]:
+        grouped_cache: dict[tuple[Decimal | None, int], bytes] = {}
         for session in list(self.sessions.values()):
-            requested = session.wanted.get(channel)
-            if requested is None:
-                continue
-            if requested == channel:
-                yield session, frame
-            else:
-                yield session, frame.replace(channel.encode(), requested.encode(), 1)
+            for channel in session.index.get((topic, key), ()):
+                if topic == "grouped":
+                    params = session.grouped[channel]
+                    data = grouped_cache.get(params)
+                    if data is None:
+                        data = grouped_cache[params] = self._grouped_data(key, params, int(body or b"0"))
+                    yield session, wire.notification(channel, data)
+                else:
+                    assert body is not None
+                    yield session, wire.notification(channel, body)
+
+    def _grouped_data(self, name: str, params: tuple[Decimal | None, int], ts_ms: int) -> bytes:
+        group, depth = params
+        mb = self.books[name]
+        return orjson.dumps(
+            {
+                "instrument_name": name,
+                "timestamp": ts_ms,
+                "change_id": mb.change_id,
+                "bids": wire.grouped_levels(mb.levels(Side.BUY), group, bids=True, depth=depth),
+                "asks": wire.grouped_levels(mb.levels(Side.SELL), group, bids=False, depth=depth),
+            }
+        )
+
+    def _send_pending(self) -> None:
+        """Publish now what a client operation changed (book, quote, trades)."""
+        for session, out in self.deliveries(b""):
+            self.send(session, out)
 
     def probe_key(self, frame: bytes) -> Any:
-        if frame.startswith(_NOTE_PREFIX + b"ticker." + (self.probe or "").encode()):
+        if frame.startswith(wire.NOTE_PREFIX + b"ticker." + (self.probe or "").encode()):
             return int(orjson.loads(frame)["params"]["data"]["timestamp"])
         return None
 
     def _respond(self, rid: Any, result: Any = None, error: RpcError | None = None) -> bytes:
-        us_out = self.clock() // 1000
-        body: dict[str, Any] = {"jsonrpc": "2.0", "id": rid}
-        if error is not None:
-            body["error"] = {"code": error.code, "message": error.message, "data": error.data}
-        else:
-            body["result"] = result
-        body.update(usIn=us_out - 150, usOut=us_out, usDiff=150, testnet=True)
-        return orjson.dumps(body)
+        return wire.response(
+            rid, self.clock() // 1000, result=result, error=None if error is None else error.body()
+        )
 
     # -- WebSocket and HTTP -----------------------------------------------------------------
     def new_peer(self, peer_id: int, outbox: trio.MemorySendChannel[bytes], path: str) -> _Session:
         return _Session(peer_id, outbox, path)
 
     def peer_tasks(self, peer: _Session) -> list[Callable[[], Awaitable[None]]]:
-        return [partial(self._heartbeats, peer)]
+        return [partial(self._heartbeats, peer), partial(self._delayed_sender, peer)]
 
     async def _heartbeats(self, session: _Session) -> None:
         while True:
@@ -308,9 +556,23 @@ class DeribitSimulator(SimulatorServer["_Session"]):
                 self.close(session, "heartbeat: no public/test answer to test_request")
                 return
             session.awaiting_test = True
-            self.send(session, b'{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}')
+            self.send(session, _HEARTBEAT)
+
+    async def _delayed_sender(self, session: _Session) -> None:
+        """`user_delay_s`: the held-back `user.*` notifications, each when it is due."""
+        while True:
+            await trio.sleep(0.01)
+            now = trio.current_time()
+            while session.delayed and session.delayed[0][0] <= now:
+                self.send(session, session.delayed.pop(0)[1])
 
     async def on_text(self, session: _Session, text: str) -> None:
+        if len(text) > self.deribit_faults.max_frame_bytes or (
+            len(text.encode()) > self.deribit_faults.max_frame_bytes
+        ):
+            # Deribit refuses the frame before reading it: no id to answer with (module docstring).
+            self.send(session, self._respond(None, error=RpcError(-32600, "request entity too large")))
+            return
         try:
             msg = orjson.loads(text)
             rid = msg.get("id")
@@ -322,14 +584,29 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             self.send(session, self._respond(None, error=RpcError(11050, "bad_request")))
             return
         after: list[bytes] = []
+        private: list[tuple[_Session, bytes]] = []
+        self._private_buffer = private
         try:
             result = self.call(method, params, session=session, after=after)
         except RpcError as exc:
+            self._private_buffer = None
+            self._flush_private(private)
             self.send(session, self._respond(rid, error=exc))
             if exc.code == 10028:
                 self.close(session, "too_many_requests")  # Deribit ends the session (§1.10)
             return
-        self.send(session, self._respond(rid, result))
+        finally:
+            self._private_buffer = None
+        answer = self._respond(rid, result)
+        faults = self.deribit_faults
+        if method in _MATCHING and faults.order_answer == "answer_first":
+            self.send(session, answer)
+            self._flush_private(private)
+        else:
+            self._flush_private(private)
+            if method in _MATCHING and faults.answer_delay_s > 0:
+                await trio.sleep(faults.answer_delay_s)
+            self.send(session, answer)
         for frame in after:
             self.send(session, frame)
 
@@ -341,6 +618,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             return None
         rpc_method = path[len("/api/v2/") :]
         rid: Any = None
+        params: Any
         if method == "POST" and body:
             try:
                 msg = orjson.loads(body)
@@ -353,17 +631,21 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             params = _coerce(dict(parse_qsl(query, keep_blank_values=True)))
         uri = path + (f"?{query}" if query else "")
         try:
-            account = self._http_account(headers.get("authorization"), method, uri, body.decode())
+            if not isinstance(params, dict) or not isinstance(rpc_method, str):
+                raise RpcError(11050, "bad_request")
+            account = self._http_account(
+                headers.get("authorization"), method, uri, body.decode("utf-8", "replace")
+            )
             result = self.call(rpc_method, _coerce(params), account=account)
             return 200, self._respond(rid, result)
         except RpcError as exc:
             return 400, self._respond(rid, error=exc)
 
-    def _http_account(self, auth: str | None, method: str, uri: str, body: str) -> _Account | None:
+    def _http_account(self, header: str | None, method: str, uri: str, body: str) -> _Account | None:
         """§1.3 HTTP auth: Bearer token, Basic id:secret, or deri-hmac-sha256 (checked)."""
-        if not auth:
+        if not header:
             return None
-        scheme, _, value = auth.partition(" ")
+        scheme, _, value = header.partition(" ")
         scheme = scheme.lower()
         if scheme == "bearer":
             acct = self.tokens.get(value.strip())
@@ -376,25 +658,62 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             except ValueError:
                 raise RpcError(13004, "invalid_credentials") from None
             acct = self.accounts.get(cid)
-            if acct is None or not hmac.compare_digest(acct.secret, secret):
+            if acct is None or not hmac.compare_digest(acct.secret.encode(), secret.encode()):
                 raise RpcError(13004, "invalid_credentials")
             return acct
         if scheme == "deri-hmac-sha256":
-            fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+            fields = auth.parse_hmac_header(value)
             acct = self.accounts.get(fields.get("id", ""))
             if acct is None:
                 raise RpcError(13004, "invalid_credentials")
             ts, nonce = fields.get("ts", ""), fields.get("nonce", "")
-            message = f"{ts}\n{nonce}\n{method.upper()}\n{uri}\n{body}\n".encode()
-            expected = hmac.new(acct.secret.encode(), message, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(expected, fields.get("sig", "")):
+            expected = auth.http_signature(acct.secret, ts, nonce, method, uri, body)
+            if not auth.signature_matches(expected, fields.get("sig")):
                 raise RpcError(13004, "invalid_credentials", {"reason": "bad signature"})
-            if not ts.isdigit() or abs(int(ts) - self.clock() // 1_000_000) > 60_000:
+            if not ts.isdigit() or abs(int(ts) - self._now_ms()) > auth.TIMESTAMP_WINDOW_MS:
                 raise RpcError(13004, "invalid_credentials", {"reason": "timestamp out of range"})
             return acct
         raise RpcError(13009, "unauthorized", {"reason": f"unknown scheme {scheme}"})
 
     # -- faults and state ---------------------------------------------------------------------
+    def apply_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The shared switches, and Deribit's own (module docstring)."""
+        applied = super().apply_faults(spec)
+        f = self.deribit_faults
+        if "no_quotes" in spec:
+            q = spec["no_quotes"] or {}
+            name = str(q.get("instrument", ""))
+            mb = self.books.get(name)
+            if mb is not None:
+                side = q.get("side")
+                sides = set() if side is None else ({Side.BUY, Side.SELL} if side == "both" else {Side(side)})
+                self._pull(mb, sides)
+                applied["no_quotes"] = {"instrument": name, "sides": sorted(sides)}
+        if spec.get("listing"):
+            f.listing.add(str(spec["listing"]))
+            applied["listing"] = spec["listing"]
+        if spec.get("order_answer") in ("user_first", "answer_first"):
+            f.order_answer = str(spec["order_answer"])
+            applied["order_answer"] = f.order_answer
+        for key in ("answer_delay_s", "user_delay_s"):
+            if key in spec:
+                setattr(f, key, max(0.0, float(spec[key] or 0.0)))
+                applied[key] = getattr(f, key)
+        if spec.get("max_frame_bytes"):
+            f.max_frame_bytes = int(spec["max_frame_bytes"])
+            applied["max_frame_bytes"] = f.max_frame_bytes
+        return applied
+
+    def _pull(self, mb: MarketBook, sides: set[Side]) -> None:
+        """`no_quotes`: the market withdraws its levels on `sides` (and ignores the feed's there)."""
+        mb.pulled = sides
+        for side in sides:
+            for entry in mb.book.orders(MARKET):
+                if entry.side is side:
+                    mb.book.set_market_level(side, entry.price, _ZERO)
+        self._publish_book(mb, self._now_ms())
+        self._send_pending()
+
     def state(self) -> dict[str, Any]:
         return {
             "sessions": [
@@ -419,7 +738,8 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         account: _Account | None = None,
         after: list[bytes] | None = None,
     ) -> Any:
-        """Answer one JSON-RPC method (WebSocket or HTTP). Raises `RpcError`."""
+        """Answer one JSON-RPC method (WebSocket or HTTP). Raises `RpcError`; a hostile request
+        that breaks a handler is answered as an invalid one, never with the simulator's end."""
         self.requests += 1
         self.method_counts[method] += 1
         if self.probe is not None and method in ("private/buy", "private/sell") and "label" in params:
@@ -435,33 +755,42 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         if method.startswith("private/"):
             if account is None:
                 raise RpcError(13009, "unauthorized", {"reason": "authorization required"})
-            if method in _MATCHING:
-                limiter = account.limiter
-                assert limiter is not None
-                if not limiter.try_acquire(1):
-                    raise RpcError(10028, "too_many_requests")
+            if method in _MATCHING and not account.limiter.try_acquire(1):
+                raise RpcError(10028, "too_many_requests")
         handler = _METHODS.get(method)
         if handler is None:
             raise RpcError(-32601, "Method not found", {"method": method})
-        return handler(self, params, session, account, after)
+        try:
+            return handler(self, params, session, account, after)
+        except RpcError:
+            raise
+        except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError) as exc:
+            self.log.info("simulator.bad_request", method=method, error=repr(exc))
+            raise RpcError(-32602, "Invalid params", {"reason": str(exc)[:200]}) from None
+        finally:
+            self._finish_operation()
+            self._send_pending()
 
     def _public_auth(self, p: dict[str, Any], session: _Session | None, _: Any, after: list[bytes]) -> Any:
         grant = p.get("grant_type")
         account: _Account | None
         if grant == "client_credentials":
             account = self.accounts.get(str(p.get("client_id")))
-            if account is None or not hmac.compare_digest(account.secret, str(p.get("client_secret", ""))):
+            if account is None or not hmac.compare_digest(
+                account.secret.encode(), str(p.get("client_secret", "")).encode()
+            ):
                 raise RpcError(13004, "invalid_credentials")
         elif grant == "client_signature":
             account = self.accounts.get(str(p.get("client_id")))
             if account is None:
                 raise RpcError(13004, "invalid_credentials")
             ts = p.get("timestamp")
-            if not isinstance(ts, int) or abs(ts - self.clock() // 1_000_000) > 60_000:
+            if not isinstance(ts, int) or abs(ts - self._now_ms()) > auth.TIMESTAMP_WINDOW_MS:
                 raise RpcError(13004, "invalid_credentials", {"reason": "timestamp out of range"})
-            message = f"{ts}\n{p.get('nonce', '')}\n{p.get('data', '')}".encode()
-            expected = hmac.new(account.secret.encode(), message, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(expected, str(p.get("signature", ""))):
+            expected = auth.client_signature(
+                account.secret, ts, str(p.get("nonce", "")), str(p.get("data", ""))
+            )
+            if not auth.signature_matches(expected, p.get("signature")):
                 raise RpcError(13004, "invalid_credentials", {"reason": "bad signature"})
         elif grant == "refresh_token":
             account = self.refresh_tokens.pop(str(p.get("refresh_token")), None)
@@ -487,7 +816,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         interval = p.get("interval")
         if session is None:
             raise RpcError(10030, "must_be_websocket_request")
-        if not isinstance(interval, int | float) or interval < 10:
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 10:
             raise RpcError(-32602, "Invalid params", {"param": "interval", "reason": "must be >= 10"})
         session.heartbeat_s = float(interval)
         return "ok"
@@ -504,16 +833,70 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             session.awaiting_test = False
         return {"version": _VERSION}
 
-    def _known_channel(self, channel: str, account: _Account | None) -> str | None:
-        """The feed channel (at 100ms) a requested public channel maps to, None if refused."""
+    def _set_self_trading_config(
+        self, p: dict[str, Any], s: _Session | None, a: _Account | None, *_: Any
+    ) -> Any:
+        assert a is not None
+        mode = p.get("mode")
+        if mode not in ("reject_taker", "cancel_maker"):
+            raise RpcError(-32602, "Invalid params", {"param": "mode"})
+        a.self_trade = str(mode)
+        return "ok"
+
+    # -- subscriptions -----------------------------------------------------------------------
+    def _public_route(
+        self, channel: str, authed: bool
+    ) -> tuple[list[tuple[str, str]], tuple[Decimal | None, int] | None] | None:
+        """The (topic, key) pairs a public channel is delivered under (and a grouped book's
+        group and depth); None when the venue has no such channel for this connection."""
         parts = channel.split(".")
-        if len(parts) != 3 or parts[0] not in ("ticker", "book", "trades") or parts[2] not in _INTERVALS:
-            return None
-        if self.registry.get(VENUE, parts[1]) is None:
-            return None
-        if parts[2] == "raw" and account is None:
+        head, n = parts[0], len(parts)
+        interval = parts[-1]
+        if (head in ("ticker", "book", "trades") and n >= 3) and (
+            interval not in _INTERVALS or (interval == "raw" and not authed)
+        ):
             return None  # §1.4: raw intervals need an authenticated connection
-        return _with_interval(channel, "100ms")
+        if head == "ticker" and n == 3 and parts[1] in self.listings:
+            return [("ticker", parts[1])], None
+        if head == "book" and n == 3 and parts[1] in self.listings:
+            return [("book", parts[1])], None
+        if head == "book" and n == 5 and parts[1] in self.listings:
+            listing = self.listings[parts[1]]
+            groups = _GROUPS.get(listing.base, {})
+            if parts[3] not in _DEPTHS or (parts[2] != "none" and parts[2] not in groups):
+                return None
+            group = None if parts[2] == "none" else groups[parts[2]]
+            return [("grouped", parts[1])], (group, int(parts[3]))
+        if head == "trades" and n == 3 and parts[1] in self.listings:
+            return [("trades", parts[1])], None
+        if head == "trades" and n == 4:
+            kind, currency = parts[1], parts[2].upper()
+            if kind not in _KINDS:
+                return None
+            names = [
+                name
+                for name, lst in self.listings.items()
+                if kind in ("any", lst.kind) and currency in ("ANY", lst.base)
+            ]
+            if not names and currency not in ("ANY", "BTC", "ETH", "USDC", "USDT"):
+                return None
+            return [("trades", name) for name in names], None
+        if head == "quote" and n == 2 and parts[1] in self.listings:
+            return [("quote", parts[1])], None
+        if head == "deribit_price_index" and n == 2 and parts[1] in ("btc_usd", "eth_usd"):
+            return [("index", parts[1])], None
+        return None
+
+    @staticmethod
+    def _private_ok(channel: str) -> bool:
+        parts = channel.split(".")
+        if len(parts) == 3 and parts[1] == "portfolio":
+            return True
+        if len(parts) not in (4, 5) or parts[1] not in ("orders", "trades", "changes"):
+            return False
+        if parts[-1] not in _INTERVALS:
+            return False
+        return len(parts) == 4 or parts[2] in _KINDS
 
     def _subscribe(
         self, p: dict[str, Any], session: _Session | None, account: _Account | None, after: list[bytes]
@@ -523,63 +906,84 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         channels = p.get("channels")
         if not isinstance(channels, list):
             raise RpcError(-32602, "Invalid params", {"param": "channels"})
+        if account is None and any(
+            isinstance(c, str) and not c.startswith("user.") and c.endswith(".raw") for c in channels
+        ):
+            # The whole request is refused, as Deribit refused cryptofeed's in 2022 (its issue
+            # #768: `{"code":13778,"message":"raw_subscriptions_not_available_for_unauthorized"}`).
+            raise RpcError(13778, "raw_subscriptions_not_available_for_unauthorized")
         granted: list[str] = []
         for channel in channels:
-            if not isinstance(channel, str):
+            if not isinstance(channel, str) or channel in granted:
                 continue
             if channel.startswith("user."):
-                parts = channel.split(".")
-                if account is not None and len(parts) in (4, 5) and parts[1] in ("orders", "trades"):
+                if account is not None and self._private_ok(channel):
                     session.private.add(channel)
                     granted.append(channel)
                 continue
-            feed = self._known_channel(channel, account)
-            if feed is None:
+            route = self._public_route(channel, account is not None)
+            if route is None:
                 continue
-            session.wanted[feed] = channel
+            keys, grouped = route
+            self._drop_channel(session, channel)
+            session.wanted[channel] = keys
+            for key in keys:
+                session.index.setdefault(key, []).append(channel)
+            if grouped is not None:
+                session.grouped[channel] = grouped
             granted.append(channel)
-            if channel.startswith("book."):
-                after.append(self._snapshot(channel))
+            topic, name = keys[0] if keys else ("", "")
+            if topic == "book":
+                mb = self.books[name]
+                first = (
+                    mb.listing_change(self._now_ms())
+                    if self.deribit_faults.take_listing(name)
+                    else mb.snapshot(self._now_ms())
+                )
+                after.append(wire.notification(channel, first))
+            elif topic == "grouped" and grouped is not None:
+                after.append(wire.notification(channel, self._grouped_data(name, grouped, self._now_ms())))
         return granted
 
-    def _snapshot(self, channel: str) -> bytes:
-        inst = channel.split(".")[1]
-        book = self.decoder.book(inst)
-        bids = [] if book is None else [["new", book.price_of(t), s] for t, s in book.iter_bids()]
-        asks = [] if book is None else [["new", book.price_of(t), s] for t, s in book.iter_asks()]
-        data = {
-            "type": "snapshot",
-            "timestamp": self.clock() // 1_000_000,
-            "instrument_name": inst,
-            "change_id": 0 if book is None else book.sequence,
-            "bids": bids,
-            "asks": asks,
-        }
-        return orjson.dumps(
-            {"jsonrpc": "2.0", "method": "subscription", "params": {"channel": channel, "data": data}}
-        )
+    def _drop_channel(self, session: _Session, channel: str) -> bool:
+        keys = session.wanted.pop(channel, None)
+        session.grouped.pop(channel, None)
+        if keys is None:
+            return False
+        for key in keys:
+            names = session.index.get(key)
+            if names is not None and channel in names:
+                names.remove(channel)
+                if not names:
+                    del session.index[key]
+        return True
 
     def _unsubscribe(self, p: dict[str, Any], session: _Session | None, *_: Any) -> Any:
         if session is None:
             raise RpcError(10030, "must_be_websocket_request")
+        channels = p.get("channels")
+        if not isinstance(channels, list):
+            raise RpcError(-32602, "Invalid params", {"param": "channels"})
         removed = []
-        for channel in p.get("channels") or []:
+        for channel in channels:
+            if not isinstance(channel, str):
+                continue
             if channel in session.private:
                 session.private.discard(channel)
                 removed.append(channel)
-                continue
-            for feed, requested in list(session.wanted.items()):
-                if requested == channel:
-                    del session.wanted[feed]
-                    removed.append(channel)
+            elif self._drop_channel(session, channel):
+                removed.append(channel)
         return removed
 
     def _unsubscribe_all(self, p: dict[str, Any], session: _Session | None, *_: Any) -> Any:
         if session is not None:
             session.wanted.clear()
+            session.index.clear()
+            session.grouped.clear()
             session.private.clear()
         return "ok"
 
+    # -- public data --------------------------------------------------------------------------
     def _get_instruments(self, p: dict[str, Any], *_: Any) -> Any:
         currency = p.get("currency", "any")
         kind = p.get("kind")
@@ -611,187 +1015,283 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             for c, n in names.items()
         ]
 
-    def _require_instrument(self, name: Any) -> str:
-        if not isinstance(name, str) or self.registry.get(VENUE, name) is None:
-            raise RpcError(10020, "invalid_or_unsupported_instrument", {"param": "instrument_name"})
-        return name
-
     def _ticker(self, p: dict[str, Any], *_: Any) -> Any:
         inst = self._require_instrument(p.get("instrument_name"))
-        return self.tickers.get(inst) or {"instrument_name": inst, "timestamp": self.clock() // 1_000_000}
+        return self.tickers.get(inst) or {"instrument_name": inst, "timestamp": self._now_ms()}
 
     def _get_order_book(self, p: dict[str, Any], *_: Any) -> Any:
         inst = self._require_instrument(p.get("instrument_name"))
-        depth = int(p.get("depth") or 20)
-        book = self.decoder.book(inst)
-        bids, asks = ([], []) if book is None else book.depth(depth)
+        depth = p.get("depth") or 20
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth <= 0:
+            raise RpcError(-32602, "Invalid params", {"param": "depth"})
+        mb = self.books[inst]
         ticker = self.tickers.get(inst, {})
+        bid, bid_amount, ask, ask_amount = mb.best()
         return {
             **{k: v for k, v in ticker.items() if k not in ("bids", "asks")},
             "instrument_name": inst,
-            "timestamp": self.clock() // 1_000_000,
-            "change_id": None if book is None else book.sequence,
-            "bids": [list(level) for level in bids],
-            "asks": [list(level) for level in asks],
+            "timestamp": self._now_ms(),
+            "change_id": mb.change_id,
+            "bids": [[wire.num(px), wire.num(a)] for px, a in mb.levels(Side.BUY, depth)],
+            "asks": [[wire.num(px), wire.num(a)] for px, a in mb.levels(Side.SELL, depth)],
+            "best_bid_price": wire.num(bid),
+            "best_bid_amount": wire.num(bid_amount),
+            "best_ask_price": wire.num(ask),
+            "best_ask_amount": wire.num(ask_amount),
             "state": "open",
         }
 
     def _get_time(self, *_: Any) -> Any:
-        return self.clock() // 1_000_000
+        return self._now_ms()
 
     def _last_trades(self, p: dict[str, Any], *_: Any) -> Any:
         inst = self._require_instrument(p.get("instrument_name"))
-        count = int(p.get("count") or 10)
+        count = p.get("count") or 10
+        if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+            raise RpcError(-32602, "Invalid params", {"param": "count"})
         return {"trades": self.trades.get(inst, [])[-count:], "has_more": False}
 
-    # -- orders -------------------------------------------------------------------------------
-    def _order_json(self, o: _SimOrder) -> dict[str, Any]:
-        req = o.order.request
-        return {
-            "order_id": o.order_id,
-            "label": o.label,
-            "instrument_name": req.instrument,
-            "direction": req.side.value,
-            "price": _num(o.order.price) if o.order.price is not None else "market_price",
-            "amount": _num(o.order.size),
-            "filled_amount": _num(o.filled),
-            "average_price": _num(o.average),
-            "order_state": o.state,
-            "order_type": req.type.value,
-            "time_in_force": {
-                "gtc": "good_til_cancelled",
-                "ioc": "immediate_or_cancel",
-                "fok": "fill_or_kill",
-            }.get(req.time_in_force.value, "good_til_cancelled"),
-            "post_only": req.post_only,
-            "reduce_only": req.reduce_only,
-            "creation_timestamp": o.created_ms,
-            "last_update_timestamp": o.updated_ms,
-            "replaced": o.replaced,
-            "api": True,
+    # -- orders: encoding ---------------------------------------------------------------------
+    def _order_json(self, o: _Order) -> dict[str, Any]:
+        listing = self.listings[o.instrument]
+        out: dict[str, Any] = {
             "web": False,
-            "is_liquidation": False,
-            "max_show": _num(o.order.size),
-            **({"cancel_reason": o.cancel_reason} if o.cancel_reason else {}),
-        }
-
-    def _trade_json(self, o: _SimOrder, f: Fill) -> dict[str, Any]:
-        ticker = self.tickers.get(f.instrument, {})
-        return {
-            "trade_id": f.trade_id,
-            "trade_seq": next(self._trade_seq),
+            "time_in_force": o.time_in_force,
+            "replaced": o.replaced,
+            "reduce_only": o.reduce_only,
+            "price": wire.num(o.price) if o.price is not None else "market_price",
+            "post_only": o.post_only,
+            "order_type": o.order_type,
+            "order_state": o.state,
             "order_id": o.order_id,
+            "max_show": wire.num(o.amount),
+            "last_update_timestamp": o.updated_ms,
             "label": o.label,
-            "instrument_name": f.instrument,
-            "direction": f.side.value,
-            "price": _num(f.price),
-            "amount": _num(f.size),
-            "fee": _num(f.fee),
-            "fee_currency": f.fee_currency,
-            "liquidity": "M" if f.liquidity.value == "maker" else "T",
-            "timestamp": (f.ts_exchange or self.clock()) // 1_000_000,
-            "state": "filled",
-            "order_type": o.order.request.type.value,
-            "post_only": o.order.request.post_only,
-            "reduce_only": o.order.request.reduce_only,
-            "matching_id": None,
-            "tick_direction": 0,
-            "index_price": ticker.get("index_price"),
+            "is_rebalance": False,
+            "is_liquidation": False,
+            "instrument_name": o.instrument,
+            "filled_amount": wire.num(o.filled),
+            "direction": o.direction,
+            "creation_timestamp": o.created_ms,
+            "average_price": wire.num(o.average),
+            "api": True,
+            "amount": wire.num(o.amount),
+            "contracts": wire.num(o.amount / listing.contract_size),
+            "reject_post_only": o.reject_post_only,
+            "mmp": False,
+            "risk_reducing": False,
+            "user_id": o.account.user_id,
+        }
+        if o.cancel_reason:
+            out["cancel_reason"] = o.cancel_reason
+        return out
+
+    def _position_json(self, account: _Account, name: str) -> dict[str, Any]:
+        listing = self.listings[name]
+        size = account.positions.get(name, _ZERO)
+        ticker = self.tickers.get(name, {})
+        return {
+            "instrument_name": name,
+            "size": wire.num(size),
+            "direction": "buy" if size > 0 else ("sell" if size < 0 else "zero"),
+            "kind": listing.kind,
             "mark_price": ticker.get("mark_price"),
+            "index_price": ticker.get("index_price"),
         }
 
-    def _apply(self, events: list[PrivateEvent]) -> tuple[list[_SimOrder], list[dict[str, Any]]]:
-        """Fold matching-engine events into the orders and accounts; notify the owners."""
-        touched: list[_SimOrder] = []
-        trades: list[dict[str, Any]] = []
-        now_ms = self.clock() // 1_000_000
-        for ev in events:  # name new orders first: their fills (listed before the state) carry the id
-            o = self._by_key.get(ev.client_order_id or "")
-            if o is not None and isinstance(ev, OrderUpdate) and not o.order_id and ev.order_id:
-                o.order_id = ev.order_id
-                self.orders[o.order_id] = o
-                o.account.orders[o.order_id] = o
-        for ev in events:
-            o = self._by_key.get(ev.client_order_id or "")
-            if o is None:
-                continue
-            if isinstance(ev, Fill):
-                acct = o.account
-                signed = ev.size if ev.side.value == "buy" else -ev.size
-                acct.positions[ev.instrument] = acct.positions.get(ev.instrument, Decimal(0)) + signed
-                acct.balances[ev.fee_currency] = acct.balances.get(ev.fee_currency, 0.0) - float(ev.fee)
-                trades.append(self._trade_json(o, ev))
-                acct.trades.append(trades[-1])
-                self._notify(o.account, "trades", ev.instrument, [trades[-1]])
-            elif isinstance(ev, OrderUpdate):
-                if not o.order_id and ev.order_id:
-                    o.order_id = ev.order_id
-                    self.orders[o.order_id] = o
-                    o.account.orders[o.order_id] = o
-                o.filled = ev.filled_size
-                o.average = ev.avg_fill_price or Decimal(0)
-                o.state = {
-                    OrderState.OPEN: "open",
-                    OrderState.PARTIALLY_FILLED: "open",
-                    OrderState.FILLED: "filled",
-                    OrderState.CANCELLED: "cancelled",
-                    OrderState.EXPIRED: "cancelled",
-                    OrderState.REJECTED: "rejected",
-                }.get(ev.status, o.state)
-                o.cancel_reason = (
-                    ev.reason if ev.status in (OrderState.CANCELLED, OrderState.EXPIRED) else o.cancel_reason
+    def _ids(self, listing: Listing, counter: Iterator[int]) -> str:
+        # BTC ids are bare digits; other settlement currencies prefix theirs (§1.7 samples:
+        # "ETH-584864807", "USDC-104819327443").
+        n = next(counter)
+        return str(n) if listing.settle == "BTC" else f"{listing.settle}-{n}"
+
+    # -- orders: the matching -----------------------------------------------------------------
+    def _execute_matches(
+        self, mb: MarketBook, matches: Iterable[Match], ts_ms: int, *, printed: bool = True
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Book the matches of one operation: a trade id each, the public print (unless the feed
+        `printed` it already), and each client side's execution (fee, position, balance,
+        `user.trades`). Returns the user trades by order id."""
+        by_order: dict[str, list[dict[str, Any]]] = {}
+        prints: list[dict[str, Any]] = []
+        listing = mb.listing
+        ticker = self.tickers.get(listing.name, {})
+        for m in matches:
+            trade_id = self._ids(listing, self._trade_ids)
+            seq = next(mb.trade_seq)
+            item: dict[str, Any] = {
+                "timestamp": ts_ms,
+                "price": wire.num(m.price),
+                "amount": wire.num(m.amount),
+                "direction": str(m.side),
+                "index_price": ticker.get("index_price"),
+                "instrument_name": listing.name,
+                "trade_seq": seq,
+                "mark_price": ticker.get("mark_price"),
+                "tick_direction": 0,
+                "contracts": wire.num(m.amount / listing.contract_size),
+                "trade_id": trade_id,
+            }
+            prints.append(item)
+            for order_id, owner, maker in (
+                (m.taker_id, m.taker_owner, False),
+                (m.maker_id, m.maker_owner, True),
+            ):
+                if owner == MARKET:
+                    continue
+                order = self.orders.get(order_id)
+                if order is None:
+                    continue
+                trade = self._execute(
+                    order, m.price, m.amount, maker=maker, trade_id=trade_id, seq=seq, ts_ms=ts_ms
                 )
-                o.updated_ms = now_ms
-                if o not in touched:
-                    touched.append(o)
-        for o in touched:
-            self._notify(o.account, "orders", o.order.request.instrument, self._order_json(o))
-        return touched, trades
+                by_order.setdefault(order_id, []).append(trade)
+        if prints and printed:
+            self._print_trades(mb, prints)
+        return by_order
+
+    def _execute(
+        self, o: _Order, price: Decimal, amount: Decimal, *, maker: bool, trade_id: str, seq: int, ts_ms: int
+    ) -> dict[str, Any]:
+        listing = self.listings[o.instrument]
+        acct = o.account
+        o.filled += amount
+        o.notional += price * amount
+        o.updated_ms = ts_ms
+        if o.filled >= o.amount:
+            o.state = "filled"
+        self._touched[o.order_id] = o
+        index = self.index_prices.get(f"{listing.base.lower()}_usd")
+        fee = self.fees.fee(listing, price=price, amount=amount, maker=maker, index=index)
+        signed = amount if o.direction == "buy" else -amount
+        acct.positions[o.instrument] = acct.positions.get(o.instrument, _ZERO) + signed
+        acct.balances[listing.settle] = acct.balances.get(listing.settle, _ZERO) - fee
+        ticker = self.tickers.get(o.instrument, {})
+        trade = {
+            "trade_seq": seq,
+            "trade_id": trade_id,
+            "timestamp": ts_ms,
+            "tick_direction": 0,
+            "state": o.state,
+            "reduce_only": o.reduce_only,
+            "price": wire.num(price),
+            "post_only": o.post_only,
+            "order_type": o.order_type,
+            "order_id": o.order_id,
+            "matching_id": None,
+            "mark_price": ticker.get("mark_price"),
+            "liquidity": "M" if maker else "T",
+            "label": o.label,
+            "instrument_name": o.instrument,
+            "index_price": ticker.get("index_price"),
+            "fee_currency": listing.settle,
+            "fee": wire.num(fee),
+            "direction": o.direction,
+            "amount": wire.num(amount),
+            "contracts": wire.num(amount / listing.contract_size),
+        }
+        acct.trades.append(trade)
+        self._notify(acct, "trades", o.instrument, [trade])
+        self._notify(
+            acct,
+            "changes",
+            o.instrument,
+            {
+                "instrument_name": o.instrument,
+                "trades": [trade],
+                "orders": [],
+                "positions": [self._position_json(acct, o.instrument)],
+            },
+        )
+        return trade
+
+    def _finish_operation(self) -> None:
+        """After an operation: `user.orders` (and `user.changes`, `user.portfolio`) for every
+        order it changed, once each."""
+        touched, self._touched = self._touched, {}
+        accounts: dict[int, tuple[_Account, set[str]]] = {}
+        for o in touched.values():
+            self._notify(o.account, "orders", o.instrument, self._order_json(o))
+            self._notify(
+                o.account,
+                "changes",
+                o.instrument,
+                {
+                    "instrument_name": o.instrument,
+                    "trades": [],
+                    "orders": [self._order_json(o)],
+                    "positions": [],
+                },
+            )
+            accounts.setdefault(id(o.account), (o.account, set()))[1].add(self.listings[o.instrument].settle)
+        for acct, currencies in accounts.values():
+            for currency in sorted(currencies):
+                self._notify_portfolio(acct, currency)
+
+    def _deliver_private(self, session: _Session, frame: bytes) -> None:
+        delay = self.deribit_faults.user_delay_s
+        if delay > 0:
+            session.delayed.append((trio.current_time() + delay, frame))
+        elif self._private_buffer is not None:
+            self._private_buffer.append((session, frame))
+        else:
+            self.send(session, frame)
+
+    def _flush_private(self, frames: list[tuple[_Session, bytes]]) -> None:
+        for session, frame in frames:
+            self.send(session, frame)
+        frames.clear()
 
     def _notify(self, account: _Account, what: str, instrument: str, data: Any) -> None:
-        inst = self.registry.get(VENUE, instrument)
-        kind = "option" if inst is not None and inst.kind is InstrumentKind.OPTION else "future"
-        base = inst.base if inst is not None else "any"
+        listing = self.listings.get(instrument)
+        kind = listing.kind if listing is not None else "any"
+        base = listing.base if listing is not None else "any"
         for session in list(self.sessions.values()):
             if session.account is not account:
                 continue
             for channel in session.private:
                 parts = channel.split(".")
-                if parts[1] != what:
+                if parts[1] != what or len(parts) < 4:
                     continue
                 scope = parts[2:-1]
-                if scope in ([instrument], ["any", "any"], [kind, "any"], ["any", base], [kind, base]):
-                    interval = parts[-1]
-                    payload = data if (what == "trades" or interval == "raw") else [data]
-                    if what == "trades" and not isinstance(payload, list):
-                        payload = [payload]
-                    self.send(
-                        session,
-                        orjson.dumps(
-                            {
-                                "jsonrpc": "2.0",
-                                "method": "subscription",
-                                "params": {"channel": channel, "data": payload},
-                            }
-                        ),
-                    )
+                if scope == [instrument] or (
+                    len(scope) == 2 and scope[0] in ("any", kind) and scope[1].upper() in ("ANY", base)
+                ):
+                    payload = data
+                    if what == "orders" and parts[-1] != "raw":
+                        payload = [data]  # §1.6: raw gives one order, 100ms/agg2 a list
+                    self._deliver_private(session, wire.notification(channel, payload))
 
-    def _new_order(self, side: str, p: dict[str, Any], account: _Account | None) -> Any:
+    def _notify_portfolio(self, account: _Account, currency: str) -> None:
+        for session in list(self.sessions.values()):
+            if session.account is not account:
+                continue
+            for channel in session.private:
+                parts = channel.split(".")
+                if parts[1] == "portfolio" and parts[2].upper() in ("ANY", currency):
+                    data = wire.portfolio(currency, account.balances.get(currency, _ZERO))
+                    self._deliver_private(session, wire.notification(channel, data))
+
+    def _new_order(self, direction: str, p: dict[str, Any], account: _Account | None) -> Any:
         assert account is not None
         refusal = self.faults.take_reject()
         if refusal is not None:
             raise RpcError(int(refusal[0]), refusal[1])
-        inst_name = self._require_instrument(p.get("instrument_name"))
-        inst = self.registry.get(VENUE, inst_name)
-        assert inst is not None
-        amount = p.get("amount")
-        if amount is None and p.get("contracts") is not None:
-            amount = float(p["contracts"]) * float(inst.contract_size)
-        if not isinstance(amount, int | float) or amount <= 0:
+        name = self._require_instrument(p.get("instrument_name"))
+        listing = self.listings[name]
+        mb = self.books[name]
+        if p.get("amount") is not None:
+            amount = _decimal(p["amount"], "amount", 10021, "invalid_amount")
+        elif p.get("contracts") is not None:
+            amount = _decimal(p["contracts"], "contracts", 10021, "invalid_amount") * listing.contract_size
+        else:
             raise RpcError(10021, "invalid_amount", {"param": "amount"})
-        size = Decimal(repr(float(amount))) if isinstance(amount, float) else Decimal(amount)
-        if size % inst.min_size != 0:
-            raise RpcError(10027, "non_integer_contract_amount" if not inst.is_option else "invalid_amount")
+        if amount <= 0:
+            raise RpcError(10021, "invalid_amount", {"param": "amount"})
+        if amount % listing.min_amount != 0:
+            if listing.is_option:
+                raise RpcError(10021, "invalid_amount", {"param": "amount"})
+            raise RpcError(10027, "non_integer_contract_amount")
         order_type = p.get("type", "limit")
         if order_type not in ("limit", "market"):
             raise RpcError(
@@ -801,59 +1301,99 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             )
         price: Decimal | None = None
         if order_type == "limit":
-            raw_price = p.get("price")
-            if not isinstance(raw_price, int | float) or raw_price <= 0:
+            price = _decimal(p.get("price"), "price", 10023, "invalid_price")
+            if price <= 0 and not listing.kind.endswith("combo"):
                 raise RpcError(10023, "invalid_price", {"param": "price"})
-            price = Decimal(repr(float(raw_price))) if isinstance(raw_price, float) else Decimal(raw_price)
-            if price % inst.tick_for(price) != 0:
+            if price % listing.tick_for(price) != 0:
                 raise RpcError(10043, "price_wrong_tick")
-        tif = {
-            "good_til_cancelled": "gtc",
-            "good_til_day": "gtc",
-            "immediate_or_cancel": "ioc",
-            "fill_or_kill": "fok",
-        }.get(str(p.get("time_in_force", "good_til_cancelled")))
+        # The ticker's price band: "any buy orders you submit higher than this price will be
+        # clamped to this maximum" (and sells below `min_price` to it): Deribit's ticker docs. A
+        # market order executes within it too, and its order object carries that limit as its
+        # price (the official samples of VENUES.md §1.6/§1.7 show market orders with a number).
+        band = self.tickers.get(name, {})
+        limit = band.get("max_price" if direction == "buy" else "min_price")
+        if limit is not None:
+            bound = Decimal(repr(limit))
+            if price is None:
+                price = bound
+            else:
+                price = min(price, bound) if direction == "buy" else max(price, bound)
+        tif_name = str(p.get("time_in_force", "good_til_cancelled"))
+        tif = _TIF.get(tif_name)
         if tif is None:
             raise RpcError(-32602, "Invalid params", {"param": "time_in_force"})
-        key = f"{account.client_id}:{next(self._order_keys)}"
-        try:
-            request = OrderRequest(
-                venue=VENUE,
-                instrument=inst_name,
-                side=side,
-                size=size,
-                price=price,
-                time_in_force=tif,
-                post_only=bool(p.get("post_only", False)) and order_type == "limit",
-                reduce_only=bool(p.get("reduce_only", False)),
-                client_order_id=key,
-            )
-        except (ValueError, TypeError) as exc:
-            raise RpcError(11029, "invalid_arguments", {"reason": str(exc)}) from None
-        label = str(p.get("label") or "")
-        now_ms = self.clock() // 1_000_000
-        sim_order = _SimOrder(
-            Order(request, now_ns=self.clock()), account, label, created_ms=now_ms, updated_ms=now_ms
+        post_only = bool(p.get("post_only", False)) and order_type == "limit"
+        reject_post_only = bool(p.get("reject_post_only", False))
+        side = Side(direction)
+        if post_only and price is not None and not reject_post_only:
+            # §1.7 / Deribit's post_only: a price that would take is moved just inside the spread.
+            opposite = mb.book.best(side.opposite)
+            if opposite is not None and (price >= opposite if side is Side.BUY else price <= opposite):
+                tick = listing.tick_for(opposite)
+                price = opposite - tick if side is Side.BUY else opposite + tick
+                if price <= 0:
+                    raise RpcError(11054, "post_only_reject")
+        now_ms = self._now_ms()
+        order = _Order(
+            order_id=self._ids(listing, self._order_ids),
+            account=account,
+            instrument=name,
+            direction=direction,
+            order_type=order_type,
+            price=price,
+            amount=amount,
+            label=str(p.get("label") or ""),
+            time_in_force=tif_name,
+            post_only=post_only,
+            reject_post_only=reject_post_only,
+            reduce_only=bool(p.get("reduce_only", False)),
+            created_ms=now_ms,
+            updated_ms=now_ms,
         )
-        self._by_key[key] = sim_order
-        own = None
-        if self.self_trading:
+        outcome = mb.book.submit(
+            order_id=order.order_id,
+            owner=account.client_id,
+            side=side,
+            amount=amount,
+            price=price,
+            tif="ioc" if order_type == "market" else tif,  # type: ignore[arg-type]
+            post_only=post_only,
+            self_trade=account.self_trade,  # type: ignore[arg-type]
+        )
+        if outcome.rejected == "post_only":
+            raise RpcError(11054, "post_only_reject")
+        if outcome.rejected == "self_trade":
+            # §1.9: 10003 `order_overlap`, "order overlap is found and self-trading is not
+            # enabled" (the official error table, as deribit-base's codes.rs quotes it).
+            raise RpcError(10003, "order_overlap")
+        self.orders[order.order_id] = order
+        account.orders[order.order_id] = order
+        self._touched[order.order_id] = order
+        trades = self._settle_outcome(mb, order, outcome, now_ms)
+        return {"order": self._order_json(order), "trades": trades}
 
-            def own(resting: Order) -> bool:
-                mine = self._by_key.get(resting.client_order_id)
-                return mine is not None and mine.account is account
+    def _settle_outcome(
+        self, mb: MarketBook, order: _Order, outcome: Outcome, now_ms: int
+    ) -> list[dict[str, Any]]:
+        """Book an order's matches, the own makers self-trade prevention cancelled, and its end
+        (an IOC, FOK or market order that did not fill is cancelled); publish the book."""
+        for maker in outcome.cancelled_makers:
+            other = self.orders.get(maker.order_id)
+            if other is not None:
+                self._end(other, "cancelled", "self_trading_prevention", now_ms)
+        trades = self._execute_matches(mb, outcome.matches, now_ms).get(order.order_id, [])
+        if outcome.rejected == "fill_or_kill" or (outcome.resting is None and order.filled < order.amount):
+            self._end(
+                order, "cancelled", "fill_or_kill" if outcome.rejected else "immediate_or_cancel", now_ms
+            )
+        self._publish_book(mb, now_ms)
+        return trades
 
-        events = self.matching.submit(sim_order.order, self.clock(), own=own)
-        first = next((e for e in events if isinstance(e, OrderUpdate)), None)
-        if first is not None and first.status is OrderState.REJECTED:
-            self._by_key.pop(key, None)
-            if first.reason == "post_only_reject":
-                raise RpcError(11054, "post_only_reject")
-            raise RpcError(10001, "error", {"reason": first.reason})
-        _, trades = self._apply(list(events))
-        # This order's trades (a self-trade's other side is the resting order's, told by notification).
-        trades = [t for t in trades if t["order_id"] == sim_order.order_id]
-        return {"order": self._order_json(sim_order), "trades": trades}
+    def _end(self, o: _Order, state: str, reason: str | None, now_ms: int) -> None:
+        o.state = state
+        o.cancel_reason = reason
+        o.updated_ms = now_ms
+        self._touched[o.order_id] = o
 
     def _buy(self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]) -> Any:
         return self._new_order("buy", p, a)
@@ -861,62 +1401,60 @@ class DeribitSimulator(SimulatorServer["_Session"]):
     def _sell(self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]) -> Any:
         return self._new_order("sell", p, a)
 
-    def _own(self, account: _Account | None, order_id: Any) -> _SimOrder:
+    def _own(self, account: _Account | None, order_id: Any) -> _Order:
         o = self.orders.get(str(order_id))
         if o is None or o.account is not account:
             raise RpcError(10004, "order_not_found", {"param": "order_id"})
         return o
 
+    def _cancel_one(self, o: _Order, reason: str = "user_request") -> bool:
+        mb = self.books[o.instrument]
+        if o.state != "open" or mb.book.cancel(o.order_id) is None:
+            return False
+        now_ms = self._now_ms()
+        self._end(o, "cancelled", reason, now_ms)
+        self._publish_book(mb, now_ms)
+        return True
+
     def _cancel(self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]) -> Any:
         o = self._own(a, p.get("order_id"))
-        if o.state != "open":
+        if not self._cancel_one(o):
             raise RpcError(11044, "not_open_order")
-        try:
-            events = self.matching.cancel(o.order, self.clock())
-        except OrderRejected:
-            raise RpcError(11044, "not_open_order") from None
-        self._apply(list(events))
         return self._order_json(o)
 
     def _edit(self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]) -> Any:
         o = self._own(a, p.get("order_id"))
-        if o.state != "open":
+        mb = self.books[o.instrument]
+        if o.state != "open" or mb.book.get(o.order_id) is None:
             raise RpcError(11044, "not_open_order")
-        inst = self.registry.get(VENUE, o.order.request.instrument)
-        assert inst is not None
-        price = p.get("price")
-        amount = p.get("amount")
-        new_price = Decimal(repr(float(price))) if isinstance(price, int | float) else None
-        new_size = Decimal(repr(float(amount))) if isinstance(amount, int | float) else None
-        if new_price is not None and new_price % inst.tick_for(new_price) != 0:
+        listing = self.listings[o.instrument]
+        new_price = None if p.get("price") is None else _decimal(p["price"], "price", 10023, "invalid_price")
+        new_amount = (
+            None if p.get("amount") is None else _decimal(p["amount"], "amount", 10021, "invalid_amount")
+        )
+        if new_price is not None and (new_price <= 0 or new_price % listing.tick_for(new_price) != 0):
             raise RpcError(10043, "price_wrong_tick")
-        if new_size is not None and (new_size <= 0 or new_size % inst.min_size != 0):
+        if new_amount is not None and (new_amount <= o.filled or new_amount % listing.min_amount != 0):
             raise RpcError(10021, "invalid_amount")
-        try:
-            events = self.matching.edit(o.order, self.clock(), price=new_price, size=new_size)
-        except OrderRejected as exc:
-            raise RpcError(
-                10021 if exc.code == "invalid_amount" else 11044, str(exc.venue_message or exc)
-            ) from None
+        outcome = mb.book.amend(o.order_id, price=new_price, amount=new_amount)
+        if outcome.rejected == "post_only":
+            raise RpcError(11054, "post_only_reject")
+        now_ms = self._now_ms()
         if new_price is not None:
-            o.order.price = new_price
-        if new_size is not None:
-            o.order.size = new_size
+            o.price = new_price
+        if new_amount is not None:
+            o.amount = new_amount
         o.replaced = True
-        _, trades = self._apply(list(events))
+        o.updated_ms = now_ms
+        self._touched[o.order_id] = o
+        trades = self._settle_outcome(mb, o, outcome, now_ms)
         return {"order": self._order_json(o), "trades": trades}
 
-    def _cancel_many(self, account: _Account | None, pick: Callable[[_SimOrder], bool]) -> int:
+    def _cancel_many(self, account: _Account | None, pick: Callable[[_Order], bool]) -> int:
         assert account is not None
-        count = 0
-        for o in list(account.orders.values()):
-            if o.state == "open" and pick(o):
-                try:
-                    self._apply(list(self.matching.cancel(o.order, self.clock())))
-                    count += 1
-                except OrderRejected:
-                    continue
-        return count
+        return sum(
+            1 for o in list(account.orders.values()) if o.state == "open" and pick(o) and self._cancel_one(o)
+        )
 
     def _cancel_all(
         self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
@@ -927,7 +1465,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
     ) -> Any:
         inst = self._require_instrument(p.get("instrument_name"))
-        return self._cancel_many(a, lambda o: o.order.request.instrument == inst)
+        return self._cancel_many(a, lambda o: o.instrument == inst)
 
     def _cancel_by_label(
         self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
@@ -940,32 +1478,23 @@ class DeribitSimulator(SimulatorServer["_Session"]):
     ) -> Any:
         assert a is not None
         currency = p.get("currency")
-        out = []
-        for o in a.orders.values():
-            inst = self.registry.get(VENUE, o.order.request.instrument)
-            if o.state == "open" and inst is not None and currency in (None, "any", inst.base):
-                out.append(self._order_json(o))
-        return out
+        return [
+            self._order_json(o)
+            for o in a.orders.values()
+            if o.state == "open" and currency in (None, "any", self._base_of(o.instrument))
+        ]
 
     def _open_orders_by_instrument(
         self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
     ) -> Any:
         assert a is not None
         name = p.get("instrument_name")
-        return [
-            self._order_json(o)
-            for o in a.orders.values()
-            if o.state == "open" and o.order.request.instrument == name
-        ]
+        return [self._order_json(o) for o in a.orders.values() if o.state == "open" and o.instrument == name]
 
     def _order_state(
         self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
     ) -> Any:
         return self._order_json(self._own(a, p.get("order_id")))
-
-    def _base_of(self, instrument: str) -> str | None:
-        inst = self.registry.get(VENUE, instrument)
-        return None if inst is None else inst.base
 
     def _order_state_by_label(
         self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
@@ -976,7 +1505,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         return [
             self._order_json(o)
             for o in a.orders.values()
-            if o.label == label and self._base_of(o.order.request.instrument) == currency
+            if o.label == label and self._base_of(o.instrument) == currency
         ]
 
     def _user_trades_by_currency_and_time(
@@ -1003,23 +1532,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
     ) -> Any:
         assert a is not None
         currency = str(p.get("currency", "BTC"))
-        balance = a.balances.get(currency, 0.0)
-        return {
-            "currency": currency,
-            "balance": balance,
-            "equity": balance,
-            "available_funds": balance,
-            "available_withdrawal_funds": balance,
-            "margin_balance": balance,
-            "initial_margin": 0.0,
-            "maintenance_margin": 0.0,
-            "session_upl": 0.0,
-            "session_rpl": 0.0,
-            "total_pl": 0.0,
-            "delta_total": 0.0,
-            "fee_balance": 0.0,
-            "margin_model": "segregated_sm",
-        }
+        return wire.portfolio(currency, a.balances.get(currency, _ZERO))
 
     def _account_summaries(
         self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
@@ -1036,101 +1549,94 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
     ) -> Any:
         assert a is not None
-        out = []
-        for name, size in sorted(a.positions.items()):
-            inst = self.registry.get(VENUE, name)
-            if size == 0 or inst is None or p.get("currency") not in (None, "any", inst.base):
-                continue
-            ticker = self.tickers.get(name, {})
-            out.append(
-                {
-                    "instrument_name": name,
-                    "size": float(size),
-                    "direction": "buy" if size > 0 else "sell",
-                    "kind": "option" if inst.is_option else "future",
-                    "mark_price": ticker.get("mark_price"),
-                    "index_price": ticker.get("index_price"),
-                }
-            )
-        return out
+        currency = p.get("currency")
+        return [
+            self._position_json(a, name)
+            for name, size in sorted(a.positions.items())
+            if size != 0 and name in self.listings and currency in (None, "any", self.listings[name].base)
+        ]
 
     # -- expiries and funding (what the venue does at 08:00 UTC; the tests say when) -------------
-    def deliver(self, instrument: str, delivery_index: float, *, ts_ms: int | None = None) -> float:
+    def deliver(self, instrument: str, delivery_index: float | Decimal, *, ts_ms: int | None = None) -> float:
         """Deliver an expired instrument at `delivery_index` (the index's delivery price) and
         return its delivery price in its quote currency: a future's is the index; a coin option's
         is its value in the coin, `max(0, S - K) / S` for a call and `max(0, K - S) / S` for a put
         (Deribit "Options explained": a 300 call delivered at 400 USD is worth 100 USD, "0.25BTC
         at the price of 400 dollar"). Every account's position in it is closed and recorded as a
-        `delivery` (`private/get_settlement_history_by_currency`), and the instrument's public
-        delivery record is kept (`public/get_last_settlements_by_instrument`)."""
-        inst = self.registry.get(VENUE, instrument)
-        if inst is None or inst.expiry_ns is None:
+        `delivery` (`private/get_settlement_history_by_currency`), its delivery fee taken
+        (`fees.py`), and the instrument's public delivery record is kept
+        (`public/get_last_settlements_by_instrument`)."""
+        listing = self.listings.get(instrument)
+        if listing is None or listing.expiry_ms is None:
             raise ValueError(f"{instrument}: not an instrument that expires")
-        ts = self.clock() // 1_000_000 if ts_ms is None else ts_ms
-        s = delivery_index
-        if inst.is_option:
-            k = float(inst.strike or 0)
-            intrinsic = max(0.0, s - k) if inst.right is OptionRight.CALL else max(0.0, k - s)
-            price = intrinsic / s
+        ts = self._now_ms() if ts_ms is None else ts_ms
+        s = Decimal(repr(delivery_index)) if isinstance(delivery_index, float) else Decimal(delivery_index)
+        if listing.is_option:
+            k = listing.strike or _ZERO
+            intrinsic = max(_ZERO, s - k) if listing.right is Right.CALL else max(_ZERO, k - s)
+            price = intrinsic / s if not listing.linear else intrinsic
         else:
             price = s
         record = {
             "type": "delivery",
             "timestamp": ts,
             "instrument_name": instrument,
-            "mark_price": price,
-            "index_price": s,
+            "mark_price": wire.num(price),
+            "index_price": wire.num(s),
             "position": 0.0,
             "profit_loss": 0.0,
             "session_profit_loss": 0.0,
         }
         for acct in self.accounts.values():
-            held = acct.positions.pop(instrument, Decimal(0))
+            held = acct.positions.pop(instrument, _ZERO)
             if held:
-                acct.settlements.append({**record, "position": float(held)})
+                fee = self.fees.delivery_fee(listing, delivery_price=price, index=s, amount=held)
+                acct.balances[listing.settle] = acct.balances.get(listing.settle, _ZERO) - fee
+                acct.settlements.append({**record, "position": wire.num(held)})
         self.deliveries_made.append(record)
-        return price
+        return float(price)
 
-    def pay_funding(self, instrument: str, rate: float, *, ts_ms: int | None = None) -> dict[str, float]:
+    def pay_funding(
+        self, instrument: str, rate: float | Decimal, *, ts_ms: int | None = None
+    ) -> dict[str, float]:
         """A settlement of a perpetual: each account holding it gets its funding for the period,
         `funding rate x position size` with the size in the coin, in the settlement currency
-        (USDC for a linear perpetual: times the mark) (Deribit "Funding
-        specifications"; positive rate: longs pay shorts), and the settlement is recorded with
-        its `funding` (`private/get_settlement_history_by_currency`, `type = settlement`).
-        Returns the funding per account (received: positive)."""
-        inst = self.registry.get(VENUE, instrument)
-        if inst is None:
+        (USDC for a linear perpetual: times the mark) (Deribit "Funding specifications";
+        positive rate: longs pay shorts), and the settlement is recorded with its `funding`
+        (`private/get_settlement_history_by_currency`, `type = settlement`). Returns the funding
+        per account (received: positive)."""
+        listing = self.listings.get(instrument)
+        if listing is None:
             raise ValueError(f"{instrument}: unknown")
-        ts = self.clock() // 1_000_000 if ts_ms is None else ts_ms
+        ts = self._now_ms() if ts_ms is None else ts_ms
+        r = Decimal(repr(rate)) if isinstance(rate, float) else Decimal(rate)
         ticker = self.tickers.get(instrument, {})
-        mark = float(ticker.get("mark_price") or 0.0)
+        mark = Decimal(repr(float(ticker.get("mark_price") or 0.0)))
         index = float(ticker.get("index_price") or 0.0)
         out: dict[str, float] = {}
         for acct in self.accounts.values():
-            held = acct.positions.get(instrument, Decimal(0))
+            held = acct.positions.get(instrument, _ZERO)
             if not held or not mark:
                 continue
-            # A USD-sized (inverse) position is `size / mark` coins, paid in the coin; a linear
-            # one (BTC_USDC-PERPETUAL) is in the coin and settles in USDC, so its payment is
-            # that many coins' worth at the mark, in USDC (Deribit "Funding specifications":
-            # rate x position size, in the settlement currency).
-            coins = float(held) / mark if inst.inverse else float(held) * float(inst.contract_size)
-            funding = -rate * coins if inst.inverse else -rate * coins * mark
-            acct.balances[inst.settle] = acct.balances.get(inst.settle, 0.0) + funding
+            # An inverse position's amount is USD: `amount / mark` coins, paid in the coin. A
+            # linear one's amount is coins (§1.7) and settles in USDC: that many coins' worth at
+            # the mark (Deribit "Funding specifications": rate x position size).
+            funding = -r * held / mark if listing.inverse else -r * held * mark
+            acct.balances[listing.settle] = acct.balances.get(listing.settle, _ZERO) + funding
             acct.settlements.append(
                 {
                     "type": "settlement",
                     "timestamp": ts,
                     "instrument_name": instrument,
-                    "position": float(held),
-                    "mark_price": mark,
+                    "position": wire.num(held),
+                    "mark_price": wire.num(mark),
                     "index_price": index,
                     "profit_loss": 0.0,
-                    "session_profit_loss": funding,
-                    "funding": funding,
+                    "session_profit_loss": wire.num(funding),
+                    "funding": wire.num(funding),
                 }
             )
-            out[acct.client_id] = funding
+            out[acct.client_id] = float(funding)
         return out
 
     def _last_settlements_by_instrument(self, p: dict[str, Any], *_: Any) -> Any:
@@ -1200,6 +1706,8 @@ _METHODS: Final[dict[str, Callable[..., Any]]] = {
     "private/get_account_summary": DeribitSimulator._account_summary,
     "private/get_account_summaries": DeribitSimulator._account_summaries,
     "private/get_positions": DeribitSimulator._positions,
+    "private/set_self_trading_config": DeribitSimulator._set_self_trading_config,
     "public/get_last_settlements_by_instrument": DeribitSimulator._last_settlements_by_instrument,
     "private/get_settlement_history_by_currency": DeribitSimulator._settlement_history_by_currency,
+    **public_methods.METHODS,  # the methods a client calls first (public_methods.py)
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
@@ -110,7 +111,8 @@ async def test_kill_9_mid_order_then_restart_loses_nothing_and_sends_nothing_twi
     assert len(sim_orders(sim, cid)) == 1 and len(sim.orders) == 1  # nothing sent twice
     status = await until(lambda: (s := daemon.status()) and s["strategies"]["once"]["positions"] and s)
     account = next(iter(sim.accounts.values()))
-    assert status["strategies"]["once"]["positions"] == {f"deribit:{PERP}": str(account.positions[PERP])}
+    held = {k: Decimal(v) for k, v in status["strategies"]["once"]["positions"].items()}
+    assert held == {f"deribit:{PERP}": account.positions[PERP]}  # the same amount (10 == 10.0)
     assert status["strategies"]["once"]["orders_sent"] == 0  # the restarted strategy saw its position
     assert daemon.events("fills.caught_up") and daemon.events("journal.restored")
     assert daemon.proc is not None

@@ -268,8 +268,6 @@ def test_connectors_use_only_the_surfaces() -> None:
 # connector's code. Each venue's rewrite takes its files off this list; the list ends empty.
 STILL_MIRRORS = frozenset(
     {
-        "simulators/deribit/generator.py",
-        "simulators/deribit/simulator.py",
         "simulators/polymarket/simulator.py",
     }
 )

@@ -15,7 +15,6 @@ books neither again.
 from __future__ import annotations
 
 import sqlite3
-from decimal import Decimal
 from pathlib import Path
 
 import trio
@@ -99,15 +98,14 @@ async def test_a_deribit_self_cross_books_both_our_fills_once_across_a_restart(
         # and nothing but our own sell trades with it.
         for _ in range(200):
             simulator.prepare_burst(0)
-            book = simulator.decoder.book(perp)
-            top = book.top() if book is not None else None
-            if top is not None and Decimal(repr(top[2])) - Decimal(repr(top[0])) > tick:
+            top = simulator.top(perp)
+            if top is not None and top[0] and top[2] and top[2] - top[0] > tick:
                 break
             simulator.resume()
             await trio.sleep(0.05)
         else:
             raise AssertionError("the spread never was wider than a tick")
-        price = Decimal(repr(top[0])) + tick
+        price = top[0] + tick
         bid = await first.ctx.buy("deribit", perp, 10, price=price)
         assert bid.status is OrderState.OPEN
         ask = await first.ctx.sell("deribit", perp, 10, price=price)  # crosses our own bid

@@ -365,24 +365,25 @@ def test_a_backtest_accrues_deribit_funding_continuously_from_real_shaped_tardis
 def test_the_simulators_linear_perpetual_pays_funding_in_usdc_at_the_mark() -> None:
     """BTC_USDC-PERPETUAL: 2 BTC long at a mark of 90,000 and a rate of 0.0001 pays
     2 x 90,000 x 0.0001 = 18 USDC (not 0.0002 "USDC")."""
-    from tradingd.engine import Instrument, InstrumentKind
     from tradingd.simulators.deribit.simulator import DeribitSimulator
 
     sim = DeribitSimulator(seed=5)
     name = "BTC_USDC-PERPETUAL"
-    sim.registry.add(
-        Instrument(
-            venue="deribit",
-            symbol=name,
-            kind=InstrumentKind.PERPETUAL,
-            base="BTC",
-            quote="USDC",
-            settle="USDC",
-            tick_size=Decimal("0.5"),
-            min_size=Decimal("0.001"),
-            contract_size=Decimal(1),
-            inverse=False,
-        )
+    sim.add_instrument(  # a get_instruments item, as Deribit lists its linear perpetual (§1.8)
+        {
+            "instrument_name": name,
+            "kind": "future",
+            "base_currency": "BTC",
+            "quote_currency": "USDC",
+            "counter_currency": "USDC",
+            "settlement_currency": "USDC",
+            "instrument_type": "linear",
+            "settlement_period": "perpetual",
+            "expiration_timestamp": 32503708800000,
+            "tick_size": 0.5,
+            "min_trade_amount": 0.001,
+            "contract_size": 0.001,
+        }
     )
     sim.tickers[name] = {"mark_price": 90_000.0, "index_price": 90_000.0}
     acct = next(iter(sim.accounts.values()))

@@ -1,0 +1,104 @@
+"""One instrument's public market in the simulator: its order book (the shared matching engine's
+`OrderBook`, holding the synthetic market's levels and the clients' orders), and what Deribit's
+book channels carry of it (VENUES.md §1.6): the `change_id` chain and the levels last published,
+so each change lists only the levels that changed, as `[action, price, amount]`.
+
+Client orders show in the public book, as on Deribit (its book is one book for everyone).
+"""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+from typing import Any, Final
+
+import attrs
+
+from ..matching import OrderBook, Side
+from .instruments import Listing
+from .wire import num
+
+__all__ = ["MarketBook"]
+
+_ZERO: Final = Decimal(0)
+
+
+@attrs.define(eq=False)
+class MarketBook:
+    listing: Listing
+    book: OrderBook
+    change_id: int
+    published: dict[Side, dict[Decimal, Decimal]] = attrs.field(factory=lambda: {Side.BUY: {}, Side.SELL: {}})
+    top: tuple[Decimal, Decimal, Decimal, Decimal] = (_ZERO, _ZERO, _ZERO, _ZERO)
+    trade_seq: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1))
+    pulled: set[Side] = attrs.field(factory=set)  # sides the market stopped quoting (`no_quotes`)
+
+    @classmethod
+    def create(cls, listing: Listing, change_id: int) -> MarketBook:
+        return cls(listing, OrderBook(listing.name), change_id)
+
+    def levels(self, side: Side, depth: int | None = None) -> list[tuple[Decimal, Decimal]]:
+        """The public levels (the market's and the clients'), best first."""
+        return self.book.levels(side, depth)
+
+    def snapshot(self, ts_ms: int) -> dict[str, Any]:
+        """A `book.{instrument}.{interval}` snapshot at the current `change_id` (no
+        `prev_change_id`: §1.6 says it is absent from the first message)."""
+        return {
+            "type": "snapshot",
+            "timestamp": ts_ms,
+            "instrument_name": self.listing.name,
+            "change_id": self.change_id,
+            "bids": [["new", num(p), num(a)] for p, a in self.levels(Side.BUY)],
+            "asks": [["new", num(p), num(a)] for p, a in self.levels(Side.SELL)],
+        }
+
+    def listing_change(self, ts_ms: int) -> dict[str, Any]:
+        """What a client subscribed at a new listing's birth first gets: a `change` from
+        `prev_change_id: 0` that builds the whole book from empty."""
+        data = self.snapshot(ts_ms)
+        data["type"] = "change"
+        data["prev_change_id"] = 0
+        return data
+
+    def change(self, ts_ms: int) -> dict[str, Any] | None:
+        """The change since the last one published (None: the public book did not change), with
+        the next `change_id`; the published levels move on."""
+        sides: dict[Side, list[list[Any]]] = {}
+        for side in (Side.BUY, Side.SELL):
+            now = dict(self.levels(side))
+            before = self.published[side]
+            out: list[list[Any]] = []
+            for price in before:
+                if price not in now:
+                    out.append(["delete", num(price), 0.0])
+            for price, amount in now.items():
+                old = before.get(price)
+                if old is None:
+                    out.append(["new", num(price), num(amount)])
+                elif old != amount:
+                    out.append(["change", num(price), num(amount)])
+            self.published[side] = now
+            sides[side] = out
+        if not sides[Side.BUY] and not sides[Side.SELL]:
+            return None
+        prev = self.change_id
+        self.change_id += 1
+        return {
+            "type": "change",
+            "timestamp": ts_ms,
+            "prev_change_id": prev,
+            "instrument_name": self.listing.name,
+            "change_id": self.change_id,
+            "bids": sides[Side.BUY],
+            "asks": sides[Side.SELL],
+        }
+
+    def best(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """(bid, bid amount, ask, ask amount); an empty side is 0 / 0, as Deribit's ticker and
+        quote write it (the real captures of tests/fixtures/deribit/README.md)."""
+        bids = self.levels(Side.BUY, 1)
+        asks = self.levels(Side.SELL, 1)
+        bid, bid_amount = bids[0] if bids else (_ZERO, _ZERO)
+        ask, ask_amount = asks[0] if asks else (_ZERO, _ZERO)
+        return bid, bid_amount, ask, ask_amount

@@ -1,0 +1,39 @@
+"""A linear (USDC) perpetual's fee, found by the simulator's own fee schedule (issue 15): its
+`amount` is in the coin (VENUES.md §1.7: "amount is ... base coin for options and linear
+futures"; the real ETH_USDC-PERPETUAL order of ws_order_buy_response.json has `amount` 0.001 for
+`contracts` 1.0), so the fee is `rate x amount x price` in USDC (Deribit's fee page: "USDC
+Perpetuals ... A trade of 10 SOL is executed at a price of 200 USDC", the taker pays 0.05% of
+it), never that again times the contract size."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tradingd.connectors.deribit.fees import DeribitFees
+from tradingd.connectors.deribit.instruments import instrument_from_json
+from tradingd.engine import Liquidity
+
+ETH_USDC_PERPETUAL = {
+    "instrument_name": "ETH_USDC-PERPETUAL",
+    "kind": "future",
+    "base_currency": "ETH",
+    "quote_currency": "USDC",
+    "counter_currency": "USDC",
+    "settlement_currency": "USDC",
+    "instrument_type": "linear",
+    "settlement_period": "perpetual",
+    "expiration_timestamp": 32503708800000,
+    "tick_size": 0.1,
+    "min_trade_amount": 0.001,
+    "contract_size": 0.001,  # ws_order_buy_response.json: amount 0.001 is contracts 1.0
+    "maker_commission": 0.0,
+    "taker_commission": 0.0005,
+}
+
+
+def test_a_linear_perpetuals_fee_is_a_share_of_its_coin_amount_at_the_price() -> None:
+    inst = instrument_from_json(ETH_USDC_PERPETUAL)
+    fee, currency = DeribitFees().fee(inst, Decimal(3000), Decimal(1), Liquidity.TAKER, 3000.0)
+    assert (fee, currency) == (Decimal("1.5"), "USDC")  # 0.05% of 1 ETH x 3,000 USDC
+    maker, _ = DeribitFees().fee(inst, Decimal(3000), Decimal(1), Liquidity.MAKER, 3000.0)
+    assert maker == 0
