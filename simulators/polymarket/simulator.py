@@ -107,8 +107,7 @@ from tradingd.engine.sim import Receive, Scope, Send, SimPeer, SimulatorServer, 
 
 from ..matching import MARKET, Match, OrderBook, Side
 from . import wire
-from .auth import ApiKey, Wallet, clob_auth_typed_data, hmac_signature, order_typed_data, recover
-from .auth import digest as _digest
+from .auth import ApiKey, Wallet, clob_auth_typed_data, hmac_signature, order_typed_data, recover, signed_by
 from .fees import FeeSchedule, taker_fee
 from .gamma_simulator import GammaSimulator
 from .generator import PolymarketFeed
@@ -1072,12 +1071,12 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             raise _Refused(400, {"error": f"signature type {sig_type} is not supported by the simulator"})
         try:
             typed = order_typed_data(o, chain_id=self.chain_id, neg_risk=token.neg_risk)
-            valid = recover(typed, str(o.get("signature", ""))).lower() == signer.lower()
+            digest, recovered = signed_by(typed, str(o.get("signature", "")))
         except (ValueError, KeyError, TypeError, OverflowError):
-            valid = False
-        if not valid:
+            raise _Refused(400, {"error": "invalid signature"}) from None
+        if recovered.lower() != signer.lower():
             raise _Refused(400, {"error": "invalid signature"})
-        order_id = "0x" + _digest(typed).hex()
+        order_id = "0x" + digest.hex()
         failed = self._business_checks(
             account, order_id, token, side, maker_amount, taker_amount, expiration, order_type, payload
         )

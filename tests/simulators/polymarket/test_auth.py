@@ -25,6 +25,7 @@ from tradingd.simulators.polymarket.auth import (
     order_id,
     order_typed_data,
     recover,
+    signed_by,
 )
 
 KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -110,6 +111,7 @@ def test_the_v2_order_matches_the_venues_vector() -> None:
         "158b279108f3fcedb4a51080b6fef2b7168ea2dfc5be6347aab58818ae4e9bce1b"
     )
     assert recover(typed, signature) == ADDRESS
+    assert signed_by(typed, signature) == (digest(typed), ADDRESS)
     # The unsigned JSON fields do not move the digest; a signed one does.
     assert (
         order_id({**VECTOR_ORDER, "expiration": "99"}, chain_id=137, neg_risk=False)
