@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
+from eth_abi.exceptions import EncodingError
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
 from eth_utils.address import to_checksum_address
@@ -172,7 +173,12 @@ def order_typed_data(order: Mapping[str, Any], *, chain_id: int, neg_risk: bool)
 
 
 def _signable(typed: Mapping[str, Any]) -> SignableMessage:
-    return encode_typed_data(full_message=dict(typed))
+    """The EIP-712 encoding of `typed`; ValueError for a value its type cannot hold (a negative
+    or 2**256 amount: eth-abi's EncodingError is no ValueError)."""
+    try:
+        return encode_typed_data(full_message=dict(typed))
+    except EncodingError as exc:
+        raise ValueError(f"not encodable as EIP-712: {exc}") from None
 
 
 def digest(typed: Mapping[str, Any]) -> bytes:

@@ -301,3 +301,38 @@ async def test_a_sale_of_yes_meets_a_sale_of_no_and_they_merge_a_pair(sim: Polym
     assert yes_seller.account.positions[market.yes] == 0 and no_seller.account.positions[market.no] == 0
     assert yes_seller.account.balance == Decimal(100_000) + 10 * worse
     assert no_seller.account.balance == Decimal(100_000) + 10 * (1 - worse) - taken.fee
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"salt": 2**300},
+        {"salt": -1},
+        {"makerAmount": "-5"},
+        {"takerAmount": "1e6"},
+        {"tokenId": "abc"},
+        {"maker": "0x123"},
+        {"metadata": "zz"},
+        {"timestamp": None},
+        {"signature": "0x" + "11" * 65},
+        {"signature": 7},
+        {"side": 0},
+        {"signatureType": "EOA"},
+    ],
+    ids=repr,
+)
+async def test_a_hostile_order_gets_the_venues_error_and_the_venue_goes_on(
+    sim: PolymarketSimulator, change: dict[str, Any]
+) -> None:
+    token = sim.feed.markets[0].yes
+    client = Client(sim, KEYS[1])
+    signed = OrderBuilder(client.signer).build_order(
+        OrderArgsV2(token_id=token, price=0.05, size=10.0, side="BUY"),
+        CreateOrderOptions(tick_size="0.01", neg_risk=False),
+    )
+    body = order_to_json_v2(signed, client.creds.api_key, "GTC")
+    body["order"].update(change)
+    answer = await client.post("/order", body)
+    assert answer.status_code == 400 and "error" in answer.json()
+    assert sim.orders == {}
+    assert (await client.order(token, "BUY", "0.05", "10"))["success"]  # and it goes on
