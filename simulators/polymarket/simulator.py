@@ -300,6 +300,16 @@ def _loads(body: bytes) -> Any:
         raise _Refused(400, {"error": "Invalid payload: not JSON"}) from None
 
 
+def _ids(value: Any) -> set[str] | None:
+    """The ids of a subscription's `assets_ids` / `markets` (absent: none); None when the field
+    is not a list of strings or numbers (a hostile message: logged and ignored)."""
+    if value is None:
+        return set()
+    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+        return None
+    return {str(v) for v in value}
+
+
 def _side(text: Any) -> Side | None:
     return {"BUY": Side.BUY, "SELL": Side.SELL}.get(str(text).upper())
 
@@ -598,7 +608,10 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             self._user_message(peer, msg)
 
     def _market_message(self, peer: _Peer, msg: dict[str, Any]) -> None:
-        assets = {str(a) for a in msg.get("assets_ids") or ()}
+        assets = _ids(msg.get("assets_ids"))
+        if assets is None:
+            self.log.info("simulator.bad_message", session=peer.id, reason="assets_ids is not a list of ids")
+            return
         operation = msg.get("operation")
         if "custom_feature_enabled" in msg:
             peer.custom = bool(msg["custom_feature_enabled"])
@@ -643,7 +656,10 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         self._dumps = waiting
 
     def _user_message(self, peer: _Peer, msg: dict[str, Any]) -> None:
-        markets = {str(m) for m in msg.get("markets") or ()}
+        markets = _ids(msg.get("markets"))
+        if markets is None:
+            self.log.info("simulator.bad_message", session=peer.id, reason="markets is not a list of ids")
+            return
         if msg.get("operation") in ("subscribe", "unsubscribe"):
             if peer.account is None:
                 self.close(peer, "subscribe before auth")
@@ -652,7 +668,10 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             else:
                 peer.markets -= markets
             return
-        auth = msg.get("auth") or {}
+        auth = msg.get("auth")
+        if not isinstance(auth, dict):
+            self.close(peer, "invalid auth")
+            return
         account = self.accounts.get(str(auth.get("apiKey", "")))
         if (
             account is None
