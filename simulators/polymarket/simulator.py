@@ -57,8 +57,11 @@ Fidelity:
   (`set_market_level`; a market level crossing a resting client order trades with it), the
   feed's trades fill the client orders they reach (`market_trade`), and client orders match
   the market's levels and each other's (a client taker against another client's resting order
-  makes one trade for each). The public book (the market channel, `GET /book`) is the feed's:
-  client orders do not show in it.
+  makes one trade for each). The public book (the market channel, `GET /book`, `/price`...)
+  is the feed's levels plus the clients' resting orders, in both tokens' views (a Yes bid at p
+  is a No ask at 1 - p): the feed's frames are sent with the clients' sizes added to their
+  levels and the best bid/ask of the whole book, and a client order that rests, fills or leaves
+  is announced by a `price_change` of its levels.
 - **Fees and balances** (`fees.py`, from docs.polymarket.com/trading/fees and the V2 exchange
   contract): a taker pays `size x rate x (p(1-p))^exponent` of its market's `feeSchedule`,
   floored to 0.00001, in pUSD on both sides: a taker buy is credited every share it matched and
@@ -401,6 +404,9 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         for address in accounts:
             self.register(address)
         self.orders: dict[str, _SimOrder] = {}  # by order id (the EIP-712 digest)
+        self._live: dict[str, dict[str, _SimOrder]] = {}  # market -> its resting client orders
+        self._dirty: set[tuple[str, Side, Decimal]] = set()  # public levels client orders moved
+        self._own_frame = False  # publishing a frame of ours (sizes already with the clients')
         self.trades: dict[str, _SimTrade] = {}
         self._settling: list[_SimTrade] = []
         self._trade_ids = itertools.count(1)
@@ -431,9 +437,116 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         return [frame for _, frame in self.feed.step() if frame != b"PONG"]  # PONG answers PING only
 
     def levels(self, token: str) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
-        """The public book of `token` (bids, asks: price -> size), what the market channel showed."""
+        """The public book of `token` (bids, asks: price -> size), what the market channel showed:
+        the market's levels and the clients' resting orders."""
+        return self.public(token, Side.BUY), self.public(token, Side.SELL)
+
+    def public(self, token: str, side: Side) -> dict[Decimal, Decimal]:
+        """One side of `token`'s public book: the market's levels (the feed's) plus the clients'
+        resting orders, those of the market's other token mirrored (a bid for No at q is an ask
+        for Yes at 1 - q: one book, §2.2's two views of it)."""
         t = self.tokens[token]
-        return dict(t.bids), dict(t.asks)
+        out = dict(t.bids if side is Side.BUY else t.asks)
+        for o in self._live.get(t.market, {}).values():
+            if o.token is t and o.side is side:
+                out[o.price] = out.get(o.price, Decimal(0)) + o.remaining
+            elif o.token is not t and o.side is side.opposite:
+                out[1 - o.price] = out.get(1 - o.price, Decimal(0)) + o.remaining
+        return out
+
+    def top(self, token: str) -> tuple[Decimal | None, Decimal | None]:
+        """`token`'s best public bid and ask."""
+        bids, asks = self.public(token, Side.BUY), self.public(token, Side.SELL)
+        return (max(bids) if bids else None, min(asks) if asks else None)
+
+    def _rests(self, sim: _SimOrder, resting: bool) -> None:
+        """A client order entered (`resting`) or left the public book, or its size there moved:
+        its level in both tokens' views is to be published again (`_flush`)."""
+        live = self._live.setdefault(sim.market, {})
+        if resting and sim.status == "LIVE" and sim.remaining > 0:
+            live[sim.order_id] = sim
+        else:
+            live.pop(sim.order_id, None)
+        self._dirty.add((sim.token.token_id, sim.side, sim.price))
+        for other in self.condition_tokens[sim.market]:
+            if other is not sim.token:
+                self._dirty.add((other.token_id, sim.side.opposite, 1 - sim.price))
+
+    def _flush(self) -> None:
+        """Publish the public levels client orders moved: one `price_change` per market with the
+        level's new total and the token's best bid and ask after it (§2.2)."""
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        now_ms = self.clock() // 1_000_000
+        by_market: dict[str, list[dict[str, str]]] = {}
+        tops: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+        for token_id, side, price in sorted(dirty, key=lambda k: (k[0], k[1].value, k[2])):
+            t = self.tokens[token_id]
+            top = tops.get(token_id) or tops.setdefault(token_id, self.top(token_id))
+            by_market.setdefault(t.market, []).append(
+                wire.price_change_entry(
+                    asset_id=token_id,
+                    price=_fmt(price),
+                    size=_fmt(self.public(token_id, side).get(price, Decimal(0))),
+                    side=side.value.upper(),
+                    hash=self.summary(token_id)["hash"],
+                    best_bid=_fmt(top[0]) if top[0] is not None else "0",
+                    best_ask=_fmt(top[1]) if top[1] is not None else "1",
+                )
+            )
+        self._own_frame = True
+        try:
+            for market, entries in by_market.items():
+                self.publish(
+                    orjson.dumps(wire.price_change(market=market, entries=entries, timestamp=str(now_ms)))
+                )
+        finally:
+            self._own_frame = False
+
+    def publish(self, frame: bytes) -> None:
+        super().publish(frame)
+        if not self._own_frame:
+            self._flush()  # the client levels the frame's fills moved, after it
+
+    def _with_clients(self, msg: dict[str, Any]) -> dict[str, Any] | None:
+        """A frame of the feed (market levels only) as the public book shows it, the clients'
+        resting orders added; None when no client order rests in its market (as it is)."""
+        market = msg.get("market")
+        if not self._live.get(str(market)):
+            return None
+        kind = msg.get("event_type")
+        if kind == "price_change":
+            entries = []
+            for e in msg.get("price_changes") or ():
+                side = _side(e.get("side"))
+                if e.get("asset_id") not in self.tokens or side is None:
+                    entries.append(e)
+                    continue
+                bb, ba = self.top(e["asset_id"])
+                size = self.public(e["asset_id"], side).get(_dec(e["price"]), Decimal(0))
+                entries.append(
+                    {
+                        **e,
+                        "size": _fmt(size),
+                        "best_bid": _fmt(bb) if bb is not None else "0",
+                        "best_ask": _fmt(ba) if ba is not None else "1",
+                    }
+                )
+            return {**msg, "price_changes": entries}
+        if kind == "book" and msg.get("asset_id") in self.tokens:
+            token = msg["asset_id"]
+            return {
+                **msg,
+                "bids": wire.levels(self.public(token, Side.BUY).items(), descending=False),
+                "asks": wire.levels(self.public(token, Side.SELL).items(), descending=True),
+            }
+        if kind == "best_bid_ask" and msg.get("asset_id") in self.tokens:
+            bb, ba = self.top(msg["asset_id"])
+            if bb is None or ba is None:
+                return None
+            return {**msg, "best_bid": _fmt(bb), "best_ask": _fmt(ba), "spread": _fmt(ba - bb)}
+        return None
 
     def on_market_frame(self, frame: bytes, now: int) -> None:
         """Fold one frame of the synthetic market (the generator's, the venue's own) into the
@@ -445,6 +558,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         for ev in msg if isinstance(msg, list) else [msg]:
             if isinstance(ev, dict):
                 self._market_event(ev, now)
+        # The client levels it moved are published after it (`publish`): the print, then the book.
 
     def _market_event(self, ev: dict[str, Any], now: int) -> None:
         kind = ev.get("event_type")
@@ -531,6 +645,10 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         msg = orjson.loads(frame)
         if not isinstance(msg, dict):
             return []
+        if not self._own_frame:
+            shown = self._with_clients(msg)
+            if shown is not None:
+                msg, frame = shown, orjson.dumps(shown)
         kind = msg.get("event_type")
         peers = [p for p in self.sessions.values() if p.path == "/ws/market" and p.subscribed]
         out: list[tuple[_Peer, bytes]] = []
@@ -798,8 +916,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             market=t.market,
             asset_id=token,
             timestamp_ms=t.timestamp_ms or self.clock() // 1_000_000,
-            bids=t.bids.items(),
-            asks=t.asks.items(),
+            bids=self.public(token, Side.BUY).items(),
+            asks=self.public(token, Side.SELL).items(),
             min_order_size=t.min_size,
             tick_size=t.tick,
             neg_risk=t.neg_risk,
@@ -822,7 +940,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
 
     def _best(self, token: str, side: str) -> str:
         """§2.3 `/price`: the best bid for side BUY, the best ask for SELL."""
-        bb, ba = self.tokens[token].top()
+        bb, ba = self.top(token)
         value = bb if side.upper() == "BUY" else ba
         return "" if value is None else _fmt(value)
 
@@ -841,7 +959,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         return out
 
     def _mid(self, token: str) -> str:
-        bb, ba = self.tokens[token].top()
+        bb, ba = self.top(token)
         return "" if bb is None or ba is None else _fmt((bb + ba) / 2)
 
     def _midpoint(self, q: dict[str, str], body: bytes) -> Any:
@@ -851,7 +969,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         return {str(i["token_id"]): self._mid(str(i["token_id"])) for i in self._tokens(body)}
 
     def _spread_of(self, token: str) -> str:
-        bb, ba = self.tokens[token].top()
+        bb, ba = self.top(token)
         return "" if bb is None or ba is None else _fmt(ba - bb)
 
     def _spread(self, q: dict[str, str], body: bytes) -> Any:
@@ -1152,6 +1270,9 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             # A FAK's unmatched rest is dropped: the order is over.
             sim.status = "CANCELED"
             self._notify(account, sim.market, self._order_json(sim, "CANCELLATION"))
+        if outcome.resting is not None:
+            self._rests(sim, True)
+        self._flush()
         made = sum((t.size * t.price for t in trades), Decimal(0))
         shares = sum((t.size for t in trades), Decimal(0))
         return {
@@ -1268,6 +1389,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             if sim.remaining == 0:
                 sim.status = "MATCHED"
             self._notify(sim.account, sim.market, self._order_json(sim, "UPDATE"))
+            if sim is not taker:  # a maker: its level of the public book moved
+                self._rests(sim, True)
         return taken
 
     def _trade(
@@ -1373,8 +1496,10 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
                 continue
             sim.token.book.cancel(sim.order_id)
             sim.status = "CANCELED"
+            self._rests(sim, False)
             self._notify(sim.account, sim.market, self._order_json(sim, "CANCELLATION"))
             done.append(sim.order_id)
+        self._flush()
         return done
 
     def _cancel(self, account: _Account, q: dict[str, str], body: bytes) -> Any:

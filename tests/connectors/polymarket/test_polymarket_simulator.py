@@ -119,8 +119,16 @@ async def test_the_trade_switch_prints_and_fills_the_resting_orders_it_reaches(
     (made,) = [sim.trades[t] for t in printed["trades"]]
     assert (made.side.value, made.price, made.size) == ("buy", Decimal("0.05"), Decimal(10))
     assert sim.accounts[DEMO_API.key].positions[token] == 10
-    # Printed on the market channel, to the token's subscribers only, as §2.2 shows it.
-    (frame,) = ours.frames()
+    # Printed on the market channel, to the token's subscribers only, as §2.2 shows it; then the
+    # book's change: our filled bid's level gone (on the No token's view too, as its ask at 0.95).
+    frame, change = ours.frames()
+    (level,) = change["price_changes"]
+    assert (change["event_type"], level["price"], level["size"], level["side"]) == (
+        "price_change",
+        "0.05",
+        "0",
+        "BUY",
+    )
     assert list(frame) == [
         "asset_id",
         "event_type",
@@ -136,7 +144,10 @@ async def test_the_trade_switch_prints_and_fills_the_resting_orders_it_reaches(
         market.condition_id,
         "SELL",
     )
-    assert other.frames() == []
+    (mirror,) = other.frames()
+    assert [(e["asset_id"], e["price"], e["size"], e["side"]) for e in mirror["price_changes"]] == [
+        (market.no, "0.95", "0", "SELL")
+    ]
     decoder = PolymarketDecoder(InstrumentRegistry())
     decoder.learn_markets([sim.feed._gamma(m) for m in sim.feed.markets])
     (trade,) = decoder.decode(orjson.dumps(frame), NOW_NS)

@@ -336,3 +336,50 @@ async def test_a_hostile_order_gets_the_venues_error_and_the_venue_goes_on(
     assert answer.status_code == 400 and "error" in answer.json()
     assert sim.orders == {}
     assert (await client.order(token, "BUY", "0.05", "10"))["success"]  # and it goes on
+
+
+async def test_a_resting_order_shows_in_both_views_of_the_public_book(sim: PolymarketSimulator) -> None:
+    market = sim.feed.markets[0]
+    client = Client(sim, KEYS[1])
+    send, receive = trio.open_memory_channel[bytes](1000)
+    peer = sim.new_peer(903, send, "/ws/market")
+    sim.sessions[903] = peer
+    await sim.on_text(
+        peer, orjson.dumps({"assets_ids": [market.yes, market.no], "initial_dump": False}).decode()
+    )
+    placed = (await client.order(market.yes, "BUY", "0.05", "10"))["orderID"]
+    # Announced: the Yes bid at 0.05 and the No ask at 0.95, each with its book's top.
+    (change,) = drain(receive)
+    assert {(e["asset_id"], e["side"], e["price"], e["size"]) for e in change["price_changes"]} == {
+        (market.yes, "BUY", "0.05", "10"),
+        (market.no, "SELL", "0.95", "10"),
+    }
+    yes_book, no_book = sim.summary(market.yes), sim.summary(market.no)
+    assert {"price": "0.05", "size": "10"} in yes_book["bids"]
+    assert {"price": "0.95", "size": "10"} in no_book["asks"]
+    # A feed frame of the market (its levels only) is sent with ours added where they meet: the
+    # market bids 3 at 0.05 behind our 10.
+    entry = {"asset_id": market.yes, "price": "0.05", "size": "3", "side": "BUY", "hash": "", "best_bid": "0"}
+    feed = orjson.dumps(
+        {"event_type": "price_change", "market": market.condition_id, "price_changes": [entry]}
+    )
+    sim.on_market_frame(feed, sim.clock())
+    sim.publish(feed)
+    (shown,) = drain(receive)
+    (level,) = shown["price_changes"]
+    assert (level["price"], level["size"], level["best_bid"]) == ("0.05", "13", _fmt_top(sim, market.yes))
+    assert sim.orders[placed].status == "LIVE"
+    # Cancelled: the levels are announced as they are without it (the market's 3 stay).
+    sim._cancel_ids(client.account, [placed])
+    (gone,) = drain(receive)
+    assert {(e["asset_id"], e["price"], e["size"]) for e in gone["price_changes"]} == {
+        (market.yes, "0.05", "3"),
+        (market.no, "0.95", "0"),
+    }
+    assert {"price": "0.05", "size": "3"} in sim.summary(market.yes)["bids"]
+
+
+def _fmt_top(sim: PolymarketSimulator, token: str) -> str:
+    bid, _ = sim.top(token)
+    assert bid is not None
+    return str(bid.normalize())
