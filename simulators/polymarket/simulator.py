@@ -245,6 +245,7 @@ class _SimOrder:
     status: str = "LIVE"  # LIVE | MATCHED | CANCELED
     matched: Decimal = Decimal(0)
     trades: list[str] = attrs.field(factory=list)
+    shown: Decimal = Decimal(0)  # what of it the public book shows now
 
     @property
     def market(self) -> str:
@@ -405,6 +406,9 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             self.register(address)
         self.orders: dict[str, _SimOrder] = {}  # by order id (the EIP-712 digest)
         self._live: dict[str, dict[str, _SimOrder]] = {}  # market -> its resting client orders
+        # The clients' resting orders in the public book: (token, side) -> price -> size, each
+        # order in both tokens' views.
+        self._shown: dict[tuple[str, Side], dict[Decimal, Decimal]] = {}
         self._dirty: set[tuple[str, Side, Decimal]] = set()  # public levels client orders moved
         self._own_frame = False  # publishing a frame of ours (sizes already with the clients')
         self.trades: dict[str, _SimTrade] = {}
@@ -447,11 +451,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         for Yes at 1 - q: one book, §2.2's two views of it)."""
         t = self.tokens[token]
         out = dict(t.bids if side is Side.BUY else t.asks)
-        for o in self._live.get(t.market, {}).values():
-            if o.token is t and o.side is side:
-                out[o.price] = out.get(o.price, Decimal(0)) + o.remaining
-            elif o.token is not t and o.side is side.opposite:
-                out[1 - o.price] = out.get(1 - o.price, Decimal(0)) + o.remaining
+        for price, size in self._shown.get((token, side), {}).items():
+            out[price] = out.get(price, Decimal(0)) + size
         return out
 
     def top(self, token: str) -> tuple[Decimal | None, Decimal | None]:
@@ -467,10 +468,39 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             live[sim.order_id] = sim
         else:
             live.pop(sim.order_id, None)
-        self._dirty.add((sim.token.token_id, sim.side, sim.price))
-        for other in self.condition_tokens[sim.market]:
-            if other is not sim.token:
-                self._dirty.add((other.token_id, sim.side.opposite, 1 - sim.price))
+        now_shown = sim.remaining if sim.order_id in live else Decimal(0)
+        delta, sim.shown = now_shown - sim.shown, now_shown
+        views = [(sim.token.token_id, sim.side, sim.price)] + [
+            (other.token_id, sim.side.opposite, 1 - sim.price)
+            for other in self.condition_tokens[sim.market]
+            if other is not sim.token
+        ]
+        for token_id, side, price in views:
+            levels = self._shown.setdefault((token_id, side), {})
+            size = levels.get(price, Decimal(0)) + delta
+            if size > 0:
+                levels[price] = size
+            else:
+                levels.pop(price, None)
+            self._dirty.add((token_id, side, price))
+
+    def _views(self) -> Callable[[str], tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]]:
+        """`levels`, each token's computed once (for the frames of one instant)."""
+        seen: dict[str, tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]] = {}
+
+        def view(token: str) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
+            got = seen.get(token)
+            if got is None:
+                got = seen[token] = self.levels(token)
+            return got
+
+        return view
+
+    @staticmethod
+    def _top_of(view: tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]) -> tuple[str, str]:
+        """The best bid and ask of a book view as a `price_change` writes them ("0"/"1": none)."""
+        bids, asks = view
+        return (_fmt(max(bids)) if bids else "0", _fmt(min(asks)) if asks else "1")
 
     def _flush(self) -> None:
         """Publish the public levels client orders moved: one `price_change` per market with the
@@ -479,28 +509,31 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             return
         dirty, self._dirty = self._dirty, set()
         now_ms = self.clock() // 1_000_000
+        view = self._views()
+        hashes: dict[str, str] = {}
         by_market: dict[str, list[dict[str, str]]] = {}
-        tops: dict[str, tuple[Decimal | None, Decimal | None]] = {}
         for token_id, side, price in sorted(dirty, key=lambda k: (k[0], k[1].value, k[2])):
             t = self.tokens[token_id]
-            top = tops.get(token_id) or tops.setdefault(token_id, self.top(token_id))
+            bids, asks = view(token_id)
+            best_bid, best_ask = self._top_of((bids, asks))
+            if token_id not in hashes:
+                hashes[token_id] = self.summary(token_id, (bids, asks))["hash"]
             by_market.setdefault(t.market, []).append(
                 wire.price_change_entry(
                     asset_id=token_id,
                     price=_fmt(price),
-                    size=_fmt(self.public(token_id, side).get(price, Decimal(0))),
+                    size=_fmt((bids if side is Side.BUY else asks).get(price, Decimal(0))),
                     side=side.value.upper(),
-                    hash=self.summary(token_id)["hash"],
-                    best_bid=_fmt(top[0]) if top[0] is not None else "0",
-                    best_ask=_fmt(top[1]) if top[1] is not None else "1",
+                    hash=hashes[token_id],
+                    best_bid=best_bid,
+                    best_ask=best_ask,
                 )
             )
         self._own_frame = True
         try:
             for market, entries in by_market.items():
-                self.publish(
-                    orjson.dumps(wire.price_change(market=market, entries=entries, timestamp=str(now_ms)))
-                )
+                frame = wire.price_change(market=market, entries=entries, timestamp=str(now_ms))
+                self.publish(orjson.dumps(frame))
         finally:
             self._own_frame = False
 
@@ -516,6 +549,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         if not self._live.get(str(market)):
             return None
         kind = msg.get("event_type")
+        view = self._views()
         if kind == "price_change":
             entries = []
             for e in msg.get("price_changes") or ():
@@ -523,28 +557,23 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
                 if e.get("asset_id") not in self.tokens or side is None:
                     entries.append(e)
                     continue
-                bb, ba = self.top(e["asset_id"])
-                size = self.public(e["asset_id"], side).get(_dec(e["price"]), Decimal(0))
-                entries.append(
-                    {
-                        **e,
-                        "size": _fmt(size),
-                        "best_bid": _fmt(bb) if bb is not None else "0",
-                        "best_ask": _fmt(ba) if ba is not None else "1",
-                    }
-                )
+                bids, asks = view(e["asset_id"])
+                best_bid, best_ask = self._top_of((bids, asks))
+                size = (bids if side is Side.BUY else asks).get(_dec(e["price"]), Decimal(0))
+                entries.append({**e, "size": _fmt(size), "best_bid": best_bid, "best_ask": best_ask})
             return {**msg, "price_changes": entries}
         if kind == "book" and msg.get("asset_id") in self.tokens:
-            token = msg["asset_id"]
+            bids, asks = view(msg["asset_id"])
             return {
                 **msg,
-                "bids": wire.levels(self.public(token, Side.BUY).items(), descending=False),
-                "asks": wire.levels(self.public(token, Side.SELL).items(), descending=True),
+                "bids": wire.levels(bids.items(), descending=False),
+                "asks": wire.levels(asks.items(), descending=True),
             }
         if kind == "best_bid_ask" and msg.get("asset_id") in self.tokens:
-            bb, ba = self.top(msg["asset_id"])
-            if bb is None or ba is None:
+            bids, asks = view(msg["asset_id"])
+            if not bids or not asks:
                 return None
+            bb, ba = max(bids), min(asks)
             return {**msg, "best_bid": _fmt(bb), "best_ask": _fmt(ba), "spread": _fmt(ba - bb)}
         return None
 
@@ -909,15 +938,19 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             raise _Refused(404, {"error": "No orderbook exists for the requested token id"})
         return token
 
-    def summary(self, token: str) -> dict[str, Any]:
-        """`GET /book` (§2.3): the summary of the public book with its hash (`wire.py`)."""
+    def summary(
+        self, token: str, view: tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]] | None = None
+    ) -> dict[str, Any]:
+        """`GET /book` (§2.3): the summary of the public book (`view`, if already computed) with
+        its hash (`wire.py`)."""
         t = self.tokens[token]
+        bids, asks = view if view is not None else self.levels(token)
         return wire.book_summary(
             market=t.market,
             asset_id=token,
             timestamp_ms=t.timestamp_ms or self.clock() // 1_000_000,
-            bids=self.public(token, Side.BUY).items(),
-            asks=self.public(token, Side.SELL).items(),
+            bids=bids.items(),
+            asks=asks.items(),
             min_order_size=t.min_size,
             tick_size=t.tick,
             neg_risk=t.neg_risk,
