@@ -264,15 +264,6 @@ def test_connectors_use_only_the_surfaces() -> None:
     )
 
 
-# Issue 15, in progress: the simulators moved here still decode, charge and sign with the
-# connector's code. Each venue's rewrite takes its files off this list; the list ends empty.
-STILL_MIRRORS = frozenset(
-    {
-        "simulators/polymarket/simulator.py",
-    }
-)
-
-
 def test_the_simulators_import_nothing_of_the_connectors() -> None:
     def wrong(module: str) -> bool:
         if module.split(".")[0] == "connectors" or module.startswith("tradingd.connectors"):
@@ -282,7 +273,6 @@ def test_the_simulators_import_nothing_of_the_connectors() -> None:
     found = [
         str(imp)
         for path in python_files("simulators")
-        if str(path.relative_to(ROOT)) not in STILL_MIRRORS
         for imp in imports(path)
         if wrong(imp.module)
     ]
