@@ -186,9 +186,12 @@ def map_http_error(
         detail = f"{what}: HTTP {status}: {message}"
     if status in _PASSING:
         state = "the matching engine is restarting" if status == 425 else "the venue is not trading"
+        if order:
+            state += "; outcome unknown: the user channel or the reconciliation settles it"
+        elif status >= 500:
+            state += "; outcome unknown"  # as every 5xx says
         return VenueError(
-            f"{detail} ({state}"
-            + ("; outcome unknown: the user channel or the reconciliation settles it)" if order else ")"),
+            f"{detail} ({state})",
             venue=VENUE,
             instrument=instrument,
             code=status,

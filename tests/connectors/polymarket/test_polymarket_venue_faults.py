@@ -21,6 +21,7 @@ from tradingd.engine import (
     OrderRejected,
     OrderRequest,
     OrderState,
+    OrderUpdate,
     Side,
     VenueError,
     VenueRejected,
@@ -82,7 +83,7 @@ async def test_an_order_answered_425_is_neither_resent_nor_called_refused(sim: P
     assert sim.venue_faults.refused == 1 and execution.rest.requests == 1 and not sim.orders
     # The switch is spent: the next order goes through.
     (update,) = await execution.place(order(token, 2, "0.04"))
-    assert update.status is OrderState.OPEN and len(sim.orders) == 1
+    assert isinstance(update, OrderUpdate) and update.status is OrderState.OPEN and len(sim.orders) == 1
 
 
 async def test_orders_answered_503_are_not_guessed_and_cancel_only_lets_cancels_through(
@@ -103,7 +104,7 @@ async def test_orders_answered_503_are_not_guessed_and_cancel_only_lets_cancels_
     )
     assert len(sim.orders) == 1  # nothing was placed, and nothing was sent twice
     (cancelled,) = await execution.cancel(resting)
-    assert cancelled.status is OrderState.CANCELLED
+    assert isinstance(cancelled, OrderUpdate) and cancelled.status is OrderState.CANCELLED
     sim.apply_faults({"trading": "disabled"})
     requests = execution.rest.requests
     with pytest.raises(VenueError) as info:

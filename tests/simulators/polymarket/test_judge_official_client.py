@@ -222,7 +222,9 @@ async def test_the_official_client_reads_every_market_data_path(
     assert fee_bearing and free
     assert await call(client.get_fee_rate_bps, fee_bearing[0].yes) == 1000
     assert await call(client.get_fee_rate_bps, free[0].yes) == 0
-    assert await call(client.get_fee_exponent, fee_bearing[0].yes) == fee_bearing[0].spec.fees[1]
+    schedule = fee_bearing[0].spec.fees
+    assert schedule is not None
+    assert await call(client.get_fee_exponent, fee_bearing[0].yes) == schedule[1]
     info = await call(client.get_clob_market_info, fee_bearing[0].condition_id)
     assert [t["t"] for t in info["t"]] == [fee_bearing[0].yes, fee_bearing[0].no]
     # The three listings, walked page by page with the venue's cursors (base64 offsets, "LTE=").
