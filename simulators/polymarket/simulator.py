@@ -22,8 +22,7 @@ Fidelity:
   `/ok`, `/time`, `/version`, `/book`, `/books`, `/price(s)`, `/midpoint(s)`, `/spread(s)`,
   `/last-trade(s)-price(s)`, `/tick-size`, `/neg-risk`, `/fee-rate` (`base_fee` 1000 for
   every fee-bearing market, 0 for a free one, as the venue answers: py-clob-client-v2 #107),
-  `/markets`, and (`clob_reads.py`) `/simplified-markets`, `/sampling-markets`,
-  `/sampling-simplified-markets`, `/prices-history`,
+  `/markets`,
   `/markets/{condition_id}`, `/markets-by-token/{token}`, `/clob-markets/{condition_id}`;
   L1 (`ClobAuth` signature checked): `POST /auth/api-key`, `GET /auth/derive-api-key`; L2 (HMAC
   over the exact bytes received, and the key's passphrase and address checked, else 401
@@ -46,16 +45,22 @@ Fidelity:
   there. The order id is the EIP-712 digest.
 - **Gamma** (§2.7) under `/gamma` (`gamma_simulator.py`): the simulated markets, for the market
   catalog (`[catalog] gamma_url = "http://127.0.0.1:N/gamma"`).
-- **Matching**: the engine's `SimulatedVenue` (the backtest's fill model) against the simulator's
-  own books, fed by the generator's synthetic market (`generator.py`: binary markets, a neg-risk
-  event, a tick size change near 1, a resolution). Client orders do not show in the public book.
-- **Fees and balances** follow the venue's rules, not the connector's fee code (`_VenueFees`):
-  a taker pays `size x rate x (p(1-p))^exponent` of its market's `feeSchedule`, floored to
-  0.00001 pUSD (docs.polymarket.com/trading/fees), makers nothing; under V2 the fee is pUSD on
-  both sides (`fees.py` cites the live captures): a taker buy is credited every share it
-  matched and pays `size x price + fee` pUSD, a taker sell receives `size x price - fee`. A
-  trade reports the matched `size` and `fee_rate_bps` "0", as the one captured V2 taker fill's
-  record did (py-clob-client-v2 #107) while a fee was charged.
+- **Matching**: one `simulators.matching.OrderBook` per token, price-time priority: the
+  synthetic market's levels (the generator's feed: `generator.py`, binary markets, a neg-risk
+  event, a tick size change near 1, a resolution) are set into it as the feed changes them
+  (`set_market_level`; a market level crossing a resting client order trades with it), the
+  feed's trades fill the client orders they reach (`market_trade`), and client orders match
+  the market's levels and each other's (a client taker against another client's resting order
+  makes one trade for each). The public book (the market channel, `GET /book`) is the feed's:
+  client orders do not show in it.
+- **Fees and balances** (`fees.py`, from docs.polymarket.com/trading/fees and the V2 exchange
+  contract): a taker pays `size x rate x (p(1-p))^exponent` of its market's `feeSchedule`,
+  floored to 0.00001, in pUSD on both sides: a taker buy is credited every share it matched and
+  pays `size x price + fee` pUSD, a taker sell receives `size x price - fee`; makers pay
+  nothing. A trade reports the matched `size` and `fee_rate_bps` "0", as the one captured V2
+  taker fill's record did (py-clob-client-v2 #107) while a fee was charged.
+- **Signatures** (`auth.py`): the simulator's own EIP-712 `ClobAuth` and V2 `Order` structs and
+  L2 HMAC rule, checked with eth-account. **Shapes** (`wire.py`): every JSON it sends.
 
 Fault switches (engine/sim/server.py; `POST /_sim/faults`): `drop`, `stall_s`, `gap` (a token's
 next price change that moves its top is lost: the client's best bid/ask cross-check catches it),
@@ -64,10 +69,17 @@ REST requests get 429), `garbage`; and Polymarket's own `fail_trades` (the next 
 FAILED), `trade` (`{"token": ..., "side": "buy" | "sell", "price": "...", "size": "..."}`:
 another participant's taker trade prints as a `last_trade_price` and fills the resting orders it
 reaches, like Derive's switch: one trade, whose `maker_orders[]` lists each of an account's orders
-it filled) and `dump_delay_s` (the books of a subscription are sent that
-long after it, for clients that wait for them); and the venue's known failures of
-`venue_faults.py`: `too_early` (HTTP 425), `trading` (503 disabled / cancel-only), `cloudflare`
-(an HTML 403), `silent` (a market channel that answers PING and sends nothing else).
+it filled), `dump_delay_s` (the books of a subscription are sent that long after it, for clients
+that wait for them), and the order of an order's two answers, both seen at the real venue (the
+HTTP answer of `POST /order` and the user channel's `order`/`trade` events travel separately):
+`user_lag_s` (the user channel tells of orders and trades that much after the HTTP answer: the
+answer outruns the channel) and `answer_lag_s` (the HTTP answer of an order comes that much
+after the user channel has told its fate: the channel outruns the answer). A client must take
+the order's fate from whichever comes first and never guess it from the other's absence. And the
+venue's known failures of `venue_faults.py`: `too_early` (HTTP 425), `trading` (503 disabled /
+cancel-only), `cloudflare` (an HTML 403), `silent` (a market channel that answers PING and sends
+nothing else). `clob_reads.py` answers `/simplified-markets`, `/sampling-markets`,
+`/sampling-simplified-markets` and `/prices-history`.
 """
 
 from __future__ import annotations
@@ -80,7 +92,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -89,38 +101,14 @@ import orjson
 import structlog
 import trio
 
-from tradingd.connectors.polymarket.book import summary_hash
-from tradingd.connectors.polymarket.codec import PolymarketDecoder
-from tradingd.connectors.polymarket.instruments import COLLATERAL, VENUE
-from tradingd.connectors.polymarket.signing import (
-    ApiCredentials,
-    Credentials,
-    clob_auth_digest,
-    hmac_signature,
-    order_digest,
-    recover_signer,
-)
-from tradingd.engine.backtest import SimulatedVenue
 from tradingd.engine.sim import Receive, Scope, Send, SimPeer, SimulatorServer, serve
-from tradingd.engine.venue import (
-    BookUpdate,
-    Fill,
-    Instrument,
-    InstrumentRegistry,
-    Liquidity,
-    Order,
-    OrderRejected,
-    OrderRequest,
-    OrderState,
-    OrderUpdate,
-    PrivateEvent,
-    Side,
-    Status,
-    StatusKind,
-    Trade,
-)
 
+from ..matching import MARKET, Match, OrderBook, Side
+from . import wire
+from .auth import ApiKey, Wallet, clob_auth_typed_data, hmac_signature, order_typed_data, recover
+from .auth import digest as _digest
 from .clob_reads import ClobReads
+from .fees import FeeSchedule, taker_fee
 from .gamma_simulator import GammaSimulator
 from .generator import PolymarketFeed
 from .venue_faults import VenueFaults
@@ -129,18 +117,20 @@ __all__ = [
     "DEMO_ACCOUNT",
     "DEMO_ADDRESS",
     "DEMO_API",
+    "VENUE",
     "PolymarketSimulator",
     "derive_api_credentials",
     "serve",
 ]
 
+VENUE: Final = "polymarket"
 # The well-known test key of VENUES.md §2.4 (Hardhat's account #0): a demo, never real funds.
 DEMO_KEY: Final = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 DEMO_ADDRESS: Final = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
-_UNITS: Final = Decimal(1_000_000)
+_UNITS: Final = Decimal(1_000_000)  # pUSD and outcome tokens both have 6 decimals (§2.5)
 _INVALID_KEY: Final = {"error": "Unauthorized/Invalid api key"}
 _ORDER_TYPES: Final = frozenset({"GTC", "GTD", "FOK", "FAK"})
-_TIF: Final = {"GTC": "gtc", "GTD": "gtd", "FOK": "fok", "FAK": "ioc"}
+_TIF: Final = {"GTC": "gtc", "GTD": "gtc", "FOK": "fok", "FAK": "ioc"}
 _GTD_THRESHOLD_S: Final = 60
 _GTD_MIN_AHEAD_S: Final = 180
 _PAGE: Final = 500
@@ -148,13 +138,15 @@ _END: Final = "LTE="
 _FAK_UNMATCHED: Final = (
     "no orders found to match with FAK order. FAK orders are partially filled or killed if no match is found."
 )
+_CROWD_OWNER: Final = "00000000-0000-0000-0000-00000000c0de"
+_CROWD_ADDRESS: Final = "0x0000000000000000000000000000000000c0ffee"
 
 
-def derive_api_credentials(address: str, nonce: int = 0) -> ApiCredentials:
+def derive_api_credentials(address: str, nonce: int = 0) -> ApiKey:
     """The simulator's API key of an address (what `/auth/derive-api-key` gives): deterministic,
     so a restarted simulator knows the demo account's key."""
     seed = hashlib.sha256(f"tradingd-sim:{address.lower()}:{nonce}".encode()).digest()
-    return ApiCredentials(
+    return ApiKey(
         key=str(uuid.UUID(bytes=seed[:16], version=4)),
         secret=base64.urlsafe_b64encode(hashlib.sha256(seed + b"secret").digest()).decode(),
         passphrase=hashlib.sha256(seed + b"passphrase").hexdigest(),
@@ -162,21 +154,8 @@ def derive_api_credentials(address: str, nonce: int = 0) -> ApiCredentials:
 
 
 DEMO_API: Final = derive_api_credentials(DEMO_ADDRESS)
-DEMO_ACCOUNT: Final = Credentials(private_key=DEMO_KEY, api=DEMO_API)
-
-
-def _fmt(d: Decimal) -> str:
-    """A Decimal as the venue writes numbers: `0.5`, `100`, `12.34`."""
-    s = format(d.normalize(), "f")
-    return s if s != "-0" else "0"
-
-
-def _px_ticks(ticks: int) -> str:
-    return _fmt(Decimal(ticks) / 10_000)
-
-
-def _size(size: float) -> str:
-    return _fmt(Decimal(repr(size)))
+DEMO_ACCOUNT: Final = Wallet(private_key=DEMO_KEY, api=DEMO_API)
+_fmt = wire.fmt
 
 
 class _Refused(Exception):
@@ -186,32 +165,6 @@ class _Refused(Exception):
         super().__init__(status, body)
         self.status = status
         self.body = body
-
-
-_FEE_QUANTUM: Final = Decimal("0.00001")  # "Fees are rounded to 5 decimal places" (fee page)
-
-
-@attrs.frozen
-class _VenueFees:
-    """The venue's fee (an engine `FeeModel` for the matching engine), from each market's own
-    `feeSchedule` as the simulated Gamma publishes it and from the venue's documents, never from
-    the connector's `fees.py` (a witness, not a mirror): docs.polymarket.com/trading/fees
-    "fee = C x feeRate x p x (1 - p)" (the schedule's `exponent` raises `p(1-p)`, 1 everywhere
-    seen), "Makers are never charged fees", "rounded to 5 decimal places ... Anything smaller
-    rounds to zero" (so floored). The fee is pUSD on both sides under V2 (module docstring)."""
-
-    schedules: dict[str, tuple[Decimal, Decimal]]  # token -> (rate, exponent); absent: no fees
-
-    def fee(
-        self, inst: Instrument, price: Decimal, size: Decimal, liquidity: Liquidity, index: float | None
-    ) -> tuple[Decimal, str]:
-        schedule = self.schedules.get(inst.symbol)
-        if schedule is None or liquidity is not Liquidity.TAKER:
-            return Decimal(0), COLLATERAL
-        rate, exponent = schedule
-        curve = price * (1 - price)
-        owed = size * rate * (curve if exponent == 1 else curve**exponent)
-        return owed.quantize(_FEE_QUANTUM, rounding=ROUND_DOWN), COLLATERAL
 
 
 def _not_enough(balance: Decimal, amount: Decimal) -> _Refused:
@@ -225,10 +178,39 @@ def _not_enough(balance: Decimal, amount: Decimal) -> _Refused:
     )
 
 
+def _dec(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+@attrs.define(eq=False)
+class _Token:
+    """One outcome token as the venue knows it (from its Gamma market), its public book (the
+    feed's levels, as published) and its matching book (the feed's levels and client orders)."""
+
+    token_id: str
+    market: str  # condition id
+    outcome: str  # "Yes" | "No"
+    question: str
+    slug: str
+    neg_risk: bool
+    neg_risk_market_id: str | None
+    tick: Decimal
+    min_size: Decimal
+    fees: FeeSchedule | None
+    book: OrderBook
+    bids: dict[Decimal, Decimal] = attrs.field(factory=dict)  # the public book: price -> size
+    asks: dict[Decimal, Decimal] = attrs.field(factory=dict)
+    timestamp_ms: int = 0
+    active: bool = True
+
+    def top(self) -> tuple[Decimal | None, Decimal | None]:
+        return (max(self.bids) if self.bids else None, min(self.asks) if self.asks else None)
+
+
 @attrs.define(eq=False)
 class _Account:
     address: str
-    api: ApiCredentials
+    api: ApiKey
     balance: Decimal = Decimal(100_000)  # pUSD
     positions: dict[str, Decimal] = attrs.field(factory=dict)  # token -> shares
     orders: dict[str, _SimOrder] = attrs.field(factory=dict)
@@ -238,20 +220,27 @@ class _Account:
 
 @attrs.define(eq=False)
 class _SimOrder:
-    order: Order  # what the matching engine knows (client order id = our order id)
     account: _Account
-    order_id: str
-    market: str
-    order_type: str
-    expiration: int
+    order_id: str  # the EIP-712 digest
+    token: _Token
+    side: Side
+    price: Decimal
+    size: Decimal  # shares
+    order_type: str  # GTC | GTD | FOK | FAK
+    expiration: int  # unix s, 0: none
     created_s: int
+    expire_at_ns: int | None = None  # a GTD's end at the venue (a minute before its stated time)
     status: str = "LIVE"  # LIVE | MATCHED | CANCELED
     matched: Decimal = Decimal(0)
     trades: list[str] = attrs.field(factory=list)
 
     @property
+    def market(self) -> str:
+        return self.token.market
+
+    @property
     def remaining(self) -> Decimal:
-        return self.order.request.size - self.matched
+        return self.size - self.matched
 
 
 @attrs.define(eq=False)
@@ -259,13 +248,14 @@ class _SimTrade:
     id: str
     account: _Account
     order: _SimOrder
-    liquidity: Liquidity
-    side: Side
+    taker: bool
+    side: Side  # our order's side
     price: Decimal
     size: Decimal
-    fee: Decimal  # pUSD, the venue's (`_VenueFees`)
+    fee: Decimal  # pUSD (`fees.py`)
     match_s: int
     match_ms: int
+    counterparty: _SimOrder | None  # the other side's order when it is a client's; None: the crowd
     other_order: str
     next_at: float  # trio time of the next settlement step
     fail: bool = False
@@ -301,6 +291,44 @@ def _loads(body: bytes) -> Any:
         raise _Refused(400, {"error": "Invalid payload: not JSON"}) from None
 
 
+def _side(text: Any) -> Side | None:
+    return {"BUY": Side.BUY, "SELL": Side.SELL}.get(str(text).upper())
+
+
+def _token_of(gamma: dict[str, Any]) -> list[_Token]:
+    """The tokens of a Gamma market object (§2.7: `clobTokenIds`, `outcomes` JSON-encoded)."""
+    ids = orjson.loads(gamma["clobTokenIds"])
+    labels = orjson.loads(gamma["outcomes"])
+    schedule = gamma.get("feeSchedule")
+    fees = (
+        FeeSchedule(
+            rate=_dec(schedule["rate"]),
+            exponent=_dec(schedule.get("exponent", 1)),
+            rebate_rate=_dec(schedule.get("rebateRate", 0)),
+            taker_only=bool(schedule.get("takerOnly", True)),
+        )
+        if gamma.get("feesEnabled") and schedule
+        else None
+    )
+    return [
+        _Token(
+            token_id=str(token),
+            market=str(gamma["conditionId"]),
+            outcome=str(label),
+            question=str(gamma["question"]),
+            slug=str(gamma["slug"]),
+            neg_risk=bool(gamma.get("negRisk")),
+            neg_risk_market_id=gamma.get("negRiskMarketID"),
+            tick=_dec(gamma["orderPriceMinTickSize"]),
+            min_size=_dec(gamma["orderMinSize"]),
+            fees=fees,
+            book=OrderBook(str(token)),
+            active=bool(gamma.get("active", True)) and not gamma.get("closed", False),
+        )
+        for token, label in zip(ids, labels, strict=True)
+    ]
+
+
 class PolymarketSimulator(SimulatorServer[_Peer]):
     """The simulated CLOB (module docstring). An ASGI app; `run` steps its market."""
 
@@ -330,25 +358,22 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         self.confirm_s = confirm_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.dump_delay_s = dump_delay_s  # the books of a subscription are sent this much later
+        self.user_lag_s = 0.0  # the user channel tells this much after the order's HTTP answer
+        self.answer_lag_s = 0.0  # an order's HTTP answer comes this much after the user channel
+        self._lagging: list[tuple[float, _Account, str, bytes]] = []  # (due, account, market, frame)
         self._dumps: list[tuple[float, _Peer, set[str]]] = []  # (trio time due, peer, tokens)
         self.feed = PolymarketFeed.create(seed=seed, start_ns=clock())
-        self.registry = InstrumentRegistry()
-        self.decoder = PolymarketDecoder(self.registry)  # the simulator's own books and markets
-        self.outcomes = self.decoder.outcomes
+        opening = self.feed.opening(hours)
+        # What the venue knows of its markets is what its Gamma publishes of them.
+        gamma = [self.feed._gamma(m) for m in self.feed.markets]
+        self.gamma = GammaSimulator(gamma)
+        self.tokens: dict[str, _Token] = {}
+        self.condition_tokens: dict[str, list[_Token]] = {}
+        for market in gamma:
+            for token in _token_of(market):
+                self.tokens[token.token_id] = token
+                self.condition_tokens.setdefault(token.market, []).append(token)
         self.last_trade: dict[str, tuple[str, str]] = {}  # token -> (price, side)
-        for _, frame in self.feed.opening(hours):
-            self._track(frame)
-        self.fees = _VenueFees(
-            {
-                token: (Decimal(repr(m.spec.fees[0])), Decimal(repr(m.spec.fees[1])))
-                for m in self.feed.markets
-                if m.spec.fees is not None
-                for token in (m.yes, m.no)
-            }
-        )
-        self.matching = SimulatedVenue(VENUE, self.registry, self.fees, self.decoder.book)
-        # Gamma (§2.7) under /gamma: the market catalog finds the simulated markets there.
-        self.gamma = GammaSimulator([self.feed._gamma(m) for m in self.feed.markets])
         self.accounts: dict[str, _Account] = {}  # by API key
         for address in accounts:
             self.register(address)
@@ -362,6 +387,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         self._tops: dict[str, tuple[Any, Any]] = {}  # last best bid/ask sent per token (gap switch)
         self.venue_faults = VenueFaults(self.log)  # the venue's own failures (venue_faults.py)
         self.reads = ClobReads(self)  # simplified / sampling markets, prices history (clob_reads.py)
+        for _, frame in opening:
+            self.on_market_frame(frame, clock())
 
     # -- accounts -------------------------------------------------------------------------------
     def register(self, address: str, nonce: int = 0) -> _Account:
@@ -379,47 +406,98 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         return None
 
     # -- the market -----------------------------------------------------------------------------
-    def _track(self, frame: bytes) -> list[Any]:
-        events = self.decoder.decode(frame, self.clock())
-        for ev in events:
-            if isinstance(ev, Trade):
-                self.last_trade[ev.instrument] = (_fmt(Decimal(repr(ev.price))), ev.side.value.upper())
-        return events
-
     def market_step(self) -> list[bytes]:
         return [frame for _, frame in self.feed.step() if frame != b"PONG"]  # PONG answers PING only
 
+    def levels(self, token: str) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
+        """The public book of `token` (bids, asks: price -> size), what the market channel showed."""
+        t = self.tokens[token]
+        return dict(t.bids), dict(t.asks)
+
     def on_market_frame(self, frame: bytes, now: int) -> None:
-        for ev in self._track(frame):
-            out: list[PrivateEvent] = []
-            if isinstance(ev, BookUpdate):
-                out = self.matching.on_book(ev, now)
-            elif isinstance(ev, Trade) and self.matching.has_orders(ev.instrument):
-                out = self.matching.on_trade(ev, now)
-            elif isinstance(ev, Status) and ev.status is StatusKind.MARKET_RESOLVED:
-                out = self.matching.expire(now, instrument=ev.instrument)
-                self._settle_positions(ev.instrument, float(ev.data.get("payout", 0.0)))
-            if out:
-                # A public trade is one taker's match: the maker orders of ours it reaches are
-                # one trade (§2.2).
-                self._apply(out, now, one_match=isinstance(ev, Trade))
+        """Fold one frame of the synthetic market (the generator's, the venue's own) into the
+        books: the public one as published, the matching one with the fills it makes."""
+        try:
+            msg = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            return
+        for ev in msg if isinstance(msg, list) else [msg]:
+            if isinstance(ev, dict):
+                self._market_event(ev, now)
+
+    def _market_event(self, ev: dict[str, Any], now: int) -> None:
+        kind = ev.get("event_type")
+        if kind == "price_change":
+            for entry in ev.get("price_changes") or ():
+                token = self.tokens.get(str(entry.get("asset_id")))
+                side = _side(entry.get("side"))
+                if token is None or side is None:
+                    continue
+                token.timestamp_ms = int(ev.get("timestamp") or token.timestamp_ms)
+                self._set_level(token, side, _dec(entry["price"]), _dec(entry["size"]), now)
+        elif kind == "book":
+            token = self.tokens.get(str(ev.get("asset_id")))
+            if token is None:
+                return
+            token.timestamp_ms = int(ev.get("timestamp") or token.timestamp_ms)
+            for side, key, public in ((Side.BUY, "bids", token.bids), (Side.SELL, "asks", token.asks)):
+                new = {_dec(level["price"]): _dec(level["size"]) for level in ev.get(key) or ()}
+                for price in [p for p in public if p not in new]:
+                    self._set_level(token, side, price, Decimal(0), now)
+                for price, size in new.items():
+                    self._set_level(token, side, price, size, now)
+        elif kind == "last_trade_price":
+            token = self.tokens.get(str(ev.get("asset_id")))
+            side = _side(ev.get("side"))
+            if token is None or side is None:
+                return
+            self.last_trade[token.token_id] = (_fmt(_dec(ev["price"])), side.value.upper())
+            matches = token.book.market_trade(side, _dec(ev["price"]), _dec(ev["size"]))
+            if matches:
+                # A public trade is one taker's match: the maker orders of an account it reaches
+                # are one trade (§2.2).
+                self._matched(matches, now, one_match=True)
+        elif kind == "tick_size_change":
+            token = self.tokens.get(str(ev.get("asset_id")))
+            if token is not None:
+                token.tick = _dec(ev["new_tick_size"])
+        elif kind == "market_resolved":
+            winner = str(ev.get("winning_asset_id"))
+            for token_id in ev.get("assets_ids") or ():
+                token = self.tokens.get(str(token_id))
+                if token is None:
+                    continue
+                token.active = False
+                self._cancel_where(None, lambda o, t=token: o.token is t)  # type: ignore[misc]
+                self._settle_positions(token.token_id, Decimal(1) if token.token_id == winner else Decimal(0))
+
+    def _set_level(self, token: _Token, side: Side, price: Decimal, size: Decimal, now: int) -> None:
+        public = token.bids if side is Side.BUY else token.asks
+        if size > 0:
+            public[price] = size
+        else:
+            public.pop(price, None)
+        matches = token.book.set_market_level(side, price, size)
+        if matches:
+            self._matched(matches, now)
 
     def step(self) -> None:
         self._send_due_dumps()
+        self._send_lagging()
         super().step()
         now = self.clock()
-        self.reads.sample(now)
-        expired = self.matching.expire(now)
-        if expired:
-            self._apply(expired, now)
+        for sim in [o for o in self.orders.values() if o.status == "LIVE" and o.expire_at_ns is not None]:
+            if sim.expire_at_ns is not None and sim.expire_at_ns <= now:
+                self._cancel_where(sim.account, _is(sim.order_id))
         self._advance_trades()
         self._check_heartbeats()
+        self.reads.sample(now)
 
-    def _settle_positions(self, token: str, payout: float) -> None:
+    def _settle_positions(self, token: str, payout: Decimal) -> None:
         for account in self.accounts.values():
             shares = account.positions.pop(token, Decimal(0))
             if shares:
-                account.balance += shares * Decimal(repr(payout))
+                account.balance += shares * payout
 
     def garbage_frames(self) -> list[bytes]:
         return [b'{"event_type":"book","asset_id":', b"\x00\xffnot json at all"]
@@ -537,7 +615,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         """The subscription of `tokens` takes effect: their books (one JSON array), then their
         changes."""
         peer.assets |= tokens
-        books = [self._book_event(t) for t in sorted(tokens) if self.decoder.book(t) is not None]
+        books = [self._book_event(t) for t in sorted(tokens) if t in self.tokens]
         if books:
             self.send(peer, orjson.dumps(books))
 
@@ -579,23 +657,17 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         peer.subscribed = True
 
     def _book_event(self, token: str) -> dict[str, Any]:
-        """A `book` event of the simulator's own book of `token` (best levels last, §2.2)."""
-        book = self.decoder.book(token)
-        assert book is not None
-        return {
-            "event_type": "book",
-            "asset_id": token,
-            "market": book.market,
-            "bids": [{"price": _px_ticks(t), "size": _size(s)} for t, s in sorted(book.bids.items())],
-            "asks": [
-                {"price": _px_ticks(t), "size": _size(s)} for t, s in sorted(book.asks.items(), reverse=True)
-            ],
-            "timestamp": str(book.timestamp_ms or self.clock() // 1_000_000),
-            "hash": book.hash or "",
-        }
+        """A `book` event of the simulator's public book of `token` (best levels last, §2.2)."""
+        return wire.book_event(self.summary(token))
 
     def _notify(self, account: _Account, market: str, obj: dict[str, Any]) -> None:
         frame = orjson.dumps(obj)
+        if self.user_lag_s > 0:
+            self._lagging.append((trio.current_time() + self.user_lag_s, account, market, frame))
+            return
+        self._deliver(account, market, frame)
+
+    def _deliver(self, account: _Account, market: str, frame: bytes) -> None:
         for peer in list(self.sessions.values()):
             if (
                 peer.account is account
@@ -603,6 +675,16 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
                 and (not peer.markets or market in peer.markets)
             ):
                 self.send(peer, frame)
+
+    def _send_lagging(self) -> None:
+        """The user-channel messages held back by `user_lag_s` whose time has come, in order."""
+        if not self._lagging:
+            return
+        now = trio.current_time()
+        due = [entry for entry in self._lagging if entry[0] <= now]
+        self._lagging = [entry for entry in self._lagging if entry[0] > now]
+        for _, account, market, frame in due:
+            self._deliver(account, market, frame)
 
     # -- REST -----------------------------------------------------------------------------------
     async def handle_http(
@@ -622,6 +704,9 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         if result is _NOT_FOUND:
             self.unserved[f"{method} {path}"] += 1
             return None
+        if self.answer_lag_s > 0 and method == "POST" and path in ("/order", "/orders"):
+            # The user channel has told the order's fate already; its answer trails (docstring).
+            await trio.sleep(self.answer_lag_s)
         return 200, orjson.dumps(result)
 
     def _route(self, method: str, path: str, q: dict[str, str], headers: dict[str, str], body: bytes) -> Any:
@@ -646,10 +731,10 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         """The address proven by the L1 headers (§2.4 `ClobAuth`); 401 otherwise."""
         address = headers.get("poly_address", "")
         try:
-            digest = clob_auth_digest(
+            typed = clob_auth_typed_data(
                 address, headers.get("poly_timestamp", ""), int(headers.get("poly_nonce", "0")), self.chain_id
             )
-            if recover_signer(digest, headers.get("poly_signature", "")).lower() != address.lower():
+            if recover(typed, headers.get("poly_signature", "")).lower() != address.lower():
                 raise ValueError("not the address's signature")
         except (ValueError, TypeError):
             raise _Refused(401, {"error": "Invalid L1 Request headers"}) from None
@@ -662,11 +747,12 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             raise _Refused(401, _INVALID_KEY)
         ts = headers.get("poly_timestamp", "")
         try:
-            expected = hmac_signature(account.api.secret, int(ts), method, path, body or None)
+            expected = hmac_signature(account.api.secret, ts, method, path, body)
         except ValueError:
             raise _Refused(401, _INVALID_KEY) from None
         if (
-            not hmac.compare_digest(expected, headers.get("poly_signature", ""))
+            not ts.isdigit()
+            or not hmac.compare_digest(expected, headers.get("poly_signature", ""))
             or not hmac.compare_digest(account.api.passphrase, headers.get("poly_passphrase", ""))
             or headers.get("poly_address", "").lower() != account.address.lower()
         ):
@@ -676,32 +762,24 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
     # -- public endpoints -------------------------------------------------------------------
     def _token(self, q: dict[str, str]) -> str:
         token = q.get("token_id", "")
-        if self.registry.get(VENUE, token) is None:
+        if token not in self.tokens:
             raise _Refused(404, {"error": "No orderbook exists for the requested token id"})
         return token
 
     def summary(self, token: str) -> dict[str, Any]:
-        """`GET /book` (§2.3): the summary with its hash, fields in the hashed order."""
-        inst = self.registry.get(VENUE, token)
-        book = self.decoder.book(token)
-        assert inst is not None
-        assert book is not None
-        event = self._book_event(token)
-        outcome = self.outcomes.get(token)
-        summary = {
-            "market": book.market,
-            "asset_id": token,
-            "timestamp": event["timestamp"],
-            "hash": "",
-            "bids": event["bids"],
-            "asks": event["asks"],
-            "min_order_size": _fmt(inst.min_size),
-            "tick_size": _fmt(inst.tick_size),
-            "neg_risk": bool(outcome is not None and outcome.neg_risk),
-            "last_trade_price": self.last_trade.get(token, ("", ""))[0],
-        }
-        summary["hash"] = summary_hash(summary)
-        return summary
+        """`GET /book` (§2.3): the summary of the public book with its hash (`wire.py`)."""
+        t = self.tokens[token]
+        return wire.book_summary(
+            market=t.market,
+            asset_id=token,
+            timestamp_ms=t.timestamp_ms or self.clock() // 1_000_000,
+            bids=t.bids.items(),
+            asks=t.asks.items(),
+            min_order_size=t.min_size,
+            tick_size=t.tick,
+            neg_risk=t.neg_risk,
+            last_trade_price=self.last_trade.get(token, ("", ""))[0],
+        )
 
     def _book(self, q: dict[str, str], body: bytes) -> Any:
         return self.summary(self._token(q))
@@ -712,18 +790,16 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             raise _Refused(400, {"error": 'Invalid payload: expected [{"token_id": ...}]'})
         if len(items) > 500:
             raise _Refused(400, {"error": "Invalid payload: at most 500 items"})
-        return [i for i in items if self.registry.get(VENUE, str(i["token_id"])) is not None]
+        return [i for i in items if str(i["token_id"]) in self.tokens]
 
     def _books(self, q: dict[str, str], body: bytes) -> Any:
         return [self.summary(str(i["token_id"])) for i in self._tokens(body)]
 
     def _best(self, token: str, side: str) -> str:
         """§2.3 `/price`: the best bid for side BUY, the best ask for SELL."""
-        book = self.decoder.book(token)
-        assert book is not None
-        bb, _, ba, _ = book.top()
+        bb, ba = self.tokens[token].top()
         value = bb if side.upper() == "BUY" else ba
-        return "" if value is None else _fmt(Decimal(repr(value)))
+        return "" if value is None else _fmt(value)
 
     def _price(self, q: dict[str, str], body: bytes) -> Any:
         side = q.get("side", "").upper()
@@ -740,12 +816,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         return out
 
     def _mid(self, token: str) -> str:
-        book = self.decoder.book(token)
-        assert book is not None
-        bb, _, ba, _ = book.top()
-        if bb is None or ba is None:
-            return ""
-        return _fmt((Decimal(repr(bb)) + Decimal(repr(ba))) / 2)
+        bb, ba = self.tokens[token].top()
+        return "" if bb is None or ba is None else _fmt((bb + ba) / 2)
 
     def _midpoint(self, q: dict[str, str], body: bytes) -> Any:
         return {"mid": self._mid(self._token(q))}
@@ -754,10 +826,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         return {str(i["token_id"]): self._mid(str(i["token_id"])) for i in self._tokens(body)}
 
     def _spread_of(self, token: str) -> str:
-        book = self.decoder.book(token)
-        assert book is not None
-        bb, _, ba, _ = book.top()
-        return "" if bb is None or ba is None else _fmt(Decimal(repr(ba)) - Decimal(repr(bb)))
+        bb, ba = self.tokens[token].top()
+        return "" if bb is None or ba is None else _fmt(ba - bb)
 
     def _spread(self, q: dict[str, str], body: bytes) -> Any:
         return {"spread": self._spread_of(self._token(q))}
@@ -778,13 +848,10 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         return out
 
     def _tick_size(self, q: dict[str, str], body: bytes) -> Any:
-        inst = self.registry.get(VENUE, self._token(q))
-        assert inst is not None
-        return {"minimum_tick_size": float(inst.tick_size)}
+        return {"minimum_tick_size": float(self.tokens[self._token(q)].tick)}
 
     def _neg_risk(self, q: dict[str, str], body: bytes) -> Any:
-        outcome = self.outcomes.get(self._token(q))
-        return {"neg_risk": bool(outcome is not None and outcome.neg_risk)}
+        return {"neg_risk": self.tokens[self._token(q)].neg_risk}
 
     def _fee_rate(self, q: dict[str, str], body: bytes) -> Any:
         """`base_fee` 1000 for every fee-bearing market whatever its rate, 0 for one without
@@ -793,10 +860,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         and 0.07; the maintainers' PR #110 documents `get_fee_rate_bps` so ("a constant: 1000
         bps for every fee-bearing market, 0 for fee-free"; the real rate is `fd.r` of
         `/clob-markets`)."""
-        token = self._token(q)
-        assert self.registry.get(VENUE, token) is not None
-        schedule = self.fees.schedules.get(token)
-        return {"base_fee": 1000 if schedule is not None and schedule[0] > 0 else 0}
+        fees = self.tokens[self._token(q)].fees
+        return {"base_fee": 1000 if fees is not None and fees.rate > 0 else 0}
 
     def _ok(self, q: dict[str, str], body: bytes) -> Any:
         return "OK"
@@ -809,13 +874,11 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
 
     def clob_market(self, condition_id: str) -> dict[str, Any]:
         """A CLOB market object (§2.3 `GET /markets/{condition_id}`)."""
-        outcomes = self.outcomes.of_market(condition_id)
-        if not outcomes:
+        tokens = self.condition_tokens.get(condition_id)
+        if not tokens:
             raise _Refused(404, {"error": "market not found"})
-        insts = [self.registry.get(VENUE, o.token_id) for o in outcomes]
-        first = insts[0]
-        assert first is not None
-        active = all(i is not None and i.active for i in insts)
+        first = tokens[0]
+        active = all(t.active for t in tokens)
         return {
             "enable_order_book": True,
             "active": active,
@@ -823,32 +886,32 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             "archived": False,
             "accepting_orders": active,
             "minimum_order_size": float(first.min_size),
-            "minimum_tick_size": float(first.tick_size),
+            "minimum_tick_size": float(first.tick),
             "condition_id": condition_id,
             "question_id": "0x" + hashlib.sha256(condition_id.encode()).hexdigest(),
-            "question": outcomes[0].question,
+            "question": first.question,
             "description": "",
-            "market_slug": outcomes[0].slug,
+            "market_slug": first.slug,
             "end_date_iso": None,
             "seconds_delay": 0,
             "maker_base_fee": 0,
             "taker_base_fee": 0,
-            "neg_risk": bool(outcomes[0].neg_risk),
-            "neg_risk_market_id": outcomes[0].neg_risk_market_id,
+            "neg_risk": first.neg_risk,
+            "neg_risk_market_id": first.neg_risk_market_id,
             "tokens": [
                 {
-                    "token_id": o.token_id,
-                    "outcome": o.outcome,
-                    "price": float(self._mid(o.token_id) or 0),
+                    "token_id": t.token_id,
+                    "outcome": t.outcome,
+                    "price": float(self._mid(t.token_id) or 0),
                     "winner": False,
                 }
-                for o in outcomes
+                for t in tokens
             ],
             "tags": [],
         }
 
     def _markets(self, q: dict[str, str], body: bytes) -> Any:
-        ids = sorted({o.condition_id for o in self.outcomes})
+        ids = sorted(self.condition_tokens)
         try:
             start = int(base64.b64decode(q.get("next_cursor") or "MA==").decode() or 0)
         except ValueError:
@@ -867,29 +930,31 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         return self.clob_market(condition_id)
 
     def _market_by_token(self, token: str) -> Any:
-        outcome = self.outcomes.get(token)
-        if outcome is None:
+        t = self.tokens.get(token)
+        if t is None:
             raise _Refused(404, {"error": "market not found"})
-        return {"condition_id": outcome.condition_id, "primary_token_id": token}
+        return {"condition_id": t.market, "primary_token_id": token}
 
     def _clob_market_info(self, condition_id: str) -> Any:
         """`/clob-markets/{id}`, the compact form `py-clob-client-v2` reads (`t`, `mts`, `nr`,
         `fd`); not in VENUES.md: shaped after that client's use of it."""
-        outcomes = self.outcomes.of_market(condition_id)
-        if not outcomes:
+        tokens = self.condition_tokens.get(condition_id)
+        if not tokens:
             raise _Refused(404, {"error": "market not found"})
-        inst = self.registry.get(VENUE, outcomes[0].token_id)
-        assert inst is not None
-        # `fd`: the schedule the venue charges by (`_VenueFees`), taker only (`to`).
-        schedule = self.fees.schedules.get(outcomes[0].token_id)
-        rate, exponent = schedule if schedule is not None else (Decimal(0), Decimal(0))
+        first = tokens[0]
+        # `fd`: the schedule the venue charges by (`fees.py`), taker only (`to`).
+        fees = first.fees
         return {
             "c": condition_id,
-            "t": [{"t": o.token_id, "o": o.outcome} for o in outcomes],
-            "mts": float(inst.tick_size),
-            "mos": float(inst.min_size),
-            "nr": bool(outcomes[0].neg_risk),
-            "fd": {"r": float(rate), "e": float(exponent), "to": True},
+            "t": [{"t": t.token_id, "o": t.outcome} for t in tokens],
+            "mts": float(first.tick),
+            "mos": float(first.min_size),
+            "nr": first.neg_risk,
+            "fd": {
+                "r": float(fees.rate) if fees is not None else 0.0,
+                "e": float(fees.exponent) if fees is not None else 0.0,
+                "to": True,
+            },
         }
 
     # -- L1 -------------------------------------------------------------------------------------
@@ -934,13 +999,11 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         """What the account's open orders hold: pUSD of buys, shares of `token` for sells."""
         total = Decimal(0)
         for o in account.orders.values():
-            req = o.order.request
-            if o.status != "LIVE" or req.side is not side:
+            if o.status != "LIVE" or o.side is not side:
                 continue
             if side is Side.BUY:
-                assert req.price is not None
-                total += o.remaining * req.price
-            elif req.instrument == token:
+                total += o.remaining * o.price
+            elif o.token.token_id == token:
                 total += o.remaining
         return total
 
@@ -979,72 +1042,71 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         if order_type not in _ORDER_TYPES:
             raise _Refused(400, {"error": f"Invalid order type {order_type}"})
         try:
-            token = str(o["tokenId"])
+            token_id = str(o["tokenId"])
             signer = str(o["signer"])
             maker = str(o["maker"])
             sig_type = int(o["signatureType"])
             maker_amount = int(o["makerAmount"])
             taker_amount = int(o["takerAmount"])
-            side = Side.BUY if o["side"] == "BUY" else Side.SELL if o["side"] == "SELL" else None
+            side = _side(o["side"]) if o["side"] in ("BUY", "SELL") else None
             expiration = int(o.get("expiration") or 0)
         except (KeyError, TypeError, ValueError):
             raise _Refused(400, {"error": "Invalid order payload"}) from None
         if side is None:
             raise _Refused(400, {"error": "Invalid order payload: side"})
-        inst = self.registry.get(VENUE, token)
-        if inst is None:
-            raise _Refused(400, {"error": f"Invalid order payload: no market for token {token}"})
+        token = self.tokens.get(token_id)
+        if token is None:
+            raise _Refused(400, {"error": f"Invalid order payload: no market for token {token_id}"})
         if signer.lower() != account.address.lower():
             raise _Refused(400, {"error": "signer address has to be the address of the API KEY"})
         if sig_type == 0 and maker.lower() != signer.lower():
             raise _Refused(400, {"error": "maker address not allowed"})
         if sig_type not in (0, 1, 2):
             raise _Refused(400, {"error": f"signature type {sig_type} is not supported by the simulator"})
-        outcome = self.outcomes.get(token)
-        neg_risk = bool(outcome is not None and outcome.neg_risk)
         try:
-            digest = order_digest(o, chain_id=self.chain_id, neg_risk=neg_risk)
-            valid = recover_signer(digest, str(o.get("signature", ""))).lower() == signer.lower()
-        except (ValueError, KeyError, TypeError):
+            typed = order_typed_data(o, chain_id=self.chain_id, neg_risk=token.neg_risk)
+            valid = recover(typed, str(o.get("signature", ""))).lower() == signer.lower()
+        except (ValueError, KeyError, TypeError, OverflowError):
             valid = False
         if not valid:
             raise _Refused(400, {"error": "invalid signature"})
-        order_id = "0x" + digest.hex()
+        order_id = "0x" + _digest(typed).hex()
         failed = self._business_checks(
-            account, order_id, inst, side, maker_amount, taker_amount, expiration, order_type, payload
+            account, order_id, token, side, maker_amount, taker_amount, expiration, order_type, payload
         )
         if failed is not None:
             return {"success": False, "orderID": order_id, "errorMsg": failed}
-        size, price = self._terms(side, maker_amount, taker_amount, order_type, inst.tick_size)
+        size, price = self._terms(side, maker_amount, taker_amount, order_type, token.tick)
         now = self.clock()
-        request = OrderRequest(
-            venue=VENUE,
-            instrument=token,
-            side=side,
-            size=size,
-            price=price,
-            time_in_force=_TIF[order_type],
-            post_only=bool(payload.get("postOnly")),
-            client_order_id=order_id,
-            expire_at_ns=(expiration - _GTD_THRESHOLD_S) * 1_000_000_000 if order_type == "GTD" else None,
-        )
         sim = _SimOrder(
-            Order(request, now_ns=now),
             account,
             order_id,
-            market=outcome.condition_id if outcome is not None else inst.base,
+            token,
+            side,
+            price,
+            size,
             order_type=order_type,
             expiration=expiration,
             created_s=now // 1_000_000_000,
+            expire_at_ns=(expiration - _GTD_THRESHOLD_S) * 1_000_000_000 if order_type == "GTD" else None,
         )
-        events = self.matching.submit(sim.order, now)
-        first = next((e for e in events if isinstance(e, OrderUpdate)), None)
-        fills = [e for e in events if isinstance(e, Fill)]
-        if first is not None and first.status is OrderState.REJECTED:
-            return {"success": False, "orderID": order_id, "errorMsg": "INVALID_POST_ONLY_ORDER"}
-        if not fills and first is not None and first.status is OrderState.CANCELLED:
-            # Killed at once: the venue says so in the answer, and to the user channel (FOK).
+        # Known before it matches: its fills are booked to it as they happen.
+        self.orders[order_id] = account.orders[order_id] = sim
+        outcome = token.book.submit(
+            order_id=order_id,
+            owner=account.api.key,
+            side=side,
+            amount=size,
+            price=price,
+            tif=_TIF[order_type],  # type: ignore[arg-type]
+            post_only=bool(payload.get("postOnly")),
+        )
+        if outcome.rejected is not None or not (outcome.matches or outcome.resting):
+            del self.orders[order_id], account.orders[order_id]
+            if outcome.rejected == "post_only":
+                return {"success": False, "orderID": order_id, "errorMsg": "INVALID_POST_ONLY_ORDER"}
             if order_type == "FOK":
+                # Killed at once: the venue says so in the answer, and to the user channel.
                 sim.status = "CANCELED"
                 self._notify(
                     account,
@@ -1057,14 +1119,13 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
                 )
                 return {"success": False, "orderID": order_id, "errorMsg": "FOK_ORDER_NOT_FILLED_ERROR"}
             return {"success": False, "orderID": order_id, "errorMsg": _FAK_UNMATCHED}
-        self.orders[order_id] = account.orders[order_id] = sim
-        rests = any(
-            isinstance(e, OrderUpdate) and e.status in (OrderState.OPEN, OrderState.PARTIALLY_FILLED)
-            for e in events
-        )
-        if rests:
+        if outcome.resting is not None:
             self._notify(account, sim.market, self._order_json(sim, "PLACEMENT"))
-        trades = self._apply(events, now)
+        trades = self._matched(list(outcome.matches), now, taker=sim)
+        if outcome.resting is None and sim.remaining > 0 and sim.status == "LIVE":
+            # A FAK's unmatched rest is dropped: the order is over.
+            sim.status = "CANCELED"
+            self._notify(account, sim.market, self._order_json(sim, "CANCELLATION"))
         made = sum((t.size * t.price for t in trades), Decimal(0))
         shares = sum((t.size for t in trades), Decimal(0))
         return {
@@ -1099,7 +1160,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         self,
         account: _Account,
         order_id: str,
-        inst: Any,
+        token: _Token,
         side: Side,
         maker_amount: int,
         taker_amount: int,
@@ -1116,11 +1177,11 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             return str(rejected[1])
         if maker_amount <= 0 or taker_amount <= 0:
             return "INVALID_ORDER_ERROR"
-        if not inst.active:
+        if not token.active:
             return "MARKET_NOT_READY"
         if payload.get("postOnly") and order_type in ("FOK", "FAK"):
             return "INVALID_POST_ONLY_ORDER_TYPE"
-        tick = inst.tick_size
+        tick = token.tick
         size, price = self._terms(side, maker_amount, taker_amount, order_type, tick)
         try:
             on_tick = price % tick == 0
@@ -1128,7 +1189,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             on_tick = False
         if not on_tick or price < tick or price > 1 - tick:
             return "INVALID_ORDER_MIN_TICK_SIZE"
-        if size < inst.min_size:
+        if size < token.min_size:
             return "INVALID_ORDER_MIN_SIZE"
         now_s = self.clock() // 1_000_000_000
         if (order_type == "GTD") != (expiration > 0) or (
@@ -1142,61 +1203,69 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             if free < Decimal(maker_amount) / _UNITS:
                 raise _not_enough(free, Decimal(maker_amount) / _UNITS)
         else:
-            held = account.positions.get(inst.symbol, Decimal(0)) - self._reserved(
-                account, inst.symbol, Side.SELL
+            held = account.positions.get(token.token_id, Decimal(0)) - self._reserved(
+                account, token.token_id, Side.SELL
             )
             if held < size:
                 raise _not_enough(held, size)
         return None
 
-    def _apply(self, events: list[PrivateEvent], now: int, *, one_match: bool = False) -> list[_SimTrade]:
-        """The matching engine's reports: trades (before the order's state, so a client sees
-        the fills first), balances and positions, the order's state; all to the user channel.
-        With `one_match` (the reports of one taker's match), an account's maker fills are one
-        trade: one id, one `trade` message listing its maker orders (§2.2 `maker_orders[]`)."""
+    def _matched(
+        self, matches: list[Match], now: int, *, taker: _SimOrder | None = None, one_match: bool = False
+    ) -> list[_SimTrade]:
+        """Book the matches of one taker (a client order `taker`, or the market: its levels or a
+        print): each client maker's trade and the client taker's, balances and positions, the
+        orders' state; all to the user channel, trades first (a client sees the fills before the
+        order's new state). With `one_match` (a print of the market), an account's maker fills
+        are one trade: one id, one `trade` message listing its maker orders (§2.2
+        `maker_orders[]`). Returns the taker's trades."""
+        taken: list[_SimTrade] = []
         made: list[_SimTrade] = []
-        touched: list[tuple[_SimOrder, str]] = []
-        matched: dict[int, _SimTrade] = {}  # by account: the match's trade it is a maker in
-        for ev in events:
-            sim = self.orders.get(ev.client_order_id or "")
-            if sim is None:
-                continue
-            if isinstance(ev, Fill):
-                into = matched.get(id(sim.account)) if one_match and ev.liquidity is Liquidity.MAKER else None
-                trade = self._trade(sim, ev, now, into)
+        touched: dict[str, _SimOrder] = {}
+        grouped: dict[int, _SimTrade] = {}  # by account: the print's trade it is a maker in
+        for match in matches:
+            maker = self.orders.get(match.maker_id) if match.maker_owner != MARKET else None
+            if maker is not None:
+                into = grouped.get(id(maker.account)) if one_match else None
+                trade = self._trade(maker, match, now, taker=False, counterparty=taker, into=into)
+                touched[maker.order_id] = maker
                 if into is None:
                     made.append(trade)
-                    if one_match and ev.liquidity is Liquidity.MAKER:
-                        matched[id(sim.account)] = trade
-            elif isinstance(ev, OrderUpdate):
-                if ev.status in (OrderState.CANCELLED, OrderState.EXPIRED):
-                    sim.status = "CANCELED"
-                    touched.append((sim, "CANCELLATION"))
-                elif ev.status is OrderState.FILLED:
-                    sim.status = "MATCHED"
-                    touched.append((sim, "UPDATE"))
-                elif ev.filled_size > 0:
-                    touched.append((sim, "UPDATE"))
-        for trade in made:
+                    if one_match:
+                        grouped[id(maker.account)] = trade
+            if taker is not None:
+                taken.append(self._trade(taker, match, now, taker=True, counterparty=maker))
+                touched[taker.order_id] = taker
+        for trade in [*made, *taken]:
             self._notify(trade.account, trade.order.market, self._trade_json(trade))
-        for sim, kind in touched:
-            self._notify(sim.account, sim.market, self._order_json(sim, kind))
-        return made
+        for sim in touched.values():
+            if sim.remaining == 0:
+                sim.status = "MATCHED"
+            self._notify(sim.account, sim.market, self._order_json(sim, "UPDATE"))
+        return taken
 
-    def _trade(self, sim: _SimOrder, fill: Fill, now: int, into: _SimTrade | None = None) -> _SimTrade:
+    def _trade(
+        self,
+        sim: _SimOrder,
+        match: Match,
+        now: int,
+        *,
+        taker: bool,
+        counterparty: _SimOrder | None,
+        into: _SimTrade | None = None,
+    ) -> _SimTrade:
+        """One fill of `sim`: its pUSD and shares moved (`fees.py`), its trade recorded."""
         account = sim.account
-        cost = fill.size * fill.price
-        if fill.side is Side.BUY:
-            account.balance -= cost + fill.fee
-            account.positions[fill.instrument] = (
-                account.positions.get(fill.instrument, Decimal(0)) + fill.size
-            )
+        size, price = match.amount, match.price
+        fee = taker_fee(size, price, sim.token.fees) if taker else Decimal(0)
+        token = sim.token.token_id
+        if sim.side is Side.BUY:
+            account.balance -= size * price + fee
+            account.positions[token] = account.positions.get(token, Decimal(0)) + size
         else:
-            account.balance += cost - fill.fee
-            account.positions[fill.instrument] = (
-                account.positions.get(fill.instrument, Decimal(0)) - fill.size
-            )
-        sim.matched += fill.size
+            account.balance += size * price - fee
+            account.positions[token] = account.positions.get(token, Decimal(0)) - size
+        sim.matched += size
         n = next(self._trade_ids)
         fail = self.fail_trades > 0 if into is None else into.fail
         if fail and into is None:
@@ -1209,14 +1278,17 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             else into.id,
             account=account,
             order=sim,
-            liquidity=fill.liquidity,
-            side=fill.side,
-            price=fill.price,
-            size=fill.size,
-            fee=fill.fee,
+            taker=taker,
+            side=sim.side,
+            price=price,
+            size=size,
+            fee=fee,
             match_s=now // 1_000_000_000,
             match_ms=now // 1_000_000,
-            other_order="0x" + hashlib.sha256(f"crowd:{n}".encode()).hexdigest(),
+            counterparty=counterparty,
+            other_order=counterparty.order_id
+            if counterparty is not None
+            else "0x" + hashlib.sha256(f"crowd:{n}".encode()).hexdigest(),
             next_at=trio.current_time() + self.mine_s,
             fail=fail,
             last_update_s=now // 1_000_000_000,
@@ -1257,7 +1329,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
     def _undo(self, t: _SimTrade) -> None:
         """A FAILED trade never moved funds on chain: its effects are taken back."""
         account = t.account
-        token = t.order.order.request.instrument
+        token = t.order.token.token_id
         if t.side is Side.BUY:
             account.balance += t.size * t.price + t.fee
             account.positions[token] = account.positions.get(token, Decimal(0)) - t.size
@@ -1266,17 +1338,16 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             account.positions[token] = account.positions.get(token, Decimal(0)) + t.size
         t.order.matched -= t.size
 
-    def _cancel_where(self, account: _Account, pick: Callable[[_SimOrder], bool]) -> list[str]:
+    def _cancel_where(self, account: _Account | None, pick: Callable[[_SimOrder], bool]) -> list[str]:
+        """Cancel the live orders `pick` chooses, of `account` (None: of every account)."""
         done = []
-        now = self.clock()
-        for sim in list(account.orders.values()):
+        orders = self.orders.values() if account is None else account.orders.values()
+        for sim in list(orders):
             if sim.status != "LIVE" or not pick(sim):
                 continue
-            try:
-                events = self.matching.cancel(sim.order, now)
-            except OrderRejected:
-                continue
-            self._apply(list(events), now)
+            sim.token.book.cancel(sim.order_id)
+            sim.status = "CANCELED"
+            self._notify(sim.account, sim.market, self._order_json(sim, "CANCELLATION"))
             done.append(sim.order_id)
         return done
 
@@ -1313,111 +1384,93 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         market, asset = spec.get("market"), spec.get("asset_id")
         canceled = self._cancel_where(
             account,
-            lambda o: (
-                (not market or o.market == market) and (not asset or o.order.request.instrument == asset)
-            ),
+            lambda o: (not market or o.market == market) and (not asset or o.token.token_id == asset),
         )
         return {"canceled": canceled, "not_canceled": {}}
 
     def _order_json(
         self, sim: _SimOrder, kind: str | None = None, status: str | None = None
     ) -> dict[str, Any]:
-        """An order as the user channel (`kind` given) or `GET /data/orders` shows it (§2.2, §2.3)."""
-        req = sim.order.request
-        outcome = self.outcomes.get(req.instrument)
-        body: dict[str, Any] = {
-            "id": sim.order_id,
-            "status": status or sim.status,
-            "owner": sim.account.api.key,
-            "maker_address": sim.account.address,
-            "market": sim.market,
-            "asset_id": req.instrument,
-            "side": req.side.value.upper(),
-            "original_size": _fmt(req.size),
-            "size_matched": _fmt(sim.matched),
-            "price": _fmt(req.price or Decimal(0)),
-            "outcome": outcome.outcome if outcome is not None else "",
-            "expiration": str(sim.expiration),
-            "order_type": sim.order_type,
-            "associate_trades": list(sim.trades),
-            "created_at": sim.created_s,
-        }
-        if kind is not None:
-            body.update(
-                event_type="order",
-                type=kind,
-                order_owner=sim.account.api.key,
-                created_at=str(sim.created_s),
-                timestamp=str(self.clock() // 1_000_000),
-                # null, not [], while the order has no trade: both captured placements and the
-                # docs' sample (tests/simulators/polymarket/test_judge_user_channel.py).
-                associate_trades=list(sim.trades) or None,
-            )
-        return body
+        """An order as the user channel (`kind` given) or `GET /data/orders` shows it (`wire.py`)."""
+        rest = wire.open_order(
+            order_id=sim.order_id,
+            status=status or sim.status,
+            owner=sim.account.api.key,
+            maker_address=sim.account.address,
+            market=sim.market,
+            asset_id=sim.token.token_id,
+            side=sim.side.value.upper(),
+            original_size=sim.size,
+            size_matched=sim.matched,
+            price=sim.price,
+            outcome=sim.token.outcome,
+            expiration=sim.expiration,
+            order_type=sim.order_type,
+            associate_trades=sim.trades,
+            created_at_s=sim.created_s,
+        )
+        if kind is None:
+            return rest
+        return wire.order_event(rest, kind=kind, timestamp_ms=self.clock() // 1_000_000)
 
     def _trade_json(self, t: _SimTrade, *, rest: bool = False) -> dict[str, Any]:
-        """One of our trades: a §2.2 user-channel `trade` event, or (`rest`) a `GET /data/trades`
-        item, which has no `event_type`, `type`, `trade_owner` or `timestamp` (the captured page
-        in `tests/fixtures/polymarket/http_trades_page.json`)."""
-        token = t.order.order.request.instrument
-        outcome = self.outcomes.get(token)
-        label = outcome.outcome if outcome is not None else ""
-        ours = [
-            {
-                "order_id": leg.order.order_id,
-                "owner": t.account.api.key,
-                "maker_address": t.account.address,
-                "matched_amount": _fmt(leg.size),
-                "price": _fmt(leg.price),
-                "asset_id": token,
-                "outcome": label,
-                "side": leg.side.value.upper(),
-                "fee_rate_bps": "0",
-            }
-            for leg in (t, *t.also)
-        ]
-        crowd = {
-            "order_id": t.other_order,
-            "owner": "00000000-0000-0000-0000-00000000c0de",
-            "maker_address": "0x0000000000000000000000000000000000c0ffee",
-            "matched_amount": _fmt(t.size),
-            "price": _fmt(t.price),
-            "asset_id": token,
-            "outcome": label,
-            "side": t.side.opposite.value.upper(),
-            "fee_rate_bps": "0",
-        }
-        taker = t.liquidity is Liquidity.TAKER
-        item = {
-            "event_type": "trade",
-            "type": "TRADE",
-            "id": t.id,
-            "taker_order_id": t.order.order_id if taker else t.other_order,
-            "market": t.order.market,
-            "asset_id": token,
-            "side": (t.side if taker else t.side.opposite).value.upper(),
-            "size": _fmt(sum((leg.size for leg in (t, *t.also)), Decimal(0))),
-            "price": _fmt(t.price),
-            "fee_rate_bps": "0",  # what the captured V2 trade record said (module docstring)
-            "status": t.status,
-            "match_time": str(t.match_s),
-            "last_update": str(t.last_update_s),
-            "outcome": label,
+        """One of our trades (`wire.trade`): as its taker, the makers it met (another client's
+        order, or the crowd's); as a maker, our orders the taker met."""
+        token = t.order.token
+        if t.taker:
+            other = t.counterparty
+            makers = [
+                wire.maker_order(
+                    order_id=t.other_order,
+                    owner=other.account.api.key if other is not None else _CROWD_OWNER,
+                    maker_address=other.account.address if other is not None else _CROWD_ADDRESS,
+                    matched_amount=t.size,
+                    price=t.price,
+                    asset_id=token.token_id,
+                    outcome=token.outcome,
+                    side=t.side.opposite.value.upper(),
+                )
+            ]
+        else:
+            makers = [
+                wire.maker_order(
+                    order_id=leg.order.order_id,
+                    owner=t.account.api.key,
+                    maker_address=t.account.address,
+                    matched_amount=leg.size,
+                    price=leg.price,
+                    asset_id=token.token_id,
+                    outcome=token.outcome,
+                    side=leg.side.value.upper(),
+                )
+                for leg in (t, *t.also)
+            ]
+        return wire.trade(
+            trade_id=t.id,
+            taker_order_id=t.order.order_id if t.taker else t.other_order,
+            market=t.order.market,
+            asset_id=token.token_id,
+            side=(t.side if t.taker else t.side.opposite).value.upper(),
+            size=sum((leg.size for leg in (t, *t.also)), Decimal(0)),
+            price=t.price,
+            status=t.status,
+            match_s=t.match_s,
+            last_update_s=t.last_update_s,
+            outcome=token.outcome,
             # The taker's key: a trade we are a maker in names its taker as owner, ours only in
             # `maker_orders[]` (the captured maker trade, nt_py_user_trade1.json).
-            "owner": t.account.api.key if taker else crowd["owner"],
-            "trade_owner": t.account.api.key if taker else crowd["owner"],
-            "maker_address": t.account.address,
-            "transaction_hash": t.transaction_hash,
-            "bucket_index": 0,
-            "maker_orders": [crowd] if taker else ours,
-            "trader_side": "TAKER" if taker else "MAKER",
-            "timestamp": str(t.match_ms),
-        }
-        if rest:
-            for key in ("event_type", "type", "trade_owner", "timestamp"):
-                del item[key]
-        return item
+            owner=t.account.api.key
+            if t.taker
+            else t.counterparty.account.api.key
+            if t.counterparty is not None
+            else _CROWD_OWNER,
+            maker_address=t.account.address,
+            transaction_hash=t.transaction_hash,
+            maker_orders=makers,
+            trader_side="TAKER" if t.taker else "MAKER",
+            timestamp_ms=t.match_ms,
+            rest=rest,
+        )
 
     def _page(self, items: list[dict[str, Any]], q: dict[str, str]) -> dict[str, Any]:
         try:
@@ -1436,7 +1489,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             if o.status == "LIVE"
             and (not q.get("id") or o.order_id == q["id"])
             and (not q.get("market") or o.market == q["market"])
-            and (not q.get("asset_id") or o.order.request.instrument == q["asset_id"])
+            and (not q.get("asset_id") or o.token.token_id == q["asset_id"])
         ]
         return self._page(items, q)
 
@@ -1455,7 +1508,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             for t in account.trades
             if (not q.get("id") or t.id == q["id"])
             and (not q.get("market") or t.order.market == q["market"])
-            and (not q.get("asset_id") or t.order.order.request.instrument == q["asset_id"])
+            and (not q.get("asset_id") or t.order.token.token_id == q["asset_id"])
             and (after is None or t.match_s >= after)
             and (before is None or t.match_s <= before)
         ]
@@ -1480,19 +1533,24 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
     def apply_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
         """The shared switches, and Polymarket's: `fail_trades` (the next n trades end FAILED),
         `trade` (another participant's taker trade, `trade()`), `dump_delay_s` (the books of
-        later subscriptions are sent that long after them; 0: at once). Raises ValueError for a
-        switch it cannot apply (nothing of that switch is applied)."""
+        later subscriptions are sent that long after them; 0: at once), `user_lag_s` and
+        `answer_lag_s` (module docstring; 0: off). Raises ValueError for a switch it cannot apply
+        (nothing of that switch is applied)."""
         applied = super().apply_faults(spec)
         applied.update(self.venue_faults.apply(spec))
         if spec.get("fail_trades"):
             self.fail_trades += int(spec["fail_trades"])
             applied["fail_trades"] = self.fail_trades
-        if "dump_delay_s" in spec:
-            delay = float(spec["dump_delay_s"])
-            if not 0 <= delay < float("inf"):
-                raise ValueError(f"dump_delay_s: expected seconds >= 0, got {spec['dump_delay_s']!r}")
-            self.dump_delay_s = delay
-            applied["dump_delay_s"] = delay
+        for name in ("dump_delay_s", "user_lag_s", "answer_lag_s"):
+            if name in spec:
+                try:
+                    delay = float(spec[name])
+                except (TypeError, ValueError):
+                    raise ValueError(f"{name}: expected seconds >= 0, got {spec[name]!r}") from None
+                if not 0 <= delay < float("inf"):
+                    raise ValueError(f"{name}: expected seconds >= 0, got {spec[name]!r}")
+                setattr(self, name, delay)
+                applied[name] = delay
         if spec.get("trade"):
             t = spec["trade"]
             terms = ("token", "side", "price", "size")
@@ -1510,9 +1568,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         and the client trades and orders it made. Raises ValueError for terms the venue could not
         print (unknown token, a side other than buy or sell, a price off the token's tick or
         outside (0, 1), a size not positive)."""
-        inst = self.registry.get(VENUE, token)
-        book = self.decoder.book(token)
-        if inst is None or book is None:
+        tok = self.tokens.get(token)
+        if tok is None:
             raise ValueError(f"trade: no token {token!r}")
         if side.lower() not in ("buy", "sell"):
             raise ValueError(f"trade: side must be buy or sell, not {side!r}")
@@ -1520,23 +1577,19 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             px, qty = Decimal(str(price)), Decimal(str(size))
         except InvalidOperation:
             raise ValueError(f"trade: price and size must be numbers ({price!r}, {size!r})") from None
-        if not (px.is_finite() and qty.is_finite()) or not 0 < px < 1 or qty <= 0 or px % inst.tick_size:
+        if not (px.is_finite() and qty.is_finite()) or not 0 < px < 1 or qty <= 0 or px % tok.tick:
             raise ValueError(
-                f"trade: price {price} must be in (0, 1) on the tick {inst.tick_size}, size {size} positive"
+                f"trade: price {price} must be in (0, 1) on the tick {tok.tick}, size {size} positive"
             )
-        outcome = self.outcomes.get(token)
-        market = book.market or (outcome.condition_id if outcome is not None else "")
         now = self.clock()
-        printed = {
-            "asset_id": token,
-            "event_type": "last_trade_price",
-            "fee_rate_bps": "0",
-            "market": market,
-            "price": _fmt(px),
-            "side": side.upper(),
-            "size": _fmt(qty),
-            "timestamp": str(now // 1_000_000),
-        }
+        printed = wire.last_trade_price(
+            asset_id=token,
+            market=tok.market,
+            price=px,
+            side=side.upper(),
+            size=qty,
+            timestamp_ms=now // 1_000_000,
+        )
         before = len(self.trades)
         frame = orjson.dumps(printed)
         self.on_market_frame(frame, now)

@@ -272,7 +272,6 @@ STILL_MIRRORS = frozenset(
         "simulators/deribit/simulator.py",
         "simulators/derive/generator.py",
         "simulators/derive/simulator.py",
-        "simulators/polymarket/simulator.py",
     }
 )
 

@@ -12,13 +12,15 @@ import pytest
 import trio
 
 from tradingd.connectors.polymarket.settings import PolymarketSettings
+from tradingd.connectors.polymarket.signing import ApiCredentials
 from tradingd.engine import Strategy
 from tradingd.engine.runtime.live import LiveEngine, Mode
 from tradingd.engine.store.journal import OrderJournal
 from tradingd.engine.venue import CatalogSettings
 from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
 
-API = DEMO_API
+# The demo account's API key in the connector's own record (the simulator keeps its own).
+API = ApiCredentials(DEMO_API.key, DEMO_API.secret, DEMO_API.passphrase)
 CREDS = {
     "POLYMARKET_PRIVATE_KEY": DEMO_ACCOUNT.private_key,
     "POLYMARKET_API_KEY": API.key,
@@ -72,3 +74,13 @@ def cache(tmp_path: Path) -> Path:
 
 def yes(sim: PolymarketSimulator, i: int = 0) -> str:
     return sim.feed.markets[i].yes
+
+
+def venue_book(sim: PolymarketSimulator, token: str) -> tuple[dict[int, float], dict[int, float]]:
+    """The simulator's public book of `token` in the connector book's terms (price in 0.0001
+    quanta -> size): what the market channel showed of it, for a level-by-level comparison."""
+    bids, asks = sim.levels(token)
+    return (
+        {int(p * 10_000): float(s) for p, s in bids.items()},
+        {int(p * 10_000): float(s) for p, s in asks.items()},
+    )

@@ -19,6 +19,7 @@ from py_clob_client_v2.clob_types import ApiCreds, RequestArgs  # type: ignore[i
 from py_clob_client_v2.headers.headers import create_level_2_headers  # type: ignore[import-untyped]
 from py_clob_client_v2.signer import Signer  # type: ignore[import-untyped]
 
+from tests.support.polymarket_live import API
 from tradingd.connectors.polymarket.codec import (
     PolymarketDecoder,
     TradeSettlement,
@@ -48,7 +49,6 @@ from tradingd.engine import (
     OrderUpdate,
     RateLimited,
     Side,
-    Trade,
     VenueError,
     VenueRejected,
     VenueUnavailable,
@@ -57,7 +57,6 @@ from tradingd.engine.model import InstrumentRegistry, Order
 from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_ADDRESS, DEMO_API, PolymarketSimulator
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "polymarket"
-API = DEMO_API
 KEY = DEMO_ACCOUNT.private_key
 NOW_NS = 1_795_000_000 * 1_000_000_000
 
@@ -482,9 +481,9 @@ async def test_a_taker_order_waits_for_its_fills_then_reports_its_state(sim: Pol
     token = sim.feed.markets[0].yes
     ex, decoder = execution_for(sim, fill_wait_s=1.0)
     ask = decoder.registry.require("polymarket", token)
-    book = sim.decoder.book(token)
-    assert book is not None and ask is not None
-    best_ask = Decimal(repr(book.top()[2]))
+    _, top_ask = sim.tokens[token].top()  # the venue's public book
+    assert top_ask is not None and ask is not None
+    best_ask = top_ask
     o = order(token, price=str(best_ask), size="5")
     order_id = ex.prepare(o)
     assert order_id is not None
@@ -525,12 +524,10 @@ async def test_the_simulator_charges_a_taker_in_pusd_and_credits_every_share_it_
     assert rate > 0
     ex, _ = execution_for(sim)
     account = sim.accounts[API.key]
-    book = sim.decoder.book(token)
-    assert book is not None
-    bid, _, ask, _ = book.top()
+    bid, ask = sim.tokens[token].top()  # the venue's public book
     assert bid is not None and ask is not None
     cash0 = account.balance
-    await ex.place(order(token, price=str(Decimal(repr(ask))), size="10", n=1))
+    await ex.place(order(token, price=str(ask), size="10", n=1))
     (bought,) = account.trades
     p = bought.price
     fee = floor5(10 * rate * p * (1 - p))
@@ -546,17 +543,17 @@ async def test_the_simulator_charges_a_taker_in_pusd_and_credits_every_share_it_
         "0",
     )
     with pytest.raises(OrderRejected) as info:
-        await ex.place(order(token, "sell", price=str(Decimal(repr(bid))), size="10.01", n=2))
+        await ex.place(order(token, "sell", price=str(bid), size="10.01", n=2))
     assert (info.value.code, info.value.venue_message) == (
         400,
         "not enough balance / allowance: the balance is not enough -> "
         "balance: 10000000, order amount: 10010000",
     )
     cash1 = account.balance
-    await ex.place(order(token, "sell", price=str(Decimal(repr(bid))), size="10", n=3))
+    await ex.place(order(token, "sell", price=str(bid), size="10", n=3))
     sold = account.trades[-1]
-    assert (sold.side, sold.size, sold.fee) == (
-        Side.SELL,
+    assert (sold.side.value, sold.size, sold.fee) == (
+        "sell",
         Decimal(10),
         floor5(10 * rate * sold.price * (1 - sold.price)),
     )
@@ -604,11 +601,9 @@ async def test_fills_found_while_reconciling_pay_their_markets_fee(sim: Polymark
     `fee_rate_bps` "0"."""
     market = sim.feed.markets[0]
     before, _ = execution_for(sim)
-    book = sim.decoder.book(market.yes)
-    assert book is not None
-    _, _, ask, _ = book.top()
+    _, ask = sim.tokens[market.yes].top()  # the venue's public book
     assert ask is not None
-    await before.place(order(market.yes, price=str(Decimal(repr(ask))), size="10", n=1))
+    await before.place(order(market.yes, price=str(ask), size="10", n=1))
     (trade,) = sim.accounts[API.key].trades
     assert trade.fee > 0
     after, decoder = execution_for(sim, learn=False)
@@ -667,7 +662,7 @@ def test_our_trades_are_read_knowing_our_addresses() -> None:
     # as by key; the execution client's own decoder (when the session gives none) knows both.
     funder = "0x" + "AB" * 20
     signer = OrderSigner(KEY, signature_type=SignatureType.POLY_GNOSIS_SAFE, funder=funder)
-    rest = ClobRest("http://sim", api=DEMO_API, address=DEMO_ADDRESS)
+    rest = ClobRest("http://sim", api=API, address=DEMO_ADDRESS)
     execution = PolymarketExecution(
         rest, signer, InstrumentRegistry(), PolymarketDecoder(InstrumentRegistry()).outcomes
     )
@@ -777,9 +772,7 @@ async def test_reconciliation_asks_the_simulator_about_orders_and_trades(sim: Po
         OrderState.OPEN,
     )
     # One that filled (a seller hit it) while we were not listening: its fills, then filled.
-    seller = Trade(venue="polymarket", instrument=token, ts_exchange=None, ts_local=0, price=0.06, size=10.0,
-                   side=Side.SELL)  # fmt: skip
-    sim._apply(sim.matching.on_trade(seller, sim.clock()), sim.clock())
+    sim.trade(token, "sell", "0.06", "10")  # another participant's sale, through our bid
     *fills, final = await ex.order_status(hit)
     (fill,) = fills
     assert isinstance(fill, Fill) and fill.size == 10 and fill.order_id == hit.order_id

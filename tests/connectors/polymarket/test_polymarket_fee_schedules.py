@@ -17,7 +17,7 @@ import structlog
 import trio
 
 from tests.support.live_support import Probe, until
-from tests.support.polymarket_live import V, start
+from tests.support.polymarket_live import API, V, start
 from tests.support.sessions import venue_session
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution, trade_tokens
@@ -42,7 +42,7 @@ from tradingd.engine import (
 from tradingd.engine.model import InstrumentRegistry, Order
 from tradingd.engine.runtime.router import MarketRouter
 from tradingd.engine.sim.server import Receive, Scope, Send
-from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
+from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, PolymarketSimulator, serve
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "polymarket"
 NOW_NS = 1_795_000_000 * 1_000_000_000
@@ -186,7 +186,7 @@ async def test_an_order_in_a_market_whose_fee_schedule_is_unknown_is_refused_and
     signer = OrderSigner(DEMO_ACCOUNT.private_key)
     rest = ClobRest(
         "http://sim",
-        api=DEMO_API,
+        api=API,
         address=signer.address,
         client=httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator)),
     )
@@ -346,7 +346,7 @@ def _trading_session(simulator: PolymarketSimulator, sink: _Sink) -> PolymarketS
         registry=InstrumentRegistry(),
         router=MarketRouter(),
         sink=sink,
-        credentials=Credentials(DEMO_ACCOUNT.private_key, api=DEMO_API),
+        credentials=Credentials(DEMO_ACCOUNT.private_key, api=API),
         http=httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator)),
     )
     session.rest.base_url = "http://sim"

@@ -18,7 +18,7 @@ import structlog
 import trio
 
 from tests.support.live_support import Probe, until
-from tests.support.polymarket_live import API, V, cache, serve_sim, start, yes
+from tests.support.polymarket_live import API, V, cache, serve_sim, start, venue_book, yes
 from tests.support.sessions import venue_session
 from tradingd.connectors.polymarket.codec import TradeSettlement, TradeStatus
 from tradingd.connectors.polymarket.stream import PolymarketSession, UserConnection
@@ -29,12 +29,10 @@ from tradingd.engine import (
     OrderRejected,
     OrderState,
     OrderUpdate,
-    Side,
     Status,
     StatusKind,
     Subscription,
     Ticker,
-    Trade,
 )
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.runtime.live import LiveEngine
@@ -88,9 +86,8 @@ async def test_market_data_on_one_market_connection_and_books_equal_to_the_venue
     simulator.prepare_burst(0)  # pause the market
     await trio.sleep(0.3)
     mine = session(engine).decoder.book(token)
-    venue = simulator.decoder.book(token)
-    assert mine is not None and venue is not None and mine.valid
-    assert (mine.bids, mine.asks) == (venue.bids, venue.asks)
+    assert mine is not None and mine.valid
+    assert (mine.bids, mine.asks) == venue_book(simulator, token)
     simulator.resume()
     # PING every second, answered PONG (§2.2 keepalive), and nothing reconnected.
     await until(lambda: session(engine).market.pongs >= 2, within=5)
@@ -131,8 +128,7 @@ async def test_ready_waits_for_the_books_the_venue_answers_the_first_subscriptio
     assert trio.current_time() - subscribed_at >= 0.9  # the books came a second after
     book = live.decoder.book(token)
     assert book is not None and book.valid  # ready: market data is flowing
-    venue = simulator.decoder.book(token)
-    assert venue is not None and book.market == venue.market
+    assert book.market == simulator.tokens[token].market
     # The venue's own books, not REST ones, and no complaint.
     assert simulator.requests_for("GET /book") == 0 and simulator.requests_for("POST /books") == 0
     await until(lambda: bool(market_subscribed(probe)))
@@ -365,10 +361,7 @@ async def test_a_dropped_connection_loses_nothing(
     await until(lambda: not simulator.sessions)
     # While we are away, the first order fills (a seller hits it): the user channel cannot say so.
     sim_order = simulator.orders[resting.order_id or ""]
-    hit = Trade(
-        venue=V, instrument=token, ts_exchange=None, ts_local=0, price=0.05, size=50.0, side=Side.SELL
-    )
-    simulator._apply(simulator.matching.on_trade(hit, simulator.clock()), simulator.clock())
+    simulator.trade(token, "sell", "0.05", "50")  # another participant's sale, through our bid
     assert sim_order.status == "MATCHED"
     live = session(engine)
     await until(lambda: live.market.stats.connects == 2 and user_channel(engine).stats.connects == 2)
@@ -413,10 +406,7 @@ async def test_a_restart_reconciles_orders_and_fills_with_the_venue(
     journal.close()
     # While it is down, one order fills (a seller hits it), another is cancelled elsewhere, and
     # the taker trade fails on chain.
-    now = simulator.clock()
-    seller = Trade(venue=V, instrument=token, ts_exchange=None, ts_local=0, price=0.05, size=10.0,
-                   side=Side.SELL)  # fmt: skip
-    simulator._apply(simulator.matching.on_trade(seller, now), now)
+    simulator.trade(token, "sell", "0.05", "10")  # another participant's sale, through our bid
     account = simulator.accounts[API.key]
     assert simulator._cancel_ids(account, [gone.order_id or ""])["canceled"] == [gone.order_id]
     assert simulator.orders[hit.order_id or ""].status == "MATCHED"

@@ -16,7 +16,7 @@ import structlog
 import trio
 
 from tests.support.live_support import Probe, until
-from tests.support.polymarket_live import V, start
+from tests.support.polymarket_live import API, V, start
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution
 from tradingd.connectors.polymarket.signing import OrderSigner
@@ -46,7 +46,7 @@ def _execution(simulator: PolymarketSimulator) -> PolymarketExecution:
     signer = OrderSigner(DEMO_ACCOUNT.private_key)
     rest = ClobRest(
         "http://sim",
-        api=DEMO_API,
+        api=API,
         address=signer.address,
         client=httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator)),
     )
@@ -78,7 +78,7 @@ async def test_the_venues_share_balance_is_read_in_millionths_as_the_official_cl
 
     rest = ClobRest(
         "http://sim",
-        api=DEMO_API,
+        api=API,
         address=signer.address,
         client=httpx.AsyncClient(
             transport=httpx.ASGITransport(app=simulator), event_hooks={"request": [hook]}

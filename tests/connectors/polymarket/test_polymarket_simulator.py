@@ -16,6 +16,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.polymarket_live import API, venue_book
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution
 from tradingd.connectors.polymarket.signing import OrderSigner
@@ -39,7 +40,7 @@ def execution_for(sim: PolymarketSimulator) -> PolymarketExecution:
     signer = OrderSigner(DEMO_ACCOUNT.private_key)
     rest = ClobRest(
         "http://sim",
-        api=DEMO_API,
+        api=API,
         address=signer.address,
         client=httpx.AsyncClient(transport=httpx.ASGITransport(app=sim)),
     )
@@ -116,7 +117,7 @@ async def test_the_trade_switch_prints_and_fills_the_resting_orders_it_reaches(
     assert (sim.orders[reached].status, sim.orders[reached].matched) == ("MATCHED", Decimal(10))
     assert (sim.orders[below].status, sim.orders[below].matched) == ("LIVE", Decimal(0))
     (made,) = [sim.trades[t] for t in printed["trades"]]
-    assert (made.side, made.price, made.size) == (Side.BUY, Decimal("0.05"), Decimal(10))
+    assert (made.side.value, made.price, made.size) == ("buy", Decimal("0.05"), Decimal(10))
     assert sim.accounts[DEMO_API.key].positions[token] == 10
     # Printed on the market channel, to the token's subscribers only, as §2.2 shows it.
     (frame,) = ours.frames()
@@ -247,9 +248,9 @@ async def test_a_delayed_dump_holds_the_subscription_until_its_books() -> None:
         sim.step()
     for f in listener.frames():
         decoder.decode(orjson.dumps(f), NOW_NS)
-    mine, venue = decoder.book(token), sim.decoder.book(token)
-    assert mine is not None and venue is not None and mine.valid
-    assert (mine.bids, mine.asks) == (venue.bids, venue.asks)
+    mine = decoder.book(token)
+    assert mine is not None and mine.valid
+    assert (mine.bids, mine.asks) == venue_book(sim, token)
 
 
 async def test_without_a_delay_the_books_come_at_once_and_bad_delays_are_refused(

@@ -1,0 +1,254 @@
+"""The simulated CLOB's JSON: every message shape it sends, in one place, written from VENUES.md §2.2
+-2.3, the venue's documents and the real captures (`tests/fixtures/polymarket/`, the `nt_py_*`
+files of NautilusTrader's live captures): numbers as decimal strings, timestamps as ms strings
+(user-channel `created_at`, `last_update`, `match_time` in seconds, as captured), books with their
+best levels last.
+
+The simulator builds these from its own state (`simulator.py`); the shapes are checked against
+the captures in `tests/simulators/polymarket/test_wire.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "book_event",
+    "book_summary",
+    "fmt",
+    "last_trade_price",
+    "levels",
+    "maker_order",
+    "open_order",
+    "order_event",
+    "summary_hash",
+    "trade",
+]
+
+
+def fmt(d: Decimal) -> str:
+    """A Decimal as the venue writes numbers: `0.5`, `100`, `12.34`."""
+    s = format(d.normalize(), "f")
+    return s if s != "-0" else "0"
+
+
+def levels(prices: Iterable[tuple[Decimal, Decimal]], *, descending: bool) -> list[dict[str, str]]:
+    """`[{price, size}]` in the venue's order: bids ascending, asks descending (best last)."""
+    ordered = sorted(prices, key=lambda level: level[0], reverse=descending)
+    return [{"price": fmt(p), "size": fmt(s)} for p, s in ordered]
+
+
+def summary_hash(summary: Mapping[str, Any]) -> str:
+    """The hash of a `GET /book` summary (VENUES.md §2.3, PM-PY `utilities`): SHA1 hex of the
+    compact JSON of the summary with `hash` emptied, keys in the order `market, asset_id,
+    timestamp, hash, bids, asks, min_order_size, tick_size, neg_risk, last_trade_price`."""
+    keyed = {
+        "market": summary["market"],
+        "asset_id": summary["asset_id"],
+        "timestamp": summary["timestamp"],
+        "hash": "",
+        "bids": summary["bids"],
+        "asks": summary["asks"],
+        "min_order_size": summary["min_order_size"],
+        "tick_size": summary["tick_size"],
+        "neg_risk": summary["neg_risk"],
+        "last_trade_price": summary["last_trade_price"],
+    }
+    return hashlib.sha1(orjson.dumps(keyed)).hexdigest()
+
+
+def book_summary(
+    *,
+    market: str,
+    asset_id: str,
+    timestamp_ms: int,
+    bids: Iterable[tuple[Decimal, Decimal]],
+    asks: Iterable[tuple[Decimal, Decimal]],
+    min_order_size: Decimal,
+    tick_size: Decimal,
+    neg_risk: bool,
+    last_trade_price: str,
+) -> dict[str, Any]:
+    """`GET /book` (§2.3): the summary with its hash, fields in the hashed order."""
+    summary: dict[str, Any] = {
+        "market": market,
+        "asset_id": asset_id,
+        "timestamp": str(timestamp_ms),
+        "hash": "",
+        "bids": levels(bids, descending=False),
+        "asks": levels(asks, descending=True),
+        "min_order_size": fmt(min_order_size),
+        "tick_size": fmt(tick_size),
+        "neg_risk": neg_risk,
+        "last_trade_price": last_trade_price,
+    }
+    summary["hash"] = summary_hash(summary)
+    return summary
+
+
+def book_event(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The market channel's `book` event (§2.2) of a summary: the same levels and hash."""
+    return {
+        "event_type": "book",
+        "asset_id": summary["asset_id"],
+        "market": summary["market"],
+        "bids": summary["bids"],
+        "asks": summary["asks"],
+        "timestamp": summary["timestamp"],
+        "hash": summary["hash"],
+    }
+
+
+def last_trade_price(
+    *, asset_id: str, market: str, price: Decimal, side: str, size: Decimal, timestamp_ms: int
+) -> dict[str, Any]:
+    """`last_trade_price` (§2.2), keys in the documented order; `fee_rate_bps` "0" as under V2
+    (fees are not signed: the field carries no rate)."""
+    return {
+        "asset_id": asset_id,
+        "event_type": "last_trade_price",
+        "fee_rate_bps": "0",
+        "market": market,
+        "price": fmt(price),
+        "side": side,
+        "size": fmt(size),
+        "timestamp": str(timestamp_ms),
+    }
+
+
+def open_order(
+    *,
+    order_id: str,
+    status: str,
+    owner: str,
+    maker_address: str,
+    market: str,
+    asset_id: str,
+    side: str,
+    original_size: Decimal,
+    size_matched: Decimal,
+    price: Decimal,
+    outcome: str,
+    expiration: int,
+    order_type: str,
+    associate_trades: Sequence[str],
+    created_at_s: int,
+) -> dict[str, Any]:
+    """An order as `GET /data/orders` and `GET /data/order/{id}` show it (§2.3; the captured
+    `http_open_order.json`: `created_at` a number of seconds)."""
+    return {
+        "id": order_id,
+        "status": status,
+        "owner": owner,
+        "maker_address": maker_address,
+        "market": market,
+        "asset_id": asset_id,
+        "side": side,
+        "original_size": fmt(original_size),
+        "size_matched": fmt(size_matched),
+        "price": fmt(price),
+        "outcome": outcome,
+        "expiration": str(expiration),
+        "order_type": order_type,
+        "associate_trades": list(associate_trades),
+        "created_at": created_at_s,
+    }
+
+
+def order_event(rest_form: Mapping[str, Any], *, kind: str, timestamp_ms: int) -> dict[str, Any]:
+    """The user channel's `order` event (§2.2: `type` PLACEMENT | UPDATE | CANCELLATION) of an
+    order's REST form: `event_type`, `type`, `order_owner` added, `created_at` a string of
+    seconds and `timestamp` ms (the live capture `nt_py_order_placement.json`)."""
+    return {
+        **rest_form,
+        "event_type": "order",
+        "type": kind,
+        "order_owner": rest_form["owner"],
+        "created_at": str(rest_form["created_at"]),
+        "timestamp": str(timestamp_ms),
+    }
+
+
+def maker_order(
+    *,
+    order_id: str,
+    owner: str,
+    maker_address: str,
+    matched_amount: Decimal,
+    price: Decimal,
+    asset_id: str,
+    outcome: str,
+    side: str,
+) -> dict[str, Any]:
+    """One entry of a trade's `maker_orders[]` (§2.2; `http_trade_report.json`)."""
+    return {
+        "order_id": order_id,
+        "owner": owner,
+        "maker_address": maker_address,
+        "matched_amount": fmt(matched_amount),
+        "price": fmt(price),
+        "asset_id": asset_id,
+        "outcome": outcome,
+        "side": side,
+        "fee_rate_bps": "0",
+    }
+
+
+def trade(
+    *,
+    trade_id: str,
+    taker_order_id: str,
+    market: str,
+    asset_id: str,
+    side: str,
+    size: Decimal,
+    price: Decimal,
+    status: str,
+    match_s: int,
+    last_update_s: int,
+    outcome: str,
+    owner: str,
+    maker_address: str,
+    transaction_hash: str,
+    maker_orders: Sequence[Mapping[str, Any]],
+    trader_side: str,
+    timestamp_ms: int,
+    rest: bool = False,
+) -> dict[str, Any]:
+    """One of an account's trades: the user channel's `trade` event (§2.2; the live captures
+    `nt_py_user_trade*.json`), or (`rest`) a `GET /data/trades` item, which has no `event_type`,
+    `type`, `trade_owner` or `timestamp` (`http_trades_page.json`). `fee_rate_bps` is "0": the
+    captured V2 taker fill's record said so while a fee was charged (py-clob-client-v2 #107)."""
+    item: dict[str, Any] = {
+        "event_type": "trade",
+        "type": "TRADE",
+        "id": trade_id,
+        "taker_order_id": taker_order_id,
+        "market": market,
+        "asset_id": asset_id,
+        "side": side,
+        "size": fmt(size),
+        "price": fmt(price),
+        "fee_rate_bps": "0",
+        "status": status,
+        "match_time": str(match_s),
+        "last_update": str(last_update_s),
+        "outcome": outcome,
+        "owner": owner,
+        "trade_owner": owner,
+        "maker_address": maker_address,
+        "transaction_hash": transaction_hash,
+        "bucket_index": 0,
+        "maker_orders": [dict(m) for m in maker_orders],
+        "trader_side": trader_side,
+        "timestamp": str(timestamp_ms),
+    }
+    if rest:
+        for key in ("event_type", "type", "trade_owner", "timestamp"):
+            del item[key]
+    return item
