@@ -15,7 +15,7 @@ import trio
 
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution
-from tradingd.connectors.polymarket.signing import OrderSigner
+from tradingd.connectors.polymarket.signing import ApiCredentials, OrderSigner
 from tradingd.engine import (
     AuthError,
     OrderRejected,
@@ -41,7 +41,7 @@ def sim() -> PolymarketSimulator:
 def rest_on(sim: PolymarketSimulator, delays: tuple[float, ...] = FAST) -> ClobRest:
     return ClobRest(
         "http://sim",
-        api=DEMO_API,
+        api=ApiCredentials(DEMO_API.key, DEMO_API.secret, DEMO_API.passphrase),
         address=OrderSigner(DEMO_ACCOUNT.private_key).address,
         client=httpx.AsyncClient(transport=httpx.ASGITransport(app=sim)),
         retry_delays_s=delays,
