@@ -149,8 +149,6 @@ class ClobReads:
         self._last_sample_s = now_s
         for m in self.sim.feed.markets:
             for token in (m.yes, m.no):
-                if self.sim.decoder.book(token) is None:
-                    continue
                 mid = self._mid(token)
                 if mid is not None:
                     points = self.history.setdefault(token, deque(maxlen=_HISTORY_POINTS))
