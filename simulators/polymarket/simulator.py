@@ -45,7 +45,13 @@ Fidelity:
   there. The order id is the EIP-712 digest.
 - **Gamma** (§2.7) under `/gamma` (`gamma_simulator.py`): the simulated markets, for the market
   catalog (`[catalog] gamma_url = "http://127.0.0.1:N/gamma"`).
-- **Matching**: one `simulators.matching.OrderBook` per token, price-time priority: the
+- **Matching**: one `simulators.matching.OrderBook` per market, price-time priority, in the terms
+  of its first (Yes) token: an order of the other token is mirrored into it (a buy of No at q is
+  a sell of Yes at 1 - q), so complementary orders match as the venue matches them ("the
+  contract enables complementary tokens to match across a unified order book",
+  docs.polymarket.com/developers/CLOB; the V2 exchange's MINT and MERGE matches; the live
+  capture `nt_py_user_trade1.json`, a Yes buy at 0.518 filled partly by a No buy at 0.482): a
+  buy of Yes meeting a buy of No mints the pair, two sales merge it. The
   synthetic market's levels (the generator's feed: `generator.py`, binary markets, a neg-risk
   event, a tick size change near 1, a resolution) are set into it as the feed changes them
   (`set_market_level`; a market level crossing a resting client order trades with it), the
@@ -197,7 +203,8 @@ class _Token:
     tick: Decimal
     min_size: Decimal
     fees: FeeSchedule | None
-    book: OrderBook
+    book: OrderBook  # its market's one book, in the terms of the market's first token (`primary`)
+    primary: bool  # the market's first token (Yes): the book's terms; the other's are mirrored
     bids: dict[Decimal, Decimal] = attrs.field(factory=dict)  # the public book: price -> size
     asks: dict[Decimal, Decimal] = attrs.field(factory=dict)
     timestamp_ms: int = 0
@@ -205,6 +212,15 @@ class _Token:
 
     def top(self) -> tuple[Decimal | None, Decimal | None]:
         return (max(self.bids) if self.bids else None, min(self.asks) if self.asks else None)
+
+    def unified(self, side: Side, price: Decimal) -> tuple[Side, Decimal]:
+        """An order of this token in its market's book: the first token's as it is; the other's
+        mirrored, a buy of it at q being a sell of the first at 1 - q (module docstring)."""
+        return (side, price) if self.primary else (side.opposite, 1 - price)
+
+    def own(self, price: Decimal) -> Decimal:
+        """A price of the market's book as this token's price."""
+        return price if self.primary else 1 - price
 
 
 @attrs.define(eq=False)
@@ -310,6 +326,9 @@ def _token_of(gamma: dict[str, Any]) -> list[_Token]:
         if gamma.get("feesEnabled") and schedule
         else None
     )
+    # One book for the market (`_Token.unified`): its tokens' orders meet there, complementary
+    # ones included.
+    book = OrderBook(str(ids[0]))
     return [
         _Token(
             token_id=str(token),
@@ -322,10 +341,11 @@ def _token_of(gamma: dict[str, Any]) -> list[_Token]:
             tick=_dec(gamma["orderPriceMinTickSize"]),
             min_size=_dec(gamma["orderMinSize"]),
             fees=fees,
-            book=OrderBook(str(token)),
+            book=book,
+            primary=i == 0,
             active=bool(gamma.get("active", True)) and not gamma.get("closed", False),
         )
-        for token, label in zip(ids, labels, strict=True)
+        for i, (token, label) in enumerate(zip(ids, labels, strict=True))
     ]
 
 
@@ -452,7 +472,10 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             if token is None or side is None:
                 return
             self.last_trade[token.token_id] = (_fmt(_dec(ev["price"])), side.value.upper())
-            matches = token.book.market_trade(side, _dec(ev["price"]), _dec(ev["size"]))
+            # The print in the book's terms: a sale of the second token at q is a purchase of
+            # the first at 1 - q.
+            book_side, book_price = token.unified(side, _dec(ev["price"]))
+            matches = token.book.market_trade(book_side, book_price, _dec(ev["size"]))
             if matches:
                 # A public trade is one taker's match: the maker orders of an account it reaches
                 # are one trade (§2.2).
@@ -477,6 +500,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             public[price] = size
         else:
             public.pop(price, None)
+        if not token.primary:
+            return  # the feed sends the first token's entry of the same change: the book's own
         matches = token.book.set_market_level(side, price, size)
         if matches:
             self._matched(matches, now)
@@ -1092,12 +1117,13 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         )
         # Known before it matches: its fills are booked to it as they happen.
         self.orders[order_id] = account.orders[order_id] = sim
+        book_side, book_price = token.unified(side, price)
         outcome = token.book.submit(
             order_id=order_id,
             owner=account.api.key,
-            side=side,
+            side=book_side,
             amount=size,
-            price=price,
+            price=book_price,
             tif=_TIF[order_type],  # type: ignore[arg-type]
             post_only=bool(payload.get("postOnly")),
         )
@@ -1256,7 +1282,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
     ) -> _SimTrade:
         """One fill of `sim`: its pUSD and shares moved (`fees.py`), its trade recorded."""
         account = sim.account
-        size, price = match.amount, match.price
+        size, price = match.amount, sim.token.own(match.price)
         fee = taker_fee(size, price, sim.token.fees) if taker else Decimal(0)
         token = sim.token.token_id
         if sim.side is Side.BUY:
@@ -1414,23 +1440,30 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         return wire.order_event(rest, kind=kind, timestamp_ms=self.clock() // 1_000_000)
 
     def _trade_json(self, t: _SimTrade, *, rest: bool = False) -> dict[str, Any]:
-        """One of our trades (`wire.trade`): as its taker, the makers it met (another client's
-        order, or the crowd's); as a maker, our orders the taker met."""
+        """One of our trades (`wire.trade`), told as the venue tells a trade: its top level is the
+        taker's (token, side, price) and `maker_orders[]` the makers it met, each with its own
+        token, side and price (a complementary maker: the other token, at 1 - the price, as in
+        the live capture `nt_py_user_trade1.json`). As its taker, the makers are another client's
+        order or the crowd's; as a maker, our orders the taker met."""
         token = t.order.token
+        other = t.counterparty
+        # The other side's order, as its owner placed it: its token, and its own price.
+        other_token = other.token if other is not None else token
+        other_price = t.price if other_token is token else 1 - t.price
         if t.taker:
-            other = t.counterparty
             makers = [
                 wire.maker_order(
                     order_id=t.other_order,
                     owner=other.account.api.key if other is not None else _CROWD_OWNER,
                     maker_address=other.account.address if other is not None else _CROWD_ADDRESS,
                     matched_amount=t.size,
-                    price=t.price,
-                    asset_id=token.token_id,
-                    outcome=token.outcome,
-                    side=t.side.opposite.value.upper(),
+                    price=other_price,
+                    asset_id=other_token.token_id,
+                    outcome=other_token.outcome,
+                    side=(other.side if other is not None else t.side.opposite).value.upper(),
                 )
             ]
+            top, top_side, top_price = token, t.side, t.price
         else:
             makers = [
                 wire.maker_order(
@@ -1439,30 +1472,34 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
                     maker_address=t.account.address,
                     matched_amount=leg.size,
                     price=leg.price,
-                    asset_id=token.token_id,
-                    outcome=token.outcome,
+                    asset_id=leg.order.token.token_id,
+                    outcome=leg.order.token.outcome,
                     side=leg.side.value.upper(),
                 )
                 for leg in (t, *t.also)
             ]
+            if other is not None:  # a client's taker order: its terms
+                top, top_side, top_price = other_token, other.side, other_price
+            else:  # the crowd's: the other side of ours, on our token
+                top, top_side, top_price = token, t.side.opposite, t.price
         return wire.trade(
             trade_id=t.id,
             taker_order_id=t.order.order_id if t.taker else t.other_order,
             market=t.order.market,
-            asset_id=token.token_id,
-            side=(t.side if t.taker else t.side.opposite).value.upper(),
+            asset_id=top.token_id,
+            side=top_side.value.upper(),
             size=sum((leg.size for leg in (t, *t.also)), Decimal(0)),
-            price=t.price,
+            price=top_price,
             status=t.status,
             match_s=t.match_s,
             last_update_s=t.last_update_s,
-            outcome=token.outcome,
+            outcome=top.outcome,
             # The taker's key: a trade we are a maker in names its taker as owner, ours only in
             # `maker_orders[]` (the captured maker trade, nt_py_user_trade1.json).
             owner=t.account.api.key
             if t.taker
-            else t.counterparty.account.api.key
-            if t.counterparty is not None
+            else other.account.api.key
+            if other is not None
             else _CROWD_OWNER,
             maker_address=t.account.address,
             transaction_hash=t.transaction_hash,

@@ -251,3 +251,53 @@ async def test_the_answer_can_trail_the_user_channel(sim: PolymarketSimulator) -
     for bad in (-1, "later", float("inf")):
         with pytest.raises(ValueError):
             sim.apply_faults({"answer_lag_s": bad})
+
+
+async def test_a_buy_of_yes_meets_a_buy_of_no_and_they_mint_a_pair(sim: PolymarketSimulator) -> None:
+    """docs.polymarket.com/developers/CLOB: "the contract enables complementary tokens to match
+    across a unified order book"; the V2 exchange's MINT match; the live capture
+    `nt_py_user_trade1.json` (a Yes buy at 0.518 filled partly by a No buy at 0.482)."""
+    market = sim.feed.markets[0]
+    better, _ = widen(sim, market.yes)
+    no_buyer, yes_buyer = Client(sim, KEYS[1]), Client(sim, KEYS[2])
+    no_price = 1 - better
+    a = (await no_buyer.order(market.no, "BUY", str(no_price), "10"))["orderID"]
+    assert sim.orders[a].status == "LIVE"  # nothing of the market's meets it
+    cash = yes_buyer.account.balance
+    answer = await yes_buyer.order(market.yes, "BUY", str(better), "10")
+    assert answer["status"] == "matched"
+    # One pair minted: each side holds its token, having paid its own price (the taker its fee).
+    assert no_buyer.account.positions[market.no] == 10 and sim.orders[a].status == "MATCHED"
+    assert no_buyer.account.balance == Decimal(100_000) - 10 * no_price
+    (taken,) = yes_buyer.account.trades
+    assert (taken.price, taken.size) == (better, Decimal(10)) and taken.fee > 0
+    assert yes_buyer.account.positions[market.yes] == 10
+    assert yes_buyer.account.balance == cash - 10 * better - taken.fee
+    # Told as the venue tells it: the taker's terms on top, the maker's own in `maker_orders`.
+    for t in (taken, no_buyer.account.trades[0]):
+        told = sim._trade_json(t)
+        assert (told["asset_id"], told["side"], told["price"]) == (market.yes, "BUY", str(better))
+        (maker,) = told["maker_orders"]
+        assert (maker["order_id"], maker["asset_id"], maker["outcome"], maker["side"], maker["price"]) == (
+            a,
+            market.no,
+            "No",
+            "BUY",
+            str(no_price),
+        )
+
+
+async def test_a_sale_of_yes_meets_a_sale_of_no_and_they_merge_a_pair(sim: PolymarketSimulator) -> None:
+    market = sim.feed.markets[0]
+    _, worse = widen(sim, market.yes)
+    yes_seller, no_seller = Client(sim, KEYS[1]), Client(sim, KEYS[2])
+    yes_seller.account.positions[market.yes] = Decimal(10)
+    no_seller.account.positions[market.no] = Decimal(10)
+    a = (await yes_seller.order(market.yes, "SELL", str(worse), "10"))["orderID"]
+    answer = await no_seller.order(market.no, "SELL", str(1 - worse), "10")
+    assert answer["status"] == "matched" and sim.orders[a].status == "MATCHED"
+    (taken,) = no_seller.account.trades
+    # The pair is redeemed: each seller is paid its own price (the taker less its fee).
+    assert yes_seller.account.positions[market.yes] == 0 and no_seller.account.positions[market.no] == 0
+    assert yes_seller.account.balance == Decimal(100_000) + 10 * worse
+    assert no_seller.account.balance == Decimal(100_000) + 10 * (1 - worse) - taken.fee
