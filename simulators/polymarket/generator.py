@@ -52,6 +52,8 @@ import orjson
 
 from tradingd.engine.store import RecordingWriter
 
+from . import wire
+
 __all__ = ["DEFAULT_OPTIONS", "MARKETS", "MarketSpec", "PolymarketFeed", "generate_sample", "parse_options"]
 
 DEFAULT_OPTIONS: Mapping[str, Any] = {"seed": 7, "hours": 2.0, "start": "2026-11-24T00:00:00Z"}
@@ -353,15 +355,14 @@ class PolymarketFeed:
             bids = sorted((_Q - q, s) for q, s in m.asks.items())
             asks = sorted(((_Q - q, s) for q, s in m.bids.items()), reverse=True)
         token = m.yes if yes else m.no
-        return {
-            "event_type": "book",
-            "asset_id": token,
-            "market": m.condition_id,
-            "bids": [{"price": _px(q), "size": _sz(s)} for q, s in bids],
-            "asks": [{"price": _px(q), "size": _sz(s)} for q, s in asks],
-            "timestamp": str(ts),
-            "hash": _hash(token, ts, bids, asks),
-        }
+        return wire.book(
+            asset_id=token,
+            market=m.condition_id,
+            bids=[{"price": _px(q), "size": _sz(s)} for q, s in bids],
+            asks=[{"price": _px(q), "size": _sz(s)} for q, s in asks],
+            timestamp=str(ts),
+            hash=_hash(token, ts, bids, asks),
+        )
 
     def _best_bid_ask(self, m: _Market, ts: int) -> list[bytes]:
         """`best_bid_ask` of both tokens when the YES top changed since the last one."""
@@ -371,15 +372,14 @@ class PolymarketFeed:
         m.top = (bid, ask)
         out = []
         for token, b, a in ((m.yes, bid, ask), (m.no, _Q - ask, _Q - bid)):
-            msg = {
-                "event_type": "best_bid_ask",
-                "market": m.condition_id,
-                "asset_id": token,
-                "best_bid": _px(b),
-                "best_ask": _px(a),
-                "spread": _px(a - b),
-                "timestamp": str(ts),
-            }
+            msg = wire.best_bid_ask(
+                market=m.condition_id,
+                asset_id=token,
+                best_bid=_px(b),
+                best_ask=_px(a),
+                spread=_px(a - b),
+                timestamp=str(ts),
+            )
             out.append(orjson.dumps(msg))
         return out
 
@@ -390,30 +390,25 @@ class PolymarketFeed:
         if cents == 0:
             del (m.bids if bid_side else m.asks)[q]
         bid, ask = m.best()
-        yes_entry = {
-            "asset_id": m.yes,
-            "price": _px(q),
-            "size": _sz(cents),
-            "side": "BUY" if bid_side else "SELL",
-            "hash": _hash(m.yes, ts, q, cents),
-            "best_bid": _px(bid),
-            "best_ask": _px(ask),
-        }
-        no_entry = {
-            "asset_id": m.no,
-            "price": _px(_Q - q),
-            "size": _sz(cents),
-            "side": "SELL" if bid_side else "BUY",
-            "hash": _hash(m.no, ts, q, cents),
-            "best_bid": _px(_Q - ask),
-            "best_ask": _px(_Q - bid),
-        }
-        msg = {
-            "market": m.condition_id,
-            "price_changes": [yes_entry, no_entry],
-            "timestamp": str(ts),
-            "event_type": "price_change",
-        }
+        yes_entry = wire.price_change_entry(
+            asset_id=m.yes,
+            price=_px(q),
+            size=_sz(cents),
+            side="BUY" if bid_side else "SELL",
+            hash=_hash(m.yes, ts, q, cents),
+            best_bid=_px(bid),
+            best_ask=_px(ask),
+        )
+        no_entry = wire.price_change_entry(
+            asset_id=m.no,
+            price=_px(_Q - q),
+            size=_sz(cents),
+            side="SELL" if bid_side else "BUY",
+            hash=_hash(m.no, ts, q, cents),
+            best_bid=_px(_Q - ask),
+            best_ask=_px(_Q - bid),
+        )
+        msg = wire.price_change(market=m.condition_id, entries=[yes_entry, no_entry], timestamp=str(ts))
         return orjson.dumps(msg)
 
     def _size(self, median: float) -> int:
@@ -483,16 +478,15 @@ class PolymarketFeed:
         # Buying YES at q is selling NO at 1 - q; selling YES at q is buying NO at 1 - q.
         price = q if on_yes else _Q - q
         side = ("BUY" if buy_yes else "SELL") if on_yes else ("SELL" if buy_yes else "BUY")
-        msg = {
-            "asset_id": m.yes if on_yes else m.no,
-            "event_type": "last_trade_price",
-            "fee_rate_bps": "0" if m.spec.fees is None else str(round(m.spec.fees[0] * 10_000)),
-            "market": m.condition_id,
-            "price": _px(price),
-            "side": side,
-            "size": _sz(take),
-            "timestamp": str(ts),
-        }
+        msg = wire.last_trade_price(
+            asset_id=m.yes if on_yes else m.no,
+            market=m.condition_id,
+            price=_px(price),
+            side=side,
+            size=_sz(take),
+            timestamp_ms=ts,
+            fee_rate_bps="0" if m.spec.fees is None else str(round(m.spec.fees[0] * 10_000)),
+        )
         levels[q] -= take
         if levels[q] <= 0:
             del levels[q]
@@ -505,14 +499,13 @@ class PolymarketFeed:
     def _tick_change(self, m: _Market, ts: int) -> list[bytes]:
         out = []
         for token in (m.yes, m.no):
-            msg = {
-                "event_type": "tick_size_change",
-                "asset_id": token,
-                "market": m.condition_id,
-                "old_tick_size": _px(m.tick),
-                "new_tick_size": _px(_FINE_TICK),
-                "timestamp": str(ts),
-            }
+            msg = wire.tick_size_change(
+                asset_id=token,
+                market=m.condition_id,
+                old_tick_size=_px(m.tick),
+                new_tick_size=_px(_FINE_TICK),
+                timestamp=str(ts),
+            )
             out.append(orjson.dumps(msg))
         m.tick = _FINE_TICK
         return out
@@ -520,16 +513,15 @@ class PolymarketFeed:
     def _resolve(self, m: _Market, ts: int) -> list[bytes]:
         """`market_resolved`, then both books emptied (resting orders are void)."""
         winner = m.yes if m.winner_yes else m.no
-        msg = {
-            "event_type": "market_resolved",
-            "id": str(1_500_000 + 37 * m.index + 11),
-            "market": m.condition_id,
-            "assets_ids": [m.yes, m.no],
-            "winning_asset_id": winner,
-            "winning_outcome": "Yes" if m.winner_yes else "No",
-            "timestamp": str(ts),
-            "tags": list(m.spec.tags),
-        }
+        msg = wire.market_resolved(
+            id=str(1_500_000 + 37 * m.index + 11),
+            market=m.condition_id,
+            assets_ids=[m.yes, m.no],
+            winning_asset_id=winner,
+            winning_outcome="Yes" if m.winner_yes else "No",
+            timestamp=str(ts),
+            tags=list(m.spec.tags),
+        )
         m.bids.clear()
         m.asks.clear()
         m.resolved = True

@@ -4,7 +4,8 @@ files of NautilusTrader's live captures): numbers as decimal strings, timestamps
 (user-channel `created_at`, `last_update`, `match_time` in seconds, as captured), books with their
 best levels last.
 
-The simulator builds these from its own state (`simulator.py`); the shapes are checked against
+The simulator builds these from its own state (`simulator.py`) and the synthetic market's generator
+its market-channel frames (`generator.py`: both are "the venue"); the shapes are checked against
 the captures in `tests/simulators/polymarket/test_wire.py`.
 """
 
@@ -18,15 +19,21 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "best_bid_ask",
+    "book",
     "book_event",
     "book_summary",
     "fmt",
     "last_trade_price",
     "levels",
     "maker_order",
+    "market_resolved",
     "open_order",
     "order_event",
+    "price_change",
+    "price_change_entry",
     "summary_hash",
+    "tick_size_change",
     "trade",
 ]
 
@@ -91,32 +98,139 @@ def book_summary(
     return summary
 
 
-def book_event(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The market channel's `book` event (§2.2) of a summary: the same levels and hash."""
+def book(
+    *,
+    asset_id: str,
+    market: str,
+    bids: list[dict[str, str]],
+    asks: list[dict[str, str]],
+    timestamp: str,
+    hash: str,
+) -> dict[str, Any]:
+    """The market channel's `book` event (§2.2): levels `[{price, size}]`, best last."""
     return {
         "event_type": "book",
-        "asset_id": summary["asset_id"],
-        "market": summary["market"],
-        "bids": summary["bids"],
-        "asks": summary["asks"],
-        "timestamp": summary["timestamp"],
-        "hash": summary["hash"],
+        "asset_id": asset_id,
+        "market": market,
+        "bids": bids,
+        "asks": asks,
+        "timestamp": timestamp,
+        "hash": hash,
+    }
+
+
+def book_event(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The `book` event of a `GET /book` summary: the same levels and hash."""
+    return book(
+        asset_id=summary["asset_id"],
+        market=summary["market"],
+        bids=summary["bids"],
+        asks=summary["asks"],
+        timestamp=summary["timestamp"],
+        hash=summary["hash"],
+    )
+
+
+def price_change_entry(
+    *,
+    asset_id: str,
+    price: str,
+    size: str,
+    side: str,
+    hash: str,
+    best_bid: str,
+    best_ask: str,
+) -> dict[str, str]:
+    """One entry of a `price_change` (§2.2, the schema live since 2025-09-15): `size` the level's
+    new total ("0" removes it), `side` BUY for the bids, the token's best bid and ask after it."""
+    return {
+        "asset_id": asset_id,
+        "price": price,
+        "size": size,
+        "side": side,
+        "hash": hash,
+        "best_bid": best_bid,
+        "best_ask": best_ask,
+    }
+
+
+def price_change(*, market: str, entries: list[dict[str, str]], timestamp: str) -> dict[str, Any]:
+    """`price_change` (§2.2), keys in the documented order."""
+    return {"market": market, "price_changes": entries, "timestamp": timestamp, "event_type": "price_change"}
+
+
+def best_bid_ask(
+    *, market: str, asset_id: str, best_bid: str, best_ask: str, spread: str, timestamp: str
+) -> dict[str, str]:
+    """`best_bid_ask` (§2.2, a custom feature)."""
+    return {
+        "event_type": "best_bid_ask",
+        "market": market,
+        "asset_id": asset_id,
+        "best_bid": best_bid,
+        "best_ask": best_ask,
+        "spread": spread,
+        "timestamp": timestamp,
+    }
+
+
+def tick_size_change(
+    *, asset_id: str, market: str, old_tick_size: str, new_tick_size: str, timestamp: str
+) -> dict[str, str]:
+    """`tick_size_change` (§2.2): sent when the book's price crosses 0.96 or 0.04."""
+    return {
+        "event_type": "tick_size_change",
+        "asset_id": asset_id,
+        "market": market,
+        "old_tick_size": old_tick_size,
+        "new_tick_size": new_tick_size,
+        "timestamp": timestamp,
+    }
+
+
+def market_resolved(
+    *,
+    id: str,
+    market: str,
+    assets_ids: list[str],
+    winning_asset_id: str,
+    winning_outcome: str,
+    timestamp: str,
+    tags: list[str],
+) -> dict[str, Any]:
+    """`market_resolved` (§2.2, a custom feature; NautilusTrader's capture adds `tags`)."""
+    return {
+        "event_type": "market_resolved",
+        "id": id,
+        "market": market,
+        "assets_ids": assets_ids,
+        "winning_asset_id": winning_asset_id,
+        "winning_outcome": winning_outcome,
+        "timestamp": timestamp,
+        "tags": tags,
     }
 
 
 def last_trade_price(
-    *, asset_id: str, market: str, price: Decimal, side: str, size: Decimal, timestamp_ms: int
+    *,
+    asset_id: str,
+    market: str,
+    price: Decimal | str,
+    side: str,
+    size: Decimal | str,
+    timestamp_ms: int | str,
+    fee_rate_bps: str = "0",
 ) -> dict[str, Any]:
-    """`last_trade_price` (§2.2), keys in the documented order; `fee_rate_bps` "0" as under V2
-    (fees are not signed: the field carries no rate)."""
+    """`last_trade_price` (§2.2), keys in the documented order. `fee_rate_bps` "0" unless the
+    caller says otherwise: under V2 fees are not signed and the captured prints say "0"."""
     return {
         "asset_id": asset_id,
         "event_type": "last_trade_price",
-        "fee_rate_bps": "0",
+        "fee_rate_bps": fee_rate_bps,
         "market": market,
-        "price": fmt(price),
+        "price": price if isinstance(price, str) else fmt(price),
         "side": side,
-        "size": fmt(size),
+        "size": size if isinstance(size, str) else fmt(size),
         "timestamp": str(timestamp_ms),
     }
 

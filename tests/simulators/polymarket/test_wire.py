@@ -164,3 +164,35 @@ def test_numbers_are_written_as_the_venue_writes_them() -> None:
         "100",
         "0.0001",
     ]
+
+
+def test_the_market_channels_frames_have_the_captured_fields() -> None:
+    """What the synthetic market sends (`generator.py`, through `wire.py`), kind by kind, against
+    the live captures of each kind."""
+    from tradingd.simulators.polymarket.generator import PolymarketFeed
+
+    captured = {
+        "price_change": capture("nt_py_price_change_v2.json"),
+        "tick_size_change": capture("nt_py_tick_size_change.json"),
+        "best_bid_ask": capture("ws_market_best_bid_ask_msg.json"),
+        "market_resolved": capture("ws_market_resolved_msg.json"),
+        "book": capture("nt_py_book.json"),
+        "last_trade_price": capture("nt_py_last_trade_price.json"),
+    }
+    feed = PolymarketFeed.create(seed=7, start_ns=1_795_000_000 * 10**9)
+    seen: dict[str, dict[str, Any]] = {}
+    for _, frame in feed.frames(1.0):
+        if frame == b"PONG":
+            continue
+        msg = orjson.loads(frame)
+        for event in msg if isinstance(msg, list) else [msg]:
+            if "event_type" in event:
+                seen.setdefault(event["event_type"], event)
+    assert set(captured) <= set(seen)
+    for kind, theirs in captured.items():
+        ours = seen[kind]
+        assert set(ours) == set(theirs), kind
+        assert all(type(ours[k]) is type(v) for k, v in theirs.items()), kind
+    # Entries as the docs write them (the captures' key order differs; JSON does not care).
+    ours_entry = seen["price_change"]["price_changes"][0]
+    assert set(ours_entry) == set(captured["price_change"]["price_changes"][0])
