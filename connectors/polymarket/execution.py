@@ -8,7 +8,15 @@ Two parts:
   sent but no answer (timeout, connection lost) is `VenueError` with the outcome unknown; a 429 is
   `RateLimited`; a 401 is `AuthError` (`Unauthorized/Invalid api key`); other 4xx are the
   venue's refusal (`OrderRejected` for order requests, which are then known not to be placed);
-  5xx is `VenueError` (outcome unknown: an order is never sent again).
+  5xx is `VenueError` (outcome unknown: an order is never sent again). The venue's passing
+  states: HTTP 425 (the matching engine restarting, "on all order-related endpoints ... retry
+  with exponential backoff", docs.polymarket.com/trading/matching-engine) and 503 (trading
+  disabled, or cancel-only, docs.polymarket.com/resources/error-codes) are asked again after
+  `retry_delays_s` (1, 2, 4 s) for every request that changes nothing (reads, heartbeats); an
+  order request (place, cancel) is never sent again, and its outcome is unknown (`VenueError`):
+  the user channel or the reconciliation says what became of it, not a guess. A Cloudflare
+  block (an HTML page, not the CLOB's JSON: py-clob-client #101, #262) is said in one line
+  naming it (`rest.blocked`), never as the page's markup; the request never reached the CLOB.
 - `PolymarketExecution`, the engine's `ExecutionClient`. An order is validated against its
   token (tick, price range, minimum size, 2-decimal sizes; `signing.check_order`) and signed in
   `prepare` (the gateway registers the order id, the EIP-712 digest, before the order leaves, so
@@ -141,13 +149,54 @@ def _text(body: bytes) -> str:
     return body[:200].decode("utf-8", "replace").strip()
 
 
+_TITLE: Final = re.compile(rb"<title>\s*(.*?)\s*</title>", re.IGNORECASE | re.DOTALL)
+_RAY_ID: Final = re.compile(rb"Ray ID:\s*(?:<[^>]*>\s*)*([0-9a-fA-F]+)")
+# The venue's passing states (module docstring): asked again when nothing could change by it.
+_PASSING: Final = frozenset({425, 503})
+
+
+def html_page(body: bytes) -> tuple[str, str] | None:
+    """(title, Cloudflare Ray ID or "") of an HTML page answered instead of the CLOB's JSON (a
+    Cloudflare block: `Attention Required! | Cloudflare`); None for anything else."""
+    head = body[:512].lstrip().lower()
+    if not head.startswith((b"<!doctype html", b"<html")):
+        return None
+    title = _TITLE.search(body)
+    ray = _RAY_ID.search(body)
+    return (
+        title.group(1).decode("utf-8", "replace") if title else "(untitled)",
+        ray.group(1).decode() if ray else "",
+    )
+
+
 def map_http_error(
     status: int, body: bytes, *, what: str, order: bool = False, instrument: str | None = None
 ) -> VenueError:
     """A non-200 answer as the typed exception callers catch (module docstring). `order`: the
-    request asked for an order change, so a refusal is `OrderRejected` (known not done)."""
-    message = _text(body)
-    detail = f"{what}: HTTP {status}: {message}"
+    request asked for an order change, so a refusal is `OrderRejected` (known not done), except
+    the venue's passing states (425, 503), whose outcome is not guessed."""
+    page = html_page(body)
+    if page is not None:
+        # Not the CLOB's answer: its edge's (Cloudflare's firewall, a restricted region or IP).
+        title, ray = page
+        message = f"an HTML page {title!r}" + (f" (Cloudflare Ray ID {ray})" if ray else "")
+        detail = f"{what}: HTTP {status}: blocked before the CLOB: {message}"
+    else:
+        message = _text(body)
+        detail = f"{what}: HTTP {status}: {message}"
+    if status in _PASSING:
+        state = "the matching engine is restarting" if status == 425 else "the venue is not trading"
+        if order:
+            state += "; outcome unknown: the user channel or the reconciliation settles it"
+        elif status >= 500:
+            state += "; outcome unknown"  # as every 5xx says
+        return VenueError(
+            f"{detail} ({state})",
+            venue=VENUE,
+            instrument=instrument,
+            code=status,
+            venue_message=message,
+        )
     if status == 429:
         return RateLimited(detail, venue=VENUE, instrument=instrument, code=429, venue_message=message)
     if order and 400 <= status < 500:
@@ -177,8 +226,12 @@ class ClobRest:
         timeout_s: float = 10.0,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], int] = time.time_ns,
+        retry_delays_s: Sequence[float] = (1.0, 2.0, 4.0),
+        log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.retry_delays_s = tuple(retry_delays_s)  # 425 / 503 to a request that changes nothing
+        self.log = (log or structlog.get_logger("tradingd.polymarket")).bind(venue=VENUE)
         self.api = api
         self.address = address
         self._owned = client is None
@@ -222,9 +275,33 @@ class ClobRest:
         order: bool = False,
         instrument: str | None = None,
     ) -> bytes:
-        """One request; the raw JSON of a 200 answer. Raises as the module docstring says."""
+        """One request; the raw JSON of a 200 answer. Raises as the module docstring says: a
+        request that changes nothing (`order` false) answered 425 or 503 is asked again after
+        each of `retry_delays_s`; an order request never is."""
         what = f"{method} {path}"
-        headers = self.headers(method, path, body) if auth else {}
+        delays = () if order else self.retry_delays_s
+        for delay in (*delays, None):
+            try:
+                return await self._once(method, path, what, params, body, auth, order, instrument)
+            except VenueError as exc:
+                if delay is None or exc.code not in _PASSING:
+                    raise
+                self.log.warning("rest.retry", request=what, status=exc.code, in_s=delay, error=str(exc))
+                await trio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        auth: bool,
+        order: bool,
+        instrument: str | None,
+    ) -> bytes:
+        headers = self.headers(method, path, body) if auth else {}  # signed anew: a fresh timestamp
         if body is not None:
             headers["Content-Type"] = "application/json"
         self.requests += 1
@@ -253,9 +330,21 @@ class ClobRest:
                 code="lost",
             ) from None
         if response.status_code != 200:
-            raise map_http_error(
+            error = map_http_error(
                 response.status_code, response.content, what=what, order=order, instrument=instrument
             )
+            page = html_page(response.content)
+            if page is not None:  # one clear line, never the page's markup
+                self.log.error(
+                    "rest.blocked",
+                    request=what,
+                    status=response.status_code,
+                    page=page[0],
+                    ray_id=page[1] or None,
+                    hint="an HTML page instead of the CLOB's JSON: Cloudflare's firewall refused "
+                    "the request (a restricted region or a flagged IP); it never reached the CLOB",
+                )
+            raise error
         return response.content
 
 

@@ -46,6 +46,12 @@ class PolymarketSettings:
       (its initial dump, §2.2) before it is fetched over REST. It also bounds the first
       readiness: the market connection is `ready` once the first subscription's books are in,
       or after this long, naming the tokens still without one (`late_books`).
+    - `market_stale_after_s`: how long the market connection may go without a market message
+      (a book, a change, a trade: `PONG` does not count) while it has tokens subscribed, before
+      it is replaced (reconnected and resubscribed). The venue is known to keep a connection open,
+      answering `PING`, while sending no book data for hours (py-clob-client #292), which
+      `stale_after_s` alone (any frame, `PONG` included) never notices. Longer than
+      `stale_after_s` by default: one quiet token may go that long without a change.
     - `order_heartbeat_s`: when > 0, `POST /v1/heartbeats` every that many seconds: if they stop
       (the daemon dies), the venue cancels every open order (§2.3). 0 disables it.
     - `order_rate` / `order_burst`: a local limit on order requests (per second, burst), so a
@@ -60,6 +66,7 @@ class PolymarketSettings:
     custom_features: bool = True  # best_bid_ask, new_market, market_resolved (§2.2)
     ping_s: float = attrs.field(default=10.0, validator=at_least(1.0))  # §2.2 "Keepalive"
     stale_after_s: float = attrs.field(default=30.0, validator=at_least(1.0))
+    market_stale_after_s: float = attrs.field(default=120.0, validator=at_least(1.0))
     request_timeout_s: float = attrs.field(default=10.0, validator=at_least(0.1))
     reconnect_base_s: float = attrs.field(default=0.5, validator=at_least(0.01))
     reconnect_cap_s: float = attrs.field(default=30.0, validator=at_least(0.01))

@@ -40,7 +40,13 @@ Market connection (§2.2):
   reconnecting (`book_resync` follows); a book that breaks again before a snapshot of it held (a
   REST snapshot that is itself crossed) is fetched again after the shared per-book backoff
   (engine.venue.session: 1 s doubling to 60 s), never in a loop;
-- the text frame `PING` every `ping_s` (10 s), answered by `PONG` (§2.2 "Keepalive").
+- the text frame `PING` every `ping_s` (10 s), answered by `PONG` (§2.2 "Keepalive");
+- liveness comes from market data, not from `PONG`: while tokens are subscribed, a connection
+  that brings no market message (anything but `PONG`) for `market_stale_after_s` is stale (a
+  `feed_stale` status, then a reconnection, which resubscribes and so snapshots every book
+  again). The venue is known to keep a market connection open and answering `PING` while it
+  sends no book data for hours (py-clob-client #292); the base watchdog (`stale_after_s`, any
+  frame) would count its `PONG`s as life forever.
 
 User connection (§2.2 "User channel"): `{"auth": {...}, "markets": [], "type": "user"}`. The
 condition-id filter is optional (the venue's AsyncAPI for `/ws/user`: "Optionally filter by
@@ -79,6 +85,7 @@ from tradingd.engine.venue import (
     BookUpdate,
     Connect,
     Decoder,
+    FeedStale,
     InstrumentRegistry,
     MalformedFrame,
     MarketEvent,
@@ -191,6 +198,9 @@ class MarketConnection(_Connection):
         # from the venue yet, and the event set when the last one has (`_decode_awaiting`).
         self._awaiting: set[str] = set()
         self._books_in = trio.Event()
+        # Trio time of the last market message (not `PONG`), or of the subscription that made
+        # the connection expect one: what `_watch_market_data` measures silence from.
+        self._last_market_rx = 0.0
 
     @property
     def assets(self) -> frozenset[str]:
@@ -209,8 +219,42 @@ class MarketConnection(_Connection):
         return {"channel": "market"}
 
     async def _serve(self, ws: trio_websocket.WebSocketConnection, nursery: trio.Nursery) -> None:
+        self._last_market_rx = trio.current_time()
+        nursery.start_soon(self._watch_market_data)
         await self.owner.load_configured_markets(self)
         nursery.start_soon(self._ping, ws)
+
+    async def _watch_market_data(self) -> None:
+        """The market-data watchdog (module docstring): with tokens subscribed, no market
+        message for `market_stale_after_s` ends the connection (`FeedStale`), whatever `PONG`s
+        came meanwhile; the session's loop reconnects and resubscribes."""
+        limit = self.settings.market_stale_after_s
+        while True:
+            await trio.sleep(min(1.0, limit / 4))
+            if not self._current:
+                self._last_market_rx = trio.current_time()  # nothing asked: nothing to wait for
+                continue
+            silent = trio.current_time() - self._last_market_rx
+            if silent > limit:
+                self.stats.stale += 1
+                self.log.warning(
+                    "feed.no_market_data",
+                    silent_s=round(silent, 3),
+                    assets=len(self._current),
+                    pongs=self.pongs,
+                )
+                await self.status(
+                    StatusKind.FEED_STALE,
+                    f"no market data for {silent:.1f} s on {len(self._current)} subscribed assets "
+                    "(PONGs only)",
+                    silent_s=round(silent, 3),
+                    market_data=True,
+                )
+                raise FeedStale(
+                    f"no market data for {silent:.1f} s (limit {limit} s) with {len(self._current)} "
+                    "assets subscribed",
+                    venue=VENUE,
+                )
 
     def _reset(self) -> None:
         super()._reset()  # every book starts again from a snapshot
@@ -222,6 +266,7 @@ class MarketConnection(_Connection):
         if message == _PONG:
             self.pongs += 1
             return
+        self._last_market_rx = trio.current_time()
         if self._awaiting:  # only until the first subscription's books are in
             await self._decode_awaiting(message, now)
             return
@@ -540,6 +585,7 @@ class PolymarketSession:
             timeout_s=settings.request_timeout_s,
             client=http,
             clock=clock,
+            log=self.log,
         )
         self.fills = FillWatch()
         decoder: Decoder = self.decoder

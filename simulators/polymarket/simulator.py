@@ -84,7 +84,11 @@ HTTP answer of `POST /order` and the user channel's `order`/`trade` events trave
 `user_lag_s` (the user channel tells of orders and trades that much after the HTTP answer: the
 answer outruns the channel) and `answer_lag_s` (the HTTP answer of an order comes that much
 after the user channel has told its fate: the channel outruns the answer). A client must take
-the order's fate from whichever comes first and never guess it from the other's absence.
+the order's fate from whichever comes first and never guess it from the other's absence. And the
+venue's known failures of `venue_faults.py`: `too_early` (HTTP 425), `trading` (503 disabled /
+cancel-only), `cloudflare` (an HTML 403), `silent` (a market channel that answers PING and sends
+nothing else). `clob_reads.py` answers `/simplified-markets`, `/sampling-markets`,
+`/sampling-simplified-markets` and `/prices-history`.
 """
 
 from __future__ import annotations
@@ -111,9 +115,11 @@ from tradingd.engine.sim import Receive, Scope, Send, SimPeer, SimulatorServer, 
 from ..matching import MARKET, Match, OrderBook, Side
 from . import wire
 from .auth import ApiKey, Wallet, clob_auth_typed_data, hmac_signature, order_typed_data, recover, signed_by
+from .clob_reads import ClobReads
 from .fees import FeeSchedule, taker_fee
 from .gamma_simulator import GammaSimulator
 from .generator import PolymarketFeed
+from .venue_faults import VenueFaults
 
 __all__ = [
     "DEMO_ACCOUNT",
@@ -418,6 +424,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         self.unserved: Counter[str] = Counter()  # requests for endpoints the simulator does not have
         self._probed: dict[int, int] = {}  # latency probe: key -> the exchange time it was last used for
         self._tops: dict[str, tuple[Any, Any]] = {}  # last best bid/ask sent per token (gap switch)
+        self.venue_faults = VenueFaults(self.log)  # the venue's own failures (venue_faults.py)
+        self.reads = ClobReads(self)  # simplified / sampling markets, prices history (clob_reads.py)
         for _, frame in opening:
             self.on_market_frame(frame, clock())
 
@@ -660,6 +668,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
                 self._cancel_where(sim.account, _is(sim.order_id))
         self._advance_trades()
         self._check_heartbeats()
+        self.reads.sample(now)
 
     def _settle_positions(self, token: str, payout: Decimal) -> None:
         for account in self.accounts.values():
@@ -733,7 +742,13 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             inner["raw_path"] = inner["path"].encode()
             await self.gamma(inner, receive, send)
             return
+        if scope["type"] == "http" and await self.venue_faults.intercept(scope, receive, send):
+            return  # refused by one of the venue's failures (venue_faults.py)
         await super().__call__(scope, receive, send)
+
+    def send(self, peer: _Peer, frame: bytes) -> None:
+        if not self.venue_faults.mutes(peer.path, frame):  # the `silent` switch (venue_faults.py)
+            super().send(peer, frame)
 
     def new_peer(self, peer_id: int, outbox: trio.MemorySendChannel[bytes], path: str) -> _Peer:
         return _Peer(peer_id, outbox, path)
@@ -870,6 +885,9 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         try:
             if self.faults.take_rate_limit():
                 raise _Refused(429, {"error": "Too Many Requests"})
+            read = self.reads.answer(method, path, _query(query))  # clob_reads.py
+            if read is not None:
+                return read
             result = self._route(method, path, _query(query), headers, body)
         except _Refused as exc:
             return exc.status, orjson.dumps(exc.body)
@@ -1652,7 +1670,13 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             match_s=t.match_s,
             last_update_s=t.last_update_s,
             outcome=top.outcome,
-            owner=t.account.api.key,
+            # The taker's key: a trade we are a maker in names its taker as owner, ours only in
+            # `maker_orders[]` (the captured maker trade, nt_py_user_trade1.json).
+            owner=t.account.api.key
+            if t.taker
+            else other.account.api.key
+            if other is not None
+            else _CROWD_OWNER,
             maker_address=t.account.address,
             transaction_hash=t.transaction_hash,
             maker_orders=makers,
@@ -1726,6 +1750,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         `answer_lag_s` (module docstring; 0: off). Raises ValueError for a switch it cannot apply
         (nothing of that switch is applied)."""
         applied = super().apply_faults(spec)
+        applied.update(self.venue_faults.apply(spec))
         if spec.get("fail_trades"):
             self.fail_trades += int(spec["fail_trades"])
             applied["fail_trades"] = self.fail_trades

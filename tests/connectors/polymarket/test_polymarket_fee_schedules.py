@@ -309,7 +309,9 @@ async def test_a_schedule_the_venue_could_not_say_is_asked_again_until_known(
 ) -> None:
     """`GET /clob-markets` failed when the market loaded: its orders are refused meanwhile,
     and the session asks again (every 30 s) until the venue answers."""
-    simulator = FeeSchedulesDownAtFirst(1, seed=3, mine_s=0.01, confirm_s=0.01)
+    # Down for the first answer and the three times a read answered 503 is asked again
+    # (`ClobRest.retry_delays_s`): the load itself could not learn it.
+    simulator = FeeSchedulesDownAtFirst(4, seed=3, mine_s=0.01, confirm_s=0.01)
     session = PolymarketSession(
         PolymarketSettings(),
         registry=InstrumentRegistry(),
