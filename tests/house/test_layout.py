@@ -270,12 +270,7 @@ def test_the_simulators_import_nothing_of_the_connectors() -> None:
             return True
         return in_engine(module) and module not in SIMULATOR_ENGINE
 
-    found = [
-        str(imp)
-        for path in python_files("simulators")
-        for imp in imports(path)
-        if wrong(imp.module)
-    ]
+    found = [str(imp) for path in python_files("simulators") for imp in imports(path) if wrong(imp.module)]
     assert not found, (
         "simulators import no connector, and of the engine only SIMULATOR_ENGINE:\n" + "\n".join(found)
     )
