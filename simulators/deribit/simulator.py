@@ -561,7 +561,10 @@ class DeribitSimulator(SimulatorServer["_Session"]):
     async def _delayed_sender(self, session: _Session) -> None:
         """`user_delay_s`: the held-back `user.*` notifications, each when it is due."""
         while True:
-            await trio.sleep(0.01)
+            if not session.delayed:
+                await trio.sleep(0.05)
+                continue
+            await trio.sleep_until(session.delayed[0][0])
             now = trio.current_time()
             while session.delayed and session.delayed[0][0] <= now:
                 self.send(session, session.delayed.pop(0)[1])
