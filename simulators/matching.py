@@ -366,12 +366,14 @@ class OrderBook:
         _check_number("price", price)
         _check_number("amount", amount, allow_zero=True)
         key = (side, price)
-        level_id = f"{MARKET}:{side}:{price}"
+        current = self._market.get(key)
+        # One id per level, kept while the level lives: Decimal("100") and Decimal("100.0") are
+        # the same price and the same level.
+        level_id = current.order_id if current is not None else f"{MARKET}:{side}:{price}"
         matches: list[Match] = []
         left = amount
         if left > 0:
             matches, _, left = self._take(level_id, MARKET, side, price, left, "allow", clients_only=True)
-        current = self._market.get(key)
         if current is None:
             if left > 0:
                 seq = next(self._seq)
@@ -413,7 +415,7 @@ class OrderBook:
         maker_side = side.opposite
         budget = amount
         matches: list[Match] = []
-        for level_price in list(self._crossing_prices(maker_side, price)):
+        for level_price in self._crossing_prices(maker_side, price):
             if budget <= 0:
                 break
             at_print = level_price == price
@@ -434,14 +436,25 @@ class OrderBook:
         prices = self._prices[side]
         return reversed(prices) if side is Side.BUY else iter(prices)
 
-    def _crossing_prices(self, maker_side: Side, limit: Decimal | None) -> list[Decimal]:
-        """The prices on `maker_side` a taker with `limit` may trade at, best first (a copy)."""
+    def _crossing_prices(self, maker_side: Side, limit: Decimal | None) -> Iterator[Decimal]:
+        """The prices on `maker_side` a taker with `limit` may trade at, best first.
+
+        Lazy, one bisection per level, so a taker that stops after two levels of a deep book does
+        not copy the whole side; each step looks up the next price after the last one given, so
+        the caller may remove levels (never add better ones) between steps."""
         prices = self._prices[maker_side]
-        if maker_side is Side.SELL:
-            return prices[:] if limit is None else prices[: bisect.bisect_right(prices, limit)]
-        crossing = prices[:] if limit is None else prices[bisect.bisect_left(prices, limit) :]
-        crossing.reverse()
-        return crossing
+        last: Decimal | None = None
+        while True:
+            if maker_side is Side.SELL:
+                i = 0 if last is None else bisect.bisect_right(prices, last)
+                if i >= len(prices) or (limit is not None and prices[i] > limit):
+                    return
+            else:
+                i = len(prices) - 1 if last is None else bisect.bisect_left(prices, last) - 1
+                if i < 0 or (limit is not None and prices[i] < limit):
+                    return
+            last = prices[i]
+            yield last
 
     def _first_crossing(self, maker_side: Side, taker_side: Side, limit: Decimal | None) -> Decimal | None:
         best = self.best(maker_side)
@@ -452,9 +465,8 @@ class OrderBook:
         before they do, or work on the copies this takes per level."""
         maker_side = taker_side.opposite
         for level_price in self._crossing_prices(maker_side, limit):
-            queue = self._queues[maker_side].get(level_price)
-            if queue:
-                yield from list(queue.values())
+            # a copy: the caller may take the maker it was given out of the level
+            yield from list(self._queues[maker_side][level_price].values())
 
     def _plan(
         self, side: Side, limit: Decimal | None, amount: Decimal, owner: str, self_trade: SelfTrade

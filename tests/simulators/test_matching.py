@@ -9,9 +9,9 @@ from decimal import Decimal
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from tradingd.simulators.matching import MARKET, Match, OrderBook, Outcome, Resting, SelfTrade, Side
 
@@ -193,6 +193,16 @@ def test_market_level_shrink_keeps_its_place_grow_goes_to_the_back_zero_removes(
     assert b.levels(SELL) == [] and b.best(SELL) is None
 
 
+def test_equal_prices_written_differently_are_one_level() -> None:
+    b = book()
+    b.set_market_level(SELL, D(100), D(1))
+    ask(b, "c", "100.00", "1")
+    b.set_market_level(SELL, D("1E+2"), D(3))  # grows the same level: behind c now
+    assert b.levels(SELL) == [(D(100), D(4))] and len(b.orders(MARKET)) == 1
+    out = b.submit(order_id="t", owner="me", side=BUY, amount=D(2), price=D("100.0"))
+    assert fills(out) == [("c", "100.00", "1"), (MKT_ASK_100, "100", "1")]
+
+
 def test_levels_aggregate_best_first_with_or_without_clients() -> None:
     b = book()
     b.set_market_level(BUY, D(99), D(3))
@@ -238,6 +248,14 @@ def test_market_trade_fills_better_prices_then_only_beyond_the_markets_queue() -
     assert b.get("late") is not None and b.get("late").remaining == 3  # type: ignore[union-attr]
     assert b.get("worse") is not None
     assert b.market_trade(SELL, D(100), D(9)) == []  # no client bids
+
+
+def test_market_trade_counts_the_markets_queue_only_at_the_print_price() -> None:
+    b = book()
+    b.set_market_level(SELL, D(99), D(5))
+    ask(b, "behind_at_99", "99", "1")
+    # a buy printed at 100 went through everything at 99, the market's 5 as well as the client's 1
+    assert fills(b.market_trade(BUY, D(100), D(1))) == [("behind_at_99", "99", "1")]
 
 
 # -- amend -----------------------------------------------------------------------------------
@@ -398,6 +416,23 @@ class BookMachine(RuleBasedStateMachine):
         self.shadow: dict[str, Decimal] = {}  # client order id -> remaining, from the reports
         self.market_shadow: dict[tuple[Side, Decimal], Decimal] = {}
 
+    @initialize(
+        bids=st.lists(AMOUNTS, min_size=2, max_size=2),
+        asks=st.lists(AMOUNTS, min_size=2, max_size=2),
+        clients=st.lists(st.tuples(OWNERS, st.sampled_from(list(Side)), PRICES, AMOUNTS), max_size=6),
+    )
+    def seed(
+        self, bids: list[Decimal], asks: list[Decimal], clients: list[tuple[str, Side, Decimal, Decimal]]
+    ) -> None:
+        """Start from a quoted market with a few client orders in it, so that short runs already
+        exercise queues, crossings and the queue model, not an empty book."""
+        for price, amount in zip((D(99), D(98)), bids, strict=True):
+            self.set_market_level(BUY, price, amount)
+        for price, amount in zip((D(101), D(102)), asks, strict=True):
+            self.set_market_level(SELL, price, amount)
+        for owner, side, price, amount in clients:
+            self.submit(owner, side, amount, price, "gtc", False, "allow")
+
     def apply(self, matches: tuple[Match, ...] | list[Match], taker_amount: Decimal | None) -> None:
         """Move the shadows by the matches: each one exactly once, from its own maker."""
         for m in matches:
@@ -456,6 +491,7 @@ class BookMachine(RuleBasedStateMachine):
             self_trade=mode,
         )
         assert out.rejected == reason
+        event(f"submit {reason or 'matches'} {min(len(out.matches), 2)} cancels {len(out.cancelled_makers)}")
         if reason is not None:
             assert (out.matches, out.resting, out.cancelled_makers, out.unfilled) == ((), None, (), amount)
             assert snapshot(self.book) == before
@@ -506,6 +542,7 @@ class BookMachine(RuleBasedStateMachine):
         others = [s for s in before if s.order_id != target.order_id]
         makers = ranked(others, old.side.opposite, new_price)
         out = self.book.amend(target.order_id, price=price, amount=amount)
+        event(f"amend {out.rejected or 'matches'} {min(len(out.matches), 2)}")
         if target.post_only and new_price != old.price and makers:
             assert out.rejected == "post_only" and out.resting is target
             assert snapshot(self.book) == before
@@ -533,6 +570,7 @@ class BookMachine(RuleBasedStateMachine):
         _, expected, _, left = walk(ranked(clients, side.opposite, price), MARKET, amount, "allow")
         old = next((s for s in before if s.owner == MARKET and s.side is side and s.price == price), None)
         matches = self.book.set_market_level(side, price, amount)
+        event(f"set_market_level matches {min(len(matches), 2)}")
         assert [(m.maker_id, m.price, m.amount) for m in matches] == expected
         assert all(m.taker_owner == MARKET and m.side is side for m in matches)
         self.apply(matches, amount)
@@ -550,6 +588,25 @@ class BookMachine(RuleBasedStateMachine):
 
     @rule(side=st.sampled_from(list(Side)), price=PRICES, amount=AMOUNTS)
     def market_trade(self, side: Side, price: Decimal, amount: Decimal) -> None:
+        self.check_market_trade(side, price, amount)
+
+    @rule(
+        pick=st.integers(min_value=0, max_value=50),
+        through=st.sampled_from([D(0), D(0), D("0.5"), D(1)]),
+        amount=AMOUNTS,
+    )
+    def market_trade_near_a_client(self, pick: int, through: Decimal, amount: Decimal) -> None:
+        """A print at a client order's price, or a little through it: random prices seldom reach
+        the few client orders resting, and the queue model lives at exactly those prices."""
+        orders = self.book.orders()
+        if not orders:
+            return
+        target = orders[pick % len(orders)]
+        aggressor = target.side.opposite
+        price = target.price + through if aggressor is BUY else target.price - through
+        self.check_market_trade(aggressor, price, amount)
+
+    def check_market_trade(self, side: Side, price: Decimal, amount: Decimal) -> None:
         before = snapshot(self.book)
         budget = amount
         expected: list[tuple[str, Decimal, Decimal]] = []
@@ -564,6 +621,7 @@ class BookMachine(RuleBasedStateMachine):
             budget -= expected[-1][2]
         matches = self.book.market_trade(side, price, amount)
         assert [(m.maker_id, m.price, m.amount) for m in matches] == expected
+        event(f"market_trade fills {min(len(matches), 2)}")
         self.apply(matches, amount)
         assert [s for s in snapshot(self.book) if s.owner == MARKET] == [
             s for s in before if s.owner == MARKET
