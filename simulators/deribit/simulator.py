@@ -38,6 +38,9 @@ Fidelity (VENUES.md §1):
   Self-trading: prevented with `reject_taker` (10003 `order_overlap`) unless the simulator is
   built with `self_trading=True`; an account may choose `reject_taker` or `cancel_maker` with
   `private/set_self_trading_config`.
+- Price band: a buy above the ticker's `max_price` is clamped to it, a sell below `min_price`
+  too (Deribit's ticker docs); a market order executes within the band and carries that bound
+  as its `price` (VENUES.md's official market-order samples carry a number).
 - Rate limits: the matching engine's credit bucket (§1.10, tier 4 by default): a client that
   bursts past it gets `too_many_requests` and its session closed, as on Deribit.
 - A WebSocket frame over 32 KiB is refused with `{"code": -32600, "message": "request entity too
