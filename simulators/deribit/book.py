@@ -26,16 +26,43 @@ _ZERO: Final = Decimal(0)
 @attrs.define(eq=False)
 class MarketBook:
     listing: Listing
-    book: OrderBook
+    _ob: OrderBook
     change_id: int
     published: dict[Side, dict[Decimal, Decimal]] = attrs.field(factory=lambda: {Side.BUY: {}, Side.SELL: {}})
     top: tuple[Decimal, Decimal, Decimal, Decimal] = (_ZERO, _ZERO, _ZERO, _ZERO)
     trade_seq: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1))
     pulled: set[Side] = attrs.field(factory=set)  # sides the market stopped quoting (`no_quotes`)
+    # The market's level changes not yet given to the order book (`defer_market_level`).
+    _deferred: dict[tuple[Side, Decimal], Decimal] = attrs.field(factory=dict)
+    # The levels as `change` last read them, best first (what `published` holds, in order).
+    shown: dict[Side, list[tuple[Decimal, Decimal]]] = attrs.field(
+        factory=lambda: {Side.BUY: [], Side.SELL: []}
+    )
 
     @classmethod
     def create(cls, listing: Listing, change_id: int) -> MarketBook:
         return cls(listing, OrderBook(listing.name), change_id)
+
+    @property
+    def book(self) -> OrderBook:
+        """The order book, with the market's deferred levels given to it first."""
+        if self._deferred:
+            deferred, self._deferred = self._deferred, {}
+            for (side, price), amount in deferred.items():
+                # Deferred only while no client order rests (`defer_market_level`): nothing matches.
+                self._ob.set_market_level(side, price, amount)
+        return self._ob
+
+    def has_clients(self) -> bool:
+        """Whether a client order rests here (the deferred market levels do not matter to it)."""
+        return bool(self._ob.orders())
+
+    def defer_market_level(self, side: Side, price: Decimal, amount: Decimal) -> None:
+        """Set a market level later, when the book is next used. Only while no client order
+        rests (`has_clients`): then the level meets nobody, and the public book is the
+        market's, which `market_change` keeps in `published`. The common case of a feed
+        message (most books hold no client order) then costs a dict write per level."""
+        self._deferred[(side, price)] = amount
 
     def levels(self, side: Side, depth: int | None = None) -> list[tuple[Decimal, Decimal]]:
         """The public levels (the market's and the clients'), best first."""
@@ -94,11 +121,47 @@ class MarketBook:
             "asks": sides[Side.SELL],
         }
 
-    def best(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    def market_change(
+        self, ts_ms: int, bids: list[tuple[str, Decimal, Decimal]], asks: list[tuple[str, Decimal, Decimal]]
+    ) -> dict[str, Any]:
+        """The change of a feed message that met no client order: the public book is the
+        market's, so the feed's own `[action, price, amount]` levels are the change (no scan of
+        the book: the common case, kept cheap)."""
+        for side, levels in ((Side.BUY, bids), (Side.SELL, asks)):
+            shown = self.published[side]
+            for _, price, amount in levels:
+                if amount:
+                    shown[price] = amount
+                else:
+                    shown.pop(price, None)
+        prev = self.change_id
+        self.change_id += 1
+        return {
+            "type": "change",
+            "timestamp": ts_ms,
+            "prev_change_id": prev,
+            "instrument_name": self.listing.name,
+            "change_id": self.change_id,
+            "bids": [[a, num(p), num(q)] for a, p, q in bids],
+            "asks": [[a, num(p), num(q)] for a, p, q in asks],
+        }
+
+    def best(self, *, published: bool = False) -> tuple[Decimal, Decimal, Decimal, Decimal]:
         """(bid, bid amount, ask, ask amount); an empty side is 0 / 0, as Deribit's ticker and
-        quote write it (the real captures of tests/fixtures/deribit/README.md)."""
-        bids = self.levels(Side.BUY, 1)
-        asks = self.levels(Side.SELL, 1)
-        bid, bid_amount = bids[0] if bids else (_ZERO, _ZERO)
-        ask, ask_amount = asks[0] if asks else (_ZERO, _ZERO)
+        quote write it (the real captures of tests/fixtures/deribit/README.md). `published`: read
+        from the levels last published, which a change just brought up to date."""
+        if published:
+            bids, asks = self.published[Side.BUY], self.published[Side.SELL]
+            bid_p = max(bids) if bids else None
+            ask_p = min(asks) if asks else None
+            return (
+                _ZERO if bid_p is None else bid_p,
+                _ZERO if bid_p is None else bids[bid_p],
+                _ZERO if ask_p is None else ask_p,
+                _ZERO if ask_p is None else asks[ask_p],
+            )
+        top_bids = self.levels(Side.BUY, 1)
+        top_asks = self.levels(Side.SELL, 1)
+        bid, bid_amount = top_bids[0] if top_bids else (_ZERO, _ZERO)
+        ask, ask_amount = top_asks[0] if top_asks else (_ZERO, _ZERO)
         return bid, bid_amount, ask, ask_amount

@@ -1,4 +1,4 @@
-"""Synthetic Deribit recordings: the venue-neutral `engine.sim.synth.SynthMarket`, encoded in
+"""Synthetic Deribit recordings: the venue-neutral `simulators.synth.SynthMarket`, encoded in
 Deribit's real wire format (VENUES.md §1) and written as a recording (DESIGN.md, "recordings").
 
 A recording made here reads like one made against `wss://www.deribit.com/ws/api/v2` by a client

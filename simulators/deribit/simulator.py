@@ -38,6 +38,9 @@ Fidelity (VENUES.md §1):
   Self-trading: prevented with `reject_taker` (10003 `order_overlap`) unless the simulator is
   built with `self_trading=True`; an account may choose `reject_taker` or `cancel_maker` with
   `private/set_self_trading_config`.
+- Price band: a buy above the ticker's `max_price` is clamped to it, a sell below `min_price`
+  too (Deribit's ticker docs); a market order executes within the band and carries that bound
+  as its `price` (VENUES.md's official market-order samples carry a number).
 - Rate limits: the matching engine's credit bucket (§1.10, tier 4 by default): a client that
   bursts past it gets `too_many_requests` and its session closed, as on Deribit.
 - A WebSocket frame over 32 KiB is refused with `{"code": -32600, "message": "request entity too
@@ -355,7 +358,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
     def top(self, instrument: str) -> tuple[Decimal, Decimal, Decimal, Decimal] | None:
         """(bid, bid amount, ask, ask amount) of the public book (0 / 0 for an empty side)."""
         mb = self.books.get(instrument)
-        return None if mb is None else mb.best()
+        return None if mb is None else mb.best(published=True)
 
     # -- the market ---------------------------------------------------------------------------
     def _now_ms(self) -> int:
@@ -402,13 +405,22 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         mb = self.books.get(name)
         if mb is None:
             return
+        ts = int(data["timestamp"])
+        bids = [(a, Decimal(repr(p)), Decimal(repr(q))) for a, p, q in data["bids"]]
+        asks = [(a, Decimal(repr(p)), Decimal(repr(q))) for a, p, q in data["asks"]]
+        if not mb.pulled and not mb.has_clients():
+            # No client order rests: nothing can match, and the public change is the feed's.
+            for side, levels in ((Side.BUY, bids), (Side.SELL, asks)):
+                for _, price, amount in levels:
+                    mb.defer_market_level(side, price, amount)
+            self._publish_book(mb, ts, mb.market_change(ts, bids, asks))
+            return
         matches: list[Match] = []
-        for key, side in (("bids", Side.BUY), ("asks", Side.SELL)):
+        for side, levels in ((Side.BUY, bids), (Side.SELL, asks)):
             if side in mb.pulled:
                 continue
-            for _, price, amount in data[key]:
-                matches += mb.book.set_market_level(side, Decimal(repr(price)), Decimal(repr(amount)))
-        ts = int(data["timestamp"])
+            for _, price, amount in levels:
+                matches += mb.book.set_market_level(side, price, amount)
         self._execute_matches(mb, matches, ts)
         self._publish_book(mb, ts)
 
@@ -424,17 +436,20 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             printed = dict(item)
             printed["trade_seq"] = next(mb.trade_seq)
             self._print_trades(mb, [printed])
+            if not mb.has_clients():
+                continue  # the print fills nobody
             matches = mb.book.market_trade(Side(item["direction"]), price, Decimal(repr(item["amount"])))
-            # The fills are part of the print just published: no second print.
-            self._execute_matches(mb, matches, ts, printed=False)
-            self._publish_book(mb, ts)
+            if matches:  # client orders filled: the public book changed
+                # The fills are part of the print just published: no second print.
+                self._execute_matches(mb, matches, ts, printed=False)
+                self._publish_book(mb, ts)
 
     def _feed_ticker(self, data: dict[str, Any]) -> None:
         name = data["instrument_name"]
         mb = self.books.get(name)
         if mb is None:
             return
-        bid, bid_amount, ask, ask_amount = mb.best()
+        bid, bid_amount, ask, ask_amount = mb.best(published=True)
         ticker = dict(data)
         # The top of the simulator's own book (clients included); an empty side is 0 / 0.
         ticker["best_bid_price"] = wire.num(bid)
@@ -455,16 +470,18 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             body = {"timestamp": ticker["timestamp"], "price": index, "index_name": index_name}
             self._pending.append(("index", index_name, orjson.dumps(body)))
 
-    def _publish_book(self, mb: MarketBook, ts_ms: int) -> None:
-        """Queue the change of `mb`'s public book (if any), its grouped books and its quote."""
-        change = mb.change(ts_ms)
+    def _publish_book(self, mb: MarketBook, ts_ms: int, change: dict[str, Any] | None = None) -> None:
+        """Queue the change of `mb`'s public book (if any; `change` when the caller has it), its
+        grouped books and its quote."""
+        if change is None:
+            change = mb.change(ts_ms)
         if change is None:
             return
         name = mb.listing.name
         if not (self.faults.gap and self.faults.take_gap(name)):
             self._pending.append(("book", name, orjson.dumps(change)))
         self._pending.append(("grouped", name, str(ts_ms).encode()))
-        best = mb.best()
+        best = mb.best(published=True)
         if best != mb.top:
             mb.top = best
             bid, bid_amount, ask, ask_amount = best
@@ -561,7 +578,10 @@ class DeribitSimulator(SimulatorServer["_Session"]):
     async def _delayed_sender(self, session: _Session) -> None:
         """`user_delay_s`: the held-back `user.*` notifications, each when it is due."""
         while True:
-            await trio.sleep(0.01)
+            if not session.delayed:
+                await trio.sleep(0.05)
+                continue
+            await trio.sleep_until(session.delayed[0][0])
             now = trio.current_time()
             while session.delayed and session.delayed[0][0] <= now:
                 self.send(session, session.delayed.pop(0)[1])

@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from tradingd.simulators.deribit.simulator import DeribitSimulator
+from tradingd.simulators.matching import Side
 
 PERP = "BTC-PERPETUAL"
 ACCOUNTS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret"}
@@ -535,3 +536,64 @@ def test_user_changes_and_positions_follow_a_fill() -> None:
     assert sum(t["amount"] for t in trades) == 20 and orders[-1]["order_state"] == "filled"
     assert positions[-1]["size"] == 20.0 and positions[-1]["direction"] == "buy"
     assert alice.rpc("private/get_positions", {"currency": "BTC"})[0]["size"] == 20.0
+
+
+def test_a_book_rebuilt_from_the_frames_is_the_venues_book_through_client_orders_and_fills() -> None:
+    """Snapshot + changes, applied as any client applies them, give the simulator's own book
+    after every step, while clients place, take, and cancel (the cheap path of books no client
+    order rests in, and the full one of books they do)."""
+    import random
+
+    sim = venue(matching_rate=1e6, matching_burst=1e6)
+    alice, bob = Client(sim, "alice"), Client(sim, "bob")
+    watcher = Client(sim)
+    names = [PERP, "ETH-PERPETUAL", next(n for n, lst in sim.listings.items() if lst.is_option)]
+    watcher.rpc("public/subscribe", {"channels": [f"book.{n}.100ms" for n in names]})
+    rebuilt: dict[str, dict[str, dict[float, float]]] = {}
+    chain: dict[str, int] = {}
+
+    def apply(frames: list[dict[str, Any]]) -> None:
+        for f in frames:
+            data = f["params"]["data"]
+            name = data["instrument_name"]
+            if data["type"] == "snapshot":
+                rebuilt[name] = {"bids": {}, "asks": {}}
+            else:
+                assert data["prev_change_id"] == chain[name]
+            chain[name] = data["change_id"]
+            for key in ("bids", "asks"):
+                for action, price, amount in data[key]:
+                    if action == "delete":
+                        rebuilt[name][key].pop(price, None)
+                    else:
+                        rebuilt[name][key][price] = amount
+
+    rng = random.Random(4)
+    apply(watcher.drain())
+    for step in range(600):
+        sim.step()
+        if step % 7 == 0:
+            client = rng.choice((alice, bob))
+            name = rng.choice(names[:2])
+            top = sim.top(name)
+            assert top is not None
+            tick = sim.listings[name].tick_size
+            side = rng.choice(("buy", "sell"))
+            near = top[0] if side == "buy" else top[2]
+            price = near + rng.randint(-3, 3) * tick
+            if price > 0:
+                client.rpc(
+                    f"private/{side}",
+                    {"instrument_name": name, "amount": 10 * rng.randint(1, 30), "price": float(price)},
+                )
+        if step % 50 == 49:
+            for client in (alice, bob):
+                client.rpc("private/cancel_all", {})
+        apply(watcher.drain())
+        for name in names:
+            book = sim.books[name]
+            want_bids = {float(p): float(a) for p, a in book.levels(Side.BUY)}
+            want_asks = {float(p): float(a) for p, a in book.levels(Side.SELL)}
+            assert rebuilt[name] == {"bids": want_bids, "asks": want_asks}, (step, name)
+            assert book.best(published=True) == book.best()
+    assert any(o.state == "filled" for o in sim.orders.values())  # clients did trade
