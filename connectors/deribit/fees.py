@@ -67,6 +67,5 @@ class DeribitFees:
         rate = self._rate(inst, liquidity, "0", "0.0005")
         if inst.inverse:
             return rate * size / price, inst.settle
-        # A linear contract's amount is already in the coin (VENUES.md §1.7; the captured
-        # ETH_USDC-PERPETUAL order: amount 0.001 = contracts 1.0): its notional is amount x price.
-        return rate * size * price, inst.settle
+        # A linear contract's amount is in the coin (`contract_size` 1: instruments._multiplier).
+        return rate * size * inst.contract_size * price, inst.settle

@@ -87,6 +87,15 @@ def is_inverse(item: Mapping[str, Any], kind: InstrumentKind) -> bool:
     return bool(settle == item["base_currency"] and item["quote_currency"] != settle)
 
 
+def _multiplier(item: Mapping[str, Any], inverse: bool) -> Decimal:
+    """The engine's `contract_size`: underlying per unit of an order's size. Deribit counts a
+    linear instrument's amount in the coin already (VENUES.md §1.7: options, USDC perpetuals and
+    futures), so that is 1 whatever its `contract_size` (the lot: 0.001 ETH for ETH_USDC-PERPETUAL,
+    whose order of amount 0.001 is 1.0 contracts). Inverse contracts are sized in USD and keep
+    theirs (10 USD for BTC-PERPETUAL)."""
+    return to_decimal(item.get("contract_size", 1)) if inverse else Decimal(1)
+
+
 def instrument_from_json(item: Mapping[str, Any]) -> Instrument:
     """An `Instrument` from one item of `public/get_instruments` (or `public/get_instrument`).
     Raises KeyError/ValueError/TypeError when a required field is missing or malformed."""
@@ -111,6 +120,7 @@ def instrument_from_json(item: Mapping[str, Any]) -> Instrument:
         (to_decimal(s["above_price"], "above_price"), to_decimal(s["tick_size"], "tick_size"))
         for s in item.get("tick_size_steps") or ()
     ]
+    inverse = is_inverse(item, kind)
     maker = item.get("maker_commission")
     taker = item.get("taker_commission")
     return Instrument(
@@ -122,8 +132,8 @@ def instrument_from_json(item: Mapping[str, Any]) -> Instrument:
         settle=settlement_currency(item),
         tick_size=to_decimal(item["tick_size"]),
         min_size=to_decimal(item["min_trade_amount"]),
-        contract_size=to_decimal(item.get("contract_size", 1)),
-        inverse=is_inverse(item, kind),
+        contract_size=_multiplier(item, inverse),
+        inverse=inverse,
         expiry_ns=expiry_ns,
         strike=None if item.get("strike") is None else to_decimal(item["strike"]),
         right=right,

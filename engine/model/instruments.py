@@ -46,8 +46,11 @@ class Instrument:
 
     Units, so that money is counted once and right:
     - `size` of an order is in the venue's amount unit for the instrument: base coin for Deribit
-      options (1 contract = `contract_size` coin), USD for Deribit inverse perpetuals/futures
+      options and linear (USDC) perpetuals/futures, USD for Deribit inverse perpetuals/futures
       (`inverse=True`), shares for Polymarket outcomes.
+    - `contract_size` of a linear instrument is the underlying per unit of `size` (notional =
+      size x contract_size x price): 1 where the venue counts amounts in the coin, whatever lot
+      it calls its contract size. Inverse instruments are sized in USD and keep the venue's.
     - `price` is in `quote`: BTC per contract for BTC options, USD for BTC-PERPETUAL.
     - `settle` is the currency PnL and fees are paid in.
     - `tick_size_steps`: (above_price, tick) pairs; above each price the coarser tick applies

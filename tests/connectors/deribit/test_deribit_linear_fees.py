@@ -12,6 +12,7 @@ from decimal import Decimal
 from tradingd.connectors.deribit.fees import DeribitFees
 from tradingd.connectors.deribit.instruments import instrument_from_json
 from tradingd.engine import Liquidity
+from tradingd.engine.model.ledger import Position
 
 ETH_USDC_PERPETUAL = {
     "instrument_name": "ETH_USDC-PERPETUAL",
@@ -37,3 +38,16 @@ def test_a_linear_perpetuals_fee_is_a_share_of_its_coin_amount_at_the_price() ->
     assert (fee, currency) == (Decimal("1.5"), "USDC")  # 0.05% of 1 ETH x 3,000 USDC
     maker, _ = DeribitFees().fee(inst, Decimal(3000), Decimal(1), Liquidity.MAKER, 3000.0)
     assert maker == 0
+
+
+def test_a_linear_perpetuals_round_trip_realizes_its_coin_amount_times_the_move() -> None:
+    """The engine multiplies a linear instrument's size by `contract_size` (underlying per unit
+    of size). Deribit's `contract_size` of a USDC perpetual (0.001) is its lot, not that
+    multiplier: its amounts are already in the coin. Taken as the multiplier it made PnL, funding
+    and turnover 1,000 times too small."""
+    inst = instrument_from_json(ETH_USDC_PERPETUAL)
+    position = Position(inst)
+    one = Decimal(1)
+    assert position.apply(one, Decimal(3000), one, one) == 0
+    assert position.apply(-one, Decimal(3100), one, one) == Decimal(100)  # 1 ETH, 3,000 -> 3,100
+    assert position.turnover_usd == Decimal(6100)
