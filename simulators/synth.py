@@ -672,7 +672,7 @@ class SynthMarket:
 
 # Model constants, in seconds and per-second units (why each value: see where it is used).
 # The diffusion's share of an underlying's vol: trend episodes and jumps add the rest, so that
-# the realised vol comes out near `UnderlyingSpec.vol` (checked in tests/simulators/deribit/test_generator.py).
+# the realised vol comes out near `UnderlyingSpec.vol` (tests/simulators/deribit/test_generator.py).
 _DIFFUSION_SHARE = 0.9
 _KICK_MEAN_S = 1200.0  # one trend kick every 20 minutes on average
 _DRIFT_TAU_S = 600.0
