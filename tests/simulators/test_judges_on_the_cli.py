@@ -66,6 +66,19 @@ def test_a_fault_on_stderr_is_seen() -> None:
     assert faults_in("Traceback (most recent call last):\n") == ["Traceback (most recent call last):"]
 
 
+def test_the_command_is_stopped_when_a_test_fails() -> None:
+    started: list[Simulated] = []
+
+    def failing_test() -> None:
+        with simulate_cli("deribit") as sim:
+            started.append(sim)
+            raise RuntimeError("the test failed")
+
+    with pytest.raises(RuntimeError, match="the test failed"):
+        failing_test()
+    assert started[0].process.returncode == 0  # stopped by SIGINT on the way out, not left behind
+
+
 def test_ccxt_rest_trades_on_the_deribit_command() -> None:
     with simulate_cli("deribit") as sim:
         exchange = _ccxt_deribit(sim, pro=False)
@@ -109,15 +122,17 @@ async def _watch(sim: Simulated) -> dict[str, Any]:
         async with asyncio.timeout(15):  # the market prints a trade every few steps
             while not trades:
                 trades = list(await exchange.watch_trades(symbol))
-        sessions = sim.state()["sessions"]  # while ccxt is connected and subscribed
-        return {
+        out = {
             "symbol": symbol,
             "bids": [list(level[:2]) for level in book["bids"]],
             "asks": [list(level[:2]) for level in book["asks"]],
             "trades": trades,
             "printed": await exchange.fetch_trades(symbol, limit=1000),  # the venue's REST view
-            "sessions": sessions,
+            "sessions": sim.state()["sessions"],  # while ccxt is connected and subscribed
         }
+        # Ctrl-C with the client still connected and subscribed: the command stops cleanly.
+        _stops_cleanly(sim)
+        return out
     finally:
         await exchange.close()
 
@@ -136,7 +151,6 @@ def test_ccxt_pro_watches_the_deribit_command() -> None:
         assert {t["id"]: (t["price"], t["amount"], t["side"]) for t in trades}.items() <= printed.items()
         # One WebSocket session, with the book's and the trades' subscriptions.
         assert [s["channels"] >= 2 for s in out["sessions"]] == [True]
-        _stops_cleanly(sim)
 
 
 def _cryptofeed_session(sim: Simulated) -> dict[str, Any]:
