@@ -11,6 +11,7 @@ simulator's signing domain), its HTTP session (requests), its WebSocket session 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import pytest
 import trio
@@ -32,9 +33,14 @@ async def venue(nursery: trio.Nursery) -> DeriveSimulator:
 def loopback_env(venue: DeriveSimulator, monkeypatch: pytest.MonkeyPatch) -> Environment:
     """Environment.TEST, pointed at the simulator."""
     base: str = venue.base_url  # type: ignore[attr-defined]
+    monkeypatch.setitem(CONFIGS, Environment.TEST, loopback_config(base))
+    return Environment.TEST
+
+
+def loopback_config(base: str) -> Any:
+    """A copy of the client's TEST environment whose REST and WebSocket addresses are the
+    simulator's at `base` (http://host:port); no chain RPC is reachable (port 9, discard)."""
     ws = "ws://" + base.removeprefix("http://") + "/ws"
-    config = CONFIGS[Environment.TEST].model_copy(
+    return CONFIGS[Environment.TEST].model_copy(
         update={"base_url": base, "ws_address": ws, "rpc_endpoint": "http://127.0.0.1:9"}
     )
-    monkeypatch.setitem(CONFIGS, Environment.TEST, config)
-    return Environment.TEST

@@ -22,6 +22,7 @@ from typing import Any
 
 import trio
 
+from tests.support.judges import WarningRecords, cryptofeed_deribit
 from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
 from tradingd.simulators.matching import Side
 
@@ -33,46 +34,6 @@ def _book(simulator: DeribitSimulator, name: str) -> tuple[dict[Decimal, Decimal
     """The simulator's public book of `name` (price -> amount per side)."""
     book = simulator.books[name]
     return dict(book.levels(Side.BUY)), dict(book.levels(Side.SELL))
-
-
-class _Records(logging.Handler):
-    """What cryptofeed logs at warning and above."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(f"{record.levelname}: {record.getMessage()}")
-
-
-def _simulated_deribit(base: str) -> Any:
-    """cryptofeed's `Deribit` feed with its own endpoints re-pointed at the simulator (its symbol
-    routes, on the simulator's host)."""
-    from cryptofeed.connection import (  # type: ignore[import-untyped]
-        RestEndpoint,
-        Routes,
-        WebsocketEndpoint,
-    )
-    from cryptofeed.exchanges import Deribit  # type: ignore[import-untyped]
-
-    # Its WebSocket connection refuses any address but `wss://`; the simulator serves plain
-    # `ws://` on loopback, so the endpoint is given as `wss://` and cryptofeed's own hook for
-    # rewriting the address just before connecting (`_ws_authentication`) hands it `ws://`.
-    routes = Routes([f"/api/v2/public/get_instruments?currency={c}" for c in ("BTC", "ETH", "USDC", "SOL")])
-
-    async def plain_ws(self: Any, address: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        return address.replace("wss://", "ws://", 1), options
-
-    return type(
-        "SimulatedDeribit",
-        (Deribit,),
-        {
-            "websocket_endpoints": [WebsocketEndpoint(f"wss://{base}/ws/api/v2", authentication=True)],
-            "rest_endpoints": [RestEndpoint(f"http://{base}", routes=routes)],
-            "_ws_authentication": plain_ws,
-        },
-    )
 
 
 def _cryptofeed_session(
@@ -92,9 +53,9 @@ def _cryptofeed_session(
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    records = _Records()
+    records = WarningRecords()
     logging.getLogger("feedhandler").addHandler(records)
-    feed_class = _simulated_deribit(base)
+    feed_class = cryptofeed_deribit(base)
     Symbols.clear()  # symbols are cached by exchange id across feeds: load the simulator's
     client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
     config = {
@@ -277,9 +238,9 @@ def _cryptofeed_account(base: str, got: dict[str, list[Any]], done: threading.Ev
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    records = _Records()
+    records = WarningRecords()
     logging.getLogger("feedhandler").addHandler(records)
-    feed_class = _simulated_deribit(base)
+    feed_class = cryptofeed_deribit(base)
     Symbols.clear()
     client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
     config = {
