@@ -88,6 +88,15 @@ class DeribitPlugin(VenuePlugin):
             except AuthError:
                 credentials = None
             settings = attrs.evolve(settings, private=False)
+        if credentials is None and settings.interval == "raw":
+            # Deribit refuses a subscribe asking for `raw` on an unauthenticated connection,
+            # whole (13778): every channel of the batch, the 100 ms ones with them.
+            raise ConfigError(
+                'interval = "raw" needs credentials: Deribit serves raw channels only to an '
+                "authenticated connection (13778); set DERIBIT_CLIENT_ID and DERIBIT_CLIENT_SECRET "
+                'or use interval = "100ms"',
+                path="venues.deribit.interval",
+            )
         return DeribitSession(
             settings, registry=registry, router=router, sink=sink, credentials=credentials, **options
         )
