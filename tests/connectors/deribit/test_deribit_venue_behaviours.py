@@ -16,7 +16,16 @@ from tests.support.deribit_live import PERP, serve_sim, start
 from tests.support.live_support import Probe, until
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.stream import DeribitSession
-from tradingd.engine import BookUpdate, Fill, OrderState, OrderUpdate, StatusKind, Subscription, Ticker
+from tradingd.engine import (
+    BookUpdate,
+    ConfigError,
+    Fill,
+    OrderState,
+    OrderUpdate,
+    StatusKind,
+    Subscription,
+    Ticker,
+)
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.simulators.deribit.simulator import MAX_FRAME_BYTES, DeribitSimulator
 
@@ -126,26 +135,26 @@ async def test_order_answers_that_outrun_or_trail_the_user_channel(
     assert updates[-1].status is OrderState.CANCELLED
 
 
-async def test_raw_channels_refused_to_an_unauthenticated_session_are_reported_not_retried(
+async def test_raw_channels_without_credentials_stop_the_engine_before_it_connects(
     sim: tuple[DeribitSimulator, str], nursery: trio.Nursery
 ) -> None:
     """Deribit refuses a whole subscribe asking for `raw` on a connection that has not
-    authenticated (13778, VENUES.md §1.4; cryptofeed's issue #768 has the real answer): a
-    market-data-only session set to `raw` hears the refusal for each channel, and keeps its one
-    connection instead of reconnecting to be refused again."""
+    authenticated (13778, VENUES.md §1.4; cryptofeed's issue #768 has the real answer; the
+    simulator does the same): a market-data-only engine set to `raw` without credentials is a
+    configuration error, said at start, before any connection (the connector still takes a 13778
+    as a refusal of the batch, never a reason to reconnect)."""
     simulator, base = sim
     probe = Probe("p", [Subscription("deribit", PERP, {"ticker"})])
-    engine = LiveEngine(
-        [probe],
-        {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}", interval="raw")},
-        mode="paper",
-        environ={},
-        paper_latency_s=0.0,
-    )
-    await nursery.start(engine.run)
-    refused = await until(lambda: probe.statuses(StatusKind.SUBSCRIPTION_REFUSED), within=10)
-    assert refused[0].data["channel"] == f"ticker.{PERP}.raw"
-    assert "13778" in str(refused[0].data) or "raw_subscriptions" in refused[0].message
-    await trio.sleep(2.0)
-    assert engine.venues["deribit"].stats.connects == 1
-    assert simulator.requests_for("public/subscribe") == 1
+    with pytest.raises(ConfigError, match='interval = "raw" needs credentials'):
+        LiveEngine(
+            [probe],
+            {
+                "deribit": DeribitSettings(
+                    url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}", interval="raw"
+                )
+            },
+            mode="paper",
+            environ={},
+            paper_latency_s=0.0,
+        )
+    assert simulator.requests_for("public/subscribe") == 0
