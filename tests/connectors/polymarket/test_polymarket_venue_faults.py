@@ -173,7 +173,7 @@ async def test_a_cloudflare_block_is_one_clear_line_never_the_page(sim: Polymark
     blocked = [e for e in logs if e["event"] == "rest.blocked"]
     assert [e["request"] for e in blocked] == ["GET /data/orders", "POST /order"]
     assert all(e["page"] == "Attention Required! | Cloudflare" and e["log_level"] == "error" for e in blocked)
-    assert all(e["ray_id"] == "9caa18691bbf0358" and "blocked" in e["hint"] for e in blocked)
+    assert all(e["ray_id"] == "9caa18691bbf0358" and "never reached the CLOB" in e["hint"] for e in blocked)
     assert all("blocked before the CLOB" in str(exc) for exc in (read.value, placed.value))
 
 
