@@ -31,18 +31,26 @@ def test_at_least_refuses_nan_and_infinities_naming_the_field(value: float) -> N
 
 def test_at_least_still_takes_its_minimum_and_refuses_below_it() -> None:
     assert _One(timeout_s=0.1).timeout_s == 0.1
-    with pytest.raises(ValueError, match=r"^timeout_s: expected at least 0\.1 \(a finite number\), got 0\.05$"):
+    with pytest.raises(
+        ValueError, match=r"^timeout_s: expected at least 0\.1 \(a finite number\), got 0\.05$"
+    ):
         _One(timeout_s=0.05)
 
 
 def _checked_fields(cls: type[attrs.AttrsInstance]) -> list[str]:
     """The fields checked by `at_least` (its closure's qualified name says so)."""
-    return [f.name for f in attrs.fields(cls) if getattr(f.validator, "__qualname__", "").startswith("at_least.")]
+    return [
+        f.name for f in attrs.fields(cls) if getattr(f.validator, "__qualname__", "").startswith("at_least.")
+    ]
 
 
 @pytest.mark.parametrize(
     ("cls", "name"),
-    [(cls, name) for cls in (PolymarketSettings, DeribitSettings, DeriveSettings) for name in _checked_fields(cls)],
+    [
+        (cls, name)
+        for cls in (PolymarketSettings, DeribitSettings, DeriveSettings)
+        for name in _checked_fields(cls)
+    ],
 )
 @pytest.mark.parametrize("value", NOT_NUMBERS)
 def test_every_numeric_venue_setting_refuses_nan_and_infinities(

@@ -71,7 +71,9 @@ def order(token: str, n: int = 1, price: str = "0.05") -> Order:
     return Order(request, now_ns=NOW_NS)
 
 
-async def test_an_order_answered_425_is_refused_not_processed_and_never_resent(sim: PolymarketSimulator) -> None:
+async def test_an_order_answered_425_is_refused_not_processed_and_never_resent(
+    sim: PolymarketSimulator,
+) -> None:
     token = sim.feed.markets[0].yes
     execution = execution_on(sim)
     sim.apply_faults({"too_early": 1})
@@ -95,7 +97,7 @@ async def test_an_order_answered_425_is_refused_not_processed_and_never_resent(s
     assert cancel.value.code == "too_early" and sim.orders[str(update.order_id)].status == "LIVE"
 
 
-async def test_orders_answered_503_with_the_documented_bodies_are_refused_and_cancel_only_lets_cancels_through(
+async def test_orders_answered_503_with_documented_bodies_are_refused_and_cancel_only_lets_cancels_through(
     sim: PolymarketSimulator,
 ) -> None:
     token = sim.feed.markets[0].yes
@@ -203,9 +205,8 @@ def answering(status: int, body: bytes, content_type: str) -> ClobRest:
 
 async def test_a_5xx_html_page_on_an_order_is_an_unknown_outcome_not_a_block() -> None:
     rest = answering(524, TIMEOUT_PAGE, "text/html")
-    with structlog.testing.capture_logs() as logs:
-        with pytest.raises(VenueError) as info:
-            await rest.call("POST", "/order", body=b"{}", auth=True, order=True)
+    with structlog.testing.capture_logs() as logs, pytest.raises(VenueError) as info:
+        await rest.call("POST", "/order", body=b"{}", auth=True, order=True)
     exc = info.value
     # Past Cloudflare: the origin had the request, so the order may exist. Not a refusal.
     assert not isinstance(exc, OrderRejected) and exc.code == 524
@@ -214,7 +215,10 @@ async def test_a_5xx_html_page_on_an_order_is_an_unknown_outcome_not_a_block() -
     assert "<" not in str(exc) and rest.requests == 1
     assert not [e for e in logs if e["event"] == "rest.blocked"]
     (line,) = [e for e in logs if e["event"] == "rest.html_page"]
-    assert line["page"] == "clob.polymarket.com | 524: A timeout occurred" and line["ray_id"] == "8e0f1b2c3d4a5b6c"
+    assert (
+        line["page"] == "clob.polymarket.com | 524: A timeout occurred"
+        and line["ray_id"] == "8e0f1b2c3d4a5b6c"
+    )
     assert line["status"] == 524 and not any("<" in str(v) for v in line.values())
 
 
