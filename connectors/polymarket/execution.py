@@ -12,11 +12,19 @@ Two parts:
   states: HTTP 425 (the matching engine restarting, "on all order-related endpoints ... retry
   with exponential backoff", docs.polymarket.com/trading/matching-engine) and 503 (trading
   disabled, or cancel-only, docs.polymarket.com/resources/error-codes) are asked again after
-  `retry_delays_s` (1, 2, 4 s) for every request that changes nothing (reads, heartbeats); an
-  order request (place, cancel) is never sent again, and its outcome is unknown (`VenueError`):
-  the user channel or the reconciliation says what became of it, not a guess. A Cloudflare
-  block (an HTML page, not the CLOB's JSON: py-clob-client #101, #262) is said in one line
-  naming it (`rest.blocked`), never as the page's markup; the request never reached the CLOB.
+  `retry_delays_s` (1, 2, 4 s) for every request that changes nothing (reads, heartbeats). An
+  order request (place, cancel) is never sent again: answered 425, or 503 with one of the
+  venue's documented bodies (`{"error": "Trading is currently disabled. ..."}`: "No orders
+  (including cancels) are accepted"; `{"error": "Trading is currently cancel-only. ..."}`: "New
+  orders are not accepted"), it was not processed, which is the venue's word: a refusal
+  (`VenueRejected`, code `too_early`, `trading_disabled` or `cancel_only`, with the venue's
+  message); a 503 with any other body leaves its outcome unknown (`VenueError`), for the user
+  channel or the reconciliation to settle. An HTML page instead of the CLOB's JSON is said in
+  one line naming its title and Cloudflare Ray ID, never as its markup: a 403 page is
+  Cloudflare's firewall block (py-clob-client #101, #262; `rest.blocked`), the request never
+  reached the CLOB (an order refused); a 5xx page (Cloudflare's 524 "A timeout occurred", 502,
+  ...) comes from past the firewall, the CLOB may have had the request (`rest.html_page`; an
+  order's outcome unknown).
 - `PolymarketExecution`, the engine's `ExecutionClient`. An order is validated against its
   token (tick, price range, minimum size, 2-decimal sizes; `signing.check_order`) and signed in
   `prepare` (the gateway registers the order id, the EIP-712 digest, before the order leaves, so
@@ -59,7 +67,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Final
+from typing import Any, Final
 
 import attrs
 import httpx
@@ -153,6 +161,12 @@ _TITLE: Final = re.compile(rb"<title>\s*(.*?)\s*</title>", re.IGNORECASE | re.DO
 _RAY_ID: Final = re.compile(rb"Ray ID:\s*(?:<[^>]*>\s*)*([0-9a-fA-F]+)")
 # The venue's passing states (module docstring): asked again when nothing could change by it.
 _PASSING: Final = frozenset({425, 503})
+# The bodies of a 503 the venue documents (docs.polymarket.com/resources/error-codes), by the
+# words they start with, and the refusal's code.
+_PAUSES: Final = (
+    ("Trading is currently disabled", "trading_disabled"),
+    ("Trading is currently cancel-only", "cancel_only"),
+)
 
 
 def html_page(body: bytes) -> tuple[str, str] | None:
@@ -169,46 +183,75 @@ def html_page(body: bytes) -> tuple[str, str] | None:
     )
 
 
+def _documented_pause(body: bytes) -> tuple[str, str] | None:
+    """(code, the venue's message) of a 503 answered with one of the bodies the venue documents
+    for a trading pause (docs.polymarket.com/resources/error-codes, "Global Errors"): trading
+    disabled ("No orders (including cancels) are accepted") or cancel-only ("New orders are not
+    accepted, but cancels are allowed"); None for any other body (an HTML page, an unknown
+    error), whose request may have been processed."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    error = obj.get("error") if isinstance(obj, dict) else None
+    if not isinstance(error, str):
+        return None
+    for prefix, code in _PAUSES:
+        if error.startswith(prefix):
+            return code, error
+    return None
+
+
 def map_http_error(
     status: int, body: bytes, *, what: str, order: bool = False, instrument: str | None = None
 ) -> VenueError:
     """A non-200 answer as the typed exception callers catch (module docstring). `order`: the
-    request asked for an order change, so a refusal is `OrderRejected` (known not done), except
-    the venue's passing states (425, 503), whose outcome is not guessed."""
+    request asked for an order change, so a refusal is `VenueRejected` (an `OrderRejected`: known
+    not done): any 4xx (a 403 HTML page is Cloudflare's block, before the CLOB), a 425 (the
+    matching engine restarting: not processed) and a 503 with the venue's documented body of a
+    trading pause. Any other 5xx, HTML pages included, leaves an order's outcome unknown."""
     page = html_page(body)
-    if page is not None:
-        # Not the CLOB's answer: its edge's (Cloudflare's firewall, a restricted region or IP).
+    if page is not None:  # said by its title and Ray ID, never by its markup
         title, ray = page
         message = f"an HTML page {title!r}" + (f" (Cloudflare Ray ID {ray})" if ray else "")
-        detail = f"{what}: HTTP {status}: blocked before the CLOB: {message}"
+        if status == 403:
+            # Cloudflare's firewall (`Attention Required! | Cloudflare`): the CLOB never saw it.
+            detail = f"{what}: HTTP 403: blocked before the CLOB: {message}"
+        else:
+            detail = f"{what}: HTTP {status}: {message}"
     else:
         message = _text(body)
         detail = f"{what}: HTTP {status}: {message}"
-    if status in _PASSING:
-        state = "the matching engine is restarting" if status == 425 else "the venue is not trading"
-        if order:
-            state += "; outcome unknown: the user channel or the reconciliation settles it"
-        elif status >= 500:
-            state += "; outcome unknown"  # as every 5xx says
-        return VenueError(
-            f"{detail} ({state})",
-            venue=VENUE,
-            instrument=instrument,
-            code=status,
+    context: dict[str, Any] = {"venue": VENUE, "instrument": instrument}
+    if order and status == 425:
+        return VenueRejected(
+            f"{detail} (the matching engine is restarting: the request was not processed)",
+            code="too_early",
             venue_message=message,
+            **context,
         )
+    pause = _documented_pause(body) if status == 503 else None
+    if order and pause is not None:
+        code, words = pause
+        return VenueRejected(
+            f"{detail} (the venue is not trading: the request was not processed)",
+            code=code,
+            venue_message=words,
+            **context,
+        )
+    if status in _PASSING and not order:
+        state = "the matching engine is restarting" if status == 425 else "the venue is not trading"
+        if status >= 500:
+            state += "; outcome unknown"  # as every 5xx says
+        return VenueError(f"{detail} ({state})", code=status, venue_message=message, **context)
     if status == 429:
-        return RateLimited(detail, venue=VENUE, instrument=instrument, code=429, venue_message=message)
+        return RateLimited(detail, code=429, venue_message=message, **context)
     if order and 400 <= status < 500:
-        return VenueRejected(detail, venue=VENUE, instrument=instrument, code=status, venue_message=message)
+        return VenueRejected(detail, code=status, venue_message=message, **context)
     if status in (401, 403):
-        return AuthError(detail, venue=VENUE, instrument=instrument, code=status, venue_message=message)
+        return AuthError(detail, code=status, venue_message=message, **context)
     return VenueError(
-        detail + ("; outcome unknown" if status >= 500 else ""),
-        venue=VENUE,
-        instrument=instrument,
-        code=status,
-        venue_message=message,
+        detail + ("; outcome unknown" if status >= 500 else ""), code=status, venue_message=message, **context
     )
 
 
@@ -335,14 +378,21 @@ class ClobRest:
             )
             page = html_page(response.content)
             if page is not None:  # one clear line, never the page's markup
+                blocked = response.status_code == 403
                 self.log.error(
-                    "rest.blocked",
+                    "rest.blocked" if blocked else "rest.html_page",
                     request=what,
                     status=response.status_code,
                     page=page[0],
                     ray_id=page[1] or None,
-                    hint="an HTML page instead of the CLOB's JSON: Cloudflare's firewall refused "
-                    "the request (a restricted region or a flagged IP); it never reached the CLOB",
+                    hint=(
+                        "an HTML page instead of the CLOB's JSON: Cloudflare's firewall refused "
+                        "the request (a restricted region or a flagged IP); it never reached the CLOB"
+                    )
+                    if blocked
+                    else "an HTML error page instead of the CLOB's JSON, from past Cloudflare's "
+                    "firewall: the CLOB may have received the request"
+                    + ("; outcome unknown" if order and response.status_code >= 500 else ""),
                 )
             raise error
         return response.content

@@ -47,11 +47,13 @@ class PolymarketSettings:
       readiness: the market connection is `ready` once the first subscription's books are in,
       or after this long, naming the tokens still without one (`late_books`).
     - `market_stale_after_s`: how long the market connection may go without a market message
-      (a book, a change, a trade: `PONG` does not count) while it has tokens subscribed, before
-      it is replaced (reconnected and resubscribed). The venue is known to keep a connection open,
-      answering `PING`, while sending no book data for hours (py-clob-client #292), which
-      `stale_after_s` alone (any frame, `PONG` included) never notices. Longer than
-      `stale_after_s` by default: one quiet token may go that long without a change.
+      (a book, a change, a trade: `PONG` does not count) while it has tokens subscribed before it
+      asks for one: one of its tokens subscribed again, which the venue answers with the token's
+      book. A market message within `snapshot_timeout_s` answers it (the market is only quiet:
+      the connection stays); none, and the connection is replaced (reconnected and
+      resubscribed). The venue is known to keep a connection open, answering `PING`, while
+      sending no book data for hours (py-clob-client #292), which `stale_after_s` alone (any
+      frame, `PONG` included) never notices.
     - `order_heartbeat_s`: when > 0, `POST /v1/heartbeats` every that many seconds: if they stop
       (the daemon dies), the venue cancels every open order (§2.3). 0 disables it.
     - `order_rate` / `order_burst`: a local limit on order requests (per second, burst), so a

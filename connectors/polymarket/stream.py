@@ -41,12 +41,18 @@ Market connection (§2.2):
   REST snapshot that is itself crossed) is fetched again after the shared per-book backoff
   (engine.venue.session: 1 s doubling to 60 s), never in a loop;
 - the text frame `PING` every `ping_s` (10 s), answered by `PONG` (§2.2 "Keepalive");
-- liveness comes from market data, not from `PONG`: while tokens are subscribed, a connection
-  that brings no market message (anything but `PONG`) for `market_stale_after_s` is stale (a
-  `feed_stale` status, then a reconnection, which resubscribes and so snapshots every book
-  again). The venue is known to keep a market connection open and answering `PING` while it
-  sends no book data for hours (py-clob-client #292); the base watchdog (`stale_after_s`, any
-  frame) would count its `PONG`s as life forever.
+- liveness comes from market data, not from `PONG`, and a silence is a question before it is a
+  verdict: while tokens are subscribed, a connection that brings no market message (anything but
+  `PONG`) for `market_stale_after_s` is asked for one: one of its tokens (in turn) is unsubscribed
+  and subscribed again with `initial_dump`, which the venue answers with the token's book (§2.2:
+  a subscription is answered by its books; whether a subscription of an already subscribed token
+  is answered at all is not documented, so it is dropped first). Any market message within
+  `snapshot_timeout_s` answers it: the market is merely quiet (a few illiquid tokens), the
+  connection stays up, and the answer is the venue's current book of the token. No answer: the
+  connection is stale (a `feed_stale` status, then a reconnection, which resubscribes and so
+  snapshots every book again). The venue is known to keep a market connection open, accepting
+  subscriptions and answering `PING`, while it sends no book data for hours (py-clob-client
+  #292); the base watchdog (`stale_after_s`, any frame) would count its `PONG`s as life forever.
 
 User connection (§2.2 "User channel"): `{"auth": {...}, "markets": [], "type": "user"}`. The
 condition-id filter is optional (the venue's AsyncAPI for `/ws/user`: "Optionally filter by
@@ -201,6 +207,7 @@ class MarketConnection(_Connection):
         # Trio time of the last market message (not `PONG`), or of the subscription that made
         # the connection expect one: what `_watch_market_data` measures silence from.
         self._last_market_rx = 0.0
+        self.quiet_probes = 0  # the silences asked about (`_ask_for_a_book`)
 
     @property
     def assets(self) -> frozenset[str]:
@@ -226,35 +233,69 @@ class MarketConnection(_Connection):
 
     async def _watch_market_data(self) -> None:
         """The market-data watchdog (module docstring): with tokens subscribed, no market
-        message for `market_stale_after_s` ends the connection (`FeedStale`), whatever `PONG`s
-        came meanwhile; the session's loop reconnects and resubscribes."""
+        message for `market_stale_after_s` sends a question (`_ask_for_a_book`); no market
+        message within `snapshot_timeout_s` of it ends the connection (`FeedStale`), whatever
+        `PONG`s came meanwhile; the session's loop reconnects and resubscribes."""
         limit = self.settings.market_stale_after_s
+        answer_within = self.settings.snapshot_timeout_s
+        tick = min(1.0, limit / 4, answer_within / 4)
+        asked_at: float | None = None  # trio time of the question not answered yet
         while True:
-            await trio.sleep(min(1.0, limit / 4))
+            await trio.sleep(tick)
+            now = trio.current_time()
             if not self._current:
-                self._last_market_rx = trio.current_time()  # nothing asked: nothing to wait for
+                self._last_market_rx = now  # nothing asked: nothing to wait for
+                asked_at = None
                 continue
-            silent = trio.current_time() - self._last_market_rx
-            if silent > limit:
-                self.stats.stale += 1
-                self.log.warning(
-                    "feed.no_market_data",
-                    silent_s=round(silent, 3),
-                    assets=len(self._current),
-                    pongs=self.pongs,
-                )
-                await self.status(
-                    StatusKind.FEED_STALE,
-                    f"no market data for {silent:.1f} s on {len(self._current)} subscribed assets "
-                    "(PONGs only)",
-                    silent_s=round(silent, 3),
-                    market_data=True,
-                )
-                raise FeedStale(
-                    f"no market data for {silent:.1f} s (limit {limit} s) with {len(self._current)} "
-                    "assets subscribed",
-                    venue=VENUE,
-                )
+            if asked_at is not None and self._last_market_rx >= asked_at:
+                asked_at = None  # answered (or the market spoke): a quiet market, a live socket
+            silent = now - self._last_market_rx
+            if asked_at is None:
+                if silent > limit:
+                    asked_at = now
+                    await self._ask_for_a_book(silent)
+                continue
+            if now - asked_at <= answer_within:
+                continue
+            self.stats.stale += 1
+            self.log.warning(
+                "feed.no_market_data",
+                silent_s=round(silent, 3),
+                asked_s=round(now - asked_at, 3),
+                assets=len(self._current),
+                pongs=self.pongs,
+            )
+            await self.status(
+                StatusKind.FEED_STALE,
+                f"no market data for {silent:.1f} s on {len(self._current)} subscribed assets, "
+                f"nor a book {now - asked_at:.1f} s after asking for one (PONGs only)",
+                silent_s=round(silent, 3),
+                market_data=True,
+            )
+            raise FeedStale(
+                f"no market data for {silent:.1f} s (limit {limit} s) with {len(self._current)} "
+                f"assets subscribed, and no answer within {answer_within} s to a subscription",
+                venue=VENUE,
+            )
+
+    async def _ask_for_a_book(self, silent: float) -> None:
+        """The silence's question (module docstring): one subscribed token, in turn, dropped and
+        subscribed again with `initial_dump`, which the venue answers with its book."""
+        tokens = sorted(self._current)
+        token = tokens[self.quiet_probes % len(tokens)]
+        self.quiet_probes += 1
+        self.log.info("feed.quiet_probe", instrument=token, silent_s=round(silent, 3), assets=len(tokens))
+        await self._send_json({"assets_ids": [token], "operation": "unsubscribe"})
+        await self._send_json(
+            {
+                "assets_ids": [token],
+                "operation": "subscribe",
+                "custom_feature_enabled": self.settings.custom_features,
+                "initial_dump": True,
+            }
+        )
+        if token not in self._current:  # the router dropped it meanwhile: it stays dropped
+            await self._send_json({"assets_ids": [token], "operation": "unsubscribe"})
 
     def _reset(self) -> None:
         super()._reset()  # every book starts again from a snapshot

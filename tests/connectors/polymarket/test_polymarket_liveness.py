@@ -1,6 +1,8 @@
 """The market connection's liveness comes from market data, not from `PONG`: Polymarket is known
 to keep a market socket open and answering `PING` while it sends no book data for hours
-(py-clob-client #292), which the simulator's `silent` switch reproduces."""
+(py-clob-client #292), which the simulator's `silent` switch reproduces. A silence is first a
+question (a subscription of one of the connection's tokens again, which the venue answers with its
+book): a socket that does not answer is replaced, a healthy one on a quiet market stays up."""
 
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ async def test_a_market_socket_that_only_answers_ping_is_replaced_and_resubscrib
         ping_s=1.0,
         stale_after_s=2.0,
         market_stale_after_s=1.5,
+        snapshot_timeout_s=0.5,  # how long the silence's question waits for its answer
         reconnect_base_s=0.05,
     )
     live = venue_session(engine, V, PolymarketSession)
@@ -73,3 +76,36 @@ async def test_a_quiet_connection_without_subscriptions_is_not_stale(
     market = venue_session(engine, V, PolymarketSession).market
     await trio.sleep(2.5)
     assert market.pongs >= 1 and market.stats.connects == 1 and market.stats.stale == 0
+
+
+async def test_a_healthy_connection_on_a_quiet_market_is_asked_and_stays_up(
+    nursery: trio.Nursery, cache: Path
+) -> None:
+    # The simulator's market never steps: after the subscription's books, no change, no trade,
+    # for any token (a market of illiquid tokens), while the connection itself is healthy.
+    simulator, base = await serve_sim(nursery, step_s=1_000.0)
+    token = yes(simulator, 0)
+    probe = Probe("p", [Subscription(V, token, {"book"})])
+    engine = await start(
+        nursery,
+        base,
+        probe,
+        cache=cache,
+        ping_s=1.0,
+        stale_after_s=2.0,
+        market_stale_after_s=1.0,
+        snapshot_timeout_s=0.5,
+    )
+    live = venue_session(engine, V, PolymarketSession)
+    market = live.market
+    books = len(probe.of(BookUpdate, token))
+    await trio.sleep(4.0)  # about three silence windows
+    # Asked each time, answered each time with the token's (current, unchanged) book: no
+    # reconnection, no stale feed, the token still subscribed.
+    assert market.quiet_probes >= 2
+    assert market.stats.connects == 1 and market.stats.stale == 0
+    assert not probe.statuses(StatusKind.FEED_STALE)
+    assert len(probe.of(BookUpdate, token)) > books
+    assert market_peers(simulator) == [{token}]
+    book = live.decoder.book(token)
+    assert book is not None and book.valid
