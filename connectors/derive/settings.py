@@ -47,13 +47,15 @@ def _types(_: Any, attribute: attrs.Attribute[Any], value: list[str]) -> None:
 
 
 def _fraction(_: Any, attribute: attrs.Attribute[Any], value: Decimal) -> None:
-    if not 0 < value < 1:
+    # NaN first: a Decimal NaN raises InvalidOperation in a comparison.
+    if not value.is_finite() or not 0 < value < 1:
         raise ValueError(f"{attribute.name}: expected a fraction between 0 and 1, got {value}")
 
 
 def _margin(_: Any, attribute: attrs.Attribute[Any], value: Decimal) -> None:
-    if not value >= 1:
-        raise ValueError(f"{attribute.name}: expected at least 1, got {value}")
+    # A margin of Infinity would sign an unbounded max_fee; NaN no bound at all.
+    if not value.is_finite() or not value >= 1:
+        raise ValueError(f"{attribute.name}: expected at least 1 (a finite number), got {value}")
 
 
 @attrs.frozen

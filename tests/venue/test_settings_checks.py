@@ -6,6 +6,7 @@ loader reads, so the check cannot rely on the loader."""
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import attrs
 import pytest
@@ -63,3 +64,13 @@ def test_every_numeric_venue_setting_refuses_nan_and_infinities(
 def test_the_review_case_market_stale_after_nan() -> None:
     with pytest.raises(ValueError, match="market_stale_after_s"):
         PolymarketSettings(market_stale_after_s=math.nan)
+
+
+@pytest.mark.parametrize("value", ["NaN", "sNaN", "Infinity", "-Infinity"])
+def test_derives_decimal_limits_refuse_what_is_not_finite_by_name(value: str) -> None:
+    """A `max_fee_margin` of Infinity would sign an unbounded `max_fee`; NaN compared as no
+    bound (or raised `InvalidOperation` with no name)."""
+    with pytest.raises(ValueError, match="max_fee_margin"):
+        DeriveSettings(max_fee_margin=Decimal(value))
+    with pytest.raises(ValueError, match="market_slippage"):
+        DeriveSettings(market_slippage=Decimal(value))
