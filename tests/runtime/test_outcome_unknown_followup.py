@@ -46,7 +46,9 @@ class _Venue:
     delivery: None = None
     funding: None = None
 
-    def __init__(self, answers: Sequence[Answer], *, prepared: str | None = None, answer_s: float = 0.1) -> None:
+    def __init__(
+        self, answers: Sequence[Answer], *, prepared: str | None = None, answer_s: float = 0.1
+    ) -> None:
         self.answers = list(answers)
         self.prepared = prepared
         self.answer_s = answer_s
@@ -106,9 +108,9 @@ async def _unknown_place(nursery: trio.Nursery, venue: _Venue) -> _Setup:
     placed, its outcome unknown."""
     engine = _engine()
     engine.outcome_followup_s = DELAYS
-    engine.venues["deribit"].execution = lambda: venue  # type: ignore[assignment, method-assign, return-value]
+    engine.venues["deribit"].execution = lambda: venue  # type: ignore[method-assign]
     gateway = engine.gateways["deribit"]
-    gateway.client = venue  # type: ignore[assignment]
+    gateway.client = venue
     heard: list[PrivateEvent] = []
     deliver = engine.flow.deliver
 
@@ -230,11 +232,18 @@ async def test_a_cancel_with_unknown_outcome_is_settled_by_the_venue_s_word(
 async def test_never_two_questions_in_flight_for_one_order(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """A reconciliation asks about the order while the follow-up's question is on its way (a
-    slow venue): the second question waits for the first, never two at once."""
-    s = await _unknown_place(nursery, _Venue([[]], answer_s=5.0))
-    await trio.sleep(1.5)  # the follow-up's first question is on its way
-    assert s.venue.in_flight == 1
-    await s.engine._ask_about("deribit", s.venue, s.order)  # type: ignore[arg-type]
-    await until(lambda: s.order.state.is_final, within=120)
+    """A reconciliation (a reconnect) asks about the order while the follow-up's question is on
+    its way (a slow venue): the second question waits for the first, never two at once. Its
+    empty answer decides nothing (the order was sent: not "never sent"); the follow-up's last
+    question does."""
+    with structlog.testing.capture_logs() as logs:
+        s = await _unknown_place(nursery, _Venue([[]], answer_s=5.0))
+        await trio.sleep(1.5)  # the follow-up's first question is on its way
+        assert s.venue.in_flight == 1
+        await s.engine._ask_about("deribit", s.venue, s.order)
+        assert s.order.state is OrderState.PENDING_NEW
+        order = s.order  # (its state changes below: not the one just asserted)
+        await until(lambda: order.state.is_final, within=120)
     assert s.venue.most_in_flight == 1
+    assert order.state is OrderState.REJECTED
+    assert [e["code"] for e in logs if e["event"] == "order.rejected"] == ["unknown_at_venue"]
