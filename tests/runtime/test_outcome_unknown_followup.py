@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import pytest
@@ -19,12 +21,15 @@ import trio
 import trio.testing
 
 from tests.support.helpers import PERP, request
-from tests.support.live_support import until
+from tests.support.live_support import Probe, until
 from tests.support.reconciliation import _engine, _update
 from tradingd.engine import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
 from tradingd.engine.model import Order
 from tradingd.engine.model.errors import OrderOutcomeUnknown, VenueError
 from tradingd.engine.runtime.live import LiveEngine
+
+if TYPE_CHECKING:
+    from tradingd.simulators.polymarket.simulator import PolymarketSimulator
 
 S = 1_000_000_000
 DELAYS = (1.0, 2.0, 4.0)  # the follow-up's schedule here: questions at +1, +3 and +7 s
@@ -247,3 +252,98 @@ async def test_never_two_questions_in_flight_for_one_order(
     assert s.venue.most_in_flight == 1
     assert order.state is OrderState.REJECTED
     assert [e["code"] for e in logs if e["event"] == "order.rejected"] == ["unknown_at_venue"]
+
+
+# ------------------------------------------------------------- end to end, on the simulator
+
+
+async def _live_polymarket(
+    nursery: trio.Nursery, tmp_path: Path, **faults: float
+) -> tuple[PolymarketSimulator, LiveEngine, Probe, str, Decimal]:
+    """A live engine with a probe on a Polymarket simulator of its own (the demo account, REST
+    requests timing out after 0.5 s, follow-up questions at +0.3, +0.6 and +1.2 s), ready and
+    with its first token's book: the simulator, the engine, the probe, the token and its best
+    bid."""
+    import functools
+
+    from tradingd.connectors.polymarket.settings import PolymarketSettings
+    from tradingd.engine import BookUpdate, Subscription
+    from tradingd.engine.venue import CatalogSettings
+    from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
+    from tradingd.simulators.polymarket.simulator import serve as serve_polymarket
+
+    sim = PolymarketSimulator(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
+    (address,) = await nursery.start(functools.partial(serve_polymarket, sim))
+    base = address.removeprefix("http://")
+    token = sim.feed.markets[0].yes
+    probe = Probe("p", [Subscription("polymarket", token)])
+    engine = LiveEngine(
+        [probe],
+        {
+            "polymarket": PolymarketSettings(
+                url=f"ws://{base}/ws", rest_url=f"http://{base}", request_timeout_s=0.5
+            )
+        },
+        mode="live",
+        environ={
+            "POLYMARKET_PRIVATE_KEY": DEMO_ACCOUNT.private_key,
+            "POLYMARKET_API_KEY": DEMO_API.key,
+            "POLYMARKET_API_SECRET": DEMO_API.secret,
+            "POLYMARKET_API_PASSPHRASE": DEMO_API.passphrase,
+        },
+        catalog_settings={
+            "polymarket": CatalogSettings(cache=tmp_path / "catalog.jsonl", source_url=f"http://{base}/gamma")
+        },
+    )
+    engine.outcome_followup_s = (0.3, 0.6, 1.2)
+    await nursery.start(engine.run)
+    with trio.fail_after(15):
+        await engine.ready.wait()
+    await until(lambda: bool(probe.of(BookUpdate, token)), what="the token's book")
+    bid = Decimal(repr(probe.of(BookUpdate, token)[-1].best_bid))
+    sim.apply_faults(dict(faults))
+    return sim, engine, probe, token, bid
+
+
+async def test_on_the_polymarket_simulator_an_order_whose_answer_is_lost_is_open_without_a_reconnect(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The venue takes the order but its HTTP answer comes after the request timed out (the
+    simulator's `answer_lag_s`), and its user channel is a minute late (`user_lag_s`): the
+    strategy hears the outcome is unknown, and the follow-up's question (`GET /data/order/{id}`)
+    finds the order resting: open, with no reconnect and nothing sent twice."""
+    sim, engine, probe, token, bid = await _live_polymarket(
+        nursery, tmp_path, answer_lag_s=2.0, user_lag_s=60.0
+    )
+    reconciliations = engine.reconciliations
+    with pytest.raises(OrderOutcomeUnknown) as info:
+        await probe.ctx.buy("polymarket", token, 5, price=bid - Decimal("0.05"))
+    order = engine.flow.tracker.get(info.value.client_order_id or "")
+    assert order is not None and order.state is OrderState.PENDING_NEW
+    await until(lambda: order.state is OrderState.OPEN, within=10, what="the venue's answer")
+    assert engine.reconciliations == reconciliations
+    assert sim.method_counts["POST /order"] == 1
+    assert [o for o in probe.mine(order.client_order_id) if isinstance(o, OrderUpdate)][
+        -1
+    ].status is OrderState.OPEN
+
+
+async def test_on_the_polymarket_simulator_an_order_answered_425_is_settled_without_a_reconnect(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The matching engine is restarting (HTTP 425 on `POST /order`, outcome unknown): the
+    order never reached the book, and the follow-up's question settles it rejected (the
+    venue has no record of it, and no trade), which the strategy hears, with no reconnect."""
+    sim, engine, probe, token, bid = await _live_polymarket(nursery, tmp_path, too_early=1)
+    reconciliations = engine.reconciliations
+    with pytest.raises(OrderOutcomeUnknown) as info:
+        await probe.ctx.buy("polymarket", token, 5, price=bid - Decimal("0.05"))
+    assert info.value.code == 425
+    order = engine.flow.tracker.get(info.value.client_order_id or "")
+    assert order is not None and order.state is OrderState.PENDING_NEW
+    settled = await until(lambda: order.state if order.state.is_final else None, within=10)
+    assert settled is OrderState.REJECTED
+    assert engine.reconciliations == reconciliations
+    assert engine.flow.tracker.open_orders() == [] and not sim.orders
+    heard = [o for o in probe.mine(order.client_order_id) if isinstance(o, OrderUpdate)]
+    assert heard[-1].status is OrderState.REJECTED
