@@ -1091,11 +1091,14 @@ class LiveEngine:
                 if self._following[cid] != since:  # another request's outcome unknown meanwhile
                     attempt, answer = 0, None
                     continue
+                if cid in gateway.in_flight:
+                    # A request of ours about it (a cancel) is with the venue: its answer first
+                    # (a question now could not tell its effect); an unknown outcome of it
+                    # starts the schedule again, any other answer changes the order.
+                    continue
                 if order.state.is_final or order.changed > since:
                     self.flow._journal("note", "outcome_settled", cid, by="report", state=order.state.value)
-                    return  # the venue's reports (or ours, sent meanwhile) settled it
-                if cid in gateway.in_flight:
-                    continue  # a request of ours about it is with the venue: its answer first
+                    return  # the venue's reports (or its answer to a request of ours) settled it
                 attempt += 1
                 answer = await self._ask(venue, self.venues[venue].execution(), order)
                 self.flow._journal(
