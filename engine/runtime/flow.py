@@ -95,6 +95,10 @@ class OrderFlow:
         # Told of each fill left unbooked because the journal could not be read (the live engine
         # then has the venue's fills caught up again), never of a fill that is simply not ours.
         self.on_unreadable_fill: Callable[[Fill], None] | None = None
+        # Told of each order whose request (place, edit, cancel) had no readable answer
+        # (`state_unknown`): the live engine then asks the venue about it soon, rather than only
+        # at the next reconnect's reconciliation.
+        self.on_outcome_unknown: Callable[[Order], None] | None = None
         self.unmatched_reports = 0  # venue reports (not fills or states) about orders not ours
         # Funding payments dealt with (venue, event id): booked, or found not ours, refused or
         # held; none twice in one run even without a journal (which keeps those booked across
@@ -344,8 +348,8 @@ class OrderFlow:
 
     def state_unknown(self, order: Order, exc: VenueError) -> None:
         """A request's outcome is unknown (timeout, connection lost after sending). The order
-        stays tracked as it is; it is never re-sent: the venue's reports or a reconciliation
-        settle it."""
+        stays tracked as it is; it is never re-sent: the venue's reports, the live engine's
+        questions about it (`on_outcome_unknown`) or a reconciliation settle it."""
         self._journal(
             "note", "outcome_unknown", order.client_order_id, error=str(exc), state=order.state.value
         )
@@ -355,6 +359,8 @@ class OrderFlow:
             state=order.state.value,
             error=str(exc),
         )
+        if self.on_outcome_unknown is not None:
+            self.on_outcome_unknown(order)
 
     def check_edit(self, order: Order, price: Decimal | None, size: Decimal | None, *, now_ns: int) -> None:
         """Run the pre-trade checks on an order as it would be after an edit (new price and/or

@@ -181,6 +181,13 @@ class LiveEngine:
     # Then how long the cancelled orders' final states are awaited (a venue may confirm a cancel
     # on its user channel after answering the request) before one still working is alerted.
     failure_final_wait_s = 2.0
+    # A request (place, edit, cancel) with no readable answer leaves its order's outcome unknown:
+    # the venue is asked about the order after each of these delays (seconds; each counted from
+    # the previous answer), until its word settles it (`_follow_up`), rather than only at the
+    # next reconnect's reconciliation. A new order it still does not know after the last
+    # question, it never took: rejected. 61 s in all by default, the questions spaced out so a
+    # venue slow to file an order it took, or briefly unreachable, is given time.
+    outcome_followup_s: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 
     def __init__(
         self,
@@ -305,6 +312,13 @@ class LiveEngine:
         self._unbooked_ns: dict[str, int] = {}
         self._catching_up: set[str] = set()
         self.flow.on_unreadable_fill = self._fill_unbooked
+        # Orders whose outcome is unknown being asked about (`_follow_up`), by client order id:
+        # the tracker's mark taken at the latest unknown outcome. And per order being asked
+        # about, by anyone (a follow-up, a reconciliation), the lock that keeps its questions
+        # one at a time (`_ask`).
+        self._following: dict[str, int] = {}
+        self._questions: dict[str, trio.Lock] = {}
+        self.flow.on_outcome_unknown = self._outcome_unknown
         # Each venue's catalog settings (cache, source, refresh), built by the CLI from the
         # `[catalog]` table; the venue's plugin opens its catalog from them (`open_catalog`).
         self.catalog_settings: Mapping[str, CatalogSettings] = catalog_settings or {}
@@ -964,31 +978,15 @@ class LiveEngine:
             self._nursery.start_soon(self._reconcile, fill.venue)
 
     async def _ask_about(self, venue: str, client: Reconciler, order: Order) -> None:
-        mark = self.flow.tracker.mark()
-        try:
-            reports = await client.order_status(order)
-        except VenueError as exc:
-            self.log.warning(
-                "order.status_unavailable", client_order_id=order.client_order_id, error=str(exc)
-            )
+        """A reconciliation's question about one order (`_reconcile`, step 3). An order the venue
+        has no record of, that we had not sent when the daemon stopped (pending, without the
+        venue's id), is final as rejected: it is never sent now. One whose request's outcome is
+        being followed up (`_follow_up`) is that follow-up's to decide: sent, perhaps only just
+        filed by the venue."""
+        if await self._ask(venue, client, order) != "not_known":
             return
-        # A report on the channel (a cancel, a fill) that arrived while the question was on its
-        # way is newer than what the answer may have seen: the answer then counts as a channel
-        # report does (a step back is stale), or it would bring a cancelled order back to life.
-        changed = order.changed > mark
-        if reports:
-            for report in reports:
-                if isinstance(report, OrderUpdate):
-                    # Else asked after everything we hold about it: the venue's answer wins,
-                    # even where it goes back (a working state after a final one, less filled).
-                    # `asked`: when changed, not its price and size either (an edit meanwhile).
-                    self.flow.on_update(report, verified=not changed, asked=mark)
-                else:
-                    self.flow.on_private(report)
-            return
-        if changed:
-            # Unknown to the venue, but reported meanwhile: its reports say more than the answer.
-            self.log.warning("order.status_overtaken", venue=venue, client_order_id=order.client_order_id)
+        if order.client_order_id in self._following:
+            self.log.info("order.unknown_at_venue_yet", venue=venue, client_order_id=order.client_order_id)
             return
         if order.order_id is None and order.state is OrderState.PENDING_NEW:
             self.flow.venue_rejected(
@@ -1009,6 +1007,149 @@ class LiveEngine:
                 order_id=order.order_id,
                 state=order.state.value,
             )
+
+    async def _ask(
+        self, venue: str, client: Reconciler, order: Order
+    ) -> Literal["answered", "unavailable", "overtaken", "not_known"]:
+        """Ask the venue what it knows of `order` and apply its answer: "answered" (its reports
+        applied), "unavailable" (it could not answer: logged), "overtaken" (no record of it,
+        but reports came meanwhile), or "not_known" (no record of it, nothing else heard: what
+        that means is the caller's to decide). One question per order at a time."""
+        cid = order.client_order_id
+        lock = self._questions.setdefault(cid, trio.Lock())
+        try:
+            async with lock:
+                return await self._ask_once(venue, client, order)
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._questions.pop(cid, None)
+
+    async def _ask_once(
+        self, venue: str, client: Reconciler, order: Order
+    ) -> Literal["answered", "unavailable", "overtaken", "not_known"]:
+        mark = self.flow.tracker.mark()
+        try:
+            reports = await client.order_status(order)
+        except VenueError as exc:
+            self.log.warning(
+                "order.status_unavailable", client_order_id=order.client_order_id, error=str(exc)
+            )
+            return "unavailable"
+        # A report on the channel (a cancel, a fill) that arrived while the question was on its
+        # way is newer than what the answer may have seen: the answer then counts as a channel
+        # report does (a step back is stale), or it would bring a cancelled order back to life.
+        changed = order.changed > mark
+        if reports:
+            for report in reports:
+                if isinstance(report, OrderUpdate):
+                    # Else asked after everything we hold about it: the venue's answer wins,
+                    # even where it goes back (a working state after a final one, less filled).
+                    # `asked`: when changed, not its price and size either (an edit meanwhile).
+                    self.flow.on_update(report, verified=not changed, asked=mark)
+                else:
+                    self.flow.on_private(report)
+            return "answered"
+        if changed:
+            # Unknown to the venue, but reported meanwhile: its reports say more than the answer.
+            self.log.warning("order.status_overtaken", venue=venue, client_order_id=order.client_order_id)
+            return "overtaken"
+        return "not_known"
+
+    # -- orders whose outcome is unknown -------------------------------------------------------
+    def _outcome_unknown(self, order: Order) -> None:
+        """`OrderFlow.on_outcome_unknown`: a request about `order` had no readable answer. Its
+        venue is asked about it soon (`_follow_up`), one follow-up per order: a later unknown
+        outcome (a cancel's, after the placement's) starts the running one's schedule again."""
+        venue = order.request.venue
+        if self.mode != "live" or self._nursery is None or venue not in self.venues:
+            return  # paper orders never leave the process; a test flow has no engine running
+        if not self.outcome_followup_s:
+            return
+        cid = order.client_order_id
+        running = cid in self._following
+        self._following[cid] = self.flow.tracker.mark()
+        if not running:
+            self._nursery.start_soon(self._follow_up, venue, order)
+
+    async def _follow_up(self, venue: str, order: Order) -> None:
+        """Ask the venue about `order`, whose outcome is unknown, after each delay of
+        `outcome_followup_s` until its word settles it: a report of it (on the channel, or in
+        an answer), or its being final, ends the questions. Unreachable, the venue is asked
+        again after the next delay. A new order it still has no record of at the last question
+        it never took (its answer to a question asked a minute after the request, however
+        lost, is its word): rejected, so the strategy and its limits are freed. Ends with the
+        engine (its nursery's cancellation)."""
+        cid = order.client_order_id
+        delays = self.outcome_followup_s
+        gateway = self.gateways[venue]
+        answer: str | None = None
+        attempt = 0
+        try:
+            while attempt < len(delays):
+                since = self._following[cid]
+                await trio.sleep(delays[attempt])
+                if self._following[cid] != since:  # another request's outcome unknown meanwhile
+                    attempt, answer = 0, None
+                    continue
+                if cid in gateway.in_flight:
+                    # A request of ours about it (a cancel) is with the venue: its answer first
+                    # (a question now could not tell its effect); an unknown outcome of it
+                    # starts the schedule again, any other answer changes the order.
+                    continue
+                if order.state.is_final or order.changed > since:
+                    self.flow._journal("note", "outcome_settled", cid, by="report", state=order.state.value)
+                    return  # the venue's reports (or its answer to a request of ours) settled it
+                attempt += 1
+                answer = await self._ask(venue, self.venues[venue].execution(), order)
+                self.flow._journal(
+                    "note", "outcome_asked", cid, attempt=attempt, answer=answer, state=order.state.value
+                )
+                if answer in ("answered", "overtaken"):
+                    return
+                if self._following[cid] != since:
+                    attempt, answer = 0, None  # a request's outcome unknown while it was asked
+            self._unknown_at_venue(venue, order, answer)
+        finally:
+            self._following.pop(cid, None)
+
+    def _unknown_at_venue(self, venue: str, order: Order, answer: str | None) -> None:
+        """The follow-up's last question is answered (`_follow_up`): what the venue's word is."""
+        fields = {
+            "venue": venue,
+            "client_order_id": order.client_order_id,
+            "order_id": order.order_id,
+            "state": order.state.value,
+            "questions": len(self.outcome_followup_s),
+        }
+        if answer != "not_known":
+            # Unreachable at the last question: no word, so nothing is decided (never guessed);
+            # the channel or the next reconnect's reconciliation settles it.
+            self.log.error("order.outcome_still_unknown", **fields)
+            self.flow._journal("note", "outcome_still_unknown", order.client_order_id, answer=answer)
+            return
+        if order.state is OrderState.PENDING_NEW:
+            # Its placement had no answer, and a minute on the venue has no record of it (by
+            # its id where we knew one before sending, Polymarket's order hash, else by our
+            # label): it never took it. Not re-sent: the strategy decides.
+            seconds = sum(self.outcome_followup_s)
+            self.flow.venue_rejected(
+                order,
+                OrderRejected(
+                    f"the venue does not know it {seconds:g} s after its placement's outcome was "
+                    "unknown: it never took it; not re-sent",
+                    venue=venue,
+                    instrument=order.request.instrument,
+                    client_order_id=order.client_order_id,
+                    code="unknown_at_venue",
+                ),
+                now_ns=self.clock(),
+            )
+            return
+        # An order the venue acknowledged once (a cancel's or an edit's outcome unknown) that it
+        # no longer knows: gone from its records, but whether cancelled or filled is not said.
+        # Not guessed: alerted; the channel or the next reconciliation (trades) settles it.
+        self.log.error("order.unknown_at_venue", after="outcome_unknown", **fields)
+        self.flow._journal("note", "outcome_still_unknown", order.client_order_id, answer=answer)
 
     # -- expiries and funding ------------------------------------------------------------------
     async def _settlements(self) -> None:

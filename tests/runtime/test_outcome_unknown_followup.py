@@ -1,0 +1,349 @@
+"""Issue 15: a request with no readable answer (a timeout, the connection lost after sending, an
+HTTP 5xx page) leaves its order's outcome unknown; the live engine then asks the venue about
+that order soon, backing off, until the venue's word settles it, rather than leaving a phantom
+PENDING_NEW order in the strategy's open orders and limits until the next reconnect.
+
+The fake venue never answers a placement or a cancel readably (its connector timed out), and
+answers each status question with the next of its scripted answers. Trio's autojump clock runs
+the follow-up's delays at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+import pytest
+import structlog
+import trio
+import trio.testing
+
+from tests.support.helpers import PERP, request
+from tests.support.live_support import Probe, until
+from tests.support.reconciliation import _engine, _update
+from tradingd.engine import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
+from tradingd.engine.model import Order
+from tradingd.engine.model.errors import OrderOutcomeUnknown, VenueError
+from tradingd.engine.runtime.live import LiveEngine
+
+if TYPE_CHECKING:
+    from tradingd.simulators.polymarket.simulator import PolymarketSimulator
+
+S = 1_000_000_000
+DELAYS = (1.0, 2.0, 4.0)  # the follow-up's schedule here: questions at +1, +3 and +7 s
+Answer = Sequence[PrivateEvent] | VenueError
+
+
+def _unreachable() -> VenueError:
+    return VenueError("connection refused", venue="deribit", code="unavailable")
+
+
+class _Venue:
+    """A venue whose placements and cancels time out (sent, no answer), and whose status
+    answers are `answers` in turn (the last again once they run out; a `VenueError` is raised).
+    `prepared`: the venue's id of a new order known before sending (Polymarket's hash)."""
+
+    venue = "deribit"
+    # No optional capability (engine.venue.spi.VenueExecution): none is asked.
+    positions: None = None
+    delivery: None = None
+    funding: None = None
+
+    def __init__(
+        self, answers: Sequence[Answer], *, prepared: str | None = None, answer_s: float = 0.1
+    ) -> None:
+        self.answers = list(answers)
+        self.prepared = prepared
+        self.answer_s = answer_s
+        self.asked: list[float] = []  # when each status question came (trio time)
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.sent: list[str] = []
+
+    def prepare(self, order: Order) -> str | None:
+        return self.prepared
+
+    async def place(self, order: Order) -> list[PrivateEvent]:
+        self.sent.append("place")
+        raise VenueError("private/buy: no answer within 0.5 s", venue="deribit", code="timeout")
+
+    async def cancel(self, order: Order) -> list[PrivateEvent]:
+        self.sent.append("cancel")
+        raise VenueError("private/cancel: no answer within 0.5 s", venue="deribit", code="timeout")
+
+    async def edit(self, order: Order, *, price: Decimal | None, size: Decimal | None) -> list[PrivateEvent]:
+        raise AssertionError("no edit here")
+
+    async def order_status(self, order: Order) -> Sequence[PrivateEvent]:
+        self.asked.append(trio.current_time())
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await trio.sleep(self.answer_s)
+            answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+            if isinstance(answer, VenueError):
+                raise answer
+            return answer
+        finally:
+            self.in_flight -= 1
+
+    async def open_orders(self) -> list[OrderUpdate]:
+        raise AssertionError("the follow-up asks about one order, not the open orders")
+
+    async def recent_fills(self, since_ns: int) -> list[Fill | FillReversal]:
+        raise AssertionError("the follow-up reads no trade history")
+
+    async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
+        raise AssertionError("no foreign order here")
+
+
+@attrs.define
+class _Setup:
+    engine: LiveEngine
+    venue: _Venue
+    order: Order
+    heard: list[PrivateEvent]  # what the strategy is sent (the engine's delivery of reports)
+    unknown_at: float  # trio time of the unknown outcome
+
+
+async def _unknown_place(nursery: trio.Nursery, venue: _Venue) -> _Setup:
+    """A live engine (nothing connects) whose Deribit gateway sends through `venue`: order "s-1"
+    placed, its outcome unknown."""
+    engine = _engine()
+    engine.outcome_followup_s = DELAYS
+    engine.venues["deribit"].execution = lambda: venue  # type: ignore[method-assign]
+    gateway = engine.gateways["deribit"]
+    gateway.client = venue
+    heard: list[PrivateEvent] = []
+    deliver = engine.flow.deliver
+
+    def hear(event: PrivateEvent) -> None:
+        heard.append(event)
+        deliver(event)
+
+    engine.flow.deliver = hear
+    engine._nursery = nursery  # the engine's nursery, as `run` sets it
+    await nursery.start(gateway.run)
+    with pytest.raises(OrderOutcomeUnknown):
+        await gateway.place_order(request(size="10", price="90000", instrument=PERP.symbol, cid="s-1"))
+    order = engine.flow.tracker.get("s-1")
+    assert order is not None and order.state is OrderState.PENDING_NEW
+    return _Setup(engine, venue, order, heard, trio.current_time())
+
+
+async def test_a_place_with_unknown_outcome_the_venue_reports_open_is_open_without_a_reconnect(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The venue took the order: asked a second after the unknown outcome, it says it is open,
+    and the order is open, with no reconnect (no reconciliation). Before, nothing asked: the
+    order stayed PENDING_NEW until the next reconnect."""
+    s = await _unknown_place(nursery, _Venue([[_update(OrderState.OPEN, ts=4 * S)]]))
+    await until(lambda: s.order.state is OrderState.OPEN, within=60, what="the venue's answer")
+    assert s.order.order_id == "V1"
+    assert [round(t - s.unknown_at, 1) for t in s.venue.asked] == [1.0]  # asked once: settled
+    assert s.engine.reconciliations == 0
+    assert s.venue.sent == ["place"]  # never sent again
+    await trio.sleep(60)
+    assert len(s.venue.asked) == 1 and s.order.state is OrderState.OPEN
+
+
+@pytest.mark.parametrize("prepared", [None, "0xfeed"], ids=["no-venue-id", "venue-id-known"])
+async def test_a_place_the_venue_never_knows_is_rejected_after_the_last_question(
+    prepared: str | None, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The venue never took the order: asked at +1, +3 and +7 s, it never knows it; after the
+    last question its word is that it never took it, and the order is rejected ("unknown at
+    venue"), which the strategy hears (its open orders and limits are freed). Whether or not we
+    knew the venue's id before sending (Polymarket's order hash) makes no difference. Before,
+    the order stayed PENDING_NEW until the next reconnect."""
+    with structlog.testing.capture_logs() as logs:
+        s = await _unknown_place(nursery, _Venue([[]], prepared=prepared))
+        await until(lambda: s.order.state.is_final, within=60, what="the follow-up's decision")
+    assert s.order.state is OrderState.REJECTED
+    assert [round(t - s.unknown_at, 1) for t in s.venue.asked] == [1.0, 3.1, 7.2]
+    rejected = [e for e in s.heard if isinstance(e, OrderUpdate) and e.status is OrderState.REJECTED]
+    assert [e.client_order_id for e in rejected] == ["s-1"]
+    assert "does not know" in (rejected[0].reason or "")
+    assert [e["code"] for e in logs if e["event"] == "order.rejected"] == ["unknown_at_venue"]
+    assert s.engine.flow.tracker.open_orders() == []
+    assert s.venue.sent == ["place"]
+    await trio.sleep(60)
+    assert len(s.venue.asked) == 3  # nothing asked after the decision
+
+
+async def test_a_channel_report_before_the_first_question_ends_the_follow_up(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The channel reports the order open before the first question is due: its report settled
+    it, nothing is asked, and no later answer can undo it."""
+    s = await _unknown_place(nursery, _Venue([[]]))
+    s.engine.private([_update(OrderState.OPEN, ts=4 * S)])
+    await trio.sleep(60)
+    assert s.venue.asked == []
+    assert s.order.state is OrderState.OPEN
+
+
+async def test_a_venue_unreachable_at_first_then_answering_settles_it(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The venue cannot be reached for the first two questions (the status read raises
+    `VenueError`): each waits for the next delay, and the third's answer (open) settles it;
+    being unreachable is never taken for "it does not know the order"."""
+    answers: list[Answer] = [_unreachable(), _unreachable(), [_update(OrderState.OPEN, ts=4 * S)]]
+    s = await _unknown_place(nursery, _Venue(answers))
+    await until(lambda: s.order.state is OrderState.OPEN, within=60, what="the third answer")
+    assert [round(t - s.unknown_at, 1) for t in s.venue.asked] == [1.0, 3.1, 7.2]
+
+
+async def test_a_venue_unreachable_at_the_last_question_is_no_rejection(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The venue does not know the order at first, then cannot be reached at the last question:
+    its last word is no word, so the order is not rejected (never guessed): it stays as it was
+    for the channel or the next reconnect's reconciliation."""
+    s = await _unknown_place(nursery, _Venue([[], [], _unreachable()]))
+    await trio.sleep(60)
+    assert len(s.venue.asked) == 3
+    assert s.order.state is OrderState.PENDING_NEW
+
+
+async def test_a_cancel_with_unknown_outcome_is_settled_by_the_venue_s_word(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A cancel with no answer: the venue, asked, says the order is cancelled, and so it is.
+    One it does not know (after once reporting it open) is not rejected: that it never took
+    the order is not what its silence means then."""
+    s = await _unknown_place(nursery, _Venue([[_update(OrderState.OPEN, ts=4 * S)]]))
+    await until(lambda: s.order.state is OrderState.OPEN, within=60)
+    s.venue.answers = [[_update(OrderState.CANCELLED, ts=5 * S)]]
+    with pytest.raises(OrderOutcomeUnknown):
+        await s.engine.gateways["deribit"].cancel_order("s-1")
+    assert s.order.state is OrderState.PENDING_CANCEL
+    await until(lambda: s.order.state is OrderState.CANCELLED, within=60, what="the cancel settled")
+    assert len(s.venue.asked) == 2
+
+    other = await _unknown_place(nursery, _Venue([[_update(OrderState.OPEN, ts=4 * S)]]))
+    await until(lambda: other.order.state is OrderState.OPEN, within=60)
+    other.venue.answers = [[]]
+    with pytest.raises(OrderOutcomeUnknown):
+        await other.engine.gateways["deribit"].cancel_order("s-1")
+    await trio.sleep(60)
+    assert len(other.venue.asked) == 1 + len(DELAYS)
+    assert other.order.state is OrderState.PENDING_CANCEL  # not guessed
+
+
+async def test_never_two_questions_in_flight_for_one_order(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A reconciliation (a reconnect) asks about the order while the follow-up's question is on
+    its way (a slow venue): the second question waits for the first, never two at once. Its
+    empty answer decides nothing (the order was sent: not "never sent"); the follow-up's last
+    question does."""
+    with structlog.testing.capture_logs() as logs:
+        s = await _unknown_place(nursery, _Venue([[]], answer_s=5.0))
+        await trio.sleep(1.5)  # the follow-up's first question is on its way
+        assert s.venue.in_flight == 1
+        await s.engine._ask_about("deribit", s.venue, s.order)
+        assert s.order.state is OrderState.PENDING_NEW
+        order = s.order  # (its state changes below: not the one just asserted)
+        await until(lambda: order.state.is_final, within=120)
+    assert s.venue.most_in_flight == 1
+    assert order.state is OrderState.REJECTED
+    assert [e["code"] for e in logs if e["event"] == "order.rejected"] == ["unknown_at_venue"]
+
+
+# ------------------------------------------------------------- end to end, on the simulator
+
+
+async def _live_polymarket(
+    nursery: trio.Nursery, tmp_path: Path, **faults: float
+) -> tuple[PolymarketSimulator, LiveEngine, Probe, str, Decimal]:
+    """A live engine with a probe on a Polymarket simulator of its own (the demo account, REST
+    requests timing out after 0.5 s, follow-up questions at +0.3, +0.6 and +1.2 s), ready and
+    with its first token's book: the simulator, the engine, the probe, the token and its best
+    bid."""
+    import functools
+
+    from tradingd.connectors.polymarket.settings import PolymarketSettings
+    from tradingd.engine import BookUpdate, Subscription
+    from tradingd.engine.venue import CatalogSettings
+    from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator
+    from tradingd.simulators.polymarket.simulator import serve as serve_polymarket
+
+    sim = PolymarketSimulator(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
+    (address,) = await nursery.start(functools.partial(serve_polymarket, sim))
+    base = address.removeprefix("http://")
+    token = sim.feed.markets[0].yes
+    probe = Probe("p", [Subscription("polymarket", token)])
+    engine = LiveEngine(
+        [probe],
+        {
+            "polymarket": PolymarketSettings(
+                url=f"ws://{base}/ws", rest_url=f"http://{base}", request_timeout_s=0.5
+            )
+        },
+        mode="live",
+        environ={
+            "POLYMARKET_PRIVATE_KEY": DEMO_ACCOUNT.private_key,
+            "POLYMARKET_API_KEY": DEMO_API.key,
+            "POLYMARKET_API_SECRET": DEMO_API.secret,
+            "POLYMARKET_API_PASSPHRASE": DEMO_API.passphrase,
+        },
+        catalog_settings={
+            "polymarket": CatalogSettings(cache=tmp_path / "catalog.jsonl", source_url=f"http://{base}/gamma")
+        },
+    )
+    engine.outcome_followup_s = (0.3, 0.6, 1.2)
+    await nursery.start(engine.run)
+    with trio.fail_after(15):
+        await engine.ready.wait()
+    await until(lambda: bool(probe.of(BookUpdate, token)), what="the token's book")
+    bid = Decimal(repr(probe.of(BookUpdate, token)[-1].best_bid))
+    sim.apply_faults(dict(faults))
+    return sim, engine, probe, token, bid
+
+
+async def test_on_the_polymarket_simulator_an_order_whose_answer_is_lost_is_open_without_a_reconnect(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The venue takes the order but its HTTP answer comes after the request timed out (the
+    simulator's `answer_lag_s`), and its user channel is a minute late (`user_lag_s`): the
+    strategy hears the outcome is unknown, and the follow-up's question (`GET /data/order/{id}`)
+    finds the order resting: open, with no reconnect and nothing sent twice."""
+    sim, engine, probe, token, bid = await _live_polymarket(
+        nursery, tmp_path, answer_lag_s=2.0, user_lag_s=60.0
+    )
+    reconciliations = engine.reconciliations
+    with pytest.raises(OrderOutcomeUnknown) as info:
+        await probe.ctx.buy("polymarket", token, 5, price=bid - Decimal("0.05"))
+    order = engine.flow.tracker.get(info.value.client_order_id or "")
+    assert order is not None and order.state is OrderState.PENDING_NEW
+    await until(lambda: order.state is OrderState.OPEN, within=10, what="the venue's answer")
+    assert engine.reconciliations == reconciliations
+    assert sim.method_counts["POST /order"] == 1
+    assert [o for o in probe.mine(order.client_order_id) if isinstance(o, OrderUpdate)][
+        -1
+    ].status is OrderState.OPEN
+
+
+async def test_on_the_polymarket_simulator_an_order_answered_425_is_settled_without_a_reconnect(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The matching engine is restarting (HTTP 425 on `POST /order`, outcome unknown): the
+    order never reached the book, and the follow-up's question settles it rejected (the
+    venue has no record of it, and no trade), which the strategy hears, with no reconnect."""
+    sim, engine, probe, token, bid = await _live_polymarket(nursery, tmp_path, too_early=1)
+    reconciliations = engine.reconciliations
+    with pytest.raises(OrderOutcomeUnknown) as info:
+        await probe.ctx.buy("polymarket", token, 5, price=bid - Decimal("0.05"))
+    assert info.value.code == 425
+    order = engine.flow.tracker.get(info.value.client_order_id or "")
+    assert order is not None and order.state is OrderState.PENDING_NEW
+    settled = await until(lambda: order.state if order.state.is_final else None, within=10)
+    assert settled is OrderState.REJECTED
+    assert engine.reconciliations == reconciliations
+    assert engine.flow.tracker.open_orders() == [] and not sim.orders
+    heard = [o for o in probe.mine(order.client_order_id) if isinstance(o, OrderUpdate)]
+    assert heard[-1].status is OrderState.REJECTED
