@@ -1,4 +1,4 @@
-"""Synthetic Derive recordings: the venue-neutral `engine.sim.synth.SynthMarket`, encoded in Derive's
+"""Synthetic Derive recordings: the venue-neutral `simulators.synth.SynthMarket`, encoded in Derive's
 v2 wire format (VENUES.md §3) and written as a recording (DESIGN.md, "recordings").
 
 A recording made here reads like one made against `wss://api.lyra.finance/ws` by a client that

@@ -1,4 +1,4 @@
-"""The Polymarket simulator's own switches (`connectors.polymarket.simulator`): `trade` (another
+"""The Polymarket simulator's own switches (`simulators.polymarket.simulator`): `trade` (another
 participant's taker trade prints as a `last_trade_price`, VENUES.md §2.2, and fills the resting
 client orders it reaches, as Derive's switch does) and `dump_delay_s` (a subscription's books,
 and with them the subscription, come late). The simulator runs in-process: REST over ASGI, a
