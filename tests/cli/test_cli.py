@@ -137,4 +137,6 @@ def test_generate(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
 def test_simulate_refuses_a_port_outside_0_65535(capsys: pytest.CaptureFixture[str], port: str) -> None:
     assert main(["simulate", "deribit", "--port", port]) == 2
     err = capsys.readouterr().err
-    assert err.strip().splitlines() == [f"tradingd: error: --port must be 0..65535 (0: any free port), not {port}"]
+    assert err.strip().splitlines() == [
+        f"tradingd: error: --port must be 0..65535 (0: any free port), not {port}"
+    ]

@@ -87,4 +87,6 @@ def test_an_instrument_stating_zero_fees_is_free() -> None:
     assert FeeSchedule().fee(free, D(1), index=D(3500), mark=D(0), taker=True, base_fee=True) == 0
     assert FeeSchedule().fee(free, D(1), index=D(3500), mark=D(0), taker=False, base_fee=False) == 0
     # One stating none of them pays the page's: 0.1 base + 0.06% of 3500.
-    assert FeeSchedule().fee(listing("perp"), D(1), index=D(3500), mark=D(0), taker=True, base_fee=True) == D("2.2")
+    assert FeeSchedule().fee(listing("perp"), D(1), index=D(3500), mark=D(0), taker=True, base_fee=True) == D(
+        "2.2"
+    )
