@@ -78,7 +78,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from decimal import Decimal, InvalidOperation
 from functools import partial
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import parse_qsl
 
 import attrs
@@ -87,6 +87,7 @@ import structlog
 import trio
 
 from tradingd.engine.sim import SimFaults, SimPeer, SimulatorServer, serve
+from tradingd.engine.sim.server import COUNT, OBJECT, SECONDS, SHARED_SWITCHES, TEXT, Switch
 
 from ..matching import MARKET, Match, Outcome, Side
 from . import auth, public_methods, wire
@@ -282,6 +283,17 @@ class DeribitSimulator(SimulatorServer["_Session"]):
     venue = VENUE
     ws_paths = ("/ws/api/v2",)
     default_reject = (10009, "not_enough_funds")
+    switches: ClassVar[dict[str, Switch]] = {
+        **SHARED_SWITCHES,
+        "no_quotes": OBJECT,
+        "listing": TEXT,
+        "order_answer": Switch(
+            '"user_first" or "answer_first"', lambda v: v in ("user_first", "answer_first")
+        ),
+        "answer_delay_s": SECONDS,
+        "user_delay_s": SECONDS,
+        "max_frame_bytes": COUNT,
+    }
 
     def __init__(
         self,

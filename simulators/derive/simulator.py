@@ -96,7 +96,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import attrs
 import orjson
@@ -104,6 +104,7 @@ import structlog
 import trio
 
 from tradingd.engine.sim import SimPeer, SimulatorServer, serve
+from tradingd.engine.sim.server import COUNT, FLAG, OBJECT, SHARED_SWITCHES, Switch
 
 from ..matching import MARKET, Match, OrderBook, Side
 from . import account_methods
@@ -405,6 +406,14 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
     venue = VENUE
     ws_paths = ("/ws",)
     default_reject = (11000, "Insufficient funds")
+    switches: ClassVar[dict[str, Switch]] = {
+        **SHARED_SWITCHES,
+        "revert": COUNT,
+        "settle": FLAG,
+        "trade": OBJECT,
+        "cancel": OBJECT,
+        "private": Switch('"outrun", "trail" or {"trail_s": seconds}', lambda v: isinstance(v, str | dict)),
+    }
 
     def __init__(
         self,

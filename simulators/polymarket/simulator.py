@@ -102,7 +102,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import parse_qsl
 
 import attrs
@@ -111,6 +111,7 @@ import structlog
 import trio
 
 from tradingd.engine.sim import Receive, Scope, Send, SimPeer, SimulatorServer, serve
+from tradingd.engine.sim.server import COUNT, FLAG, OBJECT, SECONDS, SHARED_SWITCHES, TEXT, Switch
 
 from ..matching import MARKET, Match, OrderBook, Side
 from . import wire
@@ -368,6 +369,20 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
     venue = VENUE
     ws_paths = ("/ws/market", "/ws/user")
     default_reject = ("INVALID_ORDER_NOT_ENOUGH_BALANCE", "INVALID_ORDER_NOT_ENOUGH_BALANCE")
+    switches: ClassVar[dict[str, Switch]] = {
+        **SHARED_SWITCHES,
+        "fail_trades": COUNT,
+        "trade": OBJECT,
+        "dump_delay_s": SECONDS,
+        "user_lag_s": SECONDS,
+        "answer_lag_s": SECONDS,
+        # venue_faults.py's
+        "trading": TEXT,
+        "silent": FLAG,
+        "silent_s": SECONDS,
+        "too_early": COUNT,
+        "cloudflare": COUNT,
+    }
 
     def __init__(
         self,
