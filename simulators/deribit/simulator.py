@@ -313,6 +313,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         self.feed = DeribitFeed.create(seed=seed, start_ns=clock())
         self.fees = FeeSchedule()
         self.deribit_faults = DeribitFaults()
+        self.late_sent = 0  # `user_delay_s` notifications sent once due (tests wait on it)
         self.instrument_items: list[dict[str, Any]] = [
             item for result in self.feed.results for item in result
         ]
@@ -597,6 +598,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             now = trio.current_time()
             while session.delayed and session.delayed[0][0] <= now:
                 self.send(session, session.delayed.pop(0)[1])
+                self.late_sent += 1
 
     async def on_text(self, session: _Session, text: str) -> None:
         if len(text) > self.deribit_faults.max_frame_bytes or (
@@ -745,6 +747,11 @@ class DeribitSimulator(SimulatorServer["_Session"]):
                     mb.book.set_market_level(side, entry.price, _ZERO)
         self._publish_book(mb, self._now_ms())
         self._send_pending()
+
+    @property
+    def late_pending(self) -> int:
+        """`user_delay_s` notifications held back and not yet due."""
+        return sum(len(s.delayed) for s in self.sessions.values())
 
     def state(self) -> dict[str, Any]:
         return {

@@ -465,6 +465,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         # The `private` switch: None, the channel outruns the answer; else it trails it by s.
         self.private_trail_s: float | None = None
         self._held: list[tuple[float, SimAccount, str, bytes]] = []  # (due, account, channel, frame)
+        self.late_sent = 0  # held notifications sent once due (tests wait on it)
         self._order_seq = itertools.count(1)
 
     # -- the market ---------------------------------------------------------------------------
@@ -1796,6 +1797,12 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         self._held = [h for h in self._held if h[0] > now]
         for _, account, channel, frame in due:
             self._deliver_private(account, channel, frame)
+        self.late_sent += len(due)
+
+    @property
+    def late_pending(self) -> int:
+        """Private notifications the `private` switch holds back, not yet due."""
+        return len(self._held)
 
     def settle_now(self) -> int:
         """Every pending client fill settles (or reverts) now; returns how many."""

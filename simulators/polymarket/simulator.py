@@ -409,6 +409,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         self.user_lag_s = 0.0  # the user channel tells this much after the order's HTTP answer
         self.answer_lag_s = 0.0  # an order's HTTP answer comes this much after the user channel
         self._lagging: list[tuple[float, _Account, str, bytes]] = []  # (due, account, market, frame)
+        self.late_sent = 0  # `user_lag_s` messages sent once due (tests wait on it)
         self._dumps: list[tuple[float, _Peer, set[str]]] = []  # (trio time due, peer, tokens)
         self.feed = PolymarketFeed.create(seed=seed, start_ns=clock())
         opening = self.feed.opening(hours)
@@ -890,6 +891,12 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         self._lagging = [entry for entry in self._lagging if entry[0] > now]
         for _, account, market, frame in due:
             self._deliver(account, market, frame)
+        self.late_sent += len(due)
+
+    @property
+    def late_pending(self) -> int:
+        """User-channel messages `user_lag_s` holds back, not yet due."""
+        return len(self._lagging)
 
     # -- REST -----------------------------------------------------------------------------------
     async def handle_http(
