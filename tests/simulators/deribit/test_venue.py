@@ -14,6 +14,7 @@ import orjson
 import pytest
 import trio
 
+from tests.support.sim_clock import fixed_clock
 from tradingd.simulators.deribit.simulator import DeribitSimulator
 from tradingd.simulators.matching import Side
 
@@ -61,7 +62,7 @@ class Client:
 
 
 def venue(**options: Any) -> DeribitSimulator:
-    return DeribitSimulator(seed=5, accounts=ACCOUNTS, **options)
+    return DeribitSimulator(seed=5, accounts=ACCOUNTS, clock=fixed_clock(), **options)
 
 
 def inside_spread(sim: DeribitSimulator) -> tuple[Decimal, Decimal]:

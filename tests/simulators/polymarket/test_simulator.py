@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.polymarket_live import API, venue_book
+from tests.support.sim_clock import fixed_clock
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution
 from tradingd.connectors.polymarket.signing import OrderSigner
@@ -29,7 +30,7 @@ NOW_NS = 1_795_000_000 * 1_000_000_000
 
 @pytest.fixture
 def sim() -> PolymarketSimulator:
-    return PolymarketSimulator(seed=3, mine_s=0.01, confirm_s=0.01)
+    return PolymarketSimulator(seed=3, clock=fixed_clock(), mine_s=0.01, confirm_s=0.01)
 
 
 def execution_for(sim: PolymarketSimulator) -> PolymarketExecution:
@@ -213,7 +214,7 @@ async def test_terms_the_venue_could_not_print_are_refused_and_nothing_happens(
     size=st.decimals(min_value=Decimal(-5), max_value=Decimal(1000), places=2),
 )
 def test_a_trade_prints_exactly_the_terms_it_was_given_or_is_refused(price: Decimal, size: Decimal) -> None:
-    sim = PolymarketSimulator(seed=3)
+    sim = PolymarketSimulator(seed=3, clock=fixed_clock())
     token = sim.feed.markets[0].yes  # tick 0.01
     valid = Decimal(0) < price < 1 and price % Decimal("0.01") == 0 and size > 0
     before = dict(sim.last_trade)
@@ -228,7 +229,7 @@ def test_a_trade_prints_exactly_the_terms_it_was_given_or_is_refused(price: Deci
 
 
 async def test_a_delayed_dump_holds_the_subscription_until_its_books() -> None:
-    sim = PolymarketSimulator(seed=3)
+    sim = PolymarketSimulator(seed=3, clock=fixed_clock())
     assert sim.apply_faults({"dump_delay_s": 0.2}) == {"dump_delay_s": 0.2}
     token, dropped = sim.feed.markets[0].yes, sim.feed.markets[1].yes
     listener = Listener(sim)
