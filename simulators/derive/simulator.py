@@ -1513,18 +1513,6 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
     def _get_order(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
         return self._order_json(self._own(p, account))
 
-    @staticmethod
-    def _page(items: list[dict[str, Any]], p: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        """One page of a history (§3.6 paging): `page` from 1, `page_size` 1..1000 (default 100);
-        a page beyond the last answers the last one again, as Derive does."""
-        page = _int(p, "page") if "page" in p else 1
-        size = _int(p, "page_size") if "page_size" in p else 100
-        if page < 1 or not 1 <= size <= 1000:
-            raise RpcError(-32602, "Invalid params", "page must be at least 1, page_size 1 to 1000")
-        pages = math.ceil(len(items) / size)
-        page = min(page, max(pages, 1))
-        return items[(page - 1) * size : page * size], {"count": len(items), "num_pages": pages}
-
     def _orders_of(self, account: SimAccount | None, sub: int) -> list[SimOrder]:
         """The subaccount's orders, newest first."""
         assert account is not None
@@ -1545,13 +1533,15 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             and (label is None or o.label == label)
             and (status is None or o.state == status)
         ]
-        page, pagination = self._page(orders, p)
+        page, pagination = account_methods.page_of(orders, p, RpcError)
         return {"subaccount_id": sub, "orders": page, "pagination": pagination}
 
     def _get_order_history(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
         """`private/get_order_history`: every order of the subaccount, paged."""
         sub = self._subaccount(p, account)
-        page, pagination = self._page([self._order_json(o) for o in self._orders_of(account, sub)], p)
+        page, pagination = account_methods.page_of(
+            [self._order_json(o) for o in self._orders_of(account, sub)], p, RpcError
+        )
         return {"subaccount_id": sub, "orders": page, "pagination": pagination}
 
     def _get_trade_history(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
@@ -1578,7 +1568,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             and (name is None or t["instrument_name"] == name)
             and (order_id is None or t["order_id"] == order_id)
         ]
-        page, pagination = self._page(trades, p)
+        page, pagination = account_methods.page_of(trades, p, RpcError)
         return {"subaccount_id": sub, "trades": page, "pagination": pagination}
 
     def _get_subaccounts(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
@@ -1701,7 +1691,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             and start <= e["timestamp"] <= end
             and name in (None, e["instrument_name"])
         ]
-        page, pagination = self._page(found, p)
+        page, pagination = account_methods.page_of(found, p, RpcError)
         return {"events": page, "pagination": pagination}
 
     # -- reports --------------------------------------------------------------------------------

@@ -143,7 +143,6 @@ _TIF: Final = {"GTC": "gtc", "GTD": "gtc", "FOK": "fok", "FAK": "ioc"}
 _GTD_THRESHOLD_S: Final = 60
 _GTD_MIN_AHEAD_S: Final = 180
 _PAGE: Final = 500
-_END: Final = "LTE="
 _FAK_UNMATCHED: Final = (
     "no orders found to match with FAK order. FAK orders are partially filled or killed if no match is found."
 )
@@ -1127,20 +1126,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         }
 
     def _markets(self, q: dict[str, str], body: bytes) -> Any:
-        ids = sorted(self.condition_tokens)
-        try:
-            start = int(base64.b64decode(q.get("next_cursor") or "MA==").decode() or 0)
-        except ValueError:
-            raise _Refused(400, {"error": "invalid next_cursor"}) from None
-        page = ids[start : start + 100]
-        nxt = start + len(page)
-        cursor = _END if nxt >= len(ids) else base64.b64encode(str(nxt).encode()).decode()
-        return {
-            "data": [self.clob_market(c) for c in page],
-            "next_cursor": cursor,
-            "limit": 100,
-            "count": len(page),
-        }
+        page = self._page(sorted(self.condition_tokens), q, 100)
+        return {**page, "data": [self.clob_market(c) for c in page["data"]]}
 
     def _market(self, condition_id: str) -> Any:
         return self.clob_market(condition_id)
@@ -1707,15 +1694,12 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             rest=rest,
         )
 
-    def _page(self, items: list[dict[str, Any]], q: dict[str, str]) -> dict[str, Any]:
-        try:
-            start = int(base64.b64decode(q.get("next_cursor") or "MA==").decode() or 0)
-        except ValueError:
-            raise _Refused(400, {"error": "invalid next_cursor"}) from None
-        page = items[start : start + _PAGE]
-        nxt = start + len(page)
-        cursor = _END if nxt >= len(items) else base64.b64encode(str(nxt).encode()).decode()
-        return {"data": page, "next_cursor": cursor, "limit": _PAGE, "count": len(page)}
+    @staticmethod
+    def _page(items: list[Any], q: dict[str, str], size: int = _PAGE) -> dict[str, Any]:
+        page = wire.cursor_page(items, q.get("next_cursor"), size)
+        if page is None:
+            raise _Refused(400, {"error": "invalid next_cursor"})
+        return page
 
     def _open_orders(self, account: _Account, q: dict[str, str], body: bytes) -> Any:
         items = [

@@ -277,3 +277,20 @@ async def test_without_a_delay_the_books_come_at_once_and_bad_delays_are_refused
         with pytest.raises(ValueError):
             sim.apply_faults({"dump_delay_s": bad})
     assert sim.dump_delay_s == 0
+
+
+async def test_every_cursor_page_refuses_a_cursor_that_is_not_one() -> None:
+    """One pager for `/markets`, the account's pages and clob_reads' market pages: a negative
+    or unreadable `next_cursor` is the venue's 400 on each (the simulator's own pager once read
+    a negative one as an offset from the end)."""
+    sim = PolymarketSimulator(seed=3, clock=fixed_clock())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim), base_url="http://sim") as http:
+        first = (await http.get("/markets")).json()
+        assert (
+            first["count"] == len(first["data"]) == len(sim.condition_tokens)
+            and first["next_cursor"] == "LTE="
+        )
+        for path in ("/markets", "/sampling-markets"):
+            for cursor in ("LTU=", "not base64!"):  # base64 "-5"
+                answer = await http.get(path, params={"next_cursor": cursor})
+                assert answer.status_code == 400 and "invalid next_cursor" in answer.text, (path, cursor)
