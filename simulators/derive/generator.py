@@ -48,15 +48,12 @@ import orjson
 
 from tradingd.engine.store import RecordingWriter
 
+from ..common import DEFAULT_OPTIONS, parse_options
 from ..synth import InstrumentSpec, MarketUpdate, SynthMarket, TickGrid, UnderlyingSpec
 from .instruments import QUOTE, option_name, option_sub_id
 
 __all__ = ["DEFAULT_OPTIONS", "DeriveFeed", "build_market", "generate_sample", "parse_options"]
 
-DEFAULT_OPTIONS: Mapping[str, Any] = {"seed": 7, "hours": 2.0, "start": "2026-11-24T00:00:00Z"}
-# The first option expiry is at least 3 days after the start and the model does not expire
-# options, so a sample may not run longer than that.
-_MAX_HOURS = 72.0
 
 _MS = 1_000_000
 _DAY_MS = 86_400_000
@@ -90,35 +87,6 @@ _PERP_FEES = ("0.0001", "0.0006", "0.1", "0")
 
 
 # --------------------------------------------------------------------------- options
-
-
-def parse_options(options: Mapping[str, Any]) -> tuple[int, float, int]:
-    """(seed, hours, start in ns) from a config's `generate` table; every key is optional.
-    Raises ValueError naming unknown keys or the key whose value is wrong."""
-    unknown = sorted(str(k) for k in options if k not in DEFAULT_OPTIONS)
-    if unknown:
-        raise ValueError(
-            f"unknown generator option(s) {', '.join(unknown)} (known: {', '.join(sorted(DEFAULT_OPTIONS))})"
-        )
-    merged = {**DEFAULT_OPTIONS, **options}
-    seed = merged["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"generator option seed must be an integer, got {seed!r}")
-    hours = merged["hours"]
-    if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours <= _MAX_HOURS:
-        raise ValueError(f"generator option hours must be a number in (0, {_MAX_HOURS:g}], got {hours!r}")
-    start = merged["start"]
-    if not isinstance(start, str):
-        raise ValueError(f"generator option start must be an ISO-8601 UTC string, got {start!r}")
-    try:
-        when = dt.datetime.fromisoformat(start)
-    except ValueError:
-        raise ValueError(f"generator option start is not an ISO-8601 time: {start!r}") from None
-    if when.tzinfo is None:
-        raise ValueError(f"generator option start must say its time zone (end in Z): {start!r}")
-    # Whole milliseconds: Derive's timestamps are ms, and the stream's steps start here.
-    start_ms = calendar.timegm(when.utctimetuple()) * 1000 + when.microsecond // 1000
-    return seed, float(hours), start_ms * _MS
 
 
 # --------------------------------------------------------------------------- instruments

@@ -113,6 +113,7 @@ import trio
 from tradingd.engine.sim import Receive, Scope, Send, SimPeer, SimulatorServer, serve
 from tradingd.engine.sim.server import COUNT, FLAG, OBJECT, SECONDS, SHARED_SWITCHES, TEXT, Switch
 
+from ..common import dec as _dec
 from ..matching import MARKET, Match, OrderBook, Side
 from . import wire
 from .auth import ApiKey, Wallet, clob_auth_typed_data, hmac_signature, order_typed_data, recover, signed_by
@@ -184,10 +185,6 @@ def _not_enough(balance: Decimal, amount: Decimal) -> _Refused:
             f"balance: {int(balance * _UNITS)}, order amount: {int(amount * _UNITS)}"
         },
     )
-
-
-def _dec(value: Any) -> Decimal:
-    return Decimal(str(value))
 
 
 @attrs.define(eq=False)
