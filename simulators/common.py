@@ -1,15 +1,19 @@
-"""What the venue simulators share that is no venue's: the options of a generated sample
-(`tradingd generate`'s `[generate]` table) and reading a wire number as a Decimal."""
+"""What the venue simulators share that is no venue's: a generated sample's options
+(`tradingd generate`'s `[generate]` table) and its writing, and reading a wire number as a
+Decimal."""
 
 from __future__ import annotations
 
 import calendar
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any, Final
+from pathlib import Path
+from typing import Any, Final, Protocol
 
-__all__ = ["DEFAULT_OPTIONS", "MAX_HOURS", "dec", "parse_options"]
+from tradingd.engine.store import RecordingWriter
+
+__all__ = ["DEFAULT_OPTIONS", "MAX_HOURS", "Feed", "FeedMaker", "dec", "parse_options", "write_sample"]
 
 DEFAULT_OPTIONS: Final[Mapping[str, Any]] = {"seed": 7, "hours": 2.0, "start": "2026-11-24T00:00:00Z"}
 # The first option expiry of the Deribit and Derive markets is at least 3 days after the start
@@ -44,6 +48,33 @@ def parse_options(options: Mapping[str, Any]) -> tuple[int, float, int]:
     # Whole milliseconds: the venues' timestamps are ms, and the stream's steps start here.
     start_ms = calendar.timegm(when.utctimetuple()) * 1000 + when.microsecond // 1000
     return seed, float(hours), start_ms * _MS
+
+
+class Feed(Protocol):
+    """A venue's synthetic stream: (receive time in ns, frame) for `hours` from its start."""
+
+    def frames(self, hours: float) -> Iterable[tuple[int, bytes]]: ...
+
+
+class FeedMaker(Protocol):
+    """A feed class's `create`."""
+
+    def __call__(self, *, seed: int, start_ns: int) -> Feed: ...
+
+
+def write_sample(path: Path, options: Mapping[str, Any], create: FeedMaker) -> int:
+    """Write the recording of the feed `create(seed=, start_ns=)` builds from `options`
+    (`parse_options`) to `path` (zstd when it ends in `.zst`, gzip for `.gz`; written to a
+    temporary file and renamed into place); return its number of frames. The same options give
+    byte-identical files."""
+    seed, hours, start_ns = parse_options(options)
+    feed = create(seed=seed, start_ns=start_ns)
+    with RecordingWriter(path, level=1) as writer:
+        write = writer.write
+        for ts, frame in feed.frames(hours):
+            write(ts, frame)
+        count: int = writer.frames
+    return count
 
 
 def dec(value: Any) -> Decimal:

@@ -46,9 +46,7 @@ from typing import Any
 
 import orjson
 
-from tradingd.engine.store import RecordingWriter
-
-from ..common import DEFAULT_OPTIONS, parse_options
+from ..common import DEFAULT_OPTIONS, parse_options, write_sample
 from ..synth import InstrumentSpec, MarketUpdate, SynthMarket, TickGrid, UnderlyingSpec
 from .instruments import QUOTE, option_name, option_sub_id
 
@@ -607,18 +605,8 @@ class DeriveFeed:
 
 
 def generate_sample(path: Path, options: Mapping[str, Any]) -> int:
-    """Write a synthetic Derive recording to `path` (zstd when it ends in `.zst`, gzip for `.gz`;
-    written to a temporary file and renamed into place) and return its number of frames.
-
-    `options` (all optional): `seed` (int, default 7), `hours` (default 2.0, at most 72),
-    `start` (ISO-8601 UTC, default 2026-11-24T00:00:00Z). Unknown keys raise ValueError. The same
-    options give byte-identical files.
-    """
-    seed, hours, start_ns = parse_options(options)
-    feed = DeriveFeed.create(seed=seed, start_ns=start_ns)
-    with RecordingWriter(path, level=1) as writer:
-        write = writer.write
-        for ts, frame in feed.frames(hours):
-            write(ts, frame)
-        count = writer.frames
-    return count
+    """Write a synthetic Derive recording to `path` and return its number of frames
+    (`simulators.common.write_sample`). `options` (all optional): `seed` (int, default 7),
+    `hours` (default 2.0, at most 72), `start` (ISO-8601 UTC, default 2026-11-24T00:00:00Z).
+    Unknown keys raise ValueError."""
+    return write_sample(path, options, DeriveFeed.create)
