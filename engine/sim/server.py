@@ -19,6 +19,9 @@ simulator provides its protocol (hooks below); the base provides:
   peer), `frames` / `frames_b64` (these exact frames, as text / as binary messages from
   base64, once to every peer: hostile frames a client must survive). The venue applies `gap`,
   `reject` and `rate_limit` where its protocol has them.
+  A venue adds its own switches (`switches`); a body that is not a JSON object, a switch the
+  venue does not have, or a value of the wrong kind is refused with 400 and one line naming it
+  (`check_switches`), and nothing of that body is applied.
 - Benchmarks: `POST /_sim/burst` (`{"prepare": steps}`, then `{}` to send them as fast as the
   peers take them, then `{"resume": true}`), `/_sim/latency` (`{"probe": instrument}`: when
   each probe frame left, by `probe_key`, and when orders arrived, by `arrived_at`, on the
