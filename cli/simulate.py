@@ -21,6 +21,8 @@ __all__ = ["cmd_simulate"]
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:  # else the server's task group dies with an OverflowError
+        raise UsageError(f"--port must be 0..65535 (0: any free port), not {args.port}")
     plugin = load_simulator(args.venue)
     require_server()  # one line naming the extra, before anything starts
     configure_logging(args.log_level or "info", args.log_format or "auto", sys.stderr)

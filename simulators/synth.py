@@ -4,7 +4,7 @@ No venue is reachable from the machines this project is built on, so backtests a
 venue simulators need a market that behaves like one. `SynthMarket` is that market, with no
 venue in it: it owns the prices (index, perpetual premium, option marks and Greeks), the order
 books and the trades, on integer ticks and integer lots, and a venue's encoder (for instance
-`connectors.deribit.generator`) turns what it reports into that venue's frames.
+`simulators.deribit.generator`) turns what it reports into that venue's frames.
 
 The model, in short:
 

@@ -14,9 +14,10 @@ as if the strategy kept its money in USD):
   closing realizes `cost of the closed part - closed / exit` coins, converted at the index of
   that moment; an open position is marked the same way at the mark price.
 - Fees are converted at the fill too (a negative fee is a rebate). A fee whose currency is the
-  instrument itself (`fee_currency == symbol`: a Polymarket taker buy pays its fee in shares,
-  connectors/polymarket/fees.py) changes the position: a buy of `size` receives `size - fee`;
-  the fee's USD value is `fee x contract_size x price x usd_rate(quote)`.
+  instrument itself (`fee_currency == symbol`: Polymarket's taker buy under CLOB V1, which paid
+  its fee in shares; under V2 the fee is pUSD on both sides, connectors/polymarket/fees.py)
+  changes the position: a buy of `size` receives `size - fee`; the fee's USD value is
+  `fee x contract_size x price x usd_rate(quote)`.
 - Funding (a perpetual's periodic payment) is a cash flow in a currency, booked into realized
   PnL at its rate and counted apart as well (`funding_usd`).
 

@@ -19,6 +19,9 @@ simulator provides its protocol (hooks below); the base provides:
   peer), `frames` / `frames_b64` (these exact frames, as text / as binary messages from
   base64, once to every peer: hostile frames a client must survive). The venue applies `gap`,
   `reject` and `rate_limit` where its protocol has them.
+  A venue adds its own switches (`switches`); a body that is not a JSON object, a switch the
+  venue does not have, or a value of the wrong kind is refused with 400 and one line naming it
+  (`check_switches`), and nothing of that body is applied.
 - Benchmarks: `POST /_sim/burst` (`{"prepare": steps}`, then `{}` to send them as fast as the
   peers take them, then `{"resume": true}`), `/_sim/latency` (`{"probe": instrument}`: when
   each probe frame left, by `probe_key`, and when orders arrived, by `arrived_at`, on the
@@ -45,6 +48,12 @@ import trio.lowlevel
 from ..model.errors import DataError
 
 __all__ = [
+    "COUNT",
+    "FLAG",
+    "OBJECT",
+    "SECONDS",
+    "SHARED_SWITCHES",
+    "TEXT",
     "PeerT",
     "Receive",
     "Scope",
@@ -52,6 +61,8 @@ __all__ = [
     "SimFaults",
     "SimPeer",
     "SimulatorServer",
+    "Switch",
+    "check_switches",
     "require_server",
     "serve",
 ]
@@ -113,14 +124,67 @@ class SimPeer:
 PeerT = TypeVar("PeerT", bound=SimPeer)
 
 
+@attrs.frozen
+class Switch:
+    """What one fault switch takes: `what` says it in an error, `accepts` checks a value (null
+    is accepted by every switch: it leaves the switch as it is or turns it off)."""
+
+    what: str
+    accepts: Callable[[Any], bool]
+
+
+def _json(*kinds: type) -> Callable[[Any], bool]:
+    # bool is an int in Python; JSON's true/false is no number
+    return lambda v: isinstance(v, kinds) and (bool in kinds or not isinstance(v, bool))
+
+
+def _texts(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+SECONDS = Switch("seconds (a number)", _json(int, float))
+COUNT = Switch("a count (an integer)", _json(int))
+FLAG = Switch("true or false", _json(bool))
+TEXT = Switch("a string", _json(str))
+OBJECT = Switch("an object", _json(dict))
+SHARED_SWITCHES: dict[str, Switch] = {
+    "drop": FLAG,
+    "stall_s": SECONDS,
+    "gap": TEXT,
+    "reject": OBJECT,
+    "rate_limit": COUNT,
+    "garbage": COUNT,
+    "frames": Switch("a list of strings", _texts),
+    "frames_b64": Switch("a list of base64 strings", _texts),
+}
+_JSON_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+
+
+def check_switches(spec: Any, switches: dict[str, Switch]) -> None:
+    """Refuse (ValueError, one line) a `/_sim/faults` body that is not an object, names a
+    switch the venue does not have, or gives one a value of the wrong kind; a typo must not
+    pass as a switch applied."""
+    if not isinstance(spec, dict):
+        kind = _JSON_NAMES.get(type(spec), "a number")
+        raise ValueError(f"the switches are a JSON object, not {kind}")
+    unknown = sorted(str(key) for key in spec if key not in switches)
+    if unknown:
+        raise ValueError(f"unknown switch {', '.join(unknown)}; known: {', '.join(sorted(switches))}")
+    for key, value in spec.items():
+        if value is not None and not switches[key].accepts(value):
+            raise ValueError(f"{key}: expected {switches[key].what}, got {value!r}")
+
+
 class SimulatorServer(Generic[PeerT]):
     """The simulator base (module docstring). Subclasses set `venue`, `ws_paths` and implement
     the hooks (`new_peer` builds the venue's `SimPeer` subclass); `default_reject` is the
-    (code, message) a `reject` switch uses by default."""
+    (code, message) a `reject` switch uses by default; `switches` names every fault switch the
+    venue takes (the shared ones and its own), so an unknown one is refused."""
 
     venue: ClassVar[str]
     ws_paths: ClassVar[tuple[str, ...]]
     default_reject: ClassVar[tuple[Any, str]] = ("rejected", "rejected by the simulator")
+    switches: ClassVar[dict[str, Switch]] = SHARED_SWITCHES
 
     def __init__(
         self,
@@ -250,7 +314,9 @@ class SimulatorServer(Generic[PeerT]):
 
     # -- switches -----------------------------------------------------------------------------
     def apply_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Switch faults on from a JSON object (see the module docstring)."""
+        """Switch faults on from a JSON object (see the module docstring). Raises ValueError,
+        applying nothing, for a spec `check_switches` refuses."""
+        check_switches(spec, self.switches)
         applied: dict[str, Any] = {}
         if spec.get("drop"):
             applied["dropped"] = self.drop_all()

@@ -34,8 +34,7 @@ from typing import Any
 
 import orjson
 
-from tradingd.engine.store import RecordingWriter
-
+from ..common import DEFAULT_OPTIONS, parse_options, write_sample
 from ..synth import (
     InstrumentSpec,
     LevelChange,
@@ -48,10 +47,6 @@ from .naming import PERPETUAL_EXPIRY_MS, Right, option_name
 
 __all__ = ["DEFAULT_OPTIONS", "DeribitFeed", "build_market", "generate_sample", "parse_options"]
 
-DEFAULT_OPTIONS: Mapping[str, Any] = {"seed": 7, "hours": 2.0, "start": "2026-11-24T00:00:00Z"}
-# The first option expiry is at least 3 days after the start and the model does not expire
-# options, so a sample may not run longer than that.
-_MAX_HOURS = 72.0
 
 _MS = 1_000_000
 _DAY_MS = 86_400_000
@@ -59,35 +54,6 @@ _CURRENCIES = ("BTC", "ETH")
 
 
 # --------------------------------------------------------------------------- options
-
-
-def parse_options(options: Mapping[str, Any]) -> tuple[int, float, int]:
-    """(seed, hours, start in ns) from a config's `generate` table; every key is optional.
-    Raises ValueError naming unknown keys or the key whose value is wrong."""
-    unknown = sorted(str(k) for k in options if k not in DEFAULT_OPTIONS)
-    if unknown:
-        raise ValueError(
-            f"unknown generator option(s) {', '.join(unknown)} (known: {', '.join(sorted(DEFAULT_OPTIONS))})"
-        )
-    merged = {**DEFAULT_OPTIONS, **options}
-    seed = merged["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"generator option seed must be an integer, got {seed!r}")
-    hours = merged["hours"]
-    if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours <= _MAX_HOURS:
-        raise ValueError(f"generator option hours must be a number in (0, {_MAX_HOURS:g}], got {hours!r}")
-    start = merged["start"]
-    if not isinstance(start, str):
-        raise ValueError(f"generator option start must be an ISO-8601 UTC string, got {start!r}")
-    try:
-        when = dt.datetime.fromisoformat(start)
-    except ValueError:
-        raise ValueError(f"generator option start is not an ISO-8601 time: {start!r}") from None
-    if when.tzinfo is None:
-        raise ValueError(f"generator option start must say its time zone (end in Z): {start!r}")
-    # Whole milliseconds: Deribit's timestamps are ms, and the stream's steps start here.
-    start_ms = calendar.timegm(when.utctimetuple()) * 1000 + when.microsecond // 1000
-    return seed, float(hours), start_ms * _MS
 
 
 # --------------------------------------------------------------------------- instruments
@@ -671,18 +637,8 @@ class DeribitFeed:
 
 
 def generate_sample(path: Path, options: Mapping[str, Any]) -> int:
-    """Write a synthetic Deribit recording to `path` (zstd when it ends in `.zst`, gzip for
-    `.gz`; written to a temporary file and renamed into place) and return its number of frames.
-
-    `options` (all optional): `seed` (int, default 7), `hours` (default 2.0, at most 72),
-    `start` (ISO-8601 UTC, default 2026-11-24T00:00:00Z). Unknown keys raise ValueError. The same
-    options give byte-identical files.
-    """
-    seed, hours, start_ns = parse_options(options)
-    feed = DeribitFeed.create(seed=seed, start_ns=start_ns)
-    with RecordingWriter(path, level=1) as writer:
-        write = writer.write
-        for ts, frame in feed.frames(hours):
-            write(ts, frame)
-        count = writer.frames
-    return count
+    """Write a synthetic Deribit recording to `path` and return its number of frames
+    (`simulators.common.write_sample`). `options` (all optional): `seed` (int, default 7),
+    `hours` (default 2.0, at most 72), `start` (ISO-8601 UTC, default 2026-11-24T00:00:00Z).
+    Unknown keys raise ValueError."""
+    return write_sample(path, options, DeribitFeed.create)

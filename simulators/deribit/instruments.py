@@ -11,13 +11,10 @@ from typing import Any
 
 import attrs
 
+from ..common import dec as _dec
 from .naming import PERPETUAL_EXPIRY_MS, Right
 
 __all__ = ["Listing"]
-
-
-def _dec(x: Any) -> Decimal:
-    return Decimal(str(x))
 
 
 @attrs.frozen

@@ -43,6 +43,15 @@ Fidelity (VENUES.md §1):
   as its `price` (VENUES.md's official market-order samples carry a number).
 - Rate limits: the matching engine's credit bucket (§1.10, tier 4 by default): a client that
   bursts past it gets `too_many_requests` and its session closed, as on Deribit.
+- Funds: an order whose cost or initial margin the account's balance in the settlement
+  currency cannot cover is refused with 10009 `not_enough_funds` (§1.9): a buy of an option
+  pays its premium (amount x price); a future, and a sold option, need initial margin on the
+  part that grows the position (futures 2% of its value in the settlement currency; a short
+  option 15% of the underlying plus its mark). The model is Deribit's at its simplest: no
+  portfolio margin, and other open orders reserve nothing.
+- A `label` longer than 64 characters (VENUES.md §1.7) is refused with -32602 `Invalid params`
+  naming it; a malformed parameter is -32602 too, its `data` naming the parameter where known
+  and never carrying the simulator's internals.
 - A WebSocket frame over 32 KiB is refused with `{"code": -32600, "message": "request entity too
   large"}` and no `id`: Deribit's answer to a subscribe with too many channels (seen by
   tmatic-trading/crypto-platform issues #402 and #439, which split subscriptions to stay under it;
@@ -78,7 +87,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from decimal import Decimal, InvalidOperation
 from functools import partial
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import parse_qsl
 
 import attrs
@@ -87,6 +96,7 @@ import structlog
 import trio
 
 from tradingd.engine.sim import SimFaults, SimPeer, SimulatorServer, serve
+from tradingd.engine.sim.server import COUNT, OBJECT, SECONDS, SHARED_SWITCHES, TEXT, Switch
 
 from ..matching import MARKET, Match, Outcome, Side
 from . import auth, public_methods, wire
@@ -101,6 +111,11 @@ __all__ = ["DEFAULT_ACCOUNTS", "DeribitSimulator", "Faults", "serve"]
 VENUE: Final = "deribit"
 DEFAULT_ACCOUNTS: Final = {"tradingd-sim": "sim-secret-0123456789"}
 MAX_FRAME_BYTES: Final = 32 * 1024  # module docstring: Deribit's -32600 "request entity too large"
+MAX_LABEL: Final = 64  # VENUES.md §1.7: `label` (<=64 chars)
+# The funds an order needs (module docstring): futures' initial margin starts at 2% of the
+# position (50x; Deribit's margin docs), a short option's at 15% of the underlying plus its mark.
+_FUTURE_IM: Final = Decimal("0.02")
+_SHORT_OPTION_IM: Final = Decimal("0.15")
 _INTERVALS: Final = frozenset({"100ms", "raw", "agg2"})
 _DEPTHS: Final = frozenset({"1", "10", "20"})
 # §1.6: grouped books' groups per currency; ETH's are hundredths of a dollar.
@@ -261,6 +276,15 @@ def _coerce(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _on_step(value: Decimal, step: Decimal, param: str, code: int, message: str) -> bool:
+    """`value` is a whole number of `step`s; one too large to divide (1e308) is the venue's
+    error for `param`."""
+    try:
+        return value % step == 0
+    except InvalidOperation:
+        raise RpcError(code, message, {"param": param}) from None
+
+
 def _decimal(x: Any, param: str, code: int, message: str) -> Decimal:
     """A JSON number as an exact Decimal (floats by their shortest repr); anything else, or a
     non-finite one, is the venue's error."""
@@ -282,6 +306,17 @@ class DeribitSimulator(SimulatorServer["_Session"]):
     venue = VENUE
     ws_paths = ("/ws/api/v2",)
     default_reject = (10009, "not_enough_funds")
+    switches: ClassVar[dict[str, Switch]] = {
+        **SHARED_SWITCHES,
+        "no_quotes": OBJECT,
+        "listing": TEXT,
+        "order_answer": Switch(
+            '"user_first" or "answer_first"', lambda v: v in ("user_first", "answer_first")
+        ),
+        "answer_delay_s": SECONDS,
+        "user_delay_s": SECONDS,
+        "max_frame_bytes": COUNT,
+    }
 
     def __init__(
         self,
@@ -301,6 +336,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         self.feed = DeribitFeed.create(seed=seed, start_ns=clock())
         self.fees = FeeSchedule()
         self.deribit_faults = DeribitFaults()
+        self.late_sent = 0  # `user_delay_s` notifications sent once due (tests wait on it)
         self.instrument_items: list[dict[str, Any]] = [
             item for result in self.feed.results for item in result
         ]
@@ -585,6 +621,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             now = trio.current_time()
             while session.delayed and session.delayed[0][0] <= now:
                 self.send(session, session.delayed.pop(0)[1])
+                self.late_sent += 1
 
     async def on_text(self, session: _Session, text: str) -> None:
         if len(text) > self.deribit_faults.max_frame_bytes or (
@@ -734,6 +771,11 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         self._publish_book(mb, self._now_ms())
         self._send_pending()
 
+    @property
+    def late_pending(self) -> int:
+        """`user_delay_s` notifications held back and not yet due."""
+        return sum(len(s.delayed) for s in self.sessions.values())
+
     def state(self) -> dict[str, Any]:
         return {
             "sessions": [
@@ -784,9 +826,14 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             return handler(self, params, session, account, after)
         except RpcError:
             raise
-        except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError) as exc:
+        except KeyError as exc:
             self.log.info("simulator.bad_request", method=method, error=repr(exc))
-            raise RpcError(-32602, "Invalid params", {"reason": str(exc)[:200]}) from None
+            raise RpcError(-32602, "Invalid params", {"param": str(exc.args[0])[:64]}) from None
+        except (ValueError, TypeError, ArithmeticError, AttributeError) as exc:
+            # The venue's error, not the simulator's: Python's own messages (an exception's
+            # class, an operand type) are logged here and never sent.
+            self.log.info("simulator.bad_request", method=method, error=repr(exc))
+            raise RpcError(-32602, "Invalid params", {"reason": "malformed or out of range"}) from None
         finally:
             self._finish_operation()
             self._send_pending()
@@ -1308,7 +1355,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             raise RpcError(10021, "invalid_amount", {"param": "amount"})
         if amount <= 0:
             raise RpcError(10021, "invalid_amount", {"param": "amount"})
-        if amount % listing.min_amount != 0:
+        if not _on_step(amount, listing.min_amount, "amount", 10021, "invalid_amount"):
             if listing.is_option:
                 raise RpcError(10021, "invalid_amount", {"param": "amount"})
             raise RpcError(10027, "non_integer_contract_amount")
@@ -1324,7 +1371,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             price = _decimal(p.get("price"), "price", 10023, "invalid_price")
             if price <= 0 and not listing.kind.endswith("combo"):
                 raise RpcError(10023, "invalid_price", {"param": "price"})
-            if price % listing.tick_for(price) != 0:
+            if not _on_step(price, listing.tick_for(price), "price", 10023, "invalid_price"):
                 raise RpcError(10043, "price_wrong_tick")
         # The ticker's price band: "any buy orders you submit higher than this price will be
         # clamped to this maximum" (and sells below `min_price` to it): Deribit's ticker docs. A
@@ -1353,6 +1400,19 @@ class DeribitSimulator(SimulatorServer["_Session"]):
                 price = opposite - tick if side is Side.BUY else opposite + tick
                 if price <= 0:
                     raise RpcError(11054, "post_only_reject")
+        label = p.get("label", "")
+        if label is None:
+            label = ""
+        if not isinstance(label, str) or len(label) > MAX_LABEL:
+            raise RpcError(
+                -32602,
+                "Invalid params",
+                {"param": "label", "reason": f"a string of at most {MAX_LABEL} characters"},
+            )
+        if self._funds_needed(account, listing, side, amount, price) > account.balances.get(
+            listing.settle, _ZERO
+        ):
+            raise RpcError(10009, "not_enough_funds")
         now_ms = self._now_ms()
         order = _Order(
             order_id=self._ids(listing, self._order_ids),
@@ -1362,7 +1422,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
             order_type=order_type,
             price=price,
             amount=amount,
-            label=str(p.get("label") or ""),
+            label=label,
             time_in_force=tif_name,
             post_only=post_only,
             reject_post_only=reject_post_only,
@@ -1391,6 +1451,35 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         self._touched[order.order_id] = order
         trades = self._settle_outcome(mb, order, outcome, now_ms)
         return {"order": self._order_json(order), "trades": trades}
+
+    def _funds_needed(
+        self, account: _Account, listing: Listing, side: Side, amount: Decimal, price: Decimal | None
+    ) -> Decimal:
+        """What an order needs of the balance in its settlement currency (module docstring):
+        an option buy's premium; initial margin on what a future, or a sold option, adds to the
+        position. Combos and spot are not modelled (nothing)."""
+        ticker = self.tickers.get(listing.name, {})
+        mark = Decimal(repr(ticker["mark_price"])) if ticker.get("mark_price") else None
+        # A market order before any ticker: the price it would meet first.
+        book = self.books[listing.name].book
+        px = next(
+            (p for p in (price, mark, book.best(side.opposite), book.best(side)) if p is not None), None
+        )
+        if px is None or px <= 0:
+            return _ZERO
+        held = account.positions.get(listing.name, _ZERO)
+        signed = amount if side is Side.BUY else -amount
+        grows = max(_ZERO, abs(held + signed) - abs(held))
+        if listing.kind == "future":
+            value = grows / px if listing.inverse else grows * px  # inverse: USD sized, coin settled
+            return value * _FUTURE_IM
+        if listing.kind == "option":
+            if side is Side.BUY:
+                return amount * px
+            index = ticker.get("underlying_price") or ticker.get("index_price")
+            underlying = Decimal(1) if listing.inverse or index is None else Decimal(repr(index))
+            return grows * (_SHORT_OPTION_IM * underlying + (mark or px))
+        return _ZERO
 
     def _settle_outcome(
         self, mb: MarketBook, order: _Order, outcome: Outcome, now_ms: int

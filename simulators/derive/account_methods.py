@@ -52,9 +52,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import orjson
 
@@ -63,12 +63,13 @@ from ..matching import Side
 if TYPE_CHECKING:
     from .simulator import DeriveSimulator, SimAccount
 
-__all__ = ["PublicTape", "register"]
+__all__ = ["PublicTape", "page_of", "register"]
 
 Handler = Callable[..., Any]
 
 _NEVER_S: Final = 253402300799  # 9999-12-31T23:59:59Z: a key registered without an expiry
 _MAX_PAGE: Final = 1000
+T = TypeVar("T")
 _INSTRUMENT_TYPES: Final = ("erc20", "option", "perp")
 _PUBLIC_TX_STATUSES: Final = ("settled", "reverted", "timed_out")  # the client's TxStatus5
 _TAPE: Final = 20_000  # public trades kept for the history (the newest)
@@ -90,6 +91,22 @@ def _dec(value: Any) -> Decimal:
     except InvalidOperation:
         return Decimal(0)
     return d if d.is_finite() else Decimal(0)
+
+
+def page_of(
+    items: list[T], p: Mapping[str, Any], error: Callable[..., Exception]
+) -> tuple[list[T], dict[str, int]]:
+    """One page of a history (§3.6 paging): `page` from 1, `page_size` 1..1000 (default 100),
+    integers; a page past the last answers the last one again, as Derive does. `error` is the
+    simulator's RpcError(code, message, data)."""
+    page, size = p.get("page", 1), p.get("page_size", 100)
+    if not isinstance(page, int) or isinstance(page, bool) or page < 1:
+        raise error(-32602, "Invalid params", "page must be an integer from 1")
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= _MAX_PAGE:
+        raise error(-32602, "Invalid params", f"page_size must be 1 to {_MAX_PAGE}")
+    pages = -(-len(items) // size)
+    page = min(page, max(pages, 1))
+    return items[(page - 1) * size : page * size], {"count": len(items), "num_pages": pages}
 
 
 class PublicTape:
@@ -138,16 +155,6 @@ class _Methods:
         if wallet.lower() != account.wallet.lower():
             raise self.error(14000, "Account not found", f"wallet {wallet} is not the one authenticated")
         return account
-
-    def _page(self, items: list[Any], p: dict[str, Any]) -> tuple[list[Any], dict[str, int]]:
-        page, size = p.get("page", 1), p.get("page_size", 100)
-        if not isinstance(page, int) or isinstance(page, bool) or page < 1:
-            raise self.error(-32602, "Invalid params", "page must be an integer from 1")
-        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= _MAX_PAGE:
-            raise self.error(-32602, "Invalid params", f"page_size must be 1 to {_MAX_PAGE}")
-        pages = -(-len(items) // size)
-        page = min(page, max(pages, 1))  # past the last page: the last one again, as Derive does
-        return items[(page - 1) * size : page * size], {"count": len(items), "num_pages": pages}
 
     @staticmethod
     def _item(sim: DeriveSimulator, name: str) -> dict[str, Any] | None:
@@ -310,7 +317,7 @@ class _Methods:
             and (currency is None or item["base_currency"] == currency.upper())
             and (expired or item["is_active"])
         ]
-        page, pagination = self._page(items, p)
+        page, pagination = page_of(items, p, self.error)
         return {"instruments": page, "pagination": pagination}
 
     def get_tickers(
@@ -423,7 +430,7 @@ class _Methods:
                 continue
             found.append(t)
         found.sort(key=lambda t: t["timestamp"], reverse=True)
-        page, pagination = self._page(found, p)
+        page, pagination = page_of(found, p, self.error)
         return {"trades": page, "pagination": pagination}
 
     def _all_trades(self, sim: DeriveSimulator, now_ms: int) -> Iterable[dict[str, Any]]:

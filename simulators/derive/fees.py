@@ -52,10 +52,10 @@ class FeeSchedule:
     """The fees of one execution (module docstring)."""
 
     def rates(self, listing: Listing) -> tuple[Decimal, Decimal, Decimal, Decimal | None]:
-        """(maker rate, taker rate, base fee, cap) of `listing`: its own, else the page's."""
+        """(maker rate, taker rate, base fee, cap) of `listing`: its own where it states them
+        (all zero is a free instrument), else the page's."""
         maker, taker, base, cap = PUBLISHED[listing.kind]
-        own = listing.maker_rate or listing.taker_rate or listing.base_fee
-        if own:
+        if listing.states_fees:
             maker, taker, base = listing.maker_rate, listing.taker_rate, listing.base_fee
         if listing.kind == "option" and listing.cap is not None and listing.cap > 0:
             cap = listing.cap

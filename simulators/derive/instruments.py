@@ -81,6 +81,9 @@ class Listing:
     strike: Decimal | None
     expiry_s: int | None
     active: bool
+    # The item states its fee fields (any of the three): then they are its fees, even all zero
+    # (a free instrument); an item without them is charged the fee page's rates.
+    states_fees: bool
 
     @classmethod
     def of(cls, item: Mapping[str, Any]) -> Listing:
@@ -106,6 +109,9 @@ class Listing:
             strike=None if option is None else Decimal(str(option["strike"])),
             expiry_s=None if option is None else int(option["expiry"]),
             active=bool(item.get("is_active", True)),
+            states_fees=any(
+                item.get(key) is not None for key in ("maker_fee_rate", "taker_fee_rate", "base_fee")
+            ),
         )
 
     @property

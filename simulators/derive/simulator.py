@@ -96,7 +96,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import attrs
 import orjson
@@ -104,6 +104,7 @@ import structlog
 import trio
 
 from tradingd.engine.sim import SimPeer, SimulatorServer, serve
+from tradingd.engine.sim.server import COUNT, FLAG, OBJECT, SHARED_SWITCHES, Switch
 
 from ..matching import MARKET, Match, OrderBook, Side
 from . import account_methods
@@ -405,6 +406,14 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
     venue = VENUE
     ws_paths = ("/ws",)
     default_reject = (11000, "Insufficient funds")
+    switches: ClassVar[dict[str, Switch]] = {
+        **SHARED_SWITCHES,
+        "revert": COUNT,
+        "settle": FLAG,
+        "trade": OBJECT,
+        "cancel": OBJECT,
+        "private": Switch('"outrun", "trail" or {"trail_s": seconds}', lambda v: isinstance(v, str | dict)),
+    }
 
     def __init__(
         self,
@@ -456,6 +465,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         # The `private` switch: None, the channel outruns the answer; else it trails it by s.
         self.private_trail_s: float | None = None
         self._held: list[tuple[float, SimAccount, str, bytes]] = []  # (due, account, channel, frame)
+        self.late_sent = 0  # held notifications sent once due (tests wait on it)
         self._order_seq = itertools.count(1)
 
     # -- the market ---------------------------------------------------------------------------
@@ -1503,18 +1513,6 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
     def _get_order(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
         return self._order_json(self._own(p, account))
 
-    @staticmethod
-    def _page(items: list[dict[str, Any]], p: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        """One page of a history (§3.6 paging): `page` from 1, `page_size` 1..1000 (default 100);
-        a page beyond the last answers the last one again, as Derive does."""
-        page = _int(p, "page") if "page" in p else 1
-        size = _int(p, "page_size") if "page_size" in p else 100
-        if page < 1 or not 1 <= size <= 1000:
-            raise RpcError(-32602, "Invalid params", "page must be at least 1, page_size 1 to 1000")
-        pages = math.ceil(len(items) / size)
-        page = min(page, max(pages, 1))
-        return items[(page - 1) * size : page * size], {"count": len(items), "num_pages": pages}
-
     def _orders_of(self, account: SimAccount | None, sub: int) -> list[SimOrder]:
         """The subaccount's orders, newest first."""
         assert account is not None
@@ -1535,13 +1533,15 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             and (label is None or o.label == label)
             and (status is None or o.state == status)
         ]
-        page, pagination = self._page(orders, p)
+        page, pagination = account_methods.page_of(orders, p, RpcError)
         return {"subaccount_id": sub, "orders": page, "pagination": pagination}
 
     def _get_order_history(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
         """`private/get_order_history`: every order of the subaccount, paged."""
         sub = self._subaccount(p, account)
-        page, pagination = self._page([self._order_json(o) for o in self._orders_of(account, sub)], p)
+        page, pagination = account_methods.page_of(
+            [self._order_json(o) for o in self._orders_of(account, sub)], p, RpcError
+        )
         return {"subaccount_id": sub, "orders": page, "pagination": pagination}
 
     def _get_trade_history(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
@@ -1568,7 +1568,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             and (name is None or t["instrument_name"] == name)
             and (order_id is None or t["order_id"] == order_id)
         ]
-        page, pagination = self._page(trades, p)
+        page, pagination = account_methods.page_of(trades, p, RpcError)
         return {"subaccount_id": sub, "trades": page, "pagination": pagination}
 
     def _get_subaccounts(self, p: dict[str, Any], peer: Any, account: SimAccount | None, after: Any) -> Any:
@@ -1691,7 +1691,7 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
             and start <= e["timestamp"] <= end
             and name in (None, e["instrument_name"])
         ]
-        page, pagination = self._page(found, p)
+        page, pagination = account_methods.page_of(found, p, RpcError)
         return {"events": page, "pagination": pagination}
 
     # -- reports --------------------------------------------------------------------------------
@@ -1787,6 +1787,12 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         self._held = [h for h in self._held if h[0] > now]
         for _, account, channel, frame in due:
             self._deliver_private(account, channel, frame)
+        self.late_sent += len(due)
+
+    @property
+    def late_pending(self) -> int:
+        """Private notifications the `private` switch holds back, not yet due."""
+        return len(self._held)
 
     def settle_now(self) -> int:
         """Every pending client fill settles (or reverts) now; returns how many."""

@@ -24,8 +24,6 @@ get-sampling-simplified-markets, get-prices-history) and the captured CLOB marke
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -33,13 +31,13 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 import orjson
 
+from . import wire
+
 if TYPE_CHECKING:
     from .simulator import PolymarketSimulator
 
 __all__ = ["REWARDS", "ClobReads"]
 
-_END: Final = "LTE="
-_FIRST: Final = "MA=="
 # The collateral the captured market's rewards were paid in (USDC.e on Polygon, the capture's
 # `rewards.rates[0].asset_address`).
 REWARDS: Final = {
@@ -101,21 +99,10 @@ class ClobReads:
         }
 
     def _page(self, items: list[Any], query: dict[str, str]) -> dict[str, Any]:
-        cursor = query.get("next_cursor") or _FIRST
-        try:
-            start = int(base64.b64decode(cursor, validate=True).decode())
-        except (ValueError, binascii.Error, UnicodeDecodeError):
-            raise _Refused(400, "invalid next_cursor") from None
-        if start < 0:
+        page = wire.cursor_page(items, query.get("next_cursor"), self.page_size)
+        if page is None:
             raise _Refused(400, "invalid next_cursor")
-        page = items[start : start + self.page_size]
-        end = start + len(page)
-        return {
-            "limit": self.page_size,
-            "next_cursor": _END if end >= len(items) else base64.b64encode(str(end).encode()).decode(),
-            "count": len(page),
-            "data": page,
-        }
+        return page
 
     def _markets_page(self, query: dict[str, str], *, sampling: bool, simplified: bool) -> dict[str, Any]:
         # Paged by condition id: a cursor stays good while the markets' states change.

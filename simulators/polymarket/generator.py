@@ -38,7 +38,6 @@ the same bytes.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import hashlib
 import math
@@ -50,14 +49,11 @@ from typing import Any, Final
 import attrs
 import orjson
 
-from tradingd.engine.store import RecordingWriter
-
+from ..common import DEFAULT_OPTIONS, parse_options, write_sample
 from . import wire
 
 __all__ = ["DEFAULT_OPTIONS", "MARKETS", "MarketSpec", "PolymarketFeed", "generate_sample", "parse_options"]
 
-DEFAULT_OPTIONS: Mapping[str, Any] = {"seed": 7, "hours": 2.0, "start": "2026-11-24T00:00:00Z"}
-_MAX_HOURS: Final = 72.0
 
 _MS: Final = 1_000_000
 _Q: Final = 10_000  # price quanta per 1.0 (0.0001, the codec's book quantum)
@@ -132,33 +128,6 @@ _GROUP_TITLES: Final = {"ballon-dor-2026-winner": "2026 Ballon d'Or Winner"}
 
 
 # ------------------------------------------------------------------------------- options
-
-
-def parse_options(options: Mapping[str, Any]) -> tuple[int, float, int]:
-    """(seed, hours, start in ns) from a config's `generate` table; every key is optional.
-    Raises ValueError naming unknown keys or the key whose value is wrong."""
-    unknown = sorted(str(k) for k in options if k not in DEFAULT_OPTIONS)
-    if unknown:
-        known = ", ".join(sorted(DEFAULT_OPTIONS))
-        raise ValueError(f"unknown generator option(s) {', '.join(unknown)} (known: {known})")
-    merged = {**DEFAULT_OPTIONS, **options}
-    seed = merged["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"generator option seed must be an integer, got {seed!r}")
-    hours = merged["hours"]
-    if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours <= _MAX_HOURS:
-        raise ValueError(f"generator option hours must be a number in (0, {_MAX_HOURS:g}], got {hours!r}")
-    start = merged["start"]
-    if not isinstance(start, str):
-        raise ValueError(f"generator option start must be an ISO-8601 UTC string, got {start!r}")
-    try:
-        when = dt.datetime.fromisoformat(start)
-    except ValueError:
-        raise ValueError(f"generator option start is not an ISO-8601 time: {start!r}") from None
-    if when.tzinfo is None:
-        raise ValueError(f"generator option start must say its time zone (end in Z): {start!r}")
-    start_ms = calendar.timegm(when.utctimetuple()) * 1000 + when.microsecond // 1000
-    return seed, float(hours), start_ms * _MS
 
 
 # ------------------------------------------------------------------------------- formatting
@@ -622,18 +591,8 @@ class PolymarketFeed:
 
 
 def generate_sample(path: Path, options: Mapping[str, Any]) -> int:
-    """Write a synthetic Polymarket recording to `path` (zstd when it ends in `.zst`, gzip for
-    `.gz`; written to a temporary file renamed into place) and return its number of frames.
-
-    `options` (all optional): `seed` (int, default 7), `hours` (default 2.0, at most 72),
-    `start` (ISO-8601 UTC, default 2026-11-24T00:00:00Z). Unknown keys raise ValueError. The same
-    options give byte-identical files.
-    """
-    seed, hours, start_ns = parse_options(options)
-    feed = PolymarketFeed.create(seed=seed, start_ns=start_ns)
-    with RecordingWriter(path, level=1) as writer:
-        write = writer.write
-        for ts, frame in feed.frames(hours):
-            write(ts, frame)
-        count = writer.frames
-    return count
+    """Write a synthetic Polymarket recording to `path` and return its number of frames
+    (`simulators.common.write_sample`). `options` (all optional): `seed` (int, default 7),
+    `hours` (default 2.0, at most 72), `start` (ISO-8601 UTC, default 2026-11-24T00:00:00Z).
+    Unknown keys raise ValueError."""
+    return write_sample(path, options, PolymarketFeed.create)

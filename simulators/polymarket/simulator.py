@@ -102,7 +102,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import parse_qsl
 
 import attrs
@@ -111,7 +111,9 @@ import structlog
 import trio
 
 from tradingd.engine.sim import Receive, Scope, Send, SimPeer, SimulatorServer, serve
+from tradingd.engine.sim.server import COUNT, FLAG, OBJECT, SECONDS, SHARED_SWITCHES, TEXT, Switch
 
+from ..common import dec as _dec
 from ..matching import MARKET, Match, OrderBook, Side
 from . import wire
 from .auth import ApiKey, Wallet, clob_auth_typed_data, hmac_signature, order_typed_data, recover, signed_by
@@ -142,7 +144,6 @@ _TIF: Final = {"GTC": "gtc", "GTD": "gtc", "FOK": "fok", "FAK": "ioc"}
 _GTD_THRESHOLD_S: Final = 60
 _GTD_MIN_AHEAD_S: Final = 180
 _PAGE: Final = 500
-_END: Final = "LTE="
 _FAK_UNMATCHED: Final = (
     "no orders found to match with FAK order. FAK orders are partially filled or killed if no match is found."
 )
@@ -184,10 +185,6 @@ def _not_enough(balance: Decimal, amount: Decimal) -> _Refused:
             f"balance: {int(balance * _UNITS)}, order amount: {int(amount * _UNITS)}"
         },
     )
-
-
-def _dec(value: Any) -> Decimal:
-    return Decimal(str(value))
 
 
 @attrs.define(eq=False)
@@ -368,6 +365,20 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
     venue = VENUE
     ws_paths = ("/ws/market", "/ws/user")
     default_reject = ("INVALID_ORDER_NOT_ENOUGH_BALANCE", "INVALID_ORDER_NOT_ENOUGH_BALANCE")
+    switches: ClassVar[dict[str, Switch]] = {
+        **SHARED_SWITCHES,
+        "fail_trades": COUNT,
+        "trade": OBJECT,
+        "dump_delay_s": SECONDS,
+        "user_lag_s": SECONDS,
+        "answer_lag_s": SECONDS,
+        # venue_faults.py's
+        "trading": TEXT,
+        "silent": FLAG,
+        "silent_s": SECONDS,
+        "too_early": COUNT,
+        "cloudflare": COUNT,
+    }
 
     def __init__(
         self,
@@ -394,6 +405,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         self.user_lag_s = 0.0  # the user channel tells this much after the order's HTTP answer
         self.answer_lag_s = 0.0  # an order's HTTP answer comes this much after the user channel
         self._lagging: list[tuple[float, _Account, str, bytes]] = []  # (due, account, market, frame)
+        self.late_sent = 0  # `user_lag_s` messages sent once due (tests wait on it)
         self._dumps: list[tuple[float, _Peer, set[str]]] = []  # (trio time due, peer, tokens)
         self.feed = PolymarketFeed.create(seed=seed, start_ns=clock())
         opening = self.feed.opening(hours)
@@ -875,6 +887,12 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         self._lagging = [entry for entry in self._lagging if entry[0] > now]
         for _, account, market, frame in due:
             self._deliver(account, market, frame)
+        self.late_sent += len(due)
+
+    @property
+    def late_pending(self) -> int:
+        """User-channel messages `user_lag_s` holds back, not yet due."""
+        return len(self._lagging)
 
     # -- REST -----------------------------------------------------------------------------------
     async def handle_http(
@@ -1105,20 +1123,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         }
 
     def _markets(self, q: dict[str, str], body: bytes) -> Any:
-        ids = sorted(self.condition_tokens)
-        try:
-            start = int(base64.b64decode(q.get("next_cursor") or "MA==").decode() or 0)
-        except ValueError:
-            raise _Refused(400, {"error": "invalid next_cursor"}) from None
-        page = ids[start : start + 100]
-        nxt = start + len(page)
-        cursor = _END if nxt >= len(ids) else base64.b64encode(str(nxt).encode()).decode()
-        return {
-            "data": [self.clob_market(c) for c in page],
-            "next_cursor": cursor,
-            "limit": 100,
-            "count": len(page),
-        }
+        page = self._page(sorted(self.condition_tokens), q, 100)
+        return {**page, "data": [self.clob_market(c) for c in page["data"]]}
 
     def _market(self, condition_id: str) -> Any:
         return self.clob_market(condition_id)
@@ -1685,15 +1691,12 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             rest=rest,
         )
 
-    def _page(self, items: list[dict[str, Any]], q: dict[str, str]) -> dict[str, Any]:
-        try:
-            start = int(base64.b64decode(q.get("next_cursor") or "MA==").decode() or 0)
-        except ValueError:
-            raise _Refused(400, {"error": "invalid next_cursor"}) from None
-        page = items[start : start + _PAGE]
-        nxt = start + len(page)
-        cursor = _END if nxt >= len(items) else base64.b64encode(str(nxt).encode()).decode()
-        return {"data": page, "next_cursor": cursor, "limit": _PAGE, "count": len(page)}
+    @staticmethod
+    def _page(items: list[Any], q: dict[str, str], size: int = _PAGE) -> dict[str, Any]:
+        page = wire.cursor_page(items, q.get("next_cursor"), size)
+        if page is None:
+            raise _Refused(400, {"error": "invalid next_cursor"})
+        return page
 
     def _open_orders(self, account: _Account, q: dict[str, str], body: bytes) -> Any:
         items = [

@@ -11,6 +11,8 @@ the captures in `tests/simulators/polymarket/test_wire.py`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -23,6 +25,7 @@ __all__ = [
     "book",
     "book_event",
     "book_summary",
+    "cursor_page",
     "fmt",
     "last_trade_price",
     "levels",
@@ -36,6 +39,30 @@ __all__ = [
     "tick_size_change",
     "trade",
 ]
+
+
+FIRST_CURSOR = "MA=="  # base64 "0"
+END_CURSOR = "LTE="  # base64 "-1": no more pages (§2.3)
+
+
+def cursor_page(items: Sequence[Any], cursor: str | None, size: int) -> dict[str, Any] | None:
+    """The page of `items` a `next_cursor` asks for (§2.3: the cursor is the base64 offset;
+    "LTE=" after the last page), `{limit, next_cursor, count, data}`; None for a cursor that is
+    not one (unreadable or negative): the venue's 400 "invalid next_cursor"."""
+    try:
+        start = int(base64.b64decode(cursor or FIRST_CURSOR, validate=True).decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    if start < 0:
+        return None
+    page = list(items[start : start + size])
+    end = start + len(page)
+    return {
+        "limit": size,
+        "next_cursor": END_CURSOR if end >= len(items) else base64.b64encode(str(end).encode()).decode(),
+        "count": len(page),
+        "data": page,
+    }
 
 
 def fmt(d: Decimal) -> str:

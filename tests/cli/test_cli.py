@@ -131,3 +131,12 @@ def test_generate(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["generate", "--venue", "deribit", "--out", str(out), "--hours", "0.01", "--seed", "2"]) == 0
     assert out.exists() and "frames" in capsys.readouterr().err
     assert main(["generate", "--venue", "deribit", "--out", str(out), "--hours", "-1"]) == 2
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_simulate_refuses_a_port_outside_0_65535(capsys: pytest.CaptureFixture[str], port: str) -> None:
+    assert main(["simulate", "deribit", "--port", port]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"tradingd: error: --port must be 0..65535 (0: any free port), not {port}"
+    ]

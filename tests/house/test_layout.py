@@ -20,6 +20,9 @@ import ast
 import functools
 import graphlib
 import os
+import subprocess
+import sys
+import textwrap
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -264,16 +267,48 @@ def test_connectors_use_only_the_surfaces() -> None:
     )
 
 
+def imported_modules(imp: Import) -> list[str]:
+    """The modules `imp` may bring in: its module, and for `from package import name` where the
+    package is `tradingd` or the engine, `package.name` too (`from tradingd import connectors`
+    imports the package tradingd.connectors)."""
+    if imp.module in ("tradingd", ENGINE):
+        return [imp.module, *(f"{imp.module}.{name}" for name in imp.names)]
+    return [imp.module]
+
+
 def test_the_simulators_import_nothing_of_the_connectors() -> None:
     def wrong(module: str) -> bool:
         if module.split(".")[0] == "connectors" or module.startswith("tradingd.connectors"):
             return True
         return in_engine(module) and module not in SIMULATOR_ENGINE
 
-    found = [str(imp) for path in python_files("simulators") for imp in imports(path) if wrong(imp.module)]
+    found = [
+        str(imp)
+        for path in python_files("simulators")
+        for imp in imports(path)
+        if any(wrong(module) for module in imported_modules(imp))
+    ]
     assert not found, (
         "simulators import no connector, and of the engine only SIMULATOR_ENGINE:\n" + "\n".join(found)
     )
+
+
+def test_importing_every_simulator_module_loads_no_connector() -> None:
+    """What the source check cannot see (`importlib.import_module("tradingd.connectors...")`, an
+    import through another module): every module of tradingd.simulators imported in a fresh
+    interpreter leaves no tradingd.connectors module loaded."""
+    script = textwrap.dedent(
+        """
+        import importlib, pkgutil, sys
+        import tradingd.simulators as root
+        for info in pkgutil.walk_packages(root.__path__, root.__name__ + "."):
+            importlib.import_module(info.name)
+        print("\\n".join(sorted(m for m in sys.modules if m.startswith("tradingd.connectors"))))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [], "importing tradingd.simulators loaded connectors:\n" + done.stdout
 
 
 def test_strategies_use_only_the_strategy_surface() -> None:

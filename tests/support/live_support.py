@@ -101,3 +101,18 @@ async def live_deribit(nursery: trio.Nursery, probe: Probe, **settings: Any) -> 
     perp = "BTC-PERPETUAL"
     ticks = await until(lambda: [t for t in probe.of(Ticker, perp) if t.mark])
     return simulator, engine, ticks[-1].mark
+
+
+async def late_frames_sent(simulator: Any, before: int, within: float = 5.0) -> None:
+    """Wait until a simulator holding notifications back (Deribit's `user_delay_s`, Derive's
+    `private` trail, Polymarket's `user_lag_s`) has sent more than `before` of them, holds none
+    still, and every peer's outbox is drained onto the wire; then a moment for the client's
+    reader, on the same trio loop, to take them. A notification that never comes due fails
+    here, so a test asserting what the late frames did not change cannot pass without them."""
+
+    def sent() -> bool:
+        drained = all(p.outbox.statistics().current_buffer_used == 0 for p in simulator.sessions.values())
+        return bool(simulator.late_sent > before and not simulator.late_pending and drained)
+
+    await until(sent, within, "the late notifications sent")
+    await trio.sleep(0.1)

@@ -2,7 +2,7 @@
 
     python -m tests.support.tardis_sample [--minutes 20] [--seed 7]
 
-The market is the bundled generator's (`connectors.deribit.generator`: BTC perpetual and BTC
+The market is the bundled generator's (`simulators.deribit.generator`: BTC perpetual and BTC
 options), decoded by `DeribitDecoder` and written as Tardis.dev's Deribit CSV datasets, with
 Tardis's columns, units (µs timestamps, IVs in percent, book amounts as Deribit's) and file
 naming. Deterministic: the same arguments give the same bytes.

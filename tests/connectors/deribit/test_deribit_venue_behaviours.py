@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from tests.support.deribit_live import PERP, serve_sim, start
-from tests.support.live_support import Probe, until
+from tests.support.live_support import Probe, late_frames_sent, until
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.stream import DeribitSession
 from tradingd.engine import (
@@ -94,6 +94,16 @@ async def test_subscribing_every_instrument_is_batched_and_granted(
     assert not probe.statuses(StatusKind.SUBSCRIPTION_REFUSED)
 
 
+async def delivered(simulator: DeribitSimulator, late: int, faults: dict[str, Any]) -> None:
+    """The order's notifications have reached the connector: held back (`user_delay_s`), the
+    simulator must have sent them (one never sent fails the test); else they went out with or
+    before the answer, and a moment lets the connector take them."""
+    if faults.get("user_delay_s"):
+        await late_frames_sent(simulator, late)
+    else:
+        await trio.sleep(0.2)
+
+
 @pytest.mark.parametrize(
     "faults",
     [
@@ -113,11 +123,12 @@ async def test_order_answers_that_outrun_or_trail_the_user_channel(
     simulator.apply_faults(faults)
     # A marketable order: filled at once. However the answer and the notifications interleave,
     # the order ends filled, its fill is booked once, and the position is its size.
+    late = simulator.late_sent
     filled = await probe.ctx.buy("deribit", PERP, 30)
     assert filled.status is OrderState.FILLED
     (at_venue,) = [o for o in simulator.orders.values() if o.label == filled.client_order_id]
     trade_ids = {t["trade_id"] for t in next(iter(simulator.accounts.values())).trades}
-    await trio.sleep(1.0)  # the delayed notifications arrive
+    await delivered(simulator, late, faults)  # the delayed notifications arrive
     fills = [e for e in probe.mine(filled.client_order_id) if isinstance(e, Fill)]
     assert {f.trade_id for f in fills} == trade_ids and len(fills) == len(trade_ids)
     assert sum(f.size for f in fills) == 30 == probe.ctx.position("deribit", PERP)
@@ -126,11 +137,12 @@ async def test_order_answers_that_outrun_or_trail_the_user_channel(
     assert at_venue.state == "filled"
     # A resting order and its cancel: the late notification of the open order does not reopen it.
     bid = probe.of(Ticker, PERP)[-1].bid
+    late = simulator.late_sent
     resting = await probe.ctx.buy("deribit", PERP, 10, price=Decimal(int(bid * 0.9)))
     assert resting.status is OrderState.OPEN
     cancelled = await probe.ctx.cancel_order(resting.client_order_id or "")
     assert cancelled.status is OrderState.CANCELLED
-    await trio.sleep(1.0)
+    await delivered(simulator, late, faults)
     updates = [e for e in probe.mine(resting.client_order_id) if isinstance(e, OrderUpdate)]
     assert updates[-1].status is OrderState.CANCELLED
 

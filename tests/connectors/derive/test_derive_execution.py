@@ -53,6 +53,7 @@ from tradingd.engine import (
 from tradingd.engine.model import InstrumentRegistry, Order
 from tradingd.engine.runtime.router import MarketRouter
 from tradingd.simulators.derive import SIMULATOR
+from tradingd.simulators.derive.account_methods import page_of
 from tradingd.simulators.derive.simulator import (
     DEMO_SESSION_KEY,
     DEMO_SUBACCOUNT,
@@ -622,14 +623,18 @@ def test_history_pages_cover_every_item_once_and_a_page_too_far_repeats_the_last
     count: int, size: int
 ) -> None:
     items = [{"n": i} for i in range(count)]
-    first, pagination = DeriveSimulator._page(items, {"page_size": size})
+
+    def page(p: dict[str, Any]) -> tuple[list[dict[str, int]], dict[str, int]]:
+        return page_of(items, p, RpcError)
+
+    first, pagination = page({"page_size": size})
     assert pagination == {"count": count, "num_pages": math.ceil(count / size)}
     read = list(first)
-    for page in range(2, pagination["num_pages"] + 1):
-        read += DeriveSimulator._page(items, {"page": page, "page_size": size})[0]
+    for n in range(2, pagination["num_pages"] + 1):
+        read += page({"page": n, "page_size": size})[0]
     assert read == items
-    last = DeriveSimulator._page(items, {"page": max(pagination["num_pages"], 1), "page_size": size})[0]
-    assert DeriveSimulator._page(items, {"page": pagination["num_pages"] + 3, "page_size": size})[0] == last
+    last = page({"page": max(pagination["num_pages"], 1), "page_size": size})[0]
+    assert page({"page": pagination["num_pages"] + 3, "page_size": size})[0] == last
 
 
 async def test_history_filters_and_their_refusals() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import trio
 
 from tests.support.derive_live import CREDS
-from tests.support.live_support import Probe, until
+from tests.support.live_support import Probe, late_frames_sent, until
 from tradingd.connectors.derive.settings import DeriveSettings
 from tradingd.engine import Fill, OrderState, OrderUpdate, Subscription, Ticker
 from tradingd.engine.runtime.live import LiveEngine
@@ -49,10 +49,11 @@ async def test_the_channel_trailing_the_answers_changes_nothing(nursery: trio.Nu
     await until(lambda: bool(probe.of(Ticker, PERP)))
     simulator.apply_faults({"private": {"trail_s": 0.3}})
     # A fill: the answer brings it first, the channel 0.3 s later.
+    late = simulator.late_sent
     filled = await probe.ctx.buy("derive", PERP, Decimal("0.3"))
     assert filled.status is OrderState.FILLED
     await until(lambda: any(isinstance(e, Fill) for e in probe.mine(filled.client_order_id)))
-    await trio.sleep(0.6)  # the channel's copies of the order and its trades arrive now
+    await late_frames_sent(simulator, late)  # the channel's copies of the order and its trades
     fills = [e for e in probe.mine(filled.client_order_id) if isinstance(e, Fill)]
     assert sum(f.size for f in fills) == Decimal("0.3")
     assert engine.flow.tracker.stats.duplicate_fills == 0
@@ -60,11 +61,12 @@ async def test_the_channel_trailing_the_answers_changes_nothing(nursery: trio.Nu
     # A resting order placed and cancelled before the channel has said it was open.
     bid = probe.of(Ticker, PERP)[-1].bid
     assert bid is not None
+    late = simulator.late_sent
     resting = await probe.ctx.buy("derive", PERP, Decimal("0.1"), price=Decimal(int(bid * 0.9)))
     assert resting.status is OrderState.OPEN
     done = await probe.ctx.cancel_order(resting.client_order_id or "")
     assert done.status is OrderState.CANCELLED
-    await trio.sleep(0.6)  # then the channel: "open", then "cancelled"
+    await late_frames_sent(simulator, late)  # then the channel: "open", then "cancelled"
     assert states(probe, resting.client_order_id)[-1] is OrderState.CANCELLED
     assert all(o.client_order_id != resting.client_order_id for o in probe.ctx.open_orders("derive"))
     account = simulator.accounts[DEMO_WALLET.lower()]

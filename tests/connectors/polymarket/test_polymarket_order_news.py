@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.support.live_support import Probe, until
+from tests.support.live_support import Probe, late_frames_sent, until
 from tests.support.polymarket_live import API, V, cache, serve_sim, start, yes
 from tradingd.engine import BookUpdate, Fill, OrderState, Subscription
 
@@ -33,6 +33,7 @@ async def test_an_order_is_booked_once_whichever_answer_comes_first(
     assert resting.status is OrderState.OPEN and simulator.orders[resting.order_id or ""].status == "LIVE"
     # A taker order: filled once, its fill booked once, the position the venue's.
     ask = Decimal(repr(probe.of(BookUpdate, token)[-1].best_ask))
+    late = simulator.late_sent
     taken = await probe.ctx.buy(V, token, 5, price=ask + Decimal("0.02"))
     await until(
         lambda: (
@@ -41,7 +42,12 @@ async def test_an_order_is_booked_once_whichever_answer_comes_first(
         ),
         within=5,
     )
-    await trio.sleep(0.6)  # the late side arrives too: nothing more is booked
+    # The late side arrives too, and nothing more is booked: the user channel's messages, sent
+    # (one never sent fails here); or the answer, which `buy` has awaited.
+    if switch == "user_lag_s":
+        await late_frames_sent(simulator, late)
+    else:
+        await trio.sleep(0.2)  # its user-channel messages went out before it
     fills = [e for e in probe.of(Fill) if e.client_order_id == taken.client_order_id]
     assert sum((f.size for f in fills), Decimal(0)) == 5
     assert probe.ctx.position(V, token) == simulator.accounts[API.key].positions[token] == 5

@@ -1,4 +1,4 @@
-"""The synthetic market (`engine.sim.synth`) and its Deribit encoding (`connectors.deribit.generator`).
+"""The synthetic market (`simulators.synth`) and its Deribit encoding (`simulators.deribit.generator`).
 
 The recording is checked three ways: as bytes (deterministic), as Deribit frames (the field sets
 of the captured frames in shared/fixtures/deribit, chained books), and as a market (replayed

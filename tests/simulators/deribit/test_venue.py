@@ -14,6 +14,7 @@ import orjson
 import pytest
 import trio
 
+from tests.support.sim_clock import fixed_clock
 from tradingd.simulators.deribit.simulator import DeribitSimulator
 from tradingd.simulators.matching import Side
 
@@ -61,7 +62,7 @@ class Client:
 
 
 def venue(**options: Any) -> DeribitSimulator:
-    return DeribitSimulator(seed=5, accounts=ACCOUNTS, **options)
+    return DeribitSimulator(seed=5, accounts=ACCOUNTS, clock=fixed_clock(), **options)
 
 
 def inside_spread(sim: DeribitSimulator) -> tuple[Decimal, Decimal]:
@@ -430,6 +431,7 @@ def test_a_hostile_order_is_answered_with_the_venues_error_and_the_venue_goes_on
     )
     (answer,) = [f for f in frames if f.get("id") == 3]
     assert answer["error"]["code"] in (10020, 10021, 10023, 10027, 10043, -32602)
+    assert "class" not in str(answer["error"]) and "decimal" not in str(answer["error"])  # no Python
     assert not sim.orders
     assert alice.rpc("public/test", {}) == {"version": "1.2.26"}
 
@@ -597,3 +599,54 @@ def test_a_book_rebuilt_from_the_frames_is_the_venues_book_through_client_orders
             assert rebuilt[name] == {"bids": want_bids, "asks": want_asks}, (step, name)
             assert book.best(published=True) == book.best()
     assert any(o.state == "filled" for o in sim.orders.values())  # clients did trade
+
+
+def refusal(client: Client, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    frames = client.send_text(
+        orjson.dumps({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).decode()
+    )
+    (answer,) = [f for f in frames if f.get("id") == 7]
+    assert "error" in answer, answer
+    error: dict[str, Any] = answer["error"]
+    return error
+
+
+def test_a_label_over_64_characters_is_refused_as_invalid_params() -> None:
+    sim = venue()
+    alice = Client(sim, "alice")
+    bid, _ = inside_spread(sim)
+    order = {"instrument_name": PERP, "amount": 10, "type": "limit", "price": float(bid - 100)}
+    error = refusal(alice, "private/buy", {**order, "label": "x" * 65})
+    assert error["code"] == -32602 and error["data"]["param"] == "label"
+    error = refusal(alice, "private/buy", {**order, "label": 7})
+    assert error["code"] == -32602 and error["data"]["param"] == "label"
+    assert not sim.orders
+    placed = alice.rpc("private/buy", {**order, "label": "x" * 64})
+    assert placed["order"]["label"] == "x" * 64
+
+
+def test_an_amount_too_large_to_divide_is_invalid_amount_without_python_in_it() -> None:
+    sim = venue()
+    alice = Client(sim, "alice")
+    error = refusal(alice, "private/buy", {"instrument_name": PERP, "amount": 1e308, "type": "market"})
+    assert error == {"code": 10021, "message": "invalid_amount", "data": {"param": "amount"}}
+
+
+def test_an_order_the_balance_cannot_cover_is_not_enough_funds() -> None:
+    sim = venue()
+    alice = Client(sim, "alice")
+    inside_spread(sim)
+    # 1e20 USD of the perpetual: 2% initial margin is far beyond 10 BTC.
+    error = refusal(alice, "private/buy", {"instrument_name": PERP, "amount": 1e20, "type": "market"})
+    assert error["code"] == 10009 and error["message"] == "not_enough_funds"
+    # An option's premium beyond the balance, and a short option's margin likewise.
+    option = next(
+        name for name, listing in sim.listings.items() if listing.is_option and listing.settle == "BTC"
+    )
+    big = {"instrument_name": option, "amount": 100_000, "type": "limit", "price": 0.5}
+    assert refusal(alice, "private/buy", big)["code"] == 10009
+    assert refusal(alice, "private/sell", big)["code"] == 10009
+    assert not sim.orders and sim.accounts["alice"].balances["BTC"] == 10
+    # What the balance covers still trades: 1000 USD of the perpetual.
+    done = alice.rpc("private/buy", {"instrument_name": PERP, "amount": 1000, "type": "market"})
+    assert done["order"]["order_state"] == "filled"

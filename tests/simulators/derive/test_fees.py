@@ -80,3 +80,13 @@ def test_an_instruments_own_rates_replace_the_pages() -> None:
 def test_max_fee_must_cover_the_whole_orders_taker_fee_per_unit() -> None:
     per_unit = FeeSchedule().estimate_per_unit(listing("perp"), D("0.5"), index=D(3000), mark=D(0))
     assert per_unit == (D("0.1") + D("0.0006") * D("0.5") * 3000) / D("0.5") == D("2")
+
+
+def test_an_instrument_stating_zero_fees_is_free() -> None:
+    free = listing("perp", maker_fee_rate="0", taker_fee_rate="0", base_fee="0")
+    assert FeeSchedule().fee(free, D(1), index=D(3500), mark=D(0), taker=True, base_fee=True) == 0
+    assert FeeSchedule().fee(free, D(1), index=D(3500), mark=D(0), taker=False, base_fee=False) == 0
+    # One stating none of them pays the page's: 0.1 base + 0.06% of 3500.
+    assert FeeSchedule().fee(listing("perp"), D(1), index=D(3500), mark=D(0), taker=True, base_fee=True) == D(
+        "2.2"
+    )

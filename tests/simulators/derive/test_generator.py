@@ -1,4 +1,4 @@
-"""The synthetic market's Derive encoding (`connectors.derive.generator`).
+"""The synthetic market's Derive encoding (`simulators.derive.generator`).
 
 The recording is checked three ways: as bytes (deterministic), as Derive v2 frames (the key sets of
 the captured frames in tests/fixtures/derive), and as a market (replayed through `DeriveDecoder`:

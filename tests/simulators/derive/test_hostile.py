@@ -11,9 +11,10 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.sim_clock import fixed_clock
 from tradingd.simulators.derive.simulator import _METHODS, DEMO_WALLET, DeriveSimulator, RpcError, _Peer
 
-SIM = DeriveSimulator(seed=2, matching_tps=1e9, non_matching_tps=1e9)
+SIM = DeriveSimulator(seed=2, matching_tps=1e9, non_matching_tps=1e9, clock=fixed_clock())
 KEYS = [
     "subaccount_id", "instrument_name", "direction", "amount", "limit_price", "max_fee", "nonce",
     "signature_expiry_sec", "signer", "signature", "order_type", "time_in_force", "label", "order_id",

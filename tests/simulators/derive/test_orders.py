@@ -6,7 +6,6 @@ outrun or trail the private channel)."""
 from __future__ import annotations
 
 import itertools
-import time
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +22,7 @@ from derive_action_signing import (  # type: ignore[import-untyped]
 from derive_client.data_types import generated_models as dc  # type: ignore[import-untyped]
 from web3 import Web3
 
+from tests.support.sim_clock import fixed_clock
 from tradingd.simulators.derive.eip712 import ACTION_TYPEHASH, TESTNET, address_of
 from tradingd.simulators.derive.simulator import (
     DEMO_SESSION_KEY,
@@ -46,12 +46,14 @@ KEYS = {
 }
 WALLETS = {name: "0x" + f"{i + 1:02x}" * 20 for i, name in enumerate(KEYS)}
 SUBS = {"alice": 101, "bob": 202, "carol": 303}
-_nonces = itertools.count(int(time.time() * 1000) * 1000)
+_nonces = itertools.count()
 
 
 def simulator() -> DeriveSimulator:
     accounts = [SimAccount(WALLETS[n], {SUBS[n]}, {address_of(k): None}) for n, k in KEYS.items()]
-    return DeriveSimulator(seed=11, accounts=[*accounts, demo_account()], matching_tps=1000.0)
+    return DeriveSimulator(
+        seed=11, accounts=[*accounts, demo_account()], matching_tps=1000.0, clock=fixed_clock()
+    )
 
 
 def signed(
@@ -63,8 +65,8 @@ def signed(
         subaccount_id=SUBS[who],
         owner=WALLETS[who],
         signer=address_of(KEYS[who]),
-        signature_expiry_sec=int(time.time()) + 600,
-        nonce=next(_nonces),
+        signature_expiry_sec=sim.clock() // 1_000_000_000 + 600,  # the simulator's time
+        nonce=sim.clock() // 1_000_000 * 1000 + next(_nonces) % 1000,
         module_address=TESTNET.trade_module,
         module_data=TradeModuleData(
             asset_address=item["base_asset_address"],

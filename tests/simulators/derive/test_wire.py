@@ -5,7 +5,6 @@ venue's refusals, field for field."""
 from __future__ import annotations
 
 import itertools
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import orjson
 import trio
 from derive_action_signing import SignedAction, TradeModuleData  # type: ignore[import-untyped]
 
+from tests.support.sim_clock import fixed_clock
 from tradingd.simulators.derive.eip712 import ACTION_TYPEHASH, TESTNET
 from tradingd.simulators.derive.simulator import (
     DEMO_SESSION_KEY,
@@ -28,7 +28,7 @@ from tradingd.simulators.matching import Side
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "derive"
 PERP = "ETH-PERP"
 SUB = DEMO_SUBACCOUNT
-NONCES = itertools.count(int(time.time() * 1000) * 1000)
+NONCES = itertools.count()
 
 
 def fixture(name: str) -> Any:
@@ -78,8 +78,8 @@ def official_order(sim: DeriveSimulator, price: Decimal, amount: str) -> dict[st
         subaccount_id=SUB,
         owner=DEMO_WALLET,
         signer=DEMO_SIGNER,
-        signature_expiry_sec=int(time.time()) + 600,
-        nonce=next(NONCES),
+        signature_expiry_sec=sim.clock() // 1_000_000_000 + 600,  # the simulator's time
+        nonce=sim.clock() // 1_000_000 * 1000 + next(NONCES) % 1000,
         module_address=TESTNET.trade_module,
         module_data=TradeModuleData(
             asset_address=item["base_asset_address"],
@@ -106,7 +106,7 @@ def official_order(sim: DeriveSimulator, price: Decimal, amount: str) -> dict[st
 
 
 async def test_public_channels_carry_the_captured_shapes() -> None:
-    sim = DeriveSimulator(seed=21)
+    sim = DeriveSimulator(seed=21, clock=fixed_clock())
     client = Client(sim)
     option = next(i["instrument_name"] for i in sim.instrument_items if i["instrument_type"] == "option")
     channels = [
@@ -146,7 +146,7 @@ async def test_public_channels_carry_the_captured_shapes() -> None:
 
 
 async def test_the_venues_refusals_word_for_word() -> None:
-    sim = DeriveSimulator(seed=21)
+    sim = DeriveSimulator(seed=21, clock=fixed_clock())
     client = Client(sim)
     unmatched = await client.call("subscribe", {"channels": [":ETH-PERP"]})
     assert unmatched["error"] == fixture("bourse/error_invalid_channels_demo.json")
@@ -155,7 +155,7 @@ async def test_the_venues_refusals_word_for_word() -> None:
 
 
 async def test_an_order_its_answer_private_channels_and_history_carry_the_captured_shapes() -> None:
-    sim = DeriveSimulator(seed=21)
+    sim = DeriveSimulator(seed=21, clock=fixed_clock())
     client = Client(sim)
     client.peer.account = sim.accounts[DEMO_WALLET.lower()]
     private = [f"{SUB}.orders", f"{SUB}.trades", f"{SUB}.balances"]
@@ -186,7 +186,7 @@ async def test_an_order_its_answer_private_channels_and_history_carry_the_captur
 
 
 async def test_instruments_and_ticker_answers_carry_the_captured_fields() -> None:
-    sim = DeriveSimulator(seed=21)
+    sim = DeriveSimulator(seed=21, clock=fixed_clock())
     client = Client(sim)
     items = (
         await client.call(
@@ -211,7 +211,7 @@ async def test_rest_answers_decode_with_derives_own_client_schemas() -> None:
     from derive_client.data_types import generated_models as dc  # type: ignore[import-untyped]
     from web3 import Web3
 
-    sim = DeriveSimulator(seed=21)
+    sim = DeriveSimulator(seed=21)  # the wall clock: derive-client signs its header with it
     transport = httpx.ASGITransport(app=sim)
     async with httpx.AsyncClient(transport=transport, base_url="http://derive.sim") as http:
 
@@ -259,15 +259,16 @@ async def test_rest_answers_decode_with_derives_own_client_schemas() -> None:
 
 
 async def test_the_published_book_shows_the_clients_resting_orders() -> None:
-    sim = DeriveSimulator(seed=21)
+    sim = DeriveSimulator(seed=21, clock=fixed_clock())
     client = Client(sim)
     client.peer.account = sim.accounts[DEMO_WALLET.lower()]
     await client.call("subscribe", {"channels": [f"orderbook.{PERP}.1.10"]})
     feed = sim.last_book(PERP)
     assert feed is not None
-    # The feed's best bid: a level the next published book still holds however the market
-    # moves a few ticks (its deepest level can leave the 10 published ones).
-    price = Decimal(feed["bids"][0][0])
+    # The feed's third bid: a level the next published book still holds when the market moves
+    # a few ticks (its deepest can leave the 10 published ones; its best can trade through the
+    # order, leaving nothing to show). The fixed clock makes the market's path the same each day.
+    price = Decimal(feed["bids"][2][0])
     answer = await client.call("private/order", {**official_order(sim, price, "0.5"), "direction": "buy"})
     assert answer["result"]["order"]["order_status"] == "open"
     client.drain()
@@ -289,7 +290,7 @@ async def test_the_published_book_shows_the_clients_resting_orders() -> None:
 
 
 async def test_the_slim_ticker_tops_the_book_with_the_clients_orders() -> None:
-    sim = DeriveSimulator(seed=21)
+    sim = DeriveSimulator(seed=21, clock=fixed_clock())
     client = Client(sim)
     client.peer.account = sim.accounts[DEMO_WALLET.lower()]
     await client.call("subscribe", {"channels": [f"ticker_slim.{PERP}.100"]})

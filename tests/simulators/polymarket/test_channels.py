@@ -10,6 +10,7 @@ import orjson
 import pytest
 import trio
 
+from tests.support.sim_clock import fixed_clock
 from tradingd.simulators.polymarket.simulator import DEMO_API, PolymarketSimulator
 
 HOSTILE: list[Any] = [
@@ -39,7 +40,7 @@ async def say(sim: PolymarketSimulator, path: str, message: Any) -> Any:
 @pytest.mark.parametrize("message", HOSTILE, ids=repr)
 @pytest.mark.parametrize("path", ["/ws/market", "/ws/user"])
 async def test_a_hostile_subscription_is_survived(path: str, message: Any) -> None:
-    sim = PolymarketSimulator(seed=3)
+    sim = PolymarketSimulator(seed=3, clock=fixed_clock())
     peer = await say(sim, path, message)
     assert peer.assets == set() and peer.account is None
     # The venue goes on: a good subscription on the same channel works.

@@ -1,4 +1,4 @@
-"""The synthetic Polymarket recording (`connectors.polymarket.generator`).
+"""The synthetic Polymarket recording (`simulators.polymarket.generator`).
 
 Checked three ways: as bytes (deterministic), as Polymarket frames (the field sets of the captured
 messages in tests/fixtures/polymarket), and as a market (replayed through `PolymarketDecoder`: the

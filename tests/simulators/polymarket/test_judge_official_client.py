@@ -34,7 +34,6 @@ from py_clob_client_v2.clob_types import (  # type: ignore[import-untyped]
 )
 from py_clob_client_v2.exceptions import PolyApiException  # type: ignore[import-untyped]
 
-from tradingd.connectors.polymarket.book import summary_hash
 from tradingd.simulators.polymarket.simulator import (
     DEMO_ACCOUNT,
     DEMO_ADDRESS,
@@ -42,6 +41,7 @@ from tradingd.simulators.polymarket.simulator import (
     PolymarketSimulator,
     serve,
 )
+from tradingd.simulators.polymarket.wire import summary_hash
 
 API = DEMO_API
 T = TypeVar("T")

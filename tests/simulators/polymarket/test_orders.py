@@ -19,6 +19,7 @@ from py_clob_client_v2.order_builder.builder import OrderBuilder  # type: ignore
 from py_clob_client_v2.order_utils.model.order_data_v2 import order_to_json_v2  # type: ignore[import-untyped]
 from py_clob_client_v2.signer import Signer  # type: ignore[import-untyped]
 
+from tests.support.sim_clock import fixed_clock
 from tradingd.simulators.polymarket.simulator import DEMO_KEY, PolymarketSimulator
 
 # Hardhat's well-known test accounts #1 and #2 (demo keys, never funds), beside the demo account #0.
@@ -75,7 +76,7 @@ def fee(size: Decimal, price: Decimal, rate: Decimal) -> Decimal:
 
 @pytest.fixture
 def sim() -> PolymarketSimulator:
-    return PolymarketSimulator(seed=3, mine_s=0.01, confirm_s=0.01)
+    return PolymarketSimulator(seed=3, clock=fixed_clock(), mine_s=0.01, confirm_s=0.01)
 
 
 def inside(sim: PolymarketSimulator, token: str) -> Decimal:

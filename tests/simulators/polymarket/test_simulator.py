@@ -1,4 +1,4 @@
-"""The Polymarket simulator's own switches (`connectors.polymarket.simulator`): `trade` (another
+"""The Polymarket simulator's own switches (`simulators.polymarket.simulator`): `trade` (another
 participant's taker trade prints as a `last_trade_price`, VENUES.md §2.2, and fills the resting
 client orders it reaches, as Derive's switch does) and `dump_delay_s` (a subscription's books,
 and with them the subscription, come late). The simulator runs in-process: REST over ASGI, a
@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.polymarket_live import API, venue_book
+from tests.support.sim_clock import fixed_clock
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution
 from tradingd.connectors.polymarket.signing import OrderSigner
@@ -29,7 +30,7 @@ NOW_NS = 1_795_000_000 * 1_000_000_000
 
 @pytest.fixture
 def sim() -> PolymarketSimulator:
-    return PolymarketSimulator(seed=3, mine_s=0.01, confirm_s=0.01)
+    return PolymarketSimulator(seed=3, clock=fixed_clock(), mine_s=0.01, confirm_s=0.01)
 
 
 def execution_for(sim: PolymarketSimulator) -> PolymarketExecution:
@@ -213,7 +214,7 @@ async def test_terms_the_venue_could_not_print_are_refused_and_nothing_happens(
     size=st.decimals(min_value=Decimal(-5), max_value=Decimal(1000), places=2),
 )
 def test_a_trade_prints_exactly_the_terms_it_was_given_or_is_refused(price: Decimal, size: Decimal) -> None:
-    sim = PolymarketSimulator(seed=3)
+    sim = PolymarketSimulator(seed=3, clock=fixed_clock())
     token = sim.feed.markets[0].yes  # tick 0.01
     valid = Decimal(0) < price < 1 and price % Decimal("0.01") == 0 and size > 0
     before = dict(sim.last_trade)
@@ -228,7 +229,7 @@ def test_a_trade_prints_exactly_the_terms_it_was_given_or_is_refused(price: Deci
 
 
 async def test_a_delayed_dump_holds_the_subscription_until_its_books() -> None:
-    sim = PolymarketSimulator(seed=3)
+    sim = PolymarketSimulator(seed=3, clock=fixed_clock())
     assert sim.apply_faults({"dump_delay_s": 0.2}) == {"dump_delay_s": 0.2}
     token, dropped = sim.feed.markets[0].yes, sim.feed.markets[1].yes
     listener = Listener(sim)
@@ -276,3 +277,20 @@ async def test_without_a_delay_the_books_come_at_once_and_bad_delays_are_refused
         with pytest.raises(ValueError):
             sim.apply_faults({"dump_delay_s": bad})
     assert sim.dump_delay_s == 0
+
+
+async def test_every_cursor_page_refuses_a_cursor_that_is_not_one() -> None:
+    """One pager for `/markets`, the account's pages and clob_reads' market pages: a negative
+    or unreadable `next_cursor` is the venue's 400 on each (the simulator's own pager once read
+    a negative one as an offset from the end)."""
+    sim = PolymarketSimulator(seed=3, clock=fixed_clock())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim), base_url="http://sim") as http:
+        first = (await http.get("/markets")).json()
+        assert (
+            first["count"] == len(first["data"]) == len(sim.condition_tokens)
+            and first["next_cursor"] == "LTE="
+        )
+        for path in ("/markets", "/sampling-markets"):
+            for cursor in ("LTU=", "not base64!"):  # base64 "-5"
+                answer = await http.get(path, params={"next_cursor": cursor})
+                assert answer.status_code == 400 and "invalid next_cursor" in answer.text, (path, cursor)

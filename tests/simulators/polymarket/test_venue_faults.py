@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio_websocket
 
+from tests.support.sim_clock import fixed_clock
 from tradingd.simulators.polymarket.simulator import PolymarketSimulator, serve
 
 
@@ -20,7 +21,7 @@ def client_of(sim: PolymarketSimulator) -> httpx.AsyncClient:
 
 
 async def test_switch_terms_are_checked_before_anything_is_applied() -> None:
-    sim = PolymarketSimulator(seed=3)
+    sim = PolymarketSimulator(seed=3, clock=fixed_clock())
     async with client_of(sim) as http:
         bad = await http.post("/_sim/faults", json={"trading": "closed", "too_early": 2})
         assert bad.status_code == 400 and "trading" in bad.json()["error"]
@@ -32,7 +33,7 @@ async def test_switch_terms_are_checked_before_anything_is_applied() -> None:
 
 
 async def test_each_refusal_has_the_venues_status_body_and_content_type() -> None:
-    sim = PolymarketSimulator(seed=3)
+    sim = PolymarketSimulator(seed=3, clock=fixed_clock())
     token = sim.feed.markets[0].yes
     async with client_of(sim) as http:
         sim.apply_faults({"cloudflare": 1, "too_early": 1})
@@ -62,7 +63,7 @@ async def test_each_refusal_has_the_venues_status_body_and_content_type() -> Non
 
 
 async def test_a_silent_market_channel_answers_ping_and_nothing_else(nursery: trio.Nursery) -> None:
-    sim = PolymarketSimulator(seed=3, step_s=0.05)
+    sim = PolymarketSimulator(seed=3, clock=fixed_clock(), step_s=0.05)
     (base,) = await nursery.start(functools.partial(serve, sim))
     token = sim.feed.markets[0].yes
     sim.apply_faults({"silent_s": 0.6})
@@ -83,7 +84,7 @@ async def test_a_silent_market_channel_answers_ping_and_nothing_else(nursery: tr
 
 @pytest.mark.parametrize("spec", [{"silent": True}, {"silent_s": 5}])
 async def test_silence_is_lifted_by_switching_it_off(spec: dict[str, object]) -> None:
-    sim = PolymarketSimulator(seed=3)
+    sim = PolymarketSimulator(seed=3, clock=fixed_clock())
     sim.apply_faults(spec)
     assert sim.venue_faults.silent
     sim.apply_faults({"silent": False})

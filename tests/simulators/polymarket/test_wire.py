@@ -15,6 +15,7 @@ from py_clob_client_v2.utilities import (  # type: ignore[import-untyped]
     parse_raw_orderbook_summary,
 )
 
+from tests.support.sim_clock import fixed_clock
 from tradingd.simulators.polymarket import wire
 from tradingd.simulators.polymarket.simulator import PolymarketSimulator
 
@@ -134,7 +135,7 @@ def test_a_last_trade_price_has_the_captured_fields_in_their_order() -> None:
 
 
 def test_the_simulators_book_is_hashed_as_the_official_client_hashes_it() -> None:
-    sim = PolymarketSimulator(seed=3)
+    sim = PolymarketSimulator(seed=3, clock=fixed_clock())
     for token in list(sim.tokens)[:4]:
         summary = sim.summary(token)
         assert summary["hash"] == generate_orderbook_summary_hash(parse_raw_orderbook_summary(summary))
