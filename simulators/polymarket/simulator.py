@@ -378,6 +378,7 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         "silent_s": SECONDS,
         "too_early": COUNT,
         "cloudflare": COUNT,
+        "bad_gateway": COUNT,
     }
 
     def __init__(

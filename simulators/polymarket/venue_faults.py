@@ -21,6 +21,10 @@ the real venue doing it:
   have been blocked", a Ray ID), `content-type: text/html`, never JSON, as users of the official
   clients quote it for `POST /order` (py-clob-client #101, #143, #262) and `POST /auth/api-key`
   (py-clob-client-v2 #38, #41). The request never reaches the CLOB: nothing is done.
+- `bad_gateway`: n. The next n order requests are answered by Cloudflare with HTTP 502 and its
+  HTML error page ("502: Bad gateway", a Ray ID) without reaching the CLOB: nothing is placed
+  nor cancelled. The client cannot tell that from a page sent after the CLOB took the order
+  (a 524 timeout), so for it the outcome is unknown until it asks the venue.
 - `silent`: true | false, or `silent_s`: seconds. The market channel keeps its connections open
   and answers `PING` with `PONG`, but sends nothing else: no books for a subscription, no
   changes, no trades ("the server accepts new TCP connections and subscription messages but never
@@ -42,7 +46,7 @@ import orjson
 import structlog
 import trio
 
-__all__ = ["CLOUDFLARE_BLOCK_PAGE", "ORDER_REQUESTS", "VenueFaults"]
+__all__ = ["BAD_GATEWAY_PAGE", "CLOUDFLARE_BLOCK_PAGE", "ORDER_REQUESTS", "VenueFaults"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -101,6 +105,24 @@ CLOUDFLARE_BLOCK_PAGE: Final = b"""<!DOCTYPE html>
 """
 
 
+# Cloudflare's 502 page, shortened the same way: the origin (the CLOB) was not reached.
+BAD_GATEWAY_PAGE: Final = b"""<!DOCTYPE html>
+<html lang="en-US">
+<head>
+<title>clob.polymarket.com | 502: Bad gateway</title>
+<meta charset="UTF-8" />
+</head>
+<body>
+  <div id="cf-error-details">
+    <h1><span class="inline-block">Bad gateway</span> <span class="code-label">Error code 502</span></h1>
+    <p>The web server reported a bad gateway error.</p>
+    <span class="cf-footer-item">Cloudflare Ray ID: <strong>9caa1869aa1f0359</strong></span>
+  </div>
+</body>
+</html>
+"""
+
+
 @attrs.define
 class VenueFaults:
     """The switches above, and what the simulator asks of them."""
@@ -109,6 +131,7 @@ class VenueFaults:
     too_early: int = 0  # the next n order requests get 425
     trading: str = "normal"  # "normal" | "disabled" | "cancel_only"
     cloudflare: int = 0  # the next n REST requests get Cloudflare's 403 page
+    bad_gateway: int = 0  # the next n order requests get Cloudflare's 502 page, unprocessed
     silent_until: float = 0.0  # trio time; inf: until switched off
     refused: int = 0  # requests answered by these switches
 
@@ -121,9 +144,9 @@ class VenueFaults:
         silent_s = spec.get("silent_s")
         if silent_s is not None and not 0 <= float(silent_s) < float("inf"):
             raise ValueError(f"silent_s: expected seconds >= 0, got {silent_s!r}")
-        counts = {k: int(spec.get(k) or 0) for k in ("too_early", "cloudflare")}
+        counts = {k: int(spec.get(k) or 0) for k in ("too_early", "cloudflare", "bad_gateway")}
         if any(n < 0 for n in counts.values()):
-            raise ValueError(f"too_early / cloudflare: expected counts >= 0, got {counts}")
+            raise ValueError(f"too_early / cloudflare / bad_gateway: expected counts >= 0, got {counts}")
         applied: dict[str, Any] = {}
         if counts["too_early"]:
             self.too_early += counts["too_early"]
@@ -131,6 +154,9 @@ class VenueFaults:
         if counts["cloudflare"]:
             self.cloudflare += counts["cloudflare"]
             applied["cloudflare"] = self.cloudflare
+        if counts["bad_gateway"]:
+            self.bad_gateway += counts["bad_gateway"]
+            applied["bad_gateway"] = self.bad_gateway
         if mode is not None:
             self.trading = str(mode)
             applied["trading"] = self.trading
@@ -164,6 +190,9 @@ class VenueFaults:
             return 503, b"application/json", orjson.dumps(_DISABLED)
         if request not in ORDER_REQUESTS:
             return None
+        if self.bad_gateway > 0:
+            self.bad_gateway -= 1
+            return 502, b"text/html; charset=UTF-8", BAD_GATEWAY_PAGE
         if self.too_early > 0:
             self.too_early -= 1
             return 425, b"application/json", orjson.dumps(_TOO_EARLY)

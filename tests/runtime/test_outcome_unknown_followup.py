@@ -328,17 +328,18 @@ async def test_on_the_polymarket_simulator_an_order_whose_answer_is_lost_is_open
     ].status is OrderState.OPEN
 
 
-async def test_on_the_polymarket_simulator_an_order_answered_425_is_settled_without_a_reconnect(
+async def test_on_the_polymarket_simulator_an_order_lost_at_the_gateway_is_settled_without_a_reconnect(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    """The matching engine is restarting (HTTP 425 on `POST /order`, outcome unknown): the
-    order never reached the book, and the follow-up's question settles it rejected (the
-    venue has no record of it, and no trade), which the strategy hears, with no reconnect."""
-    sim, engine, probe, token, bid = await _live_polymarket(nursery, tmp_path, too_early=1)
+    """Cloudflare answers `POST /order` with its 502 page and the CLOB never sees the order: the
+    client cannot tell that from a page sent after the CLOB took it (outcome unknown). The
+    follow-up's question settles it rejected (the venue has no record of it, and no trade),
+    which the strategy hears, with no reconnect."""
+    sim, engine, probe, token, bid = await _live_polymarket(nursery, tmp_path, bad_gateway=1)
     reconciliations = engine.reconciliations
     with pytest.raises(OrderOutcomeUnknown) as info:
         await probe.ctx.buy("polymarket", token, 5, price=bid - Decimal("0.05"))
-    assert info.value.code == 425
+    assert info.value.code == 502
     order = engine.flow.tracker.get(info.value.client_order_id or "")
     assert order is not None and order.state is OrderState.PENDING_NEW
     settled = await until(lambda: order.state if order.state.is_final else None, within=10)
