@@ -29,6 +29,11 @@ def test_raw_channels_without_credentials_are_refused_at_start() -> None:
 
 
 def test_raw_channels_with_credentials_and_100ms_without_are_accepted() -> None:
-    keys = {"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "secret"}
+    # Long, unlikely values: a credential read is registered with the log redactor for the
+    # whole process, and a short one ("secret") would be redacted inside every later log key.
+    keys = {
+        "DERIBIT_CLIENT_ID": "raw-interval-test-id",
+        "DERIBIT_CLIENT_SECRET": "raw-interval-test-secret-0f3c9a",
+    }
     assert _live(DeribitSettings(interval="raw"), keys) is not None
     assert _live(DeribitSettings(), {}) is not None
