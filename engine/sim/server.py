@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -142,8 +143,24 @@ def _texts(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
 
-SECONDS = Switch("seconds (a number)", _json(int, float))
-COUNT = Switch("a count (an integer)", _json(int))
+def _seconds(v: Any) -> bool:
+    return _json(int, float)(v) and math.isfinite(v) and v >= 0
+
+
+def _count(v: Any) -> bool:
+    return _json(int)(v) and v >= 0
+
+
+def _reject(v: Any) -> bool:
+    """`{"count": n >= 1, "code": ..., "message": "..."}`, each optional."""
+    if not isinstance(v, dict) or set(v) - {"count", "code", "message"}:
+        return False
+    count = v.get("count", 1)
+    return _json(int)(count) and count >= 1 and isinstance(v.get("message", ""), str)
+
+
+SECONDS = Switch("seconds (a finite number >= 0)", _seconds)
+COUNT = Switch("a count (an integer >= 0)", _count)
 FLAG = Switch("true or false", _json(bool))
 TEXT = Switch("a string", _json(str))
 OBJECT = Switch("an object", _json(dict))
@@ -151,7 +168,7 @@ SHARED_SWITCHES: dict[str, Switch] = {
     "drop": FLAG,
     "stall_s": SECONDS,
     "gap": TEXT,
-    "reject": OBJECT,
+    "reject": Switch('an object {"count": n >= 1, "code": ..., "message": "..."}', _reject),
     "rate_limit": COUNT,
     "garbage": COUNT,
     "frames": Switch("a list of strings", _texts),

@@ -734,18 +734,25 @@ class DeribitSimulator(SimulatorServer["_Session"]):
 
     # -- faults and state ---------------------------------------------------------------------
     def apply_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """The shared switches, and Deribit's own (module docstring)."""
+        """The shared switches, and Deribit's own (module docstring). Deribit's own are checked
+        before any switch is applied: a refused spec applies nothing."""
+        q = spec.get("no_quotes") if isinstance(spec, dict) else None
+        if q is not None:
+            if str(q.get("instrument", "")) not in self.books:
+                raise ValueError(f"no_quotes: no instrument {q.get('instrument')!r}")
+            if q.get("side") not in (None, "buy", "sell", "both"):
+                raise ValueError(f"no_quotes: side is buy, sell, both or null, not {q.get('side')!r}")
+        answer = spec.get("order_answer") if isinstance(spec, dict) else None
+        if answer not in (None, "user_first", "answer_first"):
+            raise ValueError(f"order_answer: user_first or answer_first, not {answer!r}")
         applied = super().apply_faults(spec)
         f = self.deribit_faults
-        if "no_quotes" in spec:
-            q = spec["no_quotes"] or {}
-            name = str(q.get("instrument", ""))
-            mb = self.books.get(name)
-            if mb is not None:
-                side = q.get("side")
-                sides = set() if side is None else ({Side.BUY, Side.SELL} if side == "both" else {Side(side)})
-                self._pull(mb, sides)
-                applied["no_quotes"] = {"instrument": name, "sides": sorted(sides)}
+        if q is not None:
+            name = str(q["instrument"])
+            side = q.get("side")
+            sides = set() if side is None else ({Side.BUY, Side.SELL} if side == "both" else {Side(side)})
+            self._pull(self.books[name], sides)
+            applied["no_quotes"] = {"instrument": name, "sides": sorted(sides)}
         if spec.get("listing"):
             f.listing.add(str(spec["listing"]))
             applied["listing"] = spec["listing"]

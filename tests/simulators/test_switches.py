@@ -46,3 +46,34 @@ async def test_unknown_switches_wrong_kinds_and_non_objects_are_refused(venue: s
         assert sim.faults.rate_limit == 0  # nothing of a refused body was applied
         ok = await http.post("/_sim/faults", json={"rate_limit": 2})
         assert ok.status_code == 200 and ok.json() == {"ok": True, "applied": {"rate_limit": 2}}
+
+
+@pytest.mark.parametrize("venue", sorted(VENUES))
+async def test_values_out_of_range_are_refused_naming_the_switch(venue: str) -> None:
+    """A negative stall, a negative count, a `reject` whose count is no number: refused by name,
+    not taken (a negative stall), nor a Python error naming nothing (`int('two')`)."""
+    sim = VENUES[venue][0]()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim), base_url="http://sim") as http:
+        for body, name in (
+            ({"stall_s": -5}, "stall_s: expected"),
+            ({"garbage": -1}, "garbage: expected"),
+            ({"reject": {"count": "two"}}, "reject: expected"),
+            ({"reject": {"count": 0}}, "reject: expected"),
+            ({"reject": {"cuont": 2}}, "reject: expected"),
+        ):
+            answer = await http.post("/_sim/faults", json=body)
+            assert answer.status_code == 400 and name in answer.json()["error"], (body, answer.text)
+        assert not sim.faults.reject and sim.faults.garbage == 0
+
+
+async def test_deribits_no_quotes_names_an_unknown_instrument_or_side_and_applies_nothing() -> None:
+    sim = DeribitSimulator(seed=5)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim), base_url="http://sim") as http:
+        for body, said in (
+            ({"no_quotes": {"instrument": "NOPE", "side": "buy"}}, "no_quotes: no instrument 'NOPE'"),
+            ({"no_quotes": {"instrument": "BTC-PERPETUAL", "side": "up"}}, "no_quotes: side is buy, sell"),
+            ({"order_answer": "later", "rate_limit": 3}, "order_answer: user_first or answer_first"),
+        ):
+            answer = await http.post("/_sim/faults", json=body)
+            assert answer.status_code == 400 and said in answer.json()["error"], (body, answer.text)
+        assert sim.faults.rate_limit == 0
