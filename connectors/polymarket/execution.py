@@ -1006,7 +1006,10 @@ class PolymarketExecution(VenueExecution):
         elif filled > 0:
             state, reason = OrderState.CANCELLED, "no longer at the venue; part of it matched"
         elif order.state is OrderState.PENDING_NEW:
-            state, reason = OrderState.REJECTED, "the venue has no record of it: never received; not re-sent"
+            # No record of an order we never heard back about: an empty answer (the Reconciler's
+            # "never received"). When that is the venue's last word is the engine's to decide: a
+            # second after a request that timed out, the venue may not have filed it yet.
+            return []
         else:
             state, reason = OrderState.CANCELLED, "no longer at the venue (cancelled while we were away)"
         final = self._update(

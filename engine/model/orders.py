@@ -155,6 +155,7 @@ _ALLOWED: dict[OrderState, frozenset[OrderState]] = {
     OrderState.PENDING_CANCEL: frozenset(
         {
             OrderState.PENDING_CANCEL,
+            OrderState.PENDING_NEW,  # the cancel was refused before the venue acknowledged it
             OrderState.OPEN,  # the cancel was refused; the order still rests
             OrderState.PARTIALLY_FILLED,  # filled while the cancel was on its way
             OrderState.FILLED,

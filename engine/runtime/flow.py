@@ -95,6 +95,9 @@ class OrderFlow:
         # Told of each fill left unbooked because the journal could not be read (the live engine
         # then has the venue's fills caught up again), never of a fill that is simply not ours.
         self.on_unreadable_fill: Callable[[Fill], None] | None = None
+        # Orders whose placement went unanswered and of which the venue has said nothing since:
+        # a refused cancel puts one back to pending, not open (`cancel_refused`).
+        self._unanswered_places: set[str] = set()
         # Told of each order whose request (place, edit, cancel) had no readable answer
         # (`state_unknown`): the live engine then asks the venue about it soon, rather than only
         # at the next reconnect's reconciliation.
@@ -336,6 +339,7 @@ class OrderFlow:
 
     def venue_rejected(self, order: Order, exc: OrderRejected, *, now_ns: int) -> OrderUpdate:
         """The venue refused a new order: it is final, and the strategy hears of it."""
+        self._unanswered_places.discard(order.client_order_id)
         self.rejected[order.strategy] = self.rejected.get(order.strategy, 0) + 1
         reason = exc.venue_message or exc.reason
         if order.can_transition(OrderState.REJECTED):
@@ -359,6 +363,8 @@ class OrderFlow:
             state=order.state.value,
             error=str(exc),
         )
+        if order.state is OrderState.PENDING_NEW:
+            self._unanswered_places.add(order.client_order_id)
         if self.on_outcome_unknown is not None:
             self.on_outcome_unknown(order)
 
@@ -400,9 +406,16 @@ class OrderFlow:
         self._journal("state", order, "cancel_request")
 
     def cancel_refused(self, order: Order, exc: OrderRejected, *, now_ns: int) -> None:
-        """The venue refused a cancel: the order goes back to what it was (if still pending)."""
+        """The venue refused a cancel: the order goes back to what it was (if still pending).
+        One the venue has never reported on since its placement went unanswered goes back to
+        pending, not to open: a refused cancel ("not found") is no word that it rests."""
         if order.state is OrderState.PENDING_CANCEL:
-            back = OrderState.PARTIALLY_FILLED if order.filled_size > 0 else OrderState.OPEN
+            if order.filled_size > 0:
+                back = OrderState.PARTIALLY_FILLED
+            elif order.client_order_id in self._unanswered_places:
+                back = OrderState.PENDING_NEW
+            else:
+                back = OrderState.OPEN
             order.transition(back, now_ns=now_ns)
         self._journal("state", order, "cancel_refused", code=exc.code)
         self.log.warning(
@@ -682,6 +695,8 @@ class OrderFlow:
         that question (`OrderTracker.apply_update`)."""
         overrides = self.tracker.stats.venue_overrides
         out = self.tracker.apply_update(update, verified=verified, asked=asked)
+        for u in out:
+            self._unanswered_places.discard(u.client_order_id or "")  # the venue's word on it
         if out and self.journal is not None:
             order = self.tracker.get(out[-1].client_order_id or "")
             if order is not None:
@@ -698,6 +713,9 @@ class OrderFlow:
         implies and before the order state it causes."""
         lookup_failures = self.tracker.stats.archive_failures
         events = self.tracker.apply_fill(fill)
+        for e in events:
+            if isinstance(e, OrderUpdate):
+                self._unanswered_places.discard(e.client_order_id or "")  # it traded: it was taken
         booked = next((e for e in events if isinstance(e, Fill)), None)
         if booked is None:
             # A journal that could not be read is not "not ours": booking the fill on an order

@@ -59,6 +59,10 @@ from .strategy import FailurePolicy, Phase, Strategy, StrategyFailure, split_str
 
 __all__ = ["LiveEngine", "PaperExecution"]
 
+# The states an order is in on our word alone (sent, no answer yet; a cancel on its way): a
+# change into one of them says nothing of the venue's.
+_OURS = frozenset({OrderState.PENDING_NEW, OrderState.PENDING_CANCEL})
+
 Mode = Literal["live", "paper"]
 
 
@@ -999,6 +1003,20 @@ class LiveEngine:
                 ),
                 now_ns=self.clock(),
             )
+        elif order.state is OrderState.PENDING_NEW:
+            # Its id known before sending (Polymarket's order hash), pending from before this
+            # connection (a follow-up would be running for a request of this process): the
+            # venue has no record of it by that id, so it never took it.
+            self.flow.venue_rejected(
+                order,
+                OrderRejected(
+                    "the venue has no record of it: never received; not re-sent",
+                    venue=venue,
+                    client_order_id=order.client_order_id,
+                    code="unknown_at_venue",
+                ),
+                now_ns=self.clock(),
+            )
         else:
             self.log.error(
                 "order.unknown_at_venue",
@@ -1096,9 +1114,11 @@ class LiveEngine:
                     # (a question now could not tell its effect); an unknown outcome of it
                     # starts the schedule again, any other answer changes the order.
                     continue
-                if order.state.is_final or order.changed > since:
+                if order.state.is_final or (order.changed > since and order.state not in _OURS):
                     self.flow._journal("note", "outcome_settled", cid, by="report", state=order.state.value)
                     return  # the venue's reports (or its answer to a request of ours) settled it
+                # Still in a state of our own making (a refused cancel put it back to pending):
+                # no word from the venue on its fate yet.
                 attempt += 1
                 answer = await self._ask(venue, self.venues[venue].execution(), order)
                 self.flow._journal(

@@ -25,7 +25,7 @@ from tests.support.live_support import Probe, until
 from tests.support.reconciliation import _engine, _update
 from tradingd.engine import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
 from tradingd.engine.model import Order
-from tradingd.engine.model.errors import OrderOutcomeUnknown, VenueError
+from tradingd.engine.model.errors import OrderOutcomeUnknown, OrderRejected, VenueError
 from tradingd.engine.runtime.live import LiveEngine
 
 if TYPE_CHECKING:
@@ -348,3 +348,50 @@ async def test_on_the_polymarket_simulator_an_order_lost_at_the_gateway_is_settl
     assert engine.flow.tracker.open_orders() == [] and not sim.orders
     heard = [o for o in probe.mine(order.client_order_id) if isinstance(o, OrderUpdate)]
     assert heard[-1].status is OrderState.REJECTED
+
+
+class _RefusingCancels(_Venue):
+    """As `_Venue`, but a cancel is refused ("not found": the venue has no such order yet)."""
+
+    async def cancel(self, order: Order) -> list[PrivateEvent]:
+        self.sent.append("cancel")
+        raise OrderRejected(
+            "order not found", venue="deribit", client_order_id=order.client_order_id, code="10004"
+        )
+
+
+async def test_a_cancel_refused_before_any_word_of_the_order_leaves_it_pending_and_asked_about(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The strategy cancels an order whose placement went unanswered, and the venue refuses
+    the cancel ("not found": it has not filed the order, or never will). That refusal is no
+    word that the order rests: it goes back to pending, not open, and the follow-up goes on
+    asking until the venue's word settles it. Before, it became OPEN, a state no venue
+    reported, and the follow-up stopped, taking our own change for the venue's report: a
+    phantom open order until the next reconnect (second review, H2)."""
+    venue = _RefusingCancels([[], [_update(OrderState.OPEN, ts=9 * S)]])
+    s = await _unknown_place(nursery, venue)
+    with pytest.raises(OrderRejected):
+        await s.engine.gateways["deribit"].cancel_order("s-1")
+    assert s.order.state is OrderState.PENDING_NEW
+    settled = await until(
+        lambda: s.order.state if s.order.state is not OrderState.PENDING_NEW else None, within=60
+    )
+    assert settled is OrderState.OPEN
+    assert len(venue.asked) == 2  # asked on, past the refused cancel
+
+
+async def test_a_pending_order_with_a_known_id_unknown_to_the_venue_is_rejected_at_reconciliation() -> None:
+    """After a restart, an order journaled pending whose id was known before sending
+    (Polymarket's order hash), and of which the venue has no record: it never took it, so the
+    reconciliation rejects it (the connector answers "no record" with nothing and leaves the
+    decision to the engine, which knows whether a follow-up of a request of this process is
+    still running). Before, the connector rejected it itself, a second after a timed-out
+    request too (second review, H1)."""
+    engine = _engine()
+    order = engine.flow.accept(request(size="10", price="90000", instrument=PERP.symbol, cid="s-9"), now_ns=S)
+    order.order_id = "0xhash"
+    venue = _Venue([[]])
+    await engine._ask_about("deribit", venue, order)
+    assert order.state is OrderState.REJECTED
+    assert engine.flow.tracker.open_orders() == []

@@ -793,13 +793,13 @@ async def test_reconciliation_asks_the_simulator_about_orders_and_trades(sim: Po
     )
     with pytest.raises(OrderRejected, match="already canceled or matched"):
         await ex.cancel_by_order_id(token, gone.order_id)
-    # Signed but never received (the daemon died before sending it): final as rejected.
+    # Signed but never received (the daemon died before sending it, or a request lost on its
+    # way): no record, an empty answer; when that is final is the engine's to decide (a second
+    # after a request that timed out, the venue may not have filed it yet).
     lost = order(token, price="0.05", n=4)
     lost.created_ns = now
     lost.order_id = ex.prepare(lost)
-    (final,) = await ex.order_status(lost)
-    assert isinstance(final, OrderUpdate) and final.status is OrderState.REJECTED
-    assert "never received" in (final.reason or "")
+    assert await ex.order_status(lost) == []
     # No id ever known: cannot be looked up, and says so.
     with pytest.raises(VenueError) as info:
         await ex.order_status(order(token, n=5))
