@@ -46,6 +46,11 @@ __all__ = [
 ]
 
 
+# A client order id is `<strategy>-<session>-<n>`: a session of 8 base-36 digits and a count of
+# up to 14 digits leave 40 for the name within Deribit's 64-character label.
+MAX_STRATEGY_NAME = 40
+
+
 def _describe(v: Any) -> str:
     text = repr(v)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -402,6 +407,15 @@ def load_config(path: str | Path) -> LoadedConfig:
         if not sc.name or not sc.name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(
                 "a strategy name is letters, digits, '_' and '-'", file=file, path=f"{where}.name"
+            )
+        if len(sc.name) > MAX_STRATEGY_NAME:
+            # Its orders' client ids (`<name>-<session>-<n>`) go to the venues as labels, and
+            # Deribit refuses a label over 64 characters (VENUES.md §1.7).
+            raise ConfigError(
+                f"a strategy name is at most {MAX_STRATEGY_NAME} characters (it starts every order's "
+                f"client id, which venues limit: Deribit's labels to 64); {sc.name!r} has {len(sc.name)}",
+                file=file,
+                path=f"{where}.name",
             )
         if sc.name in seen:
             raise ConfigError(f"duplicate strategy name {sc.name!r}", file=file, path=f"{where}.name")

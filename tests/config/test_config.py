@@ -72,6 +72,10 @@ def test_params_are_structured_into_the_strategy_params_class(tmp_path: Path) ->
         (("[backtest]", "[backtest]\nlatency = 5"), "backtest: unknown key(s) latency (known:"),
         (('name = "g"', 'name = "a b"'), "strategies[0].name: a strategy name is"),
         (
+            ('name = "g"', f'name = "{"g" * 41}"'),
+            "strategies[0].name: a strategy name is at most 40 characters",
+        ),
+        (
             ("option_size = 2", "option_size = true"),
             "strategies[0].params.option_size: expected a decimal number",
         ),
