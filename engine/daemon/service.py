@@ -22,6 +22,7 @@ connections close, exit 0. Without systemd (no `$NOTIFY_SOCKET`) everything runs
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
 import signal
@@ -38,7 +39,7 @@ import structlog
 import trio
 
 from ..logs.setup import log_write_failures
-from ..model.errors import CredentialsRefused
+from ..model.errors import ConfigError, CredentialsRefused
 from ..runtime.live import LiveEngine
 from ..store.journal import OrderJournal
 from ..store.recorder import SessionRecorder
@@ -46,6 +47,34 @@ from ..venue.spi import LiveVenue, VenueConnection
 from .settings import DaemonOptions, DaemonSettings
 
 __all__ = ["Daemon", "DaemonPaths", "Notifier", "book_health", "daemon_paths", "read_status"]
+
+
+def hold_state_dir(state_dir: Path) -> int:
+    """Take the live daemon's lock on its state directory (`flock` on `<state_dir>/lock`, held
+    until the file is closed or the process ends, however it ends): one journal, one daemon.
+    A second `tradingd run` on the same directory (a manual run beside the systemd unit, say)
+    would trade the same account from the same journal. `ConfigError` naming the holder's pid
+    when it is taken; the open descriptor otherwise (`release_state_dir`)."""
+    path = state_dir / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigError(
+            f"{state_dir} is in use by another tradingd (pid {holder}): one live daemon per state "
+            "directory ([daemon] state_dir)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def release_state_dir(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # closing the descriptor releases the lock
 
 
 class Notifier:
@@ -221,48 +250,58 @@ class Daemon:
             frame_hook = recorder.frame_hook
         self.stop_after_s = stop_after_s
         self.journal: OrderJournal | None = None
-        if settings.mode == "live":
-            self.journal = OrderJournal(
-                self.paths.journal, synchronous=self.settings.journal_sync, clock=clock
-            )
-            if self.journal.migrated is not None:
-                was, copy = self.journal.migrated
-                self.log.warning(
-                    "journal.migrated", path=str(self.paths.journal), schema_was=was, schema=2, copy=str(copy)
+        self._state_lock: int | None = None
+        # A failure from here on (the journal, a venue's settings) lets go of the lock again.
+        with contextlib.ExitStack() as undo:
+            if settings.mode == "live":
+                self._state_lock = hold_state_dir(self.paths.state_dir)
+                undo.callback(release_state_dir, self._state_lock)
+                self.journal = OrderJournal(
+                    self.paths.journal, synchronous=self.settings.journal_sync, clock=clock
                 )
-        self.engine = LiveEngine(
-            settings.strategies,
-            settings.venues,
-            mode=settings.mode,
-            engine_limits=settings.engine_limits,
-            strategy_limits=settings.strategy_limits,
-            catalog_settings=settings.catalogs,
-            environ=environ,
-            clock=clock,
-            frame_hook=frame_hook,
-            journal=self.journal,
-            foreign_orders=self.settings.foreign_orders,
-            log=self.log,
-            on_failure=settings.on_failure,
-            **engine_options,
-        )
-        self.engine.strategy_start_wait_s = self.settings.strategy_start_wait_s
-        # Refused credentials are decided here, for the whole process (`_refusal_is_fatal`).
-        self.refused: CredentialsRefused | None = None  # the refusal the daemon exits 78 for
-        self.refusals: dict[str, str] = {}  # venue -> the last refusal retried (status file)
-        for live in self.engine.venues.values():
-            for session in live.connections:
-                session.refusal_is_fatal = functools.partial(self._refusal_is_fatal, session=session)
-        self._nursery: trio.Nursery | None = None
-        self.notifier = Notifier(environ)
-        self.reopen_logs = reopen_logs
-        self.started_ns = clock()
-        self.stopping = False
-        self.kill_switch: str | None = None
-        self.max_lag_s = 0.0  # the event loop's worst lateness since the last watchdog check
-        self.watchdog_sent = 0
-        self.watchdog_withheld = 0
-        self._last_status_line = ""
+                if self.journal.migrated is not None:
+                    was, copy = self.journal.migrated
+                    self.log.warning(
+                        "journal.migrated",
+                        path=str(self.paths.journal),
+                        schema_was=was,
+                        schema=2,
+                        copy=str(copy),
+                    )
+            self.engine = LiveEngine(
+                settings.strategies,
+                settings.venues,
+                mode=settings.mode,
+                engine_limits=settings.engine_limits,
+                strategy_limits=settings.strategy_limits,
+                catalog_settings=settings.catalogs,
+                environ=environ,
+                clock=clock,
+                frame_hook=frame_hook,
+                journal=self.journal,
+                foreign_orders=self.settings.foreign_orders,
+                log=self.log,
+                on_failure=settings.on_failure,
+                **engine_options,
+            )
+            self.engine.strategy_start_wait_s = self.settings.strategy_start_wait_s
+            # Refused credentials are decided here, for the whole process (`_refusal_is_fatal`).
+            self.refused: CredentialsRefused | None = None  # the refusal the daemon exits 78 for
+            self.refusals: dict[str, str] = {}  # venue -> the last refusal retried (status file)
+            for live in self.engine.venues.values():
+                for session in live.connections:
+                    session.refusal_is_fatal = functools.partial(self._refusal_is_fatal, session=session)
+            self._nursery: trio.Nursery | None = None
+            self.notifier = Notifier(environ)
+            self.reopen_logs = reopen_logs
+            self.started_ns = clock()
+            self.stopping = False
+            self.kill_switch: str | None = None
+            self.max_lag_s = 0.0  # the event loop's worst lateness since the last watchdog check
+            self.watchdog_sent = 0
+            self.watchdog_withheld = 0
+            self._last_status_line = ""
+            undo.pop_all()
 
     # -- running ----------------------------------------------------------------------------
     async def run(self) -> int:
@@ -315,6 +354,8 @@ class Daemon:
                 # A full disk, say: nothing is lost (the WAL is read back at the next start).
                 self.log.critical("journal.close_failed", path=str(self.paths.journal), error=failed)
             self.notifier.close()
+            release_state_dir(self._state_lock)
+            self._state_lock = None
         if self.refused is not None:
             # After the orderly stop: the command line makes it one line and exit status 78
             # (EXIT_CREDENTIALS, cli.main), which systemd does not restart into.
