@@ -109,17 +109,7 @@ class MarketBook:
             sides[side] = out
         if not sides[Side.BUY] and not sides[Side.SELL]:
             return None
-        prev = self.change_id
-        self.change_id += 1
-        return {
-            "type": "change",
-            "timestamp": ts_ms,
-            "prev_change_id": prev,
-            "instrument_name": self.listing.name,
-            "change_id": self.change_id,
-            "bids": sides[Side.BUY],
-            "asks": sides[Side.SELL],
-        }
+        return self._change(ts_ms, sides[Side.BUY], sides[Side.SELL])
 
     def market_change(
         self, ts_ms: int, bids: list[tuple[str, Decimal, Decimal]], asks: list[tuple[str, Decimal, Decimal]]
@@ -134,6 +124,12 @@ class MarketBook:
                     shown[price] = amount
                 else:
                     shown.pop(price, None)
+        return self._change(
+            ts_ms, [[a, num(p), num(q)] for a, p, q in bids], [[a, num(p), num(q)] for a, p, q in asks]
+        )
+
+    def _change(self, ts_ms: int, bids: list[list[Any]], asks: list[list[Any]]) -> dict[str, Any]:
+        """The next `change` of the chain: `prev_change_id` is the last one sent."""
         prev = self.change_id
         self.change_id += 1
         return {
@@ -142,8 +138,8 @@ class MarketBook:
             "prev_change_id": prev,
             "instrument_name": self.listing.name,
             "change_id": self.change_id,
-            "bids": [[a, num(p), num(q)] for a, p, q in bids],
-            "asks": [[a, num(p), num(q)] for a, p, q in asks],
+            "bids": bids,
+            "asks": asks,
         }
 
     def best(self, *, published: bool = False) -> tuple[Decimal, Decimal, Decimal, Decimal]:
