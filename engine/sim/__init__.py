@@ -4,7 +4,7 @@ simulators and the synthetic data generators themselves live in the top-level `s
 package (`tradingd.simulators`), which imports nothing from the connectors; the simulated venue
 that fills backtest and paper orders is in the model room (model.simvenue).
 
-Depends on: model."""
+Depends on: model, venue (its checked entry point loader)."""
 
 from .plugins import SimulatorPlugin, available_simulators, load_simulator
 from .server import PeerT, Receive, Scope, Send, SimFaults, SimPeer, SimulatorServer, require_server, serve

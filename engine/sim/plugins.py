@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
 
 from ..model.errors import ConfigError
+from ..venue.plugins import load_checked
 
 __all__ = ["SimulatorPlugin", "available_simulators", "load_simulator"]
 
@@ -39,9 +40,6 @@ class SimulatorPlugin(Protocol):
 
 
 GROUP: Final = "tradingd.simulators"
-_MEMBERS: Final = frozenset(
-    n for n in (*SimulatorPlugin.__annotations__, *vars(SimulatorPlugin)) if not n.startswith("_")
-)
 
 
 def available_simulators() -> list[str]:
@@ -50,15 +48,10 @@ def available_simulators() -> list[str]:
 
 def load_simulator(name: str) -> SimulatorPlugin:
     """The simulator registered as `name`; `ConfigError` naming the known ones otherwise."""
-    for ep in entry_points(group=GROUP):
-        if ep.name == name:
-            plugin = ep.load()
-            if not isinstance(plugin, SimulatorPlugin):
-                missing = sorted(m for m in _MEMBERS if not hasattr(plugin, m))
-                raise ConfigError(
-                    f"the simulator {name!r} ({ep.value}) is no tradingd.engine.sim.SimulatorPlugin: "
-                    f"it lacks {', '.join(missing)}"
-                )
-            return plugin
-    known = ", ".join(available_simulators()) or "none installed"
-    raise ConfigError(f"no simulator for venue {name!r} (simulated: {known})")
+    plugin: SimulatorPlugin | None = load_checked(
+        GROUP, name, SimulatorPlugin, "simulator", "tradingd.engine.sim.SimulatorPlugin"
+    )
+    if plugin is None:
+        known = ", ".join(available_simulators()) or "none installed"
+        raise ConfigError(f"no simulator for venue {name!r} (simulated: {known})")
+    return plugin

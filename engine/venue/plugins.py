@@ -274,23 +274,30 @@ def available_venues() -> list[str]:
     return sorted(ep.name for ep in entry_points(group="tradingd.venues"))
 
 
-# What every venue plugin has (engine.venue.spi.VenuePlugin), named for the one-line refusal.
-_PLUGIN_MEMBERS: Final = frozenset(
-    n for n in (*VenuePlugin.__annotations__, *vars(VenuePlugin)) if not n.startswith("_")
-)
+def load_checked(group: str, name: str, protocol: type[Any], what: str, public: str) -> Any | None:
+    """The object registered as `name` in the entry point group `group`, checked against the
+    runtime-checkable `protocol` before anything uses it: one lacking a member is one line
+    naming what it lacks (`what`: "venue plugin"; `public`: the protocol's public name). None
+    when nothing is registered under that name."""
+    for ep in entry_points(group=group):
+        if ep.name == name:
+            plugin = ep.load()
+            if not isinstance(plugin, protocol):
+                members = {n for n in (*protocol.__annotations__, *vars(protocol)) if not n.startswith("_")}
+                missing = sorted(m for m in members if not hasattr(plugin, m))
+                raise ConfigError(
+                    f"the {what} {name!r} ({ep.value}) is no {public}: it lacks {', '.join(missing)}"
+                )
+            return plugin
+    return None
 
 
 def load_venue(name: str) -> VenuePlugin:
     """The venue plugin registered as `name`; `ConfigError` naming the known ones otherwise."""
-    for ep in entry_points(group="tradingd.venues"):
-        if ep.name == name:
-            plugin = ep.load()
-            if not isinstance(plugin, VenuePlugin):
-                missing = sorted(m for m in _PLUGIN_MEMBERS if not hasattr(plugin, m))
-                raise ConfigError(
-                    f"the venue plugin {name!r} ({ep.value}) is no tradingd.engine.venue.VenuePlugin: "
-                    f"it lacks {', '.join(missing)}"
-                )
-            return plugin
-    known = ", ".join(available_venues()) or "none installed"
-    raise ConfigError(f"unknown venue {name!r} (known: {known})")
+    plugin: VenuePlugin | None = load_checked(
+        "tradingd.venues", name, VenuePlugin, "venue plugin", "tradingd.engine.venue.VenuePlugin"
+    )
+    if plugin is None:
+        known = ", ".join(available_venues()) or "none installed"
+        raise ConfigError(f"unknown venue {name!r} (known: {known})")
+    return plugin

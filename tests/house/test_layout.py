@@ -34,11 +34,11 @@ ENGINE = "tradingd.engine"
 
 # Each room and the rooms it may import: dependencies point one way, down this order
 #   model  <-  store  <-  logs  <-  venue  <-  runtime  <-  backtest, daemon  <-  reports
-#   model  <-  sim
+#   venue  <-  sim
 ROOM_DEPENDS: dict[str, frozenset[str]] = {
     "model": frozenset(),
     "store": frozenset({"model"}),
-    "sim": frozenset({"model"}),
+    "sim": frozenset({"model", "venue"}),
     "logs": frozenset({"model", "store"}),
     "venue": frozenset({"model", "logs"}),
     "runtime": frozenset({"model", "store", "logs", "venue"}),

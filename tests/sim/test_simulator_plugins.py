@@ -11,6 +11,7 @@ import pytest
 
 from tradingd.engine import ConfigError
 from tradingd.engine.sim import plugins
+from tradingd.engine.venue import plugins as venue_plugins
 from tradingd.simulators.deribit import SIMULATOR
 
 
@@ -26,7 +27,7 @@ class _NoBanner:
 def test_a_simulator_that_lacks_a_member_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     entry = EntryPoint("thirdparty", "thirdparty_sim:SIMULATOR", "tradingd.simulators")
     monkeypatch.setattr(EntryPoint, "load", lambda self: _NoBanner())
-    monkeypatch.setattr(plugins, "entry_points", lambda group: [entry])
+    monkeypatch.setattr(venue_plugins, "entry_points", lambda group: [entry])  # the shared loader's
     with pytest.raises(ConfigError) as refused:
         plugins.load_simulator("thirdparty")
     assert "lacks banner" in str(refused.value)
