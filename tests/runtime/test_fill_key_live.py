@@ -123,6 +123,9 @@ async def test_a_deribit_self_cross_books_both_our_fills_once_across_a_restart(
         )
         ledger = engine.flow.ledgers["p"]
         assert ledger.fills == 2 and first.ctx.position("deribit", perp) == 0
+        # The taker's fee is in BTC: its USD value is booked once the index gives a rate (never
+        # at an unknown one), which may come a moment after the fill.
+        await until(lambda: ledger.fees_usd > 0, what="the taker's fee booked in USD")
         fees = ledger.fees_usd
         # Each side's own fee: the taker's charged, the maker's none (the perpetual's maker fee).
         assert sorted(f.fee > 0 for f in first.of(Fill)) == [False, True]
