@@ -638,6 +638,15 @@ def main() -> int:
         help=f"comma-separated groups to run (default: all): {', '.join(GROUPS)}",
     )
     args = ap.parse_args()
+    try:  # run with a python that has no tradingd (the system's): say which one to use
+        import tradingd.engine  # noqa: F401
+    except ImportError:
+        print(
+            f"bench/run_all.py: tradingd is not installed for {sys.executable}; run it with the "
+            "project's environment: .venv/bin/python bench/run_all.py (or `. .venv/bin/activate` first)",
+            file=sys.stderr,
+        )
+        return 2
     selected = list(GROUPS) if not args.only else [g.strip() for g in args.only.split(",") if g.strip()]
     unknown = [g for g in selected if g not in GROUPS]
     if unknown:
