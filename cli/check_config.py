@@ -24,7 +24,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         ]
         if missing:
             raise DataError(f"{args.path}: data file(s) missing: {', '.join(missing)}")
-        data = f", {len(loaded.data_paths)} data file(s)"
+        n = len(loaded.data_paths)
+        data = f", {n} data file{'' if n == 1 else 's'}"
     strategies = ", ".join(f"{n} ({c.__name__})" for n, c in loaded.strategy_classes.items())
     print(f"{args.path}: OK: mode {cfg.mode}, strategies: {strategies}{data}")
     return 0
