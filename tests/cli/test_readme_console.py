@@ -46,7 +46,7 @@ def test_the_readme_has_check_config_examples() -> None:
     assert "config/backtest.toml" in names and set(_BROKEN) <= set(names), names
 
 
-@pytest.mark.parametrize("name, expected", _console_examples())
+@pytest.mark.parametrize(("name", "expected"), _console_examples())
 def test_each_check_config_example_prints_what_the_readme_says(
     name: str,
     expected: list[str],
