@@ -122,6 +122,8 @@ def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[
         "equity_interval_s": result.equity_interval_s,
         "decoders": result.decoder_stats,
         "strategies": strategies,
+        # What made a strategy or a data file do nothing, one line each (as in the summary).
+        "warnings": list(result.warnings),
     }
 
 
@@ -223,3 +225,7 @@ def print_summary(result: BacktestResult, stream: IO[str]) -> None:
                 f"  {name} mailbox: {s.conflated:,} tickers conflated, {s.merged:,} book updates merged, "
                 f"{s.dropped:,} trades dropped"
             )
+    if result.warnings:  # what did nothing (kernel `_warnings`), after the numbers it explains
+        console.print("warnings:")
+        for line in result.warnings:
+            console.print(f"  {line}", markup=False)
