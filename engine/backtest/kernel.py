@@ -1211,7 +1211,12 @@ class BacktestKernel:
                 )
         missing: dict[str, list[str]] = {}
         for venue, symbol, _ in sorted(slot.keys_seen):
-            if venue in data_venues and self.registry.get(venue, symbol) is None:
+            if (
+                venue in data_venues
+                and self.registry.get(venue, symbol) is None
+                and self.market.ticker(venue, symbol) is None
+                and self.book(venue, symbol) is None
+            ):  # neither defined, nor quoted, in the data
                 missing.setdefault(venue, []).append(symbol)
         for venue, symbols in missing.items():
             said = True
