@@ -18,7 +18,8 @@ import trio
 from tests.support.backtests import Scripted
 from tradingd.cli.main import main
 from tradingd.connectors.deribit import PLUGIN
-from tradingd.engine import MarketEvent, StrategyContext
+from tradingd.connectors.derive import PLUGIN as DERIVE
+from tradingd.engine import MarketEvent, StrategyContext, Subscription
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 from tradingd.engine.store.recording import RecordingReader, RecordingWriter
 from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
@@ -137,36 +138,68 @@ def test_a_size_of_zero_is_a_config_error_naming_its_key(
         assert f"strategies[1].params.{name}: expected a positive number, got 0" in capsys.readouterr().err
 
 
-def test_data_of_a_venue_no_strategy_reads_says_where_each_frame_went(
+def test_data_of_a_venue_no_strategy_reads_is_refused_then_each_frame_accounted_for(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, sample: Path
 ) -> None:
-    """Deribit data declared as Derive's: the Derive decoder reads its tickers (as Derive's),
-    refuses its trades and does not read its books, and the strategies subscribe to Deribit,
-    of which there is no data. This used to print only "N events from M frames" and zeros. Now
-    each strategy is told it has no data of its venue, and the data file says how many frames
-    were decoded, how many reached no strategy, and why."""
-    cfg = _config(tmp_path, sample, ('venue = "deribit"\npath', 'venue = "derive"\npath'))
+    """Deribit data declared as Derive's ("149,595 events from 326,857 frames" and zeros): the
+    Derive decoder reads its tickers (as Derive's), refuses its trades and does not read its
+    books, and the strategies subscribe to Deribit, of which there is no data.
+
+    `check-config` now refuses a strategy subscribed to a venue no data file is of, naming its
+    `venue` param. With the strategies moved to Derive too, the backtest runs and the data file
+    says how many frames were decoded, how many reached no strategy, and why."""
+    as_derive = ('venue = "deribit"\npath', 'venue = "derive"\npath')
+    cfg = _config(tmp_path, sample, as_derive)
+    assert main(["check-config", str(cfg)]) == 2
+    assert (
+        f"{cfg}: strategies[0].params.venue: subscribes to deribit, but no [[backtest.data]] is of it"
+        " (the data is of derive): it would get nothing"
+    ) in capsys.readouterr().err
+    assert main(["backtest", "--config", str(cfg), "--no-progress"]) == 2
+    capsys.readouterr()
+
+    cfg = _config(
+        tmp_path,
+        sample,
+        as_derive,
+        ('underlying = "BTC"', 'venue = "derive"\nunderlying = "BTC"'),
+        ('underlying = "ETH"', 'venue = "derive"\nunderlying = "ETH"'),
+    )
     assert main(["check-config", str(cfg)]) == 0
     capsys.readouterr()
     out, warnings, logged = _backtest(cfg, capsys)
     frames = sum(1 for _ in RecordingReader(sample))
-    assert [e["kind"] for e in logged] == ["venue_without_data", "venue_without_data", "data_file_unused"]
-    assert warnings[:2] == [
-        f"{name}: subscribes to deribit, but no data file is of deribit (the data files are of derive):"
-        " it got nothing from there"
-        for name in ("gamma_btc", "momentum_eth")
-    ]
     per_file = re.fullmatch(
-        rf"data file {re.escape(str(sample))} \(derive\): {frames:,} frames decoded, {frames:,} not routed"
+        rf"data file {re.escape(str(sample))} \(derive\): {frames:,} frames decoded, ([\d,]+) not routed"
         r" to any strategy: ([\d,]+) malformed; ([\d,]+) of channels the derive decoder does not read"
         r" \(e\.g\. book\.[A-Z0-9-]+\.100ms: is it derive data\?\); 5 control \(responses, heartbeats\);"
-        r" ([\d,]+) of derive, which no strategy subscribes to",
-        warnings[2],
+        r" ([\d,]+) of instruments or channels no strategy subscribed to",
+        warnings[-1],
     )
-    assert per_file is not None, warnings[2]
-    counts = [int(g.replace(",", "")) for g in per_file.groups()]
-    assert all(counts) and sum(counts) + 5 == frames
-    assert _section(out) == warnings
+    assert per_file is not None, warnings
+    unrouted, *why = (int(g.replace(",", "")) for g in per_file.groups())
+    assert all(why) and sum(why) + 5 == unrouted < frames  # the tickers reached the strategies
+    assert logged[-1]["kind"] == "data_file_unread" and _section(out) == warnings
+
+
+def test_a_strategy_on_a_venue_without_data_is_a_warning(sample: Path) -> None:
+    """The same through the kernel (no config to check): the strategy is told it has no data
+    of its venue, and the data file that no strategy reads says so."""
+
+    async def noop(ctx: StrategyContext, event: MarketEvent) -> None:
+        pass
+
+    strategy = Scripted("s", noop, [Subscription("deribit", "BTC-PERPETUAL", {"ticker"})])
+    kernel = BacktestKernel(
+        {"deribit": PLUGIN, "derive": DERIVE}, [DataSource("derive", sample)], [strategy], BacktestSettings()
+    )
+    result = trio.run(kernel.run)
+    assert result.warnings[0] == (
+        "s: subscribes to deribit, but no data file is of deribit (the data files are of derive):"
+        " it got nothing from there"
+    )
+    assert result.warnings[1].endswith("of derive, which no strategy subscribes to")
+    assert len(result.warnings) == 2
 
 
 def test_orders_with_no_book_to_fill_against_are_a_warning(
