@@ -14,6 +14,16 @@ hundreds of thousands of events per second affordable), but with the live semant
   in time order before the first market event at or after their time; ties keep their order.
 
 The same inputs give the same result, byte for byte (no wall clock, no hash-order iteration).
+
+After the run, `BacktestResult.warnings` says in one line each what made a strategy or a data
+file do nothing, which a table of zeros would not: a strategy subscribed to a venue no data file
+is of, or to instruments the data does not have, or that received no market event; orders on
+instruments the data holds no order book for (nothing can fill); a data file whose frames reached
+no strategy, or hold channels its venue's decoder does not read (another venue's data?), with
+where each of its frames went. A strategy may add what it found missing itself: an optional
+`data_warnings()` method returning one-line strings, called once after `on_stop` (GammaScalp:
+no option of its underlying in the data). Each warning is also logged once, as
+`backtest.warning` with its `kind`.
 """
 
 from __future__ import annotations

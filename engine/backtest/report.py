@@ -7,7 +7,8 @@ equity curve), the trading statistics (`sortino`, `round_trips`, `win_rate`, `av
 `filled_orders`, `fill_ratio`), `funding` and `waiting_fills` where not zero, and, under
 `series`, what the charts of the HTML report are drawn from (equity, positions and marks over
 time, every fill; a fill's fee in USD is null while no USD rate is known for it), so
-`tradingd report RUN_DIR` can draw them again from the JSON alone. Money is USD. Apart from
+`tradingd report RUN_DIR` can draw them again from the JSON alone. `warnings` lists, one line
+each, what made a strategy or a data file do nothing (kernel module docstring). Money is USD. Apart from
 `duration_s`, the same inputs give the same bytes.
 """
 
