@@ -373,6 +373,36 @@ def load_catalog_settings(path: str | Path) -> CatalogConfig:
     return settings
 
 
+def _check_data_venues(
+    config: Config, classes: dict[str, type[Strategy]], params: dict[str, Any], file: str
+) -> None:
+    """A backtest strategy subscribing to a venue no data file is of would get nothing from it
+    and print zeros (issue 16): refused, naming its `venue` param when it has one. Its
+    `required_subscriptions` needs no context (the engine asks before attaching one); a
+    strategy that cannot say them without one is not checked here (the backtest warns)."""
+    assert config.backtest is not None
+    data = sorted({d.venue for d in config.backtest.data})
+    for i, sc in enumerate(config.strategies):
+        if sc.name not in classes:
+            continue
+        try:
+            subs = list(classes[sc.name](sc.name, params[sc.name]).required_subscriptions())
+        except Exception:  # the user's code, run early: the backtest's warnings still cover it
+            continue
+        missing = sorted({sub.venue for sub in subs} - set(data))
+        if missing:
+            where = f"strategies[{i}]"
+            if getattr(params[sc.name], "venue", None) in missing:
+                where += ".params.venue"
+            raise ConfigError(
+                f"subscribes to {', '.join(missing)}, but no [[backtest.data]] is of"
+                f" {'them' if len(missing) > 1 else 'it'} (the data is of {', '.join(data)}):"
+                " it would get nothing",
+                file=file,
+                path=where,
+            )
+
+
 def load_config(path: str | Path) -> LoadedConfig:
     """Read, structure and cross-check a config file (see module docstring)."""
     p = Path(path)
@@ -467,6 +497,8 @@ def load_config(path: str | Path) -> LoadedConfig:
                 raise ConfigError(f"must be positive, got {value}", file=file, path=f"backtest.{field}")
     if not classes:
         raise ConfigError("no enabled strategy", file=file, path="strategies")
+    if config.mode == "backtest" and config.backtest is not None:
+        _check_data_venues(config, classes, params, file)
     return LoadedConfig(
         path=p,
         config=config,

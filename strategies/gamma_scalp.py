@@ -41,6 +41,13 @@ from tradingd.engine import (
 __all__ = ["GammaScalp"]
 
 
+def _positive(_: object, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:
+    # A size of zero (or less) could never order: refused when the config is checked, with the
+    # key named (the config loader folds "field: expected ..." into its key path).
+    if not value > 0:
+        raise ValueError(f"{attribute.name}: expected a positive number, got {value}")
+
+
 @attrs.frozen
 class GammaScalpParams:
     venue: str = "deribit"
@@ -49,7 +56,7 @@ class GammaScalpParams:
     option: str | None = None  # an instrument name; None: choose at run time
     right: Literal["call", "put"] = "call"
     target_days: float = 30.0
-    option_size: Decimal = Decimal("5")
+    option_size: Decimal = attrs.field(default=Decimal("5"), validator=_positive)
     delta_band: float = 0.1  # BTC
     min_hedge_interval_s: float = 5.0
     close_on_stop: bool = False
@@ -73,6 +80,21 @@ class GammaScalp(Strategy):
         if self.p.option:
             subs.append(Subscription(self.p.venue, self.p.option, {DataKind.TICKER}))
         return subs
+
+    def data_warnings(self) -> list[str]:
+        """What this strategy found missing in a backtest's data (the kernel shows these among the
+        run's warnings): no option to hold, so nothing traded."""
+        if self.option is not None or self.hedge_price is None:
+            return []  # chose one; or never had a hedge price (the kernel says why)
+        if self.p.option:
+            return [f"option {self.p.option} is not in the {self.p.venue} data: nothing traded"]
+        found = sorted(
+            {i.base for i in self.ctx.instruments(self.p.venue) if i.kind is InstrumentKind.OPTION}
+        )
+        return [
+            f"no {self.p.right} option of {self.p.underlying} expiring in more than a day in the"
+            f" {self.p.venue} data (options of: {', '.join(found) or 'none'}): nothing traded"
+        ]
 
     # -- choosing the option ----------------------------------------------------------------
     def _choose_option(self, spot: float) -> Instrument | None:

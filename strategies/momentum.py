@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from decimal import Decimal
+from typing import Any
 
 import attrs
 
@@ -40,6 +41,13 @@ __all__ = ["Momentum"]
 _DAY_NS = 86_400 * 10**9
 
 
+def _positive(_: object, attribute: attrs.Attribute[Any], value: Decimal | int) -> None:
+    # A size (or count) of zero could never order: refused when the config is checked, with the
+    # key named (the config loader folds "field: expected ..." into its key path).
+    if not value > 0:
+        raise ValueError(f"{attribute.name}: expected a positive number, got {value}")
+
+
 @attrs.frozen
 class MomentumParams:
     venue: str = "deribit"
@@ -53,9 +61,9 @@ class MomentumParams:
     max_moneyness: float = 0.08  # |ln(strike / spot)|
     lookback_s: float = 300.0
     threshold: float = 0.05
-    order_size: Decimal = Decimal("1")
-    max_position: Decimal = Decimal("3")
-    max_open: int = 4
+    order_size: Decimal = attrs.field(default=Decimal("1"), validator=_positive)
+    max_position: Decimal = attrs.field(default=Decimal("3"), validator=_positive)
+    max_open: int = attrs.field(default=4, validator=_positive)
     take_profit: float = 0.15
     stop_loss: float = 0.10
     max_holding_s: float = 1800.0
@@ -72,6 +80,7 @@ class Momentum(Strategy):
         self.mids: dict[str, deque[tuple[int, float]]] = {}
         self.entry: dict[str, tuple[int, float]] = {}  # instrument -> (time, entry mid)
         self.last_trade_ns: dict[str, int] = {}
+        self.discovered: int | None = None  # how many options the last discovery found
         self.selection = (
             LiveSelection(
                 self.p.select, venue=self.p.venue, kinds=[DataKind.TICKER], every_s=self.p.reselect_s
@@ -100,6 +109,20 @@ class Momentum(Strategy):
             ):
                 out.append(inst)
         return out
+
+    def data_warnings(self) -> list[str]:
+        """What this strategy found missing in a backtest's data (the kernel shows these among the
+        run's warnings): discovery that never found an option to watch."""
+        if self.discovered != 0:
+            return []  # named its instruments, selects them, never looked, or found some
+        found = sorted(
+            {i.base for i in self.ctx.instruments(self.p.venue) if i.kind is InstrumentKind.OPTION}
+        )
+        have = ", ".join(found) or "none"
+        return [
+            f"no option of {self.p.underlying} within {self.p.max_days:g} days and moneyness"
+            f" {self.p.max_moneyness:g} in the {self.p.venue} data (options of: {have}): nothing traded"
+        ]
 
     def momentum(self, instrument: str, now: int) -> float | None:
         """Relative change of the mid over the lookback window, None without enough history."""
@@ -141,6 +164,7 @@ class Momentum(Strategy):
                 return
             if not self.watched and event.index is not None:
                 found = self._discover(event.index)
+                self.discovered = len(found)
                 self.watched = {i.symbol for i in found}
                 self.ctx.subscribe(
                     [Subscription(self.p.venue, s, {DataKind.TICKER}) for s in sorted(self.watched)]

@@ -14,6 +14,16 @@ hundreds of thousands of events per second affordable), but with the live semant
   in time order before the first market event at or after their time; ties keep their order.
 
 The same inputs give the same result, byte for byte (no wall clock, no hash-order iteration).
+
+After the run, `BacktestResult.warnings` says in one line each what made a strategy or a data
+file do nothing, which a table of zeros would not: a strategy subscribed to a venue no data file
+is of, or to instruments the data does not have, or that received no market event; orders on
+instruments the data holds no order book for (nothing can fill); a data file whose frames reached
+no strategy, or hold channels its venue's decoder does not read (another venue's data?), with
+where each of its frames went. A strategy may add what it found missing itself: an optional
+`data_warnings()` method returning one-line strings, called once after `on_stop` (GammaScalp:
+no option of its underlying in the data). Each warning is also logged once, as
+`backtest.warning` with its `kind`.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from ..model.book import OrderBook
 from ..model.errors import DataError, MalformedFrame, OrderRejected, StrategyError
 from ..model.events import (
     BookUpdate,
+    DataKind,
     Fill,
     MarketEvent,
     OrderState,
@@ -176,13 +187,22 @@ class StrategyResult:
 @attrs.frozen
 class DataFileStats:
     """What was wrong with one data source: lines that are not recording lines, frames the
-    decoder refused, and `.zst` files that end inside a frame (file, last receive time read)."""
+    decoder refused, and `.zst` files that end inside a frame (file, last receive time read).
+    And where its frames went: `frames` read and decoded; of them `control` (responses,
+    heartbeats), `unread_channel` (channels its venue's decoder does not read), `no_event`
+    (no market event for another reason: instrument definitions, ...), and `unrouted`: frames
+    whose market events reached no strategy (the simulated venue may still have used them)."""
 
     venue: str
     path: str
     bad_lines: int = 0
     malformed_frames: int = 0
     unfinished: tuple[tuple[str, int | None], ...] = ()
+    frames: int = 0
+    control: int = 0
+    unread_channel: int = 0
+    no_event: int = 0
+    unrouted: int = 0
 
 
 @attrs.frozen
@@ -198,6 +218,8 @@ class BacktestResult:
     decoder_stats: dict[str, dict[str, int]]
     equity_interval_s: float = 60.0
     files: tuple[DataFileStats, ...] = ()
+    # One line each, for people: what made the run (or part of it) do nothing (`_warnings`).
+    warnings: tuple[str, ...] = ()
 
 
 class _Wait:
@@ -294,10 +316,14 @@ class _Slot(StrategySlot):
         "dd_peak",
         "failure",
         "filled_ids",
+        "filled_on",
         "fills",
         "fills_dropped",
+        "keys_seen",
         "max_dd",
+        "ordered",
         "phase",
+        "received",
         "samples",
         "trips",
     )
@@ -315,6 +341,12 @@ class _Slot(StrategySlot):
         self.fills: list[FillRecord] = []
         self.fills_dropped = 0
         self.filled_ids: set[str] = set()
+        # For the run's warnings (`BacktestKernel._warnings`): market events delivered, orders
+        # sent per (venue, instrument), instruments filled, and the subscriptions it started with.
+        self.received = 0
+        self.ordered: dict[tuple[str, str], int] = {}
+        self.filled_on: set[tuple[str, str]] = set()
+        self.keys_seen: set[tuple[str, str, DataKind]] = set()
 
 
 class _Context(BaseContext):
@@ -535,6 +567,16 @@ class BacktestKernel:
         self._malformed_by: list[int] = [0] * len(self.sources)
         self._bare_by: list[int] = [0] * len(self.sources)  # bare frames among timestamped lines
         self._unfinished: list[list[tuple[Path, int | None]]] = [[] for _ in self.sources]
+        # Where each source's frames went (`DataFileStats`); a venue's decoder stats as last
+        # attributed to a source (control and unread channel counts move on frames of no event).
+        n = len(self.sources)
+        self._frames_by: list[int] = [0] * n
+        self._control_by: list[int] = [0] * n
+        self._unread_by: list[int] = [0] * n
+        self._no_event_by: list[int] = [0] * n
+        self._unrouted_by: list[int] = [0] * n
+        self._stats_seen: dict[str, tuple[int, int]] = {}
+        self.warnings: list[str] = []
         self._expiries: list[tuple[int, str, str]] = []
         self._registry_size = -1
         self._expired: set[tuple[str, str]] = set()
@@ -565,6 +607,17 @@ class BacktestKernel:
             self.log.warning(
                 "frame.malformed", venue=venue, file=str(path), line=lineno, error=str(exc), count=count
             )
+
+    def _no_event(self, idx: int, venue: str) -> None:
+        """A frame of source `idx` gave no market event: say why, from what its decoder counted
+        meanwhile (a frame with events never counts as control or unread)."""
+        self._no_event_by[idx] += 1
+        stats = self.decoders[venue].stats
+        control, unread = stats.control, stats.unknown_channel
+        seen_control, seen_unread = self._stats_seen.get(venue, (0, 0))
+        self._control_by[idx] += control - seen_control
+        self._unread_by[idx] += unread - seen_unread
+        self._stats_seen[venue] = (control, unread)
 
     def _data_end(self, readers: list[FrameSource]) -> None:
         """After the data: the totals of what was rate-limited, and the `.zst` files that end
@@ -734,6 +787,8 @@ class BacktestKernel:
 
     # -- the venue side ---------------------------------------------------------------------
     def _arrive_order(self, slot: _Slot, order: Order) -> None:
+        key = (order.request.venue, order.request.instrument)
+        slot.ordered[key] = slot.ordered.get(key, 0) + 1
         sim = self.sims[order.request.venue]
         events = sim.submit(order, self.now)
         if order.request.expire_at_ns is not None:
@@ -807,6 +862,7 @@ class BacktestKernel:
         charts, its order for the fill ratio, and the position's round trip."""
         if fill.client_order_id:
             slot.filled_ids.add(fill.client_order_id)
+        slot.filled_on.add((fill.venue, fill.instrument))
         ledger = self.flow.ledger(slot.name)
         pos = ledger.positions.get((fill.venue, fill.instrument))
         if pos is None:
@@ -983,6 +1039,7 @@ class BacktestKernel:
         wall0 = time.perf_counter()
         for slot in self.slots:
             self.router.add(slot)
+            slot.keys_seen.update(slot.keys)
             slot.strategy.attach(_Context(self, slot))
         readers = [self._open(src) for src in self.sources]
         venue_of = [src.venue for src in self.sources]
@@ -1007,6 +1064,9 @@ class BacktestKernel:
         deliver = self._deliver
         timers = self._timers
         decoders = [self.decoders[v].decode for v in venue_of]
+        frames_by = self._frames_by
+        unrouted_by = self._unrouted_by
+        no_event = self._no_event
         registry = self.registry
         resp = self._resp
         next_expiry = math.inf
@@ -1042,6 +1102,7 @@ class BacktestKernel:
                 self._run_timers(ts)
             self.now = ts
             frames += 1
+            frames_by[idx] += 1
             try:
                 events = decoders[idx](frame, ts)
             except MalformedFrame as exc:
@@ -1055,6 +1116,7 @@ class BacktestKernel:
                 for slot in self.slots:
                     self._drive(slot, slot.strategy.on_start(), None, None)
             events_count += len(events)
+            routed = False
             for ev in events:
                 cls = ev.__class__
                 if cls is Ticker:
@@ -1077,8 +1139,16 @@ class BacktestKernel:
                     self._funding(ev)
                 kind = ev.kind
                 slots = routes.get((ev.venue, ev.instrument, kind), ()) if kind is not None else route(ev)
-                for slot in slots:
-                    deliver(slot, ev)
+                if slots:
+                    routed = True
+                    for slot in slots:
+                        slot.received += 1
+                        deliver(slot, ev)
+            if not routed:
+                if events:
+                    unrouted_by[idx] += 1
+                else:
+                    no_event(idx, venue_of[idx])
             if ts >= next_sample:
                 self._sample(ts)
                 next_sample += interval * ((ts - next_sample) // interval + 1)
@@ -1112,7 +1182,127 @@ class BacktestKernel:
             self.progress(total_bytes, total_bytes)
         self.events = events_count
         self.frames = frames
+        for slot in self.slots:
+            slot.keys_seen.update(slot.keys)
+        self._warnings()
         return self._result(time.perf_counter() - wall0, start_ns, end_ns, readers)
+
+    # -- what did nothing --------------------------------------------------------------------
+    def _warn(self, kind: str, message: str) -> None:
+        self.warnings.append(message)
+        self.log.warning("backtest.warning", kind=kind, message=message)
+
+    def _warnings(self) -> None:
+        """After the run: one line per thing that made a strategy, or a data file, do nothing,
+        which a table of zeros would not explain (README, "Backtest warnings"). Each also logged
+        once as `backtest.warning` with its `kind`."""
+        data_venues = sorted({src.venue for src in self.sources})
+        subscribed = {key[0] for slot in self.slots for key in slot.keys_seen}
+        for slot in self.slots:
+            self._strategy_warnings(slot, data_venues)
+        for i, src in enumerate(self.sources):
+            self._file_warning(i, src, subscribed)
+
+    def _underlyings(self, venue: str) -> str:
+        found = sorted({inst.base for inst in self.registry if inst.venue == venue})
+        return ", ".join(found) if found else "none"
+
+    def _strategy_warnings(self, slot: _Slot, data_venues: list[str]) -> None:
+        name = slot.name
+        said = False
+        venues = sorted({key[0] for key in slot.keys_seen})
+        for venue in venues:
+            if venue not in data_venues:
+                said = True
+                self._warn(
+                    "venue_without_data",
+                    f"{name}: subscribes to {venue}, but no data file is of {venue}"
+                    f" (the data files are of {', '.join(data_venues)}): it got nothing from there",
+                )
+        missing: dict[str, list[str]] = {}
+        for venue, symbol, _ in sorted(slot.keys_seen):
+            if (
+                venue in data_venues
+                and self.registry.get(venue, symbol) is None
+                and self.market.ticker(venue, symbol) is None
+                and self.book(venue, symbol) is None
+            ):  # neither defined, nor quoted, in the data
+                missing.setdefault(venue, []).append(symbol)
+        for venue, symbols in missing.items():
+            said = True
+            names = ", ".join(dict.fromkeys(symbols))
+            self._warn(
+                "instrument_not_in_data",
+                f"{name}: subscribes to {venue} {names}, which the data does not have"
+                f" (its {venue} underlyings: {self._underlyings(venue)})",
+            )
+        if slot.received == 0 and slot.failure is None and not said:
+            what = f"{len(slot.keys_seen):,} subscription(s)" if slot.keys_seen else "nothing"
+            self._warn("no_events", f"{name}: received no market event from the data (subscribed to {what})")
+        # What the strategy itself found missing (e.g. GammaScalp: no option of its underlying).
+        found = getattr(slot.strategy, "data_warnings", None)
+        if callable(found) and slot.failure is None:
+            try:
+                lines = [str(line) for line in found()]
+            except Exception as exc:  # a strategy's bug: logged and counted, the run is done
+                self._strategy_error(slot, exc)
+                lines = []
+            for line in lines:
+                self._warn("strategy", f"{name}: {line}")
+        unbooked: dict[str, list[str]] = {}
+        orders: dict[str, int] = {}
+        for (venue, symbol), count in sorted(slot.ordered.items()):
+            if (venue, symbol) not in slot.filled_on and self.book(venue, symbol) is None:
+                unbooked.setdefault(venue, []).append(symbol)
+                orders[venue] = orders.get(venue, 0) + count
+        for venue, symbols in unbooked.items():
+            self._warn(
+                "no_book",
+                f"{name}: {orders[venue]:,} order(s) on {venue} {', '.join(symbols)} could not fill:"
+                " the data holds no order book for them (record their book channel)",
+            )
+
+    def _file_warning(self, i: int, src: DataSource, subscribed: set[str]) -> None:
+        """A data file whose frames reached no strategy, or hold channels its venue's decoder
+        does not read (another venue's data?): where each of its frames went."""
+        frames = self._frames_by[i]
+        where = f"data file {src.path} ({src.venue})"
+        if frames == 0:
+            self._warn("data_file_empty", f"{where}: no frame read from it")
+            return
+        malformed = self._malformed_by[i]
+        control, unread = self._control_by[i], self._unread_by[i]
+        other = self._no_event_by[i] - control - unread
+        unrouted = self._unrouted_by[i]
+        routed = frames - malformed - self._no_event_by[i] - unrouted
+        if not unread and routed > 0:
+            return
+        why: list[str] = []
+        if malformed:
+            why.append(f"{malformed:,} malformed")
+        if unread:
+            example = self.decoders[src.venue].last_unknown_channel
+            why.append(
+                f"{unread:,} of channels the {src.venue} decoder does not read ("
+                + (f"e.g. {example}: " if example else "")
+                + f"is it {src.venue} data?)"
+            )
+        if control:
+            why.append(f"{control:,} control (responses, heartbeats)")
+        if other:
+            why.append(f"{other:,} with no market event")
+        if unrouted:
+            whose = (
+                f"of {src.venue}, which no strategy subscribes to"
+                if src.venue not in subscribed
+                else "of instruments or channels no strategy subscribed to"
+            )
+            why.append(f"{unrouted:,} {whose}")
+        self._warn(
+            "data_file_unused" if routed == 0 else "data_file_unread",
+            f"{where}: {frames:,} frames decoded, {frames - routed:,} not routed to any strategy: "
+            + "; ".join(why),
+        )
 
     def _result(
         self, duration: float, start_ns: int | None, end_ns: int | None, readers: list[FrameSource]
@@ -1177,6 +1367,7 @@ class BacktestKernel:
             strategies=out,
             decoder_stats={v: attrs.asdict(d.stats) for v, d in sorted(self.decoders.items())},
             equity_interval_s=self.settings.equity_interval_s,
+            warnings=tuple(self.warnings),
             files=tuple(
                 DataFileStats(
                     venue=src.venue,
@@ -1184,6 +1375,11 @@ class BacktestKernel:
                     bad_lines=r.bad_lines + self._bare_by[i],
                     malformed_frames=self._malformed_by[i],
                     unfinished=tuple((str(p), last) for p, last in self._unfinished[i]),
+                    frames=self._frames_by[i],
+                    control=self._control_by[i],
+                    unread_channel=self._unread_by[i],
+                    no_event=self._no_event_by[i] - self._control_by[i] - self._unread_by[i],
+                    unrouted=self._unrouted_by[i],
                 )
                 for i, (src, r) in enumerate(zip(self.sources, readers, strict=True))
             ),

@@ -7,7 +7,8 @@ equity curve), the trading statistics (`sortino`, `round_trips`, `win_rate`, `av
 `filled_orders`, `fill_ratio`), `funding` and `waiting_fills` where not zero, and, under
 `series`, what the charts of the HTML report are drawn from (equity, positions and marks over
 time, every fill; a fill's fee in USD is null while no USD rate is known for it), so
-`tradingd report RUN_DIR` can draw them again from the JSON alone. Money is USD. Apart from
+`tradingd report RUN_DIR` can draw them again from the JSON alone. `warnings` lists, one line
+each, what made a strategy or a data file do nothing (kernel module docstring). Money is USD. Apart from
 `duration_s`, the same inputs give the same bytes.
 """
 
@@ -122,6 +123,8 @@ def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[
         "equity_interval_s": result.equity_interval_s,
         "decoders": result.decoder_stats,
         "strategies": strategies,
+        # What made a strategy or a data file do nothing, one line each (as in the summary).
+        "warnings": list(result.warnings),
     }
 
 
@@ -223,3 +226,7 @@ def print_summary(result: BacktestResult, stream: IO[str]) -> None:
                 f"  {name} mailbox: {s.conflated:,} tickers conflated, {s.merged:,} book updates merged, "
                 f"{s.dropped:,} trades dropped"
             )
+    if result.warnings:  # what did nothing (kernel `_warnings`), after the numbers it explains
+        console.print("warnings:")
+        for line in result.warnings:
+            console.print(f"  {line}", markup=False)

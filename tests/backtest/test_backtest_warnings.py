@@ -1,0 +1,259 @@
+"""Configs that silently do nothing (issue 16): each used to pass `check-config` and print rows of
+zeros. Now a size of zero is a config error naming its key, and a backtest says, under
+"warnings:" in its summary, in the report's `warnings` and as one `backtest.warning` log event
+each (with its `kind`), what did nothing and why. The bundled config warns of nothing."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import structlog
+import trio
+
+from tests.support.backtests import Scripted
+from tradingd.cli.main import main
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.connectors.derive import PLUGIN as DERIVE
+from tradingd.engine import MarketEvent, StrategyContext, Subscription
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.store.recording import RecordingReader, RecordingWriter
+from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
+
+BUNDLED = Path(__file__).parent.parent.parent / "config" / "backtest.toml"
+SAMPLE_PATH = 'path = "../data/deribit-sample.rec.zst"'
+SAMPLE_GENERATE = "generate = { seed = 7, hours = 2.0 }"
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three minutes of the bundled sample's BTC and ETH (its generator, its seed)."""
+    path = tmp_path_factory.mktemp("data") / "deribit.rec.zst"
+    DERIBIT_SIM.generate_sample(path, {"hours": 0.05, "seed": 7})
+    return path
+
+
+def _config(tmp_path: Path, data: Path, *edits: tuple[str, str]) -> Path:
+    """The bundled config on `data`, with `edits` (old, new) applied to its text."""
+    text = BUNDLED.read_text().replace(SAMPLE_PATH, f'path = "{data}"').replace(SAMPLE_GENERATE, "")
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    cfg = tmp_path / "bt.toml"
+    cfg.write_text(text)
+    return cfg
+
+
+def _backtest(cfg: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, list[str], list[dict[str, Any]]]:
+    """Run `tradingd backtest`: its stdout, the report's warnings, the `backtest.warning` logs
+    (the report itself is left in `cfg`'s folder, run/report.json)."""
+    report = cfg.parent / "run" / "report.json"
+    assert main(["backtest", "--config", str(cfg), "--report", str(report), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    logged = [
+        e
+        for e in (orjson.loads(line) for line in err.splitlines() if line.startswith("{"))
+        if e.get("event") == "backtest.warning"
+    ]
+    warnings: list[str] = orjson.loads(report.read_bytes())["warnings"]
+    return out, warnings, logged
+
+
+def _section(out: str) -> list[str]:
+    """The summary's warnings, one per line (a long one may be wrapped by the terminal width)."""
+    assert "\nwarnings:\n" in out, out
+    text = out.split("\nwarnings:\n", 1)[1]
+    return [" ".join(w.split()) for w in re.split(r"\n  (?=\S)", "\n" + text)[1:]]
+
+
+def test_an_underlying_with_no_instruments_in_the_data_is_a_warning(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, sample: Path
+) -> None:
+    """GammaScalp on SOL against BTC/ETH data: it gets its hedge's tickers but finds no option,
+    so it trades nothing; it says so. With a SOL hedge too, it subscribed to an instrument the
+    data does not have: the kernel says so, naming the underlyings the data does have."""
+    cfg = _config(tmp_path, sample, ('underlying = "BTC"', 'underlying = "SOL"'))
+    out, warnings, logged = _backtest(cfg, capsys)
+    expected = (
+        "gamma_btc: no call option of SOL expiring in more than a day in the deribit data"
+        " (options of: BTC, ETH): nothing traded"
+    )
+    assert warnings == [expected]
+    assert _section(out) == [expected]
+    assert [(e["kind"], e["message"]) for e in logged] == [("strategy", expected)]
+
+    cfg = _config(
+        tmp_path,
+        sample,
+        ('underlying = "BTC"', 'underlying = "SOL"'),
+        ('hedge = "BTC-PERPETUAL"', 'hedge = "SOL-PERPETUAL"'),
+    )
+    out, warnings, logged = _backtest(cfg, capsys)
+    expected = (
+        "gamma_btc: subscribes to deribit SOL-PERPETUAL, which the data does not have"
+        " (its deribit underlyings: BTC, ETH)"
+    )
+    assert warnings == [expected] and _section(out) == [expected]
+    assert [e["kind"] for e in logged] == ["instrument_not_in_data"]
+
+    # Momentum discovers its options from its underlying: none of SOL, said too.
+    cfg = _config(tmp_path, sample, ('underlying = "ETH"', 'underlying = "SOL"'))
+    out, warnings, logged = _backtest(cfg, capsys)
+    expected = (
+        "momentum_eth: no option of SOL within 40 days and moneyness 0.08 in the deribit data"
+        " (options of: BTC, ETH): nothing traded"
+    )
+    assert warnings == [expected] and _section(out) == [expected]
+
+
+def test_a_size_of_zero_is_a_config_error_naming_its_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, sample: Path
+) -> None:
+    """`option_size = 0` can never order: `check-config` refuses it (exit 2) with its key path,
+    as it does other bad values, and so does `backtest` before running anything."""
+    cfg = _config(tmp_path, sample, ("option_size = 10 ", "option_size = 0 "))
+    assert main(["check-config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}: strategies[0].params.option_size: expected a positive number, got 0" in err
+    assert main(["backtest", "--config", str(cfg), "--no-progress"]) == 2
+    assert "strategies[0].params.option_size" in capsys.readouterr().err
+
+    for name, old, new in (
+        ("order_size", "\norder_size = 5", "\norder_size = 0"),
+        ("max_position", "max_position = 10\nmax_open", "max_position = 0\nmax_open"),
+        ("max_open", "max_open = 4", "max_open = 0"),
+    ):
+        cfg = _config(tmp_path, sample, (old, new))
+        assert main(["check-config", str(cfg)]) == 2
+        assert f"strategies[1].params.{name}: expected a positive number, got 0" in capsys.readouterr().err
+
+
+def test_data_of_a_venue_no_strategy_reads_is_refused_then_each_frame_accounted_for(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, sample: Path
+) -> None:
+    """Deribit data declared as Derive's ("149,595 events from 326,857 frames" and zeros): the
+    Derive decoder reads its tickers (as Derive's), refuses its trades and does not read its
+    books, and the strategies subscribe to Deribit, of which there is no data.
+
+    `check-config` now refuses a strategy subscribed to a venue no data file is of, naming its
+    `venue` param. With the strategies moved to Derive too, the backtest runs and the data file
+    says how many frames were decoded, how many reached no strategy, and why."""
+    as_derive = ('venue = "deribit"\npath', 'venue = "derive"\npath')
+    cfg = _config(tmp_path, sample, as_derive)
+    assert main(["check-config", str(cfg)]) == 2
+    assert (
+        f"{cfg}: strategies[0].params.venue: subscribes to deribit, but no [[backtest.data]] is of it"
+        " (the data is of derive): it would get nothing"
+    ) in capsys.readouterr().err
+    assert main(["backtest", "--config", str(cfg), "--no-progress"]) == 2
+    capsys.readouterr()
+
+    cfg = _config(
+        tmp_path,
+        sample,
+        as_derive,
+        ('underlying = "BTC"', 'venue = "derive"\nunderlying = "BTC"'),
+        ('underlying = "ETH"', 'venue = "derive"\nunderlying = "ETH"'),
+    )
+    assert main(["check-config", str(cfg)]) == 0
+    capsys.readouterr()
+    out, warnings, logged = _backtest(cfg, capsys)
+    frames = sum(1 for _ in RecordingReader(sample))
+    per_file = re.fullmatch(
+        rf"data file {re.escape(str(sample))} \(derive\): {frames:,} frames decoded, ([\d,]+) not routed"
+        r" to any strategy: ([\d,]+) malformed; ([\d,]+) of channels the derive decoder does not read"
+        r" \(e\.g\. book\.[A-Z0-9-]+\.100ms: is it derive data\?\); 5 control \(responses, heartbeats\);"
+        r" ([\d,]+) of instruments or channels no strategy subscribed to",
+        warnings[-1],
+    )
+    assert per_file is not None, warnings
+    unrouted, *why = (int(g.replace(",", "")) for g in per_file.groups())
+    assert all(why) and sum(why) + 5 == unrouted < frames  # the tickers reached the strategies
+    assert logged[-1]["kind"] == "data_file_unread" and _section(out) == warnings
+
+
+def test_a_strategy_on_a_venue_without_data_is_a_warning(sample: Path) -> None:
+    """The same through the kernel (no config to check): the strategy is told it has no data
+    of its venue, and the data file that no strategy reads says so."""
+
+    async def noop(ctx: StrategyContext, event: MarketEvent) -> None:
+        pass
+
+    strategy = Scripted("s", noop, [Subscription("deribit", "BTC-PERPETUAL", {"ticker"})])
+    kernel = BacktestKernel(
+        {"deribit": PLUGIN, "derive": DERIVE}, [DataSource("derive", sample)], [strategy], BacktestSettings()
+    )
+    result = trio.run(kernel.run)
+    assert result.warnings[0] == (
+        "s: subscribes to deribit, but no data file is of deribit (the data files are of derive):"
+        " it got nothing from there"
+    )
+    assert result.warnings[1].endswith("of derive, which no strategy subscribes to")
+    assert len(result.warnings) == 2
+
+
+def test_orders_with_no_book_to_fill_against_are_a_warning(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, sample: Path
+) -> None:
+    """A recording of tickers only (no book channel recorded): GammaScalp sends its orders and
+    none can fill ("fill ratio 0%"). Now the instruments are named, with the reason."""
+    tickers = tmp_path / "tickers.rec.zst"
+    with RecordingWriter(tickers) as w:
+        for ts, frame in RecordingReader(sample):
+            assert ts is not None  # a recording: every line has its receive time
+            if b'"book.' not in frame:
+                w.write(ts, frame)
+    out, warnings, logged = _backtest(_config(tmp_path, tickers), capsys)
+    assert "fill ratio 0% (0 of" in out
+    (warning,) = warnings
+    found = re.fullmatch(
+        r"gamma_btc: ([\d,]+) order\(s\) on deribit (BTC-\w+-\d+-C) could not fill: the data holds no"
+        r" order book for them \(record their book channel\)",
+        warning,
+    )
+    assert found is not None, warning
+    gamma = orjson.loads((tmp_path / "run" / "report.json").read_bytes())["strategies"]["gamma_btc"]
+    assert gamma["orders"] == int(found.group(1).replace(",", "")) and gamma["fills"] == 0
+    assert _section(out) == warnings and [e["kind"] for e in logged] == ["no_book"]
+
+
+def test_a_strategy_that_received_nothing_is_a_warning(sample: Path) -> None:
+    """A strategy that subscribed to nothing gets no market event: said (not a row of zeros)."""
+
+    async def noop(ctx: StrategyContext, event: MarketEvent) -> None:
+        pass
+
+    kernel = BacktestKernel(
+        {"deribit": PLUGIN}, [DataSource("deribit", sample)], [Scripted("idle", noop, [])], BacktestSettings()
+    )
+    with structlog.testing.capture_logs() as logs:
+        result = trio.run(kernel.run)
+    assert result.warnings[0] == "idle: received no market event from the data (subscribed to nothing)"
+    # Its data reached no strategy at all: the file says where its frames went.
+    (stats,) = result.files
+    assert (stats.frames, stats.control, stats.unrouted) == (result.frames, 5, result.frames - 5)
+    assert result.warnings[1] == (
+        f"data file {sample} (deribit): {result.frames:,} frames decoded, {result.frames:,} not routed to"
+        f" any strategy: 5 control (responses, heartbeats); {result.frames - 5:,} of deribit, which no"
+        " strategy subscribes to"
+    )
+    assert [e["kind"] for e in logs if e["event"] == "backtest.warning"] == ["no_events", "data_file_unused"]
+
+
+def test_the_bundled_config_warns_of_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, sample: Path
+) -> None:
+    """The README's backtest, on three minutes of its sample (same generator and seed): both
+    strategies find their instruments and GammaScalp fills, so no warning at all."""
+    out, warnings, logged = _backtest(_config(tmp_path, sample), capsys)
+    assert warnings == [] and logged == [] and "warnings:" not in out
