@@ -196,7 +196,7 @@ def _print_status(s: dict[str, Any], console: Console | None = None) -> None:
             console.print(f"[bold]tradingd[/bold] stopped at {when} ({who}, ran {ran})")
         else:  # killed, or hung: its last word
             console.print(f"[bold]tradingd[/bold] [red]not responding[/red]: last status at {when} ({who})")
-        console.print("as it was then: " + escape(s.get("status", "")))
+        console.print("last status: " + escape(s.get("status", "")))
     if s.get("kill_switch"):
         console.print(f"[bold red]KILL SWITCH ENGAGED[/bold red]: {escape(str(s['kill_switch']))}")
     venue_rows: list[tuple[str, Fields]] = []

@@ -732,6 +732,8 @@ class Daemon:
         data = self.status()
         if final:
             data["stopped"] = True
+            # The line as it was when the stop began (the stop closes the connections, "down").
+            data["status"] = self._last_status_line or data["status"]
             for name, venue in data["venues"].items():
                 # As it was when the stop began (the stop closes the connections).
                 watch = self._feeds.get(name)

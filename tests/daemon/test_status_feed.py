@@ -129,4 +129,5 @@ async def test_the_live_tour_stall_then_stop_as_tradingd_status_says_it(
     )
     out = " ".join(stopped.stdout.decode().split())
     assert stopped.returncode == 3 and "stopped at" in out and "was live" in out, out
+    assert "last status: live: deribit up; 1 strategy" in out  # as the stop began, not "down"
     assert "running" not in out.replace("ran ", "")
