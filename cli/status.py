@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from datetime import datetime
@@ -126,6 +127,7 @@ def _bytes(n: int) -> str:
 
 
 Fields = list[tuple[str, str]]
+_NUMBER = re.compile(r"[-+]?[\d,]+(\.\d+)?")  # a column of them is right-aligned: digits line up
 
 
 def _show(console: Console, title: str, key: str, rows: list[tuple[str, Fields]]) -> None:
@@ -136,8 +138,9 @@ def _show(console: Console, title: str, key: str, rows: list[tuple[str, Fields]]
         return
     table = Table(title=title)
     table.add_column(key, no_wrap=True)
-    for label, _ in rows[0][1]:
-        table.add_column(label, no_wrap=True)
+    for i, (label, _) in enumerate(rows[0][1]):
+        numbers = all(_NUMBER.fullmatch(fields[i][1]) for _, fields in rows)
+        table.add_column(label, no_wrap=True, justify="right" if numbers else "left")
     for name, fields in rows:
         table.add_row(escape(name), *(value for _, value in fields))
     wide = Measurement.get(console, console.options.update_width(1_000_000), table).maximum
