@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
+from rich.measure import Measurement
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from tradingd.config import load_daemon_settings
 from tradingd.engine.daemon.service import DaemonPaths, daemon_paths, read_status
+from tradingd.engine.daemon.words import duration, plural
 from tradingd.engine.model.errors import ConfigError
 
 from .settings import daemon_options
@@ -47,10 +55,17 @@ def _alive(pid: int) -> bool:
 
 def cmd_status(args: argparse.Namespace) -> int:
     path = Path(args.status_file) if args.status_file else _paths(args).status_file
+    if path.is_dir():
+        path = path / "status.json"  # a `tradingd record` --out directory: its status file is there
     try:
         status = read_status(path)
     except FileNotFoundError:
-        print(f"tradingd: not running (no status file at {path})", file=sys.stderr)
+        hint = ""
+        if not args.status_file:
+            # `tradingd record` keeps its status beside its recording, not where a daemon on the
+            # same config keeps its own (cli/record.py): the config alone does not say where.
+            hint = "; for a `tradingd record`: tradingd status --status-file <its --out directory>"
+        print(f"tradingd: not running (no status file at {path}){hint}", file=sys.stderr)
         return _EXIT_NOT_RUNNING
     except (OSError, ValueError) as exc:
         print(f"tradingd: cannot read {path}: {exc}", file=sys.stderr)
@@ -77,87 +92,222 @@ _VENUE_NOTES = (
 
 
 def _count(value: Any) -> str:
-    """A counter a status file may lack (written by an older daemon): '-'."""
-    return "-" if value is None else str(value)
+    """A counter a status file may lack (written by an older daemon): '-'. Thousands separated."""
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else escape(str(value))
 
 
-def _print_status(s: dict[str, Any]) -> None:
-    console = Console()
-    state = "running" if s["running"] else ("stopped" if s.get("stopped") else "not responding")
-    uptime = (s.get("updated_ns", 0) - s.get("started_ns", 0)) / 1e9
-    console.print(
-        f"[bold]tradingd[/bold] {state} (pid {s.get('pid')}, {s.get('mode')}, up {uptime:.0f} s, "
-        f"status {s['age_s']} s old)"
-    )
-    console.print(s.get("status", ""))
+def _money(value: Any, sign: str = "+") -> str:
+    return "-" if value is None else f"{value:{sign},.2f}"
+
+
+def _quantity(value: Any) -> str:
+    """A position or an order's size, exact (a Decimal's string), thousands separated."""
+    try:
+        return f"{Decimal(str(value)):,}"
+    except (InvalidOperation, ValueError):
+        return escape(str(value))
+
+
+def _at(ns: int, now_ns: int) -> str:
+    """A moment in local time: the time of day when it is today, else the date too."""
+    at = datetime.fromtimestamp(ns / 1e9).astimezone()
+    today = datetime.fromtimestamp(now_ns / 1e9).astimezone().date() == at.date()
+    return at.strftime("%H:%M:%S %Z" if today else "%Y-%m-%d %H:%M:%S %Z")
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+Fields = list[tuple[str, str]]
+_NUMBER = re.compile(r"[-+]?[\d,]+(\.\d+)?")  # a column of them is right-aligned: digits line up
+
+
+def _show(console: Console, title: str, key: str, rows: list[tuple[str, Fields]]) -> None:
+    """Rows of (name, [(label, value)]) as a table when its natural width fits the console, else
+    one block per row (its name, then a field a line): a table too wide for the terminal would
+    cut its cells to `548…`, and a number or a name must be read whole."""
+    if not rows:
+        return
+    table = Table(title=title)
+    table.add_column(key, no_wrap=True)
+    for i, (label, _) in enumerate(rows[0][1]):
+        numbers = all(_NUMBER.fullmatch(fields[i][1]) for _, fields in rows)
+        table.add_column(label, no_wrap=True, justify="right" if numbers else "left")
+    for name, fields in rows:
+        table.add_row(escape(name), *(value for _, value in fields))
+    wide = Measurement.get(console, console.options.update_width(1_000_000), table).maximum
+    if wide <= console.width:
+        console.print(table)
+        return
+    console.print(f"[bold]{title}[/bold]")
+    for name, fields in rows:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True, style="dim")
+        grid.add_column(overflow="fold")  # wraps between words; only a word wider than it folds
+        for label, value in fields:
+            grid.add_row(label, value)
+        console.print(Padding(Text.assemble((f"{key} ", "dim"), (name, "bold")), (0, 0, 0, 1), expand=False))
+        console.print(Padding(grid, (0, 0, 0, 3), expand=False))
+
+
+def _feed(v: dict[str, Any], running: bool, now_ns: int, age_s: float) -> tuple[str, str]:
+    """A venue's feed and its last frame, as of now (the status file was written `age_s` ago)."""
+    state = v.get("feed")
+    if state is None:  # written by an older daemon
+        state = ("live" if v.get("ready") else "connecting") if v.get("connected") else "down"
+    last_ns = v.get("last_frame_ns")
+    if last_ns is None and v.get("last_frame_age_s") is not None:
+        last_ns = now_ns - int((v["last_frame_age_s"] + age_s) * 1e9)
+    silent = None if last_ns is None else (now_ns - last_ns) / 1e9
+    if last_ns is None or silent is None:
+        last = "none yet" if running else "none"
+    elif running:
+        last = f"{duration(silent)} ago"
+    else:
+        last = f"at {_at(last_ns, now_ns)} ({duration(silent)} ago)"
+    if not running:
+        # The daemon is not there to say: as it was (when the stop began, for an orderly stop).
+        return f"was {v.get('feed_before_stop') or state}", last
+    if state == "stale":
+        since = "since it connected" if silent is None else f"for {duration(silent)}"
+        return f"[bold red]stale[/bold red]: no frame {since}", last
+    return {"live": "[green]live[/green]", "down": "[red]down[/red]"}.get(state, escape(state)), last
+
+
+def _print_status(s: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    running = bool(s["running"])
+    age = float(s.get("age_s") or 0.0)
+    updated_ns = int(s.get("updated_ns") or 0)
+    now_ns = updated_ns + int(age * 1e9)  # as `cmd_status` measured the file's age
+    ran = duration((updated_ns - int(s.get("started_ns") or 0)) / 1e9)
+    who = f"pid {s.get('pid')}, {s.get('mode')}"
+    if running:
+        console.print(f"[bold]tradingd[/bold] running ({who}, up {ran}, status {age:.1f} s old)")
+        console.print(escape(s.get("status", "")))
+    else:
+        when = f"{_at(updated_ns, now_ns)}, {duration(age)} ago"
+        if s.get("stopped"):
+            console.print(f"[bold]tradingd[/bold] stopped at {when} ({who}, ran {ran})")
+        else:  # killed, or hung: its last word
+            console.print(f"[bold]tradingd[/bold] [red]not responding[/red]: last status at {when} ({who})")
+        console.print("last status: " + escape(s.get("status", "")))
     if s.get("kill_switch"):
-        console.print(f"[bold red]KILL SWITCH ENGAGED[/bold red]: {s['kill_switch']}")
-    venues = Table("venue", "connected", "ready", "subscriptions", "channels", "frames", "malformed",
-                   "book gaps/resnaps", "reconnects", "last frame", title="venues")  # fmt: skip
+        console.print(f"[bold red]KILL SWITCH ENGAGED[/bold red]: {escape(str(s['kill_switch']))}")
+    venue_rows: list[tuple[str, Fields]] = []
     notes: list[str] = []
     for name, v in s.get("venues", {}).items():
-        age = v.get("last_frame_age_s")
-        venues.add_row(
-            name,
-            "yes" if v.get("connected") else "[red]no[/red]",
-            "yes" if v.get("ready") else "no",
-            str(v.get("subscriptions")),
-            str(v.get("channels")),
-            str(v.get("frames")),
-            str(v.get("malformed")),
-            f"{_count(v.get('book_gaps'))}/{_count(v.get('resubscribed_books'))}",
-            str(max(0, (v.get("connects") or 0) - 1)),
-            "-" if age is None else f"{age:.1f} s ago",
+        feed, last = _feed(v, running, now_ns, age)
+        resnaps = _count(v.get("resubscribed_books"))
+        reconnects = _count(max(0, (v.get("connects") or 0) - 1))
+        if v.get("stale"):
+            reconnects += f" ({_count(v['stale'])} for a silent feed)"
+        venue_rows.append(
+            (
+                name,
+                [
+                    ("feed", feed),
+                    ("last frame", last),
+                    ("subscriptions", _count(v.get("subscriptions"))),
+                    ("channels", _count(v.get("channels"))),
+                    ("frames", _count(v.get("frames"))),
+                    ("malformed", _count(v.get("malformed"))),
+                    ("book gaps/resnaps", f"{_count(v.get('book_gaps'))}/{resnaps}"),
+                    ("reconnects", reconnects),
+                ],
+            )
         )
         # The rarer counters, only where they are not zero (and the venue has them).
-        extra = [f"{label} {v[key]}" for key, label in _VENUE_NOTES if v.get(key)]
+        extra = [f"{label} {_count(v[key])}" for key, label in _VENUE_NOTES if v.get(key)]
         if extra:
-            notes.append(f"{name}: " + ", ".join(extra))
-    console.print(venues)
+            notes.append(f"{escape(name)}: " + ", ".join(extra))
+    _show(console, "venues", "venue", venue_rows)
     for note in notes:
         console.print(note)
-    strategies = Table("strategy", "state", "events", "errors", "conflated/merged/dropped", "orders",
-                       "rejected", "open", "positions", "PnL (real./unreal./fees)",
-                       title="strategies")  # fmt: skip
+    strategy_rows: list[tuple[str, Fields]] = []
     for name, st in s.get("strategies", {}).items():
-        positions = ", ".join(f"{k} {v}" for k, v in st.get("positions", {}).items()) or "flat"
+        positions = "\n".join(f"{escape(k)} {_quantity(q)}" for k, q in st.get("positions", {}).items())
         failure = st.get("failure")
         state = st.get("state", "running")
         if failure:
-            state = f"[bold red]FAILED[/bold red] in {failure.get('phase')}: {failure.get('error')}"
-        strategies.add_row(
-            name,
-            state,
-            str(st.get("events")),
-            str(st.get("errors")),
-            f"{st.get('conflated')}/{st.get('merged')}/{st.get('dropped')}",
-            str(st.get("orders_sent")),
-            str(st.get("rejected")),
-            str(st.get("open_orders")),
-            positions,
-            f"{st.get('realized_pnl'):+.2f} / {st.get('unrealized_pnl'):+.2f} / {st.get('fees'):.2f}",
+            state = (
+                f"[bold red]FAILED[/bold red] in {escape(str(failure.get('phase')))}: "
+                f"{escape(str(failure.get('error')))}"
+            )
+        elif not running and state == "running":
+            state = "stopped" if s.get("stopped") else "was running"
+        strategy_rows.append(
+            (
+                name,
+                [
+                    ("state", state),
+                    ("events", _count(st.get("events"))),
+                    ("errors", _count(st.get("errors"))),
+                    (
+                        "conflated/merged/dropped",
+                        f"{_count(st.get('conflated'))}/{_count(st.get('merged'))}/{_count(st.get('dropped'))}",
+                    ),
+                    ("orders", _count(st.get("orders_sent"))),
+                    ("rejected", _count(st.get("rejected"))),
+                    ("open", _count(st.get("open_orders"))),
+                    ("positions", positions or "flat"),
+                    (
+                        "PnL (real./unreal./fees)",
+                        f"{_money(st.get('realized_pnl'))} / {_money(st.get('unrealized_pnl'))} / "
+                        f"{_money(st.get('fees'), '')}",
+                    ),
+                ],
+            )
         )
-    console.print(strategies)
-    orders = s.get("open_orders", [])
-    if orders:
-        table = Table("client order id", "venue", "instrument", "side", "price", "size", "filled", "state",
-                      "age", title="open orders")  # fmt: skip
-        for o in orders:
-            table.add_row(
-                o["client_order_id"], o["venue"], o["instrument"], o["side"], str(o["price"]), o["size"],
-                o["filled"], o["state"], f"{o['age_s']:.0f} s",
-            )  # fmt: skip
-        console.print(table)
+    _show(console, "strategies", "strategy", strategy_rows)
+    order_rows: list[tuple[str, Fields]] = []
+    for o in s.get("open_orders", []):
+        order_rows.append(
+            (
+                o["client_order_id"],
+                [
+                    ("venue", escape(o["venue"])),
+                    ("instrument", escape(o["instrument"])),
+                    ("side", escape(o["side"])),
+                    ("price", "-" if o["price"] is None else _quantity(o["price"])),
+                    ("size", _quantity(o["size"])),
+                    ("filled", _quantity(o["filled"])),
+                    ("state", escape(o["state"])),
+                    ("age", duration(o["age_s"] + (age if running else 0.0))),
+                ],
+            )
+        )
+    _show(console, "open orders" if running else "open orders when last seen", "client order id", order_rows)
     if s.get("waiting_fills"):
+        waits = "fill waits" if s["waiting_fills"] == 1 else "fills wait"
         console.print(
-            f"[yellow]{s['waiting_fills']} fills wait for a first index price[/yellow]: in the positions, "
-            "not yet in the USD PnL"
+            f"[yellow]{_count(s['waiting_fills'])} {waits} for a first index price[/yellow]: in the "
+            "positions, not yet in the USD PnL"
         )
     journal = s.get("journal")
     if journal:
         console.print(
-            f"journal {journal['path']}: {journal['writes']} writes, {journal['failures']} failures"
+            f"journal {escape(journal['path'])}: {plural(journal['writes'], 'write')}, "
+            f"{plural(journal['failures'], 'failure')}"
         )
+    recording = s.get("recording")
+    if recording:
+        errors = recording.get("write_errors") or 0
+        said = f" ({plural(errors, 'write error')})" if errors else ""
+        console.print(f"recording into {escape(recording['dir'])}{said}")
+        for venue, r in recording.get("venues", {}).items():
+            console.print(
+                f"  {escape(venue)}: {plural(r['frames'], 'frame')}, {_bytes(r['bytes'])} in "
+                f"{plural(r['files'], 'file')}, {_count(r['dropped'])} dropped"
+            )
 
 
 def cmd_kill(args: argparse.Namespace) -> int:

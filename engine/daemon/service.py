@@ -45,6 +45,7 @@ from ..store.journal import OrderJournal
 from ..store.recorder import SessionRecorder
 from ..venue.spi import LiveVenue, VenueConnection
 from .settings import DaemonOptions, DaemonSettings
+from .words import duration, plural
 
 __all__ = ["Daemon", "DaemonPaths", "Notifier", "book_health", "daemon_paths", "read_status"]
 
@@ -181,6 +182,16 @@ def book_health(live: LiveVenue) -> dict[str, int]:
     }
 
 
+@attrs.define
+class _FeedWatch:
+    """What the daemon saw of one venue's frames (`Daemon.feed`)."""
+
+    frames: int = 0  # the venue's frame counter when it last moved
+    last_frame_ns: int | None = None  # when the last frame came (wall clock); None before the first
+    stale_seen: int = 0  # the session's `stale` count at that frame
+    before_stop: str | None = None  # the feed's state when the daemon began to stop
+
+
 def read_status(path: Path) -> dict[str, Any]:
     """The status file a running daemon writes (raises OSError / ValueError)."""
     data: dict[str, Any] = orjson.loads(path.read_bytes())
@@ -301,6 +312,7 @@ class Daemon:
             self.watchdog_sent = 0
             self.watchdog_withheld = 0
             self._last_status_line = ""
+            self._feeds: dict[str, _FeedWatch] = {}  # venue -> its frames as seen here (`feed`)
             undo.pop_all()
 
     # -- running ----------------------------------------------------------------------------
@@ -451,8 +463,9 @@ class Daemon:
             problems.append(f"event loop {self.max_lag_s:.1f} s late")
         stale = self.settings.watchdog_stale_s
         if stale > 0 and self.engine.ready.is_set():
+            now = self.clock()
             for name, live in self.engine.venues.items():
-                age = live.last_frame_age_s
+                age = self._silent_s(name, live, now)
                 if age is not None and age > stale:
                     problems.append(f"{name}: nothing received for {age:.0f} s")
         return problems
@@ -517,19 +530,63 @@ class Daemon:
             self.kill_switch = None
             self.engine.flow.risk.resume()
 
+    def feed(self, name: str, live: LiveVenue, now: int) -> tuple[str, int | None]:
+        """How a venue's feed is, `live`, `stale`, `connecting` (before it is first ready) or
+        `down`, and when its last frame came (wall clock ns; None before the first). The
+        session's `last_frame_age_s` starts again at each connection: a venue that stops sending
+        while its socket stays open is reconnected at its `stale_after_s` and then reads "0 s"
+        without a frame. So the daemon follows the frame counter itself and takes the time when
+        it moves (each status write, every second). Stale: the session declared the feed stale
+        (its `stale` count, engine.venue.session `_watchdog`) and no frame came since; the
+        engine's own detection, at each venue's own limit."""
+        stats = live.stats
+        watch = self._feeds.setdefault(name, _FeedWatch())
+        if stats.frames != watch.frames:
+            age = live.last_frame_age_s
+            watch.frames = stats.frames
+            watch.last_frame_ns = now - int((age or 0.0) * 1e9)
+            watch.stale_seen = stats.stale
+        if not live.connected:
+            state = "down"
+        elif stats.stale > watch.stale_seen:
+            state = "stale"
+        elif not live.ready.is_set():
+            state = "connecting"
+        else:
+            state = "live"
+        if not self.stopping:
+            watch.before_stop = state
+        return state, watch.last_frame_ns
+
+    def _silent_s(self, name: str, live: LiveVenue, now: int) -> float | None:
+        """Seconds without a frame from the venue (or since it connected, before the first)."""
+        _, last = self.feed(name, live, now)
+        if last is None:
+            return live.last_frame_age_s
+        return max(0.0, (now - last) / 1e9)
+
     def status_line(self) -> str:
         """One line for systemd's STATUS= (`systemctl status tradingd`)."""
         e = self.engine
-        venues = ", ".join(f"{name} {'up' if live.connected else 'down'}" for name, live in e.venues.items())
+        now = self.clock()
+        feeds = []
+        for name, live in e.venues.items():
+            state, last = self.feed(name, live, now)
+            if state == "stale":
+                silent = "since it connected" if last is None else f"for {duration((now - last) / 1e9)}"
+                feeds.append(f"{name} stale (no frame {silent})")
+            else:
+                feeds.append(f"{name} {'up' if state == 'live' else state}")
         open_orders = len(e.flow.tracker.open_orders())
         pnl = e.flow.equity(None)
         kill = " KILL SWITCH" if self.kill_switch else ""
         failed = f" ({len(e.failures)} failed)" if e.failures else ""
         waiting = e.flow.waiting_fills()
-        unpriced = f" ({waiting} fills wait for an index price)" if waiting else ""
+        waits = "fill waits" if waiting == 1 else "fills wait"
+        unpriced = f" ({waiting:,} {waits} for an index price)" if waiting else ""
         return (
-            f"{e.mode}: {venues}; {len(e.slots)} strategies{failed}; {open_orders} open orders; "
-            f"PnL {pnl:+.2f} USD{unpriced}{kill}"
+            f"{e.mode}: {', '.join(feeds)}; {plural(len(e.slots), 'strategy', 'strategies')}{failed}; "
+            f"{plural(open_orders, 'open order')}; PnL {pnl:+,.2f} USD{unpriced}{kill}"
         )
 
     def status(self) -> dict[str, Any]:
@@ -540,7 +597,13 @@ class Daemon:
         for name, live in e.venues.items():
             stats = live.stats
             age = live.last_frame_age_s
+            feed, last_frame_ns = self.feed(name, live, now)
             venues[name] = {
+                # `live`, `stale` (no frame since the session found it silent), `connecting`, `down`.
+                "feed": feed,
+                # When the last frame came (wall clock, ns): `tradingd status` says how long ago
+                # as of when it is run, also once the daemon has stopped.
+                "last_frame_ns": last_frame_ns,
                 "connected": live.connected,
                 "ready": live.ready.is_set(),
                 "frames": stats.frames,
@@ -548,6 +611,7 @@ class Daemon:
                 "connects": stats.connects,
                 "disconnects": stats.disconnects,
                 "stale": stats.stale,
+                # Since the last frame or the current connection's start, whichever is later.
                 "last_frame_age_s": None if age is None else round(age, 3),
                 "channels": len(live.channels),
                 "subscriptions": len(e.router.merged(name)),
@@ -668,6 +732,12 @@ class Daemon:
         data = self.status()
         if final:
             data["stopped"] = True
+            # The line as it was when the stop began (the stop closes the connections, "down").
+            data["status"] = self._last_status_line or data["status"]
+            for name, venue in data["venues"].items():
+                # As it was when the stop began (the stop closes the connections).
+                watch = self._feeds.get(name)
+                venue["feed_before_stop"] = watch.before_stop if watch else None
         try:
             _write_private(self.paths.status_file, orjson.dumps(data, option=orjson.OPT_INDENT_2))
         except OSError as exc:

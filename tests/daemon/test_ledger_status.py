@@ -41,10 +41,10 @@ def test_status_counts_the_fills_waiting_for_an_index_price(
         once = status["strategies"]["once"]
         assert once["waiting_fills"] == 1 and once["positions"] == {f"deribit:{OPTION.symbol}": "1"}
         assert (once["realized_pnl"], once["fees"]) == (0.0, 0.0)  # not booked at a rate of 0: not booked yet
-        assert "1 fills wait for an index price" in daemon.status_line()
+        assert "1 fill waits for an index price" in daemon.status_line()
         # As `tradingd status` reads the file (and adds what it learns of the process).
         _print_status({**orjson.loads(orjson.dumps(status)), "running": True, "age_s": 0.5})
-        assert "1 fills wait for a first index price" in capsys.readouterr().out
+        assert "1 fill waits for a first index price" in capsys.readouterr().out
 
         engine.market_state.on_ticker(ticker(OPTION.symbol, index=100_000.0, mark=0.05))
         status = orjson.loads(orjson.dumps(daemon.status()))  # money as JSON numbers, not Decimal
