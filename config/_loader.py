@@ -7,6 +7,8 @@ message is one line: `config/x.toml: strategies[1].params.lookback_s: expected a
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import importlib
 import importlib.util
 import math
@@ -14,7 +16,7 @@ import re
 import sys
 import tomllib
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -201,8 +203,12 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, ForbiddenExtraKeysError):
         known = sorted(f.name for f in attrs.fields(exc.cl)) if attrs.has(exc.cl) else []
         known = ["class" if k == "class_" else k for k in known]
-        extra = ", ".join(sorted(exc.extra_fields))
-        return f"unknown key(s) {extra}" + (f" (known: {', '.join(known)})" if known else "")
+        extras = sorted(exc.extra_fields)
+        close = [c for e in extras for c in difflib.get_close_matches(e, known, n=1, cutoff=0.6)]
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        return f"unknown key(s) {', '.join(extras)}{hint}" + (
+            f" (known: {', '.join(known)})" if known else ""
+        )
     if isinstance(exc, TypeError | ValueError) and str(exc).startswith("expected"):
         return str(exc)
     if isinstance(exc, AttributeError | TypeError) and type_ is not None and attrs.has(type_):
@@ -215,23 +221,42 @@ def _path(p: str) -> str:
     return p.replace(".class_", ".class")
 
 
+# At most this many problems of one config are listed, one per line.
+MAX_PROBLEMS = 10
+
+
+def _problem(message: str) -> tuple[str, str]:
+    """(message, key path) of one of cattrs' `message @ $.path` lines."""
+    msg, _, where = message.rpartition(" @ ")
+    where = _path(where)
+    # A class's own validator names its field ("heartbeat_s: expected ..."): fold it in.
+    field, sep, rest = msg.removeprefix("invalid value (").removesuffix(")").partition(": ")
+    if sep and field.isidentifier() and rest.startswith("expected"):
+        msg, where = rest, f"{where}.{field}" if where else field
+    return msg, where
+
+
 def structure(conv: cattrs.Converter, data: Any, cls: type[Any], *, file: str | None, path: str = "") -> Any:
-    """Structure `data` into `cls`, raising `ConfigError` for the first problem (by path)."""
+    """Structure `data` into `cls`, raising `ConfigError` naming every problem by its key path
+    (one line when there is one, else one line each)."""
     try:
         return conv.structure(data, cls)
     except (ClassValidationError, IterableValidationError) as exc:
         messages = cattrs.transform_error(
             exc, path="$" + (("." + path) if path else ""), format_exception=_format_exception
         )
-        first = messages[0]
-        msg, _, where = first.rpartition(" @ ")
-        more = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
-        where = _path(where)
-        # A class's own validator names its field ("heartbeat_s: expected ..."): fold it in.
-        field, sep, rest = msg.removeprefix("invalid value (").removesuffix(")").partition(": ")
-        if sep and field.isidentifier() and rest.startswith("expected"):
-            msg, where = rest, f"{where}.{field}" if where else field
-        raise ConfigError(msg + more, file=file, path=where or None) from None
+        problems = [_problem(m) for m in messages]
+        if len(problems) == 1:
+            msg, where = problems[0]
+            raise ConfigError(msg, file=file, path=where or None) from None
+        # Every problem, one per line (an empty file misses two keys: say both), up to a bound
+        # that still fits a screen.
+        lines = [f"  {where}: {msg}" if where else f"  {msg}" for msg, where in problems[:MAX_PROBLEMS]]
+        if len(problems) > MAX_PROBLEMS:
+            lines.append(f"  and {len(problems) - MAX_PROBLEMS} more")
+        error = ConfigError(f"{len(problems)} problems:\n" + "\n".join(lines), file=file, path=path or None)
+        error.path = problems[0][1] or None  # the first, for a caller that points at one
+        raise error from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(_format_exception(exc, cls), file=file, path=path or None) from None
 
@@ -252,6 +277,19 @@ class LoadedConfig:
         """The venue's structured settings: as configured, or its defaults."""
         found = self.venue_settings.get(venue)
         return load_venue(venue).Settings() if found is None else found
+
+    def data_file_missing(self, index: int) -> str:
+        """Why data file `index` is looked for where it is, for the line saying it is not there:
+        the path as written, where it points, and, for a relative one, that it is read from the
+        config file's folder (not the working directory: a config means the same from anywhere,
+        so a copied config looks beside its copy)."""
+        assert self.config.backtest is not None
+        written = self.config.backtest.data[index].path
+        where = self.data_paths[index]
+        text = f'backtest.data[{index}].path = "{written}" does not exist at {where}'
+        if not Path(written).expanduser().is_absolute():
+            text += f" (a relative path is read from the config's folder, {self.path.parent.resolve()})"
+        return text
 
     def build_strategies(self) -> list[Strategy]:
         return [cls(name, self.strategy_params[name]) for name, cls in self.strategy_classes.items()]
@@ -337,30 +375,76 @@ def load_daemon_settings(path: str | Path) -> DaemonConfig:
     return settings
 
 
-def _find_user_module(module: str, config_file: Path, *, file: str, path: str) -> None:
-    """Make a user's `module` (of a `module:Class`) importable the way uvicorn's `--app-dir`
-    does: the config file's folder, then the working directory, is searched for its top-level
-    package or module, and the first folder holding it goes to the front of `sys.path` (so what
-    the module imports of its own, a `config.py` beside it, comes from there too). A module in
-    neither folder may still be installed; one that is nowhere is a one-line error naming the
-    folders searched. Ours never collide with a user's: they all live under `tradingd.`."""
+def _holds(folder: Path, top: str) -> bool:
+    return (folder / top).is_dir() or (folder / f"{top}.py").is_file()
+
+
+def _origin(module: Any) -> Path | None:
+    """Where an imported module came from (its file or its package's folder), if anywhere."""
+    spec = getattr(module, "__spec__", None)
+    where = getattr(spec, "origin", None) or getattr(module, "__file__", None)
+    if where is None or where in ("built-in", "frozen"):
+        # A namespace package (a folder without `__init__.py`) has only its folders.
+        where = next(iter(getattr(module, "__path__", ())), None)
+    return Path(where).resolve() if where else None
+
+
+@contextlib.contextmanager
+def _user_folder_first(module: str, config_file: Path, *, file: str, path: str) -> Iterator[None]:
+    """Import a user's `module` (of a `module:Class`) the way uvicorn's `--app-dir` does.
+
+    Its top-level package or module is looked for in the config file's folder, then in the
+    working directory. The config's folder comes first because the config names the class: the
+    module beside it is the one its author meant, whatever directory the command runs from
+    (cron, systemd). The folder holding it goes to the front of `sys.path` while the module is
+    imported (what it imports of its own, a `helpers.py` beside it, comes from there too, ahead
+    of an installed package of the same name), then to the back, where it stays for imports the
+    user's code makes later: from then on no file in a user's folder can take the place of a
+    module Python or tradingd imports later (a `random.py` beside the config), and nothing of
+    the user's is searched before what is installed more than needed. A top-level name that is
+    already a standard module or one this process imported from elsewhere cannot be the user's
+    (one process has one module per name): that is refused, naming the file to rename. A module
+    in neither folder may still be installed; one found nowhere is a one-line error naming the
+    folders searched."""
     top = module.partition(".")[0]
     folders = list(dict.fromkeys([config_file.parent.resolve(), Path.cwd().resolve()]))
-    for folder in folders:
-        if (folder / top).is_dir() or (folder / f"{top}.py").is_file():
-            entry = str(folder)
-            if entry in sys.path:
-                sys.path.remove(entry)
-            sys.path.insert(0, entry)
-            importlib.invalidate_caches()
-            return
-    if importlib.util.find_spec(top) is None:
-        searched = " or ".join(str(f) for f in folders)
+    home = next((f for f in folders if _holds(f, top)), None)
+    if home is None:
+        if importlib.util.find_spec(top) is None:
+            searched = " or ".join(str(f) for f in folders)
+            raise ConfigError(
+                f"strategy module {module!r} not found: no {top!r} in {searched}, nor installed",
+                file=file,
+                path=path,
+            )
+        yield
+        return
+    mine = home / top if (home / top).is_dir() else home / f"{top}.py"
+    loaded = sys.modules.get(top)
+    origin = _origin(loaded) if loaded is not None else None
+    if loaded is not None and not (origin is not None and origin.is_relative_to(home)):
         raise ConfigError(
-            f"strategy module {module!r} not found: no {top!r} in {searched}, nor installed",
+            f"strategy module {module!r}: {mine} has the name of the module {top!r} already "
+            f"imported from {origin or 'Python itself'}: rename your {mine.name}",
             file=file,
             path=path,
         )
+    if loaded is None and top in sys.stdlib_module_names:
+        raise ConfigError(
+            f"strategy module {module!r}: {mine} has the name of Python's standard module {top!r}: "
+            f"rename your {mine.name}",
+            file=file,
+            path=path,
+        )
+    entry = str(home)
+    sys.path.insert(0, entry)
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        sys.path.remove(entry)  # the first occurrence: ours, at the front
+        if entry not in sys.path:
+            sys.path.append(entry)
 
 
 def load_catalog_settings(path: str | Path) -> CatalogConfig:
@@ -422,10 +506,14 @@ def load_config(path: str | Path) -> LoadedConfig:
         seen.add(sc.name)
         if not sc.enabled:
             continue
-        if ":" in sc.class_:
-            _find_user_module(sc.class_.partition(":")[0], p, file=file, path=f"{where}.class")
         try:
-            cls = load_strategy_class(sc.class_)
+            if ":" in sc.class_:
+                with _user_folder_first(sc.class_.partition(":")[0], p, file=file, path=f"{where}.class"):
+                    cls = load_strategy_class(sc.class_)
+            else:
+                cls = load_strategy_class(sc.class_)
+        except ConfigError:
+            raise
         except TradingError as exc:
             raise ConfigError(str(exc), file=file, path=f"{where}.class") from None
         params_cls = cls.Params
@@ -458,7 +546,8 @@ def load_config(path: str | Path) -> LoadedConfig:
                     file=file,
                     path=f"backtest.data[{i}].format",
                 )
-            data_paths.append((p.parent / d.path).resolve())
+            # `~` is the user's home, as in a shell (`p.parent / '~/x'` would be a folder `~`).
+            data_paths.append((p.parent / Path(d.path).expanduser()).resolve())
         for field, value in (
             ("latency_ms", config.backtest.latency_ms),
             ("equity_interval_s", config.backtest.equity_interval_s),

@@ -19,6 +19,7 @@ simulate on its clock.
 from __future__ import annotations
 
 import abc
+import difflib
 import importlib
 from collections.abc import Iterable
 from decimal import Decimal
@@ -285,6 +286,15 @@ def available_strategies() -> list[str]:
     return sorted(ep.name for ep in entry_points(group="tradingd.strategies"))
 
 
+def _did_you_mean(name: str, names: Iterable[str]) -> str:
+    """`; did you mean 'gamma_scalp'?` for a misspelt name, or nothing when none is close."""
+    close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.6)
+    if not close:
+        # Case aside (`buythedip`), the user meant it.
+        close = [n for n in names if n.lower() == name.lower()]
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
 def load_strategy_class(spec: str) -> type[Strategy]:
     """A strategy class from an entry-point name (`gamma_scalp`) or a `module:Class` path."""
     if ":" in spec:
@@ -293,19 +303,31 @@ def load_strategy_class(spec: str) -> type[Strategy]:
             obj: Any = importlib.import_module(module_name)
         except ImportError as exc:
             raise StrategyError(f"cannot import strategy module {module_name!r}: {exc}") from exc
+        module = obj
         for part in attr.split("."):
             try:
                 obj = getattr(obj, part)
             except AttributeError:
-                raise StrategyError(f"module {module_name!r} has no {attr!r}") from None
+                # The strategies the module defines are the names its author meant to type.
+                names = [
+                    n
+                    for n, v in vars(module).items()
+                    if isinstance(v, type) and issubclass(v, Strategy) and v is not Strategy
+                ]
+                raise StrategyError(
+                    f"module {module_name!r} has no {attr!r}{_did_you_mean(attr, names)}"
+                ) from None
     else:
         for ep in entry_points(group="tradingd.strategies"):
             if ep.name == spec:
                 obj = ep.load()
                 break
         else:
-            known = ", ".join(available_strategies()) or "none installed"
-            raise StrategyError(f"unknown strategy {spec!r} (known: {known}; or use module:Class)")
+            names = available_strategies()
+            known = ", ".join(names) or "none installed"
+            raise StrategyError(
+                f"unknown strategy {spec!r}{_did_you_mean(spec, names)} (known: {known}; or use module:Class)"
+            )
     if not (isinstance(obj, type) and issubclass(obj, Strategy)):
         raise StrategyError(f"{spec!r} is not a Strategy subclass")
     return obj
