@@ -15,8 +15,9 @@ import math
 import re
 import sys
 import tomllib
+import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -236,16 +237,85 @@ def _problem(message: str) -> tuple[str, str]:
     return msg, where
 
 
-def structure(conv: cattrs.Converter, data: Any, cls: type[Any], *, file: str | None, path: str = "") -> Any:
+_PART = re.compile(r"\[\d+\]|[^.\[\]]+")
+
+
+def _table_type(t: Any) -> Any:
+    """`X` of `X | None`."""
+    if get_origin(t) in (typing.Union, types.UnionType):
+        return next((a for a in get_args(t) if a is not type(None)), None)
+    return t
+
+
+def _keys_at(cls: Any, where: str) -> set[str]:
+    """The keys the table at key path `where` below `cls` takes (none when it is free-form)."""
+    t = cls
+    for part in _PART.findall(where):
+        t = _table_type(t)
+        if part.startswith("["):
+            t = get_args(t)[0] if get_origin(t) is list and get_args(t) else None
+        elif attrs.has(t):
+            t = typing.get_type_hints(t).get("class_" if part == "class" else part)
+        else:
+            return set()
+    t = _table_type(t)
+    return {"class" if f.name == "class_" else f.name for f in attrs.fields(t)} if attrs.has(t) else set()
+
+
+def _header(where: str) -> str:
+    """How a key path's table is written in TOML: `strategies[0].params` is [strategies.params]."""
+    if not where:
+        return "the top level"
+    name = re.sub(r"\[\d+\]", "", where)
+    return f"[[{name}]]" if where.endswith("]") else f"[{name}]"
+
+
+def _misplaced(msg: str, where: str, outer_keys: set[str]) -> str:
+    """The usual TOML slip: a key written below a [table] header belongs to that table, so a
+    `mode = ...` after `[logging]` is logging's (unknown there) and the top level misses it.
+    Say so when an unknown key is one of the enclosing table's."""
+    found = re.match(r"unknown key\(s\) ([^;(]+)", msg)
+    if not found or not where:
+        return ""
+    keys = [k for k in (k.strip() for k in found[1].split(",")) if k in outer_keys]
+    if not keys:
+        return ""
+    outer = _header(where.rpartition(".")[0] if "." in where else "")
+    what, it = ("is a key", "it") if len(keys) == 1 else ("are keys", "them")
+    return (
+        f"; {', '.join(keys)} {what} of {outer}: put {it} above {_header(where)} "
+        "(below a [table] header, a key belongs to that table)"
+    )
+
+
+def structure(
+    conv: cattrs.Converter,
+    data: Any,
+    cls: type[Any],
+    *,
+    file: str | None,
+    path: str = "",
+    outer_keys: Collection[str] = (),
+) -> Any:
     """Structure `data` into `cls`, raising `ConfigError` naming every problem by its key path
-    (one line when there is one, else one line each)."""
+    (one line when there is one, else one line each). `outer_keys`: the keys of the table
+    enclosing `path` (to say when a key was written below the wrong header)."""
     try:
         return conv.structure(data, cls)
     except (ClassValidationError, IterableValidationError) as exc:
         messages = cattrs.transform_error(
             exc, path="$" + (("." + path) if path else ""), format_exception=_format_exception
         )
-        problems = [_problem(m) for m in messages]
+        problems = []
+        for msg, where in map(_problem, messages):
+            parent = where.rpartition(".")[0] if "." in where else ""
+            if where == path:
+                outer = set(outer_keys)
+            elif parent == path or parent.startswith(f"{path}.") or not path:
+                outer = _keys_at(cls, parent.removeprefix(path).removeprefix("."))
+            else:
+                outer = set()
+            problems.append((msg + _misplaced(msg, where, outer), where))
         if len(problems) == 1:
             msg, where = problems[0]
             raise ConfigError(msg, file=file, path=where or None) from None
@@ -522,7 +592,14 @@ def load_config(path: str | Path) -> LoadedConfig:
                 raise ConfigError(f"{sc.class_} takes no params", file=file, path=f"{where}.params")
             built = None
         else:
-            built = structure(conv, sc.params, params_cls, file=file, path=f"{where}.params")
+            built = structure(
+                conv,
+                sc.params,
+                params_cls,
+                file=file,
+                path=f"{where}.params",
+                outer_keys=_keys_at(StrategyConfig, ""),
+            )
         classes[sc.name] = cls
         params[sc.name] = built
 

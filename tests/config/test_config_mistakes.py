@@ -148,3 +148,35 @@ def test_the_sample_is_generated_saying_where_and_why(
         f"(a relative path is read from the config's folder, {folder}): generating it"
     ) in err, err
     assert where.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (  # a top-level key written after a table's header: the table's, and the top level misses it
+            '[logging]\nlevel = "warning"\nmode = "live"\n' + STRATEGY,
+            "  logging: unknown key(s) mode (known: file, format, level); mode is a key of the top level: "
+            "put it above [logging] (below a [table] header, a key belongs to that table)",
+        ),
+        (  # a strategy's own key written below its params
+            'mode = "live"\n' + STRATEGY + "[strategies.params]\noption_size = 2\nenabled = false\n",
+            "strategies[0].params: unknown key(s) enabled (known: ",
+        ),
+        (
+            'mode = "live"\n' + STRATEGY + '[strategies.risk]\nmax_position = 3\non_failure = "leave"\n',
+            "; on_failure is a key of [[strategies]]: put it above [strategies.risk] "
+            "(below a [table] header, a key belongs to that table)",
+        ),
+    ],
+)
+def test_a_key_below_the_wrong_header_is_named_with_where_it_belongs(
+    tmp_path: Path, text: str, line: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    assert line in str(info.value), info.value
+    if "enabled" in line:
+        assert str(info.value).endswith(
+            "; enabled is a key of [[strategies]]: put it above [strategies.params] "
+            "(below a [table] header, a key belongs to that table)"
+        ), info.value
