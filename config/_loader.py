@@ -35,7 +35,9 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from tradingd.engine.model.errors import ConfigError, TradingError
 from tradingd.engine.runtime.strategy import Strategy, load_strategy_class
+from tradingd.engine.sim.plugins import load_simulator
 from tradingd.engine.venue.plugins import available_venues, load_venue
+from tradingd.simulators.common import parse_options
 
 from ._schema import CatalogConfig, Config, DaemonConfig, StrategyConfig
 
@@ -517,6 +519,23 @@ def _user_folder_first(module: str, config_file: Path, *, file: str, path: str) 
             sys.path.append(entry)
 
 
+def _check_generate(venue: str, options: dict[str, Any], *, file: str, path: str) -> None:
+    """A `generate` table is read only when its file is missing, at the first `backtest`:
+    `check-config` says now what that run would refuse (`hour = 1` for `hours`). Every bundled
+    simulator reads the table with `simulators.common.parse_options`; another venue's simulator
+    checks its own when it generates."""
+    try:
+        simulator = load_simulator(venue)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, file=file, path=path) from None
+    if not type(simulator).__module__.startswith("tradingd.simulators."):
+        return
+    try:
+        parse_options(options)
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=file, path=path) from None
+
+
 def load_catalog_settings(path: str | Path) -> CatalogConfig:
     """Only a config's `[catalog]` table (for `tradingd catalog`, which needs neither the
     strategies nor the venues)."""
@@ -623,6 +642,8 @@ def load_config(path: str | Path) -> LoadedConfig:
                     file=file,
                     path=f"backtest.data[{i}].format",
                 )
+            if d.generate is not None:
+                _check_generate(d.venue, d.generate, file=file, path=f"backtest.data[{i}].generate")
             # `~` is the user's home, as in a shell (`p.parent / '~/x'` would be a folder `~`).
             data_paths.append((p.parent / Path(d.path).expanduser()).resolve())
         for field, value in (

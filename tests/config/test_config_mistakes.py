@@ -180,3 +180,16 @@ def test_a_key_below_the_wrong_header_is_named_with_where_it_belongs(
             "; enabled is a key of [[strategies]]: put it above [strategies.params] "
             "(below a [table] header, a key belongs to that table)"
         ), info.value
+
+
+def test_check_config_refuses_a_generate_table_the_first_backtest_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = 'mode = "backtest"\n[backtest]\n[[backtest.data]]\nvenue = "deribit"\npath = "s.rec.zst"\n'
+    path = _write(tmp_path, text + "generate = { seed = 7, hour = 0.1 }\n" + STRATEGY)
+    assert main(["check-config", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"tradingd: error: {path}: backtest.data[0].generate: unknown generator option(s) hour "
+        "(known: hours, seed, start)\n"
+    )
+    assert not (tmp_path / "s.rec.zst").exists()  # checked, not generated
