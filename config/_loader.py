@@ -2,7 +2,8 @@
 
 `load_config(path)` returns a `LoadedConfig` (the structured `Config`, every strategy's built
 `Params`, and paths resolved against the config file's folder) or raises `ConfigError` whose
-message is one line: `config/x.toml: strategies[1].params.lookback_s: expected a number, got 'abc'`.
+message is one line per problem: `config/x.toml: strategies[1].params.lookback_s: expected a
+number, got 'abc'`; several are listed below `config/x.toml: 2 problems:`, one per line.
 """
 
 from __future__ import annotations
@@ -608,7 +609,12 @@ def load_config(path: str | Path) -> LoadedConfig:
         params_cls = cls.Params
         if params_cls is None:
             if sc.params:
-                raise ConfigError(f"{sc.class_} takes no params", file=file, path=f"{where}.params")
+                raise ConfigError(
+                    f"{sc.class_} takes no params: it declares no `Params` class (an attrs class "
+                    "built from this table; README, Add a strategy)",
+                    file=file,
+                    path=f"{where}.params",
+                )
             built = None
         else:
             built = structure(

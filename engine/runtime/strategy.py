@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 import difflib
 import importlib
+import traceback
 from collections.abc import Iterable
 from decimal import Decimal
 from importlib.metadata import entry_points
@@ -303,6 +304,20 @@ def load_strategy_class(spec: str) -> type[Strategy]:
             obj: Any = importlib.import_module(module_name)
         except ImportError as exc:
             raise StrategyError(f"cannot import strategy module {module_name!r}: {exc}") from exc
+        except SyntaxError as exc:
+            # The user's own file, not ours: where, and what Python says (one line).
+            raise StrategyError(
+                f"strategy module {module_name!r} does not compile: {exc.msg} "
+                f"({exc.filename}, line {exc.lineno})"
+            ) from exc
+        except Exception as exc:
+            # Running the module raised: name the line of the user's code that did.
+            frames = traceback.extract_tb(exc.__traceback__)
+            last = frames[-1] if frames else None
+            at = f" ({last.filename}, line {last.lineno})" if last else ""
+            raise StrategyError(
+                f"importing strategy module {module_name!r} raised {type(exc).__name__}: {exc}{at}"
+            ) from exc
         module = obj
         for part in attr.split("."):
             try:

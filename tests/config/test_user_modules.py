@@ -133,3 +133,45 @@ def test_a_misspelt_class_suggests_the_strategies_the_module_defines(
     assert str(info.value).endswith(
         "strategies[0].class: module 'cfg_typo_mod' has no 'BuyTheDp'; did you mean 'BuyTheDip'?"
     ), info.value
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "from tradingd.engine import Strategy\nclass Mine(Strategy)\n    pass\n",
+            "strategies[0].class: strategy module 'cfg_broken_mod' does not compile: expected ':' "
+            "({file}, line 2)",
+        ),
+        (
+            "LIMIT = 1 / 0\n",
+            "strategies[0].class: importing strategy module 'cfg_broken_mod' raised ZeroDivisionError: "
+            "division by zero ({file}, line 1)",
+        ),
+    ],
+)
+def test_a_user_module_that_does_not_import_is_one_line_naming_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_imports: list[str], source: str, message: str
+) -> None:
+    clean_imports.append("cfg_broken_mod")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cfg_broken_mod.py").write_text(source, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(_config(tmp_path, "cfg_broken_mod:Mine"))
+    assert str(info.value).endswith(message.format(file=tmp_path / "cfg_broken_mod.py")), info.value
+
+
+def test_params_for_a_strategy_without_a_params_class_say_how_to_take_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_imports: list[str]
+) -> None:
+    clean_imports.append("cfg_plain_mod")
+    monkeypatch.chdir(tmp_path)
+    _user_module(tmp_path, "cfg_plain_mod")
+    path = _config(tmp_path, "cfg_plain_mod:Mine")
+    path.write_text(path.read_text(encoding="utf-8") + "[strategies.params]\nsize = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).endswith(
+        "strategies[0].params: cfg_plain_mod:Mine takes no params: it declares no `Params` class "
+        "(an attrs class built from this table; README, Add a strategy)"
+    ), info.value
