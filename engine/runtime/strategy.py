@@ -340,9 +340,10 @@ def load_strategy_class(spec: str) -> type[Strategy]:
         else:
             names = available_strategies()
             known = ", ".join(names) or "none installed"
-            raise StrategyError(
-                f"unknown strategy {spec!r}{_did_you_mean(spec, names)} (known: {known}; or use module:Class)"
-            )
+            module_name, dot, attr = spec.rpartition(".")
+            # `my_strategies.BuyTheDip` is a path written with a dot where the colon goes.
+            hint = f"; did you mean '{module_name}:{attr}'?" if dot else _did_you_mean(spec, names)
+            raise StrategyError(f"unknown strategy {spec!r}{hint} (known: {known}; or use module:Class)")
     if not (isinstance(obj, type) and issubclass(obj, Strategy)):
         raise StrategyError(f"{spec!r} is not a Strategy subclass")
     return obj

@@ -73,6 +73,11 @@ def test_a_misspelt_table_is_named_with_the_key_it_was_meant_to_be(tmp_path: Pat
             "strategies[0].class: unknown strategy 'gama_scalp'; did you mean 'gamma_scalp'? (known: ",
         ),
         (
+            STRATEGY.replace("gamma_scalp", "my_strategies.BuyTheDip"),  # a dot for the colon
+            "strategies[0].class: unknown strategy 'my_strategies.BuyTheDip'; "
+            "did you mean 'my_strategies:BuyTheDip'? (known: ",
+        ),
+        (
             STRATEGY.replace("gamma_scalp", "Momentum"),  # the class's name, not its entry point's
             "strategies[0].class: unknown strategy 'Momentum'; did you mean 'momentum'? (known: ",
         ),
