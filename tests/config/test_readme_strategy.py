@@ -101,3 +101,20 @@ def test_the_readme_strategy_runs_as_written_from_its_folder(tmp_path: Path) -> 
     assert sent_after_refusal > 0, "the strategy sent nothing after a refusal"
     # No exception escaped the strategy (each is logged as strategy.error, or strategy.failed).
     assert not [e for e in events if e["event"] in ("strategy.error", "strategy.failed")], run.stderr[-2000:]
+
+
+def test_run_finds_the_readme_strategy_as_backtest_does(tmp_path: Path) -> None:
+    # `tradingd run` loads the same config the same way: the module is found (a missing one is
+    # refused first), so what stops this backtest config is only its mode.
+    section = _section()
+    (tmp_path / "my_strategies.py").write_text(_block(section, "python"), encoding="utf-8")
+    (tmp_path / "dip.toml").write_text(_block(section, "toml"), encoding="utf-8")
+    done = _tradingd(tmp_path, "run", "--config", "dip.toml")
+    assert done.returncode == 2, done.stderr
+    assert (
+        done.stderr
+        == "tradingd: error: dip.toml: mode: mode is 'backtest': run it with `tradingd backtest`\n"
+    )
+    (tmp_path / "my_strategies.py").rename(tmp_path / "elsewhere.py")
+    done = _tradingd(tmp_path, "run", "--config", "dip.toml")
+    assert done.returncode == 2 and "strategy module 'my_strategies' not found" in done.stderr, done.stderr
