@@ -33,12 +33,12 @@ def _ensure_data(loaded: LoadedConfig, err: Callable[[str], None]) -> None:
     """Synthesize missing data files that have a `generate` table (the bundled sample)."""
     bt = loaded.config.backtest
     assert bt is not None
-    for spec, path in zip(bt.data, loaded.data_paths, strict=True):
+    for i, (spec, path) in enumerate(zip(bt.data, loaded.data_paths, strict=True)):
         if path.exists():
             continue
         if spec.generate is None or spec.format != "recording":
-            raise DataError(f"data file {path} does not exist (add a `generate` table to synthesize it)")
-        err(f"generating the sample recording {path} (first run only; deterministic, offline)...")
+            raise DataError(f"{loaded.data_file_missing(i)}; add a `generate` table to synthesize it")
+        err(f"{loaded.data_file_missing(i)}: generating it (first run only; deterministic, offline)...")
         t0 = time.perf_counter()
         try:
             frames = load_simulator(spec.venue).generate_sample(path, spec.generate)

@@ -18,12 +18,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     data = ""
     if cfg.backtest is not None:
         missing = [
-            str(p)
-            for d, p in zip(cfg.backtest.data, loaded.data_paths, strict=True)
+            loaded.data_file_missing(i)
+            for i, (d, p) in enumerate(zip(cfg.backtest.data, loaded.data_paths, strict=True))
             if not p.exists() and d.generate is None
         ]
         if missing:
-            raise DataError(f"{args.path}: data file(s) missing: {', '.join(missing)}")
+            raise DataError(f"{args.path}: {'; '.join(missing)}")
         n = len(loaded.data_paths)
         data = f", {n} data file{'' if n == 1 else 's'}"
     strategies = ", ".join(f"{n} ({c.__name__})" for n, c in loaded.strategy_classes.items())

@@ -2,19 +2,23 @@
 
 `load_config(path)` returns a `LoadedConfig` (the structured `Config`, every strategy's built
 `Params`, and paths resolved against the config file's folder) or raises `ConfigError` whose
-message is one line: `config/x.toml: strategies[1].params.lookback_s: expected a number, got 'abc'`.
+message is one line per problem: `config/x.toml: strategies[1].params.lookback_s: expected a
+number, got 'abc'`; several are listed below `config/x.toml: 2 problems:`, one per line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import importlib
 import importlib.util
 import math
 import re
 import sys
 import tomllib
+import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -32,7 +36,9 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from tradingd.engine.model.errors import ConfigError, TradingError
 from tradingd.engine.runtime.strategy import Strategy, load_strategy_class
+from tradingd.engine.sim.plugins import load_simulator
 from tradingd.engine.venue.plugins import available_venues, load_venue
+from tradingd.simulators.common import parse_options
 
 from ._schema import CatalogConfig, Config, DaemonConfig, StrategyConfig
 
@@ -201,8 +207,12 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, ForbiddenExtraKeysError):
         known = sorted(f.name for f in attrs.fields(exc.cl)) if attrs.has(exc.cl) else []
         known = ["class" if k == "class_" else k for k in known]
-        extra = ", ".join(sorted(exc.extra_fields))
-        return f"unknown key(s) {extra}" + (f" (known: {', '.join(known)})" if known else "")
+        extras = sorted(exc.extra_fields)
+        close = [c for e in extras for c in difflib.get_close_matches(e, known, n=1, cutoff=0.6)]
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        return f"unknown key(s) {', '.join(extras)}{hint}" + (
+            f" (known: {', '.join(known)})" if known else ""
+        )
     if isinstance(exc, TypeError | ValueError) and str(exc).startswith("expected"):
         return str(exc)
     if isinstance(exc, AttributeError | TypeError) and type_ is not None and attrs.has(type_):
@@ -215,23 +225,111 @@ def _path(p: str) -> str:
     return p.replace(".class_", ".class")
 
 
-def structure(conv: cattrs.Converter, data: Any, cls: type[Any], *, file: str | None, path: str = "") -> Any:
-    """Structure `data` into `cls`, raising `ConfigError` for the first problem (by path)."""
+# At most this many problems of one config are listed, one per line.
+MAX_PROBLEMS = 10
+
+
+def _problem(message: str) -> tuple[str, str]:
+    """(message, key path) of one of cattrs' `message @ $.path` lines."""
+    msg, _, where = message.rpartition(" @ ")
+    where = _path(where)
+    # A class's own validator names its field ("heartbeat_s: expected ..."): fold it in.
+    field, sep, rest = msg.removeprefix("invalid value (").removesuffix(")").partition(": ")
+    if sep and field.isidentifier() and rest.startswith("expected"):
+        msg, where = rest, f"{where}.{field}" if where else field
+    return msg, where
+
+
+_PART = re.compile(r"\[\d+\]|[^.\[\]]+")
+
+
+def _table_type(t: Any) -> Any:
+    """`X` of `X | None`."""
+    if get_origin(t) in (typing.Union, types.UnionType):
+        return next((a for a in get_args(t) if a is not type(None)), None)
+    return t
+
+
+def _keys_at(cls: Any, where: str) -> set[str]:
+    """The keys the table at key path `where` below `cls` takes (none when it is free-form)."""
+    t = cls
+    for part in _PART.findall(where):
+        t = _table_type(t)
+        if part.startswith("["):
+            t = get_args(t)[0] if get_origin(t) is list and get_args(t) else None
+        elif attrs.has(t):
+            t = typing.get_type_hints(t).get("class_" if part == "class" else part)
+        else:
+            return set()
+    t = _table_type(t)
+    return {"class" if f.name == "class_" else f.name for f in attrs.fields(t)} if attrs.has(t) else set()
+
+
+def _header(where: str) -> str:
+    """How a key path's table is written in TOML: `strategies[0].params` is [strategies.params]."""
+    if not where:
+        return "the top level"
+    name = re.sub(r"\[\d+\]", "", where)
+    return f"[[{name}]]" if where.endswith("]") else f"[{name}]"
+
+
+def _misplaced(msg: str, where: str, outer_keys: set[str]) -> str:
+    """The usual TOML slip: a key written below a [table] header belongs to that table, so a
+    `mode = ...` after `[logging]` is logging's (unknown there) and the top level misses it.
+    Say so when an unknown key is one of the enclosing table's."""
+    found = re.match(r"unknown key\(s\) ([^;(]+)", msg)
+    if not found or not where:
+        return ""
+    keys = [k for k in (k.strip() for k in found[1].split(",")) if k in outer_keys]
+    if not keys:
+        return ""
+    outer = _header(where.rpartition(".")[0] if "." in where else "")
+    what, it = ("is a key", "it") if len(keys) == 1 else ("are keys", "them")
+    return (
+        f"; {', '.join(keys)} {what} of {outer}: put {it} above {_header(where)} "
+        "(below a [table] header, a key belongs to that table)"
+    )
+
+
+def structure(
+    conv: cattrs.Converter,
+    data: Any,
+    cls: type[Any],
+    *,
+    file: str | None,
+    path: str = "",
+    outer_keys: Collection[str] = (),
+) -> Any:
+    """Structure `data` into `cls`, raising `ConfigError` naming every problem by its key path
+    (one line when there is one, else one line each). `outer_keys`: the keys of the table
+    enclosing `path` (to say when a key was written below the wrong header)."""
     try:
         return conv.structure(data, cls)
     except (ClassValidationError, IterableValidationError) as exc:
         messages = cattrs.transform_error(
             exc, path="$" + (("." + path) if path else ""), format_exception=_format_exception
         )
-        first = messages[0]
-        msg, _, where = first.rpartition(" @ ")
-        more = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
-        where = _path(where)
-        # A class's own validator names its field ("heartbeat_s: expected ..."): fold it in.
-        field, sep, rest = msg.removeprefix("invalid value (").removesuffix(")").partition(": ")
-        if sep and field.isidentifier() and rest.startswith("expected"):
-            msg, where = rest, f"{where}.{field}" if where else field
-        raise ConfigError(msg + more, file=file, path=where or None) from None
+        problems = []
+        for msg, where in map(_problem, messages):
+            parent = where.rpartition(".")[0] if "." in where else ""
+            if where == path:
+                outer = set(outer_keys)
+            elif parent == path or parent.startswith(f"{path}.") or not path:
+                outer = _keys_at(cls, parent.removeprefix(path).removeprefix("."))
+            else:
+                outer = set()
+            problems.append((msg + _misplaced(msg, where, outer), where))
+        if len(problems) == 1:
+            msg, where = problems[0]
+            raise ConfigError(msg, file=file, path=where or None) from None
+        # Every problem, one per line (an empty file misses two keys: say both), up to a bound
+        # that still fits a screen.
+        lines = [f"  {where}: {msg}" if where else f"  {msg}" for msg, where in problems[:MAX_PROBLEMS]]
+        if len(problems) > MAX_PROBLEMS:
+            lines.append(f"  and {len(problems) - MAX_PROBLEMS} more")
+        error = ConfigError(f"{len(problems)} problems:\n" + "\n".join(lines), file=file, path=path or None)
+        error.path = problems[0][1] or None  # the first, for a caller that points at one
+        raise error from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(_format_exception(exc, cls), file=file, path=path or None) from None
 
@@ -252,6 +350,19 @@ class LoadedConfig:
         """The venue's structured settings: as configured, or its defaults."""
         found = self.venue_settings.get(venue)
         return load_venue(venue).Settings() if found is None else found
+
+    def data_file_missing(self, index: int) -> str:
+        """Why data file `index` is looked for where it is, for the line saying it is not there:
+        the path as written, where it points, and, for a relative one, that it is read from the
+        config file's folder (not the working directory: a config means the same from anywhere,
+        so a copied config looks beside its copy)."""
+        assert self.config.backtest is not None
+        written = self.config.backtest.data[index].path
+        where = self.data_paths[index]
+        text = f'backtest.data[{index}].path = "{written}" does not exist at {where}'
+        if not Path(written).expanduser().is_absolute():
+            text += f" (a relative path is read from the config's folder, {self.path.parent.resolve()})"
+        return text
 
     def build_strategies(self) -> list[Strategy]:
         return [cls(name, self.strategy_params[name]) for name, cls in self.strategy_classes.items()]
@@ -337,30 +448,93 @@ def load_daemon_settings(path: str | Path) -> DaemonConfig:
     return settings
 
 
-def _find_user_module(module: str, config_file: Path, *, file: str, path: str) -> None:
-    """Make a user's `module` (of a `module:Class`) importable the way uvicorn's `--app-dir`
-    does: the config file's folder, then the working directory, is searched for its top-level
-    package or module, and the first folder holding it goes to the front of `sys.path` (so what
-    the module imports of its own, a `config.py` beside it, comes from there too). A module in
-    neither folder may still be installed; one that is nowhere is a one-line error naming the
-    folders searched. Ours never collide with a user's: they all live under `tradingd.`."""
+def _holds(folder: Path, top: str) -> bool:
+    return (folder / top).is_dir() or (folder / f"{top}.py").is_file()
+
+
+def _origin(module: Any) -> Path | None:
+    """Where an imported module came from (its file or its package's folder), if anywhere."""
+    spec = getattr(module, "__spec__", None)
+    where = getattr(spec, "origin", None) or getattr(module, "__file__", None)
+    if where is None or where in ("built-in", "frozen"):
+        # A namespace package (a folder without `__init__.py`) has only its folders.
+        where = next(iter(getattr(module, "__path__", ())), None)
+    return Path(where).resolve() if where else None
+
+
+@contextlib.contextmanager
+def _user_folder_first(module: str, config_file: Path, *, file: str, path: str) -> Iterator[None]:
+    """Import a user's `module` (of a `module:Class`) the way uvicorn's `--app-dir` does.
+
+    Its top-level package or module is looked for in the config file's folder, then in the
+    working directory. The config's folder comes first because the config names the class: the
+    module beside it is the one its author meant, whatever directory the command runs from
+    (cron, systemd). The folder holding it goes to the front of `sys.path` while the module is
+    imported (what it imports of its own, a `helpers.py` beside it, comes from there too, ahead
+    of an installed package of the same name), then to the back, where it stays for imports the
+    user's code makes later: from then on no file in a user's folder can take the place of a
+    module Python or tradingd imports later (a `random.py` beside the config), and nothing of
+    the user's is searched before what is installed more than needed. A top-level name that is
+    already a standard module or one this process imported from elsewhere cannot be the user's
+    (one process has one module per name): that is refused, naming the file to rename. A module
+    in neither folder may still be installed; one found nowhere is a one-line error naming the
+    folders searched."""
     top = module.partition(".")[0]
     folders = list(dict.fromkeys([config_file.parent.resolve(), Path.cwd().resolve()]))
-    for folder in folders:
-        if (folder / top).is_dir() or (folder / f"{top}.py").is_file():
-            entry = str(folder)
-            if entry in sys.path:
-                sys.path.remove(entry)
-            sys.path.insert(0, entry)
-            importlib.invalidate_caches()
-            return
-    if importlib.util.find_spec(top) is None:
-        searched = " or ".join(str(f) for f in folders)
+    home = next((f for f in folders if _holds(f, top)), None)
+    if home is None:
+        if importlib.util.find_spec(top) is None:
+            searched = " or ".join(str(f) for f in folders)
+            raise ConfigError(
+                f"strategy module {module!r} not found: no {top!r} in {searched}, nor installed",
+                file=file,
+                path=path,
+            )
+        yield
+        return
+    mine = home / top if (home / top).is_dir() else home / f"{top}.py"
+    loaded = sys.modules.get(top)
+    origin = _origin(loaded) if loaded is not None else None
+    if loaded is not None and not (origin is not None and origin.is_relative_to(home)):
         raise ConfigError(
-            f"strategy module {module!r} not found: no {top!r} in {searched}, nor installed",
+            f"strategy module {module!r}: {mine} has the name of the module {top!r} already "
+            f"imported from {origin or 'Python itself'}: rename your {mine.name}",
             file=file,
             path=path,
         )
+    if loaded is None and top in sys.stdlib_module_names:
+        raise ConfigError(
+            f"strategy module {module!r}: {mine} has the name of Python's standard module {top!r}: "
+            f"rename your {mine.name}",
+            file=file,
+            path=path,
+        )
+    entry = str(home)
+    sys.path.insert(0, entry)
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        sys.path.remove(entry)  # the first occurrence: ours, at the front
+        if entry not in sys.path:
+            sys.path.append(entry)
+
+
+def _check_generate(venue: str, options: dict[str, Any], *, file: str, path: str) -> None:
+    """A `generate` table is read only when its file is missing, at the first `backtest`:
+    `check-config` says now what that run would refuse (`hour = 1` for `hours`). Every bundled
+    simulator reads the table with `simulators.common.parse_options`; another venue's simulator
+    checks its own when it generates."""
+    try:
+        simulator = load_simulator(venue)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, file=file, path=path) from None
+    if not type(simulator).__module__.startswith("tradingd.simulators."):
+        return
+    try:
+        parse_options(options)
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=file, path=path) from None
 
 
 def load_catalog_settings(path: str | Path) -> CatalogConfig:
@@ -452,19 +626,35 @@ def load_config(path: str | Path) -> LoadedConfig:
         seen.add(sc.name)
         if not sc.enabled:
             continue
-        if ":" in sc.class_:
-            _find_user_module(sc.class_.partition(":")[0], p, file=file, path=f"{where}.class")
         try:
-            cls = load_strategy_class(sc.class_)
+            if ":" in sc.class_:
+                with _user_folder_first(sc.class_.partition(":")[0], p, file=file, path=f"{where}.class"):
+                    cls = load_strategy_class(sc.class_)
+            else:
+                cls = load_strategy_class(sc.class_)
+        except ConfigError:
+            raise
         except TradingError as exc:
             raise ConfigError(str(exc), file=file, path=f"{where}.class") from None
         params_cls = cls.Params
         if params_cls is None:
             if sc.params:
-                raise ConfigError(f"{sc.class_} takes no params", file=file, path=f"{where}.params")
+                raise ConfigError(
+                    f"{sc.class_} takes no params: it declares no `Params` class (an attrs class "
+                    "built from this table; README, Add a strategy)",
+                    file=file,
+                    path=f"{where}.params",
+                )
             built = None
         else:
-            built = structure(conv, sc.params, params_cls, file=file, path=f"{where}.params")
+            built = structure(
+                conv,
+                sc.params,
+                params_cls,
+                file=file,
+                path=f"{where}.params",
+                outer_keys=_keys_at(StrategyConfig, ""),
+            )
         classes[sc.name] = cls
         params[sc.name] = built
 
@@ -488,7 +678,10 @@ def load_config(path: str | Path) -> LoadedConfig:
                     file=file,
                     path=f"backtest.data[{i}].format",
                 )
-            data_paths.append((p.parent / d.path).resolve())
+            if d.generate is not None:
+                _check_generate(d.venue, d.generate, file=file, path=f"backtest.data[{i}].generate")
+            # `~` is the user's home, as in a shell (`p.parent / '~/x'` would be a folder `~`).
+            data_paths.append((p.parent / Path(d.path).expanduser()).resolve())
         for field, value in (
             ("latency_ms", config.backtest.latency_ms),
             ("equity_interval_s", config.backtest.equity_interval_s),

@@ -19,7 +19,9 @@ simulate on its clock.
 from __future__ import annotations
 
 import abc
+import difflib
 import importlib
+import traceback
 from collections.abc import Iterable
 from decimal import Decimal
 from importlib.metadata import entry_points
@@ -285,6 +287,15 @@ def available_strategies() -> list[str]:
     return sorted(ep.name for ep in entry_points(group="tradingd.strategies"))
 
 
+def _did_you_mean(name: str, names: Iterable[str]) -> str:
+    """`; did you mean 'gamma_scalp'?` for a misspelt name, or nothing when none is close."""
+    close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.6)
+    if not close:
+        # Case aside (`buythedip`), the user meant it.
+        close = [n for n in names if n.lower() == name.lower()]
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
 def load_strategy_class(spec: str) -> type[Strategy]:
     """A strategy class from an entry-point name (`gamma_scalp`) or a `module:Class` path."""
     if ":" in spec:
@@ -293,19 +304,46 @@ def load_strategy_class(spec: str) -> type[Strategy]:
             obj: Any = importlib.import_module(module_name)
         except ImportError as exc:
             raise StrategyError(f"cannot import strategy module {module_name!r}: {exc}") from exc
+        except SyntaxError as exc:
+            # The user's own file, not ours: where, and what Python says (one line).
+            raise StrategyError(
+                f"strategy module {module_name!r} does not compile: {exc.msg} "
+                f"({exc.filename}, line {exc.lineno})"
+            ) from exc
+        except Exception as exc:
+            # Running the module raised: name the line of the user's code that did.
+            frames = traceback.extract_tb(exc.__traceback__)
+            last = frames[-1] if frames else None
+            at = f" ({last.filename}, line {last.lineno})" if last else ""
+            raise StrategyError(
+                f"importing strategy module {module_name!r} raised {type(exc).__name__}: {exc}{at}"
+            ) from exc
+        module = obj
         for part in attr.split("."):
             try:
                 obj = getattr(obj, part)
             except AttributeError:
-                raise StrategyError(f"module {module_name!r} has no {attr!r}") from None
+                # The strategies the module defines are the names its author meant to type.
+                names = [
+                    n
+                    for n, v in vars(module).items()
+                    if isinstance(v, type) and issubclass(v, Strategy) and v is not Strategy
+                ]
+                raise StrategyError(
+                    f"module {module_name!r} has no {attr!r}{_did_you_mean(attr, names)}"
+                ) from None
     else:
         for ep in entry_points(group="tradingd.strategies"):
             if ep.name == spec:
                 obj = ep.load()
                 break
         else:
-            known = ", ".join(available_strategies()) or "none installed"
-            raise StrategyError(f"unknown strategy {spec!r} (known: {known}; or use module:Class)")
+            names = available_strategies()
+            known = ", ".join(names) or "none installed"
+            module_name, dot, attr = spec.rpartition(".")
+            # `my_strategies.BuyTheDip` is a path written with a dot where the colon goes.
+            hint = f"; did you mean '{module_name}:{attr}'?" if dot else _did_you_mean(spec, names)
+            raise StrategyError(f"unknown strategy {spec!r}{hint} (known: {known}; or use module:Class)")
     if not (isinstance(obj, type) and issubclass(obj, Strategy)):
         raise StrategyError(f"{spec!r} is not a Strategy subclass")
     return obj

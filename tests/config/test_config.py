@@ -69,7 +69,10 @@ def test_params_are_structured_into_the_strategy_params_class(tmp_path: Path) ->
         ),
         (('venue = "deribit"', 'venue = "kraken"'), "backtest.data[0].venue: unknown venue 'kraken'"),
         (("[backtest]", "[backtest]\nlatency_ms = -1"), "backtest.latency_ms: must be positive"),
-        (("[backtest]", "[backtest]\nlatency = 5"), "backtest: unknown key(s) latency (known:"),
+        (
+            ("[backtest]", "[backtest]\nlatency = 5"),
+            "backtest: unknown key(s) latency; did you mean latency_ms? (known:",
+        ),
         (('name = "g"', 'name = "a b"'), "strategies[0].name: a strategy name is"),
         (
             ('name = "g"', f'name = "{"g" * 41}"'),
