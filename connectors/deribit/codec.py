@@ -354,7 +354,11 @@ def _positive_finite(d: Decimal) -> bool:
 
 
 def _iv(x: float | None) -> float | None:
-    return None if x is None else x / 100.0  # §1.6: IVs are percent on the wire
+    """§1.6: IVs are percent on the wire, fractions in the event. `x / 100` alone is off by an
+    ulp for most values (76.95 / 100 is 0.7695000000000001: 76.95 is not exact in binary), which
+    `decode` and the logs then print; rounding to 12 decimals gives back the nearest float to
+    the decimal the venue sent (it has 2 decimals, at most 10 would still be exact), so 0.7695."""
+    return None if x is None else round(x / 100.0, 12)
 
 
 def _top(
@@ -593,9 +597,9 @@ class DeribitDecoder(JsonRpcDecoder):
             d.index_price,
             d.underlying_price,
             d.open_interest,
-            None if mark_iv is None else mark_iv / 100.0,
-            None if bid_iv is None else bid_iv / 100.0,
-            None if ask_iv is None else ask_iv / 100.0,
+            _iv(mark_iv),
+            _iv(bid_iv),
+            _iv(ask_iv),
             greeks,
         )
         if d.funding_timestamp is not None:  # replayed data only (Tardis): never live
