@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import threading
 import uuid
@@ -58,6 +59,7 @@ __all__ = [
     "reopen_logs",
     "route_uncaught_exceptions",
     "simulated_clock",
+    "terminal_width",
     "uncaught_exceptions_routed",
 ]
 
@@ -246,7 +248,7 @@ class _Bare(str):
         return str(self)
 
 
-_LIST_SHOWN = 6  # a longer list shows its first items and how many more
+_LIST_SHOWN = 4  # a longer list shows its first items and how many more
 _HIDDEN_PRETTY = frozenset({"wall_ts", "clock"})
 
 
@@ -281,9 +283,11 @@ class _PrettyRenderer:
     """structlog's ConsoleRenderer for people: `ts [level] event key=value ...` in the order the
     line was logged (strategy, venue, instrument first, as the code writes them), numbers
     rounded for reading (`human_number`), no `key=None`, long lists cut short, the time to the
-    millisecond; the clock fields of a simulated line (`clock`, `wall_ts`) left to the JSON."""
+    millisecond; the clock fields of a simulated line (`clock`, `wall_ts`) left to the JSON.
+    With `width` (a terminal's), a line longer than the terminal goes on below, indented, cut
+    between fields (a terminal would cut it anywhere); without (a pipe), one line per entry."""
 
-    def __init__(self, colors: bool) -> None:
+    def __init__(self, colors: bool, width: Callable[[], int] | None = None) -> None:
         self._inner = structlog.dev.ConsoleRenderer(
             colors=colors,
             timestamp_key="ts",
@@ -291,6 +295,8 @@ class _PrettyRenderer:
             sort_keys=False,
             pad_event_to=24,
         )
+        self._kv = next(c.formatter for c in self._inner.columns if c.key == "")
+        self._width = width
 
     def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
         shown: dict[str, Any] = {}
@@ -299,11 +305,40 @@ class _PrettyRenderer:
                 continue
             if key == "ts" and isinstance(value, str):
                 shown[key] = _short_ts(value)
-            elif key in _TEXT_KEYS or key in ("event", "level", "exc_info"):
+            elif key in _TEXT_KEYS or key in _HEAD_KEYS:
                 shown[key] = value
             else:
                 shown[key] = _humanise(value, key)
-        return self._inner(logger, method, shown)
+        width = self._width() if self._width is not None else 0
+        if width <= 0:
+            return self._inner(logger, method, shown)
+        fields = {k: v for k, v in shown.items() if k not in _HEAD_KEYS and k not in _TEXT_KEYS}
+        head = self._inner(logger, method, {k: v for k, v in shown.items() if k not in fields})
+        first, newline, below = head.partition("\n")
+        lines = [_PADDING.sub(r"\1", first) if fields else first]  # the event's padding goes
+        used = _visible(lines[0])
+        for key, value in fields.items():
+            text = self._kv(key, value)
+            size = _visible(text)
+            if used + 1 + size > width and used > _INDENT_WIDTH:
+                lines.append(_INDENT + text)
+                used = _INDENT_WIDTH + size
+            else:
+                lines[-1] += " " + text
+                used += 1 + size
+        return "\n".join(lines) + newline + below
+
+
+_HEAD_KEYS = frozenset({"ts", "level", "event", "exc_info"})
+_INDENT = "    "
+_INDENT_WIDTH = len(_INDENT)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_PADDING = re.compile(r" +((?:\x1b\[[0-9;]*m)*)$")  # trailing spaces, before a colour's reset
+
+
+def _visible(text: str) -> int:
+    """Characters a terminal shows (colour codes take none)."""
+    return len(_ANSI.sub("", text)) if "\x1b" in text else len(text)
 
 
 _FRACTION = re.compile(r"(\.\d{3})\d*(?=Z$|[+-]\d\d:\d\d$|$)")
@@ -315,10 +350,16 @@ def _short_ts(ts: str) -> str:
     return _FRACTION.sub(r"\1", ts, count=1)
 
 
-def console_renderer(colors: bool) -> _PrettyRenderer:
+def console_renderer(colors: bool, width: Callable[[], int] | None = None) -> _PrettyRenderer:
     """The pretty renderer, shared by the daemon's pretty mode and `tradingd logs`, so a line
-    looks the same in both: `ts [level] event key=value ...`, a traceback below it."""
-    return _PrettyRenderer(colors)
+    looks the same in both: `ts [level] event key=value ...`, a traceback below it. `width`:
+    the terminal's columns, asked at each line (a terminal may be resized); None for a pipe."""
+    return _PrettyRenderer(colors, width)
+
+
+def terminal_width() -> int:
+    """The terminal's columns now (COLUMNS if set, as rich and `ls` take it)."""
+    return shutil.get_terminal_size().columns
 
 
 def _stable_order(
@@ -518,8 +559,8 @@ def _stamp(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> 
 class _Render:
     """The last processor: the stream's line (pretty text or JSON) and the file's JSON line."""
 
-    def __init__(self, pretty: bool, colors: bool, to_file: bool) -> None:
-        self._console = console_renderer(colors) if pretty else None
+    def __init__(self, pretty: bool, colors: bool, to_file: bool, width: Callable[[], int] | None) -> None:
+        self._console = console_renderer(colors, width) if pretty else None
         self._exc_dict = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
         self._to_file = to_file
 
@@ -583,7 +624,12 @@ def configure_logging(
         processors=[
             structlog.processors.add_log_level,
             _stamp,
-            _Render(pretty, pretty and stream.isatty(), new_file is not None),
+            _Render(
+                pretty,
+                pretty and stream.isatty(),
+                new_file is not None,
+                terminal_width if pretty and stream.isatty() else None,
+            ),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=lambda *_args: sink,

@@ -169,3 +169,19 @@ def test_the_simulated_clock_is_the_replays_own(tmp_path: Path) -> None:
     for name in ("outside", "elsewhere"):
         assert "clock" not in lines[name] and when(lines[name]["ts"]).year >= 2026
         assert abs(when(lines[name]["ts"]) - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
+
+
+def test_a_window_in_todays_time_on_a_backtest_log_says_why_it_found_nothing(
+    backtest_log: tuple[Path, Path, dt.datetime, dt.datetime],
+) -> None:
+    """A new user's first try, `--since 1h`, counts back from now: a replay of another day has
+    no line there, and `tradingd logs` says the log is in market time, and from when to when."""
+    log, _, _, _ = backtest_log
+    found = entries(log)
+    r = logs(str(log), "--since", "1h")
+    assert r.returncode == 0 and r.stdout == b""
+    err = r.stderr.decode()
+    assert "simulated" in err and "market time" in err
+    assert found[0][1]["ts"] in err and found[-1][1]["ts"] in err
+    # A window that finds lines says nothing of the kind.
+    assert logs(str(log), "--since", found[0][1]["ts"], "--json").stderr == b""
