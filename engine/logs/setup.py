@@ -488,8 +488,15 @@ class _Sink:
         with self._lock:
             try:
                 if isinstance(line, str):
-                    self._stream.write(line + "\n")
-                    self._stream.flush()
+                    # Pretty text to the process's stderr goes to `sys.stderr` as it is now: a
+                    # progress bar on the terminal (rich's, `tradingd backtest`) swaps in a proxy
+                    # there that prints each line above the bar instead of through it. (Never
+                    # our own `_StderrToLog`: a line would come back here as a log line.)
+                    now = sys.stderr
+                    follow = self._stream is sys.__stderr__ and now is not None
+                    stream = now if follow and not isinstance(now, _StderrToLog) else self._stream
+                    stream.write(line + "\n")
+                    stream.flush()
                 else:
                     assert self._binary is not None
                     self._binary.write(line)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -222,3 +223,15 @@ def test_on_an_80_column_terminal_a_long_line_goes_on_below_between_fields(
     )
     shown = _ANSI.sub("", stream.getvalue()).splitlines()
     assert len(shown) == 3 and all(len(s) <= 80 for s in shown)
+
+
+def test_pretty_lines_to_stderr_go_above_a_progress_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tradingd backtest` on a terminal draws rich's progress bar on stderr, and rich puts a
+    proxy in `sys.stderr` that prints each line above the bar. The log's lines were written to
+    the stderr captured at set-up, through the bar (`-:--:--2026-11-24T00:00:00.132Z [info`);
+    they now go to `sys.stderr` as it is when each line is written."""
+    proxy = io.StringIO()
+    configure_logging("info", "pretty", sys.__stderr__)
+    monkeypatch.setattr(sys, "stderr", proxy)
+    structlog.get_logger("t").info("order.fill", fee=Decimal(LONG_FEE))
+    assert "order.fill" in proxy.getvalue() and "fee=0.00011399679" in proxy.getvalue()
