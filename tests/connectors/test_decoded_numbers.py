@@ -137,16 +137,17 @@ def test_derive_implied_vols_and_greeks_are_the_strings_sent(name: str, symbol: 
         assert reads_as(getattr(ticker.greeks, attr), Decimal(pricing[key]))
 
 
-def test_polymarket_book_prices_kept_in_ticks_read_as_sent() -> None:
+@pytest.mark.parametrize("name", ["ws_market_book_msg.json", "nt_py_book.json", "ws_book_snapshot.json"])
+def test_polymarket_book_prices_kept_in_ticks_read_as_sent(name: str) -> None:
     """Polymarket's books are kept in integer ticks of 1e-4 and divided back for the event: the
     best prices and every level read as the strings the venue sent."""
-    raw = orjson.loads((FIXTURES / "polymarket" / "ws_market_book_msg.json").read_bytes())
+    raw = orjson.loads((FIXTURES / "polymarket" / name).read_bytes())
     decoder = POLYMARKET.decoder(InstrumentRegistry())
     events = decoder.decode(orjson.dumps(raw), T_LOCAL)
     books = [e for e in events if isinstance(e, BookUpdate)]
     assert books
     book = books[0]
-    msg = raw[0] if isinstance(raw, list) else raw
+    msg = next(m for m in (raw if isinstance(raw, list) else [raw]) if m.get("bids") is not None)
     sent_bids = {Decimal(level["price"]) for level in msg["bids"]}
     sent_asks = {Decimal(level["price"]) for level in msg["asks"]}
     assert {Decimal(repr(p)) for p, _ in book.bids} == sent_bids
