@@ -154,3 +154,16 @@ def test_polymarket_book_prices_kept_in_ticks_read_as_sent(name: str) -> None:
     assert {Decimal(repr(p)) for p, _ in book.asks} == sent_asks
     assert reads_as(book.best_bid, max(sent_bids))
     assert reads_as(book.best_ask, min(sent_asks))
+
+
+@pytest.mark.parametrize("sent", ["54.28", "76.95", "0.01", "999.99", "54.281234", "0.000001", "123.4567891"])
+def test_an_implied_vol_with_more_decimals_than_deribits_two_is_exact_too(sent: str) -> None:
+    """Deribit sends 2 decimals (the fast path); a feed with more (a Tardis export, a future
+    format) keeps them all, exactly."""
+    text = orjson.dumps(
+        orjson.loads((FIXTURES / "deribit" / "ws_ticker_option_empty_bid_2026.json").read_bytes())
+    )
+    frame = text.replace(b'"mark_iv":73.69', b'"mark_iv":' + sent.encode())
+    assert frame != text
+    [ticker] = DERIBIT.decoder(InstrumentRegistry()).decode(frame, T_LOCAL)
+    assert isinstance(ticker, Ticker) and reads_as(ticker.mark_iv, shifted(sent, 2))
