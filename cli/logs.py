@@ -13,7 +13,8 @@ read as a stream, each line printed as it arrives.
 Filters: every given filter must hold; a repeated one means any of its values. `--event`,
 `--venue`, `--strategy`, `--instrument` and `--where KEY=GLOB` take exact text or a glob
 (`order.*`, `BTC-*`); `--where KEY` alone requires the key. `--level` keeps that level and
-above. `--since`/`--until` take an ISO-8601 time (UTC if no zone) or a duration ago (`10m`).
+above. `--since`/`--until` take an ISO-8601 time (UTC if no zone) or a duration ago (`10m`);
+a backtest's lines carry the replay's market time (`"clock": "sim"`): give them market times.
 
 Output: pretty (the daemon's own console look; colours on a terminal unless `--no-color` or
 NO_COLOR is set), or `--json`: the kept lines' original bytes, unchanged, so `tradingd logs`
@@ -121,4 +122,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
             batches.close()
     if args.json and view.not_json:
         notice(f"{view.not_json:,} line(s) were not JSON log objects (left out of the --json output)")
+    if flt.timed and not view.lines_shown and view.sim_first is not None:
+        notice(
+            f"no line in that time window: this log's times are simulated (a backtest's market time,"
+            f" clock=sim), from {view.sim_first} to {view.sim_last}"
+        )
     return code

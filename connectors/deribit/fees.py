@@ -14,7 +14,7 @@ The account's own rates, which `get_instruments` reports per instrument (`maker_
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import attrs
@@ -22,6 +22,23 @@ import attrs
 from tradingd.engine.venue import USD_LIKE, Instrument, InstrumentKind, Liquidity, known_overrides, optional
 
 __all__ = ["DeribitFees"]
+
+# Deribit charges a fee in whole 1e-8 of its currency: its fills report `"fee": 0.00000168` for
+# 0.075% of 20 USD at 8,954 (1.675e-6 BTC) and `7.766e-05` for 21 USD at 202.8 (7.7663e-5 ETH)
+# (VENUES.md, user trade samples). Unrounded, `rate x size / price` kept 28 digits
+# (0.0001139967899029849519854943056 BTC), no more exact than the venue's figure, in every fill,
+# log line and report; and a maker's `0 x size / price` was `0E+1`.
+_FEE_QUANTUM = Decimal("1e-8")
+
+
+def _as_charged(fee: Decimal) -> Decimal:
+    """`fee` rounded to 1e-8 where it is finer (a fee of 0.0015 keeps its digits); 0 as 0."""
+    if not fee:
+        return Decimal(0)
+    exponent = fee.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -8:
+        return fee.quantize(_FEE_QUANTUM, rounding=ROUND_HALF_EVEN)
+    return fee
 
 
 @attrs.frozen
@@ -63,9 +80,9 @@ class DeribitFees:
             else:
                 rate = self._rate(inst, liquidity, "0.0003", "0.0003")
                 base_fee = rate * contracts
-            return min(base_fee, cap), inst.settle
+            return _as_charged(min(base_fee, cap)), inst.settle
         rate = self._rate(inst, liquidity, "0", "0.0005")
         if inst.inverse:
-            return rate * size / price, inst.settle
+            return _as_charged(rate * size / price), inst.settle
         # A linear contract's amount is in the coin (`contract_size` 1: instruments._multiplier).
-        return rate * size * inst.contract_size * price, inst.settle
+        return _as_charged(rate * size * inst.contract_size * price), inst.settle

@@ -42,7 +42,7 @@ import attrs
 import structlog
 import trio
 
-from ..logs.setup import redact_text
+from ..logs.setup import redact_text, simulated_clock
 from ..model.book import OrderBook
 from ..model.errors import DataError, MalformedFrame, OrderRejected, StrategyError
 from ..model.events import (
@@ -61,7 +61,7 @@ from ..model.events import (
 from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry, OptionRight
 from ..model.market import USD_LIKE, MarketState
 from ..model.money import ZERO as _ZERO
-from ..model.money import optional
+from ..model.money import decimal_text, optional
 from ..model.orders import ClientOrderIds, Order, OrderRequest
 from ..model.pricing import YEAR_SECONDS
 from ..model.risk import RiskLimits
@@ -994,9 +994,9 @@ class BacktestKernel:
                 strategy=name,
                 instrument=status.instrument,
                 funding_rate=rate,
-                amount=str(amount),
+                amount=decimal_text(amount),
                 currency=inst.settle,
-                usd=str(usd),
+                usd=decimal_text(usd),
             )
 
     # -- equity -----------------------------------------------------------------------------
@@ -1035,7 +1035,13 @@ class BacktestKernel:
 
     # -- the run ----------------------------------------------------------------------------
     async def run(self) -> BacktestResult:
-        """Replay every source to the end and return the result."""
+        """Replay every source to the end and return the result. Meanwhile log lines carry the
+        simulated time (`"clock": "sim"`, engine.logs.setup): from the first frame read to the
+        end of what was in flight when the data ended; before the first frame, the wall time."""
+        with simulated_clock(lambda: self.now or None):  # `now` is 0 until the first frame
+            return await self._replay()
+
+    async def _replay(self) -> BacktestResult:
         wall0 = time.perf_counter()
         for slot in self.slots:
             self.router.add(slot)

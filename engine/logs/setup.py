@@ -1,7 +1,12 @@
 """Structured logging: JSON lines (one object per line) by default, pretty on a terminal.
 
 Every line starts with `ts` (ISO-8601 UTC), `level` and `event`, in that order, then whatever
-was bound (`venue`, `strategy`, `instrument`, `client_order_id`...). A redaction processor runs
+was bound (`venue`, `strategy`, `instrument`, `client_order_id`...). `ts` is the wall clock's
+time, except inside `simulated_clock` (a backtest's replay): there it is the simulated (market)
+time, and the line ends with `"clock": "sim"` and the wall time in `wall_ts`; a line without
+`clock` carries the wall time. A Decimal is written as its exact value in plain digits (a
+string: `"0.00000168"`, `"0"`, never `"0E+1"` or `"1.68E-6"`); the pretty renderer rounds
+numbers for people (`console_renderer`). A redaction processor runs
 last before rendering: any key that names a secret, any `name=value` pair in text whose name
 names one, and any registered secret value wherever it appears, is replaced by "[redacted]", so
 a credential never reaches a log line (nor a traceback: frame locals are never rendered).
@@ -15,6 +20,7 @@ Use the sync methods (`log.info`) under trio; structlog's async methods use asyn
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import datetime as dt
 import enum
@@ -24,11 +30,12 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import threading
 import uuid
-from collections.abc import MutableMapping
-from decimal import Decimal
+from collections.abc import Callable, Iterator, MutableMapping
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,17 +44,22 @@ import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
 from ..model.errors import ConfigError
+from ..model.money import decimal_text
 
 __all__ = [
     "REDACTED",
     "configure_logging",
     "console_renderer",
+    "decimal_text",
+    "human_number",
     "log_write_failures",
     "redact_secrets",
     "redact_text",
     "register_secret",
     "reopen_logs",
     "route_uncaught_exceptions",
+    "simulated_clock",
+    "terminal_width",
     "uncaught_exceptions_routed",
 ]
 
@@ -191,12 +203,163 @@ def redact_secrets(
     return event_dict
 
 
-def console_renderer(colors: bool) -> structlog.dev.ConsoleRenderer:
+# -- numbers in log lines ------------------------------------------------------------------------
+
+
+_DECIMAL_E = re.compile(r"-?\d+(?:\.\d+)?E[+-]\d+")  # a Decimal's str() in exponent form
+_HUMAN_DIGITS = 8  # significant digits a person reads; the integer part is never rounded
+_NUMBER_TEXT = re.compile(r"-?(?:\d+\.\d*|\.\d+|\d+(?:\.\d*)?[eE][+-]?\d+)")
+
+
+def human_number(value: Decimal | float) -> str:
+    """A number as a person reads it: plain digits, no exponent, at most 8 significant digits
+    (never fewer than its integer digits), trailing zeros the rounding made dropped. Exact
+    values that are short already read as themselves: `0.00150`, `91274.5`. For the pretty
+    console only: the JSON log keeps the exact value."""
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return repr(value)
+        value = Decimal(float.__repr__(value))  # the shortest repr: 0.1 is 0.1
+    if not value.is_finite():
+        return str(value)
+    digits = len(value.as_tuple().digits)
+    if digits <= _HUMAN_DIGITS + 2 and "E" not in str(value):
+        return str(value)
+    exp = min(0, value.adjusted() - _HUMAN_DIGITS + 1)
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= exp:  # short already: only an exponent to undo
+        return decimal_text(value)
+    try:
+        rounded = value.quantize(Decimal(1).scaleb(exp), rounding=ROUND_HALF_EVEN)
+    except InvalidOperation:  # beyond the context's precision: the exact text
+        return decimal_text(value)
+    text = decimal_text(rounded)
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+class _Bare(str):
+    """Text shown as it is inside a list or dict (its repr has no quotes): `[0.5, BTC-PERP]`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+_LIST_SHOWN = 4  # a longer list shows its first items and how many more
+_HIDDEN_PRETTY = frozenset({"wall_ts", "clock"})
+
+
+def _human_key(key: str) -> bool:
+    """Whether a field's text may be a number to round: never an id (`trade_id`, `order_id`,
+    Polymarket's token ids are long digit strings)."""
+    return not (key == "id" or key.endswith(("_id", "id", "_ids", "ids", "hash", "sequence")))
+
+
+def _humanise(value: Any, key: str) -> Any:
+    if value.__class__ is float or isinstance(value, Decimal):
+        return _Bare(human_number(value))
+    if isinstance(value, str):
+        if _human_key(key) and len(value) > _HUMAN_DIGITS and _NUMBER_TEXT.fullmatch(value):
+            try:
+                return _Bare(human_number(Decimal(value)))
+            except InvalidOperation:
+                return value
+        return value
+    if isinstance(value, list | tuple):
+        items = [_humanise(v, key) for v in value[:_LIST_SHOWN]]
+        items = [_Bare(v) if isinstance(v, str) and not isinstance(v, _Bare) else v for v in items]
+        if len(value) > _LIST_SHOWN:
+            items.append(_Bare(f"... {len(value) - _LIST_SHOWN} more"))
+        return items
+    if isinstance(value, dict):
+        return {k: _humanise(v, str(k)) for k, v in value.items()}
+    return value
+
+
+class _PrettyRenderer:
+    """structlog's ConsoleRenderer for people: `ts [level] event key=value ...` in the order the
+    line was logged (strategy, venue, instrument first, as the code writes them), numbers
+    rounded for reading (`human_number`), no `key=None`, long lists cut short, the time to the
+    millisecond; the clock fields of a simulated line (`clock`, `wall_ts`) left to the JSON.
+    With `width` (a terminal's), a line longer than the terminal goes on below, indented, cut
+    between fields (a terminal would cut it anywhere); without (a pipe), one line per entry."""
+
+    def __init__(self, colors: bool, width: Callable[[], int] | None = None) -> None:
+        self._inner = structlog.dev.ConsoleRenderer(
+            colors=colors,
+            timestamp_key="ts",
+            exception_formatter=structlog.dev.plain_traceback,
+            sort_keys=False,
+            pad_event_to=24,
+        )
+        self._kv = next(c.formatter for c in self._inner.columns if c.key == "")
+        self._width = width
+
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        shown: dict[str, Any] = {}
+        for key, value in event_dict.items():
+            if value is None or key in _HIDDEN_PRETTY:
+                continue
+            if key == "ts" and isinstance(value, str):
+                shown[key] = _short_ts(value)
+            elif key in _TEXT_KEYS or key in _HEAD_KEYS:
+                shown[key] = value
+            else:
+                shown[key] = _humanise(value, key)
+        width = self._width() if self._width is not None else 0
+        if width <= 0:
+            return self._inner(logger, method, shown)
+        fields = {k: v for k, v in shown.items() if k not in _HEAD_KEYS and k not in _TEXT_KEYS}
+        head = self._inner(logger, method, {k: v for k, v in shown.items() if k not in fields})
+        first, newline, below = head.partition("\n")
+        lines = [_PADDING.sub(r"\1", first) if fields else first]  # the event's padding goes
+        used = _visible(lines[0])
+        for key, value in fields.items():
+            text = self._kv(key, value)
+            size = _visible(text)
+            if used + 1 + size > width and used > _INDENT_WIDTH:
+                lines.append(_INDENT + text)
+                used = _INDENT_WIDTH + size
+            else:
+                lines[-1] += " " + text
+                used += 1 + size
+        return "\n".join(lines) + newline + below
+
+
+_HEAD_KEYS = frozenset({"ts", "level", "event", "exc_info"})
+_INDENT = "    "
+_INDENT_WIDTH = len(_INDENT)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_PADDING = re.compile(r" +((?:\x1b\[[0-9;]*m)*)$")  # trailing spaces, before a colour's reset
+
+
+def _visible(text: str) -> int:
+    """Characters a terminal shows (colour codes take none)."""
+    return len(_ANSI.sub("", text)) if "\x1b" in text else len(text)
+
+
+_FRACTION = re.compile(r"(\.\d{3})\d*(?=Z$|[+-]\d\d:\d\d$|$)")
+
+
+def _short_ts(ts: str) -> str:
+    """An ISO time to the millisecond (`2026-11-24T10:00:03.250Z`): still a time `--since`
+    takes, 3 characters shorter on every line."""
+    return _FRACTION.sub(r"\1", ts, count=1)
+
+
+def console_renderer(colors: bool, width: Callable[[], int] | None = None) -> _PrettyRenderer:
     """The pretty renderer, shared by the daemon's pretty mode and `tradingd logs`, so a line
-    looks the same in both: `ts [level] event key=value ...`, a traceback below it."""
-    return structlog.dev.ConsoleRenderer(
-        colors=colors, timestamp_key="ts", exception_formatter=structlog.dev.plain_traceback
-    )
+    looks the same in both: `ts [level] event key=value ...`, a traceback below it. `width`:
+    the terminal's columns, asked at each line (a terminal may be resized); None for a pipe."""
+    return _PrettyRenderer(colors, width)
+
+
+def terminal_width() -> int:
+    """The terminal's columns now (COLUMNS if set, as rich and `ls` take it)."""
+    return shutil.get_terminal_size().columns
 
 
 def _stable_order(
@@ -212,9 +375,16 @@ def _dumps(obj: Any) -> bytes:
     """One JSON line. A value orjson refuses (an int beyond 64 bits) must not make the log call
     raise: the standard library writes it instead."""
     try:
-        return orjson.dumps(obj, default=str)
+        return orjson.dumps(obj, default=_json_default)
     except TypeError:
-        return json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":")).encode()
+        return json.dumps(obj, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _json_default(value: Any) -> str:
+    """What JSON has no type for: a Decimal as its exact plain digits, anything else as str()."""
+    if isinstance(value, Decimal):
+        return decimal_text(value)
+    return str(value)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -318,8 +488,15 @@ class _Sink:
         with self._lock:
             try:
                 if isinstance(line, str):
-                    self._stream.write(line + "\n")
-                    self._stream.flush()
+                    # Pretty text to the process's stderr goes to `sys.stderr` as it is now: a
+                    # progress bar on the terminal (rich's, `tradingd backtest`) swaps in a proxy
+                    # there that prints each line above the bar instead of through it. (Never
+                    # our own `_StderrToLog`: a line would come back here as a log line.)
+                    now = sys.stderr
+                    follow = self._stream is sys.__stderr__ and now is not None
+                    stream = now if follow and not isinstance(now, _StderrToLog) else self._stream
+                    stream.write(line + "\n")
+                    stream.flush()
                 else:
                     assert self._binary is not None
                     self._binary.write(line)
@@ -343,16 +520,64 @@ def _now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+# -- the clock a line is stamped with --------------------------------------------------------------
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# A context variable, not a global: only the code running the replay (the kernel's task, and the
+# strategies and order flow it calls) is on the simulated clock; another task or thread of the
+# same process logging meanwhile keeps the wall time.
+_sim_clock: contextvars.ContextVar[Callable[[], int | None] | None] = contextvars.ContextVar(
+    "tradingd_log_clock", default=None
+)
+
+
+@contextlib.contextmanager
+def simulated_clock(now_ns: Callable[[], int | None]) -> Iterator[None]:
+    """Within this block (in this task or thread), log lines carry the simulated time
+    `now_ns()` (ns since the epoch) as `ts`, with `"clock": "sim"` and the wall time as
+    `wall_ts`; while `now_ns()` is None (a replay before its first frame) they keep the wall
+    time, and no `clock` field, like every line outside the block."""
+    token = _sim_clock.set(now_ns)
+    try:
+        yield
+    finally:
+        _sim_clock.reset(token)
+
+
+def _sim_iso(ns: int) -> str:
+    when = _EPOCH + dt.timedelta(microseconds=ns // 1000)
+    return when.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _stamp(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """`ts`: the wall time, or the simulated time inside `simulated_clock` (then `clock` and
+    `wall_ts` say so)."""
+    clock = _sim_clock.get()
+    sim = clock() if clock is not None else None
+    if sim is None:
+        event_dict["ts"] = _now_iso()
+    else:
+        event_dict["ts"] = _sim_iso(sim)
+        event_dict["clock"] = "sim"
+        event_dict["wall_ts"] = _now_iso()
+    return event_dict
+
+
 class _Render:
     """The last processor: the stream's line (pretty text or JSON) and the file's JSON line."""
 
-    def __init__(self, pretty: bool, colors: bool, to_file: bool) -> None:
-        self._console = console_renderer(colors) if pretty else None
+    def __init__(self, pretty: bool, colors: bool, to_file: bool, width: Callable[[], int] | None) -> None:
+        self._console = console_renderer(colors, width) if pretty else None
         self._exc_dict = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
         self._to_file = to_file
 
     def _json(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> bytes:
         ordered = _stable_order(logger, method, redact_secrets(logger, method, event_dict))
+        for key, value in ordered.items():
+            # A Decimal logged as `str(d)` (a strategy's, a connector's) in exponent form
+            # (`0E+1`, `1.68E-7`): the same value in plain digits. Never an id's text.
+            if value.__class__ is str and "E" in value and _DECIMAL_E.fullmatch(value) and _human_key(key):
+                ordered[key] = decimal_text(Decimal(value))
         return _dumps(ordered) + b"\n"
 
     def __call__(
@@ -405,8 +630,13 @@ def configure_logging(
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
-            _Render(pretty, pretty and stream.isatty(), new_file is not None),
+            _stamp,
+            _Render(
+                pretty,
+                pretty and stream.isatty(),
+                new_file is not None,
+                terminal_width if pretty and stream.isatty() else None,
+            ),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=lambda *_args: sink,

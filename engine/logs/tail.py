@@ -30,14 +30,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import attrs
 import orjson
 
 from ..model.errors import DataError
 from ..store.recording import open_binary
-from .setup import console_renderer
+from .setup import console_renderer, terminal_width
 
 __all__ = [
     "LEVELS",
@@ -357,7 +357,11 @@ class LogView:
     the daemon's pretty mode) or, with `json=True`, each kept line's original bytes.
 
     Counters: `lines_read`, `lines_shown`, `not_json` (non-blank lines that are not JSON
-    objects: shown as text in pretty mode unless `text=False`, left out of JSON output).
+    objects: shown as text in pretty mode unless `text=False`, left out of JSON output); with
+    a time window, `sim_first`/`sim_last`: the times of the first and last line read whose
+    clock is simulated (a backtest's market time), or None.
+    `width`: the terminal's columns for pretty lines (a callable, asked at each line), None
+    for one line per entry, "auto": the terminal's when `out` is one.
     """
 
     def __init__(
@@ -368,18 +372,31 @@ class LogView:
         json: bool = False,
         colors: bool = False,
         text: bool = True,
+        width: Callable[[], int] | Literal["auto"] | None = "auto",
     ) -> None:
         self._out = out
         self.filter = flt or LogFilter()
         self._m = self.filter._matcher
         self._json = json
         self._text = text and not json
-        self._render = console_renderer(colors)
+        if width == "auto":  # a terminal's width: long lines go on below, indented, between fields
+            width = terminal_width if _isatty(out) else None
+        self._render = console_renderer(colors, width)
         self.lines_read = 0
         self.lines_shown = 0
         self.not_json = 0
         # With a time window, text lines go with the JSON line before them (see module doc).
         self._last_in_window = not self.filter.timed
+        # With a time window: the first and last `ts` of lines on a simulated clock (a
+        # backtest's, in market time), to say why a window in today's time found none of them.
+        self.sim_first: str | None = None
+        self.sim_last: str | None = None
+
+    def _note_sim(self, ts: Any) -> None:
+        if isinstance(ts, str):
+            if self.sim_first is None:
+                self.sim_first = ts
+            self.sim_last = ts
 
     def _pretty(self, obj: dict[str, Any]) -> bytes:
         exc = obj.get("exception")
@@ -425,6 +442,8 @@ class LogView:
                 continue
             if timed:
                 self._last_in_window = m.time_ok(obj)
+                if obj.get("clock") == "sim":
+                    self._note_sim(obj.get("ts"))
                 if grep and not any(g in line for g in grep):
                     continue
             if not matches(obj):
@@ -439,6 +458,13 @@ class LogView:
         self.not_json += not_json
         if out:
             self._out.write(b"".join(out))
+
+
+def _isatty(out: IO[bytes]) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 # -- sources -----------------------------------------------------------------------------------

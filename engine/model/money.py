@@ -17,7 +17,16 @@ import operator
 from decimal import Decimal, InvalidOperation
 from typing import SupportsIndex, cast
 
-__all__ = ["ZERO", "BadNumber", "from_float", "opt_from_float", "optional", "positive", "to_decimal"]
+__all__ = [
+    "ZERO",
+    "BadNumber",
+    "decimal_text",
+    "from_float",
+    "opt_from_float",
+    "optional",
+    "positive",
+    "to_decimal",
+]
 
 ZERO = Decimal(0)
 
@@ -98,3 +107,17 @@ def from_float(value: float, what: str = "market data") -> Decimal:
 
 def opt_from_float(value: float | None, what: str = "market data") -> Decimal | None:
     return None if value is None else from_float(value, what)
+
+
+def decimal_text(value: Decimal) -> str:
+    """A Decimal's exact value in plain digits, for text people and programs read (log lines):
+    `str()` where that has no exponent (`"0.00150"` keeps its digits), else the same value
+    without one. `str()` writes a fee of `0 x size / price` as `0E+1` and 1.68e-7 BTC as
+    `1.68E-7`; here they are `"0"` and `"0.000000168"` (and `1.2E+3` is `"1200"`). Exact: the
+    text parses back to an equal Decimal. NaN and infinities as `str()`."""
+    text = str(value)
+    if "E" not in text or not value.is_finite():
+        return text
+    if not value:
+        return "-0" if value.is_signed() else "0"
+    return format(value, "f")

@@ -17,7 +17,7 @@ from ..model.events import Fill, FillReversal, OrderState, OrderUpdate, PrivateE
 from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry
 from ..model.ledger import CONTEXT, Booking, Ledger, UsdRates
 from ..model.market import MarketState
-from ..model.money import BadNumber
+from ..model.money import BadNumber, decimal_text
 from ..model.orders import Order, OrderRequest, OrderTracker
 from ..model.risk import RiskChecker, RiskLimits
 from ..model.settlement import FundingPayment, PositionHistory, check_delivery_price, check_funding
@@ -173,7 +173,7 @@ class OrderFlow:
                     strategy=entry.strategy,
                     venue=entry.venue,
                     instrument=entry.instrument,
-                    price=str(entry.price),
+                    price=decimal_text(entry.price),
                     error=f"{type(exc).__name__}: {exc}",
                 )
                 continue
@@ -279,7 +279,7 @@ class OrderFlow:
             "order.sent",
             **_whose(request),
             side=request.side.value,
-            size=str(request.size),
+            size=decimal_text(request.size),
             price=None if request.price is None else str(request.price),
             order_type=request.type.value,
             tif=request.time_in_force.value,
@@ -484,7 +484,7 @@ class OrderFlow:
                     venue=venue,
                     instrument=symbol,
                     price=str(price),
-                    realized=str(realized),
+                    realized=decimal_text(realized),
                 )
         return out
 
@@ -605,7 +605,7 @@ class OrderFlow:
                 return None
             self._funding_booked.add(event)
             if amount:
-                self.log.warning("funding.not_ours", account_position=str(account), **fields)
+                self.log.warning("funding.not_ours", account_position=decimal_text(account), **fields)
             return {}
         both_flat = ours == 0 and account == 0
         misfit = account == 0 or ours == 0 or (ours > 0) != (account > 0) or abs(ours) > abs(account)
@@ -620,16 +620,19 @@ class OrderFlow:
                 reason="our positions at the payment's time do not fit the venue's"
                 if weight
                 else "our positions over the span net to nothing: no split",
-                account_position=str(account),
-                our_position=str(ours),
-                ours={name: str(q) for name, q in sorted(weights.items())},
+                account_position=decimal_text(account),
+                our_position=decimal_text(ours),
+                ours={name: decimal_text(q) for name, q in sorted(weights.items())},
                 held=len(self.funding_held),
                 **fields,
             )
             return {}
         if ours != account:
             self.log.warning(
-                "funding.partly_ours", account_position=str(account), our_position=str(ours), **fields
+                "funding.partly_ours",
+                account_position=decimal_text(account),
+                our_position=decimal_text(ours),
+                **fields,
             )
         # Ours all of the account's: the whole payment (`amount * ours / account` rounds twice at
         # 34 digits and can miss it by one in the last). Each share by its weight, the last the
@@ -665,7 +668,12 @@ class OrderFlow:
         for name, share, qty in shares:
             out[name] = usd = self.ledger(name).funding(inst, share, payment.currency, usd_rate)
             self.log.info(
-                "position.funding", strategy=name, share=str(share), usd=str(usd), position=str(qty), **fields
+                "position.funding",
+                strategy=name,
+                share=decimal_text(share),
+                usd=decimal_text(usd),
+                position=decimal_text(qty),
+                **fields,
             )
         return out
 
@@ -735,7 +743,7 @@ class OrderFlow:
                     instrument=fill.instrument,
                     order_id=fill.order_id,
                     trade_id=fill.trade_id,
-                    size=str(fill.size),
+                    size=decimal_text(fill.size),
                     journal_unreadable=unreadable,
                 )
                 if unreadable and self.on_unreadable_fill is not None:
@@ -789,9 +797,9 @@ class OrderFlow:
             client_order_id=booked.client_order_id,
             trade_id=fill.trade_id,
             side=fill.side.value,
-            price=str(fill.price),
-            size=str(fill.size),
-            fee=str(fill.fee),
+            price=decimal_text(fill.price),
+            size=decimal_text(fill.size),
+            fee=decimal_text(fill.fee),
             liquidity=fill.liquidity.value,
         )
         for event in events:
@@ -868,6 +876,6 @@ class OrderFlow:
             **_whose(u),
             order_id=u.order_id,
             status=u.status.value,
-            filled=str(u.filled_size),
+            filled=decimal_text(u.filled_size),
             reason=u.reason,
         )
