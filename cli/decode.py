@@ -186,14 +186,14 @@ def cmd_decode(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     if broken is not None:
         print(
-            f"{args.path}: corrupt at line {lineno + 1:,}, not read further ({broken});"
-            f" the {lineno:,} line(s) before it were decoded",
+            f"line {lineno + 1}: {args.path}: unreadable from here on ({broken});"
+            f" the {lineno} line(s) before it were decoded",
             file=err,
         )
     elif stream is not None and unfinished(stream):
         print(
             f"{args.path}: ends inside a zstd frame (still being written, or cut short):"
-            f" decoded up to its last complete block, line {lineno:,}",
+            f" decoded up to its last complete block, line {lineno}",
             file=err,
         )
     if problems.bad:
