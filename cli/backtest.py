@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import trio
-from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from tradingd.config import LoadedConfig, load_config
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
@@ -24,13 +24,16 @@ from tradingd.engine.sim.plugins import load_simulator
 from tradingd.engine.venue.catalog import MarketCatalog
 from tradingd.engine.venue.plugins import load_catalog_class, load_venue
 
+from .output_path import unwritable
+from .progress import new_bar, progress, wanted
 from .settings import catalog_settings, risk_limits
 
 __all__ = ["cmd_backtest"]
 
 
-def _ensure_data(loaded: LoadedConfig, err: Callable[[str], None]) -> None:
-    """Synthesize missing data files that have a `generate` table (the bundled sample)."""
+def _ensure_data(loaded: LoadedConfig, err: Callable[[str], None], show_progress: bool = False) -> None:
+    """Synthesize missing data files that have a `generate` table (the bundled sample), with a
+    progress bar in market time when `show_progress` (stderr is a terminal: `progress.wanted`)."""
     bt = loaded.config.backtest
     assert bt is not None
     for i, (spec, path) in enumerate(zip(bt.data, loaded.data_paths, strict=True)):
@@ -38,12 +41,20 @@ def _ensure_data(loaded: LoadedConfig, err: Callable[[str], None]) -> None:
             continue
         if spec.generate is None or spec.format != "recording":
             raise DataError(f"{loaded.data_file_missing(i)}; add a `generate` table to synthesize it")
+        why = unwritable(path)
+        if why is not None:
+            raise DataError(f"{why} (the sample of {loaded.path})")
         err(f"{loaded.data_file_missing(i)}: generating it (first run only; deterministic, offline)...")
         t0 = time.perf_counter()
         try:
-            frames = load_simulator(spec.venue).generate_sample(path, spec.generate)
+            with progress(f"generating {path.name}", enabled=show_progress) as bar:
+                # Only with a bar: a simulator of another package may not take `progress`.
+                extra = {"progress": bar} if show_progress else {}
+                frames = load_simulator(spec.venue).generate_sample(path, spec.generate, **extra)
         except (ValueError, TypeError) as exc:
             raise ConfigError(str(exc), file=str(loaded.path), path="backtest.data.generate") from None
+        except OSError as exc:  # the disk filled up, the folder went away while writing
+            raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
         err(f"  {frames:,} frames in {time.perf_counter() - t0:.1f} s")
 
 
@@ -72,7 +83,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     def err(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    _ensure_data(loaded, err)
+    _ensure_data(loaded, err, show_progress=wanted(args.no_progress))
     bt = cfg.backtest
     sources = [DataSource(d.venue, p, d.format) for d, p in zip(bt.data, loaded.data_paths, strict=True)]
     plugins = {s.venue: load_venue(s.venue) for s in sources}
@@ -85,15 +96,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     )
     progress_cm: Progress | None = None
     progress_cb: Callable[[int, int], None] | None = None
-    if sys.stderr.isatty() and not args.no_progress:
-        bar = progress_cm = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            "[progress.percentage]{task.percentage:>3.0f}%",
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-        )
+    if wanted(args.no_progress):
+        bar = progress_cm = new_bar()
         task = bar.add_task("backtest", total=1)
 
         def progress_cb(done: int, total: int) -> None:

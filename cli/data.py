@@ -1,7 +1,8 @@
 """`tradingd data inspect PATH --venue V [--format F] [--json]`: replay a data file (a recording,
 a `tradingd record` directory, or another format the venue reads, e.g. Deribit's Tardis.dev CSV)
 through its venue's decoder, without a strategy, and say what it holds: its time span, frames
-(malformed, bad lines), events by type and instruments by kind."""
+(malformed, bad lines), events by type and instruments by kind. A terminal shows a progress
+bar (in bytes of the file) while it reads; `--no-progress` hides it."""
 
 from __future__ import annotations
 
@@ -20,7 +21,11 @@ from tradingd.engine.store.recorder import RecordingSet
 from tradingd.engine.store.recording import RecordingReader, format_ts
 from tradingd.engine.venue.plugins import load_venue
 
+from .progress import progress, wanted
+
 __all__ = ["cmd_data_inspect"]
+
+_PROGRESS_EVERY = 4096  # frames between two updates of the bar (a few hundred a second)
 
 
 def _open_source(plugin: Any, path: Path, fmt: str) -> Any:
@@ -43,18 +48,21 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     first: int | None = None
     last: int | None = None
     events: dict[str, int] = {}
-    for ts, frame in reader:
-        frames += 1
-        if ts is not None:
-            first = ts if first is None else first
-            last = ts
-        try:
-            got = decoder.decode(frame, ts or 0)
-        except MalformedFrame:
-            malformed += 1
-            continue
-        for ev in got:
-            events[ev.type] = events.get(ev.type, 0) + 1
+    with progress(f"reading {Path(args.path).name}", enabled=wanted(args.no_progress)) as bar:
+        for ts, frame in reader:
+            frames += 1
+            if frames % _PROGRESS_EVERY == 0:
+                bar(reader.bytes_read, reader.size)  # every reader counts the bytes it has read
+            if ts is not None:
+                first = ts if first is None else first
+                last = ts
+            try:
+                got = decoder.decode(frame, ts or 0)
+            except MalformedFrame:
+                malformed += 1
+                continue
+            for ev in got:
+                events[ev.type] = events.get(ev.type, 0) + 1
     kinds: dict[str, int] = {}
     for inst in registry:
         kinds[inst.kind.value] = kinds.get(inst.kind.value, 0) + 1

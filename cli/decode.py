@@ -1,7 +1,13 @@
 """`tradingd decode --venue V [PATH|-]`: decode raw frames, or recording lines (`<timestamp>
 <frame>`), into normalized events, one JSON object a line on stdout. A file may be `.zst`/`.gz`
-(a recording still being written is decoded up to its last complete block); `-` or no PATH reads
-stdin. A line that cannot be decoded is named on stderr and skipped; then the exit status is 1."""
+(a recording still being written is decoded up to its last complete block; a corrupt one up to
+the block that broke, naming the line where reading stopped); `-` or no PATH reads stdin.
+
+A line that cannot be decoded is named on stderr and skipped; then the exit status is 1. Only
+the first `_NAMED` problems are named (the rest are counted in the last line): data of another
+venue, or no frames at all, would otherwise name every line. When the first `_GIVE_UP` lines in
+a row are refused and nothing was decoded, decoding stops there, and the other installed venues'
+decoders are tried on the first frames to say whose data it looks like."""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import orjson
 import zstandard
@@ -19,30 +25,88 @@ from tradingd.engine.model.errors import MalformedFrame
 from tradingd.engine.model.events import event_to_dict
 from tradingd.engine.model.instruments import InstrumentRegistry
 from tradingd.engine.store.recording import open_binary, parse_ts, unfinished
-from tradingd.engine.venue.plugins import load_venue
+from tradingd.engine.venue.plugins import available_venues, load_venue
 
 from .exits import EXIT_FAILURE
 
 __all__ = ["cmd_decode"]
 
+_NAMED: Final = 20  # problem lines named on stderr; the rest are counted
+_GIVE_UP: Final = 200  # refused lines in a row, with nothing decoded yet, before stopping
+_SNIFF: Final = 50  # the first frames kept to ask the other venues' decoders whose they are
+
 
 class _Unreadable(Exception):
-    """The rest of a data file cannot be read (a corrupt or truncated compressed file)."""
+    """The rest of a data file cannot be read (a corrupt compressed file)."""
 
 
 def _readable_lines(stream: IO[bytes], path: str) -> Iterator[bytes]:
-    """The lines of `stream`; a file that breaks part way (corrupt or truncated `.zst`/`.gz`)
-    ends the lines with `_Unreadable`, after every line read before it."""
+    """The lines of `stream`; a file that breaks part way (a corrupt `.zst`/`.gz`) ends the lines
+    with `_Unreadable`, after every line read before it. A `.zst` cut inside a frame (still being
+    written, or truncated) ends at its last complete block: its torn last line is no line."""
     try:
-        yield from stream
+        for line in stream:
+            if not line.endswith(b"\n") and unfinished(stream):
+                return
+            yield line
     except (OSError, EOFError, zstandard.ZstdError) as exc:
-        raise _Unreadable(f"{path}: unreadable from here on ({type(exc).__name__}: {exc})") from None
+        raise _Unreadable(str(exc) or type(exc).__name__) from None
 
 
 def _default(o: Any) -> Any:
     if isinstance(o, Decimal):
         return float(o)
     raise TypeError
+
+
+class _Problems:
+    """The lines that were not decoded: named on stderr up to `_NAMED`, all counted."""
+
+    def __init__(self) -> None:
+        self.bad = 0  # not a frame, or a malformed frame: the exit status is 1
+        self.unknown = 0  # frames of channels the decoder does not read (not an error)
+        self.in_a_row = 0  # lines refused since the last one accepted
+        self.unnamed = 0
+
+    def refused(self, lineno: int, what: str, *, bad: bool = True) -> None:
+        if bad:
+            self.bad += 1
+        else:
+            self.unknown += 1
+        self.in_a_row += 1
+        if self.bad + self.unknown - self.unnamed <= _NAMED:
+            print(f"line {lineno}: {what}", file=sys.stderr)
+        else:
+            self.unnamed += 1
+
+
+def _decodes(name: str, frames: list[tuple[int, bytes]]) -> int:
+    """How many of `frames` venue `name`'s decoder reads: decoded into events, not refused."""
+    try:
+        decoder = load_venue(name).decoder(InstrumentRegistry())
+    except Exception:  # a guess about other plugins: one that does not load is no answer
+        return 0
+    n = 0
+    for ts, frame in frames:
+        unknown = decoder.stats.unknown_channel
+        try:
+            events = decoder.decode(frame, ts)
+        except Exception:  # another venue's data may break a decoder in any way: a "no"
+            continue
+        if events and decoder.stats.unknown_channel == unknown:
+            n += 1
+    return n
+
+
+def _looks_like(venue: str, frames: list[tuple[int, bytes]]) -> str:
+    """Whose data `frames` look like, said for a person: the installed venue whose decoder reads
+    most of them, if any does."""
+    scores = {name: _decodes(name, frames) for name in available_venues() if name != venue}
+    best = max(scores, key=lambda name: scores[name], default=None)
+    if best is None or not scores[best]:
+        others = ", ".join(scores) or "none installed"
+        return f"no other installed venue's decoder reads them either ({others}): are they frames?"
+    return f"they look like {best}'s data (try --venue {best})"
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -56,11 +120,19 @@ def cmd_decode(args: argparse.Namespace) -> int:
     else:
         stream, _ = open_binary(args.path)
         lines, close = _readable_lines(stream, args.path), stream.close
-    bad = 0
+    problems = _Problems()
+    decoded_any = False
+    first: list[tuple[int, bytes]] = []
     dumps = orjson.dumps
     lineno = 0
+    broken: str | None = None
+    gave_up = False
     try:
         for lineno, raw in enumerate(lines, 1):
+            if not decoded_any and problems.in_a_row >= _GIVE_UP:
+                gave_up = True
+                lineno -= 1
+                break
             line = raw.rstrip(b"\r\n")
             if not line.strip():
                 continue
@@ -73,19 +145,23 @@ def cmd_decode(args: argparse.Namespace) -> int:
                         raise ValueError("expected a frame or '<timestamp> <frame>'")
                     ts, frame = parse_ts(line[:sp]), line[sp + 1 :]
                 except ValueError as exc:
-                    bad += 1
-                    print(f"line {lineno}: not a frame or recording line: {exc}", file=sys.stderr)
+                    problems.refused(lineno, f"not a frame or recording line: {exc}")
                     continue
+            if len(first) < _SNIFF:
+                first.append((ts, frame))
             unknown_before = decoder.stats.unknown_channel
             try:
                 events = decoder.decode(frame, ts)
             except MalformedFrame as exc:
-                bad += 1
-                print(f"line {lineno}: malformed frame: {exc}", file=sys.stderr)
+                problems.refused(lineno, f"malformed frame: {exc}")
                 continue
             if decoder.stats.unknown_channel != unknown_before:
                 channel = decoder.last_unknown_channel
-                print(f"line {lineno}: unknown channel {channel!r} (not decoded)", file=sys.stderr)
+                problems.refused(lineno, f"unknown channel {channel!r} (not decoded)", bad=False)
+                continue
+            problems.in_a_row = 0
+            if events:
+                decoded_any = True
             for ev in events:
                 out.write(dumps(event_to_dict(ev), default=_default) + b"\n")
         out.flush()
@@ -93,17 +169,34 @@ def cmd_decode(args: argparse.Namespace) -> int:
         return 0
     except _Unreadable as exc:
         out.flush()
-        bad += 1
-        print(f"line {lineno + 1}: {exc}", file=sys.stderr)
+        broken = str(exc)
     finally:
         close()
-    if stream is not None and unfinished(stream):
+    err = sys.stderr
+    if problems.unnamed:
+        print(f"... and {problems.unnamed:,} more line(s) not named", file=err)
+    if gave_up:
+        kinds = [(problems.bad, "not decodable"), (problems.unknown, "of channels it does not read")]
+        refused = ", ".join(f"{n:,} {what}" for n, what in kinds if n)
+        print(
+            f"stopped after line {lineno:,}: the {args.venue} decoder refused every line ({refused})"
+            f" and decoded nothing; {_looks_like(args.venue, first)}",
+            file=err,
+        )
+        return EXIT_FAILURE
+    if broken is not None:
+        print(
+            f"line {lineno + 1}: {args.path}: unreadable from here on ({broken});"
+            f" the {lineno} line(s) before it were decoded",
+            file=err,
+        )
+    elif stream is not None and unfinished(stream):
         print(
             f"{args.path}: ends inside a zstd frame (still being written, or cut short):"
             f" decoded up to its last complete block, line {lineno}",
-            file=sys.stderr,
+            file=err,
         )
-    if bad:
-        print(f"{bad} line(s) could not be decoded", file=sys.stderr)
-        return EXIT_FAILURE
-    return 0
+    if problems.bad:
+        hint = "" if decoded_any else f"; {_looks_like(args.venue, first)}"
+        print(f"{problems.bad:,} line(s) could not be decoded{hint}", file=err)
+    return EXIT_FAILURE if problems.bad or broken is not None else 0

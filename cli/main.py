@@ -67,6 +67,16 @@ def _count(text: str) -> int:
     return n
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:  # else the server's task group dies with an OverflowError
+        raise argparse.ArgumentTypeError(f"expected a port 0-65535 (0: any free port), got {text!r}")
+    return port
+
+
 def _where(text: str) -> tuple[str, str]:
     key, sep, pattern = text.partition("=")
     key = key.strip()
@@ -94,17 +104,24 @@ def _add_decode(sub: Any) -> None:
 
 def _add_check_config(sub: Any) -> None:
     c = sub.add_parser("check-config", help="validate a config file; exit 0 or name the bad key")
-    c.add_argument("path")
+    c.add_argument("path", help="the TOML config to check (its strategies' modules are imported)")
     c.set_defaults(handler="check_config:cmd_check_config")
 
 
 def _add_generate(sub: Any) -> None:
     g = sub.add_parser("generate", help="write a synthetic recording (deterministic, offline)")
-    g.add_argument("--venue", required=True)
-    g.add_argument("--out", required=True, help="output file (.zst or .gz compresses)")
-    g.add_argument("--hours", type=float)
-    g.add_argument("--seed", type=int)
+    g.add_argument("--venue", required=True, help="the venue whose market to synthesize (e.g. deribit)")
+    g.add_argument(
+        "--out",
+        required=True,
+        help="the recording to write (.zst or .gz compress; checked before generating)",
+    )
+    g.add_argument(
+        "--hours", type=float, help="how much market time (default 2, at most 72; about 9 s of work an hour)"
+    )
+    g.add_argument("--seed", type=int, help="the synthetic market's seed (default 7; same seed, same file)")
     g.add_argument("--start", help="ISO-8601 UTC start time, e.g. 2026-11-24T00:00:00Z")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     g.set_defaults(handler="generate:cmd_generate")
 
 
@@ -131,7 +148,12 @@ def _add_record(sub: Any) -> None:
 def _add_simulate(sub: Any) -> None:
     m = sub.add_parser("simulate", help="run a local simulator of a venue on 127.0.0.1")
     m.add_argument("venue", help="the venue to simulate (e.g. deribit)")
-    m.add_argument("--port", type=int, default=8765)
+    m.add_argument(
+        "--port",
+        type=_port,
+        default=8765,
+        help="the port to listen on: 0-65535 (0: any free one), default 8765",
+    )
     m.add_argument("--host", default="127.0.0.1", help="the address to listen on (loopback by default)")
     m.add_argument("--seed", type=int, default=7, help="the synthetic market's seed")
     m.set_defaults(handler="simulate:cmd_simulate")
@@ -162,7 +184,7 @@ def _add_catalog(sub: Any) -> None:
     s.set_defaults(handler="catalog:cmd_search")
 
     g = cs.add_parser("slug", parents=[common], help="the market with this exact slug")
-    g.add_argument("slug")
+    g.add_argument("slug", help="the market's slug, e.g. will-bitcoin-be-above-100000-on-december-31")
     g.set_defaults(handler="catalog:cmd_slug")
 
     r = cs.add_parser("regex", parents=[common], help="every market whose slug matches a regular expression")
@@ -171,11 +193,11 @@ def _add_catalog(sub: Any) -> None:
     r.set_defaults(handler="catalog:cmd_regex")
 
     t = cs.add_parser("token", parents=[common], help="the market an outcome token id belongs to")
-    t.add_argument("token_id")
+    t.add_argument("token_id", help="an outcome token id (as `catalog search` shows it)")
     t.set_defaults(handler="catalog:cmd_token")
 
     k = cs.add_parser("get", parents=[common], help="the market with this condition id")
-    k.add_argument("condition_id")
+    k.add_argument("condition_id", help="the market's condition id (as `catalog search` shows it)")
     k.set_defaults(handler="catalog:cmd_get")
 
     f = cs.add_parser(
@@ -212,6 +234,7 @@ def _add_data(sub: Any) -> None:
     i.add_argument("--venue", required=True, help="the venue whose data it is (e.g. deribit)")
     i.add_argument("--format", default="recording", help="recording (default) or a venue format, e.g. tardis")
     i.add_argument("--json", action="store_true", help="print JSON")
+    i.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     i.set_defaults(handler="data:cmd_data_inspect")
 
 

@@ -1,7 +1,7 @@
 """`tradingd simulate VENUE [--port N] [--host H] [--seed S]`: a local simulator of a venue (its
 WebSocket and REST APIs over a synthetic market) on 127.0.0.1 until SIGINT/SIGTERM, for trying
 `tradingd run` without an account. Needs the 'sim' extra (hypercorn): without it, one line
-says so."""
+says so. A port that cannot be listened on (in use, not allowed) is one line naming host:port."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ __all__ = ["cmd_simulate"]
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    if not 0 <= args.port <= 65535:  # else the server's task group dies with an OverflowError
-        raise UsageError(f"--port must be 0..65535 (0: any free port), not {args.port}")
+    # The port is 0-65535 already (the parser's `_port`: else the server's task group died with
+    # an OverflowError); what is left to fail is the bind (in use, not allowed, no such address).
     plugin = load_simulator(args.venue)
     require_server()  # one line naming the extra, before anything starts
     configure_logging(args.log_level or "info", args.log_format or "auto", sys.stderr)

@@ -115,6 +115,12 @@ _OUR_TRADES: Final = 65_536  # our own trade ids remembered (fills reported, fil
 _SIDES: Final = {"buy": Side.BUY, "sell": Side.SELL}
 _FLIP: Final = {"buy": Side.SELL, "sell": Side.BUY}
 _SUBSCRIPTION_ERRORS: Final = frozenset({13000})  # §3.7 "Invalid channels"
+# The public trades channels' parts (§3.4): `trades.{instrument_type}.{currency}[.{tx_status}]`.
+# Checked, like the legacy ticker's interval in ms (`100`, `1000`), so that another venue's
+# channels of the same names (Deribit's `trades.BTC-PERPETUAL.100ms`, `trades.option.BTC.raw`,
+# `ticker.BTC-PERPETUAL.100ms`) are unknown channels here, not data decoded as Derive's.
+_TRADE_TYPES: Final = frozenset({"option", "perp", "erc20"})
+_TX_STATUSES: Final = frozenset({"requested", "pending", "settled", "reverted", "ignored", "timed_out"})
 
 # -- the wire, as typed structs ------------------------------------------------------------------
 
@@ -619,9 +625,11 @@ class DeriveDecoder(JsonRpcDecoder):
             route = (self._on_slim, parts[1])
         elif head == "orderbook" and n == 4 and parts[2].isdigit() and parts[3].isdigit():
             route = (self._on_book, channel)
-        elif head == "trades" and n in (2, 3, 4):
+        elif head == "trades" and (
+            n == 2 or (n >= 3 and parts[1] in _TRADE_TYPES and (n == 3 or parts[3] in _TX_STATUSES))
+        ):
             route = (self._on_trades, channel)
-        elif head == "ticker" and n == 3:
+        elif head == "ticker" and n == 3 and parts[2].isdigit():
             route = (self._on_legacy_ticker, parts[1])
         elif head.isdigit() and n == 2 and parts[1] == "orders":
             route = (self._on_our_orders, channel)

@@ -5,7 +5,7 @@ a backtest's missing sample use it; a venue without a simulator simply has none 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
@@ -33,9 +33,13 @@ class SimulatorPlugin(Protocol):
         """What `tradingd simulate <venue>` prints: where to point a config, the demo account."""
         ...
 
-    def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
+    def generate_sample(
+        self, path: Path, options: Mapping[str, Any], progress: Callable[[float, float], None] | None = None
+    ) -> int:
         """Write a synthetic recording of this venue's wire frames to `path`; returns the
-        number of frames written. `options` come from the config's `generate` table."""
+        number of frames written. `options` come from the config's `generate` table;
+        `progress(done, total)`, if given, is called as it goes (increasing, up to `total` at
+        the end, in any unit: ours give seconds of market time) for a progress bar."""
         ...
 
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Final
 
 import zstandard
 
@@ -186,14 +186,55 @@ def unfinished(stream: IO[bytes]) -> bool:
     return bool(getattr(getattr(stream, "raw", None), "unfinished", False))
 
 
+# How a compressed file starts: zstd's frame magic number (or a skippable frame's, 0x184D2A5?),
+# gzip's two bytes (RFC 1952).
+_ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+
+
+def _compression(head: bytes) -> str:
+    """What a file that starts with `head` holds, for a person: zstd, gzip or plain text."""
+    if head.startswith(_ZSTD_MAGIC) or (head[1:4] == b"\x2a\x4d\x18" and head[0] & 0xF0 == 0x50):
+        return "zstd"
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.isascii() and (head.decode().isprintable() or head[:1] in (b"{", b"[")):
+        return "plain text"
+    return "unknown"
+
+
+def _check_compression(p: Path, file: io.BufferedReader) -> None:
+    """A `.zst` or `.gz` file that is not what its name says is one clear error before reading,
+    not a decompressor's message about frame descriptors after it. Peeked, not read: a pipe
+    works too. An empty file is an empty recording."""
+    want = "zstd" if p.name.endswith(".zst") else "gzip" if p.name.endswith(".gz") else None
+    if want is None:
+        return
+    head = file.peek(4)[:4]
+    if not head:
+        return
+    got = _compression(head)
+    if got == want:
+        return
+    rename = {"zstd": ".zst", "gzip": ".gz", "plain text": "without the suffix"}.get(got)
+    said = f"it is {got}: name it {rename}" if rename else f"it starts with {head!r}"
+    raise DataError(f"{p}: not a {want} file ({said})")
+
+
 def open_binary(path: str | os.PathLike[str]) -> tuple[IO[bytes], _Counting]:
     """Open `path` for reading lines, decompressing `.zst`/`.gz` by name. Returns the line
     stream and the counter of compressed bytes read from disk."""
     p = Path(path)
     try:
-        raw = _Counting(open(p, "rb"))  # noqa: SIM115 - closed by the caller through the stream
+        file = open(p, "rb")  # noqa: SIM115 - closed by the caller through the stream
     except OSError as exc:
         raise DataError(f"cannot read {p}: {exc.strerror}") from exc
+    try:
+        _check_compression(p, file)
+    except BaseException:
+        file.close()
+        raise
+    raw = _Counting(file)
     if p.name.endswith(".zst"):
         stream: IO[bytes] = io.BufferedReader(_Zstd(raw), buffer_size=1 << 20)
     elif p.name.endswith(".gz"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,12 @@ class DeribitSimulatorPlugin:
             f"  demo account: DERIBIT_CLIENT_ID={client_id} DERIBIT_CLIENT_SECRET={secret}",
         ]
 
-    def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
+    def generate_sample(
+        self, path: Path, options: Mapping[str, Any], progress: Callable[[float, float], None] | None = None
+    ) -> int:
         from .generator import generate_sample
 
-        frames: int = generate_sample(path, options)
+        frames: int = generate_sample(path, options, progress)
         return frames
 
 

@@ -28,7 +28,7 @@ import datetime as dt
 import heapq
 import math
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -636,9 +636,11 @@ class DeribitFeed:
             yield from self.step()
 
 
-def generate_sample(path: Path, options: Mapping[str, Any]) -> int:
+def generate_sample(
+    path: Path, options: Mapping[str, Any], progress: Callable[[float, float], None] | None = None
+) -> int:
     """Write a synthetic Deribit recording to `path` and return its number of frames
     (`simulators.common.write_sample`). `options` (all optional): `seed` (int, default 7),
     `hours` (default 2.0, at most 72), `start` (ISO-8601 UTC, default 2026-11-24T00:00:00Z).
-    Unknown keys raise ValueError."""
-    return write_sample(path, options, DeribitFeed.create)
+    Unknown keys raise ValueError. `progress(done, total)`: seconds of market time written."""
+    return write_sample(path, options, DeribitFeed.create, progress)

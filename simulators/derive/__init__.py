@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,12 @@ class DeriveSimulatorPlugin:
             f"                DERIVE_SESSION_KEY={DEMO_SESSION_KEY}",
         ]
 
-    def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
+    def generate_sample(
+        self, path: Path, options: Mapping[str, Any], progress: Callable[[float, float], None] | None = None
+    ) -> int:
         from .generator import generate_sample
 
-        frames: int = generate_sample(path, options)
+        frames: int = generate_sample(path, options, progress)
         return frames
 
 

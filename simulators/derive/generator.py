@@ -39,7 +39,7 @@ import datetime as dt
 import math
 import random
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -604,9 +604,11 @@ class DeriveFeed:
         return st.ticker_prefix + orjson.dumps(data) + _SUFFIX
 
 
-def generate_sample(path: Path, options: Mapping[str, Any]) -> int:
+def generate_sample(
+    path: Path, options: Mapping[str, Any], progress: Callable[[float, float], None] | None = None
+) -> int:
     """Write a synthetic Derive recording to `path` and return its number of frames
     (`simulators.common.write_sample`). `options` (all optional): `seed` (int, default 7),
     `hours` (default 2.0, at most 72), `start` (ISO-8601 UTC, default 2026-11-24T00:00:00Z).
-    Unknown keys raise ValueError."""
-    return write_sample(path, options, DeriveFeed.create)
+    Unknown keys raise ValueError. `progress(done, total)`: seconds of market time written."""
+    return write_sample(path, options, DeriveFeed.create, progress)

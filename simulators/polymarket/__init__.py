@@ -3,7 +3,7 @@ Polymarket-shaped synthetic recordings and catalogs (`generator`, `catalog_gener
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,12 @@ class PolymarketSimulatorPlugin:
             f" POLYMARKET_API_PASSPHRASE={api.passphrase}",
         ]
 
-    def generate_sample(self, path: Path, options: Mapping[str, Any]) -> int:
+    def generate_sample(
+        self, path: Path, options: Mapping[str, Any], progress: Callable[[float, float], None] | None = None
+    ) -> int:
         from .generator import generate_sample
 
-        frames: int = generate_sample(path, options)
+        frames: int = generate_sample(path, options, progress)
         return frames
 
 

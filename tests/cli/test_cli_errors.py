@@ -1,0 +1,278 @@
+"""Errors a new user meets in the first hour, each one clear line on stderr (issue 16): a port
+out of range or taken, a corrupt or mislabelled `.zst`, an output path that cannot be written, a
+Ctrl-C while the command line starts, another venue's data given to `decode`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import structlog
+
+from tradingd.cli.main import main
+from tradingd.engine.store.recording import RecordingWriter
+from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "deribit"
+_SCRIPT = shutil.which("tradingd", path=str(Path(sys.executable).parent))
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+
+
+def _run(argv: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # the parser's own usage errors
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def _quotes(path: Path, n: int) -> None:
+    """A Deribit recording of `n` quote frames (one ticker event each), zstd with a checksum."""
+    frame = orjson.dumps(orjson.loads((FIXTURES / "ws_quote.json").read_bytes()))
+    with RecordingWriter(path) as w:
+        for i in range(n):
+            w.write(1_795_478_400_000_000_000 + i * 1_000_000, frame)
+
+
+@pytest.fixture(scope="module")
+def deribit_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """36 s of the synthetic Deribit market (about 1,600 frames)."""
+    path = tmp_path_factory.mktemp("sample") / "deribit.rec.zst"
+    DERIBIT_SIM.generate_sample(path, {"hours": 0.01, "seed": 3})
+    return path
+
+
+# ----------------------------------------------------------------------------- simulate --port
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_simulate_port_out_of_range_is_a_usage_line(capfd: pytest.CaptureFixture[str], port: str) -> None:
+    code, _, err = _run(["simulate", "deribit", "--port", port], capfd)
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        f"tradingd simulate: error: argument --port: expected a port 0-65535 (0: any free port), got '{port}'"
+    )
+    assert "Traceback" not in err and "Group" not in err
+
+
+def test_simulate_on_a_port_in_use_names_host_and_port() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "tradingd.cli.console", "simulate", "deribit", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.splitlines()
+    assert line.startswith(f"tradingd: error: cannot listen on 127.0.0.1:{port}: ")
+    assert "in use" in line
+
+
+# ---------------------------------------------------------------------------- decode a bad .zst
+
+
+def test_decode_of_a_file_that_is_not_zstd_is_one_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    noise = tmp_path / "x.zst"
+    noise.write_bytes(bytes(range(256)) * 20)
+    code, out, err = _run(["decode", "--venue", "deribit", str(noise)], capfd)
+    assert (code, out) == (1, "")
+    not_zstd = f"tradingd: error: {noise}: not a zstd file (it starts with b'\\x00\\x01\\x02\\x03')"
+    assert err.splitlines() == [not_zstd]
+    text = tmp_path / "frames.jsonl.zst"
+    text.write_bytes(b'{"jsonrpc":"2.0"}\n')
+    code, _, err = _run(["decode", "--venue", "deribit", str(text)], capfd)
+    assert code == 1
+    assert err.splitlines() == [
+        f"tradingd: error: {text}: not a zstd file (it is plain text: name it without the suffix)"
+    ]
+    # `data inspect` reads through the same opener: the same line.
+    code, _, err = _run(["data", "inspect", "--venue", "deribit", str(noise)], capfd)
+    assert code == 1 and err.splitlines() == [not_zstd]
+
+
+def test_decode_of_a_corrupt_zst_decodes_up_to_the_break_and_names_the_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    rec = tmp_path / "corrupt.rec.zst"
+    _quotes(rec, 60_000)
+    data = bytearray(rec.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    rec.write_bytes(bytes(data))
+    code, out, err = _run(["decode", "--venue", "deribit", str(rec)], capfd)
+    assert code == 1
+    (line,) = err.splitlines()
+    m = re.fullmatch(
+        rf"line (\d+): {re.escape(str(rec))}: unreadable from here on \(.+\);"
+        r" the (\d+) line\(s\) before it were decoded",
+        line,
+    )
+    assert m is not None, line
+    stopped = int(m[1])
+    assert int(m[2]) == stopped - 1 == len(out.splitlines())
+    assert 1_000 < stopped < 60_000
+
+
+def test_decode_of_a_truncated_zst_is_one_line_and_no_malformed_frame(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    rec = tmp_path / "cut.rec.zst"
+    _quotes(rec, 60_000)
+    data = rec.read_bytes()
+    rec.write_bytes(data[: len(data) // 2])
+    code, out, err = _run(["decode", "--venue", "deribit", str(rec)], capfd)
+    (line,) = err.splitlines()  # the torn last line is no "malformed frame"
+    m = re.fullmatch(
+        rf"{re.escape(str(rec))}: ends inside a zstd frame \(still being written, or cut short\):"
+        r" decoded up to its last complete block, line (\d+)",
+        line,
+    )
+    assert m is not None, line
+    assert code == 0
+    assert len(out.splitlines()) == int(m[1]) > 1_000
+
+
+# -------------------------------------------------------------------------- generate --out
+
+
+def test_generate_to_an_unwritable_path_is_one_line_before_generating(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[Any] = []
+
+    def generate_sample(*args: Any, **kwargs: Any) -> int:
+        calls.append(args)
+        return 0
+
+    monkeypatch.setattr(DERIBIT_SIM, "generate_sample", generate_sample)
+    code, out, err = _run(["generate", "--venue", "deribit", "--out", "/proc/x.rec.zst"], capfd)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        "tradingd: error: cannot write /proc/x.rec.zst:"
+        " cannot create a file in /proc (No such file or directory)"
+    ]
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    code, _, err = _run(["generate", "--venue", "deribit", "--out", str(a_file / "s" / "x.rec.zst")], capfd)
+    assert code == 2
+    assert err.splitlines() == [
+        f"tradingd: error: cannot write {a_file / 's' / 'x.rec.zst'}: {a_file} is a file, not a folder"
+    ]
+    code, _, err = _run(["generate", "--venue", "deribit", "--out", str(tmp_path)], capfd)
+    assert code == 2 and err.splitlines() == [f"tradingd: error: cannot write {tmp_path}: it is a folder"]
+    assert calls == []  # nothing was generated
+    assert not list(tmp_path.glob(".*probe"))  # the probe left nothing behind
+
+
+# ----------------------------------------------------------------------- Ctrl-C while starting
+
+
+@pytest.mark.skipif(_SCRIPT is None, reason="the tradingd console script is not installed")
+@pytest.mark.parametrize("after_s", [0.1, 0.2, 0.3])
+def test_ctrl_c_while_the_command_line_starts_is_one_line_and_130(after_s: float, tmp_path: Path) -> None:
+    """Importing the command line takes about half a second: an interrupt then used to be a
+    KeyboardInterrupt traceback. `decode` reading a silent stdin never ends by itself, so the
+    signal comes during the imports or the read, whichever the machine's speed gives.
+
+    The delay counts from the end of Python's own start (`site`, which a `sitecustomize` here
+    marks): an interrupt before that is the interpreter's (about 30 ms, longer on a loaded
+    machine), before any of tradingd's code runs."""
+    assert _SCRIPT is not None
+    script = Path(_SCRIPT).read_text()
+    if "tradingd.cli.console" not in script:
+        pytest.fail(f"{_SCRIPT} predates cli/console.py: reinstall (pip install -e .)")
+    started = tmp_path / "started"
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import os\nopen(os.environ['TRADINGD_TEST_STARTED'], 'w').close()\n"
+    )
+    path = os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(
+        [_SCRIPT, "decode", "--venue", "deribit"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": path, "TRADINGD_TEST_STARTED": str(started)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the interpreter did not start"
+            time.sleep(0.002)
+        time.sleep(after_s)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, err.decode()) == (130, "tradingd: interrupted\n")
+
+
+# --------------------------------------------------------------------- another venue's data
+
+
+@pytest.mark.parametrize("venue", ["polymarket", "derive"])
+def test_decode_of_another_venues_data_stops_and_says_whose_it_looks_like(
+    venue: str, deribit_sample: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(["decode", "--venue", venue, str(deribit_sample)], capfd)
+    assert code == 1
+    assert out == ""  # in particular, no Deribit ticker labelled derive
+    lines = err.splitlines()
+    assert len(lines) == 22, lines  # 20 named, one count, the verdict
+    assert re.fullmatch(r"\.\.\. and [\d,]+ more line\(s\) not named", lines[-2])
+    assert lines[-1].startswith("stopped after line ")
+    assert lines[-1].endswith(
+        f"the {venue} decoder refused every line (200 of channels it does not read) and decoded"
+        " nothing; they look like deribit's data (try --venue deribit)"
+    )
+
+
+def test_decode_names_at_most_20_bad_lines_and_counts_the_rest(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Past the first lines, when something was decoded, it goes on to the end (a bad frame is
+    that frame's problem), naming 20 and counting the rest."""
+    good = orjson.dumps(orjson.loads((FIXTURES / "ws_quote.json").read_bytes()))
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join([good, *[b"{broken"] * 500, good]) + b"\n")
+    code, out, err = _run(["decode", "--venue", "deribit", str(path)], capfd)
+    assert code == 1 and len(out.splitlines()) == 2
+    lines = err.splitlines()
+    assert lines[0].startswith("line 2: malformed frame") and lines[19].startswith("line 21: malformed")
+    assert lines[20:] == ["... and 480 more line(s) not named", "500 line(s) could not be decoded"]
+
+
+def test_decode_of_lines_no_venue_reads_says_so(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"{not a frame\n" * 3)
+    code, _, err = _run(["decode", "--venue", "deribit", str(path)], capfd)
+    assert code == 1
+    assert err.splitlines()[-1].startswith(
+        "3 line(s) could not be decoded; no other installed venue's decoder reads them either ("
+    )
