@@ -1306,7 +1306,7 @@ class BacktestKernel:
             why.append(f"{unrouted:,} {whose}")
         self._warn(
             "data_file_unused" if routed == 0 else "data_file_unread",
-            f"{where}: {frames:,} frames decoded, {frames - routed:,} not routed to any strategy: "
+            f"{where}: {frames:,} frames read, {frames - routed:,} not routed to any strategy: "
             + "; ".join(why),
         )
 

@@ -172,7 +172,7 @@ def test_data_of_a_venue_no_strategy_reads_is_refused_then_each_frame_accounted_
     # The Derive decoder reads none of Deribit's channels (not even its tickers, whose names
     # Derive's old ticker channel shares): every frame is accounted for as unread or control.
     per_file = re.fullmatch(
-        rf"data file {re.escape(str(sample))} \(derive\): {frames:,} frames decoded, {frames:,} not routed"
+        rf"data file {re.escape(str(sample))} \(derive\): {frames:,} frames read, {frames:,} not routed"
         r" to any strategy: ([\d,]+) of channels the derive decoder does not read"
         r" \(e\.g\. book\.[A-Z0-9-]+\.100ms: is it derive data\?\); 5 control \(responses, heartbeats\)",
         warnings[-1],
@@ -245,7 +245,7 @@ def test_a_strategy_that_received_nothing_is_a_warning(sample: Path) -> None:
     (stats,) = result.files
     assert (stats.frames, stats.control, stats.unrouted) == (result.frames, 5, result.frames - 5)
     assert result.warnings[1] == (
-        f"data file {sample} (deribit): {result.frames:,} frames decoded, {result.frames:,} not routed to"
+        f"data file {sample} (deribit): {result.frames:,} frames read, {result.frames:,} not routed to"
         f" any strategy: 5 control (responses, heartbeats); {result.frames - 5:,} of deribit, which no"
         " strategy subscribes to"
     )
