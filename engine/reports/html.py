@@ -262,19 +262,32 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def render_html(report: dict[str, Any], out_dir: str | Path, *, stem: str = "report") -> list[Path]:
+Progress = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    return None
+
+
+def render_html(
+    report: dict[str, Any], out_dir: str | Path, *, stem: str = "report", progress: Progress = _silent
+) -> list[Path]:
     """Draw the charts of a JSON `report` (as `report_dict` makes it) and write `stem.html`,
-    `stem.png` and `stem-<strategy>.png` into `out_dir`. Returns the files written."""
+    `stem.png` and `stem-<strategy>.png` into `out_dir`. Returns the files written.
+    `progress` is told what is being drawn (the CLI's status line)."""
+    progress("loading matplotlib")
     plt = _pyplot()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     strategies: dict[str, Any] = report.get("strategies") or {}
     written: list[Path] = []
+    progress(f"{stem}.png (equity and drawdown of every strategy)")
     overview = _overview(plt, strategies)
     (out / f"{stem}.png").write_bytes(overview)
     written.append(out / f"{stem}.png")
     figures: dict[str, bytes] = {}
-    for name, s in strategies.items():
+    for i, (name, s) in enumerate(strategies.items(), 1):
+        progress(f"{stem}-{_safe(name)}.png (strategy {i} of {len(strategies)})")
         figures[name] = _strategy_figure(plt, name, s)
         path = out / f"{stem}-{_safe(name)}.png"
         path.write_bytes(figures[name])
@@ -354,6 +367,7 @@ def render_html(report: dict[str, Any], out_dir: str | Path, *, stem: str = "rep
                 )
                 + "</table>"
             )
+    progress(f"{stem}.html")
     parts.append("</body></html>\n")
     page = out / f"{stem}.html"
     page.write_text("".join(parts), encoding="utf-8")
@@ -370,22 +384,36 @@ def _load(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: not a JSON report ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("strategies"), dict):
         raise DataError(f"{path}: not a tradingd backtest report (no `strategies`)")
+    for name, s in data["strategies"].items():
+        series = s.get("series") if isinstance(s, dict) else None
+        if not isinstance(s, dict) or not isinstance(series, dict | None):
+            raise DataError(f"{path}: not a tradingd backtest report (strategy {name!r} is not one)")
+        if series is not None and len(series.get("ts") or ()) != len(series.get("equity") or ()):
+            raise DataError(f"{path}: not a tradingd backtest report ({name!r}: series of unequal lengths)")
     return data
 
 
-def render_run(path: str | Path) -> list[Path]:
+def render_run(path: str | Path, *, progress: Progress = _silent) -> list[Path]:
     """Draw the HTML/PNG report again from a saved JSON report: `path` is the JSON file, or a
-    run directory holding `report.json`. Returns the files written (beside the JSON)."""
+    run directory holding `report.json`. Returns the files written (beside the JSON, named after
+    it: never over it)."""
     p = Path(path)
     if p.is_dir():
         p = p / "report.json"
         if not p.exists():
             raise DataError(f"{path}: no report.json in this directory (run `tradingd backtest --report`)")
+    elif not p.exists():
+        raise DataError(f"{path}: no such file (give a run directory holding report.json, or a JSON report)")
+    if p.suffix.lower() in (".html", ".htm", ".png"):
+        raise DataError(f"{path}: this is an output of the report; give the JSON report (or its directory)")
     report = _load(p)
-    return render_html(report, p.parent, stem=p.stem)
+    return render_html(report, p.parent, stem=p.stem, progress=progress)
 
 
-def write_run_reports(path: str | Path, result: BacktestResult) -> list[Path]:
+def write_run_reports(
+    path: str | Path, result: BacktestResult, *, progress: Progress = _silent
+) -> list[Path]:
     """After a backtest: the JSON report at `path`, then its HTML and PNG files beside it."""
+    progress(f"{Path(path).name}")
     write_report(path, result)
-    return render_run(path)
+    return render_run(path, progress=progress)
