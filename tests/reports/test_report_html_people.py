@@ -23,7 +23,12 @@ def _strategy(hours: float) -> dict[str, Any]:
         "max_drawdown": 6.0,
         "sharpe": -383.378311,
         "sortino": -356.203043,
-        "ratios_from": {"interval_s": 60.0, "changes": len(ts) - 1, "span_s": hours * 3600, "annualised": True},
+        "ratios_from": {
+            "interval_s": 60.0,
+            "changes": len(ts) - 1,
+            "span_s": hours * 3600,
+            "annualised": True,
+        },
         "equity_curve": [[t, e] for t, e in zip(ts, equity, strict=True)],
         "series": {"step_s": 60.0, "ts": ts, "equity": equity, "positions": {}, "prices": {}, "fills": []},
     }
