@@ -181,7 +181,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             result = trio.run(kernel.run)
     else:
         result = trio.run(kernel.run)
-    print_summary(result, sys.stdout)
+    try:
+        print_summary(result, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): the report is still written, and Python's own flush
+        # at exit must not fail on the closed pipe (the docs' recipe: stdout to devnull).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if report is not None:
         # The JSON report, then the HTML page and the PNGs beside it: seconds of drawing, shown
         # on a terminal (what is being drawn) rather than a silence after the bar.

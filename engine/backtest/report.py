@@ -314,6 +314,10 @@ def _strategy_tables(console: Any, cells: dict[str, list[str]]) -> list[Any] | N
     return out
 
 
+def _broken_pipe() -> None:
+    raise BrokenPipeError("the summary's reader went away")
+
+
 def print_summary(result: BacktestResult, stream: IO[str]) -> None:
     """The run for people: what was replayed, one table with a column per strategy (split into
     several, or `label: value` lines, so that it fits the width: never a cut number), what each
@@ -322,6 +326,9 @@ def print_summary(result: BacktestResult, stream: IO[str]) -> None:
     from rich.console import Console
 
     console = Console(file=stream, highlight=False)
+    # Rich ends the process on a closed pipe (`| head`); the caller decides (the report is
+    # still to be written).
+    console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
     if result.start_ns is not None and result.end_ns is not None:
         span = (
             f"{format_ts(result.start_ns)[:19]} -> {format_ts(result.end_ns)[:19]} UTC"

@@ -173,3 +173,30 @@ def test_report_writing_shows_what_it_draws_on_a_terminal(config: Path, tmp_path
     assert proc.returncode == 0, shown
     assert "writing the report" in shown
     assert f"report written to {report}" in shown and " s\r\n" in shown.split("report written to", 1)[1]
+
+
+def test_a_summary_reader_that_goes_away_still_gets_the_report_written(config: Path, tmp_path: Path) -> None:
+    """`tradingd backtest --report DIR | head`: the pipe closes before the summary is printed
+    (closed here before the replay ends); the report is written all the same, exit 0."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tradingd.cli.main",
+            "backtest",
+            "--config",
+            str(config),
+            "--report",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the child prints nothing on stdout before the summary, after the replay
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert (run / "report.json").exists() and (run / "report.html").exists()
+    assert b"report written to" in err and b"Traceback" not in err
