@@ -12,16 +12,14 @@ the whole run), and a path one of the other outputs would overwrite (`report.htm
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from tradingd.config import LoadedConfig, load_config
@@ -35,6 +33,7 @@ from tradingd.engine.venue.catalog import MarketCatalog
 from tradingd.engine.venue.plugins import load_catalog_class, load_venue
 
 from .exits import UsageError
+from .report import drawing_status
 from .settings import catalog_settings, risk_limits
 
 __all__ = ["cmd_backtest"]
@@ -192,7 +191,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         # The JSON report, then the HTML page and the PNGs beside it: seconds of drawing, shown
         # on a terminal (what is being drawn) rather than a silence after the bar.
         t0 = time.perf_counter()
-        with _status(sys.stderr.isatty() and not args.no_progress) as step:
+        with drawing_status(sys.stderr.isatty() and not args.no_progress) as step:
             try:
                 written: list[Path] = write_run_reports(report, result, progress=step)
             except OSError as exc:
@@ -204,14 +203,3 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             f" in {time.perf_counter() - t0:.1f} s"
         )
     return 0
-
-
-@contextlib.contextmanager
-def _status(show: bool) -> Iterator[Callable[[str], None]]:
-    """A spinner line on stderr saying what the report is drawing (nothing when `show` is false)."""
-    if not show:
-        yield lambda _: None
-        return
-    console = Console(stderr=True)
-    with console.status("writing the report") as status:
-        yield lambda what: status.update(f"writing the report: {what}")
