@@ -201,3 +201,20 @@ def test_warnings_are_printed_and_reported(monkeypatch: pytest.MonkeyPatch) -> N
     out = io.StringIO()
     print_summary(base, out)
     assert "warnings" not in out.getvalue() and "warnings" not in report_dict(base)
+
+
+def test_positions_held_are_one_a_line_with_every_digit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
+    result = _result(["s"])
+    s = result.strategies["s"]
+    result = attrs.evolve(
+        result,
+        strategies={
+            "s": attrs.evolve(s, positions={"deribit:BTC-PERPETUAL": "-463590.0", "deribit:X": "1E+3"})
+        },
+    )
+    out = io.StringIO()
+    print_summary(result, out)
+    lines = out.getvalue().splitlines()
+    at = lines.index("s holds at the end:")
+    assert lines[at + 1 : at + 3] == ["  BTC-PERPETUAL -463,590.0", "  X 1,000"]
