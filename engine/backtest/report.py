@@ -314,7 +314,7 @@ def _strategy_tables(console: Any, cells: dict[str, list[str]]) -> list[Any] | N
     return out
 
 
-def _qty(text: str) -> str:
+def qty_text(text: str) -> str:
     """A position for people: thousands separated, every digit kept (`-463,590.0`)."""
     try:
         return format(Decimal(text), ",f")
@@ -407,7 +407,7 @@ def print_summary(result: BacktestResult, stream: IO[str]) -> None:
         if s.positions:  # one a line: a long list wraps badly
             console.print(f"{name} holds at the end:", markup=False)
             for key, qty in sorted(s.positions.items()):
-                console.print(f"  {key.split(':', 1)[-1]} {_qty(qty)}", markup=False)
+                console.print(f"  {key.split(':', 1)[-1]} {qty_text(qty)}", markup=False)
         if s.conflated or s.merged or s.dropped:
             console.print(
                 f"{name} mailbox: {s.conflated:,} tickers conflated, {s.merged:,} book updates merged, "

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..backtest.report import RATIO_MIN_SPAN_S, equity_span_s, ratio_caveat, ratio_text, write_report
+from ..backtest.report import RATIO_MIN_SPAN_S, equity_span_s, qty_text, ratio_text, span_text, write_report
 from ..model.errors import DataError
 
 if TYPE_CHECKING:
@@ -332,8 +332,8 @@ def render_html(
         f"<table><tr><th>strategy</th>{head}</tr>{body}</table>",
         "<p class='note'>Sharpe and Sortino: annualized, from the equity changes every "
         f"{esc(str(report.get('equity_interval_s', 'n/a')))} s (0 for a flat curve, n/a when undefined);"
-        " shown from one day of equity on. "
-        + (esc(ratio_caveat(short, float(report.get("equity_interval_s") or 0))) + " " if short else "")
+        " shown from one day of equity on"
+        + (f" (this run: {esc(span_text(short))} of equity; report.json has the values). " if short else ". ")
         + "A round trip runs from flat to flat in one instrument (or through zero); its PnL includes "
         "its fees; the win rate counts those above 0. Fill ratio: orders with a fill (any part of"
         " it) / orders sent; an order filled in parts makes several fills. Max drawdown: from the"
@@ -347,7 +347,9 @@ def render_html(
         if held:
             parts.append(
                 "<p>Held at the end: "
-                + ", ".join(f"{esc(k.split(':', 1)[-1])} {esc(str(v))}" for k, v in sorted(held.items()))
+                + ", ".join(
+                    f"{esc(k.split(':', 1)[-1])} {esc(qty_text(str(v)))}" for k, v in sorted(held.items())
+                )
                 + "</p>"
             )
         parts.append(_img(figures[name], f"{name}: equity, drawdown, positions, fills"))
