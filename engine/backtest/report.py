@@ -9,6 +9,12 @@ equity curve), the trading statistics (`sortino`, `round_trips`, `win_rate`, `av
 time, every fill; a fill's fee in USD is null while no USD rate is known for it), so
 `tradingd report RUN_DIR` can draw them again from the JSON alone. Money is USD. Apart from
 `duration_s`, the same inputs give the same bytes.
+
+`max_drawdown` is measured on every chart sample and every fill; `max_drawdown_at` gives its
+peak and trough ([ts, equity]), which `series` holds, so the drawdown of `series.equity` is
+`max_drawdown`. `sharpe` and `sortino` are annualised from the changes of `equity_curve` (every
+`equity_interval_s`): `ratios_from` says from how many, over how long (the summary and the page
+show them from one day on). `warnings`, when there are some: one line each.
 """
 
 from __future__ import annotations
@@ -69,8 +75,9 @@ def _series(series: Any, points: tuple[tuple[int, float], tuple[int, float]] | N
         for j in range(max(first, lo), last):
             if equity[j] == value:
                 return j
-        # A peak goes after the samples of its nanosecond, a trough before them: either order
-        # leaves the drawdown as the kernel measured it (it saw the samples as peak <= x <= ...).
+        # A fill and a sample of the same nanosecond: the peak goes after the samples of its
+        # time, the trough before them, an order in which no such sample makes the drawdown
+        # deeper than the one the kernel measured in the order it saw them.
         where = max(lo, last if after_equal else first)
         ts.insert(where, t)
         equity.insert(where, value)
