@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import subprocess
 import sys
 import threading
@@ -200,3 +201,24 @@ def test_a_summary_reader_that_goes_away_still_gets_the_report_written(config: P
     assert proc.returncode == 0, err
     assert (run / "report.json").exists() and (run / "report.html").exists()
     assert b"report written to" in err and b"Traceback" not in err
+
+
+def test_the_printed_summary_holds_every_number_of_the_report_at_80_columns(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summary as piped on 80 columns: every figure of the JSON report, rounded for people,
+    whole (it printed `548…` and `-1,…`)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    report = tmp_path / "r.json"
+    assert _backtest(config, str(report)) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80
+    for name, s in orjson.loads(report.read_bytes())["strategies"].items():
+        assert name in out
+        figures = [f"{s[k]:,}" for k in ("orders", "fills", "filled_orders", "rejected", "errors")]
+        figures += [
+            f"{s[k]:,.2f}" for k in ("fees", "realized_pnl", "unrealized_pnl", "net_pnl", "max_drawdown")
+        ]
+        figures.append(f"{s['turnover']:,.0f}")
+        for figure in figures:
+            assert re.search(r"(?<![\d.,])" + re.escape(figure) + r"(?![\d,]|\.\d)", out), (name, figure, out)
