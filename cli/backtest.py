@@ -1,12 +1,20 @@
 """`tradingd backtest --config FILE`: replay the configured recordings (or other data files)
-through the configured strategies on simulated venues, print the summary, and with `--report
-DIR` write the JSON report, `report.html` and its PNG charts. A missing data file with a
-`generate` table is synthesized first (the bundled sample: deterministic, offline)."""
+through the configured strategies on simulated venues, print the summary, and with `--report`
+write the JSON report, its HTML page and its PNG charts. A missing data file with a `generate`
+table is synthesized first (the bundled sample: deterministic, offline).
+
+`--report` names the JSON report (`runs/today.json`: `today.html`, `today.png` and
+`today-<strategy>.png` beside it) or a run directory (`runs/today`: `report.json`,
+`report.html`, ... in it, as `tradingd report RUN_DIR` reads it). It is checked before the
+replay (a directory that cannot be made or written is one line, exit 2, not a failure after
+the whole run), and a path one of the other outputs would overwrite (`report.html`) is refused."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +34,8 @@ from tradingd.engine.venue.plugins import load_catalog_class, load_venue
 
 from .output_path import unwritable
 from .progress import new_bar, progress, wanted
+from .exits import UsageError
+from .report import drawing_status
 from .settings import catalog_settings, risk_limits
 
 __all__ = ["cmd_backtest"]
@@ -58,6 +68,58 @@ def _ensure_data(loaded: LoadedConfig, err: Callable[[str], None], show_progress
         err(f"  {frames:,} frames in {time.perf_counter() - t0:.1f} s")
 
 
+# Suffixes of the files written beside the JSON: a --report naming one of them would have the
+# JSON overwritten by the page or a chart (and `tradingd report` then has nothing to read).
+_OTHER_OUTPUTS = (".html", ".htm", ".png")
+
+
+def _report_path(arg: str) -> Path:
+    """The JSON report `--report` names, its directory made and written to once (a probe file,
+    removed): a path that will not do is one line naming it, before any replay."""
+    given = Path(arg).expanduser()
+    if arg.endswith(("/", os.sep)):  # `runs/today/`: a directory, whatever its name
+        path = given / "report.json"
+    elif given.suffix.lower() == ".json":
+        path = given
+    elif given.suffix.lower() in _OTHER_OUTPUTS:
+        raise UsageError(
+            f"--report {arg}: name the JSON report ({given.with_suffix('.json')}) or a run directory;"
+            f" {given.with_suffix('.html').name} and the PNG charts are written beside the JSON"
+        )
+    elif given.is_dir() or not given.suffix:
+        path = given / "report.json"
+    else:
+        raise UsageError(
+            f"--report {arg}: give a file ending in .json, or a run directory (one that exists, a name"
+            " without a dot, or a path ending in /)"
+        )
+    folder = path.parent
+    if path.is_dir():
+        raise UsageError(f"--report {arg}: {path} is a directory")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"--report {arg}: {_existing_file(folder)} is a file, not a directory") from None
+    except OSError as exc:
+        raise UsageError(f"--report {arg}: cannot create the directory {folder}: {exc.strerror}") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tradingd-probe-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--report {arg}: cannot write in {folder}: {exc.strerror}") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"--report {arg}: {path} is not writable")
+    return path
+
+
+def _existing_file(folder: Path) -> Path:
+    """The file in the way of making `folder` (itself or one of its parents)."""
+    for p in (folder, *folder.parents):
+        if p.exists() and not p.is_dir():
+            return p
+    return folder
+
+
 def _cached_catalogs(loaded: LoadedConfig, venues: set[str]) -> dict[str, MarketCatalog]:
     """Catalogs for a backtest: as cached (never refreshed: a backtest does not depend on
     today's venue data), for the venues that have one and a cache on disk."""
@@ -83,6 +145,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     def err(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    report = None if args.report is None else _report_path(args.report)
     _ensure_data(loaded, err, show_progress=wanted(args.no_progress))
     bt = cfg.backtest
     sources = [DataSource(d.venue, p, d.format) for d, p in zip(bt.data, loaded.data_paths, strict=True)]
@@ -121,9 +184,26 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             result = trio.run(kernel.run)
     else:
         result = trio.run(kernel.run)
-    print_summary(result, sys.stdout)
-    if args.report:
-        # The JSON report, then report.html and the PNGs beside it.
-        written: list[Path] = write_run_reports(args.report, result)
-        print(f"report written to {args.report} (and {', '.join(p.name for p in written)})", file=sys.stderr)
+    try:
+        print_summary(result, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): the report is still written, and Python's own flush
+        # at exit must not fail on the closed pipe (the docs' recipe: stdout to devnull).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if report is not None:
+        # The JSON report, then the HTML page and the PNGs beside it: seconds of drawing, shown
+        # on a terminal (what is being drawn) rather than a silence after the bar.
+        t0 = time.perf_counter()
+        with drawing_status(sys.stderr.isatty() and not args.no_progress) as step:
+            try:
+                written: list[Path] = write_run_reports(report, result, progress=step)
+            except OSError as exc:
+                raise DataError(
+                    f"cannot write the report in {report.parent}: {exc.strerror or exc}"
+                ) from None
+        err(
+            f"report written to {report} (and {', '.join(p.name for p in written)})"
+            f" in {time.perf_counter() - t0:.1f} s"
+        )
     return 0

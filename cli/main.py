@@ -89,7 +89,10 @@ def _add_backtest(sub: Any) -> None:
     b = sub.add_parser("backtest", help="replay the configured recordings through the strategies")
     b.add_argument("--config", required=True, help="the TOML config (mode and [backtest] data)")
     b.add_argument(
-        "--report", help="write the JSON report here, and report.html with its PNG charts beside it"
+        "--report",
+        metavar="PATH",
+        help="write the report: a file ending in .json (its .html page and PNG charts beside it) or a"
+        " run directory (report.json, report.html, ... in it); checked before the replay",
     )
     b.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     b.set_defaults(handler="backtest:cmd_backtest")

@@ -182,6 +182,10 @@ class StrategyResult:
     failure: StrategyFailure | None = None  # set when the strategy failed and was stopped
     funding: Decimal = Decimal(0)  # funding received (negative: paid), part of realized_pnl
     waiting_fills: int = 0  # fills whose USD value never found a rate (counted in positions only)
+    # Where max_drawdown was taken: (ts, equity) of its peak and of its trough. Both are among
+    # the points it was measured on (every chart sample, every fill), which the chart series may
+    # not hold (a fill between samples, a thinned series): the report puts them back in.
+    drawdown_points: tuple[tuple[int, float], tuple[int, float]] | None = None
 
 
 @attrs.frozen
@@ -314,6 +318,8 @@ class _Slot(StrategySlot):
         "chart",
         "coro",
         "dd_peak",
+        "dd_peak_ts",
+        "dd_points",
         "failure",
         "filled_ids",
         "filled_on",
@@ -335,6 +341,8 @@ class _Slot(StrategySlot):
         self.failure: StrategyFailure | None = None
         self.samples: list[tuple[int, float]] = []
         self.dd_peak = 0.0
+        self.dd_peak_ts: int | None = None  # None until the first sample (the start, flat)
+        self.dd_points: tuple[tuple[int, float], tuple[int, float]] | None = None
         self.max_dd = 0.0
         self.chart = _Chart()
         self.trips = _Trips()
@@ -1001,11 +1009,19 @@ class BacktestKernel:
 
     # -- equity -----------------------------------------------------------------------------
     def _mark_drawdown(self, slot: _Slot) -> None:
-        equity = float(self.flow.ledger(slot.name).equity_usd())
+        self._track_drawdown(slot, self.now, float(self.flow.ledger(slot.name).equity_usd()))
+
+    @staticmethod
+    def _track_drawdown(slot: _Slot, now: int, equity: float) -> None:
+        """The max drawdown, on every chart sample and every fill (the equity curve alone, every
+        `equity_interval_s`, misses what falls between), with its peak and trough points."""
+        if slot.dd_peak_ts is None:
+            slot.dd_peak_ts = now
         if equity > slot.dd_peak:
-            slot.dd_peak = equity
+            slot.dd_peak, slot.dd_peak_ts = equity, now
         elif slot.dd_peak - equity > slot.max_dd:
             slot.max_dd = slot.dd_peak - equity
+            slot.dd_points = ((slot.dd_peak_ts, slot.dd_peak), (now, equity))
 
     def _sample(self, now: int) -> None:
         """Every chart step: the charts; every equity interval: the equity curve as well."""
@@ -1025,13 +1041,9 @@ class BacktestKernel:
                     for (venue, symbol), p in ledger.positions.items()
                 },
             )
-            if not equity_due:
-                continue
-            slot.samples.append((now, equity))
-            if equity > slot.dd_peak:
-                slot.dd_peak = equity
-            elif slot.dd_peak - equity > slot.max_dd:
-                slot.max_dd = slot.dd_peak - equity
+            self._track_drawdown(slot, now, equity)
+            if equity_due:
+                slot.samples.append((now, equity))
 
     # -- the run ----------------------------------------------------------------------------
     async def run(self) -> BacktestResult:
@@ -1351,6 +1363,7 @@ class BacktestKernel:
                 fill_ratio=len(slot.filled_ids) / sent if sent else None,
                 funding=ledger.funding_usd,
                 waiting_fills=ledger.waiting,
+                drawdown_points=slot.dd_points,
                 series=StrategySeries(
                     step_s=self.chart_step_s * slot.chart.stride,
                     ts=tuple(slot.chart.ts),

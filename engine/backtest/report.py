@@ -8,12 +8,21 @@ equity curve), the trading statistics (`sortino`, `round_trips`, `win_rate`, `av
 `series`, what the charts of the HTML report are drawn from (equity, positions and marks over
 time, every fill; a fill's fee in USD is null while no USD rate is known for it), so
 `tradingd report RUN_DIR` can draw them again from the JSON alone. `warnings` lists, one line
-each, what made a strategy or a data file do nothing (kernel module docstring). Money is USD. Apart from
-`duration_s`, the same inputs give the same bytes.
+each, what made a strategy or a data file do nothing (kernel module docstring; an empty list
+when nothing did). Money is USD. Apart from `duration_s`, the same inputs give the same bytes.
+
+`max_drawdown` is measured on every chart sample and every fill; `max_drawdown_at` gives its
+peak and trough ([ts, equity]), which `series` holds, so the drawdown of `series.equity` is
+`max_drawdown`. `sharpe` and `sortino` are annualised from the changes of `equity_curve` (every
+`equity_interval_s`): `ratios_from` says from how many, over how long (the summary and the page
+show them from one day on). `warnings`, when there are some: one line each.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -21,7 +30,7 @@ from typing import IO, Any
 import orjson
 
 from ..store.recording import format_ts
-from .kernel import BacktestResult
+from .kernel import BacktestResult, StrategyResult
 
 __all__ = ["print_summary", "report_dict", "write_report"]
 
@@ -40,13 +49,57 @@ def _opt(x: float | None, digits: int = 6) -> float | None:
     return None if x is None else round(x, digits)
 
 
-def _series(series: Any) -> dict[str, Any]:
+def _max_drawdown(s: StrategyResult) -> float:
+    """To the micro-dollar, as the series' points give it (peak and trough rounded first)."""
+    if s.drawdown_points is None:
+        return _r(s.max_drawdown)
+    (_, peak), (_, trough) = s.drawdown_points
+    return _r(_r(peak) - _r(trough))
+
+
+def _series(series: Any, points: tuple[tuple[int, float], tuple[int, float]] | None) -> dict[str, Any]:
+    """The chart series, with the max drawdown's peak and trough put in where the samples do not
+    hold them (a fill between samples, a thinned series): the drawdown drawn, and the one any
+    reader recomputes from `equity`, is then `max_drawdown`. An added point's positions are
+    those of the sample before it (positions are drawn as steps: the same picture) and its marks
+    are null (not sampled)."""
+    ts = list(series.ts)
+    equity = [_r(x) for x in series.equity]
+    positions = {k: [_r(x) for x in v] for k, v in series.positions.items()}
+    prices = {k: [_opt(x, 10) for x in v] for k, v in series.prices.items()}
+    added = 0
+
+    def put(t: int, value: float, lo: int, *, after_equal: bool) -> int:
+        """Index of the point (t, value) at or after `lo`: a sample's, or one inserted there."""
+        nonlocal added
+        first, last = bisect.bisect_left(ts, t), bisect.bisect_right(ts, t)
+        for j in range(max(first, lo), last):
+            if equity[j] == value:
+                return j
+        # A fill and a sample of the same nanosecond: the peak goes after the samples of its
+        # time, the trough before them, an order in which no such sample makes the drawdown
+        # deeper than the one the kernel measured in the order it saw them.
+        where = max(lo, last if after_equal else first)
+        ts.insert(where, t)
+        equity.insert(where, value)
+        for v in positions.values():
+            v.insert(where, v[where - 1] if where else 0.0)
+        for pv in prices.values():
+            pv.insert(where, None)
+        added += 1
+        return where
+
+    if points is not None and ts:
+        (peak_ts, peak), (trough_ts, trough) = points
+        at = put(peak_ts, _r(peak), 0, after_equal=True)
+        put(trough_ts, _r(trough), at + 1, after_equal=False)
     return {
         "step_s": series.step_s,
-        "ts": list(series.ts),
-        "equity": [_r(x) for x in series.equity],
-        "positions": {k: [_r(x) for x in v] for k, v in series.positions.items()},
-        "prices": {k: [_opt(x, 10) for x in v] for k, v in series.prices.items()},
+        "ts": ts,
+        "equity": equity,
+        "positions": positions,
+        "prices": prices,
+        "drawdown_points_added": added,
         "fills": [
             [f.ts, f.instrument, f.side, f.price, f.size, _opt_r(f.fee_usd), f.liquidity]
             for f in series.fills
@@ -67,9 +120,25 @@ def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[
             "realized_pnl": _r(s.realized_pnl),
             "unrealized_pnl": _r(s.unrealized_pnl),
             "net_pnl": _r(s.net_pnl),
-            "max_drawdown": _r(s.max_drawdown),
+            "max_drawdown": _max_drawdown(s),
+            # Where it was taken ([ts, equity] of its peak and trough; both are in `series`).
+            "max_drawdown_at": (
+                None
+                if s.drawdown_points is None
+                else {
+                    "peak": [s.drawdown_points[0][0], _r(s.drawdown_points[0][1])],
+                    "trough": [s.drawdown_points[1][0], _r(s.drawdown_points[1][1])],
+                }
+            ),
             "sharpe": None if s.sharpe is None else round(s.sharpe, 6),
             "sortino": _opt(s.sortino),
+            # What the two ratios come from (people see them from one day of equity on).
+            "ratios_from": {
+                "interval_s": result.equity_interval_s,
+                "changes": max(0, len(s.equity_curve) - 1),
+                "span_s": round(equity_span_s(s.equity_curve), 3),
+                "annualised": True,
+            },
             "round_trips": s.round_trips,
             "win_rate": _opt(s.win_rate),
             "avg_holding_s": _opt(s.avg_holding_s, 3),
@@ -93,9 +162,9 @@ def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[
         if include_curves:
             entry["equity_curve"] = [[ts, _r(eq)] for ts, eq in s.equity_curve]
             if s.series is not None:
-                entry["series"] = _series(s.series)
+                entry["series"] = _series(s.series, s.drawdown_points)
         strategies[name] = entry
-    return {
+    out: dict[str, Any] = {
         "events": result.events,
         "frames": result.frames,
         "malformed_frames": result.malformed_frames,
@@ -126,6 +195,7 @@ def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[
         # What made a strategy or a data file do nothing, one line each (as in the summary).
         "warnings": list(result.warnings),
     }
+    return out
 
 
 def write_report(path: str | Path, result: BacktestResult) -> None:
@@ -134,20 +204,156 @@ def write_report(path: str | Path, result: BacktestResult) -> None:
     Path(path).write_bytes(data + b"\n")
 
 
-def print_summary(result: BacktestResult, stream: IO[str]) -> None:
-    """A table of the run for people (rich; plain text when not a terminal)."""
-    from rich.console import Console
+# Annualised ratios from less than a day of data: two hours of one-minute changes scaled by
+# sqrt(minutes per year) turn a few bad minutes into "-383", a figure no one can use (pyfolio,
+# QuantStats and backtrader's SharpeRatio also want days of returns). People see them from one
+# day of equity on; the JSON keeps the value always, with what it was computed from.
+RATIO_MIN_SPAN_S = 86_400.0
+
+
+def equity_span_s(curve: Sequence[tuple[int, float]] | Sequence[Sequence[float]]) -> float:
+    """The replay time an equity curve covers, in seconds (0 for fewer than two samples)."""
+    return (curve[-1][0] - curve[0][0]) / 1e9 if len(curve) >= 2 else 0.0
+
+
+def span_text(seconds: float) -> str:
+    """A span of time for people: `45 s`, `12 min`, `2.0 h`, `3.5 d`."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86_400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} d"
+
+
+def ratio_text(value: float | None, span_s: float) -> str:
+    """Sharpe or Sortino for people: n/a when undefined or from less than a day of equity."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if span_s < RATIO_MIN_SPAN_S:
+        return "n/a (< 1 day)"
+    return f"{value:,.2f}"
+
+
+def ratio_caveat(span_s: float, interval_s: float) -> str:
+    """The line under a table whose ratios were not shown for a short run."""
+    return (
+        f"sharpe, sortino: n/a under 1 day of equity (this run: {span_text(span_s)} of"
+        f" {interval_s:g}-second changes); annualised from so little they mean little."
+        " report.json has them."
+    )
+
+
+def _duration_text(seconds: float | None) -> str:
+    return "n/a" if seconds is None else span_text(seconds)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f}%"
+
+
+# The summary's rows: one line per statistic, one column per strategy. The labels say what is
+# counted (a partly filled order makes several fills, so fills can outnumber orders).
+_ROWS: tuple[tuple[str, Callable[[StrategyResult, float], str]], ...] = (
+    ("orders sent", lambda s, _: f"{s.orders:,}"),
+    (
+        "orders filled (any part)",
+        lambda s, _: f"{s.filled_orders:,}" + ("" if s.fill_ratio is None else f" ({_pct(s.fill_ratio)})"),
+    ),
+    ("fills (each partial counts)", lambda s, _: f"{s.fills:,}"),
+    ("rejected", lambda s, _: f"{s.rejected:,}"),
+    ("errors", lambda s, _: f"{s.errors:,}"),
+    ("fees $", lambda s, _: f"{s.fees:,.2f}"),
+    ("realized $", lambda s, _: f"{s.realized_pnl:,.2f}"),
+    ("unrealized $", lambda s, _: f"{s.unrealized_pnl:,.2f}"),
+    ("net PnL $", lambda s, _: f"{s.net_pnl:,.2f}"),
+    ("max drawdown $", lambda s, _: f"{s.max_drawdown:,.2f}"),
+    ("sharpe (annualised)", lambda s, span: ratio_text(s.sharpe, span)),
+    ("sortino (annualised)", lambda s, span: ratio_text(s.sortino, span)),
+    ("round trips", lambda s, _: f"{s.round_trips:,}"),
+    ("win rate", lambda s, _: _pct(s.win_rate)),
+    ("average holding", lambda s, _: _duration_text(s.avg_holding_s)),
+    ("turnover $", lambda s, _: f"{s.turnover:,.0f}"),
+)
+
+
+def _table(names: list[str], cells: dict[str, list[str]]) -> Any:
+    from rich import box
     from rich.table import Table
 
-    # On a terminal use its width; in a pipe or a log, do not wrap the table.
-    console = Console(file=stream, highlight=False, width=None if stream.isatty() else 160)
-    span = ""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("", justify="left", no_wrap=True)
+    for name in names:
+        # no_wrap + fold: a number is never cut with an ellipsis (the layout keeps it in width).
+        table.add_column(name, justify="right", no_wrap=True, overflow="fold")
+    for i, (label, _) in enumerate(_ROWS):
+        table.add_row(label, *(cells[name][i] for name in names))
+    return table
+
+
+def _strategy_tables(console: Any, cells: dict[str, list[str]]) -> list[Any] | None:
+    """Tables with strategies as columns, as many per table as the width holds; None when not
+    even one strategy fits (a very narrow terminal: the caller prints `label: value` lines)."""
+    width = console.width
+    wide = console.options.update_width(10 * width)  # a measure is clamped to the width it is given
+
+    def fits(names: list[str]) -> bool:
+        return bool(console.measure(_table(names, cells), options=wide).maximum <= width)
+
+    out: list[Any] = []
+    group: list[str] = []
+    for name in cells:
+        trial = [*group, name]
+        if fits(trial):
+            group = trial
+            continue
+        if not group:
+            return None
+        out.append(_table(group, cells))
+        group = [name]
+        if not fits(group):
+            return None
+    if group:
+        out.append(_table(group, cells))
+    return out
+
+
+def qty_text(text: str) -> str:
+    """A position for people: thousands separated, every digit kept (`-463,590.0`)."""
+    try:
+        return format(Decimal(text), ",f")
+    except (ArithmeticError, ValueError):
+        return text
+
+
+def _broken_pipe() -> None:
+    raise BrokenPipeError("the summary's reader went away")
+
+
+def print_summary(result: BacktestResult, stream: IO[str]) -> None:
+    """The run for people: what was replayed, one table with a column per strategy (split into
+    several, or `label: value` lines, so that it fits the width: never a cut number), what each
+    strategy holds, and the warnings. Rich: colours on a terminal, its width; plain text in a
+    pipe, `COLUMNS` wide (80 unless set)."""
+    from rich.console import Console
+
+    console = Console(file=stream, highlight=False)
+    # Rich ends the process on a closed pipe (`| head`); the caller decides (the report is
+    # still to be written).
+    console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
     if result.start_ns is not None and result.end_ns is not None:
-        span = f"{format_ts(result.start_ns)[:19]} -> {format_ts(result.end_ns)[:19]}"
+        span = (
+            f"{format_ts(result.start_ns)[:19]} -> {format_ts(result.end_ns)[:19]} UTC"
+            f" ({span_text((result.end_ns - result.start_ns) / 1e9)} of data)"
+        )
+    else:
+        span = "no data"
     rate = result.events / result.duration_s if result.duration_s > 0 else 0.0
+    console.print(f"backtest: {span}", markup=False)
     console.print(
-        f"backtest: {result.events:,} events from {result.frames:,} frames ({span}) "
-        f"in {result.duration_s:.2f} s = {rate:,.0f} events/s"
+        f"  {result.events:,} events from {result.frames:,} frames, replayed in {result.duration_s:.2f} s"
+        f" ({rate:,.0f} events/s)"
     )
     if result.malformed_frames or result.bad_lines:
         console.print(f"  malformed frames: {result.malformed_frames:,}, bad lines: {result.bad_lines:,}")
@@ -156,6 +362,7 @@ def print_summary(result: BacktestResult, stream: IO[str]) -> None:
             console.print(
                 f"  {data.path}: bad lines {data.bad_lines:,}, malformed frames {data.malformed_frames:,}",
                 markup=False,
+                soft_wrap=True,  # a path is not broken by a newline (the terminal wraps it)
             )
         for p, last in data.unfinished:
             upto = "nothing" if last is None else format_ts(last)[:19]
@@ -163,70 +370,57 @@ def print_summary(result: BacktestResult, stream: IO[str]) -> None:
                 f"  warning: {p} ends inside a zstd frame (cut short, or still being written):"
                 f" read up to {upto}",
                 markup=False,
+                soft_wrap=True,
             )
-    table = Table(title=None, show_lines=False)
-    for col in (
-        "strategy",
-        "orders",
-        "fills",
-        "rejected",
-        "fees $",
-        "realized $",
-        "unrealized $",
-        "net $",
-        "max DD $",
-        "sharpe",
-        "errors",
-    ):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+    spans = {name: equity_span_s(s.equity_curve) for name, s in result.strategies.items()}
+    cells = {name: [fn(s, spans[name]) for _, fn in _ROWS] for name, s in result.strategies.items()}
+    if cells:
+        console.print()
+        tables = _strategy_tables(console, cells)
+        if tables is None:
+            for name, values in cells.items():
+                console.print(f"{name}:", markup=False)
+                for (label, _), value in zip(_ROWS, values, strict=True):
+                    console.print(f"  {label}: {value}", markup=False)
+        else:
+            for i, table in enumerate(tables):
+                if i:
+                    console.print()
+                console.print(table)
+    short = [
+        span
+        for name, span in spans.items()
+        if span < RATIO_MIN_SPAN_S
+        and (result.strategies[name].sharpe is not None or result.strategies[name].sortino is not None)
+    ]
+    if short:
+        console.print(ratio_caveat(max(short), result.equity_interval_s), markup=False)
     for name, s in result.strategies.items():
-        table.add_row(
-            name,
-            f"{s.orders:,}",
-            f"{s.fills:,}",
-            f"{s.rejected:,}",
-            f"{s.fees:,.2f}",
-            f"{s.realized_pnl:,.2f}",
-            f"{s.unrealized_pnl:,.2f}",
-            f"{s.net_pnl:,.2f}",
-            f"{s.max_drawdown:,.2f}",
-            "n/a" if s.sharpe is None else f"{s.sharpe:.2f}",
-            f"{s.errors:,}",
-        )
-    console.print(table)
-    for name, s in result.strategies.items():
-        trips = (
-            f"{s.round_trips:,} round trips, win rate "
-            + ("n/a" if s.win_rate is None else f"{100 * s.win_rate:.0f}%")
-            + ", average holding "
-            + ("n/a" if s.avg_holding_s is None else f"{s.avg_holding_s:,.0f} s")
-        )
-        ratio = "n/a" if s.fill_ratio is None else f"{100 * s.fill_ratio:.0f}%"
-        sortino = "n/a" if s.sortino is None else f"{s.sortino:.2f}"
-        console.print(
-            f"  {name}: sortino {sortino}, {trips}, fill ratio {ratio} ({s.filled_orders:,} of"
-            f" {s.orders:,} orders), turnover ${s.turnover:,.0f}"
-        )
         if s.failure is not None:
             f = s.failure
             console.print(
-                f"  {name} FAILED in {f.phase} ({f.error}: {f.message}): stopped, the others went on"
+                f"{name} FAILED in {f.phase} ({f.error}: {f.message}): stopped, the others went on",
+                markup=False,
             )
         if s.funding != 0:
-            console.print(f"  {name} funding: {s.funding:,.2f} $ (in realized)")
+            console.print(f"{name} funding: {s.funding:,.2f} $ (in realized)", markup=False)
         if s.waiting_fills:
             console.print(
-                f"  {name}: {s.waiting_fills:,} fills never found a USD rate: in positions, not in the PnL"
+                f"{name}: {s.waiting_fills:,} fills never found a USD rate: in positions, not in the PnL",
+                markup=False,
             )
-        if s.positions:
-            held = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in sorted(s.positions.items()))
-            console.print(f"  {name} holds: {held}")
+        if s.positions:  # one a line: a long list wraps badly
+            console.print(f"{name} holds at the end:", markup=False)
+            for key, qty in sorted(s.positions.items()):
+                console.print(f"  {key.split(':', 1)[-1]} {qty_text(qty)}", markup=False)
         if s.conflated or s.merged or s.dropped:
             console.print(
-                f"  {name} mailbox: {s.conflated:,} tickers conflated, {s.merged:,} book updates merged, "
-                f"{s.dropped:,} trades dropped"
+                f"{name} mailbox: {s.conflated:,} tickers conflated, {s.merged:,} book updates merged, "
+                f"{s.dropped:,} trades dropped",
+                markup=False,
             )
     if result.warnings:  # what did nothing (kernel `_warnings`), after the numbers it explains
-        console.print("warnings:")
+        console.print()
+        console.print(f"[bold yellow]warnings ({len(result.warnings)}):[/]")
         for line in result.warnings:
-            console.print(f"  {line}", markup=False)
+            console.print(f"  - {line}", markup=False)

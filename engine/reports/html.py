@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..backtest.report import write_report
+from ..backtest.report import RATIO_MIN_SPAN_S, equity_span_s, qty_text, ratio_text, span_text, write_report
 from ..model.errors import DataError
 
 if TYPE_CHECKING:
@@ -125,13 +125,21 @@ def _strategy_figure(plt: Any, name: str, s: dict[str, Any]) -> bytes:
         rows, 1, figsize=(11, 2.1 * sum(ratios) / 1.6), sharex=True, gridspec_kw={"height_ratios": ratios}
     )
     ax_eq, ax_dd, ax_pos = axes[0], axes[1], axes[2]
+    drawdown = _drawdown(equity)
     if ts:
         ax_eq.plot(when, equity, lw=1.3, color="#2c7bb6")
-        ax_dd.fill_between(when, _drawdown(equity), 0, color="#d7191c", alpha=0.4, step="post")
+        ax_dd.fill_between(when, drawdown, 0, color="#d7191c", alpha=0.4, step="post")
     ax_eq.axhline(0, color="#555", lw=0.6)
     net = s.get("net_pnl", 0.0)
     _style(ax_eq, f"{name}: equity (net PnL {net:,.2f} USD, fees {s.get('fees', 0.0):,.2f})", "USD")
-    _style(ax_dd, f"drawdown (max {s.get('max_drawdown', 0.0):,.2f} USD)", "USD")
+    # The title says what is drawn (the report's series holds max_drawdown's peak and trough,
+    # so this is max_drawdown; an older report without them says its own figure apart).
+    drawn = -min(drawdown, default=0.0)
+    title = f"drawdown (max {drawn:,.2f} USD)"
+    stated = s.get("max_drawdown")
+    if isinstance(stated, float | int) and f"{stated:,.2f}" != f"{drawn:,.2f}":
+        title += f"; max_drawdown {stated:,.2f} USD was taken between the samples drawn"
+    _style(ax_dd, title, "USD")
     positions: dict[str, list[float]] = series.get("positions") or {}
     size = {k: max((abs(x) for x in v), default=0.0) for k, v in positions.items()}
     shown = sorted((k for k in positions if size[k] > 0), key=lambda k: (-size[k], k))[:_MAX_POSITION_LINES]
@@ -210,20 +218,27 @@ def _duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
 
 
+def _ratio_span(s: dict[str, Any]) -> float:
+    """The replay time a strategy's Sharpe and Sortino come from (an older report: its curve)."""
+    span = (s.get("ratios_from") or {}).get("span_s")
+    return float(span) if isinstance(span, int | float) else equity_span_s(s.get("equity_curve") or [])
+
+
 _COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("net PnL $", lambda s: _fmt(s.get("net_pnl"))),
     ("realized $", lambda s: _fmt(s.get("realized_pnl"))),
     ("unrealized $", lambda s: _fmt(s.get("unrealized_pnl"))),
     ("fees $", lambda s: _fmt(s.get("fees"))),
     ("turnover $", lambda s: _fmt(s.get("turnover"), ",.0f")),
-    ("Sharpe", lambda s: _fmt(s.get("sharpe"))),
-    ("Sortino", lambda s: _fmt(s.get("sortino"))),
+    ("Sharpe", lambda s: ratio_text(s.get("sharpe"), _ratio_span(s))),
+    ("Sortino", lambda s: ratio_text(s.get("sortino"), _ratio_span(s))),
     ("max drawdown $", lambda s: _fmt(s.get("max_drawdown"))),
     ("round trips", lambda s: _fmt(s.get("round_trips"), ",d")),
     ("win rate", lambda s: _fmt(None if s.get("win_rate") is None else 100 * s["win_rate"], ".1f", "%")),
     ("avg holding", lambda s: _duration(s.get("avg_holding_s"))),
-    ("orders", lambda s: _fmt(s.get("orders"), ",d")),
-    ("fills", lambda s: _fmt(s.get("fills"), ",d")),
+    ("orders sent", lambda s: _fmt(s.get("orders"), ",d")),
+    ("orders filled (any part)", lambda s: _fmt(s.get("filled_orders"), ",d")),
+    ("fills (each partial counts)", lambda s: _fmt(s.get("fills"), ",d")),
     (
         "fill ratio",
         lambda s: _fmt(None if s.get("fill_ratio") is None else 100 * s["fill_ratio"], ".1f", " %"),
@@ -239,6 +254,7 @@ table{border-collapse:collapse;font-size:.85em;margin:.8em 0}
 th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right}th{background:#f4f4f4}
 td:first-child,th:first-child{text-align:left}.facts td{text-align:left}
 img{max-width:100%;border:1px solid #eee}.note{color:#666;font-size:.85em}
+.warnings li{color:#8a5a00}
 """
 
 
@@ -246,19 +262,32 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def render_html(report: dict[str, Any], out_dir: str | Path, *, stem: str = "report") -> list[Path]:
+Progress = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    return None
+
+
+def render_html(
+    report: dict[str, Any], out_dir: str | Path, *, stem: str = "report", progress: Progress = _silent
+) -> list[Path]:
     """Draw the charts of a JSON `report` (as `report_dict` makes it) and write `stem.html`,
-    `stem.png` and `stem-<strategy>.png` into `out_dir`. Returns the files written."""
+    `stem.png` and `stem-<strategy>.png` into `out_dir`. Returns the files written.
+    `progress` is told what is being drawn (the CLI's status line)."""
+    progress("loading matplotlib")
     plt = _pyplot()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     strategies: dict[str, Any] = report.get("strategies") or {}
     written: list[Path] = []
+    progress(f"{stem}.png (equity and drawdown of every strategy)")
     overview = _overview(plt, strategies)
     (out / f"{stem}.png").write_bytes(overview)
     written.append(out / f"{stem}.png")
     figures: dict[str, bytes] = {}
-    for name, s in strategies.items():
+    for i, (name, s) in enumerate(strategies.items(), 1):
+        progress(f"{stem}-{_safe(name)}.png (strategy {i} of {len(strategies)})")
         figures[name] = _strategy_figure(plt, name, s)
         path = out / f"{stem}-{_safe(name)}.png"
         path.write_bytes(figures[name])
@@ -280,16 +309,35 @@ def render_html(report: dict[str, Any], out_dir: str | Path, *, stem: str = "rep
         ("replay time", f"{report.get('duration_s', 0.0):.2f} s"),
         ("money", "USD: coin amounts converted at the index when they happen"),
     ]
+    spans = [
+        _ratio_span(s)
+        for s in strategies.values()
+        if s.get("sharpe") is not None or s.get("sortino") is not None
+    ]
+    short = max((x for x in spans if x < RATIO_MIN_SPAN_S), default=None)
+    warnings = [str(w) for w in report.get("warnings") or ()]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>tradingd backtest report</title>",
         f"<style>{_CSS}</style></head><body><h1>Backtest report</h1>",
         "<table class='facts'>" + "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in facts),
-        "</table><h2>Statistics</h2>",
+        "</table>",
+        (
+            f"<h2>Warnings ({len(warnings)})</h2><ul class='warnings'>"
+            + "".join(f"<li>{esc(w)}</li>" for w in warnings)
+            + "</ul>"
+            if warnings
+            else ""
+        ),
+        "<h2>Statistics</h2>",
         f"<table><tr><th>strategy</th>{head}</tr>{body}</table>",
         "<p class='note'>Sharpe and Sortino: annualized, from the equity changes every "
-        f"{esc(str(report.get('equity_interval_s', 'n/a')))} s (0 for a flat curve, n/a when undefined). "
-        "A round trip runs from flat to flat in one instrument (or through zero); its PnL includes "
-        "its fees; the win rate counts those above 0. Fill ratio: orders with a fill / orders sent.</p>",
+        f"{esc(str(report.get('equity_interval_s', 'n/a')))} s (0 for a flat curve, n/a when undefined);"
+        " shown from one day of equity on"
+        + (f" (this run: {esc(span_text(short))} of equity; report.json has the values). " if short else ". ")
+        + "A round trip runs from flat to flat in one instrument (or through zero); its PnL includes "
+        "its fees; the win rate counts those above 0. Fill ratio: orders with a fill (any part of"
+        " it) / orders sent; an order filled in parts makes several fills. Max drawdown: from the"
+        " running peak of the equity sampled every chart step and at every fill.</p>",
         "<h2>Equity and drawdown</h2>",
         _img(overview, "equity and drawdown of every strategy"),
     ]
@@ -299,7 +347,9 @@ def render_html(report: dict[str, Any], out_dir: str | Path, *, stem: str = "rep
         if held:
             parts.append(
                 "<p>Held at the end: "
-                + ", ".join(f"{esc(k.split(':', 1)[-1])} {esc(str(v))}" for k, v in sorted(held.items()))
+                + ", ".join(
+                    f"{esc(k.split(':', 1)[-1])} {esc(qty_text(str(v)))}" for k, v in sorted(held.items())
+                )
                 + "</p>"
             )
         parts.append(_img(figures[name], f"{name}: equity, drawdown, positions, fills"))
@@ -319,6 +369,7 @@ def render_html(report: dict[str, Any], out_dir: str | Path, *, stem: str = "rep
                 )
                 + "</table>"
             )
+    progress(f"{stem}.html")
     parts.append("</body></html>\n")
     page = out / f"{stem}.html"
     page.write_text("".join(parts), encoding="utf-8")
@@ -335,22 +386,36 @@ def _load(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: not a JSON report ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("strategies"), dict):
         raise DataError(f"{path}: not a tradingd backtest report (no `strategies`)")
+    for name, s in data["strategies"].items():
+        series = s.get("series") if isinstance(s, dict) else None
+        if not isinstance(s, dict) or not isinstance(series, dict | None):
+            raise DataError(f"{path}: not a tradingd backtest report (strategy {name!r} is not one)")
+        if series is not None and len(series.get("ts") or ()) != len(series.get("equity") or ()):
+            raise DataError(f"{path}: not a tradingd backtest report ({name!r}: series of unequal lengths)")
     return data
 
 
-def render_run(path: str | Path) -> list[Path]:
+def render_run(path: str | Path, *, progress: Progress = _silent) -> list[Path]:
     """Draw the HTML/PNG report again from a saved JSON report: `path` is the JSON file, or a
-    run directory holding `report.json`. Returns the files written (beside the JSON)."""
+    run directory holding `report.json`. Returns the files written (beside the JSON, named after
+    it: never over it)."""
     p = Path(path)
     if p.is_dir():
         p = p / "report.json"
         if not p.exists():
             raise DataError(f"{path}: no report.json in this directory (run `tradingd backtest --report`)")
+    elif not p.exists():
+        raise DataError(f"{path}: no such file (give a run directory holding report.json, or a JSON report)")
+    if p.suffix.lower() in (".html", ".htm", ".png"):
+        raise DataError(f"{path}: this is an output of the report; give the JSON report (or its directory)")
     report = _load(p)
-    return render_html(report, p.parent, stem=p.stem)
+    return render_html(report, p.parent, stem=p.stem, progress=progress)
 
 
-def write_run_reports(path: str | Path, result: BacktestResult) -> list[Path]:
+def write_run_reports(
+    path: str | Path, result: BacktestResult, *, progress: Progress = _silent
+) -> list[Path]:
     """After a backtest: the JSON report at `path`, then its HTML and PNG files beside it."""
+    progress(f"{Path(path).name}")
     write_report(path, result)
-    return render_run(path)
+    return render_run(path, progress=progress)

@@ -71,9 +71,11 @@ def _backtest(cfg: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, list[
 
 def _section(out: str) -> list[str]:
     """The summary's warnings, one per line (a long one may be wrapped by the terminal width)."""
-    assert "\nwarnings:\n" in out, out
-    text = out.split("\nwarnings:\n", 1)[1]
-    return [" ".join(w.split()) for w in re.split(r"\n  (?=\S)", "\n" + text)[1:]]
+    head = re.search(r"\nwarnings \((\d+)\):\n", out)
+    assert head is not None, out
+    found = [" ".join(w.split()) for w in re.split(r"\n  - ", "\n" + out[head.end() :])[1:]]
+    assert len(found) == int(head.group(1)), out
+    return found
 
 
 def test_an_underlying_with_no_instruments_in_the_data_is_a_warning(
