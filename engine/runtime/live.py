@@ -27,7 +27,7 @@ import trio
 
 from ..logs.setup import redact_text
 from ..model.book import OrderBook
-from ..model.errors import ConfigError, OrderRejected, TradingError, VenueError
+from ..model.errors import AuthError, ConfigError, CredentialsRefused, OrderRejected, TradingError, VenueError
 from ..model.events import (
     BookUpdate,
     Fill,
@@ -261,15 +261,23 @@ class LiveEngine:
             plugin = plugins.get(name) or load_venue(name)
             settings = venue_settings.get(name) or plugin.Settings()
             self.plugins[name] = plugin
-            live = plugin.live(
-                settings,
-                registry=self.registry,
-                router=self.router,
-                sink=self,
-                trading=mode == "live",
-                environ=environ,
-                **dict((venue_options or {}).get(name, {})),
-            )
+            try:
+                live = plugin.live(
+                    settings,
+                    registry=self.registry,
+                    router=self.router,
+                    sink=self,
+                    trading=mode == "live",
+                    environ=environ,
+                    **dict((venue_options or {}).get(name, {})),
+                )
+            except CredentialsRefused:
+                raise
+            except AuthError as exc:
+                # Credentials missing, unreadable or malformed in the environment, before anything
+                # ran: a config problem a restart does not fix, as a refused one at start is
+                # (`tradingd run` exits 78 for both). The message names the variables, never a value.
+                raise CredentialsRefused(f"{name}: {exc}", venue=name) from None
             self.venues[name] = live
             if frame_hook is not None:
                 live.on_frame = frame_hook(name)  # every raw frame, e.g. to a recorder

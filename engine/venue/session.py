@@ -492,7 +492,7 @@ class VenueSession:
                 reason=reason,
                 attempt=self._backoff.attempts,
                 delay_s=round(delay, 3),
-                **data,
+                rate_limited=bool(data.get("rate_limited")),
             )
             await self.status(
                 StatusKind.RECONNECTING,
