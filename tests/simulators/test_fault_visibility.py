@@ -62,7 +62,7 @@ async def test_garbage_of_n_sends_n_frames_to_each_peer(venue: str) -> None:
     sim = SIMULATORS[venue]()
     send, receive = trio.open_memory_channel[bytes](1000)
     sim.sessions[1] = sim.new_peer(1, send, "/ws/market" if venue == "polymarket" else "/ws")
-    sim.market_step = list  # type: ignore[method-assign,assignment]  # only the switch's frames
+    sim.market_step = list  # type: ignore[method-assign]  # only the switch's frames
     for n in (1, 2, 5):
         sim.apply_faults({"garbage": n})
         sim.step()

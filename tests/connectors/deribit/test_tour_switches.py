@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -28,7 +28,9 @@ class Watch(Strategy):
         pass
 
 
-async def _until(logs: list[dict[str, Any]], found: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+async def _until(
+    logs: list[MutableMapping[str, Any]], found: Callable[[MutableMapping[str, Any]], bool]
+) -> MutableMapping[str, Any]:
     with trio.fail_after(15):
         while True:
             for entry in logs:
