@@ -277,7 +277,7 @@ class LiveEngine:
                 # Credentials missing, unreadable or malformed in the environment, before anything
                 # ran: a config problem a restart does not fix, as a refused one at start is
                 # (`tradingd run` exits 78 for both). The message names the variables, never a value.
-                raise CredentialsRefused(f"{name}: {exc}", venue=name) from None
+                raise CredentialsRefused(str(exc), venue=name) from None
             self.venues[name] = live
             if frame_hook is not None:
                 live.on_frame = frame_hook(name)  # every raw frame, e.g. to a recorder
