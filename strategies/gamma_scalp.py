@@ -7,6 +7,10 @@ option (named in the config, or the call/put nearest the money whose expiry is n
 leaves +/- `delta_band` BTC, trades the perpetual back to delta-neutral. It uses the venue's
 Greeks when the ticker carries them and Black-Scholes from the mark IV otherwise.
 
+With `hedge_book = true` it also follows the hedge's order book, and sends no hedge while that
+book is broken (a `book_gap` status: a lost change, a crossed book) until its next snapshot: a
+market order into a book nobody can see is not sent blind.
+
 The hedge may be inverse or linear. Deribit's BTC-PERPETUAL is inverse, sized in USD: a position
 of A USD has a delta of about A / price BTC, and orders are multiples of its 10 USD contract. A
 linear perpetual (Derive's ETH-PERP) is sized in the coin: a position of q has a delta of q x its
@@ -23,6 +27,7 @@ import attrs
 
 from tradingd.engine import (
     YEAR_SECONDS,
+    BookUpdate,
     DataKind,
     Fill,
     Instrument,
@@ -31,6 +36,8 @@ from tradingd.engine import (
     OptionRight,
     OrderOutcomeUnknown,
     OrderRejected,
+    Status,
+    StatusKind,
     Strategy,
     Subscription,
     Ticker,
@@ -60,6 +67,7 @@ class GammaScalpParams:
     delta_band: float = 0.1  # BTC
     min_hedge_interval_s: float = 5.0
     close_on_stop: bool = False
+    hedge_book: bool = False  # follow the hedge's book too; no hedge while it is broken
 
 
 class GammaScalp(Strategy):
@@ -74,9 +82,11 @@ class GammaScalp(Strategy):
         self.entering = False
         self.last_hedge_ns = -(10**18)
         self.hedges = 0
+        self.hedge_book_broken = False  # `hedge_book`: a gap seen, no snapshot since
 
     def required_subscriptions(self) -> list[Subscription]:
-        subs = [Subscription(self.p.venue, self.p.hedge, {DataKind.TICKER})]
+        kinds = {DataKind.TICKER, DataKind.BOOK} if self.p.hedge_book else {DataKind.TICKER}
+        subs = [Subscription(self.p.venue, self.p.hedge, kinds)]
         if self.p.option:
             subs.append(Subscription(self.p.venue, self.p.option, {DataKind.TICKER}))
         return subs
@@ -138,6 +148,14 @@ class GammaScalp(Strategy):
                 await self._on_hedge_ticker(event)
             elif self.option is not None and event.instrument == self.option.symbol:
                 await self._on_option_ticker(event)
+        elif isinstance(event, Status) and event.instrument == self.p.hedge:
+            if event.status is StatusKind.BOOK_GAP and not self.hedge_book_broken:
+                self.hedge_book_broken = True
+                self.ctx.log.warning("gamma.hedge_held", reason=event.data.get("reason"), hedge=self.p.hedge)
+        elif isinstance(event, BookUpdate) and event.snapshot and event.instrument == self.p.hedge:
+            if self.hedge_book_broken:
+                self.hedge_book_broken = False
+                self.ctx.log.info("gamma.hedge_book_whole", hedge=self.p.hedge)
         elif isinstance(event, Fill):
             self.ctx.log.debug(
                 "fill", instrument=event.instrument, side=event.side.value, size=str(event.size)
@@ -209,6 +227,8 @@ class GammaScalp(Strategy):
         return opt * self.option_delta + perp * self._hedge_delta_per_unit(hedge)
 
     async def _rehedge(self, now: int) -> None:
+        if self.hedge_book_broken:
+            return  # until the hedge's book is whole again (`hedge_book`)
         delta = self.net_delta()
         if delta is None or abs(delta) <= self.p.delta_band:
             return

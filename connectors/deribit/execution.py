@@ -12,6 +12,7 @@ contract size, from `public/get_instruments`) before they are sent.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -86,6 +87,35 @@ class _SettlementPage(msgspec.Struct):
 
 
 _decode_settlements: Any = msgspec.json.Decoder(_SettlementPage).decode
+
+
+class _Position(msgspec.Struct):
+    """One item of `private/get_positions` (Deribit API v2 reference): `size` signed (negative
+    for a short), in USD for an inverse future, in the coin for options and linear instruments:
+    the units our fills are booked in; `direction` buy, sell or zero."""
+
+    instrument_name: str
+    size: float
+    direction: str = ""
+
+
+_decode_positions: Any = msgspec.json.Decoder(list[_Position]).decode
+# A magnitude Deribit cannot send (README: from 2**53 up, a frame is malformed).
+_MAX_SIZE: Final = Decimal(2**53)
+
+
+def _held(p: _Position) -> Decimal:
+    """A position's signed size, refused (`MalformedFrame`) when it is no size the venue sends:
+    not finite, too large, or its sign against its `direction`."""
+    if not math.isfinite(p.size):
+        raise MalformedFrame(f"{p.instrument_name}: position size {p.size!r}", venue=VENUE)
+    size = Decimal(repr(p.size))
+    wrong_side = (p.direction == "buy" and size < 0) or (p.direction == "sell" and size > 0)
+    if abs(size) >= _MAX_SIZE or wrong_side or (p.direction == "zero" and size != 0):
+        raise MalformedFrame(
+            f"{p.instrument_name}: position size {p.size!r} {p.direction or '(no direction)'}", venue=VENUE
+        )
+    return size
 
 
 # What reading a venue answer may raise (a typed parse, the codec's checks, bytes that are not
@@ -174,9 +204,20 @@ class DeribitExecution(VenueExecution):
         return
 
     @property
-    def positions(self) -> None:
-        """No holdings check: positions move by the fills, which the venue reports."""
-        return None
+    def positions(self) -> DeribitExecution:
+        """The account's positions (`private/get_positions`): a reconciliation compares them
+        with ours (`venue_positions`)."""
+        return self
+
+    async def venue_positions(self, tokens: Sequence[str]) -> dict[str, Decimal]:
+        """The account's position in each instrument asked (0 where it holds none), from one
+        `private/get_positions` for every currency (`any`)."""
+        raw = await self.session.call_retrying("private/get_positions", {"currency": "any"})
+        try:
+            held = {p.instrument_name: _held(p) for p in _decode_positions(raw)}
+        except _UNREADABLE as exc:
+            raise _unreadable("positions", exc) from None
+        return {token: held.get(token, Decimal(0)) for token in tokens}
 
     @property
     def delivery(self) -> DeribitExecution:

@@ -82,9 +82,13 @@ class Credentials:
             if key and ":" in key:
                 client_id, _, secret = key.partition(":")
         if not (client_id and secret):
+            # Name what is missing (never a value): the one variable a user forgot, not both.
+            given = {"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret}
+            unset = [name for name, value in given.items() if not value]
             raise AuthError(
-                "Deribit credentials missing: set DERIBIT_CLIENT_ID and DERIBIT_CLIENT_SECRET "
-                "(or their _FILE variants, or DERIBIT_KEY=client_id:client_secret)",
+                f"Deribit credentials missing: {' and '.join(unset)} not set "
+                "(set DERIBIT_CLIENT_ID and DERIBIT_CLIENT_SECRET, or their _FILE variants, "
+                "or DERIBIT_KEY=client_id:client_secret)",
                 venue="deribit",
             )
         register_secret(secret)

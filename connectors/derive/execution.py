@@ -143,6 +143,21 @@ class _InstrumentDetails(msgspec.Struct):
     option_details: _OptionDetails | None = None
 
 
+class _Position(msgspec.Struct):
+    """One item of `private/get_positions` (§3.6; perps/http_positions_result_eth.json): `amount`
+    signed, in the instrument's units (the units our fills are booked in)."""
+
+    instrument_name: str
+    amount: Decimal
+
+
+class _Positions(msgspec.Struct):
+    positions: list[_Position]
+
+
+_decode_positions: Any = msgspec.json.Decoder(_Positions, strict=False).decode
+# Derive's contracts hold amounts as 18-decimal int256 (VENUES.md §3.6): beyond it, no amount.
+_MAX_AMOUNT: Final = Decimal(2**255) / Decimal(10**18)
 _decode_funding: Any = msgspec.json.Decoder(_Funding, strict=False).decode
 _decode_instrument: Any = msgspec.json.Decoder(_InstrumentDetails, strict=False).decode
 _decode_orders: Any = msgspec.json.Decoder(_Orders, strict=False).decode
@@ -310,9 +325,28 @@ class DeriveExecution(VenueExecution):
         return
 
     @property
-    def positions(self) -> None:
-        """No holdings check: positions move by the fills, which the venue reports."""
-        return None
+    def positions(self) -> DeriveExecution:
+        """The subaccount's positions (`private/get_positions`): a reconciliation compares them
+        with ours (`venue_positions`)."""
+        return self
+
+    async def venue_positions(self, tokens: Sequence[str]) -> dict[str, Decimal]:
+        """The subaccount's position in each instrument asked (0 where it holds none)."""
+        raw = await self.session.call_retrying("private/get_positions", {"subaccount_id": self.subaccount_id})
+        try:
+            items = _decode_positions(raw).positions
+        except _UNREADABLE as exc:
+            raise VenueError(f"positions: unreadable answer ({exc})", venue=VENUE, code="malformed") from None
+        held: dict[str, Decimal] = {}
+        for p in items:
+            if not p.amount.is_finite() or abs(p.amount) >= _MAX_AMOUNT:
+                raise VenueError(
+                    f"positions: unreadable answer ({p.instrument_name}: amount {p.amount})",
+                    venue=VENUE,
+                    code="malformed",
+                )
+            held[p.instrument_name] = p.amount
+        return {token: held.get(token, Decimal(0)) for token in tokens}
 
     @property
     def delivery(self) -> DeriveExecution:

@@ -97,7 +97,6 @@ from tradingd.engine.venue import (
     MarketEvent,
     PrivateEvent,
     SessionStats,
-    Status,
     StatusKind,
     SubscriptionSource,
     VenueError,
@@ -312,15 +311,6 @@ class MarketConnection(_Connection):
             await self._decode_awaiting(message, now)
             return
         await self.decode(message, now)
-
-    async def dispatch(self, events: list[MarketEvent]) -> None:
-        # A broken book (the decoder's BOOK_GAP: a best bid/ask mismatch, a crossed book, changes
-        # for a token without one) is said in the log too, not only to the strategies that follow
-        # the token; the base class has it fetched again (`_gaps`).
-        for ev in events:
-            if ev.__class__ is Status and ev.status is StatusKind.BOOK_GAP:
-                self.log.warning("book.gap", instrument=ev.instrument, reason=ev.data.get("reason"))
-        await super().dispatch(events)
 
     async def _decode_awaiting(self, message: bytes | str, now: int) -> None:
         """`decode`, noting the books the venue sent (its answer to the first subscription)."""

@@ -376,33 +376,45 @@ class Daemon:
         self.log.info("daemon.exit", code=code)
         return code
 
-    def _holding(self) -> bool:
-        """Whether this process has sent an order or holds an order or a position (restored from
-        the journal too): then there is a book to look after."""
-        flow = self.engine.flow
-        if any(flow.orders_sent.values()) or flow.tracker.open_orders():
-            return True
-        return any(q != 0 for ledger in flow.ledgers.values() for q in ledger.view().positions.values())
+    def _trading(self) -> bool:
+        """Whether this process has sent an order: then it has a book of its own to look after.
+        What the journal restored from an earlier run (orders, positions) is not: this process
+        never reached the venue with it, the venue holds it as it was, and the next start
+        reconciles it; a process that cannot log in does nothing for it by staying up."""
+        return any(self.engine.flow.orders_sent.values())
 
     def _refusal_is_fatal(self, refused: CredentialsRefused, session: VenueConnection | None = None) -> bool:
         """A venue refused the credentials (engine.venue.session). Fatal only at the daemon's start:
-        before it is ready (every venue up, READY=1), with no book to look after, and from a
-        session that never logged in (`session.handshaken`; the daemon is not ready while
-        another venue stays down, and a venue that logged in then refused hours later was
-        refused for a key rotated or a clock step, not a wrong secret). A wrong secret then ends
-        the daemon in order (the SIGTERM path) with exit status 78. Otherwise leaving a book
-        alone is worse: the refusing venue is retried with backoff, as a critical log and in
-        the status (Deribit's 13004 can mean either, connectors/deribit/stream.py)."""
+        before it is ready (every venue up, READY=1), before this process sent any order
+        (`_trading`: what the journal restored does not count), and from a session that never
+        logged in (`session.handshaken`; the daemon is not ready while another venue stays
+        down, and a venue that logged in then refused hours later was refused for a key rotated
+        or a clock step, not a wrong secret). A wrong secret then ends the daemon in order (the
+        SIGTERM path) with exit status 78. Otherwise leaving a book alone is worse: the refusing
+        venue is retried with backoff, as a critical log saying why (`why`) and in the status
+        (Deribit's 13004 can mean either, connectors/deribit/stream.py)."""
         if self.refused is not None:
             return True  # stopping for one already
         handshaken = session is not None and session.handshaken
-        if self.stopping or self.engine.ready.is_set() or self._holding() or handshaken:
+        why = (
+            "stopping already"
+            if self.stopping
+            else "ready: a refusal after the start is retried (a key rotated, a clock step)"
+            if self.engine.ready.is_set()
+            else "this venue logged in before in this run"
+            if handshaken
+            else "this process has sent orders: its book is not left alone"
+            if self._trading()
+            else None
+        )
+        if why is not None:
             self.refusals[refused.venue or "?"] = str(refused)
             self.log.critical(
                 "daemon.credentials_refused",
                 venue=refused.venue,
                 error=str(refused),
                 retrying=True,
+                why=why,
                 ready=self.engine.ready.is_set(),
                 logged_in_before=handshaken,
             )

@@ -27,7 +27,7 @@ import trio
 
 from ..logs.setup import redact_text
 from ..model.book import OrderBook
-from ..model.errors import ConfigError, OrderRejected, TradingError, VenueError
+from ..model.errors import AuthError, ConfigError, CredentialsRefused, OrderRejected, TradingError, VenueError
 from ..model.events import (
     BookUpdate,
     Fill,
@@ -261,15 +261,23 @@ class LiveEngine:
             plugin = plugins.get(name) or load_venue(name)
             settings = venue_settings.get(name) or plugin.Settings()
             self.plugins[name] = plugin
-            live = plugin.live(
-                settings,
-                registry=self.registry,
-                router=self.router,
-                sink=self,
-                trading=mode == "live",
-                environ=environ,
-                **dict((venue_options or {}).get(name, {})),
-            )
+            try:
+                live = plugin.live(
+                    settings,
+                    registry=self.registry,
+                    router=self.router,
+                    sink=self,
+                    trading=mode == "live",
+                    environ=environ,
+                    **dict((venue_options or {}).get(name, {})),
+                )
+            except CredentialsRefused:
+                raise
+            except AuthError as exc:
+                # Credentials missing, unreadable or malformed in the environment, before anything
+                # ran: a config problem a restart does not fix, as a refused one at start is
+                # (`tradingd run` exits 78 for both). The message names the variables, never a value.
+                raise CredentialsRefused(str(exc), venue=name) from None
             self.venues[name] = live
             if frame_hook is not None:
                 live.on_frame = frame_hook(name)  # every raw frame, e.g. to a recorder
@@ -796,11 +804,13 @@ class LiveEngine:
 
     async def _check_positions(self, venue: str, client: VenueExecution) -> None:
         """The venue's holdings against the engine's positions (every strategy's together), for
-        a venue whose client can say (`VenueExecution.positions`, optional: Polymarket's share
-        balances), after the fills are caught up and the orders asked about. A difference
-        is the venue's word: an alert with both figures, counted (`position_mismatches`). The
-        ledger is not rewritten (a position moves only by a fill, and there is no price to book
-        one at): the operator looks, and the venue refuses an exit beyond what it holds.
+        a venue whose client can say (`VenueExecution.positions`, optional: Deribit's and
+        Derive's `private/get_positions`, Polymarket's share balances), after the fills are
+        caught up and the orders asked about. A difference no fill explains (a daemon restarted
+        against an account that changed, a fresh simulator) is an alert with both figures,
+        counted (`position_mismatches`), and the venue's word wins where the ledger can take it
+        without a price (`OrderFlow.adjust_to_venue`: toward flat; the difference realizes no
+        PnL, and is journaled); the alert's `action` says what was done.
 
         Only open positions of live instruments are asked: a closed one has nothing to compare,
         and a resolved market's is settled to 0 in the ledger while the venue keeps its tokens
@@ -855,13 +865,14 @@ class LiveEngine:
                 found = None if again is None else {s: d for s, d in again.items() if s in found}
             for symbol, (mine, held) in sorted((found or {}).items()):
                 self.position_mismatches += 1
+                action = self.flow.adjust_to_venue(venue, symbol, held, self.clock())
                 self.log.critical(
                     "position.mismatch",
                     venue=venue,
                     instrument=symbol,
                     engine=str(mine),
                     venue_holds=str(held),
-                    action="alerted; the ledger moves only by fills, and the venue refuses an exit beyond it",
+                    action=action,
                 )
         if bounded.cancelled_caught:
             self.log.warning(

@@ -13,19 +13,22 @@ simulator provides its protocol (hooks below); the base provides:
   matching of resting orders) and publishes it to the peers `deliveries` names.
 - Fault switches, the same on every venue (`POST /_sim/faults` with a JSON object, or
   `apply_faults` in tests): `drop` (close every connection), `stall_s` (send nothing for that
-  long, heartbeats included), `gap` (an instrument's next book change is lost: `"*"` any),
+  long, heartbeats included), `gap` (the next change of an instrument's book, one a peer
+  follows, is lost: `"*"` any; with no book subscribed it waits, and its answer says so),
   `reject` (`{"count": n, "code": c, "message": m}`: the next orders are refused so),
-  `rate_limit` (the next n requests are refused for rate), `garbage` (malformed frames to every
-  peer), `frames` / `frames_b64` (these exact frames, as text / as binary messages from
-  base64, once to every peer: hostile frames a client must survive). The venue applies `gap`,
-  `reject` and `rate_limit` where its protocol has them.
+  `rate_limit` (the next n requests are refused for rate), `garbage` (n malformed frames to
+  every peer, the venue's kinds in turn: n frames, never more), `frames` / `frames_b64` (these
+  exact frames, as text / as binary messages from base64, once to every peer: hostile frames a
+  client must survive). The venue applies `gap`, `reject` and `rate_limit` where its protocol
+  has them.
   A venue adds its own switches (`switches`); a body that is not a JSON object, a switch the
   venue does not have, or a value of the wrong kind is refused with 400 and one line naming it
   (`check_switches`), and nothing of that body is applied.
 - Benchmarks: `POST /_sim/burst` (`{"prepare": steps}`, then `{}` to send them as fast as the
   peers take them, then `{"resume": true}`), `/_sim/latency` (`{"probe": instrument}`: when
   each probe frame left, by `probe_key`, and when orders arrived, by `arrived_at`, on the
-  monotonic clock every process of the machine shares), `/_sim/state`.
+  monotonic clock every process of the machine shares), `/_sim/state` (the venue's sessions and
+  orders, and under `faults` every switch set and not yet fired: `pending_faults`).
 
 `serve(app, host=, port=)` runs one with hypercorn (port 0 picks a free port).
 """
@@ -86,7 +89,7 @@ class SimFaults:
     gap: set[str] = attrs.field(factory=set)  # instruments whose next book change is skipped
     reject: list[tuple[Any, str]] = attrs.field(factory=list)  # the next orders are refused so
     rate_limit: int = 0  # the next requests are refused for rate
-    garbage: int = 0  # rounds of malformed frames to send to every peer
+    garbage: int = 0  # malformed frames to send to every peer
     frames: list[bytes] = attrs.field(factory=list)  # given frames to send once to every peer
     drops: int = 0  # connections dropped on request
 
@@ -258,7 +261,8 @@ class SimulatorServer(Generic[PeerT]):
         return []
 
     def garbage_frames(self) -> list[bytes]:
-        """What the `garbage` switch sends: frames a client must survive."""
+        """The kinds of malformed frame the `garbage` switch sends, frames a client must survive:
+        a switch of n sends n frames, taking these in turn."""
         return [b'{"truncated": ', b"\x00\xffnot json at all"]
 
     def probe_key(self, frame: bytes) -> Any:
@@ -271,6 +275,39 @@ class SimulatorServer(Generic[PeerT]):
             "sessions": [{"id": s.id, "path": s.path} for s in self.sessions.values()],
             "requests": self.requests,
         }
+
+    def pending_faults(self) -> dict[str, Any]:
+        """Every switch set and not yet fired (or still on), shared and the venue's own
+        (`pending_venue_faults`): what `/_sim/state` shows under `faults`, so a switch that waits
+        for something to act on (a `gap` with no book subscribed, a `reject` with no order) is
+        seen waiting. An empty object when nothing is pending."""
+        f = self.faults
+        pending: dict[str, Any] = {}
+        stall = f.stall_until - trio.current_time()
+        if stall > 0:
+            pending["stall_s"] = round(stall, 3)
+        if f.gap:
+            pending["gap"] = sorted(f.gap)
+            pending["gap_books"] = self.book_channels()
+        if f.reject:
+            pending["reject"] = len(f.reject)
+        if f.rate_limit:
+            pending["rate_limit"] = f.rate_limit
+        if f.garbage:
+            pending["garbage"] = f.garbage
+        if f.frames:
+            pending["frames"] = len(f.frames)
+        pending.update(self.pending_venue_faults())
+        return pending
+
+    def pending_venue_faults(self) -> dict[str, Any]:
+        """The venue's own switches set and not yet fired (`pending_faults`)."""
+        return {}
+
+    def book_channels(self) -> int:
+        """How many book subscriptions the peers hold now: what a `gap` can act on (0: the
+        switch waits, and says so). -1 for a venue that does not say."""
+        return -1
 
     # -- the market ---------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -297,8 +334,12 @@ class SimulatorServer(Generic[PeerT]):
                     self.send(peer, frame)
             self.faults.frames = []
         if self.faults.garbage and self.sessions:  # kept until someone is there to get it
+            kinds = self.garbage_frames()
+            # n frames for a switch of n (one malformed frame each, counted once by a client),
+            # each kind in turn: "garbage": 1 is one frame, not one of every kind.
+            frames = [kinds[i % len(kinds)] for i in range(self.faults.garbage)]
             for peer in list(self.sessions.values()):
-                for frame in self.garbage_frames():
+                for frame in frames:
                     self.send(peer, frame)
             self.faults.garbage = 0
 
@@ -343,6 +384,9 @@ class SimulatorServer(Generic[PeerT]):
         if spec.get("gap"):
             self.faults.gap.add(str(spec["gap"]))
             applied["gap"] = spec["gap"]
+            if self.book_channels() == 0:
+                # Nothing to lose a change of: say so rather than seem to do nothing.
+                applied["gap_waits"] = "no book channel is subscribed: the gap waits for a book subscription"
         if spec.get("reject"):
             r = spec["reject"]
             code, message = self.default_reject
@@ -523,7 +567,7 @@ class SimulatorServer(Generic[PeerT]):
         if path == "/_sim/faults" and method == "POST":
             return orjson.dumps({"ok": True, "applied": self.apply_faults(orjson.loads(body or b"{}"))})
         if path == "/_sim/state":
-            return orjson.dumps(self.state())
+            return orjson.dumps({**self.state(), "faults": self.pending_faults()})
         if path == "/_sim/latency":
             if method == "POST":
                 self.probe = str(orjson.loads(body or b"{}").get("probe")) or None

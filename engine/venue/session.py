@@ -7,7 +7,9 @@ them all:
 - the connection loop: connect, let the venue's handshake run (`_serve`), and when the
   connection is lost (closed by either side, a handshake that fails, a stale feed) report it,
   forget what the connection held (`_reset`) and reconnect after a jittered exponential backoff,
-  reported as `disconnected` / `reconnecting` / `connected` status events;
+  reported as `disconnected` / `reconnecting` / `connected` status events and logged as
+  `session.disconnected` (the reason), `session.reconnecting` (the reason, the attempt and the
+  delay) and `session.connected` (the URL and the connection's number);
 - rate limits in the handshake: a login or set-up call the venue refuses for rate is tried again
   as its limits allow (`retry_rate_limited`: on the same connection, once the venue's credits are
   back), and a connection the venue ends for it (Deribit does, VENUES.md §1.10) is reconnected
@@ -483,11 +485,21 @@ class VenueSession:
                 data["rate_limited"] = True
             else:
                 delay = self._backoff.next_delay()
+            # One log line per attempt, with what the strategies' `reconnecting` status says: why
+            # the connection ended, which attempt this is and how long until it.
+            self.log.warning(
+                "session.reconnecting",
+                reason=reason,
+                attempt=self._backoff.attempts,
+                delay_s=round(delay, 3),
+                rate_limited=bool(data.get("rate_limited")),
+            )
             await self.status(
                 StatusKind.RECONNECTING,
                 f"reconnecting in {delay:.1f} s",
                 attempt=self._backoff.attempts,
                 delay_s=round(delay, 3),
+                reason=reason,
                 **data,
             )
             await trio.sleep(delay)
@@ -536,6 +548,7 @@ class VenueSession:
             self._handshaking = False
             self._started = True
             self._rate_limited_reconnects = 0
+            self.log.info("session.connected", url=url, connection=self.stats.connects)
             await self.status(StatusKind.CONNECTED, f"connected to {url}", **self._on_connected())
             nursery.start_soon(self._follow_subscriptions)
             nursery.start_soon(self._watch_router)
@@ -704,6 +717,9 @@ class VenueSession:
                         state.good_at = trio.current_time()  # whole: it holds from now on
             elif isinstance(ev, Status) and ev.status is StatusKind.BOOK_GAP:
                 broken.append(ev.instrument)
+                # Said in the log too, not only to the strategies that follow the book (a `gap`
+                # switch on the simulator shows here, then as `book.resubscribe`).
+                self.log.warning("book.gap", instrument=ev.instrument, reason=ev.data.get("reason"))
         for instrument in broken:
             self._book_broken(instrument)
         if private:

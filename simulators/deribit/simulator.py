@@ -514,7 +514,9 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         if change is None:
             return
         name = mb.listing.name
-        if not (self.faults.gap and self.faults.take_gap(name)):
+        # A gap is lost from a book someone follows: a `"*"` taken by a book nobody subscribed
+        # would be a switch that fired and showed nothing.
+        if not (self.faults.gap and self._book_followed(name) and self.faults.take_gap(name)):
             self._pending.append(("book", name, orjson.dumps(change)))
         self._pending.append(("grouped", name, str(ts_ms).encode()))
         best = mb.best(published=True)
@@ -782,6 +784,30 @@ class DeribitSimulator(SimulatorServer["_Session"]):
     def late_pending(self) -> int:
         """`user_delay_s` notifications held back and not yet due."""
         return sum(len(s.delayed) for s in self.sessions.values())
+
+    def book_channels(self) -> int:
+        """`book.*` subscriptions (the raw change streams a `gap` acts on) of every session."""
+        return sum(len(names) for (topic, _), names in self._sessions_index() if topic == "book")
+
+    def _book_followed(self, name: str) -> bool:
+        return any(("book", name) in session.index for session in self.sessions.values())
+
+    def _sessions_index(self) -> Iterator[tuple[tuple[str, str], list[str]]]:
+        for session in self.sessions.values():
+            yield from session.index.items()
+
+    def pending_venue_faults(self) -> dict[str, Any]:
+        f = self.deribit_faults
+        pending: dict[str, Any] = {}
+        if f.listing:
+            pending["listing"] = sorted(f.listing)
+        if f.order_answer != "user_first":
+            pending["order_answer"] = f.order_answer
+        if f.answer_delay_s:
+            pending["answer_delay_s"] = f.answer_delay_s
+        if f.user_delay_s:
+            pending["user_delay_s"] = f.user_delay_s
+        return pending
 
     def state(self) -> dict[str, Any]:
         return {

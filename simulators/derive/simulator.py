@@ -606,6 +606,8 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         if (
             channel.startswith("orderbook.")
             and self.faults.gap
+            # lost from a book someone follows, not spent on one nobody sees
+            and any(peer.routes.get(channel) for peer in self.sessions.values())
             and self.faults.take_gap(channel.split(".")[1])
         ):
             return  # this snapshot never leaves: the next one skips a publish_id
@@ -637,6 +639,18 @@ class DeriveSimulator(SimulatorServer["_Peer"]):
         if self.probe and frame.startswith(_PREFIX + b"ticker_slim." + self.probe.encode() + b"."):
             return int(orjson.loads(frame)["params"]["data"]["instrument_ticker"]["t"])
         return None
+
+    def book_channels(self) -> int:
+        """`orderbook.*` subscriptions (what a `gap` acts on) of every session."""
+        return sum(ch.startswith("orderbook.") for s in self.sessions.values() for ch in s.public)
+
+    def pending_venue_faults(self) -> dict[str, Any]:
+        pending: dict[str, Any] = {}
+        if self.reverts:
+            pending["revert"] = self.reverts
+        if self.private_trail_s is not None:
+            pending["private"] = {"trail_s": self.private_trail_s}
+        return pending
 
     def state(self) -> dict[str, Any]:
         return {

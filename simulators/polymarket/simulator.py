@@ -711,7 +711,12 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
                 top = (e.get("best_bid"), e.get("best_ask"))
                 moved = top != self._tops.get(asset)
                 self._tops[asset] = top
-                if moved and self.faults.gap and self.faults.take_gap(asset):
+                if (
+                    moved
+                    and self.faults.gap
+                    and any(asset in p.assets for p in peers)  # a book someone follows
+                    and self.faults.take_gap(asset)
+                ):
                     self.log.info("simulator.gap", instrument=asset)
                     continue  # lost: the next change's best bid/ask no longer match the client's book
                 kept.append(e)
@@ -1730,6 +1735,27 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
             and (before is None or t.match_s <= before)
         ]
         return self._page(items, q)
+
+    def book_channels(self) -> int:
+        """Tokens subscribed on market sockets: each has a book whose change a `gap` can lose."""
+        return sum(len(p.assets) for p in self.sessions.values() if p.path == "/ws/market")
+
+    def pending_venue_faults(self) -> dict[str, Any]:
+        v = self.venue_faults
+        pending: dict[str, Any] = {}
+        for name in ("too_early", "cloudflare", "bad_gateway"):
+            if getattr(v, name):
+                pending[name] = getattr(v, name)
+        if v.trading != "normal":
+            pending["trading"] = v.trading
+        silent = v.silent_until - trio.current_time()
+        if silent == float("inf"):
+            pending["silent"] = True
+        elif silent > 0:
+            pending["silent_s"] = round(silent, 3)
+        if self.fail_trades:
+            pending["fail_trades"] = self.fail_trades
+        return pending
 
     def state(self) -> dict[str, Any]:
         return {

@@ -121,7 +121,7 @@ def test_a_refusal_after_that_venue_logged_in_is_retried_even_before_ready(tmp_p
     daemon = _daemon(tmp_path)
     session = venue_session(daemon.engine, "deribit", DeribitSession)
     session._started = True  # its first handshake (login included) succeeded
-    assert not daemon.engine.ready.is_set() and not daemon._holding()
+    assert not daemon.engine.ready.is_set() and not daemon._trading()
     assert session.refusal_is_fatal is not None  # the daemon hooked itself in
     assert session.refusal_is_fatal(_refused()) is False
     assert daemon.refused is None and "deribit" in daemon.refusals

@@ -64,8 +64,9 @@ async def test_switches_over_http_act_on_connected_clients(nursery: trio.Nursery
             seen = [orjson.loads(await ws.get_message())["n"] for _ in range(20)]
             gaps = [b - a for a, b in itertools.pairwise([first["n"], *seen])]
             assert gaps.count(2) == 1 and set(gaps) <= {1, 2}
-            # garbage: frames a client must survive arrive, then the market goes on
-            await http.post("/_sim/faults", json={"garbage": 1})
+            # garbage: frames a client must survive arrive (n of them: both kinds), then the
+            # market goes on
+            await http.post("/_sim/faults", json={"garbage": 2})
             raw = [await ws.get_message() for _ in range(30)]
             assert any("not json" in str(m) for m in raw)
             # stall: nothing for the stall, then the queued frames

@@ -222,7 +222,7 @@ async def test_garbage_frames_are_counted_and_survived(
     simulator, base = sim
     probe = Probe("p", [Subscription("deribit", PERP, {"ticker"})])
     engine = await start(nursery, base, probe)
-    simulator.faults.garbage = 1
+    simulator.faults.garbage = 2  # two frames: both kinds (a switch of n sends n)
     await until(lambda: session(engine).stats.malformed >= 2)
     count = len(probe.of(Ticker, PERP))
     await until(lambda: len(probe.of(Ticker, PERP)) > count + 2)

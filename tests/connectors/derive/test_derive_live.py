@@ -308,7 +308,7 @@ async def test_garbage_frames_are_counted_and_survived(
     simulator, base = sim
     probe = Probe("p", [Subscription("derive", PERP, {"ticker"})])
     engine = await start(nursery, base, probe, ticker_interval=100)
-    simulator.apply_faults({"garbage": 1})
+    simulator.apply_faults({"garbage": 2})
     await until(lambda: session(engine).stats.malformed >= 2)
     count = len(probe.of(Ticker, PERP))
     await until(lambda: len(probe.of(Ticker, PERP)) > count + 2)

@@ -483,7 +483,7 @@ async def test_garbage_frames_are_counted_and_survived(
     token = yes(simulator, 0)
     probe = Probe("p", [Subscription(V, token, {"book"})])
     engine = await start(nursery, base, probe, cache=cache)
-    simulator.apply_faults({"garbage": 1})
+    simulator.apply_faults({"garbage": 2})
     live = session(engine)
     await until(lambda: live.market.stats.malformed >= 2 and user_channel(engine).stats.malformed >= 2)
     count = len(probe.of(BookUpdate, token))

@@ -135,7 +135,7 @@ async def test_a_reconciliation_alerts_a_position_the_venue_does_not_hold(
     """A taker buy of 7: the engine and the venue both hold 7, and a reconnection's
     reconciliation finds nothing to say. Then the venue holds fewer shares than the engine (a
     fee taken in shares, a transfer outside the daemon): the next reconciliation alerts it,
-    critical, with both figures; the venue's figure is what an exit may sell."""
+    critical, with both figures, and the venue's figure becomes the position."""
     simulator = PolymarketSimulator(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
     engine, probe, token = await _trading(nursery, tmp_path, simulator)
     await _take(probe, token, "buy", 7)
@@ -157,7 +157,10 @@ async def test_a_reconciliation_alerts_a_position_the_venue_does_not_hold(
         "7",
         "6.8935",
     )
-    assert probe.ctx.position(V, token) == 7  # the ledger moves by fills only (alerted, not rewritten)
+    # The venue's word wins (issue 16): the position is its figure, the 0.1065 shares taken out
+    # at the average entry with no PnL booked for them (no price is known).
+    assert alert["action"].startswith("adjusted to the venue's figure")
+    assert probe.ctx.position(V, token) == Decimal("6.8935")
 
 
 async def test_a_closed_position_is_not_asked_even_if_the_venue_still_holds_its_tokens(
