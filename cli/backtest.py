@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,10 +31,9 @@ from tradingd.engine.sim.plugins import load_simulator
 from tradingd.engine.venue.catalog import MarketCatalog
 from tradingd.engine.venue.plugins import load_catalog_class, load_venue
 
-from .output_path import unwritable
-from .progress import new_bar, progress, wanted
 from .exits import UsageError
-from .report import drawing_status
+from .output_path import unwritable
+from .progress import drawing_status, new_bar, progress, wanted
 from .settings import catalog_settings, risk_limits
 
 __all__ = ["cmd_backtest"]
@@ -93,31 +91,14 @@ def _report_path(arg: str) -> Path:
             f"--report {arg}: give a file ending in .json, or a run directory (one that exists, a name"
             " without a dot, or a path ending in /)"
         )
-    folder = path.parent
-    if path.is_dir():
-        raise UsageError(f"--report {arg}: {path} is a directory")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise UsageError(f"--report {arg}: {_existing_file(folder)} is a file, not a directory") from None
-    except OSError as exc:
-        raise UsageError(f"--report {arg}: cannot create the directory {folder}: {exc.strerror}") from None
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tradingd-probe-"):
-            pass
-    except OSError as exc:
-        raise UsageError(f"--report {arg}: cannot write in {folder}: {exc.strerror}") from None
+    # Probed as the recording writer's output is (`output_path.unwritable`): the folder made,
+    # a file created and removed in it.
+    why = unwritable(path)
+    if why is not None:
+        raise UsageError(f"--report {arg}: {why}")
     if path.exists() and not os.access(path, os.W_OK):
         raise UsageError(f"--report {arg}: {path} is not writable")
     return path
-
-
-def _existing_file(folder: Path) -> Path:
-    """The file in the way of making `folder` (itself or one of its parents)."""
-    for p in (folder, *folder.parents):
-        if p.exists() and not p.is_dir():
-            return p
-    return folder
 
 
 def _cached_catalogs(loaded: LoadedConfig, venues: set[str]) -> dict[str, MarketCatalog]:
@@ -138,7 +119,12 @@ def _cached_catalogs(loaded: LoadedConfig, venues: set[str]) -> dict[str, Market
 def cmd_backtest(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     cfg = loaded.config
-    configure_logging(args.log_level or cfg.logging.level, args.log_format or cfg.logging.format, sys.stderr)
+    configure_logging(
+        args.log_level or cfg.logging.level,
+        args.log_format or cfg.logging.format,
+        sys.stderr,
+        path=loaded.log_file,  # `[logging] file`: JSON lines in the replay's market time
+    )
     if cfg.backtest is None:
         raise ConfigError("no [backtest] table", file=str(loaded.path), path="backtest")
 
@@ -195,7 +181,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         # The JSON report, then the HTML page and the PNGs beside it: seconds of drawing, shown
         # on a terminal (what is being drawn) rather than a silence after the bar.
         t0 = time.perf_counter()
-        with drawing_status(sys.stderr.isatty() and not args.no_progress) as step:
+        with drawing_status(wanted(args.no_progress)) as step:
             try:
                 written: list[Path] = write_run_reports(report, result, progress=step)
             except OSError as exc:

@@ -4,7 +4,8 @@ run's sample): one look for all of them, drawn on stderr, and only when stderr i
 command was not given `--no-progress`.
 
 `progress(description, enabled)` gives a callback `(done, total)` in any unit (bytes, seconds
-of market time), which does nothing when no bar is drawn."""
+of market time), which does nothing when no bar is drawn; `drawing_status(show)` a spinner line
+for steps of unknown length (the report's charts)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-__all__ = ["ProgressCallback", "new_bar", "progress", "wanted"]
+__all__ = ["ProgressCallback", "drawing_status", "new_bar", "progress", "wanted"]
 
 ProgressCallback = Callable[[float, float], None]
 
@@ -57,3 +58,14 @@ def progress(description: str, *, enabled: bool) -> Iterator[ProgressCallback]:
             bar.update(task, completed=done, total=max(total, 1))
 
         yield update
+
+
+@contextlib.contextmanager
+def drawing_status(show: bool) -> Iterator[Callable[[str], None]]:
+    """A spinner line on stderr saying what the report is drawing, told by the callable this
+    yields (nothing at all when `show` is false: not a terminal, or --no-progress)."""
+    if not show:
+        yield lambda _: None
+        return
+    with Console(stderr=True).status("writing the report") as status:
+        yield lambda what: status.update(f"writing the report: {what}")

@@ -36,12 +36,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     daemon = attrs.evolve(cfg.daemon, status_file=str(out / "status.json"))
     paper = attrs.evolve(loaded, config=attrs.evolve(cfg, mode="paper", daemon=daemon))
-    log_file = None if cfg.logging.file is None else loaded.path.parent / cfg.logging.file
     configure_logging(
         args.log_level or cfg.logging.level,
         args.log_format or cfg.logging.format,
         sys.stderr,
-        path=log_file,
+        path=loaded.log_file,
     )
     route_uncaught_exceptions()
     recorder = SessionRecorder(

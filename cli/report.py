@@ -6,32 +6,19 @@ one line says so. On a terminal, a status line on stderr says what is being draw
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Callable, Iterator
-
-from rich.console import Console
 
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.reports.html import render_run
 
-__all__ = ["cmd_report", "drawing_status"]
+from .progress import drawing_status, wanted
 
-
-@contextlib.contextmanager
-def drawing_status(show: bool) -> Iterator[Callable[[str], None]]:
-    """A spinner line on stderr saying what the report is drawing, told by the callable this
-    yields (nothing at all when `show` is false: not a terminal, or --no-progress)."""
-    if not show:
-        yield lambda _: None
-        return
-    with Console(stderr=True).status("writing the report") as status:
-        yield lambda what: status.update(f"writing the report: {what}")
+__all__ = ["cmd_report"]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     configure_logging(args.log_level or "warning", args.log_format or "auto", sys.stderr)
-    with drawing_status(sys.stderr.isatty()) as step:
+    with drawing_status(wanted()) as step:
         written = render_run(args.run, progress=step)
     for path in written:
         print(path)

@@ -24,12 +24,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "mode is 'backtest': run it with `tradingd backtest`", file=str(loaded.path), path="mode"
         )
-    log_file = None if cfg.logging.file is None else loaded.path.parent / cfg.logging.file
     configure_logging(
         args.log_level or cfg.logging.level,
         args.log_format or cfg.logging.format,
         sys.stdout,
-        path=log_file,
+        path=loaded.log_file,
     )
     # From here on every error is a (redacted) log line on stdout, even what is printed to stderr.
     route_uncaught_exceptions(stderr=True)

@@ -351,6 +351,12 @@ class LoadedConfig:
         found = self.venue_settings.get(venue)
         return load_venue(venue).Settings() if found is None else found
 
+    @property
+    def log_file(self) -> Path | None:
+        """`[logging] file`, read from the config file's folder (None: not configured)."""
+        file = self.config.logging.file
+        return None if file is None else self.path.parent / Path(file).expanduser()
+
     def data_file_missing(self, index: int) -> str:
         """Why data file `index` is looked for where it is, for the line saying it is not there:
         the path as written, where it points, and, for a relative one, that it is read from the

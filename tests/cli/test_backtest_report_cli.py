@@ -61,7 +61,7 @@ def test_a_report_under_a_file_fails_before_the_replay(
     out, err = capsys.readouterr()
     assert out == ""  # no replay, no summary
     line = _one_line(err)
-    assert str(blocker) in line and "is a file, not a directory" in line and "internal error" not in line
+    assert str(blocker) in line and "is a file, not a folder" in line and "internal error" not in line
 
 
 def test_a_report_named_html_is_refused_before_the_replay(

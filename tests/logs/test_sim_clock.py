@@ -56,6 +56,9 @@ def backtest_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     config = (ROOT / "config" / "backtest.toml").read_text()
     config = config.replace('path = "../data/deribit-sample.rec.zst"', 'path = "short.rec"')
     config = "\n".join(line for line in config.splitlines() if not line.startswith("generate = "))
+    # `[logging] file` too: the backtest appends the same JSON lines there.
+    config = config.replace("[logging]\n", '[logging]\nfile = "bt-file.log"\n', 1)
+    assert "bt-file.log" in config
     (folder / "bt.toml").write_text(config)
     log = folder / "backtest.log"
     began = dt.datetime.now(dt.UTC)
@@ -71,6 +74,18 @@ def backtest_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     ended = dt.datetime.now(dt.UTC)
     assert r.returncode == 0, log.read_text()[-2000:]
     return log, rec, began, ended
+
+
+def test_the_logging_file_of_a_backtest_config_gets_the_same_lines(
+    backtest_log: tuple[Path, Path, dt.datetime, dt.datetime],
+) -> None:
+    """`[logging] file` was ignored by `tradingd backtest` (only `run` and `record` opened it)."""
+    log = backtest_log[0]
+    file = log.parent / "bt-file.log"
+    assert file.exists(), "the backtest did not write its [logging] file"
+    written = [e for _, e in entries(file)]
+    assert written == [e for _, e in entries(log)]
+    assert any(e.get("clock") == "sim" for e in written)
 
 
 def entries(path: Path) -> list[tuple[bytes, dict[str, Any]]]:
