@@ -401,6 +401,9 @@ class _LogFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        # Its folder is made (as `runs/` for the tour's configs); one that cannot be is the
+        # OSError that `configure_logging` turns into one line naming the file.
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = self._open()
         self._reopen_requested = False
         self.lines_lost = 0

@@ -118,3 +118,6 @@ async def test_the_sim_config_runs_against_its_simulator_with_the_credentials_it
     lines = log.read_text(encoding="utf-8", errors="replace")
     assert code == 0, lines[-3000:]
     assert "session.credentials_refused" not in lines
+    # Its `[logging] file` (the README's `tradingd logs runs/sim-<venue>.log`), its folder made.
+    written = (tmp_path / "runs" / f"sim-{venue}.log").read_bytes().splitlines()
+    assert any(orjson.loads(line).get("event") == "daemon.ready" for line in written)

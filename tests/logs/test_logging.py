@@ -178,8 +178,16 @@ def test_reopen_without_a_log_file_or_when_the_folder_is_gone(tmp_path: Path) ->
 
 
 def test_a_log_file_that_cannot_be_opened_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"logging\.file: cannot open the log file .*missing"):
-        configure_logging("info", "json", _Stream(), path=tmp_path / "missing" / "t.log")
+    (tmp_path / "a-file").write_text("in the way")
+    with pytest.raises(ConfigError, match=r"logging\.file: cannot open the log file .*a-file"):
+        configure_logging("info", "json", _Stream(), path=tmp_path / "a-file" / "t.log")
+
+
+def test_a_log_files_missing_folder_is_made(tmp_path: Path) -> None:
+    """As `runs/` for the tour's configs (`file = "../runs/sim-deribit.log"`) on a fresh clone."""
+    configure_logging("info", "json", _Stream(), path=tmp_path / "runs" / "deeper" / "t.log")
+    structlog.get_logger("t").info("a")
+    assert [e["event"] for e in _json_lines((tmp_path / "runs" / "deeper" / "t.log").read_bytes())] == ["a"]
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a disk that is full)")
