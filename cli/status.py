@@ -27,8 +27,8 @@ from rich.text import Text
 
 from tradingd.config import load_daemon_settings
 from tradingd.engine.daemon.service import DaemonPaths, daemon_paths, read_status
-from tradingd.engine.daemon.words import duration, plural
 from tradingd.engine.model.errors import ConfigError
+from tradingd.engine.model.words import duration, plural
 
 from .settings import daemon_options
 

@@ -29,6 +29,7 @@ from typing import IO, Any
 
 import orjson
 
+from ..model.words import duration
 from ..store.recording import format_ts
 from .kernel import BacktestResult, StrategyResult
 
@@ -216,17 +217,6 @@ def equity_span_s(curve: Sequence[tuple[int, float]] | Sequence[Sequence[float]]
     return (curve[-1][0] - curve[0][0]) / 1e9 if len(curve) >= 2 else 0.0
 
 
-def span_text(seconds: float) -> str:
-    """A span of time for people: `45 s`, `12 min`, `2.0 h`, `3.5 d`."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 86_400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86_400:.1f} d"
-
-
 def ratio_text(value: float | None, span_s: float) -> str:
     """Sharpe or Sortino for people: n/a when undefined or from less than a day of equity."""
     if value is None or not math.isfinite(value):
@@ -239,14 +229,14 @@ def ratio_text(value: float | None, span_s: float) -> str:
 def ratio_caveat(span_s: float, interval_s: float) -> str:
     """The line under a table whose ratios were not shown for a short run."""
     return (
-        f"sharpe, sortino: n/a under 1 day of equity (this run: {span_text(span_s)} of"
+        f"sharpe, sortino: n/a under 1 day of equity (this run: {duration(span_s)} of"
         f" {interval_s:g}-second changes); annualised from so little they mean little."
         " report.json has them."
     )
 
 
 def _duration_text(seconds: float | None) -> str:
-    return "n/a" if seconds is None else span_text(seconds)
+    return "n/a" if seconds is None else duration(seconds)
 
 
 def _pct(x: float | None) -> str:
@@ -345,7 +335,7 @@ def print_summary(result: BacktestResult, stream: IO[str]) -> None:
     if result.start_ns is not None and result.end_ns is not None:
         span = (
             f"{format_ts(result.start_ns)[:19]} -> {format_ts(result.end_ns)[:19]} UTC"
-            f" ({span_text((result.end_ns - result.start_ns) / 1e9)} of data)"
+            f" ({duration((result.end_ns - result.start_ns) / 1e9)} of data)"
         )
     else:
         span = "no data"

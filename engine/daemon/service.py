@@ -40,12 +40,12 @@ import trio
 
 from ..logs.setup import log_write_failures
 from ..model.errors import ConfigError, CredentialsRefused
+from ..model.words import duration, plural
 from ..runtime.live import LiveEngine
 from ..store.journal import OrderJournal
 from ..store.recorder import SessionRecorder
 from ..venue.spi import LiveVenue, VenueConnection
 from .settings import DaemonOptions, DaemonSettings
-from .words import duration, plural
 
 __all__ = ["Daemon", "DaemonPaths", "Notifier", "book_health", "daemon_paths", "read_status"]
 

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..backtest.report import RATIO_MIN_SPAN_S, equity_span_s, qty_text, ratio_text, span_text, write_report
+from ..backtest.report import RATIO_MIN_SPAN_S, equity_span_s, qty_text, ratio_text, write_report
 from ..model.errors import DataError
+from ..model.words import duration
 
 if TYPE_CHECKING:
     from ..backtest.kernel import BacktestResult
@@ -333,7 +334,7 @@ def render_html(
         "<p class='note'>Sharpe and Sortino: annualized, from the equity changes every "
         f"{esc(str(report.get('equity_interval_s', 'n/a')))} s (0 for a flat curve, n/a when undefined);"
         " shown from one day of equity on"
-        + (f" (this run: {esc(span_text(short))} of equity; report.json has the values). " if short else ". ")
+        + (f" (this run: {esc(duration(short))} of equity; report.json has the values). " if short else ". ")
         + "A round trip runs from flat to flat in one instrument (or through zero); its PnL includes "
         "its fees; the win rate counts those above 0. Fill ratio: orders with a fill (any part of"
         " it) / orders sent; an order filled in parts makes several fills. Max drawdown: from the"

@@ -159,7 +159,7 @@ def test_annualised_ratios_from_under_a_day_are_not_shown(monkeypatch: pytest.Mo
     assert "-383" not in text and "-356" not in text
     assert re.search(r"sharpe \(annualised\) +n/a \(< 1 day\)", text)
     assert re.search(r"sortino \(annualised\) +n/a \(< 1 day\)", text)
-    assert "n/a under 1 day of equity (this run: 2.0 h" in " ".join(text.split())
+    assert "n/a under 1 day of equity (this run: 2 h 00 min" in " ".join(text.split())
     s = report_dict(short)["strategies"]["s"]
     assert s["sharpe"] == -383.378311 and s["sortino"] == -356.203043
     assert s["ratios_from"] == {"interval_s": 60.0, "changes": 120, "span_s": 7200.0, "annualised": True}

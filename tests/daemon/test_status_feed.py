@@ -16,7 +16,7 @@ import trio
 
 from tests.support.daemon_inprocess import _daemon
 from tests.support.daemon_process import ROOT, Daemon, serve_sim, until
-from tradingd.engine.daemon.words import duration, plural
+from tradingd.engine.model.words import duration, plural
 from tradingd.engine.venue.session import VenueSession
 
 S = 10**9

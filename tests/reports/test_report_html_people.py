@@ -53,7 +53,7 @@ def test_ratios_under_a_day_are_na_with_the_reason_and_counts_say_what_they_coun
     page = _page(tmp_path, {"strategies": {"s": _strategy(2)}, "equity_interval_s": 60})
     assert "-383" not in page and "-356" not in page
     assert page.count("<td>n/a (&lt; 1 day)</td>") == 2
-    assert "(this run: 2.0 h of equity; report.json has the values)" in page
+    assert "(this run: 2 h 00 min of equity; report.json has the values)" in page
     assert "<th>orders filled (any part)</th><th>fills (each partial counts)</th>" in page
     assert "<td>22</td><td>34</td>" in page
     long = _page(tmp_path, {"strategies": {"s": _strategy(48)}, "equity_interval_s": 60})

@@ -1,5 +1,5 @@
-"""Counts and durations as a person reads them, in the daemon's status line (systemd's STATUS=)
-and `tradingd status`: "1 strategy", "2 strategies", "3 min 05 s"."""
+"""Counts and durations as a person reads them, in the daemon's status line (systemd's STATUS=),
+`tradingd status` and a backtest's summary and report: "1 strategy", "2 strategies", "3 min 05 s"."""
 
 from __future__ import annotations
 
