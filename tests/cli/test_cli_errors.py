@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 import structlog
+import zstandard
 
 from tradingd.cli.main import main
 from tradingd.engine.store.recording import RecordingWriter
@@ -251,6 +252,32 @@ def test_decode_of_another_venues_data_stops_and_says_whose_it_looks_like(
         f"the {venue} decoder refused every line (200 of channels it does not read) and decoded"
         " nothing; they look like deribit's data (try --venue deribit)"
     )
+
+
+def test_decode_goes_on_past_200_frames_of_channels_no_venue_reads(
+    deribit_sample: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Frames of a channel the decoder does not read (here 250 `instrument.state` frames ahead
+    of the market) are the venue's own data, not a reason to stop: no other venue's decoder reads
+    them, so `decode` goes on and decodes every event after them, exit 0, 20 lines named."""
+    code, market, _ = _run(["decode", "--venue", "deribit", str(deribit_sample)], capfd)
+    assert code == 0 and market
+    frame = (
+        b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"instrument.state.any.any",'
+        b'"data":{"instrument_name":"BTC-X%d","state":"created","timestamp":1}}}'
+    )
+    path = tmp_path / "prefixed.rec"
+    with zstandard.open(deribit_sample, "rb") as sample, path.open("wb") as rec:
+        rec.writelines(b"2026-11-24T00:00:00Z " + frame % i + b"\n" for i in range(250))
+        shutil.copyfileobj(sample, rec)
+    code, out, err = _run(["decode", "--venue", "deribit", str(path)], capfd)
+    assert code == 0
+    assert out == market  # every event of the market, as without the prefix
+    lines = err.splitlines()
+    assert lines[:20] == [
+        f"line {n}: unknown channel 'instrument.state.any.any' (not decoded)" for n in range(1, 21)
+    ]
+    assert lines[20:] == ["... and 230 more line(s) not named"]
 
 
 def test_decode_names_at_most_20_bad_lines_and_counts_the_rest(
