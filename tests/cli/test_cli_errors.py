@@ -254,23 +254,30 @@ def test_decode_of_another_venues_data_stops_and_says_whose_it_looks_like(
     )
 
 
-def test_decode_goes_on_past_200_frames_of_channels_no_venue_reads(
-    deribit_sample: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
-    """Frames of a channel the decoder does not read (here 250 `instrument.state` frames ahead
-    of the market) are the venue's own data, not a reason to stop: no other venue's decoder reads
-    them, so `decode` goes on and decodes every event after them, exit 0, 20 lines named."""
-    code, market, _ = _run(["decode", "--venue", "deribit", str(deribit_sample)], capfd)
-    assert code == 0 and market
+@pytest.fixture(scope="module")
+def prefixed_sample(deribit_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Deribit sample behind 250 frames of a channel no installed decoder reads
+    (`instrument.state`, which Deribit's decoder does not subscribe to either)."""
     frame = (
         b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"instrument.state.any.any",'
         b'"data":{"instrument_name":"BTC-X%d","state":"created","timestamp":1}}}'
     )
-    path = tmp_path / "prefixed.rec"
+    path = tmp_path_factory.mktemp("prefixed") / "prefixed.rec"
     with zstandard.open(deribit_sample, "rb") as sample, path.open("wb") as rec:
         rec.writelines(b"2026-11-24T00:00:00Z " + frame % i + b"\n" for i in range(250))
         shutil.copyfileobj(sample, rec)
-    code, out, err = _run(["decode", "--venue", "deribit", str(path)], capfd)
+    return path
+
+
+def test_decode_goes_on_past_200_frames_of_channels_no_venue_reads(
+    deribit_sample: Path, prefixed_sample: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Frames of a channel the decoder does not read (250 of them ahead of the market) are the
+    venue's own data, not a reason to stop: no other venue's decoder reads them, so `decode` goes
+    on and decodes every event after them, exit 0, 20 lines named."""
+    code, market, _ = _run(["decode", "--venue", "deribit", str(deribit_sample)], capfd)
+    assert code == 0 and market
+    code, out, err = _run(["decode", "--venue", "deribit", str(prefixed_sample)], capfd)
     assert code == 0
     assert out == market  # every event of the market, as without the prefix
     lines = err.splitlines()
@@ -278,6 +285,37 @@ def test_decode_goes_on_past_200_frames_of_channels_no_venue_reads(
         f"line {n}: unknown channel 'instrument.state.any.any' (not decoded)" for n in range(1, 21)
     ]
     assert lines[20:] == ["... and 230 more line(s) not named"]
+
+
+@pytest.mark.parametrize("venue", ["polymarket", "derive"])
+def test_decode_of_another_venues_data_behind_such_frames_still_stops(
+    venue: str, prefixed_sample: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Going on past frames nobody reads, it asks again after twice as many refused lines: the
+    Deribit market behind them, given as another venue's, still stops and says whose it is."""
+    code, out, err = _run(["decode", "--venue", venue, str(prefixed_sample)], capfd)
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert len(lines) == 22, lines  # 20 named, one count, the verdict
+    assert lines[-1].startswith("stopped after line ")
+    assert lines[-1].endswith("decoded nothing; they look like deribit's data (try --venue deribit)")
+
+
+def test_decode_of_200_lines_that_are_no_frames_stops(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Lines that are no frames, or malformed ones, that no venue reads: it stops after 200."""
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"{not a frame\n" * 150 + b"2026-11-24 noon: not a recording line\n" * 150)
+    code, out, err = _run(["decode", "--venue", "deribit", str(path)], capfd)
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert lines[20:-1] == ["... and 180 more line(s) not named"]
+    assert lines[-1].startswith(
+        "stopped after line 200: the deribit decoder refused every line (200 not decodable) and"
+        " decoded nothing; no other installed venue's decoder reads them either ("
+    )
+    assert lines[-1].endswith("): are they frames?")
 
 
 def test_decode_names_at_most_20_bad_lines_and_counts_the_rest(
