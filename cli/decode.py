@@ -196,9 +196,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
         print(f"... and {problems.unnamed:,} more line(s) not named", file=err)
     if verdict is not None:
         kinds = [(problems.bad, "not decodable"), (problems.unknown, "of channels it does not read")]
-        refused = ", ".join(f"{n:,} {what}" for n, what in kinds if n)
+        counts = ", ".join(f"{n:,} {what}" for n, what in kinds if n)
         print(
-            f"stopped after line {lineno:,}: the {args.venue} decoder refused every line ({refused})"
+            f"stopped after line {lineno:,}: the {args.venue} decoder refused every line ({counts})"
             f" and decoded nothing; {verdict}",
             file=err,
         )
