@@ -6,14 +6,20 @@ the block that broke, naming the line where reading stopped); `-` or no PATH rea
 A line that cannot be decoded is named on stderr and skipped; then the exit status is 1. Only
 the first `_NAMED` problems are named (the rest are counted in the last line): data of another
 venue, or no frames at all, would otherwise name every line. When the first `_GIVE_UP` lines in
-a row are refused and nothing was decoded, decoding stops there, and the other installed venues'
-decoders are tried on the first frames to say whose data it looks like."""
+a row are refused and nothing was decoded, the other installed venues' decoders are tried on the
+last of those frames: if one reads them, decoding stops there and says whose data it looks like;
+if none does, it stops when most of those lines are no frames or malformed ones, and goes on when
+most are frames of channels the decoder does not read: a venue's own data may begin with many of
+those (instrument state changes ahead of the market, say), and a frame nobody reads is nobody
+else's. Going on, it asks again after twice as many refused lines in a row (400, 800, ...: a few
+asks however long the file), so another venue's data behind such a beginning still stops."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import IO, Any, Final
@@ -33,7 +39,7 @@ __all__ = ["cmd_decode"]
 
 _NAMED: Final = 20  # problem lines named on stderr; the rest are counted
 _GIVE_UP: Final = 200  # refused lines in a row, with nothing decoded yet, before stopping
-_SNIFF: Final = 50  # the first frames kept to ask the other venues' decoders whose they are
+_SNIFF: Final = 50  # the frames kept to ask the other venues' decoders whose they are
 
 
 class _Unreadable(Exception):
@@ -66,13 +72,18 @@ class _Problems:
         self.bad = 0  # not a frame, or a malformed frame: the exit status is 1
         self.unknown = 0  # frames of channels the decoder does not read (not an error)
         self.in_a_row = 0  # lines refused since the last one accepted
+        self.unknown_in_a_row = 0  # of those, frames of channels the decoder does not read
         self.unnamed = 0
+
+    def accepted(self) -> None:
+        self.in_a_row = self.unknown_in_a_row = 0
 
     def refused(self, lineno: int, what: str, *, bad: bool = True) -> None:
         if bad:
             self.bad += 1
         else:
             self.unknown += 1
+            self.unknown_in_a_row += 1
         self.in_a_row += 1
         if self.bad + self.unknown - self.unnamed <= _NAMED:
             print(f"line {lineno}: {what}", file=sys.stderr)
@@ -98,15 +109,15 @@ def _decodes(name: str, frames: list[tuple[int, bytes]]) -> int:
     return n
 
 
-def _looks_like(venue: str, frames: list[tuple[int, bytes]]) -> str:
-    """Whose data `frames` look like, said for a person: the installed venue whose decoder reads
-    most of them, if any does."""
+def _looks_like(venue: str, frames: list[tuple[int, bytes]]) -> tuple[str | None, str]:
+    """Whose data `frames` look like: the installed venue whose decoder reads most of them, if
+    any does (None if none), and that said for a person."""
     scores = {name: _decodes(name, frames) for name in available_venues() if name != venue}
     best = max(scores, key=lambda name: scores[name], default=None)
     if best is None or not scores[best]:
         others = ", ".join(scores) or "none installed"
-        return f"no other installed venue's decoder reads them either ({others}): are they frames?"
-    return f"they look like {best}'s data (try --venue {best})"
+        return None, f"no other installed venue's decoder reads them either ({others}): are they frames?"
+    return best, f"they look like {best}'s data (try --venue {best})"
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -126,13 +137,18 @@ def cmd_decode(args: argparse.Namespace) -> int:
     dumps = orjson.dumps
     lineno = 0
     broken: str | None = None
-    gave_up = False
+    refused: deque[tuple[int, bytes]] = deque(maxlen=_SNIFF)  # the last frames refused in a row
+    ask_at = _GIVE_UP  # refused lines in a row, with nothing decoded, before asking whose they are
+    verdict: str | None = None  # why decoding stopped there, if it did
     try:
         for lineno, raw in enumerate(lines, 1):
-            if not decoded_any and problems.in_a_row >= _GIVE_UP:
-                gave_up = True
-                lineno -= 1
-                break
+            if not decoded_any and problems.in_a_row >= ask_at:
+                whose, verdict = _looks_like(args.venue, list(refused))
+                if whose is not None or problems.unknown_in_a_row * 2 <= problems.in_a_row:
+                    lineno -= 1
+                    break
+                verdict = None  # frames of channels nobody reads: this venue's, and more may follow
+                ask_at = problems.in_a_row * 2
             line = raw.rstrip(b"\r\n")
             if not line.strip():
                 continue
@@ -154,12 +170,15 @@ def cmd_decode(args: argparse.Namespace) -> int:
                 events = decoder.decode(frame, ts)
             except MalformedFrame as exc:
                 problems.refused(lineno, f"malformed frame: {exc}")
+                refused.append((ts, frame))
                 continue
             if decoder.stats.unknown_channel != unknown_before:
                 channel = decoder.last_unknown_channel
                 problems.refused(lineno, f"unknown channel {channel!r} (not decoded)", bad=False)
+                refused.append((ts, frame))
                 continue
-            problems.in_a_row = 0
+            problems.accepted()
+            refused.clear()
             if events:
                 decoded_any = True
             for ev in events:
@@ -175,12 +194,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
     err = sys.stderr
     if problems.unnamed:
         print(f"... and {problems.unnamed:,} more line(s) not named", file=err)
-    if gave_up:
+    if verdict is not None:
         kinds = [(problems.bad, "not decodable"), (problems.unknown, "of channels it does not read")]
-        refused = ", ".join(f"{n:,} {what}" for n, what in kinds if n)
+        counts = ", ".join(f"{n:,} {what}" for n, what in kinds if n)
         print(
-            f"stopped after line {lineno:,}: the {args.venue} decoder refused every line ({refused})"
-            f" and decoded nothing; {_looks_like(args.venue, first)}",
+            f"stopped after line {lineno:,}: the {args.venue} decoder refused every line ({counts})"
+            f" and decoded nothing; {verdict}",
             file=err,
         )
         return EXIT_FAILURE
@@ -197,6 +216,6 @@ def cmd_decode(args: argparse.Namespace) -> int:
             file=err,
         )
     if problems.bad:
-        hint = "" if decoded_any else f"; {_looks_like(args.venue, first)}"
+        hint = "" if decoded_any else f"; {_looks_like(args.venue, first)[1]}"
         print(f"{problems.bad:,} line(s) could not be decoded{hint}", file=err)
     return EXIT_FAILURE if problems.bad or broken is not None else 0

@@ -7,11 +7,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 import structlog
+import zstandard
 
 from tradingd.cli.main import main
 from tradingd.engine.store.recording import RecordingWriter
@@ -190,47 +189,61 @@ def test_generate_to_an_unwritable_path_is_one_line_before_generating(
 # ----------------------------------------------------------------------- Ctrl-C while starting
 
 
-@pytest.mark.skipif(_SCRIPT is None, reason="the tradingd console script is not installed")
-@pytest.mark.parametrize("after_s", [0.1, 0.2, 0.3])
-def test_ctrl_c_while_the_command_line_starts_is_one_line_and_130(after_s: float, tmp_path: Path) -> None:
-    """Importing the command line takes about half a second: an interrupt then used to be a
-    KeyboardInterrupt traceback. `decode` reading a silent stdin never ends by itself, so the
-    signal comes during the imports or the read, whichever the machine's speed gives.
+# Put first on `sys.meta_path` by a `sitecustomize`: when the module named in the environment is
+# about to be imported, it sends the process a SIGINT, whose handler raises KeyboardInterrupt
+# there and then (`signal.raise_signal` runs it before returning): a Ctrl-C during the imports
+# every time, however fast the machine. The marker file says it was sent.
+_INTERRUPT_ON_IMPORT = """\
+import os, signal, sys
 
-    The delay counts from the end of Python's own start (`site`, which a `sitecustomize` here
-    marks): an interrupt before that is the interpreter's (about 30 ms, longer on a loaded
-    machine), before any of tradingd's code runs."""
-    assert _SCRIPT is not None
-    script = Path(_SCRIPT).read_text()
-    if "tradingd.cli.console" not in script:
-        pytest.fail(f"{_SCRIPT} predates cli/console.py: reinstall (pip install -e .)")
-    started = tmp_path / "started"
+class _InterruptOnImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ["TRADINGD_TEST_INTERRUPT_ON"]:
+            sys.meta_path.remove(self)
+            open(os.environ["TRADINGD_TEST_INTERRUPTED"], "w").close()
+            signal.raise_signal(signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, _InterruptOnImport())
+"""
+
+
+def _interrupted_while_importing(script: str, module: str, tmp_path: Path) -> tuple[int, str]:
+    """Exit status and stderr of `script decode --venue deribit` given a Ctrl-C just as `module`
+    is imported."""
     hooks = tmp_path / "hooks"
     hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(
-        "import os\nopen(os.environ['TRADINGD_TEST_STARTED'], 'w').close()\n"
+    (hooks / "sitecustomize.py").write_text(_INTERRUPT_ON_IMPORT)
+    sent = tmp_path / "interrupted"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH")) if p),
+        "TRADINGD_TEST_INTERRUPT_ON": module,
+        "TRADINGD_TEST_INTERRUPTED": str(sent),
+    }
+    proc = subprocess.run(
+        [script, "decode", "--venue", "deribit"],
+        stdin=subprocess.DEVNULL,  # decode reads an empty stdin: it ends by itself if never interrupted
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
-    path = os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH")) if p)
-    proc = subprocess.Popen(
-        [_SCRIPT, "decode", "--venue", "deribit"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": path, "TRADINGD_TEST_STARTED": str(started)},
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not started.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "the interpreter did not start"
-            time.sleep(0.002)
-        time.sleep(after_s)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert (proc.returncode, err.decode()) == (130, "tradingd: interrupted\n")
+    assert sent.exists(), f"{module} was not imported: no interrupt was sent"
+    return proc.returncode, proc.stderr.decode()
+
+
+@pytest.mark.skipif(_SCRIPT is None, reason="the tradingd console script is not installed")
+@pytest.mark.parametrize("module", ["tradingd.cli.main", "structlog", "tradingd.engine.model.events"])
+def test_ctrl_c_while_the_command_line_starts_is_one_line_and_130(module: str, tmp_path: Path) -> None:
+    """Importing the command line takes about half a second: a Ctrl-C then, when the script's
+    `from tradingd.cli.main import main` ran outside any `try`, was a KeyboardInterrupt traceback
+    (and death by SIGINT). The interrupt lands as the command line itself, one of the libraries it
+    needs, one of tradingd's own modules is imported."""
+    assert _SCRIPT is not None
+    if "tradingd.cli.console" not in Path(_SCRIPT).read_text():
+        pytest.fail(f"{_SCRIPT} predates cli/console.py: reinstall (pip install -e .)")
+    assert _interrupted_while_importing(_SCRIPT, module, tmp_path) == (130, "tradingd: interrupted\n")
 
 
 # --------------------------------------------------------------------- another venue's data
@@ -251,6 +264,70 @@ def test_decode_of_another_venues_data_stops_and_says_whose_it_looks_like(
         f"the {venue} decoder refused every line (200 of channels it does not read) and decoded"
         " nothing; they look like deribit's data (try --venue deribit)"
     )
+
+
+@pytest.fixture(scope="module")
+def prefixed_sample(deribit_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Deribit sample behind 250 frames of a channel no installed decoder reads
+    (`instrument.state`, which Deribit's decoder does not subscribe to either)."""
+    frame = (
+        b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"instrument.state.any.any",'
+        b'"data":{"instrument_name":"BTC-X%d","state":"created","timestamp":1}}}'
+    )
+    path = tmp_path_factory.mktemp("prefixed") / "prefixed.rec"
+    with zstandard.open(deribit_sample, "rb") as sample, path.open("wb") as rec:
+        rec.writelines(b"2026-11-24T00:00:00Z " + frame % i + b"\n" for i in range(250))
+        shutil.copyfileobj(sample, rec)
+    return path
+
+
+def test_decode_goes_on_past_200_frames_of_channels_no_venue_reads(
+    deribit_sample: Path, prefixed_sample: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Frames of a channel the decoder does not read (250 of them ahead of the market) are the
+    venue's own data, not a reason to stop: no other venue's decoder reads them, so `decode` goes
+    on and decodes every event after them, exit 0, 20 lines named."""
+    code, market, _ = _run(["decode", "--venue", "deribit", str(deribit_sample)], capfd)
+    assert code == 0 and market
+    code, out, err = _run(["decode", "--venue", "deribit", str(prefixed_sample)], capfd)
+    assert code == 0
+    assert out == market  # every event of the market, as without the prefix
+    lines = err.splitlines()
+    assert lines[:20] == [
+        f"line {n}: unknown channel 'instrument.state.any.any' (not decoded)" for n in range(1, 21)
+    ]
+    assert lines[20:] == ["... and 230 more line(s) not named"]
+
+
+@pytest.mark.parametrize("venue", ["polymarket", "derive"])
+def test_decode_of_another_venues_data_behind_such_frames_still_stops(
+    venue: str, prefixed_sample: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Going on past frames nobody reads, it asks again after twice as many refused lines: the
+    Deribit market behind them, given as another venue's, still stops and says whose it is."""
+    code, out, err = _run(["decode", "--venue", venue, str(prefixed_sample)], capfd)
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert len(lines) == 22, lines  # 20 named, one count, the verdict
+    assert lines[-1].startswith("stopped after line ")
+    assert lines[-1].endswith("decoded nothing; they look like deribit's data (try --venue deribit)")
+
+
+def test_decode_of_200_lines_that_are_no_frames_stops(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Lines that are no frames, or malformed ones, that no venue reads: it stops after 200."""
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"{not a frame\n" * 150 + b"2026-11-24 noon: not a recording line\n" * 150)
+    code, out, err = _run(["decode", "--venue", "deribit", str(path)], capfd)
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert lines[20:-1] == ["... and 180 more line(s) not named"]
+    assert lines[-1].startswith(
+        "stopped after line 200: the deribit decoder refused every line (200 not decodable) and"
+        " decoded nothing; no other installed venue's decoder reads them either ("
+    )
+    assert lines[-1].endswith("): are they frames?")
 
 
 def test_decode_names_at_most_20_bad_lines_and_counts_the_rest(
