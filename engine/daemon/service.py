@@ -709,6 +709,9 @@ class Daemon:
             # Steps of a reconciliation that raised, and venue states taken over ours (alerts).
             "reconcile_failures": e.reconcile_failures,
             "venue_overrides": e.flow.tracker.stats.venue_overrides,
+            # Positions the venue reports other than ours, alerted and not seen to agree since
+            # (venue, instrument, engine, venue_holds, since_ns): the ledger is not rewritten.
+            "position_mismatches": [e.mismatched[k] for k in sorted(e.mismatched)] or None,
             "journal": None
             if self.journal is None
             else {
