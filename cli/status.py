@@ -292,6 +292,12 @@ def _print_status(s: dict[str, Any], console: Console | None = None) -> None:
             f"[yellow]{_count(s['waiting_fills'])} {waits} for a first index price[/yellow]: in the "
             "positions, not yet in the USD PnL"
         )
+    for m in s.get("position_mismatches") or []:  # alerted by the daemon; the ledger is not rewritten
+        console.print(
+            f"[bold red]position mismatch[/bold red] {escape(m['venue'])} {escape(m['instrument'])}: "
+            f"we hold {_quantity(m['engine'])}, the venue {_quantity(m['venue_holds'])} "
+            f"(since {_at(int(m['since_ns']), now_ns)}; check the account)"
+        )
     journal = s.get("journal")
     if journal:
         console.print(

@@ -153,6 +153,9 @@ class _Position(msgspec.Struct):
 
 class _Positions(msgspec.Struct):
     positions: list[_Position]
+    # Whose positions these are: an answer for another subaccount (or one that does not say)
+    # is no word on ours, and is refused (`venue_positions`).
+    subaccount_id: int | None = None
 
 
 _decode_positions: Any = msgspec.json.Decoder(_Positions, strict=False).decode
@@ -334,9 +337,16 @@ class DeriveExecution(VenueExecution):
         """The subaccount's position in each instrument asked (0 where it holds none)."""
         raw = await self.session.call_retrying("private/get_positions", {"subaccount_id": self.subaccount_id})
         try:
-            items = _decode_positions(raw).positions
+            answer = _decode_positions(raw)
         except _UNREADABLE as exc:
             raise VenueError(f"positions: unreadable answer ({exc})", venue=VENUE, code="malformed") from None
+        if answer.subaccount_id != self.subaccount_id:
+            raise VenueError(
+                f"positions: answer for subaccount {answer.subaccount_id}, not ours ({self.subaccount_id})",
+                venue=VENUE,
+                code="malformed",
+            )
+        items = answer.positions
         held: dict[str, Decimal] = {}
         for p in items:
             if not p.amount.is_finite() or abs(p.amount) >= _MAX_AMOUNT:

@@ -377,16 +377,23 @@ class Daemon:
         return code
 
     def _trading(self) -> bool:
-        """Whether this process has sent an order: then it has a book of its own to look after.
-        What the journal restored from an earlier run (orders, positions) is not: this process
-        never reached the venue with it, the venue holds it as it was, and the next start
-        reconciles it; a process that cannot log in does nothing for it by staying up."""
+        """Whether this process has sent an order: then it has a book of its own to look after."""
         return any(self.engine.flow.orders_sent.values())
+
+    def _resting(self) -> int:
+        """Orders working at the venue as far as we know (the journal restored them, or this
+        process sent them). A refusal at start may be a clock not yet synced (Deribit's 13004,
+        Polymarket's L2 timestamps), not a wrong secret: exiting 78 would leave them unattended
+        for good (systemd does not restart it, `RestartPreventExitStatus=78`), so the daemon
+        retries instead. Positions alone do not hold it: they stay at the venue as they are,
+        with no order to move them, and the next start reconciles them."""
+        return len(self.engine.flow.tracker.open_orders())
 
     def _refusal_is_fatal(self, refused: CredentialsRefused, session: VenueConnection | None = None) -> bool:
         """A venue refused the credentials (engine.venue.session). Fatal only at the daemon's start:
         before it is ready (every venue up, READY=1), before this process sent any order
-        (`_trading`: what the journal restored does not count), and from a session that never
+        (`_trading`), with no order resting at the venue (`_resting`: restored from the journal
+        too; a position restored alone does not count), and from a session that never
         logged in (`session.handshaken`; the daemon is not ready while another venue stays
         down, and a venue that logged in then refused hours later was refused for a key rotated
         or a clock step, not a wrong secret). A wrong secret then ends the daemon in order (the
@@ -396,6 +403,11 @@ class Daemon:
         if self.refused is not None:
             return True  # stopping for one already
         handshaken = session is not None and session.handshaken
+        resting = self._resting()
+        restored = (
+            f"{plural(resting, 'order')} restored from the journal {'rests' if resting == 1 else 'rest'} "
+            "at the venue: retrying, not leaving them"
+        )
         why = (
             "stopping already"
             if self.stopping
@@ -405,6 +417,8 @@ class Daemon:
             if handshaken
             else "this process has sent orders: its book is not left alone"
             if self._trading()
+            else restored
+            if resting
             else None
         )
         if why is not None:
@@ -709,6 +723,9 @@ class Daemon:
             # Steps of a reconciliation that raised, and venue states taken over ours (alerts).
             "reconcile_failures": e.reconcile_failures,
             "venue_overrides": e.flow.tracker.stats.venue_overrides,
+            # Positions the venue reports other than ours, alerted and not seen to agree since
+            # (venue, instrument, engine, venue_holds, since_ns): the ledger is not rewritten.
+            "position_mismatches": [e.mismatched[k] for k in sorted(e.mismatched)] or None,
             "journal": None
             if self.journal is None
             else {

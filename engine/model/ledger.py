@@ -120,7 +120,6 @@ class Position:
     cost basis (module docstring): USD for linear instruments, coins for inverse ones."""
 
     __slots__ = (
-        "adjusted",
         "booked",
         "cost",
         "fees_usd",
@@ -143,7 +142,6 @@ class Position:
         self.funding_usd = ZERO
         self.turnover_usd = ZERO
         self.fills = 0
-        self.adjusted = ZERO  # quantity taken out by the venue's word (`Ledger.adjust`), no PnL booked
         self.waiting: deque[Booking] = deque()
 
     @property
@@ -396,25 +394,6 @@ class Ledger:
             return self._enter(
                 pos, Booking("funding", inst, (None, None, _usable(rate)), amount=amount, currency=currency)
             )
-
-    def adjust(self, inst: Instrument, qty: Decimal) -> bool:
-        """Set the position in `inst` to `qty`, the venue's word at a reconciliation, where no
-        fill explains the difference (so no price either): only toward zero on its side. The part
-        taken out leaves at the average entry, realizing nothing (its PnL is unknown, never
-        guessed), and is counted in `adjusted`. False, changing nothing, for a quantity that
-        would need a cost basis (more than held, or the other side) or while fills of it wait
-        for a USD rate (their quantity is counted, their cost not yet)."""
-        pos = self.positions.get((inst.venue, inst.symbol))
-        old = ZERO if pos is None else pos.qty
-        if qty == old:
-            return True
-        if pos is None or pos.waiting or (qty != 0 and ((qty > 0) != (old > 0) or abs(qty) > abs(old))):
-            return False
-        with localcontext(CONTEXT):
-            pos.cost = ZERO if qty == 0 else pos.cost * qty / old
-            pos.adjusted += old - qty
-        pos.qty = pos.booked = qty
-        return True
 
     def _enter(self, pos: Position, entry: Booking) -> Decimal:
         """Book `entry` now, or queue it behind the position's waiting entries."""

@@ -23,10 +23,7 @@ from ..model.risk import RiskChecker, RiskLimits
 from ..model.settlement import FundingPayment, PositionHistory, check_delivery_price, check_funding
 from ..store.journal import OrderJournal
 
-__all__ = ["ADJUSTED", "OrderFlow"]
-
-# The journal note of a position set to the venue's word (`OrderFlow.adjust_to_venue`).
-ADJUSTED = "position_adjusted"
+__all__ = ["OrderFlow"]
 
 
 def _worthless_ok(inst: Instrument) -> bool:
@@ -106,6 +103,11 @@ class OrderFlow:
         # at the next reconnect's reconciliation.
         self.on_outcome_unknown: Callable[[Order], None] | None = None
         self.unmatched_reports = 0  # venue reports (not fills or states) about orders not ours
+        # Per (venue, instrument), the venue's reports that changed one of our orders in it (a
+        # fill, a reversal, a state; not one heard before, nor a trade's settlement, which moves
+        # no position of ours): a position check that saw this move between its two looks
+        # cannot tell a fill on its way from a difference (engine.runtime.live).
+        self.reports: dict[tuple[str, str], int] = {}
         # Funding payments dealt with (venue, event id): booked, or found not ours, refused or
         # held; none twice in one run even without a journal (which keeps those booked across
         # restarts), and none logged again each time the venue lists it.
@@ -146,13 +148,7 @@ class OrderFlow:
             self.tracker.restore(r)
             live += r.state.is_live
         entries = 0
-        # Positions set to the venue's word at a reconciliation (`adjust_to_venue`), replayed
-        # where they came among the bookings (by time: a fill after one adds to what it left).
-        adjustments = journal.events(kind=ADJUSTED)
-        adjustments.reverse()  # oldest last: popped in order
         for entry in journal.ledger():
-            while adjustments and adjustments[-1]["ts_ns"] <= entry.ts_ns:
-                self._replay_adjustment(adjustments.pop())
             inst = self.registry.get(entry.venue, entry.instrument)
             if inst is None:
                 self.log.error("journal.unknown_instrument", venue=entry.venue, instrument=entry.instrument)
@@ -187,67 +183,11 @@ class OrderFlow:
                 )
                 continue
             entries += 1
-        while adjustments:
-            self._replay_adjustment(adjustments.pop())
         self.journal = self.tracker.archive = journal
         waiting = self.waiting_fills()
         if waiting:  # journaled before any rate was known: booked once the index arrives
             self.log.warning("ledger.fills_waiting_for_rate", waiting=waiting)
         return {"orders": len(restored), "live": live, "ledger": entries}
-
-    def _replay_adjustment(self, note: dict[str, Any]) -> None:
-        """One journaled `position_adjusted` note, applied again at a restart."""
-        inst = self.registry.get(str(note.get("venue")), str(note.get("instrument")))
-        try:
-            qty = Decimal(str(note["after"]))
-        except (KeyError, ArithmeticError, ValueError):
-            inst = None
-        if inst is None or not self.ledger(str(note.get("strategy"))).adjust(inst, qty):
-            self.restore_skipped += 1
-            fields = {k: str(v) for k, v in note.items() if k not in ("kind", "client_order_id")}
-            self.log.critical("journal.entry_not_applied", kind=ADJUSTED, **fields)
-
-    def adjust_to_venue(self, venue: str, symbol: str, held: Decimal, ts_ns: int) -> str:
-        """The venue holds `held` of `symbol` where our strategies together hold something else,
-        and no fill explains it (a reconciliation found it: engine.runtime.live). The venue's
-        word wins where the ledger can take it without a price: every strategy's position goes
-        flat when the venue holds nothing, and a lone holder's position goes to the venue's
-        figure when that is less of the same side; the part taken out realizes nothing (its PnL
-        is unknown) and is journaled as a `position_adjusted` note (so a restart does not
-        restore the old figure). Anything else (the venue holds more, or the other side, or
-        several strategies share the position) would need a price or a split nobody knows: left
-        as it is. Returns what was done, for the alert."""
-        inst = self.registry.get(venue, symbol)
-        holders = {
-            name: ledger.position(venue, symbol)
-            for name, ledger in self.ledgers.items()
-            if ledger.position(venue, symbol) != 0
-        }
-        if inst is None or not holders:
-            return "not adjusted: no position of ours to adjust"
-        if held != 0 and len(holders) > 1:
-            return "not adjusted: several strategies hold it; the venue's figure cannot be split among them"
-        if any(self.ledgers[name].positions[(venue, symbol)].waiting for name in holders):
-            return "not adjusted: fills of it wait for a USD rate"
-        for name, before in holders.items():
-            after = held
-            if not self.ledgers[name].adjust(inst, after):
-                return (
-                    "not adjusted: the venue holds more, or the other side, and no price is known to book "
-                    "the difference at"
-                )
-            self._track(name, inst, ts_ns, before)
-            self._journal(
-                "note",
-                ADJUSTED,
-                None,
-                strategy=name,
-                venue=venue,
-                instrument=symbol,
-                before=str(before),
-                after=str(after),
-            )
-        return "adjusted to the venue's figure; the difference is booked without a price (no PnL)"
 
     def ledger(self, strategy: str) -> Ledger:
         ledger = self.ledgers.get(strategy)
@@ -760,6 +700,10 @@ class OrderFlow:
         else:  # a venue-specific report (e.g. a trade's settlement): to its strategy
             self.on_report(event)
 
+    def _reported(self, event: PrivateEvent) -> None:
+        key = (event.venue, event.instrument)
+        self.reports[key] = self.reports.get(key, 0) + 1
+
     def on_update(
         self, update: OrderUpdate, *, verified: bool = False, asked: int | None = None
     ) -> list[OrderUpdate]:
@@ -768,6 +712,8 @@ class OrderFlow:
         that question (`OrderTracker.apply_update`)."""
         overrides = self.tracker.stats.venue_overrides
         out = self.tracker.apply_update(update, verified=verified, asked=asked)
+        if out:
+            self._reported(update)
         for u in out:
             self._unanswered_places.discard(u.client_order_id or "")  # the venue's word on it
         if out and self.journal is not None:
@@ -786,6 +732,8 @@ class OrderFlow:
         implies and before the order state it causes."""
         lookup_failures = self.tracker.stats.archive_failures
         events = self.tracker.apply_fill(fill)
+        if events:
+            self._reported(fill)
         for e in events:
             if isinstance(e, OrderUpdate):
                 self._unanswered_places.discard(e.client_order_id or "")  # it traded: it was taken
@@ -886,6 +834,8 @@ class OrderFlow:
         deliver the reversal and the order's new state to the strategy. Logged as an error
         either way: a voided trade is something a trader must hear about."""
         events = self.tracker.apply_reversal(reversal)
+        if events:
+            self._reported(reversal)
         fields = {
             "venue": reversal.venue,
             "instrument": reversal.instrument,

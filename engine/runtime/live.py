@@ -41,9 +41,9 @@ from ..model.events import (
     Ticker,
     Trade,
 )
-from ..model.instruments import Instrument, InstrumentRegistry
+from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry
 from ..model.market import MarketState
-from ..model.money import optional
+from ..model.money import decimal_text, optional
 from ..model.orders import ClientOrderIds, Order, OrderRequest
 from ..model.risk import RiskLimits
 from ..model.simvenue import SimulatedVenue
@@ -309,6 +309,9 @@ class LiveEngine:
         # position checks finished (`_check_positions`, whatever they found: a marker of the end).
         self.position_mismatches = 0
         self.position_checks = 0
+        # The differences alerted and not seen resolved since, by (venue, instrument): both
+        # figures and when first alerted (the status file's `position_mismatches`).
+        self.mismatched: dict[tuple[str, str], dict[str, Any]] = {}
         # The whole position check's bound (the venue's answers, the re-check included), and the
         # wait before a difference is asked again: a fill is booked when the venue matches it,
         # but a Polymarket balance moves when the trade is mined (seconds later, §2.2).
@@ -807,77 +810,156 @@ class LiveEngine:
         a venue whose client can say (`VenueExecution.positions`, optional: Deribit's and
         Derive's `private/get_positions`, Polymarket's share balances), after the fills are
         caught up and the orders asked about. A difference no fill explains (a daemon restarted
-        against an account that changed, a fresh simulator) is an alert with both figures,
-        counted (`position_mismatches`), and the venue's word wins where the ledger can take it
-        without a price (`OrderFlow.adjust_to_venue`: toward flat; the difference realizes no
-        PnL, and is journaled); the alert's `action` says what was done.
+        against an account that changed, a fresh simulator) is a critical alert with both
+        figures (`position.mismatch`), counted (`position_mismatches`) and kept for the status
+        file (`mismatched`, until a check finds the two agree). The ledger is not rewritten: it
+        moves only by fills, whose prices it books. A venue's figure has no price, and taking
+        it would be wrong whenever the venue is late rather than right (a Polymarket fill
+        matched and not yet mined, then failed; an expired option closed at delivery before we
+        book the delivery), or the account is shared (a manual hedge, another daemon).
 
-        Only open positions of live instruments are asked: a closed one has nothing to compare,
-        and a resolved market's is settled to 0 in the ledger while the venue keeps its tokens
-        until they are redeemed (losing ones never are). A difference is asked again once after
-        `position_recheck_s` (a fill is booked at the match, a balance moves when the trade is
-        mined) and alerted only if it stays. The whole is bounded by `position_check_s`;
-        `position_checks` counts the checks finished."""
+        So an alert is raised only for a difference that holds still: two looks,
+        `position_recheck_s` apart, read the same (ours, venue's) figures, no report about our
+        orders in the instrument came between them (`OrderFlow.reports`: a fill on its way is
+        not a difference), and none of our orders in it is working. Anything else is looked at
+        again at the next reconciliation (a debug line says why not now). Only open positions
+        of instruments still trading are asked (`_comparable`). The whole is bounded by
+        `position_check_s`; `position_checks` counts the checks finished."""
         try:
             await self._check_positions_within(venue, client)
         finally:
             self.position_checks += 1
 
-    def _open_positions(self, venue: str) -> dict[str, Decimal]:
-        """Every strategy's positions at `venue` together, the open ones of instruments still
-        trading (the registry's current word: a resolved market is no longer active)."""
+    def _comparable(self, venue: str) -> dict[str, Decimal]:
+        """Every strategy's positions at `venue` together, the open ones a venue's figure can be
+        compared with: not a closed one (nothing to compare), not a resolved market's (settled
+        to 0 in the ledger while the venue keeps its tokens until they are redeemed, losing ones
+        never: the registry's `active`), not one past its expiry or awaiting its delivery (the
+        venue closes it at delivery, our settlement round books it later: `_settle_expired`),
+        and not a spot holding (a balance, which no `get_positions` of VENUES.md lists)."""
         ours: dict[str, Decimal] = {}
-        active: dict[str, bool] = {}
+        comparable: dict[str, bool] = {}
+        now = self.clock()
         for ledger in self.flow.ledgers.values():
             for pos in ledger:
                 if pos.instrument.venue == venue:
                     symbol = pos.instrument.symbol
                     ours[symbol] = ours.get(symbol, Decimal(0)) + pos.qty
-                    active[symbol] = (self.registry.get(venue, symbol) or pos.instrument).active
-        return {symbol: qty for symbol, qty in ours.items() if qty != 0 and active[symbol]}
+                    inst = self.registry.get(venue, symbol) or pos.instrument
+                    comparable[symbol] = (
+                        inst.active
+                        and inst.kind is not InstrumentKind.SPOT
+                        and (inst.expiry_ns is None or inst.expiry_ns > now)
+                        and (venue, symbol) not in self.awaiting_delivery
+                    )
+        return {symbol: qty for symbol, qty in ours.items() if qty != 0 and comparable[symbol]}
+
+    def _working_in(self, venue: str, symbol: str) -> bool:
+        """Whether an order of ours in `symbol` is working (or on its way): its fills may come."""
+        return any(
+            o.request.venue == venue and o.request.instrument == symbol
+            for o in self.flow.tracker.open_orders()
+        )
 
     async def _check_positions_within(self, venue: str, client: VenueExecution) -> None:
         source = client.positions
         if source is None:
             return  # the venue does not say what the account holds
+        reports = self.flow.reports
 
-        async def differences(symbols: Sequence[str]) -> dict[str, tuple[Decimal, Decimal]] | None:
-            ours = self._open_positions(venue)
+        async def look(symbols: Sequence[str]) -> dict[str, tuple[Decimal, Decimal]] | None:
+            """(ours, the venue's) for each symbol, ours taken before the question."""
+            ours = self._comparable(venue)
             try:
                 theirs = await source.venue_positions(sorted(symbols))
             except VenueError as exc:
                 self.log.warning("positions.unavailable", venue=venue, error=str(exc))
                 return None
             return {
-                symbol: (ours.get(symbol, Decimal(0)), held)
-                for symbol, held in theirs.items()
-                if held != ours.get(symbol, Decimal(0))
+                symbol: (ours.get(symbol, Decimal(0)), theirs.get(symbol, Decimal(0))) for symbol in symbols
             }
 
         with trio.move_on_after(self.position_check_s) as bounded:
-            wanted = self._open_positions(venue)
+            wanted = self._comparable(venue)
+            for key in [k for k in self.mismatched if k[0] == venue and k[1] not in wanted]:
+                del self.mismatched[key]  # no longer held, or no longer comparable
             if not wanted:
                 return
-            found = await differences(list(wanted))
-            if found and self.position_recheck_s > 0:
-                await trio.sleep(self.position_recheck_s)
-                again = await differences(list(found))
-                found = None if again is None else {s: d for s, d in again.items() if s in found}
-            for symbol, (mine, held) in sorted((found or {}).items()):
-                self.position_mismatches += 1
-                action = self.flow.adjust_to_venue(venue, symbol, held, self.clock())
-                self.log.critical(
-                    "position.mismatch",
-                    venue=venue,
-                    instrument=symbol,
-                    engine=str(mine),
-                    venue_holds=str(held),
-                    action=action,
+            marks = {symbol: reports.get((venue, symbol), 0) for symbol in wanted}
+            first = await look(list(wanted))
+            if first is None:
+                return
+            differ = sorted(symbol for symbol, (mine, held) in first.items() if mine != held)
+            for symbol in first.keys() - set(differ):
+                self.mismatched.pop((venue, symbol), None)
+            if not differ:
+                return
+            # The venue reports none of what we hold (a fresh account or simulator, the wrong
+            # account's keys): said as such.
+            nothing = all(held == 0 for _, held in first.values())
+            await trio.sleep(self.position_recheck_s)
+            second = await look(differ)
+            if second is None:
+                return
+            for symbol in differ:
+                mine, held = second[symbol]
+                why = (
+                    "agree now"
+                    if mine == held
+                    else "the figures moved between the two looks"
+                    if second[symbol] != first[symbol]
+                    else "reports about our orders in it came between the two looks"
+                    if reports.get((venue, symbol), 0) != marks[symbol]
+                    else "an order of ours in it is working"
+                    if self._working_in(venue, symbol)
+                    else None
                 )
+                if why is not None:
+                    if mine == held:
+                        self.mismatched.pop((venue, symbol), None)
+                    self.log.debug(
+                        "position.unsettled",
+                        venue=venue,
+                        instrument=symbol,
+                        engine=decimal_text(mine),
+                        venue_holds=decimal_text(held),
+                        why=why,
+                    )
+                    continue
+                self._position_mismatch(venue, symbol, mine, held, nothing=nothing, held_count=len(first))
         if bounded.cancelled_caught:
             self.log.warning(
                 "positions.unavailable", venue=venue, error=f"no answer within {self.position_check_s} s"
             )
+
+    def _position_mismatch(
+        self, venue: str, symbol: str, mine: Decimal, held: Decimal, *, nothing: bool, held_count: int
+    ) -> None:
+        self.position_mismatches += 1
+        found = self.mismatched.get((venue, symbol))
+        self.mismatched[(venue, symbol)] = {
+            "venue": venue,
+            "instrument": symbol,
+            "engine": decimal_text(mine),
+            "venue_holds": decimal_text(held),
+            "since_ns": self.clock() if found is None else found["since_ns"],
+        }
+        if nothing:
+            held_what = "the instrument" if held_count == 1 else f"the {held_count} instruments"
+            action = (
+                f"alerted: the venue reports holding nothing of what we hold ({held_what}); "
+                "the ledger moves only by fills; check the account"
+            )
+        else:
+            action = "alerted: the ledger moves only by fills; check the account"
+        self.log.critical(
+            "position.mismatch",
+            venue=venue,
+            instrument=symbol,
+            engine=decimal_text(mine),
+            venue_holds=decimal_text(held),
+            action=action,
+        )
 
     async def _foreign_order(self, venue: str, client: Reconciler, update: OrderUpdate) -> None:
         fields = {

@@ -867,13 +867,9 @@ class OrderJournal:
                         event = FillReversal(**trade, reason=reason or "")
                 yield LedgerEntry(kind, strategy, venue, instrument, event, Decimal(price), (rq, rs, rf), ts)
 
-    def events(self, client_order_id: str | None = None, *, kind: str | None = None) -> list[dict[str, Any]]:
-        """The audit trail (of one order, or all; of one `kind`, or every kind), oldest first."""
-        if kind is not None:
-            rows = self._db.execute(
-                "SELECT ts_ns, kind, client_order_id, data FROM events WHERE kind = ? ORDER BY seq", (kind,)
-            )
-        elif client_order_id is None:
+    def events(self, client_order_id: str | None = None) -> list[dict[str, Any]]:
+        """The audit trail (of one order, or all), oldest first."""
+        if client_order_id is None:
             rows = self._db.execute("SELECT ts_ns, kind, client_order_id, data FROM events ORDER BY seq")
         else:
             rows = self._db.execute(

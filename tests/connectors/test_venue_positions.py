@@ -1,7 +1,8 @@
 """What Deribit's and Derive's position answers may say (issue 16: positions reconciled where
 the venue reports them): each instrument asked gets the venue's signed figure or 0, and an answer
 that is no position (a size that is not finite or too large, a sign against its direction) is a
-typed, unreadable answer: the reconciliation logs it and changes nothing."""
+typed, unreadable answer: the reconciliation logs it and changes nothing. So is Derive's answer
+for a subaccount not ours."""
 
 from __future__ import annotations
 
@@ -44,14 +45,27 @@ async def test_a_deribit_answer_that_is_no_position_is_an_unreadable_answer(item
 
 
 async def test_derive_positions_are_the_signed_amounts_of_the_instruments_asked() -> None:
-    body = {"positions": [{"instrument_name": "ETH-PERP", "amount": "-0.25", "average_price": "3000"}]}
+    body = {
+        "subaccount_id": 1,  # ours (tests.support.canned_execution)
+        "positions": [{"instrument_name": "ETH-PERP", "amount": "-0.25", "average_price": "3000"}],
+    }
     held = await _derive(_Session(body)).venue_positions(["ETH-PERP", "BTC-PERP"])
     assert held == {"ETH-PERP": Decimal("-0.25"), "BTC-PERP": Decimal(0)}
 
 
 @pytest.mark.parametrize("amount", ["NaN", "Infinity", "1e80", "lots"])
 async def test_a_derive_answer_that_is_no_amount_is_an_unreadable_answer(amount: str) -> None:
-    body = {"positions": [{"instrument_name": "ETH-PERP", "amount": amount}]}
+    body = {"subaccount_id": 1, "positions": [{"instrument_name": "ETH-PERP", "amount": amount}]}
     with pytest.raises(VenueError, match="positions: unreadable answer") as refused:
         await _derive(_Session(body)).venue_positions(["ETH-PERP"])
+    assert refused.value.code == "malformed"
+
+
+@pytest.mark.parametrize("whose", [{"subaccount_id": 2}, {}, {"subaccount_id": None}])
+async def test_a_derive_answer_for_another_subaccount_is_refused(whose: dict[str, Any]) -> None:
+    """Another subaccount's positions (or an answer that does not say whose) are no word on ours:
+    read as ours, every position we hold would look gone."""
+    body = {"positions": [{"instrument_name": "BTC-PERP", "amount": "3"}], **whose}
+    with pytest.raises(VenueError, match=r"positions: answer for subaccount \w+, not ours \(1\)") as refused:
+        await _derive(_Session(body)).venue_positions(["ETH-PERP", "BTC-PERP"])
     assert refused.value.code == "malformed"

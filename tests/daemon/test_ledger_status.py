@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from rich.console import Console
 
 from tests.support.daemon_inprocess import _daemon
 from tests.support.helpers import OPTION, ticker
@@ -53,6 +54,42 @@ def test_status_counts_the_fills_waiting_for_an_index_price(
         assert once["fees"] == 30.0 and isinstance(once["fees"], float)
         assert once["unrealized_pnl"] == 0.0 and once["realized_pnl"] == 0.0
         assert "wait" not in daemon.status_line()
+    finally:
+        if daemon.journal is not None:
+            daemon.journal.close()
+
+
+def test_status_shows_the_position_mismatches_alerted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A position the venue reports other than ours (engine.runtime.live `_check_positions`):
+    in the status file (`position_mismatches`, until a check finds the two agree) and in
+    `tradingd status`, both figures whole, on 80 columns."""
+    daemon = _daemon(tmp_path)
+    try:
+        since = 1_790_000_000 * 10**9
+        daemon.engine.mismatched[("deribit", "BTC-PERPETUAL")] = {
+            "venue": "deribit",
+            "instrument": "BTC-PERPETUAL",
+            "engine": "12000",
+            "venue_holds": "0",
+            "since_ns": since,
+        }
+        status = orjson.loads(orjson.dumps(daemon.status()))
+        assert status["position_mismatches"] == [
+            {
+                "venue": "deribit",
+                "instrument": "BTC-PERPETUAL",
+                "engine": "12000",
+                "venue_holds": "0",
+                "since_ns": since,
+            }
+        ]
+        _print_status({**status, "running": True, "age_s": 0.5}, Console(width=80))
+        out = " ".join(capsys.readouterr().out.split())
+        assert "position mismatch deribit BTC-PERPETUAL: we hold 12,000, the venue 0" in out
+        daemon.engine.mismatched.clear()
+        assert daemon.status()["position_mismatches"] is None
     finally:
         if daemon.journal is not None:
             daemon.journal.close()

@@ -1,6 +1,6 @@
 """Derive reports the subaccount's positions (`private/get_positions`, VENUES.md §3.6): a
 reconciliation compares them with ours, and a position the venue no longer holds (closed outside
-the daemon) is alerted and set flat, with no PnL booked for it (issue 16)."""
+the daemon) is alerted, critical, with both figures; the ledger moves only by fills (issue 16)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tradingd.simulators.derive.simulator import DEMO_SUBACCOUNT, DEMO_WALLET, D
 PERP = "ETH-PERP"
 
 
-async def test_a_position_the_venue_no_longer_holds_is_alerted_and_set_flat(nursery: trio.Nursery) -> None:
+async def test_a_position_the_venue_no_longer_holds_is_alerted_and_left(nursery: trio.Nursery) -> None:
     simulator = DeriveSimulator(seed=5, step_s=0.05, settle_after_s=0.2)
     binds = await nursery.start(functools.partial(serve, simulator))
     base = binds[0].removeprefix("http://")
@@ -53,5 +53,5 @@ async def test_a_position_the_venue_no_longer_holds_is_alerted_and_set_flat(nurs
     (alert,) = [e for e in logs if e["event"] == "position.mismatch"]
     assert alert["instrument"] == PERP
     assert (Decimal(alert["engine"]), Decimal(alert["venue_holds"])) == (Decimal("0.3"), Decimal(0))
-    assert alert["action"].startswith("adjusted")
-    assert probe.ctx.position("derive", PERP) == 0
+    assert alert["action"].startswith("alerted: the venue reports holding nothing of what we hold")
+    assert probe.ctx.position("derive", PERP) == Decimal("0.3")  # not rewritten

@@ -135,7 +135,8 @@ async def test_a_reconciliation_alerts_a_position_the_venue_does_not_hold(
     """A taker buy of 7: the engine and the venue both hold 7, and a reconnection's
     reconciliation finds nothing to say. Then the venue holds fewer shares than the engine (a
     fee taken in shares, a transfer outside the daemon): the next reconciliation alerts it,
-    critical, with both figures, and the venue's figure becomes the position."""
+    critical, with both figures; the venue's figure is what an exit may sell. The ledger is
+    not rewritten: it moves only by fills (issue 16's decision)."""
     simulator = PolymarketSimulator(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
     engine, probe, token = await _trading(nursery, tmp_path, simulator)
     await _take(probe, token, "buy", 7)
@@ -157,10 +158,8 @@ async def test_a_reconciliation_alerts_a_position_the_venue_does_not_hold(
         "7",
         "6.8935",
     )
-    # The venue's word wins (issue 16): the position is its figure, the 0.1065 shares taken out
-    # at the average entry with no PnL booked for them (no price is known).
-    assert alert["action"].startswith("adjusted to the venue's figure")
-    assert probe.ctx.position(V, token) == Decimal("6.8935")
+    assert alert["action"] == "alerted: the ledger moves only by fills; check the account"
+    assert probe.ctx.position(V, token) == 7  # the ledger moves by fills only (alerted, not rewritten)
 
 
 async def test_a_closed_position_is_not_asked_even_if_the_venue_still_holds_its_tokens(
@@ -229,3 +228,50 @@ async def test_a_venue_slow_to_say_its_balances_does_not_hold_the_reconciliation
     assert trio.current_time() - t0 < 5.0
     assert [e for e in logs if e["event"] == "positions.unavailable"]
     assert engine.position_mismatches == 0
+
+
+async def test_a_fill_not_yet_mined_past_the_recheck_is_alerted_and_kept(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A trade matched and mined later than `position_recheck_s`: the venue's balance stays
+    short of the fill at both looks, so it is alerted, but the ledger keeps the 7 shares the
+    fill booked; once mined, the next reconciliation finds them agree and the alert is cleared
+    (`mismatched`, the status file's `position_mismatches`). Taking the venue's 0 would have
+    lost them for good (issue 16 review)."""
+    simulator = PolymarketSimulator(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
+    engine, probe, token = await _trading(nursery, tmp_path, simulator)
+    await _take(probe, token, "buy", 7)
+    account = simulator.accounts[DEMO_API.key]
+    held = account.positions[token]
+    account.positions[token] = Decimal(0)  # matched, mined later than the recheck
+    with structlog.testing.capture_logs() as logs:
+        await reconnect_and_reconcile(engine, probe, simulator)
+    (alert,) = [e for e in logs if e["event"] == "position.mismatch"]
+    assert (alert["engine"], alert["venue_holds"]) == ("7", "0")
+    assert probe.ctx.position(V, token) == 7
+    assert list(engine.mismatched) == [(V, token)]
+    account.positions[token] = held  # now mined
+    await reconnect_and_reconcile(engine, probe, simulator)
+    assert probe.ctx.position(V, token) == 7
+    assert engine.position_mismatches == 1 and not engine.mismatched
+
+
+async def test_a_trade_that_fails_after_a_mismatch_goes_flat_not_short(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A trade matched that the chain will fail: the venue's balance never moves, so a
+    reconciliation meanwhile sees 7 against 0 (alerted). Then the trade FAILS and its reversal
+    takes the 7 out of the ledger: flat, as the venue is. Had the alert set the ledger to the
+    venue's 0, the reversal would have left it short 7 (issue 16 review)."""
+    simulator = PolymarketSimulator(seed=5, step_s=0.05, mine_s=3.0, confirm_s=0.2)
+    simulator.fail_trades = 1
+    engine, probe, token = await _trading(nursery, tmp_path, simulator)
+    await _take(probe, token, "buy", 7)
+    simulator.accounts[DEMO_API.key].positions[token] = Decimal(0)  # the chain never moves it
+    with structlog.testing.capture_logs() as logs:
+        await reconnect_and_reconcile(engine, probe, simulator)
+        assert probe.ctx.position(V, token) == 7  # alerted or not, not rewritten
+        await until(
+            lambda: any(e["event"] == "order.fill_reversed" for e in logs), what="the trade failed", within=15
+        )
+    assert probe.ctx.position(V, token) == 0
