@@ -235,3 +235,28 @@ def test_pretty_lines_to_stderr_go_above_a_progress_bar(monkeypatch: pytest.Monk
     monkeypatch.setattr(sys, "stderr", proxy)
     structlog.get_logger("t").info("order.fill", fee=Decimal(LONG_FEE))
     assert "order.fill" in proxy.getvalue() and "fee=0.00011399679" in proxy.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("size", "price", "maker_rate"),
+    [
+        (Decimal("0.0002"), Decimal("100000"), None),  # 0.0005 x 0.0002 / 100000 = 1E-12 BTC
+        (Decimal("2.4"), Decimal("1000000"), None),  # 1.2E-9 BTC
+        (Decimal("4.9"), Decimal("100000"), Decimal("-0.0001")),  # a rebate of -4.9E-9 BTC
+    ],
+)
+def test_a_deribit_fee_below_half_a_1e8_is_a_plain_zero(
+    size: Decimal, price: Decimal, maker_rate: Decimal | None
+) -> None:
+    """A fee that rounds away to nothing in 1e-8 is `0`: the rounding made `0E-8` (or `-0E-8`
+    for a rebate), the exponent form the rounding was there to end."""
+    registry = InstrumentRegistry()
+    decoder = PLUGIN.decoder(registry)
+    rec = Path(__file__).resolve().parent.parent / "fixtures" / "deribit" / "http_get_instruments.json"
+    decoder.decode(rec.read_bytes(), 0)
+    perp = registry.get("deribit", "BTC-PERPETUAL")
+    assert perp is not None and perp.inverse
+    fees = DeribitFees(future_maker=maker_rate)
+    liquidity = Liquidity.TAKER if maker_rate is None else Liquidity.MAKER
+    fee, _ = fees.fee(perp, price, size, liquidity, None)
+    assert fee == 0 and str(fee) == "0"
