@@ -71,7 +71,6 @@ def test_json_lines_write_decimals_in_plain_exact_digits() -> None:
         big=Decimal("1.2E+3"),
         exact=Decimal(LONG_FEE),
         nested={"fees": [Decimal("0E-8")]},
-        as_text=str(Decimal("0E+1")),  # a strategy's `str(fee)`: the same value, plainly
         trade_id="5E+3",  # an id is text, whatever it looks like
     )
     [line] = stream.buffer.getvalue().splitlines()
@@ -79,7 +78,25 @@ def test_json_lines_write_decimals_in_plain_exact_digits() -> None:
     entry = json.loads(line)
     assert entry["fee"] == "0" and entry["tiny"] == "0.000000168" and entry["big"] == "1200"
     assert entry["exact"] == LONG_FEE and entry["nested"] == {"fees": ["0"]}
-    assert entry["as_text"] == "0" and entry["trade_id"] == "5E+3"
+    assert entry["trade_id"] == "5E+3"
+
+
+def test_json_lines_write_text_as_it_was_logged() -> None:
+    """Only a Decimal becomes plain digits: a string that looks like a number is written as it
+    was logged. A foreign order's label "1E+10" was written "10000000000", and a grep for the
+    label found nothing; so was any text field (`note`, a nested one) that parsed as a number."""
+    stream = _Stream()
+    configure_logging("info", "json", stream)
+    structlog.get_logger("t").warning(
+        "order.foreign_open",
+        label="1E+10",
+        note="2.5E-7",
+        venue_data={"text": "0E+1"},
+        size=Decimal("2E+1"),
+    )
+    entry = json_lines(stream)[0]
+    assert entry["label"] == "1E+10" and entry["note"] == "2.5E-7"
+    assert entry["venue_data"] == {"text": "0E+1"} and entry["size"] == "20"
 
 
 def test_pretty_rounds_for_people_while_the_json_file_keeps_the_exact_value(tmp_path: Path) -> None:
@@ -260,3 +277,53 @@ def test_a_deribit_fee_below_half_a_1e8_is_a_plain_zero(
     liquidity = Liquidity.TAKER if maker_rate is None else Liquidity.MAKER
     fee, _ = fees.fee(perp, price, size, liquidity, None)
     assert fee == 0 and str(fee) == "0"
+
+
+def test_pretty_rounds_prices_named_like_bid_and_never_an_ids_text() -> None:
+    """Any key ending in `id` was taken for an id: `bid`, `mid`, `best_bid` (prices) were never
+    rounded. Ids are matched by name and suffix: `order_id`, `orderId`, `label`, `token`..."""
+    stream = _Stream()
+    configure_logging("info", "pretty", stream)
+    structlog.get_logger("t").info(
+        "quote",
+        bid=LONG_FEE,
+        mid=Decimal(LONG_FEE),
+        best_bid=LONG_FEE,
+        order_id=LONG_FEE,
+        orderId=LONG_FEE,
+        label=LONG_FEE,
+        token=LONG_FEE,
+        tx_hash=LONG_FEE,
+    )
+    pretty = stream.getvalue()
+    for key in ("bid", "mid", "best_bid"):
+        assert f" {key}=0.00011399679 " in pretty or pretty.rstrip().endswith(f" {key}=0.00011399679")
+    for key in ("order_id", "orderId", "label", "token", "tx_hash"):
+        assert f" {key}={LONG_FEE}" in pretty
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (Decimal("1E+40"), "1" + "0" * 40),  # 40 zeros: still written out
+        (Decimal("1E-41"), "0." + "0" * 40 + "1"),
+        (Decimal("1E+41"), "1E+41"),  # beyond: its exponent form, exact and short
+        (Decimal("1E-42"), "1E-42"),
+        (Decimal("1E+100000000"), "1E+100000000"),  # a hostile venue's number: 100 MB written out
+        (Decimal("-4.2E-100000000"), "-4.2E-100000000"),
+    ],
+)
+def test_decimal_text_writes_at_most_40_zeros(value: Decimal, text: str) -> None:
+    assert decimal_text(value) == text and Decimal(text) == value
+
+
+def test_an_absurd_number_keeps_a_log_line_short(tmp_path: Path) -> None:
+    """`1E+100000000` from a venue made a 100 MB JSON line (and the same again in the pretty
+    console): now its exponent form, in both."""
+    stream = _Stream()
+    path = tmp_path / "t.log"
+    configure_logging("info", "pretty", stream, path=path)
+    structlog.get_logger("t").warning("order.foreign_open", size=Decimal("1E+100000000"), price="9E+99999999")
+    assert len(path.read_bytes()) < 300 and json.loads(path.read_bytes())["size"] == "1E+100000000"
+    assert len(stream.getvalue()) < 300 and "size=1E+100000000" in stream.getvalue()
+    assert human_number(Decimal("-1.5E-100000000")) == "-1.5E-100000000"
