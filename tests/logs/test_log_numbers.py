@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import pytest
 import structlog
@@ -23,15 +24,23 @@ from tests.support.backtests import BuyOnce
 from tests.support.log_streams import _Stream
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.connectors.deribit.fees import DeribitFees
-from tradingd.engine import Liquidity
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.engine import Liquidity, OrderState, OrderUpdate, Side
 from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
 from tradingd.engine.logs.setup import configure_logging, human_number
 from tradingd.engine.logs.tail import LogView
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.model.money import decimal_text
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.venue import Reconciler
 from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
 
 LONG_FEE = "0.0001139967899029849519854943056"  # seen in a backtest's order.fill lines
+# Long and unique (a short registered secret would redact other tests' lines); nothing connects.
+_CREDS = {
+    "DERIBIT_CLIENT_ID": "log-numbers-client-7f3a",
+    "DERIBIT_CLIENT_SECRET": "log-numbers-secret-91c2e0",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -327,3 +336,28 @@ def test_an_absurd_number_keeps_a_log_line_short(tmp_path: Path) -> None:
     assert len(path.read_bytes()) < 300 and json.loads(path.read_bytes())["size"] == "1E+100000000"
     assert len(stream.getvalue()) < 300 and "size=1E+100000000" in stream.getvalue()
     assert human_number(Decimal("-1.5E-100000000")) == "-1.5E-100000000"
+
+
+def test_a_foreign_orders_line_keeps_its_label_and_writes_its_numbers_plainly() -> None:
+    """An order we did not send (`order.foreign_open`): its label, someone else's text, was
+    rewritten "1E+10" -> "10000000000" (a grep for it found nothing); its size and price, logged
+    as `str(Decimal)`, are now plain digits by themselves (the writer no longer rewrites text)."""
+    stream = _Stream()
+    configure_logging("info", "json", stream)
+    engine = LiveEngine([], {"deribit": DeribitSettings()}, mode="live", clock=lambda: 10, environ=_CREDS)
+    update = OrderUpdate(
+        venue="deribit",
+        instrument="BTC-PERPETUAL",
+        ts_exchange=None,
+        ts_local=10,
+        order_id="V9",
+        client_order_id="1E+10",
+        status=OrderState.OPEN,
+        side=Side.SELL,
+        price=Decimal("1.5E+4"),
+        size=Decimal("2E+1"),
+        filled_size=Decimal(0),
+    )
+    trio.run(engine._foreign_order, "deribit", cast("Reconciler", None), update)  # "report": no call
+    [entry] = [e for e in json_lines(stream) if e["event"] == "order.foreign_open"]
+    assert entry["label"] == "1E+10" and entry["size"] == "20" and entry["price"] == "15000"
