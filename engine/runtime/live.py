@@ -43,7 +43,7 @@ from ..model.events import (
 )
 from ..model.instruments import Instrument, InstrumentRegistry
 from ..model.market import MarketState
-from ..model.money import optional
+from ..model.money import decimal_text, optional
 from ..model.orders import ClientOrderIds, Order, OrderRequest
 from ..model.risk import RiskLimits
 from ..model.simvenue import SimulatedVenue
@@ -870,8 +870,8 @@ class LiveEngine:
                     "position.mismatch",
                     venue=venue,
                     instrument=symbol,
-                    engine=str(mine),
-                    venue_holds=str(held),
+                    engine=decimal_text(mine),
+                    venue_holds=decimal_text(held),
                     action=action,
                 )
         if bounded.cancelled_caught:
@@ -886,8 +886,8 @@ class LiveEngine:
             "order_id": update.order_id,
             "label": update.client_order_id,
             "side": update.side.value,
-            "size": str(update.size),
-            "price": None if update.price is None else str(update.price),
+            "size": decimal_text(update.size),
+            "price": None if update.price is None else decimal_text(update.price),
             "status": OrderState(update.status).value,
         }
         if self.foreign_orders == "cancel" and update.order_id:
@@ -1275,7 +1275,11 @@ class LiveEngine:
             asked.pop(key, None)
             self.market_state.tickers.pop(key, None)
             self.log.warning(
-                "instrument.settled", venue=name, instrument=inst.symbol, price=str(price), realized=realized
+                "instrument.settled",
+                venue=name,
+                instrument=inst.symbol,
+                price=decimal_text(price),
+                realized=realized,
             )
             await self.market(
                 [
