@@ -157,9 +157,7 @@ class GammaScalp(Strategy):
                 self.hedge_book_broken = False
                 self.ctx.log.info("gamma.hedge_book_whole", hedge=self.p.hedge)
         elif isinstance(event, Fill):
-            self.ctx.log.debug(
-                "fill", instrument=event.instrument, side=event.side.value, size=str(event.size)
-            )
+            self.ctx.log.debug("fill", instrument=event.instrument, side=event.side.value, size=event.size)
 
     async def _on_hedge_ticker(self, t: Ticker) -> None:
         price = t.mark or t.mid
@@ -250,10 +248,10 @@ class GammaScalp(Strategy):
         try:
             await side(self.p.venue, self.p.hedge, size)
         except OrderRejected as exc:
-            self.ctx.log.warning("gamma.hedge_rejected", reason=exc.reason, size=str(size))
+            self.ctx.log.warning("gamma.hedge_rejected", reason=exc.reason, size=size)
         except OrderOutcomeUnknown as exc:
             # Still tracked as working: no second hedge until the venue's report settles it.
-            self.ctx.log.warning("gamma.hedge_outcome_unknown", error=str(exc), size=str(size))
+            self.ctx.log.warning("gamma.hedge_outcome_unknown", error=str(exc), size=size)
 
     async def on_stop(self) -> None:
         if not self.p.close_on_stop or self.option is None:

@@ -234,5 +234,5 @@ class Momentum(Strategy):
         elif side == "sell" and self.ctx.position(self.p.venue, inst.symbol) <= 0:
             self.entry.pop(inst.symbol, None)
         self.ctx.log.info(
-            "momentum.trade", instrument=inst.symbol, side=side, why=why, filled=str(answer.filled_size)
+            "momentum.trade", instrument=inst.symbol, side=side, why=why, filled=answer.filled_size
         )

@@ -32,13 +32,12 @@ _FEE_QUANTUM = Decimal("1e-8")
 
 
 def _as_charged(fee: Decimal) -> Decimal:
-    """`fee` rounded to 1e-8 where it is finer (a fee of 0.0015 keeps its digits); 0 as 0."""
-    if not fee:
-        return Decimal(0)
+    """`fee` rounded to 1e-8 where it is finer (a fee of 0.0015 keeps its digits); 0 as 0,
+    including a fee the rounding made 0 (`quantize` writes 1.2e-9 as `0E-8`, -4.9e-9 as `-0E-8`)."""
     exponent = fee.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -8:
-        return fee.quantize(_FEE_QUANTUM, rounding=ROUND_HALF_EVEN)
-    return fee
+        fee = fee.quantize(_FEE_QUANTUM, rounding=ROUND_HALF_EVEN)
+    return fee if fee else Decimal(0)
 
 
 @attrs.frozen

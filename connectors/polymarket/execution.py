@@ -551,10 +551,10 @@ def alert_unknown_fees(decoder: PolymarketDecoder, log: structlog.typing.Filteri
             trade_id=fill.trade_id,
             order_id=fill.order_id,
             side=fill.side.value,
-            price=str(fill.price),
-            size=str(fill.size),
+            price=fill.price,
+            size=fill.size,
             liquidity=fill.liquidity.value,
-            booked_fee=str(fill.fee),
+            booked_fee=fill.fee,
         )
 
 

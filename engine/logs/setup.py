@@ -5,8 +5,10 @@ was bound (`venue`, `strategy`, `instrument`, `client_order_id`...). `ts` is the
 time, except inside `simulated_clock` (a backtest's replay): there it is the simulated (market)
 time, and the line ends with `"clock": "sim"` and the wall time in `wall_ts`; a line without
 `clock` carries the wall time. A Decimal is written as its exact value in plain digits (a
-string: `"0.00000168"`, `"0"`, never `"0E+1"` or `"1.68E-6"`); the pretty renderer rounds
-numbers for people (`console_renderer`). A redaction processor runs
+string: `"0.00000168"`, `"0"`, never `"0E+1"` or `"1.68E-6"`; an absurd `1E+100000000` keeps
+its exponent: `decimal_text`); a string is written as it was logged, even one that looks like a
+number (a label "1E+10"): log a Decimal, not its `str()`. The pretty renderer rounds
+numbers for people (`console_renderer`), never an id's text. A redaction processor runs
 last before rendering: any key that names a secret, any `name=value` pair in text whose name
 names one, and any registered secret value wherever it appears, is replaced by "[redacted]", so
 a credential never reaches a log line (nor a traceback: frame locals are never rendered).
@@ -206,7 +208,6 @@ def redact_secrets(
 # -- numbers in log lines ------------------------------------------------------------------------
 
 
-_DECIMAL_E = re.compile(r"-?\d+(?:\.\d+)?E[+-]\d+")  # a Decimal's str() in exponent form
 _HUMAN_DIGITS = 8  # significant digits a person reads; the integer part is never rounded
 _NUMBER_TEXT = re.compile(r"-?(?:\d+\.\d*|\.\d+|\d+(?:\.\d*)?[eE][+-]?\d+)")
 
@@ -252,10 +253,32 @@ _LIST_SHOWN = 4  # a longer list shows its first items and how many more
 _HIDDEN_PRETTY = frozenset({"wall_ts", "clock"})
 
 
+# Fields whose text is a name for something, never a quantity: an id (`trade_id`, `order_id`,
+# a venue's camelCase `orderId`), an order's label, Polymarket's token ids (long digit strings),
+# a hash, a signature, a nonce. Matched by whole name or `_`-suffix: `bid`, `mid` and
+# `best_bid` are prices, whatever their last letters.
+_ID_NAMES = frozenset(
+    {
+        "id",
+        "ids",
+        "label",
+        "labels",
+        "token",
+        "tokens",
+        "hash",
+        "signature",
+        "nonce",
+        "sequence",
+        "seq",
+        "cursor",
+    }
+)
+_ID_SUFFIXES = (*(f"_{name}" for name in _ID_NAMES), "Id", "Ids", "Hash", "Nonce")
+
+
 def _human_key(key: str) -> bool:
-    """Whether a field's text may be a number to round: never an id (`trade_id`, `order_id`,
-    Polymarket's token ids are long digit strings)."""
-    return not (key == "id" or key.endswith(("_id", "id", "_ids", "ids", "hash", "sequence")))
+    """Whether a field's text may be a number to round for people (never an id's)."""
+    return not (key.lower() in _ID_NAMES or key.endswith(_ID_SUFFIXES))
 
 
 def _humanise(value: Any, key: str) -> Any:
@@ -575,12 +598,10 @@ class _Render:
         self._to_file = to_file
 
     def _json(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> bytes:
+        # Text is written as it was logged: a Decimal becomes plain digits in `_json_default`,
+        # but a string that looks like one (an order's label "1E+10") is someone's name for
+        # something, and a grep for it must find it. Code logs a Decimal, or `decimal_text(d)`.
         ordered = _stable_order(logger, method, redact_secrets(logger, method, event_dict))
-        for key, value in ordered.items():
-            # A Decimal logged as `str(d)` (a strategy's, a connector's) in exponent form
-            # (`0E+1`, `1.68E-7`): the same value in plain digits. Never an id's text.
-            if value.__class__ is str and "E" in value and _DECIMAL_E.fullmatch(value) and _human_key(key):
-                ordered[key] = decimal_text(Decimal(value))
         return _dumps(ordered) + b"\n"
 
     def __call__(

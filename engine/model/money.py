@@ -109,15 +109,28 @@ def opt_from_float(value: float | None, what: str = "market data") -> Decimal | 
     return None if value is None else from_float(value, what)
 
 
+# The most zeros `decimal_text` writes out to spare a reader an exponent. A Decimal's exponent
+# is unbounded (`Decimal("1E+100000000")` parses at once, from a venue's text), and its plain
+# digits would be a 100 MB log line; past 1e40 or below 1e-40 no price, size or fee is real,
+# and the exponent form (exact all the same) says so better than a wall of zeros.
+PLAIN_ZEROS_MAX = 40
+
+
 def decimal_text(value: Decimal) -> str:
     """A Decimal's exact value in plain digits, for text people and programs read (log lines):
     `str()` where that has no exponent (`"0.00150"` keeps its digits), else the same value
     without one. `str()` writes a fee of `0 x size / price` as `0E+1` and 1.68e-7 BTC as
     `1.68E-7`; here they are `"0"` and `"0.000000168"` (and `1.2E+3` is `"1200"`). Exact: the
-    text parses back to an equal Decimal. NaN and infinities as `str()`."""
+    text parses back to an equal Decimal. NaN and infinities as `str()`; so is an absurd value
+    whose plain form needs more than `PLAIN_ZEROS_MAX` (40) zeros (`1E+41`, `1E-42`): the text
+    stays short whatever a venue sent."""
     text = str(value)
     if "E" not in text or not value.is_finite():
         return text
     if not value:
         return "-0" if value.is_signed() else "0"
+    exponent = cast("int", value.as_tuple().exponent)  # finite: an int
+    zeros = exponent if exponent > 0 else -value.adjusted() - 1
+    if zeros > PLAIN_ZEROS_MAX:
+        return text
     return format(value, "f")

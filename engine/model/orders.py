@@ -32,7 +32,7 @@ import structlog
 
 from .errors import IllegalTransition, OrderDenied
 from .events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent, Side
-from .money import optional, to_decimal
+from .money import decimal_text, optional, to_decimal
 
 __all__ = [
     "ArchiveUnavailable",
@@ -759,7 +759,7 @@ class OrderTracker:
             order_id=order.order_id,
             ours=was.value,
             venue_state=target.value,
-            filled=str(order.filled_size),
+            filled=decimal_text(order.filled_size),
             verified=verified,
         )
 
@@ -772,9 +772,9 @@ class OrderTracker:
             strategy=order.strategy,
             client_order_id=order.client_order_id,
             order_id=order.order_id,
-            ours=str(order.filled_size),
-            booked=str(order.fills_size),
-            venue_filled=str(update.filled_size),
+            ours=decimal_text(order.filled_size),
+            booked=decimal_text(order.fills_size),
+            venue_filled=decimal_text(update.filled_size),
             state=order.state.value,
             venue_state=update.status.value,
         )

@@ -17,7 +17,7 @@ from ..model.events import Fill, FillReversal, OrderState, OrderUpdate, PrivateE
 from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry
 from ..model.ledger import CONTEXT, Booking, Ledger, UsdRates
 from ..model.market import MarketState
-from ..model.money import BadNumber, decimal_text
+from ..model.money import BadNumber, decimal_text, to_decimal
 from ..model.orders import Order, OrderRequest, OrderTracker
 from ..model.risk import RiskChecker, RiskLimits
 from ..model.settlement import FundingPayment, PositionHistory, check_delivery_price, check_funding
@@ -285,7 +285,7 @@ class OrderFlow:
             **_whose(request),
             side=request.side.value,
             size=decimal_text(request.size),
-            price=None if request.price is None else str(request.price),
+            price=None if request.price is None else decimal_text(request.price),
             order_type=request.type.value,
             tif=request.time_in_force.value,
         )
@@ -488,7 +488,7 @@ class OrderFlow:
                     strategy=name,
                     venue=venue,
                     instrument=symbol,
-                    price=str(price),
+                    price=decimal_text(to_decimal(price)),  # a float of ours: its shortest repr
                     realized=decimal_text(realized),
                 )
         return out
@@ -559,7 +559,7 @@ class OrderFlow:
             "venue": payment.venue,
             "instrument": payment.instrument,
             "event_id": payment.event_id,
-            "amount": str(payment.amount),
+            "amount": decimal_text(payment.amount),
             "currency": payment.currency,
         }
         try:
@@ -842,8 +842,8 @@ class OrderFlow:
             "order_id": reversal.order_id,
             "trade_id": reversal.trade_id,
             "side": reversal.side.value,
-            "price": str(reversal.price),
-            "size": str(reversal.size),
+            "price": decimal_text(reversal.price),
+            "size": decimal_text(reversal.size),
             "reason": reversal.reason,
         }
         if not events:

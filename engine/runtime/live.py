@@ -968,8 +968,8 @@ class LiveEngine:
             "order_id": update.order_id,
             "label": update.client_order_id,
             "side": update.side.value,
-            "size": str(update.size),
-            "price": None if update.price is None else str(update.price),
+            "size": decimal_text(update.size),
+            "price": None if update.price is None else decimal_text(update.price),
             "status": OrderState(update.status).value,
         }
         if self.foreign_orders == "cancel" and update.order_id:
@@ -1357,7 +1357,11 @@ class LiveEngine:
             asked.pop(key, None)
             self.market_state.tickers.pop(key, None)
             self.log.warning(
-                "instrument.settled", venue=name, instrument=inst.symbol, price=str(price), realized=realized
+                "instrument.settled",
+                venue=name,
+                instrument=inst.symbol,
+                price=decimal_text(price),
+                realized=realized,
             )
             await self.market(
                 [

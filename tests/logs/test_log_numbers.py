@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import pytest
 import structlog
@@ -23,15 +24,23 @@ from tests.support.backtests import BuyOnce
 from tests.support.log_streams import _Stream
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.connectors.deribit.fees import DeribitFees
-from tradingd.engine import Liquidity
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.engine import Liquidity, OrderState, OrderUpdate, Side
 from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
 from tradingd.engine.logs.setup import configure_logging, human_number
 from tradingd.engine.logs.tail import LogView
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.model.money import decimal_text
+from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.venue import Reconciler
 from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
 
 LONG_FEE = "0.0001139967899029849519854943056"  # seen in a backtest's order.fill lines
+# Long and unique (a short registered secret would redact other tests' lines); nothing connects.
+_CREDS = {
+    "DERIBIT_CLIENT_ID": "log-numbers-client-7f3a",
+    "DERIBIT_CLIENT_SECRET": "log-numbers-secret-91c2e0",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +80,6 @@ def test_json_lines_write_decimals_in_plain_exact_digits() -> None:
         big=Decimal("1.2E+3"),
         exact=Decimal(LONG_FEE),
         nested={"fees": [Decimal("0E-8")]},
-        as_text=str(Decimal("0E+1")),  # a strategy's `str(fee)`: the same value, plainly
         trade_id="5E+3",  # an id is text, whatever it looks like
     )
     [line] = stream.buffer.getvalue().splitlines()
@@ -79,7 +87,25 @@ def test_json_lines_write_decimals_in_plain_exact_digits() -> None:
     entry = json.loads(line)
     assert entry["fee"] == "0" and entry["tiny"] == "0.000000168" and entry["big"] == "1200"
     assert entry["exact"] == LONG_FEE and entry["nested"] == {"fees": ["0"]}
-    assert entry["as_text"] == "0" and entry["trade_id"] == "5E+3"
+    assert entry["trade_id"] == "5E+3"
+
+
+def test_json_lines_write_text_as_it_was_logged() -> None:
+    """Only a Decimal becomes plain digits: a string that looks like a number is written as it
+    was logged. A foreign order's label "1E+10" was written "10000000000", and a grep for the
+    label found nothing; so was any text field (`note`, a nested one) that parsed as a number."""
+    stream = _Stream()
+    configure_logging("info", "json", stream)
+    structlog.get_logger("t").warning(
+        "order.foreign_open",
+        label="1E+10",
+        note="2.5E-7",
+        venue_data={"text": "0E+1"},
+        size=Decimal("2E+1"),
+    )
+    entry = json_lines(stream)[0]
+    assert entry["label"] == "1E+10" and entry["note"] == "2.5E-7"
+    assert entry["venue_data"] == {"text": "0E+1"} and entry["size"] == "20"
 
 
 def test_pretty_rounds_for_people_while_the_json_file_keeps_the_exact_value(tmp_path: Path) -> None:
@@ -235,3 +261,103 @@ def test_pretty_lines_to_stderr_go_above_a_progress_bar(monkeypatch: pytest.Monk
     monkeypatch.setattr(sys, "stderr", proxy)
     structlog.get_logger("t").info("order.fill", fee=Decimal(LONG_FEE))
     assert "order.fill" in proxy.getvalue() and "fee=0.00011399679" in proxy.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("size", "price", "maker_rate"),
+    [
+        (Decimal("0.0002"), Decimal("100000"), None),  # 0.0005 x 0.0002 / 100000 = 1E-12 BTC
+        (Decimal("2.4"), Decimal("1000000"), None),  # 1.2E-9 BTC
+        (Decimal("4.9"), Decimal("100000"), Decimal("-0.0001")),  # a rebate of -4.9E-9 BTC
+    ],
+)
+def test_a_deribit_fee_below_half_a_1e8_is_a_plain_zero(
+    size: Decimal, price: Decimal, maker_rate: Decimal | None
+) -> None:
+    """A fee that rounds away to nothing in 1e-8 is `0`: the rounding made `0E-8` (or `-0E-8`
+    for a rebate), the exponent form the rounding was there to end."""
+    registry = InstrumentRegistry()
+    decoder = PLUGIN.decoder(registry)
+    rec = Path(__file__).resolve().parent.parent / "fixtures" / "deribit" / "http_get_instruments.json"
+    decoder.decode(rec.read_bytes(), 0)
+    perp = registry.get("deribit", "BTC-PERPETUAL")
+    assert perp is not None and perp.inverse
+    fees = DeribitFees(future_maker=maker_rate)
+    liquidity = Liquidity.TAKER if maker_rate is None else Liquidity.MAKER
+    fee, _ = fees.fee(perp, price, size, liquidity, None)
+    assert fee == 0 and str(fee) == "0"
+
+
+def test_pretty_rounds_prices_named_like_bid_and_never_an_ids_text() -> None:
+    """Any key ending in `id` was taken for an id: `bid`, `mid`, `best_bid` (prices) were never
+    rounded. Ids are matched by name and suffix: `order_id`, `orderId`, `label`, `token`..."""
+    stream = _Stream()
+    configure_logging("info", "pretty", stream)
+    structlog.get_logger("t").info(
+        "quote",
+        bid=LONG_FEE,
+        mid=Decimal(LONG_FEE),
+        best_bid=LONG_FEE,
+        order_id=LONG_FEE,
+        orderId=LONG_FEE,
+        label=LONG_FEE,
+        token=LONG_FEE,
+        tx_hash=LONG_FEE,
+    )
+    pretty = stream.getvalue()
+    for key in ("bid", "mid", "best_bid"):
+        assert f" {key}=0.00011399679 " in pretty or pretty.rstrip().endswith(f" {key}=0.00011399679")
+    for key in ("order_id", "orderId", "label", "token", "tx_hash"):
+        assert f" {key}={LONG_FEE}" in pretty
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (Decimal("1E+40"), "1" + "0" * 40),  # 40 zeros: still written out
+        (Decimal("1E-41"), "0." + "0" * 40 + "1"),
+        (Decimal("1E+41"), "1E+41"),  # beyond: its exponent form, exact and short
+        (Decimal("1E-42"), "1E-42"),
+        (Decimal("1E+100000000"), "1E+100000000"),  # a hostile venue's number: 100 MB written out
+        (Decimal("-4.2E-100000000"), "-4.2E-100000000"),
+    ],
+)
+def test_decimal_text_writes_at_most_40_zeros(value: Decimal, text: str) -> None:
+    assert decimal_text(value) == text and Decimal(text) == value
+
+
+def test_an_absurd_number_keeps_a_log_line_short(tmp_path: Path) -> None:
+    """`1E+100000000` from a venue made a 100 MB JSON line (and the same again in the pretty
+    console): now its exponent form, in both."""
+    stream = _Stream()
+    path = tmp_path / "t.log"
+    configure_logging("info", "pretty", stream, path=path)
+    structlog.get_logger("t").warning("order.foreign_open", size=Decimal("1E+100000000"), price="9E+99999999")
+    assert len(path.read_bytes()) < 300 and json.loads(path.read_bytes())["size"] == "1E+100000000"
+    assert len(stream.getvalue()) < 300 and "size=1E+100000000" in stream.getvalue()
+    assert human_number(Decimal("-1.5E-100000000")) == "-1.5E-100000000"
+
+
+def test_a_foreign_orders_line_keeps_its_label_and_writes_its_numbers_plainly() -> None:
+    """An order we did not send (`order.foreign_open`): its label, someone else's text, was
+    rewritten "1E+10" -> "10000000000" (a grep for it found nothing); its size and price, logged
+    as `str(Decimal)`, are now plain digits by themselves (the writer no longer rewrites text)."""
+    stream = _Stream()
+    configure_logging("info", "json", stream)
+    engine = LiveEngine([], {"deribit": DeribitSettings()}, mode="live", clock=lambda: 10, environ=_CREDS)
+    update = OrderUpdate(
+        venue="deribit",
+        instrument="BTC-PERPETUAL",
+        ts_exchange=None,
+        ts_local=10,
+        order_id="V9",
+        client_order_id="1E+10",
+        status=OrderState.OPEN,
+        side=Side.SELL,
+        price=Decimal("1.5E+4"),
+        size=Decimal("2E+1"),
+        filled_size=Decimal(0),
+    )
+    trio.run(engine._foreign_order, "deribit", cast("Reconciler", None), update)  # "report": no call
+    [entry] = [e for e in json_lines(stream) if e["event"] == "order.foreign_open"]
+    assert entry["label"] == "1E+10" and entry["size"] == "20" and entry["price"] == "15000"

@@ -17,7 +17,7 @@ from tests.support.reconciliation import _engine, _fill, _resting, _SlowVenue, _
 from tradingd.engine import FillReversal, OrderState, Side
 
 S = 1_000_000_000
-_CREDS = {"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "secret"}  # never used: nothing connects
+_CREDS = {"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "zq-s55-x"}  # never used: nothing connects
 
 
 async def test_a_status_answer_does_not_undo_a_cancel_reported_while_it_was_asked() -> None:

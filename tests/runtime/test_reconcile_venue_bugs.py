@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the double is checked against the SPI (a structural type: n
     from tradingd.engine.venue.spi import VenueExecution
 
 S = 1_000_000_000
-_CREDS = {"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "secret"}  # never used: nothing connects
+_CREDS = {"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "zq-s54-x"}  # never used: nothing connects
 
 
 class _BuggyVenue:

@@ -90,7 +90,7 @@ async def test_a_failed_strategys_queued_orders_are_not_sent_under_the_cancel_po
         [Probe("s"), Probe("t")],
         {"deribit": DeribitSettings()},
         mode="live",
-        environ={"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "secret"},  # nothing connects
+        environ={"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "zq-s53-x"},  # nothing connects
         on_failure={"s": policy},  # type: ignore[dict-item]
     )
     engine.registry.add(PERP)

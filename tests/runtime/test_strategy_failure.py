@@ -177,7 +177,7 @@ def _engine_with_open_order(cid: str) -> LiveEngine:
         [Probe("s")],
         {"deribit": DeribitSettings()},
         mode="live",
-        environ={"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "secret"},  # nothing connects
+        environ={"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "zq-s52-x"},  # nothing connects
     )
     engine.registry.add(PERP)
     engine.market_state.on_ticker(ticker(PERP.symbol, index=90_000.0, mark=90_010.0))

@@ -16,7 +16,7 @@ from tradingd.engine.model import Order
 from tradingd.engine.runtime.live import LiveEngine
 
 S = 1_000_000_000
-_CREDS = {"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "secret"}  # never used: nothing connects
+_CREDS = {"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "zq-s56-x"}  # never used: nothing connects
 
 
 def _engine() -> LiveEngine:
