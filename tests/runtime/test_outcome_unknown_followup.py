@@ -346,7 +346,12 @@ async def test_on_the_polymarket_simulator_an_order_lost_at_the_gateway_is_settl
     assert settled is OrderState.REJECTED
     assert engine.reconciliations == reconciliations
     assert engine.flow.tracker.open_orders() == [] and not sim.orders
-    heard = [o for o in probe.mine(order.client_order_id) if isinstance(o, OrderUpdate)]
+    # The strategy hears it through its mailbox, a moment after the engine's state changed
+    # (on a loaded machine, after this line): waited for, not read at once.
+    heard = await until(
+        lambda: [o for o in probe.mine(order.client_order_id) if isinstance(o, OrderUpdate)] or None,
+        within=10,
+    )
     assert heard[-1].status is OrderState.REJECTED
 
 
