@@ -240,7 +240,14 @@ def _duration_text(seconds: float | None) -> str:
 
 
 def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.0f}%"
+    """A share for people, to the percent; 0% and 100% only when exact (438 of 440 orders filled
+    is "99.5%", not "100%": a person reads 100% as all)."""
+    if x is None:
+        return "n/a"
+    text = f"{100 * x:.0f}%"
+    if text in ("0%", "100%") and x not in (0, 1):
+        return f"{100 * x:.1f}%" if 0.0005 <= x <= 0.9995 else ("<0.1%" if x < 0.5 else ">99.9%")
+    return text
 
 
 # The summary's rows: one line per statistic, one column per strategy. The labels say what is

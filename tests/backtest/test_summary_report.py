@@ -148,6 +148,28 @@ def test_counts_say_what_they_count(monkeypatch: pytest.MonkeyPatch) -> None:
     assert re.search(r"fills \(each partial counts\) +2,345,678", text)
 
 
+@pytest.mark.parametrize(
+    ("filled", "sent", "shown"),
+    [
+        (438, 440, "99.5%"),
+        (2, 2_000_000, "<0.1%"),
+        (1_999_999, 2_000_000, ">99.9%"),
+        (1, 2, "50%"),
+        (5, 5, "100%"),
+    ],
+)
+def test_a_share_reads_100_or_0_percent_only_when_exact(
+    monkeypatch: pytest.MonkeyPatch, filled: int, sent: int, shown: str
+) -> None:
+    """438 of 440 orders filled printed "100%" (rounded to the percent): a person reads all."""
+    monkeypatch.setenv("COLUMNS", "80")
+    result = _result(["s"])
+    s = attrs.evolve(result.strategies["s"], orders=sent, filled_orders=filled, fill_ratio=filled / sent)
+    out = io.StringIO()
+    print_summary(attrs.evolve(result, strategies={"s": s}), out)
+    assert re.search(rf"orders filled \(any part\) +{filled:,} \({re.escape(shown)}\)", out.getvalue())
+
+
 def test_annualised_ratios_from_under_a_day_are_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two hours of one-minute changes annualised give "-383": n/a for people, with the reason;
     the JSON keeps the value and what it comes from."""
