@@ -36,11 +36,13 @@ def cmd_record(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     daemon = attrs.evolve(cfg.daemon, status_file=str(out / "status.json"))
     paper = attrs.evolve(loaded, config=attrs.evolve(cfg, mode="paper", daemon=daemon))
+    # Likewise its log file: `[logging] file` is the daemon's (the tour's configs have one); the
+    # recorder's paper orders would mix with the live ones there. It goes beside the recording.
     configure_logging(
         args.log_level or cfg.logging.level,
         args.log_format or cfg.logging.format,
         sys.stderr,
-        path=loaded.log_file,
+        path=None if loaded.log_file is None else out / "record.log",
     )
     route_uncaught_exceptions()
     recorder = SessionRecorder(

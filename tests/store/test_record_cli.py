@@ -88,8 +88,12 @@ async def test_record_for_a_duration_then_decode_and_replay(nursery: trio.Nurser
     address = await serve_sim(nursery)
     config = tmp_path / "record.toml"
     # A live config: `record` runs it in paper mode, so no credentials are needed or used.
+    # Its `[logging] file` is the daemon's log (the tour's configs have one): the recorder's
+    # paper orders go to the recording's own record.log, never into the daemon's.
     config.write_text(
-        f'mode = "live"\n[daemon]\nstate_dir = "state"\n{venue_table(address)}{STRATEGY}', encoding="utf-8"
+        f'mode = "live"\n[logging]\nfile = "daemon.log"\n[daemon]\nstate_dir = "state"\n'
+        f"{venue_table(address)}{STRATEGY}",
+        encoding="utf-8",
     )
     out = tmp_path / "rec"
     with trio.fail_after(40):
@@ -119,6 +123,9 @@ async def test_record_for_a_duration_then_decode_and_replay(nursery: trio.Nurser
     # Its status file is the recording's, never that of a daemon running on the same config.
     assert orjson.loads((out / "status.json").read_bytes())["mode"] == "paper"
     assert not (tmp_path / "state" / "status.json").exists()
+    assert not (tmp_path / "daemon.log").exists()
+    recorded = [orjson.loads(line) for line in (out / "record.log").read_bytes().splitlines()]
+    assert any(e.get("event") == "daemon.ready" for e in recorded)
 
     files = sorted(out.glob("deribit-*.rec.zst"))
     decoded = await trio.run_process(
