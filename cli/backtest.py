@@ -52,7 +52,9 @@ def _ensure_data(loaded: LoadedConfig, err: Callable[[str], None], show_progress
         why = unwritable(path)
         if why is not None:
             raise DataError(f"{why} (the sample of {loaded.path})")
-        err(f"{loaded.data_file_missing(i)}: generating it (first run only; deterministic, offline)...")
+        # Where it goes first, short (the first thing a new user reads); then why, on its own line.
+        err(f"generating {path} (first run only; deterministic, offline)...")
+        err(f"  {loaded.data_file_missing(i)}")
         t0 = time.perf_counter()
         try:
             with progress(f"generating {path.name}", enabled=show_progress) as bar:
@@ -188,8 +190,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 raise DataError(
                     f"cannot write the report in {report.parent}: {exc.strerror or exc}"
                 ) from None
-        err(
-            f"report written to {report} (and {', '.join(p.name for p in written)})"
-            f" in {time.perf_counter() - t0:.1f} s"
-        )
+        err(f"report written to {report} in {time.perf_counter() - t0:.1f} s")
+        err(f"  and beside it: {', '.join(p.name for p in written)}")
     return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -419,5 +420,11 @@ def print_summary(result: BacktestResult, stream: IO[str]) -> None:
     if result.warnings:  # what did nothing (kernel `_warnings`), after the numbers it explains
         console.print()
         console.print(f"[bold yellow]warnings ({len(result.warnings)}):[/]")
+        # A hanging indent: a wrapped warning (a long path) goes on under its text, not under
+        # the bullet, and a word too long for the line breaks there rather than off the edge.
+        width = max(20, console.width - 4)
         for line in result.warnings:
-            console.print(f"  - {line}", markup=False)
+            wrapped = textwrap.wrap(line, width, break_long_words=True, break_on_hyphens=False) or [""]
+            console.print(
+                "\n".join(["  - " + wrapped[0], *("    " + rest for rest in wrapped[1:])]), markup=False
+            )

@@ -124,9 +124,9 @@ def test_backtest_first_run_sample_shows_a_bar(tmp_path: Path) -> None:
     )
     code, out, term = _on_a_terminal(["backtest", "--config", str(cfg)], tmp_path)
     assert code == 0, term
-    assert "generating it (first run only" in term and "generating first.rec.zst" in term
+    assert "(first run only; deterministic, offline)" in term and "generating first.rec.zst" in term
     assert "gamma_btc" in out  # the summary, on stdout as ever
     data.unlink()
     code, _, term = _on_a_terminal(["backtest", "--config", str(cfg), "--no-progress"], tmp_path)
-    assert code == 0 and "generating it (first run only" in term
+    assert code == 0 and "(first run only; deterministic, offline)" in term
     assert "generating first.rec.zst" not in term

@@ -148,9 +148,10 @@ def test_the_sample_is_generated_saying_where_and_why(
     assert main(["backtest", "--config", str(folder / "backtest.toml"), "--no-progress"]) == 0
     err = capsys.readouterr().err
     where = tmp_path / "data" / "deribit-sample.rec.zst"
+    assert f"generating {where} (first run only; deterministic, offline)...\n" in err, err
     assert (
-        f'backtest.data[0].path = "../data/deribit-sample.rec.zst" does not exist at {where} '
-        f"(a relative path is read from the config's folder, {folder}): generating it"
+        f'  backtest.data[0].path = "../data/deribit-sample.rec.zst" does not exist at {where} '
+        f"(a relative path is read from the config's folder, {folder})\n"
     ) in err, err
     assert where.exists()
 
