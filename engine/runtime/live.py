@@ -525,9 +525,10 @@ class LiveEngine:
         async with trio.open_nursery() as nursery:
             for order in orders:
                 nursery.start_soon(cancel, order)
-        self.log.warning(
-            "orders.cancel_all", why=why, strategy=strategy, orders=len(orders), answered=answered
-        )
+        # A warning when there was something to cancel (the kill switch, a failed strategy, a
+        # shutdown with orders open); a clean shutdown with none is no news (info).
+        log = self.log.warning if orders else self.log.info
+        log("orders.cancel_all", why=why, strategy=strategy, orders=len(orders), answered=answered)
         return answered
 
     async def _open_catalogs(self, stack: contextlib.AsyncExitStack) -> None:
