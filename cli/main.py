@@ -312,9 +312,17 @@ def _add_logs(sub: Any) -> None:
 
 
 def _add_status(sub: Any) -> None:
-    s = sub.add_parser("status", help="what the running daemon is doing (venues, strategies, orders)")
+    s = sub.add_parser(
+        "status",
+        help="what the running daemon is doing (venues, strategies, orders)",
+        description="Read the status file the daemon (or `tradingd record`) rewrites every second.",
+        epilog="exit status: 0 while it runs, 3 when it does not (stopped, dead, no status file), "
+        "1 when the status file cannot be read",
+    )
     s.add_argument("--config", help="the daemon's config (to find its status file)")
-    s.add_argument("--status-file", help="the status file itself")
+    s.add_argument(
+        "--status-file", help="the status file itself, or a `tradingd record` --out directory holding it"
+    )
     s.add_argument("--json", action="store_true", help="the raw status as JSON")
     s.set_defaults(handler="status:cmd_status")
 

@@ -25,11 +25,15 @@ Delivery (an expiry): "half the fees of taker orders are charged" (deribit.com/p
 12.5 % of the value of the option"), at today's taker rates: 0.025 % of a future's underlying at
 the delivery price, 0.015 % of an option's underlying (0.00015 coin a contract) capped at 12.5 %
 of the option's delivery value. A perpetual is never delivered.
+
+Charged in whole 1e-8 of the settlement currency, as the venue's fills show: a 20 USD taker
+trade of BTC-PERPETUAL at 8,954 in 2020 (taker 0.075 % then) paid `"fee":0.00000168`
+(20 / 8954 x 0.00075 = 1.675e-6, VENUES.md §1.6's `user.trades` capture).
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Final
 
 import attrs
@@ -39,6 +43,15 @@ from .instruments import Listing
 __all__ = ["FeeSchedule"]
 
 _ZERO: Final = Decimal(0)
+_CHARGED_IN: Final = Decimal("1e-8")
+
+
+def _charged(fee: Decimal) -> Decimal:
+    """A fee as the venue books it: to 1e-8 (half to even), and zero as a plain 0."""
+    places = fee.as_tuple().exponent
+    if isinstance(places, int) and places < -8:  # finer than 1e-8 (0.0015 keeps its digits)
+        fee = fee.quantize(_CHARGED_IN, rounding=ROUND_HALF_EVEN)
+    return fee if fee else _ZERO
 
 
 @attrs.frozen
@@ -65,14 +78,14 @@ class FeeSchedule:
                 base = rate * (index or _ZERO) * amount
             else:
                 base = self.option_per_contract * amount
-            return min(base, cap)
+            return _charged(min(base, cap))
         if maker:
             rate = self.weekly_future_maker if listing.settlement_period == "week" else self.future_maker
         else:
             rate = self.future_taker
         if listing.inverse:
-            return rate * amount / price  # USD amount -> coins at the trade's price
-        return rate * amount * price  # coin amount, paid in the quote currency
+            return _charged(rate * amount / price)  # USD amount -> coins at the trade's price
+        return _charged(rate * amount * price)  # coin amount, paid in the quote currency
 
     def delivery_fee(
         self, listing: Listing, *, delivery_price: Decimal, index: Decimal, amount: Decimal
@@ -83,8 +96,8 @@ class FeeSchedule:
         size = abs(amount)
         if listing.is_option:
             half = self.option_per_contract / 2
-            return min(half * size, self.option_cap * delivery_price * size)
+            return _charged(min(half * size, self.option_cap * delivery_price * size))
         half = self.future_taker / 2
         if listing.inverse:
-            return half * size / index
-        return half * size * index
+            return _charged(half * size / index)
+        return _charged(half * size * index)

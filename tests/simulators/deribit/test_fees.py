@@ -125,3 +125,13 @@ def test_delivery_costs_half_a_taker_fee(
     inst: Listing, delivery_price: Decimal, index: Decimal, amount: Decimal, fee: Decimal
 ) -> None:
     assert FEES.delivery_fee(inst, delivery_price=delivery_price, index=index, amount=amount) == fee
+
+
+def test_fees_are_charged_in_whole_1e8_as_the_venues_fills_show() -> None:
+    """VENUES.md §1.6's `user.trades` capture: 20 USD of BTC-PERPETUAL taken at 8,954 when the
+    taker rate was 0.075 % paid 0.00000168 BTC (1.675e-6 to 1e-8); a maker's zero is a plain 0,
+    not 0E-8 (which reached the connector's log as "0E+1")."""
+    then = FeeSchedule(future_taker=D("0.00075"))
+    assert str(then.fee(PERP, price=D(8954), amount=D(20), maker=False)) == "0.00000168"
+    assert str(FEES.fee(PERP, price=D("91274.5"), amount=D(20), maker=True)) == "0"
+    assert str(FEES.fee(PERP, price=D(100_000), amount=D(50_000), maker=False)) == "0.00025"
