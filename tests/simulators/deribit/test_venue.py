@@ -115,7 +115,7 @@ def test_two_clients_at_one_price_fill_in_time_order_and_show_in_the_public_book
     assert positions == {"alice": Decimal(-30), "bob": Decimal(-10), "carol": Decimal(40)}
     # The makers pay no fee on a perpetual, the taker 0.05% of the coins of each execution.
     assert sim.accounts["alice"].balances["BTC"] == Decimal(10)
-    fees = [Decimal("0.0005") * n / price for n in (30, 10)]
+    fees = [(Decimal("0.0005") * n / price).quantize(Decimal("1e-8")) for n in (30, 10)]  # charged in 1e-8
     assert sim.accounts["carol"].balances["BTC"] == Decimal(10) - fees[0] - fees[1]
     assert [t["fee"] for t in bought["trades"]] == [float(f) for f in fees]
     # Each side was told: the makers' user trades are maker ("M") trades with the taker's ids.
