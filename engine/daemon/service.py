@@ -296,6 +296,7 @@ class Daemon:
                 **engine_options,
             )
             self.engine.strategy_start_wait_s = self.settings.strategy_start_wait_s
+            self.engine.position_check_interval_s = self.settings.position_check_interval_s
             # Refused credentials are decided here, for the whole process (`_refusal_is_fatal`).
             self.refused: CredentialsRefused | None = None  # the refusal the daemon exits 78 for
             self.refusals: dict[str, str] = {}  # venue -> the last refusal retried (status file)

@@ -324,7 +324,7 @@ class LiveEngine:
         # And every `position_check_interval_s` while a venue's orders connection is up, its
         # positions are checked again (an account changed under a daemon that stays connected).
         self.position_retry_s: tuple[float, ...] = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
-        self.position_check_interval_s = 300.0
+        self.position_check_interval_s = 300.0  # `[daemon] position_check_interval_s`
         self._position_retrying: set[str] = set()
         # Per connection that carries our orders ((venue, channel)): the connection number
         # (`connection` in its `subscribed` status) last reconciled, or being reconciled.
