@@ -326,6 +326,7 @@ class LiveEngine:
         self.position_retry_s: tuple[float, ...] = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
         self.position_check_interval_s = 300.0  # `[daemon] position_check_interval_s`
         self._position_retrying: set[str] = set()
+        self._unknown_held: set[tuple[str, str]] = set()  # warned of (`_held_unknown`)
         # Per connection that carries our orders ((venue, channel)): the connection number
         # (`connection` in its `subscribed` status) last reconciled, or being reconciled.
         self._reconciled_connection: dict[tuple[str, str], int] = {}
@@ -837,7 +838,9 @@ class LiveEngine:
         held back is looked at again on a backoff (`position_retry_s`, `_retry_positions`,
         started here with `retry`); the instruments held back are returned (why, and the last figures). Every
         instrument we have a position record of, flat included, is asked (`_comparable`), and
-        every one alerted until the venue agrees. The whole is bounded by `position_check_s`;
+        every one alerted until the venue agrees; a holding at the venue in an instrument we
+        have no record of is warned of once (`_held_unknown`: Deribit's and Derive's answers
+        list the account). The whole is bounded by `position_check_s`;
         `position_checks` counts the checks finished."""
         try:
             held_back = await self._check_positions_within(venue, client)
@@ -931,7 +934,9 @@ class LiveEngine:
         reports = self.flow.reports
         held_back: dict[str, tuple[str, Decimal, Decimal]] = {}
 
-        async def look(symbols: Sequence[str]) -> dict[str, tuple[Decimal, Decimal]] | None:
+        async def look(
+            symbols: Sequence[str], *, others: bool = False
+        ) -> dict[str, tuple[Decimal, Decimal]] | None:
             """(ours, the venue's) for each symbol, ours taken before the question."""
             ours = self._comparable(venue)
             try:
@@ -939,6 +944,8 @@ class LiveEngine:
             except VenueError as exc:
                 self.log.warning("positions.unavailable", venue=venue, error=str(exc))
                 return None
+            if others:
+                self._held_unknown(venue, theirs, symbols)
             return {
                 symbol: (ours.get(symbol, Decimal(0)), theirs.get(symbol, Decimal(0))) for symbol in symbols
             }
@@ -947,10 +954,10 @@ class LiveEngine:
             wanted = self._comparable(venue)
             for key in [k for k in self.mismatched if k[0] == venue and k[1] not in wanted]:
                 del self.mismatched[key]  # no longer comparable (expired, resolved)
-            if not wanted:
-                return held_back
             marks = {symbol: reports.get((venue, symbol), 0) for symbol in wanted}
-            first = await look(list(wanted))
+            # Asked even with nothing to compare: a venue whose answer lists the account says
+            # what it holds that we have no record of (nothing is asked of one that does not).
+            first = await look(list(wanted), others=True)
             if first is None:
                 return held_back
             differ = sorted(symbol for symbol, (mine, held) in first.items() if mine != held)
@@ -996,6 +1003,26 @@ class LiveEngine:
                 "positions.unavailable", venue=venue, error=f"no answer within {self.position_check_s} s"
             )
         return held_back
+
+    def _held_unknown(self, venue: str, theirs: Mapping[str, Decimal], asked: Sequence[str]) -> None:
+        """What the venue says the account holds in instruments we have no position record of
+        (Deribit's and Derive's answers list the account): a warning, once per instrument and
+        run. Not a mismatch: an account may be shared (a manual hedge, another daemon), and
+        none of our strategies trades it; but after a lost journal it is a position nobody
+        watches."""
+        known = {pos.instrument.symbol for ledger in self.flow.ledgers.values() for pos in ledger}
+        known.update(asked)
+        for symbol, held in sorted(theirs.items()):
+            if held == 0 or symbol in known or (venue, symbol) in self._unknown_held:
+                continue
+            self._unknown_held.add((venue, symbol))
+            self.log.warning(
+                "position.unknown_at_venue",
+                venue=venue,
+                instrument=symbol,
+                venue_holds=decimal_text(held),
+                action="not ours by the journal: left as it is; check the account",
+            )
 
     def _position_mismatch(
         self, venue: str, symbol: str, mine: Decimal, held: Decimal, *, nothing: bool, held_count: int

@@ -354,3 +354,30 @@ async def test_figures_that_move_between_the_two_looks_are_not_alerted(nursery: 
     assert engine.position_mismatches == 0
     (quiet,) = [e for e in logs if e["event"] == "position.unsettled"]
     assert quiet["why"] == "the figures moved between the two looks"
+
+
+async def _reconnected_and_checked(simulator: DeribitSimulator, engine: LiveEngine) -> None:
+    checks = engine.position_checks
+    simulator.drop_all()
+    await until(lambda: engine.position_checks > checks, what="a check", within=20)
+
+
+async def test_a_venue_holding_in_an_instrument_we_have_no_record_of_is_warned_of_once(
+    nursery: trio.Nursery,
+) -> None:
+    """The account holds a position in an instrument no ledger has a record of (a lost
+    journal, a manual trade): a warning, once per instrument, not a critical mismatch (an
+    account may be shared); asked even with nothing of ours to compare."""
+    simulator, base = await deribit.serve_sim(nursery)
+    engine = await _started(
+        nursery, base, Probe("p", [Subscription("deribit", PERP)]), position_recheck_s=0.05
+    )
+    (account,) = simulator.accounts.values()
+    account.positions[PERP] = Decimal(30)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(2):
+            await _reconnected_and_checked(simulator, engine)
+    (warned,) = [e for e in logs if e["event"] == "position.unknown_at_venue"]
+    assert (warned["venue"], warned["instrument"], Decimal(warned["venue_holds"])) == ("deribit", PERP, 30)
+    assert warned["log_level"] == "warning"
+    assert engine.position_mismatches == 0 and not engine.mismatched
