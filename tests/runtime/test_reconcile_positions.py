@@ -260,10 +260,9 @@ async def test_a_difference_held_back_at_every_try_is_shown_unconfirmed(nursery:
 
             mover.start_soon(keep_moving)
             simulator.drop_all()
-            shown = await until(
-                lambda: engine.mismatched.get(("deribit", PERP)), what="shown unconfirmed", within=20
-            )
+            await until(lambda: engine.mismatched.get(("deribit", PERP)), what="shown unconfirmed", within=20)
             mover.cancel_scope.cancel()
+    shown = engine.mismatched[("deribit", PERP)]
     assert shown["confirmed"] is False and Decimal(shown["engine"]) == 20
     assert engine.position_mismatches == 0
     (warned,) = [e for e in logs if e["event"] == "position.unconfirmed"]
@@ -378,6 +377,10 @@ async def test_a_venue_holding_in_an_instrument_we_have_no_record_of_is_warned_o
         for _ in range(2):
             await _reconnected_and_checked(simulator, engine)
     (warned,) = [e for e in logs if e["event"] == "position.unknown_at_venue"]
-    assert (warned["venue"], warned["instrument"], Decimal(warned["venue_holds"])) == ("deribit", PERP, 30)
+    assert (warned["venue"], warned["instrument"], Decimal(warned["venue_holds"])) == (
+        "deribit",
+        PERP,
+        Decimal(30),
+    )
     assert warned["log_level"] == "warning"
     assert engine.position_mismatches == 0 and not engine.mismatched
