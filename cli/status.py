@@ -293,8 +293,15 @@ def _print_status(s: dict[str, Any], console: Console | None = None) -> None:
             "positions, not yet in the USD PnL"
         )
     for m in s.get("position_mismatches") or []:  # alerted by the daemon; the ledger is not rewritten
+        # `confirmed: false`: a difference that never held still for two looks (orders of ours
+        # kept moving in it); shown, not alerted. Absent in a status file of an older daemon.
+        title = (
+            "[bold red]position mismatch[/bold red]"
+            if m.get("confirmed", True)
+            else "[yellow]position unconfirmed[/yellow]"
+        )
         console.print(
-            f"[bold red]position mismatch[/bold red] {escape(m['venue'])} {escape(m['instrument'])}: "
+            f"{title} {escape(m['venue'])} {escape(m['instrument'])}: "
             f"we hold {_quantity(m['engine'])}, the venue {_quantity(m['venue_holds'])} "
             f"(since {_at(int(m['since_ns']), now_ns)}; check the account)"
         )

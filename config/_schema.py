@@ -124,6 +124,9 @@ class DaemonConfig:
     # Strategies start once every venue is up, or after this long at most (a venue that is down
     # must not hold the others).
     strategy_start_wait_s: float = attrs.field(default=30.0, validator=_positive)
+    # Positions are checked against the venue at each (re)connection and every this long while
+    # connected (an account changed under a daemon that stays up: a manual trade, another daemon).
+    position_check_interval_s: float = attrs.field(default=300.0, validator=_positive)
 
 
 @attrs.frozen

@@ -210,14 +210,17 @@ class DeribitExecution(VenueExecution):
         return self
 
     async def venue_positions(self, tokens: Sequence[str]) -> dict[str, Decimal]:
-        """The account's position in each instrument asked (0 where it holds none), from one
-        `private/get_positions` for every currency (`any`)."""
+        """The account's position in each instrument asked (0 where it holds none), and in any
+        other it holds (the answer lists the account: the engine warns of one it has no record
+        of), from one `private/get_positions` for every currency (`any`)."""
         raw = await self.session.call_retrying("private/get_positions", {"currency": "any"})
         try:
             held = {p.instrument_name: _held(p) for p in _decode_positions(raw)}
         except _UNREADABLE as exc:
             raise _unreadable("positions", exc) from None
-        return {token: held.get(token, Decimal(0)) for token in tokens}
+        return {token: held.get(token, Decimal(0)) for token in tokens} | {
+            name: size for name, size in held.items() if size != 0
+        }
 
     @property
     def delivery(self) -> DeribitExecution:

@@ -334,7 +334,9 @@ class DeriveExecution(VenueExecution):
         return self
 
     async def venue_positions(self, tokens: Sequence[str]) -> dict[str, Decimal]:
-        """The subaccount's position in each instrument asked (0 where it holds none)."""
+        """The subaccount's position in each instrument asked (0 where it holds none), and in
+        any other it holds (the answer lists the subaccount: the engine warns of one it has no
+        record of)."""
         raw = await self.session.call_retrying("private/get_positions", {"subaccount_id": self.subaccount_id})
         try:
             answer = _decode_positions(raw)
@@ -356,7 +358,9 @@ class DeriveExecution(VenueExecution):
                     code="malformed",
                 )
             held[p.instrument_name] = p.amount
-        return {token: held.get(token, Decimal(0)) for token in tokens}
+        return {token: held.get(token, Decimal(0)) for token in tokens} | {
+            name: amount for name, amount in held.items() if amount != 0
+        }
 
     @property
     def delivery(self) -> DeriveExecution:

@@ -296,6 +296,7 @@ class Daemon:
                 **engine_options,
             )
             self.engine.strategy_start_wait_s = self.settings.strategy_start_wait_s
+            self.engine.position_check_interval_s = self.settings.position_check_interval_s
             # Refused credentials are decided here, for the whole process (`_refusal_is_fatal`).
             self.refused: CredentialsRefused | None = None  # the refusal the daemon exits 78 for
             self.refusals: dict[str, str] = {}  # venue -> the last refusal retried (status file)
@@ -304,6 +305,8 @@ class Daemon:
                     session.refusal_is_fatal = functools.partial(self._refusal_is_fatal, session=session)
             self._nursery: trio.Nursery | None = None
             self.notifier = Notifier(environ)
+            self._extending_start = False  # `_extend_start` is running
+            self.extend_every_s = 10.0
             self.reopen_logs = reopen_logs
             self.started_ns = clock()
             self.stopping = False
@@ -380,20 +383,26 @@ class Daemon:
         """Whether this process has sent an order: then it has a book of its own to look after."""
         return any(self.engine.flow.orders_sent.values())
 
-    def _resting(self) -> int:
-        """Orders working at the venue as far as we know (the journal restored them, or this
-        process sent them). A refusal at start may be a clock not yet synced (Deribit's 13004,
-        Polymarket's L2 timestamps), not a wrong secret: exiting 78 would leave them unattended
-        for good (systemd does not restart it, `RestartPreventExitStatus=78`), so the daemon
-        retries instead. Positions alone do not hold it: they stay at the venue as they are,
-        with no order to move them, and the next start reconciles them."""
-        return len(self.engine.flow.tracker.open_orders())
+    def _resting(self, venue: str | None) -> int:
+        """Orders working at `venue` as far as the journal knows: open, with the venue's order
+        id (the venue took them). A refusal at start may be a clock not yet synced (Deribit's
+        13004, Polymarket's L2 timestamps), not a wrong secret: exiting 78 would leave them
+        unattended for good (systemd does not restart it, `RestartPreventExitStatus=78`), so
+        the daemon retries instead. Not another venue's orders (the refusing venue's retry does
+        nothing for them), nor one restored as sent with no answer (no venue id: the crash came
+        before the venue said it took it). Positions alone do not hold it: they stay at the
+        venue as they are, with no order to move them, and the next start reconciles them."""
+        return sum(
+            1
+            for o in self.engine.flow.tracker.open_orders()
+            if o.request.venue == venue and o.order_id is not None
+        )
 
     def _refusal_is_fatal(self, refused: CredentialsRefused, session: VenueConnection | None = None) -> bool:
         """A venue refused the credentials (engine.venue.session). Fatal only at the daemon's start:
         before it is ready (every venue up, READY=1), before this process sent any order
-        (`_trading`), with no order resting at the venue (`_resting`: restored from the journal
-        too; a position restored alone does not count), and from a session that never
+        (`_trading`), with no order the journal holds as working at the refusing venue
+        (`_resting`; a position restored alone does not count), and from a session that never
         logged in (`session.handshaken`; the daemon is not ready while another venue stays
         down, and a venue that logged in then refused hours later was refused for a key rotated
         or a clock step, not a wrong secret). A wrong secret then ends the daemon in order (the
@@ -403,10 +412,10 @@ class Daemon:
         if self.refused is not None:
             return True  # stopping for one already
         handshaken = session is not None and session.handshaken
-        resting = self._resting()
+        resting = self._resting(refused.venue)
         restored = (
-            f"{plural(resting, 'order')} restored from the journal {'rests' if resting == 1 else 'rest'} "
-            "at the venue: retrying, not leaving them"
+            f"{plural(resting, 'order')} the journal holds as working at {refused.venue}: "
+            "retrying, not leaving them"
         )
         why = (
             "stopping already"
@@ -433,6 +442,9 @@ class Daemon:
                 logged_in_before=handshaken,
             )
             self.notifier.notify(status=f"{refused.venue}: credentials refused, retrying")
+            if not self.engine.ready.is_set() and not self._extending_start and self._nursery is not None:
+                self._extending_start = True
+                self._nursery.start_soon(self._extend_start)
             return False
         self.refused = refused
         self.log.critical(
@@ -467,6 +479,16 @@ class Daemon:
             return
         reopened = self.reopen_logs()
         self.log.info("daemon.sighup", reopened=reopened is not False)
+
+    async def _extend_start(self) -> None:
+        """While a refusal at start is retried (`_refusal_is_fatal`), READY=1 does not come:
+        systemd's start timeout (`TimeoutStartSec`, 90 s by default) would stop the daemon and
+        start it again, a loop rather than the intended backoff. So every `extend_every_s` the
+        timeout is pushed out (EXTEND_TIMEOUT_USEC, sd_notify(3)), until READY=1 or the stop."""
+        while not self.engine.ready.is_set() and not self.stopping:
+            self.notifier.notify(extend_timeout_usec=int(self.extend_every_s * 3 * 1_000_000))
+            with trio.move_on_after(self.extend_every_s):
+                await self.engine.ready.wait()
 
     async def _announce_ready(self) -> None:
         await self.engine.ready.wait()

@@ -37,6 +37,7 @@ class DaemonOptions:
     foreign_orders: Literal["report", "cancel"] = "report"
     watchdog_stale_s: float = 120.0
     strategy_start_wait_s: float = 30.0
+    position_check_interval_s: float = 300.0
 
 
 @attrs.frozen

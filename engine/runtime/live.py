@@ -317,6 +317,16 @@ class LiveEngine:
         # but a Polymarket balance moves when the trade is mined (seconds later, §2.2).
         self.position_check_s = 20.0
         self.position_recheck_s = 5.0
+        # A check held back (the figures moved, or reports about our orders in the instrument
+        # came between the two looks: a strategy quoting from its start) is looked at again
+        # after each of these delays, by one task per venue outside the reconciliation's lock;
+        # once they have run out, the difference is shown unconfirmed (`position.unconfirmed`).
+        # And every `position_check_interval_s` while a venue's orders connection is up, its
+        # positions are checked again (an account changed under a daemon that stays connected).
+        self.position_retry_s: tuple[float, ...] = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
+        self.position_check_interval_s = 300.0  # `[daemon] position_check_interval_s`
+        self._position_retrying: set[str] = set()
+        self._unknown_held: set[tuple[str, str]] = set()  # warned of (`_held_unknown`)
         # Per connection that carries our orders ((venue, channel)): the connection number
         # (`connection` in its `subscribed` status) last reconciled, or being reconciled.
         self._reconciled_connection: dict[tuple[str, str], int] = {}
@@ -440,6 +450,7 @@ class LiveEngine:
                 await nursery.start(self._run_strategies)
                 nursery.start_soon(self._await_ready)
                 nursery.start_soon(self._settlements)
+                nursery.start_soon(self._position_checks)
                 self.started.set()
                 task_status.started()
 
@@ -806,7 +817,9 @@ class LiveEngine:
             self._reconcile_failed(name, "positions")
         return clean
 
-    async def _check_positions(self, venue: str, client: VenueExecution) -> None:
+    async def _check_positions(
+        self, venue: str, client: VenueExecution, *, retry: bool = True
+    ) -> dict[str, tuple[str, Decimal, Decimal]]:
         """The venue's holdings against the engine's positions (every strategy's together), for
         a venue whose client can say (`VenueExecution.positions`, optional: Deribit's and
         Derive's `private/get_positions`, Polymarket's share balances), after the fills are
@@ -820,55 +833,111 @@ class LiveEngine:
         book the delivery), or the account is shared (a manual hedge, another daemon).
 
         So an alert is raised only for a difference that holds still: two looks,
-        `position_recheck_s` apart, read the same (ours, venue's) figures, no report about our
-        orders in the instrument came between them (`OrderFlow.reports`: a fill on its way is
-        not a difference), and none of our orders in it is working. Anything else is looked at
-        again at the next reconciliation (a debug line says why not now). Only open positions
-        of instruments still trading are asked (`_comparable`). The whole is bounded by
-        `position_check_s`; `position_checks` counts the checks finished."""
+        `position_recheck_s` apart, read the same (ours, venue's) figures and no report about
+        our orders in the instrument came between them (`OrderFlow.reports`: a fill on its way
+        is not a difference; a working order that did not fill changes neither). A difference
+        held back is looked at again on a backoff (`position_retry_s`, `_retry_positions`,
+        started here with `retry`); the instruments held back are returned (why, and the last figures). Every
+        instrument we have a position record of, flat included, is asked (`_comparable`), and
+        every one alerted until the venue agrees; a holding at the venue in an instrument we
+        have no record of is warned of once (`_held_unknown`: Deribit's and Derive's answers
+        list the account). The whole is bounded by `position_check_s`;
+        `position_checks` counts the checks finished."""
         try:
-            await self._check_positions_within(venue, client)
+            held_back = await self._check_positions_within(venue, client)
         finally:
             self.position_checks += 1
+        if held_back and retry and venue not in self._position_retrying and self._nursery is not None:
+            self._position_retrying.add(venue)
+            self._nursery.start_soon(self._retry_positions, venue, client)
+        return held_back
+
+    async def _retry_positions(self, venue: str, client: VenueExecution) -> None:
+        """A held-back check looked at again after each of `position_retry_s` (the sleeps
+        outside the reconciliation's lock, each check inside it), until one is not held back.
+        When the tries run out, each difference still held back is shown unconfirmed: a warning
+        (`position.unconfirmed`) and an entry with `confirmed: false` in `mismatched`. One such
+        task per venue at a time (`_position_retrying`); cancelled with the daemon."""
+        try:
+            held_back: dict[str, tuple[str, Decimal, Decimal]] = {}
+            for delay in self.position_retry_s:
+                await trio.sleep(delay)
+                async with self._reconciling.setdefault(venue, trio.Lock()):
+                    try:
+                        held_back = await self._check_positions(venue, client, retry=False)
+                    except Exception:
+                        self._reconcile_failed(venue, "positions")
+                        held_back = {}
+                        continue
+                if not held_back:
+                    return
+            for symbol, (why, mine, held) in held_back.items():
+                self._position_unconfirmed(
+                    venue, symbol, mine, held, why=why, tries=len(self.position_retry_s)
+                )
+        finally:
+            self._position_retrying.discard(venue)
+
+    async def _position_checks(self) -> None:
+        """Every `position_check_interval_s`, the positions of each venue whose orders
+        connection is up and caught up (`_fills_live`) checked again, outside a reconnection:
+        an account changed under a daemon that stays connected is seen."""
+        if self.mode != "live":
+            return
+        while True:
+            await trio.sleep(self.position_check_interval_s)
+            for name in sorted(self._fills_live & set(self.venues)):
+                async with self._reconciling.setdefault(name, trio.Lock()):
+                    try:
+                        await self._check_positions(name, self.venues[name].execution())
+                    except Exception:
+                        self._reconcile_failed(name, "positions")
 
     def _comparable(self, venue: str) -> dict[str, Decimal]:
-        """Every strategy's positions at `venue` together, the open ones a venue's figure can be
-        compared with: not a closed one (nothing to compare), not a resolved market's (settled
-        to 0 in the ledger while the venue keeps its tokens until they are redeemed, losing ones
-        never: the registry's `active`), not one past its expiry or awaiting its delivery (the
-        venue closes it at delivery, our settlement round books it later: `_settle_expired`),
-        and not a spot holding (a balance, which no `get_positions` of VENUES.md lists)."""
+        """Every strategy's positions at `venue` together, those a venue's figure can be
+        compared with: every instrument with a position record, flat ones included (a venue
+        holding what we hold flat is a difference too: a strategy closing what it thinks it
+        holds would open it there), and every one alerted (`mismatched`) until the venue agrees.
+        Not a resolved market's (settled to 0 in the ledger while the venue keeps its tokens
+        until they are redeemed, losing ones never: the registry's `active`), not one past its
+        expiry or awaiting its delivery (the venue closes it at delivery, our settlement round
+        books it later: `_settle_expired`), and not a spot holding (a balance, which no
+        `get_positions` of VENUES.md lists)."""
         ours: dict[str, Decimal] = {}
         comparable: dict[str, bool] = {}
         now = self.clock()
+
+        def count(symbol: str, qty: Decimal, fallback: Instrument | None) -> None:
+            ours[symbol] = ours.get(symbol, Decimal(0)) + qty
+            inst = self.registry.get(venue, symbol) or fallback
+            comparable[symbol] = inst is not None and (
+                inst.active
+                and inst.kind is not InstrumentKind.SPOT
+                and (inst.expiry_ns is None or inst.expiry_ns > now)
+                and (venue, symbol) not in self.awaiting_delivery
+            )
+
         for ledger in self.flow.ledgers.values():
             for pos in ledger:
                 if pos.instrument.venue == venue:
-                    symbol = pos.instrument.symbol
-                    ours[symbol] = ours.get(symbol, Decimal(0)) + pos.qty
-                    inst = self.registry.get(venue, symbol) or pos.instrument
-                    comparable[symbol] = (
-                        inst.active
-                        and inst.kind is not InstrumentKind.SPOT
-                        and (inst.expiry_ns is None or inst.expiry_ns > now)
-                        and (venue, symbol) not in self.awaiting_delivery
-                    )
-        return {symbol: qty for symbol, qty in ours.items() if qty != 0 and comparable[symbol]}
+                    count(pos.instrument.symbol, pos.qty, pos.instrument)
+        for key in self.mismatched:
+            if key[0] == venue and key[1] not in ours:
+                count(key[1], Decimal(0), None)
+        return {symbol: qty for symbol, qty in ours.items() if comparable[symbol]}
 
-    def _working_in(self, venue: str, symbol: str) -> bool:
-        """Whether an order of ours in `symbol` is working (or on its way): its fills may come."""
-        return any(
-            o.request.venue == venue and o.request.instrument == symbol
-            for o in self.flow.tracker.open_orders()
-        )
-
-    async def _check_positions_within(self, venue: str, client: VenueExecution) -> None:
+    async def _check_positions_within(
+        self, venue: str, client: VenueExecution
+    ) -> dict[str, tuple[str, Decimal, Decimal]]:
         source = client.positions
         if source is None:
-            return  # the venue does not say what the account holds
+            return {}  # the venue does not say what the account holds
         reports = self.flow.reports
+        held_back: dict[str, tuple[str, Decimal, Decimal]] = {}
 
-        async def look(symbols: Sequence[str]) -> dict[str, tuple[Decimal, Decimal]] | None:
+        async def look(
+            symbols: Sequence[str], *, others: bool = False
+        ) -> dict[str, tuple[Decimal, Decimal]] | None:
             """(ours, the venue's) for each symbol, ours taken before the question."""
             ours = self._comparable(venue)
             try:
@@ -876,6 +945,8 @@ class LiveEngine:
             except VenueError as exc:
                 self.log.warning("positions.unavailable", venue=venue, error=str(exc))
                 return None
+            if others:
+                self._held_unknown(venue, theirs, symbols)
             return {
                 symbol: (ours.get(symbol, Decimal(0)), theirs.get(symbol, Decimal(0))) for symbol in symbols
             }
@@ -883,25 +954,25 @@ class LiveEngine:
         with trio.move_on_after(self.position_check_s) as bounded:
             wanted = self._comparable(venue)
             for key in [k for k in self.mismatched if k[0] == venue and k[1] not in wanted]:
-                del self.mismatched[key]  # no longer held, or no longer comparable
-            if not wanted:
-                return
+                del self.mismatched[key]  # no longer comparable (expired, resolved)
             marks = {symbol: reports.get((venue, symbol), 0) for symbol in wanted}
-            first = await look(list(wanted))
+            # Asked even with nothing to compare: a venue whose answer lists the account says
+            # what it holds that we have no record of (nothing is asked of one that does not).
+            first = await look(list(wanted), others=True)
             if first is None:
-                return
+                return held_back
             differ = sorted(symbol for symbol, (mine, held) in first.items() if mine != held)
             for symbol in first.keys() - set(differ):
                 self.mismatched.pop((venue, symbol), None)
             if not differ:
-                return
+                return held_back
             # The venue reports none of what we hold (a fresh account or simulator, the wrong
             # account's keys): said as such.
             nothing = all(held == 0 for _, held in first.values())
             await trio.sleep(self.position_recheck_s)
             second = await look(differ)
             if second is None:
-                return
+                return held_back
             for symbol in differ:
                 mine, held = second[symbol]
                 why = (
@@ -911,14 +982,14 @@ class LiveEngine:
                     if second[symbol] != first[symbol]
                     else "reports about our orders in it came between the two looks"
                     if reports.get((venue, symbol), 0) != marks[symbol]
-                    else "an order of ours in it is working"
-                    if self._working_in(venue, symbol)
                     else None
                 )
                 if why is not None:
                     if mine == held:
                         self.mismatched.pop((venue, symbol), None)
-                    self.log.debug(
+                    else:
+                        held_back[symbol] = (why, mine, held)
+                    self.log.info(
                         "position.unsettled",
                         venue=venue,
                         instrument=symbol,
@@ -932,6 +1003,27 @@ class LiveEngine:
             self.log.warning(
                 "positions.unavailable", venue=venue, error=f"no answer within {self.position_check_s} s"
             )
+        return held_back
+
+    def _held_unknown(self, venue: str, theirs: Mapping[str, Decimal], asked: Sequence[str]) -> None:
+        """What the venue says the account holds in instruments we have no position record of
+        (Deribit's and Derive's answers list the account): a warning, once per instrument and
+        run. Not a mismatch: an account may be shared (a manual hedge, another daemon), and
+        none of our strategies trades it; but after a lost journal it is a position nobody
+        watches."""
+        known = {pos.instrument.symbol for ledger in self.flow.ledgers.values() for pos in ledger}
+        known.update(asked)
+        for symbol, held in sorted(theirs.items()):
+            if held == 0 or symbol in known or (venue, symbol) in self._unknown_held:
+                continue
+            self._unknown_held.add((venue, symbol))
+            self.log.warning(
+                "position.unknown_at_venue",
+                venue=venue,
+                instrument=symbol,
+                venue_holds=decimal_text(held),
+                action="not ours by the journal: left as it is; check the account",
+            )
 
     def _position_mismatch(
         self, venue: str, symbol: str, mine: Decimal, held: Decimal, *, nothing: bool, held_count: int
@@ -944,6 +1036,7 @@ class LiveEngine:
             "engine": decimal_text(mine),
             "venue_holds": decimal_text(held),
             "since_ns": self.clock() if found is None else found["since_ns"],
+            "confirmed": True,
         }
         if nothing:
             held_what = "the instrument" if held_count == 1 else f"the {held_count} instruments"
@@ -960,6 +1053,34 @@ class LiveEngine:
             engine=decimal_text(mine),
             venue_holds=decimal_text(held),
             action=action,
+        )
+
+    def _position_unconfirmed(
+        self, venue: str, symbol: str, mine: Decimal, held: Decimal, *, why: str, tries: int
+    ) -> None:
+        """A difference every retry held back (`_retry_positions`): shown, not alerted as a
+        mismatch (it never held still for two looks), until a check finds the two agree or
+        alerts it. An alerted one stays alerted."""
+        found = self.mismatched.get((venue, symbol))
+        if found is not None and found["confirmed"]:
+            return
+        self.mismatched[(venue, symbol)] = {
+            "venue": venue,
+            "instrument": symbol,
+            "engine": decimal_text(mine),
+            "venue_holds": decimal_text(held),
+            "since_ns": self.clock() if found is None else found["since_ns"],
+            "confirmed": False,
+        }
+        self.log.warning(
+            "position.unconfirmed",
+            venue=venue,
+            instrument=symbol,
+            engine=decimal_text(mine),
+            venue_holds=decimal_text(held),
+            why=why,
+            tries=tries,
+            action="shown unconfirmed: the venue's figure never held still for two looks; check the account",
         )
 
     async def _foreign_order(self, venue: str, client: Reconciler, update: OrderUpdate) -> None:

@@ -168,7 +168,9 @@ class PositionSource(Protocol):
     """A venue that says what the account holds (Polymarket's share balances)."""
 
     async def venue_positions(self, tokens: Sequence[str]) -> Mapping[str, Decimal]:
-        """The account's holding of each instrument asked (in the instrument's units)."""
+        """The account's holding of each instrument asked (in the instrument's units); a venue
+        whose answer lists the whole account (Deribit, Derive) adds every other instrument it
+        holds (non-zero), which the engine warns of when it has no record of it."""
         ...
 
 

@@ -2,7 +2,8 @@
 the venue reports them): each instrument asked gets the venue's signed figure or 0, and an answer
 that is no position (a size that is not finite or too large, a sign against its direction) is a
 typed, unreadable answer: the reconciliation logs it and changes nothing. So is Derive's answer
-for a subaccount not ours."""
+for a subaccount not ours. Both answers list the account: any other instrument held is named
+too (the engine warns of one it has no record of)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,21 @@ async def test_a_derive_answer_for_another_subaccount_is_refused(whose: dict[str
     with pytest.raises(VenueError, match=r"positions: answer for subaccount \w+, not ours \(1\)") as refused:
         await _derive(_Session(body)).venue_positions(["ETH-PERP", "BTC-PERP"])
     assert refused.value.code == "malformed"
+
+
+async def test_deribit_and_derive_also_name_what_else_the_account_holds() -> None:
+    answer = [
+        {"instrument_name": PERP, "size": -120.0, "direction": "sell", "kind": "future"},
+        {"instrument_name": "ETH-PERPETUAL", "size": 0.0, "direction": "zero", "kind": "future"},
+    ]
+    held = await _deribit(_Session(answer)).venue_positions([])
+    assert held == {PERP: Decimal(-120)}  # not the closed one
+    body = {
+        "subaccount_id": 1,
+        "positions": [
+            {"instrument_name": "ETH-PERP", "amount": "-0.25"},
+            {"instrument_name": "BTC-PERP", "amount": "0"},
+        ],
+    }
+    held = await _derive(_Session(body)).venue_positions(["SOL-PERP"])
+    assert held == {"SOL-PERP": Decimal(0), "ETH-PERP": Decimal("-0.25")}

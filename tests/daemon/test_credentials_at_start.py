@@ -3,23 +3,31 @@ wrong secret ends `tradingd run` with exit 78 and one line even when the state d
 a position an earlier run left (restored, no order to move it: the venue keeps it as it is);
 but an order resting at the venue keeps the daemon retrying (a refusal at start may be a clock
 not yet synced, and 78 is never restarted by systemd: the order would sit unattended), and the
-retry's log line says why. A credential that is not set at all is a config problem a restart
-does not fix: 78 too, with one line naming the variable, never a value."""
+retry's log line says why, and the daemon pushes systemd's start timeout out while it retries
+(EXTEND_TIMEOUT_USEC: no READY=1 comes, and 90 s later systemd would stop and start it again).
+Only orders the venue took (a venue order id) at the refusing venue hold it. A credential that
+is not set at all is a config problem a restart does not fix: 78 too, with one line naming
+the variable, never a value."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
+from tests.support.daemon_inprocess import _daemon
 from tests.support.daemon_process import ROOT, SECRET, Daemon, serve_sim, until
 from tradingd.cli.exits import EXIT_CREDENTIALS
+from tradingd.engine.model.errors import CredentialsRefused
+from tradingd.engine.model.orders import OrderRequest
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the daemon as on the servers")
 
@@ -65,7 +73,20 @@ async def test_a_refusal_at_start_with_an_order_resting_at_the_venue_retries_and
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     daemon = await _left_behind(nursery, tmp_path, below=0.1)
-    proc = await daemon.start(nursery, env={"DERIBIT_CLIENT_SECRET": WRONG})
+    notes: list[dict[str, str]] = []
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_DGRAM)
+    await sock.bind(str(tmp_path / "notify.sock"))
+
+    async def listen() -> None:
+        with sock:
+            while True:
+                data = await sock.recv(4096)
+                notes.append(dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line))
+
+    nursery.start_soon(listen)
+    proc = await daemon.start(
+        nursery, env={"DERIBIT_CLIENT_SECRET": WRONG, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+    )
 
     def refusals() -> list[dict[str, Any]]:
         return [e for e in daemon.events("daemon.credentials_refused") if e.get("retrying") is not None]
@@ -74,9 +95,15 @@ async def test_a_refusal_at_start_with_an_order_resting_at_the_venue_retries_and
     assert proc.poll() is None  # still running: the order is not left alone
     assert {e["retrying"] for e in refusals()} == {True}
     assert (
-        refusals()[0]["why"]
-        == "1 order restored from the journal rests at the venue: retrying, not leaving them"
+        refusals()[0]["why"] == "1 order the journal holds as working at deribit: retrying, not leaving them"
     )
+    # Not ready, so systemd's start timeout is pushed out (by 30 s, every 10 s) rather than
+    # reached: no stop and start loop while the refusal is retried.
+    (extend,) = await until(
+        lambda: [n for n in notes if "EXTEND_TIMEOUT_USEC" in n][:1], within=10, what="EXTEND_TIMEOUT_USEC"
+    )
+    assert int(extend["EXTEND_TIMEOUT_USEC"]) == 30_000_000
+    assert not [n for n in notes if "READY" in n]
     assert daemon.events("journal.restored")[-1]["live"] == 1
     proc.send_signal(signal.SIGTERM)
     assert await daemon.wait_exit(within=20) == 0
@@ -114,3 +141,31 @@ def test_a_credential_not_set_exits_78_with_one_line_naming_the_variable(tmp_pat
     other = {"DERIBIT_CLIENT_SECRET": SECRET, "DERIBIT_CLIENT_ID": "tradingd-sim"}
     assert all(value not in stderr for name, value in other.items() if name != unset)
     assert "Traceback" not in stderr
+
+
+async def test_only_orders_the_refusing_venue_took_hold_the_retry(tmp_path: Path) -> None:
+    """A refusal at start is retried rather than exited for orders the journal holds as working
+    at the refusing venue, with the venue's order id. One restored as sent with no answer (no
+    venue id) or one at another venue does not hold it: exit 78 (`_refusal_is_fatal`)."""
+    daemon = _daemon(tmp_path)
+    refused = CredentialsRefused("deribit refused the credentials", venue="deribit")
+    try:
+        tracker = daemon.engine.flow.tracker
+        request = functools.partial(
+            OrderRequest, side="buy", size=Decimal(10), price=Decimal(1000), strategy="once"
+        )
+        tracker.add(request("deribit", "BTC-PERPETUAL", client_order_id="once-a-1"), now_ns=1)  # no venue id
+        elsewhere = tracker.add(request("derive", "ETH-PERP", client_order_id="once-a-2"), now_ns=1)
+        elsewhere.order_id = "0xd1"
+        taken = tracker.add(request("deribit", "BTC-PERPETUAL", client_order_id="once-a-3"), now_ns=1)
+        taken.order_id = "USDC-1"
+        async with trio.open_nursery() as nursery:
+            daemon._nursery = nursery
+            assert not daemon._refusal_is_fatal(refused)  # retried: the venue took once-a-3
+            taken.order_id = None  # as if restored sent, with no answer
+            assert daemon._refusal_is_fatal(refused)  # exit 78: nothing the venue took
+            assert daemon.refused is refused
+            nursery.cancel_scope.cancel()  # not the stop itself (tested through the CLI above)
+    finally:
+        if daemon.journal is not None:
+            daemon.journal.close()

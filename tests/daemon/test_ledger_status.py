@@ -90,6 +90,23 @@ def test_status_shows_the_position_mismatches_alerted(
         assert "position mismatch deribit BTC-PERPETUAL: we hold 12,000, the venue 0" in out
         daemon.engine.mismatched.clear()
         assert daemon.status()["position_mismatches"] is None
+        # A difference every retry held back: shown, marked unconfirmed, not as a mismatch.
+        daemon.engine.mismatched[("deribit", "BTC-PERPETUAL")] = {
+            "venue": "deribit",
+            "instrument": "BTC-PERPETUAL",
+            "engine": "12000",
+            "venue_holds": "11990",
+            "since_ns": since,
+            "confirmed": False,
+        }
+        (shown,) = orjson.loads(orjson.dumps(daemon.status()))["position_mismatches"]
+        assert shown["confirmed"] is False
+        _print_status(
+            {**status, "position_mismatches": [shown], "running": True, "age_s": 0.5}, Console(width=80)
+        )
+        out = " ".join(capsys.readouterr().out.split())
+        assert "position unconfirmed deribit BTC-PERPETUAL: we hold 12,000, the venue 11,990" in out
+        assert "position mismatch" not in out
     finally:
         if daemon.journal is not None:
             daemon.journal.close()

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import orjson
 import structlog
@@ -162,13 +163,14 @@ async def test_a_reconciliation_alerts_a_position_the_venue_does_not_hold(
     assert probe.ctx.position(V, token) == 7  # the ledger moves by fills only (alerted, not rewritten)
 
 
-async def test_a_closed_position_is_not_asked_even_if_the_venue_still_holds_its_tokens(
+async def test_a_closed_position_is_compared_until_its_market_is_resolved(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    """A position bought and sold back is 0 in the ledger, as a resolved market's is once
-    settled while the venue keeps its tokens until they are redeemed (losing ones never are):
-    nothing to compare, so its balance is not asked and nothing is alerted, reconnection after
-    reconnection."""
+    """A position bought and sold back is 0 in the ledger: still compared (a venue holding what
+    we hold flat is a difference too), so tokens the venue still holds are alerted. Once its
+    market is resolved (settled to 0 in the ledger while the venue keeps its tokens until they
+    are redeemed, losing ones never), nothing is compared: its balance is not asked and
+    nothing is alerted, reconnection after reconnection."""
     simulator = PolymarketSimulator(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
     engine, probe, token = await _trading(nursery, tmp_path, simulator)
     await _take(probe, token, "buy", 7)
@@ -177,12 +179,18 @@ async def test_a_closed_position_is_not_asked_even_if_the_venue_still_holds_its_
     await _take(probe, token, "sell", held)
     assert probe.ctx.position(V, token) == 0
     simulator.accounts[DEMO_API.key].positions[token] = Decimal(7)  # the venue keeps the tokens
+    with structlog.testing.capture_logs() as logs:
+        await reconnect_and_reconcile(engine, probe, simulator)
+    (alert,) = [e for e in logs if e["event"] == "position.mismatch"]
+    assert (Decimal(alert["engine"]), Decimal(alert["venue_holds"])) == (Decimal(0), Decimal(7))
+    inst = engine.registry.require(V, token)
+    engine.registry.add(attrs.evolve(inst, active=False))  # its market resolved
     asked = simulator.requests_for("GET /balance-allowance")
     with structlog.testing.capture_logs() as logs:
         for _ in range(2):
             await reconnect_and_reconcile(engine, probe, simulator)
     assert simulator.requests_for("GET /balance-allowance") == asked
-    assert engine.position_mismatches == 0
+    assert engine.position_mismatches == 1 and not engine.mismatched
     assert not [e for e in logs if e["event"] == "position.mismatch"]
 
 
