@@ -77,15 +77,27 @@ def _base36(n: int) -> str:
 
 class PaperExecution(ExecutionClient):
     """An `ExecutionClient` that fills against live market data with the backtest's fill model:
-    nothing reaches the venue. `latency_s` delays each request as the network would."""
+    nothing reaches the venue. `latency_s` delays each request as the network would.
+
+    The fill model fills only against an order book: an order on an instrument of which no book
+    has been received (its strategy subscribed to its `ticker` only, say) can never fill. Each
+    such order is counted (`no_book`, per instrument, in the status file) and the first on each
+    instrument logs `paper.no_book` saying what to subscribe, so the silence has a reason."""
 
     def __init__(
-        self, sim: SimulatedVenue, *, clock: Callable[[], int] = time.time_ns, latency_s: float = 0.0
+        self,
+        sim: SimulatedVenue,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        latency_s: float = 0.0,
+        log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self.venue = sim.venue
         self.sim = sim
         self.clock = clock
         self.latency_s = latency_s
+        self.log = log or structlog.get_logger("tradingd")
+        self.no_book: dict[str, int] = {}  # instrument -> orders placed with no book of it known
 
     def prepare(self, order: Order) -> None:
         """No venue id before sending: the simulated venue numbers an order as it takes it."""
@@ -93,7 +105,35 @@ class PaperExecution(ExecutionClient):
 
     async def place(self, order: Order) -> Sequence[PrivateEvent]:
         await trio.sleep(self.latency_s)
-        return self.sim.submit(order, self.clock())
+        events = self.sim.submit(order, self.clock())
+        self._check_book(order)
+        return events
+
+    def _check_book(self, order: Order) -> None:
+        """Count (and the first time per instrument, say) an order that cannot fill: no book of
+        its instrument has been received. An instrument the venue does not know is rejected
+        with its own reason; a book known but mid-resync (invalid) is a moment, not a cause."""
+        req = order.request
+        if (
+            self.sim.books(req.instrument) is not None
+            or self.sim.registry.get(self.venue, req.instrument) is None
+        ):
+            return
+        seen = self.no_book.get(req.instrument, 0)
+        self.no_book[req.instrument] = seen + 1
+        if seen == 0:
+            self.log.warning(
+                "paper.no_book",
+                venue=self.venue,
+                instrument=req.instrument,
+                strategy=req.strategy,
+                client_order_id=req.client_order_id,
+                why=(
+                    f"paper orders fill only against an order book and none of {req.instrument} has"
+                    f" been received: subscribe a strategy to its `book` channel"
+                    f" (its `ticker` alone does not fill); its orders here go unfilled"
+                ),
+            )
 
     async def cancel(self, order: Order) -> Sequence[PrivateEvent]:
         await trio.sleep(self.latency_s)
@@ -290,7 +330,9 @@ class LiveEngine:
                     live.decoder.book,
                     index=self.market_state.index_of(name),
                 )
-                client = self.paper[name] = PaperExecution(sim, clock=clock, latency_s=paper_latency_s)
+                client = self.paper[name] = PaperExecution(
+                    sim, clock=clock, latency_s=paper_latency_s, log=self.log
+                )
             else:
                 client = live.execution()
             self.gateways[name] = ExecutionGateway(client, self.flow, clock=clock, log=self.log)
