@@ -15,6 +15,7 @@ model) fed by the live books and trades.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import time
@@ -30,6 +31,7 @@ from ..model.book import OrderBook
 from ..model.errors import AuthError, ConfigError, CredentialsRefused, OrderRejected, TradingError, VenueError
 from ..model.events import (
     BookUpdate,
+    DataKind,
     Fill,
     FillReversal,
     MarketEvent,
@@ -91,12 +93,14 @@ class PaperExecution(ExecutionClient):
         clock: Callable[[], int] = time.time_ns,
         latency_s: float = 0.0,
         log: structlog.typing.FilteringBoundLogger | None = None,
+        book_subscribed: Callable[[str], bool] = lambda instrument: False,
     ) -> None:
         self.venue = sim.venue
         self.sim = sim
         self.clock = clock
         self.latency_s = latency_s
         self.log = log or structlog.get_logger("tradingd")
+        self.book_subscribed = book_subscribed  # instrument -> is its book channel subscribed?
         self.no_book: dict[str, int] = {}  # instrument -> orders placed with no book of it known
 
     def prepare(self, order: Order) -> None:
@@ -122,6 +126,12 @@ class PaperExecution(ExecutionClient):
         seen = self.no_book.get(req.instrument, 0)
         self.no_book[req.instrument] = seen + 1
         if seen == 0:
+            # An order sent before its book's first snapshot came is told apart from one whose
+            # book nobody asked for: only the latter needs a change of subscriptions.
+            if self.book_subscribed(req.instrument):
+                todo = "its `book` channel is subscribed but no book has arrived yet"
+            else:
+                todo = "subscribe a strategy to its `book` channel (its `ticker` alone does not fill)"
             self.log.warning(
                 "paper.no_book",
                 venue=self.venue,
@@ -130,8 +140,7 @@ class PaperExecution(ExecutionClient):
                 client_order_id=req.client_order_id,
                 why=(
                     f"paper orders fill only against an order book and none of {req.instrument} has"
-                    f" been received: subscribe a strategy to its `book` channel"
-                    f" (its `ticker` alone does not fill); its orders here go unfilled"
+                    f" been received: {todo}; until one is, its orders go unfilled"
                 ),
             )
 
@@ -331,7 +340,11 @@ class LiveEngine:
                     index=self.market_state.index_of(name),
                 )
                 client = self.paper[name] = PaperExecution(
-                    sim, clock=clock, latency_s=paper_latency_s, log=self.log
+                    sim,
+                    clock=clock,
+                    latency_s=paper_latency_s,
+                    log=self.log,
+                    book_subscribed=functools.partial(self._book_subscribed, name),
                 )
             else:
                 client = live.execution()
@@ -418,6 +431,9 @@ class LiveEngine:
         if waiter is not None:  # someone awaits orders' states (`_check_failed_orders`)
             self._private_waiter = None
             waiter.set()
+
+    def _book_subscribed(self, venue: str, instrument: str) -> bool:
+        return (instrument, DataKind.BOOK) in self.router.merged(venue)
 
     async def market(self, events: list[MarketEvent]) -> None:
         """`VenueSink`: market and status events from a session, in arrival order."""

@@ -12,13 +12,17 @@ import pytest
 import structlog
 import trio
 
+from tests.support.helpers import OPTION, registry
 from tests.support.live_support import Probe, until
+from tests.support.simulated_venue import order
 from tradingd.cli.settings import daemon_settings
 from tradingd.config import load_config
+from tradingd.connectors.deribit.fees import DeribitFees
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.engine import OrderState, Subscription, Ticker, TimeInForce
+from tradingd.engine import OrderState, OrderUpdate, Subscription, Ticker, TimeInForce
 from tradingd.engine.daemon.service import Daemon
-from tradingd.engine.runtime.live import LiveEngine
+from tradingd.engine.model import SimulatedVenue
+from tradingd.engine.runtime.live import LiveEngine, PaperExecution
 from tradingd.simulators.deribit.simulator import DeribitSimulator, serve
 
 BOOKED = "BTC-PERPETUAL"  # book and ticker
@@ -99,3 +103,29 @@ def test_the_status_file_counts_paper_orders_with_no_book(tmp_path: Path) -> Non
         "deribit:BTC-11DEC26-90000-C": 235,
         "deribit:BTC-11DEC26-90000-P": 3,
     }
+
+
+@pytest.mark.parametrize(
+    ("subscribed", "says"),
+    [
+        (False, "subscribe a strategy to its `book` channel"),
+        (True, "its `book` channel is subscribed but no book has arrived yet"),
+    ],
+)
+async def test_the_warning_says_whether_the_book_is_missing_or_still_coming(
+    subscribed: bool, says: str
+) -> None:
+    """An order sent before the first snapshot of a subscribed book is told apart from one whose
+    book nobody subscribed: only the latter asks for a change of subscriptions."""
+    sim = SimulatedVenue("deribit", registry(), DeribitFees(), lambda instrument: None)
+    paper = PaperExecution(sim, book_subscribed=lambda instrument: subscribed)
+    with structlog.testing.capture_logs() as logs:
+        events = await paper.place(order(price="0.06", time_in_force="ioc"))
+    assert [e.status for e in events if isinstance(e, OrderUpdate)] == [OrderState.CANCELLED]
+    (warned,) = [e for e in logs if e["event"] == "paper.no_book"]
+    assert says in warned["why"] and warned["instrument"] == OPTION.symbol
+    assert paper.no_book == {OPTION.symbol: 1}
+    # An instrument the venue does not list is rejected for that reason: no book to blame.
+    with structlog.testing.capture_logs() as logs:
+        await paper.place(order("s-bt-2", instrument="BTC-1JAN27-1-C", price="0.06"))
+    assert not [e for e in logs if e["event"] == "paper.no_book"] and paper.no_book == {OPTION.symbol: 1}
