@@ -57,10 +57,17 @@ async def test_a_paper_order_with_no_book_warns_once_per_instrument_and_is_count
     with trio.fail_after(10):
         await engine.ready.wait()
     live = engine.venues["deribit"]
-    await until(lambda: live.decoder.book(BOOKED) is not None and live.decoder.book(BOOKED).valid)
+
+    def book_ready() -> bool:
+        book = live.decoder.book(BOOKED)
+        return book is not None and bool(book.valid)
+
+    def asks_of(name: str) -> list[float]:
+        return [t.ask for t in probe.of(Ticker, name) if t.ask]
+
+    await until(book_ready, what="the booked instrument's book")
     asks = {
-        name: await until(lambda name=name: [t.ask for t in probe.of(Ticker, name) if t.ask])
-        for name in (BOOKED, QUOTED)
+        name: await until(functools.partial(asks_of, name), what=f"{name}'s ask") for name in (BOOKED, QUOTED)
     }
 
     with structlog.testing.capture_logs() as logs:
