@@ -6,16 +6,19 @@ never fills, and that must not be silent. The first such order per instrument lo
 from __future__ import annotations
 
 import functools
+import io
 from pathlib import Path
 
 import pytest
 import structlog
 import trio
+from rich.console import Console
 
 from tests.support.helpers import OPTION, registry
 from tests.support.live_support import Probe, until
 from tests.support.simulated_venue import order
 from tradingd.cli.settings import daemon_settings
+from tradingd.cli.status import _print_status
 from tradingd.config import load_config
 from tradingd.connectors.deribit.fees import DeribitFees
 from tradingd.connectors.deribit.settings import DeribitSettings
@@ -136,3 +139,24 @@ async def test_the_warning_says_whether_the_book_is_missing_or_still_coming(
     with structlog.testing.capture_logs() as logs:
         await paper.place(order("s-bt-2", instrument="BTC-1JAN27-1-C", price="0.06"))
     assert not [e for e in logs if e["event"] == "paper.no_book"] and paper.no_book == {OPTION.symbol: 1}
+
+
+def test_tradingd_status_shows_paper_orders_with_no_book() -> None:
+    status = {
+        "running": True,
+        "age_s": 0.5,
+        "pid": 1,
+        "mode": "paper",
+        "started_ns": 0,
+        "updated_ns": 0,
+        "status": "paper",
+        "venues": {},
+        "strategies": {},
+        "open_orders": [],
+        "paper_no_book": {"deribit:BTC-25DEC26-92000-C": 235},
+    }
+    out = io.StringIO()
+    _print_status(status, Console(file=out, width=80))
+    flat = " ".join(out.getvalue().split())
+    assert "235 paper orders on deribit:BTC-25DEC26-92000-C could not fill" in flat
+    assert "subscribe its `book` channel" in flat
