@@ -12,9 +12,10 @@ from pathlib import Path
 import attrs
 
 from tradingd.config import load_config
-from tradingd.engine.daemon.service import run_daemon
+from tradingd.engine.daemon.service import read_status, run_daemon
 from tradingd.engine.logs.setup import configure_logging, reopen_logs, route_uncaught_exceptions
 from tradingd.engine.model.errors import ConfigError
+from tradingd.engine.model.words import plural
 from tradingd.engine.store.recorder import SessionRecorder
 
 from .exits import UsageError
@@ -61,4 +62,22 @@ def cmd_record(args: argparse.Namespace) -> int:
             f"{v['dropped']:,} dropped -> {recorder.directory}",
             file=sys.stderr,
         )
+    _say_unfilled(out / "status.json")
     return code
+
+
+def _say_unfilled(status_file: Path) -> None:
+    """Paper orders that could not fill for want of a book (the run's status file): the recording
+    holds no book of those instruments either, so a backtest of it cannot fill them. Said at the
+    end, where it is read, as well as in the log when it first happened (`paper.no_book`)."""
+    try:
+        unbooked = read_status(status_file).get("paper_no_book") or {}
+    except (OSError, ValueError):
+        return  # no status file written: nothing ran to say anything of
+    for where, orders in unbooked.items():
+        print(
+            f"{where}: {plural(orders, 'paper order')} could not fill: no order book of it was received,"
+            " so this recording holds none and a backtest of it cannot fill them either"
+            " (subscribe its `book` channel)",
+            file=sys.stderr,
+        )

@@ -292,6 +292,11 @@ def _print_status(s: dict[str, Any], console: Console | None = None) -> None:
             f"[yellow]{_count(s['waiting_fills'])} {waits} for a first index price[/yellow]: in the "
             "positions, not yet in the USD PnL"
         )
+    for where, orders in (s.get("paper_no_book") or {}).items():  # paper orders the fill model cannot fill
+        console.print(
+            f"[yellow]{plural(orders, 'paper order')} on {escape(where)} could not fill[/yellow]: no order "
+            "book of it received (subscribe its `book` channel; a ticker alone does not fill)"
+        )
     for m in s.get("position_mismatches") or []:  # alerted by the daemon; the ledger is not rewritten
         # `confirmed: false`: a difference that never held still for two looks (orders of ours
         # kept moving in it); shown, not alerted. Absent in a status file of an older daemon.

@@ -728,6 +728,12 @@ class Daemon:
             "strategies": strategies,
             "open_orders": orders,
             "unrouted_events": e.router.unrouted,
+            # Paper orders placed on an instrument of which no book has been received (they
+            # cannot fill: the fill model needs a book), per `venue:instrument`.
+            "paper_no_book": {
+                f"{v}:{i}": n for v, paper in e.paper.items() for i, n in sorted(paper.no_book.items())
+            }
+            or None,
             "waiting_fills": e.flow.waiting_fills(),
             "reconciliations": e.reconciliations,
             # Expired instruments still held, their delivery price not yet published by the

@@ -15,6 +15,7 @@ model) fed by the live books and trades.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import time
@@ -30,6 +31,7 @@ from ..model.book import OrderBook
 from ..model.errors import AuthError, ConfigError, CredentialsRefused, OrderRejected, TradingError, VenueError
 from ..model.events import (
     BookUpdate,
+    DataKind,
     Fill,
     FillReversal,
     MarketEvent,
@@ -77,15 +79,29 @@ def _base36(n: int) -> str:
 
 class PaperExecution(ExecutionClient):
     """An `ExecutionClient` that fills against live market data with the backtest's fill model:
-    nothing reaches the venue. `latency_s` delays each request as the network would."""
+    nothing reaches the venue. `latency_s` delays each request as the network would.
+
+    The fill model fills only against an order book: an order on an instrument of which no book
+    has been received (its strategy subscribed to its `ticker` only, say) can never fill. Each
+    such order is counted (`no_book`, per instrument, in the status file) and the first on each
+    instrument logs `paper.no_book` saying what to subscribe, so the silence has a reason."""
 
     def __init__(
-        self, sim: SimulatedVenue, *, clock: Callable[[], int] = time.time_ns, latency_s: float = 0.0
+        self,
+        sim: SimulatedVenue,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        latency_s: float = 0.0,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+        book_subscribed: Callable[[str], bool] = lambda instrument: False,
     ) -> None:
         self.venue = sim.venue
         self.sim = sim
         self.clock = clock
         self.latency_s = latency_s
+        self.log = log or structlog.get_logger("tradingd")
+        self.book_subscribed = book_subscribed  # instrument -> is its book channel subscribed?
+        self.no_book: dict[str, int] = {}  # instrument -> orders placed with no book of it known
 
     def prepare(self, order: Order) -> None:
         """No venue id before sending: the simulated venue numbers an order as it takes it."""
@@ -93,7 +109,40 @@ class PaperExecution(ExecutionClient):
 
     async def place(self, order: Order) -> Sequence[PrivateEvent]:
         await trio.sleep(self.latency_s)
-        return self.sim.submit(order, self.clock())
+        events = self.sim.submit(order, self.clock())
+        self._check_book(order)
+        return events
+
+    def _check_book(self, order: Order) -> None:
+        """Count (and the first time per instrument, say) an order that cannot fill: no book of
+        its instrument has been received. An instrument the venue does not know is rejected
+        with its own reason; a book known but mid-resync (invalid) is a moment, not a cause."""
+        req = order.request
+        if (
+            self.sim.books(req.instrument) is not None
+            or self.sim.registry.get(self.venue, req.instrument) is None
+        ):
+            return
+        seen = self.no_book.get(req.instrument, 0)
+        self.no_book[req.instrument] = seen + 1
+        if seen == 0:
+            # An order sent before its book's first snapshot came is told apart from one whose
+            # book nobody asked for: only the latter needs a change of subscriptions.
+            if self.book_subscribed(req.instrument):
+                todo = "its `book` channel is subscribed but no book has arrived yet"
+            else:
+                todo = "subscribe a strategy to its `book` channel (its `ticker` alone does not fill)"
+            self.log.warning(
+                "paper.no_book",
+                venue=self.venue,
+                instrument=req.instrument,
+                strategy=req.strategy,
+                client_order_id=req.client_order_id,
+                why=(
+                    f"paper orders fill only against an order book and none of {req.instrument} has"
+                    f" been received: {todo}; until one is, its orders go unfilled"
+                ),
+            )
 
     async def cancel(self, order: Order) -> Sequence[PrivateEvent]:
         await trio.sleep(self.latency_s)
@@ -290,7 +339,13 @@ class LiveEngine:
                     live.decoder.book,
                     index=self.market_state.index_of(name),
                 )
-                client = self.paper[name] = PaperExecution(sim, clock=clock, latency_s=paper_latency_s)
+                client = self.paper[name] = PaperExecution(
+                    sim,
+                    clock=clock,
+                    latency_s=paper_latency_s,
+                    log=self.log,
+                    book_subscribed=functools.partial(self._book_subscribed, name),
+                )
             else:
                 client = live.execution()
             self.gateways[name] = ExecutionGateway(client, self.flow, clock=clock, log=self.log)
@@ -386,6 +441,9 @@ class LiveEngine:
         if waiter is not None:  # someone awaits orders' states (`_check_failed_orders`)
             self._private_waiter = None
             waiter.set()
+
+    def _book_subscribed(self, venue: str, instrument: str) -> bool:
+        return (instrument, DataKind.BOOK) in self.router.merged(venue)
 
     async def market(self, events: list[MarketEvent]) -> None:
         """`VenueSink`: market and status events from a session, in arrival order."""
