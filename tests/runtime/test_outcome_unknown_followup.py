@@ -352,7 +352,7 @@ async def test_on_the_polymarket_simulator_an_order_lost_at_the_gateway_is_settl
         lambda: [o for o in probe.mine(order.client_order_id) if isinstance(o, OrderUpdate)] or None,
         within=10,
     )
-    assert heard[-1].status is OrderState.REJECTED
+    assert heard is not None and heard[-1].status is OrderState.REJECTED
 
 
 class _RefusingCancels(_Venue):
