@@ -9,7 +9,9 @@ Greeks when the ticker carries them and Black-Scholes from the mark IV otherwise
 
 With `hedge_book = true` it also follows the hedge's order book, and sends no hedge while that
 book is broken (a `book_gap` status: a lost change, a crossed book) until its next snapshot: a
-market order into a book nobody can see is not sent blind.
+market order into a book nobody can see is not sent blind. With `option_book = true` it follows
+the option's book too: paper mode and a recording fill an order only against a book (a ticker
+alone fills nothing), so the paper config sets both.
 
 The hedge may be inverse or linear. Deribit's BTC-PERPETUAL is inverse, sized in USD: a position
 of A USD has a delta of about A / price BTC, and orders are multiples of its 10 USD contract. A
@@ -68,6 +70,7 @@ class GammaScalpParams:
     min_hedge_interval_s: float = 5.0
     close_on_stop: bool = False
     hedge_book: bool = False  # follow the hedge's book too; no hedge while it is broken
+    option_book: bool = False  # follow the option's book too (paper fills need a book)
 
 
 class GammaScalp(Strategy):
@@ -88,8 +91,11 @@ class GammaScalp(Strategy):
         kinds = {DataKind.TICKER, DataKind.BOOK} if self.p.hedge_book else {DataKind.TICKER}
         subs = [Subscription(self.p.venue, self.p.hedge, kinds)]
         if self.p.option:
-            subs.append(Subscription(self.p.venue, self.p.option, {DataKind.TICKER}))
+            subs.append(Subscription(self.p.venue, self.p.option, self._option_kinds()))
         return subs
+
+    def _option_kinds(self) -> set[DataKind]:
+        return {DataKind.TICKER, DataKind.BOOK} if self.p.option_book else {DataKind.TICKER}
 
     def data_warnings(self) -> list[str]:
         """What this strategy found missing in a backtest's data (the kernel shows these among the
@@ -170,7 +176,7 @@ class GammaScalp(Strategy):
             elif t.index is not None:
                 self.option = self._choose_option(t.index)
                 if self.option is not None:
-                    self.ctx.subscribe([Subscription(self.p.venue, self.option.symbol, {DataKind.TICKER})])
+                    self.ctx.subscribe([Subscription(self.p.venue, self.option.symbol, self._option_kinds())])
                     self.ctx.log.info("gamma.option_chosen", option=self.option.symbol, spot=t.index)
             return
         await self._rehedge(t.ts_local)

@@ -9,6 +9,7 @@ import functools
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import trio
@@ -20,9 +21,11 @@ CLI = [sys.executable, "-c", "import sys; from tradingd.cli.main import main; sy
 ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("DERIBIT_")}, "PYTHONPATH": str(ROOT)}
 
 
-async def test_record_says_which_paper_orders_could_not_fill_for_want_of_a_book(
-    nursery: trio.Nursery, tmp_path: Path
-) -> None:
+async def _record(
+    nursery: trio.Nursery, tmp_path: Path, extra: str = ""
+) -> tuple[str, list[dict[str, Any]], Path]:
+    """`tradingd record` for 3 s with GammaScalp (its `extra` params added): the stderr, its JSON
+    lines, and the recording directory."""
     sim = DeribitSimulator(seed=5, step_s=0.05)
     address = str((await nursery.start(functools.partial(serve, sim)))[0]).removeprefix("http://")
     config = tmp_path / "record.toml"
@@ -43,7 +46,7 @@ hedge = "BTC-PERPETUAL"
 hedge_book = true
 target_days = 30
 option_size = 1
-""",
+{extra}""",
         encoding="utf-8",
     )
     out = tmp_path / "rec"
@@ -63,7 +66,13 @@ option_size = 1
         done = await trio.run_process(cmd, capture_stdout=True, capture_stderr=True, env=ENV, check=False)
     log = done.stderr.decode()
     assert done.returncode == 0, log
-    lines = [orjson.loads(line) for line in log.splitlines() if line.startswith("{")]
+    return log, [orjson.loads(line) for line in log.splitlines() if line.startswith("{")], out
+
+
+async def test_record_says_which_paper_orders_could_not_fill_for_want_of_a_book(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    log, lines, out = await _record(nursery, tmp_path)
     chosen = [e["option"] for e in lines if e.get("event") == "gamma.option_chosen"]
     assert chosen, log
     option = chosen[0]
@@ -75,3 +84,18 @@ option_size = 1
     said = [line for line in log.splitlines() if "could not fill" in line and not line.startswith("{")]
     assert len(said) == 1 and said[0].startswith(f"deribit:{option}: ")
     assert "a backtest of it cannot fill them either" in said[0]
+
+
+async def test_with_option_book_the_option_fills_in_paper_mode_and_is_recorded(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """`option_book = true` (config/paper-deribit.toml sets it): the option's book is followed, so
+    its paper order fills, nothing is warned of, and the recording holds that book."""
+    log, lines, out = await _record(nursery, tmp_path, "option_book = true\n")
+    (option,) = {e["option"] for e in lines if e.get("event") == "gamma.option_chosen"}
+    assert not [e for e in lines if e.get("event") == "paper.no_book"], log
+    filled = [e for e in lines if e.get("event") == "order.fill" and e.get("instrument") == option]
+    assert filled, log
+    assert orjson.loads((out / "status.json").read_bytes())["paper_no_book"] is None
+    channels = orjson.loads((out / "manifest.json").read_bytes())["venues"]["deribit"]["channels_at_start"]
+    assert any(c.startswith(f"book.{option}.") for c in channels), channels
