@@ -9,6 +9,7 @@ number, got 'abc'`; several are listed below `config/x.toml: 2 problems:`, one p
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import importlib
 import importlib.util
@@ -40,7 +41,7 @@ from tradingd.engine.sim.plugins import load_simulator
 from tradingd.engine.venue.plugins import available_venues, load_venue
 from tradingd.simulators.common import parse_options
 
-from ._schema import CatalogConfig, Config, DaemonConfig, StrategyConfig
+from ._schema import BacktestConfig, CatalogConfig, Config, DaemonConfig, StrategyConfig
 
 __all__ = [
     "LoadedConfig",
@@ -209,15 +210,19 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
         known = ["class" if k == "class_" else k for k in known]
         extras = sorted(exc.extra_fields)
         close = [c for e in extras for c in difflib.get_close_matches(e, known, n=1, cutoff=0.6)]
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        return f"unknown key(s) {', '.join(extras)}{hint}" + (
-            f" (known: {', '.join(known)})" if known else ""
-        )
+        if close:  # the suggestion is the answer: the list of known keys would only hide it
+            return f"unknown key(s) {', '.join(extras)}; did you mean {' or '.join(map(repr, close))}?"
+        shown = known[:MAX_KNOWN] + (["..."] if len(known) > MAX_KNOWN else [])
+        return f"unknown key(s) {', '.join(extras)}" + (f" (known: {', '.join(shown)})" if known else "")
     if isinstance(exc, TypeError | ValueError) and str(exc).startswith("expected"):
         return str(exc)
     if isinstance(exc, AttributeError | TypeError) and type_ is not None and attrs.has(type_):
         return "expected a table"
     return f"invalid value ({exc})"
+
+
+# An unknown key without a close match lists the table's keys, at most this many (one line).
+MAX_KNOWN = 8
 
 
 def _path(p: str) -> str:
@@ -291,6 +296,135 @@ def _misplaced(msg: str, where: str, outer_keys: set[str]) -> str:
     )
 
 
+# One problem of a config: its message and its key path ("" for the top level).
+Problem = tuple[str, str]
+
+
+def _cattrs_problems(
+    exc: ClassValidationError | IterableValidationError, cls: Any, path: str, outer_keys: Collection[str]
+) -> list[Problem]:
+    messages = cattrs.transform_error(
+        exc, path="$" + (("." + path) if path else ""), format_exception=_format_exception
+    )
+    problems = []
+    for msg, where in map(_problem, messages):
+        parent = where.rpartition(".")[0] if "." in where else ""
+        if where == path:
+            outer = set(outer_keys)
+        elif parent == path or parent.startswith(f"{path}.") or not path:
+            outer = _keys_at(cls, parent.removeprefix(path).removeprefix("."))
+        else:
+            outer = set()
+        problems.append((msg + _misplaced(msg, where, outer), where))
+    return problems
+
+
+_UNKNOWN = re.compile(r"unknown key\(s\) ([^;(]+)")
+
+
+def _without_unknown(data: Any, problems: list[Problem], path: str) -> Any:
+    """`data` without the unknown keys `problems` name (a copy), to look for what else is wrong
+    with the rest; `data` itself when they name none, None when one cannot be found again."""
+    named = [(m, where) for (msg, where) in problems if (m := _UNKNOWN.match(msg))]
+    if not named:
+        return data
+    rest = copy.deepcopy(data)
+    for found, where in named:
+        if path and not (where == path or where.startswith((f"{path}.", f"{path}["))):
+            return None
+        table = rest
+        for part in _PART.findall(where[len(path) :]):
+            try:
+                table = table[int(part[1:-1])] if part.startswith("[") else table[part]
+            except (KeyError, IndexError, TypeError, ValueError):
+                return None
+        if not isinstance(table, dict):
+            return None
+        for key in found[1].split(","):
+            table.pop(key.strip(), None)
+    return rest
+
+
+def _validator_problems(obj: Any, where: str) -> list[Problem]:
+    """Every field validator's complaint in `obj` (attrs stops at the first): each by its path."""
+    out: list[Problem] = []
+    if attrs.has(type(obj)):
+        for f in attrs.fields(type(obj)):
+            value = getattr(obj, f.name)
+            name = "class" if f.name == "class_" else f.name
+            at = f"{where}.{name}" if where else name
+            if f.validator is not None:
+                try:
+                    f.validator(obj, f, value)
+                except (TypeError, ValueError) as exc:
+                    msg = str(exc).removeprefix(f"{f.name}: ")
+                    out.append((msg if msg.startswith("expected") else f"invalid value ({exc})", at))
+            out += _validator_problems(value, at)
+    elif isinstance(obj, list):
+        for i, item in enumerate(obj):
+            out += _validator_problems(item, f"{where}[{i}]")
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            out += _validator_problems(item, f"{where}.{key}" if where else str(key))
+    return out
+
+
+def _structure_problems(
+    conv: cattrs.Converter, data: Any, cls: type[Any], *, path: str = "", outer_keys: Collection[str] = ()
+) -> tuple[Any, list[Problem]]:
+    """Structure `data` into `cls`: (the value, []) or (None, every problem found). cattrs finds
+    every key of a wrong type or unknown in one pass, but a class's validators run only once
+    everything else is right, and stop at the first: so the rest (without the unknown keys) is
+    built again with validators off and each validator asked in turn."""
+    try:
+        return conv.structure(data, cls), []
+    except (ClassValidationError, IterableValidationError) as exc:
+        problems = _cattrs_problems(exc, cls, path, outer_keys)
+    except (TypeError, ValueError) as exc:  # the class's own validator, or not a table at all
+        problems = [(_format_exception(exc, cls), path)]
+    rest = _without_unknown(data, problems, path)
+    if rest is None:
+        return None, problems
+    try:
+        with attrs.validators.disabled():
+            built = conv.structure(rest, cls)
+    except Exception:  # wrong types remain: those are the problems to fix first
+        return None, problems
+    found = _validator_problems(built, path)
+    if rest is data:  # nothing unknown: the one problem was the first validator's, all are here
+        return None, found or problems
+    # The unknown keys, then each validator's complaint in the order of the fields.
+    return None, [p for p in problems if p not in found] + found
+
+
+class _Problems(ConfigError):
+    """A `ConfigError` of several problems, which a caller collecting problems takes apart."""
+
+    problems: list[Problem]
+
+
+def _problems_in(exc: ConfigError) -> list[Problem]:
+    """The problems a `ConfigError` says: those of several, or its one."""
+    if isinstance(exc, _Problems):
+        return list(exc.problems)
+    return [(exc.message, exc.path or "")]
+
+
+def _config_error(problems: list[Problem], *, file: str | None, path: str = "") -> ConfigError:
+    """One line when there is one problem, else one line each, up to a bound that still fits
+    a screen (an empty file misses two keys: say both)."""
+    if len(problems) == 1:
+        msg, where = problems[0]
+        return ConfigError(msg, file=file, path=where or None)
+    lines = [f"  {where}: {msg}" if where else f"  {msg}" for msg, where in problems[:MAX_PROBLEMS]]
+    if len(problems) > MAX_PROBLEMS:
+        lines.append(f"  and {len(problems) - MAX_PROBLEMS} more")
+    error = _Problems(f"{len(problems)} problems:\n" + "\n".join(lines), file=file, path=path or None)
+    error.problems = list(problems)
+    error.path = problems[0][1] or None  # the first, for a caller that points at one
+    return error
+
+
 def structure(
     conv: cattrs.Converter,
     data: Any,
@@ -303,35 +437,10 @@ def structure(
     """Structure `data` into `cls`, raising `ConfigError` naming every problem by its key path
     (one line when there is one, else one line each). `outer_keys`: the keys of the table
     enclosing `path` (to say when a key was written below the wrong header)."""
-    try:
-        return conv.structure(data, cls)
-    except (ClassValidationError, IterableValidationError) as exc:
-        messages = cattrs.transform_error(
-            exc, path="$" + (("." + path) if path else ""), format_exception=_format_exception
-        )
-        problems = []
-        for msg, where in map(_problem, messages):
-            parent = where.rpartition(".")[0] if "." in where else ""
-            if where == path:
-                outer = set(outer_keys)
-            elif parent == path or parent.startswith(f"{path}.") or not path:
-                outer = _keys_at(cls, parent.removeprefix(path).removeprefix("."))
-            else:
-                outer = set()
-            problems.append((msg + _misplaced(msg, where, outer), where))
-        if len(problems) == 1:
-            msg, where = problems[0]
-            raise ConfigError(msg, file=file, path=where or None) from None
-        # Every problem, one per line (an empty file misses two keys: say both), up to a bound
-        # that still fits a screen.
-        lines = [f"  {where}: {msg}" if where else f"  {msg}" for msg, where in problems[:MAX_PROBLEMS]]
-        if len(problems) > MAX_PROBLEMS:
-            lines.append(f"  and {len(problems) - MAX_PROBLEMS} more")
-        error = ConfigError(f"{len(problems)} problems:\n" + "\n".join(lines), file=file, path=path or None)
-        error.path = problems[0][1] or None  # the first, for a caller that points at one
-        raise error from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(_format_exception(exc, cls), file=file, path=path or None) from None
+    value, problems = _structure_problems(conv, data, cls, path=path, outer_keys=outer_keys)
+    if problems:
+        raise _config_error(problems, file=file, path=path) from None
+    return value
 
 
 @attrs.frozen
@@ -583,119 +692,179 @@ def _check_data_venues(
             )
 
 
+def _alone(conv: cattrs.Converter, raw: Any, cls: Any) -> Any:
+    """`raw` structured as `cls`, or None when it does not fit (its problems are reported by
+    the whole config's pass): to check what can be checked of a config that does not fit."""
+    try:
+        return conv.structure(raw, cls)
+    except Exception:
+        return None
+
+
+def _check_strategy(
+    conv: cattrs.Converter, sc: StrategyConfig, where: str, p: Path, file: str
+) -> tuple[type[Strategy], Any]:
+    """The class a strategy names and its built `Params`, or `ConfigError` naming each problem."""
+    try:
+        if ":" in sc.class_:
+            with _user_folder_first(sc.class_.partition(":")[0], p, file=file, path=f"{where}.class"):
+                cls = load_strategy_class(sc.class_)
+        else:
+            cls = load_strategy_class(sc.class_)
+    except ConfigError:
+        raise
+    except TradingError as exc:
+        raise ConfigError(str(exc), file=file, path=f"{where}.class") from None
+    params_cls = cls.Params
+    if params_cls is None:
+        if sc.params:
+            raise ConfigError(
+                f"{sc.class_} takes no params: it declares no `Params` class (an attrs class "
+                "built from this table; README, Add a strategy)",
+                file=file,
+                path=f"{where}.params",
+            )
+        return cls, None
+    built = structure(
+        conv,
+        sc.params,
+        params_cls,
+        file=file,
+        path=f"{where}.params",
+        outer_keys=_keys_at(StrategyConfig, ""),
+    )
+    return cls, built
+
+
+def _name_problem(sc: StrategyConfig, seen: set[str]) -> str | None:
+    if not sc.name or not sc.name.replace("_", "").replace("-", "").isalnum():
+        return "a strategy name is letters, digits, '_' and '-'"
+    if len(sc.name) > MAX_STRATEGY_NAME:
+        # Its orders' client ids (`<name>-<session>-<n>`) go to the venues as labels, and
+        # Deribit refuses a label over 64 characters (VENUES.md §1.7).
+        return (
+            f"a strategy name is at most {MAX_STRATEGY_NAME} characters (it starts every order's "
+            f"client id, which venues limit: Deribit's labels to 64); {sc.name!r} has {len(sc.name)}"
+        )
+    if sc.name in seen:
+        return f"duplicate strategy name {sc.name!r}"
+    return None
+
+
+def _check_backtest(
+    backtest: BacktestConfig, known_venues: set[str], p: Path, file: str, problems: list[Problem]
+) -> list[Path]:
+    """The data files' venues, formats and `generate` tables, and the latencies: each problem
+    added to `problems`; the data paths resolved against the config file's folder."""
+    data_paths: list[Path] = []
+    if not backtest.data:
+        problems.append(("list at least one [[backtest.data]] file", "backtest.data"))
+    for i, d in enumerate(backtest.data):
+        where = f"backtest.data[{i}]"
+        # `~` is the user's home, as in a shell (`p.parent / '~/x'` would be a folder `~`).
+        data_paths.append((p.parent / Path(d.path).expanduser()).resolve())
+        if d.venue not in known_venues:
+            known = ", ".join(sorted(known_venues))
+            problems.append((f"unknown venue {d.venue!r} (known: {known})", f"{where}.venue"))
+            continue
+        formats = ("recording", *getattr(load_venue(d.venue), "data_formats", ()))
+        if d.format not in formats:
+            problems.append(
+                (f"{d.venue} reads no {d.format!r} data (it reads: {', '.join(formats)})", f"{where}.format")
+            )
+        if d.generate is not None:
+            try:
+                _check_generate(d.venue, d.generate, file=file, path=f"{where}.generate")
+            except ConfigError as exc:
+                problems.extend(_problems_in(exc))
+    for field, value in (
+        ("latency_ms", backtest.latency_ms),
+        ("equity_interval_s", backtest.equity_interval_s),
+    ):
+        if value < 0 or (field == "equity_interval_s" and value == 0):
+            problems.append((f"must be positive, got {value}", f"backtest.{field}"))
+    return data_paths
+
+
 def load_config(path: str | Path) -> LoadedConfig:
-    """Read, structure and cross-check a config file (see module docstring)."""
+    """Read, structure and cross-check a config file (see module docstring). Every problem
+    found is reported at once, one per line (up to `MAX_PROBLEMS`): those of the whole config's
+    structure, then what can be checked of each part that fits (each strategy's class and
+    params on their own, each venue, each data file), so that a user fixes them in one go."""
     p = Path(path)
     file = str(p)
     raw = _read_toml(p)
     _refuse_secrets(raw, file)
     _refuse_non_finite(raw, file)
     conv = make_converter()
-    config: Config = structure(conv, raw, Config, file=file)
+    config, problems = _structure_problems(conv, raw, Config)
+    table: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    if config is not None:
+        strategies: list[StrategyConfig | None] = list(config.strategies)
+        venues: dict[str, dict[str, Any]] = config.venues
+        backtest: BacktestConfig | None = config.backtest
+    else:  # what of it fits on its own is still checked
+        found = table.get("strategies")
+        strategies = [_alone(conv, sc, StrategyConfig) for sc in found] if isinstance(found, list) else []
+        venues = _alone(conv, table.get("venues", {}), dict[str, dict[str, Any]]) or {}
+        backtest = _alone(conv, table["backtest"], BacktestConfig) if "backtest" in table else None
 
     known_venues = set(available_venues())
     venue_settings: dict[str, Any] = {}
-    for name, raw_settings in config.venues.items():
+    for name, raw_settings in venues.items():
         if name not in known_venues:
-            raise ConfigError(
-                f"unknown venue (known: {', '.join(sorted(known_venues))})", file=file, path=f"venues.{name}"
-            )
+            problems.append((f"unknown venue (known: {', '.join(sorted(known_venues))})", f"venues.{name}"))
+            continue
         plugin = load_venue(name)
-        settings = structure(conv, raw_settings, plugin.Settings, file=file, path=f"venues.{name}")
+        settings, found_problems = _structure_problems(
+            conv, raw_settings, plugin.Settings, path=f"venues.{name}"
+        )
+        if found_problems:
+            problems += found_problems
+            continue
         try:
             fees = plugin.fee_model(settings.fees)
+            _refuse_non_finite_fields(fees, file, f"venues.{name}.fees")
         except (ValueError, TypeError, ArithmeticError) as exc:
-            raise ConfigError(str(exc), file=file, path=f"venues.{name}.fees") from None
-        _refuse_non_finite_fields(fees, file, f"venues.{name}.fees")
+            if isinstance(exc, ConfigError):
+                problems.extend(_problems_in(exc))
+            else:
+                problems.append((str(exc), f"venues.{name}.fees"))
+            continue
         venue_settings[name] = settings
 
     classes: dict[str, type[Strategy]] = {}
     params: dict[str, Any] = {}
     seen: set[str] = set()
-    for i, sc in enumerate(config.strategies):
+    for i, sc in enumerate(strategies):
+        if sc is None:  # does not fit [[strategies]]: said by the whole config's pass
+            continue
         where = f"strategies[{i}]"
-        if not sc.name or not sc.name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(
-                "a strategy name is letters, digits, '_' and '-'", file=file, path=f"{where}.name"
-            )
-        if len(sc.name) > MAX_STRATEGY_NAME:
-            # Its orders' client ids (`<name>-<session>-<n>`) go to the venues as labels, and
-            # Deribit refuses a label over 64 characters (VENUES.md §1.7).
-            raise ConfigError(
-                f"a strategy name is at most {MAX_STRATEGY_NAME} characters (it starts every order's "
-                f"client id, which venues limit: Deribit's labels to 64); {sc.name!r} has {len(sc.name)}",
-                file=file,
-                path=f"{where}.name",
-            )
-        if sc.name in seen:
-            raise ConfigError(f"duplicate strategy name {sc.name!r}", file=file, path=f"{where}.name")
+        wrong_name = _name_problem(sc, seen)
+        if wrong_name is not None:
+            problems.append((wrong_name, f"{where}.name"))
         seen.add(sc.name)
         if not sc.enabled:
             continue
         try:
-            if ":" in sc.class_:
-                with _user_folder_first(sc.class_.partition(":")[0], p, file=file, path=f"{where}.class"):
-                    cls = load_strategy_class(sc.class_)
-            else:
-                cls = load_strategy_class(sc.class_)
-        except ConfigError:
-            raise
-        except TradingError as exc:
-            raise ConfigError(str(exc), file=file, path=f"{where}.class") from None
-        params_cls = cls.Params
-        if params_cls is None:
-            if sc.params:
-                raise ConfigError(
-                    f"{sc.class_} takes no params: it declares no `Params` class (an attrs class "
-                    "built from this table; README, Add a strategy)",
-                    file=file,
-                    path=f"{where}.params",
-                )
-            built = None
-        else:
-            built = structure(
-                conv,
-                sc.params,
-                params_cls,
-                file=file,
-                path=f"{where}.params",
-                outer_keys=_keys_at(StrategyConfig, ""),
-            )
-        classes[sc.name] = cls
-        params[sc.name] = built
+            cls, built = _check_strategy(conv, sc, where, p, file)
+        except ConfigError as exc:
+            problems.extend(_problems_in(exc))
+            continue
+        if wrong_name is None:
+            classes[sc.name] = cls
+            params[sc.name] = built
 
     data_paths: list[Path] = []
-    if config.mode == "backtest" and config.backtest is None:
-        raise ConfigError("mode is 'backtest' but there is no [backtest] table", file=file, path="backtest")
-    if config.backtest is not None:
-        if not config.backtest.data:
-            raise ConfigError("list at least one [[backtest.data]] file", file=file, path="backtest.data")
-        for i, d in enumerate(config.backtest.data):
-            if d.venue not in known_venues:
-                raise ConfigError(
-                    f"unknown venue {d.venue!r} (known: {', '.join(sorted(known_venues))})",
-                    file=file,
-                    path=f"backtest.data[{i}].venue",
-                )
-            formats = ("recording", *getattr(load_venue(d.venue), "data_formats", ()))
-            if d.format not in formats:
-                raise ConfigError(
-                    f"{d.venue} reads no {d.format!r} data (it reads: {', '.join(formats)})",
-                    file=file,
-                    path=f"backtest.data[{i}].format",
-                )
-            if d.generate is not None:
-                _check_generate(d.venue, d.generate, file=file, path=f"backtest.data[{i}].generate")
-            # `~` is the user's home, as in a shell (`p.parent / '~/x'` would be a folder `~`).
-            data_paths.append((p.parent / Path(d.path).expanduser()).resolve())
-        for field, value in (
-            ("latency_ms", config.backtest.latency_ms),
-            ("equity_interval_s", config.backtest.equity_interval_s),
-        ):
-            if value < 0 or (field == "equity_interval_s" and value == 0):
-                raise ConfigError(f"must be positive, got {value}", file=file, path=f"backtest.{field}")
-    if not classes:
-        raise ConfigError("no enabled strategy", file=file, path="strategies")
+    if config is not None and config.mode == "backtest" and backtest is None:
+        problems.append(("mode is 'backtest' but there is no [backtest] table", "backtest"))
+    if backtest is not None:
+        data_paths = _check_backtest(backtest, known_venues, p, file, problems)
+    if config is not None and not any(sc is not None and sc.enabled for sc in strategies):
+        problems.append(("no enabled strategy", "strategies"))
+    if problems:
+        raise _config_error(problems, file=file)
+    assert config is not None  # it did not fit: that was a problem
     if config.mode == "backtest" and config.backtest is not None:
         _check_data_venues(config, classes, params, file)
     return LoadedConfig(

@@ -194,8 +194,10 @@ class DataFileStats:
     decoder refused, and `.zst` files that end inside a frame (file, last receive time read).
     And where its frames went: `frames` read and decoded; of them `control` (responses,
     heartbeats), `unread_channel` (channels its venue's decoder does not read), `no_event`
-    (no market event for another reason: instrument definitions, ...), and `unrouted`: frames
-    whose market events reached no strategy (the simulated venue may still have used them)."""
+    (no market event for another reason: instrument definitions, ...), `fills`: frames whose
+    market events reached no strategy but that the simulated venue used (they kept the book of an
+    instrument some strategy ordered, which its orders fill against, or held trades it checked
+    resting orders against), and `unrouted`: frames whose market events reached neither."""
 
     venue: str
     path: str
@@ -207,6 +209,7 @@ class DataFileStats:
     unread_channel: int = 0
     no_event: int = 0
     unrouted: int = 0
+    fills: int = 0
 
 
 @attrs.frozen
@@ -583,6 +586,12 @@ class BacktestKernel:
         self._unread_by: list[int] = [0] * n
         self._no_event_by: list[int] = [0] * n
         self._unrouted_by: list[int] = [0] * n
+        # Of the unrouted frames: those the simulated venue used as they came (a trade checked
+        # against resting orders, a book update of an instrument with orders), and the others
+        # with book updates by the instruments they keep the books of: whether the fills used
+        # those books is known only at the end (an instrument some strategy ordered).
+        self._fill_used_by: list[int] = [0] * n
+        self._book_frames_by: list[dict[tuple[tuple[str, str], ...], int]] = [{} for _ in range(n)]
         self._stats_seen: dict[str, tuple[int, int]] = {}
         self.warnings: list[str] = []
         self._expiries: list[tuple[int, str, str]] = []
@@ -1084,6 +1093,8 @@ class BacktestKernel:
         decoders = [self.decoders[v].decode for v in venue_of]
         frames_by = self._frames_by
         unrouted_by = self._unrouted_by
+        fill_used_by = self._fill_used_by
+        book_frames_by = self._book_frames_by
         no_event = self._no_event
         registry = self.registry
         resp = self._resp
@@ -1135,6 +1146,7 @@ class BacktestKernel:
                     self._drive(slot, slot.strategy.on_start(), None, None)
             events_count += len(events)
             routed = False
+            fill_used = False
             for ev in events:
                 cls = ev.__class__
                 if cls is Ticker:
@@ -1142,12 +1154,14 @@ class BacktestKernel:
                 elif cls is BookUpdate:
                     sim = sims[ev.venue]
                     if sim.resting.get(ev.instrument) or sim.consumed.get(ev.instrument):
+                        fill_used = True
                         out = sim.on_book(ev, ts)
                         if out:
                             self._at(ts + resp, self._apply, out)
                 elif cls is Trade:
                     sim = sims[ev.venue]
                     if sim.resting.get(ev.instrument):
+                        fill_used = True
                         out = sim.on_trade(ev, ts)
                         if out:
                             self._at(ts + resp, self._apply, out)
@@ -1165,6 +1179,15 @@ class BacktestKernel:
             if not routed:
                 if events:
                     unrouted_by[idx] += 1
+                    if fill_used:
+                        fill_used_by[idx] += 1
+                    else:
+                        books = tuple(
+                            dict.fromkeys((e.venue, e.instrument) for e in events if type(e) is BookUpdate)
+                        )
+                        if books:
+                            counts = book_frames_by[idx]
+                            counts[books] = counts.get(books, 0) + 1
                 else:
                     no_event(idx, venue_of[idx])
             if ts >= next_sample:
@@ -1220,6 +1243,14 @@ class BacktestKernel:
             self._strategy_warnings(slot, data_venues)
         for i, src in enumerate(self.sources):
             self._file_warning(i, src, subscribed)
+
+    def _fills_by(self, i: int) -> int:
+        """How many frames of source `i` no strategy received but the simulated venue used: as
+        they came, or by keeping the book of an instrument some strategy ordered (its orders
+        fill against that book, the updates before the first order included)."""
+        ordered = {key for slot in self.slots for key in slot.ordered}
+        kept = sum(n for books, n in self._book_frames_by[i].items() if not ordered.isdisjoint(books))
+        return self._fill_used_by[i] + kept
 
     def _underlyings(self, venue: str) -> str:
         found = sorted({inst.base for inst in self.registry if inst.venue == venue})
@@ -1291,9 +1322,10 @@ class BacktestKernel:
         malformed = self._malformed_by[i]
         control, unread = self._control_by[i], self._unread_by[i]
         other = self._no_event_by[i] - control - unread
-        unrouted = self._unrouted_by[i]
-        routed = frames - malformed - self._no_event_by[i] - unrouted
-        if not unread and routed > 0:
+        fills = self._fills_by(i)
+        unrouted = self._unrouted_by[i] - fills
+        routed = frames - malformed - self._no_event_by[i] - unrouted - fills
+        if not unread and routed + fills > 0:
             return
         why: list[str] = []
         if malformed:
@@ -1316,10 +1348,11 @@ class BacktestKernel:
                 else "of instruments or channels no strategy subscribed to"
             )
             why.append(f"{unrouted:,} {whose}")
+        used = f" ({fills:,} more kept books or trades the fills used)" if fills else ""
         self._warn(
-            "data_file_unused" if routed == 0 else "data_file_unread",
-            f"{where}: {frames:,} frames read, {frames - routed:,} not routed to any strategy: "
-            + "; ".join(why),
+            "data_file_unused" if routed + fills == 0 else "data_file_unread",
+            f"{where}: {frames:,} frames read, {frames - routed - fills:,} not routed to any strategy"
+            f"{used}: " + "; ".join(why),
         )
 
     def _result(
@@ -1375,6 +1408,7 @@ class BacktestKernel:
                 ),
                 failure=slot.failure,
             )
+        fills = [self._fills_by(i) for i in range(len(self.sources))]
         return BacktestResult(
             events=self.events,
             frames=self.frames,
@@ -1398,7 +1432,8 @@ class BacktestKernel:
                     control=self._control_by[i],
                     unread_channel=self._unread_by[i],
                     no_event=self._no_event_by[i] - self._control_by[i] - self._unread_by[i],
-                    unrouted=self._unrouted_by[i],
+                    unrouted=self._unrouted_by[i] - fills[i],
+                    fills=fills[i],
                 )
                 for i, (src, r) in enumerate(zip(self.sources, readers, strict=True))
             ),

@@ -261,3 +261,29 @@ def test_the_bundled_config_warns_of_nothing(
     strategies find their instruments and GammaScalp fills, so no warning at all."""
     out, warnings, logged = _backtest(_config(tmp_path, sample), capsys)
     assert warnings == [] and logged == [] and "warnings:" not in out
+
+
+TARDIS = Path(__file__).parent.parent.parent / "config" / "backtest-tardis.toml"
+
+
+def test_a_book_file_the_fills_use_is_no_warning(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The shipped Tardis example: no strategy subscribes to the perpetual's book, but its hedges
+    fill against it, so that file is used (its frames kept the book the fills read), not "not
+    routed". Its trades file is read by nothing (the hedges never rest, so no trade is checked
+    against them): that warning is genuine and stays."""
+    cfg = tmp_path / "backtest-tardis.toml"
+    cfg.write_text(TARDIS.read_text().replace('"../tests/', f'"{TARDIS.parent.parent}/tests/'))
+    out, warnings, logged = _backtest(cfg, capsys)
+    assert not any("incremental_book_L2" in w for w in warnings), warnings
+    (trades,) = warnings
+    assert re.fullmatch(
+        r"data file \S+deribit_trades_2026-11-24_BTC-PERPETUAL\.csv\.gz \(deribit\): 642 frames read,"
+        r" 642 not routed to any strategy: 1 control \(responses, heartbeats\); 641 of instruments or"
+        r" channels no strategy subscribed to",
+        trades,
+    ), trades
+    # The summary wraps the long path mid-name: compared without the spaces.
+    assert [w.replace(" ", "") for w in _section(out)] == [trades.replace(" ", "")]
+    assert [e["kind"] for e in logged] == ["data_file_unused"]
+    fills = orjson.loads((tmp_path / "run" / "report.json").read_bytes())["strategies"]["gamma_btc"]["fills"]
+    assert fills == 20

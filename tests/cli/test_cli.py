@@ -43,8 +43,10 @@ def test_check_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     bad.write_text('mode = "backtest"\n[backtest]\ndata = []\n[[strategies]]\nname = "x"\nclass = "nope"\n')
     assert main(["check-config", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert "strategies[0].class: unknown strategy 'nope'" in err
+    # Both of its mistakes, one per line below the count (no traceback).
+    assert err.splitlines()[0] == f"tradingd: error: {bad}: 2 problems:" and "Traceback" not in err
+    assert err.splitlines()[1].startswith("  strategies[0].class: unknown strategy 'nope'")
+    assert err.splitlines()[2:] == ["  backtest.data: list at least one [[backtest.data]] file"]
     assert main(["check-config", str(tmp_path / "missing.toml")]) == 2
     assert "no such file" in capsys.readouterr().err
 

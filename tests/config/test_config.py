@@ -71,7 +71,7 @@ def test_params_are_structured_into_the_strategy_params_class(tmp_path: Path) ->
         (("[backtest]", "[backtest]\nlatency_ms = -1"), "backtest.latency_ms: must be positive"),
         (
             ("[backtest]", "[backtest]\nlatency = 5"),
-            "backtest: unknown key(s) latency; did you mean latency_ms? (known:",
+            "backtest: unknown key(s) latency; did you mean 'latency_ms'?",
         ),
         (('name = "g"', 'name = "a b"'), "strategies[0].name: a strategy name is"),
         (

@@ -48,8 +48,7 @@ def test_a_misspelt_table_is_named_with_the_key_it_was_meant_to_be(tmp_path: Pat
     assert lines[0].endswith("2 problems:"), lines
     assert lines[1:] == [
         "  strategies: required key missing",
-        "  unknown key(s) strategy; did you mean strategies? (known: backtest, catalog, daemon, logging, "
-        "mode, recording, risk, strategies, venues)",
+        "  unknown key(s) strategy; did you mean 'strategies'?",
     ]
 
 
@@ -58,15 +57,15 @@ def test_a_misspelt_table_is_named_with_the_key_it_was_meant_to_be(tmp_path: Pat
     [
         (  # a table under [[strategies]] misspelt: its keys would be silently lost
             STRATEGY + "[strategies.parms]\noption_size = 2\n",
-            "strategies[0]: unknown key(s) parms; did you mean params?",
+            "strategies[0]: unknown key(s) parms; did you mean 'params'?",
         ),
         (
             STRATEGY + "[strategies.params]\ndelta_bnd = 0.2\n",
-            "strategies[0].params: unknown key(s) delta_bnd; did you mean delta_band?",
+            "strategies[0].params: unknown key(s) delta_bnd; did you mean 'delta_band'?",
         ),
         (
             STRATEGY + "[strategies.risk]\nmax_postion = 3\n",
-            "strategies[0].risk: unknown key(s) max_postion; did you mean max_position?",
+            "strategies[0].risk: unknown key(s) max_postion; did you mean 'max_position'?",
         ),
         (
             STRATEGY.replace("gamma_scalp", "gama_scalp"),
@@ -199,3 +198,75 @@ def test_check_config_refuses_a_generate_table_the_first_backtest_would_refuse(
         "(known: hours, seed, start)\n"
     )
     assert not (tmp_path / "s.rec.zst").exists()  # checked, not generated
+
+
+def _bundled(tmp_path: Path, *edits: tuple[str, str]) -> Path:
+    """The bundled example with `edits` (old, new), its sample path absolute (not generated)."""
+    text = (ROOT / "config" / "backtest.toml").read_text(encoding="utf-8")
+    text = text.replace("generate = { seed = 7, hours = 2.0 }\n", "")
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    return _write(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("edits", "lines"),
+    [
+        (  # wrong types in the structure and in a strategy's params: all of them at once
+            [
+                ("lookback_s = 300", 'lookback_s = "abc"'),
+                ("threshold = 0.04", 'threshold = "x"'),
+                ("latency_ms = 20 ", 'latency_ms = "y" '),
+            ],
+            [
+                "  backtest.latency_ms: expected a number, got 'y'",
+                "  strategies[1].params.lookback_s: expected a number, got 'abc'",
+                "  strategies[1].params.threshold: expected a number, got 'x'",
+            ],
+        ),
+        (  # an unknown key and a value its validator refuses in one strategy, a misspelt class in another
+            [
+                ("delta_band = 0.05", "delta_bnd = 0.05"),
+                ("option_size = 10 ", "option_size = 0 "),
+                ('class = "momentum"', 'class = "momentun"'),
+            ],
+            [
+                "  strategies[0].params: unknown key(s) delta_bnd; did you mean 'delta_band'?",
+                "  strategies[0].params.option_size: expected a positive number, got 0",
+                "  strategies[1].class: unknown strategy 'momentun'; did you mean 'momentum'? (known: "
+                "gamma_scalp, momentum; or use module:Class)",
+            ],
+        ),
+        (  # two validators of one table (attrs stops at the first), and one of another table
+            [
+                ("max_order_notional_usd = 1_000_000", "max_order_notional_usd = 0\nmax_position = -1"),
+                ("max_position = 10\n", "max_position = 0\n"),
+            ],
+            [
+                "  strategies[1].risk.max_position: expected a positive number, got 0",
+                "  risk.max_order_notional_usd: expected a positive number, got 0.0",
+                "  risk.max_position: expected a positive number, got -1",
+            ],
+        ),
+    ],
+)
+def test_check_config_lists_every_mistake_it_can_find_in_one_go(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edits: list[tuple[str, str]], lines: list[str]
+) -> None:
+    path = _bundled(tmp_path, *edits)
+    assert main(["check-config", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"tradingd: error: {path}: {len(lines)} problems:",
+        *lines,
+    ]
+
+
+def test_an_unknown_key_with_no_suggestion_lists_a_few_known_ones(tmp_path: Path) -> None:
+    path = _bundled(tmp_path, ("option_size = 10 ", "zzz = 10 "))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}: strategies[0].params: unknown key(s) zzz (known: close_on_stop, delta_band, hedge,"
+        " hedge_book, min_hedge_interval_s, option, option_size, right, ...)"
+    )
