@@ -268,5 +268,5 @@ def test_an_unknown_key_with_no_suggestion_lists_a_few_known_ones(tmp_path: Path
         load_config(path)
     assert str(info.value) == (
         f"{path}: strategies[0].params: unknown key(s) zzz (known: close_on_stop, delta_band, hedge,"
-        " hedge_book, min_hedge_interval_s, option, option_size, right, ...)"
+        " hedge_book, min_hedge_interval_s, option, option_book, option_size, ...)"
     )

@@ -215,7 +215,10 @@ async def test_refusals_are_typed_and_nothing_is_resent(
     with pytest.raises(OrderRejected, match="minimum size"):
         await probe.ctx.buy("derive", PERP, Decimal("0.001"), price=1000)
     assert simulator.requests_for("private/order") == 1
-    # Rate limited by the venue: refused (not processed), the session stays up.
+    # Rate limited by the venue: refused (not processed), the session stays up. The fault takes
+    # the next request of any kind: the start's position check (private/get_positions) is let
+    # go by first, so that the next is the order.
+    await until(lambda: simulator.requests_for("private/get_positions") >= 1, within=10)
     simulator.faults.rate_limit = 1
     with pytest.raises(OrderRejected) as info:
         await probe.ctx.buy("derive", PERP, Decimal("0.1"), price=1000)
