@@ -199,6 +199,16 @@ class _LiveContext(BaseContext):
         )
 
 
+def _figures(venue: str, symbol: str, mine: Decimal, held: Decimal) -> dict[str, str]:
+    """A position line's fields: where, and both figures in exact plain digits."""
+    return {
+        "venue": venue,
+        "instrument": symbol,
+        "engine": decimal_text(mine),
+        "venue_holds": decimal_text(held),
+    }
+
+
 class LiveEngine:
     """The daemon (module docstring). Build it from a loaded config; `run` until cancelled."""
 
@@ -1047,14 +1057,7 @@ class LiveEngine:
                         self.mismatched.pop((venue, symbol), None)
                     else:
                         held_back[symbol] = (why, mine, held)
-                    self.log.info(
-                        "position.unsettled",
-                        venue=venue,
-                        instrument=symbol,
-                        engine=decimal_text(mine),
-                        venue_holds=decimal_text(held),
-                        why=why,
-                    )
+                    self.log.info("position.unsettled", **_figures(venue, symbol, mine, held), why=why)
                     continue
                 self._position_mismatch(venue, symbol, mine, held, nothing=nothing, held_count=len(first))
         if bounded.cancelled_caught:
@@ -1104,14 +1107,7 @@ class LiveEngine:
             )
         else:
             action = "alerted: the ledger moves only by fills; check the account"
-        self.log.critical(
-            "position.mismatch",
-            venue=venue,
-            instrument=symbol,
-            engine=decimal_text(mine),
-            venue_holds=decimal_text(held),
-            action=action,
-        )
+        self.log.critical("position.mismatch", **_figures(venue, symbol, mine, held), action=action)
 
     def _position_unconfirmed(
         self, venue: str, symbol: str, mine: Decimal, held: Decimal, *, why: str, tries: int
@@ -1132,10 +1128,7 @@ class LiveEngine:
         }
         self.log.warning(
             "position.unconfirmed",
-            venue=venue,
-            instrument=symbol,
-            engine=decimal_text(mine),
-            venue_holds=decimal_text(held),
+            **_figures(venue, symbol, mine, held),
             why=why,
             tries=tries,
             action="shown unconfirmed: the venue's figure never held still for two looks; check the account",
