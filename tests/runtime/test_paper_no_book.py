@@ -15,17 +15,16 @@ import trio
 from rich.console import Console
 
 from tests.support.helpers import OPTION, registry
-from tests.support.live_support import Probe, until
+from tests.support.live_support import Probe, paper_deribit, until
 from tests.support.simulated_venue import order
 from tradingd.cli.settings import daemon_settings
 from tradingd.cli.status import _print_status
 from tradingd.config import load_config
 from tradingd.connectors.deribit.fees import DeribitFees
-from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.engine import OrderState, OrderUpdate, Subscription, Ticker, TimeInForce
 from tradingd.engine.daemon.service import Daemon
 from tradingd.engine.model import SimulatedVenue
-from tradingd.engine.runtime.live import LiveEngine, PaperExecution
+from tradingd.engine.runtime.live import PaperExecution
 from tradingd.simulators.deribit.simulator import DeribitSimulator, serve
 
 BOOKED = "BTC-PERPETUAL"  # book and ticker
@@ -49,17 +48,7 @@ async def test_a_paper_order_with_no_book_warns_once_per_instrument_and_is_count
             Subscription("deribit", QUOTED, {"ticker"}),
         ],
     )
-    engine = LiveEngine(
-        [probe],
-        {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}")},
-        mode="paper",
-        environ={},
-        paper_latency_s=0.0,
-    )
-    await nursery.start(engine.run)
-    with trio.fail_after(10):
-        await engine.ready.wait()
-    live = engine.venues["deribit"]
+    engine, live = await paper_deribit(nursery, base, probe)
 
     def book_ready() -> bool:
         book = live.decoder.book(BOOKED)
