@@ -72,6 +72,7 @@ from ..model.instruments import InstrumentRegistry
 from .plugins import SHORT_FRAME, DecoderFault, check_nesting, restore_recursion_limit
 from .ratelimit import Backoff
 from .spi import Decoder, VenueSink
+from .websocket import open_connection, take_nowait
 
 __all__ = [
     "SESSION_ERRORS",
@@ -156,6 +157,10 @@ _HANDSHAKE_TRIES: Final = 10
 _RESNAPSHOT_FIRST_S: Final = 1.0
 _RESNAPSHOT_MAX_S: Final = 60.0
 _ERROR_TEXT: Final = 200  # characters of an exception's text logged: it may quote a huge answer
+# Frames handled one after another without a checkpoint (`_receive`): at a few tens of us each, a
+# burst holds the event loop for about a millisecond at most before the strategies, the order
+# gateway and the heartbeats run; one scheduler pass per this many frames instead of per frame.
+_BATCH: Final = 32
 
 
 # The errors a session survives by reconnecting.
@@ -181,9 +186,10 @@ def error_code(error: Any) -> int | str | None:
 
 def default_connect(url: str) -> AbstractAsyncContextManager[trio_websocket.WebSocketConnection]:
     # Frames up to 16 MiB (an instruments answer is large). trio-websocket's reader task queues
-    # what it has read for us: with room for many messages it drains the socket in one go instead
-    # of waking us once per frame (and it keeps answering pings while we decode).
-    return trio_websocket.open_websocket_url(url, max_message_size=16 * 1024 * 1024, message_queue_size=4096)
+    # what it has read for us (and keeps answering pings while we decode); handed over in batches
+    # (engine.venue.websocket), with room for many messages, it drains a whole read of the socket
+    # in one go and `_receive` takes them all, instead of a scheduler pass per frame.
+    return open_connection(url, max_message_size=16 * 1024 * 1024, message_queue_size=4096)
 
 
 @attrs.define(eq=False)
@@ -584,14 +590,30 @@ class VenueSession:
 
     # -- receiving ----------------------------------------------------------------------------
     async def _receive(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """Every frame of the connection, in order. What the connection has already queued is
+        taken without a checkpoint (engine.venue.websocket `take_nowait`), and the loop yields to
+        the other tasks once per `_BATCH` frames so taken: a burst costs one scheduler pass per
+        batch, not per frame, and still lets the strategies, orders and heartbeats run. It waits
+        (`get_message`) only when nothing is queued."""
         stats = self.stats
         clock = self._clock
         handle = self._handle
+        take = take_nowait(ws)
+        taken = 0
         while True:
-            try:
-                message = await ws.get_message()
-            except trio_websocket.ConnectionClosed as exc:
-                raise ConnectionLost(f"connection closed: {exc.reason}") from None
+            message: bytes | str | None = None
+            if take is not None and taken < _BATCH:
+                try:
+                    message = take()
+                    taken += 1
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    pass  # nothing queued (or closed: `get_message` says why)
+            if message is None:
+                taken = 0
+                try:
+                    message = await ws.get_message()
+                except trio_websocket.ConnectionClosed as exc:
+                    raise ConnectionLost(f"connection closed: {exc.reason}") from None
             self._last_rx = trio.current_time()
             stats.frames += 1
             now = clock()
