@@ -1,112 +1,475 @@
-"""The daemon's Deribit path against the local simulator on loopback: frames/s into strategies,
-and tick-to-order latency.
+"""The daemon's Deribit path on loopback against a load generator that is not the bottleneck:
+client CPU per frame beside a bare trio-websocket client on the same frames, and tick-to-order.
 
-    python bench/bench_deribit_live.py [--burst-steps 20000] [--latency-s 30]
+    python bench/bench_deribit_live.py [--burst-steps 6000] [--rounds 5] [--probes 1500]
 
-The simulator runs in a child process (its own core, as a venue would be on its own machine);
-the daemon's engine (session, decoder, router, a strategy, gateway) in this one.
+The load generator (`_loadgen.py`: the simulator's protocol, a bare socket, the burst's frames
+encoded before it is sent) runs in a child process; every client runs in a fresh process of its
+own, and its CPU (`time.process_time`, idle waits excluded) is its own. Clients, interleaved
+round by round (A B ..., then B A ...), medians reported:
 
-- Throughput: a counting strategy subscribes to every instrument (ticker, book, trades); the
-  simulator prepares `--burst-steps` market steps ahead and sends them as fast as the connection
-  takes them. Events delivered to the strategy per second, from the first to the last.
-- Latency: a strategy answers each BTC-PERPETUAL ticker with an order whose label names the
-  ticker. The simulator records when it handed the ticker to the socket and when the order
-  arrived, on the machine's monotonic clock: median and 99th percentile, over `--latency-s`.
+- `bare`: trio-websocket, the library's defaults, receiving the frames (nothing else per frame);
+- `bare-q`: the same with the connection options tradingd uses (`default_connect`);
+- `tradingd`: the daemon's engine (session, decoder, router, mailbox, a counting strategy
+  subscribed to every instrument: ticker, book, trades);
+- `decode`: a bare client that keeps the frames, then Deribit's decoder alone on them (the part
+  of tradingd's cost that is decoding).
+
+Every client subscribes the same channels of the same seeded market, so each receives the same
+frames. The `drain` client (a raw socket reading bytes) shows the generator's own ceiling. Then
+tick-to-order: a strategy answers each BTC-PERPETUAL ticker with an order; the generator stamps
+when the ticker's frame left it and when the order's bytes arrived (`_loadgen.py`), one probe at
+a time with `--gap-ms` between.
 """
 
 from __future__ import annotations
 
-import functools
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-import httpx
+import orjson
 import trio
-from _livebench import (
-    Counter,
-    LabelAnswerer,
-    burst,
-    ingest_line,
-    label_samples,
-    latency_figures,
-    latency_line,
-    live_parser,
-    parse_or_serve,
-    run_with_simulator,
-)
+import trio_websocket
+import wsproto
+import wsproto.events as wse
+from _livebench import Counter, LabelAnswerer, latency_figures, latency_line
+from _loadgen import burst_answer
 
+from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.engine import DataKind, Subscription
 from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.model.instruments import InstrumentRegistry
 from tradingd.engine.runtime.live import LiveEngine
-from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator, serve
+from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS
 
 PERP = "BTC-PERPETUAL"
 CREDS = {
     "DERIBIT_CLIENT_ID": next(iter(DEFAULT_ACCOUNTS)),
     "DERIBIT_CLIENT_SECRET": next(iter(DEFAULT_ACCOUNTS.values())),
 }
+HERE = Path(__file__).resolve().parent
+NOTIFICATION = '{"jsonrpc":"2.0","method":"subscription"'
+KINDS = ("ticker", "book", "trades")
 
 
-def serve_child(port: int) -> None:
-    """The child process: a simulator with a venue-sized matching limit for the benchmark."""
-    configure_logging("warning", "json")
-    sim = DeribitSimulator(seed=7, matching_rate=10_000, matching_burst=10_000, outbox=100_000)
-    trio.run(functools.partial(serve, sim, port=port))
-
-
-async def measure(port: int, burst_steps: int, latency_s: float) -> dict[str, Any]:
+def settings(port: int) -> DeribitSettings:
     base = f"127.0.0.1:{port}"
-    settings = DeribitSettings(
-        url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}", matching_rate=10_000, matching_burst=10_000
+    return DeribitSettings(
+        url=f"ws://{base}/ws/api/v2",
+        rest_url=f"http://{base}",
+        matching_rate=1e6,
+        matching_burst=1e6,
+        request_timeout_s=600,  # the generator prepares a burst before answering
+        stale_after_s=600,
     )
-    out: dict[str, Any] = {}
-    async with httpx.AsyncClient(base_url=f"http://{base}", timeout=600) as http:
-        # Throughput.
-        counter = Counter(
-            Subscription("deribit", PERP, {DataKind.TICKER}),
-            lambda ctx: [Subscription("deribit", i.symbol) for i in ctx.instruments("deribit")],
+
+
+# -- the bare clients ------------------------------------------------------------------------
+class Rpc:
+    """Requests on a bare trio-websocket connection; what else arrives meanwhile is kept."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+        self.ws = ws
+        self.rid = 0
+        self.other: list[str | bytes] = []
+
+    async def send(self, method: str, params: dict[str, Any] | None = None) -> int:
+        self.rid += 1
+        await self.ws.send_message(
+            orjson.dumps(
+                {"jsonrpc": "2.0", "id": self.rid, "method": method, "params": params or {}}
+            ).decode()
         )
-        engine = LiveEngine([counter], {"deribit": settings}, mode="live", environ=CREDS)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(engine.run)
-            with trio.fail_after(30):
-                await engine.ready.wait()
-                # 34 instruments x 3 kinds, and the private channels: polled (no event to wait on).
-                while len(engine.venues["deribit"].channels) < 100:  # noqa: ASYNC110
-                    await trio.sleep(0.05)
-            out["throughput"] = await burst(http, counter, engine, burst_steps)
-            out["throughput"]["malformed"] = engine.venues["deribit"].stats.malformed
-            nursery.cancel_scope.cancel()
-        # Latency.
-        await http.post("/_sim/latency", json={"probe": PERP})
-        answerer = LabelAnswerer("deribit", PERP, Decimal(10))
-        engine = LiveEngine([answerer], {"deribit": settings}, mode="live", environ=CREDS)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(engine.run)
-            with trio.fail_after(30):
-                await engine.ready.wait()
-            await trio.sleep(latency_s)
-            nursery.cancel_scope.cancel()
-        out["latency_us"] = latency_figures(label_samples((await http.get("/_sim/latency")).json()))
+        return self.rid
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        rid = await self.send(method, params)
+        while True:
+            message = await self.ws.get_message()
+            if not (isinstance(message, str) and message.startswith(NOTIFICATION)):
+                msg = orjson.loads(message)
+                if msg.get("id") == rid:
+                    if "error" in msg:
+                        raise RuntimeError(f"{method}: {msg['error']}")
+                    return msg.get("result")
+            self.other.append(message)
+
+
+async def subscribe_everything(rpc: Rpc, currencies: list[str]) -> list[Any]:
+    """What the tradingd client subscribes to (`Counter`): every instrument's ticker, book and
+    trades at the settings' interval. Returns the instruments answers."""
+    answers = []
+    names = []
+    for currency in currencies:
+        for kind in ("future", "option"):
+            result = await rpc.call(
+                "public/get_instruments", {"currency": currency, "kind": kind, "expired": False}
+            )
+            answers.append(result)
+            names += [item["instrument_name"] for item in result]
+    channels = sorted(f"{k}.{n}.100ms" for n in names for k in KINDS)
+    for i in range(0, len(channels), 100):
+        await rpc.call("public/subscribe", {"channels": channels[i : i + 100]})
+    return answers
+
+
+async def bare(port: int, steps: int, *, queue: bool, keep: bool) -> dict[str, Any]:
+    url = f"ws://127.0.0.1:{port}/ws/api/v2"
+    # `bare-q`: the options tradingd gives trio-websocket (engine.venue.session `default_connect`).
+    from tradingd.engine.venue.websocket import RECEIVE_BUFFER
+
+    opts = {
+        "max_message_size": 16 * 1024 * 1024,
+        "message_queue_size": 4096,
+        "receive_buffer_size": RECEIVE_BUFFER,
+    }
+    if not queue:
+        opts = {}
+    async with trio_websocket.open_websocket_url(url, **opts) as ws:  # type: ignore[arg-type]
+        rpc = Rpc(ws)
+        answers = await subscribe_everything(rpc, ["BTC", "ETH"])
+        frames = (await rpc.call("bench/prepare", {"steps": steps}))["frames"]
+        kept: list[str | bytes] = []
+        get = ws.get_message
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await rpc.send("bench/burst")
+        await get()  # its answer comes first
+        if keep:
+            for _ in range(frames):
+                kept.append(await get())
+        else:
+            for _ in range(frames):
+                await get()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        out: dict[str, Any] = {"frames": frames, "cpu_s": cpu, "wall_s": wall}
+        out["server"] = await rpc.call("bench/stats")
+    if keep:
+        out["decoder_cpu_s"] = decode_alone(answers, rpc.other, kept)
     return out
 
 
+def decode_alone(answers: list[Any], before: list[str | bytes], frames: list[str | bytes]) -> float:
+    """Deribit's decoder on `frames` (after the instruments and the frames that came before
+    them: the book snapshots), CPU seconds of the `frames` alone."""
+    decoder = DeribitDecoder(InstrumentRegistry())
+    for result in answers:
+        decoder.learn_instruments(orjson.dumps(result))
+    now = time.time_ns()
+    for frame in before:
+        decoder.decode(frame, now)
+    decode = decoder.decode
+    cpu0 = time.process_time()
+    for frame in frames:
+        decode(frame, now)
+    cpu = time.process_time() - cpu0
+    if decoder.stats.malformed:
+        raise RuntimeError(f"the decoder refused {decoder.stats.malformed} frames")
+    return cpu
+
+
+def drain(port: int, steps: int) -> dict[str, Any]:
+    """The generator's ceiling: a raw socket that only reads bytes (no WebSocket parsing)."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        sock.sendall(ws.send(wse.Request(host="127.0.0.1", target="/ws/api/v2")))
+        accepted = False
+        while not accepted:
+            ws.receive_data(sock.recv(65_536))
+            accepted = any(isinstance(e, wse.AcceptConnection) for e in ws.events())
+        rid = 0
+
+        def call(method: str, params: dict[str, Any]) -> Any:
+            nonlocal rid
+            rid += 1
+            payload = orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
+            sock.sendall(ws.send(wse.Message(data=payload.decode())))
+            text: list[str] = []
+            while True:
+                ws.receive_data(sock.recv(1 << 20))
+                for event in ws.events():
+                    if isinstance(event, wse.TextMessage):
+                        text.append(event.data)
+                        if event.message_finished:
+                            msg = orjson.loads("".join(text))
+                            text.clear()
+                            if msg.get("id") == rid:
+                                return msg["result"]
+
+        # Everything `subscribe_everything` takes, so the burst is the same frames.
+        names = []
+        for currency in ("BTC", "ETH"):
+            for kind in ("future", "option"):
+                names += [
+                    i["instrument_name"]
+                    for i in call(
+                        "public/get_instruments", {"currency": currency, "kind": kind, "expired": False}
+                    )
+                ]
+        channels = sorted(f"{k}.{n}.100ms" for n in names for k in KINDS)
+        for i in range(0, len(channels), 100):
+            call("public/subscribe", {"channels": channels[i : i + 100]})
+        prepared = call("bench/prepare", {"steps": steps})
+        expect = prepared["bytes"] + len(burst_answer(rid + 1, prepared["frames"])) + 2  # header
+        buf = bytearray(1 << 20)
+        t0 = time.perf_counter()
+        rid += 1
+        payload = orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": "bench/burst", "params": {}})
+        sock.sendall(ws.send(wse.Message(data=payload.decode())))
+        got = 0
+        while got < expect:
+            got += sock.recv_into(buf)
+        wall = time.perf_counter() - t0
+    return {"frames": prepared["frames"], "bytes": prepared["bytes"], "wall_s": wall}
+
+
+# -- the tradingd client ------------------------------------------------------------------------
+class CountAll(Counter):
+    """`Counter`, subscribed to every instrument from its start (the generator sends no market
+    between bursts: no first event would come)."""
+
+    async def on_start(self) -> None:
+        self.subscribed = True
+        self.ctx.subscribe(self.everything(self.ctx))
+
+
+async def tradingd(port: int, steps: int, profile: str | None) -> dict[str, Any]:
+    counter = CountAll(
+        Subscription("deribit", PERP, {DataKind.TICKER}),
+        lambda ctx: [Subscription("deribit", i.symbol) for i in ctx.instruments("deribit")],
+    )
+    engine = LiveEngine([counter], {"deribit": settings(port)}, mode="live", environ=CREDS)
+    out: dict[str, Any] = {}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(engine.run)
+        session: Any = engine.venues["deribit"]
+        with trio.fail_after(60):
+            await engine.ready.wait()
+            while not (counter.subscribed and session.desired_channels() <= session.channels):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        prepared = orjson.loads(bytes(await session.call("bench/prepare", {"steps": steps})))
+        frames = prepared["frames"]
+        slot = engine.router.slots()[0]
+        target = session.stats.frames + frames + 1  # and the burst's answer
+        before = counter.count
+        prof = None
+        if profile:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await session.call("bench/burst", {})
+        # Through once every frame was read and every event handled (polled: its few wakeups
+        # are counted against tradingd).
+        while (  # noqa: ASYNC110
+            session.stats.frames < target
+            or len(slot.mailbox)
+            or engine._receive.statistics().current_buffer_used
+        ):
+            await trio.sleep(0.01)
+        cpu = time.process_time() - cpu0
+        if prof is not None and profile:
+            prof.disable()
+            prof.dump_stats(profile)
+        out = {
+            "frames": frames,
+            "cpu_s": cpu,
+            "events": counter.count - before,
+            "wall_s": counter.last - t0,
+            "malformed": session.stats.malformed,
+            "conflated": slot.mailbox.stats.conflated + slot.mailbox.stats.merged,
+            "server": orjson.loads(bytes(await session.call("bench/stats", {}))),
+        }
+        nursery.cancel_scope.cancel()
+    return out
+
+
+async def latency(port: int, probes: int, gap_ms: float) -> dict[str, Any]:
+    answerer = LabelAnswerer("deribit", PERP, Decimal(10))
+    engine = LiveEngine([answerer], {"deribit": settings(port)}, mode="live", environ=CREDS)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(engine.run)
+        session: Any = engine.venues["deribit"]
+        with trio.fail_after(60):
+            await engine.ready.wait()
+            while (PERP, DataKind.TICKER) not in engine.router.merged("deribit"):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        await session.call("bench/probe", {"instrument": PERP, "count": probes, "gap_ms": gap_ms})
+        result = orjson.loads(bytes(await session.call("bench/latency", {})))
+        nursery.cancel_scope.cancel()
+    return {
+        "probes": result["probes"],
+        "answered": answerer.sent,
+        "latency_us": latency_figures(result["samples_us"]),
+    }
+
+
+def client(args: argparse.Namespace) -> dict[str, Any]:
+    configure_logging("warning", "json")
+    if args.client == "drain":
+        return drain(args.port, args.burst_steps)
+    if args.client in ("bare", "bare-q", "decode"):
+        return trio.run(
+            lambda: bare(
+                args.port, args.burst_steps, queue=args.client != "bare", keep=args.client == "decode"
+            )
+        )
+    if args.client == "tradingd":
+        return trio.run(tradingd, args.port, args.burst_steps, args.profile)
+    return trio.run(latency, args.port, args.probes, args.gap_ms)
+
+
+# -- the runner --------------------------------------------------------------------------------
+def run_client(kind: str, port: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One client in a fresh process; `<kind>-before` runs `kind` on the code at `--before`."""
+    env = dict(os.environ)
+    if kind.endswith("-before"):
+        kind = kind.removesuffix("-before")
+        env["PYTHONPATH"] = args.before
+    argv = [sys.executable, __file__, "--client", kind, "--port", str(port)]
+    argv += [
+        "--burst-steps",
+        str(args.burst_steps),
+        "--probes",
+        str(args.probes),
+        "--gap-ms",
+        str(args.gap_ms),
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=False, env=env)
+    if done.returncode:
+        raise RuntimeError(f"{kind} client failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def start_generator(port: int) -> tuple[subprocess.Popen[str], int]:
+    child = subprocess.Popen(
+        [sys.executable, str(HERE / "_loadgen.py"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline().split()
+    if not line or line[0] != "listening":
+        child.kill()
+        raise RuntimeError("the load generator did not start")
+    return child, int(line[1])
+
+
+def per_frame_us(r: dict[str, Any], key: str = "cpu_s") -> float:
+    return float(r[key]) / float(r["frames"]) * 1e6
+
+
 def main() -> None:
-    ap = live_parser(__doc__, 100)
-    args = parse_or_serve(ap, serve_child, port=18765)
-    if args is None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument(
+        "--burst-steps", type=int, default=6000, help="market steps in a burst (about 5 frames each)"
+    )
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of every client")
+    ap.add_argument("--probes", type=int, default=1500, help="tick-to-order probes")
+    ap.add_argument("--gap-ms", type=float, default=5.0, help="quiet between probes")
+    ap.add_argument("--latency-runs", type=int, default=1)
+    ap.add_argument("--port", type=int, default=0, help="0: a free port")
+    ap.add_argument("--json", help="also write every run's figures here")
+    ap.add_argument(
+        "--before",
+        metavar="PYTHONPATH",
+        help="also run the tradingd client (and the latency) on the code this PYTHONPATH imports as"
+        " `tradingd`, interleaved with the current code (a before/after comparison)",
+    )
+    ap.add_argument("--client", choices=("bare", "bare-q", "tradingd", "decode", "drain", "latency"))
+    ap.add_argument("--profile", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.client:
+        print(json.dumps(client(args)), flush=True)
         return
-    result = run_with_simulator(__file__, args.port, measure, args.burst_steps, args.latency_s)
-    t, lat = result["throughput"], result["latency_us"]
-    print(ingest_line("throughput", t))
-    per = t["client_cpu_us_per_frame"]
+    gen, port = start_generator(args.port)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    try:
+        kinds = ["bare", "bare-q", "tradingd", "decode"]
+        if args.before:
+            kinds.insert(3, "tradingd-before")
+        runs["drain"] = [run_client("drain", port, args)]
+        for r in range(args.rounds):
+            for kind in kinds if r % 2 == 0 else kinds[::-1]:
+                runs.setdefault(kind, []).append(run_client(kind, port, args))
+        runs["drain"].append(run_client("drain", port, args))
+        for r in range(args.latency_runs):
+            for kind in ["latency", "latency-before"][: 2 if args.before else 1][:: 1 if r % 2 == 0 else -1]:
+                runs.setdefault(kind, []).append(run_client(kind, port, args))
+    finally:
+        gen.terminate()
+        gen.wait(10)
+    report(runs, args)
+
+
+def report(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
+    med = {
+        k: statistics.median(per_frame_us(r) for r in v)
+        for k, v in runs.items()
+        if k != "drain" and "latency" not in k
+    }
+    frames = runs["tradingd"][0]["frames"]
+    best_drain = min(runs["drain"], key=lambda r: r["wall_s"])
+    server_us = statistics.median(per_frame_us(r["server"]) for r in runs["tradingd"] + runs["bare"])
+    print(
+        f"load generator: {frames:,} frames a burst ({best_drain['bytes'] / 1e6:.1f} MB); to a client"
+        f" that only reads bytes: {best_drain['frames'] / best_drain['wall_s']:,.0f} frames/s (wall, best of"
+        f" {len(runs['drain'])}); its own CPU {server_us:.2f} us per frame sent"
+        f" = a ceiling of {1e6 / server_us:,.0f} frames/s on one core"
+    )
+    for kind in ("bare", "bare-q"):
+        figs = ", ".join(f"{per_frame_us(r):.1f}" for r in runs[kind])
+        print(f"{kind} trio-websocket client: {med[kind]:.1f} us of CPU per frame (median; runs {figs})")
+    reference = min(med["bare"], med["bare-q"])
+    t = runs["tradingd"]
+    figs = ", ".join(f"{per_frame_us(r):.1f}" for r in t)
+    per = med["tradingd"]
+    decoder = statistics.median(per_frame_us(r, "decoder_cpu_s") for r in runs["decode"])
     print(
         f"client cost: {per:.1f} us of CPU per frame (connection, decode, router, strategy)"
-        f" = room for {1e6 / per:,.0f} frames/s on one core; the simulator's sender is the bound above"
+        f" = room for {1e6 / per:,.0f} frames/s on one core (median; runs {figs})"
     )
-    print(latency_line(lat))
+    print(
+        f"ratio to the bare trio-websocket client: {per / reference:.2f}"
+        f" (goal <= 2; reference {reference:.1f} us)"
+    )
+    print(
+        f"decoder alone on the same frames: {decoder:.1f} us per frame"
+        f" ({decoder / per:.0%} of the client's cost)"
+    )
+    last = t[-1]
+    print(
+        f"throughput: {last['events']:,} events from {last['frames']:,} frames in {last['wall_s']:.2f} s"
+        f" = {last['events'] / last['wall_s']:,.0f} events/s into the strategy"
+        f" (conflated/merged {last['conflated']:,}, malformed {last['malformed']}; wall time, last run)"
+    )
+    if "tradingd-before" in runs:
+        figs = ", ".join(f"{per_frame_us(r):.1f}" for r in runs["tradingd-before"])
+        print(
+            f"before (--before): client cost {med['tradingd-before']:.1f} us of CPU per frame"
+            f" (median; runs {figs}),"
+            f" ratio {med['tradingd-before'] / reference:.2f}"
+        )
+    for lat in runs["latency"]:
+        print(latency_line(lat["latency_us"], f"; {lat['probes']} probes, {args.gap_ms:g} ms apart"))
+    for lat in runs.get("latency-before", []):
+        print("before (--before): " + latency_line(lat["latency_us"], f"; {lat['probes']} probes"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(runs, indent=1))
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
     main()
