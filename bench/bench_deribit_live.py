@@ -272,10 +272,11 @@ async def tradingd(port: int, steps: int, profile: str | None) -> dict[str, Any]
         await session.call("bench/burst", {})
         # Through once every frame was read and every event handled (polled: its few wakeups
         # are counted against tradingd).
+        channel = getattr(engine, "_receive", None)  # the router task's queue (the code at i17-base)
         while (  # noqa: ASYNC110
             session.stats.frames < target
             or len(slot.mailbox)
-            or engine._receive.statistics().current_buffer_used
+            or (channel is not None and channel.statistics().current_buffer_used)
         ):
             await trio.sleep(0.01)
         cpu = time.process_time() - cpu0
@@ -305,12 +306,16 @@ async def latency(port: int, probes: int, gap_ms: float) -> dict[str, Any]:
             await engine.ready.wait()
             while (PERP, DataKind.TICKER) not in engine.router.merged("deribit"):  # noqa: ASYNC110
                 await trio.sleep(0.05)
+        cpu0 = time.process_time()
         await session.call("bench/probe", {"instrument": PERP, "count": probes, "gap_ms": gap_ms})
         result = orjson.loads(bytes(await session.call("bench/latency", {})))
+        cpu = time.process_time() - cpu0
         nursery.cancel_scope.cancel()
     return {
         "probes": result["probes"],
         "answered": answerer.sent,
+        # The client's CPU per probe: the ticker, the order sent, its answer and its report.
+        "cpu_us_per_probe": cpu / max(1, result["probes"]) * 1e6,
         "latency_us": latency_figures(result["samples_us"]),
     }
 
@@ -376,7 +381,9 @@ def main() -> None:
     ap.add_argument(
         "--burst-steps", type=int, default=6000, help="market steps in a burst (about 5 frames each)"
     )
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of every client")
+    ap.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds of every client (0: latency only)"
+    )
     ap.add_argument("--probes", type=int, default=1500, help="tick-to-order probes")
     ap.add_argument("--gap-ms", type=float, default=5.0, help="quiet between probes")
     ap.add_argument("--latency-runs", type=int, default=1)
@@ -400,11 +407,12 @@ def main() -> None:
         kinds = ["bare", "bare-q", "tradingd", "decode"]
         if args.before:
             kinds.insert(3, "tradingd-before")
-        runs["drain"] = [run_client("drain", port, args)]
-        for r in range(args.rounds):
-            for kind in kinds if r % 2 == 0 else kinds[::-1]:
-                runs.setdefault(kind, []).append(run_client(kind, port, args))
-        runs["drain"].append(run_client("drain", port, args))
+        if args.rounds:
+            runs["drain"] = [run_client("drain", port, args)]
+            for r in range(args.rounds):
+                for kind in kinds if r % 2 == 0 else kinds[::-1]:
+                    runs.setdefault(kind, []).append(run_client(kind, port, args))
+            runs["drain"].append(run_client("drain", port, args))
         for r in range(args.latency_runs):
             for kind in ["latency", "latency-before"][: 2 if args.before else 1][:: 1 if r % 2 == 0 else -1]:
                 runs.setdefault(kind, []).append(run_client(kind, port, args))
@@ -415,6 +423,20 @@ def main() -> None:
 
 
 def report(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
+    if "tradingd" in runs:
+        report_cpu(runs)
+    for lat in runs["latency"]:
+        extra = f"; {lat['probes']} probes, {args.gap_ms:g} ms apart"
+        extra += f"; client CPU {lat['cpu_us_per_probe']:.0f} us a probe"
+        print(latency_line(lat["latency_us"], extra))
+    for lat in runs.get("latency-before", []):
+        extra = f"; {lat['probes']} probes; client CPU {lat['cpu_us_per_probe']:.0f} us a probe"
+        print("before (--before): " + latency_line(lat["latency_us"], extra))
+    if args.json:
+        Path(args.json).write_text(json.dumps(runs, indent=1))
+
+
+def report_cpu(runs: dict[str, list[dict[str, Any]]]) -> None:
     med = {
         k: statistics.median(per_frame_us(r) for r in v)
         for k, v in runs.items()
@@ -462,12 +484,6 @@ def report(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> N
             f" (median; runs {figs}),"
             f" ratio {med['tradingd-before'] / reference:.2f}"
         )
-    for lat in runs["latency"]:
-        print(latency_line(lat["latency_us"], f"; {lat['probes']} probes, {args.gap_ms:g} ms apart"))
-    for lat in runs.get("latency-before", []):
-        print("before (--before): " + latency_line(lat["latency_us"], f"; {lat['probes']} probes"))
-    if args.json:
-        Path(args.json).write_text(json.dumps(runs, indent=1))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ the benchmarks report the best of their repetitions.
 - backtest events/s with 1, 2 and 8 strategies (`bench_backtest.py`, the bundled sample);
 - frames/s through each venue's decoder (`bench_decode.py`, `bench_polymarket.py`,
   `bench_derive.py`), and book updates/s;
-- live ingest (events/s into a strategy) and tick-to-order latency (median, p99) against each
-  venue's simulator on loopback, the simulator in its own process (`bench_deribit_live.py`,
-  `bench_derive_live.py`, `bench_polymarket_live.py`), and orders placed and acknowledged one
-  after another (signed, for Derive and Polymarket);
+- live: Deribit's client CPU per frame beside a bare trio-websocket client on the same frames, and
+  tick-to-order latency (median, p99), against a load generator on loopback in its own process
+  (`bench_deribit_live.py`); Derive's and Polymarket's ingest and tick-to-order against their
+  simulators (`bench_derive_live.py`, `bench_polymarket_live.py`), and orders placed and
+  acknowledged one after another (signed);
 - what recording costs: the frame hook per frame, and the writer's frames/s;
 - signed orders/s per venue; catalog search latency (`bench_catalog.py`, a 30,000-market cache);
 - peak RSS (and events/s) of a day-sized replay with both example strategies, in a fresh process;
@@ -359,18 +360,18 @@ def recorder(quick: bool) -> Group:
 
 
 def live(quick: bool) -> Group:
-    steps, lat = ("3000", "8") if quick else ("10000", "20")
+    steps, rounds, probes = ("1000", "3", "500") if quick else ("4000", "5", "1500")
     step = Step(
-        "live (simulator on loopback)",
+        "live (load generator on loopback)",
         [
             PY,
             str(BENCH / "bench_deribit_live.py"),
             "--burst-steps",
             steps,
-            "--latency-s",
-            lat,
-            "--port",
-            "18799",
+            "--rounds",
+            rounds,
+            "--probes",
+            probes,
         ],
     ).run()
     return _parsed(
@@ -387,7 +388,12 @@ def live(quick: bool) -> Group:
                 lambda m: f"{m[1]} µs (room for {m[2]} frames/s on one core)",
             ),
             (
-                "tick-to-order latency, Deribit (simulator -> strategy -> order at the simulator)",
+                "live ingest: Deribit client CPU per frame / a bare trio-websocket client's",
+                r"ratio to the bare trio-websocket client: ([\d.]+) \(goal <= 2; reference ([\d.]+) us\)",
+                lambda m: f"{m[1]} (bare client {m[2]} µs)",
+            ),
+            (
+                "tick-to-order latency, Deribit (load generator -> strategy -> order at the generator)",
                 r"tick-to-order: median (\d+) us, p99 (\d+) us",
                 lambda m: f"median {int(m[1]) / 1000:.2f} ms, p99 {int(m[2]) / 1000:.2f} ms",
             ),

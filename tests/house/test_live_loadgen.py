@@ -1,0 +1,100 @@
+"""The live benchmark's load generator (bench/_loadgen.py) does what its figures rely on: it answers
+the handshake and the requests a client makes, sends exactly the frames it prepared (those of the
+channels subscribed, nothing else), and stamps each tick-to-order probe once, never negative."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+import trio_websocket
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "bench"))
+from _loadgen import LoadGenerator, bench_simulator, burst_answer, encode_text
+
+PERP = "BTC-PERPETUAL"
+NOTIFICATION = '{"jsonrpc":"2.0","method":"subscription"'
+
+
+class _Client:
+    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+        self.ws = ws
+        self.rid = 0
+        self.notes: list[str] = []
+
+    async def send(self, method: str, params: dict[str, Any] | None = None) -> int:
+        self.rid += 1
+        message = {"jsonrpc": "2.0", "id": self.rid, "method": method, "params": params or {}}
+        await self.ws.send_message(orjson.dumps(message).decode())
+        return self.rid
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        rid = await self.send(method, params)
+        while True:
+            message = str(await self.ws.get_message())
+            if message.startswith(NOTIFICATION):
+                self.notes.append(message)
+                continue
+            answer = orjson.loads(message)
+            if answer.get("id") == rid:
+                assert "error" not in answer, answer
+                return answer["result"]
+
+
+@asynccontextmanager
+async def _connected() -> AsyncIterator[_Client]:
+    gen = LoadGenerator(lambda: bench_simulator(7, 1_780_000_000_000_000_000))
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(gen.serve, 0)
+        async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{port}/ws/api/v2") as ws:
+            yield _Client(ws)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_burst_is_exactly_the_prepared_frames_of_the_subscribed_channels() -> None:
+    async with _connected() as client:
+        names = [
+            i["instrument_name"] for i in await client.call("public/get_instruments", {"currency": "BTC"})
+        ]
+        assert PERP in names
+        channels = {f"ticker.{PERP}.100ms", f"book.{PERP}.100ms"}
+        assert set(await client.call("public/subscribe", {"channels": sorted(channels)})) == channels
+        prepared = await client.call("bench/prepare", {"steps": 40})
+        assert prepared["frames"] > 0
+        rid = await client.send("bench/burst")
+        assert await client.ws.get_message() == burst_answer(rid, prepared["frames"]).decode()
+        burst = [str(await client.ws.get_message()) for _ in range(prepared["frames"])]
+        assert all(m.startswith(NOTIFICATION) for m in burst)
+        assert {orjson.loads(m)["params"]["channel"] for m in burst} == channels
+        assert prepared["bytes"] == sum(len(encode_text(m.encode())) for m in burst)
+        with trio.move_on_after(0.3) as quiet:
+            await client.ws.get_message()  # nothing more
+        assert quiet.cancelled_caught
+        stats = await client.call("bench/stats")
+        assert stats["frames"] == prepared["frames"] and stats["bytes"] == prepared["bytes"]
+
+
+async def test_each_probe_is_stamped_once_from_its_ticker_to_its_order() -> None:
+    """Three probes answered with an order labelled after the ticker: three samples, each the
+    time from the ticker leaving to the order arriving (never negative)."""
+    async with _connected() as client:
+        await client.call("public/subscribe", {"channels": [f"ticker.{PERP}.100ms"]})
+        await client.call("bench/probe", {"instrument": PERP, "count": 3, "gap_ms": 1})
+        answered = 0
+        while answered < 3:
+            message = str(await client.ws.get_message())
+            if message.startswith(NOTIFICATION):
+                ts = orjson.loads(message)["params"]["data"]["timestamp"]
+                # Refused by the simulator (not logged in): the stamp is taken before it reads it.
+                await client.send(
+                    "private/buy", {"instrument_name": PERP, "amount": 10, "label": f"lat-{ts}"}
+                )
+                answered += 1
+        result = await client.call("bench/latency")
+        assert result["probes"] == 3 and len(result["samples_us"]) == 3
+        assert all(0 < s < 5e6 for s in result["samples_us"])
