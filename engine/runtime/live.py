@@ -3,11 +3,12 @@
     root nursery
     ├── venue nursery, one per venue: its session (ONE WebSocket: subscribe, heartbeat,
     │   reconnect, decode) and its execution gateway (a capacity-limited request channel)
-    ├── the router task: merged subscriptions; each event to the strategies subscribed to it
     └── a task per strategy: `await strategy.on_event(event)` from its mailbox
 
-Sessions deliver market events to `market()` (market state, paper fills, then the router) and
-reports of our orders to `private()` (the order tracker, then the owning strategy). In `paper`
+Sessions deliver market events to `market()` (market state, paper fills, then the router, which
+puts each into the mailboxes of the strategies subscribed to it, in the session's task: a mailbox
+never blocks, so no task of its own sits between them) and reports of our orders to `private()`
+(the order tracker, then the owning strategy). In `paper`
 mode orders never reach the venue: each gateway drives a `SimulatedVenue` (the backtest's fill
 model) fed by the live books and trades.
 """
@@ -305,7 +306,6 @@ class LiveEngine:
             self.log.info("journal.restored", path=str(journal.path), **self.restored)
         # Unique across restarts (a client order id is never reused at the venue).
         self.ids = ClientOrderIds(_base36(clock() // 1_000_000))
-        self._send, self._receive = trio.open_memory_channel[list[MarketEvent]](4096)
         self.slots = [self.router.add(self.router.new_slot(s)) for s in strategies]
         names = sorted(set(venue_settings) | set(self.router.venues()))
         if not names:
@@ -485,14 +485,15 @@ class LiveEngine:
                     fills = sim.on_market(ev)
                     if fills:
                         self.private(fills)
-        try:
-            # No checkpoint per frame: the router runs when the session waits for the next one.
-            self._send.send_nowait(events)
-        except trio.WouldBlock:
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._send.send(events)  # the router is 4096 batches behind: backpressure
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the router has stopped: the daemon is shutting down
+        # Into the strategies' mailboxes at once, in arrival order (after the paper fills they
+        # caused, as before). A mailbox never blocks (it conflates, or drops trades beyond its
+        # capacity, and counts it), so no router task is needed between the session and the
+        # strategies: it cost a task switch per batch of frames on the tick-to-order path, and
+        # reports of our orders (`private`, dispatched at once) could overtake market events
+        # that arrived before them.
+        dispatch = self.router.dispatch
+        for ev in events:
+            dispatch(ev)
 
     def private(self, events: Sequence[PrivateEvent]) -> None:
         """`VenueSink`: reports about our orders, folded into the tracker (never raises)."""
@@ -512,7 +513,6 @@ class LiveEngine:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._scope = nursery.cancel_scope
-                nursery.start_soon(self.router.run, self._receive)
                 for name, live in self.venues.items():
                     await nursery.start(self._run_venue, name, live)
                 await nursery.start(self._run_strategies)

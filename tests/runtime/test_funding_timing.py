@@ -22,6 +22,7 @@ from tests.support.reduced_engine import reduced_engine
 from tradingd.engine import Fill, Liquidity, Side
 from tradingd.engine.model.settlement import FundingPayment
 from tradingd.engine.runtime import OrderFlow
+from tradingd.engine.runtime.router import MarketRouter
 from tradingd.engine.store.journal import OrderJournal
 
 S = 1_000_000_000
@@ -247,6 +248,7 @@ def live(flow: OrderFlow, client: _Client, now: list[int]) -> Any:
     engine.market_state = flow.market
     engine.paper = {}
     engine._send, engine._receive = trio.open_memory_channel[Any](100)
+    engine.router = MarketRouter()  # `market` dispatches into it (no strategy: nothing reaches one)
     engine._caught_up_ns, engine._unbooked_ns, engine._catching_up = {}, {}, set()
     init = getattr(engine, "_init_settlements", None)
     if init is not None:
