@@ -643,6 +643,12 @@ class _Snapshot:
         self.count = count
         self._slugs: list[str] | None = None
         self._slug_rowids: list[int] = []
+        # Searches running in worker threads (`MarketCatalog.search_async`) and whether the
+        # snapshot was swapped out meanwhile: the last reader closes the connection, so a swap
+        # never closes it under a query in flight.
+        self._guard = threading.Lock()
+        self._readers = 0
+        self._closing = False
 
     @classmethod
     def empty(cls) -> _Snapshot:
@@ -660,7 +666,28 @@ class _Snapshot:
         )
 
     def close(self) -> None:
+        """Close the connection now, or, while searches still read it, once the last one ends."""
+        with self._guard:
+            self._closing = True
+            if self._readers:
+                return
         if self.con is not None:
+            self.con.close()
+
+    def acquire(self) -> bool:
+        """Register a reader (a search about to run); False once the snapshot has been swapped
+        out (the caller takes the catalog's current one instead). Pair with `release`."""
+        with self._guard:
+            if self._closing:
+                return False
+            self._readers += 1
+            return True
+
+    def release(self) -> None:
+        with self._guard:
+            self._readers -= 1
+            last = self._readers == 0 and self._closing
+        if last and self.con is not None:
             self.con.close()
 
     # -- lookups ----------------------------------------------------------------------------
@@ -1039,6 +1066,7 @@ class PolymarketCatalog(MarketCatalog):
                 http = await stack.enter_async_context(httpx.AsyncClient())
                 gamma = GammaClient(http, base_url=gamma_url)
             catalog = cls(cache_path, gamma=gamma, **kwargs)
+            catalog.search_in_thread = True  # serving an event loop: `search_async` off it
             await catalog.load()
             async with trio.open_nursery() as nursery:
                 await nursery.start(catalog.maintain)
@@ -1194,7 +1222,15 @@ class PolymarketCatalog(MarketCatalog):
         words that count, the score, and `rank_window`)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
-        return self._snap.search(query, limit, self.rank_window)
+        # Searches may run in worker threads (`search_async`) while a refresh swaps snapshots on
+        # the event loop: hold the snapshot so the swap leaves its closing to the last reader.
+        snapshot = self._snap
+        while not snapshot.acquire():  # swapped out just now: the newer one answers
+            snapshot = self._snap
+        try:
+            return snapshot.search(query, limit, self.rank_window)
+        finally:
+            snapshot.release()
 
     def find_by_slug(self, slug: str) -> CatalogMarket | None:
         return self._snap.one("slug = ?", slug)
