@@ -141,3 +141,22 @@ async def test_searches_in_threads_survive_refreshes(tmp_path: Path) -> None:
             assert await catalog.load()
     assert len(got) == 30
     assert all(g in answers for g in got)
+
+
+async def test_searches_in_many_threads_at_once_answer_as_one_at_a_time(big_cache: Path) -> None:
+    """Strategies searching at the same moment share the catalog's connection from several
+    worker threads: each gets exactly the answer it would get alone."""
+    catalog = PolymarketCatalog.from_cache(big_cache)
+    queries = ["bitcoin above", "nba", "will the", "celtics lakers", "up or down", "fed rates", "xrp"]
+    expected = {q: catalog.search(q, 10) for q in queries}
+    catalog.search_in_thread = True
+    got: dict[str, list[list[SearchResult]]] = {q: [] for q in queries}
+
+    async def searcher(q: str) -> None:
+        for _ in range(5):
+            got[q].append(await catalog.search_async(q, 10))
+
+    async with trio.open_nursery() as nursery:
+        for q in queries:
+            nursery.start_soon(searcher, q)
+    assert got == {q: [expected[q]] * 5 for q in queries}
