@@ -57,14 +57,16 @@ static void bm25idf(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_conte
     memcpy(aIDF, sqlite3_value_blob(apVal[0]), nPhrase * sizeof(double));
     double aFreq[MAX_PHRASES];
     memset(aFreq, 0, sizeof(double) * nPhrase);
-    int nInst = 0;
-    rc = api->xInstCount(fts, &nInst);
-    for (int i = 0; rc == SQLITE_OK && i < nInst; i++) {
-        int ip, ic, io;
-        rc = api->xInst(fts, i, &ip, &ic, &io);
-        if (rc == SQLITE_OK) {
-            double w = (nVal - 1 > ic) ? sqlite3_value_double(apVal[ic + 1]) : 1.0;
-            aFreq[ip] += w;
+    /* bm25() adds up the weights of the instances xInst lists: every phrase's positions merged
+     * into one array per row, in (column, offset) order. Each phrase's own position list holds
+     * the same instances in the same order, so the sums are the same doubles, without the merge. */
+    for (int i = 0; rc == SQLITE_OK && i < nPhrase; i++) {
+        Fts5PhraseIter iter;
+        int ic, io;
+        rc = api->xPhraseFirst(fts, i, &iter, &ic, &io);
+        while (rc == SQLITE_OK && ic >= 0) {
+            aFreq[i] += (nVal - 1 > ic) ? sqlite3_value_double(apVal[ic + 1]) : 1.0;
+            api->xPhraseNext(fts, &iter, &ic, &io);
         }
     }
     double D = 0.0;
