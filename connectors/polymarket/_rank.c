@@ -13,6 +13,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <sqlite3.h>
+#include <limits.h>
 #include <string.h>
 
 #define MAX_PHRASES 64
@@ -20,6 +21,13 @@
 typedef struct {
     double avgdl;
 } AvgData;
+
+/* Each market's token count (all columns), by rowid: what xColumnSize(-1) reads from the
+ * index's docsize table with one B-tree lookup per row, loaded once when the Ranker opens. */
+typedef struct {
+    unsigned int *sizes;
+    sqlite3_int64 n;
+} Sizes;
 
 static void bm25idf(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx, int nVal,
                     sqlite3_value **apVal) {
@@ -71,9 +79,15 @@ static void bm25idf(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_conte
     }
     double D = 0.0;
     if (rc == SQLITE_OK) {
-        int nTok = 0;
-        rc = api->xColumnSize(fts, -1, &nTok);
-        D = (double)nTok;
+        const Sizes *sizes = (const Sizes *)api->xUserData(fts);
+        sqlite3_int64 id = api->xRowid(fts);
+        if (sizes != 0 && id >= 0 && id < sizes->n && sizes->sizes[id] != UINT_MAX) {
+            D = (double)(int)sizes->sizes[id];
+        } else {
+            int nTok = 0;
+            rc = api->xColumnSize(fts, -1, &nTok);
+            D = (double)nTok;
+        }
     }
     if (rc != SQLITE_OK) {
         sqlite3_result_error_code(ctx, rc);
@@ -88,7 +102,64 @@ static void bm25idf(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_conte
 
 typedef struct {
     PyObject_HEAD sqlite3 *db;
+    Sizes sizes;
 } Ranker;
+
+/* The sum of the varints of one docsize record (fts5: one per column, SQLite's varint format). */
+static int docsize_total(const unsigned char *a, int n, unsigned int *out) {
+    sqlite3_uint64 total = 0;
+    int i = 0;
+    while (i < n) {
+        sqlite3_uint64 v = 0;
+        int k = 0;
+        for (;;) {
+            if (i >= n) return -1;
+            unsigned char c = a[i++];
+            if (k == 8) {
+                v = (v << 8) | c;
+                break;
+            }
+            v = (v << 7) | (c & 0x7f);
+            k++;
+            if (!(c & 0x80)) break;
+        }
+        total += v;
+    }
+    if (total >= UINT_MAX) return -1;
+    *out = (unsigned int)total;
+    return 0;
+}
+
+/* Load every row's token count; on any surprise leave `sizes` empty (xColumnSize then). */
+static void load_sizes(sqlite3 *db, Sizes *sizes) {
+    sqlite3_stmt *st = 0;
+    sqlite3_int64 top = 0;
+    if (sqlite3_prepare_v2(db, "SELECT max(id) FROM fts_docsize", -1, &st, 0) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        top = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    st = 0;
+    if (top <= 0 || top > 100000000) return;
+    unsigned int *a = sqlite3_malloc64((sqlite3_uint64)(top + 1) * sizeof *a);
+    if (a == 0) return;
+    memset(a, 0xff, (size_t)(top + 1) * sizeof *a); /* UINT_MAX: no such row */
+    int ok = sqlite3_prepare_v2(db, "SELECT id, sz FROM fts_docsize", -1, &st, 0) == SQLITE_OK;
+    int rc = SQLITE_ROW;
+    while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sqlite3_int64 id = sqlite3_column_int64(st, 0);
+        const unsigned char *blob = sqlite3_column_blob(st, 1);
+        int n = sqlite3_column_bytes(st, 1);
+        if (id < 0 || id > top || docsize_total(blob, n, &a[id]) != 0) ok = 0;
+    }
+    sqlite3_finalize(st);
+    if (!ok || rc != SQLITE_DONE) {
+        sqlite3_free(a);
+        return;
+    }
+    sizes->sizes = a;
+    sizes->n = top + 1;
+}
 
 static int Ranker_init(Ranker *self, PyObject *args, PyObject *kwds) {
     const char *uri;
@@ -106,6 +177,9 @@ static int Ranker_init(Ranker *self, PyObject *args, PyObject *kwds) {
         return -1;
     }
     sqlite3_exec(self->db, "PRAGMA mmap_size = 2147483648", 0, 0, 0); /* as _connect_ro */
+    Py_BEGIN_ALLOW_THREADS;
+    load_sizes(self->db, &self->sizes);
+    Py_END_ALLOW_THREADS;
     fts5_api *api = 0;
     sqlite3_stmt *st = 0;
     if (sqlite3_prepare_v2(self->db, "SELECT fts5(?1)", -1, &st, 0) == SQLITE_OK) {
@@ -113,7 +187,7 @@ static int Ranker_init(Ranker *self, PyObject *args, PyObject *kwds) {
         sqlite3_step(st);
     }
     sqlite3_finalize(st);
-    if (api == 0 || api->iVersion < 2 || api->xCreateFunction(api, "bm25idf", 0, bm25idf, 0) != SQLITE_OK) {
+    if (api == 0 || api->iVersion < 2 || api->xCreateFunction(api, "bm25idf", &self->sizes, bm25idf, 0) != SQLITE_OK) {
         PyErr_SetString(PyExc_OSError, "this SQLite has no FTS5 to rank with");
         sqlite3_close_v2(self->db);
         self->db = 0;
@@ -122,17 +196,24 @@ static int Ranker_init(Ranker *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-static PyObject *Ranker_close(Ranker *self, PyObject *unused) {
-    (void)unused;
+static void Ranker_release(Ranker *self) {
     if (self->db != 0) {
         sqlite3_close_v2(self->db);
         self->db = 0;
     }
+    sqlite3_free(self->sizes.sizes);
+    self->sizes.sizes = 0;
+    self->sizes.n = 0;
+}
+
+static PyObject *Ranker_close(Ranker *self, PyObject *unused) {
+    (void)unused;
+    Ranker_release(self);
     Py_RETURN_NONE;
 }
 
 static void Ranker_dealloc(Ranker *self) {
-    if (self->db != 0) sqlite3_close_v2(self->db);
+    Ranker_release(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
