@@ -11,7 +11,9 @@ an index build (STYLE.md habit 7; the README's "Market discovery" figures come f
    or three words drawn from random markets' questions) on a warm page cache, each query's time
    the best of `--repeat` runs, in CPU time of the process (`time.process_time`: what the search
    costs, not what the other processes of a shared machine cost it); median, 99th percentile and
-   worst over the queries, the same by number of words, and the wall-clock median beside it.
+   worst over the queries, the same by number of words, and the wall-clock median beside it;
+   interleaved with each, the same query ranked by FTS5's own bm25() (the reference, and what
+   search did before the compiled ranking), whose results must be the same.
    Then exact lookups (slug, token id, condition id) and the regex lookups of recurring markets.
 4. `tradingd catalog search` wall time: the whole command in a fresh process (interpreter start,
    imports, opening the index, the query, printing), best of `--repeat`.
@@ -187,20 +189,42 @@ def main() -> int:
     qs = queries(catalog, args.queries, rng)
     for q in qs[:5]:
         catalog.search(q, 10)  # warm the page cache
+    # The reference beside it: the same index ranked by FTS5's own bm25() (what search did
+    # before the compiled ranking, and what it still does without it), run interleaved with it.
+    reference = PolymarketCatalog.from_cache(path)
+    if reference._snap.ranker is not None:
+        reference._snap.ranker.close()
+        reference._snap.ranker = None
+    compiled = catalog._snap.ranker is not None
     lat: list[float] = []
+    ref_lat: list[float] = []
     walls: list[float] = []
     worst: list[tuple[float, str, int]] = []
+    differ = 0
     for q in qs:
-        runs, wall = [], []
+        runs, ref_runs, wall = [], [], []
         for _ in range(args.repeat):  # best of N: the query's own cost, not the shared machine's noise
             w0, t0 = time.perf_counter(), time.process_time()
             results = catalog.search(q, 10)
             runs.append(time.process_time() - t0)
             wall.append(time.perf_counter() - w0)
+            t0 = time.process_time()
+            expected = reference.search(q, 10)
+            ref_runs.append(time.process_time() - t0)
+        differ += results != expected
         lat.append(min(runs))
+        ref_lat.append(min(ref_runs))
         walls.append(min(wall))
         worst.append((min(runs), q, len(results)))
     worst.sort(reverse=True)
+    reference._snap.close()
+    ranking = "compiled bm25idf (_rank.c)" if compiled else "bm25() (no _rank module)"
+    same = "the same results" if not differ else f"OTHER RESULTS for {differ}"
+    print(f"search ranking                 {ranking}; bm25() gave {same} on all {len(qs)} queries")
+    print(
+        f"search latency, bm25() before  {ms(statistics.median(ref_lat))} median, "
+        f"{ms(pct(ref_lat, 99))} p99, {ms(max(ref_lat))} worst (the same queries, interleaved)"
+    )
     print(
         f"search latency, median         {ms(statistics.median(lat))}   {len(qs)} distinct queries, "
         f"limit 10, CPU time, each best of {args.repeat}"
