@@ -18,7 +18,7 @@ from tradingd.simulators.polymarket.catalog_generator import generate_markets, m
 # Every phrase of a query is scored on every row it matches (FTS5 BM25), so one common word
 # repeated makes a search that takes a long while on a modest catalog: long enough that an
 # event loop it blocked would show it.
-SLOW_QUERY = " ".join(["market"] * 16)
+SLOW_QUERY = " ".join(["market"] * 40)
 
 
 @pytest.fixture(scope="module")
