@@ -694,6 +694,7 @@ def _query_tokens(word: str) -> tuple[str, ...]:
 
 
 _DOCUMENTS_SQL = "SELECT coalesce((SELECT doc FROM terms WHERE term = ?), 0), 0.0"
+_BY_IDS_SQL = f"SELECT rowid, {_COLUMNS} FROM markets WHERE rowid IN (SELECT value FROM json_each(?))"
 _MAX_PHRASES = 64  # _rank.c's MAX_PHRASES
 _RANK_SQL = (
     "SELECT id, score FROM "
@@ -841,6 +842,8 @@ class _Snapshot:
         for token in tokens:
             hits = self._documents.get(token)
             if hits is None:
+                if len(self._documents) >= 100_000:  # bounded: words never seen are cached too
+                    self._documents.clear()
                 hits = self._documents[token] = ranker.rows(_DOCUMENTS_SQL, (token,))[0][0]
             idf = math.log((rows - hits + 0.5) / (hits + 0.5))
             idfs.append(idf if idf > 0.0 else 1e-6)
@@ -850,13 +853,8 @@ class _Snapshot:
             ranked = ranker.rows(_RANK_SQL, (packed, " OR ".join(terms), cap, limit))
         if not ranked:
             return []
-        ids = [r[0] for r in ranked]
-        found = {
-            r[0]: _market(r[1:])
-            for r in self.con.execute(
-                f"SELECT rowid, {_COLUMNS} FROM markets WHERE rowid IN ({', '.join('?' * len(ids))})", ids
-            )
-        }
+        ids = orjson.dumps([r[0] for r in ranked]).decode()  # any `limit`: no SQL variable per id
+        found = {r[0]: _market(r[1:]) for r in self.con.execute(_BY_IDS_SQL, (ids,))}
         return [SearchResult(found[i], score) for i, score in ranked]
 
     def load_slugs(self) -> list[str]:

@@ -205,3 +205,10 @@ def test_the_ranker_closes_with_its_snapshot(tmp_path: Path) -> None:
     snapshot.close()
     with pytest.raises(ValueError, match="closed"):
         ranker.rows("SELECT 1, 0.0", ())
+
+
+def test_a_limit_past_the_catalog_ranks_as_bm25(generated: PolymarketCatalog) -> None:
+    ref = reference_of_generated(generated)
+    got = generated.search("will the", 40_000)
+    assert len(got) > 3_000
+    assert got == ref.search("will the", 40_000)
