@@ -9,12 +9,20 @@ an index build (STYLE.md habit 7; the README's "Market discovery" figures come f
    (`index build`); later loads open that index (`index reused`, best of `--repeat`).
 3. Search latency in process: `--queries` distinct queries (a fixed set of typical ones, then two
    or three words drawn from random markets' questions) on a warm page cache, each query's time
-   the best of `--repeat` runs; median, 99th percentile and worst over the queries. Then exact
-   lookups (slug, token id, condition id) and the regex lookups of recurring markets.
+   the best of `--repeat` runs, in CPU time of the process (`time.process_time`: what the search
+   costs, not what the other processes of a shared machine cost it); median, 99th percentile and
+   worst over the queries, the same by number of words, and the wall-clock median beside it;
+   interleaved with each, the same query ranked by FTS5's own bm25() (the reference, and what
+   search did before the compiled ranking), whose results must be the same.
+   Then exact lookups (slug, token id, condition id) and the regex lookups of recurring markets.
 4. `tradingd catalog search` wall time: the whole command in a fresh process (interpreter start,
    imports, opening the index, the query, printing), best of `--repeat`.
 5. The event loop while the index is rebuilt in a worker thread: a task that sleeps 1 ms in a
    loop records how late it wakes (what the router would feel during a background refresh).
+6. The event loop while a live strategy searches: the same sleeper while the slowest queries of
+   step 3 run one after another through `search_async` on a live catalog (a worker thread), next
+   to the same searches made on the loop itself (`search`, what a strategy had before) and to no
+   search at all (the machine's own noise), each round in turn.
 
 Aims (issue 5): search under 20 ms in process, the CLI under 2 s.
 """
@@ -116,6 +124,36 @@ async def loop_lag_during_build(path: Path) -> tuple[float, float, float, int]:
     return took, max(lateness), pct(lateness, 99), len(lateness)
 
 
+async def loop_lag_during_searches(catalog: PolymarketCatalog, qs: list[str], how: str) -> list[float]:
+    """Lateness of a 1 ms sleeper while `qs` are searched one after another: `how` is "thread"
+    (`search_async` on a live catalog), "loop" (`search` on the event loop) or "idle" (the same
+    time without searching)."""
+    lateness: list[float] = []
+    done = trio.Event()
+
+    async def sleeper(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while not done.is_set():
+            t = time.perf_counter()
+            await trio.sleep(0.001)
+            lateness.append(time.perf_counter() - t - 0.001)
+
+    catalog.search_in_thread = how == "thread"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sleeper)
+        for q in qs:
+            if how == "thread":
+                await catalog.search_async(q, 10)
+            elif how == "loop":
+                catalog.search(q, 10)
+                await trio.lowlevel.checkpoint()
+            else:
+                await trio.sleep(0.02)
+        done.set()
+    catalog.search_in_thread = False
+    return lateness
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--markets", type=int, default=300_000)
@@ -151,25 +189,58 @@ def main() -> int:
     qs = queries(catalog, args.queries, rng)
     for q in qs[:5]:
         catalog.search(q, 10)  # warm the page cache
+    # The reference beside it: the same index ranked by FTS5's own bm25() (what search did
+    # before the compiled ranking, and what it still does without it), run interleaved with it.
+    reference = PolymarketCatalog.from_cache(path)
+    if reference._snap.ranker is not None:
+        reference._snap.ranker.close()
+        reference._snap.ranker = None
+    compiled = catalog._snap.ranker is not None
     lat: list[float] = []
+    ref_lat: list[float] = []
+    walls: list[float] = []
     worst: list[tuple[float, str, int]] = []
+    differ = 0
     for q in qs:
-        runs = []
+        runs, ref_runs, wall = [], [], []
         for _ in range(args.repeat):  # best of N: the query's own cost, not the shared machine's noise
-            t0 = time.perf_counter()
+            w0, t0 = time.perf_counter(), time.process_time()
             results = catalog.search(q, 10)
-            runs.append(time.perf_counter() - t0)
+            runs.append(time.process_time() - t0)
+            wall.append(time.perf_counter() - w0)
+            t0 = time.process_time()
+            expected = reference.search(q, 10)
+            ref_runs.append(time.process_time() - t0)
+        differ += results != expected
         lat.append(min(runs))
+        ref_lat.append(min(ref_runs))
+        walls.append(min(wall))
         worst.append((min(runs), q, len(results)))
     worst.sort(reverse=True)
+    reference._snap.close()
+    ranking = "compiled bm25idf (_rank.c)" if compiled else "bm25() (no _rank module)"
+    same = "the same results" if not differ else f"OTHER RESULTS for {differ}"
+    print(f"search ranking                 {ranking}; bm25() gave {same} on all {len(qs)} queries")
+    print(
+        f"search latency, bm25() before  {ms(statistics.median(ref_lat))} median, "
+        f"{ms(pct(ref_lat, 99))} p99, {ms(max(ref_lat))} worst (the same queries, interleaved)"
+    )
     print(
         f"search latency, median         {ms(statistics.median(lat))}   {len(qs)} distinct queries, "
-        f"limit 10, each best of {args.repeat}"
+        f"limit 10, CPU time, each best of {args.repeat}"
     )
     print(f"search latency, p99            {ms(pct(lat, 99))}")
     print(f"search latency, worst          {ms(worst[0][0])}   {worst[0][1]!r}")
-    for dt, q, _ in worst[1:4]:
+    for dt, q, _ in worst[1:6]:
         print(f"                               {ms(dt)}   {q!r}")
+    print(f"search latency, wall median    {ms(statistics.median(walls))}   the same searches, wall clock")
+    by_words: dict[str, list[float]] = {}
+    for dt, q, _ in worst:
+        n = len(q.split())
+        by_words.setdefault(f"{n} word{'s' if n > 1 else ''}" if n < 3 else "3+ words", []).append(dt)
+    for kind in sorted(by_words):
+        v = by_words[kind]
+        print(f"  {kind:<29}{ms(statistics.median(v))} median, {ms(pct(v, 99))} p99 ({len(v)} queries)")
     typical = [d for d, q, _ in worst if q in TYPICAL]
     print(f"search latency, typical set    {ms(statistics.median(typical))} median, {ms(max(typical))} worst "
           f"({len(typical)} hand-written queries)")  # fmt: skip
@@ -222,6 +293,22 @@ def main() -> int:
     t0 = time.perf_counter()
     subprocess.run([*cmd, "--help"], capture_output=True, check=True)
     print(f"  of which start-up            {time.perf_counter() - t0:8.2f} s    tradingd --help")
+
+    # -- the event loop during live searches ------------------------------------------------
+    slowest = [q for _, q, _ in worst[:10]]
+    lags: dict[str, list[float]] = {"idle": [], "thread": [], "loop": []}
+    for _ in range(args.repeat):  # interleaved rounds: the machine's load changes as they run
+        for how in lags:
+            lags[how] += trio.run(loop_lag_during_searches, catalog, slowest, how)
+    for how, label in (
+        ("thread", "live search_async (thread)"),
+        ("loop", "search on the loop (before)"),
+        ("idle", "no search (machine noise)"),
+    ):
+        v = lags[how]
+        print(f"event loop, {label:<29}{ms(max(v))} worst, {ms(pct(v, 99))} p99, "
+              f"{ms(statistics.median(v))} median lateness of a 1 ms sleeper ({len(v):,} wake-ups, "
+              f"the {len(slowest)} slowest queries x {args.repeat})")  # fmt: skip
 
     # -- the event loop during a rebuild ----------------------------------------------------
     took, worst_lag, p99_lag, wakeups = trio.run(loop_lag_during_build, path)

@@ -474,6 +474,17 @@ def catalog(quick: bool) -> Group:
                 r"search latency, p99\s+([\d.]+) ms",
                 lambda m: f"{m[1]} ms",
             ),
+            (
+                "catalog search latency (30,000 markets), p99 with bm25() (the reference)",
+                r"search latency, bm25\(\) before\s+[\d.]+ ms median,\s+([\d.]+) ms p99",
+                lambda m: f"{m[1]} ms",
+            ),
+            (
+                "event loop lateness during live catalog searches (worst; on the loop instead)",
+                r"live search_async \(thread\)\s+([\d.]+) ms worst.*\n"
+                r".*on the loop \(before\)\s+([\d.]+) ms worst",
+                lambda m: f"{m[1]} ms (on the loop: {m[2]} ms)",
+            ),
         ],
     ), (step,)
 

@@ -40,6 +40,17 @@ newer market), which bounds a search to ~20 ms. A word in that many markets tell
 anyway (its idf is near zero), and the newest markets are the ones still trading. Below the
 window the ranking is exact; `rank_window=None` makes it exact always.
 
+At 300,000 markets `bm25()` spends most of a search counting, for each word of the query, the
+markets that contain it (it walks the word's whole posting list: 13 ms for a word in every
+description) and, for each market it scores, looking its length up in the index (a B-tree lookup
+a row). The index keeps the counts (`terms`), and the compiled `_rank` module (`_rank.c`, built
+by the install when a C compiler and SQLite's header are there) ranks with `bm25idf()`: FTS5's
+bm25 with the counts handed in and the lengths read from an array loaded once, the same doubles
+from the same arithmetic (p99 about 6 ms instead of 20). Queries it cannot take (a prefix
+`word*`, a word FTS5 splits in two, more than 64 words) and installs without it use `bm25()`
+itself, the reference the tests compare it with. Live, `search_async` runs either in a worker
+thread; both release the GIL while SQLite works, so the event loop runs meanwhile.
+
 Background refresh: `maintain()` (started by `PolymarketCatalog.open`) refreshes when the cache is
 older than `refresh_after_s` (one day by default) and again each time it gets that old, retries a
 failed refresh after `retry_s`, and reloads the cache when another process (`tradingd catalog
@@ -53,10 +64,12 @@ import bisect
 import contextlib
 import datetime as dt
 import hashlib
+import math
 import os
 import re
 import secrets
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -86,6 +99,11 @@ from tradingd.engine.venue import (
 
 from .gamma import DEFAULT_GAMMA_URL, GammaClient
 
+try:  # the compiled ranking (module docstring); without it, FTS5's own bm25()
+    from ._rank import Ranker
+except ImportError:  # pragma: no cover - an install without a C compiler or SQLite's header
+    Ranker = None  # type: ignore[assignment,misc]
+
 __all__ = [
     "CACHE_FILE_NAME",
     "LoadStats",
@@ -100,7 +118,7 @@ CACHE_FILE_NAME = "polymarket_markets.jsonl"
 HEADER_KEY = "_tradingd_cache"
 HEADER_WIDTH = 512  # bytes, newline included: the header is rewritten in place once the count is known
 INDEX_SUFFIX = ".index.sqlite3"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: the `terms` table (each word's number of markets)
 WEIGHTS = (8.0, 4.0, 2.0, 1.0)  # slug, question, tags, description (the seed's weights)
 RANK_WINDOW = 5_000  # a query matching more markets ranks the newest this many (module docstring)
 _SEP = "\x1f"  # joins tags / outcomes / token ids in one column: no market text contains it
@@ -523,6 +541,7 @@ CREATE VIRTUAL TABLE fts USING fts5(
     content='markets', content_rowid='rowid', tokenize='porter unicode61 remove_diacritics 2'
 );
 """
+_TOKENIZE = "porter unicode61 remove_diacritics 2"  # the `fts` table's, for query words too
 _FINISH = """
 CREATE INDEX markets_slug ON markets(slug);
 CREATE INDEX markets_condition ON markets(condition_id);
@@ -531,6 +550,10 @@ INSERT INTO tokens SELECT token_id, max(market) FROM tokens_raw GROUP BY token_i
 DROP TABLE tokens_raw;
 INSERT INTO fts(fts) VALUES('rebuild');
 INSERT INTO fts(fts) VALUES('optimize');
+CREATE VIRTUAL TABLE temp.fts_words USING fts5vocab(main, fts, row);
+CREATE TABLE terms(term TEXT PRIMARY KEY, doc INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO terms SELECT term, doc FROM temp.fts_words;
+DROP TABLE temp.fts_words;
 """
 _INSERT = f"INSERT INTO markets(rowid, {_COLUMNS}) VALUES ({', '.join('?' * 18)})"
 
@@ -623,6 +646,63 @@ def _meta(con: sqlite3.Connection) -> dict[str, str]:
     return dict(con.execute("SELECT key, value FROM meta").fetchall())
 
 
+def _open_ranker(path: Path, cache: str) -> Ranker | None:
+    """The compiled ranking's own connection to the index at `path` (None without the module),
+    checked to read the index built from the same cache as the snapshot's connection (`cache`:
+    its fingerprint; an index built from one cache is the same whoever builds it)."""
+    if Ranker is None:
+        return None
+    try:
+        ranker = Ranker(f"{path.resolve().as_uri()}?mode=ro&immutable=1")
+        same = ranker.rows("SELECT (SELECT value FROM meta WHERE key = 'cache') = ?, 0.0", (cache,))
+    except (OSError, ValueError) as exc:
+        log.warning("catalog.ranker_unavailable", venue=VENUE, index=str(path), error=str(exc))
+        return None
+    if same != [(1, 0.0)]:  # replaced between the two opens: rank with bm25() instead
+        ranker.close()
+        return None
+    return ranker
+
+
+# Query words as FTS5 tokenizes them (`"word"` in a MATCH): asked of FTS5 itself, in a table of
+# its own with the index's tokenizer, so stemming and folding are FTS5's to the letter.
+_tokenizer_lock = threading.Lock()
+_tokenizer: sqlite3.Connection | None = None
+_tokens_of: dict[str, tuple[str, ...]] = {}
+
+
+def _query_tokens(word: str) -> tuple[str, ...]:
+    global _tokenizer
+    found = _tokens_of.get(word)
+    if found is not None:
+        return found
+    with _tokenizer_lock:  # searches run in worker threads
+        if _tokenizer is None:
+            con = sqlite3.connect(":memory:", check_same_thread=False)
+            con.executescript(
+                f"CREATE VIRTUAL TABLE q USING fts5(x, tokenize='{_TOKENIZE}');"
+                "CREATE VIRTUAL TABLE q_words USING fts5vocab(q, instance);"
+            )
+            _tokenizer = con
+        _tokenizer.execute("DELETE FROM q")
+        _tokenizer.execute("INSERT INTO q(x) VALUES (?)", (word,))
+        found = tuple(r[0] for r in _tokenizer.execute("SELECT term FROM q_words ORDER BY offset"))
+    if len(_tokens_of) >= 10_000:  # bounded: queries are typed by people and strategies
+        _tokens_of.clear()
+    _tokens_of[word] = found
+    return found
+
+
+_DOCUMENTS_SQL = "SELECT coalesce((SELECT doc FROM terms WHERE term = ?), 0), 0.0"
+_BY_IDS_SQL = f"SELECT rowid, {_COLUMNS} FROM markets WHERE rowid IN (SELECT value FROM json_each(?))"
+_MAX_PHRASES = 64  # _rank.c's MAX_PHRASES
+_RANK_SQL = (
+    "SELECT id, score FROM "
+    f"(SELECT rowid AS id, -bm25idf(fts, ?, {', '.join(str(x) for x in WEIGHTS)}) AS score FROM fts "
+    "WHERE fts MATCH ? ORDER BY rowid DESC LIMIT ?) ORDER BY score DESC, id DESC LIMIT ?"
+)
+
+
 class _Snapshot:
     """One complete, immutable version of the catalog (a read-only index connection).
     The catalog swaps whole snapshots; nothing in one ever changes."""
@@ -635,21 +715,30 @@ class _Snapshot:
         refreshed_at: float | None,
         stats: LoadStats,
         count: int,
+        ranker: Ranker | None = None,
     ) -> None:
         self.con = con
+        self.ranker = ranker  # the compiled ranking on this same index, None: bm25()
+        self._documents: dict[str, int] = {}  # word -> markets containing it, from `terms`
         self.fingerprint = fingerprint
         self.refreshed_at = refreshed_at
         self.stats = stats
         self.count = count
         self._slugs: list[str] | None = None
         self._slug_rowids: list[int] = []
+        # Searches running in worker threads (`MarketCatalog.search_async`) and whether the
+        # snapshot was swapped out meanwhile: the last reader closes the connection, so a swap
+        # never closes it under a query in flight.
+        self._guard = threading.Lock()
+        self._readers = 0
+        self._closing = False
 
     @classmethod
     def empty(cls) -> _Snapshot:
         return cls(None, fingerprint=None, refreshed_at=None, stats=LoadStats(), count=0)
 
     @classmethod
-    def from_index(cls, con: sqlite3.Connection, fingerprint: _Fingerprint) -> _Snapshot:
+    def from_index(cls, con: sqlite3.Connection, fingerprint: _Fingerprint, path: Path) -> _Snapshot:
         meta = _meta(con)
         return cls(
             con,
@@ -657,11 +746,38 @@ class _Snapshot:
             refreshed_at=float(meta["refreshed_at"]),
             stats=LoadStats(**orjson.loads(meta["stats"])),
             count=int(meta["count"]),
+            ranker=_open_ranker(path, meta["cache"]),
         )
 
     def close(self) -> None:
+        """Close the connection now, or, while searches still read it, once the last one ends."""
+        with self._guard:
+            self._closing = True
+            if self._readers:
+                return
+        self._close_now()
+
+    def _close_now(self) -> None:
+        if self.ranker is not None:
+            self.ranker.close()
         if self.con is not None:
             self.con.close()
+
+    def acquire(self) -> bool:
+        """Register a reader (a search about to run); False once the snapshot has been swapped
+        out (the caller takes the catalog's current one instead). Pair with `release`."""
+        with self._guard:
+            if self._closing:
+                return False
+            self._readers += 1
+            return True
+
+    def release(self) -> None:
+        with self._guard:
+            self._readers -= 1
+            last = self._readers == 0 and self._closing
+        if last:
+            self._close_now()
 
     # -- lookups ----------------------------------------------------------------------------
     def one(self, where: str, arg: str) -> CatalogMarket | None:
@@ -706,10 +822,40 @@ class _Snapshot:
             "JOIN markets AS m ON m.rowid = r.id ORDER BY r.score DESC, r.id DESC"
         )
         cap = -1 if window is None else window
+        if self.ranker is not None and len(terms) <= _MAX_PHRASES and not any(t.endswith("*") for t in terms):
+            tokens = [_query_tokens(w) for w in kept if w.rstrip("*")]
+            if all(len(t) == 1 for t in tokens):
+                return self._ranked(self.ranker, [t[0] for t in tokens], terms, cap, limit)
         rows = self.con.execute(sql, (" ".join(terms), cap, limit)).fetchall()
         if not rows and len(terms) > 1:  # nothing has every word: anything with some of them
             rows = self.con.execute(sql, (" OR ".join(terms), cap, limit)).fetchall()
         return [SearchResult(_market(r[1:]), float(r[0])) for r in rows]
+
+    def _ranked(
+        self, ranker: Ranker, tokens: list[str], terms: list[str], cap: int, limit: int
+    ) -> list[SearchResult]:
+        """`search` through the compiled ranking: each phrase's idf as fts5Bm25GetData computes
+        it (fts5_aux.c), from the counts the index keeps instead of a walk of its postings."""
+        assert self.con is not None
+        rows = self.count
+        idfs = []
+        for token in tokens:
+            hits = self._documents.get(token)
+            if hits is None:
+                if len(self._documents) >= 100_000:  # bounded: words never seen are cached too
+                    self._documents.clear()
+                hits = self._documents[token] = ranker.rows(_DOCUMENTS_SQL, (token,))[0][0]
+            idf = math.log((rows - hits + 0.5) / (hits + 0.5))
+            idfs.append(idf if idf > 0.0 else 1e-6)
+        packed = struct.pack(f"={len(idfs)}d", *idfs)
+        ranked = ranker.rows(_RANK_SQL, (packed, " ".join(terms), cap, limit))
+        if not ranked and len(terms) > 1:  # nothing has every word: anything with some of them
+            ranked = ranker.rows(_RANK_SQL, (packed, " OR ".join(terms), cap, limit))
+        if not ranked:
+            return []
+        ids = orjson.dumps([r[0] for r in ranked]).decode()  # any `limit`: no SQL variable per id
+        found = {r[0]: _market(r[1:]) for r in self.con.execute(_BY_IDS_SQL, (ids,))}
+        return [SearchResult(found[i], score) for i, score in ranked]
 
     def load_slugs(self) -> list[str]:
         """Every slug in order (and their rowids): what `regex` scans, loaded once (150 ms at
@@ -773,7 +919,7 @@ def _open_index(index: Path, fingerprint: _Fingerprint) -> _Snapshot | None:
         ):
             con.close()
             return None
-        return _Snapshot.from_index(con, fingerprint)
+        return _Snapshot.from_index(con, fingerprint, index)
     except (sqlite3.Error, KeyError, ValueError, TypeError) as exc:
         if con is not None:
             con.close()
@@ -843,7 +989,7 @@ def _build_index(
         finally:
             os.close(fd)
         ro = _connect_ro(tmp)  # opened before the rename: it reads this file whoever renames next
-        snapshot = _Snapshot.from_index(ro, fingerprint)
+        snapshot = _Snapshot.from_index(ro, fingerprint, tmp)  # the ranker too, before the rename
         os.replace(tmp, index)
         _fsync_dir(index.parent)
     except BaseException:
@@ -1039,6 +1185,7 @@ class PolymarketCatalog(MarketCatalog):
                 http = await stack.enter_async_context(httpx.AsyncClient())
                 gamma = GammaClient(http, base_url=gamma_url)
             catalog = cls(cache_path, gamma=gamma, **kwargs)
+            catalog.search_in_thread = True  # serving an event loop: `search_async` off it
             await catalog.load()
             async with trio.open_nursery() as nursery:
                 await nursery.start(catalog.maintain)
@@ -1194,7 +1341,15 @@ class PolymarketCatalog(MarketCatalog):
         words that count, the score, and `rank_window`)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
-        return self._snap.search(query, limit, self.rank_window)
+        # Searches may run in worker threads (`search_async`) while a refresh swaps snapshots on
+        # the event loop: hold the snapshot so the swap leaves its closing to the last reader.
+        snapshot = self._snap
+        while not snapshot.acquire():  # swapped out just now: the newer one answers
+            snapshot = self._snap
+        try:
+            return snapshot.search(query, limit, self.rank_window)
+        finally:
+            snapshot.release()
 
     def find_by_slug(self, slug: str) -> CatalogMarket | None:
         return self._snap.one("slug = ?", slug)

@@ -10,6 +10,10 @@ markets of Polymarket) and subscribe to them:
 
 Lookups are synchronous and fast (an index, not a scan); `refresh` is the only method that does
 network I/O, and a catalog keeps answering from its previous contents while a refresh runs.
+`search` is the one lookup that can take milliseconds (tens of them at 300,000 markets): a strategy
+that searches live awaits `search_async` instead, which runs it in a worker thread so the event
+loop (the router, the other strategies) keeps going; in a backtest the same call answers at once,
+without yielding, so the run stays deterministic.
 `PolymarketCatalog` (`connectors.polymarket.catalog`) is the implementation for Polymarket.
 """
 
@@ -203,6 +207,10 @@ class MarketCatalog(abc.ABC):
     def __init__(self) -> None:
         self._generation = 0
         self._updated = trio.Event()
+        # Where `search_async` runs a search: in a worker thread for a catalog serving an event
+        # loop (an implementation's async `open` sets it), on the caller's stack otherwise
+        # (a backtest, whose kernel drives strategies without trio, and scripts).
+        self.search_in_thread = False
 
     @property
     def generation(self) -> int:
@@ -233,6 +241,18 @@ class MarketCatalog(abc.ABC):
         """Markets matching the words of `query`, best first, at most `limit`. Each word is
         looked for in the slug, the question, the tags and the description, and a match counts
         8, 4, 2 and 1 times respectively (see the implementation for the exact score)."""
+
+    async def search_async(self, query: str, limit: int = 10) -> list[SearchResult]:
+        """`search`, without holding up the event loop: with `search_in_thread` (a catalog
+        opened live) it runs in a worker thread; otherwise it runs here and returns without
+        yielding (a backtest's kernel simulates only what the context awaits, and the result
+        must not depend on timing). Either way the answer is exactly `search`'s. A bad `limit`
+        is refused here, before any thread starts."""
+        _check_limit(limit)
+        if not self.search_in_thread:
+            return self.search(query, limit)
+        # Not abandoned on cancellation: the thread finishes its query (milliseconds) first.
+        return await trio.to_thread.run_sync(self.search, query, limit)
 
     @abc.abstractmethod
     def find_by_slug(self, slug: str) -> CatalogMarket | None:
@@ -271,6 +291,11 @@ class MarketCatalog(abc.ABC):
     @abc.abstractmethod
     def __len__(self) -> int:
         """How many markets the catalog holds."""
+
+
+def _check_limit(limit: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
 
 
 @attrs.frozen
