@@ -238,6 +238,7 @@ _NOTIFICATION: Final = '{"jsonrpc":"2.0","method":"subscription","params":{"chan
 _NOTIFICATION_BYTES: Final = _NOTIFICATION.encode()
 _AT: Final = len(_NOTIFICATION)
 _MAX_FAST: Final = 65_536  # the fast routes are a memo, like the reference's routes
+_UNSEEN: Final[Any] = object()  # a memo's miss
 
 # -- private channels and order responses (§1.6 "Private channels", §1.7) ---------------------
 
@@ -399,6 +400,21 @@ def _iv(x: float | None) -> float | None:
     if abs(hundredths - whole) < 1e-6:
         return whole / 10_000
     return round(x / 100.0, 12)
+
+
+# `_iv` of the IVs seen: a ticker carries three, and a market's IVs are a few thousand distinct
+# values (two decimals), so a lookup replaces the arithmetic (tests: test_deribit_fast_path.py).
+_IVS: Final[dict[float | None, float | None]] = {None: None}
+_MAX_IVS: Final = 1 << 16
+
+
+def _iv_learn(x: float | None) -> float | None:
+    """`_iv(x)`, remembered in `_IVS` (emptied, but for None, when full)."""
+    if len(_IVS) >= _MAX_IVS:
+        _IVS.clear()
+        _IVS[None] = None
+    v = _IVS[x] = _iv(x)
+    return v
 
 
 def _top(
@@ -694,7 +710,16 @@ class DeribitDecoder(JsonRpcDecoder):
         )
         g = d.greeks
         greeks = None if g is None else _greeks(g.delta, g.gamma, g.vega, g.theta, g.rho)
-        mark_iv, bid_iv, ask_iv = d.mark_iv, d.bid_iv, d.ask_iv
+        ivs = _IVS
+        mark_iv = ivs.get(d.mark_iv, _UNSEEN)
+        if mark_iv is _UNSEEN:
+            mark_iv = _iv_learn(d.mark_iv)
+        bid_iv = ivs.get(d.bid_iv, _UNSEEN)
+        if bid_iv is _UNSEEN:
+            bid_iv = _iv_learn(d.bid_iv)
+        ask_iv = ivs.get(d.ask_iv, _UNSEEN)
+        if ask_iv is _UNSEEN:
+            ask_iv = _iv_learn(d.ask_iv)
         last = d.last_price
         ts = d.timestamp * _MS
         ticker = _ticker(
@@ -711,9 +736,9 @@ class DeribitDecoder(JsonRpcDecoder):
             d.index_price,
             d.underlying_price,
             d.open_interest,
-            _iv(mark_iv),
-            _iv(bid_iv),
-            _iv(ask_iv),
+            mark_iv,
+            bid_iv,
+            ask_iv,
             greeks,
         )
         if d.funding_timestamp is not None:  # replayed data only (Tardis): never live
@@ -1033,7 +1058,6 @@ _reference_decode: Final[Callable[[DeribitDecoder, Any, int], list[MarketEvent]]
 )
 # A fast route: the whole-frame parse, the handler's body (given the parsed data), the channel.
 _FastRoute = tuple[Callable[[Any], Any], Callable[[DeribitDecoder, Any, int], list[MarketEvent]], str]
-_UNSEEN: Final[Any] = object()
 # The handlers that have a body taking parsed data, and the whole-frame parse of their frames.
 _FAST_ROUTES: Final[
     dict[Any, tuple[Callable[[Any], Any], Callable[[DeribitDecoder, Any, int], list[MarketEvent]]]]

@@ -325,3 +325,33 @@ def test_sniffed_frames_decode_the_same_both_ways(
         pair.feed(sent, monkeypatch)
     else:
         pair.feed(frames, monkeypatch)
+
+
+# -- IVs: remembered, and the same as `_iv` computes them ---------------------------------------
+
+IVS = st.floats(min_value=0, max_value=2.0**53, exclude_max=True) | st.integers(0, 50_000).map(
+    lambda c: c / 100
+)
+
+
+def _ticker_ivs(dec: DeribitDecoder, mark: float, bid: float, ask: float) -> tuple[Any, ...]:
+    data = {"instrument_name": OPTION, "timestamp": 1, "mark_iv": mark, "bid_iv": bid, "ask_iv": ask}
+    [ticker] = dec.decode(
+        PREFIX + f'ticker.{OPTION}.100ms","data":'.encode() + orjson.dumps(data) + b"}}", T_LOCAL
+    )
+    return ticker.mark_iv, ticker.bid_iv, ticker.ask_iv
+
+
+@HYPOTHESIS
+@given(ivs=st.lists(st.tuples(IVS, IVS, IVS), min_size=1, max_size=6), bound=st.sampled_from([2, 5, 1 << 16]))
+def test_remembered_ivs_are_the_ivs_computed(
+    ivs: list[tuple[float, float, float]], bound: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every IV as `_iv` makes it, seen once or again, and after the memo was emptied when full."""
+    dec = DeribitDecoder(InstrumentRegistry())
+    with monkeypatch.context() as m:
+        m.setattr(codec, "_MAX_IVS", bound)
+        m.setattr(codec, "_IVS", {None: None})  # a memo of this example's IVs only
+        for triple in ivs + ivs:
+            assert _ticker_ivs(dec, *triple) == tuple(codec._iv(x) for x in triple)
+            assert len(codec._IVS) <= bound + 1 and codec._IVS[None] is None
