@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tradingd.connectors.deribit import codec
 from tradingd.connectors.deribit.codec import DeribitDecoder
-from tradingd.engine import MalformedFrame
+from tradingd.engine import MalformedFrame, Ticker
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.venue.jsonrpc import JsonRpcDecoder
 from tradingd.simulators.deribit.generator import DeribitFeed
@@ -339,6 +339,7 @@ def _ticker_ivs(dec: DeribitDecoder, mark: float, bid: float, ask: float) -> tup
     [ticker] = dec.decode(
         PREFIX + f'ticker.{OPTION}.100ms","data":'.encode() + orjson.dumps(data) + b"}}", T_LOCAL
     )
+    assert isinstance(ticker, Ticker)
     return ticker.mark_iv, ticker.bid_iv, ticker.ask_iv
 
 
