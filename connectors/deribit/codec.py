@@ -530,11 +530,11 @@ class DeribitDecoder(JsonRpcDecoder):
         takes, and its own reason for every frame it refuses."""
         key: bytes | str
         if isinstance(frame, bytes):
-            if frame[:_AT] != _NOTIFICATION_BYTES:
+            if not frame.startswith(_NOTIFICATION_BYTES):
                 return _reference_decode(self, frame, ts_local)
             end = frame.find(b'"', _AT)
             key = frame[_AT:end]
-        elif isinstance(frame, str) and frame[:_AT] == _NOTIFICATION:
+        elif isinstance(frame, str) and frame.startswith(_NOTIFICATION):
             end = frame.find('"', _AT)
             key = frame[_AT:end]
         else:
