@@ -528,22 +528,18 @@ class DeribitDecoder(JsonRpcDecoder):
         other frame, and any frame that parse refuses, is decoded by the reference path
         (`JsonRpcDecoder.decode`), which gives the same events from every frame the fast parse
         takes, and its own reason for every frame it refuses."""
+        # The memo's key is the frame up to the end of the channel's name: one slice and one
+        # lookup (no separate check of the start, which a key found includes).
         key: bytes | str
         if isinstance(frame, bytes):
-            if not frame.startswith(_NOTIFICATION_BYTES):
-                return _reference_decode(self, frame, ts_local)
-            end = frame.find(b'"', _AT)
-            key = frame[_AT:end]
-        elif isinstance(frame, str) and frame.startswith(_NOTIFICATION):
-            end = frame.find('"', _AT)
-            key = frame[_AT:end]
+            key = frame[: frame.find(b'"', _AT)]
+        elif isinstance(frame, str):
+            key = frame[: frame.find('"', _AT)]
         else:
-            return _reference_decode(self, frame, ts_local)
-        if end < 0:
             return _reference_decode(self, frame, ts_local)
         fast: _FastRoute | None = self._fast.get(key, _UNSEEN)
         if fast is _UNSEEN:
-            fast = self._fast_route(key)
+            fast = self._fast_route(key, frame)
         if fast is None:
             return _reference_decode(self, frame, ts_local)
         parse, body, channel = fast
@@ -565,13 +561,19 @@ class DeribitDecoder(JsonRpcDecoder):
         stats.events += len(events)
         return events
 
-    def _fast_route(self, key: bytes | str) -> _FastRoute | None:
-        """The fast route of a channel spelled `key` (remembered): None for a channel whose
-        handler has no whole-frame parse, or spelled with an escape (its text is not its name)."""
+    def _fast_route(self, key: bytes | str, frame: bytes | str) -> _FastRoute | None:
+        """The fast route of the frames that start with `key` (`decode`), remembered when `key`
+        is a notification's start and its channel's name: None for a channel whose handler has
+        no whole-frame parse, or spelled with an escape (its text is not its name). A frame
+        that starts otherwise is no notification to sniff (nor remembered: no key of it)."""
+        start = _NOTIFICATION if isinstance(key, str) else _NOTIFICATION_BYTES
+        if not key.startswith(start) or len(key) == len(frame) - 1:  # type: ignore[arg-type]
+            return None  # another start, or no `"` after the name (`find` gave -1)
+        name = key[_AT:]
         fast: _FastRoute | None = None
-        if "\\" not in key if isinstance(key, str) else b"\\" not in key:
+        if "\\" not in name if isinstance(name, str) else b"\\" not in name:
             try:
-                channel = key if isinstance(key, str) else key.decode("ascii")
+                channel = name if isinstance(name, str) else name.decode("ascii")
             except UnicodeDecodeError:
                 channel = None
             if channel is not None:
