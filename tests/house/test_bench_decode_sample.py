@@ -28,3 +28,4 @@ def test_the_decode_benchmark_measures_a_recording(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "50 frames" in r.stdout
     assert "read (RecordingReader)" in r.stdout and "decode (DeribitDecoder)" in r.stdout
+    assert "decode, two-pass reference" in r.stdout
