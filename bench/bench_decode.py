@@ -9,18 +9,29 @@ Book changes are measured as a realistic chain (each frame's `prev_change_id` is
 frame's `change_id`, so every one is applied to the book, none is a gap); their frames are built
 up front so the timing is the decoder's alone.
 
+`--sample PATH` (a Deribit recording, e.g. data/deribit-sample.rec.zst, which
+`tradingd backtest --config config/backtest.toml` generates) measures instead the raw frame path of
+a backtest on it, in CPU time (`time.process_time`), the median of R repetitions: the recording
+read alone (`RecordingReader`: decompression, lines, receive times), then every frame it holds
+decoded (frames read beforehand), in frames/s.
+
 Targets on the 2-core build machine: option ticker <= 4.5 us, book change <= 3 us, one-trade
 frame <= 3 us (a backtest needs > 200k events/s end to end; the decoder gets under half of it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 from _common import Case, decode_parser, decoding, print_decoding
 
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine.model import InstrumentRegistry
+from tradingd.engine.store.recording import RecordingReader
+from tradingd.engine.venue.jsonrpc import JsonRpcDecoder
 
 INSTRUMENTS = (
     b'{"jsonrpc":"2.0","id":1,"result":[{"kind":"future","instrument_name":"BTC-PERPETUAL",'
@@ -118,9 +129,52 @@ def _measure(prelude: Sequence[bytes], frames: Sequence[bytes], repeat: int) -> 
     return decoding(lambda: DeribitDecoder(InstrumentRegistry()), prelude, frames, repeat, _check)
 
 
+def _cpu(run: Callable[[], object]) -> float:
+    t0 = time.process_time()
+    run()
+    return time.process_time() - t0
+
+
+def sample(path: str, repeat: int) -> None:
+    """The raw frame path on a recording (`--sample`): reading, then decoding, CPU time."""
+
+    def read() -> int:
+        n = 0
+        for _ in RecordingReader(path):
+            n += 1
+        return n
+
+    frames = list(RecordingReader(path))  # read once, untimed, for the decoding
+
+    def decode(one_pass: bool) -> None:
+        dec = DeribitDecoder(InstrumentRegistry())
+        run = dec.decode if one_pass else functools.partial(JsonRpcDecoder.decode, dec)
+        for ts, frame in frames:
+            run(frame, ts or 0)
+        assert dec.stats.malformed == 0
+
+    reading = statistics.median(_cpu(read) for _ in range(repeat))
+    # The decoder, and its two-pass reference path (an envelope, then the data), alternated.
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for k in range(repeat):
+        for one_pass in (True, False) if k % 2 == 0 else (False, True):
+            times[one_pass].append(_cpu(functools.partial(decode, one_pass)))
+    n = len(frames)
+    print(f"{path}: {n:,} frames; CPU time, median of {repeat}")
+    print(f"  read (RecordingReader)             {n / reading:>10,.0f} frames/s  {reading:.3f} s")
+    for one_pass, name in ((True, "decode (DeribitDecoder)"), (False, "decode, two-pass reference")):
+        t = statistics.median(times[one_pass])
+        print(f"  {name:<32} {n / t:>10,.0f} frames/s  {t:.3f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = decode_parser(__doc__, 100_000, 15).parse_args(argv)
+    parser = decode_parser(__doc__, 100_000, 15)
+    parser.add_argument("--sample", metavar="PATH", help="measure reading and decoding this recording")
+    args = parser.parse_args(argv)
     n, repeat = args.frames, args.repeat
+    if args.sample:
+        sample(args.sample, repeat)
+        return 0
     snapshot = _snapshot(1000)
     cases: list[Case] = [
         ("option ticker", [INSTRUMENTS], [OPTION_TICKER] * n),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import collections
+import datetime
 import gzip
 import heapq
 import inspect
@@ -44,6 +45,41 @@ def format_ts(ns: int) -> str:
 
 
 _prefix_cache: dict[bytes, int] = {}
+_EPOCH_ORDINAL: Final = datetime.date(1970, 1, 1).toordinal()
+
+
+def _strptime_seconds(prefix: bytes) -> int:
+    """`YYYY-MM-DDTHH:MM:SS` as seconds since the epoch, by `time.strptime`: the reference
+    (tests/store/test_recording_ts.py) and the path of every prefix `_seconds` does not take."""
+    return calendar.timegm(time.strptime(prefix.decode("ascii"), "%Y-%m-%dT%H:%M:%S"))
+
+
+def _seconds(prefix: bytes) -> int:
+    """`_strptime_seconds`, parsed by hand for the one spelling recorders write (every field at
+    full width, ASCII digits, `T`): strptime costs about 5x more for each new second of a
+    recording. Any other prefix (a lower-case `t`, a space-padded day, a bad date...) goes to
+    strptime itself, so both accept and refuse exactly the same strings."""
+    if (
+        len(prefix) == 19
+        and prefix[4] == 45  # -
+        and prefix[7] == 45  # -
+        and prefix[10] == 84  # T
+        and prefix[13] == 58  # :
+        and prefix[16] == 58  # :
+        and (prefix[:4] + prefix[5:7] + prefix[8:10] + prefix[11:13] + prefix[14:16] + prefix[17:]).isdigit()
+    ):
+        year = int(prefix[:4])
+        hour, minute, second = int(prefix[11:13]), int(prefix[14:16]), int(prefix[17:])
+        # strptime's ranges: hours 0-23, minutes 0-59, seconds 0-61 (leap seconds, which
+        # `calendar.timegm` carries into the next minute, as here).
+        if year and hour < 24 and minute < 60 and second < 62:
+            try:
+                days = datetime.date(year, int(prefix[5:7]), int(prefix[8:10])).toordinal()
+            except ValueError:  # no such month or day: strptime's error, from strptime
+                pass
+            else:
+                return (days - _EPOCH_ORDINAL) * 86_400 + hour * 3600 + minute * 60 + second
+    return _strptime_seconds(prefix)
 
 
 def parse_ts(ts: bytes) -> int:
@@ -52,10 +88,9 @@ def parse_ts(ts: bytes) -> int:
     base = _prefix_cache.get(prefix)
     if base is None:
         try:
-            tm = time.strptime(prefix.decode("ascii"), "%Y-%m-%dT%H:%M:%S")
+            base = _seconds(prefix) * 1_000_000_000
         except (ValueError, UnicodeDecodeError) as exc:
             raise ValueError(f"bad timestamp {ts[:40]!r}") from exc
-        base = calendar.timegm(tm) * 1_000_000_000
         if len(_prefix_cache) > 4096:
             _prefix_cache.clear()
         _prefix_cache[prefix] = base
@@ -278,23 +313,6 @@ class RecordingReader:
     def bytes_read(self) -> int:
         return 0 if self._counter is None else self._counter.count
 
-    @staticmethod
-    def _lines(stream: IO[bytes]) -> Iterator[bytes]:
-        """Lines without their newline, read in large chunks (splitting in C is much faster
-        than iterating a stream line by line)."""
-        tail = b""
-        # One raw read at a time (`read1`): a file that breaks part way keeps what came before.
-        read = getattr(stream, "read1", stream.read)
-        while True:
-            chunk = read(1 << 22)
-            if not chunk:
-                break
-            lines = (tail + chunk).split(b"\n")
-            tail = lines.pop()
-            yield from lines
-        if tail and not unfinished(stream):  # a cut file's torn last line is no line (`_Zstd`)
-            yield tail
-
     def where(self) -> tuple[Path, int | None]:
         """The file and line number of the frame last yielded."""
         return self.path, self.line
@@ -315,49 +333,66 @@ class RecordingReader:
     def _read(self) -> Generator[tuple[int | None, bytes], None, None]:
         stream, self._counter = open_binary(self.path)
         self._stream = stream
+        # One raw read at a time (`read1`): a file that breaks part way keeps what came before.
+        read = getattr(stream, "read1", stream.read)
         lineno = 0
         line = b""
-        cache_prefix = b""
+        tail = b""
+        # `YYYY-MM-DDTHH:MM:SS.` of the last line read on the fast path, and its time in ns.
+        cache_prefix = b"-"
         cache_base = 0
         try:
-            for line in self._lines(stream):
-                lineno += 1
-                # Fast path: `YYYY-MM-DDTHH:MM:SS.fffffffZ ` (what RecordingWriter writes).
-                if line[27:29] == b"Z " and line[19:20] == b".":
-                    prefix = line[:19]
-                    if prefix == cache_prefix:
-                        yield cache_base + int(line[20:27]) * 100, line[29:]
-                        continue
-                    if line[20:27].isdigit():
+            while True:
+                # Lines split in C from large chunks, not read one by one (much faster), and
+                # looped over here, not through a generator of lines (one resume less a line).
+                chunk = read(1 << 22)
+                if chunk:
+                    buf = tail + chunk
+                    if b"\r" in buf:  # CRLF lines: the fast path below never sees a line's `\r`
+                        buf = buf.replace(b"\r\n", b"\n")
+                    lines = buf.split(b"\n")
+                    tail = lines.pop()
+                elif tail and not unfinished(stream):  # a cut file's torn last line is no line
+                    lines, tail = [tail[:-1] if tail[-1:] == b"\r" else tail], b""
+                else:
+                    break
+                for line in lines:
+                    lineno += 1
+                    # Fast path: `YYYY-MM-DDTHH:MM:SS.fffffffZ ` (what RecordingWriter writes),
+                    # in the same second as the line before.
+                    if line[:20] == cache_prefix and line[27:29] == b"Z ":
+                        frac = line[20:27]
+                        if frac.isdigit():  # int() would take a sign, spaces or underscores
+                            yield cache_base + int(frac) * 100, line[29:]
+                            continue
+                    elif line[27:29] == b"Z " and line[19:20] == b"." and line[20:27].isdigit():
                         try:
-                            cache_base = parse_ts(prefix + b"Z")
+                            base = parse_ts(line[:19] + b"Z")
                         except ValueError:
                             pass
                         else:
-                            cache_prefix = prefix
-                            yield cache_base + int(line[20:27]) * 100, line[29:]
+                            cache_prefix, cache_base = line[:20], base
+                            yield base + int(line[20:27]) * 100, line[29:]
                             continue
-                if line[-1:] == b"\r":
-                    line = line[:-1]
-                if not line:
-                    continue
-                first = line[:1]
-                if first == b"{" or first == b"[":
-                    yield None, line
-                    continue
-                sp = line.find(b" ")
-                try:
-                    if sp < 0:
-                        raise ValueError("no space after the timestamp")
-                    ts = parse_ts(line[:sp])
-                except ValueError as exc:
-                    if self.skip_bad:
-                        self.bad_lines += 1
-                        if self.on_bad is not None:
-                            self.on_bad(self.path, lineno, f"not a recording line ({exc})")
+                    if not line:
                         continue
-                    raise DataError(f"{self.path}:{lineno}: not a recording line ({exc})") from None
-                yield ts, line[sp + 1 :]
+                    first = line[:1]
+                    if first == b"{" or first == b"[":
+                        yield None, line
+                        continue
+                    sp = line.find(b" ")
+                    try:
+                        if sp < 0:
+                            raise ValueError("no space after the timestamp")
+                        ts = parse_ts(line[:sp])
+                    except ValueError as exc:
+                        if self.skip_bad:
+                            self.bad_lines += 1
+                            if self.on_bad is not None:
+                                self.on_bad(self.path, lineno, f"not a recording line ({exc})")
+                            continue
+                        raise DataError(f"{self.path}:{lineno}: not a recording line ({exc})") from None
+                    yield ts, line[sp + 1 :]
         except (OSError, EOFError, zstandard.ZstdError) as exc:
             raise DataError(f"{self.path}: unreadable after line {lineno}: {exc}") from exc
         finally:
