@@ -28,6 +28,7 @@ from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.reports.html import write_run_reports
 from tradingd.engine.sim.plugins import load_simulator
+from tradingd.engine.store.evcache import EventCache
 from tradingd.engine.venue.catalog import MarketCatalog
 from tradingd.engine.venue.plugins import load_catalog_class, load_venue
 
@@ -166,12 +167,20 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         progress=progress_cb,
         catalogs=_cached_catalogs(loaded, {s.venue for s in sources}),
         on_failure={s.name: s.on_failure for s in enabled},
+        event_cache=None if getattr(args, "no_cache", False) else EventCache(),
     )
     if progress_cm is not None:
         with progress_cm:
             result = trio.run(kernel.run)
     else:
         result = trio.run(kernel.run)
+    # Where the events came from, in one line (the report is the same either way).
+    if kernel.data_path == "cache":
+        err(f"events from the decoded-event cache ({kernel.cache_entry})")
+    elif kernel.cache_entry is not None:
+        err(f"events decoded from the frames; decoded-event cache written ({kernel.cache_entry})")
+    elif kernel.event_cache is not None:
+        err("events decoded from the frames (decoded-event cache not written: see the log)")
     try:
         print_summary(result, sys.stdout)
         sys.stdout.flush()
