@@ -650,14 +650,14 @@ class BacktestKernel:
                     [hit.decoders[v].apply for v in venue_of],
                     None,
                 )
-        readers = [self._open(src) for src in self.sources]
+        readers: list[Any] = [self._open(src) for src in self.sources]
         stream: Any
         if len(readers) == 1:
             only = readers[0]
             stream = ((ts, 0, frame) for ts, frame in only)
         else:
-            stream = merge_recordings(readers)  # type: ignore[arg-type]  # only iterates and names them
-        decoders = [self.decoders[v].decode for v in venue_of]
+            stream = merge_recordings(readers)
+        decoders: list[Callable[[Any, int], list[MarketEvent]]] = [self.decoders[v].decode for v in venue_of]
         writer = None if cache is None or key is None else cache.writer(key, self.log.warning)
         if writer is not None:
             self._evc_writer = writer
@@ -1116,7 +1116,13 @@ class BacktestKernel:
         simulated time (`"clock": "sim"`, engine.logs.setup): from the first frame read to the
         end of what was in flight when the data ended; before the first frame, the wall time."""
         with simulated_clock(lambda: self.now or None):  # `now` is 0 until the first frame
-            return await self._replay()
+            try:
+                return await self._replay()
+            except BaseException:
+                if self._evc_writer is not None:  # no cache entry from half a replay
+                    self._evc_writer.abort()
+                    self._evc_writer = None
+                raise
 
     async def _replay(self) -> BacktestResult:
         wall0 = time.perf_counter()

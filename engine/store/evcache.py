@@ -92,9 +92,12 @@ Log = Callable[..., Any]
 
 
 class _Source(Protocol):
-    venue: str
-    path: Path
-    format: str
+    @property
+    def venue(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def format(self) -> str: ...
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -165,7 +168,7 @@ def _builder(cls: type) -> Callable[..., Any]:
     for i, f in enumerate(fields):
         ns[f"s{i}"] = _slot_setter(cls, f.name)
         if cls is Ticker and f.name == "greeks":
-            gfields = attrs.fields(Greeks)
+            gfields: Any = attrs.fields(Greeks)
             ns["gcls"] = Greeks
             lines.append(f"    if a{i} is not None:")
             lines.append("        g = new(gcls)")
@@ -197,7 +200,7 @@ def _fields_getter(cls: type) -> Callable[[Any], tuple[Any, ...]]:
             return (*vals[:gi], gget(g), *vals[gi + 1 :])
 
         return ticker
-    return get  # type: ignore[no-any-return]
+    return get
 
 
 def _cacheable_event_class(cls: type) -> bool:
@@ -274,8 +277,8 @@ def _book_diff(real: OrderBook, shadow: OrderBook | None) -> tuple[Any, ...] | N
     scalars: dict[str, Any] = {}
     dicts: dict[str, dict[Any, Any]] = {}
     for n in _slots(cls):
-        rv = getattr(real, n, None)
-        sv = getattr(shadow, n, None)
+        rv: Any = getattr(real, n, None)
+        sv: Any = getattr(shadow, n, None)
         if n in _DICTS:
             if rv != sv:
                 d = {k: v for k, v in rv.items() if sv.get(k) != v}
@@ -329,13 +332,13 @@ def _predict(books: dict[str, OrderBook], events: Sequence[Any]) -> None:
 
 def _same_books(decoder: Any, books: dict[str, OrderBook]) -> str | None:
     """None when every book of `decoder` equals the shadow's; else the first that does not."""
-    names = list(decoder.book_instruments())
+    names: list[str] = list(decoder.book_instruments())
     for inst in names:
         real = decoder.book(inst)
         if real is not None and _book_diff(real, books.get(inst)) is not None:
             return inst
-    extra = set(books) - set(names)
-    return min(extra) if extra else None
+    extra = sorted(set(books) - set(names))
+    return extra[0] if extra else None
 
 
 # -- the replay side ----------------------------------------------------------------------------
@@ -705,6 +708,7 @@ class CacheWriter:
             luc = decoder.last_unknown_channel
             adds.clear()
             extra: dict[str, Any] = {}
+            events: list[MarketEvent]
             try:
                 events = decode(frame, ts)
             except MalformedFrame as exc:
@@ -731,7 +735,7 @@ class CacheWriter:
                 adds.clear()
             if raise_it is None:
                 _predict(shadow, events)
-                diffs = []
+                diffs: list[tuple[str, tuple[Any, ...] | None]] = []
                 if not events or any(delta[i] for i in sweep_on):
                     names_ = list(dict.fromkeys([*decoder.book_instruments(), *shadow]))
                 else:
