@@ -49,8 +49,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import gc
 import hashlib
 import io
+import itertools
 import os
 import pickle
 import sys
@@ -241,7 +243,16 @@ class _Unpickler(pickle.Unpickler):
 
 
 def _loads(data: bytes) -> Any:
-    return _Unpickler(io.BytesIO(data)).load()
+    # A chunk is thousands of nested tuples, all alive until loaded: the collector, run every
+    # 700 allocations meanwhile, would walk them again and again for nothing (no cycle can be
+    # made by the unpickler of plain tuples). Collection resumes right after.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _Unpickler(io.BytesIO(data)).load()
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # -- books ----------------------------------------------------------------------------------------
@@ -355,25 +366,29 @@ class ReplayDecoder:
         self._names = [f.name for f in attrs.fields(type(self.stats))]
         self._books: dict[str, OrderBook] = {}
         self._builders = builders
+        self.readers: Sequence[CachedReader] = ()
 
     def decode(self, frame: Any, ts_local: int) -> list[MarketEvent]:
         return self.apply(frame, ts_local)
 
-    def apply(self, rec: tuple[Any, ...], ts_local: int) -> list[MarketEvent]:
-        builders = self._builders
-        events = [builders[e[0]](*e) for e in rec[2]]
-        extra = rec[3]
-        books = self._books
-        if extra is None:
+    def apply(self, body: Any, ts_local: int) -> list[MarketEvent]:
+        """A frame's record: a tuple of its events (the frame did nothing else a replay must
+        redo but move the counters and the books as they say), or [events, what else]."""
+        if body.__class__ is tuple:
+            builders = self._builders
+            events = [builders[e[0]](*e) for e in body]
             stats = self.stats
             stats.frames += 1
             stats.events += len(events)
+            books = self._books
             if books:
                 _predict(books, events)
             return events
-        return self._extra(events, extra)
+        return self._extra(body[0], body[1])
 
-    def _extra(self, events: list[MarketEvent], extra: dict[str, Any]) -> list[MarketEvent]:
+    def _extra(self, encoded: tuple[Any, ...], extra: dict[str, Any]) -> list[MarketEvent]:
+        builders = self._builders
+        events = [builders[e[0]](*e) for e in encoded]
         stats = self.stats
         delta = extra.get("stats")
         if delta is None:
@@ -388,6 +403,8 @@ class ReplayDecoder:
         for inst in extra.get("reg", ()):
             self.registry.add(inst)
         if "malformed" in extra:
+            file, line = extra["where"]
+            self.readers[extra["idx"]].current = (Path(file), line)  # the kernel names it
             raise MalformedFrame(extra["malformed"])
         _predict(self._books, events)
         for inst, diff in extra.get("books", ()):
@@ -437,7 +454,12 @@ class CachedReplay:
 
     def stream(self, on_bad: Callable[[Path, int, str], None]) -> Iterator[tuple[Any, int, Any]]:
         """(ts, source index, record) in the order the frame path met them; the readers' bad
-        lines are reported through `on_bad` where they were met."""
+        lines are reported through `on_bad` where they were met (between the same frames).
+        Records are handed out a chunk (or the run of it between two such marks) at a time,
+        without a Python step per record."""
+        return itertools.chain.from_iterable(self._runs(on_bad))
+
+    def _runs(self, on_bad: Callable[[Path, int, str], None]) -> Iterator[tuple[tuple[Any, int, Any], ...]]:
         f = self._file
         f.seek(self._chunks_at)
         end = self.footer["chunks_end"]
@@ -448,24 +470,25 @@ class CachedReplay:
         try:
             while f.tell() < end:
                 n = int.from_bytes(f.read(4), "little")
-                recs = _loads(dctx.decompress(f.read(n)))
+                recs, marks = _loads(dctx.decompress(f.read(n)))
                 done += len(recs)
                 share = done / total
                 for r in readers:
                     r.bytes_read = int(r.size * share)
-                for rec in recs:
-                    x = rec[3]
-                    if x is not None:
-                        if x.__class__ is tuple:  # a reader's event: a bad line, a bare frame
-                            kind, (file, line) = x
-                            if kind == "bad":
-                                on_bad(Path(file), line, rec[2])
-                                continue
-                            readers[rec[1]].current = (Path(file), line)
-                        elif "where" in x:  # a malformed frame: the kernel names its line
-                            file, line = x["where"]
-                            readers[rec[1]].current = (Path(file), line)
-                    yield rec[0], rec[1], rec
+                if not marks:
+                    yield recs
+                    continue
+                pos = 0
+                for at, kind, file, line, reason, idx in marks:
+                    if at > pos:
+                        yield recs[pos:at]
+                        pos = at
+                    if kind == "bad":
+                        on_bad(Path(file), line, reason)
+                    else:  # a bare frame next: the kernel names its line
+                        readers[idx].current = (Path(file), line)
+                if pos < len(recs):
+                    yield recs[pos:]
         finally:
             f.close()
 
@@ -583,6 +606,8 @@ class EventCache:
             r.bad_lines = footer["bad_lines"][i]
             r.unfinished_files = [(Path(p), last) for p, last in footer["unfinished"][i]]
             readers.append(r)
+        for rd in replay_decoders.values():
+            rd.readers = readers
         return CachedReplay(path, readers, replay_decoders, footer, f, chunks_at)
 
     # -- writing --
@@ -638,6 +663,9 @@ class CacheWriter:
         self.hash = hashlib.blake2b(digest_size=_DIGEST)
         self.cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
         self.records: list[tuple[Any, ...]] = []
+        # Readers' events (a bad line, a bare frame next) at their place among the records:
+        # (record index in the chunk, kind, file, line, reason, source index).
+        self.marks: list[tuple[int, str, str, int | None, str, int]] = []
         self.count = 0
         self.classes: dict[type, int] = {}
         self.getters: list[Callable[[Any], tuple[Any, ...]]] = []
@@ -662,7 +690,7 @@ class CacheWriter:
     # -- hooks --
     def bad_line(self, path: Path, lineno: int, reason: str) -> None:
         """A reader reported a bad line (its `on_bad`): replayed at the same point."""
-        self._record((None, -1, reason, ("bad", (str(path), lineno))))
+        self.marks.append((len(self.records), "bad", str(path), lineno, reason, -1))
 
     def wrap_stream(
         self, stream: Iterator[tuple[Any, int, Any]], readers: Sequence[Any]
@@ -673,7 +701,8 @@ class CacheWriter:
                 if ts is None:
                     where = getattr(readers[idx], "where", None)
                     path, line = where() if where is not None else (readers[idx].path, None)
-                    self._record((None, idx, None, ("bare", (str(path), line))))
+                    self.marks.append((len(self.records), "bare", str(path), line, "", idx))
+                    self._record((None, idx, None))
                 yield item
         except BaseException:  # the run failed or was abandoned: no entry from half a replay
             self.abort()
@@ -716,6 +745,7 @@ class CacheWriter:
                 where = getattr(reader, "where", None)
                 path, line = where() if where is not None else (reader.path, None)
                 extra["where"] = (str(path), line)
+                extra["idx"] = idx
                 events = []
                 raise_it: MalformedFrame | None = exc
             else:
@@ -753,7 +783,8 @@ class CacheWriter:
                         _apply_diff(shadow, inst, diff)
                 if diffs:
                     extra["books"] = tuple(diffs)
-            record((ts, idx, tuple(encode(ev) for ev in events), extra or None))
+            encoded = tuple([encode(ev) for ev in events])
+            record((ts, idx, [encoded, extra] if extra else encoded))
             if raise_it is not None:
                 raise raise_it
             return events
@@ -781,20 +812,23 @@ class CacheWriter:
             self._flush()
 
     def _flush(self) -> None:
-        if not self.records or self.failed:
+        if (not self.records and not self.marks) or self.failed:
             self.records.clear()
+            self.marks.clear()
             return
         try:
-            raw = pickle.dumps(tuple(self.records), protocol=5)
+            raw = pickle.dumps((tuple(self.records), tuple(self.marks)), protocol=5)
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
             self.fail(f"a record cannot be stored ({exc})")
             self.records.clear()
+            self.marks.clear()
             return
         data = self.cctx.compress(raw)
         self._body.write(len(data).to_bytes(4, "little"))
         self._body.write(data)
         self.count += len(self.records)
         self.records.clear()
+        self.marks.clear()
         self.strings.clear()
 
     # -- the end --
