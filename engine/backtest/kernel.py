@@ -635,7 +635,11 @@ class BacktestKernel:
         cache = self.event_cache
         key = None
         if cache is not None:
-            key = cache.key(self._plugins, self.sources)
+            try:
+                key = cache.key(self._plugins, self.sources)
+            except OSError:  # a data file that cannot be read: the frame path says so
+                cache = None
+        if cache is not None and key is not None:
             hit = cache.open(key, self.sources, self.decoders, self.log.warning)
             if hit is not None:
                 self.data_path = "cache"

@@ -733,6 +733,8 @@ class CacheWriter:
         encode = self._encode
 
         def recorded(frame: Any, ts: int) -> list[MarketEvent]:
+            if self.failed is not None:  # nothing will be written: the frame path alone
+                return decode(frame, ts)
             before = snap(stats)
             luc = decoder.last_unknown_channel
             adds.clear()
@@ -750,6 +752,21 @@ class CacheWriter:
                 raise_it: MalformedFrame | None = exc
             else:
                 raise_it = None
+            try:
+                note(ts, events, extra, before, luc)
+            except Exception as exc:  # the cache's own fault: no entry, and the run goes on
+                self.fail(f"recording a frame failed: {exc!r}")
+            if raise_it is not None:
+                raise raise_it
+            return events
+
+        def note(
+            ts: int,
+            events: list[MarketEvent],
+            extra: dict[str, Any],
+            before: tuple[int, ...],
+            luc: str | None,
+        ) -> None:
             after = snap(stats)
             delta = tuple(a - b for a, b in zip(after, before, strict=True))
             n = len(events)
@@ -763,7 +780,7 @@ class CacheWriter:
             if adds:
                 extra["reg"] = tuple(adds)
                 adds.clear()
-            if raise_it is None:
+            if "malformed" not in extra:
                 _predict(shadow, events)
                 diffs: list[tuple[str, tuple[Any, ...] | None]] = []
                 if not events or any(delta[i] for i in sweep_on):
@@ -785,9 +802,6 @@ class CacheWriter:
                     extra["books"] = tuple(diffs)
             encoded = tuple([encode(ev) for ev in events])
             record((ts, idx, [encoded, extra] if extra else encoded))
-            if raise_it is not None:
-                raise raise_it
-            return events
 
         return recorded
 
@@ -824,8 +838,11 @@ class CacheWriter:
             self.marks.clear()
             return
         data = self.cctx.compress(raw)
-        self._body.write(len(data).to_bytes(4, "little"))
-        self._body.write(data)
+        try:
+            self._body.write(len(data).to_bytes(4, "little"))
+            self._body.write(data)
+        except OSError as exc:  # the disk is full: no entry, and the run goes on
+            self.fail(f"cannot write beside {self.tmp}: {exc.strerror or exc}")
         self.count += len(self.records)
         self.records.clear()
         self.marks.clear()

@@ -198,3 +198,24 @@ def test_the_folder_is_kept_under_its_size(tmp_path: Path) -> None:
     assert two is not None and two.exists(), "the entry just written stays"
     assert one is not None and not one.exists(), "the least recently used goes"
     assert cache.clear() == 1
+
+
+def test_a_missing_data_file_is_the_frame_path_s_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="cannot read"):
+        _run(tmp_path / "missing.rec.zst", EventCache(tmp_path / "c"))
+
+
+def test_a_fault_while_recording_leaves_no_entry_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = _recording(tmp_path / "a.rec.zst")
+    frames_only = _run(rec, None)
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("a bug of the cache")
+
+    monkeypatch.setattr(evcache, "_predict", broken)
+    kernel = _run(rec, EventCache(tmp_path / "c"))
+    assert kernel.data_path == "frames" and kernel.cache_entry is None
+    assert kernel.frames == frames_only.frames and kernel.events == frames_only.events
+    assert list((tmp_path / "c").iterdir()) == []
