@@ -39,6 +39,14 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM): `ru_maxrss` keeps the forking parent's across exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(mode: str, config: str, data: str, cache_dir: str) -> dict[str, Any]:
     import trio
 
@@ -83,23 +91,23 @@ def _child(mode: str, config: str, data: str, cache_dir: str) -> dict[str, Any]:
             except ValueError:
                 pass
     else:
-        cache = EventCache(Path(cache_dir)) if mode == "backtest-cache" else None
+        maybe = EventCache(Path(cache_dir)) if mode == "backtest-cache" else None
         kernel = BacktestKernel(
             {venue: plugin},
             sources,
             loaded.build_strategies(),
             BacktestSettings(latency_ms=bt.latency_ms, equity_interval_s=bt.equity_interval_s),
-            event_cache=cache,
+            event_cache=maybe,
         )
         result = trio.run(kernel.run)
         events, frames = result.events, result.frames
-        if cache is not None:
+        if maybe is not None:
             assert kernel.data_path == "cache", kernel.data_path
         out["net_pnl"] = {k: str(s.net_pnl) for k, s in result.strategies.items()}
     out["cpu_s"] = _cpu() - t0
     out["events"] = events
     out["frames"] = frames
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = _peak_rss_mb()
     return out
 
 

@@ -376,13 +376,26 @@ class ReplayDecoder:
         redo but move the counters and the books as they say), or [events, what else]."""
         if body.__class__ is tuple:
             builders = self._builders
-            events = [builders[e[0]](*e) for e in body]
+            if len(body) == 1:  # most frames: no comprehension's frame to set up
+                e = body[0]
+                events = [builders[e[0]](*e)]
+            else:
+                events = [builders[e[0]](*e) for e in body]
             stats = self.stats
             stats.frames += 1
             stats.events += len(events)
             books = self._books
             if books:
-                _predict(books, events)
+                # `_predict`, inlined (the hot path of a replay): the writer checked its result.
+                for ev in events:
+                    if ev.__class__ is BookUpdate:
+                        book = books.get(ev.instrument)
+                        if book is not None:
+                            if ev.snapshot:
+                                book.clear()
+                                book.valid = True
+                            book.update(ev.bids, ev.asks)
+                            book.sequence = ev.sequence
             return events
         return self._extra(body[0], body[1])
 
@@ -734,7 +747,8 @@ class CacheWriter:
 
         def recorded(frame: Any, ts: int) -> list[MarketEvent]:
             if self.failed is not None:  # nothing will be written: the frame path alone
-                return decode(frame, ts)
+                plain: list[MarketEvent] = decode(frame, ts)
+                return plain
             before = snap(stats)
             luc = decoder.last_unknown_channel
             adds.clear()
@@ -872,8 +886,8 @@ class CacheWriter:
                 {
                     "records": self.count,
                     "chunks_end": len(_MAGIC) + 4 + len(header) + body_size,
-                    "sizes": [int(getattr(r, "size", 0)) for r in readers],
-                    "bad_lines": [int(getattr(r, "bad_lines", 0)) for r in readers],
+                    "sizes": [int(r.size) for r in readers],
+                    "bad_lines": [int(r.bad_lines) for r in readers],
                     "unfinished": [[(str(p), last) for p, last in cut] for cut in unfinished],
                 },
                 protocol=5,
