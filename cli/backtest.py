@@ -119,6 +119,18 @@ def _cached_catalogs(loaded: LoadedConfig, venues: set[str]) -> dict[str, Market
     return out
 
 
+def _data_line(kernel: BacktestKernel) -> str:
+    """Where the events came from, within the summary's 80 columns (the entry's path is in the
+    log's `evcache.read` / `evcache.written` line)."""
+    if kernel.data_path == "cache":
+        return "events read from the decoded-event cache"
+    if kernel.cache_entry is not None:
+        return "events decoded from the frames, decoded-event cache written"
+    if kernel.event_cache is not None:
+        return "events decoded from the frames (cache not written: see the log)"
+    return "events decoded from the frames (--no-cache)"
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     cfg = loaded.config
@@ -174,15 +186,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             result = trio.run(kernel.run)
     else:
         result = trio.run(kernel.run)
-    # Where the events came from, in one line (the report is the same either way).
-    if kernel.data_path == "cache":
-        err(f"events from the decoded-event cache ({kernel.cache_entry})")
-    elif kernel.cache_entry is not None:
-        err(f"events decoded from the frames; decoded-event cache written ({kernel.cache_entry})")
-    elif kernel.event_cache is not None:
-        err("events decoded from the frames (decoded-event cache not written: see the log)")
     try:
         print_summary(result, sys.stdout)
+        # Where the events came from, in one line (the report is the same either way). On
+        # stdout with the summary: stderr may be the JSON log (`--log-format json`).
+        print(f"  data: {_data_line(kernel)}", file=sys.stdout)
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): the report is still written, and Python's own flush

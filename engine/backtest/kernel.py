@@ -647,7 +647,6 @@ class BacktestKernel:
                 for venue, rd in hit.decoders.items():
                     self.decoders[venue] = rd
                     self.sims[venue].books = rd.book
-                self.log.info("evcache.read", file=str(hit.path))
                 return (
                     list(hit.readers),
                     hit.stream(self._bad_line),
@@ -1265,6 +1264,8 @@ class BacktestKernel:
                 next_expiry = self._expiries[0][0] if self._expiries else math.inf
         self.malformed = malformed
         self._data_end(readers)
+        if self.data_path == "cache":  # said at the end, in market time as the run's other lines
+            self.log.info("evcache.read", file=str(self.cache_entry))
         if writer is not None:
             self._evc_writer = None
             entry = writer.commit(self.decoders, readers, self._unfinished)
