@@ -306,3 +306,38 @@ def test_two_venues_merged_replay_the_same_from_the_cache(tmp_path: Path) -> Non
     sources = [DataSource("deribit", d), DataSource("polymarket", pm)]
     subs = [Subscription("deribit", "BTC-PERPETUAL"), Subscription("polymarket", _TOKEN)]
     _assert_same(plugins, sources, subs, tmp_path)
+
+
+# -- the command --------------------------------------------------------------------------------
+def test_the_command_caches_by_default_and_no_cache_bypasses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tradingd.cli.main import main
+    from tradingd.engine.sim.plugins import load_simulator
+
+    rec = tmp_path / "short.rec"
+    load_simulator("deribit").generate_sample(rec, {"hours": 0.05, "seed": 7})
+    config = (ROOT / "config" / "backtest.toml").read_text()
+    config = config.replace('path = "../data/deribit-sample.rec.zst"', 'path = "short.rec"')
+    config = "\n".join(line for line in config.splitlines() if not line.startswith("generate = "))
+    (tmp_path / "bt.toml").write_text(config)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TRADINGD_CACHE_DIR", str(cache))
+    args = ["--log-format", "json", "backtest", "--config", str(tmp_path / "bt.toml"), "--no-progress"]
+
+    assert main([*args, "--no-cache"]) == 0
+    bypassed = capsys.readouterr().out
+    assert "data: events decoded from the frames (--no-cache)" in bypassed
+    assert not cache.exists(), "--no-cache writes nothing"
+    assert main(args) == 0
+    written = capsys.readouterr().out
+    assert "data: events decoded from the frames, decoded-event cache written" in written
+    assert len(list(cache.glob("*.evc"))) == 1
+    assert main(args) == 0
+    read = capsys.readouterr().out
+    assert "data: events read from the decoded-event cache" in read
+
+    def body(out: str) -> list[str]:  # the summary but its wall-clock figures and the data line
+        return [line for line in out.splitlines() if "replayed in" not in line and "data: " not in line]
+
+    assert body(read) == body(written) == body(bypassed)
