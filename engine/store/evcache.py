@@ -272,6 +272,17 @@ def _slots(cls: type) -> tuple[str, ...]:
     return found
 
 
+_getters: dict[type, Callable[[Any], Any]] = {}
+
+
+def _state_getter(cls: type) -> Callable[[Any], Any]:
+    get = _getters.get(cls)
+    if get is None:
+        names = _slots(cls)
+        get = _getters[cls] = attrgetter(*names) if len(names) > 1 else (lambda o: (getattr(o, names[0]),))
+    return get
+
+
 _DICTS: Final = ("bids", "asks")
 _GONE: Final = None  # a level removed (sizes are never None)
 
@@ -782,13 +793,17 @@ class CacheWriter:
             luc: str | None,
         ) -> None:
             after = snap(stats)
-            delta = tuple(a - b for a, b in zip(after, before, strict=True))
             n = len(events)
-            default = all(
-                d == (1 if i == i_frames else n if i == i_events else 0) for i, d in enumerate(delta)
-            )
-            if not default:
+            # The usual frame moves `frames` by one and `events` by its events, nothing else.
+            expected = list(before)
+            expected[i_frames] += 1
+            expected[i_events] += n
+            if after != tuple(expected):
+                delta = tuple(a - b for a, b in zip(after, before, strict=True))
                 extra["stats"] = delta
+                sweep = any(delta[i] for i in sweep_on)
+            else:
+                sweep = False
             if decoder.last_unknown_channel != luc:
                 extra["luc"] = decoder.last_unknown_channel
             if adds:
@@ -797,8 +812,10 @@ class CacheWriter:
             if "malformed" not in extra:
                 _predict(shadow, events)
                 diffs: list[tuple[str, tuple[Any, ...] | None]] = []
-                if not events or any(delta[i] for i in sweep_on):
+                if not events or sweep:
                     names_ = list(dict.fromkeys([*decoder.book_instruments(), *shadow]))
+                elif n == 1:
+                    names_ = [events[0].instrument]
                 else:
                     names_ = list(dict.fromkeys(ev.instrument for ev in events))
                 for inst in names_:
@@ -808,7 +825,15 @@ class CacheWriter:
                             diffs.append((inst, None))
                             del shadow[inst]
                         continue
-                    diff = _book_diff(real, shadow.get(inst))
+                    known = shadow.get(inst)
+                    if known is not None and type(known) is type(real):
+                        # Equal slot by slot (levels compared by the dicts' own ==, in C): the
+                        # usual case, checked without building a difference. The check of
+                        # every book at the end compares the types of the values too.
+                        get = _state_getter(type(real))
+                        if get(real) == get(known):
+                            continue
+                    diff = _book_diff(real, known)
                     if diff is not None:
                         diffs.append((inst, diff))
                         _apply_diff(shadow, inst, diff)
