@@ -28,6 +28,7 @@ from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.reports.html import write_run_reports
 from tradingd.engine.sim.plugins import load_simulator
+from tradingd.engine.store.evcache import EventCache
 from tradingd.engine.venue.catalog import MarketCatalog
 from tradingd.engine.venue.plugins import load_catalog_class, load_venue
 
@@ -118,6 +119,18 @@ def _cached_catalogs(loaded: LoadedConfig, venues: set[str]) -> dict[str, Market
     return out
 
 
+def _data_line(kernel: BacktestKernel) -> str:
+    """Where the events came from, within the summary's 80 columns (the entry's path is in the
+    log's `evcache.read` / `evcache.written` line)."""
+    if kernel.data_path == "cache":
+        return "events read from the decoded-event cache"
+    if kernel.cache_entry is not None:
+        return "events decoded from the frames, decoded-event cache written"
+    if kernel.event_cache is not None:
+        return "events decoded from the frames (cache not written: see the log)"
+    return "events decoded from the frames (--no-cache)"
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     cfg = loaded.config
@@ -166,6 +179,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         progress=progress_cb,
         catalogs=_cached_catalogs(loaded, {s.venue for s in sources}),
         on_failure={s.name: s.on_failure for s in enabled},
+        event_cache=None if getattr(args, "no_cache", False) else EventCache(),
     )
     if progress_cm is not None:
         with progress_cm:
@@ -174,6 +188,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         result = trio.run(kernel.run)
     try:
         print_summary(result, sys.stdout)
+        # Where the events came from, in one line (the report is the same either way). On
+        # stdout with the summary: stderr may be the JSON log (`--log-format json`).
+        print(f"  data: {_data_line(kernel)}", file=sys.stdout)
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): the report is still written, and Python's own flush

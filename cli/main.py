@@ -95,6 +95,12 @@ def _add_backtest(sub: Any) -> None:
         " run directory (report.json, report.html, ... in it); checked before the replay",
     )
     b.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    b.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="decode every frame, neither reading nor writing the decoded-event cache ($TRADINGD_CACHE_DIR,"
+        " else $XDG_CACHE_HOME/tradingd/events, else ~/.cache/tradingd/events; delete it to clear it)",
+    )
     b.set_defaults(handler="backtest:cmd_backtest")
 
 

@@ -72,6 +72,7 @@ from ..runtime.flow import OrderFlow
 from ..runtime.mailbox import Mailbox, log_drops
 from ..runtime.router import MarketRouter, StrategySlot
 from ..runtime.strategy import FailurePolicy, Phase, Strategy, StrategyFailure, split_strategy_fault
+from ..store.evcache import CachedReader, CacheWriter, EventCache
 from ..store.recorder import RecordingSet
 from ..store.recording import RecordingReader, format_ts, merge_recordings
 from ..venue.catalog import MarketCatalog
@@ -517,6 +518,7 @@ class BacktestKernel:
         progress: Callable[[int, int], None] | None = None,
         catalogs: Mapping[str, MarketCatalog] | None = None,
         on_failure: Mapping[str, FailurePolicy] | None = None,
+        event_cache: EventCache | None = None,
     ) -> None:
         if not sources:
             raise StrategyError("a backtest needs at least one data source")
@@ -600,15 +602,72 @@ class BacktestKernel:
         self._equity_ns = int(settings.equity_interval_s * _NS)
         self._next_equity = 0
         self.chart_step_s = settings.equity_interval_s
+        # The decoded-event cache (engine.store.evcache): None replays from frames only. After
+        # the run, `data_path` says where the events came from: "frames", "frames, cache
+        # written", or "cache" (`cache_entry` names the file).
+        self.event_cache = event_cache
+        self.data_path = "frames"
+        self.cache_entry: Path | None = None
+        self._evc_writer: CacheWriter | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     def _open(self, src: DataSource) -> FrameSource:
         if src.format == "recording":
             # A bad line is reported with its file and number and skipped (README, "Decode").
             if src.path.is_dir():  # a `tradingd record` directory: the venue's files in time order
-                return RecordingSet(src.path, src.venue, skip_bad=True, on_bad=self._bad_line)
-            return RecordingReader(src.path, skip_bad=True, on_bad=self._bad_line)
+                return RecordingSet(src.path, src.venue, skip_bad=True, on_bad=self._reader_bad_line)
+            return RecordingReader(src.path, skip_bad=True, on_bad=self._reader_bad_line)
         return self._plugins[src.venue].open_data(src.path, src.format)
+
+    def _reader_bad_line(self, path: Path, lineno: int, reason: str) -> None:
+        if self._evc_writer is not None:  # kept where it came, for a replay from the cache
+            self._evc_writer.bad_line(path, lineno, reason)
+        self._bad_line(path, lineno, reason)
+
+    def _data(
+        self,
+    ) -> tuple[list[Any], Any, list[Callable[[Any, int], list[MarketEvent]]], CacheWriter | None]:
+        """The readers, the stream of (ts, source index, frame) and each source's decode: from
+        the event cache when it holds this data set for these decoders (the replay decoders
+        then stand in for the venues' own, books and counters included), else from the frames,
+        recorded into a new cache entry when there is a cache."""
+        venue_of = [src.venue for src in self.sources]
+        cache = self.event_cache
+        key = None
+        if cache is not None:
+            try:
+                key = cache.key(self._plugins, self.sources)
+            except OSError:  # a data file that cannot be read: the frame path says so
+                cache = None
+        if cache is not None and key is not None:
+            hit = cache.open(key, self.sources, self.decoders, self.log.warning)
+            if hit is not None:
+                self.data_path = "cache"
+                self.cache_entry = hit.path
+                for venue, rd in hit.decoders.items():
+                    self.decoders[venue] = rd
+                    self.sims[venue].books = rd.book
+                return (
+                    list(hit.readers),
+                    hit.stream(self._bad_line),
+                    [hit.decoders[v].apply for v in venue_of],
+                    None,
+                )
+        readers: list[Any] = [self._open(src) for src in self.sources]
+        stream: Any
+        if len(readers) == 1:
+            only = readers[0]
+            stream = ((ts, 0, frame) for ts, frame in only)
+        else:
+            stream = merge_recordings(readers)
+        decoders: list[Callable[[Any, int], list[MarketEvent]]] = [self.decoders[v].decode for v in venue_of]
+        writer = None if cache is None or key is None else cache.writer(key, self.log.warning)
+        if writer is not None:
+            self._evc_writer = writer
+            writer.watch_registry(self.registry)
+            stream = writer.wrap_stream(stream, readers)
+            decoders = [writer.wrap_decoder(i, self.decoders[v], readers[i]) for i, v in enumerate(venue_of)]
+        return readers, stream, decoders, writer
 
     def _bad_line(self, path: Path, lineno: int, reason: str) -> None:
         self.bad_lines_seen += 1
@@ -644,7 +703,7 @@ class BacktestKernel:
         if self.malformed > _REPORT_FIRST:
             self.log.warning("frame.malformed_total", total=self.malformed, logged=_REPORT_FIRST)
         for idx, r in enumerate(readers):
-            if isinstance(r, RecordingSet):
+            if isinstance(r, RecordingSet | CachedReader):
                 cut = list(r.unfinished_files)
             elif isinstance(r, RecordingReader) and r.unfinished:
                 cut = [(r.path, r.last_ts)]
@@ -1060,7 +1119,13 @@ class BacktestKernel:
         simulated time (`"clock": "sim"`, engine.logs.setup): from the first frame read to the
         end of what was in flight when the data ended; before the first frame, the wall time."""
         with simulated_clock(lambda: self.now or None):  # `now` is 0 until the first frame
-            return await self._replay()
+            try:
+                return await self._replay()
+            except BaseException:
+                if self._evc_writer is not None:  # no cache entry from half a replay
+                    self._evc_writer.abort()
+                    self._evc_writer = None
+                raise
 
     async def _replay(self) -> BacktestResult:
         wall0 = time.perf_counter()
@@ -1068,7 +1133,7 @@ class BacktestKernel:
             self.router.add(slot)
             slot.keys_seen.update(slot.keys)
             slot.strategy.attach(_Context(self, slot))
-        readers = [self._open(src) for src in self.sources]
+        readers, stream, decoders, writer = self._data()
         venue_of = [src.venue for src in self.sources]
         total_bytes = sum(r.size for r in readers)
         interval = self._equity_ns = int(self.settings.equity_interval_s * _NS)
@@ -1090,7 +1155,6 @@ class BacktestKernel:
         sims = self.sims
         deliver = self._deliver
         timers = self._timers
-        decoders = [self.decoders[v].decode for v in venue_of]
         frames_by = self._frames_by
         unrouted_by = self._unrouted_by
         fill_used_by = self._fill_used_by
@@ -1101,11 +1165,6 @@ class BacktestKernel:
         next_expiry = math.inf
         started = False
         strategies_started = False
-        if len(readers) == 1:
-            only = readers[0]
-            stream: Any = ((ts, 0, frame) for ts, frame in only)
-        else:
-            stream = merge_recordings(readers)  # type: ignore[arg-type]  # only iterates and names them
         for ts, idx, frame in stream:
             if ts is None:
                 if not started:  # bare frames from the start: not a recording at all
@@ -1205,6 +1264,15 @@ class BacktestKernel:
                 next_expiry = self._expiries[0][0] if self._expiries else math.inf
         self.malformed = malformed
         self._data_end(readers)
+        if self.data_path == "cache":  # said at the end, in market time as the run's other lines
+            self.log.info("evcache.read", file=str(self.cache_entry))
+        if writer is not None:
+            self._evc_writer = None
+            entry = writer.commit(self.decoders, readers, self._unfinished)
+            if entry is not None:
+                self.data_path = "frames, cache written"
+                self.cache_entry = entry
+                self.log.info("evcache.written", file=str(entry))
         end_ns = self.now if started else None
         if not strategies_started:
             for slot in self.slots:

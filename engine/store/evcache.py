@@ -1,0 +1,959 @@
+"""The decoded-event cache: a backtest's data, decoded once, replayed from a compact binary file.
+
+The first replay of a data set (the frame path) writes, beside its run, what each frame's decode
+did: the events it returned (or the `MalformedFrame` it raised, with the file and line the kernel
+names), and every side effect a strategy, the simulated venues or the report can see: the
+decoder's counters (`DecoderStats`) when they moved otherwise than one frame and its events, its
+`last_unknown_channel`, the instruments it taught the registry, and its order books. It also
+keeps what the readers reported on the way (bad lines, bare frames, `.zst` files cut short), at
+the moment they reported it. A later replay of the same data with the same decoder code reads
+that file instead of parsing frames and leaves every one of those in the same state at the same
+moment, so the report, the warnings and the log lines are byte-identical to the frame path
+(tests/backtest/test_cache_equality.py).
+
+Books are not stored per frame: a replay rebuilds them from the events (a `BookUpdate` sets its
+levels, a snapshot clears first; `sequence` and `valid` follow), and the writer compares that
+prediction with the decoder's real book after every frame that names the instrument (and with
+every book after a frame that gave no event or counted a gap or ignored change). Where they
+differ (a gap, a crossed book, a venue's own fields such as a timestamp) the difference is stored
+with the frame and applied after the prediction. A book that changed without any event naming it
+is caught by a comparison of every book at the end of the write: the file is then not kept.
+
+The key is the content of every data file (BLAKE2b of its bytes; a directory: every file in it,
+names included), the sources' venues and formats in order (one entry per data set: a decoder's
+state carries from one file of a venue to the next, so files are not cached alone), and each
+venue's decoder version: a hash of the source of its connector package, of the engine's model,
+venue and store code, of this module, of the library versions that decode (msgspec, zstandard)
+and Python's. A changed file or a changed line of decoder code makes a new key; nothing has to be
+bumped by hand. Hashing the compressed bytes costs ~1 ms per MB, a small part of a replay; it is
+memoized per process by (device, inode, size, mtime, ctime), so a sweep hashes once.
+
+Files: `$TRADINGD_CACHE_DIR`, else `$XDG_CACHE_HOME/tradingd/events`, else
+`~/.cache/tradingd/events`; one `<key>.evc` per data set. Written to a temporary name and renamed
+(two concurrent writers or a killed run never leave a half file under the key), checked whole
+before use (a BLAKE2b digest of the file in its last bytes, the format's magic and length): a
+truncated or corrupt entry is logged in one line, removed and rebuilt, never read. The folder is
+kept under `max_bytes` (default 4 GiB, `$TRADINGD_CACHE_MAX_BYTES`), least recently used first;
+deleting the folder clears it.
+
+Format: chunks of `CHUNK` records, each a pickle (protocol 5) of plain tuples compressed with
+zstd; an event is `(class code, *fields)` rebuilt by a generated positional builder that fills
+its slots. Measured on the bundled sample: pickled tuples load 2x faster than msgpack (which
+makes a new string per field; pickle's memo shares the venue and instrument names), and events
+built while the kernel consumes them, rather than by the unpickler, keep the garbage collector
+from scanning a whole chunk of live objects. The unpickler resolves no global but the classes
+listed in `_allowed` (events, instruments, enums, Decimal, books): a cache file cannot run code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import gc
+import hashlib
+import io
+import itertools
+import os
+import pickle
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from operator import attrgetter
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import attrs
+import zstandard
+
+from ..model.book import OrderBook
+from ..model.errors import MalformedFrame
+from ..model.events import BookUpdate, Greeks, MarketEvent, Ticker
+from ..model.instruments import Instrument
+
+__all__ = [
+    "CHUNK",
+    "CacheWriter",
+    "CachedReader",
+    "EventCache",
+    "ReplayDecoder",
+    "cache_dir",
+]
+
+FORMAT: Final = 1
+_MAGIC: Final = b"TDEVC\x00\x01\n"
+_END: Final = b"TDEVCEND"
+_DIGEST: Final = 32
+CHUNK: Final = 4096  # records per chunk: RSS stays bounded (a few MB) whatever the file's length
+_DEFAULT_MAX: Final = 4 << 30
+_ZSTD_LEVEL: Final = 3
+
+Log = Callable[..., Any]
+
+
+class _Source(Protocol):
+    @property
+    def venue(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def format(self) -> str: ...
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """`$TRADINGD_CACHE_DIR`, else `$XDG_CACHE_HOME/tradingd/events`, else ~/.cache/tradingd/events."""
+    env = os.environ if environ is None else environ
+    if env.get("TRADINGD_CACHE_DIR"):
+        return Path(env["TRADINGD_CACHE_DIR"]).expanduser()
+    base = env.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
+    return Path(base) / "tradingd" / "events"
+
+
+# -- versions -----------------------------------------------------------------------------------
+_ENGINE: Final = Path(__file__).resolve().parent.parent
+_version_memo: dict[str, str] = {}
+
+
+def _tree_digest(h: Any, root: Path) -> None:
+    for p in sorted(root.rglob("*.py")):
+        h.update(str(p.relative_to(root)).encode() + b"\0")
+        h.update(p.read_bytes())
+        h.update(b"\0")
+
+
+def decoder_version(plugin: object) -> str:
+    """A hash of the code that decodes for `plugin`: its package's source, the engine's model,
+    venue and store rooms (events, books, instruments, the JSON-RPC base, the recording reader),
+    and the versions of Python and of the libraries that parse. Any change makes a new key."""
+    mod = type(plugin).__module__
+    cached = _version_memo.get(mod)
+    if cached is not None:
+        return cached
+    import msgspec  # the venues' parser: a new version may decode differently
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{FORMAT}|{sys.version}|{msgspec.__version__}|{zstandard.__version__}|".encode())
+    h.update(f"{mod}.{type(plugin).__qualname__}|".encode())
+    module = sys.modules.get(mod)
+    file = getattr(module, "__file__", None)
+    if file:
+        _tree_digest(h, Path(file).resolve().parent)
+    for room in ("model", "venue", "store"):
+        _tree_digest(h, _ENGINE / room)
+    out = _version_memo[mod] = h.hexdigest()
+    return out
+
+
+# -- the content key ----------------------------------------------------------------------------
+def _file_digest(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=32)).digest()
+
+
+# -- events as tuples ---------------------------------------------------------------------------
+def _slot_setter(cls: type, name: str) -> Any:
+    for k in cls.__mro__:
+        d = k.__dict__.get(name)
+        if isinstance(d, types.MemberDescriptorType):
+            return d.__set__
+    raise TypeError(f"{cls.__qualname__}.{name} is not a slot")
+
+
+def _builder(cls: type) -> Callable[..., Any]:
+    """`build(code, *fields)`: a new `cls` with its slots filled directly (no `__init__`, as
+    `positional_builder` does), a `Ticker`'s greeks rebuilt from their tuple."""
+    fields = attrs.fields(cls)
+    ns: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    lines = ["def build(_c, " + ", ".join(f"a{i}" for i in range(len(fields))) + "):", "    o = new(cls)"]
+    for i, f in enumerate(fields):
+        ns[f"s{i}"] = _slot_setter(cls, f.name)
+        if cls is Ticker and f.name == "greeks":
+            gfields: Any = attrs.fields(Greeks)
+            ns["gcls"] = Greeks
+            lines.append(f"    if a{i} is not None:")
+            lines.append("        g = new(gcls)")
+            for j, gf in enumerate(gfields):
+                ns[f"g{j}"] = _slot_setter(Greeks, gf.name)
+                lines.append(f"        g{j}(g, a{i}[{j}])")
+            lines.append(f"        a{i} = g")
+        lines.append(f"    s{i}(o, a{i})")
+    lines.append("    return o")
+    exec("\n".join(lines), ns)
+    built: Callable[..., Any] = ns["build"]
+    return built
+
+
+def _fields_getter(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    names = [f.name for f in attrs.fields(cls)]
+    get = attrgetter(*names)
+    if len(names) == 1:
+        return lambda o: (get(o),)
+    if cls is Ticker:
+        gi = names.index("greeks")
+        gget = attrgetter(*(f.name for f in attrs.fields(Greeks)))
+
+        def ticker(o: Any) -> tuple[Any, ...]:
+            vals: tuple[Any, ...] = get(o)
+            g = vals[gi]
+            if g is None:
+                return vals
+            return (*vals[:gi], gget(g), *vals[gi + 1 :])
+
+        return ticker
+    return get
+
+
+def _cacheable_event_class(cls: type) -> bool:
+    """An attrs class whose slots hold all of its state (what the builder sets is the event)."""
+    if not (attrs.has(cls) and issubclass(cls, MarketEvent) and "__slots__" in cls.__dict__):
+        return False
+    if hasattr(cls, "__attrs_post_init__"):
+        return False
+    try:
+        for f in attrs.fields(cls):
+            _slot_setter(cls, f.name)
+    except TypeError:
+        return False
+    return True
+
+
+# -- what a cache file may name -----------------------------------------------------------------
+def _allowed(obj: object) -> bool:
+    """Globals a cache file may name: the project's attrs classes (events, instruments), its
+    enums and order books, and Decimal. Never a function: unpickling calls nothing else."""
+    if obj is Decimal:
+        return True
+    if not isinstance(obj, type):
+        return False
+    if not (obj.__module__.startswith("tradingd.")):
+        return False
+    return attrs.has(obj) or issubclass(obj, enum.Enum | OrderBook)
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if not module.startswith("tradingd.") and (module, name) != ("decimal", "Decimal"):
+            raise pickle.UnpicklingError(f"a cache file names {module}.{name}")
+        obj = super().find_class(module, name)
+        if not _allowed(obj):
+            raise pickle.UnpicklingError(f"a cache file names {module}.{name}")
+        return obj
+
+
+def _loads(data: bytes) -> Any:
+    # A chunk is thousands of nested tuples, all alive until loaded: the collector, run every
+    # 700 allocations meanwhile, would walk them again and again for nothing (no cycle can be
+    # made by the unpickler of plain tuples). Collection resumes right after.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _Unpickler(io.BytesIO(data)).load()
+    finally:
+        if enabled:
+            gc.enable()
+
+
+# -- books ----------------------------------------------------------------------------------------
+_slots_memo: dict[type, tuple[str, ...]] = {}
+
+
+def _slots(cls: type) -> tuple[str, ...]:
+    found = _slots_memo.get(cls)
+    if found is None:
+        names: list[str] = []
+        for k in reversed(cls.__mro__):
+            s = k.__dict__.get("__slots__", ())
+            names.extend([s] if isinstance(s, str) else s)
+        found = _slots_memo[cls] = tuple(
+            dict.fromkeys(n for n in names if n not in ("__weakref__", "__dict__"))
+        )
+    return found
+
+
+_getters: dict[type, Callable[[Any], Any]] = {}
+
+
+def _state_getter(cls: type) -> Callable[[Any], Any]:
+    get = _getters.get(cls)
+    if get is None:
+        names = _slots(cls)
+        get = _getters[cls] = attrgetter(*names) if len(names) > 1 else (lambda o: (getattr(o, names[0]),))
+    return get
+
+
+_DICTS: Final = ("bids", "asks")
+_GONE: Final = None  # a level removed (sizes are never None)
+
+
+def _book_diff(real: OrderBook, shadow: OrderBook | None) -> tuple[Any, ...] | None:
+    """What turns `shadow` into `real`: None when they are equal; else (class, full) or
+    (None, {slot: value}, {dict slot: {key: value or _GONE}})."""
+    cls = type(real)
+    if shadow is None or type(shadow) is not cls:
+        state = {n: getattr(real, n) for n in _slots(cls) if hasattr(real, n)}
+        for n in _DICTS:
+            state[n] = dict(state[n])
+        return (cls, state)
+    scalars: dict[str, Any] = {}
+    dicts: dict[str, dict[Any, Any]] = {}
+    for n in _slots(cls):
+        rv: Any = getattr(real, n, None)
+        sv: Any = getattr(shadow, n, None)
+        if n in _DICTS:
+            if rv != sv:
+                d = {k: v for k, v in rv.items() if sv.get(k) != v}
+                d.update((k, _GONE) for k in sv if k not in rv)
+                dicts[n] = d
+        elif rv is not sv and (rv != sv or type(rv) is not type(sv)):
+            scalars[n] = rv
+    if not scalars and not dicts:
+        return None
+    return (None, scalars, dicts)
+
+
+def _apply_diff(books: dict[str, OrderBook], inst: str, diff: tuple[Any, ...] | None) -> None:
+    if diff is None:
+        books.pop(inst, None)
+        return
+    cls = diff[0]
+    if cls is not None:
+        book = object.__new__(cls)
+        for n, v in diff[1].items():
+            setattr(book, n, dict(v) if n in _DICTS else v)
+        books[inst] = book
+        return
+    book = books[inst]
+    for n, v in diff[1].items():
+        setattr(book, n, v)
+    for n, d in diff[2].items():
+        levels = getattr(book, n)
+        for k, v in d.items():
+            if v is _GONE:
+                del levels[k]
+            else:
+                levels[k] = v
+
+
+def _predict(books: dict[str, OrderBook], events: Sequence[Any]) -> None:
+    """The books as the events say: a `BookUpdate` sets its levels (a snapshot first clears
+    and makes the book valid); `sequence` is the update's. What this misses, the stored
+    difference of the frame puts right (`_book_diff`)."""
+    for ev in events:
+        if ev.__class__ is BookUpdate:
+            book = books.get(ev.instrument)
+            if book is None:
+                continue
+            if ev.snapshot:
+                book.clear()
+                book.valid = True
+            book.update(ev.bids, ev.asks)
+            book.sequence = ev.sequence
+
+
+def _same_books(decoder: Any, books: dict[str, OrderBook]) -> str | None:
+    """None when every book of `decoder` equals the shadow's; else the first that does not."""
+    names: list[str] = list(decoder.book_instruments())
+    for inst in names:
+        real = decoder.book(inst)
+        if real is not None and _book_diff(real, books.get(inst)) is not None:
+            return inst
+    extra = sorted(set(books) - set(names))
+    return extra[0] if extra else None
+
+
+# -- the replay side ----------------------------------------------------------------------------
+class ReplayDecoder:
+    """Stands in for a venue's decoder on a replay from the cache (the `Decoder` protocol): the
+    same registry, a fresh `stats` of the decoder's own class, the books rebuilt as the frames
+    left them. `apply(record, ts)` is its `decode`."""
+
+    def __init__(self, decoder: Any, builders: Sequence[Callable[..., Any]]) -> None:
+        self.venue: str = decoder.venue
+        self.registry = decoder.registry
+        self.stats = decoder.stats
+        self.last_unknown_channel: str | None = decoder.last_unknown_channel
+        self._names = [f.name for f in attrs.fields(type(self.stats))]
+        self._books: dict[str, OrderBook] = {}
+        self._builders = builders
+        self.readers: Sequence[CachedReader] = ()
+
+    def decode(self, frame: Any, ts_local: int) -> list[MarketEvent]:
+        return self.apply(frame, ts_local)
+
+    def apply(self, body: Any, ts_local: int) -> list[MarketEvent]:
+        """A frame's record: a tuple of its events (the frame did nothing else a replay must
+        redo but move the counters and the books as they say), or [events, what else]."""
+        if body.__class__ is tuple:
+            builders = self._builders
+            if len(body) == 1:  # most frames: no comprehension's frame to set up
+                e = body[0]
+                events = [builders[e[0]](*e)]
+            else:
+                events = [builders[e[0]](*e) for e in body]
+            stats = self.stats
+            stats.frames += 1
+            stats.events += len(events)
+            books = self._books
+            if books:
+                # `_predict`, inlined (the hot path of a replay): the writer checked its result.
+                for ev in events:
+                    if ev.__class__ is BookUpdate:
+                        book = books.get(ev.instrument)
+                        if book is not None:
+                            if ev.snapshot:
+                                book.clear()
+                                book.valid = True
+                            book.update(ev.bids, ev.asks)
+                            book.sequence = ev.sequence
+            return events
+        return self._extra(body[0], body[1])
+
+    def _extra(self, encoded: tuple[Any, ...], extra: dict[str, Any]) -> list[MarketEvent]:
+        builders = self._builders
+        events = [builders[e[0]](*e) for e in encoded]
+        stats = self.stats
+        delta = extra.get("stats")
+        if delta is None:
+            stats.frames += 1
+            stats.events += len(events)
+        else:
+            for n, d in zip(self._names, delta, strict=True):
+                if d:
+                    setattr(stats, n, getattr(stats, n) + d)
+        if "luc" in extra:
+            self.last_unknown_channel = extra["luc"]
+        for inst in extra.get("reg", ()):
+            self.registry.add(inst)
+        if "malformed" in extra:
+            file, line = extra["where"]
+            self.readers[extra["idx"]].current = (Path(file), line)  # the kernel names it
+            raise MalformedFrame(extra["malformed"])
+        _predict(self._books, events)
+        for inst, diff in extra.get("books", ()):
+            _apply_diff(self._books, inst, diff)
+        return events
+
+    def book(self, instrument: str) -> OrderBook | None:
+        return self._books.get(instrument)
+
+    def book_instruments(self) -> list[str]:
+        return list(self._books)
+
+    def invalidate_books(self) -> None:
+        for book in self._books.values():
+            book.valid = False
+
+
+class CachedReader:
+    """Stands in for a source's reader on a replay from the cache: its path and size, how much
+    has been replayed (progress), and at the end what its reader said (bad lines, files cut)."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size
+        self.bytes_read = 0
+        self.bad_lines = 0
+        self.unfinished_files: list[tuple[Path, int | None]] = []
+        self.current: tuple[Path, int | None] = (path, None)
+
+    def where(self) -> tuple[Path, int | None]:
+        return self.current
+
+    def __iter__(self) -> Iterator[tuple[int | None, bytes]]:  # the protocol's; never iterated
+        return iter(())
+
+
+@attrs.define
+class CachedReplay:
+    """An entry found whole: its readers, decoders and the stream of records to replay."""
+
+    path: Path
+    readers: list[CachedReader]
+    decoders: dict[str, ReplayDecoder]
+    footer: dict[str, Any]
+    _file: Any
+    _chunks_at: int
+
+    def stream(self, on_bad: Callable[[Path, int, str], None]) -> Iterator[tuple[Any, int, Any]]:
+        """(ts, source index, record) in the order the frame path met them; the readers' bad
+        lines are reported through `on_bad` where they were met (between the same frames).
+        Records are handed out a chunk (or the run of it between two such marks) at a time,
+        without a Python step per record."""
+        return itertools.chain.from_iterable(self._runs(on_bad))
+
+    def _runs(self, on_bad: Callable[[Path, int, str], None]) -> Iterator[tuple[tuple[Any, int, Any], ...]]:
+        f = self._file
+        f.seek(self._chunks_at)
+        end = self.footer["chunks_end"]
+        dctx = zstandard.ZstdDecompressor()
+        readers = self.readers
+        total = max(1, self.footer["records"])
+        done = 0
+        try:
+            while f.tell() < end:
+                n = int.from_bytes(f.read(4), "little")
+                recs, marks = _loads(dctx.decompress(f.read(n)))
+                done += len(recs)
+                share = done / total
+                for r in readers:
+                    r.bytes_read = int(r.size * share)
+                if not marks:
+                    yield recs
+                    continue
+                pos = 0
+                for at, kind, file, line, reason, idx in marks:
+                    if at > pos:
+                        yield recs[pos:at]
+                        pos = at
+                    if kind == "bad":
+                        on_bad(Path(file), line, reason)
+                    else:  # a bare frame next: the kernel names its line
+                        readers[idx].current = (Path(file), line)
+                if pos < len(recs):
+                    yield recs[pos:]
+        finally:
+            f.close()
+
+
+class EventCache:
+    """The cache folder (module docstring). `open` finds an entry for a data set, `writer`
+    starts one; `log(event, **fields)` says what happened in one line each."""
+
+    def __init__(self, directory: Path | None = None, *, max_bytes: int | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else cache_dir()
+        env_max = os.environ.get("TRADINGD_CACHE_MAX_BYTES")
+        self.max_bytes = max_bytes if max_bytes is not None else int(env_max) if env_max else _DEFAULT_MAX
+        self._digests: dict[tuple[Any, ...], bytes] = {}
+        self.status = "off"  # "read" | "written" | "frames" | why not, for the run's summary line
+        self.entry: Path | None = None
+
+    # -- keys --
+    def _content(self, path: Path) -> bytes:
+        h = hashlib.blake2b(digest_size=32)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for p in files:
+            st = p.stat()
+            memo = (str(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            d = self._digests.get(memo)
+            if d is None:
+                d = self._digests[memo] = _file_digest(p)
+            h.update(str(p.relative_to(path)).encode() + b"\0" if path.is_dir() else b"\0")
+            h.update(d)
+        return h.digest()
+
+    def key(self, plugins: Mapping[str, object], sources: Sequence[_Source]) -> str:
+        h = hashlib.blake2b(digest_size=20)
+        h.update(f"tradingd-evcache|{FORMAT}|".encode())
+        for venue in sorted({s.venue for s in sources}):
+            h.update(f"{venue}={decoder_version(plugins[venue])}|".encode())
+        for s in sources:
+            h.update(f"{s.venue}|{s.format}|".encode())
+            h.update(self._content(Path(s.path)))
+        return h.hexdigest()
+
+    def path_of(self, key: str) -> Path:
+        return self.directory / f"{key}.evc"
+
+    # -- reading --
+    def open(
+        self,
+        key: str,
+        sources: Sequence[_Source],
+        decoders: Mapping[str, Any],
+        log: Log,
+    ) -> CachedReplay | None:
+        """The entry of `key` checked whole, or None (missing, or corrupt: logged, removed)."""
+        path = self.path_of(key)
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed by the replay's stream
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log("evcache.unreadable", file=str(path), error=exc.strerror or str(exc))
+            return None
+        try:
+            replay = self._check(f, path, key, sources, decoders)
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError, zstandard.ZstdError, KeyError) as exc:
+            f.close()
+            log("evcache.corrupt", file=str(path), error=str(exc) or type(exc).__name__)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # least recently used goes first
+        return replay
+
+    def _check(
+        self, f: Any, path: Path, key: str, sources: Sequence[_Source], decoders: Mapping[str, Any]
+    ) -> CachedReplay:
+        size = os.fstat(f.fileno()).st_size
+        if size < len(_MAGIC) + 4 + 4 + _DIGEST + len(_END):
+            raise ValueError(f"{size} bytes: too short")
+        f.seek(size - len(_END) - _DIGEST - 4)
+        tail = f.read()
+        if tail[-len(_END) :] != _END:
+            raise ValueError("no end mark (truncated?)")
+        footer_len = int.from_bytes(tail[:4], "little")
+        digest = tail[4 : 4 + _DIGEST]
+        f.seek(0)
+        h = hashlib.blake2b(digest_size=_DIGEST)
+        remaining = size - len(_END) - _DIGEST
+        while remaining:
+            block = f.read(min(remaining, 1 << 20))
+            if not block:
+                raise ValueError("shorter than it says")
+            h.update(block)
+            remaining -= len(block)
+        if h.digest() != digest:
+            raise ValueError("checksum mismatch")
+        f.seek(0)
+        if f.read(len(_MAGIC)) != _MAGIC:
+            raise ValueError("not a cache file of this format")
+        hlen = int.from_bytes(f.read(4), "little")
+        header = _loads(f.read(hlen))
+        if header.get("key") != key:
+            raise ValueError("written for another key")
+        chunks_at = f.tell()
+        f.seek(size - len(_END) - _DIGEST - 4 - footer_len)
+        footer = _loads(f.read(footer_len))
+        classes = header["classes"]
+        for cls in classes:
+            if not _cacheable_event_class(cls):
+                raise ValueError(f"class {cls!r} cannot be rebuilt")
+        builders = [_builder(cls) for cls in classes]
+        replay_decoders = {v: ReplayDecoder(d, builders) for v, d in decoders.items()}
+        readers: list[CachedReader] = []
+        for i, s in enumerate(sources):
+            r = CachedReader(Path(s.path), footer["sizes"][i])
+            r.bad_lines = footer["bad_lines"][i]
+            r.unfinished_files = [(Path(p), last) for p, last in footer["unfinished"][i]]
+            readers.append(r)
+        for rd in replay_decoders.values():
+            rd.readers = readers
+        return CachedReplay(path, readers, replay_decoders, footer, f, chunks_at)
+
+    # -- writing --
+    def writer(self, key: str, log: Log) -> CacheWriter | None:
+        """A writer of `key`'s entry, or None when the folder cannot be written (logged once)."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".part", dir=self.directory)
+        except OSError as exc:
+            log("evcache.unwritable", dir=str(self.directory), error=exc.strerror or str(exc))
+            return None
+        return CacheWriter(self, key, Path(tmp), os.fdopen(fd, "wb"), log)
+
+    def evict(self, keep: Path | None = None) -> int:
+        """Remove the least recently used entries until the folder is under `max_bytes`."""
+        try:
+            entries = [(p.stat().st_mtime_ns, p.stat().st_size, p) for p in self.directory.glob("*.evc")]
+        except OSError:
+            return 0
+        total = sum(s for _, s, _ in entries)
+        removed = 0
+        for _, s, p in sorted(entries, key=lambda e: (e[0], str(e[2]))):
+            if total <= self.max_bytes:
+                break
+            if p == keep:
+                continue
+            with contextlib.suppress(OSError):
+                p.unlink()
+                total -= s
+                removed += 1
+        return removed
+
+    def clear(self) -> int:
+        """Remove every entry (and any temporary file left by a killed writer)."""
+        n = 0
+        for p in [*self.directory.glob("*.evc"), *self.directory.glob(".*.part")]:
+            with contextlib.suppress(OSError):
+                p.unlink()
+                n += 1
+        return n
+
+
+class CacheWriter:
+    """Records a frame-path replay (`wrap_stream`, `wrap_decoder`, `bad_line`), then `commit`s
+    it under its key, or `abort`s (the temporary file removed)."""
+
+    def __init__(self, cache: EventCache, key: str, tmp: Path, file: Any, log: Log) -> None:
+        self.cache = cache
+        self.key = key
+        self.tmp = tmp
+        self.file = file
+        self.log = log
+        self.hash = hashlib.blake2b(digest_size=_DIGEST)
+        self.cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+        self.records: list[tuple[Any, ...]] = []
+        # Readers' events (a bad line, a bare frame next) at their place among the records:
+        # (record index in the chunk, kind, file, line, reason, source index).
+        self.marks: list[tuple[int, str, str, int | None, str, int]] = []
+        self.count = 0
+        self.classes: dict[type, int] = {}
+        self.getters: list[Callable[[Any], tuple[Any, ...]]] = []
+        self.strings: dict[str, str] = {}
+        self.failed: str | None = None
+        self.done = False
+        self.shadows: dict[str, dict[str, OrderBook]] = {}
+        self.registries: list[Any] = []
+        self._adds: list[Instrument] = []
+        # The header names the event classes met, known only at the end: the chunks wait in an
+        # unnamed temporary file beside the entry until `commit` writes the header before them.
+        self._body = tempfile.TemporaryFile(dir=tmp.parent)  # noqa: SIM115 - closed by commit/abort
+
+    def _write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.hash.update(data)
+
+    def fail(self, why: str) -> None:
+        if self.failed is None:
+            self.failed = why
+
+    # -- hooks --
+    def bad_line(self, path: Path, lineno: int, reason: str) -> None:
+        """A reader reported a bad line (its `on_bad`): replayed at the same point."""
+        self.marks.append((len(self.records), "bad", str(path), lineno, reason, -1))
+
+    def wrap_stream(
+        self, stream: Iterator[tuple[Any, int, Any]], readers: Sequence[Any]
+    ) -> Iterator[tuple[Any, int, Any]]:
+        try:
+            for item in stream:
+                ts, idx, _ = item
+                if ts is None:
+                    where = getattr(readers[idx], "where", None)
+                    path, line = where() if where is not None else (readers[idx].path, None)
+                    self.marks.append((len(self.records), "bare", str(path), line, "", idx))
+                    self._record((None, idx, None))
+                yield item
+        except BaseException:  # the run failed or was abandoned: no entry from half a replay
+            self.abort()
+            raise
+
+    def watch_registry(self, registry: Any) -> None:
+        """Record what decoders add to `registry` (an instance attribute over its `add`)."""
+        original = registry.add
+        adds = self._adds
+
+        def add(instrument: Instrument) -> None:
+            adds.append(instrument)
+            original(instrument)
+
+        registry.add = add
+        self.registries.append(registry)
+
+    def wrap_decoder(self, idx: int, decoder: Any, reader: Any) -> Callable[[Any, int], list[MarketEvent]]:
+        stats = decoder.stats
+        names = [f.name for f in attrs.fields(type(stats))]
+        snap = attrgetter(*names)
+        i_frames, i_events = names.index("frames"), names.index("events")
+        sweep_on = [names.index(n) for n in ("ignored_changes", "gaps") if n in names]
+        shadow = self.shadows.setdefault(decoder.venue, {})
+        decode = decoder.decode
+        adds = self._adds
+        record = self._record
+        encode = self._encode
+
+        def recorded(frame: Any, ts: int) -> list[MarketEvent]:
+            if self.failed is not None:  # nothing will be written: the frame path alone
+                plain: list[MarketEvent] = decode(frame, ts)
+                return plain
+            before = snap(stats)
+            luc = decoder.last_unknown_channel
+            adds.clear()
+            extra: dict[str, Any] = {}
+            events: list[MarketEvent]
+            try:
+                events = decode(frame, ts)
+            except MalformedFrame as exc:
+                extra["malformed"] = str(exc)
+                where = getattr(reader, "where", None)
+                path, line = where() if where is not None else (reader.path, None)
+                extra["where"] = (str(path), line)
+                extra["idx"] = idx
+                events = []
+                raise_it: MalformedFrame | None = exc
+            else:
+                raise_it = None
+            try:
+                note(ts, events, extra, before, luc)
+            except Exception as exc:  # the cache's own fault: no entry, and the run goes on
+                self.fail(f"recording a frame failed: {exc!r}")
+            if raise_it is not None:
+                raise raise_it
+            return events
+
+        def note(
+            ts: int,
+            events: list[MarketEvent],
+            extra: dict[str, Any],
+            before: tuple[int, ...],
+            luc: str | None,
+        ) -> None:
+            after = snap(stats)
+            n = len(events)
+            # The usual frame moves `frames` by one and `events` by its events, nothing else.
+            expected = list(before)
+            expected[i_frames] += 1
+            expected[i_events] += n
+            if after != tuple(expected):
+                delta = tuple(a - b for a, b in zip(after, before, strict=True))
+                extra["stats"] = delta
+                sweep = any(delta[i] for i in sweep_on)
+            else:
+                sweep = False
+            if decoder.last_unknown_channel != luc:
+                extra["luc"] = decoder.last_unknown_channel
+            if adds:
+                extra["reg"] = tuple(adds)
+                adds.clear()
+            if "malformed" not in extra:
+                _predict(shadow, events)
+                diffs: list[tuple[str, tuple[Any, ...] | None]] = []
+                if not events or sweep:
+                    names_ = list(dict.fromkeys([*decoder.book_instruments(), *shadow]))
+                elif n == 1:
+                    names_ = [events[0].instrument]
+                else:
+                    names_ = list(dict.fromkeys(ev.instrument for ev in events))
+                for inst in names_:
+                    real = decoder.book(inst)
+                    if real is None:
+                        if inst in shadow:
+                            diffs.append((inst, None))
+                            del shadow[inst]
+                        continue
+                    known = shadow.get(inst)
+                    if known is not None and type(known) is type(real):
+                        # Equal slot by slot (levels compared by the dicts' own ==, in C): the
+                        # usual case, checked without building a difference. The check of
+                        # every book at the end compares the types of the values too.
+                        get = _state_getter(type(real))
+                        if get(real) == get(known):
+                            continue
+                    diff = _book_diff(real, known)
+                    if diff is not None:
+                        diffs.append((inst, diff))
+                        _apply_diff(shadow, inst, diff)
+                if diffs:
+                    extra["books"] = tuple(diffs)
+            encoded = tuple([encode(ev) for ev in events])
+            record((ts, idx, [encoded, extra] if extra else encoded))
+
+        return recorded
+
+    def _encode(self, ev: Any) -> tuple[Any, ...]:
+        cls = ev.__class__
+        code = self.classes.get(cls)
+        if code is None:
+            if not _cacheable_event_class(cls):
+                self.fail(f"{cls.__qualname__} events cannot be cached")
+                return (0,)
+            code = self.classes[cls] = len(self.classes)
+            self.getters.append(_fields_getter(cls))
+        vals = self.getters[code](ev)
+        # One object per distinct venue and instrument name: the pickle's memo writes each once.
+        strings = self.strings
+        v, i = vals[0], vals[1]
+        return (code, strings.setdefault(v, v), strings.setdefault(i, i), *vals[2:])
+
+    def _record(self, rec: tuple[Any, ...]) -> None:
+        self.records.append(rec)
+        if len(self.records) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if (not self.records and not self.marks) or self.failed:
+            self.records.clear()
+            self.marks.clear()
+            return
+        try:
+            raw = pickle.dumps((tuple(self.records), tuple(self.marks)), protocol=5)
+        except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
+            self.fail(f"a record cannot be stored ({exc})")
+            self.records.clear()
+            self.marks.clear()
+            return
+        data = self.cctx.compress(raw)
+        try:
+            self._body.write(len(data).to_bytes(4, "little"))
+            self._body.write(data)
+        except OSError as exc:  # the disk is full: no entry, and the run goes on
+            self.fail(f"cannot write beside {self.tmp}: {exc.strerror or exc}")
+        self.count += len(self.records)
+        self.records.clear()
+        self.marks.clear()
+        self.strings.clear()
+
+    # -- the end --
+    def commit(
+        self, decoders: Mapping[str, Any], readers: Sequence[Any], unfinished: Sequence[Any]
+    ) -> Path | None:
+        """After the whole stream: check the books, write the entry, rename it into place."""
+        for venue, decoder in decoders.items():
+            bad = _same_books(decoder, self.shadows.get(venue, {}))
+            if bad is not None:
+                self.fail(f"the {venue} decoder's book of {bad} changed without an event naming it")
+        self._flush()
+        if self.failed is not None:
+            self.log("evcache.not_written", reason=self.failed)
+            self.abort()
+            return None
+        try:
+            header = pickle.dumps(
+                {"key": self.key, "format": FORMAT, "classes": list(self.classes), "created": time.time()},
+                protocol=5,
+            )
+            body_size = self._body.tell()
+            footer = pickle.dumps(
+                {
+                    "records": self.count,
+                    "chunks_end": len(_MAGIC) + 4 + len(header) + body_size,
+                    "sizes": [int(r.size) for r in readers],
+                    "bad_lines": [int(r.bad_lines) for r in readers],
+                    "unfinished": [[(str(p), last) for p, last in cut] for cut in unfinished],
+                },
+                protocol=5,
+            )
+            self._write(_MAGIC)
+            self._write(len(header).to_bytes(4, "little"))
+            self._write(header)
+            self._body.seek(0)
+            while block := self._body.read(1 << 20):
+                self._write(block)
+            self._write(footer)
+            self._write(len(footer).to_bytes(4, "little"))
+            self.file.write(self.hash.digest() + _END)
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            self._body.close()
+            os.chmod(self.tmp, 0o644)
+            final = self.cache.path_of(self.key)
+            os.replace(self.tmp, final)
+        except OSError as exc:
+            self.log("evcache.not_written", reason=exc.strerror or str(exc))
+            self.abort()
+            return None
+        self.done = True
+        self._restore()
+        self.cache.evict(keep=final)
+        return final
+
+    def abort(self) -> None:
+        self.done = True
+        self._restore()
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(OSError):
+            self._body.close()
+        with contextlib.suppress(OSError):
+            self.tmp.unlink()
+
+    def _restore(self) -> None:
+        for registry in self.registries:
+            with contextlib.suppress(AttributeError):
+                del registry.add  # the instance attribute: the class's method again
+        self.registries.clear()

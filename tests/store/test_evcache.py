@@ -1,0 +1,221 @@
+"""The decoded-event cache's key and file: a changed data file or decoder makes a new entry; a
+truncated or corrupt entry is detected, logged, removed and rebuilt, never read; two writers of one
+key, or a run that fails half way, never leave a half file under the key; an unwritable folder is
+one logged line and the run goes on from the frames."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from tests.support import deribit_frames as dfr
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.model.errors import DataError
+from tradingd.engine.store import evcache
+from tradingd.engine.store.evcache import EventCache, cache_dir
+from tradingd.engine.venue.plugins import load_venue
+
+PERP = "BTC-PERPETUAL"
+
+
+def _recording(path: Path, *, last_bid: float = 90000.0) -> Path:
+    frames = [(0, dfr.instruments())]
+    for i in range(1, 200):
+        frames.append(
+            (i, dfr.ticker(PERP, i, bid=last_bid - i % 7, ask=last_bid + 1, mark=last_bid, index=last_bid))
+        )
+    return dfr.write(path, frames)
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        self.lines.append((event, fields))
+
+
+def _kernel(path: Path, cache: EventCache | None) -> BacktestKernel:
+    plugin = load_venue("deribit")
+    return BacktestKernel(
+        {"deribit": plugin}, [DataSource("deribit", path)], [], BacktestSettings(), event_cache=cache
+    )
+
+
+def _run(path: Path, cache: EventCache | None) -> BacktestKernel:
+    kernel = _kernel(path, cache)
+    trio.run(kernel.run)
+    return kernel
+
+
+def test_the_folder_is_the_environment_s_choice() -> None:
+    assert cache_dir({"TRADINGD_CACHE_DIR": "/x/y"}) == Path("/x/y")
+    assert cache_dir({"XDG_CACHE_HOME": "/c"}) == Path("/c/tradingd/events")
+    assert cache_dir({}) == Path("~/.cache/tradingd/events").expanduser()
+
+
+def test_first_run_writes_second_reads(tmp_path: Path) -> None:
+    rec = _recording(tmp_path / "a.rec.zst")
+    cache = EventCache(tmp_path / "c")
+    first = _run(rec, cache)
+    assert first.data_path == "frames, cache written"
+    assert first.cache_entry is not None and first.cache_entry.exists()
+    second = _run(rec, EventCache(tmp_path / "c"))
+    assert second.data_path == "cache"
+    assert second.cache_entry == first.cache_entry
+    assert second.frames == first.frames == 199 + 1
+    assert not list((tmp_path / "c").glob(".*.part")), "no temporary file is left"
+
+
+def test_no_cache_neither_reads_nor_writes(tmp_path: Path) -> None:
+    rec = _recording(tmp_path / "a.rec.zst")
+    kernel = _run(rec, None)
+    assert kernel.data_path == "frames"
+    assert kernel.cache_entry is None
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_changed_file_never_reuses_its_entry(tmp_path: Path) -> None:
+    rec = _recording(tmp_path / "a.rec.zst")
+    cache = EventCache(tmp_path / "c")
+    first = _run(rec, cache)
+    stat = rec.stat()
+    _recording(rec, last_bid=91000.0)  # other content...
+    os.utime(rec, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ...with the old modification time
+    # The same cache object (its in-process memo of digests): the ctime and inode moved.
+    second = _run(rec, cache)
+    assert second.data_path == "frames, cache written"
+    assert second.cache_entry != first.cache_entry
+    third = _run(rec, EventCache(tmp_path / "c"))
+    assert third.data_path == "cache" and third.cache_entry == second.cache_entry
+
+
+def test_a_changed_decoder_makes_a_new_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = _recording(tmp_path / "a.rec.zst")
+    plugin = load_venue("deribit")
+    cache = EventCache(tmp_path / "c")
+    sources = [DataSource("deribit", rec)]
+    key = cache.key({"deribit": plugin}, sources)
+    assert cache.key({"deribit": plugin}, sources) == key
+    # The version is a hash of the decoder's source: a changed line is a new version.
+    monkeypatch.setattr(evcache, "_version_memo", {})
+    real = evcache._tree_digest
+
+    def edited(h: Any, root: Path) -> None:
+        real(h, root)
+        if root.name == "deribit":
+            h.update(b"# one more line in the codec")
+
+    monkeypatch.setattr(evcache, "_tree_digest", edited)
+    assert cache.key({"deribit": plugin}, sources) != key
+
+
+def test_the_decoder_version_covers_the_connector_package(tmp_path: Path) -> None:
+    plugin = load_venue("deribit")
+    version = evcache.decoder_version(plugin)
+    assert len(version) == 32
+    assert evcache.decoder_version(load_venue("polymarket")) != version
+
+
+@pytest.mark.parametrize("cut", ["truncate", "flip", "empty"])
+def test_a_damaged_entry_is_logged_removed_and_rebuilt(tmp_path: Path, cut: str) -> None:
+    rec = _recording(tmp_path / "a.rec.zst")
+    first = _run(rec, EventCache(tmp_path / "c"))
+    entry = first.cache_entry
+    assert entry is not None
+    data = entry.read_bytes()
+    if cut == "truncate":
+        entry.write_bytes(data[: len(data) // 2])
+    elif cut == "flip":
+        i = len(data) // 2
+        entry.write_bytes(data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1 :])
+    else:
+        entry.write_bytes(b"")
+    cache = EventCache(tmp_path / "c")
+    log = _Log()
+    key = cache.key({"deribit": load_venue("deribit")}, [DataSource("deribit", rec)])
+    kernel = _kernel(rec, cache)
+    assert cache.open(key, kernel.sources, kernel.decoders, log) is None
+    assert [event for event, _ in log.lines] == ["evcache.corrupt"]
+    assert not entry.exists(), "a damaged entry is removed"
+    again = _run(rec, cache)
+    assert again.data_path == "frames, cache written"
+    assert _run(rec, cache).data_path == "cache"
+
+
+def test_an_entry_naming_a_function_is_refused(tmp_path: Path) -> None:
+    payload = pickle.dumps(os.system)
+    with pytest.raises(pickle.UnpicklingError):
+        evcache._loads(payload)
+
+
+def test_an_unwritable_folder_is_one_line_and_the_run_goes_on(tmp_path: Path) -> None:
+    rec = _recording(tmp_path / "a.rec.zst")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cache = EventCache(blocker / "c")
+    log = _Log()
+    assert cache.writer("k", log) is None
+    assert [event for event, _ in log.lines] == ["evcache.unwritable"]
+    kernel = _run(rec, cache)
+    assert kernel.data_path == "frames" and kernel.cache_entry is None
+    assert kernel.frames == 200
+
+
+def test_a_failed_run_leaves_no_entry(tmp_path: Path) -> None:
+    rec = tmp_path / "bad.rec"
+    rec.write_bytes(b'{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"heartbeat"}}\n')
+    with pytest.raises(DataError):
+        _run(rec, EventCache(tmp_path / "c"))
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+def test_concurrent_writers_of_one_key_leave_one_whole_entry(tmp_path: Path) -> None:
+    rec = _recording(tmp_path / "a.rec.zst")
+    cache_a, cache_b = EventCache(tmp_path / "c"), EventCache(tmp_path / "c")
+    a, b = _kernel(rec, cache_a), _kernel(rec, cache_b)
+
+    async def both() -> None:
+        async with trio.open_nursery() as n:
+            n.start_soon(a.run)
+            n.start_soon(b.run)
+
+    trio.run(both)
+    assert a.cache_entry == b.cache_entry
+    assert [p.name for p in (tmp_path / "c").iterdir()] == [a.cache_entry.name if a.cache_entry else ""]
+    assert _run(rec, EventCache(tmp_path / "c")).data_path == "cache"
+
+
+def test_the_folder_is_kept_under_its_size(tmp_path: Path) -> None:
+    cache = EventCache(tmp_path / "c", max_bytes=1)
+    one = _run(_recording(tmp_path / "a.rec.zst"), cache).cache_entry
+    two = _run(_recording(tmp_path / "b.rec.zst", last_bid=80000.0), cache).cache_entry
+    assert two is not None and two.exists(), "the entry just written stays"
+    assert one is not None and not one.exists(), "the least recently used goes"
+    assert cache.clear() == 1
+
+
+def test_a_missing_data_file_is_the_frame_path_s_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="cannot read"):
+        _run(tmp_path / "missing.rec.zst", EventCache(tmp_path / "c"))
+
+
+def test_a_fault_while_recording_leaves_no_entry_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = _recording(tmp_path / "a.rec.zst")
+    frames_only = _run(rec, None)
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("a bug of the cache")
+
+    monkeypatch.setattr(evcache, "_predict", broken)
+    kernel = _run(rec, EventCache(tmp_path / "c"))
+    assert kernel.data_path == "frames" and kernel.cache_entry is None
+    assert kernel.frames == frames_only.frames and kernel.events == frames_only.events
+    assert list((tmp_path / "c").iterdir()) == []
