@@ -42,7 +42,7 @@ import attrs
 import structlog
 import trio
 
-from ..logs.setup import redact_text, simulated_clock
+from ..logs.setup import cached_logger, redact_text, simulated_clock
 from ..model.book import OrderBook
 from ..model.errors import DataError, MalformedFrame, OrderRejected, StrategyError
 from ..model.events import (
@@ -524,7 +524,9 @@ class BacktestKernel:
         # As live: a failed strategy's open orders are cancelled unless its policy is "leave".
         self.on_failure: dict[str, FailurePolicy] = dict(on_failure or {})
         self.catalogs = dict(catalogs or {})  # as cached: a backtest never refreshes from the venue
-        self.log = log or structlog.get_logger("tradingd.backtest")
+        # Bound once per logging configuration (`cached_logger`): orders and fills log at info
+        # on the order path, which a run at "warning" filters out.
+        self.log = cached_logger(log or structlog.get_logger("tradingd.backtest"))
         self.progress = progress
         self.registry = InstrumentRegistry()
         self.market = MarketState(self.registry)
