@@ -594,6 +594,8 @@ class BacktestKernel:
         # those books is known only at the end (an instrument some strategy ordered).
         self._fill_used_by: list[int] = [0] * n
         self._book_frames_by: list[dict[tuple[tuple[str, str], ...], int]] = [{} for _ in range(n)]
+        # The same for frames of one book update (most): by (venue, instrument), no tuple of them.
+        self._book_frame_by: list[dict[tuple[str, str], int]] = [{} for _ in range(n)]
         self._stats_seen: dict[str, tuple[int, int]] = {}
         self.warnings: list[str] = []
         self._expiries: list[tuple[int, str, str]] = []
@@ -1097,6 +1099,7 @@ class BacktestKernel:
         unrouted_by = self._unrouted_by
         fill_used_by = self._fill_used_by
         book_frames_by = self._book_frames_by
+        book_frame_by = self._book_frame_by
         no_event = self._no_event
         registry = self.registry
         resp = self._resp
@@ -1183,6 +1186,11 @@ class BacktestKernel:
                     unrouted_by[idx] += 1
                     if fill_used:
                         fill_used_by[idx] += 1
+                    elif len(events) == 1:  # most frames: one book update, keyed by its book
+                        if cls is BookUpdate:
+                            book = (ev.venue, ev.instrument)
+                            single = book_frame_by[idx]
+                            single[book] = single.get(book, 0) + 1
                     else:
                         books = tuple(
                             dict.fromkeys((e.venue, e.instrument) for e in events if type(e) is BookUpdate)
@@ -1252,6 +1260,7 @@ class BacktestKernel:
         fill against that book, the updates before the first order included)."""
         ordered = {key for slot in self.slots for key in slot.ordered}
         kept = sum(n for books, n in self._book_frames_by[i].items() if not ordered.isdisjoint(books))
+        kept += sum(n for book, n in self._book_frame_by[i].items() if book in ordered)
         return self._fill_used_by[i] + kept
 
     def _underlyings(self, venue: str) -> str:
