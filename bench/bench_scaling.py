@@ -185,13 +185,13 @@ def strategies_part(path: Path, counts: list[int], runs: int, every: int) -> dic
             r = _child("strategies", path, n, every)
             cpu[n].append(r["cpu_s"])
             events = r["events"]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in counts:
         med = statistics.median(cpu[n])
         rows.append({"strategies": n, "cpu_s": med, "events_per_s": events / med, "runs_s": cpu[n]})
     # The slope of CPU time per event over the count of strategies (least squares).
     xs = [float(n) for n in counts]
-    ys = [row["cpu_s"] / events * 1e6 for row in rows]
+    ys = [statistics.median(cpu[n]) / events * 1e6 for n in counts]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
