@@ -69,7 +69,7 @@ class Quoter(Strategy):
         if event.__class__ is not Ticker:
             return
         self.count += 1
-        if self.count % self.every or event.bid is None or event.ask is None:
+        if not self.every or self.count % self.every or event.bid is None or event.ask is None:
             return
         if self.resting is not None:
             with contextlib.suppress(OrderRejected):
@@ -258,7 +258,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quotes", type=int, default=50_000, help="quotes replayed per run")
     ap.add_argument("--strategies", default="1,4,16,64", help="counts of strategies, comma separated")
-    ap.add_argument("--every", type=int, default=100, help="an order every this many quotes")
+    ap.add_argument("--every", type=int, default=100, help="an order every this many quotes (0: none)")
     ap.add_argument("--runs", type=int, default=3, help="fresh processes per count (the median counts)")
     ap.add_argument("--orders", default="1000,4000", help="two counts of orders for the memory per order")
     ap.add_argument("--order-quotes", type=int, default=50_000, help="quotes of the memory-per-order runs")
@@ -267,6 +267,7 @@ def main() -> None:
     )
     ap.add_argument("--rss-10m", action="store_true", help="and at about 10M frames (about half an hour)")
     ap.add_argument("--no-strategies", action="store_true", help="skip the strategies part")
+    ap.add_argument("--no-orders", action="store_true", help="skip the memory per order")
     ap.add_argument("--data-dir", default=str(ROOT / "data"), help="where the generated data is kept")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args()
@@ -281,8 +282,9 @@ def main() -> None:
                 run = Path(tmp) / "quotes-run.rec"
                 write_quotes(run, args.quotes)
             out["strategies"] = strategies_part(run, counts, args.runs, args.every)
-        lo, hi = (int(x) for x in args.orders.split(","))
-        out["orders"] = orders_part(quotes, args.order_quotes, (lo, hi))
+        if not args.no_orders:
+            lo, hi = (int(x) for x in args.orders.split(","))
+            out["orders"] = orders_part(quotes, args.order_quotes, (lo, hi))
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     if args.rss or args.rss_10m:
@@ -294,15 +296,14 @@ def main() -> None:
         return
     if "strategies" in out:
         s = out["strategies"]
-        print(
-            f"{s['events']:,} events, an order every {s['every']} quotes per strategy; median of {s['runs']}"
-        )
+        orders = f"an order every {s['every']} quotes" if s["every"] else "no order"
+        print(f"{s['events']:,} events, {orders} per strategy; median of {s['runs']}")
         print(f"{'strategies':>10} {'CPU s':>8} {'events/s':>11} {'us/event':>9}")
         for row in s["rows"]:
             us = row["cpu_s"] / s["events"] * 1e6
             print(f"{row['strategies']:>10} {row['cpu_s']:>8.2f} {row['events_per_s']:>11,.0f} {us:>9.2f}")
         print(f"marginal cost: {s['us_per_event_per_strategy']:+.3f} us per event per strategy")
-    for kind, o in out["orders"].items():
+    for kind, o in out.get("orders", {}).items():
         print(
             f"memory per {kind} order: {o['bytes_per_order']:,.0f} bytes"
             f" ({o['orders'][0]:,} -> {o['orders'][1]:,} orders)"
