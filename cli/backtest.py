@@ -12,6 +12,7 @@ the whole run), and a path one of the other outputs would overwrite (`report.htm
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -197,6 +198,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         # at exit must not fail on the closed pipe (the docs' recipe: stdout to devnull).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if report is not None:
+        # The replay's memory (decoders, order books, strategies: tens of MB on a long run) is
+        # given back before matplotlib is loaded and draws (about as much again), not held under
+        # it: the result holds all the report needs (its series are bounded, kernel._Chart).
+        del kernel, progress_cm, progress_cb
+        gc.collect()
         # The JSON report, then the HTML page and the PNGs beside it: seconds of drawing, shown
         # on a terminal (what is being drawn) rather than a silence after the bar.
         t0 = time.perf_counter()

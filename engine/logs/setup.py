@@ -50,11 +50,14 @@ from ..model.money import decimal_text
 
 __all__ = [
     "REDACTED",
+    "CachedLogger",
+    "cached_logger",
     "configure_logging",
     "console_renderer",
     "decimal_text",
     "human_number",
     "log_write_failures",
+    "logs_at",
     "redact_secrets",
     "redact_text",
     "register_secret",
@@ -622,6 +625,151 @@ class _Render:
 
 _log_file: _LogFile | None = None
 _sink: _Sink | None = None
+
+
+# structlog's process-wide configuration, read to tell when a cached bound logger is stale (see
+# `CachedLogger`). Private to structlog, so read defensively: without it every call rebinds.
+_STRUCTLOG_CONFIG: Any = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
+_LAZY_PROXY: Any = getattr(getattr(structlog, "_config", None), "BoundLoggerLazyProxy", None)
+
+
+class CachedLogger:
+    """A logger for hot paths (orders and fills of a backtest, say): structlog's lazy proxy
+    (`structlog.get_logger`) builds a new bound logger on every call, about 3 us even for a
+    call its level filters out; this one keeps the bound logger it built and builds it again
+    only when structlog's configuration changed since (`configure_logging`, `reset_defaults`,
+    a test's `capture_logs` keeps its list and is followed as it is): what is logged, and how,
+    is what the proxy would log. A filtered-out call then costs about what its arguments cost;
+    `logs_at(log, level)` skips building them.
+
+    The logging methods are looked up on the current bound logger; `bind`, `new`, `unbind`
+    are the proxy's own."""
+
+    __slots__ = ("_bound", "_context", "_factory", "_min_level", "_processors", "_proxy", "_wrapper")
+
+    def __init__(self, proxy: Any) -> None:
+        self._proxy = proxy
+        self._bound: Any = None
+        self._processors: Any = None
+        self._wrapper: Any = None
+        self._factory: Any = None
+        self._context: Any = None
+        self._min_level = 0  # the bound logger's level filter (0: it cannot tell, log all)
+
+    def _current(self) -> Any:
+        c = _STRUCTLOG_CONFIG
+        if c is None:
+            return self._proxy.bind()
+        if (
+            self._bound is None
+            or c.default_processors is not self._processors
+            or c.default_wrapper_class is not self._wrapper
+            or c.logger_factory is not self._factory
+            or c.default_context_class is not self._context
+        ):
+            self._processors = c.default_processors
+            self._wrapper = c.default_wrapper_class
+            self._factory = c.logger_factory
+            self._context = c.default_context_class
+            self._bound = self._proxy.bind()
+            level = getattr(self._bound, "get_effective_level", None)
+            try:
+                self._min_level = int(level()) if level is not None else 0
+            except Exception:  # a wrapper of another kind: filter nothing here
+                self._min_level = 0
+        return self._bound
+
+    def enabled(self, level: int) -> bool:
+        """Whether a call at `level` writes a line (False only when the level filter says so)."""
+        if self._current() is None:  # pragma: no cover - `bind` always returns a logger
+            return True
+        return level >= self._min_level
+
+    # The methods hot paths call, as properties: one lookup, no `__getattr__` detour.
+    @property
+    def debug(self) -> Any:
+        return self._current().debug
+
+    @property
+    def info(self) -> Any:
+        return self._current().info
+
+    @property
+    def warning(self) -> Any:
+        return self._current().warning
+
+    @property
+    def error(self) -> Any:
+        return self._current().error
+
+    @property
+    def critical(self) -> Any:
+        return self._current().critical
+
+    @property
+    def exception(self) -> Any:
+        return self._current().exception
+
+    def is_enabled_for(self, level: int) -> bool:
+        return bool(self._current().is_enabled_for(level))
+
+    @property
+    def warn(self) -> Any:
+        return self._current().warn
+
+    @property
+    def fatal(self) -> Any:
+        return self._current().fatal
+
+    @property
+    def msg(self) -> Any:
+        return self._current().msg
+
+    @property
+    def log(self) -> Any:
+        return self._current().log
+
+    def get_effective_level(self) -> int:
+        return int(self._current().get_effective_level())
+
+    # A new context is the proxy's to make (a `__getattr__` here would slow every lookup above).
+    def bind(self, **values: Any) -> Any:
+        return self._proxy.bind(**values)
+
+    def new(self, **values: Any) -> Any:
+        return self._proxy.new(**values)
+
+    def unbind(self, *keys: str) -> Any:
+        return self._proxy.unbind(*keys)
+
+    def try_unbind(self, *keys: str) -> Any:
+        return self._proxy.try_unbind(*keys)
+
+    def __repr__(self) -> str:
+        return f"CachedLogger({self._proxy!r})"
+
+
+def cached_logger(log: Any) -> Any:
+    """`log` for a hot path: structlog's lazy proxy wrapped in a `CachedLogger`; a logger
+    already bound (or any other object with the logging methods) as it is."""
+    if _LAZY_PROXY is not None and isinstance(log, _LAZY_PROXY):
+        return CachedLogger(log)
+    return log
+
+
+def logs_at(log: Any, level: int) -> bool:
+    """Whether `log` would write a line at `level` (`logging.INFO`...): False only when it says
+    so itself (a filtering bound logger, `CachedLogger`); True for a logger that cannot tell,
+    which is then called as usual. Lets a hot path skip building a line's fields."""
+    if type(log) is CachedLogger:
+        return log.enabled(level)
+    check = getattr(log, "is_enabled_for", None)
+    if check is None:
+        return True
+    try:
+        return bool(check(level))
+    except Exception:  # a logger of another kind: let it decide on the call itself
+        return True
 
 
 def configure_logging(

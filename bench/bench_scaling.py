@@ -1,0 +1,320 @@
+"""The cost as the work grows: strategies, frames, orders.
+
+    python bench/bench_scaling.py [--quotes 50000] [--strategies 1,4,16,64] [--runs 3]
+                                  [--rss] [--rss-10m] [--orders 4000,16000] [--json]
+
+- events/s with 1, 4, 16, 64 strategies on the same quotes (one perpetual, a quote every 100 ms,
+  each strategy counts every quote and every `--every` quotes cancels its order and places a new
+  one that never fills): CPU time of the replay (`time.process_time`), each run in a fresh
+  process, the counts interleaved (1, 4, 16, 64, 1, 4, ...), the median of `--runs`; and the
+  marginal cost per event per strategy, the slope of CPU time per event over the count.
+- `--rss`: peak RSS of `tradingd backtest` (both example strategies of config/backtest.toml) on a
+  day of generated Deribit data cut to about 1M frames (`tradingd generate --hours 6 --seed 1`,
+  981k frames, about 2 minutes to make once), without and with `--report`; `--rss-10m` adds about
+  10M frames (`--hours 61`, about 20 minutes to generate once and 10 to replay twice on a 2-core
+  machine). Peak RSS is `ru_maxrss` of the process, read by `wait4` (the command is started
+  through `exec` from a small shell, so it does not inherit this process's peak).
+- memory per order: tracemalloc in a fresh process, what the engine still holds after replays
+  with two counts of orders (each filled at once, or cancelled), divided by the difference.
+
+Prints a table; `--json` prints the figures as JSON instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
+STEP = 100_000_000  # ns between quotes
+
+# -- the child: one measurement in a fresh process --------------------------------------------
+
+_CHILD = r"""
+import contextlib, json, sys, time, tracemalloc, gc
+from decimal import Decimal
+import trio
+from tradingd.connectors.deribit import PLUGIN
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.model.errors import OrderRejected
+from tradingd.engine.model.events import Ticker
+from tradingd.engine.runtime.strategy import Strategy, Subscription
+
+mode, path, count, every = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+configure_logging("warning", "json")
+
+
+class Quoter(Strategy):
+    # Counts every quote; every `every` quotes cancels its resting order and places a new one:
+    # 1% below the bid (rests, then cancelled), or with `cross` 1% above the ask (fills at once).
+    def __init__(self, name, every, cross=False):
+        super().__init__(name)
+        self.every, self.cross, self.count, self.orders, self.resting = every, cross, 0, 0, None
+
+    def required_subscriptions(self):
+        return [Subscription("deribit", "BTC-PERPETUAL", {"ticker"})]
+
+    async def on_event(self, event):
+        if event.__class__ is not Ticker:
+            return
+        self.count += 1
+        if not self.every or self.count % self.every or event.bid is None or event.ask is None:
+            return
+        if self.resting is not None:
+            with contextlib.suppress(OrderRejected):
+                await self.ctx.cancel_order(self.resting)
+        if self.cross:
+            price = Decimal(round(event.ask * 1.01 * 2)) / 2
+            side = self.ctx.buy if self.orders % 2 == 0 else self.ctx.sell
+            if self.orders % 2:
+                price = Decimal(round(event.bid * 0.99 * 2)) / 2
+        else:
+            price, side = Decimal(round(event.bid * 0.99 * 2)) / 2, self.ctx.buy
+        placed = await side("deribit", "BTC-PERPETUAL", 10, price=price)
+        self.orders += 1
+        self.resting = None if self.cross else placed.client_order_id
+
+
+def kernel(strategies):
+    return BacktestKernel(
+        {"deribit": PLUGIN}, [DataSource("deribit", path)], strategies, BacktestSettings(latency_ms=0)
+    )
+
+
+if mode == "strategies":
+    k = kernel([Quoter(f"q{i}", every) for i in range(count)])
+    t0 = time.process_time()
+    result = trio.run(k.run)
+    cpu = time.process_time() - t0
+    orders = sum(s.orders for s in result.strategies.values())
+    print(json.dumps({"cpu_s": cpu, "events": result.events, "orders": orders}))
+elif mode == "orders":
+    # What the engine holds after `count` orders, cancelled or filled: live, so measured.
+    out = {}
+    for kind, cross in (("cancelled", False), ("filled", True)):
+        gc.collect()
+        tracemalloc.start()
+        k = kernel([Quoter("q", every, cross=cross)])
+        result = trio.run(k.run)
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        out[kind] = {"held_bytes": held, "orders": result.strategies["q"].orders}
+        del k, result
+    print(json.dumps(out))
+"""
+
+
+def _child(mode: str, path: Path, count: int, every: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, mode, str(path), str(count), str(every)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+# -- the data ---------------------------------------------------------------------------------
+
+
+def write_quotes(path: Path, n: int, seed: int = 1) -> None:
+    """`n` quotes of BTC-PERPETUAL in Deribit's wire format, a random walk on its 0.5 tick."""
+    import orjson
+
+    from tradingd.engine.store import RecordingWriter
+
+    rnd = random.Random(seed)
+    mid = 60_000.0
+    definition = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "result": [
+            {
+                "kind": "future",
+                "instrument_name": "BTC-PERPETUAL",
+                "tick_size": 0.5,
+                "min_trade_amount": 10.0,
+                "contract_size": 10.0,
+                "base_currency": "BTC",
+                "quote_currency": "USD",
+                "settlement_currency": "BTC",
+                "settlement_period": "perpetual",
+                "instrument_type": "reversed",
+                "expiration_timestamp": 32503708800000,
+            }
+        ],
+    }
+    prefix = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"quote.BTC-PERPETUAL","data":'
+    with RecordingWriter(path) as w:
+        w.write(T0 - 1000, orjson.dumps(definition))
+        for i in range(n):
+            mid = max(1000.0, mid + rnd.choice((-0.5, 0.0, 0.5)))
+            ts = T0 + i * STEP
+            data = {
+                "timestamp": ts // 1_000_000,
+                "instrument_name": "BTC-PERPETUAL",
+                "best_bid_price": mid - 0.5,
+                "best_bid_amount": float(rnd.randint(1, 50) * 10),
+                "best_ask_price": mid + 0.5,
+                "best_ask_amount": float(rnd.randint(1, 50) * 10),
+            }
+            w.write(ts, prefix + orjson.dumps(data) + b"}}")
+
+
+# -- the parts --------------------------------------------------------------------------------
+
+
+def strategies_part(path: Path, counts: list[int], runs: int, every: int) -> dict[str, Any]:
+    cpu: dict[int, list[float]] = {n: [] for n in counts}
+    events = 0
+    for _ in range(runs):  # interleaved: every count once per round, each in a fresh process
+        for n in counts:
+            r = _child("strategies", path, n, every)
+            cpu[n].append(r["cpu_s"])
+            events = r["events"]
+    rows: list[dict[str, Any]] = []
+    for n in counts:
+        med = statistics.median(cpu[n])
+        rows.append({"strategies": n, "cpu_s": med, "events_per_s": events / med, "runs_s": cpu[n]})
+    # The slope of CPU time per event over the count of strategies (least squares).
+    xs = [float(n) for n in counts]
+    ys = [statistics.median(cpu[n]) / events * 1e6 for n in counts]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
+    return {"events": events, "every": every, "runs": runs, "rows": rows, "us_per_event_per_strategy": slope}
+
+
+def _peak_rss_kib(cmd: list[str]) -> tuple[int, float]:
+    """(peak RSS in KiB, wall seconds) of `cmd`, started through `exec` from a small shell."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", 'exec "$@"', "sh", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
+    return usage.ru_maxrss, time.perf_counter() - t0
+
+
+def rss_part(data_dir: Path, hours: float, label: str) -> dict[str, Any]:
+    tradingd = str(Path(sys.executable).with_name("tradingd"))
+    path = data_dir / f"scaling-deribit-{hours:g}h.rec.zst"
+    if not path.exists():
+        print(f"  generating {hours:g} h of Deribit data into {path} (once)...", file=sys.stderr, flush=True)
+        generate = [tradingd, "generate", "--venue", "deribit", "--out", str(path), "--hours", str(hours)]
+        subprocess.run([*generate, "--seed", "1", "--no-progress"], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "backtest.toml"
+        text = (ROOT / "config" / "backtest.toml").read_text()
+        text = text.replace('path = "../data/deribit-sample.rec.zst"', f"path = {json.dumps(str(path))}")
+        config.write_text(text)
+        base = [tradingd, "backtest", "--config", str(config), "--no-progress"]
+        plain, plain_s = _peak_rss_kib(base)
+        report, report_s = _peak_rss_kib([*base, "--report", str(Path(tmp) / "run")])
+    return {
+        "label": label,
+        "hours": hours,
+        "data": str(path),
+        "peak_rss_mib": plain / 1024,
+        "peak_rss_report_mib": report / 1024,
+        "seconds": plain_s,
+        "seconds_report": report_s,
+    }
+
+
+def orders_part(data: Path, quotes: int, counts: tuple[int, int]) -> dict[str, Any]:
+    """Bytes held per order: the difference between two replays' held memory (of `quotes`
+    quotes, an order every `quotes // count`), per order."""
+    lo, hi = (_child("orders", data, 1, max(1, quotes // count)) for count in counts)
+    out: dict[str, Any] = {}
+    for kind in ("cancelled", "filled"):
+        d_bytes = hi[kind]["held_bytes"] - lo[kind]["held_bytes"]
+        d_orders = hi[kind]["orders"] - lo[kind]["orders"]
+        out[kind] = {
+            "orders": [lo[kind]["orders"], hi[kind]["orders"]],
+            "held_bytes": [lo[kind]["held_bytes"], hi[kind]["held_bytes"]],
+            "bytes_per_order": d_bytes / d_orders if d_orders else float("nan"),
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--quotes", type=int, default=50_000, help="quotes replayed per run")
+    ap.add_argument("--strategies", default="1,4,16,64", help="counts of strategies, comma separated")
+    ap.add_argument("--every", type=int, default=100, help="an order every this many quotes (0: none)")
+    ap.add_argument("--runs", type=int, default=3, help="fresh processes per count (the median counts)")
+    ap.add_argument("--orders", default="1000,4000", help="two counts of orders for the memory per order")
+    ap.add_argument("--order-quotes", type=int, default=50_000, help="quotes of the memory-per-order runs")
+    ap.add_argument(
+        "--rss", action="store_true", help="peak RSS at about 1M frames, with and without --report"
+    )
+    ap.add_argument("--rss-10m", action="store_true", help="and at about 10M frames (about half an hour)")
+    ap.add_argument("--no-strategies", action="store_true", help="skip the strategies part")
+    ap.add_argument("--no-orders", action="store_true", help="skip the memory per order")
+    ap.add_argument("--data-dir", default=str(ROOT / "data"), help="where the generated data is kept")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = ap.parse_args()
+    out: dict[str, Any] = {"python": sys.version.split()[0]}
+    with tempfile.TemporaryDirectory() as tmp:
+        quotes = Path(tmp) / "quotes.rec"
+        write_quotes(quotes, args.order_quotes)
+        if not args.no_strategies:
+            counts = [int(x) for x in args.strategies.split(",")]
+            run = quotes
+            if args.quotes != args.order_quotes:
+                run = Path(tmp) / "quotes-run.rec"
+                write_quotes(run, args.quotes)
+            out["strategies"] = strategies_part(run, counts, args.runs, args.every)
+        if not args.no_orders:
+            lo, hi = (int(x) for x in args.orders.split(","))
+            out["orders"] = orders_part(quotes, args.order_quotes, (lo, hi))
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if args.rss or args.rss_10m:
+        out["rss"] = [rss_part(data_dir, 6, "about 1M frames")]
+        if args.rss_10m:
+            out["rss"].append(rss_part(data_dir, 61, "about 10M frames"))
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    if "strategies" in out:
+        s = out["strategies"]
+        orders = f"an order every {s['every']} quotes" if s["every"] else "no order"
+        print(f"{s['events']:,} events, {orders} per strategy; median of {s['runs']}")
+        print(f"{'strategies':>10} {'CPU s':>8} {'events/s':>11} {'us/event':>9}")
+        for row in s["rows"]:
+            us = row["cpu_s"] / s["events"] * 1e6
+            print(f"{row['strategies']:>10} {row['cpu_s']:>8.2f} {row['events_per_s']:>11,.0f} {us:>9.2f}")
+        print(f"marginal cost: {s['us_per_event_per_strategy']:+.3f} us per event per strategy")
+    for kind, o in out.get("orders", {}).items():
+        print(
+            f"memory per {kind} order: {o['bytes_per_order']:,.0f} bytes"
+            f" ({o['orders'][0]:,} -> {o['orders'][1]:,} orders)"
+        )
+    for r in out.get("rss", []):
+        print(
+            f"peak RSS, {r['label']} ({r['hours']:g} h): {r['peak_rss_mib']:,.0f} MiB,"
+            f" with --report {r['peak_rss_report_mib']:,.0f} MiB"
+            f" ({r['seconds']:.0f} s, {r['seconds_report']:.0f} s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
