@@ -188,10 +188,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     else:
         result = trio.run(kernel.run)
     try:
+        # Where the events came from, in one line above the summary (the report is the same
+        # either way; the warnings stay the summary's last section). On stdout with the
+        # summary: stderr may be the JSON log (`--log-format json`).
+        print(f"data: {_data_line(kernel)}", file=sys.stdout)
         print_summary(result, sys.stdout)
-        # Where the events came from, in one line (the report is the same either way). On
-        # stdout with the summary: stderr may be the JSON log (`--log-format json`).
-        print(f"  data: {_data_line(kernel)}", file=sys.stdout)
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): the report is still written, and Python's own flush
