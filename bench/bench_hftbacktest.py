@@ -6,8 +6,9 @@ unless it filled, and place a limit buy of 10 at the best bid (fills when the as
 
 What hftbacktest is handed: its own event array (numpy, `event_dtype`) built beforehand from the
 JSON frames (the building is the run's setup; hftbacktest has no JSON path of its own: its
-users convert data to these arrays offline). A snapshot frame is a DEPTH_CLEAR_EVENT per side (up to the data's farthest price) and
-a DEPTH_SNAPSHOT_EVENT per level; a change frame is one DEPTH_EVENT per level (size 0: delete).
+users convert data to these arrays offline). A snapshot frame is a DEPTH_CLEAR_EVENT per side
+(up to the data's farthest price) and a DEPTH_SNAPSHOT_EVENT per level; a change frame is one
+DEPTH_EVENT per level (size 0: delete).
 Zero latencies (`constant_order_latency(0, 0)`, local time = exchange time), no fees, the
 no-partial-fill exchange (an order of 10 against levels of at least 10: whole fills, as on the
 other sides), the risk-averse queue model (it matters for trades only; there are none here).
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from bench_nautilus import ORDER_SIZE, STEP, TICK, Frames, Row, read_frames
 
 __all__ = ["events_of", "run_hftbacktest"]
@@ -79,7 +79,7 @@ def _strategy() -> Any:
     hbt_mod = importlib.import_module("hftbacktest")
     GTC, LIMIT, FILLED, NEW = hbt_mod.GTC, hbt_mod.LIMIT, hbt_mod.FILLED, hbt_mod.NEW
 
-    @numba.njit  # type: ignore[misc]
+    @numba.njit  # type: ignore[untyped-decorator]
     def loop(hbt: Any, every: int, step: int, size: float, frames: int) -> tuple[int, int, int, int]:
         count = orders = cancels = fills = 0
         resting = 0  # the order id resting, 0: none
@@ -150,4 +150,11 @@ def run_hftbacktest(row: Row, combo: str, path: Path, limit: int | None) -> dict
     count, orders, cancels, fills = loop(hbt, row.every, STEP, float(ORDER_SIZE), books)
     cpu = time.process_time() - t0
     hbt.close()
-    return {"cpu_s": cpu, "setup_s": setup, "events": count, "orders": orders, "cancels": cancels, "fills": fills}
+    return {
+        "cpu_s": cpu,
+        "setup_s": setup,
+        "events": count,
+        "orders": orders,
+        "cancels": cancels,
+        "fills": fills,
+    }

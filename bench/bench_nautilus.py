@@ -72,7 +72,6 @@ is reported separately as `setup_s`) and events/s = events / median CPU. Peak RS
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import random
@@ -80,7 +79,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -88,8 +87,8 @@ from typing import Any
 import attrs
 import orjson
 import trio
-
 from _common import interleaved, median_of, run_child
+
 from tradingd.engine import (
     BookUpdate,
     MarketEvent,
@@ -171,7 +170,9 @@ _INSTRUMENTS = orjson.dumps(
 
 
 def _notification(channel: str, data: Any) -> bytes:
-    return orjson.dumps({"jsonrpc": "2.0", "method": "subscription", "params": {"channel": channel, "data": data}})
+    return orjson.dumps(
+        {"jsonrpc": "2.0", "method": "subscription", "params": {"channel": channel, "data": data}}
+    )
 
 
 def quote_frames(n: int, seed: int = 1) -> Frames:
@@ -509,11 +510,15 @@ def _strategies(row: Row, instruments: Sequence[str]) -> list[BenchStrategy]:
 def sample_instruments(path: Path, limit: int | None) -> list[str]:
     """The instruments with market events in the first `limit` frames of the sample."""
     events, _, _ = predecode(read_frames(path, limit))
-    names = {ev.instrument for got in events if got for ev in got if ev.__class__ in (Ticker, BookUpdate, Trade)}
+    names = {
+        ev.instrument for got in events if got for ev in got if ev.__class__ in (Ticker, BookUpdate, Trade)
+    }
     return sorted(names)
 
 
-def run_tradingd(row: Row, combo: str, path: Path, limit: int | None, instruments: Sequence[str]) -> dict[str, Any]:
+def run_tradingd(
+    row: Row, combo: str, path: Path, limit: int | None, instruments: Sequence[str]
+) -> dict[str, Any]:
     """One run of the kernel: {cpu_s, setup_s, events, orders, cancels, refused, fills}."""
     from tradingd.connectors.deribit import PLUGIN
 
@@ -599,7 +604,11 @@ class NTBuilder:
         self.Delta, self.Deltas, self.BookOrder = data.OrderBookDelta, data.OrderBookDeltas, data.BookOrder
         self.Price, self.Quantity = objects.Price, objects.Quantity
         self.BUY, self.SELL = enums.OrderSide.BUY, enums.OrderSide.SELL
-        self.ADD, self.UPDATE, self.DELETE = enums.BookAction.ADD, enums.BookAction.UPDATE, enums.BookAction.DELETE
+        self.ADD, self.UPDATE, self.DELETE = (
+            enums.BookAction.ADD,
+            enums.BookAction.UPDATE,
+            enums.BookAction.DELETE,
+        )
         self.BUYER, self.SELLER = enums.AggressorSide.BUYER, enums.AggressorSide.SELLER
         self.F_LAST, self.F_SNAPSHOT = int(enums.RecordFlag.F_LAST), int(enums.RecordFlag.F_SNAPSHOT)
         self.TradeId = ids.TradeId
@@ -608,11 +617,9 @@ class NTBuilder:
         self.precision: dict[str, tuple[int, int]] = {}
         venue = ids.Venue("DERIBIT")
         for inst in registry:
-            pp = _decimals(inst.tick_size)
-            if inst.tick_size_steps if hasattr(inst, "tick_size_steps") else None:
-                pp = max(pp, *(_decimals(t) for _, t in inst.tick_size_steps))
-            pp = max(pp, 4) if inst.symbol != PERP else pp
-            sp = max(_decimals(inst.min_size), 1 if inst.symbol != PERP else 0)
+            # Precisions: the finest tick of the instrument (Deribit options have two), its size step.
+            pp = max(_decimals(t) for t in (inst.tick_size, *(t for _, t in inst.tick_size_steps)))
+            sp = _decimals(inst.min_size)
             nt_inst = _nt("model.instruments").CryptoPerpetual(
                 instrument_id=ids.InstrumentId(ids.Symbol(inst.symbol), venue),
                 raw_symbol=ids.Symbol(inst.symbol),
@@ -623,7 +630,7 @@ class NTBuilder:
                 price_precision=pp,
                 size_precision=sp,
                 price_increment=objects.Price(float(inst.tick_size), pp),
-                size_increment=objects.Quantity(10.0 ** -sp, sp),
+                size_increment=objects.Quantity(10.0**-sp, sp),
                 ts_event=0,
                 ts_init=0,
                 margin_init=Decimal(0),
@@ -642,17 +649,44 @@ class NTBuilder:
                 cls = ev.__class__
                 if cls is Ticker:
                     assert isinstance(ev, Ticker)
-                    out.append(self.quote(ev.instrument, ev.bid, ev.bid_size, ev.ask, ev.ask_size, ev.ts_exchange, ev.ts_local))
+                    out.append(
+                        self.quote(
+                            ev.instrument,
+                            ev.bid,
+                            ev.bid_size,
+                            ev.ask,
+                            ev.ask_size,
+                            ev.ts_exchange,
+                            ev.ts_local,
+                        )
+                    )
                 elif cls is BookUpdate:
                     assert isinstance(ev, BookUpdate)
-                    out.append(self.deltas_from_levels(ev.instrument, ev.snapshot, ev.bids, ev.asks, ev.ts_exchange, ev.ts_local))
+                    out.append(
+                        self.deltas_from_levels(
+                            ev.instrument, ev.snapshot, ev.bids, ev.asks, ev.ts_exchange, ev.ts_local
+                        )
+                    )
                 elif cls is Trade:
                     assert isinstance(ev, Trade)
                     side = "buy" if ev.side.value == "buy" else "sell"
-                    out.append(self.trade(ev.instrument, ev.price, ev.size, side, ev.trade_id, ev.ts_exchange, ev.ts_local))
+                    out.append(
+                        self.trade(
+                            ev.instrument, ev.price, ev.size, side, ev.trade_id, ev.ts_exchange, ev.ts_local
+                        )
+                    )
         return out
 
-    def quote(self, inst: str, bid: float | None, bsz: float | None, ask: float | None, asz: float | None, ts: int | None, ts_init: int) -> Any:
+    def quote(
+        self,
+        inst: str,
+        bid: float | None,
+        bsz: float | None,
+        ask: float | None,
+        asz: float | None,
+        ts: int | None,
+        ts_init: int,
+    ) -> Any:
         pp, sp = self.precision[inst]
         P, Q = self.Price, self.Quantity
         return self.QuoteTick(
@@ -665,7 +699,9 @@ class NTBuilder:
             ts_init,
         )
 
-    def trade(self, inst: str, price: float, size: float, side: str, trade_id: str, ts: int | None, ts_init: int) -> Any:
+    def trade(
+        self, inst: str, price: float, size: float, side: str, trade_id: str, ts: int | None, ts_init: int
+    ) -> Any:
         pp, sp = self.precision[inst]
         return self.TradeTick(
             self.instruments[inst].id,
@@ -678,16 +714,32 @@ class NTBuilder:
         )
 
     def deltas_from_levels(
-        self, inst: str, snapshot: bool, bids: Sequence[tuple[float, float]], asks: Sequence[tuple[float, float]], ts: int | None, ts_init: int
+        self,
+        inst: str,
+        snapshot: bool,
+        bids: Sequence[tuple[float, float]],
+        asks: Sequence[tuple[float, float]],
+        ts: int | None,
+        ts_init: int,
     ) -> Any:
         """tradingd's levels (size 0: delete) -> deltas. Without Deribit's action names an
         existing level's new size is an UPDATE (NautilusTrader's L2 book treats ADD and UPDATE of a
         price level alike)."""
         levels = [(self.BUY, p, s) for p, s in bids] + [(self.SELL, p, s) for p, s in asks]
-        actions = [(side, self.DELETE if s <= 0 else (self.ADD if snapshot else self.UPDATE), p, s) for side, p, s in levels]
+        actions = [
+            (side, self.DELETE if s <= 0 else (self.ADD if snapshot else self.UPDATE), p, s)
+            for side, p, s in levels
+        ]
         return self._deltas(inst, snapshot, actions, ts or ts_init, ts_init)
 
-    def _deltas(self, inst: str, snapshot: bool, actions: Sequence[tuple[Any, Any, float, float]], ts: int, ts_init: int) -> Any:
+    def _deltas(
+        self,
+        inst: str,
+        snapshot: bool,
+        actions: Sequence[tuple[Any, Any, float, float]],
+        ts: int,
+        ts_init: int,
+    ) -> Any:
         iid = self.instruments[inst].id
         pp, sp = self.precision[inst]
         P, Q, BO, D = self.Price, self.Quantity, self.BookOrder, self.Delta
@@ -695,9 +747,10 @@ class NTBuilder:
         out = [D.clear(iid, 0, ts, ts_init)] if snapshot else []
         for side, action, p, s in actions:
             out.append(D(iid, action, BO(side, P(p, pp), Q(s, sp), 0), flag, 0, ts, ts_init))
-        if not out:  # a change that changed nothing (tradingd still delivers its event)
-            out.append(D(iid, self.UPDATE, BO(self.BUY, P(0.0, pp), Q(0.0, sp), 0), 0, 0, ts, ts_init))
-            out = out[:0] or out
+        if not out:
+            # A change of no level: tradingd still delivers its (empty) BookUpdate, so
+            # NautilusTrader gets one batch too: the delete of a level that is not there.
+            out.append(D(iid, self.DELETE, BO(self.BUY, P(0.0, pp), Q(0.0, sp), 0), 0, 0, ts, ts_init))
         last = out[-1]
         out[-1] = D(iid, last.action, last.order, last.flags | self.F_LAST, 0, ts, ts_init)
         return self.Deltas(iid, out)
@@ -715,19 +768,40 @@ class NTBuilder:
                 continue
             channel: str = params["channel"]
             d = params["data"]
-            if channel.startswith("quote.") or channel.startswith("ticker."):
+            if channel.startswith(("quote.", "ticker.")):
                 inst = d["instrument_name"]
                 out.append(
-                    self.quote(inst, d.get("best_bid_price"), d.get("best_bid_amount"), d.get("best_ask_price"),
-                               d.get("best_ask_amount"), d["timestamp"] * 1_000_000, ts_init)
+                    self.quote(
+                        inst,
+                        d.get("best_bid_price"),
+                        d.get("best_bid_amount"),
+                        d.get("best_ask_price"),
+                        d.get("best_ask_amount"),
+                        d["timestamp"] * 1_000_000,
+                        ts_init,
+                    )
                 )
             elif channel.startswith("book."):
                 snapshot = d["type"] == "snapshot"
-                acts = [(BUY, actions[a], p, s) for a, p, s in d["bids"]] + [(SELL, actions[a], p, s) for a, p, s in d["asks"]]
-                out.append(self._deltas(d["instrument_name"], snapshot, acts, d["timestamp"] * 1_000_000, ts_init))
+                acts = [(BUY, actions[a], p, s) for a, p, s in d["bids"]] + [
+                    (SELL, actions[a], p, s) for a, p, s in d["asks"]
+                ]
+                out.append(
+                    self._deltas(d["instrument_name"], snapshot, acts, d["timestamp"] * 1_000_000, ts_init)
+                )
             elif channel.startswith("trades."):
                 for t in d:
-                    out.append(self.trade(t["instrument_name"], t["price"], t["amount"], t["direction"], t["trade_id"], t["timestamp"] * 1_000_000, ts_init))
+                    out.append(
+                        self.trade(
+                            t["instrument_name"],
+                            t["price"],
+                            t["amount"],
+                            t["direction"],
+                            t["trade_id"],
+                            t["timestamp"] * 1_000_000,
+                            ts_init,
+                        )
+                    )
         return out
 
 
@@ -748,7 +822,10 @@ def _nt_engine(builder: NTBuilder, book_type: str) -> Any:
         oms_type=enums.OmsType.NETTING,
         account_type=enums.AccountType.MARGIN,
         base_currency=None,
-        starting_balances=[_nt("model.objects").Money(1_000_000, cur.BTC), _nt("model.objects").Money(1_000_000_000, cur.USD)],
+        starting_balances=[
+            _nt("model.objects").Money(1_000_000, cur.BTC),
+            _nt("model.objects").Money(1_000_000_000, cur.USD),
+        ],
         book_type=getattr(enums.BookType, book_type),
     )
     for inst in builder.instruments.values():
@@ -970,8 +1047,10 @@ def ratios(figures: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 def print_row(row: Row, figures: dict[str, dict[str, Any]], ratio: dict[str, float]) -> None:
     print(f"\nrow {row.key}: {row.title}")
-    print(f"{'side':<22} {'events':>9} {'orders':>7} {'cancels':>7} {'fills':>6} {'cpu s (median)':>15} "
-          f"{'events/s':>11} {'setup s':>8} {'peak MB':>8}  cpu s of each run")
+    print(
+        f"{'side':<22} {'events':>9} {'orders':>7} {'cancels':>7} {'fills':>6} {'cpu s (median)':>15} "
+        f"{'events/s':>11} {'setup s':>8} {'peak MB':>8}  cpu s of each run"
+    )
     for name, f in figures.items():
         print(
             f"{name:<22} {f['events']:>9,} {f['orders']:>7,} {f['cancels']:>7,} {f['fills']:>6,} "
@@ -984,9 +1063,10 @@ def print_row(row: Row, figures: dict[str, dict[str, Any]], ratio: dict[str, flo
         print(f"ratio {k}: {v:.2f}")
 
 
-def _hbt_available() -> str | None:
+def hftbacktest_available() -> str | None:
+    """The installed hftbacktest version, or None."""
     try:
-        import hftbacktest
+        hftbacktest = importlib.import_module("hftbacktest")  # untyped, and an optional extra
     except ImportError:
         return None
     return str(getattr(hftbacktest, "__version__", "2.x"))
@@ -1018,13 +1098,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("error", "json")
     rows = make_rows(args.every_quotes, args.every_fast, args.every_l2)
     selected = [rows[k.strip()] for k in args.rows.split(",") if k.strip()]
-    nt_version, hbt_version = nautilus_available(), _hbt_available()
-    print(f"NautilusTrader {nt_version or 'not installed'}, hftbacktest {hbt_version or 'not installed'}; "
-          f"median of {args.repeat} interleaved runs, each in a fresh process; CPU time of the run only")
+    nt_version, hbt_version = nautilus_available(), hftbacktest_available()
+    print(
+        f"NautilusTrader {nt_version or 'not installed'}, hftbacktest {hbt_version or 'not installed'}; "
+        f"median of {args.repeat} interleaved runs, each in a fresh process; CPU time of the run only"
+    )
     if nt_version is None or hbt_version is None:
         print("the peers are missing: pip install -e '.[bench]' (tradingd's side runs alone)")
-    report: dict[str, Any] = {"nautilus_version": nt_version, "hftbacktest_version": hbt_version,
-                              "repeat": args.repeat, "rows": {}}
+    report: dict[str, Any] = {
+        "nautilus_version": nt_version,
+        "hftbacktest_version": hbt_version,
+        "repeat": args.repeat,
+        "rows": {},
+    }
     failures: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         paths: dict[str, Path] = {}
@@ -1047,10 +1133,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs: dict[tuple[str, str], list[dict[str, Any]]] = {j: [] for j in jobs}
             for _, (engine, combo) in interleaved(jobs, args.repeat):
                 argv_child = [
-                    sys.executable, str(Path(__file__).resolve()), "--child", "--engine", engine,
-                    "--combo", combo, "--row", row.key, "--data", str(path), "--limit", str(limit),
-                    "--instruments", json.dumps(instruments), "--every-quotes", str(args.every_quotes),
-                    "--every-fast", str(args.every_fast), "--every-l2", str(args.every_l2),
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--child",
+                    "--engine",
+                    engine,
+                    "--combo",
+                    combo,
+                    "--row",
+                    row.key,
+                    "--data",
+                    str(path),
+                    "--limit",
+                    str(limit),
+                    "--instruments",
+                    json.dumps(instruments),
+                    "--every-quotes",
+                    str(args.every_quotes),
+                    "--every-fast",
+                    str(args.every_fast),
+                    "--every-l2",
+                    str(args.every_l2),
                 ]
                 runs[(engine, combo)].append(run_child(argv_child))
             figures = summarize(runs, row.strategies)

@@ -93,10 +93,16 @@ def test_runs_are_interleaved_and_the_median_is_the_figure() -> None:
 
 
 def test_a_side_that_did_other_work_fails_the_run() -> None:
-    base = {"events": 1000, "orders": 10, "cancels": 9, "fills": 3, "setup_s": 0.0, "maxrss_kb": 1, "cpu_s": 1.0}
-    figures = bn.summarize(
-        {("tradingd", "parsed"): [base], ("nautilus", "prebuilt"): [{**base, "fills": 4}]}
-    )
+    base = {
+        "events": 1000,
+        "orders": 10,
+        "cancels": 9,
+        "fills": 3,
+        "setup_s": 0.0,
+        "maxrss_kb": 1,
+        "cpu_s": 1.0,
+    }
+    figures = bn.summarize({("tradingd", "parsed"): [base], ("nautilus", "prebuilt"): [{**base, "fills": 4}]})
     problems = bn.check_same_work(bn.make_rows()["d"], figures)
     assert len(problems) == 1 and "nautilus prebuilt" in problems[0] and "fills" in problems[0]
     with pytest.raises(SystemExit, match="differs between repetitions"):
