@@ -216,8 +216,9 @@ def l2_frames(n: int, seed: int = 2, tops: list[tuple[int, int]] | None = None) 
     """`n` Deribit `book.BTC-PERPETUAL.100ms` frames (after the instruments response): a snapshot of
     20 levels a side, then changes (the mid moving one tick: the best level of one side deleted, a
     new best on the other, the depth kept; or 1-2 sizes changed), a fresh snapshot every 1,000
-    frames. Never crossed; sizes are multiples of 10 (an order of 10 always fills whole).
-    `tops`, when given, receives (best bid ticks, best ask ticks) after each frame."""
+    frames, of a book moved 1 or 2 ticks with new sizes (one that keeps an old level is wrong).
+    Never crossed; sizes are multiples of 10 (an order of 10 always fills whole). `tops`, when
+    given, receives (best bid ticks, best ask ticks) after each frame."""
     rng = random.Random(seed)
     book = L2Model()
     mid = 180_000
@@ -233,6 +234,10 @@ def l2_frames(n: int, seed: int = 2, tops: list[tuple[int, int]] | None = None) 
         change_id += 1
         base: dict[str, Any] = {"timestamp": ts // 1_000_000, "instrument_name": PERP, "change_id": change_id}
         if i % SNAPSHOT_EVERY == 0:
+            if i:  # as after a resubscription: the book has moved, levels the changes never touched
+                shift = rng.choice((-2, -1, 1, 2))
+                book.bids = {t + shift: 10.0 * rng.randrange(1, 30) for t in book.bids}
+                book.asks = {t + shift: 10.0 * rng.randrange(1, 30) for t in book.asks}
             bids = [["new", t * TICK, s] for t, s in sorted(book.bids.items(), reverse=True)]
             asks = [["new", t * TICK, s] for t, s in sorted(book.asks.items())]
             data = {"type": "snapshot", **base, "bids": bids, "asks": asks}
@@ -537,9 +542,15 @@ def run_tradingd(
     kernel = BacktestKernel(plugins, [source], strategies, BacktestSettings(latency_ms=0))
     setup = time.process_time() - t0
     t0 = time.process_time()
-    trio.run(kernel.run)
+    result = trio.run(kernel.run)
     cpu = time.process_time() - t0
-    return {"cpu_s": cpu, "setup_s": setup, **_sum_counts(strategies)}
+    # The engine's own account of the same work (not the strategies' counters): orders sent,
+    # orders filled, orders still resting at the venue at the end; the rest were cancelled.
+    sent = sum(r.orders for r in result.strategies.values())
+    filled = sum(r.filled_orders for r in result.strategies.values())
+    resting = sum(len(v) for sim in kernel.sims.values() for v in sim.resting.values())
+    engine = {"orders": sent, "fills": filled, "cancels": sent - filled - resting, "resting": resting}
+    return {"cpu_s": cpu, "setup_s": setup, **_sum_counts(strategies), "engine": engine}
 
 
 def _sum_counts(strategies: Sequence[Any]) -> dict[str, int]:

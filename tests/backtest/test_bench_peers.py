@@ -30,7 +30,7 @@ def _quiet() -> None:
 @pytest.mark.parametrize("combo", ["parsed", "prebuilt"])
 def test_l2_row_fills_the_orders_the_book_data_implies(tmp_path: Path, combo: str) -> None:
     tops: list[tuple[int, int]] = []
-    frames = bn.l2_frames(3_000, seed=5, tops=tops)
+    frames = bn.l2_frames(5_000, seed=5, tops=tops)
     path = tmp_path / "l2.rec"
     bn.write_frames(frames, path)
     row = bn.make_rows(every_l2=50)["d"]
@@ -39,6 +39,12 @@ def test_l2_row_fills_the_orders_the_book_data_implies(tmp_path: Path, combo: st
     # The row must exercise both outcomes: orders that fill and orders that are cancelled.
     assert expected["fills"] > 10 and expected["cancels"] > 0
     assert {k: got[k] for k in expected} == expected
+    # The engine's own account agrees: what was sent, filled and cancelled at its venue.
+    engine = got["engine"]
+    assert {k: engine[k] for k in ("orders", "fills", "cancels")} == {
+        k: expected[k] for k in ("orders", "fills", "cancels")
+    }
+    assert engine["resting"] == expected["orders"] - expected["fills"] - expected["cancels"] <= 1
     assert got["cpu_s"] > 0
 
 
@@ -58,6 +64,8 @@ def test_quote_rows_place_and_cancel_at_their_cadence_and_never_fill(
         assert got["orders"] == orders, combo
         assert got["cancels"] == orders - strategies, combo  # all but each strategy's last one
         assert got["fills"] == 0 and got["refused"] == 0, combo
+        engine = got["engine"]  # the engine's account: each strategy's last order still rests
+        assert engine == {"orders": orders, "fills": 0, "cancels": orders - strategies, "resting": strategies}
 
 
 def test_mixed_sample_row_counts_the_same_from_frames_and_from_prebuilt_events() -> None:
