@@ -524,7 +524,15 @@ def sample_instruments(path: Path, limit: int | None) -> list[str]:
 def run_tradingd(
     row: Row, combo: str, path: Path, limit: int | None, instruments: Sequence[str]
 ) -> dict[str, Any]:
-    """One run of the kernel: {cpu_s, setup_s, events, orders, cancels, refused, fills}."""
+    """One run of the kernel: {cpu_s, setup_s, events, orders, cancels, refused, fills, and the
+    engine's own account of orders, fills, cancels and orders left resting}."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return _run_tradingd(row, combo, path, limit, instruments, Path(tmp))
+
+
+def _run_tradingd(
+    row: Row, combo: str, path: Path, limit: int | None, instruments: Sequence[str], tmp: Path
+) -> dict[str, Any]:
     from tradingd.connectors.deribit import PLUGIN
 
     t0 = time.process_time()
@@ -535,7 +543,7 @@ def run_tradingd(
         plugins = {"deribit": PrebuiltPlugin(events, kept)}
         source = DataSource("deribit", path, format="prebuilt")
     elif limit is not None:  # a part of the sample: that part as its own recording
-        part = Path(tempfile.mkdtemp()) / "part.rec"
+        part = tmp / "part.rec"
         write_frames(read_frames(path, limit), part)
         source = DataSource("deribit", part)
     strategies = _strategies(row, instruments)
