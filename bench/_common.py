@@ -6,14 +6,27 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
+import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-__all__ = ["Case", "Decoder", "best_of", "decode_parser", "decoding", "print_decoding"]
+__all__ = [
+    "Case",
+    "Decoder",
+    "best_of",
+    "decode_parser",
+    "decoding",
+    "interleaved",
+    "median_of",
+    "print_decoding",
+    "run_child",
+]
 
 # A decoding case: its name, the frames a decoder sees first (untimed), the frames timed.
 Case = tuple[str, Sequence[bytes], Sequence[bytes]]
@@ -24,6 +37,7 @@ class Decoder(Protocol):
 
 
 _D = TypeVar("_D", bound=Decoder)
+_J = TypeVar("_J")
 
 
 def best_of(run: Callable[[], object], repeat: int) -> float:
@@ -100,3 +114,34 @@ def print_decoding(
         parse_us = f"{parse / count * 1e6:.2f}" if parse else "-"
         row = (name, len(frames[0]), f"{count / seconds:,.0f}", f"{seconds / count * 1e6:.2f}", parse_us)
         print("{:<30} {:>6} {:>10} {:>9} {:>15}".format(*row), f"{events / seconds:>10,.0f}")
+
+
+# -- side-by-side comparisons: fresh processes, interleaved, medians ----------------------------
+
+
+def interleaved(jobs: Sequence[_J], repeat: int) -> list[tuple[int, _J]]:
+    """(repetition, job) in the order to run them: every job once, then every job again, ...
+    (A B C A B C, never A A B B C C), so a slow spell of a shared machine hits every side alike."""
+    return [(rep, job) for rep in range(repeat) for job in jobs]
+
+
+def median_of(values: Sequence[float]) -> float:
+    """The median (the mean of the two middle values for an even count)."""
+    if not values:
+        raise ValueError("the median of no values")
+    return float(statistics.median(values))
+
+
+def run_child(argv: Sequence[str], timeout: float = 3600) -> dict[str, Any]:
+    """Runs `argv` in a fresh process and returns the JSON after `RESULT ` on its last such line.
+    Started through `sh` (fork from a small process, then exec): Linux keeps ru_maxrss across
+    exec, so a child forked straight from a large parent would report the parent's peak."""
+    r = subprocess.run(
+        ["/bin/sh", "-c", '"$@"', "sh", *argv], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+    if r.returncode != 0 or not lines:
+        tail = "\n".join(r.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"{' '.join(argv[1:])} failed (exit {r.returncode}):\n{tail}")
+    out: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+    return out

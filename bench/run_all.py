@@ -18,9 +18,10 @@ the benchmarks report the best of their repetitions.
 - what recording costs: the frame hook per frame, and the writer's frames/s;
 - signed orders/s per venue; catalog search latency (`bench_catalog.py`, a 30,000-market cache);
 - peak RSS (and events/s) of a day-sized replay with both example strategies, in a fresh process;
-- the same trivial strategy on the same generated quotes through tradingd's kernel and
-  NautilusTrader's BacktestEngine, in this one process (`bench_nautilus.py`; skipped, saying
-  how to install it, when NautilusTrader is not installed).
+- the same trivial strategy, doing the same work, through tradingd's kernel and NautilusTrader's
+  BacktestEngine (quotes, L2 books with fills, the bundled sample) and hftbacktest (L2), each
+  run in a fresh process, interleaved, median CPU time (`bench_nautilus.py`; skipped, naming
+  `pip install -e '.[bench]'`, when the peers are not installed).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PY = sys.executable
-sys.path.insert(0, str(BENCH))  # bench_nautilus, run in this process
+sys.path.insert(0, str(BENCH))  # bench_nautilus: whether its peers are installed
 
 Row = dict[str, Any]
 Group = tuple[list[Row], tuple["Step", ...]]  # a group's rows, and the commands it ran
@@ -576,36 +577,64 @@ def day_replay(quick: bool) -> Group:
 
 
 def nautilus(quick: bool) -> Group:
+    """tradingd against NautilusTrader (rows a-e) and hftbacktest (row f), the same work on both
+    sides, interleaved runs in fresh processes, median CPU time (`bench_nautilus.py`)."""
+    import tempfile
+
     import bench_nautilus
 
-    n = 200_000 if quick else 500_000
-    cmd = f"python bench/bench_nautilus.py --quotes {n} --repeat 2"
-    if bench_nautilus.nautilus_available() is None:
-        r = bench_nautilus.compare(n, 100, 2)
+    args = ["--quotes", "100000", "--frames", "50000", "--sample-frames", "60000"] if quick else []
+    missing = [
+        name
+        for name, version in (
+            ("NautilusTrader", bench_nautilus.nautilus_available()),
+            ("hftbacktest", bench_nautilus.hftbacktest_available()),
+        )
+        if version is None
+    ]
+    if missing:
+        print(f"  peers: {' and '.join(missing)} not installed: pip install -e '.[bench]'", flush=True)
         return [
-            _row("same quotes, trivial strategy: tradingd", f"{r['tradingd_per_s']:,.0f} quotes/s", cmd),
             _row(
-                "same quotes: NautilusTrader",
-                "not installed: pip install nautilus_trader==1.221.0 (or .[bench])",
-                cmd,
-            ),
+                "tradingd vs NautilusTrader / hftbacktest",
+                f"skipped: {' and '.join(missing)} not installed (pip install -e '.[bench]')",
+                "python bench/bench_nautilus.py",
+            )
         ], ()
-    t0 = time.perf_counter()
-    r = bench_nautilus.compare(n, 100, 2)
-    print(f"  nautilus comparison: {time.perf_counter() - t0:.0f} s", flush=True)
-    return [
-        _row(
-            f"same {n:,} quotes, trivial strategy: tradingd (from wire frames)",
-            f"{r['tradingd_per_s']:,.0f} quotes/s",
-            cmd,
-        ),
-        _row(
-            f"same quotes: NautilusTrader {r['nautilus_version']} BacktestEngine (QuoteTicks prebuilt)",
-            f"{r['nautilus_per_s']:,.0f} quotes/s (+{r['nautilus_data_s']:.2f} s to build the ticks)",
-            cmd,
-        ),
-        _row("ratio tradingd / NautilusTrader (same process)", f"{r['ratio']:.2f}", cmd),
-    ], ()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "peers.json"
+        step = Step(
+            "tradingd vs NautilusTrader / hftbacktest",
+            [PY, str(BENCH / "bench_nautilus.py"), *args, "--repeat", "3", "--json", str(out)],
+            timeout=7200,
+        ).run()
+        report = json.loads(out.read_text()) if out.exists() else None
+    cmd = "python bench/bench_nautilus.py" + (" " + " ".join(args) if args else "")
+    if report is None:
+        return [_row("tradingd vs NautilusTrader / hftbacktest", f"failed: {step.error}", cmd)], (step,)
+    rows: list[Row] = []
+    for key, r in report["rows"].items():
+        figures = r["figures"]
+        sides = ", ".join(f"{name} {f['events_per_s']:,.0f}/s" for name, f in figures.items())
+        work = figures["tradingd parsed"]
+        rows.append(
+            _row(
+                f"row {key}: {r['title']} (events/s, median CPU)",
+                f"{sides}; {work['events']:,} events, {work['orders']:,} orders, "
+                f"{work['fills']:,} fills each",
+                cmd,
+                figures=figures,
+            )
+        )
+        ratios = "; ".join(f"{name} {value:.2f}" for name, value in r["ratios"].items())
+        rows.append(
+            _row(
+                f"row {key}: ratio tradingd / peer (higher: tradingd faster)", ratios, cmd, ratios=r["ratios"]
+            )
+        )
+    if step.error:  # the sides did not do the same work: the figures above are not comparable
+        rows.append(_row("tradingd vs peers: same work on both sides", f"failed: {step.error}", cmd))
+    return rows, (step,)
 
 
 def machine() -> dict[str, Any]:
