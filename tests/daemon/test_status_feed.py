@@ -121,6 +121,10 @@ async def test_the_live_tour_stall_then_stop_as_tradingd_status_says_it(
     out = " ".join(shown.stdout.decode().split())
     assert shown.returncode == 0 and "stale: no frame for" in out, out
 
+    # The stall has been seen, by the status file and by `tradingd status`: end it now rather than
+    # wait out its 12 s (long only so that a loaded machine sees it). A connection still waits
+    # out its own sleep: the session's next reconnect is served.
+    sim.faults.stall(0)
     await until(lambda: feed() == "live", within=30, what="the feed back after the stall")
     proc.send_signal(signal.SIGTERM)
     assert await daemon.wait_exit(within=12) == 0

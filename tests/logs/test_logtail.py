@@ -26,6 +26,7 @@ import structlog
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.support.examples import examples
 from tests.support.log_streams import _Stream
 from tradingd.cli.main import main
 from tradingd.engine.logs.setup import configure_logging
@@ -503,7 +504,7 @@ _TS = "2026-11-24T06:00:00.000001Z"
     spec={"level": None, "fields": {"venue": ["true"]}}, rows=[({"ts": _TS, "venue": True}, 0)], text=False
 )
 @example(spec={"level": 30, "fields": {"venue": ["dé"]}}, rows=[({"ts": _TS, "venue": "dé"}, 1)], text=False)
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_the_raw_byte_shortcuts_never_change_the_result(
     spec: dict[str, Any], rows: list[tuple[dict[str, Any], int]], text: bool
 ) -> None:

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.examples import examples
 from tradingd.config import load_config
 from tradingd.config._loader import make_converter, structure
 from tradingd.connectors.deribit.instruments import instrument_from_json as deribit_instrument
@@ -408,7 +409,7 @@ def _identity(i: Instrument) -> tuple[str, str]:
     return (i.venue, i.symbol)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     f=filters_st(),
     chain=st.lists(instruments_st(), max_size=25, unique_by=_identity),

@@ -53,7 +53,9 @@ from tradingd.simulators.deribit.simulator import DeribitSimulator, serve
 ROOT = Path(__file__).resolve().parent.parent.parent
 NS = 1_000_000_000
 T0 = 1_795_514_400 * NS  # 2026-11-24T10:00:00Z
-RECORD_S = float(os.environ.get("TRADINGD_RECORD_TEST_S", "12"))
+# The recorded paper session's real time, split around its burst of market (which brings most of
+# its trades); TRADINGD_RECORD_TEST_S=60 records a longer one.
+RECORD_S = float(os.environ.get("TRADINGD_RECORD_TEST_S", "4"))
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,7 @@ async def test_gamma_scalp_hedges_to_about_the_option_delta_on_either_kind_of_pe
 
     plugin = load_venue(venue)
     data = tmp_path / f"{venue}.rec.zst"
-    load_simulator(venue).generate_sample(data, {"hours": 0.2, "seed": 2})
+    load_simulator(venue).generate_sample(data, {"hours": 0.1, "seed": 2})
     strat = GammaScalp(
         "g",
         GammaScalpParams(

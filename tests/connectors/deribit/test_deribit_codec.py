@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.examples import examples
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine import (
@@ -1103,9 +1104,9 @@ ENVELOPES = st.fixed_dictionaries(
 )
 MESSAGES = ENVELOPES | JSON
 
-# 400 examples keep the suite fast (~3 s); CODEC_EXAMPLES=5000 makes a longer hunt.
+# CODEC_EXAMPLES=5000 (or TRADINGD_THOROUGH=1) makes a longer hunt.
 HYPOTHESIS = settings(
-    max_examples=int(os.environ.get("CODEC_EXAMPLES", "400")),
+    max_examples=int(os.environ.get("CODEC_EXAMPLES", 0)) or examples(200),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

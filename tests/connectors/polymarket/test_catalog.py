@@ -1208,7 +1208,7 @@ async def test_open_makes_its_own_http_client(tmp_path: Path) -> None:
 def test_catalog_benchmark_runs(tmp_path: Path) -> None:
     r = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_catalog.py"), "--markets", "3000", "--queries", "30",
-         "--dir", str(tmp_path)],
+         "--repeat", "1", "--dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr

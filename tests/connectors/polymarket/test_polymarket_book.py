@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from py_clob_client_v2.clob_types import OrderBookSummary, OrderSummary  # type: ignore[import-untyped]
 from py_clob_client_v2.utilities import generate_orderbook_summary_hash  # type: ignore[import-untyped]
 
+from tests.support.examples import examples
 from tradingd.connectors.polymarket.book import QUANTUM, LocalOrderBook, on_grid, summary_hash
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.engine import BookUpdate, MalformedFrame, OrderBook, Status, StatusKind
@@ -438,7 +439,7 @@ class Naive:
         return [(float(p), s) for p, s in bids], [(float(p), s) for p, s in asks]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=operations())
 def test_random_snapshots_and_changes_match_a_naive_book(ops: list[tuple[str, Any]]) -> None:
     dec = PolymarketDecoder(InstrumentRegistry())
@@ -535,7 +536,7 @@ def test_random_snapshots_and_changes_match_a_naive_book(ops: list[tuple[str, An
             )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(ops=operations())
 def test_the_book_alone_matches_a_naive_book(ops: list[tuple[str, Any]]) -> None:
     """LocalOrderBook's own snapshot/change API, without the decoder."""

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.examples import examples
 from tests.support.polymarket_frames import MARKET, TOKEN, T, frame, load, state_of, wire
 from tradingd.cli.main import main
 from tradingd.connectors.polymarket import PLUGIN, PolymarketSettings
@@ -653,7 +654,7 @@ FIELDS = {
 }  # fmt: skip
 MESSAGES = st.fixed_dictionaries({}, optional=FIELDS) | JSON
 HYPOTHESIS = settings(
-    max_examples=int(os.environ.get("CODEC_EXAMPLES", "400")),
+    max_examples=int(os.environ.get("CODEC_EXAMPLES", 0)) or examples(200),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
