@@ -5,6 +5,7 @@ refresh changes the markets."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from pathlib import Path
@@ -14,10 +15,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tradingd.connectors.polymarket import _rank
 from tradingd.connectors.polymarket.catalog import PolymarketCatalog, write_cache
 from tradingd.engine.venue.catalog import SearchResult
 from tradingd.simulators.polymarket.catalog_generator import generate_markets
+
+try:
+    from tradingd.connectors.polymarket import _rank
+except ImportError:  # the install could not build it: searches rank with bm25(), slower
+    if os.environ.get("CI") == "true":
+        raise  # .ci/run installs SQLite's header: in CI the compiled ranking must be there
+    pytest.skip(
+        "the catalog's compiled ranking (connectors/polymarket/_rank.c) was not built: it needs"
+        " gcc and SQLite's header (Debian: apt-get install libsqlite3-dev), then pip install -e .",
+        allow_module_level=True,
+    )
 
 TYPICAL = [
     "bitcoin above", "bitcoin price december", "will bitcoin be above 100000", "solana up or down",
