@@ -19,7 +19,8 @@ Rows (the issue's table):
 Combinations (each a column): tradingd parsed (the recording's raw frames through its reader and
 decoder, as users run it); tradingd prebuilt (the frames decoded beforehand by the same decoder, the
 kernel handed those events; the decoding is reported as setup, not in the figure); tradingd from
-the decoded-event cache (`run_tradingd_cache`: not in this branch, the column says so);
+the decoded-event cache (`run_tradingd_cache`: the entry written by a first replay in setup,
+not timed; the timed replay reads the events from it);
 NautilusTrader prebuilt (its data objects built beforehand: its best case, the issue's headline);
 NautilusTrader parsed (the same JSON frames turned into its objects with its own public means,
 orjson and its constructors, inside the timed part, then `add_data` and `run`).
@@ -106,6 +107,7 @@ from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, Da
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model import InstrumentRegistry, OrderBook
 from tradingd.engine.store import RecordingReader, RecordingWriter
+from tradingd.engine.store.evcache import EventCache
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_795_478_400 * 1_000_000_000  # 2026-11-24T00:00:00Z
@@ -117,7 +119,7 @@ SNAPSHOT_EVERY = 1000  # a fresh snapshot every this many L2 frames
 ORDER_SIZE = 10  # USD contracts: every displayed level holds at least this much
 
 ENGINES = ("tradingd", "nautilus", "hftbacktest")
-COMBOS = ("parsed", "prebuilt")  # "cache": run_tradingd_cache (the lead adds it at merge)
+COMBOS = ("parsed", "prebuilt")  # and "cache" for tradingd: run_tradingd_cache
 Frames = list[tuple[int, bytes]]
 
 
@@ -546,12 +548,28 @@ def _run_tradingd(
         part = tmp / "part.rec"
         write_frames(read_frames(path, limit), part)
         source = DataSource("deribit", part)
+    cache = None
+    if combo == "cache":
+        # The entry is written by a first replay in setup (not timed), as a user's first
+        # backtest of the data writes it; the timed run reads the events from it.
+        cache = EventCache(tmp / "event-cache")
+        writer = BacktestKernel(
+            plugins,
+            [source],
+            _strategies(row, instruments),
+            BacktestSettings(latency_ms=0),
+            event_cache=cache,
+        )
+        trio.run(writer.run)
+        assert writer.data_path == "frames, cache written", writer.data_path
     strategies = _strategies(row, instruments)
-    kernel = BacktestKernel(plugins, [source], strategies, BacktestSettings(latency_ms=0))
+    kernel = BacktestKernel(plugins, [source], strategies, BacktestSettings(latency_ms=0), event_cache=cache)
     setup = time.process_time() - t0
     t0 = time.process_time()
     result = trio.run(kernel.run)
     cpu = time.process_time() - t0
+    if cache is not None:
+        assert kernel.data_path == "cache", kernel.data_path
     # The engine's own account of the same work (not the strategies' counters): orders sent,
     # orders filled, orders still resting at the venue at the end; the rest were cancelled.
     sent = sum(r.orders for r in result.strategies.values())
@@ -571,19 +589,10 @@ def _sum_counts(strategies: Sequence[Any]) -> dict[str, int]:
     }
 
 
-def cache_available() -> bool:
-    """Whether this tradingd has the decoded-event cache (another helper's work on issue 17).
-    THE LEAD'S PLACE AT MERGE: make this True and fill `run_tradingd_cache` so the "cache" column
-    of the table is measured (tradingd replaying the row's events from its binary cache, the
-    cache written beforehand in setup)."""
-    return False
-
-
-def run_tradingd_cache(
-    row: Row, path: Path, limit: int | None, instruments: Sequence[str]
-) -> dict[str, Any]:  # pragma: no cover - see cache_available
-    """tradingd from the decoded-event cache: the lead adds it at merge (cache_available)."""
-    raise RuntimeError("the decoded-event cache is not in this tree (cache_available() is False)")
+def run_tradingd_cache(row: Row, path: Path, limit: int | None, instruments: Sequence[str]) -> dict[str, Any]:
+    """tradingd from the decoded-event cache: the row's events read from a cache entry written
+    by a first replay in setup (a later backtest of the same data, or a sweep's trial)."""
+    return run_tradingd(row, "cache", path, limit, instruments)
 
 
 # -- NautilusTrader ---------------------------------------------------------------------------
@@ -1000,9 +1009,7 @@ def child(args: argparse.Namespace) -> None:
 
 def jobs_for(row: Row, have_nautilus: bool, have_hbt: bool) -> list[tuple[str, str]]:
     """(engine, combination) pairs measured for a row."""
-    jobs = [("tradingd", "parsed"), ("tradingd", "prebuilt")]
-    if cache_available():
-        jobs.append(("tradingd", "cache"))
+    jobs = [("tradingd", "parsed"), ("tradingd", "prebuilt"), ("tradingd", "cache")]
     if row.key == "f":
         if have_hbt:
             jobs.append(("hftbacktest", "prebuilt"))
@@ -1076,8 +1083,6 @@ def print_row(row: Row, figures: dict[str, dict[str, Any]], ratio: dict[str, flo
             f"{f['cpu_s']:>15.3f} {f['events_per_s']:>11,.0f} {f['setup_s']:>8.2f} {f['maxrss_mb']:>8.0f}  "
             + " ".join(f"{x:.3f}" for x in f["cpu_all_s"])
         )
-    if not cache_available():
-        print(f"{'tradingd cache':<22} (not in this tree: run_tradingd_cache, the lead adds it at merge)")
     for k, v in ratio.items():
         print(f"ratio {k}: {v:.2f}")
 
