@@ -144,3 +144,24 @@ async def test_a_connection_without_the_queue_is_read_one_message_at_a_time() ->
     with trio.move_on_after(0.3):
         await session._receive(plain)  # type: ignore[arg-type]
     assert seen == [b"a", b"b", b"c"]
+
+
+def test_the_declared_trio_websocket_floor_takes_every_keyword_we_pass() -> None:
+    """`receive_buffer_size` came with trio-websocket 0.12.0: a floor that admitted 0.11 let an
+    install keep a trio-websocket whose `open_websocket_url` refuses it, and every connect failed
+    with a TypeError (issue 17's review)."""
+    import inspect
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from packaging.version import Version
+
+    from tradingd.engine.venue import websocket
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    spec = next(d for d in pyproject["project"]["dependencies"] if d.startswith("trio-websocket"))
+    floor = re.search(r">=\s*([0-9.]+)", spec)
+    assert floor is not None, spec
+    if "receive_buffer_size=" in inspect.getsource(websocket):
+        assert Version(floor.group(1)) >= Version("0.12"), spec

@@ -1106,7 +1106,7 @@ MESSAGES = ENVELOPES | JSON
 
 # CODEC_EXAMPLES=5000 (or TRADINGD_THOROUGH=1) makes a longer hunt.
 HYPOTHESIS = settings(
-    max_examples=int(os.environ.get("CODEC_EXAMPLES", 0)) or examples(200),
+    max_examples=int(os.environ.get("CODEC_EXAMPLES", 0)) or examples(400),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -654,7 +654,7 @@ FIELDS = {
 }  # fmt: skip
 MESSAGES = st.fixed_dictionaries({}, optional=FIELDS) | JSON
 HYPOTHESIS = settings(
-    max_examples=int(os.environ.get("CODEC_EXAMPLES", 0)) or examples(200),
+    max_examples=int(os.environ.get("CODEC_EXAMPLES", 0)) or examples(400),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -42,7 +42,7 @@ _SEND, _RECEIVE = trio.open_memory_channel[bytes](math.inf)
 PEER = _Peer(99, _SEND, "/ws")  # a WebSocket peer, so that subscribe and login get that far
 
 
-@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(method=st.sampled_from(sorted(_METHODS)), p=params)
 def test_any_params_to_any_method_answer_or_refuse(method: str, p: dict[str, Any]) -> None:
     account = SIM.accounts[DEMO_WALLET.lower()]
