@@ -103,6 +103,7 @@ static void bm25idf(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_conte
 typedef struct {
     PyObject_HEAD sqlite3 *db;
     Sizes sizes;
+    int busy; /* rows() running with the GIL released: the connection and sizes stay until they end */
 } Ranker;
 
 /* The sum of the varints of one docsize record (fts5: one per column, SQLite's varint format). */
@@ -208,6 +209,11 @@ static void Ranker_release(Ranker *self) {
 
 static PyObject *Ranker_close(Ranker *self, PyObject *unused) {
     (void)unused;
+    if (self->busy > 0) {
+        /* Another thread's rows() reads the connection and the sizes without the GIL. */
+        PyErr_SetString(PyExc_RuntimeError, "the Ranker is searching in another thread: close it after");
+        return NULL;
+    }
     Ranker_release(self);
     Py_RETURN_NONE;
 }
@@ -270,6 +276,7 @@ static PyObject *Ranker_rows(Ranker *self, PyObject *args) {
     double *scores = PyMem_RawMalloc(cap * sizeof *scores);
     int rc = SQLITE_NOMEM;
     if (ids != 0 && scores != 0) {
+        self->busy++; /* under the GIL: close() refuses until this search has ended */
         Py_BEGIN_ALLOW_THREADS;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             if (len == cap) {
@@ -288,6 +295,7 @@ static PyObject *Ranker_rows(Ranker *self, PyObject *args) {
             len++;
         }
         Py_END_ALLOW_THREADS;
+        self->busy--;
     }
     PyObject *out = NULL;
     if (rc != SQLITE_DONE) {

@@ -223,3 +223,46 @@ def test_a_limit_past_the_catalog_ranks_as_bm25(generated: PolymarketCatalog) ->
     got = generated.search("will the", 40_000)
     assert len(got) > 3_000
     assert got == ref.search("will the", 40_000)
+
+
+def test_a_ranker_is_not_closed_under_a_search_in_another_thread(tmp_path: Path) -> None:
+    """rows() reads the connection and the market sizes with the GIL released: a close() from
+    another thread meanwhile would free them under it (issue 17's review). It is refused until
+    the search has ended, then closes."""
+    import threading
+
+    path = tmp_path / "polymarket_markets.jsonl"
+    write_cache(path, generate_markets(30, seed=2))
+    catalog = PolymarketCatalog.from_cache(path)
+    ranker = _rank.Ranker(f"{catalog.index_path.resolve().as_uri()}?mode=ro&immutable=1")
+    started = threading.Event()
+    out: list[Any] = []
+    # A statement that works for a second or more and returns one row.
+    slow = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000)"
+        " SELECT max(x), 0.0 FROM c"
+    )
+
+    def search() -> None:
+        started.set()
+        out.append(ranker.rows(slow, ()))
+
+    worker = threading.Thread(target=search)
+    worker.start()
+    started.wait()
+    refused = 0
+    while worker.is_alive():
+        try:
+            ranker.close()
+        except RuntimeError:
+            refused += 1
+            worker.join(0.01)
+            continue
+        break  # closed: only once the search had ended
+    worker.join()
+    assert out == [[(3_000_000, 0.0)]]
+    assert refused > 0, "the close was tried only after the search ended: no evidence"
+    ranker.close()
+    with pytest.raises(ValueError, match="closed"):
+        ranker.rows("SELECT 1, 0.0", ())
+    catalog._snap.close()
