@@ -13,11 +13,14 @@ moment, so the report, the warnings and the log lines are byte-identical to the 
 
 Books are not stored per frame: a replay rebuilds them from the events (a `BookUpdate` sets its
 levels, a snapshot clears first; `sequence` and `valid` follow), and the writer compares that
-prediction with the decoder's real book after every frame that names the instrument (and with
-every book after a frame that gave no event or counted a gap or ignored change). Where they
-differ (a gap, a crossed book, a venue's own fields such as a timestamp) the difference is stored
-with the frame and applied after the prediction. A book that changed without any event naming it
-is caught by a comparison of every book at the end of the write: the file is then not kept.
+prediction with the decoder's real book after every frame that names the instrument: on the
+usual frame (one event, the counters moved by that frame and its event alone) what a frame can
+change of an `OrderBook` (levels, sequence, validity, best levels) with one getter; on any other
+frame every slot (and every book after a frame that gave no event or counted a gap or ignored
+change). Where they differ (a gap, a crossed book, a venue's own fields such as a timestamp) the
+difference is stored with the frame and applied after the prediction. A book that changed
+without any event naming it is caught by a comparison of every book, every slot, at the end of
+each chunk and at the end of the write: the file is then not kept.
 
 The key is the content of every data file (BLAKE2b of its bytes; a directory: every file in it,
 names included), the sources' venues and formats in order (one entry per data set: a decoder's
@@ -37,12 +40,13 @@ kept under `max_bytes` (default 4 GiB, `$TRADINGD_CACHE_MAX_BYTES`), least recen
 deleting the folder clears it.
 
 Format: chunks of `CHUNK` records, each a pickle (protocol 5) of plain tuples compressed with
-zstd; an event is `(class code, *fields)` rebuilt by a generated positional builder that fills
-its slots. Measured on the bundled sample: pickled tuples load 2x faster than msgpack (which
-makes a new string per field; pickle's memo shares the venue and instrument names), and events
-built while the kernel consumes them, rather than by the unpickler, keep the garbage collector
-from scanning a whole chunk of live objects. The unpickler resolves no global but the classes
-listed in `_allowed` (events, instruments, enums, Decimal, books): a cache file cannot run code.
+zstd at level 1 (level 3: ~10% smaller, ~25% more CPU to compress, the same to read); an event
+is `(class code, *fields)` rebuilt by a generated positional builder that fills its slots.
+Measured on the bundled sample: pickled tuples load 2x faster than msgpack (which makes a new
+string per field; pickle's memo shares the venue and instrument names), and events built while
+the kernel consumes them, rather than by the unpickler, keep the garbage collector from scanning
+a whole chunk of live objects. The unpickler resolves no global but the classes listed in
+`_allowed` (events, instruments, enums, Decimal, books): a cache file cannot run code.
 """
 
 from __future__ import annotations
@@ -786,7 +790,7 @@ class CacheWriter:
             others0 = others(stats)
             luc = decoder.last_unknown_channel
             try:
-                events = decode(frame, ts)
+                events: list[MarketEvent] = decode(frame, ts)
             except MalformedFrame as exc:
                 unusual(frame, ts, exc, (), luc, frames0, events0, others0)
                 raise
