@@ -2,9 +2,14 @@
 
     python bench/bench_cache.py [--config config/backtest.toml] [--runs 5] [--frames N]
 
-Two comparisons, each run in fresh processes, interleaved (frames, cache, frames, cache, ...),
-measured in CPU time of the work (user + system, `resource.getrusage`), medians printed with
-every raw figure, and each process's peak RSS:
+Three comparisons, each run in fresh processes, interleaved (frames, cache, frames, cache, ...),
+measured in CPU time of the work (user + system, `resource.getrusage`, every thread), medians
+printed with every raw figure, and each process's peak RSS:
+
+  first run   the first backtest of a data set, which replays from the frames and writes the
+              cache entry (`first-writing`, each run into a new empty folder), against the same
+              backtest from the frames without a cache (`first-frames`); no strategy, so the
+              ratio is the cache's own cost: what a new user's first `tradingd backtest` pays
 
   data path   frames -> events (the recording read, every frame decoded: events built, books
               kept) against cache -> events (the entry's key and checksum verified, its chunks
@@ -90,6 +95,19 @@ def _child(mode: str, config: str, data: str, cache_dir: str) -> dict[str, Any]:
                 events += len(apply(rec, ts))
             except ValueError:
                 pass
+    elif mode in ("first-frames", "first-writing"):
+        fresh = Path(tempfile.mkdtemp(prefix="bench-cache-first-", dir=cache_dir))
+        kernel = BacktestKernel(
+            {venue: plugin},
+            sources,
+            [],
+            event_cache=EventCache(fresh) if mode == "first-writing" else None,
+        )
+        result = trio.run(kernel.run)
+        events, frames = result.events, result.frames
+        want = "frames, cache written" if mode == "first-writing" else "frames"
+        assert kernel.data_path == want, kernel.data_path
+        shutil.rmtree(fresh)
     else:
         maybe = EventCache(Path(cache_dir)) if mode == "backtest-cache" else None
         kernel = BacktestKernel(
@@ -200,7 +218,7 @@ def main() -> None:
             f" {entry.stat().st_size / 1e6:.1f} MB for {data.stat().st_size / 1e6:.1f} MB of recording,"
             f" {writer.frames:,} frames"
         )
-        pairs = [("data-frames", "data-cache")]
+        pairs = [("first-frames", "first-writing"), ("data-frames", "data-cache")]
         if not args.skip_backtest:
             pairs.append(("backtest-frames", "backtest-cache"))
         for a, b in pairs:
@@ -219,7 +237,10 @@ def main() -> None:
                 )
             if "net_pnl" in runs[a][0]:
                 assert runs[a][0]["net_pnl"] == runs[b][0]["net_pnl"], "the two paths disagree"
-            print(f"{'':16} cache is {med[a] / med[b]:.2f}x faster ({a.split('-')[0]})")
+            if b == "first-writing":
+                print(f"{'':16} writing the entry costs {med[b] / med[a]:.2f}x a run without the cache")
+            else:
+                print(f"{'':16} cache is {med[a] / med[b]:.2f}x faster ({a.split('-')[0]})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

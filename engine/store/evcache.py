@@ -13,11 +13,14 @@ moment, so the report, the warnings and the log lines are byte-identical to the 
 
 Books are not stored per frame: a replay rebuilds them from the events (a `BookUpdate` sets its
 levels, a snapshot clears first; `sequence` and `valid` follow), and the writer compares that
-prediction with the decoder's real book after every frame that names the instrument (and with
-every book after a frame that gave no event or counted a gap or ignored change). Where they
-differ (a gap, a crossed book, a venue's own fields such as a timestamp) the difference is stored
-with the frame and applied after the prediction. A book that changed without any event naming it
-is caught by a comparison of every book at the end of the write: the file is then not kept.
+prediction with the decoder's real book after every frame that names the instrument: on the
+usual frame (one event, the counters moved by that frame and its event alone) what a frame can
+change of an `OrderBook` (levels, sequence, validity, best levels) with one getter; on any other
+frame every slot (and every book after a frame that gave no event or counted a gap or ignored
+change). Where they differ (a gap, a crossed book, a venue's own fields such as a timestamp) the
+difference is stored with the frame and applied after the prediction. A book that changed
+without any event naming it is caught by a comparison of every book, every slot, at the end of
+each chunk and at the end of the write: the file is then not kept.
 
 The key is the content of every data file (BLAKE2b of its bytes; a directory: every file in it,
 names included), the sources' venues and formats in order (one entry per data set: a decoder's
@@ -37,12 +40,13 @@ kept under `max_bytes` (default 4 GiB, `$TRADINGD_CACHE_MAX_BYTES`), least recen
 deleting the folder clears it.
 
 Format: chunks of `CHUNK` records, each a pickle (protocol 5) of plain tuples compressed with
-zstd; an event is `(class code, *fields)` rebuilt by a generated positional builder that fills
-its slots. Measured on the bundled sample: pickled tuples load 2x faster than msgpack (which
-makes a new string per field; pickle's memo shares the venue and instrument names), and events
-built while the kernel consumes them, rather than by the unpickler, keep the garbage collector
-from scanning a whole chunk of live objects. The unpickler resolves no global but the classes
-listed in `_allowed` (events, instruments, enums, Decimal, books): a cache file cannot run code.
+zstd at level 1 (level 3: ~10% smaller, ~25% more CPU to compress, the same to read); an event
+is `(class code, *fields)` rebuilt by a generated positional builder that fills its slots.
+Measured on the bundled sample: pickled tuples load 2x faster than msgpack (which makes a new
+string per field; pickle's memo shares the venue and instrument names), and events built while
+the kernel consumes them, rather than by the unpickler, keep the garbage collector from scanning
+a whole chunk of live objects. The unpickler resolves no global but the classes listed in
+`_allowed` (events, instruments, enums, Decimal, books): a cache file cannot run code.
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ _END: Final = b"TDEVCEND"
 _DIGEST: Final = 32
 CHUNK: Final = 4096  # records per chunk: RSS stays bounded (a few MB) whatever the file's length
 _DEFAULT_MAX: Final = 4 << 30
-_ZSTD_LEVEL: Final = 3
+_ZSTD_LEVEL: Final = 1  # level 3: 10% smaller, 25% slower to write
 
 Log = Callable[..., Any]
 
@@ -283,7 +287,18 @@ def _state_getter(cls: type) -> Callable[[Any], Any]:
     return get
 
 
+def _tuple_getter(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """`attrgetter(*names)`, a tuple whatever the number of names."""
+    if len(names) > 1:
+        return attrgetter(*names)
+    if names:
+        get = attrgetter(names[0])
+        return lambda o: (get(o),)
+    return lambda _: ()
+
+
 _DICTS: Final = ("bids", "asks")
+_mutable: Final = attrgetter("bids", "asks", "sequence", "valid", "_bb", "_ba")
 _GONE: Final = None  # a level removed (sizes are never None)
 
 
@@ -692,11 +707,14 @@ class CacheWriter:
         self.marks: list[tuple[int, str, str, int | None, str, int]] = []
         self.count = 0
         self.classes: dict[type, int] = {}
-        self.getters: list[Callable[[Any], tuple[Any, ...]]] = []
-        self.strings: dict[str, str] = {}
+        # Per event class met: ((its code,), the getter of its fields); (code, *fields) is
+        # what a replay's builder takes.
+        self.specs: dict[type, tuple[tuple[int], Callable[[Any], tuple[Any, ...]]]] = {}
         self.failed: str | None = None
         self.done = False
         self.shadows: dict[str, dict[str, OrderBook]] = {}
+        self.decoders: dict[str, Any] = {}
+        self.strings: dict[str, str] = {}
         self.registries: list[Any] = []
         self._adds: list[Instrument] = []
         # The header names the event classes met, known only at the end: the chunks wait in an
@@ -749,122 +767,182 @@ class CacheWriter:
         names = [f.name for f in attrs.fields(type(stats))]
         snap = attrgetter(*names)
         i_frames, i_events = names.index("frames"), names.index("events")
+        # Every counter but `frames` and `events`: the usual frame moves none of them.
+        others_names = [n for n in names if n not in ("frames", "events")]
+        others = _tuple_getter(others_names)
         sweep_on = [names.index(n) for n in ("ignored_changes", "gaps") if n in names]
         shadow = self.shadows.setdefault(decoder.venue, {})
+        self.decoders[decoder.venue] = decoder
         decode = decoder.decode
+        book_of = decoder.book
         adds = self._adds
-        record = self._record
-        encode = self._encode
+        records = self.records
+        specs = self.specs
+        flush = self._flush
+        sd = self.strings.setdefault
 
         def recorded(frame: Any, ts: int) -> list[MarketEvent]:
             if self.failed is not None:  # nothing will be written: the frame path alone
                 plain: list[MarketEvent] = decode(frame, ts)
                 return plain
-            before = snap(stats)
+            frames0 = stats.frames
+            events0 = stats.events
+            others0 = others(stats)
             luc = decoder.last_unknown_channel
-            adds.clear()
-            extra: dict[str, Any] = {}
-            events: list[MarketEvent]
             try:
-                events = decode(frame, ts)
+                events: list[MarketEvent] = decode(frame, ts)
             except MalformedFrame as exc:
-                extra["malformed"] = str(exc)
-                where = getattr(reader, "where", None)
-                path, line = where() if where is not None else (reader.path, None)
-                extra["where"] = (str(path), line)
-                extra["idx"] = idx
-                events = []
-                raise_it: MalformedFrame | None = exc
-            else:
-                raise_it = None
+                unusual(frame, ts, exc, (), luc, frames0, events0, others0)
+                raise
             try:
-                note(ts, events, extra, before, luc)
+                # The usual frame, recorded here without a call: one event of a known class,
+                # the counters moved by one frame and its event, nothing else seen to change,
+                # and the book it names (if any) equal to the one its events predict.
+                if (
+                    len(events) == 1
+                    and stats.frames == frames0 + 1
+                    and stats.events == events0 + 1
+                    and not adds
+                    and decoder.last_unknown_channel is luc
+                    and others(stats) == others0
+                ):
+                    ev = events[0]
+                    spec = specs.get(ev.__class__)
+                    if spec is not None:
+                        inst = ev.instrument
+                        known = shadow.get(inst)
+                        if known is not None and ev.__class__ is BookUpdate:
+                            # `_predict`, inlined for the one event.
+                            if ev.snapshot:
+                                known.clear()
+                                known.valid = True
+                            known.update(ev.bids, ev.asks)
+                            known.sequence = ev.sequence
+                        real = book_of(inst)
+                        if real is None:
+                            ok = known is None
+                        elif known is None or known.__class__ is not real.__class__:
+                            ok = False
+                        elif real.__class__ is OrderBook:
+                            # What a frame can change of a book (its quantum is compared at
+                            # each chunk's end and at the end of the run, with every book).
+                            ok = _mutable(real) == _mutable(known)
+                        else:
+                            get = _state_getter(real.__class__)
+                            ok = get(real) == get(known)
+                        if ok:
+                            f = spec[1](ev)
+                            # One object per venue and instrument name: the pickle's memo
+                            # writes each once, and a replay's events share them (measured:
+                            # a replay ~10% faster than with a name per event).
+                            records.append((ts, idx, ((*spec[0], sd(f[0], f[0]), sd(f[1], f[1]), *f[2:]),)))
+                            if len(records) >= CHUNK:
+                                flush()
+                            return events
+                        unusual(frame, ts, None, events, luc, frames0, events0, others0, predicted=True)
+                        return events
+                unusual(frame, ts, None, events, luc, frames0, events0, others0)
             except Exception as exc:  # the cache's own fault: no entry, and the run goes on
                 self.fail(f"recording a frame failed: {exc!r}")
-            if raise_it is not None:
-                raise raise_it
             return events
 
-        def note(
+        def unusual(
+            frame: Any,
             ts: int,
-            events: list[MarketEvent],
-            extra: dict[str, Any],
-            before: tuple[int, ...],
+            malformed: MalformedFrame | None,
+            events: Sequence[MarketEvent],
             luc: str | None,
+            frames0: int,
+            events0: int,
+            others0: Any,
+            *,
+            predicted: bool = False,
         ) -> None:
-            after = snap(stats)
-            n = len(events)
-            # The usual frame moves `frames` by one and `events` by its events, nothing else.
-            expected = list(before)
-            expected[i_frames] += 1
-            expected[i_events] += n
-            if after != tuple(expected):
+            """Any other frame: what it did besides its events is stored with them."""
+            try:
+                extra: dict[str, Any] = {}
+                if malformed is not None:
+                    extra["malformed"] = str(malformed)
+                    where = getattr(reader, "where", None)
+                    path, line = where() if where is not None else (reader.path, None)
+                    extra["where"] = (str(path), line)
+                    extra["idx"] = idx
+                after = snap(stats)
+                n = len(events)
+                old = dict(zip(others_names, others0, strict=True))
+                old["frames"], old["events"] = frames0, events0
+                before = [old[name] for name in names]
                 delta = tuple(a - b for a, b in zip(after, before, strict=True))
-                extra["stats"] = delta
-                sweep = any(delta[i] for i in sweep_on)
-            else:
+                expected = [0] * len(names)
+                expected[i_frames] = 1
+                expected[i_events] = n
                 sweep = False
-            if decoder.last_unknown_channel != luc:
-                extra["luc"] = decoder.last_unknown_channel
-            if adds:
-                extra["reg"] = tuple(adds)
-                adds.clear()
-            if "malformed" not in extra:
-                _predict(shadow, events)
-                diffs: list[tuple[str, tuple[Any, ...] | None]] = []
-                if not events or sweep:
-                    names_ = list(dict.fromkeys([*decoder.book_instruments(), *shadow]))
-                elif n == 1:
-                    names_ = [events[0].instrument]
-                else:
-                    names_ = list(dict.fromkeys(ev.instrument for ev in events))
-                for inst in names_:
-                    real = decoder.book(inst)
-                    if real is None:
-                        if inst in shadow:
-                            diffs.append((inst, None))
-                            del shadow[inst]
-                        continue
-                    known = shadow.get(inst)
-                    if known is not None and type(known) is type(real):
-                        # Equal slot by slot (levels compared by the dicts' own ==, in C): the
-                        # usual case, checked without building a difference. The check of
-                        # every book at the end compares the types of the values too.
-                        get = _state_getter(type(real))
-                        if get(real) == get(known):
+                if delta != tuple(expected):
+                    extra["stats"] = delta
+                    sweep = any(delta[i] for i in sweep_on)
+                if decoder.last_unknown_channel != luc:
+                    extra["luc"] = decoder.last_unknown_channel
+                if adds:
+                    extra["reg"] = tuple(adds)
+                    adds.clear()
+                if malformed is None:
+                    if not predicted:
+                        _predict(shadow, events)
+                    diffs: list[tuple[str, tuple[Any, ...] | None]] = []
+                    if not events or sweep:
+                        names_ = list(dict.fromkeys([*decoder.book_instruments(), *shadow]))
+                    else:
+                        names_ = list(dict.fromkeys(ev.instrument for ev in events))
+                    for inst in names_:
+                        real = decoder.book(inst)
+                        if real is None:
+                            if inst in shadow:
+                                diffs.append((inst, None))
+                                del shadow[inst]
                             continue
-                    diff = _book_diff(real, known)
-                    if diff is not None:
-                        diffs.append((inst, diff))
-                        _apply_diff(shadow, inst, diff)
-                if diffs:
-                    extra["books"] = tuple(diffs)
-            encoded = tuple([encode(ev) for ev in events])
-            record((ts, idx, [encoded, extra] if extra else encoded))
+                        diff = _book_diff(real, shadow.get(inst))
+                        if diff is not None:
+                            diffs.append((inst, diff))
+                            _apply_diff(shadow, inst, diff)
+                    if diffs:
+                        extra["books"] = tuple(diffs)
+                encoded = tuple([self._encode(ev) for ev in events])
+                self._record((ts, idx, [encoded, extra] if extra else encoded))
+            except Exception as exc:  # the cache's own fault: no entry, and the run goes on
+                self.fail(f"recording a frame failed: {exc!r}")
 
         return recorded
 
     def _encode(self, ev: Any) -> tuple[Any, ...]:
         cls = ev.__class__
-        code = self.classes.get(cls)
-        if code is None:
+        spec = self.specs.get(cls)
+        if spec is None:
             if not _cacheable_event_class(cls):
                 self.fail(f"{cls.__qualname__} events cannot be cached")
                 return (0,)
-            code = self.classes[cls] = len(self.classes)
-            self.getters.append(_fields_getter(cls))
-        vals = self.getters[code](ev)
-        # One object per distinct venue and instrument name: the pickle's memo writes each once.
-        strings = self.strings
-        v, i = vals[0], vals[1]
-        return (code, strings.setdefault(v, v), strings.setdefault(i, i), *vals[2:])
+            spec = self.specs[cls] = ((len(self.classes),), _fields_getter(cls))
+            self.classes[cls] = len(self.classes)
+        f = spec[1](ev)
+        sd = self.strings.setdefault
+        return (*spec[0], sd(f[0], f[0]), sd(f[1], f[1]), *f[2:])
 
     def _record(self, rec: tuple[Any, ...]) -> None:
         self.records.append(rec)
         if len(self.records) >= CHUNK:
             self._flush()
 
+    def _check_books(self) -> None:
+        """Every book of every decoder against its prediction, every slot (a frame's own check
+        looks at the book its event names, and not at the quantum)."""
+        for venue, decoder in self.decoders.items():
+            bad = _same_books(decoder, self.shadows.get(venue, {}))
+            if bad is not None:
+                self.fail(f"the {venue} decoder's book of {bad} changed without an event naming it")
+                return
+
     def _flush(self) -> None:
+        if self.failed is None:
+            self._check_books()
         if (not self.records and not self.marks) or self.failed:
             self.records.clear()
             self.marks.clear()

@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from tests.support import deribit_frames as dfr
+from tradingd.engine import MarketEvent, Strategy, Subscription
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 from tradingd.engine.model.errors import DataError
 from tradingd.engine.store import evcache
@@ -219,3 +220,90 @@ def test_a_fault_while_recording_leaves_no_entry_and_the_run_goes_on(
     assert kernel.data_path == "frames" and kernel.cache_entry is None
     assert kernel.frames == frames_only.frames and kernel.events == frames_only.events
     assert list((tmp_path / "c").iterdir()) == []
+
+
+def _book_recording(path: Path) -> Path:
+    bids = [(90000.0 - i, 1.0 + i) for i in range(8)]
+    asks = [(90001.0 + i, 1.0 + i) for i in range(8)]
+    frames = [(0, dfr.instruments()), (1, dfr.snapshot(PERP, 1, 100, bids, asks))]
+    for i in range(2, 120):
+        frames.append((i, dfr.change(PERP, i, 99 + i, [["change", 90000.0, 1.0 + i % 5]], [])))
+    return dfr.write(path, frames)
+
+
+class _Books(Strategy):
+    """Records the book of every event's instrument as it sees it."""
+
+    def __init__(self) -> None:
+        super().__init__("books")
+        self.seen: list[Any] = []
+
+    def required_subscriptions(self) -> list[Subscription]:
+        return [Subscription("deribit", PERP)]
+
+    async def on_event(self, event: MarketEvent) -> None:
+        book = self.ctx.book(event.venue, event.instrument)
+        state = None if book is None else (book.top(), book.depth(), book.valid, book.sequence)
+        self.seen.append((type(event).__name__, event.ts_local, state))
+
+
+def _seen(path: Path, cache: EventCache | None) -> tuple[BacktestKernel, list[Any]]:
+    probe = _Books()
+    kernel = BacktestKernel(
+        {"deribit": load_venue("deribit")},
+        [DataSource("deribit", path)],
+        [probe],
+        BacktestSettings(),
+        event_cache=cache,
+    )
+    trio.run(kernel.run)
+    return kernel, probe.seen
+
+
+@pytest.mark.parametrize("where", ["deep", "top", "sequence"])
+def test_a_book_that_diverges_mid_file_only_is_never_replayed_wrong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The decoder changes its book otherwise than its events say at frame 60 (a level far from
+    the top, its size only; the best ask; the sequence), and puts it back at frame 61: the books
+    agree at the end, but a replay must show what the frame path showed in between. Either the
+    entry is refused, or it is written with the difference and replays it exactly."""
+    from tradingd.connectors.deribit.codec import DeribitDecoder
+
+    rec = _book_recording(tmp_path / "a.rec.zst")
+    real = DeribitDecoder.decode
+    saved: list[Any] = []
+
+    def tampering(self: DeribitDecoder, frame: Any, ts: int) -> Any:
+        events = real(self, frame, ts)
+        book = self.book(PERP)
+        if book is None:
+            return events
+        side, price = (book.bids, 89995.0) if where == "deep" else (book.asks, 90001.0)
+        tick = book.to_ticks(price)
+        if self.stats.frames == 60:
+            saved.append(book.sequence if where == "sequence" else side[tick])
+            if where == "sequence":
+                book.sequence = -1
+            else:
+                side[tick] = saved[0] + 0.5
+        elif self.stats.frames == 61 and saved:
+            if where == "sequence":
+                book.sequence = saved[0]
+            else:
+                side[tick] = saved[0]
+        return events
+
+    monkeypatch.setattr(DeribitDecoder, "decode", tampering)
+    _, frames_seen = _seen(rec, None)
+    saved.clear()
+    writer, written_seen = _seen(rec, EventCache(tmp_path / "c"))
+    assert saved, "the book was tampered with"
+    assert written_seen == frames_seen
+    reader, replayed = _seen(rec, EventCache(tmp_path / "c"))
+    if writer.cache_entry is None:
+        assert reader.data_path == "frames, cache written" or reader.data_path == "frames"
+    else:
+        assert reader.data_path == "cache"
+        assert replayed == frames_seen, "the replay shows the book the frame path showed"
+    assert any(s[2] is not None and s[2][3] == -1 for s in frames_seen) == (where == "sequence")
