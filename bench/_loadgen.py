@@ -101,6 +101,10 @@ class _Connection:
         self.blob = b""
         self.blob_frames = 0
         self.last_burst: dict[str, Any] = {}
+        # Set once the last burst's send_all has returned: a client that has read every frame
+        # may ask for the stats before this task has resumed to write them down.
+        self.burst_done = trio.Event()
+        self.burst_done.set()
         self.probes: _Probes | None = None
 
     async def serve(self) -> None:
@@ -196,9 +200,10 @@ class _Connection:
             self._prepare(int(params["steps"]))
             self.sim.send(self.peer, answer(rid, {"frames": self.blob_frames, "bytes": len(self.blob)}))
         elif method == "bench/burst":
+            self.burst_done = trio.Event()
             self.nursery.start_soon(self._burst, rid)
         elif method == "bench/stats":
-            self.sim.send(self.peer, answer(rid, self.last_burst))
+            self.nursery.start_soon(self._stats, rid)
         elif method == "bench/probe":
             self.probes = _Probes()
             self.nursery.start_soon(
@@ -242,6 +247,11 @@ class _Connection:
             "wall_s": t1 - t0,
             "cpu_s": cpu1 - cpu0,
         }
+        self.burst_done.set()
+
+    async def _stats(self, rid: Any) -> None:
+        await self.burst_done.wait()
+        self.sim.send(self.peer, answer(rid, self.last_burst))
 
     async def _probe(self, instrument: str, count: int, gap_s: float) -> None:
         probes = self.probes
