@@ -29,7 +29,7 @@ from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.events import BookUpdate, Side
 from tradingd.engine.model.orders import OrderRequest
 from tradingd.engine.store import format_ts, open_binary
-from tradingd.engine.store.evcache import EventCache
+from tradingd.engine.store.evcache import EventCache, _slots
 from tradingd.engine.venue.plugins import load_venue
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,16 +73,49 @@ class Probe(Strategy):
                 )
 
 
+def _books_state(kernel: BacktestKernel) -> list[Any]:
+    """Every book of every venue, every slot (a venue's own fields too): the strict view."""
+    out = []
+    for venue, decoder in sorted(kernel.decoders.items()):
+        for inst in sorted(decoder.book_instruments()):
+            b = decoder.book(inst)
+            out.append((venue, inst, type(b).__name__, tuple((n, repr(getattr(b, n, None))) for n in _slots(type(b)))))
+    return out
+
+
+class _StrictKernel(BacktestKernel):
+    """Records the state of EVERY book after each frame's decode (not only the event's
+    instrument's, as the probe sees it): a book changed on one path only shows here."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.books_trace: list[Any] = []
+
+    def _data(self) -> Any:
+        readers, stream, decoders, writer = super()._data()
+
+        def wrap(decode: Any) -> Any:
+            def traced(frame: Any, ts: int) -> Any:
+                try:
+                    return decode(frame, ts)
+                finally:
+                    self.books_trace.append((ts, _books_state(self)))
+
+            return traced
+
+        return readers, stream, [wrap(d) for d in decoders], writer
+
+
 def _run(
     plugins: dict[str, Any],
     sources: list[DataSource],
     subs: list[Subscription],
     cache: EventCache | None,
-) -> tuple[str, list[str], list[Any], BacktestKernel]:
+) -> tuple[str, list[str], list[Any], _StrictKernel]:
     stream = _Stream()
     configure_logging("info", "json", stream)
     probe = Probe("probe", subs)
-    kernel = BacktestKernel(plugins, sources, [probe], BacktestSettings(), event_cache=cache)
+    kernel = _StrictKernel(plugins, sources, [probe], BacktestSettings(), event_cache=cache)
     result = trio.run(kernel.run)
     report = report_dict(result)
     for key in _WALL:
@@ -103,9 +136,9 @@ def _run(
 
 def _assert_same(
     plugins: dict[str, Any], sources: list[DataSource], subs: list[Subscription], tmp: Path
-) -> tuple[BacktestKernel, BacktestKernel]:
+) -> tuple[_StrictKernel, _StrictKernel]:
     cache = EventCache(tmp / "cache")
-    report0, logs0, seen0, _ = _run(plugins, sources, subs, None)
+    report0, logs0, seen0, reference = _run(plugins, sources, subs, None)
     report1, logs1, seen1, writer = _run(plugins, sources, subs, cache)
     report2, logs2, seen2, reader = _run(plugins, sources, subs, EventCache(tmp / "cache"))
     assert writer.data_path == "frames, cache written", "the first run writes the cache"
@@ -116,6 +149,8 @@ def _assert_same(
     assert logs2 == logs0
     assert seen1 == seen0
     assert seen2 == seen0
+    assert writer.books_trace == reference.books_trace
+    assert reader.books_trace == reference.books_trace, "every book, after every frame"
     assert reader.decoders[sources[0].venue].stats == writer.decoders[sources[0].venue].stats
     return writer, reader
 
@@ -173,6 +208,42 @@ def test_deribit_hostile_data_replays_the_same_from_the_cache(tmp_path: Path) ->
     assert sorted(result_books) == ["BTC-LATE-1", "BTC-PERPETUAL"]
     assert writer.registry.get("deribit", "BTC-LATE-1") is not None
     assert reader.registry.get("deribit", "BTC-LATE-1") == writer.registry.get("deribit", "BTC-LATE-1")
+
+
+def test_a_decoder_fault_invalidates_the_books_on_the_cache_path_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unforeseen exception in a handler (a DecoderFault) invalidates every book of the
+    venue: a replay from the cache must hold them invalid too until a frame resyncs them."""
+    import tradingd.connectors.deribit.codec as codec
+
+    real_top = codec._top
+
+    def faulty(inst: Any, bid: Any, *rest: Any) -> Any:
+        if bid == 12345.5:
+            raise ZeroDivisionError("an unforeseen handler bug")
+        return real_top(inst, bid, *rest)
+
+    monkeypatch.setattr(codec, "_top", faulty)
+    perp, late_name = "BTC-PERPETUAL", "BTC-LATE-1"
+    instruments = dfr.instruments()
+    late = orjson.loads(instruments)
+    late["id"] = 99
+    late["result"] = [dict(late["result"][0], instrument_name=late_name, tick_size=0.5)]
+    lines = [
+        _at(0, instruments),
+        _at(0, orjson.dumps(late)),
+        _at(1, dfr.snapshot(perp, 1, 10, [(90000.0, 5.0)], [(90000.5, 4.0)])),
+        _at(1, dfr.snapshot(late_name, 1, 10, [(100.0, 5.0)], [(100.5, 4.0)])),
+        _at(2, dfr.ticker(perp, 2, bid=12345.5, ask=90001.0, mark=90000.5, index=90000.2)),  # the fault
+        *[_at(3 + i, dfr.trade(perp, 3 + i, 90001.0, 1.0, "buy", f"t{i}")) for i in range(5)],
+        _at(9, dfr.trade(late_name, 9, 100.5, 1.0, "buy", "q1")),
+    ]
+    path = _write_lines(tmp_path / "fault.rec", lines)
+    subs = [Subscription("deribit", perp), Subscription("deribit", late_name)]
+    _, reader = _assert_same({"deribit": load_venue("deribit")}, [DataSource("deribit", path)], subs, tmp_path)
+    late_book = reader.decoders["deribit"].book(late_name)
+    assert late_book is not None and not late_book.valid
 
 
 def test_the_bundled_sample_replays_the_same_from_the_cache(tmp_path: Path) -> None:
