@@ -441,13 +441,13 @@ class ReplayDecoder:
             self.last_unknown_channel = extra["luc"]
         for inst in extra.get("reg", ()):
             self.registry.add(inst)
-        if "malformed" in extra:
-            file, line = extra["where"]
-            self.readers[extra["idx"]].current = (Path(file), line)  # the kernel names it
-            raise MalformedFrame(extra["malformed"])
         _predict(self._books, events)
         for inst, diff in extra.get("books", ()):
             _apply_diff(self._books, inst, diff)
+        if "malformed" in extra:  # after the books: a decoder's fault invalidated them
+            file, line = extra["where"]
+            self.readers[extra["idx"]].current = (Path(file), line)  # the kernel names it
+            raise MalformedFrame(extra["malformed"])
         return events
 
     def book(self, instrument: str) -> OrderBook | None:
@@ -885,27 +885,29 @@ class CacheWriter:
                 if adds:
                     extra["reg"] = tuple(adds)
                     adds.clear()
-                if malformed is None:
-                    if not predicted:
-                        _predict(shadow, events)
-                    diffs: list[tuple[str, tuple[Any, ...] | None]] = []
-                    if not events or sweep:
-                        names_ = list(dict.fromkeys([*decoder.book_instruments(), *shadow]))
-                    else:
-                        names_ = list(dict.fromkeys(ev.instrument for ev in events))
-                    for inst in names_:
-                        real = decoder.book(inst)
-                        if real is None:
-                            if inst in shadow:
-                                diffs.append((inst, None))
-                                del shadow[inst]
-                            continue
-                        diff = _book_diff(real, shadow.get(inst))
-                        if diff is not None:
-                            diffs.append((inst, diff))
-                            _apply_diff(shadow, inst, diff)
-                    if diffs:
-                        extra["books"] = tuple(diffs)
+                # A malformed frame changes no book as a rule, but a decoder's fault (an
+                # unforeseen exception, `guard_decode`) invalidates every book of the venue:
+                # every book is compared then, and the replay applies that before it raises.
+                if not predicted:
+                    _predict(shadow, events)
+                diffs: list[tuple[str, tuple[Any, ...] | None]] = []
+                if not events or sweep or malformed is not None:
+                    names_ = list(dict.fromkeys([*decoder.book_instruments(), *shadow]))
+                else:
+                    names_ = list(dict.fromkeys(ev.instrument for ev in events))
+                for inst in names_:
+                    real = decoder.book(inst)
+                    if real is None:
+                        if inst in shadow:
+                            diffs.append((inst, None))
+                            del shadow[inst]
+                        continue
+                    diff = _book_diff(real, shadow.get(inst))
+                    if diff is not None:
+                        diffs.append((inst, diff))
+                        _apply_diff(shadow, inst, diff)
+                if diffs:
+                    extra["books"] = tuple(diffs)
                 encoded = tuple([self._encode(ev) for ev in events])
                 self._record((ts, idx, [encoded, extra] if extra else encoded))
             except Exception as exc:  # the cache's own fault: no entry, and the run goes on
