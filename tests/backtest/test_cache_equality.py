@@ -412,3 +412,55 @@ def test_the_command_caches_by_default_and_no_cache_bypasses_it(
         return [line for line in out.splitlines() if "replayed in" not in line and "data: " not in line]
 
     assert body(read) == body(written) == body(bypassed)
+
+
+# -- the same content elsewhere -----------------------------------------------------------------
+def _cut_zst(raw: bytes) -> bytes:
+    """`raw` compressed in flushed blocks without the frame's end: a .zst still being written."""
+    obj = zstandard.ZstdCompressor().compressobj()
+    out = []
+    for i in range(0, len(raw), 500):
+        out.append(obj.compress(raw[i : i + 500]))
+        out.append(obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("kind", ["file", "cut-zst", "directory"])
+def test_the_same_data_elsewhere_replays_naming_its_own_files(tmp_path: Path, kind: str) -> None:
+    """One entry serves a copied or moved data set (the key is the content), and a replay names
+    the files where they are now: in malformed-frame and bad-line log lines, and in the report's
+    `.zst` files cut short."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    hostile = _deribit_hostile(tmp_path / "hostile.rec", bare=kind == "file").read_bytes()
+    if kind == "file":
+        src: Path = first / "a.rec"
+        src.write_bytes(hostile)
+    elif kind == "cut-zst":
+        src = first / "a.rec.zst"
+        src.write_bytes(_cut_zst(hostile))
+    else:
+        src = first / "rec"
+        src.mkdir()
+        (src / "deribit-20261124T000000.000Z.rec").write_bytes(b"garbage\n" + hostile)
+    plugins = {"deribit": load_venue("deribit")}
+    subs = [Subscription("deribit", "BTC-PERPETUAL"), Subscription("deribit", "BTC-LATE-1")]
+    cache = tmp_path / "cache"
+    assert _run(plugins, [DataSource("deribit", src)], subs, EventCache(cache))[3].data_path.endswith("written")
+    second.mkdir()
+    moved = second / ("b" + src.name if src.is_file() else "rec")
+    if src.is_dir():
+        moved.mkdir()
+        for f in src.iterdir():
+            (moved / f.name).write_bytes(f.read_bytes())
+    else:
+        moved.write_bytes(src.read_bytes())
+    report0, logs0, seen0, ref = _run(plugins, [DataSource("deribit", moved)], subs, None)
+    report1, logs1, seen1, replay = _run(plugins, [DataSource("deribit", moved)], subs, EventCache(cache))
+    assert replay.data_path == "cache", "the same content: the same entry"
+    assert str(first) not in report1 + "".join(logs1), "the replay names the files where they are"
+    assert str(moved) in "".join(logs0)
+    assert logs1 == logs0
+    assert report1 == report0
+    assert seen1 == seen0
+    assert replay.books_trace == ref.books_trace
