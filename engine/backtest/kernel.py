@@ -661,7 +661,7 @@ class BacktestKernel:
         else:
             stream = merge_recordings(readers)
         decoders: list[Callable[[Any, int], list[MarketEvent]]] = [self.decoders[v].decode for v in venue_of]
-        writer = None if cache is None or key is None else cache.writer(key, self.log.warning)
+        writer = None if cache is None or key is None else cache.writer(key, self.log.warning, self.sources)
         if writer is not None:
             self._evc_writer = writer
             writer.watch_registry(self.registry)

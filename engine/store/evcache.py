@@ -86,7 +86,7 @@ __all__ = [
     "cache_dir",
 ]
 
-FORMAT: Final = 1
+FORMAT: Final = 2
 _MAGIC: Final = b"TDEVC\x00\x01\n"
 _END: Final = b"TDEVCEND"
 _DIGEST: Final = 32
@@ -154,6 +154,31 @@ def decoder_version(plugin: object) -> str:
 def _file_digest(path: Path) -> bytes:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=32)).digest()
+
+
+# -- files named in an entry -------------------------------------------------------------------
+# An entry serves every copy of its data (the key is the content): the files it names (a bad
+# line's, a malformed frame's, a `.zst` cut short) are stored as (source index, path relative to
+# that source's path; None: the source itself) and rebuilt from the sources of the replay.
+_Ref = tuple[int, str | None]
+
+
+def _ref(roots: Sequence[Path], path: Path | str) -> _Ref:
+    p = Path(path)
+    for i, root in enumerate(roots):
+        if p == root:
+            return (i, None)
+    for i, root in enumerate(roots):
+        if p.is_relative_to(root):
+            return (i, str(p.relative_to(root)))
+    return (-1, str(p))  # not under any source (a plugin's own reader): kept as it was named
+
+
+def _deref(roots: Sequence[Path], ref: _Ref) -> Path:
+    i, rel = ref
+    if i < 0:
+        return Path(rel or "")
+    return roots[i] if rel is None else roots[i] / rel
 
 
 # -- events as tuples ---------------------------------------------------------------------------
@@ -445,8 +470,9 @@ class ReplayDecoder:
         for inst, diff in extra.get("books", ()):
             _apply_diff(self._books, inst, diff)
         if "malformed" in extra:  # after the books: a decoder's fault invalidated them
-            file, line = extra["where"]
-            self.readers[extra["idx"]].current = (Path(file), line)  # the kernel names it
+            ref, line = extra["where"]
+            readers = self.readers
+            readers[extra["idx"]].current = (_deref([r.path for r in readers], ref), line)  # the kernel names it
             raise MalformedFrame(extra["malformed"])
         return events
 
@@ -504,6 +530,7 @@ class CachedReplay:
         end = self.footer["chunks_end"]
         dctx = zstandard.ZstdDecompressor()
         readers = self.readers
+        roots = [r.path for r in readers]
         total = max(1, self.footer["records"])
         done = 0
         try:
@@ -518,14 +545,14 @@ class CachedReplay:
                     yield recs
                     continue
                 pos = 0
-                for at, kind, file, line, reason, idx in marks:
+                for at, kind, ref, line, reason, idx in marks:
                     if at > pos:
                         yield recs[pos:at]
                         pos = at
                     if kind == "bad":
-                        on_bad(Path(file), line, reason)
+                        on_bad(_deref(roots, ref), line, reason)
                     else:  # a bare frame next: the kernel names its line
-                        readers[idx].current = (Path(file), line)
+                        readers[idx].current = (_deref(roots, ref), line)
                 if pos < len(recs):
                     yield recs[pos:]
         finally:
@@ -640,17 +667,18 @@ class EventCache:
         builders = [_builder(cls) for cls in classes]
         replay_decoders = {v: ReplayDecoder(d, builders) for v, d in decoders.items()}
         readers: list[CachedReader] = []
+        roots = [Path(s.path) for s in sources]
         for i, s in enumerate(sources):
-            r = CachedReader(Path(s.path), footer["sizes"][i])
+            r = CachedReader(roots[i], footer["sizes"][i])
             r.bad_lines = footer["bad_lines"][i]
-            r.unfinished_files = [(Path(p), last) for p, last in footer["unfinished"][i]]
+            r.unfinished_files = [(_deref(roots, ref), last) for ref, last in footer["unfinished"][i]]
             readers.append(r)
         for rd in replay_decoders.values():
             rd.readers = readers
         return CachedReplay(path, readers, replay_decoders, footer, f, chunks_at)
 
     # -- writing --
-    def writer(self, key: str, log: Log) -> CacheWriter | None:
+    def writer(self, key: str, log: Log, sources: Sequence[_Source] = ()) -> CacheWriter | None:
         """A writer of `key`'s entry, or None when the folder cannot be written (logged once)."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -658,7 +686,9 @@ class EventCache:
         except OSError as exc:
             log("evcache.unwritable", dir=str(self.directory), error=exc.strerror or str(exc))
             return None
-        return CacheWriter(self, key, Path(tmp), os.fdopen(fd, "wb"), log)
+        writer = CacheWriter(self, key, Path(tmp), os.fdopen(fd, "wb"), log)
+        writer.roots = [Path(s.path) for s in sources]
+        return writer
 
     def evict(self, keep: Path | None = None) -> int:
         """Remove the least recently used entries until the folder is under `max_bytes`."""
@@ -703,8 +733,9 @@ class CacheWriter:
         self.cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
         self.records: list[tuple[Any, ...]] = []
         # Readers' events (a bad line, a bare frame next) at their place among the records:
-        # (record index in the chunk, kind, file, line, reason, source index).
-        self.marks: list[tuple[int, str, str, int | None, str, int]] = []
+        # (record index in the chunk, kind, file (`_ref`), line, reason, source index).
+        self.marks: list[tuple[int, str, _Ref, int | None, str, int]] = []
+        self.roots: list[Path] = []  # the sources' paths: the files named are stored under them
         self.count = 0
         self.classes: dict[type, int] = {}
         # Per event class met: ((its code,), the getter of its fields); (code, *fields) is
@@ -732,7 +763,7 @@ class CacheWriter:
     # -- hooks --
     def bad_line(self, path: Path, lineno: int, reason: str) -> None:
         """A reader reported a bad line (its `on_bad`): replayed at the same point."""
-        self.marks.append((len(self.records), "bad", str(path), lineno, reason, -1))
+        self.marks.append((len(self.records), "bad", _ref(self.roots, path), lineno, reason, -1))
 
     def wrap_stream(
         self, stream: Iterator[tuple[Any, int, Any]], readers: Sequence[Any]
@@ -743,7 +774,7 @@ class CacheWriter:
                 if ts is None:
                     where = getattr(readers[idx], "where", None)
                     path, line = where() if where is not None else (readers[idx].path, None)
-                    self.marks.append((len(self.records), "bare", str(path), line, "", idx))
+                    self.marks.append((len(self.records), "bare", _ref(self.roots, path), line, "", idx))
                     self._record((None, idx, None))
                 yield item
         except BaseException:  # the run failed or was abandoned: no entry from half a replay
@@ -865,7 +896,7 @@ class CacheWriter:
                     extra["malformed"] = str(malformed)
                     where = getattr(reader, "where", None)
                     path, line = where() if where is not None else (reader.path, None)
-                    extra["where"] = (str(path), line)
+                    extra["where"] = (_ref(self.roots, path), line)
                     extra["idx"] = idx
                 after = snap(stats)
                 n = len(events)
@@ -993,7 +1024,7 @@ class CacheWriter:
                     "chunks_end": len(_MAGIC) + 4 + len(header) + body_size,
                     "sizes": [int(r.size) for r in readers],
                     "bad_lines": [int(r.bad_lines) for r in readers],
-                    "unfinished": [[(str(p), last) for p, last in cut] for cut in unfinished],
+                    "unfinished": [[(_ref(self.roots, p), last) for p, last in cut] for cut in unfinished],
                 },
                 protocol=5,
             )

@@ -442,7 +442,7 @@ def test_the_same_data_elsewhere_replays_naming_its_own_files(tmp_path: Path, ki
     else:
         src = first / "rec"
         src.mkdir()
-        (src / "deribit-20261124T000000.000Z.rec").write_bytes(b"garbage\n" + hostile)
+        (src / "deribit-20261124T000000.000Z.rec").write_bytes(hostile + b"garbage\n")
     plugins = {"deribit": load_venue("deribit")}
     subs = [Subscription("deribit", "BTC-PERPETUAL"), Subscription("deribit", "BTC-LATE-1")]
     cache = tmp_path / "cache"
