@@ -307,3 +307,12 @@ def test_a_book_that_diverges_mid_file_only_is_never_replayed_wrong(
         assert reader.data_path == "cache"
         assert replayed == frames_seen, "the replay shows the book the frame path showed"
     assert any(s[2] is not None and s[2][3] == -1 for s in frames_seen) == (where == "sequence")
+
+
+@pytest.mark.parametrize("turn", [1, 2])
+def test_each_test_has_a_cache_folder_of_its_own(tmp_path: Path, turn: int) -> None:
+    """The same data in two tests: each writes its own entry (tests/conftest.py), so a test
+    meant to cover the frame path never replays another test's entry by accident."""
+    assert cache_dir() != cache_dir({}), "never the user's folder"
+    kernel = _run(_recording(tmp_path / "same.rec.zst"), EventCache())
+    assert kernel.data_path == "frames, cache written", f"turn {turn}"
