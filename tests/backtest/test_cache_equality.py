@@ -464,3 +464,24 @@ def test_the_same_data_elsewhere_replays_naming_its_own_files(tmp_path: Path, ki
     assert report1 == report0
     assert seen1 == seen0
     assert replay.books_trace == ref.books_trace
+
+
+def test_a_bad_cache_size_limit_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tradingd.cli.main import main
+    from tradingd.engine.sim.plugins import load_simulator
+
+    rec = tmp_path / "short.rec"
+    load_simulator("deribit").generate_sample(rec, {"hours": 0.01, "seed": 7})
+    config = (ROOT / "config" / "backtest.toml").read_text()
+    config = config.replace('path = "../data/deribit-sample.rec.zst"', 'path = "short.rec"')
+    config = "\n".join(line for line in config.splitlines() if not line.startswith("generate = "))
+    (tmp_path / "bt.toml").write_text(config)
+    monkeypatch.setenv("TRADINGD_CACHE_MAX_BYTES", "4X")
+    assert main(["backtest", "--config", str(tmp_path / "bt.toml"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.strip()] == [
+        "error: TRADINGD_CACHE_MAX_BYTES='4X' is not a size: a number of bytes, or with K, M, G or T (4G)"
+    ]

@@ -16,7 +16,7 @@ import trio
 from tests.support import deribit_frames as dfr
 from tradingd.engine import MarketEvent, Strategy, Subscription
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
-from tradingd.engine.model.errors import DataError
+from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.store import evcache
 from tradingd.engine.store.evcache import EventCache, cache_dir
 from tradingd.engine.venue.plugins import load_venue
@@ -316,3 +316,19 @@ def test_each_test_has_a_cache_folder_of_its_own(tmp_path: Path, turn: int) -> N
     assert cache_dir() != cache_dir({}), "never the user's folder"
     kernel = _run(_recording(tmp_path / "same.rec.zst"), EventCache())
     assert kernel.data_path == "frames, cache written", f"turn {turn}"
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1000", 1000), ("4G", 4 << 30), ("512m", 512 << 20), ("64KiB", 64 << 10), (" 2GB ", 2 << 30), ("1T", 1 << 40)],
+)
+def test_the_size_limit_takes_bytes_or_a_suffix(monkeypatch: pytest.MonkeyPatch, text: str, size: int) -> None:
+    monkeypatch.setenv("TRADINGD_CACHE_MAX_BYTES", text)
+    assert EventCache().max_bytes == size
+
+
+@pytest.mark.parametrize("text", ["lots", "4X", "-1", "1.5G", "G"])
+def test_a_bad_size_limit_is_a_config_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setenv("TRADINGD_CACHE_MAX_BYTES", text)
+    with pytest.raises(ConfigError, match=f"TRADINGD_CACHE_MAX_BYTES={text!r}"):
+        EventCache()
