@@ -73,7 +73,7 @@ import attrs
 import zstandard
 
 from ..model.book import OrderBook
-from ..model.errors import MalformedFrame
+from ..model.errors import ConfigError, MalformedFrame
 from ..model.events import BookUpdate, Greeks, MarketEvent, Ticker
 from ..model.instruments import Instrument
 
@@ -113,6 +113,22 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
         return Path(env["TRADINGD_CACHE_DIR"]).expanduser()
     base = env.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
     return Path(base) / "tradingd" / "events"
+
+
+_UNITS: Final = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}
+
+
+def parse_size(name: str, text: str) -> int:
+    """`4G`, `512M`, `64KiB`, `1000`: bytes (K, M, G, T are powers of 1024; B or iB may
+    follow). Anything else is a `ConfigError` naming the variable: the CLI's one line, exit 2,
+    as for a bad setting in a config file (a limit silently replaced by the default would let the
+    folder grow past what its user asked)."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in _UNITS else ""
+    digits = t[: len(t) - len(unit)]
+    if not digits.isascii() or not digits.isdigit():
+        raise ConfigError(f"{name}={text!r} is not a size: a number of bytes, or with K, M, G or T (4G)")
+    return int(digits) << _UNITS[unit]
 
 
 # -- versions -----------------------------------------------------------------------------------
@@ -566,7 +582,9 @@ class EventCache:
     def __init__(self, directory: Path | None = None, *, max_bytes: int | None = None) -> None:
         self.directory = Path(directory) if directory is not None else cache_dir()
         env_max = os.environ.get("TRADINGD_CACHE_MAX_BYTES")
-        self.max_bytes = max_bytes if max_bytes is not None else int(env_max) if env_max else _DEFAULT_MAX
+        if max_bytes is None:
+            max_bytes = parse_size("TRADINGD_CACHE_MAX_BYTES", env_max) if env_max else _DEFAULT_MAX
+        self.max_bytes = max_bytes
         self._digests: dict[tuple[Any, ...], bytes] = {}
         self.status = "off"  # "read" | "written" | "frames" | why not, for the run's summary line
         self.entry: Path | None = None

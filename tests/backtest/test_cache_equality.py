@@ -483,5 +483,5 @@ def test_a_bad_cache_size_limit_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert [line for line in err.splitlines() if line.strip()] == [
-        "error: TRADINGD_CACHE_MAX_BYTES='4X' is not a size: a number of bytes, or with K, M, G or T (4G)"
+        "tradingd: error: TRADINGD_CACHE_MAX_BYTES='4X' is not a size: a number of bytes, or with K, M, G or T (4G)"
     ]
