@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
@@ -332,3 +333,19 @@ def test_a_bad_size_limit_is_a_config_error_naming_the_variable(monkeypatch: pyt
     monkeypatch.setenv("TRADINGD_CACHE_MAX_BYTES", text)
     with pytest.raises(ConfigError, match=f"TRADINGD_CACHE_MAX_BYTES={text!r}"):
         EventCache()
+
+
+def test_eviction_removes_a_killed_writer_s_old_part_files_and_counts_the_others(tmp_path: Path) -> None:
+    folder = tmp_path / "c"
+    entry = _run(_recording(tmp_path / "a.rec.zst"), EventCache(folder)).cache_entry
+    assert entry is not None
+    stale = folder / f".{'0' * 40}.abc123.part"  # a killed run's: two hours old
+    stale.write_bytes(b"x" * 5000)
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    fresh = folder / f".{'1' * 40}.def456.part"  # a writer at work now
+    fresh.write_bytes(b"x" * 5000)
+    cache = EventCache(folder, max_bytes=entry.stat().st_size + 4000)
+    cache.evict()
+    assert not stale.exists(), "older than an hour: a killed writer's, removed"
+    assert fresh.exists(), "a writer at work keeps its file"
+    assert not entry.exists(), "the fresh part file counts in the folder's size"
