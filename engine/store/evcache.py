@@ -92,6 +92,7 @@ _END: Final = b"TDEVCEND"
 _DIGEST: Final = 32
 CHUNK: Final = 4096  # records per chunk: RSS stays bounded (a few MB) whatever the file's length
 _DEFAULT_MAX: Final = 4 << 30
+_STALE_PART_S: Final = 3600  # a writer's temporary file older than this is a killed run's
 _ZSTD_LEVEL: Final = 1  # level 3: 10% smaller, 25% slower to write
 
 Log = Callable[..., Any]
@@ -709,12 +710,30 @@ class EventCache:
         return writer
 
     def evict(self, keep: Path | None = None) -> int:
-        """Remove the least recently used entries until the folder is under `max_bytes`."""
+        """Remove the least recently used entries until the folder is under `max_bytes`; and the
+        temporary files of writers killed (older than `_STALE_PART_S`), which nothing else
+        removes. A younger one (a writer at work) counts in the folder's size."""
+        entries: list[tuple[int, int, Path]] = []
+        parts = 0
+        stale_before = time.time_ns() - _STALE_PART_S * 1_000_000_000
         try:
-            entries = [(p.stat().st_mtime_ns, p.stat().st_size, p) for p in self.directory.glob("*.evc")]
+            found = [*self.directory.glob("*.evc"), *self.directory.glob(".*.part")]
         except OSError:
             return 0
-        total = sum(s for _, s, _ in entries)
+        for p in found:
+            try:
+                st = p.stat()
+            except OSError:  # removed meanwhile (another process's eviction or commit)
+                continue
+            if p.suffix == ".part":
+                if st.st_mtime_ns < stale_before:
+                    with contextlib.suppress(OSError):
+                        p.unlink()
+                        continue
+                parts += st.st_size
+            else:
+                entries.append((st.st_mtime_ns, st.st_size, p))
+        total = parts + sum(s for _, s, _ in entries)
         removed = 0
         for _, s, p in sorted(entries, key=lambda e: (e[0], str(e[2]))):
             if total <= self.max_bytes:
@@ -1012,6 +1031,10 @@ class CacheWriter:
         except OSError as exc:  # the disk is full: no entry, and the run goes on
             self.fail(f"cannot write beside {self.tmp}: {exc.strerror or exc}")
         self.count += len(self.records)
+        # The entry's temporary name stays empty until `commit`: its time says a writer is at
+        # work, so that another process's eviction never takes it for a killed run's.
+        with contextlib.suppress(OSError, ValueError):
+            os.utime(self.file.fileno())
         self.records.clear()
         self.marks.clear()
         self.strings.clear()
