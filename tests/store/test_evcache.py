@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import trio
 
 from tests.support import deribit_frames as dfr
@@ -349,3 +350,30 @@ def test_eviction_removes_a_killed_writer_s_old_part_files_and_counts_the_others
     assert not stale.exists(), "older than an hour: a killed writer's, removed"
     assert fresh.exists(), "a writer at work keeps its file"
     assert not entry.exists(), "the fresh part file counts in the folder's size"
+
+
+@pytest.mark.parametrize("as_dir", [False, True])
+def test_a_data_file_changed_after_it_was_hashed_is_not_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_dir: bool
+) -> None:
+    """The key names the content hashed; a file rewritten before (or while) it is read would
+    be cached under the old content's key: the entry is not written (one log line)."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    path = folder / "deribit-20261124T000000.000Z.rec.zst" if as_dir else tmp_path / "d.rec.zst"
+    _recording(path, last_bid=89000.0)
+    real_key = EventCache.key
+
+    def key_then_rewrite(self: EventCache, plugins: Any, sources: Any) -> str:
+        k = real_key(self, plugins, sources)
+        _recording(path, last_bid=89990.0)  # rewritten after it was hashed, before it is read
+        return k
+
+    monkeypatch.setattr(EventCache, "key", key_then_rewrite)
+    with structlog.testing.capture_logs() as logs:
+        kernel = _run(folder if as_dir else path, EventCache(tmp_path / "c"))
+    assert kernel.data_path == "frames"
+    assert not list((tmp_path / "c").glob("*.evc"))
+    assert [line["reason"] for line in logs if line["event"] == "evcache.not_written"] == [
+        f"a data file changed while it was read: {path}"
+    ]
