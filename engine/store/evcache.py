@@ -198,6 +198,15 @@ def _deref(roots: Sequence[Path], ref: _Ref) -> Path:
     return roots[i] if rel is None else roots[i] / rel
 
 
+# (path, a folder's listing?, what it was): the data files as hashed for a key.
+_Stamps = list[tuple[Path, bool, Any]]
+
+
+def _stamp(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is rewritten, replaced, or touched."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 # -- events as tuples ---------------------------------------------------------------------------
 def _slot_setter(cls: type, name: str) -> Any:
     for k in cls.__mro__:
@@ -489,7 +498,8 @@ class ReplayDecoder:
         if "malformed" in extra:  # after the books: a decoder's fault invalidated them
             ref, line = extra["where"]
             readers = self.readers
-            readers[extra["idx"]].current = (_deref([r.path for r in readers], ref), line)  # the kernel names it
+            # The kernel names it, under the replay's own sources.
+            readers[extra["idx"]].current = (_deref([r.path for r in readers], ref), line)
             raise MalformedFrame(extra["malformed"])
         return events
 
@@ -587,16 +597,23 @@ class EventCache:
             max_bytes = parse_size("TRADINGD_CACHE_MAX_BYTES", env_max) if env_max else _DEFAULT_MAX
         self.max_bytes = max_bytes
         self._digests: dict[tuple[Any, ...], bytes] = {}
+        self.stamps: _Stamps = []  # of the last `key`: a writer checks them (`changed`)
         self.status = "off"  # "read" | "written" | "frames" | why not, for the run's summary line
         self.entry: Path | None = None
 
     # -- keys --
-    def _content(self, path: Path) -> bytes:
+    def _content(self, path: Path, stamps: _Stamps) -> bytes:
         h = hashlib.blake2b(digest_size=32)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            stamps.append((path, True, tuple(files)))  # the listing: a file added or removed
+        else:
+            files = [path]
         for p in files:
             st = p.stat()
-            memo = (str(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            stamp = _stamp(st)
+            stamps.append((p, False, stamp))
+            memo = (str(p.resolve()), *stamp)
             d = self._digests.get(memo)
             if d is None:
                 d = self._digests[memo] = _file_digest(p)
@@ -605,14 +622,33 @@ class EventCache:
         return h.digest()
 
     def key(self, plugins: Mapping[str, object], sources: Sequence[_Source]) -> str:
+        """The key of `sources` read by `plugins`' decoders. What each file was when hashed is
+        kept (`stamps`): a writer started next checks at its commit that none has changed."""
+        stamps: _Stamps = []
+        self.stamps = stamps
         h = hashlib.blake2b(digest_size=20)
         h.update(f"tradingd-evcache|{FORMAT}|".encode())
         for venue in sorted({s.venue for s in sources}):
             h.update(f"{venue}={decoder_version(plugins[venue])}|".encode())
         for s in sources:
             h.update(f"{s.venue}|{s.format}|".encode())
-            h.update(self._content(Path(s.path)))
+            h.update(self._content(Path(s.path), stamps))
         return h.hexdigest()
+
+    @staticmethod
+    def changed(stamps: _Stamps) -> Path | None:
+        """The first data file (or folder) no longer as it was when hashed, or None."""
+        for p, listing, stamp in stamps:
+            try:
+                if listing:
+                    now: Any = tuple(sorted(q for q in p.rglob("*") if q.is_file()))
+                else:
+                    now = _stamp(p.stat())
+            except OSError:
+                return p
+            if now != stamp:
+                return p
+        return None
 
     def path_of(self, key: str) -> Path:
         return self.directory / f"{key}.evc"
@@ -687,8 +723,8 @@ class EventCache:
         replay_decoders = {v: ReplayDecoder(d, builders) for v, d in decoders.items()}
         readers: list[CachedReader] = []
         roots = [Path(s.path) for s in sources]
-        for i, s in enumerate(sources):
-            r = CachedReader(roots[i], footer["sizes"][i])
+        for i, root in enumerate(roots):
+            r = CachedReader(root, footer["sizes"][i])
             r.bad_lines = footer["bad_lines"][i]
             r.unfinished_files = [(_deref(roots, ref), last) for ref, last in footer["unfinished"][i]]
             readers.append(r)
@@ -707,6 +743,7 @@ class EventCache:
             return None
         writer = CacheWriter(self, key, Path(tmp), os.fdopen(fd, "wb"), log)
         writer.roots = [Path(s.path) for s in sources]
+        writer.stamps = list(self.stamps)
         return writer
 
     def evict(self, keep: Path | None = None) -> int:
@@ -773,6 +810,7 @@ class CacheWriter:
         # (record index in the chunk, kind, file (`_ref`), line, reason, source index).
         self.marks: list[tuple[int, str, _Ref, int | None, str, int]] = []
         self.roots: list[Path] = []  # the sources' paths: the files named are stored under them
+        self.stamps: _Stamps = []  # the data files as hashed for the key
         self.count = 0
         self.classes: dict[type, int] = {}
         # Per event class met: ((its code,), the getter of its fields); (code, *fields) is
@@ -1049,6 +1087,11 @@ class CacheWriter:
             if bad is not None:
                 self.fail(f"the {venue} decoder's book of {bad} changed without an event naming it")
         self._flush()
+        if self.failed is None:
+            # A file rewritten after it was hashed: the events are not the key's content.
+            moved = self.cache.changed(self.stamps)
+            if moved is not None:
+                self.fail(f"a data file changed while it was read: {moved}")
         if self.failed is not None:
             self.log("evcache.not_written", reason=self.failed)
             self.abort()

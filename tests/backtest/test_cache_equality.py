@@ -79,7 +79,14 @@ def _books_state(kernel: BacktestKernel) -> list[Any]:
     for venue, decoder in sorted(kernel.decoders.items()):
         for inst in sorted(decoder.book_instruments()):
             b = decoder.book(inst)
-            out.append((venue, inst, type(b).__name__, tuple((n, repr(getattr(b, n, None))) for n in _slots(type(b)))))
+            out.append(
+                (
+                    venue,
+                    inst,
+                    type(b).__name__,
+                    tuple((n, repr(getattr(b, n, None))) for n in _slots(type(b))),
+                )
+            )
     return out
 
 
@@ -241,7 +248,9 @@ def test_a_decoder_fault_invalidates_the_books_on_the_cache_path_too(
     ]
     path = _write_lines(tmp_path / "fault.rec", lines)
     subs = [Subscription("deribit", perp), Subscription("deribit", late_name)]
-    _, reader = _assert_same({"deribit": load_venue("deribit")}, [DataSource("deribit", path)], subs, tmp_path)
+    _, reader = _assert_same(
+        {"deribit": load_venue("deribit")}, [DataSource("deribit", path)], subs, tmp_path
+    )
     late_book = reader.decoders["deribit"].book(late_name)
     assert late_book is not None and not late_book.valid
 
@@ -446,7 +455,9 @@ def test_the_same_data_elsewhere_replays_naming_its_own_files(tmp_path: Path, ki
     plugins = {"deribit": load_venue("deribit")}
     subs = [Subscription("deribit", "BTC-PERPETUAL"), Subscription("deribit", "BTC-LATE-1")]
     cache = tmp_path / "cache"
-    assert _run(plugins, [DataSource("deribit", src)], subs, EventCache(cache))[3].data_path.endswith("written")
+    assert _run(plugins, [DataSource("deribit", src)], subs, EventCache(cache))[3].data_path.endswith(
+        "written"
+    )
     second.mkdir()
     moved = second / ("b" + src.name if src.is_file() else "rec")
     if src.is_dir():
@@ -483,5 +494,6 @@ def test_a_bad_cache_size_limit_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert [line for line in err.splitlines() if line.strip()] == [
-        "tradingd: error: TRADINGD_CACHE_MAX_BYTES='4X' is not a size: a number of bytes, or with K, M, G or T (4G)"
+        "tradingd: error: TRADINGD_CACHE_MAX_BYTES='4X' is not a size:"
+        " a number of bytes, or with K, M, G or T (4G)"
     ]

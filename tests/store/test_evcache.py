@@ -322,15 +322,26 @@ def test_each_test_has_a_cache_folder_of_its_own(tmp_path: Path, turn: int) -> N
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("1000", 1000), ("4G", 4 << 30), ("512m", 512 << 20), ("64KiB", 64 << 10), (" 2GB ", 2 << 30), ("1T", 1 << 40)],
+    [
+        ("1000", 1000),
+        ("4G", 4 << 30),
+        ("512m", 512 << 20),
+        ("64KiB", 64 << 10),
+        (" 2GB ", 2 << 30),
+        ("1T", 1 << 40),
+    ],
 )
-def test_the_size_limit_takes_bytes_or_a_suffix(monkeypatch: pytest.MonkeyPatch, text: str, size: int) -> None:
+def test_the_size_limit_takes_bytes_or_a_suffix(
+    monkeypatch: pytest.MonkeyPatch, text: str, size: int
+) -> None:
     monkeypatch.setenv("TRADINGD_CACHE_MAX_BYTES", text)
     assert EventCache().max_bytes == size
 
 
 @pytest.mark.parametrize("text", ["lots", "4X", "-1", "1.5G", "G"])
-def test_a_bad_size_limit_is_a_config_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+def test_a_bad_size_limit_is_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
     monkeypatch.setenv("TRADINGD_CACHE_MAX_BYTES", text)
     with pytest.raises(ConfigError, match=f"TRADINGD_CACHE_MAX_BYTES={text!r}"):
         EventCache()
