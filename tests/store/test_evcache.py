@@ -388,3 +388,69 @@ def test_a_data_file_changed_after_it_was_hashed_is_not_cached(
     assert [line["reason"] for line in logs if line["event"] == "evcache.not_written"] == [
         f"a data file changed while it was read: {path}"
     ]
+
+
+def _plugin_from(folder: Path, name: str) -> Any:
+    """A Deribit plugin whose class lives in a module of `folder` (its own decoder source)."""
+    import importlib.util
+    import sys
+
+    pkg = folder / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "from tradingd.connectors.deribit import DeribitPlugin\n\n\nclass Plugin(DeribitPlugin):\n    pass\n"
+    )
+    spec = importlib.util.spec_from_file_location(name, pkg / "__init__.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module.Plugin()
+
+
+def _run_with(plugin: Any, path: Path, cache: EventCache) -> BacktestKernel:
+    kernel = BacktestKernel(
+        {"deribit": plugin}, [DataSource("deribit", path)], [], BacktestSettings(), event_cache=cache
+    )
+    trio.run(kernel.run)
+    return kernel
+
+
+def test_a_decoder_edited_after_it_was_imported_is_never_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-lived process (a notebook, a sweep runner) runs the code it imported: its source
+    edited since, the key (a hash of the files on disk) would name code that is not running."""
+    monkeypatch.setattr(evcache, "_version_memo", {})
+    plugin = _plugin_from(tmp_path, "tradingd_test_edited_venue")
+    init = tmp_path / "tradingd_test_edited_venue" / "__init__.py"
+    init.write_text(init.read_text() + "# edited after the import: not the code running\n")
+    with structlog.testing.capture_logs() as logs:
+        kernel = _run_with(plugin, _recording(tmp_path / "a.rec.zst"), EventCache(tmp_path / "c"))
+    assert kernel.data_path == "frames"
+    assert not (tmp_path / "c").exists() or not list((tmp_path / "c").glob("*.evc"))
+    assert [line["event"] for line in logs if line["event"].startswith("evcache.")] == ["evcache.off"]
+
+
+def test_a_decoder_edited_during_the_run_writes_no_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(evcache, "_version_memo", {})
+    plugin = _plugin_from(tmp_path, "tradingd_test_edited_during_venue")
+    init = tmp_path / "tradingd_test_edited_during_venue" / "__init__.py"
+    # As if this process had started after the module was written (it was, a moment ago).
+    monkeypatch.setattr(evcache, "_STARTED_NS", time.time_ns() + 1_000_000_000)
+    real_writer = EventCache.writer
+
+    def writer_then_edit(self: EventCache, *args: Any, **kwargs: Any) -> Any:
+        w = real_writer(self, *args, **kwargs)
+        init.write_text(init.read_text() + "# edited while the run reads its frames\n")
+        return w
+
+    monkeypatch.setattr(EventCache, "writer", writer_then_edit)
+    with structlog.testing.capture_logs() as logs:
+        kernel = _run_with(plugin, _recording(tmp_path / "a.rec.zst"), EventCache(tmp_path / "c"))
+    assert kernel.data_path == "frames"
+    assert not list((tmp_path / "c").glob("*.evc"))
+    reasons = [line["reason"] for line in logs if line["event"] == "evcache.not_written"]
+    assert reasons == ["the deribit decoder's source changed during the run"]
