@@ -137,6 +137,30 @@ _ENGINE: Final = Path(__file__).resolve().parent.parent
 _version_memo: dict[str, str] = {}
 
 
+class DecoderChanged(Exception):
+    """The decoder's source on disk may not be the code this process runs: no cache."""
+
+
+def _process_start_ns() -> int:
+    """When this process started (Linux: /proc; elsewhere: when this module was imported, later
+    than the decoder's modules may have been): a source changed since is not what runs. Rounded
+    down (the boot time is in whole seconds), so that a change is never taken for older."""
+    now = time.time_ns()
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        stat = Path("/proc/self/stat").read_text()
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+        btime = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
+        return min(now, (btime * 1_000_000_000 + ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")))
+    return now
+
+
+_STARTED_NS: int = _process_start_ns()
+
+
 def _tree_digest(h: Any, root: Path) -> None:
     for p in sorted(root.rglob("*.py")):
         h.update(str(p.relative_to(root)).encode() + b"\0")
@@ -144,26 +168,52 @@ def _tree_digest(h: Any, root: Path) -> None:
         h.update(b"\0")
 
 
-def decoder_version(plugin: object) -> str:
+def _version_roots(plugin: object) -> list[Path]:
+    module = sys.modules.get(type(plugin).__module__)
+    file = getattr(module, "__file__", None)
+    roots = [Path(file).resolve().parent] if file else []
+    return [*roots, *(_ENGINE / room for room in ("model", "venue", "store"))]
+
+
+def _changed_since_start(roots: Sequence[Path]) -> Path | None:
+    """A source file changed (written, replaced, its time set back: the inode's change time)
+    after this process started, or None."""
+    for root in roots:
+        for p in root.rglob("*.py"):
+            with contextlib.suppress(OSError):
+                st = p.stat()
+                if max(st.st_mtime_ns, st.st_ctime_ns) >= _STARTED_NS:
+                    return p
+    return None
+
+
+def decoder_version(plugin: object, *, fresh: bool = False) -> str:
     """A hash of the code that decodes for `plugin`: its package's source, the engine's model,
     venue and store rooms (events, books, instruments, the JSON-RPC base, the recording reader),
-    and the versions of Python and of the libraries that parse. Any change makes a new key."""
+    and the versions of Python and of the libraries that parse. Any change makes a new key.
+
+    It hashes the files on disk, which are the code running only if none changed since the
+    process started (a notebook or a sweep runner imports once and lives on): otherwise
+    `DecoderChanged`, and no cache for this process. `fresh`: hashed again (the writer's check
+    at commit that no file changed during the run), not the memo."""
     mod = type(plugin).__module__
-    cached = _version_memo.get(mod)
+    cached = None if fresh else _version_memo.get(mod)
     if cached is not None:
         return cached
+    if not fresh:
+        changed = _changed_since_start(_version_roots(plugin))
+        if changed is not None:
+            raise DecoderChanged(f"{changed} changed after this process started: not the code running")
     import msgspec  # the venues' parser: a new version may decode differently
 
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{FORMAT}|{sys.version}|{msgspec.__version__}|{zstandard.__version__}|".encode())
     h.update(f"{mod}.{type(plugin).__qualname__}|".encode())
-    module = sys.modules.get(mod)
-    file = getattr(module, "__file__", None)
-    if file:
-        _tree_digest(h, Path(file).resolve().parent)
-    for room in ("model", "venue", "store"):
-        _tree_digest(h, _ENGINE / room)
-    out = _version_memo[mod] = h.hexdigest()
+    for root in _version_roots(plugin):
+        _tree_digest(h, root)
+    out = h.hexdigest()
+    if not fresh:
+        _version_memo[mod] = out
     return out
 
 
@@ -598,6 +648,7 @@ class EventCache:
         self.max_bytes = max_bytes
         self._digests: dict[tuple[Any, ...], bytes] = {}
         self.stamps: _Stamps = []  # of the last `key`: a writer checks them (`changed`)
+        self.versions: dict[str, tuple[object, str]] = {}  # of the last `key`: (plugin, version)
         self.status = "off"  # "read" | "written" | "frames" | why not, for the run's summary line
         self.entry: Path | None = None
 
@@ -626,10 +677,13 @@ class EventCache:
         kept (`stamps`): a writer started next checks at its commit that none has changed."""
         stamps: _Stamps = []
         self.stamps = stamps
+        self.versions = {}
         h = hashlib.blake2b(digest_size=20)
         h.update(f"tradingd-evcache|{FORMAT}|".encode())
         for venue in sorted({s.venue for s in sources}):
-            h.update(f"{venue}={decoder_version(plugins[venue])}|".encode())
+            version = decoder_version(plugins[venue])
+            self.versions[venue] = (plugins[venue], version)
+            h.update(f"{venue}={version}|".encode())
         for s in sources:
             h.update(f"{s.venue}|{s.format}|".encode())
             h.update(self._content(Path(s.path), stamps))
@@ -744,6 +798,7 @@ class EventCache:
         writer = CacheWriter(self, key, Path(tmp), os.fdopen(fd, "wb"), log)
         writer.roots = [Path(s.path) for s in sources]
         writer.stamps = list(self.stamps)
+        writer.versions = dict(self.versions)
         return writer
 
     def evict(self, keep: Path | None = None) -> int:
@@ -811,6 +866,7 @@ class CacheWriter:
         self.marks: list[tuple[int, str, _Ref, int | None, str, int]] = []
         self.roots: list[Path] = []  # the sources' paths: the files named are stored under them
         self.stamps: _Stamps = []  # the data files as hashed for the key
+        self.versions: dict[str, tuple[object, str]] = {}  # each venue's (plugin, decoder version)
         self.count = 0
         self.classes: dict[type, int] = {}
         # Per event class met: ((its code,), the getter of its fields); (code, *fields) is
@@ -1092,6 +1148,12 @@ class CacheWriter:
             moved = self.cache.changed(self.stamps)
             if moved is not None:
                 self.fail(f"a data file changed while it was read: {moved}")
+        if self.failed is None:
+            # The decoder's source edited during the run: the key no longer names the code.
+            for venue, (plugin, version) in self.versions.items():
+                if decoder_version(plugin, fresh=True) != version:
+                    self.fail(f"the {venue} decoder's source changed during the run")
+                    break
         if self.failed is not None:
             self.log("evcache.not_written", reason=self.failed)
             self.abort()
