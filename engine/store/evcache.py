@@ -29,15 +29,24 @@ venue's decoder version: a hash of the source of its connector package, of the e
 venue and store code, of this module, of the library versions that decode (msgspec, zstandard)
 and Python's. A changed file or a changed line of decoder code makes a new key; nothing has to be
 bumped by hand. Hashing the compressed bytes costs ~1 ms per MB, a small part of a replay; it is
-memoized per process by (device, inode, size, mtime, ctime), so a sweep hashes once.
+memoized per process by (device, inode, size, mtime, ctime), so a sweep hashes once. Those stamps
+(and a folder's listing) are checked again before the entry is written: a file rewritten after it
+was hashed leaves no entry. The decoder's version hashes its files on disk, which are the code
+running only if none changed since the process started (a notebook imports once): otherwise no
+cache for that process (`evcache.off`), and a source changed during a run leaves no entry.
+
+The files an entry names (a bad line's, a malformed frame's, a `.zst` cut short) are stored
+relative to the data set's sources and rebuilt from the sources of the replay: one entry serves
+every copy of the data, each replay naming its own files.
 
 Files: `$TRADINGD_CACHE_DIR`, else `$XDG_CACHE_HOME/tradingd/events`, else
 `~/.cache/tradingd/events`; one `<key>.evc` per data set. Written to a temporary name and renamed
 (two concurrent writers or a killed run never leave a half file under the key), checked whole
 before use (a BLAKE2b digest of the file in its last bytes, the format's magic and length): a
 truncated or corrupt entry is logged in one line, removed and rebuilt, never read. The folder is
-kept under `max_bytes` (default 4 GiB, `$TRADINGD_CACHE_MAX_BYTES`), least recently used first;
-deleting the folder clears it.
+kept under `max_bytes` (default 4 GiB, `$TRADINGD_CACHE_MAX_BYTES`: bytes, or 512M, 4G...), least
+recently used first, a writer's temporary file counted; one older than an hour (a killed run's) is
+removed. Deleting the folder clears it.
 
 Format: chunks of `CHUNK` records, each a pickle (protocol 5) of plain tuples compressed with
 zstd at level 1 (level 3: ~10% smaller, ~25% more CPU to compress, the same to read); an event
