@@ -1,4 +1,5 @@
-"""What every test gets: the process's logging as it was before the test (`_logging_kept`).
+"""What every test gets: the process's logging as it was before the test (`_logging_kept`), and
+a decoded-event cache folder of its own (`_event_cache_kept`).
 
 The CLI run in-process (`main([...])`) and the daemon's helpers configure structlog for the
 whole process: a filtering wrapper at the run's level, a sink on the run's stream. Left behind,
@@ -6,14 +7,17 @@ that made a later test's `structlog.testing.capture_logs()` see nothing below th
 `tests/connectors/deribit/test_tour_switches.py` waited out its 15 s for a `session.connected`
 it never saw when it ran after `tests/cli/test_settings.py` (issue 17).
 
-And a decoded-event cache folder of the session's own (`_event_cache_kept`): `tradingd backtest`
-caches by default in the user's ~/.cache, which a test run must neither fill nor read from.
+`tradingd backtest` caches by default in the user's ~/.cache, which a test run must neither fill
+nor read from; and one folder shared by the session let tests that generate the same data read
+each other's entries, so a test meant to cover the frame path (and the writing of an entry)
+silently replayed from the cache instead. Each test's own folder: every backtest in a test takes
+the first-run path unless the test itself runs it twice.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,12 +30,8 @@ def _logging_kept() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _event_cache_kept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    before = os.environ.get("TRADINGD_CACHE_DIR")
-    os.environ["TRADINGD_CACHE_DIR"] = str(tmp_path_factory.mktemp("event-cache"))
-    yield
-    if before is None:
-        os.environ.pop("TRADINGD_CACHE_DIR", None)
-    else:
-        os.environ["TRADINGD_CACHE_DIR"] = before
+@pytest.fixture(autouse=True)
+def _event_cache_kept(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path_factory.mktemp("event-cache")
+    monkeypatch.setenv("TRADINGD_CACHE_DIR", str(folder))
+    return folder

@@ -72,7 +72,7 @@ from ..runtime.flow import OrderFlow
 from ..runtime.mailbox import Mailbox, log_drops
 from ..runtime.router import MarketRouter, StrategySlot
 from ..runtime.strategy import FailurePolicy, Phase, Strategy, StrategyFailure, split_strategy_fault
-from ..store.evcache import CachedReader, CacheWriter, EventCache
+from ..store.evcache import CachedReader, CacheWriter, DecoderChanged, EventCache
 from ..store.recorder import RecordingSet
 from ..store.recording import RecordingReader, format_ts, merge_recordings
 from ..venue.catalog import MarketCatalog
@@ -643,6 +643,9 @@ class BacktestKernel:
                 key = cache.key(self._plugins, self.sources)
             except OSError:  # a data file that cannot be read: the frame path says so
                 cache = None
+            except DecoderChanged as exc:  # the source on disk is not the code running
+                self.log.warning("evcache.off", reason=str(exc))
+                cache = None
         if cache is not None and key is not None:
             hit = cache.open(key, self.sources, self.decoders, self.log.warning)
             if hit is not None:
@@ -665,7 +668,7 @@ class BacktestKernel:
         else:
             stream = merge_recordings(readers)
         decoders: list[Callable[[Any, int], list[MarketEvent]]] = [self.decoders[v].decode for v in venue_of]
-        writer = None if cache is None or key is None else cache.writer(key, self.log.warning)
+        writer = None if cache is None or key is None else cache.writer(key, self.log.warning, self.sources)
         if writer is not None:
             self._evc_writer = writer
             writer.watch_registry(self.registry)

@@ -29,15 +29,24 @@ venue's decoder version: a hash of the source of its connector package, of the e
 venue and store code, of this module, of the library versions that decode (msgspec, zstandard)
 and Python's. A changed file or a changed line of decoder code makes a new key; nothing has to be
 bumped by hand. Hashing the compressed bytes costs ~1 ms per MB, a small part of a replay; it is
-memoized per process by (device, inode, size, mtime, ctime), so a sweep hashes once.
+memoized per process by (device, inode, size, mtime, ctime), so a sweep hashes once. Those stamps
+(and a folder's listing) are checked again before the entry is written: a file rewritten after it
+was hashed leaves no entry. The decoder's version hashes its files on disk, which are the code
+running only if none changed since the process started (a notebook imports once): otherwise no
+cache for that process (`evcache.off`), and a source changed during a run leaves no entry.
+
+The files an entry names (a bad line's, a malformed frame's, a `.zst` cut short) are stored
+relative to the data set's sources and rebuilt from the sources of the replay: one entry serves
+every copy of the data, each replay naming its own files.
 
 Files: `$TRADINGD_CACHE_DIR`, else `$XDG_CACHE_HOME/tradingd/events`, else
 `~/.cache/tradingd/events`; one `<key>.evc` per data set. Written to a temporary name and renamed
 (two concurrent writers or a killed run never leave a half file under the key), checked whole
 before use (a BLAKE2b digest of the file in its last bytes, the format's magic and length): a
 truncated or corrupt entry is logged in one line, removed and rebuilt, never read. The folder is
-kept under `max_bytes` (default 4 GiB, `$TRADINGD_CACHE_MAX_BYTES`), least recently used first;
-deleting the folder clears it.
+kept under `max_bytes` (default 4 GiB, `$TRADINGD_CACHE_MAX_BYTES`: bytes, or 512M, 4G...), least
+recently used first, a writer's temporary file counted; one older than an hour (a killed run's) is
+removed. Deleting the folder clears it.
 
 Format: chunks of `CHUNK` records, each a pickle (protocol 5) of plain tuples compressed with
 zstd at level 1 (level 3: ~10% smaller, ~25% more CPU to compress, the same to read); an event
@@ -73,7 +82,7 @@ import attrs
 import zstandard
 
 from ..model.book import OrderBook
-from ..model.errors import MalformedFrame
+from ..model.errors import ConfigError, MalformedFrame
 from ..model.events import BookUpdate, Greeks, MarketEvent, Ticker
 from ..model.instruments import Instrument
 
@@ -86,12 +95,13 @@ __all__ = [
     "cache_dir",
 ]
 
-FORMAT: Final = 1
+FORMAT: Final = 2
 _MAGIC: Final = b"TDEVC\x00\x01\n"
 _END: Final = b"TDEVCEND"
 _DIGEST: Final = 32
 CHUNK: Final = 4096  # records per chunk: RSS stays bounded (a few MB) whatever the file's length
 _DEFAULT_MAX: Final = 4 << 30
+_STALE_PART_S: Final = 3600  # a writer's temporary file older than this is a killed run's
 _ZSTD_LEVEL: Final = 1  # level 3: 10% smaller, 25% slower to write
 
 Log = Callable[..., Any]
@@ -115,9 +125,49 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "tradingd" / "events"
 
 
+_UNITS: Final = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}
+
+
+def parse_size(name: str, text: str) -> int:
+    """`4G`, `512M`, `64KiB`, `1000`: bytes (K, M, G, T are powers of 1024; B or iB may
+    follow). Anything else is a `ConfigError` naming the variable: the CLI's one line, exit 2,
+    as for a bad setting in a config file (a limit silently replaced by the default would let the
+    folder grow past what its user asked)."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in _UNITS else ""
+    digits = t[: len(t) - len(unit)]
+    if not digits.isascii() or not digits.isdigit():
+        raise ConfigError(f"{name}={text!r} is not a size: a number of bytes, or with K, M, G or T (4G)")
+    return int(digits) << _UNITS[unit]
+
+
 # -- versions -----------------------------------------------------------------------------------
 _ENGINE: Final = Path(__file__).resolve().parent.parent
 _version_memo: dict[str, str] = {}
+
+
+class DecoderChanged(Exception):
+    """The decoder's source on disk may not be the code this process runs: no cache."""
+
+
+def _process_start_ns() -> int:
+    """When this process started (Linux: /proc; elsewhere: when this module was imported, later
+    than the decoder's modules may have been): a source changed since is not what runs. Rounded
+    down (the boot time is in whole seconds), so that a change is never taken for older."""
+    now = time.time_ns()
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        stat = Path("/proc/self/stat").read_text()
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+        btime = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
+        return min(now, (btime * 1_000_000_000 + ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")))
+    return now
+
+
+_STARTED_NS: int = _process_start_ns()
 
 
 def _tree_digest(h: Any, root: Path) -> None:
@@ -127,26 +177,52 @@ def _tree_digest(h: Any, root: Path) -> None:
         h.update(b"\0")
 
 
-def decoder_version(plugin: object) -> str:
+def _version_roots(plugin: object) -> list[Path]:
+    module = sys.modules.get(type(plugin).__module__)
+    file = getattr(module, "__file__", None)
+    roots = [Path(file).resolve().parent] if file else []
+    return [*roots, *(_ENGINE / room for room in ("model", "venue", "store"))]
+
+
+def _changed_since_start(roots: Sequence[Path]) -> Path | None:
+    """A source file changed (written, replaced, its time set back: the inode's change time)
+    after this process started, or None."""
+    for root in roots:
+        for p in root.rglob("*.py"):
+            with contextlib.suppress(OSError):
+                st = p.stat()
+                if max(st.st_mtime_ns, st.st_ctime_ns) >= _STARTED_NS:
+                    return p
+    return None
+
+
+def decoder_version(plugin: object, *, fresh: bool = False) -> str:
     """A hash of the code that decodes for `plugin`: its package's source, the engine's model,
     venue and store rooms (events, books, instruments, the JSON-RPC base, the recording reader),
-    and the versions of Python and of the libraries that parse. Any change makes a new key."""
+    and the versions of Python and of the libraries that parse. Any change makes a new key.
+
+    It hashes the files on disk, which are the code running only if none changed since the
+    process started (a notebook or a sweep runner imports once and lives on): otherwise
+    `DecoderChanged`, and no cache for this process. `fresh`: hashed again (the writer's check
+    at commit that no file changed during the run), not the memo."""
     mod = type(plugin).__module__
-    cached = _version_memo.get(mod)
+    cached = None if fresh else _version_memo.get(mod)
     if cached is not None:
         return cached
+    if not fresh:
+        changed = _changed_since_start(_version_roots(plugin))
+        if changed is not None:
+            raise DecoderChanged(f"{changed} changed after this process started: not the code running")
     import msgspec  # the venues' parser: a new version may decode differently
 
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{FORMAT}|{sys.version}|{msgspec.__version__}|{zstandard.__version__}|".encode())
     h.update(f"{mod}.{type(plugin).__qualname__}|".encode())
-    module = sys.modules.get(mod)
-    file = getattr(module, "__file__", None)
-    if file:
-        _tree_digest(h, Path(file).resolve().parent)
-    for room in ("model", "venue", "store"):
-        _tree_digest(h, _ENGINE / room)
-    out = _version_memo[mod] = h.hexdigest()
+    for root in _version_roots(plugin):
+        _tree_digest(h, root)
+    out = h.hexdigest()
+    if not fresh:
+        _version_memo[mod] = out
     return out
 
 
@@ -154,6 +230,40 @@ def decoder_version(plugin: object) -> str:
 def _file_digest(path: Path) -> bytes:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=32)).digest()
+
+
+# -- files named in an entry -------------------------------------------------------------------
+# An entry serves every copy of its data (the key is the content): the files it names (a bad
+# line's, a malformed frame's, a `.zst` cut short) are stored as (source index, path relative to
+# that source's path; None: the source itself) and rebuilt from the sources of the replay.
+_Ref = tuple[int, str | None]
+
+
+def _ref(roots: Sequence[Path], path: Path | str) -> _Ref:
+    p = Path(path)
+    for i, root in enumerate(roots):
+        if p == root:
+            return (i, None)
+    for i, root in enumerate(roots):
+        if p.is_relative_to(root):
+            return (i, str(p.relative_to(root)))
+    return (-1, str(p))  # not under any source (a plugin's own reader): kept as it was named
+
+
+def _deref(roots: Sequence[Path], ref: _Ref) -> Path:
+    i, rel = ref
+    if i < 0:
+        return Path(rel or "")
+    return roots[i] if rel is None else roots[i] / rel
+
+
+# (path, a folder's listing?, what it was): the data files as hashed for a key.
+_Stamps = list[tuple[Path, bool, Any]]
+
+
+def _stamp(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is rewritten, replaced, or touched."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 # -- events as tuples ---------------------------------------------------------------------------
@@ -441,13 +551,15 @@ class ReplayDecoder:
             self.last_unknown_channel = extra["luc"]
         for inst in extra.get("reg", ()):
             self.registry.add(inst)
-        if "malformed" in extra:
-            file, line = extra["where"]
-            self.readers[extra["idx"]].current = (Path(file), line)  # the kernel names it
-            raise MalformedFrame(extra["malformed"])
         _predict(self._books, events)
         for inst, diff in extra.get("books", ()):
             _apply_diff(self._books, inst, diff)
+        if "malformed" in extra:  # after the books: a decoder's fault invalidated them
+            ref, line = extra["where"]
+            readers = self.readers
+            # The kernel names it, under the replay's own sources.
+            readers[extra["idx"]].current = (_deref([r.path for r in readers], ref), line)
+            raise MalformedFrame(extra["malformed"])
         return events
 
     def book(self, instrument: str) -> OrderBook | None:
@@ -504,6 +616,7 @@ class CachedReplay:
         end = self.footer["chunks_end"]
         dctx = zstandard.ZstdDecompressor()
         readers = self.readers
+        roots = [r.path for r in readers]
         total = max(1, self.footer["records"])
         done = 0
         try:
@@ -518,14 +631,14 @@ class CachedReplay:
                     yield recs
                     continue
                 pos = 0
-                for at, kind, file, line, reason, idx in marks:
+                for at, kind, ref, line, reason, idx in marks:
                     if at > pos:
                         yield recs[pos:at]
                         pos = at
                     if kind == "bad":
-                        on_bad(Path(file), line, reason)
+                        on_bad(_deref(roots, ref), line, reason)
                     else:  # a bare frame next: the kernel names its line
-                        readers[idx].current = (Path(file), line)
+                        readers[idx].current = (_deref(roots, ref), line)
                 if pos < len(recs):
                     yield recs[pos:]
         finally:
@@ -539,18 +652,28 @@ class EventCache:
     def __init__(self, directory: Path | None = None, *, max_bytes: int | None = None) -> None:
         self.directory = Path(directory) if directory is not None else cache_dir()
         env_max = os.environ.get("TRADINGD_CACHE_MAX_BYTES")
-        self.max_bytes = max_bytes if max_bytes is not None else int(env_max) if env_max else _DEFAULT_MAX
+        if max_bytes is None:
+            max_bytes = parse_size("TRADINGD_CACHE_MAX_BYTES", env_max) if env_max else _DEFAULT_MAX
+        self.max_bytes = max_bytes
         self._digests: dict[tuple[Any, ...], bytes] = {}
+        self.stamps: _Stamps = []  # of the last `key`: a writer checks them (`changed`)
+        self.versions: dict[str, tuple[object, str]] = {}  # of the last `key`: (plugin, version)
         self.status = "off"  # "read" | "written" | "frames" | why not, for the run's summary line
         self.entry: Path | None = None
 
     # -- keys --
-    def _content(self, path: Path) -> bytes:
+    def _content(self, path: Path, stamps: _Stamps) -> bytes:
         h = hashlib.blake2b(digest_size=32)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            stamps.append((path, True, tuple(files)))  # the listing: a file added or removed
+        else:
+            files = [path]
         for p in files:
             st = p.stat()
-            memo = (str(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            stamp = _stamp(st)
+            stamps.append((p, False, stamp))
+            memo = (str(p.resolve()), *stamp)
             d = self._digests.get(memo)
             if d is None:
                 d = self._digests[memo] = _file_digest(p)
@@ -559,14 +682,36 @@ class EventCache:
         return h.digest()
 
     def key(self, plugins: Mapping[str, object], sources: Sequence[_Source]) -> str:
+        """The key of `sources` read by `plugins`' decoders. What each file was when hashed is
+        kept (`stamps`): a writer started next checks at its commit that none has changed."""
+        stamps: _Stamps = []
+        self.stamps = stamps
+        self.versions = {}
         h = hashlib.blake2b(digest_size=20)
         h.update(f"tradingd-evcache|{FORMAT}|".encode())
         for venue in sorted({s.venue for s in sources}):
-            h.update(f"{venue}={decoder_version(plugins[venue])}|".encode())
+            version = decoder_version(plugins[venue])
+            self.versions[venue] = (plugins[venue], version)
+            h.update(f"{venue}={version}|".encode())
         for s in sources:
             h.update(f"{s.venue}|{s.format}|".encode())
-            h.update(self._content(Path(s.path)))
+            h.update(self._content(Path(s.path), stamps))
         return h.hexdigest()
+
+    @staticmethod
+    def changed(stamps: _Stamps) -> Path | None:
+        """The first data file (or folder) no longer as it was when hashed, or None."""
+        for p, listing, stamp in stamps:
+            try:
+                if listing:
+                    now: Any = tuple(sorted(q for q in p.rglob("*") if q.is_file()))
+                else:
+                    now = _stamp(p.stat())
+            except OSError:
+                return p
+            if now != stamp:
+                return p
+        return None
 
     def path_of(self, key: str) -> Path:
         return self.directory / f"{key}.evc"
@@ -640,17 +785,18 @@ class EventCache:
         builders = [_builder(cls) for cls in classes]
         replay_decoders = {v: ReplayDecoder(d, builders) for v, d in decoders.items()}
         readers: list[CachedReader] = []
-        for i, s in enumerate(sources):
-            r = CachedReader(Path(s.path), footer["sizes"][i])
+        roots = [Path(s.path) for s in sources]
+        for i, root in enumerate(roots):
+            r = CachedReader(root, footer["sizes"][i])
             r.bad_lines = footer["bad_lines"][i]
-            r.unfinished_files = [(Path(p), last) for p, last in footer["unfinished"][i]]
+            r.unfinished_files = [(_deref(roots, ref), last) for ref, last in footer["unfinished"][i]]
             readers.append(r)
         for rd in replay_decoders.values():
             rd.readers = readers
         return CachedReplay(path, readers, replay_decoders, footer, f, chunks_at)
 
     # -- writing --
-    def writer(self, key: str, log: Log) -> CacheWriter | None:
+    def writer(self, key: str, log: Log, sources: Sequence[_Source] = ()) -> CacheWriter | None:
         """A writer of `key`'s entry, or None when the folder cannot be written (logged once)."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -658,15 +804,37 @@ class EventCache:
         except OSError as exc:
             log("evcache.unwritable", dir=str(self.directory), error=exc.strerror or str(exc))
             return None
-        return CacheWriter(self, key, Path(tmp), os.fdopen(fd, "wb"), log)
+        writer = CacheWriter(self, key, Path(tmp), os.fdopen(fd, "wb"), log)
+        writer.roots = [Path(s.path) for s in sources]
+        writer.stamps = list(self.stamps)
+        writer.versions = dict(self.versions)
+        return writer
 
     def evict(self, keep: Path | None = None) -> int:
-        """Remove the least recently used entries until the folder is under `max_bytes`."""
+        """Remove the least recently used entries until the folder is under `max_bytes`; and the
+        temporary files of writers killed (older than `_STALE_PART_S`), which nothing else
+        removes. A younger one (a writer at work) counts in the folder's size."""
+        entries: list[tuple[int, int, Path]] = []
+        parts = 0
+        stale_before = time.time_ns() - _STALE_PART_S * 1_000_000_000
         try:
-            entries = [(p.stat().st_mtime_ns, p.stat().st_size, p) for p in self.directory.glob("*.evc")]
+            found = [*self.directory.glob("*.evc"), *self.directory.glob(".*.part")]
         except OSError:
             return 0
-        total = sum(s for _, s, _ in entries)
+        for p in found:
+            try:
+                st = p.stat()
+            except OSError:  # removed meanwhile (another process's eviction or commit)
+                continue
+            if p.suffix == ".part":
+                if st.st_mtime_ns < stale_before:
+                    with contextlib.suppress(OSError):
+                        p.unlink()
+                        continue
+                parts += st.st_size
+            else:
+                entries.append((st.st_mtime_ns, st.st_size, p))
+        total = parts + sum(s for _, s, _ in entries)
         removed = 0
         for _, s, p in sorted(entries, key=lambda e: (e[0], str(e[2]))):
             if total <= self.max_bytes:
@@ -703,8 +871,11 @@ class CacheWriter:
         self.cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
         self.records: list[tuple[Any, ...]] = []
         # Readers' events (a bad line, a bare frame next) at their place among the records:
-        # (record index in the chunk, kind, file, line, reason, source index).
-        self.marks: list[tuple[int, str, str, int | None, str, int]] = []
+        # (record index in the chunk, kind, file (`_ref`), line, reason, source index).
+        self.marks: list[tuple[int, str, _Ref, int | None, str, int]] = []
+        self.roots: list[Path] = []  # the sources' paths: the files named are stored under them
+        self.stamps: _Stamps = []  # the data files as hashed for the key
+        self.versions: dict[str, tuple[object, str]] = {}  # each venue's (plugin, decoder version)
         self.count = 0
         self.classes: dict[type, int] = {}
         # Per event class met: ((its code,), the getter of its fields); (code, *fields) is
@@ -732,7 +903,7 @@ class CacheWriter:
     # -- hooks --
     def bad_line(self, path: Path, lineno: int, reason: str) -> None:
         """A reader reported a bad line (its `on_bad`): replayed at the same point."""
-        self.marks.append((len(self.records), "bad", str(path), lineno, reason, -1))
+        self.marks.append((len(self.records), "bad", _ref(self.roots, path), lineno, reason, -1))
 
     def wrap_stream(
         self, stream: Iterator[tuple[Any, int, Any]], readers: Sequence[Any]
@@ -743,7 +914,7 @@ class CacheWriter:
                 if ts is None:
                     where = getattr(readers[idx], "where", None)
                     path, line = where() if where is not None else (readers[idx].path, None)
-                    self.marks.append((len(self.records), "bare", str(path), line, "", idx))
+                    self.marks.append((len(self.records), "bare", _ref(self.roots, path), line, "", idx))
                     self._record((None, idx, None))
                 yield item
         except BaseException:  # the run failed or was abandoned: no entry from half a replay
@@ -865,7 +1036,7 @@ class CacheWriter:
                     extra["malformed"] = str(malformed)
                     where = getattr(reader, "where", None)
                     path, line = where() if where is not None else (reader.path, None)
-                    extra["where"] = (str(path), line)
+                    extra["where"] = (_ref(self.roots, path), line)
                     extra["idx"] = idx
                 after = snap(stats)
                 n = len(events)
@@ -885,27 +1056,29 @@ class CacheWriter:
                 if adds:
                     extra["reg"] = tuple(adds)
                     adds.clear()
-                if malformed is None:
-                    if not predicted:
-                        _predict(shadow, events)
-                    diffs: list[tuple[str, tuple[Any, ...] | None]] = []
-                    if not events or sweep:
-                        names_ = list(dict.fromkeys([*decoder.book_instruments(), *shadow]))
-                    else:
-                        names_ = list(dict.fromkeys(ev.instrument for ev in events))
-                    for inst in names_:
-                        real = decoder.book(inst)
-                        if real is None:
-                            if inst in shadow:
-                                diffs.append((inst, None))
-                                del shadow[inst]
-                            continue
-                        diff = _book_diff(real, shadow.get(inst))
-                        if diff is not None:
-                            diffs.append((inst, diff))
-                            _apply_diff(shadow, inst, diff)
-                    if diffs:
-                        extra["books"] = tuple(diffs)
+                # A malformed frame changes no book as a rule, but a decoder's fault (an
+                # unforeseen exception, `guard_decode`) invalidates every book of the venue:
+                # every book is compared then, and the replay applies that before it raises.
+                if not predicted:
+                    _predict(shadow, events)
+                diffs: list[tuple[str, tuple[Any, ...] | None]] = []
+                if not events or sweep or malformed is not None:
+                    names_ = list(dict.fromkeys([*decoder.book_instruments(), *shadow]))
+                else:
+                    names_ = list(dict.fromkeys(ev.instrument for ev in events))
+                for inst in names_:
+                    real = decoder.book(inst)
+                    if real is None:
+                        if inst in shadow:
+                            diffs.append((inst, None))
+                            del shadow[inst]
+                        continue
+                    diff = _book_diff(real, shadow.get(inst))
+                    if diff is not None:
+                        diffs.append((inst, diff))
+                        _apply_diff(shadow, inst, diff)
+                if diffs:
+                    extra["books"] = tuple(diffs)
                 encoded = tuple([self._encode(ev) for ev in events])
                 self._record((ts, idx, [encoded, extra] if extra else encoded))
             except Exception as exc:  # the cache's own fault: no entry, and the run goes on
@@ -961,6 +1134,10 @@ class CacheWriter:
         except OSError as exc:  # the disk is full: no entry, and the run goes on
             self.fail(f"cannot write beside {self.tmp}: {exc.strerror or exc}")
         self.count += len(self.records)
+        # The entry's temporary name stays empty until `commit`: its time says a writer is at
+        # work, so that another process's eviction never takes it for a killed run's.
+        with contextlib.suppress(OSError, ValueError):
+            os.utime(self.file.fileno())
         self.records.clear()
         self.marks.clear()
         self.strings.clear()
@@ -975,6 +1152,17 @@ class CacheWriter:
             if bad is not None:
                 self.fail(f"the {venue} decoder's book of {bad} changed without an event naming it")
         self._flush()
+        if self.failed is None:
+            # A file rewritten after it was hashed: the events are not the key's content.
+            moved = self.cache.changed(self.stamps)
+            if moved is not None:
+                self.fail(f"a data file changed while it was read: {moved}")
+        if self.failed is None:
+            # The decoder's source edited during the run: the key no longer names the code.
+            for venue, (plugin, version) in self.versions.items():
+                if decoder_version(plugin, fresh=True) != version:
+                    self.fail(f"the {venue} decoder's source changed during the run")
+                    break
         if self.failed is not None:
             self.log("evcache.not_written", reason=self.failed)
             self.abort()
@@ -991,7 +1179,7 @@ class CacheWriter:
                     "chunks_end": len(_MAGIC) + 4 + len(header) + body_size,
                     "sizes": [int(r.size) for r in readers],
                     "bad_lines": [int(r.bad_lines) for r in readers],
-                    "unfinished": [[(str(p), last) for p, last in cut] for cut in unfinished],
+                    "unfinished": [[(_ref(self.roots, p), last) for p, last in cut] for cut in unfinished],
                 },
                 protocol=5,
             )

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 import trio
+import zstandard
 
 from tests.support import deribit_frames as dfr
 from tests.support.log_streams import _Stream
@@ -29,7 +30,7 @@ from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.events import BookUpdate, Side
 from tradingd.engine.model.orders import OrderRequest
 from tradingd.engine.store import format_ts
-from tradingd.engine.store.evcache import EventCache
+from tradingd.engine.store.evcache import EventCache, _slots
 from tradingd.engine.venue.plugins import load_venue
 from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
 
@@ -73,16 +74,56 @@ class Probe(Strategy):
                 )
 
 
+def _books_state(kernel: BacktestKernel) -> list[Any]:
+    """Every book of every venue, every slot (a venue's own fields too): the strict view."""
+    out = []
+    for venue, decoder in sorted(kernel.decoders.items()):
+        for inst in sorted(decoder.book_instruments()):
+            b = decoder.book(inst)
+            out.append(
+                (
+                    venue,
+                    inst,
+                    type(b).__name__,
+                    tuple((n, repr(getattr(b, n, None))) for n in _slots(type(b))),
+                )
+            )
+    return out
+
+
+class _StrictKernel(BacktestKernel):
+    """Records the state of EVERY book after each frame's decode (not only the event's
+    instrument's, as the probe sees it): a book changed on one path only shows here."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.books_trace: list[Any] = []
+
+    def _data(self) -> Any:
+        readers, stream, decoders, writer = super()._data()
+
+        def wrap(decode: Any) -> Any:
+            def traced(frame: Any, ts: int) -> Any:
+                try:
+                    return decode(frame, ts)
+                finally:
+                    self.books_trace.append((ts, _books_state(self)))
+
+            return traced
+
+        return readers, stream, [wrap(d) for d in decoders], writer
+
+
 def _run(
     plugins: dict[str, Any],
     sources: list[DataSource],
     subs: list[Subscription],
     cache: EventCache | None,
-) -> tuple[str, list[str], list[Any], BacktestKernel]:
+) -> tuple[str, list[str], list[Any], _StrictKernel]:
     stream = _Stream()
     configure_logging("info", "json", stream)
     probe = Probe("probe", subs)
-    kernel = BacktestKernel(plugins, sources, [probe], BacktestSettings(), event_cache=cache)
+    kernel = _StrictKernel(plugins, sources, [probe], BacktestSettings(), event_cache=cache)
     result = trio.run(kernel.run)
     report = report_dict(result)
     for key in _WALL:
@@ -103,9 +144,9 @@ def _run(
 
 def _assert_same(
     plugins: dict[str, Any], sources: list[DataSource], subs: list[Subscription], tmp: Path
-) -> tuple[BacktestKernel, BacktestKernel]:
+) -> tuple[_StrictKernel, _StrictKernel]:
     cache = EventCache(tmp / "cache")
-    report0, logs0, seen0, _ = _run(plugins, sources, subs, None)
+    report0, logs0, seen0, reference = _run(plugins, sources, subs, None)
     report1, logs1, seen1, writer = _run(plugins, sources, subs, cache)
     report2, logs2, seen2, reader = _run(plugins, sources, subs, EventCache(tmp / "cache"))
     assert writer.data_path == "frames, cache written", "the first run writes the cache"
@@ -116,6 +157,8 @@ def _assert_same(
     assert logs2 == logs0
     assert seen1 == seen0
     assert seen2 == seen0
+    assert writer.books_trace == reference.books_trace
+    assert reader.books_trace == reference.books_trace, "every book, after every frame"
     assert reader.decoders[sources[0].venue].stats == writer.decoders[sources[0].venue].stats
     return writer, reader
 
@@ -173,6 +216,44 @@ def test_deribit_hostile_data_replays_the_same_from_the_cache(tmp_path: Path) ->
     assert sorted(result_books) == ["BTC-LATE-1", "BTC-PERPETUAL"]
     assert writer.registry.get("deribit", "BTC-LATE-1") is not None
     assert reader.registry.get("deribit", "BTC-LATE-1") == writer.registry.get("deribit", "BTC-LATE-1")
+
+
+def test_a_decoder_fault_invalidates_the_books_on_the_cache_path_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unforeseen exception in a handler (a DecoderFault) invalidates every book of the
+    venue: a replay from the cache must hold them invalid too until a frame resyncs them."""
+    import tradingd.connectors.deribit.codec as codec
+
+    real_top = codec._top
+
+    def faulty(inst: Any, bid: Any, *rest: Any) -> Any:
+        if bid == 12345.5:
+            raise ZeroDivisionError("an unforeseen handler bug")
+        return real_top(inst, bid, *rest)
+
+    monkeypatch.setattr(codec, "_top", faulty)
+    perp, late_name = "BTC-PERPETUAL", "BTC-LATE-1"
+    instruments = dfr.instruments()
+    late = orjson.loads(instruments)
+    late["id"] = 99
+    late["result"] = [dict(late["result"][0], instrument_name=late_name, tick_size=0.5)]
+    lines = [
+        _at(0, instruments),
+        _at(0, orjson.dumps(late)),
+        _at(1, dfr.snapshot(perp, 1, 10, [(90000.0, 5.0)], [(90000.5, 4.0)])),
+        _at(1, dfr.snapshot(late_name, 1, 10, [(100.0, 5.0)], [(100.5, 4.0)])),
+        _at(2, dfr.ticker(perp, 2, bid=12345.5, ask=90001.0, mark=90000.5, index=90000.2)),  # the fault
+        *[_at(3 + i, dfr.trade(perp, 3 + i, 90001.0, 1.0, "buy", f"t{i}")) for i in range(5)],
+        _at(9, dfr.trade(late_name, 9, 100.5, 1.0, "buy", "q1")),
+    ]
+    path = _write_lines(tmp_path / "fault.rec", lines)
+    subs = [Subscription("deribit", perp), Subscription("deribit", late_name)]
+    _, reader = _assert_same(
+        {"deribit": load_venue("deribit")}, [DataSource("deribit", path)], subs, tmp_path
+    )
+    late_book = reader.decoders["deribit"].book(late_name)
+    assert late_book is not None and not late_book.valid
 
 
 def test_the_generated_sample_replays_the_same_from_the_cache(tmp_path: Path) -> None:
@@ -360,3 +441,79 @@ def test_the_command_caches_by_default_and_no_cache_bypasses_it(
         return [line for line in out.splitlines() if "replayed in" not in line and "data: " not in line]
 
     assert body(read) == body(written) == body(bypassed)
+
+
+# -- the same content elsewhere -----------------------------------------------------------------
+def _cut_zst(raw: bytes) -> bytes:
+    """`raw` compressed in flushed blocks without the frame's end: a .zst still being written."""
+    obj = zstandard.ZstdCompressor().compressobj()
+    out = []
+    for i in range(0, len(raw), 500):
+        out.append(obj.compress(raw[i : i + 500]))
+        out.append(obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("kind", ["file", "cut-zst", "directory"])
+def test_the_same_data_elsewhere_replays_naming_its_own_files(tmp_path: Path, kind: str) -> None:
+    """One entry serves a copied or moved data set (the key is the content), and a replay names
+    the files where they are now: in malformed-frame and bad-line log lines, and in the report's
+    `.zst` files cut short."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    hostile = _deribit_hostile(tmp_path / "hostile.rec", bare=kind == "file").read_bytes()
+    if kind == "file":
+        src: Path = first / "a.rec"
+        src.write_bytes(hostile)
+    elif kind == "cut-zst":
+        src = first / "a.rec.zst"
+        src.write_bytes(_cut_zst(hostile))
+    else:
+        src = first / "rec"
+        src.mkdir()
+        (src / "deribit-20261124T000000.000Z.rec").write_bytes(hostile + b"garbage\n")
+    plugins = {"deribit": load_venue("deribit")}
+    subs = [Subscription("deribit", "BTC-PERPETUAL"), Subscription("deribit", "BTC-LATE-1")]
+    cache = tmp_path / "cache"
+    assert _run(plugins, [DataSource("deribit", src)], subs, EventCache(cache))[3].data_path.endswith(
+        "written"
+    )
+    second.mkdir()
+    moved = second / ("b" + src.name if src.is_file() else "rec")
+    if src.is_dir():
+        moved.mkdir()
+        for f in src.iterdir():
+            (moved / f.name).write_bytes(f.read_bytes())
+    else:
+        moved.write_bytes(src.read_bytes())
+    report0, logs0, seen0, ref = _run(plugins, [DataSource("deribit", moved)], subs, None)
+    report1, logs1, seen1, replay = _run(plugins, [DataSource("deribit", moved)], subs, EventCache(cache))
+    assert replay.data_path == "cache", "the same content: the same entry"
+    assert str(first) not in report1 + "".join(logs1), "the replay names the files where they are"
+    assert str(moved) in "".join(logs0)
+    assert logs1 == logs0
+    assert report1 == report0
+    assert seen1 == seen0
+    assert replay.books_trace == ref.books_trace
+
+
+def test_a_bad_cache_size_limit_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tradingd.cli.main import main
+    from tradingd.engine.sim.plugins import load_simulator
+
+    rec = tmp_path / "short.rec"
+    load_simulator("deribit").generate_sample(rec, {"hours": 0.01, "seed": 7})
+    config = (ROOT / "config" / "backtest.toml").read_text()
+    config = config.replace('path = "../data/deribit-sample.rec.zst"', 'path = "short.rec"')
+    config = "\n".join(line for line in config.splitlines() if not line.startswith("generate = "))
+    (tmp_path / "bt.toml").write_text(config)
+    monkeypatch.setenv("TRADINGD_CACHE_MAX_BYTES", "4X")
+    assert main(["backtest", "--config", str(tmp_path / "bt.toml"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.strip()] == [
+        "tradingd: error: TRADINGD_CACHE_MAX_BYTES='4X' is not a size:"
+        " a number of bytes, or with K, M, G or T (4G)"
+    ]

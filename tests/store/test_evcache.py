@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import trio
 
 from tests.support import deribit_frames as dfr
 from tradingd.engine import MarketEvent, Strategy, Subscription
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
-from tradingd.engine.model.errors import DataError
+from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.store import evcache
 from tradingd.engine.store.evcache import EventCache, cache_dir
 from tradingd.engine.venue.plugins import load_venue
@@ -307,3 +309,148 @@ def test_a_book_that_diverges_mid_file_only_is_never_replayed_wrong(
         assert reader.data_path == "cache"
         assert replayed == frames_seen, "the replay shows the book the frame path showed"
     assert any(s[2] is not None and s[2][3] == -1 for s in frames_seen) == (where == "sequence")
+
+
+@pytest.mark.parametrize("turn", [1, 2])
+def test_each_test_has_a_cache_folder_of_its_own(tmp_path: Path, turn: int) -> None:
+    """The same data in two tests: each writes its own entry (tests/conftest.py), so a test
+    meant to cover the frame path never replays another test's entry by accident."""
+    assert cache_dir() != cache_dir({}), "never the user's folder"
+    kernel = _run(_recording(tmp_path / "same.rec.zst"), EventCache())
+    assert kernel.data_path == "frames, cache written", f"turn {turn}"
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("1000", 1000),
+        ("4G", 4 << 30),
+        ("512m", 512 << 20),
+        ("64KiB", 64 << 10),
+        (" 2GB ", 2 << 30),
+        ("1T", 1 << 40),
+    ],
+)
+def test_the_size_limit_takes_bytes_or_a_suffix(
+    monkeypatch: pytest.MonkeyPatch, text: str, size: int
+) -> None:
+    monkeypatch.setenv("TRADINGD_CACHE_MAX_BYTES", text)
+    assert EventCache().max_bytes == size
+
+
+@pytest.mark.parametrize("text", ["lots", "4X", "-1", "1.5G", "G"])
+def test_a_bad_size_limit_is_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.setenv("TRADINGD_CACHE_MAX_BYTES", text)
+    with pytest.raises(ConfigError, match=f"TRADINGD_CACHE_MAX_BYTES={text!r}"):
+        EventCache()
+
+
+def test_eviction_removes_a_killed_writer_s_old_part_files_and_counts_the_others(tmp_path: Path) -> None:
+    folder = tmp_path / "c"
+    entry = _run(_recording(tmp_path / "a.rec.zst"), EventCache(folder)).cache_entry
+    assert entry is not None
+    stale = folder / f".{'0' * 40}.abc123.part"  # a killed run's: two hours old
+    stale.write_bytes(b"x" * 5000)
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    fresh = folder / f".{'1' * 40}.def456.part"  # a writer at work now
+    fresh.write_bytes(b"x" * 5000)
+    cache = EventCache(folder, max_bytes=entry.stat().st_size + 4000)
+    cache.evict()
+    assert not stale.exists(), "older than an hour: a killed writer's, removed"
+    assert fresh.exists(), "a writer at work keeps its file"
+    assert not entry.exists(), "the fresh part file counts in the folder's size"
+
+
+@pytest.mark.parametrize("as_dir", [False, True])
+def test_a_data_file_changed_after_it_was_hashed_is_not_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_dir: bool
+) -> None:
+    """The key names the content hashed; a file rewritten before (or while) it is read would
+    be cached under the old content's key: the entry is not written (one log line)."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    path = folder / "deribit-20261124T000000.000Z.rec.zst" if as_dir else tmp_path / "d.rec.zst"
+    _recording(path, last_bid=89000.0)
+    real_key = EventCache.key
+
+    def key_then_rewrite(self: EventCache, plugins: Any, sources: Any) -> str:
+        k = real_key(self, plugins, sources)
+        _recording(path, last_bid=89990.0)  # rewritten after it was hashed, before it is read
+        return k
+
+    monkeypatch.setattr(EventCache, "key", key_then_rewrite)
+    with structlog.testing.capture_logs() as logs:
+        kernel = _run(folder if as_dir else path, EventCache(tmp_path / "c"))
+    assert kernel.data_path == "frames"
+    assert not list((tmp_path / "c").glob("*.evc"))
+    assert [line["reason"] for line in logs if line["event"] == "evcache.not_written"] == [
+        f"a data file changed while it was read: {path}"
+    ]
+
+
+def _plugin_from(folder: Path, name: str) -> Any:
+    """A Deribit plugin whose class lives in a module of `folder` (its own decoder source)."""
+    import importlib.util
+    import sys
+
+    pkg = folder / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "from tradingd.connectors.deribit import DeribitPlugin\n\n\nclass Plugin(DeribitPlugin):\n    pass\n"
+    )
+    spec = importlib.util.spec_from_file_location(name, pkg / "__init__.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module.Plugin()
+
+
+def _run_with(plugin: Any, path: Path, cache: EventCache) -> BacktestKernel:
+    kernel = BacktestKernel(
+        {"deribit": plugin}, [DataSource("deribit", path)], [], BacktestSettings(), event_cache=cache
+    )
+    trio.run(kernel.run)
+    return kernel
+
+
+def test_a_decoder_edited_after_it_was_imported_is_never_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-lived process (a notebook, a sweep runner) runs the code it imported: its source
+    edited since, the key (a hash of the files on disk) would name code that is not running."""
+    monkeypatch.setattr(evcache, "_version_memo", {})
+    plugin = _plugin_from(tmp_path, "tradingd_test_edited_venue")
+    init = tmp_path / "tradingd_test_edited_venue" / "__init__.py"
+    init.write_text(init.read_text() + "# edited after the import: not the code running\n")
+    with structlog.testing.capture_logs() as logs:
+        kernel = _run_with(plugin, _recording(tmp_path / "a.rec.zst"), EventCache(tmp_path / "c"))
+    assert kernel.data_path == "frames"
+    assert not (tmp_path / "c").exists() or not list((tmp_path / "c").glob("*.evc"))
+    assert [line["event"] for line in logs if line["event"].startswith("evcache.")] == ["evcache.off"]
+
+
+def test_a_decoder_edited_during_the_run_writes_no_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(evcache, "_version_memo", {})
+    plugin = _plugin_from(tmp_path, "tradingd_test_edited_during_venue")
+    init = tmp_path / "tradingd_test_edited_during_venue" / "__init__.py"
+    # As if this process had started after the module was written (it was, a moment ago).
+    monkeypatch.setattr(evcache, "_STARTED_NS", time.time_ns() + 1_000_000_000)
+    real_writer = EventCache.writer
+
+    def writer_then_edit(self: EventCache, *args: Any, **kwargs: Any) -> Any:
+        w = real_writer(self, *args, **kwargs)
+        init.write_text(init.read_text() + "# edited while the run reads its frames\n")
+        return w
+
+    monkeypatch.setattr(EventCache, "writer", writer_then_edit)
+    with structlog.testing.capture_logs() as logs:
+        kernel = _run_with(plugin, _recording(tmp_path / "a.rec.zst"), EventCache(tmp_path / "c"))
+    assert kernel.data_path == "frames"
+    assert not list((tmp_path / "c").glob("*.evc"))
+    reasons = [line["reason"] for line in logs if line["event"] == "evcache.not_written"]
+    assert reasons == ["the deribit decoder's source changed during the run"]
