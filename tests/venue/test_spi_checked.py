@@ -128,7 +128,7 @@ def test_mypy_reports_an_execution_client_that_does_not_follow_the_spi(tmp_path:
             "--config-file",
             str(ROOT / "pyproject.toml"),
             "--cache-dir",
-            str(ROOT / ".mypy_cache"),  # test_static's mypy run filled it: only the witness is new
+            str(tmp_path / "cache"),
             "--no-error-summary",
             "--hide-error-context",
         ]
