@@ -19,6 +19,7 @@ import trio
 import zstandard
 
 from tests.support import deribit_frames as dfr
+from tests.support.backtests import bundled_config_on
 from tests.support.log_streams import _Stream
 from tradingd.config import load_config
 from tradingd.connectors.derive import PLUGIN as DERIVE
@@ -413,17 +414,11 @@ def test_the_command_caches_by_default_and_no_cache_bypasses_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tradingd.cli.main import main
-    from tradingd.engine.sim.plugins import load_simulator
 
-    rec = tmp_path / "short.rec"
-    load_simulator("deribit").generate_sample(rec, {"hours": 0.05, "seed": 7})
-    config = (ROOT / "config" / "backtest.toml").read_text()
-    config = config.replace('path = "../data/deribit-sample.rec.zst"', 'path = "short.rec"')
-    config = "\n".join(line for line in config.splitlines() if not line.startswith("generate = "))
-    (tmp_path / "bt.toml").write_text(config)
+    config = bundled_config_on(tmp_path, hours=0.05, seed=7)
     cache = tmp_path / "cache"
     monkeypatch.setenv("TRADINGD_CACHE_DIR", str(cache))
-    args = ["--log-format", "json", "backtest", "--config", str(tmp_path / "bt.toml"), "--no-progress"]
+    args = ["--log-format", "json", "backtest", "--config", str(config), "--no-progress"]
 
     assert main([*args, "--no-cache"]) == 0
     bypassed = capsys.readouterr().out
@@ -501,16 +496,10 @@ def test_a_bad_cache_size_limit_is_one_line_and_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tradingd.cli.main import main
-    from tradingd.engine.sim.plugins import load_simulator
 
-    rec = tmp_path / "short.rec"
-    load_simulator("deribit").generate_sample(rec, {"hours": 0.01, "seed": 7})
-    config = (ROOT / "config" / "backtest.toml").read_text()
-    config = config.replace('path = "../data/deribit-sample.rec.zst"', 'path = "short.rec"')
-    config = "\n".join(line for line in config.splitlines() if not line.startswith("generate = "))
-    (tmp_path / "bt.toml").write_text(config)
+    config = bundled_config_on(tmp_path, hours=0.01, seed=7)
     monkeypatch.setenv("TRADINGD_CACHE_MAX_BYTES", "4X")
-    assert main(["backtest", "--config", str(tmp_path / "bt.toml"), "--no-progress"]) == 2
+    assert main(["backtest", "--config", str(config), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert [line for line in err.splitlines() if line.strip()] == [

@@ -18,10 +18,8 @@ import orjson
 import pytest
 import structlog
 
+from tests.support.backtests import bundled_config_on
 from tradingd.cli.main import main
-from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
-
-ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -33,13 +31,7 @@ def _reset_logging() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled backtest config on a few minutes of the sample."""
-    folder = tmp_path_factory.mktemp("bt")
-    data = folder / "s.rec.zst"
-    DERIBIT_SIM.generate_sample(data, {"hours": 0.05, "seed": 5})
-    cfg = folder / "bt.toml"
-    text = (ROOT / "config" / "backtest.toml").read_text()
-    cfg.write_text(text.replace('path = "../data/deribit-sample.rec.zst"', f'path = "{data}"'))
-    return cfg
+    return bundled_config_on(tmp_path_factory.mktemp("bt"), hours=0.05, seed=5)
 
 
 def _backtest(config: Path, report: str) -> int:

@@ -5,43 +5,27 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import structlog
 import trio
 
 import tradingd.cli.backtest as cli_backtest
+from tests.support.backtests import bundled_config_on
 from tradingd.cli.main import main
 from tradingd.cli.settings import risk_limits
 from tradingd.config import load_config
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 from tradingd.engine.reports.html import write_run_reports
 from tradingd.engine.venue.plugins import load_venue
-from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
-
-ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-@pytest.fixture(autouse=True)
-def _reset_logging() -> Iterator[None]:
-    yield
-    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled backtest config on a few minutes of the sample."""
-    folder = tmp_path_factory.mktemp("bt")
-    data = folder / "s.rec.zst"
-    DERIBIT_SIM.generate_sample(data, {"hours": 0.05, "seed": 5})
-    cfg = folder / "bt.toml"
-    text = (ROOT / "config" / "backtest.toml").read_text()
-    cfg.write_text(text.replace('path = "../data/deribit-sample.rec.zst"', f'path = "{data}"'))
-    return cfg
+    return bundled_config_on(tmp_path_factory.mktemp("bt"), hours=0.05, seed=5)
 
 
 def _kernels_alive() -> int:

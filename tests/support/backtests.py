@@ -1,6 +1,6 @@
 """Strategies for backtests (`Scripted`: runs a script on each event and records what it saw;
 `BuyOnce`: buys 1,000 USD of BTC-PERPETUAL on its first book), and a backtest of Deribit frames from
-one recording (`run`)."""
+one recording (`run`); the README's backtest config on a generated sample (`bundled_config_on`)."""
 
 from __future__ import annotations
 
@@ -59,3 +59,19 @@ class BuyOnce(Strategy):
         if isinstance(event, BookUpdate) and not self.bought:
             self.bought = True
             await self.ctx.buy("deribit", "BTC-PERPETUAL", 1000)
+
+
+_BUNDLED_CONFIG = Path(__file__).resolve().parents[2] / "config" / "backtest.toml"
+
+
+def bundled_config_on(folder: Path, hours: float, seed: int) -> Path:
+    """The README's backtest config (both example strategies) on `hours` of a generated Deribit
+    sample written in `folder`, without its `generate` line (the data is there); its path."""
+    from tradingd.simulators.deribit import SIMULATOR
+
+    data = folder / "sample.rec.zst"
+    SIMULATOR.generate_sample(data, {"hours": hours, "seed": seed})
+    text = _BUNDLED_CONFIG.read_text().replace('path = "../data/deribit-sample.rec.zst"', f'path = "{data}"')
+    config = folder / "bt.toml"
+    config.write_text("\n".join(line for line in text.splitlines() if not line.startswith("generate = ")))
+    return config
