@@ -175,8 +175,7 @@ class TradeStatus(enum.StrEnum):
     FAILED = "failed"  # the trade did not happen (terminal)
 
 
-@attrs.frozen
-class TradeSettlement(PrivateEvent):
+class TradeSettlement(PrivateEvent, frozen=True, gc=False):
     """A report of one of our trades (one per order of ours in it): its settlement `status`.
 
     `fill_reported` says whether a `Fill` was returned for this trade and order (at the first
@@ -831,7 +830,7 @@ class PolymarketDecoder:
                         out.reversals.append(_reversal(fill, settlement, ts_local))
                 elif known is None or known == _REPORTED:
                     trades[key] = _REPORTED
-                    out.fills.append(attrs.evolve(fill, ts_local=ts_local))
+                    out.fills.append(msgspec.structs.replace(fill, ts_local=ts_local))
                     if known is None:
                         self._flag_unknown_fee(r, fill)
                 # else: the user channel said FAILED (terminal): this page is older
@@ -921,7 +920,7 @@ class PolymarketDecoder:
                 _tick_size(m.order_price_min_tick_size, "new_market", m.market)
         elif cls is _UserOrder:
             update = self._order_update(m)
-            return lambda ts_local: [attrs.evolve(update, ts_local=ts_local)]
+            return lambda ts_local: [msgspec.structs.replace(update, ts_local=ts_local)]
         elif cls is _UserTrade:
             report = self._trade_report(m)
             return lambda ts_local: self._apply_trade(report, ts_local)
@@ -1461,7 +1460,7 @@ class PolymarketDecoder:
                     del trades[next(iter(trades))]
                 reported = trades[key] = _NONE if r.status is TradeStatus.FAILED else _REPORTED
                 if reported == _REPORTED:
-                    events.append(attrs.evolve(fill, ts_local=ts_local))
+                    events.append(msgspec.structs.replace(fill, ts_local=ts_local))
                     self._flag_unknown_fee(r, fill)
             elif r.status is TradeStatus.FAILED and reported == _REPORTED:
                 # The fill we reported did not happen: take it back (once, however many
@@ -1469,7 +1468,9 @@ class PolymarketDecoder:
                 self.failed_fills += 1
                 reported = trades[key] = _REVERSED
                 events.append(_reversal(fill, settlement, ts_local))
-            events.append(attrs.evolve(settlement, ts_local=ts_local, fill_reported=reported != _NONE))
+            events.append(
+                msgspec.structs.replace(settlement, ts_local=ts_local, fill_reported=reported != _NONE)
+            )
         return events
 
 

@@ -1,10 +1,12 @@
 """Typed events: what venues tell us, normalized, and what the engine tells strategies.
 
 Market events (`Ticker`, `BookUpdate`, `Trade`, `Status`) come from venue decoders; private events
-(`OrderUpdate`, `Fill`) from execution. All are attrs frozen/slots classes: cheap to build on the hot
-path, safe to share between strategies. Their JSON form (`event_to_dict`) is the contract of
-DESIGN.md: `type`, `venue`, `instrument`, `ts_exchange` (ns or None), `ts_local` (ns), then the
-fields of the type; a value the venue did not send is None.
+(`OrderUpdate`, `Fill`) from execution. All are frozen msgspec Structs: built by a C constructor
+from positional arguments (about a tenth of the cost of an attrs frozen/slots class filled slot by
+slot), safe to share between strategies, equal when of the same type with equal fields, picklable.
+Change one with `msgspec.structs.replace(event, field=...)`. Their JSON form (`event_to_dict`) is
+the contract of DESIGN.md: `type`, `venue`, `instrument`, `ts_exchange` (ns or None), `ts_local`
+(ns), then the fields of the type; a value the venue did not send is None.
 
 Market data numbers are floats (they come from JSON as floats and are only compared and averaged);
 order and fill quantities are `Decimal`, because they are what money is counted in.
@@ -19,6 +21,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, TypeVar, cast
 
 import attrs
+import msgspec
 
 __all__ = [
     "ALL_KINDS",
@@ -130,8 +133,13 @@ class Subscription:
         return ((self.venue, self.instrument, k) for k in sorted(self.kinds))
 
 
-@attrs.frozen
-class Greeks:
+# Which events the collector tracks. An event whose fields can only hold scalars (str, int, float,
+# Decimal, enums, tuples of floats, `Greeks`) cannot be part of a reference cycle, so it is made
+# with `gc=False`: never tracked, never walked by the collector (millions of them are alive in a
+# backtest's chunk). A `Status` holds `data`, a dict anyone may fill with anything (even the event
+# itself): it stays tracked, and it is rare. The bases keep the default so that a subclass made
+# elsewhere (a connector's own private event) is tracked unless it says otherwise.
+class Greeks(msgspec.Struct, frozen=True, gc=False):
     """Option sensitivities as the venue publishes them (Deribit: USD-denominated;
     delta per unit of underlying, vega per vol point, theta per day)."""
 
@@ -142,8 +150,7 @@ class Greeks:
     rho: float | None = None
 
 
-@attrs.frozen
-class MarketEvent:
+class MarketEvent(msgspec.Struct, frozen=True):
     """Fields every event carries. `ts_exchange` is the venue's timestamp in ns since the epoch
     (None when the venue sent none); `ts_local` is when we received it (or replay time)."""
 
@@ -167,8 +174,7 @@ def _mid(bid: float | None, ask: float | None) -> float | None:
     return (bid + ask) / 2
 
 
-@attrs.frozen
-class Ticker(MarketEvent):
+class Ticker(MarketEvent, frozen=True, gc=False):
     """Best prices and venue-computed marks. Implied vols are fractions (0.4543 for 45.43%)."""
 
     type: ClassVar[str] = "ticker"
@@ -193,8 +199,7 @@ class Ticker(MarketEvent):
         return _mid(self.bid, self.ask)
 
 
-@attrs.frozen
-class BookUpdate(MarketEvent):
+class BookUpdate(MarketEvent, frozen=True, gc=False):
     """A book message: the levels it set (size 0 removes) and the top of book after applying it.
 
     `snapshot` is True when the message replaced the whole book. `sequence` is the venue's change
@@ -218,8 +223,7 @@ class BookUpdate(MarketEvent):
         return _mid(self.best_bid, self.best_ask)
 
 
-@attrs.frozen
-class Trade(MarketEvent):
+class Trade(MarketEvent, frozen=True, gc=False):
     """A public trade. `side` is the aggressor's side."""
 
     type: ClassVar[str] = "trade"
@@ -252,8 +256,7 @@ class StatusKind(enum.StrEnum):
     FUNDING = "funding"
 
 
-@attrs.frozen
-class Status(MarketEvent):
+class Status(MarketEvent, frozen=True):
     """A change of state of a venue connection or an instrument. `instrument` is "" for
     venue-wide states; `data` holds the fields that describe the change (flattened in JSON)."""
 
@@ -261,11 +264,10 @@ class Status(MarketEvent):
 
     status: StatusKind = StatusKind.CONNECTED
     message: str = ""
-    data: Mapping[str, Any] = attrs.field(factory=dict)
+    data: Mapping[str, Any] = msgspec.field(default_factory=dict)
 
 
-@attrs.frozen
-class PrivateEvent(MarketEvent):
+class PrivateEvent(MarketEvent, frozen=True):
     """An event about one of our own orders; routed to the strategy that owns it."""
 
     order_id: str | None = None
@@ -273,8 +275,7 @@ class PrivateEvent(MarketEvent):
     strategy: str | None = None
 
 
-@attrs.frozen
-class OrderUpdate(PrivateEvent):
+class OrderUpdate(PrivateEvent, frozen=True, gc=False):
     """The state of one of our orders after a change. Quantities are Decimal, in the venue's
     units for the instrument. `reason` says why an order was rejected or cancelled."""
 
@@ -289,8 +290,7 @@ class OrderUpdate(PrivateEvent):
     reason: str | None = None
 
 
-@attrs.frozen
-class Fill(PrivateEvent):
+class Fill(PrivateEvent, frozen=True, gc=False):
     """One execution of one of our orders. `fee` is in `fee_currency` (negative: a rebate).
     `index_price` is the underlying's USD index price at the execution where the venue reports
     it (Deribit's and Derive's trades do): the ledger converts the fill to USD at it."""
@@ -307,8 +307,7 @@ class Fill(PrivateEvent):
     index_price: float | None = None
 
 
-@attrs.frozen
-class FillReversal(PrivateEvent):
+class FillReversal(PrivateEvent, frozen=True, gc=False):
     """A fill the venue has voided after reporting it (Polymarket: a matched trade whose
     settlement on chain ended FAILED, VENUES.md §2.2). Names the `Fill` by `trade_id` and repeats
     its terms; the engine takes it out of the order's fills and the strategy's position."""
@@ -337,8 +336,7 @@ def _value(v: Any) -> Any:
 def event_to_dict(event: MarketEvent) -> dict[str, Any]:
     """The JSON contract form of an event (DESIGN.md, "normalized events as JSON")."""
     out: dict[str, Any] = {"type": event.type}
-    for f in attrs.fields(type(event)):
-        name = f.name
+    for name in event.__struct_fields__:
         v = getattr(event, name)
         if name == "data" and isinstance(event, Status):
             for k, dv in v.items():
@@ -349,15 +347,19 @@ def event_to_dict(event: MarketEvent) -> dict[str, Any]:
 
 
 def positional_builder(cls: type[_T]) -> Callable[..., _T]:
-    """A positional constructor for the attrs frozen/slots class `cls` that fills its slots
-    directly: decoders build millions of events, and attrs' `__init__` of a frozen class sets
-    each field through `object.__setattr__`, about 30% dearer (bench/bench_decode.py).
+    """The fastest positional constructor of `cls`, for decoders that build millions of objects.
 
-    It takes every field, in order, and does nothing else, so it is only made when `__init__`
-    would do nothing else either (no validators, converters, keyword-only or init=False fields,
-    no init hooks); otherwise `cls` itself is returned, which takes the same arguments. The
-    objects it makes equal, hash and freeze like those of `cls` (tests/model/test_events.py).
+    For a msgspec Struct (every event) it is `cls` itself: its constructor already takes every
+    field in order and is C code. For an attrs frozen/slots class (the catalog's records) it is a
+    function that fills the slots directly: attrs' `__init__` of a frozen class sets each field
+    through `object.__setattr__`, about 30% dearer (bench/bench_decode.py). That function takes
+    every field, in order, and does nothing else, so it is only made when `__init__` would do
+    nothing else either (no validators, converters, keyword-only or init=False fields, no init
+    hooks); otherwise `cls` itself is returned, which takes the same arguments. The objects it
+    makes equal, hash and freeze like those of `cls` (tests/model/test_events.py).
     """
+    if issubclass(cls, msgspec.Struct):
+        return cls
     fields = attrs.fields(cast(Any, cls))
     setters: list[Any] = []
     for f in fields:

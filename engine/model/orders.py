@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Protocol
 
 import attrs
+import msgspec
 import structlog
 
 from .errors import IllegalTransition, OrderDenied
@@ -808,7 +809,9 @@ class OrderTracker:
         self.stats.reversals += 1
         order.reason = reversal.reason or "fill_reversed"
         if reversal.strategy != order.strategy or reversal.client_order_id != order.client_order_id:
-            reversal = attrs.evolve(reversal, strategy=order.strategy, client_order_id=order.client_order_id)
+            reversal = msgspec.structs.replace(
+                reversal, strategy=order.strategy, client_order_id=order.client_order_id
+            )
         return [reversal, order.snapshot(ts_local=now, ts_exchange=reversal.ts_exchange)]
 
     def apply_fill(self, fill: Fill) -> list[PrivateEvent]:
@@ -849,7 +852,9 @@ class OrderTracker:
                 reason=order.reason,
             )
         if fill.strategy != order.strategy or fill.client_order_id != order.client_order_id:
-            fill = attrs.evolve(fill, strategy=order.strategy, client_order_id=order.client_order_id)
+            fill = msgspec.structs.replace(
+                fill, strategy=order.strategy, client_order_id=order.client_order_id
+            )
         out.append(fill)
         if (order.state, order.filled_size) != before:
             out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))

@@ -11,6 +11,7 @@ from decimal import Decimal, localcontext
 from typing import Any, Protocol
 
 import attrs
+import msgspec
 import structlog
 
 from ..logs.setup import cached_logger, logs_at
@@ -887,7 +888,9 @@ class OrderFlow:
             )
             return None
         if event.strategy != order.strategy or event.client_order_id != order.client_order_id:
-            event = attrs.evolve(event, strategy=order.strategy, client_order_id=order.client_order_id)
+            event = msgspec.structs.replace(
+                event, strategy=order.strategy, client_order_id=order.client_order_id
+            )
         self.deliver(event)
         return event
 

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 
 import attrs
+import msgspec
 import structlog
 import trio
 
@@ -51,7 +52,7 @@ def merge_book_updates(old: BookUpdate, new: BookUpdate) -> BookUpdate:
     if new.snapshot:
         return new
     snapshot = old.snapshot
-    return attrs.evolve(
+    return msgspec.structs.replace(
         new,
         snapshot=snapshot,
         bids=_merge_levels(old.bids, new.bids, drop_zero=snapshot),

@@ -71,7 +71,6 @@ import pickle
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from operator import attrgetter
@@ -79,6 +78,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 import attrs
+import msgspec
 import zstandard
 
 from ..model.book import OrderBook
@@ -267,46 +267,31 @@ def _stamp(st: os.stat_result) -> tuple[int, ...]:
 
 
 # -- events as tuples ---------------------------------------------------------------------------
-def _slot_setter(cls: type, name: str) -> Any:
-    for k in cls.__mro__:
-        d = k.__dict__.get(name)
-        if isinstance(d, types.MemberDescriptorType):
-            return d.__set__
-    raise TypeError(f"{cls.__qualname__}.{name} is not a slot")
-
-
-def _builder(cls: type) -> Callable[..., Any]:
-    """`build(code, *fields)`: a new `cls` with its slots filled directly (no `__init__`, as
-    `positional_builder` does), a `Ticker`'s greeks rebuilt from their tuple."""
-    fields = attrs.fields(cls)
-    ns: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    lines = ["def build(_c, " + ", ".join(f"a{i}" for i in range(len(fields))) + "):", "    o = new(cls)"]
-    for i, f in enumerate(fields):
-        ns[f"s{i}"] = _slot_setter(cls, f.name)
-        if cls is Ticker and f.name == "greeks":
-            gfields: Any = attrs.fields(Greeks)
-            ns["gcls"] = Greeks
-            lines.append(f"    if a{i} is not None:")
-            lines.append("        g = new(gcls)")
-            for j, gf in enumerate(gfields):
-                ns[f"g{j}"] = _slot_setter(Greeks, gf.name)
-                lines.append(f"        g{j}(g, a{i}[{j}])")
-            lines.append(f"        a{i} = g")
-        lines.append(f"    s{i}(o, a{i})")
-    lines.append("    return o")
-    exec("\n".join(lines), ns)
+def _builder(cls: type[msgspec.Struct]) -> Callable[..., Any]:
+    """`build(code, *fields)`: a new `cls` from its fields (the Struct's own C constructor, as
+    `positional_builder` gives), a `Ticker`'s greeks rebuilt from their tuple."""
+    names = cls.__struct_fields__
+    ns: dict[str, Any] = {"cls": cls, "gcls": Greeks}
+    args = [f"a{i}" for i in range(len(names))]
+    if cls is Ticker:
+        gi = names.index("greeks")
+        args[gi] = f"None if a{gi} is None else gcls(*a{gi})"
+    exec(
+        f"def build(_c, {', '.join(f'a{i}' for i in range(len(names)))}):\n    return cls({', '.join(args)})",
+        ns,
+    )
     built: Callable[..., Any] = ns["build"]
     return built
 
 
-def _fields_getter(cls: type) -> Callable[[Any], tuple[Any, ...]]:
-    names = [f.name for f in attrs.fields(cls)]
+def _fields_getter(cls: type[msgspec.Struct]) -> Callable[[Any], tuple[Any, ...]]:
+    names = list(cls.__struct_fields__)
     get = attrgetter(*names)
     if len(names) == 1:
         return lambda o: (get(o),)
     if cls is Ticker:
         gi = names.index("greeks")
-        gget = attrgetter(*(f.name for f in attrs.fields(Greeks)))
+        gget = attrgetter(*Greeks.__struct_fields__)
 
         def ticker(o: Any) -> tuple[Any, ...]:
             vals: tuple[Any, ...] = get(o)
@@ -320,30 +305,28 @@ def _fields_getter(cls: type) -> Callable[[Any], tuple[Any, ...]]:
 
 
 def _cacheable_event_class(cls: type) -> bool:
-    """An attrs class whose slots hold all of its state (what the builder sets is the event)."""
-    if not (attrs.has(cls) and issubclass(cls, MarketEvent) and "__slots__" in cls.__dict__):
-        return False
-    if hasattr(cls, "__attrs_post_init__"):
-        return False
-    try:
-        for f in attrs.fields(cls):
-            _slot_setter(cls, f.name)
-    except TypeError:
-        return False
-    return True
+    """An event Struct whose fields are all of its state, and whose constructor does nothing
+    else (what the builder passes it is the event)."""
+    return (
+        isinstance(cls, type)
+        and issubclass(cls, MarketEvent)
+        and not hasattr(cls, "__post_init__")
+        and not cls.__struct_config__.dict
+    )
 
 
 # -- what a cache file may name -----------------------------------------------------------------
 def _allowed(obj: object) -> bool:
-    """Globals a cache file may name: the project's attrs classes (events, instruments), its
-    enums and order books, and Decimal. Never a function: unpickling calls nothing else."""
+    """Globals a cache file may name: the project's Structs (events) and attrs classes
+    (instruments), its enums and order books, and Decimal. Never a function: unpickling calls
+    nothing else (a Struct is rebuilt by its C constructor, which runs no code of ours)."""
     if obj is Decimal:
         return True
     if not isinstance(obj, type):
         return False
     if not (obj.__module__.startswith("tradingd.")):
         return False
-    return attrs.has(obj) or issubclass(obj, enum.Enum | OrderBook)
+    return attrs.has(obj) or issubclass(obj, msgspec.Struct | enum.Enum | OrderBook)
 
 
 class _Unpickler(pickle.Unpickler):

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import attrs
+import msgspec
 import numpy as np
 import pytest
 
@@ -239,7 +240,7 @@ def test_a_reversal_is_journaled_and_restored_at_the_fills_rates(tmp_path: Path)
     first = ofill("buy", "1", "0.05", tid="T1", oid="V1", fee="0.0003")
     flow.on_fill(first)
     market.on_ticker(ticker(OPT, index=130_000.0, mark=0.05))
-    booked = flow.on_reversal(reversal_of(attrs.evolve(first, client_order_id="s-1")))
+    booked = flow.on_reversal(reversal_of(msgspec.structs.replace(first, client_order_id="s-1")))
     assert booked is not None
     assert [r[2:] for r in ledger_rows(path)] == [(100_000.0,) * 3, (100_000.0,) * 3]
     ledger = flow.ledger("s")
@@ -499,10 +500,10 @@ def test_a_charted_fill_fee_is_unknown_not_zero_while_no_rate_is_known(tmp_path:
     )
     kernel.registry.add(OPTION)
     (slot,) = kernel.slots
-    f = attrs.evolve(ofill("buy", "1", "0.05", fee="0.0003"), strategy="i")
+    f = msgspec.structs.replace(ofill("buy", "1", "0.05", fee="0.0003"), strategy="i")
     kernel.flow.ledger("i").on_fill(f, OPTION)
     kernel._record_fill(slot, f)
     assert slot.fills[-1].fee_usd is None  # not 0: no BTC rate yet
     kernel.market.on_ticker(ticker(OPT, index=100_000.0, mark=0.05))
-    kernel._record_fill(slot, attrs.evolve(f, trade_id="t2"))
+    kernel._record_fill(slot, msgspec.structs.replace(f, trade_id="t2"))
     assert slot.fills[-1].fee_usd == pytest.approx(30.0)

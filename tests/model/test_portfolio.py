@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 
-import attrs
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -178,7 +178,8 @@ def test_the_fills_own_index_price_books_it_when_the_market_has_none() -> None:
     market = MarketState(registry())
     ledger = Ledger("s", market)
     ledger.on_fill(
-        attrs.evolve(fill(OPTION.symbol, "buy", "1", "0.05", fee="0.0003"), index_price=100_000.0), OPTION
+        msgspec.structs.replace(fill(OPTION.symbol, "buy", "1", "0.05", fee="0.0003"), index_price=100_000.0),
+        OPTION,
     )
     assert ledger.waiting == 0
     assert ledger.fees_usd == Decimal(30)
@@ -186,7 +187,9 @@ def test_the_fills_own_index_price_books_it_when_the_market_has_none() -> None:
     # An index price no money can be booked at (0, NaN) is no rate: the fill waits.
     for bad in (0.0, math.nan, math.inf):
         waiting = Ledger("w", MarketState(registry()))
-        waiting.on_fill(attrs.evolve(fill(OPTION.symbol, "buy", "1", "0.05"), index_price=bad), OPTION)
+        waiting.on_fill(
+            msgspec.structs.replace(fill(OPTION.symbol, "buy", "1", "0.05"), index_price=bad), OPTION
+        )
         assert waiting.waiting == 1 and waiting.realized_usd == 0
 
 

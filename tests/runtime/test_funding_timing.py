@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import msgspec
 import trio
 import trio.testing
 
@@ -444,7 +445,7 @@ def test_the_first_round_asks_from_before_a_fill_of_the_downtime(tmp_path: Path)
     flow = make_flow(OrderJournal(tmp_path / "j.sqlite"))
     start = 100 * day
     fill_of(flow, "s", "buy", "100", at=start)  # held from `start`
-    sold = attrs.evolve(late_fill(flow, start + 5 * day // 2, start + 3 * day), side=Side.SELL)
+    sold = msgspec.structs.replace(late_fill(flow, start + 5 * day // 2, start + 3 * day), side=Side.SELL)
     client = _Client()
     client.fills = [sold]
     engine = live(flow, client, [start + 3 * day])

@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Sequence
 from decimal import Decimal
 
-import attrs
+import msgspec
 import pytest
 import structlog
 import trio
@@ -97,7 +97,7 @@ class FakeVenue:
         assert order.order_id is not None
         update = self._update(order, OrderState.OPEN, order.order_id)
         price = update.price if price is None else price
-        return [attrs.evolve(update, price=price, size=update.size if size is None else size)]
+        return [msgspec.structs.replace(update, price=price, size=update.size if size is None else size)]
 
 
 def make_flow(**limits: object) -> tuple[OrderFlow, list[PrivateEvent]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-import attrs
+import msgspec
 import trio
 
 from tests.support.flows import fill, make_flow, update
@@ -35,13 +35,15 @@ async def test_an_open_orders_listing_older_than_an_edit_does_not_undo_it() -> N
     order = _resting(engine)
     venue = _SlowVenue(open_orders=[_update(OrderState.OPEN, ts=4 * S)])
     engine.venues["deribit"].execution = lambda: venue  # type: ignore[method-assign]
-    edited = attrs.evolve(_update(OrderState.OPEN, ts=3 * S), price=Decimal("90100"), size=Decimal("6"))
+    edited = msgspec.structs.replace(
+        _update(OrderState.OPEN, ts=3 * S), price=Decimal("90100"), size=Decimal("6")
+    )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_while_asked, venue, [edited], engine)
         assert await engine._reconcile_once("deribit")
     assert (order.state, order.price, order.size) == (OrderState.OPEN, Decimal("90100"), Decimal("6"))
     assert venue.status_asked == 0  # listed: nothing to ask
-    engine.private([attrs.evolve(_fill(ts=5 * S), size=Decimal("6"), price=Decimal("90100"))])
+    engine.private([msgspec.structs.replace(_fill(ts=5 * S), size=Decimal("6"), price=Decimal("90100"))])
     assert order.state is OrderState.FILLED
     assert engine.flow.tracker.open_orders() == []
 
@@ -51,7 +53,9 @@ async def test_an_open_orders_listing_with_nothing_newer_still_wins() -> None:
     word and is taken (an edit made elsewhere, say)."""
     engine = _engine()
     order = _resting(engine)
-    listed = attrs.evolve(_update(OrderState.OPEN, ts=4 * S), price=Decimal("90200"), size=Decimal("8"))
+    listed = msgspec.structs.replace(
+        _update(OrderState.OPEN, ts=4 * S), price=Decimal("90200"), size=Decimal("8")
+    )
     venue = _SlowVenue(open_orders=[listed])
     venue.gate.set()
     engine.venues["deribit"].execution = lambda: venue  # type: ignore[method-assign]
@@ -67,7 +71,9 @@ async def test_a_status_answer_older_than_an_edit_does_not_undo_it() -> None:
     engine = _engine()
     order = _resting(engine)
     venue = _SlowVenue(status=[_update(OrderState.OPEN, ts=4 * S)])
-    edited = attrs.evolve(_update(OrderState.OPEN, ts=3 * S), price=Decimal("90100"), size=Decimal("6"))
+    edited = msgspec.structs.replace(
+        _update(OrderState.OPEN, ts=3 * S), price=Decimal("90100"), size=Decimal("6")
+    )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_while_asked, venue, [edited], engine)
         await engine._ask_about("deribit", venue, order)
@@ -85,7 +91,7 @@ def test_an_answer_older_than_a_change_takes_forward_moves_but_not_price_and_siz
     tracker.apply_update(_update(OrderState.OPEN))
     mark = tracker.mark()
     tracker.apply_update(
-        attrs.evolve(_update(OrderState.OPEN, ts=3 * S), price=Decimal("90100"), size=Decimal("6"))
+        msgspec.structs.replace(_update(OrderState.OPEN, ts=3 * S), price=Decimal("90100"), size=Decimal("6"))
     )
     assert tracker.apply_update(_update(OrderState.OPEN, ts=4 * S), asked=mark) == []
     assert (order.price, order.size) == (Decimal("90100"), Decimal("6"))
@@ -95,7 +101,7 @@ def test_an_answer_older_than_a_change_takes_forward_moves_but_not_price_and_siz
     other = tracker.add(request(size="10", price="90000", instrument=PERP.symbol, cid="s-2"), now_ns=S)
     tracker.set_order_id(other, "V2")
     mark = tracker.mark()
-    listed = attrs.evolve(
+    listed = msgspec.structs.replace(
         _update(OrderState.OPEN), order_id="V2", client_order_id="s-2", price=Decimal("90200")
     )
     tracker.apply_update(listed, asked=mark)

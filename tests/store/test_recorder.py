@@ -421,8 +421,8 @@ async def test_a_recorded_paper_session_replays_to_the_same_decisions(tmp_path: 
     live_trades = [e for e in live.seen if isinstance(e, Trade)]
     replay_trades = [e for e in replay.seen if isinstance(e, Trade)]
     assert len(live_trades) > 20
-    assert [(e.ts_local // 100 * 100, *attrs_tuple(e, "ts_local")) for e in live_trades] == [
-        (e.ts_local, *attrs_tuple(e, "ts_local")) for e in replay_trades
+    assert [(e.ts_local // 100 * 100, *fields_tuple(e, "ts_local")) for e in live_trades] == [
+        (e.ts_local, *fields_tuple(e, "ts_local")) for e in replay_trades
     ]
     # Tickers: both runs saw every ticker the recording holds for them, except the ones their
     # mailbox conflated while the strategy awaited an order (a newer one replaced them, live as
@@ -430,17 +430,15 @@ async def test_a_recorded_paper_session_replays_to_the_same_decisions(tmp_path: 
     truth = routed(directory, {("BTC-PERPETUAL", "ticker"), ("ETH-PERPETUAL", "ticker")})
     live_slot = engine.router.slots()[0]
     for seen, stats in ((live.seen, live_slot.mailbox.stats), (replay.seen, kernel.slots[0].mailbox.stats)):
-        tickers = [attrs_tuple(e, "ts_local") for e in seen if isinstance(e, Ticker)]
+        tickers = [fields_tuple(e, "ts_local") for e in seen if isinstance(e, Ticker)]
         assert len(tickers) + stats.conflated == len(truth)
-        assert is_subsequence(tickers, [attrs_tuple(e, "ts_local") for e in truth])
+        assert is_subsequence(tickers, [fields_tuple(e, "ts_local") for e in truth])
         assert stats.dropped == 0
     assert [e.ts_local for e in replay.seen if isinstance(e, Ticker)][-1] == truth[-1].ts_local
 
 
-def attrs_tuple(event: MarketEvent, *skip: str) -> tuple[Any, ...]:
-    import attrs
-
-    return tuple(getattr(event, f.name) for f in attrs.fields(type(event)) if f.name not in skip)
+def fields_tuple(event: MarketEvent, *skip: str) -> tuple[Any, ...]:
+    return tuple(getattr(event, name) for name in event.__struct_fields__ if name not in skip)
 
 
 def test_a_recording_directory_backtests_from_the_command_line(tmp_path: Path) -> None:

@@ -636,17 +636,17 @@ async def test_fill_watch_counts_fills_per_order() -> None:
     fill = Fill(
         venue="polymarket", instrument="1", ts_exchange=None, ts_local=1, order_id="a", size=Decimal(2)
     )
-    watch.observe([fill, fill, attrs_evolve(fill, order_id="b"), attrs_evolve(fill, order_id="c")])
+    watch.observe([fill, fill, replaced(fill, order_id="b"), replaced(fill, order_id="c")])
     assert (watch.filled("a"), watch.filled("b"), watch.filled("c")) == tuple(
         map(Decimal, (0, 2, 2))
     )  # "a" was forgotten first
     assert await watch.wait("b", Decimal(5), 0.01) == 2
 
 
-def attrs_evolve(obj: Any, **kw: Any) -> Any:
-    import attrs
+def replaced(obj: Any, **kw: Any) -> Any:
+    import msgspec
 
-    return attrs.evolve(obj, **kw)
+    return msgspec.structs.replace(obj, **kw)
 
 
 def test_a_session_without_api_credentials_cannot_trade() -> None:
