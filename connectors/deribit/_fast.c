@@ -22,6 +22,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <structmember.h> /* T_OBJECT_EX, READONLY: the slots read directly (`getv`) */
 
 /* What codec.py hands over once (`setup`): the Python reference functions and the builder. */
 static PyObject *namespace = NULL;      /* codec's globals: `_apply` is looked up there */
@@ -39,6 +40,75 @@ static PyObject *s__apply, *s_clear, *s_inv, *s_bids, *s_asks, *s_bb, *s_ba, *s_
 static PyObject *zero = NULL; /* 0.0: the size of a removed level in the event */
 
 #define TWO53 9007199254740992.0
+
+/* Direct reads and writes of the slots of two exact types, `OrderBook` and the book message
+ * struct (`codec._BookData`): what a member descriptor does (`PyMember_GetOne`/`SetOne` for
+ * T_OBJECT_EX), without the attribute lookup. The offsets come from the types' own member
+ * descriptors (`setup`); any other type, a name not registered, or an unset slot goes through
+ * PyObject_GetAttr/SetAttr (the same value, or the same AttributeError). */
+typedef struct {
+    PyObject **name;
+    Py_ssize_t offset;
+} SlotOffset;
+#define MAX_SLOTS 8
+static PyTypeObject *book_type = NULL, *data_type = NULL;
+static SlotOffset book_slots[MAX_SLOTS], data_slots[MAX_SLOTS];
+static int n_book_slots = 0, n_data_slots = 0;
+
+static Py_ssize_t offset_of(PyObject *obj, PyObject *name) {
+    SlotOffset *table;
+    int n;
+    if (Py_TYPE(obj) == book_type) {
+        table = book_slots;
+        n = n_book_slots;
+    } else if (Py_TYPE(obj) == data_type) {
+        table = data_slots;
+        n = n_data_slots;
+    } else {
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (*table[i].name == name) return table[i].offset;
+    return -1;
+}
+
+static PyObject *getv(PyObject *obj, PyObject *name) {
+    Py_ssize_t off = offset_of(obj, name);
+    if (off >= 0) {
+        PyObject *v = *(PyObject **)((char *)obj + off);
+        if (v != NULL) return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
+static int setv(PyObject *obj, PyObject *name, PyObject *v) {
+    Py_ssize_t off = offset_of(obj, name);
+    if (off >= 0) {
+        PyObject **slot = (PyObject **)((char *)obj + off);
+        PyObject *old = *slot;
+        *slot = Py_NewRef(v);
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(obj, name, v);
+}
+
+/* The offsets of `names` in `type`: only writable T_OBJECT_EX members (a slot of `__slots__`, a
+ * msgspec field); a name that is anything else is left to the attribute protocol. */
+static int register_slots(PyObject *type, PyObject **const *names, int count, SlotOffset *table,
+                          int *n) {
+    *n = 0;
+    for (int i = 0; i < count && *n < MAX_SLOTS; i++) {
+        PyObject *desc = _PyType_Lookup((PyTypeObject *)type, *names[i]); /* borrowed */
+        if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type)) continue;
+        PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) continue;
+        table[*n].name = names[i];
+        table[*n].offset = m->offset;
+        (*n)++;
+    }
+    return 0;
+}
 
 /* Python's `round(x)` for a float x: round half to even, as float.__round__ (ndigits None). */
 static PyObject *ticks_of(double x) {
@@ -146,7 +216,7 @@ static int apply_side(PyObject *book_levels, PyObject *in, double inv, int op, P
 /* A slot of the book that must be an exact dict: a new reference, NULL with no exception set
  * when it is something else (then the Python code decides), NULL with one on an error. */
 static PyObject *dict_attr(PyObject *obj, PyObject *name) {
-    PyObject *v = PyObject_GetAttr(obj, name);
+    PyObject *v = getv(obj, name);
     if (v != NULL && !PyDict_CheckExact(v)) Py_CLEAR(v);
     return v;
 }
@@ -164,7 +234,7 @@ static PyObject *apply_levels(PyObject *book, PyObject *bid_levels, PyObject *as
         return PyObject_CallFunctionObjArgs(current, book, bid_levels, ask_levels, NULL);
     PyObject *inv_obj = NULL, *bids = NULL, *asks = NULL, *bb = NULL, *ba = NULL;
     PyObject *bid_pairs = NULL, *ask_pairs = NULL, *result = NULL;
-    inv_obj = PyObject_GetAttr(book, s_inv);
+    inv_obj = getv(book, s_inv);
     if (inv_obj == NULL) goto done;
     bids = dict_attr(book, s_bids);
     if (bids == NULL) goto other;
@@ -172,15 +242,15 @@ static PyObject *apply_levels(PyObject *book, PyObject *bid_levels, PyObject *as
     if (asks == NULL) goto other;
     if (!PyFloat_CheckExact(inv_obj)) goto other;
     double inv = PyFloat_AS_DOUBLE(inv_obj);
-    bb = PyObject_GetAttr(book, s_bb);
+    bb = getv(book, s_bb);
     if (bb == NULL) goto done;
-    ba = PyObject_GetAttr(book, s_ba);
+    ba = getv(book, s_ba);
     if (ba == NULL) goto done;
     if (apply_side(bids, bid_levels, inv, Py_GT, &bb, &bid_pairs) < 0) goto done;
     if (apply_side(asks, ask_levels, inv, Py_LT, &ba, &ask_pairs) < 0) goto done;
     /* `book.set_best(best_bid, best_ask)` */
-    if (PyObject_SetAttr(book, s_bb, bb) < 0) goto done;
-    if (PyObject_SetAttr(book, s_ba, ba) < 0) goto done;
+    if (setv(book, s_bb, bb) < 0) goto done;
+    if (setv(book, s_ba, ba) < 0) goto done;
     result = PyTuple_Pack(2, bid_pairs, ask_pairs);
     goto done;
 other:
@@ -212,7 +282,7 @@ static PyObject *fast_apply(PyObject *module, PyObject *const *args, Py_ssize_t 
 /* `book.price_of(ticks)`: `ticks / int_inv` when both are below 2**53 (CPython's int true
  * division is then exactly this double division); the method itself otherwise. */
 static PyObject *price_of(PyObject *book, PyObject *ticks) {
-    PyObject *int_inv = PyObject_GetAttr(book, s_int_inv);
+    PyObject *int_inv = getv(book, s_int_inv);
     if (int_inv == NULL) return NULL;
     if (PyLong_CheckExact(int_inv) && PyLong_CheckExact(ticks)) {
         int of1 = 0, of2 = 0;
@@ -259,17 +329,17 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
     PyObject *bid = NULL, *bid_size = NULL, *ask = NULL, *ask_size = NULL, *event = NULL;
     int r, snapshot;
 
-    type = PyObject_GetAttr(d, s_type);
+    type = getv(d, s_type);
     if (type == NULL) goto done;
     r = PyObject_RichCompareBool(type, s_change, Py_EQ);
     if (r < 0) goto done;
     snapshot = !r; /* the type is "snapshot" or "change" (msgspec's Literal) */
     if (!snapshot) {
-        prev = PyObject_GetAttr(d, s_prev_change_id);
+        prev = getv(d, s_prev_change_id);
         if (prev == NULL) goto done;
         if (prev == Py_None) goto other;
     }
-    inst = PyObject_GetAttr(d, s_instrument_name);
+    inst = getv(d, s_instrument_name);
     if (inst == NULL) goto done;
     books = PyObject_GetAttr(decoder, s_books);
     if (books == NULL) goto done;
@@ -280,13 +350,13 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
         goto other;
     }
     Py_INCREF(book);
-    valid = PyObject_GetAttr(book, s_valid);
+    valid = getv(book, s_valid);
     if (valid == NULL) goto done;
     r = PyObject_IsTrue(valid);
     if (r < 0) goto done;
     if (!r) goto other;
     if (!snapshot) {
-        seq = PyObject_GetAttr(book, s_sequence);
+        seq = getv(book, s_sequence);
         if (seq == NULL) goto done;
         r = PyObject_RichCompareBool(prev, seq, Py_NE);
         if (r < 0) goto done;
@@ -297,9 +367,9 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
         Py_DECREF(none);
     }
 
-    bid_levels = PyObject_GetAttr(d, s_bids);
+    bid_levels = getv(d, s_bids);
     if (bid_levels == NULL) goto done;
-    ask_levels = PyObject_GetAttr(d, s_asks);
+    ask_levels = getv(d, s_asks);
     if (ask_levels == NULL) goto done;
     pairs = apply_levels(book, bid_levels, ask_levels);
     if (pairs == NULL) goto done;
@@ -307,17 +377,17 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
         PyErr_SetString(PyExc_TypeError, "_apply must return (bids, asks)");
         goto done;
     }
-    if (snapshot && PyObject_SetAttr(book, s_valid, Py_True) < 0) goto done;
-    change_id = PyObject_GetAttr(d, s_change_id);
+    if (snapshot && setv(book, s_valid, Py_True) < 0) goto done;
+    change_id = getv(d, s_change_id);
     if (change_id == NULL) goto done;
-    if (PyObject_SetAttr(book, s_sequence, change_id) < 0) goto done;
-    ms_ts = PyObject_GetAttr(d, s_timestamp);
+    if (setv(book, s_sequence, change_id) < 0) goto done;
+    ms_ts = getv(d, s_timestamp);
     if (ms_ts == NULL) goto done;
     ts = PyNumber_Multiply(ms_ts, ms);
     if (ts == NULL) goto done;
-    bb = PyObject_GetAttr(book, s_bb);
+    bb = getv(book, s_bb);
     if (bb == NULL) goto done;
-    ba = PyObject_GetAttr(book, s_ba);
+    ba = getv(book, s_ba);
     if (ba == NULL) goto done;
     if (bb != Py_None && ba != Py_None) {
         r = PyObject_RichCompareBool(bb, ba, Py_GE);
@@ -337,7 +407,7 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
         bid = Py_NewRef(Py_None);
         bid_size = Py_NewRef(Py_None);
     } else {
-        PyObject *levels = PyObject_GetAttr(book, s_bids);
+        PyObject *levels = getv(book, s_bids);
         if (levels == NULL) goto done;
         bid = price_of(book, bb);
         bid_size = bid == NULL ? NULL : PyObject_GetItem(levels, bb);
@@ -348,7 +418,7 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
         ask = Py_NewRef(Py_None);
         ask_size = Py_NewRef(Py_None);
     } else {
-        PyObject *levels = PyObject_GetAttr(book, s_asks);
+        PyObject *levels = getv(book, s_asks);
         if (levels == NULL) goto done;
         ask = price_of(book, ba);
         ask_size = ask == NULL ? NULL : PyObject_GetItem(levels, ba);
@@ -403,9 +473,13 @@ done:
 }
 
 static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError,
-                        "setup(namespace, apply, book_events, crossed, book_update, venue, ms)");
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "setup(namespace, apply, book_events, crossed, book_update, "
+                                         "venue, ms, book_type, data_type)");
+        return NULL;
+    }
+    if (!PyType_Check(args[7]) || !PyType_Check(args[8])) {
+        PyErr_SetString(PyExc_TypeError, "setup: book_type and data_type must be classes");
         return NULL;
     }
     if (!PyDict_CheckExact(args[0])) {
@@ -429,13 +503,23 @@ static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t 
     Py_XSETREF(book_update, Py_NewRef(args[4]));
     Py_XSETREF(venue, Py_NewRef(args[5]));
     Py_XSETREF(ms, Py_NewRef(args[6]));
+    static PyObject **const book_names[] = {&s_inv, &s_bids, &s_asks, &s_bb,
+                                            &s_ba,  &s_int_inv, &s_sequence, &s_valid};
+    static PyObject **const data_names[] = {&s_type, &s_prev_change_id, &s_instrument_name, &s_bids,
+                                            &s_asks, &s_change_id, &s_timestamp};
+    n_book_slots = n_data_slots = 0; /* no direct access while the tables change */
+    Py_XSETREF(book_type, (PyTypeObject *)Py_NewRef(args[7]));
+    Py_XSETREF(data_type, (PyTypeObject *)Py_NewRef(args[8]));
+    register_slots(args[7], book_names, 8, book_slots, &n_book_slots);
+    register_slots(args[8], data_names, 7, data_slots, &n_data_slots);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"setup", (PyCFunction)(void (*)(void))fast_setup, METH_FASTCALL,
-     "setup(namespace, apply, book_events, crossed, book_update, venue, ms): codec's globals, "
-     "the Python reference functions, the BookUpdate builder, the venue's name, ns per ms."},
+     "setup(namespace, apply, book_events, crossed, book_update, venue, ms, book_type, data_type): "
+     "codec's globals, the Python reference functions, the BookUpdate builder, the venue's name, "
+     "ns per ms, the OrderBook class and the book message struct (their slots read directly)."},
     {"apply", (PyCFunction)(void (*)(void))fast_apply, METH_FASTCALL,
      "apply(book, bid_levels, ask_levels) -> (bids, asks): codec._apply, compiled."},
     {"book_events", (PyCFunction)(void (*)(void))fast_book_events, METH_FASTCALL,

@@ -11,6 +11,8 @@ def setup(
     book_update: Callable[..., Any],
     venue: str,
     ms: int,
+    book_type: type,
+    data_type: type,
     /,
 ) -> None: ...
 def apply(

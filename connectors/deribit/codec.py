@@ -1111,6 +1111,14 @@ if _fast is not None:
     # The Python functions it falls back on, and this module's namespace: a test that injects a
     # fault through `codec._apply` (monkeypatch) reaches the compiled path too.
     _fast.setup(
-        globals(), _apply, DeribitDecoder._book_events, DeribitDecoder._crossed, _book_update, VENUE, _MS
+        globals(),
+        _apply,
+        DeribitDecoder._book_events,
+        DeribitDecoder._crossed,
+        _book_update,
+        VENUE,
+        _MS,
+        OrderBook,
+        _BookData,
     )
     _COMPILED_BODIES[DeribitDecoder._on_book] = _fast.book_events

@@ -79,7 +79,9 @@ class _Float(float):
     """A float subclass: not the shape msgspec gives, so the Python function runs."""
 
 
-ACTION = st.sampled_from(["new", "change", "delete", "Delete", "", "x"]) | st.sampled_from([None, 1, b"delete"])
+ACTION = st.sampled_from(["new", "change", "delete", "Delete", "", "x"]) | st.sampled_from(
+    [None, 1, b"delete"]
+)
 NUMBER = FLOATS | st.integers(-(2**70), 2**70) | st.booleans() | FLOATS.map(_Float) | st.none()
 LEVEL = st.one_of(
     st.tuples(st.sampled_from(["new", "change", "delete"]), FLOATS, FLOATS),
@@ -93,12 +95,20 @@ RESTING = st.dictionaries(st.integers(-(2**64), 2**64) | st.integers(-5, 5), FLO
 BEST = st.none() | st.integers(-(2**64), 2**64) | st.integers(-5, 5)
 
 
-def _book(quantum: float, bids: dict[int, float], asks: dict[int, float], bb: Any, ba: Any) -> OrderBook:
+class _Subclass(OrderBook):
+    """Not the exact type: the compiled code reads its slots through the attribute protocol."""
+
+    __slots__ = ()
+
+
+def _book(
+    quantum: float, bids: dict[int, float], asks: dict[int, float], bb: Any, ba: Any, cls: type = OrderBook
+) -> OrderBook:
     if quantum == 5e-324:  # the constructor refuses it (1/q overflows); the tick arithmetic must too
-        book = OrderBook(1.0)
+        book = cls(1.0)
         book._inv = 1.0 / quantum
     else:
-        book = OrderBook(quantum)
+        book = cls(quantum)
     book.bids.update(bids)
     book.asks.update(asks)
     book.set_best(bb, ba)
@@ -127,8 +137,10 @@ def _result(fn: Any, *args: Any) -> str:
     consistent=st.booleans(),
     bid_levels=LEVELS,
     ask_levels=LEVELS,
+    cls=st.sampled_from([OrderBook, _Subclass]),
 )
 def test_compiled_apply_is_the_python_apply(
+    cls: type,
     quantum: float,
     bids: dict[int, float],
     asks: dict[int, float],
@@ -142,8 +154,8 @@ def test_compiled_apply_is_the_python_apply(
         bids = {k: v for k, v in bids.items() if v > 0}
         asks = {k: v for k, v in asks.items() if v > 0}
         bb, ba = (max(bids) if bids else None), (min(asks) if asks else None)
-    python = _book(quantum, bids, asks, bb, ba)
-    compiled = _book(quantum, bids, asks, bb, ba)
+    python = _book(quantum, bids, asks, bb, ba, cls)
+    compiled = _book(quantum, bids, asks, bb, ba, cls)
     want = _result(codec._apply, python, bid_levels, ask_levels)
     got = _result(_fast.apply, compiled, bid_levels, ask_levels)
     assert got == want
