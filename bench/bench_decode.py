@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator, Sequence
 
 from _common import Case, decode_parser, decoding, print_decoding
 
-from tradingd.connectors.deribit import codec
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.store.recording import RecordingReader
@@ -168,8 +167,9 @@ def sample(path: str, repeat: int) -> None:
     n = len(frames)
     print(f"{path}: {n:,} frames; CPU time, median of {repeat}")
     print(f"  read (RecordingReader)             {n / reading:>10,.0f} frames/s  {reading:.3f} s")
+    built = DeribitDecoder(InstrumentRegistry()).compiled
     names = {
-        "compiled": "decode (DeribitDecoder)" if codec._fast is not None else "decode (not compiled!)",
+        "compiled": "decode (DeribitDecoder)" if built else "decode (not compiled!)",
         "python": "decode, Python book path",
         "two-pass": "decode, two-pass reference",
     }

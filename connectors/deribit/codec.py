@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+import types
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Final, Generic, Literal, TypeVar
@@ -487,6 +488,7 @@ def _apply(
 # same objects and operations; issue 17). Built by `pip install -e .` with gcc and Python's
 # header; without it (or with `compiled=False`) the Python code here runs, and it stays the
 # reference: tests/connectors/deribit/test_deribit_compiled.py compares the two on every frame.
+_fast: types.ModuleType | None
 try:
     from . import _fast
 except ImportError:  # not built: the Python path (slower, the same results)

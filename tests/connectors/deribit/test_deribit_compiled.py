@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from tradingd.connectors.deribit import PLUGIN, codec
 from tradingd.connectors.deribit.codec import DeribitDecoder
-from tradingd.engine import MalformedFrame
+from tradingd.engine import BookUpdate, MalformedFrame
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.model.book import OrderBook
 
@@ -62,7 +62,7 @@ def test_the_default_decoder_takes_the_compiled_path() -> None:
     [update] = dec.decode(frame, T_LOCAL)
     routes = [r for r in dec._fast.values() if r is not None]
     assert [r[1] for r in routes] == [_fast.book_events]  # the route the frame took
-    assert update.best_bid == 42500.0 and update.snapshot
+    assert isinstance(update, BookUpdate) and update.best_bid == 42500.0 and update.snapshot
 
 
 # -- `_fast.apply` against `codec._apply`, on hostile books and levels ------------------------
@@ -104,6 +104,7 @@ class _Subclass(OrderBook):
 def _book(
     quantum: float, bids: dict[int, float], asks: dict[int, float], bb: Any, ba: Any, cls: type = OrderBook
 ) -> OrderBook:
+    book: OrderBook
     if quantum == 5e-324:  # the constructor refuses it (1/q overflows); the tick arithmetic must too
         book = cls(1.0)
         book._inv = 1.0 / quantum
