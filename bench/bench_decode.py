@@ -13,7 +13,9 @@ up front so the timing is the decoder's alone.
 `tradingd backtest --config config/backtest.toml` generates) measures instead the raw frame path of
 a backtest on it, in CPU time (`time.process_time`), the median of R repetitions: the recording
 read alone (`RecordingReader`: decompression, lines, receive times), then every frame it holds
-decoded (frames read beforehand), in frames/s.
+decoded (frames read beforehand), in frames/s: by the decoder as a backtest builds it (with the
+compiled book path, connectors/deribit/_fast.c, when it is built), by its Python book path
+(`compiled=False`), and by the two-pass reference.
 
 Targets on the 2-core build machine: option ticker <= 4.5 us, book change <= 3 us, one-trade
 frame <= 3 us (a backtest needs > 200k events/s end to end; the decoder gets under half of it).
@@ -146,25 +148,34 @@ def sample(path: str, repeat: int) -> None:
 
     frames = list(RecordingReader(path))  # read once, untimed, for the decoding
 
-    def decode(one_pass: bool) -> None:
-        dec = DeribitDecoder(InstrumentRegistry())
-        run = dec.decode if one_pass else functools.partial(JsonRpcDecoder.decode, dec)
+    def decode(way: str) -> None:
+        # "compiled": the decoder as a backtest builds it (the compiled book path when built);
+        # "python": its Python book path; "two-pass": the reference (an envelope, then the data).
+        dec = DeribitDecoder(InstrumentRegistry(), compiled=way == "compiled")
+        run = functools.partial(JsonRpcDecoder.decode, dec) if way == "two-pass" else dec.decode
         for ts, frame in frames:
             run(frame, ts or 0)
         assert dec.stats.malformed == 0
 
     reading = statistics.median(_cpu(read) for _ in range(repeat))
-    # The decoder, and its two-pass reference path (an envelope, then the data), alternated.
-    times: dict[bool, list[float]] = {True: [], False: []}
+    # The three ways, their order rotated from one repetition to the next.
+    ways = ["compiled", "python", "two-pass"]
+    times: dict[str, list[float]] = {w: [] for w in ways}
     for k in range(repeat):
-        for one_pass in (True, False) if k % 2 == 0 else (False, True):
-            times[one_pass].append(_cpu(functools.partial(decode, one_pass)))
+        for way in ways[k % 3 :] + ways[: k % 3]:
+            times[way].append(_cpu(functools.partial(decode, way)))
     n = len(frames)
     print(f"{path}: {n:,} frames; CPU time, median of {repeat}")
     print(f"  read (RecordingReader)             {n / reading:>10,.0f} frames/s  {reading:.3f} s")
-    for one_pass, name in ((True, "decode (DeribitDecoder)"), (False, "decode, two-pass reference")):
-        t = statistics.median(times[one_pass])
-        print(f"  {name:<32} {n / t:>10,.0f} frames/s  {t:.3f} s")
+    built = DeribitDecoder(InstrumentRegistry()).compiled
+    names = {
+        "compiled": "decode (DeribitDecoder)" if built else "decode (not compiled!)",
+        "python": "decode, Python book path",
+        "two-pass": "decode, two-pass reference",
+    }
+    for way in ways:
+        t = statistics.median(times[way])
+        print(f"  {names[way]:<32} {n / t:>10,.0f} frames/s  {t:.3f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+import types
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Final, Generic, Literal, TypeVar
@@ -483,6 +484,17 @@ def _apply(
     return tuple(bids), tuple(asks)
 
 
+# The compiled book path (`_fast.c`: `_apply` and the common case of `_book_events` in C, the
+# same objects and operations; issue 17). Built by `pip install -e .` with gcc and Python's
+# header; without it (or with `compiled=False`) the Python code here runs, and it stays the
+# reference: tests/connectors/deribit/test_deribit_compiled.py compares the two on every frame.
+_fast: types.ModuleType | None
+try:
+    from . import _fast
+except ImportError:  # not built: the Python path (slower, the same results)
+    _fast = None
+
+
 class DeribitDecoder(JsonRpcDecoder):
     """Decodes one Deribit connection's frames into `Ticker`, `BookUpdate`, `Trade` and `Status`
     events (the engine's `Decoder` protocol).
@@ -497,8 +509,12 @@ class DeribitDecoder(JsonRpcDecoder):
 
     venue = VENUE
 
-    def __init__(self, registry: InstrumentRegistry) -> None:
+    def __init__(self, registry: InstrumentRegistry, *, compiled: bool = True) -> None:
+        """`compiled=False`: the Python book path even where `_fast` is built (the reference)."""
         super().__init__(registry, _decode_envelope)
+        # The book path: compiled (`_fast`) when it is built and wanted, else the Python one.
+        self.compiled = compiled and _fast is not None
+        self._bodies = _COMPILED_BODIES if self.compiled else {}
         # Incremental books (`book.X.interval`) and grouped ones (`book.X.g.d.interval`) are kept
         # apart: their change ids are different chains, and mixing them would fake gaps.
         self._books: dict[str, OrderBook] = {}
@@ -578,9 +594,10 @@ class DeribitDecoder(JsonRpcDecoder):
                 channel = None
             if channel is not None:
                 handler = self._route(channel)[0]
-                known = _FAST_ROUTES.get(getattr(handler, "__func__", None))
+                func = getattr(handler, "__func__", None)
+                known = _FAST_ROUTES.get(func)
                 if known is not None:
-                    fast = (known[0], known[1], channel)
+                    fast = (known[0], self._bodies.get(func, known[1]), channel)
         if len(self._fast) >= _MAX_FAST:
             self._fast.clear()
         self._fast[key] = fast
@@ -1089,3 +1106,21 @@ _FAST_ROUTES: Final[
         DeribitDecoder._price_index_events,
     ),
 }
+
+# The handlers' bodies compiled (`_fast`), used by a decoder built with `compiled=True`.
+_COMPILED_BODIES: Final[dict[Any, Callable[[DeribitDecoder, Any, int], list[MarketEvent]]]] = {}
+if _fast is not None:
+    # The Python functions it falls back on, and this module's namespace: a test that injects a
+    # fault through `codec._apply` (monkeypatch) reaches the compiled path too.
+    _fast.setup(
+        globals(),
+        _apply,
+        DeribitDecoder._book_events,
+        DeribitDecoder._crossed,
+        _book_update,
+        VENUE,
+        _MS,
+        OrderBook,
+        _BookData,
+    )
+    _COMPILED_BODIES[DeribitDecoder._on_book] = _fast.book_events

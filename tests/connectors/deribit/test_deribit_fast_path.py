@@ -65,11 +65,13 @@ def _state(dec: DeribitDecoder) -> Any:
 
 
 class _Pair:
-    """A decoder through the fast path and one through the reference, fed the same frames."""
+    """A decoder through the fast path and one through the reference, fed the same frames. The
+    reference is all Python (`compiled=False`); the fast one uses the compiled book path
+    (`_fast.c`) when `compiled` and it is built."""
 
-    def __init__(self) -> None:
-        self.fast = DeribitDecoder(InstrumentRegistry())
-        self.ref = DeribitDecoder(InstrumentRegistry())
+    def __init__(self, compiled: bool = True) -> None:
+        self.fast = DeribitDecoder(InstrumentRegistry(), compiled=compiled)
+        self.ref = DeribitDecoder(InstrumentRegistry(), compiled=False)
         self.fast_hits = 0
 
     def feed(self, frames: Iterable[bytes | str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,19 +94,28 @@ class _Pair:
         self.fast_hits += n - taken[0]
 
 
-def test_every_fixture_frame_decodes_the_same_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
-    pair = _Pair()
+BOTH = pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+
+
+@BOTH
+def test_every_fixture_frame_decodes_the_same_both_ways(
+    monkeypatch: pytest.MonkeyPatch, compiled: bool
+) -> None:
+    pair = _Pair(compiled)
     frames = _fixture_frames()
     # Twice: the second time, every book message meets a book (and the channel routes are known).
     pair.feed(frames + frames + [f.decode() for f in frames], monkeypatch)
     assert pair.fast_hits >= 10  # the fixtures' notifications did take the fast path
 
 
-def test_the_generators_stream_decodes_the_same_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+@BOTH
+def test_the_generators_stream_decodes_the_same_both_ways(
+    monkeypatch: pytest.MonkeyPatch, compiled: bool
+) -> None:
     """Tickers (options, perpetuals with funding), book snapshots and changes, trades."""
     feed = DeribitFeed.create(seed=11, start_ns=1_795_478_400_000_000_000)
     frames = [f for _, f in itertools.islice(feed.frames(1.0), 6000)]
-    pair = _Pair()
+    pair = _Pair(compiled)
     pair.feed(frames, monkeypatch)
     assert pair.fast_hits > 5000
     assert pair.fast.stats.events > 5000 and pair.fast.stats.malformed == 0
@@ -309,11 +320,13 @@ OPENING = [
 
 
 @HYPOTHESIS
-@given(frames=st.lists(sniffed_frames(), min_size=1, max_size=5), as_text=st.booleans())
+@given(
+    frames=st.lists(sniffed_frames(), min_size=1, max_size=5), as_text=st.booleans(), compiled=st.booleans()
+)
 def test_sniffed_frames_decode_the_same_both_ways(
-    frames: list[bytes], as_text: bool, monkeypatch: pytest.MonkeyPatch
+    frames: list[bytes], as_text: bool, compiled: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pair = _Pair()
+    pair = _Pair(compiled)
     pair.feed(OPENING, monkeypatch)
     if as_text:  # live frames are text; a frame that is not UTF-8 stays bytes
         sent: list[bytes | str] = []

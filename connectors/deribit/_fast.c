@@ -1,0 +1,564 @@
+/* The compiled half of the Deribit book path (codec.py), issue 17.
+ *
+ * `apply` is `codec._apply` (a book message's levels applied to an `OrderBook`, the event's
+ * (price, size) pairs returned) and `book_events` is the common case of
+ * `DeribitDecoder._book_events`: a change that follows the valid book's last change id, or a
+ * snapshot of a valid book, applied and its `BookUpdate` built. Every other case (a first
+ * snapshot, a resync, a gap, a change before any snapshot, a crossed book) is handed to the
+ * Python methods, which stay the reference:
+ * tests/connectors/deribit/test_deribit_compiled.py feeds the same frames to a decoder built with
+ * this module and one without it and compares every outcome and the whole decoder state.
+ *
+ * The same Python objects and the same operations in the same order as the Python code: the
+ * book stays the `OrderBook` (dict of int ticks -> float size) that the simulated venue and the
+ * strategies read; ticks are `round(price * inverse)` as Python rounds (half to even, ValueError
+ * on NaN, OverflowError on an infinity, through the same `PyLong_FromDouble`), so a frame that
+ * fails, fails here with the same exception after the same partial changes (the decoder's guard
+ * then invalidates the books, as for the Python path). Inputs not of the shape msgspec gives
+ * (exact lists of exact tuples of str, float, float; exact dicts and floats in the book) go to
+ * the Python code untouched. Every C-API result is checked; no buffer is read but through the
+ * API. No state of its own beyond the objects `setup` hands it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <structmember.h> /* T_OBJECT_EX, READONLY: the slots read directly (`getv`) */
+
+/* What codec.py hands over once (`setup`): the Python reference functions and the builder. */
+static PyObject *namespace = NULL;      /* codec's globals: `_apply` is looked up there */
+static PyObject *py_apply = NULL;       /* codec._apply, as defined */
+static PyObject *py_book_events = NULL; /* DeribitDecoder._book_events (the Python method) */
+static PyObject *py_crossed = NULL;     /* DeribitDecoder._crossed */
+static PyObject *book_update = NULL;    /* the BookUpdate builder (positional) */
+static PyObject *venue = NULL;          /* "deribit" */
+static PyObject *ms = NULL;             /* 1_000_000: ms -> ns */
+
+/* Interned names. */
+static PyObject *s__apply, *s_clear, *s_inv, *s_bids, *s_asks, *s_bb, *s_ba, *s_int_inv, *s_sequence, *s_valid,
+    *s_price_of, *s_type, *s_prev_change_id, *s_change_id, *s_instrument_name, *s_timestamp,
+    *s_books, *s_change;
+static PyObject *zero = NULL; /* 0.0: the size of a removed level in the event */
+
+#define TWO53 9007199254740992.0
+
+/* Direct reads and writes of the slots of two exact types, `OrderBook` and the book message
+ * struct (`codec._BookData`): what a member descriptor does (`PyMember_GetOne`/`SetOne` for
+ * T_OBJECT_EX), without the attribute lookup. The offsets come from the types' own member
+ * descriptors (`setup`); any other type, a name not registered, or an unset slot goes through
+ * PyObject_GetAttr/SetAttr (the same value, or the same AttributeError). */
+typedef struct {
+    PyObject **name;
+    Py_ssize_t offset;
+} SlotOffset;
+#define MAX_SLOTS 8
+static PyTypeObject *book_type = NULL, *data_type = NULL;
+static SlotOffset book_slots[MAX_SLOTS], data_slots[MAX_SLOTS];
+static int n_book_slots = 0, n_data_slots = 0;
+
+static Py_ssize_t offset_of(PyObject *obj, PyObject *name) {
+    SlotOffset *table;
+    int n;
+    if (Py_TYPE(obj) == book_type) {
+        table = book_slots;
+        n = n_book_slots;
+    } else if (Py_TYPE(obj) == data_type) {
+        table = data_slots;
+        n = n_data_slots;
+    } else {
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (*table[i].name == name) return table[i].offset;
+    return -1;
+}
+
+static PyObject *getv(PyObject *obj, PyObject *name) {
+    Py_ssize_t off = offset_of(obj, name);
+    if (off >= 0) {
+        PyObject *v = *(PyObject **)((char *)obj + off);
+        if (v != NULL) return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
+static int setv(PyObject *obj, PyObject *name, PyObject *v) {
+    Py_ssize_t off = offset_of(obj, name);
+    if (off >= 0) {
+        PyObject **slot = (PyObject **)((char *)obj + off);
+        PyObject *old = *slot;
+        *slot = Py_NewRef(v);
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(obj, name, v);
+}
+
+/* The offsets of `names` in `type`: only writable T_OBJECT_EX members (a slot of `__slots__`, a
+ * msgspec field); a name that is anything else is left to the attribute protocol. */
+static int register_slots(PyObject *type, PyObject **const *names, int count, SlotOffset *table,
+                          int *n) {
+    *n = 0;
+    for (int i = 0; i < count && *n < MAX_SLOTS; i++) {
+        PyObject *desc = _PyType_Lookup((PyTypeObject *)type, *names[i]); /* borrowed */
+        if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type)) continue;
+        PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) continue;
+        table[*n].name = names[i];
+        table[*n].offset = m->offset;
+        (*n)++;
+    }
+    return 0;
+}
+
+/* Python's `round(x)` for a float x: round half to even, as float.__round__ (ndigits None). */
+static PyObject *ticks_of(double x) {
+    double r = round(x);
+    if (fabs(x - r) == 0.5) r = 2.0 * round(x / 2.0);
+    return PyLong_FromDouble(r); /* NaN: ValueError, infinity: OverflowError, as Python */
+}
+
+/* 1 when `levels` is an exact list of exact (str, float, float) tuples, as msgspec builds them. */
+static int levels_shaped(PyObject *levels) {
+    if (!PyList_CheckExact(levels)) return 0;
+    Py_ssize_t n = PyList_GET_SIZE(levels);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *lvl = PyList_GET_ITEM(levels, i);
+        if (!PyTuple_CheckExact(lvl) || PyTuple_GET_SIZE(lvl) != 3) return 0;
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(lvl, 0))) return 0;
+        if (!PyFloat_CheckExact(PyTuple_GET_ITEM(lvl, 1))) return 0;
+        if (!PyFloat_CheckExact(PyTuple_GET_ITEM(lvl, 2))) return 0;
+    }
+    return 1;
+}
+
+/* One side of `_apply`. `best` is a new reference in and out (None for an empty side); `out` is
+ * set to a new tuple of (price, size) pairs. -1 with an exception set, 0 on success. */
+static int apply_side(PyObject *book_levels, PyObject *in, double inv, int op, PyObject **best,
+                      PyObject **out) {
+    Py_ssize_t n = PyList_GET_SIZE(in);
+    PyObject *pairs = PyTuple_New(n);
+    if (pairs == NULL) return -1;
+    int stale = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* Held: nothing here runs Python code, but the list is not ours. */
+        PyObject *lvl = PyList_GET_ITEM(in, i);
+        Py_INCREF(lvl);
+        PyObject *action = PyTuple_GET_ITEM(lvl, 0);
+        PyObject *price = PyTuple_GET_ITEM(lvl, 1);
+        PyObject *size = PyTuple_GET_ITEM(lvl, 2);
+        PyObject *t = ticks_of(PyFloat_AS_DOUBLE(price) * inv);
+        if (t == NULL) goto fail_lvl;
+        PyObject *pair;
+        if (PyFloat_AS_DOUBLE(size) > 0 && PyUnicode_CompareWithASCIIString(action, "delete") != 0) {
+            if (PyDict_SetItem(book_levels, t, size) < 0) goto fail_t;
+            int better = 1;
+            if (*best != Py_None) {
+                better = PyObject_RichCompareBool(t, *best, op);
+                if (better < 0) goto fail_t;
+            }
+            if (better) {
+                Py_INCREF(t);
+                Py_SETREF(*best, t);
+            }
+            pair = PyTuple_Pack(2, price, size);
+        } else {
+            /* `levels.pop(t, None) is not None and t == best` */
+            PyObject *old = PyDict_GetItemWithError(book_levels, t); /* borrowed */
+            if (old == NULL) {
+                if (PyErr_Occurred()) goto fail_t;
+            } else {
+                int was_value = old != Py_None;
+                if (PyDict_DelItem(book_levels, t) < 0) goto fail_t;
+                if (was_value && *best != Py_None) {
+                    int eq = PyObject_RichCompareBool(t, *best, Py_EQ);
+                    if (eq < 0) goto fail_t;
+                    if (eq) stale = 1;
+                }
+            }
+            pair = PyTuple_Pack(2, price, zero);
+        }
+        if (pair == NULL) goto fail_t;
+        PyTuple_SET_ITEM(pairs, i, pair);
+        Py_DECREF(t);
+        Py_DECREF(lvl);
+        continue;
+    fail_t:
+        Py_DECREF(t);
+    fail_lvl:
+        Py_DECREF(lvl);
+        Py_DECREF(pairs);
+        return -1;
+    }
+    if (stale) {
+        /* `max(levels) if levels else None` (min for asks): the first extreme key, as max() */
+        PyObject *key, *value, *m = NULL;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(book_levels, &pos, &key, &value)) {
+            if (m == NULL) {
+                m = key;
+                continue;
+            }
+            int better = PyObject_RichCompareBool(key, m, op);
+            if (better < 0) {
+                Py_DECREF(pairs);
+                return -1;
+            }
+            if (better) m = key;
+        }
+        if (m == NULL) m = Py_None;
+        Py_INCREF(m);
+        Py_SETREF(*best, m);
+    }
+    *out = pairs;
+    return 0;
+}
+
+/* A slot of the book that must be an exact dict: a new reference, NULL with no exception set
+ * when it is something else (then the Python code decides), NULL with one on an error. */
+static PyObject *dict_attr(PyObject *obj, PyObject *name) {
+    PyObject *v = getv(obj, name);
+    if (v != NULL && !PyDict_CheckExact(v)) Py_CLEAR(v);
+    return v;
+}
+
+/* `_apply(book, bid_levels, ask_levels)` on levels of msgspec's shape: the (bids, asks) pairs,
+ * or NULL. The Python function for anything else, and whatever `codec._apply` is when it is not
+ * the function defined there (a test's injected fault). */
+static PyObject *apply_levels(PyObject *book, PyObject *bid_levels, PyObject *ask_levels) {
+    PyObject *current = PyDict_GetItemWithError(namespace, s__apply); /* borrowed */
+    if (current == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_NameError, "name '_apply' is not defined");
+        return NULL;
+    }
+    if (current != py_apply || !levels_shaped(bid_levels) || !levels_shaped(ask_levels))
+        return PyObject_CallFunctionObjArgs(current, book, bid_levels, ask_levels, NULL);
+    PyObject *inv_obj = NULL, *bids = NULL, *asks = NULL, *bb = NULL, *ba = NULL;
+    PyObject *bid_pairs = NULL, *ask_pairs = NULL, *result = NULL;
+    inv_obj = getv(book, s_inv);
+    if (inv_obj == NULL) goto done;
+    bids = dict_attr(book, s_bids);
+    if (bids == NULL) goto other;
+    asks = dict_attr(book, s_asks);
+    if (asks == NULL) goto other;
+    if (!PyFloat_CheckExact(inv_obj)) goto other;
+    double inv = PyFloat_AS_DOUBLE(inv_obj);
+    bb = getv(book, s_bb);
+    if (bb == NULL) goto done;
+    ba = getv(book, s_ba);
+    if (ba == NULL) goto done;
+    if (apply_side(bids, bid_levels, inv, Py_GT, &bb, &bid_pairs) < 0) goto done;
+    if (apply_side(asks, ask_levels, inv, Py_LT, &ba, &ask_pairs) < 0) goto done;
+    /* `book.set_best(best_bid, best_ask)` */
+    if (setv(book, s_bb, bb) < 0) goto done;
+    if (setv(book, s_ba, ba) < 0) goto done;
+    result = PyTuple_Pack(2, bid_pairs, ask_pairs);
+    goto done;
+other:
+    if (!PyErr_Occurred())
+        result = PyObject_CallFunctionObjArgs(py_apply, book, bid_levels, ask_levels, NULL);
+done:
+    Py_XDECREF(inv_obj);
+    Py_XDECREF(bids);
+    Py_XDECREF(asks);
+    Py_XDECREF(bb);
+    Py_XDECREF(ba);
+    Py_XDECREF(bid_pairs);
+    Py_XDECREF(ask_pairs);
+    return result;
+}
+
+static PyObject *fast_apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "apply(book, bid_levels, ask_levels)");
+        return NULL;
+    }
+    if (namespace == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_fast.setup() was not called");
+        return NULL;
+    }
+    return apply_levels(args[0], args[1], args[2]);
+}
+
+/* `book.price_of(ticks)`: `ticks / int_inv` when both are below 2**53 (CPython's int true
+ * division is then exactly this double division); the method itself otherwise. */
+static PyObject *price_of(PyObject *book, PyObject *ticks) {
+    PyObject *int_inv = getv(book, s_int_inv);
+    if (int_inv == NULL) return NULL;
+    if (PyLong_CheckExact(int_inv) && PyLong_CheckExact(ticks)) {
+        int of1 = 0, of2 = 0;
+        long long q = PyLong_AsLongLongAndOverflow(int_inv, &of1);
+        if (q == -1 && PyErr_Occurred()) {
+            Py_DECREF(int_inv);
+            return NULL;
+        }
+        long long t = PyLong_AsLongLongAndOverflow(ticks, &of2);
+        if (t == -1 && PyErr_Occurred()) {
+            Py_DECREF(int_inv);
+            return NULL;
+        }
+        if (!of1 && !of2 && q > 0 && (double)q < TWO53 && fabs((double)t) < TWO53) {
+            Py_DECREF(int_inv);
+            return PyFloat_FromDouble((double)t / (double)q);
+        }
+    }
+    Py_DECREF(int_inv);
+    return PyObject_CallMethodOneArg(book, s_price_of, ticks);
+}
+
+/* The Python method for every case but the common one. */
+static PyObject *reference(PyObject *decoder, PyObject *d, PyObject *ts_local) {
+    return PyObject_CallFunctionObjArgs(py_book_events, decoder, d, ts_local, NULL);
+}
+
+/* `DeribitDecoder._book_events(decoder, d, ts_local)` for the two common cases: a change that
+ * follows the valid book's sequence, and a snapshot of a book that is valid (the Python method
+ * for the others: the first snapshot, a resync, a gap, a change before any snapshot). */
+static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "book_events(decoder, data, ts_local)");
+        return NULL;
+    }
+    if (namespace == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_fast.setup() was not called");
+        return NULL;
+    }
+    PyObject *decoder = args[0], *d = args[1], *ts_local = args[2];
+    PyObject *type = NULL, *prev = NULL, *inst = NULL, *books = NULL, *book = NULL, *valid = NULL;
+    PyObject *seq = NULL, *bid_levels = NULL, *ask_levels = NULL, *pairs = NULL, *change_id = NULL;
+    PyObject *bb = NULL, *ba = NULL, *ms_ts = NULL, *ts = NULL, *result = NULL;
+    PyObject *bid = NULL, *bid_size = NULL, *ask = NULL, *ask_size = NULL, *event = NULL;
+    int r, snapshot;
+
+    type = getv(d, s_type);
+    if (type == NULL) goto done;
+    r = PyObject_RichCompareBool(type, s_change, Py_EQ);
+    if (r < 0) goto done;
+    snapshot = !r; /* the type is "snapshot" or "change" (msgspec's Literal) */
+    if (!snapshot) {
+        prev = getv(d, s_prev_change_id);
+        if (prev == NULL) goto done;
+        if (prev == Py_None) goto other;
+    }
+    inst = getv(d, s_instrument_name);
+    if (inst == NULL) goto done;
+    books = PyObject_GetAttr(decoder, s_books);
+    if (books == NULL) goto done;
+    if (!PyDict_CheckExact(books)) goto other;
+    book = PyDict_GetItemWithError(books, inst);
+    if (book == NULL) {
+        if (PyErr_Occurred()) goto done;
+        goto other;
+    }
+    Py_INCREF(book);
+    valid = getv(book, s_valid);
+    if (valid == NULL) goto done;
+    r = PyObject_IsTrue(valid);
+    if (r < 0) goto done;
+    if (!r) goto other;
+    if (!snapshot) {
+        seq = getv(book, s_sequence);
+        if (seq == NULL) goto done;
+        r = PyObject_RichCompareBool(prev, seq, Py_NE);
+        if (r < 0) goto done;
+        if (r) goto other; /* a gap: the Python method reports it */
+    } else {
+        PyObject *none = PyObject_CallMethodNoArgs(book, s_clear);
+        if (none == NULL) goto done;
+        Py_DECREF(none);
+    }
+
+    bid_levels = getv(d, s_bids);
+    if (bid_levels == NULL) goto done;
+    ask_levels = getv(d, s_asks);
+    if (ask_levels == NULL) goto done;
+    pairs = apply_levels(book, bid_levels, ask_levels);
+    if (pairs == NULL) goto done;
+    if (!PyTuple_CheckExact(pairs) || PyTuple_GET_SIZE(pairs) != 2) {
+        PyErr_SetString(PyExc_TypeError, "_apply must return (bids, asks)");
+        goto done;
+    }
+    if (snapshot && setv(book, s_valid, Py_True) < 0) goto done;
+    change_id = getv(d, s_change_id);
+    if (change_id == NULL) goto done;
+    if (setv(book, s_sequence, change_id) < 0) goto done;
+    ms_ts = getv(d, s_timestamp);
+    if (ms_ts == NULL) goto done;
+    ts = PyNumber_Multiply(ms_ts, ms);
+    if (ts == NULL) goto done;
+    bb = getv(book, s_bb);
+    if (bb == NULL) goto done;
+    ba = getv(book, s_ba);
+    if (ba == NULL) goto done;
+    if (bb != Py_None && ba != Py_None) {
+        r = PyObject_RichCompareBool(bb, ba, Py_GE);
+        if (r < 0) goto done;
+        if (r) {
+            event = PyObject_CallFunctionObjArgs(py_crossed, decoder, book, inst, ts, ts_local, change_id,
+                                                 NULL);
+            if (event == NULL) goto done;
+            result = PyList_New(1);
+            if (result == NULL) goto done;
+            PyList_SET_ITEM(result, 0, event);
+            event = NULL;
+            goto done;
+        }
+    }
+    if (bb == Py_None) {
+        bid = Py_NewRef(Py_None);
+        bid_size = Py_NewRef(Py_None);
+    } else {
+        PyObject *levels = getv(book, s_bids);
+        if (levels == NULL) goto done;
+        bid = price_of(book, bb);
+        bid_size = bid == NULL ? NULL : PyObject_GetItem(levels, bb);
+        Py_DECREF(levels);
+        if (bid_size == NULL) goto done;
+    }
+    if (ba == Py_None) {
+        ask = Py_NewRef(Py_None);
+        ask_size = Py_NewRef(Py_None);
+    } else {
+        PyObject *levels = getv(book, s_asks);
+        if (levels == NULL) goto done;
+        ask = price_of(book, ba);
+        ask_size = ask == NULL ? NULL : PyObject_GetItem(levels, ba);
+        Py_DECREF(levels);
+        if (ask_size == NULL) goto done;
+    }
+    {
+        PyObject *argv[12] = {venue,
+                              inst,
+                              ts,
+                              ts_local,
+                              snapshot ? Py_True : Py_False,
+                              PyTuple_GET_ITEM(pairs, 0),
+                              PyTuple_GET_ITEM(pairs, 1),
+                              bid,
+                              bid_size,
+                              ask,
+                              ask_size,
+                              change_id};
+        event = PyObject_Vectorcall(book_update, argv, 12, NULL);
+    }
+    if (event == NULL) goto done;
+    result = PyList_New(1);
+    if (result == NULL) goto done;
+    PyList_SET_ITEM(result, 0, event);
+    event = NULL;
+    goto done;
+other:
+    if (!PyErr_Occurred()) result = reference(decoder, d, ts_local);
+done:
+    Py_XDECREF(type);
+    Py_XDECREF(prev);
+    Py_XDECREF(inst);
+    Py_XDECREF(books);
+    Py_XDECREF(book);
+    Py_XDECREF(valid);
+    Py_XDECREF(seq);
+    Py_XDECREF(bid_levels);
+    Py_XDECREF(ask_levels);
+    Py_XDECREF(pairs);
+    Py_XDECREF(change_id);
+    Py_XDECREF(bb);
+    Py_XDECREF(ba);
+    Py_XDECREF(ms_ts);
+    Py_XDECREF(ts);
+    Py_XDECREF(bid);
+    Py_XDECREF(bid_size);
+    Py_XDECREF(ask);
+    Py_XDECREF(ask_size);
+    Py_XDECREF(event);
+    return result;
+}
+
+static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "setup(namespace, apply, book_events, crossed, book_update, "
+                                         "venue, ms, book_type, data_type)");
+        return NULL;
+    }
+    if (!PyType_Check(args[7]) || !PyType_Check(args[8])) {
+        PyErr_SetString(PyExc_TypeError, "setup: book_type and data_type must be classes");
+        return NULL;
+    }
+    if (!PyDict_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "setup: the namespace must be a dict");
+        return NULL;
+    }
+    for (int i = 1; i < 5; i++) {
+        if (!PyCallable_Check(args[i])) {
+            PyErr_SetString(PyExc_TypeError, "setup: apply, book_events, crossed and book_update are callables");
+            return NULL;
+        }
+    }
+    if (!PyUnicode_CheckExact(args[5]) || !PyLong_CheckExact(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "setup: venue must be a str, ms an int");
+        return NULL;
+    }
+    Py_XSETREF(namespace, Py_NewRef(args[0]));
+    Py_XSETREF(py_apply, Py_NewRef(args[1]));
+    Py_XSETREF(py_book_events, Py_NewRef(args[2]));
+    Py_XSETREF(py_crossed, Py_NewRef(args[3]));
+    Py_XSETREF(book_update, Py_NewRef(args[4]));
+    Py_XSETREF(venue, Py_NewRef(args[5]));
+    Py_XSETREF(ms, Py_NewRef(args[6]));
+    static PyObject **const book_names[] = {&s_inv, &s_bids, &s_asks, &s_bb,
+                                            &s_ba,  &s_int_inv, &s_sequence, &s_valid};
+    static PyObject **const data_names[] = {&s_type, &s_prev_change_id, &s_instrument_name, &s_bids,
+                                            &s_asks, &s_change_id, &s_timestamp};
+    n_book_slots = n_data_slots = 0; /* no direct access while the tables change */
+    Py_XSETREF(book_type, (PyTypeObject *)Py_NewRef(args[7]));
+    Py_XSETREF(data_type, (PyTypeObject *)Py_NewRef(args[8]));
+    register_slots(args[7], book_names, 8, book_slots, &n_book_slots);
+    register_slots(args[8], data_names, 7, data_slots, &n_data_slots);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"setup", (PyCFunction)(void (*)(void))fast_setup, METH_FASTCALL,
+     "setup(namespace, apply, book_events, crossed, book_update, venue, ms, book_type, data_type): "
+     "codec's globals, the Python reference functions, the BookUpdate builder, the venue's name, "
+     "ns per ms, the OrderBook class and the book message struct (their slots read directly)."},
+    {"apply", (PyCFunction)(void (*)(void))fast_apply, METH_FASTCALL,
+     "apply(book, bid_levels, ask_levels) -> (bids, asks): codec._apply, compiled."},
+    {"book_events", (PyCFunction)(void (*)(void))fast_book_events, METH_FASTCALL,
+     "book_events(decoder, data, ts_local) -> events: DeribitDecoder._book_events, its common "
+     "case compiled (the Python method for the others)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_fast", "The compiled Deribit book path (see codec.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+#define INTERN(var, text)                                                                          \
+    do {                                                                                           \
+        var = PyUnicode_InternFromString(text);                                                    \
+        if (var == NULL) return NULL;                                                              \
+    } while (0)
+
+PyMODINIT_FUNC PyInit__fast(void) {
+    INTERN(s__apply, "_apply");
+    INTERN(s_clear, "clear");
+    INTERN(s_inv, "_inv");
+    INTERN(s_bids, "bids");
+    INTERN(s_asks, "asks");
+    INTERN(s_bb, "_bb");
+    INTERN(s_ba, "_ba");
+    INTERN(s_int_inv, "_int_inv");
+    INTERN(s_sequence, "sequence");
+    INTERN(s_valid, "valid");
+    INTERN(s_price_of, "price_of");
+    INTERN(s_type, "type");
+    INTERN(s_prev_change_id, "prev_change_id");
+    INTERN(s_change_id, "change_id");
+    INTERN(s_instrument_name, "instrument_name");
+    INTERN(s_timestamp, "timestamp");
+    INTERN(s_books, "_books");
+    INTERN(s_change, "change");
+    zero = PyFloat_FromDouble(0.0);
+    if (zero == NULL) return NULL;
+    return PyModule_Create(&module_def);
+}

@@ -1,0 +1,21 @@
+# The compiled Deribit book path (_fast.c); codec.py holds the Python reference of each function.
+
+from collections.abc import Callable
+from typing import Any
+
+def setup(
+    namespace: dict[str, Any],
+    apply: Callable[..., Any],
+    book_events: Callable[..., Any],
+    crossed: Callable[..., Any],
+    book_update: Callable[..., Any],
+    venue: str,
+    ms: int,
+    book_type: type,
+    data_type: type,
+    /,
+) -> None: ...
+def apply(
+    book: Any, bid_levels: Any, ask_levels: Any, /
+) -> tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]]: ...
+def book_events(decoder: Any, data: Any, ts_local: int, /) -> list[Any]: ...
