@@ -43,8 +43,7 @@ class ContextHost(Protocol):
 
 
 def _plain(field: attrs.Attribute[Any]) -> bool:
-    plain_setattr = field.on_setattr in (None, attrs.setters.NO_OP)
-    return field.converter is None and field.validator is None and plain_setattr
+    return field.converter is None and field.validator is None
 
 
 _FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(OrderRequest))

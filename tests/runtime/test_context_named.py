@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradingd.engine.model.orders import OrderRequest, OrderType, Side, TimeInForce
+from tradingd.engine.model.events import Side
+from tradingd.engine.model.orders import OrderRequest, OrderType, TimeInForce
 from tradingd.engine.runtime import context
 from tradingd.engine.runtime.context import _named
 
@@ -68,7 +69,7 @@ def test_a_subclass_or_a_checked_field_goes_through_attrs_evolve(monkeypatch: py
         calls.append(changes)
         return real(inst, **changes)
 
-    monkeypatch.setattr(context.attrs, "evolve", spy)
+    monkeypatch.setattr(attrs, "evolve", spy)  # the module context.py calls it through
     plain = OrderRequest("deribit", "BTC-PERPETUAL", "buy", Decimal(10), price=Decimal(100))
     _named(plain, "c-2", "s")
     assert calls == []  # the copy, while both fields are plain
