@@ -101,6 +101,7 @@ _REPORT_EVERY = 10_000
 _CHART_STEP_S = 10.0  # the charts' sampling step, at most (a divisor of equity_interval_s)
 _CHART_POINTS = 4096  # a series past this many points keeps every other one (bounded memory)
 _FILLS_KEPT = 20_000  # fills kept per strategy for the charts (all are counted)
+_FINISHED: Any = object()  # `_deliver`: the strategy's step ended (nothing a coroutine awaits)
 
 
 @attrs.frozen
@@ -664,7 +665,11 @@ class BacktestKernel:
         stream: Any
         if len(readers) == 1:
             only = readers[0]
-            stream = ((ts, 0, frame) for ts, frame in only)
+            # A recording tags its own lines (no generator around it); other sources are wrapped.
+            if isinstance(only, RecordingReader):
+                stream = only.tagged(0)
+            else:
+                stream = ((ts, 0, frame) for ts, frame in only)
         else:
             stream = merge_recordings(readers)
         decoders: list[Callable[[Any, int], list[MarketEvent]]] = [self.decoders[v].decode for v in venue_of]
@@ -754,22 +759,24 @@ class BacktestKernel:
             self._drive(slot, coro, None, None)
             return
         # `_drive`'s first step, inline: a call less per strategy and event (the cost that grows
-        # with the strategies), the same outcomes in the same way.
+        # with the strategies), the same outcomes in the same way. Stepped by `next` on its
+        # awaitable iterator, not `send(None)`: a coroutine that finishes (most events) then
+        # returns the default from C, without raising and catching a `StopIteration` (about
+        # 0.2 us less per strategy and event). What it raises, or awaits, is the same.
         try:
-            awaited = coro.send(None)
-        except StopIteration:
-            pass
+            awaited = next(coro.__await__(), _FINISHED)
         except Exception as exc:  # a strategy's bug: logged and counted, the run goes on
             self._strategy_error(slot, exc)
         except BaseException as exc:
             self._fault(slot, exc)
             return
         else:
-            if type(awaited) is _Wait:
-                slot.coro = coro
-                self._park(slot, awaited)
-                return
-            self._unsimulated(slot, coro, awaited)
+            if awaited is not _FINISHED:
+                if type(awaited) is _Wait:
+                    slot.coro = coro
+                    self._park(slot, awaited)
+                    return
+                self._unsimulated(slot, coro, awaited)
         waiting = slot.mailbox.get_nowait()
         if waiting is not None:
             self._drive(slot, slot.strategy.on_event(waiting), None, None)

@@ -36,7 +36,7 @@ class MarketState:
     """Latest tickers and index prices, fed by every ticker the engine sees."""
 
     __slots__ = (
-        "_base",
+        "_rate_key",
         "fill_rates",
         "index",
         "listener_errors",
@@ -53,7 +53,7 @@ class MarketState:
         # USD rates learned from fills' own index prices (`learn_index`): for booking money when
         # no ticker has given one yet, never for marks.
         self.fill_rates: dict[tuple[str, str], float] = {}
-        self._base: dict[tuple[str, str], str] = {}
+        self._rate_key: dict[tuple[str, str], tuple[str, str]] = {}
         # Called with (venue, currency) when a currency's first USD rate (index price) arrives:
         # the ledgers book the fills that waited for it (engine/model/ledger.py).
         self.on_first_rate: list[Callable[[str, str], None]] = []
@@ -63,18 +63,21 @@ class MarketState:
     def on_ticker(self, ticker: Ticker) -> None:
         key = (ticker.venue, ticker.instrument)
         self.tickers[key] = ticker
-        if ticker.index is not None:
-            base = self._base.get(key)
-            if base is None:
+        index = ticker.index
+        if index is not None:
+            # (venue, base) per instrument, kept: every ticker of the backtest's hot loop comes
+            # here, and building that key once per instrument, not per ticker, is a tuple less.
+            rate_key = self._rate_key.get(key)
+            if rate_key is None:
                 inst = self.registry.get(*key)
                 if inst is None:  # not known yet: looked up again on its next ticker
                     return
-                base = self._base[key] = inst.base
-            rate_key = (ticker.venue, base)
-            prev = self.index.get(rate_key)
-            self.index[rate_key] = ticker.index
+                rate_key = self._rate_key[key] = (ticker.venue, inst.base)
+            rates = self.index
+            prev = rates.get(rate_key)
+            rates[rate_key] = index
             # None before, or one no money can be booked at (0, NaN, inf), and a good one now.
-            if (prev is None or not 0 < prev < _INF) and 0 < ticker.index < _INF and self.on_first_rate:
+            if (prev is None or not 0 < prev < _INF) and 0 < index < _INF and self.on_first_rate:
                 self._first_rate(*rate_key)
 
     def learn_index(self, inst: Instrument, index: float | None) -> None:

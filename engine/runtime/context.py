@@ -42,6 +42,35 @@ class ContextHost(Protocol):
     def book(self, venue: str, instrument: str) -> OrderBook | None: ...
 
 
+def _plain(field: attrs.Attribute[Any]) -> bool:
+    return field.converter is None and field.validator is None
+
+
+_FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(OrderRequest))
+# `_named` copies a request field by field instead of `attrs.evolve`, which builds the whole
+# request again through its converters and checks (about 3x the cost, once per order). That is
+# the same request only while the two fields it changes are plain ones, which nothing converts,
+# validates or checks in `__attrs_post_init__` (it reads neither): checked here, at import, so
+# that a converter or validator added to them one day brings `attrs.evolve` back.
+_COPY_PLAIN: bool = all(
+    _plain(getattr(attrs.fields(OrderRequest), name)) for name in ("client_order_id", "strategy")
+)
+_set = object.__setattr__
+
+
+def _named(request: OrderRequest, cid: str, strategy: str) -> OrderRequest:
+    """`attrs.evolve(request, client_order_id=cid, strategy=strategy)`, cheaper (see above);
+    tests/runtime/test_context_named.py compares the two."""
+    if not _COPY_PLAIN or type(request) is not OrderRequest:
+        return attrs.evolve(request, client_order_id=cid, strategy=strategy)
+    new = object.__new__(OrderRequest)
+    for name in _FIELDS:
+        _set(new, name, getattr(request, name))
+    _set(new, "client_order_id", cid)
+    _set(new, "strategy", strategy)
+    return new
+
+
 class BaseContext(StrategyContext):
     """The mode-independent part of a strategy's context: strategy `strategy` of `host`, which
     trades on `venues`."""
@@ -69,7 +98,7 @@ class BaseContext(StrategyContext):
             )
         if request.client_order_id == cid and request.strategy == self.strategy:
             return request
-        return attrs.evolve(request, client_order_id=cid, strategy=self.strategy)
+        return _named(request, cid, self.strategy)
 
     def _own(self, client_order_id: str) -> Order:
         """This strategy's order `client_order_id`; `OrderRejected` when there is none."""

@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import IO, BinaryIO, Final
+from typing import IO, Any, BinaryIO, Final
 
 import zstandard
 
@@ -301,7 +301,7 @@ class RecordingReader:
         self.unfinished = False  # a .zst that ends inside a frame (see `_Zstd`), once read
         self.last_ts: int | None = None  # the last line's receive time, once read to the end
         self.lines = 0
-        self._gen: Generator[tuple[int | None, bytes], None, None] | None = None
+        self._gen: Generator[Any, None, None] | None = None
         try:
             self.size = self.path.stat().st_size
         except OSError as exc:
@@ -327,10 +327,17 @@ class RecordingReader:
         return lineno if isinstance(lineno, int) else None
 
     def __iter__(self) -> Iterator[tuple[int | None, bytes]]:
-        self._gen = self._read()
+        self._gen = self._read(None)
         return self._gen
 
-    def _read(self) -> Generator[tuple[int | None, bytes], None, None]:
+    def tagged(self, tag: int) -> Iterator[tuple[int | None, int, bytes]]:
+        """Iterates (ts_ns, tag, frame): the same lines as iterating the reader, each with `tag`
+        (the backtest kernel's index of the source), built here rather than by a generator
+        around this one (a resume and a tuple less per line)."""
+        self._gen = self._read(tag)
+        return self._gen
+
+    def _read(self, tag: int | None) -> Generator[Any, None, None]:
         stream, self._counter = open_binary(self.path)
         self._stream = stream
         # One raw read at a time (`read1`): a file that breaks part way keeps what came before.
@@ -363,7 +370,10 @@ class RecordingReader:
                     if line[:20] == cache_prefix and line[27:29] == b"Z ":
                         frac = line[20:27]
                         if frac.isdigit():  # int() would take a sign, spaces or underscores
-                            yield cache_base + int(frac) * 100, line[29:]
+                            if tag is None:
+                                yield cache_base + int(frac) * 100, line[29:]
+                            else:
+                                yield cache_base + int(frac) * 100, tag, line[29:]
                             continue
                     elif line[27:29] == b"Z " and line[19:20] == b"." and line[20:27].isdigit():
                         try:
@@ -372,13 +382,17 @@ class RecordingReader:
                             pass
                         else:
                             cache_prefix, cache_base = line[:20], base
-                            yield base + int(line[20:27]) * 100, line[29:]
+                            yield (
+                                (base + int(line[20:27]) * 100, line[29:])
+                                if tag is None
+                                else (base + int(line[20:27]) * 100, tag, line[29:])
+                            )
                             continue
                     if not line:
                         continue
                     first = line[:1]
                     if first == b"{" or first == b"[":
-                        yield None, line
+                        yield (None, line) if tag is None else (None, tag, line)
                         continue
                     sp = line.find(b" ")
                     try:
@@ -392,7 +406,7 @@ class RecordingReader:
                                 self.on_bad(self.path, lineno, f"not a recording line ({exc})")
                             continue
                         raise DataError(f"{self.path}:{lineno}: not a recording line ({exc})") from None
-                    yield ts, line[sp + 1 :]
+                    yield (ts, line[sp + 1 :]) if tag is None else (ts, tag, line[sp + 1 :])
         except (OSError, EOFError, zstandard.ZstdError) as exc:
             raise DataError(f"{self.path}: unreadable after line {lineno}: {exc}") from exc
         finally:

@@ -201,11 +201,11 @@ def guard_decode(decode: _DecodeMethod[_D]) -> _DecodeMethod[_D]:
 
     @functools.wraps(decode)
     def guarded(self: _D, frame: Any, ts_local: int) -> list[MarketEvent]:
+        stats = self.stats  # once: this runs for every frame of every venue
         if len(frame) > SHORT_FRAME and _too_deep(frame):
-            self.stats.frames += 1
-            self.stats.malformed += 1
+            stats.frames += 1
+            stats.malformed += 1
             raise _nested_too_deep(self.venue, "frame")
-        stats = self.stats
         counted = stats.malformed
         try:
             return decode(self, frame, ts_local)
