@@ -72,7 +72,7 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from operator import attrgetter
 from pathlib import Path
@@ -88,17 +88,25 @@ from ..model.instruments import Instrument
 
 __all__ = [
     "CHUNK",
+    "WRITE_ON",
     "CacheWriter",
     "CachedReader",
     "EventCache",
+    "FirstReplay",
     "ReplayDecoder",
     "cache_dir",
+    "exact_books_violation",
 ]
 
 FORMAT: Final = 2
 _MAGIC: Final = b"TDEVC\x00\x01\n"
 _END: Final = b"TDEVCEND"
 _DIGEST: Final = 32
+# Which replay of a data set from its frames writes its entry: 2, the second. Writing costs a
+# replay about as much again as decoding (recording every frame's events and what else it did,
+# pickling, compressing), which a data set replayed once would pay for nothing, and which made a
+# new user's first `tradingd backtest` twice as slow; the first replay only leaves a mark.
+WRITE_ON: Final = 2
 CHUNK: Final = 4096  # records per chunk: RSS stays bounded (a few MB) whatever the file's length
 _DEFAULT_MAX: Final = 4 << 30
 _STALE_PART_S: Final = 3600  # a writer's temporary file older than this is a killed run's
@@ -488,6 +496,56 @@ def _same_books(decoder: Any, books: dict[str, OrderBook]) -> str | None:
     return extra[0] if extra else None
 
 
+def exact_books_violation(decoder: Any, frames: Iterable[tuple[int, Any]]) -> str | None:
+    """Check a decoder's promise `exact_books` on `frames` ((ts, frame) pairs), frame by frame,
+    against books kept beside it: None when it held on every frame, else the first frame where it
+    did not, said. The promise, on which the cache's writer drops its own check of the books
+    (`CacheWriter.wrap_decoder`): after a frame that raises nothing and counts no gap nor
+    ignored change, every book the decoder keeps is the one before the frame with the frame's
+    `BookUpdate`s that are not snapshots applied as a replay applies them (`_predict`: levels are
+    set, `sequence` is the update's; every slot compared), no book is removed, and a book appears
+    or changes otherwise only where a `BookUpdate` names it (the writer stores the book of a
+    snapshot, or a new one, whole). Tests run it on every
+    decoder that declares the promise, on every kind of data (tests/store/test_evcache.py)."""
+    names = [f.name for f in attrs.fields(type(decoder.stats))]
+    sweep = _tuple_getter([n for n in ("gaps", "ignored_changes") if n in names])
+    shadow: dict[str, OrderBook] = {}
+
+    def resync() -> None:
+        shadow.clear()
+        for inst in decoder.book_instruments():
+            real = decoder.book(inst)
+            if real is not None:
+                _apply_diff(shadow, inst, _book_diff(real, None))
+
+    for n, (ts, frame) in enumerate(frames):
+        before = sweep(decoder.stats)
+        try:
+            events = decoder.decode(frame, ts)
+        except MalformedFrame:
+            resync()
+            continue
+        if sweep(decoder.stats) != before:
+            resync()
+            continue
+        new = [
+            e.instrument
+            for e in events
+            if e.__class__ is BookUpdate and (e.snapshot or e.instrument not in shadow)
+        ]
+        _predict(shadow, events)
+        for inst in new:
+            real = decoder.book(inst)
+            if real is not None:
+                _apply_diff(shadow, inst, _book_diff(real, None))
+            else:
+                shadow.pop(inst, None)
+        bad = _same_books(decoder, shadow)
+        if bad is not None:
+            return f"frame {n} (ts {ts}): the book of {bad} is not what its events say: {frame!r:.200}"
+    return None
+
+
 # -- the replay side ----------------------------------------------------------------------------
 class ReplayDecoder:
     """Stands in for a venue's decoder on a replay from the cache (the `Decoder` protocol): the
@@ -649,8 +707,13 @@ class EventCache:
     """The cache folder (module docstring). `open` finds an entry for a data set, `writer`
     starts one; `log(event, **fields)` says what happened in one line each."""
 
-    def __init__(self, directory: Path | None = None, *, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, *, max_bytes: int | None = None, write_on: int = WRITE_ON
+    ) -> None:
         self.directory = Path(directory) if directory is not None else cache_dir()
+        if write_on not in (1, 2):
+            raise ValueError(f"write_on={write_on!r}: 1 (the first replay writes) or 2 (the second)")
+        self.write_on = write_on
         env_max = os.environ.get("TRADINGD_CACHE_MAX_BYTES")
         if max_bytes is None:
             max_bytes = parse_size("TRADINGD_CACHE_MAX_BYTES", env_max) if env_max else _DEFAULT_MAX
@@ -658,7 +721,9 @@ class EventCache:
         self._digests: dict[tuple[Any, ...], bytes] = {}
         self.stamps: _Stamps = []  # of the last `key`: a writer checks them (`changed`)
         self.versions: dict[str, tuple[object, str]] = {}  # of the last `key`: (plugin, version)
-        self.status = "off"  # "read" | "written" | "frames" | why not, for the run's summary line
+        # "next": the last replay was a data set's first, which only marked it (`write_on` 2):
+        # the next replay of the same data writes the entry (the run's summary line says so).
+        self.status = "off"
         self.entry: Path | None = None
 
     # -- keys --
@@ -715,6 +780,10 @@ class EventCache:
 
     def path_of(self, key: str) -> Path:
         return self.directory / f"{key}.evc"
+
+    def mark_of(self, key: str) -> Path:
+        """The empty file saying a data set was replayed once from its frames (`write_on` 2)."""
+        return self.directory / f".{key}.seen"
 
     # -- reading --
     def open(
@@ -797,9 +866,13 @@ class EventCache:
 
     # -- writing --
     def writer(self, key: str, log: Log, sources: Sequence[_Source] = ()) -> CacheWriter | None:
-        """A writer of `key`'s entry, or None when the folder cannot be written (logged once)."""
+        """A writer of `key`'s entry, or None when the folder cannot be written (logged once).
+        With `write_on` 2, a data set's first replay gets a `FirstReplay` instead, which costs
+        the replay nothing and marks the data set seen when it ends whole."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            if self.write_on > 1 and not self.mark_of(key).exists():
+                return FirstReplay(self, key, log)
             fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".part", dir=self.directory)
         except OSError as exc:
             log("evcache.unwritable", dir=str(self.directory), error=exc.strerror or str(exc))
@@ -850,7 +923,12 @@ class EventCache:
     def clear(self) -> int:
         """Remove every entry (and any temporary file left by a killed writer)."""
         n = 0
-        for p in [*self.directory.glob("*.evc"), *self.directory.glob(".*.part")]:
+        found = [
+            *self.directory.glob("*.evc"),
+            *self.directory.glob(".*.part"),
+            *self.directory.glob(".*.seen"),
+        ]
+        for p in found:
             with contextlib.suppress(OSError):
                 p.unlink()
                 n += 1
@@ -884,6 +962,10 @@ class CacheWriter:
         self.failed: str | None = None
         self.done = False
         self.shadows: dict[str, dict[str, OrderBook]] = {}
+        # Venues whose decoder promises exact book updates (`exact_books`): no shadow books, only
+        # the names of the books the entry has made so far.
+        self.exact: set[str] = set()
+        self.known: dict[str, set[str]] = {}
         self.decoders: dict[str, Any] = {}
         self.strings: dict[str, str] = {}
         self.registries: list[Any] = []
@@ -951,6 +1033,53 @@ class CacheWriter:
         specs = self.specs
         flush = self._flush
         sd = self.strings.setdefault
+        exact = getattr(decoder, "exact_books", False) is True
+        known = self.known.setdefault(decoder.venue, set())
+        if exact:
+            self.exact.add(decoder.venue)
+
+        def recorded_exact(frame: Any, ts: int) -> list[MarketEvent]:
+            """`recorded` for a decoder whose book updates are exact (`exact_books`): the usual
+            frame is its events alone, the books they name being what a replay's `_predict`
+            makes of them (no shadow book kept, nor compared). A snapshot, or a `BookUpdate` of
+            a book the entry has not made yet, makes an unusual frame, which stores the book
+            whole (a Deribit grouped book's snapshot names an instrument whose incremental book
+            is the one `book()` gives, and does not change it)."""
+            if self.failed is not None:  # nothing will be written: the frame path alone
+                plain: list[MarketEvent] = decode(frame, ts)
+                return plain
+            frames0 = stats.frames
+            events0 = stats.events
+            others0 = others(stats)
+            luc = decoder.last_unknown_channel
+            try:
+                events: list[MarketEvent] = decode(frame, ts)
+            except MalformedFrame as exc:
+                unusual(frame, ts, exc, (), luc, frames0, events0, others0)
+                raise
+            try:
+                if (
+                    len(events) == 1
+                    and stats.frames == frames0 + 1
+                    and stats.events == events0 + 1
+                    and not adds
+                    and decoder.last_unknown_channel is luc
+                    and others(stats) == others0
+                ):
+                    ev = events[0]
+                    spec = specs.get(ev.__class__)
+                    if spec is not None and (
+                        ev.__class__ is not BookUpdate or (not ev.snapshot and ev.instrument in known)
+                    ):
+                        f = spec[1](ev)
+                        records.append((ts, idx, ((*spec[0], sd(f[0], f[0]), sd(f[1], f[1]), *f[2:]),)))
+                        if len(records) >= CHUNK:
+                            flush()
+                        return events
+                unusual(frame, ts, None, events, luc, frames0, events0, others0)
+            except Exception as exc:  # the cache's own fault: no entry, and the run goes on
+                self.fail(f"recording a frame failed: {exc!r}")
+            return events
 
         def recorded(frame: Any, ts: int) -> list[MarketEvent]:
             if self.failed is not None:  # nothing will be written: the frame path alone
@@ -1056,12 +1185,38 @@ class CacheWriter:
                 if adds:
                     extra["reg"] = tuple(adds)
                     adds.clear()
+                diffs: list[tuple[str, tuple[Any, ...] | None]] = []
+                if exact:
+                    # Books change as the events say (`exact_books`) but on a frame that raised
+                    # (a decoder's fault invalidates every book) or counted a gap or an ignored
+                    # change: every book is stored whole then; else only a book new to the entry
+                    # or named by a snapshot.
+                    if malformed is not None or sweep:
+                        new = list(dict.fromkeys([*decoder.book_instruments(), *known]))
+                    else:
+                        new = [
+                            e.instrument
+                            for e in events
+                            if e.__class__ is BookUpdate and (e.snapshot or e.instrument not in known)
+                        ]
+                    for inst in dict.fromkeys(new):
+                        real = decoder.book(inst)
+                        if real is not None:
+                            diffs.append((inst, _book_diff(real, None)))
+                            known.add(inst)
+                        elif inst in known:
+                            diffs.append((inst, None))
+                            known.discard(inst)
+                    if diffs:
+                        extra["books"] = tuple(diffs)
+                    encoded = tuple([self._encode(ev) for ev in events])
+                    self._record((ts, idx, [encoded, extra] if extra else encoded))
+                    return
                 # A malformed frame changes no book as a rule, but a decoder's fault (an
                 # unforeseen exception, `guard_decode`) invalidates every book of the venue:
                 # every book is compared then, and the replay applies that before it raises.
                 if not predicted:
                     _predict(shadow, events)
-                diffs: list[tuple[str, tuple[Any, ...] | None]] = []
                 if not events or sweep or malformed is not None:
                     names_ = list(dict.fromkeys([*decoder.book_instruments(), *shadow]))
                 else:
@@ -1084,7 +1239,7 @@ class CacheWriter:
             except Exception as exc:  # the cache's own fault: no entry, and the run goes on
                 self.fail(f"recording a frame failed: {exc!r}")
 
-        return recorded
+        return recorded_exact if exact else recorded
 
     def _encode(self, ev: Any) -> tuple[Any, ...]:
         cls = ev.__class__
@@ -1108,6 +1263,8 @@ class CacheWriter:
         """Every book of every decoder against its prediction, every slot (a frame's own check
         looks at the book its event names, and not at the quantum)."""
         for venue, decoder in self.decoders.items():
+            if venue in self.exact:  # its promise, tested (`exact_books_violation`)
+                continue
             bad = _same_books(decoder, self.shadows.get(venue, {}))
             if bad is not None:
                 self.fail(f"the {venue} decoder's book of {bad} changed without an event naming it")
@@ -1148,6 +1305,8 @@ class CacheWriter:
     ) -> Path | None:
         """After the whole stream: check the books, write the entry, rename it into place."""
         for venue, decoder in decoders.items():
+            if venue in self.exact:
+                continue
             bad = _same_books(decoder, self.shadows.get(venue, {}))
             if bad is not None:
                 self.fail(f"the {venue} decoder's book of {bad} changed without an event naming it")
@@ -1223,3 +1382,50 @@ class CacheWriter:
             with contextlib.suppress(AttributeError):
                 del registry.add  # the instance attribute: the class's method again
         self.registries.clear()
+
+
+class FirstReplay(CacheWriter):
+    """A data set's first replay from its frames when the cache writes on the second
+    (`EventCache.write_on`, `WRITE_ON`): the writer's hooks, doing nothing per frame, and at the
+    end of a whole replay an empty mark file (`EventCache.mark_of`) so that the next replay of
+    the same data (the same key: content and decoder code) records the entry. A run that fails
+    or is abandoned leaves no mark (`abort`). A `CacheWriter` for the kernel, which drives
+    either the same way; none of the recording's state is made."""
+
+    def __init__(self, cache: EventCache, key: str, log: Log) -> None:
+        self.cache = cache
+        self.key = key
+        self.log = log
+        self.stamps = list(cache.stamps)  # the data files as hashed for the key
+
+    def bad_line(self, path: Path, lineno: int, reason: str) -> None:
+        pass
+
+    def wrap_stream(
+        self, stream: Iterator[tuple[Any, int, Any]], readers: Sequence[Any]
+    ) -> Iterator[tuple[Any, int, Any]]:
+        return stream
+
+    def watch_registry(self, registry: Any) -> None:
+        pass
+
+    def wrap_decoder(self, idx: int, decoder: Any, reader: Any) -> Callable[[Any, int], list[MarketEvent]]:
+        decode: Callable[[Any, int], list[MarketEvent]] = decoder.decode
+        return decode
+
+    def commit(
+        self, decoders: Mapping[str, Any], readers: Sequence[Any], unfinished: Sequence[Any]
+    ) -> Path | None:
+        """Mark the data set seen (no entry: None). A file changed during the run marks nothing
+        (the key is not its content)."""
+        if self.cache.changed(self.stamps) is None:
+            try:
+                self.cache.mark_of(self.key).touch()
+            except OSError as exc:
+                self.log("evcache.unwritable", dir=str(self.cache.directory), error=exc.strerror or str(exc))
+                return None
+            self.cache.status = "next"
+        return None
+
+    def abort(self) -> None:
+        pass
