@@ -82,13 +82,14 @@ import attrs
 import zstandard
 
 from ..model.book import OrderBook
-from ..model.errors import ConfigError, MalformedFrame
+from ..model.errors import ConfigError, DataError, MalformedFrame
 from ..model.events import BookUpdate, Greeks, MarketEvent, Ticker
 from ..model.instruments import Instrument
 
 __all__ = [
     "CHUNK",
     "WRITE_ON",
+    "CacheDamaged",
     "CacheWriter",
     "CachedReader",
     "EventCache",
@@ -152,6 +153,15 @@ def parse_size(name: str, text: str) -> int:
 # -- versions -----------------------------------------------------------------------------------
 _ENGINE: Final = Path(__file__).resolve().parent.parent
 _version_memo: dict[str, str] = {}
+
+
+class CacheDamaged(DataError):
+    """An entry whose whole-file checks passed but whose records cannot be replayed: a chunk
+    that names a global it may not, or that does not unpickle or decompress, or a record of the
+    wrong shape. Only a file forged with a matching digest gets there (accidental damage fails
+    the digest at `open`). No code of the file has run (the restricted unpickler); the entry is
+    removed, and the run ends with this one line (events already went to the strategies: it
+    cannot go on from the frames), the next one decodes the frames."""
 
 
 class DecoderChanged(Exception):
@@ -561,13 +571,24 @@ class ReplayDecoder:
         self._books: dict[str, OrderBook] = {}
         self._builders = builders
         self.readers: Sequence[CachedReader] = ()
+        self.damaged: Callable[[BaseException], BaseException] = lambda exc: exc
 
     def decode(self, frame: Any, ts_local: int) -> list[MarketEvent]:
         return self.apply(frame, ts_local)
 
     def apply(self, body: Any, ts_local: int) -> list[MarketEvent]:
         """A frame's record: a tuple of its events (the frame did nothing else a replay must
-        redo but move the counters and the books as they say), or [events, what else]."""
+        redo but move the counters and the books as they say), or [events, what else]. A
+        record that cannot be replayed is the entry's damage (`CacheDamaged`), never a
+        malformed frame of the data."""
+        try:
+            return self._apply(body, ts_local)
+        except MalformedFrame:
+            raise
+        except Exception as exc:
+            raise self.damaged(exc) from exc
+
+    def _apply(self, body: Any, ts_local: int) -> list[MarketEvent]:
         if body.__class__ is tuple:
             builders = self._builders
             if len(body) == 1:  # most frames: no comprehension's frame to set up
@@ -660,6 +681,18 @@ class CachedReplay:
     footer: dict[str, Any]
     _file: Any
     _chunks_at: int
+    log: Log = print
+
+    def damaged(self, exc: BaseException) -> CacheDamaged:
+        """The entry cannot be replayed: removed, said in one log line, and the run's error."""
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self.log("evcache.corrupt", file=str(self.path), error=why)
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        return CacheDamaged(
+            f"the decoded-event cache entry {self.path} cannot be replayed ({why}): removed;"
+            " the next run decodes the frames"
+        )
 
     def stream(self, on_bad: Callable[[Path, int, str], None]) -> Iterator[tuple[Any, int, Any]]:
         """(ts, source index, record) in the order the frame path met them; the readers' bad
@@ -680,7 +713,16 @@ class CachedReplay:
         try:
             while f.tell() < end:
                 n = int.from_bytes(f.read(4), "little")
-                recs, marks = _loads(dctx.decompress(f.read(n)))
+                try:
+                    recs, marks = _loads(dctx.decompress(f.read(n)))
+                    if recs.__class__ is not tuple or marks.__class__ is not tuple:
+                        raise TypeError("a chunk is not (records, marks)")
+                    for _, kind, ref, _, _, idx in marks:  # few: checked before any is used
+                        _deref(roots, ref)
+                        if kind != "bad":
+                            readers[idx].where()
+                except Exception as exc:
+                    raise self.damaged(exc) from exc
                 done += len(recs)
                 share = done / total
                 for r in readers:
@@ -812,6 +854,7 @@ class EventCache:
             return None
         with contextlib.suppress(OSError):
             os.utime(path)  # least recently used goes first
+        replay.log = log
         return replay
 
     def _check(
@@ -862,7 +905,10 @@ class EventCache:
             readers.append(r)
         for rd in replay_decoders.values():
             rd.readers = readers
-        return CachedReplay(path, readers, replay_decoders, footer, f, chunks_at)
+        replay = CachedReplay(path, readers, replay_decoders, footer, f, chunks_at)
+        for rd in replay_decoders.values():
+            rd.damaged = replay.damaged
+        return replay
 
     # -- writing --
     def writer(self, key: str, log: Log, sources: Sequence[_Source] = ()) -> CacheWriter | None:

@@ -606,3 +606,54 @@ def test_a_decoder_that_breaks_its_exact_books_promise_is_caught(
     frames = _frames_of(_book_recording(tmp_path / "a.rec.zst"))
     found = evcache.exact_books_violation(load_venue("deribit").decoder(InstrumentRegistry()), frames)
     assert found is not None and found.startswith("frame 59 ") and PERP in found
+
+
+# -- a forged entry (its digest matching) -------------------------------------------------------
+class _Evil:
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.system, ("echo the cache ran code >&2",))
+
+
+def _forge_first_chunk(entry: Path, chunk: Any) -> None:
+    """`entry` with its first chunk replaced by `chunk` pickled, its footer and digest made to
+    match: what only a deliberate forger (not a damaged disk) makes."""
+    import hashlib
+
+    import zstandard
+
+    data = entry.read_bytes()
+    hlen = int.from_bytes(data[len(evcache._MAGIC) : len(evcache._MAGIC) + 4], "little")
+    at = len(evcache._MAGIC) + 4 + hlen
+    n = int.from_bytes(data[at : at + 4], "little")
+    evil = zstandard.ZstdCompressor().compress(pickle.dumps(chunk, protocol=5))
+    tail = len(evcache._END) + evcache._DIGEST
+    flen = int.from_bytes(data[-tail - 4 : -tail], "little")
+    footer = pickle.loads(data[-tail - 4 - flen : -tail - 4])
+    footer["chunks_end"] += len(evil) - n
+    packed = pickle.dumps(footer, protocol=5)
+    body = data[:at] + len(evil).to_bytes(4, "little") + evil + data[at + 4 + n : -tail - 4 - flen]
+    body += packed + len(packed).to_bytes(4, "little")
+    entry.write_bytes(body + hashlib.blake2b(body, digest_size=evcache._DIGEST).digest() + evcache._END)
+
+
+@pytest.mark.parametrize("chunk", ["names-a-function", "wrong-shape", "not-a-chunk"])
+def test_a_forged_entry_is_refused_in_one_line_removed_and_the_next_run_decodes_the_frames(
+    tmp_path: Path, chunk: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    rec = _recording(tmp_path / "a.rec.zst")
+    entry = _run(rec, EventCache(tmp_path / "c", write_on=1)).cache_entry
+    assert entry is not None
+    forged: Any = {
+        "names-a-function": ((_Evil(),), ()),
+        "wrong-shape": (((1, 0, ((7, "x"),)),), ()),
+        "not-a-chunk": [1, 2],
+    }[chunk]
+    _forge_first_chunk(entry, forged)
+    with structlog.testing.capture_logs() as logs, pytest.raises(evcache.CacheDamaged) as raised:
+        _run(rec, EventCache(tmp_path / "c", write_on=1))
+    assert "the cache ran code" not in capfd.readouterr().err, "no code of the file runs"
+    assert str(raised.value).startswith(f"the decoded-event cache entry {entry} cannot be replayed (")
+    assert "\n" not in str(raised.value)
+    assert [line["event"] for line in logs if line["event"].startswith("evcache.")] == ["evcache.corrupt"]
+    assert not entry.exists(), "the forged entry is removed"
+    assert _run(rec, EventCache(tmp_path / "c", write_on=1)).data_path == "frames, cache written"
