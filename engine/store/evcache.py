@@ -581,38 +581,35 @@ class ReplayDecoder:
         redo but move the counters and the books as they say), or [events, what else]. A
         record that cannot be replayed is the entry's damage (`CacheDamaged`), never a
         malformed frame of the data."""
-        try:
-            return self._apply(body, ts_local)
+        try:  # free in 3.11 unless raised: the hot path pays no call for it
+            if body.__class__ is tuple:
+                builders = self._builders
+                if len(body) == 1:  # most frames: no comprehension's frame to set up
+                    e = body[0]
+                    events = [builders[e[0]](*e)]
+                else:
+                    events = [builders[e[0]](*e) for e in body]
+                stats = self.stats
+                stats.frames += 1
+                stats.events += len(events)
+                books = self._books
+                if books:
+                    # `_predict`, inlined (the hot path of a replay): the writer checked its result.
+                    for ev in events:
+                        if ev.__class__ is BookUpdate:
+                            book = books.get(ev.instrument)
+                            if book is not None:
+                                if ev.snapshot:
+                                    book.clear()
+                                    book.valid = True
+                                book.update(ev.bids, ev.asks)
+                                book.sequence = ev.sequence
+                return events
+            return self._extra(body[0], body[1])
         except MalformedFrame:
             raise
         except Exception as exc:
             raise self.damaged(exc) from exc
-
-    def _apply(self, body: Any, ts_local: int) -> list[MarketEvent]:
-        if body.__class__ is tuple:
-            builders = self._builders
-            if len(body) == 1:  # most frames: no comprehension's frame to set up
-                e = body[0]
-                events = [builders[e[0]](*e)]
-            else:
-                events = [builders[e[0]](*e) for e in body]
-            stats = self.stats
-            stats.frames += 1
-            stats.events += len(events)
-            books = self._books
-            if books:
-                # `_predict`, inlined (the hot path of a replay): the writer checked its result.
-                for ev in events:
-                    if ev.__class__ is BookUpdate:
-                        book = books.get(ev.instrument)
-                        if book is not None:
-                            if ev.snapshot:
-                                book.clear()
-                                book.valid = True
-                            book.update(ev.bids, ev.asks)
-                            book.sequence = ev.sequence
-            return events
-        return self._extra(body[0], body[1])
 
     def _extra(self, encoded: tuple[Any, ...], extra: dict[str, Any]) -> list[MarketEvent]:
         builders = self._builders
