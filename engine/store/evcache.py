@@ -1,6 +1,8 @@
 """The decoded-event cache: a backtest's data, decoded once, replayed from a compact binary file.
 
-The first replay of a data set (the frame path) writes, beside its run, what each frame's decode
+A data set's second replay from its frames (`WRITE_ON`; the first only leaves a mark, so that a
+data set replayed once, such as a new user's first backtest, pays nothing for the cache) writes,
+beside its run, what each frame's decode
 did: the events it returned (or the `MalformedFrame` it raised, with the file and line the kernel
 names), and every side effect a strategy, the simulated venues or the report can see: the
 decoder's counters (`DecoderStats`) when they moved otherwise than one frame and its events, its
@@ -20,7 +22,11 @@ frame every slot (and every book after a frame that gave no event or counted a g
 change). Where they differ (a gap, a crossed book, a venue's own fields such as a timestamp) the
 difference is stored with the frame and applied after the prediction. A book that changed
 without any event naming it is caught by a comparison of every book, every slot, at the end of
-each chunk and at the end of the write: the file is then not kept.
+each chunk and at the end of the write: the file is then not kept. A decoder that promises
+exact book updates (`exact_books`, checked on every kind of its data by a test through
+`exact_books_violation`) is spared those shadow books, which were most of the cost of writing:
+its usual frame is stored as its events alone, and a frame that raised, counted a gap or an
+ignored change, or brought a snapshot or a new book stores the books it may have changed whole.
 
 The key is the content of every data file (BLAKE2b of its bytes; a directory: every file in it,
 names included), the sources' venues and formats in order (one entry per data set: a decoder's
@@ -55,7 +61,9 @@ Measured on the bundled sample: pickled tuples load 2x faster than msgpack (whic
 string per field; pickle's memo shares the venue and instrument names), and events built while
 the kernel consumes them, rather than by the unpickler, keep the garbage collector from scanning
 a whole chunk of live objects. The unpickler resolves no global but the classes listed in
-`_allowed` (events, instruments, enums, Decimal, books): a cache file cannot run code.
+`_allowed` (events, instruments, enums, Decimal, books): a cache file cannot run code. A file
+forged with a matching digest whose chunk cannot be replayed (a global refused, a record of the
+wrong shape) is removed and ends the run with one line (`CacheDamaged`); the next run decodes.
 """
 
 from __future__ import annotations
