@@ -2,14 +2,17 @@
 
     python bench/bench_cache.py [--config config/backtest.toml] [--runs 5] [--frames N]
 
-Three comparisons, each run in fresh processes, interleaved (frames, cache, frames, cache, ...),
+Four comparisons, each run in fresh processes, interleaved (frames, cache, frames, cache, ...),
 measured in CPU time of the work (user + system, `resource.getrusage`, every thread), medians
-printed with every raw figure, and each process's peak RSS:
+printed with every raw figure (wall time beside it), and each process's peak RSS:
 
-  first run   the first backtest of a data set, which replays from the frames and writes the
-              cache entry (`first-writing`, each run into a new empty folder), against the same
-              backtest from the frames without a cache (`first-frames`); no strategy, so the
-              ratio is the cache's own cost: what a new user's first `tradingd backtest` pays
+  first run   the first backtest of a data set with the cache on as `tradingd backtest` has it
+              (`first-cache`, each run into a new empty folder: the data set's key hashed, and a
+              mark left, `evcache.WRITE_ON`), against the same backtest from the frames without
+              a cache (`first-frames`); no strategy, so the ratio is the cache's own cost: what a
+              new user's first `tradingd backtest` pays
+  writing     the replay that writes the entry (the second of a data set by default; here each
+              run into a new folder with `write_on=1`) against the frames without a cache
 
   data path   frames -> events (the recording read, every frame decoded: events built, books
               kept) against cache -> events (the entry's key and checksum verified, its chunks
@@ -72,6 +75,7 @@ def _child(mode: str, config: str, data: str, cache_dir: str) -> dict[str, Any]:
     sources = [DataSource(venue, Path(data))]
     out: dict[str, Any] = {"mode": mode}
     t0 = _cpu()
+    w0 = time.perf_counter()
     if mode == "data-frames":
         decoder = plugin.decoder(InstrumentRegistry())
         events = frames = 0
@@ -95,18 +99,20 @@ def _child(mode: str, config: str, data: str, cache_dir: str) -> dict[str, Any]:
                 events += len(apply(rec, ts))
             except ValueError:
                 pass
-    elif mode in ("first-frames", "first-writing"):
+    elif mode in ("first-frames", "first-cache", "writing"):
         fresh = Path(tempfile.mkdtemp(prefix="bench-cache-first-", dir=cache_dir))
-        kernel = BacktestKernel(
-            {venue: plugin},
-            sources,
-            [],
-            event_cache=EventCache(fresh) if mode == "first-writing" else None,
-        )
+        maybe = None
+        if mode == "first-cache":
+            maybe = EventCache(fresh)  # as `tradingd backtest` makes it
+        elif mode == "writing":
+            maybe = EventCache(fresh, write_on=1)
+        kernel = BacktestKernel({venue: plugin}, sources, [], event_cache=maybe)
         result = trio.run(kernel.run)
         events, frames = result.events, result.frames
-        want = "frames, cache written" if mode == "first-writing" else "frames"
+        want = "frames, cache written" if mode == "writing" else "frames"
         assert kernel.data_path == want, kernel.data_path
+        if maybe is not None and maybe.write_on > 1:
+            assert maybe.status == "next", maybe.status
         shutil.rmtree(fresh)
     else:
         maybe = EventCache(Path(cache_dir)) if mode == "backtest-cache" else None
@@ -123,6 +129,7 @@ def _child(mode: str, config: str, data: str, cache_dir: str) -> dict[str, Any]:
             assert kernel.data_path == "cache", kernel.data_path
         out["net_pnl"] = {k: str(s.net_pnl) for k, s in result.strategies.items()}
     out["cpu_s"] = _cpu() - t0
+    out["wall_s"] = time.perf_counter() - w0
     out["events"] = events
     out["frames"] = frames
     out["peak_rss_mb"] = _peak_rss_mb()
@@ -208,7 +215,7 @@ def main() -> None:
             {spec.venue: load_venue(spec.venue)},
             [DataSource(spec.venue, data)],
             [],
-            event_cache=EventCache(cache_dir),
+            event_cache=EventCache(cache_dir, write_on=1),
         )
         trio.run(writer.run)
         entry = writer.cache_entry
@@ -218,7 +225,7 @@ def main() -> None:
             f" {entry.stat().st_size / 1e6:.1f} MB for {data.stat().st_size / 1e6:.1f} MB of recording,"
             f" {writer.frames:,} frames"
         )
-        pairs = [("first-frames", "first-writing"), ("data-frames", "data-cache")]
+        pairs = [("first-frames", "first-cache"), ("first-frames", "writing"), ("data-frames", "data-cache")]
         if not args.skip_backtest:
             pairs.append(("backtest-frames", "backtest-cache"))
         for a, b in pairs:
@@ -227,20 +234,32 @@ def main() -> None:
                 for mode in (a, b):
                     runs[mode].append(_spawn(mode, args.config, data, cache_dir))
             med = {m: statistics.median(r["cpu_s"] for r in rs) for m, rs in runs.items()}
+            wall = {m: statistics.median(r["wall_s"] for r in rs) for m, rs in runs.items()}
             for mode, rs in runs.items():
                 events = rs[0]["events"]
                 cpu = [round(r["cpu_s"], 3) for r in rs]
                 rss = max(r["peak_rss_mb"] for r in rs)
                 print(
                     f"{mode:16} median CPU {med[mode]:7.3f} s  {events / med[mode]:>10,.0f} events/s"
-                    f"  peak RSS {rss:6.1f} MB  runs {cpu}"
+                    f"  (wall {wall[mode]:.3f} s)  peak RSS {rss:6.1f} MB  runs {cpu}"
                 )
             if "net_pnl" in runs[a][0]:
                 assert runs[a][0]["net_pnl"] == runs[b][0]["net_pnl"], "the two paths disagree"
-            if b == "first-writing":
-                print(f"{'':16} writing the entry costs {med[b] / med[a]:.2f}x a run without the cache")
+            if b == "first-cache":
+                print(
+                    f"{'':16} a first run with the cache on costs {med[b] / med[a]:.2f}x a run without it"
+                    f" (wall {wall[b] / wall[a]:.2f}x)"
+                )
+            elif b == "writing":
+                print(
+                    f"{'':16} writing the entry costs {med[b] / med[a]:.2f}x a run without the cache"
+                    f" (wall {wall[b] / wall[a]:.2f}x)"
+                )
             else:
-                print(f"{'':16} cache is {med[a] / med[b]:.2f}x faster ({a.split('-')[0]})")
+                print(
+                    f"{'':16} cache is {med[a] / med[b]:.2f}x faster ({a.split('-')[0]};"
+                    f" wall {wall[a] / wall[b]:.2f}x)"
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

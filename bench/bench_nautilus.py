@@ -552,7 +552,7 @@ def _run_tradingd(
     if combo == "cache":
         # The entry is written by a first replay in setup (not timed), as a user's first
         # backtest of the data writes it; the timed run reads the events from it.
-        cache = EventCache(tmp / "event-cache")
+        cache = EventCache(tmp / "event-cache", write_on=1)  # this replay writes (not only marks)
         writer = BacktestKernel(
             plugins,
             [source],

@@ -127,6 +127,8 @@ def _data_line(kernel: BacktestKernel) -> str:
         return "events read from the decoded-event cache"
     if kernel.cache_entry is not None:
         return "events decoded from the frames, decoded-event cache written"
+    if kernel.event_cache is not None and kernel.event_cache.status == "next":  # evcache.WRITE_ON
+        return "events decoded from the frames (the next run writes the event cache)"
     if kernel.event_cache is not None:
         return "events decoded from the frames (cache not written: see the log)"
     return "events decoded from the frames (--no-cache)"

@@ -508,6 +508,11 @@ class DeribitDecoder(JsonRpcDecoder):
     """
 
     venue = VENUE
+    # A promise to the decoded-event cache (engine.store.evcache.exact_books_violation, checked
+    # on every kind of data by tests/store/test_evcache.py): the books change as the returned
+    # `BookUpdate`s say (snapshots aside), but on a frame that raises or counts a gap or an
+    # ignored change. The cache's writer then keeps no shadow books (the cost of writing).
+    exact_books = True
 
     def __init__(self, registry: InstrumentRegistry, *, compiled: bool = True) -> None:
         """`compiled=False`: the Python book path even where `_fast` is built (the reference)."""

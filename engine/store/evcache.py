@@ -1,6 +1,8 @@
 """The decoded-event cache: a backtest's data, decoded once, replayed from a compact binary file.
 
-The first replay of a data set (the frame path) writes, beside its run, what each frame's decode
+A data set's second replay from its frames (`WRITE_ON`; the first only leaves a mark, so that a
+data set replayed once, such as a new user's first backtest, pays nothing for the cache) writes,
+beside its run, what each frame's decode
 did: the events it returned (or the `MalformedFrame` it raised, with the file and line the kernel
 names), and every side effect a strategy, the simulated venues or the report can see: the
 decoder's counters (`DecoderStats`) when they moved otherwise than one frame and its events, its
@@ -20,7 +22,11 @@ frame every slot (and every book after a frame that gave no event or counted a g
 change). Where they differ (a gap, a crossed book, a venue's own fields such as a timestamp) the
 difference is stored with the frame and applied after the prediction. A book that changed
 without any event naming it is caught by a comparison of every book, every slot, at the end of
-each chunk and at the end of the write: the file is then not kept.
+each chunk and at the end of the write: the file is then not kept. A decoder that promises
+exact book updates (`exact_books`, checked on every kind of its data by a test through
+`exact_books_violation`) is spared those shadow books, which were most of the cost of writing:
+its usual frame is stored as its events alone, and a frame that raised, counted a gap or an
+ignored change, or brought a snapshot or a new book stores the books it may have changed whole.
 
 The key is the content of every data file (BLAKE2b of its bytes; a directory: every file in it,
 names included), the sources' venues and formats in order (one entry per data set: a decoder's
@@ -55,7 +61,9 @@ Measured on the bundled sample: pickled tuples load 2x faster than msgpack (whic
 string per field; pickle's memo shares the venue and instrument names), and events built while
 the kernel consumes them, rather than by the unpickler, keep the garbage collector from scanning
 a whole chunk of live objects. The unpickler resolves no global but the classes listed in
-`_allowed` (events, instruments, enums, Decimal, books): a cache file cannot run code.
+`_allowed` (events, instruments, enums, Decimal, books): a cache file cannot run code. A file
+forged with a matching digest whose chunk cannot be replayed (a global refused, a record of the
+wrong shape) is removed and ends the run with one line (`CacheDamaged`); the next run decodes.
 """
 
 from __future__ import annotations
@@ -71,7 +79,7 @@ import pickle
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from operator import attrgetter
 from pathlib import Path
@@ -82,23 +90,32 @@ import msgspec
 import zstandard
 
 from ..model.book import OrderBook
-from ..model.errors import ConfigError, MalformedFrame
+from ..model.errors import ConfigError, DataError, MalformedFrame
 from ..model.events import BookUpdate, Greeks, MarketEvent, Ticker
 from ..model.instruments import Instrument
 
 __all__ = [
     "CHUNK",
+    "WRITE_ON",
+    "CacheDamaged",
     "CacheWriter",
     "CachedReader",
     "EventCache",
+    "FirstReplay",
     "ReplayDecoder",
     "cache_dir",
+    "exact_books_violation",
 ]
 
 FORMAT: Final = 2
 _MAGIC: Final = b"TDEVC\x00\x01\n"
 _END: Final = b"TDEVCEND"
 _DIGEST: Final = 32
+# Which replay of a data set from its frames writes its entry: 2, the second. Writing costs a
+# replay about as much again as decoding (recording every frame's events and what else it did,
+# pickling, compressing), which a data set replayed once would pay for nothing, and which made a
+# new user's first `tradingd backtest` twice as slow; the first replay only leaves a mark.
+WRITE_ON: Final = 2
 CHUNK: Final = 4096  # records per chunk: RSS stays bounded (a few MB) whatever the file's length
 _DEFAULT_MAX: Final = 4 << 30
 _STALE_PART_S: Final = 3600  # a writer's temporary file older than this is a killed run's
@@ -144,6 +161,15 @@ def parse_size(name: str, text: str) -> int:
 # -- versions -----------------------------------------------------------------------------------
 _ENGINE: Final = Path(__file__).resolve().parent.parent
 _version_memo: dict[str, str] = {}
+
+
+class CacheDamaged(DataError):
+    """An entry whose whole-file checks passed but whose records cannot be replayed: a chunk
+    that names a global it may not, or that does not unpickle or decompress, or a record of the
+    wrong shape. Only a file forged with a matching digest gets there (accidental damage fails
+    the digest at `open`). No code of the file has run (the restricted unpickler); the entry is
+    removed, and the run ends with this one line (events already went to the strategies: it
+    cannot go on from the frames), the next one decodes the frames."""
 
 
 class DecoderChanged(Exception):
@@ -471,6 +497,56 @@ def _same_books(decoder: Any, books: dict[str, OrderBook]) -> str | None:
     return extra[0] if extra else None
 
 
+def exact_books_violation(decoder: Any, frames: Iterable[tuple[int, Any]]) -> str | None:
+    """Check a decoder's promise `exact_books` on `frames` ((ts, frame) pairs), frame by frame,
+    against books kept beside it: None when it held on every frame, else the first frame where it
+    did not, said. The promise, on which the cache's writer drops its own check of the books
+    (`CacheWriter.wrap_decoder`): after a frame that raises nothing and counts no gap nor
+    ignored change, every book the decoder keeps is the one before the frame with the frame's
+    `BookUpdate`s that are not snapshots applied as a replay applies them (`_predict`: levels are
+    set, `sequence` is the update's; every slot compared), no book is removed, and a book appears
+    or changes otherwise only where a `BookUpdate` names it (the writer stores the book of a
+    snapshot, or a new one, whole). Tests run it on every
+    decoder that declares the promise, on every kind of data (tests/store/test_evcache.py)."""
+    names = [f.name for f in attrs.fields(type(decoder.stats))]
+    sweep = _tuple_getter([n for n in ("gaps", "ignored_changes") if n in names])
+    shadow: dict[str, OrderBook] = {}
+
+    def resync() -> None:
+        shadow.clear()
+        for inst in decoder.book_instruments():
+            real = decoder.book(inst)
+            if real is not None:
+                _apply_diff(shadow, inst, _book_diff(real, None))
+
+    for n, (ts, frame) in enumerate(frames):
+        before = sweep(decoder.stats)
+        try:
+            events = decoder.decode(frame, ts)
+        except MalformedFrame:
+            resync()
+            continue
+        if sweep(decoder.stats) != before:
+            resync()
+            continue
+        new = [
+            e.instrument
+            for e in events
+            if e.__class__ is BookUpdate and (e.snapshot or e.instrument not in shadow)
+        ]
+        _predict(shadow, events)
+        for inst in new:
+            real = decoder.book(inst)
+            if real is not None:
+                _apply_diff(shadow, inst, _book_diff(real, None))
+            else:
+                shadow.pop(inst, None)
+        bad = _same_books(decoder, shadow)
+        if bad is not None:
+            return f"frame {n} (ts {ts}): the book of {bad} is not what its events say: {frame!r:.200}"
+    return None
+
+
 # -- the replay side ----------------------------------------------------------------------------
 class ReplayDecoder:
     """Stands in for a venue's decoder on a replay from the cache (the `Decoder` protocol): the
@@ -486,37 +562,45 @@ class ReplayDecoder:
         self._books: dict[str, OrderBook] = {}
         self._builders = builders
         self.readers: Sequence[CachedReader] = ()
+        self.damaged: Callable[[BaseException], BaseException] = lambda exc: exc
 
     def decode(self, frame: Any, ts_local: int) -> list[MarketEvent]:
         return self.apply(frame, ts_local)
 
     def apply(self, body: Any, ts_local: int) -> list[MarketEvent]:
         """A frame's record: a tuple of its events (the frame did nothing else a replay must
-        redo but move the counters and the books as they say), or [events, what else]."""
-        if body.__class__ is tuple:
-            builders = self._builders
-            if len(body) == 1:  # most frames: no comprehension's frame to set up
-                e = body[0]
-                events = [builders[e[0]](*e)]
-            else:
-                events = [builders[e[0]](*e) for e in body]
-            stats = self.stats
-            stats.frames += 1
-            stats.events += len(events)
-            books = self._books
-            if books:
-                # `_predict`, inlined (the hot path of a replay): the writer checked its result.
-                for ev in events:
-                    if ev.__class__ is BookUpdate:
-                        book = books.get(ev.instrument)
-                        if book is not None:
-                            if ev.snapshot:
-                                book.clear()
-                                book.valid = True
-                            book.update(ev.bids, ev.asks)
-                            book.sequence = ev.sequence
-            return events
-        return self._extra(body[0], body[1])
+        redo but move the counters and the books as they say), or [events, what else]. A
+        record that cannot be replayed is the entry's damage (`CacheDamaged`), never a
+        malformed frame of the data."""
+        try:  # free in 3.11 unless raised: the hot path pays no call for it
+            if body.__class__ is tuple:
+                builders = self._builders
+                if len(body) == 1:  # most frames: no comprehension's frame to set up
+                    e = body[0]
+                    events = [builders[e[0]](*e)]
+                else:
+                    events = [builders[e[0]](*e) for e in body]
+                stats = self.stats
+                stats.frames += 1
+                stats.events += len(events)
+                books = self._books
+                if books:
+                    # `_predict`, inlined (the hot path of a replay): the writer checked its result.
+                    for ev in events:
+                        if ev.__class__ is BookUpdate:
+                            book = books.get(ev.instrument)
+                            if book is not None:
+                                if ev.snapshot:
+                                    book.clear()
+                                    book.valid = True
+                                book.update(ev.bids, ev.asks)
+                                book.sequence = ev.sequence
+                return events
+            return self._extra(body[0], body[1])
+        except MalformedFrame:
+            raise
+        except Exception as exc:
+            raise self.damaged(exc) from exc
 
     def _extra(self, encoded: tuple[Any, ...], extra: dict[str, Any]) -> list[MarketEvent]:
         builders = self._builders
@@ -585,6 +669,18 @@ class CachedReplay:
     footer: dict[str, Any]
     _file: Any
     _chunks_at: int
+    log: Log = print
+
+    def damaged(self, exc: BaseException) -> CacheDamaged:
+        """The entry cannot be replayed: removed, said in one log line, and the run's error."""
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self.log("evcache.corrupt", file=str(self.path), error=why)
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        return CacheDamaged(
+            f"the decoded-event cache entry {self.path} cannot be replayed ({why}): removed;"
+            " the next run decodes the frames"
+        )
 
     def stream(self, on_bad: Callable[[Path, int, str], None]) -> Iterator[tuple[Any, int, Any]]:
         """(ts, source index, record) in the order the frame path met them; the readers' bad
@@ -605,7 +701,16 @@ class CachedReplay:
         try:
             while f.tell() < end:
                 n = int.from_bytes(f.read(4), "little")
-                recs, marks = _loads(dctx.decompress(f.read(n)))
+                try:
+                    recs, marks = _loads(dctx.decompress(f.read(n)))
+                    if recs.__class__ is not tuple or marks.__class__ is not tuple:
+                        raise TypeError("a chunk is not (records, marks)")
+                    for _, kind, ref, _, _, idx in marks:  # few: checked before any is used
+                        _deref(roots, ref)
+                        if kind != "bad":
+                            readers[idx].where()
+                except Exception as exc:
+                    raise self.damaged(exc) from exc
                 done += len(recs)
                 share = done / total
                 for r in readers:
@@ -632,8 +737,13 @@ class EventCache:
     """The cache folder (module docstring). `open` finds an entry for a data set, `writer`
     starts one; `log(event, **fields)` says what happened in one line each."""
 
-    def __init__(self, directory: Path | None = None, *, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, *, max_bytes: int | None = None, write_on: int = WRITE_ON
+    ) -> None:
         self.directory = Path(directory) if directory is not None else cache_dir()
+        if write_on not in (1, 2):
+            raise ValueError(f"write_on={write_on!r}: 1 (the first replay writes) or 2 (the second)")
+        self.write_on = write_on
         env_max = os.environ.get("TRADINGD_CACHE_MAX_BYTES")
         if max_bytes is None:
             max_bytes = parse_size("TRADINGD_CACHE_MAX_BYTES", env_max) if env_max else _DEFAULT_MAX
@@ -641,7 +751,9 @@ class EventCache:
         self._digests: dict[tuple[Any, ...], bytes] = {}
         self.stamps: _Stamps = []  # of the last `key`: a writer checks them (`changed`)
         self.versions: dict[str, tuple[object, str]] = {}  # of the last `key`: (plugin, version)
-        self.status = "off"  # "read" | "written" | "frames" | why not, for the run's summary line
+        # "next": the last replay was a data set's first, which only marked it (`write_on` 2):
+        # the next replay of the same data writes the entry (the run's summary line says so).
+        self.status = "off"
         self.entry: Path | None = None
 
     # -- keys --
@@ -699,6 +811,10 @@ class EventCache:
     def path_of(self, key: str) -> Path:
         return self.directory / f"{key}.evc"
 
+    def mark_of(self, key: str) -> Path:
+        """The empty file saying a data set was replayed once from its frames (`write_on` 2)."""
+        return self.directory / f".{key}.seen"
+
     # -- reading --
     def open(
         self,
@@ -726,6 +842,7 @@ class EventCache:
             return None
         with contextlib.suppress(OSError):
             os.utime(path)  # least recently used goes first
+        replay.log = log
         return replay
 
     def _check(
@@ -776,13 +893,20 @@ class EventCache:
             readers.append(r)
         for rd in replay_decoders.values():
             rd.readers = readers
-        return CachedReplay(path, readers, replay_decoders, footer, f, chunks_at)
+        replay = CachedReplay(path, readers, replay_decoders, footer, f, chunks_at)
+        for rd in replay_decoders.values():
+            rd.damaged = replay.damaged
+        return replay
 
     # -- writing --
     def writer(self, key: str, log: Log, sources: Sequence[_Source] = ()) -> CacheWriter | None:
-        """A writer of `key`'s entry, or None when the folder cannot be written (logged once)."""
+        """A writer of `key`'s entry, or None when the folder cannot be written (logged once).
+        With `write_on` 2, a data set's first replay gets a `FirstReplay` instead, which costs
+        the replay nothing and marks the data set seen when it ends whole."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            if self.write_on > 1 and not self.mark_of(key).exists():
+                return FirstReplay(self, key, log)
             fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".part", dir=self.directory)
         except OSError as exc:
             log("evcache.unwritable", dir=str(self.directory), error=exc.strerror or str(exc))
@@ -833,7 +957,12 @@ class EventCache:
     def clear(self) -> int:
         """Remove every entry (and any temporary file left by a killed writer)."""
         n = 0
-        for p in [*self.directory.glob("*.evc"), *self.directory.glob(".*.part")]:
+        found = [
+            *self.directory.glob("*.evc"),
+            *self.directory.glob(".*.part"),
+            *self.directory.glob(".*.seen"),
+        ]
+        for p in found:
             with contextlib.suppress(OSError):
                 p.unlink()
                 n += 1
@@ -867,6 +996,10 @@ class CacheWriter:
         self.failed: str | None = None
         self.done = False
         self.shadows: dict[str, dict[str, OrderBook]] = {}
+        # Venues whose decoder promises exact book updates (`exact_books`): no shadow books, only
+        # the names of the books the entry has made so far.
+        self.exact: set[str] = set()
+        self.known: dict[str, set[str]] = {}
         self.decoders: dict[str, Any] = {}
         self.strings: dict[str, str] = {}
         self.registries: list[Any] = []
@@ -934,6 +1067,53 @@ class CacheWriter:
         specs = self.specs
         flush = self._flush
         sd = self.strings.setdefault
+        exact = getattr(decoder, "exact_books", False) is True
+        known = self.known.setdefault(decoder.venue, set())
+        if exact:
+            self.exact.add(decoder.venue)
+
+        def recorded_exact(frame: Any, ts: int) -> list[MarketEvent]:
+            """`recorded` for a decoder whose book updates are exact (`exact_books`): the usual
+            frame is its events alone, the books they name being what a replay's `_predict`
+            makes of them (no shadow book kept, nor compared). A snapshot, or a `BookUpdate` of
+            a book the entry has not made yet, makes an unusual frame, which stores the book
+            whole (a Deribit grouped book's snapshot names an instrument whose incremental book
+            is the one `book()` gives, and does not change it)."""
+            if self.failed is not None:  # nothing will be written: the frame path alone
+                plain: list[MarketEvent] = decode(frame, ts)
+                return plain
+            frames0 = stats.frames
+            events0 = stats.events
+            others0 = others(stats)
+            luc = decoder.last_unknown_channel
+            try:
+                events: list[MarketEvent] = decode(frame, ts)
+            except MalformedFrame as exc:
+                unusual(frame, ts, exc, (), luc, frames0, events0, others0)
+                raise
+            try:
+                if (
+                    len(events) == 1
+                    and stats.frames == frames0 + 1
+                    and stats.events == events0 + 1
+                    and not adds
+                    and decoder.last_unknown_channel is luc
+                    and others(stats) == others0
+                ):
+                    ev = events[0]
+                    spec = specs.get(ev.__class__)
+                    if spec is not None and (
+                        ev.__class__ is not BookUpdate or (not ev.snapshot and ev.instrument in known)
+                    ):
+                        f = spec[1](ev)
+                        records.append((ts, idx, ((*spec[0], sd(f[0], f[0]), sd(f[1], f[1]), *f[2:]),)))
+                        if len(records) >= CHUNK:
+                            flush()
+                        return events
+                unusual(frame, ts, None, events, luc, frames0, events0, others0)
+            except Exception as exc:  # the cache's own fault: no entry, and the run goes on
+                self.fail(f"recording a frame failed: {exc!r}")
+            return events
 
         def recorded(frame: Any, ts: int) -> list[MarketEvent]:
             if self.failed is not None:  # nothing will be written: the frame path alone
@@ -1039,12 +1219,38 @@ class CacheWriter:
                 if adds:
                     extra["reg"] = tuple(adds)
                     adds.clear()
+                diffs: list[tuple[str, tuple[Any, ...] | None]] = []
+                if exact:
+                    # Books change as the events say (`exact_books`) but on a frame that raised
+                    # (a decoder's fault invalidates every book) or counted a gap or an ignored
+                    # change: every book is stored whole then; else only a book new to the entry
+                    # or named by a snapshot.
+                    if malformed is not None or sweep:
+                        new = list(dict.fromkeys([*decoder.book_instruments(), *known]))
+                    else:
+                        new = [
+                            e.instrument
+                            for e in events
+                            if e.__class__ is BookUpdate and (e.snapshot or e.instrument not in known)
+                        ]
+                    for inst in dict.fromkeys(new):
+                        real = decoder.book(inst)
+                        if real is not None:
+                            diffs.append((inst, _book_diff(real, None)))
+                            known.add(inst)
+                        elif inst in known:
+                            diffs.append((inst, None))
+                            known.discard(inst)
+                    if diffs:
+                        extra["books"] = tuple(diffs)
+                    encoded = tuple([self._encode(ev) for ev in events])
+                    self._record((ts, idx, [encoded, extra] if extra else encoded))
+                    return
                 # A malformed frame changes no book as a rule, but a decoder's fault (an
                 # unforeseen exception, `guard_decode`) invalidates every book of the venue:
                 # every book is compared then, and the replay applies that before it raises.
                 if not predicted:
                     _predict(shadow, events)
-                diffs: list[tuple[str, tuple[Any, ...] | None]] = []
                 if not events or sweep or malformed is not None:
                     names_ = list(dict.fromkeys([*decoder.book_instruments(), *shadow]))
                 else:
@@ -1067,7 +1273,7 @@ class CacheWriter:
             except Exception as exc:  # the cache's own fault: no entry, and the run goes on
                 self.fail(f"recording a frame failed: {exc!r}")
 
-        return recorded
+        return recorded_exact if exact else recorded
 
     def _encode(self, ev: Any) -> tuple[Any, ...]:
         cls = ev.__class__
@@ -1091,6 +1297,8 @@ class CacheWriter:
         """Every book of every decoder against its prediction, every slot (a frame's own check
         looks at the book its event names, and not at the quantum)."""
         for venue, decoder in self.decoders.items():
+            if venue in self.exact:  # its promise, tested (`exact_books_violation`)
+                continue
             bad = _same_books(decoder, self.shadows.get(venue, {}))
             if bad is not None:
                 self.fail(f"the {venue} decoder's book of {bad} changed without an event naming it")
@@ -1131,6 +1339,8 @@ class CacheWriter:
     ) -> Path | None:
         """After the whole stream: check the books, write the entry, rename it into place."""
         for venue, decoder in decoders.items():
+            if venue in self.exact:
+                continue
             bad = _same_books(decoder, self.shadows.get(venue, {}))
             if bad is not None:
                 self.fail(f"the {venue} decoder's book of {bad} changed without an event naming it")
@@ -1206,3 +1416,50 @@ class CacheWriter:
             with contextlib.suppress(AttributeError):
                 del registry.add  # the instance attribute: the class's method again
         self.registries.clear()
+
+
+class FirstReplay(CacheWriter):
+    """A data set's first replay from its frames when the cache writes on the second
+    (`EventCache.write_on`, `WRITE_ON`): the writer's hooks, doing nothing per frame, and at the
+    end of a whole replay an empty mark file (`EventCache.mark_of`) so that the next replay of
+    the same data (the same key: content and decoder code) records the entry. A run that fails
+    or is abandoned leaves no mark (`abort`). A `CacheWriter` for the kernel, which drives
+    either the same way; none of the recording's state is made."""
+
+    def __init__(self, cache: EventCache, key: str, log: Log) -> None:
+        self.cache = cache
+        self.key = key
+        self.log = log
+        self.stamps = list(cache.stamps)  # the data files as hashed for the key
+
+    def bad_line(self, path: Path, lineno: int, reason: str) -> None:
+        pass
+
+    def wrap_stream(
+        self, stream: Iterator[tuple[Any, int, Any]], readers: Sequence[Any]
+    ) -> Iterator[tuple[Any, int, Any]]:
+        return stream
+
+    def watch_registry(self, registry: Any) -> None:
+        pass
+
+    def wrap_decoder(self, idx: int, decoder: Any, reader: Any) -> Callable[[Any, int], list[MarketEvent]]:
+        decode: Callable[[Any, int], list[MarketEvent]] = decoder.decode
+        return decode
+
+    def commit(
+        self, decoders: Mapping[str, Any], readers: Sequence[Any], unfinished: Sequence[Any]
+    ) -> Path | None:
+        """Mark the data set seen (no entry: None). A file changed during the run marks nothing
+        (the key is not its content)."""
+        if self.cache.changed(self.stamps) is None:
+            try:
+                self.cache.mark_of(self.key).touch()
+            except OSError as exc:
+                self.log("evcache.unwritable", dir=str(self.cache.directory), error=exc.strerror or str(exc))
+                return None
+            self.cache.status = "next"
+        return None
+
+    def abort(self) -> None:
+        pass

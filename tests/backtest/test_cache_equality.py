@@ -146,10 +146,10 @@ def _run(
 def _assert_same(
     plugins: dict[str, Any], sources: list[DataSource], subs: list[Subscription], tmp: Path
 ) -> tuple[_StrictKernel, _StrictKernel]:
-    cache = EventCache(tmp / "cache")
+    cache = EventCache(tmp / "cache", write_on=1)
     report0, logs0, seen0, reference = _run(plugins, sources, subs, None)
     report1, logs1, seen1, writer = _run(plugins, sources, subs, cache)
-    report2, logs2, seen2, reader = _run(plugins, sources, subs, EventCache(tmp / "cache"))
+    report2, logs2, seen2, reader = _run(plugins, sources, subs, EventCache(tmp / "cache", write_on=1))
     assert writer.data_path == "frames, cache written", "the first run writes the cache"
     assert reader.data_path == "cache", "the second run reads it"
     assert report1 == report0
@@ -207,7 +207,15 @@ def _deribit_hostile(path: Path, *, bare: bool = True) -> Path:
     return _write_lines(path, lines)
 
 
-def test_deribit_hostile_data_replays_the_same_from_the_cache(tmp_path: Path) -> None:
+@pytest.mark.parametrize("exact", [True, False], ids=["exact-books", "shadow-books"])
+def test_deribit_hostile_data_replays_the_same_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exact: bool
+) -> None:
+    """Both ways of writing: trusting the decoder's promise of exact book updates (its own), and
+    keeping shadow books (every decoder that makes no such promise)."""
+    from tradingd.connectors.deribit.codec import DeribitDecoder
+
+    monkeypatch.setattr(DeribitDecoder, "exact_books", exact)
     path = _deribit_hostile(tmp_path / "deribit.rec")
     subs = [Subscription("deribit", "BTC-PERPETUAL"), Subscription("deribit", "BTC-LATE-1")]
     writer, reader = _assert_same(
@@ -257,6 +265,16 @@ def test_a_decoder_fault_invalidates_the_books_on_the_cache_path_too(
     assert late_book is not None and not late_book.valid
 
 
+def test_deribit_grouped_books_beside_incremental_ones_replay_the_same_from_the_cache(tmp_path: Path) -> None:
+    """A grouped top-N book's snapshot names an instrument whose incremental book is the one a
+    strategy sees, and leaves it as it was: the writer stores it whole, never predicts it."""
+    from tests.store.test_evcache import _grouped_and_quotes
+
+    path = _grouped_and_quotes(tmp_path)
+    subs = [Subscription("deribit", "BTC-PERPETUAL"), Subscription("deribit", "ETH-PERPETUAL")]
+    _assert_same({"deribit": load_venue("deribit")}, [DataSource("deribit", path)], subs, tmp_path)
+
+
 def test_the_generated_sample_replays_the_same_from_the_cache(tmp_path: Path) -> None:
     # The bundled sample's generator (the same feed, a quarter of an hour): the instrument
     # definitions, books of every kind, tickers and trades of perpetuals and options. Made here
@@ -277,7 +295,11 @@ def test_the_example_strategies_trade_the_same_from_the_cache(tmp_path: Path) ->
     DERIBIT_SIM.generate_sample(path, {"seed": 3, "hours": 0.25})
     loaded = load_config(ROOT / "config" / "backtest.toml")
     reports = []
-    for cache in (None, EventCache(tmp_path / "cache"), EventCache(tmp_path / "cache")):
+    for cache in (
+        None,
+        EventCache(tmp_path / "cache", write_on=1),
+        EventCache(tmp_path / "cache", write_on=1),
+    ):
         kernel = BacktestKernel(
             {"deribit": load_venue("deribit")},
             [DataSource("deribit", path)],
@@ -425,6 +447,10 @@ def test_the_command_caches_by_default_and_no_cache_bypasses_it(
     assert "data: events decoded from the frames (--no-cache)" in bypassed
     assert not cache.exists(), "--no-cache writes nothing"
     assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "data: events decoded from the frames (the next run writes the event cache)" in first
+    assert not list(cache.glob("*.evc")), "a data set's first replay writes no entry (evcache.WRITE_ON)"
+    assert main(args) == 0
     written = capsys.readouterr().out
     assert "data: events decoded from the frames, decoded-event cache written" in written
     assert len(list(cache.glob("*.evc"))) == 1
@@ -435,7 +461,7 @@ def test_the_command_caches_by_default_and_no_cache_bypasses_it(
     def body(out: str) -> list[str]:  # the summary but its wall-clock figures and the data line
         return [line for line in out.splitlines() if "replayed in" not in line and "data: " not in line]
 
-    assert body(read) == body(written) == body(bypassed)
+    assert body(read) == body(written) == body(first) == body(bypassed)
 
 
 # -- the same content elsewhere -----------------------------------------------------------------
@@ -470,9 +496,9 @@ def test_the_same_data_elsewhere_replays_naming_its_own_files(tmp_path: Path, ki
     plugins = {"deribit": load_venue("deribit")}
     subs = [Subscription("deribit", "BTC-PERPETUAL"), Subscription("deribit", "BTC-LATE-1")]
     cache = tmp_path / "cache"
-    assert _run(plugins, [DataSource("deribit", src)], subs, EventCache(cache))[3].data_path.endswith(
-        "written"
-    )
+    assert _run(plugins, [DataSource("deribit", src)], subs, EventCache(cache, write_on=1))[
+        3
+    ].data_path.endswith("written")
     second.mkdir()
     moved = second / ("b" + src.name if src.is_file() else "rec")
     if src.is_dir():
@@ -482,7 +508,9 @@ def test_the_same_data_elsewhere_replays_naming_its_own_files(tmp_path: Path, ki
     else:
         moved.write_bytes(src.read_bytes())
     report0, logs0, seen0, ref = _run(plugins, [DataSource("deribit", moved)], subs, None)
-    report1, logs1, seen1, replay = _run(plugins, [DataSource("deribit", moved)], subs, EventCache(cache))
+    report1, logs1, seen1, replay = _run(
+        plugins, [DataSource("deribit", moved)], subs, EventCache(cache, write_on=1)
+    )
     assert replay.data_path == "cache", "the same content: the same entry"
     assert str(first) not in report1 + "".join(logs1), "the replay names the files where they are"
     assert str(moved) in "".join(logs0)

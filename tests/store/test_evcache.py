@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import structlog
 import trio
@@ -64,11 +65,11 @@ def test_the_folder_is_the_environment_s_choice() -> None:
 
 def test_first_run_writes_second_reads(tmp_path: Path) -> None:
     rec = _recording(tmp_path / "a.rec.zst")
-    cache = EventCache(tmp_path / "c")
+    cache = EventCache(tmp_path / "c", write_on=1)
     first = _run(rec, cache)
     assert first.data_path == "frames, cache written"
     assert first.cache_entry is not None and first.cache_entry.exists()
-    second = _run(rec, EventCache(tmp_path / "c"))
+    second = _run(rec, EventCache(tmp_path / "c", write_on=1))
     assert second.data_path == "cache"
     assert second.cache_entry == first.cache_entry
     assert second.frames == first.frames == 199 + 1
@@ -85,7 +86,7 @@ def test_no_cache_neither_reads_nor_writes(tmp_path: Path) -> None:
 
 def test_a_changed_file_never_reuses_its_entry(tmp_path: Path) -> None:
     rec = _recording(tmp_path / "a.rec.zst")
-    cache = EventCache(tmp_path / "c")
+    cache = EventCache(tmp_path / "c", write_on=1)
     first = _run(rec, cache)
     stat = rec.stat()
     _recording(rec, last_bid=91000.0)  # other content...
@@ -94,14 +95,14 @@ def test_a_changed_file_never_reuses_its_entry(tmp_path: Path) -> None:
     second = _run(rec, cache)
     assert second.data_path == "frames, cache written"
     assert second.cache_entry != first.cache_entry
-    third = _run(rec, EventCache(tmp_path / "c"))
+    third = _run(rec, EventCache(tmp_path / "c", write_on=1))
     assert third.data_path == "cache" and third.cache_entry == second.cache_entry
 
 
 def test_a_changed_decoder_makes_a_new_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rec = _recording(tmp_path / "a.rec.zst")
     plugin = load_venue("deribit")
-    cache = EventCache(tmp_path / "c")
+    cache = EventCache(tmp_path / "c", write_on=1)
     sources = [DataSource("deribit", rec)]
     key = cache.key({"deribit": plugin}, sources)
     assert cache.key({"deribit": plugin}, sources) == key
@@ -128,7 +129,7 @@ def test_the_decoder_version_covers_the_connector_package(tmp_path: Path) -> Non
 @pytest.mark.parametrize("cut", ["truncate", "flip", "empty"])
 def test_a_damaged_entry_is_logged_removed_and_rebuilt(tmp_path: Path, cut: str) -> None:
     rec = _recording(tmp_path / "a.rec.zst")
-    first = _run(rec, EventCache(tmp_path / "c"))
+    first = _run(rec, EventCache(tmp_path / "c", write_on=1))
     entry = first.cache_entry
     assert entry is not None
     data = entry.read_bytes()
@@ -139,7 +140,7 @@ def test_a_damaged_entry_is_logged_removed_and_rebuilt(tmp_path: Path, cut: str)
         entry.write_bytes(data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1 :])
     else:
         entry.write_bytes(b"")
-    cache = EventCache(tmp_path / "c")
+    cache = EventCache(tmp_path / "c", write_on=1)
     log = _Log()
     key = cache.key({"deribit": load_venue("deribit")}, [DataSource("deribit", rec)])
     kernel = _kernel(rec, cache)
@@ -161,7 +162,7 @@ def test_an_unwritable_folder_is_one_line_and_the_run_goes_on(tmp_path: Path) ->
     rec = _recording(tmp_path / "a.rec.zst")
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    cache = EventCache(blocker / "c")
+    cache = EventCache(blocker / "c", write_on=1)
     log = _Log()
     assert cache.writer("k", log) is None
     assert [event for event, _ in log.lines] == ["evcache.unwritable"]
@@ -174,13 +175,13 @@ def test_a_failed_run_leaves_no_entry(tmp_path: Path) -> None:
     rec = tmp_path / "bad.rec"
     rec.write_bytes(b'{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"heartbeat"}}\n')
     with pytest.raises(DataError):
-        _run(rec, EventCache(tmp_path / "c"))
+        _run(rec, EventCache(tmp_path / "c", write_on=1))
     assert list((tmp_path / "c").iterdir()) == []
 
 
 def test_concurrent_writers_of_one_key_leave_one_whole_entry(tmp_path: Path) -> None:
     rec = _recording(tmp_path / "a.rec.zst")
-    cache_a, cache_b = EventCache(tmp_path / "c"), EventCache(tmp_path / "c")
+    cache_a, cache_b = EventCache(tmp_path / "c", write_on=1), EventCache(tmp_path / "c", write_on=1)
     a, b = _kernel(rec, cache_a), _kernel(rec, cache_b)
 
     async def both() -> None:
@@ -191,11 +192,11 @@ def test_concurrent_writers_of_one_key_leave_one_whole_entry(tmp_path: Path) -> 
     trio.run(both)
     assert a.cache_entry == b.cache_entry
     assert [p.name for p in (tmp_path / "c").iterdir()] == [a.cache_entry.name if a.cache_entry else ""]
-    assert _run(rec, EventCache(tmp_path / "c")).data_path == "cache"
+    assert _run(rec, EventCache(tmp_path / "c", write_on=1)).data_path == "cache"
 
 
 def test_the_folder_is_kept_under_its_size(tmp_path: Path) -> None:
-    cache = EventCache(tmp_path / "c", max_bytes=1)
+    cache = EventCache(tmp_path / "c", max_bytes=1, write_on=1)
     one = _run(_recording(tmp_path / "a.rec.zst"), cache).cache_entry
     two = _run(_recording(tmp_path / "b.rec.zst", last_bid=80000.0), cache).cache_entry
     assert two is not None and two.exists(), "the entry just written stays"
@@ -205,7 +206,7 @@ def test_the_folder_is_kept_under_its_size(tmp_path: Path) -> None:
 
 def test_a_missing_data_file_is_the_frame_path_s_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot read"):
-        _run(tmp_path / "missing.rec.zst", EventCache(tmp_path / "c"))
+        _run(tmp_path / "missing.rec.zst", EventCache(tmp_path / "c", write_on=1))
 
 
 def test_a_fault_while_recording_leaves_no_entry_and_the_run_goes_on(
@@ -217,8 +218,8 @@ def test_a_fault_while_recording_leaves_no_entry_and_the_run_goes_on(
     def broken(*_: Any) -> None:
         raise RuntimeError("a bug of the cache")
 
-    monkeypatch.setattr(evcache, "_predict", broken)
-    kernel = _run(rec, EventCache(tmp_path / "c"))
+    monkeypatch.setattr(evcache.CacheWriter, "_encode", broken)
+    kernel = _run(rec, EventCache(tmp_path / "c", write_on=1))
     assert kernel.data_path == "frames" and kernel.cache_entry is None
     assert kernel.frames == frames_only.frames and kernel.events == frames_only.events
     assert list((tmp_path / "c").iterdir()) == []
@@ -269,8 +270,13 @@ def test_a_book_that_diverges_mid_file_only_is_never_replayed_wrong(
     """The decoder changes its book otherwise than its events say at frame 60 (a level far from
     the top, its size only; the best ask; the sequence), and puts it back at frame 61: the books
     agree at the end, but a replay must show what the frame path showed in between. Either the
-    entry is refused, or it is written with the difference and replays it exactly."""
+    entry is refused, or it is written with the difference and replays it exactly. Such a
+    decoder breaks the promise of exact book updates (`exact_books`, which the Deribit decoder
+    makes: `test_a_decoder_that_breaks_its_exact_books_promise_is_caught`), so it makes none
+    here: the writer's own check of the books is what is tested."""
     from tradingd.connectors.deribit.codec import DeribitDecoder
+
+    monkeypatch.setattr(DeribitDecoder, "exact_books", False)
 
     rec = _book_recording(tmp_path / "a.rec.zst")
     real = DeribitDecoder.decode
@@ -299,10 +305,10 @@ def test_a_book_that_diverges_mid_file_only_is_never_replayed_wrong(
     monkeypatch.setattr(DeribitDecoder, "decode", tampering)
     _, frames_seen = _seen(rec, None)
     saved.clear()
-    writer, written_seen = _seen(rec, EventCache(tmp_path / "c"))
+    writer, written_seen = _seen(rec, EventCache(tmp_path / "c", write_on=1))
     assert saved, "the book was tampered with"
     assert written_seen == frames_seen
-    reader, replayed = _seen(rec, EventCache(tmp_path / "c"))
+    reader, replayed = _seen(rec, EventCache(tmp_path / "c", write_on=1))
     if writer.cache_entry is None:
         assert reader.data_path == "frames, cache written" or reader.data_path == "frames"
     else:
@@ -316,7 +322,7 @@ def test_each_test_has_a_cache_folder_of_its_own(tmp_path: Path, turn: int) -> N
     """The same data in two tests: each writes its own entry (tests/conftest.py), so a test
     meant to cover the frame path never replays another test's entry by accident."""
     assert cache_dir() != cache_dir({}), "never the user's folder"
-    kernel = _run(_recording(tmp_path / "same.rec.zst"), EventCache())
+    kernel = _run(_recording(tmp_path / "same.rec.zst"), EventCache(write_on=1))
     assert kernel.data_path == "frames, cache written", f"turn {turn}"
 
 
@@ -349,14 +355,14 @@ def test_a_bad_size_limit_is_a_config_error_naming_the_variable(
 
 def test_eviction_removes_a_killed_writer_s_old_part_files_and_counts_the_others(tmp_path: Path) -> None:
     folder = tmp_path / "c"
-    entry = _run(_recording(tmp_path / "a.rec.zst"), EventCache(folder)).cache_entry
+    entry = _run(_recording(tmp_path / "a.rec.zst"), EventCache(folder, write_on=1)).cache_entry
     assert entry is not None
     stale = folder / f".{'0' * 40}.abc123.part"  # a killed run's: two hours old
     stale.write_bytes(b"x" * 5000)
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
     fresh = folder / f".{'1' * 40}.def456.part"  # a writer at work now
     fresh.write_bytes(b"x" * 5000)
-    cache = EventCache(folder, max_bytes=entry.stat().st_size + 4000)
+    cache = EventCache(folder, max_bytes=entry.stat().st_size + 4000, write_on=1)
     cache.evict()
     assert not stale.exists(), "older than an hour: a killed writer's, removed"
     assert fresh.exists(), "a writer at work keeps its file"
@@ -382,7 +388,7 @@ def test_a_data_file_changed_after_it_was_hashed_is_not_cached(
 
     monkeypatch.setattr(EventCache, "key", key_then_rewrite)
     with structlog.testing.capture_logs() as logs:
-        kernel = _run(folder if as_dir else path, EventCache(tmp_path / "c"))
+        kernel = _run(folder if as_dir else path, EventCache(tmp_path / "c", write_on=1))
     assert kernel.data_path == "frames"
     assert not list((tmp_path / "c").glob("*.evc"))
     assert [line["reason"] for line in logs if line["event"] == "evcache.not_written"] == [
@@ -426,7 +432,7 @@ def test_a_decoder_edited_after_it_was_imported_is_never_cached(
     init = tmp_path / "tradingd_test_edited_venue" / "__init__.py"
     init.write_text(init.read_text() + "# edited after the import: not the code running\n")
     with structlog.testing.capture_logs() as logs:
-        kernel = _run_with(plugin, _recording(tmp_path / "a.rec.zst"), EventCache(tmp_path / "c"))
+        kernel = _run_with(plugin, _recording(tmp_path / "a.rec.zst"), EventCache(tmp_path / "c", write_on=1))
     assert kernel.data_path == "frames"
     assert not (tmp_path / "c").exists() or not list((tmp_path / "c").glob("*.evc"))
     assert [line["event"] for line in logs if line["event"].startswith("evcache.")] == ["evcache.off"]
@@ -449,8 +455,205 @@ def test_a_decoder_edited_during_the_run_writes_no_entry(
 
     monkeypatch.setattr(EventCache, "writer", writer_then_edit)
     with structlog.testing.capture_logs() as logs:
-        kernel = _run_with(plugin, _recording(tmp_path / "a.rec.zst"), EventCache(tmp_path / "c"))
+        kernel = _run_with(plugin, _recording(tmp_path / "a.rec.zst"), EventCache(tmp_path / "c", write_on=1))
     assert kernel.data_path == "frames"
     assert not list((tmp_path / "c").glob("*.evc"))
     reasons = [line["reason"] for line in logs if line["event"] == "evcache.not_written"]
     assert reasons == ["the deribit decoder's source changed during the run"]
+
+
+# -- which replay writes (evcache.WRITE_ON) -----------------------------------------------------
+def test_a_data_set_s_first_replay_marks_it_and_the_next_writes_the_entry(tmp_path: Path) -> None:
+    """By default a data set's first replay writes no entry (a new user's first backtest pays
+    nothing for the cache): it leaves a mark, and the next replay of the same data writes."""
+    assert evcache.WRITE_ON == 2
+    rec = _recording(tmp_path / "a.rec.zst")
+    cache = EventCache(tmp_path / "c")
+    first = _run(rec, cache)
+    assert (first.data_path, first.cache_entry, cache.status) == ("frames", None, "next")
+    assert not list((tmp_path / "c").glob("*.evc"))
+    assert [p.name for p in (tmp_path / "c").iterdir()] == [cache.mark_of(cache.key(*_keyed(rec))).name]
+    cache = EventCache(tmp_path / "c")
+    assert _run(rec, cache).data_path == "frames, cache written"
+    assert _run(rec, EventCache(tmp_path / "c")).data_path == "cache"
+    # Other data: a first replay again.
+    other = _run(_recording(tmp_path / "b.rec.zst", last_bid=70000.0), EventCache(tmp_path / "c"))
+    assert other.data_path == "frames"
+    assert EventCache(tmp_path / "c").clear() == 3, "two marks and the entry"
+
+
+def _keyed(rec: Path) -> tuple[dict[str, Any], list[DataSource]]:
+    return {"deribit": load_venue("deribit")}, [DataSource("deribit", rec)]
+
+
+def test_a_first_replay_that_fails_or_reads_a_changing_file_leaves_no_mark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "bad.rec"
+    bad.write_bytes(b'{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"heartbeat"}}\n')
+    with pytest.raises(DataError):
+        _run(bad, EventCache(tmp_path / "c"))
+    assert list((tmp_path / "c").iterdir()) == []
+    path = tmp_path / "d.rec.zst"
+    _recording(path, last_bid=89000.0)
+    real_key = EventCache.key
+
+    def key_then_rewrite(self: EventCache, plugins: Any, sources: Any) -> str:
+        k = real_key(self, plugins, sources)
+        _recording(path, last_bid=89990.0)  # rewritten after it was hashed, before it is read
+        return k
+
+    monkeypatch.setattr(EventCache, "key", key_then_rewrite)
+    cache = EventCache(tmp_path / "c")
+    assert _run(path, cache).data_path == "frames"
+    assert list((tmp_path / "c").iterdir()) == [] and cache.status != "next"
+
+
+def test_write_on_is_the_first_or_the_second_replay(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="write_on=3"):
+        EventCache(tmp_path / "c", write_on=3)
+
+
+# -- exact book updates (a decoder's promise, `exact_books`) ------------------------------------
+def _frames_of(path: Path) -> list[tuple[int, bytes]]:
+    from tradingd.engine.store import RecordingReader
+
+    return [(ts or 0, frame) for ts, frame in RecordingReader(path, skip_bad=True)]
+
+
+def _hostile_deribit(tmp_path: Path) -> Path:
+    from tests.backtest.test_cache_equality import _deribit_hostile
+
+    return _deribit_hostile(tmp_path / "hostile.rec")
+
+
+def _generated(tmp_path: Path) -> Path:
+    from tradingd.simulators.deribit import SIMULATOR
+
+    path = tmp_path / "sample.rec.zst"
+    SIMULATOR.generate_sample(path, {"seed": 11, "hours": 0.1})
+    return path
+
+
+def _grouped_and_quotes(tmp_path: Path) -> Path:
+    """Books of both kinds for one instrument (incremental and grouped top-N), a grouped book
+    alone, quotes, and changes before any snapshot."""
+    perp, eth = "BTC-PERPETUAL", "ETH-PERPETUAL"
+    frames: list[tuple[int, bytes]] = [(0, dfr.instruments())]
+    frames.append((1, dfr.change(perp, 1, 5, [["new", 89990.0, 1.0]], [])))  # no snapshot yet
+    frames.append((2, dfr.snapshot(perp, 2, 10, [(90000.0, 5.0)], [(90000.5, 4.0)])))
+    for i in range(3, 60):
+        frames.append((i, dfr.change(perp, i, 8 + i, [["change", 90000.0 - i % 4, 1.0 + i % 3]], [])))
+        if i % 5 == 0:
+            frames.append((i, dfr.change(perp, i, 8 + i, [["delete", 90000.0 - i % 4, 0.0]], [])))
+    for i, (inst, bid, ask) in enumerate(
+        [(eth, 3000.0, 3000.5), (perp, 90001.0, 90002.0), (eth, 3001.0, 3000.5), (eth, 3000.0, 3001.0)]
+    ):  # grouped top-N books: the ETH one alone, the BTC one beside its incremental book, a crossed one
+        frames.append((61 + i, _grouped(inst, 61 + i, [(bid, 1.0)], [(ask, 2.0)])))
+        frames.append(
+            (61 + i, dfr.ticker(perp, 61 + i, bid=90000.0, ask=90001.0, mark=90000.5, index=90000.2))
+        )
+    return dfr.write(tmp_path / "books.rec.zst", frames)
+
+
+def _grouped(inst: str, ms: int, bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> bytes:
+    data = {"timestamp": ms, "instrument_name": inst, "change_id": ms, "bids": bids, "asks": asks}
+    return orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "method": "subscription",
+            "params": {"channel": f"book.{inst}.none.10.100ms", "data": data},
+        }
+    )
+
+
+@pytest.mark.parametrize("data", ["fixtures", "hostile", "generated"])
+def test_the_deribit_decoder_keeps_its_exact_books_promise(tmp_path: Path, data: str) -> None:
+    """The cache's writer keeps no shadow books for a decoder that promises exact book updates
+    (`exact_books`): the promise is checked here, frame by frame, against books kept beside the
+    decoder (`exact_books_violation`), on every kind of Deribit data: gaps, ignored changes,
+    resyncs, crossed books, malformed frames, instruments learned mid-file, the generated sample."""
+    from tradingd.connectors.deribit.codec import DeribitDecoder
+    from tradingd.engine.model import InstrumentRegistry
+
+    assert DeribitDecoder.exact_books is True
+    make = {"fixtures": _grouped_and_quotes, "hostile": _hostile_deribit, "generated": _generated}[data]
+    frames = _frames_of(make(tmp_path))
+    decoder = load_venue("deribit").decoder(InstrumentRegistry())
+    assert getattr(decoder, "exact_books", False) is True, "the decoder the backtest uses"
+    assert evcache.exact_books_violation(decoder, frames) is None
+    assert decoder.stats.frames > 0 and decoder.book_instruments()
+
+
+def test_a_decoder_that_breaks_its_exact_books_promise_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check can fail: a book changed otherwise than its events say (one level's size at
+    frame 60, put back at 61) is named at the frame it happened."""
+    from tradingd.connectors.deribit.codec import DeribitDecoder
+    from tradingd.engine.model import InstrumentRegistry
+
+    real = DeribitDecoder.decode
+
+    def tampering(self: DeribitDecoder, frame: Any, ts: int) -> Any:
+        events = real(self, frame, ts)
+        book = self.book(PERP)
+        if book is not None and self.stats.frames == 60:
+            book.bids[book.to_ticks(89995.0)] += 0.5
+        return events
+
+    monkeypatch.setattr(DeribitDecoder, "decode", tampering)
+    frames = _frames_of(_book_recording(tmp_path / "a.rec.zst"))
+    found = evcache.exact_books_violation(load_venue("deribit").decoder(InstrumentRegistry()), frames)
+    assert found is not None and found.startswith("frame 59 ") and PERP in found
+
+
+# -- a forged entry (its digest matching) -------------------------------------------------------
+class _Evil:
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.system, ("echo the cache ran code >&2",))
+
+
+def _forge_first_chunk(entry: Path, chunk: Any) -> None:
+    """`entry` with its first chunk replaced by `chunk` pickled, its footer and digest made to
+    match: what only a deliberate forger (not a damaged disk) makes."""
+    import hashlib
+
+    import zstandard
+
+    data = entry.read_bytes()
+    hlen = int.from_bytes(data[len(evcache._MAGIC) : len(evcache._MAGIC) + 4], "little")
+    at = len(evcache._MAGIC) + 4 + hlen
+    n = int.from_bytes(data[at : at + 4], "little")
+    evil = zstandard.ZstdCompressor().compress(pickle.dumps(chunk, protocol=5))
+    tail = len(evcache._END) + evcache._DIGEST
+    flen = int.from_bytes(data[-tail - 4 : -tail], "little")
+    footer = pickle.loads(data[-tail - 4 - flen : -tail - 4])
+    footer["chunks_end"] += len(evil) - n
+    packed = pickle.dumps(footer, protocol=5)
+    body = data[:at] + len(evil).to_bytes(4, "little") + evil + data[at + 4 + n : -tail - 4 - flen]
+    body += packed + len(packed).to_bytes(4, "little")
+    entry.write_bytes(body + hashlib.blake2b(body, digest_size=evcache._DIGEST).digest() + evcache._END)
+
+
+@pytest.mark.parametrize("chunk", ["names-a-function", "wrong-shape", "not-a-chunk"])
+def test_a_forged_entry_is_refused_in_one_line_removed_and_the_next_run_decodes_the_frames(
+    tmp_path: Path, chunk: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    rec = _recording(tmp_path / "a.rec.zst")
+    entry = _run(rec, EventCache(tmp_path / "c", write_on=1)).cache_entry
+    assert entry is not None
+    forged: Any = {
+        "names-a-function": ((_Evil(),), ()),
+        "wrong-shape": (((1, 0, ((7, "x"),)),), ()),
+        "not-a-chunk": [1, 2],
+    }[chunk]
+    _forge_first_chunk(entry, forged)
+    with structlog.testing.capture_logs() as logs, pytest.raises(evcache.CacheDamaged) as raised:
+        _run(rec, EventCache(tmp_path / "c", write_on=1))
+    assert "the cache ran code" not in capfd.readouterr().err, "no code of the file runs"
+    assert str(raised.value).startswith(f"the decoded-event cache entry {entry} cannot be replayed (")
+    assert "\n" not in str(raised.value)
+    assert [line["event"] for line in logs if line["event"].startswith("evcache.")] == ["evcache.corrupt"]
+    assert not entry.exists(), "the forged entry is removed"
+    assert _run(rec, EventCache(tmp_path / "c", write_on=1)).data_path == "frames, cache written"
