@@ -4,15 +4,20 @@ channels subscribed, nothing else), and stamps each tick-to-order probe once, ne
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import trio
 import trio_websocket
+import wsproto.events as wse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "bench"))
 from _loadgen import LoadGenerator, bench_simulator, burst_answer, encode_text
@@ -106,3 +111,74 @@ async def _probe_three() -> None:
         result = await client.call("bench/latency")
         assert result["probes"] == 3 and len(result["samples_us"]) == 3
         assert all(0 < s < 5e6 for s in result["samples_us"])
+
+
+async def test_a_probe_is_stamped_before_its_frame_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On loopback the write itself delivers the ticker and wakes the client, which may answer
+    before the write returns: the send stamp must be taken before the write, or the figure is
+    too low (what made round 1's figures under load lower than at idle)."""
+    import _loadgen
+
+    stamped: list[int] = []  # at each probe's write: how many probes were stamped by then
+    real_write = os.write
+    made: list[_loadgen._Probes] = []
+
+    def write(fd: int, data: bytes) -> int:
+        stamped.append(len(made[-1].sent_at))
+        return real_write(fd, data)
+
+    class Kept(_loadgen._Probes):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+    monkeypatch.setattr(_loadgen.os, "write", write)
+    monkeypatch.setattr(_loadgen, "_Probes", Kept)
+    with trio.fail_after(60):
+        async with _connected() as client:
+            await client.call("public/subscribe", {"channels": [f"ticker.{PERP}.100ms"]})
+            await client.call("bench/probe", {"instrument": PERP, "count": 2, "gap_ms": 1})
+            await client.call("bench/latency")
+    assert len(made) == 1 and len(made[0].sent_at) == 2
+    assert stamped == [1, 2]  # each probe stamped before its write, never after
+
+
+async def test_an_order_is_stamped_with_the_kernels_receive_time_not_the_read() -> None:
+    """The arrival stamp is the kernel's receive time of the order's bytes: a generator slow to
+    read them (here: its process busy 50 ms right after the order was written) does not lengthen
+    the figure, while the time it read them (`read_us`) shows the delay. A client slow to answer
+    (30 ms) is in the figure."""
+    with trio.fail_after(60):
+        async with _connected() as client:
+            await client.call("public/subscribe", {"channels": [f"ticker.{PERP}.100ms"]})
+            await client.call("bench/probe", {"instrument": PERP, "count": 1, "gap_ms": 1})
+            waiting = list(client.notes)
+            while True:
+                message = waiting.pop(0) if waiting else str(await client.ws.get_message())
+                if message.startswith(NOTIFICATION):
+                    break
+            ts = orjson.loads(message)["params"]["data"]["timestamp"]
+            await trio.sleep(0.03)  # the client's own delay: inside the figure
+            order = {"jsonrpc": "2.0", "id": 99, "method": "private/buy", "params": {"label": f"lat-{ts}"}}
+            # Written without a checkpoint (trio-websocket's send would let the generator, in
+            # this process, read it at once), then this process is kept busy: the generator reads
+            # it 50 ms after the kernel took it.
+            ws: Any = client.ws
+            os.write(
+                ws._stream.socket.fileno(), ws._wsproto.send(wse.Message(data=orjson.dumps(order).decode()))
+            )
+            time.sleep(0.05)  # noqa: ASYNC251 -- blocking on purpose: the generator must not run
+            result = await client.call("bench/latency")
+    (sample,), (read,) = result["samples_us"], result["read_us"]
+    assert sample >= 30_000 and read - sample >= 50_000, result
+
+
+def test_the_kernel_stamp_is_read_from_the_ancillary_data() -> None:
+    import struct
+
+    from _loadgen import kernel_stamp_ns
+
+    stamp = struct.pack("qq", 1_780_000_000, 123_456_789)
+    assert kernel_stamp_ns([(socket.SOL_SOCKET, 35, stamp)]) == 1_780_000_000_123_456_789
+    assert kernel_stamp_ns([(socket.SOL_SOCKET, 29, stamp)]) is None
+    assert kernel_stamp_ns([]) is None
