@@ -401,10 +401,13 @@ def client(args: argparse.Namespace) -> dict[str, Any]:
 def run_client(kind: str, port: int, args: argparse.Namespace) -> dict[str, Any]:
     """One client in a fresh process; `<kind>-before` runs `kind` on the code at `--before`."""
     env = dict(os.environ)
+    python = sys.executable
     if kind.endswith("-before"):
         kind = kind.removesuffix("-before")
-        env["PYTHONPATH"] = args.before
-    argv = [sys.executable, __file__, "--client", kind, "--port", str(port)]
+        if args.before:
+            env["PYTHONPATH"] = args.before
+        python = args.before_python or python
+    argv = [python, __file__, "--client", kind, "--port", str(port)]
     argv += [
         "--burst-steps",
         str(args.burst_steps),
@@ -457,6 +460,13 @@ def main() -> None:
         help="also run the tradingd client (and the latency) on the code this PYTHONPATH imports as"
         " `tradingd`, interleaved with the current code (a before/after comparison)",
     )
+    ap.add_argument(
+        "--before-python",
+        metavar="PYTHON",
+        help="the same, with the code this interpreter imports (another worktree's venv: with an"
+        " editable install `tradingd` comes from the tree the venv was installed from, whatever"
+        " PYTHONPATH says, unless PYTHONPATH holds a `tradingd/` package of its own)",
+    )
     ap.add_argument("--client", choices=("bare", "bare-q", "tradingd", "decode", "drain", "latency", "echo"))
     ap.add_argument("--profile", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -467,7 +477,8 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {}
     try:
         kinds = ["bare", "bare-q", "tradingd", "decode"]
-        if args.before:
+        before = bool(args.before or args.before_python)
+        if before:
             kinds.insert(3, "tradingd-before")
         if args.rounds:
             runs["drain"] = [run_client("drain", port, args)]
@@ -475,7 +486,7 @@ def main() -> None:
                 for kind in kinds if r % 2 == 0 else kinds[::-1]:
                     runs.setdefault(kind, []).append(run_client(kind, port, args))
             runs["drain"].append(run_client("drain", port, args))
-        lat_kinds = ["echo", "latency", "latency-before"][: 3 if args.before else 2]
+        lat_kinds = ["echo", "latency", "latency-before"][: 3 if before else 2]
         for r in range(args.latency_runs):
             for kind in lat_kinds[:: 1 if r % 2 == 0 else -1]:
                 runs.setdefault(kind, []).append(run_client(kind, port, args))

@@ -52,6 +52,7 @@ from .plugins import decode_parsed, guard_decode, invalid_frame, loads_untyped, 
 from .ratelimit import CreditBucket
 from .session import PendingRequests, VenueSession, error_code
 from .spi import DecoderStats
+from .websocket import send_text
 
 __all__ = [
     "Envelope",
@@ -329,7 +330,7 @@ class JsonRpcSession(VenueSession):
         frame = orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}})
         self.stats.requests += 1
         try:
-            await ws.send_message(frame.decode())
+            await send_text(ws, frame.decode())
         except _SEND_ERRORS as exc:
             requests.discard(rid)
             raise VenueUnavailable(
