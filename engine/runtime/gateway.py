@@ -160,7 +160,14 @@ class ExecutionGateway:
         else:
             if self._refusing is not None:
                 raise self._refused(req)
-            await self._room.acquire()  # cancelled here: nothing was handed over
+            # Cancelled here: nothing was handed over. With room, taken without a pass of the
+            # scheduler (`Semaphore.acquire` yields even then, and the order waits for that pass
+            # before the gateway can take it); without, waited for in arrival order as before.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                self._room.acquire_nowait()
+            except trio.WouldBlock:
+                await self._room.acquire()
             dropped = self._dropped_why(req)
             if self.closed or self._refusing is not None or dropped:  # while it waited for room
                 self._room.release()

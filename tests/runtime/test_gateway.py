@@ -162,6 +162,59 @@ async def test_a_caller_cancelled_before_handing_over_sends_nothing(
     assert flow.tracker.get("s-bt-3") is None
 
 
+async def test_a_caller_cancelled_before_it_calls_sends_nothing_even_with_room() -> None:
+    """Room in the queue is taken without a pass of the scheduler, but a caller whose scope is
+    already cancelled still hands nothing over: nothing is sent, nothing tracked."""
+    flow, _ = make_flow()
+    venue = FakeVenue()
+    gw = ExecutionGateway(venue, flow, capacity=4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await gw.place_order(request(cid="s-bt-1"))
+        assert scope.cancelled_caught
+        await gw.place_order(request(cid="s-bt-2"))
+        gw.close()
+    assert venue.sent == ["s-bt-2"]
+    assert flow.tracker.get("s-bt-1") is None
+
+
+class _Steps(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.tasks: list[trio.lowlevel.Task] = []
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.tasks.append(task)
+
+
+async def test_an_order_reaches_the_venue_task_in_the_next_pass_of_the_scheduler() -> None:
+    """With room in the queue, the caller hands its order over and waits; the venue task sends it
+    in the very next pass (before, the caller yielded once more on the queue's room first)."""
+    flow, _ = make_flow()
+    steps = _Steps()
+    before_place: list[list[trio.lowlevel.Task]] = []
+
+    class Watched(FakeVenue):
+        async def place(self, order: Order) -> Sequence[PrivateEvent]:
+            before_place.append(list(steps.tasks))
+            return await super().place(order)
+
+    gw = ExecutionGateway(Watched(), flow, capacity=4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        await trio.testing.wait_all_tasks_blocked()
+        me = trio.lowlevel.current_task()
+        trio.lowlevel.add_instrument(steps)
+        try:
+            await gw.place_order(request(cid="s-bt-1"))
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        gw.close()
+    (seen,) = before_place
+    assert len(seen) == 1 and seen[0] is not me  # the venue task's step, and nothing before it
+
+
 async def test_a_caller_cancelled_after_handing_over_still_gets_its_order_tracked(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
