@@ -28,10 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -381,7 +383,20 @@ def probe_figures(result: dict[str, Any], answered: int, cpu: float) -> dict[str
 
 
 def client(args: argparse.Namespace) -> dict[str, Any]:
-    configure_logging("warning", "json")
+    if args.log_level == "warning":
+        configure_logging("warning", "json")
+    else:  # as the daemon logs: every line rendered and written to a file (and a stream)
+        log_dir = Path(tempfile.mkdtemp(prefix="tradingd-bench-"))
+        configure_logging(args.log_level, "json", open(os.devnull, "w"), path=log_dir / "bench.log")  # noqa: SIM115
+    try:
+        return _client(args)
+    finally:
+        if args.log_level != "warning":
+            configure_logging("warning", "json")  # closes the file
+            shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def _client(args: argparse.Namespace) -> dict[str, Any]:
     if args.client == "drain":
         return drain(args.port, args.burst_steps)
     if args.client in ("bare", "bare-q", "decode"):
@@ -408,6 +423,7 @@ def run_client(kind: str, port: int, args: argparse.Namespace) -> dict[str, Any]
             env["PYTHONPATH"] = args.before
         python = args.before_python or python
     argv = [python, __file__, "--client", kind, "--port", str(port)]
+    argv += ["--log-level", args.log_level]
     argv += [
         "--burst-steps",
         str(args.burst_steps),
@@ -452,6 +468,13 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=1500, help="tick-to-order probes")
     ap.add_argument("--gap-ms", type=float, default=5.0, help="quiet between probes")
     ap.add_argument("--latency-runs", type=int, default=1)
+    ap.add_argument(
+        "--log-level",
+        choices=("warning", "info"),
+        default="warning",
+        help="the clients' logging: warning (no line per order) or info, the daemon's default"
+        " (each line rendered and written to a file, as the daemon does)",
+    )
     ap.add_argument("--port", type=int, default=0, help="0: a free port")
     ap.add_argument("--json", help="also write every run's figures here")
     ap.add_argument(
@@ -511,6 +534,15 @@ def report(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> N
             if read.get("median") is not None:
                 extra += f"; read by the generator: median {read['median']:.0f}, p99 {read['p99']:.0f}"
             print(what + latency_line(lat["latency_us"], extra))
+    for kind in ("latency", "latency-before", "echo"):
+        got = runs.get(kind, [])
+        if len(got) > 1:
+            med = {k: statistics.median(r["latency_us"][k] for r in got) for k in ("median", "p99")}
+            cpu = statistics.median(r["cpu_us_per_probe"] for r in got)
+            print(
+                f"{kind}, median of {len(got)} runs: median {med['median']:.0f} us,"
+                f" p99 {med['p99']:.0f} us, client CPU {cpu:.0f} us a probe"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1))
 
@@ -519,7 +551,7 @@ def report_cpu(runs: dict[str, list[dict[str, Any]]]) -> None:
     med = {
         k: statistics.median(per_frame_us(r) for r in v)
         for k, v in runs.items()
-        if k != "drain" and "latency" not in k
+        if k not in ("drain", "echo") and "latency" not in k
     }
     frames = runs["tradingd"][0]["frames"]
     best_drain = min(runs["drain"], key=lambda r: r["wall_s"])

@@ -24,6 +24,7 @@ from tradingd.engine import (
     PrivateEvent,
     Side,
     VenueError,
+    VenueUnavailable,
 )
 from tradingd.engine.model import Limits, MarketState, Order, RiskLimits
 from tradingd.engine.runtime import ExecutionGateway, OrderFlow
@@ -213,6 +214,71 @@ async def test_an_order_reaches_the_venue_task_in_the_next_pass_of_the_scheduler
         gw.close()
     (seen,) = before_place
     assert len(seen) == 1 and seen[0] is not me  # the venue task's step, and nothing before it
+
+
+class _Signalling(FakeVenue):
+    """A client that says when its order's bytes have left (engine.venue.sent), as Deribit's
+    does through `JsonRpcSession.request`; `unsent` ones fail before anything is written."""
+
+    signals_sent = True
+
+    def __init__(self, logs: list[dict[str, object]]) -> None:
+        super().__init__(delay=1.0)
+        self.logs = logs
+        self.lines_at_write: list[list[object]] = []
+        self.unsent: set[str] = set()
+
+    async def place(self, order: Order) -> Sequence[PrivateEvent]:
+        from tradingd.engine.venue.sent import bytes_sent
+
+        self.lines_at_write.append([e["event"] for e in self.logs])
+        if order.client_order_id in self.unsent:
+            raise VenueUnavailable("not connected", venue="deribit")
+        bytes_sent()
+        assert [e["event"] for e in self.logs].count("order.sent") == len(self.lines_at_write)
+        return await super().place(order)
+
+
+async def test_the_order_sent_line_comes_after_the_write_and_before_the_orders_fate(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With a client that signals its write, `order.sent` is logged right after the order's
+    bytes left (its cost, tens of microseconds at the info level, no longer before them), still
+    once per accepted order and before every line about its fate, also when nothing was sent."""
+    flow, _ = make_flow()
+    with structlog.testing.capture_logs() as logs:
+        venue = _Signalling(logs)
+        venue.unsent.add("s-bt-2")
+        gw = ExecutionGateway(venue, flow, capacity=4)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gw.run)
+            await gw.place_order(request(cid="s-bt-1"))
+            with pytest.raises(OrderRejected):
+                await gw.place_order(request(cid="s-bt-2"))
+            gw.close()
+    # At each place: no `order.sent` line of that order yet (the first order's is there at the second).
+    assert [lines.count("order.sent") for lines in venue.lines_at_write] == [0, 1]
+    events = [(e["event"], e.get("client_order_id")) for e in logs]
+    assert events.count(("order.sent", "s-bt-1")) == 1 and events.count(("order.sent", "s-bt-2")) == 1
+    assert events.index(("order.sent", "s-bt-2")) < events.index(("order.rejected", "s-bt-2"))
+
+
+async def test_a_client_that_does_not_signal_gets_the_line_before_its_place() -> None:
+    flow, _ = make_flow()
+    with structlog.testing.capture_logs() as logs:
+
+        class Plain(FakeVenue):
+            async def place(self, order: Order) -> Sequence[PrivateEvent]:
+                seen.append([e["event"] for e in logs])
+                return await super().place(order)
+
+        seen: list[list[object]] = []
+        gw = ExecutionGateway(Plain(), flow, capacity=4)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gw.run)
+            await gw.place_order(request(cid="s-bt-1"))
+            gw.close()
+    assert seen == [["order.sent"]]
 
 
 async def test_a_caller_cancelled_after_handing_over_still_gets_its_order_tracked(
