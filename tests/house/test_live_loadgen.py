@@ -124,7 +124,8 @@ async def test_a_probe_is_stamped_before_its_frame_is_written(monkeypatch: pytes
     made: list[_loadgen._Probes] = []
 
     def write(fd: int, data: bytes) -> int:
-        stamped.append(len(made[-1].sent_at))
+        if made:
+            stamped.append(len(made[-1].sent_at))
         return real_write(fd, data)
 
     class Kept(_loadgen._Probes):
@@ -132,7 +133,7 @@ async def test_a_probe_is_stamped_before_its_frame_is_written(monkeypatch: pytes
             super().__init__()
             made.append(self)
 
-    monkeypatch.setattr(_loadgen.os, "write", write)
+    monkeypatch.setattr(os, "write", write)  # the generator's stamped write (`_stamped_send`)
     monkeypatch.setattr(_loadgen, "_Probes", Kept)
     with trio.fail_after(60):
         async with _connected() as client:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from decimal import Decimal
+from typing import Any
 
 import attrs
 import pytest
@@ -222,7 +223,7 @@ class _Signalling(FakeVenue):
 
     signals_sent = True
 
-    def __init__(self, logs: list[dict[str, object]]) -> None:
+    def __init__(self, logs: list[MutableMapping[str, Any]]) -> None:
         super().__init__(delay=1.0)
         self.logs = logs
         self.lines_at_write: list[list[object]] = []
