@@ -361,6 +361,10 @@ class LoadGenerator:
 
     async def serve(self, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+        # Linux takes receive times only while some socket asks for them, and starts doing so a
+        # moment after the first asks (deferred work): the listener asks from the start, so the
+        # first probes are stamped too. (Unstamped bytes get the read's time: later, never earlier.)
+        listeners[0].socket.setsockopt(trio.socket.SOL_SOCKET, _SO_TIMESTAMPNS, True)
         task_status.started(listeners[0].socket.getsockname()[1])
         await trio.serve_listeners(self.handle, listeners)
 
