@@ -209,3 +209,40 @@ async def test_a_request_waits_behind_one_already_waiting_for_credits(
         await trio.testing.wait_all_tasks_blocked()
         assert order == []
     assert order == ["big", "small"]
+
+
+async def test_a_peer_gone_mid_connection_is_connection_closed_not_a_stream_error() -> None:
+    """The peer resets the connection: a send then raises trio-websocket's `ConnectionClosed`
+    (what the request path maps to "not sent"), never trio's own stream error, as `send_message`."""
+    import socket as _socket
+    import struct
+
+    async def handle(stream: trio.SocketStream) -> None:
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        while True:
+            ws.receive_data(await stream.receive_some(65_536))
+            if any(isinstance(e, wse.Request) for e in ws.events()):
+                await stream.send_all(ws.send(wse.AcceptConnection()))
+                break
+        await trio.sleep(0.1)
+        # An abortive close (RST): the client's next writes fail.
+        stream.socket.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, struct.pack("ii", 1, 0))
+        stream.socket.close()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        nursery.start_soon(trio.serve_listeners, handle, listeners)
+        async with open_connection(
+            f"ws://127.0.0.1:{port}/", max_message_size=1 << 20, message_queue_size=16
+        ) as ws:
+            await trio.sleep(0.3)
+
+            async def keep_sending() -> None:
+                while True:
+                    await send_text(ws, "x" * 1000)
+                    await trio.sleep(0.01)
+
+            with trio.fail_after(10), pytest.raises(trio_websocket.ConnectionClosed):
+                await keep_sending()
+        nursery.cancel_scope.cancel()
