@@ -16,13 +16,19 @@ A client drives it in band, with JSON-RPC requests of its own (answered like any
 - `bench/stats`: the last burst's figures on this side (its wall and CPU seconds).
 - `bench/probe` `{"instrument": name, "count": n, "gap_ms": g}`: tick-to-order probes, one at a
   time: market steps until one carries a ticker of `instrument` this connection follows; those
-  frames sent; the time taken when `send_all` returned (the frame has left the server); then the
-  order whose label is `lat-<that ticker's timestamp in ms>`, stamped when the bytes that carry
-  it are read off the socket (before any parsing); then `g` ms of quiet. Answered at once.
-- `bench/latency`: waits until the probes are done, then `{"samples_us": [...], "probes": n}`.
+  frames sent, the time taken just BEFORE the write that hands them to the kernel; then the order
+  whose label is `lat-<that ticker's timestamp in ms>`, stamped with the kernel's own receive
+  time of the bytes that carry it (`SO_TIMESTAMPNS`: on loopback, taken inside the client's send
+  call, when its bytes left its socket); then `g` ms of quiet. Answered at once.
+- `bench/latency`: waits until the probes are done, then `{"samples_us": [...], "read_us": [...],
+  "probes": n}`: `read_us` is the same probes stamped when this process read the order instead.
 
-Both stamps are taken in this process on one clock (`time.perf_counter`). Deribit signs no
-order (a WebSocket session authenticates once), so no signing is inside the figure.
+Why these two stamps (both on CLOCK_REALTIME, the kernel's receive-timestamp clock): a stamp
+taken after the write can be late, since on loopback the write itself delivers the frame and
+wakes the client, which may run (and answer) before the write returns; it made the figures
+under load too LOW. A stamp taken when this process reads the order adds this process's own
+wake-up (an idle vCPU of a VM takes hundreds of microseconds to wake) to the client's figure.
+Deribit signs no order (a WebSocket session authenticates once): no signing is inside the figure.
 
     python bench/_loadgen.py --port 18770      # prints "listening <port>", serves until killed
 """
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -48,6 +55,19 @@ __all__ = ["LoadGenerator", "burst_answer", "encode_text", "main"]
 
 _NOTIFICATION = b'{"jsonrpc":"2.0","method":"subscription"'
 _LABEL = '"label":"lat-'
+# Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS; the `socket` module does not name it): each read
+# carries the kernel's receive time of its bytes, a struct timespec on CLOCK_REALTIME.
+_SO_TIMESTAMPNS = 35
+_ANCILLARY = socket.CMSG_SPACE(16)
+
+
+def kernel_stamp_ns(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The kernel's receive time (ns, CLOCK_REALTIME) in a `recvmsg`'s ancillary data, or None."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            return int(sec) * 1_000_000_000 + int(nsec)
+    return None
 
 
 def encode_text(payload: bytes) -> bytes:
@@ -75,16 +95,17 @@ class _Probes:
     """The tick-to-order probes of one connection (module docstring)."""
 
     def __init__(self) -> None:
-        self.sent_at: dict[int, float] = {}  # ticker timestamp (ms) -> when its frame had left
-        self.arrived_at: dict[int, float] = {}  # the same key -> when its order was read
+        self.sent_at: dict[int, int] = {}  # ticker timestamp (ms) -> just before its frame's write
+        self.arrived_at: dict[int, int] = {}  # the same key -> the kernel's receive time of its order
+        self.read_at: dict[int, int] = {}  # the same key -> when this process read its order
         self.waiting: tuple[int, trio.Event] | None = None
         self.done = trio.Event()
         self.count = 0
 
-    def samples_us(self) -> list[float]:
-        return sorted(
-            (self.arrived_at[k] - sent) * 1e6 for k, sent in self.sent_at.items() if k in self.arrived_at
-        )
+    def samples_us(self, arrived: dict[int, int] | None = None) -> list[float]:
+        """Tick-to-order in us, sorted: from `sent_at` to `arrived` (by default `arrived_at`)."""
+        at = self.arrived_at if arrived is None else arrived
+        return sorted((at[k] - sent) / 1e3 for k, sent in self.sent_at.items() if k in at)
 
 
 class _Connection:
@@ -117,11 +138,17 @@ class _Connection:
                 self.nursery = nursery
                 nursery.start_soon(self._writer)
                 text: list[str] = []
+                sock = stream.socket
                 while True:
-                    data = await stream.receive_some(65_536)
-                    now = time.perf_counter()
+                    try:
+                        data, ancillary, _, _ = await sock.recvmsg(65_536, _ANCILLARY)
+                    except OSError:
+                        break  # reset by the client
+                    read = time.time_ns()
                     if not data:
                         break
+                    # The kernel's time when it is there (always, on Linux), this read's otherwise.
+                    now = (kernel_stamp_ns(ancillary) or read, read)
                     self.ws.receive_data(data)
                     for event in self.ws.events():
                         if isinstance(event, wse.TextMessage):
@@ -181,14 +208,15 @@ class _Connection:
         if data:
             await self.stream.send_all(data)
 
-    async def _on_text(self, message: str, now: float) -> None:
+    async def _on_text(self, message: str, now: tuple[int, int]) -> None:
         probes = self.probes
         if probes is not None and _LABEL in message:
             at = message.index(_LABEL) + len(_LABEL)
             end = message.find('"', at)
             if end > at and message[at:end].isdigit():
                 key = int(message[at:end])
-                probes.arrived_at.setdefault(key, now)
+                probes.arrived_at.setdefault(key, now[0])
+                probes.read_at.setdefault(key, now[1])
                 if probes.waiting is not None and probes.waiting[0] == key:
                     probes.waiting[1].set()
         if '"method":"bench/' not in message:
@@ -283,17 +311,16 @@ class _Connection:
             probes.done.set()
 
     async def _stamped_send(self, data: bytes, probes: _Probes, key: int) -> None:
-        """Send `data` (the lock held) and stamp `key` the moment the kernel has taken it: a
-        plain write, as trio's `send_all` yields to the scheduler after its write (and the
-        order may have been read by then: a stamp taken after it would be late)."""
+        """Send `data` (the lock held), `key` stamped just before the kernel takes it (module
+        docstring: a stamp after the write may come after the client's answer). A plain write,
+        as trio's `send_all` yields to the scheduler after its write."""
+        probes.sent_at[key] = time.time_ns()
         try:
             sent = os.write(self.stream.socket.fileno(), data)
         except BlockingIOError:
             sent = 0
-        probes.sent_at[key] = time.perf_counter()
-        if sent < len(data):  # the socket's buffer was full: the rest as usual (stamped again)
+        if sent < len(data):  # the socket's buffer was full: the rest as usual (its figure is late)
             await self.stream.send_all(data[sent:])
-            probes.sent_at[key] = time.perf_counter()
 
     async def _latency(self, rid: Any) -> None:
         probes = self.probes
@@ -306,6 +333,7 @@ class _Connection:
                 {
                     "probes": 0 if probes is None else probes.count,
                     "samples_us": [] if probes is None else probes.samples_us(),
+                    "read_us": [] if probes is None else probes.samples_us(probes.read_at),
                 },
             ),
         )
@@ -321,6 +349,7 @@ class LoadGenerator:
 
     async def handle(self, stream: trio.SocketStream) -> None:
         stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, True)
+        stream.setsockopt(trio.socket.SOL_SOCKET, _SO_TIMESTAMPNS, True)  # the orders' arrival (`_Probes`)
         self.connections += 1
         conn = _Connection(stream, self.make_sim(), self.connections)
         try:
@@ -332,6 +361,10 @@ class LoadGenerator:
 
     async def serve(self, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+        # Linux takes receive times only while some socket asks for them, and starts doing so a
+        # moment after the first asks (deferred work): the listener asks from the start, so the
+        # first probes are stamped too. (Unstamped bytes get the read's time: later, never earlier.)
+        listeners[0].socket.setsockopt(trio.socket.SOL_SOCKET, _SO_TIMESTAMPNS, True)
         task_status.started(listeners[0].socket.getsockname()[1])
         await trio.serve_listeners(self.handle, listeners)
 

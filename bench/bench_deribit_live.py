@@ -18,8 +18,9 @@ round by round (A B ..., then B A ...), medians reported:
 Every client subscribes the same channels of the same seeded market, so each receives the same
 frames. The `drain` client (a raw socket reading bytes) shows the generator's own ceiling. Then
 tick-to-order: a strategy answers each BTC-PERPETUAL ticker with an order; the generator stamps
-when the ticker's frame left it and when the order's bytes arrived (`_loadgen.py`), one probe at
-a time with `--gap-ms` between.
+the ticker's frame just before its write and the order's bytes with the kernel's receive time
+(`_loadgen.py` says why both), one probe at a time with `--gap-ms` between. Beside it, interleaved,
+the floor: `echo`, a bare trio-websocket client answering the same tickers with the same order.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -311,17 +314,89 @@ async def latency(port: int, probes: int, gap_ms: float) -> dict[str, Any]:
         result = orjson.loads(bytes(await session.call("bench/latency", {})))
         cpu = time.process_time() - cpu0
         nursery.cancel_scope.cancel()
+    return probe_figures(result, answerer.sent, cpu)
+
+
+async def echo(port: int, probes: int, gap_ms: float) -> dict[str, Any]:
+    """The floor of tick-to-order here: a bare trio-websocket client on the same connection (logged
+    in, the same channels as `latency`'s engine) that answers each ticker of PERP with the same
+    order, built from the parsed frame and nothing else (no decoder, no strategy, no order
+    tracking). What it measures beyond zero is the machine's: the two processes' wake-ups, the
+    loopback's delivery, trio's scheduler, trio-websocket."""
+    from tradingd.connectors.deribit.stream import _PRIVATE_CHANNELS  # what the engine takes too
+
+    url = f"ws://127.0.0.1:{port}/ws/api/v2"
+    async with trio_websocket.open_websocket_url(url, max_message_size=16 * 1024 * 1024) as ws:
+        rpc = Rpc(ws)
+        await rpc.call(
+            "public/auth",
+            {
+                "grant_type": "client_credentials",
+                "client_id": CREDS["DERIBIT_CLIENT_ID"],
+                "client_secret": CREDS["DERIBIT_CLIENT_SECRET"],
+            },
+        )
+        await rpc.call("public/subscribe", {"channels": [f"ticker.{PERP}.100ms", *_PRIVATE_CHANNELS]})
+        head = NOTIFICATION + ',"params":{"channel":"ticker.' + PERP + "."
+        cpu0 = time.process_time()
+        await rpc.call("bench/probe", {"instrument": PERP, "count": probes, "gap_ms": gap_ms})
+        done = await rpc.send("bench/latency")
+        pending, rpc.other = rpc.other, []  # a probe's ticker may have come before the answer
+        answered = 0
+        while True:
+            message = pending.pop(0) if pending else await ws.get_message()
+            if isinstance(message, str) and message.startswith(head):
+                data = orjson.loads(message)["params"]["data"]
+                if not data.get("best_bid_price"):
+                    continue
+                answered += 1
+                await rpc.send(
+                    "private/buy",
+                    {
+                        "instrument_name": PERP,
+                        "amount": 10,
+                        "type": "limit",
+                        "label": f"lat-{data['timestamp']}",
+                        "time_in_force": "good_til_cancelled",
+                        "price": int(data["best_bid_price"] * 0.5),
+                    },
+                )
+            elif not (isinstance(message, str) and message.startswith(NOTIFICATION)):
+                msg = orjson.loads(message)
+                if msg.get("id") == done:
+                    result = msg["result"]
+                    break
+        cpu = time.process_time() - cpu0
+    return probe_figures(result, answered, cpu)
+
+
+def probe_figures(result: dict[str, Any], answered: int, cpu: float) -> dict[str, Any]:
+    """A latency client's figures from the generator's `bench/latency` answer."""
     return {
         "probes": result["probes"],
-        "answered": answerer.sent,
-        # The client's CPU per probe: the ticker, the order sent, its answer and its report.
+        "answered": answered,
+        # The client's CPU per probe: the ticker, the order sent, its answer and its reports.
         "cpu_us_per_probe": cpu / max(1, result["probes"]) * 1e6,
         "latency_us": latency_figures(result["samples_us"]),
+        "read_us": latency_figures(result.get("read_us", [])),
     }
 
 
 def client(args: argparse.Namespace) -> dict[str, Any]:
-    configure_logging("warning", "json")
+    if args.log_level == "warning":
+        configure_logging("warning", "json")
+    else:  # as the daemon logs: every line rendered and written to a file (and a stream)
+        log_dir = Path(tempfile.mkdtemp(prefix="tradingd-bench-"))
+        configure_logging(args.log_level, "json", open(os.devnull, "w"), path=log_dir / "bench.log")  # noqa: SIM115
+    try:
+        return _client(args)
+    finally:
+        if args.log_level != "warning":
+            configure_logging("warning", "json")  # closes the file
+            shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def _client(args: argparse.Namespace) -> dict[str, Any]:
     if args.client == "drain":
         return drain(args.port, args.burst_steps)
     if args.client in ("bare", "bare-q", "decode"):
@@ -332,6 +407,8 @@ def client(args: argparse.Namespace) -> dict[str, Any]:
         )
     if args.client == "tradingd":
         return trio.run(tradingd, args.port, args.burst_steps, args.profile)
+    if args.client == "echo":
+        return trio.run(echo, args.port, args.probes, args.gap_ms)
     return trio.run(latency, args.port, args.probes, args.gap_ms)
 
 
@@ -339,10 +416,14 @@ def client(args: argparse.Namespace) -> dict[str, Any]:
 def run_client(kind: str, port: int, args: argparse.Namespace) -> dict[str, Any]:
     """One client in a fresh process; `<kind>-before` runs `kind` on the code at `--before`."""
     env = dict(os.environ)
+    python = sys.executable
     if kind.endswith("-before"):
         kind = kind.removesuffix("-before")
-        env["PYTHONPATH"] = args.before
-    argv = [sys.executable, __file__, "--client", kind, "--port", str(port)]
+        if args.before:
+            env["PYTHONPATH"] = args.before
+        python = args.before_python or python
+    argv = [python, __file__, "--client", kind, "--port", str(port)]
+    argv += ["--log-level", args.log_level]
     argv += [
         "--burst-steps",
         str(args.burst_steps),
@@ -387,6 +468,13 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=1500, help="tick-to-order probes")
     ap.add_argument("--gap-ms", type=float, default=5.0, help="quiet between probes")
     ap.add_argument("--latency-runs", type=int, default=1)
+    ap.add_argument(
+        "--log-level",
+        choices=("warning", "info"),
+        default="warning",
+        help="the clients' logging: warning (no line per order) or info, the daemon's default"
+        " (each line rendered and written to a file, as the daemon does)",
+    )
     ap.add_argument("--port", type=int, default=0, help="0: a free port")
     ap.add_argument("--json", help="also write every run's figures here")
     ap.add_argument(
@@ -395,7 +483,14 @@ def main() -> None:
         help="also run the tradingd client (and the latency) on the code this PYTHONPATH imports as"
         " `tradingd`, interleaved with the current code (a before/after comparison)",
     )
-    ap.add_argument("--client", choices=("bare", "bare-q", "tradingd", "decode", "drain", "latency"))
+    ap.add_argument(
+        "--before-python",
+        metavar="PYTHON",
+        help="the same, with the code this interpreter imports (another worktree's venv: with an"
+        " editable install `tradingd` comes from the tree the venv was installed from, whatever"
+        " PYTHONPATH says, unless PYTHONPATH holds a `tradingd/` package of its own)",
+    )
+    ap.add_argument("--client", choices=("bare", "bare-q", "tradingd", "decode", "drain", "latency", "echo"))
     ap.add_argument("--profile", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.client:
@@ -405,7 +500,8 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {}
     try:
         kinds = ["bare", "bare-q", "tradingd", "decode"]
-        if args.before:
+        before = bool(args.before or args.before_python)
+        if before:
             kinds.insert(3, "tradingd-before")
         if args.rounds:
             runs["drain"] = [run_client("drain", port, args)]
@@ -413,8 +509,9 @@ def main() -> None:
                 for kind in kinds if r % 2 == 0 else kinds[::-1]:
                     runs.setdefault(kind, []).append(run_client(kind, port, args))
             runs["drain"].append(run_client("drain", port, args))
+        lat_kinds = ["echo", "latency", "latency-before"][: 3 if before else 2]
         for r in range(args.latency_runs):
-            for kind in ["latency", "latency-before"][: 2 if args.before else 1][:: 1 if r % 2 == 0 else -1]:
+            for kind in lat_kinds[:: 1 if r % 2 == 0 else -1]:
                 runs.setdefault(kind, []).append(run_client(kind, port, args))
     finally:
         gen.terminate()
@@ -425,13 +522,27 @@ def main() -> None:
 def report(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
     if "tradingd" in runs:
         report_cpu(runs)
-    for lat in runs["latency"]:
-        extra = f"; {lat['probes']} probes, {args.gap_ms:g} ms apart"
-        extra += f"; client CPU {lat['cpu_us_per_probe']:.0f} us a probe"
-        print(latency_line(lat["latency_us"], extra))
-    for lat in runs.get("latency-before", []):
-        extra = f"; {lat['probes']} probes; client CPU {lat['cpu_us_per_probe']:.0f} us a probe"
-        print("before (--before): " + latency_line(lat["latency_us"], extra))
+    for kind, what in (
+        ("latency", ""),
+        ("latency-before", "before (--before): "),
+        ("echo", "floor (a bare trio-websocket client answering the same tickers): "),
+    ):
+        for lat in runs.get(kind, []):
+            extra = f"; {lat['probes']} probes, {args.gap_ms:g} ms apart"
+            extra += f"; client CPU {lat['cpu_us_per_probe']:.0f} us a probe"
+            read = lat.get("read_us", {})
+            if read.get("median") is not None:
+                extra += f"; read by the generator: median {read['median']:.0f}, p99 {read['p99']:.0f}"
+            print(what + latency_line(lat["latency_us"], extra))
+    for kind in ("latency", "latency-before", "echo"):
+        got = runs.get(kind, [])
+        if len(got) > 1:
+            med = {k: statistics.median(r["latency_us"][k] for r in got) for k in ("median", "p99")}
+            cpu = statistics.median(r["cpu_us_per_probe"] for r in got)
+            print(
+                f"{kind}, median of {len(got)} runs: median {med['median']:.0f} us,"
+                f" p99 {med['p99']:.0f} us, client CPU {cpu:.0f} us a probe"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1))
 
@@ -440,7 +551,7 @@ def report_cpu(runs: dict[str, list[dict[str, Any]]]) -> None:
     med = {
         k: statistics.median(per_frame_us(r) for r in v)
         for k, v in runs.items()
-        if k != "drain" and "latency" not in k
+        if k not in ("drain", "echo") and "latency" not in k
     }
     frames = runs["tradingd"][0]["frames"]
     best_drain = min(runs["drain"], key=lambda r: r["wall_s"])

@@ -199,6 +199,10 @@ class DeribitExecution(VenueExecution):
         return params
 
     # -- the venue SPI's capabilities (engine.venue.spi.VenueExecution) --------------------------
+    # Orders go through `JsonRpcSession.request`, which says when their bytes have left
+    # (engine.venue.sent): the gateway logs `order.sent` then, off the tick-to-order path.
+    signals_sent: Final = True
+
     def prepare(self, order: Order) -> None:
         """No id before sending: the venue assigns it on receiving the order."""
         return

@@ -49,6 +49,7 @@ from ..model.errors import (
 )
 from ..model.events import OrderUpdate, PrivateEvent
 from ..model.orders import Order, OrderRequest
+from ..venue.sent import SENT
 from ..venue.spi import ExecutionClient
 from .flow import OrderFlow
 
@@ -160,7 +161,14 @@ class ExecutionGateway:
         else:
             if self._refusing is not None:
                 raise self._refused(req)
-            await self._room.acquire()  # cancelled here: nothing was handed over
+            # Cancelled here: nothing was handed over. With room, taken without a pass of the
+            # scheduler (`Semaphore.acquire` yields even then, and the order waits for that pass
+            # before the gateway can take it); without, waited for in arrival order as before.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                self._room.acquire_nowait()
+            except trio.WouldBlock:
+                await self._room.acquire()
             dropped = self._dropped_why(req)
             if self.closed or self._refusing is not None or dropped:  # while it waited for room
                 self._room.release()
@@ -324,17 +332,16 @@ class ExecutionGateway:
             self.flow.on_private(ev)
 
     async def _place(self, request: OrderRequest, reply: _Reply) -> None:
+        # A client that signals its bytes have left (engine.venue.sent) gets the `order.sent`
+        # line after its write, off the path from a tick to the order; others before, as ever.
+        late_line = getattr(self.client, "signals_sent", False) is True
         try:
-            order = self.flow.accept(request, now_ns=self.clock())
+            order = self.flow.accept(request, now_ns=self.clock(), log_sent=not late_line)
         except OrderRejected as exc:
             reply.fail(exc)
             return
         try:
-            # The venue's id before sending, where the venue knows it (`ExecutionClient.prepare`).
-            order_id = self.client.prepare(order)
-            if order_id:
-                self.flow.assign_order_id(order, order_id)
-            events = await self.client.place(order)
+            events = await (self._send_place(order) if late_line else self._prepare_and_place(order))
         except OrderRejected as exc:
             self.flow.venue_rejected(order, exc, now_ns=self.clock())
             reply.fail(exc)
@@ -351,6 +358,32 @@ class ExecutionGateway:
             return
         self._apply(events)
         reply.succeed(order.snapshot(ts_local=self.clock()))
+
+    async def _prepare_and_place(self, order: Order) -> Sequence[PrivateEvent]:
+        # The venue's id before sending, where the venue knows it (`ExecutionClient.prepare`).
+        order_id = self.client.prepare(order)
+        if order_id:
+            self.flow.assign_order_id(order, order_id)
+        return await self.client.place(order)
+
+    async def _send_place(self, order: Order) -> Sequence[PrivateEvent]:
+        """`_prepare_and_place`, the `order.sent` line logged once its bytes are written, or, if
+        the client never said so (nothing written, or a client that does not), when `place`
+        ends: every accepted order still has exactly one such line, before its outcome's."""
+        logged = False
+
+        def line() -> None:
+            nonlocal logged
+            if not logged:
+                logged = True
+                self.flow.sent_line(order.request)
+
+        token = SENT.set(line)
+        try:
+            return await self._prepare_and_place(order)
+        finally:
+            SENT.reset(token)
+            line()
 
     def _not_done(self, order: Order, exc: VenueError) -> VenueRejected:
         """A request the venue did not process: refused for rate, or never sent."""

@@ -50,8 +50,10 @@ from ..model.events import MarketEvent, StatusKind
 from ..model.instruments import InstrumentRegistry
 from .plugins import decode_parsed, guard_decode, invalid_frame, loads_untyped, malformed_frame
 from .ratelimit import CreditBucket
+from .sent import bytes_sent
 from .session import PendingRequests, VenueSession, error_code
 from .spi import DecoderStats
+from .websocket import send_text
 
 __all__ = [
     "Envelope",
@@ -329,12 +331,13 @@ class JsonRpcSession(VenueSession):
         frame = orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}})
         self.stats.requests += 1
         try:
-            await ws.send_message(frame.decode())
+            await send_text(ws, frame.decode())
         except _SEND_ERRORS as exc:
             requests.discard(rid)
             raise VenueUnavailable(
                 f"{method}: connection closed before sending ({exc!r})", venue=self.venue
             ) from None
+        bytes_sent()  # the gateway's `order.sent` line, now that the order is out (engine.venue.sent)
         try:
             return await requests.wait(rid, self.request_timeout_s, what=method)
         except RateLimited as exc:

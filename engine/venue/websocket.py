@@ -20,6 +20,12 @@ Both reach into two attributes of trio-websocket's connection (`_send_channel`,
 (another version, or a test's stand-in connection) nothing is swapped and `take_nowait` is None:
 messages then come one `get_message` at a time, as trio-websocket gives them
 (tests/venue/test_websocket.py checks the pinned version has them).
+
+`send_text` sends as `send_message` does, without its pass of the scheduler before the bytes
+leave: trio-websocket takes its send lock with `acquire`, which yields even when the lock is free,
+so an order waited one scheduler pass (every other ready task's step) between being encoded and
+being written. When the lock is free it is taken at once and the write is the same; when it is
+held (another send is writing), or the attributes are missing, `send_message` is called as before.
 """
 
 from __future__ import annotations
@@ -30,8 +36,9 @@ from typing import Any, Final
 
 import trio
 import trio_websocket
+import wsproto.events
 
-__all__ = ["RECEIVE_BUFFER", "batched", "open_connection", "take_nowait"]
+__all__ = ["RECEIVE_BUFFER", "batched", "open_connection", "send_text", "take_nowait"]
 
 # Bytes per read of the socket: about a hundred market frames of a few hundred bytes, parsed
 # before the reader yields (trio-websocket reads 4 KiB by default: a few frames per pass).
@@ -81,6 +88,32 @@ def take_nowait(ws: Any) -> Callable[[], Any] | None:
         return None
     receive: Callable[[], Any] = channel.receive_nowait
     return receive
+
+
+async def send_text(ws: trio_websocket.WebSocketConnection, message: str) -> None:
+    """`ws.send_message(message)` (the same errors: `ConnectionClosed` once the connection is
+    closed or breaks), without a scheduler pass before the write when nobody else is sending
+    (module docstring). A caller cancelled by now sends nothing, as with `send_message`."""
+    lock = getattr(ws, "_stream_lock", None)
+    proto = getattr(ws, "_wsproto", None)
+    stream = getattr(ws, "_stream", None)
+    if not isinstance(lock, trio.StrictFIFOLock) or proto is None or stream is None or lock.locked():
+        await ws.send_message(message)
+        return
+    # What trio-websocket's `send_message` and `_send` do, in their order, but `acquire_nowait`.
+    if ws._close_reason:
+        raise trio_websocket.ConnectionClosed(ws._close_reason)
+    await trio.lowlevel.checkpoint_if_cancelled()
+    data = proto.send(wsproto.events.TextMessage(data=message))
+    lock.acquire_nowait()  # free (checked above), and nothing ran since
+    try:
+        await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        await ws._abort_web_socket()
+        assert ws._close_reason is not None
+        raise trio_websocket.ConnectionClosed(ws._close_reason) from None
+    finally:
+        lock.release()
 
 
 @contextlib.asynccontextmanager

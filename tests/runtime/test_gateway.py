@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 import pytest
@@ -24,6 +25,7 @@ from tradingd.engine import (
     PrivateEvent,
     Side,
     VenueError,
+    VenueUnavailable,
 )
 from tradingd.engine.model import Limits, MarketState, Order, RiskLimits
 from tradingd.engine.runtime import ExecutionGateway, OrderFlow
@@ -160,6 +162,124 @@ async def test_a_caller_cancelled_before_handing_over_sends_nothing(
         gw.close()
     assert venue.sent == ["s-bt-1", "s-bt-2"]
     assert flow.tracker.get("s-bt-3") is None
+
+
+async def test_a_caller_cancelled_before_it_calls_sends_nothing_even_with_room() -> None:
+    """Room in the queue is taken without a pass of the scheduler, but a caller whose scope is
+    already cancelled still hands nothing over: nothing is sent, nothing tracked."""
+    flow, _ = make_flow()
+    venue = FakeVenue()
+    gw = ExecutionGateway(venue, flow, capacity=4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await gw.place_order(request(cid="s-bt-1"))
+        assert scope.cancelled_caught
+        await gw.place_order(request(cid="s-bt-2"))
+        gw.close()
+    assert venue.sent == ["s-bt-2"]
+    assert flow.tracker.get("s-bt-1") is None
+
+
+class _Steps(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.tasks: list[trio.lowlevel.Task] = []
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.tasks.append(task)
+
+
+async def test_an_order_reaches_the_venue_task_in_the_next_pass_of_the_scheduler() -> None:
+    """With room in the queue, the caller hands its order over and waits; the venue task sends it
+    in the very next pass (before, the caller yielded once more on the queue's room first)."""
+    flow, _ = make_flow()
+    steps = _Steps()
+    before_place: list[list[trio.lowlevel.Task]] = []
+
+    class Watched(FakeVenue):
+        async def place(self, order: Order) -> Sequence[PrivateEvent]:
+            before_place.append(list(steps.tasks))
+            return await super().place(order)
+
+    gw = ExecutionGateway(Watched(), flow, capacity=4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gw.run)
+        await trio.testing.wait_all_tasks_blocked()
+        me = trio.lowlevel.current_task()
+        trio.lowlevel.add_instrument(steps)
+        try:
+            await gw.place_order(request(cid="s-bt-1"))
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        gw.close()
+    (seen,) = before_place
+    assert len(seen) == 1 and seen[0] is not me  # the venue task's step, and nothing before it
+
+
+class _Signalling(FakeVenue):
+    """A client that says when its order's bytes have left (engine.venue.sent), as Deribit's
+    does through `JsonRpcSession.request`; `unsent` ones fail before anything is written."""
+
+    signals_sent = True
+
+    def __init__(self, logs: list[MutableMapping[str, Any]]) -> None:
+        super().__init__(delay=1.0)
+        self.logs = logs
+        self.lines_at_write: list[list[object]] = []
+        self.unsent: set[str] = set()
+
+    async def place(self, order: Order) -> Sequence[PrivateEvent]:
+        from tradingd.engine.venue.sent import bytes_sent
+
+        self.lines_at_write.append([e["event"] for e in self.logs])
+        if order.client_order_id in self.unsent:
+            raise VenueUnavailable("not connected", venue="deribit")
+        bytes_sent()
+        assert [e["event"] for e in self.logs].count("order.sent") == len(self.lines_at_write)
+        return await super().place(order)
+
+
+async def test_the_order_sent_line_comes_after_the_write_and_before_the_orders_fate(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With a client that signals its write, `order.sent` is logged right after the order's
+    bytes left (its cost, tens of microseconds at the info level, no longer before them), still
+    once per accepted order and before every line about its fate, also when nothing was sent."""
+    flow, _ = make_flow()
+    with structlog.testing.capture_logs() as logs:
+        venue = _Signalling(logs)
+        venue.unsent.add("s-bt-2")
+        gw = ExecutionGateway(venue, flow, capacity=4)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gw.run)
+            await gw.place_order(request(cid="s-bt-1"))
+            with pytest.raises(OrderRejected):
+                await gw.place_order(request(cid="s-bt-2"))
+            gw.close()
+    # At each place: no `order.sent` line of that order yet (the first order's is there at the second).
+    assert [lines.count("order.sent") for lines in venue.lines_at_write] == [0, 1]
+    events = [(e["event"], e.get("client_order_id")) for e in logs]
+    assert events.count(("order.sent", "s-bt-1")) == 1 and events.count(("order.sent", "s-bt-2")) == 1
+    assert events.index(("order.sent", "s-bt-2")) < events.index(("order.rejected", "s-bt-2"))
+
+
+async def test_a_client_that_does_not_signal_gets_the_line_before_its_place() -> None:
+    flow, _ = make_flow()
+    with structlog.testing.capture_logs() as logs:
+
+        class Plain(FakeVenue):
+            async def place(self, order: Order) -> Sequence[PrivateEvent]:
+                seen.append([e["event"] for e in logs])
+                return await super().place(order)
+
+        seen: list[list[object]] = []
+        gw = ExecutionGateway(Plain(), flow, capacity=4)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gw.run)
+            await gw.place_order(request(cid="s-bt-1"))
+            gw.close()
+    assert seen == [["order.sent"]]
 
 
 async def test_a_caller_cancelled_after_handing_over_still_gets_its_order_tracked(

@@ -555,3 +555,25 @@ async def test_a_batch_refused_for_a_public_channel_never_takes_the_private_chan
         e for e in sink.events if isinstance(e, Status) and e.status is StatusKind.SUBSCRIPTION_REFUSED
     ]
     assert {e.data["channel"] for e in refused} >= {"alpha.1"}
+
+
+async def test_a_request_signals_its_bytes_have_left_once_right_after_its_write() -> None:
+    """`request` calls the task's `SENT` callback (engine.venue.sent) once its frame is written
+    and before its answer can be read: not when it could not be sent, and once only."""
+    from tradingd.engine.venue.sent import SENT
+
+    toy = _Toy(timeout_s=0.05)
+    signalled: list[int] = []
+    SENT.set(lambda: signalled.append(len(toy.ws.sent)))
+    with pytest.raises(VenueError):  # unanswered: the signal came anyway, the frame being out
+        await toy.request("private/buy", {"amount": 1}, toy.bucket)
+    assert signalled == [1]
+    with pytest.raises(VenueError):
+        await toy.request("private/buy", {"amount": 2}, toy.bucket)
+    assert signalled == [1]  # once
+    toy._ws = _Socket(closed=True)  # type: ignore[assignment]
+    SENT.set(lambda: signalled.append(-1))
+    with pytest.raises(VenueUnavailable):
+        await toy.request("a", None, toy.bucket)
+    assert signalled == [1] and SENT.get() is not None  # nothing written: not signalled
+    SENT.set(None)
