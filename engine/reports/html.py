@@ -60,6 +60,7 @@ class _Charts:
 
 def _pyplot() -> Any:
     try:
+        import matplotlib  # noqa: F401  (first: the package missing is the one line below)
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
