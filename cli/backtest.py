@@ -24,10 +24,10 @@ from rich.progress import Progress
 
 from tradingd.config import LoadedConfig, load_config
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
-from tradingd.engine.backtest.report import print_summary
+from tradingd.engine.backtest.report import print_summary, write_report
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
-from tradingd.engine.reports.html import write_run_reports
+from tradingd.engine.reports.html import release_memory, render_run
 from tradingd.engine.sim.plugins import load_simulator
 from tradingd.engine.store.evcache import EventCache
 from tradingd.engine.venue.catalog import MarketCatalog
@@ -203,7 +203,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if report is not None:
         # The replay's memory (decoders, order books, strategies: tens of MB on a long run) is
         # given back before matplotlib is loaded and draws (about as much again), not held under
-        # it: the result holds all the report needs (its series are bounded, kernel._Chart).
+        # it: peak RSS is the high-water mark of both phases (issue 17). The kernel goes first,
+        # then the result once its JSON report is written (the charts are drawn from that file,
+        # as `tradingd report` draws them), and the freed heap is returned to the OS.
         del kernel, progress_cm, progress_cb
         gc.collect()
         # The JSON report, then the HTML page and the PNGs beside it: seconds of drawing, shown
@@ -211,7 +213,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         with drawing_status(wanted(args.no_progress)) as step:
             try:
-                written: list[Path] = write_run_reports(report, result, progress=step)
+                step(report.name)
+                write_report(report, result)
+                del result
+                release_memory()
+                written: list[Path] = render_run(report, progress=step)
             except OSError as exc:
                 raise DataError(
                     f"cannot write the report in {report.parent}: {exc.strerror or exc}"

@@ -15,7 +15,10 @@ them again from a saved JSON report (`tradingd report RUN_DIR`).
 from __future__ import annotations
 
 import base64
+import ctypes
 import datetime as dt
+import functools
+import gc
 import html
 import io
 import math
@@ -33,7 +36,7 @@ from ..model.words import duration
 if TYPE_CHECKING:
     from ..backtest.kernel import BacktestResult
 
-__all__ = ["render_html", "render_run", "write_run_reports"]
+__all__ = ["release_memory", "render_html", "render_run", "write_run_reports"]
 
 _MAX_PRICE_PANELS = 3  # instruments with fills drawn per strategy (the most filled ones)
 _MAX_POSITION_LINES = 8
@@ -41,18 +44,51 @@ _FILLS_LISTED = 50  # the last fills of each strategy, as a table
 _BUY, _SELL = "#1a9850", "#d73027"
 
 
+class _Charts:
+    """pyplot's `subplots` as the charts use it, on a bare Figure with the Agg canvas: no pyplot
+    (its figure registry would hold every figure until closed) and no process-wide
+    `matplotlib.use`. A figure is freed as soon as its PNG is made and it goes out of scope."""
+
+    def __init__(self, figure: Any, canvas: Any) -> None:
+        self._figure, self._canvas = figure, canvas
+
+    def subplots(self, nrows: int, ncols: int, *, figsize: tuple[float, float], **kw: Any) -> tuple[Any, Any]:
+        fig = self._figure(figsize=figsize, layout=kw.pop("layout", None))
+        self._canvas(fig)
+        return fig, fig.subplots(nrows, ncols, **kw)
+
+
 def _pyplot() -> Any:
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401  (first: the package missing is the one line below)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError as exc:
         raise DataError(
             "the HTML report and its charts need the 'report' extra: pip install 'tradingd[report]' "
             "(the JSON report is written)"
         ) from exc
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    return _Charts(Figure, FigureCanvasAgg)
 
-    return plt
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, or None where the C library has none (musl, macOS)."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+def release_memory() -> None:
+    """Collect cycles, then hand the C heap's free pages back to the OS (glibc keeps them in
+    the process otherwise, so a replay's freed memory would still be resident under matplotlib:
+    peak RSS is the high-water mark of both). Only resident memory changes, never a result."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _times(ts: Sequence[int]) -> list[dt.datetime]:
@@ -106,7 +142,6 @@ def _overview(plt: Any, strategies: dict[str, Any]) -> bytes:
         ax_eq.legend(fontsize=8, loc="upper left")
     ax_dd.set_xlabel("time (UTC)", fontsize=9)
     data = _png(fig)
-    plt.close(fig)
     return data
 
 
@@ -196,7 +231,6 @@ def _strategy_figure(plt: Any, name: str, s: dict[str, Any]) -> bytes:
     fig.autofmt_xdate()
     fig.tight_layout()
     data = _png(fig)
-    plt.close(fig)
     return data
 
 
@@ -284,12 +318,14 @@ def render_html(
     written: list[Path] = []
     progress(f"{stem}.png (equity and drawdown of every strategy)")
     overview = _overview(plt, strategies)
+    release_memory()  # each figure's pixels and artists are freed before the next is drawn
     (out / f"{stem}.png").write_bytes(overview)
     written.append(out / f"{stem}.png")
     figures: dict[str, bytes] = {}
     for i, (name, s) in enumerate(strategies.items(), 1):
         progress(f"{stem}-{_safe(name)}.png (strategy {i} of {len(strategies)})")
         figures[name] = _strategy_figure(plt, name, s)
+        release_memory()
         path = out / f"{stem}-{_safe(name)}.png"
         path.write_bytes(figures[name])
         written.append(path)

@@ -1,5 +1,7 @@
 """`tradingd backtest --report` gives the replay's memory back before matplotlib draws (issue 17:
-peak RSS with --report), and draws the very report it drew with the replay still held."""
+peak RSS with --report): neither the kernel nor its result is alive while the charts are drawn
+(they are drawn from the JSON report just written); and it draws the very report it drew with
+the replay still held."""
 
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from tests.support.backtests import bundled_config_on
 from tradingd.cli.main import main
 from tradingd.cli.settings import risk_limits
 from tradingd.config import load_config
-from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
-from tradingd.engine.reports.html import write_run_reports
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestResult, BacktestSettings, DataSource
+from tradingd.engine.reports.html import render_run, write_run_reports
 from tradingd.engine.venue.plugins import load_venue
 
 
@@ -28,25 +30,32 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bundled_config_on(tmp_path_factory.mktemp("bt"), hours=0.05, seed=5)
 
 
-def _kernels_alive() -> int:
+def _alive() -> tuple[int, int]:
+    """Kernels and backtest results the collector can see."""
     gc.collect()
-    return sum(1 for obj in gc.get_objects() if isinstance(obj, BacktestKernel))
+    objects = gc.get_objects()
+    return (
+        sum(1 for obj in objects if isinstance(obj, BacktestKernel)),
+        sum(1 for obj in objects if isinstance(obj, BacktestResult)),
+    )
 
 
 def test_the_replay_is_let_go_before_the_charts_are_drawn(
     config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    seen: list[int] = []
+    seen: list[tuple[int, int]] = []
 
-    def drawing(path: Any, result: Any, **kw: Any) -> list[Path]:
-        seen.append(_kernels_alive())
-        return write_run_reports(path, result, **kw)
+    def drawing(path: Any, **kw: Any) -> list[Path]:
+        seen.append(_alive())
+        assert Path(path).exists()  # the JSON report is written before: the charts come from it
+        return render_run(path, **kw)
 
-    monkeypatch.setattr(cli_backtest, "write_run_reports", drawing)
-    before = _kernels_alive()
+    monkeypatch.setattr(cli_backtest, "render_run", drawing)
+    before = _alive()
     assert main(["backtest", "--config", str(config), "--no-progress", "--report", str(tmp_path / "r")]) == 0
     capsys.readouterr()
-    assert seen == [before]  # no kernel (books, decoders, strategies) held while drawing
+    # No kernel (books, decoders, strategies) and no result (series, fills) held while drawing.
+    assert seen == [before]
 
 
 def _reference(config: Path, out: Path) -> None:
