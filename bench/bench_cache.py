@@ -7,11 +7,11 @@ measured in CPU time of the work (user + system, `resource.getrusage`, every thr
 printed with every raw figure (wall time beside it), and each process's peak RSS:
 
   first run   the first backtest of a data set with the cache on as `tradingd backtest` has it
-              (`first-cache`, each run into a new empty folder: the data set's key hashed, and a
-              mark left, `evcache.WRITE_ON`), against the same backtest from the frames without
-              a cache (`first-frames`); no strategy, so the ratio is the cache's own cost: what a
-              new user's first `tradingd backtest` pays
-  writing     the replay that writes the entry (the second of a data set by default; here each
+              (`first-cache`, each run into a new empty folder: with `evcache.WRITE_ON` 1, the
+              default, it writes the entry; with 2 it only leaves a mark), against the same
+              backtest from the frames without a cache (`first-frames`); no strategy, so the
+              ratio is the cache's own cost: what a new user's first `tradingd backtest` pays
+  writing     the replay that writes the entry (the first of a data set by default; here each
               run into a new folder with `write_on=1`) against the frames without a cache
 
   data path   frames -> events (the recording read, every frame decoded: events built, books
@@ -109,7 +109,7 @@ def _child(mode: str, config: str, data: str, cache_dir: str) -> dict[str, Any]:
         kernel = BacktestKernel({venue: plugin}, sources, [], event_cache=maybe)
         result = trio.run(kernel.run)
         events, frames = result.events, result.frames
-        want = "frames, cache written" if mode == "writing" else "frames"
+        want = "frames, cache written" if maybe is not None and maybe.write_on == 1 else "frames"
         assert kernel.data_path == want, kernel.data_path
         if maybe is not None and maybe.write_on > 1:
             assert maybe.status == "next", maybe.status

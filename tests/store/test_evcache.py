@@ -5,6 +5,7 @@ one logged line and the run goes on from the frames."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import time
@@ -124,6 +125,34 @@ def test_the_decoder_version_covers_the_connector_package(tmp_path: Path) -> Non
     version = evcache.decoder_version(plugin)
     assert len(version) == 32
     assert evcache.decoder_version(load_venue("polymarket")) != version
+
+
+def test_the_decoder_version_covers_compiled_code(tmp_path: Path) -> None:
+    """A decoder's C source and its built module are its code too: a changed `_fast.c` or a
+    rebuilt `.so` must make a new key, as a changed `.py` does."""
+    import importlib.machinery
+
+    root = tmp_path / "pkg"
+    root.mkdir()
+    (root / "codec.py").write_text("X = 1\n")
+
+    def digest() -> str:
+        h = hashlib.blake2b(digest_size=16)
+        evcache._tree_digest(h, root)
+        return h.hexdigest()
+
+    before = digest()
+    (root / "_fast.c").write_text("int x;\n")
+    with_c = digest()
+    assert with_c != before, "a C source is part of the version"
+    (root / "_fast.c").write_text("int y;\n")
+    assert digest() != with_c, "a changed C source is a new version"
+    so = root / f"_fast{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    so.write_bytes(b"\x7fELF one build")
+    built = digest()
+    so.write_bytes(b"\x7fELF another build")
+    assert digest() != built, "a rebuilt extension module is a new version"
+    assert evcache._changed_since_start([root]) is not None, "written after this process started"
 
 
 @pytest.mark.parametrize("cut", ["truncate", "flip", "empty"])
@@ -464,20 +493,19 @@ def test_a_decoder_edited_during_the_run_writes_no_entry(
 
 # -- which replay writes (evcache.WRITE_ON) -----------------------------------------------------
 def test_a_data_set_s_first_replay_marks_it_and_the_next_writes_the_entry(tmp_path: Path) -> None:
-    """By default a data set's first replay writes no entry (a new user's first backtest pays
-    nothing for the cache): it leaves a mark, and the next replay of the same data writes."""
-    assert evcache.WRITE_ON == 2
+    """With `write_on=2` a data set's first replay writes no entry: it leaves a mark, and the next
+    replay of the same data writes."""
     rec = _recording(tmp_path / "a.rec.zst")
-    cache = EventCache(tmp_path / "c")
+    cache = EventCache(tmp_path / "c", write_on=2)
     first = _run(rec, cache)
     assert (first.data_path, first.cache_entry, cache.status) == ("frames", None, "next")
     assert not list((tmp_path / "c").glob("*.evc"))
     assert [p.name for p in (tmp_path / "c").iterdir()] == [cache.mark_of(cache.key(*_keyed(rec))).name]
-    cache = EventCache(tmp_path / "c")
+    cache = EventCache(tmp_path / "c", write_on=2)
     assert _run(rec, cache).data_path == "frames, cache written"
-    assert _run(rec, EventCache(tmp_path / "c")).data_path == "cache"
+    assert _run(rec, EventCache(tmp_path / "c", write_on=2)).data_path == "cache"
     # Other data: a first replay again.
-    other = _run(_recording(tmp_path / "b.rec.zst", last_bid=70000.0), EventCache(tmp_path / "c"))
+    other = _run(_recording(tmp_path / "b.rec.zst", last_bid=70000.0), EventCache(tmp_path / "c", write_on=2))
     assert other.data_path == "frames"
     assert EventCache(tmp_path / "c").clear() == 3, "two marks and the entry"
 
@@ -492,7 +520,7 @@ def test_a_first_replay_that_fails_or_reads_a_changing_file_leaves_no_mark(
     bad = tmp_path / "bad.rec"
     bad.write_bytes(b'{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"heartbeat"}}\n')
     with pytest.raises(DataError):
-        _run(bad, EventCache(tmp_path / "c"))
+        _run(bad, EventCache(tmp_path / "c", write_on=2))
     assert list((tmp_path / "c").iterdir()) == []
     path = tmp_path / "d.rec.zst"
     _recording(path, last_bid=89000.0)
@@ -504,12 +532,15 @@ def test_a_first_replay_that_fails_or_reads_a_changing_file_leaves_no_mark(
         return k
 
     monkeypatch.setattr(EventCache, "key", key_then_rewrite)
-    cache = EventCache(tmp_path / "c")
+    cache = EventCache(tmp_path / "c", write_on=2)
     assert _run(path, cache).data_path == "frames"
     assert list((tmp_path / "c").iterdir()) == [] and cache.status != "next"
 
 
 def test_write_on_is_the_first_or_the_second_replay(tmp_path: Path) -> None:
+    assert evcache.WRITE_ON == 1, "the first replay writes by default (issue 17)"
+    rec = _recording(tmp_path / "a.rec.zst")
+    assert _run(rec, EventCache(tmp_path / "d")).data_path == "frames, cache written"
     with pytest.raises(ValueError, match="write_on=3"):
         EventCache(tmp_path / "c", write_on=3)
 
