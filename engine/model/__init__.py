@@ -9,6 +9,7 @@ fill rules (the backtest's and paper mode's matching engine).
 
 Depends on: no other room."""
 
+from . import started as _started  # noqa: F401 - first: the stamp precedes every source
 from .book import OrderBook
 from .errors import (
     AuthError,

@@ -94,6 +94,7 @@ from ..model.book import OrderBook
 from ..model.errors import ConfigError, DataError, MalformedFrame
 from ..model.events import BookUpdate, Greeks, MarketEvent, Ticker
 from ..model.instruments import Instrument
+from ..model.started import IMPORTED_NS
 
 __all__ = [
     "CHUNK",
@@ -178,24 +179,11 @@ class DecoderChanged(Exception):
     """The decoder's source on disk may not be the code this process runs: no cache."""
 
 
-def _process_start_ns() -> int:
-    """When this process started (Linux: /proc; elsewhere: when this module was imported, later
-    than the decoder's modules may have been): a source changed since is not what runs. Rounded
-    down (the boot time is in whole seconds), so that a change is never taken for older."""
-    now = time.time_ns()
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        stat = Path("/proc/self/stat").read_text()
-        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
-        btime = next(
-            int(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime")
-        )
-        return min(now, (btime * 1_000_000_000 + ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")))
-    return now
-
-
-_STARTED_NS: int = _process_start_ns()
+# When this process first imported the engine (`model.started`): a source changed since is not
+# what runs. Not the process's start from /proc: a shell that `exec`s into Python (`bash -c
+# "pip install ... && tradingd ..."`, a Dockerfile's RUN, a Makefile line) started before the
+# install it ran wrote the sources, and every first backtest there would refuse the cache.
+_STARTED_NS: int = IMPORTED_NS
 
 
 # What a decoder is made of: its Python source, and a compiled path's C source and the built module

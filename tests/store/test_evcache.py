@@ -155,6 +155,29 @@ def test_the_decoder_version_covers_compiled_code(tmp_path: Path) -> None:
     assert evcache._changed_since_start([root]) is not None, "written after this process started"
 
 
+def test_a_source_written_by_the_shell_line_that_execs_python_is_the_code_running(tmp_path: Path) -> None:
+    """`bash -c "pip install ... && tradingd backtest ..."` execs into Python in the process that
+    ran the install: its start (/proc) is before the install wrote the sources, which then looked
+    "changed after this process started" and turned the cache off on every such first run. What
+    counts is when the engine was first imported, after every write of that shell line."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path / "pkg"
+    root.mkdir()
+    probe = (
+        "from pathlib import Path; from tradingd.engine.store import evcache; "
+        f"print(evcache._changed_since_start([Path({str(root)!r})]))"
+    )
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash here")
+    line = f"sleep 0.05; echo 'X = 1' > {root / 'codec.py'}; exec {sys.executable} -c \"{probe}\""
+    out = subprocess.run([bash, "-c", line], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "None", out.stdout + out.stderr
+
+
 @pytest.mark.parametrize("cut", ["truncate", "flip", "empty"])
 def test_a_damaged_entry_is_logged_removed_and_rebuilt(tmp_path: Path, cut: str) -> None:
     rec = _recording(tmp_path / "a.rec.zst")
