@@ -945,14 +945,44 @@ async def test_a_refresh_by_another_process_is_picked_up(tmp_path: Path) -> None
         assert len(cat) == 15 and sim.requests == []
 
 
-async def test_cancelling_a_load_stops_the_index_build(tmp_path: Path) -> None:
+async def test_cancelling_a_load_stops_the_index_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled mid-build, the load stops at its next batch (a count of markets decoded, not a
+    time: under load a batch can take longer than the whole build does at idle). The build is
+    held inside its first batch until the cancellation has reached it, so it cannot finish first."""
+    from tradingd.connectors.polymarket import catalog as module
+
     path = tmp_path / "c.jsonl"
-    write_cache(path, market_lines(20_000, seed=1))  # indexing takes about a second
+    write_cache(path, market_lines(20_000, seed=1))
     cat = PolymarketCatalog(path)
-    t0 = time.perf_counter()
-    with trio.move_on_after(0.1) as scope:
-        await cat.load()
-    assert scope.cancelled_caught and time.perf_counter() - t0 < 0.8  # stopped at its next batch
+    decode, decoded = module._decode_market, 0
+    inside, go_on = threading.Event(), threading.Event()
+
+    def counting(line: bytes) -> Any:
+        nonlocal decoded
+        decoded += 1
+        if decoded == 1_000:
+            inside.set()
+            go_on.wait(60)
+        return decode(line)
+
+    monkeypatch.setattr(module, "_decode_market", counting)
+    scope = trio.CancelScope()
+
+    async def load() -> None:
+        with scope:
+            await cat.load()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(load)
+        while not inside.is_set():
+            await trio.sleep(0.002)
+        scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()  # the cancellation has told the build to stop
+        go_on.set()
+    assert scope.cancelled_caught
+    assert decoded <= module._BATCH < 20_000  # stopped at its next batch
     assert len(cat) == 0 and cat.generation == 0  # nothing half-built was swapped in
     assert files_in(tmp_path) == ["c.jsonl"]  # no index, no temporary file
     assert await cat.load() and len(cat) == 20_000
