@@ -27,8 +27,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.isolation import logging_kept
+
+# Hypothesis times each example (a 200 ms deadline) and its data generation (the too_slow health
+# check): timing asserts that fail on a loaded machine, which two workers on two cores make of
+# every run, and that say nothing about what the properties check. Off for the whole suite; a
+# test's own `@settings` still sets the rest (and may name other health checks).
+settings.register_profile("tradingd", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tradingd")
 
 
 @pytest.fixture(autouse=True)
