@@ -849,12 +849,12 @@ async def test_a_stale_cache_refreshes_in_the_background_without_blocking(tmp_pa
     cache_with(path, old, age_s=2 * DAY)
     sim = GammaSimulator(new)
     sim.delay = 0.03  # per request: the listing takes a while
-    ticks: list[float] = []
+    ticks: list[tuple[float, float]] = []  # (wall time, the event loop thread's CPU time)
     seen: set[tuple[int, bool, bool]] = set()
 
     async def router_like() -> None:  # must keep running while the refresh does
         while True:
-            ticks.append(time.perf_counter())
+            ticks.append((time.perf_counter(), time.thread_time()))
             await trio.sleep(0.002)
 
     async with gamma_over(sim, page_size=60, concurrency=2) as gamma, trio.open_nursery() as nursery:
@@ -877,10 +877,12 @@ async def test_a_stale_cache_refreshes_in_the_background_without_blocking(tmp_pa
     old_slugs = {m["slug"] for m in old}
     assert seen == {(300, True, False), (900, old[7]["slug"] in {m["slug"] for m in new}, True)}
     assert new[800]["slug"] not in old_slugs
-    during = [t for t in ticks if t0 <= t <= t0 + took]
+    during = [cpu for t, cpu in ticks if t0 <= t <= t0 + took]
     assert took > 0.2 and len(during) > 20  # the other task ran all along...
+    # ...never held up by work on the event loop's thread: its CPU time between two ticks, not
+    # the wall time, which a loaded machine stretches by descheduling the whole process.
     gaps = [b - a for a, b in itertools.pairwise(during)]
-    assert max(gaps) < 0.25  # ...never held up for long (generous: the machine is shared)
+    assert max(gaps) < 0.25
     updated = cat.last_updated()
     assert updated is not None and time.time() - updated.timestamp() < 60
 
