@@ -205,6 +205,9 @@ class _InterruptOnImport:
         return None
 
 sys.meta_path.insert(0, _InterruptOnImport())
+# Python's own Ctrl-C handler, as in a terminal, even when the suite was started with SIGINT
+# ignored (a background job, nohup), which a child inherits and which made the interrupt a no-op.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 """
 
 

@@ -19,6 +19,7 @@ from tradingd.engine.logs.setup import (
     route_uncaught_exceptions,
     uncaught_exceptions_routed,
 )
+from tradingd.engine.store.evcache import cache_dir
 
 
 def test_every_test_gets_its_logging_kept(request: pytest.FixtureRequest) -> None:
@@ -52,3 +53,17 @@ def test_the_cli_error_line_reaches_capsys_after_a_test_that_routed_uncaught_exc
         route_uncaught_exceptions()
     assert main(["logs", str(tmp_path / "missing.log")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def cache_of_a_module_fixture() -> Path:
+    """The decoded-event cache folder a module-scoped fixture's backtest would use."""
+    return cache_dir()
+
+
+def test_a_module_fixture_never_uses_the_users_event_cache(
+    cache_of_a_module_fixture: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Module fixtures are set up before the test's own folder (tests/conftest.py); one that ran
+    # a backtest wrote into ~/.cache (tests/logs/test_logtail.py) and replayed from it next time.
+    assert tmp_path_factory.getbasetemp() in cache_of_a_module_fixture.parents

@@ -229,11 +229,14 @@ def test_from_config(tmp_path: Path) -> None:
 # -- the crash bound ---------------------------------------------------------------------------
 
 _CRASH_CHILD = """
-import sys, time, trio
+import os, sys, time, trio
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.store.recorder import SessionRecorder
 
 configure_logging("warning", "json", sys.stderr)
+# What was offered to the recorder, written before each offer with a plain write (in the kernel
+# at once: a SIGKILL loses none of it), so the test knows what the kill took.
+offered = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
 
 async def main():
     rec = SessionRecorder(sys.argv[1])
@@ -242,7 +245,9 @@ async def main():
         await nursery.start(rec.run)
         i = 0
         while True:
-            hook(time.time_ns(), b'{"n":%d}' % i)
+            ts = time.time_ns()
+            os.write(offered, b"%d %d\\n" % (i, ts))
+            hook(ts, b'{"n":%d}' % i)
             i += 1
             if i == 1:
                 print("recording", flush=True)
@@ -252,32 +257,56 @@ trio.run(main)
 """
 
 
+def _frames_so_far(directory: Path) -> int:
+    """Frames the recorder has flushed so far (0 while there is no file, or while a block is
+    being written: the caller polls again)."""
+    try:
+        files = recording_files(directory, "deribit")
+        return sum(1 for _ in RecordingReader(files[0])) if files else 0
+    except (DataError, zstandard.ZstdError):
+        return 0
+
+
 def test_a_killed_recorder_loses_at_most_the_last_second(tmp_path: Path) -> None:
-    """SIGKILL (no cleanup at all): the never-closed file still reads, up to about a second
-    before the kill."""
+    """SIGKILL (no cleanup at all): the never-closed file still reads, and what is lost was
+    offered in about the last second before the kill (the flush beat).
+
+    Conditions, not sleeps: under load the child offers fewer frames per second of the test's
+    clock and flushes later by that clock, so the kill waits for the recording to hold 300
+    frames and for the child to have offered 200 more, and the bound is read on the child's own
+    clock (the last frame it offered), not on the moment the test sent the signal."""
+    directory, offered_path = tmp_path / "rec", tmp_path / "offered"
     child = subprocess.Popen(
-        [sys.executable, "-c", _CRASH_CHILD, str(tmp_path)],
+        [sys.executable, "-c", _CRASH_CHILD, str(directory), str(offered_path)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
         assert child.stdout is not None and child.stdout.readline() == b"recording\n"
-        time.sleep(3.2)
-        killed_at = time.time_ns()
+        deadline = time.monotonic() + 120  # only a hung child gets here
+        while (flushed := _frames_so_far(directory)) <= 300:
+            assert time.monotonic() < deadline and child.poll() is None, flushed
+            time.sleep(0.05)
+        while len(offered_path.read_bytes().splitlines()) < flushed + 200:
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.01)
         child.send_signal(signal.SIGKILL)
-        child.wait(10)
+        child.wait(60)
     finally:
         child.kill()
-    (path,) = recording_files(tmp_path, "deribit")
+    (path,) = recording_files(directory, "deribit")
     got = lines(path)
+    offered = [tuple(map(int, line.split())) for line in offered_path.read_bytes().splitlines()]
     assert len(got) > 300
-    assert [f for _, f in got] == [b'{"n":%d}' % i for i in range(len(got))]  # nothing torn, in order
+    # Nothing torn, in order, each frame with the time it was offered at (kept to 100 ns).
+    assert got == [(ts // 100 * 100, b'{"n":%d}' % i) for i, ts in offered[: len(got)]]
     last_ts = got[-1][0]
     assert last_ts is not None
-    # Flushed every second: what is lost was received in the last second (+ scheduling slack).
-    assert killed_at - last_ts < 1.5 * NS
-    manifest = read_manifest(tmp_path)
+    # Flushed every second: what is lost was offered in the last second (+ the writer thread's
+    # scheduling slack), on the child's clock.
+    assert offered[-1][1] - last_ts < 1.5 * NS, (len(offered) - len(got), offered[-1][1] - last_ts)
+    manifest = read_manifest(directory)
     assert manifest is not None and manifest["closed"] is False
 
 

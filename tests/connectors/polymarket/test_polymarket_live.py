@@ -496,6 +496,9 @@ async def test_tick_size_change_and_resolution_live(nursery: trio.Nursery, cache
     simulator, base = await serve_sim(nursery, seed=4, hours=0.2)
     for _ in range(1600):
         simulator.step()  # fast-forward, nobody connected yet
+    # Held there until the burst: stepping on in real time, the Fed market crossed 0.96 (60
+    # steps, 3 s) before a slowly starting engine (a loaded machine) had checked the old tick.
+    simulator.prepare_burst(0)
     fed, hourly = yes(simulator, 1), yes(simulator, 6)
     probe = Probe("p", [Subscription(V, fed), Subscription(V, hourly)])
     engine = await start(nursery, base, probe, cache=cache)
