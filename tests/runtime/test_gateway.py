@@ -264,6 +264,103 @@ async def test_the_order_sent_line_comes_after_the_write_and_before_the_orders_f
     assert events.index(("order.sent", "s-bt-2")) < events.index(("order.rejected", "s-bt-2"))
 
 
+class _WireLikeStream:
+    """`send_all` as trio's `SocketStream`: the write (the bytes are out), then a schedule
+    point (trio's `_try_sync` ends with `cancel_shielded_checkpoint`), at which any task
+    already runnable goes before the writer resumes."""
+
+    def __init__(self) -> None:
+        self.wire: list[bytes] = []
+
+    async def send_all(self, data: bytes) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self.wire.append(bytes(data))
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+
+class _TextProto:
+    def send(self, event: Any) -> bytes:
+        return str(event.data).encode()
+
+
+class _WireLikeWs:
+    """What `send_text` uses of a trio-websocket connection, over `_WireLikeStream`."""
+
+    def __init__(self) -> None:
+        self._stream_lock = trio.StrictFIFOLock()
+        self._wsproto = _TextProto()
+        self._stream = _WireLikeStream()
+        self._close_reason = None
+
+
+async def test_the_order_sent_line_is_never_overtaken_by_a_report_read_at_the_writes_schedule_point() -> (
+    None
+):
+    """A session task runnable in the pass after the order's write (a burst: it yields every
+    32 frames) reads the venue's report of the order and logs `order.update` before the
+    gateway's task resumes from the write and calls `bytes_sent()`: the pending `order.sent`
+    line still comes first (the flow logs it before any line about the order), once."""
+    from tradingd.engine.venue.sent import bytes_sent
+    from tradingd.engine.venue.websocket import send_text
+
+    flow, _ = make_flow()
+    ws = _WireLikeWs()
+    placed: dict[str, Order] = {}
+
+    class Client(FakeVenue):
+        signals_sent = True
+
+        async def place(self, order: Order) -> Sequence[PrivateEvent]:
+            placed[order.client_order_id] = order
+            await send_text(ws, order.client_order_id)  # type: ignore[arg-type]  # as `JsonRpcSession.request`
+            bytes_sent()
+            await trio.sleep(0.01)
+            return []
+
+    async def session() -> None:
+        # A fast venue: its notification is in the socket as soon as the order is.
+        reported: set[str] = set()
+        while True:
+            for raw in list(ws._stream.wire):
+                cid = raw.decode()
+                if cid not in reported:
+                    reported.add(cid)
+                    r = placed[cid].request
+                    flow.on_private(
+                        OrderUpdate(
+                            "deribit",
+                            r.instrument,
+                            None,
+                            0,
+                            order_id=f"V-{cid}",
+                            client_order_id=cid,
+                            strategy=r.strategy,
+                            status=OrderState.OPEN,
+                            side=r.side,
+                            price=r.price,
+                            size=r.size,
+                        )
+                    )
+            await trio.lowlevel.checkpoint()
+
+    n = 20
+    with structlog.testing.capture_logs() as logs:
+        gw = ExecutionGateway(Client(), flow, capacity=4)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gw.run)
+            nursery.start_soon(session)
+            for i in range(n):
+                await gw.place_order(request(cid=f"s-bt-{i}"))
+            nursery.cancel_scope.cancel()
+    stories = {
+        f"s-bt-{i}": [e["event"] for e in logs if e.get("client_order_id") == f"s-bt-{i}"] for i in range(n)
+    }
+    assert all(story.count("order.update") == 1 for story in stories.values())  # each was reported
+    late = {cid: story for cid, story in stories.items() if story[0] != "order.sent"}
+    assert not late, f"{len(late)}/{n} orders with a line before their order.sent: {late}"
+    assert all(story.count("order.sent") == 1 for story in stories.values())
+
+
 async def test_a_client_that_does_not_signal_gets_the_line_before_its_place() -> None:
     flow, _ = make_flow()
     with structlog.testing.capture_logs() as logs:
