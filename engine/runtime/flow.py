@@ -95,6 +95,11 @@ class OrderFlow:
             equity_of=lambda strategy: float(self.equity(strategy)),
         )
         self.orders_sent: dict[str, int] = {}
+        # Accepted orders whose `order.sent` line waits for their bytes to leave (`accept` with
+        # `log_sent=False`), by client order id: logged by `flush_sent`, by the sender once its
+        # write returns, or before any line about an order (every method below that logs about
+        # orders flushes them first), whichever comes first: never after a line about its fate.
+        self._sent_pending: dict[str, OrderRequest] = {}
         self.rejected: dict[str, int] = {}
         self.unmatched_fills = 0
         # Told of each fill left unbooked because the journal could not be read (the live engine
@@ -275,8 +280,9 @@ class OrderFlow:
     def accept(self, request: OrderRequest, *, now_ns: int, log_sent: bool = True) -> Order:
         """Run the pre-trade checks and start tracking the order. Raises `OrderDenied`
         (logged and counted) when a check refuses it; nothing is tracked then. With
-        `log_sent=False` the caller logs `order.sent` itself (`sent_line`), once the order's
-        bytes have left (the live gateway: an info line costs tens of microseconds)."""
+        `log_sent=False` its `order.sent` line waits: the caller logs it (`flush_sent`) once
+        the order's bytes have left (the live gateway: an info line costs tens of microseconds),
+        unless a line about an order comes first, which logs it before itself."""
         try:
             inst = self.risk.check(request, now_ns=now_ns)
             order = self.tracker.add(request, now_ns=now_ns)
@@ -287,11 +293,32 @@ class OrderFlow:
             self.log.warning("order.refused", **_whose(request), reason=exc.reason)
             raise
         self.orders_sent[request.strategy] = self.orders_sent.get(request.strategy, 0) + 1
+        if self._sent_pending:
+            self.flush_sent()  # the lines in the orders' order
         if log_sent:
-            self.sent_line(request)
+            self._sent_line(request)
+        else:
+            self._sent_pending[order.client_order_id] = request
         return order
 
-    def sent_line(self, request: OrderRequest) -> None:
+    def flush_sent(self, client_order_id: str | None = None) -> None:
+        """Log the waiting `order.sent` line of that order (of every order, with None), if it
+        still waits: each accepted order has exactly one. Cheap when none waits, as it is
+        called before every line about an order (here and in the live engine)."""
+        pending = self._sent_pending
+        if not pending:
+            return
+        if client_order_id is not None:
+            request = pending.pop(client_order_id, None)
+            if request is not None:
+                self._sent_line(request)
+            return
+        requests = list(pending.values())
+        pending.clear()
+        for request in requests:
+            self._sent_line(request)
+
+    def _sent_line(self, request: OrderRequest) -> None:
         """The `order.sent` line of an accepted order."""
         if logs_at(self.log, logging.INFO):  # the fields cost more than the filtered call
             self.log.info(
@@ -334,6 +361,7 @@ class OrderFlow:
         try:
             result = getattr(self.journal, method)(*args, **kwargs)
         except sqlite3.Error as exc:
+            self.flush_sent()
             self.journal_failures += 1
             self.tracker.hold_final = True
             order = next((a for a in args if isinstance(a, Order)), None)
@@ -357,6 +385,7 @@ class OrderFlow:
 
     def venue_rejected(self, order: Order, exc: OrderRejected, *, now_ns: int) -> OrderUpdate:
         """The venue refused a new order: it is final, and the strategy hears of it."""
+        self.flush_sent()
         self._unanswered_places.discard(order.client_order_id)
         self.rejected[order.strategy] = self.rejected.get(order.strategy, 0) + 1
         reason = exc.venue_message or exc.reason
@@ -372,6 +401,7 @@ class OrderFlow:
         """A request's outcome is unknown (timeout, connection lost after sending). The order
         stays tracked as it is; it is never re-sent: the venue's reports, the live engine's
         questions about it (`on_outcome_unknown`) or a reconciliation settle it."""
+        self.flush_sent()
         self._journal(
             "note", "outcome_unknown", order.client_order_id, error=str(exc), state=order.state.value
         )
@@ -389,6 +419,7 @@ class OrderFlow:
     def check_edit(self, order: Order, price: Decimal | None, size: Decimal | None, *, now_ns: int) -> None:
         """Run the pre-trade checks on an order as it would be after an edit (new price and/or
         size). Raises `OrderDenied` (logged and counted) when a check refuses it."""
+        self.flush_sent()
         if order.state.is_final:
             raise OrderDenied(
                 f"order is {order.state.value}",
@@ -419,6 +450,7 @@ class OrderFlow:
             raise
 
     def cancel_requested(self, order: Order, *, now_ns: int) -> None:
+        self.flush_sent()
         if order.state.is_live and order.state is not OrderState.PENDING_CANCEL:
             order.transition(OrderState.PENDING_CANCEL, now_ns=now_ns)
         self._journal("state", order, "cancel_request")
@@ -427,6 +459,7 @@ class OrderFlow:
         """The venue refused a cancel: the order goes back to what it was (if still pending).
         One the venue has never reported on since its placement went unanswered goes back to
         pending, not to open: a refused cancel ("not found") is no word that it rests."""
+        self.flush_sent()
         if order.state is OrderState.PENDING_CANCEL:
             if order.filled_size > 0:
                 back = OrderState.PARTIALLY_FILLED
@@ -723,6 +756,7 @@ class OrderFlow:
         """A venue's report about one of our orders; delivers what it changed. `verified`: the
         venue's answer to a question about this order; `asked`: the tracker's mark taken before
         that question (`OrderTracker.apply_update`)."""
+        self.flush_sent()
         overrides = self.tracker.stats.venue_overrides
         out = self.tracker.apply_update(update, verified=verified, asked=asked)
         if out:
@@ -743,6 +777,7 @@ class OrderFlow:
     def on_fill(self, fill: Fill) -> Fill | None:
         """A venue's execution report; books it (once) and delivers it, after the acceptance it
         implies and before the order state it causes."""
+        self.flush_sent()
         lookup_failures = self.tracker.stats.archive_failures
         events = self.tracker.apply_fill(fill)
         if events:
@@ -847,6 +882,7 @@ class OrderFlow:
         """A venue voided one of our fills: take it out of the order and the position, then
         deliver the reversal and the order's new state to the strategy. Logged as an error
         either way: a voided trade is something a trader must hear about."""
+        self.flush_sent()
         events = self.tracker.apply_reversal(reversal)
         if events:
             self._reported(reversal)
@@ -887,6 +923,7 @@ class OrderFlow:
         """Any other report about one of our orders (a venue's own event type, such as a
         Polymarket trade's settlement status): delivered, named after our order, to the
         strategy that owns it; counted and logged when the order is not ours."""
+        self.flush_sent()
         order = self.tracker.find(event.venue, order_id=event.order_id, client_order_id=event.client_order_id)
         if order is None:
             self.unmatched_reports += 1

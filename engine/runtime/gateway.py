@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from functools import partial
 
 import attrs
 import structlog
@@ -369,15 +370,10 @@ class ExecutionGateway:
     async def _send_place(self, order: Order) -> Sequence[PrivateEvent]:
         """`_prepare_and_place`, the `order.sent` line logged once its bytes are written, or, if
         the client never said so (nothing written, or a client that does not), when `place`
-        ends: every accepted order still has exactly one such line, before its outcome's."""
-        logged = False
-
-        def line() -> None:
-            nonlocal logged
-            if not logged:
-                logged = True
-                self.flow.sent_line(order.request)
-
+        ends: every accepted order still has exactly one such line, before its outcome's. The
+        write's own schedule point lets another task log a report of the order before this task
+        resumes: the flow then logs the waiting line first (`OrderFlow.flush_sent`)."""
+        line = partial(self.flow.flush_sent, order.client_order_id)
         token = SENT.set(line)
         try:
             return await self._prepare_and_place(order)

@@ -1311,6 +1311,9 @@ class LiveEngine:
     async def _ask_once(
         self, venue: str, client: Reconciler, order: Order
     ) -> Literal["answered", "unavailable", "overtaken", "not_known"]:
+        # An order asked about just after its write (a reconciliation meanwhile) may still wait
+        # for its `order.sent` line: logged before anything said here about it.
+        self.flow.flush_sent()
         mark = self.flow.tracker.mark()
         try:
             reports = await client.order_status(order)

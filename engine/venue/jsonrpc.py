@@ -337,7 +337,7 @@ class JsonRpcSession(VenueSession):
             raise VenueUnavailable(
                 f"{method}: connection closed before sending ({exc!r})", venue=self.venue
             ) from None
-        bytes_sent()  # the gateway's `order.sent` line, now that the order is out (engine.venue.sent)
+        bytes_sent()  # the gateway's `order.sent` line if still waiting, the order out (engine.venue.sent)
         try:
             return await requests.wait(rid, self.request_timeout_s, what=method)
         except RateLimited as exc:

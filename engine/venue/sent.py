@@ -5,9 +5,12 @@ level (the daemon's default), once the order's bytes are written rather than bef
 off the path from a tick to the order. A venue client whose requests go through
 `JsonRpcSession.request` says so with `signals_sent = True`; the gateway then sets `SENT` to a
 callback for the duration of its `place`, and `request` calls `bytes_sent()` right after its
-write, before anything can answer it (the answer is read by another task, after the gateway's
-own task has yielded), so the line still comes before every line about the order's fate.
-Contextvars are per task: only the gateway task's own request fires it, once.
+write. The write ends with a schedule point (trio's `SocketStream.send_all`), at which another
+task may read the venue's report of the order and log it before this call: so until then the
+line waits in the order flow (`OrderFlow.accept(log_sent=False)`), which logs it before any line
+about an order; `bytes_sent()` logs it if it still waits. Exactly one line per accepted order,
+before every line about its fate. Contextvars are per task: only the gateway task's own request
+fires it, once.
 """
 
 from __future__ import annotations

@@ -264,6 +264,101 @@ async def test_the_order_sent_line_comes_after_the_write_and_before_the_orders_f
     assert events.index(("order.sent", "s-bt-2")) < events.index(("order.rejected", "s-bt-2"))
 
 
+class _WireLikeStream:
+    """`send_all` as trio's `SocketStream`: the write (the bytes are out), then a schedule
+    point (trio's `_try_sync` ends with `cancel_shielded_checkpoint`), at which any task
+    already runnable goes before the writer resumes."""
+
+    def __init__(self) -> None:
+        self.wire: list[bytes] = []
+
+    async def send_all(self, data: bytes) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self.wire.append(bytes(data))
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+
+class _TextProto:
+    def send(self, event: Any) -> bytes:
+        return str(event.data).encode()
+
+
+class _WireLikeWs:
+    """What `send_text` uses of a trio-websocket connection, over `_WireLikeStream`."""
+
+    def __init__(self) -> None:
+        self._stream_lock = trio.StrictFIFOLock()
+        self._wsproto = _TextProto()
+        self._stream = _WireLikeStream()
+        self._close_reason = None
+
+
+async def test_order_sent_is_never_overtaken_by_a_report_read_at_the_writes_schedule_point() -> None:
+    """A session task runnable in the pass after the order's write (a burst: it yields every
+    32 frames) reads the venue's report of the order and logs `order.update` before the
+    gateway's task resumes from the write and calls `bytes_sent()`: the pending `order.sent`
+    line still comes first (the flow logs it before any line about the order), once."""
+    from tradingd.engine.venue.sent import bytes_sent
+    from tradingd.engine.venue.websocket import send_text
+
+    flow, _ = make_flow()
+    ws = _WireLikeWs()
+    placed: dict[str, Order] = {}
+
+    class Client(FakeVenue):
+        signals_sent = True
+
+        async def place(self, order: Order) -> Sequence[PrivateEvent]:
+            placed[order.client_order_id] = order
+            await send_text(ws, order.client_order_id)  # type: ignore[arg-type]  # as `JsonRpcSession.request`
+            bytes_sent()
+            await trio.sleep(0.01)
+            return []
+
+    async def session() -> None:
+        # A fast venue: its notification is in the socket as soon as the order is.
+        reported: set[str] = set()
+        while True:
+            for raw in list(ws._stream.wire):
+                cid = raw.decode()
+                if cid not in reported:
+                    reported.add(cid)
+                    r = placed[cid].request
+                    flow.on_private(
+                        OrderUpdate(
+                            "deribit",
+                            r.instrument,
+                            None,
+                            0,
+                            order_id=f"V-{cid}",
+                            client_order_id=cid,
+                            strategy=r.strategy,
+                            status=OrderState.OPEN,
+                            side=r.side,
+                            price=r.price,
+                            size=r.size,
+                        )
+                    )
+            await trio.lowlevel.checkpoint()
+
+    n = 20
+    with structlog.testing.capture_logs() as logs:
+        gw = ExecutionGateway(Client(), flow, capacity=4)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gw.run)
+            nursery.start_soon(session)
+            for i in range(n):
+                await gw.place_order(request(cid=f"s-bt-{i}"))
+            nursery.cancel_scope.cancel()
+    stories = {
+        f"s-bt-{i}": [e["event"] for e in logs if e.get("client_order_id") == f"s-bt-{i}"] for i in range(n)
+    }
+    assert all(story.count("order.update") == 1 for story in stories.values())  # each was reported
+    late = {cid: story for cid, story in stories.items() if story[0] != "order.sent"}
+    assert not late, f"{len(late)}/{n} orders with a line before their order.sent: {late}"
+    assert all(story.count("order.sent") == 1 for story in stories.values())
+
+
 async def test_a_client_that_does_not_signal_gets_the_line_before_its_place() -> None:
     flow, _ = make_flow()
     with structlog.testing.capture_logs() as logs:
@@ -574,3 +669,101 @@ def test_daily_loss_allows_only_reducing_orders_until_the_day_rolls() -> None:
     with pytest.raises(OrderRejected, match="max_daily_loss_usd"):
         flow.accept(_perp("flip", side="sell", size="600"), now_ns=t0 + 3 * _S)  # 500 + 600 > 1000
     flow.accept(_perp("next-day", size="10"), now_ns=t0 + day)  # a new day counts from here
+
+
+def _fate_paths() -> dict[str, Any]:
+    """Each way the flow logs about an accepted order, as a call on (flow, order)."""
+
+    def update(flow: OrderFlow, order: Order) -> None:
+        r = order.request
+        flow.on_private(
+            OrderUpdate(
+                "deribit",
+                r.instrument,
+                None,
+                1,
+                order_id="V1",
+                client_order_id=order.client_order_id,
+                strategy=r.strategy,
+                status=OrderState.OPEN,
+                side=r.side,
+                price=r.price,
+                size=r.size,
+            )
+        )
+
+    def fill(flow: OrderFlow, order: Order) -> None:
+        flow.assign_order_id(order, "V1")
+        flow.on_private(
+            Fill(
+                venue="deribit",
+                instrument=order.request.instrument,
+                ts_exchange=None,
+                ts_local=1,
+                order_id="V1",
+                trade_id="T1",
+                side=order.request.side,
+                price=Decimal("0.05"),
+                size=Decimal("1"),
+                fee=Decimal("0.0003"),
+                fee_currency="BTC",
+                liquidity=Liquidity.MAKER,
+            )
+        )
+
+    def rejected(flow: OrderFlow, order: Order) -> None:
+        refusal = OrderRejected("no", venue="deribit", client_order_id=order.client_order_id, code="x")
+        flow.venue_rejected(order, refusal, now_ns=1)
+
+    def unknown(flow: OrderFlow, order: Order) -> None:
+        flow.state_unknown(order, VenueError("timed out", venue="deribit", code="timeout"))
+
+    def cancel_refused(flow: OrderFlow, order: Order) -> None:
+        flow.cancel_requested(order, now_ns=1)
+        refusal = OrderRejected("no", venue="deribit", client_order_id=order.client_order_id, code="x")
+        flow.cancel_refused(order, refusal, now_ns=2)
+
+    def edit_refused(flow: OrderFlow, order: Order) -> None:
+        with pytest.raises(OrderRejected):
+            flow.check_edit(order, None, Decimal("100"), now_ns=1)  # beyond max_order_size
+
+    return {
+        "update": update,
+        "fill": fill,
+        "rejected": rejected,
+        "unknown": unknown,
+        "cancel_refused": cancel_refused,
+        "edit_refused": edit_refused,
+    }
+
+
+@pytest.mark.parametrize("path", sorted(_fate_paths()))
+def test_a_waiting_order_sent_line_is_logged_before_any_line_about_the_order_and_once(path: str) -> None:
+    """`accept(log_sent=False)`: the line waits for the sender (`flush_sent`), but whatever the
+    flow logs about the order first logs it before itself; the sender's flush then logs nothing."""
+    flow, _ = make_flow(max_order_size=Decimal("10"))
+    with structlog.testing.capture_logs() as logs:
+        order = flow.accept(request(cid="s-bt-1"), now_ns=0, log_sent=False)
+        assert logs == []  # waiting for the bytes to leave
+        _fate_paths()[path](flow, order)
+        flow.flush_sent(order.client_order_id)
+        flow.flush_sent()
+    story = [e["event"] for e in logs if e.get("client_order_id") == "s-bt-1"]
+    assert len(story) >= 2 and story[0] == "order.sent", story
+    assert story.count("order.sent") == 1
+
+
+def test_waiting_order_sent_lines_come_in_the_orders_order_each_once() -> None:
+    flow, _ = make_flow()
+    with structlog.testing.capture_logs() as logs:
+        flow.accept(request(cid="s-bt-1"), now_ns=0, log_sent=False)
+        flow.accept(request(cid="s-bt-2"), now_ns=0, log_sent=False)  # the first one's line first
+        flow.flush_sent("s-bt-2")
+        flow.flush_sent("s-bt-1")
+        flow.accept(request(cid="s-bt-3"), now_ns=0)
+        flow.flush_sent()
+    assert [(e["event"], e["client_order_id"]) for e in logs] == [
+        ("order.sent", "s-bt-1"),
+        ("order.sent", "s-bt-2"),
+        ("order.sent", "s-bt-3"),
+    ]
