@@ -179,7 +179,13 @@ static PyObject *extreme(PyObject *levels, int op) {
         Py_ssize_t pos = 0;
         while (PyDict_Next(levels, &pos, &key, &value)) {
             if (!PyLong_CheckExact(key)) goto builtin;
-            if (m == NULL || PyObject_RichCompareBool(key, m, op) == 1) m = key; /* ints: never -1 */
+            if (m == NULL) {
+                m = key;
+                continue;
+            }
+            int better = PyObject_RichCompareBool(key, m, op); /* -1 only at the recursion limit */
+            if (better < 0) return NULL;
+            if (better) m = key;
         }
         return Py_NewRef(m);
     } else {
