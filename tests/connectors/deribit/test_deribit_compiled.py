@@ -315,7 +315,7 @@ _CTX: dict[str, Any] = {}
 def _act(planted: _Planted) -> None:
     if not _CTX:
         return
-    book: OrderBook = _CTX["book"]
+    book: Any = _CTX["book"]  # it holds planted objects: no `OrderBook` of ints any more
     act = planted.act
     if act == "clear_bid_levels":
         _CTX["bid_levels"].clear()
@@ -450,7 +450,7 @@ def _case_best_compare_clears_levels(compiled: bool) -> str:
     """The best bid is no int: comparing a level's ticks with it runs code that empties the
     level list being applied (the compiled loop read its length once: read past its end)."""
     # hash 10**9: no level's ticks; the comparison (not the dict) runs the action
-    spec = (
+    spec: tuple[Any, ...] = (
         [],
         [],
         (10**9, "clear_bid_levels", True, False),
@@ -465,7 +465,7 @@ def _case_best_compare_clears_levels(compiled: bool) -> str:
 def _case_hash_collision_clears_levels(compiled: bool) -> str:
     """Every best level an int, but a planted key hashes as a level's ticks: the dict's lookup
     compares them, running code that empties the level list being applied."""
-    spec = (
+    spec: tuple[Any, ...] = (
         [((3, "clear_bid_levels", False, False), 1.0)],
         [],
         5,
@@ -479,7 +479,7 @@ def _case_hash_collision_clears_levels(compiled: bool) -> str:
 
 def _case_hash_collision_extends_levels(compiled: bool) -> str:
     """The same, code that appends levels: the Python loop applies them too."""
-    spec = (
+    spec: tuple[Any, ...] = (
         [((2, "extend_bid_levels", False, False), 1.0)],
         [],
         5,
@@ -494,7 +494,7 @@ def _case_hash_collision_extends_levels(compiled: bool) -> str:
 def _case_finalizer_swaps_asks(compiled: bool) -> str:
     """A planted size's finalizer (the level deleted) replaces the asks and plants a best ask:
     the Python path applies the ask levels to what the book holds by then."""
-    spec = (
+    spec: tuple[Any, ...] = (
         [(4, (-1, "swap_asks", True, True)), (2, 1.0)],
         [(6, 1.0)],
         4,
@@ -504,7 +504,7 @@ def _case_finalizer_swaps_asks(compiled: bool) -> str:
         0,
     )
     out = _hostile_run(compiled, spec)
-    spec2 = (
+    spec2: tuple[Any, ...] = (
         [(4, (-1, "plant_best_ask", True, True))],
         [(6, 1.0)],
         4,
@@ -552,7 +552,7 @@ def _case_recompute_through_the_decoder(compiled: bool) -> str:
     }
     dec = DeribitDecoder(InstrumentRegistry(), compiled=compiled)
     out = [_outcome(dec, PERP_BOOK + orjson.dumps(snap) + b"}}")]
-    book = dec.book(PERP)
+    book: Any = dec.book(PERP)  # it will hold a planted key
     assert book is not None
     _CTX["book"] = book
     try:
