@@ -18,6 +18,20 @@
  * (exact lists of exact tuples of str, float, float; exact dicts and floats in the book) go to
  * the Python code untouched. Every C-API result is checked; no buffer is read but through the
  * API. No state of its own beyond the objects `setup` hands it.
+ *
+ * Python code can run in the middle of it: a strategy holds the decoder's live books
+ * (`ctx.book()`) and may put in them keys, sizes or best levels whose hash, comparisons or
+ * finalizer run code (a dict lookup compares a key of the same hash; a dropped size is
+ * finalized), and any allocation can start a collection. So the compiled path runs only on a
+ * book of the exact `OrderBook` type (a subclass's overrides are the Python path's), whose best
+ * levels are None or exact ints and its sides exact dicts when a frame starts (a best level is
+ * then compared with exact ints only, and a best level recomputed from exact int keys only: in
+ * C, with no code run); anything else is the Python path's, from the start of the frame. What
+ * can still run code (a planted key's `__eq__`, a finalizer) finds the C code holding a strong
+ * reference to every object it uses, reading the level list's length afresh at each step and
+ * reading the book's ask side after its bid side, as the Python loop does, with the same
+ * operations in the same order: the same outcome. tests/connectors/deribit/
+ * test_deribit_compiled.py runs such books on both paths, in a child process.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,15 +42,15 @@
 static PyObject *namespace = NULL;      /* codec's globals: `_apply` is looked up there */
 static PyObject *py_apply = NULL;       /* codec._apply, as defined */
 static PyObject *py_book_events = NULL; /* DeribitDecoder._book_events (the Python method) */
-static PyObject *py_crossed = NULL;     /* DeribitDecoder._crossed */
 static PyObject *book_update = NULL;    /* the BookUpdate builder (positional) */
 static PyObject *venue = NULL;          /* "deribit" */
 static PyObject *ms = NULL;             /* 1_000_000: ms -> ns */
+static PyObject *py_max = NULL, *py_min = NULL; /* the builtins: a best level recomputed as Python does */
 
 /* Interned names. */
 static PyObject *s__apply, *s_clear, *s_inv, *s_bids, *s_asks, *s_bb, *s_ba, *s_int_inv, *s_sequence, *s_valid,
     *s_price_of, *s_type, *s_prev_change_id, *s_change_id, *s_instrument_name, *s_timestamp,
-    *s_books, *s_change;
+    *s_books, *s_change, *s_pop, *s__crossed;
 static PyObject *zero = NULL; /* 0.0: the size of a removed level in the event */
 
 #define TWO53 9007199254740992.0
@@ -117,150 +131,197 @@ static PyObject *ticks_of(double x) {
     return PyLong_FromDouble(r); /* NaN: ValueError, infinity: OverflowError, as Python */
 }
 
-/* 1 when `levels` is an exact list of exact (str, float, float) tuples, as msgspec builds them. */
+/* 1 when `lvl` is an exact (str, float, float) tuple, as msgspec builds a level. */
+static int level_shaped(PyObject *lvl) {
+    return PyTuple_CheckExact(lvl) && PyTuple_GET_SIZE(lvl) == 3 &&
+           PyUnicode_CheckExact(PyTuple_GET_ITEM(lvl, 0)) && PyFloat_CheckExact(PyTuple_GET_ITEM(lvl, 1)) &&
+           PyFloat_CheckExact(PyTuple_GET_ITEM(lvl, 2));
+}
+
+/* 1 when `levels` is an exact list of levels of msgspec's shape. */
 static int levels_shaped(PyObject *levels) {
     if (!PyList_CheckExact(levels)) return 0;
     Py_ssize_t n = PyList_GET_SIZE(levels);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *lvl = PyList_GET_ITEM(levels, i);
-        if (!PyTuple_CheckExact(lvl) || PyTuple_GET_SIZE(lvl) != 3) return 0;
-        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(lvl, 0))) return 0;
-        if (!PyFloat_CheckExact(PyTuple_GET_ITEM(lvl, 1))) return 0;
-        if (!PyFloat_CheckExact(PyTuple_GET_ITEM(lvl, 2))) return 0;
-    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!level_shaped(PyList_GET_ITEM(levels, i))) return 0;
     return 1;
 }
 
-/* One side of `_apply`. `best` is a new reference in and out (None for an empty side); `out` is
- * set to a new tuple of (price, size) pairs. -1 with an exception set, 0 on success. */
-static int apply_side(PyObject *book_levels, PyObject *in, double inv, int op, PyObject **best,
-                      PyObject **out) {
-    Py_ssize_t n = PyList_GET_SIZE(in);
-    PyObject *pairs = PyTuple_New(n);
-    if (pairs == NULL) return -1;
-    int stale = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        /* Held: nothing here runs Python code, but the list is not ours. */
-        PyObject *lvl = PyList_GET_ITEM(in, i);
-        Py_INCREF(lvl);
-        PyObject *action = PyTuple_GET_ITEM(lvl, 0);
-        PyObject *price = PyTuple_GET_ITEM(lvl, 1);
-        PyObject *size = PyTuple_GET_ITEM(lvl, 2);
-        PyObject *t = ticks_of(PyFloat_AS_DOUBLE(price) * inv);
-        if (t == NULL) goto fail_lvl;
-        PyObject *pair;
-        if (PyFloat_AS_DOUBLE(size) > 0 && PyUnicode_CompareWithASCIIString(action, "delete") != 0) {
-            if (PyDict_SetItem(book_levels, t, size) < 0) goto fail_t;
-            int better = 1;
-            if (*best != Py_None) {
-                better = PyObject_RichCompareBool(t, *best, op);
-                if (better < 0) goto fail_t;
-            }
-            if (better) {
-                Py_INCREF(t);
-                Py_SETREF(*best, t);
-            }
-            pair = PyTuple_Pack(2, price, size);
-        } else {
-            /* `levels.pop(t, None) is not None and t == best` */
-            PyObject *old = PyDict_GetItemWithError(book_levels, t); /* borrowed */
-            if (old == NULL) {
-                if (PyErr_Occurred()) goto fail_t;
-            } else {
-                int was_value = old != Py_None;
-                if (PyDict_DelItem(book_levels, t) < 0) goto fail_t;
-                if (was_value && *best != Py_None) {
-                    int eq = PyObject_RichCompareBool(t, *best, Py_EQ);
-                    if (eq < 0) goto fail_t;
-                    if (eq) stale = 1;
-                }
-            }
-            pair = PyTuple_Pack(2, price, zero);
-        }
-        if (pair == NULL) goto fail_t;
-        PyTuple_SET_ITEM(pairs, i, pair);
-        Py_DECREF(t);
-        Py_DECREF(lvl);
-        continue;
-    fail_t:
-        Py_DECREF(t);
-    fail_lvl:
-        Py_DECREF(lvl);
-        Py_DECREF(pairs);
-        return -1;
-    }
-    if (stale) {
-        /* `max(levels) if levels else None` (min for asks): the first extreme key, as max() */
+/* A best level the compiled path takes: None or an exact int (its comparisons with ticks run no code). */
+#define BEST_SHAPED(b) ((b) == Py_None || PyLong_CheckExact(b))
+
+/* `levels[t] = size` */
+static int set_level(PyObject *levels, PyObject *t, PyObject *size) {
+    return PyDict_CheckExact(levels) ? PyDict_SetItem(levels, t, size) : PyObject_SetItem(levels, t, size);
+}
+
+/* `levels.pop(t, None)`: a new reference (one lookup, as the method). */
+static PyObject *pop_level(PyObject *levels, PyObject *t) {
+    if (!PyDict_CheckExact(levels)) return PyObject_CallMethodObjArgs(levels, s_pop, t, Py_None, NULL);
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *old;
+    if (PyDict_Pop(levels, t, &old) < 0) return NULL;
+    return old != NULL ? old : Py_NewRef(Py_None);
+#else
+    return _PyDict_Pop(levels, t, Py_None);
+#endif
+}
+
+/* `max(levels) if levels else None` (`min` when `op` is Py_LT): a new reference. Exact int keys
+ * are compared in C: no code runs and nothing allocates during the scan, so nothing can change
+ * the dict under it. At the first key of another type, Python's max()/min() over the dict from
+ * its start, as the reference: its comparisons may run code (it holds its references and raises
+ * RuntimeError if the dict changes size). */
+static PyObject *extreme(PyObject *levels, int op) {
+    if (PyDict_CheckExact(levels)) {
+        if (PyDict_GET_SIZE(levels) == 0) return Py_NewRef(Py_None);
         PyObject *key, *value, *m = NULL;
         Py_ssize_t pos = 0;
-        while (PyDict_Next(book_levels, &pos, &key, &value)) {
+        while (PyDict_Next(levels, &pos, &key, &value)) {
+            if (!PyLong_CheckExact(key)) goto builtin;
             if (m == NULL) {
                 m = key;
                 continue;
             }
-            int better = PyObject_RichCompareBool(key, m, op);
-            if (better < 0) {
-                Py_DECREF(pairs);
-                return -1;
-            }
+            int better = PyObject_RichCompareBool(key, m, op); /* -1 only at the recursion limit */
+            if (better < 0) return NULL;
             if (better) m = key;
         }
-        if (m == NULL) m = Py_None;
-        Py_INCREF(m);
+        return Py_NewRef(m);
+    } else {
+        int r = PyObject_IsTrue(levels);
+        if (r < 0) return NULL;
+        if (!r) return Py_NewRef(Py_None);
+    }
+builtin:
+    return PyObject_CallOneArg(op == Py_GT ? py_max : py_min, levels);
+}
+
+/* One side of `_apply`. `best` is a new reference in and out (None for an empty side); `out` is
+ * set to a new tuple of (price, size) pairs. -1 with an exception set, 0 on success.
+ *
+ * The Python loop's operations in its order. Code may run in the dict's lookups (a planted key
+ * of the same hash) and where a dropped object is released: so the list's length is read at
+ * each step (the list iterator's), and each level is held, then checked again. A level no
+ * longer of msgspec's shape (the decoder's own list changed by such code) is a RuntimeError:
+ * the frame's fault. */
+static int apply_side(PyObject *levels, PyObject *in, double inv, int op, PyObject **best, PyObject **out) {
+    Py_ssize_t cap = PyList_GET_SIZE(in), n = 0;
+    PyObject *pairs = PyTuple_New(cap);
+    if (pairs == NULL) return -1;
+    int stale = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(in); i++) {
+        PyObject *lvl = Py_NewRef(PyList_GET_ITEM(in, i));
+        PyObject *t = NULL, *pair;
+        if (!level_shaped(lvl)) {
+            PyErr_SetString(PyExc_RuntimeError, "book levels changed while they were applied");
+            goto fail;
+        }
+        PyObject *action = PyTuple_GET_ITEM(lvl, 0);
+        PyObject *price = PyTuple_GET_ITEM(lvl, 1);
+        PyObject *size = PyTuple_GET_ITEM(lvl, 2);
+        t = ticks_of(PyFloat_AS_DOUBLE(price) * inv);
+        if (t == NULL) goto fail;
+        if (PyFloat_AS_DOUBLE(size) > 0 && PyUnicode_CompareWithASCIIString(action, "delete") != 0) {
+            if (set_level(levels, t, size) < 0) goto fail;
+            int better = 1;
+            if (*best != Py_None) {
+                better = PyObject_RichCompareBool(t, *best, op);
+                if (better < 0) goto fail;
+            }
+            if (better) Py_SETREF(*best, Py_NewRef(t));
+            pair = PyTuple_Pack(2, price, size);
+        } else {
+            /* `levels.pop(t, None) is not None and t == best` */
+            PyObject *old = pop_level(levels, t);
+            if (old == NULL) goto fail;
+            int was_value = old != Py_None;
+            Py_DECREF(old); /* may run a finalizer: what follows holds its own references */
+            if (was_value && *best != Py_None) {
+                int eq = PyObject_RichCompareBool(t, *best, Py_EQ);
+                if (eq < 0) goto fail;
+                if (eq) stale = 1;
+            }
+            pair = PyTuple_Pack(2, price, zero);
+        }
+        if (pair == NULL) goto fail;
+        if (n == cap) { /* the list grew (code run above appended to it): as Python, its levels apply too */
+            cap += cap / 2 + 4;
+            if (_PyTuple_Resize(&pairs, cap) < 0) {
+                Py_DECREF(pair);
+                goto fail;
+            }
+        }
+        PyTuple_SET_ITEM(pairs, n++, pair);
+        Py_DECREF(t);
+        Py_DECREF(lvl);
+        continue;
+    fail:
+        Py_XDECREF(t);
+        Py_DECREF(lvl);
+        Py_XDECREF(pairs);
+        return -1;
+    }
+    if (n != cap && _PyTuple_Resize(&pairs, n) < 0) return -1; /* it shrank or grew */
+    if (stale) {
+        PyObject *m = extreme(levels, op);
+        if (m == NULL) {
+            Py_DECREF(pairs);
+            return -1;
+        }
         Py_SETREF(*best, m);
     }
     *out = pairs;
     return 0;
 }
 
-/* A slot of the book that must be an exact dict: a new reference, NULL with no exception set
- * when it is something else (then the Python code decides), NULL with one on an error. */
-static PyObject *dict_attr(PyObject *obj, PyObject *name) {
-    PyObject *v = getv(obj, name);
-    if (v != NULL && !PyDict_CheckExact(v)) Py_CLEAR(v);
-    return v;
+/* A slot of an exact `OrderBook`, borrowed; NULL (no exception) when it is unset or not registered. */
+static PyObject *book_slot(PyObject *book, PyObject *name) {
+    Py_ssize_t off = offset_of(book, name);
+    return off < 0 ? NULL : *(PyObject **)((char *)book + off);
 }
 
 /* `_apply(book, bid_levels, ask_levels)` on levels of msgspec's shape: the (bids, asks) pairs,
  * or NULL. The Python function for anything else, and whatever `codec._apply` is when it is not
- * the function defined there (a test's injected fault). */
+ * the function defined there (a test's injected fault); the Python function too for any book
+ * but an exact `OrderBook` (its `inverse_quantum`, `set_best` and best levels may be overridden)
+ * and for one whose state is not what the decoder keeps (see the header). */
 static PyObject *apply_levels(PyObject *book, PyObject *bid_levels, PyObject *ask_levels) {
     PyObject *current = PyDict_GetItemWithError(namespace, s__apply); /* borrowed */
     if (current == NULL) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_NameError, "name '_apply' is not defined");
         return NULL;
     }
-    if (current != py_apply || !levels_shaped(bid_levels) || !levels_shaped(ask_levels))
+    if (current != py_apply || Py_TYPE(book) != book_type || !levels_shaped(bid_levels) ||
+        !levels_shaped(ask_levels))
         return PyObject_CallFunctionObjArgs(current, book, bid_levels, ask_levels, NULL);
-    PyObject *inv_obj = NULL, *bids = NULL, *asks = NULL, *bb = NULL, *ba = NULL;
-    PyObject *bid_pairs = NULL, *ask_pairs = NULL, *result = NULL;
-    inv_obj = getv(book, s_inv);
-    if (inv_obj == NULL) goto done;
-    bids = dict_attr(book, s_bids);
-    if (bids == NULL) goto other;
-    asks = dict_attr(book, s_asks);
-    if (asks == NULL) goto other;
-    if (!PyFloat_CheckExact(inv_obj)) goto other;
+    /* `inv = book.inverse_quantum; levels = book.bids; best = book.best_bid_ticks` */
+    PyObject *inv_obj = book_slot(book, s_inv), *bids = book_slot(book, s_bids), *bb = book_slot(book, s_bb);
+    PyObject *ba = book_slot(book, s_ba), *asks = book_slot(book, s_asks);
+    if (inv_obj == NULL || !PyFloat_CheckExact(inv_obj) || bids == NULL || !PyDict_CheckExact(bids) ||
+        bb == NULL || !BEST_SHAPED(bb) || asks == NULL || !PyDict_CheckExact(asks) || ba == NULL ||
+        !BEST_SHAPED(ba))
+        return PyObject_CallFunctionObjArgs(py_apply, book, bid_levels, ask_levels, NULL);
     double inv = PyFloat_AS_DOUBLE(inv_obj);
-    bb = getv(book, s_bb);
-    if (bb == NULL) goto done;
+    PyObject *bid_pairs = NULL, *ask_pairs = NULL, *result = NULL;
+    Py_INCREF(bids);
+    Py_INCREF(bb);
+    asks = ba = NULL; /* read after the bid side, as Python does: code run there may change them */
+    if (apply_side(bids, bid_levels, inv, Py_GT, &bb, &bid_pairs) < 0) goto done;
+    /* `levels = book.asks; best = book.best_ask_ticks`: the same AttributeError if unset */
+    asks = getv(book, s_asks);
+    if (asks == NULL) goto done;
     ba = getv(book, s_ba);
     if (ba == NULL) goto done;
-    if (apply_side(bids, bid_levels, inv, Py_GT, &bb, &bid_pairs) < 0) goto done;
     if (apply_side(asks, ask_levels, inv, Py_LT, &ba, &ask_pairs) < 0) goto done;
     /* `book.set_best(best_bid, best_ask)` */
     if (setv(book, s_bb, bb) < 0) goto done;
     if (setv(book, s_ba, ba) < 0) goto done;
     result = PyTuple_Pack(2, bid_pairs, ask_pairs);
-    goto done;
-other:
-    if (!PyErr_Occurred())
-        result = PyObject_CallFunctionObjArgs(py_apply, book, bid_levels, ask_levels, NULL);
 done:
-    Py_XDECREF(inv_obj);
-    Py_XDECREF(bids);
+    Py_DECREF(bids);
+    Py_DECREF(bb);
     Py_XDECREF(asks);
-    Py_XDECREF(bb);
     Py_XDECREF(ba);
     Py_XDECREF(bid_pairs);
     Py_XDECREF(ask_pairs);
@@ -350,14 +411,16 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
         goto other;
     }
     Py_INCREF(book);
+    /* Any book but an exact `OrderBook` (a subclass's `price_of`, `top`, `clear`...), a validity
+     * not True and a sequence not an int (their test could run code): the Python method decides. */
+    if (Py_TYPE(book) != book_type) goto other;
     valid = getv(book, s_valid);
     if (valid == NULL) goto done;
-    r = PyObject_IsTrue(valid);
-    if (r < 0) goto done;
-    if (!r) goto other;
+    if (valid != Py_True) goto other;
     if (!snapshot) {
         seq = getv(book, s_sequence);
         if (seq == NULL) goto done;
+        if (!PyLong_CheckExact(prev) || !PyLong_CheckExact(seq)) goto other;
         r = PyObject_RichCompareBool(prev, seq, Py_NE);
         if (r < 0) goto done;
         if (r) goto other; /* a gap: the Python method reports it */
@@ -393,8 +456,8 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
         r = PyObject_RichCompareBool(bb, ba, Py_GE);
         if (r < 0) goto done;
         if (r) {
-            event = PyObject_CallFunctionObjArgs(py_crossed, decoder, book, inst, ts, ts_local, change_id,
-                                                 NULL);
+            /* `self._crossed(...)`: a subclass's own when it has one */
+            event = PyObject_CallMethodObjArgs(decoder, s__crossed, book, inst, ts, ts_local, change_id, NULL);
             if (event == NULL) goto done;
             result = PyList_New(1);
             if (result == NULL) goto done;
@@ -407,10 +470,12 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
         bid = Py_NewRef(Py_None);
         bid_size = Py_NewRef(Py_None);
     } else {
+        /* `book.price_of(bb)`, then `book.bids[bb]` (as `top()`) */
+        bid = price_of(book, bb);
+        if (bid == NULL) goto done;
         PyObject *levels = getv(book, s_bids);
         if (levels == NULL) goto done;
-        bid = price_of(book, bb);
-        bid_size = bid == NULL ? NULL : PyObject_GetItem(levels, bb);
+        bid_size = PyObject_GetItem(levels, bb);
         Py_DECREF(levels);
         if (bid_size == NULL) goto done;
     }
@@ -418,10 +483,11 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
         ask = Py_NewRef(Py_None);
         ask_size = Py_NewRef(Py_None);
     } else {
+        ask = price_of(book, ba);
+        if (ask == NULL) goto done;
         PyObject *levels = getv(book, s_asks);
         if (levels == NULL) goto done;
-        ask = price_of(book, ba);
-        ask_size = ask == NULL ? NULL : PyObject_GetItem(levels, ba);
+        ask_size = PyObject_GetItem(levels, ba);
         Py_DECREF(levels);
         if (ask_size == NULL) goto done;
     }
@@ -473,12 +539,12 @@ done:
 }
 
 static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "setup(namespace, apply, book_events, crossed, book_update, "
-                                         "venue, ms, book_type, data_type)");
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "setup(namespace, apply, book_events, book_update, venue, ms, "
+                                         "book_type, data_type)");
         return NULL;
     }
-    if (!PyType_Check(args[7]) || !PyType_Check(args[8])) {
+    if (!PyType_Check(args[6]) || !PyType_Check(args[7])) {
         PyErr_SetString(PyExc_TypeError, "setup: book_type and data_type must be classes");
         return NULL;
     }
@@ -486,38 +552,37 @@ static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "setup: the namespace must be a dict");
         return NULL;
     }
-    for (int i = 1; i < 5; i++) {
+    for (int i = 1; i < 4; i++) {
         if (!PyCallable_Check(args[i])) {
-            PyErr_SetString(PyExc_TypeError, "setup: apply, book_events, crossed and book_update are callables");
+            PyErr_SetString(PyExc_TypeError, "setup: apply, book_events and book_update are callables");
             return NULL;
         }
     }
-    if (!PyUnicode_CheckExact(args[5]) || !PyLong_CheckExact(args[6])) {
+    if (!PyUnicode_CheckExact(args[4]) || !PyLong_CheckExact(args[5])) {
         PyErr_SetString(PyExc_TypeError, "setup: venue must be a str, ms an int");
         return NULL;
     }
     Py_XSETREF(namespace, Py_NewRef(args[0]));
     Py_XSETREF(py_apply, Py_NewRef(args[1]));
     Py_XSETREF(py_book_events, Py_NewRef(args[2]));
-    Py_XSETREF(py_crossed, Py_NewRef(args[3]));
-    Py_XSETREF(book_update, Py_NewRef(args[4]));
-    Py_XSETREF(venue, Py_NewRef(args[5]));
-    Py_XSETREF(ms, Py_NewRef(args[6]));
+    Py_XSETREF(book_update, Py_NewRef(args[3]));
+    Py_XSETREF(venue, Py_NewRef(args[4]));
+    Py_XSETREF(ms, Py_NewRef(args[5]));
     static PyObject **const book_names[] = {&s_inv, &s_bids, &s_asks, &s_bb,
                                             &s_ba,  &s_int_inv, &s_sequence, &s_valid};
     static PyObject **const data_names[] = {&s_type, &s_prev_change_id, &s_instrument_name, &s_bids,
                                             &s_asks, &s_change_id, &s_timestamp};
     n_book_slots = n_data_slots = 0; /* no direct access while the tables change */
-    Py_XSETREF(book_type, (PyTypeObject *)Py_NewRef(args[7]));
-    Py_XSETREF(data_type, (PyTypeObject *)Py_NewRef(args[8]));
-    register_slots(args[7], book_names, 8, book_slots, &n_book_slots);
-    register_slots(args[8], data_names, 7, data_slots, &n_data_slots);
+    Py_XSETREF(book_type, (PyTypeObject *)Py_NewRef(args[6]));
+    Py_XSETREF(data_type, (PyTypeObject *)Py_NewRef(args[7]));
+    register_slots(args[6], book_names, 8, book_slots, &n_book_slots);
+    register_slots(args[7], data_names, 7, data_slots, &n_data_slots);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"setup", (PyCFunction)(void (*)(void))fast_setup, METH_FASTCALL,
-     "setup(namespace, apply, book_events, crossed, book_update, venue, ms, book_type, data_type): "
+     "setup(namespace, apply, book_events, book_update, venue, ms, book_type, data_type): "
      "codec's globals, the Python reference functions, the BookUpdate builder, the venue's name, "
      "ns per ms, the OrderBook class and the book message struct (their slots read directly)."},
     {"apply", (PyCFunction)(void (*)(void))fast_apply, METH_FASTCALL,
@@ -558,7 +623,15 @@ PyMODINIT_FUNC PyInit__fast(void) {
     INTERN(s_timestamp, "timestamp");
     INTERN(s_books, "_books");
     INTERN(s_change, "change");
+    INTERN(s_pop, "pop");
+    INTERN(s__crossed, "_crossed");
     zero = PyFloat_FromDouble(0.0);
     if (zero == NULL) return NULL;
+    PyObject *builtins = PyImport_ImportModule("builtins");
+    if (builtins == NULL) return NULL;
+    py_max = PyObject_GetAttrString(builtins, "max");
+    py_min = py_max == NULL ? NULL : PyObject_GetAttrString(builtins, "min");
+    Py_DECREF(builtins);
+    if (py_min == NULL) return NULL;
     return PyModule_Create(&module_def);
 }

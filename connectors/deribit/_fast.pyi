@@ -7,7 +7,6 @@ def setup(
     namespace: dict[str, Any],
     apply: Callable[..., Any],
     book_events: Callable[..., Any],
-    crossed: Callable[..., Any],
     book_update: Callable[..., Any],
     venue: str,
     ms: int,

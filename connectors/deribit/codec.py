@@ -1121,7 +1121,6 @@ if _fast is not None:
         globals(),
         _apply,
         DeribitDecoder._book_events,
-        DeribitDecoder._crossed,
         _book_update,
         VENUE,
         _MS,

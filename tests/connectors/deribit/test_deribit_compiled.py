@@ -12,6 +12,9 @@ test_deribit_fast_path.py; the fuzzer of tests/venue/test_fuzz_frames.py runs on
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -290,3 +293,425 @@ def test_a_fault_in_apply_reaches_the_compiled_path(monkeypatch: pytest.MonkeyPa
         with pytest.raises(MalformedFrame, match="decoder fault OverflowError"):
             dec.decode(frame, T_LOCAL)
     assert len(calls) == 2
+
+
+# -- Python code run in the middle of the compiled path ----------------------------------------
+#
+# A strategy holds the decoder's live books (`ctx.book()`), so a book may hold what the decoder
+# never puts there: keys, sizes and best levels whose hashing, comparisons or finalizer run
+# Python code while a frame is applied. The Python path then returns or raises (a decoder fault:
+# the frame is counted and skipped); the compiled path must do exactly the same and never crash
+# the process. Each case runs in a child process (a segfault fails the test instead of killing
+# pytest), both paths on fresh, identical objects, and the child compares them.
+
+ROOT = Path(__file__).resolve().parents[3]
+
+# The case being run: what the planted objects act on. Read at the time of the action, so that no
+# planted object refers to the book that holds it (no cycle: a finalizer runs when a path drops
+# the object, the same point on both paths, never at a later collection).
+_CTX: dict[str, Any] = {}
+
+
+def _act(planted: _Planted) -> None:
+    if not _CTX:
+        return
+    book: Any = _CTX["book"]  # it holds planted objects: no `OrderBook` of ints any more
+    act = planted.act
+    if act == "clear_bid_levels":
+        _CTX["bid_levels"].clear()
+    elif act == "extend_bid_levels":
+        _CTX["bid_levels"].extend([("new", 3.0, 1.0), ("delete", 4.0, 0.0), ("new", 9.0, 2.0)])
+    elif act == "clear_ask_levels":
+        _CTX["ask_levels"].clear()
+    elif act == "pop_self":
+        book.bids.pop(planted, None)
+        book.asks.pop(planted, None)
+    elif act == "swap_asks":
+        book.asks = {2: 1.0, 9: 1.0}
+    elif act == "plant_best_ask":
+        book._ba = _CTX["spare"]
+    elif act == "clear_book":
+        book.bids.clear()
+        book.asks.clear()
+    elif act == "add_bid":
+        book.bids[7] = 5.0
+
+
+class _Planted:
+    """A key, size or best level a strategy put in a book: its hash is chosen (to collide with a
+    level's ticks, so that the dict's lookup compares it), its comparisons answer `answer`, and
+    its first comparison (or its finalizer, `on_del`) runs its action."""
+
+    def __init__(self, name: str, hash_: int, act: str, answer: Any, on_del: bool) -> None:
+        self.name, self.hash_, self.act, self.answer, self.on_del = name, hash_, act, answer, on_del
+        self.pending = True
+
+    def _run(self) -> None:
+        if self.pending:
+            self.pending = False
+            _act(self)
+
+    def __hash__(self) -> int:
+        return self.hash_
+
+    def __eq__(self, other: object) -> bool:
+        self._run()
+        return self is other
+
+    def __lt__(self, other: object) -> Any:
+        self._run()
+        return self.answer
+
+    __gt__ = __le__ = __ge__ = __lt__
+
+    def __del__(self) -> None:
+        if self.on_del:
+            self._run()
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+PlantedSpec = tuple[int, str, Any, bool]
+ACTS = [
+    "none",
+    "clear_bid_levels",
+    "extend_bid_levels",
+    "clear_ask_levels",
+    "pop_self",
+    "swap_asks",
+    "plant_best_ask",
+    "clear_book",
+    "add_bid",
+]
+PLANTED = st.tuples(
+    st.integers(-1, 11), st.sampled_from(ACTS), st.sampled_from([True, False, NotImplemented]), st.booleans()
+)
+TICK = st.integers(0, 10)
+HOSTILE_KEYS = st.lists(st.tuples(TICK | PLANTED, st.sampled_from([1.0, 2.0, 0.0]) | PLANTED), max_size=5)
+HOSTILE_BEST = st.none() | TICK | PLANTED
+HOSTILE_LEVELS = st.lists(
+    st.tuples(
+        st.sampled_from(["new", "change", "delete"]),
+        st.sampled_from([0.0, 1.0, 2.0, 3.0, 4.0, 7.0, 9.0, 10.0]),
+        st.sampled_from([0.0, 1.0, 2.5]),
+    ),
+    max_size=5,
+)
+
+
+def _materialize(x: Any, names: list[int]) -> Any:
+    """A planted object for a spec (a tuple), anything else as it is."""
+    if not isinstance(x, tuple):
+        return x
+    names.append(len(names))
+    return _Planted(f"P{len(names)}", *x)
+
+
+def _hostile_run(compiled: bool, spec: tuple[Any, ...]) -> str:
+    """One path on a book built from `spec`: its outcome and the book after it."""
+    bids, asks, bb, ba, bid_levels, ask_levels, spare = spec
+    names: list[int] = []
+    book = OrderBook(1.0)
+    for key, value in bids:
+        book.bids[_materialize(key, names)] = _materialize(value, names)
+    for key, value in asks:
+        book.asks[_materialize(key, names)] = _materialize(value, names)
+    book.set_best(_materialize(bb, names), _materialize(ba, names))
+    _CTX.update(
+        book=book,
+        bid_levels=list(bid_levels),
+        ask_levels=list(ask_levels),
+        spare=_materialize(spare, names),
+    )
+    try:
+        fn = _fast.apply if compiled else codec._apply
+        out = _result(fn, book, _CTX["bid_levels"], _CTX["ask_levels"])
+        return out + _book_state(book)
+    finally:
+        _CTX.clear()
+
+
+@settings(max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(
+    spec=st.tuples(
+        HOSTILE_KEYS, HOSTILE_KEYS, HOSTILE_BEST, HOSTILE_BEST, HOSTILE_LEVELS, HOSTILE_LEVELS, PLANTED | TICK
+    )
+)
+def _hostile_books_apply_the_same(spec: tuple[Any, ...]) -> None:
+    assert _hostile_run(True, spec) == _hostile_run(False, spec)
+
+
+# The named cases (the review's repros), each run on both paths.
+PERP_BOOK = PREFIX + f'book.{PERP}.100ms","data":'.encode()
+
+
+def _case_best_compare_clears_levels(compiled: bool) -> str:
+    """The best bid is no int: comparing a level's ticks with it runs code that empties the
+    level list being applied (the compiled loop read its length once: read past its end)."""
+    # hash 10**9: no level's ticks; the comparison (not the dict) runs the action
+    spec: tuple[Any, ...] = (
+        [],
+        [],
+        (10**9, "clear_bid_levels", True, False),
+        None,
+        [("new", float(i), 1.0) for i in range(1, 50)],
+        [],
+        0,
+    )
+    return _hostile_run(compiled, spec)
+
+
+def _case_hash_collision_clears_levels(compiled: bool) -> str:
+    """Every best level an int, but a planted key hashes as a level's ticks: the dict's lookup
+    compares them, running code that empties the level list being applied."""
+    spec: tuple[Any, ...] = (
+        [((3, "clear_bid_levels", False, False), 1.0)],
+        [],
+        5,
+        None,
+        [("new", float(i), 1.0) for i in range(1, 50)],
+        [],
+        0,
+    )
+    return _hostile_run(compiled, spec)
+
+
+def _case_hash_collision_extends_levels(compiled: bool) -> str:
+    """The same, code that appends levels: the Python loop applies them too."""
+    spec: tuple[Any, ...] = (
+        [((2, "extend_bid_levels", False, False), 1.0)],
+        [],
+        5,
+        None,
+        [("new", 2.0, 1.0), ("new", 1.0, 1.0)],
+        [],
+        0,
+    )
+    return _hostile_run(compiled, spec)
+
+
+def _case_finalizer_swaps_asks(compiled: bool) -> str:
+    """A planted size's finalizer (the level deleted) replaces the asks and plants a best ask:
+    the Python path applies the ask levels to what the book holds by then."""
+    spec: tuple[Any, ...] = (
+        [(4, (-1, "swap_asks", True, True)), (2, 1.0)],
+        [(6, 1.0)],
+        4,
+        6,
+        [("delete", 4.0, 0.0)],
+        [("new", 5.0, 1.0), ("delete", 9.0, 0.0)],
+        0,
+    )
+    out = _hostile_run(compiled, spec)
+    spec2: tuple[Any, ...] = (
+        [(4, (-1, "plant_best_ask", True, True))],
+        [(6, 1.0)],
+        4,
+        6,
+        [("delete", 4.0, 0.0)],
+        [("new", 5.0, 1.0)],
+        (-1, "pop_self", False, False),
+    )
+    return out + _hostile_run(compiled, spec2)
+
+
+def _case_recompute_removes_its_best(compiled: bool) -> str:
+    """The best bid deleted: its recompute compares a planted key that removes itself from the
+    dict (its last reference: the compiled code held it borrowed, then used it freed). Python's
+    max() raises RuntimeError (the dict changed size)."""
+    bids: list[Any] = [
+        ((10**6, "pop_self", False, False), 1.0),
+        (5, 1.0),
+        (7, 1.0),
+        (3, 1.0),
+        (2, 1.0),
+        (1, 1.0),
+    ]
+    return _hostile_run(compiled, (bids, [], 7, None, [("delete", 7.0, 0.0)], [], 0))
+
+
+def _case_recompute_through_the_decoder(compiled: bool) -> str:
+    """The same through `DeribitDecoder.decode`, a key planted in the live book as a strategy
+    holding `ctx.book()` could: a decoder fault on both paths, and the decoder goes on."""
+    snap = {
+        "type": "snapshot",
+        "instrument_name": PERP,
+        "timestamp": 1,
+        "change_id": 1,
+        "bids": [["new", 1.0, 1.0], ["new", 2.0, 1.0], ["new", 3.0, 1.0]],
+        "asks": [["new", 500.0, 1.0]],
+    }
+    change = {
+        **snap,
+        "type": "change",
+        "change_id": 2,
+        "prev_change_id": 1,
+        "bids": [["delete", 3.0, 0.0]],
+        "asks": [],
+    }
+    dec = DeribitDecoder(InstrumentRegistry(), compiled=compiled)
+    out = [_outcome(dec, PERP_BOOK + orjson.dumps(snap) + b"}}")]
+    book: Any = dec.book(PERP)  # it will hold a planted key
+    assert book is not None
+    _CTX["book"] = book
+    try:
+        book.bids = {_Planted("P", 12345, "pop_self", False, False): 1.0, **book.bids}
+        try:
+            out.append(_outcome(dec, PERP_BOOK + orjson.dumps(change) + b"}}"))
+        except Exception as exc:  # the decoder fault: not a MalformedFrame, the same on both paths
+            out.append(repr(("raised", type(exc).__name__, str(exc))))
+    finally:
+        _CTX.clear()
+    snap["change_id"] = 3
+    out.append(_outcome(dec, PERP_BOOK + orjson.dumps(snap) + b"}}"))  # and the decoder goes on
+    return repr(out) + _decoder_state(dec)
+
+
+_CASES = {
+    "best_compare_clears_levels": _case_best_compare_clears_levels,
+    "hash_collision_clears_levels": _case_hash_collision_clears_levels,
+    "hash_collision_extends_levels": _case_hash_collision_extends_levels,
+    "finalizer_swaps_asks": _case_finalizer_swaps_asks,
+    "recompute_removes_its_best": _case_recompute_removes_its_best,
+    "recompute_through_the_decoder": _case_recompute_through_the_decoder,
+}
+
+
+def _child(case: str) -> None:
+    """The child process: one case (or the property), both paths; exit 0 when they agree."""
+    if case == "property":
+        _hostile_books_apply_the_same()
+        return
+    python = _CASES[case](False)
+    compiled = _CASES[case](True)
+    assert compiled == python, f"compiled {compiled}\n  python {python}"
+
+
+def _run_child(case: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", f"from {__name__} import _child; _child({case!r})"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"{case}: exit {done.returncode}\n{done.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "best_compare_clears_levels",
+        "hash_collision_clears_levels",
+        "hash_collision_extends_levels",
+        "finalizer_swaps_asks",
+    ],
+)
+def test_code_run_by_the_book_while_levels_apply_never_crashes(case: str) -> None:
+    _run_child(case)
+
+
+@pytest.mark.parametrize("case", ["recompute_removes_its_best", "recompute_through_the_decoder"])
+def test_a_key_that_removes_itself_while_the_best_is_recomputed(case: str) -> None:
+    _run_child(case)
+
+
+def test_hostile_books_apply_the_same_compiled_and_in_python() -> None:
+    """Books holding planted keys, sizes and best levels (hypothesis), both paths."""
+    _run_child("property")
+
+
+# -- subclasses: what they override is called on both paths -------------------------------------
+
+
+class _PricedBook(OrderBook):
+    __slots__ = ()
+
+    def price_of(self, ticks: int) -> float:
+        return super().price_of(ticks) + 1000.0
+
+
+class _HalfBestBook(OrderBook):
+    __slots__ = ()
+
+    def set_best(self, bid_ticks: int | None, ask_ticks: int | None) -> None:
+        super().set_best(bid_ticks, None)
+
+
+class _TopBook(OrderBook):
+    __slots__ = ()
+
+    def top(self) -> tuple[float | None, float | None, float | None, float | None]:
+        return 1.0, 2.0, 3.0, 4.0
+
+
+class _FineBook(OrderBook):
+    __slots__ = ()
+
+    @property
+    def inverse_quantum(self) -> float:
+        return self._inv * 2
+
+
+class _CountingDecoder(DeribitDecoder):
+    """A decoder whose `_crossed` is its own, and whose books are `book_type`."""
+
+    book_type: type[OrderBook] = OrderBook
+
+    def __init__(self, registry: InstrumentRegistry, *, compiled: bool = True) -> None:
+        super().__init__(registry, compiled=compiled)
+        self.crossings = 0
+
+    def _new_book(self, instrument: str) -> OrderBook:
+        return self.book_type(0.5)
+
+    def _crossed(self, book: OrderBook, inst: str, ts: int, ts_local: int, change_id: int | None) -> Any:
+        self.crossings += 1
+        return super()._crossed(book, inst, ts, ts_local, change_id)
+
+
+def _levels(*prices: float) -> list[list[Any]]:
+    return [["new", p, 1.0] for p in prices]
+
+
+@pytest.mark.parametrize("book_type", [OrderBook, _PricedBook, _HalfBestBook, _TopBook, _FineBook])
+def test_what_a_subclass_overrides_is_called_compiled_too(book_type: type[OrderBook]) -> None:
+    """An `OrderBook` subclass's `price_of`, `set_best`, `top`, `inverse_quantum`, and a decoder
+    subclass's `_crossed`: the Python path calls them, so the compiled one must too (it takes
+    the Python path for any book but an exact `OrderBook`, and calls `_crossed` as a method)."""
+    decoder_type = type("Decoder", (_CountingDecoder,), {"book_type": book_type})
+    snap = {**_snapshot_data(PERP, 1), "bids": _levels(100.0, 99.5), "asks": _levels(101.0, 101.5)}
+    frames = [
+        snap,
+        {**snap, "type": "change", "change_id": 2, "prev_change_id": 1, "bids": _levels(100.5), "asks": []},
+        {
+            **snap,
+            "type": "change",
+            "change_id": 3,
+            "prev_change_id": 2,
+            "bids": [["delete", 100.5, 0.0]],
+            "asks": [],
+        },
+        {
+            **snap,
+            "type": "change",
+            "change_id": 4,
+            "prev_change_id": 3,
+            "bids": _levels(102.0),
+            "asks": [],
+        },  # crossed
+        {**snap, "change_id": 5},  # the resync
+        {**snap, "type": "change", "change_id": 6, "prev_change_id": 5, "bids": [], "asks": _levels(100.5)},
+    ]
+    compiled = decoder_type(InstrumentRegistry())
+    python = decoder_type(InstrumentRegistry(), compiled=False)
+    assert compiled.compiled and not python.compiled
+    for data in frames:
+        frame = PERP_BOOK + orjson.dumps(data) + b"}}"
+        assert _outcome(compiled, frame) == _outcome(python, frame), data
+        assert _decoder_state(compiled) == _decoder_state(python), data
+    # the frame that crosses the book, once; never with no best ask (`_HalfBestBook`)
+    assert compiled.crossings == python.crossings == (book_type is not _HalfBestBook)
