@@ -38,8 +38,9 @@ bumped by hand. Hashing the compressed bytes costs ~1 ms per MB, a small part of
 memoized per process by (device, inode, size, mtime, ctime), so a sweep hashes once. Those stamps
 (and a folder's listing) are checked again before the entry is written: a file rewritten after it
 was hashed leaves no entry. The decoder's version hashes its files on disk, which are the code
-running only if none changed since the process started (a notebook imports once): otherwise no
-cache for that process (`evcache.off`), and a source changed during a run leaves no entry.
+running only if none changed since this process first imported the engine (a notebook imports
+once): otherwise no cache for that process (`evcache.off`), and a source changed during a run
+leaves no entry.
 
 The files an entry names (a bad line's, a malformed frame's, a `.zst` cut short) are stored
 relative to the data set's sources and rebuilt from the sources of the replay: one entry serves
@@ -211,7 +212,7 @@ def _version_roots(plugin: object) -> list[Path]:
 
 def _changed_since_start(roots: Sequence[Path]) -> Path | None:
     """A source file changed (written, replaced, its time set back: the inode's change time)
-    after this process started, or None."""
+    after this process first imported the engine (`model.started`), or None."""
     for root in roots:
         for p in _sources(root):
             with contextlib.suppress(OSError):
@@ -227,7 +228,7 @@ def decoder_version(plugin: object, *, fresh: bool = False) -> str:
     and the versions of Python and of the libraries that parse. Any change makes a new key.
 
     It hashes the files on disk, which are the code running only if none changed since the
-    process started (a notebook or a sweep runner imports once and lives on): otherwise
+    process first imported the engine (a notebook or a sweep runner imports once and lives on): otherwise
     `DecoderChanged`, and no cache for this process. `fresh`: hashed again (the writer's check
     at commit that no file changed during the run), not the memo."""
     mod = type(plugin).__module__
@@ -237,7 +238,9 @@ def decoder_version(plugin: object, *, fresh: bool = False) -> str:
     if not fresh:
         changed = _changed_since_start(_version_roots(plugin))
         if changed is not None:
-            raise DecoderChanged(f"{changed} changed after this process started: not the code running")
+            raise DecoderChanged(
+                f"{changed} changed after this process imported tradingd: not the code running"
+            )
     import msgspec  # the venues' parser: a new version may decode differently
 
     h = hashlib.blake2b(digest_size=16)
