@@ -219,6 +219,33 @@ def _changed_since_start(roots: Sequence[Path]) -> Path | None:
                 st = p.stat()
                 if max(st.st_mtime_ns, st.st_ctime_ns) >= _STARTED_NS:
                     return p
+    return _stale_bytecode(roots)
+
+
+def _stale_bytecode(roots: Sequence[Path]) -> Path | None:
+    """A module under `roots` that Python may have run from a `.pyc` older than its source, or
+    None. Python trusts a `.pyc` whose header names the source's whole-second mtime and its size:
+    a same-size edit within the second the `.pyc` was written runs the old code, whose source on
+    disk (the one hashed) is already the new one."""
+    resolved = [r.resolve() for r in roots]
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        cached = getattr(module, "__cached__", None)
+        if not file or not cached or not file.endswith(".py"):
+            continue
+        src = Path(file).resolve()
+        if not any(src.is_relative_to(r) for r in resolved):
+            continue
+        with contextlib.suppress(OSError), open(cached, "rb") as f:
+            head = f.read(16)
+            if len(head) < 16 or int.from_bytes(head[4:8], "little") & 1:  # a hash-based .pyc
+                continue
+            st = src.stat()
+            trusted = int.from_bytes(head[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF and (
+                int.from_bytes(head[12:16], "little") == st.st_size & 0xFFFFFFFF
+            )
+            if trusted and os.fstat(f.fileno()).st_mtime_ns < st.st_mtime_ns:
+                return src
     return None
 
 

@@ -178,6 +178,45 @@ def test_a_source_written_by_the_shell_line_that_execs_python_is_the_code_runnin
     assert out.stdout.strip() == "None", out.stdout + out.stderr
 
 
+def test_a_module_run_from_bytecode_older_than_its_source_is_not_the_code_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python runs a `.pyc` whose header names its source's whole-second mtime and size: a
+    same-size edit within that second leaves the old code running while the new source (the one
+    hashed) sits on disk, and an entry would be filed under code that did not make it."""
+    import importlib
+    import py_compile
+    import sys
+
+    root = tmp_path / "pkg_stale_pyc"
+    root.mkdir()
+    src = root / "stale_pyc_codec.py"
+    second = (time.time_ns() // 1_000_000_000 - 100) * 1_000_000_000  # a whole second, in the past
+    src.write_text("FACTOR = 1\n")
+    os.utime(src, ns=(second + 100_000_000, second + 100_000_000))
+    written = py_compile.compile(str(src), doraise=True)
+    assert written is not None
+    cached = Path(written)
+    os.utime(cached, ns=(second + 200_000_000, second + 200_000_000))
+    src.write_text("FACTOR = 2\n")  # the same size, in the same second, after the .pyc
+    os.utime(src, ns=(second + 500_000_000, second + 500_000_000))
+    # A process that started after the edit (the run after the one that saw it): the edit is
+    # older than its start, so only the bytecode can tell.
+    monkeypatch.setattr(evcache, "_STARTED_NS", time.time_ns() + 1)
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delitem(sys.modules, "stale_pyc_codec", raising=False)
+    module = importlib.import_module("stale_pyc_codec")
+    assert module.FACTOR == 1, "Python ran the old bytecode (the case this guards)"
+    assert evcache._changed_since_start([root]) == src.resolve()
+    # Bytecode written after its source is the code running.
+    cached.unlink()
+    py_compile.compile(str(src), doraise=True)
+    monkeypatch.setattr(evcache, "_STARTED_NS", time.time_ns() + 1)
+    monkeypatch.delitem(sys.modules, "stale_pyc_codec")
+    assert importlib.import_module("stale_pyc_codec").FACTOR == 2
+    assert evcache._changed_since_start([root]) is None
+
+
 @pytest.mark.parametrize("cut", ["truncate", "flip", "empty"])
 def test_a_damaged_entry_is_logged_removed_and_rebuilt(tmp_path: Path, cut: str) -> None:
     rec = _recording(tmp_path / "a.rec.zst")
