@@ -6,6 +6,8 @@ once, whole, in order; a cancelled caller sends nothing; a closed connection say
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -58,6 +60,18 @@ async def _server(got: list[str], *, task_status: trio.TaskStatus[int]) -> None:
     await trio.serve_listeners(handle, listeners)
 
 
+@contextlib.asynccontextmanager
+async def _connected(got: list[str], max_message_size: int = 1 << 20) -> AsyncIterator[Any]:
+    """A connection of ours to `_server`, which collects what it is sent in `got`."""
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(_server, got)
+        async with open_connection(
+            f"ws://127.0.0.1:{port}/", max_message_size=max_message_size, message_queue_size=16
+        ) as ws:
+            yield ws
+        nursery.cancel_scope.cancel()
+
+
 async def _until(got: list[str], n: int) -> None:
     with trio.fail_after(10):
         while len(got) < n:
@@ -66,32 +80,27 @@ async def _until(got: list[str], n: int) -> None:
 
 async def test_a_message_is_written_before_any_other_task_runs() -> None:
     got: list[str] = []
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(_server, got)
-        async with open_connection(
-            f"ws://127.0.0.1:{port}/", max_message_size=1 << 20, message_queue_size=16
-        ) as ws:
-            await trio.testing.wait_all_tasks_blocked()
-            steps = _Steps()
-            at_write: list[int] = []
-            stream: Any = ws._stream
-            send_all = stream.send_all
+    async with _connected(got) as ws:
+        await trio.testing.wait_all_tasks_blocked()
+        steps = _Steps()
+        at_write: list[int] = []
+        stream: Any = ws._stream
+        send_all = stream.send_all
 
-            async def counted(data: bytes) -> None:
-                at_write.append(len(steps.tasks))
-                await send_all(data)
+        async def counted(data: bytes) -> None:
+            at_write.append(len(steps.tasks))
+            await send_all(data)
 
-            stream.send_all = counted
-            trio.lowlevel.add_instrument(steps)
-            try:
-                await send_text(ws, '{"order":1}')
-            finally:
-                trio.lowlevel.remove_instrument(steps)
-                stream.send_all = send_all
-            # trio-websocket's own send_message yields at its lock first: a step (ours) before it.
-            assert at_write == [0]
-            await _until(got, 1)
-        nursery.cancel_scope.cancel()
+        stream.send_all = counted
+        trio.lowlevel.add_instrument(steps)
+        try:
+            await send_text(ws, '{"order":1}')
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+            stream.send_all = send_all
+        # trio-websocket's own send_message yields at its lock first: a step (ours) before it.
+        assert at_write == [0]
+        await _until(got, 1)
     assert got == ['{"order":1}']
 
 
@@ -100,21 +109,16 @@ async def test_messages_sent_while_another_send_writes_arrive_whole_and_in_order
     the lock held): each message arrives once, whole, and one task's messages keep their order."""
     got: list[str] = []
     big = "x" * 300_000
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(_server, got)
-        async with open_connection(
-            f"ws://127.0.0.1:{port}/", max_message_size=1 << 22, message_queue_size=16
-        ) as ws:
+    async with _connected(got, max_message_size=1 << 22) as ws:
 
-            async def sender(k: int) -> None:
-                for i in range(5):
-                    await send_text(ws, f"{k}:{i}:{big if i % 2 == 0 else ''}")
+        async def sender(k: int) -> None:
+            for i in range(5):
+                await send_text(ws, f"{k}:{i}:{big if i % 2 == 0 else ''}")
 
-            async with trio.open_nursery() as senders:
-                for k in range(4):
-                    senders.start_soon(sender, k)
-            await _until(got, 20)
-        nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as senders:
+            for k in range(4):
+                senders.start_soon(sender, k)
+        await _until(got, 20)
     assert len(got) == 20
     for k in range(4):
         mine = [m for m in got if m.startswith(f"{k}:")]
@@ -124,33 +128,23 @@ async def test_messages_sent_while_another_send_writes_arrive_whole_and_in_order
 
 async def test_a_cancelled_caller_sends_nothing() -> None:
     got: list[str] = []
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(_server, got)
-        async with open_connection(
-            f"ws://127.0.0.1:{port}/", max_message_size=1 << 20, message_queue_size=16
-        ) as ws:
-            with trio.CancelScope() as scope:
-                scope.cancel()
-                await send_text(ws, "not sent")
-            assert scope.cancelled_caught
-            await send_text(ws, "sent")
-            await _until(got, 1)
-            await trio.sleep(0.1)
-        nursery.cancel_scope.cancel()
+    async with _connected(got) as ws:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await send_text(ws, "not sent")
+        assert scope.cancelled_caught
+        await send_text(ws, "sent")
+        await _until(got, 1)
+        await trio.sleep(0.1)
     assert got == ["sent"]
 
 
 async def test_a_closed_connection_refuses_as_send_message_does() -> None:
     got: list[str] = []
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(_server, got)
-        async with open_connection(
-            f"ws://127.0.0.1:{port}/", max_message_size=1 << 20, message_queue_size=16
-        ) as ws:
-            await ws.aclose()
-            with pytest.raises(trio_websocket.ConnectionClosed):
-                await send_text(ws, "late")
-        nursery.cancel_scope.cancel()
+    async with _connected(got) as ws:
+        await ws.aclose()
+        with pytest.raises(trio_websocket.ConnectionClosed):
+            await send_text(ws, "late")
     assert got == []
 
 
