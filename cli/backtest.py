@@ -38,10 +38,10 @@ from .output_path import unwritable
 from .progress import drawing_status, new_bar, progress, wanted
 from .settings import catalog_settings, risk_limits
 
-__all__ = ["cmd_backtest"]
+__all__ = ["build_kernel", "cmd_backtest", "ensure_data"]
 
 
-def _ensure_data(loaded: LoadedConfig, err: Callable[[str], None], show_progress: bool = False) -> None:
+def ensure_data(loaded: LoadedConfig, err: Callable[[str], None], show_progress: bool = False) -> None:
     """Synthesize missing data files that have a `generate` table (the bundled sample), with a
     progress bar in market time when `show_progress` (stderr is a terminal: `progress.wanted`)."""
     bt = loaded.config.backtest
@@ -120,6 +120,48 @@ def _cached_catalogs(loaded: LoadedConfig, venues: set[str]) -> dict[str, Market
     return out
 
 
+def build_kernel(
+    loaded: LoadedConfig,
+    *,
+    event_cache: EventCache | None,
+    progress: Callable[[int, int], None] | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+) -> BacktestKernel:
+    """The backtest a loaded config describes (its data files present: `ensure_data`), ready to
+    `trio.run(kernel.run)`: the command's, and each sweep trial's (`start_ns`/`end_ns`: the
+    market-time window its strategies trade in; None: the data's)."""
+    cfg = loaded.config
+    bt = cfg.backtest
+    if bt is None:
+        raise ConfigError("no [backtest] table", file=str(loaded.path), path="backtest")
+    sources = [DataSource(d.venue, p, d.format) for d, p in zip(bt.data, loaded.data_paths, strict=True)]
+    plugins = {s.venue: load_venue(s.venue) for s in sources}
+    settings = BacktestSettings(
+        latency_ms=bt.latency_ms,
+        response_latency_ms=bt.response_latency_ms,
+        equity_interval_s=bt.equity_interval_s,
+        queue_ahead=bt.queue_ahead,
+        mailbox_capacity=bt.mailbox_capacity,
+        start_ns=start_ns,
+        end_ns=end_ns,
+    )
+    enabled = [s for s in cfg.strategies if s.enabled]
+    return BacktestKernel(
+        plugins,
+        sources,
+        loaded.build_strategies(),
+        settings,
+        fee_overrides={s.venue: loaded.settings_of(s.venue).fees for s in sources},
+        engine_limits=risk_limits(cfg.risk),
+        strategy_limits={s.name: risk_limits(s.risk) for s in enabled},
+        progress=progress,
+        catalogs=_cached_catalogs(loaded, {s.venue for s in sources}),
+        on_failure={s.name: s.on_failure for s in enabled},
+        event_cache=event_cache,
+    )
+
+
 def _data_line(kernel: BacktestKernel) -> str:
     """Where the events came from, within the summary's 80 columns (the entry's path is in the
     log's `evcache.read` / `evcache.written` line)."""
@@ -150,17 +192,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     report = None if args.report is None else _report_path(args.report)
-    _ensure_data(loaded, err, show_progress=wanted(args.no_progress))
-    bt = cfg.backtest
-    sources = [DataSource(d.venue, p, d.format) for d, p in zip(bt.data, loaded.data_paths, strict=True)]
-    plugins = {s.venue: load_venue(s.venue) for s in sources}
-    settings = BacktestSettings(
-        latency_ms=bt.latency_ms,
-        response_latency_ms=bt.response_latency_ms,
-        equity_interval_s=bt.equity_interval_s,
-        queue_ahead=bt.queue_ahead,
-        mailbox_capacity=bt.mailbox_capacity,
-    )
+    ensure_data(loaded, err, show_progress=wanted(args.no_progress))
     progress_cm: Progress | None = None
     progress_cb: Callable[[int, int], None] | None = None
     if wanted(args.no_progress):
@@ -170,19 +202,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         def progress_cb(done: int, total: int) -> None:
             bar.update(task, completed=done, total=max(total, 1))
 
-    enabled = [s for s in cfg.strategies if s.enabled]
-    kernel = BacktestKernel(
-        plugins,
-        sources,
-        loaded.build_strategies(),
-        settings,
-        fee_overrides={s.venue: loaded.settings_of(s.venue).fees for s in sources},
-        engine_limits=risk_limits(cfg.risk),
-        strategy_limits={s.name: risk_limits(s.risk) for s in enabled},
-        progress=progress_cb,
-        catalogs=_cached_catalogs(loaded, {s.venue for s in sources}),
-        on_failure={s.name: s.on_failure for s in enabled},
+    kernel = build_kernel(
+        loaded,
         event_cache=None if getattr(args, "no_cache", False) else EventCache(),
+        progress=progress_cb,
     )
     if progress_cm is not None:
         with progress_cm:

@@ -4,6 +4,7 @@
 from ._loader import LoadedConfig as LoadedConfig
 from ._loader import load_catalog_settings as load_catalog_settings
 from ._loader import load_config as load_config
+from ._loader import load_config_data as load_config_data
 from ._loader import load_daemon_settings as load_daemon_settings
 from ._schema import BacktestConfig as BacktestConfig
 from ._schema import CatalogConfig as CatalogConfig

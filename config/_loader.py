@@ -792,8 +792,15 @@ def load_config(path: str | Path) -> LoadedConfig:
     structure, then what can be checked of each part that fits (each strategy's class and
     params on their own, each venue, each data file), so that a user fixes them in one go."""
     p = Path(path)
+    return load_config_data(_read_toml(p), p)
+
+
+def load_config_data(raw: dict[str, Any], path: str | Path) -> LoadedConfig:
+    """`load_config` of a config already read (a sweep's trial: the base config's table with
+    its parameters changed): checked as the file at `path` would be, relative paths relative to
+    its folder, problems naming it."""
+    p = Path(path)
     file = str(p)
-    raw = _read_toml(p)
     _refuse_secrets(raw, file)
     _refuse_non_finite(raw, file)
     conv = make_converter()

@@ -113,6 +113,10 @@ class BacktestSettings:
     equity_interval_s: float = 60.0
     queue_ahead: bool = False
     mailbox_capacity: int = 1024
+    # The market-time window the strategies trade in (issue 18's walk-forward windows), receive
+    # times in ns since the epoch: None from the data's first frame / to its last.
+    start_ns: int | None = None
+    end_ns: int | None = None
 
 
 @attrs.frozen

@@ -35,6 +35,7 @@ ENGINE = "tradingd.engine"
 # Each room and the rooms it may import: dependencies point one way, down this order
 #   model  <-  store  <-  logs  <-  venue  <-  runtime  <-  backtest, daemon  <-  reports
 #   venue  <-  sim
+#   backtest, reports  <-  sweep
 ROOM_DEPENDS: dict[str, frozenset[str]] = {
     "model": frozenset(),
     "store": frozenset({"model"}),
@@ -45,6 +46,7 @@ ROOM_DEPENDS: dict[str, frozenset[str]] = {
     "backtest": frozenset({"model", "store", "logs", "venue", "runtime"}),
     "daemon": frozenset({"model", "store", "logs", "venue", "runtime"}),
     "reports": frozenset({"model", "backtest"}),
+    "sweep": frozenset({"model", "store", "logs", "backtest", "reports"}),
 }
 
 # What the model room may not import: an event loop, the network, a database, files, plotting.
