@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol
 
 import attrs
+import cattrs
 
 # A trial's parameters: strategy name -> {parameter: value}. Values are TOML scalars (int, float,
 # str, bool); they replace the base config's `[strategies.params]` entries of the same names.
@@ -131,3 +132,24 @@ class SweepOutcome:
     oos_equity: tuple[tuple[int, float], ...] = ()
     oos_stats: Mapping[str, Any] = attrs.field(factory=dict)
     interrupted: bool = False
+
+
+# cattrs structures JSON's lists into the tuples and mappings of the types.
+_CONV = cattrs.Converter()
+
+
+def result_to_dict(result: TrialResult) -> dict[str, Any]:
+    """A trial's result as JSON values (the trial cache's file, `results.json`'s entries)."""
+    out: dict[str, Any] = _CONV.unstructure(result)
+    out["params"] = {name: dict(p) for name, p in result.params.items()}
+    out["equity"] = [[t, v] for t, v in result.equity]
+    return out
+
+
+def result_from_dict(data: Mapping[str, Any]) -> TrialResult:
+    """`result_to_dict`'s inverse (a value that does not fit raises ValueError or TypeError)."""
+    try:
+        result: TrialResult = _CONV.structure(dict(data), TrialResult)
+    except Exception as exc:  # cattrs' ClassValidationError groups the fields' errors
+        raise ValueError(f"not a trial result: {exc}") from None
+    return result
