@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import itertools
 import multiprocessing
+import os
+import shutil
 import signal
+import tempfile
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -57,6 +61,14 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _run(fn: TrialFn, started: str, ctx: TrialContext, trial: TrialSpec) -> TrialResult:
+    """In the worker: mark the trial started (a file), then run it. A worker lost charges an
+    attempt only to the trials it had started, not to those still queued in the pool."""
+    with open(started, "wb"):
+        pass
+    return fn(ctx, trial)
+
+
 def _start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
@@ -66,14 +78,16 @@ class _Task:
     ctx: TrialContext
     trial: TrialSpec
     attempts: int  # runs started, this one included
+    started: str  # the file the worker makes when it starts the trial
 
 
 class ProcessExecutor:
     """The `Executor` of local processes (`model.Executor`): `workers` processes, a trial each
     at a time. A trial that raises comes back failed with `Type: message`; a worker that dies
     (killed, out of memory, `os._exit`) breaks the pool: a new pool is made and every trial
-    that was in flight is submitted again with `attempts + 1` (which one killed it cannot be
-    told apart), failed as "worker lost" beyond `max_attempts`."""
+    a worker had started is submitted again with `attempts + 1` (which of them took its worker
+    down cannot be told apart: the pool ends them all), failed as "worker lost" beyond
+    `max_attempts`; a trial still queued is submitted again as it was."""
 
     def __init__(self, fn: TrialFn, workers: int, *, max_attempts: int = 3) -> None:
         if workers < 1:
@@ -88,6 +102,8 @@ class ProcessExecutor:
         self._futures: dict[cf.Future[TrialResult], _Task] = {}
         self._ready: list[TrialResult] = []  # finished, not yet handed out (after a lost worker)
         self._closed = False
+        self._marks = tempfile.mkdtemp(prefix="tradingd-sweep-")
+        self._ids = itertools.count()
         self.pools_made = 0  # 1 + the workers lost (for tests and the log)
 
     # -- the pool --
@@ -107,13 +123,19 @@ class ProcessExecutor:
             self._pool = self._new_pool()
         return self._pool
 
-    def _start(self, task: _Task) -> None:
-        future = self._pool_now().submit(self.fn, task.ctx, task.trial)
+    def _start(self, ctx: TrialContext, trial: TrialSpec, attempts: int) -> None:
+        task = _Task(ctx, trial, attempts, os.path.join(self._marks, str(next(self._ids))))
+        future = self._pool_now().submit(_run, self.fn, task.started, ctx, trial)
         self._futures[future] = task
+
+    @staticmethod
+    def _forget(task: _Task) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(task.started)
 
     # -- the protocol --
     def submit(self, ctx: TrialContext, trial: TrialSpec) -> None:
-        self._start(_Task(ctx, trial, 1))
+        self._start(ctx, trial, 1)
 
     def in_flight(self) -> int:
         return len(self._futures) + len(self._ready)
@@ -131,6 +153,7 @@ class ProcessExecutor:
                     lost = True
                     continue
                 del self._futures[future]
+                self._forget(task)
                 if exc is None:
                     self._ready.append(attrs.evolve(future.result(), attempts=task.attempts))
                 else:
@@ -147,10 +170,14 @@ class ProcessExecutor:
         again: list[_Task] = []
         for future, task in sorted(self._futures.items(), key=lambda item: item[1].trial.number):
             exc = future.exception()
+            ran = os.path.exists(task.started)
+            self._forget(task)
             if exc is None:
                 self._ready.append(attrs.evolve(future.result(), attempts=task.attempts))
             elif not isinstance(exc, BrokenProcessPool):
                 self._ready.append(failed(task.trial, one_line(exc), task.attempts))
+            elif not ran:  # queued behind the lost one: not its fault, no attempt used
+                again.append(task)
             elif task.attempts >= self.max_attempts:
                 self._ready.append(
                     failed(task.trial, f"{WORKER_LOST} ({task.attempts} attempts)", task.attempts)
@@ -162,7 +189,7 @@ class ProcessExecutor:
         if old is not None:
             old.shutdown(wait=False, cancel_futures=True)
         for task in again:
-            self._start(task)
+            self._start(task.ctx, task.trial, task.attempts)
 
     def close(self, *, cancel: bool) -> None:
         """Stop: `cancel` drops every trial not finished and terminates the workers at once (no
@@ -171,8 +198,13 @@ class ProcessExecutor:
             return
         self._closed = True
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
+        try:
+            if pool is not None:
+                self._stop(pool, cancel)
+        finally:
+            shutil.rmtree(self._marks, ignore_errors=True)
+
+    def _stop(self, pool: cf.ProcessPoolExecutor, cancel: bool) -> None:
         if not cancel:
             pool.shutdown(wait=True)
             return
