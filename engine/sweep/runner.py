@@ -34,7 +34,6 @@ from .model import (
 )
 from .search import make_search
 from .spec import SweepSpec
-from .stats import curve_stats
 
 __all__ = ["run_sweep", "study_path", "trial_count"]
 
@@ -197,13 +196,15 @@ def run_sweep(
     except _Interrupted:
         executor.close(cancel=True)
         return SweepOutcome(trials=_ordered(run.finished), folds=tuple(folds_done), interrupted=True)
-    tests = [f.test for f in folds_done if f.test is not None and f.test.status == "ok"]
+    # In fold order, a fold without a usable test too (None, failed): the chain carries its
+    # level over it and the statistics name it missing.
+    tests = [f.test for f in folds_done]
     oos = walkforward.stitch(tests)
     return SweepOutcome(
         trials=_ordered(run.finished),
         folds=tuple(folds_done),
         oos_equity=oos,
-        oos_stats=curve_stats(oos, _interval_s(tests)) if oos else {},
+        oos_stats=walkforward.out_of_sample_stats(tests, oos, _interval_s(tests)),
     )
 
 
@@ -211,9 +212,11 @@ def _ordered(results: list[TrialResult]) -> tuple[TrialResult, ...]:
     return tuple(sorted(results, key=lambda r: r.number))
 
 
-def _interval_s(tests: list[TrialResult]) -> float:
+def _interval_s(tests: list[TrialResult | None]) -> float:
     """The equity curve's sampling interval, as the trials' reports say it (`ratios_from`)."""
     for result in tests:
+        if result is None:
+            continue
         for name, stats in result.stats.items():
             ratios: Any = stats.get("ratios_from") if name != "total" else None
             if isinstance(ratios, dict) and ratios.get("interval_s"):

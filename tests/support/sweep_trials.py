@@ -24,8 +24,8 @@ def spec(number: int, **t: object) -> TrialSpec:
 
 def behave(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
     """`x`: the statistic returned (x squared); `fail`: raise ValueError; `kill_marker`: SIGKILL
-    this process unless the file exists (made first; `kill_always`: every time); `sleep_s`;
-    `pid_dir`: this process's pid written there first."""
+    this process unless the file exists (made first; `kill_always`: every time); `sleep_s` (and
+    `sleep_per_x` seconds per unit of x); `pid_dir`: this process's pid written there first."""
     t = trial.params["t"]
     if t.get("pid_dir"):
         Path(str(t["pid_dir"]), f"{trial.number}.pid").write_text(str(os.getpid()))
@@ -35,9 +35,10 @@ def behave(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
     if marker and (t.get("kill_always") or not Path(str(marker)).exists()):
         Path(str(marker)).touch()
         os.kill(os.getpid(), signal.SIGKILL)
-    if t.get("sleep_s"):
-        time.sleep(float(str(t["sleep_s"])))
     x = float(str(t.get("x", 0)))
+    sleep = float(str(t.get("sleep_s", 0))) + x * float(str(t.get("sleep_per_x", 0)))
+    if sleep:
+        time.sleep(sleep)
     return TrialResult(
         key=trial.key,
         number=trial.number,

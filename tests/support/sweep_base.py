@@ -1,0 +1,42 @@
+"""A sweep's base backtest config for tests: the README's config (both example strategies) on a
+few minutes of the generated Deribit sample, plus a `trap` strategy (`sweep_trap.Trap`, copied
+beside it as a user's module) whose parameters make a trial raise, kill its worker or take its
+time; and its decoded-event cache, written once (as `tradingd sweep` warms it)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import trio
+
+from tests.support.backtests import bundled_config_on
+from tradingd.config import load_config
+from tradingd.engine.store.evcache import EventCache
+
+_TRAP = Path(__file__).with_name("sweep_trap.py")
+
+TRAP_TABLE = """
+[[strategies]]
+name = "trap"
+class = "trap:Trap"
+[strategies.params]
+fail = false
+"""
+
+
+def sweep_base(folder: Path, *, hours: float = 0.05, warm: bool = True) -> Path:
+    """`folder/bt.toml` (and its data, `trap.py`, and with `warm` the cache `folder/evc`)."""
+    from tradingd.cli.backtest import build_kernel
+
+    config = bundled_config_on(folder, hours=hours, seed=7)
+    # A low threshold: momentum trades within a few minutes of data.
+    text = config.read_text().replace("threshold = 0.04 ", "threshold = 0.001")
+    assert "threshold = 0.001" in text
+    config.write_text(text + TRAP_TABLE)
+    shutil.copyfile(_TRAP, folder / "trap.py")
+    if warm:
+        kernel = build_kernel(load_config(config), event_cache=EventCache(folder / "evc"))
+        trio.run(kernel.run)
+        assert kernel.cache_entry is not None
+    return config

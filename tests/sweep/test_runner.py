@@ -1,0 +1,292 @@
+"""The sweep runner on the local executor: real trials (backtests of the README's config on a
+few minutes of the generated sample) numbered and ordered the same on every run; a cached trial
+is not run again; a raising trial is failed and the sweep goes on; data a worker cannot read
+fails each trial with a clear error; Ctrl-C keeps what finished; a walk-forward searches each
+train window and runs the best parameters on its test window. Fast trials (`sweep_trials`)
+show the numbering does not depend on the order trials finish in, for TPE as well."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from tests.support.sweep_base import sweep_base
+from tests.support.sweep_trials import behave, context
+from tradingd.cli.trial import context_for, key_of, read_base, run_trial
+from tradingd.engine.sweep.cache import TrialStore
+from tradingd.engine.sweep.local import ProcessExecutor
+from tradingd.engine.sweep.model import (
+    Params,
+    SweepOutcome,
+    TrialContext,
+    TrialResult,
+    TrialSpec,
+    Window,
+    result_to_dict,
+)
+from tradingd.engine.sweep.runner import run_sweep
+from tradingd.engine.sweep.spec import ObjectiveSpec, ParamSpace, SearchSpec, SweepSpec, WalkForwardSpec
+
+START_NS = 1_795_478_400 * 10**9  # 2026-11-24T00:00:00Z: the generated sample's first frame
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sweep_base(tmp_path_factory.mktemp("sweep-base"))
+
+
+def _spec(base: Path, out: Path, params: dict[str, dict[str, ParamSpace]], **kw: Any) -> SweepSpec:
+    return SweepSpec(path=str(base.parent / "sweep.toml"), base=str(base), out=str(out), params=params, **kw)
+
+
+# Two strategies' parameters; a short lookback and a low threshold trade within the sample's
+# three minutes.
+GRID = {
+    "momentum_eth": {"lookback_s": ParamSpace("values", (30, 60))},
+    "gamma_btc": {"delta_band": ParamSpace("values", (0.02, 0.2))},
+}
+
+
+def _run(
+    spec: SweepSpec, workers: int = 2, ctx: TrialContext | None = None
+) -> tuple[SweepOutcome, list[TrialResult]]:
+    table, loaded = read_base(spec)
+    if ctx is None:
+        ctx = context_for(spec, table, loaded, cache_dir=Path(spec.base).parent / "evc")
+    seen: list[TrialResult] = []
+    with ProcessExecutor(run_trial, workers) as ex:
+        outcome = run_sweep(
+            spec, ctx, ex, TrialStore(Path(spec.out)), key_of=key_of(ctx), span=_no_span, progress=seen.append
+        )
+    return outcome, seen
+
+
+def _no_span() -> tuple[int, int]:
+    raise AssertionError("a plain sweep never asks for the data's span")
+
+
+def _comparable(outcome: SweepOutcome) -> list[dict[str, Any]]:
+    """Every trial's JSON without what may differ between two runs of the same sweep: its
+    duration and whether it came from the cache."""
+    out = []
+    for r in outcome.trials:
+        d = result_to_dict(r)
+        del d["duration_s"], d["cached"]
+        out.append(d)
+    return out
+
+
+def test_the_same_sweep_gives_the_same_trials_and_a_rerun_runs_none(base: Path, tmp_path: Path) -> None:
+    first, seen = _run(_spec(base, tmp_path / "a", GRID))
+    assert [r.number for r in first.trials] == [0, 1, 2, 3]
+    # The grid's order: the numbers say which parameters, whatever order the workers finished in.
+    assert [
+        (r.params["momentum_eth"]["lookback_s"], r.params["gamma_btc"]["delta_band"]) for r in first.trials
+    ] == [(30, 0.02), (30, 0.2), (60, 0.02), (60, 0.2)]
+    assert all(r.status == "ok" and r.objective is not None for r in first.trials), first.trials
+    assert len(seen) == 4 and not any(r.cached for r in seen)
+    assert len({r.key for r in first.trials}) == 4
+    # Different parameters made different backtests (the parameters reached the strategies).
+    assert len({r.stats["total"]["net_pnl"] for r in first.trials}) > 1
+    assert first.trials[0].stats["total"]["net_pnl"] == pytest.approx(
+        sum(s["net_pnl"] for name, s in first.trials[0].stats.items() if name != "total")
+    )
+    assert len(TrialStore(tmp_path / "a")) == 4
+
+    second, _ = _run(_spec(base, tmp_path / "b", GRID))
+    assert _comparable(second) == _comparable(first)
+
+    again, seen = _run(_spec(base, tmp_path / "a", GRID))
+    assert [r.cached for r in seen] == [True] * 4  # nothing ran
+    assert _comparable(again) == _comparable(first)
+
+
+def test_a_raising_trial_is_failed_with_its_error_and_the_sweep_finishes(base: Path, tmp_path: Path) -> None:
+    params = {"trap": {"fail": ParamSpace("values", (False, True, False))}}
+    outcome, _ = _run(_spec(base, tmp_path / "out", params))
+    assert [r.status for r in outcome.trials] == ["ok", "failed", "ok"]
+    bad = outcome.trials[1]
+    assert bad.error == "RuntimeError: the trap was sprung"
+    assert bad.objective is None and not bad.feasible
+    # Kept: the same trial raises again, a rerun need not run it.
+    assert TrialStore(tmp_path / "out").get(bad.key) is not None
+
+
+def test_a_worker_killed_mid_trial_is_retried_and_ends_ok(base: Path, tmp_path: Path) -> None:
+    marker = str(tmp_path / "killed")
+    params = {"trap": {"kill_marker": ParamSpace("values", ("", marker))}}
+    outcome, _ = _run(_spec(base, tmp_path / "out", params))
+    assert [r.status for r in outcome.trials] == ["ok", "ok"]
+    assert outcome.trials[1].attempts == 2
+    assert Path(marker).exists()
+
+
+def test_data_a_worker_cannot_read_fails_the_trial_naming_the_file_and_host(
+    base: Path, tmp_path: Path
+) -> None:
+    spec = _spec(base, tmp_path / "out", {"momentum_eth": {"threshold": ParamSpace("values", (0.001,))}})
+    table, loaded = read_base(spec)
+    ctx = context_for(spec, table, loaded, cache_dir=None)
+    missing = str(tmp_path / "not-mounted" / "sample.rec.zst")
+    outcome, _ = _run(spec, ctx=attrs.evolve(ctx, data_files=(*ctx.data_files, missing)))
+    (r,) = outcome.trials
+    assert r.status == "failed"
+    assert r.error == (
+        f"DataUnreadable: data file {missing} is not readable on worker {socket.gethostname()}:"
+        " No such file or directory (every worker must see the data at the same path)"
+    )
+    assert TrialStore(tmp_path / "out").get(r.key) is None  # the place's failure, not the trial's
+
+
+class _InterruptAfter:
+    """An executor that raises KeyboardInterrupt (Ctrl-C) once `n` results were handed out."""
+
+    def __init__(self, inner: ProcessExecutor, n: int) -> None:
+        self.inner = inner
+        self.capacity = inner.capacity
+        self.n = n
+        self.cancelled: bool | None = None
+
+    def submit(self, ctx: TrialContext, trial: TrialSpec) -> None:
+        self.inner.submit(ctx, trial)
+
+    def in_flight(self) -> int:
+        return self.inner.in_flight()
+
+    def next_result(self) -> TrialResult:
+        if self.n == 0:
+            raise KeyboardInterrupt
+        self.n -= 1
+        return self.inner.next_result()
+
+    def close(self, *, cancel: bool) -> None:
+        self.cancelled = cancel
+        self.inner.close(cancel=cancel)
+
+
+def _fast_spec(tmp_path: Path, xs: tuple[int, ...], **kw: Any) -> SweepSpec:
+    return SweepSpec(
+        path=str(tmp_path / "sweep.toml"),
+        base=str(tmp_path / "unused.toml"),
+        out=str(tmp_path / "out"),
+        params={"t": {"x": ParamSpace("values", xs)}},
+        **kw,
+    )
+
+
+def _fast_key(params: Params, window: Window) -> str:
+    text = json.dumps({k: dict(v) for k, v in params.items()}, sort_keys=True) + repr(window)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_ctrl_c_closes_the_executor_at_once_and_keeps_what_finished(tmp_path: Path) -> None:
+    spec = _fast_spec(tmp_path, (1, 2, 3, 4, 5, 6))
+    ex = _InterruptAfter(ProcessExecutor(behave, 2), 2)
+    store = TrialStore(tmp_path / "out")
+    outcome = run_sweep(spec, context(), ex, store, key_of=_fast_key, span=_no_span)
+    assert outcome.interrupted
+    assert ex.cancelled is True
+    assert len(outcome.trials) == 2
+    assert len(store) == 2
+    assert all(store.get(r.key) is not None for r in outcome.trials)
+
+
+def test_numbers_do_not_depend_on_the_order_trials_finish_in(tmp_path: Path) -> None:
+    # Larger x sleeps longer: the first trials finish last.
+    spec = _fast_spec(tmp_path, (4, 3, 2, 1, 0))
+    spec = attrs.evolve(
+        spec,
+        params={
+            "t": {"x": ParamSpace("values", (4, 3, 2, 1, 0)), "sleep_per_x": ParamSpace("values", (0.1,))}
+        },
+    )
+    order: list[int] = []
+    with ProcessExecutor(behave, 3) as ex:
+        outcome = run_sweep(
+            spec,
+            context(),
+            ex,
+            TrialStore(tmp_path / "out"),
+            key_of=_fast_key,
+            span=_no_span,
+            progress=lambda r: order.append(r.number),
+        )
+    assert order != sorted(order)  # they did finish out of order
+    assert [(r.number, r.params["t"]["x"]) for r in outcome.trials] == [
+        (0, 4),
+        (1, 3),
+        (2, 2),
+        (3, 1),
+        (4, 0),
+    ]
+
+
+def test_a_tpe_search_proposes_the_same_trials_on_every_run(tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    params = {
+        "t": {"x": ParamSpace("range", low=-5.0, high=5.0), "sleep_per_x": ParamSpace("values", (0.02,))}
+    }
+
+    def sweep(out: str) -> list[float]:
+        spec = SweepSpec(
+            path=str(tmp_path / "sweep.toml"),
+            base=str(tmp_path / "unused.toml"),
+            out=str(tmp_path / out),
+            params=params,
+            search=SearchSpec(method="tpe", trials=8, seed=3),
+            objective=ObjectiveSpec(direction="minimize"),
+        )
+        with ProcessExecutor(behave, 2) as ex:
+            outcome = run_sweep(
+                spec, context(), ex, TrialStore(Path(spec.out)), key_of=_fast_key, span=_no_span
+            )
+        return [float(r.params["t"]["x"]) for r in outcome.trials]
+
+    first = sweep("a")
+    assert len(first) == 8
+    assert sweep("b") == first
+
+
+def test_a_walk_forward_runs_each_folds_best_on_its_test_window(base: Path, tmp_path: Path) -> None:
+    wf = WalkForwardSpec(windows=2, train_s=60, test_s=30, mode="rolling")
+    spec = _spec(
+        base,
+        tmp_path / "out",
+        {"momentum_eth": {"lookback_s": ParamSpace("values", (20, 40))}},
+        walk_forward=wf,
+    )
+    table, loaded = read_base(spec)
+    ctx = context_for(spec, table, loaded, cache_dir=base.parent / "evc")
+    with ProcessExecutor(run_trial, 2) as ex:
+        outcome = run_sweep(
+            spec,
+            ctx,
+            ex,
+            TrialStore(tmp_path / "out"),
+            key_of=key_of(ctx),
+            span=lambda: (START_NS, START_NS + 180 * 10**9),
+        )
+    assert not outcome.interrupted
+    assert len(outcome.folds) == 2
+    assert [(r.number, r.role, r.fold) for r in outcome.trials] == [
+        (0, "train", 0),
+        (1, "train", 0),
+        (2, "test", 0),
+        (3, "train", 1),
+        (4, "train", 1),
+        (5, "test", 1),
+    ]
+    for i, f in enumerate(outcome.folds):
+        assert f.fold.index == i
+        assert [t.window for t in f.trials] == [f.fold.train] * 2
+        assert f.best is not None and f.best in f.trials
+        assert f.test is not None and f.test.window == f.fold.test and f.test.params == f.best.params
+    assert outcome.folds[1].fold.train.start_ns == START_NS + 30 * 10**9  # rolling by the test length
+    assert outcome.oos_equity
+    assert "max_drawdown" in outcome.oos_stats
