@@ -15,6 +15,21 @@ hundreds of thousands of events per second affordable), but with the live semant
 
 The same inputs give the same result, byte for byte (no wall clock, no hash-order iteration).
 
+Windows (`BacktestSettings.start_ns` / `end_ns`, receive times; issue 18's sweep trials and
+walk-forward folds): the frames before `start_ns` are decoded as usual (the books, the decoders'
+instruments, a cache entry being written) and their tickers kept (marks, index prices), and
+instruments expire as they do, but no strategy is started, nor receives any event, timer or
+order, and nothing is sampled or counted: a strategy started at 06:00 sees the books as they were
+at 06:00. The strategies start, as on a data file that begins there, before the first market
+event at or after `start_ns`. The replay stops at the first frame at or after `end_ns`, which is
+not applied: the strategies stop as at the data's end, unrealized PnL at the marks known before
+it. The equity curve, the statistics, the fills and the frame counts are the window's; the
+result's `start_ns`/`end_ns` are the window's bounds where the data covers them (else its first
+or last frame in the window). A window holding no frame starts no strategy and says so in
+one warning. The event cache is keyed and written as for the whole data (windowing is after
+decoding): a run stopped at its window's end while writing the entry decodes the rest of the
+data into it after its result, so every window of a data set reads the one entry.
+
 After the run, `BacktestResult.warnings` says in one line each what made a strategy or a data
 file do nothing, which a table of zeros would not: a strategy subscribed to a venue no data file
 is of, or to instruments the data does not have, or that received no market event; orders on
@@ -28,12 +43,13 @@ no option of its underlying in the data). Each warning is also logged once, as
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import inspect
 import itertools
 import math
 import time
-from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -104,6 +120,12 @@ _FILLS_KEPT = 20_000  # fills kept per strategy for the charts (all are counted)
 _FINISHED: Any = object()  # `_deliver`: the strategy's step ended (nothing a coroutine awaits)
 
 
+def _window_time(_: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
+    # An int, not a float (ns since the epoch are past a double's exact integers) nor a bool.
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"{attribute.name}: expected ns since the epoch (an int) or None, got {value!r}")
+
+
 @attrs.frozen
 class BacktestSettings:
     """How the simulated venues behave. Latencies are one-way, in milliseconds."""
@@ -114,9 +136,18 @@ class BacktestSettings:
     queue_ahead: bool = False
     mailbox_capacity: int = 1024
     # The market-time window the strategies trade in (issue 18's walk-forward windows), receive
-    # times in ns since the epoch: None from the data's first frame / to its last.
-    start_ns: int | None = None
-    end_ns: int | None = None
+    # times in ns since the epoch: None from the data's first frame / to its last. Frames before
+    # `start_ns` only warm the books and the marks up; the replay stops at `end_ns` (module
+    # docstring, "Windows").
+    start_ns: int | None = attrs.field(default=None, validator=_window_time)
+    end_ns: int | None = attrs.field(default=None, validator=_window_time)
+
+    def __attrs_post_init__(self) -> None:
+        if self.start_ns is not None and self.end_ns is not None and self.start_ns >= self.end_ns:
+            raise ValueError(
+                f"the backtest window's start ({format_ts(self.start_ns)}) is not before its end"
+                f" ({format_ts(self.end_ns)})"
+            )
 
 
 @attrs.frozen
@@ -497,6 +528,18 @@ def _sharpe(samples: Sequence[tuple[int, float]], interval_s: float) -> float | 
     return sharpe_ratio([e for _, e in samples], interval_s)
 
 
+def _until(
+    stream: Iterator[tuple[Any, int, Any]], end: int, cut: list[tuple[Any, int, Any]]
+) -> Iterator[tuple[Any, int, Any]]:
+    """`stream` up to its first frame at or after `end` (a window's end), which goes in `cut`."""
+    for item in stream:
+        ts = item[0]
+        if ts is not None and ts >= end:
+            cut.append(item)
+            return
+        yield item
+
+
 def settlement_price(inst: Instrument, index: float) -> float:
     """What an expiring instrument settles at, in its quote currency, given the index price."""
     if inst.kind is InstrumentKind.OPTION and inst.strike is not None:
@@ -618,6 +661,14 @@ class BacktestKernel:
         self.data_path = "frames"
         self.cache_entry: Path | None = None
         self._evc_writer: CacheWriter | None = None
+        # The window (`BacktestSettings.start_ns/end_ns`): whether the replay stopped at its end
+        # (the data went on), and then the readers' bad lines met, by file.
+        self._stopped = False
+        self._draining = False
+        self._bad_read: dict[Path, int] = {}
+        # A window with no frame of the data in it: (the last frame before it, the first after
+        # it), each None when there is none (`_warnings` says it in one line).
+        self._empty_window: tuple[int | None, int | None] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     def _open(self, src: DataSource) -> FrameSource:
@@ -631,6 +682,15 @@ class BacktestKernel:
     def _reader_bad_line(self, path: Path, lineno: int, reason: str) -> None:
         if self._evc_writer is not None:  # kept where it came, for a replay from the cache
             self._evc_writer.bad_line(path, lineno, reason)
+        if self._draining:  # past the window's end: the cache entry's, not this run's
+            return
+        self._read_bad_line(path, lineno, reason)
+
+    def _read_bad_line(self, path: Path, lineno: int, reason: str) -> None:
+        """A reader's bad line (or the cache's record of one), counted by file as met: a run
+        that stops at its window's end counts those of the data it read, on either path (a
+        reader's own count, and a cache entry's, are the whole file's)."""
+        self._bad_read[path] = self._bad_read.get(path, 0) + 1
         self._bad_line(path, lineno, reason)
 
     def _data(
@@ -661,7 +721,7 @@ class BacktestKernel:
                     self.sims[venue].books = rd.book
                 return (
                     list(hit.readers),
-                    hit.stream(self._bad_line),
+                    hit.stream(self._read_bad_line),
                     [hit.decoders[v].apply for v in venue_of],
                     None,
                 )
@@ -711,21 +771,18 @@ class BacktestKernel:
         self._unread_by[idx] += unread - seen_unread
         self._stats_seen[venue] = (control, unread)
 
-    def _data_end(self, readers: list[FrameSource]) -> None:
-        """After the data: the totals of what was rate-limited, and the `.zst` files that end
-        inside a frame (cut short, or still being written), each named with its last time read."""
+    def _data_end(self, readers: list[FrameSource], *, files: bool = True) -> None:
+        """After the data: the totals of what was rate-limited, and (`files`: the data was read
+        to its end) the `.zst` files that end inside a frame (cut short, or still being
+        written), each named with its last time read."""
         if self.bad_lines_seen > _REPORT_FIRST:
             self.log.warning("data.bad_lines", total=self.bad_lines_seen, logged=_REPORT_FIRST)
         if self.malformed > _REPORT_FIRST:
             self.log.warning("frame.malformed_total", total=self.malformed, logged=_REPORT_FIRST)
-        for idx, r in enumerate(readers):
-            if isinstance(r, RecordingSet | CachedReader):
-                cut = list(r.unfinished_files)
-            elif isinstance(r, RecordingReader) and r.unfinished:
-                cut = [(r.path, r.last_ts)]
-            else:
-                cut = []
-            self._unfinished[idx] = cut
+        if not files:  # stopped at the window's end: what lies past it is not this run's
+            return
+        self._unfinished = self._cut_files(readers)
+        for cut in self._unfinished:
             for path, last in cut:
                 self.log.warning(
                     "data.unfinished",
@@ -734,6 +791,19 @@ class BacktestKernel:
                     error="the .zst ends inside a frame (cut short, or still being written):"
                     " read to its last complete block",
                 )
+
+    @staticmethod
+    def _cut_files(readers: list[FrameSource]) -> list[list[tuple[Path, int | None]]]:
+        """Each source's `.zst` files that end inside a frame, with the last time read."""
+        out: list[list[tuple[Path, int | None]]] = []
+        for r in readers:
+            if isinstance(r, RecordingSet | CachedReader):
+                out.append(list(r.unfinished_files))
+            elif isinstance(r, RecordingReader) and r.unfinished:
+                out.append([(r.path, r.last_ts)])
+            else:
+                out.append([])
+        return out
 
     def book(self, venue: str, instrument: str) -> OrderBook | None:
         decoder = self.decoders.get(venue)
@@ -1034,7 +1104,10 @@ class BacktestKernel:
             if inst.expiry_ns is not None and (inst.venue, inst.symbol) not in self._expired
         )
 
-    def _expire_instruments(self, now: int) -> None:
+    def _expire_instruments(self, now: int, *, notify: bool = True) -> None:
+        """Instruments whose expiry passed: their orders end, their positions settle at the
+        index, and (`notify`) their subscribers get an EXPIRED status; before a window's start
+        nobody is subscribed yet."""
         while self._expiries and self._expiries[0][0] <= now:
             _, venue, symbol = self._expiries.pop(0)
             self._expired.add((venue, symbol))
@@ -1068,6 +1141,8 @@ class BacktestKernel:
                 message=f"{symbol} expired",
                 data={"settlement_index": index},
             )
+            if not notify:
+                continue
             for slot in self.router.route(status):
                 self._deliver(slot, status)
 
@@ -1216,17 +1291,28 @@ class BacktestKernel:
         next_expiry = math.inf
         started = False
         strategies_started = False
-        for ts, idx, frame in stream:
+        # The window: frames before its start warm the books up (`_warm_up`), and the replay
+        # stops at the first frame at or after its end (`_until`, which keeps that frame in
+        # `cut`). Without one, the loop below reads the stream itself: no cost per frame.
+        window_start, window_end = self.settings.start_ns, self.settings.end_ns
+        it: Iterator[tuple[Any, int, Any]] = iter(stream)
+        main: Any = it  # Any, as `stream`: the hot loop's events are dispatched by class
+        warmed = 0
+        if window_start is not None:
+            first, warmed = await self._warm_up(it, readers, decoders, window_start, total_bytes)
+            if first is not None:
+                main = itertools.chain((first,), it)
+            next_expiry = self._expiries[0][0] if self._expiries else math.inf
+        cut: list[tuple[Any, int, Any]] = []
+        if window_end is not None:
+            main = _until(main, window_end, cut)
+        for ts, idx, frame in main:
             if ts is None:
-                if not started:  # bare frames from the start: not a recording at all
+                if not started and not warmed:  # bare frames from the start: not a recording at all
                     raise DataError(
                         f"{readers[idx].path}: a bare frame has no receive time and cannot be replayed"
                     )
-                # One bare line among timestamped ones is a bad line: reported, skipped.
-                where = getattr(readers[idx], "where", None)
-                path, lineno = where() if where is not None else (readers[idx].path, None)
-                self._bare_by[idx] += 1
-                self._bad_line(path, lineno or 0, "a bare frame has no receive time")
+                self._bare_frame(readers, idx)
                 continue
             if not started:
                 started = True
@@ -1319,38 +1405,130 @@ class BacktestKernel:
                 self._expire_instruments(ts)
                 next_expiry = self._expiries[0][0] if self._expiries else math.inf
         self.malformed = malformed
-        self._data_end(readers)
+        self._stopped = stopped = bool(cut)
+        self._data_end(readers, files=not stopped)
         if self.data_path == "cache":  # said at the end, in market time as the run's other lines
             self.log.info("evcache.read", file=str(self.cache_entry))
-        if writer is not None:
-            self._evc_writer = None
-            entry = writer.commit(self.decoders, readers, self._unfinished)
-            if entry is not None:
-                self.data_path = "frames, cache written"
-                self.cache_entry = entry
-                self.log.info("evcache.written", file=str(entry))
+        if writer is not None and not stopped:
+            self._commit(writer, readers)
         end_ns = self.now if started else None
-        if not strategies_started:
+        if started:  # the window, where the data covers it (else its first or last frame)
+            if warmed and window_start is not None:
+                start_ns = window_start
+            if stopped:
+                end_ns = window_end
+        # A window the data has no frame in: nothing to trade, no strategy started (or stopped).
+        if not started and (warmed or stopped):
+            self._empty_window = (self.now if warmed else None, cut[0][0] if stopped else None)
+        elif not strategies_started:
             for slot in self.slots:
                 self._drive(slot, slot.strategy.on_start(), None, None)
         # What was in flight when the data ended still happens (against the last books).
         self._run_timers(math.inf)
         for slot in self.slots:
-            if slot.coro is None and slot.failure is None:  # a failed one's on_stop has run
+            if started and slot.coro is None and slot.failure is None:  # a failed one's on_stop has run
                 slot.phase = "on_stop"
                 self._drive(slot, slot.strategy.on_stop(), None, None)
         self._run_timers(math.inf)
         if started:
             self._next_equity = self.now  # the end is always on the equity curve
             self._sample(self.now)
-        if self.progress is not None:
-            self.progress(total_bytes, total_bytes)
         self.events = events_count
         self.frames = frames
         for slot in self.slots:
             slot.keys_seen.update(slot.keys)
         self._warnings()
-        return self._result(time.perf_counter() - wall0, start_ns, end_ns, readers)
+        result = self._result(time.perf_counter() - wall0, start_ns, end_ns, readers)
+        if writer is not None and stopped:
+            # The cache entry is the whole data set's (the one every window of it reads): the
+            # rest of the data is decoded into it, after the result (which it does not change).
+            await self._drain(cut[0], it, decoders, total_bytes, readers)
+            self._commit(writer, readers)
+        if self.progress is not None:
+            self.progress(total_bytes, total_bytes)
+        return result
+
+    def _commit(self, writer: CacheWriter, readers: list[Any]) -> None:
+        self._evc_writer = None
+        entry = writer.commit(self.decoders, readers, self._cut_files(readers))
+        if entry is not None:
+            self.data_path = "frames, cache written"
+            self.cache_entry = entry
+            self.log.info("evcache.written", file=str(entry))
+
+    def _bare_frame(self, readers: list[Any], idx: int) -> None:
+        """One bare line among timestamped ones is a bad line: reported, skipped."""
+        where = getattr(readers[idx], "where", None)
+        path, lineno = where() if where is not None else (readers[idx].path, None)
+        self._bare_by[idx] += 1
+        self._bad_line(path, lineno or 0, "a bare frame has no receive time")
+
+    async def _warm_up(
+        self,
+        stream: Iterator[tuple[Any, int, Any]],
+        readers: list[Any],
+        decoders: list[Callable[[Any, int], list[MarketEvent]]],
+        start: int,
+        total_bytes: int,
+    ) -> tuple[tuple[Any, int, Any] | None, int]:
+        """The frames before the window's `start`: decoded (the books, and a cache entry being
+        written, follow them), their tickers kept (marks, index prices: USD rates), instruments
+        expiring as they do; nothing routed, no strategy started, nothing sampled nor counted in
+        the result (a malformed frame is skipped quietly: it is not the window's). Returns the
+        first frame at or after `start` (None: the data ended before it) and how many were read."""
+        on_ticker = self.market.on_ticker
+        registry = self.registry
+        frames = 0
+        for item in stream:
+            ts, idx, frame = item
+            if ts is None:
+                if not frames:  # bare frames from the start: not a recording at all
+                    raise DataError(
+                        f"{readers[idx].path}: a bare frame has no receive time and cannot be replayed"
+                    )
+                self._bare_frame(readers, idx)
+                continue
+            if ts >= start:
+                return item, frames
+            self.now = ts
+            frames += 1
+            try:
+                events = decoders[idx](frame, ts)
+            except MalformedFrame:
+                continue
+            for ev in events:
+                if ev.__class__ is Ticker:
+                    on_ticker(ev)
+            if len(registry) != self._registry_size:
+                self._refresh_expiries()
+            if self._expiries and self._expiries[0][0] <= ts:
+                self._expire_instruments(ts, notify=False)
+            if frames & (_CHECKPOINT_EVERY - 1) == 0:
+                if self.progress is not None:
+                    self.progress(sum(r.bytes_read for r in readers), total_bytes)
+                await trio.lowlevel.checkpoint()
+        return None, frames
+
+    async def _drain(
+        self,
+        first: tuple[Any, int, Any],
+        stream: Iterator[tuple[Any, int, Any]],
+        decoders: list[Callable[[Any, int], list[MarketEvent]]],
+        total_bytes: int,
+        readers: list[Any],
+    ) -> None:
+        """Past the window's end, for the cache entry being written only: every frame decoded
+        (through the writer's decoders), nothing else done or said."""
+        self._draining = True
+        for n, (ts, idx, frame) in enumerate(itertools.chain((first,), stream), 1):
+            if ts is not None:
+                # A malformed frame is recorded by the writer as such; this run is over.
+                with contextlib.suppress(MalformedFrame):
+                    decoders[idx](frame, ts)
+            if n & (_CHECKPOINT_EVERY - 1) == 0:
+                if self.progress is not None:
+                    self.progress(sum(r.bytes_read for r in readers), total_bytes)
+                await trio.lowlevel.checkpoint()
 
     # -- what did nothing --------------------------------------------------------------------
     def _warn(self, kind: str, message: str) -> None:
@@ -1361,12 +1539,32 @@ class BacktestKernel:
         """After the run: one line per thing that made a strategy, or a data file, do nothing,
         which a table of zeros would not explain (README, "Backtest warnings"). Each also logged
         once as `backtest.warning` with its `kind`."""
+        if self._empty_window is not None:  # the one thing to say: nothing else ran
+            self._window_warning(*self._empty_window)
+            return
         data_venues = sorted({src.venue for src in self.sources})
         subscribed = {key[0] for slot in self.slots for key in slot.keys_seen}
         for slot in self.slots:
             self._strategy_warnings(slot, data_venues)
         for i, src in enumerate(self.sources):
             self._file_warning(i, src, subscribed)
+
+    def _window_warning(self, before: int | None, after: int | None) -> None:
+        start, end = self.settings.start_ns, self.settings.end_ns
+        window = (
+            f"{'the data' + chr(39) + 's start' if start is None else format_ts(start)} -> "
+            f"{'its end' if end is None else format_ts(end)}"
+        )
+        if after is None:
+            where = f"the data ends before it (its last frame: {format_ts(before)})" if before else ""
+        elif before is None:
+            where = f"the data starts after it (its first frame: {format_ts(after)})"
+        else:
+            where = f"the data has a gap from {format_ts(before)} to {format_ts(after)}"
+        self._warn(
+            "empty_window",
+            f"the window {window} holds no frame of the data: no strategy ran ({where})",
+        )
 
     def _fills_by(self, i: int) -> int:
         """How many frames of source `i` no strategy received but the simulated venue used: as
@@ -1534,11 +1732,21 @@ class BacktestKernel:
                 failure=slot.failure,
             )
         fills = [self._fills_by(i) for i in range(len(self.sources))]
+        # Bad lines by source: as its reader counted them (the whole file: a cache entry keeps
+        # that count), or, stopped at the window's end, those met on the way (either path).
+        bad = [r.bad_lines for r in readers]
+        if self._stopped:
+            bad = [0] * len(readers)
+            for path, n in self._bad_read.items():
+                for i, src in enumerate(self.sources):
+                    if path == src.path or src.path in path.parents:
+                        bad[i] += n
+                        break
         return BacktestResult(
             events=self.events,
             frames=self.frames,
             malformed_frames=self.malformed,
-            bad_lines=sum(r.bad_lines for r in readers) + sum(self._bare_by),
+            bad_lines=sum(bad) + sum(self._bare_by),
             duration_s=duration,
             start_ns=start_ns,
             end_ns=end_ns,
@@ -1550,7 +1758,7 @@ class BacktestKernel:
                 DataFileStats(
                     venue=src.venue,
                     path=str(src.path),
-                    bad_lines=r.bad_lines + self._bare_by[i],
+                    bad_lines=bad[i] + self._bare_by[i],
                     malformed_frames=self._malformed_by[i],
                     unfinished=tuple((str(p), last) for p, last in self._unfinished[i]),
                     frames=self._frames_by[i],
