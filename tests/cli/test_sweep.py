@@ -1,0 +1,154 @@
+"""`tradingd sweep` as a user runs it (a subprocess): the same sweep twice prints the same table
+and writes the same results; Ctrl-C exits 130 keeping the finished trials, and the same command
+again runs only the rest (counted: each run of the trap strategy leaves a file) and prints the
+table of an uninterrupted run; a sweep whose every trial fails exits 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.sweep_base import sweep_base
+
+# Four trials of two strategies' parameters; each takes its time (the trap sleeps) so that a
+# Ctrl-C lands between trials.
+SWEEP = """
+base = "bt.toml"
+out = "runs/default"
+workers = 2
+[search]
+method = "grid"
+[objective]
+statistic = "net_pnl"
+strategy = "total"
+direction = "maximize"
+constraints = ["fills >= 1"]
+[params.momentum_eth]
+lookback_s = {{ values = [30, 60] }}
+[params.gamma_btc]
+delta_band = {{ values = [0.02, 0.2] }}
+{extra}
+"""
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("sweep-cli")
+    config = sweep_base(folder)
+    (folder / "runs").mkdir()
+    text = config.read_text().replace(
+        "fail = false", f'fail = false\nsleep_s = 0.6\ncount_dir = "{folder / "runs"}"'
+    )
+    config.write_text(text)
+    (folder / "sweep.toml").write_text(SWEEP.format(extra=""))
+    (folder / "failing.toml").write_text(SWEEP.format(extra="[params.trap]\nfail = { values = [true] }"))
+    return folder
+
+
+def _env(folder: Path) -> dict[str, str]:
+    # The sweep's decoded-event cache: the one `sweep_base` warmed (never ~/.cache).
+    return {**os.environ, "TRADINGD_CACHE_DIR": str(folder / "evc"), "COLUMNS": "100"}
+
+
+def _cmd(folder: Path, out: str, sweep: str = "sweep.toml") -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "tradingd.cli.main",
+        "sweep",
+        "--config",
+        str(folder / sweep),
+        "--out",
+        str(folder / out),
+    ]
+
+
+def _sweep(folder: Path, out: str, sweep: str = "sweep.toml") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _cmd(folder, out, sweep), env=_env(folder), capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def _runs(folder: Path) -> int:
+    return len(list((folder / "runs").glob("run-*")))
+
+
+def _table(stdout: str) -> str:
+    """The table: stdout without its last line (which names the folder)."""
+    lines = stdout.rstrip("\n").splitlines()
+    assert lines[-1].startswith("results in "), stdout
+    return "\n".join(lines[:-1])
+
+
+def _results(folder: Path, out: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((folder / out / "results.json").read_text())
+    for trial in data["trials"]:
+        del trial["run"]  # attempts, cached, duration: how this run got it
+    return data
+
+
+def test_the_same_sweep_twice_gives_the_same_table_and_results(folder: Path) -> None:
+    before = _runs(folder)
+    first = _sweep(folder, "a")
+    assert first.returncode == 0, first.stderr
+    assert _runs(folder) - before == 4
+    assert "4 trials: 4 run, 0 from the trial cache, 0 failed" in first.stderr
+    assert first.stdout.rstrip().endswith(f"results in {folder / 'a'}")
+    for name in ("results.json", "results.csv"):
+        assert (folder / "a" / name).is_file()
+    assert len(list((folder / "a" / "trials").glob("*.json"))) == 4
+    second = _sweep(folder, "b")
+    assert second.returncode == 0, second.stderr
+    assert _table(second.stdout) == _table(first.stdout)
+    assert _results(folder, "b") == _results(folder, "a")
+    assert (folder / "a" / "results.csv").read_text() == (folder / "b" / "results.csv").read_text()
+
+
+def test_ctrl_c_keeps_the_finished_trials_and_the_rerun_runs_only_the_rest(folder: Path) -> None:
+    whole = _sweep(folder, "whole")
+    assert whole.returncode == 0, whole.stderr
+
+    trials = folder / "stopped" / "trials"
+    proc = subprocess.Popen(
+        _cmd(folder, "stopped"), env=_env(folder), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(trials.glob("*.json"))) < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no trial finished"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    kept = len(list(trials.glob("*.json")))
+    assert 2 <= kept < 4, err  # it stopped before the end
+    assert f"interrupted: {kept} trials: {kept} run, 0 from the trial cache, 0 failed" in err, err
+    assert "Traceback" not in err
+
+    before = _runs(folder)
+    again = _sweep(folder, "stopped")
+    assert again.returncode == 0, again.stderr
+    assert f"4 trials: {4 - kept} run, {kept} from the trial cache, 0 failed" in again.stderr
+    assert _runs(folder) - before == 4 - kept  # the trap ran only in the trials not kept
+    assert _table(again.stdout).replace("stopped", "whole") == _table(whole.stdout)
+    assert _results(folder, "stopped") == _results(folder, "whole")
+
+
+def test_a_sweep_whose_every_trial_fails_exits_1(folder: Path) -> None:
+    done = _sweep(folder, "failing", "failing.toml")
+    assert done.returncode == 1, done.stderr
+    assert "4 trials: 4 run, 0 from the trial cache, 4 failed" in done.stderr
+    data = json.loads((folder / "failing" / "results.json").read_text())
+    assert {t["error"] for t in data["trials"]} == {"RuntimeError: the trap was sprung"}
