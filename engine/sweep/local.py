@@ -110,7 +110,7 @@ class ProcessExecutor:
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         if self._mp.get_start_method() == "forkserver":
             # The server imports what every worker needs once; each worker forks from it.
-            self._mp.set_forkserver_preload([self.fn.__module__, __name__])  # type: ignore[attr-defined]
+            self._mp.set_forkserver_preload([self.fn.__module__, __name__])
         self.pools_made += 1
         return cf.ProcessPoolExecutor(
             max_workers=self.capacity, mp_context=self._mp, initializer=_worker_init
