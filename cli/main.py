@@ -67,6 +67,16 @@ def _count(text: str) -> int:
     return n
 
 
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of worker processes (1 or more), got {text!r}")
+    return n
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -102,6 +112,33 @@ def _add_backtest(sub: Any) -> None:
         " else $XDG_CACHE_HOME/tradingd/events, else ~/.cache/tradingd/events; delete it to clear it)",
     )
     b.set_defaults(handler="backtest:cmd_backtest")
+
+
+def _add_sweep(sub: Any) -> None:
+    s = sub.add_parser(
+        "sweep", help="a parameter sweep or walk-forward test of a backtest config, in parallel"
+    )
+    s.add_argument("--config", required=True, help="the sweep file (SWEEP.toml: base config, params, search)")
+    s.add_argument(
+        "--workers",
+        type=_workers,
+        help="local worker processes (default: the file's, else this machine's CPUs)",
+    )
+    s.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run the trials as Ray tasks on this cluster ('auto', 'ray://host:10001');"
+        " needs the cluster extra",
+    )
+    s.add_argument("--out", metavar="DIR", help="the results folder (default: the file's `out`)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    s.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="every trial decodes its frames (no decoded-event cache); finished trials are"
+        " still kept in OUT/trials",
+    )
+    s.set_defaults(handler="sweep:cmd_sweep")
 
 
 def _add_decode(sub: Any) -> None:
@@ -359,6 +396,7 @@ def _parser() -> argparse.ArgumentParser:
     # In the order `tradingd --help` lists them.
     for add in (
         _add_backtest,
+        _add_sweep,
         _add_decode,
         _add_check_config,
         _add_generate,

@@ -1,0 +1,245 @@
+"""`tradingd sweep --config SWEEP.toml`: run a parameter sweep (or a walk-forward test) of a
+backtest config, each trial a backtest in a local worker process (or a Ray task with
+`--cluster`), then print the table of trials (best first) and write `results.csv`,
+`results.json` and `sweep.html` in the results folder.
+
+The data is decoded once for every trial: before the trials, one backtest of the base config
+writes the decoded-event cache entry (if it is not there yet), which every trial then reads
+(`--no-cache`: each trial decodes its frames). Every finished trial is kept at once in
+`OUT/trials/` (`engine.sweep.cache`): Ctrl-C stops the workers, writes the results of what
+finished and exits 130; the same command again runs only the trials still missing.
+
+Exit: 0; 1 when every trial failed; 130 interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tradingd.config import LoadedConfig, load_sweep
+from tradingd.engine.backtest.kernel import DataSource
+from tradingd.engine.logs.setup import configure_logging
+from tradingd.engine.model.errors import ConfigError, DataError
+from tradingd.engine.store.evcache import EventCache
+from tradingd.engine.sweep import objective
+from tradingd.engine.sweep.cache import TrialStore
+from tradingd.engine.sweep.local import ProcessExecutor
+from tradingd.engine.sweep.model import Executor, SweepOutcome, TrialResult
+from tradingd.engine.sweep.runner import run_sweep, trial_count
+from tradingd.engine.sweep.spec import SweepSpec
+from tradingd.engine.venue.plugins import load_venue
+
+from .backtest import build_kernel, ensure_data
+from .exits import UsageError
+from .progress import wanted
+from .trial import context_for, key_of, read_base, run_trial
+
+__all__ = ["cmd_sweep", "default_workers"]
+
+EXIT_INTERRUPTED = 130
+
+
+def default_workers() -> int:
+    """This machine's CPUs this process may use."""
+    count: Callable[[], int | None] | None = getattr(os, "process_cpu_count", None)  # Python 3.13+
+    if count is not None:
+        return count() or 1
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _sources(loaded: LoadedConfig) -> list[DataSource]:
+    bt = loaded.config.backtest
+    assert bt is not None
+    return [DataSource(d.venue, p, d.format) for d, p in zip(bt.data, loaded.data_paths, strict=True)]
+
+
+def _warm(loaded: LoadedConfig, cache: EventCache) -> None:
+    """Decode once for every trial: one backtest of the base config over the whole data writes
+    the decoded-event cache entry, unless it is there already (a previous run, a backtest)."""
+    sources = _sources(loaded)
+    plugins = {s.venue: load_venue(s.venue) for s in sources}
+    try:
+        if cache.path_of(cache.key(plugins, sources)).exists():
+            return
+    except Exception:  # the cache's own trouble: the replay below says it in the log
+        pass
+    _err("decoding the data once for every trial (the decoded-event cache)...")
+    kernel = build_kernel(loaded, event_cache=cache)
+    trio.run(kernel.run)
+    if kernel.cache_entry is None and kernel.data_path != "cache":
+        _err("  the decoded-event cache was not written (see the log): each trial decodes its frames")
+
+
+def _span(loaded: LoadedConfig) -> Callable[[], tuple[int, int]]:
+    """The data's first and last receive times (a walk-forward lays its windows on them)."""
+
+    def span() -> tuple[int, int]:
+        from tradingd.engine.backtest import data_span
+
+        sources = _sources(loaded)
+        found = data_span({s.venue: load_venue(s.venue) for s in sources}, sources)
+        if found is None:
+            raise DataError(f"the data of {loaded.path} holds no frame: nothing to lay windows on")
+        return found
+
+    return span
+
+
+def _executor(spec: SweepSpec, workers: int) -> Executor:
+    if spec.cluster is None:
+        return ProcessExecutor(run_trial, workers, max_attempts=spec.max_attempts)
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError(
+            f"--cluster {spec.cluster}: running on Ray needs the 'cluster' extra:"
+            " pip install 'tradingd[cluster]'"
+        )
+    from tradingd.engine.sweep.ray import RayExecutor  # heavy (ray): only for a cluster
+
+    address = None if spec.cluster == "local" else spec.cluster
+    return RayExecutor(run_trial, address, max_attempts=spec.max_attempts)
+
+
+@attrs.define
+class _Tally:
+    """What the progress bar and the last lines say: trials done, failed, from the cache, the
+    best objective so far."""
+
+    spec: SweepSpec
+    done: int = 0
+    failed: int = 0
+    cached: int = 0
+    best: TrialResult | None = None
+
+    def add(self, result: TrialResult) -> None:
+        self.done += 1
+        self.failed += result.status == "failed"
+        self.cached += result.cached
+        if result.status != "ok" or not result.feasible or result.objective is None:
+            return
+        o = self.spec.objective
+        if self.best is None or objective.rank_key(o, result) < objective.rank_key(o, self.best):
+            self.best = result
+
+    def best_text(self) -> str:
+        if self.best is None or self.best.objective is None:
+            return "-"
+        return f"{self.best.objective:.6g}"
+
+
+@contextmanager
+def _bar(show: bool, total: int, tally: _Tally) -> Iterator[Callable[[TrialResult], None]]:
+    """The progress callback: a bar on stderr (trials done/total, failed, best objective) when
+    `show`; always the tally."""
+    if not show:
+        yield tally.add
+        return
+    o = tally.spec.objective
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TextColumn(f"best {o.statistic}: {{task.fields[best]}}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task("trials", total=total, failed=0, best="-")
+
+        def update(result: TrialResult) -> None:
+            tally.add(result)
+            bar.update(task, completed=tally.done, failed=tally.failed, best=tally.best_text())
+
+        yield update
+
+
+def _write(out: Path, outcome: SweepOutcome, spec: SweepSpec) -> None:
+    """The table on stdout, `results.csv`/`results.json` and (with matplotlib) `sweep.html`."""
+    from tradingd.engine.sweep import results
+
+    Console().print(results.table(outcome, spec.objective))
+    try:
+        results.write(out, outcome, spec.objective)
+        if importlib.util.find_spec("matplotlib") is None:
+            _err(
+                "sweep.html not drawn: the HTML report needs the 'report' extra:"
+                " pip install 'tradingd[report]'"
+            )
+        elif outcome.trials:
+            from tradingd.engine.sweep import html
+
+            html.render(out, outcome, spec.objective, spec.params)
+    except OSError as exc:
+        raise DataError(f"cannot write the results in {out}: {exc.strerror or exc}") from None
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    spec = load_sweep(args.config)
+    if args.out is not None:
+        spec = attrs.evolve(spec, out=str(Path(args.out).expanduser().resolve()))
+    if args.cluster is not None:
+        spec = attrs.evolve(spec, cluster=args.cluster)
+    workers = args.workers or spec.workers or default_workers()
+    configure_logging(args.log_level or "warning", args.log_format or "auto", sys.stderr)
+    show = wanted(args.no_progress)
+
+    table, loaded = read_base(spec)
+    ensure_data(loaded, _err, show_progress=show)
+    cache = None if args.no_cache else EventCache()
+    if cache is not None:
+        _warm(loaded, cache)
+    ctx = context_for(spec, table, loaded, cache_dir=None if cache is None else cache.directory)
+    key = key_of(ctx, cache=cache)
+    span = _span(loaded)
+    try:
+        total = trial_count(spec, len(_plan(spec, span)) if spec.walk_forward is not None else 0)
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=spec.path, path="walk_forward") from None
+
+    out = Path(spec.out)
+    store = TrialStore(out)
+    tally = _Tally(spec)
+    executor = _executor(spec, workers)
+    where = f"on the Ray cluster {spec.cluster}" if spec.cluster else f"in {workers} local processes"
+    _err(f"sweep: {total} trials {where}; results in {out}")
+    try:
+        with _bar(show, total, tally) as progress:
+            outcome = run_sweep(spec, ctx, executor, store, key_of=key, span=span, progress=progress)
+    finally:
+        executor.close(cancel=True)
+    _write(out, outcome, spec)
+    ran = tally.done - tally.cached
+    summary = f"{tally.done} trials: {ran} run, {tally.cached} from the trial cache, {tally.failed} failed"
+    if outcome.interrupted:
+        _err(f"interrupted: {summary}; they are kept in {store.directory} (the same command resumes)")
+        print(f"results (so far) in {out}")
+        return EXIT_INTERRUPTED
+    _err(summary)
+    print(f"results in {out}")
+    return 1 if tally.done and tally.failed == tally.done else 0
+
+
+def _plan(spec: SweepSpec, span: Callable[[], tuple[int, int]]) -> tuple[Any, ...]:
+    from tradingd.engine.sweep import walkforward
+
+    assert spec.walk_forward is not None
+    return walkforward.plan(span(), spec.walk_forward, spec.window)

@@ -1,0 +1,118 @@
+"""The local process executor: results come back with their numbers, a trial that raises is
+failed with its error, a worker killed mid-trial has its trial run again, and closing with
+`cancel` stops at once without leaving a worker behind."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.sweep_trials import behave, context, spec
+from tradingd.engine.sweep.local import ProcessExecutor
+from tradingd.engine.sweep.model import TrialResult
+
+
+def _drain(ex: ProcessExecutor, n: int) -> dict[int, TrialResult]:
+    out: dict[int, TrialResult] = {}
+    for _ in range(n):
+        r = ex.next_result()
+        out[r.number] = r
+    return out
+
+
+def test_trials_come_back_with_their_results_and_numbers() -> None:
+    with ProcessExecutor(behave, 2) as ex:
+        ctx = context()
+        for i in range(5):
+            ex.submit(ctx, spec(i, x=i))
+        assert ex.in_flight() == 5
+        got = _drain(ex, 5)
+        assert ex.in_flight() == 0
+    assert sorted(got) == [0, 1, 2, 3, 4]
+    assert all(r.status == "ok" and r.attempts == 1 for r in got.values())
+    assert [got[i].stats["total"]["net_pnl"] for i in range(5)] == [0.0, 1.0, 4.0, 9.0, 16.0]
+
+
+def test_a_trial_that_raises_is_failed_with_its_error_in_one_line_and_the_others_go_on() -> None:
+    with ProcessExecutor(behave, 2) as ex:
+        ctx = context()
+        ex.submit(ctx, spec(0, x=1))
+        ex.submit(ctx, spec(1, fail=True))
+        ex.submit(ctx, spec(2, x=2))
+        got = _drain(ex, 3)
+    assert got[1].status == "failed"
+    assert got[1].error == "ValueError: trial 1 fails"
+    assert got[1].stats == {} and got[1].attempts == 1
+    assert got[0].status == got[2].status == "ok"
+    assert ex.pools_made == 1  # a raise is not a lost worker
+
+
+def test_a_worker_killed_mid_trial_has_its_trial_run_again(tmp_path: Path) -> None:
+    with ProcessExecutor(behave, 2) as ex:
+        ctx = context()
+        ex.submit(ctx, spec(0, x=3, kill_marker=str(tmp_path / "killed-once")))
+        ex.submit(ctx, spec(1, x=4))
+        got = _drain(ex, 2)
+    assert (tmp_path / "killed-once").exists()
+    assert got[0].status == "ok" and got[0].stats["total"]["net_pnl"] == 9.0
+    assert got[0].attempts == 2
+    assert got[1].status == "ok" and got[1].stats["total"]["net_pnl"] == 16.0
+    assert ex.pools_made == 2
+
+
+def test_a_trial_that_always_kills_its_worker_fails_as_worker_lost_after_max_attempts(tmp_path: Path) -> None:
+    with ProcessExecutor(behave, 1, max_attempts=2) as ex:
+        ctx = context()
+        ex.submit(ctx, spec(0, kill_marker=str(tmp_path / "m"), kill_always=True))
+        ex.submit(ctx, spec(1, x=5))
+        got = _drain(ex, 2)
+    assert got[0].status == "failed"
+    assert got[0].error == "worker lost (2 attempts)"
+    assert got[0].attempts == 2
+    # The trial queued behind it in the same broken pool ran in the end, charged nothing: it
+    # never started in a pool that broke.
+    assert got[1].status == "ok" and got[1].stats["total"]["net_pnl"] == 25.0
+    assert got[1].attempts == 1
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie not yet reaped by its parent (the fork server) is gone too.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_close_with_cancel_stops_at_once_and_leaves_no_worker(tmp_path: Path) -> None:
+    ex = ProcessExecutor(behave, 2)
+    ctx = context()
+    for i in range(2):
+        ex.submit(ctx, spec(i, sleep_s=60, pid_dir=str(tmp_path)))
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("*.pid"))) < 2:  # both running
+        assert time.monotonic() < deadline, "the trials never started"
+        time.sleep(0.05)
+    pids = [int(p.read_text()) for p in tmp_path.glob("*.pid")]
+    t0 = time.monotonic()
+    ex.close(cancel=True)
+    assert time.monotonic() - t0 < 10  # not the trials' 60 s
+    deadline = time.monotonic() + 10
+    while not all(_gone(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"workers left running: {pids}"
+        time.sleep(0.05)
+    with pytest.raises(RuntimeError, match="closed"):
+        ex.submit(ctx, spec(9))
+
+
+def test_workers_and_attempts_are_checked() -> None:
+    with pytest.raises(ValueError, match="workers=0"):
+        ProcessExecutor(behave, 0)
+    with pytest.raises(ValueError, match="max_attempts=0"):
+        ProcessExecutor(behave, 1, max_attempts=0)

@@ -1,0 +1,207 @@
+"""Walk-forward windows (`plan`) and the chained out-of-sample curve (`stitch`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tradingd.engine.sweep.model import TrialResult, Window
+from tradingd.engine.sweep.spec import WalkForwardSpec
+from tradingd.engine.sweep.stats import curve_stats
+from tradingd.engine.sweep.walkforward import missing_folds, out_of_sample_stats, plan, stitch
+
+MIN = 60 * 1_000_000_000
+T0 = 1_795_000_000 * 1_000_000_000  # a data start (2026-11-18), whole seconds
+
+
+def _spec(mode: Literal["rolling", "anchored"] = "rolling", windows: int = 3) -> WalkForwardSpec:
+    return WalkForwardSpec(windows=windows, train_s=40 * 60, test_s=20 * 60, mode=mode)
+
+
+def test_rolling_windows_slide_by_one_test_window() -> None:
+    folds = plan((T0, T0 + 120 * MIN), _spec("rolling"), Window())
+    assert [(f.index, f.train, f.test) for f in folds] == [
+        (0, Window(T0, T0 + 40 * MIN), Window(T0 + 40 * MIN, T0 + 60 * MIN)),
+        (1, Window(T0 + 20 * MIN, T0 + 60 * MIN), Window(T0 + 60 * MIN, T0 + 80 * MIN)),
+        (2, Window(T0 + 40 * MIN, T0 + 80 * MIN), Window(T0 + 80 * MIN, T0 + 100 * MIN)),
+    ]
+
+
+def test_anchored_windows_start_at_the_data_start_and_grow() -> None:
+    folds = plan((T0, T0 + 120 * MIN), _spec("anchored"), Window())
+    assert [f.train for f in folds] == [
+        Window(T0, T0 + 40 * MIN),
+        Window(T0, T0 + 60 * MIN),
+        Window(T0, T0 + 80 * MIN),
+    ]
+    assert [f.test for f in folds] == [
+        Window(T0 + 40 * MIN, T0 + 60 * MIN),
+        Window(T0 + 60 * MIN, T0 + 80 * MIN),
+        Window(T0 + 80 * MIN, T0 + 100 * MIN),
+    ]
+
+
+def test_the_sweeps_window_start_moves_the_folds() -> None:
+    folds = plan((T0, T0 + 120 * MIN), _spec(), Window(start_ns=T0 + 10 * MIN))
+    assert folds[0].train == Window(T0 + 10 * MIN, T0 + 50 * MIN)
+    assert folds[-1].test.end_ns == T0 + 110 * MIN
+
+
+def test_a_window_starting_before_the_data_starts_at_the_data() -> None:
+    folds = plan((T0, T0 + 120 * MIN), _spec(), Window(start_ns=T0 - 30 * MIN))
+    assert folds[0].train.start_ns == T0
+
+
+def test_exactly_enough_data_fits() -> None:
+    folds = plan((T0, T0 + 100 * MIN), _spec(), Window())
+    assert folds[-1].test.end_ns == T0 + 100 * MIN
+
+
+def test_too_little_data_is_refused_with_the_figures() -> None:
+    with pytest.raises(ValueError) as info:
+        plan((T0, T0 + 95 * MIN), _spec(), Window())
+    assert str(info.value) == (
+        "walk-forward needs 100 min of data (40 min train + 3 x 20 min test); the data has 95 min"
+    )
+
+
+def test_a_window_end_too_early_is_refused_naming_the_window() -> None:
+    message = r"needs 2 h of data .*the data in the sweep's window has 1 h 30 min"
+    with pytest.raises(ValueError, match=message):
+        plan(
+            (T0, T0 + 240 * MIN),
+            WalkForwardSpec(windows=2, train_s=3600, test_s=1800),
+            Window(end_ns=T0 + 90 * MIN + 1),
+        )
+
+
+def test_a_window_after_the_data_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"has nothing$"):
+        plan((T0, T0 + 120 * MIN), _spec(), Window(start_ns=T0 + 200 * MIN))
+
+
+@pytest.mark.parametrize(("windows", "train_s", "test_s"), [(0, 60.0, 60.0), (2, 0.0, 60.0), (2, 60.0, -1.0)])
+def test_a_spec_without_windows_is_refused(windows: int, train_s: float, test_s: float) -> None:
+    with pytest.raises(ValueError, match="walk-forward"):
+        plan((T0, T0 + 10**15), WalkForwardSpec(windows=windows, train_s=train_s, test_s=test_s), Window())
+
+
+@given(
+    mode=st.sampled_from(["rolling", "anchored"]),
+    windows=st.integers(1, 8),
+    train_s=st.floats(0.5, 10_000, allow_nan=False),
+    test_s=st.floats(0.5, 10_000, allow_nan=False),
+    start=st.integers(0, 2**62),
+    length=st.integers(0, 10**14),
+    offset=st.integers(-(10**13), 10**13) | st.none(),
+    cut=st.integers(0, 10**14) | st.none(),
+)
+def test_planned_windows_are_contiguous_ordered_and_within_the_span(
+    mode: Literal["rolling", "anchored"],
+    windows: int,
+    train_s: float,
+    test_s: float,
+    start: int,
+    length: int,
+    offset: int | None,
+    cut: int | None,
+) -> None:
+    span = (start, start + length)
+    window = Window(None if offset is None else start + offset, None if cut is None else start + cut)
+    spec = WalkForwardSpec(windows=windows, train_s=train_s, test_s=test_s, mode=mode)
+    lo = span[0] if window.start_ns is None else max(span[0], window.start_ns)
+    hi = span[1] if window.end_ns is None else min(span[1], window.end_ns)
+    if round(train_s * 1e9) + windows * round(test_s * 1e9) > hi - lo:
+        with pytest.raises(ValueError, match="^walk-forward needs "):
+            plan(span, spec, window)
+        return
+    folds = plan(span, spec, window)
+    assert len(folds) == windows
+    lo = span[0] if window.start_ns is None else max(span[0], window.start_ns)
+    hi = span[1] if window.end_ns is None else min(span[1], window.end_ns)
+    for i, f in enumerate(folds):
+        assert f.index == i
+        for w in (f.train, f.test):
+            assert isinstance(w.start_ns, int) and isinstance(w.end_ns, int)
+            assert lo <= w.start_ns < w.end_ns <= hi
+        assert f.train.end_ns == f.test.start_ns  # train right before its test
+        assert f.test.end_ns is not None and f.test.start_ns is not None
+        assert f.test.end_ns - f.test.start_ns == round(test_s * 1e9)
+        if i:
+            assert f.test.start_ns == folds[i - 1].test.end_ns  # contiguous, no overlap
+        if mode == "anchored":
+            assert f.train.start_ns == lo
+        else:
+            assert f.train.end_ns is not None and f.train.start_ns is not None
+            assert f.train.end_ns - f.train.start_ns == round(train_s * 1e9)
+
+
+def _test(
+    fold: int,
+    equity: list[tuple[int, float]],
+    *,
+    status: Literal["ok", "failed"] = "ok",
+    fees: float = 0.1,
+) -> TrialResult:
+    return TrialResult(
+        key=f"k{fold}",
+        number=100 + fold,
+        params={"s": {"p": 1}},
+        window=Window(),
+        role="test",
+        fold=fold,
+        status=status,
+        error=None if status == "ok" else "boom",
+        equity=tuple(equity),
+        stats={"total": {"net_pnl": equity[-1][1] if equity else 0.0, "fills": 2, "fees": fees}},
+    )
+
+
+def test_stitch_chains_each_test_from_where_the_previous_ended() -> None:
+    a = _test(0, [(10, 0.0), (11, 5.0), (12, 3.0)])
+    b = _test(1, [(20, 0.0), (21, -1.0), (22, 2.0)])
+    c = _test(2, [(30, 0.5), (31, 1.0)])
+    assert stitch([a, b, c]) == (
+        (10, 0.0),
+        (11, 5.0),
+        (12, 3.0),
+        (20, 3.0),
+        (21, 2.0),
+        (22, 5.0),
+        (30, 5.5),
+        (31, 6.0),
+    )
+
+
+def test_stitch_carries_the_level_over_a_fold_without_a_result() -> None:
+    a = _test(0, [(10, 0.0), (12, 3.0)])
+    failed = _test(1, [], status="failed")
+    c = _test(3, [(30, 0.0), (31, 1.0)])
+    empty = _test(4, [])
+    tests = [a, failed, None, c, empty]
+    # No point in the missing windows (times 20..29): the gap shows; nothing is invented.
+    assert stitch(tests) == ((10, 0.0), (12, 3.0), (30, 3.0), (31, 4.0))
+    assert missing_folds(tests) == (1, 2, 4)
+
+
+def test_stitch_of_nothing_is_empty() -> None:
+    assert stitch([]) == ()
+    assert stitch([None, _test(0, [], status="failed")]) == ()
+
+
+def test_out_of_sample_stats_sum_the_tests_and_measure_the_curve() -> None:
+    a = _test(0, [(0, 0.0), (60 * 10**9, 5.0), (120 * 10**9, 3.0)])
+    b = _test(2, [(200 * 10**9, 0.0), (260 * 10**9, 2.0)], fees=0.2)
+    tests = [a, None, b]
+    curve = stitch(tests)
+    out = out_of_sample_stats(tests, curve, 60.0)
+    measured = curve_stats(curve, 60.0)
+    assert out["max_drawdown"] == measured["max_drawdown"] == 2.0
+    assert out["sharpe"] == measured["sharpe"]
+    assert out["net_pnl"] == 5.0  # the tests' exact sum (3 + 2), as the curve ends
+    assert out["fills"] == 4 and isinstance(out["fills"], int)
+    assert out["fees"] == 0.3  # summed as Decimal: not 0.1 + 0.2's float 0.30000000000000004
+    assert out["folds"] == 2 and out["folds_missing"] == [1]
