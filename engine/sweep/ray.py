@@ -9,7 +9,8 @@ one line names the extra. Where things live:
 - A trial is a Ray task (one CPU). A worker process lost mid-task (killed, out of memory, its node
   gone) is retried by Ray, up to `max_attempts` runs in all (`max_retries=max_attempts-1`); an
   exception raised by the trial function is not retried: the task catches it and returns the
-  trial failed with its error in one line (`Type: message`), as the local executor does.
+  trial failed with its error in one line (`Type: message`), as the local executor does (its
+  `failed` and `one_line`: the same failure reads the same on either).
 - Attempts are counted where they happen: each run of a task first asks a small counter actor
   of this executor (`_Attempts`, no CPU reserved) for its attempt number, so a trial retried after
   its worker died says `attempts == 2` without relying on Ray's private task state. A trial that
@@ -30,13 +31,13 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any
 
 from ..model.errors import DataError
+from .local import WORKER_LOST, failed, one_line
 from .model import TrialContext, TrialFn, TrialResult, TrialSpec
 
-__all__ = ["RayExecutor", "import_ray", "one_line"]
+__all__ = ["RayExecutor", "import_ray"]
 
 _EXTRA = "running trials on a Ray cluster needs the 'cluster' extra: pip install 'tradingd[cluster]'"
 
@@ -52,28 +53,6 @@ def import_ray() -> Any:
     except ImportError:
         raise DataError(_EXTRA) from None
     return ray
-
-
-def one_line(exc: BaseException) -> str:
-    """A trial's error as a failed result records it: `Type: message`, the message's lines joined
-    (a ConfigError lists one problem a line), so a table row and a CSV cell stay one line."""
-    message = " / ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-def _failed(trial: TrialSpec, error: str, attempts: int, duration_s: float = 0.0) -> TrialResult:
-    return TrialResult(
-        key=trial.key,
-        number=trial.number,
-        params=trial.params,
-        window=trial.window,
-        role=trial.role,
-        fold=trial.fold,
-        status="failed",
-        error=error,
-        duration_s=duration_s,
-        attempts=attempts,
-    )
 
 
 class _Attempts:
@@ -99,11 +78,10 @@ def _attempt(fn: TrialFn, ctx: TrialContext, trial: TrialSpec, counter: Any, tok
     failure, returned rather than raised: Ray would wrap it, and it must not be retried."""
     ray = import_ray()
     attempts: int = ray.get(counter.begin.remote(token))
-    t0 = time.perf_counter()
     try:
         result = fn(ctx, trial)
     except Exception as exc:  # the trial's own failure: recorded, the sweep goes on
-        return _failed(trial, one_line(exc), attempts, time.perf_counter() - t0)
+        return failed(trial, one_line(exc), attempts)
     if result.attempts == attempts:
         return result
     import attrs
@@ -190,9 +168,9 @@ class RayExecutor:
             attempts = self.max_attempts
         name = type(exc).__name__
         if any(name.startswith(lost) for lost in _LOST):
-            return _failed(trial, f"worker lost ({name}, {attempts} attempts)", attempts)
+            return failed(trial, f"{WORKER_LOST} ({attempts} attempts)", attempts)
         cause = getattr(exc, "cause", None)
-        return _failed(trial, one_line(cause if isinstance(cause, BaseException) else exc), max(attempts, 1))
+        return failed(trial, one_line(cause if isinstance(cause, BaseException) else exc), max(attempts, 1))
 
     def in_flight(self) -> int:
         return len(self._pending)
