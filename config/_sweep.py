@@ -208,8 +208,11 @@ def _read_space(raw: Any, where: str, hint: Any, problems: list[Problem]) -> Par
         )
         return None
     before = len(problems)
-    problems += _unknown(raw, _SPACE, where)
+    unknown = _unknown(raw, _SPACE, where)
+    problems += unknown
     kinds = [k for k in _KINDS if k in raw]
+    if not kinds and unknown:  # a misspelt kind: its suggestion says it all
+        return None
     if len(kinds) != 1:
         problems.append(
             (

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..model.errors import DataError
 from . import space as _space
 from .model import Params, TrialResult
 from .objective import violations
@@ -105,8 +106,9 @@ def _import_optuna() -> Any:
     try:
         import optuna
     except ImportError:
-        raise ImportError(
-            "a TPE search needs Optuna, which is not installed: pip install 'tradingd[sweep]'"
+        # DataError, as the other extras' (the command line's one line, exit 1).
+        raise DataError(
+            "a TPE search needs the 'sweep' extra (Optuna): pip install 'tradingd[sweep]'"
         ) from None
     return optuna
 
@@ -249,7 +251,7 @@ def make_search(
     study_name: str,
 ) -> Search:
     """The search `spec` names over `params` (see the module docstring). ValueError for a grid
-    too large or a random/TPE search without `trials`; ImportError (one line naming the extra)
+    too large or a random/TPE search without `trials`; DataError (one line naming the extra)
     for TPE without Optuna."""
     for spaces in params.values():
         for s in spaces.values():

@@ -134,7 +134,7 @@ def test_combination_i_is_the_grids_ith(sizes: list[int]) -> None:
         (ParamSpace("log_range", low=0.1, high=1.0, num=1), "num must be at least 2 (low and high), got 1"),
         (ParamSpace("values"), "values is empty: list at least one value"),
         (ParamSpace("range", low=0.0, high=math.inf, step=1.0), "high: expected a finite number, got inf"),
-        (ParamSpace("range", low=True, high=3, step=1), "low must be a number, got True"),  # type: ignore[arg-type]
+        (ParamSpace("range", low=True, high=3, step=1), "low must be a number, got True"),
         (ParamSpace("values", values=(1.0, math.nan)), "expected a finite number, got nan"),
     ],
 )

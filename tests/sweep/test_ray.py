@@ -1,0 +1,347 @@
+"""`RayExecutor` on a Ray instance of this machine (2 CPUs), started once for the module (`ray.init`
+costs seconds): trials run as Ray tasks give what a direct call gives; a trial that raises fails
+with its error and the others go on; a worker killed mid-trial has its trial run again; one killed
+on every attempt gives "worker lost"; cancelling leaves nothing running; the context goes to the
+object store once; an instance the executor started is quiet and stopped, a cluster it joined is
+left running; without Ray, one line names the extra.
+
+The trial functions live in `tests.support.ray_trials`: Ray's workers import them by name (Ray puts
+the driver's working directory, the repository's root under pytest, on the workers' `sys.path`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from tests.support import ray_trials
+from tradingd.cli.backtest import build_kernel, ensure_data
+from tradingd.cli.trial import context_for, key_of, read_base, run_trial
+from tradingd.engine.model.errors import DataError
+from tradingd.engine.store.evcache import EventCache
+from tradingd.engine.sweep.cache import TrialStore
+from tradingd.engine.sweep.local import ProcessExecutor
+from tradingd.engine.sweep.model import Executor, TrialContext, TrialFn, TrialResult, TrialSpec, Window
+from tradingd.engine.sweep.ray import RayExecutor, import_ray
+from tradingd.engine.sweep.runner import run_sweep
+from tradingd.engine.sweep.spec import Constraint, ObjectiveSpec, ParamSpace, SweepSpec
+
+pytest.importorskip("ray")
+
+# One Ray instance per process: the module's tests belong in one xdist worker (`--dist loadgroup`
+# honours this; under `--dist load` each worker that gets one of them starts its own instance).
+pytestmark = pytest.mark.xdist_group("ray")
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+CTX = TrialContext(
+    base_path="/data/base.toml",
+    base_table={"mode": "backtest"},
+    cache_dir=None,
+    data_files=(),
+    code_version="v1",
+)
+
+
+def _trial(number: int, **params: Any) -> TrialSpec:
+    return TrialSpec(
+        key=f"key-{number}",
+        number=number,
+        params={"t": {"x": number, **params}},
+        window=Window(10, 20 + number),
+    )
+
+
+def _run_all(executor: RayExecutor, trials: list[TrialSpec]) -> list[TrialResult]:
+    for trial in trials:
+        executor.submit(CTX, trial)
+    assert executor.in_flight() == len(trials)
+    results = [executor.next_result() for _ in trials]
+    assert executor.in_flight() == 0
+    return sorted(results, key=lambda r: r.number)
+
+
+def _wait_for(condition: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
+    # A bound only so that a broken executor fails the test instead of hanging it.
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"still waiting for {what} after {seconds:.0f} s")
+        time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a zombie has finished, its parent not yet told
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RayExecutor]:
+    """The module's Ray instance, started (and at the end stopped) by an executor of its own;
+    the tests' executors find Ray connected and use it as it is."""
+    owner = RayExecutor(ray_trials.computed, None, num_cpus=2)
+    yield owner
+    owner.close(cancel=True)
+
+
+@pytest.fixture
+def executor_of(cluster: RayExecutor) -> Iterator[Callable[..., RayExecutor]]:
+    made: list[RayExecutor] = []
+
+    def make(fn: TrialFn, **kwargs: Any) -> RayExecutor:
+        made.append(RayExecutor(fn, None, **kwargs))
+        return made[-1]
+
+    yield make
+    for executor in made:
+        executor.close(cancel=True)
+
+
+def test_trials_give_what_a_direct_call_gives(executor_of: Callable[..., RayExecutor]) -> None:
+    executor = executor_of(ray_trials.computed)
+    assert executor.capacity == 2  # the instance's CPUs
+    trials = [_trial(n) for n in range(5)]
+    results = _run_all(executor, trials)
+    assert results == [ray_trials.computed(CTX, t) for t in trials]
+    assert all(r.attempts == 1 for r in results)
+
+
+def test_a_trial_that_raises_fails_with_its_error_and_the_others_run(
+    executor_of: Callable[..., RayExecutor],
+) -> None:
+    executor = executor_of(ray_trials.raises_on_odd)
+    trials = [_trial(n) for n in range(4)]
+    results = _run_all(executor, trials)
+    assert [r.status for r in results] == ["ok", "failed", "ok", "failed"]
+    assert results[0] == ray_trials.computed(CTX, trials[0])
+    assert results[2] == ray_trials.computed(CTX, trials[2])
+    # One line, the exception's type first; not retried (its worker did not die).
+    assert results[1].error == "ValueError: odd x: 1"
+    assert results[3].error == "ValueError: odd x: 3"
+    assert [r.attempts for r in results] == [1, 1, 1, 1]
+    failed = results[1]
+    assert (failed.key, failed.number, failed.params, failed.window) == (
+        trials[1].key,
+        1,
+        trials[1].params,
+        trials[1].window,
+    )
+    assert failed.stats == {} and failed.objective is None
+
+
+def test_a_worker_killed_mid_trial_has_its_trial_run_again(
+    executor_of: Callable[..., RayExecutor], tmp_path: Path
+) -> None:
+    executor = executor_of(ray_trials.dies_first)
+    marker = tmp_path / "first-run"
+    trials = [_trial(0, marker=str(marker)), _trial(1, marker=str(tmp_path / "other"))]
+    (tmp_path / "other").write_text("already ran")  # this one does not die
+    results = _run_all(executor, trials)
+    assert marker.exists()  # the first run happened, and its worker died
+    assert results[0] == attrs.evolve(ray_trials.computed(CTX, trials[0]), attempts=2)
+    assert results[1] == ray_trials.computed(CTX, trials[1])
+
+
+def test_a_worker_lost_on_every_attempt_fails_the_trial(
+    executor_of: Callable[..., RayExecutor], tmp_path: Path
+) -> None:
+    executor = executor_of(ray_trials.always_dies, max_attempts=2)
+    runs = tmp_path / "runs"
+    [result] = _run_all(executor, [_trial(0, runs=str(runs))])
+    assert result.status == "failed"
+    assert result.error is not None and result.error.startswith("worker lost"), result.error
+    assert result.attempts == 2
+    assert runs.read_text().splitlines() == ["run", "run"]  # Ray ran it twice, no more
+
+
+def test_cancel_leaves_no_trial_running(executor_of: Callable[..., RayExecutor], tmp_path: Path) -> None:
+    executor = executor_of(ray_trials.blocks)
+    for n in range(3):  # two run (2 CPUs), one waits
+        executor.submit(CTX, _trial(n, pids=str(tmp_path)))
+    _wait_for(lambda: len(list(tmp_path.glob("*.pid"))) == 2, "two trials to start")
+    pids = [int(p.stem) for p in tmp_path.glob("*.pid")]
+    assert all(_running(pid) for pid in pids)
+    t0 = time.monotonic()
+    executor.close(cancel=True)
+    assert time.monotonic() - t0 < 60  # not the trials' ten minutes
+    assert executor.in_flight() == 0
+    _wait_for(lambda: not any(_running(pid) for pid in pids), "the cancelled trials' workers to end")
+    assert len(list(tmp_path.glob("*.pid"))) == 2  # the waiting one never started
+    # The caller's Ray (the module's instance) is still there for the next executor.
+    again = executor_of(ray_trials.computed)
+    assert _run_all(again, [_trial(7)]) == [ray_trials.computed(CTX, _trial(7))]
+
+
+def test_the_context_goes_to_the_object_store_once(
+    executor_of: Callable[..., RayExecutor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ray = import_ray()
+    puts: list[object] = []
+    put = ray.put
+
+    def counted(value: object, **kwargs: Any) -> Any:
+        puts.append(value)
+        return put(value, **kwargs)
+
+    monkeypatch.setattr(ray, "put", counted)
+    executor = executor_of(ray_trials.computed)
+    results = _run_all(executor, [_trial(n) for n in range(4)])
+    assert puts == [CTX]
+    assert {r.stats["total"]["base"] for r in results} == {CTX.base_path}  # each task read it
+
+
+def test_next_result_with_nothing_in_flight_says_so(executor_of: Callable[..., RayExecutor]) -> None:
+    with pytest.raises(RuntimeError, match="no trial in flight"):
+        executor_of(ray_trials.computed).next_result()
+
+
+# A driver of its own: an executor that starts Ray (address None) or joins the module's instance
+# (its address), runs one trial, closes, and says what is left of Ray in its process.
+_DRIVER = """
+import os, sys
+from pathlib import Path
+import ray
+from tests.support import ray_trials
+from tradingd.engine.sweep.model import TrialContext, TrialSpec, Window
+from tradingd.engine.sweep.ray import RayExecutor
+
+address = sys.argv[1] or None
+ctx = TrialContext("/data/base.toml", {}, None, (), "v1")
+executor = RayExecutor(ray_trials.computed, address, num_cpus=1)
+executor.submit(ctx, TrialSpec("k", 3, {"t": {"x": 3}}, Window()))
+print("status", executor.next_result().status, "capacity", executor.capacity)
+children = set(Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split())
+executor.close(cancel=False)
+left = [c for c in children if Path(f"/proc/{c}").exists()
+        and Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")]
+print("initialized", ray.is_initialized(), "children", len(children), "left", len(left))
+"""
+
+
+def _driver(address: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _DRIVER, address],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_a_local_instance_is_quiet_and_stopped_by_close() -> None:
+    done = _driver("")
+    assert done.returncode == 0, done.stderr
+    # Ray's INFO lines and its workers' output stay off the terminal.
+    assert done.stderr == "", done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "status ok capacity 1"
+    # The instance's processes (GCS, raylet, ...) were this driver's children; none is left.
+    _, initialized, _, children, _, left = lines[1].split()
+    assert initialized == "False" and int(children) > 0 and left == "0", lines
+
+
+def test_a_cluster_joined_by_address_is_left_running(cluster: RayExecutor) -> None:
+    done = _driver(cluster.address)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "status ok capacity 2"  # the module's instance: its 2 CPUs
+    assert lines[1].startswith("initialized False children 0 "), lines  # disconnected, started nothing
+    # ... and the module's instance runs trials as before.
+    cluster.submit(CTX, _trial(4))
+    assert cluster.next_result() == ray_trials.computed(CTX, _trial(4))
+
+
+def test_without_ray_one_line_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(
+        DataError,
+        match=r"^running trials on a Ray cluster needs the 'cluster' extra: "
+        r"pip install 'tradingd\[cluster\]'$",
+    ):
+        RayExecutor(ray_trials.computed, None)
+
+
+def test_the_sweep_room_imports_without_ray() -> None:
+    # Ray is imported when an executor is made, not when the module is: the local sweep never
+    # pays for it (nor needs the extra).
+    code = (
+        "import sys\n"
+        "class _Blocked:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'ray':\n"
+        "            raise ImportError('blocked by the test')\n"
+        "sys.meta_path.insert(0, _Blocked())\n"
+        "import tradingd.engine.sweep.ray, tradingd.engine.sweep.model\n"
+        "assert 'ray' not in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def _tiny_base(folder: Path) -> Path:
+    """The bundled example on 15 minutes of its sample (both strategies trade in them)."""
+    config = (ROOT / "config" / "backtest.toml").read_text()
+    config = config.replace('path = "../data/deribit-sample.rec.zst"', 'path = "tiny.rec.zst"')
+    config = config.replace("generate = { seed = 7, hours = 2.0 }", "generate = { seed = 7, hours = 0.25 }")
+    assert 'path = "tiny.rec.zst"' in config and "hours = 0.25" in config, "the bundled config changed"
+    (folder / "bt.toml").write_text(config)
+    return folder / "bt.toml"
+
+
+@pytest.mark.slow
+def test_a_sweep_on_ray_gives_the_local_processes_results(cluster: RayExecutor, tmp_path: Path) -> None:
+    spec = SweepSpec(
+        path=str(tmp_path / "sweep.toml"),
+        base=str(_tiny_base(tmp_path)),
+        out=str(tmp_path / "out"),
+        params={
+            "momentum_eth": {"threshold": ParamSpace("values", (0.01, 0.04))},
+            "gamma_btc": {"delta_band": ParamSpace("values", (0.05, 0.2))},
+        },
+        objective=ObjectiveSpec(constraints=(Constraint("fills", ">=", 1.0, "momentum_eth"),)),
+    )
+    table, loaded = read_base(spec)
+    ensure_data(loaded, lambda line: None)
+    cache = EventCache(tmp_path / "events")
+    trio.run(build_kernel(loaded, event_cache=cache).run)  # decoded once, as `tradingd sweep` does
+    ctx = context_for(spec, table, loaded, cache_dir=cache.directory)
+    key = key_of(ctx, cache=cache)
+
+    def span() -> tuple[int, int]:
+        raise AssertionError("no walk-forward here")
+
+    def sweep(executor: Executor, out: str) -> tuple[TrialResult, ...]:
+        try:
+            outcome = run_sweep(
+                attrs.evolve(spec, out=str(tmp_path / out)),
+                ctx,
+                executor,
+                TrialStore(tmp_path / out),
+                key_of=key,
+                span=span,
+            )
+        finally:
+            executor.close(cancel=True)
+        assert not outcome.interrupted
+        # The time a trial took is the one thing that may differ.
+        return tuple(attrs.evolve(r, duration_s=0.0) for r in outcome.trials)
+
+    local = sweep(ProcessExecutor(run_trial, 2), "local")
+    on_ray = sweep(RayExecutor(run_trial, None), "ray")
+    assert [r.status for r in local] == ["ok"] * 4, [r.error for r in local]
+    assert on_ray == local
+    # Not a comparison of empty results: the trials traded, and their parameters told.
+    assert all(r.stats["momentum_eth"]["fills"] > 0 for r in local)
+    assert len({r.stats["total"]["net_pnl"] for r in local}) > 1

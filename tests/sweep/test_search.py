@@ -1,0 +1,258 @@
+"""Searches: a grid proposes every combination once (and refuses a huge one), a random search
+the same draws for the same seed without repeating a combination, a TPE search keeps its study
+in SQLite and resumes it: an interrupted study reopened continues to its total."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tradingd.engine.model.errors import DataError
+from tradingd.engine.sweep.model import Params, TrialResult, Window
+from tradingd.engine.sweep.objective import parse_constraint, scored
+from tradingd.engine.sweep.search import Search, make_search
+from tradingd.engine.sweep.space import grid
+from tradingd.engine.sweep.spec import ObjectiveSpec, ParamSpace, SearchSpec
+
+FINITE = {
+    "momentum_eth": {
+        "threshold": ParamSpace("values", values=(0.02, 0.04, 0.08)),
+        "lookback_s": ParamSpace("range", low=120, high=600, step=240, integer=True),
+    },
+    "gamma_btc": {"delta_band": ParamSpace("choices", values=(0.02, 0.2))},
+}
+CONTINUOUS = {
+    "momentum_eth": {"threshold": ParamSpace("range", low=0.01, high=0.1)},
+    "gamma_btc": {
+        "delta_band": ParamSpace("log_range", low=0.02, high=0.2),
+        "right": ParamSpace("choices", values=("call", "put")),
+        "target_days": ParamSpace("range", low=7, high=60, integer=True),
+        "option_size": ParamSpace("range", low=0.5, high=2.5, step=0.5),
+    },
+}
+OBJECTIVE = ObjectiveSpec(statistic="net_pnl", strategy="total")
+
+
+def _all(search: Search) -> list[dict[str, dict[str, Any]]]:
+    out = []
+    while (params := search.ask()) is not None:
+        out.append(params)
+    return out
+
+
+def _key(params: Params) -> str:
+    return json.dumps({s: dict(p) for s, p in params.items()}, sort_keys=True)
+
+
+def test_a_grid_proposes_every_combination_once_in_order() -> None:
+    search = make_search(SearchSpec("grid"), FINITE, OBJECTIVE, study_path=None, study_name="g")
+    assert search.total == 18
+    proposed = _all(search)
+    assert proposed == list(grid(FINITE))
+    assert len({_key(p) for p in proposed}) == 18
+    assert search.ask() is None
+
+
+def test_a_grid_larger_than_max_trials_is_refused_with_its_size() -> None:
+    with pytest.raises(
+        ValueError, match=r"^the grid has 18 combinations, more than \[search\] max_trials = 17: "
+    ):
+        make_search(SearchSpec("grid", max_trials=17), FINITE, OBJECTIVE, study_path=None, study_name="g")
+
+
+def test_random_is_the_same_for_the_same_seed_and_differs_for_another() -> None:
+    def draws(seed: int) -> list[dict[str, dict[str, Any]]]:
+        spec = SearchSpec("random", trials=10, seed=seed)
+        return _all(make_search(spec, CONTINUOUS, OBJECTIVE, study_path=None, study_name="r"))
+
+    first = draws(3)
+    assert len(first) == 10
+    assert first == draws(3)
+    assert first != draws(4)
+    for p in first:
+        assert 0.01 <= p["momentum_eth"]["threshold"] <= 0.1
+        assert 0.02 <= p["gamma_btc"]["delta_band"] <= 0.2
+        assert p["gamma_btc"]["right"] in ("call", "put")
+        assert type(p["gamma_btc"]["target_days"]) is int
+        assert p["gamma_btc"]["option_size"] in (0.5, 1.0, 1.5, 2.0, 2.5)
+
+
+def test_random_on_a_finite_space_never_repeats_and_stops_at_its_size() -> None:
+    spec = SearchSpec("random", trials=12, seed=1)
+    search = make_search(spec, FINITE, OBJECTIVE, study_path=None, study_name="r")
+    proposed = _all(search)
+    assert search.total == len(proposed) == 12
+    assert len({_key(p) for p in proposed}) == 12
+    assert all(p in list(grid(FINITE)) for p in proposed)
+    # Asked for more than there are: each once, then no more.
+    search = make_search(
+        SearchSpec("random", trials=50, seed=1), FINITE, OBJECTIVE, study_path=None, study_name="r"
+    )
+    proposed = _all(search)
+    assert search.total == 18
+    assert sorted(map(_key, proposed)) == sorted(map(_key, grid(FINITE)))
+
+
+def test_random_and_tpe_need_trials() -> None:
+    with pytest.raises(ValueError, match=r"^a random search needs \[search\] trials"):
+        make_search(SearchSpec("random"), FINITE, OBJECTIVE, study_path=None, study_name="r")
+
+
+def _told(params: Params, number: int, stats: dict[str, Any] | None, objective: ObjectiveSpec) -> TrialResult:
+    result = TrialResult(
+        key=f"k{number}",
+        number=number,
+        params=params,
+        window=Window(),
+        role="search",
+        fold=None,
+        status="ok" if stats is not None else "failed",
+        error=None if stats is not None else "boom",
+        stats=stats or {},
+    )
+    return scored(objective, result)
+
+
+def _value(params: Params) -> float:
+    # A smooth made-up objective: best near threshold 0.05 and a small delta band.
+    p = float(params["momentum_eth"]["threshold"])
+    return -((p - 0.05) ** 2) * 1e4 - float(params["gamma_btc"]["delta_band"])
+
+
+def _run(search: Search, count: int, objective: ObjectiveSpec, start: int = 0) -> list[Params]:
+    asked: list[Params] = []
+    for i in range(count):
+        params = search.ask()
+        assert params is not None
+        asked.append(params)
+        search.tell(
+            params, _told(params, start + i, {"total": {"net_pnl": _value(params), "fills": i}}, objective)
+        )
+    return asked
+
+
+def _trials(study: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{study}").trials
+
+
+def test_tpe_stores_its_study_and_tells_values_failures_and_constraints(tmp_path: Path) -> None:
+    study = tmp_path / "out" / "study.db"
+    objective = ObjectiveSpec(statistic="net_pnl", constraints=(parse_constraint("fills >= 1"),))
+    search = make_search(
+        SearchSpec("tpe", trials=4, seed=2), CONTINUOUS, objective, study_path=study, study_name="s"
+    )
+    assert search.total == 4
+    first = search.ask()
+    assert first is not None
+    search.tell(first, _told(first, 0, {"total": {"net_pnl": 1.5, "fills": 0}}, objective))  # infeasible
+    second = search.ask()
+    assert second is not None
+    search.tell(second, _told(second, 1, None, objective))  # failed
+    third = search.ask()
+    assert third is not None
+    search.tell(third, _told(third, 2, {"total": {"net_pnl": None, "fills": 3}}, objective))  # no value
+    trials = _trials(study, "s")
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+    assert trials[0].values == [1.5]
+    assert trials[0].constraints == {"c0": 1.0}  # broken by one fill
+    # What TPE proposed is what the sweep runs: the study's params, on the spaces' grids.
+    assert trials[0].params["gamma_btc.option_size"] == first["gamma_btc"]["option_size"]
+    assert trials[0].params["momentum_eth.threshold"] == first["momentum_eth"]["threshold"]
+
+
+def test_tpe_resumes_an_interrupted_study_to_its_total(tmp_path: Path) -> None:
+    study = tmp_path / "study.db"
+    spec = SearchSpec("tpe", trials=7, seed=5)
+    first = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-0")
+    told = _run(first, 3, OBJECTIVE)
+    # Interrupted: two more asked, never told (their trials left RUNNING in the study).
+    assert first.ask() is not None
+    assert first.ask() is not None
+    del first
+
+    again = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-0")
+    assert again.total == 7
+    rest = _run(again, 4, OBJECTIVE, start=3)
+    assert again.ask() is None
+    states = [t.state for t in _trials(study, "wf-0")]
+    # The three told, the two left running (failed: not counted), the four of the rerun.
+    assert states == [TrialState.COMPLETE] * 3 + [TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 4
+    # The rerun does not repeat the first run's proposals (its sampler moved on).
+    assert not {_key(p) for p in rest} & {_key(p) for p in told}
+
+    # Reopened once more: everything is done.
+    done = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-0")
+    assert done.ask() is None
+    # Another study name in the same file is a separate study.
+    other = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-1")
+    assert len(_run(other, 7, OBJECTIVE)) == 7
+
+
+def test_tpe_tell_refuses_params_it_did_not_ask(tmp_path: Path) -> None:
+    search = make_search(
+        SearchSpec("tpe", trials=2, seed=1),
+        CONTINUOUS,
+        OBJECTIVE,
+        study_path=tmp_path / "s.db",
+        study_name="s",
+    )
+    params = search.ask()
+    assert params is not None
+    stranger = {**params, "gamma_btc": {**params["gamma_btc"], "right": "neither"}}
+    with pytest.raises(KeyError, match="no TPE trial waits for"):
+        search.tell(stranger, _told(stranger, 0, {"total": {"net_pnl": 1.0}}, OBJECTIVE))
+
+
+def test_tpe_minimizes_when_the_objective_does(tmp_path: Path) -> None:
+    objective = ObjectiveSpec(statistic="max_drawdown", direction="minimize")
+    make_search(
+        SearchSpec("tpe", trials=1, seed=1), FINITE, objective, study_path=tmp_path / "s.db", study_name="m"
+    )
+    loaded = optuna.load_study(study_name="m", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert loaded.direction == optuna.study.StudyDirection.MINIMIZE
+
+
+_NO_OPTUNA = """
+import sys
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "optuna":
+            raise ImportError("No module named 'optuna' (blocked by the test)")
+        return None
+sys.meta_path.insert(0, _Blocked())
+from pathlib import Path
+from tradingd.engine.sweep.search import make_search
+from tradingd.engine.sweep.spec import ObjectiveSpec, ParamSpace, SearchSpec
+space = {"s": {"x": ParamSpace("values", values=(1, 2))}}
+for method in ("grid", "random"):
+    s = make_search(SearchSpec(method, trials=2), space, ObjectiveSpec(), study_path=None, study_name="x")
+    assert s.ask() is not None
+assert "optuna" not in sys.modules
+try:
+    make_search(SearchSpec("tpe", trials=2), space, ObjectiveSpec(), study_path=Path("x.db"), study_name="x")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_grid_and_random_never_import_optuna_and_tpe_names_the_extra(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_OPTUNA],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "DataError a TPE search needs the 'sweep' extra (Optuna): pip install 'tradingd[sweep]'"
+    )
+    assert issubclass(DataError, ValueError)
