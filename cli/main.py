@@ -127,8 +127,8 @@ def _add_sweep(sub: Any) -> None:
     s.add_argument(
         "--cluster",
         metavar="ADDRESS",
-        help="run the trials as Ray tasks on this cluster ('auto', 'ray://host:10001');"
-        " needs the cluster extra",
+        help="run the trials as Ray tasks on this cluster ('auto', 'host:6379', 'ray://host:10001',"
+        " or 'local': a Ray instance of this machine's own); needs the cluster extra",
     )
     s.add_argument("--out", metavar="DIR", help="the results folder (default: the file's `out`)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")

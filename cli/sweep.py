@@ -31,6 +31,7 @@ from tradingd.config import LoadedConfig, load_sweep
 from tradingd.engine.backtest.kernel import DataSource
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
+from tradingd.engine.model.words import plural
 from tradingd.engine.store.evcache import EventCache
 from tradingd.engine.sweep import objective
 from tradingd.engine.sweep.cache import TrialStore
@@ -41,7 +42,6 @@ from tradingd.engine.sweep.spec import SweepSpec
 from tradingd.engine.venue.plugins import load_venue
 
 from .backtest import build_kernel, ensure_data
-from .exits import UsageError
 from .progress import wanted
 from .trial import context_for, key_of, read_base, run_trial
 
@@ -92,7 +92,7 @@ def _span(loaded: LoadedConfig) -> Callable[[], tuple[int, int]]:
     """The data's first and last receive times (a walk-forward lays its windows on them)."""
 
     def span() -> tuple[int, int]:
-        from tradingd.engine.backtest import data_span
+        from tradingd.engine.backtest.span import data_span
 
         sources = _sources(loaded)
         found = data_span({s.venue: load_venue(s.venue) for s in sources}, sources)
@@ -103,18 +103,21 @@ def _span(loaded: LoadedConfig) -> Callable[[], tuple[int, int]]:
     return span
 
 
-def _executor(spec: SweepSpec, workers: int) -> Executor:
+def _executor(spec: SweepSpec, workers: int, workers_given: bool) -> Executor:
+    """Local processes, or Ray tasks when a cluster is named ("local": a Ray instance of this
+    machine's own, with `--workers` CPUs when given). Ray is imported only then: without it, one
+    line names the extra."""
     if spec.cluster is None:
         return ProcessExecutor(run_trial, workers, max_attempts=spec.max_attempts)
-    if importlib.util.find_spec("ray") is None:
-        raise UsageError(
-            f"--cluster {spec.cluster}: running on Ray needs the 'cluster' extra:"
-            " pip install 'tradingd[cluster]'"
-        )
-    from tradingd.engine.sweep.ray import RayExecutor  # heavy (ray): only for a cluster
+    from tradingd.engine.sweep.ray import RayExecutor
 
-    address = None if spec.cluster == "local" else spec.cluster
-    return RayExecutor(run_trial, address, max_attempts=spec.max_attempts)
+    local = spec.cluster == "local"
+    return RayExecutor(
+        run_trial,
+        None if local else spec.cluster,
+        max_attempts=spec.max_attempts,
+        num_cpus=workers if local and workers_given else None,
+    )
 
 
 @attrs.define
@@ -218,9 +221,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     out = Path(spec.out)
     store = TrialStore(out)
     tally = _Tally(spec)
-    executor = _executor(spec, workers)
+    executor = _executor(spec, workers, bool(args.workers or spec.workers))
     where = f"on the Ray cluster {spec.cluster}" if spec.cluster else f"in {workers} local processes"
-    _err(f"sweep: {total} trials {where}; results in {out}")
+    _err(f"sweep: {plural(total, 'trial')} {where}; results in {out}")
     try:
         with _bar(show, total, tally) as progress:
             outcome = run_sweep(spec, ctx, executor, store, key_of=key, span=span, progress=progress)
@@ -228,7 +231,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         executor.close(cancel=True)
     _write(out, outcome, spec)
     ran = tally.done - tally.cached
-    summary = f"{tally.done} trials: {ran} run, {tally.cached} from the trial cache, {tally.failed} failed"
+    summary = (
+        f"{plural(tally.done, 'trial')}: {ran:,} run, {tally.cached:,} from the trial cache,"
+        f" {tally.failed:,} failed"
+    )
     if outcome.interrupted:
         _err(f"interrupted: {summary}; they are kept in {store.directory} (the same command resumes)")
         print(f"results (so far) in {out}")

@@ -49,7 +49,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     config.write_text(text)
     (folder / "sweep.toml").write_text(SWEEP.format(extra=""))
-    (folder / "failing.toml").write_text(SWEEP.format(extra="[params.trap]\nfail = { values = [true] }"))
+    failing = SWEEP.split("[params.momentum_eth]")[0].format() + "[params.trap]\nfail = { values = [true] }\n"
+    (folder / "failing.toml").write_text(failing)
     return folder
 
 
@@ -95,27 +96,34 @@ def _results(folder: Path, out: str) -> dict[str, Any]:
     return data
 
 
-def test_the_same_sweep_twice_gives_the_same_table_and_results(folder: Path) -> None:
+@pytest.fixture(scope="module")
+def whole(folder: Path) -> subprocess.CompletedProcess[str]:
+    """The sweep run once, uninterrupted, into `folder/whole` (counting the trap's runs)."""
     before = _runs(folder)
-    first = _sweep(folder, "a")
-    assert first.returncode == 0, first.stderr
+    done = _sweep(folder, "whole")
+    assert done.returncode == 0, done.stderr
     assert _runs(folder) - before == 4
-    assert "4 trials: 4 run, 0 from the trial cache, 0 failed" in first.stderr
-    assert first.stdout.rstrip().endswith(f"results in {folder / 'a'}")
+    return done
+
+
+def test_the_same_sweep_twice_gives_the_same_table_and_results(
+    folder: Path, whole: subprocess.CompletedProcess[str]
+) -> None:
+    assert "4 trials: 4 run, 0 from the trial cache, 0 failed" in whole.stderr
+    assert whole.stdout.rstrip().endswith(f"results in {folder / 'whole'}")
     for name in ("results.json", "results.csv"):
-        assert (folder / "a" / name).is_file()
-    assert len(list((folder / "a" / "trials").glob("*.json"))) == 4
-    second = _sweep(folder, "b")
-    assert second.returncode == 0, second.stderr
-    assert _table(second.stdout) == _table(first.stdout)
-    assert _results(folder, "b") == _results(folder, "a")
-    assert (folder / "a" / "results.csv").read_text() == (folder / "b" / "results.csv").read_text()
+        assert (folder / "whole" / name).is_file()
+    assert len(list((folder / "whole" / "trials").glob("*.json"))) == 4
+    again = _sweep(folder, "again")
+    assert again.returncode == 0, again.stderr
+    assert _table(again.stdout) == _table(whole.stdout)
+    assert _results(folder, "again") == _results(folder, "whole")
+    assert (folder / "again" / "results.csv").read_text() == (folder / "whole" / "results.csv").read_text()
 
 
-def test_ctrl_c_keeps_the_finished_trials_and_the_rerun_runs_only_the_rest(folder: Path) -> None:
-    whole = _sweep(folder, "whole")
-    assert whole.returncode == 0, whole.stderr
-
+def test_ctrl_c_keeps_the_finished_trials_and_the_rerun_runs_only_the_rest(
+    folder: Path, whole: subprocess.CompletedProcess[str]
+) -> None:
     trials = folder / "stopped" / "trials"
     proc = subprocess.Popen(
         _cmd(folder, "stopped"), env=_env(folder), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -138,17 +146,17 @@ def test_ctrl_c_keeps_the_finished_trials_and_the_rerun_runs_only_the_rest(folde
     assert "Traceback" not in err
 
     before = _runs(folder)
-    again = _sweep(folder, "stopped")
-    assert again.returncode == 0, again.stderr
-    assert f"4 trials: {4 - kept} run, {kept} from the trial cache, 0 failed" in again.stderr
+    resumed = _sweep(folder, "stopped")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"4 trials: {4 - kept} run, {kept} from the trial cache, 0 failed" in resumed.stderr
     assert _runs(folder) - before == 4 - kept  # the trap ran only in the trials not kept
-    assert _table(again.stdout).replace("stopped", "whole") == _table(whole.stdout)
+    assert _table(resumed.stdout) == _table(whole.stdout)
     assert _results(folder, "stopped") == _results(folder, "whole")
 
 
 def test_a_sweep_whose_every_trial_fails_exits_1(folder: Path) -> None:
     done = _sweep(folder, "failing", "failing.toml")
     assert done.returncode == 1, done.stderr
-    assert "4 trials: 4 run, 0 from the trial cache, 4 failed" in done.stderr
+    assert "1 trial: 1 run, 0 from the trial cache, 1 failed" in done.stderr
     data = json.loads((folder / "failing" / "results.json").read_text())
     assert {t["error"] for t in data["trials"]} == {"RuntimeError: the trap was sprung"}

@@ -1,6 +1,6 @@
 """A strategy for sweep tests whose parameters make its trial misbehave: raise, kill its own
-worker process (once, or every time), or take its time. Copied beside a test's base config as
-`trap.py` (named `trap:Trap` there: a user's strategy module, as a sweep meets them)."""
+worker process (once, or every time), or take its time. Copied beside a test's base config
+(`sweep_base`) as a user's strategy module, as a sweep meets them."""
 
 from __future__ import annotations
 
