@@ -15,3 +15,4 @@ from ._schema import LimitsConfig as LimitsConfig
 from ._schema import LoggingConfig as LoggingConfig
 from ._schema import RecordingConfig as RecordingConfig
 from ._schema import StrategyConfig as StrategyConfig
+from ._schema import utc_ns as utc_ns

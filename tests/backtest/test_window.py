@@ -211,9 +211,9 @@ def test_an_expiry_before_the_start_is_no_event_of_the_window(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("start_s", "end_s", "where"),
     [
-        (40, 50, "the data ends before it (its last frame: 2026-11-24T00:00:29.5000000Z)"),
-        (None, -1, "the data starts after it (its first frame: 2026-11-24T00:00:00.0000000Z)"),
-        (31, None, "the data ends before it"),
+        (40, 50, "the data ends at 2026-11-24T00:00:29.5000000Z, before it"),
+        (None, -1, "the data starts at 2026-11-24T00:00:00.0000000Z, after it"),
+        (31, None, "-> the data's end holds no frame of the data, so no strategy ran: the data ends at"),
     ],
     ids=["after", "before", "after-open-end"],
 )
@@ -240,8 +240,8 @@ def test_a_window_in_a_gap_of_the_data_is_a_warning(tmp_path: Path) -> None:
     result, _ = _run(_write(tmp_path / "d.rec", frames), Watcher(), start_ns=S, end_ns=E)
     assert result.warnings == (
         "the window 2026-11-24T00:00:10.0000000Z -> 2026-11-24T00:00:20.0000000Z holds no frame of the"
-        " data: no strategy ran (the data has a gap from 2026-11-24T00:00:09.5000000Z to"
-        " 2026-11-24T00:00:20.5000000Z)",
+        " data, so no strategy ran: the data has a gap from 2026-11-24T00:00:09.5000000Z to"
+        " 2026-11-24T00:00:20.5000000Z",
     )
 
 
