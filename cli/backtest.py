@@ -7,7 +7,14 @@ table is synthesized first (the bundled sample: deterministic, offline).
 `today-<strategy>.png` beside it) or a run directory (`runs/today`: `report.json`,
 `report.html`, ... in it, as `tradingd report RUN_DIR` reads it). It is checked before the
 replay (a directory that cannot be made or written is one line, exit 2, not a failure after
-the whole run), and a path one of the other outputs would overwrite (`report.html`) is refused."""
+the whole run), and a path one of the other outputs would overwrite (`report.html`) is refused.
+
+`--start` / `--end` (over the config's `[backtest] start` / `end`) set the market-time window the
+strategies trade in: ISO 8601 times, UTC when they name no zone. The data before the start is
+replayed into the books and marks only (a strategy started at 06:00 sees the book as it was);
+the replay stops at the end; the summary, the statistics and the report's `start`/`end` are the
+window's. A bad time, or a start not before the end, is one line, exit 2; a window the data has
+no frame in is a warning of the summary."""
 
 from __future__ import annotations
 
@@ -22,13 +29,14 @@ from pathlib import Path
 import trio
 from rich.progress import Progress
 
-from tradingd.config import LoadedConfig, load_config
+from tradingd.config import LoadedConfig, load_config, utc_ns
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 from tradingd.engine.backtest.report import print_summary, write_report
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.reports.html import release_memory, render_run
 from tradingd.engine.sim.plugins import load_simulator
+from tradingd.engine.store import format_ts
 from tradingd.engine.store.evcache import EventCache
 from tradingd.engine.venue.catalog import MarketCatalog
 from tradingd.engine.venue.plugins import load_catalog_class, load_venue
@@ -129,8 +137,10 @@ def build_kernel(
     end_ns: int | None = None,
 ) -> BacktestKernel:
     """The backtest a loaded config describes (its data files present: `ensure_data`), ready to
-    `trio.run(kernel.run)`: the command's, and each sweep trial's (`start_ns`/`end_ns`: the
-    market-time window its strategies trade in; None: the data's)."""
+    `trio.run(kernel.run)`: the command's, and each sweep trial's. `start_ns`/`end_ns`: the
+    market-time window its strategies trade in (None: the data's first / last frame), given by
+    the caller: the config's `[backtest] start` / `end` (`loaded.config.backtest.start`, ns) are
+    not read here, so that a caller's window (`--start`, a trial's) replaces them whole."""
     cfg = loaded.config
     bt = cfg.backtest
     if bt is None:
@@ -160,6 +170,30 @@ def build_kernel(
         on_failure={s.name: s.on_failure for s in enabled},
         event_cache=event_cache,
     )
+
+
+def _window(loaded: LoadedConfig, args: argparse.Namespace) -> tuple[int | None, int | None]:
+    """The window of this run, in ns: `--start` / `--end` over the config's `[backtest]` keys,
+    checked (a bad time, or a start not before the end, is one line naming where it came from)."""
+    bt = loaded.config.backtest
+    assert bt is not None
+    bounds: list[tuple[int | None, str]] = []
+    for name, from_file in (("start", bt.start), ("end", bt.end)):
+        text = getattr(args, name, None)
+        if text is None:
+            bounds.append((from_file, f"[backtest] {name} of {loaded.path}"))
+            continue
+        try:
+            bounds.append((utc_ns(text), f"--{name}"))
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"--{name}: {exc}") from None
+    (start, start_from), (end, end_from) = bounds
+    if start is not None and end is not None and start >= end:
+        raise UsageError(
+            f"the window's start ({format_ts(start)}, {start_from}) is not before its end"
+            f" ({format_ts(end)}, {end_from})"
+        )
+    return start, end
 
 
 def _data_line(kernel: BacktestKernel) -> str:
@@ -192,6 +226,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     report = None if args.report is None else _report_path(args.report)
+    start_ns, end_ns = _window(loaded, args)
     ensure_data(loaded, err, show_progress=wanted(args.no_progress))
     progress_cm: Progress | None = None
     progress_cb: Callable[[int, int], None] | None = None
@@ -206,6 +241,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         loaded,
         event_cache=None if getattr(args, "no_cache", False) else EventCache(),
         progress=progress_cb,
+        start_ns=start_ns,
+        end_ns=end_ns,
     )
     if progress_cm is not None:
         with progress_cm:

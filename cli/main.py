@@ -111,6 +111,15 @@ def _add_backtest(sub: Any) -> None:
         help="decode every frame, neither reading nor writing the decoded-event cache ($TRADINGD_CACHE_DIR,"
         " else $XDG_CACHE_HOME/tradingd/events, else ~/.cache/tradingd/events; delete it to clear it)",
     )
+    b.add_argument(
+        "--start",
+        metavar="TIME",
+        help="trade from this market time: ISO 8601, UTC if no zone (2026-11-24T00:30:00Z); the data"
+        " before it only warms the books up (overrides [backtest] start)",
+    )
+    b.add_argument(
+        "--end", metavar="TIME", help="stop the replay at this market time (overrides [backtest] end)"
+    )
     b.set_defaults(handler="backtest:cmd_backtest")
 
 

@@ -15,4 +15,5 @@ from ._schema import LimitsConfig as LimitsConfig
 from ._schema import LoggingConfig as LoggingConfig
 from ._schema import RecordingConfig as RecordingConfig
 from ._schema import StrategyConfig as StrategyConfig
+from ._schema import utc_ns as utc_ns
 from ._sweep import load_sweep as load_sweep

@@ -7,6 +7,7 @@ credential files (see each venue's section of the README).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from decimal import Decimal
 from typing import Any, Literal
@@ -23,6 +24,7 @@ __all__ = [
     "LoggingConfig",
     "RecordingConfig",
     "StrategyConfig",
+    "utc_ns",
 ]
 
 Mode = Literal["backtest", "live", "paper"]
@@ -79,9 +81,60 @@ class DataFileConfig:
     format: str = "recording"
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_TIME_FORMS = "an ISO 8601 time in UTC (2026-11-24T06:00:00Z, 2026-11-24 06:00, 2026-11-24)"
+
+
+def utc_ns(value: object) -> int:
+    """A time as a person writes it in a config or on the command line, in ns since the epoch:
+    an ISO 8601 string, or a TOML date-time or date. Without a zone it is UTC (as recordings'
+    and logs' times are); with one it is converted. Raises ValueError naming the forms taken."""
+    when: dt.datetime
+    if isinstance(value, dt.datetime):
+        when = value
+    elif isinstance(value, dt.date):  # a TOML date: its midnight
+        when = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            when = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"expected {_TIME_FORMS}, got {value!r}") from None
+    else:
+        raise TypeError(f"expected {_TIME_FORMS}, got {value!r}")
+    when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+    delta = when - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def _window_bound(name: str) -> Any:
+    """The converter of `[backtest] start` or `end`: its name in the message (the loader
+    attributes "start: expected ..." to the key `backtest.start`)."""
+
+    def convert(value: object) -> int | None:
+        try:
+            return None if value is None else utc_ns(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name}: {exc}") from None
+
+    return convert
+
+
+def _after_start(inst: BacktestConfig, _: attrs.Attribute[Any], end: int | None) -> None:
+    if end is not None and inst.start is not None and end <= inst.start:
+        raise ValueError(f"end: expected a time after start ({_iso(inst.start)}), got {_iso(end)}")
+
+
+def _iso(ns: int) -> str:
+    when = _EPOCH + dt.timedelta(microseconds=ns // 1_000)
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + (f".{when.microsecond:06d}" if when.microsecond else "") + "Z"
+
+
 @attrs.frozen
 class BacktestConfig:
-    """`[backtest]`: the recordings to replay and how the simulated venues behave."""
+    """`[backtest]`: the recordings to replay and how the simulated venues behave. `start` /
+    `end`: the market-time window the strategies trade in (`utc_ns`: ISO 8601 strings or TOML
+    date-times, UTC when they name no zone; kept in ns since the epoch); the data before `start`
+    only warms the books up. None: the data's first / last frame."""
 
     data: list[DataFileConfig]
     latency_ms: float = 20.0
@@ -89,6 +142,9 @@ class BacktestConfig:
     equity_interval_s: float = 60.0
     queue_ahead: bool = False
     mailbox_capacity: int = 1024
+    # `Any` to cattrs (a string or a TOML date-time comes as it is), an int once converted.
+    start: Any = attrs.field(default=None, converter=_window_bound("start"))
+    end: Any = attrs.field(default=None, converter=_window_bound("end"), validator=_after_start)
 
 
 @attrs.frozen

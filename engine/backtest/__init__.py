@@ -22,6 +22,7 @@ from .kernel import (
     sortino_ratio,
 )
 from .report import print_summary, report_dict, write_report
+from .span import data_span
 
 __all__ = [
     "BacktestKernel",
@@ -36,6 +37,7 @@ __all__ = [
     "SimulatedVenue",
     "StrategyResult",
     "StrategySeries",
+    "data_span",
     "max_drawdown",
     "open_binary",
     "print_summary",

@@ -1550,20 +1550,20 @@ class BacktestKernel:
             self._file_warning(i, src, subscribed)
 
     def _window_warning(self, before: int | None, after: int | None) -> None:
+        """The window holds no frame: where the data is (its last frame before the window, its
+        first after)."""
         start, end = self.settings.start_ns, self.settings.end_ns
-        window = (
-            f"{'the data' + chr(39) + 's start' if start is None else format_ts(start)} -> "
-            f"{'its end' if end is None else format_ts(end)}"
-        )
+        first = "the data's start" if start is None else format_ts(start)
+        last = "the data's end" if end is None else format_ts(end)
+        window = f"{first} -> {last}"
         if after is None:
-            where = f"the data ends before it (its last frame: {format_ts(before)})" if before else ""
+            where = f"the data ends at {format_ts(before)}, before it" if before is not None else ""
         elif before is None:
-            where = f"the data starts after it (its first frame: {format_ts(after)})"
+            where = f"the data starts at {format_ts(after)}, after it"
         else:
             where = f"the data has a gap from {format_ts(before)} to {format_ts(after)}"
         self._warn(
-            "empty_window",
-            f"the window {window} holds no frame of the data: no strategy ran ({where})",
+            "empty_window", f"the window {window} holds no frame of the data, so no strategy ran: {where}"
         )
 
     def _fills_by(self, i: int) -> int:
