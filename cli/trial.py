@@ -37,7 +37,15 @@ from tradingd.engine.venue.plugins import load_venue
 
 from .backtest import build_kernel
 
-__all__ = ["DataUnreadable", "apply_params", "context_for", "key_of", "read_base", "run_trial"]
+__all__ = [
+    "DataUnreadable",
+    "apply_params",
+    "code_version",
+    "context_for",
+    "key_of",
+    "read_base",
+    "run_trial",
+]
 
 
 class DataUnreadable(DataError):

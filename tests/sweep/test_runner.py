@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.sweep_base import sweep_base
 from tests.support.sweep_trials import behave, context
-from tradingd.cli.trial import context_for, key_of, read_base, run_trial
+from tradingd.cli.trial import code_version, context_for, key_of, read_base, run_trial
 from tradingd.engine.sweep.cache import TrialStore
 from tradingd.engine.sweep.local import ProcessExecutor
 from tradingd.engine.sweep.model import (
@@ -290,3 +290,27 @@ def test_a_walk_forward_runs_each_folds_best_on_its_test_window(base: Path, tmp_
     assert outcome.folds[1].fold.train.start_ns == START_NS + 30 * 10**9  # rolling by the test length
     assert outcome.oos_equity
     assert "max_drawdown" in outcome.oos_stats
+
+
+def test_a_trials_key_names_its_config_window_data_and_code(base: Path, tmp_path: Path) -> None:
+    spec = _spec(base, tmp_path / "out", GRID)
+    table, loaded = read_base(spec)
+    ctx = context_for(spec, table, loaded, cache_dir=None)
+    key = key_of(ctx)
+    p = {"momentum_eth": {"lookback_s": 30}, "gamma_btc": {"delta_band": 0.02}}
+    k = key(p, Window())
+    assert len(k) == 64 and k == key(
+        {"gamma_btc": {"delta_band": 0.02}, "momentum_eth": {"lookback_s": 30}}, Window()
+    )
+    assert key({**p, "momentum_eth": {"lookback_s": 60}}, Window()) != k
+    assert key(p, Window(START_NS, None)) != k
+    assert key_of(attrs.evolve(ctx, code_version="other"))(p, Window()) != k
+    # The code version covers the user's strategy module (the trap's), edited on disk.
+    trap = next(base.parent.glob("trap_*.py"))
+    text = trap.read_text()
+    try:
+        trap.write_text(text + "\n# edited\n")
+        assert code_version(loaded) != ctx.code_version
+    finally:
+        trap.write_text(text)
+    assert code_version(loaded) == ctx.code_version
