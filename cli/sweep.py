@@ -14,6 +14,7 @@ Exit: 0; 1 when every trial failed; 130 interrupted."""
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import sys
@@ -89,8 +90,10 @@ def _warm(loaded: LoadedConfig, cache: EventCache) -> None:
 
 
 def _span(loaded: LoadedConfig) -> Callable[[], tuple[int, int]]:
-    """The data's first and last receive times (a walk-forward lays its windows on them)."""
+    """The data's first and last receive times (a walk-forward lays its windows on them): read
+    once (the trial count and the runner both ask)."""
 
+    @functools.cache
     def span() -> tuple[int, int]:
         from tradingd.engine.backtest.span import data_span
 

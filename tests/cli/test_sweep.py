@@ -5,8 +5,11 @@ table of an uninterrupted run; a sweep whose every trial fails exits 1."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import pty
+import shutil
 import signal
 import subprocess
 import sys
@@ -160,3 +163,39 @@ def test_a_sweep_whose_every_trial_fails_exits_1(folder: Path) -> None:
     assert "1 trial: 1 run, 0 from the trial cache, 1 failed" in done.stderr
     data = json.loads((folder / "failing" / "results.json").read_text())
     assert {t["error"] for t in data["trials"]} == {"RuntimeError: the trap was sprung"}
+
+
+def test_on_a_terminal_a_bar_counts_the_trials_with_the_best_objective(
+    folder: Path, whole: subprocess.CompletedProcess[str]
+) -> None:
+    shutil.copytree(folder / "whole", folder / "bar")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        _cmd(folder, "bar"), env={**_env(folder), "TERM": "xterm"}, stdout=subprocess.PIPE, stderr=follower
+    )
+    os.close(follower)
+    received = bytearray()
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError as exc:  # EIO: every writer of the terminal has closed it
+                if exc.errno != errno.EIO:
+                    raise
+                break
+            if not chunk:
+                break
+            received += chunk
+        assert proc.stdout is not None
+        out = proc.stdout.read().decode()
+        assert proc.wait(timeout=300) == 0
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+    text = received.decode(errors="replace")
+    assert "4/4" in text and "0 failed" in text, text
+    best = json.loads((folder / "whole" / "results.json").read_text())["best"]
+    assert f"best net_pnl: {best['objective']:.6g}" in text, text
+    assert "4 trials: 0 run, 4 from the trial cache, 0 failed" in text
+    assert _table(out) == _table(whole.stdout)
