@@ -227,13 +227,15 @@ _logging_set = False
 
 
 def _quiet_logging() -> None:
-    """A worker logs warnings and errors only, to its stderr, through the project's logging (its
-    redactor: never a secret). Once per worker process; not the base config's `[logging] file`
-    (many workers appending to one file)."""
+    """A worker logs errors only, to its stderr (the sweep's terminal), through the project's
+    logging (its redactor: never a secret). Not warnings: a strategy's warning repeats in every
+    trial (the example's refused hedges: dozens per trial, thousands per sweep, over the progress
+    bar), and what made a trial do nothing is in its result. Once per worker process; not the
+    base config's `[logging] file` (many workers appending to one file)."""
     global _logging_set
     if not _logging_set:
-        configure_logging("warning", "json", sys.stderr)
-        logging.getLogger().setLevel(logging.WARNING)
+        configure_logging("error", "json", sys.stderr)
+        logging.getLogger().setLevel(logging.ERROR)
         _logging_set = True
 
 
