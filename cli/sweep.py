@@ -30,14 +30,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tradingd.config import LoadedConfig, load_sweep
 from tradingd.engine.backtest.kernel import DataSource
+from tradingd.engine.backtest.span import data_span
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.model.words import plural
 from tradingd.engine.store.evcache import EventCache
-from tradingd.engine.sweep import objective
+from tradingd.engine.sweep import html, objective, results, walkforward
 from tradingd.engine.sweep.cache import TrialStore
 from tradingd.engine.sweep.local import ProcessExecutor
 from tradingd.engine.sweep.model import Executor, SweepOutcome, TrialResult
+from tradingd.engine.sweep.ray import RayExecutor
 from tradingd.engine.sweep.runner import run_sweep, trial_count
 from tradingd.engine.sweep.spec import SweepSpec
 from tradingd.engine.venue.plugins import load_venue
@@ -95,8 +97,6 @@ def _span(loaded: LoadedConfig) -> Callable[[], tuple[int, int]]:
 
     @functools.cache
     def span() -> tuple[int, int]:
-        from tradingd.engine.backtest.span import data_span
-
         sources = _sources(loaded)
         found = data_span({s.venue: load_venue(s.venue) for s in sources}, sources)
         if found is None:
@@ -112,8 +112,6 @@ def _executor(spec: SweepSpec, workers: int, workers_given: bool) -> Executor:
     line names the extra."""
     if spec.cluster is None:
         return ProcessExecutor(run_trial, workers, max_attempts=spec.max_attempts)
-    from tradingd.engine.sweep.ray import RayExecutor
-
     local = spec.cluster == "local"
     return RayExecutor(
         run_trial,
@@ -180,8 +178,6 @@ def _bar(show: bool, total: int, tally: _Tally) -> Iterator[Callable[[TrialResul
 
 def _write(out: Path, outcome: SweepOutcome, spec: SweepSpec) -> None:
     """The table on stdout, `results.csv`/`results.json` and (with matplotlib) `sweep.html`."""
-    from tradingd.engine.sweep import results
-
     Console().print(results.table(outcome, spec.objective))
     try:
         results.write(out, outcome, spec.objective)
@@ -191,8 +187,6 @@ def _write(out: Path, outcome: SweepOutcome, spec: SweepSpec) -> None:
                 " pip install 'tradingd[report]'"
             )
         elif outcome.trials:
-            from tradingd.engine.sweep import html
-
             html.render(out, outcome, spec.objective, spec.params)
     except OSError as exc:
         raise DataError(f"cannot write the results in {out}: {exc.strerror or exc}") from None
@@ -248,7 +242,5 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _plan(spec: SweepSpec, span: Callable[[], tuple[int, int]]) -> tuple[Any, ...]:
-    from tradingd.engine.sweep import walkforward
-
     assert spec.walk_forward is not None
     return walkforward.plan(span(), spec.walk_forward, spec.window)

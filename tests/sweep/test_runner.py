@@ -297,7 +297,7 @@ def test_a_trials_key_names_its_config_window_data_and_code(base: Path, tmp_path
     table, loaded = read_base(spec)
     ctx = context_for(spec, table, loaded, cache_dir=None)
     key = key_of(ctx)
-    p = {"momentum_eth": {"lookback_s": 30}, "gamma_btc": {"delta_band": 0.02}}
+    p: dict[str, dict[str, Any]] = {"momentum_eth": {"lookback_s": 30}, "gamma_btc": {"delta_band": 0.02}}
     k = key(p, Window())
     assert len(k) == 64 and k == key(
         {"gamma_btc": {"delta_band": 0.02}, "momentum_eth": {"lookback_s": 30}}, Window()
