@@ -60,6 +60,7 @@ def test_the_readmes_example_loads() -> None:
     assert spec.window == Window()
     # Both strategies' parameters; at least 8 combinations per fold: >= 24 trials in 3 folds.
     assert set(spec.params) == {"momentum_eth", "gamma_btc"}
+    assert spec.params["gamma_btc"]["option_size"] == ParamSpace("values", values=(5,))
     assert spec.params["momentum_eth"]["lookback_s"] == ParamSpace("range", low=120.0, high=600.0, step=480.0)
     assert grid_size(spec.params) == 8
     # The windows fit the bundled sample's 2 hours.
