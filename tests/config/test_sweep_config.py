@@ -267,6 +267,10 @@ train = "40 minutes"
             "search: the grid has 2 combinations, more than max_trials = 1: take fewer values, raise"
             " max_trials, or use method = 'random' or 'tpe'",
         ),
+        (
+            "[params.momentum_eth]\nthreshold = { range = [0.0, 1000.0], step = 0.000001 }",
+            "search: the grid has 1,000,000,001 combinations, more than max_trials = 10,000",
+        ),
         # The objective.
         (
             '[objective]\nstatistic = "pnl"\n' + _GRID,
