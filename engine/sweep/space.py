@@ -17,11 +17,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from .model import Params
 from .spec import ParamSpace
 
 __all__ = [
     "CHECKED",
+    "bounds",
+    "check",
     "combination",
     "count",
     "draw",
@@ -259,8 +260,3 @@ def produced(space: ParamSpace) -> tuple[Any, ...]:
     if space.kind == "log_range" and space.num is not None:
         ends += grid_points(space)
     return tuple(dict.fromkeys(ends))
-
-
-def flat_names(params: Params | Mapping[str, Mapping[str, ParamSpace]]) -> list[str]:
-    """`strategy.parameter` of each parameter, in order (the names a study and a table use)."""
-    return [f"{strategy}.{name}" for strategy, values in params.items() for name in values]
