@@ -637,6 +637,40 @@ def nautilus(quick: bool) -> Group:
     return rows, (step,)
 
 
+def sweep(quick: bool) -> Group:
+    """Sweep trials per minute (`bench_sweep.py`): 1 and 2 local workers and a local Ray
+    instance, and the cost's growth with trials and with the data's length."""
+    args = ["--runs", "1", "--trials", "4,8", "--minutes", "30,120"] if quick else ["--runs", "3"]
+    step = Step("sweep", [PY, str(BENCH / "bench_sweep.py"), *args], timeout=3600).run()
+    # A table row: label, trials, wall s, trials/min, CPU s/trial, raw wall figures.
+    figures = r"\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s"
+    rows = _parsed(
+        step,
+        [
+            (
+                f"sweep, {label} (bundled example, 2 h of data)",
+                "^" + re.escape(label) + figures,
+                lambda m: f"{m[3]} trials/min ({m[4]} s CPU per trial)",
+            )
+            for label in ("local, 1 worker", "local, 2 workers")
+        ]
+        + [
+            (
+                "sweep, Ray tasks on a local instance (bundled example, 2 h of data)",
+                r"^Ray, \d+ CPUs \(local instance\)" + figures,
+                lambda m: f"{m[3]} trials/min ({m[4]} s CPU per trial)",
+            )
+        ],
+    )
+    for kind, pattern in (("trials", r"^(\d+) trials"), ("data", r"^([\d.]+) min")):
+        found = re.findall(pattern + figures, step.out, re.MULTILINE)
+        if found and step.error is None:
+            unit = " trials" if kind == "trials" else " min"
+            value = "; ".join(f"{m[0]}{unit}: {m[4]} s CPU/trial, {m[3]} trials/min" for m in found)
+            rows.append(_row(f"sweep cost as the {kind} grow (2 local workers)", value, step.command))
+    return rows, (step,)
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     try:
@@ -670,6 +704,7 @@ GROUPS: dict[str, Callable[[bool], Group]] = {
     "catalog": catalog,
     "day": day_replay,
     "nautilus": nautilus,
+    "sweep": sweep,
 }
 
 

@@ -106,17 +106,21 @@ def utc_ns(value: object) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
-def _window_bound(name: str) -> Any:
-    """The converter of `[backtest] start` or `end`: its name in the message (the loader
-    attributes "start: expected ..." to the key `backtest.start`)."""
+def _window_bound(name: str, value: object) -> int | None:
+    """`[backtest] start` or `end` in ns; its name in the message (the loader attributes
+    "start: expected ..." to the key `backtest.start`)."""
+    try:
+        return None if value is None else utc_ns(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
-    def convert(value: object) -> int | None:
-        try:
-            return None if value is None else utc_ns(value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name}: {exc}") from None
 
-    return convert
+def _start_ns(value: object) -> int | None:
+    return _window_bound("start", value)
+
+
+def _end_ns(value: object) -> int | None:
+    return _window_bound("end", value)
 
 
 def _after_start(inst: BacktestConfig, _: attrs.Attribute[Any], end: int | None) -> None:
@@ -143,8 +147,8 @@ class BacktestConfig:
     queue_ahead: bool = False
     mailbox_capacity: int = 1024
     # `Any` to cattrs (a string or a TOML date-time comes as it is), an int once converted.
-    start: Any = attrs.field(default=None, converter=_window_bound("start"))
-    end: Any = attrs.field(default=None, converter=_window_bound("end"), validator=_after_start)
+    start: Any = attrs.field(default=None, converter=_start_ns)
+    end: Any = attrs.field(default=None, converter=_end_ns, validator=_after_start)
 
 
 @attrs.frozen

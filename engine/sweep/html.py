@@ -123,8 +123,20 @@ def _axes(trials: Sequence[TrialResult], params: Mapping[str, Mapping[str, Param
     return out
 
 
+Group = tuple[str, Sequence[TrialResult]]  # a label ("" for a search, "fold 2") and its trials
+
+
+def _groups(trials: Sequence[TrialResult]) -> list[Group]:
+    """The trials compared with each other: a search's all together; a walk-forward's fold by
+    fold (each fold's train window is other data: its figures are not comparable with another's)."""
+    folds = sorted({r.fold for r in trials if r.fold is not None})
+    if not folds:
+        return [("", trials)]
+    return [(f"fold {f}", [r for r in trials if r.fold == f]) for f in folds]
+
+
 def _params_figure(
-    plt: Any, trials: Sequence[TrialResult], axes: Sequence[_Axis], objective: ObjectiveSpec
+    plt: Any, groups: Sequence[Group], axes: Sequence[_Axis], objective: ObjectiveSpec
 ) -> bytes:
     cols = min(3, len(axes))
     rows = math.ceil(len(axes) / cols)
@@ -138,24 +150,35 @@ def _params_figure(
         def x_of(v: Any, axis: _Axis = axis) -> float:
             return float(v) if axis.numeric else float(axis.cell(v))
 
-        for feasible, color, fill in ((True, _FEASIBLE, _FEASIBLE), (False, _INFEASIBLE, "none")):
-            pts = [
-                (x_of(_value(r, axis.key)), r.objective)
-                for r in trials
-                if _scored(r) and r.feasible is feasible
-            ]
-            if pts:
-                ax.scatter(
-                    [p[0] for p in pts],
-                    [p[1] for p in pts],
-                    s=22,
-                    facecolors=fill,
-                    edgecolors=color,
-                    linewidths=1.0,
-                    label="feasible" if feasible else "infeasible",
-                    zorder=3,
-                )
-        failed = [x_of(_value(r, axis.key)) for r in trials if not _scored(r)]
+        for k, (name, trials) in enumerate(groups):
+            color = _FEASIBLE if len(groups) == 1 else f"C{k}"
+            for feasible in (True, False):
+                pts = [
+                    (x_of(_value(r, axis.key)), r.objective)
+                    for r in trials
+                    if _scored(r) and r.feasible is feasible
+                ]
+                if pts:
+                    ax.scatter(
+                        [p[0] for p in pts],
+                        [p[1] for p in pts],
+                        s=22,
+                        facecolors=color if feasible else "none",
+                        edgecolors=color if feasible or name else _INFEASIBLE,
+                        linewidths=1.0,
+                        label=" ".join(x for x in (name, "feasible" if feasible else "infeasible") if x),
+                        zorder=3,
+                    )
+            best: dict[str, tuple[float, float]] = {}
+            for r in trials:
+                if _scored(r) and r.feasible and r.objective is not None:
+                    v = _value(r, axis.key)
+                    if repr(v) not in best or _better(objective, r.objective, best[repr(v)][1]):
+                        best[repr(v)] = (x_of(v), r.objective)
+            if best and axis.edges is None:  # the best per value: a line, where values repeat
+                line = sorted(best.values())
+                ax.plot([p[0] for p in line], [p[1] for p in line], color=color, lw=1.0, alpha=0.7)
+        failed = [x_of(_value(r, axis.key)) for _, trials in groups for r in trials if not _scored(r)]
         if failed:  # no objective to place them by: on the axis, in red
             ax.scatter(
                 failed,
@@ -167,16 +190,6 @@ def _params_figure(
                 label="failed",
                 zorder=3,
             )
-        best: dict[str, tuple[float, float]] = {}
-        for r in trials:
-            if _scored(r) and r.feasible and r.objective is not None:
-                v = _value(r, axis.key)
-                k = repr(v)
-                if k not in best or _better(objective, r.objective, best[k][1]):
-                    best[k] = (x_of(v), r.objective)
-        if best and (axis.edges is None or not axis.numeric):
-            line = sorted(best.values())
-            ax.plot([p[0] for p in line], [p[1] for p in line], color=_FEASIBLE, lw=1.0, alpha=0.7)
         if axis.log:
             ax.set_xscale("log")
         if not axis.numeric:
@@ -190,6 +203,11 @@ def _params_figure(
     for n in range(len(axes), rows * cols):
         grid[n // cols][n % cols].set_visible(False)
     return _png(fig)
+
+
+def _short(v: float) -> str:
+    """A figure for a heatmap cell: whole above 1,000 (never 1.05e+03), 3 digits under."""
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
 def _cells(
@@ -211,15 +229,28 @@ def _cells(
     return best, {cell: what for cell, what in seen.items() if cell not in best}
 
 
+def _panels(
+    groups: Sequence[Group], pairs: Sequence[tuple[_Axis, _Axis]]
+) -> list[tuple[str, Sequence[TrialResult], _Axis, _Axis]]:
+    """The heatmaps drawn: each group's (a search's; each fold's) for each pair, up to
+    `_MAX_PAIRS`: whole folds, the latest ones when not all fit (the best comes from the last)."""
+    kept: list[Group] = []
+    for group in reversed(groups):
+        if kept and (len(kept) + 1) * len(pairs) > _MAX_PAIRS:
+            break
+        kept.insert(0, group)
+    return [(name, trials, x, y) for name, trials in kept for x, y in pairs][:_MAX_PAIRS]
+
+
 def _pairs_figure(
-    plt: Any, trials: Sequence[TrialResult], pairs: Sequence[tuple[_Axis, _Axis]], objective: ObjectiveSpec
+    plt: Any, panels: Sequence[tuple[str, Sequence[TrialResult], _Axis, _Axis]], objective: ObjectiveSpec
 ) -> bytes:
-    cols = min(3, len(pairs))
-    rows = math.ceil(len(pairs) / cols)
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
     fig, grid = plt.subplots(
         rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False, layout="constrained"
     )
-    for n, (ax_x, ax_y) in enumerate(pairs):
+    for n, (name, trials, ax_x, ax_y) in enumerate(panels):
         ax = grid[n // cols][n % cols]
         best, seen = _cells(trials, ax_x, ax_y, objective)
         grid_values = [
@@ -228,11 +259,12 @@ def _pairs_figure(
         # Better is brighter either way: a minimised objective's colour scale is reversed.
         cmap = "viridis" if objective.direction == "maximize" else "viridis_r"
         image = ax.imshow(grid_values, cmap=cmap, aspect="auto", origin="lower")
-        fig.colorbar(image, ax=ax, shrink=0.85)
+        if best:  # no scale for a map without a feasible cell
+            fig.colorbar(image, ax=ax, shrink=0.85)
         many = len(ax_x.cells) * len(ax_y.cells) > 64
         for (i, j), v in best.items():
             if not many:
-                ax.text(j, i, f"{v:,.3g}", ha="center", va="center", fontsize=7, bbox=_LABEL_BOX)
+                ax.text(j, i, _short(v), ha="center", va="center", fontsize=7, bbox=_LABEL_BOX)
         for (i, j), what in seen.items():
             color = _FAILED if what == "failed" else "#555"
             ax.text(j, i, what, ha="center", va="center", fontsize=6, color=color)
@@ -240,8 +272,9 @@ def _pairs_figure(
         ax.set_yticks(range(len(ax_y.cells)), ax_y.cells, fontsize=7)
         ax.set_xlabel(ax_x.label, fontsize=8)
         ax.set_ylabel(ax_y.label, fontsize=8)
-        ax.set_title(f"best {results._objective_label(objective)}", fontsize=9, loc="left")
-    for n in range(len(pairs), rows * cols):
+        title = f"best {results._objective_label(objective)}"
+        ax.set_title(f"{name}: {title}" if name else title, fontsize=9, loc="left")
+    for n in range(len(panels), rows * cols):
         grid[n // cols][n % cols].set_visible(False)
     return _png(fig)
 
@@ -416,27 +449,32 @@ def render(
             "<p class='note'>Each fold's train window is searched; the best feasible train trial's"
             " parameters then run on the test window right after it, on data they were not chosen on."
             " The out-of-sample curve chains the test windows (each starts where the one before ended);"
-            " a fold without a test result adds nothing to it and is marked.</p>"
+            " a fold without a test result adds nothing to it and is marked. In-sample figures come"
+            " from the train window, out-of-sample ones from the (often shorter) test window: a sum"
+            " such as net PnL grows with the window's length.</p>"
         )
         chart("sweep-equity.png", _equity_figure(plt, outcome), "out-of-sample equity")
         chart(
             "sweep-folds.png", _folds_figure(plt, outcome, objective), "in-sample vs out-of-sample per fold"
         )
     if axes:
+        groups = _groups(searched)
         parts.append("<h2>Objective by parameter</h2>")
         if outcome.folds:
-            parts.append("<p class='note'>Every fold's train trials together (each on its own window).</p>")
-        chart("sweep-params.png", _params_figure(plt, searched, axes, objective), "objective by parameter")
-        pairs = list(itertools.combinations(axes, 2))
-        if pairs:
-            parts.append("<h2>Pairs of parameters</h2>")
-            if len(pairs) > _MAX_PAIRS:
-                parts.append(f"<p class='note'>The first {_MAX_PAIRS} of {len(pairs)} pairs.</p>")
-            chart(
-                "sweep-pairs.png",
-                _pairs_figure(plt, searched, pairs[:_MAX_PAIRS], objective),
-                "best objective per pair",
+            parts.append(
+                "<p class='note'>Each fold's train trials in its own colour (each fold is other data:"
+                " compare the shapes, not the levels).</p>"
             )
+        chart("sweep-params.png", _params_figure(plt, groups, axes, objective), "objective by parameter")
+        panels = _panels(groups, list(itertools.combinations(axes, 2)))
+        if panels:
+            parts.append("<h2>Pairs of parameters</h2>")
+            wanted = len(groups) * math.comb(len(axes), 2)
+            if len(panels) < wanted:
+                parts.append(
+                    f"<p class='note'>{len(panels)} of {wanted} heatmaps: the latest folds' first pairs.</p>"
+                )
+            chart("sweep-pairs.png", _pairs_figure(plt, panels, objective), "best objective per pair")
     table_html, total = _trial_rows(outcome, objective, keys)
     parts.append("<h2>Trials, best first</h2>")
     if total > _MAX_ROWS:

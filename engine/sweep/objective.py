@@ -23,6 +23,7 @@ from .stats import ADDITIVE
 
 __all__ = [
     "STATISTICS",
+    "TOTAL",
     "TOTAL_STATISTICS",
     "best",
     "evaluate",
@@ -32,6 +33,7 @@ __all__ = [
     "scored",
     "statistic",
     "unknown_statistic",
+    "violations",
 ]
 
 # A strategy's numeric statistics in the backtest report (`backtest.report_dict`'s

@@ -122,7 +122,12 @@ class RayExecutor:
         self.capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
         # Ray retries a task whose worker died, never one that raised (the task returns those).
         self._task = ray.remote(num_cpus=1, max_retries=max_attempts - 1, retry_exceptions=False)(_attempt)
-        self._counter = ray.remote(num_cpus=0)(_Attempts).remote()
+        # The counter lives on this driver's node (the sweep ends with that node anyway), so a
+        # worker node lost does not take the count with it.
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        self._counter = ray.remote(num_cpus=0)(_Attempts).options(scheduling_strategy=here).remote()
         self._ctx: TrialContext | None = None
         self._ctx_ref: Any = None
         self._pending: dict[Any, tuple[TrialSpec, int]] = {}  # task's ObjectRef -> (trial, token)
@@ -164,7 +169,7 @@ class RayExecutor:
         ray = self._ray
         try:
             attempts = int(ray.get(self._counter.runs.remote(token)))
-        except ray.exceptions.RayError:  # the counter's node went too
+        except ray.exceptions.RayError:  # the counter is gone (its node with it): Ray's limit
             attempts = self.max_attempts
         name = type(exc).__name__
         if any(name.startswith(lost) for lost in _LOST):
@@ -202,12 +207,8 @@ def _connect(ray: Any, address: str | None, num_cpus: int | None) -> None:
         if address is None:
             # "local": a new instance, never one `ray start` or RAY_ADDRESS points at (Ray's own
             # default for no address would join those: someone's cluster).
-            ray.init(
-                "local",
-                num_cpus=num_cpus or os.cpu_count() or 1,
-                include_dashboard=False,
-                **_QUIET,
-            )
+            # num_cpus None: Ray counts this machine's CPUs (a container's CPU limit included).
+            ray.init("local", num_cpus=num_cpus, include_dashboard=False, **_QUIET)
         else:
             ray.init(address, **_QUIET)
     except (ConnectionError, RuntimeError, ValueError) as exc:

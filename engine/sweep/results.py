@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -81,14 +82,18 @@ def describe(objective: ObjectiveSpec) -> str:
 
 
 def _rank_key(objective: ObjectiveSpec, r: TrialResult) -> tuple[Any, ...]:
-    """Best first: feasible trials by their objective, then infeasible ones by theirs, then
-    trials without an objective (failed, or the statistic undefined), each tie by number (the
-    order `objective.rank_key` gives; kept here so that results need only the scored trials)."""
+    """Best first: ok and feasible trials by their objective, then ok and infeasible ones by
+    theirs (an ok trial without a value, its statistic undefined, after them), then failed
+    ones; each tie by number. The order of `objective.rank_key`, kept here so that results need
+    only the scored trials (the lead's merge may call that one instead: the same key)."""
+    if r.status != "ok":
+        group = 2
+    else:
+        group = 0 if r.feasible and r.objective is not None else 1
     value = r.objective
-    if r.status != "ok" or value is None or value != value:  # NaN: no objective
-        return (2, 0.0, r.number)
-    signed = -value if objective.direction == "maximize" else value
-    return (0 if r.feasible else 1, signed, r.number)
+    if value is None or not math.isfinite(value):
+        return (group, 1, 0.0, r.number)
+    return (group, 0, -value if objective.direction == "maximize" else value, r.number)
 
 
 def ranked(objective: ObjectiveSpec, trials: Iterable[TrialResult]) -> list[TrialResult]:
@@ -97,7 +102,8 @@ def ranked(objective: ObjectiveSpec, trials: Iterable[TrialResult]) -> list[Tria
 
 
 def _is_walk_forward(outcome: SweepOutcome) -> bool:
-    return bool(outcome.folds)
+    # A walk-forward interrupted in its first fold has no fold outcome yet, only train trials.
+    return bool(outcome.folds) or any(r.role != "search" for r in outcome.trials)
 
 
 def _ordered(outcome: SweepOutcome, objective: ObjectiveSpec) -> list[tuple[int | None, TrialResult]]:
@@ -123,7 +129,7 @@ def _best(outcome: SweepOutcome, objective: ObjectiveSpec) -> tuple[TrialResult 
         for fo in reversed(outcome.folds):
             if fo.best is not None:
                 return fo.best, f"the best train trial of fold {fo.fold.index}, the most recent data"
-        return None, "no fold has a feasible train trial"
+        return None, "no finished fold has a feasible train trial"
     first = ranked(objective, outcome.trials)[:1]
     if first and first[0].status == "ok" and first[0].feasible and first[0].objective is not None:
         return first[0], "the best feasible trial"
@@ -247,7 +253,8 @@ def report(outcome: SweepOutcome, objective: ObjectiveSpec) -> dict[str, Any]:
             "out_of_sample": {
                 "statistics": dict(outcome.oos_stats),
                 "folds_covered": covered,
-                "complete": len(covered) == len(outcome.folds),
+                # Every planned fold ran and has a test result (an interrupted run: false).
+                "complete": not outcome.interrupted and len(covered) == len(outcome.folds),
                 "equity": [[t, v] for t, v in outcome.oos_equity],
             },
         }
@@ -511,7 +518,11 @@ def _oos_lines(outcome: SweepOutcome) -> list[str]:
     tested = [fo.fold.test for fo in outcome.folds if fo.fold.index in covered]
     span_s = sum((w.end_ns or 0) - (w.start_ns or 0) for w in tested) / 1e9
     head = f"out-of-sample ({len(covered)} of {plural(len(outcome.folds), 'fold')}"
-    if not outcome.oos_equity:
+    if outcome.interrupted:
+        # The runner stitches only a finished walk-forward: a part of one is not its result.
+        done = plural(len(outcome.folds), "fold")
+        lines = [f"out-of-sample: none, the walk-forward was interrupted after {done}"]
+    elif not outcome.oos_equity:
         lines = [f"{head}): no test window ran"]
     else:
         lines = [
@@ -576,7 +587,7 @@ def table(outcome: SweepOutcome, objective: ObjectiveSpec, *, limit: int = 20) -
         parts.append(Text(f"trial {r.number} failed: {r.error or 'no error given'}"))
     if len(failed) > limit:
         parts.append(Text(f"({len(failed) - limit:,} more failed trials in results.csv)"))
-    if _is_walk_forward(outcome):
+    if outcome.folds:
         parts.append(Text(""))
         parts.append(_fold_table(outcome, objective))
         parts.extend(Text(line) for line in _oos_lines(outcome))

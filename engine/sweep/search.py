@@ -8,10 +8,13 @@
   unlikely and is not checked;
 - tpe: Optuna's TPE sampler (`optuna.samplers.TPESampler(seed=...)`), its study stored in SQLite
   at `study_path` under `study_name`, so a rerun resumes it: trials an earlier run finished count
-  toward `trials`, and trials it left running (interrupted) are marked failed and not counted.
-  A failed trial, or one without a value (an undefined statistic), is told as FAIL (TPE ignores
-  it); an infeasible one is told its value and its constraints' violations through the
-  sampler's `constraints_func`, so TPE learns to stay within them.
+  toward `trials` and are proposed again first, in their order (the sweep finds their results
+  in its trial cache, and its table lists them; telling them again changes nothing), then TPE
+  proposes the rest; trials an earlier run left running (interrupted) are marked failed and not
+  counted. A failed trial, or one without a value (an undefined statistic), is told as FAIL (TPE
+  ignores it); an infeasible one is told its value and its constraints' violations (Optuna 5's
+  `Trial.set_constraint`; Optuna 4's sampler `constraints_func`), so TPE learns to stay within
+  them.
 
 `ask` proposes the next trial's parameters (None when all are proposed); `tell` reports a
 finished one. Grid and random never import Optuna."""
@@ -117,6 +120,7 @@ def _import_optuna() -> Any:
 # trials that finished from those an interrupted run left running.
 _TOLD = "tradingd_status"
 _VIOLATIONS = "tradingd_violations"
+_PARAMS = "tradingd_params"  # the parameters the sweep ran (on the spaces' grids), as JSON
 
 
 def _canonical(params: Params) -> str:
@@ -169,39 +173,51 @@ class TPESearch:
             sampler=sampler,
             load_if_exists=True,
         )
-        done = 0
+        replay: list[dict[str, dict[str, Any]]] = []
         for t in self._study.get_trials(deepcopy=False):
             if t.state == TrialState.RUNNING:
                 # Left running by an interrupted run: never finished, so not counted, and failed
                 # so that TPE does not wait on it.
                 self._study.tell(t.number, state=TrialState.FAIL)
-            elif _TOLD in t.user_attrs:
-                done += 1
-        self.done = done  # finished by earlier runs of the study
-        self.total = max(trials, done)
-        self._asked = done
+            elif _TOLD in t.user_attrs and _PARAMS in t.user_attrs:
+                replay.append(json.loads(t.user_attrs[_PARAMS]))
+        self.done = len(replay)  # finished by earlier runs of the study
+        self.total = max(trials, self.done)
+        self._replay = replay
+        self._replayed: list[str] = []  # proposed again, not yet told (the study has them)
+        self._asked = 0
         self._pending: dict[str, list[Any]] = {}
 
     def ask(self) -> dict[str, dict[str, Any]] | None:
         if self._asked >= self.total:
             return None
         self._asked += 1
+        if self._replay:
+            again = self._replay.pop(0)
+            self._replayed.append(_canonical(again))
+            return again
         trial = self._study.ask(self._distributions)
         out: dict[str, dict[str, Any]] = {}
         for strategy, spaces in self._params.items():
             for name, s in spaces.items():
                 out.setdefault(strategy, {})[name] = _space.snap(s, trial.params[f"{strategy}.{name}"])
+        trial.set_user_attr(_PARAMS, _canonical(out))
         self._pending.setdefault(_canonical(out), []).append(trial)
         return out
 
     def tell(self, params: Params, result: TrialResult) -> None:
         """Tell the study the trial asked for `params` (the first one asked, of equal ones).
-        KeyError when no trial asked for them is waiting."""
+        A trial an earlier run finished, proposed again, is in the study already: nothing to
+        tell. KeyError when no trial asked for them is waiting."""
         from optuna.trial import TrialState
 
-        waiting = self._pending.get(_canonical(params))
+        key = _canonical(params)
+        if key in self._replayed:
+            self._replayed.remove(key)
+            return
+        waiting = self._pending.get(key)
         if not waiting:
-            raise KeyError(f"no TPE trial waits for {_canonical(params)}")
+            raise KeyError(f"no TPE trial waits for {key}")
         trial = waiting.pop(0)
         trial.set_user_attr(_TOLD, result.status)
         value = result.objective

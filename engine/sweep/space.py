@@ -17,16 +17,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from .model import Params
 from .spec import ParamSpace
 
 __all__ = [
+    "CHECKED",
+    "bounds",
+    "check",
     "combination",
+    "count",
     "draw",
     "finite",
     "grid",
     "grid_points",
     "grid_size",
+    "point",
     "problems",
     "produced",
     "snap",
@@ -35,6 +39,9 @@ __all__ = [
 # Significant digits a log range's grid points keep: exact enough for any parameter, and free of
 # the 17th-digit noise a power of a ratio leaves (0.06324555320336759 shows as 0.0632455532034).
 _LOG_DIGITS = 12
+
+# A stepped range of more points than this is checked at its ends and this many points between.
+CHECKED = 1000
 
 
 def _dec(x: float | int) -> Decimal:
@@ -117,25 +124,47 @@ def finite(space: ParamSpace) -> bool:
     return space.kind in ("values", "choices") or (space.kind == "range" and space.step is not None)
 
 
+def count(space: ParamSpace) -> int:
+    """How many grid points `space` has (counted, not made: a typo's billion-point range is
+    refused by its size, not by running out of memory). ValueError as `grid_points`."""
+    check(space)
+    if space.kind in ("values", "choices"):
+        return len(space.values)
+    low, high = bounds(space)
+    if space.kind == "range":
+        if space.step is None:
+            raise ValueError("a grid needs the range's step (a random or TPE search draws without one)")
+        # Floor: exact in Decimal, so `high` is in when it falls on a step.
+        return int((_dec(high) - _dec(low)) / _dec(space.step)) + 1
+    if space.num is None:
+        raise ValueError("a grid needs the log_range's num (how many points)")
+    return len(grid_points(space)) if space.integer else space.num
+
+
+def point(space: ParamSpace, index: int) -> Any:
+    """Grid point number `index` of `space` (0 <= index < count), made alone."""
+    if space.kind in ("values", "choices"):
+        return space.values[index]
+    low, _ = bounds(space)
+    if space.kind == "range":
+        assert space.step is not None  # `count` said so
+        if space.integer:
+            return int(low) + index * int(space.step)
+        return float(_dec(low) + index * _dec(space.step))
+    return grid_points(space)[index]
+
+
 def grid_points(space: ParamSpace) -> tuple[Any, ...]:
     """A grid's values of one parameter, in order. A range: `low`, `low + step`, ... up to
     `high` inclusive when it falls on a step (ints for an integer range); a log range: `num`
     points evenly spaced on a log scale from `low` to `high`. ValueError for a space with no grid
     (a range without a step, a log range without `num`) or a wrong one."""
+    if space.kind != "log_range":
+        return tuple(point(space, i) for i in range(count(space)))
     check(space)
-    if space.kind in ("values", "choices"):
-        return tuple(space.values)
-    low, high = bounds(space)
-    if space.kind == "range":
-        if space.step is None:
-            raise ValueError("a grid needs the range's step (a random or TPE search draws without one)")
-        if space.integer:
-            return tuple(range(int(low), int(high) + 1, int(space.step)))
-        first, step = _dec(low), _dec(space.step)
-        count = int((_dec(high) - first) / step) + 1  # floor: exact in Decimal, `high` in iff on a step
-        return tuple(float(first + i * step) for i in range(count))
     if space.num is None:
         raise ValueError("a grid needs the log_range's num (how many points)")
+    low, high = bounds(space)
     ratio = math.log(high / low)
     points = [low]
     for i in range(1, space.num - 1):
@@ -153,18 +182,17 @@ def _flat(params: Mapping[str, Mapping[str, ParamSpace]]) -> list[tuple[str, str
 
 def grid_size(params: Mapping[str, Mapping[str, ParamSpace]]) -> int:
     """How many combinations `grid` yields (counted, not made)."""
-    return math.prod(len(grid_points(space)) for _, _, space in _flat(params))
+    return math.prod(count(space) for _, _, space in _flat(params))
 
 
 def combination(params: Mapping[str, Mapping[str, ParamSpace]], index: int) -> dict[str, dict[str, Any]]:
     """`grid`'s combination number `index` (0 <= index < grid_size), made without the others:
     the last parameter varies fastest."""
     flat = _flat(params)
-    points = [grid_points(space) for _, _, space in flat]
     chosen: list[Any] = []
-    for values in reversed(points):
-        index, at = divmod(index, len(values))
-        chosen.append(values[at])
+    for _, _, space in reversed(flat):
+        index, at = divmod(index, count(space))
+        chosen.append(point(space, at))
     chosen.reverse()
     return _nest(flat, chosen)
 
@@ -191,7 +219,7 @@ def draw(space: ParamSpace, rng: random.Random) -> Any:
     from a log range (an integer one: rounded)."""
     check(space)
     if finite(space):
-        return rng.choice(grid_points(space))
+        return point(space, rng.randrange(count(space)))
     low, high = bounds(space)
     if space.kind == "range":
         if space.integer:
@@ -206,9 +234,8 @@ def snap(space: ParamSpace, value: Any) -> Any:
     """A value a sampler proposed, as `space` produces it: a stepped float range's nearest grid
     point (Optuna's `low + k * step` drifts in the last digits), an integer space's int."""
     if space.kind == "range" and space.step is not None and not space.integer:
-        points = grid_points(space)
         at = round((float(value) - bounds(space)[0]) / space.step)
-        return points[min(max(at, 0), len(points) - 1)]
+        return point(space, min(max(at, 0), count(space) - 1))
     if space.integer and space.kind in ("range", "log_range"):
         return round(float(value))
     return value
@@ -216,10 +243,14 @@ def snap(space: ParamSpace, value: Any) -> Any:
 
 def produced(space: ParamSpace) -> tuple[Any, ...]:
     """Values that stand for everything `space` can produce, to check them against a parameter's
-    type before any trial runs: every grid point of a finite space, and a continuous range's
-    bounds (and its grid points when it has `num`), each of the type a draw gives."""
+    type before any trial runs: every grid point of a finite space (of a range of more than
+    `CHECKED` points: both ends and points evenly between, all of one type), and a continuous
+    range's bounds (and its grid points when it has `num`), each of the type a draw gives."""
     if finite(space):
-        return grid_points(space)
+        n = count(space)
+        if n <= CHECKED or space.kind != "range":
+            return tuple(point(space, i) for i in range(n))
+        return tuple(dict.fromkeys(point(space, i * (n - 1) // (CHECKED - 1)) for i in range(CHECKED)))
     low, high = bounds(space)
     ends: list[Any] = [low, high]
     if space.integer:
@@ -229,8 +260,3 @@ def produced(space: ParamSpace) -> tuple[Any, ...]:
     if space.kind == "log_range" and space.num is not None:
         ends += grid_points(space)
     return tuple(dict.fromkeys(ends))
-
-
-def flat_names(params: Params | Mapping[str, Mapping[str, ParamSpace]]) -> list[str]:
-    """`strategy.parameter` of each parameter, in order (the names a study and a table use)."""
-    return [f"{strategy}.{name}" for strategy, values in params.items() for name in values]

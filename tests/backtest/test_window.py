@@ -98,13 +98,17 @@ def _write(path: Path, frames: list[tuple[int, bytes]], *, raw: Sequence[tuple[i
 
 
 def _run(
-    path: Path, *strategies: Strategy, cache: EventCache | None = None, **window: int | None
+    path: Path,
+    *strategies: Strategy,
+    cache: EventCache | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
 ) -> tuple[BacktestResult, BacktestKernel]:
     kernel = BacktestKernel(
         {"deribit": PLUGIN},
         [DataSource("deribit", path)],
         list(strategies),
-        BacktestSettings(equity_interval_s=1.0, **window),  # type: ignore[arg-type]
+        BacktestSettings(equity_interval_s=1.0, start_ns=start_ns, end_ns=end_ns),
         event_cache=cache,
     )
     return trio.run(kernel.run), kernel
@@ -222,11 +226,9 @@ def test_a_window_without_a_frame_is_a_warning(
 ) -> None:
     path = _write(tmp_path / "d.rec", _warm_frames())
     w = Watcher()
-    window = {
-        "start_ns": None if start_s is None else (F.T0_MS + start_s * 1000) * MS,
-        "end_ns": None if end_s is None else (F.T0_MS + end_s * 1000) * MS,
-    }
-    result, _ = _run(path, w, **window)
+    start = None if start_s is None else (F.T0_MS + start_s * 1000) * MS
+    end = None if end_s is None else (F.T0_MS + end_s * 1000) * MS
+    result, _ = _run(path, w, start_ns=start, end_ns=end)
     assert w.started_at is None and w.stopped_at is None and not w.seen
     assert result.frames == 0 and result.start_ns is None and result.end_ns is None
     assert len(result.warnings) == 1
@@ -286,12 +288,11 @@ def test_a_windowed_run_reads_and_writes_the_whole_data_s_cache_entry(tmp_path: 
     it was written); every window reads it; a window's report is the same from the frames, while
     writing the entry, and from the entry: bad lines and malformed frames of the window counted."""
     path = _hostile(tmp_path)
-    window = {"start_ns": S, "end_ns": E}
-    plain, _ = _run(path, Watcher(), **window)
+    plain, _ = _run(path, Watcher(), start_ns=S, end_ns=E)
     writing_cache = EventCache(tmp_path / "w", write_on=1)
-    written, writer = _run(path, Watcher(), cache=writing_cache, **window)
+    written, writer = _run(path, Watcher(), cache=writing_cache, start_ns=S, end_ns=E)
     assert writer.data_path == "frames, cache written" and writer.cache_entry is not None
-    read, reader = _run(path, Watcher(), cache=EventCache(tmp_path / "w", write_on=1), **window)
+    read, reader = _run(path, Watcher(), cache=EventCache(tmp_path / "w", write_on=1), start_ns=S, end_ns=E)
     assert reader.data_path == "cache" and reader.cache_entry == writer.cache_entry
     want = orjson.dumps(_json(plain), option=orjson.OPT_SORT_KEYS)
     assert orjson.dumps(_json(written), option=orjson.OPT_SORT_KEYS) == want
@@ -309,9 +310,10 @@ def test_a_windowed_run_reads_and_writes_the_whole_data_s_cache_entry(tmp_path: 
     assert full_reader.data_path == "cache"
     assert _json(full_read) == _json(full_plain)
     # Another window, from the same entry, as from the frames.
-    other = {"start_ns": E, "end_ns": E + 5_000 * MS}
-    o_plain, _ = _run(path, Watcher(), **other)
-    o_read, o_reader = _run(path, Watcher(), cache=EventCache(tmp_path / "w", write_on=1), **other)
+    o_plain, _ = _run(path, Watcher(), start_ns=E, end_ns=E + 5_000 * MS)
+    o_read, o_reader = _run(
+        path, Watcher(), cache=EventCache(tmp_path / "w", write_on=1), start_ns=E, end_ns=E + 5_000 * MS
+    )
     assert o_reader.data_path == "cache" and _json(o_read) == _json(o_plain)
     assert o_plain.strategies["watcher"].fills == 1
 

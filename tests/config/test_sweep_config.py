@@ -6,10 +6,11 @@ constraints and paths read as documented."""
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradingd.config import load_sweep
@@ -17,7 +18,7 @@ from tradingd.config._sweep import parse_duration
 from tradingd.engine.model.errors import ConfigError
 from tradingd.engine.sweep.model import Window
 from tradingd.engine.sweep.objective import parse_constraint
-from tradingd.engine.sweep.space import grid_size
+from tradingd.engine.sweep.space import grid_points, grid_size
 from tradingd.engine.sweep.spec import ObjectiveSpec, ParamSpace, SearchSpec, WalkForwardSpec
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -60,6 +61,7 @@ def test_the_readmes_example_loads() -> None:
     assert spec.window == Window()
     # Both strategies' parameters; at least 8 combinations per fold: >= 24 trials in 3 folds.
     assert set(spec.params) == {"momentum_eth", "gamma_btc"}
+    assert spec.params["gamma_btc"]["option_size"] == ParamSpace("values", values=(5,))
     assert spec.params["momentum_eth"]["lookback_s"] == ParamSpace("range", low=120.0, high=600.0, step=480.0)
     assert grid_size(spec.params) == 8
     # The windows fit the bundled sample's 2 hours.
@@ -266,6 +268,10 @@ train = "40 minutes"
             "search: the grid has 2 combinations, more than max_trials = 1: take fewer values, raise"
             " max_trials, or use method = 'random' or 'tpe'",
         ),
+        (
+            "[params.momentum_eth]\nthreshold = { range = [0.0, 1000.0], step = 0.000001 }",
+            "search: the grid has 1,000,000,001 combinations, more than max_trials = 10,000",
+        ),
         # The objective.
         (
             '[objective]\nstatistic = "pnl"\n' + _GRID,
@@ -374,3 +380,23 @@ def test_a_duration_without_units_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="expected a duration like '40m'"):
         parse_duration(text)
     assert math.isfinite(parse_duration("1.5h"))
+
+
+# Numbers as people write them in a file: k * 10^-e, as TOML's text.
+_written = st.builds(lambda k, e: str(Decimal(k).scaleb(-e)), st.integers(1, 999), st.integers(0, 3))
+
+
+@settings(max_examples=25)
+@given(low=_written, step=_written, steps=st.integers(1, 6))
+def test_a_range_written_in_the_file_gives_its_decimal_points(
+    tmp_path_factory: pytest.TempPathFactory, low: str, step: str, steps: int
+) -> None:
+    high = Decimal(low) + steps * Decimal(step)
+    path = _sweep(
+        tmp_path_factory.mktemp("sweep"),
+        f"[params.momentum_eth]\nthreshold = {{ range = [{low}, {high}], step = {step} }}\n",
+    )
+    space = load_sweep(path).params["momentum_eth"]["threshold"]
+    # A float parameter's points: floats, `high` included, no drift from adding steps.
+    expected = tuple(float(Decimal(low) + i * Decimal(step)) for i in range(steps + 1))
+    assert grid_points(space) == expected

@@ -1,6 +1,6 @@
 """Trial functions for the executors' tests, importable by name in a worker process (a Ray worker
-imports this module by its name, `tests.support.ray_trials`: Ray puts the driver's working
-directory, the repository's root under pytest, on its workers' `sys.path`).
+imports this module by its name, `tests.support.ray_trials`: `tests/sweep/test_ray.py` puts the
+repository's root on the PYTHONPATH its Ray instance's workers start with).
 
 Each returns a result as `tradingd.cli.trial.run_trial` does, computed from the trial's params
 only (deterministic: the same on any worker), or fails as a test needs. The params a function

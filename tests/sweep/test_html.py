@@ -19,7 +19,7 @@ from tests.support.sweep_outcomes import (
     walk_forward_outcome,
 )
 from tradingd.engine.model.errors import DataError
-from tradingd.engine.sweep.html import _Axis, _cells, _segments, render
+from tradingd.engine.sweep.html import _Axis, _cells, _groups, _panels, _segments, _short, render
 from tradingd.engine.sweep.model import SweepOutcome
 from tradingd.engine.sweep.spec import ObjectiveSpec, ParamSpace
 
@@ -138,3 +138,26 @@ def test_without_matplotlib_the_page_names_the_report_extra(
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(DataError, match=r"^the sweep's HTML page .*: pip install 'tradingd\[report\]'"):
         render(tmp_path, search_outcome(), OBJECTIVE, PARAMS)
+
+
+def test_a_walk_forwards_trials_are_compared_within_their_fold() -> None:
+    train = [r for r in walk_forward_outcome().trials if r.role == "train"]
+    groups = _groups(train)
+    assert [(name, [r.fold for r in trials]) for name, trials in groups] == [
+        ("fold 0", [0] * 4),
+        ("fold 1", [1] * 4),
+        ("fold 2", [2] * 4),
+    ]
+    assert _groups(search_outcome().trials) == [("", search_outcome().trials)]
+    axis = _Axis(("s", "p"), None, [1, 2])
+    three = [(axis, axis)] * 3
+    assert [p[0] for p in _panels(groups, three)] == ["fold 0"] * 3 + ["fold 1"] * 3 + ["fold 2"] * 3
+    # 3 folds x 6 pairs do not fit in 15 heatmaps: whole folds, the latest (the best is the last's).
+    six = [(axis, axis)] * 6
+    assert [p[0] for p in _panels(groups, six)] == ["fold 1"] * 6 + ["fold 2"] * 6
+    # One search with more pairs than fit: the first 15.
+    assert len(_panels([("", train)], [(axis, axis)] * 20)) == 15
+
+
+def test_a_heatmap_cell_says_a_large_figure_whole() -> None:
+    assert [_short(v) for v in (-1049.6, 229.4899, 0.01234, 12345.0)] == ["-1,050", "229", "0.0123", "12,345"]

@@ -5,11 +5,12 @@ on every attempt gives "worker lost"; cancelling leaves nothing running; the con
 object store once; an instance the executor started is quiet and stopped, a cluster it joined is
 left running; without Ray, one line names the extra.
 
-The trial functions live in `tests.support.ray_trials`: Ray's workers import them by name (Ray puts
-the driver's working directory, the repository's root under pytest, on the workers' `sys.path`)."""
+The trial functions live in `tests.support.ray_trials`: Ray's workers import them by name (the
+repository's root on their PYTHONPATH, set when the module's instance starts)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -88,7 +89,11 @@ def _running(pid: int) -> bool:
 def cluster() -> Iterator[RayExecutor]:
     """The module's Ray instance, started (and at the end stopped) by an executor of its own;
     the tests' executors find Ray connected and use it as it is."""
-    owner = RayExecutor(ray_trials.computed, None, num_cpus=2)
+    # The workers import `tests.support.ray_trials` from the repository's root whatever folder
+    # pytest was started in (Ray's workers get the driver's environment as it is at ray.init).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        owner = RayExecutor(ray_trials.computed, None, num_cpus=2)
     yield owner
     owner.close(cancel=True)
 

@@ -39,13 +39,24 @@ def _text(renderable: Any, width: int = 100) -> str:
 
 def _rows(text: str) -> list[list[str]]:
     """The trial table's rows (rank, number, ...), split into words."""
-    return [line.split() for line in text.splitlines() if re.match(r"\s*\d+\s+\d+\s+\w+=", line)]
+    return [line.split() for line in text.splitlines() if re.match(r"\s*\d+\s+\d+\s+(\d+\s+)?\w+=", line)]
 
 
 def test_ranking_puts_feasible_first_then_infeasible_then_failed() -> None:
     order = [r.number for r in ranked(OBJECTIVE, search_outcome().trials)]
     # 2 has the highest net PnL but breaks max_drawdown < 5; 5 failed.
     assert order == [6, 1, 4, 7, 0, 3, 2, 5]
+
+
+def test_an_ok_trial_without_a_value_ranks_after_the_infeasible_and_before_the_failed() -> None:
+    failed = trial(0, 0.02, 120, 0.2, 0.0, status="failed")
+    undefined = attrs.evolve(trial(1, 0.02, 120, 0.2, 1.0), objective=None, feasible=False)
+    infeasible = trial(2, 0.02, 120, 0.2, -50.0, drawdown=9.0)
+    nan = attrs.evolve(trial(3, 0.02, 120, 0.2, 1.0), objective=float("nan"), feasible=False)
+    good = trial(4, 0.02, 120, 0.2, -60.0)
+    order = ranked(OBJECTIVE, [failed, nan, undefined, infeasible, good])
+    # As objective.rank_key orders them: a failed trial last even with the lowest number.
+    assert [r.number for r in order] == [4, 2, 1, 3, 0]
 
 
 def test_minimizing_ranks_the_lowest_first_ties_by_number() -> None:
@@ -217,3 +228,30 @@ def test_no_feasible_trial_means_no_best() -> None:
 def test_describe_names_a_strategy_and_a_direction() -> None:
     spec = ObjectiveSpec(statistic="max_drawdown", strategy="gamma_btc", direction="minimize")
     assert describe(spec) == "minimize max_drawdown (gamma_btc)"
+
+
+def test_a_walk_forward_interrupted_in_its_first_fold_lists_its_train_trials(tmp_path: Path) -> None:
+    full = walk_forward_outcome()
+    first = tuple(r for r in full.trials if r.fold == 0 and r.role == "train")[:3]
+    outcome = SweepOutcome(trials=first, interrupted=True)
+    write(tmp_path, outcome, OBJECTIVE)
+    data = _json(tmp_path)
+    assert [(t["number"], t["rank"]) for t in data["trials"]] == [(1, 1), (0, 2), (2, 3)]
+    assert data["walk_forward"]["folds"] == [] and data["walk_forward"]["out_of_sample"]["complete"] is False
+    assert data["best"] is None and data["counts"]["interrupted"] is True
+    text = _text(table(outcome, OBJECTIVE))
+    assert [r[1] for r in _rows(text)] == ["1", "0", "2"]
+    assert "interrupted: the trials above are the ones that finished" in text
+    assert "best: none (no finished fold has a feasible train trial)" in text
+
+
+def test_a_walk_forward_interrupted_after_a_fold_claims_no_out_of_sample_result(tmp_path: Path) -> None:
+    full = walk_forward_outcome()
+    outcome = SweepOutcome(
+        trials=tuple(r for r in full.trials if r.fold in (0, 1)), folds=full.folds[:1], interrupted=True
+    )
+    write(tmp_path, outcome, OBJECTIVE)
+    assert _json(tmp_path)["walk_forward"]["out_of_sample"]["complete"] is False
+    text = _text(table(outcome, OBJECTIVE))
+    assert "out-of-sample: none, the walk-forward was interrupted after 1 fold" in text
+    assert "best: trial 1 (the best train trial of fold 0" in text

@@ -179,17 +179,22 @@ def test_tpe_resumes_an_interrupted_study_to_its_total(tmp_path: Path) -> None:
 
     again = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-0")
     assert again.total == 7
-    rest = _run(again, 4, OBJECTIVE, start=3)
+    # The three finished first, as they were (the sweep finds them in its trial cache), then
+    # four new: seven in all.
+    proposed = _run(again, 7, OBJECTIVE)
     assert again.ask() is None
+    assert proposed[:3] == told
     states = [t.state for t in _trials(study, "wf-0")]
-    # The three told, the two left running (failed: not counted), the four of the rerun.
+    # The three told, the two left running (failed: not counted), the four new; the three told
+    # again changed nothing.
     assert states == [TrialState.COMPLETE] * 3 + [TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 4
-    # The rerun does not repeat the first run's proposals (its sampler moved on).
-    assert not {_key(p) for p in rest} & {_key(p) for p in told}
+    # The new ones do not repeat the first run's proposals (its sampler moved on).
+    assert not {_key(p) for p in proposed[3:]} & {_key(p) for p in told}
 
-    # Reopened once more: everything is done.
+    # Reopened once more: the seven again, and nothing new.
     done = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-0")
-    assert done.ask() is None
+    assert _all(done) == proposed
+    assert len(_trials(study, "wf-0")) == 9
     # Another study name in the same file is a separate study.
     other = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-1")
     assert len(_run(other, 7, OBJECTIVE)) == 7

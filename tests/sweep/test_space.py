@@ -14,11 +14,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tradingd.engine.sweep.space import (
+    CHECKED,
     combination,
+    count,
     draw,
     grid,
     grid_points,
     grid_size,
+    point,
     problems,
     produced,
     snap,
@@ -186,3 +189,29 @@ def test_produced_stands_for_everything_a_space_gives() -> None:
     assert produced(ParamSpace("range", low=1.0, high=9.0)) == (1.0, 9.0)
     assert produced(ParamSpace("values", values=(1, "a"))) == (1, "a")
     assert produced(ParamSpace("log_range", low=0.1, high=10.0, num=3)) == (0.1, 10.0, 1.0)
+
+
+def test_a_huge_range_is_counted_not_made() -> None:
+    # A typo's billion points: counted, one point made alone, checked at CHECKED points.
+    huge = ParamSpace("range", low=0.0, high=1000.0, step=0.000001)
+    assert count(huge) == 1_000_000_001
+    assert point(huge, 123_456_789) == 123.456789
+    params = {"s": {"x": huge, "y": ParamSpace("values", values=("a", "b"))}}
+    assert grid_size(params) == 2_000_000_002
+    assert combination(params, 2_000_000_001) == {"s": {"x": 1000.0, "y": "b"}}
+    assert draw(huge, random.Random(1)) == point(huge, random.Random(1).randrange(count(huge)))
+    checked = produced(huge)
+    assert len(checked) == CHECKED
+    assert (checked[0], checked[-1]) == (0.0, 1000.0)
+
+
+@given(low=st.integers(-1000, 1000), step=st.integers(1, 50), n=st.integers(2, 40), off=st.integers(0, 49))
+def test_count_and_point_agree_with_the_grid(low: int, step: int, n: int, off: int) -> None:
+    high = low + (n - 1) * step + off % step
+    for space in (
+        ParamSpace("range", low=low, high=high, step=step, integer=True),
+        ParamSpace("range", low=low / 100, high=high / 100, step=step / 100),
+    ):
+        points = grid_points(space)
+        assert count(space) == len(points) == n
+        assert [point(space, i) for i in range(n)] == list(points)

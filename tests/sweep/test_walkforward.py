@@ -205,3 +205,34 @@ def test_out_of_sample_stats_sum_the_tests_and_measure_the_curve() -> None:
     assert out["fills"] == 4 and isinstance(out["fills"], int)
     assert out["fees"] == 0.3  # summed as Decimal: not 0.1 + 0.2's float 0.30000000000000004
     assert out["folds"] == 2 and out["folds_missing"] == [1]
+
+
+_curves = st.lists(
+    st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=0, max_size=6) | st.none(), max_size=5
+)
+
+
+@given(curves=_curves)
+def test_stitch_keeps_each_tests_changes_and_ends_at_their_sum(curves: list[list[float] | None]) -> None:
+    tests: list[TrialResult | None] = []
+    for i, values in enumerate(curves):
+        if values is None:
+            tests.append(None)
+            continue
+        equity = [(i * 100 + j, v) for j, v in enumerate(values)]
+        tests.append(_test(i, equity))
+    out = stitch(tests)
+    ran = [values for values in curves if values]
+    assert len(out) == sum(len(v) for v in ran)
+    assert [t for t, _ in out] == sorted(t for t, _ in out)
+    at = 0
+    level = 0.0
+    for values in ran:
+        piece = out[at : at + len(values)]
+        # The test's own curve, raised by where the chain was: every change kept.
+        assert [v for _, v in piece] == pytest.approx([level + v for v in values], rel=1e-9, abs=1e-6)
+        level = piece[-1][1]
+        at += len(values)
+    if ran:  # the out-of-sample PnL: each test's own, added up
+        assert out[-1][1] == pytest.approx(sum(v[-1] for v in ran), rel=1e-9, abs=1e-6)
+    assert missing_folds(tests) == tuple(i for i, v in enumerate(curves) if not v)
