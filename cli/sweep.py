@@ -203,29 +203,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     show = wanted(args.no_progress)
 
     table, loaded = read_base(spec)
-    ensure_data(loaded, _err, show_progress=show)
-    cache = None if args.no_cache else EventCache()
-    if cache is not None:
-        _warm(loaded, cache)
-    ctx = context_for(spec, table, loaded, cache_dir=None if cache is None else cache.directory)
-    key = key_of(ctx, cache=cache)
-    span = _span(loaded)
-    try:
-        total = trial_count(spec, len(_plan(spec, span)) if spec.walk_forward is not None else 0)
-    except ValueError as exc:
-        raise ConfigError(str(exc), file=spec.path, path="walk_forward") from None
-
-    out = Path(spec.out)
-    store = TrialStore(out)
-    tally = _Tally(spec)
+    # First (a missing Ray is one line before any decoding); local workers start at the first
+    # trial, a Ray cluster is joined now.
     executor = _executor(spec, workers, bool(args.workers or spec.workers))
-    where = f"on the Ray cluster {spec.cluster}" if spec.cluster else f"in {workers} local processes"
-    _err(f"sweep: {plural(total, 'trial')} {where}; results in {out}")
     try:
-        with _bar(show, total, tally) as progress:
-            outcome = run_sweep(spec, ctx, executor, store, key_of=key, span=span, progress=progress)
+        outcome, tally, store = _run(spec, args, show, table, loaded, workers, executor)
     finally:
         executor.close(cancel=True)
+    out = Path(spec.out)
     _write(out, outcome, spec)
     ran = tally.done - tally.cached
     summary = (
@@ -239,6 +224,36 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _err(summary)
     print(f"results in {out}")
     return 1 if tally.done and tally.failed == tally.done else 0
+
+
+def _run(
+    spec: SweepSpec,
+    args: argparse.Namespace,
+    show: bool,
+    table: dict[str, Any],
+    loaded: LoadedConfig,
+    workers: int,
+    executor: Executor,
+) -> tuple[SweepOutcome, _Tally, TrialStore]:
+    """The data made ready and decoded once, then the trials (`run_sweep`) with the bar."""
+    ensure_data(loaded, _err, show_progress=show)
+    cache = None if args.no_cache else EventCache()
+    if cache is not None:
+        _warm(loaded, cache)
+    ctx = context_for(spec, table, loaded, cache_dir=None if cache is None else cache.directory)
+    key = key_of(ctx, cache=cache)
+    span = _span(loaded)
+    try:
+        total = trial_count(spec, len(_plan(spec, span)) if spec.walk_forward is not None else 0)
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=spec.path, path="walk_forward") from None
+    store = TrialStore(Path(spec.out))
+    tally = _Tally(spec)
+    where = f"on the Ray cluster {spec.cluster}" if spec.cluster else f"in {workers} local processes"
+    _err(f"sweep: {plural(total, 'trial')} {where}; results in {spec.out}")
+    with _bar(show, total, tally) as progress:
+        outcome = run_sweep(spec, ctx, executor, store, key_of=key, span=span, progress=progress)
+    return outcome, tally, store
 
 
 def _plan(spec: SweepSpec, span: Callable[[], tuple[int, int]]) -> tuple[Any, ...]:

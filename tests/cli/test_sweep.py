@@ -199,3 +199,31 @@ def test_on_a_terminal_a_bar_counts_the_trials_with_the_best_objective(
     assert f"best net_pnl: {best['objective']:.6g}" in text, text
     assert "4 trials: 0 run, 4 from the trial cache, 0 failed" in text
     assert _table(out) == _table(whole.stdout)
+
+
+def test_a_cluster_without_ray_is_one_line_naming_the_extra(folder: Path) -> None:
+    # Ray made unimportable in the command's process, as where the extra is not installed.
+    code = (
+        "import sys\n"
+        "class _NoRay:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'ray':\n"
+        "            raise ImportError('No module named ray (blocked by the test)')\n"
+        "sys.meta_path.insert(0, _NoRay())\n"
+        "from tradingd.cli.main import main\n"
+        f"sys.exit(main({[*_cmd(folder, 'no-ray')[3:], '--cluster', 'auto']!r}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_env(folder),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "tradingd: error: running trials on a Ray cluster needs the 'cluster' extra:"
+        " pip install 'tradingd[cluster]'"
+    )
+    assert "decoding" not in done.stderr and not (folder / "no-ray").exists()  # refused first
