@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -446,3 +447,19 @@ def test_tradingd_sweep_on_a_cluster_without_ray_is_one_line(tmp_path: Path) -> 
         " pip install 'tradingd[cluster]'"
     ), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_trial_whose_data_a_worker_cannot_read_fails_naming_the_file_and_host(
+    executor_of: Callable[..., RayExecutor], tmp_path: Path
+) -> None:
+    missing = tmp_path / "not-mounted" / "deribit.rec.zst"
+    ctx = attrs.evolve(CTX, data_files=(str(missing),))
+    executor = executor_of(run_trial)
+    executor.submit(ctx, _trial(0))
+    result = executor.next_result()
+    assert result.status == "failed"
+    assert result.attempts == 1  # not retried: the worker did not die
+    assert result.error is not None
+    want = f"DataUnreadable: data file {missing} is not readable on worker "
+    assert result.error.startswith(want), result.error
+    assert socket.gethostname() in result.error  # this machine's Ray: its worker's host is ours
