@@ -10,7 +10,9 @@ repository's root on their PYTHONPATH, set when the module's instance starts).""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ import trio
 
 from tests.support import ray_trials
 from tradingd.cli.backtest import build_kernel, ensure_data
+from tradingd.cli.main import main
 from tradingd.cli.trial import context_for, key_of, read_base, run_trial
 from tradingd.engine.model.errors import DataError
 from tradingd.engine.store.evcache import EventCache
@@ -350,3 +353,113 @@ def test_a_sweep_on_ray_gives_the_local_processes_results(cluster: RayExecutor, 
     # Not a comparison of empty results: the trials traded, and their parameters told.
     assert all(r.stats["momentum_eth"]["fills"] > 0 for r in local)
     assert len({r.stats["total"]["net_pnl"] for r in local}) > 1
+
+
+_SWEEP = """
+base = "bt.toml"
+out = "out"
+[objective]
+statistic = "net_pnl"
+[params.momentum_eth]
+threshold = { values = [0.01, 0.04] }
+[walk_forward]
+mode = "rolling"
+windows = 2
+train = "4m"
+test = "4m"
+"""
+
+
+def _timeless(value: Any) -> Any:
+    """results.json without the time each trial took (the one thing two runs may differ in)."""
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items() if "duration" not in k}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
+
+
+@pytest.mark.slow
+def test_tradingd_sweep_on_ray_writes_the_local_processes_results(
+    cluster: RayExecutor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _tiny_base(tmp_path)
+    (tmp_path / "sweep.toml").write_text(_SWEEP)
+    for how, out in ((["--workers", "2"], "local"), (["--cluster", "local"], "ray")):
+        argv = [
+            "sweep",
+            "--config",
+            str(tmp_path / "sweep.toml"),
+            "--out",
+            str(tmp_path / out),
+            "--no-progress",
+        ]
+        assert main([*argv, *how]) == 0, capsys.readouterr().err
+    assert "on the Ray cluster local" in capsys.readouterr().err
+    local = json.loads((tmp_path / "local" / "results.json").read_text())
+    on_ray = json.loads((tmp_path / "ray" / "results.json").read_text())
+    assert _timeless(on_ray) == _timeless(local)
+    # A walk-forward of 2 folds, each 2 train trials and a test trial, all run.
+    assert len(local["trials"]) == 6, local["counts"]
+    assert local["walk_forward"]["out_of_sample"]["complete"] is True
+
+
+# `tradingd sweep` in a fresh interpreter where `import ray` fails, as without the cluster extra.
+_WITHOUT_RAY = """
+import sys
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "ray":
+            raise ImportError(f"No module named {name!r} (blocked by the test)")
+        return None
+sys.meta_path.insert(0, _Blocked())
+from tradingd.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_tradingd_sweep_on_a_cluster_without_ray_is_one_line(tmp_path: Path) -> None:
+    base = _tiny_base(tmp_path)
+    base.write_text(base.read_text().replace("hours = 0.25", "hours = 0.01"))
+    (tmp_path / "sweep.toml").write_text(_SWEEP.split("[walk_forward]")[0])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _WITHOUT_RAY,
+            "sweep",
+            "--config",
+            str(tmp_path / "sweep.toml"),
+            "--cluster",
+            "auto",
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "TRADINGD_CACHE_DIR": str(tmp_path / "events")},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "tradingd: error: running trials on a Ray cluster needs the 'cluster' extra:"
+        " pip install 'tradingd[cluster]'"
+    ), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_trial_whose_data_a_worker_cannot_read_fails_naming_the_file_and_host(
+    executor_of: Callable[..., RayExecutor], tmp_path: Path
+) -> None:
+    missing = tmp_path / "not-mounted" / "deribit.rec.zst"
+    ctx = attrs.evolve(CTX, data_files=(str(missing),))
+    executor = executor_of(run_trial)
+    executor.submit(ctx, _trial(0))
+    result = executor.next_result()
+    assert result.status == "failed"
+    assert result.attempts == 1  # not retried: the worker did not die
+    assert result.error is not None
+    want = f"DataUnreadable: data file {missing} is not readable on worker "
+    assert result.error.startswith(want), result.error
+    assert socket.gethostname() in result.error  # this machine's Ray: its worker's host is ours
