@@ -1,6 +1,6 @@
 /* The compiled replay of the decoded-event cache (evcache.py, issue 17).
  *
- * `Replay(owner, classes, book_update, order_book, malformed)` is `owner.apply` (a
+ * `Replay(owner, classes, book_update, malformed)` is `owner.apply` (a
  * `ReplayDecoder`) for the two records most frames make: one event, or a tuple of events of the
  * entry's classes. Their events are returned in a new list, the owner's `stats.frames` and
  * `stats.events` moved, and each `BookUpdate` applied to the owner's book of its instrument as
@@ -10,7 +10,8 @@
  * tests/store/test_replay_compiled.py replays the same records both ways and compares every
  * event, counter and book after each record.
  *
- * `update(book, bids, asks)` is `OrderBook.update` for an exact `OrderBook` (while the class's
+ * `update(book, bids, asks)` is `OrderBook.update` for an exact `OrderBook` (the class given to
+ * `setup`, while its
  * `update` is the function defined there) and levels given as exact tuples of exact (float,
  * float) tuples, as the unpickler and the decoders make them; anything else calls the method.
  * The same operations in the same order as the Python code, on the same objects: ticks are
@@ -148,7 +149,7 @@ fail:
     return NULL;
 }
 
-static PyTypeObject *order_book_type = NULL; /* set by the first Replay: the exact OrderBook */
+static PyTypeObject *order_book_type = NULL; /* the exact OrderBook (`setup`); NULL: every book the method's */
 static PyObject *order_book_update = NULL;   /* OrderBook.update as defined (a patched one is called) */
 
 /* `book.update(bids, asks)`: 0, or -1 with an exception set. */
@@ -221,6 +222,16 @@ static int setup_book_type(PyObject *type) {
     order_book_type = (PyTypeObject *)Py_NewRef(type);
     order_book_update = Py_NewRef(fn);
     return 0;
+}
+
+/* `setup(OrderBook)`: the exact class whose books are updated in C (evcache calls it at import). */
+static PyObject *setup(PyObject *module, PyObject *order_book) {
+    if (setup_book_type(order_book) < 0) return NULL;
+    if ((PyTypeObject *)order_book != order_book_type) {
+        PyErr_SetString(PyExc_TypeError, "one OrderBook class per process");
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *update(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -406,15 +417,9 @@ reference:;
 }
 
 static PyObject *replay_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    PyObject *owner, *classes, *book_update, *order_book, *malformed;
-    if (!PyArg_ParseTuple(args, "OO!OOO:Replay", &owner, &PyFrozenSet_Type, &classes, &book_update, &order_book,
-                          &malformed))
+    PyObject *owner, *classes, *book_update, *malformed;
+    if (!PyArg_ParseTuple(args, "OO!OO:Replay", &owner, &PyFrozenSet_Type, &classes, &book_update, &malformed))
         return NULL;
-    if (setup_book_type(order_book) < 0) return NULL;
-    if ((PyTypeObject *)order_book != order_book_type) {
-        PyErr_SetString(PyExc_TypeError, "one OrderBook class per process");
-        return NULL;
-    }
     PyObject *method = PyObject_GetAttr((PyObject *)Py_TYPE(owner), s_apply);
     if (method == NULL) return NULL;
     Replay *self = (Replay *)type->tp_alloc(type, 0);
@@ -460,7 +465,7 @@ static PyTypeObject ReplayType = {
     .tp_name = "tradingd.engine.store._replay.Replay",
     .tp_basicsize = sizeof(Replay),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "Replay(owner, classes, book_update, order_book, malformed): owner.apply, compiled.",
+    .tp_doc = "Replay(owner, classes, book_update, malformed): owner.apply, compiled.",
     .tp_new = replay_new,
     .tp_traverse = (traverseproc)replay_traverse,
     .tp_clear = (inquiry)replay_clear,
@@ -470,6 +475,7 @@ static PyTypeObject ReplayType = {
 };
 
 static PyMethodDef methods[] = {
+    {"setup", setup, METH_O, "setup(OrderBook): the class whose exact instances are updated in C."},
     {"update", (PyCFunction)(void (*)(void))update, METH_FASTCALL,
      "update(book, bids, asks): OrderBook.update, compiled for an exact OrderBook and shaped levels."},
     {NULL, NULL, 0, NULL},

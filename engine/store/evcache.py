@@ -106,6 +106,8 @@ try:  # the compiled replay (_replay.c); a tree built without it replays in Pyth
     from . import _replay
 except ImportError:  # pragma: no cover - the install builds it
     _replay = None  # type: ignore[assignment]
+else:
+    _replay.setup(OrderBook)
 
 __all__ = [
     "CHUNK",
@@ -571,7 +573,7 @@ class ReplayDecoder:
         self.damaged: Callable[[BaseException], BaseException] = lambda exc: exc
         if compiled and _replay is not None:
             # An instance attribute over the method: the kernel's per-frame call is one C call.
-            self.apply = _replay.Replay(self, self._classes, BookUpdate, OrderBook, MalformedFrame)  # type: ignore[method-assign]
+            self.apply = _replay.Replay(self, self._classes, BookUpdate, MalformedFrame)  # type: ignore[method-assign]
 
     def decode(self, frame: Any, ts_local: int) -> list[MarketEvent]:
         return self.apply(frame, ts_local)
