@@ -89,7 +89,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 import attrs
 import msgspec
@@ -573,7 +573,7 @@ class ReplayDecoder:
         self.damaged: Callable[[BaseException], BaseException] = lambda exc: exc
         if compiled and _replay is not None:
             # An instance attribute over the method: the kernel's per-frame call is one C call.
-            self.apply = _replay.Replay(self, self._classes, BookUpdate, MalformedFrame)  # type: ignore[method-assign]
+            self.apply = _replay.Replay(self, self._classes, BookUpdate, MalformedFrame)  # type: ignore[assignment]
 
     def decode(self, frame: Any, ts_local: int) -> list[MarketEvent]:
         return self.apply(frame, ts_local)
@@ -585,8 +585,9 @@ class ReplayDecoder:
         never a malformed frame of the data. The compiled `Replay` does the same, and hands
         this method every record but the first two kinds."""
         try:  # free in 3.11 unless raised: the hot path pays no call for it
+            events: list[MarketEvent]
             if body.__class__ in self._classes:  # most frames: one event
-                events = [body]
+                events = [cast(MarketEvent, body)]
             elif body.__class__ is tuple:
                 events = self._events(body)
             else:

@@ -91,7 +91,7 @@ def test_a_price_that_has_no_tick_fails_the_same_after_the_same_changes(price: f
 
 def test_levels_of_another_shape_and_a_subclass_take_the_method() -> None:
     python, compiled = OrderBook(0.5), OrderBook(0.5)
-    levels = [[100.0, 1.0], [100.5, 2.0]]  # lists, not tuples: the method iterates them
+    levels: Any = [[100.0, 1.0], [100.5, 2.0]]  # lists, not tuples: the method iterates them
     python.update(levels, ())
     _replay.update(compiled, levels, ())
     assert _state(compiled) == _state(python) and compiled.best_bid_ticks == 201
