@@ -1,6 +1,6 @@
 """The decoded-event cache against the frame path, on the bundled sample.
 
-    python bench/bench_cache.py [--config config/backtest.toml] [--runs 5] [--frames N]
+    python bench/bench_cache.py [--config config/backtest.toml] [--runs 5] [--frames N] [--only data,backtest]
 
 Four comparisons, each run in fresh processes, interleaved (frames, cache, frames, cache, ...),
 measured in CPU time of the work (user + system, `resource.getrusage`, every thread), medians
@@ -179,7 +179,12 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "config" / "backtest.toml"))
     ap.add_argument("--runs", type=int, default=5, help="runs of each side (interleaved)")
     ap.add_argument("--frames", type=int, default=0, help="replay only the first N frames (0: all)")
-    ap.add_argument("--skip-backtest", action="store_true", help="the data path only")
+    ap.add_argument("--skip-backtest", action="store_true", help="no whole-backtest comparison")
+    ap.add_argument(
+        "--only",
+        default="first,writing,data,backtest",
+        help="the comparisons to run, comma-separated (first, writing, data, backtest)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", help=argparse.SUPPRESS)
@@ -225,9 +230,17 @@ def main() -> None:
             f" {entry.stat().st_size / 1e6:.1f} MB for {data.stat().st_size / 1e6:.1f} MB of recording,"
             f" {writer.frames:,} frames"
         )
-        pairs = [("first-frames", "first-cache"), ("first-frames", "writing"), ("data-frames", "data-cache")]
-        if not args.skip_backtest:
-            pairs.append(("backtest-frames", "backtest-cache"))
+        only = {name.strip() for name in args.only.split(",")}
+        pairs = [
+            pair
+            for name, pair in [
+                ("first", ("first-frames", "first-cache")),
+                ("writing", ("first-frames", "writing")),
+                ("data", ("data-frames", "data-cache")),
+                ("backtest", ("backtest-frames", "backtest-cache")),
+            ]
+            if name in only and not (name == "backtest" and args.skip_backtest)
+        ]
         for a, b in pairs:
             runs: dict[str, list[dict[str, Any]]] = {a: [], b: []}
             for _ in range(args.runs):

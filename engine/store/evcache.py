@@ -55,16 +55,20 @@ kept under `max_bytes` (default 4 GiB, `$TRADINGD_CACHE_MAX_BYTES`: bytes, or 51
 recently used first, a writer's temporary file counted; one older than an hour (a killed run's) is
 removed. Deleting the folder clears it.
 
-Format: chunks of `CHUNK` records, each a pickle (protocol 5) of plain tuples compressed with
-zstd at level 1 (level 3: ~10% smaller, ~25% more CPU to compress, the same to read); an event
-is `(class code, *fields)` rebuilt by a generated positional builder that fills its slots.
-Measured on the bundled sample: pickled tuples load 2x faster than msgpack (which makes a new
-string per field; pickle's memo shares the venue and instrument names), and events built while
-the kernel consumes them, rather than by the unpickler, keep the garbage collector from scanning
-a whole chunk of live objects. The unpickler resolves no global but the classes listed in
-`_allowed` (events, instruments, enums, Decimal, books): a cache file cannot run code. A file
-forged with a matching digest whose chunk cannot be replayed (a global refused, a record of the
-wrong shape) is removed and ends the run with one line (`CacheDamaged`); the next run decodes.
+Format (`FORMAT` 3, in the key: an entry of another format is never read, it is rebuilt): chunks
+of `CHUNK` records, each a pickle (protocol 5) compressed with zstd at level 1 (level 3: ~10%
+smaller, ~25% more CPU to compress, the same to read). A record is (ts, source index, body): the
+frame's one event, or a tuple of its events, or [events, what else it did]. The events are the
+msgspec Structs themselves, each rebuilt by the unpickler through its class's C constructor (no
+Python step per event: format 2 stored tuples rebuilt by a generated Python builder, about 40% of
+a replay), their venue and instrument names one object per chunk (the pickle's memo writes each
+once). The compiled replay (`_replay.Replay`, engine/store/_replay.c) applies the usual records
+(counters, book levels) in one C call per frame; `ReplayDecoder.apply` is its Python reference.
+The unpickler resolves no global but the classes listed in `_allowed` (events, instruments,
+enums, Decimal, books): a cache file cannot run code; a replay takes only events of the classes
+the header lists. A file forged with a matching digest whose chunk cannot be replayed (a global
+refused, a record of the wrong shape) is removed and ends the run with one line (`CacheDamaged`);
+the next run decodes.
 """
 
 from __future__ import annotations
@@ -85,17 +89,25 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 import attrs
 import msgspec
 import zstandard
+from msgspec.structs import replace
 
 from ..model.book import OrderBook
 from ..model.errors import ConfigError, DataError, MalformedFrame
-from ..model.events import BookUpdate, Greeks, MarketEvent, Ticker
+from ..model.events import BookUpdate, MarketEvent
 from ..model.instruments import Instrument
 from ..model.started import IMPORTED_NS
+
+try:  # the compiled replay (_replay.c); a tree built without it replays in Python, the reference
+    from . import _replay
+except ImportError:  # pragma: no cover - the install builds it
+    _replay = None  # type: ignore[assignment]
+else:
+    _replay.setup(OrderBook)
 
 __all__ = [
     "CHUNK",
@@ -110,8 +122,8 @@ __all__ = [
     "exact_books_violation",
 ]
 
-FORMAT: Final = 2
-_MAGIC: Final = b"TDEVC\x00\x01\n"
+FORMAT: Final = 3
+_MAGIC: Final = b"TDEVC\x00\x03\n"
 _END: Final = b"TDEVCEND"
 _DIGEST: Final = 32
 # Which replay of a data set from its frames writes its entry: 1, the first, as the issue that
@@ -321,44 +333,7 @@ def _stamp(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-# -- events as tuples ---------------------------------------------------------------------------
-def _builder(cls: type[msgspec.Struct]) -> Callable[..., Any]:
-    """`build(code, *fields)`: a new `cls` from its fields (the Struct's own C constructor, as
-    `positional_builder` gives), a `Ticker`'s greeks rebuilt from their tuple."""
-    names = cls.__struct_fields__
-    ns: dict[str, Any] = {"cls": cls, "gcls": Greeks}
-    args = [f"a{i}" for i in range(len(names))]
-    if cls is Ticker:
-        gi = names.index("greeks")
-        args[gi] = f"None if a{gi} is None else gcls(*a{gi})"
-    exec(
-        f"def build(_c, {', '.join(f'a{i}' for i in range(len(names)))}):\n    return cls({', '.join(args)})",
-        ns,
-    )
-    built: Callable[..., Any] = ns["build"]
-    return built
-
-
-def _fields_getter(cls: type[msgspec.Struct]) -> Callable[[Any], tuple[Any, ...]]:
-    names = list(cls.__struct_fields__)
-    get = attrgetter(*names)
-    if len(names) == 1:
-        return lambda o: (get(o),)
-    if cls is Ticker:
-        gi = names.index("greeks")
-        gget = attrgetter(*Greeks.__struct_fields__)
-
-        def ticker(o: Any) -> tuple[Any, ...]:
-            vals: tuple[Any, ...] = get(o)
-            g = vals[gi]
-            if g is None:
-                return vals
-            return (*vals[:gi], gget(g), *vals[gi + 1 :])
-
-        return ticker
-    return get
-
-
+# -- events ----------------------------------------------------------------------------------------
 def _cacheable_event_class(cls: type) -> bool:
     """An event Struct whose fields are all of its state, and whose constructor does nothing
     else (what the builder passes it is the event)."""
@@ -582,58 +557,75 @@ class ReplayDecoder:
     same registry, a fresh `stats` of the decoder's own class, the books rebuilt as the frames
     left them. `apply(record, ts)` is its `decode`."""
 
-    def __init__(self, decoder: Any, builders: Sequence[Callable[..., Any]]) -> None:
+    def __init__(self, decoder: Any, classes: Iterable[type], *, compiled: bool = True) -> None:
+        """`classes`: the event classes the entry may hold (its header's). `compiled`: `apply`
+        is the compiled replay (`_replay.Replay`) where it is built; False, or a tree without
+        it, the Python method below, which stays the reference (tests/store/test_replay_compiled.py
+        compares the two)."""
         self.venue: str = decoder.venue
         self.registry = decoder.registry
         self.stats = decoder.stats
         self.last_unknown_channel: str | None = decoder.last_unknown_channel
         self._names = [f.name for f in attrs.fields(type(self.stats))]
         self._books: dict[str, OrderBook] = {}
-        self._builders = builders
+        self._classes = frozenset(classes)
         self.readers: Sequence[CachedReader] = ()
         self.damaged: Callable[[BaseException], BaseException] = lambda exc: exc
+        if compiled and _replay is not None:
+            # An instance attribute over the method: the kernel's per-frame call is one C call.
+            self.apply = _replay.Replay(self, self._classes, BookUpdate, MalformedFrame)  # type: ignore[assignment]
 
     def decode(self, frame: Any, ts_local: int) -> list[MarketEvent]:
         return self.apply(frame, ts_local)
 
     def apply(self, body: Any, ts_local: int) -> list[MarketEvent]:
-        """A frame's record: a tuple of its events (the frame did nothing else a replay must
-        redo but move the counters and the books as they say), or [events, what else]. A
-        record that cannot be replayed is the entry's damage (`CacheDamaged`), never a
-        malformed frame of the data."""
+        """A frame's record: its one event, or a tuple of its events (the frame did nothing
+        else a replay must redo but move the counters and the books as they say), or [events,
+        what else]. A record that cannot be replayed is the entry's damage (`CacheDamaged`),
+        never a malformed frame of the data. The compiled `Replay` does the same, and hands
+        this method every record but the first two kinds."""
         try:  # free in 3.11 unless raised: the hot path pays no call for it
-            if body.__class__ is tuple:
-                builders = self._builders
-                if len(body) == 1:  # most frames: no comprehension's frame to set up
-                    e = body[0]
-                    events = [builders[e[0]](*e)]
-                else:
-                    events = [builders[e[0]](*e) for e in body]
-                stats = self.stats
-                stats.frames += 1
-                stats.events += len(events)
-                books = self._books
-                if books:
-                    # `_predict`, inlined (the hot path of a replay): the writer checked its result.
-                    for ev in events:
-                        if ev.__class__ is BookUpdate:
-                            book = books.get(ev.instrument)
-                            if book is not None:
-                                if ev.snapshot:
-                                    book.clear()
-                                    book.valid = True
-                                book.update(ev.bids, ev.asks)
-                                book.sequence = ev.sequence
-                return events
-            return self._extra(body[0], body[1])
+            events: list[MarketEvent]
+            if body.__class__ in self._classes:  # most frames: one event
+                events = [cast(MarketEvent, body)]
+            elif body.__class__ is tuple:
+                events = self._events(body)
+            else:
+                return self._extra(body[0], body[1])
+            stats = self.stats
+            stats.frames += 1
+            stats.events += len(events)
+            books = self._books
+            if books:
+                # `_predict`, inlined (the hot path of a replay): the writer checked its result.
+                for ev in events:
+                    if ev.__class__ is BookUpdate:
+                        book = books.get(ev.instrument)
+                        if book is not None:
+                            if ev.snapshot:
+                                book.clear()
+                                book.valid = True
+                            book.update(ev.bids, ev.asks)
+                            book.sequence = ev.sequence
+            return events
         except MalformedFrame:
             raise
         except Exception as exc:
             raise self.damaged(exc) from exc
 
-    def _extra(self, encoded: tuple[Any, ...], extra: dict[str, Any]) -> list[MarketEvent]:
-        builders = self._builders
-        events = [builders[e[0]](*e) for e in encoded]
+    def _events(self, stored: Any) -> list[MarketEvent]:
+        """A record's tuple of events, each of a class the entry lists (a forged record may
+        hold anything the unpickler allows: an instrument, a book, a tuple)."""
+        if stored.__class__ is not tuple:
+            raise TypeError(f"a record's events are a {type(stored).__name__}, not a tuple")
+        classes = self._classes
+        for ev in stored:
+            if ev.__class__ not in classes:
+                raise TypeError(f"a record holds a {type(ev).__name__}, not an event of the entry")
+        return list(stored)
+
+    def _extra(self, stored: tuple[Any, ...], extra: dict[str, Any]) -> list[MarketEvent]:
+        events = self._events(stored)
         stats = self.stats
         delta = extra.get("stats")
         if delta is None:
@@ -911,8 +903,7 @@ class EventCache:
         for cls in classes:
             if not _cacheable_event_class(cls):
                 raise ValueError(f"class {cls!r} cannot be rebuilt")
-        builders = [_builder(cls) for cls in classes]
-        replay_decoders = {v: ReplayDecoder(d, builders) for v, d in decoders.items()}
+        replay_decoders = {v: ReplayDecoder(d, classes) for v, d in decoders.items()}
         readers: list[CachedReader] = []
         roots = [Path(s.path) for s in sources]
         for i, root in enumerate(roots):
@@ -1018,10 +1009,9 @@ class CacheWriter:
         self.stamps: _Stamps = []  # the data files as hashed for the key
         self.versions: dict[str, tuple[object, str]] = {}  # each venue's (plugin, decoder version)
         self.count = 0
+        # The event classes met (checked cacheable when first met): the header lists them, and
+        # a replay refuses a record holding any other.
         self.classes: dict[type, int] = {}
-        # Per event class met: ((its code,), the getter of its fields); (code, *fields) is
-        # what a replay's builder takes.
-        self.specs: dict[type, tuple[tuple[int], Callable[[Any], tuple[Any, ...]]]] = {}
         self.failed: str | None = None
         self.done = False
         self.shadows: dict[str, dict[str, OrderBook]] = {}
@@ -1093,7 +1083,7 @@ class CacheWriter:
         book_of = decoder.book
         adds = self._adds
         records = self.records
-        specs = self.specs
+        classes = self.classes
         flush = self._flush
         sd = self.strings.setdefault
         exact = getattr(decoder, "exact_books", False) is True
@@ -1130,12 +1120,15 @@ class CacheWriter:
                     and others(stats) == others0
                 ):
                     ev = events[0]
-                    spec = specs.get(ev.__class__)
-                    if spec is not None and (
+                    if ev.__class__ in classes and (
                         ev.__class__ is not BookUpdate or (not ev.snapshot and ev.instrument in known)
                     ):
-                        f = spec[1](ev)
-                        records.append((ts, idx, ((*spec[0], sd(f[0], f[0]), sd(f[1], f[1]), *f[2:]),)))
+                        # One object per venue and instrument name in a chunk: the pickle's
+                        # memo writes each once, and a replay's events share them.
+                        v, i = ev.venue, ev.instrument
+                        if sd(v, v) is not v or sd(i, i) is not i:
+                            ev = replace(ev, venue=sd(v, v), instrument=sd(i, i))
+                        records.append((ts, idx, ev))
                         if len(records) >= CHUNK:
                             flush()
                         return events
@@ -1170,8 +1163,7 @@ class CacheWriter:
                     and others(stats) == others0
                 ):
                     ev = events[0]
-                    spec = specs.get(ev.__class__)
-                    if spec is not None:
+                    if ev.__class__ in classes:
                         inst = ev.instrument
                         known = shadow.get(inst)
                         if known is not None and ev.__class__ is BookUpdate:
@@ -1194,11 +1186,13 @@ class CacheWriter:
                             get = _state_getter(real.__class__)
                             ok = get(real) == get(known)
                         if ok:
-                            f = spec[1](ev)
                             # One object per venue and instrument name: the pickle's memo
                             # writes each once, and a replay's events share them (measured:
                             # a replay ~10% faster than with a name per event).
-                            records.append((ts, idx, ((*spec[0], sd(f[0], f[0]), sd(f[1], f[1]), *f[2:]),)))
+                            v, i = ev.venue, ev.instrument
+                            if sd(v, v) is not v or sd(i, i) is not i:
+                                ev = replace(ev, venue=sd(v, v), instrument=sd(i, i))
+                            records.append((ts, idx, ev))
                             if len(records) >= CHUNK:
                                 flush()
                             return events
@@ -1304,18 +1298,20 @@ class CacheWriter:
 
         return recorded_exact if exact else recorded
 
-    def _encode(self, ev: Any) -> tuple[Any, ...]:
+    def _encode(self, ev: Any) -> Any:
+        """The event as stored: itself (pickled by its class's `__reduce__`, rebuilt by its C
+        constructor), its venue and instrument names the chunk's shared objects."""
         cls = ev.__class__
-        spec = self.specs.get(cls)
-        if spec is None:
+        if cls not in self.classes:
             if not _cacheable_event_class(cls):
                 self.fail(f"{cls.__qualname__} events cannot be cached")
-                return (0,)
-            spec = self.specs[cls] = ((len(self.classes),), _fields_getter(cls))
+                return None
             self.classes[cls] = len(self.classes)
-        f = spec[1](ev)
         sd = self.strings.setdefault
-        return (*spec[0], sd(f[0], f[0]), sd(f[1], f[1]), *f[2:])
+        v, i = ev.venue, ev.instrument
+        if sd(v, v) is not v or sd(i, i) is not i:
+            ev = replace(ev, venue=sd(v, v), instrument=sd(i, i))
+        return ev
 
     def _record(self, rec: tuple[Any, ...]) -> None:
         self.records.append(rec)
