@@ -13,13 +13,18 @@
   981k frames, about 2 minutes to make once), without and with `--report`; `--rss-10m` adds about
   10M frames (`--hours 61`, about 20 minutes to generate once and 10 to replay twice on a 2-core
   machine). Peak RSS is `ru_maxrss` of the process, read by `wait4` (the command is started
-  through `exec` from a small shell, so it does not inherit this process's peak).
+  through `exec` from a small shell, so it does not inherit this process's peak). With
+  `--report` the command execs into its drawing process (cli/render.py) once the JSON is written:
+  Linux keeps the larger of the images' high-water marks in `ru_maxrss` (exec_mmap folds the old
+  image's into the process's), so the figure is the peak of the whole command, replay and
+  drawing; /proc's VmHWM, by contrast, starts again at the exec.
 - `--rss-phases` (with `--rss`; or `--phases-config FILE` for any backtest config): where the
-  `--report` run's memory goes: the process's VmRSS and VmHWM (/proc/self/status) after the
-  imports, after the replay, after the JSON report, after the replay's memory is released, after
-  matplotlib is imported and after each chart; the run is one `tradingd backtest --report` in a
-  fresh process, with the command's functions wrapped to read the figures (nothing else changes).
-  The kernel's counters are approximate to a few hundred KiB (proc(5)).
+  `--report` run's memory goes: VmRSS and VmHWM (/proc/self/status) after the imports, after the
+  replay, after the JSON report and before the exec; then, in the drawing process (VmHWM from
+  the exec on), after its imports, matplotlib's, each chart and at the end. The run is one
+  `tradingd backtest --report` in a fresh process, with the command's functions wrapped to read
+  the figures (nothing else changes). The kernel's counters are approximate to a few hundred KiB
+  (proc(5)).
 - memory per order: tracemalloc in a fresh process, what the engine still holds after replays
   with two counts of orders (each filled at once, or cancelled), divided by the difference.
 
@@ -218,13 +223,8 @@ def _peak_rss_kib(cmd: list[str]) -> tuple[int, float]:
     return usage.ru_maxrss, time.perf_counter() - t0
 
 
-_PHASES = r"""
+_MARK = r"""
 import json, sys
-import tradingd.cli.backtest as cli
-import tradingd.engine.reports.html as html
-from tradingd.cli.main import main
-
-marks = []
 
 
 def mark(label):
@@ -247,33 +247,69 @@ def after(module, name, label):
     setattr(module, name, wrapped)
 
 
+marks = []
+"""
+
+# The command's first image: the replay, the JSON report, then the exec, here into `_DRAWING`
+# (the drawing process as cli/render.py runs it, with the marks), its marks printed first.
+_PHASES = (
+    _MARK
+    + r"""
+import os
+import tradingd.cli.backtest as cli
+from tradingd.cli.main import main
+
+config, out, drawing = sys.argv[1:4]
+
+
+def exec_drawing(report, since, show, *, traceback):
+    mark("the replay's image, before exec")
+    print(json.dumps({"phases": marks}), flush=True)
+    os.execv(sys.executable, [sys.executable, "-P", "-c", drawing, str(report), "--since", repr(since)])
+
+
 after(cli, "write_report", "the JSON report written")
-after(cli, "release_memory", "the replay's memory released")
-after(html, "_pyplot", "matplotlib imported")
-after(html, "_overview", "the overview chart drawn")
-after(html, "_strategy_figure", lambda a: f"chart of {a[1]} drawn")
+cli._exec_render = exec_drawing
 mark("imports (python, engine, CLI)")
-code = main(["backtest", "--config", sys.argv[1], "--no-progress", "--report", sys.argv[2]])
-mark("end")
+sys.argv = ["tradingd", "backtest", "--config", config, "--no-progress", "--report", out]
+code = main()  # the process's own command line: it execs
 print(json.dumps({"exit": code, "phases": marks}))
 """
+)
+
+_DRAWING = (
+    _MARK
+    + r"""
+import tradingd.engine.reports.html as html
+from tradingd.cli import render
+
+after(html, "_pyplot", "drawing: matplotlib imported")
+after(html, "_overview", "drawing: the overview chart drawn")
+after(html, "_strategy_figure", lambda a: f"drawing: chart of {a[1]} drawn")
+mark("drawing: imports (python, renderer)")
+code = render.main(sys.argv[1:])
+mark("drawing: end")
+print(json.dumps({"exit": code, "phases": marks}))
+"""
+)
 
 
 def phases_part(config: Path) -> list[dict[str, Any]]:
-    """VmRSS/VmHWM of a `tradingd backtest --report` run at its phases (`_PHASES`)."""
+    """VmRSS/VmHWM of a `tradingd backtest --report` run at its phases (`_PHASES`, then
+    `_DRAWING` in the image it execs into: VmHWM starts again there)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
-            [sys.executable, "-c", _PHASES, str(config), str(Path(tmp) / "run")],
+            [sys.executable, "-c", _PHASES, str(config), str(Path(tmp) / "run"), _DRAWING],
             capture_output=True,
             text=True,
             check=False,
         )
     if out.returncode:
         raise RuntimeError(f"the phases run failed ({out.returncode}): {out.stderr[-2000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    replay, result = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
     if result["exit"]:
         raise RuntimeError(f"the phases run's backtest exited {result['exit']}: {out.stderr[-2000:]}")
-    phases: list[dict[str, Any]] = result["phases"]
+    phases: list[dict[str, Any]] = replay["phases"] + result["phases"]
     return phases
 
 
