@@ -12,7 +12,6 @@ the whole run), and a path one of the other outputs would overwrite (`report.htm
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import os
 import sys
@@ -179,19 +178,11 @@ def _data_line(kernel: BacktestKernel) -> str:
 
 
 def _exec_render(report: Path, since: float, show: bool, *, traceback: bool) -> None:
-    """Replace this process with `python -m tradingd.cli.render` drawing `report` (returns only
-    if the exec failed: the caller then draws in this process). What is buffered goes out first:
-    exec drops Python's buffers and skips its exit handlers (the log file is written unbuffered)."""
-    # -P: the current directory is not put on the module path (a stray `orjson.py` there must not
-    # shadow the real one), as it is not for the console script.
-    argv = [sys.executable, "-P", "-m", render.__name__, str(report), "--since", repr(since)]
-    argv += ["--status"] if show else []
-    argv += ["--traceback"] if traceback else []
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing to keep
-            stream.flush()
-    with contextlib.suppress(OSError):
-        os.execv(sys.executable, argv)
+    """Become the process drawing `report` (`render.replace_process`; returns if exec failed)."""
+    args = [str(report), "--since", repr(since)]
+    args += ["--status"] if show else []
+    args += ["--traceback"] if traceback else []
+    render.replace_process(args)
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:

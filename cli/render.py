@@ -1,7 +1,8 @@
 """The last step of `tradingd backtest --report`: draw the HTML page and PNG charts of the JSON
 report just written, and say so on stderr. `draw` is that step; run as a module
 (`python -m tradingd.cli.render REPORT --since T [--status] [--traceback]`) it is the process the
-backtest replaces itself with (`os.execv`, cli/backtest.py) once the JSON is on disk.
+backtest replaces itself with (`os.execv`, cli/backtest.py) once the JSON is on disk; with
+`--paths` instead of `--since`, `tradingd report RUN_DIR`'s (`redraw`: the files on stdout).
 
 Why a process of its own (issue 17, peak RSS with --report): the replay's process holds the
 engine's imports and a heap glibc does not give back whole; matplotlib with numpy and Pillow
@@ -18,7 +19,9 @@ and 130."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +33,7 @@ from tradingd.engine.reports.html import render_run
 
 from .exits import EXIT_FAILURE
 
-__all__ = ["draw", "main"]
+__all__ = ["draw", "main", "redraw", "replace_process"]
 
 EXIT_INTERRUPTED = 130
 
@@ -65,15 +68,42 @@ def draw(report: Path, *, since: float, show: bool) -> list[Path]:
     return written
 
 
+def redraw(run: str, *, show: bool) -> list[Path]:
+    """`tradingd report RUN`: draw a saved report again and print the files, one a line."""
+    with _status(show) as step:
+        written: list[Path] = render_run(run, progress=step)
+    for path in written:
+        print(path)
+    return written
+
+
+def replace_process(args: Sequence[str]) -> None:
+    """Replace this process with `python -m tradingd.cli.render ARGS` (returns only if the exec
+    failed: the caller then draws in place). What is buffered goes out first: exec drops Python's
+    buffers and skips its exit handlers (the log file is written unbuffered)."""
+    # -P: the current directory is not put on the module path (a stray `orjson.py` there must not
+    # shadow the real one), as it is not for the console script.
+    argv = [sys.executable, "-P", "-m", __name__, *args]
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing to keep
+            stream.flush()
+    with contextlib.suppress(OSError):
+        os.execv(sys.executable, argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tradingd backtest --report", add_help=False)
-    ap.add_argument("report", type=Path)
-    ap.add_argument("--since", type=float, required=True)
+    ap.add_argument("report")
+    ap.add_argument("--since", type=float, help="backtest --report: monotonic time the JSON was begun")
+    ap.add_argument("--paths", action="store_true", help="tradingd report: print the files drawn")
     ap.add_argument("--status", action="store_true")
     ap.add_argument("--traceback", action="store_true")
     args = ap.parse_args(argv)
     try:
-        draw(args.report, since=args.since, show=args.status)
+        if args.paths:
+            redraw(args.report, show=args.status)
+        else:
+            draw(Path(args.report), since=args.since, show=args.status)
     except KeyboardInterrupt:
         _err("tradingd: interrupted")
         return EXIT_INTERRUPTED

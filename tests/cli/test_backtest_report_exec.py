@@ -134,3 +134,29 @@ def test_the_drawing_process_loads_none_of_the_engine_s_machinery(
     heavy = [m for m in modules if m.split(".")[0] in _MACHINERY or m in _MACHINERY]
     rooms = [m for m in modules if m.startswith("tradingd.engine.") and m.split(".")[2] in _ROOMS]
     assert heavy == [] and rooms == [], (heavy, rooms)
+
+
+def test_tradingd_report_as_a_command_draws_in_the_process_it_becomes(config: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert _command(config, run, tmp_path).returncode == 0
+    before = {name: (run / name).read_bytes() for name in _OUTPUTS}
+    for name in _OUTPUTS:
+        (run / name).unlink()
+    proc = subprocess.run(
+        [sys.executable, "-c", _COMMAND, "report", str(run)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "REPLAY-IMAGE-EXITED" not in proc.stderr
+    assert proc.stdout.splitlines() == [str(run / name) for name in _OUTPUTS]
+    assert {name: (run / name).read_bytes() for name in _OUTPUTS} == before
+    missing = subprocess.run(
+        [sys.executable, "-c", _COMMAND, "report", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == [
+        f"tradingd: error: {tmp_path / 'none'}: no such file (give a run directory holding report.json,"
+        " or a JSON report)"
+    ]
