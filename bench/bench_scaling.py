@@ -13,7 +13,18 @@
   981k frames, about 2 minutes to make once), without and with `--report`; `--rss-10m` adds about
   10M frames (`--hours 61`, about 20 minutes to generate once and 10 to replay twice on a 2-core
   machine). Peak RSS is `ru_maxrss` of the process, read by `wait4` (the command is started
-  through `exec` from a small shell, so it does not inherit this process's peak).
+  through `exec` from a small shell, so it does not inherit this process's peak). With
+  `--report` the command execs into its drawing process (cli/render.py) once the JSON is written:
+  Linux keeps the larger of the images' high-water marks in `ru_maxrss` (exec_mmap folds the old
+  image's into the process's), so the figure is the peak of the whole command, replay and
+  drawing; /proc's VmHWM, by contrast, starts again at the exec.
+- `--rss-phases` (with `--rss`; or `--phases-config FILE` for any backtest config): where the
+  `--report` run's memory goes: VmRSS and VmHWM (/proc/self/status) after the imports, after the
+  replay, after the JSON report and before the exec; then, in the drawing process (VmHWM from
+  the exec on), after its imports, matplotlib's, each chart and at the end. The run is one
+  `tradingd backtest --report` in a fresh process, with the command's functions wrapped to read
+  the figures (nothing else changes). The kernel's counters are approximate to a few hundred KiB
+  (proc(5)).
 - memory per order: tracemalloc in a fresh process, what the engine still holds after replays
   with two counts of orders (each filled at once, or cancelled), divided by the difference.
 
@@ -212,7 +223,97 @@ def _peak_rss_kib(cmd: list[str]) -> tuple[int, float]:
     return usage.ru_maxrss, time.perf_counter() - t0
 
 
-def rss_part(data_dir: Path, hours: float, label: str) -> dict[str, Any]:
+_MARK = r"""
+import json, sys
+
+
+def mark(label):
+    with open("/proc/self/status") as f:
+        fields = (line.partition(":") for line in f)
+        kib = {k: int(v.split()[0]) for k, _, v in fields if k in ("VmRSS", "VmHWM")}
+    marks.append({"phase": label, "rss_mib": kib["VmRSS"] / 1024, "hwm_mib": kib["VmHWM"] / 1024})
+
+
+def after(module, name, label):
+    fn = getattr(module, name)
+
+    def wrapped(*a, **kw):
+        if name == "write_report":
+            mark("the replay (summary printed)")
+        out = fn(*a, **kw)
+        mark(label(a) if callable(label) else label)
+        return out
+
+    setattr(module, name, wrapped)
+
+
+marks = []
+"""
+
+# The command's first image: the replay, the JSON report, then the exec, here into `_DRAWING`
+# (the drawing process as cli/render.py runs it, with the marks), its marks printed first.
+_PHASES = (
+    _MARK
+    + r"""
+import os
+import tradingd.cli.backtest as cli
+from tradingd.cli.main import main
+
+config, out, drawing = sys.argv[1:4]
+
+
+def exec_drawing(report, since, show, *, traceback):
+    mark("the replay's image, before exec")
+    print(json.dumps({"phases": marks}), flush=True)
+    os.execv(sys.executable, [sys.executable, "-P", "-c", drawing, str(report), "--since", repr(since)])
+
+
+after(cli, "write_report", "the JSON report written")
+cli._exec_render = exec_drawing
+mark("imports (python, engine, CLI)")
+sys.argv = ["tradingd", "backtest", "--config", config, "--no-progress", "--report", out]
+code = main()  # the process's own command line: it execs
+print(json.dumps({"exit": code, "phases": marks}))
+"""
+)
+
+_DRAWING = (
+    _MARK
+    + r"""
+import tradingd.engine.reports.html as html
+from tradingd.cli import render
+
+after(html, "_pyplot", "drawing: matplotlib imported")
+after(html, "_overview", "drawing: the overview chart drawn")
+after(html, "_strategy_figure", lambda a: f"drawing: chart of {a[1]} drawn")
+mark("drawing: imports (python, renderer)")
+code = render.main(sys.argv[1:])
+mark("drawing: end")
+print(json.dumps({"exit": code, "phases": marks}))
+"""
+)
+
+
+def phases_part(config: Path) -> list[dict[str, Any]]:
+    """VmRSS/VmHWM of a `tradingd backtest --report` run at its phases (`_PHASES`, then
+    `_DRAWING` in the image it execs into: VmHWM starts again there)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [sys.executable, "-c", _PHASES, str(config), str(Path(tmp) / "run"), _DRAWING],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if out.returncode:
+        raise RuntimeError(f"the phases run failed ({out.returncode}): {out.stderr[-2000:]}")
+    replay, result = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
+    if result["exit"]:
+        raise RuntimeError(f"the phases run's backtest exited {result['exit']}: {out.stderr[-2000:]}")
+    phases: list[dict[str, Any]] = replay["phases"] + result["phases"]
+    return phases
+
+
+def rss_part(data_dir: Path, hours: float, label: str, phases: bool = False) -> dict[str, Any]:
     tradingd = str(Path(sys.executable).with_name("tradingd"))
     path = data_dir / f"scaling-deribit-{hours:g}h.rec.zst"
     if not path.exists():
@@ -227,7 +328,9 @@ def rss_part(data_dir: Path, hours: float, label: str) -> dict[str, Any]:
         base = [tradingd, "backtest", "--config", str(config), "--no-progress"]
         plain, plain_s = _peak_rss_kib(base)
         report, report_s = _peak_rss_kib([*base, "--report", str(Path(tmp) / "run")])
+        more = {"phases": phases_part(config)} if phases else {}
     return {
+        **more,
         "label": label,
         "hours": hours,
         "data": str(path),
@@ -266,6 +369,10 @@ def main() -> None:
         "--rss", action="store_true", help="peak RSS at about 1M frames, with and without --report"
     )
     ap.add_argument("--rss-10m", action="store_true", help="and at about 10M frames (about half an hour)")
+    ap.add_argument(
+        "--rss-phases", action="store_true", help="with --rss: where the --report run's memory goes"
+    )
+    ap.add_argument("--phases-config", help="only the phases of `tradingd backtest --report` on this config")
     ap.add_argument("--no-strategies", action="store_true", help="skip the strategies part")
     ap.add_argument("--no-orders", action="store_true", help="skip the memory per order")
     ap.add_argument("--data-dir", default=str(ROOT / "data"), help="where the generated data is kept")
@@ -288,9 +395,11 @@ def main() -> None:
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     if args.rss or args.rss_10m:
-        out["rss"] = [rss_part(data_dir, 6, "about 1M frames")]
+        out["rss"] = [rss_part(data_dir, 6, "about 1M frames", args.rss_phases)]
         if args.rss_10m:
             out["rss"].append(rss_part(data_dir, 61, "about 10M frames"))
+    if args.phases_config:
+        out["phases"] = phases_part(Path(args.phases_config))
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -314,6 +423,12 @@ def main() -> None:
             f" with --report {r['peak_rss_report_mib']:,.0f} MiB"
             f" ({r['seconds']:.0f} s, {r['seconds_report']:.0f} s)"
         )
+    for label, phases in [(r["label"], r["phases"]) for r in out.get("rss", []) if "phases" in r] + (
+        [(args.phases_config, out["phases"])] if "phases" in out else []
+    ):
+        print(f"--report run's memory, {label} (MiB):  {'VmRSS':>6} {'VmHWM':>6}")
+        for ph in phases:
+            print(f"  {ph['phase']:<40} {ph['rss_mib']:>6.0f} {ph['hwm_mib']:>6.0f}")
 
 
 if __name__ == "__main__":

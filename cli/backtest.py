@@ -34,13 +34,14 @@ from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, Da
 from tradingd.engine.backtest.report import print_summary, write_report
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
-from tradingd.engine.reports.html import release_memory, render_run
+from tradingd.engine.reports.html import release_memory
 from tradingd.engine.sim.plugins import load_simulator
 from tradingd.engine.store import format_ts
 from tradingd.engine.store.evcache import EventCache
 from tradingd.engine.venue.catalog import MarketCatalog
 from tradingd.engine.venue.plugins import load_catalog_class, load_venue
 
+from . import render
 from .exits import UsageError
 from .output_path import unwritable
 from .progress import drawing_status, new_bar, progress, wanted
@@ -210,6 +211,14 @@ def _data_line(kernel: BacktestKernel) -> str:
     return "events decoded from the frames (--no-cache)"
 
 
+def _exec_render(report: Path, since: float, show: bool, *, traceback: bool) -> None:
+    """Become the process drawing `report` (`render.replace_process`; returns if exec failed)."""
+    args = [str(report), "--since", repr(since)]
+    args += ["--status"] if show else []
+    args += ["--traceback"] if traceback else []
+    render.replace_process(args)
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     cfg = loaded.config
@@ -261,27 +270,28 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         # at exit must not fail on the closed pipe (the docs' recipe: stdout to devnull).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if report is not None:
-        # The replay's memory (decoders, order books, strategies: tens of MB on a long run) is
-        # given back before matplotlib is loaded and draws (about as much again), not held under
-        # it: peak RSS is the high-water mark of both phases (issue 17). The kernel goes first,
-        # then the result once its JSON report is written (the charts are drawn from that file,
-        # as `tradingd report` draws them), and the freed heap is returned to the OS.
+        # The JSON report here; its HTML page and PNG charts in a process that does not hold the
+        # replay (issue 17: peak RSS with --report): the kernel and the result are let go, the
+        # JSON written, and this process replaced by `cli/render.py` (the same pid, stderr and
+        # exit status), which loads the renderer and matplotlib and nothing of the engine's
+        # machinery. Called in-process (`main(argv)`: tests, a program embedding tradingd) or
+        # where exec is not a real replacement (Windows), the charts are drawn here, after the
+        # replay's memory is given back.
         del kernel, progress_cm, progress_cb
         gc.collect()
-        # The JSON report, then the HTML page and the PNGs beside it: seconds of drawing, shown
-        # on a terminal (what is being drawn) rather than a silence after the bar.
-        t0 = time.perf_counter()
-        with drawing_status(wanted(args.no_progress)) as step:
+        show = wanted(args.no_progress)
+        since = time.monotonic()
+        with drawing_status(show) as step:
             try:
                 step(report.name)
                 write_report(report, result)
-                del result
-                release_memory()
-                written: list[Path] = render_run(report, progress=step)
             except OSError as exc:
                 raise DataError(
                     f"cannot write the report in {report.parent}: {exc.strerror or exc}"
                 ) from None
-        err(f"report written to {report} in {time.perf_counter() - t0:.1f} s")
-        err(f"  and beside it: {', '.join(p.name for p in written)}")
+        del result
+        if getattr(args, "own_process", False) and os.name == "posix":
+            _exec_render(report, since, show, traceback=bool(getattr(args, "traceback", False)))
+        release_memory()
+        render.draw(report, since=since, show=show)
     return 0

@@ -453,6 +453,9 @@ def _report(exc: BaseException | None, message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    # The process's own command line (the console script, `python -m`), not a call from a test
+    # or a program: a command may then replace the process (`backtest --report`'s charts).
+    args.own_process = argv is None
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USAGE

@@ -6,20 +6,25 @@ one line says so. On a terminal, a status line on stderr says what is being draw
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tradingd.engine.logs.setup import configure_logging
-from tradingd.engine.reports.html import render_run
 
-from .progress import drawing_status, wanted
+from . import render
+from .progress import wanted
 
 __all__ = ["cmd_report"]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if getattr(args, "own_process", False) and os.name == "posix":
+        # Drawn by cli/render.py in place of this process: the command line's imports (structlog,
+        # rich: 16 MiB) are not under matplotlib's; in-process calls draw here (issue 17).
+        extra = ["--status"] if wanted() else []
+        render.replace_process(
+            [str(args.run), "--paths", *extra, *(["--traceback"] if args.traceback else [])]
+        )
     configure_logging(args.log_level or "warning", args.log_format or "auto", sys.stderr)
-    with drawing_status(wanted()) as step:
-        written = render_run(args.run, progress=step)
-    for path in written:
-        print(path)
+    render.redraw(args.run, show=wanted())
     return 0

@@ -21,16 +21,17 @@ show them from one day on). `warnings`, when there are some: one line each.
 from __future__ import annotations
 
 import bisect
-import math
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from ..model.words import duration
+# The figures' text for people is shared with the HTML report, which draws without the kernel:
+# in model.words (imported from here too, as before).
+from ..model.words import RATIO_MIN_SPAN_S, duration, equity_span_s, qty_text, ratio_text
 from ..store.recording import format_ts
 from .kernel import BacktestResult, StrategyResult
 
@@ -206,27 +207,6 @@ def write_report(path: str | Path, result: BacktestResult) -> None:
     Path(path).write_bytes(data + b"\n")
 
 
-# Annualised ratios from less than a day of data: two hours of one-minute changes scaled by
-# sqrt(minutes per year) turn a few bad minutes into "-383", a figure no one can use (pyfolio,
-# QuantStats and backtrader's SharpeRatio also want days of returns). People see them from one
-# day of equity on; the JSON keeps the value always, with what it was computed from.
-RATIO_MIN_SPAN_S = 86_400.0
-
-
-def equity_span_s(curve: Sequence[tuple[int, float]] | Sequence[Sequence[float]]) -> float:
-    """The replay time an equity curve covers, in seconds (0 for fewer than two samples)."""
-    return (curve[-1][0] - curve[0][0]) / 1e9 if len(curve) >= 2 else 0.0
-
-
-def ratio_text(value: float | None, span_s: float) -> str:
-    """Sharpe or Sortino for people: n/a when undefined or from less than a day of equity."""
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    if span_s < RATIO_MIN_SPAN_S:
-        return "n/a (< 1 day)"
-    return f"{value:,.2f}"
-
-
 def ratio_caveat(span_s: float, interval_s: float) -> str:
     """The line under a table whose ratios were not shown for a short run."""
     return (
@@ -315,14 +295,6 @@ def _strategy_tables(console: Any, cells: dict[str, list[str]]) -> list[Any] | N
     if group:
         out.append(_table(group, cells))
     return out
-
-
-def qty_text(text: str) -> str:
-    """A position for people: thousands separated, every digit kept (`-463,590.0`)."""
-    try:
-        return format(Decimal(text), ",f")
-    except (ArithmeticError, ValueError):
-        return text
 
 
 def _broken_pipe() -> None:

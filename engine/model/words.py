@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
-__all__ = ["duration", "plural"]
+import math
+from collections.abc import Sequence
+from decimal import Decimal
+
+__all__ = ["RATIO_MIN_SPAN_S", "duration", "equity_span_s", "plural", "qty_text", "ratio_text"]
 
 
 def plural(n: int, noun: str, nouns: str | None = None) -> str:
@@ -26,3 +30,32 @@ def duration(seconds: float) -> str:
     if whole < 86_400:
         return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
     return f"{whole // 86_400} d {whole % 86_400 // 3600} h"
+
+
+# Annualised ratios from less than a day of data: two hours of one-minute changes scaled by
+# sqrt(minutes per year) turn a few bad minutes into "-383", a figure no one can use (pyfolio,
+# QuantStats and backtrader's SharpeRatio also want days of returns). People see them from one
+# day of equity on; the JSON keeps the value always, with what it was computed from.
+RATIO_MIN_SPAN_S = 86_400.0
+
+
+def equity_span_s(curve: Sequence[tuple[int, float]] | Sequence[Sequence[float]]) -> float:
+    """The replay time an equity curve covers, in seconds (0 for fewer than two samples)."""
+    return (curve[-1][0] - curve[0][0]) / 1e9 if len(curve) >= 2 else 0.0
+
+
+def ratio_text(value: float | None, span_s: float) -> str:
+    """Sharpe or Sortino for people: n/a when undefined or from less than a day of equity."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if span_s < RATIO_MIN_SPAN_S:
+        return "n/a (< 1 day)"
+    return f"{value:,.2f}"
+
+
+def qty_text(text: str) -> str:
+    """A position for people: thousands separated, every digit kept (`-463,590.0`)."""
+    try:
+        return format(Decimal(text), ",f")
+    except (ArithmeticError, ValueError):
+        return text

@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..backtest.report import RATIO_MIN_SPAN_S, equity_span_s, qty_text, ratio_text, write_report
+# Light imports only: `tradingd backtest --report` draws in a process of its own that has
+# not loaded the kernel (cli/render.py); the kernel's JSON writer is imported where used.
 from ..model.errors import DataError
-from ..model.words import duration
+from ..model.words import RATIO_MIN_SPAN_S, duration, equity_span_s, qty_text, ratio_text
 
 if TYPE_CHECKING:
     from ..backtest.kernel import BacktestResult
@@ -453,6 +454,8 @@ def write_run_reports(
     path: str | Path, result: BacktestResult, *, progress: Progress = _silent
 ) -> list[Path]:
     """After a backtest: the JSON report at `path`, then its HTML and PNG files beside it."""
+    from ..backtest.report import write_report
+
     progress(f"{Path(path).name}")
     write_report(path, result)
     return render_run(path, progress=progress)

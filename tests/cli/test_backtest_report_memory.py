@@ -14,7 +14,7 @@ import orjson
 import pytest
 import trio
 
-import tradingd.cli.backtest as cli_backtest
+import tradingd.cli.render as cli_render
 from tests.support.backtests import bundled_config_on
 from tradingd.cli.main import main
 from tradingd.cli.settings import risk_limits
@@ -50,7 +50,7 @@ def test_the_replay_is_let_go_before_the_charts_are_drawn(
         assert Path(path).exists()  # the JSON report is written before: the charts come from it
         return render_run(path, **kw)
 
-    monkeypatch.setattr(cli_backtest, "render_run", drawing)
+    monkeypatch.setattr(cli_render, "render_run", drawing)  # in-process: main(argv) draws here
     before = _alive()
     assert main(["backtest", "--config", str(config), "--no-progress", "--report", str(tmp_path / "r")]) == 0
     capsys.readouterr()

@@ -267,3 +267,31 @@ def test_errors_form_one_tree() -> None:
         "OrderOutcomeUnknown",
     ):
         assert issubclass(getattr(engine, name), engine.VenueError)
+
+
+@pytest.mark.parametrize("name", ["tradingd.engine", "tradingd.engine.model"])
+def test_lazy_exports_say_what_type_checkers_read(name: str) -> None:
+    """The names are imported on first use (PEP 562): `_EXPORTS` (run time) and the
+    `TYPE_CHECKING` imports (mypy) must name the same modules, and every name must resolve."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    module = importlib.import_module(name)
+    assert module.__file__ is not None
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    checked = {
+        alias.asname or alias.name: "." * node.level + (node.module or "")
+        for block in tree.body
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for node in ast.walk(block)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    exports: dict[str, str] = module._EXPORTS
+    assert checked == exports
+    assert set(exports) == set(module.__all__)
+    for export, where in exports.items():
+        assert getattr(module, export) is getattr(importlib.import_module(where, name), export)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = module.Nope
