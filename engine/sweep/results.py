@@ -35,8 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..backtest.report import ratio_text
-from ..model.words import duration, plural
+from ..model.words import duration, plural, ratio_text
 from ..store.recording import format_ts
 from .model import FoldOutcome, SweepOutcome, TrialResult, Window
 from .spec import Constraint, ObjectiveSpec
