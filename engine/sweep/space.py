@@ -66,6 +66,14 @@ def problems(space: ParamSpace) -> list[str]:
                 out.append(f"{space.kind} holds {v!r}: a value is a number, a string or true/false")
             elif isinstance(v, float) and not math.isfinite(v):
                 out.append(f"expected a finite number, got {v!r}")
+        # A value twice would run each of its trials twice (the same key: the same result).
+        # Equal numbers are one value (2 and 2.0); true is not 1.
+        seen: list[Any] = []
+        for v in space.values:
+            if any(v == w and isinstance(v, bool) == isinstance(w, bool) for w in seen):
+                out.append(f"{space.kind} holds {v!r} twice: list each value once")
+            else:
+                seen.append(v)
         return out
     for name in ("low", "high", "step"):
         v = getattr(space, name)

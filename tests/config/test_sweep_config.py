@@ -232,6 +232,14 @@ train = "40 minutes"
         ),
         ("[params.gamma_btc]\ndelta_band = { values = [] }", "params.gamma_btc.delta_band: values is empty"),
         (
+            "[params.gamma_btc]\ndelta_band = { values = [0.04, 0.04] }",
+            "params.gamma_btc.delta_band: values holds 0.04 twice: list each value once",
+        ),
+        (
+            "[params.gamma_btc]\nmin_hedge_interval_s = { choices = [5, 30, 5.0] }",
+            "params.gamma_btc.min_hedge_interval_s: choices holds 5.0 twice: list each value once",
+        ),
+        (
             "[params.gamma_btc]\ndelta_band = { range = [0.1, 0.2] }",
             "params.gamma_btc.delta_band: a grid needs the range's step",
         ),
