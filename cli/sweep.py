@@ -29,7 +29,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tradingd.config import LoadedConfig, load_sweep
-from tradingd.engine.backtest.kernel import DataSource
 from tradingd.engine.backtest.span import data_span
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
@@ -46,7 +45,7 @@ from tradingd.engine.venue.plugins import load_venue
 
 from .backtest import build_kernel, ensure_data
 from .progress import wanted
-from .trial import context_for, key_of, read_base, run_trial
+from .trial import context_for, key_of, read_base, run_trial, sources_of
 
 __all__ = ["cmd_sweep", "default_workers"]
 
@@ -68,16 +67,10 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _sources(loaded: LoadedConfig) -> list[DataSource]:
-    bt = loaded.config.backtest
-    assert bt is not None
-    return [DataSource(d.venue, p, d.format) for d, p in zip(bt.data, loaded.data_paths, strict=True)]
-
-
 def _warm(loaded: LoadedConfig, cache: EventCache) -> None:
     """Decode once for every trial: one backtest of the base config over the whole data writes
     the decoded-event cache entry, unless it is there already (a previous run, a backtest)."""
-    sources = _sources(loaded)
+    sources = sources_of(loaded)
     plugins = {s.venue: load_venue(s.venue) for s in sources}
     try:
         if cache.path_of(cache.key(plugins, sources)).exists():
@@ -97,7 +90,7 @@ def _span(loaded: LoadedConfig) -> Callable[[], tuple[int, int]]:
 
     @functools.cache
     def span() -> tuple[int, int]:
-        sources = _sources(loaded)
+        sources = sources_of(loaded)
         found = data_span({s.venue: load_venue(s.venue) for s in sources}, sources)
         if found is None:
             raise DataError(f"the data of {loaded.path} holds no frame: nothing to lay windows on")
@@ -249,7 +242,7 @@ def _run(
         raise ConfigError(str(exc), file=spec.path, path="walk_forward") from None
     store = TrialStore(Path(spec.out))
     tally = _Tally(spec)
-    where = f"on the Ray cluster {spec.cluster}" if spec.cluster else f"in {workers} local processes"
+    where = f"on the Ray cluster {spec.cluster}" if spec.cluster else f"in {plural(workers, 'local process', 'local processes')}"
     _err(f"sweep: {plural(total, 'trial')} {where}; results in {spec.out}")
     with _bar(show, total, tally) as progress:
         outcome = run_sweep(spec, ctx, executor, store, key_of=key, span=span, progress=progress)

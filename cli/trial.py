@@ -30,7 +30,7 @@ from tradingd.engine.backtest.report import report_dict
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.store.evcache import DecoderChanged, EventCache, decoder_version
-from tradingd.engine.sweep.model import Params, TrialContext, TrialResult, TrialSpec, Window
+from tradingd.engine.sweep.model import Params, TrialContext, TrialResult, TrialSpec, Window, result_for
 from tradingd.engine.sweep.spec import SweepSpec
 from tradingd.engine.sweep.stats import summed_curve, total_stats
 from tradingd.engine.venue.plugins import load_venue
@@ -45,6 +45,7 @@ __all__ = [
     "key_of",
     "read_base",
     "run_trial",
+    "sources_of",
 ]
 
 
@@ -167,7 +168,8 @@ def context_for(
     )
 
 
-def _sources(loaded: LoadedConfig) -> list[DataSource]:
+def sources_of(loaded: LoadedConfig) -> list[DataSource]:
+    """The base config's data as the kernel's sources (the event cache's key, the data's span)."""
     bt = loaded.config.backtest
     assert bt is not None
     return [DataSource(d.venue, p, d.format) for d, p in zip(bt.data, loaded.data_paths, strict=True)]
@@ -180,7 +182,7 @@ def key_of(ctx: TrialContext, *, cache: EventCache | None = None) -> Callable[[P
     file's stamps: give the sweep's own cache, which its warm-up backtest already hashed with,
     and no file is hashed twice)."""
     loaded = load_config_data(copy.deepcopy(dict(ctx.base_table)), ctx.base_path)
-    sources = _sources(loaded)
+    sources = sources_of(loaded)
     plugins = {s.venue: load_venue(s.venue) for s in sources}
     cache = cache or EventCache(Path(ctx.cache_dir) if ctx.cache_dir else None)
     try:
@@ -272,14 +274,9 @@ def run_trial(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
     curve = summed_curve(s.equity_curve for s in result.strategies.values())
     stats: dict[str, Mapping[str, Any]] = dict(strategies)
     stats["total"] = total_stats(strategies, curve, result.equity_interval_s)
-    return TrialResult(
-        key=trial.key,
-        number=trial.number,
-        params=trial.params,
-        window=trial.window,
-        role=trial.role,
-        fold=trial.fold,
-        status="ok",
+    return result_for(
+        trial,
+        "ok",
         stats=stats,
         equity=curve,
         duration_s=round(time.perf_counter() - t0, 3),

@@ -28,7 +28,7 @@ from typing import Any
 
 import attrs
 
-from .model import TrialContext, TrialFn, TrialResult, TrialSpec
+from .model import TrialContext, TrialFn, TrialResult, TrialSpec, result_for
 
 __all__ = ["ProcessExecutor", "failed", "one_line"]
 
@@ -43,17 +43,7 @@ def one_line(exc: BaseException) -> str:
 
 def failed(trial: TrialSpec, error: str, attempts: int) -> TrialResult:
     """The failed result of `trial` (no statistics)."""
-    return TrialResult(
-        key=trial.key,
-        number=trial.number,
-        params=trial.params,
-        window=trial.window,
-        role=trial.role,
-        fold=trial.fold,
-        status="failed",
-        error=error,
-        attempts=attempts,
-    )
+    return result_for(trial, "failed", error=error, attempts=attempts)
 
 
 def _worker_init() -> None:

@@ -68,6 +68,21 @@ class TrialResult:
     cached: bool = False  # read from the trial cache, not run by this sweep
 
 
+def result_for(trial: TrialSpec, status: Status, **fields: Any) -> TrialResult:
+    """The result of `trial`: its key, number, params, window, role and fold, with `status` and
+    the other fields given (`stats`, `equity`, `error`, ...)."""
+    return TrialResult(
+        key=trial.key,
+        number=trial.number,
+        params=trial.params,
+        window=trial.window,
+        role=trial.role,
+        fold=trial.fold,
+        status=status,
+        **fields,
+    )
+
+
 # What runs a trial where the worker is: `tradingd.cli.trial.run_trial` (picklable by name).
 TrialFn = Callable[["TrialContext", TrialSpec], TrialResult]
 

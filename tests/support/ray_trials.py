@@ -12,21 +12,13 @@ import os
 import time
 from pathlib import Path
 
-from tradingd.engine.sweep.model import TrialContext, TrialResult, TrialSpec
+from tradingd.engine.sweep.model import TrialContext, TrialResult, TrialSpec, result_for
 
 
 def _ok(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
     x = trial.params["t"]["x"]
-    return TrialResult(
-        key=trial.key,
-        number=trial.number,
-        params=trial.params,
-        window=trial.window,
-        role=trial.role,
-        fold=trial.fold,
-        status="ok",
-        stats={"total": {"net_pnl": x * 3 - 1, "base": ctx.base_path}},
-        equity=((0, 0.0), (60, float(x))),
+    return result_for(
+        trial, "ok", stats={"total": {"net_pnl": x * 3 - 1, "base": ctx.base_path}}, equity=((0, 0.0), (60, float(x)))
     )
 
 

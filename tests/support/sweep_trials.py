@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from tradingd.engine.sweep.model import TrialContext, TrialResult, TrialSpec, Window
+from tradingd.engine.sweep.model import TrialContext, TrialResult, TrialSpec, Window, result_for
 
 
 def context() -> TrialContext:
@@ -39,13 +39,4 @@ def behave(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
     sleep = float(str(t.get("sleep_s", 0))) + x * float(str(t.get("sleep_per_x", 0)))
     if sleep:
         time.sleep(sleep)
-    return TrialResult(
-        key=trial.key,
-        number=trial.number,
-        params=trial.params,
-        window=trial.window,
-        role=trial.role,
-        fold=trial.fold,
-        status="ok",
-        stats={"total": {"net_pnl": x * x}},
-    )
+    return result_for(trial, "ok", stats={"total": {"net_pnl": x * x}})
