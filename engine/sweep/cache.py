@@ -3,13 +3,23 @@ JSON of `model.result_to_dict`) the moment it finishes, so that a sweep stopped 
 a machine lost) keeps its work and a rerun of the same sweep runs only what is missing.
 
 A trial's key (`tradingd.cli.trial.key_of`) names everything its result depends on, so a kept
-result is reused as it is. What is kept: trials that ran ("ok") and trials that failed by
-themselves (the backtest raised: the same trial raises again). Not kept: failures of the place
-it ran, which a rerun may not meet: a worker lost beyond its attempts ("worker lost ...") and
-data a worker could not read (`DataUnreadable`, fixed by mounting the data)."""
+result is reused as it is. What is kept: trials that ran ("ok") and trials whose failure is
+deterministic by nature, raised by the trial's own code (a strategy's `ValueError`, a
+`ConfigError` of its params: the same trial raises again). Not kept (`keeps`), because they are
+the place's, not the trial's, and a rerun may not meet them: a worker lost beyond its attempts
+("worker lost ..."); an `OSError` of any kind (a full disk, a connection reset, a timeout, a
+permission) and `MemoryError`; the event cache's `CacheDamaged` and `DecoderChanged`; data a
+worker could not read (`DataUnreadable`, fixed by mounting the data); a module a worker could not
+import (`ImportError`: a node without the user's code); and every error of Ray's own
+(`ActorDiedError`, `RaySystemError`, `TaskCancelledError`, ...: `RAY_ERRORS`). An error is told by
+its type's name, the start of the result's `error` ("Type: message", `local.one_line`).
+
+`put` failing (the results folder full or gone) is `TrialStoreError`, naming the folder: the
+sweep stops there (the trials cannot be kept), as it would on Ctrl-C."""
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import tempfile
@@ -18,12 +28,46 @@ from pathlib import Path
 import orjson
 import structlog
 
+from ..model.errors import DataError
 from .model import TrialResult, result_from_dict, result_to_dict
 
-__all__ = ["NOT_KEPT", "TrialStore"]
+__all__ = ["NOT_KEPT", "RAY_ERRORS", "TrialStore", "TrialStoreError"]
 
-# The errors (their start) of failures that are the worker's, not the trial's.
-NOT_KEPT = ("worker lost", "DataUnreadable:")
+# Ray's exceptions (`ray.exceptions`, Ray 2.x), by name: Ray is not imported here (an extra);
+# tests/sweep/test_cache.py checks the list against the installed Ray.
+RAY_ERRORS = frozenset(
+    {
+        "ActorAlreadyExistsError", "ActorDiedError", "ActorHandleNotFoundError",
+        "ActorPlacementGroupRemoved", "ActorUnavailableError", "ActorUnschedulableError",
+        "AsyncioActorExit", "AuthenticationError", "CrossLanguageError", "GetTimeoutError",
+        "LocalRayletDiedError", "NodeDiedError", "ObjectFetchTimedOutError", "ObjectFreedError",
+        "ObjectLostError", "ObjectReconstructionFailedError", "ObjectRefStreamEndOfStreamError",
+        "ObjectStoreFullError", "OufOfBandObjectRefSerializationException", "OutOfDiskError",
+        "OutOfMemoryError", "OwnerDiedError", "PendingCallsLimitExceeded", "PlasmaObjectNotAvailable",
+        "RayActorError", "RayCgraphCapacityExceeded", "RayChannelError", "RayChannelTimeoutError",
+        "RayDirectTransportError", "RayError", "RaySystemError", "RayTaskError",
+        "ReferenceCountingAssertionError", "RpcError", "RuntimeEnvSetupError",
+        "StreamingGeneratorReplayInconsistentError", "TaskCancelledError", "TaskPlacementGroupRemoved",
+        "TaskUnschedulableError", "UnserializableException", "UserCodeException", "WorkerCrashedError",
+    }
+)  # fmt: skip
+
+# The failures of the place a trial ran, by their type's name (module docstring): never kept.
+NOT_KEPT = frozenset(
+    {name for name, c in vars(builtins).items() if isinstance(c, type) and issubclass(c, OSError | MemoryError)}
+    | {"CacheDamaged", "DecoderChanged", "DataUnreadable", "ImportError", "ModuleNotFoundError"}
+    | RAY_ERRORS
+)
+_WORKER_LOST = "worker lost"  # `local.WORKER_LOST` (not imported: the cache needs no executor)
+
+
+class TrialStoreError(DataError):
+    """A result could not be kept (`put`): the folder, and why."""
+
+
+def error_type(error: str) -> str:
+    """The type's name an error line starts with ("Type: message"; Ray's "RayTaskError(X)")."""
+    return error.partition(":")[0].partition("(")[0].strip()
 
 _log = structlog.get_logger("tradingd.sweep")
 
@@ -63,27 +107,37 @@ class TrialStore:
         return result
 
     def keeps(self, result: TrialResult) -> bool:
-        """Whether `put` keeps `result` (module docstring)."""
-        return result.status == "ok" or not (result.error or "").startswith(NOT_KEPT)
+        """Whether `put` keeps `result`: "ok", or a failure of the trial's own (module docstring)."""
+        if result.status == "ok":
+            return True
+        error = result.error or ""
+        return not error.startswith(_WORKER_LOST) and error_type(error) not in NOT_KEPT
 
     def put(self, result: TrialResult) -> None:
         """Keep `result` under its key (atomically), unless it is a worker's failure."""
         if not self.keeps(result):
             return
         path = self.path_of(result.key)
-        self.directory.mkdir(parents=True, exist_ok=True)
         # Its number, role and fold are this sweep's; a rerun that finds it sets its own.
         data = orjson.dumps(result_to_dict(result), option=orjson.OPT_SORT_KEYS)
-        fd, tmp = tempfile.mkstemp(prefix=f".{result.key}.", suffix=".tmp", dir=self.directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{result.key}.", suffix=".tmp", dir=self.directory)
+        except OSError as exc:
+            raise TrialStoreError(f"cannot keep the trials in {self.directory}: {exc.strerror or exc}") from None
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise TrialStoreError(
+                    f"cannot keep the trials in {self.directory}: {exc.strerror or exc}"
+                ) from None
             raise
 
     def __len__(self) -> int:

@@ -3,11 +3,13 @@ file is ignored (the trial runs again); a worker's failures are not kept."""
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
 
-from tradingd.engine.sweep.cache import TrialStore
+from tradingd.engine.sweep.cache import RAY_ERRORS, TrialStore, TrialStoreError
 from tradingd.engine.sweep.model import TrialResult, Window
 
 
@@ -85,3 +87,82 @@ def test_a_key_is_never_a_path(tmp_path: Path) -> None:
     store = TrialStore(tmp_path)
     with pytest.raises(ValueError, match="not a trial key"):
         store.get("../../etc/passwd")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "OSError: [Errno 28] No space left on device",
+        "FileNotFoundError: [Errno 2] No such file or directory: '/mnt/d/x.rec.zst'",
+        "ConnectionResetError: [Errno 104] Connection reset by peer",
+        "TimeoutError: timed out",
+        "PermissionError: [Errno 13] Permission denied: '/d'",
+        "MemoryError",
+        "CacheDamaged: the decoded-event cache entry /c/x.evc is damaged",
+        "DecoderChanged: the decoder of deribit changed while the sweep ran",
+        "DataUnreadable: data file /d is not readable on worker h",
+        "ModuleNotFoundError: No module named 'mystrat'",
+        "ActorDiedError: The actor died unexpectedly before finishing this task.",
+        "RaySystemError: System error: something",
+        "TaskCancelledError: Task: TaskID(abc) was cancelled.",
+        "RayTaskError(AttributeError): the task failed outside the trial",
+        "ObjectStoreFullError: the object store is full",
+        "worker lost (3 attempts)",
+    ],
+)
+def test_an_environmental_failure_is_not_kept(tmp_path: Path, error: str) -> None:
+    store = TrialStore(tmp_path)
+    result = _result("ee", status="failed", error=error, stats={}, equity=())
+    assert not store.keeps(result)
+    store.put(result)
+    assert store.get("ee") is None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "RuntimeError: the trap was sprung",
+        "ValueError: odd x: 3",
+        "ZeroDivisionError: division by zero",
+        "KeyError: 'lookback_s'",
+        "ConfigError: strategies.params.threshold: expected a number",
+        "DataError: a frame could not be decoded",
+    ],
+)
+def test_a_failure_of_the_trials_own_is_kept(tmp_path: Path, error: str) -> None:
+    store = TrialStore(tmp_path)
+    result = _result("ff", status="failed", error=error, stats={}, equity=())
+    store.put(result)
+    assert store.get("ff") == result
+
+
+def test_every_ray_error_is_named_as_rays() -> None:
+    """`RAY_ERRORS` (by name: Ray is an extra) holds every exception of the installed Ray."""
+    exceptions = pytest.importorskip("ray.exceptions")
+    names = {
+        name
+        for name, c in vars(exceptions).items()
+        if isinstance(c, type) and issubclass(c, BaseException) and c.__module__.startswith("ray")
+    }
+    assert names <= RAY_ERRORS, sorted(names - RAY_ERRORS)
+
+
+def test_a_result_that_cannot_be_written_is_one_error_naming_the_folder(tmp_path: Path) -> None:
+    (tmp_path / "trials").write_text("a file where the folder goes")
+    store = TrialStore(tmp_path)
+    with pytest.raises(TrialStoreError, match=f"cannot keep the trials in {tmp_path / 'trials'}: "):
+        store.put(_result())
+
+
+def test_a_full_disk_while_writing_is_one_error_naming_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    store = TrialStore(tmp_path)
+    with pytest.raises(TrialStoreError, match="cannot keep the trials in .*: No space left on device"):
+        store.put(_result())
+    # Nothing half-written is left behind.
+    assert list((tmp_path / "trials").iterdir()) == []
