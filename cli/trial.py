@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import sys
+import sysconfig
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +31,7 @@ from tradingd.engine.backtest.report import report_dict
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.store.evcache import DecoderChanged, EventCache, decoder_version
+from tradingd.engine.store.recording import format_ts
 from tradingd.engine.sweep.model import Params, TrialContext, TrialResult, TrialSpec, Window, result_for
 from tradingd.engine.sweep.spec import SweepSpec
 from tradingd.engine.sweep.stats import summed_curve, total_stats
@@ -46,6 +48,7 @@ __all__ = [
     "read_base",
     "run_trial",
     "sources_of",
+    "sweep_window",
 ]
 
 
@@ -84,6 +87,25 @@ def read_base(spec: SweepSpec) -> tuple[dict[str, Any], LoadedConfig]:
     return table, loaded
 
 
+def sweep_window(spec: SweepSpec, loaded: LoadedConfig) -> Window:
+    """The sweep's window: its `[window]` start and end where given, else the base config's
+    `[backtest] start` / `end` (bound by bound, as `tradingd backtest --start/--end` replace the
+    same keys), else None (the data's own). A trial's kernel never reads the base's keys
+    (`build_kernel`): its window is this, or a walk-forward's fold laid within it."""
+    bt = loaded.config.backtest
+    assert bt is not None
+    start = spec.window.start_ns if spec.window.start_ns is not None else bt.start
+    end = spec.window.end_ns if spec.window.end_ns is not None else bt.end
+    if start is not None and end is not None and start >= end:
+        raise ConfigError(
+            f"the sweep's window is empty: its start ({format_ts(start)}) is not before its end"
+            f" ({format_ts(end)}) ([window] over the base's [backtest] start/end)",
+            file=spec.path,
+            path="window",
+        )
+    return Window(start, end)
+
+
 def apply_params(table: Mapping[str, Any], params: Params) -> dict[str, Any]:
     """A deep copy of the base table with each `[[strategies]]`'s `params` entries replaced by
     the trial's (by strategy name; other entries as they were)."""
@@ -111,22 +133,59 @@ def _digest_files(h: Any, files: Iterable[Path], root: Path) -> None:
         h.update(b"\0")
 
 
+def _installed() -> set[Path]:
+    """Python's and the installed packages' folders: never a user's folder of their own."""
+    paths = sysconfig.get_paths()
+    return {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+
+
 def _user_code(loaded: LoadedConfig) -> list[Path]:
-    """The source of every strategy class the config names from outside tradingd (a
-    `module:Class` of the user's): its whole top-level package (a helper module it imports
-    changes results too), or its one file."""
-    roots: list[Path] = []
-    for cls in loaded.strategy_classes.values():
+    """The source files of the user's strategy code the config names from outside tradingd (a
+    `module:Class`): every `.py` of its top-level package (or its one file), every `.py` beside
+    it in the folder the loader imported it from (a `helpers.py` it imports: `config._loader`),
+    and every module imported so far from under that folder (a helper package). A user module
+    whose source cannot be found (no file: built at run time) is a `ConfigError`: its trials
+    could not be keyed by their code, and a kept result could be reused after an edit."""
+    files: set[Path] = set()
+    installed = _installed()
+    for name, cls in loaded.strategy_classes.items():
         top = cls.__module__.partition(".")[0]
         if top == "tradingd":
             continue
         module = sys.modules.get(top)
-        file = getattr(module, "__file__", None)
-        if file is None:
+        spec = getattr(module, "__spec__", None)
+        origin = getattr(spec, "origin", None) or getattr(module, "__file__", None)
+        if origin is not None and origin not in ("built-in", "frozen") and Path(origin).is_file():
+            f = Path(origin).resolve()
+            package = f.parent if f.name == "__init__.py" else None
+        else:  # a namespace package (a folder without `__init__.py`): its folders
+            where = [Path(p).resolve() for p in getattr(module, "__path__", ())]
+            if not where:
+                raise ConfigError(
+                    f"strategy {name!r}: cannot find the source of its module {top!r} (its trials"
+                    " are keyed by their code): give a module of .py files",
+                    file=str(loaded.path),
+                )
+            f, package = where[0], where[0]
+            for more in where[1:]:
+                files.update(p for p in more.rglob("*.py") if "__pycache__" not in p.parts)
+        home = (package or f).parent
+        if package is not None:
+            files.update(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
+        else:
+            files.add(f)
+        if home in installed:  # an installed module: its own files only, not site-packages'
             continue
-        f = Path(file).resolve()
-        roots.append(f.parent if f.name == "__init__.py" else f)
-    return sorted(set(roots))
+        files.update(home.glob("*.py"))
+        for imported in list(sys.modules.values()):
+            file = getattr(imported, "__file__", None)
+            if not (isinstance(file, str) and file.endswith(".py")):
+                continue
+            p = Path(file).resolve()
+            # Not a virtualenv's packages that happen to sit under the user's folder.
+            if p.is_relative_to(home) and not any(p.is_relative_to(i) for i in installed):
+                files.add(p)
+    return sorted(p for p in files if p.is_file())
 
 
 def code_version(loaded: LoadedConfig) -> str:
@@ -147,9 +206,7 @@ def code_version(loaded: LoadedConfig) -> str:
         _digest_files(h, (p for p in root.rglob("*.py") if "__pycache__" not in p.parts), _PACKAGE)
     _digest_files(h, (_PACKAGE / f for f in _CODE_FILES), _PACKAGE)
     for user in _user_code(loaded):
-        h.update(b"user|" + str(user).encode() + b"\0")
-        files = [p for p in user.rglob("*.py") if "__pycache__" not in p.parts] if user.is_dir() else [user]
-        _digest_files(h, files, user.parent)
+        h.update(b"user|" + str(user).encode() + b"\0" + user.read_bytes() + b"\0")
     return h.hexdigest()
 
 

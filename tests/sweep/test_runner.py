@@ -19,6 +19,7 @@ import pytest
 from tests.support.sweep_base import sweep_base
 from tests.support.sweep_trials import behave, context
 from tradingd.cli.trial import code_version, context_for, key_of, read_base, run_trial
+from tradingd.config import load_config
 from tradingd.engine.sweep.cache import TrialStore
 from tradingd.engine.sweep.local import ProcessExecutor
 from tradingd.engine.sweep.model import (
@@ -314,3 +315,43 @@ def test_a_trials_key_names_its_config_window_data_and_code(base: Path, tmp_path
     finally:
         trap.write_text(text)
     assert code_version(loaded) == ctx.code_version
+
+
+def _user_config(base: Path, name: str, module: str) -> Path:
+    """A copy of the base config (beside it) whose trap strategy is the class `module:Trap`."""
+    text = base.read_text()
+    trap = next(base.parent.glob("trap_*.py")).stem
+    assert f'"{trap}:Trap"' in text
+    config = base.with_name(f"{name}.toml")
+    config.write_text(text.replace(f'"{trap}:Trap"', f'"{module}:Trap"'))
+    return config
+
+
+def test_a_helper_module_beside_the_users_strategy_is_part_of_the_code_version(base: Path) -> None:
+    # mystrat.py imports helpers.py from its own folder (as `config._loader` imports it): an
+    # edit of the helper changes what the trials compute, so their keys.
+    tag = base.parent.name.replace("-", "_")
+    helper = base.with_name(f"helpers_{tag}.py")
+    helper.write_text("FACTOR = 2.0\n")
+    base.with_name(f"mystrat_{tag}.py").write_text(
+        f"import helpers_{tag}  # noqa: F401\nfrom {next(base.parent.glob('trap_*.py')).stem} import Trap\n"
+    )
+    loaded = load_config(_user_config(base, "with-helper", f"mystrat_{tag}"))
+    before = code_version(loaded)
+    helper.write_text("FACTOR = 3.0\n")
+    assert code_version(loaded) != before
+    helper.write_text("FACTOR = 2.0\n")
+    assert code_version(loaded) == before
+
+
+def test_a_namespace_package_strategy_is_part_of_the_code_version(base: Path) -> None:
+    # A folder without `__init__.py`: its module has no `__file__`; it was skipped silently.
+    tag = base.parent.name.replace("-", "_")
+    package = base.with_name(f"ns_{tag}")
+    package.mkdir()
+    module = package / "strat.py"
+    module.write_text(f"from {next(base.parent.glob('trap_*.py')).stem} import Trap  # noqa: F401\n")
+    loaded = load_config(_user_config(base, "namespace", f"ns_{tag}.strat"))
+    before = code_version(loaded)
+    module.write_text(module.read_text() + "# edited\n")
+    assert code_version(loaded) != before
