@@ -9,11 +9,19 @@ writes the decoded-event cache entry (if it is not there yet), which every trial
 `OUT/trials/` (`engine.sweep.cache`): Ctrl-C stops the workers, writes the results of what
 finished and exits 130; the same command again runs only the trials still missing.
 
-Exit: 0; 1 when every trial failed; 130 interrupted."""
+The sweep's window: its `[window]` start and end, each where given, else the base config's
+`[backtest] start` / `end` (as `tradingd backtest --start/--end` over the same keys), else the
+data's own; a walk-forward lays its folds within it.
+
+Exit: 0; 1 when every trial failed, or a finished trial could not be kept (the results folder
+full or gone: the sweep stops there, as on Ctrl-C, writing what finished if it can); 2 a bad
+sweep or base config, or a results folder that cannot be written (said before any work); 130
+interrupted."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib.util
 import os
@@ -35,7 +43,7 @@ from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.model.words import plural
 from tradingd.engine.store.evcache import EventCache
 from tradingd.engine.sweep import html, objective, results, walkforward
-from tradingd.engine.sweep.cache import TrialStore
+from tradingd.engine.sweep.cache import TrialStore, TrialStoreError
 from tradingd.engine.sweep.local import ProcessExecutor
 from tradingd.engine.sweep.model import Executor, SweepOutcome, TrialResult
 from tradingd.engine.sweep.ray import RayExecutor
@@ -44,8 +52,10 @@ from tradingd.engine.sweep.spec import SweepSpec
 from tradingd.engine.venue.plugins import load_venue
 
 from .backtest import build_kernel, ensure_data
+from .exits import UsageError
+from .output_path import unwritable
 from .progress import wanted
-from .trial import context_for, key_of, read_base, run_trial, sources_of
+from .trial import context_for, key_of, read_base, run_trial, sources_of, sweep_window
 
 __all__ = ["cmd_sweep", "default_workers"]
 
@@ -124,8 +134,10 @@ class _Tally:
     failed: int = 0
     cached: int = 0
     best: TrialResult | None = None
+    results: list[TrialResult] = attrs.field(factory=list)  # every finished trial (kept ones)
 
     def add(self, result: TrialResult) -> None:
+        self.results.append(result)
         self.done += 1
         self.failed += result.status == "failed"
         self.cached += result.cached
@@ -185,25 +197,48 @@ def _write(out: Path, outcome: SweepOutcome, spec: SweepSpec) -> None:
         raise DataError(f"cannot write the results in {out}: {exc.strerror or exc}") from None
 
 
+def _check_out(spec: SweepSpec, given: bool) -> None:
+    """The results folder can be written (its trial cache and results files), asked before any
+    decoding or trial: one line naming it, not an internal error after the work."""
+    out = Path(spec.out)
+    where = "--out" if given else f"out (in {spec.path})"
+    for path in (out / "results.json", out / "trials" / "0.json"):
+        why = unwritable(path)
+        if why is not None:
+            raise UsageError(f"{where} {out}: {why}")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     spec = load_sweep(args.config)
     if args.out is not None:
         spec = attrs.evolve(spec, out=str(Path(args.out).expanduser().resolve()))
     if args.cluster is not None:
         spec = attrs.evolve(spec, cluster=args.cluster)
+    _check_out(spec, args.out is not None)
     workers = args.workers or spec.workers or default_workers()
     configure_logging(args.log_level or "warning", args.log_format or "auto", sys.stderr)
     show = wanted(args.no_progress)
 
     table, loaded = read_base(spec)
+    # The base's `[backtest] start`/`end` are the sweep's window where its [window] names none.
+    spec = attrs.evolve(spec, window=sweep_window(spec, loaded))
     # First (a missing Ray is one line before any decoding); local workers start at the first
     # trial, a Ray cluster is joined now.
     executor = _executor(spec, workers, bool(args.workers or spec.workers))
+    out = Path(spec.out)
+    tally = _Tally(spec)
     try:
-        outcome, tally, store = _run(spec, args, show, table, loaded, workers, executor)
+        outcome, store = _run(spec, args, show, table, loaded, workers, executor, tally)
+    except TrialStoreError as exc:
+        # The trials can no longer be kept (a full disk, the folder gone): stop as Ctrl-C does,
+        # writing the results of what finished if the folder still takes them.
+        executor.close(cancel=True)
+        stopped = SweepOutcome(trials=tuple(sorted(tally.results, key=lambda r: r.number)), interrupted=True)
+        with contextlib.suppress(DataError):
+            _write(out, stopped, spec)
+        raise DataError(f"{exc}; the sweep stopped after {plural(tally.done, 'trial')}") from None
     finally:
         executor.close(cancel=True)
-    out = Path(spec.out)
     _write(out, outcome, spec)
     ran = tally.done - tally.cached
     summary = (
@@ -227,7 +262,8 @@ def _run(
     loaded: LoadedConfig,
     workers: int,
     executor: Executor,
-) -> tuple[SweepOutcome, _Tally, TrialStore]:
+    tally: _Tally,
+) -> tuple[SweepOutcome, TrialStore]:
     """The data made ready and decoded once, then the trials (`run_sweep`) with the bar."""
     ensure_data(loaded, _err, show_progress=show)
     cache = None if args.no_cache else EventCache()
@@ -241,12 +277,15 @@ def _run(
     except ValueError as exc:
         raise ConfigError(str(exc), file=spec.path, path="walk_forward") from None
     store = TrialStore(Path(spec.out))
-    tally = _Tally(spec)
-    where = f"on the Ray cluster {spec.cluster}" if spec.cluster else f"in {plural(workers, 'local process', 'local processes')}"
+    where = (
+        f"on the Ray cluster {spec.cluster}"
+        if spec.cluster
+        else f"in {plural(workers, 'local process', 'local processes')}"
+    )
     _err(f"sweep: {plural(total, 'trial')} {where}; results in {spec.out}")
     with _bar(show, total, tally) as progress:
         outcome = run_sweep(spec, ctx, executor, store, key_of=key, span=span, progress=progress)
-    return outcome, tally, store
+    return outcome, store
 
 
 def _plan(spec: SweepSpec, span: Callable[[], tuple[int, int]]) -> tuple[Any, ...]:

@@ -54,7 +54,7 @@ RAY_ERRORS = frozenset(
 
 # The failures of the place a trial ran, by their type's name (module docstring): never kept.
 NOT_KEPT = frozenset(
-    {name for name, c in vars(builtins).items() if isinstance(c, type) and issubclass(c, OSError | MemoryError)}
+    {n for n, c in vars(builtins).items() if isinstance(c, type) and issubclass(c, OSError | MemoryError)}
     | {"CacheDamaged", "DecoderChanged", "DataUnreadable", "ImportError", "ModuleNotFoundError"}
     | RAY_ERRORS
 )
@@ -68,6 +68,7 @@ class TrialStoreError(DataError):
 def error_type(error: str) -> str:
     """The type's name an error line starts with ("Type: message"; Ray's "RayTaskError(X)")."""
     return error.partition(":")[0].partition("(")[0].strip()
+
 
 _log = structlog.get_logger("tradingd.sweep")
 
@@ -124,7 +125,8 @@ class TrialStore:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{result.key}.", suffix=".tmp", dir=self.directory)
         except OSError as exc:
-            raise TrialStoreError(f"cannot keep the trials in {self.directory}: {exc.strerror or exc}") from None
+            why = exc.strerror or exc
+            raise TrialStoreError(f"cannot keep the trials in {self.directory}: {why}") from None
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

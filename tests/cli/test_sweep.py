@@ -18,8 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from tests.support.sweep_base import sweep_base
+from tradingd.cli.backtest import build_kernel
+from tradingd.cli.main import main
+from tradingd.config import load_config
+from tradingd.engine.backtest.report import report_dict
+from tradingd.engine.store.evcache import EventCache
+from tradingd.engine.sweep.cache import TrialStore
+from tradingd.engine.sweep.model import TrialResult, Window, result_from_dict
 
 # Four trials of two strategies' parameters; each takes its time (the trap sleeps) so that a
 # Ctrl-C lands between trials.
@@ -227,3 +235,86 @@ def test_a_cluster_without_ray_is_one_line_naming_the_extra(folder: Path) -> Non
         " pip install 'tradingd[cluster]'"
     )
     assert "decoding" not in done.stderr and not (folder / "no-ray").exists()  # refused first
+
+
+def _trials(out: Path) -> list[TrialResult]:
+    return sorted(
+        (result_from_dict(json.loads(p.read_text())) for p in (out / "trials").glob("*.json")),
+        key=lambda r: r.number,
+    )
+
+
+def test_a_sweep_of_a_base_with_start_and_end_trades_in_that_window_as_the_backtest_does(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The base's [backtest] start/end, no [window] in the sweep: the trial is the backtest of the
+    # base over that window (the trap's own value: the trial's config is the base itself).
+    text = (folder / "bt.toml").read_text().replace("sleep_s = 0.6\n", "")
+    assert "[backtest]\n" in text
+    windowed = text.replace(
+        "[backtest]\n", '[backtest]\nstart = "2026-11-24T00:01:00Z"\nend = "2026-11-24T00:02:30Z"\n', 1
+    )
+    (folder / "windowed.toml").write_text(windowed)
+    sweep = SWEEP.split("[params.momentum_eth]")[0].format().replace('"bt.toml"', '"windowed.toml"')
+    (folder / "windowed-sweep.toml").write_text(sweep + "[params.trap]\nfail = { values = [false] }\n")
+    monkeypatch.setenv("TRADINGD_CACHE_DIR", str(folder / "evc"))
+    out = folder / "windowed"
+    config = str(folder / "windowed-sweep.toml")
+    code = main(["sweep", "--config", config, "--out", str(out), "--workers", "1"])
+    assert code == 0, capsys.readouterr().err
+    assert "1 trial in 1 local process;" in capsys.readouterr().err  # not "1 local processes"
+    (trial,) = _trials(out)
+
+    loaded = load_config(folder / "windowed.toml")
+    bt = loaded.config.backtest
+    assert bt is not None and bt.start is not None and bt.end is not None
+    assert trial.window == Window(bt.start, bt.end)
+    kernel = build_kernel(loaded, event_cache=EventCache(folder / "evc"), start_ns=bt.start, end_ns=bt.end)
+    plain = report_dict(trio.run(kernel.run), include_curves=False)["strategies"]
+    strategies = {k: v for k, v in trial.stats.items() if k != "total"}
+    assert strategies == json.loads(json.dumps(plain, default=str))
+
+
+def test_a_results_folder_that_cannot_be_written_is_one_line_before_any_work(folder: Path) -> None:
+    before = _runs(folder)
+    done = _sweep(folder, "/proc/nope")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "tradingd: error: --out /proc/nope: cannot write /proc/nope/results.json: cannot create a file"
+        " in /proc/nope (No such file or directory)"
+    ]
+    assert _runs(folder) == before  # no trial ran
+
+
+def test_a_full_disk_mid_sweep_stops_it_keeping_what_finished(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The second result cannot be written (ENOSPC from fsync, as on a full disk).
+    put = TrialStore.put
+    calls: list[TrialResult] = []
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def put_then_full(self: TrialStore, result: TrialResult) -> None:
+        calls.append(result)
+        if len(calls) < 2:
+            return put(self, result)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(os, "fsync", full)
+            return put(self, result)
+
+    monkeypatch.setattr(TrialStore, "put", put_then_full)
+    monkeypatch.setenv("TRADINGD_CACHE_DIR", str(folder / "evc"))
+    out = folder / "full"
+    code = main(["sweep", "--config", str(folder / "sweep.toml"), "--out", str(out), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.strip().splitlines()[-1] == (
+        f"tradingd: error: cannot keep the trials in {out / 'trials'}: No space left on device;"
+        " the sweep stopped after 1 trial"
+    )
+    assert len(calls) == 2  # it stopped there: no trial after
+    assert len(_trials(out)) == 1
+    kept = json.loads((out / "results.json").read_text())
+    assert len(kept["trials"]) == 1  # the results of what finished

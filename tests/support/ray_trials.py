@@ -18,7 +18,10 @@ from tradingd.engine.sweep.model import TrialContext, TrialResult, TrialSpec, re
 def _ok(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
     x = trial.params["t"]["x"]
     return result_for(
-        trial, "ok", stats={"total": {"net_pnl": x * 3 - 1, "base": ctx.base_path}}, equity=((0, 0.0), (60, float(x)))
+        trial,
+        "ok",
+        stats={"total": {"net_pnl": x * 3 - 1, "base": ctx.base_path}},
+        equity=((0, 0.0), (60, float(x))),
     )
 
 
