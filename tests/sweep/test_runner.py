@@ -15,11 +15,15 @@ from typing import Any
 
 import attrs
 import pytest
+import trio
 
 from tests.support.sweep_base import sweep_base
 from tests.support.sweep_trials import behave, context
+from tradingd.cli.backtest import build_kernel
 from tradingd.cli.trial import code_version, context_for, key_of, read_base, run_trial
 from tradingd.config import load_config
+from tradingd.engine.backtest.report import report_dict
+from tradingd.engine.store.evcache import EventCache
 from tradingd.engine.sweep.cache import TrialStore
 from tradingd.engine.sweep.local import ProcessExecutor
 from tradingd.engine.sweep.model import (
@@ -355,3 +359,42 @@ def test_a_namespace_package_strategy_is_part_of_the_code_version(base: Path) ->
     before = code_version(loaded)
     module.write_text(module.read_text() + "# edited\n")
     assert code_version(loaded) != before
+
+
+def test_a_trials_statistics_are_the_plain_backtests_of_its_config_params_and_window(base: Path) -> None:
+    """The core contract: a windowed trial (run in a worker) gives the statistics `tradingd
+    backtest` gives for the base config with the trial's parameters written in, over the same
+    window."""
+    params: dict[str, dict[str, Any]] = {
+        "momentum_eth": {"lookback_s": 30},
+        "gamma_btc": {"delta_band": 0.02},
+    }
+    window = Window(START_NS + 60 * 10**9, START_NS + 150 * 10**9)
+    spec = _spec(base, base.parent / "unused", GRID)
+    table, loaded = read_base(spec)
+    ctx = context_for(spec, table, loaded, cache_dir=base.parent / "evc")
+    trial = TrialSpec(key=key_of(ctx)(params, window), number=0, params=params, window=window)
+    with ProcessExecutor(run_trial, 1) as ex:
+        ex.submit(ctx, trial)
+        result = ex.next_result()
+    assert result.status == "ok", result.error
+
+    # The same config as a user would write it, as a file.
+    text = base.read_text()
+    for old, new in (
+        ("lookback_s = 300\n", "lookback_s = 30\n"),
+        ("delta_band = 0.05 ", "delta_band = 0.02 "),
+    ):
+        assert text.count(old) == 1
+        text = text.replace(old, new)
+    config = base.with_name("plain.toml")
+    config.write_text(text)
+    kernel = build_kernel(
+        load_config(config),
+        event_cache=EventCache(base.parent / "evc"),
+        start_ns=window.start_ns,
+        end_ns=window.end_ns,
+    )
+    plain = report_dict(trio.run(kernel.run), include_curves=False)["strategies"]
+    assert {k: v for k, v in result.stats.items() if k != "total"} == plain
+    assert any(s["fills"] for s in plain.values())  # it traded: the comparison says something
