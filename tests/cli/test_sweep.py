@@ -318,3 +318,35 @@ def test_a_full_disk_mid_sweep_stops_it_keeping_what_finished(
     assert len(_trials(out)) == 1
     kept = json.loads((out / "results.json").read_text())
     assert len(kept["trials"]) == 1  # the results of what finished
+
+
+def test_the_readme_example_twice_gives_the_same_table_and_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The example sweep file (`config/sweep.toml`: two strategies' parameters, a grid of 8,
+    a 3-window rolling walk-forward: 27 trials) scaled to 12 minutes of the sample (train 4m,
+    test 2m), run into two fresh folders: the same table and results."""
+    base = sweep_base(tmp_path, hours=0.2)
+    capsys.readouterr()  # what its warm-up backtest logged
+    text = (Path(__file__).parents[2] / "config" / "sweep.toml").read_text()
+    for old, new in (
+        ('base = "backtest.toml"', 'base = "bt.toml"'),
+        ('train = "40m"', 'train = "4m"'),
+        ('test = "20m"', 'test = "2m"'),
+    ):
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    (tmp_path / "sweep.toml").write_text(text)
+    monkeypatch.setenv("TRADINGD_CACHE_DIR", str(base.parent / "evc"))
+    monkeypatch.setenv("COLUMNS", "100")
+    tables = []
+    for out in ("one", "two"):
+        code = main(["sweep", "--config", str(tmp_path / "sweep.toml"), "--out", str(tmp_path / out)])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        assert "27 trials: 27 run, 0 from the trial cache, 0 failed" in captured.err
+        tables.append(_table(captured.out))
+    assert tables[0] == tables[1]
+    one = _results(tmp_path, "one")
+    assert len(one["trials"]) == 27 and {t["role"] for t in one["trials"]} == {"train", "test"}
+    assert one == _results(tmp_path, "two")
