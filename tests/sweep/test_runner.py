@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,18 @@ import trio
 from tests.support.sweep_base import sweep_base
 from tests.support.sweep_trials import behave, context
 from tradingd.cli.backtest import build_kernel
-from tradingd.cli.trial import code_version, context_for, key_of, read_base, run_trial
+from tradingd.cli.trial import (
+    _user_code,
+    code_version,
+    context_for,
+    key_of,
+    read_base,
+    run_trial,
+    sweep_window,
+)
 from tradingd.config import load_config
 from tradingd.engine.backtest.report import report_dict
+from tradingd.engine.model.errors import ConfigError
 from tradingd.engine.store.evcache import EventCache
 from tradingd.engine.sweep.cache import TrialStore
 from tradingd.engine.sweep.local import ProcessExecutor
@@ -398,3 +409,24 @@ def test_a_trials_statistics_are_the_plain_backtests_of_its_config_params_and_wi
     plain = report_dict(trio.run(kernel.run), include_curves=False)["strategies"]
     assert {k: v for k, v in result.stats.items() if k != "total"} == plain
     assert any(s["fills"] for s in plain.values())  # it traded: the comparison says something
+
+
+def test_a_strategy_module_without_source_is_refused_not_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A module made at run time (no file, no folder): its code cannot be part of the key.
+    module = types.ModuleType("made_at_run_time_r18")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    cls = type("Made", (), {"__module__": module.__name__})
+    loaded = types.SimpleNamespace(strategy_classes={"made": cls}, path=Path("/x/bt.toml"))
+    with pytest.raises(ConfigError, match="strategy 'made': cannot find the source of its module"):
+        _user_code(loaded)  # type: ignore[arg-type]
+
+
+def test_a_sweep_window_outside_the_bases_is_one_error(base: Path, tmp_path: Path) -> None:
+    text = base.read_text().replace("[backtest]\n", '[backtest]\nend = "2026-11-24T00:01:00Z"\n', 1)
+    windowed = base.with_name("ends-early.toml")
+    windowed.write_text(text)
+    spec = attrs.evolve(_spec(windowed, tmp_path / "out", GRID), window=Window(START_NS + 120 * 10**9, None))
+    _, loaded = read_base(spec)
+    with pytest.raises(ConfigError, match=r"the sweep's window is empty: its start \(2026-11-24T00:02:00"):
+        sweep_window(spec, loaded)
+    assert sweep_window(attrs.evolve(spec, window=Window()), loaded) == Window(None, START_NS + 60 * 10**9)
