@@ -214,7 +214,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         spec = attrs.evolve(spec, out=str(Path(args.out).expanduser().resolve()))
     if args.cluster is not None:
         spec = attrs.evolve(spec, cluster=args.cluster)
-    _check_out(spec, args.out is not None)
     workers = args.workers or spec.workers or default_workers()
     configure_logging(args.log_level or "warning", args.log_format or "auto", sys.stderr)
     show = wanted(args.no_progress)
@@ -228,6 +227,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     out = Path(spec.out)
     tally = _Tally(spec)
     try:
+        # After the executor (a missing Ray is said first, with nothing made on disk), before
+        # the data is decoded or a trial runs.
+        _check_out(spec, args.out is not None)
         outcome, store = _run(spec, args, show, table, loaded, workers, executor, tally)
     except TrialStoreError as exc:
         # The trials can no longer be kept (a full disk, the folder gone): stop as Ctrl-C does,
