@@ -279,7 +279,7 @@ def _tpe(study: Path, params: Any, objective: ObjectiveSpec = OBJECTIVE, **kw: A
 
 
 def _tell_all(search: Search, objective: ObjectiveSpec = OBJECTIVE) -> list[Params]:
-    asked = []
+    asked: list[Params] = []
     while (params := search.ask()) is not None:
         asked.append(params)
         value = float(params["m"]["x"])
