@@ -469,6 +469,17 @@ def _read_base(path: Path, problems: list[Problem]) -> tuple[LoadedConfig | None
         return None, raw
 
 
+def _repeats(problem: Problem, non_finite: list[Problem]) -> bool:
+    """Whether `problem` is a reader's word on a value `non_finite` already refused: at its key
+    (or the key holding it: a space's range) and ending with the same "got nan"."""
+    message, at = problem
+    for refused, where in non_finite:
+        said = refused[refused.rindex("got ") :]
+        if message.endswith(said) and (where == at or where.startswith((f"{at}.", f"{at}["))):
+            return True
+    return False
+
+
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and check a sweep file (see the module docstring): a `SweepSpec` with absolute paths
     (resolved against the sweep file's folder), or `ConfigError` naming every problem found."""
@@ -476,10 +487,8 @@ def load_sweep(path: str | Path) -> SweepSpec:
     file = str(p)
     raw = _read_toml(p)
     _refuse_secrets(raw, file)
-    problems: list[Problem] = _non_finite(raw, "")
-    if problems:
-        raise _config_error(problems, file=file)
-    problems += _unknown(raw, _TOP, "")
+    non_finite = _non_finite(raw, "")
+    problems: list[Problem] = _unknown(raw, _TOP, "")
     folder = p.parent
     read = _Reader(raw, "", problems)
 
@@ -534,8 +543,9 @@ def load_sweep(path: str | Path) -> SweepSpec:
                         "search",
                     )
                 )
-    if problems:
-        raise _config_error(problems, file=file)
+    if problems or non_finite:
+        # Every problem at once; a reader's own word on a nan/inf (an integer "got nan") said once.
+        raise _config_error(non_finite + [p for p in problems if not _repeats(p, non_finite)], file=file)
     assert base_path is not None
     return SweepSpec(
         path=str(p.resolve()),

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ import orjson
 from ..model.words import duration, plural, ratio_text
 from ..store.recording import format_ts
 from .model import FoldOutcome, SweepOutcome, TrialResult, Window
+from .objective import rank_key
 from .spec import Constraint, ObjectiveSpec
 
 if TYPE_CHECKING:
@@ -80,24 +80,10 @@ def describe(objective: ObjectiveSpec) -> str:
     return text
 
 
-def _rank_key(objective: ObjectiveSpec, r: TrialResult) -> tuple[Any, ...]:
-    """Best first: ok and feasible trials by their objective, then ok and infeasible ones by
-    theirs (an ok trial without a value, its statistic undefined, after them), then failed
-    ones; each tie by number. The order of `objective.rank_key`, kept here so that results need
-    only the scored trials (the lead's merge may call that one instead: the same key)."""
-    if r.status != "ok":
-        group = 2
-    else:
-        group = 0 if r.feasible and r.objective is not None else 1
-    value = r.objective
-    if value is None or not math.isfinite(value):
-        return (group, 1, 0.0, r.number)
-    return (group, 0, -value if objective.direction == "maximize" else value, r.number)
-
-
 def ranked(objective: ObjectiveSpec, trials: Iterable[TrialResult]) -> list[TrialResult]:
-    """`trials` best first (see `_rank_key`)."""
-    return sorted(trials, key=lambda r: _rank_key(objective, r))
+    """`trials` best first: `objective.rank_key`'s order (feasible by objective, then
+    infeasible, those without a value after them, then failed; ties by number)."""
+    return sorted(trials, key=lambda r: rank_key(objective, r))
 
 
 def _is_walk_forward(outcome: SweepOutcome) -> bool:

@@ -12,6 +12,8 @@ asked whenever a slot frees."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,7 @@ class _Run:
             spec.objective,
             study_path=study_path(spec) if method == "tpe" else None,
             study_name=study_name,
+            fingerprint=_study_context(self.ctx, window) if method == "tpe" else "",
         )
         capacity = max(1, self.executor.capacity)
         lockstep = method == "tpe"
@@ -206,6 +209,15 @@ def run_sweep(
         oos_equity=oos,
         oos_stats=walkforward.out_of_sample_stats(tests, oos, _interval_s(tests)),
     )
+
+
+def _study_context(ctx: TrialContext, window: Window) -> str:
+    """What a TPE study's trials ran on besides their parameters: the base config's table, its
+    data files and the window (a stored study of another is refused, not resumed)."""
+    doc = {"base": ctx.base_table, "data": list(ctx.data_files), "window": [window.start_ns, window.end_ns]}
+    # TOML's dates and times (the only non-JSON values a table holds) as their ISO text.
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _ordered(results: list[TrialResult]) -> tuple[TrialResult, ...]:

@@ -10,9 +10,14 @@
   at `study_path` under `study_name`, so a rerun resumes it: trials an earlier run finished count
   toward `trials` and are proposed again first, in their order (the sweep finds their results
   in its trial cache, and its table lists them; telling them again changes nothing), then TPE
-  proposes the rest; trials an earlier run left running (interrupted) are marked failed and not
-  counted. A failed trial, or one without a value (an undefined statistic), is told as FAIL (TPE
-  ignores it); an infeasible one is told its value and its constraints' violations (Optuna 5's
+  proposes the rest. Only a study of the same sweep is resumed: the study keeps a fingerprint of
+  its parameter spaces, objective and search (its method and seed: more `trials` continue it)
+  and of what the caller names its trials' base config and window by (`fingerprint`); a study
+  of another sweep in the same file is refused (DataError, one line), never replayed (its
+  trials would be another space's parameters, valued by another objective on other data).
+  Trials an earlier run left running (interrupted) are marked failed and not counted. A failed
+  trial, or one without a value (an undefined statistic), is told as FAIL (TPE ignores it); an
+  infeasible one is told its value and its constraints' violations (Optuna 5's
   `Trial.set_constraint`; Optuna 4's sampler `constraints_func`), so TPE learns to stay within
   them.
 
@@ -22,6 +27,7 @@ finished one. Grid and random never import Optuna."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import random
@@ -29,6 +35,8 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
 
 from ..model.errors import DataError
 from . import space as _space
@@ -39,7 +47,7 @@ from .spec import ObjectiveSpec, ParamSpace, SearchSpec
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["GridSearch", "RandomSearch", "Search", "TPESearch", "make_search"]
+__all__ = ["GridSearch", "RandomSearch", "Search", "TPESearch", "make_search", "study_fingerprint"]
 
 Spaces = Mapping[str, Mapping[str, ParamSpace]]
 
@@ -123,8 +131,26 @@ _VIOLATIONS = "tradingd_violations"
 _PARAMS = "tradingd_params"  # the parameters the sweep ran (on the spaces' grids), as JSON
 
 
+_FINGERPRINT = "tradingd_fingerprint"  # a study's, in its user attributes: which sweep it is
+
+
 def _canonical(params: Params) -> str:
     return json.dumps({s: dict(p) for s, p in params.items()}, sort_keys=True)
+
+
+def study_fingerprint(spaces: Spaces, objective: ObjectiveSpec, spec: SearchSpec, context: str) -> str:
+    """What a TPE study's trials depend on: the spaces, the objective, the search's method and
+    seed (not its `trials`: raising them continues the same study), and `context` (the caller's
+    name for the base config and window), as a sha256."""
+    doc = {
+        "spaces": {s: {n: attrs.asdict(p) for n, p in ps.items()} for s, ps in spaces.items()},
+        # A constraint's text is how the file wrote it; what it says is the rest.
+        "objective": attrs.asdict(objective, filter=lambda a, _: a.name != "text"),
+        "search": [spec.method, spec.seed],
+        "context": context,
+    }
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class TPESearch:
@@ -139,6 +165,7 @@ class TPESearch:
         seed: int,
         study_path: Path,
         study_name: str,
+        fingerprint: str,
     ) -> None:
         lib = _import_optuna()
         from optuna.trial import TrialState
@@ -162,7 +189,16 @@ class TPESearch:
         # first trials are its random sampler's). The same study state continues the same way.
         held = 0
         with contextlib.suppress(KeyError):  # KeyError: no such study yet
-            held = len(lib.load_study(study_name=study_name, storage=storage).trials)
+            found = lib.load_study(study_name=study_name, storage=storage)
+            held = len(found.trials)
+            # Checked before anything in it changes (its running trials are failed below). A
+            # study without a fingerprint nor trials is one an earlier run only created.
+            stored = found.user_attrs.get(_FINGERPRINT)
+            if stored != fingerprint and (held or stored is not None):
+                raise DataError(
+                    f"{study_path} holds a TPE study of another sweep (other parameters, objective,"
+                    " base or window): use another --out or delete it"
+                )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", lib.exceptions.ExperimentalWarning)
             sampler = lib.samplers.TPESampler(seed=seed + held, constraints_func=constraints)
@@ -173,6 +209,7 @@ class TPESearch:
             sampler=sampler,
             load_if_exists=True,
         )
+        self._study.set_user_attr(_FINGERPRINT, fingerprint)
         replay: list[dict[str, dict[str, Any]]] = []
         for t in self._study.get_trials(deepcopy=False):
             if t.state == TrialState.RUNNING:
@@ -265,10 +302,13 @@ def make_search(
     *,
     study_path: Path | None,
     study_name: str,
+    fingerprint: str = "",
 ) -> Search:
-    """The search `spec` names over `params` (see the module docstring). ValueError for a grid
-    too large or a random/TPE search without `trials`; DataError (one line naming the extra)
-    for TPE without Optuna."""
+    """The search `spec` names over `params` (see the module docstring). `fingerprint` names
+    what else a TPE study's trials depend on (the base config, the window): a stored study of
+    another sweep is refused. ValueError for a grid too large or a random/TPE search without
+    `trials`; DataError (one line naming the extra) for TPE without Optuna, or for a stored
+    study of another sweep."""
     for spaces in params.values():
         for s in spaces.values():
             _space.check(s)
@@ -288,5 +328,6 @@ def make_search(
             seed=spec.seed,
             study_path=study_path,
             study_name=study_name,
+            fingerprint=study_fingerprint(params, objective, spec, fingerprint),
         )
     raise ValueError(f"unknown search method {spec.method!r} (grid, random or tpe)")

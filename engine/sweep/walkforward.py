@@ -92,13 +92,21 @@ def stitch(tests: Sequence[TrialResult | None]) -> tuple[tuple[int, float], ...]
     failed test; an empty curve) adds nothing: the chain carries its level over that window and
     has no points in it, so the curve's PnL is that of the folds that ran and its time gap shows
     where one is missing. It is never filled in (neither as flat trading nor as anything else):
-    `missing_folds` names them, and the results say the out-of-sample covers only the others."""
+    `missing_folds` names them, and the results say the out-of-sample covers only the others.
+
+    A test's first point at 0 (its start, before it traded: the level carried over) is dropped
+    after the first chained test: it repeats the previous test's last point a few ms later, and
+    as a sample it would count as one more zero-change interval in the Sharpe and Sortino (which
+    take the curve's points as `interval_s` apart). A first point off 0 is a change, and kept."""
     out: list[tuple[int, float]] = []
     level = 0.0
     for trial in tests:
         if trial is None or not _usable(trial):
             continue
-        out.extend((t, level + v) for t, v in trial.equity)
+        equity = trial.equity
+        if out and equity[0][1] == 0:
+            equity = equity[1:]
+        out.extend((t, level + v) for t, v in equity)
         level = out[-1][1]
     return tuple(out)
 

@@ -408,3 +408,23 @@ def test_a_range_written_in_the_file_gives_its_decimal_points(
     # A float parameter's points: floats, `high` included, no drift from adding steps.
     expected = tuple(float(Decimal(low) + i * Decimal(step)) for i in range(steps + 1))
     assert grid_points(space) == expected
+
+
+def test_a_nan_is_said_with_every_other_problem_once(tmp_path: Path) -> None:
+    path = _sweep(
+        tmp_path,
+        "workers = inf\n[objective]\ndirection = 'up'\n[search]\nmethod = 'random'\ntrials = nan\n"
+        "[params.momentum_eth]\nthreshold = { values = [0.1, nan] }\nlookback = { values = [nan] }\n",
+    )
+    # Each nan/inf once (not again as "expected an integer, got nan"), and the other problems too:
+    # an unknown parameter holding a nan is still named.
+    assert _problems(path) == [
+        "6 problems:",
+        "  workers: expected a finite number, got inf",
+        "  search.trials: expected a finite number, got nan",
+        "  params.momentum_eth.threshold.values[1]: expected a finite number, got nan",
+        "  params.momentum_eth.lookback.values[0]: expected a finite number, got nan",
+        "  objective.direction: expected one of 'maximize', 'minimize', got 'up'",
+        "  params.momentum_eth.lookback: momentum_eth has no parameter 'lookback';"
+        " did you mean 'lookback_s'?",
+    ]

@@ -123,8 +123,9 @@ def test_the_equity_curve_is_cut_where_a_fold_has_no_result() -> None:
     whole = walk_forward_outcome()
     assert [list(s) for s in _segments(whole)] == [list(range(len(whole.oos_equity)))]
     gapped = walk_forward_outcome(missing=1)
-    assert [list(s) for s in _segments(gapped)] == [list(range(5)), list(range(5, 10))]
-    assert gapped.oos_equity[5][0] == T0 + 80 * MIN  # fold 2's test starts after fold 1's gap
+    # Fold 2's test chained without its first point (0, the level carried over: `stitch`).
+    assert [list(s) for s in _segments(gapped)] == [list(range(5)), list(range(5, 9))]
+    assert gapped.oos_equity[5][0] == T0 + 81 * MIN  # fold 2's test, after fold 1's gap
 
 
 def test_a_sweep_with_one_trial_has_no_parameter_charts(tmp_path: Path) -> None:

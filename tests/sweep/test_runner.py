@@ -12,8 +12,10 @@ import json
 import socket
 import sys
 import types
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import pytest
@@ -33,7 +35,7 @@ from tradingd.cli.trial import (
 )
 from tradingd.config import load_config
 from tradingd.engine.backtest.report import report_dict
-from tradingd.engine.model.errors import ConfigError
+from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.store.evcache import EventCache
 from tradingd.engine.sweep.cache import TrialStore
 from tradingd.engine.sweep.local import ProcessExecutor
@@ -46,6 +48,7 @@ from tradingd.engine.sweep.model import (
     Window,
     result_to_dict,
 )
+from tradingd.engine.sweep.objective import parse_constraint
 from tradingd.engine.sweep.runner import run_sweep
 from tradingd.engine.sweep.spec import ObjectiveSpec, ParamSpace, SearchSpec, SweepSpec, WalkForwardSpec
 
@@ -430,3 +433,133 @@ def test_a_sweep_window_outside_the_bases_is_one_error(base: Path, tmp_path: Pat
     with pytest.raises(ConfigError, match=r"the sweep's window is empty: its start \(2026-11-24T00:02:00"):
         sweep_window(spec, loaded)
     assert sweep_window(attrs.evolve(spec, window=Window()), loaded) == Window(None, START_NS + 60 * 10**9)
+
+
+# --- FX2: a walk-forward fold's best, checked independently; no look-ahead; a stale TPE study ---
+
+
+class _Inline:
+    """An executor running each trial in this process as it is submitted (no worker: the
+    runner's choices are what these tests look at)."""
+
+    capacity = 2
+
+    def __init__(self, fn: Callable[[TrialContext, TrialSpec], TrialResult]) -> None:
+        self.fn = fn
+        self.done: deque[TrialResult] = deque()
+
+    def submit(self, ctx: TrialContext, trial: TrialSpec) -> None:
+        self.done.append(self.fn(ctx, trial))
+
+    def next_result(self) -> TrialResult:
+        return self.done.popleft()
+
+    def in_flight(self) -> int:
+        return len(self.done)
+
+    def close(self, *, cancel: bool) -> None:
+        self.done.clear()
+
+
+_XS = (1, 2, 3, 4, 5, 6, 7)
+
+
+def _train_stats(x: int, fold: int) -> dict[str, Any]:
+    """A train trial's statistics: its params' and its fold's only (never the test window's).
+    Best near a target moving with the fold; x = 3 and x = 6 break `fills >= 1`."""
+    target = 2.5 + 1.6 * fold
+    return {
+        "net_pnl": 10.0 - (x - target) ** 2,
+        "max_drawdown": abs(x - 1 - 2 * fold) + 0.1 * x,
+        "fills": x % 3,
+    }
+
+
+def _market(test_pnl: Callable[[int], float]) -> Callable[[TrialContext, TrialSpec], TrialResult]:
+    def run(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
+        x = int(trial.params["t"]["x"])
+        assert trial.fold is not None
+        if trial.role == "test":
+            total: dict[str, Any] = {"net_pnl": test_pnl(x), "max_drawdown": 0.0, "fills": 1}
+        else:
+            total = _train_stats(x, trial.fold)
+        start = trial.window.start_ns or 0
+        return TrialResult(
+            key=trial.key,
+            number=trial.number,
+            params=trial.params,
+            window=trial.window,
+            role=trial.role,
+            fold=trial.fold,
+            status="ok",
+            stats={"total": total},
+            equity=((start, 0.0), (start + 10**9, float(total["net_pnl"]))),
+        )
+
+    return run
+
+
+@pytest.mark.parametrize(("statistic", "direction"), [("net_pnl", "maximize"), ("max_drawdown", "minimize")])
+def test_a_folds_best_is_its_best_feasible_train_trial_whatever_its_test_window_holds(
+    tmp_path: Path, statistic: str, direction: Literal["maximize", "minimize"]
+) -> None:
+    wf = WalkForwardSpec(windows=3, train_s=60, test_s=30, mode="rolling")
+    spec = _fast_spec(
+        tmp_path,
+        _XS,
+        walk_forward=wf,
+        objective=ObjectiveSpec(
+            statistic=statistic, direction=direction, constraints=(parse_constraint("fills >= 1"),)
+        ),
+    )
+    chosen: list[list[Params]] = []
+    # Two markets after each train window: one pays the lowest x, the other the highest. A
+    # runner that looked at the test window would choose differently in each.
+    for i, test_pnl in enumerate((lambda x: -100.0 * x, lambda x: 100.0 * x)):
+        outcome = run_sweep(
+            attrs.evolve(spec, out=str(tmp_path / f"out{i}")),
+            context(),
+            _Inline(_market(test_pnl)),
+            TrialStore(tmp_path / f"out{i}"),
+            key_of=_fast_key,
+            span=lambda: (START_NS, START_NS + 180 * 10**9),
+        )
+        assert len(outcome.folds) == 3
+        for f in outcome.folds:
+            # Computed here, from the train statistics alone: the feasible x (fills >= 1) with the
+            # highest (lowest) statistic.
+            feasible = [x for x in _XS if _train_stats(x, f.fold.index)["fills"] >= 1]
+            pick = max if direction == "maximize" else min
+            want = pick(feasible, key=lambda x: _train_stats(x, f.fold.index)[statistic])
+            assert f.best is not None and f.best.params == {"t": {"x": want}}
+            assert f.best.role == "train" and f.best.window == f.fold.train
+            assert f.test is not None and f.test.params == f.best.params and f.test.window == f.fold.test
+        chosen.append([f.best.params for f in outcome.folds if f.best is not None])
+    assert chosen[0] == chosen[1]
+    assert len({str(p) for p in chosen[0]}) > 1  # the folds did choose differently
+
+
+def test_a_tpe_sweep_refuses_the_study_of_another_base_or_window(tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    spec = _fast_spec(tmp_path, _XS, search=SearchSpec(method="tpe", trials=3, seed=1))
+
+    def sweep(spec: SweepSpec, ctx: TrialContext) -> SweepOutcome:
+        return run_sweep(
+            spec, ctx, _Inline(behave), TrialStore(Path(spec.out)), key_of=_fast_key, span=_no_span
+        )
+
+    assert len(sweep(spec, context()).trials) == 3
+    study = Path(spec.out) / "study.db"
+    refused = (
+        f"^{study} holds a TPE study of another sweep \\(other parameters, objective, base or window\\):"
+        " use another --out or delete it$"
+    )
+    with pytest.raises(DataError, match=refused):
+        sweep(attrs.evolve(spec, window=Window(START_NS, None)), context())
+    with pytest.raises(DataError, match=refused):
+        sweep(spec, attrs.evolve(context(), base_table={"strategies": []}))
+    with pytest.raises(DataError, match=refused):
+        sweep(attrs.evolve(spec, params={"t": {"x": ParamSpace("values", (8, 9))}}), context())
+    # The same sweep resumes it: its three trials again, all from the trial cache.
+    again = sweep(spec, context())
+    assert [r.cached for r in again.trials] == [True] * 3

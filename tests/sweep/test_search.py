@@ -261,3 +261,67 @@ def test_grid_and_random_never_import_optuna_and_tpe_names_the_extra(tmp_path: P
         "DataError a TPE search needs the 'sweep' extra (Optuna): pip install 'tradingd[sweep]'"
     )
     assert issubclass(DataError, ValueError)
+
+
+_ONE_X = {"m": {"x": ParamSpace("values", values=(1, 2, 3))}}
+_ANOTHER = "another sweep \\(other parameters, objective, base or window\\): use another --out or delete it$"
+
+
+def _tpe(study: Path, params: Any, objective: ObjectiveSpec = OBJECTIVE, **kw: Any) -> Search:
+    return make_search(
+        SearchSpec("tpe", trials=kw.pop("trials", 3), seed=kw.pop("seed", 1)),
+        params,
+        objective,
+        study_path=study,
+        study_name="search",
+        **kw,
+    )
+
+
+def _tell_all(search: Search, objective: ObjectiveSpec = OBJECTIVE) -> list[Params]:
+    asked: list[Params] = []
+    while (params := search.ask()) is not None:
+        asked.append(params)
+        value = float(params["m"]["x"])
+        search.tell(params, _told(params, len(asked), {"total": {"net_pnl": value, "fills": 1}}, objective))
+    return asked
+
+
+def test_tpe_refuses_a_stored_study_of_other_parameters_or_objective(tmp_path: Path) -> None:
+    study = tmp_path / "out" / "study.db"
+    assert len(_tell_all(_tpe(study, _ONE_X))) == 3
+    held = [t.params for t in _trials(study, "search")]
+    # Other parameters: their trials would be proposed again (x for a sweep of y).
+    other = {"m": {"y": ParamSpace("range", low=10, high=20, integer=True)}}
+    with pytest.raises(DataError, match=f"^{study} holds a TPE study of {_ANOTHER}"):
+        _tpe(study, other)
+    # Another objective, or direction, or seed: another sweep too.
+    for objective, seed in (
+        (ObjectiveSpec(statistic="sharpe"), 1),
+        (ObjectiveSpec(direction="minimize"), 1),
+        (OBJECTIVE, 2),
+    ):
+        with pytest.raises(DataError, match=_ANOTHER):
+            _tpe(study, _ONE_X, objective, seed=seed)
+    # The study was left as it was (nothing failed, nothing added).
+    assert [t.params for t in _trials(study, "search")] == held
+    assert {t.state for t in _trials(study, "search")} == {TrialState.COMPLETE}
+    # The same sweep resumes it, with more trials too (the three again, then new ones).
+    again = _tpe(study, _ONE_X, trials=4)
+    assert again.total == 4
+    # A constraint written with other spaces is the same constraint.
+    same = ObjectiveSpec(constraints=(parse_constraint("fills>=1"),))
+    spaced = ObjectiveSpec(constraints=(parse_constraint("fills >= 1"),))
+    _tell_all(_tpe(tmp_path / "c.db", _ONE_X, same), same)
+    assert _tpe(tmp_path / "c.db", _ONE_X, spaced).total == 3
+
+
+def test_tpe_refuses_a_stored_study_of_another_base_or_window(tmp_path: Path) -> None:
+    study = tmp_path / "study.db"
+    _tell_all(_tpe(study, _ONE_X, fingerprint="base A, window 1"))
+    with pytest.raises(DataError, match=f"^{study} holds a TPE study of {_ANOTHER}"):
+        _tpe(study, _ONE_X, fingerprint="base B, window 1")
+    assert _tpe(study, _ONE_X, fingerprint="base A, window 1").total == 3
+    # A study an earlier run only created (no trial yet) is taken over by whoever comes.
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'new.db'}", study_name="search")
+    assert _tpe(tmp_path / "new.db", _ONE_X, fingerprint="anything").total == 3

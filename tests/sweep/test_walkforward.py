@@ -164,11 +164,12 @@ def test_stitch_chains_each_test_from_where_the_previous_ended() -> None:
     a = _test(0, [(10, 0.0), (11, 5.0), (12, 3.0)])
     b = _test(1, [(20, 0.0), (21, -1.0), (22, 2.0)])
     c = _test(2, [(30, 0.5), (31, 1.0)])
+    # b's first point (0: the level carried over, at b's start) repeats a's last: dropped. c's
+    # first is a change (0.5): kept.
     assert stitch([a, b, c]) == (
         (10, 0.0),
         (11, 5.0),
         (12, 3.0),
-        (20, 3.0),
         (21, 2.0),
         (22, 5.0),
         (30, 5.5),
@@ -182,8 +183,8 @@ def test_stitch_carries_the_level_over_a_fold_without_a_result() -> None:
     c = _test(3, [(30, 0.0), (31, 1.0)])
     empty = _test(4, [])
     tests = [a, failed, None, c, empty]
-    # No point in the missing windows (times 20..29): the gap shows; nothing is invented.
-    assert stitch(tests) == ((10, 0.0), (12, 3.0), (30, 3.0), (31, 4.0))
+    # No point in the missing windows (times 13..30): the gap shows; nothing is invented.
+    assert stitch(tests) == ((10, 0.0), (12, 3.0), (31, 4.0))
     assert missing_folds(tests) == (1, 2, 4)
 
 
@@ -223,16 +224,40 @@ def test_stitch_keeps_each_tests_changes_and_ends_at_their_sum(curves: list[list
         tests.append(_test(i, equity))
     out = stitch(tests)
     ran = [values for values in curves if values]
-    assert len(out) == sum(len(v) for v in ran)
+    assert len(out) == sum(len(v) - (i > 0 and v[0] == 0) for i, v in enumerate(ran))
     assert [t for t, _ in out] == sorted(t for t, _ in out)
     at = 0
     level = 0.0
-    for values in ran:
+    for i, values in enumerate(ran):
+        # A later test's first point at 0 (the level carried over) is not repeated.
+        if i and values[0] == 0:
+            values = values[1:]
         piece = out[at : at + len(values)]
         # The test's own curve, raised by where the chain was: every change kept.
         assert [v for _, v in piece] == pytest.approx([level + v for v in values], rel=1e-9, abs=1e-6)
-        level = piece[-1][1]
+        level = piece[-1][1] if piece else level
         at += len(values)
     if ran:  # the out-of-sample PnL: each test's own, added up
         assert out[-1][1] == pytest.approx(sum(v[-1] for v in ran), rel=1e-9, abs=1e-6)
     assert missing_folds(tests) == tuple(i for i, v in enumerate(curves) if not v)
+
+
+def test_stitched_ratios_count_no_extra_interval_at_a_fold_boundary() -> None:
+    """Each test's curve starts at 0 at its window's start, a few ms after the previous test's
+    last point (its end mark): chained, that start repeats the level, and as a sample it would be
+    one more zero-change interval in the Sharpe and Sortino."""
+    s = 10**9
+    tests = []
+    for fold, values in enumerate(([0.0, 2.0, 1.0, 4.0], [0.0, -1.0, 3.0], [0.0, 1.0, -2.0, 2.0])):
+        start = T0 + fold * 240 * s
+        times = [start + j * 60 * s for j in range(len(values) - 1)] + [start + 240 * s - 47_000_000]
+        tests.append(_test(fold, list(zip(times, values, strict=True))))
+    curve = stitch(tests)
+    chained = [0.0, 2.0, 1.0, 4.0, 3.0, 7.0, 8.0, 5.0, 9.0]  # by hand, each start once
+    assert [v for _, v in curve] == chained
+    assert [t for t, _ in curve] == sorted({t for t, _ in curve})
+    measured = out_of_sample_stats(tests, curve, 60.0)
+    honest = curve_stats([(i, v) for i, v in enumerate(chained)], 60.0)
+    assert measured["sharpe"] == honest["sharpe"] and measured["sharpe"] is not None
+    assert measured["sortino"] == honest["sortino"] and measured["sortino"] is not None
+    assert measured["max_drawdown"] == honest["max_drawdown"] == 3.0
