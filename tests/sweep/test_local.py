@@ -112,7 +112,7 @@ def test_a_submit_the_breaking_pool_refuses_goes_to_the_next_pool(
         if marker.exists() and not refused:
             refused.append(refusal)
             deadline = time.monotonic() + 60
-            while not pool._broken:  # type: ignore[attr-defined]  # the stdlib's mark, set by its manager thread
+            while not pool._broken:  # the stdlib's mark, set by its manager thread
                 assert time.monotonic() < deadline, "the pool never broke"
                 time.sleep(0.01)
             if refusal == "ebadf":

@@ -450,7 +450,9 @@ def test_tradingd_sweep_on_a_cluster_without_ray_is_one_line(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("scheme", ["", "ray://"])
-def test_tradingd_sweep_on_a_cluster_address_nobody_listens_on_is_one_line(tmp_path: Path, scheme: str) -> None:
+def test_tradingd_sweep_on_a_cluster_address_nobody_listens_on_is_one_line(
+    tmp_path: Path, scheme: str
+) -> None:
     """Ray would try for minutes (its C++ lines printed, SIGTERM unheard): a port that takes no
     connection is said at once. The port is bound and not listening: refused, and no one else's."""
     base = _tiny_base(tmp_path)
