@@ -12,12 +12,14 @@ from tradingd.engine.sweep.model import TrialContext, TrialResult, TrialSpec
 
 
 def neighbours(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
-    """`running` (a path), for both trials. The innocent one (`sleep_s`) makes the file as it
-    starts, then sleeps; the culprit (`culprit`) waits until the file exists, removes it and
-    SIGKILLs its own process: each of its runs takes its worker down while the innocent one is
-    mid-trial in the other worker (the file is removed, so the next run waits for a new one)."""
+    """`running` (a path), for both trials; `culprit_runs`: the culprit's runs in all. The
+    culprit (`culprit`) waits until `running` exists, removes it, counts its run (a file beside
+    it) and SIGKILLs its own process. The innocent one makes `running` as it starts; it returns at
+    once when the culprit has had all its runs, else it sleeps (a minute at most): each of the
+    culprit's deaths finds it mid-trial in the other worker."""
     t = trial.params["t"]
     running = Path(str(t["running"]))
+    runs = running.parent / "culprit-runs"
     if t.get("culprit"):
         deadline = time.monotonic() + 60
         while not running.exists():
@@ -25,9 +27,13 @@ def neighbours(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
                 raise TimeoutError("the innocent trial never started")
             time.sleep(0.01)
         running.unlink()
+        with runs.open("a") as f:
+            f.write("run\n")
         os.kill(os.getpid(), signal.SIGKILL)
+    done = runs.exists() and len(runs.read_text().splitlines()) >= int(str(t["culprit_runs"]))
     running.touch()
-    time.sleep(float(str(t.get("sleep_s", 0))))
+    if not done:
+        time.sleep(60)
     return TrialResult(
         key=trial.key,
         number=trial.number,

@@ -88,7 +88,7 @@ def test_a_trial_that_kills_its_worker_does_not_charge_the_trial_beside_it(tmp_p
     running = str(tmp_path / "running")
     with ProcessExecutor(neighbours, 2, max_attempts=3) as ex:
         ctx = context()
-        ex.submit(ctx, spec(0, running=running, sleep_s=0.3))
+        ex.submit(ctx, spec(0, running=running, culprit_runs=3))
         ex.submit(ctx, spec(1, running=running, culprit=True))
         got = _drain(ex, 2)
     assert (got[0].status, got[0].error, got[0].attempts) == ("ok", None, 1)
