@@ -161,6 +161,13 @@ class ProcessExecutor:
         self._futures[future] = task
         # Workers start as submits need them (forkserver): each seen here, where it started.
         self._workers.update(_worker_map(pool))
+        # CPython 3.11's submit wakes the pool's manager thread before it starts the worker, so
+        # the manager may wait without that worker's sentinel and miss its death until another
+        # result comes: woken again, it watches every worker started so far.
+        wakeup = getattr(pool, "_executor_manager_thread_wakeup", None)
+        if wakeup is not None:
+            with contextlib.suppress(OSError, ValueError):
+                wakeup.wakeup()
 
     @staticmethod
     def _forget(task: _Task) -> None:
