@@ -283,7 +283,7 @@ _DRAWING = (
 import tradingd.engine.reports.html as html
 from tradingd.cli import render
 
-after(html, "_pyplot", "drawing: matplotlib imported")
+after(html, "pyplot", "drawing: matplotlib imported")
 after(html, "_overview", "drawing: the overview chart drawn")
 after(html, "_strategy_figure", lambda a: f"drawing: chart of {a[1]} drawn")
 mark("drawing: imports (python, renderer)")

@@ -1473,9 +1473,12 @@ class BacktestKernel:
     ) -> tuple[tuple[Any, int, Any] | None, int]:
         """The frames before the window's `start`: decoded (the books, and a cache entry being
         written, follow them), their tickers kept (marks, index prices: USD rates), instruments
-        expiring as they do; nothing routed, no strategy started, nothing sampled nor counted in
-        the result (a malformed frame is skipped quietly: it is not the window's). Returns the
-        first frame at or after `start` (None: the data ended before it) and how many were read."""
+        expiring as they do; nothing routed, no strategy started, nothing sampled; the frames
+        are not the result's (`frames`, and a malformed one is skipped quietly: it is not the
+        window's). Bad lines and bare frames met are counted (`bad_lines`), as read: a reader
+        counts its bad lines as it meets them, and a run from the cache entry reports them the
+        same way, so the window's report is the same on either path. Returns the first frame at
+        or after `start` (None: the data ended before it) and how many were read."""
         on_ticker = self.market.on_ticker
         registry = self.registry
         frames = 0

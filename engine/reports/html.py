@@ -37,7 +37,19 @@ from ..model.words import RATIO_MIN_SPAN_S, duration, equity_span_s, qty_text, r
 if TYPE_CHECKING:
     from ..backtest.kernel import BacktestResult
 
-__all__ = ["release_memory", "render_html", "render_run", "write_run_reports"]
+__all__ = [
+    "CSS",
+    "datetimes",
+    "drawdown_curve",
+    "img_tag",
+    "png_bytes",
+    "pyplot",
+    "release_memory",
+    "render_html",
+    "render_run",
+    "style_axes",
+    "write_run_reports",
+]
 
 _MAX_PRICE_PANELS = 3  # instruments with fills drawn per strategy (the most filled ones)
 _MAX_POSITION_LINES = 8
@@ -59,7 +71,7 @@ class _Charts:
         return fig, fig.subplots(nrows, ncols, **kw)
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     try:
         import matplotlib  # noqa: F401  (first: the package missing is the one line below)
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -92,11 +104,11 @@ def release_memory() -> None:
         trim(0)
 
 
-def _times(ts: Sequence[int]) -> list[dt.datetime]:
+def datetimes(ts: Sequence[int]) -> list[dt.datetime]:
     return [dt.datetime.fromtimestamp(t / 1e9, dt.UTC).replace(tzinfo=None) for t in ts]
 
 
-def _drawdown(equity: Sequence[float]) -> list[float]:
+def drawdown_curve(equity: Sequence[float]) -> list[float]:
     """Equity minus its running peak (the start, at 0, counts as a peak): <= 0."""
     peak = 0.0
     out = []
@@ -106,14 +118,14 @@ def _drawdown(equity: Sequence[float]) -> list[float]:
     return out
 
 
-def _png(fig: Any) -> bytes:
+def png_bytes(fig: Any) -> bytes:
     buf = io.BytesIO()
     # No "Software" metadata: the same report draws the same bytes with the same matplotlib.
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     return buf.getvalue()
 
 
-def _style(ax: Any, title: str, ylabel: str) -> None:
+def style_axes(ax: Any, title: str, ylabel: str) -> None:
     ax.set_title(title, fontsize=10, loc="left")
     ax.set_ylabel(ylabel, fontsize=9)
     ax.grid(True, alpha=0.3)
@@ -133,23 +145,23 @@ def _overview(plt: Any, strategies: dict[str, Any]) -> bytes:
         ts, equity = series.get("ts") or [], series.get("equity") or []
         if not ts:
             continue
-        when = _times(ts)
+        when = datetimes(ts)
         (line,) = ax_eq.plot(when, equity, lw=1.3, label=name)
-        ax_dd.fill_between(when, _drawdown(equity), 0, alpha=0.35, color=line.get_color(), step="post")
-    _style(ax_eq, "Equity by strategy (net PnL, marked to market)", "USD")
-    _style(ax_dd, "Drawdown from the running peak", "USD")
+        ax_dd.fill_between(when, drawdown_curve(equity), 0, alpha=0.35, color=line.get_color(), step="post")
+    style_axes(ax_eq, "Equity by strategy (net PnL, marked to market)", "USD")
+    style_axes(ax_dd, "Drawdown from the running peak", "USD")
     ax_eq.axhline(0, color="#555", lw=0.6)
     if ax_eq.get_lines()[:-1]:  # the strategies' lines (the last one is the zero line)
         ax_eq.legend(fontsize=8, loc="upper left")
     ax_dd.set_xlabel("time (UTC)", fontsize=9)
-    data = _png(fig)
+    data = png_bytes(fig)
     return data
 
 
 def _strategy_figure(plt: Any, name: str, s: dict[str, Any]) -> bytes:
     series = s.get("series") or {}
     ts = series.get("ts") or []
-    when = _times(ts)
+    when = datetimes(ts)
     equity = series.get("equity") or []
     fills = series.get("fills") or []
     by_instrument: dict[str, int] = {}
@@ -162,13 +174,13 @@ def _strategy_figure(plt: Any, name: str, s: dict[str, Any]) -> bytes:
         rows, 1, figsize=(11, 2.1 * sum(ratios) / 1.6), sharex=True, gridspec_kw={"height_ratios": ratios}
     )
     ax_eq, ax_dd, ax_pos = axes[0], axes[1], axes[2]
-    drawdown = _drawdown(equity)
+    drawdown = drawdown_curve(equity)
     if ts:
         ax_eq.plot(when, equity, lw=1.3, color="#2c7bb6")
         ax_dd.fill_between(when, drawdown, 0, color="#d7191c", alpha=0.4, step="post")
     ax_eq.axhline(0, color="#555", lw=0.6)
     net = s.get("net_pnl", 0.0)
-    _style(ax_eq, f"{name}: equity (net PnL {net:,.2f} USD, fees {s.get('fees', 0.0):,.2f})", "USD")
+    style_axes(ax_eq, f"{name}: equity (net PnL {net:,.2f} USD, fees {s.get('fees', 0.0):,.2f})", "USD")
     # The title says what is drawn (the report's series holds max_drawdown's peak and trough,
     # so this is max_drawdown; an older report without them says its own figure apart).
     drawn = -min(drawdown, default=0.0)
@@ -176,7 +188,7 @@ def _strategy_figure(plt: Any, name: str, s: dict[str, Any]) -> bytes:
     stated = s.get("max_drawdown")
     if isinstance(stated, float | int) and f"{stated:,.2f}" != f"{drawn:,.2f}":
         title += f"; max_drawdown {stated:,.2f} USD was taken between the samples drawn"
-    _style(ax_dd, title, "USD")
+    style_axes(ax_dd, title, "USD")
     positions: dict[str, list[float]] = series.get("positions") or {}
     size = {k: max((abs(x) for x in v), default=0.0) for k, v in positions.items()}
     shown = sorted((k for k in positions if size[k] > 0), key=lambda k: (-size[k], k))[:_MAX_POSITION_LINES]
@@ -204,7 +216,7 @@ def _strategy_figure(plt: Any, name: str, s: dict[str, Any]) -> bytes:
         ax_pos.legend(handles=handles, fontsize=7, loc="upper left", ncol=2)
     hidden = sum(1 for k in positions if size[k] > 0) - len(shown)
     more = f" ({hidden} more not drawn)" if hidden > 0 else ""
-    _style(ax_pos, "positions (units: USD for inverse perpetuals, coins for options)" + more, "qty")
+    style_axes(ax_pos, "positions (units: USD for inverse perpetuals, coins for options)" + more, "qty")
     ax_pos.axhline(0, color="#555", lw=0.6)
     prices: dict[str, list[float | None]] = series.get("prices") or {}
     for ax, key in zip(axes[3:], traded, strict=True):
@@ -216,7 +228,7 @@ def _strategy_figure(plt: Any, name: str, s: dict[str, Any]) -> bytes:
             mine = [f for f in fills if f[1] == key and f[2] == side]
             if mine:
                 ax.scatter(
-                    _times([f[0] for f in mine]),
+                    datetimes([f[0] for f in mine]),
                     [f[3] for f in mine],
                     s=[18 + 6 * math.log1p(f[4]) for f in mine],
                     color=color,
@@ -227,11 +239,11 @@ def _strategy_figure(plt: Any, name: str, s: dict[str, Any]) -> bytes:
                     linewidths=0.3,
                 )
         ax.legend(fontsize=7, loc="best")
-        _style(ax, f"{key.split(':', 1)[-1]}: mark and fills", "price")
+        style_axes(ax, f"{key.split(':', 1)[-1]}: mark and fills", "price")
     axes[-1].set_xlabel("time (UTC)", fontsize=9)
     fig.autofmt_xdate()
     fig.tight_layout()
-    data = _png(fig)
+    data = png_bytes(fig)
     return data
 
 
@@ -283,7 +295,7 @@ _COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("errors", lambda s: _fmt(s.get("errors"), ",d")),
 )
 
-_CSS = """
+CSS = """
 body{font-family:Helvetica,Arial,sans-serif;margin:2em auto;max-width:1150px;color:#222}
 h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em;margin:.8em 0}
@@ -294,7 +306,7 @@ img{max-width:100%;border:1px solid #eee}.note{color:#666;font-size:.85em}
 """
 
 
-def _img(png: bytes, alt: str) -> str:
+def img_tag(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
@@ -312,7 +324,7 @@ def render_html(
     `stem.png` and `stem-<strategy>.png` into `out_dir`. Returns the files written.
     `progress` is told what is being drawn (the CLI's status line)."""
     progress("loading matplotlib")
-    plt = _pyplot()
+    plt = pyplot()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     strategies: dict[str, Any] = report.get("strategies") or {}
@@ -356,7 +368,7 @@ def render_html(
     warnings = [str(w) for w in report.get("warnings") or ()]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>tradingd backtest report</title>",
-        f"<style>{_CSS}</style></head><body><h1>Backtest report</h1>",
+        f"<style>{CSS}</style></head><body><h1>Backtest report</h1>",
         "<table class='facts'>" + "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in facts),
         "</table>",
         (
@@ -377,7 +389,7 @@ def render_html(
         " it) / orders sent; an order filled in parts makes several fills. Max drawdown: from the"
         " running peak of the equity sampled every chart step and at every fill.</p>",
         "<h2>Equity and drawdown</h2>",
-        _img(overview, "equity and drawdown of every strategy"),
+        img_tag(overview, "equity and drawdown of every strategy"),
     ]
     for name, s in strategies.items():
         parts.append(f"<h2>{esc(name)}</h2>")
@@ -390,7 +402,7 @@ def render_html(
                 )
                 + "</p>"
             )
-        parts.append(_img(figures[name], f"{name}: equity, drawdown, positions, fills"))
+        parts.append(img_tag(figures[name], f"{name}: equity, drawdown, positions, fills"))
         fills = (s.get("series") or {}).get("fills") or []
         if fills:
             shown = fills[-_FILLS_LISTED:]
@@ -399,7 +411,7 @@ def render_html(
                 "<tr><th>time (UTC)</th><th>instrument</th><th>side</th><th>price</th><th>size</th>"
                 "<th>fee $</th><th>liquidity</th></tr>"
                 + "".join(
-                    f"<tr><td>{_times([f[0]])[0].isoformat(timespec='milliseconds')}</td>"
+                    f"<tr><td>{datetimes([f[0]])[0].isoformat(timespec='milliseconds')}</td>"
                     f"<td>{esc(f[1].split(':', 1)[-1])}</td><td>{esc(f[2])}</td><td>{f[3]:g}</td>"
                     f"<td>{f[4]:g}</td><td>{'n/a' if f[5] is None else format(f[5], ',.4f')}</td>"
                     f"<td>{esc(f[6])}</td></tr>"

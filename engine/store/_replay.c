@@ -320,12 +320,15 @@ done:
     return rc;
 }
 
-/* The entry's damage: `raise owner.damaged(exc) from exc` (MalformedFrame as it is). */
+/* The entry's damage: `raise owner.damaged(exc) from exc` (MalformedFrame as it is), as the
+   Python replay's `except Exception`: what is not an Exception (KeyboardInterrupt, SystemExit,
+   a generator's exit) says nothing of the entry and goes through as it is. */
 static PyObject *damaged(Replay *self) {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
-    if (value == NULL || PyErr_GivenExceptionMatches(type, self->malformed)) {
+    if (value == NULL || !PyErr_GivenExceptionMatches(type, PyExc_Exception) ||
+        PyErr_GivenExceptionMatches(type, self->malformed)) {
         PyErr_Restore(type, value, tb);
         return NULL;
     }

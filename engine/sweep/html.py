@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from ..model.errors import DataError
-from ..reports.html import _CSS, _drawdown, _img, _png, _pyplot, _style, _times, release_memory
+from ..reports.html import (
+    CSS,
+    datetimes,
+    drawdown_curve,
+    img_tag,
+    png_bytes,
+    pyplot,
+    release_memory,
+    style_axes,
+)
 from ..store.recording import format_ts
 from . import results
 from .model import SweepOutcome, TrialResult
@@ -45,7 +54,7 @@ Key = tuple[str, str]  # (strategy, parameter)
 
 def _charts() -> Any:
     try:
-        return _pyplot()
+        return pyplot()
     except DataError:
         raise DataError(
             "the sweep's HTML page and its charts need the 'report' extra: pip install 'tradingd[report]'"
@@ -197,12 +206,12 @@ def _params_figure(
         elif axis.edges is None:  # a few values: ticks at them (a log axis' minor labels overlap)
             ax.minorticks_off()
             ax.set_xticks([float(v) for v in axis.values], axis.cells)
-        _style(ax, axis.label, label)
+        style_axes(ax, axis.label, label)
         if n == 0:
             ax.legend(fontsize=7, loc="best")
     for n in range(len(axes), rows * cols):
         grid[n // cols][n % cols].set_visible(False)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _short(v: float) -> str:
@@ -276,7 +285,7 @@ def _pairs_figure(
         ax.set_title(f"{name}: {title}" if name else title, fontsize=9, loc="left")
     for n in range(len(panels), rows * cols):
         grid[n // cols][n % cols].set_visible(False)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _folds_figure(plt: Any, outcome: SweepOutcome, objective: ObjectiveSpec) -> bytes:
@@ -302,9 +311,9 @@ def _folds_figure(plt: Any, outcome: SweepOutcome, objective: ObjectiveSpec) -> 
                 ax.text(x, 0, "n/a", ha="center", va="bottom", fontsize=7, color=_FAILED)
     ax.axhline(0, color="#555", lw=0.6)
     ax.set_xticks(idx, [f"fold {i}" for i in idx])
-    _style(ax, "In-sample vs out-of-sample, per fold", results._objective_label(objective))
+    style_axes(ax, "In-sample vs out-of-sample, per fold", results._objective_label(objective))
     ax.legend(fontsize=7, loc="best")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _segments(outcome: SweepOutcome) -> list[range]:
@@ -331,7 +340,7 @@ def _equity_figure(plt: Any, outcome: SweepOutcome) -> bytes:
         w = fo.fold.test
         if w.start_ns is None or w.end_ns is None:
             continue
-        start, end = _times([w.start_ns, w.end_ns])
+        start, end = datetimes([w.start_ns, w.end_ns])
         missing = results._missing_reason(fo) is not None
         color = "#f4a582" if missing else ("#f0f0f0" if fo.fold.index % 2 == 0 else "#e0e0e0")
         for ax in (ax_eq, ax_dd):
@@ -340,18 +349,18 @@ def _equity_figure(plt: Any, outcome: SweepOutcome) -> bytes:
         ax_eq.text(start, 1.0, " " + label, transform=ax_eq.get_xaxis_transform(), fontsize=7, va="top")
     if outcome.oos_equity:
         equity = [v for _, v in outcome.oos_equity]
-        drawdown = _drawdown(equity)
+        drawdown = drawdown_curve(equity)
         # Drawn fold by fold: no line across a fold without a test result (nothing traded there
         # that we know of; the chain only carries its level over it).
         for segment in _segments(outcome):
-            when = _times([outcome.oos_equity[i][0] for i in segment])
+            when = datetimes([outcome.oos_equity[i][0] for i in segment])
             ax_eq.plot(when, [equity[i] for i in segment], lw=1.3, color=_FEASIBLE)
             ax_dd.fill_between(when, [drawdown[i] for i in segment], 0, color=_FAILED, alpha=0.4, step="post")
     ax_eq.axhline(0, color="#555", lw=0.6)
-    _style(ax_eq, "Out-of-sample equity: the test windows chained", "USD")
-    _style(ax_dd, "Drawdown from the running peak", "USD")
+    style_axes(ax_eq, "Out-of-sample equity: the test windows chained", "USD")
+    style_axes(ax_dd, "Drawdown from the running peak", "USD")
     ax_dd.set_xlabel("time (UTC)", fontsize=9)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _cell(v: Any) -> str:
@@ -391,7 +400,7 @@ def _td(v: Any) -> str:
 
 
 _PAGE_CSS = (
-    _CSS
+    CSS
     + """
 tr.infeasible td{color:#888}tr.failed td{color:#b2182b}td.status{text-align:left}
 """
@@ -440,7 +449,7 @@ def render(
     def chart(name: str, png: bytes, alt: str) -> None:
         (out / name).write_bytes(png)
         release_memory()  # each figure freed before the next is drawn
-        parts.append(_img(png, alt))
+        parts.append(img_tag(png, alt))
 
     if outcome.folds:
         parts.append("<h2>Walk-forward</h2>")

@@ -33,6 +33,7 @@ from .model import TrialContext, TrialFn, TrialResult, TrialSpec, result_for
 __all__ = ["ProcessExecutor", "failed", "one_line"]
 
 WORKER_LOST = "worker lost"
+_STOP_S = 10.0  # a broken pool's manager thread ends and joins its workers in milliseconds
 
 
 def one_line(exc: BaseException) -> str:
@@ -52,10 +53,11 @@ def _worker_init() -> None:
 
 
 def _run(fn: TrialFn, started: str, ctx: TrialContext, trial: TrialSpec) -> TrialResult:
-    """In the worker: mark the trial started (a file), then run it. A worker lost charges an
-    attempt only to the trials it had started, not to those still queued in the pool."""
-    with open(started, "wb"):
-        pass
+    """In the worker: mark the trial started (a file holding this worker's pid), then run it. A
+    worker lost charges an attempt only to the trial whose own process died (the pid tells which),
+    not to those still queued in the pool nor to those the pool ended with it."""
+    with open(started, "w") as mark:
+        mark.write(str(os.getpid()))
     return fn(ctx, trial)
 
 
@@ -68,16 +70,26 @@ class _Task:
     ctx: TrialContext
     trial: TrialSpec
     attempts: int  # runs started, this one included
-    started: str  # the file the worker makes when it starts the trial
+    started: str  # the file the worker makes when it starts the trial (holding its pid)
+
+    def pid(self) -> int | None:
+        """The pid of the worker that started the trial (None: not started, or died writing it)."""
+        try:
+            with open(self.started) as mark:
+                return int(mark.read())
+        except (OSError, ValueError):
+            return None
 
 
 class ProcessExecutor:
     """The `Executor` of local processes (`model.Executor`): `workers` processes, a trial each
     at a time. A trial that raises comes back failed with `Type: message`; a worker that dies
-    (killed, out of memory, `os._exit`) breaks the pool: a new pool is made and every trial
-    a worker had started is submitted again with `attempts + 1` (which of them took its worker
-    down cannot be told apart: the pool ends them all), failed as "worker lost" beyond
-    `max_attempts`; a trial still queued is submitted again as it was."""
+    (killed, out of memory, `os._exit`) breaks the pool, which ends every other worker with
+    SIGTERM: a new pool is made, the trial whose own worker died (its pid in the trial's marker,
+    the worker's exit status not the pool's SIGTERM) is submitted again with `attempts + 1`,
+    failed as "worker lost" beyond `max_attempts`, and every other trial not finished is
+    submitted again as it was (when no death can be told from the pool's ending, every trial
+    started is charged). A pool that refuses a submit is taken as breaking the same way."""
 
     def __init__(self, fn: TrialFn, workers: int, *, max_attempts: int = 3) -> None:
         if workers < 1:
@@ -89,7 +101,11 @@ class ProcessExecutor:
         self.max_attempts = max_attempts
         self._mp = multiprocessing.get_context(_start_method())
         self._pool: cf.ProcessPoolExecutor | None = None
+        self._workers: dict[int, Any] = {}  # the pool's processes (pid -> Process), as submits made them
+        self._accepted = 0  # submits the pool took
+        self._broken = False  # the pool refused a submit: replaced before waiting for a result
         self._futures: dict[cf.Future[TrialResult], _Task] = {}
+        self._unsent: list[_Task] = []  # refused by a breaking pool: sent to the next one
         self._ready: list[TrialResult] = []  # finished, not yet handed out (after a lost worker)
         self._closed = False
         self._marks = tempfile.mkdtemp(prefix="tradingd-sweep-")
@@ -114,9 +130,34 @@ class ProcessExecutor:
         return self._pool
 
     def _start(self, ctx: TrialContext, trial: TrialSpec, attempts: int) -> None:
-        task = _Task(ctx, trial, attempts, os.path.join(self._marks, str(next(self._ids))))
-        future = self._pool_now().submit(_run, self.fn, task.started, ctx, trial)
+        self._send(_Task(ctx, trial, attempts, os.path.join(self._marks, str(next(self._ids)))))
+
+    def _send(self, task: _Task) -> None:
+        pool = self._pool_now()
+        try:
+            future = pool.submit(_run, self.fn, task.started, task.ctx, task.trial)
+        except Exception:
+            # A pool breaking (a worker just died) refuses work in whatever state its manager
+            # thread has reached tearing it down: BrokenProcessPool, RuntimeError (shut down),
+            # or OSError starting a worker while the pool's pipes are being closed (EBADF from
+            # the fork server). The task goes to the next pool, uncharged. A pool that refuses
+            # its first task has no worker to have lost: that failure is the caller's.
+            if not self._accepted:
+                raise
+            self._broken = True
+            self._unsent.append(task)
+            return
+        self._accepted += 1
         self._futures[future] = task
+        # Workers start as submits need them (forkserver): each seen here, where it started.
+        self._workers.update(_worker_map(pool))
+        # CPython 3.11's submit wakes the pool's manager thread before it starts the worker, so
+        # the manager may wait without that worker's sentinel and miss its death until another
+        # result comes: woken again, it watches every worker started so far.
+        wakeup = getattr(pool, "_executor_manager_thread_wakeup", None)
+        if wakeup is not None:
+            with contextlib.suppress(OSError, ValueError):
+                wakeup.wakeup()
 
     @staticmethod
     def _forget(task: _Task) -> None:
@@ -128,19 +169,22 @@ class ProcessExecutor:
         self._start(ctx, trial, 1)
 
     def in_flight(self) -> int:
-        return len(self._futures) + len(self._ready)
+        return len(self._futures) + len(self._unsent) + len(self._ready)
 
     def next_result(self) -> TrialResult:
-        while not self._ready:
+        while True:
+            if self._broken:
+                self._replace_pool()
+            if self._ready:
+                return self._ready.pop(0)
             if not self._futures:
                 raise RuntimeError("next_result with no trial in flight")
             done, _ = cf.wait(list(self._futures), return_when=cf.FIRST_COMPLETED)
-            lost = False
             for future in sorted(done, key=lambda f: self._futures[f].trial.number):
                 task = self._futures[future]
                 exc = future.exception()
                 if isinstance(exc, BrokenProcessPool):
-                    lost = True
+                    self._broken = True
                     continue
                 del self._futures[future]
                 self._forget(task)
@@ -148,25 +192,38 @@ class ProcessExecutor:
                     self._ready.append(attrs.evolve(future.result(), attempts=task.attempts))
                 else:
                     self._ready.append(failed(task.trial, one_line(exc), task.attempts))
-            if lost:
-                self._replace_pool()
-        return self._ready.pop(0)
 
     def _replace_pool(self) -> None:
-        """A worker died: the pool is broken, and every future not finished fails with
-        `BrokenProcessPool` (soon: the pool's manager thread marks them). Keep what finished,
-        run the rest again in a new pool."""
+        """A worker died (or the pool refused a submit): every future not finished fails with
+        `BrokenProcessPool` (soon: the pool's manager thread marks them, then ends the other
+        workers and joins them). Keep what finished, charge the trial whose worker died, run
+        the rest again in a new pool."""
         cf.wait(list(self._futures))
+        old, self._pool = self._pool, None
+        workers, self._workers = self._workers, {}
+        died = self._deaths(old, workers) if old is not None else None
         again: list[_Task] = []
+        started: list[_Task] = []
         for future, task in sorted(self._futures.items(), key=lambda item: item[1].trial.number):
             exc = future.exception()
-            ran = os.path.exists(task.started)
-            self._forget(task)
             if exc is None:
+                self._forget(task)
                 self._ready.append(attrs.evolve(future.result(), attempts=task.attempts))
             elif not isinstance(exc, BrokenProcessPool):
+                self._forget(task)
                 self._ready.append(failed(task.trial, one_line(exc), task.attempts))
-            elif not ran:  # queued behind the lost one: not its fault, no attempt used
+            elif os.path.exists(task.started):
+                started.append(task)
+            else:  # queued behind the lost one: not its fault, no attempt used
+                again.append(task)
+        self._futures.clear()
+        charged = {id(t) for t in started}
+        if died:  # a pid not known (died writing its mark) cannot be cleared
+            charged = {id(t) for t in started if t.pid() in died or t.pid() is None}
+        # else no worker's own death is told apart from the pool's ending: none is cleared.
+        for task in started:
+            self._forget(task)
+            if id(task) not in charged:  # ended by the pool with the lost one: run again as it was
                 again.append(task)
             elif task.attempts >= self.max_attempts:
                 self._ready.append(
@@ -174,12 +231,33 @@ class ProcessExecutor:
                 )
             else:
                 again.append(attrs.evolve(task, attempts=task.attempts + 1))
-        self._futures.clear()
-        old, self._pool = self._pool, None
-        if old is not None:
-            old.shutdown(wait=False, cancel_futures=True)
-        for task in again:
+        again += self._unsent
+        self._unsent = []
+        self._broken = False
+        self._accepted = 0
+        for task in sorted(again, key=lambda t: t.trial.number):
             self._start(task.ctx, task.trial, task.attempts)
+
+    @staticmethod
+    def _deaths(pool: cf.ProcessPoolExecutor, workers: dict[int, Any]) -> set[int] | None:
+        """Shut the broken pool down and return the pids of the workers that died of
+        themselves: an exit status not the SIGTERM the pool ends the others with (None: the
+        statuses could not be read). The pool's manager thread ends and joins the workers
+        (reading their statuses: they are read once, so only after it is done); it is waited
+        for a while, and workers still running then (a trial that ignores SIGTERM) are killed."""
+        manager = getattr(pool, "_executor_manager_thread", None)
+        pool.shutdown(wait=False, cancel_futures=True)
+        if manager is None:
+            return None
+        manager.join(timeout=_STOP_S)
+        if manager.is_alive():
+            for pid in workers:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            manager.join(timeout=_STOP_S)
+            if manager.is_alive():
+                return None
+        return {pid for pid, p in workers.items() if p.exitcode not in (None, -signal.SIGTERM)}
 
     def close(self, *, cancel: bool) -> None:
         """Stop: `cancel` drops every trial not finished and terminates the workers at once (no
@@ -220,9 +298,14 @@ class ProcessExecutor:
         self.close(cancel=exc[0] is not None)
 
 
-def _processes(pool: cf.ProcessPoolExecutor) -> list[Any]:
-    """The pool's worker processes. `ProcessPoolExecutor` has no public way to stop its workers
-    before Python 3.14 (`terminate_workers`): its `_processes` (pid -> Process) is read, as the
-    standard library's own shutdown does."""
+def _worker_map(pool: cf.ProcessPoolExecutor) -> dict[int, Any]:
+    """The pool's worker processes, by pid. `ProcessPoolExecutor` has no public way to reach its
+    workers (to stop them before Python 3.14's `terminate_workers`, or to read how one ended):
+    its `_processes` (pid -> Process) is read, as the standard library's own shutdown does."""
     procs: dict[int, Any] | None = getattr(pool, "_processes", None)
-    return list((procs or {}).values())
+    return dict(procs or {})
+
+
+def _processes(pool: cf.ProcessPoolExecutor) -> list[Any]:
+    """The pool's worker processes (`_worker_map`)."""
+    return list(_worker_map(pool).values())

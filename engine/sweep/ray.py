@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any
 
 from ..model.errors import DataError
@@ -203,6 +204,11 @@ def _connect(ray: Any, address: str | None, num_cpus: int | None) -> None:
     """Starts this machine's Ray instance (`address` None) or joins a cluster, quietly."""
     # Ray's usage statistics are reported home unless switched off: off, unless the user set it.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address is not None:
+        # Ray's own wait where no head answers is minutes, and no setting of Ray 2.60 bounds it
+        # (RAY_gcs_server_port_wait_time_s=3 with RAY_gcs_rpc_server_connect_timeout_s=2: still
+        # 105 s): a port that takes no connection is said at once.
+        _reachable(address)
     try:
         if address is None:
             # "local": a new instance, never one `ray start` or RAY_ADDRESS points at (Ray's own
@@ -214,3 +220,31 @@ def _connect(ray: Any, address: str | None, num_cpus: int | None) -> None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = "start a local Ray instance" if address is None else f"join the Ray cluster at {address}"
         raise DataError(f"cannot {where}: {one_line(exc)}") from None
+
+
+_CONNECT_S = 5.0  # the head's port answers a TCP connection at once when it is there
+
+
+def _reachable(address: str) -> None:
+    """An explicit `host:port` (or `ray://host:port`) must take a TCP connection before Ray is
+    asked to join it: Ray would try for minutes, printing its C++ log lines and deaf to SIGTERM
+    meanwhile, where no head listens. One line instead (DataError). "auto" and names Ray
+    resolves itself are left to Ray."""
+    bare = address.removeprefix("ray://")
+    host, sep, port_text = bare.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        return
+    host = host.removeprefix("[").removesuffix("]")  # an IPv6 literal: [::1]:6379
+    try:
+        socket.create_connection((host, int(port_text)), timeout=_CONNECT_S).close()
+    except ConnectionRefusedError:
+        why = "connection refused"
+    except TimeoutError:
+        why = f"no answer in {_CONNECT_S:g} s"
+    except socket.gaierror:
+        why = f"unknown host {host}"
+    except (OSError, OverflowError) as exc:  # unreachable network, a port past 65535, ...
+        why = getattr(exc, "strerror", None) or str(exc)
+    else:
+        return
+    raise DataError(f"cannot join the Ray cluster at {address}: {why}")

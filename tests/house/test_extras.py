@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tradingd.engine.model.errors import DataError
-from tradingd.engine.reports.html import _pyplot
+from tradingd.engine.reports.html import pyplot
 from tradingd.engine.sim.server import serve
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -41,7 +41,7 @@ def _run_without(blocked: set[str], argv: list[str]) -> subprocess.CompletedProc
 def test_the_report_names_its_extra_when_matplotlib_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(DataError, match=r"pip install 'tradingd\[report\]'"):
-        _pyplot()
+        pyplot()
 
 
 async def test_a_simulator_names_its_extra_when_hypercorn_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -80,7 +80,7 @@ def _drawn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, report: dict[str, An
         figures.append(fig)
         return b"\x89PNG"
 
-    monkeypatch.setattr(html, "_png", keep)
+    monkeypatch.setattr(html, "png_bytes", keep)
     html.render_html({"strategies": {"hold": report}, "equity_interval_s": 30}, tmp_path / "out")
     return figures
 

@@ -210,6 +210,36 @@ def test_a_damaged_record_is_the_same_cache_damage_both_ways(record: Any) -> Non
     assert evcache.CacheDamaged is CacheDamaged
 
 
+@pytest.mark.parametrize(
+    ("raised", "damage"),
+    [
+        pytest.param(KeyboardInterrupt, False, id="ctrl-c"),
+        pytest.param(SystemExit, False, id="system-exit"),
+        # An Exception, as the Python replay's `except Exception` takes it: the entry's damage.
+        pytest.param(MemoryError, True, id="memory-error"),
+    ],
+)
+def test_what_is_not_an_exception_goes_through_both_ways_and_damages_nothing(
+    monkeypatch: pytest.MonkeyPatch, raised: type[BaseException], damage: bool
+) -> None:
+    """Ctrl-C landing in the Python code a replay calls is no damage of the entry (which the
+    caller would remove): it goes through as it is, compiled as in Python."""
+
+    def interrupted(book: OrderBook) -> None:
+        raise raised()
+
+    monkeypatch.setattr(OrderBook, "clear", interrupted)
+    snapshot = BookUpdate("deribit", "X", None, 1, True, ((100.0, 1.0),), (), None, None, None, None, 7)
+    for compiled in (True, False):
+        rd = _bare(compiled)
+        assert isinstance(rd.apply, _replay.Replay) is compiled
+        with pytest.raises(CacheDamaged if damage else raised) as caught:
+            rd.apply(snapshot, 1)
+        assert type(caught.value) is (CacheDamaged if damage else raised)
+        if damage:
+            assert type(caught.value.__cause__) is raised
+
+
 def test_the_replay_is_collected_with_its_decoder() -> None:
     """`apply` (the compiled replay) refers to its decoder, which holds it: a cycle the collector
     must be able to break (the C type takes part in collection)."""

@@ -4,12 +4,16 @@ failed with its error, a worker killed mid-trial has its trial run again, and cl
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import errno
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support.sweep_faults import neighbours
 from tests.support.sweep_trials import behave, context, spec
 from tradingd.engine.sweep.local import ProcessExecutor
 from tradingd.engine.sweep.model import TrialResult
@@ -76,6 +80,65 @@ def test_a_trial_that_always_kills_its_worker_fails_as_worker_lost_after_max_att
     # never started in a pool that broke.
     assert got[1].status == "ok" and got[1].stats["total"]["net_pnl"] == 25.0
     assert got[1].attempts == 1
+
+
+def test_a_trial_that_kills_its_worker_does_not_charge_the_trial_beside_it(tmp_path: Path) -> None:
+    """The pool ends every worker when one dies: the innocent trial, mid-run in the other worker
+    at each of the culprit's deaths, is run again without being charged."""
+    running = str(tmp_path / "running")
+    with ProcessExecutor(neighbours, 2, max_attempts=3) as ex:
+        ctx = context()
+        # The culprit first, in every pool (sent again in trial order): its worker is the pool's
+        # first, whose death the pool's manager thread watches from the start. (A worker started
+        # by a later submit may be missed until the next result: CPython 3.11 wakes the manager
+        # before starting that worker.)
+        ex.submit(ctx, spec(0, running=running, culprit=True))
+        ex.submit(ctx, spec(1, running=running, culprit_runs=3))
+        got = _drain(ex, 2)
+    assert (got[1].status, got[1].error, got[1].attempts) == ("ok", None, 1)
+    assert (got[0].status, got[0].error, got[0].attempts) == ("failed", "worker lost (3 attempts)", 3)
+    assert ex.pools_made == 4
+
+
+@pytest.mark.parametrize("refusal", ["broken", "ebadf"])
+def test_a_submit_the_breaking_pool_refuses_goes_to_the_next_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: str
+) -> None:
+    """Submitting while a worker's death breaks the pool: the pool refuses (BrokenProcessPool once
+    it is marked broken; OSError EBADF from the fork server when a worker is being started while
+    the pool's pipes are closed, the race seen in the full suite). Made certain here: the submit
+    after the death waits until the pool knows it is broken."""
+    marker = tmp_path / "killed-once"
+    real = cf.ProcessPoolExecutor.submit
+    refused: list[str] = []
+
+    def submit_late(pool: cf.ProcessPoolExecutor, *args: Any, **kwargs: Any) -> Any:
+        if marker.exists() and not refused:
+            refused.append(refusal)
+            deadline = time.monotonic() + 60
+            while not pool._broken:  # the stdlib's mark, set by its manager thread
+                assert time.monotonic() < deadline, "the pool never broke"
+                time.sleep(0.01)
+            if refusal == "ebadf":
+                raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        return real(pool, *args, **kwargs)
+
+    monkeypatch.setattr(cf.ProcessPoolExecutor, "submit", submit_late)
+    with ProcessExecutor(behave, 2) as ex:
+        ctx = context()
+        ex.submit(ctx, spec(0, x=3, kill_marker=str(marker)))
+        deadline = time.monotonic() + 60
+        while not marker.exists():  # trial 0 is killing its worker
+            assert time.monotonic() < deadline, "trial 0 never started"
+            time.sleep(0.01)
+        ex.submit(ctx, spec(1, x=4))
+        assert ex.in_flight() == 2
+        got = _drain(ex, 2)
+    assert refused == [refusal]
+    assert got[0].status == "ok" and got[0].attempts == 2
+    assert got[1].status == "ok" and got[1].attempts == 1
+    assert got[1].stats["total"]["net_pnl"] == 16.0
+    assert ex.pools_made == 2
 
 
 def _gone(pid: int) -> bool:

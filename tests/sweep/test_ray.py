@@ -449,6 +449,43 @@ def test_tradingd_sweep_on_a_cluster_without_ray_is_one_line(tmp_path: Path) -> 
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_tradingd_sweep_on_a_cluster_address_nobody_listens_on_is_one_line(
+    tmp_path: Path, scheme: str
+) -> None:
+    """Ray would try for minutes (its C++ lines printed, SIGTERM unheard): a port that takes no
+    connection is said at once. The port is bound and not listening: refused, and no one else's."""
+    base = _tiny_base(tmp_path)
+    base.write_text(base.read_text().replace("hours = 0.25", "hours = 0.01"))
+    (tmp_path / "sweep.toml").write_text(_SWEEP.split("[walk_forward]")[0])
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        address = f"{scheme}127.0.0.1:{held.getsockname()[1]}"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tradingd.cli.main",
+                "sweep",
+                "--config",
+                str(tmp_path / "sweep.toml"),
+                "--cluster",
+                address,
+                "--no-progress",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "TRADINGD_CACHE_DIR": str(tmp_path / "events")},
+            capture_output=True,
+            text=True,
+            timeout=120,  # Ray's own wait is minutes: this ends the old behaviour's run
+            check=False,
+        )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"tradingd: error: cannot join the Ray cluster at {address}: connection refused"
+    ], done.stderr
+
+
 def test_a_trial_whose_data_a_worker_cannot_read_fails_naming_the_file_and_host(
     executor_of: Callable[..., RayExecutor], tmp_path: Path
 ) -> None:
