@@ -130,7 +130,8 @@ def _window(w: Window) -> dict[str, str | None]:
 
 
 def _params(params: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {name: dict(p) for name, p in params.items()}
+    # Sorted, as the CSV's columns (the dict's own order depends on where the trial came from).
+    return {name: {k: params[name][k] for k in sorted(params[name])} for name in sorted(params)}
 
 
 def _stats(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -247,13 +248,9 @@ def report(outcome: SweepOutcome, objective: ObjectiveSpec) -> dict[str, Any]:
 
 
 def _param_columns(trials: Sequence[TrialResult]) -> list[tuple[str, str]]:
-    """(strategy, parameter) in the order the sweep made its trials first name them."""
-    seen: dict[tuple[str, str], None] = {}
-    for r in sorted(trials, key=lambda r: r.number):
-        for name, p in r.params.items():
-            for param in p:
-                seen.setdefault((name, param), None)
-    return list(seen)
+    """(strategy, parameter), sorted: not the order of a trial's params dict, which for a trial
+    read back from the trial cache (a TPE rerun) is its JSON's, not the first run's."""
+    return sorted({(name, param) for r in trials for name, p in r.params.items() for param in p})
 
 
 def _number(v: Any) -> bool:
@@ -580,7 +577,7 @@ def table(outcome: SweepOutcome, objective: ObjectiveSpec, *, limit: int = 20) -
         parts.append(Text("interrupted: the trials above are the ones that finished"))
     best, why = _best(outcome, objective)
     if best is not None:
-        every = " ".join(f"{s}.{p}={_value(v)}" for s, ps in best.params.items() for p, v in ps.items())
+        every = " ".join(f"{s}.{p}={_value(best.params[s][p])}" for s, p in _param_columns([best]))
         parts.append(Text(f"best: trial {best.number} ({why}): {every}"))
     else:
         parts.append(Text(f"best: none ({why})"))
