@@ -377,6 +377,15 @@ def _params_text(r: TrialResult, columns: Sequence[tuple[str, str]], labels: Map
     return " ".join(f"{labels[c]}={_value(r.params.get(c[0], {}).get(c[1]))}" for c in columns)
 
 
+def _widest(
+    rows: Sequence[tuple[int | None, TrialResult]],
+    columns: Sequence[tuple[str, str]],
+    labels: Mapping[Any, str],
+) -> int:
+    """The longest `name=value` of the rows' parameters (rich folds a word wider than its column)."""
+    return max((len(w) for _, r in rows for w in _params_text(r, columns, labels).split()), default=1)
+
+
 def _value(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
@@ -423,7 +432,8 @@ def _trial_table(
     if walk:
         t.add_column("fold", justify="right", no_wrap=True)
     # The parameters wrap (a long set folds onto a second line); every figure stays whole.
-    t.add_column("params", justify="left", overflow="fold", ratio=1)
+    # No narrower than its longest `name=value`: a value is never split across lines.
+    t.add_column("params", justify="left", overflow="fold", ratio=1, min_width=_widest(rows, columns, labels))
     t.add_column(_objective_label(objective), justify="right", no_wrap=True)
     # The key statistics of the total, but not the objective's own again.
     shown = [(k, label) for k, label in _KEY_STATS if not _is_objective(objective, k)]
@@ -469,7 +479,14 @@ def _fold_table(outcome: SweepOutcome, objective: ObjectiveSpec) -> Any:
     t.add_column("fold", justify="right", no_wrap=True)
     t.add_column("train", justify="left", no_wrap=True)
     t.add_column("test", justify="left", no_wrap=True)
-    t.add_column("best params (train)", justify="left", overflow="fold", ratio=1)
+    bests = [(None, fo.best) for fo in outcome.folds if fo.best is not None]
+    t.add_column(
+        "best params (train)",
+        justify="left",
+        overflow="fold",
+        ratio=1,
+        min_width=_widest(bests, columns, labels),
+    )
     t.add_column(f"IS {_objective_label(objective)}", justify="right", no_wrap=True)
     t.add_column(f"OOS {_objective_label(objective)}", justify="right", no_wrap=True)
     net = not _is_objective(objective, "net_pnl")

@@ -279,3 +279,29 @@ def test_params_in_another_dict_order_give_the_same_csv_json_and_table(tmp_path:
     assert (first / "results.csv").read_bytes() == (again / "results.csv").read_bytes()
     assert (first / "results.json").read_bytes() == (again / "results.json").read_bytes()
     assert _text(table(outcome, OBJECTIVE)) == _text(table(flipped, OBJECTIVE))
+
+
+def _long_bands(outcome: SweepOutcome) -> SweepOutcome:
+    """Each trial's delta_band a float of many digits, different per trial (as a TPE draws)."""
+
+    def long(r: Any) -> Any:
+        if r is None:
+            return None
+        band = 0.0496425 + r.number * 0.0000001
+        params = {**r.params, "gamma_btc": {**r.params["gamma_btc"], "delta_band": band}}
+        return attrs.evolve(r, params=params)
+
+    folds = tuple(
+        attrs.evolve(fo, trials=tuple(map(long, fo.trials)), best=long(fo.best), test=long(fo.test))
+        for fo in outcome.folds
+    )
+    return attrs.evolve(outcome, trials=tuple(map(long, outcome.trials)), folds=folds)
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_a_long_parameter_value_is_never_split_across_lines(width: int) -> None:
+    for outcome in (_long_bands(walk_forward_outcome()), _long_bands(search_outcome())):
+        text = _text(table(outcome, OBJECTIVE), width)
+        shown = re.findall(r"delta_band=\S*", text)
+        assert shown, text
+        assert all(re.fullmatch(r"delta_band=0\.04964\d+", s) for s in shown), text
