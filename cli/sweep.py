@@ -42,6 +42,7 @@ from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.model.words import plural
 from tradingd.engine.store.evcache import EventCache
+from tradingd.engine.store.recording import format_ts
 from tradingd.engine.sweep import html, objective, results, walkforward
 from tradingd.engine.sweep.cache import TrialStore, TrialStoreError
 from tradingd.engine.sweep.local import ProcessExecutor
@@ -274,6 +275,7 @@ def _run(
     ctx = context_for(spec, table, loaded, cache_dir=None if cache is None else cache.directory)
     key = key_of(ctx, cache=cache)
     span = _span(loaded)
+    _check_window(spec, span())
     try:
         total = trial_count(spec, len(_plan(spec, span)) if spec.walk_forward is not None else 0)
     except ValueError as exc:
@@ -288,6 +290,25 @@ def _run(
     with _bar(show, total, tally) as progress:
         outcome = run_sweep(spec, ctx, executor, store, key_of=key, span=span, progress=progress)
     return outcome, store
+
+
+def _check_window(spec: SweepSpec, span: tuple[int, int]) -> None:
+    """A window that misses the data entirely is a mistake (a date typo, data not recorded
+    yet), not a sweep of empty trials each scoring 0 with a `best:` recommended."""
+    first, last = span
+    start, end = spec.window.start_ns, spec.window.end_ns
+    if (start is not None and start > last) or (end is not None and end < first):
+        shown = f"{_ts(start, 'its start')} -> {_ts(end, 'its end')}"
+        raise ConfigError(
+            f"the sweep's window {shown} holds no data: the data runs from {format_ts(first)}"
+            f" to {format_ts(last)}",
+            file=spec.path,
+            path="window",
+        )
+
+
+def _ts(ns: int | None, default: str) -> str:
+    return default if ns is None else format_ts(ns)
 
 
 def _plan(spec: SweepSpec, span: Callable[[], tuple[int, int]]) -> tuple[Any, ...]:

@@ -14,6 +14,10 @@ import (`ImportError`: a node without the user's code); and every error of Ray's
 (`ActorDiedError`, `RaySystemError`, `TaskCancelledError`, ...: `RAY_ERRORS`). An error is told by
 its type's name, the start of the result's `error` ("Type: message", `local.one_line`).
 
+A kept trial holds no `objective` or `feasible` (`UNKEPT`): the key does not name the sweep's
+objective, so a kept score could be stale; each sweep scores what it reads (`results.json` has
+the scores).
+
 `put` failing (the results folder full or gone) is `TrialStoreError`, naming the folder: the
 sweep stops there (the trials cannot be kept), as it would on Ctrl-C."""
 
@@ -31,7 +35,7 @@ import structlog
 from ..model.errors import DataError
 from .model import TrialResult, result_from_dict, result_to_dict
 
-__all__ = ["NOT_KEPT", "RAY_ERRORS", "TrialStore", "TrialStoreError"]
+__all__ = ["NOT_KEPT", "RAY_ERRORS", "UNKEPT", "TrialStore", "TrialStoreError"]
 
 # Ray's exceptions (`ray.exceptions`, Ray 2.x), by name: Ray is not imported here (an extra);
 # tests/sweep/test_cache.py checks the list against the installed Ray.
@@ -58,6 +62,8 @@ NOT_KEPT = frozenset(
     | {"CacheDamaged", "DecoderChanged", "DataUnreadable", "ImportError", "ModuleNotFoundError"}
     | RAY_ERRORS
 )
+# A result's fields the trial file leaves out: its score, this sweep's objective's (module docstring).
+UNKEPT = ("objective", "feasible")
 _WORKER_LOST = "worker lost"  # `local.WORKER_LOST` (not imported: the cache needs no executor)
 
 
@@ -120,7 +126,12 @@ class TrialStore:
             return
         path = self.path_of(result.key)
         # Its number, role and fold are this sweep's; a rerun that finds it sets its own.
-        data = orjson.dumps(result_to_dict(result), option=orjson.OPT_SORT_KEYS)
+        # Not its score: the key does not name the objective, which a rerun may change (another
+        # statistic, constraints): a kept score could be stale. Every sweep scores it afresh.
+        entry = result_to_dict(result)
+        for unkept in UNKEPT:
+            entry.pop(unkept, None)
+        data = orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{result.key}.", suffix=".tmp", dir=self.directory)

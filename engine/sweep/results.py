@@ -130,7 +130,8 @@ def _window(w: Window) -> dict[str, str | None]:
 
 
 def _params(params: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {name: dict(p) for name, p in params.items()}
+    # Sorted, as the CSV's columns (the dict's own order depends on where the trial came from).
+    return {name: {k: params[name][k] for k in sorted(params[name])} for name in sorted(params)}
 
 
 def _stats(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -247,13 +248,9 @@ def report(outcome: SweepOutcome, objective: ObjectiveSpec) -> dict[str, Any]:
 
 
 def _param_columns(trials: Sequence[TrialResult]) -> list[tuple[str, str]]:
-    """(strategy, parameter) in the order the sweep made its trials first name them."""
-    seen: dict[tuple[str, str], None] = {}
-    for r in sorted(trials, key=lambda r: r.number):
-        for name, p in r.params.items():
-            for param in p:
-                seen.setdefault((name, param), None)
-    return list(seen)
+    """(strategy, parameter), sorted: not the order of a trial's params dict, which for a trial
+    read back from the trial cache (a TPE rerun) is its JSON's, not the first run's."""
+    return sorted({(name, param) for r in trials for name, p in r.params.items() for param in p})
 
 
 def _number(v: Any) -> bool:
@@ -380,6 +377,15 @@ def _params_text(r: TrialResult, columns: Sequence[tuple[str, str]], labels: Map
     return " ".join(f"{labels[c]}={_value(r.params.get(c[0], {}).get(c[1]))}" for c in columns)
 
 
+def _widest(
+    rows: Sequence[tuple[int | None, TrialResult]],
+    columns: Sequence[tuple[str, str]],
+    labels: Mapping[Any, str],
+) -> int:
+    """The longest `name=value` of the rows' parameters (rich folds a word wider than its column)."""
+    return max((len(w) for _, r in rows for w in _params_text(r, columns, labels).split()), default=1)
+
+
 def _value(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
@@ -426,7 +432,8 @@ def _trial_table(
     if walk:
         t.add_column("fold", justify="right", no_wrap=True)
     # The parameters wrap (a long set folds onto a second line); every figure stays whole.
-    t.add_column("params", justify="left", overflow="fold", ratio=1)
+    # No narrower than its longest `name=value`: a value is never split across lines.
+    t.add_column("params", justify="left", overflow="fold", ratio=1, min_width=_widest(rows, columns, labels))
     t.add_column(_objective_label(objective), justify="right", no_wrap=True)
     # The key statistics of the total, but not the objective's own again.
     shown = [(k, label) for k, label in _KEY_STATS if not _is_objective(objective, k)]
@@ -472,7 +479,14 @@ def _fold_table(outcome: SweepOutcome, objective: ObjectiveSpec) -> Any:
     t.add_column("fold", justify="right", no_wrap=True)
     t.add_column("train", justify="left", no_wrap=True)
     t.add_column("test", justify="left", no_wrap=True)
-    t.add_column("best params (train)", justify="left", overflow="fold", ratio=1)
+    bests = [(None, fo.best) for fo in outcome.folds if fo.best is not None]
+    t.add_column(
+        "best params (train)",
+        justify="left",
+        overflow="fold",
+        ratio=1,
+        min_width=_widest(bests, columns, labels),
+    )
     t.add_column(f"IS {_objective_label(objective)}", justify="right", no_wrap=True)
     t.add_column(f"OOS {_objective_label(objective)}", justify="right", no_wrap=True)
     net = not _is_objective(objective, "net_pnl")
@@ -580,7 +594,7 @@ def table(outcome: SweepOutcome, objective: ObjectiveSpec, *, limit: int = 20) -
         parts.append(Text("interrupted: the trials above are the ones that finished"))
     best, why = _best(outcome, objective)
     if best is not None:
-        every = " ".join(f"{s}.{p}={_value(v)}" for s, ps in best.params.items() for p, v in ps.items())
+        every = " ".join(f"{s}.{p}={_value(best.params[s][p])}" for s, p in _param_columns([best]))
         parts.append(Text(f"best: trial {best.number} ({why}): {every}"))
     else:
         parts.append(Text(f"best: none ({why})"))

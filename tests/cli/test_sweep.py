@@ -350,3 +350,21 @@ def test_the_readme_example_twice_gives_the_same_table_and_results(
     one = _results(tmp_path, "one")
     assert len(one["trials"]) == 27 and {t["role"] for t in one["trials"]} == {"train", "test"}
     assert one == _results(tmp_path, "two")
+
+
+def test_a_window_that_misses_the_data_is_one_line_before_any_trial(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # After the data's end: every trial would run over nothing, score 0 and one be called best.
+    late = '[window]\nstart = "2026-11-25T00:10:00Z"\nend = "2026-11-25T00:40:00Z"\n'
+    (folder / "late.toml").write_text(SWEEP.format(extra="").replace("[search]", late + "[search]", 1))
+    monkeypatch.setenv("TRADINGD_CACHE_DIR", str(folder / "evc"))
+    before = _runs(folder)
+    out = folder / "late"
+    code = main(["sweep", "--config", str(folder / "late.toml"), "--out", str(out), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert "the sweep's window 2026-11-25T00:10:00" in last, err
+    assert "holds no data: the data runs from 2026-11-24T00:00" in last, err
+    assert _runs(folder) == before and not list(out.glob("trials/*.json"))  # no trial ran

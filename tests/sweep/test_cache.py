@@ -7,6 +7,7 @@ import errno
 import os
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tradingd.engine.sweep.cache import RAY_ERRORS, TrialStore, TrialStoreError
@@ -166,3 +167,14 @@ def test_a_full_disk_while_writing_is_one_error_naming_the_folder(
         store.put(_result())
     # Nothing half-written is left behind.
     assert list((tmp_path / "trials").iterdir()) == []
+
+
+def test_a_kept_result_holds_no_score_a_later_objective_could_contradict(tmp_path: Path) -> None:
+    # The key does not name the objective: a stored score would be stale under another one.
+    store = TrialStore(tmp_path)
+    store.put(_result(objective=12.5, feasible=True))
+    data = orjson.loads((tmp_path / "trials" / "ab12.json").read_bytes())
+    assert "objective" not in data and "feasible" not in data
+    assert data["stats"]["total"]["net_pnl"] == 12.5  # what any objective scores is kept
+    found = store.get("ab12")
+    assert found is not None and found.objective is None and not found.feasible

@@ -96,11 +96,11 @@ def test_csv_has_a_row_per_trial_and_a_column_per_parameter_and_statistic(tmp_pa
     rows = _csv(tmp_path)
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
     assert header[:9] == ["rank", "number", "role", "fold", "start", "end", "status", "feasible", "objective"]
-    assert header[9:13] == [
-        "momentum_eth.threshold",
-        "momentum_eth.lookback_s",
+    assert header[9:13] == [  # sorted: strategy, then parameter
         "gamma_btc.delta_band",
         "gamma_btc.min_hedge_interval_s",
+        "momentum_eth.lookback_s",
+        "momentum_eth.threshold",
     ]
     assert header[13:] == [
         "total.net_pnl",
@@ -188,7 +188,7 @@ def test_table_lists_best_first_and_says_what_failed() -> None:
     rows = _rows(text)
     assert [r[1] for r in rows] == ["6", "1", "4", "7", "0", "3", "2", "5"]
     assert rows[0][-1] == "ok" and rows[6][-1] == "infeasible" and rows[7][-1] == "failed"
-    assert "threshold=0.04 lookback_s=360 delta_band=0.02" in text  # only what varies, short names
+    assert "delta_band=0.02 lookback_s=360 threshold=0.04" in text  # only what varies, short names, sorted
     assert "same in every trial: gamma_btc.min_hedge_interval_s=30" in text
     assert "trial 5 failed: RuntimeError: strategy blew up" in text
     assert "best: trial 6 (the best feasible trial)" in text
@@ -255,3 +255,53 @@ def test_a_walk_forward_interrupted_after_a_fold_claims_no_out_of_sample_result(
     text = _text(table(outcome, OBJECTIVE))
     assert "out-of-sample: none, the walk-forward was interrupted after 1 fold" in text
     assert "best: trial 1 (the best train trial of fold 0" in text
+
+
+def _reordered(outcome: SweepOutcome) -> SweepOutcome:
+    """Each trial's params in the reverse dict order (strategies and their parameters), as a
+    trial read back from the trial cache's JSON may hold them."""
+    flipped = [
+        attrs.evolve(
+            r, params={s: dict(reversed(list(p.items()))) for s, p in reversed(list(r.params.items()))}
+        )
+        for r in outcome.trials
+    ]
+    return attrs.evolve(outcome, trials=tuple(flipped))
+
+
+def test_params_in_another_dict_order_give_the_same_csv_json_and_table(tmp_path: Path) -> None:
+    outcome = search_outcome()
+    flipped = _reordered(outcome)
+    assert [list(r.params) for r in flipped.trials] != [list(r.params) for r in outcome.trials]
+    first, again = tmp_path / "first", tmp_path / "again"
+    write(first, outcome, OBJECTIVE)
+    write(again, flipped, OBJECTIVE)
+    assert (first / "results.csv").read_bytes() == (again / "results.csv").read_bytes()
+    assert (first / "results.json").read_bytes() == (again / "results.json").read_bytes()
+    assert _text(table(outcome, OBJECTIVE)) == _text(table(flipped, OBJECTIVE))
+
+
+def _long_bands(outcome: SweepOutcome) -> SweepOutcome:
+    """Each trial's delta_band a float of many digits, different per trial (as a TPE draws)."""
+
+    def long(r: Any) -> Any:
+        if r is None:
+            return None
+        band = 0.0496425 + r.number * 0.0000001
+        params = {**r.params, "gamma_btc": {**r.params["gamma_btc"], "delta_band": band}}
+        return attrs.evolve(r, params=params)
+
+    folds = tuple(
+        attrs.evolve(fo, trials=tuple(map(long, fo.trials)), best=long(fo.best), test=long(fo.test))
+        for fo in outcome.folds
+    )
+    return attrs.evolve(outcome, trials=tuple(map(long, outcome.trials)), folds=folds)
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_a_long_parameter_value_is_never_split_across_lines(width: int) -> None:
+    for outcome in (_long_bands(walk_forward_outcome()), _long_bands(search_outcome())):
+        text = _text(table(outcome, OBJECTIVE), width)
+        shown = re.findall(r"delta_band=\S*", text)
+        assert shown, text
+        assert all(re.fullmatch(r"delta_band=0\.04964\d+", s) for s in shown), text
