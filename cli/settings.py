@@ -7,13 +7,20 @@ from pathlib import Path
 
 import attrs
 
-from tradingd.config import CatalogConfig, DaemonConfig, LimitsConfig, LoadedConfig
-from tradingd.engine.daemon.settings import DaemonOptions, DaemonSettings, RecordingOptions
+from tradingd.config import AlertsConfig, CatalogConfig, DaemonConfig, LimitsConfig, LoadedConfig
+from tradingd.engine.daemon.settings import (
+    AlertOptions,
+    AlertWebhook,
+    DaemonOptions,
+    DaemonSettings,
+    MetricsOptions,
+    RecordingOptions,
+)
 from tradingd.engine.model.risk import Limits, RiskLimits
 from tradingd.engine.venue.catalog import CatalogSettings
 from tradingd.engine.venue.plugins import available_venues
 
-__all__ = ["catalog_settings", "daemon_options", "daemon_settings", "risk_limits"]
+__all__ = ["alert_options", "catalog_settings", "daemon_options", "daemon_settings", "risk_limits"]
 
 
 def _limits(c: object) -> Limits:
@@ -29,6 +36,22 @@ def risk_limits(cfg: LimitsConfig) -> RiskLimits:
 def daemon_options(cfg: DaemonConfig) -> DaemonOptions:
     """`[daemon]` as the daemon's options (the same fields, one for one)."""
     return DaemonOptions(**attrs.asdict(cfg, recurse=False))
+
+
+def alert_options(cfg: AlertsConfig, base: Path) -> AlertOptions:
+    """`[alerts]` as the daemon's options; a relative `url_file` is read from the config file's
+    folder `base` (`~` expanded: a daemon's working directory is `/` under systemd)."""
+    hooks = tuple(
+        AlertWebhook(
+            format=h.format,
+            url_env=h.url_env,
+            url_file=None if h.url_file is None else str(base / Path(h.url_file).expanduser()),
+        )
+        for h in cfg.webhooks
+    )
+    fields = attrs.asdict(cfg, recurse=False)
+    fields["webhooks"] = hooks
+    return AlertOptions(**fields)
 
 
 def catalog_settings(catalog: CatalogConfig, base: Path, venue: str) -> CatalogSettings:
@@ -63,6 +86,8 @@ def daemon_settings(loaded: LoadedConfig) -> DaemonSettings:
         engine_limits=risk_limits(cfg.risk),
         strategy_limits={s.name: risk_limits(s.risk) for s in enabled},
         on_failure={s.name: s.on_failure for s in enabled},
+        metrics=None if cfg.metrics is None else MetricsOptions(listen=cfg.metrics.listen),
+        alerts=None if cfg.alerts is None else alert_options(cfg.alerts, base),
         # Every venue the engine may connect: a venue a strategy subscribes to needs no table of
         # its own, and its catalog still reads `[catalog]`.
         catalogs={

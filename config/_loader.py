@@ -553,6 +553,22 @@ def _refuse_secrets(raw: Any, file: str, path: str = "") -> None:
             _refuse_secrets(item, file, f"{path}[{i}]")
 
 
+def _refuse_webhook_urls(raw: Any, file: str) -> None:
+    """A webhook's URL is its secret (anyone holding a Slack or Discord webhook URL, or a
+    Telegram bot token, can post as it): `url` in `[[alerts.webhooks]]` is refused, pointing at
+    `url_env` / `url_file`, and the value is never repeated."""
+    alerts = raw.get("alerts") if isinstance(raw, dict) else None
+    hooks = alerts.get("webhooks") if isinstance(alerts, dict) else None
+    for i, hook in enumerate(hooks if isinstance(hooks, list) else ()):
+        if isinstance(hook, dict) and "url" in hook:
+            raise ConfigError(
+                "a webhook's URL is a secret, never read from the config: name the environment "
+                "variable holding it (url_env) or a file (url_file)",
+                file=file,
+                path=f"alerts.webhooks[{i}].url",
+            )
+
+
 def load_daemon_settings(path: str | Path) -> DaemonConfig:
     """Only a config's `[daemon]` table (for `tradingd status`/`kill`, which must work without
     importing the strategies or reaching the venues)."""
@@ -802,6 +818,7 @@ def load_config_data(raw: dict[str, Any], path: str | Path) -> LoadedConfig:
     p = Path(path)
     file = str(p)
     _refuse_secrets(raw, file)
+    _refuse_webhook_urls(raw, file)
     _refuse_non_finite(raw, file)
     conv = make_converter()
     config, problems = _structure_problems(conv, raw, Config)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from decimal import Decimal
 from typing import Any, Literal
 
 import attrs
 
+from tradingd.engine.metrics import parse_listen
+
 __all__ = [
+    "AlertsConfig",
     "BacktestConfig",
     "CatalogConfig",
     "Config",
@@ -22,8 +26,10 @@ __all__ = [
     "DataFileConfig",
     "LimitsConfig",
     "LoggingConfig",
+    "MetricsConfig",
     "RecordingConfig",
     "StrategyConfig",
+    "WebhookConfig",
     "utc_ns",
 ]
 
@@ -189,6 +195,71 @@ class DaemonConfig:
     position_check_interval_s: float = attrs.field(default=300.0, validator=_positive)
 
 
+def _listen(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        raise ValueError(f"{attribute.name}: {exc}") from None
+
+
+@attrs.frozen
+class MetricsConfig:
+    """`[metrics]`: serve Prometheus metrics on `listen` (`host:port`; IPv6 as `[::1]:9464`).
+    Without the table, no metrics are served. Another host than the loopback is allowed, written
+    out (`0.0.0.0:9464`): the metrics name the strategies, venues and positions."""
+
+    listen: str = attrs.field(default="127.0.0.1:9464", validator=_listen)
+
+
+def _not_negative(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{attribute.name}: expected a number at least 0, got {value}")
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_name(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not _ENV_NAME.fullmatch(value):
+        raise ValueError(f"{attribute.name}: expected an environment variable's name, got {value!r}")
+
+
+def _one_source(inst: WebhookConfig, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not value:
+        raise ValueError(f"{attribute.name}: expected a file's path, got ''")
+    if (inst.url_env is None) == (value is None):
+        raise ValueError(
+            f"{attribute.name}: expected exactly one of url_env (an environment variable) or "
+            "url_file (a file) holding the webhook's URL"
+        )
+
+
+@attrs.frozen
+class WebhookConfig:
+    """`[[alerts.webhooks]]`: where alerts go, in `format`. The URL is a secret (a Slack or
+    Discord webhook, a Telegram bot token): it comes from the environment variable `url_env` or
+    the file `url_file` (relative to the config's folder), exactly one, never the config."""
+
+    format: Literal["slack", "discord", "telegram", "json"]
+    url_env: str | None = attrs.field(default=None, validator=_env_name)
+    url_file: str | None = attrs.field(default=None, validator=_one_source)
+
+
+@attrs.frozen
+class AlertsConfig:
+    """`[alerts]`: post alerts to `webhooks` when something needs a person (engine.alerts).
+    `daily_loss_usd` 0 is off."""
+
+    webhooks: list[WebhookConfig] = attrs.field(factory=list)
+    venue_down_after_s: float = attrs.field(default=60.0, validator=_positive)
+    daily_loss_usd: float = attrs.field(default=0.0, validator=_not_negative)
+    risk_refusals: int = attrs.field(default=10, validator=_positive)
+    risk_refusals_within_s: float = attrs.field(default=60.0, validator=_positive)
+    dedup_s: float = attrs.field(default=600.0, validator=_not_negative)
+    max_per_minute: int = attrs.field(default=20, validator=_positive)
+    timeout_s: float = attrs.field(default=5.0, validator=_positive)
+
+
 @attrs.frozen
 class CatalogConfig:
     """`[catalog]`: the Polymarket market catalog (`tradingd catalog ...`, strategies' discovery).
@@ -244,3 +315,5 @@ class Config:
     catalog: CatalogConfig = CatalogConfig()
     recording: RecordingConfig = RecordingConfig()
     daemon: DaemonConfig = DaemonConfig()
+    metrics: MetricsConfig | None = None  # None: no metrics served
+    alerts: AlertsConfig | None = None  # None: no alerts

@@ -9,6 +9,7 @@ dependencies point one way (tests/house/test_layout.py keeps them so):
 
     model  <-  store  <-  logs  <-  venue  <-  runtime  <-  backtest, daemon  <-  reports
     model  <-  sim
+    model  <-  metrics  <-  daemon
 
 (`logs` reads compressed files with `store`'s opener; `venue` registers secrets with `logs`.)
 `model` is the pure core; `venue` is the SPI a

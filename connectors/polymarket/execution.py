@@ -285,6 +285,7 @@ class ClobRest:
         )
         self.clock = clock
         self.requests = 0
+        self.rate_limited = 0  # requests answered 429 (the venue's `rate_limited` counter)
 
     async def aclose(self) -> None:
         if self._owned:
@@ -373,6 +374,8 @@ class ClobRest:
                 code="lost",
             ) from None
         if response.status_code != 200:
+            if response.status_code == 429:
+                self.rate_limited += 1
             error = map_http_error(
                 response.status_code, response.content, what=what, order=order, instrument=instrument
             )

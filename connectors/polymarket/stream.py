@@ -669,11 +669,13 @@ class PolymarketSession:
 
     @property
     def stats(self) -> SessionStats:
-        """Both connections' counters, added up (each has its own: `market.stats`, `user.stats`)."""
+        """Both connections' counters, added up (each has its own: `market.stats`, `user.stats`),
+        with the REST API's requests refused for rate (`ClobRest.rate_limited`)."""
         total = SessionStats()
         for connection in self.connections:
             for field in attrs.fields(SessionStats):
                 setattr(total, field.name, getattr(total, field.name) + getattr(connection.stats, field.name))
+        total.rate_limited += self.rest.rate_limited
         return total
 
     @property

@@ -10,6 +10,8 @@
         ├── status task      every second: the status file (`tradingd status`), the kill switch
         │                    file, the risk day
         └── the live engine  venues, gateways, router, strategies (engine/runtime/live.py)
+    (with `[metrics]`, a thread of its own serves Prometheus metrics, read from the trio thread:
+    engine.metrics)
 
 The orderly shutdown, bounded by `[daemon] shutdown_timeout_s`: orders queued and not sent yet
 are refused (with `send_queued_on_stop` they keep going out while the strategies stop),
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import importlib.metadata
 import os
 import signal
 import socket
@@ -39,7 +42,9 @@ import structlog
 import trio
 
 from ..logs.setup import log_write_failures
+from ..metrics import MetricsServer, Snapshot, parse_listen
 from ..model.errors import ConfigError, CredentialsRefused
+from ..model.histogram import LATENCY_BUCKETS_S, SLOW_BUCKETS_S, Histogram
 from ..model.words import duration, plural
 from ..runtime.live import LiveEngine
 from ..store.journal import OrderJournal
@@ -192,6 +197,21 @@ class _FeedWatch:
     before_stop: str | None = None  # the feed's state when the daemon began to stop
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tradingd")
+    except importlib.metadata.PackageNotFoundError:  # run from a tree that is not installed
+        return "unknown"
+
+
+_VERSION = _version()
+
+
+def _usd(value: float | None) -> float | None:
+    """A JSON number to the micro-dollar, or None for none (or no number: NaN)."""
+    return None if value is None or value != value else round(value, 6)
+
+
 def read_status(path: Path) -> dict[str, Any]:
     """The status file a running daemon writes (raises OSError / ValueError)."""
     data: dict[str, Any] = orjson.loads(path.read_bytes())
@@ -216,6 +236,15 @@ def _write_private(path: Path, data: bytes) -> None:
         raise
 
 
+def _summed(counts: Any) -> dict[str, int]:
+    """Per-key sums of several {key: count} dicts, keys sorted."""
+    total: dict[str, int] = {}
+    for one in counts:
+        for key, n in one.items():
+            total[key] = total.get(key, 0) + n
+    return dict(sorted(total.items()))
+
+
 class Daemon:
     """`tradingd run` (module docstring). Build it from the settings the command line made of a
     config; `run()` returns the exit code."""
@@ -236,6 +265,12 @@ class Daemon:
         environ = os.environ if environ is None else environ
         self.mode = settings.mode
         self.settings = settings.options
+        self.config_path = settings.config_path
+        self.metrics_options = settings.metrics  # None: no metrics server
+        self.metrics: MetricsServer | None = None  # while `run` serves them
+        # The alert notifier (engine.alerts) once the daemon has one: the metrics read its
+        # `sent`, `failed` and `suppressed` counters.
+        self.alerts: Any = None
         self.clock = clock
         self.log = log or structlog.get_logger("tradingd")
         self.paths = daemon_paths(settings.config_path, settings.options, environ)
@@ -312,6 +347,7 @@ class Daemon:
             self.stopping = False
             self.kill_switch: str | None = None
             self.max_lag_s = 0.0  # the event loop's worst lateness since the last watchdog check
+            self.lateness = Histogram(SLOW_BUCKETS_S)  # every sample of it (`_measure_lag`)
             self.watchdog_sent = 0
             self.watchdog_withheld = 0
             self._last_status_line = ""
@@ -323,6 +359,7 @@ class Daemon:
         """Run until a signal stops it; the process's exit code."""
         code = 0
         try:
+            self._start_metrics()
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
@@ -364,6 +401,10 @@ class Daemon:
                         nursery.cancel_scope.cancel()
                         break
         finally:
+            if self.metrics is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self.metrics.close)
+                self.metrics = None
             self._write_status(final=True)
             if self.journal is not None and (failed := self.journal.close()):
                 # A full disk, say: nothing is lost (the WAL is read back at the next start).
@@ -378,6 +419,47 @@ class Daemon:
             raise self.refused
         self.log.info("daemon.exit", code=code)
         return code
+
+    def _start_metrics(self) -> None:
+        """Serve `[metrics]` (nothing without the table: no port, no thread). The address is
+        bound here, before anything connects: one in use (or not this machine's) is one line
+        naming the key, and the daemon exits (`ConfigError`)."""
+        if self.metrics_options is None:
+            return
+        listen = self.metrics_options.listen
+        host, port = parse_listen(listen)
+        server = MetricsServer(host, port, self.metrics_snapshot, log=self.log)
+        try:
+            server.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {listen}: {exc.strerror or exc} (another tradingd or "
+                "exporter on that port? choose another)",
+                file=str(self.config_path),
+                path="metrics.listen",
+            ) from None
+        self.metrics = server
+        self.log.info("metrics.listening", address=f"http://{server.address}/metrics")
+
+    def metrics_snapshot(self) -> Snapshot:
+        """What a scrape shows (engine.metrics): `status()` and the latency histograms, copied
+        here, in the trio thread."""
+        e = self.engine
+        none = Histogram(LATENCY_BUCKETS_S)  # a venue without an answer yet: zero, not absent
+        histograms = {
+            "tick_to_order": {v: g.tick_to_order.copy() for v, g in e.gateways.items()},
+            "order_ack": {v: e.flow.order_ack.get(v, none).copy() for v in e.gateways},
+            "event_loop_lateness": {"": self.lateness.copy()},
+        }
+        if self.journal is not None:
+            histograms["journal_write"] = {"": self.journal.stats.write_seconds.copy()}
+        alerts = self.alerts
+        counts = (
+            None
+            if alerts is None
+            else {k: dict(getattr(alerts, k)) for k in ("sent", "failed", "suppressed")}
+        )
+        return Snapshot(status=self.status(), version=_VERSION, histograms=histograms, alerts=counts)
 
     def _trading(self) -> bool:
         """Whether this process has sent an order: then it has a book of its own to look after."""
@@ -501,7 +583,9 @@ class Daemon:
         while True:
             t0 = trio.current_time()
             await trio.sleep(period)
-            self.max_lag_s = max(self.max_lag_s, trio.current_time() - t0 - period)
+            late = max(0.0, trio.current_time() - t0 - period)
+            self.lateness.observe(late)
+            self.max_lag_s = max(self.max_lag_s, late)
 
     def health(self) -> list[str]:
         """What is wrong right now (empty: healthy). The watchdog withholds WATCHDOG=1 then."""
@@ -570,7 +654,7 @@ class Daemon:
             self.log.error("risk.kill_switch_engaged", reason=engaged, file=str(path))
             if self.journal is not None:
                 self.engine.flow._journal("note", "kill_switch", reason=engaged)
-            await self.engine.cancel_all_orders("kill switch")
+            await self.engine.cancel_all_orders("kill switch", cause="kill_switch")
         elif engaged is None and self.kill_switch is not None:
             self.log.warning("risk.kill_switch_cleared", was=self.kill_switch)
             if self.journal is not None:
@@ -659,6 +743,8 @@ class Daemon:
                 "connects": stats.connects,
                 "disconnects": stats.disconnects,
                 "stale": stats.stale,
+                "rate_limited": stats.rate_limited,
+                "request_timeouts": stats.timeouts,
                 # Since the last frame or the current connection's start, whichever is later.
                 "last_frame_age_s": None if age is None else round(age, 3),
                 "channels": len(live.channels),
@@ -666,10 +752,12 @@ class Daemon:
                 **book_health(live),
             }
         strategies = {}
+        risk = e.flow.risk
         for slot in e.slots:
             ledger = e.flow.ledgers.get(slot.name)
             m = slot.mailbox.stats
             failure = e.failures.get(slot.name)
+            finals = e.flow.finals.get(slot.name, {})
             strategies[slot.name] = {
                 "state": "running" if failure is None else "failed",
                 "failure": None if failure is None else failure.as_dict(),
@@ -693,6 +781,14 @@ class Daemon:
                 "fees": round(float(ledger.fees_usd), 6) if ledger else 0.0,
                 # Fills in the positions whose USD value waits for a first index price.
                 "waiting_fills": ledger.waiting if ledger else 0,
+                "fills": e.flow.fills.get(slot.name, 0),
+                # Orders that became final, by "<status>/<reason class>" (engine.runtime.flow).
+                "orders_final": {f"{st}/{why}": n for (st, why), n in sorted(finals.items())},
+                # Orders and edits refused by a pre-trade check, by check (engine.model.risk).
+                "risk_refusals": dict(sorted(risk.refusals.get(slot.name, {}).items())),
+                # Since the risk day began (UTC), USD; None when it cannot be valued.
+                "today_pnl": _usd(risk.today_pnl(slot.name)),
+                "mailbox_depth": len(slot.mailbox),
             }
         orders = [
             {
@@ -728,6 +824,16 @@ class Daemon:
             "strategies": strategies,
             "open_orders": orders,
             "unrouted_events": e.router.unrouted,
+            # Every strategy's refusals by check together, and the engine's PnL today (USD).
+            "risk_refusals": _summed(risk.refusals.values()),
+            "today_pnl": _usd(risk.today_pnl(None)),
+            # What reconciliations found that is not ours to expect (alerts): open orders at a
+            # venue not ours, states a venue forced over ours, positions that differ.
+            "reconcile_surprises": {
+                "foreign_order": e.foreign_orders_seen,
+                "venue_override": e.flow.tracker.stats.venue_overrides,
+                "position_mismatch": e.position_mismatches,
+            },
             # Paper orders placed on an instrument of which no book has been received (they
             # cannot fill: the fill model needs a book), per `venue:instrument`.
             "paper_no_book": {

@@ -17,7 +17,15 @@ from ..model.risk import RiskLimits
 from ..runtime.strategy import FailurePolicy, Strategy
 from ..venue.catalog import CatalogSettings
 
-__all__ = ["CatalogSettings", "DaemonOptions", "DaemonSettings", "RecordingOptions"]
+__all__ = [
+    "AlertOptions",
+    "AlertWebhook",
+    "CatalogSettings",
+    "DaemonOptions",
+    "DaemonSettings",
+    "MetricsOptions",
+    "RecordingOptions",
+]
 
 
 @attrs.frozen
@@ -50,6 +58,45 @@ class RecordingOptions:
 
 
 @attrs.frozen
+class MetricsOptions:
+    """Serve Prometheus metrics (`[metrics]`): `listen` is `host:port` (`[::1]:9464` for IPv6),
+    checked by the config (engine.metrics `parse_listen`)."""
+
+    listen: str = "127.0.0.1:9464"
+
+
+WebhookFormat = Literal["slack", "discord", "telegram", "json"]
+
+
+@attrs.frozen
+class AlertWebhook:
+    """One webhook alerts are posted to (`[[alerts.webhooks]]`), in `format`. Its URL is a secret:
+    read from the environment variable `url_env` or the file `url_file` (exactly one; the CLI
+    makes a relative `url_file` absolute against the config's folder), never the config."""
+
+    format: WebhookFormat
+    url_env: str | None = None
+    url_file: str | None = None
+
+
+@attrs.frozen
+class AlertOptions:
+    """What alerts a person and where (`[alerts]`): the webhooks, and the bounds that raise an
+    alert. `daily_loss_usd` 0 is off. The same alert (kind and subject) again within `dedup_s`
+    is suppressed; beyond `max_per_minute` (every alert, every webhook) too, and counted;
+    `timeout_s` bounds each POST."""
+
+    webhooks: tuple[AlertWebhook, ...] = ()
+    venue_down_after_s: float = 60.0
+    daily_loss_usd: float = 0.0
+    risk_refusals: int = 10
+    risk_refusals_within_s: float = 60.0
+    dedup_s: float = 600.0
+    max_per_minute: int = 20
+    timeout_s: float = 5.0
+
+
+@attrs.frozen
 class DaemonSettings:
     """Everything the daemon runs: the strategies (built), each venue's settings (the plugin's
     own `Settings` instance), the risk limits, the catalogs and the daemon's own options."""
@@ -64,3 +111,5 @@ class DaemonSettings:
     strategy_limits: Mapping[str, RiskLimits] = attrs.field(factory=dict)
     on_failure: Mapping[str, FailurePolicy] = attrs.field(factory=dict)
     catalogs: Mapping[str, CatalogSettings] = attrs.field(factory=dict)  # by venue
+    metrics: MetricsOptions | None = None  # None: no metrics server (no thread, no port)
+    alerts: AlertOptions | None = None  # None: no alerts

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import itertools
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Protocol
 
@@ -468,6 +468,10 @@ class OrderTracker:
         self.evicted = 0  # final orders let go (still in the archive)
         self.recalled = 0  # orders brought back from the archive by a late report
         self.stats = TrackerStats()
+        # Told of each state change a venue's report makes (`apply_update`, `apply_fill`): the
+        # order, and its state before. The order flow learns there the venue's first answer to
+        # an order and when an order becomes final (its counters, engine.runtime.flow).
+        self.on_state: Callable[[Order, OrderState], None] | None = None
 
     def __len__(self) -> int:
         """Orders in memory now (live, and final ones not yet let go)."""
@@ -751,6 +755,8 @@ class OrderTracker:
         else:
             self._override(order, target, now_ns=now, reason=update.reason, verified=verified)
         out.append(order.snapshot(ts_local=now, ts_exchange=update.ts_exchange))
+        if self.on_state is not None and order.state is not state:
+            self.on_state(order, state)
         return out
 
     def _override(
@@ -831,6 +837,7 @@ class OrderTracker:
             return []
         now = fill.ts_local
         out: list[PrivateEvent] = []
+        was = order.state
         if order.state is OrderState.PENDING_NEW:
             order.transition(OrderState.OPEN, now_ns=now)
             out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))
@@ -858,4 +865,6 @@ class OrderTracker:
         out.append(fill)
         if (order.state, order.filled_size) != before:
             out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))
+        if self.on_state is not None and order.state is not was:
+            self.on_state(order, was)
         return out

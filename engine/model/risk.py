@@ -21,7 +21,9 @@ the engine's daily loss, a sell by a strategy holding nothing passes while the s
 together hold more than it sells.
 
 A refusal raises `OrderDenied` (an `OrderRejected`, not a `VenueError`: nothing happened at a
-venue) whose reason names the check, the scope and the numbers.
+venue) whose reason names the check, the scope and the numbers. Each refusal is counted by
+strategy and by the check that refused it (`refusals`, one of `CHECKS`: the daemon's status and
+metrics), named where the check is made, never read back from the reason's text.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final, Literal, get_args
 
 import attrs
 
@@ -40,7 +42,24 @@ from .instruments import Instrument, InstrumentRegistry
 from .market import MarketState, notional_usd
 from .orders import OrderRequest, OrderTracker
 
-__all__ = ["Limits", "RiskChecker", "RiskLimits"]
+__all__ = ["CHECKS", "Check", "Limits", "RiskChecker", "RiskLimits"]
+
+# The check that refused an order: the kill switch, the instrument (unknown or not active), its
+# price and size (tick, minimum size, lot), each limit by name (`max_notional` is
+# `max_order_notional_usd`), and `other` for a refusal of none of these.
+Check = Literal[
+    "kill_switch",
+    "instrument",
+    "max_order_size",
+    "max_position",
+    "max_notional",
+    "max_open_orders",
+    "max_orders_per_minute",
+    "max_daily_loss_usd",
+    "price",
+    "other",
+]
+CHECKS: Final[tuple[Check, ...]] = get_args(Check)
 
 
 _DAY_NS = 86_400 * 1_000_000_000
@@ -115,6 +134,10 @@ class RiskChecker:
         self.engine_limits = engine_limits or RiskLimits()
         self.strategy_limits = dict(strategy_limits or {})
         self.rejections = 0
+        # Refusals by strategy, then by the check that refused (`Check`); `_refused` is the
+        # check of the refusal being raised (`_reject` names it).
+        self.refusals: dict[str, dict[Check, int]] = {}
+        self._refused: Check | None = None
         self.halted: str | None = None  # the kill switch's reason, while it is engaged
         self._sent: dict[str | None, deque[int]] = {}  # order messages' times, by scope
         self._day = -1
@@ -169,11 +192,18 @@ class RiskChecker:
 
         For an edit, `replaces` is the order's remaining size now (already among the working
         orders) and `adds` its remaining size after the edit; for a new order, `adds` is None."""
+        # The check under way, for a refusal raised without `_reject` (the registry's, the
+        # instrument's own checks): `instrument` while it is looked up or is not active.
+        stage: Check = "instrument"
+        self._refused = None
         try:
             if self.halted is not None:
-                raise self._reject(req, f"kill switch engaged: {self.halted}")
+                raise self._reject(req, "kill_switch", f"kill switch engaged: {self.halted}")
             inst = self.registry.require(req.venue, req.instrument, client_order_id=req.client_order_id)
+            if inst.active:
+                stage = "price"
             inst.check_order(req.price, req.size, client_order_id=req.client_order_id)
+            stage = "other"
             self.roll_day(now_ns)
             is_new = adds is None
             new = req.size if adds is None else adds
@@ -188,6 +218,9 @@ class RiskChecker:
                 self._check_scope(req, limits, scope, label, now_ns=now_ns, is_new=is_new)
         except OrderRejected:
             self.rejections += 1
+            check = self._refused or stage
+            mine = self.refusals.setdefault(req.strategy, {})
+            mine[check] = mine.get(check, 0) + 1
             raise
         for scope in (None, req.strategy):
             sent = self._sent.setdefault(scope, deque())
@@ -204,7 +237,9 @@ class RiskChecker:
             n = len(self.tracker.open_orders(scope))
             if n >= limits.max_open_orders:
                 raise self._reject(
-                    req, f"max_open_orders ({label}): {n} working, at most {limits.max_open_orders}"
+                    req,
+                    "max_open_orders",
+                    f"max_open_orders ({label}): {n} working, at most {limits.max_open_orders}",
                 )
         if limits.max_orders_per_minute is not None:
             sent = self._sent.setdefault(scope, deque())
@@ -213,6 +248,7 @@ class RiskChecker:
             if len(sent) >= limits.max_orders_per_minute:
                 raise self._reject(
                     req,
+                    "max_orders_per_minute",
                     f"max_orders_per_minute ({label}): {len(sent)} in the last 60 s, "
                     f"at most {limits.max_orders_per_minute}",
                 )
@@ -222,6 +258,7 @@ class RiskChecker:
             if pnl is not None and not pnl >= -limits.max_daily_loss_usd and not self._reduces(req, scope):
                 raise self._reject(
                     req,
+                    "max_daily_loss_usd",
                     f"max_daily_loss_usd ({label}): today's PnL {pnl:.2f} USD is beyond "
                     f"-{limits.max_daily_loss_usd:.2f}; only orders that reduce a position pass",
                 )
@@ -251,7 +288,9 @@ class RiskChecker:
             return False
         return working + req.size <= abs(pos)
 
-    def _reject(self, req: OrderRequest, reason: str) -> OrderDenied:
+    def _reject(self, req: OrderRequest, check: Check, reason: str) -> OrderDenied:
+        """The refusal of `req` by `check` (counted as such by `check`'s caller)."""
+        self._refused = check
         return OrderDenied(
             reason, venue=req.venue, instrument=req.instrument, client_order_id=req.client_order_id
         )
@@ -267,15 +306,20 @@ class RiskChecker:
         adds: Decimal,
     ) -> None:
         if limits.max_order_size is not None and req.size > limits.max_order_size:
-            raise self._reject(req, f"max_order_size ({label}): {req.size} > {limits.max_order_size}")
+            raise self._reject(
+                req, "max_order_size", f"max_order_size ({label}): {req.size} > {limits.max_order_size}"
+            )
         if limits.max_order_notional_usd is not None:
             price = float(req.price) if req.price is not None else self.market.mark(req.venue, req.instrument)
             notional = notional_usd(inst, float(req.size), price, self.market.usd_rate(req.venue, inst.base))
             if notional is None or math.isnan(notional):
-                raise self._reject(req, f"max_order_notional_usd ({label}): no price to value the order yet")
+                raise self._reject(
+                    req, "max_notional", f"max_order_notional_usd ({label}): no price to value the order yet"
+                )
             if notional > limits.max_order_notional_usd:
                 raise self._reject(
                     req,
+                    "max_notional",
                     f"max_order_notional_usd ({label}): {notional:.2f} > {limits.max_order_notional_usd:.2f}",
                 )
         if limits.max_position is not None:
@@ -285,6 +329,7 @@ class RiskChecker:
             if abs(worst) > limits.max_position and abs(worst) > abs(pos):
                 raise self._reject(
                     req,
+                    "max_position",
                     f"max_position ({label}): position {pos} with working {working} and this order "
                     f"would reach {worst}, beyond {limits.max_position}",
                 )

@@ -8,7 +8,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Mapping
 from decimal import Decimal, localcontext
-from typing import Any, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import attrs
 import msgspec
@@ -17,6 +17,7 @@ import structlog
 from ..logs.setup import cached_logger, logs_at
 from ..model.errors import OrderDenied, OrderRejected, TradingError, VenueError
 from ..model.events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
+from ..model.histogram import LATENCY_BUCKETS_S, Histogram
 from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry
 from ..model.ledger import CONTEXT, Booking, Ledger, UsdRates
 from ..model.market import MarketState
@@ -26,7 +27,38 @@ from ..model.risk import RiskChecker, RiskLimits
 from ..model.settlement import FundingPayment, PositionHistory, check_delivery_price, check_funding
 from ..store.journal import OrderJournal
 
-__all__ = ["OrderFlow"]
+__all__ = ["FINAL_REASONS", "FinalReason", "OrderFlow"]
+
+# Why an order ended as it did, as a bounded class (never the venue's text): the venue's doing
+# (a refusal, a cancel of its own), our pre-trade checks, a post-only order that would have
+# taken, a cancel asked by the strategy (`user`), by the daemon's stop or by the kill switch, an
+# order whose fate was learned only by asking (`state_unknown`), `other`, and `none` for an order
+# that filled or expired as it should.
+FinalReason = Literal[
+    "venue", "risk", "post_only", "user", "shutdown", "kill_switch", "state_unknown", "other", "none"
+]
+FINAL_REASONS: Final[tuple[FinalReason, ...]] = (
+    "venue",
+    "risk",
+    "post_only",
+    "user",
+    "shutdown",
+    "kill_switch",
+    "state_unknown",
+    "other",
+    "none",
+)
+# Who asked for a cancel (`cancel_requested`): the final reason of the order it cancels.
+CancelCause = Literal["user", "shutdown", "kill_switch", "other"]
+# A refusal's code that says the venue never had the order: asked about, it did not know it
+# (engine.runtime.live), or it was never sent before a restart.
+_UNKNOWN_CODES: Final = frozenset({"unknown_at_venue", "never_sent"})
+
+
+def _post_only(text: str | None) -> bool:
+    """Whether a venue's reason says a post-only order would have taken (Deribit's
+    `post_only_reject`, "post-only", "post only" elsewhere)."""
+    return text is not None and "post_only" in text.lower().replace("-", "_").replace(" ", "_")
 
 
 def _worthless_ok(inst: Instrument) -> bool:
@@ -95,6 +127,17 @@ class OrderFlow:
             equity_of=lambda strategy: float(self.equity(strategy)),
         )
         self.orders_sent: dict[str, int] = {}
+        # Per strategy: fills booked; orders that became final, by (status, reason class).
+        self.fills: dict[str, int] = {}
+        self.finals: dict[str, dict[tuple[str, FinalReason], int]] = {}
+        # Per venue: order sent (handed to the venue's sender, `sending`) -> the venue's first
+        # word on it (an acknowledgement, a fill, a refusal), seconds. The sent times wait in
+        # `_sent_ns` (by client order id) until that word, or an outcome unknown, takes them.
+        self.order_ack: dict[str, Histogram] = {}
+        self._sent_ns: dict[str, int] = {}
+        # Orders whose cancel was asked, and by whom (the reason of their final state).
+        self._cancel_cause: dict[str, CancelCause] = {}
+        self.tracker.on_state = self._state_moved
         # Accepted orders whose `order.sent` line waits for their bytes to leave (`accept` with
         # `log_sent=False`), by client order id: logged by `flush_sent`, by the sender once its
         # write returns, or before any line about an order (every method below that logs about
@@ -283,6 +326,7 @@ class OrderFlow:
         `log_sent=False` its `order.sent` line waits: the caller logs it (`flush_sent`) once
         the order's bytes have left (the live gateway: an info line costs tens of microseconds),
         unless a line about an order comes first, which logs it before itself."""
+        checked = self.risk.rejections
         try:
             inst = self.risk.check(request, now_ns=now_ns)
             order = self.tracker.add(request, now_ns=now_ns)
@@ -290,6 +334,11 @@ class OrderFlow:
                 self._journal_request(order, inst)
         except OrderRejected as exc:
             self.rejected[request.strategy] = self.rejected.get(request.strategy, 0) + 1
+            # Final before it was sent: refused by the pre-trade checks, or by the tracker or
+            # the journal (a client order id that cannot be checked, a write that failed).
+            self._count_final(
+                request.strategy, "rejected", "risk" if self.risk.rejections != checked else "other"
+            )
             self.log.warning("order.refused", **_whose(request), reason=exc.reason)
             raise
         self.orders_sent[request.strategy] = self.orders_sent.get(request.strategy, 0) + 1
@@ -300,6 +349,55 @@ class OrderFlow:
         else:
             self._sent_pending[order.client_order_id] = request
         return order
+
+    def sending(self, order: Order, now_ns: int) -> None:
+        """`order` is handed to its venue's sender now: its acknowledgement's time counts from
+        here (`order_ack`)."""
+        self._sent_ns[order.client_order_id] = now_ns
+
+    def _state_moved(self, order: Order, was: OrderState, exc: OrderRejected | None = None) -> None:
+        """A venue's word moved `order` from `was` (the tracker's reports, a venue's refusal):
+        the first word on a sent order times its acknowledgement; one that makes it final is
+        counted by status and reason. A refusal that says the venue never had it (`exc`'s code)
+        is no acknowledgement."""
+        cid = order.client_order_id
+        sent = self._sent_ns.pop(cid, None) if self._sent_ns else None
+        if sent is not None and (exc is None or (exc.code not in _UNKNOWN_CODES and exc.code != "not_sent")):
+            waited = order.updated_ns - sent
+            if waited >= 0:
+                venue = order.request.venue
+                hist = self.order_ack.get(venue)
+                if hist is None:
+                    hist = self.order_ack[venue] = Histogram(LATENCY_BUCKETS_S)
+                hist.observe(waited / 1e9)
+        state = order.state
+        if state.is_final and not was.is_final:
+            self._count_final(order.strategy, state.value, self._final_reason(order, exc))
+
+    def _final_reason(self, order: Order, exc: OrderRejected | None) -> FinalReason:
+        """The reason class of an order that just became final (`FinalReason`)."""
+        cause = self._cancel_cause.pop(order.client_order_id, None) if self._cancel_cause else None
+        state = order.state
+        if state is OrderState.FILLED or state is OrderState.EXPIRED:
+            return "none"
+        if state is OrderState.CANCELLED and cause is not None:
+            return cause
+        if exc is not None:
+            if exc.code in _UNKNOWN_CODES:
+                return "state_unknown"
+            if exc.code == "not_sent":
+                return "other"
+            if _post_only(str(exc.code)) or _post_only(exc.venue_message) or _post_only(exc.reason):
+                return "post_only"
+            return "venue"
+        return "post_only" if _post_only(order.reason) else "venue"
+
+    def _count_final(self, strategy: str, status: str, reason: FinalReason) -> None:
+        mine = self.finals.get(strategy)
+        if mine is None:
+            mine = self.finals[strategy] = {}
+        key = (status, reason)
+        mine[key] = mine.get(key, 0) + 1
 
     def flush_sent(self, client_order_id: str | None = None) -> None:
         """Log the waiting `order.sent` line of that order (of every order, with None), if it
@@ -389,8 +487,10 @@ class OrderFlow:
         self._unanswered_places.discard(order.client_order_id)
         self.rejected[order.strategy] = self.rejected.get(order.strategy, 0) + 1
         reason = exc.venue_message or exc.reason
+        was = order.state
         if order.can_transition(OrderState.REJECTED):
             order.transition(OrderState.REJECTED, now_ns=now_ns, reason=reason)
+            self._state_moved(order, was, exc)
         self._journal("state", order, "rejected", code=exc.code)
         self.log.warning("order.rejected", **_whose(order.request), code=exc.code, reason=reason)
         update = order.snapshot(ts_local=now_ns)
@@ -400,8 +500,10 @@ class OrderFlow:
     def state_unknown(self, order: Order, exc: VenueError) -> None:
         """A request's outcome is unknown (timeout, connection lost after sending). The order
         stays tracked as it is; it is never re-sent: the venue's reports, the live engine's
-        questions about it (`on_outcome_unknown`) or a reconciliation settle it."""
+        questions about it (`on_outcome_unknown`) or a reconciliation settle it. Its answer, if
+        one comes, is no acknowledgement time (`order_ack`)."""
         self.flush_sent()
+        self._sent_ns.pop(order.client_order_id, None)
         self._journal(
             "note", "outcome_unknown", order.client_order_id, error=str(exc), state=order.state.value
         )
@@ -449,8 +551,12 @@ class OrderFlow:
             )
             raise
 
-    def cancel_requested(self, order: Order, *, now_ns: int) -> None:
+    def cancel_requested(self, order: Order, *, now_ns: int, cause: CancelCause = "user") -> None:
+        """A cancel of `order` is on its way to the venue; `cause` says who asked (the reason
+        its cancelled state is counted under)."""
         self.flush_sent()
+        if not order.state.is_final:
+            self._cancel_cause[order.client_order_id] = cause
         if order.state.is_live and order.state is not OrderState.PENDING_CANCEL:
             order.transition(OrderState.PENDING_CANCEL, now_ns=now_ns)
         self._journal("state", order, "cancel_request")
@@ -833,6 +939,7 @@ class OrderFlow:
                     client_order_id=order.client_order_id,
                 )
                 return None
+        self.fills[strategy] = self.fills.get(strategy, 0) + 1
         if inst is not None:
             # Booked before anything is delivered: a strategy reading its position on the fill
             # (or on the "filled" update after it) already sees it.

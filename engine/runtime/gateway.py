@@ -49,10 +49,11 @@ from ..model.errors import (
     VenueUnavailable,
 )
 from ..model.events import OrderUpdate, PrivateEvent
+from ..model.histogram import LATENCY_BUCKETS_S, Histogram
 from ..model.orders import Order, OrderRequest
 from ..venue.sent import SENT
 from ..venue.spi import ExecutionClient
-from .flow import OrderFlow
+from .flow import CancelCause, OrderFlow
 
 __all__ = ["ExecutionGateway"]
 
@@ -84,6 +85,10 @@ class _Request:
     holds_room: bool = False  # took one of the queue's `capacity` places (released when taken)
     seq: int = 0  # the order in which callers made their requests (`drop_queued`)
     strategy: str | None = None  # whose request it is (a place's, an edited order's)
+    # A place's: when the event its strategy was handling as it placed it was received (ns;
+    # 0: none), for `tick_to_order`. A cancel's: who asked for it.
+    received_ns: int = 0
+    cause: CancelCause = "user"
 
 
 class ExecutionGateway:
@@ -116,20 +121,27 @@ class ExecutionGateway:
         # not sent, and why.
         self._dropped: dict[str | None, tuple[int, str]] = {}
         self.processed = 0
+        # Seconds from the receipt of the event a strategy was handling when it placed an order
+        # to the order handed to the venue's sender (after the pre-trade checks and the journal).
+        self.tick_to_order = Histogram(LATENCY_BUCKETS_S)
         self.in_flight: set[str] = set()  # client order ids whose request is with the venue now
         self.stopped = trio.Event()  # `run` has returned (after `close`, every request answered)
 
     # -- callers ----------------------------------------------------------------------------
-    async def place_order(self, request: OrderRequest) -> OrderUpdate:
+    async def place_order(self, request: OrderRequest, *, received_ns: int = 0) -> OrderUpdate:
         """Hand an order to the venue task and wait for the venue's answer (see module docstring
-        for what cancellation at each point means)."""
+        for what cancellation at each point means). `received_ns`: when the event the strategy
+        was handling as it placed the order was received (0: none; `tick_to_order`)."""
         if request.venue != self.venue:
             raise ValueError(f"order for {request.venue} sent to the {self.venue} gateway")
-        return await self._call(_Request("place", request, request.client_order_id, _Reply()))
+        return await self._call(
+            _Request("place", request, request.client_order_id, _Reply(), received_ns=received_ns)
+        )
 
-    async def cancel_order(self, client_order_id: str) -> OrderUpdate:
-        """Ask the venue to cancel an order and wait for its answer."""
-        return await self._call(_Request("cancel", None, client_order_id, _Reply()))
+    async def cancel_order(self, client_order_id: str, *, cause: CancelCause = "user") -> OrderUpdate:
+        """Ask the venue to cancel an order and wait for its answer; `cause` says who asks (the
+        strategy, the daemon's stop, the kill switch: the reason the cancel is counted under)."""
+        return await self._call(_Request("cancel", None, client_order_id, _Reply(), cause=cause))
 
     async def edit_order(
         self, client_order_id: str, *, price: Decimal | None = None, size: Decimal | None = None
@@ -313,11 +325,11 @@ class ExecutionGateway:
     async def _process(self, req: _Request) -> None:
         if req.action == "place":
             assert req.request is not None
-            await self._place(req.request, req.reply)
+            await self._place(req.request, req.reply, req.received_ns)
         elif req.action == "edit":
             await self._edit(req)
         else:
-            await self._cancel(req.client_order_id, req.reply)
+            await self._cancel(req.client_order_id, req.reply, req.cause)
         if req.reply.abandoned:
             r = req.reply
             self.log.info(
@@ -332,7 +344,7 @@ class ExecutionGateway:
         for ev in events:
             self.flow.on_private(ev)
 
-    async def _place(self, request: OrderRequest, reply: _Reply) -> None:
+    async def _place(self, request: OrderRequest, reply: _Reply, received_ns: int = 0) -> None:
         # A client that signals its bytes have left (engine.venue.sent) gets the `order.sent`
         # line after its write, off the path from a tick to the order; others before, as ever.
         late_line = getattr(self.client, "signals_sent", False) is True
@@ -341,6 +353,10 @@ class ExecutionGateway:
         except OrderRejected as exc:
             reply.fail(exc)
             return
+        now = self.clock()
+        if received_ns and now >= received_ns:  # another clock's (a test's) time is no latency
+            self.tick_to_order.observe((now - received_ns) / 1e9)
+        self.flow.sending(order, now)
         try:
             events = await (self._send_place(order) if late_line else self._prepare_and_place(order))
         except OrderRejected as exc:
@@ -437,7 +453,7 @@ class ExecutionGateway:
         self._apply(events)
         reply.succeed(order.snapshot(ts_local=self.clock()))
 
-    async def _cancel(self, client_order_id: str, reply: _Reply) -> None:
+    async def _cancel(self, client_order_id: str, reply: _Reply, cause: CancelCause = "user") -> None:
         order = self.flow.tracker.get(client_order_id)
         if order is None:
             reply.fail(
@@ -449,7 +465,7 @@ class ExecutionGateway:
         if order.state.is_final:
             reply.succeed(order.snapshot(ts_local=self.clock()))
             return
-        self.flow.cancel_requested(order, now_ns=self.clock())
+        self.flow.cancel_requested(order, now_ns=self.clock(), cause=cause)
         try:
             events = await self.client.cancel(order)
         except OrderRejected as exc:

@@ -55,7 +55,7 @@ from ..venue.catalog import CatalogSettings, MarketCatalog
 from ..venue.plugins import load_venue
 from ..venue.spi import ExecutionClient, LiveVenue, Reconciler, VenueExecution, VenuePlugin
 from .context import BaseContext
-from .flow import OrderFlow
+from .flow import CancelCause, OrderFlow
 from .gateway import ExecutionGateway
 from .router import MarketRouter, StrategySlot, run_strategy
 from .strategy import FailurePolicy, Phase, Strategy, StrategyFailure, split_strategy_fault
@@ -170,6 +170,7 @@ class _LiveContext(BaseContext):
     def __init__(self, engine: LiveEngine, slot: StrategySlot) -> None:
         super().__init__(slot.name, engine, engine.gateways)
         self._engine = engine
+        self._slot = slot
 
     def now_ns(self) -> int:
         return self._engine.clock()
@@ -179,7 +180,9 @@ class _LiveContext(BaseContext):
 
     async def place_order(self, request: OrderRequest) -> OrderUpdate:
         request = self.prepare(request)
-        return await self._engine.gateways[request.venue].place_order(request)
+        return await self._engine.gateways[request.venue].place_order(
+            request, received_ns=self._slot.handling_ns
+        )
 
     async def cancel_order(self, client_order_id: str) -> OrderUpdate:
         order = self._own(client_order_id)
@@ -374,6 +377,7 @@ class LiveEngine:
         # position checks finished (`_check_positions`, whatever they found: a marker of the end).
         self.position_mismatches = 0
         self.position_checks = 0
+        self.foreign_orders_seen = 0  # open orders at a venue that are not ours, at reconciliations
         # The differences alerted and not seen resolved since, by (venue, instrument): both
         # figures and when first alerted (the status file's `position_mismatches`).
         self.mismatched: dict[tuple[str, str], dict[str, Any]] = {}
@@ -560,7 +564,7 @@ class LiveEngine:
                 # Orders the stopped strategies left queued are not sent (after the cancels).
                 gateway.refuse_new("the daemon is stopping")
             if cancel_open_orders:
-                await self.cancel_all_orders("shutdown")
+                await self.cancel_all_orders("shutdown", cause="shutdown")
             for gateway in self.gateways.values():
                 gateway.close()
             for gateway in self.gateways.values():
@@ -583,17 +587,19 @@ class LiveEngine:
             self._scope.cancel()
         return clean
 
-    async def cancel_all_orders(self, why: str, *, strategy: str | None = None) -> int:
+    async def cancel_all_orders(
+        self, why: str, *, strategy: str | None = None, cause: CancelCause = "other"
+    ) -> int:
         """Ask every venue to cancel every open order of ours (the kill switch, a shutdown), or
-        only `strategy`'s (it failed). Returns how many cancels were answered; refusals are
-        logged."""
+        only `strategy`'s (it failed). `cause`: the reason class their cancelled states are
+        counted under. Returns how many cancels were answered; refusals are logged."""
         orders = self.flow.tracker.open_orders(strategy)
         answered = 0
 
         async def cancel(order: Order) -> None:
             nonlocal answered
             try:
-                await self.gateways[order.request.venue].cancel_order(order.client_order_id)
+                await self.gateways[order.request.venue].cancel_order(order.client_order_id, cause=cause)
                 answered += 1
                 self.log.info("order.cancelled", client_order_id=order.client_order_id, why=why)
             except (OrderRejected, VenueError) as exc:
@@ -1135,6 +1141,7 @@ class LiveEngine:
         )
 
     async def _foreign_order(self, venue: str, client: Reconciler, update: OrderUpdate) -> None:
+        self.foreign_orders_seen += 1
         fields = {
             "venue": venue,
             "instrument": update.instrument,

@@ -34,7 +34,7 @@ log = structlog.get_logger("tradingd.router")
 class StrategySlot:
     """A strategy as the router sees it: its mailbox and what it subscribed to."""
 
-    __slots__ = ("errors", "keys", "mailbox", "name", "strategy")
+    __slots__ = ("errors", "handling_ns", "keys", "mailbox", "name", "strategy")
 
     def __init__(self, strategy: Strategy, mailbox: Mailbox) -> None:
         self.name = strategy.name
@@ -42,6 +42,9 @@ class StrategySlot:
         self.mailbox = mailbox
         self.keys: set[Key] = set()
         self.errors = 0  # exceptions raised by the strategy's on_event
+        # When the event the strategy is handling now was received (its `ts_local`); 0 between
+        # batches of events. An order placed meanwhile answers it (the tick-to-order histogram).
+        self.handling_ns = 0
 
     def __repr__(self) -> str:
         return f"StrategySlot({self.name!r}, {len(self.keys)} subscriptions)"
@@ -214,11 +217,13 @@ async def run_strategy(slot: StrategySlot, *, batch: int = 256) -> None:
     strategy = slot.strategy
     mailbox = slot.mailbox
     while True:
+        slot.handling_ns = 0  # an order placed while it waits (a task of its own) answers none
         try:
             events = await mailbox.get_batch(batch)
         except trio.EndOfChannel:
             return
         for event in events:
+            slot.handling_ns = event.ts_local
             try:
                 await strategy.on_event(event)
             except Exception as exc:

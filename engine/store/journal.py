@@ -40,6 +40,7 @@ import orjson
 
 from ..model.errors import TradingError
 from ..model.events import Fill, FillReversal, Liquidity, OrderState, Side
+from ..model.histogram import SLOW_BUCKETS_S, Histogram
 from ..model.instruments import Instrument
 from ..model.ledger import UsdRates
 from ..model.money import optional
@@ -231,6 +232,8 @@ class JournalWriteError(sqlite3.OperationalError):
 class JournalStats:
     writes: int = 0
     write_ns: int = 0  # total time spent writing (for `tradingd status`)
+    # Each write's seconds (the daemon's metrics: `tradingd_journal_write_seconds`).
+    write_seconds: Histogram = attrs.field(factory=lambda: Histogram(SLOW_BUCKETS_S), eq=False)
 
 
 @attrs.frozen
@@ -376,8 +379,11 @@ class OrderJournal:
         except sqlite3.Error as exc:
             failed = self._error(exc, "write")
             raise JournalWriteError(str(failed)) from exc
-        self.stats.writes += 1
-        self.stats.write_ns += time.perf_counter_ns() - t0
+        took = time.perf_counter_ns() - t0
+        stats = self.stats
+        stats.writes += 1
+        stats.write_ns += took
+        stats.write_seconds.observe(took / 1e9)
 
     @staticmethod
     def _event(kind: str, cid: str | None, now: int, **data: Any) -> tuple[str, tuple[Any, ...]]:

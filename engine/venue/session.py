@@ -126,6 +126,7 @@ class SessionStats:
     deferred_resnapshots: int = 0  # book resnapshots held back by the per-book backoff (`dispatch`)
     failed_frames: int = 0  # frames whose handling raised (not MalformedFrame); also in `malformed`
     unmatched_answers: int = 0  # JSON-RPC answers nobody waited for (late, after a timeout), dropped
+    rate_limited: int = 0  # requests the venue refused for rate (`note_rate_limited`)
 
 
 class ConnectionLost(Exception):
@@ -523,7 +524,9 @@ class VenueSession:
 
     def note_rate_limited(self, exc: RateLimited) -> None:
         """The venue answered a request with a rate-limit refusal (a venue's `call` reports
-        each): during the handshake, a connection that then ends was ended for rate (`run`)."""
+        each): counted; during the handshake, a connection that then ends was ended for rate
+        (`run`)."""
+        self.stats.rate_limited += 1
         if self._handshaking:
             self._handshake_rate_limited = exc
 

@@ -35,6 +35,7 @@ ENGINE = "tradingd.engine"
 # Each room and the rooms it may import: dependencies point one way, down this order
 #   model  <-  store  <-  logs  <-  venue  <-  runtime  <-  backtest, daemon  <-  reports
 #   venue  <-  sim
+#   model  <-  metrics  <-  daemon
 #   backtest, reports  <-  sweep
 ROOM_DEPENDS: dict[str, frozenset[str]] = {
     "model": frozenset(),
@@ -44,7 +45,8 @@ ROOM_DEPENDS: dict[str, frozenset[str]] = {
     "venue": frozenset({"model", "logs"}),
     "runtime": frozenset({"model", "store", "logs", "venue"}),
     "backtest": frozenset({"model", "store", "logs", "venue", "runtime"}),
-    "daemon": frozenset({"model", "store", "logs", "venue", "runtime"}),
+    "metrics": frozenset({"model"}),
+    "daemon": frozenset({"model", "store", "logs", "venue", "runtime", "metrics"}),
     "reports": frozenset({"model", "backtest"}),
     "sweep": frozenset({"model", "store", "logs", "backtest", "reports"}),
 }

@@ -24,7 +24,7 @@ class _Log:
 
 
 class _Gateway:
-    async def cancel_order(self, client_order_id: str) -> None:
+    async def cancel_order(self, client_order_id: str, *, cause: str = "user") -> None:
         return None
 
 
