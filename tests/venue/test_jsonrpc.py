@@ -220,6 +220,8 @@ async def test_an_error_answer_is_the_venues_typed_error_named_by_the_method(cod
     assert type(exc) is kind and str(exc).startswith("private/buy: ")
     # A rate-limit answer drains the bucket it was sent under: the next request waits for the refill.
     assert (toy.bucket.available() < 1) is (kind is RateLimited)
+    # And is counted (the venue's `rate_limited`: status and metrics); nothing else is.
+    assert toy.stats.rate_limited == (1 if kind is RateLimited else 0)
 
 
 async def test_an_unreadable_error_answer_is_malformed_and_its_caller_hears_at_once() -> None:
