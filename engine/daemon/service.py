@@ -268,9 +268,6 @@ class Daemon:
         self.config_path = settings.config_path
         self.metrics_options = settings.metrics  # None: no metrics server
         self.metrics: MetricsServer | None = None  # while `run` serves them
-        # The alert notifier (engine.alerts) once the daemon has one: the metrics read its
-        # `sent`, `failed` and `suppressed` counters.
-        self.alerts: Any = None
         self.clock = clock
         self.log = log or structlog.get_logger("tradingd")
         self.paths = daemon_paths(settings.config_path, settings.options, environ)
@@ -453,7 +450,8 @@ class Daemon:
         }
         if self.journal is not None:
             histograms["journal_write"] = {"": self.journal.stats.write_seconds.copy()}
-        alerts = self.alerts
+        # The alert notifier (engine.alerts `AlertNotifier`, with `[alerts]`): its counters.
+        alerts = getattr(self, "alert_notifier", None)
         counts = (
             None
             if alerts is None
@@ -830,7 +828,7 @@ class Daemon:
             # What reconciliations found that is not ours to expect (alerts): open orders at a
             # venue not ours, states a venue forced over ours, positions that differ.
             "reconcile_surprises": {
-                "foreign_order": e.foreign_orders_seen,
+                "foreign_order": sum(e.foreign_orders_found.values()),
                 "venue_override": e.flow.tracker.stats.venue_overrides,
                 "position_mismatch": e.position_mismatches,
             },

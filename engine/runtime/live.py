@@ -370,6 +370,9 @@ class LiveEngine:
         self._strategies_scope = trio.CancelScope()
         self._strategies_done = trio.Event()
         self.reconciliations = 0
+        # Orders not ours found open at a venue by a reconciliation, by venue (each sighting: a
+        # reconciliation after a reconnect lists one still there again; the alerts read it).
+        self.foreign_orders_found: dict[str, int] = {}
         # Steps of a reconciliation that raised (logged with the traceback; the next step, the
         # other venues and the daemon go on).
         self.reconcile_failures = 0
@@ -377,7 +380,6 @@ class LiveEngine:
         # position checks finished (`_check_positions`, whatever they found: a marker of the end).
         self.position_mismatches = 0
         self.position_checks = 0
-        self.foreign_orders_seen = 0  # open orders at a venue that are not ours, at reconciliations
         # The differences alerted and not seen resolved since, by (venue, instrument): both
         # figures and when first alerted (the status file's `position_mismatches`).
         self.mismatched: dict[tuple[str, str], dict[str, Any]] = {}
@@ -1141,7 +1143,6 @@ class LiveEngine:
         )
 
     async def _foreign_order(self, venue: str, client: Reconciler, update: OrderUpdate) -> None:
-        self.foreign_orders_seen += 1
         fields = {
             "venue": venue,
             "instrument": update.instrument,
@@ -1152,6 +1153,7 @@ class LiveEngine:
             "price": None if update.price is None else decimal_text(update.price),
             "status": OrderState(update.status).value,
         }
+        self.foreign_orders_found[venue] = self.foreign_orders_found.get(venue, 0) + 1
         if self.foreign_orders == "cancel" and update.order_id:
             try:
                 await client.cancel_by_order_id(update.instrument, update.order_id)

@@ -120,6 +120,12 @@ def _busy(daemon: Daemon) -> None:
     e.slots[0].mailbox.put(ticker(PERP.symbol))
 
 
+def _with_alerts(daemon: Daemon) -> None:
+    """The daemon as with `[alerts]`: its notifier's counters (engine.alerts `AlertNotifier`)."""
+    holder: Any = daemon
+    holder.alert_notifier = SimpleNamespace(sent={"slack": 2}, failed={"discord": 1}, suppressed={"dedup": 4})
+
+
 def _scrape(daemon: Daemon) -> tuple[str, dict[str, Any]]:
     registry = CollectorRegistry()
     registry.register(MetricsCollector(daemon.metrics_snapshot))
@@ -136,7 +142,7 @@ def _sample(found: dict[str, Any], name: str, **labels: str) -> float:
 def test_every_pinned_name_is_served_with_its_type_and_labels(tmp_path: Path) -> None:
     daemon = _daemon(tmp_path, '[recording]\nenabled = true\ndir = "rec"\n')
     _busy(daemon)
-    daemon.alerts = SimpleNamespace(sent={"slack": 2}, failed={"discord": 1}, suppressed={"dedup": 4})
+    _with_alerts(daemon)
     session: Any = daemon.engine.venues["deribit"]
     session.stats.frames += 1  # a frame came: its age is known
     _, found = _scrape(daemon)
@@ -157,7 +163,7 @@ def test_every_pinned_name_is_served_with_its_type_and_labels(tmp_path: Path) ->
 def test_the_values_are_the_daemons_counters(tmp_path: Path) -> None:
     daemon = _daemon(tmp_path)
     _busy(daemon)
-    daemon.alerts = SimpleNamespace(sent={"slack": 2}, failed={"discord": 1}, suppressed={"dedup": 4})
+    _with_alerts(daemon)
     _, found = _scrape(daemon)
     once = {"strategy": "once"}
     version = found["tradingd_info"].samples[0].labels["version"]
@@ -285,3 +291,7 @@ def test_status_says_the_pinned_counters_beside_what_it_said_before(tmp_path: Pa
     assert status["today_pnl"] == pytest.approx(equity)  # the engine's: its one strategy's
     assert status["risk_refusals"] == {"instrument": 1}
     assert status["reconcile_surprises"] == {"foreign_order": 0, "venue_override": 0, "position_mismatch": 0}
+    daemon.engine.foreign_orders_found.update(deribit=2, derive=1)
+    daemon.engine.position_mismatches = 4
+    surprises = daemon.status()["reconcile_surprises"]
+    assert surprises == {"foreign_order": 3, "venue_override": 0, "position_mismatch": 4}
