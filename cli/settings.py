@@ -10,11 +10,11 @@ import attrs
 from tradingd.config import AlertsConfig, CatalogConfig, DaemonConfig, LimitsConfig, LoadedConfig
 from tradingd.engine.daemon.settings import (
     AlertOptions,
-    AlertWebhook,
     DaemonOptions,
     DaemonSettings,
     MetricsOptions,
     RecordingOptions,
+    WebhookOptions,
 )
 from tradingd.engine.model.risk import Limits, RiskLimits
 from tradingd.engine.venue.catalog import CatalogSettings
@@ -42,7 +42,7 @@ def alert_options(cfg: AlertsConfig, base: Path) -> AlertOptions:
     """`[alerts]` as the daemon's options; a relative `url_file` is read from the config file's
     folder `base` (`~` expanded: a daemon's working directory is `/` under systemd)."""
     hooks = tuple(
-        AlertWebhook(
+        WebhookOptions(
             format=h.format,
             url_env=h.url_env,
             url_file=None if h.url_file is None else str(base / Path(h.url_file).expanduser()),

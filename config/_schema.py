@@ -245,12 +245,20 @@ class WebhookConfig:
     url_file: str | None = attrs.field(default=None, validator=_one_source)
 
 
+def _some(_: Any, attribute: attrs.Attribute[Any], value: list[Any]) -> None:
+    if not value:
+        raise ValueError(
+            f'{attribute.name}: expected at least one webhook ([[alerts.webhooks]] format = "slack", '
+            'url_env = "NAME")'
+        )
+
+
 @attrs.frozen
 class AlertsConfig:
     """`[alerts]`: post alerts to `webhooks` when something needs a person (engine.alerts).
     `daily_loss_usd` 0 is off."""
 
-    webhooks: list[WebhookConfig] = attrs.field(factory=list)
+    webhooks: list[WebhookConfig] = attrs.field(validator=_some)
     venue_down_after_s: float = attrs.field(default=60.0, validator=_positive)
     daily_loss_usd: float = attrs.field(default=0.0, validator=_not_negative)
     risk_refusals: int = attrs.field(default=10, validator=_positive)

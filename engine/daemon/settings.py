@@ -19,12 +19,13 @@ from ..venue.catalog import CatalogSettings
 
 __all__ = [
     "AlertOptions",
-    "AlertWebhook",
     "CatalogSettings",
     "DaemonOptions",
     "DaemonSettings",
     "MetricsOptions",
     "RecordingOptions",
+    "WebhookFormat",
+    "WebhookOptions",
 ]
 
 
@@ -69,7 +70,7 @@ WebhookFormat = Literal["slack", "discord", "telegram", "json"]
 
 
 @attrs.frozen
-class AlertWebhook:
+class WebhookOptions:
     """One webhook alerts are posted to (`[[alerts.webhooks]]`), in `format`. Its URL is a secret:
     read from the environment variable `url_env` or the file `url_file` (exactly one; the CLI
     makes a relative `url_file` absolute against the config's folder), never the config."""
@@ -86,7 +87,7 @@ class AlertOptions:
     is suppressed; beyond `max_per_minute` (every alert, every webhook) too, and counted;
     `timeout_s` bounds each POST."""
 
-    webhooks: tuple[AlertWebhook, ...] = ()
+    webhooks: tuple[WebhookOptions, ...]
     venue_down_after_s: float = 60.0
     daily_loss_usd: float = 0.0
     risk_refusals: int = 10

@@ -11,7 +11,7 @@ from tradingd.cli.main import main
 from tradingd.cli.settings import daemon_settings
 from tradingd.config import load_config
 from tradingd.engine import ConfigError
-from tradingd.engine.daemon.settings import AlertOptions, AlertWebhook, MetricsOptions
+from tradingd.engine.daemon.settings import AlertOptions, MetricsOptions, WebhookOptions
 from tradingd.engine.metrics import format_address, parse_listen
 
 LIVE = """
@@ -113,8 +113,8 @@ url_file = "secrets/telegram-url"
     settings = daemon_settings(load_config(_config(tmp_path, extra)))
     assert settings.alerts == AlertOptions(
         webhooks=(
-            AlertWebhook(format="slack", url_env="TRADINGD_SLACK_URL"),
-            AlertWebhook(format="telegram", url_file=str(tmp_path / "secrets" / "telegram-url")),
+            WebhookOptions(format="slack", url_env="TRADINGD_SLACK_URL"),
+            WebhookOptions(format="telegram", url_file=str(tmp_path / "secrets" / "telegram-url")),
         ),
         venue_down_after_s=30.0,
         daily_loss_usd=500.0,
@@ -124,7 +124,13 @@ url_file = "secrets/telegram-url"
         max_per_minute=3,
         timeout_s=2.0,
     )
-    assert daemon_settings(load_config(_config(tmp_path, "[alerts]\n"))).alerts == AlertOptions()
+
+
+@pytest.mark.parametrize(("table", "says"), [("", "required key missing"), ("webhooks = []", "at least one")])
+def test_alerts_without_a_webhook_are_refused(tmp_path: Path, table: str, says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_config(tmp_path, f"[alerts]\n{table}\n"))
+    assert info.value.path == "alerts.webhooks" and says in info.value.message
 
 
 @pytest.mark.parametrize(
@@ -156,8 +162,9 @@ def test_a_bad_webhook_is_one_line_naming_the_key(tmp_path: Path, table: str, pa
 def test_a_bad_alert_bound_is_one_line_naming_the_key(
     tmp_path: Path, key: str, value: str, says: str
 ) -> None:
+    hook = '[[alerts.webhooks]]\nformat = "json"\nurl_env = "HOOK"\n'
     with pytest.raises(ConfigError) as info:
-        load_config(_config(tmp_path, f"[alerts]\n{key} = {value}\n"))
+        load_config(_config(tmp_path, f"[alerts]\n{key} = {value}\n{hook}"))
     assert info.value.path == f"alerts.{key}" and says in info.value.message
 
 
