@@ -21,6 +21,15 @@ tick-to-order: a strategy answers each BTC-PERPETUAL ticker with an order; the g
 the ticker's frame just before its write and the order's bytes with the kernel's receive time
 (`_loadgen.py` says why both), one probe at a time with `--gap-ms` between. Beside it, interleaved,
 the floor: `echo`, a bare trio-websocket client answering the same tickers with the same order.
+
+    python bench/bench_deribit_live.py --metrics [--rounds 5] [--scrape-s 1]
+
+What `[metrics]` costs the hot path: the same burst into the daemon itself (`Daemon`: its status
+file each second, its journal, the engine as above), without `[metrics]` (`daemon`) and with it
+(`daemon-metrics`: the server on a loopback port, scraped every `--scrape-s` during the burst, a
+harder rate than Prometheus's usual 15 s), interleaved round by round, events/s and client CPU per
+frame, medians. Both record the same counters and histograms (they are always kept); the
+difference is serving and scraping them.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -44,12 +54,14 @@ import trio
 import trio_websocket
 import wsproto
 import wsproto.events as wse
-from _livebench import Counter, LabelAnswerer, latency_figures, latency_line
+from _livebench import Counter, LabelAnswerer, free_port, latency_figures, latency_line
 from _loadgen import burst_answer
 
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.engine import DataKind, Subscription
+from tradingd.engine.daemon import Daemon, DaemonOptions, DaemonSettings
+from tradingd.engine.daemon.settings import MetricsOptions
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.instruments import InstrumentRegistry
 from tradingd.engine.runtime.live import LiveEngine
@@ -246,15 +258,107 @@ class CountAll(Counter):
         self.ctx.subscribe(self.everything(self.ctx))
 
 
-async def tradingd(port: int, steps: int, profile: str | None) -> dict[str, Any]:
+def bench_daemon(counter: CountAll, port: int, state: Path, metrics_port: int | None) -> Daemon:
+    """`tradingd run` as `--metrics` runs it: a live daemon (state in `state`) with the counting
+    strategy, `[metrics]` on `metrics_port` (None: no `[metrics]`)."""
+    return Daemon(
+        DaemonSettings(
+            config_path=state / "bench.toml",
+            mode="live",
+            strategies=[counter],
+            venues={"deribit": settings(port)},
+            options=DaemonOptions(state_dir=str(state)),
+            metrics=None if metrics_port is None else MetricsOptions(listen=f"127.0.0.1:{metrics_port}"),
+        ),
+        environ=CREDS,
+    )
+
+
+class Scraper:
+    """Prometheus's part: GET /metrics every `every_s` from a thread of its own (in the client's
+    process: its CPU is the client's), from `go` until `stop`. Its HTTP client is made and a first
+    scrape taken before (`warm`): a server's first answer and a client's TLS set-up are paid once
+    in a daemon's life, not in each burst."""
+
+    def __init__(self, port: int, every_s: float) -> None:
+        import httpx
+
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.every_s = every_s
+        self.scrapes = 0
+        self.bytes = 0
+        self.failures = 0
+        self.warmed = threading.Event()
+        self._go = threading.Event()
+        self._stop = threading.Event()
+        self._http = httpx.Client(timeout=10)
+        self._thread = threading.Thread(target=self._run, name="bench-scraper", daemon=True)
+        self._thread.start()
+
+    async def warm(self) -> None:
+        """Wait (the trio loop free to answer) for the first scrape."""
+        with trio.fail_after(30):
+            while not self.warmed.is_set():  # noqa: ASYNC110 (set by a thread: a threading.Event)
+                await trio.sleep(0.05)
+        if self.failures:
+            raise RuntimeError(f"the first scrape of {self.url} failed")
+
+    def go(self) -> None:
+        self._go.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._go.set()
+        self._thread.join(10)
+        self._http.close()
+
+    def _get(self) -> None:
+        answer = self._http.get(self.url)
+        self.failures += answer.status_code != 200
+        self.bytes = len(answer.content)
+
+    def _run(self) -> None:
+        try:
+            self._get()
+        except Exception:
+            self.failures += 1
+        self.warmed.set()
+        self._go.wait()
+        while not self._stop.is_set():
+            self._get()
+            self.scrapes += 1
+            self._stop.wait(self.every_s)
+
+
+async def tradingd(
+    port: int, steps: int, profile: str | None, daemon: str | None = None, scrape_s: float = 1.0
+) -> dict[str, Any]:
+    """The burst into the engine (`daemon` None), or into the daemon without `[metrics]`
+    ("off") or with them, scraped every `scrape_s` ("on")."""
     counter = CountAll(
         Subscription("deribit", PERP, {DataKind.TICKER}),
         lambda ctx: [Subscription("deribit", i.symbol) for i in ctx.instruments("deribit")],
     )
-    engine = LiveEngine([counter], {"deribit": settings(port)}, mode="live", environ=CREDS)
+    scraper: Scraper | None = None
+    metrics_port: int | None = None
+    the_daemon: Daemon | None = None
+    if daemon is None:
+        engine = LiveEngine([counter], {"deribit": settings(port)}, mode="live", environ=CREDS)
+    else:
+        metrics_port = free_port() if daemon == "on" else None
+        state = Path(tempfile.mkdtemp(prefix="tradingd-bench-daemon-"))
+        the_daemon = bench_daemon(counter, port, state, metrics_port)
+        engine = the_daemon.engine
     out: dict[str, Any] = {}
     async with trio.open_nursery() as nursery:
-        await nursery.start(engine.run)
+        if the_daemon is None:
+            await nursery.start(engine.run)
+        else:
+            nursery.start_soon(the_daemon.run)
+            with trio.fail_after(60):
+                await engine.started.wait()  # the metrics are served before the engine starts
+            if metrics_port is not None:
+                scraper = Scraper(metrics_port, scrape_s)
         session: Any = engine.venues["deribit"]
         with trio.fail_after(60):
             await engine.ready.wait()
@@ -271,6 +375,9 @@ async def tradingd(port: int, steps: int, profile: str | None) -> dict[str, Any]
 
             prof = cProfile.Profile()
             prof.enable()
+        if scraper is not None:
+            await scraper.warm()
+            scraper.go()
         cpu0, t0 = time.process_time(), time.perf_counter()
         await session.call("bench/burst", {})
         # Through once every frame was read and every event handled (polled: its few wakeups
@@ -283,6 +390,8 @@ async def tradingd(port: int, steps: int, profile: str | None) -> dict[str, Any]
         ):
             await trio.sleep(0.01)
         cpu = time.process_time() - cpu0
+        if scraper is not None:
+            scraper.stop()
         if prof is not None and profile:
             prof.disable()
             prof.dump_stats(profile)
@@ -295,7 +404,14 @@ async def tradingd(port: int, steps: int, profile: str | None) -> dict[str, Any]
             "conflated": slot.mailbox.stats.conflated + slot.mailbox.stats.merged,
             "server": orjson.loads(bytes(await session.call("bench/stats", {}))),
         }
+        if scraper is not None:
+            if scraper.failures or not scraper.scrapes:
+                raise RuntimeError(f"scrapes: {scraper.scrapes}, failed: {scraper.failures}")
+            out["scrapes"] = scraper.scrapes
+            out["scrape_bytes"] = scraper.bytes
         nursery.cancel_scope.cancel()
+    if the_daemon is not None:
+        shutil.rmtree(the_daemon.paths.state_dir, ignore_errors=True)
     return out
 
 
@@ -407,6 +523,9 @@ def _client(args: argparse.Namespace) -> dict[str, Any]:
         )
     if args.client == "tradingd":
         return trio.run(tradingd, args.port, args.burst_steps, args.profile)
+    if args.client in ("daemon", "daemon-metrics"):
+        on = "on" if args.client == "daemon-metrics" else "off"
+        return trio.run(tradingd, args.port, args.burst_steps, args.profile, on, args.scrape_s)
     if args.client == "echo":
         return trio.run(echo, args.port, args.probes, args.gap_ms)
     return trio.run(latency, args.port, args.probes, args.gap_ms)
@@ -423,7 +542,7 @@ def run_client(kind: str, port: int, args: argparse.Namespace) -> dict[str, Any]
             env["PYTHONPATH"] = args.before
         python = args.before_python or python
     argv = [python, __file__, "--client", kind, "--port", str(port)]
-    argv += ["--log-level", args.log_level]
+    argv += ["--log-level", args.log_level, "--scrape-s", str(args.scrape_s)]
     argv += [
         "--burst-steps",
         str(args.burst_steps),
@@ -490,7 +609,19 @@ def main() -> None:
         " editable install `tradingd` comes from the tree the venv was installed from, whatever"
         " PYTHONPATH says, unless PYTHONPATH holds a `tradingd/` package of its own)",
     )
-    ap.add_argument("--client", choices=("bare", "bare-q", "tradingd", "decode", "drain", "latency", "echo"))
+    ap.add_argument(
+        "--metrics",
+        action="store_true",
+        help="only the daemon's burst without [metrics] and with them (scraped), interleaved --rounds times",
+    )
+    ap.add_argument("--scrape-s", type=float, default=1.0, help="with --metrics: seconds between scrapes")
+    ap.add_argument(
+        "--client",
+        choices=(
+            *("bare", "bare-q", "tradingd", "decode", "drain", "latency", "echo"),
+            *("daemon", "daemon-metrics"),
+        ),
+    )
     ap.add_argument("--profile", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.client:
@@ -498,6 +629,18 @@ def main() -> None:
         return
     gen, port = start_generator(args.port)
     runs: dict[str, list[dict[str, Any]]] = {}
+    if args.metrics:
+        try:
+            for r in range(args.rounds):
+                for kind in ("daemon", "daemon-metrics")[:: 1 if r % 2 == 0 else -1]:
+                    runs.setdefault(kind, []).append(run_client(kind, port, args))
+        finally:
+            gen.terminate()
+            gen.wait(10)
+        report_metrics(runs, args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(runs, indent=1))
+        return
     try:
         kinds = ["bare", "bare-q", "tradingd", "decode"]
         before = bool(args.before or args.before_python)
@@ -545,6 +688,31 @@ def report(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> N
             )
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1))
+
+
+def report_metrics(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
+    """`--metrics`: events/s and client CPU per frame, without and with `[metrics]`, medians."""
+    med: dict[str, tuple[float, float]] = {}
+    for kind, what in (("daemon", "without [metrics]"), ("daemon-metrics", "with [metrics]")):
+        got = runs[kind]
+        rates = [r["events"] / r["wall_s"] for r in got]
+        cpus = [per_frame_us(r) for r in got]
+        med[kind] = (statistics.median(rates), statistics.median(cpus))
+        extra = ""
+        if kind == "daemon-metrics":
+            scrapes = statistics.median(r["scrapes"] for r in got)
+            size = statistics.median(r["scrape_bytes"] for r in got)
+            extra = f"; {scrapes:.0f} scrapes a burst (every {args.scrape_s:g} s), {size / 1000:.1f} kB each"
+        print(
+            f"daemon {what}: {med[kind][0]:,.0f} events/s, {med[kind][1]:.2f} us of CPU per frame"
+            f" (medians of {len(got)}; events/s {', '.join(f'{x:,.0f}' for x in rates)};"
+            f" us/frame {', '.join(f'{x:.2f}' for x in cpus)}{extra})"
+        )
+    (off_rate, off_cpu), (on_rate, on_cpu) = med["daemon"], med["daemon-metrics"]
+    print(
+        f"[metrics] on: events/s {on_rate / off_rate - 1:+.1%}, CPU per frame {on_cpu / off_cpu - 1:+.1%}"
+        f" ({runs['daemon'][0]['events']:,} events from {runs['daemon'][0]['frames']:,} frames a burst)"
+    )
 
 
 def report_cpu(runs: dict[str, list[dict[str, Any]]]) -> None:
