@@ -47,7 +47,7 @@ import threading
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
@@ -60,12 +60,13 @@ from _loadgen import burst_answer
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.engine import DataKind, Subscription
-from tradingd.engine.daemon import Daemon, DaemonOptions, DaemonSettings
-from tradingd.engine.daemon.settings import MetricsOptions
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.instruments import InstrumentRegistry
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS
+
+if TYPE_CHECKING:
+    from tradingd.engine.daemon import Daemon
 
 PERP = "BTC-PERPETUAL"
 CREDS = {
@@ -261,6 +262,10 @@ class CountAll(Counter):
 def bench_daemon(counter: CountAll, port: int, state: Path, metrics_port: int | None) -> Daemon:
     """`tradingd run` as `--metrics` runs it: a live daemon (state in `state`) with the counting
     strategy, `[metrics]` on `metrics_port` (None: no `[metrics]`)."""
+    # Imported here: the other clients also run on older code (`--before`), which has no metrics.
+    from tradingd.engine.daemon import Daemon, DaemonOptions, DaemonSettings
+    from tradingd.engine.daemon.settings import MetricsOptions
+
     return Daemon(
         DaemonSettings(
             config_path=state / "bench.toml",

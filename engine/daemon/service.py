@@ -32,7 +32,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +236,7 @@ def _write_private(path: Path, data: bytes) -> None:
         raise
 
 
-def _summed(counts: Any) -> dict[str, int]:
+def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     """Per-key sums of several {key: count} dicts, keys sorted."""
     total: dict[str, int] = {}
     for one in counts:
