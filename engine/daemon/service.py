@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import orjson
@@ -236,9 +236,12 @@ def _write_private(path: Path, data: bytes) -> None:
         raise
 
 
-def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+_K = TypeVar("_K", bound=str)
+
+
+def _summed(counts: Iterable[Mapping[_K, int]]) -> dict[_K, int]:
     """Per-key sums of several {key: count} dicts, keys sorted."""
-    total: dict[str, int] = {}
+    total: dict[_K, int] = {}
     for one in counts:
         for key, n in one.items():
             total[key] = total.get(key, 0) + n
