@@ -53,6 +53,7 @@ CancelCause = Literal["user", "shutdown", "kill_switch", "other"]
 # A refusal's code that says the venue never had the order: asked about, it did not know it
 # (engine.runtime.live), or it was never sent before a restart.
 _UNKNOWN_CODES: Final = frozenset({"unknown_at_venue", "never_sent"})
+_FINAL: Final = frozenset(s for s in OrderState if s.is_final)  # `is_final`, without the call
 
 
 def _post_only(text: str | None) -> bool:
@@ -371,7 +372,7 @@ class OrderFlow:
                     hist = self.order_ack[venue] = Histogram(LATENCY_BUCKETS_S)
                 hist.observe(waited / 1e9)
         state = order.state
-        if state.is_final and not was.is_final:
+        if state in _FINAL and was not in _FINAL:
             self._count_final(order.strategy, state.value, self._final_reason(order, exc))
 
     def _final_reason(self, order: Order, exc: OrderRejected | None) -> FinalReason:
