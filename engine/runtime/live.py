@@ -367,6 +367,9 @@ class LiveEngine:
         self._strategies_scope = trio.CancelScope()
         self._strategies_done = trio.Event()
         self.reconciliations = 0
+        # Orders not ours found open at a venue by a reconciliation, by venue (each sighting: a
+        # reconciliation after a reconnect lists one still there again; the alerts read it).
+        self.foreign_orders_found: dict[str, int] = {}
         # Steps of a reconciliation that raised (logged with the traceback; the next step, the
         # other venues and the daemon go on).
         self.reconcile_failures = 0
@@ -1145,6 +1148,7 @@ class LiveEngine:
             "price": None if update.price is None else decimal_text(update.price),
             "status": OrderState(update.status).value,
         }
+        self.foreign_orders_found[venue] = self.foreign_orders_found.get(venue, 0) + 1
         if self.foreign_orders == "cancel" and update.order_id:
             try:
                 await client.cancel_by_order_id(update.instrument, update.order_id)

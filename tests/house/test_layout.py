@@ -34,6 +34,7 @@ ENGINE = "tradingd.engine"
 
 # Each room and the rooms it may import: dependencies point one way, down this order
 #   model  <-  store  <-  logs  <-  venue  <-  runtime  <-  backtest, daemon  <-  reports
+#   logs  <-  alerts  <-  daemon
 #   venue  <-  sim
 #   backtest, reports  <-  sweep
 ROOM_DEPENDS: dict[str, frozenset[str]] = {
@@ -44,7 +45,8 @@ ROOM_DEPENDS: dict[str, frozenset[str]] = {
     "venue": frozenset({"model", "logs"}),
     "runtime": frozenset({"model", "store", "logs", "venue"}),
     "backtest": frozenset({"model", "store", "logs", "venue", "runtime"}),
-    "daemon": frozenset({"model", "store", "logs", "venue", "runtime"}),
+    "alerts": frozenset({"model", "logs"}),
+    "daemon": frozenset({"model", "store", "logs", "venue", "runtime", "alerts"}),
     "reports": frozenset({"model", "backtest"}),
     "sweep": frozenset({"model", "store", "logs", "backtest", "reports"}),
 }
