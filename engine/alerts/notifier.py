@@ -365,11 +365,17 @@ class AlertNotifier:
                 self.log.exception("alerts.summary_failed")
 
     async def _serve(self, client: httpx.AsyncClient, ep: _Endpoint) -> None:
+        current: Alert | None = None  # the alert being posted when the stop came
         try:
             async for alert in ep.receive:
+                current = alert
                 await self._deliver(client, ep, alert, retry=True)
+                current = None
         finally:
             with trio.move_on_after(self.drain_s, shield=True):
+                if current is not None:
+                    # Posted again rather than lost: a duplicate on the phone is the lesser harm.
+                    await self._deliver(client, ep, current, retry=False)
                 while True:
                     try:
                         alert = ep.receive.receive_nowait()
