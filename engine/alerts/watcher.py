@@ -27,8 +27,8 @@ strategy, a mismatch) alert on the first snapshot too: they are true now. While 
 
 A status dict of an odd shape (a key missing, a string where a number was) never raises out of
 `observe`: what cannot be read is skipped, and a check that raises anyway is logged with its
-traceback and counted (`errors`); the other checks still run. Keys the daemon may not have yet
-(`risk_refusals`, `today_pnl`) are read with `.get`.
+traceback (at its 1st, 10th, 100th... failure) and counted (`errors`); the other checks still
+run. Keys the daemon may not have yet (`risk_refusals`, `today_pnl`) are read with `.get`.
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ class AlertWatcher:
         self.sink = sink
         self.log = log or structlog.get_logger("tradingd")
         self.errors = 0  # checks that raised on a status (logged with the traceback)
+        self._check_errors: dict[str, int] = {}
         self.observed = 0
         self._counts: dict[str, int] = {}
         self._kill = False
@@ -119,12 +120,21 @@ class AlertWatcher:
                 check(status)
             except Exception:
                 self.errors += 1
-                self.log.exception("alerts.watch_failed", check=check.__name__.lstrip("_"))
+                name = check.__name__.lstrip("_")
+                n = self._check_errors[name] = self._check_errors.get(name, 0) + 1
+                # A status that stays odd fails every second: its traceback at the 1st, 10th,
+                # 100th... failure of each check, not 86,400 a day.
+                if math.log10(n).is_integer():
+                    self.log.exception("alerts.watch_failed", check=name, failures=n)
         self.observed += 1
         out, self._out = self._out, []
         if self.sink is not None:
             for alert in out:
-                self.sink(alert)
+                try:
+                    self.sink(alert)  # the notifier's notify never raises; another sink might
+                except Exception:
+                    self.errors += 1
+                    self.log.exception("alerts.sink_failed", kind=alert.kind, subject=alert.subject)
         return out
 
     # -- helpers ---------------------------------------------------------------------------------

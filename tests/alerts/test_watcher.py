@@ -297,3 +297,21 @@ def test_an_odd_status_never_raises_and_the_other_checks_still_run() -> None:
     assert run.watcher.errors == 1
     assert [(e["event"], e["check"]) for e in logs] == [("alerts.watch_failed", "venues")]
     assert logs[0]["exc_info"] is True
+
+    # A status that stays odd: counted every time, its traceback logged at the 1st, 10th, 100th.
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(149):
+            run.step(status(venues=Exploding()), deep=False)
+    assert run.watcher.errors == 150
+    assert [e["failures"] for e in logs] == [10, 100]
+
+
+def test_a_sink_that_raises_is_counted_not_raised() -> None:
+    def sink(alert: Alert) -> None:
+        raise ValueError("broken sink")
+
+    watcher = AlertWatcher(AlertOptions(webhooks=HOOK), sink=sink)
+    with structlog.testing.capture_logs() as logs:
+        found = watcher.observe(status(kill_switch="drill"), T0)
+    assert [a.kind for a in found] == ["kill_switch"] and watcher.errors == 1
+    assert [e["event"] for e in logs] == ["alerts.sink_failed"]
