@@ -8,7 +8,8 @@
         │                    while the event loop is responsive and every feed is alive;
         │                    STATUS= one-line summaries; STOPPING=1 on shutdown
         ├── status task      every second: the status file (`tradingd status`), the kill switch
-        │                    file, the risk day
+        │                    file, the risk day, the alert watcher (`[alerts]`)
+        ├── alert notifier   a task per webhook posting the watcher's alerts (engine.alerts)
         └── the live engine  venues, gateways, router, strategies (engine/runtime/live.py)
     (with `[metrics]`, a thread of its own serves Prometheus metrics, read from the trio thread:
     engine.metrics)
@@ -41,6 +42,7 @@ import orjson
 import structlog
 import trio
 
+from ..alerts import AlertNotifier, AlertWatcher
 from ..logs.setup import log_write_failures
 from ..metrics import MetricsServer, Snapshot, parse_listen
 from ..model.errors import ConfigError, CredentialsRefused
@@ -273,6 +275,16 @@ class Daemon:
         self.metrics: MetricsServer | None = None  # while `run` serves them
         self.clock = clock
         self.log = log or structlog.get_logger("tradingd")
+        # `[alerts]` (`DaemonSettings.alerts`): each webhook's URL is read here, at the start; one
+        # missing is a ConfigError naming its variable or file. The watcher runs in the status loop.
+        alerts = getattr(settings, "alerts", None)
+        self.alert_notifier: AlertNotifier | None = None
+        self.alert_watcher: AlertWatcher | None = None
+        if alerts is not None:
+            self.alert_notifier = AlertNotifier(
+                alerts, environ=environ, config_path=settings.config_path, log=self.log
+            )
+            self.alert_watcher = AlertWatcher(alerts, sink=self.alert_notifier.notify, log=self.log)
         self.paths = daemon_paths(settings.config_path, settings.options, environ)
         self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.paths.status_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -363,6 +375,8 @@ class Daemon:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+                    if self.alert_notifier is not None:
+                        await nursery.start(self.alert_notifier.run)  # tasks of its own: never in the way
                     if self.recorder is not None:
                         # Started first and cancelled last: it flushes and closes its files
                         # after the engine's last frame.
@@ -633,7 +647,9 @@ class Daemon:
                     },
                 )
             await self._check_kill_switch()
-            self._write_status()
+            status = self._write_status()
+            if self.alert_watcher is not None:
+                self.alert_watcher.observe(status, now)  # never raises
             line = self.status_line()
             if line != self._last_status_line and self.engine.ready.is_set() and not self.stopping:
                 self.notifier.notify(status=line)
@@ -858,6 +874,8 @@ class Daemon:
             # Steps of a reconciliation that raised, and venue states taken over ours (alerts).
             "reconcile_failures": e.reconcile_failures,
             "venue_overrides": e.flow.tracker.stats.venue_overrides,
+            # Orders not ours found open at each venue (each sighting, engine.runtime.live).
+            "foreign_orders": dict(e.foreign_orders_found),
             # Positions the venue reports other than ours, alerted and not seen to agree since
             # (venue, instrument, engine, venue_holds, since_ns): the ledger is not rewritten.
             "position_mismatches": [e.mismatched[k] for k in sorted(e.mismatched)] or None,
@@ -892,7 +910,7 @@ class Daemon:
             },
         }
 
-    def _write_status(self, *, final: bool = False) -> None:
+    def _write_status(self, *, final: bool = False) -> dict[str, Any]:
         data = self.status()
         if final:
             data["stopped"] = True
@@ -906,6 +924,7 @@ class Daemon:
             _write_private(self.paths.status_file, orjson.dumps(data, option=orjson.OPT_INDENT_2))
         except OSError as exc:
             self.log.warning("status.write_failed", path=str(self.paths.status_file), error=str(exc))
+        return data
 
 
 def run_daemon(settings: DaemonSettings, **options: Any) -> int:

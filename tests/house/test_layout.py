@@ -34,6 +34,7 @@ ENGINE = "tradingd.engine"
 
 # Each room and the rooms it may import: dependencies point one way, down this order
 #   model  <-  store  <-  logs  <-  venue  <-  runtime  <-  backtest, daemon  <-  reports
+#   logs  <-  alerts  <-  daemon
 #   venue  <-  sim
 #   model  <-  metrics  <-  daemon
 #   backtest, reports  <-  sweep
@@ -46,7 +47,8 @@ ROOM_DEPENDS: dict[str, frozenset[str]] = {
     "runtime": frozenset({"model", "store", "logs", "venue"}),
     "backtest": frozenset({"model", "store", "logs", "venue", "runtime"}),
     "metrics": frozenset({"model"}),
-    "daemon": frozenset({"model", "store", "logs", "venue", "runtime", "metrics"}),
+    "alerts": frozenset({"model", "logs"}),
+    "daemon": frozenset({"model", "store", "logs", "venue", "runtime", "metrics", "alerts"}),
     "reports": frozenset({"model", "backtest"}),
     "sweep": frozenset({"model", "store", "logs", "backtest", "reports"}),
 }

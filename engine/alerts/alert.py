@@ -1,0 +1,44 @@
+"""One alert: what happened (`kind`), to what (`subject`: a venue, a strategy, a scope), how bad
+(`severity`), one line a person understands on a phone (`text`), and when (`ts`)."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import attrs
+
+__all__ = ["KINDS", "Alert", "AlertKind", "Severity"]
+
+Severity = Literal["critical", "warning", "info"]
+
+AlertKind = Literal[
+    "kill_switch",  # the kill switch was engaged (critical)
+    "kill_switch_cleared",  # ... and cleared again (info)
+    "venue_down",  # a venue down, stale or not yet connected past venue_down_after_s (critical)
+    "venue_up",  # ... and live again (info)
+    "strategy_failed",  # a strategy stopped by its own exception (critical)
+    "risk_refusals",  # a burst of orders refused by the risk checks, engine-wide (warning)
+    "daily_loss",  # today's PnL of the engine or a strategy below -daily_loss_usd (critical)
+    "foreign_order",  # an order nobody of ours placed, open at a venue (warning)
+    "venue_override",  # an order's state taken from the venue over ours (warning)
+    "position_mismatch",  # the venue holds other than our ledger (critical)
+    "reconcile_failure",  # a step of a reconciliation raised (warning)
+    "journal_failure",  # journal writes failed: a full or broken disk (critical)
+    "recording_error",  # the recording beside trading could not write (warning)
+    "log_write_failure",  # the log could not be written (warning)
+    "alerts_suppressed",  # the notifier's own summary after its rate limit (warning)
+]
+KINDS: tuple[str, ...] = get_args(AlertKind)
+
+
+@attrs.frozen
+class Alert:
+    """What the notifier posts. `kind` + `subject` identify it for deduplication (the same pair
+    again within `dedup_s` is suppressed), so a transition back (`venue_up`) is a kind of its own.
+    `ts` is the daemon's wall clock, ns since the epoch (as every time in the status file)."""
+
+    kind: AlertKind
+    subject: str
+    severity: Severity
+    text: str
+    ts: int
