@@ -59,6 +59,17 @@ def test_promtool_accepts_the_rules() -> None:
     assert len(alerts) == len(set(alerts))
 
 
+def test_promtool_unit_tests_of_the_rules_pass() -> None:
+    # Each alert fires on what should fire it (labels, rendered annotations), not just inside its
+    # bound, and none for a healthy daemon: tests/deploy/prometheus-rules.test.yml.
+    tests = Path(__file__).with_name("prometheus-rules.test.yml")
+    proc = _promtool("test", "rules", str(tests))
+    assert proc.returncode == 0 and "SUCCESS" in proc.stdout, proc.stdout + proc.stderr
+    alerts = set(re.findall(r"^\s+- alert: (\w+)$", RULES.read_text(encoding="utf-8"), flags=re.M))
+    fired = set(re.findall(r"alertname: (\w+)\n\s+exp_alerts:\n\s+- exp_labels", tests.read_text()))
+    assert fired == alerts  # every rule is shown firing at least once
+
+
 def test_promtool_refuses_a_broken_rule(tmp_path: Path) -> None:
     # The check above can fail: the same file with one expression broken is refused.
     broken = tmp_path / "rules.yml"
