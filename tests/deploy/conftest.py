@@ -56,18 +56,9 @@ async def metrics_daemon(nursery: trio.Nursery, tmp_path: Path) -> str:
     # An order on the account that the daemon did not place: the start's reconciliation reports
     # it (a reconciliation surprise of kind foreign_order).
     account = next(iter(sim.accounts.values()))
-    tick = sim.listings[PERP].tick_size
-    sim.call(
-        "private/buy",
-        {
-            "instrument_name": PERP,
-            "amount": 10,
-            "type": "limit",
-            "price": float(tick * 2),
-            "label": "foreign",
-        },
-        account=account,
-    )
+    price = float(sim.listings[PERP].tick_size * 2)  # far under the market: it rests
+    order = {"instrument_name": PERP, "amount": 10, "type": "limit", "price": price, "label": "foreign"}
+    sim.call("private/buy", order, account=account)
     assert [o.label for o in sim.orders.values()] == ["foreign"]
     port = free_port()
     daemon = Daemon(tmp_path, address, below=0.0)

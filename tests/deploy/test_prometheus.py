@@ -80,10 +80,13 @@ async def test_prometheus_runs_the_example_config_and_rules_and_parses_every_das
                 raise AssertionError(f"{where}: {exc}") from None
 
 
-async def check_every_expression_has_data(nursery: trio.Nursery, tmp_path: Path, target: str) -> None:
-    """Prometheus scrapes `target` each second; every dashboard expression returns data, every
-    rule evaluates without error and every tradingd_ series a rule reads has data."""
-    server = await prometheus.start(nursery, tmp_path, target)
+@needs_metrics_server
+async def test_prometheus_scrapes_the_daemon_and_every_dashboard_and_rule_query_has_data(
+    metrics_daemon: str, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # Prometheus scrapes the daemon each second: every dashboard expression returns data, every
+    # rule evaluates without error and every tradingd_ series a rule reads has data.
+    server = await prometheus.start(nursery, tmp_path, metrics_daemon)
     async with server:
         board = dashboard()
         exprs = dashboard_exprs(board)
@@ -91,7 +94,7 @@ async def check_every_expression_has_data(nursery: trio.Nursery, tmp_path: Path,
         async def scraped_up() -> bool:
             return any(t["health"] == "up" for t in await server.targets())
 
-        await _poll(f"a successful scrape of {target}", 10, scraped_up)
+        await _poll(f"a successful scrape of {metrics_daemon}", 10, scraped_up)
 
         async def empty() -> list[str]:
             missing = []
@@ -125,13 +128,22 @@ async def check_every_expression_has_data(nursery: trio.Nursery, tmp_path: Path,
         for rule in rules:
             await server.query(rule["query"])  # raises PromQLError if Prometheus refuses it
 
-        # The template variables list the daemon's venue and strategy.
+        # The template variables list the daemon's venue and strategy, and the panels fed by
+        # what the fixture's strategy did show it (not only zeros).
         values = {v: await server.label_values(label, m) for v, m, label in label_value_queries(board)}
         assert values == {"venue": ["deribit"], "strategy": ["exercise"]}
-
-
-@needs_metrics_server
-async def test_prometheus_scrapes_the_daemon_and_every_dashboard_and_rule_query_has_data(
-    metrics_daemon: str, nursery: trio.Nursery, tmp_path: Path
-) -> None:
-    await check_every_expression_has_data(nursery, tmp_path, metrics_daemon)
+        done = {
+            'tradingd_fills_total{strategy="exercise"}': 1,
+            'tradingd_orders_final_total{strategy="exercise", status="filled"}': 1,
+            'tradingd_orders_final_total{strategy="exercise", status="cancelled"}': 1,
+            'tradingd_risk_refusals_total{strategy="exercise", check="max_order_size"}': 1,
+            'tradingd_position{strategy="exercise", venue="deribit", instrument="BTC-PERPETUAL"}': 10,
+            'tradingd_reconcile_surprises_total{kind="foreign_order"}': 1,
+            'tradingd_tick_to_order_seconds_count{venue="deribit"}': 2,
+            'tradingd_order_ack_seconds_count{venue="deribit"}': 2,
+        }
+        shown = {}
+        for expr in done:
+            result = await server.query(f"sum({expr})")
+            shown[expr] = float(result[0]["value"][1]) if result else None
+        assert shown == done
