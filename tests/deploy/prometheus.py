@@ -117,9 +117,9 @@ class Prometheus:
         return self.log.read_text(encoding="utf-8", errors="replace")[-3000:]
 
 
-async def start(nursery: trio.Nursery, tmp_path: Path, target: str) -> Prometheus:
-    """Start Prometheus scraping `target` (host:port); return once it answers as ready."""
-    exe = binary("prometheus")
+async def start(nursery: trio.Nursery, exe: str, tmp_path: Path, target: str) -> Prometheus:
+    """Start Prometheus (the binary `exe`) scraping `target` (host:port); return once it
+    answers as ready."""
     config = tmp_path / "prometheus.yml"
     config.write_text(scrape_config(target), encoding="utf-8")
     port = free_port()

@@ -39,11 +39,11 @@ async def _poll(what: str, within: float, attempt: Any) -> Any:
 
 
 async def test_prometheus_runs_the_example_config_and_rules_and_parses_every_dashboard_query(
-    nursery: trio.Nursery, tmp_path: Path
+    prometheus_exe: str, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     # The target's port answers nothing: the daemon is down, as far as Prometheus can tell.
     down = f"127.0.0.1:{prometheus.free_port()}"
-    server = await prometheus.start(nursery, tmp_path, down)
+    server = await prometheus.start(nursery, prometheus_exe, tmp_path, down)
     async with server:
 
         async def scraped_down() -> bool:
@@ -82,11 +82,11 @@ async def test_prometheus_runs_the_example_config_and_rules_and_parses_every_das
 
 @needs_metrics_server
 async def test_prometheus_scrapes_the_daemon_and_every_dashboard_and_rule_query_has_data(
-    metrics_daemon: str, nursery: trio.Nursery, tmp_path: Path
+    prometheus_exe: str, metrics_daemon: str, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     # Prometheus scrapes the daemon each second: every dashboard expression returns data, every
     # rule evaluates without error and every tradingd_ series a rule reads has data.
-    server = await prometheus.start(nursery, tmp_path, metrics_daemon)
+    server = await prometheus.start(nursery, prometheus_exe, tmp_path, metrics_daemon)
     async with server:
         board = dashboard()
         exprs = dashboard_exprs(board)
