@@ -38,16 +38,12 @@ def daemon_options(cfg: DaemonConfig) -> DaemonOptions:
     return DaemonOptions(**attrs.asdict(cfg, recurse=False))
 
 
-def alert_options(cfg: AlertsConfig, base: Path) -> AlertOptions:
-    """`[alerts]` as the daemon's options; a relative `url_file` is read from the config file's
-    folder `base` (`~` expanded: a daemon's working directory is `/` under systemd)."""
+def alert_options(cfg: AlertsConfig) -> AlertOptions:
+    """`[alerts]` as the daemon's options, checked by the config already. `url_file` stays as
+    written: the notifier reads a relative one from `DaemonSettings.config_path`'s folder (`~`
+    expanded), the one place that resolves it."""
     hooks = tuple(
-        WebhookOptions(
-            format=h.format,
-            url_env=h.url_env,
-            url_file=None if h.url_file is None else str(base / Path(h.url_file).expanduser()),
-        )
-        for h in cfg.webhooks
+        WebhookOptions(format=h.format, url_env=h.url_env, url_file=h.url_file) for h in cfg.webhooks
     )
     fields = attrs.asdict(cfg, recurse=False)
     fields["webhooks"] = hooks
@@ -87,7 +83,7 @@ def daemon_settings(loaded: LoadedConfig) -> DaemonSettings:
         strategy_limits={s.name: risk_limits(s.risk) for s in enabled},
         on_failure={s.name: s.on_failure for s in enabled},
         metrics=None if cfg.metrics is None else MetricsOptions(listen=cfg.metrics.listen),
-        alerts=None if cfg.alerts is None else alert_options(cfg.alerts, base),
+        alerts=None if cfg.alerts is None else alert_options(cfg.alerts),
         # Every venue the engine may connect: a venue a strategy subscribes to needs no table of
         # its own, and its catalog still reads `[catalog]`.
         catalogs={

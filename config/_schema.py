@@ -220,13 +220,21 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _env_name(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    # Not repeated back: what is written where a name belongs may be the URL itself (a secret).
     if value is not None and not _ENV_NAME.fullmatch(value):
-        raise ValueError(f"{attribute.name}: expected an environment variable's name, got {value!r}")
+        raise ValueError(
+            f"{attribute.name}: expected an environment variable's name (letters, digits and _, "
+            "not a digit first), holding the webhook's URL"
+        )
 
 
 def _one_source(inst: WebhookConfig, attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None and not value:
-        raise ValueError(f"{attribute.name}: expected a file's path, got ''")
+    if value is not None and not value.strip():
+        raise ValueError(f"{attribute.name}: expected a file's path, got {value!r}")
+    if value is not None and "://" in value:
+        # A URL where the file's path belongs: the secret itself, never repeated (nor read as a
+        # path whose "does not exist" would print it at the start).
+        raise ValueError(f"{attribute.name}: expected a file's path, not a URL: the file holds the URL")
     if (inst.url_env is None) == (value is None):
         raise ValueError(
             f"{attribute.name}: expected exactly one of url_env (an environment variable) or "
@@ -256,12 +264,13 @@ def _some(_: Any, attribute: attrs.Attribute[Any], value: list[Any]) -> None:
 @attrs.frozen
 class AlertsConfig:
     """`[alerts]`: post alerts to `webhooks` when something needs a person (engine.alerts).
-    `daily_loss_usd` 0 is off."""
+    `daily_loss_usd` 0 is off, `risk_refusals` 0 too. The one check of the table: the engine's
+    `AlertOptions` (engine.alerts) is built of it (cli.settings) and checks nothing again."""
 
     webhooks: list[WebhookConfig] = attrs.field(validator=_some)
     venue_down_after_s: float = attrs.field(default=60.0, validator=_positive)
     daily_loss_usd: float = attrs.field(default=0.0, validator=_not_negative)
-    risk_refusals: int = attrs.field(default=10, validator=_positive)
+    risk_refusals: int = attrs.field(default=10, validator=_not_negative)  # 0: no burst alert
     risk_refusals_within_s: float = attrs.field(default=60.0, validator=_positive)
     dedup_s: float = attrs.field(default=600.0, validator=_not_negative)
     max_per_minute: int = attrs.field(default=20, validator=_positive)

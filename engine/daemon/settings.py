@@ -13,6 +13,8 @@ from typing import Literal
 
 import attrs
 
+# `[alerts]`' options are the alerts room's own (one type, re-exported here with the settings).
+from ..alerts.options import AlertOptions, WebhookFormat, WebhookOptions
 from ..model.risk import RiskLimits
 from ..runtime.strategy import FailurePolicy, Strategy
 from ..venue.catalog import CatalogSettings
@@ -64,37 +66,6 @@ class MetricsOptions:
     checked by the config (engine.metrics `parse_listen`)."""
 
     listen: str = "127.0.0.1:9464"
-
-
-WebhookFormat = Literal["slack", "discord", "telegram", "json"]
-
-
-@attrs.frozen
-class WebhookOptions:
-    """One webhook alerts are posted to (`[[alerts.webhooks]]`), in `format`. Its URL is a secret:
-    read from the environment variable `url_env` or the file `url_file` (exactly one; the CLI
-    makes a relative `url_file` absolute against the config's folder), never the config."""
-
-    format: WebhookFormat
-    url_env: str | None = None
-    url_file: str | None = None
-
-
-@attrs.frozen
-class AlertOptions:
-    """What alerts a person and where (`[alerts]`): the webhooks, and the bounds that raise an
-    alert. `daily_loss_usd` 0 is off. The same alert (kind and subject) again within `dedup_s`
-    is suppressed; beyond `max_per_minute` (every alert, every webhook) too, and counted;
-    `timeout_s` bounds each POST."""
-
-    webhooks: tuple[WebhookOptions, ...]
-    venue_down_after_s: float = 60.0
-    daily_loss_usd: float = 0.0
-    risk_refusals: int = 10
-    risk_refusals_within_s: float = 60.0
-    dedup_s: float = 600.0
-    max_per_minute: int = 20
-    timeout_s: float = 5.0
 
 
 @attrs.frozen

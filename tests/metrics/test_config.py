@@ -1,5 +1,5 @@
-"""`[metrics]` and `[alerts]` in a config: absent is off, every mistake one line naming its key
-(`tradingd check-config` says it), and a webhook's URL is never read from the config."""
+"""`[metrics]` in a config: absent is off, every mistake one line naming its key (`tradingd
+check-config` says it). `[alerts]`: tests/config/test_alerts_config.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tradingd.cli.main import main
 from tradingd.cli.settings import daemon_settings
 from tradingd.config import load_config
 from tradingd.engine import ConfigError
-from tradingd.engine.daemon.settings import AlertOptions, MetricsOptions, WebhookOptions
+from tradingd.engine.daemon.settings import MetricsOptions
 from tradingd.engine.metrics import format_address, parse_listen
 
 LIVE = """
@@ -31,9 +31,8 @@ def _config(tmp_path: Path, extra: str) -> Path:
     return path
 
 
-def test_without_the_tables_there_are_no_metrics_and_no_alerts(tmp_path: Path) -> None:
-    settings = daemon_settings(load_config(_config(tmp_path, "")))
-    assert settings.metrics is None and settings.alerts is None
+def test_without_the_table_there_are_no_metrics(tmp_path: Path) -> None:
+    assert daemon_settings(load_config(_config(tmp_path, ""))).metrics is None
 
 
 def test_an_empty_metrics_table_serves_on_the_loopback_default(tmp_path: Path) -> None:
@@ -89,89 +88,3 @@ def test_listen_must_be_a_string(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="expected a string") as info:
         load_config(_config(tmp_path, "[metrics]\nlisten = 9464\n"))
     assert info.value.path == "metrics.listen"
-
-
-def test_an_alerts_table_becomes_the_daemons_options_with_files_read_from_the_configs_folder(
-    tmp_path: Path,
-) -> None:
-    extra = """
-[alerts]
-venue_down_after_s = 30
-daily_loss_usd = 500
-risk_refusals = 5
-risk_refusals_within_s = 10
-dedup_s = 60
-max_per_minute = 3
-timeout_s = 2
-[[alerts.webhooks]]
-format = "slack"
-url_env = "TRADINGD_SLACK_URL"
-[[alerts.webhooks]]
-format = "telegram"
-url_file = "secrets/telegram-url"
-"""
-    settings = daemon_settings(load_config(_config(tmp_path, extra)))
-    assert settings.alerts == AlertOptions(
-        webhooks=(
-            WebhookOptions(format="slack", url_env="TRADINGD_SLACK_URL"),
-            WebhookOptions(format="telegram", url_file=str(tmp_path / "secrets" / "telegram-url")),
-        ),
-        venue_down_after_s=30.0,
-        daily_loss_usd=500.0,
-        risk_refusals=5,
-        risk_refusals_within_s=10.0,
-        dedup_s=60.0,
-        max_per_minute=3,
-        timeout_s=2.0,
-    )
-
-
-@pytest.mark.parametrize(("table", "says"), [("", "required key missing"), ("webhooks = []", "at least one")])
-def test_alerts_without_a_webhook_are_refused(tmp_path: Path, table: str, says: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        load_config(_config(tmp_path, f"[alerts]\n{table}\n"))
-    assert info.value.path == "alerts.webhooks" and says in info.value.message
-
-
-@pytest.mark.parametrize(
-    ("table", "path", "says"),
-    [
-        ('format = "slack"', "alerts.webhooks[0].url_file", "exactly one of url_env"),
-        ('format = "slack"\nurl_env = "A"\nurl_file = "f"', "alerts.webhooks[0].url_file", "exactly one"),
-        ('format = "pager"\nurl_env = "A"', "alerts.webhooks[0].format", "expected one of 'slack'"),
-        ('format = "json"\nurl_env = "NOT A NAME"', "alerts.webhooks[0].url_env", "environment variable"),
-        ('format = "json"\nurl_file = ""', "alerts.webhooks[0].url_file", "expected a file's path"),
-    ],
-)
-def test_a_bad_webhook_is_one_line_naming_the_key(tmp_path: Path, table: str, path: str, says: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        load_config(_config(tmp_path, f"[[alerts.webhooks]]\n{table}\n"))
-    assert info.value.path == path and says in info.value.message
-
-
-@pytest.mark.parametrize(
-    ("key", "value", "says"),
-    [
-        ("venue_down_after_s", "0", "expected a positive number"),
-        ("daily_loss_usd", "-1", "expected a number at least 0"),
-        ("risk_refusals", "0", "expected a positive number"),
-        ("max_per_minute", "1.5", "expected an integer"),
-        ("timeout_s", "nan", "expected a finite number"),
-    ],
-)
-def test_a_bad_alert_bound_is_one_line_naming_the_key(
-    tmp_path: Path, key: str, value: str, says: str
-) -> None:
-    hook = '[[alerts.webhooks]]\nformat = "json"\nurl_env = "HOOK"\n'
-    with pytest.raises(ConfigError) as info:
-        load_config(_config(tmp_path, f"[alerts]\n{key} = {value}\n{hook}"))
-    assert info.value.path == f"alerts.{key}" and says in info.value.message
-
-
-def test_a_webhook_url_in_the_config_is_refused_and_never_repeated(tmp_path: Path) -> None:
-    secret = "https://hooks.slack.com/services/T000/B000/XXXXXXXXSECRET"
-    with pytest.raises(ConfigError) as info:
-        load_config(_config(tmp_path, f'[[alerts.webhooks]]\nformat = "slack"\nurl = "{secret}"\n'))
-    assert info.value.path == "alerts.webhooks[0].url"
-    assert "url_env" in str(info.value) and secret not in str(info.value)
-    assert "XXXXXXXXSECRET" not in str(info.value)
