@@ -277,7 +277,7 @@ class Daemon:
         self.log = log or structlog.get_logger("tradingd")
         # `[alerts]` (`DaemonSettings.alerts`): each webhook's URL is read here, at the start; one
         # missing is a ConfigError naming its variable or file. The watcher runs in the status loop.
-        alerts = getattr(settings, "alerts", None)
+        alerts = settings.alerts
         self.alert_notifier: AlertNotifier | None = None
         self.alert_watcher: AlertWatcher | None = None
         if alerts is not None:
@@ -468,11 +468,15 @@ class Daemon:
         if self.journal is not None:
             histograms["journal_write"] = {"": self.journal.stats.write_seconds.copy()}
         # The alert notifier (engine.alerts `AlertNotifier`, with `[alerts]`): its counters.
-        alerts = getattr(self, "alert_notifier", None)
+        notifier = self.alert_notifier
         counts = (
             None
-            if alerts is None
-            else {k: dict(getattr(alerts, k)) for k in ("sent", "failed", "suppressed")}
+            if notifier is None
+            else {
+                "sent": dict(notifier.sent),
+                "failed": dict(notifier.failed),
+                "suppressed": dict(notifier.suppressed),
+            }
         )
         return Snapshot(status=self.status(), version=_VERSION, histograms=histograms, alerts=counts)
 

@@ -1,27 +1,26 @@
 """End to end: the daemon (in this process, under the test's trio) against the Deribit simulator,
-with `[alerts]` pointing at the loopback webhook server: the kill switch file engaged -> the
-webhooks receive the kill-switch alert (json through `$TRADINGD_ALERT_URL`, Slack through a URL
-file), cleared -> the info alert; the URL in nothing the daemon wrote.
-
-The config loader does not know `[alerts]` yet (the settings field comes with the metrics work):
-the test gives the daemon settings that carry `alerts`, as `DaemonSettings` will."""
+with `[alerts]` pointing at the loopback webhook server and `[metrics]` on a loopback port, its
+settings made as `tradingd run` makes them (the config loader): the kill switch file engaged ->
+the webhooks receive the kill-switch alert (json through `$TRADINGD_ALERT_URL`, Slack through a
+URL file beside the config), cleared -> the info alert; a scrape counts them by channel (the
+metrics read the daemon's `alert_notifier`); the URL in nothing the daemon wrote or served."""
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
-from typing import Any
 
-import attrs
+import httpx
 import pytest
 import structlog
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.alerts.webhooks import WebhookServer
 from tests.support.daemon_process import CLIENT_ID, SECRET, serve_sim
 from tradingd.cli.settings import daemon_settings
 from tradingd.config import load_config
-from tradingd.engine.alerts import AlertOptions, alert_options_from_table
 from tradingd.engine.daemon.service import Daemon
 from tradingd.engine.daemon.settings import DaemonSettings
 from tradingd.engine.model.errors import ConfigError
@@ -31,13 +30,17 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals as on t
 SLACK_PATH = "/services/T0E2E/B0E2E/e2eSlackSecret"
 
 
-@attrs.frozen
-class _WithAlerts(DaemonSettings):
-    alerts: AlertOptions | None = None
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
-def settings(tmp_path: Path, address: str, alerts: dict[str, Any]) -> DaemonSettings:
+def settings(tmp_path: Path, address: str, alerts: str, metrics_port: int | None = None) -> DaemonSettings:
+    """A live config with `alerts` as its `[alerts]` table, loaded as `tradingd run` loads it."""
     config = tmp_path / "live.toml"
+    metrics = "" if metrics_port is None else f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
     config.write_text(
         f"""
 mode = "live"
@@ -48,15 +51,27 @@ currencies = ["BTC"]
 [daemon]
 state_dir = "state"
 shutdown_timeout_s = 5
+{metrics}
 [[strategies]]
 name = "once"
 class = "tests.support.daemon_strategies:PlaceOnce"
+
+[alerts]
+{alerts}
 """,
         encoding="utf-8",
     )
-    base = daemon_settings(load_config(config))
-    fields = {f.name: getattr(base, f.name) for f in attrs.fields(DaemonSettings)}
-    return _WithAlerts(**fields, alerts=alert_options_from_table(alerts))
+    return daemon_settings(load_config(config))
+
+
+def _scrape(port: int) -> tuple[str, dict[tuple[str, frozenset[tuple[str, str]]], float]]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    return text, samples
 
 
 async def test_the_kill_switch_reaches_the_webhooks(nursery: trio.Nursery, tmp_path: Path) -> None:
@@ -64,20 +79,22 @@ async def test_the_kill_switch_reaches_the_webhooks(nursery: trio.Nursery, tmp_p
     server = WebhookServer()
     base = await nursery.start(server.serve)
     (tmp_path / "slack-url").write_text(f"{base}{SLACK_PATH}\n", encoding="utf-8")
-    table = {
-        "webhooks": [
-            {"format": "json", "url_env": "TRADINGD_ALERT_URL"},
-            {"format": "slack", "url_file": "slack-url"},  # relative to the config's folder
-        ],
-        "timeout_s": 2.0,
-    }
+    table = """timeout_s = 2.0
+[[alerts.webhooks]]
+format = "json"
+url_env = "TRADINGD_ALERT_URL"
+[[alerts.webhooks]]
+format = "slack"
+url_file = "slack-url"  # relative to the config's folder
+"""
+    port = _free_port()
     environ = {
         "DERIBIT_CLIENT_ID": CLIENT_ID,
         "DERIBIT_CLIENT_SECRET": SECRET,
         "TRADINGD_ALERT_URL": f"{base}/hooks/e2eJsonSecret",
     }
     with structlog.testing.capture_logs() as logs:
-        daemon = Daemon(settings(tmp_path, address, table), environ=environ)
+        daemon = Daemon(settings(tmp_path, address, table, metrics_port=port), environ=environ)
         assert daemon.alert_notifier is not None
         done = trio.Event()
 
@@ -108,6 +125,13 @@ async def test_the_kill_switch_reaches_the_webhooks(nursery: trio.Nursery, tmp_p
         assert server.at("/hooks/e2eJsonSecret")[1].json()["kind"] == "kill_switch_cleared"
         assert notifier.sent == {"json": 2, "slack": 2} and len(server.received) == 4
         assert notifier.failed == {"json": 0, "slack": 0}
+        # The metrics read the same counters from the daemon's notifier, by channel and reason.
+        scraped, samples = await trio.to_thread.run_sync(_scrape, port)
+        for channel in ("json", "slack"):
+            assert samples[("tradingd_alerts_sent_total", frozenset({("channel", channel)}))] == 2
+            assert samples[("tradingd_alerts_failed_total", frozenset({("channel", channel)}))] == 0
+        for reason in ("dedup", "rate", "queue_full"):
+            assert samples[("tradingd_alerts_suppressed_total", frozenset({("reason", reason)}))] == 0
 
         assert daemon._nursery is not None
         daemon._nursery.start_soon(daemon._stop, daemon._nursery.cancel_scope)
@@ -115,12 +139,12 @@ async def test_the_kill_switch_reaches_the_webhooks(nursery: trio.Nursery, tmp_p
             await done.wait()
     status_file = daemon.paths.status_file.read_text(encoding="utf-8")
     for secret in ("e2eJsonSecret", "e2eSlackSecret"):
-        assert secret not in repr(logs) and secret not in status_file
+        assert secret not in repr(logs) and secret not in status_file and secret not in scraped
     assert [e["event"] for e in logs].count("alerts.sent") == 4
 
 
 def test_a_missing_webhook_variable_stops_the_start_with_one_line(tmp_path: Path) -> None:
-    table = {"webhooks": [{"format": "telegram", "url_env": "TRADINGD_TELEGRAM_URL"}]}
+    table = 'webhooks = [{ format = "telegram", url_env = "TRADINGD_TELEGRAM_URL" }]'
     with pytest.raises(ConfigError) as caught:
         Daemon(settings(tmp_path, "127.0.0.1:9", table), environ={})
     assert str(caught.value) == (
