@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.deploy.catalog import ROOT
 from tests.deploy.prometheus import binary, free_port
 from tests.support.daemon_process import Daemon, serve_sim, until
-
-# The metrics server (engine/metrics/) comes with issue 19's metrics work; until it is on the
-# branch, the daemon has no [metrics] table and the tests that scrape it cannot run.
-METRICS_SERVER = (ROOT / "engine" / "metrics").is_dir()
-needs_metrics_server = pytest.mark.skipif(not METRICS_SERVER, reason="metrics server not on this branch")
 
 PERP = "BTC-PERPETUAL"
 

@@ -17,7 +17,6 @@ from tests.deploy.catalog import (
     names_in,
     series_names,
 )
-from tests.deploy.conftest import needs_metrics_server
 
 
 async def _rules_evaluated(server: prometheus.Prometheus) -> list[dict[str, Any]]:
@@ -80,7 +79,6 @@ async def test_prometheus_runs_the_example_config_and_rules_and_parses_every_das
                 raise AssertionError(f"{where}: {exc}") from None
 
 
-@needs_metrics_server
 async def test_prometheus_scrapes_the_daemon_and_every_dashboard_and_rule_query_has_data(
     prometheus_exe: str, metrics_daemon: str, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
