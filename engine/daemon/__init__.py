@@ -5,15 +5,25 @@ settings (`DaemonSettings`, built by the CLI from the config: the engine never r
 Depends on: model, venue, store, logs, runtime, metrics, alerts."""
 
 from .service import Daemon, DaemonPaths, Notifier, book_health, daemon_paths, read_status, run_daemon
-from .settings import DaemonOptions, DaemonSettings, RecordingOptions
+from .settings import (
+    AlertOptions,
+    DaemonOptions,
+    DaemonSettings,
+    MetricsOptions,
+    RecordingOptions,
+    WebhookOptions,
+)
 
 __all__ = [
+    "AlertOptions",
     "Daemon",
     "DaemonOptions",
     "DaemonPaths",
     "DaemonSettings",
+    "MetricsOptions",
     "Notifier",
     "RecordingOptions",
+    "WebhookOptions",
     "book_health",
     "daemon_paths",
     "read_status",
