@@ -100,6 +100,7 @@ class _Run:
         """One search over `window`: its trials, in number order."""
         spec = self.spec
         method = spec.search.method
+        capacity = max(1, self.executor.capacity)
         search = make_search(
             spec.search,
             spec.params,
@@ -107,8 +108,8 @@ class _Run:
             study_path=study_path(spec) if method == "tpe" else None,
             study_name=study_name,
             fingerprint=_study_context(self.ctx, window) if method == "tpe" else "",
+            in_flight=capacity,
         )
-        capacity = max(1, self.executor.capacity)
         lockstep = method == "tpe"
         first = self.next_number
         proposed: dict[int, TrialSpec] = {}

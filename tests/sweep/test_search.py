@@ -1,6 +1,7 @@
 """Searches: a grid proposes every combination once (and refuses a huge one), a random search
-the same draws for the same seed without repeating a combination, a TPE search keeps its study
-in SQLite and resumes it: an interrupted study reopened continues to its total."""
+the same draws for the same seed without repeating a combination, a TPE search proposes from
+the results told it alone (an interrupted search rerun proposes the same trials) and writes them
+to a study in SQLite."""
 
 from __future__ import annotations
 
@@ -167,37 +168,89 @@ def test_tpe_stores_its_study_and_tells_values_failures_and_constraints(tmp_path
     assert trials[0].params["momentum_eth.threshold"] == first["momentum_eth"]["threshold"]
 
 
-def test_tpe_resumes_an_interrupted_study_to_its_total(tmp_path: Path) -> None:
+def test_a_resumed_tpe_search_proposes_what_an_uninterrupted_one_does(tmp_path: Path) -> None:
+    # More trials than TPE's 10 random first ones: the later proposals depend on what it was told.
+    spec = SearchSpec("tpe", trials=13, seed=5)
+    whole = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=tmp_path / "whole.db", study_name="wf-0")
+    proposed = _run(whole, 13, OBJECTIVE)
+    assert whole.ask() is None
+    assert len({_key(p) for p in proposed}) == 13
+
     study = tmp_path / "study.db"
-    spec = SearchSpec("tpe", trials=7, seed=5)
     first = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-0")
-    told = _run(first, 3, OBJECTIVE)
-    # Interrupted: two more asked, never told (their trials left RUNNING in the study).
-    assert first.ask() is not None
-    assert first.ask() is not None
+    assert _run(first, 11, OBJECTIVE) == proposed[:11]
+    assert first.ask() == proposed[11]  # interrupted: asked, never told
+    # Trial 12 is proposed from trial 11's result: not before it is told.
+    with pytest.raises(RuntimeError, match="^TPE trial 12 asked before trial 11 was told"):
+        first.ask()
     del first
 
     again = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-0")
-    assert again.total == 7
-    # The three finished first, as they were (the sweep finds them in its trial cache), then
-    # four new: seven in all.
-    proposed = _run(again, 7, OBJECTIVE)
-    assert again.ask() is None
-    assert proposed[:3] == told
-    states = [t.state for t in _trials(study, "wf-0")]
-    # The three told, the two left running (failed: not counted), the four new; the three told
-    # again changed nothing.
-    assert states == [TrialState.COMPLETE] * 3 + [TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 4
-    # The new ones do not repeat the first run's proposals (its sampler moved on).
-    assert not {_key(p) for p in proposed[3:]} & {_key(p) for p in told}
+    assert again.total == 13
+    # The eleven told again (the sweep finds them in its trial cache), then the rest: the
+    # uninterrupted search's trials.
+    assert _run(again, 13, OBJECTIVE) == proposed
+    # The stored study holds each told trial once, as the uninterrupted one's.
+    stored = _trials(study, "wf-0")
+    assert [t.params for t in stored] == [t.params for t in _trials(tmp_path / "whole.db", "wf-0")]
+    assert [t.user_attrs["tradingd_number"] for t in stored] == list(range(13))
+    assert [t.state for t in stored] == [TrialState.COMPLETE] * 13
+    assert [json.loads(t.user_attrs["tradingd_params"]) for t in stored] == proposed
 
-    # Reopened once more: the seven again, and nothing new.
+    # Reopened once more: the same thirteen, and nothing new stored.
     done = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-0")
-    assert _all(done) == proposed
-    assert len(_trials(study, "wf-0")) == 9
+    assert _run(done, 13, OBJECTIVE) == proposed
+    assert len(_trials(study, "wf-0")) == 13
     # Another study name in the same file is a separate study.
     other = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-1")
-    assert len(_run(other, 7, OBJECTIVE)) == 7
+    assert len(_run(other, 13, OBJECTIVE)) == 13
+
+
+def _lockstep(search: Search, count: int, *, tell_early: bool) -> list[Params]:
+    """`count` trials, two in flight: trial n asked once trial n-2 is told. `tell_early`: each
+    told as soon as asked after the next (as a worker finishing first), else told two at once
+    (as results finishing out of order and told together)."""
+    asked: list[Params] = []
+    told = 0
+
+    def tell_next() -> None:
+        nonlocal told
+        p = asked[told]
+        search.tell(p, _told(p, told, {"total": {"net_pnl": _value(p), "fills": 1}}, OBJECTIVE))
+        told += 1
+
+    while len(asked) < count:
+        params = search.ask()
+        assert params is not None
+        asked.append(params)
+        if len(asked) - told == 2:
+            tell_next()
+            if not tell_early and told < len(asked):
+                tell_next()
+    while told < len(asked):
+        tell_next()
+    return asked
+
+
+def test_tpe_with_trials_in_flight_proposes_the_same_whenever_results_arrive(tmp_path: Path) -> None:
+    spec = SearchSpec("tpe", trials=14, seed=5)
+
+    def search(name: str) -> Search:
+        return make_search(
+            spec, CONTINUOUS, OBJECTIVE, study_path=tmp_path / f"{name}.db", study_name="s", in_flight=2
+        )
+
+    early = _lockstep(search("early"), 14, tell_early=True)
+    assert _lockstep(search("late"), 14, tell_early=False) == early
+    assert len({_key(p) for p in early}) == 14
+    # One in flight: trial n sees trial n-1's result too, so its later trials differ.
+    single = _run(
+        make_search(spec, CONTINUOUS, OBJECTIVE, study_path=tmp_path / "one.db", study_name="s"),
+        14,
+        OBJECTIVE,
+    )
+    assert single[:10] == early[:10]  # TPE's random first ones see no result
+    assert single[10:] != early[10:]
 
 
 def test_tpe_tell_refuses_params_it_did_not_ask(tmp_path: Path) -> None:
