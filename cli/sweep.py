@@ -243,6 +243,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     finally:
         executor.close(cancel=True)
     _write(out, outcome, spec)
+    # What made trials do nothing: one line however many trials (each one's in results.json).
+    warned = results.warnings_line(outcome)
+    if warned is not None:
+        _err(warned)
     ran = tally.done - tally.cached
     summary = (
         f"{plural(tally.done, 'trial')}: {ran:,} run, {tally.cached:,} from the trial cache,"

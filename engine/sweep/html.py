@@ -11,7 +11,7 @@ extra) with the backtest report's figure helpers and page style:
     sweep-equity.png    a walk-forward's stitched out-of-sample equity curve and its drawdown,
                         test windows shaded, a fold without a test result marked
 
-and the trial table (best first, as results.csv orders it).
+and the trial table (best first, as results.csv orders it; each trial's warnings when some have).
 """
 
 from __future__ import annotations
@@ -371,6 +371,9 @@ def _trial_rows(outcome: SweepOutcome, objective: ObjectiveSpec, keys: Sequence[
     walk = bool(outcome.folds)
     head = ["rank", "#"] + (["fold", "role"] if walk else []) + [f"{s}.{p}" for s, p in keys]
     head += [results._objective_label(objective), "net PnL $", "max DD $", "fills", "status"]
+    # What made a trial do nothing, one per line: a column only when some trial has one.
+    warned = any(r.warnings for r in outcome.trials)
+    head += ["warnings"] if warned else []
     out = ["<table class='trials'><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     order = results._ordered(outcome, objective)
     for rank, r in order[:_MAX_ROWS]:
@@ -390,6 +393,8 @@ def _trial_rows(outcome: SweepOutcome, objective: ObjectiveSpec, keys: Sequence[
         title = f" title='{html.escape(r.error, quote=True)}'" if r.error else ""
         text = status if r.error is None else f"{status}: {r.error}"
         row += f"<td class='status'{title}>{html.escape(text)}</td>"
+        if warned:
+            row += "<td class='warnings'>" + "<br>".join(html.escape(w) for w in r.warnings) + "</td>"
         out.append(f"<tr class='{status}'>{row}</tr>")
     out.append("</table>")
     return "".join(out), len(order)
@@ -403,6 +408,7 @@ _PAGE_CSS = (
     CSS
     + """
 tr.infeasible td{color:#888}tr.failed td{color:#b2182b}td.status{text-align:left}
+td.warnings{text-align:left;color:#8a6d00;font-size:0.9em}
 """
 )
 

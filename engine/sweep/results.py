@@ -10,7 +10,8 @@ results.json:
     counts        trials, ok, failed, feasible, and whether the sweep was interrupted
     trials        every trial, best first (walk-forward: fold by fold, each fold's train trials
                   best first, then its test trial): number, key, role, fold, rank, window (ISO
-                  times), params, status, error, objective, feasible, statistics (each
+                  times), params, status, error, warnings (the backtest report's: what made
+                  a strategy or a data file do nothing), objective, feasible, statistics (each
                   strategy's and "total"), and under `run` how this sweep got it (attempts,
                   cached, duration_s: the only wall-clock figures, outside the ranking)
     walk_forward  (a walk-forward only) each fold: its windows, its best train trial and the
@@ -19,7 +20,8 @@ results.json:
 
 results.csv: one row per trial in the same order: rank, number, role, fold, window, status,
 feasible, objective, one column per parameter (`strategy.param`) and per statistic of the
-"total" (`total.net_pnl`, ...), the error; no wall-clock column. The same sweep run twice gives
+"total" (`total.net_pnl`, ...), the error, the warnings (joined with " | ": a warning may hold
+"; " itself); no wall-clock column. The same sweep run twice gives
 the same CSV, the same table, and the same JSON apart from `run`.
 """
 
@@ -43,7 +45,11 @@ from .spec import Constraint, ObjectiveSpec
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-__all__ = ["describe", "ranked", "table", "write"]
+__all__ = ["WARNINGS_JOIN", "describe", "ranked", "table", "warnings_line", "write"]
+
+# Between a trial's warnings in results.csv's one cell (not "; ": the kernel's per-file warning
+# lists its reasons with it).
+WARNINGS_JOIN = " | "
 
 # The total's statistics in the order the CSV and the table give them; any other scalar a
 # report grows goes after these, sorted by name (a stable column order either way).
@@ -149,6 +155,7 @@ def _trial_entry(r: TrialResult, rank: int | None) -> dict[str, Any]:
         "params": _params(r.params),
         "status": r.status,
         "error": r.error,
+        "warnings": list(r.warnings),
         "objective": r.objective,
         "feasible": r.feasible,
         "statistics": _stats(r.stats),
@@ -292,6 +299,7 @@ def csv_text(outcome: SweepOutcome, objective: ObjectiveSpec) -> str:
             *(f"{s}.{p}" for s, p in params),
             *(f"total.{n}" for n in stats),
             "error",
+            "warnings",
         ]
     )
     for rank, r in order:
@@ -310,6 +318,7 @@ def csv_text(outcome: SweepOutcome, objective: ObjectiveSpec) -> str:
                 *(_cell(r.params.get(s, {}).get(p)) for s, p in params),
                 *(_cell(total.get(n)) for n in stats),
                 _cell(r.error),
+                WARNINGS_JOIN.join(r.warnings),
             ]
         )
     return buf.getvalue()
@@ -334,6 +343,23 @@ def write(out: Path, outcome: SweepOutcome, objective: ObjectiveSpec) -> list[Pa
     _write_atomic(paths[0], csv_text(outcome, objective).encode())
     _write_atomic(paths[1], data + b"\n")
     return paths
+
+
+def warnings_line(outcome: SweepOutcome) -> str | None:
+    """One line for the end of a sweep when some trials had warnings (what made a strategy or a
+    data file do nothing), else None: how many trials, the first one's (lowest number) first
+    warning, and where every one is. One line for any number of trials: a warning usually
+    repeats in most of them (a strategy on an underlying the data lacks)."""
+    warned = sorted((r for r in outcome.trials if r.warnings), key=lambda r: r.number)
+    if not warned:
+        return None
+    first = warned[0]
+    more = len(first.warnings) - 1
+    also = f" (+{more:,} more)" if more else ""
+    return (
+        f"warnings: {len(warned):,} of {plural(len(outcome.trials), 'trial')} had warnings"
+        f" (first: trial {first.number}: {first.warnings[0]}{also}); see results.json"
+    )
 
 
 # ---------------------------------------------------------------------------------------- table

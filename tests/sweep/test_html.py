@@ -162,3 +162,16 @@ def test_a_walk_forwards_trials_are_compared_within_their_fold() -> None:
 
 def test_a_heatmap_cell_says_a_large_figure_whole() -> None:
     assert [_short(v) for v in (-1049.6, 229.4899, 0.01234, 12345.0)] == ["-1,050", "229", "0.0123", "12,345"]
+
+
+def test_the_trial_table_shows_a_trials_warnings_only_when_some_have(tmp_path: Path) -> None:
+    page = render(tmp_path, search_outcome(), OBJECTIVE, PARAMS).read_text()
+    assert "<th>warnings</th>" not in page
+    trials = list(search_outcome().trials)
+    trials[6] = attrs.evolve(trials[6], warnings=("gamma_btc: no <option> of SOL", "data file d: 3 unread"))
+    page = render(tmp_path, SweepOutcome(trials=tuple(trials)), OBJECTIVE, PARAMS).read_text()
+    assert "<th>warnings</th>" in page
+    rows = _rows(page)
+    assert rows[0][1][1] == "6"
+    assert rows[0][1][-1] == "gamma_btc: no &lt;option&gt; of SOL<br>data file d: 3 unread"
+    assert rows[1][1][-1] == ""
