@@ -18,7 +18,8 @@ results.json:
                   test trial, their statistics (in-sample and out-of-sample), and the
                   out-of-sample curve chained from the test windows with its statistics
 
-results.csv: one row per trial in the same order: rank, number, role, fold, window, status,
+results.csv: one row per trial in the same order: rank, number, role, fold, window (ISO-8601
+UTC, "2026-11-24T10:00:00Z", a fraction only when the time has one), status,
 feasible, objective, one column per parameter (`strategy.param`) and per statistic of the
 "total" (`total.net_pnl`, ...), the error, the warnings (joined with " | ": a warning may hold
 "; " itself); no wall-clock column. The same sweep run twice gives
@@ -129,6 +130,23 @@ def _best(outcome: SweepOutcome, objective: ObjectiveSpec) -> tuple[TrialResult 
 
 def _iso(ns: int | None) -> str | None:
     return None if ns is None else format_ts(ns)
+
+
+def _csv_time(ns: int | None) -> str:
+    """A window's bound for results.csv: ISO-8601 UTC, to the second when it is whole
+    ("2026-11-24T10:00:00Z"), else with the milli-, micro- or nanoseconds it has (exact: a fold
+    laid from the data's first frame is any ns). What spreadsheets, pandas and polars read, and
+    `--start`/`--end` take; not `format_ts`'s fixed 7 decimals (100 ns), which no tool expects
+    and which cut a fold's ns."""
+    if ns is None:
+        return ""
+    sec, rem = divmod(ns, 1_000_000_000)
+    text = format_ts(sec * 1_000_000_000)[:19]
+    if rem == 0:
+        return text + "Z"
+    digits = f"{rem:09d}"
+    keep = next(n for n in (3, 6, 9) if not digits[n:].strip("0"))
+    return f"{text}.{digits[:keep]}Z"
 
 
 def _window(w: Window) -> dict[str, str | None]:
@@ -310,8 +328,8 @@ def csv_text(outcome: SweepOutcome, objective: ObjectiveSpec) -> str:
                 r.number,
                 r.role,
                 _cell(r.fold),
-                _cell(_iso(r.window.start_ns)),
-                _cell(_iso(r.window.end_ns)),
+                _csv_time(r.window.start_ns),
+                _csv_time(r.window.end_ns),
                 r.status,
                 _cell(r.feasible),
                 _cell(r.objective),

@@ -15,9 +15,10 @@ import pytest
 from rich.console import Console
 
 from tests.support.sweep_outcomes import MIN, OBJECTIVE, T0, search_outcome, trial, walk_forward_outcome
+from tradingd.config import utc_ns
 from tradingd.engine.store.recording import format_ts
-from tradingd.engine.sweep.model import SweepOutcome
-from tradingd.engine.sweep.results import describe, ranked, table, warnings_line, write
+from tradingd.engine.sweep.model import SweepOutcome, Window
+from tradingd.engine.sweep.results import csv_text, describe, ranked, table, warnings_line, write
 from tradingd.engine.sweep.spec import ObjectiveSpec
 
 
@@ -176,9 +177,28 @@ def test_walk_forward_csv_gives_each_trials_window(tmp_path: Path) -> None:
     write(tmp_path, walk_forward_outcome(), OBJECTIVE)
     rows = _csv(tmp_path)
     test0 = next(r for r in rows if r["role"] == "test" and r["fold"] == "0")
-    assert test0["start"] == format_ts(T0 + 40 * MIN) and test0["end"] == format_ts(T0 + 60 * MIN)
+    assert test0["start"] == "2026-11-18T11:47:00Z" and test0["end"] == "2026-11-18T12:07:00Z"
     assert test0["rank"] == ""
     assert len(rows) == 15  # 3 folds x (4 train + 1 test)
+
+
+@pytest.mark.parametrize(
+    ("offset_ns", "text"),
+    [
+        (0, "2026-11-18T11:07:00Z"),
+        (250_000_000, "2026-11-18T11:07:00.250Z"),
+        (123_400, "2026-11-18T11:07:00.000123400Z"),
+        (1_500, "2026-11-18T11:07:00.000001500Z"),
+        (7, "2026-11-18T11:07:00.000000007Z"),
+        (12_000, "2026-11-18T11:07:00.000012Z"),
+    ],
+)
+def test_csv_times_are_iso_utc_with_only_the_digits_they_have(offset_ns: int, text: str) -> None:
+    # A walk-forward's folds start at the data's first frame: any ns, kept exactly.
+    r = attrs.evolve(trial(0, 0.02, 120, 0.2, 1.0), window=Window(T0 + offset_ns, T0 + 20 * MIN))
+    (row,) = csv.DictReader(io.StringIO(csv_text(SweepOutcome(trials=(r,)), OBJECTIVE)))
+    assert row["start"] == text and row["end"] == "2026-11-18T11:27:00Z"
+    assert utc_ns(text) // 1_000 == (T0 + offset_ns) // 1_000  # what --start reads (to the us)
 
 
 def test_table_lists_best_first_and_says_what_failed() -> None:
