@@ -175,3 +175,42 @@ def test_the_trial_table_shows_a_trials_warnings_only_when_some_have(tmp_path: P
     assert rows[0][1][1] == "6"
     assert rows[0][1][-1] == "gamma_btc: no &lt;option&gt; of SOL<br>data file d: 3 unread"
     assert rows[1][1][-1] == ""
+
+
+def _heads(page: str, start: str) -> list[str]:
+    """The headings of the first table after `start`."""
+    table = page[page.index(start) :]
+    return re.findall(r"<th>(.*?)</th>", table[: table.index("</tr>")])
+
+
+@pytest.mark.parametrize(
+    ("objective", "trial_heads", "fold_heads"),
+    [
+        (
+            OBJECTIVE,  # net_pnl of the total: its column is the net PnL one
+            ["net PnL $", "max DD $", "fills", "status"],
+            ["IS net PnL $", "OOS net PnL $", "note"],
+        ),
+        (
+            ObjectiveSpec(statistic="sharpe"),
+            ["sharpe", "net PnL $", "max DD $", "fills", "status"],
+            ["IS sharpe", "OOS sharpe", "OOS net PnL $", "note"],
+        ),
+        (
+            ObjectiveSpec(statistic="net_pnl", strategy="momentum_eth"),
+            ["momentum_eth net PnL $", "net PnL $", "max DD $", "fills", "status"],
+            ["IS momentum_eth net PnL $", "OOS momentum_eth net PnL $", "OOS net PnL $", "note"],
+        ),
+    ],
+    ids=["net_pnl", "sharpe", "a-strategys-net_pnl"],
+)
+def test_the_tables_show_the_objective_once(
+    tmp_path: Path, objective: ObjectiveSpec, trial_heads: list[str], fold_heads: list[str]
+) -> None:
+    page = render(tmp_path, walk_forward_outcome(), objective, PARAMS).read_text()
+    heads = _heads(page, "<table class='trials'>")
+    assert heads[-len(trial_heads) :] == trial_heads and heads.count("net PnL $") == 1
+    folds = _heads(page, "<h2>Walk-forward</h2>")
+    assert folds[4:] == fold_heads
+    rows = _rows(page)
+    assert all(len(cells) == len(heads) for _, cells in rows)
