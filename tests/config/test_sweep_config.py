@@ -283,7 +283,15 @@ train = "40 minutes"
         # The objective.
         (
             '[objective]\nstatistic = "pnl"\n' + _GRID,
-            "objective.statistic: unknown statistic 'pnl' (known: avg_holding_s,",
+            "objective.statistic: unknown statistic 'pnl'; did you mean 'net_pnl'?",
+        ),
+        (
+            '[objective]\nstatistic = "sharp"\n' + _GRID,
+            "objective.statistic: unknown statistic 'sharp'; did you mean 'sharpe'?",
+        ),
+        (
+            '[objective]\nstatistic = "profit"\n' + _GRID,
+            "objective.statistic: unknown statistic 'profit' (known: avg_holding_s,",
         ),
         (
             '[objective]\nstrategy = "nobody"\n' + _GRID,
