@@ -5,10 +5,11 @@ Determinism: trials are numbered in the order the search proposes them, and the 
 the results in that order (a result that finishes early waits for those before it), so the same
 sweep gives the same numbers, the same parameters and the same results whatever the order the
 workers finish in. An adaptive search (TPE: what it proposes depends on what it was told) is
-also asked in lockstep: trial n is proposed once the results of 0..n-capacity have been told,
-which keeps `capacity` trials in flight while every proposal sees the same history on every run
-with the same number of workers. Grid and random searches propose without looking, and are
-asked whenever a slot frees."""
+also asked in lockstep: trial n is proposed once the results of 0..n-parallel (the sweep
+file's `[search] parallel`) have been told, and at most `parallel` trials run at once (fewer
+when the executor has fewer slots: they wait more), so every proposal sees the same history on
+every run, whatever the workers, the machine or the cluster. Grid and random searches propose
+without looking, and are asked whenever a slot frees."""
 
 from __future__ import annotations
 
@@ -100,17 +101,18 @@ class _Run:
         """One search over `window`: its trials, in number order."""
         spec = self.spec
         method = spec.search.method
+        lockstep = method == "tpe"
         capacity = max(1, self.executor.capacity)
+        if lockstep:  # the file's `parallel` at most, never more than the workers take
+            capacity = min(capacity, spec.search.parallel)
         search = make_search(
             spec.search,
             spec.params,
             spec.objective,
-            study_path=study_path(spec) if method == "tpe" else None,
+            study_path=study_path(spec) if lockstep else None,
             study_name=study_name,
-            fingerprint=_study_context(self.ctx, window) if method == "tpe" else "",
-            in_flight=capacity,
+            fingerprint=_study_context(self.ctx, window) if lockstep else "",
         )
-        lockstep = method == "tpe"
         first = self.next_number
         proposed: dict[int, TrialSpec] = {}
         waiting: dict[int, TrialResult] = {}  # finished, not yet told (an earlier one runs)
@@ -129,10 +131,11 @@ class _Run:
 
         try:
             while True:
-                # Propose while a slot is free (in lockstep: only once the history it would
-                # see is the same on every run).
+                # Propose while a slot is free (in lockstep: trial n only once trials
+                # 0..n-parallel are told, the history it sees on every run, however many
+                # workers: fewer than `parallel` only wait more).
                 while not exhausted and running < capacity:
-                    if lockstep and (self.next_number - first) - told >= capacity:
+                    if lockstep and (self.next_number - first) - told >= spec.search.parallel:
                         break
                     params = search.ask()
                     if params is None:

@@ -7,17 +7,19 @@
   size is drawn: `total` says how many), a continuous parameter makes a repeat vanishingly
   unlikely and is not checked;
 - tpe: Optuna's TPE sampler, its proposals a function of the spaces, the objective, `seed`,
-  `in_flight` (how many trials run at once) and the results told, nothing else, so a rerun of
-  an interrupted sweep proposes exactly the trials an uninterrupted one does. Its study is kept
+  `parallel` (how many trials run at once at most: the file's, never the machine's) and the
+  results told, nothing else, so a rerun of an interrupted sweep, with other workers or on a
+  cluster too, proposes exactly the trials an uninterrupted one does. Its study is kept
   in memory and made again on every run: trial n is proposed by a `TPESampler` seeded from
-  (`seed`, n) alone, from the results of trials 0..n-in_flight (told it in trial-number order;
+  (`seed`, n) alone, from the results of trials 0..n-parallel (told it in trial-number order;
   the later ones, still in flight, it sees as running), so the results arriving earlier or
   later, or from an earlier run, change nothing (the runner asks in lockstep: trial n once
   those are told). A rerun proposes the trials an earlier run finished again, the same, and
   the sweep finds their results in its trial cache. Each told trial is also written, once, to
   a study in SQLite at `study_path` under `study_name` (for Optuna's tools; never read back
   for a proposal). Only a study of the same sweep is continued: it keeps a fingerprint of its
-  parameter spaces, objective and search (its method and seed: more `trials` continue it) and
+  parameter spaces, objective and search (its method, seed and parallel: more `trials`
+  continue it) and
   of what the caller names its trials' base config and window by (`fingerprint`); a study of
   another sweep in the same file is refused (DataError, one line), never mixed with this one's
   (its trials would be another space's parameters, valued by another objective on other
@@ -147,14 +149,14 @@ def _canonical(params: Params) -> str:
 
 
 def study_fingerprint(spaces: Spaces, objective: ObjectiveSpec, spec: SearchSpec, context: str) -> str:
-    """What a TPE study's trials depend on: the spaces, the objective, the search's method and
-    seed (not its `trials`: raising them continues the same study), and `context` (the caller's
-    name for the base config and window), as a sha256."""
+    """What a TPE study's trials depend on: the spaces, the objective, the search's method, seed
+    and `parallel` (not its `trials`: raising them continues the same study), and `context` (the
+    caller's name for the base config and window), as a sha256."""
     doc = {
         "spaces": {s: {n: attrs.asdict(p) for n, p in ps.items()} for s, ps in spaces.items()},
         # A constraint's text is how the file wrote it; what it says is the rest.
         "objective": attrs.asdict(objective, filter=lambda a, _: a.name != "text"),
-        "search": [spec.method, spec.seed],
+        "search": [spec.method, spec.seed, spec.parallel],
         "context": context,
     }
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=repr)
@@ -357,12 +359,11 @@ def make_search(
     study_path: Path | None,
     study_name: str,
     fingerprint: str = "",
-    in_flight: int = 1,
 ) -> Search:
     """The search `spec` names over `params` (see the module docstring). `fingerprint` names
     what else a TPE study's trials depend on (the base config, the window): a stored study of
-    another sweep is refused. `in_flight`: how many trials run at once (a TPE search proposes
-    trial n from the results of trials 0..n-in_flight). ValueError for a grid too large or a
+    another sweep is refused. A TPE search proposes trial n from the results of trials
+    0..n-`spec.parallel` (the caller runs at most that many at once). ValueError for a grid too large or a
     random/TPE search without `trials`; DataError (one line naming the extra) for TPE without
     Optuna, or for a stored study of another sweep."""
     for spaces in params.values():
@@ -385,6 +386,6 @@ def make_search(
             study_path=study_path,
             study_name=study_name,
             fingerprint=study_fingerprint(params, objective, spec, fingerprint),
-            in_flight=in_flight,
+            in_flight=spec.parallel,
         )
     raise ValueError(f"unknown search method {spec.method!r} (grid, random or tpe)")

@@ -98,6 +98,7 @@ method = "tpe"
 trials = 40
 seed = 9
 max_trials = 100
+parallel = 2
 [objective]
 statistic = "win_rate"
 strategy = "momentum_eth"
@@ -125,7 +126,7 @@ test = "90s"
     )
     start = 1_795_479_000 * 10**9  # 2026-11-24T00:10:00Z
     assert spec.window == Window(start_ns=start, end_ns=start + 3000 * 10**9)  # 02:00+01:00 is 01:00Z
-    assert spec.search == SearchSpec(method="tpe", trials=40, seed=9, max_trials=100)
+    assert spec.search == SearchSpec(method="tpe", trials=40, seed=9, max_trials=100, parallel=2)
     assert spec.objective.constraints == (
         parse_constraint("fills >= 2", strategy="momentum_eth"),
         parse_constraint("gamma_btc.fees < 1_000"),
@@ -270,6 +271,22 @@ train = "40 minutes"
         (
             '[search]\nmethod = "annealing"\n' + _GRID,
             "search.method: expected one of 'grid', 'random', 'tpe', got 'annealing'",
+        ),
+        (
+            '[search]\nmethod = "tpe"\ntrials = 20\nparallel = 0\n' + _GRID,
+            "search.parallel: expected at least 1, got 0",
+        ),
+        (
+            '[search]\nmethod = "tpe"\ntrials = 20\nparallel = 2.5\n' + _GRID,
+            "search.parallel: expected an integer, got 2.5",
+        ),
+        (
+            '[search]\nmethod = "random"\ntrials = 20\nparallel = 2\n' + _GRID,
+            "search.parallel: parallel is for method = 'tpe' (a random search runs a trial on every worker)",
+        ),
+        (
+            "[search]\nparallel = 2\n" + _GRID,
+            "search.parallel: parallel is for method = 'tpe' (a grid search runs a trial on every worker)",
         ),
         (
             "[search]\nmax_trials = 1\n" + _GRID,

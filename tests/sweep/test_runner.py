@@ -579,10 +579,12 @@ class _Queued:
         self.lifo = lifo
         self.left = interrupt_after
         self.queued: list[TrialResult] = []
+        self.most = 0  # the most trials it held at once
 
     def submit(self, ctx: TrialContext, trial: TrialSpec) -> None:
         assert len(self.queued) < self.capacity
         self.queued.append(behave(ctx, trial))
+        self.most = max(self.most, len(self.queued))
 
     def next_result(self) -> TrialResult:
         if self.left == 0:
@@ -637,3 +639,28 @@ def test_a_resumed_tpe_sweep_proposes_the_trials_an_uninterrupted_one_does(
         r.number in {c.number for c in cut.trials} for r in resumed.trials
     ]
     assert csv_text(resumed, spec.objective) == csv_text(whole, spec.objective)
+
+
+def test_a_tpe_sweep_proposes_the_same_trials_whatever_the_workers(tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    # The file's `parallel` (3) decides what each trial learns from, not the executor's slots:
+    # fewer workers only wait more, more run no more than `parallel` at once.
+    spec = SweepSpec(
+        path=str(tmp_path / "sweep.toml"),
+        base=str(tmp_path / "unused.toml"),
+        out="",
+        params={"t": {"x": ParamSpace("range", low=-5.0, high=5.0), "y": ParamSpace("values", (1, 2, 3))}},
+        search=SearchSpec(method="tpe", trials=16, seed=4, parallel=3),
+        objective=ObjectiveSpec(direction="minimize"),
+    )
+
+    def sweep(out: str, executor: _Queued) -> SweepOutcome:
+        s = attrs.evolve(spec, out=str(tmp_path / out))
+        return run_sweep(s, context(), executor, TrialStore(Path(s.out)), key_of=_fast_key, span=_no_span)
+
+    executors = {workers: _Queued(workers, lifo=True) for workers in (1, 2, 3, 8)}
+    outcomes = {workers: sweep(f"w{workers}", ex) for workers, ex in executors.items()}
+    assert len({r.params["t"]["x"] for r in outcomes[1].trials}) == 16
+    for workers in (2, 3, 8):
+        assert _comparable(outcomes[workers]) == _comparable(outcomes[1]), workers
+    assert {w: ex.most for w, ex in executors.items()} == {1: 1, 2: 2, 3: 3, 8: 3}

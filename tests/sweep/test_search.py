@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -170,7 +171,7 @@ def test_tpe_stores_its_study_and_tells_values_failures_and_constraints(tmp_path
 
 def test_a_resumed_tpe_search_proposes_what_an_uninterrupted_one_does(tmp_path: Path) -> None:
     # More trials than TPE's 10 random first ones: the later proposals depend on what it was told.
-    spec = SearchSpec("tpe", trials=13, seed=5)
+    spec = SearchSpec("tpe", trials=13, seed=5, parallel=1)
     whole = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=tmp_path / "whole.db", study_name="wf-0")
     proposed = _run(whole, 13, OBJECTIVE)
     assert whole.ask() is None
@@ -233,19 +234,23 @@ def _lockstep(search: Search, count: int, *, tell_early: bool) -> list[Params]:
 
 
 def test_tpe_with_trials_in_flight_proposes_the_same_whenever_results_arrive(tmp_path: Path) -> None:
-    spec = SearchSpec("tpe", trials=14, seed=5)
+    spec = SearchSpec("tpe", trials=14, seed=5, parallel=2)
 
     def search(name: str) -> Search:
-        return make_search(
-            spec, CONTINUOUS, OBJECTIVE, study_path=tmp_path / f"{name}.db", study_name="s", in_flight=2
-        )
+        return make_search(spec, CONTINUOUS, OBJECTIVE, study_path=tmp_path / f"{name}.db", study_name="s")
 
     early = _lockstep(search("early"), 14, tell_early=True)
     assert _lockstep(search("late"), 14, tell_early=False) == early
     assert len({_key(p) for p in early}) == 14
     # One in flight: trial n sees trial n-1's result too, so its later trials differ.
     single = _run(
-        make_search(spec, CONTINUOUS, OBJECTIVE, study_path=tmp_path / "one.db", study_name="s"),
+        make_search(
+            attrs.evolve(spec, parallel=1),
+            CONTINUOUS,
+            OBJECTIVE,
+            study_path=tmp_path / "one.db",
+            study_name="s",
+        ),
         14,
         OBJECTIVE,
     )
@@ -322,7 +327,7 @@ _ANOTHER = "another sweep \\(other parameters, objective, base or window\\): use
 
 def _tpe(study: Path, params: Any, objective: ObjectiveSpec = OBJECTIVE, **kw: Any) -> Search:
     return make_search(
-        SearchSpec("tpe", trials=kw.pop("trials", 3), seed=kw.pop("seed", 1)),
+        SearchSpec("tpe", trials=kw.pop("trials", 3), seed=kw.pop("seed", 1), parallel=kw.pop("parallel", 4)),
         params,
         objective,
         study_path=study,
@@ -348,14 +353,16 @@ def test_tpe_refuses_a_stored_study_of_other_parameters_or_objective(tmp_path: P
     other = {"m": {"y": ParamSpace("range", low=10, high=20, integer=True)}}
     with pytest.raises(DataError, match=f"^{study} holds a TPE study of {_ANOTHER}"):
         _tpe(study, other)
-    # Another objective, or direction, or seed: another sweep too.
-    for objective, seed in (
-        (ObjectiveSpec(statistic="sharpe"), 1),
-        (ObjectiveSpec(direction="minimize"), 1),
-        (OBJECTIVE, 2),
+    # Another objective, or direction, or seed, or parallel (trial n would have learned from
+    # other trials): another sweep too.
+    for objective, seed, parallel in (
+        (ObjectiveSpec(statistic="sharpe"), 1, 4),
+        (ObjectiveSpec(direction="minimize"), 1, 4),
+        (OBJECTIVE, 2, 4),
+        (OBJECTIVE, 1, 2),
     ):
-        with pytest.raises(DataError, match=_ANOTHER):
-            _tpe(study, _ONE_X, objective, seed=seed)
+        with pytest.raises(DataError, match=f"^{study} holds a TPE study of {_ANOTHER}"):
+            _tpe(study, _ONE_X, objective, seed=seed, parallel=parallel)
     # The study was left as it was (nothing failed, nothing added).
     assert [t.params for t in _trials(study, "search")] == held
     assert {t.state for t in _trials(study, "search")} == {TrialState.COMPLETE}
