@@ -142,6 +142,7 @@ _VIOLATIONS = "tradingd_violations"
 
 
 _FINGERPRINT = "tradingd_fingerprint"  # a study's, in its user attributes: which sweep it is
+_OPTUNA = "tradingd_optuna"  # and the Optuna version of the run that wrote it last
 
 
 def _canonical(params: Params) -> str:
@@ -217,6 +218,7 @@ class TPESearch:
             load_if_exists=True,
         )
         self._stored.set_user_attr(_FINGERPRINT, fingerprint)
+        self._stored.set_user_attr(_OPTUNA, lib.__version__)  # what proposed its trials
         self._recorded = {
             (t.user_attrs[_NUMBER], t.user_attrs[_PARAMS])
             for t in self._stored.get_trials(deepcopy=False)
@@ -233,12 +235,22 @@ class TPESearch:
         self._learned = 0  # told results the in-memory study holds (trials 0..learned-1)
 
     def _sampler(self, number: int) -> Any:
-        """Trial `number`'s sampler: seeded from the search's seed and the number alone."""
+        """Trial `number`'s sampler: seeded from the search's seed and the number alone. Its
+        settings are written out, not Optuna's defaults (4.x: independent, no liar; 5.x:
+        multivariate, constant liar): Optuna 5's, which model the parameters together and count
+        the trials still in flight (RUNNING in the study) as bad ones, so as not to propose
+        beside them. Another Optuna version may still propose otherwise (its estimator changed
+        in 5.0): the stored study records the version."""
         digest = hashlib.sha256(f"tradingd-tpe:{self._seed}:{number}".encode()).digest()
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", self._lib.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", self._lib.exceptions.ExperimentalWarning)  # Optuna 4
             return self._lib.samplers.TPESampler(
-                seed=int.from_bytes(digest[:4], "big"), constraints_func=self._constraints_func
+                seed=int.from_bytes(digest[:4], "big"),
+                n_startup_trials=10,
+                n_ei_candidates=24,
+                multivariate=True,
+                constant_liar=True,
+                constraints_func=self._constraints_func,
             )
 
     def ask(self) -> dict[str, dict[str, Any]] | None:

@@ -385,3 +385,29 @@ def test_tpe_refuses_a_stored_study_of_another_base_or_window(tmp_path: Path) ->
     # A study an earlier run only created (no trial yet) is taken over by whoever comes.
     optuna.create_study(storage=f"sqlite:///{tmp_path / 'new.db'}", study_name="search")
     assert _tpe(tmp_path / "new.db", _ONE_X, fingerprint="anything").total == 3
+
+
+def test_tpe_names_its_sampler_settings_and_records_the_optuna_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Optuna 4 and 5 default otherwise (multivariate, constant_liar): proposals would change with
+    # the installed version's defaults. Optuna 5's, written out.
+    made: list[dict[str, Any]] = []
+    real = optuna.samplers.TPESampler
+
+    def recording(**kw: Any) -> Any:
+        made.append(kw)
+        return real(**kw)
+
+    monkeypatch.setattr(optuna.samplers, "TPESampler", recording)
+    search = _tpe(tmp_path / "study.db", _ONE_X, parallel=2)
+    _tell_all(search)
+    assert len(made) >= 3  # one per proposal
+    for kw in made:
+        assert {k: kw.get(k) for k in ("multivariate", "constant_liar", "n_startup_trials")} == {
+            "multivariate": True,
+            "constant_liar": True,
+            "n_startup_trials": 10,
+        }
+    stored = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert stored.user_attrs["tradingd_optuna"] == optuna.__version__
