@@ -15,9 +15,11 @@
   the later ones, still in flight, it sees as running), so the results arriving earlier or
   later, or from an earlier run, change nothing (the runner asks in lockstep: trial n once
   those are told). A rerun proposes the trials an earlier run finished again, the same, and
-  the sweep finds their results in its trial cache. Each told trial is also written, once, to
-  a study in SQLite at `study_path` under `study_name` (for Optuna's tools; never read back
-  for a proposal). Only a study of the same sweep is continued: it keeps a fingerprint of its
+  the sweep finds their results in its trial cache. Each told trial is also written to a study
+  in SQLite at `study_path` under `study_name` (for Optuna's tools; never read back for a
+  proposal), written afresh by every run (a rerun tells every trial again, and its result may
+  differ from the earlier run's: one run again after its cache was deleted). Only a study of
+  the same sweep is replaced: it keeps a fingerprint of its
   parameter spaces, objective and search (its method, seed and parallel: more `trials`
   continue it) and
   of what the caller names its trials' base config and window by (`fingerprint`); a study of
@@ -209,21 +211,19 @@ class TPESearch:
                     f"{study_path} holds a TPE study of another sweep (other parameters, objective,"
                     " base or window): use another --out or delete it"
                 )
+            # This sweep's, written by an earlier run: written again as this run tells its
+            # trials (each again, from the trial cache or run anew: a result may differ, and
+            # Optuna cannot replace nor delete a stored trial, only a whole study).
+            lib.delete_study(study_name=study_name, storage=storage)
         # The stored study: a record of the told trials, never asked (its sampler is unused).
         self._stored: optuna.study.Study = lib.create_study(
             storage=storage,
             study_name=study_name,
             direction=objective.direction,
             sampler=lib.samplers.RandomSampler(seed=seed),
-            load_if_exists=True,
         )
         self._stored.set_user_attr(_FINGERPRINT, fingerprint)
         self._stored.set_user_attr(_OPTUNA, lib.__version__)  # what proposed its trials
-        self._recorded = {
-            (t.user_attrs[_NUMBER], t.user_attrs[_PARAMS])
-            for t in self._stored.get_trials(deepcopy=False)
-            if _NUMBER in t.user_attrs and _PARAMS in t.user_attrs
-        }
         # The study TPE learns from, in memory, made again on every run from the told results.
         self._study: optuna.study.Study = lib.create_study(
             direction=objective.direction, sampler=self._sampler(0)
@@ -280,8 +280,7 @@ class TPESearch:
 
     def tell(self, params: Params, result: TrialResult) -> None:
         """Tell the next trial not yet told, which asked for `params` (trials are told in the
-        order they were asked: KeyError otherwise). It is written to the stored study unless an
-        earlier run wrote it."""
+        order they were asked: KeyError otherwise). It is written to the stored study."""
         number = len(self._told)
         key = _canonical(params)
         if number >= len(self._proposed) or self._proposed[number] != key:
@@ -312,9 +311,7 @@ class TPESearch:
     def _record(
         self, number: int, key: str, status: str, told: tuple[float | None, tuple[float, ...]]
     ) -> None:
-        """Write a told trial to the stored study (once: a resumed run's trials again are not)."""
-        if (number, key) in self._recorded:
-            return
+        """Write a told trial to the stored study (this run's: see `__init__`)."""
         TrialState = self._lib.trial.TrialState
         value, broken = told
         asked = self._asked[number]
@@ -335,7 +332,6 @@ class TPESearch:
                 **extra,
             )
         )
-        self._recorded.add((number, key))
 
 
 def _constraints(trial: Any) -> tuple[float, ...]:

@@ -411,3 +411,25 @@ def test_tpe_names_its_sampler_settings_and_records_the_optuna_version(
         }
     stored = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert stored.user_attrs["tradingd_optuna"] == optuna.__version__
+
+
+def test_a_rerun_rewrites_the_stored_study_with_its_own_results(tmp_path: Path) -> None:
+    study = tmp_path / "study.db"
+    first = _tpe(study, _ONE_X, trials=2)
+    a = first.ask()
+    assert a is not None
+    first.tell(a, _told(a, 0, None, OBJECTIVE))  # failed (a worker lost, say)
+    b = first.ask()
+    assert b is not None
+    first.tell(b, _told(b, 1, {"total": {"net_pnl": 2.0}}, OBJECTIVE))
+    # Run again (its trial cache deleted): trial 0 ends ok now, trial 1 with another value.
+    again = _tpe(study, _ONE_X, trials=2)
+    assert again.ask() == a
+    again.tell(a, _told(a, 0, {"total": {"net_pnl": 5.0}}, OBJECTIVE))
+    assert again.ask() == b
+    again.tell(b, _told(b, 1, {"total": {"net_pnl": 3.0}}, OBJECTIVE))
+    stored = _trials(study, "search")
+    assert [(t.user_attrs["tradingd_number"], t.state, t.values) for t in stored] == [
+        (0, TrialState.COMPLETE, [5.0]),
+        (1, TrialState.COMPLETE, [3.0]),
+    ]
