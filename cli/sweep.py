@@ -297,7 +297,7 @@ def _run(
     )
     _err(f"sweep: {plural(total, 'trial')} {where}; results in {spec.out}")
     with _bar(show, total, tally) as progress:
-        outcome = run_sweep(spec, ctx, executor, store, key_of=key, span=span, progress=progress)
+        outcome = run_sweep(spec, ctx, executor, store, key_of=key, span=span, progress=progress, warn=_err)
     return outcome, store
 
 

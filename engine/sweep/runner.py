@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import structlog
 
+from ..model.words import plural
 from . import objective, walkforward
 from .cache import TrialStore
 from .model import (
@@ -35,10 +37,12 @@ from .model import (
     TrialSpec,
     Window,
 )
-from .search import make_search
+from .search import TPESearch, make_search
 from .spec import SweepSpec
 
 __all__ = ["run_sweep", "study_path", "trial_count"]
+
+_log = structlog.get_logger("tradingd.sweep")
 
 
 def study_path(spec: SweepSpec) -> Path:
@@ -74,6 +78,8 @@ class _Run:
     progress: Callable[[TrialResult], None] | None
     next_number: int = 0
     finished: list[TrialResult] = attrs.field(factory=list)
+    unrecorded: int = 0  # TPE trials study.db did not take (every search's)
+    unrecorded_why: str | None = None  # the first one's cause
 
     def _spec_of(self, params: Params, window: Window, role: Role, fold: int | None) -> TrialSpec:
         number = self.next_number
@@ -158,7 +164,20 @@ class _Run:
                 tell_in_order()
         except KeyboardInterrupt:
             raise _Interrupted from None
+        finally:
+            if isinstance(search, TPESearch) and search.unrecorded:
+                self.unrecorded += search.unrecorded
+                self.unrecorded_why = self.unrecorded_why or search.unrecorded_why
         return sorted(results, key=lambda r: r.number)
+
+    def unrecorded_line(self) -> str | None:
+        """One line for the TPE trials the study did not take, if any."""
+        if not self.unrecorded:
+            return None
+        return (
+            f"{study_path(self.spec)}: {plural(self.unrecorded, 'TPE trial')} not recorded in the"
+            f" study ({self.unrecorded_why}); the sweep went on (its results do not need it)"
+        )
 
     def single(self, params: Params, window: Window, role: Role, fold: int | None) -> TrialResult:
         """One trial of given parameters (a walk-forward's test)."""
@@ -182,13 +201,30 @@ def run_sweep(
     key_of: Callable[[Params, Window], str],
     span: Callable[[], tuple[int, int]],
     progress: Callable[[TrialResult], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> SweepOutcome:
     """Run the sweep `spec` describes (module docstring) and return every trial, best-first
     ranking left to the results. `progress(result)` after each finished trial (cached ones
-    too). Ctrl-C: the executor is closed at once (`cancel=True`) and the outcome holds what
+    too). `warn(line)` once at the end (interrupted too) when TPE trials could not be written
+    to study.db (a locked database: the sweep goes on without their record; logged when no
+    `warn` is given). Ctrl-C: the executor is closed at once (`cancel=True`) and the outcome holds what
     finished, `interrupted` set (each of them is already in `store`). The executor is left open
     otherwise: its owner closes it."""
     run = _Run(spec, ctx, executor, store, key_of, progress)
+    try:
+        return _sweep(run, span)
+    finally:
+        line = run.unrecorded_line()
+        if line is not None:
+            if warn is not None:
+                warn(line)
+            else:
+                _log.warning(line)
+
+
+def _sweep(run: _Run, span: Callable[[], tuple[int, int]]) -> SweepOutcome:
+    """`run_sweep`'s work: the search, or each fold's search and test."""
+    spec, executor = run.spec, run.executor
     folds_done: list[FoldOutcome] = []
     try:
         if spec.walk_forward is None:

@@ -17,7 +17,8 @@
   those are told). A rerun proposes the trials an earlier run finished again, the same, and
   the sweep finds their results in its trial cache. Each told trial is also written to a study
   in SQLite at `study_path` under `study_name` (for Optuna's tools; never read back for a
-  proposal), written afresh by every run (a rerun tells every trial again, and its result may
+  proposal; a write that fails, a locked database, is counted in `unrecorded` and the search
+  goes on), written afresh by every run (a rerun tells every trial again, and its result may
   differ from the earlier run's: one run again after its cache was deleted). Only a study of
   the same sweep is replaced: it keeps a fingerprint of its
   parameter spaces, objective and search (its method, seed and parallel: more `trials`
@@ -233,6 +234,12 @@ class TPESearch:
         self._proposed: list[str] = []  # by number: the parameters, as `_canonical`
         self._told: list[tuple[float | None, tuple[float, ...]]] = []  # value (None: FAIL), violations
         self._learned = 0  # told results the in-memory study holds (trials 0..learned-1)
+        self.study_path = study_path
+        import sqlalchemy.exc  # Optuna's storage: its errors unwrapped (an IntegrityError)
+
+        self._write_errors = (lib.exceptions.OptunaError, sqlalchemy.exc.SQLAlchemyError, OSError)
+        self.unrecorded = 0  # told trials the stored study could not take
+        self.unrecorded_why: str | None = None  # the first one's cause
 
     def _sampler(self, number: int) -> Any:
         """Trial `number`'s sampler: seeded from the search's seed and the number alone. Its
@@ -291,7 +298,14 @@ class TPESearch:
         else:
             told = (value, violations(self._objective, result.stats))
         self._told.append(told)
-        self._record(number, key, result.status, told)
+        try:
+            self._record(number, key, result.status, told)
+        except self._write_errors as exc:
+            # The study is only a record (never read back): a locked or full database costs
+            # its record of this trial, not the sweep. Counted; the runner says it once.
+            self.unrecorded += 1
+            if self.unrecorded_why is None:
+                self.unrecorded_why = _root_cause(exc)
 
     def _learn(self, number: int) -> None:
         """Tell the in-memory study trial `number`'s result: a failure as FAIL (TPE ignores it),
@@ -332,6 +346,15 @@ class TPESearch:
                 **extra,
             )
         )
+
+
+def _root_cause(exc: BaseException) -> str:
+    """What went wrong, not Optuna's wrapping of it: "OperationalError: database is locked"
+    (the innermost cause of a StorageInternalError; its first line)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _constraints(trial: Any) -> tuple[float, ...]:

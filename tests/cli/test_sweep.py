@@ -11,12 +11,14 @@ import os
 import pty
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 import trio
 
@@ -395,3 +397,29 @@ def test_a_trial_whose_strategy_does_nothing_carries_its_warning_to_the_results_
         f"warnings: 1 of 2 trials had warnings (first: trial {sol.number}: {warning}); see results.json"
         in err.splitlines()
     ), err
+
+
+def test_a_study_db_that_cannot_be_written_is_one_warning_and_the_sweep_finishes(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every write of a told TPE trial fails as on a locked database (Optuna wraps the cause).
+    def locked(self: optuna.study.Study, trial: Any) -> None:
+        try:
+            raise sqlite3.OperationalError("database is locked")
+        except sqlite3.OperationalError as exc:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from exc
+
+    monkeypatch.setattr(optuna.study.Study, "add_trial", locked)
+    tpe = SWEEP.format(extra="").replace('method = "grid"', 'method = "tpe"\ntrials = 3\nseed = 1')
+    (folder / "tpe.toml").write_text(tpe)
+    monkeypatch.setenv("TRADINGD_CACHE_DIR", str(folder / "evc"))
+    out = folder / "tpe"
+    code = main(["sweep", "--config", str(folder / "tpe.toml"), "--out", str(out), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    line = (
+        f"{out / 'study.db'}: 3 TPE trials not recorded in the study (OperationalError: database is"
+        " locked); the sweep went on (its results do not need it)"
+    )
+    assert err.splitlines().count(line) == 1, err
+    assert len(json.loads((out / "results.json").read_text())["trials"]) == 3

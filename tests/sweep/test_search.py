@@ -6,6 +6,7 @@ to a study in SQLite."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from optuna.trial import TrialState
 from tradingd.engine.model.errors import DataError
 from tradingd.engine.sweep.model import Params, TrialResult, Window
 from tradingd.engine.sweep.objective import parse_constraint, scored
-from tradingd.engine.sweep.search import Search, make_search
+from tradingd.engine.sweep.search import Search, TPESearch, make_search
 from tradingd.engine.sweep.space import grid
 from tradingd.engine.sweep.spec import ObjectiveSpec, ParamSpace, SearchSpec
 
@@ -433,3 +434,25 @@ def test_a_rerun_rewrites_the_stored_study_with_its_own_results(tmp_path: Path) 
         (0, TrialState.COMPLETE, [5.0]),
         (1, TrialState.COMPLETE, [3.0]),
     ]
+
+
+def test_a_study_db_that_cannot_be_written_costs_its_record_not_the_search(tmp_path: Path) -> None:
+    # Another process holds study.db locked while trial 0 is told (sqlite waits 5 s, then fails).
+    study = tmp_path / "study.db"
+    search = _tpe(study, _ONE_X, trials=3)
+    first = search.ask()
+    assert first is not None
+    lock = sqlite3.connect(study, timeout=0)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        search.tell(first, _told(first, 0, {"total": {"net_pnl": 1.0, "fills": 1}}, OBJECTIVE))
+    finally:
+        lock.rollback()
+        lock.close()
+    assert isinstance(search, TPESearch)
+    assert (search.unrecorded, search.unrecorded_why) == (1, "OperationalError: database is locked")
+    # The search goes on, proposing what it would have (the study is only a record).
+    rest = _tell_all(search)
+    assert [first, *rest] == _tell_all(_tpe(tmp_path / "free.db", _ONE_X, trials=3))
+    assert search.unrecorded == 1
+    assert [t.user_attrs["tradingd_number"] for t in _trials(study, "search")] == [1, 2]
