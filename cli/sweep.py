@@ -15,8 +15,8 @@ data's own; a walk-forward lays its folds within it.
 
 Exit: 0; 1 when every trial failed, or a finished trial could not be kept (the results folder
 full or gone: the sweep stops there, as on Ctrl-C, writing what finished if it can); 2 a bad
-sweep or base config, or a results folder that cannot be written (said before any work); 130
-interrupted."""
+sweep or base config, a results folder that cannot be written, or a `--cluster` without Ray or
+that cannot be reached (said before any work); 130 interrupted."""
 
 from __future__ import annotations
 
@@ -117,12 +117,17 @@ def _executor(spec: SweepSpec, workers: int, workers_given: bool) -> Executor:
     if spec.cluster is None:
         return ProcessExecutor(run_trial, workers, max_attempts=spec.max_attempts)
     local = spec.cluster == "local"
-    return RayExecutor(
-        run_trial,
-        None if local else spec.cluster,
-        max_attempts=spec.max_attempts,
-        num_cpus=workers if local and workers_given else None,
-    )
+    try:
+        return RayExecutor(
+            run_trial,
+            None if local else spec.cluster,
+            max_attempts=spec.max_attempts,
+            num_cpus=workers if local and workers_given else None,
+        )
+    except DataError as exc:
+        # No Ray, or a cluster that cannot be reached or joined: the setup is wrong and no trial
+        # ran. Exit 2, as a bad config or a missing data file: 1 is "every trial failed".
+        raise UsageError(str(exc)) from None
 
 
 @attrs.define
@@ -243,6 +248,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     finally:
         executor.close(cancel=True)
     _write(out, outcome, spec)
+    # What made trials do nothing: one line however many trials (each one's in results.json).
+    warned = results.warnings_line(outcome)
+    if warned is not None:
+        _err(warned)
     ran = tally.done - tally.cached
     summary = (
         f"{plural(tally.done, 'trial')}: {ran:,} run, {tally.cached:,} from the trial cache,"
@@ -288,7 +297,7 @@ def _run(
     )
     _err(f"sweep: {plural(total, 'trial')} {where}; results in {spec.out}")
     with _bar(show, total, tally) as progress:
-        outcome = run_sweep(spec, ctx, executor, store, key_of=key, span=span, progress=progress)
+        outcome = run_sweep(spec, ctx, executor, store, key_of=key, span=span, progress=progress, warn=_err)
     return outcome, store
 
 

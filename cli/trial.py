@@ -289,8 +289,8 @@ def _quiet_logging() -> None:
     """A worker logs errors only, to its stderr (the sweep's terminal), through the project's
     logging (its redactor: never a secret). Not warnings: a strategy's warning repeats in every
     trial (the example's refused hedges: dozens per trial, thousands per sweep, over the progress
-    bar), and what made a trial do nothing is in its result. Once per worker process; not the
-    base config's `[logging] file` (many workers appending to one file)."""
+    bar), and what made a trial do nothing is in its result's `warnings`. Once per worker
+    process; not the base config's `[logging] file` (many workers appending to one file)."""
     global _logging_set
     if not _logging_set:
         configure_logging("error", "json", sys.stderr)
@@ -315,7 +315,7 @@ def _event_cache(directory: str | None) -> EventCache | None:
 def run_trial(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
     """Run one trial (in a worker) and return its result; raises on a failure (the executor
     records it as the trial's error). Statistics: each strategy's report statistics (no
-    curves) and their `"total"`; equity: the strategies' curves summed."""
+    curves) and their `"total"`; equity: the strategies' curves summed; warnings: the report's."""
     _quiet_logging()
     t0 = time.perf_counter()
     _check_readable(ctx.data_files)
@@ -327,7 +327,8 @@ def run_trial(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
         end_ns=trial.window.end_ns,
     )
     result = trio.run(kernel.run)
-    strategies: dict[str, dict[str, Any]] = report_dict(result, include_curves=False)["strategies"]
+    report = report_dict(result, include_curves=False)
+    strategies: dict[str, dict[str, Any]] = report["strategies"]
     curve = summed_curve(s.equity_curve for s in result.strategies.values())
     stats: dict[str, Mapping[str, Any]] = dict(strategies)
     stats["total"] = total_stats(strategies, curve, result.equity_interval_s)
@@ -336,5 +337,8 @@ def run_trial(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
         "ok",
         stats=stats,
         equity=curve,
+        # What made a strategy or a data file do nothing: the worker does not log it (it would
+        # repeat in every trial over the progress bar), the result keeps it.
+        warnings=tuple(str(w) for w in report.get("warnings", ())),
         duration_s=round(time.perf_counter() - t0, 3),
     )

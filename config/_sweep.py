@@ -55,7 +55,7 @@ _TOP = (
     "walk_forward",
 )
 _WINDOW = ("start", "end")
-_SEARCH = ("method", "trials", "seed", "max_trials")
+_SEARCH = ("method", "trials", "seed", "max_trials", "parallel")
 _OBJECTIVE = ("statistic", "strategy", "direction", "constraints")
 _WALK = ("mode", "windows", "train", "test")
 _SPACE = ("values", "choices", "range", "step", "log_range", "num")
@@ -413,6 +413,14 @@ def _read_search(table: Mapping[str, Any], problems: list[Problem]) -> SearchSpe
     trials = read.integer("trials", None, least=1)
     seed = read.integer("seed", 0)
     max_trials = read.integer("max_trials", attrs.fields(SearchSpec).max_trials.default, least=1)
+    parallel = read.integer("parallel", attrs.fields(SearchSpec).parallel.default, least=1)
+    if method != "tpe" and "parallel" in table:
+        problems.append(
+            (
+                f"parallel is for method = 'tpe' (a {method} search runs a trial on every worker)",
+                "search.parallel",
+            )
+        )
     if method == "grid" and "trials" in table:
         problems.append(
             ("a grid runs every combination: trials is for method = 'random' or 'tpe'", "search.trials")
@@ -421,7 +429,7 @@ def _read_search(table: Mapping[str, Any], problems: list[Problem]) -> SearchSpe
         problems.append((f"a {method} search needs trials (how many)", "search.trials"))
     if trials is not None and trials > max_trials:
         problems.append((f"{trials} trials is more than max_trials = {max_trials}", "search.trials"))
-    return SearchSpec(method=method, trials=trials, seed=seed, max_trials=max_trials)
+    return SearchSpec(method=method, trials=trials, seed=seed, max_trials=max_trials, parallel=parallel)
 
 
 def _read_walk_forward(table: Mapping[str, Any], problems: list[Problem]) -> WalkForwardSpec | None:

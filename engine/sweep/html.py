@@ -11,7 +11,7 @@ extra) with the backtest report's figure helpers and page style:
     sweep-equity.png    a walk-forward's stitched out-of-sample equity curve and its drawdown,
                         test windows shaded, a fold without a test result marked
 
-and the trial table (best first, as results.csv orders it).
+and the trial table (best first, as results.csv orders it; each trial's warnings when some have).
 """
 
 from __future__ import annotations
@@ -370,7 +370,12 @@ def _cell(v: Any) -> str:
 def _trial_rows(outcome: SweepOutcome, objective: ObjectiveSpec, keys: Sequence[Key]) -> tuple[str, int]:
     walk = bool(outcome.folds)
     head = ["rank", "#"] + (["fold", "role"] if walk else []) + [f"{s}.{p}" for s, p in keys]
-    head += [results._objective_label(objective), "net PnL $", "max DD $", "fills", "status"]
+    # The key statistics of the total, but not the objective's own again (the terminal's table).
+    shown = [(k, label) for k, label in results._KEY_STATS if not results._is_objective(objective, k)]
+    head += [results._objective_label(objective), *(label for _, label in shown), "status"]
+    # What made a trial do nothing, one per line: a column only when some trial has one.
+    warned = any(r.warnings for r in outcome.trials)
+    head += ["warnings"] if warned else []
     out = ["<table class='trials'><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     order = results._ordered(outcome, objective)
     for rank, r in order[:_MAX_ROWS]:
@@ -381,15 +386,12 @@ def _trial_rows(outcome: SweepOutcome, objective: ObjectiveSpec, keys: Sequence[
             cells += [results._cell(r.fold), r.role]
         cells += [_text(_value(r, k)) for k in keys]
         row = "".join(f"<td>{html.escape(c)}</td>" for c in cells)
-        row += (
-            _td(r.objective)
-            + _td(total.get("net_pnl"))
-            + _td(total.get("max_drawdown"))
-            + _td(total.get("fills"))
-        )
+        row += _td(r.objective) + "".join(_td(total.get(k)) for k, _ in shown)
         title = f" title='{html.escape(r.error, quote=True)}'" if r.error else ""
         text = status if r.error is None else f"{status}: {r.error}"
         row += f"<td class='status'{title}>{html.escape(text)}</td>"
+        if warned:
+            row += "<td class='warnings'>" + "<br>".join(html.escape(w) for w in r.warnings) + "</td>"
         out.append(f"<tr class='{status}'>{row}</tr>")
     out.append("</table>")
     return "".join(out), len(order)
@@ -403,6 +405,7 @@ _PAGE_CSS = (
     CSS
     + """
 tr.infeasible td{color:#888}tr.failed td{color:#b2182b}td.status{text-align:left}
+td.warnings{text-align:left;color:#8a6d00;font-size:0.9em}
 """
 )
 
@@ -498,9 +501,12 @@ def render(
 def _folds_table(outcome: SweepOutcome, objective: ObjectiveSpec) -> str:
     esc = html.escape
     label = results._objective_label(objective)
+    net = not results._is_objective(objective, "net_pnl")  # else the OOS objective column is it
     rows = [
         "<table><tr><th>fold</th><th>train (UTC)</th><th>test (UTC)</th><th>best params</th>"
-        f"<th>IS {esc(label)}</th><th>OOS {esc(label)}</th><th>OOS net PnL $</th><th>note</th></tr>"
+        f"<th>IS {esc(label)}</th><th>OOS {esc(label)}</th>"
+        + ("<th>OOS net PnL $</th>" if net else "")
+        + "<th>note</th></tr>"
     ]
     for fo in outcome.folds:
         reason = results._missing_reason(fo)
@@ -515,7 +521,8 @@ def _folds_table(outcome: SweepOutcome, objective: ObjectiveSpec) -> str:
             f"<td>{esc(_window(fo.fold.test))}</td><td>{esc(params)}</td>"
             f"{_td(None if fo.best is None else fo.best.objective)}"
             f"{_td(None if reason or fo.test is None else fo.test.objective)}"
-            f"{_td(test_total.get('net_pnl'))}<td>{esc(reason or '')}</td></tr>"
+            + (_td(test_total.get("net_pnl")) if net else "")
+            + f"<td>{esc(reason or '')}</td></tr>"
         )
     rows.append("</table>")
     # The terminal's out-of-sample lines (statistics, and the folds not in it).

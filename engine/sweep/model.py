@@ -48,8 +48,10 @@ class TrialResult:
     """What a trial gave. `stats` holds each strategy's report statistics (the JSON report's
     `strategies.<name>` entry without its curves) and a `"total"` entry for the portfolio (their
     sums; ratios and drawdown from the summed equity curve: `stats.curve_stats`). `equity` is the
-    portfolio's equity curve (ns, USD), sampled as the backtest samples it. A failed trial has
-    `status` "failed", its error in one line, and no statistics."""
+    portfolio's equity curve (ns, USD), sampled as the backtest samples it. `warnings` are the
+    backtest report's (`report_dict(...)["warnings"]`): one line each for what made a strategy or
+    a data file do nothing. A failed trial has `status` "failed", its error in one line, and no
+    statistics."""
 
     key: str
     number: int
@@ -61,6 +63,7 @@ class TrialResult:
     error: str | None = None
     stats: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     equity: tuple[tuple[int, float], ...] = ()
+    warnings: tuple[str, ...] = ()
     objective: float | None = None  # set by the objective (`objective.evaluate`), None if failed
     feasible: bool = False  # met every constraint
     duration_s: float = 0.0
@@ -158,6 +161,7 @@ def result_to_dict(result: TrialResult) -> dict[str, Any]:
     out: dict[str, Any] = _CONV.unstructure(result)
     out["params"] = {name: dict(p) for name, p in result.params.items()}
     out["equity"] = [[t, v] for t, v in result.equity]
+    out["warnings"] = list(result.warnings)
     return out
 
 

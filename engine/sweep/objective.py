@@ -9,6 +9,7 @@ ones; ties broken by the trial's number."""
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 import re
@@ -97,6 +98,12 @@ def unknown_statistic(name: str, strategy: str) -> str | None:
             )
     elif name in STATISTICS:
         return None
+    # The closest of those `strategy` has (a typo: "sharp", "net_pl"), else every name.
+    close = difflib.get_close_matches(
+        name, sorted(TOTAL_STATISTICS if strategy == TOTAL else STATISTICS), n=1
+    )
+    if close:
+        return f"unknown statistic {name!r}; did you mean {close[0]!r}?"
     return f"unknown statistic {name!r} (known: {', '.join(sorted(STATISTICS))})"
 
 

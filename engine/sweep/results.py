@@ -10,16 +10,19 @@ results.json:
     counts        trials, ok, failed, feasible, and whether the sweep was interrupted
     trials        every trial, best first (walk-forward: fold by fold, each fold's train trials
                   best first, then its test trial): number, key, role, fold, rank, window (ISO
-                  times), params, status, error, objective, feasible, statistics (each
+                  times), params, status, error, warnings (the backtest report's: what made
+                  a strategy or a data file do nothing), objective, feasible, statistics (each
                   strategy's and "total"), and under `run` how this sweep got it (attempts,
                   cached, duration_s: the only wall-clock figures, outside the ranking)
     walk_forward  (a walk-forward only) each fold: its windows, its best train trial and the
                   test trial, their statistics (in-sample and out-of-sample), and the
                   out-of-sample curve chained from the test windows with its statistics
 
-results.csv: one row per trial in the same order: rank, number, role, fold, window, status,
+results.csv: one row per trial in the same order: rank, number, role, fold, window (ISO-8601
+UTC, "2026-11-24T10:00:00Z", a fraction only when the time has one), status,
 feasible, objective, one column per parameter (`strategy.param`) and per statistic of the
-"total" (`total.net_pnl`, ...), the error; no wall-clock column. The same sweep run twice gives
+"total" (`total.net_pnl`, ...), the error, the warnings (joined with " | ": a warning may hold
+"; " itself); no wall-clock column. The same sweep run twice gives
 the same CSV, the same table, and the same JSON apart from `run`.
 """
 
@@ -43,7 +46,11 @@ from .spec import Constraint, ObjectiveSpec
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-__all__ = ["describe", "ranked", "table", "write"]
+__all__ = ["WARNINGS_JOIN", "describe", "ranked", "table", "warnings_line", "write"]
+
+# Between a trial's warnings in results.csv's one cell (not "; ": the kernel's per-file warning
+# lists its reasons with it).
+WARNINGS_JOIN = " | "
 
 # The total's statistics in the order the CSV and the table give them; any other scalar a
 # report grows goes after these, sorted by name (a stable column order either way).
@@ -125,6 +132,23 @@ def _iso(ns: int | None) -> str | None:
     return None if ns is None else format_ts(ns)
 
 
+def _csv_time(ns: int | None) -> str:
+    """A window's bound for results.csv: ISO-8601 UTC, to the second when it is whole
+    ("2026-11-24T10:00:00Z"), else with the milli-, micro- or nanoseconds it has (exact: a fold
+    laid from the data's first frame is any ns). What spreadsheets, pandas and polars read, and
+    `--start`/`--end` take; not `format_ts`'s fixed 7 decimals (100 ns), which no tool expects
+    and which cut a fold's ns."""
+    if ns is None:
+        return ""
+    sec, rem = divmod(ns, 1_000_000_000)
+    text = format_ts(sec * 1_000_000_000)[:19]
+    if rem == 0:
+        return text + "Z"
+    digits = f"{rem:09d}"
+    keep = next(n for n in (3, 6, 9) if not digits[n:].strip("0"))
+    return f"{text}.{digits[:keep]}Z"
+
+
 def _window(w: Window) -> dict[str, str | None]:
     return {"start": _iso(w.start_ns), "end": _iso(w.end_ns)}
 
@@ -149,6 +173,7 @@ def _trial_entry(r: TrialResult, rank: int | None) -> dict[str, Any]:
         "params": _params(r.params),
         "status": r.status,
         "error": r.error,
+        "warnings": list(r.warnings),
         "objective": r.objective,
         "feasible": r.feasible,
         "statistics": _stats(r.stats),
@@ -292,6 +317,7 @@ def csv_text(outcome: SweepOutcome, objective: ObjectiveSpec) -> str:
             *(f"{s}.{p}" for s, p in params),
             *(f"total.{n}" for n in stats),
             "error",
+            "warnings",
         ]
     )
     for rank, r in order:
@@ -302,14 +328,15 @@ def csv_text(outcome: SweepOutcome, objective: ObjectiveSpec) -> str:
                 r.number,
                 r.role,
                 _cell(r.fold),
-                _cell(_iso(r.window.start_ns)),
-                _cell(_iso(r.window.end_ns)),
+                _csv_time(r.window.start_ns),
+                _csv_time(r.window.end_ns),
                 r.status,
                 _cell(r.feasible),
                 _cell(r.objective),
                 *(_cell(r.params.get(s, {}).get(p)) for s, p in params),
                 *(_cell(total.get(n)) for n in stats),
                 _cell(r.error),
+                WARNINGS_JOIN.join(r.warnings),
             ]
         )
     return buf.getvalue()
@@ -334,6 +361,23 @@ def write(out: Path, outcome: SweepOutcome, objective: ObjectiveSpec) -> list[Pa
     _write_atomic(paths[0], csv_text(outcome, objective).encode())
     _write_atomic(paths[1], data + b"\n")
     return paths
+
+
+def warnings_line(outcome: SweepOutcome) -> str | None:
+    """One line for the end of a sweep when some trials had warnings (what made a strategy or a
+    data file do nothing), else None: how many trials, the first one's (lowest number) first
+    warning, and where every one is. One line for any number of trials: a warning usually
+    repeats in most of them (a strategy on an underlying the data lacks)."""
+    warned = sorted((r for r in outcome.trials if r.warnings), key=lambda r: r.number)
+    if not warned:
+        return None
+    first = warned[0]
+    more = len(first.warnings) - 1
+    also = f" (+{more:,} more)" if more else ""
+    return (
+        f"warnings: {len(warned):,} of {plural(len(outcome.trials), 'trial')} had warnings"
+        f" (first: trial {first.number}: {first.warnings[0]}{also}); see results.json"
+    )
 
 
 # ---------------------------------------------------------------------------------------- table

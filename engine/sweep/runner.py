@@ -5,10 +5,11 @@ Determinism: trials are numbered in the order the search proposes them, and the 
 the results in that order (a result that finishes early waits for those before it), so the same
 sweep gives the same numbers, the same parameters and the same results whatever the order the
 workers finish in. An adaptive search (TPE: what it proposes depends on what it was told) is
-also asked in lockstep: trial n is proposed once the results of 0..n-capacity have been told,
-which keeps `capacity` trials in flight while every proposal sees the same history on every run
-with the same number of workers. Grid and random searches propose without looking, and are
-asked whenever a slot frees."""
+also asked in lockstep: trial n is proposed once the results of 0..n-parallel (the sweep
+file's `[search] parallel`) have been told, and at most `parallel` trials run at once (fewer
+when the executor has fewer slots: they wait more), so every proposal sees the same history on
+every run, whatever the workers, the machine or the cluster. Grid and random searches propose
+without looking, and are asked whenever a slot frees."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import structlog
 
+from ..model.words import plural
 from . import objective, walkforward
 from .cache import TrialStore
 from .model import (
@@ -34,10 +37,12 @@ from .model import (
     TrialSpec,
     Window,
 )
-from .search import make_search
+from .search import TPESearch, make_search
 from .spec import SweepSpec
 
 __all__ = ["run_sweep", "study_path", "trial_count"]
+
+_log = structlog.get_logger("tradingd.sweep")
 
 
 def study_path(spec: SweepSpec) -> Path:
@@ -73,6 +78,8 @@ class _Run:
     progress: Callable[[TrialResult], None] | None
     next_number: int = 0
     finished: list[TrialResult] = attrs.field(factory=list)
+    unrecorded: int = 0  # TPE trials study.db did not take (every search's)
+    unrecorded_why: str | None = None  # the first one's cause
 
     def _spec_of(self, params: Params, window: Window, role: Role, fold: int | None) -> TrialSpec:
         number = self.next_number
@@ -100,16 +107,18 @@ class _Run:
         """One search over `window`: its trials, in number order."""
         spec = self.spec
         method = spec.search.method
+        lockstep = method == "tpe"
+        capacity = max(1, self.executor.capacity)
+        if lockstep:  # the file's `parallel` at most, never more than the workers take
+            capacity = min(capacity, spec.search.parallel)
         search = make_search(
             spec.search,
             spec.params,
             spec.objective,
-            study_path=study_path(spec) if method == "tpe" else None,
+            study_path=study_path(spec) if lockstep else None,
             study_name=study_name,
-            fingerprint=_study_context(self.ctx, window) if method == "tpe" else "",
+            fingerprint=_study_context(self.ctx, window) if lockstep else "",
         )
-        capacity = max(1, self.executor.capacity)
-        lockstep = method == "tpe"
         first = self.next_number
         proposed: dict[int, TrialSpec] = {}
         waiting: dict[int, TrialResult] = {}  # finished, not yet told (an earlier one runs)
@@ -128,10 +137,11 @@ class _Run:
 
         try:
             while True:
-                # Propose while a slot is free (in lockstep: only once the history it would
-                # see is the same on every run).
+                # Propose while a slot is free (in lockstep: trial n only once trials
+                # 0..n-parallel are told, the history it sees on every run, however many
+                # workers: fewer than `parallel` only wait more).
                 while not exhausted and running < capacity:
-                    if lockstep and (self.next_number - first) - told >= capacity:
+                    if lockstep and (self.next_number - first) - told >= spec.search.parallel:
                         break
                     params = search.ask()
                     if params is None:
@@ -154,7 +164,20 @@ class _Run:
                 tell_in_order()
         except KeyboardInterrupt:
             raise _Interrupted from None
+        finally:
+            if isinstance(search, TPESearch) and search.unrecorded:
+                self.unrecorded += search.unrecorded
+                self.unrecorded_why = self.unrecorded_why or search.unrecorded_why
         return sorted(results, key=lambda r: r.number)
+
+    def unrecorded_line(self) -> str | None:
+        """One line for the TPE trials the study did not take, if any."""
+        if not self.unrecorded:
+            return None
+        return (
+            f"{study_path(self.spec)}: {plural(self.unrecorded, 'TPE trial')} not recorded in the"
+            f" study ({self.unrecorded_why}); the sweep went on (its results do not need it)"
+        )
 
     def single(self, params: Params, window: Window, role: Role, fold: int | None) -> TrialResult:
         """One trial of given parameters (a walk-forward's test)."""
@@ -178,13 +201,30 @@ def run_sweep(
     key_of: Callable[[Params, Window], str],
     span: Callable[[], tuple[int, int]],
     progress: Callable[[TrialResult], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> SweepOutcome:
     """Run the sweep `spec` describes (module docstring) and return every trial, best-first
     ranking left to the results. `progress(result)` after each finished trial (cached ones
-    too). Ctrl-C: the executor is closed at once (`cancel=True`) and the outcome holds what
+    too). `warn(line)` once at the end (interrupted too) when TPE trials could not be written
+    to study.db (a locked database: the sweep goes on without their record; logged when no
+    `warn` is given). Ctrl-C: the executor is closed at once (`cancel=True`) and the outcome holds what
     finished, `interrupted` set (each of them is already in `store`). The executor is left open
     otherwise: its owner closes it."""
     run = _Run(spec, ctx, executor, store, key_of, progress)
+    try:
+        return _sweep(run, span)
+    finally:
+        line = run.unrecorded_line()
+        if line is not None:
+            if warn is not None:
+                warn(line)
+            else:
+                _log.warning(line)
+
+
+def _sweep(run: _Run, span: Callable[[], tuple[int, int]]) -> SweepOutcome:
+    """`run_sweep`'s work: the search, or each fold's search and test."""
+    spec, executor = run.spec, run.executor
     folds_done: list[FoldOutcome] = []
     try:
         if spec.walk_forward is None:

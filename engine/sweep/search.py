@@ -6,28 +6,40 @@
   twice: a space of only finite parameters is sampled without replacement (so at most its
   size is drawn: `total` says how many), a continuous parameter makes a repeat vanishingly
   unlikely and is not checked;
-- tpe: Optuna's TPE sampler (`optuna.samplers.TPESampler(seed=...)`), its study stored in SQLite
-  at `study_path` under `study_name`, so a rerun resumes it: trials an earlier run finished count
-  toward `trials` and are proposed again first, in their order (the sweep finds their results
-  in its trial cache, and its table lists them; telling them again changes nothing), then TPE
-  proposes the rest. Only a study of the same sweep is resumed: the study keeps a fingerprint of
-  its parameter spaces, objective and search (its method and seed: more `trials` continue it)
-  and of what the caller names its trials' base config and window by (`fingerprint`); a study
-  of another sweep in the same file is refused (DataError, one line), never replayed (its
-  trials would be another space's parameters, valued by another objective on other data).
-  Trials an earlier run left running (interrupted) are marked failed and not counted. A failed
-  trial, or one without a value (an undefined statistic), is told as FAIL (TPE ignores it); an
-  infeasible one is told its value and its constraints' violations (Optuna 5's
+- tpe: Optuna's TPE sampler, its proposals a function of the spaces, the objective, `seed`,
+  `parallel` (how many trials run at once at most: the file's, never the machine's) and the
+  results told, nothing else, so a rerun of an interrupted sweep, with other workers or on a
+  cluster too, proposes exactly the trials an uninterrupted one does. Its study is kept
+  in memory and made again on every run: trial n is proposed by a `TPESampler` seeded from
+  (`seed`, n) alone, from the results of trials 0..n-parallel (told it in trial-number order;
+  the later ones, still in flight, it sees as running), so the results arriving earlier or
+  later, or from an earlier run, change nothing (the runner asks in lockstep: trial n once
+  those are told). A rerun proposes the trials an earlier run finished again, the same, and
+  the sweep finds their results in its trial cache. Each told trial is also written to a study
+  in SQLite at `study_path` under `study_name` (for Optuna's tools; never read back for a
+  proposal; a write that fails, a locked database, is counted in `unrecorded` and the search
+  goes on), written afresh by every run (a rerun tells every trial again, and its result may
+  differ from the earlier run's: one run again after its cache was deleted). Only a study of
+  the same sweep is replaced: it keeps a fingerprint of its
+  parameter spaces, objective and search (its method, seed and parallel: more `trials`
+  continue it) and
+  of what the caller names its trials' base config and window by (`fingerprint`); a study of
+  another sweep in the same file is refused (DataError, one line), never mixed with this one's
+  (its trials would be another space's parameters, valued by another objective on other
+  data). A failed trial, or one without a value (an undefined statistic), is told as FAIL (TPE
+  ignores it); an infeasible one is told its value and its constraints' violations (Optuna 5's
   `Trial.set_constraint`; Optuna 4's sampler `constraints_func`), so TPE learns to stay within
   them.
 
 `ask` proposes the next trial's parameters (None when all are proposed); `tell` reports a
-finished one. Grid and random never import Optuna."""
+finished one (a TPE search: in the order they were asked). Grid and random never import
+Optuna."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import math
 import random
@@ -55,7 +67,7 @@ Spaces = Mapping[str, Mapping[str, ParamSpace]]
 class Search(Protocol):
     """Proposes trials' parameters; told each finished trial (a TPE search learns from them)."""
 
-    total: int  # trials it proposes in all (a resumed TPE study: including those already run)
+    total: int  # trials it proposes in all (a rerun: including those an earlier run finished)
 
     def ask(self) -> dict[str, dict[str, Any]] | None: ...
 
@@ -124,14 +136,16 @@ def _import_optuna() -> Any:
     return optuna
 
 
-# A trial this module told: its status, in the trial's user attributes, so a resumed study tells
-# trials that finished from those an interrupted run left running.
+# A stored trial's user attributes: its number in the search, its status, the parameters the
+# sweep ran (on the spaces' grids, as JSON) and, without Optuna 5's constraints, the violations.
+_NUMBER = "tradingd_number"
 _TOLD = "tradingd_status"
+_PARAMS = "tradingd_params"
 _VIOLATIONS = "tradingd_violations"
-_PARAMS = "tradingd_params"  # the parameters the sweep ran (on the spaces' grids), as JSON
 
 
 _FINGERPRINT = "tradingd_fingerprint"  # a study's, in its user attributes: which sweep it is
+_OPTUNA = "tradingd_optuna"  # and the Optuna version of the run that wrote it last
 
 
 def _canonical(params: Params) -> str:
@@ -139,14 +153,14 @@ def _canonical(params: Params) -> str:
 
 
 def study_fingerprint(spaces: Spaces, objective: ObjectiveSpec, spec: SearchSpec, context: str) -> str:
-    """What a TPE study's trials depend on: the spaces, the objective, the search's method and
-    seed (not its `trials`: raising them continues the same study), and `context` (the caller's
-    name for the base config and window), as a sha256."""
+    """What a TPE study's trials depend on: the spaces, the objective, the search's method, seed
+    and `parallel` (not its `trials`: raising them continues the same study), and `context` (the
+    caller's name for the base config and window), as a sha256."""
     doc = {
         "spaces": {s: {n: attrs.asdict(p) for n, p in ps.items()} for s, ps in spaces.items()},
         # A constraint's text is how the file wrote it; what it says is the rest.
         "objective": attrs.asdict(objective, filter=lambda a, _: a.name != "text"),
-        "search": [spec.method, spec.seed],
+        "search": [spec.method, spec.seed, spec.parallel],
         "context": context,
     }
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=repr)
@@ -154,7 +168,8 @@ def study_fingerprint(spaces: Spaces, objective: ObjectiveSpec, spec: SearchSpec
 
 
 class TPESearch:
-    """Optuna's TPE over the spaces, its study in SQLite (see the module docstring)."""
+    """Optuna's TPE over the spaces, its proposals a function of what it was told, its trials
+    also written to a study in SQLite (see the module docstring)."""
 
     def __init__(
         self,
@@ -166,102 +181,140 @@ class TPESearch:
         study_path: Path,
         study_name: str,
         fingerprint: str,
+        in_flight: int = 1,
     ) -> None:
         lib = _import_optuna()
-        from optuna.trial import TrialState
-
+        self._lib = lib
         lib.logging.set_verbosity(lib.logging.WARNING)  # one line per trial otherwise
         self._params = params
         self._objective = objective
+        self._seed = seed
+        self._in_flight = max(1, in_flight)
         self._distributions = {
             f"{strategy}.{name}": _distribution(lib, s)
             for strategy, spaces in params.items()
             for name, s in spaces.items()
         }
         # Optuna 5 takes a trial's constraints from `Trial.set_constraint`; Optuna 4 only from
-        # the sampler's `constraints_func` (deprecated in 5), which reads what `tell` stored.
+        # the sampler's `constraints_func` (deprecated in 5), which reads what `_learn` stored.
         self._set_constraint = hasattr(lib.trial.Trial, "set_constraint")
-        constraints = _constraints if objective.constraints and not self._set_constraint else None
+        self._constraints_func = _constraints if objective.constraints and not self._set_constraint else None
+        self._create_constraints = "constraints" in inspect.signature(lib.trial.create_trial).parameters
         study_path.parent.mkdir(parents=True, exist_ok=True)
-        storage = f"sqlite:///{study_path.resolve()}"
-        # The sampler's seed moves on with the trials the study already holds: reseeded with
-        # `seed` alone, a resumed study's first proposals would repeat the first run's (TPE's
-        # first trials are its random sampler's). The same study state continues the same way.
-        held = 0
+        # One connection for both opens below (each URL opened is a new engine and schema check).
+        storage = lib.storages.RDBStorage(f"sqlite:///{study_path.resolve()}")
         with contextlib.suppress(KeyError):  # KeyError: no such study yet
             found = lib.load_study(study_name=study_name, storage=storage)
-            held = len(found.trials)
-            # Checked before anything in it changes (its running trials are failed below). A
-            # study without a fingerprint nor trials is one an earlier run only created.
+            # A study without a fingerprint nor trials is one an earlier run only created.
             stored = found.user_attrs.get(_FINGERPRINT)
-            if stored != fingerprint and (held or stored is not None):
+            if stored != fingerprint and (found.trials or stored is not None):
                 raise DataError(
                     f"{study_path} holds a TPE study of another sweep (other parameters, objective,"
                     " base or window): use another --out or delete it"
                 )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", lib.exceptions.ExperimentalWarning)
-            sampler = lib.samplers.TPESampler(seed=seed + held, constraints_func=constraints)
-        self._study: optuna.study.Study = lib.create_study(
+            # This sweep's, written by an earlier run: written again as this run tells its
+            # trials (each again, from the trial cache or run anew: a result may differ, and
+            # Optuna cannot replace nor delete a stored trial, only a whole study).
+            lib.delete_study(study_name=study_name, storage=storage)
+        # The stored study: a record of the told trials, never asked (its sampler is unused).
+        self._stored: optuna.study.Study = lib.create_study(
             storage=storage,
             study_name=study_name,
             direction=objective.direction,
-            sampler=sampler,
-            load_if_exists=True,
+            sampler=lib.samplers.RandomSampler(seed=seed),
         )
-        self._study.set_user_attr(_FINGERPRINT, fingerprint)
-        replay: list[dict[str, dict[str, Any]]] = []
-        for t in self._study.get_trials(deepcopy=False):
-            if t.state == TrialState.RUNNING:
-                # Left running by an interrupted run: never finished, so not counted, and failed
-                # so that TPE does not wait on it.
-                self._study.tell(t.number, state=TrialState.FAIL)
-            elif _TOLD in t.user_attrs and _PARAMS in t.user_attrs:
-                replay.append(json.loads(t.user_attrs[_PARAMS]))
-        self.done = len(replay)  # finished by earlier runs of the study
-        self.total = max(trials, self.done)
-        self._replay = replay
-        self._replayed: list[str] = []  # proposed again, not yet told (the study has them)
-        self._asked = 0
-        self._pending: dict[str, list[Any]] = {}
+        self._stored.set_user_attr(_FINGERPRINT, fingerprint)
+        self._stored.set_user_attr(_OPTUNA, lib.__version__)  # what proposed its trials
+        # The study TPE learns from, in memory, made again on every run from the told results.
+        self._study: optuna.study.Study = lib.create_study(
+            direction=objective.direction, sampler=self._sampler(0)
+        )
+        self.total = trials
+        self._asked: list[optuna.trial.Trial] = []  # by number
+        self._proposed: list[str] = []  # by number: the parameters, as `_canonical`
+        self._told: list[tuple[float | None, tuple[float, ...]]] = []  # value (None: FAIL), violations
+        self._learned = 0  # told results the in-memory study holds (trials 0..learned-1)
+        self.study_path = study_path
+        import sqlalchemy.exc  # Optuna's storage: its errors unwrapped (an IntegrityError)
+
+        self._write_errors = (lib.exceptions.OptunaError, sqlalchemy.exc.SQLAlchemyError, OSError)
+        self.unrecorded = 0  # told trials the stored study could not take
+        self.unrecorded_why: str | None = None  # the first one's cause
+
+    def _sampler(self, number: int) -> Any:
+        """Trial `number`'s sampler: seeded from the search's seed and the number alone. Its
+        settings are written out, not Optuna's defaults (4.x: independent, no liar; 5.x:
+        multivariate, constant liar): Optuna 5's, which model the parameters together and count
+        the trials still in flight (RUNNING in the study) as bad ones, so as not to propose
+        beside them. Another Optuna version may still propose otherwise (its estimator changed
+        in 5.0): the stored study records the version."""
+        digest = hashlib.sha256(f"tradingd-tpe:{self._seed}:{number}".encode()).digest()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", self._lib.exceptions.ExperimentalWarning)  # Optuna 4
+            return self._lib.samplers.TPESampler(
+                seed=int.from_bytes(digest[:4], "big"),
+                n_startup_trials=10,
+                n_ei_candidates=24,
+                multivariate=True,
+                constant_liar=True,
+                constraints_func=self._constraints_func,
+            )
 
     def ask(self) -> dict[str, dict[str, Any]] | None:
-        if self._asked >= self.total:
+        """Trial n's parameters, from the results of trials 0..n-in_flight and nothing else
+        (RuntimeError when one of them is not told yet)."""
+        number = len(self._asked)
+        if number >= self.total:
             return None
-        self._asked += 1
-        if self._replay:
-            again = self._replay.pop(0)
-            self._replayed.append(_canonical(again))
-            return again
+        history = max(0, number - self._in_flight + 1)
+        if len(self._told) < history:
+            raise RuntimeError(
+                f"TPE trial {number} asked before trial {history - 1} was told"
+                f" ({self._in_flight} in flight at most)"
+            )
+        while self._learned < history:
+            self._learn(self._learned)
+            self._learned += 1
+        self._study.sampler = self._sampler(number)
         trial = self._study.ask(self._distributions)
         out: dict[str, dict[str, Any]] = {}
         for strategy, spaces in self._params.items():
             for name, s in spaces.items():
                 out.setdefault(strategy, {})[name] = _space.snap(s, trial.params[f"{strategy}.{name}"])
-        trial.set_user_attr(_PARAMS, _canonical(out))
-        self._pending.setdefault(_canonical(out), []).append(trial)
+        self._asked.append(trial)
+        self._proposed.append(_canonical(out))
         return out
 
     def tell(self, params: Params, result: TrialResult) -> None:
-        """Tell the study the trial asked for `params` (the first one asked, of equal ones).
-        A trial an earlier run finished, proposed again, is in the study already: nothing to
-        tell. KeyError when no trial asked for them is waiting."""
-        from optuna.trial import TrialState
-
+        """Tell the next trial not yet told, which asked for `params` (trials are told in the
+        order they were asked: KeyError otherwise). It is written to the stored study."""
+        number = len(self._told)
         key = _canonical(params)
-        if key in self._replayed:
-            self._replayed.remove(key)
-            return
-        waiting = self._pending.get(key)
-        if not waiting:
-            raise KeyError(f"no TPE trial waits for {key}")
-        trial = waiting.pop(0)
-        trial.set_user_attr(_TOLD, result.status)
+        if number >= len(self._proposed) or self._proposed[number] != key:
+            raise KeyError(f"no TPE trial waits for {key} (the next to tell is trial {number})")
         value = result.objective
         if result.status != "ok" or value is None or not math.isfinite(value):
-            self._study.tell(trial, state=TrialState.FAIL)
+            told: tuple[float | None, tuple[float, ...]] = (None, ())
+        else:
+            told = (value, violations(self._objective, result.stats))
+        self._told.append(told)
+        try:
+            self._record(number, key, result.status, told)
+        except self._write_errors as exc:
+            # The study is only a record (never read back): a locked or full database costs
+            # its record of this trial, not the sweep. Counted; the runner says it once.
+            self.unrecorded += 1
+            if self.unrecorded_why is None:
+                self.unrecorded_why = _root_cause(exc)
+
+    def _learn(self, number: int) -> None:
+        """Tell the in-memory study trial `number`'s result: a failure as FAIL (TPE ignores it),
+        else its value and its constraints' violations."""
+        trial = self._asked[number]
+        value, broken = self._told[number]
+        if value is None:
+            self._study.tell(trial, state=self._lib.trial.TrialState.FAIL)
             return
-        broken = violations(self._objective, result.stats)
         if self._set_constraint:
             for i, amount in enumerate(broken):
                 trial.set_constraint(f"c{i}", amount)
@@ -269,9 +322,43 @@ class TPESearch:
             trial.set_user_attr(_VIOLATIONS, list(broken))
         self._study.tell(trial, value)
 
+    def _record(
+        self, number: int, key: str, status: str, told: tuple[float | None, tuple[float, ...]]
+    ) -> None:
+        """Write a told trial to the stored study (this run's: see `__init__`)."""
+        TrialState = self._lib.trial.TrialState
+        value, broken = told
+        asked = self._asked[number]
+        extra: dict[str, Any] = {}
+        user_attrs: dict[str, Any] = {_NUMBER: number, _PARAMS: key, _TOLD: status}
+        if value is not None and broken:
+            if self._create_constraints:
+                extra["constraints"] = {f"c{i}": amount for i, amount in enumerate(broken)}
+            else:
+                user_attrs[_VIOLATIONS] = list(broken)
+        self._stored.add_trial(
+            self._lib.trial.create_trial(
+                state=TrialState.FAIL if value is None else TrialState.COMPLETE,
+                value=value,
+                params=asked.params,
+                distributions=asked.distributions,
+                user_attrs=user_attrs,
+                **extra,
+            )
+        )
+
+
+def _root_cause(exc: BaseException) -> str:
+    """What went wrong, not Optuna's wrapping of it: "OperationalError: database is locked"
+    (the innermost cause of a StorageInternalError; its first line)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
 
 def _constraints(trial: Any) -> tuple[float, ...]:
-    # Read back what `tell` stored: the sampler asks when the trial is told.
+    # Read back what `_learn` stored: the sampler asks when the trial is told.
     return tuple(trial.user_attrs.get(_VIOLATIONS, ()))
 
 
@@ -306,9 +393,10 @@ def make_search(
 ) -> Search:
     """The search `spec` names over `params` (see the module docstring). `fingerprint` names
     what else a TPE study's trials depend on (the base config, the window): a stored study of
-    another sweep is refused. ValueError for a grid too large or a random/TPE search without
-    `trials`; DataError (one line naming the extra) for TPE without Optuna, or for a stored
-    study of another sweep."""
+    another sweep is refused. A TPE search proposes trial n from the results of trials
+    0..n-`spec.parallel` (the caller runs at most that many at once). ValueError for a grid too large or a
+    random/TPE search without `trials`; DataError (one line naming the extra) for TPE without
+    Optuna, or for a stored study of another sweep."""
     for spaces in params.values():
         for s in spaces.values():
             _space.check(s)
@@ -329,5 +417,6 @@ def make_search(
             study_path=study_path,
             study_name=study_name,
             fingerprint=study_fingerprint(params, objective, spec, fingerprint),
+            in_flight=spec.parallel,
         )
     raise ValueError(f"unknown search method {spec.method!r} (grid, random or tpe)")

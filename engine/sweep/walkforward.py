@@ -21,7 +21,6 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from ..model.words import duration
 from .model import Fold, TrialResult, Window
 from .spec import WalkForwardSpec
 from .stats import ADDITIVE, curve_stats
@@ -37,15 +36,26 @@ def _ns(seconds: float) -> int:
     return round(seconds * _NS)
 
 
-def _span_text(ns: int) -> str:
-    """A duration in the unit the sweep file would say it in ("40 min", "2 h", "90 s"), or,
-    when it is not a whole number of seconds (a data span), `words.duration`'s form."""
-    if ns > 0 and ns % _NS == 0:
-        s = ns // _NS
-        for unit, size in (("d", 86_400), ("h", 3600), ("min", 60), ("s", 1)):
-            if s % size == 0:
-                return f"{s // size} {unit}"
-    return duration(ns / _NS)
+# The units a refusal says its durations in, largest first (a sweep file's d, h, m, s, and
+# below a second for a train or test like "0.5s").
+_UNITS = (("d", 86_400 * _NS), ("h", 3600 * _NS), ("min", 60 * _NS), ("s", _NS), ("ms", 1_000_000), ("ns", 1))
+
+
+def _unit(*spans: int) -> tuple[str, int]:
+    """The largest unit every one of `spans` (the sweep file's durations) is a whole number of."""
+    return next((name, size) for name, size in _UNITS if all(ns % size == 0 for ns in spans))
+
+
+def _in_unit(ns: int, unit: tuple[str, int]) -> str:
+    """`ns` in `unit`: whole when it is, else to the hundredth, cut rather than rounded (a span
+    just short of the one needed never reads as it)."""
+    name, size = unit
+    if ns % size == 0:
+        return f"{ns // size:,} {name}"
+    hundredths = ns * 100 // size
+    if hundredths == 0:
+        return f"under 0.01 {name}"
+    return f"{hundredths // 100:,}.{hundredths % 100:02d}".rstrip("0").rstrip(".") + f" {name}"
 
 
 def plan(span: tuple[int, int], spec: WalkForwardSpec, window: Window) -> tuple[Fold, ...]:
@@ -68,10 +78,11 @@ def plan(span: tuple[int, int], spec: WalkForwardSpec, window: Window) -> tuple[
     have = max(0, end - start)
     if needed > have:
         where = "the data" if window == Window() else "the data in the sweep's window"
+        unit = _unit(train, test)  # one unit for every figure: "140 min ... has 119.5 min"
         raise ValueError(
-            f"walk-forward needs {_span_text(needed)} of data ({_span_text(train)} train + "
-            f"{spec.windows} x {_span_text(test)} test); {where} has "
-            + ("nothing" if have == 0 else _span_text(have))
+            f"walk-forward needs {_in_unit(needed, unit)} of data ({_in_unit(train, unit)} train + "
+            f"{spec.windows} x {_in_unit(test, unit)} test); {where} has "
+            + ("nothing" if have == 0 else _in_unit(have, unit))
         )
     folds = []
     for i in range(spec.windows):

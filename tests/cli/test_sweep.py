@@ -11,12 +11,14 @@ import os
 import pty
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 import trio
 
@@ -229,7 +231,7 @@ def test_a_cluster_without_ray_is_one_line_naming_the_extra(folder: Path) -> Non
         timeout=300,
         check=False,
     )
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr  # a setup error: 1 is "every trial failed"
     assert done.stderr.strip().splitlines()[-1] == (
         "tradingd: error: running trials on a Ray cluster needs the 'cluster' extra:"
         " pip install 'tradingd[cluster]'"
@@ -368,3 +370,56 @@ def test_a_window_that_misses_the_data_is_one_line_before_any_trial(
     assert "the sweep's window 2026-11-25T00:10:00" in last, err
     assert "holds no data: the data runs from 2026-11-24T00:00" in last, err
     assert _runs(folder) == before and not list(out.glob("trials/*.json"))  # no trial ran
+
+
+def test_a_trial_whose_strategy_does_nothing_carries_its_warning_to_the_results_and_stderr(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # gamma_btc on SOL against BTC/ETH data finds no option: its backtest warns, nothing trades.
+    sweep = SWEEP.split("[params.momentum_eth]")[0].format()
+    idle = '[params.gamma_btc]\nunderlying = { values = ["BTC", "SOL"] }\n'
+    (folder / "idle.toml").write_text(sweep + idle)
+    monkeypatch.setenv("TRADINGD_CACHE_DIR", str(folder / "evc"))
+    out = folder / "idle"
+    code = main(["sweep", "--config", str(folder / "idle.toml"), "--out", str(out), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    warning = (
+        "gamma_btc: no call option of SOL expiring in more than a day in the deribit data"
+        " (options of: BTC, ETH): nothing traded"
+    )
+    btc, sol = _trials(out)  # the trial cache's files
+    assert sol.params["gamma_btc"]["underlying"] == "SOL" and sol.warnings == (warning,)
+    assert btc.warnings == ()
+    entries = {t["number"]: t for t in json.loads((out / "results.json").read_text())["trials"]}
+    assert entries[sol.number]["warnings"] == [warning] and entries[btc.number]["warnings"] == []
+    assert (
+        f"warnings: 1 of 2 trials had warnings (first: trial {sol.number}: {warning}); see results.json"
+        in err.splitlines()
+    ), err
+
+
+def test_a_study_db_that_cannot_be_written_is_one_warning_and_the_sweep_finishes(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every write of a told TPE trial fails as on a locked database (Optuna wraps the cause).
+    def locked(self: optuna.study.Study, trial: Any) -> None:
+        try:
+            raise sqlite3.OperationalError("database is locked")
+        except sqlite3.OperationalError as exc:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from exc
+
+    monkeypatch.setattr(optuna.study.Study, "add_trial", locked)
+    tpe = SWEEP.format(extra="").replace('method = "grid"', 'method = "tpe"\ntrials = 3\nseed = 1')
+    (folder / "tpe.toml").write_text(tpe)
+    monkeypatch.setenv("TRADINGD_CACHE_DIR", str(folder / "evc"))
+    out = folder / "tpe"
+    code = main(["sweep", "--config", str(folder / "tpe.toml"), "--out", str(out), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    line = (
+        f"{out / 'study.db'}: 3 TPE trials not recorded in the study (OperationalError: database is"
+        " locked); the sweep went on (its results do not need it)"
+    )
+    assert err.splitlines().count(line) == 1, err
+    assert len(json.loads((out / "results.json").read_text())["trials"]) == 3

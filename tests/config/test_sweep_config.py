@@ -98,6 +98,7 @@ method = "tpe"
 trials = 40
 seed = 9
 max_trials = 100
+parallel = 2
 [objective]
 statistic = "win_rate"
 strategy = "momentum_eth"
@@ -125,7 +126,7 @@ test = "90s"
     )
     start = 1_795_479_000 * 10**9  # 2026-11-24T00:10:00Z
     assert spec.window == Window(start_ns=start, end_ns=start + 3000 * 10**9)  # 02:00+01:00 is 01:00Z
-    assert spec.search == SearchSpec(method="tpe", trials=40, seed=9, max_trials=100)
+    assert spec.search == SearchSpec(method="tpe", trials=40, seed=9, max_trials=100, parallel=2)
     assert spec.objective.constraints == (
         parse_constraint("fills >= 2", strategy="momentum_eth"),
         parse_constraint("gamma_btc.fees < 1_000"),
@@ -272,6 +273,22 @@ train = "40 minutes"
             "search.method: expected one of 'grid', 'random', 'tpe', got 'annealing'",
         ),
         (
+            '[search]\nmethod = "tpe"\ntrials = 20\nparallel = 0\n' + _GRID,
+            "search.parallel: expected at least 1, got 0",
+        ),
+        (
+            '[search]\nmethod = "tpe"\ntrials = 20\nparallel = 2.5\n' + _GRID,
+            "search.parallel: expected an integer, got 2.5",
+        ),
+        (
+            '[search]\nmethod = "random"\ntrials = 20\nparallel = 2\n' + _GRID,
+            "search.parallel: parallel is for method = 'tpe' (a random search runs a trial on every worker)",
+        ),
+        (
+            "[search]\nparallel = 2\n" + _GRID,
+            "search.parallel: parallel is for method = 'tpe' (a grid search runs a trial on every worker)",
+        ),
+        (
             "[search]\nmax_trials = 1\n" + _GRID,
             "search: the grid has 2 combinations, more than max_trials = 1: take fewer values, raise"
             " max_trials, or use method = 'random' or 'tpe'",
@@ -283,7 +300,15 @@ train = "40 minutes"
         # The objective.
         (
             '[objective]\nstatistic = "pnl"\n' + _GRID,
-            "objective.statistic: unknown statistic 'pnl' (known: avg_holding_s,",
+            "objective.statistic: unknown statistic 'pnl'; did you mean 'net_pnl'?",
+        ),
+        (
+            '[objective]\nstatistic = "sharp"\n' + _GRID,
+            "objective.statistic: unknown statistic 'sharp'; did you mean 'sharpe'?",
+        ),
+        (
+            '[objective]\nstatistic = "profit"\n' + _GRID,
+            "objective.statistic: unknown statistic 'profit' (known: avg_holding_s,",
         ),
         (
             '[objective]\nstrategy = "nobody"\n' + _GRID,

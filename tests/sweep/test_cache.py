@@ -43,6 +43,16 @@ def test_a_kept_result_reads_back_equal(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "trials").iterdir()] == ["ab12.json"]
 
 
+def test_a_kept_result_keeps_its_warnings(tmp_path: Path) -> None:
+    # A rerun reads the trial from the cache: what made it do nothing must still be said.
+    store = TrialStore(tmp_path)
+    r = _result(warnings=("gamma_btc: no call option of SOL: nothing traded", "data file d: 3 unread"))
+    store.put(r)
+    data = orjson.loads((tmp_path / "trials" / "ab12.json").read_bytes())
+    assert data["warnings"] == list(r.warnings)
+    assert store.get("ab12") == r
+
+
 def test_a_trial_that_failed_by_itself_is_kept_but_not_a_workers_failure(tmp_path: Path) -> None:
     store = TrialStore(tmp_path)
     own = _result("aa", status="failed", error="RuntimeError: the trap was sprung", stats={}, equity=())

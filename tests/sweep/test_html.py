@@ -162,3 +162,55 @@ def test_a_walk_forwards_trials_are_compared_within_their_fold() -> None:
 
 def test_a_heatmap_cell_says_a_large_figure_whole() -> None:
     assert [_short(v) for v in (-1049.6, 229.4899, 0.01234, 12345.0)] == ["-1,050", "229", "0.0123", "12,345"]
+
+
+def test_the_trial_table_shows_a_trials_warnings_only_when_some_have(tmp_path: Path) -> None:
+    page = render(tmp_path, search_outcome(), OBJECTIVE, PARAMS).read_text()
+    assert "<th>warnings</th>" not in page
+    trials = list(search_outcome().trials)
+    trials[6] = attrs.evolve(trials[6], warnings=("gamma_btc: no <option> of SOL", "data file d: 3 unread"))
+    page = render(tmp_path, SweepOutcome(trials=tuple(trials)), OBJECTIVE, PARAMS).read_text()
+    assert "<th>warnings</th>" in page
+    rows = _rows(page)
+    assert rows[0][1][1] == "6"
+    assert rows[0][1][-1] == "gamma_btc: no &lt;option&gt; of SOL<br>data file d: 3 unread"
+    assert rows[1][1][-1] == ""
+
+
+def _heads(page: str, start: str) -> list[str]:
+    """The headings of the first table after `start`."""
+    table = page[page.index(start) :]
+    return re.findall(r"<th>(.*?)</th>", table[: table.index("</tr>")])
+
+
+@pytest.mark.parametrize(
+    ("objective", "trial_heads", "fold_heads"),
+    [
+        (
+            OBJECTIVE,  # net_pnl of the total: its column is the net PnL one
+            ["net PnL $", "max DD $", "fills", "status"],
+            ["IS net PnL $", "OOS net PnL $", "note"],
+        ),
+        (
+            ObjectiveSpec(statistic="sharpe"),
+            ["sharpe", "net PnL $", "max DD $", "fills", "status"],
+            ["IS sharpe", "OOS sharpe", "OOS net PnL $", "note"],
+        ),
+        (
+            ObjectiveSpec(statistic="net_pnl", strategy="momentum_eth"),
+            ["momentum_eth net PnL $", "net PnL $", "max DD $", "fills", "status"],
+            ["IS momentum_eth net PnL $", "OOS momentum_eth net PnL $", "OOS net PnL $", "note"],
+        ),
+    ],
+    ids=["net_pnl", "sharpe", "a-strategys-net_pnl"],
+)
+def test_the_tables_show_the_objective_once(
+    tmp_path: Path, objective: ObjectiveSpec, trial_heads: list[str], fold_heads: list[str]
+) -> None:
+    page = render(tmp_path, walk_forward_outcome(), objective, PARAMS).read_text()
+    heads = _heads(page, "<table class='trials'>")
+    assert heads[-len(trial_heads) :] == trial_heads and heads.count("net PnL $") == 1
+    folds = _heads(page, "<h2>Walk-forward</h2>")
+    assert folds[4:] == fold_heads
+    rows = _rows(page)
+    assert all(len(cells) == len(heads) for _, cells in rows)

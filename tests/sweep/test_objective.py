@@ -85,9 +85,24 @@ def test_the_total_has_fewer_statistics_and_says_which() -> None:
     assert why is not None and why.startswith("'win_rate' is a strategy's statistic, not the total's")
     assert unknown_statistic("win_rate", "momentum_eth") is None
     assert unknown_statistic("sharpe", "total") is None
-    assert unknown_statistic("pnl", "total") == (
-        f"unknown statistic 'pnl' (known: {', '.join(sorted(STATISTICS))})"
+    assert unknown_statistic("profit", "total") == (
+        f"unknown statistic 'profit' (known: {', '.join(sorted(STATISTICS))})"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "strategy", "meant"),
+    [
+        ("sharp", "total", "sharpe"),
+        ("Sharpe", "momentum_eth", "sharpe"),
+        ("pnl", "total", "net_pnl"),
+        ("net_pl", "total", "net_pnl"),
+        ("fill", "total", "fills"),
+        ("win_rat", "momentum_eth", "win_rate"),
+    ],
+)
+def test_a_misspelt_statistic_names_the_one_meant(name: str, strategy: str, meant: str) -> None:
+    assert unknown_statistic(name, strategy) == f"unknown statistic {name!r}; did you mean {meant!r}?"
 
 
 def test_evaluate_reads_the_statistic_and_the_constraints() -> None:
@@ -151,7 +166,8 @@ def test_constraints_parse_as_written(text: str, expected: Constraint) -> None:
             "win_rate > 0.5",
             "constraint 'win_rate > 0.5': 'win_rate' is a strategy's statistic, not the total's",
         ),
-        ("pnl > 0", "constraint 'pnl > 0': unknown statistic 'pnl'"),
+        ("pnl > 0", "constraint 'pnl > 0': unknown statistic 'pnl'; did you mean 'net_pnl'?"),
+        ("profit > 0", "constraint 'profit > 0': unknown statistic 'profit' (known: "),
     ],
 )
 def test_a_wrong_constraint_says_why(text: str, message: str) -> None:

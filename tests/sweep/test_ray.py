@@ -441,7 +441,7 @@ def test_tradingd_sweep_on_a_cluster_without_ray_is_one_line(tmp_path: Path) -> 
         timeout=180,
         check=False,
     )
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr  # a setup error: 1 is "every trial failed"
     assert done.stderr.strip().splitlines()[-1] == (
         "tradingd: error: running trials on a Ray cluster needs the 'cluster' extra:"
         " pip install 'tradingd[cluster]'"
@@ -480,7 +480,7 @@ def test_tradingd_sweep_on_a_cluster_address_nobody_listens_on_is_one_line(
             timeout=120,  # Ray's own wait is minutes: this ends the old behaviour's run
             check=False,
         )
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr  # a setup error: 1 is "every trial failed"
     assert done.stderr.strip().splitlines() == [
         f"tradingd: error: cannot join the Ray cluster at {address}: connection refused"
     ], done.stderr

@@ -15,9 +15,10 @@ import pytest
 from rich.console import Console
 
 from tests.support.sweep_outcomes import MIN, OBJECTIVE, T0, search_outcome, trial, walk_forward_outcome
+from tradingd.config import utc_ns
 from tradingd.engine.store.recording import format_ts
-from tradingd.engine.sweep.model import SweepOutcome
-from tradingd.engine.sweep.results import describe, ranked, table, write
+from tradingd.engine.sweep.model import SweepOutcome, Window
+from tradingd.engine.sweep.results import csv_text, describe, ranked, table, warnings_line, write
 from tradingd.engine.sweep.spec import ObjectiveSpec
 
 
@@ -111,6 +112,7 @@ def test_csv_has_a_row_per_trial_and_a_column_per_parameter_and_statistic(tmp_pa
         "total.fills",
         "total.orders",
         "error",
+        "warnings",
     ]
     assert not any("duration" in h or "cached" in h for h in header)  # no wall clock, no cache
     assert [r["number"] for r in rows] == ["6", "1", "4", "7", "0", "3", "2", "5"]
@@ -175,9 +177,28 @@ def test_walk_forward_csv_gives_each_trials_window(tmp_path: Path) -> None:
     write(tmp_path, walk_forward_outcome(), OBJECTIVE)
     rows = _csv(tmp_path)
     test0 = next(r for r in rows if r["role"] == "test" and r["fold"] == "0")
-    assert test0["start"] == format_ts(T0 + 40 * MIN) and test0["end"] == format_ts(T0 + 60 * MIN)
+    assert test0["start"] == "2026-11-18T11:47:00Z" and test0["end"] == "2026-11-18T12:07:00Z"
     assert test0["rank"] == ""
     assert len(rows) == 15  # 3 folds x (4 train + 1 test)
+
+
+@pytest.mark.parametrize(
+    ("offset_ns", "text"),
+    [
+        (0, "2026-11-18T11:07:00Z"),
+        (250_000_000, "2026-11-18T11:07:00.250Z"),
+        (123_400, "2026-11-18T11:07:00.000123400Z"),
+        (1_500, "2026-11-18T11:07:00.000001500Z"),
+        (7, "2026-11-18T11:07:00.000000007Z"),
+        (12_000, "2026-11-18T11:07:00.000012Z"),
+    ],
+)
+def test_csv_times_are_iso_utc_with_only_the_digits_they_have(offset_ns: int, text: str) -> None:
+    # A walk-forward's folds start at the data's first frame: any ns, kept exactly.
+    r = attrs.evolve(trial(0, 0.02, 120, 0.2, 1.0), window=Window(T0 + offset_ns, T0 + 20 * MIN))
+    (row,) = csv.DictReader(io.StringIO(csv_text(SweepOutcome(trials=(r,)), OBJECTIVE)))
+    assert row["start"] == text and row["end"] == "2026-11-18T11:27:00Z"
+    assert utc_ns(text) // 1_000 == (T0 + offset_ns) // 1_000  # what --start reads (to the us)
 
 
 def test_table_lists_best_first_and_says_what_failed() -> None:
@@ -305,3 +326,35 @@ def test_a_long_parameter_value_is_never_split_across_lines(width: int) -> None:
         shown = re.findall(r"delta_band=\S*", text)
         assert shown, text
         assert all(re.fullmatch(r"delta_band=0\.04964\d+", s) for s in shown), text
+
+
+# Two of a data file's reasons: the kernel joins them with "; " inside one warning.
+_NO_SOL = "gamma_btc: no call option of SOL expiring in more than a day in the deribit data: nothing traded"
+_FILE = "data file d.rec.zst (deribit): 9 frames read, 9 not routed to any strategy: 4 malformed; 5 control"
+
+
+def _warned() -> SweepOutcome:
+    trials = list(search_outcome().trials)
+    trials[3] = attrs.evolve(trials[3], warnings=(_NO_SOL, _FILE))
+    trials[6] = attrs.evolve(trials[6], warnings=(_NO_SOL,))
+    return SweepOutcome(trials=tuple(trials))
+
+
+def test_a_trials_warnings_are_in_the_json_and_the_csv(tmp_path: Path) -> None:
+    write(tmp_path, _warned(), OBJECTIVE)
+    by_number = {t["number"]: t for t in _json(tmp_path)["trials"]}
+    assert by_number[3]["warnings"] == [_NO_SOL, _FILE]
+    assert by_number[6]["warnings"] == [_NO_SOL]
+    assert by_number[0]["warnings"] == []
+    rows = {r["number"]: r for r in _csv(tmp_path)}
+    # One cell, not split on the "; " a warning holds.
+    assert rows["3"]["warnings"] == f"{_NO_SOL} | {_FILE}"
+    assert rows["6"]["warnings"] == _NO_SOL and rows["0"]["warnings"] == ""
+
+
+def test_the_warnings_line_counts_the_trials_and_quotes_the_first() -> None:
+    assert warnings_line(search_outcome()) is None
+    # The lowest-numbered trial's first warning, not the best-ranked (6) one's.
+    assert warnings_line(_warned()) == (
+        f"warnings: 2 of 8 trials had warnings (first: trial 3: {_NO_SOL} (+1 more)); see results.json"
+    )

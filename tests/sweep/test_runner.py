@@ -49,6 +49,7 @@ from tradingd.engine.sweep.model import (
     result_to_dict,
 )
 from tradingd.engine.sweep.objective import parse_constraint
+from tradingd.engine.sweep.results import csv_text
 from tradingd.engine.sweep.runner import run_sweep
 from tradingd.engine.sweep.spec import ObjectiveSpec, ParamSpace, SearchSpec, SweepSpec, WalkForwardSpec
 
@@ -563,3 +564,103 @@ def test_a_tpe_sweep_refuses_the_study_of_another_base_or_window(tmp_path: Path)
     # The same sweep resumes it: its three trials again, all from the trial cache.
     again = sweep(spec, context())
     assert [r.cached for r in again.trials] == [True] * 3
+
+
+# --- a resumed TPE sweep proposes what an uninterrupted one does ---
+
+
+class _Queued:
+    """An executor of `capacity` slots running each trial in this process, handing the results
+    back first in first out, or last in first out (trials finishing out of order, as workers'
+    do); Ctrl-C (KeyboardInterrupt) once `interrupt_after` results were handed back."""
+
+    def __init__(self, capacity: int, *, lifo: bool = False, interrupt_after: int | None = None) -> None:
+        self.capacity = capacity
+        self.lifo = lifo
+        self.left = interrupt_after
+        self.queued: list[TrialResult] = []
+        self.most = 0  # the most trials it held at once
+
+    def submit(self, ctx: TrialContext, trial: TrialSpec) -> None:
+        assert len(self.queued) < self.capacity
+        self.queued.append(behave(ctx, trial))
+        self.most = max(self.most, len(self.queued))
+
+    def next_result(self) -> TrialResult:
+        if self.left == 0:
+            raise KeyboardInterrupt
+        if self.left is not None:
+            self.left -= 1
+        return self.queued.pop() if self.lifo else self.queued.pop(0)
+
+    def in_flight(self) -> int:
+        return len(self.queued)
+
+    def close(self, *, cancel: bool) -> None:
+        self.queued.clear()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("interrupted_after", [4, 12])
+def test_a_resumed_tpe_sweep_proposes_the_trials_an_uninterrupted_one_does(
+    tmp_path: Path, workers: int, interrupted_after: int
+) -> None:
+    pytest.importorskip("optuna")
+    # More trials than TPE's 10 random first ones: the later proposals depend on what it was told.
+    spec = SweepSpec(
+        path=str(tmp_path / "sweep.toml"),
+        base=str(tmp_path / "unused.toml"),
+        out="",
+        params={"t": {"x": ParamSpace("range", low=-5.0, high=5.0), "y": ParamSpace("values", (1, 2, 3))}},
+        search=SearchSpec(method="tpe", trials=14, seed=7),
+        objective=ObjectiveSpec(direction="minimize", constraints=(parse_constraint("net_pnl >= 0.25"),)),
+    )
+
+    def sweep(out: str, executor: _Queued) -> SweepOutcome:
+        s = attrs.evolve(spec, out=str(tmp_path / out))
+        return run_sweep(s, context(), executor, TrialStore(Path(s.out)), key_of=_fast_key, span=_no_span)
+
+    whole = sweep("whole", _Queued(workers))
+    assert not whole.interrupted and len(whole.trials) == 14
+    assert len({r.params["t"]["x"] for r in whole.trials}) == 14
+    # Whatever order the workers finish in, the same trials.
+    assert _comparable(sweep("lifo", _Queued(workers, lifo=True))) == _comparable(whole)
+
+    cut = sweep("cut", _Queued(workers, interrupt_after=interrupted_after))
+    assert cut.interrupted
+    assert 0 < len(cut.trials) < 14
+    resumed = sweep("cut", _Queued(workers, lifo=True))
+    assert not resumed.interrupted
+    # The same trials (numbers, parameters, results: the same table), those that finished
+    # before the interruption from the trial cache.
+    assert [(r.number, r.params) for r in resumed.trials] == [(r.number, r.params) for r in whole.trials]
+    assert _comparable(resumed) == _comparable(whole)
+    assert [r.cached for r in resumed.trials] == [
+        r.number in {c.number for c in cut.trials} for r in resumed.trials
+    ]
+    assert csv_text(resumed, spec.objective) == csv_text(whole, spec.objective)
+
+
+def test_a_tpe_sweep_proposes_the_same_trials_whatever_the_workers(tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    # The file's `parallel` (3) decides what each trial learns from, not the executor's slots:
+    # fewer workers only wait more, more run no more than `parallel` at once.
+    spec = SweepSpec(
+        path=str(tmp_path / "sweep.toml"),
+        base=str(tmp_path / "unused.toml"),
+        out="",
+        params={"t": {"x": ParamSpace("range", low=-5.0, high=5.0), "y": ParamSpace("values", (1, 2, 3))}},
+        search=SearchSpec(method="tpe", trials=16, seed=4, parallel=3),
+        objective=ObjectiveSpec(direction="minimize"),
+    )
+
+    def sweep(out: str, executor: _Queued) -> SweepOutcome:
+        s = attrs.evolve(spec, out=str(tmp_path / out))
+        return run_sweep(s, context(), executor, TrialStore(Path(s.out)), key_of=_fast_key, span=_no_span)
+
+    executors = {workers: _Queued(workers, lifo=True) for workers in (1, 2, 3, 8)}
+    outcomes = {workers: sweep(f"w{workers}", ex) for workers, ex in executors.items()}
+    assert len({r.params["t"]["x"] for r in outcomes[1].trials}) == 16
+    for workers in (2, 3, 8):
+        assert _comparable(outcomes[workers]) == _comparable(outcomes[1]), workers
+    assert {w: ex.most for w, ex in executors.items()} == {1: 1, 2: 2, 3: 3, 8: 3}

@@ -1,15 +1,18 @@
 """Searches: a grid proposes every combination once (and refuses a huge one), a random search
-the same draws for the same seed without repeating a combination, a TPE search keeps its study
-in SQLite and resumes it: an interrupted study reopened continues to its total."""
+the same draws for the same seed without repeating a combination, a TPE search proposes from
+the results told it alone (an interrupted search rerun proposes the same trials) and writes them
+to a study in SQLite."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -17,7 +20,7 @@ from optuna.trial import TrialState
 from tradingd.engine.model.errors import DataError
 from tradingd.engine.sweep.model import Params, TrialResult, Window
 from tradingd.engine.sweep.objective import parse_constraint, scored
-from tradingd.engine.sweep.search import Search, make_search
+from tradingd.engine.sweep.search import Search, TPESearch, make_search
 from tradingd.engine.sweep.space import grid
 from tradingd.engine.sweep.spec import ObjectiveSpec, ParamSpace, SearchSpec
 
@@ -167,37 +170,93 @@ def test_tpe_stores_its_study_and_tells_values_failures_and_constraints(tmp_path
     assert trials[0].params["momentum_eth.threshold"] == first["momentum_eth"]["threshold"]
 
 
-def test_tpe_resumes_an_interrupted_study_to_its_total(tmp_path: Path) -> None:
+def test_a_resumed_tpe_search_proposes_what_an_uninterrupted_one_does(tmp_path: Path) -> None:
+    # More trials than TPE's 10 random first ones: the later proposals depend on what it was told.
+    spec = SearchSpec("tpe", trials=13, seed=5, parallel=1)
+    whole = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=tmp_path / "whole.db", study_name="wf-0")
+    proposed = _run(whole, 13, OBJECTIVE)
+    assert whole.ask() is None
+    assert len({_key(p) for p in proposed}) == 13
+
     study = tmp_path / "study.db"
-    spec = SearchSpec("tpe", trials=7, seed=5)
     first = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-0")
-    told = _run(first, 3, OBJECTIVE)
-    # Interrupted: two more asked, never told (their trials left RUNNING in the study).
-    assert first.ask() is not None
-    assert first.ask() is not None
+    assert _run(first, 11, OBJECTIVE) == proposed[:11]
+    assert first.ask() == proposed[11]  # interrupted: asked, never told
+    # Trial 12 is proposed from trial 11's result: not before it is told.
+    with pytest.raises(RuntimeError, match="^TPE trial 12 asked before trial 11 was told"):
+        first.ask()
     del first
 
     again = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-0")
-    assert again.total == 7
-    # The three finished first, as they were (the sweep finds them in its trial cache), then
-    # four new: seven in all.
-    proposed = _run(again, 7, OBJECTIVE)
-    assert again.ask() is None
-    assert proposed[:3] == told
-    states = [t.state for t in _trials(study, "wf-0")]
-    # The three told, the two left running (failed: not counted), the four new; the three told
-    # again changed nothing.
-    assert states == [TrialState.COMPLETE] * 3 + [TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 4
-    # The new ones do not repeat the first run's proposals (its sampler moved on).
-    assert not {_key(p) for p in proposed[3:]} & {_key(p) for p in told}
+    assert again.total == 13
+    # The eleven told again (the sweep finds them in its trial cache), then the rest: the
+    # uninterrupted search's trials.
+    assert _run(again, 13, OBJECTIVE) == proposed
+    # The stored study holds each told trial once, as the uninterrupted one's.
+    stored = _trials(study, "wf-0")
+    assert [t.params for t in stored] == [t.params for t in _trials(tmp_path / "whole.db", "wf-0")]
+    assert [t.user_attrs["tradingd_number"] for t in stored] == list(range(13))
+    assert [t.state for t in stored] == [TrialState.COMPLETE] * 13
+    assert [json.loads(t.user_attrs["tradingd_params"]) for t in stored] == proposed
 
-    # Reopened once more: the seven again, and nothing new.
+    # Reopened once more: the same thirteen, and nothing new stored.
     done = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-0")
-    assert _all(done) == proposed
-    assert len(_trials(study, "wf-0")) == 9
+    assert _run(done, 13, OBJECTIVE) == proposed
+    assert len(_trials(study, "wf-0")) == 13
     # Another study name in the same file is a separate study.
     other = make_search(spec, CONTINUOUS, OBJECTIVE, study_path=study, study_name="wf-1")
-    assert len(_run(other, 7, OBJECTIVE)) == 7
+    assert len(_run(other, 13, OBJECTIVE)) == 13
+
+
+def _lockstep(search: Search, count: int, *, tell_early: bool) -> list[Params]:
+    """`count` trials, two in flight: trial n asked once trial n-2 is told. `tell_early`: each
+    told as soon as asked after the next (as a worker finishing first), else told two at once
+    (as results finishing out of order and told together)."""
+    asked: list[Params] = []
+    told = 0
+
+    def tell_next() -> None:
+        nonlocal told
+        p = asked[told]
+        search.tell(p, _told(p, told, {"total": {"net_pnl": _value(p), "fills": 1}}, OBJECTIVE))
+        told += 1
+
+    while len(asked) < count:
+        params = search.ask()
+        assert params is not None
+        asked.append(params)
+        if len(asked) - told == 2:
+            tell_next()
+            if not tell_early and told < len(asked):
+                tell_next()
+    while told < len(asked):
+        tell_next()
+    return asked
+
+
+def test_tpe_with_trials_in_flight_proposes_the_same_whenever_results_arrive(tmp_path: Path) -> None:
+    spec = SearchSpec("tpe", trials=14, seed=5, parallel=2)
+
+    def search(name: str) -> Search:
+        return make_search(spec, CONTINUOUS, OBJECTIVE, study_path=tmp_path / f"{name}.db", study_name="s")
+
+    early = _lockstep(search("early"), 14, tell_early=True)
+    assert _lockstep(search("late"), 14, tell_early=False) == early
+    assert len({_key(p) for p in early}) == 14
+    # One in flight: trial n sees trial n-1's result too, so its later trials differ.
+    single = _run(
+        make_search(
+            attrs.evolve(spec, parallel=1),
+            CONTINUOUS,
+            OBJECTIVE,
+            study_path=tmp_path / "one.db",
+            study_name="s",
+        ),
+        14,
+        OBJECTIVE,
+    )
+    assert single[:10] == early[:10]  # TPE's random first ones see no result
+    assert single[10:] != early[10:]
 
 
 def test_tpe_tell_refuses_params_it_did_not_ask(tmp_path: Path) -> None:
@@ -269,7 +328,7 @@ _ANOTHER = "another sweep \\(other parameters, objective, base or window\\): use
 
 def _tpe(study: Path, params: Any, objective: ObjectiveSpec = OBJECTIVE, **kw: Any) -> Search:
     return make_search(
-        SearchSpec("tpe", trials=kw.pop("trials", 3), seed=kw.pop("seed", 1)),
+        SearchSpec("tpe", trials=kw.pop("trials", 3), seed=kw.pop("seed", 1), parallel=kw.pop("parallel", 4)),
         params,
         objective,
         study_path=study,
@@ -295,14 +354,16 @@ def test_tpe_refuses_a_stored_study_of_other_parameters_or_objective(tmp_path: P
     other = {"m": {"y": ParamSpace("range", low=10, high=20, integer=True)}}
     with pytest.raises(DataError, match=f"^{study} holds a TPE study of {_ANOTHER}"):
         _tpe(study, other)
-    # Another objective, or direction, or seed: another sweep too.
-    for objective, seed in (
-        (ObjectiveSpec(statistic="sharpe"), 1),
-        (ObjectiveSpec(direction="minimize"), 1),
-        (OBJECTIVE, 2),
+    # Another objective, or direction, or seed, or parallel (trial n would have learned from
+    # other trials): another sweep too.
+    for objective, seed, parallel in (
+        (ObjectiveSpec(statistic="sharpe"), 1, 4),
+        (ObjectiveSpec(direction="minimize"), 1, 4),
+        (OBJECTIVE, 2, 4),
+        (OBJECTIVE, 1, 2),
     ):
-        with pytest.raises(DataError, match=_ANOTHER):
-            _tpe(study, _ONE_X, objective, seed=seed)
+        with pytest.raises(DataError, match=f"^{study} holds a TPE study of {_ANOTHER}"):
+            _tpe(study, _ONE_X, objective, seed=seed, parallel=parallel)
     # The study was left as it was (nothing failed, nothing added).
     assert [t.params for t in _trials(study, "search")] == held
     assert {t.state for t in _trials(study, "search")} == {TrialState.COMPLETE}
@@ -325,3 +386,73 @@ def test_tpe_refuses_a_stored_study_of_another_base_or_window(tmp_path: Path) ->
     # A study an earlier run only created (no trial yet) is taken over by whoever comes.
     optuna.create_study(storage=f"sqlite:///{tmp_path / 'new.db'}", study_name="search")
     assert _tpe(tmp_path / "new.db", _ONE_X, fingerprint="anything").total == 3
+
+
+def test_tpe_names_its_sampler_settings_and_records_the_optuna_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Optuna 4 and 5 default otherwise (multivariate, constant_liar): proposals would change with
+    # the installed version's defaults. Optuna 5's, written out.
+    made: list[dict[str, Any]] = []
+    real = optuna.samplers.TPESampler
+
+    def recording(**kw: Any) -> Any:
+        made.append(kw)
+        return real(**kw)
+
+    monkeypatch.setattr(optuna.samplers, "TPESampler", recording)
+    search = _tpe(tmp_path / "study.db", _ONE_X, parallel=2)
+    _tell_all(search)
+    assert len(made) >= 3  # one per proposal
+    for kw in made:
+        assert {k: kw.get(k) for k in ("multivariate", "constant_liar", "n_startup_trials")} == {
+            "multivariate": True,
+            "constant_liar": True,
+            "n_startup_trials": 10,
+        }
+    stored = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert stored.user_attrs["tradingd_optuna"] == optuna.__version__
+
+
+def test_a_rerun_rewrites_the_stored_study_with_its_own_results(tmp_path: Path) -> None:
+    study = tmp_path / "study.db"
+    first = _tpe(study, _ONE_X, trials=2)
+    a = first.ask()
+    assert a is not None
+    first.tell(a, _told(a, 0, None, OBJECTIVE))  # failed (a worker lost, say)
+    b = first.ask()
+    assert b is not None
+    first.tell(b, _told(b, 1, {"total": {"net_pnl": 2.0}}, OBJECTIVE))
+    # Run again (its trial cache deleted): trial 0 ends ok now, trial 1 with another value.
+    again = _tpe(study, _ONE_X, trials=2)
+    assert again.ask() == a
+    again.tell(a, _told(a, 0, {"total": {"net_pnl": 5.0}}, OBJECTIVE))
+    assert again.ask() == b
+    again.tell(b, _told(b, 1, {"total": {"net_pnl": 3.0}}, OBJECTIVE))
+    stored = _trials(study, "search")
+    assert [(t.user_attrs["tradingd_number"], t.state, t.values) for t in stored] == [
+        (0, TrialState.COMPLETE, [5.0]),
+        (1, TrialState.COMPLETE, [3.0]),
+    ]
+
+
+def test_a_study_db_that_cannot_be_written_costs_its_record_not_the_search(tmp_path: Path) -> None:
+    # Another process holds study.db locked while trial 0 is told (sqlite waits 5 s, then fails).
+    study = tmp_path / "study.db"
+    search = _tpe(study, _ONE_X, trials=3)
+    first = search.ask()
+    assert first is not None
+    lock = sqlite3.connect(study, timeout=0)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        search.tell(first, _told(first, 0, {"total": {"net_pnl": 1.0, "fills": 1}}, OBJECTIVE))
+    finally:
+        lock.rollback()
+        lock.close()
+    assert isinstance(search, TPESearch)
+    assert (search.unrecorded, search.unrecorded_why) == (1, "OperationalError: database is locked")
+    # The search goes on, proposing what it would have (the study is only a record).
+    rest = _tell_all(search)
+    assert [first, *rest] == _tell_all(_tpe(tmp_path / "free.db", _ONE_X, trials=3))
+    assert search.unrecorded == 1
+    assert [t.user_attrs["tradingd_number"] for t in _trials(study, "search")] == [1, 2]

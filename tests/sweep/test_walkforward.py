@@ -69,13 +69,52 @@ def test_too_little_data_is_refused_with_the_figures() -> None:
 
 
 def test_a_window_end_too_early_is_refused_naming_the_window() -> None:
-    message = r"needs 2 h of data .*the data in the sweep's window has 1 h 30 min"
+    message = (
+        r"^walk-forward needs 120 min of data \(60 min train \+ 2 x 30 min test\);"
+        r" the data in the sweep's window has 90 min$"
+    )
     with pytest.raises(ValueError, match=message):
         plan(
             (T0, T0 + 240 * MIN),
             WalkForwardSpec(windows=2, train_s=3600, test_s=1800),
             Window(end_ns=T0 + 90 * MIN + 1),
         )
+
+
+@pytest.mark.parametrize(
+    ("have_ns", "spec", "expected"),
+    [
+        # A data span is rarely whole minutes: in the file's unit too, not "1 h 59 min".
+        (
+            119 * MIN + 30 * 10**9,
+            WalkForwardSpec(windows=5, train_s=2400, test_s=1200),
+            "140 min of data (40 min train + 5 x 20 min test); the data has 119.5 min",
+        ),
+        # Just short of enough: cut, never rounded up to what is needed.
+        (
+            140 * MIN - 1,
+            WalkForwardSpec(windows=5, train_s=2400, test_s=1200),
+            "140 min of data (40 min train + 5 x 20 min test); the data has 139.99 min",
+        ),
+        (
+            2 * 86_400 * 10**9 + 3 * MIN,
+            WalkForwardSpec(windows=2, train_s=2 * 86_400, test_s=86_400),
+            "4 d of data (2 d train + 2 x 1 d test); the data has 2 d",
+        ),
+        (
+            MIN,
+            WalkForwardSpec(windows=1, train_s=90, test_s=30.5),
+            "120,500 ms of data (90,000 ms train + 1 x 30,500 ms test); the data has 60,000 ms",
+        ),
+    ],
+    ids=["minutes", "just-short", "days", "below-a-second"],
+)
+def test_a_refusal_says_every_duration_in_one_unit(
+    have_ns: int, spec: WalkForwardSpec, expected: str
+) -> None:
+    with pytest.raises(ValueError) as info:
+        plan((T0, T0 + have_ns), spec, Window())
+    assert str(info.value) == "walk-forward needs " + expected
 
 
 def test_a_window_after_the_data_is_refused() -> None:
