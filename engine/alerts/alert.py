@@ -7,7 +7,7 @@ from typing import Literal, get_args
 
 import attrs
 
-__all__ = ["KINDS", "Alert", "AlertKind", "Severity"]
+__all__ = ["KINDS", "PAIRED", "Alert", "AlertKind", "Severity"]
 
 Severity = Literal["critical", "warning", "info"]
 
@@ -30,11 +30,21 @@ AlertKind = Literal[
 ]
 KINDS: tuple[str, ...] = get_args(AlertKind)
 
+# A problem and its recovery, both ways: either ends the other's deduplication for its subject,
+# so a kill switch engaged, cleared and engaged again within dedup_s alerts all three times and
+# the phone's last word is the state now (not "cleared" while it is engaged again).
+_PAIRS: tuple[tuple[AlertKind, AlertKind], ...] = (
+    ("kill_switch", "kill_switch_cleared"),
+    ("venue_down", "venue_up"),
+)
+PAIRED: dict[AlertKind, AlertKind] = dict(_PAIRS) | {b: a for a, b in _PAIRS}
+
 
 @attrs.frozen
 class Alert:
     """What the notifier posts. `kind` + `subject` identify it for deduplication (the same pair
-    again within `dedup_s` is suppressed), so a transition back (`venue_up`) is a kind of its own.
+    again within `dedup_s` is suppressed, unless its pair in `PAIRED` came in between), so a
+    transition back (`venue_up`) is a kind of its own.
     `ts` is the daemon's wall clock, ns since the epoch (as every time in the status file)."""
 
     kind: AlertKind

@@ -19,10 +19,12 @@ the environment or a file, is registered with the log redaction (engine.logs), a
 written by this module: a connection error's text is scrubbed of it before it is logged.
 
 Counters (read by the metrics): `sent` and `failed` by channel (slack, discord, telegram,
-json), `suppressed` by reason: `dedup` (the same kind and subject within `dedup_s`), `rate`
-(beyond `max_per_minute`, all alerts together; once the rate allows again, one summary line
-"N alerts suppressed" goes out), `queue_full` (a webhook's channel full: it is slower than the
-alerts come; logged once per burst).
+json), `suppressed` by reason: `dedup` (the same kind and subject within `dedup_s`, unless its
+recovery or problem in `alert.PAIRED` came in between), `rate` (beyond `max_per_minute`, all
+alerts together but the critical ones, which always go; once the rate allows again, one
+summary line "N alerts suppressed" goes out; the watcher logs each alert it raises as
+`alerts.raised`, so the log has the suppressed ones), `queue_full` (a webhook's channel
+full: it is slower than the alerts come; logged once per burst).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import trio
 
 from ..logs.setup import register_secret
 from ..model.errors import ConfigError
-from .alert import Alert
+from .alert import PAIRED, Alert
 from .options import AlertOptions, WebhookFormat, WebhookOptions
 
 __all__ = ["SUPPRESS_REASONS", "AlertNotifier", "webhook_body"]
@@ -264,12 +266,19 @@ class AlertNotifier:
         now = self._clock()
         self._summary_if_due(now)
         key = (alert.kind, alert.subject)
+        paired = PAIRED.get(alert.kind)
+        if paired is not None:
+            # A recovery ends its problem's deduplication (and a problem its recovery's): the
+            # next transition is news, not a duplicate, however soon it comes.
+            self._last.pop((paired, alert.subject), None)
         last = self._last.get(key)
         if last is not None and now - last < self.options.dedup_s:
             self.suppressed["dedup"] += 1
             self.log.debug("alerts.suppressed", reason="dedup", kind=alert.kind, subject=alert.subject)
             return
-        if not self._has_room(now):
+        # A critical alert is never held by the rate limit (the info and warning ones must not
+        # spend the budget it needs); it still counts in the window.
+        if not self._has_room(now) and alert.severity != "critical":
             self.suppressed["rate"] += 1
             self._held += 1
             if self._held == 1:
@@ -306,7 +315,7 @@ class AlertNotifier:
                 severity="warning",
                 text=(
                     f"{held} alert{'' if held == 1 else 's'} suppressed (more than "
-                    f"{self.options.max_per_minute} a minute): see the daemon's log"
+                    f"{self.options.max_per_minute} a minute): see alerts.raised in the daemon's log"
                 ),
                 ts=self._wall_clock(),
             )

@@ -128,6 +128,17 @@ class AlertWatcher:
                     self.log.exception("alerts.watch_failed", check=name, failures=n)
         self.observed += 1
         out, self._out = self._out, []
+        for alert in out:
+            # Whatever becomes of its delivery (deduplicated, rate-limited, a dead webhook), the
+            # log has every alert: the notifier's summary of what it held back points here.
+            emit = self.log.error if alert.severity == "critical" else self.log.warning
+            emit(
+                "alerts.raised",
+                kind=alert.kind,
+                subject=alert.subject,
+                severity=alert.severity,
+                text=alert.text,
+            )
         if self.sink is not None:
             for alert in out:
                 try:

@@ -147,7 +147,8 @@ async def test_thirty_alerts_at_ten_a_minute_make_ten_posts_and_a_summary_later(
     clock[0] = 1000.0 + 60.0  # the first alert leaves the window: the rate allows again
     await server.until(lambda: len(server.received) == 11, what="the summary, without a new alert")
     assert server.received[10].json() == {
-        "text": f"[warning] {ORIGIN}: 20 alerts suppressed (more than 10 a minute): see the daemon's log"
+        "text": f"[warning] {ORIGIN}: 20 alerts suppressed (more than 10 a minute): "
+        "see alerts.raised in the daemon's log"
     }
     notifier.notify(alert(99))  # the rate allows it: it goes
     await server.until(lambda: notifier.sent == {"slack": 12})
@@ -393,3 +394,56 @@ def test_no_secret_in_a_repr() -> None:
     assert "reprSECRET" not in repr(notifier._endpoints) and "$S" in repr(notifier._endpoints)
     assert notifier.channels == ("slack",)
     assert math.isclose(notifier.options.timeout_s, 5.0)
+
+
+def _kind(kind: Any, subject: str, severity: Any = "critical") -> Alert:
+    return Alert(kind=kind, subject=subject, severity=severity, text=f"{kind} {subject}", ts=0)
+
+
+async def test_a_recovery_in_between_lets_the_problem_alert_again_within_dedup(nursery: trio.Nursery) -> None:
+    """The flap: a kill switch engaged, cleared and engaged again (a venue down, up, down) within
+    dedup_s: the second engagement is not a duplicate, the phone's last word is "engaged"."""
+    server = await serve(nursery)
+    notifier, clock = make(hooks(J="json"), {"J": f"{server.base}/j"}, dedup_s=600.0)
+    await nursery.start(notifier.run)
+    start = clock[0]
+    sequence = [
+        (10, _kind("kill_switch", "engine")),
+        (61, _kind("venue_down", "deribit")),
+        (100, _kind("venue_up", "deribit", "info")),
+        (150, _kind("kill_switch_cleared", "engine", "info")),
+        (250, _kind("kill_switch", "engine")),
+        (260, _kind("venue_down", "deribit")),
+        (300, _kind("venue_down", "deribit")),  # no recovery in between: a duplicate
+        (320, _kind("venue_up", "deribit", "info")),  # up again: not a duplicate of the t=100 one
+    ]
+    for at, a in sequence:
+        clock[0] = start + at
+        notifier.notify(a)
+    await server.until(lambda: len(server.received) == 7, what="seven posts")
+    await trio.sleep(0.2)
+    assert [(r.json()["kind"], r.json()["subject"]) for r in server.received] == [
+        ("kill_switch", "engine"),
+        ("venue_down", "deribit"),
+        ("venue_up", "deribit"),
+        ("kill_switch_cleared", "engine"),
+        ("kill_switch", "engine"),
+        ("venue_down", "deribit"),
+        ("venue_up", "deribit"),
+    ]
+    assert notifier.suppressed["dedup"] == 1
+
+
+async def test_a_critical_alert_is_never_held_by_the_rate_limit(nursery: trio.Nursery) -> None:
+    server = await serve(nursery)
+    notifier, _ = make(hooks(J="json"), {"J": f"{server.base}/j"}, max_per_minute=2)
+    await nursery.start(notifier.run)
+    notifier.notify(_kind("foreign_order", "deribit", "warning"))
+    notifier.notify(_kind("venue_override", "engine", "info"))
+    notifier.notify(_kind("recording_error", "recording", "warning"))  # held: the budget is spent
+    notifier.notify(KILL)  # critical: goes all the same
+    notifier.notify(KILL)  # ... but is still deduplicated
+    await server.until(lambda: len(server.received) == 3, what="three posts")
+    await trio.sleep(0.2)
+    assert [r.json()["kind"] for r in server.received] == ["foreign_order", "venue_override", "kill_switch"]
+    assert notifier.suppressed == {"dedup": 1, "rate": 1, "queue_full": 0}

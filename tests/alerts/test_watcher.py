@@ -295,6 +295,7 @@ def test_an_odd_status_never_raises_and_the_other_checks_still_run() -> None:
         assert run.step({}) == []
     assert found == [("kill_switch", "engine", "critical")]  # the venues' check raised; this one ran
     assert run.watcher.errors == 1
+    logs = [e for e in logs if e["event"] != "alerts.raised"]
     assert [(e["event"], e["check"]) for e in logs] == [("alerts.watch_failed", "venues")]
     assert logs[0]["exc_info"] is True
 
@@ -314,4 +315,19 @@ def test_a_sink_that_raises_is_counted_not_raised() -> None:
     with structlog.testing.capture_logs() as logs:
         found = watcher.observe(status(kill_switch="drill"), T0)
     assert [a.kind for a in found] == ["kill_switch"] and watcher.errors == 1
-    assert [e["event"] for e in logs] == ["alerts.sink_failed"]
+    assert [e["event"] for e in logs] == ["alerts.raised", "alerts.sink_failed"]
+
+
+def test_every_alert_raised_is_logged_whatever_becomes_of_its_delivery() -> None:
+    """The notifier may drop an alert (dedup, the rate limit, a full queue): the log still has it,
+    a critical one at error, the others at warning, with its kind, subject, severity and text."""
+    watcher = AlertWatcher(AlertOptions(webhooks=HOOK), sink=lambda alert: None)  # delivers nothing
+    with structlog.testing.capture_logs() as logs:
+        watcher.observe(status(), T0)
+        watcher.observe(status(kill_switch="drill", venue_overrides=2), T0 + S)
+    raised = [e for e in logs if e["event"] == "alerts.raised"]
+    assert [(e["log_level"], e["kind"], e["subject"], e["severity"]) for e in raised] == [
+        ("error", "kill_switch", "engine", "critical"),
+        ("warning", "venue_override", "engine", "warning"),
+    ]
+    assert raised[0]["text"].startswith("kill switch engaged: drill")
