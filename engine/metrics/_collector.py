@@ -22,11 +22,20 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from ..model.events import OrderState
 from ..model.histogram import HistogramCopy
+from ..model.risk import CHECKS
+from ..runtime.flow import FINAL_REASONS
 
 __all__ = ["CATALOG", "FEED_STATES", "MetricsCollector", "Snapshot", "families"]
 
 Kind = Literal["counter", "gauge", "histogram"]
+
+# The "<status>/<reason>" classes of tradingd_orders_final_total, all served from the start.
+_FINAL_KEYS: Final[tuple[str, ...]] = tuple(
+    f"{state.value}/{reason}" for state in OrderState if state.is_final for reason in FINAL_REASONS
+)
+_FINAL_KEY_SET: Final = frozenset(_FINAL_KEYS)
 
 # name (a counter's with its `_total`) -> (type, labels, help).
 CATALOG: Final[dict[str, tuple[Kind, tuple[str, ...], str]]] = {
@@ -263,12 +272,24 @@ def families(snap: Snapshot) -> list[Metric]:
         out.add("tradingd_strategy_errors_total", s["errors"], strategy)
         out.add("tradingd_strategy_failed", _flag(s["state"] == "failed"), strategy)
         out.add("tradingd_orders_sent_total", s["orders_sent"], strategy)
-        for key, n in sorted(s["orders_final"].items()):
+        # Every check and every (status, reason) class from the first scrape, at 0 until counted:
+        # increase() cannot see a series go from absent to N, so a first burst after a start
+        # would never alert. Bounded: 10 checks and 4 x 9 classes a strategy.
+        finals = s["orders_final"]
+        for key in _FINAL_KEYS:
             status, _, reason = key.partition("/")
-            out.add("tradingd_orders_final_total", n, strategy, status, reason)
+            out.add("tradingd_orders_final_total", finals.get(key, 0), strategy, status, reason)
+        for key, n in sorted(finals.items()):
+            if key not in _FINAL_KEY_SET:  # a class this module does not know: still served
+                status, _, reason = key.partition("/")
+                out.add("tradingd_orders_final_total", n, strategy, status, reason)
         out.add("tradingd_open_orders", s["open_orders"], strategy)
-        for check, n in sorted(s["risk_refusals"].items()):
-            out.add("tradingd_risk_refusals_total", n, strategy, check)
+        refusals = s["risk_refusals"]
+        for check in CHECKS:
+            out.add("tradingd_risk_refusals_total", refusals.get(check, 0), strategy, check)
+        for check, n in sorted(refusals.items()):
+            if check not in CHECKS:
+                out.add("tradingd_risk_refusals_total", n, strategy, check)
         out.add("tradingd_fills_total", s["fills"], strategy)
         out.add("tradingd_fees_usd", s["fees"], strategy)
         out.add("tradingd_realized_pnl_usd", s["realized_pnl"], strategy)

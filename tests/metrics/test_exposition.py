@@ -22,6 +22,7 @@ from tradingd.config import load_config
 from tradingd.engine import OrderRejected
 from tradingd.engine.daemon import Daemon
 from tradingd.engine.metrics import CATALOG, MetricsCollector, Snapshot, families
+from tradingd.engine.model.events import OrderState
 from tradingd.engine.model.histogram import LATENCY_BUCKETS_S, SLOW_BUCKETS_S
 from tradingd.engine.model.risk import CHECKS
 from tradingd.engine.runtime.flow import FINAL_REASONS
@@ -295,3 +296,33 @@ def test_status_says_the_pinned_counters_beside_what_it_said_before(tmp_path: Pa
     daemon.engine.position_mismatches = 4
     surprises = daemon.status()["reconcile_surprises"]
     assert surprises == {"foreign_order": 3, "venue_override": 0, "position_mismatch": 4}
+
+
+def test_a_fresh_strategy_exports_every_refusal_check_and_final_class_at_zero(tmp_path: Path) -> None:
+    """Prometheus's increase() cannot see a series go from absent to N: the first burst of risk
+    refusals (or of rejected orders) after a start would never alert. Every strategy's
+    tradingd_risk_refusals_total is there for every check, and tradingd_orders_final_total for
+    every status and reason class (4 x 9 per strategy: bounded), at 0 before anything happens."""
+    daemon = _daemon(tmp_path)
+    _, found = _scrape(daemon)
+    refusals = {
+        s.labels["check"]: s.value
+        for s in found["tradingd_risk_refusals"].samples
+        if s.name.endswith("_total") and s.labels["strategy"] == "once"
+    }
+    assert refusals == dict.fromkeys(CHECKS, 0.0)
+    finals = {
+        (s.labels["status"], s.labels["reason"]): s.value
+        for s in found["tradingd_orders_final"].samples
+        if s.name.endswith("_total") and s.labels["strategy"] == "once"
+    }
+    statuses = [s.value for s in OrderState if s.is_final]
+    assert finals == {(status, reason): 0.0 for status in statuses for reason in FINAL_REASONS}
+
+    _busy(daemon)  # counted ones keep their values beside the zeros
+    _, found = _scrape(daemon)
+    assert _sample(found, "tradingd_risk_refusals_total", strategy="once", check="instrument") == 1
+    assert _sample(found, "tradingd_risk_refusals_total", strategy="once", check="price") == 0
+    final = "tradingd_orders_final_total"
+    assert _sample(found, final, strategy="once", status="rejected", reason="risk") == 1
+    assert _sample(found, final, strategy="once", status="expired", reason="none") == 0
