@@ -410,9 +410,25 @@ def _problems_in(exc: ConfigError) -> list[Problem]:
     return [(exc.message, exc.path or "")]
 
 
+_SECRET_HOLDERS = ("alerts.webhooks",)  # their values may be secrets (a webhook's URL)
+_GOT = re.compile(r"\bgot .*\Z", re.DOTALL)
+_QUOTED_URL = re.compile(r"'[A-Za-z][A-Za-z0-9+.-]*://[^']*'?")
+
+
+def _scrub(problem: Problem) -> Problem:
+    """A problem under `alerts.webhooks` never repeats the value it found: whatever was written
+    there (a webhook's URL in `format`, `webhooks = "https://..."`) may be the secret itself."""
+    msg, where = problem
+    if not where.startswith(_SECRET_HOLDERS):
+        return problem
+    msg = _GOT.sub("got a value not shown (it may be a secret)", msg)
+    return _QUOTED_URL.sub("a URL not shown", msg), where
+
+
 def _config_error(problems: list[Problem], *, file: str | None, path: str = "") -> ConfigError:
     """One line when there is one problem, else one line each, up to a bound that still fits
     a screen (an empty file misses two keys: say both)."""
+    problems = [_scrub(p) for p in problems]
     if len(problems) == 1:
         msg, where = problems[0]
         return ConfigError(msg, file=file, path=where or None)

@@ -120,7 +120,8 @@ def test_no_risk_refusals_turns_the_burst_alert_off(tmp_path: Path) -> None:
         ),
         (
             f'webhooks = [{HOOK}, {{ format = "teams", url_env = "T" }}]',
-            "alerts.webhooks[1].format: expected one of 'slack', 'discord', 'telegram', 'json', got 'teams'",
+            "alerts.webhooks[1].format: expected one of 'slack', 'discord', 'telegram', 'json', got a "
+            "value not shown (it may be a secret)",
         ),
         ('webhooks = [{ url_env = "T" }]', "alerts.webhooks[0].format: required key missing"),
         (
@@ -140,6 +141,15 @@ def test_no_risk_refusals_turns_the_burst_alert_off(tmp_path: Path) -> None:
             'webhooks = [{ format = "json", url_file = "" }]',
             "alerts.webhooks[0].url_file: expected a file's path",
         ),
+        # A URL where another value goes: the key is named, the value never repeated.
+        (
+            f'webhooks = [{{ format = "{SECRET}", url_env = "S" }}]',
+            "alerts.webhooks[0].format: expected one of 'slack', 'discord', 'telegram', 'json', got a "
+            "value not shown",
+        ),
+        (f'webhooks = "{SECRET}"', "alerts.webhooks: expected a list (a TOML array or [[table]]), got a"),
+        (f'webhooks = ["{SECRET}"]', "alerts.webhooks[0]: expected a table"),
+        (f'webhooks = [{{ format = "json", url_env = ["{SECRET}"] }}]', "alerts.webhooks[0].url_env: "),
         (f"webhooks = [{HOOK}]\ndedup_s = nan", "alerts.dedup_s: expected a finite number, got nan"),
         (f"webhooks = [{HOOK}]\ntimeout_s = inf", "alerts.timeout_s: expected a finite number, got inf"),
         (f"webhooks = [{HOOK}]\ndaily_loss_usd = -inf", "alerts.daily_loss_usd: expected a finite number"),
