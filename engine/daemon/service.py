@@ -675,6 +675,10 @@ class Daemon:
             self.log.error("risk.kill_switch_engaged", reason=engaged, file=str(path))
             if self.journal is not None:
                 self.engine.flow._journal("note", "kill_switch", reason=engaged)
+            # Said (status file, alert) before the cancels, which may take a slow venue seconds.
+            status = self._write_status()
+            if self.alert_watcher is not None:
+                self.alert_watcher.observe(status, self.clock())  # never raises
             await self.engine.cancel_all_orders("kill switch", cause="kill_switch")
         elif engaged is None and self.kill_switch is not None:
             self.log.warning("risk.kill_switch_cleared", was=self.kill_switch)

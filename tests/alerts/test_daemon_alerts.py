@@ -152,3 +152,37 @@ def test_a_missing_webhook_variable_stops_the_start_with_one_line(tmp_path: Path
         "TRADINGD_TELEGRAM_URL is not set"
     )
     assert not (tmp_path / "state" / "lock").exists()  # refused before the state directory was taken
+
+
+async def test_the_kill_switch_alert_goes_before_the_cancels_end(tmp_path: Path) -> None:
+    """Cancelling every open order may take seconds (a slow venue): the alert says the kill
+    switch is engaged the moment it is, not once the cancels are done."""
+    table = '[[alerts.webhooks]]\nformat = "json"\nurl_env = "TRADINGD_ALERT_URL"\n'
+    environ = {
+        "DERIBIT_CLIENT_ID": CLIENT_ID,
+        "DERIBIT_CLIENT_SECRET": SECRET,
+        "TRADINGD_ALERT_URL": "http://127.0.0.1:9/hook",
+    }
+    daemon = Daemon(settings(tmp_path, "127.0.0.1:9", table), environ=environ)
+    assert daemon.alert_watcher is not None
+    raised: list[str] = []
+    daemon.alert_watcher.sink = lambda alert: raised.append(alert.kind)
+    seen_at_cancel: list[list[str]] = []
+    release = trio.Event()
+
+    async def slow_cancel(*args: object, **kwargs: object) -> int:
+        seen_at_cancel.append(list(raised))
+        await release.wait()  # a venue that takes its time
+        return 0
+
+    daemon.engine.cancel_all_orders = slow_cancel  # type: ignore[method-assign,assignment]
+    daemon.paths.kill_switch_file.parent.mkdir(parents=True, exist_ok=True)
+    daemon.paths.kill_switch_file.write_text("slow drill\n", encoding="utf-8")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(daemon._check_kill_switch)
+        with trio.fail_after(5):
+            while not seen_at_cancel:
+                await trio.sleep(0.01)
+        assert seen_at_cancel == [["kill_switch"]]  # queued while the cancels still run
+        release.set()
+    assert raised == ["kill_switch"]
