@@ -175,7 +175,7 @@ async def test_the_kill_switch_alert_goes_before_the_cancels_end(tmp_path: Path)
         await release.wait()  # a venue that takes its time
         return 0
 
-    daemon.engine.cancel_all_orders = slow_cancel  # type: ignore[method-assign,assignment]
+    daemon.engine.cancel_all_orders = slow_cancel  # type: ignore[method-assign]
     daemon.paths.kill_switch_file.parent.mkdir(parents=True, exist_ok=True)
     daemon.paths.kill_switch_file.write_text("slow drill\n", encoding="utf-8")
     async with trio.open_nursery() as nursery:
