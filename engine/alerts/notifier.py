@@ -68,8 +68,9 @@ def _one_line(text: str) -> str:
 
 
 def webhook_body(fmt: WebhookFormat, alert: Alert, *, origin: str) -> dict[str, Any]:
-    """The JSON body a webhook of format `fmt` is posted: Slack `{"text"}`, Discord
-    `{"content"}`, Telegram `{"text"}` (the chat in the URL's `chat_id`), each one line saying
+    """The JSON body a webhook of format `fmt` is posted: Slack `{"text"}` (&, <, > escaped),
+    Discord `{"content"}` (with `allowed_mentions` that parse none), Telegram `{"text"}` (the
+    chat in the URL's `chat_id`), each one line saying
     the severity and `origin` (`tradingd@host`) first; `json`: the alert's fields as they are."""
     if fmt == "json":
         return {
@@ -80,7 +81,15 @@ def webhook_body(fmt: WebhookFormat, alert: Alert, *, origin: str) -> dict[str, 
             "ts": alert.ts,
         }
     line = _one_line(f"[{_SEVERITY_MARK[alert.severity]}] {origin}: {alert.text}")
-    return {"content": line} if fmt == "discord" else {"text": line}
+    # The text holds free text (a strategy's failure message, the kill switch's reason): it
+    # must ping nobody. Discord parses no mention; Slack's control characters are escaped as
+    # its formatting rules say (so `<!channel>` is plain text). Telegram without parse_mode:
+    # plain text already.
+    if fmt == "discord":
+        return {"content": line, "allowed_mentions": {"parse": []}}
+    if fmt == "slack":
+        line = line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return {"text": line}
 
 
 class _Endpoint:

@@ -16,6 +16,7 @@ import trio
 
 from tests.alerts.webhooks import Reply, WebhookServer, refused_url
 from tradingd.engine.alerts import Alert, AlertNotifier, AlertOptions, WebhookOptions
+from tradingd.engine.alerts.notifier import webhook_body
 from tradingd.engine.logs.setup import redact_text
 from tradingd.engine.model.errors import ConfigError
 
@@ -76,7 +77,10 @@ async def test_each_format_gets_its_pinned_body(nursery: trio.Nursery, tmp_path:
 
     line = "[CRITICAL] tradingd@test: kill switch engaged: drill"
     assert server.at("/services/T1/B2/slacksecret")[0].json() == {"text": line}
-    assert server.at("/api/webhooks/1/discordsecret")[0].json() == {"content": line}
+    assert server.at("/api/webhooks/1/discordsecret")[0].json() == {
+        "content": line,
+        "allowed_mentions": {"parse": []},
+    }
     telegram = server.at("/bot123456:AAtokenAA/sendMessage")[0]
     assert telegram.path.endswith("?chat_id=-42") and telegram.json() == {"text": line}
     assert server.at("/json-hook")[0].json() == {
@@ -447,3 +451,19 @@ async def test_a_critical_alert_is_never_held_by_the_rate_limit(nursery: trio.Nu
     await trio.sleep(0.2)
     assert [r.json()["kind"] for r in server.received] == ["foreign_order", "venue_override", "kill_switch"]
     assert notifier.suppressed == {"dedup": 1, "rate": 1, "queue_full": 0}
+
+
+def test_free_text_pings_nobody_on_slack_nor_discord() -> None:
+    """A strategy's failure message or a kill switch's reason is free text: on Discord no
+    mention is parsed; on Slack &, < and > are escaped (so <!channel> is plain text)."""
+    text = "failed: <!channel> @everyone <@U123> a&b > c"
+    a = Alert(kind="strategy_failed", subject="s", severity="critical", text=text, ts=0)
+    discord = webhook_body("discord", a, origin=ORIGIN)
+    assert discord["allowed_mentions"] == {"parse": []}
+    assert discord["content"].endswith(text)
+    slack = webhook_body("slack", a, origin=ORIGIN)
+    assert slack == {
+        "text": f"[CRITICAL] {ORIGIN}: failed: &lt;!channel&gt; @everyone &lt;@U123&gt; a&amp;b &gt; c"
+    }
+    assert webhook_body("telegram", a, origin=ORIGIN)["text"].endswith(text)  # no parse_mode: plain
+    assert webhook_body("json", a, origin=ORIGIN)["text"] == text
