@@ -14,6 +14,7 @@ the daemon (`close`).
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import socketserver
 import threading
@@ -67,6 +68,15 @@ class _Server(socketserver.ThreadingMixIn, WSGIServer):
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
+class _SnapshotFailed(Exception):
+    """The daemon's snapshot raised (logged where it did, in the trio thread)."""
+
+
+def _worth_a_line(n: int) -> bool:
+    """The 1st, 10th, 100th... of a failure that repeats: its lines stay few."""
+    return math.log10(n).is_integer()
+
+
 class MetricsServer:
     """Serves `snapshot()`'s metrics on `host:port` (port 0: a free one, `address` says which).
     `snapshot` runs in the trio thread of `trio_token` (by default the current run's, so build
@@ -94,6 +104,7 @@ class MetricsServer:
         self._thread: threading.Thread | None = None
         self.scrapes = 0
         self.failures = 0  # scrapes that failed otherwise than for a stopped daemon (logged)
+        self.snapshot_failures = 0  # of which the daemon's snapshot raised
 
     @property
     def address(self) -> str:
@@ -137,7 +148,12 @@ class MetricsServer:
             return [f"{exc}\n".encode()]
         except Exception as exc:
             self.failures += 1
-            self._log_in_trio("metrics.scrape_failed", error=f"{type(exc).__name__}: {exc}")
+            # A scrape that keeps failing (every 15 s, for days) is logged at its 1st, 10th,
+            # 100th... failure; a snapshot's failure was logged in the trio thread already.
+            if not isinstance(exc, _SnapshotFailed) and _worth_a_line(self.failures):
+                self._log_in_trio(
+                    "metrics.scrape_failed", error=f"{type(exc).__name__}: {exc}", failures=self.failures
+                )
             start_response("500 Internal Server Error", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"tradingd could not build its metrics: see its log\n"]
 
@@ -150,6 +166,8 @@ class MetricsServer:
     def _snapshot_in_trio(self) -> Snapshot:
         try:
             return self._snapshot()
-        except Exception:
-            self.log.exception("metrics.snapshot_failed")
-            raise
+        except Exception as exc:
+            self.snapshot_failures += 1
+            if _worth_a_line(self.snapshot_failures):
+                self.log.exception("metrics.snapshot_failed", failures=self.snapshot_failures)
+            raise _SnapshotFailed from exc

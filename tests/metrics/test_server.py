@@ -128,8 +128,30 @@ async def test_a_snapshot_that_fails_is_a_500_and_a_log_line_never_a_traceback()
     finally:
         await trio.to_thread.run_sync(server.close)
     assert answer.status_code == 500 and answer.text == "tradingd could not build its metrics: see its log\n"
-    assert [e["event"] for e in logs] == ["metrics.snapshot_failed", "metrics.scrape_failed"]
+    assert [(e["event"], e["failures"]) for e in logs] == [("metrics.snapshot_failed", 1)]
+    assert logs[0]["exc_info"] is True
     assert server.failures == 1
+
+
+async def test_a_snapshot_that_keeps_failing_is_logged_at_the_1st_10th_100th_failure() -> None:
+    def snapshot() -> Snapshot:
+        raise RuntimeError("a bug")
+
+    server = MetricsServer("127.0.0.1", 0, snapshot)
+    server.start()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(12):
+                answer = await trio.to_thread.run_sync(_get, f"http://{server.address}/metrics")
+                assert answer.status_code == 500
+            await trio.testing.wait_all_tasks_blocked()
+    finally:
+        await trio.to_thread.run_sync(server.close)
+    assert [(e["event"], e["failures"]) for e in logs] == [
+        ("metrics.snapshot_failed", 1),
+        ("metrics.snapshot_failed", 10),
+    ]
+    assert server.failures == 12
 
 
 def test_once_the_trio_run_is_over_a_scrape_fails_cleanly(capfd: pytest.CaptureFixture[str]) -> None:
