@@ -778,6 +778,8 @@ def _name_problem(sc: StrategyConfig, seen: set[str]) -> str | None:
             f"a strategy name is at most {MAX_STRATEGY_NAME} characters (it starts every order's "
             f"client id, which venues limit: Deribit's labels to 64); {sc.name!r} has {len(sc.name)}"
         )
+    if sc.name == "engine":  # the engine-wide scope of tradingd_daily_pnl_usd and the alerts
+        return "'engine' is reserved (the engine-wide figures' name): choose another strategy name"
     if sc.name in seen:
         return f"duplicate strategy name {sc.name!r}"
     return None

@@ -270,3 +270,12 @@ def test_an_unknown_key_with_no_suggestion_lists_a_few_known_ones(tmp_path: Path
         f"{path}: strategies[0].params: unknown key(s) zzz (known: close_on_stop, delta_band, hedge,"
         " hedge_book, min_hedge_interval_s, option, option_book, option_size, ...)"
     )
+
+
+def test_a_strategy_named_engine_is_refused(tmp_path: Path) -> None:
+    # The engine-wide figures share the strategy's label values (tradingd_daily_pnl_usd's
+    # scope="engine", the daily-loss alert's subject): a strategy of that name would be mistaken
+    # for the whole engine.
+    path = _write(tmp_path, 'mode = "backtest"\n' + STRATEGY.replace('name = "g"', 'name = "engine"'))
+    with pytest.raises(ConfigError, match=r"strategies\[0\]\.name: 'engine' is reserved"):
+        load_config(path)
