@@ -41,7 +41,11 @@ _FINAL_KEY_SET: Final = frozenset(_FINAL_KEYS)
 CATALOG: Final[dict[str, tuple[Kind, tuple[str, ...], str]]] = {
     "tradingd_info": ("gauge", ("version", "mode"), "tradingd's version and mode (always 1)."),
     "tradingd_start_time_seconds": ("gauge", (), "When the daemon started (unix seconds)."),
-    "tradingd_ready": ("gauge", (), "1 once every venue is connected and subscribed."),
+    "tradingd_ready": (
+        "gauge",
+        (),
+        "1 once every venue has been connected and subscribed since the start (stays 1 after).",
+    ),
     "tradingd_kill_switch_engaged": ("gauge", (), "1 while the kill switch is engaged."),
     "tradingd_venue_up": ("gauge", ("venue",), "1 while the venue's feed is live."),
     "tradingd_venue_feed_state": (
