@@ -83,14 +83,27 @@ def test_promtool_refuses_a_broken_rule(tmp_path: Path) -> None:
     assert '"TradingdKillSwitchEngaged": could not parse expression' in proc.stdout + proc.stderr
 
 
-def test_promtool_accepts_the_example_config_with_the_rules_beside_it(tmp_path: Path) -> None:
-    # As the README installs them: the config, and the rules beside it as tradingd-rules.yml.
-    shutil.copy(EXAMPLE_CONFIG, tmp_path / "prometheus.yml")
-    shutil.copy(RULES, tmp_path / "tradingd-rules.yml")
+def test_promtool_accepts_the_example_config_as_it_is_in_the_clone() -> None:
+    # As the README's first steps run it, in the repository: the rules file the config names
+    # (relative to the config) is deploy/prometheus-rules.yml, not a name only an install has.
+    proc = _promtool("check", "config", str(EXAMPLE_CONFIG))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS: 1 rule files found" in proc.stdout
+    assert f"Checking {RULES}\n" in proc.stdout
+    assert 'targets: ["127.0.0.1:9464"]' in EXAMPLE_CONFIG.read_text(encoding="utf-8")
+
+
+def test_the_readme_debian_steps_give_a_config_promtool_accepts(tmp_path: Path) -> None:
+    # The README's `sudo cp deploy/... /etc/prometheus/...` lines, done into tmp_path: the names
+    # the README installs under are the ones the config reads.
+    copies = re.findall(r"^sudo cp (deploy/\S+) /etc/prometheus/(\S+)", _readme_section(), flags=re.M)
+    assert sorted(src for src, _ in copies) == ["deploy/prometheus-rules.yml", "deploy/prometheus.yml"]
+    for src, dst in copies:
+        shutil.copy(ROOT / src, tmp_path / dst)
     proc = _promtool("check", "config", str(tmp_path / "prometheus.yml"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS: 1 rule files found" in proc.stdout
-    assert 'targets: ["127.0.0.1:9464"]' in EXAMPLE_CONFIG.read_text(encoding="utf-8")
+    assert "promtool check rules deploy/prometheus-rules.yml" in _readme_section()
 
 
 def test_the_dashboard_imports_as_is() -> None:
