@@ -198,6 +198,8 @@ def test_the_readme_section_matches_the_files_it_names() -> None:
     [alerts] = [b["alerts"] for b in blocks if "alerts" in b]
     for hook in alerts["webhooks"]:
         assert set(hook) == {"format", "url_env"} and f"\n# {hook['url_env']}=https://" in env, hook
+    # One file mode for the env file, said the same everywhere: it holds webhook URLs (secrets).
+    assert set(re.findall(r"\b0[0-7]{3}\b", env)) == {"0600"}
 
 
 def test_the_pinned_catalog_is_the_one_the_daemon_serves() -> None:
