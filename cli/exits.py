@@ -1,7 +1,8 @@
 """How a command ends (DESIGN.md, "command line"): bad input is one line on stderr and a non-zero
 exit: 2 for a usage or config error, 1 for a failure while running (a data file, a venue), 78
-(`EX_CONFIG`) when a venue refused the credentials at start (`tradingd run`: a wrong secret is
-not fixed by restarting, so the systemd unit says `RestartPreventExitStatus=78`)."""
+(`EX_CONFIG`) when a venue refused the credentials at start, or a secret the config names (venue
+credentials, an alert webhook URL's variable or file) is missing or unusable (`tradingd run`: a
+wrong secret is not fixed by restarting, so the systemd unit says `RestartPreventExitStatus=78`)."""
 
 from __future__ import annotations
 

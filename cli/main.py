@@ -22,7 +22,13 @@ import structlog
 
 from tradingd.engine.logs.setup import uncaught_exceptions_routed
 from tradingd.engine.logs.tail import LEVELS, parse_time
-from tradingd.engine.model.errors import ConfigError, CredentialsRefused, StrategyError, TradingError
+from tradingd.engine.model.errors import (
+    ConfigError,
+    CredentialsRefused,
+    SecretUnavailable,
+    StrategyError,
+    TradingError,
+)
 
 from .exits import EXIT_CREDENTIALS, EXIT_FAILURE, EXIT_USAGE, UsageError
 
@@ -465,16 +471,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _report(None, "interrupted")
         return 130
+    except (CredentialsRefused, SecretUnavailable) as exc:
+        if args.traceback:
+            raise
+        _report(None, f"error: {exc}")  # names what to check, never a value
+        return EXIT_CREDENTIALS
     except (ConfigError, UsageError, StrategyError) as exc:
         if args.traceback:
             raise
         _report(None, f"error: {exc}")
         return EXIT_USAGE
-    except CredentialsRefused as exc:
-        if args.traceback:
-            raise
-        _report(None, f"error: {exc}")  # names what to check, never a value
-        return EXIT_CREDENTIALS
     except TradingError as exc:
         if args.traceback:
             raise

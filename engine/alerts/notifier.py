@@ -46,7 +46,7 @@ import structlog
 import trio
 
 from ..logs.setup import register_secret
-from ..model.errors import ConfigError
+from ..model.errors import SecretUnavailable
 from .alert import PAIRED, Alert
 from .options import AlertOptions, WebhookFormat, WebhookOptions
 
@@ -206,9 +206,10 @@ def _retry_after(header: str | None, body: bytes) -> float | None:
 
 
 class AlertNotifier:
-    """Posts alerts to the webhooks of `[alerts]` (module docstring). Raises `ConfigError` at
-    construction, one line naming every webhook variable or file that is missing, empty or not
-    an http(s) URL (never its value). `run` is the task that posts; `notify` hands it alerts."""
+    """Posts alerts to the webhooks of `[alerts]` (module docstring). Raises `SecretUnavailable` at
+    construction (a `ConfigError`; `tradingd run` exits 78), one line naming every webhook variable
+    or file that is missing, empty or not an http(s) URL (never its value). `run` is the task that
+    posts; `notify` hands it alerts."""
 
     retry_backoff_s = 1.0  # before the one retry of a 5xx or a refused connection
     retry_after_max_s = 30.0  # the longest 429 Retry-After honoured; beyond it: give up
@@ -241,7 +242,7 @@ class AlertNotifier:
                 key = "url_env" if hook.url_env is not None else "url_file"
                 problems.append(f"alerts.webhooks[{i}].{key}: {problem}")
         if problems:
-            raise ConfigError(
+            raise SecretUnavailable(
                 "; ".join(problems), file=None if config_path is None else str(config_path)
             ) from None
         self._endpoints = [_Endpoint(i, hook, url, queue_size) for i, hook, url in found]

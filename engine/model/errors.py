@@ -2,6 +2,8 @@
 
     TradingError                      root: catch this to catch anything of ours
     ├── ConfigError                   a config file is unreadable or wrong (names the key path)
+    │   └── SecretUnavailable         ... a secret it names by place (a webhook URL's variable or
+    │                                 file) missing or unusable at start (tradingd exits 78)
     ├── DataError                     a recording/data file is unreadable or malformed
     ├── IllegalTransition             an order was asked to move to a state its state machine forbids
     ├── StrategyError                 a strategy could not be loaded, built, or misused its context
@@ -46,6 +48,7 @@ __all__ = [
     "OrderOutcomeUnknown",
     "OrderRejected",
     "RateLimited",
+    "SecretUnavailable",
     "SequenceGap",
     "StrategyError",
     "TradingError",
@@ -72,6 +75,13 @@ class ConfigError(TradingError, ValueError):
         self.message = message
         where = ": ".join(p for p in (file, path) if p)
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class SecretUnavailable(ConfigError):
+    """A secret the config names by its place (an alert webhook URL's environment variable or
+    file) is not set, empty, unreadable or not what it must be. Like venue credentials missing
+    at start, a restart does not fix it: `tradingd run` exits 78 (systemd's unit does not
+    restart on 78). The message names the variable or file, never a value."""
 
 
 class DataError(TradingError, ValueError):

@@ -7,7 +7,9 @@ metrics read the daemon's `alert_notifier`); the URL in nothing the daemon wrote
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +20,8 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.alerts.webhooks import WebhookServer
-from tests.support.daemon_process import CLIENT_ID, SECRET, serve_sim
+from tests.support.daemon_process import CLIENT_ID, ROOT, SECRET, serve_sim
+from tradingd.cli.exits import EXIT_CREDENTIALS
 from tradingd.cli.settings import daemon_settings
 from tradingd.config import load_config
 from tradingd.engine.daemon.service import Daemon
@@ -186,3 +189,34 @@ async def test_the_kill_switch_alert_goes_before_the_cancels_end(tmp_path: Path)
         assert seen_at_cancel == [["kill_switch"]]  # queued while the cancels still run
         release.set()
     assert raised == ["kill_switch"]
+
+
+@pytest.mark.parametrize(
+    ("hook", "named"),
+    [
+        ('{ format = "slack", url_env = "TRADINGD_SLACK_URL" }', "TRADINGD_SLACK_URL is not set"),
+        ('{ format = "json", url_file = "hook-url" }', "hook-url does not exist"),
+    ],
+)
+def test_tradingd_run_without_its_webhook_url_exits_78_not_restarted(
+    tmp_path: Path, hook: str, named: str
+) -> None:
+    # As missing venue credentials: a restart does not bring the URL, so the exit is the one the
+    # systemd unit does not restart (RestartPreventExitStatus=78), with the same one line.
+    settings(tmp_path, "127.0.0.1:9", f"webhooks = [{hook}]")  # writes live.toml
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DERIBIT_", "TRADINGD_"))}
+    env.update({"PYTHONPATH": str(ROOT), "DERIBIT_CLIENT_ID": CLIENT_ID, "DERIBIT_CLIENT_SECRET": SECRET})
+    cmd = [sys.executable, "-c", "import sys; from tradingd.cli.main import main; sys.exit(main())"]
+    done = subprocess.run(
+        [*cmd, "run", "--config", str(tmp_path / "live.toml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == EXIT_CREDENTIALS, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("tradingd: ")]
+    assert len(lines) == 1 and lines[0].startswith("tradingd: error: ") and named in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and SECRET not in done.stderr + done.stdout

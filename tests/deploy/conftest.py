@@ -38,6 +38,8 @@ name = "exercise"
 class = "tests.deploy.strategies:Exercise"
 [strategies.risk]
 max_order_size = 100
+[alerts]
+webhooks = [{{ format = "json", url_file = "alert-url" }}]
 """
 
 
@@ -52,7 +54,8 @@ def prometheus_exe() -> str:
 async def metrics_daemon(nursery: trio.Nursery, tmp_path: Path) -> str:
     """The host:port of a running daemon's metrics, once its strategy has filled, cancelled and
     been refused, and a reconciliation has found a foreign order: every series the dashboard and
-    the rules read exists (the recording's counter too: [recording] is on)."""
+    the rules read exists (the recording's counter too: [recording] is on; the alerts' too:
+    [alerts] is on)."""
     sim, address = await serve_sim(nursery)
     # An order on the account that the daemon did not place: the start's reconciliation reports
     # it (a reconciliation surprise of kind foreign_order).
@@ -64,6 +67,8 @@ async def metrics_daemon(nursery: trio.Nursery, tmp_path: Path) -> str:
     port = free_port()
     daemon = Daemon(tmp_path, address, below=0.0)
     daemon.config.write_text(_config(address, port), encoding="utf-8")
+    # A webhook nobody answers: the alert counters exist (TradingdAlertsFailing reads them).
+    (daemon.config.parent / "alert-url").write_text(f"http://127.0.0.1:{free_port()}/hook\n")
     await daemon.start(nursery)
     [done] = await until(lambda: daemon.events("exercise.done"), within=20, what="the strategy's orders")
     assert (done["filled"], done["cancelled"]) == ("filled", "cancelled")

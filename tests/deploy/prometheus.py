@@ -56,7 +56,7 @@ def scrape_config(target: str) -> str:
     text = _once(text, "scrape_interval: 5s", "scrape_interval: 1s")
     text = _once(text, "scrape_timeout: 4s", "scrape_timeout: 1s")
     text = _once(text, 'targets: ["127.0.0.1:9464"]', f'targets: ["{target}"]')
-    return _once(text, "- tradingd-rules.yml", f'- "{RULES}"')
+    return _once(text, "- prometheus-rules.yml", f'- "{RULES}"')
 
 
 class PromQLError(Exception):

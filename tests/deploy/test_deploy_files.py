@@ -4,6 +4,7 @@ chosen Prometheus) and reads only the pinned metric names, and every pinned metr
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
+import attrs
 import pytest
 
 from tests.deploy import prometheus
@@ -30,6 +32,10 @@ from tests.deploy.catalog import (
     series_names,
     substitute,
 )
+from tradingd.config._schema import AlertsConfig
+from tradingd.engine.alerts.alert import KINDS, Alert
+from tradingd.engine.alerts.notifier import webhook_body
+from tradingd.engine.alerts.options import FORMATS
 from tradingd.engine.metrics import CATALOG as SERVED
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -83,14 +89,27 @@ def test_promtool_refuses_a_broken_rule(tmp_path: Path) -> None:
     assert '"TradingdKillSwitchEngaged": could not parse expression' in proc.stdout + proc.stderr
 
 
-def test_promtool_accepts_the_example_config_with_the_rules_beside_it(tmp_path: Path) -> None:
-    # As the README installs them: the config, and the rules beside it as tradingd-rules.yml.
-    shutil.copy(EXAMPLE_CONFIG, tmp_path / "prometheus.yml")
-    shutil.copy(RULES, tmp_path / "tradingd-rules.yml")
+def test_promtool_accepts_the_example_config_as_it_is_in_the_clone() -> None:
+    # As the README's first steps run it, in the repository: the rules file the config names
+    # (relative to the config) is deploy/prometheus-rules.yml, not a name only an install has.
+    proc = _promtool("check", "config", str(EXAMPLE_CONFIG))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS: 1 rule files found" in proc.stdout
+    assert f"Checking {RULES}\n" in proc.stdout
+    assert 'targets: ["127.0.0.1:9464"]' in EXAMPLE_CONFIG.read_text(encoding="utf-8")
+
+
+def test_the_readme_debian_steps_give_a_config_promtool_accepts(tmp_path: Path) -> None:
+    # The README's `sudo cp deploy/... /etc/prometheus/...` lines, done into tmp_path: the names
+    # the README installs under are the ones the config reads.
+    copies = re.findall(r"^sudo cp (deploy/\S+) /etc/prometheus/(\S+)", _readme_section(), flags=re.M)
+    assert sorted(src for src, _ in copies) == ["deploy/prometheus-rules.yml", "deploy/prometheus.yml"]
+    for src, dst in copies:
+        shutil.copy(ROOT / src, tmp_path / dst)
     proc = _promtool("check", "config", str(tmp_path / "prometheus.yml"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS: 1 rule files found" in proc.stdout
-    assert 'targets: ["127.0.0.1:9464"]' in EXAMPLE_CONFIG.read_text(encoding="utf-8")
+    assert "promtool check rules deploy/prometheus-rules.yml" in _readme_section()
 
 
 def test_the_dashboard_imports_as_is() -> None:
@@ -185,6 +204,41 @@ def test_the_readme_section_matches_the_files_it_names() -> None:
     [alerts] = [b["alerts"] for b in blocks if "alerts" in b]
     for hook in alerts["webhooks"]:
         assert set(hook) == {"format", "url_env"} and f"\n# {hook['url_env']}=https://" in env, hook
+    # One file mode for the env file, said the same everywhere: it holds webhook URLs (secrets).
+    assert set(re.findall(r"\b0[0-7]{3}\b", env)) == {"0600"}
+
+
+def test_the_readme_alerts_reference_says_the_defaults_formats_and_kinds() -> None:
+    section = _readme_section()
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", section, flags=re.M))
+    fields = attrs.fields(AlertsConfig)
+    assert set(rows) == {f.name for f in fields}
+    for field in fields:
+        if field.name != "webhooks":
+            assert float(rows[field.name].split()[0]) == field.default, field.name
+    assert "0 (off)" in rows["daily_loss_usd"]
+    for fmt in FORMATS:
+        assert f"`{fmt}`" in section, fmt
+    for kind in KINDS:
+        assert f"`{kind}`" in section, kind
+    # The json body as the README shows it is the one posted (keys, `ts` an integer).
+    [shown] = re.findall(r"`(\{\"kind\".*?\})`", section)
+    example = json.loads(shown.replace('"..."', '"x"'))
+    alert = Alert(kind="venue_down", subject="deribit", severity="critical", text="x", ts=example["ts"])
+    assert webhook_body("json", alert, origin="o") == example and isinstance(example["ts"], int)
+
+
+def test_the_readme_says_the_rules_bounds_as_the_rules_file_has_them() -> None:
+    # Where the rules and the daemon count differently, the README says both sides' numbers.
+    section, rules = _readme_section(), RULES.read_text(encoding="utf-8")
+    [loss] = re.findall(r"expr: tradingd_daily_pnl_usd < -(\d+)\n", rules)
+    assert f"`daily_loss_usd = {loss}` and `< -{loss}`" in section
+    assert "`daily_loss_usd` is 0, off, until you set it" in section
+    assert attrs.fields(AlertsConfig).daily_loss_usd.default == 0
+    assert "sum by (instance, strategy) (increase(tradingd_risk_refusals_total[1m])) >= 10" in rules
+    assert "`TradingdRiskRefusalBurst` fires on 10 refusals within a minute by one strategy" in section
+    [silent] = re.findall(r"expr: tradingd_venue_last_frame_age_seconds > (\d+)\n", rules)
+    assert f"`TradingdVenueSilent` fires {silent} s after its last frame" in section
 
 
 def test_the_pinned_catalog_is_the_one_the_daemon_serves() -> None:
