@@ -24,8 +24,8 @@ from prometheus_client.utils import floatToGoString
 
 from ..model.events import OrderState
 from ..model.histogram import HistogramCopy
+from ..model.orders import FINAL_REASONS
 from ..model.risk import CHECKS
-from ..runtime.flow import FINAL_REASONS
 
 __all__ = ["CATALOG", "FEED_STATES", "MetricsCollector", "Snapshot", "families"]
 

@@ -25,7 +25,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Protocol
+from typing import Final, Literal, Protocol
 
 import attrs
 import msgspec
@@ -36,8 +36,10 @@ from .events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent, S
 from .money import decimal_text, optional, to_decimal
 
 __all__ = [
+    "FINAL_REASONS",
     "ArchiveUnavailable",
     "ClientOrderIds",
+    "FinalReason",
     "Order",
     "OrderArchive",
     "OrderRequest",
@@ -46,6 +48,26 @@ __all__ = [
     "RestoredOrder",
     "TimeInForce",
 ]
+
+# Why an order ended as it did, as a bounded class (never the venue's text): the venue's doing
+# (a refusal, a cancel of its own), our pre-trade checks, a post-only order that would have
+# taken, a cancel asked by the strategy (`user`), by the daemon's stop or by the kill switch, an
+# order whose fate was learned only by asking (`state_unknown`), `other`, and `none` for an order
+# that filled or expired as it should.
+FinalReason = Literal[
+    "venue", "risk", "post_only", "user", "shutdown", "kill_switch", "state_unknown", "other", "none"
+]
+FINAL_REASONS: Final[tuple[FinalReason, ...]] = (
+    "venue",
+    "risk",
+    "post_only",
+    "user",
+    "shutdown",
+    "kill_switch",
+    "state_unknown",
+    "other",
+    "none",
+)
 
 
 class OrderType(enum.StrEnum):

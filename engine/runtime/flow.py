@@ -22,32 +22,13 @@ from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry
 from ..model.ledger import CONTEXT, Booking, Ledger, UsdRates
 from ..model.market import MarketState
 from ..model.money import BadNumber, decimal_text, to_decimal
-from ..model.orders import Order, OrderRequest, OrderTracker
+from ..model.orders import FINAL_REASONS, FinalReason, Order, OrderRequest, OrderTracker
 from ..model.risk import RiskChecker, RiskLimits
 from ..model.settlement import FundingPayment, PositionHistory, check_delivery_price, check_funding
 from ..store.journal import OrderJournal
 
 __all__ = ["FINAL_REASONS", "FinalReason", "OrderFlow"]
 
-# Why an order ended as it did, as a bounded class (never the venue's text): the venue's doing
-# (a refusal, a cancel of its own), our pre-trade checks, a post-only order that would have
-# taken, a cancel asked by the strategy (`user`), by the daemon's stop or by the kill switch, an
-# order whose fate was learned only by asking (`state_unknown`), `other`, and `none` for an order
-# that filled or expired as it should.
-FinalReason = Literal[
-    "venue", "risk", "post_only", "user", "shutdown", "kill_switch", "state_unknown", "other", "none"
-]
-FINAL_REASONS: Final[tuple[FinalReason, ...]] = (
-    "venue",
-    "risk",
-    "post_only",
-    "user",
-    "shutdown",
-    "kill_switch",
-    "state_unknown",
-    "other",
-    "none",
-)
 # Who asked for a cancel (`cancel_requested`): the final reason of the order it cancels.
 CancelCause = Literal["user", "shutdown", "kill_switch", "other"]
 # A refusal's code that says the venue never had the order: asked about, it did not know it
