@@ -65,9 +65,14 @@ def _worker_init() -> None:
 def _run(fn: TrialFn, started: str, ctx: TrialContext, trial: TrialSpec) -> TrialResult:
     """In the worker: mark the trial started (a file holding this worker's pid), then run it. A
     worker lost charges an attempt only to the trial whose own process died (the pid tells which),
-    not to those still queued in the pool nor to those the pool ended with it."""
-    with open(started, "w") as mark:
+    not to those still queued in the pool nor to those the pool ended with it. The mark appears
+    whole (written beside it, then renamed): a worker the pool ended as it wrote the mark left an
+    empty one, whose trial, its pid unknown, was charged (3 in 100 when a trial started in one
+    worker as the other died)."""
+    part = f"{started}.part"
+    with open(part, "w") as mark:
         mark.write(str(os.getpid()))
+    os.replace(part, started)
     return fn(ctx, trial)
 
 
