@@ -10,6 +10,15 @@ parent. A forkserver is a clean process started once (importing this module and,
 pickled trial function, the trial's code) from which each worker is forked: a worker lost is
 replaced in milliseconds, not a fresh interpreter's second of imports.
 
+The fork server is one per process (the standard library's), shared by every pool of every
+executor in it, and it ends on a fork request that connects and then sends nothing (CPython 3.11:
+an uncaught EOFError in its loop). A pool's workers are therefore all started with the pool,
+before it has a trial: a worker started later, for a submit, could be started while a worker's
+death breaks the pool, whose manager thread then closes the pipes the request is sending (EBADF):
+the request sent nothing, the server ended, and the next pool's first worker was refused
+(ConnectionRefusedError while the server was exiting). A fork server found gone all the same
+(killed, or ended by some other pool of the process) is replaced: the pool is made again once.
+
 Workers ignore SIGINT: Ctrl-C in a terminal reaches the whole process group, and the parent
 alone decides what stops (`close(cancel=True)` terminates them; none is left behind)."""
 
@@ -23,6 +32,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -55,9 +65,14 @@ def _worker_init() -> None:
 def _run(fn: TrialFn, started: str, ctx: TrialContext, trial: TrialSpec) -> TrialResult:
     """In the worker: mark the trial started (a file holding this worker's pid), then run it. A
     worker lost charges an attempt only to the trial whose own process died (the pid tells which),
-    not to those still queued in the pool nor to those the pool ended with it."""
-    with open(started, "w") as mark:
+    not to those still queued in the pool nor to those the pool ended with it. The mark appears
+    whole (written beside it, then renamed): a worker the pool ended as it wrote the mark left an
+    empty one, whose trial, its pid unknown, was charged (3 in 100 when a trial started in one
+    worker as the other died)."""
+    part = f"{started}.part"
+    with open(part, "w") as mark:
         mark.write(str(os.getpid()))
+    os.replace(part, started)
     return fn(ctx, trial)
 
 
@@ -114,13 +129,36 @@ class ProcessExecutor:
 
     # -- the pool --
     def _new_pool(self) -> cf.ProcessPoolExecutor:
-        if self._mp.get_start_method() == "forkserver":
+        forkserver = self._mp.get_start_method() == "forkserver"
+        if forkserver:
             # The server imports what every worker needs once; each worker forks from it.
             self._mp.set_forkserver_preload([self.fn.__module__, __name__])
         self.pools_made += 1
-        return cf.ProcessPoolExecutor(
+        try:
+            return self._started_pool()
+        except (ConnectionError, EOFError):
+            # Refused, or closed without an answer: the fork server is gone or going. Once it has
+            # ended, the next request starts a new one (`forkserver.ensure_running`).
+            if not forkserver or not _fork_server_ended():
+                raise
+        return self._started_pool()
+
+    def _started_pool(self) -> cf.ProcessPoolExecutor:
+        """A pool with all its workers started (module docstring: no worker is started for a
+        submit, while the pool may be breaking)."""
+        pool = cf.ProcessPoolExecutor(
             max_workers=self.capacity, mp_context=self._mp, initializer=_worker_init
         )
+        # `ProcessPoolExecutor` starts workers as submits need them, except with "fork", where it
+        # starts them all before its manager thread, as this does before the first submit.
+        launch = getattr(pool, "_launch_processes", None)
+        if launch is not None:
+            try:
+                launch()
+            except BaseException:
+                _end(pool)
+                raise
+        return pool
 
     def _pool_now(self) -> cf.ProcessPoolExecutor:
         if self._closed:
@@ -139,21 +177,24 @@ class ProcessExecutor:
         except Exception:
             # A pool breaking (a worker just died) refuses work in whatever state its manager
             # thread has reached tearing it down: BrokenProcessPool, RuntimeError (shut down),
-            # or OSError starting a worker while the pool's pipes are being closed (EBADF from
-            # the fork server). The task goes to the next pool, uncharged. A pool that refuses
-            # its first task has no worker to have lost: that failure is the caller's.
+            # or (a worker started for the submit, where the pool could not start them first)
+            # OSError while the pool's pipes are being closed. The task goes to the next pool,
+            # uncharged. A pool that refuses its first task has no worker to have lost: that
+            # failure is the caller's (the pool is ended: its workers wait for no trial).
             if not self._accepted:
+                self._pool = None
+                _end(pool)
                 raise
             self._broken = True
             self._unsent.append(task)
             return
         self._accepted += 1
         self._futures[future] = task
-        # Workers start as submits need them (forkserver): each seen here, where it started.
+        # The pool's workers (started with it; else as submits need them: each seen here).
         self._workers.update(_worker_map(pool))
-        # CPython 3.11's submit wakes the pool's manager thread before it starts the worker, so
-        # the manager may wait without that worker's sentinel and miss its death until another
-        # result comes: woken again, it watches every worker started so far.
+        # Where a submit starts a worker, CPython 3.11's submit wakes the pool's manager thread
+        # before it starts the worker, so the manager may wait without that worker's sentinel and
+        # miss its death until another result comes: woken again, it watches every worker.
         wakeup = getattr(pool, "_executor_manager_thread_wakeup", None)
         if wakeup is not None:
             with contextlib.suppress(OSError, ValueError):
@@ -278,16 +319,7 @@ class ProcessExecutor:
             return
         for future in self._futures:
             future.cancel()
-        processes = _processes(pool)
-        for p in processes:
-            with contextlib.suppress(Exception):
-                p.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        for p in processes:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=5)
+        _end(pool)
         self._futures.clear()
         self._ready.clear()
 
@@ -309,3 +341,40 @@ def _worker_map(pool: cf.ProcessPoolExecutor) -> dict[int, Any]:
 def _processes(pool: cf.ProcessPoolExecutor) -> list[Any]:
     """The pool's worker processes (`_worker_map`)."""
     return list(_worker_map(pool).values())
+
+
+def _end(pool: cf.ProcessPoolExecutor) -> None:
+    """Terminate the pool's workers at once (killed if they ignore SIGTERM) and shut it down:
+    no process is left behind, whatever the pool was doing."""
+    processes = _processes(pool)
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+
+
+def _fork_server_ended(within_s: float = _STOP_S) -> bool:
+    """Whether this process's fork server has ended, waiting up to `within_s` (after a refused
+    request it may still be exiting: it stops listening before its process ends). The ended
+    server is left unreaped: `multiprocessing.forkserver.ensure_running` reaps it and starts a new
+    one. False when there is none, or it is still running (the failure was not its end)."""
+    from multiprocessing import forkserver
+
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if not isinstance(pid, int):
+        return False
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:  # reaped by someone else: not one `ensure_running` can replace
+            return False
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)

@@ -16,11 +16,19 @@ one line names the extra. Where things live:
   its worker died says `attempts == 2` without relying on Ray's private task state. A trial that
   still lost its worker on the last attempt comes back failed, "worker lost", with the attempts
   the counter saw.
-- `close(cancel=True)` (Ctrl-C) cancels the tasks still running (`ray.cancel(force=True)`: their
-  worker processes are killed, cancelled tasks are never retried) and waits until Ray has them
-  all back, so nothing is left running. It then disconnects, if it connected: a Ray instance it
-  started stops; a cluster it joined goes on running (`ray.shutdown` of a driver that joined one
-  only disconnects it).
+- At most `capacity` tasks are given to Ray at a time; trials submitted beyond it wait here, and
+  go to Ray as results come back. Ray gives up a task's CPU while the task waits in `ray.get`,
+  as each does asking the counter for its attempt number (an actor started with the executor:
+  seconds on a loaded machine), and starts queued tasks on it: with them all in Ray, more trials
+  ran at once than the cluster has CPUs (the third of three on two CPUs).
+- `close(cancel=True)` (Ctrl-C) drops the trials not yet given to Ray, cancels the tasks it has
+  (`ray.cancel(force=True)`: their worker processes are killed, cancelled tasks are never
+  retried) and waits until Ray has them all back, so nothing is left running. Ray can lose the
+  cancel of a task not yet running, which then runs (close waited ten minutes for such a trial):
+  the counter is killed before the wait, so a task started after its cancel fails asking it,
+  before its trial; a task not back after a while is cancelled again. `close` then disconnects,
+  if it connected: a Ray instance it started stops; a cluster it joined goes on running
+  (`ray.shutdown` of a driver that joined one only disconnects it).
 
 Where a trial's code and data come from on a real cluster: the nodes run the same version of
 tradingd (installed on each, as the driver's), and the data files are paths on a filesystem every
@@ -97,6 +105,8 @@ def _attempt(fn: TrialFn, ctx: TrialContext, trial: TrialSpec, counter: Any, tok
 # result's error.
 _QUIET: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
 
+_RECANCEL_S = 5.0  # a cancelled task not back from Ray by then is cancelled again
+
 
 class RayExecutor:
     """Runs trials as Ray tasks (see the module's docstring). `address` None starts a Ray instance
@@ -132,6 +142,7 @@ class RayExecutor:
         self._ctx: TrialContext | None = None
         self._ctx_ref: Any = None
         self._pending: dict[Any, tuple[TrialSpec, int]] = {}  # task's ObjectRef -> (trial, token)
+        self._queued: list[tuple[Any, TrialSpec, int]] = []  # (context's ref, trial, token), not in Ray
         self._tokens = 0
         self._closed = False
 
@@ -146,8 +157,15 @@ class RayExecutor:
         if ctx is not self._ctx:  # one sweep, one context: put in the object store once
             self._ctx, self._ctx_ref = ctx, self._ray.put(ctx)
         self._tokens += 1
-        ref = self._task.remote(self._fn, self._ctx_ref, trial, self._counter, self._tokens)
-        self._pending[ref] = (trial, self._tokens)
+        self._queued.append((self._ctx_ref, trial, self._tokens))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Give Ray the trials waiting here while it has fewer than `capacity` (module docstring)."""
+        while self._queued and len(self._pending) < self.capacity:
+            ctx_ref, trial, token = self._queued.pop(0)
+            ref = self._task.remote(self._fn, ctx_ref, trial, self._counter, token)
+            self._pending[ref] = (trial, token)
 
     def next_result(self) -> TrialResult:
         if not self._pending:
@@ -156,6 +174,7 @@ class RayExecutor:
         ready, _ = ray.wait(list(self._pending), num_returns=1)
         ref = ready[0]
         trial, token = self._pending.pop(ref)
+        self._dispatch()
         try:
             result: TrialResult = ray.get(ref)
         except ray.exceptions.RayError as exc:
@@ -179,25 +198,39 @@ class RayExecutor:
         return failed(trial, one_line(cause if isinstance(cause, BaseException) else exc), max(attempts, 1))
 
     def in_flight(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._queued)
 
     def close(self, *, cancel: bool) -> None:
         if self._closed:
             return
         self._closed = True
         ray = self._ray
-        refs = list(self._pending)
-        self._pending.clear()
         try:
             if cancel:
-                for ref in refs:
-                    ray.cancel(ref, force=True)
-            if refs:  # back from Ray, finished or cancelled: none left running
-                ray.wait(refs, num_returns=len(refs))
-            ray.kill(self._counter)
+                self._queued.clear()  # never given to Ray: none started
+                self._cancel(list(self._pending))
+            else:
+                while self._pending:  # each finished, and those waiting here run
+                    ready, _ = ray.wait(list(self._pending), num_returns=1)
+                    del self._pending[ready[0]]
+                    self._dispatch()
+                ray.kill(self._counter)
         finally:
+            self._pending.clear()
+            self._queued.clear()
             if self._connected:
                 ray.shutdown()
+
+    def _cancel(self, refs: list[Any]) -> None:
+        """Cancel the tasks and wait until Ray has them all back (module docstring)."""
+        ray = self._ray
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        ray.kill(self._counter)  # a task started despite its cancel fails asking it
+        while refs:  # back from Ray, finished or cancelled: none left running
+            _, refs = ray.wait(refs, num_returns=len(refs), timeout=_RECANCEL_S)
+            for ref in refs:
+                ray.cancel(ref, force=True)
 
 
 def _connect(ray: Any, address: str | None, num_cpus: int | None) -> None:

@@ -8,11 +8,13 @@ reads: `{"t": {"x": number, ...}}`."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
 
 from tradingd.engine.sweep.model import TrialContext, TrialResult, TrialSpec, result_for
+from tradingd.engine.sweep.ray import import_ray
 
 
 def _ok(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
@@ -60,4 +62,27 @@ def blocks(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
     """Writes its worker's pid into the folder `pids` and then runs for ten minutes (until cancelled)."""
     (Path(trial.params["t"]["pids"]) / f"{os.getpid()}.pid").write_text(str(os.getpid()))
     time.sleep(600)
+    return _ok(ctx, trial)
+
+
+class Gate:
+    """A Ray actor (async: its methods wait together) that `gated` trials wait at until `open`."""
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+
+    async def passed(self) -> None:
+        await self._open.wait()
+
+    async def open(self) -> None:
+        self._open.set()
+
+
+def gated(ctx: TrialContext, trial: TrialSpec) -> TrialResult:
+    """Writes its worker's pid into the folder `pids` (a file named by the trial's number), then
+    waits in `ray.get` until the `Gate` actor named `gate` is opened (Ray gives up the task's CPU
+    meanwhile); OK then."""
+    ray = import_ray()
+    (Path(trial.params["t"]["pids"]) / f"{trial.number}.pid").write_text(str(os.getpid()))
+    ray.get(ray.get_actor(trial.params["t"]["gate"]).passed.remote())
     return _ok(ctx, trial)

@@ -10,11 +10,14 @@ repository's root on their PYTHONPATH, set when the module's instance starts).""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -175,8 +178,11 @@ def test_cancel_leaves_no_trial_running(executor_of: Callable[..., RayExecutor],
     executor = executor_of(ray_trials.blocks)
     for n in range(3):  # two run (2 CPUs), one waits
         executor.submit(CTX, _trial(n, pids=str(tmp_path)))
-    _wait_for(lambda: len(list(tmp_path.glob("*.pid"))) == 2, "two trials to start")
+    assert executor.in_flight() == 3
+    # At least two: were the third to start too (it must not), the count would pass two.
+    _wait_for(lambda: len(list(tmp_path.glob("*.pid"))) >= 2, "two trials to start")
     pids = [int(p.stem) for p in tmp_path.glob("*.pid")]
+    assert len(pids) == 2, "the third trial started on 2 CPUs"
     assert all(_running(pid) for pid in pids)
     t0 = time.monotonic()
     executor.close(cancel=True)
@@ -187,6 +193,74 @@ def test_cancel_leaves_no_trial_running(executor_of: Callable[..., RayExecutor],
     # The caller's Ray (the module's instance) is still there for the next executor.
     again = executor_of(ray_trials.computed)
     assert _run_all(again, [_trial(7)]) == [ray_trials.computed(CTX, _trial(7))]
+
+
+def test_no_more_trials_run_at_once_than_the_cluster_has_cpus(
+    executor_of: Callable[..., RayExecutor], tmp_path: Path
+) -> None:
+    """Ray gives up the CPU of a task waiting in `ray.get` (as each does asking the executor's
+    attempt counter, slow to start on a loaded machine; here the trials wait at a gate): the
+    executor gives Ray no more tasks than it has CPUs, so Ray has none of the third trial's to
+    start on them; the third runs once one of the first two is back."""
+    ray = import_ray()
+    gate_name = f"gate-{tmp_path.name}"
+    gate = ray.remote(ray_trials.Gate).options(name=gate_name).remote()
+    try:
+        executor = executor_of(ray_trials.gated)
+        for n in range(3):
+            executor.submit(CTX, _trial(n, pids=str(tmp_path), gate=gate_name))
+        _wait_for(lambda: len(list(tmp_path.glob("*.pid"))) >= 2, "two trials to start")
+        # Both wait at the gate, their CPUs given up: a third task in Ray would start now.
+        time.sleep(5)
+        assert len(list(tmp_path.glob("*.pid"))) == 2, "the third trial started on 2 CPUs"
+        assert executor.in_flight() == 3
+        ray.get(gate.open.remote())
+        results = sorted((executor.next_result() for _ in range(3)), key=lambda r: r.number)
+        assert [r.status for r in results] == ["ok"] * 3
+        assert sorted(p.name for p in tmp_path.glob("*.pid")) == ["0.pid", "1.pid", "2.pid"]
+    finally:
+        ray.kill(gate)
+
+
+def test_a_trial_ray_starts_despite_its_cancel_does_not_run(
+    executor_of: Callable[..., RayExecutor], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray can lose the cancel of a task not yet running (its worker gets the cancel before the
+    task; seen here: close waited the ten minutes of a trial that started after its cancel). Made
+    certain: the executor's task waits for a CPU (another executor's trials hold both) and its
+    cancel is lost; when the CPUs come free the task starts, and must not run its trial."""
+    ray = import_ray()
+    held, mine = tmp_path / "held", tmp_path / "mine"
+    held.mkdir()
+    mine.mkdir()
+    hog = executor_of(ray_trials.blocks)
+    for n in range(2):
+        hog.submit(CTX, _trial(n, pids=str(held)))
+    _wait_for(lambda: len(list(held.glob("*.pid"))) == 2, "the other executor's trials to start")
+    executor = executor_of(ray_trials.blocks)
+    executor.submit(CTX, _trial(5, pids=str(mine)))  # given to Ray, waiting for a CPU
+    real_cancel = ray.cancel
+    lost: list[Any] = []
+
+    def cancel(ref: Any, **kwargs: Any) -> None:
+        if not lost:  # the first: the executor's, lost
+            lost.append(ref)
+        else:
+            real_cancel(ref, **kwargs)
+
+    monkeypatch.setattr(ray, "cancel", cancel)
+    closing = threading.Thread(target=executor.close, kwargs={"cancel": True}, daemon=True)
+    closing.start()
+    try:
+        _wait_for(lambda: bool(lost), "the executor's cancel")
+        hog.close(cancel=True)  # the CPUs come free: Ray starts the task it was not told to drop
+        closing.join(timeout=60)
+        assert not closing.is_alive(), "close still waiting for its trial"
+        assert list(mine.glob("*.pid")) == [], "the trial ran after its cancel"
+    finally:  # the trial, had it started, is not left running for ten minutes
+        for pid_file in mine.glob("*.pid"):
+            with contextlib.suppress(OSError):
+                os.kill(int(pid_file.stem), signal.SIGKILL)
 
 
 def test_the_context_goes_to_the_object_store_once(
