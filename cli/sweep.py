@@ -110,12 +110,21 @@ def _span(loaded: LoadedConfig) -> Callable[[], tuple[int, int]]:
     return span
 
 
+def local_workers(spec: SweepSpec, workers: int) -> int:
+    """The worker processes a local sweep starts: `workers`, but no more than a TPE search runs
+    at once (`[search] parallel`): a pool starts all its workers up front (engine.sweep.local),
+    and those past `parallel` would only sit idle, forked again whenever a worker is lost."""
+    if spec.search.method == "tpe":
+        return max(1, min(workers, spec.search.parallel))
+    return workers
+
+
 def _executor(spec: SweepSpec, workers: int, workers_given: bool) -> Executor:
     """Local processes, or Ray tasks when a cluster is named ("local": a Ray instance of this
     machine's own, with `--workers` CPUs when given). Ray is imported only then: without it, one
     line names the extra."""
     if spec.cluster is None:
-        return ProcessExecutor(run_trial, workers, max_attempts=spec.max_attempts)
+        return ProcessExecutor(run_trial, local_workers(spec, workers), max_attempts=spec.max_attempts)
     local = spec.cluster == "local"
     try:
         return RayExecutor(

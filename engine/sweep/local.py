@@ -366,7 +366,8 @@ def _fork_server_ended(within_s: float = _STOP_S) -> bool:
     from multiprocessing import forkserver
 
     pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
-    if not isinstance(pid, int):
+    # `os.waitid` is missing on macOS before Python 3.13: the failure is then re-raised as it is.
+    if not isinstance(pid, int) or not hasattr(os, "waitid"):
         return False
     deadline = time.monotonic() + within_s
     while True:

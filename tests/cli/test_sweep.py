@@ -423,3 +423,17 @@ def test_a_study_db_that_cannot_be_written_is_one_warning_and_the_sweep_finishes
     )
     assert err.splitlines().count(line) == 1, err
     assert len(json.loads((out / "results.json").read_text())["trials"]) == 3
+
+
+def test_a_local_tpe_sweep_starts_no_more_workers_than_it_runs_at_once() -> None:
+    # A pool starts all its workers up front: past `[search] parallel` they would only sit idle
+    # (64 forked on a 64-CPU machine for a TPE search running 4 trials at once).
+    from tradingd.cli.sweep import local_workers
+    from tradingd.engine.sweep.spec import SearchSpec, SweepSpec
+
+    search = SearchSpec(method="tpe", trials=9)
+    tpe = SweepSpec(path="s.toml", base="b.toml", out="o", params={}, search=search)
+    assert local_workers(tpe, 64) == 4
+    assert local_workers(tpe, 2) == 2
+    grid = SweepSpec(path="s.toml", base="b.toml", out="o", params={})
+    assert local_workers(grid, 64) == 64
