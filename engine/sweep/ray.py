@@ -163,9 +163,12 @@ class RayExecutor:
     def _dispatch(self) -> None:
         """Give Ray the trials waiting here while it has fewer than `capacity` (module docstring)."""
         while self._queued and len(self._pending) < self.capacity:
-            ctx_ref, trial, token = self._queued.pop(0)
+            # Taken off the queue only once Ray has it and it is recorded: a submit that raises
+            # (or a Ctrl-C between) leaves the trial queued, never in neither list.
+            ctx_ref, trial, token = self._queued[0]
             ref = self._task.remote(self._fn, ctx_ref, trial, self._counter, token)
             self._pending[ref] = (trial, token)
+            del self._queued[0]
 
     def next_result(self) -> TrialResult:
         if not self._pending:
@@ -174,12 +177,13 @@ class RayExecutor:
         ready, _ = ray.wait(list(self._pending), num_returns=1)
         ref = ready[0]
         trial, token = self._pending.pop(ref)
-        self._dispatch()
         try:
             result: TrialResult = ray.get(ref)
         except ray.exceptions.RayError as exc:
             result = self._lost(trial, token, exc)
         self._counter.forget.remote(token)
+        # After the result is in hand: a failing submit of the next trial loses no finished one.
+        self._dispatch()
         return result
 
     def _lost(self, trial: TrialSpec, token: int, exc: BaseException) -> TrialResult:

@@ -574,3 +574,31 @@ def test_a_trial_whose_data_a_worker_cannot_read_fails_naming_the_file_and_host(
     want = f"DataUnreadable: data file {missing} is not readable on worker "
     assert result.error.startswith(want), result.error
     assert socket.gethostname() in result.error  # this machine's Ray: its worker's host is ours
+
+
+def test_a_submit_ray_refuses_leaves_its_trial_queued_not_lost() -> None:
+    # No Ray needed: the executor's queue alone. A `.remote()` that raises (or a Ctrl-C at that
+    # moment) must leave the trial waiting here, where `close(cancel=True)` and `in_flight` see
+    # it; taken off first, it was in neither list.
+    class Refusing:
+        calls = 0
+
+        def remote(self, *args: object) -> object:
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("the raylet is gone")
+            return object()
+
+    ex = RayExecutor.__new__(RayExecutor)
+    ex.capacity = 2
+    ex._queued = [(None, _trial(0), 1), (None, _trial(1), 2)]
+    ex._pending = {}
+    ex._task = Refusing()
+    ex._fn = run_trial
+    ex._counter = None
+    with pytest.raises(RuntimeError, match="raylet"):
+        ex._dispatch()
+    assert ex.in_flight() == 2 and [t.number for _, t, _ in ex._queued] == [0, 1]
+    ex._dispatch()  # Ray is back: both given, none twice
+    assert ex.in_flight() == 2 and not ex._queued
+    assert sorted(t.number for t, _ in ex._pending.values()) == [0, 1]
