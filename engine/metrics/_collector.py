@@ -9,6 +9,7 @@ a client order id or any free text.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, Literal
 
@@ -236,8 +237,10 @@ def _flag(value: object) -> float:
     return 1.0 if value else 0.0
 
 
-def families(snap: Snapshot) -> list[Metric]:
-    """The snapshot as metric families (`CATALOG`): what a scrape returns."""
+def families(snap: Snapshot, held: set[tuple[str, str, str]] | None = None) -> list[Metric]:
+    """The snapshot as metric families (`CATALOG`): what a scrape returns. `held`, when given,
+    is the (strategy, venue, instrument) triples served before (updated here): the ledger drops
+    a flat position, so those now absent are served at 0, not left out (a gap on the dashboard)."""
     st = snap.status
     out = _Families()
     out.add("tradingd_info", 1, snap.version, str(st["mode"]))
@@ -299,9 +302,17 @@ def families(snap: Snapshot) -> list[Metric]:
         out.add("tradingd_realized_pnl_usd", s["realized_pnl"], strategy)
         out.add("tradingd_unrealized_pnl_usd", s["unrealized_pnl"], strategy)
         out.add("tradingd_daily_pnl_usd", s.get("today_pnl"), strategy)
-        for where, qty in sorted(s["positions"].items()):
+        positions: dict[tuple[str, str], float] = {}
+        for where, qty in s["positions"].items():
             venue, _, instrument = where.partition(":")
-            out.add("tradingd_position", float(qty), strategy, venue, instrument)
+            positions[venue, instrument] = float(qty)
+        if held is not None:
+            held.update((strategy, *key) for key in positions)
+            for owner, venue, instrument in held:
+                if owner == strategy:
+                    positions.setdefault((venue, instrument), 0.0)
+        for (venue, instrument), qty in sorted(positions.items()):
+            out.add("tradingd_position", qty, strategy, venue, instrument)
     journal = st.get("journal")
     out.add("tradingd_journal_write_failures_total", journal["failures"] if journal else 0)
     surprises = st.get("reconcile_surprises") or {}
@@ -338,6 +349,13 @@ class MetricsCollector(Collector):
 
     def __init__(self, take: Callable[[], Snapshot]) -> None:
         self.take = take
+        # The positions served since start (bounded by what was traded): flat ones stay at 0.
+        # Scrapes run in the server's threads, possibly two at once: never the trio thread.
+        self._held: set[tuple[str, str, str]] = set()
+        self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
-        yield from families(self.take())
+        snap = self.take()
+        with self._lock:
+            made = families(snap, self._held)
+        yield from made

@@ -19,7 +19,7 @@ from tests.support.flows import S, fill
 from tests.support.helpers import PERP, request, ticker
 from tradingd.cli.settings import daemon_settings
 from tradingd.config import load_config
-from tradingd.engine import OrderRejected
+from tradingd.engine import OrderRejected, Side
 from tradingd.engine.daemon import Daemon
 from tradingd.engine.metrics import CATALOG, MetricsCollector, Snapshot, families
 from tradingd.engine.model.events import OrderState
@@ -326,3 +326,32 @@ def test_a_fresh_strategy_exports_every_refusal_check_and_final_class_at_zero(tm
     final = "tradingd_orders_final_total"
     assert _sample(found, final, strategy="once", status="rejected", reason="risk") == 1
     assert _sample(found, final, strategy="once", status="expired", reason="none") == 0
+
+
+def test_a_position_gone_flat_is_served_at_zero_not_dropped(tmp_path: Path) -> None:
+    """The ledger's view drops a flat position: without the collector remembering what it
+    served, tradingd_position would vanish and the dashboard would show a gap, not 0. Bounded:
+    only the (strategy, venue, instrument) triples that held a position since start."""
+    daemon = _daemon(tmp_path)
+    registry = CollectorRegistry()
+    registry.register(MetricsCollector(daemon.metrics_snapshot))
+
+    def scrape() -> dict[str, Any]:
+        return {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+
+    assert "tradingd_position" not in scrape()  # nothing traded: nothing to serve
+    _busy(daemon)
+    where = {"strategy": "once", "venue": "deribit", "instrument": PERP.symbol}
+    assert _sample(scrape(), "tradingd_position", **where) == 10
+    flow = daemon.engine.flow
+    order = flow.accept(
+        request("sell", "10", "90000", instrument=PERP.symbol, cid="once-k3y7-3", strategy="once"),
+        now_ns=6 * S,
+    )
+    flow.assign_order_id(order, "V-77778")
+    flow.sending(order, 7 * S)
+    flow.on_fill(fill("T-55556", "10", "90000", oid="V-77778", side=Side.SELL))
+    assert f"deribit:{PERP.symbol}" not in daemon.status()["strategies"]["once"]["positions"]
+    found = scrape()
+    assert _sample(found, "tradingd_position", **where) == 0
+    assert len(found["tradingd_position"].samples) == 1  # only what was traded
