@@ -77,6 +77,10 @@ NOT_DISPLAYED = {
 }
 
 
+# Labels Prometheus adds to every series it scrapes (the target's), beside the catalog's.
+TARGET_LABELS = ("instance", "job")
+
+
 def series_names() -> set[str]:
     """Every series name the catalog exposes: a histogram as its `_bucket`, `_sum`, `_count`."""
     names = set()
@@ -105,9 +109,10 @@ def names_in(expr: str) -> set[str]:
     return set(_NAME.findall(expr))
 
 
-# Grafana's template variables, as the tests give them: every venue and strategy (the "All"
-# value is the regex `.*`), windows a Prometheus scraping every second fills.
+# Grafana's template variables, as the tests give them: every instance, venue and strategy (the
+# "All" value is the regex `.*`), windows a Prometheus scraping every second fills.
 GRAFANA_VALUES = {
+    "instance": ".*",
     "venue": ".*",
     "strategy": ".*",
     "__rate_interval": "10s",

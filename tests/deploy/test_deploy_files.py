@@ -23,6 +23,7 @@ from tests.deploy.catalog import (
     NOT_DISPLAYED,
     ROOT,
     RULES,
+    TARGET_LABELS,
     dashboard,
     dashboard_exprs,
     label_value_queries,
@@ -123,18 +124,19 @@ def test_the_dashboard_imports_as_is() -> None:
     assert ds_input["pluginId"] == "prometheus"
     assert DASHBOARD.read_text(encoding="utf-8").count("${DS_PROMETHEUS}") == 1
     variables = {v["name"]: v for v in board["templating"]["list"]}
-    assert list(variables) == ["datasource", "venue", "strategy"]
+    assert list(variables) == ["datasource", "instance", "venue", "strategy"]
     ds = variables["datasource"]
     assert (ds["type"], ds["query"], ds["current"]["value"]) == (
         "datasource",
         "prometheus",
         "${DS_PROMETHEUS}",
     )
-    for name in ("venue", "strategy"):
+    for name in ("instance", "venue", "strategy"):
         var = variables[name]
         assert var["datasource"] == DATASOURCE and var["includeAll"] and var["multi"]
         assert var["allValue"] == ".*"  # regex matchers (=~) take it, and each chosen value
     assert [(v, label) for v, _, label in label_value_queries(board)] == [
+        ("instance", "instance"),
         ("venue", "venue"),
         ("strategy", "strategy"),
     ]
@@ -164,13 +166,25 @@ def test_the_dashboard_reads_only_pinned_names_with_their_labels() -> None:
         assert names_in(expr), where
         assert names_in(expr) <= known, f"{where}: {sorted(names_in(expr) - known)}"
     for variable, metric, label in label_value_queries(board):
-        assert label in CATALOG[metric][1], variable
+        assert label in CATALOG[metric][1] or label in TARGET_LABELS, variable
     # A panel's legend names only labels its metrics carry.
     for panel in panels(board):
         for target in panel["targets"]:
             labels = {label for name in names_in(target["expr"]) for label in CATALOG[metric_of(name)][1]}
             used = set(re.findall(r"\{\{(\w+)\}\}", target["legendFormat"]))
             assert used <= labels, f"{panel['title']}: {sorted(used - labels)}"
+
+
+def test_every_dashboard_selector_keeps_to_the_chosen_instances() -> None:
+    """Two daemons scraped by one Prometheus: without the instance matcher on every series a
+    panel reads, their series are summed (or maxed) together whatever instance is chosen."""
+    selector = re.compile(r"\b(tradingd_[a-z0-9_]+)\b(\{[^}]*\})?")
+    for panel in panels(dashboard()):
+        for target in panel["targets"]:
+            found = list(selector.finditer(target["expr"]))
+            assert found, panel["title"]
+            for m in found:
+                assert m.group(2) and 'instance=~"$instance"' in m.group(2), (panel["title"], m.group(0))
 
 
 def test_every_pinned_metric_is_on_the_dashboard() -> None:
@@ -181,8 +195,9 @@ def test_every_pinned_metric_is_on_the_dashboard() -> None:
 def test_grafana_variables_are_substituted_and_an_unknown_one_is_refused() -> None:
     assert substitute('rate(x{venue=~"$venue"}[$__rate_interval])') == 'rate(x{venue=~".*"}[10s])'
     assert substitute('x{strategy=~"${strategy}"}') == 'x{strategy=~".*"}'
+    assert substitute('x{instance=~"$instance"}') == 'x{instance=~".*"}'
     with pytest.raises(KeyError):
-        substitute('x{instance="$instance"}')
+        substitute('x{job="$job"}')
 
 
 def _readme_section() -> str:

@@ -129,7 +129,7 @@ async def test_prometheus_scrapes_the_daemon_and_every_dashboard_and_rule_query_
         # The template variables list the daemon's venue and strategy, and the panels fed by
         # what the fixture's strategy did show it (not only zeros).
         values = {v: await server.label_values(label, m) for v, m, label in label_value_queries(board)}
-        assert values == {"venue": ["deribit"], "strategy": ["exercise"]}
+        assert values == {"instance": [metrics_daemon], "venue": ["deribit"], "strategy": ["exercise"]}
         done = {
             'tradingd_fills_total{strategy="exercise"}': 1,
             'tradingd_orders_final_total{strategy="exercise", status="filled"}': 1,
