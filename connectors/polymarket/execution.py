@@ -286,6 +286,9 @@ class ClobRest:
         self.clock = clock
         self.requests = 0
         self.rate_limited = 0  # requests answered 429 (the venue's `rate_limited` counter)
+        # Requests sent with no answer in time (the venue's `request_timeouts`, as a JSON-RPC
+        # venue's `timeouts`); not reaching the venue (nothing sent) is not one.
+        self.request_timeouts = 0
 
     async def aclose(self) -> None:
         if self._owned:
@@ -360,6 +363,7 @@ class ClobRest:
                 instrument=instrument,
             ) from None
         except httpx.TimeoutException as exc:
+            self.request_timeouts += 1
             raise VenueError(
                 f"{what}: no answer in time ({type(exc).__name__}); outcome unknown",
                 venue=VENUE,

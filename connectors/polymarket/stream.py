@@ -670,12 +670,14 @@ class PolymarketSession:
     @property
     def stats(self) -> SessionStats:
         """Both connections' counters, added up (each has its own: `market.stats`, `user.stats`),
-        with the REST API's requests refused for rate (`ClobRest.rate_limited`)."""
+        with the REST API's requests refused for rate (`ClobRest.rate_limited`) and left without
+        an answer in time (`ClobRest.request_timeouts`)."""
         total = SessionStats()
         for connection in self.connections:
             for field in attrs.fields(SessionStats):
                 setattr(total, field.name, getattr(total, field.name) + getattr(connection.stats, field.name))
         total.rate_limited += self.rest.rate_limited
+        total.timeouts += self.rest.request_timeouts
         return total
 
     @property

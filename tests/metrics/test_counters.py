@@ -19,6 +19,8 @@ import trio
 from tests.support.flows import S, fill, update
 from tests.support.helpers import OPTION, PERP, registry, request, ticker
 from tradingd.connectors.polymarket.execution import ClobRest
+from tradingd.connectors.polymarket.settings import PolymarketSettings
+from tradingd.connectors.polymarket.stream import PolymarketSession
 from tradingd.engine import (
     MarketEvent,
     OrderRejected,
@@ -28,14 +30,15 @@ from tradingd.engine import (
     PrivateEvent,
     RateLimited,
     Strategy,
+    VenueError,
 )
-from tradingd.engine.model import Limits, MarketState, Order, OrderTracker, RiskLimits
+from tradingd.engine.model import InstrumentRegistry, Limits, MarketState, Order, OrderTracker, RiskLimits
 from tradingd.engine.model.histogram import LATENCY_BUCKETS_S, SLOW_BUCKETS_S, Histogram
 from tradingd.engine.model.risk import CHECKS, RiskChecker
 from tradingd.engine.runtime import ExecutionGateway, OrderFlow
 from tradingd.engine.runtime.flow import FINAL_REASONS, FinalReason
 from tradingd.engine.runtime.mailbox import Mailbox
-from tradingd.engine.runtime.router import StrategySlot, run_strategy
+from tradingd.engine.runtime.router import MarketRouter, StrategySlot, run_strategy
 
 # -- risk refusals by check ---------------------------------------------------------------------
 
@@ -341,6 +344,34 @@ async def test_polymarkets_rest_answers_429_are_counted_as_rate_limited() -> Non
         with contextlib.suppress(RateLimited):
             await rest.call("GET", "/book", params={"token_id": "1"})
     assert rest.rate_limited == 2
+
+
+async def test_polymarkets_rest_requests_without_an_answer_in_time_are_counted_as_timeouts() -> None:
+    """As a JSON-RPC venue counts `timeouts` (a request sent, no answer in time): the venue's
+    `request_timeouts` (tradingd_venue_request_timeouts_total). Not reaching the venue at all
+    (nothing sent) is not a request timeout."""
+
+    def answer(r: httpx.Request) -> httpx.Response:
+        path = r.url.path
+        if path == "/slow":
+            raise httpx.ReadTimeout("slow", request=r)
+        if path == "/unreachable":
+            raise httpx.ConnectTimeout("unreachable", request=r)
+        return httpx.Response(200, content=b"{}")
+
+    session = PolymarketSession(
+        PolymarketSettings(),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=SimpleNamespace(),
+        http=httpx.AsyncClient(transport=httpx.MockTransport(answer)),
+    )
+    for path in ("/slow", "/book", "/unreachable", "/slow"):
+        with contextlib.suppress(VenueError):
+            await session.rest.call("GET", path)
+    assert session.rest.request_timeouts == 2
+    session.market.stats.timeouts += 1  # one on the websocket: both are the venue's
+    assert session.stats.timeouts == 3  # what status() serves as `request_timeouts`
 
 
 def test_histogram_buckets_are_prometheus_le_bounds() -> None:
