@@ -18,7 +18,6 @@ from tradingd.simulators.polymarket.catalog_generator import generate_markets, m
 # Every phrase of a query is scored on every row it matches (FTS5 BM25), so one common word
 # repeated makes a search that takes a long while on a modest catalog: long enough that an
 # event loop it blocked would show it.
-SLOW_QUERY = " ".join(["market"] * 40)
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +74,17 @@ async def test_a_live_search_leaves_the_event_loop_free(big_cache: Path) -> None
     search on the loop itself would make it wait out the whole search."""
     catalog = PolymarketCatalog.from_cache(big_cache, rank_window=None)
     catalog.search_in_thread = True
-    t0 = time.perf_counter()
-    expected = catalog.search(SLOW_QUERY, 10)
-    blocking = time.perf_counter() - t0
+    # A query long enough to block a loop for 40 ms on this machine: a search's time grows
+    # steeply with its words (40 take about 30 ms on an idle 2-core VM, 80 about 800 ms).
+    words, blocking = 40, 0.0
+    while True:
+        query = " ".join(["market"] * words)
+        t0 = time.perf_counter()
+        expected = catalog.search(query, 10)
+        blocking = time.perf_counter() - t0
+        if blocking > 0.04 or words >= 80:
+            break
+        words += 4
     assert len(expected) == 10
     assert blocking > 0.04, "the query must be slow enough to show a blocked loop"
 
@@ -94,7 +101,7 @@ async def test_a_live_search_leaves_the_event_loop_free(big_cache: Path) -> None
     async with trio.open_nursery() as nursery:
         await nursery.start(sleeper)
         for _ in range(3):
-            assert await catalog.search_async(SLOW_QUERY, 10) == expected
+            assert await catalog.search_async(query, 10) == expected
         done.set()
     # The loop was free throughout: the sleeper woke many times, never anywhere near as late
     # as the search is long (a search on the loop makes it exactly that late, each time).
