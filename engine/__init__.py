@@ -26,11 +26,13 @@ renderer too, which draws from a JSON file and needs none of it. Type checkers r
 
 # Imported under private names: everything public here is the strategy API
 # (tests/house/test_public_api.py).
-import importlib as _importlib
 import typing as _typing
 
 # First, as before the names were lazy: the stamp precedes every source (model/started.py).
 from .model import started as _started  # noqa: F401
+
+# isort: split
+from .model import lazy as _lazy
 
 if _typing.TYPE_CHECKING:
     from .model.book import OrderBook
@@ -201,15 +203,4 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
-    """An exported name: imported from its room on first use, then kept in this module."""
-    where = _EXPORTS.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(where, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy.attach(__name__, _EXPORTS, globals())

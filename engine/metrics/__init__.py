@@ -14,9 +14,9 @@ import of prometheus_client.
 
 Depends on: model."""
 
-import importlib as _importlib
 import typing as _typing
 
+from ..model import lazy as _lazy
 from ._listen import format_address, parse_listen
 
 if _typing.TYPE_CHECKING:
@@ -46,15 +46,4 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
-    """An exported name: imported from its module on first use, then kept here."""
-    where = _EXPORTS.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(where, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy.attach(__name__, _EXPORTS, globals())

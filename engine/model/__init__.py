@@ -17,10 +17,12 @@ imports; `_EXPORTS` says where each name lives at run time."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import started as _started  # noqa: F401 - first: the stamp precedes every source
+
+# isort: split
+from . import lazy as _lazy
 
 if TYPE_CHECKING:
     from .book import OrderBook
@@ -284,15 +286,4 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """An exported name: imported from its module on first use, then kept in this one."""
-    where = _EXPORTS.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy.attach(__name__, _EXPORTS, globals())
