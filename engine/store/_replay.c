@@ -28,6 +28,9 @@
 #include <Python.h>
 #include <math.h>
 #include <stddef.h> /* offsetof */
+#include <stdint.h>
+#include <string.h>
+#include <structmember.h> /* PyMemberDef, T_OBJECT_EX */
 
 static PyObject *s_stats, *s_books, *s_frames, *s_events, *s_instrument, *s_snapshot, *s_bids, *s_asks,
     *s_sequence, *s_clear, *s_valid, *s_update, *s_inv, *s_bb, *s_ba, *s_pop, *s_damaged, *s_apply;
@@ -477,6 +480,800 @@ static PyTypeObject ReplayType = {
     .tp_vectorcall_offset = offsetof(Replay, vectorcall),
 };
 
+/* -- the chunk codec (evformat.py is its reference) ------------------------------------------- */
+enum {
+    K_NONE = 0, K_FALSE = 1, K_TRUE = 2, K_F64 = 3, K_INT = 4, K_TS = 5, K_TSDELTA = 6, K_STR = 7, K_REF = 8,
+    K_LEVELS = 9, K_TUPLE = 10, K_STRUCT = 11, K_CONST = 12, K_PICKLED = 13, K_DEC = 32
+};
+#define MAX_E 15
+#define MAX_DEPTH 32
+#define TSDELTA_MAX ((int64_t)1 << 31)
+#define TS_MAX ((int64_t)1 << 62)
+#define EXACT_M 9007199254740992.0 /* 2**53 */
+static const double pow10s[MAX_E + 1] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                         1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+
+static inline uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+static inline int64_t unzigzag(uint64_t u) { return (int64_t)((u >> 1) ^ (~(u & 1) + 1)); }
+
+/* Python's round(x) for a float: half to even (float.__round__). */
+static inline double round_even(double x) {
+    double r = round(x);
+    if (fabs(x - r) == 0.5) r = 2.0 * round(x / 2.0);
+    return r;
+}
+
+/* -- Encoder -- */
+typedef struct {
+    PyObject *type;    /* the class (held) */
+    PyObject *names;   /* its __struct_fields__ (held) */
+    Py_ssize_t n;
+    Py_ssize_t *offset; /* each field's slot, or -1: read by name */
+} Fields;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *kinds, *enums, *reg, *dumps;
+    PyObject *strings; /* str -> index in the chunk's table */
+    char *buf;
+    Py_ssize_t len, cap;
+    Py_ssize_t count;
+    int64_t prev;
+    Fields *fields; /* by struct index */
+    Py_ssize_t nfields;
+} Encoder;
+
+static int grow(Encoder *e, Py_ssize_t more) {
+    if (e->len + more <= e->cap) return 0;
+    Py_ssize_t cap = e->cap ? e->cap : 1 << 16;
+    while (cap < e->len + more) cap *= 2;
+    char *b = PyMem_Realloc(e->buf, cap);
+    if (b == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    e->buf = b;
+    e->cap = cap;
+    return 0;
+}
+
+static inline int put_byte(Encoder *e, unsigned char b) {
+    if (e->len >= e->cap && grow(e, 1) < 0) return -1;
+    e->buf[e->len++] = (char)b;
+    return 0;
+}
+
+static inline int put_varint(Encoder *e, uint64_t u) {
+    if (e->len + 10 > e->cap && grow(e, 10) < 0) return -1;
+    while (u >= 0x80) {
+        e->buf[e->len++] = (char)((u & 0x7F) | 0x80);
+        u >>= 7;
+    }
+    e->buf[e->len++] = (char)u;
+    return 0;
+}
+
+static int put_bytes(Encoder *e, const char *p, Py_ssize_t n) {
+    if (put_varint(e, (uint64_t)n) < 0 || grow(e, n) < 0) return -1;
+    memcpy(e->buf + e->len, p, n);
+    e->len += n;
+    return 0;
+}
+
+static int put_float(Encoder *e, double x) {
+    if (isfinite(x)) {
+        for (int k = 0; k <= MAX_E; k++) {
+            double s = x * pow10s[k];
+            if (!(fabs(s) < EXACT_M)) break;
+            double r = round_even(s);
+            double back = r / pow10s[k];
+            if (memcmp(&back, &x, sizeof x) == 0) {
+                if (put_byte(e, K_DEC + k) < 0) return -1;
+                return put_varint(e, zigzag((int64_t)r));
+            }
+        }
+    }
+    if (grow(e, 9) < 0) return -1;
+    e->buf[e->len++] = K_F64;
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    for (int i = 0; i < 8; i++) e->buf[e->len++] = (char)((bits >> (8 * i)) & 0xFF);
+    return 0;
+}
+
+/* The fields of struct class index `c` (its class `type`): computed at first use. */
+static Fields *fields_of(Encoder *e, Py_ssize_t c, PyObject *type) {
+    if (c < e->nfields && e->fields[c].type == type) return &e->fields[c];
+    if (c >= e->nfields) {
+        Py_ssize_t n = c + 8;
+        Fields *f = PyMem_Realloc(e->fields, n * sizeof(Fields));
+        if (f == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        memset(f + e->nfields, 0, (n - e->nfields) * sizeof(Fields));
+        e->fields = f;
+        e->nfields = n;
+    }
+    Fields *f = &e->fields[c];
+    Py_CLEAR(f->type);
+    Py_CLEAR(f->names);
+    PyMem_Free(f->offset);
+    f->offset = NULL;
+    PyObject *names = PyObject_GetAttrString(type, "__struct_fields__");
+    if (names == NULL) return NULL;
+    if (!PyTuple_CheckExact(names)) {
+        Py_DECREF(names);
+        PyErr_SetString(PyExc_TypeError, "__struct_fields__ is not a tuple");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    f->offset = PyMem_Malloc((n ? n : 1) * sizeof(Py_ssize_t));
+    if (f->offset == NULL) {
+        Py_DECREF(names);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = _PyType_Lookup((PyTypeObject *)type, PyTuple_GET_ITEM(names, i)); /* borrowed */
+        f->offset[i] = -1;
+        if (d != NULL && Py_TYPE(d) == &PyMemberDescr_Type) {
+            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+            if (m->type == T_OBJECT_EX) f->offset[i] = m->offset;
+        }
+    }
+    f->type = Py_NewRef(type);
+    f->names = names;
+    f->n = n;
+    return f;
+}
+
+static int put_value(Encoder *e, PyObject *v, PyObject *ts_obj, int64_t ts, int depth, int retried);
+
+static int put_struct(Encoder *e, PyObject *v, Py_ssize_t c, PyObject *ts_obj, int64_t ts, int depth) {
+    Fields *f = fields_of(e, c, (PyObject *)Py_TYPE(v));
+    if (f == NULL) return -1;
+    if (put_byte(e, K_STRUCT) < 0 || put_varint(e, (uint64_t)c) < 0) return -1;
+    for (Py_ssize_t i = 0; i < f->n; i++) {
+        PyObject *x;
+        if (f->offset[i] >= 0) {
+            x = *(PyObject **)((char *)v + f->offset[i]);
+            if (x == NULL) {
+                x = PyObject_GetAttr(v, PyTuple_GET_ITEM(f->names, i)); /* its AttributeError */
+                if (x == NULL) return -1;
+            } else {
+                Py_INCREF(x);
+            }
+        } else {
+            x = PyObject_GetAttr(v, PyTuple_GET_ITEM(f->names, i));
+            if (x == NULL) return -1;
+        }
+        int r = put_value(e, x, ts_obj, ts, depth + 1, 0);
+        Py_DECREF(x);
+        if (r < 0) return -1;
+    }
+    return 0;
+}
+
+static int float_pair(PyObject *lvl) {
+    return PyTuple_CheckExact(lvl) && PyTuple_GET_SIZE(lvl) == 2 && PyFloat_CheckExact(PyTuple_GET_ITEM(lvl, 0)) &&
+           PyFloat_CheckExact(PyTuple_GET_ITEM(lvl, 1));
+}
+
+static int put_value(Encoder *e, PyObject *v, PyObject *ts_obj, int64_t ts, int depth, int retried) {
+    PyTypeObject *cls = Py_TYPE(v);
+    if (v == Py_None) return put_byte(e, K_NONE);
+    if (v == Py_False) return put_byte(e, K_FALSE);
+    if (v == Py_True) return put_byte(e, K_TRUE);
+    if (cls == &PyFloat_Type) return put_float(e, PyFloat_AS_DOUBLE(v));
+    if (cls == &PyLong_Type) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (x == -1 && PyErr_Occurred()) return -1;
+        if (!overflow) {
+            if (ts_obj != Py_None) {
+                int64_t d;
+                if (x == ts) return put_byte(e, K_TS);
+                if (!__builtin_sub_overflow((int64_t)x, ts, &d) && d > -TSDELTA_MAX && d < TSDELTA_MAX) {
+                    if (put_byte(e, K_TSDELTA) < 0) return -1;
+                    return put_varint(e, zigzag(d));
+                }
+            }
+            if (put_byte(e, K_INT) < 0) return -1;
+            return put_varint(e, zigzag((int64_t)x));
+        }
+    } else if (cls == &PyUnicode_Type) {
+        PyObject *i = PyDict_GetItemWithError(e->strings, v); /* borrowed */
+        if (i != NULL) {
+            if (put_byte(e, K_REF) < 0) return -1;
+            return put_varint(e, (uint64_t)PyLong_AsSsize_t(i));
+        }
+        if (PyErr_Occurred()) return -1;
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+        if (s != NULL) {
+            PyObject *index = PyLong_FromSsize_t(PyDict_GET_SIZE(e->strings));
+            if (index == NULL) return -1;
+            int r = PyDict_SetItem(e->strings, v, index);
+            Py_DECREF(index);
+            if (r < 0 || put_byte(e, K_STR) < 0) return -1;
+            return put_bytes(e, s, n);
+        }
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) return -1;
+        PyErr_Clear(); /* a lone surrogate: pickled below */
+    } else if (cls == &PyTuple_Type && depth < MAX_DEPTH) {
+        Py_ssize_t n = PyTuple_GET_SIZE(v);
+        int levels = n > 0;
+        for (Py_ssize_t i = 0; levels && i < n; i++) levels = float_pair(PyTuple_GET_ITEM(v, i));
+        if (levels) {
+            if (put_byte(e, K_LEVELS) < 0 || put_varint(e, (uint64_t)n) < 0) return -1;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                PyObject *lvl = PyTuple_GET_ITEM(v, i);
+                if (put_float(e, PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(lvl, 0))) < 0 ||
+                    put_float(e, PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(lvl, 1))) < 0)
+                    return -1;
+            }
+            return 0;
+        }
+        if (put_byte(e, K_TUPLE) < 0 || put_varint(e, (uint64_t)n) < 0) return -1;
+        Py_INCREF(v);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (put_value(e, PyTuple_GET_ITEM(v, i), ts_obj, ts, depth + 1, 0) < 0) {
+                Py_DECREF(v);
+                return -1;
+            }
+        }
+        Py_DECREF(v);
+        return 0;
+    }
+    PyObject *c = PyDict_GetItemWithError(e->kinds, (PyObject *)cls); /* borrowed */
+    if (c == NULL && PyErr_Occurred()) return -1;
+    if (c != NULL && depth < MAX_DEPTH) {
+        Py_ssize_t k = PyLong_AsSsize_t(c);
+        if (k < 0) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "a struct index below 0");
+            return -1;
+        }
+        Py_INCREF(v);
+        int r = put_struct(e, v, k, ts_obj, ts, depth);
+        Py_DECREF(v);
+        return r;
+    }
+    PyObject *members = PyDict_GetItemWithError(e->enums, (PyObject *)cls); /* borrowed */
+    if (members == NULL && PyErr_Occurred()) return -1;
+    if (members != NULL) {
+        PyObject *i = PyObject_GetItem(members, v);
+        if (i != NULL) {
+            Py_ssize_t k = PyLong_AsSsize_t(i);
+            Py_DECREF(i);
+            if (k < 0) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "a constant index below 0");
+                return -1;
+            }
+            if (put_byte(e, K_CONST) < 0) return -1;
+            return put_varint(e, (uint64_t)k);
+        }
+        if (!PyErr_ExceptionMatches(PyExc_KeyError)) return -1;
+        PyErr_Clear();
+    }
+    if (!retried && depth < MAX_DEPTH && c == NULL) {
+        PyObject *r = PyObject_CallOneArg(e->reg, v);
+        if (r == NULL) return -1;
+        Py_ssize_t k = PyLong_AsSsize_t(r);
+        Py_DECREF(r);
+        if (k == -1 && PyErr_Occurred()) return -1;
+        if (k >= 0) return put_value(e, v, ts_obj, ts, depth, 1);
+    }
+    PyObject *data = PyObject_CallOneArg(e->dumps, v);
+    if (data == NULL) return -1;
+    if (!PyBytes_Check(data)) {
+        Py_DECREF(data);
+        PyErr_SetString(PyExc_TypeError, "dumps did not return bytes");
+        return -1;
+    }
+    int r = put_byte(e, K_PICKLED) < 0 ? -1 : put_bytes(e, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+    Py_DECREF(data);
+    return r;
+}
+
+static PyObject *encoder_add(PyObject *op, PyObject *const *args, Py_ssize_t nargs) {
+    Encoder *e = (Encoder *)op;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "add(ts, idx, body)");
+        return NULL;
+    }
+    PyObject *ts_obj = args[0], *idx = args[1];
+    int64_t ts = 0;
+    if (ts_obj == Py_None) {
+        if (put_byte(e, 1) < 0) return NULL;
+    } else {
+        int overflow = 0;
+        long long t = PyLong_CheckExact(ts_obj) ? PyLong_AsLongLongAndOverflow(ts_obj, &overflow) : 0;
+        if (t == -1 && PyErr_Occurred()) return NULL;
+        if (!PyLong_CheckExact(ts_obj) || overflow || t < -TS_MAX || t >= TS_MAX) {
+            PyErr_Format(PyExc_ValueError, "a receive time of %R cannot be stored", ts_obj);
+            return NULL;
+        }
+        ts = (int64_t)t;
+        if (put_byte(e, 0) < 0 || put_varint(e, zigzag(ts - e->prev)) < 0) return NULL;
+        e->prev = ts;
+    }
+    Py_ssize_t i = PyLong_CheckExact(idx) ? PyLong_AsSsize_t(idx) : -1;
+    if (i < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "a source index of %R cannot be stored", idx);
+        return NULL;
+    }
+    if (put_varint(e, (uint64_t)i) < 0) return NULL;
+    if (put_value(e, args[2], ts_obj, ts, 0, 0) < 0) return NULL;
+    e->count++;
+    Py_RETURN_NONE;
+}
+
+static PyObject *encoder_take(PyObject *op, PyObject *unused) {
+    Encoder *e = (Encoder *)op;
+    PyObject *out = PyBytes_FromStringAndSize(e->buf, e->len);
+    if (out == NULL) return NULL;
+    PyObject *strings = PyDict_New();
+    if (strings == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    Py_SETREF(e->strings, strings);
+    e->len = 0;
+    e->count = 0;
+    e->prev = 0;
+    return out;
+}
+
+static PyObject *encoder_get_count(PyObject *op, void *unused) { return PyLong_FromSsize_t(((Encoder *)op)->count); }
+
+static PyObject *encoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *kinds, *enums, *reg, *dumps;
+    if (!PyArg_ParseTuple(args, "O!O!OO:Encoder", &PyDict_Type, &kinds, &PyDict_Type, &enums, &reg, &dumps))
+        return NULL;
+    PyObject *strings = PyDict_New();
+    if (strings == NULL) return NULL;
+    Encoder *e = (Encoder *)type->tp_alloc(type, 0);
+    if (e == NULL) {
+        Py_DECREF(strings);
+        return NULL;
+    }
+    e->kinds = Py_NewRef(kinds);
+    e->enums = Py_NewRef(enums);
+    e->reg = Py_NewRef(reg);
+    e->dumps = Py_NewRef(dumps);
+    e->strings = strings;
+    return (PyObject *)e;
+}
+
+static int encoder_traverse(Encoder *e, visitproc visit, void *arg) {
+    Py_VISIT(e->kinds);
+    Py_VISIT(e->enums);
+    Py_VISIT(e->reg);
+    Py_VISIT(e->dumps);
+    Py_VISIT(e->strings);
+    for (Py_ssize_t i = 0; i < e->nfields; i++) {
+        Py_VISIT(e->fields[i].type);
+        Py_VISIT(e->fields[i].names);
+    }
+    return 0;
+}
+
+static int encoder_clear(Encoder *e) {
+    Py_CLEAR(e->kinds);
+    Py_CLEAR(e->enums);
+    Py_CLEAR(e->reg);
+    Py_CLEAR(e->dumps);
+    Py_CLEAR(e->strings);
+    for (Py_ssize_t i = 0; i < e->nfields; i++) {
+        Py_CLEAR(e->fields[i].type);
+        Py_CLEAR(e->fields[i].names);
+    }
+    return 0;
+}
+
+static void encoder_dealloc(Encoder *e) {
+    PyObject_GC_UnTrack(e);
+    encoder_clear(e);
+    for (Py_ssize_t i = 0; i < e->nfields; i++) PyMem_Free(e->fields[i].offset);
+    PyMem_Free(e->fields);
+    PyMem_Free(e->buf);
+    Py_TYPE(e)->tp_free((PyObject *)e);
+}
+
+static PyMethodDef encoder_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))encoder_add, METH_FASTCALL, "add(ts, idx, body): one record."},
+    {"take", encoder_take, METH_NOARGS, "take(): the chunk's bytes so far; a new chunk begins."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef encoder_getset[] = {
+    {"count", encoder_get_count, NULL, "records since the last take", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject EncoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tradingd.engine.store._replay.Encoder",
+    .tp_basicsize = sizeof(Encoder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Encoder(kinds, enums, register, dumps): evformat.PyEncoder, compiled.",
+    .tp_new = encoder_new,
+    .tp_traverse = (traverseproc)encoder_traverse,
+    .tp_clear = (inquiry)encoder_clear,
+    .tp_dealloc = (destructor)encoder_dealloc,
+    .tp_methods = encoder_methods,
+    .tp_getset = encoder_getset,
+};
+
+/* -- Records -- */
+typedef struct {
+    PyObject_HEAD
+    PyObject *data; /* bytes */
+    const unsigned char *p, *end;
+    Py_ssize_t left, sources;
+    int64_t prev;
+    PyObject *structs, *consts, *loads, *damaged;
+    PyObject *strings; /* list: the chunk's table */
+    Py_ssize_t *nfields;
+} Records;
+
+static int bad(const char *why) {
+    PyErr_SetString(PyExc_ValueError, why);
+    return -1;
+}
+
+static inline int get_byte(Records *r, unsigned char *b) {
+    if (r->p >= r->end) return bad("a record runs past its chunk");
+    *b = *r->p++;
+    return 0;
+}
+
+static inline int get_varint(Records *r, uint64_t *out) {
+    uint64_t u = 0;
+    int shift = 0;
+    for (;;) {
+        if (r->p >= r->end) return bad("a record runs past its chunk");
+        unsigned char b = *r->p++;
+        if (shift == 63 && (b & 0x7F) > 1) return bad("a varint longer than 64 bits");
+        u |= (uint64_t)(b & 0x7F) << shift;
+        if (b < 0x80) break;
+        shift += 7;
+        if (shift > 63) return bad("a varint longer than 64 bits");
+    }
+    *out = u;
+    return 0;
+}
+
+static inline int get_size(Records *r, Py_ssize_t *n) {
+    uint64_t u;
+    if (get_varint(r, &u) < 0) return -1;
+    if (u > (uint64_t)(r->end - r->p)) return bad("a length past the chunk's end");
+    *n = (Py_ssize_t)u;
+    return 0;
+}
+
+static int get_float(Records *r, unsigned char tag, double *x) {
+    if (tag == K_F64) {
+        if (r->end - r->p < 8) return bad("a record runs past its chunk");
+        uint64_t bits = 0;
+        for (int i = 0; i < 8; i++) bits |= (uint64_t)r->p[i] << (8 * i);
+        r->p += 8;
+        memcpy(x, &bits, sizeof bits);
+        return 0;
+    }
+    if (tag >= K_DEC && tag <= K_DEC + MAX_E) {
+        uint64_t u;
+        if (get_varint(r, &u) < 0) return -1;
+        *x = (double)unzigzag(u) / pow10s[tag - K_DEC];
+        return 0;
+    }
+    PyErr_Format(PyExc_ValueError, "tag %d where a float belongs", (int)tag);
+    return -1;
+}
+
+static PyObject *get_value(Records *r, PyObject *ts_obj, int64_t ts, int depth) {
+    unsigned char tag;
+    uint64_t u;
+    Py_ssize_t n;
+    if (get_byte(r, &tag) < 0) return NULL;
+    switch (tag) {
+    case K_NONE:
+        return Py_NewRef(Py_None);
+    case K_FALSE:
+        return Py_NewRef(Py_False);
+    case K_TRUE:
+        return Py_NewRef(Py_True);
+    case K_INT:
+        if (get_varint(r, &u) < 0) return NULL;
+        return PyLong_FromLongLong(unzigzag(u));
+    case K_TS:
+        if (ts_obj == Py_None) return bad("a receive time in a record without one"), NULL;
+        return Py_NewRef(ts_obj);
+    case K_TSDELTA: {
+        int64_t v;
+        if (ts_obj == Py_None) return bad("a receive time in a record without one"), NULL;
+        if (get_varint(r, &u) < 0) return NULL;
+        if (__builtin_add_overflow(ts, unzigzag(u), &v)) return bad("an int past 64 bits"), NULL;
+        return PyLong_FromLongLong(v);
+    }
+    case K_STR: {
+        if (get_size(r, &n) < 0) return NULL;
+        PyObject *s = PyUnicode_DecodeUTF8((const char *)r->p, n, "strict");
+        if (s == NULL) return NULL;
+        r->p += n;
+        if (PyList_Append(r->strings, s) < 0) {
+            Py_DECREF(s);
+            return NULL;
+        }
+        return s;
+    }
+    case K_REF:
+        if (get_varint(r, &u) < 0) return NULL;
+        if (u >= (uint64_t)PyList_GET_SIZE(r->strings)) return bad("a string the chunk has not named"), NULL;
+        return Py_NewRef(PyList_GET_ITEM(r->strings, (Py_ssize_t)u));
+    case K_LEVELS: {
+        if (get_size(r, &n) < 0) return NULL;
+        PyObject *t = PyTuple_New(n);
+        if (t == NULL) return NULL;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char tp, ts_;
+            double price, size;
+            if (get_byte(r, &tp) < 0 || get_float(r, tp, &price) < 0 || get_byte(r, &ts_) < 0 ||
+                get_float(r, ts_, &size) < 0)
+                goto levels_fail;
+            PyObject *lvl = PyTuple_New(2);
+            if (lvl == NULL) goto levels_fail;
+            PyTuple_SET_ITEM(t, i, lvl);
+            PyObject *a = PyFloat_FromDouble(price);
+            if (a == NULL) goto levels_fail;
+            PyTuple_SET_ITEM(lvl, 0, a);
+            PyObject *b = PyFloat_FromDouble(size);
+            if (b == NULL) goto levels_fail;
+            PyTuple_SET_ITEM(lvl, 1, b);
+        }
+        return t;
+    levels_fail:
+        Py_DECREF(t);
+        return NULL;
+    }
+    case K_TUPLE: {
+        if (depth >= MAX_DEPTH) return bad("values nested too deep"), NULL;
+        if (get_size(r, &n) < 0) return NULL;
+        PyObject *t = PyTuple_New(n);
+        if (t == NULL) return NULL;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *x = get_value(r, ts_obj, ts, depth + 1);
+            if (x == NULL) {
+                Py_DECREF(t);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(t, i, x);
+        }
+        return t;
+    }
+    case K_STRUCT: {
+        if (depth >= MAX_DEPTH) return bad("values nested too deep"), NULL;
+        if (get_varint(r, &u) < 0) return NULL;
+        if (u >= (uint64_t)PyTuple_GET_SIZE(r->structs)) return bad("a class the entry does not list"), NULL;
+        PyObject *cls = PyTuple_GET_ITEM(r->structs, (Py_ssize_t)u);
+        Py_ssize_t nf = r->nfields[u];
+        PyObject *small[24], **args = small;
+        small[0] = NULL; /* a class of no field: nothing read */
+        if (nf > 24) {
+            args = PyMem_Malloc(nf * sizeof(PyObject *));
+            if (args == NULL) return PyErr_NoMemory();
+        }
+        Py_ssize_t got = 0;
+        PyObject *out = NULL;
+        for (; got < nf; got++) {
+            args[got] = get_value(r, ts_obj, ts, depth + 1);
+            if (args[got] == NULL) goto struct_done;
+        }
+        out = PyObject_Vectorcall(cls, args, nf, NULL);
+    struct_done:
+        for (Py_ssize_t i = 0; i < got; i++) Py_DECREF(args[i]);
+        if (args != small) PyMem_Free(args);
+        return out;
+    }
+    case K_CONST:
+        if (get_varint(r, &u) < 0) return NULL;
+        if (u >= (uint64_t)PyTuple_GET_SIZE(r->consts)) return bad("a constant the entry does not list"), NULL;
+        return Py_NewRef(PyTuple_GET_ITEM(r->consts, (Py_ssize_t)u));
+    case K_PICKLED: {
+        if (get_size(r, &n) < 0) return NULL;
+        PyObject *raw = PyBytes_FromStringAndSize((const char *)r->p, n);
+        if (raw == NULL) return NULL;
+        r->p += n;
+        PyObject *out = PyObject_CallOneArg(r->loads, raw);
+        Py_DECREF(raw);
+        return out;
+    }
+    default:
+        if (tag == K_F64 || (tag >= K_DEC && tag <= K_DEC + MAX_E)) {
+            double x;
+            if (get_float(r, tag, &x) < 0) return NULL;
+            return PyFloat_FromDouble(x);
+        }
+        PyErr_Format(PyExc_ValueError, "unknown tag %d", (int)tag);
+        return NULL;
+    }
+}
+
+/* `raise damaged(exc) from exc` for an Exception (what is not one goes through as it is); with
+   `damaged` None, the exception as it is. */
+static PyObject *raise_damaged(PyObject *fn, PyObject *pass) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (fn == Py_None || value == NULL || !PyErr_GivenExceptionMatches(type, PyExc_Exception) ||
+        (pass != NULL && PyErr_GivenExceptionMatches(type, pass))) {
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+    if (tb != NULL) PyException_SetTraceback(value, tb);
+    Py_XDECREF(tb);
+    Py_DECREF(type);
+    PyObject *exc = PyObject_CallOneArg(fn, value);
+    if (exc == NULL) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    PyException_SetContext(exc, Py_NewRef(value));
+    PyException_SetCause(exc, value); /* steals; sets __suppress_context__ */
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+    return NULL;
+}
+
+static PyObject *records_next(PyObject *op) {
+    Records *r = (Records *)op;
+    if (r->left <= 0) return NULL;
+    unsigned char flags;
+    uint64_t u;
+    PyObject *ts_obj = NULL, *idx = NULL, *body = NULL, *rec;
+    int64_t ts = 0;
+    if (get_byte(r, &flags) < 0) goto fail;
+    if (flags == 0) {
+        if (get_varint(r, &u) < 0) goto fail;
+        if (__builtin_add_overflow(r->prev, unzigzag(u), &ts)) {
+            bad("an int past 64 bits");
+            goto fail;
+        }
+        r->prev = ts;
+        ts_obj = PyLong_FromLongLong(ts);
+        if (ts_obj == NULL) goto fail;
+    } else if (flags == 1) {
+        ts_obj = Py_NewRef(Py_None);
+    } else {
+        PyErr_Format(PyExc_ValueError, "a record's flags %d", (int)flags);
+        goto fail;
+    }
+    if (get_varint(r, &u) < 0) goto fail;
+    if (u >= (uint64_t)r->sources) {
+        PyErr_Format(PyExc_ValueError, "a record of source %llu (of %zd)", (unsigned long long)u, r->sources);
+        goto fail;
+    }
+    idx = PyLong_FromSsize_t((Py_ssize_t)u);
+    if (idx == NULL) goto fail;
+    body = get_value(r, ts_obj, ts, 0);
+    if (body == NULL) goto fail;
+    if (r->left == 1 && r->p != r->end) {
+        bad("bytes after the chunk's last record");
+        goto fail;
+    }
+    rec = PyTuple_New(3);
+    if (rec == NULL) goto fail;
+    PyTuple_SET_ITEM(rec, 0, ts_obj);
+    PyTuple_SET_ITEM(rec, 1, idx);
+    PyTuple_SET_ITEM(rec, 2, body);
+    r->left--;
+    return rec;
+fail:
+    r->left = 0;
+    Py_XDECREF(ts_obj);
+    Py_XDECREF(idx);
+    Py_XDECREF(body);
+    return raise_damaged(r->damaged, NULL);
+}
+
+static PyObject *records_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *data, *structs, *consts, *loads, *damaged;
+    Py_ssize_t pos, count, sources;
+    if (!PyArg_ParseTuple(args, "O!nnnO!O!OO:Records", &PyBytes_Type, &data, &pos, &count, &sources, &PyTuple_Type,
+                          &structs, &PyTuple_Type, &consts, &loads, &damaged))
+        return NULL;
+    /* Said as ValueError (the caller's damage), as evformat.py_records says it before any record. */
+    if (pos < 0 || pos > PyBytes_GET_SIZE(data) || count < 0) {
+        PyErr_SetString(PyExc_ValueError, "a chunk's records start past its end");
+        return NULL;
+    }
+    if (count == 0 && pos != PyBytes_GET_SIZE(data)) {
+        PyErr_SetString(PyExc_ValueError, "bytes after the chunk's last record");
+        return NULL;
+    }
+    Py_ssize_t ns = PyTuple_GET_SIZE(structs);
+    Py_ssize_t *nfields = PyMem_Malloc((ns ? ns : 1) * sizeof(Py_ssize_t));
+    if (nfields == NULL) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < ns; i++) {
+        PyObject *f = PyObject_GetAttrString(PyTuple_GET_ITEM(structs, i), "__struct_fields__");
+        if (f == NULL || !PyTuple_Check(f)) {
+            Py_XDECREF(f);
+            PyMem_Free(nfields);
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "a struct class without __struct_fields__");
+            return NULL;
+        }
+        nfields[i] = PyTuple_GET_SIZE(f);
+        Py_DECREF(f);
+    }
+    PyObject *strings = PyList_New(0);
+    if (strings == NULL) {
+        PyMem_Free(nfields);
+        return NULL;
+    }
+    Records *r = (Records *)type->tp_alloc(type, 0);
+    if (r == NULL) {
+        Py_DECREF(strings);
+        PyMem_Free(nfields);
+        return NULL;
+    }
+    r->data = Py_NewRef(data);
+    r->p = (const unsigned char *)PyBytes_AS_STRING(data) + pos;
+    r->end = (const unsigned char *)PyBytes_AS_STRING(data) + PyBytes_GET_SIZE(data);
+    r->left = count;
+    r->sources = sources;
+    r->structs = Py_NewRef(structs);
+    r->consts = Py_NewRef(consts);
+    r->loads = Py_NewRef(loads);
+    r->damaged = Py_NewRef(damaged);
+    r->strings = strings;
+    r->nfields = nfields;
+    return (PyObject *)r;
+}
+
+static int records_traverse(Records *r, visitproc visit, void *arg) {
+    Py_VISIT(r->data);
+    Py_VISIT(r->structs);
+    Py_VISIT(r->consts);
+    Py_VISIT(r->loads);
+    Py_VISIT(r->damaged);
+    Py_VISIT(r->strings);
+    return 0;
+}
+
+static int records_clear(Records *r) {
+    Py_CLEAR(r->data);
+    Py_CLEAR(r->structs);
+    Py_CLEAR(r->consts);
+    Py_CLEAR(r->loads);
+    Py_CLEAR(r->damaged);
+    Py_CLEAR(r->strings);
+    r->left = 0;
+    return 0;
+}
+
+static void records_dealloc(Records *r) {
+    PyObject_GC_UnTrack(r);
+    records_clear(r);
+    PyMem_Free(r->nfields);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static PyTypeObject RecordsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tradingd.engine.store._replay.Records",
+    .tp_basicsize = sizeof(Records),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Records(data, pos, count, sources, structs, consts, loads, damaged): evformat.py_records, compiled.",
+    .tp_new = records_new,
+    .tp_traverse = (traverseproc)records_traverse,
+    .tp_clear = (inquiry)records_clear,
+    .tp_dealloc = (destructor)records_dealloc,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = records_next,
+};
+
 static PyMethodDef methods[] = {
     {"setup", setup, METH_O, "setup(OrderBook): the class whose exact instances are updated in C."},
     {"update", (PyCFunction)(void (*)(void))update, METH_FASTCALL,
@@ -516,10 +1313,13 @@ PyMODINIT_FUNC PyInit__replay(void) {
     py_max = Py_XNewRef(PyDict_GetItemString(builtins, "max"));
     py_min = Py_XNewRef(PyDict_GetItemString(builtins, "min"));
     if (py_max == NULL || py_min == NULL) return NULL;
-    if (PyType_Ready(&ReplayType) < 0) return NULL;
+    if (PyType_Ready(&ReplayType) < 0 || PyType_Ready(&EncoderType) < 0 || PyType_Ready(&RecordsType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    if (PyModule_AddObjectRef(m, "Replay", (PyObject *)&ReplayType) < 0) {
+    if (PyModule_AddObjectRef(m, "Replay", (PyObject *)&ReplayType) < 0 ||
+        PyModule_AddObjectRef(m, "Encoder", (PyObject *)&EncoderType) < 0 ||
+        PyModule_AddObjectRef(m, "Records", (PyObject *)&RecordsType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,6 +1,7 @@
-# The compiled replay of the decoded-event cache (_replay.c); evcache.ReplayDecoder.apply and
-# OrderBook.update are the Python references.
+# The compiled replay of the decoded-event cache (_replay.c); evcache.ReplayDecoder.apply,
+# OrderBook.update and evformat (PyEncoder, py_records) are the Python references.
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 class Replay:
@@ -8,6 +9,34 @@ class Replay:
         self, owner: Any, classes: frozenset[type], book_update: type, malformed: type, /
     ) -> None: ...
     def __call__(self, body: Any, ts_local: int, /) -> list[Any]: ...
+
+class Encoder:
+    count: int
+    def __init__(
+        self,
+        kinds: dict[type, int],
+        enums: dict[type, dict[Any, int]],
+        register: Callable[[Any], int],
+        dumps: Callable[[Any], bytes],
+        /,
+    ) -> None: ...
+    def add(self, ts: int | None, idx: int, body: Any, /) -> None: ...
+    def take(self) -> bytes: ...
+
+class Records(Iterator[tuple[Any, int, Any]]):
+    def __init__(
+        self,
+        data: bytes,
+        pos: int,
+        count: int,
+        sources: int,
+        structs: tuple[type, ...],
+        consts: tuple[Any, ...],
+        loads: Callable[[bytes], Any],
+        damaged: Callable[[BaseException], BaseException] | None,
+        /,
+    ) -> None: ...
+    def __next__(self) -> tuple[Any, int, Any]: ...
 
 def setup(order_book: type, /) -> None: ...
 def update(book: Any, bids: Any, asks: Any, /) -> None: ...

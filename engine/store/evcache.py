@@ -94,13 +94,13 @@ from typing import Any, Final, Protocol, cast
 import attrs
 import msgspec
 import zstandard
-from msgspec.structs import replace
 
 from ..model.book import OrderBook
 from ..model.errors import ConfigError, DataError, MalformedFrame
 from ..model.events import BookUpdate, MarketEvent
 from ..model.instruments import Instrument
 from ..model.started import IMPORTED_NS
+from . import evformat
 
 try:  # the compiled replay (_replay.c); a tree built without it replays in Python, the reference
     from . import _replay
@@ -122,8 +122,8 @@ __all__ = [
     "exact_books_violation",
 ]
 
-FORMAT: Final = 3
-_MAGIC: Final = b"TDEVC\x00\x03\n"
+FORMAT: Final = 4
+_MAGIC: Final = b"TDEVC\x00\x04\n"
 _END: Final = b"TDEVCEND"
 _DIGEST: Final = 32
 # Which replay of a data set from its frames writes its entry: 1, the first, as the issue that
@@ -337,12 +337,7 @@ def _stamp(st: os.stat_result) -> tuple[int, ...]:
 def _cacheable_event_class(cls: type) -> bool:
     """An event Struct whose fields are all of its state, and whose constructor does nothing
     else (what the builder passes it is the event)."""
-    return (
-        isinstance(cls, type)
-        and issubclass(cls, MarketEvent)
-        and not hasattr(cls, "__post_init__")
-        and not cls.__struct_config__.dict
-    )
+    return isinstance(cls, type) and issubclass(cls, MarketEvent) and evformat.positional_struct(cls)
 
 
 # -- what a cache file may name -----------------------------------------------------------------
@@ -367,6 +362,15 @@ class _Unpickler(pickle.Unpickler):
         if not _allowed(obj):
             raise pickle.UnpicklingError(f"a cache file names {module}.{name}")
         return obj
+
+
+def _dumps(value: Any) -> bytes:
+    """A value the chunk format does not write by itself (`evformat.PICKLED`): pickled, and
+    read back at once by the replay's unpickler, so that an entry never holds what a replay
+    would refuse (a class whose pickle names a function: no entry, the run goes on)."""
+    data = pickle.dumps(value, protocol=5)
+    _loads(data)
+    return data
 
 
 def _loads(data: bytes) -> Any:
@@ -690,6 +694,9 @@ class CachedReplay:
     footer: dict[str, Any]
     _file: Any
     _chunks_at: int
+    structs: tuple[type, ...] = ()
+    consts: tuple[Any, ...] = ()
+    compiled: bool = True
     log: Log = print
 
     def damaged(self, exc: BaseException) -> CacheDamaged:
@@ -710,7 +717,7 @@ class CachedReplay:
         without a Python step per record."""
         return itertools.chain.from_iterable(self._runs(on_bad))
 
-    def _runs(self, on_bad: Callable[[Path, int, str], None]) -> Iterator[tuple[tuple[Any, int, Any], ...]]:
+    def _runs(self, on_bad: Callable[[Path, int, str], None]) -> Iterator[Iterator[tuple[Any, int, Any]]]:
         f = self._file
         f.seek(self._chunks_at)
         end = self.footer["chunks_end"]
@@ -723,35 +730,63 @@ class CachedReplay:
             while f.tell() < end:
                 n = int.from_bytes(f.read(4), "little")
                 try:
-                    recs, marks = _loads(dctx.decompress(f.read(n)))
-                    if recs.__class__ is not tuple or marks.__class__ is not tuple:
-                        raise TypeError("a chunk is not (records, marks)")
+                    data = dctx.decompress(f.read(n))
+                    if len(data) < 8:
+                        raise ValueError("a chunk shorter than its head")
+                    count = int.from_bytes(data[:4], "little")
+                    at = 8 + int.from_bytes(data[4:8], "little")
+                    marks = _loads(data[8:at]) if at > 8 else ()
+                    if marks.__class__ is not tuple:
+                        raise TypeError("a chunk's marks are not a tuple")
                     for _, kind, ref, _, _, idx in marks:  # few: checked before any is used
                         _deref(roots, ref)
                         if kind != "bad":
                             readers[idx].where()
+                    records = self._records(data, at, count)
                 except Exception as exc:
                     raise self.damaged(exc) from exc
-                done += len(recs)
+                done += count
                 share = done / total
                 for r in readers:
                     r.bytes_read = int(r.size * share)
                 if not marks:
-                    yield recs
+                    yield records
                     continue
                 pos = 0
                 for at, kind, ref, line, reason, idx in marks:
                     if at > pos:
-                        yield recs[pos:at]
+                        yield itertools.islice(records, at - pos)
                         pos = at
                     if kind == "bad":
                         on_bad(_deref(roots, ref), line, reason)
                     else:  # a bare frame next: the kernel names its line
                         readers[idx].current = (_deref(roots, ref), line)
-                if pos < len(recs):
-                    yield recs[pos:]
+                if pos < count:
+                    yield records
         finally:
             f.close()
+
+    def _records(self, data: bytes, at: int, count: int) -> Iterator[tuple[Any, int, Any]]:
+        """A chunk's records, read one at a time as the kernel asks (`evformat`): compiled, or
+        the Python reference; what does not read as a record is the entry's damage."""
+        if self.compiled and _replay is not None:
+            records: Iterator[tuple[Any, int, Any]] = _replay.Records(
+                data, at, count, len(self.readers), self.structs, self.consts, _loads, self.damaged
+            )
+            return records
+        return self._py_records(
+            evformat.py_records(data, at, count, len(self.readers), self.structs, self.consts, _loads)
+        )
+
+    def _py_records(self, records: Iterator[tuple[Any, int, Any]]) -> Iterator[tuple[Any, int, Any]]:
+        while True:
+            try:
+                rec = next(records)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise self.damaged(exc) from exc
+            yield rec
 
 
 class EventCache:
@@ -843,8 +878,12 @@ class EventCache:
         sources: Sequence[_Source],
         decoders: Mapping[str, Any],
         log: Log,
+        *,
+        compiled: bool = True,
     ) -> CachedReplay | None:
-        """The entry of `key` checked whole, or None (missing, or corrupt: logged, removed)."""
+        """The entry of `key` checked whole, or None (missing, or corrupt: logged, removed).
+        `compiled`: its records are read and replayed by the compiled codec where it is built;
+        False, by the Python reference (`evformat.py_records`, `ReplayDecoder.apply`)."""
         path = self.path_of(key)
         try:
             f = open(path, "rb")  # noqa: SIM115 - closed by the replay's stream
@@ -854,7 +893,7 @@ class EventCache:
             log("evcache.unreadable", file=str(path), error=exc.strerror or str(exc))
             return None
         try:
-            replay = self._check(f, path, key, sources, decoders)
+            replay = self._check(f, path, key, sources, decoders, compiled)
         except (OSError, ValueError, EOFError, pickle.UnpicklingError, zstandard.ZstdError, KeyError) as exc:
             f.close()
             log("evcache.corrupt", file=str(path), error=str(exc) or type(exc).__name__)
@@ -867,7 +906,13 @@ class EventCache:
         return replay
 
     def _check(
-        self, f: Any, path: Path, key: str, sources: Sequence[_Source], decoders: Mapping[str, Any]
+        self,
+        f: Any,
+        path: Path,
+        key: str,
+        sources: Sequence[_Source],
+        decoders: Mapping[str, Any],
+        compiled: bool,
     ) -> CachedReplay:
         size = os.fstat(f.fileno()).st_size
         if size < len(_MAGIC) + 4 + 4 + _DIGEST + len(_END):
@@ -903,7 +948,15 @@ class EventCache:
         for cls in classes:
             if not _cacheable_event_class(cls):
                 raise ValueError(f"class {cls!r} cannot be rebuilt")
-        replay_decoders = {v: ReplayDecoder(d, classes) for v, d in decoders.items()}
+        structs = tuple(header["structs"])
+        for cls in structs:
+            if not (evformat.positional_struct(cls) and _allowed(cls)):
+                raise ValueError(f"class {cls!r} cannot be rebuilt")
+        consts = tuple(header["consts"])
+        for const in consts:
+            if not isinstance(const, enum.Enum):
+                raise ValueError(f"constant {const!r} is not an enum member")
+        replay_decoders = {v: ReplayDecoder(d, classes, compiled=compiled) for v, d in decoders.items()}
         readers: list[CachedReader] = []
         roots = [Path(s.path) for s in sources]
         for i, root in enumerate(roots):
@@ -913,7 +966,7 @@ class EventCache:
             readers.append(r)
         for rd in replay_decoders.values():
             rd.readers = readers
-        replay = CachedReplay(path, readers, replay_decoders, footer, f, chunks_at)
+        replay = CachedReplay(path, readers, replay_decoders, footer, f, chunks_at, structs, consts, compiled)
         for rd in replay_decoders.values():
             rd.damaged = replay.damaged
         return replay
@@ -1001,7 +1054,16 @@ class CacheWriter:
         self.log = log
         self.hash = hashlib.blake2b(digest_size=_DIGEST)
         self.cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
-        self.records: list[tuple[Any, ...]] = []
+        # The chunk being written: its records encoded as they come (`evformat`), their events
+        # not kept. The tables the records refer to are the entry's: the Struct classes met (the
+        # events' and those they hold) and the constants (enum members).
+        self.structs: list[type] = []
+        self.kinds: dict[type, int] = {}
+        self.consts: list[Any] = []
+        self.enums: dict[type, dict[Any, int]] = {}
+        self.encoder: Any = (evformat.PyEncoder if _replay is None else _replay.Encoder)(
+            self.kinds, self.enums, self._register, _dumps
+        )
         # Readers' events (a bad line, a bare frame next) at their place among the records:
         # (record index in the chunk, kind, file (`_ref`), line, reason, source index).
         self.marks: list[tuple[int, str, _Ref, int | None, str, int]] = []
@@ -1020,7 +1082,6 @@ class CacheWriter:
         self.exact: set[str] = set()
         self.known: dict[str, set[str]] = {}
         self.decoders: dict[str, Any] = {}
-        self.strings: dict[str, str] = {}
         self.registries: list[Any] = []
         self._adds: list[Instrument] = []
         # The header names the event classes met, known only at the end: the chunks wait in an
@@ -1038,7 +1099,7 @@ class CacheWriter:
     # -- hooks --
     def bad_line(self, path: Path, lineno: int, reason: str) -> None:
         """A reader reported a bad line (its `on_bad`): replayed at the same point."""
-        self.marks.append((len(self.records), "bad", _ref(self.roots, path), lineno, reason, -1))
+        self.marks.append((self.encoder.count, "bad", _ref(self.roots, path), lineno, reason, -1))
 
     def wrap_stream(
         self, stream: Iterator[tuple[Any, int, Any]], readers: Sequence[Any]
@@ -1049,7 +1110,7 @@ class CacheWriter:
                 if ts is None:
                     where = getattr(readers[idx], "where", None)
                     path, line = where() if where is not None else (readers[idx].path, None)
-                    self.marks.append((len(self.records), "bare", _ref(self.roots, path), line, "", idx))
+                    self.marks.append((self.encoder.count, "bare", _ref(self.roots, path), line, "", idx))
                     self._record((None, idx, None))
                 yield item
         except BaseException:  # the run failed or was abandoned: no entry from half a replay
@@ -1082,10 +1143,9 @@ class CacheWriter:
         decode = decoder.decode
         book_of = decoder.book
         adds = self._adds
-        records = self.records
+        add = self.encoder.add
         classes = self.classes
         flush = self._flush
-        sd = self.strings.setdefault
         exact = getattr(decoder, "exact_books", False) is True
         known = self.known.setdefault(decoder.venue, set())
         if exact:
@@ -1123,13 +1183,8 @@ class CacheWriter:
                     if ev.__class__ in classes and (
                         ev.__class__ is not BookUpdate or (not ev.snapshot and ev.instrument in known)
                     ):
-                        # One object per venue and instrument name in a chunk: the pickle's
-                        # memo writes each once, and a replay's events share them.
-                        v, i = ev.venue, ev.instrument
-                        if sd(v, v) is not v or sd(i, i) is not i:
-                            ev = replace(ev, venue=sd(v, v), instrument=sd(i, i))
-                        records.append((ts, idx, ev))
-                        if len(records) >= CHUNK:
+                        add(ts, idx, ev)
+                        if self.encoder.count >= CHUNK:
                             flush()
                         return events
                 unusual(frame, ts, None, events, luc, frames0, events0, others0)
@@ -1186,14 +1241,8 @@ class CacheWriter:
                             get = _state_getter(real.__class__)
                             ok = get(real) == get(known)
                         if ok:
-                            # One object per venue and instrument name: the pickle's memo
-                            # writes each once, and a replay's events share them (measured:
-                            # a replay ~10% faster than with a name per event).
-                            v, i = ev.venue, ev.instrument
-                            if sd(v, v) is not v or sd(i, i) is not i:
-                                ev = replace(ev, venue=sd(v, v), instrument=sd(i, i))
-                            records.append((ts, idx, ev))
-                            if len(records) >= CHUNK:
+                            add(ts, idx, ev)
+                            if self.encoder.count >= CHUNK:
                                 flush()
                             return events
                         unusual(frame, ts, None, events, luc, frames0, events0, others0, predicted=True)
@@ -1299,23 +1348,34 @@ class CacheWriter:
         return recorded_exact if exact else recorded
 
     def _encode(self, ev: Any) -> Any:
-        """The event as stored: itself (pickled by its class's `__reduce__`, rebuilt by its C
-        constructor), its venue and instrument names the chunk's shared objects."""
+        """The event as stored: itself, of a class the header will list (a replay refuses a
+        record holding any other)."""
         cls = ev.__class__
         if cls not in self.classes:
             if not _cacheable_event_class(cls):
                 self.fail(f"{cls.__qualname__} events cannot be cached")
                 return None
             self.classes[cls] = len(self.classes)
-        sd = self.strings.setdefault
-        v, i = ev.venue, ev.instrument
-        if sd(v, v) is not v or sd(i, i) is not i:
-            ev = replace(ev, venue=sd(v, v), instrument=sd(i, i))
         return ev
 
+    def _register(self, value: Any) -> int:
+        """A value of a class the encoder has not met (its `register`): a Struct rebuilt by its
+        fields, or an enum member, entered in the entry's tables (its index); else -1, and the
+        value is pickled."""
+        cls = value.__class__
+        if isinstance(value, msgspec.Struct) and evformat.positional_struct(cls) and _allowed(cls):
+            self.kinds[cls] = len(self.structs)
+            self.structs.append(cls)
+            return self.kinds[cls]
+        if isinstance(value, enum.Enum) and _allowed(cls) and cls.__members__.get(value.name) is value:
+            self.enums.setdefault(cls, {})[value] = len(self.consts)
+            self.consts.append(value)
+            return len(self.consts) - 1
+        return -1
+
     def _record(self, rec: tuple[Any, ...]) -> None:
-        self.records.append(rec)
-        if len(self.records) >= CHUNK:
+        self.encoder.add(*rec)
+        if self.encoder.count >= CHUNK:
             self._flush()
 
     def _check_books(self) -> None:
@@ -1332,31 +1392,31 @@ class CacheWriter:
     def _flush(self) -> None:
         if self.failed is None:
             self._check_books()
-        if (not self.records and not self.marks) or self.failed:
-            self.records.clear()
+        records = self.encoder.count
+        body = self.encoder.take()
+        if (not records and not self.marks) or self.failed:
             self.marks.clear()
             return
         try:
-            raw = pickle.dumps((tuple(self.records), tuple(self.marks)), protocol=5)
+            marks = pickle.dumps(tuple(self.marks), protocol=5) if self.marks else b""
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
             self.fail(f"a record cannot be stored ({exc})")
-            self.records.clear()
             self.marks.clear()
             return
-        data = self.cctx.compress(raw)
+        data = self.cctx.compress(
+            b"".join([records.to_bytes(4, "little"), len(marks).to_bytes(4, "little"), marks, body])
+        )
         try:
             self._body.write(len(data).to_bytes(4, "little"))
             self._body.write(data)
         except OSError as exc:  # the disk is full: no entry, and the run goes on
             self.fail(f"cannot write beside {self.tmp}: {exc.strerror or exc}")
-        self.count += len(self.records)
+        self.count += records
         # The entry's temporary name stays empty until `commit`: its time says a writer is at
         # work, so that another process's eviction never takes it for a killed run's.
         with contextlib.suppress(OSError, ValueError):
             os.utime(self.file.fileno())
-        self.records.clear()
         self.marks.clear()
-        self.strings.clear()
 
     # -- the end --
     def commit(
@@ -1387,7 +1447,14 @@ class CacheWriter:
             return None
         try:
             header = pickle.dumps(
-                {"key": self.key, "format": FORMAT, "classes": list(self.classes), "created": time.time()},
+                {
+                    "key": self.key,
+                    "format": FORMAT,
+                    "classes": list(self.classes),
+                    "structs": list(self.structs),
+                    "consts": list(self.consts),
+                    "created": time.time(),
+                },
                 protocol=5,
             )
             body_size = self._body.tell()
