@@ -152,17 +152,99 @@ fail:
     return NULL;
 }
 
+/* -- slots by offset ----------------------------------------------------------------------------
+ * An attribute that is a plain slot of its class (a member descriptor of an object: `__slots__`,
+ * a msgspec field, an attrs slots class's field) is read and written at its offset, as the
+ * descriptor does, while the class is the one the offsets were taken from and unchanged since:
+ * its version tag (an assignment to the class or to a base makes a new one, and a tag is never
+ * reused). Otherwise, and for a slot left unset, the attribute protocol, as Python's code: the
+ * same values, the same AttributeError at the same point. */
+#define MAX_SLOTS 8
+typedef struct {
+    PyTypeObject *type; /* held */
+    unsigned int tag;   /* 0: taken, but not to be trusted (the class had no valid tag) */
+    Py_ssize_t off[MAX_SLOTS];
+    PyObject *seen; /* what `probe` (a method name) was on the class then: borrowed, compared only */
+} Slots;
+
+static inline int slots_fresh(const Slots *c, PyTypeObject *type) {
+#ifdef Py_TPFLAGS_VALID_VERSION_TAG
+    return c->type == type && c->tag != 0 && (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) &&
+           type->tp_version_tag == c->tag;
+#else
+    return 0;
+#endif
+}
+
+/* The offsets of `names` (n of them) in `type`, and what `probe` is on it (NULL: nothing asked). */
+static void slots_take(Slots *c, PyTypeObject *type, PyObject *const *names, int n, PyObject *probe) {
+    for (int i = 0; i < n; i++) {
+        PyObject *d = _PyType_Lookup(type, names[i]); /* borrowed */
+        c->off[i] = -1;
+        if (d != NULL && Py_TYPE(d) == &PyMemberDescr_Type) {
+            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+            /* a descriptor of this class or a base (one planted from another class is its own) */
+            if (m->type == T_OBJECT_EX && !(m->flags & READONLY) &&
+                PyType_IsSubtype(type, ((PyMemberDescrObject *)d)->d_common.d_type))
+                c->off[i] = m->offset;
+        }
+    }
+    c->seen = probe != NULL ? _PyType_Lookup(type, probe) : NULL;
+    if (c->type != type) Py_XSETREF(c->type, (PyTypeObject *)Py_NewRef(type));
+#ifdef Py_TPFLAGS_VALID_VERSION_TAG
+    c->tag = (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) ? type->tp_version_tag : 0;
+#else
+    c->tag = 0;
+#endif
+}
+
+/* The slots of `obj` for `names`: fresh, or taken again (then -1 everywhere when they cannot be). */
+static inline Slots *slots_of(Slots *c, PyObject *obj, PyObject *const *names, int n, PyObject *probe) {
+    PyTypeObject *type = Py_TYPE(obj);
+    if (!slots_fresh(c, type)) slots_take(c, type, names, n, probe);
+    return c;
+}
+
+/* `obj.name`: a new reference, or NULL with the attribute protocol's exception. */
+static inline PyObject *slot_get(PyObject *obj, Py_ssize_t off, PyObject *name) {
+    if (off >= 0) {
+        PyObject *v = *(PyObject **)((char *)obj + off);
+        if (v != NULL) return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
+/* `obj.name = v`: 0, or -1. The old value is released after the new one is in place. */
+static inline int slot_set(PyObject *obj, Py_ssize_t off, PyObject *name, PyObject *v) {
+    if (off >= 0) {
+        PyObject **addr = (PyObject **)((char *)obj + off);
+        PyObject *old = *addr;
+        *addr = Py_NewRef(v);
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(obj, name, v);
+}
+
 static PyTypeObject *order_book_type = NULL; /* the exact OrderBook (`setup`); NULL: every book the method's */
 static PyObject *order_book_update = NULL;   /* OrderBook.update as defined (a patched one is called) */
+enum { B_INV, B_BIDS, B_BB, B_ASKS, B_BA, B_SEQUENCE, B_VALID, B_N };
+static PyObject *book_names[B_N];
+static Slots book_slots;
+
+/* The offset of the book's slot `i` now: every access asks (cheap while the class is unchanged),
+   for code run meanwhile (a level's comparison, a value released) may have changed the class. */
+#define BOOK_SLOT(book, i) (slots_of(&book_slots, (book), book_names, B_N, s_update)->off[i])
 
 /* `book.update(bids, asks)`: 0, or -1 with an exception set. */
 static int update_book(PyObject *book, PyObject *bids, PyObject *asks) {
     PyObject *inv_obj = NULL;
-    if (order_book_type == NULL || Py_TYPE(book) != order_book_type || !levels_shaped(bids) ||
-        !levels_shaped(asks) || _PyType_Lookup(order_book_type, s_update) != order_book_update)
+    if (order_book_type == NULL || Py_TYPE(book) != order_book_type || !levels_shaped(bids) || !levels_shaped(asks))
         goto method;
+    /* the method `book.update` finds: a patched one is called */
+    if (slots_of(&book_slots, book, book_names, B_N, s_update)->seen != order_book_update) goto method;
     /* `inv = self._inv`: a float, or the method (which multiplies by whatever it is) */
-    inv_obj = PyObject_GetAttr(book, s_inv);
+    inv_obj = slot_get(book, BOOK_SLOT(book, B_INV), s_inv);
     if (inv_obj == NULL) return -1;
     if (!PyFloat_CheckExact(inv_obj)) {
         Py_DECREF(inv_obj);
@@ -172,37 +254,39 @@ static int update_book(PyObject *book, PyObject *bids, PyObject *asks) {
     Py_DECREF(inv_obj);
     Py_INCREF(bids);
     Py_INCREF(asks);
+    Py_INCREF(book);
     int rc = -1;
     /* `levels = self.bids; best = self._bb`, the loop, `self._bb = ...` */
-    PyObject *levels = PyObject_GetAttr(book, s_bids), *best = NULL;
+    PyObject *levels = slot_get(book, BOOK_SLOT(book, B_BIDS), s_bids), *best = NULL;
     if (levels == NULL) goto done;
-    best = PyObject_GetAttr(book, s_bb);
+    best = slot_get(book, BOOK_SLOT(book, B_BB), s_bb);
     if (best == NULL) {
         Py_DECREF(levels);
         goto done;
     }
     best = update_side(levels, best, bids, inv, Py_GT);
     if (best == NULL) goto done;
-    if (PyObject_SetAttr(book, s_bb, best) < 0) {
+    if (slot_set(book, BOOK_SLOT(book, B_BB), s_bb, best) < 0) {
         Py_DECREF(best);
         goto done;
     }
     Py_DECREF(best);
     /* `levels = self.asks; best = self._ba`, the loop, `self._ba = ...` */
-    levels = PyObject_GetAttr(book, s_asks);
+    levels = slot_get(book, BOOK_SLOT(book, B_ASKS), s_asks);
     if (levels == NULL) goto done;
-    best = PyObject_GetAttr(book, s_ba);
+    best = slot_get(book, BOOK_SLOT(book, B_BA), s_ba);
     if (best == NULL) {
         Py_DECREF(levels);
         goto done;
     }
     best = update_side(levels, best, asks, inv, Py_LT);
     if (best == NULL) goto done;
-    rc = PyObject_SetAttr(book, s_ba, best);
+    rc = slot_set(book, BOOK_SLOT(book, B_BA), s_ba, best);
     Py_DECREF(best);
 done:
     Py_DECREF(bids);
     Py_DECREF(asks);
+    Py_DECREF(book);
     return rc;
 method:;
     PyObject *r = PyObject_CallMethodObjArgs(book, s_update, bids, asks, NULL);
@@ -247,6 +331,11 @@ static PyObject *update(PyObject *module, PyObject *const *args, Py_ssize_t narg
 }
 
 /* -- Replay ------------------------------------------------------------------------------------ */
+enum { O_STATS, O_BOOKS, O_N };
+enum { S_FRAMES, S_EVENTS, S_N };
+enum { E_INSTRUMENT, E_SNAPSHOT, E_BIDS, E_ASKS, E_SEQUENCE, E_N };
+static PyObject *owner_names[O_N], *stats_names[S_N], *event_names[E_N];
+
 typedef struct {
     PyObject_HEAD
     PyObject *owner;     /* the ReplayDecoder */
@@ -255,23 +344,29 @@ typedef struct {
     PyObject *malformed; /* MalformedFrame: raised as it is */
     PyObject *method;    /* type(owner).apply: the reference, for every other record */
     vectorcallfunc vectorcall;
+    Slots owner_slots, stats_slots, event_slots;
 } Replay;
 
+#define SLOT(cache, obj, names, n, i) (slots_of(&(cache), (obj), (names), (n), NULL)->off[i])
+
 /* `stats.<name> += n` */
-static int bump(PyObject *stats, PyObject *name, PyObject *n) {
-    PyObject *v = PyObject_GetAttr(stats, name);
+static int bump(Replay *self, PyObject *stats, int i, PyObject *n) {
+    PyObject *name = stats_names[i];
+    PyObject *v = slot_get(stats, SLOT(self->stats_slots, stats, stats_names, S_N, i), name);
     if (v == NULL) return -1;
     PyObject *w = PyNumber_InPlaceAdd(v, n);
     Py_DECREF(v);
     if (w == NULL) return -1;
-    int r = PyObject_SetAttr(stats, name, w);
+    int r = slot_set(stats, SLOT(self->stats_slots, stats, stats_names, S_N, i), name, w);
     Py_DECREF(w);
     return r;
 }
 
+#define EVENT(ev, i) slot_get((ev), SLOT(self->event_slots, (ev), event_names, E_N, (i)), event_names[i])
+
 /* One BookUpdate applied to `books` (the owner's dict): 0, or -1. */
-static int apply_book(PyObject *books, PyObject *ev) {
-    PyObject *inst = PyObject_GetAttr(ev, s_instrument);
+static int apply_book(Replay *self, PyObject *books, PyObject *ev) {
+    PyObject *inst = EVENT(ev, E_INSTRUMENT);
     if (inst == NULL) return -1;
     PyObject *book;
     if (PyDict_CheckExact(books)) {
@@ -296,25 +391,25 @@ static int apply_book(PyObject *books, PyObject *ev) {
     }
     int rc = -1;
     PyObject *bids = NULL, *asks = NULL, *seq = NULL;
-    PyObject *snap = PyObject_GetAttr(ev, s_snapshot);
+    PyObject *snap = EVENT(ev, E_SNAPSHOT);
     if (snap == NULL) goto done;
-    int is_snap = PyObject_IsTrue(snap);
+    int is_snap = snap == Py_False ? 0 : snap == Py_True ? 1 : PyObject_IsTrue(snap);
     Py_DECREF(snap);
     if (is_snap < 0) goto done;
     if (is_snap) {
         PyObject *r = PyObject_CallMethodNoArgs(book, s_clear);
         if (r == NULL) goto done;
         Py_DECREF(r);
-        if (PyObject_SetAttr(book, s_valid, Py_True) < 0) goto done;
+        if (slot_set(book, BOOK_SLOT(book, B_VALID), s_valid, Py_True) < 0) goto done;
     }
-    bids = PyObject_GetAttr(ev, s_bids);
+    bids = EVENT(ev, E_BIDS);
     if (bids == NULL) goto done;
-    asks = PyObject_GetAttr(ev, s_asks);
+    asks = EVENT(ev, E_ASKS);
     if (asks == NULL) goto done;
     if (update_book(book, bids, asks) < 0) goto done;
-    seq = PyObject_GetAttr(ev, s_sequence);
+    seq = EVENT(ev, E_SEQUENCE);
     if (seq == NULL) goto done;
-    rc = PyObject_SetAttr(book, s_sequence, seq);
+    rc = slot_set(book, BOOK_SLOT(book, B_SEQUENCE), s_sequence, seq);
 done:
     Py_XDECREF(bids);
     Py_XDECREF(asks);
@@ -381,10 +476,11 @@ static PyObject *replay_call(PyObject *op, PyObject *const *args, size_t nargsf,
         goto reference;
     }
     /* `stats = self.stats; stats.frames += 1; stats.events += len(events)` */
-    PyObject *stats = PyObject_GetAttr(self->owner, s_stats);
+    PyObject *owner = self->owner;
+    PyObject *stats = slot_get(owner, SLOT(self->owner_slots, owner, owner_names, O_N, O_STATS), s_stats);
     if (stats == NULL) goto fail;
     PyObject *count = PyLong_FromSsize_t(PyList_GET_SIZE(events));
-    if (count == NULL || bump(stats, s_frames, one) < 0 || bump(stats, s_events, count) < 0) {
+    if (count == NULL || bump(self, stats, S_FRAMES, one) < 0 || bump(self, stats, S_EVENTS, count) < 0) {
         Py_XDECREF(count);
         Py_DECREF(stats);
         goto fail;
@@ -392,9 +488,9 @@ static PyObject *replay_call(PyObject *op, PyObject *const *args, size_t nargsf,
     Py_DECREF(count);
     Py_DECREF(stats);
     /* `books = self._books; if books: ...` */
-    PyObject *books = PyObject_GetAttr(self->owner, s_books);
+    PyObject *books = slot_get(owner, SLOT(self->owner_slots, owner, owner_names, O_N, O_BOOKS), s_books);
     if (books == NULL) goto fail;
-    int any = PyObject_IsTrue(books);
+    int any = PyDict_CheckExact(books) ? PyDict_GET_SIZE(books) > 0 : PyObject_IsTrue(books);
     if (any < 0) {
         Py_DECREF(books);
         goto fail;
@@ -404,7 +500,7 @@ static PyObject *replay_call(PyObject *op, PyObject *const *args, size_t nargsf,
             PyObject *ev = PyList_GET_ITEM(events, i);
             if ((PyObject *)Py_TYPE(ev) != self->book_update) continue;
             Py_INCREF(ev);
-            int r = apply_book(books, ev);
+            int r = apply_book(self, books, ev);
             Py_DECREF(ev);
             if (r < 0) {
                 Py_DECREF(books);
@@ -448,6 +544,9 @@ static int replay_traverse(Replay *self, visitproc visit, void *arg) {
     Py_VISIT(self->book_update);
     Py_VISIT(self->malformed);
     Py_VISIT(self->method);
+    Py_VISIT(self->owner_slots.type);
+    Py_VISIT(self->stats_slots.type);
+    Py_VISIT(self->event_slots.type);
     return 0;
 }
 
@@ -457,6 +556,9 @@ static int replay_clear(Replay *self) {
     Py_CLEAR(self->book_update);
     Py_CLEAR(self->malformed);
     Py_CLEAR(self->method);
+    Py_CLEAR(self->owner_slots.type);
+    Py_CLEAR(self->stats_slots.type);
+    Py_CLEAR(self->event_slots.type);
     return 0;
 }
 
@@ -1309,6 +1411,22 @@ PyMODINIT_FUNC PyInit__replay(void) {
     INTERN(s_damaged, "damaged");
     INTERN(s_apply, "apply");
     if ((one = PyLong_FromLong(1)) == NULL) return NULL;
+    book_names[B_INV] = s_inv;
+    book_names[B_BIDS] = s_bids;
+    book_names[B_BB] = s_bb;
+    book_names[B_ASKS] = s_asks;
+    book_names[B_BA] = s_ba;
+    book_names[B_SEQUENCE] = s_sequence;
+    book_names[B_VALID] = s_valid;
+    owner_names[O_STATS] = s_stats;
+    owner_names[O_BOOKS] = s_books;
+    stats_names[S_FRAMES] = s_frames;
+    stats_names[S_EVENTS] = s_events;
+    event_names[E_INSTRUMENT] = s_instrument;
+    event_names[E_SNAPSHOT] = s_snapshot;
+    event_names[E_BIDS] = s_bids;
+    event_names[E_ASKS] = s_asks;
+    event_names[E_SEQUENCE] = s_sequence;
     PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
     py_max = Py_XNewRef(PyDict_GetItemString(builtins, "max"));
     py_min = Py_XNewRef(PyDict_GetItemString(builtins, "min"));

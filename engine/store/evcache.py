@@ -561,6 +561,10 @@ class ReplayDecoder:
     same registry, a fresh `stats` of the decoder's own class, the books rebuilt as the frames
     left them. `apply(record, ts)` is its `decode`."""
 
+    # What the compiled replay reads on every record are slots (read at their offset); the rest
+    # lives in the instance's dict (`apply`, the compiled replay, over the method).
+    __slots__ = ("__dict__", "__weakref__", "_books", "stats")
+
     def __init__(self, decoder: Any, classes: Iterable[type], *, compiled: bool = True) -> None:
         """`classes`: the event classes the entry may hold (its header's). `compiled`: `apply`
         is the compiled replay (`_replay.Replay`) where it is built; False, or a tree without
