@@ -667,11 +667,12 @@ static int put_float(Encoder *e, double x) {
         for (int k = 0; k <= MAX_E; k++) {
             double s = x * pow10s[k];
             if (!(fabs(s) < EXACT_M)) break;
-            double r = round_even(s);
-            double back = r / pow10s[k];
+            /* what the reader computes: the int m (no sign for a zero), then m / 10**k */
+            int64_t m = (int64_t)round_even(s);
+            double back = (double)m / pow10s[k];
             if (memcmp(&back, &x, sizeof x) == 0) {
                 if (put_byte(e, K_DEC + k) < 0) return -1;
-                return put_varint(e, zigzag((int64_t)r));
+                return put_varint(e, zigzag(m));
             }
         }
     }

@@ -49,26 +49,32 @@ every copy of the data, each replay naming its own files.
 Files: `$TRADINGD_CACHE_DIR`, else `$XDG_CACHE_HOME/tradingd/events`, else
 `~/.cache/tradingd/events`; one `<key>.evc` per data set. Written to a temporary name and renamed
 (two concurrent writers or a killed run never leave a half file under the key), checked whole
-before use (a BLAKE2b digest of the file in its last bytes, the format's magic and length): a
+before use (a CRC-32 of the file in its last bytes, `_Check`, the format's magic and length): a
 truncated or corrupt entry is logged in one line, removed and rebuilt, never read. The folder is
 kept under `max_bytes` (default 4 GiB, `$TRADINGD_CACHE_MAX_BYTES`: bytes, or 512M, 4G...), least
 recently used first, a writer's temporary file counted; one older than an hour (a killed run's) is
 removed. Deleting the folder clears it.
 
-Format (`FORMAT` 3, in the key: an entry of another format is never read, it is rebuilt): chunks
-of `CHUNK` records, each a pickle (protocol 5) compressed with zstd at level 1 (level 3: ~10%
-smaller, ~25% more CPU to compress, the same to read). A record is (ts, source index, body): the
-frame's one event, or a tuple of its events, or [events, what else it did]. The events are the
-msgspec Structs themselves, each rebuilt by the unpickler through its class's C constructor (no
-Python step per event: format 2 stored tuples rebuilt by a generated Python builder, about 40% of
-a replay), their venue and instrument names one object per chunk (the pickle's memo writes each
-once). The compiled replay (`_replay.Replay`, engine/store/_replay.c) applies the usual records
-(counters, book levels) in one C call per frame; `ReplayDecoder.apply` is its Python reference.
-The unpickler resolves no global but the classes listed in `_allowed` (events, instruments,
-enums, Decimal, books): a cache file cannot run code; a replay takes only events of the classes
-the header lists. A file forged with a matching digest whose chunk cannot be replayed (a global
-refused, a record of the wrong shape) is removed and ends the run with one line (`CacheDamaged`);
-the next run decodes.
+Format (`FORMAT` 4, in the key: an entry of another format is never read, it is rebuilt): chunks
+of `CHUNK` records compressed with zstd at level 1 (level 3: ~10% smaller, ~25% more CPU to
+compress, the same to read), each frame with its XXH64. A record is (ts, source index, body): the
+frame's one event, or a tuple of its events, or [events, what else it did]. A chunk holds the
+marks of its readers (pickled: few) and its records as compact tagged values (`evformat`: the
+events' fields as they are, floats as m / 10**e where that is their very bits, times as
+differences, one string object per name per chunk; what it does not write by itself, such as a
+record's [events, what else], pickled). The compiled codec (`_replay.Encoder` writing,
+`_replay.Records` reading) reads a chunk one record at a time, as the kernel asks for it: an
+event is built by its class's C constructor just before the kernel uses it and freed just after,
+warm (format 3 unpickled a chunk's thousands of events at once and freed them cold: ~35% of a
+replay); `evformat` is its Python reference. The compiled replay (`_replay.Replay`) applies the
+usual records (counters, book levels) in one C call per frame, reading and writing slots at their
+offsets; `ReplayDecoder.apply` is its Python reference. The header lists the classes a record may
+build (events, and Structs they hold: `positional_struct`, `_allowed`) and its constants (enum
+members); the unpickler resolves no global but the classes listed in `_allowed` (events,
+instruments, enums, Decimal, books): a cache file cannot run code; a replay takes only events of
+the classes the header lists. A file forged with a matching check whose chunk cannot be replayed
+(a global refused, a record of the wrong shape) is removed and ends the run with one line
+(`CacheDamaged`); the next run decodes.
 """
 
 from __future__ import annotations
@@ -85,6 +91,7 @@ import pickle
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from operator import attrgetter
@@ -125,7 +132,7 @@ __all__ = [
 FORMAT: Final = 4
 _MAGIC: Final = b"TDEVC\x00\x04\n"
 _END: Final = b"TDEVCEND"
-_DIGEST: Final = 32
+_DIGEST: Final = 4  # the CRC-32 of the file before it (`_Check`)
 # Which replay of a data set from its frames writes its entry: 1, the first, as the issue that
 # asked for the cache says. Writing costs that replay about 0.8x more (recording every frame's
 # events, pickling, compressing); waiting for the second replay (`write_on=2`) spares a data set
@@ -239,15 +246,23 @@ def _stale_bytecode(roots: Sequence[Path]) -> Path | None:
     None. Python trusts a `.pyc` whose header names the source's whole-second mtime and its size:
     a same-size edit within the second the `.pyc` was written runs the old code, whose source on
     disk (the one hashed) is already the new one."""
-    resolved = [r.resolve() for r in roots]
+    resolved = tuple(os.path.join(os.path.realpath(r), "") for r in roots)
+    real_dirs: dict[str, str] = {}  # a folder's real path, once per folder (most modules share one)
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
         cached = getattr(module, "__cached__", None)
         if not file or not cached or not file.endswith(".py"):
             continue
-        src = Path(file).resolve()
-        if not any(src.is_relative_to(r) for r in resolved):
+        folder, name = os.path.split(file)
+        real = real_dirs.get(folder)
+        if real is None:
+            real = real_dirs[folder] = os.path.realpath(folder)
+        path = os.path.join(real, name)
+        if os.path.islink(path):  # a module's file linked from elsewhere: where it really is
+            path = os.path.realpath(path)
+        if not path.startswith(resolved):
             continue
+        src = Path(path)
         with contextlib.suppress(OSError), open(cached, "rb") as f:
             head = f.read(16)
             if len(head) < 16 or int.from_bytes(head[4:8], "little") & 1:  # a hash-based .pyc
@@ -294,6 +309,29 @@ def decoder_version(plugin: object, *, fresh: bool = False) -> str:
 
 
 # -- the content key ----------------------------------------------------------------------------
+class _Check:
+    """An entry's check against accidental damage, in its last bytes: the CRC-32 of the file
+    before it (zlib's: ~7 GB/s here, where a BLAKE2b digest of a 16 MB entry took 13 ms of a
+    0.35 s replay); each chunk's zstd frame also carries its own XXH64, checked as it is
+    decompressed. Not a defense against a forger, who can recompute either: what a file may hold
+    is bounded by the replay itself (module docstring)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def update(self, data: bytes) -> None:
+        self.value = zlib.crc32(data, self.value)
+
+    def digest(self) -> bytes:
+        return self.value.to_bytes(_DIGEST, "little")
+
+
+def _checksum(data: bytes) -> bytes:
+    check = _Check()
+    check.update(data)
+    return check.digest()
+
+
 def _file_digest(path: Path) -> bytes:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=32)).digest()
@@ -928,7 +966,7 @@ class EventCache:
         footer_len = int.from_bytes(tail[:4], "little")
         digest = tail[4 : 4 + _DIGEST]
         f.seek(0)
-        h = hashlib.blake2b(digest_size=_DIGEST)
+        h = _Check()
         remaining = size - len(_END) - _DIGEST
         while remaining:
             block = f.read(min(remaining, 1 << 20))
@@ -1056,8 +1094,8 @@ class CacheWriter:
         self.tmp = tmp
         self.file = file
         self.log = log
-        self.hash = hashlib.blake2b(digest_size=_DIGEST)
-        self.cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+        self.hash = _Check()
+        self.cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=True)
         # The chunk being written: its records encoded as they come (`evformat`), their events
         # not kept. The tables the records refer to are the entry's: the Struct classes met (the
         # events' and those they hold) and the constants (enum members).

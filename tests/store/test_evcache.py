@@ -21,7 +21,7 @@ from tests.support import deribit_frames as dfr
 from tradingd.engine import MarketEvent, Strategy, Subscription
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 from tradingd.engine.model.errors import ConfigError, DataError
-from tradingd.engine.store import evcache
+from tradingd.engine.store import evcache, evformat
 from tradingd.engine.store.evcache import EventCache, cache_dir
 from tradingd.engine.venue.plugins import load_venue
 
@@ -707,18 +707,24 @@ class _Evil:
         return (os.system, ("echo the cache ran code >&2",))
 
 
-def _forge_first_chunk(entry: Path, chunk: Any) -> None:
-    """`entry` with its first chunk replaced by `chunk` pickled, its footer and digest made to
-    match: what only a deliberate forger (not a damaged disk) makes."""
-    import hashlib
-
+def _forge_first_chunk(entry: Path, records: list[tuple[Any, int, Any]] | bytes) -> None:
+    """`entry` with its first chunk replaced by `records` (encoded by the reference encoder, its
+    pickles unrestricted; or raw bytes), its footer and check made to match: what only a
+    deliberate forger (not a damaged disk) makes."""
     import zstandard
 
+    if isinstance(records, bytes):
+        chunk = records
+    else:
+        encoder = evformat.PyEncoder({}, {}, lambda v: -1, lambda v: pickle.dumps(v, protocol=5))
+        for rec in records:
+            encoder.add(*rec)
+        chunk = len(records).to_bytes(4, "little") + bytes(4) + encoder.take()
     data = entry.read_bytes()
     hlen = int.from_bytes(data[len(evcache._MAGIC) : len(evcache._MAGIC) + 4], "little")
     at = len(evcache._MAGIC) + 4 + hlen
     n = int.from_bytes(data[at : at + 4], "little")
-    evil = zstandard.ZstdCompressor().compress(pickle.dumps(chunk, protocol=5))
+    evil = zstandard.ZstdCompressor().compress(chunk)
     tail = len(evcache._END) + evcache._DIGEST
     flen = int.from_bytes(data[-tail - 4 : -tail], "little")
     footer = pickle.loads(data[-tail - 4 - flen : -tail - 4])
@@ -726,26 +732,35 @@ def _forge_first_chunk(entry: Path, chunk: Any) -> None:
     packed = pickle.dumps(footer, protocol=5)
     body = data[:at] + len(evil).to_bytes(4, "little") + evil + data[at + 4 + n : -tail - 4 - flen]
     body += packed + len(packed).to_bytes(4, "little")
-    entry.write_bytes(body + hashlib.blake2b(body, digest_size=evcache._DIGEST).digest() + evcache._END)
+    entry.write_bytes(body + evcache._checksum(body) + evcache._END)
 
 
-@pytest.mark.parametrize("chunk", ["names-a-function", "wrong-shape", "not-a-chunk"])
+@pytest.mark.parametrize(
+    "chunk", ["names-a-function", "wrong-shape", "not-a-chunk", "a-class-not-listed", "another-source"]
+)
 def test_a_forged_entry_is_refused_in_one_line_removed_and_the_next_run_decodes_the_frames(
     tmp_path: Path, chunk: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     rec = _recording(tmp_path / "a.rec.zst")
     entry = _run(rec, EventCache(tmp_path / "c", write_on=1)).cache_entry
     assert entry is not None
-    forged: Any = {
-        "names-a-function": ((_Evil(),), ()),
-        "wrong-shape": (((1, 0, ((7, "x"),)),), ()),
-        "not-a-chunk": [1, 2],
+    forged: Any
+    forged, why = {
+        "names-a-function": ([(1, 0, _Evil())], "UnpicklingError: a cache file names posix.system"),
+        "wrong-shape": ([(1, 0, (7, "x"))], "TypeError: a record holds a int, not an event of the entry"),
+        "not-a-chunk": (b"\x01\x02", "ValueError: a chunk shorter than its head"),
+        # a record naming the 100th class of an entry that lists fewer
+        "a-class-not-listed": (
+            bytes([1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, evformat.STRUCT, 99]),
+            "ValueError: a class the entry does not list",
+        ),
+        "another-source": ([(1, 5, None)], "ValueError: a record of source 5 (of 1)"),
     }[chunk]
     _forge_first_chunk(entry, forged)
     with structlog.testing.capture_logs() as logs, pytest.raises(evcache.CacheDamaged) as raised:
         _run(rec, EventCache(tmp_path / "c", write_on=1))
     assert "the cache ran code" not in capfd.readouterr().err, "no code of the file runs"
-    assert str(raised.value).startswith(f"the decoded-event cache entry {entry} cannot be replayed (")
+    assert str(raised.value).startswith(f"the decoded-event cache entry {entry} cannot be replayed ({why})")
     assert "\n" not in str(raised.value)
     assert [line["event"] for line in logs if line["event"].startswith("evcache.")] == ["evcache.corrupt"]
     assert not entry.exists(), "the forged entry is removed"

@@ -1,26 +1,45 @@
 """The compiled replay of the decoded-event cache (engine/store/_replay.c) against its Python
 reference: `_replay.update` is `OrderBook.update`, and `_replay.Replay` is
 `ReplayDecoder.apply`, record by record on a real entry (every event, counter and book the same
-after each record), and on damaged records (the same `CacheDamaged`)."""
+after each record), and on damaged records (the same `CacheDamaged`); the chunk codec
+(`_replay.Encoder`, `_replay.Records`) is `evformat` (`PyEncoder`, `py_records`): the same bytes
+written, the same records read (types and floats to the bit), on generated values and on a real
+entry, and the same records then the same error from a damaged chunk."""
 
 from __future__ import annotations
 
+import enum
 import math
+import pickle
+import struct
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import attrs
+import msgspec
 import pytest
 import trio
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.examples import examples
 from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.model.book import OrderBook
 from tradingd.engine.model.errors import MalformedFrame
-from tradingd.engine.model.events import BookUpdate, Ticker, Trade
-from tradingd.engine.store import _replay, evcache
+from tradingd.engine.model.events import (
+    BookUpdate,
+    Greeks,
+    MarketEvent,
+    Side,
+    Status,
+    StatusKind,
+    Ticker,
+    Trade,
+)
+from tradingd.engine.store import _replay, evcache, evformat
 from tradingd.engine.store.evcache import CacheDamaged, EventCache, ReplayDecoder
 from tradingd.engine.venue.plugins import load_venue
 
@@ -249,5 +268,313 @@ def test_the_replay_is_collected_with_its_decoder() -> None:
     rd = _bare(True)
     gone = weakref.ref(rd)
     del rd
+    gc.collect()
+    assert gone() is None
+
+
+# -- the chunk codec (_replay.Encoder, _replay.Records) against evformat, its Python reference -----
+class _Point(msgspec.Struct, frozen=True, gc=False):
+    """A Struct an event may hold (as Ticker holds Greeks): written by its fields."""
+
+    x: float
+    y: Any = None
+
+
+class _KwOnly(msgspec.Struct, kw_only=True):
+    """A Struct whose fields do not rebuild it in order: pickled."""
+
+    a: int = 0
+
+
+class _Colour(enum.Enum):
+    RED = "red"
+    BLUE = 2
+
+
+def _tables() -> tuple[dict[type, int], dict[type, dict[Any, int]], list[type], list[Any], Any]:
+    kinds: dict[type, int] = {}
+    enums: dict[type, dict[Any, int]] = {}
+    structs: list[type] = []
+    consts: list[Any] = []
+
+    def register(v: Any) -> int:
+        cls = type(v)
+        if isinstance(v, msgspec.Struct) and evformat.positional_struct(cls):
+            kinds[cls] = len(structs)
+            structs.append(cls)
+            return kinds[cls]
+        if isinstance(v, enum.Enum):
+            enums.setdefault(cls, {})[v] = len(consts)
+            consts.append(v)
+            return len(consts) - 1
+        return -1
+
+    return kinds, enums, structs, consts, register
+
+
+def _dumps(v: Any) -> bytes:
+    return pickle.dumps(v, protocol=5)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, of the same types all the way down, floats to the bit (NaN, -0.0)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is float:
+        return struct.pack("<d", a) == struct.pack("<d", b)
+    if type(a) in (tuple, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if type(a) is dict:
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, msgspec.Struct):
+        return all(_same(getattr(a, f), getattr(b, f)) for f in a.__struct_fields__)
+    return bool(a == b)
+
+
+def _outcome(records: Any) -> tuple[list[Any], str | None]:
+    """What reading gives: the records, then what it raised (type and message), if anything."""
+    out: list[Any] = []
+    try:
+        for rec in records:
+            out.append(rec)
+    except Exception as exc:
+        return out, f"{type(exc).__name__}: {exc}"
+    return out, None
+
+
+def _both_ways(data: bytes, count: int, sources: int, structs: Any, consts: Any) -> list[Any]:
+    """The records of `data` read by the compiled codec and by the reference: the same."""
+    outcomes: list[tuple[list[Any], str | None]] = []
+    for compiled in (True, False):
+        if compiled:
+            try:
+                reader: Any = _replay.Records(
+                    data, 0, count, sources, tuple(structs), tuple(consts), pickle.loads, None
+                )
+            except ValueError as exc:
+                outcomes.append(([], f"ValueError: {exc}"))
+                continue
+        else:
+            try:
+                reader = evformat.py_records(
+                    data, 0, count, sources, tuple(structs), tuple(consts), pickle.loads
+                )
+            except ValueError as exc:
+                outcomes.append(([], f"ValueError: {exc}"))
+                continue
+        outcomes.append(_outcome(reader))
+    (c_recs, c_raised), (p_recs, p_raised) = outcomes
+    assert c_raised == p_raised
+    assert len(c_recs) == len(p_recs) and all(_same(a, b) for a, b in zip(c_recs, p_recs, strict=True))
+    return c_recs
+
+
+_floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.decimals(min_value=-1e9, max_value=1e9, places=6, allow_nan=False, allow_infinity=False).map(float),
+    st.sampled_from([0.0, -0.0, 5e-324, 1e300, 91279.29, 0.0615, 2**53 + 0.0, -(2**53) - 2.0]),
+)
+_ints = st.one_of(
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.sampled_from([0, -1, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 2**31, -(2**31)]),
+)
+_text = st.one_of(
+    st.sampled_from(["deribit", "BTC-PERPETUAL", ""]),
+    st.text(st.characters(exclude_categories=()), max_size=8),
+)  # lone surrogates too
+_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    _floats,
+    _ints,
+    _text,
+    st.sampled_from([Side.BUY, Side.SELL, StatusKind.FUNDING, _Colour.RED, _Colour.BLUE]),
+    st.decimals(allow_nan=False, places=3),
+    st.tuples(_floats, _floats),
+    st.lists(st.tuples(_floats, _floats), max_size=4).map(tuple),
+    st.builds(Greeks, _floats, _floats, _floats, _floats, st.one_of(st.none(), _floats)),
+    st.builds(_KwOnly, a=st.integers(0, 9)),
+)
+_values = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(tuple),
+        st.lists(inner, max_size=3),
+        st.dictionaries(_text, inner, max_size=3),
+        st.builds(_Point, inner, inner),
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def _event(draw: st.DrawFn) -> Any:
+    cls = draw(st.sampled_from([Ticker, BookUpdate, Trade, Status]))
+    return cls(*[draw(_values) for _ in cls.__struct_fields__])
+
+
+_bodies = st.one_of(
+    st.none(),
+    _event(),
+    st.lists(_event(), min_size=0, max_size=3).map(tuple),
+    st.tuples(st.lists(_event(), max_size=2).map(tuple), st.dictionaries(st.just("stats"), _values)).map(
+        list
+    ),
+    _values,
+)
+_records = st.lists(
+    st.tuples(
+        st.one_of(
+            st.none(),
+            st.integers(min_value=-(2**62), max_value=2**62 - 1),
+            st.just(1_795_478_400_000_000_000),
+        ),
+        st.integers(0, 3),
+        _bodies,
+    ),
+    max_size=8,
+)
+
+
+def _encode_both(records: list[Any]) -> tuple[bytes, list[type], list[Any]]:
+    """The records written by the compiled encoder and by the reference, each with tables of its
+    own from empty: the same bytes, the same tables."""
+    out = []
+    for cls in (_replay.Encoder, evformat.PyEncoder):
+        kinds, enums, structs, consts, register = _tables()
+        encoder = cls(kinds, enums, register, _dumps)
+        for ts, idx, body in records:
+            encoder.add(ts, idx, body)
+        assert encoder.count == len(records)
+        out.append((encoder.take(), structs, consts))
+        assert encoder.count == 0
+    (c_data, c_structs, c_consts), (p_data, p_structs, p_consts) = out
+    assert c_data == p_data
+    assert c_structs == p_structs and c_consts == p_consts
+    return c_data, c_structs, c_consts
+
+
+@settings(max_examples=examples(300))
+@given(_records)
+def test_the_compiled_codec_writes_and_reads_what_the_reference_does(records: list[Any]) -> None:
+    data, structs, consts = _encode_both(records)
+    back = _both_ways(data, len(records), 4, structs, consts)
+    assert len(back) == len(records)
+    for (ts, idx, body), got in zip(records, back, strict=True):
+        assert _same(got, (ts, idx, body)), (got, (ts, idx, body))
+
+
+@settings(max_examples=examples(300))
+@given(_records, st.data())
+def test_a_damaged_chunk_reads_the_same_both_ways(records: list[Any], data: st.DataObject) -> None:
+    """Cut short, a byte changed, bytes added: the same records, then the same error (never
+    another), compiled as in Python."""
+    chunk, structs, consts = _encode_both(records)
+    damage = data.draw(st.sampled_from(["cut", "flip", "add"]))
+    at = data.draw(st.integers(0, max(0, len(chunk) - 1)))
+    if damage == "cut":
+        chunk = chunk[:at]
+    elif damage == "flip" and chunk:
+        chunk = chunk[:at] + bytes([chunk[at] ^ data.draw(st.integers(1, 255))]) + chunk[at + 1 :]
+    else:
+        chunk = chunk[:at] + data.draw(st.binary(min_size=1, max_size=4)) + chunk[at:]
+    count = data.draw(st.sampled_from([len(records), len(records) + 1, max(0, len(records) - 1)]))
+    _both_ways(chunk, count, data.draw(st.integers(1, 4)), structs, consts)
+
+
+def test_an_entry_s_chunks_read_the_same_both_ways_and_write_again_to_their_bytes(tmp_path: Path) -> None:
+    _, cache, key, sources = _entry(tmp_path)
+    hit = cache.open(key, sources, {"deribit": load_venue("deribit").decoder(InstrumentRegistry())}, print)
+    assert hit is not None
+    kinds = {cls: i for i, cls in enumerate(hit.structs)}
+    enums: dict[type, dict[Any, int]] = {}
+    for i, member in enumerate(hit.consts):
+        enums.setdefault(type(member), {})[member] = i
+    hit._file.seek(hit._chunks_at)
+    dctx = zstandard.ZstdDecompressor()
+    chunks = shared = 0
+    while hit._file.tell() < hit.footer["chunks_end"]:
+        raw = dctx.decompress(hit._file.read(int.from_bytes(hit._file.read(4), "little")))
+        count = int.from_bytes(raw[:4], "little")
+        at = 8 + int.from_bytes(raw[4:8], "little")
+        records = _both_ways(raw[at:], count, 1, hit.structs, hit.consts)
+        for cls in (_replay.Encoder, evformat.PyEncoder):
+            encoder = cls(dict(kinds), dict(enums), lambda v: -1, evcache._dumps)
+            for rec in records:
+                encoder.add(*rec)
+            assert encoder.take() == raw[at:]
+        # one object per name in a chunk
+        names: dict[str, str] = {}
+        for _, _, body in records:
+            for ev in body if type(body) is tuple else [body]:
+                if isinstance(ev, MarketEvent):
+                    assert names.setdefault(ev.instrument, ev.instrument) is ev.instrument
+                    shared += 1
+        chunks += 1
+    hit._file.close()
+    assert chunks > 3 and shared > 1000
+
+
+def _interrupting_loads(raised: type[BaseException]) -> Any:
+    def loads(data: bytes) -> Any:
+        raise raised("in the middle of a chunk")
+
+    return loads
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit, RuntimeError])
+def test_what_a_chunk_s_unpickling_raises_is_damage_only_when_an_exception(
+    tmp_path: Path, raised: type[BaseException]
+) -> None:
+    """Ctrl-C landing in the unpickler a chunk calls goes through as it is, compiled as in
+    Python, and the entry stays; an Exception is the entry's damage (`CachedReplay.damaged`)."""
+    data, _, _ = _encode_both([(1, 0, [1, 2])])  # a list: pickled
+    entry = tmp_path / "x.evc"
+    said: list[Any] = []
+    for compiled in (True, False):
+        entry.write_bytes(b"an entry")
+        replay = evcache.CachedReplay(entry, [], {}, {}, None, 0, log=lambda *a, **k: said.append(a))
+        loads = _interrupting_loads(raised)
+        reader: Any = (
+            _replay.Records(data, 0, 1, 1, (), (), loads, replay.damaged)
+            if compiled
+            else replay._py_records(evformat.py_records(data, 0, 1, 1, (), (), loads))
+        )
+        expected = CacheDamaged if issubclass(raised, Exception) else raised
+        with pytest.raises(expected) as caught:
+            next(reader)
+        if expected is CacheDamaged:
+            assert type(caught.value.__cause__) is raised
+            assert not entry.exists(), "a damaged entry is removed"
+        else:
+            assert entry.exists(), "Ctrl-C damages nothing"
+    assert len(said) == (2 if issubclass(raised, Exception) else 0)
+
+
+def test_a_value_whose_pickle_a_replay_would_refuse_is_never_written() -> None:
+    """A Struct rebuilt by a function (keyword-only fields) inside an event: the writer's
+    `_dumps` refuses it (the entry is not written), rather than an entry every replay would find
+    damaged."""
+    assert not evformat.positional_struct(_KwOnly)
+    with pytest.raises(pickle.UnpicklingError):
+        evcache._dumps(_KwOnly(a=1))
+    assert evcache._loads(evcache._dumps(Decimal("1.5"))) == Decimal("1.5")
+
+
+def test_the_codec_s_objects_are_collected() -> None:
+    import gc
+    import weakref
+
+    encoder = _replay.Encoder({}, {}, lambda v: -1, _dumps)
+    encoder.add(1, 0, _Point(1.0))
+    data = encoder.take()
+    records = _replay.Records(data, 0, 1, 1, (), (), pickle.loads, None)
+    holder = type("Holder", (), {})()
+    holder.records = records
+    holder.encoder = encoder
+    records_with_cycle = _replay.Records(data, 0, 1, 1, (), (), holder, holder)  # a cycle through both
+    holder.cycle = records_with_cycle
+    gone = weakref.ref(holder)
+    del holder, records, encoder, records_with_cycle
     gc.collect()
     assert gone() is None
