@@ -476,7 +476,7 @@ static PyObject *replay_call(PyObject *op, PyObject *const *args, size_t nargsf,
         goto reference;
     }
     /* `stats = self.stats; stats.frames += 1; stats.events += len(events)` */
-    PyObject *owner = self->owner;
+    PyObject *owner = self->owner; /* held by self, which the caller holds */
     PyObject *stats = slot_get(owner, SLOT(self->owner_slots, owner, owner_names, O_N, O_STATS), s_stats);
     if (stats == NULL) goto fail;
     PyObject *count = PyLong_FromSsize_t(PyList_GET_SIZE(events));
@@ -887,30 +887,62 @@ static PyObject *encoder_add(PyObject *op, PyObject *const *args, Py_ssize_t nar
     }
     PyObject *ts_obj = args[0], *idx = args[1];
     int64_t ts = 0;
+    /* all or nothing: a record that cannot be written leaves the chunk as it was */
+    Py_ssize_t len0 = e->len, strings0 = PyDict_GET_SIZE(e->strings);
+    int64_t prev0 = e->prev;
     if (ts_obj == Py_None) {
-        if (put_byte(e, 1) < 0) return NULL;
+        if (put_byte(e, 1) < 0) goto undo;
     } else {
         int overflow = 0;
         long long t = PyLong_CheckExact(ts_obj) ? PyLong_AsLongLongAndOverflow(ts_obj, &overflow) : 0;
         if (t == -1 && PyErr_Occurred()) return NULL;
         if (!PyLong_CheckExact(ts_obj) || overflow || t < -TS_MAX || t >= TS_MAX) {
             PyErr_Format(PyExc_ValueError, "a receive time of %R cannot be stored", ts_obj);
-            return NULL;
+            goto undo;
         }
         ts = (int64_t)t;
-        if (put_byte(e, 0) < 0 || put_varint(e, zigzag(ts - e->prev)) < 0) return NULL;
+        if (put_byte(e, 0) < 0 || put_varint(e, zigzag(ts - e->prev)) < 0) goto undo;
         e->prev = ts;
     }
     Py_ssize_t i = PyLong_CheckExact(idx) ? PyLong_AsSsize_t(idx) : -1;
     if (i < 0) {
         PyErr_Clear();
         PyErr_Format(PyExc_ValueError, "a source index of %R cannot be stored", idx);
-        return NULL;
+        goto undo;
     }
-    if (put_varint(e, (uint64_t)i) < 0) return NULL;
-    if (put_value(e, args[2], ts_obj, ts, 0, 0) < 0) return NULL;
+    if (put_varint(e, (uint64_t)i) < 0) goto undo;
+    if (put_value(e, args[2], ts_obj, ts, 0, 0) < 0) goto undo;
     e->count++;
     Py_RETURN_NONE;
+undo:
+    e->len = len0;
+    e->prev = prev0;
+    if (PyDict_GET_SIZE(e->strings) > strings0) { /* the strings this record named first */
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        PyObject *kept = PyDict_New();
+        PyObject *key, *value;
+        Py_ssize_t pos = 0;
+        while (kept != NULL && PyDict_Next(e->strings, &pos, &key, &value)) {
+            if (PyLong_AsSsize_t(value) < strings0 && PyDict_SetItem(kept, key, value) < 0) Py_CLEAR(kept);
+        }
+        if (kept != NULL) {
+            Py_SETREF(e->strings, kept);
+        } else { /* no memory even for that: the chunk cannot be trusted, nor written */
+            PyErr_Clear();
+            e->len = 0;
+            e->count = 0;
+            e->prev = 0;
+            PyDict_Clear(e->strings);
+            Py_XDECREF(exc_type);
+            Py_XDECREF(exc_value);
+            Py_XDECREF(exc_tb);
+            PyErr_SetString(PyExc_MemoryError, "a chunk's record half written and not undone");
+            return NULL;
+        }
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    }
+    return NULL;
 }
 
 static PyObject *encoder_take(PyObject *op, PyObject *unused) {

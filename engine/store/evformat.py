@@ -144,6 +144,18 @@ class PyEncoder:
         return out
 
     def add(self, ts: int | None, idx: int, body: Any) -> None:
+        """One record; all or nothing (one that cannot be written leaves the chunk as it was)."""
+        size, prev, named = len(self.buf), self.prev, len(self.strings)
+        try:
+            self._add(ts, idx, body)
+        except BaseException:
+            del self.buf[size:]
+            self.prev = prev
+            if len(self.strings) > named:
+                self.strings = {s: i for s, i in self.strings.items() if i < named}
+            raise
+
+    def _add(self, ts: int | None, idx: int, body: Any) -> None:
         buf = self.buf
         if ts is None:
             buf.append(1)

@@ -578,3 +578,31 @@ def test_the_codec_s_objects_are_collected() -> None:
     del holder, records, encoder, records_with_cycle
     gc.collect()
     assert gone() is None
+
+
+class _Unpicklable:
+    def __reduce__(self) -> Any:
+        raise RuntimeError("cannot be pickled")
+
+
+def test_a_record_that_cannot_be_written_leaves_the_chunk_as_it_was() -> None:
+    """All or nothing: the names a failed record met first are not in the chunk's table (a later
+    record writes them whole), its bytes are gone, the next record's time difference is from the
+    last record written."""
+    good = [(10, 0, Ticker("deribit", "A", 9, 10)), (30, 0, Ticker("deribit", "B", 29, 30))]
+    bad = (20, 0, Ticker("deribit", "NEW-NAME", 19, 20, greeks=_Unpicklable()))  # type: ignore[arg-type]
+    late = (40, 0, Ticker("deribit", "NEW-NAME", 39, 40))
+    for cls in (_replay.Encoder, evformat.PyEncoder):
+        kinds, enums, _, _, register = _tables()
+        encoder = cls(kinds, enums, register, _dumps)
+        encoder.add(*good[0])
+        with pytest.raises(RuntimeError, match="cannot be pickled"):
+            encoder.add(*bad)
+        assert encoder.count == 1
+        for rec in [good[1], late]:
+            encoder.add(*rec)
+        kinds2, enums2, _, _, register2 = _tables()
+        clean = cls(kinds2, enums2, register2, _dumps)
+        for rec in [good[0], good[1], late]:
+            clean.add(*rec)
+        assert encoder.take() == clean.take()
