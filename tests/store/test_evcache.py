@@ -100,6 +100,69 @@ def test_a_changed_file_never_reuses_its_entry(tmp_path: Path) -> None:
     assert third.data_path == "cache" and third.cache_entry == second.cache_entry
 
 
+def _counting_digests(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    hashed: list[Path] = []
+    real = evcache._file_digest
+
+    def counted(path: Path) -> bytes:
+        hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(evcache, "_file_digest", counted)
+    return hashed
+
+
+def test_a_data_file_s_digest_is_remembered_by_the_folder_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process (another cache object) on the same folder does not hash a file again
+    whose stamp is the one it was hashed with; a byte changed in place (the same inode and
+    size) with the old modification time set back is hashed again (its ctime moved) and makes
+    a new key."""
+    rec = _recording(tmp_path / "a.rec.zst")
+    monkeypatch.setattr(evcache, "_RACY_NS", 0)  # the file was written a moment ago
+    hashed = _counting_digests(monkeypatch)
+    plugins = {"deribit": load_venue("deribit")}
+    sources = [DataSource("deribit", rec)]
+    key = EventCache(tmp_path / "c").key(plugins, sources)
+    assert hashed == [rec]
+    assert EventCache(tmp_path / "c").key(plugins, sources) == key
+    assert hashed == [rec], "remembered by the folder"
+    stat = rec.stat()
+    with open(rec, "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 1]))
+    os.utime(rec, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    now = rec.stat()
+    assert (now.st_ino, now.st_size, now.st_mtime_ns) == (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    assert EventCache(tmp_path / "c").key(plugins, sources) != key
+    assert hashed == [rec, rec]
+    # A folder whose memory is not JSON, or not of this shape: hashed again, and written anew.
+    for junk in (b"not json", b'{"x": 1}', b"[1, 2]"):
+        (tmp_path / "c" / evcache._DIGESTS).write_bytes(junk)
+        EventCache(tmp_path / "c").key(plugins, sources)
+    assert len(hashed) == 5
+    EventCache(tmp_path / "c").key(plugins, sources)
+    assert len(hashed) == 5
+
+
+def test_a_file_changed_just_before_it_was_hashed_is_not_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within `_RACY_NS` of its last change, a file's next change may keep its stamp (a coarse
+    clock): it is hashed again by every process until it has been quiet that long."""
+    rec = _recording(tmp_path / "a.rec.zst")
+    hashed = _counting_digests(monkeypatch)
+    plugins = {"deribit": load_venue("deribit")}
+    sources = [DataSource("deribit", rec)]
+    for _ in range(2):
+        EventCache(tmp_path / "c").key(plugins, sources)
+    assert hashed == [rec, rec]
+    assert not (tmp_path / "c" / evcache._DIGESTS).exists()
+
+
 def test_a_changed_decoder_makes_a_new_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rec = _recording(tmp_path / "a.rec.zst")
     plugin = load_venue("deribit")
