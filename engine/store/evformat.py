@@ -39,6 +39,7 @@ from __future__ import annotations
 import inspect
 import math
 import struct
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
@@ -71,11 +72,22 @@ _F64: Final = struct.Struct("<d")
 _EXACT_M: Final = 1 << 53
 
 
+_positional: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
 def positional_struct(cls: type) -> bool:
     """A msgspec Struct class its fields in order rebuild: `cls(*values)` (its pickle's own
-    recipe) and nothing else (no `__post_init__`, no keyword-only field, not a dict)."""
+    recipe) and nothing else (no `__post_init__`, no keyword-only field, not a dict). Memoized:
+    msgspec 0.22 leaks a few objects on every read of a class's `__signature__`."""
     if not (isinstance(cls, type) and issubclass(cls, msgspec.Struct)):
         return False
+    found = _positional.get(cls)
+    if found is None:
+        found = _positional[cls] = _positional_struct(cls)
+    return found
+
+
+def _positional_struct(cls: type[msgspec.Struct]) -> bool:
     if hasattr(cls, "__post_init__") or cls.__struct_config__.dict:
         return False
     try:
