@@ -137,12 +137,14 @@ _MAGIC: Final = b"TDEVC\x00\x04\n"
 _END: Final = b"TDEVCEND"
 _DIGEST: Final = 4  # the CRC-32 of the file before it (`_Check`)
 # Which replay of a data set from its frames writes its entry: 1, the first, as the issue that
-# asked for the cache says. Writing costs that replay about 0.8x more (recording every frame's
-# events, pickling, compressing); waiting for the second replay (`write_on=2`) spares a data set
+# asked for the cache says. Writing costs that replay about 0.35x more (recording every frame's
+# events, encoding, compressing); waiting for the second replay (`write_on=2`) spares a data set
 # replayed once, but makes the second run pay it and the fast runs start at the third: a user
 # iterating on a strategy (the usual case) gains more from the first.
 WRITE_ON: Final = 1
-CHUNK: Final = 4096  # records per chunk: RSS stays bounded (a few MB) whatever the file's length
+# Records per chunk: a chunk is ~0.3 MB encoded, held once compressed and once not while it is
+# written or read (its events are not kept: built and freed one record at a time).
+CHUNK: Final = 4096
 _DEFAULT_MAX: Final = 4 << 30
 _STALE_PART_S: Final = 3600  # a writer's temporary file older than this is a killed run's
 _ZSTD_LEVEL: Final = 1  # level 3: 10% smaller, 25% slower to write

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import attrs
 import pytest
 import structlog
 import trio
@@ -75,6 +76,26 @@ def test_first_run_writes_second_reads(tmp_path: Path) -> None:
     assert second.cache_entry == first.cache_entry
     assert second.frames == first.frames == 199 + 1
     assert not list((tmp_path / "c").glob(".*.part")), "no temporary file is left"
+
+
+@pytest.mark.parametrize("writer", ["compiled", "python"])
+def test_an_entry_written_with_either_codec_is_read_by_either(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
+) -> None:
+    """A tree without the compiled codec (`_replay` not built) writes and reads entries with
+    the Python reference, the same bytes: each reads the other's entry, to the same counts."""
+    rec = _recording(tmp_path / "a.rec.zst")
+    compiled = evcache._replay
+    if writer == "python":
+        monkeypatch.setattr(evcache, "_replay", None)
+    first = _run(rec, EventCache(tmp_path / "c", write_on=1))
+    assert first.data_path == "frames, cache written"
+    monkeypatch.setattr(evcache, "_replay", None if writer == "compiled" else compiled)
+    second = _run(rec, EventCache(tmp_path / "c", write_on=1))
+    assert second.data_path == "cache"
+    assert (second.frames, second.malformed) == (first.frames, first.malformed)
+    stats = [attrs.asdict(k.decoders["deribit"].stats) for k in (first, second)]
+    assert stats[0] == stats[1] and stats[0]["events"] > 100
 
 
 def test_no_cache_neither_reads_nor_writes(tmp_path: Path) -> None:
