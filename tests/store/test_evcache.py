@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import attrs
+import orjson
 import pytest
 import structlog
 import trio
