@@ -608,6 +608,7 @@ static inline double round_even(double x) {
 /* -- Encoder -- */
 typedef struct {
     PyObject *type;    /* the class (held) */
+    unsigned int tag;  /* its version tag when the offsets were taken (0: retaken at every use) */
     PyObject *names;   /* its __struct_fields__ (held) */
     Py_ssize_t n;
     Py_ssize_t *offset; /* each field's slot, or -1: read by name */
@@ -686,7 +687,12 @@ static int put_float(Encoder *e, double x) {
 
 /* The fields of struct class index `c` (its class `type`): computed at first use. */
 static Fields *fields_of(Encoder *e, Py_ssize_t c, PyObject *type) {
-    if (c < e->nfields && e->fields[c].type == type) return &e->fields[c];
+#ifdef Py_TPFLAGS_VALID_VERSION_TAG
+    if (c < e->nfields && e->fields[c].type == type && e->fields[c].tag != 0 &&
+        (((PyTypeObject *)type)->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) &&
+        ((PyTypeObject *)type)->tp_version_tag == e->fields[c].tag)
+        return &e->fields[c];
+#endif
     if (c >= e->nfields) {
         Py_ssize_t n = c + 8;
         Fields *f = PyMem_Realloc(e->fields, n * sizeof(Fields));
@@ -722,40 +728,56 @@ static Fields *fields_of(Encoder *e, Py_ssize_t c, PyObject *type) {
         f->offset[i] = -1;
         if (d != NULL && Py_TYPE(d) == &PyMemberDescr_Type) {
             PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-            if (m->type == T_OBJECT_EX) f->offset[i] = m->offset;
+            /* a descriptor of this class or a base (one planted from another class is its own) */
+            if (m->type == T_OBJECT_EX &&
+                PyType_IsSubtype((PyTypeObject *)type, ((PyMemberDescrObject *)d)->d_common.d_type))
+                f->offset[i] = m->offset;
         }
     }
     f->type = Py_NewRef(type);
     f->names = names;
     f->n = n;
+#ifdef Py_TPFLAGS_VALID_VERSION_TAG
+    f->tag = (((PyTypeObject *)type)->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) ? ((PyTypeObject *)type)->tp_version_tag
+                                                                                : 0;
+#else
+    f->tag = 0;
+#endif
     return f;
 }
 
 static int put_value(Encoder *e, PyObject *v, PyObject *ts_obj, int64_t ts, int depth, int retried);
 
 static int put_struct(Encoder *e, PyObject *v, Py_ssize_t c, PyObject *ts_obj, int64_t ts, int depth) {
-    Fields *f = fields_of(e, c, (PyObject *)Py_TYPE(v));
+    PyObject *type = (PyObject *)Py_TYPE(v);
+    Fields *f = fields_of(e, c, type);
     if (f == NULL) return -1;
     if (put_byte(e, K_STRUCT) < 0 || put_varint(e, (uint64_t)c) < 0) return -1;
-    for (Py_ssize_t i = 0; i < f->n; i++) {
-        PyObject *x;
-        if (f->offset[i] >= 0) {
-            x = *(PyObject **)((char *)v + f->offset[i]);
-            if (x == NULL) {
-                x = PyObject_GetAttr(v, PyTuple_GET_ITEM(f->names, i)); /* its AttributeError */
-                if (x == NULL) return -1;
-            } else {
-                Py_INCREF(x);
-            }
+    Py_ssize_t n = f->n;
+    PyObject *names = Py_NewRef(f->names); /* as the reference: the names read once */
+    int rc = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        /* taken again for every field: an earlier field's value may have run code (a pickle, the
+           writer's `register`) that moved the table or changed the class */
+        f = fields_of(e, c, type);
+        if (f == NULL) goto done;
+        Py_ssize_t off = i < f->n ? f->offset[i] : -1;
+        PyObject *x = off >= 0 ? *(PyObject **)((char *)v + off) : NULL;
+        if (x != NULL) {
+            Py_INCREF(x);
         } else {
-            x = PyObject_GetAttr(v, PyTuple_GET_ITEM(f->names, i));
-            if (x == NULL) return -1;
+            x = PyObject_GetAttr(v, name); /* by name, as Python: its AttributeError if unset */
+            if (x == NULL) goto done;
         }
         int r = put_value(e, x, ts_obj, ts, depth + 1, 0);
         Py_DECREF(x);
-        if (r < 0) return -1;
+        if (r < 0) goto done;
     }
-    return 0;
+    rc = 0;
+done:
+    Py_DECREF(names);
+    return rc;
 }
 
 static int float_pair(PyObject *lvl) {
