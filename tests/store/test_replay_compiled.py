@@ -606,3 +606,18 @@ def test_a_record_that_cannot_be_written_leaves_the_chunk_as_it_was() -> None:
         for rec in [good[0], good[1], late]:
             clean.add(*rec)
         assert encoder.take() == clean.take()
+
+
+def test_structs_nested_deeper_than_the_encoder_s_first_table_are_written_as_the_reference() -> None:
+    """A Struct holding a Struct of a class met first there (the writer registers it meanwhile,
+    growing the encoder's table of classes) twelve deep: the same bytes, read back the same."""
+    classes = [
+        msgspec.defstruct(f"Nested{i}", [("inner", Any), ("x", float)], frozen=True) for i in range(12)
+    ]
+    value: Any = 1.5
+    for cls in classes:
+        value = cls(value, 0.25)
+    data, structs, consts = _encode_both([(7, 0, value), (8, 0, value)])
+    assert len(structs) == 12
+    (_, _, first), (_, _, second) = _both_ways(data, 2, 1, structs, consts)
+    assert _same(first, value) and _same(second, value)
