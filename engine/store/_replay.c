@@ -867,7 +867,9 @@ static int put_value(Encoder *e, PyObject *v, PyObject *ts_obj, int64_t ts, int 
     PyObject *members = PyDict_GetItemWithError(e->enums, (PyObject *)cls); /* borrowed */
     if (members == NULL && PyErr_Occurred()) return -1;
     if (members != NULL) {
+        Py_INCREF(members); /* the lookup may run code (an enum's __hash__ is Python's) */
         PyObject *i = PyObject_GetItem(members, v);
+        Py_DECREF(members);
         if (i != NULL) {
             Py_ssize_t k = PyLong_AsSsize_t(i);
             Py_DECREF(i);
