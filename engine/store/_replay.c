@@ -13,16 +13,21 @@
  * `update(book, bids, asks)` is `OrderBook.update` for an exact `OrderBook` (the class given to
  * `setup`, while its
  * `update` is the function defined there) and levels given as exact tuples of exact (float,
- * float) tuples, as the unpickler and the decoders make them; anything else calls the method.
+ * float) tuples, as the chunk reader and the decoders make them; anything else calls the method.
  * The same operations in the same order as the Python code, on the same objects: ticks are
  * `round(price * inverse)` as Python rounds (half to even, through `PyLong_FromDouble`: NaN a
  * ValueError, an infinity an OverflowError), a level is set, popped and compared through the
  * dict and object API (a key planted in a book by a strategy runs its own code there, as in
- * Python), the book's slots read and written through the attribute protocol at the points the
- * Python method reads and writes them; every reference used is held.
+ * Python), the book's slots read and written at the points the Python method reads and writes
+ * them (at their offsets while the class is unchanged, else through the attribute protocol:
+ * "slots by offset" below); every reference used is held.
  *
  * An exception but the `malformed` class on these records is the entry's damage: what
  * `owner.damaged(exc)` returns is raised from it, as the Python method does.
+ *
+ * `Encoder` and `Records` are the chunk codec of evformat.py (`PyEncoder`, `py_records`, the
+ * reference): the same bytes written, the same records read, one at a time, each event built by
+ * calling its class (msgspec's vectorcall) with its fields read from the chunk.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
