@@ -12,10 +12,12 @@ import structlog
 
 from ..model.book import OrderBook
 from ..model.errors import OrderDenied, OrderRejected, StrategyError
-from ..model.events import OrderUpdate, Subscription, Ticker
+from ..model.events import Liquidity, OrderUpdate, Subscription, Ticker
+from ..model.fees import FeeModel
 from ..model.filter import InstrumentFilter
 from ..model.instruments import Instrument
 from ..model.ledger import PositionView
+from ..model.money import to_decimal
 from ..model.orders import ClientOrderIds, Order, OrderRequest
 from ..venue.catalog import MarketCatalog
 from .flow import OrderFlow
@@ -40,6 +42,7 @@ class ContextHost(Protocol):
     @property
     def catalogs(self) -> Mapping[str, MarketCatalog]: ...
     def book(self, venue: str, instrument: str) -> OrderBook | None: ...
+    def fee_model(self, venue: str) -> FeeModel | None: ...
 
 
 def _plain(field: attrs.Attribute[Any]) -> bool:
@@ -82,6 +85,7 @@ class BaseContext(StrategyContext):
         self.ids = host.ids
         self.venues = frozenset(venues)
         self._books: Callable[[str, str], OrderBook | None] = host.book
+        self._fee_model: Callable[[str], FeeModel | None] = host.fee_model
         self.log = host.log.bind(strategy=strategy)
         self._catalogs = host.catalogs
 
@@ -142,6 +146,28 @@ class BaseContext(StrategyContext):
 
     def book(self, venue: str, instrument: str) -> OrderBook | None:
         return self._books(venue, instrument)
+
+    def fee(
+        self,
+        venue: str,
+        instrument: str,
+        price: Decimal | int | str,
+        size: Decimal | int | str,
+        *,
+        liquidity: Liquidity | str = Liquidity.TAKER,
+    ) -> tuple[Decimal, str]:
+        model = self._fee_model(venue)
+        if model is None:
+            raise StrategyError(
+                f"no fee schedule for {venue!r} in this engine (venues: {sorted(self.venues)})"
+            )
+        inst = self.flow.registry.get(venue, instrument)
+        if inst is None:
+            raise StrategyError(f"unknown instrument {venue}:{instrument}: no fee to compute")
+        index = self.flow.market.index.get((venue, inst.base))
+        return model.fee(
+            inst, to_decimal(price, "fee price"), to_decimal(size, "fee size"), Liquidity(liquidity), index
+        )
 
     def catalog(self, venue: str) -> MarketCatalog:
         found = self._catalogs.get(venue)

@@ -44,6 +44,7 @@ from ..model.events import (
     Ticker,
     Trade,
 )
+from ..model.fees import FeeModel
 from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry
 from ..model.market import MarketState
 from ..model.money import decimal_text, optional
@@ -315,6 +316,7 @@ class LiveEngine:
             raise ConfigError("no venue to connect to: configure [venues.<name>] or subscribe a strategy")
         plugins = dict(plugins or {})
         self.venues: dict[str, LiveVenue] = {}
+        self.fee_models: dict[str, FeeModel] = {}
         self.plugins: dict[str, VenuePlugin] = {}
         self.gateways: dict[str, ExecutionGateway] = {}
         self.paper: dict[str, PaperExecution] = {}
@@ -344,11 +346,14 @@ class LiveEngine:
             if frame_hook is not None:
                 live.on_frame = frame_hook(name)  # every raw frame, e.g. to a recorder
             client: ExecutionClient
+            # The venue's fee schedule: paper mode books fills at it, strategies ask it
+            # (`StrategyContext.fee`) in both modes.
+            self.fee_models[name] = plugin.fee_model(settings.fees)
             if mode == "paper":
                 sim = SimulatedVenue(
                     name,
                     self.registry,
-                    plugin.fee_model(settings.fees),
+                    self.fee_models[name],
                     live.decoder.book,
                     index=self.market_state.index_of(name),
                 )
@@ -450,6 +455,9 @@ class LiveEngine:
     def book(self, venue: str, instrument: str) -> OrderBook | None:
         live = self.venues.get(venue)
         return None if live is None else live.decoder.book(instrument)
+
+    def fee_model(self, venue: str) -> FeeModel | None:
+        return self.fee_models.get(venue)
 
     def _deliver_private(self, event: PrivateEvent) -> None:
         self.router.dispatch(event)

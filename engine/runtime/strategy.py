@@ -31,7 +31,7 @@ import attrs
 import trio
 
 from ..model.errors import StrategyError
-from ..model.events import MarketEvent, OrderUpdate, Side, Subscription, Ticker
+from ..model.events import Liquidity, MarketEvent, OrderUpdate, Side, Subscription, Ticker
 from ..model.orders import OrderRequest, OrderType, TimeInForce
 
 if TYPE_CHECKING:
@@ -145,9 +145,10 @@ class StrategyContext(abc.ABC):
         time_in_force: TimeInForce | str = TimeInForce.GTC,
         post_only: bool = False,
         reduce_only: bool = False,
+        tag: str = "",
     ) -> OrderUpdate:
         """`place_order` for the common case: a limit order at `price`, or a market order when
-        `price` is None."""
+        `price` is None. `tag`: the strategy's note on why (see `OrderRequest.tag`)."""
         return await self.place_order(
             OrderRequest(
                 venue=venue,
@@ -159,6 +160,7 @@ class StrategyContext(abc.ABC):
                 post_only=post_only,
                 reduce_only=reduce_only,
                 type=OrderType.MARKET if price is None else OrderType.LIMIT,
+                tag=tag,
             )
         )
 
@@ -225,6 +227,21 @@ class StrategyContext(abc.ABC):
     @abc.abstractmethod
     def book(self, venue: str, instrument: str) -> OrderBook | None:
         """The live book of the instrument when one is maintained. Read it, never change it."""
+
+    def fee(
+        self,
+        venue: str,
+        instrument: str,
+        price: Decimal | int | str,
+        size: Decimal | int | str,
+        *,
+        liquidity: Liquidity | str = Liquidity.TAKER,
+    ) -> tuple[Decimal, str]:
+        """(fee, currency) the venue's fee schedule (with the config's `fees` overrides) charges
+        for executing `size` at `price` as `liquidity`: what a backtest and paper mode book, and
+        what the venue is expected to charge live. A negative fee is a rebate. Raises
+        `StrategyError` for an unknown instrument or a venue without a fee schedule here."""
+        raise StrategyError(f"no fee schedule for {venue!r} in this engine")
 
     def catalog(self, venue: str) -> MarketCatalog:
         """The market catalog of `venue` (Polymarket: every market, searchable), to discover
