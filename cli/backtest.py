@@ -45,7 +45,7 @@ from . import render
 from .exits import UsageError
 from .output_path import unwritable
 from .progress import drawing_status, new_bar, progress, wanted
-from .settings import catalog_settings, risk_limits
+from .settings import catalog_settings, risk_limits, surface_settings
 
 __all__ = ["build_kernel", "cmd_backtest", "ensure_data"]
 
@@ -170,6 +170,7 @@ def build_kernel(
         catalogs=_cached_catalogs(loaded, {s.venue for s in sources}),
         on_failure={s.name: s.on_failure for s in enabled},
         event_cache=event_cache,
+        surface_settings=surface_settings(cfg.surface),
     )
 
 

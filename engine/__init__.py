@@ -10,6 +10,7 @@ dependencies point one way (tests/house/test_layout.py keeps them so):
     model  <-  store  <-  logs  <-  venue  <-  runtime  <-  backtest, daemon  <-  reports
     model  <-  sim
     model  <-  metrics  <-  daemon
+    model  <-  surface  <-  runtime, backtest, daemon
 
 (`logs` reads compressed files with `store`'s opener; `venue` registers secrets with `logs`.)
 `model` is the pure core; `venue` is the SPI a
@@ -81,6 +82,7 @@ if _typing.TYPE_CHECKING:
     from .model.orders import OrderRequest, OrderType, TimeInForce
     from .model.pricing import YEAR_SECONDS, bs_greeks, bs_price, implied_vol
     from .runtime.strategy import Strategy, StrategyContext
+    from .surface.model import OutsideSurface, VolSurface
     from .venue.catalog import CatalogMarket, InvalidPattern, MarketCatalog, OutcomeToken, SearchResult
 
 __all__ = [
@@ -117,6 +119,7 @@ __all__ = [
     "OrderType",
     "OrderUpdate",
     "OutcomeToken",
+    "OutsideSurface",
     "PositionView",
     "PrivateEvent",
     "RateLimited",
@@ -136,6 +139,7 @@ __all__ = [
     "VenueError",
     "VenueRejected",
     "VenueUnavailable",
+    "VolSurface",
     "bs_greeks",
     "bs_price",
     "event_to_dict",
@@ -195,6 +199,8 @@ _EXPORTS: dict[str, str] = {
     "implied_vol": ".model.pricing",
     "Strategy": ".runtime.strategy",
     "StrategyContext": ".runtime.strategy",
+    "OutsideSurface": ".surface.model",
+    "VolSurface": ".surface.model",
     "CatalogMarket": ".venue.catalog",
     "InvalidPattern": ".venue.catalog",
     "MarketCatalog": ".venue.catalog",

@@ -92,6 +92,8 @@ from ..runtime.strategy import FailurePolicy, Phase, Strategy, StrategyFailure, 
 from ..store.evcache import CachedReader, CacheWriter, DecoderChanged, EventCache
 from ..store.recorder import RecordingSet
 from ..store.recording import RecordingReader, format_ts, merge_recordings
+from ..surface.model import SurfaceSettings
+from ..surface.service import SurfaceService
 from ..venue.catalog import MarketCatalog
 from ..venue.spi import Decoder, FrameSource, VenuePlugin
 
@@ -570,6 +572,7 @@ class BacktestKernel:
         catalogs: Mapping[str, MarketCatalog] | None = None,
         on_failure: Mapping[str, FailurePolicy] | None = None,
         event_cache: EventCache | None = None,
+        surface_settings: SurfaceSettings | None = None,
     ) -> None:
         if not sources:
             raise StrategyError("a backtest needs at least one data source")
@@ -594,6 +597,15 @@ class BacktestKernel:
         )
         self.ids = ClientOrderIds("bt")
         self.now = 0
+        # The chains' volatility surfaces (`ctx.surface`), fitted in the strategy's call on the
+        # replayed market's clock: the same data gives the same surfaces at the same instants.
+        self.surfaces = SurfaceService(
+            self.market,
+            self.registry,
+            surface_settings or SurfaceSettings(),
+            lambda: self.now,
+            log=self.log,
+        )
         self._lat = int(settings.latency_ms * 1_000_000)
         resp = settings.response_latency_ms
         self._resp = self._lat if resp is None else int(resp * 1_000_000)

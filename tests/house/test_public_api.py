@@ -57,6 +57,9 @@ STRATEGY_API = {
     "MarketCatalog",
     "OutcomeToken",
     "SearchResult",
+    # the volatility surface it asks its context for (`ctx.surface`)
+    "OutsideSurface",
+    "VolSurface",
     # pricing helpers
     "YEAR_SECONDS",
     "bs_greeks",
