@@ -82,6 +82,7 @@ if _typing.TYPE_CHECKING:
     from .model.pricing import YEAR_SECONDS, bs_greeks, bs_price, implied_vol
     from .runtime.strategy import Strategy, StrategyContext
     from .venue.catalog import CatalogMarket, InvalidPattern, MarketCatalog, OutcomeToken, SearchResult
+    from .venue.pricemarket import PriceCondition, PriceMarket, Unrecognized
 
 __all__ = [
     "ALL_KINDS",
@@ -118,6 +119,8 @@ __all__ = [
     "OrderUpdate",
     "OutcomeToken",
     "PositionView",
+    "PriceCondition",
+    "PriceMarket",
     "PrivateEvent",
     "RateLimited",
     "SearchResult",
@@ -133,6 +136,7 @@ __all__ = [
     "TimeInForce",
     "Trade",
     "TradingError",
+    "Unrecognized",
     "VenueError",
     "VenueRejected",
     "VenueUnavailable",
@@ -200,6 +204,9 @@ _EXPORTS: dict[str, str] = {
     "MarketCatalog": ".venue.catalog",
     "OutcomeToken": ".venue.catalog",
     "SearchResult": ".venue.catalog",
+    "PriceCondition": ".venue.pricemarket",
+    "PriceMarket": ".venue.pricemarket",
+    "Unrecognized": ".venue.pricemarket",
 }
 
 
