@@ -280,6 +280,22 @@ def _add_catalog(sub: Any) -> None:
     )
     f.set_defaults(handler="catalog:cmd_refresh")
 
+    pm = cs.add_parser(
+        "price-markets",
+        parents=[common],
+        help="the crypto price markets read from the catalog, and the crypto-looking ones it could not read",
+        description="Crypto price markets (above / below / between a strike at an instant) read from "
+        "the catalog: underlying, strikes, when the settling price is taken and from where; then the "
+        "markets that look like crypto price questions but could not be read, with the reason.",
+    )
+    pm.add_argument("--underlying", metavar="ASSET", help="only this asset's markets, e.g. BTC")
+    pm.add_argument(
+        "--recording",
+        metavar="PATH",
+        help="the markets a recording defines (a file or a `tradingd record` directory), not the cache's",
+    )
+    pm.set_defaults(handler="catalog:cmd_price_markets")
+
 
 def _add_report(sub: Any) -> None:
     r = sub.add_parser(

@@ -84,6 +84,7 @@ if _typing.TYPE_CHECKING:
     from .runtime.strategy import Strategy, StrategyContext
     from .surface.model import OutsideSurface, VolSurface
     from .venue.catalog import CatalogMarket, InvalidPattern, MarketCatalog, OutcomeToken, SearchResult
+    from .venue.pricemarket import PriceCondition, PriceMarket, Unrecognized
 
 __all__ = [
     "ALL_KINDS",
@@ -121,6 +122,8 @@ __all__ = [
     "OutcomeToken",
     "OutsideSurface",
     "PositionView",
+    "PriceCondition",
+    "PriceMarket",
     "PrivateEvent",
     "RateLimited",
     "SearchResult",
@@ -136,6 +139,7 @@ __all__ = [
     "TimeInForce",
     "Trade",
     "TradingError",
+    "Unrecognized",
     "VenueError",
     "VenueRejected",
     "VenueUnavailable",
@@ -206,6 +210,9 @@ _EXPORTS: dict[str, str] = {
     "MarketCatalog": ".venue.catalog",
     "OutcomeToken": ".venue.catalog",
     "SearchResult": ".venue.catalog",
+    "PriceCondition": ".venue.pricemarket",
+    "PriceMarket": ".venue.pricemarket",
+    "Unrecognized": ".venue.pricemarket",
 }
 
 

@@ -60,6 +60,10 @@ STRATEGY_API = {
     # the volatility surface it asks its context for (`ctx.surface`)
     "OutsideSurface",
     "VolSurface",
+    # crypto price markets read from a catalog, priced against an options surface
+    "PriceCondition",
+    "PriceMarket",
+    "Unrecognized",
     # pricing helpers
     "YEAR_SECONDS",
     "bs_greeks",
@@ -138,6 +142,12 @@ VENUE_SPI = {
     "SearchResult",
     "compile_slug_pattern",
     "iso_utc",
+    "LayeredCatalog",
+    "StaticCatalog",
+    "PriceCondition",
+    "PriceMarket",
+    "Unrecognized",
+    "sort_price_markets",
     # secrets a connector holds, redacted from every log
     "register_secret",
     # the model types a connector builds
