@@ -10,6 +10,7 @@ dependencies point one way (tests/house/test_layout.py keeps them so):
     model  <-  store  <-  logs  <-  venue  <-  runtime  <-  backtest, daemon  <-  reports
     model  <-  sim
     model  <-  metrics  <-  daemon
+    model  <-  surface
 
 (`logs` reads compressed files with `store`'s opener; `venue` registers secrets with `logs`.)
 `model` is the pure core; `venue` is the SPI a
@@ -81,6 +82,7 @@ if _typing.TYPE_CHECKING:
     from .model.orders import OrderRequest, OrderType, TimeInForce
     from .model.pricing import YEAR_SECONDS, bs_greeks, bs_price, implied_vol
     from .runtime.strategy import Strategy, StrategyContext
+    from .surface.model import OutsideSurface, SliceFit, SurfaceQuote, SurfaceSettings, SviParams, VolSurface
     from .venue.catalog import CatalogMarket, InvalidPattern, MarketCatalog, OutcomeToken, SearchResult
 
 __all__ = [
@@ -117,18 +119,23 @@ __all__ = [
     "OrderType",
     "OrderUpdate",
     "OutcomeToken",
+    "OutsideSurface",
     "PositionView",
     "PrivateEvent",
     "RateLimited",
     "SearchResult",
     "SequenceGap",
     "Side",
+    "SliceFit",
     "Status",
     "StatusKind",
     "Strategy",
     "StrategyContext",
     "StrategyError",
     "Subscription",
+    "SurfaceQuote",
+    "SurfaceSettings",
+    "SviParams",
     "Ticker",
     "TimeInForce",
     "Trade",
@@ -136,6 +143,7 @@ __all__ = [
     "VenueError",
     "VenueRejected",
     "VenueUnavailable",
+    "VolSurface",
     "bs_greeks",
     "bs_price",
     "event_to_dict",
@@ -200,6 +208,12 @@ _EXPORTS: dict[str, str] = {
     "MarketCatalog": ".venue.catalog",
     "OutcomeToken": ".venue.catalog",
     "SearchResult": ".venue.catalog",
+    "OutsideSurface": ".surface.model",
+    "SliceFit": ".surface.model",
+    "SurfaceQuote": ".surface.model",
+    "SurfaceSettings": ".surface.model",
+    "SviParams": ".surface.model",
+    "VolSurface": ".surface.model",
 }
 
 

@@ -221,9 +221,28 @@ def _fit_slice(e: _Expiry) -> SliceFit:
         out: Array = (np.sqrt(np.maximum(model, 1e-12) / t) - iv) * wt
         return out
 
+    def jacobian(x: Array) -> Array:
+        v, b, rho, m, sigma = (float(y) for y in x)
+        a = v - b * sigma * math.sqrt(1.0 - rho * rho)
+        c = math.sqrt(1.0 - rho * rho)
+        dx = k - m
+        r = np.sqrt(dx * dx + sigma * sigma)
+        model = np.maximum(a + b * (rho * dx + r), 1e-12)
+        scale = wt / (2.0 * np.sqrt(model * t))  # d residual / d w
+        # d w / d (v, b, rho, m, sigma), with a = v - b sigma sqrt(1 - rho^2)
+        cols = (
+            np.ones_like(k),
+            -sigma * c + rho * dx + r,
+            b * sigma * rho / c + b * dx,
+            -b * (rho + dx / r),
+            -b * c + b * sigma / r,
+        )
+        out: Array = np.stack([scale * col for col in cols], axis=1)
+        return out
+
     best = None
     for x0 in _starts(k, total, span, lower, upper):
-        found = least_squares(residuals, x0, bounds=(lower, upper), method="trf", x_scale="jac")
+        found = least_squares(residuals, x0, jac=jacobian, bounds=(lower, upper), method="trf", x_scale="jac")
         if np.all(np.isfinite(found.x)) and (best is None or found.cost < best.cost):
             best = found
     if best is None:
