@@ -47,7 +47,7 @@ from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry, 
 from ..model.market import MarketState
 from .model import SurfaceQuote, SurfaceSettings, VolSurface
 
-__all__ = ["FitFunction", "SurfaceService", "SurfaceStats"]
+__all__ = ["FitFunction", "FitUnavailable", "SurfaceService", "SurfaceStats"]
 
 # `fit_surface`'s signature: (quotes, *, venue, underlying, as_of_ns, settings) -> VolSurface.
 FitFunction = Callable[..., VolSurface]
@@ -64,11 +64,20 @@ def _usable(x: float | None) -> bool:
     return x is not None and 0.0 < x < math.inf
 
 
+class FitUnavailable(ImportError):
+    """The fit's libraries are not installed: a fit fails with this (counted and logged as any
+    failed fit), and the strategy asking gets no surface."""
+
+
 def _default_fit() -> FitFunction:
     # Imported when a fit first runs: the fit needs numpy and scipy (the `surface` extra), which
     # importing the engine must not cost.
-    from .fit import fit_surface
-
+    try:
+        from .fit import fit_surface
+    except ImportError as exc:
+        raise FitUnavailable(
+            f"the surface's fit needs numpy and scipy (pip install 'tradingd[surface]'): {exc}"
+        ) from exc
     return fit_surface
 
 
@@ -342,11 +351,11 @@ class SurfaceService:
     ) -> tuple[VolSurface | None, BaseException | None, float]:
         """(the surface, None, CPU s) or (None, what the fit raised, CPU s). Runs in whichever
         thread calls it; reads only `job`."""
-        fit = self._fit
-        if fit is None:
-            fit = self._fit = _default_fit()
         cpu0 = time.thread_time()
         try:
+            fit = self._fit
+            if fit is None:
+                fit = self._fit = _default_fit()
             surface = fit(
                 job.quotes,
                 venue=chain.venue,
