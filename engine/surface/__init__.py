@@ -9,6 +9,7 @@ fit (`fit_surface`) imports numpy and scipy when it runs (the `surface` extra).
 
 Depends on: model."""
 
+from .fit import fit_surface
 from .model import (
     OutsideSurface,
     SliceFit,
@@ -27,4 +28,5 @@ __all__ = [
     "SviParams",
     "VolSurface",
     "calendar_check",
+    "fit_surface",
 ]

@@ -167,6 +167,10 @@ class SliceFit:
     butterfly_ok: bool  # g(k) >= 0 on that grid
     lee_ok: bool  # b (1 + |rho|) <= 2
     butterfly_min_k: float = 0.0  # where on the grid g is smallest (log-moneyness)
+    arbitrage_penalty: bool = False  # refitted with a penalty on negative g (fit.py, step 6)
+    quoted: int = 0  # used quotes with a two-sided bid/ask IV
+    rmse_iv_quoted: float = math.nan  # fitted IV - mark IV over those quotes only
+    outside_quotes: int = 0  # of those, how many have the fitted IV outside their [bid, ask]
 
     def iv_at(self, strike: float) -> float:
         """The fitted IV of this slice at `strike` (the slice's own forward and time)."""
@@ -340,6 +344,10 @@ class VolSurface:
                     "butterfly_min_g": s.butterfly_min_g,
                     "butterfly_min_k": s.butterfly_min_k,
                     "lee_ok": s.lee_ok,
+                    "arbitrage_penalty": s.arbitrage_penalty,
+                    "quoted": s.quoted,
+                    "rmse_iv_quoted": None if math.isnan(s.rmse_iv_quoted) else s.rmse_iv_quoted,
+                    "outside_quotes": s.outside_quotes,
                 }
                 for s in self.slices
             ],
