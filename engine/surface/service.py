@@ -111,6 +111,7 @@ class ChainState:
 
     __slots__ = (
         "checked_ns",
+        "empty_logged",
         "failure_logged",
         "fitted",
         "in_flight",
@@ -130,6 +131,7 @@ class ChainState:
         self.fitted: tuple[Ticker, ...] | None = None  # the tickers the last fit was given
         self.in_flight = False
         self.failure_logged = False
+        self.empty_logged = False
         self.symbols: tuple[str, ...] = ()  # its options (active, unexpired when listed), sorted
         self.registry_size = -1  # the registry's size when `symbols` was made
         self.skipped: dict[str, int] = {}  # the latest look's options left out, by reason
@@ -193,7 +195,7 @@ class SurfaceService:
                 job = self._prepare(chain, now)
                 if job is not None:
                     chain.in_flight = True
-                    self.spawn(self._fit_in_thread, chain, job)
+                    self.spawn(self._fit_in_background, chain, job)
             return chain.surface
         job = self._prepare(chain, now)
         if job is not None:
@@ -377,6 +379,15 @@ class SurfaceService:
             chain.in_flight = False
         self._finish(chain, job, *result)
 
+    async def _fit_in_background(self, chain: ChainState, job: _Job) -> None:
+        """`_fit_in_thread` as a task of the host's nursery: whatever goes wrong is counted and
+        logged here, never raised into the host (trio's cancellation aside)."""
+        try:
+            await self._fit_in_thread(chain, job)
+        except Exception as exc:
+            chain.in_flight = False
+            self._failed(chain, job, exc)
+
     def _finish(
         self,
         chain: ChainState,
@@ -387,22 +398,17 @@ class SurfaceService:
     ) -> None:
         self.stats.last_fit_s = cpu
         chain.fitted = job.tickers  # the same tickers again would fit the same (or fail the same)
+        if error is None and not isinstance(surface, VolSurface):
+            error = TypeError(f"the fit returned {type(surface).__name__}, not a VolSurface")
         if error is not None or surface is None:
-            self.stats.fit_failures += 1
-            if not chain.failure_logged:
-                chain.failure_logged = True
-                self.log.error(
-                    "surface.fit_failed",
-                    venue=chain.venue,
-                    underlying=chain.underlying,
-                    quotes=len(job.quotes),
-                    error=repr(error) if error is not None else "the fit returned no surface",
-                    kept="previous surface" if chain.surface is not None else "none yet",
-                )
+            self._failed(chain, job, error)
             return
         if not surface.slices:
             self.stats.empty_fits += 1
-            self.log.debug(
+            # Said once per chain at info (why a strategy gets no surface), then at debug.
+            first = not chain.empty_logged
+            chain.empty_logged = True
+            (self.log.info if first else self.log.debug)(
                 "surface.nothing_fitted",
                 venue=chain.venue,
                 underlying=chain.underlying,
@@ -419,6 +425,21 @@ class SurfaceService:
             quotes=len(job.quotes),
             expiries=len(surface.slices),
             cpu_s=round(cpu, 6),
+        )
+
+    def _failed(self, chain: ChainState, job: _Job, error: BaseException) -> None:
+        """A fit that raised (a bug): counted; logged once per chain, with the error."""
+        self.stats.fit_failures += 1
+        if chain.failure_logged:
+            return
+        chain.failure_logged = True
+        self.log.error(
+            "surface.fit_failed",
+            venue=chain.venue,
+            underlying=chain.underlying,
+            quotes=len(job.quotes),
+            error=repr(error),
+            kept="previous surface" if chain.surface is not None else "none yet",
         )
 
 
