@@ -285,28 +285,30 @@ class SurfaceService:
         market = self.market.tickers
         registry = self.registry
         venue = chain.venue
-        quotes: list[SurfaceQuote] = []
-        seen: list[Ticker] = []
         skipped: dict[str, int] = {}
 
         def skip(why: str) -> None:
             skipped[why] = skipped.get(why, 0) + 1
 
+        # First the chain's options with a ticker, compared with the last fit's (most looks at a
+        # quiet chain end here); then their quotes.
+        live: list[tuple[Instrument, Ticker]] = []
         for symbol in self.chain_symbols(chain.underlying, venue):
             inst = registry.get(venue, symbol)  # as it is now (a listing may have changed)
             if inst is None or not inst.active:
                 skip(INACTIVE)
-                continue
-            assert inst.expiry_ns is not None  # `_in_chain`
-            assert inst.strike is not None
-            if inst.expiry_ns <= now:
+            elif (inst.expiry_ns or 0) <= now:
                 skip(EXPIRED)
-                continue
-            t = market.get((venue, symbol))
-            if t is None:
+            elif (t := market.get((venue, symbol))) is None:
                 skip(NO_TICKER)
-                continue
-            seen.append(t)
+            else:
+                live.append((inst, t))
+        tickers = tuple(t for _, t in live)
+        fitted = chain.fitted
+        if fitted is not None and len(fitted) == len(tickers) and all(map(_same, fitted, tickers)):
+            return None
+        quotes: list[SurfaceQuote] = []
+        for inst, t in live:
             iv = t.mark_iv
             if iv is None or not math.isfinite(iv):
                 skip(NO_IV)
@@ -315,9 +317,11 @@ class SurfaceService:
             if forward is None:
                 skip(NO_FORWARD)
                 continue
+            assert inst.expiry_ns is not None  # `_in_chain`
+            assert inst.strike is not None
             quotes.append(
                 SurfaceQuote(
-                    instrument=symbol,
+                    instrument=inst.symbol,
                     strike=float(inst.strike),
                     expiry_ns=inst.expiry_ns,
                     iv=iv,
@@ -328,10 +332,6 @@ class SurfaceService:
                     ts_ns=t.ts_local,
                 )
             )
-        tickers = tuple(seen)
-        fitted = chain.fitted
-        if fitted is not None and len(fitted) == len(tickers) and all(map(_same, fitted, tickers)):
-            return None
         new_reasons = set(skipped) - set(chain.skipped)
         chain.skipped = skipped
         if new_reasons:
