@@ -400,9 +400,10 @@ class SurfaceService:
         chain.fitted = job.tickers  # the same tickers again would fit the same (or fail the same)
         if error is None and not isinstance(surface, VolSurface):
             error = TypeError(f"the fit returned {type(surface).__name__}, not a VolSurface")
-        if error is not None or surface is None:
+        if error is not None:
             self._failed(chain, job, error)
             return
+        assert surface is not None
         if not surface.slices:
             self.stats.empty_fits += 1
             # Said once per chain at info (why a strategy gets no surface), then at debug.

@@ -348,7 +348,7 @@ def test_a_fit_that_answers_no_surface_is_a_failed_fit(answer: object) -> None:
     service, market, _fit, clock = setup(interval_s=1.0)
     feed(market, CHAIN, T0)
     good = service.surface("BTC", "deribit")
-    service._fit = lambda quotes, **kw: answer
+    service._fit = lambda quotes, **kw: answer  # type: ignore[assignment]
     feed(market, CHAIN, T0 + NS)
     clock.now = T0 + NS
     with structlog.testing.capture_logs() as logs:
