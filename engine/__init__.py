@@ -82,7 +82,7 @@ if _typing.TYPE_CHECKING:
     from .model.orders import OrderRequest, OrderType, TimeInForce
     from .model.pricing import YEAR_SECONDS, bs_greeks, bs_price, implied_vol
     from .runtime.strategy import Strategy, StrategyContext
-    from .surface.model import OutsideSurface, VolSurface
+    from .surface.model import OutsideSurface, SliceFit, SurfaceQuote, SurfaceSettings, SviParams, VolSurface
     from .venue.catalog import CatalogMarket, InvalidPattern, MarketCatalog, OutcomeToken, SearchResult
 
 __all__ = [
@@ -126,12 +126,16 @@ __all__ = [
     "SearchResult",
     "SequenceGap",
     "Side",
+    "SliceFit",
     "Status",
     "StatusKind",
     "Strategy",
     "StrategyContext",
     "StrategyError",
     "Subscription",
+    "SurfaceQuote",
+    "SurfaceSettings",
+    "SviParams",
     "Ticker",
     "TimeInForce",
     "Trade",
@@ -199,13 +203,17 @@ _EXPORTS: dict[str, str] = {
     "implied_vol": ".model.pricing",
     "Strategy": ".runtime.strategy",
     "StrategyContext": ".runtime.strategy",
-    "OutsideSurface": ".surface.model",
-    "VolSurface": ".surface.model",
     "CatalogMarket": ".venue.catalog",
     "InvalidPattern": ".venue.catalog",
     "MarketCatalog": ".venue.catalog",
     "OutcomeToken": ".venue.catalog",
     "SearchResult": ".venue.catalog",
+    "OutsideSurface": ".surface.model",
+    "SliceFit": ".surface.model",
+    "SurfaceQuote": ".surface.model",
+    "SurfaceSettings": ".surface.model",
+    "SviParams": ".surface.model",
+    "VolSurface": ".surface.model",
 }
 
 

@@ -20,13 +20,16 @@ What a fit does with its input, in order:
    weight, the point weighing as its best quote.
 5. The fit minimises the weighted IV errors over (v, b, rho, m, sigma), v = a + b sigma
    sqrt(1 - rho^2) the smallest total variance, in a box: v >= (1 vol point)^2 t, 0 <= b <= 2,
-   |rho| <= 0.999, sigma in [1e-4, 4], m within the quoted log-moneyness widened by its span; so
+   |rho| <= 0.999, sigma in [a quarter of the closest strikes' k gap, 4] (the data cannot tell a
+   narrower curve from a kink, a spike of density), m within the quoted k widened by its span; so
    every fit has b >= 0, |rho| < 1, sigma > 0 and a + b sigma sqrt(1 - rho^2) > 0. Several starts
    (from the smile's own wing slopes), the best kept.
 6. If the best fit has butterfly arbitrage on the check grid (g(k) < 0), it is fitted again with
-   a penalty on negative g over the grid, and the penalised fit replaces it when it removes the
-   arbitrage or lessens it without making the IV errors more than twice as large
-   (`SliceFit.arbitrage_penalty` says so). Lee's bound is checked and reported, not enforced.
+   a penalty on g below a small margin over the grid, its weight raised tenfold up to twice while
+   the arbitrage stays; the penalised fit replaces the first when it removes the arbitrage, or
+   lessens it for less than one vol point more of RMS IV error (`SliceFit.arbitrage_penalty` says
+   so; `butterfly_ok` still reports what is left). Lee's bound is checked and reported, not
+   enforced (its box keeps b <= 2).
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ __all__ = ["check_grid", "fit_surface"]
 _NS_PER_YEAR = 1e9 * YEAR_SECONDS
 GRID_POINTS = 1001  # the butterfly check's grid, per slice
 CALENDAR_POINTS = 201  # the calendar check's grid, shared by all slices
-PENALTY_POINTS = 61  # where the arbitrage penalty looks (a coarser grid, for speed)
-PENALTY_WEIGHT = 100.0  # per unit of negative g, against residuals of a few units
+PENALTY_POINTS = 201  # where the arbitrage penalty looks (the check's grid, coarser: for speed)
+PENALTY_WEIGHTS = (1e2, 1e3, 1e4)  # per unit of negative g, against residuals in IV (about 0.01)
+PENALTY_MARGIN = 1e-3  # g is held above this on the coarse grid, to be >= 0 between its points
 _SIGMA_STARTS = (0.05, 0.2, 0.6)  # sigma starts, as fractions of the quoted k span
 
 
@@ -206,7 +210,9 @@ def _fit_slice(e: _Expiry) -> SliceFit:
     k_lo, k_hi = float(k.min()), float(k.max())
     span = max(k_hi - k_lo, 1e-3)
     v_floor = 1e-4 * t  # one vol point
-    lower = np.array([v_floor, 0.0, -0.999, k_lo - span, 1e-4])
+    # The data cannot tell a curve narrower than its strike spacing from a kink (a spike of density)
+    sigma_floor = max(0.25 * float(np.min(np.diff(k))) if len(k) > 1 else 1e-4, 1e-4)
+    lower = np.array([v_floor, 0.0, -0.999, k_lo - span, sigma_floor])
     upper = np.array([max(4.0 * float(total.max()), 2.0 * v_floor), 2.0, 0.999, k_hi + span, 4.0])
 
     def residuals(x: Array) -> Array:
@@ -215,17 +221,28 @@ def _fit_slice(e: _Expiry) -> SliceFit:
         out: Array = (np.sqrt(np.maximum(model, 1e-12) / t) - iv) * wt
         return out
 
-    half = _half_width(e.forward, [(p.strike, 0.0) for p in e.points], _flat(float(np.median(total))))
-    penalty_k = np.linspace(-half, half, PENALTY_POINTS)
-
-    def penalised(x: Array) -> Array:
-        a, b, rho, m, sigma = _params(x)
-        gk = svi.g(penalty_k, a, b, rho, m, sigma)
-        return np.concatenate([residuals(x), PENALTY_WEIGHT * np.minimum(gk, 0.0)])
+    def jacobian(x: Array) -> Array:
+        v, b, rho, m, sigma = (float(y) for y in x)
+        a = v - b * sigma * math.sqrt(1.0 - rho * rho)
+        c = math.sqrt(1.0 - rho * rho)
+        dx = k - m
+        r = np.sqrt(dx * dx + sigma * sigma)
+        model = np.maximum(a + b * (rho * dx + r), 1e-12)
+        scale = wt / (2.0 * np.sqrt(model * t))  # d residual / d w
+        # d w / d (v, b, rho, m, sigma), with a = v - b sigma sqrt(1 - rho^2)
+        cols = (
+            np.ones_like(k),
+            -sigma * c + rho * dx + r,
+            b * sigma * rho / c + b * dx,
+            -b * (rho + dx / r),
+            -b * c + b * sigma / r,
+        )
+        out: Array = np.stack([scale * col for col in cols], axis=1)
+        return out
 
     best = None
     for x0 in _starts(k, total, span, lower, upper):
-        found = least_squares(residuals, x0, bounds=(lower, upper), method="trf", x_scale="jac")
+        found = least_squares(residuals, x0, jac=jacobian, bounds=(lower, upper), method="trf", x_scale="jac")
         if np.all(np.isfinite(found.x)) and (best is None or found.cost < best.cost):
             best = found
     if best is None:
@@ -236,16 +253,27 @@ def _fit_slice(e: _Expiry) -> SliceFit:
     min_g, min_k = _min_g(grid, x)
     penalty_used = False
     if min_g < 0.0:
-        again = least_squares(penalised, x, bounds=(lower, upper), method="trf", x_scale="jac")
-        g_again, k_again = _min_g(grid, again.x)
-        err_before = float(np.sum(residuals(x) ** 2))
-        err_after = float(np.sum(residuals(again.x) ** 2))
+        penalty_k = np.linspace(-grid_half, grid_half, PENALTY_POINTS)
+        rmse_before = _rms(residuals(x) / wt)
+        again, g_again, k_again = x, min_g, min_k
+        for weight in PENALTY_WEIGHTS:
+
+            def penalised(y: Array, weight: float = weight) -> Array:
+                gk = svi.g(penalty_k, *_params(y))
+                return np.concatenate([residuals(y), weight * np.minimum(gk - PENALTY_MARGIN, 0.0)])
+
+            again = least_squares(penalised, again, bounds=(lower, upper), method="trf", x_scale="jac").x
+            if not np.all(np.isfinite(again)):
+                break
+            g_again, k_again = _min_g(grid, again)
+            if g_again >= 0.0:
+                break
         if (
-            np.all(np.isfinite(again.x))
+            np.all(np.isfinite(again))
             and g_again > min_g
-            and (g_again >= 0.0 or err_after <= 4.0 * err_before)
+            and (g_again >= 0.0 or _rms(residuals(again) / wt) <= rmse_before + 0.01)
         ):
-            x, min_g, min_k, penalty_used = again.x, g_again, k_again, True
+            x, min_g, min_k, penalty_used = again, g_again, k_again, True
     params = SviParams(*_params(x))
     fitted = np.sqrt(svi.w(k, *attrs.astuple(params)) / t)
     errors = fitted - iv
@@ -276,8 +304,10 @@ def _fit_slice(e: _Expiry) -> SliceFit:
     )
 
 
-def _flat(total: float) -> SviParams:
-    return SviParams(a=total, b=0.0, rho=0.0, m=0.0, sigma=1.0)
+def _rms(x: Array) -> float:
+    import numpy as np
+
+    return float(np.sqrt(np.mean(x * x)))
 
 
 def _min_g(grid: Array, x: Array) -> tuple[float, float]:

@@ -57,14 +57,18 @@ STRATEGY_API = {
     "MarketCatalog",
     "OutcomeToken",
     "SearchResult",
-    # the volatility surface it asks its context for (`ctx.surface`)
-    "OutsideSurface",
-    "VolSurface",
     # pricing helpers
     "YEAR_SECONDS",
     "bs_greeks",
     "bs_price",
     "implied_vol",
+    # the volatility surface a strategy reads (ctx.surface) and its parts
+    "OutsideSurface",
+    "SliceFit",
+    "SurfaceQuote",
+    "SurfaceSettings",
+    "SviParams",
+    "VolSurface",
     # errors
     "AuthError",
     "ConfigError",
