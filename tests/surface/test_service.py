@@ -81,10 +81,12 @@ def ticker(inst: Instrument, ts: int, **kw: Any) -> Ticker:
 
 
 def flat_surface(venue: str, underlying: str, as_of_ns: int, vol: float = 0.6) -> VolSurface:
-    """A one-slice surface of flat `vol` (raw SVI with b = 0: w = a)."""
-    t = (E2 - as_of_ns) / NS / (365 * 86_400)
+    """A one-slice surface of flat `vol` (raw SVI with b = 0: w = a), expiring at E2 (or a month
+    after `as_of_ns` when that is later: a live test's clock is the wall clock)."""
+    expiry = max(E2, as_of_ns + 30 * DAY)
+    t = (expiry - as_of_ns) / NS / (365 * 86_400)
     fit = SliceFit(
-        expiry_ns=E2,
+        expiry_ns=expiry,
         t_years=t,
         forward=90_000.0,
         params=SviParams(a=vol * vol * t, b=0.0, rho=0.0, m=0.0, sigma=0.1),

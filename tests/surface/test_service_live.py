@@ -10,11 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import trio
 
-from tests.surface.test_service import CHAIN, T0, feed
+from tests.support.deribit_live import CREDS, PERP, serve_sim
+from tests.support.live_support import Probe, until
+from tests.surface.test_service import CHAIN, T0, FakeFit, feed
 from tradingd.cli.settings import daemon_settings
 from tradingd.config import load_config
+from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.engine import DataKind, Subscription, Ticker
 from tradingd.engine.daemon.service import Daemon
+from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.surface import SurfaceSettings
 from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS
 
@@ -90,3 +96,46 @@ def test_without_the_table_the_live_engine_takes_the_defaults(tmp_path: Path) ->
     finally:
         if daemon.journal is not None:
             daemon.journal.close()
+
+
+async def test_live_the_chain_is_streamed_once_asked_for_and_refits_run_off_the_event_loop(
+    nursery: trio.Nursery,
+) -> None:
+    """Against the Deribit simulator on loopback: the first `ctx.surface` subscribes the venue
+    connection to the chain's tickers; `surface_async` awaits a fit in a worker thread; a later
+    sync `surface` returns the latest at once and the refit it started, in the engine's nursery,
+    is there at a later call. The fit is injected (the simulator's chain is 4 strikes wide)."""
+    _, base = await serve_sim(nursery)
+    probe = Probe(subs=[Subscription("deribit", PERP, {DataKind.TICKER})])
+    engine = LiveEngine(
+        [probe],
+        {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}")},
+        mode="paper",
+        environ=CREDS,
+        surface_settings=SurfaceSettings(min_refit_interval_s=0.2),
+    )
+    fit = FakeFit()
+    engine.surfaces._fit = fit
+    await nursery.start(engine.run)
+    with trio.fail_after(10):
+        await engine.ready.wait()
+    ctx = probe.ctx
+    assert ctx.surface("BTC", venue="deribit") is None  # nothing streamed yet
+    chain = engine.surfaces.chain_symbols("BTC", "deribit")
+    assert len(chain) == 16
+    # The venue connection's merged subscriptions carry the chain's tickers now.
+    assert {(s, DataKind.TICKER) for s in chain} <= engine.router.merged("deribit")
+    await until(
+        lambda: all(engine.market_state.ticker("deribit", s) for s in chain), what="the chain's tickers"
+    )
+    await trio.sleep(0.25)
+    first = await ctx.surface_async("BTC", venue="deribit")
+    assert first is not None and len(fit.calls) == 1 and fit.threads[0] != threading.get_ident()
+    assert {q.instrument for q in fit.calls[0][0]} == set(chain)
+    await trio.sleep(0.25)
+    assert ctx.surface("BTC", venue="deribit") is first  # the refit started, not awaited
+    second = await until(
+        lambda: (s := ctx.surface("BTC", venue="deribit")) is not first and s, what="the refit"
+    )
+    assert second.as_of_ns > first.as_of_ns and fit.threads[1] != threading.get_ident()
+    assert probe.of(Ticker, chain[0])  # the strategy is sent the chain's tickers too
