@@ -134,8 +134,8 @@ async def test_live_the_chain_is_streamed_once_asked_for_and_refits_run_off_the_
     assert {q.instrument for q in fit.calls[0][0]} == set(chain)
     await trio.sleep(0.25)
     assert ctx.surface("BTC", venue="deribit") is first  # the refit started, not awaited
-    second = await until(
-        lambda: (s := ctx.surface("BTC", venue="deribit")) is not first and s, what="the refit"
-    )
-    assert second.as_of_ns > first.as_of_ns and fit.threads[1] != threading.get_ident()
+    await until(lambda: ctx.surface("BTC", venue="deribit") is not first, what="the refit")
+    second = ctx.surface("BTC", venue="deribit")
+    assert second is not None and second.as_of_ns > first.as_of_ns
+    assert fit.threads[1] != threading.get_ident()
     assert probe.of(Ticker, chain[0])  # the strategy is sent the chain's tickers too
