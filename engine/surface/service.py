@@ -47,7 +47,7 @@ from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry, 
 from ..model.market import MarketState
 from .model import SurfaceQuote, SurfaceSettings, VolSurface
 
-__all__ = ["FitFunction", "SurfaceService", "SurfaceStats"]
+__all__ = ["FitFunction", "FitUnavailable", "SurfaceService", "SurfaceStats"]
 
 # `fit_surface`'s signature: (quotes, *, venue, underlying, as_of_ns, settings) -> VolSurface.
 FitFunction = Callable[..., VolSurface]
@@ -64,11 +64,20 @@ def _usable(x: float | None) -> bool:
     return x is not None and 0.0 < x < math.inf
 
 
+class FitUnavailable(ImportError):
+    """The fit's libraries are not installed: a fit fails with this (counted and logged as any
+    failed fit), and the strategy asking gets no surface."""
+
+
 def _default_fit() -> FitFunction:
     # Imported when a fit first runs: the fit needs numpy and scipy (the `surface` extra), which
     # importing the engine must not cost.
-    from .fit import fit_surface
-
+    try:
+        from .fit import fit_surface
+    except ImportError as exc:
+        raise FitUnavailable(
+            f"the surface's fit needs numpy and scipy (pip install 'tradingd[surface]'): {exc}"
+        ) from exc
     return fit_surface
 
 
@@ -102,6 +111,7 @@ class ChainState:
 
     __slots__ = (
         "checked_ns",
+        "empty_logged",
         "failure_logged",
         "fitted",
         "in_flight",
@@ -121,6 +131,7 @@ class ChainState:
         self.fitted: tuple[Ticker, ...] | None = None  # the tickers the last fit was given
         self.in_flight = False
         self.failure_logged = False
+        self.empty_logged = False
         self.symbols: tuple[str, ...] = ()  # its options (active, unexpired when listed), sorted
         self.registry_size = -1  # the registry's size when `symbols` was made
         self.skipped: dict[str, int] = {}  # the latest look's options left out, by reason
@@ -184,7 +195,7 @@ class SurfaceService:
                 job = self._prepare(chain, now)
                 if job is not None:
                     chain.in_flight = True
-                    self.spawn(self._fit_in_thread, chain, job)
+                    self.spawn(self._fit_in_background, chain, job)
             return chain.surface
         job = self._prepare(chain, now)
         if job is not None:
@@ -274,28 +285,30 @@ class SurfaceService:
         market = self.market.tickers
         registry = self.registry
         venue = chain.venue
-        quotes: list[SurfaceQuote] = []
-        seen: list[Ticker] = []
         skipped: dict[str, int] = {}
 
         def skip(why: str) -> None:
             skipped[why] = skipped.get(why, 0) + 1
 
+        # First the chain's options with a ticker, compared with the last fit's (most looks at a
+        # quiet chain end here); then their quotes.
+        live: list[tuple[Instrument, Ticker]] = []
         for symbol in self.chain_symbols(chain.underlying, venue):
             inst = registry.get(venue, symbol)  # as it is now (a listing may have changed)
             if inst is None or not inst.active:
                 skip(INACTIVE)
-                continue
-            assert inst.expiry_ns is not None  # `_in_chain`
-            assert inst.strike is not None
-            if inst.expiry_ns <= now:
+            elif (inst.expiry_ns or 0) <= now:
                 skip(EXPIRED)
-                continue
-            t = market.get((venue, symbol))
-            if t is None:
+            elif (t := market.get((venue, symbol))) is None:
                 skip(NO_TICKER)
-                continue
-            seen.append(t)
+            else:
+                live.append((inst, t))
+        tickers = tuple(t for _, t in live)
+        fitted = chain.fitted
+        if fitted is not None and len(fitted) == len(tickers) and all(map(_same, fitted, tickers)):
+            return None
+        quotes: list[SurfaceQuote] = []
+        for inst, t in live:
             iv = t.mark_iv
             if iv is None or not math.isfinite(iv):
                 skip(NO_IV)
@@ -304,9 +317,11 @@ class SurfaceService:
             if forward is None:
                 skip(NO_FORWARD)
                 continue
+            assert inst.expiry_ns is not None  # `_in_chain`
+            assert inst.strike is not None
             quotes.append(
                 SurfaceQuote(
-                    instrument=symbol,
+                    instrument=inst.symbol,
                     strike=float(inst.strike),
                     expiry_ns=inst.expiry_ns,
                     iv=iv,
@@ -317,10 +332,6 @@ class SurfaceService:
                     ts_ns=t.ts_local,
                 )
             )
-        tickers = tuple(seen)
-        fitted = chain.fitted
-        if fitted is not None and len(fitted) == len(tickers) and all(map(_same, fitted, tickers)):
-            return None
         new_reasons = set(skipped) - set(chain.skipped)
         chain.skipped = skipped
         if new_reasons:
@@ -342,11 +353,11 @@ class SurfaceService:
     ) -> tuple[VolSurface | None, BaseException | None, float]:
         """(the surface, None, CPU s) or (None, what the fit raised, CPU s). Runs in whichever
         thread calls it; reads only `job`."""
-        fit = self._fit
-        if fit is None:
-            fit = self._fit = _default_fit()
         cpu0 = time.thread_time()
         try:
+            fit = self._fit
+            if fit is None:
+                fit = self._fit = _default_fit()
             surface = fit(
                 job.quotes,
                 venue=chain.venue,
@@ -368,6 +379,15 @@ class SurfaceService:
             chain.in_flight = False
         self._finish(chain, job, *result)
 
+    async def _fit_in_background(self, chain: ChainState, job: _Job) -> None:
+        """`_fit_in_thread` as a task of the host's nursery: whatever goes wrong is counted and
+        logged here, never raised into the host (trio's cancellation aside)."""
+        try:
+            await self._fit_in_thread(chain, job)
+        except Exception as exc:
+            chain.in_flight = False
+            self._failed(chain, job, exc)
+
     def _finish(
         self,
         chain: ChainState,
@@ -378,22 +398,18 @@ class SurfaceService:
     ) -> None:
         self.stats.last_fit_s = cpu
         chain.fitted = job.tickers  # the same tickers again would fit the same (or fail the same)
-        if error is not None or surface is None:
-            self.stats.fit_failures += 1
-            if not chain.failure_logged:
-                chain.failure_logged = True
-                self.log.error(
-                    "surface.fit_failed",
-                    venue=chain.venue,
-                    underlying=chain.underlying,
-                    quotes=len(job.quotes),
-                    error=repr(error) if error is not None else "the fit returned no surface",
-                    kept="previous surface" if chain.surface is not None else "none yet",
-                )
+        if error is None and not isinstance(surface, VolSurface):
+            error = TypeError(f"the fit returned {type(surface).__name__}, not a VolSurface")
+        if error is not None:
+            self._failed(chain, job, error)
             return
+        assert surface is not None
         if not surface.slices:
             self.stats.empty_fits += 1
-            self.log.debug(
+            # Said once per chain at info (why a strategy gets no surface), then at debug.
+            first = not chain.empty_logged
+            chain.empty_logged = True
+            (self.log.info if first else self.log.debug)(
                 "surface.nothing_fitted",
                 venue=chain.venue,
                 underlying=chain.underlying,
@@ -410,6 +426,21 @@ class SurfaceService:
             quotes=len(job.quotes),
             expiries=len(surface.slices),
             cpu_s=round(cpu, 6),
+        )
+
+    def _failed(self, chain: ChainState, job: _Job, error: BaseException) -> None:
+        """A fit that raised (a bug): counted; logged once per chain, with the error."""
+        self.stats.fit_failures += 1
+        if chain.failure_logged:
+            return
+        chain.failure_logged = True
+        self.log.error(
+            "surface.fit_failed",
+            venue=chain.venue,
+            underlying=chain.underlying,
+            quotes=len(job.quotes),
+            error=repr(error),
+            kept="previous surface" if chain.surface is not None else "none yet",
         )
 
 

@@ -57,9 +57,6 @@ STRATEGY_API = {
     "MarketCatalog",
     "OutcomeToken",
     "SearchResult",
-    # the volatility surface it asks its context for (`ctx.surface`)
-    "OutsideSurface",
-    "VolSurface",
     # crypto price markets read from a catalog, priced against an options surface
     "PriceCondition",
     "PriceMarket",

@@ -81,10 +81,12 @@ def ticker(inst: Instrument, ts: int, **kw: Any) -> Ticker:
 
 
 def flat_surface(venue: str, underlying: str, as_of_ns: int, vol: float = 0.6) -> VolSurface:
-    """A one-slice surface of flat `vol` (raw SVI with b = 0: w = a)."""
-    t = (E2 - as_of_ns) / NS / (365 * 86_400)
+    """A one-slice surface of flat `vol` (raw SVI with b = 0: w = a), expiring at E2 (or a month
+    after `as_of_ns` when that is later: a live test's clock is the wall clock)."""
+    expiry = max(E2, as_of_ns + 30 * DAY)
+    t = (expiry - as_of_ns) / NS / (365 * 86_400)
     fit = SliceFit(
-        expiry_ns=E2,
+        expiry_ns=expiry,
         t_years=t,
         forward=90_000.0,
         params=SviParams(a=vol * vol * t, b=0.0, rho=0.0, m=0.0, sigma=0.1),
@@ -343,6 +345,42 @@ def test_a_fit_that_raises_is_counted_logged_once_per_chain_and_the_previous_sur
     assert fresh is not good and fresh is not None and fresh.as_of_ns == T0 + 11 * NS
 
 
+@pytest.mark.parametrize("answer", [None, "a surface", 42])
+def test_a_fit_that_answers_no_surface_is_a_failed_fit(answer: object) -> None:
+    service, market, _fit, clock = setup(interval_s=1.0)
+    feed(market, CHAIN, T0)
+    good = service.surface("BTC", "deribit")
+    service._fit = lambda quotes, **kw: answer  # type: ignore[assignment]
+    feed(market, CHAIN, T0 + NS)
+    clock.now = T0 + NS
+    with structlog.testing.capture_logs() as logs:
+        assert service.surface("BTC", "deribit") is good
+    assert service.stats.fit_failures == 1
+    assert [e["error"] for e in logs if e["event"] == "surface.fit_failed"] == [
+        f"TypeError('the fit returned {type(answer).__name__}, not a VolSurface')"
+    ]
+
+
+async def test_a_background_refit_that_goes_wrong_is_counted_never_raised_into_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service, market, _fit, clock = setup(threaded=True)
+    feed(market, CHAIN, T0)
+    first = service.surface("BTC", "deribit")
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug after the fit")
+
+    monkeypatch.setattr(service, "_finish", broken)
+    clock.now += 10 * NS
+    feed(market, CHAIN, clock.now)
+    async with trio.open_nursery() as nursery:  # the host's nursery: not cancelled by the bug
+        service.spawn = nursery.start_soon
+        assert service.surface("BTC", "deribit") is first
+    assert service.stats.fit_failures == 1
+    assert not service.chain("BTC", "deribit").in_flight  # the next refit may start
+
+
 def test_a_failure_before_any_surface_leaves_none_and_never_raises() -> None:
     service, market, fit, _clock = setup()
     fit.answer = RuntimeError("boom")
@@ -355,7 +393,11 @@ def test_a_fit_that_fits_no_expiry_keeps_the_previous_surface() -> None:
     service, market, fit, clock = setup(interval_s=1.0)
     fit.answer = "empty"
     feed(market, CHAIN, T0)
-    assert service.surface("BTC", "deribit") is None
+    with structlog.testing.capture_logs() as logs:
+        assert service.surface("BTC", "deribit") is None
+    # Why a strategy gets no surface, said once per chain (then at debug).
+    said = [(e["log_level"], e["skipped"]) for e in logs if e["event"] == "surface.nothing_fitted"]
+    assert said == [("info", ["too few"])]
     fit.answer = None
     feed(market, CHAIN, T0 + NS)
     clock.now = T0 + NS
@@ -364,7 +406,9 @@ def test_a_fit_that_fits_no_expiry_keeps_the_previous_surface() -> None:
     fit.answer = "empty"
     feed(market, CHAIN, T0 + 2 * NS)
     clock.now = T0 + 2 * NS
-    assert service.surface("BTC", "deribit") is good
+    with structlog.testing.capture_logs() as logs:
+        assert service.surface("BTC", "deribit") is good
+    assert [e["log_level"] for e in logs if e["event"] == "surface.nothing_fitted"] == ["debug"]
     assert (service.stats.fits, service.stats.empty_fits) == (1, 2)
 
 
