@@ -36,18 +36,18 @@ __all__ = ["definition_lines", "recorded_catalogs", "with_recorded"]
 _CHUNK = 1 << 22  # decompressed bytes searched at once
 
 
-def _lines_with(block: bytes, markers: tuple[bytes, ...]) -> Iterator[tuple[int | None, bytes]]:
-    """The lines of `block` (whole lines, each ending in a newline) holding one of `markers`, in
-    order, as (receive time ns or None, frame). A line whose time does not parse is passed over
-    (the replay reports it)."""
+def _lines_with(block: bytes, stop: int, markers: tuple[bytes, ...]) -> Iterator[tuple[int | None, bytes]]:
+    """The lines of `block[:stop]` (whole lines, each ending in a newline) holding one of
+    `markers`, in order, as (receive time ns or None, frame). A line whose time does not parse is
+    passed over (the replay reports it)."""
     spans: dict[int, int] = {}
     for marker in markers:
-        i = block.find(marker)
+        i = block.find(marker, 0, stop)
         while i >= 0:
             start = block.rfind(b"\n", 0, i) + 1
-            end = block.find(b"\n", i)
+            end = block.find(b"\n", i, stop)
             spans[start] = end
-            i = block.find(marker, end)
+            i = block.find(marker, end, stop)
     for start in sorted(spans):
         line = block[start : spans[start]].rstrip(b"\r")
         if line[:1] in (b"{", b"["):
@@ -70,10 +70,11 @@ def _scan(path: Path, markers: tuple[bytes, ...]) -> Iterator[tuple[int | None, 
             data = carry + chunk
             cut = data.rfind(b"\n") + 1
             if cut:
-                yield from _lines_with(data[:cut], markers)
+                yield from _lines_with(data, cut, markers)
             carry = data[cut:]
         if carry:
-            yield from _lines_with(carry + b"\n", markers)
+            carry += b"\n"
+            yield from _lines_with(carry, len(carry), markers)
 
 
 def definition_lines(
