@@ -38,6 +38,7 @@ ENGINE = "tradingd.engine"
 #   venue  <-  sim
 #   model  <-  metrics  <-  daemon
 #   backtest, reports  <-  sweep
+#   model  <-  surface
 ROOM_DEPENDS: dict[str, frozenset[str]] = {
     "model": frozenset(),
     "store": frozenset({"model"}),
@@ -51,6 +52,7 @@ ROOM_DEPENDS: dict[str, frozenset[str]] = {
     "daemon": frozenset({"model", "store", "logs", "venue", "runtime", "metrics", "alerts"}),
     "reports": frozenset({"model", "backtest"}),
     "sweep": frozenset({"model", "store", "logs", "backtest", "reports"}),
+    "surface": frozenset({"model"}),
 }
 
 # What the model room may not import: an event loop, the network, a database, files, plotting.

@@ -66,6 +66,13 @@ STRATEGY_API = {
     "bs_greeks",
     "bs_price",
     "implied_vol",
+    # the volatility surface a strategy reads (ctx.surface) and its parts
+    "OutsideSurface",
+    "SliceFit",
+    "SurfaceQuote",
+    "SurfaceSettings",
+    "SviParams",
+    "VolSurface",
     # errors
     "AuthError",
     "ConfigError",
