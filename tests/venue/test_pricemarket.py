@@ -16,7 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tradingd.engine import CatalogMarket, PriceCondition, PriceMarket, Unrecognized
-from tradingd.engine.venue import InvalidPattern, LayeredCatalog, OutcomeToken, StaticCatalog, sort_price_markets
+from tradingd.engine.venue import (
+    InvalidPattern,
+    LayeredCatalog,
+    OutcomeToken,
+    StaticCatalog,
+    sort_price_markets,
+)
 
 
 def market(slug: str, question: str = "", *, cid: str | None = None, tokens: tuple[str, str] | None = None,
@@ -107,7 +113,9 @@ def test_probability_passes_the_strikes_as_they_were_read(a: Decimal, b: Decimal
         (PriceCondition.BELOW, None, "Infinity"),
     ],
 )
-def test_a_condition_whose_bounds_do_not_fit_it_is_refused(condition: PriceCondition, low: str | None, high: str | None) -> None:
+def test_a_condition_whose_bounds_do_not_fit_it_is_refused(
+    condition: PriceCondition, low: str | None, high: str | None
+) -> None:
     with pytest.raises(ValueError):
         price(M, condition, low, high)
 
@@ -199,7 +207,12 @@ def test_static_catalog_search_weighs_fields_and_needs_every_word() -> None:
     # slug 8 a word (+ question's own words: none here), question 4, description 1
     assert [r.score for r in found] == [16.0, 8.0, 2.0]
     # no market has both words: any of them; "bitcoin-only" ties with "bitcoin-price" and is later
-    assert [r.market.slug for r in cat.search("bitcoin zebra")] == ["bitcoin-only", "bitcoin-price", "x-1", "x-2"]
+    assert [r.market.slug for r in cat.search("bitcoin zebra")] == [
+        "bitcoin-only",
+        "bitcoin-price",
+        "x-1",
+        "x-2",
+    ]
     assert cat.search("zebra") == [] and cat.search("   ") == []
     assert len(cat.search("bitcoin", limit=2)) == 2
     with pytest.raises(ValueError):
@@ -210,7 +223,9 @@ def test_layered_catalog_first_wins() -> None:
     recorded = market("btc-above-1", "recorded")
     today = attrs.evolve(recorded, question="today", closed=True)  # the same market, since closed
     other = market("btc-above-2", "only in the cache")
-    first = StaticCatalog("pm", [recorded], recognize=recognizer, updated=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    first = StaticCatalog(
+        "pm", [recorded], recognize=recognizer, updated=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    )
     second = StaticCatalog("pm", [today, other], recognize=recognizer)
     cat = LayeredCatalog(first, second)
     assert len(cat) == 2
@@ -255,7 +270,8 @@ def _flat_surface(mod: Any, *, forward: float, vol: float, t_years: float) -> tu
         params = mod.SviParams(a=w, b=0.0, rho=0.0, m=0.0, sigma=0.1)
         fit = mod.SliceFit(
             expiry_ns=expiry_ns, t_years=t_years, forward=forward, params=params, quotes=5, dropped=0,
-            rmse_iv=0.0, max_abs_err_iv=0.0, residuals=(), butterfly_min_g=1.0, butterfly_ok=True, lee_ok=True,
+            rmse_iv=0.0, max_abs_err_iv=0.0, residuals=(), butterfly_min_g=1.0, butterfly_ok=True,
+            lee_ok=True,
         )  # fmt: skip
         surface = mod.VolSurface(
             venue="deribit", underlying="BTC", as_of_ns=now_ns, slices=(fit,), calendar_ok=True,

@@ -162,7 +162,9 @@ def reason(market: CatalogMarket) -> str:
 def test_a_title_date_far_from_the_end_date_is_reported_not_guessed() -> None:
     base = btc_102k()
     assert base.end_date is not None
-    assert "3.0 days from end_date" in reason(attrs.evolve(base, end_date=base.end_date + dt.timedelta(days=3)))
+    assert "3.0 days from end_date" in reason(
+        attrs.evolve(base, end_date=base.end_date + dt.timedelta(days=3))
+    )
     # Within a day: still read, at the title's noon (not at the end date).
     later = classify(attrs.evolve(base, end_date=base.end_date + dt.timedelta(hours=20)))
     assert isinstance(later, PriceMarket) and later.resolves_at_ns == utc_ns("2025-11-08T17:00:59.999Z")
@@ -185,27 +187,32 @@ def test_a_year_in_the_title_is_used_as_written_even_without_an_end_date() -> No
     assert "no end date" in reason(btc_102k(end_date=None))
 
 
+Q = "Will the price of Bitcoin be "
+
+
 @pytest.mark.parametrize(
     ("changes", "phrase"),
     [
         ({"tokens": (OutcomeToken("Yes", "1"),)}, "1 outcome token(s)"),
         ({"tokens": ()}, "0 outcome token(s)"),
-        ({"tokens": (OutcomeToken("Long", "1"), OutcomeToken("Short", "2"))}, "outcomes Long / Short, not Yes / No"),
-        ({"question": "Will the price of Bitcoin be above $0 on November 8?"}, "not a positive finite number"),
-        ({"question": "Will the price of Bitcoin be above $0.00 on November 8?"}, "not a positive finite number"),
-        ({"question": "Will the price of Bitcoin be between $68,000 and $66,000 on November 8?"},
+        ({"tokens": (OutcomeToken("Long", "1"), OutcomeToken("Short", "2"))},
+         "outcomes Long / Short, not Yes / No"),
+        ({"question": Q + "above $0 on November 8?"}, "not a positive finite number"),
+        ({"question": Q + "above $0.00 on November 8?"}, "not a positive finite number"),
+        ({"question": Q + "between $68,000 and $66,000 on November 8?"},
          "low 68000 is not below its high 66000"),
-        ({"question": "Will the price of Bitcoin be between $66,000 on November 8?"}, "with one amount"),
-        ({"question": "Will the price of Bitcoin be above $66,000 and $68,000 on November 8?"}, "two amounts"),
-        ({"question": "Will the price of Bitcoin be above $102,000 on November 31?"}, "November 31 does not exist"),
-        ({"question": "Will the price of Bitcoin be above $102,000 on Brumaire 8?"}, "wording not read"),
-        ({"question": "Will the price of Bitcoin be at or above $102,000 on November 8?"}, "wording not read"),
+        ({"question": Q + "between $66,000 on November 8?"}, "with one amount"),
+        ({"question": Q + "above $66,000 and $68,000 on November 8?"}, "two amounts"),
+        ({"question": Q + "above $102,000 on November 31?"}, "November 31 does not exist"),
+        ({"question": Q + "above $102,000 on Brumaire 8?"}, "wording not read"),
+        ({"question": Q + "at or above $102,000 on November 8?"}, "wording not read"),
         ({"question": "Will the price of Ethereum be above $3,000 on November 8?"},
          "settles on BTC/USDT; the question names ETH"),
-        ({"question": "Bitcoin above 102,000 on November 8, 2PM ET"}, "title's time 14:00 ET is not the rule's 12:00"),
+        ({"question": "Bitcoin above 102,000 on November 8, 2PM ET"},
+         "title's time 14:00 ET is not the rule's 12:00"),
         ({"description": "Resolves per the Binance candle at noon."}, "cannot read"),
-        ({"description": 'This market will resolve to "Yes" if any Binance 1 minute candle for BTC/USDT 12:00 in the '
-                         'ET timezone has a final "High" price equal to or above the price in the title.'},
+        ({"description": 'This market will resolve to "Yes" if any Binance 1 minute candle for BTC/USDT '
+                         '12:00 in the ET timezone has a final "High" price equal to or above the price.'},
          "does not settle on the candle's final close"),
     ],
 )  # fmt: skip
@@ -235,7 +242,11 @@ def test_a_generic_rule_text_falls_back_on_the_end_date_only_on_the_titles_date(
     assert "is not on the title's date (December 31, 2026-12-31)" in reason(off)
     on = classify(attrs.evolve(off, end_date=dt.datetime(2026, 12, 31, 17, tzinfo=dt.UTC)))
     assert isinstance(on, PriceMarket)
-    assert (on.low, on.resolves_at_ns, on.source) == (Decimal(120000), utc_ns("2026-12-31T17:00:00Z"), NO_RULE)
+    assert (on.low, on.resolves_at_ns, on.source) == (
+        Decimal(120000),
+        utc_ns("2026-12-31T17:00:00Z"),
+        NO_RULE,
+    )
 
 
 @pytest.mark.parametrize(
@@ -293,13 +304,15 @@ def questions(draw: st.DrawFn) -> tuple[str, str, PriceCondition, Decimal | None
         middle = f"between {_money(a, dollar)} and {_money(b, dollar)}"
     else:
         cond = PriceCondition.ABOVE if kind in ("above", "greater than") else PriceCondition.BELOW
-        low, high = (a, None) if cond is PriceCondition.ABOVE else (None, a)
+        low, high = (a, None) if cond is PriceCondition.ABOVE else (None, a)  # type: ignore[assignment]
         middle = f"{kind} {_money(a, dollar)}"
     return f"{prefix}{word} be {middle} on {month} {day.day}?", asset, cond, low, high, day
 
 
 @given(questions())
-def test_generated_questions_read_back(case: tuple[str, str, PriceCondition, Decimal | None, Decimal | None, dt.date]) -> None:
+def test_generated_questions_read_back(
+    case: tuple[str, str, PriceCondition, Decimal | None, Decimal | None, dt.date],
+) -> None:
     question, asset, cond, low, high, day = case
     # End date 16:30Z on the day: noon ET is 16:00Z or 17:00Z, either way the same day.
     end = dt.datetime(day.year, day.month, day.day, 16, 30, tzinfo=dt.UTC)
@@ -314,7 +327,9 @@ def test_generated_questions_read_back(case: tuple[str, str, PriceCondition, Dec
     assert found.resolves_at_ns == utc_ns(end.isoformat())
     assert (found.yes_token, found.no_token) == ("11", "22")
     # With the Binance noon rule (the asset's own pair): the 12:00 ET candle of that day.
-    rule = f'Binance 1 minute candle for {asset}/USDT 12:00 in the ET timezone (noon) has a final "Close" price'
+    rule = (
+        f'Binance 1 minute candle for {asset}/USDT 12:00 in the ET timezone (noon) has a final "Close" price'
+    )
     ruled = classify(attrs.evolve(market, description=rule))
     assert isinstance(ruled, PriceMarket)
     offset_h = 4 if _in_dst(day) else 5
@@ -325,6 +340,7 @@ def test_generated_questions_read_back(case: tuple[str, str, PriceCondition, Dec
 def _in_dst(day: dt.date) -> bool:
     """US Eastern daylight time at noon (Energy Policy Act of 2005): from the second Sunday of
     March to the first Sunday of November. Written out here, not asked of zoneinfo."""
+
     def sunday(year: int, month: int, nth: int) -> dt.date:
         first = dt.date(year, month, 1)
         return first + dt.timedelta(days=(6 - first.weekday()) % 7 + 7 * (nth - 1))
