@@ -24,6 +24,13 @@ year that puts the title's date nearest `end_date`, and the instant read must th
 of `end_date`, or the market is reported (a title and an end date that disagree are not guessed
 between). A year in the title ("on December 31, 2026") is used as written.
 
+Hourly markets ("Bitcoin above 69,200 on April 6, 2PM ET") state: 'if the "Close" price for the
+BTC/USDT 1 hour candle that ends on the time and date specified in the title is higher than the
+price specified in the title', the exchange named where the description gives the resolution
+source. That candle opens an hour before the title's time and closes a millisecond before it
+(13:59:59.999 ET for "2PM ET"): `resolves_at_ns`. A daily rule ("12:00 in the ET timezone")
+under a title that names another hour is reported, as is an hourly rule under a title without one.
+
 A description that states no rule at all (no candle, exchange, oracle or "resolution source") is
 read from `end_date`, and says so in `source` ("end_date; rule not stated"): only when the question
 is otherwise fully read and `end_date` falls on the title's date (within a day; an hourly title's

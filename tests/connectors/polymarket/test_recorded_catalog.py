@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
+import trio
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -289,6 +290,10 @@ def test_the_cache_catalog_reads_price_markets_of_tradable_crypto_questions(tmp_
         "will-bitcoin-dip-to-55k-in-september-2026",
         "will-bitcoin-reach-100k-in-september-2026",
     ]
+    # The async form: on the caller's stack in a backtest, in a worker thread live; the same answer.
+    assert trio.run(catalog.price_markets_async) == (read, unread)
+    catalog.search_in_thread = True
+    assert trio.run(catalog.price_markets_async, "BTC") == catalog.price_markets("BTC")
     eth, _ = catalog.price_markets("eth")
     assert [p.underlying for p in eth] == ["ETH"]
     assert catalog.price_markets("DOGE") == ([], []) and catalog.price_markets("ADA") == ([], [])
