@@ -168,6 +168,7 @@ def test_the_scan_agrees_with_the_reader_whatever_the_chunking(
 ) -> None:
     """Lines crossing chunk boundaries, markers split by them, lines longer than a chunk."""
     monkeypatch.setattr(recorded, "_CHUNK", chunk)
+    monkeypatch.setattr(recorded, "_FOUND", {})  # each example scans (the file is rewritten)
     body = {
         "def": b'{"question":"Will it?","clobTokenIds":"[]"}',
         "book": b'{"event_type":"book","asset_id":"9"}',
@@ -179,6 +180,27 @@ def test_the_scan_agrees_with_the_reader_whatever_the_chunking(
     got = list(recorded.definition_lines(path, "polymarket", PLUGIN.definition_markers))
     assert got == reference(path, PLUGIN.definition_markers)
     assert len(got) == sum(k != "book" for k in kinds)
+
+
+def test_a_file_is_scanned_once_until_it_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scans: list[Path] = []
+    real = recorded._scan
+
+    def counting(path: Path, markers: tuple[bytes, ...]) -> Any:
+        scans.append(path)
+        return real(path, markers)
+
+    monkeypatch.setattr(recorded, "_scan", counting)
+    path = tmp_path / "p.rec"
+    one = format_ts(T0).encode() + b' {"question":"a"}'
+    write_lines(path, [one])
+    markers = PLUGIN.definition_markers
+    assert list(recorded.definition_lines(path, "polymarket", markers)) == [(T0, b'{"question":"a"}')]
+    assert list(recorded.definition_lines(path, "polymarket", markers)) == [(T0, b'{"question":"a"}')]
+    assert scans == [path]
+    write_lines(path, [one, one])  # rewritten: longer
+    assert len(list(recorded.definition_lines(path, "polymarket", markers))) == 2
+    assert scans == [path, path]
 
 
 def test_a_recording_directory_is_scanned_file_by_file_in_time_order(tmp_path: Path) -> None:
