@@ -329,7 +329,8 @@ def _recorded(args: argparse.Namespace) -> MarketCatalog:
 
 
 def _when(ns: int) -> str:
-    return _ends(dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)) + f":{ns // 1_000_000_000 % 60:02d}"
+    """`2026-04-09 16:00:59Z`: to the second (a candle's close is 59.999 s after its open)."""
+    return dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def cmd_price_markets(args: argparse.Namespace) -> int:

@@ -24,6 +24,13 @@ year that puts the title's date nearest `end_date`, and the instant read must th
 of `end_date`, or the market is reported (a title and an end date that disagree are not guessed
 between). A year in the title ("on December 31, 2026") is used as written.
 
+Hourly markets ("Bitcoin above 69,200 on April 6, 2PM ET") state: 'if the "Close" price for the
+BTC/USDT 1 hour candle that ends on the time and date specified in the title is higher than the
+price specified in the title', the exchange named where the description gives the resolution
+source. That candle opens an hour before the title's time and closes a millisecond before it
+(13:59:59.999 ET for "2PM ET"): `resolves_at_ns`. A daily rule ("12:00 in the ET timezone")
+under a title that names another hour is reported, as is an hourly rule under a title without one.
+
 A description that states no rule at all (no candle, exchange, oracle or "resolution source") is
 read from `end_date`, and says so in `source` ("end_date; rule not stated"): only when the question
 is otherwise fully read and `end_date` falls on the title's date (within a day; an hourly title's
@@ -103,9 +110,13 @@ _QUESTION: Final = re.compile(
     re.IGNORECASE,
 )
 
-# Looks like a price question: names an amount of money (or a thousands-grouped number), or is
-# an Up or Down market. Only these are reported when they cannot be read.
-_PRICE_LIKE: Final = re.compile(r"\$\s?\d|\b\d{1,3}(?:,\d{3})+\b|\bup\s+or\s+down\b|\bprice\b", re.IGNORECASE)
+# Looks like a price question: names an amount of money, a thousands-grouped number or a number
+# after "above"/"below"/..., or the price, or is an Up or Down market. Only these are reported
+# when they cannot be read.
+_PRICE_LIKE: Final = re.compile(
+    rf"\$\s?\d|\b\d{{1,3}}(?:,\d{{3}})+\b|\bup\s+or\s+down\b|\bprice\b|\b(?:{_CONDITION_WORDS})\s+\d",
+    re.IGNORECASE,
+)
 _UP_OR_DOWN: Final = re.compile(r"\bup\s+or\s+down\b", re.IGNORECASE)
 _TOUCH: Final = re.compile(
     r"\b(?:reach(?:es)?|hit|hits|touch(?:es)?|dip(?:s)?\s+to|drop(?:s)?\s+to|fall(?:s)?\s+to|"
@@ -118,6 +129,19 @@ _RULE: Final = re.compile(
     r"\b(?P<exchange>binance|coinbase|kraken|okx|bybit)\s+1\s+minute\s+candle\s+for\s+"
     r"(?P<base>[A-Z0-9]{2,10})/(?P<quote>[A-Z]{2,6})\s+(?P<hour>\d{1,2}):(?P<minute>\d{2})"
     r"(?:\s*(?P<ampm>[ap])\.?m\.?)?\s+in\s+the\s+ET\s+timezone",
+    re.IGNORECASE,
+)
+# The hourly markets' rule: 'if the "Close" price for the BTC/USDT 1 hour candle that ends on the
+# time and date specified in the title is higher than the price specified in the title', the
+# exchange named in the sentence on the resolution source.
+_HOURLY_RULE: Final = re.compile(
+    r"close\W{0,3}price\s+for\s+the\s+(?P<base>[A-Z0-9]{2,10})/(?P<quote>[A-Z]{2,6})\s+1\s+hour\s+candle\s+"
+    r"that\s+ends\s+on\s+the\s+time\s+and\s+date\s+specified\s+in\s+the\s+title",
+    re.IGNORECASE,
+)
+_SOURCE_EXCHANGE: Final = re.compile(
+    r"resolution\s+source\s+for\s+this\s+market\s+is\s+(?:information\s+from\s+)?"
+    r"(?P<exchange>binance|coinbase|kraken|okx|bybit)\b",
     re.IGNORECASE,
 )
 _FINAL_CLOSE: Final = re.compile(r"final\W{0,3}close\W{0,3}price", re.IGNORECASE)
@@ -142,11 +166,15 @@ except zoneinfo.ZoneInfoNotFoundError:  # pragma: no cover - an install without 
 
 @attrs.frozen
 class _Rule:
+    """A settlement rule read: a one-minute candle's close at `hour`:`minute` ET (daily markets),
+    or, `hourly`, the close of the one-hour candle ending at the title's time."""
+
     exchange: str
     pair: str
     base: str
-    hour: int
-    minute: int
+    hour: int = 0
+    minute: int = 0
+    hourly: bool = False
 
 
 class _Refused(Exception):
@@ -199,6 +227,13 @@ def _rule(description: str) -> _Rule | None:
     """The settlement rule the description states, None when it states none; `_Refused` when it
     states one that cannot be read."""
     found = _RULE.search(description)
+    hourly = _HOURLY_RULE.search(description) if found is None else None
+    if hourly is not None:
+        exchange = _SOURCE_EXCHANGE.search(description)
+        if exchange is None:
+            raise _Refused("the description's hourly candle rule names no exchange")
+        base = hourly["base"].upper()
+        return _Rule(exchange["exchange"].lower(), f"{base}/{hourly['quote'].upper()}", base, hourly=True)
     if found is None:
         if _STATES_A_RULE.search(description):
             raise _Refused("the description states a settlement rule this reader cannot read")
@@ -297,13 +332,21 @@ def _read(market: CatalogMarket, question: str, underlying: str) -> PriceMarket:
     if rule is not None:
         if rule.base != underlying:
             raise _Refused(f"the description settles on {rule.pair}; the question names {underlying}")
-        if title_time is not None and title_time != (rule.hour, rule.minute):
-            raise _Refused(
-                f"the title's time {title_time[0]:02d}:{title_time[1]:02d} ET is not the rule's "
-                f"{rule.hour:02d}:{rule.minute:02d} ET"
-            )
-        resolves = _et_ns(day, rule.hour, rule.minute) + _CANDLE_NS
-        source = f"{rule.exchange} {rule.pair} 1m close {rule.hour:02d}:{rule.minute:02d} ET"
+        if rule.hourly:
+            if title_time is None:
+                raise _Refused("an hourly candle rule, but the title gives no hour")
+            # The 1h candle ending at the title's time closes a millisecond before it.
+            resolves = _et_ns(day, *title_time) - 1_000_000
+            ending = f"{title_time[0]:02d}:{title_time[1]:02d}"
+            source = f"{rule.exchange} {rule.pair} 1h close, candle ending {ending} ET"
+        else:
+            if title_time is not None and title_time != (rule.hour, rule.minute):
+                raise _Refused(
+                    f"the title's time {title_time[0]:02d}:{title_time[1]:02d} ET is not the rule's "
+                    f"{rule.hour:02d}:{rule.minute:02d} ET"
+                )
+            resolves = _et_ns(day, rule.hour, rule.minute) + _CANDLE_NS
+            source = f"{rule.exchange} {rule.pair} 1m close {rule.hour:02d}:{rule.minute:02d} ET"
         if end_ns is not None and abs(resolves - end_ns) > _DAY_NS:
             raise _Refused(
                 f"the title's date ({said}, {_say_ns(resolves)}) is {abs(resolves - end_ns) / _DAY_NS:.1f} "

@@ -306,6 +306,17 @@ class MarketCatalog(abc.ABC):
         `([], [])` (this default); Polymarket's reads them (connectors/polymarket/pricemarkets.py)."""
         return [], []
 
+    async def price_markets_async(
+        self, underlying: str | None = None
+    ) -> tuple[list[PriceMarket], list[Unrecognized]]:
+        """`price_markets`, without holding up the event loop: like `search_async`, in a worker
+        thread for a catalog opened live (`search_in_thread`: reading a few thousand crypto
+        markets of 300,000 takes a tenth of a second or more), on the caller's stack otherwise
+        (a backtest: no yield, deterministic). The answer is exactly `price_markets`'."""
+        if not self.search_in_thread:
+            return self.price_markets(underlying)
+        return await trio.to_thread.run_sync(self.price_markets, underlying)
+
 
 def _check_limit(limit: int) -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
