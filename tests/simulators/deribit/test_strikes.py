@@ -53,9 +53,12 @@ def tickers(lines: list[Line]) -> list[dict[str, Any]]:
     out = []
     for line in lines:
         msg = line.msg
-        if isinstance(msg, dict) and msg.get("method") == "subscription":
-            if msg["params"]["channel"].startswith("ticker."):
-                out.append(msg["params"]["data"])
+        if (
+            isinstance(msg, dict)
+            and msg.get("method") == "subscription"
+            and msg["params"]["channel"].startswith("ticker.")
+        ):
+            out.append(msg["params"]["data"])
     return out
 
 
