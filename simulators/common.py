@@ -58,9 +58,11 @@ def parse_options(options: Mapping[str, Any], *, venue: str | None = None) -> tu
     unknown = sorted(str(k) for k in options if k not in DEFAULT_OPTIONS and k not in own)
     if unknown:
         known = ", ".join(sorted([*DEFAULT_OPTIONS, *own]))
-        elsewhere = [
-            f"{k} is {v}'s" for k in unknown for v, keys in VENUE_OPTIONS.items() if k in keys and v != venue
-        ]
+        elsewhere = []
+        for k in unknown:
+            owners = [f"{v}'s" for v, keys in VENUE_OPTIONS.items() if k in keys and v != venue]
+            if owners:
+                elsewhere.append(f"{k} is {' and '.join(owners)}")
         hint = f"; {', '.join(elsewhere)}" if elsewhere else ""
         raise ValueError(f"unknown generator option(s) {', '.join(unknown)} (known: {known}{hint})")
     venue_options(options, venue)
