@@ -20,7 +20,6 @@ __all__ = [
     "MAX_STRIKES",
     "VENUE_OPTIONS",
     "Feed",
-    "FeedMaker",
     "dec",
     "parse_options",
     "venue_options",
@@ -115,12 +114,6 @@ class Feed(Protocol):
     """A venue's synthetic stream: (receive time in ns, frame) for `hours` from its start."""
 
     def frames(self, hours: float) -> Iterable[tuple[int, bytes]]: ...
-
-
-class FeedMaker(Protocol):
-    """A feed class's `create`."""
-
-    def __call__(self, *, seed: int, start_ns: int) -> Feed: ...
 
 
 def write_sample(
