@@ -20,7 +20,6 @@ __all__ = [
     "MAX_STRIKES",
     "VENUE_OPTIONS",
     "Feed",
-    "FeedMaker",
     "dec",
     "parse_options",
     "venue_options",
@@ -58,9 +57,11 @@ def parse_options(options: Mapping[str, Any], *, venue: str | None = None) -> tu
     unknown = sorted(str(k) for k in options if k not in DEFAULT_OPTIONS and k not in own)
     if unknown:
         known = ", ".join(sorted([*DEFAULT_OPTIONS, *own]))
-        elsewhere = [
-            f"{k} is {v}'s" for k in unknown for v, keys in VENUE_OPTIONS.items() if k in keys and v != venue
-        ]
+        elsewhere = []
+        for k in unknown:
+            owners = [f"{v}'s" for v, keys in VENUE_OPTIONS.items() if k in keys and v != venue]
+            if owners:
+                elsewhere.append(f"{k} is {' and '.join(owners)}")
         hint = f"; {', '.join(elsewhere)}" if elsewhere else ""
         raise ValueError(f"unknown generator option(s) {', '.join(unknown)} (known: {known}{hint})")
     venue_options(options, venue)
@@ -113,12 +114,6 @@ class Feed(Protocol):
     """A venue's synthetic stream: (receive time in ns, frame) for `hours` from its start."""
 
     def frames(self, hours: float) -> Iterable[tuple[int, bytes]]: ...
-
-
-class FeedMaker(Protocol):
-    """A feed class's `create`."""
-
-    def __call__(self, *, seed: int, start_ns: int) -> Feed: ...
 
 
 def write_sample(

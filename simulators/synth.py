@@ -17,7 +17,10 @@ The model, in short:
   `UnderlyingSpec.basis`.
 - Options: Black-Scholes (r = 0) on the index, with a vol surface per underlying: an ATM vol per
   expiry (term structure) drifting as an OU process, plus skew and curvature in normalised
-  log-moneyness. Prices are in USD, or in the coin when `InstrumentSpec.coin_quoted`.
+  log-moneyness. Prices are in USD, or in the coin when `InstrumentSpec.coin_quoted`. The same
+  model answers for any instant up to the last listed expiry (`model_total_variance`,
+  `model_call`, `model_prob_above`: total variance linear in time between listed expiries at
+  fixed log-moneyness), which prices the Polymarket Bitcoin markets of the same path.
 - Books: a market maker requotes each book around the model's fair price at jittered intervals;
   levels sit on the instrument's tick grid and persist from one quote to the next when the price
   has not moved away from them, so a requote changes a few levels, not all of them.

@@ -6,7 +6,8 @@ that asked for the instruments and subscribed to everything:
 
 1. four `public/get_instruments` responses (ids 1-4: BTC options, BTC futures, ETH options, ETH
    futures; §1.8), then the `public/subscribe` response (id 5) listing the `ticker`, `book` and
-   `trades` channels (interval `100ms`) of all 34 instruments (§1.4);
+   `trades` channels (interval `100ms`) of all instruments (§1.4; 34 with the default 4 strikes
+   per expiry, 2 + 8 x `strikes` with more);
 2. a `book` snapshot per instrument (`type: snapshot`, no `prev_change_id`; §1.6);
 3. the live stream: `ticker.*`, `book.*` changes (only the levels that changed, chained by
    `change_id` / `prev_change_id`), `trades.*`.

@@ -73,12 +73,22 @@ _BETWEEN_DESCRIPTION: Final = _rule("within the range specified in the title")
 
 
 def noon_et_ms(day: dt.date) -> int:
-    """12:00 in New York on `day`, as UTC ms: 16:00 UTC under daylight saving time (from the
-    second Sunday of March to the first Sunday of November), 17:00 UTC otherwise."""
-    march8 = dt.date(day.year, 3, 8)
-    nov1 = dt.date(day.year, 11, 1)
-    dst_start = march8 + dt.timedelta(days=(6 - march8.weekday()) % 7)
-    dst_end = nov1 + dt.timedelta(days=(6 - nov1.weekday()) % 7)
+    """12:00 in New York on `day`, as UTC ms: 16:00 UTC under daylight saving time, 17:00 UTC
+    otherwise. Daylight saving time by the US rules: since 2007 from the second Sunday of March
+    to the first Sunday of November, from 1987 to 2006 from the first Sunday of April to the
+    last Sunday of October (ValueError before 1987)."""
+    if day.year < 1987:
+        raise ValueError(f"no daylight saving rule here for {day.year} (before 1987)")
+
+    def sunday_from(first: dt.date) -> dt.date:  # the first Sunday on or after `first`
+        return first + dt.timedelta(days=(6 - first.weekday()) % 7)
+
+    if day.year >= 2007:
+        dst_start = sunday_from(dt.date(day.year, 3, 8))
+        dst_end = sunday_from(dt.date(day.year, 11, 1))
+    else:
+        dst_start = sunday_from(dt.date(day.year, 4, 1))
+        dst_end = sunday_from(dt.date(day.year, 10, 25))
     hour = 16 if dst_start <= day < dst_end else 17
     return calendar.timegm((day.year, day.month, day.day, hour, 0, 0)) * 1000
 

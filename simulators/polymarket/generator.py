@@ -25,7 +25,11 @@ space, so a price never leaves (0, 1)):
 - `ballon-dor-2026-winner`: a neg-risk event of four outcome markets whose YES prices are the
   softmax of four walks (they sum to 1, as a neg-risk event's do);
 - `btc-up-or-down-sample-hour`: resolves three quarters into the sample, its price pulled to 0 or
-  1 in the last fifth of its life.
+  1 in the last fifth of its life;
+- with `crypto = "deribit"` (`crypto.py`), two Bitcoin ladders for the Deribit near expiry's date,
+  "Bitcoin above ___ on <date>?" (7 legs) and the neg-risk "Bitcoin price on <date>?" (8 range
+  legs), priced by the synthetic market's own model on the BTC path of the Deribit sample of the
+  same seed and start, plus a mispricing.
 
 Books: the YES book is a market maker's ladder around the fair probability, on the market's tick;
 a requote changes a few levels, not all. The NO book is its mirror (a YES bid at p is a NO ask at
