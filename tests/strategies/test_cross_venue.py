@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, cast
 
-import attrs
 import pytest
 import structlog
 import trio
@@ -31,12 +30,15 @@ from tradingd.engine import (
     OrderState,
     OrderUpdate,
     OutcomeToken,
+    PriceCondition,
+    PriceMarket,
     Status,
     StatusKind,
     StrategyContext,
     StrategyError,
     Subscription,
     Ticker,
+    Unrecognized,
 )
 from tradingd.engine.surface import OutsideSurface, SliceFit, SviParams, VolSurface
 from tradingd.strategies.cross_venue import CrossVenue, CrossVenueParams
@@ -94,38 +96,6 @@ def flat_surface(as_of_ns: int = T0, expiry_ns: int = EXPIRY) -> VolSurface:
 # -- fakes -------------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class FakePriceMarket:
-    """engine/venue/pricemarket.py's PriceMarket as pinned (ABOVE / BELOW / BETWEEN)."""
-
-    market: CatalogMarket
-    underlying: str
-    condition: str
-    low: Decimal | None
-    high: Decimal | None
-    resolves_at_ns: int
-    source: str
-    yes_token: str
-    no_token: str
-
-    def probability(self, surface: VolSurface, *, now_ns: int | None = None) -> float:
-        t = self.resolves_at_ns
-        if self.condition == "above":
-            assert self.low is not None
-            return surface.prob_above(float(self.low), t, now_ns=now_ns)
-        if self.condition == "below":
-            assert self.high is not None
-            return surface.prob_below(float(self.high), t, now_ns=now_ns)
-        assert self.low is not None and self.high is not None
-        return surface.prob_between(float(self.low), float(self.high), t, now_ns=now_ns)
-
-
-@attrs.frozen
-class FakeUnrecognized:
-    market: CatalogMarket
-    reason: str
-
-
 def catalog_market(name: str, *, tradable: bool = True) -> CatalogMarket:
     return CatalogMarket(
         venue="polymarket", slug=name, question=f"Will the price of Bitcoin be above {name}?",
@@ -135,10 +105,10 @@ def catalog_market(name: str, *, tradable: bool = True) -> CatalogMarket:
     )  # fmt: skip
 
 
-def above(name: str, strike: float, resolves_ns: int = T0 + 10 * DAY, **kw: Any) -> FakePriceMarket:
+def above(name: str, strike: float, resolves_ns: int = T0 + 10 * DAY, **kw: Any) -> PriceMarket:
     m = catalog_market(name, **kw)
-    return FakePriceMarket(
-        market=m, underlying="BTC", condition="above", low=Decimal(str(strike)), high=None,
+    return PriceMarket(
+        market=m, underlying="BTC", condition=PriceCondition.ABOVE, low=Decimal(str(strike)), high=None,
         resolves_at_ns=resolves_ns, source="binance BTC/USDT 1m close", yes_token=f"{name}-yes",
         no_token=f"{name}-no",
     )  # fmt: skip
@@ -147,7 +117,7 @@ def above(name: str, strike: float, resolves_ns: int = T0 + 10 * DAY, **kw: Any)
 class FakeCatalog:
     venue = "polymarket"
 
-    def __init__(self, found: Sequence[FakePriceMarket], unread: Sequence[FakeUnrecognized] = ()) -> None:
+    def __init__(self, found: Sequence[PriceMarket], unread: Sequence[Unrecognized] = ()) -> None:
         self.found = list(found)
         self.unread = list(unread)
         self.generation = 1
@@ -157,7 +127,7 @@ class FakeCatalog:
         self.asked.append(underlying)
         return list(self.found), list(self.unread)
 
-    def replace(self, found: Sequence[FakePriceMarket]) -> None:
+    def replace(self, found: Sequence[PriceMarket]) -> None:
         self.found = list(found)
         self.generation += 1
 
@@ -295,7 +265,7 @@ def book(token: str, bid: float | None, ask: float | None, *, size: float = 100.
 
 
 def start(
-    markets: Sequence[FakePriceMarket], *, surface: VolSurface | None = None, **params: Any
+    markets: Sequence[PriceMarket], *, surface: VolSurface | None = None, **params: Any
 ) -> tuple[CrossVenue, FakeContext]:
     cat = FakeCatalog(markets)
     ctx = FakeContext(cat, flat_surface() if surface is None else surface)
@@ -462,7 +432,7 @@ def test_holding_no_it_sells_no_rather_than_buy_yes() -> None:
 # -- nothing sent --------------------------------------------------------------------------------
 
 
-def _cheap_yes(m: FakePriceMarket, at: int = T0) -> BookUpdate:
+def _cheap_yes(m: PriceMarket, at: int = T0) -> BookUpdate:
     ask = math.floor((digital(float(m.low or 0), m.resolves_at_ns, T0) - 0.1) * 100) / 100
     return book(m.yes_token, ask - 0.01, ask, at=at)
 
@@ -557,7 +527,7 @@ def test_no_second_order_while_one_is_working_nor_within_the_cooldown() -> None:
 
 def test_unrecognized_markets_are_logged_once_with_their_reason_and_warned_about() -> None:
     cat = FakeCatalog(
-        [], [FakeUnrecognized(catalog_market("touch"), "a touch market (reach), not a price at a time")]
+        [], [Unrecognized(catalog_market("touch"), "a touch market (reach), not a price at a time")]
     )
     ctx = FakeContext(cat, flat_surface())
     strat = CrossVenue("cv", CrossVenueParams())
