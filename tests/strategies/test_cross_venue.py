@@ -10,8 +10,10 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
 from typing import Any, cast
 
+import attrs
 import pytest
 import structlog
 import trio
@@ -588,8 +590,17 @@ def test_without_catalog_or_surface_it_says_why_nothing_traded() -> None:
 def test_market_delta_is_the_digitals_closed_form_delta(strike: float) -> None:
     m = above("k", strike)
     strat, _ = start([m])
-    got = strat.market_delta(cast(Any, m), flat_surface(), T0)
+    got = strat.market_delta(m, flat_surface(), T0)
     assert got == pytest.approx(digital_delta(strike, m.resolves_at_ns, T0), rel=2e-4, abs=1e-12)
+
+
+def test_a_range_markets_delta_is_the_difference_of_its_edges_deltas() -> None:
+    m = attrs.evolve(
+        above("r", 96_000), condition=PriceCondition.BETWEEN, low=Decimal(96_000), high=Decimal(104_000)
+    )
+    strat, _ = start([m])
+    want = digital_delta(96_000, m.resolves_at_ns, T0) - digital_delta(104_000, m.resolves_at_ns, T0)
+    assert strat.market_delta(m, flat_surface(), T0) == pytest.approx(want, rel=2e-4, abs=1e-12)
 
 
 def test_the_hedge_sells_the_perpetual_in_usd_to_bring_the_tokens_delta_inside_the_band() -> None:
@@ -628,3 +639,24 @@ def test_the_hedge_sells_the_perpetual_in_usd_to_bring_the_tokens_delta_inside_t
 def test_params_are_refused_with_their_name(field: str, value: Any, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         CrossVenueParams(**{field: value})
+
+
+def test_the_paper_config_checks_and_builds_crossvenue_on_both_venues(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tradingd.cli.main import main
+    from tradingd.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "config" / "paper-crossvenue.toml"
+    try:
+        assert main(["check-config", str(path)]) == 0
+    finally:
+        structlog.reset_defaults()
+    assert capsys.readouterr().out.strip().endswith("OK: mode paper, strategies: cross_btc (CrossVenue)")
+    loaded = load_config(path)
+    assert loaded.config.mode == "paper" and set(loaded.config.venues) == {"deribit", "polymarket"}
+    params = loaded.strategy_params["cross_btc"]
+    assert isinstance(params, CrossVenueParams)
+    assert (params.options_venue, params.market_venue, params.margin, params.max_position) == (
+        "deribit", "polymarket", 0.02, Decimal(100),
+    )  # fmt: skip
