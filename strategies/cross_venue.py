@@ -470,8 +470,8 @@ class CrossVenue(Strategy):
     def market_delta(self, pm: PriceMarket, surface: VolSurface, now: int) -> float:
         """dP(YES)/dS of one market, in YES-shares' USD per USD of the underlying (module
         docstring: the forward moved by +/- `_BUMP` is the strikes divided by (1 +/- `_BUMP`))."""
-        up = attrs.evolve(pm, **_scaled(pm, 1.0 / (1.0 + _BUMP)))
-        down = attrs.evolve(pm, **_scaled(pm, 1.0 / (1.0 - _BUMP)))
+        up = _scaled(pm, 1.0 / (1.0 + _BUMP))
+        down = _scaled(pm, 1.0 / (1.0 - _BUMP))
         forward = surface.forward(pm.resolves_at_ns, now_ns=now)
         dp_dlnf = (up.probability(surface, now_ns=now) - down.probability(surface, now_ns=now)) / (
             math.log1p(_BUMP) - math.log1p(-_BUMP)
@@ -540,9 +540,9 @@ class CrossVenue(Strategy):
         )
 
 
-def _scaled(pm: PriceMarket, factor: float) -> dict[str, Decimal | None]:
+def _scaled(pm: PriceMarket, factor: float) -> PriceMarket:
+    """`pm` with its strikes multiplied by `factor`."""
     f = Decimal(repr(factor))
-    return {
-        "low": None if pm.low is None else pm.low * f,
-        "high": None if pm.high is None else pm.high * f,
-    }
+    return attrs.evolve(
+        pm, low=None if pm.low is None else pm.low * f, high=None if pm.high is None else pm.high * f
+    )

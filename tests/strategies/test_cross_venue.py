@@ -387,7 +387,7 @@ def test_never_more_than_max_position_in_a_market(
         feed(strat, book("k-yes", max(ask - 0.01, 0.001), ask, size=shown, at=ctx.now))
         for order in ctx.sent[n:]:
             if order.side.value == "buy":
-                assert order.size <= min(order_size, Decimal(str(shown)), max_position - before)
+                assert order.size <= min(Decimal(order_size), Decimal(str(shown)), max_position - before)
         assert 0 <= ctx.position("polymarket", "k-yes") <= max_position
 
 

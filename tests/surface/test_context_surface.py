@@ -56,6 +56,9 @@ class Host:
     def book(self, venue: str, instrument: str) -> None:
         return None
 
+    def fee_model(self, venue: str) -> None:
+        return None
+
 
 class Ctx(BaseContext):
     def __init__(self, host: Host, venues: Sequence[str]) -> None:
