@@ -245,3 +245,35 @@ def test_ctx_fee_is_what_the_simulated_venue_books(tmp_path: Path) -> None:
     assert sum(f.fee for f in mine) == fee  # one fill at the ask: the same fee, to the unit
     assert errors[0].startswith("no fee schedule for 'deribit'")
     assert errors[1] == "unknown instrument polymarket:no-such-token: no fee to compute"
+
+
+async def test_ctx_fee_in_paper_mode_is_what_the_paper_fill_books(nursery: trio.Nursery) -> None:
+    """The live engine lends each venue's fee model too: paper mode's fill of a tagged order books
+    the fee `ctx.fee` answered for it (Deribit's perpetual: 0.05% taker of the USD size, in BTC at
+    the fill's price, by the schedule's own arithmetic in connectors/deribit/fees.py)."""
+    import functools
+
+    from tests.support.live_support import Probe, paper_deribit, until
+    from tradingd.engine import OrderState
+    from tradingd.simulators.deribit.simulator import DeribitSimulator, serve
+
+    simulator = DeribitSimulator(seed=5, step_s=0.05, heartbeat_scale=0.1)
+    binds = await nursery.start(functools.partial(serve, simulator))
+    probe = Probe("p", [Subscription("deribit", "BTC-PERPETUAL", {"book", "ticker"})])
+    engine, live = await paper_deribit(nursery, str(binds[0]).removeprefix("http://"), probe)
+
+    def book_ready() -> bool:
+        book = live.decoder.book("BTC-PERPETUAL")
+        return book is not None and bool(book.valid)
+
+    await until(book_ready, what="the perpetual's book")
+    asks = await until(lambda: [t.ask for t in probe.of(Ticker, "BTC-PERPETUAL") if t.ask], what="an ask")
+    answer = await probe.ctx.buy(
+        "deribit", "BTC-PERPETUAL", 100, price=str(round(asks[-1] * 1.01)), time_in_force="ioc", tag="paper"
+    )
+    assert answer.status is OrderState.FILLED
+    (fill,) = await until(lambda: probe.mine(answer.client_order_id) and probe.of(Fill), what="the fill")
+    assert (fill.fee, fill.fee_currency) == probe.ctx.fee("deribit", "BTC-PERPETUAL", fill.price, fill.size)
+    assert fill.fee > 0
+    order = engine.flow.tracker.get(answer.client_order_id)
+    assert order is not None and order.request.tag == "paper"
