@@ -1,6 +1,6 @@
 """Backtest throughput on the bundled sample, and where the time goes.
 
-    python bench/bench_backtest.py [--config config/backtest.toml] [--repeat 3]
+    python bench/bench_backtest.py [--config config/backtest-deribit.toml] [--repeat 3]
 
 Stages, each timed on the whole recording (best of `--repeat`):
   read     lines and timestamps out of the .zst file
@@ -43,7 +43,7 @@ def best(fn: Any, repeat: int) -> tuple[float, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=str(ROOT / "config" / "backtest.toml"))
+    ap.add_argument("--config", default=str(ROOT / "config" / "backtest-deribit.toml"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument(
         "--copies", type=int, default=4, help="copies of both strategies for the many-strategy run"

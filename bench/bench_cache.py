@@ -1,6 +1,7 @@
 """The decoded-event cache against the frame path, on the bundled sample.
 
-    python bench/bench_cache.py [--config config/backtest.toml] [--runs 5] [--frames N] [--only data,backtest]
+    python bench/bench_cache.py [--config config/backtest-deribit.toml] [--runs 5] [--frames N]
+                                [--only data,backtest]
 
 Four comparisons, each run in fresh processes, interleaved (frames, cache, frames, cache, ...),
 measured in CPU time of the work (user + system, `resource.getrusage`, every thread), medians
@@ -176,7 +177,7 @@ def _slice(src: Path, dst: Path, frames: int) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=str(ROOT / "config" / "backtest.toml"))
+    ap.add_argument("--config", default=str(ROOT / "config" / "backtest-deribit.toml"))
     ap.add_argument("--runs", type=int, default=5, help="runs of each side (interleaved)")
     ap.add_argument("--frames", type=int, default=0, help="replay only the first N frames (0: all)")
     ap.add_argument("--skip-backtest", action="store_true", help="no whole-backtest comparison")

@@ -8,16 +8,15 @@
   one that never fills): CPU time of the replay (`time.process_time`), each run in a fresh
   process, the counts interleaved (1, 4, 16, 64, 1, 4, ...), the median of `--runs`; and the
   marginal cost per event per strategy, the slope of CPU time per event over the count.
-- `--rss`: peak RSS of `tradingd backtest` (both example strategies of config/backtest.toml) on a
-  day of generated Deribit data cut to about 1M frames (`tradingd generate --hours 6 --seed 1`,
-  981k frames, about 2 minutes to make once), without and with `--report`; `--rss-10m` adds about
-  10M frames (`--hours 61`, about 20 minutes to generate once and 10 to replay twice on a 2-core
-  machine). Peak RSS is `ru_maxrss` of the process, read by `wait4` (the command is started
-  through `exec` from a small shell, so it does not inherit this process's peak). With
-  `--report` the command execs into its drawing process (cli/render.py) once the JSON is written:
-  Linux keeps the larger of the images' high-water marks in `ru_maxrss` (exec_mmap folds the old
-  image's into the process's), so the figure is the peak of the whole command, replay and
-  drawing; /proc's VmHWM, by contrast, starts again at the exec.
+- `--rss`: peak RSS of `tradingd backtest` (both Deribit example strategies of config/backtest-deribit.toml)
+  on a day of generated Deribit data cut to about 1M frames (`tradingd generate --hours 6 --seed 1`, 981k
+  frames, about 2 minutes to make once), without and with `--report`; `--rss-10m` adds about 10M frames
+  (`--hours 61`, about 20 minutes to generate once and 10 to replay twice on a 2-core machine). Peak RSS is
+  `ru_maxrss` of the process, read by `wait4` (the command is started through `exec` from a small shell, so
+  it does not inherit this process's peak). With `--report` the command execs into its drawing process
+  (cli/render.py) once the JSON is written: Linux keeps the larger of the images' high-water marks in
+  `ru_maxrss` (exec_mmap folds the old image's into the process's), so the figure is the peak of the whole
+  command, replay and drawing; /proc's VmHWM, by contrast, starts again at the exec.
 - `--rss-phases` (with `--rss`; or `--phases-config FILE` for any backtest config): where the
   `--report` run's memory goes: VmRSS and VmHWM (/proc/self/status) after the imports, after the
   replay, after the JSON report and before the exec; then, in the drawing process (VmHWM from
@@ -322,7 +321,7 @@ def rss_part(data_dir: Path, hours: float, label: str, phases: bool = False) -> 
         subprocess.run([*generate, "--seed", "1", "--no-progress"], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "backtest.toml"
-        text = (ROOT / "config" / "backtest.toml").read_text()
+        text = (ROOT / "config" / "backtest-deribit.toml").read_text()
         text = text.replace('path = "../data/deribit-sample.rec.zst"', f"path = {json.dumps(str(path))}")
         config.write_text(text)
         base = [tradingd, "backtest", "--config", str(config), "--no-progress"]

@@ -1,6 +1,6 @@
 """Sweep throughput: trials per minute of the bundled example, on local processes and on Ray.
 
-    python bench/bench_sweep.py [--config config/backtest.toml] [--runs 3] [--trials 4,8,16]
+    python bench/bench_sweep.py [--config config/backtest-deribit.toml] [--runs 3] [--trials 4,8,16]
                                 [--minutes 30,60,120] [--no-ray] [--json FILE] [--quick]
 
 Each trial is a backtest of the config (both example strategies) with a few strategy
@@ -201,7 +201,9 @@ def _floats(text: str) -> list[float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--config", default=str(ROOT / "config" / "backtest.toml"), help="the base backtest")
+    ap.add_argument(
+        "--config", default=str(ROOT / "config" / "backtest-deribit.toml"), help="the base backtest"
+    )
     ap.add_argument("--runs", type=int, default=3, help="repetitions of each job (the median is printed)")
     ap.add_argument("--throughput-trials", type=int, default=8)
     ap.add_argument("--trials", default="4,8,16", help="trial counts for the growth with trials")

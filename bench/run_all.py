@@ -554,7 +554,7 @@ def day_replay(quick: bool) -> Group:
             "-c",
             _DAY_CHILD,
             str(path),
-            str(ROOT / "config" / "backtest.toml"),
+            str(ROOT / "config" / "backtest-deribit.toml"),
         ],
     ).run()
     cmd = f"python bench/run_all.py --only day (data: tradingd generate --hours {hours} --seed 1)"

@@ -40,12 +40,14 @@ from tradingd.engine.store import format_ts
 from tradingd.engine.store.evcache import EventCache
 from tradingd.engine.venue.catalog import MarketCatalog
 from tradingd.engine.venue.plugins import load_catalog_class, load_venue
+from tradingd.engine.venue.spi import VenuePlugin
 
 from . import render
 from .exits import UsageError
 from .output_path import unwritable
 from .progress import drawing_status, new_bar, progress, wanted
-from .settings import catalog_settings, risk_limits
+from .recorded import recorded_catalogs, with_recorded
+from .settings import catalog_settings, risk_limits, surface_settings
 
 __all__ = ["build_kernel", "cmd_backtest", "ensure_data"]
 
@@ -129,6 +131,15 @@ def _cached_catalogs(loaded: LoadedConfig, venues: set[str]) -> dict[str, Market
     return out
 
 
+def _catalogs(
+    loaded: LoadedConfig, sources: list[DataSource], plugins: dict[str, VenuePlugin]
+) -> dict[str, MarketCatalog]:
+    """Each venue's catalog for a backtest: the markets its recordings define (cli/recorded.py),
+    over the cache on disk where there is one (the recorded definitions answer first)."""
+    recorded = recorded_catalogs(((s.venue, s.path) for s in sources if s.format == "recording"), plugins)
+    return with_recorded(recorded, _cached_catalogs(loaded, {s.venue for s in sources}))
+
+
 def build_kernel(
     loaded: LoadedConfig,
     *,
@@ -167,9 +178,10 @@ def build_kernel(
         engine_limits=risk_limits(cfg.risk),
         strategy_limits={s.name: risk_limits(s.risk) for s in enabled},
         progress=progress,
-        catalogs=_cached_catalogs(loaded, {s.venue for s in sources}),
+        catalogs=_catalogs(loaded, sources, plugins),
         on_failure={s.name: s.on_failure for s in enabled},
         event_cache=event_cache,
+        surface_settings=surface_settings(cfg.surface),
     )
 
 

@@ -6,6 +6,9 @@
     tradingd catalog token TOKEN_ID                  the market an outcome token belongs to
     tradingd catalog get CONDITION_ID                one market by its condition id
     tradingd catalog refresh [--gamma-url URL]       fetch every market from Gamma, rewrite the cache
+    tradingd catalog price-markets [--underlying BTC] [--recording PATH]
+                                                     the crypto price markets read, then the
+                                                     crypto-looking ones not read, with why
 
 Each takes `--venue V` (default: the one catalog installed; Polymarket's today), `--cache PATH`
 (default: the venue's cache in `[catalog]` of `--config PATH`, e.g. `polymarket_cache`, else the
@@ -39,11 +42,12 @@ from tradingd.config import load_catalog_settings
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.venue.catalog import CatalogMarket, InvalidPattern, MarketCatalog, SearchResult, iso_utc
-from tradingd.engine.venue.plugins import load_catalog_class
+from tradingd.engine.venue.plugins import load_catalog_class, load_venue
 
+from .recorded import recorded_catalogs
 from .settings import catalog_settings
 
-__all__ = ["cmd_get", "cmd_refresh", "cmd_regex", "cmd_search", "cmd_slug", "cmd_token"]
+__all__ = ["cmd_get", "cmd_price_markets", "cmd_refresh", "cmd_regex", "cmd_search", "cmd_slug", "cmd_token"]
 
 _EXIT_NOT_FOUND = 1
 _EXIT_USAGE = 2
@@ -309,3 +313,46 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     if stats.bad_lines:
         _err(f"warning: {stats.bad_lines} market(s) Gamma sent could not be used ({stats.problems[0]})")
     return 0
+
+
+def _recorded(args: argparse.Namespace) -> MarketCatalog:
+    """The catalog of the markets a recording defines (`--recording`), for the venue asked."""
+    configure_logging(args.log_level or "error", args.log_format or "auto", sys.stderr)
+    venue = _venue(args)
+    path = Path(args.recording).expanduser()
+    if not path.exists():
+        raise DataError(f"no recording at {path}")
+    found = recorded_catalogs([(venue, path)], {venue: load_venue(venue)})
+    if venue not in found:
+        raise DataError(f"{path} defines no {venue} markets (no market definitions recorded in it)")
+    return found[venue]
+
+
+def _when(ns: int) -> str:
+    """`2026-04-09 16:00:59Z`: to the second (a candle's close is 59.999 s after its open)."""
+    return dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def cmd_price_markets(args: argparse.Namespace) -> int:
+    catalog = _recorded(args) if args.recording else _open(args)
+    read, unread = catalog.price_markets(args.underlying)
+    if args.json:
+        _json({"markets": [p.to_dict() for p in read], "unrecognized": [u.to_dict() for u in unread]})
+    else:
+        if read:
+            _table(
+                ("UNDERLYING", "CONDITION", "RESOLVES (UTC)", "SOURCE", "SLUG"),
+                [(p.underlying, p.describe().split(" ", 1)[1], _when(p.resolves_at_ns), p.source,
+                  p.market.slug) for p in read],
+            )  # fmt: skip
+        if unread:
+            if read:
+                sys.stdout.write("\n")
+            sys.stdout.write(f"not read ({len(unread):,}):\n")
+            _table(
+                ("UNDERLYING", "SLUG", "REASON"),
+                [(u.underlying or "-", u.market.slug, u.reason) for u in unread],
+            )
+    which = f" of {args.underlying}" if args.underlying else ""
+    _err(f"{len(read):,} price market(s){which} read, {len(unread):,} not read ({len(catalog):,} markets)")
+    return 0 if read else _EXIT_NOT_FOUND

@@ -182,6 +182,17 @@ def _add_generate(sub: Any) -> None:
     )
     g.add_argument("--seed", type=int, help="the synthetic market's seed (default 7; same seed, same file)")
     g.add_argument("--start", help="ISO-8601 UTC start time, e.g. 2026-11-24T00:00:00Z")
+    g.add_argument(
+        "--strikes",
+        type=int,
+        help="deribit: strikes per expiry (default 4; 5-24 spread wide enough for a smile); "
+        "polymarket with --crypto deribit: the deribit sample's, whose BTC path to follow",
+    )
+    g.add_argument(
+        "--crypto",
+        help='polymarket: "deribit" adds Bitcoin price markets priced from the deribit sample of '
+        'the same --seed and --start (default "none")',
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     g.set_defaults(handler="generate:cmd_generate")
 
@@ -268,6 +279,22 @@ def _add_catalog(sub: Any) -> None:
         "--gamma-url", metavar="URL", help="the catalog's API (default: from --config, else the venue's own)"
     )
     f.set_defaults(handler="catalog:cmd_refresh")
+
+    pm = cs.add_parser(
+        "price-markets",
+        parents=[common],
+        help="the crypto price markets read from the catalog, and the crypto-looking ones it could not read",
+        description="Crypto price markets (above / below / between a strike at an instant) read from "
+        "the catalog: underlying, strikes, when the settling price is taken and from where; then the "
+        "markets that look like crypto price questions but could not be read, with the reason.",
+    )
+    pm.add_argument("--underlying", metavar="ASSET", help="only this asset's markets, e.g. BTC")
+    pm.add_argument(
+        "--recording",
+        metavar="PATH",
+        help="the markets a recording defines (a file or a `tradingd record` directory), not the cache's",
+    )
+    pm.set_defaults(handler="catalog:cmd_price_markets")
 
 
 def _add_report(sub: Any) -> None:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import attrs
 
-from tradingd.config import AlertsConfig, CatalogConfig, DaemonConfig, LimitsConfig, LoadedConfig
+from tradingd.config import (
+    AlertsConfig,
+    CatalogConfig,
+    DaemonConfig,
+    LimitsConfig,
+    LoadedConfig,
+    SurfaceConfig,
+)
 from tradingd.engine.daemon.settings import (
     AlertOptions,
     DaemonOptions,
@@ -17,10 +24,18 @@ from tradingd.engine.daemon.settings import (
     WebhookOptions,
 )
 from tradingd.engine.model.risk import Limits, RiskLimits
+from tradingd.engine.surface import SurfaceSettings
 from tradingd.engine.venue.catalog import CatalogSettings
 from tradingd.engine.venue.plugins import available_venues
 
-__all__ = ["alert_options", "catalog_settings", "daemon_options", "daemon_settings", "risk_limits"]
+__all__ = [
+    "alert_options",
+    "catalog_settings",
+    "daemon_options",
+    "daemon_settings",
+    "risk_limits",
+    "surface_settings",
+]
 
 
 def _limits(c: object) -> Limits:
@@ -31,6 +46,11 @@ def _limits(c: object) -> Limits:
 def risk_limits(cfg: LimitsConfig) -> RiskLimits:
     """A `[risk]` table as the engine's limits."""
     return RiskLimits(default=_limits(cfg), instruments={k: _limits(v) for k, v in cfg.instruments.items()})
+
+
+def surface_settings(cfg: SurfaceConfig) -> SurfaceSettings:
+    """`[surface]` as the engine's settings (the same fields, one for one)."""
+    return SurfaceSettings(**attrs.asdict(cfg, recurse=False))
 
 
 def daemon_options(cfg: DaemonConfig) -> DaemonOptions:
@@ -84,6 +104,7 @@ def daemon_settings(loaded: LoadedConfig) -> DaemonSettings:
         on_failure={s.name: s.on_failure for s in enabled},
         metrics=None if cfg.metrics is None else MetricsOptions(listen=cfg.metrics.listen),
         alerts=None if cfg.alerts is None else alert_options(cfg.alerts),
+        surface=surface_settings(cfg.surface),
         # Every venue the engine may connect: a venue a strategy subscribes to needs no table of
         # its own, and its catalog still reads `[catalog]`.
         catalogs={

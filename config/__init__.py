@@ -17,6 +17,7 @@ from ._schema import LoggingConfig as LoggingConfig
 from ._schema import MetricsConfig as MetricsConfig
 from ._schema import RecordingConfig as RecordingConfig
 from ._schema import StrategyConfig as StrategyConfig
+from ._schema import SurfaceConfig as SurfaceConfig
 from ._schema import WebhookConfig as WebhookConfig
 from ._schema import utc_ns as utc_ns
 from ._sweep import load_sweep as load_sweep

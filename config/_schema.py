@@ -29,6 +29,7 @@ __all__ = [
     "MetricsConfig",
     "RecordingConfig",
     "StrategyConfig",
+    "SurfaceConfig",
     "WebhookConfig",
     "utc_ns",
 ]
@@ -297,6 +298,29 @@ class CatalogConfig:
         return {"polymarket": self.gamma_url}.get(venue)
 
 
+def _at_least_5(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    # Raw SVI has five parameters: an expiry fitted from fewer distinct strikes is not determined.
+    if value < 5:
+        raise ValueError(
+            f"{attribute.name}: expected an integer at least 5 (raw SVI has 5 parameters), got {value}"
+        )
+
+
+@attrs.frozen
+class SurfaceConfig:
+    """`[surface]`: how the engine fits a volatility surface to each option chain a strategy asks
+    for (`ctx.surface("BTC")`, engine.surface). The same fields as the engine's `SurfaceSettings`
+    (cli.settings builds it of this table). `min_refit_interval_s`: event time between two fits
+    of one chain (the market's clock in a backtest); `min_quotes`: distinct strikes an expiry needs
+    to be fitted; `max_iv`: quotes with a mark IV at or above this fraction are dropped (Deribit's
+    500% wings); `min_expiry_s`: expiries closer than this are skipped."""
+
+    min_refit_interval_s: float = attrs.field(default=5.0, validator=_positive)
+    min_quotes: int = attrs.field(default=5, validator=_at_least_5)
+    max_iv: float = attrs.field(default=5.0, validator=_positive)
+    min_expiry_s: float = attrs.field(default=3600.0, validator=_positive)
+
+
 @attrs.frozen
 class StrategyConfig:
     """`[[strategies]]`: `class` is an entry-point name (`gamma_scalp`) or `module:Class`;
@@ -334,3 +358,4 @@ class Config:
     daemon: DaemonConfig = DaemonConfig()
     metrics: MetricsConfig | None = None  # None: no metrics served
     alerts: AlertsConfig | None = None  # None: no alerts
+    surface: SurfaceConfig = SurfaceConfig()

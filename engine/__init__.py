@@ -10,6 +10,7 @@ dependencies point one way (tests/house/test_layout.py keeps them so):
     model  <-  store  <-  logs  <-  venue  <-  runtime  <-  backtest, daemon  <-  reports
     model  <-  sim
     model  <-  metrics  <-  daemon
+    model  <-  surface  <-  runtime, backtest, daemon
 
 (`logs` reads compressed files with `store`'s opener; `venue` registers secrets with `logs`.)
 `model` is the pure core; `venue` is the SPI a
@@ -81,7 +82,9 @@ if _typing.TYPE_CHECKING:
     from .model.orders import OrderRequest, OrderType, TimeInForce
     from .model.pricing import YEAR_SECONDS, bs_greeks, bs_price, implied_vol
     from .runtime.strategy import Strategy, StrategyContext
+    from .surface.model import OutsideSurface, SliceFit, SurfaceQuote, SurfaceSettings, SviParams, VolSurface
     from .venue.catalog import CatalogMarket, InvalidPattern, MarketCatalog, OutcomeToken, SearchResult
+    from .venue.pricemarket import PriceCondition, PriceMarket, Unrecognized
 
 __all__ = [
     "ALL_KINDS",
@@ -117,25 +120,34 @@ __all__ = [
     "OrderType",
     "OrderUpdate",
     "OutcomeToken",
+    "OutsideSurface",
     "PositionView",
+    "PriceCondition",
+    "PriceMarket",
     "PrivateEvent",
     "RateLimited",
     "SearchResult",
     "SequenceGap",
     "Side",
+    "SliceFit",
     "Status",
     "StatusKind",
     "Strategy",
     "StrategyContext",
     "StrategyError",
     "Subscription",
+    "SurfaceQuote",
+    "SurfaceSettings",
+    "SviParams",
     "Ticker",
     "TimeInForce",
     "Trade",
     "TradingError",
+    "Unrecognized",
     "VenueError",
     "VenueRejected",
     "VenueUnavailable",
+    "VolSurface",
     "bs_greeks",
     "bs_price",
     "event_to_dict",
@@ -200,6 +212,15 @@ _EXPORTS: dict[str, str] = {
     "MarketCatalog": ".venue.catalog",
     "OutcomeToken": ".venue.catalog",
     "SearchResult": ".venue.catalog",
+    "PriceCondition": ".venue.pricemarket",
+    "PriceMarket": ".venue.pricemarket",
+    "Unrecognized": ".venue.pricemarket",
+    "OutsideSurface": ".surface.model",
+    "SliceFit": ".surface.model",
+    "SurfaceQuote": ".surface.model",
+    "SurfaceSettings": ".surface.model",
+    "SviParams": ".surface.model",
+    "VolSurface": ".surface.model",
 }
 
 

@@ -4,8 +4,16 @@ Long an option is long gamma: when the underlying moves, the option's delta move
 re-hedging back to flat sells high and buys low. The strategy buys `option_size` contracts of one
 option (named in the config, or the call/put nearest the money whose expiry is nearest
 `target_days`), then whenever the net delta (option delta x contracts + the perpetual's delta)
-leaves +/- `delta_band` BTC, trades the perpetual back to delta-neutral. It uses the venue's
-Greeks when the ticker carries them and Black-Scholes from the mark IV otherwise.
+leaves +/- `delta_band` BTC, trades the perpetual back to delta-neutral.
+
+The option's delta comes from the volatility surface of the whole chain (`ctx.surface_async`,
+`use_surface = true`, the default): the smile fitted to every option's mark IV, its skew included,
+rather than one option's own mark. The surface is refitted at a bounded rate, so between two fits
+the smile is taken to move with the forward (sticky moneyness: the delta at the option's
+log-moneyness under today's forward). When no surface can be fitted (too few strikes quoted, the
+`surface` extra not installed, the expiry outside it), and with `use_surface = false`, it uses the
+venue's Greeks when the ticker carries them and Black-Scholes from the mark IV otherwise. Asking
+for the surface subscribes the strategy to the tickers of the chain's options (the fit needs them).
 
 With `hedge_book = true` it also follows the hedge's order book, and sends no hedge while that
 book is broken (a `book_gap` status: a lost change, a crossed book) until its next snapshot: a
@@ -38,12 +46,14 @@ from tradingd.engine import (
     OptionRight,
     OrderOutcomeUnknown,
     OrderRejected,
+    OutsideSurface,
     Status,
     StatusKind,
     Strategy,
     Subscription,
     Ticker,
     TimeInForce,
+    VolSurface,
     bs_greeks,
 )
 
@@ -71,6 +81,7 @@ class GammaScalpParams:
     close_on_stop: bool = False
     hedge_book: bool = False  # follow the hedge's book too; no hedge while it is broken
     option_book: bool = False  # follow the option's book too (paper fills need a book)
+    use_surface: bool = True  # the option's delta from the chain's volatility surface (module docstring)
 
 
 class GammaScalp(Strategy):
@@ -86,6 +97,8 @@ class GammaScalp(Strategy):
         self.last_hedge_ns = -(10**18)
         self.hedges = 0
         self.hedge_book_broken = False  # `hedge_book`: a gap seen, no snapshot since
+        # Where `option_delta` came from last: "surface", "venue" (the ticker's Greeks) or "mark_iv".
+        self.delta_source: str | None = None
 
     def required_subscriptions(self) -> list[Subscription]:
         kinds = {DataKind.TICKER, DataKind.BOOK} if self.p.hedge_book else {DataKind.TICKER}
@@ -135,17 +148,55 @@ class GammaScalp(Strategy):
         same = [i for i in candidates if i.expiry_ns == expiry]
         return min(same, key=lambda i: (abs(float(i.strike or 0) - spot), i.symbol))
 
-    def _delta(self, t: Ticker) -> float | None:
+    async def _delta(self, t: Ticker) -> float | None:
+        """The option's delta now: from the surface (`use_surface`), else from the venue."""
+        if self.p.use_surface:
+            surface = await self.ctx.surface_async(self.p.underlying, venue=self.p.venue)
+            if surface is not None:
+                delta = self._surface_delta(t, surface)
+                if delta is not None:
+                    self._source("surface")
+                    return delta
+        return self._venue_delta(t)
+
+    def _surface_delta(self, t: Ticker, surface: VolSurface) -> float | None:
+        """The surface's delta of the option at today's forward (sticky moneyness): a delta is a
+        function of the log-moneyness k = ln(K / F) alone, so the surface's delta at the strike
+        K x F_surface / F_now (where k is the option's under today's forward) is the delta of the
+        surface's smile moved with the forward since the fit. None when the surface cannot tell."""
+        inst = self.option
+        if inst is None or inst.expiry_ns is None or inst.strike is None:
+            return None
+        strike = float(inst.strike)
+        now = t.ts_local
+        forward = t.underlying or t.index
+        try:
+            if forward is not None and 0 < forward < math.inf:
+                strike *= surface.forward(inst.expiry_ns, now_ns=now) / forward
+            return surface.greeks(
+                strike, inst.expiry_ns, call=inst.right is OptionRight.CALL, now_ns=now
+            ).delta
+        except OutsideSurface:  # past the surface's last expiry, or expired
+            return None
+
+    def _venue_delta(self, t: Ticker) -> float | None:
         if t.greeks is not None:
+            self._source("venue")
             return t.greeks.delta
         inst = self.option
         spot = t.underlying or t.index
         if inst is None or t.mark_iv is None or spot is None or inst.expiry_ns is None or inst.strike is None:
             return None
         years = (inst.expiry_ns - t.ts_local) / 1e9 / YEAR_SECONDS
+        self._source("mark_iv")
         return bs_greeks(
             spot, float(inst.strike), years, t.mark_iv, call=inst.right is OptionRight.CALL
         ).delta
+
+    def _source(self, source: str) -> None:
+        if source != self.delta_source:
+            self.ctx.log.info("gamma.delta_source", source=source, was=self.delta_source)
+            self.delta_source = source
 
     # -- events -----------------------------------------------------------------------------
     async def on_event(self, event: MarketEvent) -> None:
@@ -182,7 +233,7 @@ class GammaScalp(Strategy):
         await self._rehedge(t.ts_local)
 
     async def _on_option_ticker(self, t: Ticker) -> None:
-        delta = self._delta(t)
+        delta = await self._delta(t)
         if delta is not None:
             self.option_delta = delta
         assert self.option is not None

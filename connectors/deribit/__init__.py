@@ -6,7 +6,7 @@ Modules, as in every venue package: `codec` (frames -> events), `instruments` (d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,12 @@ class DeribitPlugin(VenuePlugin):
 
     def open_catalog(self, settings: CatalogSettings | None) -> None:
         """None: Deribit's instruments come with the connection (no market catalog)."""
+        return
+
+    definition_markers: tuple[bytes, ...] = ()  # its recordings define no catalog markets
+
+    def recorded_catalog(self, frames: Iterable[tuple[int | None, bytes]]) -> None:
+        """None: no market catalog (and `definition_markers` is empty: nothing is scanned)."""
         return
 
 

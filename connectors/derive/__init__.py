@@ -10,7 +10,7 @@ local Derive for tests and `tradingd simulate derive`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,12 @@ class DerivePlugin(VenuePlugin):
 
     def open_catalog(self, settings: CatalogSettings | None) -> None:
         """None: Derive's instruments come with the connection (no market catalog)."""
+        return
+
+    definition_markers: tuple[bytes, ...] = ()  # its recordings define no catalog markets
+
+    def recorded_catalog(self, frames: Iterable[tuple[int | None, bytes]]) -> None:
+        """None: no market catalog (and `definition_markers` is empty: nothing is scanned)."""
         return
 
 

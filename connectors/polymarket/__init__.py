@@ -9,7 +9,7 @@ live market and user connections), `execution` (orders over REST), `simulator` (
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,27 @@ class PolymarketPlugin(VenuePlugin):
     def open_data(self, path: Path, format: str) -> FrameSource:
         """None to open: Polymarket reads recordings only (`data_formats` is empty)."""
         raise ConfigError(f"{VENUE} reads no {format!r} data (only recordings)", path="backtest.data.format")
+
+    # What a recorded frame that defines markets holds (`catalog.markets_from_definitions`): Gamma
+    # and CLOB market objects both have a `"question"`; of the market and user channels' frames only
+    # the rare `new_market` event has one (parsed, then passed over). A recording is scanned for
+    # it as bytes (cli/recorded.py): one marker, one pass of `bytes.find` (about 3 GB/s).
+    definition_markers: tuple[bytes, ...] = (b'"question"',)
+
+    def recorded_catalog(self, frames: Iterable[tuple[int | None, bytes]]) -> MarketCatalog:
+        """The markets the recorded Gamma and CLOB market objects define
+        (`catalog.markets_from_definitions`), in a `StaticCatalog` that reads crypto price
+        markets as the cache's catalog does (`pricemarkets.classify`)."""
+        import datetime as dt
+
+        from tradingd.engine.venue import StaticCatalog
+
+        from .catalog import markets_from_definitions
+        from .pricemarkets import classify
+
+        found = markets_from_definitions(frames)
+        updated = None if found.last_ts is None else dt.datetime.fromtimestamp(found.last_ts / 1e9, dt.UTC)
+        return StaticCatalog(VENUE, found.markets, recognize=classify, updated=updated)
 
     def open_catalog(self, settings: CatalogSettings | None) -> AbstractAsyncContextManager[MarketCatalog]:
         """The Gamma market catalog (`catalog.PolymarketCatalog`): its cache file (None: the user

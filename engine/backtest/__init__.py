@@ -3,7 +3,7 @@ against the simulated venue (model.simvenue), its statistics, and the JSON repor
 re-exports what a backtest data source (a connector's sample generator, a Tardis reader)
 writes and reads: the recording format of the store room, and the simulated venue.
 
-Depends on: model, venue, store, logs, runtime."""
+Depends on: model, venue, store, logs, runtime, surface."""
 
 from ..model.simvenue import SimulatedVenue
 from ..store.recorder import RecordingSet

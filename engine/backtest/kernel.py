@@ -74,6 +74,7 @@ from ..model.events import (
     Ticker,
     Trade,
 )
+from ..model.fees import FeeModel
 from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry, OptionRight
 from ..model.market import USD_LIKE, MarketState
 from ..model.money import ZERO as _ZERO
@@ -91,6 +92,8 @@ from ..runtime.strategy import FailurePolicy, Phase, Strategy, StrategyFailure, 
 from ..store.evcache import CachedReader, CacheWriter, DecoderChanged, EventCache
 from ..store.recorder import RecordingSet
 from ..store.recording import RecordingReader, format_ts, merge_recordings
+from ..surface.model import SurfaceSettings
+from ..surface.service import SurfaceService
 from ..venue.catalog import MarketCatalog
 from ..venue.spi import Decoder, FrameSource, VenuePlugin
 
@@ -164,7 +167,8 @@ class DataSource:
 class FillRecord:
     """One fill as the report draws it: when (the venue's report reached the engine), what,
     which way, at what price (in the instrument's quote currency), how much, the fee in USD
-    (None while no USD rate is known for it), and maker/taker."""
+    (None while no USD rate is known for it), maker/taker, and its order's `tag` (the strategy's
+    note on why it traded; "" when it wrote none)."""
 
     ts: int
     instrument: str
@@ -173,6 +177,7 @@ class FillRecord:
     size: float
     fee_usd: float | None  # None: no USD rate known for it when it filled
     liquidity: str
+    tag: str = ""
 
 
 @attrs.frozen
@@ -567,6 +572,7 @@ class BacktestKernel:
         catalogs: Mapping[str, MarketCatalog] | None = None,
         on_failure: Mapping[str, FailurePolicy] | None = None,
         event_cache: EventCache | None = None,
+        surface_settings: SurfaceSettings | None = None,
     ) -> None:
         if not sources:
             raise StrategyError("a backtest needs at least one data source")
@@ -591,6 +597,15 @@ class BacktestKernel:
         )
         self.ids = ClientOrderIds("bt")
         self.now = 0
+        # The chains' volatility surfaces (`ctx.surface`), fitted in the strategy's call on the
+        # replayed market's clock: the same data gives the same surfaces at the same instants.
+        self.surfaces = SurfaceService(
+            self.market,
+            self.registry,
+            surface_settings or SurfaceSettings(),
+            lambda: self.now,
+            log=self.log,
+        )
         self._lat = int(settings.latency_ms * 1_000_000)
         resp = settings.response_latency_ms
         self._resp = self._lat if resp is None else int(resp * 1_000_000)
@@ -808,6 +823,11 @@ class BacktestKernel:
     def book(self, venue: str, instrument: str) -> OrderBook | None:
         decoder = self.decoders.get(venue)
         return None if decoder is None else decoder.book(instrument)
+
+    def fee_model(self, venue: str) -> FeeModel | None:
+        """The fee schedule the simulated venue books fills at (`StrategyContext.fee`)."""
+        sim = self.sims.get(venue)
+        return None if sim is None else sim.fees
 
     def _at(self, when: int, fn: Callable[..., None], *args: Any) -> None:
         self._seq += 1
@@ -1082,11 +1102,17 @@ class BacktestKernel:
                     size=float(fill.size),
                     fee_usd=fee_usd,
                     liquidity=fill.liquidity.value,
+                    tag=self._tag_of(fill),
                 )
             )
         else:
             slot.fills_dropped += 1
         slot.trips.update((fill.venue, fill.instrument), pos.qty, pos.realized_usd, pos.fees_usd, self.now)
+
+    def _tag_of(self, fill: Fill) -> str:
+        """The tag of the order `fill` filled ("" for none, or an order no longer known)."""
+        order = self.flow.tracker.get(fill.client_order_id) if fill.client_order_id else None
+        return "" if order is None else order.request.tag
 
     def _settled(self, venue: str, symbol: str) -> None:
         """A settlement closed positions in `symbol`: their round trips end now."""

@@ -6,7 +6,8 @@ malformed frames, rejections, strategy errors, conflation counts, turnover, open
 equity curve), the trading statistics (`sortino`, `round_trips`, `win_rate`, `avg_holding_s`,
 `filled_orders`, `fill_ratio`), `funding` and `waiting_fills` where not zero, and, under
 `series`, what the charts of the HTML report are drawn from (equity, positions and marks over
-time, every fill; a fill's fee in USD is null while no USD rate is known for it), so
+time, every fill as `[ts, instrument, side, price, size, fee_usd, liquidity, tag]`; a fill's fee
+in USD is null while no USD rate is known for it, its tag "" when its order had none), so
 `tradingd report RUN_DIR` can draw them again from the JSON alone. `warnings` lists, one line
 each, what made a strategy or a data file do nothing (kernel module docstring; an empty list
 when nothing did). Money is USD. Apart from `duration_s`, the same inputs give the same bytes.
@@ -104,7 +105,7 @@ def _series(series: Any, points: tuple[tuple[int, float], tuple[int, float]] | N
         "prices": prices,
         "drawdown_points_added": added,
         "fills": [
-            [f.ts, f.instrument, f.side, f.price, f.size, _opt_r(f.fee_usd), f.liquidity]
+            [f.ts, f.instrument, f.side, f.price, f.size, _opt_r(f.fee_usd), f.liquidity, f.tag]
             for f in series.fills
         ],
         "fills_not_kept": series.fills_dropped,

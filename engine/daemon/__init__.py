@@ -2,7 +2,7 @@
 watchdog, the status file, the kill switch, the journal and recorder it opens; its typed
 settings (`DaemonSettings`, built by the CLI from the config: the engine never reads config/).
 
-Depends on: model, venue, store, logs, runtime, metrics, alerts."""
+Depends on: model, venue, store, logs, runtime, metrics, alerts, surface."""
 
 from .service import Daemon, DaemonPaths, Notifier, book_health, daemon_paths, read_status, run_daemon
 from .settings import (

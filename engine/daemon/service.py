@@ -340,6 +340,7 @@ class Daemon:
                 foreign_orders=self.settings.foreign_orders,
                 log=self.log,
                 on_failure=settings.on_failure,
+                surface_settings=settings.surface,
                 **engine_options,
             )
             self.engine.strategy_start_wait_s = self.settings.strategy_start_wait_s
@@ -849,6 +850,9 @@ class Daemon:
             "strategies": strategies,
             "open_orders": orders,
             "unrouted_events": e.router.unrouted,
+            # The option chains' volatility surfaces strategies asked for (engine.surface.service):
+            # fits, failed fits, the CPU seconds of the latest, per chain its surface's time.
+            "surfaces": e.surfaces.status(),
             # Every strategy's refusals by check together, and the engine's PnL today (USD).
             "risk_refusals": _summed(risk.refusals.values()),
             "today_pnl": _usd(risk.today_pnl(None)),

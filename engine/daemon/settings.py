@@ -17,6 +17,7 @@ import attrs
 from ..alerts.options import AlertOptions, WebhookFormat, WebhookOptions
 from ..model.risk import RiskLimits
 from ..runtime.strategy import FailurePolicy, Strategy
+from ..surface.model import SurfaceSettings
 from ..venue.catalog import CatalogSettings
 
 __all__ = [
@@ -85,3 +86,4 @@ class DaemonSettings:
     catalogs: Mapping[str, CatalogSettings] = attrs.field(factory=dict)  # by venue
     metrics: MetricsOptions | None = None  # None: no metrics server (no thread, no port)
     alerts: AlertOptions | None = None  # None: no alerts
+    surface: SurfaceSettings = attrs.field(factory=SurfaceSettings)  # `[surface]` (`ctx.surface`)

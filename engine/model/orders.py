@@ -90,12 +90,29 @@ def _price(v: object) -> Decimal | None:
     return optional(v, "order price")
 
 
+_TAG_MAX = 200  # characters of an order's `tag`: a note for people, not a payload
+
+
+def _tag(_: object, __: object, value: object) -> None:
+    # Free text a strategy writes (why it traded); it reaches log lines, the journal and the
+    # report's tables, so it stays one short printable line. Refused, not trimmed: a strategy
+    # that writes more has a bug to hear about.
+    if type(value) is not str:
+        raise TypeError(f"order tag: expected a string, got {type(value).__name__}")
+    if value and (len(value) > _TAG_MAX or not value.isprintable()):
+        what = f"{len(value)} characters" if len(value) > _TAG_MAX else "a character that is not printable"
+        raise ValueError(f"order tag: expected at most {_TAG_MAX} printable characters, got {what}")
+
+
 @attrs.frozen
 class OrderRequest:
     """What a strategy asks for. `price` None means a market order.
 
     `client_order_id` and `strategy` are filled in by the strategy's context when left empty;
     the client order id is what the order is known by until (and after) the venue names it.
+    `tag` is the strategy's own note on why it sent the order (at most 200 printable characters,
+    e.g. "gap=+0.0620 p_model=0.4410"): logged with the order, journaled with its request, and
+    shown beside the order's fills in a backtest's report. Venues never see it.
     """
 
     venue: str
@@ -115,6 +132,7 @@ class OrderRequest:
     client_order_id: str = ""
     strategy: str = ""
     expire_at_ns: int | None = None
+    tag: str = attrs.field(default="", validator=_tag)
 
     def __attrs_post_init__(self) -> None:
         if self.type is OrderType.LIMIT and self.price is None:

@@ -247,6 +247,11 @@ def _strategy_figure(plt: Any, name: str, s: dict[str, Any]) -> bytes:
     return data
 
 
+def _tag(fill: list[Any]) -> str:
+    """A fill row's tag: its 8th element, "" in a row without one (a report from before tags)."""
+    return str(fill[7]) if len(fill) > 7 and fill[7] else ""
+
+
 def _fmt(x: Any, spec: str = ",.2f", suffix: str = "") -> str:
     if x is None:
         return "n/a"
@@ -302,6 +307,7 @@ table{border-collapse:collapse;font-size:.85em;margin:.8em 0}
 th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right}th{background:#f4f4f4}
 td:first-child,th:first-child{text-align:left}.facts td{text-align:left}
 img{max-width:100%;border:1px solid #eee}.note{color:#666;font-size:.85em}
+td.tag{text-align:left;font-family:monospace}
 .warnings li{color:#8a5a00}
 """
 
@@ -406,15 +412,22 @@ def render_html(
         fills = (s.get("series") or {}).get("fills") or []
         if fills:
             shown = fills[-_FILLS_LISTED:]
+            # The orders' tags (the strategy's note on why), a column only when one was written;
+            # a report from before tags (7-element rows) has none.
+            tagged = any(_tag(f) for f in shown)
             parts.append(
                 f"<p class='note'>The last {len(shown)} of {s.get('fills', len(fills)):,} fills:</p><table>"
                 "<tr><th>time (UTC)</th><th>instrument</th><th>side</th><th>price</th><th>size</th>"
-                "<th>fee $</th><th>liquidity</th></tr>"
+                "<th>fee $</th><th>liquidity</th>"
+                + ("<th>tag</th>" if tagged else "")
+                + "</tr>"
                 + "".join(
                     f"<tr><td>{datetimes([f[0]])[0].isoformat(timespec='milliseconds')}</td>"
                     f"<td>{esc(f[1].split(':', 1)[-1])}</td><td>{esc(f[2])}</td><td>{f[3]:g}</td>"
                     f"<td>{f[4]:g}</td><td>{'n/a' if f[5] is None else format(f[5], ',.4f')}</td>"
-                    f"<td>{esc(f[6])}</td></tr>"
+                    f"<td>{esc(f[6])}</td>"
+                    + (f"<td class='tag'>{esc(_tag(f))}</td>" if tagged else "")
+                    + "</tr>"
                     for f in shown
                 )
                 + "</table>"

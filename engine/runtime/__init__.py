@@ -2,7 +2,8 @@
 and strategy mailboxes, the order flow (tracker, risk, ledger, journal, reconciliation), the
 execution gateway, and the live engine that runs them in `live` and `paper` modes.
 
-Depends on: model, venue (the SPI it drives), store (the journal), logs (redaction)."""
+Depends on: model, venue (the SPI it drives), store (the journal), logs (redaction), surface
+(the chains' volatility surfaces strategies ask for)."""
 
 from .context import BaseContext
 from .flow import OrderFlow

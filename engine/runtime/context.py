@@ -12,11 +12,15 @@ import structlog
 
 from ..model.book import OrderBook
 from ..model.errors import OrderDenied, OrderRejected, StrategyError
-from ..model.events import OrderUpdate, Subscription, Ticker
+from ..model.events import DataKind, Liquidity, OrderUpdate, Subscription, Ticker
+from ..model.fees import FeeModel
 from ..model.filter import InstrumentFilter
 from ..model.instruments import Instrument
 from ..model.ledger import PositionView
+from ..model.money import to_decimal
 from ..model.orders import ClientOrderIds, Order, OrderRequest
+from ..surface.model import VolSurface
+from ..surface.service import SurfaceService
 from ..venue.catalog import MarketCatalog
 from .flow import OrderFlow
 from .router import MarketRouter
@@ -39,7 +43,10 @@ class ContextHost(Protocol):
     def log(self) -> structlog.typing.FilteringBoundLogger: ...
     @property
     def catalogs(self) -> Mapping[str, MarketCatalog]: ...
+    @property
+    def surfaces(self) -> SurfaceService: ...
     def book(self, venue: str, instrument: str) -> OrderBook | None: ...
+    def fee_model(self, venue: str) -> FeeModel | None: ...
 
 
 def _plain(field: attrs.Attribute[Any]) -> bool:
@@ -82,8 +89,14 @@ class BaseContext(StrategyContext):
         self.ids = host.ids
         self.venues = frozenset(venues)
         self._books: Callable[[str, str], OrderBook | None] = host.book
+        self._fee_model: Callable[[str], FeeModel | None] = host.fee_model
         self.log = host.log.bind(strategy=strategy)
         self._catalogs = host.catalogs
+        self._surfaces = host.surfaces
+        # Per chain (venue, underlying): its options' tuple as last subscribed to (compared by
+        # identity: the service hands out the same tuple while the listing is unchanged), and
+        # the symbols subscribed.
+        self._chains_followed: dict[tuple[str, str], tuple[tuple[str, ...], set[str]]] = {}
 
     def prepare(self, request: OrderRequest) -> OrderRequest:
         """The request as it will be tracked: named (client order id) and owned by this strategy.
@@ -143,6 +156,28 @@ class BaseContext(StrategyContext):
     def book(self, venue: str, instrument: str) -> OrderBook | None:
         return self._books(venue, instrument)
 
+    def fee(
+        self,
+        venue: str,
+        instrument: str,
+        price: Decimal | int | str,
+        size: Decimal | int | str,
+        *,
+        liquidity: Liquidity | str = Liquidity.TAKER,
+    ) -> tuple[Decimal, str]:
+        model = self._fee_model(venue)
+        if model is None:
+            raise StrategyError(
+                f"no fee schedule for {venue!r} in this engine (venues: {sorted(self.venues)})"
+            )
+        inst = self.flow.registry.get(venue, instrument)
+        if inst is None:
+            raise StrategyError(f"unknown instrument {venue}:{instrument}: no fee to compute")
+        index = self.flow.market.index.get((venue, inst.base))
+        return model.fee(
+            inst, to_decimal(price, "fee price"), to_decimal(size, "fee size"), Liquidity(liquidity), index
+        )
+
     def catalog(self, venue: str) -> MarketCatalog:
         found = self._catalogs.get(venue)
         if found is None:
@@ -150,6 +185,52 @@ class BaseContext(StrategyContext):
                 f"no market catalog for {venue!r} in this engine (configured: {sorted(self._catalogs)})"
             )
         return found
+
+    def surface(self, underlying: str, *, venue: str | None = None) -> VolSurface | None:
+        venue = self._surface_venue(underlying, venue)
+        self._follow_chain(underlying, venue)
+        return self._surfaces.surface(underlying, venue)
+
+    async def surface_async(self, underlying: str, *, venue: str | None = None) -> VolSurface | None:
+        venue = self._surface_venue(underlying, venue)
+        self._follow_chain(underlying, venue)
+        return await self._surfaces.surface_async(underlying, venue)
+
+    def _surface_venue(self, underlying: str, venue: str | None) -> str:
+        """The venue whose `underlying` chain is meant (`StrategyContext.surface`)."""
+        if venue is not None:
+            if venue not in self.venues:
+                raise StrategyError(
+                    f"no surface of {underlying} on {venue!r}: the venue is not configured"
+                    f" (configured: {', '.join(sorted(self.venues))})"
+                )
+            return venue
+        listing = [v for v in self._surfaces.option_venues(underlying) if v in self.venues]
+        if len(listing) == 1:
+            return listing[0]
+        if not listing:
+            raise StrategyError(
+                f"no configured venue lists options of {underlying!r}"
+                f" (configured: {', '.join(sorted(self.venues))})"
+            )
+        raise StrategyError(
+            f"options of {underlying!r} are listed on {', '.join(listing)}: name one (venue=...)"
+        )
+
+    def _follow_chain(self, underlying: str, venue: str) -> None:
+        """Subscribe to the tickers of the chain's options not subscribed to yet (its first
+        call: all of them; later, those listed since)."""
+        symbols = self._surfaces.chain_symbols(underlying, venue)
+        key = (venue, underlying)
+        followed = self._chains_followed.get(key)
+        if followed is not None and followed[0] is symbols:
+            return
+        done = followed[1] if followed is not None else set()
+        new = [s for s in symbols if s not in done]
+        if new:
+            self.subscribe([Subscription(venue, s, {DataKind.TICKER}) for s in new])
+            done.update(new)
+        self._chains_followed[key] = (symbols, done)
 
     def subscribe(self, subscriptions: Iterable[Subscription]) -> None:
         self.router.subscribe(self.strategy, list(subscriptions))

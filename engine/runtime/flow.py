@@ -409,6 +409,7 @@ class OrderFlow:
                 price=None if request.price is None else decimal_text(request.price),
                 order_type=request.type.value,
                 tif=request.time_in_force.value,
+                **({"tag": request.tag} if request.tag else {}),
             )
 
     def _journal_request(self, order: Order, inst: Instrument) -> None:

@@ -44,6 +44,7 @@ from ..model.events import (
     Ticker,
     Trade,
 )
+from ..model.fees import FeeModel
 from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry
 from ..model.market import MarketState
 from ..model.money import decimal_text, optional
@@ -51,6 +52,8 @@ from ..model.orders import ClientOrderIds, Order, OrderRequest
 from ..model.risk import RiskLimits
 from ..model.simvenue import SimulatedVenue
 from ..store.journal import OrderJournal
+from ..surface.model import SurfaceSettings
+from ..surface.service import SurfaceService
 from ..venue.catalog import CatalogSettings, MarketCatalog
 from ..venue.plugins import load_venue
 from ..venue.spi import ExecutionClient, LiveVenue, Reconciler, VenueExecution, VenuePlugin
@@ -276,6 +279,7 @@ class LiveEngine:
         foreign_orders: Literal["report", "cancel"] = "report",
         log: structlog.typing.FilteringBoundLogger | None = None,
         on_failure: Mapping[str, FailurePolicy] | None = None,
+        surface_settings: SurfaceSettings | None = None,
     ) -> None:
         self.mode = mode
         # Per strategy: what to do with its open orders if it fails ("cancel" when not named).
@@ -285,6 +289,16 @@ class LiveEngine:
         self.log = log or structlog.get_logger("tradingd")
         self.registry = InstrumentRegistry()
         self.market_state = MarketState(self.registry)
+        # The chains' volatility surfaces (`ctx.surface`): refits in a worker thread, off the
+        # event loop (`surface_async`; `surface`'s in the background once `run` lends a nursery).
+        self.surfaces = SurfaceService(
+            self.market_state,
+            self.registry,
+            surface_settings or SurfaceSettings(),
+            clock,
+            threaded=True,
+            log=self.log,
+        )
         self.router: MarketRouter[StrategySlot] = MarketRouter(mailbox_capacity=mailbox_capacity)
         self._private_waiter: trio.Event | None = None  # see `_deliver_private`
         self.flow = OrderFlow(
@@ -315,6 +329,7 @@ class LiveEngine:
             raise ConfigError("no venue to connect to: configure [venues.<name>] or subscribe a strategy")
         plugins = dict(plugins or {})
         self.venues: dict[str, LiveVenue] = {}
+        self.fee_models: dict[str, FeeModel] = {}
         self.plugins: dict[str, VenuePlugin] = {}
         self.gateways: dict[str, ExecutionGateway] = {}
         self.paper: dict[str, PaperExecution] = {}
@@ -344,11 +359,14 @@ class LiveEngine:
             if frame_hook is not None:
                 live.on_frame = frame_hook(name)  # every raw frame, e.g. to a recorder
             client: ExecutionClient
+            # The venue's fee schedule: paper mode books fills at it, strategies ask it
+            # (`StrategyContext.fee`) in both modes.
+            self.fee_models[name] = plugin.fee_model(settings.fees)
             if mode == "paper":
                 sim = SimulatedVenue(
                     name,
                     self.registry,
-                    plugin.fee_model(settings.fees),
+                    self.fee_models[name],
                     live.decoder.book,
                     index=self.market_state.index_of(name),
                 )
@@ -451,6 +469,9 @@ class LiveEngine:
         live = self.venues.get(venue)
         return None if live is None else live.decoder.book(instrument)
 
+    def fee_model(self, venue: str) -> FeeModel | None:
+        return self.fee_models.get(venue)
+
     def _deliver_private(self, event: PrivateEvent) -> None:
         self.router.dispatch(event)
         waiter = self._private_waiter
@@ -516,17 +537,21 @@ class LiveEngine:
         # opened before the engine's nursery and closed after it, so the two nest.
         async with contextlib.AsyncExitStack() as stack:
             await self._open_catalogs(stack)
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                self._scope = nursery.cancel_scope
-                for name, live in self.venues.items():
-                    await nursery.start(self._run_venue, name, live)
-                await nursery.start(self._run_strategies)
-                nursery.start_soon(self._await_ready)
-                nursery.start_soon(self._settlements)
-                nursery.start_soon(self._position_checks)
-                self.started.set()
-                task_status.started()
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    self._scope = nursery.cancel_scope
+                    self.surfaces.spawn = nursery.start_soon
+                    for name, live in self.venues.items():
+                        await nursery.start(self._run_venue, name, live)
+                    await nursery.start(self._run_strategies)
+                    nursery.start_soon(self._await_ready)
+                    nursery.start_soon(self._settlements)
+                    nursery.start_soon(self._position_checks)
+                    self.started.set()
+                    task_status.started()
+            finally:
+                self.surfaces.spawn = None  # a closed nursery starts nothing
 
     async def _run_strategies(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:

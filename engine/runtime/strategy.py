@@ -31,7 +31,7 @@ import attrs
 import trio
 
 from ..model.errors import StrategyError
-from ..model.events import MarketEvent, OrderUpdate, Side, Subscription, Ticker
+from ..model.events import Liquidity, MarketEvent, OrderUpdate, Side, Subscription, Ticker
 from ..model.orders import OrderRequest, OrderType, TimeInForce
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ..model.filter import InstrumentFilter
     from ..model.instruments import Instrument
     from ..model.ledger import PositionView
+    from ..surface.model import VolSurface
     from ..venue.catalog import MarketCatalog
 
 __all__ = [
@@ -145,9 +146,10 @@ class StrategyContext(abc.ABC):
         time_in_force: TimeInForce | str = TimeInForce.GTC,
         post_only: bool = False,
         reduce_only: bool = False,
+        tag: str = "",
     ) -> OrderUpdate:
         """`place_order` for the common case: a limit order at `price`, or a market order when
-        `price` is None."""
+        `price` is None. `tag`: the strategy's note on why (see `OrderRequest.tag`)."""
         return await self.place_order(
             OrderRequest(
                 venue=venue,
@@ -159,6 +161,7 @@ class StrategyContext(abc.ABC):
                 post_only=post_only,
                 reduce_only=reduce_only,
                 type=OrderType.MARKET if price is None else OrderType.LIMIT,
+                tag=tag,
             )
         )
 
@@ -226,10 +229,48 @@ class StrategyContext(abc.ABC):
     def book(self, venue: str, instrument: str) -> OrderBook | None:
         """The live book of the instrument when one is maintained. Read it, never change it."""
 
+    def fee(
+        self,
+        venue: str,
+        instrument: str,
+        price: Decimal | int | str,
+        size: Decimal | int | str,
+        *,
+        liquidity: Liquidity | str = Liquidity.TAKER,
+    ) -> tuple[Decimal, str]:
+        """(fee, currency) the venue's fee schedule (with the config's `fees` overrides) charges
+        for executing `size` at `price` as `liquidity`: what a backtest and paper mode book, and
+        what the venue is expected to charge live. A negative fee is a rebate. Raises
+        `StrategyError` for an unknown instrument or a venue without a fee schedule here."""
+        raise StrategyError(f"no fee schedule for {venue!r} in this engine")
+
     def catalog(self, venue: str) -> MarketCatalog:
         """The market catalog of `venue` (Polymarket: every market, searchable), to discover
         instruments at run time. Raises `StrategyError` when the engine has none for it."""
         raise StrategyError(f"no market catalog for {venue!r} in this engine")
+
+    # -- the volatility surface ------------------------------------------------------------
+    def surface(self, underlying: str, *, venue: str | None = None) -> VolSurface | None:
+        """The volatility surface of `underlying`'s options on `venue` (engine.surface): IV,
+        prices, Greeks and probabilities at any strike and time inside it. None while no expiry
+        of the chain could be fitted (live: its tickers are still coming).
+
+        `venue` None: the one configured venue that lists options of `underlying`; none or
+        several raise `StrategyError` naming them. The first call for a chain subscribes this
+        strategy to the tickers of the chain's active options (its `on_event` receives them; live,
+        the venue streams them), and so do options listed later. The surface is refitted when the
+        chain's tickers changed and `[surface] min_refit_interval_s` of event time passed since
+        it was last looked at. In a backtest the fit runs in the call (deterministic). Live this
+        call cannot wait for a thread: it fits in the call only the chain's first surface, and
+        starts later refits in a worker thread in the background (a later call sees them); use
+        `surface_async` to await a due refit."""
+        raise StrategyError("no volatility surface in this engine")
+
+    async def surface_async(self, underlying: str, *, venue: str | None = None) -> VolSurface | None:
+        """`surface`, a due refit awaited: live it runs in a worker thread (the event loop goes on;
+        at most one fit per chain at a time: a caller finding one running gets the latest surface
+        at once); in a backtest it runs in the call, as `surface`."""
+        return self.surface(underlying, venue=venue)
 
     # -- subscriptions ----------------------------------------------------------------------
     @abc.abstractmethod

@@ -64,9 +64,11 @@ from .catalog import (
     CatalogMarket,
     CatalogSettings,
     InvalidPattern,
+    LayeredCatalog,
     MarketCatalog,
     OutcomeToken,
     SearchResult,
+    StaticCatalog,
     compile_slug_pattern,
     iso_utc,
 )
@@ -83,6 +85,7 @@ from .plugins import (
     malformed_frame,
     restore_recursion_limit,
 )
+from .pricemarket import PriceCondition, PriceMarket, Unrecognized, sort_price_markets
 from .ratelimit import VENUE_MARGIN, Backoff, CreditBucket
 from .session import (
     SESSION_ERRORS,
@@ -155,6 +158,7 @@ __all__ = [
     "InvalidPattern",
     "JsonRpcDecoder",
     "JsonRpcSession",
+    "LayeredCatalog",
     "Level",
     "Liquidity",
     "LiveVenue",
@@ -175,6 +179,8 @@ __all__ = [
     "OutcomeToken",
     "PendingRequests",
     "PositionSource",
+    "PriceCondition",
+    "PriceMarket",
     "PrivateEvent",
     "ProportionalFees",
     "RateLimited",
@@ -185,6 +191,7 @@ __all__ = [
     "SessionCounters",
     "SessionStats",
     "Side",
+    "StaticCatalog",
     "Status",
     "StatusKind",
     "Subscription",
@@ -192,6 +199,7 @@ __all__ = [
     "Ticker",
     "TimeInForce",
     "Trade",
+    "Unrecognized",
     "VenueConnection",
     "VenueError",
     "VenueExecution",
@@ -222,5 +230,6 @@ __all__ = [
     "positive",
     "register_secret",
     "restore_recursion_limit",
+    "sort_price_markets",
     "to_decimal",
 ]

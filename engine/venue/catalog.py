@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -33,13 +33,18 @@ import trio
 from ..model.errors import TradingError
 from ..model.events import DataKind, Subscription
 
+if TYPE_CHECKING:  # pricemarket.py imports this module (CatalogMarket)
+    from .pricemarket import PriceMarket, Recognizer, Unrecognized
+
 __all__ = [
     "CatalogMarket",
     "CatalogSettings",
     "InvalidPattern",
+    "LayeredCatalog",
     "MarketCatalog",
     "OutcomeToken",
     "SearchResult",
+    "StaticCatalog",
     "compile_slug_pattern",
     "iso_utc",
 ]
@@ -292,6 +297,26 @@ class MarketCatalog(abc.ABC):
     def __len__(self) -> int:
         """How many markets the catalog holds."""
 
+    def price_markets(self, underlying: str | None = None) -> tuple[list[PriceMarket], list[Unrecognized]]:
+        """The tradable markets that are crypto price questions ("Will the price of Bitcoin be
+        above $102,000 on November 8?"), read (`PriceMarket`: underlying, condition, strikes, the
+        instant the settling price is taken, its source, the YES and NO tokens), and those that
+        look like one but could not be read (`Unrecognized`, with the reason), for `underlying`
+        ("BTC"; None: every one). A catalog that cannot read its venue's market texts answers
+        `([], [])` (this default); Polymarket's reads them (connectors/polymarket/pricemarkets.py)."""
+        return [], []
+
+    async def price_markets_async(
+        self, underlying: str | None = None
+    ) -> tuple[list[PriceMarket], list[Unrecognized]]:
+        """`price_markets`, without holding up the event loop: like `search_async`, in a worker
+        thread for a catalog opened live (`search_in_thread`: reading a few thousand crypto
+        markets of 300,000 takes a tenth of a second or more), on the caller's stack otherwise
+        (a backtest: no yield, deterministic). The answer is exactly `price_markets`'."""
+        if not self.search_in_thread:
+            return self.price_markets(underlying)
+        return await trio.to_thread.run_sync(self.price_markets, underlying)
+
 
 def _check_limit(limit: int) -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -308,3 +333,199 @@ class CatalogSettings:
     cache: Path | None = None
     refresh_after_s: float = 86_400.0
     source_url: str | None = None
+
+
+# --------------------------------------------------------------------------- in-memory catalogs
+
+_WORDS = re.compile(r"[^\W_]+")
+# Too common to narrow a search; dropped unless the query has nothing else (as the Polymarket
+# catalog drops them).
+_STOP_WORDS = frozenset(
+    ("a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is", "it", "its",
+     "of", "on", "or", "the", "to", "vs", "was", "will", "with")
+)  # fmt: skip
+_FIELD_WEIGHTS = (8.0, 4.0, 2.0, 1.0)  # slug, question, tags, description: the catalog's weights
+
+
+def _words(text: str) -> list[str]:
+    return _WORDS.findall(text.casefold())
+
+
+class StaticCatalog(MarketCatalog):
+    """A catalog of markets held in memory, fixed when it is made: a backtest's, built from the
+    market definitions its recordings carry (cli/recorded.py), or a test's.
+
+    Lookups are dictionary reads. A market listed twice (same condition id) is the later one, in
+    the earlier one's place. `search` is simple and exact: a market matches when every word of
+    the query (stop words dropped when others remain) is one of its words, in the slug, the
+    question, the tags or the description; its score adds, for each word, how often it appears in
+    each field times the field's weight (8, 4, 2, 1, as the Polymarket catalog weighs them); when
+    no market has every word, markets with any of them. Ties go to the later market.
+    `recognize` is the venue's reader of crypto price markets (`price_markets`; None: it reads
+    none). `updated` is when the definitions were fetched (`last_updated`). `refresh` fetches
+    nothing: it keeps the contents and returns their count.
+    """
+
+    def __init__(
+        self,
+        venue: str,
+        markets: Iterable[CatalogMarket],
+        *,
+        recognize: Recognizer | None = None,
+        updated: dt.datetime | None = None,
+    ) -> None:
+        super().__init__()
+        self.venue = venue
+        self.recognize = recognize
+        self._fetched_at = updated
+        by_condition: dict[str, CatalogMarket] = {}
+        for m in markets:
+            if m.venue != venue:
+                raise ValueError(f"market {m.slug!r} is of venue {m.venue!r}, not {venue!r}")
+            by_condition[m.condition_id] = m
+        self._markets = list(by_condition.values())
+        self._by_condition = by_condition
+        self._by_slug = {m.slug: m for m in self._markets}
+        self._by_token = {t.token_id: m for m in self._markets for t in m.tokens}
+        self._fields = [
+            tuple(_words(text) for text in (m.slug, m.question, " ".join(m.tags), m.description))
+            for m in self._markets
+        ]
+        self._contents_replaced()
+
+    def __repr__(self) -> str:
+        return f"StaticCatalog({self.venue!r}, {len(self)} markets)"
+
+    def search(self, query: str, limit: int = 10) -> list[SearchResult]:
+        _check_limit(limit)
+        words = _words(query)
+        kept = [w for w in words if w not in _STOP_WORDS] or words
+        if not kept:
+            return []
+        scored: list[tuple[float, int, bool]] = []
+        for i, fields in enumerate(self._fields):
+            counts = [sum(field.count(w) for field in fields) for w in kept]
+            if not any(counts):
+                continue
+            score = sum(
+                weight * field.count(w)
+                for w in kept
+                for weight, field in zip(_FIELD_WEIGHTS, fields, strict=True)
+            )
+            scored.append((score, i, all(counts)))
+        if any(every for _, _, every in scored):
+            scored = [s for s in scored if s[2]]
+        scored.sort(key=lambda s: (-s[0], -s[1]))
+        return [SearchResult(self._markets[i], score) for score, i, _ in scored[:limit]]
+
+    def find_by_slug(self, slug: str) -> CatalogMarket | None:
+        return self._by_slug.get(slug)
+
+    def find_by_slug_regex(
+        self, pattern: str | re.Pattern[str], *, tradable_only: bool = False
+    ) -> list[CatalogMarket]:
+        search = compile_slug_pattern(pattern).search
+        found = [m for m in self._markets if search(m.slug) and (m.tradable or not tradable_only)]
+        return sorted(found, key=lambda m: m.slug)
+
+    def find_by_token_id(self, token_id: str) -> CatalogMarket | None:
+        return self._by_token.get(str(token_id).strip())
+
+    def get(self, condition_id: str) -> CatalogMarket | None:
+        return self._by_condition.get(condition_id.strip().lower()) or self._by_condition.get(condition_id)
+
+    def all(self) -> Sequence[CatalogMarket]:
+        return list(self._markets)
+
+    async def refresh(self) -> int:
+        return len(self)
+
+    def last_updated(self) -> dt.datetime | None:
+        return self._fetched_at
+
+    def __len__(self) -> int:
+        return len(self._markets)
+
+    def price_markets(self, underlying: str | None = None) -> tuple[list[PriceMarket], list[Unrecognized]]:
+        if self.recognize is None:
+            return [], []
+        from .pricemarket import sort_price_markets
+
+        return sort_price_markets(self._markets, self.recognize, underlying)
+
+
+class LayeredCatalog(MarketCatalog):
+    """Two catalogs of one venue answering as one: `first` wins wherever both know a market (the
+    same condition id; a slug or token lookup asks `first` first), `second` answers the rest. A
+    backtest's catalog is the markets its recordings define (`first`: what the recorded run knew,
+    at the time) over the venue's cache on disk (`second`: today's, which may have changed or
+    closed them since).
+
+    `search` lists `first`'s results, then `second`'s that `first` does not hold (scores of two
+    catalogs do not compare), at most `limit`; `find_by_slug_regex` and `all` merge both, `first`'s
+    version of a market kept; `price_markets` reads both likewise. `refresh` refreshes `second`
+    (the recorded markets are fixed); `last_updated` is `second`'s, else `first`'s.
+    """
+
+    def __init__(self, first: MarketCatalog, second: MarketCatalog) -> None:
+        super().__init__()
+        if first.venue != second.venue:
+            raise ValueError(f"cannot layer a {first.venue!r} catalog over a {second.venue!r} one")
+        self.venue = first.venue
+        self.first = first
+        self.second = second
+        self.search_in_thread = second.search_in_thread
+        self._contents_replaced()
+
+    def __repr__(self) -> str:
+        return f"LayeredCatalog({self.first!r} over {self.second!r})"
+
+    def _shadowed(self, m: CatalogMarket) -> bool:
+        return self.first.get(m.condition_id) is not None
+
+    def search(self, query: str, limit: int = 10) -> list[SearchResult]:
+        _check_limit(limit)
+        out = self.first.search(query, limit)
+        if len(out) < limit:
+            out += [r for r in self.second.search(query, limit) if not self._shadowed(r.market)]
+        return out[:limit]
+
+    def find_by_slug(self, slug: str) -> CatalogMarket | None:
+        return self.first.find_by_slug(slug) or self.second.find_by_slug(slug)
+
+    def find_by_slug_regex(
+        self, pattern: str | re.Pattern[str], *, tradable_only: bool = False
+    ) -> list[CatalogMarket]:
+        ours = self.first.find_by_slug_regex(pattern, tradable_only=tradable_only)
+        # `second`'s version of a market `first` holds is dropped even when only it is tradable.
+        theirs = [m for m in self.second.find_by_slug_regex(pattern) if not self._shadowed(m)]
+        theirs = [m for m in theirs if m.tradable or not tradable_only]
+        return sorted([*ours, *theirs], key=lambda m: m.slug)
+
+    def find_by_token_id(self, token_id: str) -> CatalogMarket | None:
+        return self.first.find_by_token_id(token_id) or self.second.find_by_token_id(token_id)
+
+    def get(self, condition_id: str) -> CatalogMarket | None:
+        return self.first.get(condition_id) or self.second.get(condition_id)
+
+    def all(self) -> Sequence[CatalogMarket]:
+        return [*self.first.all(), *(m for m in self.second.all() if not self._shadowed(m))]
+
+    async def refresh(self) -> int:
+        await self.second.refresh()
+        self._contents_replaced()
+        return len(self)
+
+    def last_updated(self) -> dt.datetime | None:
+        return self.second.last_updated() or self.first.last_updated()
+
+    def __len__(self) -> int:
+        shadowed = sum(1 for m in self.first.all() if self.second.get(m.condition_id) is not None)
+        return len(self.first) + len(self.second) - shadowed
+
+    def price_markets(self, underlying: str | None = None) -> tuple[list[PriceMarket], list[Unrecognized]]:
+        read, unread = self.first.price_markets(underlying)
+        more, more_unread = self.second.price_markets(underlying)
+        read += [p for p in more if not self._shadowed(p.market)]
+        unread += [u for u in more_unread if not self._shadowed(u.market)]
+        return read, unread

@@ -18,7 +18,7 @@ Money is `Decimal` throughout; events are the model's (`tradingd.engine.model.ev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from pathlib import Path
@@ -330,6 +330,11 @@ class VenuePlugin(Protocol):
     data_formats: tuple[str, ...]
     """The `[[backtest.data]] format`s the venue reads besides "recording" (`open_data`);
     empty for a venue that reads only recordings."""
+    definition_markers: tuple[bytes, ...]
+    """Bytes that a recorded frame defining markets contains (a recorder records the market
+    definitions it fetched as lines of their own: Polymarket's Gamma and CLOB market objects):
+    a backtest scans its recordings for lines holding one (cli/recorded.py) and hands them to
+    `recorded_catalog`, without decoding the rest. Empty for a venue whose recordings carry none."""
 
     def decoder(self, registry: InstrumentRegistry) -> Decoder:
         """A fresh decoder that adds the instruments it learns of to `registry`."""
@@ -365,4 +370,10 @@ class VenuePlugin(Protocol):
 
     def open_data(self, path: Path, format: str) -> FrameSource:
         """A reader of a data file in one of `data_formats`; `ConfigError` for another."""
+        ...
+
+    def recorded_catalog(self, frames: Iterable[tuple[int | None, bytes]]) -> MarketCatalog | None:
+        """A catalog (in memory) of the markets that recorded frames define: the (receive time,
+        frame) pairs of the lines holding one of `definition_markers`, in recording order, a later
+        definition of a market replacing an earlier one. None for a venue without a catalog."""
         ...

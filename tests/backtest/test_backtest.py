@@ -244,7 +244,7 @@ def test_options_settle_at_expiry(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_example_backtest_is_deterministic_and_both_strategies_trade(tmp_path: Path) -> None:
-    loaded = load_config(Path(__file__).parent.parent.parent / "config" / "backtest.toml")
+    loaded = load_config(Path(__file__).parent.parent.parent / "config" / "backtest-deribit.toml")
     path = tmp_path / "sample.rec.zst"
     DERIBIT_SIM.generate_sample(path, {"seed": 3, "hours": 0.5})
 

@@ -24,7 +24,7 @@ from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, Da
 from tradingd.engine.store.recording import RecordingReader, RecordingWriter
 from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
 
-BUNDLED = Path(__file__).parent.parent.parent / "config" / "backtest.toml"
+BUNDLED = Path(__file__).parent.parent.parent / "config" / "backtest-deribit.toml"
 SAMPLE_PATH = 'path = "../data/deribit-sample.rec.zst"'
 SAMPLE_GENERATE = "generate = { seed = 7, hours = 2.0 }"
 

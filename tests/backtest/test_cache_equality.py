@@ -293,7 +293,7 @@ def test_the_example_strategies_trade_the_same_from_the_cache(tmp_path: Path) ->
     report from the cache as from the frames."""
     path = tmp_path / "sample.rec.zst"
     DERIBIT_SIM.generate_sample(path, {"seed": 3, "hours": 0.25})
-    loaded = load_config(ROOT / "config" / "backtest.toml")
+    loaded = load_config(ROOT / "config" / "backtest-deribit.toml")
     reports = []
     for cache in (
         None,

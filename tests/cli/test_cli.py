@@ -110,7 +110,7 @@ def test_backtest_writes_the_report(capsys: pytest.CaptureFixture[str], tmp_path
     data = tmp_path / "s.rec.zst"
     DERIBIT_SIM.generate_sample(data, {"hours": 0.1, "seed": 5})
     cfg = tmp_path / "bt.toml"
-    text = Path("config/backtest.toml").read_text()
+    text = Path("config/backtest-deribit.toml").read_text()
     cfg.write_text(text.replace('path = "../data/deribit-sample.rec.zst"', f'path = "{data}"'))
     report = tmp_path / "out" / "report.json"
     assert main(["backtest", "--config", str(cfg), "--report", str(report)]) == 0

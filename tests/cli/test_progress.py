@@ -114,7 +114,7 @@ def test_data_inspect_on_a_terminal_shows_a_bar_and_the_same_output(tmp_path: Pa
 
 
 def test_backtest_first_run_sample_shows_a_bar(tmp_path: Path) -> None:
-    text = (ROOT / "config" / "backtest.toml").read_text()
+    text = (ROOT / "config" / "backtest-deribit.toml").read_text()
     data = tmp_path / "data" / "first.rec.zst"
     cfg = tmp_path / "bt.toml"
     cfg.write_text(

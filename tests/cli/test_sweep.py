@@ -332,7 +332,7 @@ def test_the_readme_example_twice_gives_the_same_table_and_results(
     capsys.readouterr()  # what its warm-up backtest logged
     text = (Path(__file__).parents[2] / "config" / "sweep.toml").read_text()
     for old, new in (
-        ('base = "backtest.toml"', 'base = "bt.toml"'),
+        ('base = "backtest-deribit.toml"', 'base = "bt.toml"'),
         ('train = "40m"', 'train = "4m"'),
         ('test = "20m"', 'test = "2m"'),
     ):

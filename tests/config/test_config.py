@@ -36,8 +36,11 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_the_example_config_loads() -> None:
     loaded = load_config(ROOT / "config" / "backtest.toml")
-    assert set(loaded.strategy_classes) == {"gamma_btc", "momentum_eth"}
-    assert loaded.data_paths[0] == (ROOT / "data" / "deribit-sample.rec.zst").resolve()
+    assert set(loaded.strategy_classes) == {"gamma_btc", "momentum_eth", "cross_btc"}
+    assert loaded.data_paths == [
+        (ROOT / "data" / "deribit-sample-12.rec.zst").resolve(),
+        (ROOT / "data" / "polymarket-btc-sample.rec.zst").resolve(),
+    ]
 
 
 def test_params_are_structured_into_the_strategy_params_class(tmp_path: Path) -> None:

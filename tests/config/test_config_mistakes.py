@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.backtests import DERIBIT_GENERATE, POLYMARKET_GENERATE
 from tradingd.cli.main import main
 from tradingd.config import load_config
 from tradingd.config._loader import MAX_PROBLEMS
@@ -111,16 +112,17 @@ def test_a_copied_example_says_where_its_relative_data_path_points_and_why(
     copy = tmp_path / "x" / "backtest.toml"
     copy.parent.mkdir()
     text = (ROOT / "config" / "backtest.toml").read_text(encoding="utf-8")
-    copy.write_text(text.replace("generate = { seed = 7, hours = 2.0 }\n", ""), encoding="utf-8")
+    text = text.replace(DERIBIT_GENERATE + "\n", "").replace(POLYMARKET_GENERATE + "\n", "")
+    copy.write_text(text, encoding="utf-8")
     loaded = load_config(copy)
-    where = tmp_path / "data" / "deribit-sample.rec.zst"
-    expected = (
-        f'backtest.data[0].path = "../data/deribit-sample.rec.zst" does not exist at {where} '
+    expected = [
+        f'backtest.data[{i}].path = "../data/{name}" does not exist at {tmp_path / "data" / name} '
         f"(a relative path is read from the config's folder, {copy.parent})"
-    )
-    assert loaded.data_file_missing(0) == expected
+        for i, name in enumerate(("deribit-sample-12.rec.zst", "polymarket-btc-sample.rec.zst"))
+    ]
+    assert [loaded.data_file_missing(i) for i in (0, 1)] == expected
     assert main(["check-config", str(copy)]) == 1
-    assert capsys.readouterr().err == f"tradingd: error: {copy}: {expected}\n"
+    assert capsys.readouterr().err == f"tradingd: error: {copy}: {'; '.join(expected)}\n"
 
 
 def test_a_data_path_starting_with_a_tilde_is_in_the_home_folder(
@@ -146,13 +148,14 @@ def test_the_sample_is_generated_saying_where_and_why(
     (folder / "backtest.toml").write_text(text, encoding="utf-8")
     assert main(["backtest", "--config", str(folder / "backtest.toml"), "--no-progress"]) == 0
     err = capsys.readouterr().err
-    where = tmp_path / "data" / "deribit-sample.rec.zst"
-    assert f"generating {where} (first run only; deterministic, offline)...\n" in err, err
-    assert (
-        f'  backtest.data[0].path = "../data/deribit-sample.rec.zst" does not exist at {where} '
-        f"(a relative path is read from the config's folder, {folder})\n"
-    ) in err, err
-    assert where.exists()
+    for i, name in enumerate(("deribit-sample-12.rec.zst", "polymarket-btc-sample.rec.zst")):
+        where = tmp_path / "data" / name
+        assert f"generating {where} (first run only; deterministic, offline)...\n" in err, err
+        assert (
+            f'  backtest.data[{i}].path = "../data/{name}" does not exist at {where} '
+            f"(a relative path is read from the config's folder, {folder})\n"
+        ) in err, err
+        assert where.exists()
 
 
 @pytest.mark.parametrize(
@@ -195,7 +198,7 @@ def test_check_config_refuses_a_generate_table_the_first_backtest_would_refuse(
     assert main(["check-config", str(path)]) == 2
     assert capsys.readouterr().err == (
         f"tradingd: error: {path}: backtest.data[0].generate: unknown generator option(s) hour "
-        "(known: hours, seed, start)\n"
+        "(known: hours, seed, start, strikes)\n"
     )
     assert not (tmp_path / "s.rec.zst").exists()  # checked, not generated
 
@@ -203,7 +206,7 @@ def test_check_config_refuses_a_generate_table_the_first_backtest_would_refuse(
 def _bundled(tmp_path: Path, *edits: tuple[str, str]) -> Path:
     """The bundled example with `edits` (old, new), its sample path absolute (not generated)."""
     text = (ROOT / "config" / "backtest.toml").read_text(encoding="utf-8")
-    text = text.replace("generate = { seed = 7, hours = 2.0 }\n", "")
+    text = text.replace(DERIBIT_GENERATE + "\n", "").replace(POLYMARKET_GENERATE + "\n", "")
     for old, new in edits:
         assert old in text, old
         text = text.replace(old, new)
@@ -235,7 +238,7 @@ def _bundled(tmp_path: Path, *edits: tuple[str, str]) -> Path:
                 "  strategies[0].params: unknown key(s) delta_bnd; did you mean 'delta_band'?",
                 "  strategies[0].params.option_size: expected a positive number, got 0",
                 "  strategies[1].class: unknown strategy 'momentun'; did you mean 'momentum'? (known: "
-                "gamma_scalp, momentum; or use module:Class)",
+                "cross_venue, gamma_scalp, momentum; or use module:Class)",
             ],
         ),
         (  # two validators of one table (attrs stops at the first), and one of another table

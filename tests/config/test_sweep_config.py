@@ -22,7 +22,7 @@ from tradingd.engine.sweep.space import grid_points, grid_size
 from tradingd.engine.sweep.spec import ObjectiveSpec, ParamSpace, SearchSpec, WalkForwardSpec
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
-BASE = CONFIG / "backtest.toml"
+BASE = CONFIG / "backtest-deribit.toml"
 
 
 def _sweep(tmp_path: Path, body: str, *, base: Path | str = BASE) -> Path:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def test_sweep_benchmark_runs(tmp_path: Path) -> None:
-    config = (ROOT / "config" / "backtest.toml").read_text()
+    config = (ROOT / "config" / "backtest-deribit.toml").read_text()
     config = config.replace('path = "../data/deribit-sample.rec.zst"', 'path = "tiny.rec.zst"')
     config = config.replace("generate = { seed = 7, hours = 2.0 }", "generate = { seed = 7, hours = 0.05 }")
     assert 'path = "tiny.rec.zst"' in config, "the bundled config changed"

@@ -38,19 +38,21 @@ ENGINE = "tradingd.engine"
 #   venue  <-  sim
 #   model  <-  metrics  <-  daemon
 #   backtest, reports  <-  sweep
+#   model  <-  surface  <-  runtime, backtest, daemon
 ROOM_DEPENDS: dict[str, frozenset[str]] = {
     "model": frozenset(),
     "store": frozenset({"model"}),
     "sim": frozenset({"model", "venue"}),
     "logs": frozenset({"model", "store"}),
     "venue": frozenset({"model", "logs"}),
-    "runtime": frozenset({"model", "store", "logs", "venue"}),
-    "backtest": frozenset({"model", "store", "logs", "venue", "runtime"}),
+    "runtime": frozenset({"model", "store", "logs", "venue", "surface"}),
+    "backtest": frozenset({"model", "store", "logs", "venue", "runtime", "surface"}),
     "metrics": frozenset({"model"}),
     "alerts": frozenset({"model", "logs"}),
-    "daemon": frozenset({"model", "store", "logs", "venue", "runtime", "metrics", "alerts"}),
+    "daemon": frozenset({"model", "store", "logs", "venue", "runtime", "metrics", "alerts", "surface"}),
     "reports": frozenset({"model", "backtest"}),
     "sweep": frozenset({"model", "store", "logs", "backtest", "reports"}),
+    "surface": frozenset({"model"}),
 }
 
 # What the model room may not import: an event loop, the network, a database, files, plotting.

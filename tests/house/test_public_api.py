@@ -57,11 +57,22 @@ STRATEGY_API = {
     "MarketCatalog",
     "OutcomeToken",
     "SearchResult",
+    # crypto price markets read from a catalog, priced against an options surface
+    "PriceCondition",
+    "PriceMarket",
+    "Unrecognized",
     # pricing helpers
     "YEAR_SECONDS",
     "bs_greeks",
     "bs_price",
     "implied_vol",
+    # the volatility surface a strategy reads (ctx.surface) and its parts
+    "OutsideSurface",
+    "SliceFit",
+    "SurfaceQuote",
+    "SurfaceSettings",
+    "SviParams",
+    "VolSurface",
     # errors
     "AuthError",
     "ConfigError",
@@ -135,6 +146,12 @@ VENUE_SPI = {
     "SearchResult",
     "compile_slug_pattern",
     "iso_utc",
+    "LayeredCatalog",
+    "StaticCatalog",
+    "PriceCondition",
+    "PriceMarket",
+    "Unrecognized",
+    "sort_price_markets",
     # secrets a connector holds, redacted from every log
     "register_secret",
     # the model types a connector builds

@@ -57,7 +57,7 @@ def real_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ts = lines[at].split(b" ", 1)[0]
         lines.insert(at + 1, ts + b" " + frame + b"\n")
     rec.write_bytes(b"".join(lines))
-    config = (ROOT / "config" / "backtest.toml").read_text()
+    config = (ROOT / "config" / "backtest-deribit.toml").read_text()
     config = config.replace('path = "../data/deribit-sample.rec.zst"', 'path = "short.rec"')
     config = "\n".join(line for line in config.splitlines() if not line.startswith("generate = "))
     (folder / "bt.toml").write_text(config)

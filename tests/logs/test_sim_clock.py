@@ -53,7 +53,7 @@ def backtest_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     folder = tmp_path_factory.mktemp("sim-clock")
     rec = folder / "short.rec"
     DERIBIT_SIM.generate_sample(rec, {"hours": 0.1, "seed": 7})
-    config = (ROOT / "config" / "backtest.toml").read_text()
+    config = (ROOT / "config" / "backtest-deribit.toml").read_text()
     config = config.replace('path = "../data/deribit-sample.rec.zst"', 'path = "short.rec"')
     config = "\n".join(line for line in config.splitlines() if not line.startswith("generate = "))
     # `[logging] file` too: the backtest appends the same JSON lines there.

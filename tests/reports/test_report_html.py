@@ -204,7 +204,7 @@ def test_the_bundled_backtest_renders_and_report_draws_it_again(
     data = tmp_path / "s.rec.zst"
     DERIBIT_SIM.generate_sample(data, {"hours": 0.25, "seed": 7})
     cfg = tmp_path / "bt.toml"
-    text = (ROOT / "config" / "backtest.toml").read_text()
+    text = (ROOT / "config" / "backtest-deribit.toml").read_text()
     cfg.write_text(text.replace('path = "../data/deribit-sample.rec.zst"', f'path = "{data}"'))
     run = tmp_path / "run"
     assert (

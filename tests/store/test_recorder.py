@@ -483,7 +483,7 @@ def test_a_recording_directory_backtests_from_the_command_line(tmp_path: Path) -
         hook(ts, raw)
     rec.close()
     assert len(recording_files(tmp_path / "rec", "deribit")) >= 3
-    text = (ROOT / "config" / "backtest.toml").read_text()
+    text = (ROOT / "config" / "backtest-deribit.toml").read_text()
     cfg = tmp_path / "bt.toml"
     cfg.write_text(text.replace('path = "../data/deribit-sample.rec.zst"', f'path = "{tmp_path / "rec"}"'))
     a, b = tmp_path / "a.json", tmp_path / "b.json"

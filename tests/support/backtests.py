@@ -61,12 +61,16 @@ class BuyOnce(Strategy):
             await self.ctx.buy("deribit", "BTC-PERPETUAL", 1000)
 
 
-_BUNDLED_CONFIG = Path(__file__).resolve().parents[2] / "config" / "backtest.toml"
+_BUNDLED_CONFIG = Path(__file__).resolve().parents[2] / "config" / "backtest-deribit.toml"
+# config/backtest.toml's generate lines (the README's example: CrossVenue's samples).
+DERIBIT_GENERATE = "generate = { seed = 7, hours = 2.0, strikes = 12 }"
+POLYMARKET_GENERATE = 'generate = { seed = 7, hours = 2.0, crypto = "deribit", strikes = 12 }'
 
 
 def bundled_config_on(folder: Path, hours: float, seed: int) -> Path:
-    """The README's backtest config (both example strategies) on `hours` of a generated Deribit
-    sample written in `folder`, without its `generate` line (the data is there); its path."""
+    """The Deribit example (config/backtest-deribit.toml: GammaScalp and Momentum) on `hours` of a
+    generated Deribit sample written in `folder`, without its `generate` line (the data is there);
+    its path."""
     from tradingd.simulators.deribit import SIMULATOR
 
     data = folder / "sample.rec.zst"
@@ -75,3 +79,19 @@ def bundled_config_on(folder: Path, hours: float, seed: int) -> Path:
     config = folder / "bt.toml"
     config.write_text("\n".join(line for line in text.splitlines() if not line.startswith("generate = ")))
     return config
+
+
+def crossvenue_samples(folder: Path, hours: float, seed: int = 7) -> tuple[Path, Path]:
+    """`hours` of the bundled samples' kind in `folder`: Deribit with 12 strikes per expiry, and
+    Polymarket with its Bitcoin price markets on the same BTC path (generated once per folder)."""
+    from tradingd.simulators.deribit import SIMULATOR as DERIBIT
+    from tradingd.simulators.polymarket import SIMULATOR as POLYMARKET
+
+    deribit, polymarket = folder / "deribit-12.rec.zst", folder / "polymarket-btc.rec.zst"
+    if not deribit.exists():
+        DERIBIT.generate_sample(deribit, {"hours": hours, "seed": seed, "strikes": 12})
+    if not polymarket.exists():
+        POLYMARKET.generate_sample(
+            polymarket, {"hours": hours, "seed": seed, "crypto": "deribit", "strikes": 12}
+        )
+    return deribit, polymarket

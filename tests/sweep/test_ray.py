@@ -374,7 +374,7 @@ def test_the_sweep_room_imports_without_ray() -> None:
 
 def _tiny_base(folder: Path) -> Path:
     """The bundled example on 15 minutes of its sample (both strategies trade in them)."""
-    config = (ROOT / "config" / "backtest.toml").read_text()
+    config = (ROOT / "config" / "backtest-deribit.toml").read_text()
     config = config.replace('path = "../data/deribit-sample.rec.zst"', 'path = "tiny.rec.zst"')
     config = config.replace("generate = { seed = 7, hours = 2.0 }", "generate = { seed = 7, hours = 0.25 }")
     assert 'path = "tiny.rec.zst"' in config and "hours = 0.25" in config, "the bundled config changed"

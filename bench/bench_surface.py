@@ -1,0 +1,213 @@
+"""The volatility surface: what a refit costs and what a probability query costs (issue 20).
+
+    python bench/bench_surface.py [--repeat 7] [--expiries 8] [--strikes 40] [--queries 20000] [--json FILE]
+
+1. Refit of a real chain: `tests/fixtures/deribit/chains/btc_2020-05-21.csv` (Deribit BTC,
+   2020-05-21, 326 options over 7 expiries), `fit_surface` on all of it, arbitrage checks included.
+2. Refit of a synthetic chain: `--expiries` expiries (1 day to about a year) of `--strikes`
+   strikes each, a call and a put per strike, mark IVs from a known raw SVI per expiry plus
+   noise (half a vol point), quoted 2 to 6 vol points wide.
+3. Queries on the real chain's surface: `prob_above`, `prob_between` and `iv` at `--queries`
+   (strike, expiry) pairs drawn once (strikes 0.6 to 1.6 times the forward, expiries anywhere
+   from an hour to the last slice, so most fall between slices), the figure per query.
+
+Every figure is CPU time of this process (`time.process_time`: what the work costs, not what
+the other processes of a shared machine cost it), the median of `--repeat` runs, each run after
+one untimed warm-up (the fit's first run imports numpy and scipy: that import is measured apart,
+in a fresh interpreter, as `import cost`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+from _common import median_of  # noqa: E402
+
+from tradingd.engine.surface import SurfaceQuote, VolSurface, fit_surface  # noqa: E402
+
+CHAIN = ROOT / "tests" / "fixtures" / "deribit" / "chains" / "btc_2020-05-21.csv"
+DAY_NS = 86_400 * 10**9
+
+
+def real_chain() -> tuple[list[SurfaceQuote], int]:
+    """The captured chain's quotes (Deribit's percent IVs as fractions) and its capture's end."""
+    quotes = []
+    with CHAIN.open(newline="") as f:
+        for row in csv.DictReader(f):
+            quotes.append(
+                SurfaceQuote(
+                    instrument=row["instrument_name"],
+                    strike=float(row["strike"]),
+                    expiry_ns=int(row["expiration_timestamp"]) * 10**6,
+                    iv=float(row["mark_iv"]) / 100.0,
+                    forward=float(row["underlying_price"]),
+                    bid_iv=float(row["bid_iv"]) / 100.0,
+                    ask_iv=float(row["ask_iv"]) / 100.0,
+                    call=row["option_type"] == "call",
+                    ts_ns=int(row["timestamp"]) * 10**6,
+                )
+            )
+    return quotes, max(q.ts_ns for q in quotes)
+
+
+def synthetic_chain(expiries: int, strikes: int, seed: int = 1) -> tuple[list[SurfaceQuote], int]:
+    """`expiries` x `strikes` x (call, put) quotes from a raw SVI per expiry, as of a fixed time."""
+    rng = random.Random(seed)
+    as_of = 1_700_000_000 * 10**9
+    forward = 50_000.0
+    quotes = []
+    for e in range(expiries):
+        days = 365.0 ** (e / max(expiries - 1, 1))  # 1 day to a year, evenly in log time
+        t = days / 365.0
+        atm = 0.55 + 0.15 * math.exp(-days / 30.0)  # short expiries richer, as in crypto
+        a, b, rho, m, sigma = atm * atm * t * 0.8, 0.12 * math.sqrt(t), -0.3, 0.02, 0.15 * math.sqrt(t) + 0.02
+        width = 4.0 * atm * math.sqrt(t) + 0.1
+        expiry_ns = as_of + round(days * DAY_NS)
+        for i in range(strikes):
+            k = -width + 2.0 * width * i / max(strikes - 1, 1)
+            strike = round(forward * math.exp(k), 2)
+            w = a + b * (rho * (k - m) + math.hypot(k - m, sigma))
+            iv = math.sqrt(w / t) + rng.gauss(0.0, 0.005)
+            for right in ("C", "P"):
+                half = rng.uniform(0.01, 0.03)
+                quotes.append(
+                    SurfaceQuote(
+                        f"BTC-{e}-{strike:.0f}-{right}",
+                        strike,
+                        expiry_ns,
+                        iv,
+                        forward + rng.uniform(-5.0, 5.0),
+                        iv - half,
+                        iv + half,
+                        right == "C",
+                    )
+                )
+    return quotes, as_of
+
+
+def cpu_runs(work: Callable[[], object], repeat: int) -> list[float]:
+    """CPU seconds of `repeat` runs of `work`, after one untimed run."""
+    work()
+    out = []
+    for _ in range(repeat):
+        t0 = time.process_time()
+        work()
+        out.append(time.process_time() - t0)
+    return out
+
+
+def import_cost() -> float:
+    """CPU seconds a fresh interpreter spends importing what a first fit imports."""
+    code = (
+        "import time; t0 = time.process_time()\nimport numpy, scipy.optimize\nprint(time.process_time() - t0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    return float(done.stdout.strip())
+
+
+def queries(surface: VolSurface, n: int, seed: int = 2) -> list[tuple[float, float, int]]:
+    """(strike, a second strike above it, expiry) triples inside the surface."""
+    rng = random.Random(seed)
+    first = surface.as_of_ns + 3_600 * 10**9
+    last = surface.slices[-1].expiry_ns
+    forward = surface.slices[0].forward
+    out = []
+    for _ in range(n):
+        strike = forward * rng.uniform(0.6, 1.6)
+        out.append((strike, strike * rng.uniform(1.01, 1.2), rng.randrange(first, last)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--expiries", type=int, default=8)
+    parser.add_argument("--strikes", type=int, default=40)
+    parser.add_argument("--queries", type=int, default=20_000)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    results: dict[str, Any] = {"import_cost_ms": import_cost() * 1e3}
+
+    real, real_as_of = real_chain()
+    synth, synth_as_of = synthetic_chain(args.expiries, args.strikes)
+
+    def fit_real() -> VolSurface:
+        return fit_surface(real, venue="deribit", underlying="BTC", as_of_ns=real_as_of)
+
+    def fit_synth() -> VolSurface:
+        return fit_surface(synth, venue="deribit", underlying="BTC", as_of_ns=synth_as_of)
+
+    fits: list[tuple[str, str, list[float], VolSurface]] = []
+    for key, what, work in (
+        ("real", f"real chain: {len(real)} options, 7 expiries", fit_real),
+        (
+            "synthetic",
+            f"synthetic: {len(synth)} options, {args.expiries} x {args.strikes} strikes",
+            fit_synth,
+        ),
+    ):
+        runs = cpu_runs(work, args.repeat)
+        surface = work()
+        fits.append((key, what, runs, surface))
+        results[f"refit_{key}_ms"] = median_of(runs) * 1e3
+        results[f"refit_{key}_runs_ms"] = [r * 1e3 for r in runs]
+        results[f"refit_{key}_slices"] = len(surface.slices)
+
+    surface = fits[0][3]
+    pairs = queries(surface, args.queries)
+    per_query: dict[str, list[float]] = {}
+    for name, query in (
+        ("prob_above", lambda k, _k2, e: surface.prob_above(k, e)),
+        ("prob_between", lambda k, k2, e: surface.prob_between(k, k2, e)),
+        ("iv", lambda k, _k2, e: surface.iv(k, e)),
+    ):
+
+        def run(query: Callable[[float, float, int], float] = query) -> None:
+            for strike, high, expiry in pairs:
+                query(strike, high, expiry)
+
+        per_query[name] = [r / len(pairs) for r in cpu_runs(run, args.repeat)]
+        results[f"{name}_us"] = median_of(per_query[name]) * 1e6
+
+    print(
+        "import numpy + scipy.optimize (fresh interpreter, once per process): "
+        f"{results['import_cost_ms']:.0f} ms CPU"
+    )
+    print()
+    print(f"{'refit (CPU, median of ' + str(args.repeat) + ')':52} {'ms':>8} {'per slice':>10}   runs (ms)")
+    for _key, what, runs, fitted in fits:
+        med = median_of(runs) * 1e3
+        print(
+            f"{what:52} {med:8.1f} {med / max(len(fitted.slices), 1):10.2f}   "
+            + " ".join(f"{r * 1e3:.1f}" for r in runs)
+        )
+    print()
+    print(f"{'query on the real surface (CPU per query)':52} {'us':>8}")
+    for name, runs in per_query.items():
+        print(f"{name:52} {median_of(runs) * 1e6:8.2f}")
+    print(f"({len(pairs)} (strike, expiry) pairs, strikes 0.6-1.6 x forward, t from 1 h to the last expiry)")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

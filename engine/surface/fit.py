@@ -1,0 +1,336 @@
+"""A surface from an option chain: per expiry, raw SVI fitted to the mark IVs by scipy's bounded
+least squares, weighted by what is quoted; then the arbitrage checks (butterfly and Lee's bound per
+slice, calendar across slices). numpy and scipy (the `surface` extra) are imported when a fit runs,
+never when this module is imported.
+
+What a fit does with its input, in order:
+
+1. A quote is dropped (and counted in its expiry's `dropped`) when its strike or forward is not a
+   finite positive number, or its mark IV is not finite or outside (0, max_iv) (Deribit's 0% and
+   500% wings mean "no quote"). Its bid and ask IVs count only as a pair with
+   0 < bid <= ask < max_iv; a missing side only lowers the quote's weight (4.).
+2. An expiry is skipped (reported in `VolSurface.skipped` with the reason) when it is closer than
+   `min_expiry_s`, when fewer than `min_quotes` distinct strikes are left, or when the fit fails.
+3. The forward of an expiry is the median of its quotes' forwards; k = ln(K / F).
+4. A quote's weight is 1 / the width of the IV interval its book brackets: [bid, ask] when both
+   sides are quoted, [0, ask] or [bid, max_iv] with one side, [0, max_iv] with none (the venue's
+   mark is then its own model, not a price: Deribit flattens its marks past the quoted wings),
+   floored at a quarter of the expiry's median two-sided spread (one very tight quote must not pin
+   the fit alone). Quotes at one strike (a call and a put) become one point: their IVs averaged by
+   weight, the point weighing as its best quote.
+5. The fit minimises the weighted IV errors over (v, b, rho, m, sigma), v = a + b sigma
+   sqrt(1 - rho^2) the smallest total variance, in a box: v >= (1 vol point)^2 t, 0 <= b <= 2,
+   |rho| <= 0.999, sigma in [a quarter of the closest strikes' k gap, 4] (the data cannot tell a
+   narrower curve from a kink, a spike of density), m within the quoted k widened by its span; so
+   every fit has b >= 0, |rho| < 1, sigma > 0 and a + b sigma sqrt(1 - rho^2) > 0. Several starts
+   (from the smile's own wing slopes), the best kept.
+6. If the best fit has butterfly arbitrage on the check grid (g(k) < 0), it is fitted again with
+   a penalty on g below a small margin over the grid, its weight raised tenfold up to twice while
+   the arbitrage stays; the penalised fit replaces the first when it removes the arbitrage, or
+   lessens it for less than one vol point more of RMS IV error (`SliceFit.arbitrage_penalty` says
+   so; `butterfly_ok` still reports what is left). Lee's bound is checked and reported, not
+   enforced (its box keeps b <= 2).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ..model.pricing import YEAR_SECONDS
+from .model import SliceFit, SurfaceQuote, SurfaceSettings, SviParams, VolSurface, calendar_check
+
+if TYPE_CHECKING:
+    from .svi import Array
+
+__all__ = ["check_grid", "fit_surface"]
+
+_NS_PER_YEAR = 1e9 * YEAR_SECONDS
+GRID_POINTS = 1001  # the butterfly check's grid, per slice
+CALENDAR_POINTS = 201  # the calendar check's grid, shared by all slices
+PENALTY_POINTS = 201  # where the arbitrage penalty looks (the check's grid, coarser: for speed)
+PENALTY_WEIGHTS = (1e2, 1e3, 1e4)  # per unit of negative g, against residuals in IV (about 0.01)
+PENALTY_MARGIN = 1e-3  # g is held above this on the coarse grid, to be >= 0 between its points
+_SIGMA_STARTS = (0.05, 0.2, 0.6)  # sigma starts, as fractions of the quoted k span
+
+
+@attrs.frozen
+class _Point:
+    strike: float
+    k: float
+    iv: float
+    weight: float
+
+
+@attrs.frozen
+class _Expiry:
+    expiry_ns: int
+    t: float
+    forward: float
+    points: tuple[_Point, ...]
+    used: int
+    dropped: int
+    quoted: tuple[tuple[float, float, float, float], ...]  # two-sided quotes: (k, mark, bid, ask) IVs
+
+
+def fit_surface(
+    quotes: Sequence[SurfaceQuote],
+    *,
+    venue: str,
+    underlying: str,
+    as_of_ns: int,
+    settings: SurfaceSettings = SurfaceSettings(),  # noqa: B008 (frozen, immutable)
+) -> VolSurface:
+    """The surface of `underlying` on `venue` from `quotes`, as of `as_of_ns`. Never raises on bad
+    data: what cannot be used is dropped or skipped, and counted or reported in the result (an
+    empty chain gives a surface with no slices, whose queries raise OutsideSurface)."""
+    by_expiry: dict[int, list[SurfaceQuote]] = {}
+    for q in quotes:
+        by_expiry.setdefault(q.expiry_ns, []).append(q)
+    slices: list[SliceFit] = []
+    skipped: list[tuple[int, str]] = []
+    for expiry_ns in sorted(by_expiry):
+        seconds = (expiry_ns - as_of_ns) / 1e9
+        if seconds < settings.min_expiry_s:
+            skipped.append(
+                (expiry_ns, f"expires in {seconds:.0f} s, closer than min_expiry_s={settings.min_expiry_s:g}")
+            )
+            continue
+        prepared = _prepare(expiry_ns, seconds / YEAR_SECONDS, by_expiry[expiry_ns], settings)
+        if isinstance(prepared, str):
+            skipped.append((expiry_ns, prepared))
+            continue
+        try:
+            slices.append(_fit_slice(prepared))
+        except (ValueError, ArithmeticError) as exc:  # scipy's and SviParams' refusals of a bad fit
+            skipped.append((expiry_ns, f"the fit failed: {exc}"))
+    violations = calendar_check(slices, check_grid(slices, CALENDAR_POINTS)) if len(slices) > 1 else ()
+    return VolSurface(
+        venue=venue,
+        underlying=underlying,
+        as_of_ns=as_of_ns,
+        slices=tuple(slices),
+        calendar_ok=not violations,
+        calendar_violations=violations,
+        skipped=tuple(skipped),
+    )
+
+
+def check_grid(slices: Sequence[SliceFit], points: int) -> tuple[float, ...]:
+    """A k grid covering every slice's quoted strikes and four of its ATM standard deviations,
+    widened by half on each side (the calendar check's, shared by all slices)."""
+    half = max(_half_width(s.forward, s.residuals, s.params) for s in slices)
+    step = 2.0 * half / (points - 1)
+    return tuple(-half + i * step for i in range(points))
+
+
+def _half_width(forward: float, residuals: Sequence[tuple[float, float]], params: SviParams) -> float:
+    ks = [abs(math.log(strike / forward)) for strike, _ in residuals]
+    return 1.5 * max([*ks, 4.0 * math.sqrt(params.w(0.0))])
+
+
+def _spread(q: SurfaceQuote, max_iv: float) -> tuple[float, bool]:
+    """The width of the IV interval the book brackets the quote in, and whether both sides are
+    quoted: [bid, ask] when both are; a missing side (None, not finite, 0, or at or past max_iv:
+    Deribit's 0 and 500) widens it to 0 or max_iv, so an unquoted mark (the venue's model, not a
+    price) has the width max_iv and weighs little."""
+    bid, ask = q.bid_iv, q.ask_iv
+    has_bid = bid is not None and math.isfinite(bid) and 0.0 < bid < max_iv
+    has_ask = ask is not None and math.isfinite(ask) and 0.0 < ask < max_iv
+    lo = bid if has_bid and bid is not None else 0.0
+    hi = ask if has_ask and ask is not None else max_iv
+    if hi < lo:  # crossed: neither side is believable
+        return max_iv, False
+    return hi - lo, has_bid and has_ask
+
+
+def _usable(q: SurfaceQuote, max_iv: float) -> bool:
+    return all(
+        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+        for x in (q.strike, q.forward, q.iv)
+    ) and (q.strike > 0 and q.forward > 0 and 0.0 < q.iv < max_iv)
+
+
+def _prepare(
+    expiry_ns: int, t: float, quotes: list[SurfaceQuote], settings: SurfaceSettings
+) -> _Expiry | str:
+    """The expiry's points to fit, or why it cannot be fitted."""
+    good = [q for q in quotes if _usable(q, settings.max_iv)]
+    dropped = len(quotes) - len(good)
+    strikes = {q.strike for q in good}
+    if len(strikes) < settings.min_quotes:
+        return (
+            f"{len(strikes)} usable strikes, fewer than min_quotes={settings.min_quotes} "
+            f"({dropped} of {len(quotes)} quotes dropped)"
+        )
+    forward = statistics.median(q.forward for q in good)
+    spreads = [_spread(q, settings.max_iv) for q in good]
+    two_sided = [width for width, both in spreads if both]
+    # one very tight quote must not pin the fit alone
+    floor = max(0.25 * statistics.median(two_sided), 1e-4) if two_sided else 1e-4
+    per_strike: dict[float, list[tuple[float, float]]] = {}
+    for q, (width, _) in zip(good, spreads, strict=True):
+        weight = 1.0 / max(width, floor)
+        per_strike.setdefault(q.strike, []).append((q.iv, weight))
+    raw = [
+        (strike, sum(iv * wt for iv, wt in found) / sum(wt for _, wt in found), max(wt for _, wt in found))
+        for strike, found in sorted(per_strike.items())
+    ]
+    mean_weight = sum(wt for _, _, wt in raw) / len(raw)  # weights near 1: the penalty's scale
+    points = tuple(_Point(s, math.log(s / forward), iv, wt / mean_weight) for s, iv, wt in raw)
+    quoted = tuple(
+        (math.log(q.strike / forward), q.iv, float(q.bid_iv or 0.0), float(q.ask_iv or 0.0))
+        for q, (_, both) in zip(good, spreads, strict=True)
+        if both
+    )
+    return _Expiry(expiry_ns, t, forward, points, len(good), dropped, quoted)
+
+
+def _params(x: Array) -> tuple[float, float, float, float, float]:
+    """(a, b, rho, m, sigma) from the fit's variables (v, b, rho, m, sigma)."""
+    v, b, rho, m, sigma = (float(y) for y in x)
+    return v - b * sigma * math.sqrt(1.0 - rho * rho), b, rho, m, sigma
+
+
+def _fit_slice(e: _Expiry) -> SliceFit:
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    from . import svi
+
+    k = np.array([p.k for p in e.points])
+    iv = np.array([p.iv for p in e.points])
+    wt = np.array([p.weight for p in e.points])
+    t = e.t
+    total = iv * iv * t
+    k_lo, k_hi = float(k.min()), float(k.max())
+    span = max(k_hi - k_lo, 1e-3)
+    v_floor = 1e-4 * t  # one vol point
+    # The data cannot tell a curve narrower than its strike spacing from a kink (a spike of density)
+    sigma_floor = max(0.25 * float(np.min(np.diff(k))) if len(k) > 1 else 1e-4, 1e-4)
+    lower = np.array([v_floor, 0.0, -0.999, k_lo - span, sigma_floor])
+    upper = np.array([max(4.0 * float(total.max()), 2.0 * v_floor), 2.0, 0.999, k_hi + span, 4.0])
+
+    def residuals(x: Array) -> Array:
+        a, b, rho, m, sigma = _params(x)
+        model = svi.w(k, a, b, rho, m, sigma)
+        out: Array = (np.sqrt(np.maximum(model, 1e-12) / t) - iv) * wt
+        return out
+
+    def jacobian(x: Array) -> Array:
+        v, b, rho, m, sigma = (float(y) for y in x)
+        a = v - b * sigma * math.sqrt(1.0 - rho * rho)
+        c = math.sqrt(1.0 - rho * rho)
+        dx = k - m
+        r = np.sqrt(dx * dx + sigma * sigma)
+        model = np.maximum(a + b * (rho * dx + r), 1e-12)
+        scale = wt / (2.0 * np.sqrt(model * t))  # d residual / d w
+        # d w / d (v, b, rho, m, sigma), with a = v - b sigma sqrt(1 - rho^2)
+        cols = (
+            np.ones_like(k),
+            -sigma * c + rho * dx + r,
+            b * sigma * rho / c + b * dx,
+            -b * (rho + dx / r),
+            -b * c + b * sigma / r,
+        )
+        out: Array = np.stack([scale * col for col in cols], axis=1)
+        return out
+
+    best = None
+    for x0 in _starts(k, total, span, lower, upper):
+        found = least_squares(residuals, x0, jac=jacobian, bounds=(lower, upper), method="trf", x_scale="jac")
+        if np.all(np.isfinite(found.x)) and (best is None or found.cost < best.cost):
+            best = found
+    if best is None:
+        raise ValueError("no start converged to finite parameters")
+    x = best.x
+    grid_half = _half_width(e.forward, [(p.strike, 0.0) for p in e.points], SviParams(*_params(x)))
+    grid = np.linspace(-grid_half, grid_half, GRID_POINTS)
+    min_g, min_k = _min_g(grid, x)
+    penalty_used = False
+    if min_g < 0.0:
+        penalty_k = np.linspace(-grid_half, grid_half, PENALTY_POINTS)
+        rmse_before = _rms(residuals(x) / wt)
+        again, g_again, k_again = x, min_g, min_k
+        for weight in PENALTY_WEIGHTS:
+
+            def penalised(y: Array, weight: float = weight) -> Array:
+                gk = svi.g(penalty_k, *_params(y))
+                return np.concatenate([residuals(y), weight * np.minimum(gk - PENALTY_MARGIN, 0.0)])
+
+            again = least_squares(penalised, again, bounds=(lower, upper), method="trf", x_scale="jac").x
+            if not np.all(np.isfinite(again)):
+                break
+            g_again, k_again = _min_g(grid, again)
+            if g_again >= 0.0:
+                break
+        if (
+            np.all(np.isfinite(again))
+            and g_again > min_g
+            and (g_again >= 0.0 or _rms(residuals(again) / wt) <= rmse_before + 0.01)
+        ):
+            x, min_g, min_k, penalty_used = again, g_again, k_again, True
+    params = SviParams(*_params(x))
+    fitted = np.sqrt(svi.w(k, *attrs.astuple(params)) / t)
+    errors = fitted - iv
+    rmse_quoted, outside = math.nan, 0
+    if e.quoted:
+        qk, mark, bid, ask = (np.array(col) for col in zip(*e.quoted, strict=True))
+        at_quotes = np.sqrt(svi.w(qk, *attrs.astuple(params)) / t)
+        rmse_quoted = float(np.sqrt(np.mean((at_quotes - mark) ** 2)))
+        outside = int(np.sum((at_quotes < bid) | (at_quotes > ask)))
+    return SliceFit(
+        expiry_ns=e.expiry_ns,
+        t_years=t,
+        forward=e.forward,
+        params=params,
+        quotes=e.used,
+        dropped=e.dropped,
+        rmse_iv=float(np.sqrt(np.mean(errors * errors))),
+        max_abs_err_iv=float(np.max(np.abs(errors))),
+        residuals=tuple((p.strike, float(err)) for p, err in zip(e.points, errors, strict=True)),
+        butterfly_min_g=min_g,
+        butterfly_ok=min_g >= 0.0,
+        lee_ok=params.lee_ok(),
+        butterfly_min_k=min_k,
+        arbitrage_penalty=penalty_used,
+        quoted=len(e.quoted),
+        rmse_iv_quoted=rmse_quoted,
+        outside_quotes=outside,
+    )
+
+
+def _rms(x: Array) -> float:
+    import numpy as np
+
+    return float(np.sqrt(np.mean(x * x)))
+
+
+def _min_g(grid: Array, x: Array) -> tuple[float, float]:
+    from . import svi
+
+    gk = svi.g(grid, *_params(x))
+    i = int(gk.argmin())
+    return float(gk[i]), float(grid[i])
+
+
+def _starts(k: Array, total: Array, span: float, lower: Array, upper: Array) -> list[Array]:
+    """Starting points from the smile's shape: its lowest point, and the wing slopes from there
+    to each end (b (rho -+ 1) are the slopes of w far out on either side)."""
+    import numpy as np
+
+    i = int(total.argmin())
+    k_min, w_min = float(k[i]), float(total[i])
+    left = (float(total[0]) - w_min) / (float(k[0]) - k_min) if k[0] < k_min else 0.0
+    right = (float(total[-1]) - w_min) / (float(k[-1]) - k_min) if k[-1] > k_min else 0.0
+    b = max((right - left) / 2.0, 1e-3 * w_min / span)
+    rho = (right + left) / (right - left) if right > left else 0.0
+    starts = []
+    for fraction in _SIGMA_STARTS:
+        x0 = np.array([w_min, b, rho, k_min, fraction * span])
+        starts.append(np.clip(x0, lower + 1e-12 * (upper - lower), upper - 1e-12 * (upper - lower)))
+    return starts

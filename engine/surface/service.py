@@ -1,0 +1,459 @@
+"""The chain -> surface service: one per host (the backtest kernel, the live engine), asked by
+strategies through their context (`ctx.surface("BTC")`).
+
+Nothing runs per frame. The service reads, when asked, what the host keeps anyway: the latest
+ticker of each instrument (`MarketState.tickers`) and the instruments (`InstrumentRegistry`). A
+chain is one underlying's options on one venue. A call finds the chain's surface refitted when
+both hold:
+
+- at least `SurfaceSettings.min_refit_interval_s` of event time (the host's clock: the replayed
+  market's in a backtest, so two runs fit the same surfaces at the same instants) passed since
+  the chain was last looked at, and
+- one of its tickers changed since the last fit (the tickers are compared by identity: a new
+  ticker is a new object; a cheap walk over the chain, done at most once per interval).
+
+Each active, unexpired option with a ticker becomes a `SurfaceQuote` (strike, expiry and right
+from the instrument; mark IV, bid/ask IV and the forward from the ticker: its `underlying` price,
+else its `index`). Options without a usable mark IV or forward are skipped and counted by reason
+(`skipped`); the fit drops and reports the rest of what it cannot use.
+
+A fit that raises (a bug: `fit_surface` never raises for bad data) is counted, logged once per
+chain with its error, and the previous surface is kept: a strategy asking is never failed by it.
+A fit that fits no expiry keeps the previous surface too (its `as_of_ns` tells its age).
+
+Where the fit runs:
+- inline (`threaded=False`, the backtest): in the call, deterministic, on the host's clock;
+- threaded (`threaded=True`, live): `surface_async` runs a due refit in a worker thread
+  (`trio.to_thread.run_sync`, one fit at a time in the whole service, at most one per chain in
+  flight: a caller finding one in flight gets the latest surface at once) and returns its result.
+  `surface` (sync) cannot wait for a thread: it returns the latest surface, fits inline only when
+  the chain has none yet (the first answer, once), and otherwise starts the due refit in the
+  background when the host lent a nursery (`spawn`): a later call sees it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import structlog
+import trio
+
+from ..model.events import Ticker
+from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry, OptionRight
+from ..model.market import MarketState
+from .model import SurfaceQuote, SurfaceSettings, VolSurface
+
+__all__ = ["FitFunction", "FitUnavailable", "SurfaceService", "SurfaceStats"]
+
+# `fit_surface`'s signature: (quotes, *, venue, underlying, as_of_ns, settings) -> VolSurface.
+FitFunction = Callable[..., VolSurface]
+
+# Why an option of a chain gave no quote (`SurfaceStats.skipped`, `ChainState.skipped`).
+NO_TICKER = "no_ticker"
+NO_IV = "no_mark_iv"
+NO_FORWARD = "no_forward"
+INACTIVE = "inactive"
+EXPIRED = "expired"
+
+
+def _usable(x: float | None) -> bool:
+    return x is not None and 0.0 < x < math.inf
+
+
+class FitUnavailable(ImportError):
+    """The fit's libraries are not installed: a fit fails with this (counted and logged as any
+    failed fit), and the strategy asking gets no surface."""
+
+
+def _default_fit() -> FitFunction:
+    # Imported when a fit first runs: the fit needs numpy and scipy (the `surface` extra), which
+    # importing the engine must not cost.
+    try:
+        from .fit import fit_surface
+    except ImportError as exc:
+        raise FitUnavailable(
+            f"the surface's fit needs numpy and scipy (pip install 'tradingd[surface]'): {exc}"
+        ) from exc
+    return fit_surface
+
+
+@attrs.define
+class SurfaceStats:
+    """The service's counters, all chains together (the daemon's status shows them).
+
+    `fits`: fits that returned a surface; `fit_failures`: fits that raised (a bug, logged once
+    per chain); `empty_fits`: fits that fitted no expiry (the previous surface kept);
+    `last_fit_s`: CPU seconds of the latest fit; `skipped`: options left out of fits, by reason,
+    summed over fits."""
+
+    fits: int = 0
+    fit_failures: int = 0
+    empty_fits: int = 0
+    last_fit_s: float = 0.0
+    skipped: dict[str, int] = attrs.field(factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "fits": self.fits,
+            "fit_failures": self.fit_failures,
+            "empty_fits": self.empty_fits,
+            "last_fit_s": round(self.last_fit_s, 6),
+            "skipped": dict(sorted(self.skipped.items())),
+        }
+
+
+class ChainState:
+    """One chain (underlying, venue) as the service follows it."""
+
+    __slots__ = (
+        "checked_ns",
+        "empty_logged",
+        "failure_logged",
+        "fitted",
+        "in_flight",
+        "registry_size",
+        "skipped",
+        "surface",
+        "symbols",
+        "underlying",
+        "venue",
+    )
+
+    def __init__(self, underlying: str, venue: str) -> None:
+        self.underlying = underlying
+        self.venue = venue
+        self.surface: VolSurface | None = None
+        self.checked_ns: int | None = None  # event time the chain was last looked at for a refit
+        self.fitted: tuple[Ticker, ...] | None = None  # the tickers the last fit was given
+        self.in_flight = False
+        self.failure_logged = False
+        self.empty_logged = False
+        self.symbols: tuple[str, ...] = ()  # its options (active, unexpired when listed), sorted
+        self.registry_size = -1  # the registry's size when `symbols` was made
+        self.skipped: dict[str, int] = {}  # the latest look's options left out, by reason
+
+
+@attrs.frozen
+class _Job:
+    """A due refit: its input, gathered on the host's thread (a worker thread reads nothing
+    mutable)."""
+
+    quotes: tuple[SurfaceQuote, ...]
+    tickers: tuple[Ticker, ...]
+    as_of_ns: int
+
+
+class SurfaceService:
+    """Volatility surfaces of the host's option chains, fitted when asked (module docstring).
+
+    `fit`: the fitting function (tests inject one); None: `engine.surface.fit.fit_surface`,
+    imported at the first fit. `clock`: the host's event time in ns."""
+
+    def __init__(
+        self,
+        market: MarketState,
+        registry: InstrumentRegistry,
+        settings: SurfaceSettings,
+        clock: Callable[[], int],
+        *,
+        fit: FitFunction | None = None,
+        threaded: bool = False,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        self.market = market
+        self.registry = registry
+        self.settings = settings
+        self.clock = clock
+        self._fit = fit
+        self.threaded = threaded
+        self.log = log or structlog.get_logger("tradingd.surface")
+        self.stats = SurfaceStats()
+        self._interval_ns = int(settings.min_refit_interval_s * 1e9)
+        self._chains: dict[tuple[str, str], ChainState] = {}
+        # Per underlying, the venues listing options of it, as of a registry size.
+        self._venues: dict[str, tuple[int, tuple[str, ...]]] = {}
+        # Threaded: one fit at a time in the whole service (a fit is CPU work: two at once would
+        # only share the cores with the event loop), and the host's nursery for background
+        # refits of `surface` (the live engine sets it while it runs; None: no background refit).
+        self._limiter: trio.CapacityLimiter | None = None
+        self.spawn: Callable[..., Any] | None = None
+
+    # -- what strategies ask -------------------------------------------------------------------
+    def surface(self, underlying: str, venue: str) -> VolSurface | None:
+        """The chain's latest surface, refitted first when a refit is due (module docstring);
+        None while no expiry of it could be fitted."""
+        chain = self.chain(underlying, venue)
+        now = self.clock()
+        if chain.in_flight or not self._due(chain, now):
+            return chain.surface
+        if self.threaded and chain.surface is not None:
+            if self.spawn is not None:
+                job = self._prepare(chain, now)
+                if job is not None:
+                    chain.in_flight = True
+                    self.spawn(self._fit_in_background, chain, job)
+            return chain.surface
+        job = self._prepare(chain, now)
+        if job is not None:
+            self._finish(chain, job, *self._timed_fit(chain, job))
+        return chain.surface
+
+    async def surface_async(self, underlying: str, venue: str) -> VolSurface | None:
+        """`surface`, with a due refit run in a worker thread when the service is threaded
+        (awaited: the caller gets the new surface). Inline, it awaits nothing (a backtest's
+        kernel drives it like any strategy code)."""
+        if not self.threaded:
+            return self.surface(underlying, venue)
+        chain = self.chain(underlying, venue)
+        now = self.clock()
+        if chain.in_flight or not self._due(chain, now):
+            return chain.surface
+        job = self._prepare(chain, now)
+        if job is not None:
+            chain.in_flight = True
+            await self._fit_in_thread(chain, job)
+        return chain.surface
+
+    def chain(self, underlying: str, venue: str) -> ChainState:
+        """The chain's state (made at its first mention)."""
+        key = (venue, underlying)
+        chain = self._chains.get(key)
+        if chain is None:
+            chain = self._chains[key] = ChainState(underlying, venue)
+        return chain
+
+    def chain_symbols(self, underlying: str, venue: str) -> tuple[str, ...]:
+        """The chain's options: active and unexpired when last listed (again when the registry
+        grows), sorted. The same tuple while nothing changed, so a caller compares by identity."""
+        chain = self.chain(underlying, venue)
+        if chain.registry_size != len(self.registry):
+            now = self.clock()
+            chain.registry_size = len(self.registry)
+            chain.symbols = tuple(
+                sorted(
+                    i.symbol
+                    for i in self.registry
+                    if _in_chain(i, underlying, venue) and i.active and (i.expiry_ns or 0) > now
+                )
+            )
+        return chain.symbols
+
+    def option_venues(self, underlying: str) -> tuple[str, ...]:
+        """The venues listing options of `underlying` (any state), sorted."""
+        size = len(self.registry)
+        found = self._venues.get(underlying)
+        if found is None or found[0] != size:
+            venues = tuple(
+                sorted(
+                    {
+                        i.venue
+                        for i in self.registry
+                        if i.kind is InstrumentKind.OPTION and i.base == underlying
+                    }
+                )
+            )
+            found = self._venues[underlying] = (size, venues)
+        return found[1]
+
+    def status(self) -> dict[str, Any]:
+        """The counters and, per chain (`venue:underlying`), its surface's time and slices and the
+        latest look's skipped options (JSON-able: the daemon's status file)."""
+        chains = {}
+        for (venue, underlying), chain in sorted(self._chains.items()):
+            s = chain.surface
+            chains[f"{venue}:{underlying}"] = {
+                "as_of_ns": None if s is None else s.as_of_ns,
+                "expiries": 0 if s is None else len(s.slices),
+                "skipped_expiries": 0 if s is None else len(s.skipped),
+                "options": len(chain.symbols),
+                "skipped": dict(sorted(chain.skipped.items())),
+            }
+        return {**self.stats.as_dict(), "chains": chains}
+
+    # -- refits ---------------------------------------------------------------------------------
+    def _due(self, chain: ChainState, now: int) -> bool:
+        return chain.checked_ns is None or now - chain.checked_ns >= self._interval_ns
+
+    def _prepare(self, chain: ChainState, now: int) -> _Job | None:
+        """The chain's quotes now, or None when its tickers are those of the last fit (nothing to
+        fit). Marks the chain looked at: the next look is an interval later."""
+        chain.checked_ns = now
+        market = self.market.tickers
+        registry = self.registry
+        venue = chain.venue
+        skipped: dict[str, int] = {}
+
+        def skip(why: str) -> None:
+            skipped[why] = skipped.get(why, 0) + 1
+
+        # First the chain's options with a ticker, compared with the last fit's (most looks at a
+        # quiet chain end here); then their quotes.
+        live: list[tuple[Instrument, Ticker]] = []
+        for symbol in self.chain_symbols(chain.underlying, venue):
+            inst = registry.get(venue, symbol)  # as it is now (a listing may have changed)
+            if inst is None or not inst.active:
+                skip(INACTIVE)
+            elif (inst.expiry_ns or 0) <= now:
+                skip(EXPIRED)
+            elif (t := market.get((venue, symbol))) is None:
+                skip(NO_TICKER)
+            else:
+                live.append((inst, t))
+        tickers = tuple(t for _, t in live)
+        fitted = chain.fitted
+        if fitted is not None and len(fitted) == len(tickers) and all(map(_same, fitted, tickers)):
+            return None
+        quotes: list[SurfaceQuote] = []
+        for inst, t in live:
+            iv = t.mark_iv
+            if iv is None or not math.isfinite(iv):
+                skip(NO_IV)
+                continue
+            forward = t.underlying if _usable(t.underlying) else t.index if _usable(t.index) else None
+            if forward is None:
+                skip(NO_FORWARD)
+                continue
+            assert inst.expiry_ns is not None  # `_in_chain`
+            assert inst.strike is not None
+            quotes.append(
+                SurfaceQuote(
+                    instrument=inst.symbol,
+                    strike=float(inst.strike),
+                    expiry_ns=inst.expiry_ns,
+                    iv=iv,
+                    forward=forward,
+                    bid_iv=t.bid_iv if t.bid_iv is not None and math.isfinite(t.bid_iv) else None,
+                    ask_iv=t.ask_iv if t.ask_iv is not None and math.isfinite(t.ask_iv) else None,
+                    call=inst.right is OptionRight.CALL,
+                    ts_ns=t.ts_local,
+                )
+            )
+        new_reasons = set(skipped) - set(chain.skipped)
+        chain.skipped = skipped
+        if new_reasons:
+            self.log.info(
+                "surface.options_skipped",
+                venue=venue,
+                underlying=chain.underlying,
+                quotes=len(quotes),
+                **{why: skipped[why] for why in sorted(skipped)},
+            )
+        if not tickers:
+            return None  # nothing quoted yet (live: the tickers subscribed have not come)
+        for why, n in skipped.items():
+            self.stats.skipped[why] = self.stats.skipped.get(why, 0) + n
+        return _Job(tuple(quotes), tickers, now)
+
+    def _timed_fit(
+        self, chain: ChainState, job: _Job
+    ) -> tuple[VolSurface | None, BaseException | None, float]:
+        """(the surface, None, CPU s) or (None, what the fit raised, CPU s). Runs in whichever
+        thread calls it; reads only `job`."""
+        cpu0 = time.thread_time()
+        try:
+            fit = self._fit
+            if fit is None:
+                fit = self._fit = _default_fit()
+            surface = fit(
+                job.quotes,
+                venue=chain.venue,
+                underlying=chain.underlying,
+                as_of_ns=job.as_of_ns,
+                settings=self.settings,
+            )
+        except Exception as exc:  # a bug in the fit: counted, logged, the previous surface kept
+            return None, exc, time.thread_time() - cpu0
+        return surface, None, time.thread_time() - cpu0
+
+    async def _fit_in_thread(self, chain: ChainState, job: _Job) -> None:
+        """The fit in a worker thread, its result kept here (the host's thread)."""
+        if self._limiter is None:
+            self._limiter = trio.CapacityLimiter(1)
+        try:
+            result = await trio.to_thread.run_sync(self._timed_fit, chain, job, limiter=self._limiter)
+        finally:
+            chain.in_flight = False
+        self._finish(chain, job, *result)
+
+    async def _fit_in_background(self, chain: ChainState, job: _Job) -> None:
+        """`_fit_in_thread` as a task of the host's nursery: whatever goes wrong is counted and
+        logged here, never raised into the host (trio's cancellation aside)."""
+        try:
+            await self._fit_in_thread(chain, job)
+        except Exception as exc:
+            chain.in_flight = False
+            self._failed(chain, job, exc)
+
+    def _finish(
+        self,
+        chain: ChainState,
+        job: _Job,
+        surface: VolSurface | None,
+        error: BaseException | None,
+        cpu: float,
+    ) -> None:
+        self.stats.last_fit_s = cpu
+        chain.fitted = job.tickers  # the same tickers again would fit the same (or fail the same)
+        if error is None and not isinstance(surface, VolSurface):
+            error = TypeError(f"the fit returned {type(surface).__name__}, not a VolSurface")
+        if error is not None:
+            self._failed(chain, job, error)
+            return
+        assert surface is not None
+        if not surface.slices:
+            self.stats.empty_fits += 1
+            # Said once per chain at info (why a strategy gets no surface), then at debug.
+            first = not chain.empty_logged
+            chain.empty_logged = True
+            (self.log.info if first else self.log.debug)(
+                "surface.nothing_fitted",
+                venue=chain.venue,
+                underlying=chain.underlying,
+                quotes=len(job.quotes),
+                skipped=[why for _, why in surface.skipped][:5],
+            )
+            return
+        self.stats.fits += 1
+        chain.surface = surface
+        self.log.debug(
+            "surface.fitted",
+            venue=chain.venue,
+            underlying=chain.underlying,
+            quotes=len(job.quotes),
+            expiries=len(surface.slices),
+            cpu_s=round(cpu, 6),
+        )
+
+    def _failed(self, chain: ChainState, job: _Job, error: BaseException) -> None:
+        """A fit that raised (a bug): counted; logged once per chain, with the error."""
+        self.stats.fit_failures += 1
+        if chain.failure_logged:
+            return
+        chain.failure_logged = True
+        self.log.error(
+            "surface.fit_failed",
+            venue=chain.venue,
+            underlying=chain.underlying,
+            quotes=len(job.quotes),
+            error=repr(error),
+            kept="previous surface" if chain.surface is not None else "none yet",
+        )
+
+
+def _same(a: Ticker, b: Ticker) -> bool:
+    return a is b
+
+
+def _in_chain(inst: Instrument, underlying: str, venue: str) -> bool:
+    return (
+        inst.venue == venue
+        and inst.kind is InstrumentKind.OPTION
+        and inst.base == underlying
+        and inst.expiry_ns is not None
+        and inst.strike is not None
+        and inst.right is not None
+    )

@@ -1,0 +1,75 @@
+"""`[surface]` in a config: the defaults when the table is absent, every key taken as written,
+and each bad value refused in one line naming its key (what `tradingd check-config` prints)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tradingd.cli.main import main
+from tradingd.config import SurfaceConfig, load_config
+from tradingd.engine import ConfigError
+
+BASE = """
+mode = "paper"
+[[strategies]]
+name = "g"
+class = "gamma_scalp"
+"""
+
+
+def _write(folder: Path, text: str) -> Path:
+    path = folder / "c.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_without_the_table_the_defaults_apply(tmp_path: Path) -> None:
+    loaded = load_config(_write(tmp_path, BASE))
+    assert loaded.config.surface == SurfaceConfig()
+    assert loaded.config.surface.min_refit_interval_s == 5.0
+    assert loaded.config.surface.min_quotes == 5
+
+
+def test_every_key_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = BASE + "[surface]\nmin_refit_interval_s = 0.5\nmin_quotes = 7\nmax_iv = 3.0\nmin_expiry_s = 60\n"
+    path = _write(tmp_path, text)
+    surface = load_config(path).config.surface
+    assert (surface.min_refit_interval_s, surface.min_quotes, surface.max_iv, surface.min_expiry_s) == (
+        0.5,
+        7,
+        3.0,
+        60.0,
+    )
+    assert main(["check-config", str(path)]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "said"),
+    [
+        ("min_refit_interval_s = 0", "surface.min_refit_interval_s", "expected a positive number, got 0"),
+        ("min_refit_interval_s = -1.5", "surface.min_refit_interval_s", "expected a positive number"),
+        ("min_refit_interval_s = nan", "surface.min_refit_interval_s", "expected a finite number"),
+        ("max_iv = inf", "surface.max_iv", "expected a finite number"),
+        ("max_iv = 0.0", "surface.max_iv", "expected a positive number"),
+        ("min_expiry_s = -3600", "surface.min_expiry_s", "expected a positive number"),
+        ("min_quotes = 4", "surface.min_quotes", "expected an integer at least 5"),
+        ("min_quotes = 5.5", "surface.min_quotes", "expected an integer"),
+        ('min_quotes = "7"', "surface.min_quotes", "expected an integer"),
+        ("min_refit_s = 5", "surface", "unknown key(s) min_refit_s; did you mean 'min_refit_interval_s'?"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, key: str, said: str
+) -> None:
+    path = _write(tmp_path, BASE + "[surface]\n" + line + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.path == key
+    assert said in info.value.message
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert key in err[0] and said in err[0]
