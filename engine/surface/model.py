@@ -171,6 +171,7 @@ class SliceFit:
     quoted: int = 0  # used quotes with a two-sided bid/ask IV
     rmse_iv_quoted: float = math.nan  # fitted IV - mark IV over those quotes only
     outside_quotes: int = 0  # of those, how many have the fitted IV outside their [bid, ask]
+    warm_starts: int = 0  # fits in a row started from the previous fit alone (0: all starts searched)
 
     def iv_at(self, strike: float) -> float:
         """The fitted IV of this slice at `strike` (the slice's own forward and time)."""
@@ -348,6 +349,7 @@ class VolSurface:
                     "quoted": s.quoted,
                     "rmse_iv_quoted": None if math.isnan(s.rmse_iv_quoted) else s.rmse_iv_quoted,
                     "outside_quotes": s.outside_quotes,
+                    "warm_starts": s.warm_starts,
                 }
                 for s in self.slices
             ],
