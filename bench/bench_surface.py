@@ -7,6 +7,11 @@
 2. Refit of a synthetic chain: `--expiries` expiries (1 day to about a year) of `--strikes`
    strikes each, a call and a put per strike, mark IVs from a known raw SVI per expiry plus
    noise (half a vol point), quoted 2 to 6 vol points wide.
+   Then both chains moved a little, 5 s later (every IV up a fifth of a vol point and tilted by
+   one point per unit of log-moneyness, a tenth of a point of noise, the forward up 0.05%: what
+   a quiet market does between two refits), fitted cold and warm (`previous=` the surface of
+   the chain before the move, as the service refits), with the least squares' iterations
+   (Jacobian evaluations, all expiries) of each.
 3. Queries on the real chain's surface: `prob_above`, `prob_between` and `iv` at `--queries`
    (strike, expiry) pairs drawn once (strikes 0.6 to 1.6 times the forward, expiries anywhere
    from an hour to the last slice, so most fall between slices), the figure per query.
@@ -30,6 +35,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -100,6 +107,41 @@ def synthetic_chain(expiries: int, strikes: int, seed: int = 1) -> tuple[list[Su
     return quotes, as_of
 
 
+def moved(quotes: list[SurfaceQuote], seed: int = 3) -> list[SurfaceQuote]:
+    """The chain a little later (module docstring, 2.)."""
+    rng = random.Random(seed)
+    out = []
+    for q in quotes:
+        d = 0.002 - 0.01 * math.log(q.strike / q.forward) + rng.gauss(0.0, 0.001)
+        bid = None if q.bid_iv is None else q.bid_iv + d
+        ask = None if q.ask_iv is None else q.ask_iv + d
+        out.append(attrs.evolve(q, iv=q.iv + d, bid_iv=bid, ask_iv=ask, forward=q.forward * 1.0005))
+    return out
+
+
+class Iterations:
+    """Counts scipy's least-squares iterations (Jacobian evaluations) of the fits it wraps."""
+
+    def __init__(self) -> None:
+        import scipy.optimize
+
+        self.module = scipy.optimize
+        self.original = scipy.optimize.least_squares
+        self.count = 0
+
+    def __enter__(self) -> Iterations:
+        def counted(*args: Any, **kw: Any) -> Any:
+            found = self.original(*args, **kw)
+            self.count += int(found.njev or 0)
+            return found
+
+        self.module.least_squares = counted
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.module.least_squares = self.original
+
+
 def cpu_runs(work: Callable[[], object], repeat: int) -> list[float]:
     """CPU seconds of `repeat` runs of `work`, after one untimed run."""
     work()
@@ -155,7 +197,21 @@ def main(argv: list[str] | None = None) -> int:
     def fit_synth() -> VolSurface:
         return fit_surface(synth, venue="deribit", underlying="BTC", as_of_ns=synth_as_of)
 
-    fits: list[tuple[str, str, list[float], VolSurface]] = []
+    before_real, before_synth = fit_real(), fit_synth()
+    real_moved, synth_moved = moved(real), moved(synth)
+    later_real, later_synth = real_as_of + 5 * 10**9, synth_as_of + 5 * 10**9
+
+    def fit_real_moved(previous: VolSurface | None = None) -> VolSurface:
+        return fit_surface(
+            real_moved, venue="deribit", underlying="BTC", as_of_ns=later_real, previous=previous
+        )
+
+    def fit_synth_moved(previous: VolSurface | None = None) -> VolSurface:
+        return fit_surface(
+            synth_moved, venue="deribit", underlying="BTC", as_of_ns=later_synth, previous=previous
+        )
+
+    fits: list[tuple[str, str, list[float], VolSurface, int]] = []
     for key, what, work in (
         ("real", f"real chain: {len(real)} options, 7 expiries", fit_real),
         (
@@ -163,13 +219,28 @@ def main(argv: list[str] | None = None) -> int:
             f"synthetic: {len(synth)} options, {args.expiries} x {args.strikes} strikes",
             fit_synth,
         ),
+        ("real_moved_cold", "real chain moved, cold", fit_real_moved),
+        ("real_moved_warm", "real chain moved, warm (previous=)", lambda: fit_real_moved(before_real)),
+        ("synthetic_moved_cold", "synthetic moved, cold", fit_synth_moved),
+        ("synthetic_moved_warm", "synthetic moved, warm (previous=)", lambda: fit_synth_moved(before_synth)),
     ):
         runs = cpu_runs(work, args.repeat)
-        surface = work()
-        fits.append((key, what, runs, surface))
+        with Iterations() as counted:
+            surface = work()
+        fits.append((key, what, runs, surface, counted.count))
         results[f"refit_{key}_ms"] = median_of(runs) * 1e3
         results[f"refit_{key}_runs_ms"] = [r * 1e3 for r in runs]
         results[f"refit_{key}_slices"] = len(surface.slices)
+        results[f"refit_{key}_iterations"] = counted.count
+    for key in ("real", "synthetic"):
+        by_key = {f[0]: f[3] for f in fits}
+        cold, warm = by_key[f"{key}_moved_cold"], by_key[f"{key}_moved_warm"]
+        worst = max(
+            abs(a - b)
+            for c, w in zip(cold.slices, warm.slices, strict=True)
+            for (_, a), (_, b) in zip(c.residuals, w.residuals, strict=True)
+        )
+        results[f"warm_vs_cold_{key}_max_residual_diff_iv"] = worst
 
     surface = fits[0][3]
     pairs = queries(surface, args.queries)
@@ -192,13 +263,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{results['import_cost_ms']:.0f} ms CPU"
     )
     print()
-    print(f"{'refit (CPU, median of ' + str(args.repeat) + ')':52} {'ms':>8} {'per slice':>10}   runs (ms)")
-    for _key, what, runs, fitted in fits:
+    print(
+        f"{'refit (CPU, median of ' + str(args.repeat) + ')':52} {'ms':>8} {'per slice':>10} "
+        f"{'iterations':>10}   runs (ms)"
+    )
+    for _key, what, runs, fitted, iterations in fits:
         med = median_of(runs) * 1e3
         print(
-            f"{what:52} {med:8.1f} {med / max(len(fitted.slices), 1):10.2f}   "
+            f"{what:52} {med:8.1f} {med / max(len(fitted.slices), 1):10.2f} {iterations:10}   "
             + " ".join(f"{r * 1e3:.1f}" for r in runs)
         )
+    print(
+        "warm vs cold on the moved chains, the largest difference of a residual (vol points): "
+        f"real {results['warm_vs_cold_real_max_residual_diff_iv'] * 100:.4f}, "
+        f"synthetic {results['warm_vs_cold_synthetic_max_residual_diff_iv'] * 100:.4f}"
+    )
     print()
     print(f"{'query on the real surface (CPU per query)':52} {'us':>8}")
     for name, runs in per_query.items():

@@ -306,6 +306,15 @@ def _at_least_5(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
         )
 
 
+def _not_below_min_refit(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    # A chain cannot be refitted more often than `min_refit_interval_s` allows.
+    least = instance.min_refit_interval_s
+    if math.isfinite(value) and value < least:
+        raise ValueError(
+            f"{attribute.name}: expected a number at least min_refit_interval_s ({least}), got {value}"
+        )
+
+
 @attrs.frozen
 class SurfaceConfig:
     """`[surface]`: how the engine fits a volatility surface to each option chain a strategy asks
@@ -313,12 +322,20 @@ class SurfaceConfig:
     (cli.settings builds it of this table). `min_refit_interval_s`: event time between two fits
     of one chain (the market's clock in a backtest); `min_quotes`: distinct strikes an expiry needs
     to be fitted; `max_iv`: quotes with a mark IV at or above this fraction are dropped (Deribit's
-    500% wings); `min_expiry_s`: expiries closer than this are skipped."""
+    500% wings); `min_expiry_s`: expiries closer than this are skipped. A due refit happens only
+    when the chain moved since its last fit: its options changed, a quote's mark IV moved by
+    `min_iv_change` or more (absolute, a fraction: 0.002 is a fifth of a vol point), or a quote's
+    forward by `min_forward_change` or more (relative); 0 for both: any new ticker refits. A chain
+    quoted anew is refitted at least every `max_refit_interval_s` (at least `min_refit_interval_s`)
+    however little it moved (engine.surface.SurfaceSettings says why each)."""
 
     min_refit_interval_s: float = attrs.field(default=5.0, validator=_positive)
     min_quotes: int = attrs.field(default=5, validator=_at_least_5)
     max_iv: float = attrs.field(default=5.0, validator=_positive)
     min_expiry_s: float = attrs.field(default=3600.0, validator=_positive)
+    min_iv_change: float = attrs.field(default=0.002, validator=_not_negative)
+    min_forward_change: float = attrs.field(default=0.0005, validator=_not_negative)
+    max_refit_interval_s: float = attrs.field(default=60.0, validator=[_positive, _not_below_min_refit])
 
 
 @attrs.frozen

@@ -58,18 +58,47 @@ class OutsideSurface(ValueError):
 @attrs.frozen
 class SurfaceSettings:
     """How a chain becomes a surface (config `[surface]`). Raises ValueError naming the field
-    when a value is not finite and positive, or `min_quotes` is below 5 (raw SVI has 5 parameters)."""
+    when a value is not finite and positive (`min_iv_change`, `min_forward_change`: not finite or
+    negative), `min_quotes` is below 5 (raw SVI has 5 parameters), or `max_refit_interval_s` is
+    below `min_refit_interval_s`.
+
+    When a chain is refitted (engine/surface/service.py): at most once per `min_refit_interval_s`
+    of event time, and then only when the chain moved since its last fit: an option came or went
+    (or its book gained or lost a side), a quote's mark IV moved by `min_iv_change` or more
+    (absolute, in IV's own unit: 0.002 is a fifth of a vol point), or a quote's forward by
+    `min_forward_change` or more (relative: the surface is in log-moneyness k = ln(K / F), so a
+    forward move alone shifts every k by ln(F' / F)). The defaults keep a surface within a fifth of
+    a vol point of every quote beyond its own fit error (0.2 to 5 points RMS on the real chains'
+    two-sided quotes, tests/surface/test_real_chains.py; a bid-ask is one to a few points) and
+    its forward within 0.05%: at 60% vol a one-day digital at the money moves about 0.6
+    probability points for 0.05% of forward, and less than 0.1 for a fifth of a vol point one
+    standard deviation out. A chain quoted anew but still within both is
+    refitted anyway once `max_refit_interval_s` passed since its last fit, so a surface's
+    `as_of_ns` stays that recent while its chain is quoted (strategies judge a surface's age by it).
+    Zero for both thresholds: any new ticker makes a due refit happen."""
 
     min_refit_interval_s: float = 5.0  # event time between two fits of one chain
     min_quotes: int = 5  # distinct strikes per expiry; fewer: the expiry is skipped, and reported
     max_iv: float = 5.0  # quotes with IV <= 0 or >= this are dropped (Deribit's 0 / 500% wings)
     min_expiry_s: float = 3600.0  # expiries closer than this are skipped
+    min_iv_change: float = 0.002  # a mark IV move (absolute) that makes a due refit happen
+    min_forward_change: float = 0.0005  # a forward's relative move that does
+    max_refit_interval_s: float = 60.0  # a chain quoted anew is refitted at least this often
 
     def __attrs_post_init__(self) -> None:
-        for name in ("min_refit_interval_s", "max_iv", "min_expiry_s"):
+        for name in ("min_refit_interval_s", "max_iv", "min_expiry_s", "max_refit_interval_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not _finite(value) or value <= 0:
                 raise ValueError(f"surface.{name} must be a finite positive number, not {value!r}")
+        for name in ("min_iv_change", "min_forward_change"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not _finite(value) or value < 0:
+                raise ValueError(f"surface.{name} must be a finite number >= 0, not {value!r}")
+        if self.max_refit_interval_s < self.min_refit_interval_s:
+            raise ValueError(
+                f"surface.max_refit_interval_s ({self.max_refit_interval_s!r}) must be at least "
+                f"min_refit_interval_s ({self.min_refit_interval_s!r})"
+            )
         if isinstance(self.min_quotes, bool) or not isinstance(self.min_quotes, int) or self.min_quotes < 5:
             raise ValueError(
                 "surface.min_quotes must be an integer >= 5 (raw SVI has 5 parameters), "
@@ -171,6 +200,7 @@ class SliceFit:
     quoted: int = 0  # used quotes with a two-sided bid/ask IV
     rmse_iv_quoted: float = math.nan  # fitted IV - mark IV over those quotes only
     outside_quotes: int = 0  # of those, how many have the fitted IV outside their [bid, ask]
+    warm_starts: int = 0  # fits in a row started from the previous fit alone (0: all starts searched)
 
     def iv_at(self, strike: float) -> float:
         """The fitted IV of this slice at `strike` (the slice's own forward and time)."""
@@ -348,6 +378,7 @@ class VolSurface:
                     "quoted": s.quoted,
                     "rmse_iv_quoted": None if math.isnan(s.rmse_iv_quoted) else s.rmse_iv_quoted,
                     "outside_quotes": s.outside_quotes,
+                    "warm_starts": s.warm_starts,
                 }
                 for s in self.slices
             ],

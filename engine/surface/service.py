@@ -3,14 +3,28 @@ strategies through their context (`ctx.surface("BTC")`).
 
 Nothing runs per frame. The service reads, when asked, what the host keeps anyway: the latest
 ticker of each instrument (`MarketState.tickers`) and the instruments (`InstrumentRegistry`). A
-chain is one underlying's options on one venue. A call finds the chain's surface refitted when
-both hold:
+chain is one underlying's options on one venue. A call looks at the chain again when at least
+`SurfaceSettings.min_refit_interval_s` of event time (the host's clock: the replayed market's in a
+backtest, so two runs fit the same surfaces at the same instants) passed since it was last looked
+at, and one of its tickers changed since that look (compared by identity: a new ticker is a new
+object; a cheap walk over the chain). Such a look refits the chain when it moved since its last
+fit (`SurfaceSettings` has the thresholds; `stats.refit_reasons` counts each):
 
-- at least `SurfaceSettings.min_refit_interval_s` of event time (the host's clock: the replayed
-  market's in a backtest, so two runs fit the same surfaces at the same instants) passed since
-  the chain was last looked at, and
-- one of its tickers changed since the last fit (the tickers are compared by identity: a new
-  ticker is a new object; a cheap walk over the chain, done at most once per interval).
+- `first`: no fit yet;
+- `composition`: the options with a usable quote (a finite forward, 0 < mark IV < max_iv) are not
+  those of the last fit, or one of them gained or lost a two-sided book (its weight in the fit);
+- `iv`: a quote's mark IV moved by `min_iv_change` or more since the last fit;
+- `forward`: a quote's forward moved by `min_forward_change` (relative) or more;
+- `age`: none of those, but `max_refit_interval_s` passed since the last fit (the surface's
+  `as_of_ns` stays that recent while the chain is quoted).
+
+Otherwise the look is skipped (`stats.refits_skipped`) and the surface kept: its queries at a
+later `now_ns` hold its smile in IV, which is what the quotes still say. A last fit that fitted
+no expiry is not retried until the composition changes, or the quotes move when an expiry has
+enough usable strikes (`min_quotes`) and time (`min_expiry_s`) to be fitted at all: a chain too
+narrow to fit is not fitted again until its options change. Bid and ask IVs only weigh the fit:
+their moves alone refit nothing. A refit starts from the previous surface (`fit_surface`'s
+`previous`: each expiry's least squares from its last fit, engine/surface/fit.py step 5).
 
 Each active, unexpired option with a ticker becomes a `SurfaceQuote` (strike, expiry and right
 from the instrument; mark IV, bid/ask IV and the forward from the ticker: its `underlying` price,
@@ -87,13 +101,17 @@ class SurfaceStats:
 
     `fits`: fits that returned a surface; `fit_failures`: fits that raised (a bug, logged once
     per chain); `empty_fits`: fits that fitted no expiry (the previous surface kept);
-    `last_fit_s`: CPU seconds of the latest fit; `skipped`: options left out of fits, by reason,
-    summed over fits."""
+    `last_fit_s`: CPU seconds of the latest fit, `fit_cpu_s` of all; `refits_skipped`: looks at a
+    chain quoted anew that found it not moved enough to refit; `refit_reasons`: fits by why they
+    ran (module docstring); `skipped`: options left out of fits, by reason, summed over fits."""
 
     fits: int = 0
     fit_failures: int = 0
     empty_fits: int = 0
     last_fit_s: float = 0.0
+    fit_cpu_s: float = 0.0
+    refits_skipped: int = 0
+    refit_reasons: dict[str, int] = attrs.field(factory=dict)
     skipped: dict[str, int] = attrs.field(factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -102,6 +120,9 @@ class SurfaceStats:
             "fit_failures": self.fit_failures,
             "empty_fits": self.empty_fits,
             "last_fit_s": round(self.last_fit_s, 6),
+            "fit_cpu_s": round(self.fit_cpu_s, 6),
+            "refits_skipped": self.refits_skipped,
+            "refit_reasons": dict(sorted(self.refit_reasons.items())),
             "skipped": dict(sorted(self.skipped.items())),
         }
 
@@ -110,11 +131,15 @@ class ChainState:
     """One chain (underlying, venue) as the service follows it."""
 
     __slots__ = (
+        "basis",
         "checked_ns",
+        "composition",
+        "empty",
         "empty_logged",
         "failure_logged",
-        "fitted",
+        "fitted_ns",
         "in_flight",
+        "looked",
         "registry_size",
         "skipped",
         "surface",
@@ -128,7 +153,13 @@ class ChainState:
         self.venue = venue
         self.surface: VolSurface | None = None
         self.checked_ns: int | None = None  # event time the chain was last looked at for a refit
-        self.fitted: tuple[Ticker, ...] | None = None  # the tickers the last fit was given
+        self.looked: tuple[Ticker, ...] | None = None  # the tickers of the last look (fit or skip)
+        # The last fit's usable quotes (by instrument), its composition (each one's instrument
+        # and whether its book was two-sided), its time, and whether it fitted no expiry.
+        self.basis: dict[str, SurfaceQuote] = {}
+        self.composition: tuple[tuple[str, bool], ...] | None = None
+        self.fitted_ns = 0
+        self.empty = False
         self.in_flight = False
         self.failure_logged = False
         self.empty_logged = False
@@ -145,6 +176,7 @@ class _Job:
     quotes: tuple[SurfaceQuote, ...]
     tickers: tuple[Ticker, ...]
     as_of_ns: int
+    previous: VolSurface | None  # the warm start
 
 
 class SurfaceService:
@@ -173,6 +205,7 @@ class SurfaceService:
         self.log = log or structlog.get_logger("tradingd.surface")
         self.stats = SurfaceStats()
         self._interval_ns = int(settings.min_refit_interval_s * 1e9)
+        self._max_interval_ns = int(settings.max_refit_interval_s * 1e9)
         self._chains: dict[tuple[str, str], ChainState] = {}
         # Per underlying, the venues listing options of it, as of a registry size.
         self._venues: dict[str, tuple[int, tuple[str, ...]]] = {}
@@ -279,8 +312,9 @@ class SurfaceService:
         return chain.checked_ns is None or now - chain.checked_ns >= self._interval_ns
 
     def _prepare(self, chain: ChainState, now: int) -> _Job | None:
-        """The chain's quotes now, or None when its tickers are those of the last fit (nothing to
-        fit). Marks the chain looked at: the next look is an interval later."""
+        """The chain's quotes now, or None when its tickers are those of the last look or it did
+        not move enough since its last fit (nothing to fit: module docstring). Marks the chain
+        looked at: the next look is an interval later."""
         chain.checked_ns = now
         market = self.market.tickers
         registry = self.registry
@@ -304,9 +338,10 @@ class SurfaceService:
             else:
                 live.append((inst, t))
         tickers = tuple(t for _, t in live)
-        fitted = chain.fitted
-        if fitted is not None and len(fitted) == len(tickers) and all(map(_same, fitted, tickers)):
+        looked = chain.looked
+        if looked is not None and len(looked) == len(tickers) and all(map(_same, looked, tickers)):
             return None
+        chain.looked = tickers
         quotes: list[SurfaceQuote] = []
         for inst, t in live:
             iv = t.mark_iv
@@ -344,9 +379,58 @@ class SurfaceService:
             )
         if not tickers:
             return None  # nothing quoted yet (live: the tickers subscribed have not come)
+        max_iv = self.settings.max_iv
+        usable = [q for q in quotes if 0.0 < q.iv < max_iv]
+        composition = tuple((q.instrument, _two_sided(q, max_iv)) for q in usable)
+        reason = self._refit_reason(chain, usable, composition, now)
+        if reason is None:
+            self.stats.refits_skipped += 1
+            return None
+        self.stats.refit_reasons[reason] = self.stats.refit_reasons.get(reason, 0) + 1
+        chain.basis = {q.instrument: q for q in usable}
+        chain.composition = composition
+        chain.fitted_ns = now
         for why, n in skipped.items():
             self.stats.skipped[why] = self.stats.skipped.get(why, 0) + n
-        return _Job(tuple(quotes), tickers, now)
+        return _Job(tuple(quotes), tickers, now, chain.surface)
+
+    def _refit_reason(
+        self,
+        chain: ChainState,
+        usable: list[SurfaceQuote],
+        composition: tuple[tuple[str, bool], ...],
+        now: int,
+    ) -> str | None:
+        """Why the chain is refitted now, or None: it did not move enough since its last fit
+        (module docstring)."""
+        if chain.composition is None:
+            return "first"
+        if composition != chain.composition:
+            return "composition"
+        if chain.empty and not self._fittable(usable, now):
+            return None  # too narrow, whatever its quotes say: only new options can change that
+        settings = self.settings
+        min_iv, min_forward = settings.min_iv_change, settings.min_forward_change
+        basis = chain.basis
+        for q in usable:
+            before = basis[q.instrument]
+            if abs(q.iv - before.iv) >= min_iv:
+                return "iv"
+            if abs(q.forward - before.forward) >= min_forward * before.forward:
+                return "forward"
+        if not chain.empty and now - chain.fitted_ns >= self._max_interval_ns:
+            return "age"
+        return None
+
+    def _fittable(self, usable: list[SurfaceQuote], now: int) -> bool:
+        """Whether an expiry of these quotes has the strikes (`min_quotes` distinct) and the time
+        (`min_expiry_s`) to be fitted at all."""
+        soonest = now + self.settings.min_expiry_s * 1e9
+        strikes: dict[int, set[float]] = {}
+        for q in usable:
+            if q.expiry_ns >= soonest:
+                strikes.setdefault(q.expiry_ns, set()).add(q.strike)
+        return any(len(found) >= self.settings.min_quotes for found in strikes.values())
 
     def _timed_fit(
         self, chain: ChainState, job: _Job
@@ -364,6 +448,7 @@ class SurfaceService:
                 underlying=chain.underlying,
                 as_of_ns=job.as_of_ns,
                 settings=self.settings,
+                previous=job.previous,
             )
         except Exception as exc:  # a bug in the fit: counted, logged, the previous surface kept
             return None, exc, time.thread_time() - cpu0
@@ -397,7 +482,8 @@ class SurfaceService:
         cpu: float,
     ) -> None:
         self.stats.last_fit_s = cpu
-        chain.fitted = job.tickers  # the same tickers again would fit the same (or fail the same)
+        self.stats.fit_cpu_s += cpu
+        chain.empty = False
         if error is None and not isinstance(surface, VolSurface):
             error = TypeError(f"the fit returned {type(surface).__name__}, not a VolSurface")
         if error is not None:
@@ -406,6 +492,7 @@ class SurfaceService:
         assert surface is not None
         if not surface.slices:
             self.stats.empty_fits += 1
+            chain.empty = True
             # Said once per chain at info (why a strategy gets no surface), then at debug.
             first = not chain.empty_logged
             chain.empty_logged = True
@@ -446,6 +533,13 @@ class SurfaceService:
 
 def _same(a: Ticker, b: Ticker) -> bool:
     return a is b
+
+
+def _two_sided(q: SurfaceQuote, max_iv: float) -> bool:
+    """Whether the quote's book brackets its IV on both sides (what weighs it in the fit:
+    engine/surface/fit.py step 4)."""
+    bid, ask = q.bid_iv, q.ask_iv
+    return bid is not None and ask is not None and 0.0 < bid <= ask < max_iv
 
 
 def _in_chain(inst: Instrument, underlying: str, venue: str) -> bool:

@@ -134,16 +134,24 @@ CHAIN = [
 
 
 def setup(
-    instruments: Sequence[Instrument] = CHAIN, *, interval_s: float = 5.0, threaded: bool = False
+    instruments: Sequence[Instrument] = CHAIN,
+    *,
+    interval_s: float = 5.0,
+    threaded: bool = False,
+    **settings: Any,
 ) -> tuple[SurfaceService, MarketState, FakeFit, Clock]:
+    """The service on a fake fit. Its move thresholds are 0 unless given: any new ticker makes a
+    due refit happen (what most tests here feed: the same values again); test_refit_decisions.py
+    tests the thresholds."""
     registry = InstrumentRegistry([perp(), *instruments])
     market = MarketState(registry)
     fit = FakeFit()
     clock = Clock()
+    settings = {"min_iv_change": 0.0, "min_forward_change": 0.0, **settings}
     service = SurfaceService(
         market,
         registry,
-        SurfaceSettings(min_refit_interval_s=interval_s),
+        SurfaceSettings(min_refit_interval_s=interval_s, **settings),
         clock,
         fit=fit,
         threaded=threaded,

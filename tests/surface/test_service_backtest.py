@@ -73,7 +73,8 @@ def skewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_surface_a_strategy_gets_matches_the_chains_model(skewed: Path) -> None:
     asker = Asker()
-    kernel = run(skewed, asker)
+    # Any new ticker refits (no move thresholds): each surface is that of the latest rows.
+    kernel = run(skewed, asker, min_iv_change=0.0, min_forward_change=0.0)
     fitted = [(now, s) for now, s in asker.got if s is not None]
     # None until the chain is quoted and the first look after it (5 s later) fits; then always one.
     first = asker.got.index(fitted[0])
@@ -96,6 +97,57 @@ def test_the_surface_a_strategy_gets_matches_the_chains_model(skewed: Path) -> N
                 assert surface.iv(strike, expiry) == pytest.approx(model, abs=2e-3), (strike, expiry)
         # Later than its fit, inside the interval, it still answers (the smile held in IV).
         assert math.isfinite(surface.iv(90_000.0, FAR_NS, now_ns=now))
+
+
+class Looker(Asker):
+    """An Asker that also notes, at each ask, whether the service looked at the chain then."""
+
+    def __init__(self) -> None:
+        super().__init__("looker")
+        self.service: Any = None
+        self.looked: list[bool] = []
+
+    async def on_event(self, event: MarketEvent) -> None:
+        asked = len(self.got)
+        await super().on_event(event)
+        if len(self.got) > asked:
+            self.looked.append(self.service.chain("BTC", "deribit").checked_ns == self.got[-1][0])
+
+
+def test_a_surface_is_refitted_only_when_the_chain_moved_and_stays_within_the_thresholds(
+    skewed: Path,
+) -> None:
+    every = run(skewed, Asker(), min_iv_change=0.0, min_forward_change=0.0).surfaces.stats
+    looker = Looker()
+    kernel = BacktestKernel(
+        {"deribit": PLUGIN},
+        [DataSource("deribit", skewed, "tardis")],
+        [looker],
+        surface_settings=SurfaceSettings(min_iv_change=0.002, min_forward_change=0.001),
+    )
+    looker.service = kernel.surfaces
+    trio.run(kernel.run)
+    stats = kernel.surfaces.stats
+    # The spot's sine moves the chain (its IVs at fixed strikes, its forward) fast mid-swing and
+    # hardly at its turns: each look fits or skips, and about half of them fit (11 of 23).
+    assert stats.fits + stats.refits_skipped == every.fits
+    assert every.fits // 4 < stats.fits < every.fits * 3 // 4
+    assert stats.refits_skipped > 0
+    assert set(stats.refit_reasons) <= {"first", "iv", "forward", "age"} and stats.refit_reasons["first"] == 1
+    checked = 0
+    for (now, surface), looked in zip(looker.got, looker.looked, strict=True):
+        if surface is None or not looked:
+            continue
+        # At a look, the surface kept or fitted is within the thresholds of the quotes then (the
+        # latest option rows before `now`), plus the fit's own error.
+        rows = START_NS + (now - START_NS - NS // 1000) // (2 * NS) * (2 * NS)
+        for expiry in (NEAR_NS, FAR_NS):
+            assert abs(surface.forward(expiry) / SKEWED.spot(rows) - 1) < 0.001
+            for strike in SKEWED.strikes:
+                model = SKEWED.iv(strike, expiry, rows)
+                assert abs(surface.iv(strike, expiry) - model) < 2e-3 + 0.002, (strike, expiry, now)
+        checked += 1
+    assert checked > 20
 
 
 def test_two_backtests_get_the_same_surfaces_at_the_same_instants(skewed: Path) -> None:
@@ -138,12 +190,19 @@ def test_the_configs_surface_table_reaches_the_backtest(skewed: Path, tmp_path: 
         'mode = "backtest"\n[backtest]\n[[backtest.data]]\nvenue = "deribit"\n'
         f'path = "{skewed}"\nformat = "tardis"\n'
         '[[strategies]]\nname = "g"\nclass = "gamma_scalp"\n'
-        "[surface]\nmin_refit_interval_s = 30\nmin_quotes = 6\nmax_iv = 3.5\nmin_expiry_s = 7200\n",
+        "[surface]\nmin_refit_interval_s = 30\nmin_quotes = 6\nmax_iv = 3.5\nmin_expiry_s = 7200\n"
+        "min_iv_change = 0.01\nmin_forward_change = 0.002\nmax_refit_interval_s = 90\n",
         encoding="utf-8",
     )
     kernel = build_kernel(load_config(config), event_cache=None)
     assert kernel.surfaces.settings == SurfaceSettings(
-        min_refit_interval_s=30.0, min_quotes=6, max_iv=3.5, min_expiry_s=7200.0
+        min_refit_interval_s=30.0,
+        min_quotes=6,
+        max_iv=3.5,
+        min_expiry_s=7200.0,
+        min_iv_change=0.01,
+        min_forward_change=0.002,
+        max_refit_interval_s=90.0,
     )
     asker = Asker()
     kernel = run(skewed, asker, min_refit_interval_s=30.0)

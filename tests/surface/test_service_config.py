@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 
 from tradingd.cli.main import main
+from tradingd.cli.settings import surface_settings
 from tradingd.config import SurfaceConfig, load_config
 from tradingd.engine import ConfigError
+from tradingd.engine.surface import SurfaceSettings
 
 BASE = """
 mode = "paper"
@@ -30,17 +33,25 @@ def test_without_the_table_the_defaults_apply(tmp_path: Path) -> None:
     assert loaded.config.surface == SurfaceConfig()
     assert loaded.config.surface.min_refit_interval_s == 5.0
     assert loaded.config.surface.min_quotes == 5
+    # The engine's defaults, one for one (cli.settings builds SurfaceSettings of the table).
+    assert attrs.asdict(SurfaceConfig()) == attrs.asdict(SurfaceSettings())
 
 
 def test_every_key_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    text = BASE + "[surface]\nmin_refit_interval_s = 0.5\nmin_quotes = 7\nmax_iv = 3.0\nmin_expiry_s = 60\n"
+    text = BASE + (
+        "[surface]\nmin_refit_interval_s = 0.5\nmin_quotes = 7\nmax_iv = 3.0\nmin_expiry_s = 60\n"
+        "min_iv_change = 0\nmin_forward_change = 0.002\nmax_refit_interval_s = 0.5\n"
+    )
     path = _write(tmp_path, text)
     surface = load_config(path).config.surface
-    assert (surface.min_refit_interval_s, surface.min_quotes, surface.max_iv, surface.min_expiry_s) == (
-        0.5,
-        7,
-        3.0,
-        60.0,
+    assert surface_settings(surface) == SurfaceSettings(
+        min_refit_interval_s=0.5,
+        min_quotes=7,
+        max_iv=3.0,
+        min_expiry_s=60.0,
+        min_iv_change=0.0,
+        min_forward_change=0.002,
+        max_refit_interval_s=0.5,
     )
     assert main(["check-config", str(path)]) == 0
     capsys.readouterr()
@@ -58,6 +69,16 @@ def test_every_key_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         ("min_quotes = 4", "surface.min_quotes", "expected an integer at least 5"),
         ("min_quotes = 5.5", "surface.min_quotes", "expected an integer"),
         ('min_quotes = "7"', "surface.min_quotes", "expected an integer"),
+        ("min_iv_change = -0.001", "surface.min_iv_change", "expected a number at least 0, got -0.001"),
+        ("min_iv_change = inf", "surface.min_iv_change", "expected a finite number"),
+        ("min_forward_change = -1", "surface.min_forward_change", "expected a number at least 0"),
+        ("min_forward_change = nan", "surface.min_forward_change", "expected a finite number"),
+        ("max_refit_interval_s = 0", "surface.max_refit_interval_s", "expected a positive number"),
+        (
+            "max_refit_interval_s = 4.5",  # below min_refit_interval_s (5 by default)
+            "surface.max_refit_interval_s",
+            "expected a number at least min_refit_interval_s (5.0), got 4.5",
+        ),
         ("min_refit_s = 5", "surface", "unknown key(s) min_refit_s; did you mean 'min_refit_interval_s'?"),
     ],
 )

@@ -90,6 +90,9 @@ def test_without_the_table_the_live_engine_takes_the_defaults(tmp_path: Path) ->
             "fit_failures": 0,
             "empty_fits": 0,
             "last_fit_s": 0.0,
+            "fit_cpu_s": 0.0,
+            "refits_skipped": 0,
+            "refit_reasons": {},
             "skipped": {},
             "chains": {},
         }
