@@ -1,4 +1,5 @@
-"""`tradingd generate --venue V --out FILE [--hours H] [--seed S] [--start T] [--no-progress]`:
+"""`tradingd generate --venue V --out FILE [--hours H] [--seed S] [--start T] [--strikes N]
+[--crypto deribit] [--no-progress]`:
 write a synthetic recording of a venue's market (deterministic for a seed, offline), in the
 recording format a backtest reads. The output path is checked before generating (an hour of
 market takes seconds); a terminal shows a progress bar in market time."""
@@ -30,6 +31,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         options["seed"] = args.seed
     if args.start is not None:
         options["start"] = args.start
+    if args.strikes is not None:
+        options["strikes"] = args.strikes
+    if args.crypto is not None:
+        options["crypto"] = args.crypto
     out = Path(args.out)
     why = unwritable(out)
     if why is not None:

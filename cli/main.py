@@ -182,6 +182,17 @@ def _add_generate(sub: Any) -> None:
     )
     g.add_argument("--seed", type=int, help="the synthetic market's seed (default 7; same seed, same file)")
     g.add_argument("--start", help="ISO-8601 UTC start time, e.g. 2026-11-24T00:00:00Z")
+    g.add_argument(
+        "--strikes",
+        type=int,
+        help="deribit: strikes per expiry (default 4; 5-24 spread wide enough for a smile); "
+        "polymarket with --crypto deribit: the deribit sample's, whose BTC path to follow",
+    )
+    g.add_argument(
+        "--crypto",
+        help='polymarket: "deribit" adds Bitcoin price markets priced from the deribit sample of '
+        'the same --seed and --start (default "none")',
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     g.set_defaults(handler="generate:cmd_generate")
 

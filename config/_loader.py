@@ -679,7 +679,7 @@ def _check_generate(venue: str, options: dict[str, Any], *, file: str, path: str
     if not type(simulator).__module__.startswith("tradingd.simulators."):
         return
     try:
-        parse_options(options)
+        parse_options(options, venue=venue)
     except ValueError as exc:
         raise ConfigError(str(exc), file=file, path=path) from None
 

@@ -17,7 +17,10 @@ The model, in short:
   `UnderlyingSpec.basis`.
 - Options: Black-Scholes (r = 0) on the index, with a vol surface per underlying: an ATM vol per
   expiry (term structure) drifting as an OU process, plus skew and curvature in normalised
-  log-moneyness. Prices are in USD, or in the coin when `InstrumentSpec.coin_quoted`.
+  log-moneyness. Prices are in USD, or in the coin when `InstrumentSpec.coin_quoted`. The same
+  model answers for any instant up to the last listed expiry (`model_total_variance`,
+  `model_call`, `model_prob_above`: total variance linear in time between listed expiries at
+  fixed log-moneyness), which prices the Polymarket Bitcoin markets of the same path.
 - Books: a market maker requotes each book around the model's fair price at jittered intervals;
   levels sit on the instrument's tick grid and persist from one quote to the next when the price
   has not moved away from them, so a requote changes a few levels, not all of them.
@@ -32,6 +35,7 @@ so the same specs and seed give the same market, float for float.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import random
 from collections.abc import Sequence
@@ -426,6 +430,72 @@ class SynthMarket:
                 break
         return vol
 
+    # ----------------------------------------------------------------- the model at any expiry
+
+    def model_total_variance(self, underlying: int, strike: float, at_ns: int) -> float:
+        """The model's total implied variance (vol^2 x years) now for `strike` at the instant
+        `at_ns`, listed expiry or not: at a listed expiry it is the mark vol of an option there,
+        squared, times its time to expiry; between two listed expiries it is linear in time at
+        fixed log-moneyness ln(K / S); before the first, that slice's scaled by t / t1. Raises
+        ValueError past the last listed expiry, or for an underlying without options."""
+        return self._model_w(underlying, strike, at_ns)[1]
+
+    def model_call(self, underlying: int, strike: float, at_ns: int) -> float:
+        """The model's undiscounted price in USD now of a call paying max(S - K, 0) at `at_ns`
+        (Black-Scholes, r = 0, on `model_total_variance`)."""
+        k, w, _ = self._model_w(underlying, strike, at_ns)
+        sw = math.sqrt(w)
+        d1 = -k / sw + 0.5 * sw
+        s = self._spot[underlying]
+        return s * _ncdf(d1) - strike * _ncdf(d1 - sw)
+
+    def model_prob_above(self, underlying: int, strike: float, at_ns: int) -> float:
+        """The model's probability now that the underlying ends above `strike` at `at_ns`:
+        -dC/dK of `model_call`, in closed form N(d2) - phi(d2) w'(k) / (2 sqrt(w)) (the skew
+        moves it away from the flat-vol N(d2)); within [0, 1]."""
+        k, w, dw = self._model_w(underlying, strike, at_ns)
+        sw = math.sqrt(w)
+        d2 = -k / sw - 0.5 * sw
+        p = _ncdf(d2) - _INV_SQRT_2PI * math.exp(-0.5 * d2 * d2) * dw / (2.0 * sw)
+        return min(1.0, max(0.0, p))
+
+    def _model_w(self, underlying: int, strike: float, at_ns: int) -> tuple[float, float, float]:
+        """(k = ln(K / S), total variance w(k), dw/dk) at `at_ns`, from the listed slices."""
+        if not strike > 0.0:
+            raise ValueError(f"a strike must be positive, got {strike}")
+        slices = sorted((e, vi) for vi, (ui, e) in enumerate(self._vol_key) if ui == underlying)
+        if not slices:
+            raise ValueError(f"{self.underlyings[underlying].name} has no options: no vol surface")
+        if at_ns > slices[-1][0]:
+            raise ValueError("the model has no vols past its last listed expiry")
+        k = math.log(strike / self._spot[underlying])
+        t = self._t_years(at_ns)
+        e1, v1 = slices[0]
+        t1 = self._t_years(e1)
+        if t <= t1:
+            w1, dw1 = self._slice_w(underlying, v1, t1, k)
+            return k, w1 * t / t1, dw1 * t / t1
+        for (ea, va), (eb, vb) in itertools.pairwise(slices):
+            ta, tb = self._t_years(ea), self._t_years(eb)
+            if ta <= t <= tb:
+                wa, dwa = self._slice_w(underlying, va, ta, k)
+                wb, dwb = self._slice_w(underlying, vb, tb, k)
+                lam = (t - ta) / (tb - ta)
+                return k, wa + lam * (wb - wa), dwa + lam * (dwb - dwa)
+        raise AssertionError("unreachable: t lies between two slices")  # pragma: no cover
+
+    def _slice_w(self, underlying: int, vi: int, t: float, k: float) -> tuple[float, float]:
+        """Total variance and its derivative in k of listed slice `vi` (t years away) at
+        log-moneyness k: the vol of `_option_vol` (ATM, skew, curvature in k / sqrt(t),
+        clamped to [0.05, 3])."""
+        u = self.underlyings[underlying]
+        sqrt_t = math.sqrt(t)
+        m = k / sqrt_t
+        raw = self._atm[vi] + u.skew * m + u.curvature * m * m
+        vol = min(3.0, max(0.05, raw))
+        dvol = (u.skew + 2.0 * u.curvature * m) / sqrt_t if vol == raw else 0.0
+        return vol * vol * t, 2.0 * vol * dvol * t
+
     def levels(self, instrument: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """The book of `instrument` as (ticks, lots) levels, best first: (bids, asks)."""
         book = self._books[instrument]
@@ -668,6 +738,11 @@ class SynthMarket:
         return MarketUpdate(
             ts, i, tuple(trades), () if buy else change, change if buy else (), bb, bbl, ba, bal
         )
+
+
+def _ncdf(x: float) -> float:
+    """The standard normal distribution function."""
+    return 0.5 * (1.0 + math.erf(x * _INV_SQRT2))
 
 
 # Model constants, in seconds and per-second units (why each value: see where it is used).

@@ -6,7 +6,8 @@ that asked for the instruments and subscribed to everything:
 
 1. four `public/get_instruments` responses (ids 1-4: BTC options, BTC futures, ETH options, ETH
    futures; §1.8), then the `public/subscribe` response (id 5) listing the `ticker`, `book` and
-   `trades` channels (interval `100ms`) of all 34 instruments (§1.4);
+   `trades` channels (interval `100ms`) of all instruments (§1.4; 34 with the default 4 strikes
+   per expiry, 2 + 8 x `strikes` with more);
 2. a `book` snapshot per instrument (`type: snapshot`, no `prev_change_id`; §1.6);
 3. the live stream: `ticker.*`, `book.*` changes (only the levels that changed, chained by
    `change_id` / `prev_change_id`), `trades.*`.
@@ -34,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from ..common import DEFAULT_OPTIONS, parse_options, write_sample
+from ..common import DEFAULT_OPTIONS, MAX_STRIKES, parse_options, write_sample
 from ..synth import (
     InstrumentSpec,
     LevelChange,
@@ -45,7 +46,15 @@ from ..synth import (
 )
 from .naming import PERPETUAL_EXPIRY_MS, Right, option_name
 
-__all__ = ["DEFAULT_OPTIONS", "DeribitFeed", "build_market", "generate_sample", "parse_options"]
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "DeribitFeed",
+    "build_market",
+    "expiries",
+    "generate_sample",
+    "parse_options",
+    "strike_ladder",
+]
 
 
 _MS = 1_000_000
@@ -59,7 +68,7 @@ _CURRENCIES = ("BTC", "ETH")
 # --------------------------------------------------------------------------- instruments
 
 
-def _expiries(start_ms: int) -> tuple[int, int]:
+def expiries(start_ms: int) -> tuple[int, int]:
     """The two option expiries (ms, 08:00 UTC Fridays): the first Friday at least 3 days after
     the start, and the last Friday of the next month."""
     earliest = start_ms + 3 * _DAY_MS
@@ -95,6 +104,17 @@ _CCY: dict[str, dict[str, Any]] = {
         "perp_id": 124973, "opt_id": 486400, "block_min": 100000,
     },
 }  # fmt: skip
+
+# A chain wider than 4 strikes (`strike_ladder`): per currency and period, the strike step by
+# distance from spot (as a fraction of it), finer near the money as Deribit lists them, and how
+# far either side of spot the chain reaches (wider for the month: its smile spans more).
+_GRID: dict[str, dict[str, tuple[tuple[float, int], ...]]] = {
+    "BTC": {"week": ((0.05, 1000), (0.15, 2000), (math.inf, 5000)),
+            "month": ((0.10, 2000), (0.40, 5000), (math.inf, 10000))},
+    "ETH": {"week": ((0.10, 50), (0.25, 100), (math.inf, 250)),
+            "month": ((0.10, 100), (0.40, 250), (math.inf, 500))},
+}  # fmt: skip
+_REACH = {"week": 0.15, "month": 0.30}
 
 # Deribit option ticks (VENUES.md §1.8): 0.0001 coin, 0.0005 above 0.005 (50 and 5 quanta).
 _OPTION_GRID = TickGrid(0.0001, ((50, 5),))
@@ -166,16 +186,51 @@ def _option_item(
     }
 
 
-def build_market(seed: int, start_ns: int) -> tuple[SynthMarket, list[list[dict[str, Any]]]]:
+def _on_grid(ccy: str, period: str, strike: int) -> bool:
+    spot = _CCY[ccy]["spot"]
+    step = next(step for limit, step in _GRID[ccy][period] if abs(strike / spot - 1.0) <= limit)
+    return strike % step == 0
+
+
+def strike_ladder(ccy: str, period: str, n: int) -> list[int]:
+    """The `n` strikes of one expiry of `ccy` (`period` "week": the near expiry, "month": the far
+    one), ascending. 4: the lowest strike at or below spot, one below it and two above, on the
+    period's step (the chain of every sample before `strikes` existed). More: `n` of the strikes
+    Deribit's grid has (`_GRID`: for BTC's week every 1000 within 5 % of spot, every 2000 to
+    15 %, every 5000 beyond) within the reach (15 % either side of spot for the week, 30 % for
+    the month; widened by 5 % steps while it holds fewer than `n`), evenly spread over that
+    list: as the grid is finer near the money, so is the chain, and it spans the whole reach."""
+    c = _CCY[ccy]
+    if n == 4:
+        step = c["strike_steps"][0 if period == "week" else 1]
+        k0 = math.floor(c["spot"] / step)
+        return [(k0 - 1) * step, k0 * step, (k0 + 1) * step, (k0 + 2) * step]
+    if not 4 < n <= MAX_STRIKES:
+        raise ValueError(f"strikes must be from 4 to {MAX_STRIKES}, got {n}")
+    spot, reach = c["spot"], _REACH[period]
+    finest = math.gcd(*(step for _, step in _GRID[ccy][period]))
+    while True:
+        lo = max(finest, math.ceil(spot * (1.0 - reach) / finest) * finest)
+        hi = math.floor(spot * (1.0 + reach) / finest) * finest
+        grid = [k for k in range(lo, hi + 1, finest) if _on_grid(ccy, period, k)]
+        if len(grid) >= n:
+            return [grid[math.floor(i * (len(grid) - 1) / (n - 1) + 0.5)] for i in range(n)]
+        reach += 0.05
+
+
+def build_market(
+    seed: int, start_ns: int, strikes: int = 4
+) -> tuple[SynthMarket, list[list[dict[str, Any]]]]:
     """The market of a Deribit sample and its instrument definitions.
 
-    Per currency a perpetual and 16 options (2 expiries x 4 strikes around spot x call/put).
-    Returns the market (instruments in the order BTC-PERPETUAL, BTC options, ETH-PERPETUAL, ETH
-    options) and the four `get_instruments` results (BTC options, BTC futures, ETH options, ETH
-    futures) as Deribit sends them.
+    Per currency a perpetual and 4 x `strikes` options (2 expiries x `strikes` strikes around
+    spot, `strike_ladder`, x call/put: 16 with the default 4). Returns the market (instruments
+    in the order BTC-PERPETUAL, BTC options, ETH-PERPETUAL, ETH options) and the four
+    `get_instruments` results (BTC options, BTC futures, ETH options, ETH futures) as Deribit
+    sends them.
     """
     start_ms = start_ns // _MS
-    near, far = _expiries(start_ms)
+    near, far = expiries(start_ms)
     underlyings: list[UnderlyingSpec] = []
     specs: list[InstrumentSpec] = []
     results: list[list[dict[str, Any]]] = []
@@ -199,13 +254,8 @@ def build_market(seed: int, start_ns: int) -> tuple[SynthMarket, list[list[dict[
         )
         options: list[dict[str, Any]] = []
         inst_id = c["opt_id"]
-        for expiry_ms, step, period in (
-            (near, c["strike_steps"][0], "week"),
-            (far, c["strike_steps"][1], "month"),
-        ):
-            # Two strikes below spot and two above (the lowest at or below spot counts as below).
-            k0 = math.floor(c["spot"] / step)
-            for strike in ((k0 - 1) * step, k0 * step, (k0 + 1) * step, (k0 + 2) * step):
+        for expiry_ms, period in ((near, "week"), (far, "month")):
+            for strike in strike_ladder(ccy, period, strikes):
                 for right in (Right.CALL, Right.PUT):
                     name = option_name(ccy, expiry_ms, strike, right)
                     call = right is Right.CALL
@@ -362,8 +412,8 @@ class DeribitFeed:
             heapq.heappush(self._ticker_cal, (market.start_ns + rng.randint(1, st.ticker_ms[1]) * _MS, i))
 
     @classmethod
-    def create(cls, *, seed: int, start_ns: int) -> DeribitFeed:
-        market, results = build_market(seed, start_ns)
+    def create(cls, *, seed: int, start_ns: int, strikes: int = 4) -> DeribitFeed:
+        market, results = build_market(seed, start_ns, strikes)
         return cls(market, results, seed=seed)
 
     # ------------------------------------------------------------------ frames
@@ -641,6 +691,7 @@ def generate_sample(
 ) -> int:
     """Write a synthetic Deribit recording to `path` and return its number of frames
     (`simulators.common.write_sample`). `options` (all optional): `seed` (int, default 7),
-    `hours` (default 2.0, at most 72), `start` (ISO-8601 UTC, default 2026-11-24T00:00:00Z).
-    Unknown keys raise ValueError. `progress(done, total)`: seconds of market time written."""
-    return write_sample(path, options, DeribitFeed.create, progress)
+    `hours` (default 2.0, at most 72), `start` (ISO-8601 UTC, default 2026-11-24T00:00:00Z),
+    `strikes` (per expiry and currency, 4 to 24, default 4: `strike_ladder`). Unknown keys raise
+    ValueError. `progress(done, total)`: seconds of market time written."""
+    return write_sample(path, options, DeribitFeed.create, progress, venue="deribit")

@@ -25,7 +25,11 @@ space, so a price never leaves (0, 1)):
 - `ballon-dor-2026-winner`: a neg-risk event of four outcome markets whose YES prices are the
   softmax of four walks (they sum to 1, as a neg-risk event's do);
 - `btc-up-or-down-sample-hour`: resolves three quarters into the sample, its price pulled to 0 or
-  1 in the last fifth of its life.
+  1 in the last fifth of its life;
+- with `crypto = "deribit"` (`crypto.py`), two Bitcoin ladders for the Deribit near expiry's date,
+  "Bitcoin above ___ on <date>?" (7 legs) and the neg-risk "Bitcoin price on <date>?" (8 range
+  legs), priced by the synthetic market's own model on the BTC path of the Deribit sample of the
+  same seed and start, plus a mispricing.
 
 Books: the YES book is a market maker's ladder around the fair probability, on the market's tick;
 a requote changes a few levels, not all. The NO book is its mirror (a YES bid at p is a NO ask at
@@ -51,6 +55,7 @@ import orjson
 
 from ..common import DEFAULT_OPTIONS, parse_options, write_sample
 from . import wire
+from .crypto import BtcPath, Mispricing, PriceLeg, bitcoin_legs
 
 __all__ = ["DEFAULT_OPTIONS", "MARKETS", "MarketSpec", "PolymarketFeed", "generate_sample", "parse_options"]
 
@@ -86,6 +91,7 @@ class MarketSpec:
     title: str = ""  # the outcome's name within its group ("Kylian Mbappe")
     resolves_at: float | None = None
     tags: tuple[str, ...] = ()
+    price: PriceLeg | None = None  # a price market of the `crypto` option (`crypto.py`)
 
 
 _CRYPTO_FEES = (0.07, 1.0, 0.2)
@@ -157,6 +163,34 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+def _price_specs(btc: BtcPath) -> tuple[MarketSpec, ...]:
+    """The Bitcoin price markets (`crypto.bitcoin_legs`) as market specs: crypto fees, the range
+    ladder a neg-risk group (its event's slug), `p0` the model's probability at the start."""
+    specs = []
+    for slug, question, leg in bitcoin_legs(btc.spot(), btc.near_expiry_ms):
+        edges = {k: btc.prob_above(k, leg.resolves_ms) for k in (leg.low, leg.high) if k is not None}
+        ranged = leg.event_slug.startswith("bitcoin-price-on-")
+        specs.append(
+            MarketSpec(
+                slug,
+                question,
+                p0=min(_P_MAX, max(_P_MIN, leg.probability(edges))),
+                vol=0.0,  # unused: a price leg follows the model and its mispricing
+                trades_per_min=2.0 if ranged else 3.0,
+                fees=_CRYPTO_FEES,
+                group=leg.event_slug if ranged else None,
+                title=leg.title,
+                tags=("Crypto", "Bitcoin"),
+                price=leg,
+            )
+        )
+    return tuple(specs)
+
+
+# A price leg's model probability is kept this far from 0 and 1 (its logit stays finite).
+_P_MIN, _P_MAX = 1e-3, 1.0 - 1e-3
+
+
 # ------------------------------------------------------------------------------- the model
 
 
@@ -168,8 +202,11 @@ class _Market:
         "bids",
         "condition_id",
         "index",
+        "mispricing",
+        "model_p",
         "next_requote",
         "no",
+        "p",
         "resolve_ms",
         "resolved",
         "spec",
@@ -195,6 +232,10 @@ class _Market:
         self.resolved = False
         self.winner_yes = rng.random() < spec.p0
         self.top: tuple[int, int] = (0, _Q)  # (best bid, best ask) in quanta; 0 / 1 when empty
+        # Price legs: the model's probability (before the mispricing) and the price quoted.
+        self.mispricing = Mispricing()
+        self.model_p = spec.p0
+        self.p = spec.p0
 
     def best(self) -> tuple[int, int]:
         return (max(self.bids) if self.bids else 0, min(self.asks) if self.asks else _Q)
@@ -213,7 +254,23 @@ class PolymarketFeed:
     tokens) for a simulator.
     """
 
-    def __init__(self, seed: int, start_ns: int, specs: tuple[MarketSpec, ...] = MARKETS) -> None:
+    def __init__(
+        self,
+        seed: int,
+        start_ns: int,
+        specs: tuple[MarketSpec, ...] = MARKETS,
+        *,
+        crypto: str = "none",
+        strikes: int = 4,
+    ) -> None:
+        # crypto "deribit": Bitcoin price markets follow the BTC path of the Deribit sample of
+        # this seed, start and `strikes` (`crypto.py`).
+        self.btc: BtcPath | None = None
+        if crypto == "deribit":
+            self.btc = BtcPath(seed, start_ns, strikes)
+            specs = specs + _price_specs(self.btc)
+        elif crypto != "none":
+            raise ValueError(f'crypto must be "none" or "deribit", got {crypto!r}')
         self._rng = random.Random(seed)
         # Latencies have their own stream, so the market is the same whatever they draw.
         self._lat = random.Random(seed * 7919 + 104729)
@@ -228,12 +285,20 @@ class PolymarketFeed:
                 self._groups.setdefault(m.spec.group, []).append(m)
         self._neg_risk_ids = {g: f"0x{self._rng.getrandbits(256):064x}" for g in self._groups}
         self._event_ids = {g: str(100000 + self._rng.randrange(900000)) for g in self._groups}
+        self.price_legs = [m for m in self.markets if m.spec.price is not None]
+        # The price legs' events by slug (the range ladder's is also its neg-risk group); only
+        # drawn when there are any, so that a sample without them keeps its bytes.
+        self._price_event_ids: dict[str, str] = {}
+        for m in self.price_legs:
+            assert m.spec.price is not None
+            if m.spec.price.event_slug not in self._price_event_ids:
+                self._price_event_ids[m.spec.price.event_slug] = str(100000 + self._rng.randrange(900000))
         self._next_pong = self.now_ms + _PONG_MS
         self._hours = 0.0
 
     @classmethod
-    def create(cls, *, seed: int, start_ns: int) -> PolymarketFeed:
-        return cls(seed, start_ns)
+    def create(cls, *, seed: int, start_ns: int, crypto: str = "none", strikes: int = 4) -> PolymarketFeed:
+        return cls(seed, start_ns, crypto=crypto, strikes=strikes)
 
     # -- time ----------------------------------------------------------------------------
 
@@ -246,6 +311,8 @@ class PolymarketFeed:
 
     def fair(self, m: _Market) -> float:
         """The market's YES probability now."""
+        if m.spec.price is not None:
+            return m.p
         if m.spec.group is None:
             return _sigmoid(m.x)
         group = self._groups[m.spec.group]
@@ -258,6 +325,8 @@ class PolymarketFeed:
     def _gamma(self, m: _Market) -> dict[str, Any]:
         """The Gamma market object of `m` (§2.7; the field order of the captured one)."""
         spec = m.spec
+        if spec.price is not None:
+            return self._price_gamma(m, spec.price)
         start_ms = self._start_ms
         end_ms = start_ms + 40 * 86_400_000 if m.resolve_ms is None else m.resolve_ms
         p = self.fair(m)
@@ -313,6 +382,75 @@ class PolymarketFeed:
         if spec.fees is not None:
             rate, exponent, rebate = spec.fees
             obj["feeSchedule"] = {"exponent": exponent, "rate": rate, "rebateRate": rebate, "takerOnly": True}
+        return obj
+
+    def _price_gamma(self, m: _Market, leg: PriceLeg) -> dict[str, Any]:
+        """The Gamma market object of a Bitcoin price leg, shaped as the real ones are: the
+        question, slug, noon-ET endDate and Binance description of the template, groupItemTitle
+        and groupItemThreshold (the leg's place in its ladder, not its strike), the event."""
+        spec = m.spec
+        end = _iso(leg.resolves_ms)
+        listed = _iso(leg.resolves_ms - 7 * 86_400_000)
+        p = self.fair(m)
+        bid, ask = m.best()
+        neg_risk = spec.group is not None
+        obj: dict[str, Any] = {
+            "id": str(1_500_000 + 37 * m.index + 11),
+            "question": spec.question,
+            "conditionId": m.condition_id,
+            "slug": spec.slug,
+            "resolutionSource": "",
+            "endDate": end,
+            "liquidity": f"{sum(m.bids.values()) * 0.01 * p:.4f}",
+            "startDate": listed,
+            "description": leg.description,
+            "outcomes": '["Yes", "No"]',
+            "outcomePrices": orjson.dumps([f"{p:.3f}", f"{1 - p:.3f}"]).decode().replace(",", ", "),
+            "volume": "0",
+            "active": True,
+            "closed": False,
+            "groupItemThreshold": str(leg.order),
+            "questionID": "0x" + hashlib.sha256(m.condition_id.encode()).hexdigest(),
+            "enableOrderBook": True,
+            "orderPriceMinTickSize": m.tick / _Q,
+            "orderMinSize": 5,
+            "endDateIso": end[:10],
+            "startDateIso": listed[:10],
+            "clobTokenIds": orjson.dumps([m.yes, m.no]).decode().replace(",", ", "),
+            "acceptingOrders": True,
+            "negRisk": neg_risk,
+        }
+        if neg_risk:
+            assert spec.group is not None
+            obj["negRiskMarketID"] = self._neg_risk_ids[spec.group]
+        obj["groupItemTitle"] = leg.title
+        obj["events"] = [
+            {
+                "id": self._price_event_ids[leg.event_slug],
+                "ticker": leg.event_slug,
+                "slug": leg.event_slug,
+                "title": leg.event_title,
+                "description": leg.event_description,
+                "resolutionSource": "",
+                "startDate": listed,
+                "endDate": end,
+                "active": True,
+                "closed": False,
+                "negRisk": neg_risk,
+            }
+        ]
+        rate, exponent, rebate = _CRYPTO_FEES
+        obj.update(
+            {
+                "spread": (ask - bid) / _Q,
+                "lastTradePrice": round(p, 3),
+                "bestBid": bid / _Q,
+                "bestAsk": ask / _Q,
+                "feesEnabled": True,
+                "feeType": "crypto_fees",
+                "feeSchedule": {"exponent": exponent, "rate": rate, "rebateRate": rebate, "takerOnly": True},
+            }
+        )
         return obj
 
     def _book_event(self, m: _Market, yes: bool, ts: int) -> dict[str, Any]:
@@ -506,6 +644,7 @@ class PolymarketFeed:
         """The Gamma answer and the initial dump of every token's book."""
         self._hours = hours
         ts = self.now_ms
+        self._price_legs(0.0)
         for m in self.markets:
             if m.spec.resolves_at is not None:
                 m.resolve_ms = ts + round(m.spec.resolves_at * hours * 3_600_000)
@@ -525,6 +664,8 @@ class PolymarketFeed:
             if m.resolved:
                 continue
             spec = m.spec
+            if spec.price is not None:
+                continue  # `_price_legs`
             if spec.group is not None:
                 # Relative logits of a neg-risk event: a random walk with mild reversion to p0.
                 m.x += spec.reversion * (math.log(spec.p0) - m.x) * dt_h + spec.vol * math.sqrt(
@@ -540,6 +681,34 @@ class PolymarketFeed:
             m.x += kappa * (target - m.x) * dt_h + spec.vol * math.sqrt(dt_h) * rng.gauss(0.0, 1.0)
             m.x = min(max(m.x, -9.0), 9.0)
 
+    def _price_legs(self, dt_s: float) -> None:
+        """Price the Bitcoin legs now: the model's probabilities on the BTC path as it stood when
+        this step began (nothing quoted here knows a later price), each leg's mispricing moved
+        on by `dt_s` (0: not moved), the range ladder normalised to sum to 1."""
+        btc = self.btc
+        if btc is None:
+            return
+        btc.advance_to((self.now_ms - (_STEP_MS if dt_s else 0)) * _MS)
+        above: dict[int, float] = {}
+        rng = self._rng
+        groups: dict[str, list[_Market]] = {}
+        for m in self.price_legs:
+            leg = m.spec.price
+            assert leg is not None
+            for k in (leg.low, leg.high):
+                if k is not None and k not in above:
+                    above[k] = btc.prob_above(k, leg.resolves_ms)
+            if dt_s:
+                m.mispricing.step(dt_s, rng)
+            m.model_p = min(_P_MAX, max(_P_MIN, leg.probability(above)))
+            m.p = _sigmoid(_logit(m.model_p) + m.mispricing.x)
+            if m.spec.group is not None:
+                groups.setdefault(m.spec.group, []).append(m)
+        for legs in groups.values():
+            total = sum(m.p for m in legs)
+            for m in legs:
+                m.p /= total
+
     def step(self) -> list[tuple[int, bytes]]:
         """Advance 250 ms: walk the prices, then this step's tick changes, resolutions, requotes
         and trades, in time order."""
@@ -547,6 +716,7 @@ class PolymarketFeed:
         self.now_ms += _STEP_MS
         now = self.now_ms
         self._walk(_STEP_MS / 3_600_000)
+        self._price_legs(_STEP_MS / 1000)
         work: list[tuple[int, int, int]] = []  # (ts, kind, market): 0 tick, 1 resolve, 2 requote, 3 trade
         for m in self.markets:
             if m.resolved:
@@ -595,6 +765,9 @@ def generate_sample(
 ) -> int:
     """Write a synthetic Polymarket recording to `path` and return its number of frames
     (`simulators.common.write_sample`). `options` (all optional): `seed` (int, default 7),
-    `hours` (default 2.0, at most 72), `start` (ISO-8601 UTC, default 2026-11-24T00:00:00Z).
-    Unknown keys raise ValueError. `progress(done, total)`: seconds of market time written."""
-    return write_sample(path, options, PolymarketFeed.create, progress)
+    `hours` (default 2.0, at most 72), `start` (ISO-8601 UTC, default 2026-11-24T00:00:00Z),
+    `crypto` ("none", default; "deribit": Bitcoin price markets on the BTC path of the Deribit
+    sample of the same seed and start, `crypto.py`) and with it `strikes` (that Deribit sample's,
+    default 4). Unknown keys raise ValueError. `progress(done, total)`: seconds of market time
+    written."""
+    return write_sample(path, options, PolymarketFeed.create, progress, venue="polymarket")

@@ -195,7 +195,7 @@ def test_check_config_refuses_a_generate_table_the_first_backtest_would_refuse(
     assert main(["check-config", str(path)]) == 2
     assert capsys.readouterr().err == (
         f"tradingd: error: {path}: backtest.data[0].generate: unknown generator option(s) hour "
-        "(known: hours, seed, start)\n"
+        "(known: hours, seed, start, strikes)\n"
     )
     assert not (tmp_path / "s.rec.zst").exists()  # checked, not generated
 
