@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -272,14 +272,35 @@ def _fit_slice(e: _Expiry, prior: SliceFit | None = None) -> SliceFit:
         out: Array = np.stack([scale * col for col in cols], axis=1)
         return out
 
-    def solve(x0: Array) -> Any:
-        return least_squares(residuals, x0, jac=jacobian, bounds=(lower, upper), method="trf", x_scale="jac")
+    profile = _Profile(k, iv, wt, t, lower, upper)
+    ms_lower, ms_upper = lower[3:], upper[3:]
 
-    best = None
+    def solve(ms0: Array) -> _Found:
+        """The 2-D search over (m, sigma) of the profiled fit, then the 5-D least squares from its
+        end (a few iterations: it starts at the profile's best, on the same objective)."""
+        ms = np.clip(ms0, ms_lower + 1e-12 * (ms_upper - ms_lower), ms_upper - 1e-12 * (ms_upper - ms_lower))
+        outer = least_squares(
+            profile.residuals,
+            ms,
+            bounds=(ms_lower, ms_upper),
+            method="trf",
+            x_scale="jac",
+            ftol=OUTER_TOL,
+            xtol=OUTER_TOL,
+        )
+        x0 = np.clip(profile.params(*(float(y) for y in outer.x)), lower, upper)
+        if POLISH:
+            found = least_squares(
+                residuals, x0, jac=jacobian, bounds=(lower, upper), method="trf", x_scale="jac"
+            )
+            return _Found(found.x, found.fun)
+        return _Found(x0, residuals(x0))
+
+    best: _Found | None = None
     warm_starts = 0
     warm = _warm_start(e, prior, lower, upper)
     if warm is not None and prior is not None:
-        found = solve(warm)
+        found = solve(warm[3:])
         if np.all(np.isfinite(found.x)):
             best = found
             warm_starts = prior.warm_starts + 1
@@ -291,8 +312,8 @@ def _fit_slice(e: _Expiry, prior: SliceFit | None = None) -> SliceFit:
     )
     if search:
         warm_starts = 0
-        for x0 in _starts(k, total, span, lower, upper):
-            found = solve(x0)
+        for ms0 in _ms_starts(profile, k, span, ms_lower, ms_upper):
+            found = solve(ms0)
             if np.all(np.isfinite(found.x)) and (best is None or found.cost < best.cost):
                 best = found
     if best is None:
@@ -355,6 +376,37 @@ def _fit_slice(e: _Expiry, prior: SliceFit | None = None) -> SliceFit:
     )
 
 
+POLISH = True
+OUTER_TOL = 1e-10
+MS_STARTS = 3  # the full search runs the 2-D search from this many of the grid's best (m, sigma)
+
+
+@attrs.frozen
+class _Found:
+    x: Array
+    fun: Array
+
+    @property
+    def cost(self) -> float:
+        return 0.5 * float(self.fun @ self.fun)
+
+
+def _ms_starts(profile: _Profile, k: Array, span: float, lower: Array, upper: Array) -> list[Array]:
+    """The full search's starts: a grid of (m, sigma) over the quoted k and the sigma starts, each
+    scored by its profiled fit (a linear least squares), the best few kept."""
+    import numpy as np
+
+    k_lo, k_hi = float(k.min()), float(k.max())
+    scored = []
+    for m in np.linspace(k_lo - 0.5 * span, k_hi + 0.5 * span, 9):
+        for sigma in np.geomspace(max(float(lower[1]), 0.02 * span), float(upper[1]), 8):
+            ms = np.clip(np.array([m, sigma]), lower, upper)
+            r = profile.residuals(ms)
+            scored.append((float(r @ r), ms))
+    scored.sort(key=lambda item: item[0])
+    return [ms for _, ms in scored[:MS_STARTS]]
+
+
 def _rms(x: Array) -> float:
     import numpy as np
 
@@ -388,19 +440,84 @@ def _warm_start(e: _Expiry, prior: SliceFit | None, lower: Array, upper: Array) 
     return start
 
 
-def _starts(k: Array, total: Array, span: float, lower: Array, upper: Array) -> list[Array]:
-    """Starting points from the smile's shape: its lowest point, and the wing slopes from there
-    to each end (b (rho -+ 1) are the slopes of w far out on either side)."""
-    import numpy as np
+# -- the quasi-explicit calibration (Zeliade 2009; De Marco & Martini) ---------------------------
 
-    i = int(total.argmin())
-    k_min, w_min = float(k[i]), float(total[i])
-    left = (float(total[0]) - w_min) / (float(k[0]) - k_min) if k[0] < k_min else 0.0
-    right = (float(total[-1]) - w_min) / (float(k[-1]) - k_min) if k[-1] > k_min else 0.0
-    b = max((right - left) / 2.0, 1e-3 * w_min / span)
-    rho = (right + left) / (right - left) if right > left else 0.0
-    starts = []
-    for fraction in _SIGMA_STARTS:
-        x0 = np.array([w_min, b, rho, k_min, fraction * span])
-        starts.append(np.clip(x0, lower + 1e-12 * (upper - lower), upper - 1e-12 * (upper - lower)))
-    return starts
+
+class _Profile:
+    """Raw SVI with (m, sigma) fixed is linear in the rest: with y = (k - m) / sigma and
+    z = sqrt(y^2 + 1), w = a + p (z + y) / 2 + q (z - y) / 2, p = b sigma (1 + rho) and
+    q = b sigma (1 - rho) the wing slopes in y (both >= 0 iff b >= 0 and |rho| <= 1). The best
+    (a, p, q) for given (m, sigma) is a 3-column weighted linear least squares: in total variance,
+    each point weighted by d IV / d w = 1 / (2 IV t) times its weight, so it minimises the IV
+    errors to first order, then one Gauss-Newton step at the fitted IVs (the exact IV errors to
+    second order). p, q < 0 are held at 0 (the best of the faces); then the box of step 5 is
+    applied (b <= 2, |rho| <= 0.999, v >= its floor) and the IV residuals of those parameters
+    returned: what the 2-D search over (m, sigma) minimises is the 5-D fit's own objective."""
+
+    def __init__(self, k: Array, iv: Array, wt: Array, t: float, lower: Array, upper: Array) -> None:
+        import numpy as np
+
+        self.k, self.iv, self.wt, self.t = k, iv, wt, t
+        self.total = iv * iv * t
+        self.lower, self.upper = lower, upper
+        self.u0 = wt / (2.0 * iv * t)
+        self.np = np
+        self.evaluations = 0
+
+    def params(self, m: float, sigma: float) -> Array:
+        """(v, b, rho, m, sigma): the fit's variables, inside its box."""
+        np = self.np
+        y = (self.k - m) / sigma
+        z = np.sqrt(y * y + 1.0)
+        cols = np.stack([np.ones_like(y), 0.5 * (z + y), 0.5 * (z - y)], axis=1)
+        a, p, q = self._solve(cols, self.u0)
+        w = a + cols[:, 1] * p + cols[:, 2] * q
+        if np.all(w > 0.0):  # Gauss-Newton at the fitted IVs: IV - iv ~ (w - total) / (2 sqrt(w t))
+            fitted = np.sqrt(w / self.t)
+            # residual r = wt (fitted - iv); linearised at w: r ~ wt (fitted - iv) + u (w' - w)
+            u = self.wt / (2.0 * fitted * self.t)
+            target = w - (fitted - self.iv) / (u / self.wt)
+            a, p, q = self._solve(cols, u, target)
+        c, d = 0.5 * (p + q), 0.5 * (p - q)
+        b = c / sigma
+        rho = d / c if c > 0.0 else 0.0
+        lo, hi = self.lower, self.upper
+        b = min(max(b, float(lo[1])), float(hi[1]))
+        rho = min(max(rho, float(lo[2])), float(hi[2]))
+        v = a + b * sigma * math.sqrt(1.0 - rho * rho)
+        v = min(max(v, float(lo[0])), float(hi[0]))
+        out: Array = np.array([v, b, rho, m, sigma])
+        return out
+
+    def _solve(self, cols: Array, u: Array, target: Array | None = None) -> tuple[float, float, float]:
+        """The weighted least squares (a, p, q) with p, q >= 0: the free solution, else the best
+        with p, q or both held at 0."""
+        np = self.np
+        rhs = (self.total if target is None else target) * u
+        design = cols * u[:, None]
+        best: tuple[float, float, float] | None = None
+        best_cost = math.inf
+        for free in ((0, 1, 2), (0, 1), (0, 2), (0,)):
+            sub = design[:, free]
+            sol = np.linalg.lstsq(sub, rhs, rcond=None)[0]
+            x = [0.0, 0.0, 0.0]
+            for i, j in enumerate(free):
+                x[j] = float(sol[i])
+            if x[1] < 0.0 or x[2] < 0.0:
+                continue
+            if len(free) == 3:
+                return x[0], x[1], x[2]
+            cost = float(np.sum((sub @ sol - rhs) ** 2))
+            if cost < best_cost:
+                best, best_cost = (x[0], x[1], x[2]), cost
+        return best if best is not None else (float(np.average(rhs / u, weights=u * u)), 0.0, 0.0)
+
+    def residuals(self, ms: Array) -> Array:
+        """The IV residuals of the best parameters at (m, sigma) = ms."""
+        from . import svi
+
+        self.evaluations += 1
+        x = self.params(float(ms[0]), float(ms[1]))
+        model = svi.w(self.k, *_params(x))
+        out: Array = (self.np.sqrt(self.np.maximum(model, 1e-12) / self.t) - self.iv) * self.wt
+        return out
