@@ -1,6 +1,7 @@
-"""A surface from an option chain: per expiry, raw SVI fitted to the mark IVs by scipy's bounded
-least squares, weighted by what is quoted; then the arbitrage checks (butterfly and Lee's bound per
-slice, calendar across slices). numpy and scipy (the `surface` extra) are imported when a fit runs,
+"""A surface from an option chain: per expiry, raw SVI fitted to the mark IVs (quasi-explicitly:
+a linear solve inside a 2-D search, then scipy's bounded least squares), weighted by what is
+quoted; then the arbitrage checks (butterfly and Lee's bound per slice, calendar across slices).
+numpy and scipy (the `surface` extra) are imported when a fit runs,
 never when this module is imported.
 
 What a fit does with its input, in order:
@@ -22,22 +23,25 @@ What a fit does with its input, in order:
    sqrt(1 - rho^2) the smallest total variance, in a box: v >= (1 vol point)^2 t, 0 <= b <= 2,
    |rho| <= 0.999, sigma in [a quarter of the closest strikes' k gap, 4] (the data cannot tell a
    narrower curve from a kink, a spike of density), m within the quoted k widened by its span; so
-   every fit has b >= 0, |rho| < 1, sigma > 0 and a + b sigma sqrt(1 - rho^2) > 0. Several starts
-   (from the smile's own wing slopes), the best kept.
+   every fit has b >= 0, |rho| < 1, sigma > 0 and a + b sigma sqrt(1 - rho^2) > 0.
+   The search is the quasi-explicit calibration (Zeliade Systems, "Quasi-explicit calibration of
+   Gatheral's SVI model", 2009; De Marco & Martini): with (m, sigma) fixed, w is linear in
+   (a, p, q) (`_Profile`), solved exactly as a 3-column weighted linear least squares; a 2-D
+   least squares over (m, sigma) minimises the IV errors of that profiled fit, and the 5-D least
+   squares ends the search from there (same objective, a few iterations). The full search starts
+   the 2-D one from the best `MS_STARTS` points of a grid of (m, sigma) over the quoted k and
+   sigma up to its bound (each a linear solve).
    Warm start (`previous`, the service's latest surface of the chain): an expiry the previous
-   surface fitted starts from that fit alone, its smile held in IV at the same strikes (a and b
-   scaled by the time left, m moved by the forward's log move): one least squares instead of
-   several, of fewer iterations (bench/bench_surface.py: the real chain moved a little, 115
-   iterations instead of 278; the same chain again, 13). The result is kept when its RMS IV error
+   surface fitted starts the 2-D search alone from that fit's (m, sigma), its smile held in IV
+   at the same strikes (m moved by the forward's log move). On a smile raw SVI fits only loosely
+   (the Deribit generator's, a parabola in k / sqrt(t): a flat valley of near-equal fits, where
+   the 5-D least squares alone crept ~140 iterations from a warm start) a warm refit costs about
+   2 ms a slice instead of 25 (bench/bench_surface.py). The result is kept when its RMS IV error
    is within `WARM_RMSE_RATIO` and `WARM_RMSE_SLACK` of the previous fit's; otherwise (the chain
-   moved too far: another minimum) the starts above run too and the best of all is kept. So a
+   moved too far: another minimum) the full search runs too and the best of all is kept. So a
    warm start cannot stay in a worse minimum for long, the full search runs with it every
    `WARM_SEARCH_EVERY` fits of the expiry (`SliceFit.warm_starts` counts the fits since the last
-   full search). A smile raw SVI fits only loosely (the Deribit generator's, a parabola in
-   k / sqrt(t) over 10 strikes: a flat valley of near-equal fits) takes over a hundred iterations
-   even from a warm start, and in about one fit in a hundred keeps a worse minimum until that
-   search (measured: up to three times a cold fit's weighted RMS error, 0.2 against 0.05 vol
-   points).
+   full search).
 6. If the best fit has butterfly arbitrage on the check grid (g(k) < 0), it is fitted again with
    a penalty on g below a small margin over the grid, its weight raised tenfold up to twice while
    the arbitrage stays; the penalised fit replaces the first when it removes the arbitrage, or
@@ -378,7 +382,7 @@ def _fit_slice(e: _Expiry, prior: SliceFit | None = None) -> SliceFit:
 
 POLISH = True
 OUTER_TOL = 1e-10
-MS_STARTS = 3  # the full search runs the 2-D search from this many of the grid's best (m, sigma)
+MS_STARTS = 2  # the full search runs the 2-D search from this many of the grid's best (m, sigma)
 
 
 @attrs.frozen
@@ -398,8 +402,8 @@ def _ms_starts(profile: _Profile, k: Array, span: float, lower: Array, upper: Ar
 
     k_lo, k_hi = float(k.min()), float(k.max())
     scored = []
-    for m in np.linspace(k_lo - 0.5 * span, k_hi + 0.5 * span, 9):
-        for sigma in np.geomspace(max(float(lower[1]), 0.02 * span), float(upper[1]), 8):
+    for m in np.linspace(k_lo - 0.5 * span, k_hi + 0.5 * span, 7):
+        for sigma in np.geomspace(max(float(lower[1]), 0.02 * span), float(upper[1]), 6):
             ms = np.clip(np.array([m, sigma]), lower, upper)
             r = profile.residuals(ms)
             scored.append((float(r @ r), ms))
@@ -469,7 +473,10 @@ class _Profile:
         np = self.np
         y = (self.k - m) / sigma
         z = np.sqrt(y * y + 1.0)
-        cols = np.stack([np.ones_like(y), 0.5 * (z + y), 0.5 * (z - y)], axis=1)
+        cols = np.empty((len(y), 3))
+        cols[:, 0] = 1.0
+        cols[:, 1] = 0.5 * (z + y)
+        cols[:, 2] = 0.5 * (z - y)
         a, p, q = self._solve(cols, self.u0)
         w = a + cols[:, 1] * p + cols[:, 2] * q
         if np.all(w > 0.0):  # Gauss-Newton at the fitted IVs: IV - iv ~ (w - total) / (2 sqrt(w t))
@@ -497,9 +504,14 @@ class _Profile:
         design = cols * u[:, None]
         best: tuple[float, float, float] | None = None
         best_cost = math.inf
+        gram = design.T @ design
+        moment = design.T @ rhs
         for free in ((0, 1, 2), (0, 1), (0, 2), (0,)):
-            sub = design[:, free]
-            sol = np.linalg.lstsq(sub, rhs, rcond=None)[0]
+            idx = list(free)
+            try:
+                sol = np.linalg.solve(gram[np.ix_(idx, idx)], moment[idx])
+            except np.linalg.LinAlgError:
+                continue
             x = [0.0, 0.0, 0.0]
             for i, j in enumerate(free):
                 x[j] = float(sol[i])
@@ -507,7 +519,8 @@ class _Profile:
                 continue
             if len(free) == 3:
                 return x[0], x[1], x[2]
-            cost = float(np.sum((sub @ sol - rhs) ** 2))
+            resid = design[:, idx] @ sol - rhs
+            cost = float(resid @ resid)
             if cost < best_cost:
                 best, best_cost = (x[0], x[1], x[2]), cost
         return best if best is not None else (float(np.average(rhs / u, weights=u * u)), 0.0, 0.0)
