@@ -7,7 +7,9 @@
 2. Refit of a synthetic chain: `--expiries` expiries (1 day to about a year) of `--strikes`
    strikes each, a call and a put per strike, mark IVs from a known raw SVI per expiry plus
    noise (half a vol point), quoted 2 to 6 vol points wide.
-   Then both chains moved a little, 5 s later (every IV up a fifth of a vol point and tilted by
+   And a generator-shaped chain (`generator_chain`: what `tradingd generate --venue deribit
+   --strikes 12` quotes, 2 expiries x 12 strikes, a smile raw SVI fits only loosely).
+   Then the chains moved a little, 5 s later (every IV up a fifth of a vol point and tilted by
    one point per unit of log-moneyness, a tenth of a point of noise, the forward up 0.05%: what
    a quiet market does between two refits), fitted cold and warm (`previous=` the surface of
    the chain before the move, as the service refits), with the least squares' iterations
@@ -107,6 +109,40 @@ def synthetic_chain(expiries: int, strikes: int, seed: int = 1) -> tuple[list[Su
     return quotes, as_of
 
 
+def generator_chain(seed: int = 1) -> tuple[list[SurfaceQuote], int]:
+    """A chain shaped as `tradingd generate --venue deribit --strikes 12` makes: 2 expiries (3 and
+    31 days) x 12 strikes x (call, put), the smile a parabola in x = k / sqrt(t) (IV = 0.40 - 0.03 x
+    + 0.02 x^2: the sample's, read off its fitted points), which raw SVI fits only in a flat valley
+    of near-equal fits; quoted 1 to 4 vol points wide."""
+    rng = random.Random(seed)
+    as_of = 1_795_000_000 * 10**9
+    forward = 91_250.0
+    quotes = []
+    for days in (3.0, 31.0):
+        t = days / 365.0
+        expiry_ns = as_of + round(days * DAY_NS)
+        for i in range(12):
+            x = -1.6 + 3.2 * i / 11
+            k = x * math.sqrt(t)
+            strike = round(forward * math.exp(k), 2)
+            iv = 0.40 - 0.03 * x + 0.02 * x * x + rng.gauss(0.0, 0.0005)
+            for right in ("C", "P"):
+                half = rng.uniform(0.005, 0.02)
+                quotes.append(
+                    SurfaceQuote(
+                        f"BTC-{days:.0f}-{strike:.0f}-{right}",
+                        strike,
+                        expiry_ns,
+                        iv,
+                        forward,
+                        iv - half,
+                        iv + half,
+                        right == "C",
+                    )
+                )
+    return quotes, as_of
+
+
 def moved(quotes: list[SurfaceQuote], seed: int = 3) -> list[SurfaceQuote]:
     """The chain a little later (module docstring, 2.)."""
     rng = random.Random(seed)
@@ -197,7 +233,19 @@ def main(argv: list[str] | None = None) -> int:
     def fit_synth() -> VolSurface:
         return fit_surface(synth, venue="deribit", underlying="BTC", as_of_ns=synth_as_of)
 
-    before_real, before_synth = fit_real(), fit_synth()
+    gen, gen_as_of = generator_chain()
+
+    def fit_gen() -> VolSurface:
+        return fit_surface(gen, venue="deribit", underlying="BTC", as_of_ns=gen_as_of)
+
+    before_real, before_synth, before_gen = fit_real(), fit_synth(), fit_gen()
+    gen_moved, later_gen = moved(gen), gen_as_of + 5 * 10**9
+
+    def fit_gen_moved(previous: VolSurface | None = None) -> VolSurface:
+        return fit_surface(
+            gen_moved, venue="deribit", underlying="BTC", as_of_ns=later_gen, previous=previous
+        )
+
     real_moved, synth_moved = moved(real), moved(synth)
     later_real, later_synth = real_as_of + 5 * 10**9, synth_as_of + 5 * 10**9
 
@@ -223,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
         ("real_moved_warm", "real chain moved, warm (previous=)", lambda: fit_real_moved(before_real)),
         ("synthetic_moved_cold", "synthetic moved, cold", fit_synth_moved),
         ("synthetic_moved_warm", "synthetic moved, warm (previous=)", lambda: fit_synth_moved(before_synth)),
+        ("generator", f"generator-shaped: {len(gen)} options, 2 x 12 strikes", fit_gen),
+        ("generator_moved_cold", "generator-shaped moved, cold", fit_gen_moved),
+        (
+            "generator_moved_warm",
+            "generator-shaped moved, warm (previous=)",
+            lambda: fit_gen_moved(before_gen),
+        ),
     ):
         runs = cpu_runs(work, args.repeat)
         with Iterations() as counted:
@@ -232,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         results[f"refit_{key}_runs_ms"] = [r * 1e3 for r in runs]
         results[f"refit_{key}_slices"] = len(surface.slices)
         results[f"refit_{key}_iterations"] = counted.count
-    for key in ("real", "synthetic"):
+    for key in ("real", "synthetic", "generator"):
         by_key = {f[0]: f[3] for f in fits}
         cold, warm = by_key[f"{key}_moved_cold"], by_key[f"{key}_moved_warm"]
         worst = max(
@@ -276,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "warm vs cold on the moved chains, the largest difference of a residual (vol points): "
         f"real {results['warm_vs_cold_real_max_residual_diff_iv'] * 100:.4f}, "
-        f"synthetic {results['warm_vs_cold_synthetic_max_residual_diff_iv'] * 100:.4f}"
+        f"synthetic {results['warm_vs_cold_synthetic_max_residual_diff_iv'] * 100:.4f}, "
+        f"generator-shaped {results['warm_vs_cold_generator_max_residual_diff_iv'] * 100:.4f}"
     )
     print()
     print(f"{'query on the real surface (CPU per query)':52} {'us':>8}")

@@ -1,6 +1,7 @@
-"""A surface from an option chain: per expiry, raw SVI fitted to the mark IVs by scipy's bounded
-least squares, weighted by what is quoted; then the arbitrage checks (butterfly and Lee's bound per
-slice, calendar across slices). numpy and scipy (the `surface` extra) are imported when a fit runs,
+"""A surface from an option chain: per expiry, raw SVI fitted to the mark IVs (quasi-explicitly:
+a linear solve inside a 2-D search, then scipy's bounded least squares), weighted by what is
+quoted; then the arbitrage checks (butterfly and Lee's bound per slice, calendar across slices).
+numpy and scipy (the `surface` extra) are imported when a fit runs,
 never when this module is imported.
 
 What a fit does with its input, in order:
@@ -22,22 +23,25 @@ What a fit does with its input, in order:
    sqrt(1 - rho^2) the smallest total variance, in a box: v >= (1 vol point)^2 t, 0 <= b <= 2,
    |rho| <= 0.999, sigma in [a quarter of the closest strikes' k gap, 4] (the data cannot tell a
    narrower curve from a kink, a spike of density), m within the quoted k widened by its span; so
-   every fit has b >= 0, |rho| < 1, sigma > 0 and a + b sigma sqrt(1 - rho^2) > 0. Several starts
-   (from the smile's own wing slopes), the best kept.
+   every fit has b >= 0, |rho| < 1, sigma > 0 and a + b sigma sqrt(1 - rho^2) > 0.
+   The search is the quasi-explicit calibration (Zeliade Systems, "Quasi-explicit calibration of
+   Gatheral's SVI model", 2009; De Marco & Martini): with (m, sigma) fixed, w is linear in
+   (a, p, q) (`_Profile`), solved exactly as a 3-column weighted linear least squares; a 2-D
+   least squares over (m, sigma) minimises the IV errors of that profiled fit, and the 5-D least
+   squares ends the search from there (same objective, a few iterations). The full search starts
+   the 2-D one from the best `MS_STARTS` points of a grid of (m, sigma) over the quoted k and
+   sigma up to its bound (each a linear solve).
    Warm start (`previous`, the service's latest surface of the chain): an expiry the previous
-   surface fitted starts from that fit alone, its smile held in IV at the same strikes (a and b
-   scaled by the time left, m moved by the forward's log move): one least squares instead of
-   several, of fewer iterations (bench/bench_surface.py: the real chain moved a little, 115
-   iterations instead of 278; the same chain again, 13). The result is kept when its RMS IV error
+   surface fitted starts the 2-D search alone from that fit's (m, sigma), its smile held in IV
+   at the same strikes (m moved by the forward's log move). On a smile raw SVI fits only loosely
+   (the Deribit generator's, a parabola in k / sqrt(t): a flat valley of near-equal fits, where
+   the 5-D least squares alone crept ~140 iterations from a warm start) a warm refit costs about
+   2 ms a slice instead of 25 (bench/bench_surface.py). The result is kept when its RMS IV error
    is within `WARM_RMSE_RATIO` and `WARM_RMSE_SLACK` of the previous fit's; otherwise (the chain
-   moved too far: another minimum) the starts above run too and the best of all is kept. So a
+   moved too far: another minimum) the full search runs too and the best of all is kept. So a
    warm start cannot stay in a worse minimum for long, the full search runs with it every
    `WARM_SEARCH_EVERY` fits of the expiry (`SliceFit.warm_starts` counts the fits since the last
-   full search). A smile raw SVI fits only loosely (the Deribit generator's, a parabola in
-   k / sqrt(t) over 10 strikes: a flat valley of near-equal fits) takes over a hundred iterations
-   even from a warm start, and in about one fit in a hundred keeps a worse minimum until that
-   search (measured: up to three times a cold fit's weighted RMS error, 0.2 against 0.05 vol
-   points).
+   full search).
 6. If the best fit has butterfly arbitrage on the check grid (g(k) < 0), it is fitted again with
    a penalty on g below a small margin over the grid, its weight raised tenfold up to twice while
    the arbitrage stays; the penalised fit replaces the first when it removes the arbitrage, or
@@ -51,7 +55,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -272,14 +276,35 @@ def _fit_slice(e: _Expiry, prior: SliceFit | None = None) -> SliceFit:
         out: Array = np.stack([scale * col for col in cols], axis=1)
         return out
 
-    def solve(x0: Array) -> Any:
-        return least_squares(residuals, x0, jac=jacobian, bounds=(lower, upper), method="trf", x_scale="jac")
+    profile = _Profile(k, iv, wt, t, lower, upper)
+    ms_lower, ms_upper = lower[3:], upper[3:]
 
-    best = None
+    def solve(ms0: Array) -> _Found:
+        """The 2-D search over (m, sigma) of the profiled fit, then the 5-D least squares from its
+        end (a few iterations: it starts at the profile's best, on the same objective)."""
+        ms = np.clip(ms0, ms_lower + 1e-12 * (ms_upper - ms_lower), ms_upper - 1e-12 * (ms_upper - ms_lower))
+        outer = least_squares(
+            profile.residuals,
+            ms,
+            bounds=(ms_lower, ms_upper),
+            method="trf",
+            x_scale="jac",
+            ftol=OUTER_TOL,
+            xtol=OUTER_TOL,
+        )
+        x0 = np.clip(profile.params(*(float(y) for y in outer.x)), lower, upper)
+        if POLISH:
+            found = least_squares(
+                residuals, x0, jac=jacobian, bounds=(lower, upper), method="trf", x_scale="jac"
+            )
+            return _Found(found.x, found.fun)
+        return _Found(x0, residuals(x0))
+
+    best: _Found | None = None
     warm_starts = 0
     warm = _warm_start(e, prior, lower, upper)
     if warm is not None and prior is not None:
-        found = solve(warm)
+        found = solve(warm[3:])
         if np.all(np.isfinite(found.x)):
             best = found
             warm_starts = prior.warm_starts + 1
@@ -291,8 +316,8 @@ def _fit_slice(e: _Expiry, prior: SliceFit | None = None) -> SliceFit:
     )
     if search:
         warm_starts = 0
-        for x0 in _starts(k, total, span, lower, upper):
-            found = solve(x0)
+        for ms0 in _ms_starts(profile, k, span, ms_lower, ms_upper):
+            found = solve(ms0)
             if np.all(np.isfinite(found.x)) and (best is None or found.cost < best.cost):
                 best = found
     if best is None:
@@ -355,6 +380,37 @@ def _fit_slice(e: _Expiry, prior: SliceFit | None = None) -> SliceFit:
     )
 
 
+POLISH = True
+OUTER_TOL = 1e-10
+MS_STARTS = 2  # the full search runs the 2-D search from this many of the grid's best (m, sigma)
+
+
+@attrs.frozen
+class _Found:
+    x: Array
+    fun: Array
+
+    @property
+    def cost(self) -> float:
+        return 0.5 * float(self.fun @ self.fun)
+
+
+def _ms_starts(profile: _Profile, k: Array, span: float, lower: Array, upper: Array) -> list[Array]:
+    """The full search's starts: a grid of (m, sigma) over the quoted k and the sigma starts, each
+    scored by its profiled fit (a linear least squares), the best few kept."""
+    import numpy as np
+
+    k_lo, k_hi = float(k.min()), float(k.max())
+    scored = []
+    for m in np.linspace(k_lo - 0.5 * span, k_hi + 0.5 * span, 7):
+        for sigma in np.geomspace(max(float(lower[1]), 0.02 * span), float(upper[1]), 6):
+            ms = np.clip(np.array([m, sigma]), lower, upper)
+            r = profile.residuals(ms)
+            scored.append((float(r @ r), ms))
+    scored.sort(key=lambda item: item[0])
+    return [ms for _, ms in scored[:MS_STARTS]]
+
+
 def _rms(x: Array) -> float:
     import numpy as np
 
@@ -388,19 +444,93 @@ def _warm_start(e: _Expiry, prior: SliceFit | None, lower: Array, upper: Array) 
     return start
 
 
-def _starts(k: Array, total: Array, span: float, lower: Array, upper: Array) -> list[Array]:
-    """Starting points from the smile's shape: its lowest point, and the wing slopes from there
-    to each end (b (rho -+ 1) are the slopes of w far out on either side)."""
-    import numpy as np
+# -- the quasi-explicit calibration (Zeliade 2009; De Marco & Martini) ---------------------------
 
-    i = int(total.argmin())
-    k_min, w_min = float(k[i]), float(total[i])
-    left = (float(total[0]) - w_min) / (float(k[0]) - k_min) if k[0] < k_min else 0.0
-    right = (float(total[-1]) - w_min) / (float(k[-1]) - k_min) if k[-1] > k_min else 0.0
-    b = max((right - left) / 2.0, 1e-3 * w_min / span)
-    rho = (right + left) / (right - left) if right > left else 0.0
-    starts = []
-    for fraction in _SIGMA_STARTS:
-        x0 = np.array([w_min, b, rho, k_min, fraction * span])
-        starts.append(np.clip(x0, lower + 1e-12 * (upper - lower), upper - 1e-12 * (upper - lower)))
-    return starts
+
+class _Profile:
+    """Raw SVI with (m, sigma) fixed is linear in the rest: with y = (k - m) / sigma and
+    z = sqrt(y^2 + 1), w = a + p (z + y) / 2 + q (z - y) / 2, p = b sigma (1 + rho) and
+    q = b sigma (1 - rho) the wing slopes in y (both >= 0 iff b >= 0 and |rho| <= 1). The best
+    (a, p, q) for given (m, sigma) is a 3-column weighted linear least squares: in total variance,
+    each point weighted by d IV / d w = 1 / (2 IV t) times its weight, so it minimises the IV
+    errors to first order, then one Gauss-Newton step at the fitted IVs (the exact IV errors to
+    second order). p, q < 0 are held at 0 (the best of the faces); then the box of step 5 is
+    applied (b <= 2, |rho| <= 0.999, v >= its floor) and the IV residuals of those parameters
+    returned: what the 2-D search over (m, sigma) minimises is the 5-D fit's own objective."""
+
+    def __init__(self, k: Array, iv: Array, wt: Array, t: float, lower: Array, upper: Array) -> None:
+        import numpy as np
+
+        self.k, self.iv, self.wt, self.t = k, iv, wt, t
+        self.total = iv * iv * t
+        self.lower, self.upper = lower, upper
+        self.u0 = wt / (2.0 * iv * t)
+        self.np = np
+        self.evaluations = 0
+
+    def params(self, m: float, sigma: float) -> Array:
+        """(v, b, rho, m, sigma): the fit's variables, inside its box."""
+        np = self.np
+        y = (self.k - m) / sigma
+        z = np.sqrt(y * y + 1.0)
+        cols = np.empty((len(y), 3))
+        cols[:, 0] = 1.0
+        cols[:, 1] = 0.5 * (z + y)
+        cols[:, 2] = 0.5 * (z - y)
+        a, p, q = self._solve(cols, self.u0)
+        w = a + cols[:, 1] * p + cols[:, 2] * q
+        if np.all(w > 0.0):  # Gauss-Newton at the fitted IVs: IV - iv ~ (w - total) / (2 sqrt(w t))
+            fitted = np.sqrt(w / self.t)
+            # residual r = wt (fitted - iv); linearised at w: r ~ wt (fitted - iv) + u (w' - w)
+            u = self.wt / (2.0 * fitted * self.t)
+            target = w - (fitted - self.iv) / (u / self.wt)
+            a, p, q = self._solve(cols, u, target)
+        c, d = 0.5 * (p + q), 0.5 * (p - q)
+        b = c / sigma
+        rho = d / c if c > 0.0 else 0.0
+        lo, hi = self.lower, self.upper
+        b = min(max(b, float(lo[1])), float(hi[1]))
+        rho = min(max(rho, float(lo[2])), float(hi[2]))
+        v = a + b * sigma * math.sqrt(1.0 - rho * rho)
+        v = min(max(v, float(lo[0])), float(hi[0]))
+        out: Array = np.array([v, b, rho, m, sigma])
+        return out
+
+    def _solve(self, cols: Array, u: Array, target: Array | None = None) -> tuple[float, float, float]:
+        """The weighted least squares (a, p, q) with p, q >= 0: the free solution, else the best
+        with p, q or both held at 0."""
+        np = self.np
+        rhs = (self.total if target is None else target) * u
+        design = cols * u[:, None]
+        best: tuple[float, float, float] | None = None
+        best_cost = math.inf
+        gram = design.T @ design
+        moment = design.T @ rhs
+        for free in ((0, 1, 2), (0, 1), (0, 2), (0,)):
+            idx = list(free)
+            try:
+                sol = np.linalg.solve(gram[np.ix_(idx, idx)], moment[idx])
+            except np.linalg.LinAlgError:
+                continue
+            x = [0.0, 0.0, 0.0]
+            for i, j in enumerate(free):
+                x[j] = float(sol[i])
+            if x[1] < 0.0 or x[2] < 0.0:
+                continue
+            if len(free) == 3:
+                return x[0], x[1], x[2]
+            resid = design[:, idx] @ sol - rhs
+            cost = float(resid @ resid)
+            if cost < best_cost:
+                best, best_cost = (x[0], x[1], x[2]), cost
+        return best if best is not None else (float(np.average(rhs / u, weights=u * u)), 0.0, 0.0)
+
+    def residuals(self, ms: Array) -> Array:
+        """The IV residuals of the best parameters at (m, sigma) = ms."""
+        from . import svi
+
+        self.evaluations += 1
+        x = self.params(float(ms[0]), float(ms[1]))
+        model = svi.w(self.k, *_params(x))
+        out: Array = (self.np.sqrt(self.np.maximum(model, 1e-12) / self.t) - self.iv) * self.wt
+        return out

@@ -108,9 +108,10 @@ def test_a_warm_fit_of_the_same_real_chain_is_the_cold_fit_for_a_fraction_of_the
     assert all(s.warm_starts == 1 for s in warm.slices)
     assert all(s.warm_starts == 0 for s in cold.slices)
     assert warm.report()["slices"][0]["warm_starts"] == 1
-    # One least squares per expiry from where the last one ended, against several starts each
-    # (measured: 277 and 228 Jacobians cold, 13 and 11 warm).
-    assert warm_calls == len(warm.slices) < cold_calls
+    # One search per expiry from where the last one ended (the 2-D search over (m, sigma) of the
+    # profiled fit, then the 5-D least squares from its end: two least squares), against several
+    # starts each.
+    assert warm_calls == 2 * len(warm.slices) < cold_calls
     assert warm_work * 5 < cold_work
 
 
@@ -213,7 +214,9 @@ def test_warm_fits_of_a_moving_chain_follow_the_cold_ones_for_less_work(
         warm_work += counted.take()[1]
         assert_as_good(warm, cold, MOVED, MOVED_RMSE)
         previous = warm
-    assert warm_work * 3 < cold_work, (warm_work, cold_work)
+    # Measured: 503 and 510 Jacobians warm against 1336 and 1332 cold (the 2-D search of the
+    # profiled fit and the 5-D least squares after it, both counted).
+    assert warm_work * 2 < cold_work, (warm_work, cold_work)
 
 
 def test_the_full_search_runs_again_every_so_many_warm_fits() -> None:
