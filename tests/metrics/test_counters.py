@@ -326,6 +326,7 @@ async def test_a_live_strategys_order_carries_the_receipt_of_the_event_it_handle
         catalogs={},
         book=lambda venue, instrument: None,
         fee_model=lambda venue: None,
+        surfaces=None,
         gateways={"deribit": Gateway()},
     )
     slot = StrategySlot(_Seen(), Mailbox(4))

@@ -115,7 +115,9 @@ async def test_live_the_chain_is_streamed_once_asked_for_and_refits_run_off_the_
         {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}")},
         mode="paper",
         environ=CREDS,
-        surface_settings=SurfaceSettings(min_refit_interval_s=0.2),
+        # Any new ticker makes a refit due (no move thresholds): this test is about where the
+        # refit runs, not when the chain has moved enough (tests/surface/test_refit_decisions.py).
+        surface_settings=SurfaceSettings(min_refit_interval_s=0.2, min_iv_change=0.0, min_forward_change=0.0),
     )
     fit = FakeFit()
     engine.surfaces._fit = fit
