@@ -46,8 +46,11 @@ cannot be placed in a year; a rule whose pair is another asset's, or whose hour 
 title's. Markets that do not look like crypto price questions (no crypto asset named, or no price
 in the question) are not reported at all (`classify` answers None).
 
-Amounts: "$102,000", "$1,900", "$0.55", "69,200" (the hourly titles drop the "$"), and "$100k" /
-"$1.5m" (k: thousand, m: million: the short forms markets' slugs use, accepted in a question too).
+Amounts: "$102,000", "$1,900", "$0.55", "69,200" (the hourly titles drop the "$", so a plain
+number is read without one), and "$100k" / "$1.5m" (k: thousand, m: million: the short forms
+markets' slugs use, accepted in a question too, only after a "$": "96000m" is refused). ASCII
+digits only. Refused, not guessed: "$96.000" (one to three digits, a dot, exactly three digits: a
+thousands separator in much of the world), more than 18 significant digits.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Final
 
 import attrs
@@ -90,7 +93,14 @@ _MONTHS: Final = {
 }  # fmt: skip
 _MONTH_WORDS: Final = "|".join(sorted(_MONTHS, key=len, reverse=True))
 
-_AMOUNT: Final = r"\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?[km]?"
+# ASCII digits only ("[0-9]": `\d` would take Arabic-Indic or fullwidth digits); at most 40 digits
+# either side of the point here (a clear refusal of longer amounts is `_amount`'s, see _MAX_DIGITS).
+_AMOUNT: Final = r"\$?\s?(?:[0-9]{1,3}(?:,[0-9]{3}){1,13}|[0-9]{1,40})(?:\.[0-9]{1,40})?[km]?"
+# More significant digits than any price needs (and well inside Decimal's 28): refused, not rounded.
+_MAX_DIGITS: Final = 18
+# "96.000": a dot after one to three digits, then exactly three: a thousands separator in much of
+# the world ("96.000" = 96,000), a decimal point here. Not guessed between: refused.
+_AMBIGUOUS: Final = re.compile(r"^[1-9][0-9]{0,2}\.[0-9]{3}$")
 _CONDITIONS: Final = {
     "above": PriceCondition.ABOVE,
     "greater than": PriceCondition.ABOVE,
@@ -105,8 +115,8 @@ _QUESTION: Final = re.compile(
     rf"^(?:will\s+)?(?:the\s+price\s+of\s+)?(?P<asset>{_ASSET_WORDS})\s+(?:be\s+)?"
     rf"(?P<cmp>{_CONDITION_WORDS})\s+"
     rf"(?P<a>{_AMOUNT})(?:\s+and\s+(?P<b>{_AMOUNT}))?\s+on\s+"
-    rf"(?P<month>{_MONTH_WORDS})\.?\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(?P<year>\d{{4}}))?"
-    r"(?:,?\s+(?P<hour>\d{1,2})(?::(?P<minute>\d{2}))?\s*(?P<ampm>[ap])\.?m\.?\s+et)?\s*\??$",
+    rf"(?P<month>{_MONTH_WORDS})\.?\s+(?P<day>[0-9]{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(?P<year>[0-9]{{4}}))?"
+    r"(?:,?\s+(?P<hour>[0-9]{1,2})(?::(?P<minute>[0-9]{2}))?\s*(?P<ampm>[ap])\.?m\.?\s+et)?\s*\??$",
     re.IGNORECASE,
 )
 
@@ -198,19 +208,28 @@ def looks_like_price_market(market: CatalogMarket) -> bool:
 
 
 def _amount(text: str) -> Decimal:
+    said = text.strip()
+    dollar = "$" in text
     raw = text.replace("$", "").replace(",", "").replace(" ", "")
     scale = 1
     if raw[-1:].casefold() == "k":
         raw, scale = raw[:-1], 1_000
     elif raw[-1:].casefold() == "m":
         raw, scale = raw[:-1], 1_000_000
+    if scale != 1 and not dollar:
+        # "96000m" is no way of writing an amount of money; only "$100k" / "$1.5m" are read.
+        raise _Refused(f"the amount {said!r} has a k/m suffix but no '$'")
+    if _AMBIGUOUS.match(raw):
+        raise _Refused(f"the amount {said!r} is ambiguous (a decimal point or a thousands separator?)")
+    if sum(c.isdigit() for c in raw.lstrip("0.")) > _MAX_DIGITS:
+        raise _Refused(f"the amount {said[:30]!r} has more than {_MAX_DIGITS} significant digits")
     try:
         value = Decimal(raw) * scale
-    except InvalidOperation:
-        raise _Refused(f"the amount {text!r} is not a number") from None
-    if not value.is_finite() or value <= 0:
-        raise _Refused(f"the strike {text.strip()} is not a positive finite number")
-    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value
+        if not value.is_finite() or value <= 0:
+            raise _Refused(f"the strike {said} is not a positive finite number")
+        return value.quantize(Decimal(1)) if value == value.to_integral_value() else value
+    except ArithmeticError:  # InvalidOperation and the rest of decimal's signals
+        raise _Refused(f"the amount {said[:30]!r} is not a number this reader takes") from None
 
 
 def _hour24(hour: int, minute: int, ampm: str | None) -> tuple[int, int]:
@@ -402,6 +421,9 @@ def classify(market: CatalogMarket) -> PriceMarket | Unrecognized | None:
         return _read(market, question, underlying)
     except _Refused as exc:
         return Unrecognized(market, str(exc), underlying)
+    except Exception as exc:  # one hostile text must not stop the others being read
+        said = " ".join(str(exc).split())[:120]
+        return Unrecognized(market, f"could not be read ({type(exc).__name__}: {said})", underlying)
 
 
 def recognize(market: CatalogMarket) -> PriceMarket | Unrecognized:

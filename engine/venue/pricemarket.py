@@ -186,14 +186,21 @@ def sort_price_markets(
 ) -> tuple[list[PriceMarket], list[Unrecognized]]:
     """`MarketCatalog.price_markets` over `markets`: each tradable one through `recognize`, kept
     when it is (or names) `underlying` (None: every underlying; compared ignoring case). Both lists
-    in the order of `markets`."""
+    in the order of `markets`. A market `recognize` raises on is reported (`Unrecognized`, the
+    error as its reason, whatever `underlying`), and the others are still read."""
     wanted = None if underlying is None else underlying.strip().upper()
     read: list[PriceMarket] = []
     unread: list[Unrecognized] = []
     for market in markets:
         if not market.tradable:
             continue
-        found = recognize(market)
+        try:
+            found = recognize(market)
+        except Exception as exc:  # one hostile market must not stop the others
+            said = " ".join(str(exc).split())[:120]
+            # Which asset it names is unknown: reported whatever `underlying` asked for.
+            unread.append(Unrecognized(market, f"could not be read ({type(exc).__name__}: {said})"))
+            continue
         if isinstance(found, PriceMarket):
             if wanted is None or found.underlying == wanted:
                 read.append(found)

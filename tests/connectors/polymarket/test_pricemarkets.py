@@ -355,3 +355,58 @@ def test_any_question_text_is_read_reported_or_passed_over(text: str) -> None:
     assert found is None or isinstance(found, PriceMarket | Unrecognized)
     if isinstance(found, Unrecognized):
         assert found.reason and "\n" not in found.reason
+
+
+# --------------------------------------------------------------------------- hostile amounts
+
+
+@pytest.mark.parametrize(
+    ("question", "phrase"),
+    [
+        # 29+ digits: Decimal.quantize raised InvalidOperation out of classify (and price_markets).
+        (Q + "above $" + "9" * 40 + " on November 8?", "significant digits"),
+        (Q + "above $" + "9" * 29 + " on November 8?", "significant digits"),
+        # 19..28 digits were read, 29-digit products silently rounded: refused above 18.
+        (Q + "above $" + "1" * 19 + " on November 8?", "significant digits"),
+        (Q + "above $" + "1" * 19 + "k on November 8?", "significant digits"),
+        # Not ASCII digits: refused, not read as 100,000 / the 10th.
+        (Q + "above $\u0661\u0660\u0660,\u0660\u0660\u0660 on November 8?", "wording not read"),
+        (Q + "above $102,000 on November \uff11\uff10?", "wording not read"),
+        # A thousands separator or a decimal point? Not guessed.
+        (Q + "above $96.000 on November 8?", "ambiguous"),
+        (Q + "above 96000m on November 8?", "k/m suffix but no '$'"),
+    ],
+)
+def test_absurd_or_ambiguous_amounts_are_reported_not_raised(question: str, phrase: str) -> None:
+    assert phrase in reason(btc_102k(question=question))
+
+
+def test_amounts_near_the_limits_are_still_read() -> None:
+    for question, low in [
+        (Q + "above $" + "1" * 18 + " on November 8?", "1" * 18),
+        (Q + "above $0.000000000000000001 on November 8?", "0.000000000000000001"),
+        (Q + "above $96.0 on November 8?", "96.0"),
+        (Q + "above $0.555 on November 8?", "0.555"),
+    ]:
+        found = classify(btc_102k(question=question))
+        assert isinstance(found, PriceMarket), (question, found)
+        assert found.low == Decimal(low)
+
+
+def test_one_hostile_market_does_not_stop_the_others_being_read() -> None:
+    from tradingd.engine.venue import sort_price_markets
+
+    hostile = btc_102k(question=Q + "above $" + "9" * 40 + " on November 8?", slug="hostile")
+    good = btc_102k()
+    read, unread = sort_price_markets([hostile, good], classify, "BTC")
+    assert [m.market.slug for m in read] == [good.slug]
+    assert [u.market.slug for u in unread] == ["hostile"]
+
+    def raising(market: CatalogMarket) -> PriceMarket | Unrecognized | None:
+        if market.slug == "hostile":
+            raise RuntimeError("boom\nsecond line")
+        return classify(market)
+
+    read, unread = sort_price_markets([hostile, good], raising, "BTC")
+    assert [m.market.slug for m in read] == [good.slug]
+    assert [u.reason for u in unread] == ["could not be read (RuntimeError: boom second line)"]
