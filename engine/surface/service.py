@@ -16,7 +16,9 @@ fit (`SurfaceSettings` has the thresholds; `stats.refit_reasons` counts each):
 - `iv`: a quote's mark IV moved by `min_iv_change` or more since the last fit;
 - `forward`: a quote's forward moved by `min_forward_change` (relative) or more;
 - `age`: none of those, but `max_refit_interval_s` passed since the last fit (the surface's
-  `as_of_ns` stays that recent while the chain is quoted).
+  `as_of_ns` stays that recent while the chain is quoted);
+- `retry`: the last fit raised: the next due look with a new ticker fits again (the last fit's
+  basis is recorded only once a fit has run without raising).
 
 Otherwise the look is skipped (`stats.refits_skipped`) and the surface kept: its queries at a
 later `now_ns` hold its smile in IV, which is what the quotes still say. A last fit that fitted
@@ -141,6 +143,7 @@ class ChainState:
         "in_flight",
         "looked",
         "registry_size",
+        "retry",
         "skipped",
         "surface",
         "symbols",
@@ -161,6 +164,7 @@ class ChainState:
         self.fitted_ns = 0
         self.empty = False
         self.in_flight = False
+        self.retry = False  # the last fit raised: the next due look refits ("retry")
         self.failure_logged = False
         self.empty_logged = False
         self.symbols: tuple[str, ...] = ()  # its options (active, unexpired when listed), sorted
@@ -177,6 +181,9 @@ class _Job:
     tickers: tuple[Ticker, ...]
     as_of_ns: int
     previous: VolSurface | None  # the warm start
+    # What the chain records as its last fit's basis once the fit has run without raising.
+    basis: dict[str, SurfaceQuote] = attrs.field(factory=dict)
+    composition: tuple[tuple[str, bool], ...] = ()
 
 
 class SurfaceService:
@@ -387,12 +394,12 @@ class SurfaceService:
             self.stats.refits_skipped += 1
             return None
         self.stats.refit_reasons[reason] = self.stats.refit_reasons.get(reason, 0) + 1
-        chain.basis = {q.instrument: q for q in usable}
-        chain.composition = composition
-        chain.fitted_ns = now
         for why, n in skipped.items():
             self.stats.skipped[why] = self.stats.skipped.get(why, 0) + n
-        return _Job(tuple(quotes), tickers, now, chain.surface)
+        # The basis is the chain's only once the fit has run (`_finish`): a fit that raises is
+        # retried at the next due look, not only when the quotes move or the surface ages.
+        basis = {q.instrument: q for q in usable}
+        return _Job(tuple(quotes), tickers, now, chain.surface, basis, composition)
 
     def _refit_reason(
         self,
@@ -405,6 +412,8 @@ class SurfaceService:
         (module docstring)."""
         if chain.composition is None:
             return "first"
+        if chain.retry:
+            return "retry"
         if composition != chain.composition:
             return "composition"
         if chain.empty and not self._fittable(usable, now):
@@ -490,6 +499,10 @@ class SurfaceService:
             self._failed(chain, job, error)
             return
         assert surface is not None
+        chain.basis = job.basis
+        chain.composition = job.composition
+        chain.fitted_ns = job.as_of_ns
+        chain.retry = False
         if not surface.slices:
             self.stats.empty_fits += 1
             chain.empty = True
@@ -518,6 +531,9 @@ class SurfaceService:
     def _failed(self, chain: ChainState, job: _Job, error: BaseException) -> None:
         """A fit that raised (a bug): counted; logged once per chain, with the error."""
         self.stats.fit_failures += 1
+        # Retried at the next due look (min_refit_interval_s on) that finds a new ticker, however
+        # little the quotes moved (the same tickers would only fail the same way again).
+        chain.retry = True
         if chain.failure_logged:
             return
         chain.failure_logged = True

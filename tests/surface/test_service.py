@@ -389,6 +389,45 @@ async def test_a_background_refit_that_goes_wrong_is_counted_never_raised_into_t
     assert not service.chain("BTC", "deribit").in_flight  # the next refit may start
 
 
+def test_a_fit_that_raises_is_retried_at_the_next_due_look_with_new_tickers() -> None:
+    """The basis of a fit is recorded only once it ran: after a fit that raised, the next due look
+    with new tickers fits again, even though they did not move past the thresholds since the failed
+    attempt (before: skipped until the quotes moved again or max_refit_interval_s passed)."""
+    service, market, fit, clock = setup(interval_s=1.0, min_iv_change=0.01, min_forward_change=0.001)
+    feed(market, CHAIN, T0)
+    good = service.surface("BTC", "deribit")
+    assert good is not None and len(fit.calls) == 1
+    fit.answer = ZeroDivisionError("a bug in the fit")
+    clock.now = T0 + NS
+    feed(market, CHAIN, clock.now, mark_iv=0.65)  # moved: a refit, which raises
+    assert service.surface("BTC", "deribit") is good and len(fit.calls) == 2
+    fit.answer = None
+    clock.now = T0 + NS + NS // 2  # not due yet: min_refit_interval_s still bounds the retry
+    feed(market, CHAIN, clock.now, mark_iv=0.65)
+    assert service.surface("BTC", "deribit") is good and len(fit.calls) == 2
+    clock.now = T0 + 2 * NS
+    feed(market, CHAIN, clock.now, mark_iv=0.65)  # the failed attempt's quotes again: retried
+    fresh = service.surface("BTC", "deribit")
+    assert fresh is not good and fresh is not None and fresh.as_of_ns == T0 + 2 * NS
+    assert len(fit.calls) == 3 and service.stats.refit_reasons.get("retry") == 1
+    # Then the thresholds again, against the basis of the fit that ran.
+    clock.now = T0 + 3 * NS
+    feed(market, CHAIN, clock.now, mark_iv=0.65)
+    assert service.surface("BTC", "deribit") is fresh and len(fit.calls) == 3
+
+
+def test_a_first_fit_that_raises_is_retried_on_the_same_quotes() -> None:
+    service, market, fit, clock = setup(interval_s=1.0, min_iv_change=0.01, min_forward_change=0.001)
+    fit.answer = RuntimeError("boom")
+    feed(market, CHAIN, T0)
+    assert service.surface("BTC", "deribit") is None
+    fit.answer = None
+    clock.now = T0 + NS
+    feed(market, CHAIN, clock.now)
+    found = service.surface("BTC", "deribit")
+    assert found is not None and found.as_of_ns == T0 + NS and len(fit.calls) == 2
+
+
 def test_a_failure_before_any_surface_leaves_none_and_never_raises() -> None:
     service, market, fit, _clock = setup()
     fit.answer = RuntimeError("boom")
