@@ -10,12 +10,17 @@ matched market the strategy compares that probability with the token's book:
   which is `yes_bid - p_model > fee + margin` when the two books mirror each other. `fee` is the
   taker fee per share the venue's schedule charges for that order (`ctx.fee`). Size: the smallest
   of `order_size`, what `max_position` leaves in the market, and the size shown at the touch;
-  immediate-or-cancel at the touch. No entry in a market while the other outcome is held (that
+  immediate-or-cancel at the touch (the gap is the model's against the ask rounded up to the
+  tick, the price the order is sent at). No entry in a market while the other outcome is held (that
   is an exit to make first), within `min_time_to_resolution_s` of resolution, or within
-  `cooldown_s` of the market's last attempt.
-- **Exit.** Sell what is held at the bid when the gap left, `p_token - bid`, falls below
-  `exit_gap`: the price has come to the model (or beyond it). What is still held at resolution is
-  settled by the venue at its payout (the engine books it: `market_resolved`).
+  `cooldown_s` of the market's last order (entry or exit).
+- **Exit.** Sell what is held at the bid when the gap left after the taker fee,
+  `p_token - bid + fee`, falls below `exit_gap`: selling at the bid, fee paid, gives up less than
+  `exit_gap` against holding to resolution (the price has come to the model, or beyond it). A
+  held size below the token's `min_size` cannot be sold: it is held to resolution (logged once).
+  Exits wait for the market's cooldown too (an exit that did not fill is not resent on every
+  book update). What is still held at resolution is settled by the venue at its payout (the
+  engine books it: `market_resolved`).
 - **Nothing** is sent when the surface is missing, older than `max_surface_age_s`, or cannot price
   the market (`OutsideSurface`: it resolves after the last fitted expiry), nor on a book that is
   empty on the side needed, crossed, broken (a gap, until its next snapshot) or older than
@@ -94,7 +99,7 @@ class CrossVenueParams:
     market_venue: str = "polymarket"
     underlying: str = "BTC"
     margin: float = attrs.field(default=0.02, validator=_not_negative)  # probability points beyond the fee
-    exit_gap: float = attrs.field(default=0.005, validator=_not_negative)  # sell when p - bid < this
+    exit_gap: float = attrs.field(default=0.005, validator=_not_negative)  # sell: p - bid + fee < this
     order_size: Decimal = attrs.field(default=Decimal("20"), validator=_positive)  # shares per order
     max_position: Decimal = attrs.field(default=Decimal("100"), validator=_positive)  # shares per market
     max_markets: int = attrs.field(default=10, validator=_positive)
@@ -152,6 +157,7 @@ class CrossVenue(Strategy):
         self.broken: set[str] = set()  # tokens whose book had a gap, no snapshot since
         self.unrecognized: dict[str, str] = {}  # condition id -> why the catalog could not read it
         self.resolved: set[str] = set()  # condition ids
+        self.dust: set[str] = set()  # tokens held below their min_size (said once)
         self.matched = 0  # price markets the last match found
         self.looked = False
         self.problem: str | None = None  # why nothing can trade (no catalog, no chain)
@@ -185,14 +191,16 @@ class CrossVenue(Strategy):
             self.ctx.log.warning("cross_venue.no_chain", venue=self.p.options_venue, error=str(exc))
             return
         self.surface_seen = self.surface is not None
-        self._match()
+        await self._match()
 
-    def _match(self) -> None:
+    async def _match(self) -> None:
         """(Re)read the catalog's price markets: watch the nearest `max_markets` to resolution
-        (those held stay watched), subscribe to their tokens' books, drop the others."""
+        (those held stay watched), subscribe to their tokens' books, drop the others. Live, the
+        catalog reads them in a worker thread (`price_markets_async`: the event loop is not held
+        up); in a backtest it answers inline."""
         assert self.catalog is not None
         self.catalog_generation = self.catalog.generation
-        found, unread = self.catalog.price_markets(self.p.underlying)
+        found, unread = await self.catalog.price_markets_async(self.p.underlying)
         self.looked = True
         self.matched = len(found)
         for u in unread:
@@ -268,7 +276,7 @@ class CrossVenue(Strategy):
     # -- events ------------------------------------------------------------------------------
     async def on_event(self, event: MarketEvent) -> None:
         if self.catalog is not None and self.catalog.generation != self.catalog_generation:
-            self._match()
+            await self._match()
         cls = event.__class__
         if cls is BookUpdate:
             assert isinstance(event, BookUpdate)
@@ -362,6 +370,11 @@ class CrossVenue(Strategy):
         if any(self.ctx.open_orders(v, token) for token, _, _ in legs):
             self.skips["order_working"] += 1
             return
+        if now < w.next_try_ns:
+            # The cooldown holds exits too: an IOC exit that did not fill is not sent again on
+            # every book update.
+            self.skips["cooldown"] += 1
+            return
         # Exits first: a held token whose gap has closed.
         for token, outcome, p in legs:
             if held[token] > 0:
@@ -369,8 +382,6 @@ class CrossVenue(Strategy):
                 if top is not None and top.bid is not None and p - top.bid < self.p.exit_gap:
                     await self._exit(w, token, outcome, p, top, held[token], now)
                     return
-        if now < w.next_try_ns:
-            return
         if pm.resolves_at_ns - now < self.p.min_time_to_resolution_s * _S:
             self.skips["near_resolution"] += 1
             return
@@ -403,6 +414,7 @@ class CrossVenue(Strategy):
             self.skips["too_small"] += 1
             return False
         price = inst.round_price(top.ask, up=True)
+        gap = p - float(price)  # what the order pays, not the touch it was read from
         fee, _ = self.ctx.fee(self.p.market_venue, token, price, size)
         per_share = float(fee / size)
         if gap <= per_share + self.p.margin:
@@ -420,17 +432,32 @@ class CrossVenue(Strategy):
         if inst is None:
             self.skips["no_instrument"] += 1
             return
+        if held < inst.min_size:
+            # The venue takes no order this small: held to resolution (said once per token).
+            self.skips["held_below_min_size"] += 1
+            if token not in self.dust:
+                self.dust.add(token)
+                self.ctx.log.info(
+                    "cross_venue.held_to_resolution",
+                    market=w.pm.market.slug,
+                    instrument=token,
+                    held=held,
+                    min_size=inst.min_size,
+                )
+            return
         shown = Decimal(str(top.bid_size)) if top.bid_size else held
         size = inst.round_size(min(held, shown))
-        if size <= 0 or (size < inst.min_size and size != held):
+        if size <= 0 or size < inst.min_size:
             self.skips["too_small"] += 1
             return
         price = inst.round_price(top.bid)
         fee, _ = self.ctx.fee(self.p.market_venue, token, price, size)
+        per_share = float(fee / size)
+        gap = p - float(price)
+        if gap + per_share >= self.p.exit_gap:
+            return  # after the fee, selling still gives up `exit_gap` or more against holding
         w.next_try_ns = now + int(self.p.cooldown_s * _S)
-        await self._send(
-            "sell", inst, size, price, self._tag(p - top.bid, p, top, float(fee / size), outcome), "exit", w
-        )
+        await self._send("sell", inst, size, price, self._tag(gap, p, top, per_share, outcome), "exit", w)
 
     @staticmethod
     def _tag(gap: float, p: float, top: _Top, fee: float, outcome: str) -> str:

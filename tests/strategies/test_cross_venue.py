@@ -124,10 +124,15 @@ class FakeCatalog:
         self.unread = list(unread)
         self.generation = 1
         self.asked: list[str | None] = []
+        self.asked_async = 0
 
     def price_markets(self, underlying: str | None = None) -> tuple[list[Any], list[Any]]:
         self.asked.append(underlying)
         return list(self.found), list(self.unread)
+
+    async def price_markets_async(self, underlying: str | None = None) -> tuple[list[Any], list[Any]]:
+        self.asked_async += 1
+        return self.price_markets(underlying)
 
     def replace(self, found: Sequence[PriceMarket]) -> None:
         self.found = list(found)
@@ -660,3 +665,97 @@ def test_the_paper_config_checks_and_builds_crossvenue_on_both_venues(
     assert (params.options_venue, params.market_venue, params.margin, params.max_position) == (
         "deribit", "polymarket", 0.02, Decimal(100),
     )  # fmt: skip
+
+
+# -- review fixes: the catalog read off the event loop, rounded prices, exits ------------------
+
+
+def test_the_catalog_is_read_with_its_async_variant_at_start_and_on_changes() -> None:
+    m, n = above("k95", 95_000), above("k105", 105_000)
+    strat, ctx = start([m])
+    assert ctx.cat is not None and (ctx.cat.asked_async, len(ctx.cat.asked)) == (1, 1)
+    ctx.cat.replace([m, n])
+    feed(strat, book("k95-yes", 0.1, 0.9))
+    assert (ctx.cat.asked_async, len(ctx.cat.asked)) == (2, 2)  # never the blocking call alone
+    assert ctx.subs == {"k95-yes", "k95-no", "k105-yes", "k105-no"}
+
+
+def test_an_entry_is_decided_on_the_ask_rounded_to_the_tick_it_is_sent_at() -> None:
+    """An ask off the 0.01 tick is bought at the tick above it: a gap that is there only at the
+    raw ask is not traded."""
+    m = above("atm", FORWARD)
+    p = digital(FORWARD, m.resolves_at_ns, T0)
+    found = None
+    for i in range(1, 1000):
+        raw = i / 1000
+        if raw * 100 == round(raw * 100):
+            continue  # on the tick
+        sent_at = math.ceil(raw * 100) / 100
+        fee = fee_per_share(Decimal(str(sent_at)), Decimal(20))
+        if p - raw > fee + 0.02 >= p - sent_at:
+            found = raw
+            break
+    assert found is not None
+    strat, ctx = start([m], margin=0.02)
+    feed(strat, book("atm-yes", found - 0.02, found))
+    assert ctx.sent == []
+
+
+def test_an_exit_that_does_not_fill_waits_for_the_cooldown() -> None:
+    m = above("k95", 95_000)
+    p = digital(95_000, m.resolves_at_ns, T0)
+    strat, ctx = start([m], exit_gap=0.02, cooldown_s=10)
+    ctx.held[("polymarket", "k95-yes")] = Decimal(30)
+    ctx.fill = Decimal(0)  # IOC, nothing at the bid any more: cancelled unfilled
+    bid = math.ceil(p * 100) / 100  # at or above the model: sell
+    feed(strat, book("k95-yes", bid, bid + 0.01))
+    assert [o.side.value for o in ctx.sent] == ["sell"]
+    for k in range(1, 10):  # every book update within the cooldown: not resent
+        ctx.now = T0 + k * S
+        feed(strat, book("k95-yes", bid, bid + 0.01, at=ctx.now))
+    assert len(ctx.sent) == 1
+    ctx.now = T0 + 10 * S
+    feed(strat, book("k95-yes", bid, bid + 0.01, at=ctx.now))
+    assert len(ctx.sent) == 2
+
+
+def test_a_holding_below_min_size_is_held_to_resolution_and_said_once() -> None:
+    m = above("k95", 95_000)
+    p = digital(95_000, m.resolves_at_ns, T0)
+    strat, ctx = start([m], exit_gap=0.02)
+    ctx.held[("polymarket", "k95-yes")] = Decimal(3)  # the token's min_size is 5
+    bid = math.ceil(p * 100) / 100
+    with structlog.testing.capture_logs() as logs:
+        feed(strat, book("k95-yes", bid, bid + 0.01), book("k95-yes", bid, bid + 0.01, at=T0 + S))
+    assert ctx.sent == [] and strat.skips["held_below_min_size"] == 2
+    assert [e["instrument"] for e in logs if e["event"] == "cross_venue.held_to_resolution"] == ["k95-yes"]
+
+
+def test_the_exit_counts_the_taker_fee() -> None:
+    """Sold only when the gap left plus the fee a share is below exit_gap: a bid within exit_gap
+    of the model, but not after the fee, is held."""
+    exit_gap = 0.02
+    case = None
+    for strike in range(90_000, 110_001, 250):
+        p = digital(strike, T0 + 10 * DAY, T0)
+        for tick in range(1, 100):
+            bid = tick / 100
+            fee = fee_per_share(Decimal(str(bid)), Decimal(30))
+            if (
+                p - bid < exit_gap <= p - bid + fee
+                and p - (bid + 0.01) + fee_per_share(Decimal(str(round(bid + 0.01, 2))), Decimal(30))
+                < exit_gap
+            ):
+                case = (strike, bid)
+                break
+        if case:
+            break
+    assert case is not None
+    strike, bid = case
+    m = above("k", strike)
+    strat, ctx = start([m], exit_gap=exit_gap)
+    ctx.held[("polymarket", "k-yes")] = Decimal(30)
+    feed(strat, book("k-yes", bid, bid + 0.02))
+    assert ctx.sent == []
+    feed(strat, book("k-yes", round(bid + 0.01, 2), bid + 0.02, at=T0 + S))
+    assert [(o.side.value, o.size) for o in ctx.sent] == [("sell", Decimal(30))]
