@@ -21,6 +21,13 @@ matched market the strategy compares that probability with the token's book:
   Exits wait for the market's cooldown too (an exit that did not fill is not resent on every
   book update). What is still held at resolution is settled by the venue at its payout (the
   engine books it: `market_resolved`).
+- **The live underlying.** The surface is as of its last fit (up to `max_surface_age_s` old); a
+  short-dated digital moves several points on a move of the underlying of a few hundredths of a
+  percent. So the surface is re-centred on the options venue's live index (the `index` its
+  chain's and perpetual's tickers carry) at each decision: the market's strikes are scaled by
+  F_fit / F_now, the index when the surface was fitted over the index now (sticky moneyness, as
+  GammaScalp does with its delta; the ratio of indices keeps the forward's basis the surface
+  fitted). Nothing is sent without an index price within `max_index_age_s`.
 - **Nothing** is sent when the surface is missing, older than `max_surface_age_s`, or cannot price
   the market (`OutsideSurface`: it resolves after the last fitted expiry), nor on a book that is
   empty on the side needed, crossed, broken (a gap, until its next snapshot) or older than
@@ -43,6 +50,7 @@ kept). What the catalog could not read is logged once per market, at info, with 
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from decimal import Decimal
@@ -106,6 +114,8 @@ class CrossVenueParams:
     min_time_to_resolution_s: float = attrs.field(default=3600.0, validator=_not_negative)
     max_surface_age_s: float = attrs.field(default=120.0, validator=_positive)
     max_book_age_s: float = attrs.field(default=600.0, validator=_positive)
+    # The options venue's live index (any of its tickers of the underlying): older than this, no trade.
+    max_index_age_s: float = attrs.field(default=10.0, validator=_positive)
     cooldown_s: float = attrs.field(default=10.0, validator=_not_negative)  # per market, between attempts
     hedge: bool = False
     hedge_instrument: str = "BTC-PERPETUAL"  # on options_venue
@@ -158,6 +168,10 @@ class CrossVenue(Strategy):
         self.unrecognized: dict[str, str] = {}  # condition id -> why the catalog could not read it
         self.resolved: set[str] = set()  # condition ids
         self.dust: set[str] = set()  # tokens held below their min_size (said once)
+        # The options venue's index price as its tickers carried it: (ts_local, index), on change.
+        self.index_ts: list[int] = []
+        self.index_px: list[float] = []
+        self.index_seen_ns = 0  # the latest ticker that carried it
         self.matched = 0  # price markets the last match found
         self.looked = False
         self.problem: str | None = None  # why nothing can trade (no catalog, no chain)
@@ -291,6 +305,7 @@ class CrossVenue(Strategy):
             await self._evaluate(found[0], event.ts_local)
         elif cls is Ticker:
             assert isinstance(event, Ticker)
+            self._record_index(event)
             if self.p.hedge and event.instrument == self.p.hedge_instrument:
                 price = event.mark or event.mid
                 if price is not None:
@@ -318,6 +333,41 @@ class CrossVenue(Strategy):
             )
         elif event.status in (StatusKind.BOOK_GAP, StatusKind.FEED_STALE, StatusKind.DISCONNECTED):
             self.broken.add(event.instrument)
+
+    def _record_index(self, t: Ticker) -> None:
+        """Keep the options venue's index price (its chain's and perpetual's tickers carry it)."""
+        index = t.index
+        if t.venue != self.p.options_venue or index is None or not 0.0 < index < math.inf:
+            return
+        ts, px = self.index_ts, self.index_px
+        if ts and t.ts_local < ts[-1]:
+            return  # out of order: the later one stands
+        self.index_seen_ns = t.ts_local
+        if px and px[-1] == index:
+            return  # unchanged: only its age is new
+        ts.append(t.ts_local)
+        px.append(index)
+        if len(ts) > 4096:  # keep what a surface as old as max_surface_age_s may need
+            cutoff = t.ts_local - int((self.p.max_surface_age_s + 60.0) * _S)
+            drop = max(0, bisect.bisect_right(ts, cutoff) - 1)
+            del ts[:drop], px[:drop]
+
+    def _recentre(self, surface: VolSurface, now: int) -> float | None:
+        """F_fit / F_now: the index when the surface was fitted over the live one (the smile moved
+        with the underlying since: sticky moneyness, as GammaScalp's delta). None (counted) when
+        the live index is missing or older than `max_index_age_s`, or none is known at the fit."""
+        ts = self.index_ts
+        if not ts:
+            self.skips["no_live_price"] += 1
+            return None
+        if now - self.index_seen_ns > self.p.max_index_age_s * _S:
+            self.skips["stale_live_price"] += 1
+            return None
+        at_fit = bisect.bisect_right(ts, surface.as_of_ns) - 1
+        if at_fit < 0:
+            self.skips["no_price_at_fit"] += 1
+            return None
+        return self.index_px[at_fit] / self.index_px[-1]
 
     async def _surface(self, now: int) -> VolSurface | None:
         self.surface_looked_ns = now
@@ -354,8 +404,13 @@ class CrossVenue(Strategy):
             self.skips["stale_surface"] += 1
             return
         pm = w.pm
+        scale = self._recentre(surface, now)
+        if scale is None:
+            return
         try:
-            p_yes = pm.probability(surface, now_ns=now)
+            # The surface's smile moved with the underlying since its fit: the market's strikes at
+            # the fit's forward in the proportion they stand to the live one (F_fit / F_now).
+            p_yes = (pm if scale == 1.0 else _scaled(pm, scale)).probability(surface, now_ns=now)
         except OutsideSurface:
             self.skips["outside_surface"] += 1
             return

@@ -272,16 +272,24 @@ def book(token: str, bid: float | None, ask: float | None, *, size: float = 100.
 
 
 def start(
-    markets: Sequence[PriceMarket], *, surface: VolSurface | None = None, **params: Any
+    markets: Sequence[PriceMarket], *, surface: VolSurface | None = None, index: bool = True, **params: Any
 ) -> tuple[CrossVenue, FakeContext]:
     cat = FakeCatalog(markets)
     ctx = FakeContext(cat, flat_surface() if surface is None else surface)
     params.setdefault("cooldown_s", 0.0)
     params.setdefault("order_size", Decimal(20))
+    # Most tests move the clock without a new index: its own test checks the age.
+    params.setdefault("max_index_age_s", 365 * 86_400.0)
     strat = CrossVenue("cv", CrossVenueParams(**params))
     strat.attach(ctx)
     trio.run(strat.on_start)
+    if index:  # the options venue's live index, where the surface's forward is
+        feed(strat, index_ticker(FORWARD, T0))
     return strat, ctx
+
+
+def index_ticker(index: float, at: int) -> Ticker:
+    return Ticker(venue="deribit", instrument="BTC-PERPETUAL", ts_exchange=None, ts_local=at, index=index)
 
 
 def feed(strat: CrossVenue, *events: Any) -> None:
@@ -448,7 +456,8 @@ def test_no_trade_without_a_fresh_surface_that_prices_the_market() -> None:
     m = above("k95", 95_000)
     strat, ctx = start([m])
     ctx.surf = None
-    feed(strat, _cheap_yes(m))
+    ctx.now = T0 + 2 * S  # the surface is looked for again (at most once a second)
+    feed(strat, _cheap_yes(m, at=ctx.now))
     assert ctx.sent == [] and strat.skips["no_surface"] == 1
     strat, ctx = start([m], max_surface_age_s=60)
     ctx.now = T0 + 61 * S
@@ -759,3 +768,59 @@ def test_the_exit_counts_the_taker_fee() -> None:
     assert ctx.sent == []
     feed(strat, book("k-yes", round(bid + 0.01, 2), bid + 0.02, at=T0 + S))
     assert [(o.side.value, o.size) for o in ctx.sent] == [("sell", Decimal(30))]
+
+
+# -- the live underlying -----------------------------------------------------------------------
+
+
+def test_the_probability_is_the_surface_moved_to_the_live_index() -> None:
+    """A surface fitted at F = 100,000 and a live index 0.5% higher: the probability is the moved
+    surface's, N(d2) at the new forward (the flat surface's closed form), not the fit's."""
+    m = above("atm", FORWARD, T0 + 3600 * S)  # an hour out: ~10 points for a 0.5% move
+    moved = FORWARD * 1.005
+    t = 3600 / YEAR_SECONDS
+    sd = SIGMA * math.sqrt(t)
+    p_new = _ncdf((math.log(moved / FORWARD) - sd * sd / 2) / sd)
+    p_fit = digital(FORWARD, m.resolves_at_ns, T0)
+    assert p_new - p_fit > 0.08
+    strat, ctx = start([m], margin=0.02, min_time_to_resolution_s=60)
+    ctx.now = T0 + S // 2
+    feed(strat, index_ticker(moved, ctx.now))
+    # YES at p_new - 5 points: cheap against the moved surface; rich against the fitted one.
+    ask = math.floor((p_new - 0.05) * 100) / 100
+    feed(strat, book("atm-yes", ask - 0.01, ask, at=ctx.now))
+    (order,) = ctx.sent
+    assert (order.side.value, order.instrument) == ("buy", "atm-yes")
+    assert float(tag_fields(order.tag)["p_model"]) == pytest.approx(p_new, abs=6e-5)
+
+
+def test_a_gap_that_is_only_the_stale_forward_is_not_traded() -> None:
+    """The index has moved up 0.5% since the fit and YES is priced at the moved surface: against
+    the fitted forward it looks rich (NO cheap), but there is nothing to trade."""
+    m = above("atm", FORWARD, T0 + 3600 * S)
+    moved = FORWARD * 1.005
+    sd = SIGMA * math.sqrt(3600 / YEAR_SECONDS)
+    p_new = _ncdf((math.log(moved / FORWARD) - sd * sd / 2) / sd)
+    strat, ctx = start([m], margin=0.02, min_time_to_resolution_s=60)
+    ctx.now = T0 + S // 2
+    feed(strat, index_ticker(moved, ctx.now))
+    yes_bid = round(p_new, 2) - 0.005
+    feed(
+        strat,
+        book("atm-yes", yes_bid, yes_bid + 0.01, at=ctx.now),
+        book("atm-no", round(1 - yes_bid - 0.01, 2), round(1 - yes_bid, 2), at=ctx.now),
+    )
+    assert ctx.sent == [] and strat.priced >= 1
+
+
+def test_no_trade_without_a_live_index_or_with_a_stale_one() -> None:
+    m = above("k95", 95_000)
+    strat, ctx = start([m], index=False)
+    feed(strat, _cheap_yes(m))
+    assert ctx.sent == [] and strat.skips["no_live_price"] == 1
+    strat, ctx = start([m], max_index_age_s=10)
+    ctx.now = T0 + 11 * S
+    feed(strat, _cheap_yes(m, at=ctx.now))
+    assert ctx.sent == [] and strat.skips["stale_live_price"] == 1
+    feed(strat, index_ticker(FORWARD, ctx.now), _cheap_yes(m, at=ctx.now))
+    assert len(ctx.sent) == 1
