@@ -189,12 +189,12 @@ class BaseContext(StrategyContext):
     def surface(self, underlying: str, *, venue: str | None = None) -> VolSurface | None:
         venue = self._surface_venue(underlying, venue)
         self._follow_chain(underlying, venue)
-        return self._surfaces.surface(underlying, venue)
+        return self._surfaces.surface(underlying, venue, strategy=self.strategy)
 
     async def surface_async(self, underlying: str, *, venue: str | None = None) -> VolSurface | None:
         venue = self._surface_venue(underlying, venue)
         self._follow_chain(underlying, venue)
-        return await self._surfaces.surface_async(underlying, venue)
+        return await self._surfaces.surface_async(underlying, venue, strategy=self.strategy)
 
     def _surface_venue(self, underlying: str, venue: str | None) -> str:
         """The venue whose `underlying` chain is meant (`StrategyContext.surface`)."""
@@ -220,7 +220,7 @@ class BaseContext(StrategyContext):
     def _follow_chain(self, underlying: str, venue: str) -> None:
         """Subscribe to the tickers of the chain's options not subscribed to yet (its first
         call: all of them; later, those listed since)."""
-        symbols = self._surfaces.chain_symbols(underlying, venue)
+        symbols = self._surfaces.chain_symbols(underlying, venue, self.strategy)
         key = (venue, underlying)
         followed = self._chains_followed.get(key)
         if followed is not None and followed[0] is symbols:

@@ -3,7 +3,18 @@ strategies through their context (`ctx.surface("BTC")`).
 
 Nothing runs per frame. The service reads, when asked, what the host keeps anyway: the latest
 ticker of each instrument (`MarketState.tickers`) and the instruments (`InstrumentRegistry`). A
-chain is one underlying's options on one venue. A call looks at the chain again when at least
+chain is one underlying's options on one venue.
+
+Each strategy follows a chain on its own: the refit timing (when it was looked at and fitted,
+what its last fit was fitted on), the warm start (its latest surface) and the listing of the
+chain's options are kept per (strategy, venue, underlying), so the surfaces a strategy gets
+depend only on the data and its own calls, never on which other strategies run or when they ask
+(a backtest's result of one strategy is the same beside any others). Work is shared only where
+it is provably the same: a fit of the same quotes (equal `SurfaceQuote`s) of the same chain at
+the same instant from the same previous surface (by identity) is run once, and a second strategy
+asking for it gets that fit's surface (`stats.shared_fits`).
+
+A call looks at the chain again when at least
 `SurfaceSettings.min_refit_interval_s` of event time (the host's clock: the replayed market's in a
 backtest, so two runs fit the same surfaces at the same instants) passed since it was last looked
 at, and one of its tickers changed since that look (compared by identity: a new ticker is a new
@@ -102,14 +113,19 @@ class SurfaceStats:
     """The service's counters, all chains together (the daemon's status shows them).
 
     `fits`: fits that returned a surface; `fit_failures`: fits that raised (a bug, logged once
-    per chain); `empty_fits`: fits that fitted no expiry (the previous surface kept);
+    per chain and strategy); `empty_fits`: fits that fitted no expiry (the previous surface kept);
+    `shared_fits`: refits a strategy took from another's identical fit at the same instant
+    (module docstring: not run again, in none of the other counts but `refit_reasons`);
     `last_fit_s`: CPU seconds of the latest fit, `fit_cpu_s` of all; `refits_skipped`: looks at a
-    chain quoted anew that found it not moved enough to refit; `refit_reasons`: fits by why they
-    ran (module docstring); `skipped`: options left out of fits, by reason, summed over fits."""
+    chain quoted anew that found it not moved enough to refit; `refit_reasons`: refits by why
+    they were due (module docstring); `skipped`: options left out of refits, by reason, summed.
+    Summed over the chains and the strategies following them (`SurfaceService.status` has
+    each chain's, per strategy)."""
 
     fits: int = 0
     fit_failures: int = 0
     empty_fits: int = 0
+    shared_fits: int = 0
     last_fit_s: float = 0.0
     fit_cpu_s: float = 0.0
     refits_skipped: int = 0
@@ -121,6 +137,7 @@ class SurfaceStats:
             "fits": self.fits,
             "fit_failures": self.fit_failures,
             "empty_fits": self.empty_fits,
+            "shared_fits": self.shared_fits,
             "last_fit_s": round(self.last_fit_s, 6),
             "fit_cpu_s": round(self.fit_cpu_s, 6),
             "refits_skipped": self.refits_skipped,
@@ -130,30 +147,38 @@ class SurfaceStats:
 
 
 class ChainState:
-    """One chain (underlying, venue) as the service follows it."""
+    """One chain (underlying, venue) as one strategy follows it (module docstring: nothing in it
+    is shared with another strategy's)."""
 
     __slots__ = (
         "basis",
         "checked_ns",
         "composition",
         "empty",
+        "empty_fits",
         "empty_logged",
         "failure_logged",
+        "fit_failures",
+        "fits",
         "fitted_ns",
         "in_flight",
         "looked",
+        "refits_skipped",
         "registry_size",
         "retry",
+        "shared_fits",
         "skipped",
+        "strategy",
         "surface",
         "symbols",
         "underlying",
         "venue",
     )
 
-    def __init__(self, underlying: str, venue: str) -> None:
+    def __init__(self, underlying: str, venue: str, strategy: str = "") -> None:
         self.underlying = underlying
         self.venue = venue
+        self.strategy = strategy
         self.surface: VolSurface | None = None
         self.checked_ns: int | None = None  # event time the chain was last looked at for a refit
         self.looked: tuple[Ticker, ...] | None = None  # the tickers of the last look (fit or skip)
@@ -170,6 +195,12 @@ class ChainState:
         self.symbols: tuple[str, ...] = ()  # its options (active, unexpired when listed), sorted
         self.registry_size = -1  # the registry's size when `symbols` was made
         self.skipped: dict[str, int] = {}  # the latest look's options left out, by reason
+        # This strategy's share of the service's counters (`SurfaceStats`).
+        self.fits = 0
+        self.shared_fits = 0
+        self.empty_fits = 0
+        self.fit_failures = 0
+        self.refits_skipped = 0
 
 
 @attrs.frozen
@@ -184,6 +215,18 @@ class _Job:
     # What the chain records as its last fit's basis once the fit has run without raising.
     basis: dict[str, SurfaceQuote] = attrs.field(factory=dict)
     composition: tuple[tuple[str, bool], ...] = ()
+
+
+@attrs.frozen(eq=False)
+class _Outcome:
+    """A fit run at `job.as_of_ns` for one strategy's view of a chain, kept for the others asking
+    at the same instant (`SurfaceService._shared_outcome`)."""
+
+    venue: str
+    underlying: str
+    job: _Job
+    surface: VolSurface | None
+    error: BaseException | None
 
 
 class SurfaceService:
@@ -213,7 +256,12 @@ class SurfaceService:
         self.stats = SurfaceStats()
         self._interval_ns = int(settings.min_refit_interval_s * 1e9)
         self._max_interval_ns = int(settings.max_refit_interval_s * 1e9)
-        self._chains: dict[tuple[str, str], ChainState] = {}
+        # Per (venue, underlying, strategy): the chain as that strategy follows it.
+        self._chains: dict[tuple[str, str, str], ChainState] = {}
+        # The fits run at the latest instant a fit ran (`_shared_now`), for a strategy asking
+        # for the same fit at that instant (module docstring); dropped when the clock moves on.
+        self._shared_now: int | None = None
+        self._shared: list[_Outcome] = []
         # Per underlying, the venues listing options of it, as of a registry size.
         self._venues: dict[str, tuple[int, tuple[str, ...]]] = {}
         # Threaded: one fit at a time in the whole service (a fit is CPU work: two at once would
@@ -223,53 +271,54 @@ class SurfaceService:
         self.spawn: Callable[..., Any] | None = None
 
     # -- what strategies ask -------------------------------------------------------------------
-    def surface(self, underlying: str, venue: str) -> VolSurface | None:
-        """The chain's latest surface, refitted first when a refit is due (module docstring);
-        None while no expiry of it could be fitted."""
-        chain = self.chain(underlying, venue)
+    def surface(self, underlying: str, venue: str, *, strategy: str = "") -> VolSurface | None:
+        """The chain's latest surface for `strategy`, refitted first when a refit is due for it
+        (module docstring); None while no expiry of it could be fitted."""
+        chain = self.chain(underlying, venue, strategy)
         now = self.clock()
         if chain.in_flight or not self._due(chain, now):
             return chain.surface
         if self.threaded and chain.surface is not None:
             if self.spawn is not None:
                 job = self._prepare(chain, now)
-                if job is not None:
+                if job is not None and not self._take_shared(chain, job):
                     chain.in_flight = True
                     self.spawn(self._fit_in_background, chain, job)
             return chain.surface
         job = self._prepare(chain, now)
-        if job is not None:
+        if job is not None and not self._take_shared(chain, job):
             self._finish(chain, job, *self._timed_fit(chain, job))
         return chain.surface
 
-    async def surface_async(self, underlying: str, venue: str) -> VolSurface | None:
+    async def surface_async(self, underlying: str, venue: str, *, strategy: str = "") -> VolSurface | None:
         """`surface`, with a due refit run in a worker thread when the service is threaded
         (awaited: the caller gets the new surface). Inline, it awaits nothing (a backtest's
         kernel drives it like any strategy code)."""
         if not self.threaded:
-            return self.surface(underlying, venue)
-        chain = self.chain(underlying, venue)
+            return self.surface(underlying, venue, strategy=strategy)
+        chain = self.chain(underlying, venue, strategy)
         now = self.clock()
         if chain.in_flight or not self._due(chain, now):
             return chain.surface
         job = self._prepare(chain, now)
-        if job is not None:
+        if job is not None and not self._take_shared(chain, job):
             chain.in_flight = True
             await self._fit_in_thread(chain, job)
         return chain.surface
 
-    def chain(self, underlying: str, venue: str) -> ChainState:
-        """The chain's state (made at its first mention)."""
-        key = (venue, underlying)
+    def chain(self, underlying: str, venue: str, strategy: str = "") -> ChainState:
+        """The chain's state as `strategy` follows it (made at its first mention)."""
+        key = (venue, underlying, strategy)
         chain = self._chains.get(key)
         if chain is None:
-            chain = self._chains[key] = ChainState(underlying, venue)
+            chain = self._chains[key] = ChainState(underlying, venue, strategy)
         return chain
 
-    def chain_symbols(self, underlying: str, venue: str) -> tuple[str, ...]:
-        """The chain's options: active and unexpired when last listed (again when the registry
-        grows), sorted. The same tuple while nothing changed, so a caller compares by identity."""
-        chain = self.chain(underlying, venue)
+    def chain_symbols(self, underlying: str, venue: str, strategy: str = "") -> tuple[str, ...]:
+        """The chain's options as `strategy` last listed them: active and unexpired then (listed
+        again at its call after the registry grew), sorted. The same tuple while nothing changed,
+        so a caller compares by identity."""
+        chain = self.chain(underlying, venue, strategy)
         if chain.registry_size != len(self.registry):
             now = self.clock()
             chain.registry_size = len(self.registry)
@@ -300,17 +349,35 @@ class SurfaceService:
         return found[1]
 
     def status(self) -> dict[str, Any]:
-        """The counters and, per chain (`venue:underlying`), its surface's time and slices and the
-        latest look's skipped options (JSON-able: the daemon's status file)."""
+        """The counters and, per chain (`venue:underlying`), its latest surface's time and slices,
+        its options and the latest look's skipped options (of whichever strategy looked last),
+        and per strategy following it, its surface's time and its counters (JSON-able: the
+        daemon's status file)."""
+        by_chain: dict[tuple[str, str], list[ChainState]] = {}
+        for (venue, underlying, _), chain in sorted(self._chains.items()):
+            by_chain.setdefault((venue, underlying), []).append(chain)
         chains = {}
-        for (venue, underlying), chain in sorted(self._chains.items()):
-            s = chain.surface
+        for (venue, underlying), views in by_chain.items():
+            latest = max(views, key=lambda c: -1 if c.surface is None else c.surface.as_of_ns)
+            looked = max(views, key=lambda c: -1 if c.checked_ns is None else c.checked_ns)
+            s = latest.surface
             chains[f"{venue}:{underlying}"] = {
                 "as_of_ns": None if s is None else s.as_of_ns,
                 "expiries": 0 if s is None else len(s.slices),
                 "skipped_expiries": 0 if s is None else len(s.skipped),
-                "options": len(chain.symbols),
-                "skipped": dict(sorted(chain.skipped.items())),
+                "options": max(len(c.symbols) for c in views),
+                "skipped": dict(sorted(looked.skipped.items())),
+                "strategies": {
+                    c.strategy: {
+                        "as_of_ns": None if c.surface is None else c.surface.as_of_ns,
+                        "fits": c.fits,
+                        "shared_fits": c.shared_fits,
+                        "empty_fits": c.empty_fits,
+                        "fit_failures": c.fit_failures,
+                        "refits_skipped": c.refits_skipped,
+                    }
+                    for c in views
+                },
             }
         return {**self.stats.as_dict(), "chains": chains}
 
@@ -334,7 +401,7 @@ class SurfaceService:
         # First the chain's options with a ticker, compared with the last fit's (most looks at a
         # quiet chain end here); then their quotes.
         live: list[tuple[Instrument, Ticker]] = []
-        for symbol in self.chain_symbols(chain.underlying, venue):
+        for symbol in self.chain_symbols(chain.underlying, venue, chain.strategy):
             inst = registry.get(venue, symbol)  # as it is now (a listing may have changed)
             if inst is None or not inst.active:
                 skip(INACTIVE)
@@ -392,6 +459,7 @@ class SurfaceService:
         reason = self._refit_reason(chain, usable, composition, now)
         if reason is None:
             self.stats.refits_skipped += 1
+            chain.refits_skipped += 1
             return None
         self.stats.refit_reasons[reason] = self.stats.refit_reasons.get(reason, 0) + 1
         for why, n in skipped.items():
@@ -441,6 +509,34 @@ class SurfaceService:
                 strikes.setdefault(q.expiry_ns, set()).add(q.strike)
         return any(len(found) >= self.settings.min_quotes for found in strikes.values())
 
+    def _take_shared(self, chain: ChainState, job: _Job) -> bool:
+        """Finish `job` with the outcome of the same fit run for another strategy at this instant,
+        if there is one: the same chain, instant and previous surface (by identity), and equal
+        quotes, which are all a fit reads (the settings are the service's). True when taken."""
+        if self._shared_now != job.as_of_ns:
+            return False
+        for done in self._shared:
+            if (
+                done.job.previous is job.previous
+                and done.venue == chain.venue
+                and done.underlying == chain.underlying
+                and done.job.quotes == job.quotes
+            ):
+                self._finish(chain, job, done.surface, done.error, 0.0, shared=True)
+                return True
+        return False
+
+    def _keep_shared(
+        self, chain: ChainState, job: _Job, surface: VolSurface | None, error: BaseException | None
+    ) -> None:
+        """Keep a fit's outcome for the strategies asking for the same fit at its instant."""
+        if self._shared_now != job.as_of_ns:
+            if self._shared_now is not None and job.as_of_ns < self._shared_now:
+                return  # a threaded fit finishing after a later one ran: no one asks at its instant
+            self._shared_now = job.as_of_ns
+            self._shared = []
+        self._shared.append(_Outcome(chain.venue, chain.underlying, job, surface, error))
+
     def _timed_fit(
         self, chain: ChainState, job: _Job
     ) -> tuple[VolSurface | None, BaseException | None, float]:
@@ -489,14 +585,23 @@ class SurfaceService:
         surface: VolSurface | None,
         error: BaseException | None,
         cpu: float,
+        *,
+        shared: bool = False,
     ) -> None:
-        self.stats.last_fit_s = cpu
-        self.stats.fit_cpu_s += cpu
+        """Apply a fit's outcome to the chain as its strategy follows it. `shared`: another
+        strategy's identical fit (`_take_shared`), counted as such only."""
+        if shared:
+            self.stats.shared_fits += 1
+            chain.shared_fits += 1
+        else:
+            self.stats.last_fit_s = cpu
+            self.stats.fit_cpu_s += cpu
+            if error is None and not isinstance(surface, VolSurface):
+                error = TypeError(f"the fit returned {type(surface).__name__}, not a VolSurface")
+            self._keep_shared(chain, job, surface, error)
         chain.empty = False
-        if error is None and not isinstance(surface, VolSurface):
-            error = TypeError(f"the fit returned {type(surface).__name__}, not a VolSurface")
         if error is not None:
-            self._failed(chain, job, error)
+            self._failed(chain, job, error, shared=shared)
             return
         assert surface is not None
         chain.basis = job.basis
@@ -504,7 +609,9 @@ class SurfaceService:
         chain.fitted_ns = job.as_of_ns
         chain.retry = False
         if not surface.slices:
-            self.stats.empty_fits += 1
+            if not shared:
+                self.stats.empty_fits += 1
+                chain.empty_fits += 1
             chain.empty = True
             # Said once per chain at info (why a strategy gets no surface), then at debug.
             first = not chain.empty_logged
@@ -513,24 +620,32 @@ class SurfaceService:
                 "surface.nothing_fitted",
                 venue=chain.venue,
                 underlying=chain.underlying,
+                strategy=chain.strategy,
                 quotes=len(job.quotes),
                 skipped=[why for _, why in surface.skipped][:5],
             )
             return
-        self.stats.fits += 1
+        if not shared:
+            self.stats.fits += 1
+            chain.fits += 1
         chain.surface = surface
         self.log.debug(
             "surface.fitted",
             venue=chain.venue,
             underlying=chain.underlying,
+            strategy=chain.strategy,
+            shared=shared,
             quotes=len(job.quotes),
             expiries=len(surface.slices),
             cpu_s=round(cpu, 6),
         )
 
-    def _failed(self, chain: ChainState, job: _Job, error: BaseException) -> None:
-        """A fit that raised (a bug): counted; logged once per chain, with the error."""
-        self.stats.fit_failures += 1
+    def _failed(self, chain: ChainState, job: _Job, error: BaseException, *, shared: bool = False) -> None:
+        """A fit that raised (a bug): counted (where it ran: not `shared`); logged once per chain
+        and strategy, with the error."""
+        if not shared:
+            self.stats.fit_failures += 1
+            chain.fit_failures += 1
         # Retried at the next due look (min_refit_interval_s on) that finds a new ticker, however
         # little the quotes moved (the same tickers would only fail the same way again).
         chain.retry = True
@@ -541,6 +656,7 @@ class SurfaceService:
             "surface.fit_failed",
             venue=chain.venue,
             underlying=chain.underlying,
+            strategy=chain.strategy,
             quotes=len(job.quotes),
             error=repr(error),
             kept="previous surface" if chain.surface is not None else "none yet",

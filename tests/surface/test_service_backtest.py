@@ -111,7 +111,7 @@ class Looker(Asker):
         asked = len(self.got)
         await super().on_event(event)
         if len(self.got) > asked:
-            self.looked.append(self.service.chain("BTC", "deribit").checked_ns == self.got[-1][0])
+            self.looked.append(self.service.chain("BTC", "deribit", self.name).checked_ns == self.got[-1][0])
 
 
 def test_a_surface_is_refitted_only_when_the_chain_moved_and_stays_within_the_thresholds(

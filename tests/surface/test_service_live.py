@@ -75,6 +75,17 @@ async def test_a_live_refit_runs_the_real_fit_in_a_worker_thread_and_the_status_
             "skipped_expiries": 0,
             "options": len(CHAIN),
             "skipped": {},
+            # Asked without a strategy's name (the service directly): the strategy "".
+            "strategies": {
+                "": {
+                    "as_of_ns": T0,
+                    "fits": 1,
+                    "shared_fits": 0,
+                    "empty_fits": 0,
+                    "fit_failures": 0,
+                    "refits_skipped": 0,
+                }
+            },
         }
     finally:
         if daemon.journal is not None:
@@ -89,6 +100,7 @@ def test_without_the_table_the_live_engine_takes_the_defaults(tmp_path: Path) ->
             "fits": 0,
             "fit_failures": 0,
             "empty_fits": 0,
+            "shared_fits": 0,
             "last_fit_s": 0.0,
             "fit_cpu_s": 0.0,
             "refits_skipped": 0,
