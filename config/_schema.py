@@ -16,6 +16,7 @@ from typing import Any, Literal
 import attrs
 
 from tradingd.engine.metrics import parse_listen
+from tradingd.engine.surface.model import MAX_REFIT_INTERVAL_S
 
 __all__ = [
     "AlertsConfig",
@@ -306,9 +307,19 @@ def _at_least_5(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
         )
 
 
+def _at_most_a_year(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    # The engine holds the refit intervals in integer ns; past a year they mean nothing anyway.
+    if math.isfinite(value) and value > MAX_REFIT_INTERVAL_S:
+        raise ValueError(
+            f"{attribute.name}: expected at most a year ({MAX_REFIT_INTERVAL_S:.0f} s), got {value}"
+        )
+
+
 def _not_below_min_refit(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     # A chain cannot be refitted more often than `min_refit_interval_s` allows.
     least = instance.min_refit_interval_s
+    if least > MAX_REFIT_INTERVAL_S:
+        return  # refused as such (one line: the key that is wrong)
     if math.isfinite(value) and value < least:
         raise ValueError(
             f"{attribute.name}: expected a number at least min_refit_interval_s ({least}), got {value}"
@@ -326,16 +337,18 @@ class SurfaceConfig:
     when the chain moved since its last fit: its options changed, a quote's mark IV moved by
     `min_iv_change` or more (absolute, a fraction: 0.002 is a fifth of a vol point), or a quote's
     forward by `min_forward_change` or more (relative); 0 for both: any new ticker refits. A chain
-    quoted anew is refitted at least every `max_refit_interval_s` (at least `min_refit_interval_s`)
-    however little it moved (engine.surface.SurfaceSettings says why each)."""
+    quoted anew is refitted at least every `max_refit_interval_s` (at least `min_refit_interval_s`;
+    both at most a year) however little it moved (engine.surface.SurfaceSettings says why each)."""
 
-    min_refit_interval_s: float = attrs.field(default=5.0, validator=_positive)
+    min_refit_interval_s: float = attrs.field(default=5.0, validator=[_positive, _at_most_a_year])
     min_quotes: int = attrs.field(default=5, validator=_at_least_5)
     max_iv: float = attrs.field(default=5.0, validator=_positive)
     min_expiry_s: float = attrs.field(default=3600.0, validator=_positive)
     min_iv_change: float = attrs.field(default=0.002, validator=_not_negative)
     min_forward_change: float = attrs.field(default=0.0005, validator=_not_negative)
-    max_refit_interval_s: float = attrs.field(default=60.0, validator=[_positive, _not_below_min_refit])
+    max_refit_interval_s: float = attrs.field(
+        default=60.0, validator=[_positive, _at_most_a_year, _not_below_min_refit]
+    )
 
 
 @attrs.frozen

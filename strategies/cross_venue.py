@@ -101,6 +101,17 @@ def _not_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> N
         raise ValueError(f"{attribute.name}: expected a finite number >= 0, got {value}")
 
 
+# The longest a duration parameter may be (a year): the strategy holds them in integer ns, and a
+# longer one means nothing here (1e300 s overflowed at each use, an error per event).
+MAX_DURATION_S = 365 * 86_400.0
+
+
+def _duration(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    # After `_positive` or `_not_negative`: finite and in range, so only the bound is left.
+    if value > MAX_DURATION_S:
+        raise ValueError(f"{attribute.name}: expected at most a year ({MAX_DURATION_S:.0f} s), got {value}")
+
+
 @attrs.frozen
 class CrossVenueParams:
     options_venue: str = "deribit"
@@ -111,16 +122,18 @@ class CrossVenueParams:
     order_size: Decimal = attrs.field(default=Decimal("20"), validator=_positive)  # shares per order
     max_position: Decimal = attrs.field(default=Decimal("100"), validator=_positive)  # shares per market
     max_markets: int = attrs.field(default=10, validator=_positive)
-    min_time_to_resolution_s: float = attrs.field(default=3600.0, validator=_not_negative)
-    max_surface_age_s: float = attrs.field(default=120.0, validator=_positive)
-    max_book_age_s: float = attrs.field(default=600.0, validator=_positive)
+    min_time_to_resolution_s: float = attrs.field(default=3600.0, validator=[_not_negative, _duration])
+    max_surface_age_s: float = attrs.field(default=120.0, validator=[_positive, _duration])
+    max_book_age_s: float = attrs.field(default=600.0, validator=[_positive, _duration])
     # The options venue's live index (any of its tickers of the underlying): older than this, no trade.
-    max_index_age_s: float = attrs.field(default=10.0, validator=_positive)
-    cooldown_s: float = attrs.field(default=10.0, validator=_not_negative)  # per market, between attempts
+    max_index_age_s: float = attrs.field(default=10.0, validator=[_positive, _duration])
+    cooldown_s: float = attrs.field(
+        default=10.0, validator=[_not_negative, _duration]
+    )  # per market, between attempts
     hedge: bool = False
     hedge_instrument: str = "BTC-PERPETUAL"  # on options_venue
     hedge_band: float = attrs.field(default=0.05, validator=_positive)  # in the underlying (BTC)
-    min_hedge_interval_s: float = attrs.field(default=10.0, validator=_not_negative)
+    min_hedge_interval_s: float = attrs.field(default=10.0, validator=[_not_negative, _duration])
 
     def __attrs_post_init__(self) -> None:
         if self.exit_gap > self.margin:

@@ -23,6 +23,7 @@ from ..model.events import Greeks
 from ..model.pricing import YEAR_SECONDS
 
 __all__ = [
+    "MAX_REFIT_INTERVAL_S",
     "OutsideSurface",
     "SliceFit",
     "SurfaceQuote",
@@ -35,6 +36,9 @@ __all__ = [
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _NS_PER_YEAR = 1e9 * YEAR_SECONDS
+# The most `SurfaceSettings.min_refit_interval_s` and `max_refit_interval_s` may be (a year): a
+# longer interval means nothing for a surface, and the service holds them in integer ns.
+MAX_REFIT_INTERVAL_S = 365 * 86_400.0
 
 
 def _ncdf(x: float) -> float:
@@ -59,8 +63,9 @@ class OutsideSurface(ValueError):
 class SurfaceSettings:
     """How a chain becomes a surface (config `[surface]`). Raises ValueError naming the field
     when a value is not finite and positive (`min_iv_change`, `min_forward_change`: not finite or
-    negative), `min_quotes` is below 5 (raw SVI has 5 parameters), or `max_refit_interval_s` is
-    below `min_refit_interval_s`.
+    negative), `min_quotes` is below 5 (raw SVI has 5 parameters), `max_refit_interval_s` is
+    below `min_refit_interval_s`, or either refit interval is over a year
+    (`MAX_REFIT_INTERVAL_S`).
 
     When a chain is refitted (engine/surface/service.py): at most once per `min_refit_interval_s`
     of event time, and then only when the chain moved since its last fit: an option came or went
@@ -90,6 +95,12 @@ class SurfaceSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not _finite(value) or value <= 0:
                 raise ValueError(f"surface.{name} must be a finite positive number, not {value!r}")
+        for name in ("min_refit_interval_s", "max_refit_interval_s"):
+            value = getattr(self, name)
+            if value > MAX_REFIT_INTERVAL_S:
+                raise ValueError(
+                    f"surface.{name} must be at most a year ({MAX_REFIT_INTERVAL_S:.0f} s), not {value!r}"
+                )
         for name in ("min_iv_change", "min_forward_change"):
             value = getattr(self, name)
             if isinstance(value, bool) or not _finite(value) or value < 0:

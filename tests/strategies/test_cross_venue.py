@@ -648,6 +648,13 @@ def test_the_hedge_sells_the_perpetual_in_usd_to_bring_the_tokens_delta_inside_t
         ("margin", math.nan, "margin: expected a finite number >= 0"),
         ("max_surface_age_s", math.inf, "max_surface_age_s: expected a positive number"),
         ("exit_gap", 0.05, "exit_gap: expected at most margin (0.02)"),
+        # Huge but finite durations: held in integer ns, 1e300 s overflowed at each use.
+        ("cooldown_s", 1e300, "cooldown_s: expected at most a year (31536000 s), got 1e+300"),
+        ("max_surface_age_s", 1e300, "max_surface_age_s: expected at most a year"),
+        ("max_book_age_s", 31_536_001.0, "max_book_age_s: expected at most a year (31536000 s)"),
+        ("max_index_age_s", 1e300, "max_index_age_s: expected at most a year"),
+        ("min_time_to_resolution_s", 1e300, "min_time_to_resolution_s: expected at most a year"),
+        ("min_hedge_interval_s", 1e300, "min_hedge_interval_s: expected at most a year"),
     ],
 )
 def test_params_are_refused_with_their_name(field: str, value: Any, message: str) -> None:
@@ -674,6 +681,28 @@ def test_the_paper_config_checks_and_builds_crossvenue_on_both_venues(
     assert (params.options_venue, params.market_venue, params.margin, params.max_position) == (
         "deribit", "polymarket", 0.02, Decimal(100),
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "key", ["cooldown_s", "max_surface_age_s", "max_book_age_s", "min_time_to_resolution_s"]
+)
+def test_check_config_refuses_a_huge_duration_in_one_line_naming_it(
+    key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tradingd.cli.main import main
+
+    text = (Path(__file__).resolve().parents[2] / "config" / "paper-crossvenue.toml").read_text("utf-8")
+    lines = [f"{key} = 1e300" if line.split("=")[0].strip() == key else line for line in text.splitlines()]
+    assert f"{key} = 1e300" in lines
+    path = tmp_path / "cv.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    try:
+        assert main(["check-config", str(path)]) == 2
+    finally:
+        structlog.reset_defaults()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert f"strategies[0].params.{key}: expected at most a year (31536000 s), got 1e+300" in err[0]
 
 
 # -- review fixes: the catalog read off the event loop, rounded prices, exits ------------------

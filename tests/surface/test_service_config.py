@@ -79,6 +79,10 @@ def test_every_key_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
             "surface.max_refit_interval_s",
             "expected a number at least min_refit_interval_s (5.0), got 4.5",
         ),
+        # Huge but finite: the engine holds the intervals in integer ns (1e300 s overflowed it).
+        ("min_refit_interval_s = 1e300", "surface.min_refit_interval_s", "expected at most a year"),
+        ("max_refit_interval_s = 1e300", "surface.max_refit_interval_s", "expected at most a year"),
+        ("max_refit_interval_s = 31536001", "surface.max_refit_interval_s", "(31536000 s), got 31536001"),
         ("min_refit_s = 5", "surface", "unknown key(s) min_refit_s; did you mean 'min_refit_interval_s'?"),
     ],
 )
@@ -94,3 +98,15 @@ def test_a_bad_value_is_one_line_naming_its_key(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert key in err[0] and said in err[0]
+
+
+def test_a_year_is_the_longest_refit_interval(tmp_path: Path) -> None:
+    year = 365 * 86_400
+    text = BASE + f"[surface]\nmin_refit_interval_s = {year}\nmax_refit_interval_s = {year}\n"
+    surface = load_config(_write(tmp_path, text)).config.surface
+    assert surface_settings(surface).max_refit_interval_s == year
+    # The engine's own edge says the same, naming the field.
+    with pytest.raises(ValueError, match=r"surface.max_refit_interval_s must be at most a year"):
+        SurfaceSettings(max_refit_interval_s=1e300)
+    with pytest.raises(ValueError, match=r"surface.min_refit_interval_s must be at most a year"):
+        SurfaceSettings(min_refit_interval_s=year + 1.0, max_refit_interval_s=year + 1.0)
