@@ -39,7 +39,7 @@ from tradingd.engine.model.errors import ConfigError, TradingError
 from tradingd.engine.runtime.strategy import Strategy, load_strategy_class
 from tradingd.engine.sim.plugins import load_simulator
 from tradingd.engine.venue.plugins import available_venues, load_venue
-from tradingd.simulators.common import parse_options
+from tradingd.simulators.common import DEFAULT_OPTIONS, parse_options, venue_options
 
 from ._schema import BacktestConfig, CatalogConfig, Config, DaemonConfig, StrategyConfig
 
@@ -667,21 +667,64 @@ def _user_folder_first(module: str, config_file: Path, *, file: str, path: str) 
             sys.path.append(entry)
 
 
-def _check_generate(venue: str, options: dict[str, Any], *, file: str, path: str) -> None:
+def _check_generate(venue: str, options: dict[str, Any], *, file: str, path: str) -> bool:
     """A `generate` table is read only when its file is missing, at the first `backtest`:
     `check-config` says now what that run would refuse (`hour = 1` for `hours`). Every bundled
     simulator reads the table with `simulators.common.parse_options`; another venue's simulator
-    checks its own when it generates."""
+    checks its own when it generates. True when a bundled simulator's table was read."""
     try:
         simulator = load_simulator(venue)
     except ConfigError as exc:
         raise ConfigError(exc.message, file=file, path=path) from None
     if not type(simulator).__module__.startswith("tradingd.simulators."):
-        return
+        return False
     try:
         parse_options(options, venue=venue)
     except ValueError as exc:
         raise ConfigError(str(exc), file=file, path=path) from None
+    return True
+
+
+def _check_crypto_path(generated: list[tuple[int, str, dict[str, Any]]], problems: list[Problem]) -> None:
+    """A Polymarket sample with `crypto = "deribit"` prices its Bitcoin markets from the BTC path
+    of the Deribit sample of the same seed, start and strikes (simulators/polymarket/crypto.py:
+    the path depends on all three): beside a generated Deribit sample of other ones, its markets
+    would follow another BTC than the options. Refused, naming both entries, unless one of the
+    backtest's generated Deribit entries matches. `generated`: (index, venue, table) of the
+    entries whose bundled simulator read their table."""
+
+    def path_of(venue: str, options: dict[str, Any]) -> dict[str, Any]:
+        merged = {**DEFAULT_OPTIONS, **options}
+        seed, _, start_ns = parse_options(options, venue=venue)
+        strikes = venue_options(options, venue)["strikes"]
+        return {"seed": seed, "start": (start_ns, merged["start"]), "strikes": strikes}
+
+    deribit = [(i, path_of("deribit", o)) for i, v, o in generated if v == "deribit"]
+    if not deribit:
+        return  # no generated options to follow (a recording's path is not the generator's)
+    for i, venue, options in generated:
+        if venue != "polymarket" or venue_options(options, venue)["crypto"] != "deribit":
+            continue
+        mine = path_of(venue, options)
+        if any(theirs == mine for _, theirs in deribit):
+            continue
+        j, theirs = deribit[0]
+
+        def shown(key: str, value: Any) -> str:
+            return repr(value[1]) if key == "start" else str(value)
+
+        differ = ", ".join(
+            f"{key} {shown(key, mine[key])} here, {shown(key, theirs[key])} there"
+            for key in ("seed", "start", "strikes")
+            if mine[key] != theirs[key]
+        )
+        problems.append(
+            (
+                f'crypto = "deribit" follows the BTC path of the Deribit sample of the same seed, start'
+                f" and strikes, but backtest.data[{j}] (deribit) differs: {differ}",
+                f"backtest.data[{i}].generate",
+            )
+        )
 
 
 def load_catalog_settings(path: str | Path) -> CatalogConfig:
@@ -791,6 +834,7 @@ def _check_backtest(
     """The data files' venues, formats and `generate` tables, and the latencies: each problem
     added to `problems`; the data paths resolved against the config file's folder."""
     data_paths: list[Path] = []
+    generated: list[tuple[int, str, dict[str, Any]]] = []  # the tables bundled simulators read
     if not backtest.data:
         problems.append(("list at least one [[backtest.data]] file", "backtest.data"))
     for i, d in enumerate(backtest.data):
@@ -808,9 +852,11 @@ def _check_backtest(
             )
         if d.generate is not None:
             try:
-                _check_generate(d.venue, d.generate, file=file, path=f"{where}.generate")
+                if _check_generate(d.venue, d.generate, file=file, path=f"{where}.generate"):
+                    generated.append((i, d.venue, d.generate))
             except ConfigError as exc:
                 problems.extend(_problems_in(exc))
+    _check_crypto_path(generated, problems)
     for field, value in (
         ("latency_ms", backtest.latency_ms),
         ("equity_interval_s", backtest.equity_interval_s),

@@ -12,7 +12,7 @@ import pytest
 from tests.support.backtests import DERIBIT_GENERATE, POLYMARKET_GENERATE
 from tradingd.cli.main import main
 from tradingd.config import load_config
-from tradingd.config._loader import MAX_PROBLEMS
+from tradingd.config._loader import MAX_PROBLEMS, _check_crypto_path
 from tradingd.engine import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -282,3 +282,56 @@ def test_a_strategy_named_engine_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, 'mode = "backtest"\n' + STRATEGY.replace('name = "g"', 'name = "engine"'))
     with pytest.raises(ConfigError, match=r"strategies\[0\]\.name: 'engine' is reserved"):
         load_config(path)
+
+
+_BOTH = (
+    'mode = "backtest"\n[backtest]\n'
+    '[[backtest.data]]\nvenue = "deribit"\npath = "d.rec.zst"\ngenerate = {{ {deribit} }}\n'
+    '[[backtest.data]]\nvenue = "polymarket"\npath = "p.rec.zst"\ngenerate = {{ {polymarket} }}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("deribit", "polymarket", "differ"),
+    [
+        ("seed = 7, strikes = 12", 'seed = 8, crypto = "deribit", strikes = 12', "seed 8 here, 7 there"),
+        ("strikes = 12", 'crypto = "deribit"', "strikes 4 here, 12 there"),  # polymarket's default
+        (
+            'seed = 3, start = "2026-11-24T00:00:00Z", strikes = 6',
+            'seed = 3, start = "2026-11-25T00:00:00Z", crypto = "deribit", strikes = 6',
+            "start '2026-11-25T00:00:00Z' here, '2026-11-24T00:00:00Z' there",
+        ),
+    ],
+)
+def test_check_config_refuses_polymarket_btc_markets_on_another_path_than_the_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], deribit: str, polymarket: str, differ: str
+) -> None:
+    path = _write(tmp_path, _BOTH.format(deribit=deribit, polymarket=polymarket) + STRATEGY)
+    assert main(["check-config", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f'tradingd: error: {path}: backtest.data[1].generate: crypto = "deribit" follows the BTC path'
+        " of the Deribit sample of the same seed, start and strikes, but backtest.data[0] (deribit)"
+        f" differs: {differ}\n"
+    )
+    assert not (tmp_path / "d.rec.zst").exists() and not (tmp_path / "p.rec.zst").exists()
+
+
+@pytest.mark.parametrize(
+    ("deribit", "polymarket"),
+    [
+        ("seed = 7, hours = 2.0, strikes = 12", 'seed = 7, hours = 2.0, crypto = "deribit", strikes = 12'),
+        # The same path written two ways (defaults spelt out or not), another length of it.
+        ('start = "2026-11-24T00:00:00Z"', 'seed = 7, hours = 1.0, crypto = "deribit", strikes = 4'),
+        # No crypto markets: no path to follow.
+        ("seed = 7, strikes = 12", "seed = 9"),
+    ],
+)
+def test_polymarket_btc_markets_on_the_options_path_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], deribit: str, polymarket: str
+) -> None:
+    path = _write(tmp_path, _BOTH.format(deribit=deribit, polymarket=polymarket) + STRATEGY)
+    assert main(["check-config", str(path)]) == 0, capsys.readouterr().err
+    # Without a generated Deribit entry there is nothing to follow: not checked.
+    problems: list[tuple[str, str]] = []
+    _check_crypto_path([(0, "polymarket", {"seed": 1, "crypto": "deribit", "strikes": 9})], problems)
+    assert problems == []
