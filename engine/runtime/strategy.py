@@ -261,10 +261,10 @@ class StrategyContext(abc.ABC):
         the venue streams them), and so do options listed later. The surface is refitted when the
         chain's tickers changed and `[surface] min_refit_interval_s` of event time passed since
         this strategy last looked at it: each strategy follows a chain on its own (its surfaces
-        depend on the data and its own calls, not on other strategies'). In a backtest the fit runs in the call (deterministic). Live this
-        call cannot wait for a thread: it fits in the call only the chain's first surface, and
-        starts later refits in a worker thread in the background (a later call sees them); use
-        `surface_async` to await a due refit."""
+        depend on the data and its own calls, not on other strategies'). In a backtest the fit
+        runs in the call (deterministic). Live this call cannot wait for a thread: it fits in the
+        call only the chain's first surface, and starts later refits in a worker thread in the
+        background (a later call sees them); use `surface_async` to await a due refit."""
         raise StrategyError("no volatility surface in this engine")
 
     async def surface_async(self, underlying: str, *, venue: str | None = None) -> VolSurface | None:
