@@ -67,6 +67,7 @@ from tradingd.engine import (
     OrderOutcomeUnknown,
     OrderRejected,
     OutsideSurface,
+    PriceCondition,
     Status,
     StatusKind,
     Strategy,
@@ -158,6 +159,18 @@ class _Watched:
     pm: PriceMarket
     next_try_ns: int = 0  # cooldown: no new order before this
     resolved: bool = False
+    # Memo of the market's re-centred strikes (`_strikes`) for one market object and scale: the
+    # scale moves only with the index, far less often than the books.
+    k_pm: PriceMarket | None = None
+    k_scale: float = math.nan
+    k_low: float | None = None
+    k_high: float | None = None
+    # Memo of P(YES) for one (surface, scale, instant): several book updates of one market share
+    # an instant (its YES and NO books, a frame's levels). None: the surface could not price it.
+    p_surface: VolSurface | None = None
+    p_scale: float = math.nan
+    p_now: int = -1
+    p_yes: float | None = None
 
 
 def _fmt(x: float | None) -> str:
@@ -416,15 +429,25 @@ class CrossVenue(Strategy):
         if now - surface.as_of_ns > self.p.max_surface_age_s * _S:
             self.skips["stale_surface"] += 1
             return
-        pm = w.pm
         scale = self._recentre(surface, now)
         if scale is None:
             return
-        try:
-            # The surface's smile moved with the underlying since its fit: the market's strikes at
-            # the fit's forward in the proportion they stand to the live one (F_fit / F_now).
-            p_yes = (pm if scale == 1.0 else _scaled(pm, scale)).probability(surface, now_ns=now)
-        except OutsideSurface:
+        pm = w.pm
+        if w.p_surface is surface and w.p_now == now and w.p_scale == scale and w.k_pm is pm:
+            p_yes = w.p_yes  # this instant already priced (the probability is a function of these)
+        else:
+            if w.k_pm is not pm or w.k_scale != scale:
+                # The surface's smile moved with the underlying since its fit: the market's
+                # strikes at the fit's forward in the proportion they stand to the live one
+                # (F_fit / F_now).
+                w.k_low, w.k_high = _strikes(pm, scale)
+                w.k_pm, w.k_scale = pm, scale
+            try:
+                p_yes = _probability(pm, w.k_low, w.k_high, surface, now)
+            except OutsideSurface:
+                p_yes = None
+            w.p_surface, w.p_scale, w.p_now, w.p_yes = surface, scale, now, p_yes
+        if p_yes is None:
             self.skips["outside_surface"] += 1
             return
         if not 0.0 <= p_yes <= 1.0:  # NaN included
@@ -432,10 +455,11 @@ class CrossVenue(Strategy):
             self.ctx.log.warning("cross_venue.bad_probability", market=pm.market.slug, p=p_yes)
             return
         self.priced += 1
+        ctx = self.ctx
         v = self.p.market_venue
-        legs = ((pm.yes_token, "YES", p_yes), (pm.no_token, "NO", 1.0 - p_yes))
-        held = {token: self.ctx.position(v, token) for token, _, _ in legs}
-        if any(self.ctx.open_orders(v, token) for token, _, _ in legs):
+        yes, no = pm.yes_token, pm.no_token
+        working = ctx.open_orders(v)  # one query (usually empty), not one per token
+        if working and any(o.instrument == yes or o.instrument == no for o in working):
             self.skips["order_working"] += 1
             return
         if now < w.next_try_ns:
@@ -443,34 +467,46 @@ class CrossVenue(Strategy):
             # every book update.
             self.skips["cooldown"] += 1
             return
+        held_yes = ctx.position(v, yes)
+        held_no = ctx.position(v, no)
         # Exits first: a held token whose gap has closed.
-        for token, outcome, p in legs:
-            if held[token] > 0:
-                top = self._usable(token, now)
-                if top is not None and top.bid is not None and p - top.bid < self.p.exit_gap:
-                    await self._exit(w, token, outcome, p, top, held[token], now)
-                    return
+        p_no = 1.0 - p_yes
+        if held_yes > 0:
+            top = self._usable(yes, now)
+            if top is not None and top.bid is not None and p_yes - top.bid < self.p.exit_gap:
+                await self._exit(w, yes, "YES", p_yes, top, held_yes, now)
+                return
+        if held_no > 0:
+            top = self._usable(no, now)
+            if top is not None and top.bid is not None and p_no - top.bid < self.p.exit_gap:
+                await self._exit(w, no, "NO", p_no, top, held_no, now)
+                return
         if pm.resolves_at_ns - now < self.p.min_time_to_resolution_s * _S:
             self.skips["near_resolution"] += 1
             return
-        for token, outcome, p in legs:
-            other = pm.no_token if token == pm.yes_token else pm.yes_token
-            if held[other] > 0:
-                continue  # the other outcome is held: its exit comes first
-            top = self._usable(token, now)
-            if top is None or top.ask is None or not top.ask_size:
-                continue
-            if await self._maybe_enter(w, token, outcome, p, top, held[token], now):
+        # Entries; not while the other outcome is held (its exit comes first). A gap not above
+        # `margin` even before the fee is not looked at further (a taker's fee is never negative).
+        margin = self.p.margin
+        if not held_no > 0:
+            top = self._usable(yes, now)
+            if (
+                top is not None
+                and top.ask is not None
+                and top.ask_size
+                and p_yes - top.ask > margin
+                and await self._maybe_enter(w, yes, "YES", p_yes, top, held_yes, now)
+            ):
                 return
+        if not held_yes > 0:
+            top = self._usable(no, now)
+            if top is not None and top.ask is not None and top.ask_size and p_no - top.ask > margin:
+                await self._maybe_enter(w, no, "NO", p_no, top, held_no, now)
 
     async def _maybe_enter(
         self, w: _Watched, token: str, outcome: str, p: float, top: _Top, held: Decimal, now: int
     ) -> bool:
         assert top.ask is not None
         assert top.ask_size is not None
-        gap = p - top.ask
-        if gap <= self.p.margin:
-            return False  # not even before the fee (the fee is never negative for a taker)
         inst = self.ctx.instrument(self.p.market_venue, token)
         if inst is None:
             self.skips["no_instrument"] += 1
@@ -565,12 +601,10 @@ class CrossVenue(Strategy):
     def market_delta(self, pm: PriceMarket, surface: VolSurface, now: int) -> float:
         """dP(YES)/dS of one market, in YES-shares' USD per USD of the underlying (module
         docstring: the forward moved by +/- `_BUMP` is the strikes divided by (1 +/- `_BUMP`))."""
-        up = _scaled(pm, 1.0 / (1.0 + _BUMP))
-        down = _scaled(pm, 1.0 / (1.0 - _BUMP))
         forward = surface.forward(pm.resolves_at_ns, now_ns=now)
-        dp_dlnf = (up.probability(surface, now_ns=now) - down.probability(surface, now_ns=now)) / (
-            math.log1p(_BUMP) - math.log1p(-_BUMP)
-        )
+        up = _probability(pm, *_strikes(pm, 1.0 / (1.0 + _BUMP)), surface, now)
+        down = _probability(pm, *_strikes(pm, 1.0 / (1.0 - _BUMP)), surface, now)
+        dp_dlnf = (up - down) / (math.log1p(_BUMP) - math.log1p(-_BUMP))
         return dp_dlnf / forward
 
     def net_delta(self, now: int) -> float | None:
@@ -635,9 +669,29 @@ class CrossVenue(Strategy):
         )
 
 
-def _scaled(pm: PriceMarket, factor: float) -> PriceMarket:
-    """`pm` with its strikes multiplied by `factor`."""
-    f = Decimal(repr(factor))
-    return attrs.evolve(
-        pm, low=None if pm.low is None else pm.low * f, high=None if pm.high is None else pm.high * f
-    )
+def _strikes(pm: PriceMarket, factor: float) -> tuple[float | None, float | None]:
+    """`pm`'s strikes multiplied by `factor`, as the floats `PriceMarket.probability` would pass
+    the surface for a market built with the scaled strikes (their product in Decimal)."""
+    low, high = pm.low, pm.high
+    if factor != 1.0:
+        f = Decimal(repr(factor))
+        low = None if low is None else low * f
+        high = None if high is None else high * f
+    return (None if low is None else float(low), None if high is None else float(high))
+
+
+def _probability(
+    pm: PriceMarket, low: float | None, high: float | None, surface: VolSurface, now: int
+) -> float:
+    """P(YES) of `pm` with the strikes `low`/`high` (`_strikes`): the surface queries
+    `PriceMarket.probability` makes, without building a market per query."""
+    condition = pm.condition
+    if condition is PriceCondition.ABOVE:
+        assert low is not None
+        return surface.prob_above(low, pm.resolves_at_ns, now_ns=now)
+    if condition is PriceCondition.BELOW:
+        assert high is not None
+        return surface.prob_below(high, pm.resolves_at_ns, now_ns=now)
+    assert low is not None
+    assert high is not None
+    return surface.prob_between(low, high, pm.resolves_at_ns, now_ns=now)

@@ -7,8 +7,8 @@ lazily, one record at a time as the kernel asks for it: its events are built jus
 kernel uses them and freed just after, in memory still warm (a chunk unpickled whole built
 thousands of events at once, freed long after, cold). The compiled codec (`_replay.Encoder`,
 `_replay.Records`, engine/store/_replay.c) writes the same bytes and reads the same records; this
-module is its reference (tests/store/test_evformat.py compares them, byte for byte and record by
-record, on real entries and on generated values).
+module is its reference (tests/store/test_replay_compiled.py compares them, byte for byte and
+record by record, on real entries and on generated values).
 
 A record: a flags byte (0: a receive time follows, 1: none), the receive time as the zigzag
 varint of its difference with the previous record's of the chunk (the first's with 0), the source
@@ -28,6 +28,10 @@ index (varint), then the body, one value. A value is a tag byte and what the tag
   STRUCT, varint c, values      `structs[c](*values)`: a msgspec Struct, one value per field
   CONST, varint i               `consts[i]` (enum members)
   PICKLED, varint n, n bytes    anything else, `loads(bytes)`: the entry's restricted unpickler
+
+A record's body is at depth 0, the values of a TUPLE or STRUCT at depth d at d + 1: a TUPLE or
+STRUCT is written only below MAX_DEPTH (one there is the chunk's damage: no recursion bomb); at
+MAX_DEPTH a tuple or Struct is PICKLED, and any other value (a CONST too) is written as above.
 
 Only exact types are written as themselves (a str subclass, an enum member, is not a str); a
 Struct class is written by field only when its constructor takes every field in order and does
@@ -63,7 +67,7 @@ CONST: Final = 12
 PICKLED: Final = 13
 DEC: Final = 32  # DEC + e, e in 0..MAX_E
 MAX_E: Final = 15
-MAX_DEPTH: Final = 32  # values nested deeper are the file's damage (a forged one: no recursion bomb)
+MAX_DEPTH: Final = 32  # no TUPLE or STRUCT at this depth: the file's damage (no recursion bomb)
 TSDELTA_MAX: Final = 1 << 31  # an int this close to the record's time is written as a difference
 _TS_MAX: Final = 1 << 62  # receive times the encoder takes (their differences fit 64 bits)
 _I64: Final = 1 << 63
@@ -384,12 +388,14 @@ def _records(
         if tag == LEVELS:
             n = size()
             return tuple([(floating(byte()), floating(byte())) for _ in range(n)])
-        if depth >= MAX_DEPTH:
-            raise ValueError("values nested too deep")
         if tag == TUPLE:
+            if depth >= MAX_DEPTH:
+                raise ValueError("values nested too deep")
             n = size()
             return tuple([value(ts, depth + 1) for _ in range(n)])
         if tag == STRUCT:
+            if depth >= MAX_DEPTH:
+                raise ValueError("values nested too deep")
             c = varint()
             if c >= len(structs):
                 raise ValueError("a class the entry does not list")

@@ -621,3 +621,88 @@ def test_structs_nested_deeper_than_the_encoder_s_first_table_are_written_as_the
     assert len(structs) == 12
     (_, _, first), (_, _, second) = _both_ways(data, 2, 1, structs, consts)
     assert _same(first, value) and _same(second, value)
+
+
+# -- values at and around MAX_DEPTH ----------------------------------------------------------------
+class _Box(msgspec.Struct, frozen=True, gc=False):
+    """A Struct of one field, to nest values in (module-level: a Box past MAX_DEPTH is pickled)."""
+
+    inner: Any
+
+
+def _nest(leaf: Any, depth: int, kind: str) -> Any:
+    """`leaf` inside `depth` tuples of one item, or `depth` Boxes."""
+    for _ in range(depth):
+        leaf = (leaf,) if kind == "tuple" else _Box(leaf)
+    return leaf
+
+
+# what each leaf is written as when nothing is too deep for it; at MAX_DEPTH a tuple or a Struct
+# (LEVELS too) is pickled, an enum member is still a CONST
+_DEEP_LEAVES: list[tuple[Any, int]] = [
+    (_Colour.BLUE, evformat.CONST),
+    (Decimal("1.5"), evformat.PICKLED),
+    ((1, 2), evformat.TUPLE),
+    (_Box(3), evformat.STRUCT),
+    (((1.5, 2.0),), evformat.LEVELS),
+    (None, evformat.NONE),
+]
+
+
+@pytest.mark.parametrize("kind", ["tuple", "struct"])
+@pytest.mark.parametrize("depth", [evformat.MAX_DEPTH - 1, evformat.MAX_DEPTH, evformat.MAX_DEPTH + 1])
+@pytest.mark.parametrize(
+    ("leaf", "tag"), _DEEP_LEAVES, ids=["enum", "pickled", "tuple", "struct", "levels", "none"]
+)
+def test_values_nested_at_and_around_max_depth_are_written_and_read_the_same_both_ways(
+    kind: str, depth: int, leaf: Any, tag: int
+) -> None:
+    """A value nested 31, 32, 33 deep in tuples or Structs: both encoders write the same bytes
+    (tuples and Structs as themselves above MAX_DEPTH, at MAX_DEPTH an enum member as its CONST and
+    a tuple or Struct pickled), and both readers read them back as the value (the reference read
+    a CONST or PICKLED at MAX_DEPTH as damage)."""
+    value = _nest(leaf, depth, kind)
+    # the first record enters _Colour and _Box in the tables (an encoder registers no class at
+    # MAX_DEPTH: one met first there is pickled)
+    records = [(1, 0, (_Colour.BLUE, _Box(None))), (2, 0, value)]
+    data, structs, consts = _encode_both(records)
+    wrapper = bytes([evformat.TUPLE, 1] if kind == "tuple" else [evformat.STRUCT, structs.index(_Box)])
+    if depth > evformat.MAX_DEPTH or (
+        depth == evformat.MAX_DEPTH and tag not in (evformat.CONST, evformat.NONE)
+    ):
+        tag = evformat.PICKLED
+    assert wrapper * min(depth, evformat.MAX_DEPTH) + bytes([tag]) in data
+    back = _both_ways(data, 2, 1, structs, consts)
+    assert len(back) == 2 and _same(back[1], (2, 0, value))
+
+
+def _forged(body: bytes) -> bytes:
+    return bytes([1, 0]) + body  # no receive time, source 0
+
+
+@pytest.mark.parametrize(
+    ("inner", "damage"),
+    [
+        (bytes([evformat.NONE]), None),
+        (bytes([evformat.CONST, 0]), None),
+        (bytes([evformat.PICKLED, 2]) + pickle.dumps(None, protocol=0), None),
+        (bytes([evformat.TUPLE, 0]), "ValueError: values nested too deep"),
+        (bytes([evformat.STRUCT, 0, evformat.NONE]), "ValueError: values nested too deep"),
+        (bytes([14]), "ValueError: unknown tag 14"),
+    ],
+    ids=["none", "const", "pickled", "tuple", "struct", "unknown"],
+)
+@pytest.mark.parametrize("depth", [evformat.MAX_DEPTH - 1, evformat.MAX_DEPTH])
+def test_a_forged_chunk_nested_too_deep_is_damage_both_ways_and_only_then(
+    inner: bytes, damage: str | None, depth: int
+) -> None:
+    """Hand-written chunks, the value `inner` nested `depth` deep in tuples: a leaf (CONST,
+    PICKLED, NONE) reads at MAX_DEPTH too; a TUPLE or STRUCT there is the file's damage, the same
+    error both ways; an unknown tag there is said as one, not as a value too deep."""
+    data = _forged(bytes([evformat.TUPLE, 1]) * depth + inner)
+    structs, consts = (_Box,), (_Colour.RED,)
+    _both_ways(data, 1, 1, structs, consts)
+    _, raised = _outcome(evformat.py_records(data, 0, 1, 1, structs, consts, pickle.loads))
+    if damage == "ValueError: values nested too deep" and depth < evformat.MAX_DEPTH:
+        damage = None  # a tuple or Struct above MAX_DEPTH: read
+    assert raised == damage

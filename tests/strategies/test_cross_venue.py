@@ -853,3 +853,94 @@ def test_no_trade_without_a_live_index_or_with_a_stale_one() -> None:
     assert ctx.sent == [] and strat.skips["stale_live_price"] == 1
     feed(strat, index_ticker(FORWARD, ctx.now), _cheap_yes(m, at=ctx.now))
     assert len(ctx.sent) == 1
+
+
+# -- the cost per event: the surface asked once per market and instant, as PriceMarket asks it ----
+
+
+class RecordingSurface:
+    """A surface that notes every probability query (method, strikes, expiry, now) it answers."""
+
+    def __init__(self, inner: VolSurface) -> None:
+        self.inner = inner
+        self.as_of_ns = inner.as_of_ns
+        self.queries: list[tuple[Any, ...]] = []
+
+    def forward(self, expiry_ns: int, *, now_ns: int | None = None) -> float:
+        return self.inner.forward(expiry_ns, now_ns=now_ns)
+
+    def prob_above(self, strike: float, expiry_ns: int, *, now_ns: int | None = None) -> float:
+        self.queries.append(("above", strike, expiry_ns, now_ns))
+        return self.inner.prob_above(strike, expiry_ns, now_ns=now_ns)
+
+    def prob_below(self, strike: float, expiry_ns: int, *, now_ns: int | None = None) -> float:
+        self.queries.append(("below", strike, expiry_ns, now_ns))
+        return self.inner.prob_below(strike, expiry_ns, now_ns=now_ns)
+
+    def prob_between(self, low: float, high: float, expiry_ns: int, *, now_ns: int | None = None) -> float:
+        self.queries.append(("between", low, high, expiry_ns, now_ns))
+        return self.inner.prob_between(low, high, expiry_ns, now_ns=now_ns)
+
+
+def _market(condition: PriceCondition, strike: Decimal) -> PriceMarket:
+    m = above("m", float(strike))
+    if condition is PriceCondition.BELOW:
+        return attrs.evolve(m, condition=condition, low=None, high=strike)
+    if condition is PriceCondition.BETWEEN:
+        return attrs.evolve(m, condition=condition, low=strike, high=strike + 2_000)
+    return attrs.evolve(m, low=strike)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(list(PriceCondition)),
+    st.decimals(min_value=50_000, max_value=150_000, places=2),
+    st.one_of(st.just(FORWARD), st.floats(FORWARD * 0.97, FORWARD * 1.03)),
+    st.integers(1, 100 * S),
+)
+def test_the_surface_is_asked_exactly_what_pricemarket_probability_asks_at_the_scaled_strikes(
+    condition: PriceCondition, strike: Decimal, index: float, after: int
+) -> None:
+    """The strategy prices a market without building one per query: the queries it makes are
+    those of `PriceMarket.probability` on the market with its strikes scaled by F_fit / F_now
+    (Decimal(repr(scale)), as a market built with them holds them), floats for floats."""
+    m = _market(condition, strike)
+    rec = RecordingSurface(flat_surface())
+    strat, ctx = start([m], surface=cast(VolSurface, rec))
+    ctx.now = T0 + after
+    feed(strat, index_ticker(index, ctx.now), book(m.yes_token, 0.4, 0.6, at=ctx.now))
+    scale = FORWARD / index  # the index at the fit over the live one
+    f = Decimal(repr(scale))
+    scaled = m if scale == 1.0 else attrs.evolve(
+        m, low=None if m.low is None else m.low * f, high=None if m.high is None else m.high * f
+    )  # fmt: skip
+    got = list(rec.queries)
+    rec.queries.clear()
+    scaled.probability(cast(VolSurface, rec), now_ns=ctx.now)
+    assert got == rec.queries and len(got) == 1
+
+
+def test_one_query_per_market_and_instant_and_a_new_one_when_the_index_or_the_clock_moves() -> None:
+    """Book updates at one instant share the market's probability; the index moving at that
+    instant, or the clock moving, prices it again (and the decision follows the new price)."""
+    m = above("atm", FORWARD, T0 + 3600 * S)  # an hour out: ~10 points for a 0.5% move
+    rec = RecordingSurface(flat_surface())
+    strat, ctx = start([m], surface=cast(VolSurface, rec), margin=0.02, min_time_to_resolution_s=60)
+    ctx.now = T0 + S // 2
+    p_fit = digital(FORWARD, m.resolves_at_ns, ctx.now)
+    moved = FORWARD * 1.005
+    sd = SIGMA * math.sqrt((m.resolves_at_ns - ctx.now) / 1e9 / YEAR_SECONDS)
+    p_new = _ncdf((math.log(moved / FORWARD) - sd * sd / 2) / sd)
+    ask = math.floor((p_new - 0.05) * 100) / 100  # rich at the fitted forward, cheap at the moved one
+    assert p_fit - ask < 0.02
+    yes = book("atm-yes", ask - 0.01, ask, at=ctx.now)
+    feed(strat, yes, book("atm-yes", ask - 0.01, ask, size=50.0, at=ctx.now), yes)
+    assert ctx.sent == [] and [q[-1] for q in rec.queries] == [ctx.now]  # 3 updates, 1 query
+    feed(strat, index_ticker(moved, ctx.now), yes)  # same instant, the index moved: priced again
+    assert len(rec.queries) == 2 and rec.queries[1][1] == FORWARD * (FORWARD / moved)
+    (order,) = ctx.sent
+    assert order.instrument == "atm-yes"
+    assert float(tag_fields(order.tag)["p_model"]) == pytest.approx(p_new, abs=6e-5)
+    ctx.now += S  # the clock moves (the digital's time decays): priced again at the new instant
+    feed(strat, book("atm-yes", ask - 0.01, ask, at=ctx.now))
+    assert [q[-1] for q in rec.queries[2:]] == [ctx.now]
