@@ -228,6 +228,19 @@ def _add_simulate(sub: Any) -> None:
     )
     m.add_argument("--host", default="127.0.0.1", help="the address to listen on (loopback by default)")
     m.add_argument("--seed", type=int, default=7, help="the synthetic market's seed")
+    m.add_argument(
+        "--strikes",
+        type=int,
+        metavar="N",
+        help="deribit: strikes per expiry, 4-24 (default 4; 5+ for a volatility surface); "
+        "polymarket with --crypto deribit: the deribit simulator's, whose BTC path to follow",
+    )
+    m.add_argument(
+        "--crypto",
+        metavar="SOURCE",
+        help='polymarket: "deribit" adds Bitcoin price markets on the BTC path of a '
+        "`tradingd simulate deribit` of the same --seed and --strikes (default none)",
+    )
     m.set_defaults(handler="simulate:cmd_simulate")
 
 

@@ -322,6 +322,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         self,
         *,
         seed: int = 7,
+        strikes: int = 4,
         accounts: dict[str, str] | None = None,
         step_s: float = 0.1,
         matching_rate: float = 5.0,
@@ -333,7 +334,9 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         log: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         super().__init__(step_s=step_s, outbox=outbox, clock=clock, log=log)
-        self.feed = DeribitFeed.create(seed=seed, start_ns=clock())
+        # `strikes`: per expiry and currency, the generator's option (a chain a surface can fit
+        # needs 5 or more; `tradingd simulate deribit --strikes N`).
+        self.feed = DeribitFeed.create(seed=seed, start_ns=clock(), strikes=strikes)
         self.fees = FeeSchedule()
         self.deribit_faults = DeribitFaults()
         self.late_sent = 0  # `user_delay_s` notifications sent once due (tests wait on it)

@@ -385,6 +385,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         self,
         *,
         seed: int = 7,
+        crypto: str = "none",
+        strikes: int = 4,
         chain_id: int = 137,
         accounts: Iterable[str] = (DEMO_ADDRESS,),
         step_s: float = 0.25,
@@ -408,7 +410,9 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         self._lagging: list[tuple[float, _Account, str, bytes]] = []  # (due, account, market, frame)
         self.late_sent = 0  # `user_lag_s` messages sent once due (tests wait on it)
         self._dumps: list[tuple[float, _Peer, set[str]]] = []  # (trio time due, peer, tokens)
-        self.feed = PolymarketFeed.create(seed=seed, start_ns=clock())
+        # crypto "deribit": the generator's Bitcoin price markets too, on the BTC path of a Deribit
+        # simulator of the same seed and `strikes` started at the same instant (its Gamma serves them).
+        self.feed = PolymarketFeed.create(seed=seed, start_ns=clock(), crypto=crypto, strikes=strikes)
         opening = self.feed.opening(hours)
         # What the venue knows of its markets is what its Gamma publishes of them.
         gamma = [self.feed._gamma(m) for m in self.feed.markets]

@@ -24,7 +24,7 @@ def _catalog_block() -> list[list[str]]:
     """The argv of every `tradingd catalog` line of the README's block that starts the simulator."""
     text = (ROOT / "README.md").read_text()
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        if "tradingd simulate polymarket" in block and "tradingd catalog" in block:
+        if "tradingd simulate polymarket" in block and "tradingd catalog token" in block:
             return [
                 shlex.split(line, comments=True)[1:]
                 for line in block.splitlines()

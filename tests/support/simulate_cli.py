@@ -123,11 +123,11 @@ def _read_lines(stream: IO[bytes], lines: queue.Queue[str | None]) -> None:
 
 
 @contextlib.contextmanager
-def simulate_cli(venue: str, *, within: float = 20.0) -> Iterator[Simulated]:
-    """`tradingd simulate VENUE` on 127.0.0.1, an ephemeral port; yields once its banner is read
-    (at most `within` seconds), stops it on leaving."""
+def simulate_cli(venue: str, *options: str, within: float = 20.0) -> Iterator[Simulated]:
+    """`tradingd simulate VENUE [options]` on 127.0.0.1, an ephemeral port; yields once its
+    banner is read (at most `within` seconds), stops it on leaving."""
     keys = BANNER_KEYS[venue]
-    argv = [*_command(), "simulate", venue, "--host", "127.0.0.1", "--port", "0"]
+    argv = [*_command(), "simulate", venue, *options, "--host", "127.0.0.1", "--port", "0"]
     environ = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     with tempfile.TemporaryDirectory(prefix=f"simulate-{venue}-") as tmp:
         stderr_path = Path(tmp) / "stderr"
