@@ -18,6 +18,7 @@ import trio
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.sim.plugins import load_simulator
 from tradingd.engine.sim.server import require_server
+from tradingd.simulators.common import VENUE_OPTIONS, venue_options
 
 from .exits import UsageError
 
@@ -29,8 +30,6 @@ def simulator_options(venue: str, given: dict[str, Any]) -> dict[str, Any]:
     sample's are (`venue_options`); only those given are returned, so a simulator that takes
     none is called as before. UsageError in one line: an option `venue` does not take, a wrong
     value."""
-    from tradingd.simulators.common import VENUE_OPTIONS, venue_options
-
     options = {k: v for k, v in given.items() if v is not None}
     own = VENUE_OPTIONS.get(venue, {})
     foreign = [k for k in options if k not in own]
