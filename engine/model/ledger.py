@@ -321,9 +321,15 @@ class Ledger:
         return self.rates(inst, reversal.fee_currency)
 
     def waits(self, fill: Fill | FillReversal) -> bool:
-        """Whether `fill` (just given to `on_fill` or `reverse`) waits for a USD rate."""
+        """Whether `fill` (just given to `on_fill` or `reverse`) waits for a USD rate. An entry
+        is queued behind everything waiting (`_enter`), and nothing is queued without a waiting
+        queue: one just given waits exactly when it is the queue's newest entry (a look at that
+        one, not a walk of a queue that holds every fill of a run without a rate)."""
         pos = self.positions.get((fill.venue, fill.instrument))
-        return pos is not None and any(e.event is fill for e in pos.waiting)
+        if pos is None:
+            return False
+        waiting = pos.waiting
+        return bool(waiting) and waiting[-1].event is fill
 
     # -- booking ------------------------------------------------------------------------------
     def on_fill(self, fill: Fill, inst: Instrument, rates: UsdRates | None = None) -> Decimal:
