@@ -28,7 +28,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TypedDict
 
 import attrs
 
@@ -47,19 +46,6 @@ _ZERO = Decimal(0)
 
 def _d(x: float) -> Decimal:
     return from_float(x, "book")
-
-
-class _About(TypedDict):
-    """What every event about one of our orders says first: whose order, where, and when (the
-    simulated venue reports at once: its time is the receive time)."""
-
-    venue: str
-    instrument: str
-    ts_exchange: int
-    ts_local: int
-    order_id: str
-    client_order_id: str
-    strategy: str
 
 
 @attrs.define(eq=False)
@@ -106,18 +92,9 @@ class SimulatedVenue:
         self._trade_ids = itertools.count(1)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _about(self, order: Order, order_id: str, now: int) -> _About:
-        req = order.request
-        return _About(
-            venue=self.venue,
-            instrument=req.instrument,
-            ts_exchange=now,
-            ts_local=now,
-            order_id=order_id,
-            client_order_id=req.client_order_id,
-            strategy=req.strategy,
-        )
-
+    # Every event about one of our orders says first whose order, where, and when (the simulated
+    # venue reports at once: its time is the receive time), given by keyword (no mapping built
+    # and unpacked per event: a fill and one to three reports each order).
     def _report(
         self,
         r: _Resting | None,
@@ -131,7 +108,13 @@ class SimulatedVenue:
     ) -> OrderUpdate:
         req = order.request
         return OrderUpdate(
-            **self._about(order, order_id, now),
+            venue=self.venue,
+            instrument=req.instrument,
+            ts_exchange=now,
+            ts_local=now,
+            order_id=order_id,
+            client_order_id=req.client_order_id,
+            strategy=req.strategy,
             status=state,
             side=req.side,
             price=r.price if r is not None else req.price,
@@ -153,10 +136,17 @@ class SimulatedVenue:
         trade_id: str | None = None,
     ) -> Fill:
         fee, ccy = self.fees.fee(inst, price, size, liquidity, self.index(inst.base))
+        req = order.request
         return Fill(
-            **self._about(order, order_id, now),
+            venue=self.venue,
+            instrument=req.instrument,
+            ts_exchange=now,
+            ts_local=now,
+            order_id=order_id,
+            client_order_id=req.client_order_id,
+            strategy=req.strategy,
             trade_id=trade_id or f"SIMT-{next(self._trade_ids)}",
-            side=order.request.side,
+            side=req.side,
             price=price,
             size=size,
             fee=fee,
@@ -189,11 +179,21 @@ class SimulatedVenue:
     def _floor(size: Decimal, step: Decimal) -> Decimal:
         return (size / step).to_integral_value(rounding="ROUND_FLOOR") * step
 
-    def _opposite_levels(self, book: OrderBook, side: Side) -> tuple[int, list[tuple[int, float]]]:
-        """(side key, levels best first) of the side an order of `side` trades against."""
+    def _opposite_levels(
+        self, book: OrderBook, side: Side, limit: int | None = None
+    ) -> tuple[int, list[tuple[int, float]]]:
+        """(side key, levels best first) of the side an order of `side` trades against; with a
+        `limit` (ticks), only the levels an order limited there reaches (those at or below it for
+        a buy, at or above it for a sell: the best ones), without sorting the whole side."""
         if side is Side.BUY:
-            return 1, list(book.iter_asks())
-        return 0, list(book.iter_bids())
+            if limit is None:
+                return 1, list(book.iter_asks())
+            asks = book.asks
+            return 1, [(t, asks[t]) for t in sorted([t for t in asks if t <= limit])]
+        if limit is None:
+            return 0, list(book.iter_bids())
+        bids = book.bids
+        return 0, [(t, bids[t]) for t in sorted([t for t in bids if t >= limit], reverse=True)]
 
     # -- order entry ------------------------------------------------------------------------
     def has_orders(self, instrument: str) -> bool:
@@ -224,8 +224,12 @@ class SimulatedVenue:
         limit_ticks: int | None = None
         if req.price is not None:
             limit_ticks = book.to_ticks(float(req.price)) if book is not None else None
+        # Only the levels the limit reaches, unless own resting orders may trade first: they are
+        # checked against the market's best level, reached or not.
         side_key, levels = (
-            self._opposite_levels(book, req.side) if book is not None and book.valid else (0, [])
+            self._opposite_levels(book, req.side, limit_ticks if own is None else None)
+            if book is not None and book.valid
+            else (0, [])
         )
 
         def crosses(ticks: int) -> bool:
@@ -498,30 +502,36 @@ class SimulatedVenue:
             if update.snapshot:
                 used.clear()
             else:
+                forget, to_ticks = used.pop, book.to_ticks
                 for p, _ in update.bids:
-                    used.pop((0, book.to_ticks(p)), None)
+                    forget((0, to_ticks(p)), None)
                 for p, _ in update.asks:
-                    used.pop((1, book.to_ticks(p)), None)
+                    forget((1, to_ticks(p)), None)
         orders = self.resting.get(instrument)
         if not orders or book is None or not book.valid:
             return []
-        inst = self.registry.get(self.venue, instrument)
-        if inst is None:
+        # The instrument is looked up once an order is reached (most updates reach none), or at
+        # once where the queues ahead change on every update.
+        queue_ahead = self.queue_ahead
+        inst = self.registry.get(self.venue, instrument) if queue_ahead else None
+        if queue_ahead and inst is None:
             return []
         out: list[PrivateEvent] = []
         bb, ba = book.best_bid_ticks, book.best_ask_ticks
         for r in orders:
-            if self.queue_ahead:
+            if queue_ahead:
                 same = book.bids if r.side is Side.BUY else book.asks
                 r.queue_ahead = min(r.queue_ahead, same.get(r.ticks, 0.0))
             if r.side is Side.BUY:
                 if ba is None or ba > r.ticks:
                     continue
-                side_key, levels = 1, [(t, s) for t, s in book.iter_asks() if t <= r.ticks]
-            else:
-                if bb is None or bb < r.ticks:
-                    continue
-                side_key, levels = 0, [(t, s) for t, s in book.iter_bids() if t >= r.ticks]
+            elif bb is None or bb < r.ticks:
+                continue
+            if inst is None:  # the first order reached; nothing changed before it
+                inst = self.registry.get(self.venue, instrument)
+                if inst is None:
+                    return []
+            side_key, levels = self._opposite_levels(book, r.side, r.ticks)
             for ticks, size in levels:
                 if r.remaining <= 0:
                     break
