@@ -82,6 +82,21 @@ class TimeInForce(enum.StrEnum):
     FOK = "fok"  # fill or kill: all at once or nothing
 
 
+# The enum converters take a member as it is (what the strategy API passes: `Side.BUY`) without
+# the enum's lookup (about 0.5 us each, three per order); anything else goes through it, so the
+# same values are taken and the same errors raised.
+def _side(v: str) -> Side:
+    return v if type(v) is Side else Side(v)
+
+
+def _order_type(v: str) -> OrderType:
+    return v if type(v) is OrderType else OrderType(v)
+
+
+def _time_in_force(v: str) -> TimeInForce:
+    return v if type(v) is TimeInForce else TimeInForce(v)
+
+
 def _size(v: object) -> Decimal:
     return to_decimal(v, "order size")
 
@@ -117,16 +132,16 @@ class OrderRequest:
 
     venue: str
     instrument: str
-    side: Side = attrs.field(converter=Side)
+    side: Side = attrs.field(converter=_side)
     size: Decimal = attrs.field(converter=_size)
     price: Decimal | None = attrs.field(default=None, converter=_price)
     type: OrderType = attrs.field(
         default=attrs.Factory(
             lambda self: OrderType.MARKET if self.price is None else OrderType.LIMIT, takes_self=True
         ),
-        converter=OrderType,
+        converter=_order_type,
     )
-    time_in_force: TimeInForce = attrs.field(default=TimeInForce.GTC, converter=TimeInForce)
+    time_in_force: TimeInForce = attrs.field(default=TimeInForce.GTC, converter=_time_in_force)
     post_only: bool = False
     reduce_only: bool = False
     client_order_id: str = ""
