@@ -293,16 +293,25 @@ class Ledger:
         it): it prices the instrument's base currency where it is a USD rate
         (`engine.model.market.index_currency`), before the market's latest index. The order journal
         keeps these rates, so positions rebuilt after a restart carry the same USD values."""
-        m = self.market
+        booking_rate = self.market.booking_rate
         venue = inst.venue
         base = inst.base if _known(index) and index_currency(inst) is not None else None
-
-        def rate(currency: str) -> float | None:
-            if currency == base:
-                return index
-            return _usable(m.booking_rate(venue, currency))
-
-        return (rate(inst.quote), rate(inst.settle), rate(fee_currency or inst.settle))
+        # Each currency's rate is the index (its base) or the market's booking rate, a function
+        # of the currency alone: one looked up once serves the others that name it too.
+        quote, settle = inst.quote, inst.settle
+        fee = fee_currency or settle
+        rq = index if quote == base else _usable(booking_rate(venue, quote))
+        if settle == quote:
+            rs = rq
+        else:
+            rs = index if settle == base else _usable(booking_rate(venue, settle))
+        if fee == settle:
+            rf = rs
+        elif fee == quote:
+            rf = rq
+        else:
+            rf = index if fee == base else _usable(booking_rate(venue, fee))
+        return (rq, rs, rf)
 
     def reversal_rates(self, reversal: FillReversal, inst: Instrument) -> UsdRates:
         """The rates a voided fill is taken back at: those its fill was booked at; none yet
@@ -516,25 +525,29 @@ class Ledger:
 
     # -- reading ------------------------------------------------------------------------------
     def unrealized_usd(self) -> Decimal:
+        with localcontext(CONTEXT):
+            return self._unrealized()
+
+    def _unrealized(self) -> Decimal:
+        """`unrealized_usd`, in the caller's context (`CONTEXT`)."""
         total = ZERO
         m = self.market
-        with localcontext(CONTEXT):
-            for pos in self.positions.values():
-                if pos.booked == 0:
-                    continue
-                inst = pos.instrument
-                total += pos.unrealized_usd(
-                    m.mark(inst.venue, inst.symbol),
-                    m.usd_rate(inst.venue, inst.quote),
-                    m.usd_rate(inst.venue, inst.settle),
-                )
+        for pos in self.positions.values():
+            if pos.booked == 0:
+                continue
+            inst = pos.instrument
+            total += pos.unrealized_usd(
+                m.mark(inst.venue, inst.symbol),
+                m.usd_rate(inst.venue, inst.quote),
+                m.usd_rate(inst.venue, inst.settle),
+            )
         return total
 
     def equity_usd(self) -> Decimal:
-        """Realized + unrealized - fees: the strategy's PnL so far, marked to market."""
-        unrealized = self.unrealized_usd()
+        """Realized + unrealized - fees: the strategy's PnL so far, marked to market (computed
+        in one entry into `CONTEXT`: this runs on every fill and chart sample of a backtest)."""
         with localcontext(CONTEXT):
-            return self.realized_usd + unrealized - self.fees_usd
+            return self.realized_usd + self._unrealized() - self.fees_usd
 
     def view(self) -> PositionView:
         return PositionView(

@@ -42,6 +42,7 @@ from .orders import Order, OrderType, TimeInForce
 __all__ = ["SimulatedVenue"]
 
 _ZERO = Decimal(0)
+_BUY = Side.BUY  # read once per resting order per book update: a module constant, not an enum lookup
 
 
 def _d(x: float) -> Decimal:
@@ -502,11 +503,21 @@ class SimulatedVenue:
             if update.snapshot:
                 used.clear()
             else:
-                forget, to_ticks = used.pop, book.to_ticks
-                for p, _ in update.bids:
-                    forget((0, to_ticks(p)), None)
-                for p, _ in update.asks:
-                    forget((1, to_ticks(p)), None)
+                # Only the sides something was taken from (a buy takes asks only): a level of
+                # the other side names nothing to forget. `to_ticks` inline for a plain book.
+                sides = {side for side, _ in used}
+                to_ticks = book.to_ticks
+                inv = book.inverse_quantum if type(book) is OrderBook else None
+                for side, levels in ((0, update.bids), (1, update.asks)):
+                    if side not in sides:
+                        continue
+                    forget = used.pop
+                    if inv is not None:  # round(price x inverse quantum) is `to_ticks(price)`
+                        for p, _ in levels:
+                            forget((side, round(p * inv)), None)
+                    else:
+                        for p, _ in levels:
+                            forget((side, to_ticks(p)), None)
         orders = self.resting.get(instrument)
         if not orders or book is None or not book.valid:
             return []
@@ -520,9 +531,9 @@ class SimulatedVenue:
         bb, ba = book.best_bid_ticks, book.best_ask_ticks
         for r in orders:
             if queue_ahead:
-                same = book.bids if r.side is Side.BUY else book.asks
+                same = book.bids if r.side is _BUY else book.asks
                 r.queue_ahead = min(r.queue_ahead, same.get(r.ticks, 0.0))
-            if r.side is Side.BUY:
+            if r.side is _BUY:
                 if ba is None or ba > r.ticks:
                     continue
             elif bb is None or bb < r.ticks:

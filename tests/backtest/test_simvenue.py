@@ -146,6 +146,10 @@ def test_a_limit_takes_only_the_levels_it_reaches_best_first_on_either_side() ->
         (Decimal("0.047"), Decimal("4.0"), Liquidity.TAKER),
     ]
     assert last_state(out) is OrderState.CANCELLED
+    # The feed refreshes one bid level: that one is available again, the others stay taken.
+    sim.on_book(book(bids=((0.048, 1.5),)), 2)
+    out = sim.submit(order("a2", side="sell", size="9", price="0.047", time_in_force="ioc"), 3)
+    assert fills(out) == [(Decimal("0.048"), Decimal("1.5"), Liquidity.TAKER)]
     # A resting buy the asks move onto: filled from the levels at or below its price, best first.
     sim, b = make()
     sim.submit(order("b", side="buy", size="9", price="0.0495"), 2)
