@@ -539,7 +539,9 @@ class OrderTracker:
         if not cid:
             raise ValueError("an order needs a client order id before it is tracked")
         try:
-            known = cid in self._by_client or self._archived(None, None, cid) is not None
+            known = cid in self._by_client or (
+                self.archive is not None and self._archived(None, None, cid) is not None
+            )
         except ArchiveUnavailable as exc:
             raise OrderDenied(
                 f"client order id {cid} cannot be checked against the journal ({exc})",

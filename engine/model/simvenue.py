@@ -190,10 +190,14 @@ class SimulatedVenue:
             if limit is None:
                 return 1, list(book.iter_asks())
             asks = book.asks
+            if not asks or min(asks) > limit:  # none reached (most orders: a bid that rests)
+                return 1, []
             return 1, [(t, asks[t]) for t in sorted([t for t in asks if t <= limit])]
         if limit is None:
             return 0, list(book.iter_bids())
         bids = book.bids
+        if not bids or max(bids) < limit:
+            return 0, []
         return 0, [(t, bids[t]) for t in sorted([t for t in bids if t >= limit], reverse=True)]
 
     # -- order entry ------------------------------------------------------------------------
@@ -505,7 +509,7 @@ class SimulatedVenue:
             else:
                 # Only the sides something was taken from (a buy takes asks only): a level of
                 # the other side names nothing to forget. `to_ticks` inline for a plain book.
-                sides = {side for side, _ in used}
+                sides = (next(iter(used))[0],) if len(used) == 1 else {side for side, _ in used}
                 to_ticks = book.to_ticks
                 inv = book.inverse_quantum if type(book) is OrderBook else None
                 for side, levels in ((0, update.bids), (1, update.asks)):
