@@ -59,6 +59,9 @@ __all__ = ["CONTEXT", "Booking", "Ledger", "Position", "PositionView", "UsdRates
 # has (a strategy may set `decimal.getcontext().prec`; the engine runs in its thread).
 CONTEXT = Context(prec=34, rounding=ROUND_HALF_EVEN)
 _NONE3: tuple[None, None, None] = (None, None, None)
+# `CONTEXT`'s twin for arithmetic through its methods (`_ARITH.add(a, b)` is `a + b` computed in
+# `CONTEXT`), so that the flags those set never reach `CONTEXT` itself.
+_ARITH = CONTEXT.copy()
 
 UsdRates = tuple[float | None, float | None, float | None]  # quote, settle, fee currency -> USD
 
@@ -544,10 +547,15 @@ class Ledger:
         return total
 
     def equity_usd(self) -> Decimal:
-        """Realized + unrealized - fees: the strategy's PnL so far, marked to market (computed
-        in one entry into `CONTEXT`: this runs on every fill and chart sample of a backtest)."""
-        with localcontext(CONTEXT):
-            return self.realized_usd + self._unrealized() - self.fees_usd
+        """Realized + unrealized - fees: the strategy's PnL so far, marked to market. This runs
+        on every fill and chart sample of a backtest: with nothing booked open (unrealized 0),
+        the two sums go through `_ARITH`'s methods, the same arithmetic as in `CONTEXT` without
+        entering it (`localcontext` copies a context, ~1 us)."""
+        for pos in self.positions.values():
+            if pos.booked != 0:
+                with localcontext(CONTEXT):
+                    return self.realized_usd + self._unrealized() - self.fees_usd
+        return _ARITH.subtract(_ARITH.add(self.realized_usd, ZERO), self.fees_usd)
 
     def view(self) -> PositionView:
         return PositionView(

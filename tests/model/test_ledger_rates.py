@@ -21,7 +21,7 @@ from tradingd.engine import Fill, FillReversal, Instrument, InstrumentKind, Liqu
 from tradingd.engine.backtest.kernel import BacktestResult, StrategyResult
 from tradingd.engine.backtest.report import print_summary, report_dict
 from tradingd.engine.model import InstrumentRegistry, Ledger, MarketState
-from tradingd.engine.model.ledger import Booking
+from tradingd.engine.model.ledger import CONTEXT, Booking
 from tradingd.engine.model.money import BadNumber, from_float, to_decimal
 from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.store.journal import OrderJournal
@@ -536,3 +536,19 @@ def test_whether_a_fill_waits_does_not_walk_the_waiting_queue() -> None:
     booked = ofill("sell", "1", "0.05", tid="9", idx=100_000.0)
     ledger.on_fill(booked, OPTION)
     assert ledger.waiting == 0 and not ledger.waits(booked)
+
+
+def test_equity_with_nothing_open_is_computed_at_the_ledgers_34_digits() -> None:
+    # equity_usd's shortcut (nothing booked open: no unrealized PnL) must round as the ledger's
+    # context does, whatever the ambient one, and as the full sum does.
+    market = MarketState(registry())
+    ledger = Ledger("s", market)
+    ledger.on_fill(ofill("buy", "1", "0.05", tid="1"), OPTION)  # a position, waiting: booked 0
+    ledger.realized_usd = Decimal("1234567890.123456789012345678901234567")
+    ledger.fees_usd = Decimal("0.000000000000000000000000000000777")
+    with decimal.localcontext(decimal.Context(prec=5)):
+        equity = ledger.equity_usd()
+    with decimal.localcontext(CONTEXT):
+        expected = ledger.realized_usd + Decimal(0) - ledger.fees_usd
+    assert equity == expected and str(equity) == str(expected)
+    assert str(expected) != str(ledger.realized_usd - ledger.fees_usd)  # it did round
