@@ -42,7 +42,14 @@ from .orders import Order, OrderType, TimeInForce
 __all__ = ["SimulatedVenue"]
 
 _ZERO = Decimal(0)
-_BUY = Side.BUY  # read once per resting order per book update: a module constant, not an enum lookup
+_BUY, _SELL = Side.BUY, Side.SELL  # module constants, not enum lookups on the hot paths
+# Order states as module constants (`OrderState.X` is a class attribute lookup, ~0.1 us).
+_CANCELLED = OrderState.CANCELLED
+_EXPIRED = OrderState.EXPIRED
+_FILLED = OrderState.FILLED
+_OPEN = OrderState.OPEN
+_PARTIALLY_FILLED = OrderState.PARTIALLY_FILLED
+_REJECTED = OrderState.REJECTED
 
 
 def _d(x: float) -> Decimal:
@@ -186,7 +193,7 @@ class SimulatedVenue:
         """(side key, levels best first) of the side an order of `side` trades against; with a
         `limit` (ticks), only the levels an order limited there reaches (those at or below it for
         a buy, at or above it for a sell: the best ones), without sorting the whole side."""
-        if side is Side.BUY:
+        if side is _BUY:
             if limit is None:
                 return 1, list(book.iter_asks())
             asks = book.asks
@@ -218,7 +225,7 @@ class SimulatedVenue:
                     None,
                     order,
                     order_id,
-                    OrderState.REJECTED,
+                    _REJECTED,
                     now,
                     _ZERO,
                     _ZERO,
@@ -240,7 +247,7 @@ class SimulatedVenue:
         def crosses(ticks: int) -> bool:
             if limit_ticks is None:
                 return True
-            return ticks <= limit_ticks if req.side is Side.BUY else ticks >= limit_ticks
+            return ticks <= limit_ticks if req.side is _BUY else ticks >= limit_ticks
 
         # Our own resting orders better than the market's best come first (self-trading).
         mine: list[tuple[_Resting, Decimal]] = []
@@ -250,9 +257,9 @@ class SimulatedVenue:
             for r in sorted(
                 (r for r in self.resting.get(req.instrument, ()) if r.side is not req.side and own(r.order)),
                 key=lambda r: r.ticks,
-                reverse=req.side is Side.SELL,  # the best price for the new order first
+                reverse=req.side is _SELL,  # the best price for the new order first
             ):
-                better = best is None or (r.ticks < best if req.side is Side.BUY else r.ticks > best)
+                better = best is None or (r.ticks < best if req.side is _BUY else r.ticks > best)
                 if total >= req.size or not crosses(r.ticks) or not better:
                     break
                 take = self._floor(min(req.size - total, r.remaining), inst.lot)
@@ -273,15 +280,11 @@ class SimulatedVenue:
 
         if req.post_only and (takeable or mine):
             return [
-                self._report(
-                    None, order, order_id, OrderState.REJECTED, now, _ZERO, _ZERO, reason="post_only_reject"
-                )
+                self._report(None, order, order_id, _REJECTED, now, _ZERO, _ZERO, reason="post_only_reject")
             ]
         if req.time_in_force is TimeInForce.FOK and total < req.size:
             return [
-                self._report(
-                    None, order, order_id, OrderState.CANCELLED, now, _ZERO, _ZERO, reason="fok_not_filled"
-                )
+                self._report(None, order, order_id, _CANCELLED, now, _ZERO, _ZERO, reason="fok_not_filled")
             ]
 
         events: list[PrivateEvent] = []
@@ -303,13 +306,11 @@ class SimulatedVenue:
             notional += take * price
 
         if filled >= req.size:
-            events.append(self._report(None, order, order_id, OrderState.FILLED, now, filled, notional))
+            events.append(self._report(None, order, order_id, _FILLED, now, filled, notional))
             return events
         if req.type is OrderType.MARKET or req.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
             reason = "no_liquidity" if req.type is OrderType.MARKET else "ioc_remainder"
-            events.append(
-                self._report(None, order, order_id, OrderState.CANCELLED, now, filled, notional, reason)
-            )
+            events.append(self._report(None, order, order_id, _CANCELLED, now, filled, notional, reason))
             return events
         assert req.price is not None
         ticks = limit_ticks if limit_ticks is not None else round(float(req.price) * 1e8)
@@ -325,11 +326,11 @@ class SimulatedVenue:
             expire_at_ns=req.expire_at_ns if req.time_in_force is TimeInForce.GTD else None,
         )
         if self.queue_ahead and book is not None:
-            same = book.bids if req.side is Side.BUY else book.asks
+            same = book.bids if req.side is _BUY else book.asks
             r.queue_ahead = same.get(ticks, 0.0)
         self.resting.setdefault(req.instrument, []).append(r)
         self._by_client[req.client_order_id] = r
-        state = OrderState.PARTIALLY_FILLED if filled > 0 else OrderState.OPEN
+        state = _PARTIALLY_FILLED if filled > 0 else _OPEN
         events.append(self._report(r, order, order_id, state, now, filled, notional))
         return events
 
@@ -340,9 +341,7 @@ class SimulatedVenue:
             raise self._not_open(order)
         self.resting[order.request.instrument].remove(r)
         return [
-            self._report(
-                r, order, r.order_id, OrderState.CANCELLED, now, r.filled, r.notional, reason="user_request"
-            )
+            self._report(r, order, r.order_id, _CANCELLED, now, r.filled, r.notional, reason="user_request")
         ]
 
     def edit(
@@ -371,7 +370,7 @@ class SimulatedVenue:
             r.ticks = book.to_ticks(float(price)) if book is not None else round(float(price) * 1e8)
             r.queue_ahead = 0.0
             if self.queue_ahead and book is not None:
-                same = book.bids if r.side is Side.BUY else book.asks
+                same = book.bids if r.side is _BUY else book.asks
                 r.queue_ahead = same.get(r.ticks, 0.0)
             inst = self.registry.get(self.venue, order.request.instrument)
             if inst is not None and book is not None and book.valid:
@@ -379,11 +378,9 @@ class SimulatedVenue:
         if r.filled >= r.size:
             self._retire_filled(order.request.instrument)
             if not any(isinstance(e, OrderUpdate) for e in events):
-                events.append(
-                    self._report(r, r.order, r.order_id, OrderState.FILLED, now, r.filled, r.notional)
-                )
+                events.append(self._report(r, r.order, r.order_id, _FILLED, now, r.filled, r.notional))
             return events
-        state = OrderState.PARTIALLY_FILLED if r.filled > 0 else OrderState.OPEN
+        state = _PARTIALLY_FILLED if r.filled > 0 else _OPEN
         events.append(self._report(r, r.order, r.order_id, state, now, r.filled, r.notional))
         return events
 
@@ -395,7 +392,7 @@ class SimulatedVenue:
         for ticks, displayed in levels:
             if r.remaining <= 0:
                 break
-            if (r.side is Side.BUY and ticks > r.ticks) or (r.side is Side.SELL and ticks < r.ticks):
+            if (r.side is _BUY and ticks > r.ticks) or (r.side is _SELL and ticks < r.ticks):
                 break
             avail = self._available(inst.symbol, side_key, ticks, displayed)
             if avail <= 0:
@@ -423,7 +420,7 @@ class SimulatedVenue:
                             r,
                             r.order,
                             r.order_id,
-                            OrderState.EXPIRED,
+                            _EXPIRED,
                             now,
                             r.filled,
                             r.notional,
@@ -451,7 +448,7 @@ class SimulatedVenue:
                 r,
                 r.order,
                 r.order_id,
-                OrderState.FILLED if done else OrderState.PARTIALLY_FILLED,
+                _FILLED if done else _PARTIALLY_FILLED,
                 now,
                 r.filled,
                 r.notional,
@@ -479,10 +476,10 @@ class SimulatedVenue:
         for r in orders:
             if left <= 0:
                 break
-            if r.side is Side.BUY:
-                if trade.side is not Side.SELL or t_ticks > r.ticks:
+            if r.side is _BUY:
+                if trade.side is not _SELL or t_ticks > r.ticks:
                     continue
-            elif trade.side is not Side.BUY or t_ticks < r.ticks:
+            elif trade.side is not _BUY or t_ticks < r.ticks:
                 continue
             avail = left
             if t_ticks == r.ticks and r.queue_ahead > 0:  # touched, not traded through: queue first
@@ -509,19 +506,19 @@ class SimulatedVenue:
             else:
                 # Only the sides something was taken from (a buy takes asks only): a level of
                 # the other side names nothing to forget. `to_ticks` inline for a plain book.
-                sides = (next(iter(used))[0],) if len(used) == 1 else {side for side, _ in used}
+                sides = (next(iter(used))[0],) if len(used) == 1 else {k for k, _ in used}
                 to_ticks = book.to_ticks
                 inv = book.inverse_quantum if type(book) is OrderBook else None
-                for side, levels in ((0, update.bids), (1, update.asks)):
-                    if side not in sides:
+                for key, touched in ((0, update.bids), (1, update.asks)):
+                    if key not in sides:
                         continue
                     forget = used.pop
                     if inv is not None:  # round(price x inverse quantum) is `to_ticks(price)`
-                        for p, _ in levels:
-                            forget((side, round(p * inv)), None)
+                        for p, _ in touched:
+                            forget((key, round(p * inv)), None)
                     else:
-                        for p, _ in levels:
-                            forget((side, to_ticks(p)), None)
+                        for p, _ in touched:
+                            forget((key, to_ticks(p)), None)
         orders = self.resting.get(instrument)
         if not orders or book is None or not book.valid:
             return []
