@@ -854,7 +854,8 @@ class OrderFlow:
         """A venue's report about one of our orders; delivers what it changed. `verified`: the
         venue's answer to a question about this order; `asked`: the tracker's mark taken before
         that question (`OrderTracker.apply_update`)."""
-        self.flush_sent()
+        if self._sent_pending:
+            self.flush_sent()
         overrides = self.tracker.stats.venue_overrides
         out = self.tracker.apply_update(update, verified=verified, asked=asked)
         if out:
@@ -875,15 +876,18 @@ class OrderFlow:
     def on_fill(self, fill: Fill) -> Fill | None:
         """A venue's execution report; books it (once) and delivers it, after the acceptance it
         implies and before the order state it causes."""
-        self.flush_sent()
+        if self._sent_pending:
+            self.flush_sent()
         lookup_failures = self.tracker.stats.archive_failures
         events = self.tracker.apply_fill(fill)
         if events:
             self._reported(fill)
+        booked: Fill | None = None  # the first fill among them
         for e in events:
             if isinstance(e, OrderUpdate):
                 self._unanswered_places.discard(e.client_order_id or "")  # it traded: it was taken
-        booked = next((e for e in events if isinstance(e, Fill)), None)
+            elif booked is None and isinstance(e, Fill):
+                booked = e
         if booked is None:
             # A journal that could not be read is not "not ours": booking the fill on an order
             # rebuilt without its fills could book it twice. Left unbooked and alerted instead
