@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Iterator
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, getcontext, localcontext, setcontext
 from typing import Literal
 
 import attrs
@@ -59,6 +59,10 @@ __all__ = ["CONTEXT", "Booking", "Ledger", "Position", "PositionView", "UsdRates
 # has (a strategy may set `decimal.getcontext().prec`; the engine runs in its thread).
 CONTEXT = Context(prec=34, rounding=ROUND_HALF_EVEN)
 _NONE3: tuple[None, None, None] = (None, None, None)
+# `CONTEXT`'s twin for the hot paths: arithmetic through its methods (`_ARITH.add(a, b)` is
+# `a + b` computed in `CONTEXT`), or made the current context for a fill (`on_fill`) without
+# the copy `localcontext` makes; the flags those set never reach `CONTEXT` itself.
+_ARITH = CONTEXT.copy()
 
 UsdRates = tuple[float | None, float | None, float | None]  # quote, settle, fee currency -> USD
 
@@ -293,16 +297,25 @@ class Ledger:
         it): it prices the instrument's base currency where it is a USD rate
         (`engine.model.market.index_currency`), before the market's latest index. The order journal
         keeps these rates, so positions rebuilt after a restart carry the same USD values."""
-        m = self.market
+        booking_rate = self.market.booking_rate
         venue = inst.venue
         base = inst.base if _known(index) and index_currency(inst) is not None else None
-
-        def rate(currency: str) -> float | None:
-            if currency == base:
-                return index
-            return _usable(m.booking_rate(venue, currency))
-
-        return (rate(inst.quote), rate(inst.settle), rate(fee_currency or inst.settle))
+        # Each currency's rate is the index (its base) or the market's booking rate, a function
+        # of the currency alone: one looked up once serves the others that name it too.
+        quote, settle = inst.quote, inst.settle
+        fee = fee_currency or settle
+        rq = index if quote == base else _usable(booking_rate(venue, quote))
+        if settle == quote:
+            rs = rq
+        else:
+            rs = index if settle == base else _usable(booking_rate(venue, settle))
+        if fee == settle:
+            rf = rs
+        elif fee == quote:
+            rf = rq
+        else:
+            rf = index if fee == base else _usable(booking_rate(venue, fee))
+        return (rq, rs, rf)
 
     def reversal_rates(self, reversal: FillReversal, inst: Instrument) -> UsdRates:
         """The rates a voided fill is taken back at: those its fill was booked at; none yet
@@ -321,9 +334,15 @@ class Ledger:
         return self.rates(inst, reversal.fee_currency)
 
     def waits(self, fill: Fill | FillReversal) -> bool:
-        """Whether `fill` (just given to `on_fill` or `reverse`) waits for a USD rate."""
+        """Whether `fill` (just given to `on_fill` or `reverse`) waits for a USD rate. An entry
+        is queued behind everything waiting (`_enter`), and nothing is queued without a waiting
+        queue: one just given waits exactly when it is the queue's newest entry (a look at that
+        one, not a walk of a queue that holds every fill of a run without a rate)."""
         pos = self.positions.get((fill.venue, fill.instrument))
-        return pos is not None and any(e.event is fill for e in pos.waiting)
+        if pos is None:
+            return False
+        waiting = pos.waiting
+        return bool(waiting) and waiting[-1].event is fill
 
     # -- booking ------------------------------------------------------------------------------
     def on_fill(self, fill: Fill, inst: Instrument, rates: UsdRates | None = None) -> Decimal:
@@ -332,7 +351,11 @@ class Ledger:
         needs is unknown (module docstring). Returns the USD PnL it realized (0 while waiting).
         The fill's index price is learned as a USD rate first (`MarketState.learn_index`): what
         waited for it is booked at it, before this fill."""
-        with localcontext(CONTEXT):
+        # In `CONTEXT`'s twin `_ARITH` made current (as `localcontext(CONTEXT)` would make a
+        # fresh copy current, ~1 us a fill): the same precision, rounding and traps.
+        previous = getcontext()
+        setcontext(_ARITH)
+        try:
             if fill.index_price is not None:
                 self.market.learn_index(inst, fill.index_price)
             pos = self._position(inst)
@@ -345,6 +368,8 @@ class Ledger:
             pos.fills += 1
             self.fills += 1
             return self._enter(pos, Booking("fill", inst, rates, event=fill))
+        finally:
+            setcontext(previous)
 
     def reverse(self, reversal: FillReversal, inst: Instrument, rates: UsdRates | None = None) -> Decimal:
         """Undo a fill the venue voided, at the rates that fill was booked at
@@ -510,25 +535,34 @@ class Ledger:
 
     # -- reading ------------------------------------------------------------------------------
     def unrealized_usd(self) -> Decimal:
+        with localcontext(CONTEXT):
+            return self._unrealized()
+
+    def _unrealized(self) -> Decimal:
+        """`unrealized_usd`, in the caller's context (`CONTEXT`)."""
         total = ZERO
         m = self.market
-        with localcontext(CONTEXT):
-            for pos in self.positions.values():
-                if pos.booked == 0:
-                    continue
-                inst = pos.instrument
-                total += pos.unrealized_usd(
-                    m.mark(inst.venue, inst.symbol),
-                    m.usd_rate(inst.venue, inst.quote),
-                    m.usd_rate(inst.venue, inst.settle),
-                )
+        for pos in self.positions.values():
+            if pos.booked == 0:
+                continue
+            inst = pos.instrument
+            total += pos.unrealized_usd(
+                m.mark(inst.venue, inst.symbol),
+                m.usd_rate(inst.venue, inst.quote),
+                m.usd_rate(inst.venue, inst.settle),
+            )
         return total
 
     def equity_usd(self) -> Decimal:
-        """Realized + unrealized - fees: the strategy's PnL so far, marked to market."""
-        unrealized = self.unrealized_usd()
-        with localcontext(CONTEXT):
-            return self.realized_usd + unrealized - self.fees_usd
+        """Realized + unrealized - fees: the strategy's PnL so far, marked to market. This runs
+        on every fill and chart sample of a backtest: with nothing booked open (unrealized 0),
+        the two sums go through `_ARITH`'s methods, the same arithmetic as in `CONTEXT` without
+        entering it (`localcontext` copies a context, ~1 us)."""
+        for pos in self.positions.values():
+            if pos.booked != 0:
+                with localcontext(CONTEXT):
+                    return self.realized_usd + self._unrealized() - self.fees_usd
+        return _ARITH.subtract(_ARITH.add(self.realized_usd, ZERO), self.fees_usd)
 
     def view(self) -> PositionView:
         return PositionView(

@@ -98,6 +98,19 @@ class Limits:
         return attrs.evolve(self, **changes)
 
 
+def _unlimited(limits: Limits) -> bool:
+    """Whether `limits` sets no limit at all: `_check_limits` and `_check_scope` would check
+    nothing (each of their checks is of a limit that is set)."""
+    return (
+        limits.max_order_size is None
+        and limits.max_order_notional_usd is None
+        and limits.max_position is None
+        and limits.max_open_orders is None
+        and limits.max_orders_per_minute is None
+        and limits.max_daily_loss_usd is None
+    )
+
+
 @attrs.frozen
 class RiskLimits:
     """Limits for any instrument, with overrides for named instruments."""
@@ -214,6 +227,8 @@ class RiskChecker:
             if own is not None:
                 scopes.append((req.strategy, own.for_instrument(req.instrument), f"strategy {req.strategy}"))
             for scope, limits, label in scopes:
+                if _unlimited(limits):  # no check to run (the usual engine scope of a backtest)
+                    continue
                 self._check_limits(req, inst, limits, scope, label, replaces, new)
                 self._check_scope(req, limits, scope, label, now_ns=now_ns, is_new=is_new)
         except OrderRejected:
@@ -222,10 +237,14 @@ class RiskChecker:
             mine = self.refusals.setdefault(req.strategy, {})
             mine[check] = mine.get(check, 0) + 1
             raise
+        by_scope = self._sent
+        horizon = now_ns - _MINUTE_NS
         for scope in (None, req.strategy):
-            sent = self._sent.setdefault(scope, deque())
+            sent = by_scope.get(scope)
+            if sent is None:
+                sent = by_scope[scope] = deque()
             sent.append(now_ns)
-            while sent[0] <= now_ns - _MINUTE_NS:  # only the last minute counts: bounded
+            while sent[0] <= horizon:  # only the last minute counts: bounded
                 sent.popleft()
         return inst
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TypedDict
 
 import attrs
 
@@ -43,23 +42,18 @@ from .orders import Order, OrderType, TimeInForce
 __all__ = ["SimulatedVenue"]
 
 _ZERO = Decimal(0)
+_BUY, _SELL = Side.BUY, Side.SELL  # module constants, not enum lookups on the hot paths
+# Order states as module constants (`OrderState.X` is a class attribute lookup, ~0.1 us).
+_CANCELLED = OrderState.CANCELLED
+_EXPIRED = OrderState.EXPIRED
+_FILLED = OrderState.FILLED
+_OPEN = OrderState.OPEN
+_PARTIALLY_FILLED = OrderState.PARTIALLY_FILLED
+_REJECTED = OrderState.REJECTED
 
 
 def _d(x: float) -> Decimal:
     return from_float(x, "book")
-
-
-class _About(TypedDict):
-    """What every event about one of our orders says first: whose order, where, and when (the
-    simulated venue reports at once: its time is the receive time)."""
-
-    venue: str
-    instrument: str
-    ts_exchange: int
-    ts_local: int
-    order_id: str
-    client_order_id: str
-    strategy: str
 
 
 @attrs.define(eq=False)
@@ -106,18 +100,9 @@ class SimulatedVenue:
         self._trade_ids = itertools.count(1)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _about(self, order: Order, order_id: str, now: int) -> _About:
-        req = order.request
-        return _About(
-            venue=self.venue,
-            instrument=req.instrument,
-            ts_exchange=now,
-            ts_local=now,
-            order_id=order_id,
-            client_order_id=req.client_order_id,
-            strategy=req.strategy,
-        )
-
+    # Every event about one of our orders says first whose order, where, and when (the simulated
+    # venue reports at once: its time is the receive time), given by keyword (no mapping built
+    # and unpacked per event: a fill and one to three reports each order).
     def _report(
         self,
         r: _Resting | None,
@@ -131,7 +116,13 @@ class SimulatedVenue:
     ) -> OrderUpdate:
         req = order.request
         return OrderUpdate(
-            **self._about(order, order_id, now),
+            venue=self.venue,
+            instrument=req.instrument,
+            ts_exchange=now,
+            ts_local=now,
+            order_id=order_id,
+            client_order_id=req.client_order_id,
+            strategy=req.strategy,
             status=state,
             side=req.side,
             price=r.price if r is not None else req.price,
@@ -153,10 +144,17 @@ class SimulatedVenue:
         trade_id: str | None = None,
     ) -> Fill:
         fee, ccy = self.fees.fee(inst, price, size, liquidity, self.index(inst.base))
+        req = order.request
         return Fill(
-            **self._about(order, order_id, now),
+            venue=self.venue,
+            instrument=req.instrument,
+            ts_exchange=now,
+            ts_local=now,
+            order_id=order_id,
+            client_order_id=req.client_order_id,
+            strategy=req.strategy,
             trade_id=trade_id or f"SIMT-{next(self._trade_ids)}",
-            side=order.request.side,
+            side=req.side,
             price=price,
             size=size,
             fee=fee,
@@ -189,11 +187,25 @@ class SimulatedVenue:
     def _floor(size: Decimal, step: Decimal) -> Decimal:
         return (size / step).to_integral_value(rounding="ROUND_FLOOR") * step
 
-    def _opposite_levels(self, book: OrderBook, side: Side) -> tuple[int, list[tuple[int, float]]]:
-        """(side key, levels best first) of the side an order of `side` trades against."""
-        if side is Side.BUY:
-            return 1, list(book.iter_asks())
-        return 0, list(book.iter_bids())
+    def _opposite_levels(
+        self, book: OrderBook, side: Side, limit: int | None = None
+    ) -> tuple[int, list[tuple[int, float]]]:
+        """(side key, levels best first) of the side an order of `side` trades against; with a
+        `limit` (ticks), only the levels an order limited there reaches (those at or below it for
+        a buy, at or above it for a sell: the best ones), without sorting the whole side."""
+        if side is _BUY:
+            if limit is None:
+                return 1, list(book.iter_asks())
+            asks = book.asks
+            if not asks or min(asks) > limit:  # none reached (most orders: a bid that rests)
+                return 1, []
+            return 1, [(t, asks[t]) for t in sorted([t for t in asks if t <= limit])]
+        if limit is None:
+            return 0, list(book.iter_bids())
+        bids = book.bids
+        if not bids or max(bids) < limit:
+            return 0, []
+        return 0, [(t, bids[t]) for t in sorted([t for t in bids if t >= limit], reverse=True)]
 
     # -- order entry ------------------------------------------------------------------------
     def has_orders(self, instrument: str) -> bool:
@@ -213,7 +225,7 @@ class SimulatedVenue:
                     None,
                     order,
                     order_id,
-                    OrderState.REJECTED,
+                    _REJECTED,
                     now,
                     _ZERO,
                     _ZERO,
@@ -224,14 +236,18 @@ class SimulatedVenue:
         limit_ticks: int | None = None
         if req.price is not None:
             limit_ticks = book.to_ticks(float(req.price)) if book is not None else None
+        # Only the levels the limit reaches, unless own resting orders may trade first: they are
+        # checked against the market's best level, reached or not.
         side_key, levels = (
-            self._opposite_levels(book, req.side) if book is not None and book.valid else (0, [])
+            self._opposite_levels(book, req.side, limit_ticks if own is None else None)
+            if book is not None and book.valid
+            else (0, [])
         )
 
         def crosses(ticks: int) -> bool:
             if limit_ticks is None:
                 return True
-            return ticks <= limit_ticks if req.side is Side.BUY else ticks >= limit_ticks
+            return ticks <= limit_ticks if req.side is _BUY else ticks >= limit_ticks
 
         # Our own resting orders better than the market's best come first (self-trading).
         mine: list[tuple[_Resting, Decimal]] = []
@@ -241,9 +257,9 @@ class SimulatedVenue:
             for r in sorted(
                 (r for r in self.resting.get(req.instrument, ()) if r.side is not req.side and own(r.order)),
                 key=lambda r: r.ticks,
-                reverse=req.side is Side.SELL,  # the best price for the new order first
+                reverse=req.side is _SELL,  # the best price for the new order first
             ):
-                better = best is None or (r.ticks < best if req.side is Side.BUY else r.ticks > best)
+                better = best is None or (r.ticks < best if req.side is _BUY else r.ticks > best)
                 if total >= req.size or not crosses(r.ticks) or not better:
                     break
                 take = self._floor(min(req.size - total, r.remaining), inst.lot)
@@ -264,15 +280,11 @@ class SimulatedVenue:
 
         if req.post_only and (takeable or mine):
             return [
-                self._report(
-                    None, order, order_id, OrderState.REJECTED, now, _ZERO, _ZERO, reason="post_only_reject"
-                )
+                self._report(None, order, order_id, _REJECTED, now, _ZERO, _ZERO, reason="post_only_reject")
             ]
         if req.time_in_force is TimeInForce.FOK and total < req.size:
             return [
-                self._report(
-                    None, order, order_id, OrderState.CANCELLED, now, _ZERO, _ZERO, reason="fok_not_filled"
-                )
+                self._report(None, order, order_id, _CANCELLED, now, _ZERO, _ZERO, reason="fok_not_filled")
             ]
 
         events: list[PrivateEvent] = []
@@ -294,13 +306,11 @@ class SimulatedVenue:
             notional += take * price
 
         if filled >= req.size:
-            events.append(self._report(None, order, order_id, OrderState.FILLED, now, filled, notional))
+            events.append(self._report(None, order, order_id, _FILLED, now, filled, notional))
             return events
         if req.type is OrderType.MARKET or req.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
             reason = "no_liquidity" if req.type is OrderType.MARKET else "ioc_remainder"
-            events.append(
-                self._report(None, order, order_id, OrderState.CANCELLED, now, filled, notional, reason)
-            )
+            events.append(self._report(None, order, order_id, _CANCELLED, now, filled, notional, reason))
             return events
         assert req.price is not None
         ticks = limit_ticks if limit_ticks is not None else round(float(req.price) * 1e8)
@@ -316,11 +326,11 @@ class SimulatedVenue:
             expire_at_ns=req.expire_at_ns if req.time_in_force is TimeInForce.GTD else None,
         )
         if self.queue_ahead and book is not None:
-            same = book.bids if req.side is Side.BUY else book.asks
+            same = book.bids if req.side is _BUY else book.asks
             r.queue_ahead = same.get(ticks, 0.0)
         self.resting.setdefault(req.instrument, []).append(r)
         self._by_client[req.client_order_id] = r
-        state = OrderState.PARTIALLY_FILLED if filled > 0 else OrderState.OPEN
+        state = _PARTIALLY_FILLED if filled > 0 else _OPEN
         events.append(self._report(r, order, order_id, state, now, filled, notional))
         return events
 
@@ -331,9 +341,7 @@ class SimulatedVenue:
             raise self._not_open(order)
         self.resting[order.request.instrument].remove(r)
         return [
-            self._report(
-                r, order, r.order_id, OrderState.CANCELLED, now, r.filled, r.notional, reason="user_request"
-            )
+            self._report(r, order, r.order_id, _CANCELLED, now, r.filled, r.notional, reason="user_request")
         ]
 
     def edit(
@@ -362,7 +370,7 @@ class SimulatedVenue:
             r.ticks = book.to_ticks(float(price)) if book is not None else round(float(price) * 1e8)
             r.queue_ahead = 0.0
             if self.queue_ahead and book is not None:
-                same = book.bids if r.side is Side.BUY else book.asks
+                same = book.bids if r.side is _BUY else book.asks
                 r.queue_ahead = same.get(r.ticks, 0.0)
             inst = self.registry.get(self.venue, order.request.instrument)
             if inst is not None and book is not None and book.valid:
@@ -370,11 +378,9 @@ class SimulatedVenue:
         if r.filled >= r.size:
             self._retire_filled(order.request.instrument)
             if not any(isinstance(e, OrderUpdate) for e in events):
-                events.append(
-                    self._report(r, r.order, r.order_id, OrderState.FILLED, now, r.filled, r.notional)
-                )
+                events.append(self._report(r, r.order, r.order_id, _FILLED, now, r.filled, r.notional))
             return events
-        state = OrderState.PARTIALLY_FILLED if r.filled > 0 else OrderState.OPEN
+        state = _PARTIALLY_FILLED if r.filled > 0 else _OPEN
         events.append(self._report(r, r.order, r.order_id, state, now, r.filled, r.notional))
         return events
 
@@ -386,7 +392,7 @@ class SimulatedVenue:
         for ticks, displayed in levels:
             if r.remaining <= 0:
                 break
-            if (r.side is Side.BUY and ticks > r.ticks) or (r.side is Side.SELL and ticks < r.ticks):
+            if (r.side is _BUY and ticks > r.ticks) or (r.side is _SELL and ticks < r.ticks):
                 break
             avail = self._available(inst.symbol, side_key, ticks, displayed)
             if avail <= 0:
@@ -414,7 +420,7 @@ class SimulatedVenue:
                             r,
                             r.order,
                             r.order_id,
-                            OrderState.EXPIRED,
+                            _EXPIRED,
                             now,
                             r.filled,
                             r.notional,
@@ -442,7 +448,7 @@ class SimulatedVenue:
                 r,
                 r.order,
                 r.order_id,
-                OrderState.FILLED if done else OrderState.PARTIALLY_FILLED,
+                _FILLED if done else _PARTIALLY_FILLED,
                 now,
                 r.filled,
                 r.notional,
@@ -470,10 +476,10 @@ class SimulatedVenue:
         for r in orders:
             if left <= 0:
                 break
-            if r.side is Side.BUY:
-                if trade.side is not Side.SELL or t_ticks > r.ticks:
+            if r.side is _BUY:
+                if trade.side is not _SELL or t_ticks > r.ticks:
                     continue
-            elif trade.side is not Side.BUY or t_ticks < r.ticks:
+            elif trade.side is not _BUY or t_ticks < r.ticks:
                 continue
             avail = left
             if t_ticks == r.ticks and r.queue_ahead > 0:  # touched, not traded through: queue first
@@ -498,30 +504,46 @@ class SimulatedVenue:
             if update.snapshot:
                 used.clear()
             else:
-                for p, _ in update.bids:
-                    used.pop((0, book.to_ticks(p)), None)
-                for p, _ in update.asks:
-                    used.pop((1, book.to_ticks(p)), None)
+                # Only the sides something was taken from (a buy takes asks only): a level of
+                # the other side names nothing to forget. `to_ticks` inline for a plain book.
+                sides = (next(iter(used))[0],) if len(used) == 1 else {k for k, _ in used}
+                to_ticks = book.to_ticks
+                inv = book.inverse_quantum if type(book) is OrderBook else None
+                for key, touched in ((0, update.bids), (1, update.asks)):
+                    if key not in sides:
+                        continue
+                    forget = used.pop
+                    if inv is not None:  # round(price x inverse quantum) is `to_ticks(price)`
+                        for p, _ in touched:
+                            forget((key, round(p * inv)), None)
+                    else:
+                        for p, _ in touched:
+                            forget((key, to_ticks(p)), None)
         orders = self.resting.get(instrument)
         if not orders or book is None or not book.valid:
             return []
-        inst = self.registry.get(self.venue, instrument)
-        if inst is None:
+        # The instrument is looked up once an order is reached (most updates reach none), or at
+        # once where the queues ahead change on every update.
+        queue_ahead = self.queue_ahead
+        inst = self.registry.get(self.venue, instrument) if queue_ahead else None
+        if queue_ahead and inst is None:
             return []
         out: list[PrivateEvent] = []
         bb, ba = book.best_bid_ticks, book.best_ask_ticks
         for r in orders:
-            if self.queue_ahead:
-                same = book.bids if r.side is Side.BUY else book.asks
+            if queue_ahead:
+                same = book.bids if r.side is _BUY else book.asks
                 r.queue_ahead = min(r.queue_ahead, same.get(r.ticks, 0.0))
-            if r.side is Side.BUY:
+            if r.side is _BUY:
                 if ba is None or ba > r.ticks:
                     continue
-                side_key, levels = 1, [(t, s) for t, s in book.iter_asks() if t <= r.ticks]
-            else:
-                if bb is None or bb < r.ticks:
-                    continue
-                side_key, levels = 0, [(t, s) for t, s in book.iter_bids() if t >= r.ticks]
+            elif bb is None or bb < r.ticks:
+                continue
+            if inst is None:  # the first order reached; nothing changed before it
+                inst = self.registry.get(self.venue, instrument)
+                if inst is None:
+                    return []
+            side_key, levels = self._opposite_levels(book, r.side, r.ticks)
             for ticks, size in levels:
                 if r.remaining <= 0:
                     break

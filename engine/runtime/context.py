@@ -62,7 +62,26 @@ _FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(OrderRequest))
 _COPY_PLAIN: bool = all(
     _plain(getattr(attrs.fields(OrderRequest), name)) for name in ("client_order_id", "strategy")
 )
-_set = object.__setattr__
+
+
+def _copier() -> Callable[[OrderRequest, str, str], OrderRequest]:
+    """The copy `_named` makes, as one straight-line function: each field read by name and
+    written through its slot (no loop, no `getattr` by string, no `object.__setattr__` per
+    field; about half the cost). Every field is copied, then the two named ones set, as before."""
+    setters: list[Any] = []
+    for name in _FIELDS:
+        slot = next(k.__dict__[name] for k in OrderRequest.__mro__ if name in k.__dict__)
+        setters.append(slot.__set__)
+    named = {"client_order_id": "cid", "strategy": "strategy"}
+    body = "".join(f"    s{i}(o, {named.get(name, f'request.{name}')})\n" for i, name in enumerate(_FIELDS))
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": OrderRequest}
+    namespace.update((f"s{i}", s) for i, s in enumerate(setters))
+    exec(f"def copy(request, cid, strategy):\n    o = new(cls)\n{body}    return o\n", namespace)
+    built: Callable[[OrderRequest, str, str], OrderRequest] = namespace["copy"]
+    return built
+
+
+_copy = _copier()
 
 
 def _named(request: OrderRequest, cid: str, strategy: str) -> OrderRequest:
@@ -70,12 +89,7 @@ def _named(request: OrderRequest, cid: str, strategy: str) -> OrderRequest:
     tests/runtime/test_context_named.py compares the two."""
     if not _COPY_PLAIN or type(request) is not OrderRequest:
         return attrs.evolve(request, client_order_id=cid, strategy=strategy)
-    new = object.__new__(OrderRequest)
-    for name in _FIELDS:
-        _set(new, name, getattr(request, name))
-    _set(new, "client_order_id", cid)
-    _set(new, "strategy", strategy)
-    return new
+    return _copy(request, cid, strategy)
 
 
 class BaseContext(StrategyContext):

@@ -131,3 +131,33 @@ def test_deribit_fee_schedule(inst: object, price: str, size: str, liq: Liquidit
         PERP, Decimal(price), Decimal(size), Liquidity.TAKER, None
     )
     assert overridden == Decimal(size) * Decimal("0.001") / Decimal(price)
+
+
+def test_a_limit_takes_only_the_levels_it_reaches_best_first_on_either_side() -> None:
+    # Levels beyond the limit are never taken, whatever their order in the book's dicts (the
+    # venue picks the reachable levels without sorting the whole side).
+    sim, b = make()
+    b.set_bid(b.to_ticks(0.049), 1.0)  # inserted last, the best bid
+    b.set_bid(b.to_ticks(0.046), 9.0)  # below the sell's limit
+    out = sim.submit(order("a", side="sell", size="9", price="0.047", time_in_force="ioc"), 1)
+    assert fills(out) == [
+        (Decimal("0.049"), Decimal("1.0"), Liquidity.TAKER),
+        (Decimal("0.048"), Decimal("1.5"), Liquidity.TAKER),
+        (Decimal("0.047"), Decimal("4.0"), Liquidity.TAKER),
+    ]
+    assert last_state(out) is OrderState.CANCELLED
+    # The feed refreshes one bid level: that one is available again, the others stay taken.
+    sim.on_book(book(bids=((0.048, 1.5),)), 2)
+    out = sim.submit(order("a2", side="sell", size="9", price="0.047", time_in_force="ioc"), 3)
+    assert fills(out) == [(Decimal("0.048"), Decimal("1.5"), Liquidity.TAKER)]
+    # A resting buy the asks move onto: filled from the levels at or below its price, best first.
+    sim, b = make()
+    sim.submit(order("b", side="buy", size="9", price="0.0495"), 2)
+    b.set_ask(b.to_ticks(0.049), 1.0)
+    b.set_ask(b.to_ticks(0.0485), 2.0)
+    out = sim.on_book(book(asks=((0.049, 1.0), (0.0485, 2.0))), 3)
+    assert fills(out) == [
+        (Decimal("0.0495"), Decimal("2.0"), Liquidity.MAKER),
+        (Decimal("0.0495"), Decimal("1.0"), Liquidity.MAKER),
+    ]
+    assert last_state(out) is OrderState.PARTIALLY_FILLED

@@ -6,6 +6,8 @@ from __future__ import annotations
 import decimal
 import io
 import sqlite3
+from collections import deque
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from tradingd.engine import Fill, FillReversal, Instrument, InstrumentKind, Liqu
 from tradingd.engine.backtest.kernel import BacktestResult, StrategyResult
 from tradingd.engine.backtest.report import print_summary, report_dict
 from tradingd.engine.model import InstrumentRegistry, Ledger, MarketState
+from tradingd.engine.model.ledger import CONTEXT, Booking
 from tradingd.engine.model.money import BadNumber, from_float, to_decimal
 from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.store.journal import OrderJournal
@@ -507,3 +510,45 @@ def test_a_charted_fill_fee_is_unknown_not_zero_while_no_rate_is_known(tmp_path:
     kernel.market.on_ticker(ticker(OPT, index=100_000.0, mark=0.05))
     kernel._record_fill(slot, msgspec.structs.replace(f, trade_id="t2"))
     assert slot.fills[-1].fee_usd == pytest.approx(30.0)
+
+
+class _NoScan(deque[Booking]):
+    """A waiting queue that refuses to be walked: what must not grow with the queue."""
+
+    def __iter__(self) -> Iterator[Booking]:
+        raise AssertionError("the whole waiting queue was walked")
+
+
+def test_whether_a_fill_waits_does_not_walk_the_waiting_queue() -> None:
+    # With no USD rate for a whole run (an L2-only recording), every fill waits: asking whether
+    # the one just booked waits must not cost the length of the queue (quadratic in the fills).
+    market = MarketState(registry())
+    ledger = Ledger("s", market)
+    fills = [ofill("buy", "1", "0.05", tid=str(n)) for n in range(3)]
+    for f in fills[:2]:
+        ledger.on_fill(f, OPTION)
+    pos = ledger.positions[("deribit", OPT)]
+    pos.waiting = _NoScan(pos.waiting)
+    ledger.on_fill(fills[2], OPTION)
+    assert ledger.waiting == 3
+    assert ledger.waits(fills[2])
+    # A fill booked at once (a rate known, the queue drained) does not wait.
+    booked = ofill("sell", "1", "0.05", tid="9", idx=100_000.0)
+    ledger.on_fill(booked, OPTION)
+    assert ledger.waiting == 0 and not ledger.waits(booked)
+
+
+def test_equity_with_nothing_open_is_computed_at_the_ledgers_34_digits() -> None:
+    # equity_usd's shortcut (nothing booked open: no unrealized PnL) must round as the ledger's
+    # context does, whatever the ambient one, and as the full sum does.
+    market = MarketState(registry())
+    ledger = Ledger("s", market)
+    ledger.on_fill(ofill("buy", "1", "0.05", tid="1"), OPTION)  # a position, waiting: booked 0
+    ledger.realized_usd = Decimal("1234567890.123456789012345678901234567")
+    ledger.fees_usd = Decimal("0.000000000000000000000000000000777")
+    with decimal.localcontext(decimal.Context(prec=5)):
+        equity = ledger.equity_usd()
+    with decimal.localcontext(CONTEXT):
+        expected = ledger.realized_usd + Decimal(0) - ledger.fees_usd
+    assert equity == expected and str(equity) == str(expected)
+    assert str(expected) != str(ledger.realized_usd - ledger.fees_usd)  # it did round
