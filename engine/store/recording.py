@@ -382,74 +382,83 @@ class RecordingReader:
         try:
             while True:
                 # The same 1 MiB reads as the reference, but no lines split: the scan reads
-                # them from the chunk, up to its last `\n` (the rest is the next chunk's).
+                # them in place, up to the chunk's last `\n` (the rest is the next chunk's),
+                # the line cut by the chunk's start joined on its own (no copy of the chunk).
                 chunk = read(_CHUNK)
                 if chunk:
-                    buf = tail + chunk
-                    end = buf.rfind(b"\n") + 1
-                    tail = buf[end:]
+                    end = chunk.rfind(b"\n") + 1
+                    if not tail:
+                        parts: tuple[tuple[bytes, int, int], ...] = ((chunk, 0, end),)
+                    elif end:
+                        nl = chunk.index(b"\n") + 1
+                        head = tail + chunk[:nl]
+                        parts = ((head, 0, len(head)), (chunk, nl, end))
+                    else:  # no line ends in it: all the next line's
+                        tail += chunk
+                        continue
+                    tail = chunk[end:]
                 elif tail and not unfinished(stream):  # a cut file's torn last line is no line
-                    buf, end, tail = tail + b"\n", len(tail) + 1, b""
+                    parts, tail = ((tail + b"\n", 0, len(tail) + 1),), b""
                 else:
                     break
-                pos = 0
-                while pos < end:
-                    items, pos, cache_prefix, cache_base = scan(
-                        buf, pos, end, cache_prefix, cache_base, tag, _BATCH
-                    )
-                    if items:
-                        batch = iter(items)
-                        lineno += len(items)
-                        yield from batch
-                        if len(items) == _BATCH or pos == end:
-                            continue
-                    # The line the scan stopped at (less one `\r` before its `\n`, as the
-                    # reference's CRLF lines), the reference's way.
-                    nl = buf.index(b"\n", pos)
-                    line = buf[pos : nl - 1 if nl > pos and buf[nl - 1] == 13 else nl]
-                    pos = nl + 1
-                    items = []
-                    lineno += 1
-                    if line[:20] == cache_prefix and line[27:29] == b"Z ":
-                        frac = line[20:27]
-                        if frac.isdigit():
-                            if tag is None:
-                                yield cache_base + int(frac) * 100, line[29:]
+                for buf, pos, end in parts:
+                    while pos < end:
+                        items, pos, cache_prefix, cache_base = scan(
+                            buf, pos, end, cache_prefix, cache_base, tag, _BATCH
+                        )
+                        if items:
+                            batch = iter(items)
+                            lineno += len(items)
+                            yield from batch
+                            if len(items) == _BATCH or pos == end:
+                                continue
+                        # The line the scan stopped at (less one `\r` before its `\n`, as the
+                        # reference's CRLF lines), the reference's way.
+                        nl = buf.index(b"\n", pos)
+                        line = buf[pos : nl - 1 if nl > pos and buf[nl - 1] == 13 else nl]
+                        pos = nl + 1
+                        items = []
+                        lineno += 1
+                        if line[:20] == cache_prefix and line[27:29] == b"Z ":
+                            frac = line[20:27]
+                            if frac.isdigit():
+                                if tag is None:
+                                    yield cache_base + int(frac) * 100, line[29:]
+                                else:
+                                    yield cache_base + int(frac) * 100, tag, line[29:]
+                                continue
+                        elif line[27:29] == b"Z " and line[19:20] == b"." and line[20:27].isdigit():
+                            try:
+                                base = parse_ts(line[:19] + b"Z")
+                            except ValueError:
+                                pass
                             else:
-                                yield cache_base + int(frac) * 100, tag, line[29:]
+                                cache_prefix, cache_base = line[:20], base
+                                yield (
+                                    (base + int(line[20:27]) * 100, line[29:])
+                                    if tag is None
+                                    else (base + int(line[20:27]) * 100, tag, line[29:])
+                                )
+                                continue
+                        if not line:
                             continue
-                    elif line[27:29] == b"Z " and line[19:20] == b"." and line[20:27].isdigit():
+                        first = line[:1]
+                        if first == b"{" or first == b"[":
+                            yield (None, line) if tag is None else (None, tag, line)
+                            continue
+                        sp = line.find(b" ")
                         try:
-                            base = parse_ts(line[:19] + b"Z")
-                        except ValueError:
-                            pass
-                        else:
-                            cache_prefix, cache_base = line[:20], base
-                            yield (
-                                (base + int(line[20:27]) * 100, line[29:])
-                                if tag is None
-                                else (base + int(line[20:27]) * 100, tag, line[29:])
-                            )
-                            continue
-                    if not line:
-                        continue
-                    first = line[:1]
-                    if first == b"{" or first == b"[":
-                        yield (None, line) if tag is None else (None, tag, line)
-                        continue
-                    sp = line.find(b" ")
-                    try:
-                        if sp < 0:
-                            raise ValueError("no space after the timestamp")
-                        ts = parse_ts(line[:sp])
-                    except ValueError as exc:
-                        if self.skip_bad:
-                            self.bad_lines += 1
-                            if self.on_bad is not None:
-                                self.on_bad(self.path, lineno, f"not a recording line ({exc})")
-                            continue
-                        raise DataError(f"{self.path}:{lineno}: not a recording line ({exc})") from None
-                    yield (ts, line[sp + 1 :]) if tag is None else (ts, tag, line[sp + 1 :])
+                            if sp < 0:
+                                raise ValueError("no space after the timestamp")
+                            ts = parse_ts(line[:sp])
+                        except ValueError as exc:
+                            if self.skip_bad:
+                                self.bad_lines += 1
+                                if self.on_bad is not None:
+                                    self.on_bad(self.path, lineno, f"not a recording line ({exc})")
+                                continue
+                            raise DataError(f"{self.path}:{lineno}: not a recording line ({exc})") from None
+                        yield (ts, line[sp + 1 :]) if tag is None else (ts, tag, line[sp + 1 :])
         except (OSError, EOFError, zstandard.ZstdError) as exc:
             raise DataError(f"{self.path}: unreadable after line {lineno}: {exc}") from exc
         finally:
