@@ -1438,10 +1438,172 @@ static PyTypeObject RecordsType = {
     .tp_iternext = records_next,
 };
 
+/* -- the recording reader's lines (recording.py, RecordingReader) -------------------------------
+ * `scan_lines(buf, pos, end, prefix, base, tag, limit)` is the fast path of the reader's line loop
+ * (`RecordingReader._read_reference`, the reference) over the lines of `buf[pos:end]` (`end` just
+ * past a `\n`): a line (less one `\r` before its `\n`) `YYYY-MM-DDTHH:MM:SS.fffffffZ <frame>`
+ * whose first 20 bytes are `prefix` (the cached second, `base` its ns) is `(base + f * 100,
+ * frame)`; one of another second, spelled as the recorder spells it (every field at full width,
+ * a real date, the hand path of `_seconds`), is parsed here and becomes the cache. Each is
+ * `(ts, frame)`, or `(ts, tag, frame)` when `tag` is not None. It stops at the first line it
+ * does not take (any other line: the Python loop takes it, exactly as before), at `end`, or after
+ * `limit` lines, and returns `(items, pos, prefix, base)`: the tuples of the lines taken, one a
+ * line (so a line's number is its place in the list), where the next line starts, and the cache
+ * after them. A time past int64 is not taken either (Python's ints carry it), nor a cached second
+ * of another spelling (strptime's: the Python loop's). */
+
+static inline int all_digits(const unsigned char *p, int n) {
+    for (int i = 0; i < n; i++)
+        if ((unsigned)(p[i] - '0') > 9u) return 0;
+    return 1;
+}
+
+static inline int64_t digits_value(const unsigned char *p, int n) {
+    int64_t v = 0;
+    for (int i = 0; i < n; i++) v = v * 10 + (p[i] - '0');
+    return v;
+}
+
+/* `_seconds(p[:19])` where it parses by hand (recording.py): 1 and the seconds, else 0 (strptime
+ * decides there: the Python loop takes the line). */
+static int hand_seconds(const unsigned char *p, int64_t *out) {
+    if (p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':') return 0;
+    if (!all_digits(p, 4) || !all_digits(p + 5, 2) || !all_digits(p + 8, 2) || !all_digits(p + 11, 2) ||
+        !all_digits(p + 14, 2) || !all_digits(p + 17, 2))
+        return 0;
+    int64_t y = digits_value(p, 4), m = digits_value(p + 5, 2), d = digits_value(p + 8, 2);
+    int64_t hh = digits_value(p + 11, 2), mm = digits_value(p + 14, 2), ss = digits_value(p + 17, 2);
+    /* strptime's ranges (seconds up to 61: leap seconds carried into the next minute) */
+    if (y == 0 || hh >= 24 || mm >= 60 || ss >= 62 || m < 1 || m > 12 || d < 1) return 0;
+    static const int month_days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > month_days[m - 1] + (m == 2 && leap)) return 0; /* datetime.date's ValueError */
+    /* days since 1970-01-01 in the proleptic Gregorian calendar (date.toordinal's) */
+    int64_t yy = y - (m <= 2);
+    int64_t era = yy / 400; /* yy >= 0: years 1-9999 */
+    int64_t yoe = yy - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    int64_t days = era * 146097 + doe - 719468;
+    *out = days * 86400 + hh * 3600 + mm * 60 + ss;
+    return 1;
+}
+
+static PyObject *scan_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "scan_lines(buf, pos, end, prefix, base, tag, limit)");
+        return NULL;
+    }
+    PyObject *buf = args[0], *prefix = args[3], *base = args[4], *tag = args[5];
+    if (!PyBytes_Check(buf) || !PyBytes_Check(prefix) || !PyLong_Check(base)) {
+        PyErr_SetString(PyExc_TypeError, "scan_lines: buf and prefix bytes, base an int");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t end = PyLong_AsSsize_t(args[2]);
+    if (end == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t limit = PyLong_AsSsize_t(args[6]);
+    if (limit == -1 && PyErr_Occurred()) return NULL;
+    if (pos < 0 || end < pos || end > PyBytes_GET_SIZE(buf) || limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "scan_lines: need 0 <= pos <= end <= len(buf), limit >= 0");
+        return NULL;
+    }
+    /* The cache: `prefix` and `base`, when the prefix is one this scan would make (20 bytes, the
+     * recorder's spelling: no space in it, so a line's time is its first word's, as `_line_ts`
+     * reads it) and base an int64; else nothing matches it. */
+    int overflow = 0;
+    long long cbase = PyLong_AsLongLongAndOverflow(base, &overflow);
+    if (cbase == -1 && PyErr_Occurred()) return NULL;
+    unsigned char pfx[20];
+    int64_t unused;
+    int cached = !overflow && PyBytes_GET_SIZE(prefix) == 20;
+    if (cached) {
+        memcpy(pfx, PyBytes_AS_STRING(prefix), 20);
+        cached = pfx[19] == '.' && hand_seconds(pfx, &unused);
+    }
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(buf);
+    PyObject *items = PyList_New(0), *new_prefix = NULL;
+    if (items == NULL) return NULL;
+    int64_t b = cbase;
+    Py_ssize_t p = pos, taken = 0;
+    while (p < end && taken < limit) {
+        const unsigned char *line = s + p;
+        const unsigned char *nl = memchr(line, '\n', (size_t)(end - p));
+        if (nl == NULL) break; /* no whole line left: the caller's */
+        Py_ssize_t len = nl - line;
+        if (len > 0 && line[len - 1] == '\r') len--;
+        if (len < 29 || line[27] != 'Z' || line[28] != ' ' || !all_digits(line + 20, 7)) break;
+        int64_t ts, frac = digits_value(line + 20, 7) * 100, line_base;
+        int same = cached && memcmp(line, pfx, 20) == 0;
+        if (same) {
+            line_base = b;
+        } else {
+            int64_t sec;
+            if (line[19] != '.' || !hand_seconds(line, &sec) || __builtin_mul_overflow(sec, (int64_t)1000000000, &line_base))
+                break;
+        }
+        if (__builtin_add_overflow(line_base, frac, &ts)) break;
+        if (!same) { /* the new cache, as the Python loop makes it */
+            PyObject *np = PyBytes_FromStringAndSize((const char *)line, 20);
+            if (np == NULL) goto fail;
+            Py_XSETREF(new_prefix, np);
+            memcpy(pfx, line, 20);
+            b = line_base;
+            cached = 1;
+        }
+        PyObject *t = PyTuple_New(tag == Py_None ? 2 : 3);
+        if (t == NULL) goto fail;
+        PyObject *ts_obj = PyLong_FromLongLong(ts);
+        if (ts_obj == NULL) {
+            Py_DECREF(t);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(t, 0, ts_obj);
+        PyObject *frame = PyBytes_FromStringAndSize((const char *)line + 29, len - 29);
+        if (frame == NULL) {
+            Py_DECREF(t);
+            goto fail;
+        }
+        if (tag == Py_None) {
+            PyTuple_SET_ITEM(t, 1, frame);
+        } else {
+            PyTuple_SET_ITEM(t, 1, Py_NewRef(tag));
+            PyTuple_SET_ITEM(t, 2, frame);
+        }
+        int r = PyList_Append(items, t);
+        Py_DECREF(t);
+        if (r < 0) goto fail;
+        taken++;
+        p = (nl - s) + 1;
+    }
+    PyObject *out = PyTuple_New(4), *pos_obj = NULL, *base_obj = NULL;
+    if (out == NULL) goto fail;
+    pos_obj = PyLong_FromSsize_t(p);
+    base_obj = new_prefix == NULL ? Py_NewRef(base) : PyLong_FromLongLong(b);
+    if (pos_obj == NULL || base_obj == NULL) {
+        Py_DECREF(out);
+        Py_XDECREF(pos_obj);
+        Py_XDECREF(base_obj);
+        goto fail;
+    }
+    PyTuple_SET_ITEM(out, 0, items);
+    PyTuple_SET_ITEM(out, 1, pos_obj);
+    PyTuple_SET_ITEM(out, 2, new_prefix == NULL ? Py_NewRef(prefix) : new_prefix);
+    PyTuple_SET_ITEM(out, 3, base_obj);
+    return out;
+fail:
+    Py_DECREF(items);
+    Py_XDECREF(new_prefix);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"setup", setup, METH_O, "setup(OrderBook): the class whose exact instances are updated in C."},
     {"update", (PyCFunction)(void (*)(void))update, METH_FASTCALL,
      "update(book, bids, asks): OrderBook.update, compiled for an exact OrderBook and shaped levels."},
+    {"scan_lines", (PyCFunction)(void (*)(void))scan_lines, METH_FASTCALL,
+     "scan_lines(buf, pos, end, prefix, base, tag, limit): the recording reader's fast lines, compiled."},
     {NULL, NULL, 0, NULL},
 };
 

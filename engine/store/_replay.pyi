@@ -1,5 +1,6 @@
 # The compiled replay of the decoded-event cache (_replay.c); evcache.ReplayDecoder.apply,
-# OrderBook.update and evformat (PyEncoder, py_records) are the Python references.
+# OrderBook.update and evformat (PyEncoder, py_records) are the Python references; scan_lines is
+# RecordingReader._read_reference's fast path (recording.py).
 
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -40,3 +41,6 @@ class Records(Iterator[tuple[Any, int, Any]]):
 
 def setup(order_book: type, /) -> None: ...
 def update(book: Any, bids: Any, asks: Any, /) -> None: ...
+def scan_lines(
+    buf: bytes, pos: int, end: int, prefix: bytes, base: int, tag: int | None, limit: int, /
+) -> tuple[list[Any], int, bytes, int]: ...

@@ -16,6 +16,7 @@ import gzip
 import heapq
 import inspect
 import io
+import operator
 import os
 import tempfile
 import time
@@ -26,6 +27,11 @@ from typing import IO, Any, BinaryIO, Final
 import zstandard
 
 from ..model.errors import DataError
+
+try:  # the compiled line loop (_replay.c); a tree built without it reads in Python, the reference
+    from . import _replay
+except ImportError:  # pragma: no cover - a build without the extension
+    _replay = None  # type: ignore[assignment]
 
 __all__ = [
     "RecordingReader",
@@ -281,12 +287,20 @@ def open_binary(path: str | os.PathLike[str]) -> tuple[IO[bytes], _Counting]:
     return stream, raw
 
 
+# Bytes of lines read at a time (both loops; the tests read in small chunks, to cut lines there).
+_CHUNK = 1 << 20
+# Lines a call of the compiled scan takes at most: its list of tuples is held while they are
+# yielded (a few hundred KiB of frames); fewer would cost calls, more memory.
+_BATCH = 1024
+
+
 class RecordingReader:
     """Iterates (ts_ns, frame) over one recording file; `ts_ns` is None for a bare frame.
 
     A line that is neither raises `DataError` naming the file and line number, unless
     `skip_bad=True`, in which case it is counted in `bad_lines`, passed to `on_bad(path, line
     number, reason)` if given, and skipped. `line` is the number of the line last yielded.
+    `compiled=False` reads through the Python loop, the reference of the compiled one.
     """
 
     def __init__(
@@ -295,9 +309,13 @@ class RecordingReader:
         *,
         skip_bad: bool = False,
         on_bad: Callable[[Path, int, str], None] | None = None,
+        compiled: bool = True,
     ) -> None:
         self.path = Path(path)
         self.skip_bad = skip_bad
+        # The lines read by the compiled loop (`_read`) where it is built; False, or a tree
+        # without it: the Python loop (`_read_reference`), which it must match line for line.
+        self.compiled = compiled and _replay is not None
         self.on_bad = on_bad
         self.bad_lines = 0
         self.unfinished = False  # a .zst that ends inside a frame (see `_Zstd`), once read
@@ -325,21 +343,136 @@ class RecordingReader:
         the suspended generator: the hot loop keeps its counter local, at no cost per line."""
         if self._gen is None:
             return None
-        lineno = inspect.getgeneratorlocals(self._gen).get("lineno")
-        return lineno if isinstance(lineno, int) else None
+        local = inspect.getgeneratorlocals(self._gen)
+        lineno = local.get("lineno")
+        if not isinstance(lineno, int):
+            return None
+        # In a batch of the compiled loop, `lineno` is its last line's: less those not yielded.
+        batch = local.get("batch")
+        return lineno if batch is None else lineno - operator.length_hint(batch)
 
     def __iter__(self) -> Iterator[tuple[int | None, bytes]]:
-        self._gen = self._read(None)
+        self._gen = self._read(None) if self.compiled else self._read_reference(None)
         return self._gen
 
     def tagged(self, tag: int) -> Iterator[tuple[int | None, int, bytes]]:
         """Iterates (ts_ns, tag, frame): the same lines as iterating the reader, each with `tag`
         (the backtest kernel's index of the source), built here rather than by a generator
         around this one (a resume and a tuple less per line)."""
-        self._gen = self._read(tag)
+        self._gen = self._read(tag) if self.compiled else self._read_reference(tag)
         return self._gen
 
     def _read(self, tag: int | None) -> Generator[Any, None, None]:
+        """`_read_reference` with its fast path compiled (`_replay.scan_lines`): the lines of a
+        chunk the recorder wrote are made into their tuples in C, a batch at a time, and
+        yielded from the batch's list (no Python code a line); the first line it does not take
+        (another second spelled otherwise, a bare frame, an empty or bad line, a time past
+        int64...) is taken here, by the reference's code, and the scan goes on after it."""
+        stream, self._counter = open_binary(self.path)
+        self._stream = stream
+        read = getattr(stream, "read1", stream.read)
+        scan = _replay.scan_lines
+        lineno = 0  # the last line's number: of a batch's last line while it is yielded
+        line = b""  # the last line taken here (not by the scan)
+        tail = b""
+        cache_prefix = b"-"
+        cache_base = 0
+        items: list[Any] = []  # the last batch, while its lines are the last read
+        batch = iter(items)  # its iterator (`line`: how many are not yielded yet)
+        try:
+            while True:
+                # The same 1 MiB reads as the reference, but no lines split: the scan reads
+                # them in place, up to the chunk's last `\n` (the rest is the next chunk's),
+                # the line cut by the chunk's start joined on its own (no copy of the chunk).
+                chunk = read(_CHUNK)
+                if chunk:
+                    end = chunk.rfind(b"\n") + 1
+                    if not tail:
+                        parts: tuple[tuple[bytes, int, int], ...] = ((chunk, 0, end),)
+                    elif end:
+                        nl = chunk.index(b"\n") + 1
+                        head = tail + chunk[:nl]
+                        parts = ((head, 0, len(head)), (chunk, nl, end))
+                    else:  # no line ends in it: all the next line's
+                        tail += chunk
+                        continue
+                    tail = chunk[end:]
+                elif tail and not unfinished(stream):  # a cut file's torn last line is no line
+                    parts, tail = ((tail + b"\n", 0, len(tail) + 1),), b""
+                else:
+                    break
+                for buf, pos, end in parts:
+                    while pos < end:
+                        items, pos, cache_prefix, cache_base = scan(
+                            buf, pos, end, cache_prefix, cache_base, tag, _BATCH
+                        )
+                        if items:
+                            batch = iter(items)
+                            lineno += len(items)
+                            yield from batch
+                            if len(items) == _BATCH or pos == end:
+                                continue
+                        # The line the scan stopped at (less one `\r` before its `\n`, as the
+                        # reference's CRLF lines), the reference's way.
+                        nl = buf.index(b"\n", pos)
+                        line = buf[pos : nl - 1 if nl > pos and buf[nl - 1] == 13 else nl]
+                        pos = nl + 1
+                        items = []
+                        lineno += 1
+                        if line[:20] == cache_prefix and line[27:29] == b"Z ":
+                            frac = line[20:27]
+                            if frac.isdigit():
+                                if tag is None:
+                                    yield cache_base + int(frac) * 100, line[29:]
+                                else:
+                                    yield cache_base + int(frac) * 100, tag, line[29:]
+                                continue
+                        elif line[27:29] == b"Z " and line[19:20] == b"." and line[20:27].isdigit():
+                            try:
+                                base = parse_ts(line[:19] + b"Z")
+                            except ValueError:
+                                pass
+                            else:
+                                cache_prefix, cache_base = line[:20], base
+                                yield (
+                                    (base + int(line[20:27]) * 100, line[29:])
+                                    if tag is None
+                                    else (base + int(line[20:27]) * 100, tag, line[29:])
+                                )
+                                continue
+                        if not line:
+                            continue
+                        first = line[:1]
+                        if first == b"{" or first == b"[":
+                            yield (None, line) if tag is None else (None, tag, line)
+                            continue
+                        sp = line.find(b" ")
+                        try:
+                            if sp < 0:
+                                raise ValueError("no space after the timestamp")
+                            ts = parse_ts(line[:sp])
+                        except ValueError as exc:
+                            if self.skip_bad:
+                                self.bad_lines += 1
+                                if self.on_bad is not None:
+                                    self.on_bad(self.path, lineno, f"not a recording line ({exc})")
+                                continue
+                            raise DataError(f"{self.path}:{lineno}: not a recording line ({exc})") from None
+                        yield (ts, line[sp + 1 :]) if tag is None else (ts, tag, line[sp + 1 :])
+        except (OSError, EOFError, zstandard.ZstdError) as exc:
+            raise DataError(f"{self.path}: unreadable after line {lineno}: {exc}") from exc
+        finally:
+            # Closed in a batch: its lines after the one last yielded were not read.
+            left = operator.length_hint(batch)
+            self.lines = lineno - left - self.bad_lines
+            self.unfinished = unfinished(stream)
+            # A batch's line's time is the time it yielded (`_line_ts` parses the same way).
+            self.last_ts = items[len(items) - 1 - left][0] if items else _line_ts(line)
+            stream.close()
+
+    def _read_reference(self, tag: int | None) -> Generator[Any, None, None]:
+        """The reader's line loop in Python: the reference of `_read` (tests/store/
+        test_recording_compiled.py reads the same files both ways)."""
         stream, self._counter = open_binary(self.path)
         self._stream = stream
         # One raw read at a time (`read1`): a file that breaks part way keeps what came before.
@@ -356,7 +489,7 @@ class RecordingReader:
                 # looped over here, not through a generator of lines (one resume less a line).
                 # 1 MiB: as fast as 4 (measured), and the chunk, its copy and its lines held at
                 # once are a quarter (with the reads above: a backtest's peak RSS ~29 MiB less).
-                chunk = read(1 << 20)
+                chunk = read(_CHUNK)
                 if chunk:
                     buf = tail + chunk
                     if b"\r" in buf:  # CRLF lines: the fast path below never sees a line's `\r`
