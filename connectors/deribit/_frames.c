@@ -14,7 +14,8 @@
  * What is taken (anything else is None):
  * - the envelope exactly as Deribit and the recorder write it, byte for byte, no whitespace:
  *   `{"jsonrpc":"2.0","method":"subscription","params":{"channel":"<name>","data":<data>}}`,
- *   the name printable ASCII without `\`, starting `ticker.` (`trades.`), nothing after;
+ *   the name printable ASCII without `\`, `ticker.X.Y` (`trades.X.Y`, `trades.X.Y.Z`: the
+ *   channels codec routes to the handler), nothing after;
  * - the data's members in any order, each known member at most once; an unknown member's value
  *   is skipped (msgspec ignores it) only if it is strict JSON of printable-ASCII strings without
  *   escapes, numbers of JSON's grammar (at most 64 characters), literals, arrays and objects
@@ -330,9 +331,12 @@ static int frame_bytes(PyObject *frame, Ptr *p, Py_ssize_t *n) {
     return 0;
 }
 
-/* The start of the data of a canonical notification of a channel that starts with `head`, and
- * in *end the byte after the data (the frame ends `}}` right after it); NULL otherwise. */
-static Ptr envelope(PyObject *frame, const char *head, Py_ssize_t head_len, Ptr *end) {
+/* The start of the data of a canonical notification of a channel that starts with `head` and
+ * has `min_parts` to `max_parts` dot-separated parts (the channels `DeribitDecoder._route`
+ * gives to the handler), and in *end the byte after the data (the frame ends `}}` right after
+ * it); NULL otherwise. */
+static Ptr envelope(PyObject *frame, const char *head, Py_ssize_t head_len, int min_parts, int max_parts,
+                    Ptr *end) {
     Ptr p;
     Py_ssize_t n;
     if (!frame_bytes(frame, &p, &n)) return NULL;
@@ -344,6 +348,9 @@ static Ptr envelope(PyObject *frame, const char *head, Py_ssize_t head_len, Ptr 
     Py_ssize_t len;
     Ptr q = scan_str(p + PREFIX_LEN - 1, *end, &s, &len);
     if (q == NULL || len < head_len || memcmp(s, head, (size_t)head_len) != 0) return NULL;
+    int parts = 1;
+    for (Py_ssize_t i = 0; i < len; i++) parts += s[i] == '.';
+    if (parts < min_parts || parts > max_parts) return NULL;
     q--; /* the name's closing quote starts DATA */
     if (*end - q < DATA_LEN || memcmp(q, DATA, DATA_LEN) != 0) return NULL;
     return q + DATA_LEN;
@@ -410,12 +417,13 @@ static Ptr read_greeks(Ptr p, Ptr end, double g[5], int *rho_set, int *err) {
 }
 
 /* `_iv(x)` (codec.py) as a new reference: `round(x * 100)` over 10,000 when x * 100 is within
- * 1e-6 of a whole number (computed here, the same operations: round half to even, the int's
- * true division exact-then-rounded as a double's); else the memo `_IVS`, else `_iv_learn`. */
+ * 1e-6 of a whole number (computed here, the same operations: Python's round is half to even,
+ * C's half away from zero, but a value at a half is not within 1e-6 of either; the int's true
+ * division is exact-then-rounded as a double's, and 0 divides to +0.0); else the memo `_IVS`,
+ * else `_iv_learn`. */
 static PyObject *iv_of(double x) {
     double h = x * 100.0;
-    double r = round(h);
-    if (fabs(h - r) == 0.5) r = 2.0 * round(h / 2.0);
+    double r = round(h); /* half away from zero; at a half neither way is within 1e-6 */
     if (fabs(h - r) < 1e-6) return PyFloat_FromDouble(r == 0.0 ? 0.0 : r / 10000.0);
     PyObject *key = PyFloat_FromDouble(x);
     if (key == NULL) return NULL;
@@ -453,7 +461,7 @@ static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (check_setup() < 0) return NULL;
     PyObject *decoder = args[0], *ts_local = args[2];
     Ptr end;
-    Ptr p = envelope(args[1], "ticker.", 7, &end);
+    Ptr p = envelope(args[1], "ticker.", 7, 3, 3, &end);
     if (p == NULL || p >= end || *p != '{') Py_RETURN_NONE;
     p++;
 
@@ -747,7 +755,7 @@ static PyObject *trades_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     if (check_setup() < 0) return NULL;
     Ptr end;
-    Ptr p = envelope(args[1], "trades.", 7, &end);
+    Ptr p = envelope(args[1], "trades.", 7, 3, 4, &end);
     if (p == NULL || p >= end || *p != '[') Py_RETURN_NONE;
     p++;
     PyObject *out = PyList_New(0);

@@ -241,6 +241,59 @@ def test_ivs_of_more_than_two_decimals_are_the_references() -> None:
         assert pair.check(_ticker(mark_iv=iv, bid_iv=iv, ask_iv=iv)) is not None, iv
 
 
+def test_a_member_twice_is_the_references_last_one() -> None:
+    """msgspec keeps a member's last value; the functions take no frame with a member twice."""
+    pair = _Pair()
+    pair.check(_ticker())
+    greeks = b'"greeks":{"delta":0.5,"gamma":0.1,"vega":3.5,"theta":-3.7,"rho":1.2}'
+    cases = [
+        (b'"state":"open"', b'"greeks":null,' + greeks + b',"greeks":null,"state":"open"'),
+        (b'"state":"open"', greeks + b',"greeks":null,"state":"open"'),
+        (b'"state":"open"', greeks[:-1] + b',"rho":null},"state":"open"'),
+        (b'"last_price":91277.0', b'"last_price":"undefined","last_price":91277.0'),
+        (b'"last_price":91277.0', b'"last_price":91277.0,"last_price":"undefined"'),
+        (b'"instrument_name":"BTC-PERPETUAL"', b'"instrument_name":"X","instrument_name":"BTC-PERPETUAL"'),
+        (b'"timestamp":1795478400297', b'"timestamp":1,"timestamp":1795478400297'),
+        (b'"state":"open"', b'"state":"closed","state":"open"'),
+        (b'"state":"open"', b'"state":"open","funding_accrues":true,"funding_accrues":false'),
+        (b'"state":"open"', b'"state":"open","funding_timestamp":1,"funding_timestamp":null'),
+    ]
+    for old, new in cases:
+        frame = _ticker().replace(old, new)
+        assert frame != _ticker()
+        assert pair.check(frame) is None, new
+    trade = orjson.dumps(orjson.loads(_fixture("ws_trades.json")))
+    for member in (b'"price":92294.5', b'"direction":"sell"', b'"trade_id":"403691824"'):
+        assert pair.check(trade.replace(member, member + b"," + member)) is None, member
+
+
+def test_every_byte_of_the_envelope_is_checked() -> None:
+    """Each byte around the data changed, dropped, doubled, or followed by junk: the reference's
+    outcome (the functions take none of them)."""
+    pair = _Pair()
+    for frame in (_ticker(), orjson.dumps(orjson.loads(_fixture("ws_trades.json")))):
+        pair.check(frame)
+        assert pair.check(frame) is not None
+        head = frame.index(b'"data":') + len(b'"data":')
+        ends = frame.rindex(b"}}")
+        spots = [*range(head), *range(ends, len(frame) + 1)]
+        for at in spots:
+            for junk in (
+                b"",
+                b" ",
+                b"}",
+                b"x",
+                b'"',
+                b"\\",
+                b"\x00",
+                bytes([frame[at] ^ 1]) if at < len(frame) else b"]",
+            ):
+                for mutant in (frame[:at] + junk + frame[at + 1 :], frame[:at] + junk + frame[at:]):
+                    if mutant != frame and (pair.check(mutant) is not None):
+                        # only a change inside the channel's name keeps a canonical frame
+                        assert len(PREFIX) + 7 <= at <= head - len(b'","data":'), mutant
+
+
 # -- hostile mutations (hypothesis), in a child process -------------------------------------------
 
 NUMBER_TEXTS = [
@@ -321,7 +374,8 @@ def hostile(draw: st.DrawFn, bases: list[bytes]) -> bytes:
         elif isinstance(data, dict):
             members = _members(data)
             greeks = [i for i, (k, _) in enumerate(members) if k == b'"greeks"' and data["greeks"]]
-            if greeks and draw(st.booleans()):
+            in_greeks: bool = draw(st.booleans())
+            if greeks and in_greeks:
                 g = greeks[0]
                 members[g] = (members[g][0], _dump(draw(mutated(_members(data["greeks"])))))
             else:
