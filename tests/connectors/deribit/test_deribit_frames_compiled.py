@@ -241,6 +241,19 @@ def test_ivs_of_more_than_two_decimals_are_the_references() -> None:
         assert pair.check(_ticker(mark_iv=iv, bid_iv=iv, ask_iv=iv)) is not None, iv
 
 
+def test_a_str_frame_is_read_as_its_bytes_when_ascii() -> None:
+    """The hook passes bytes; a str frame (all ASCII) gives the same events, any other None."""
+    pair = _Pair()
+    frame = _ticker()
+    pair.check(frame)
+    want = repr(_frames.ticker_frame(pair.fast, frame, T_LOCAL))
+    assert want != "None"
+    assert repr(_frames.ticker_frame(pair.fast, frame.decode(), T_LOCAL)) == want
+    assert _frames.ticker_frame(pair.fast, frame.decode().replace("open", "\xe9"), T_LOCAL) is None
+    assert _frames.ticker_frame(pair.fast, bytearray(frame), T_LOCAL) is None
+    assert _frames.trades_frame(pair.fast, frame, T_LOCAL) is None  # a ticker channel
+
+
 def test_a_member_twice_is_the_references_last_one() -> None:
     """msgspec keeps a member's last value; the functions take no frame with a member twice."""
     pair = _Pair()
