@@ -46,6 +46,42 @@ static PyObject *ivs = NULL;      /* codec._IVS: the IV memo, read for IVs of mo
 static PyObject *iv_learn = NULL; /* codec._iv_learn */
 static PyObject *s_states = NULL; /* "_states" */
 
+/* codec's globals, and the objects its Python path reads there as `setup` found them: a test
+ * that patches one (to inject a fault, tests/backtest/test_cache_equality.py) sends the frames
+ * it concerns to the Python path, which then meets the patch. */
+static PyObject *namespace = NULL;
+typedef struct {
+    const char *name;
+    PyObject *key;   /* interned */
+    PyObject *value; /* as found by `setup` */
+} Pin;
+static Pin ticker_pins[] = {{"_top"}, {"_ticker"}, {"_greeks"}, {"_iv_learn"}, {"_IVS"}};
+static Pin trade_pins[] = {{"_trade"}, {"_SIDES"}};
+#define N_PINS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* 1 when codec's globals still hold the objects `setup` found, 0 when one was replaced, -1 on
+ * an error raised. */
+static int pins_hold(const Pin *pins, int n) {
+    for (int i = 0; i < n; i++) {
+        PyObject *v = PyDict_GetItemWithError(namespace, pins[i].key); /* borrowed; str keys */
+        if (v != pins[i].value) return v == NULL && PyErr_Occurred() ? -1 : 0;
+    }
+    return 1;
+}
+
+static int pin_all(Pin *pins, int n) {
+    for (int i = 0; i < n; i++) {
+        if (pins[i].key == NULL && (pins[i].key = PyUnicode_InternFromString(pins[i].name)) == NULL) return -1;
+        PyObject *v = PyDict_GetItemWithError(namespace, pins[i].key);
+        if (v == NULL) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_KeyError, "setup: the namespace has no %s", pins[i].name);
+            return -1;
+        }
+        Py_XSETREF(pins[i].value, Py_NewRef(v));
+    }
+    return 0;
+}
+
 #define TWO53 9007199254740992.0
 #define MAX_DEPTH 32
 #define MAX_NUMBER 64
@@ -446,7 +482,7 @@ static PyObject *float_or_none(int set, double v) {
 }
 
 static int check_setup(void) {
-    if (ticker_type == NULL) {
+    if (ticker_type == NULL || namespace == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_frames.setup was not called");
         return -1;
     }
@@ -463,6 +499,9 @@ static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     Ptr end;
     Ptr p = envelope(args[1], "ticker.", 7, 3, 3, &end);
     if (p == NULL || p >= end || *p != '{') Py_RETURN_NONE;
+    int held = pins_hold(ticker_pins, N_PINS(ticker_pins));
+    if (held < 0) return NULL;
+    if (!held) Py_RETURN_NONE;
     p++;
 
     double f[N_FLOATS];
@@ -757,6 +796,9 @@ static PyObject *trades_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     Ptr end;
     Ptr p = envelope(args[1], "trades.", 7, 3, 4, &end);
     if (p == NULL || p >= end || *p != '[') Py_RETURN_NONE;
+    int held = pins_hold(trade_pins, N_PINS(trade_pins));
+    if (held < 0) return NULL;
+    if (!held) Py_RETURN_NONE;
     p++;
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
@@ -792,15 +834,21 @@ static PyObject *trades_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
 /* -- setup ----------------------------------------------------------------------------- */
 
 static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 8) {
+    if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError,
-                        "setup(ticker, greeks, trade, venue, side_buy, side_sell, ivs, iv_learn)");
+                        "setup(namespace, ticker, greeks, trade, venue, side_buy, side_sell, ivs, iv_learn)");
         return NULL;
     }
-    if (!PyUnicode_CheckExact(args[3]) || !PyDict_CheckExact(args[6])) {
-        PyErr_SetString(PyExc_TypeError, "setup: venue must be a str and ivs a dict");
+    if (!PyDict_CheckExact(args[0]) || !PyUnicode_CheckExact(args[4]) || !PyDict_CheckExact(args[7])) {
+        PyErr_SetString(PyExc_TypeError, "setup: namespace and ivs must be dicts, venue a str");
         return NULL;
     }
+    Py_XSETREF(namespace, Py_NewRef(args[0]));
+    if (pin_all(ticker_pins, N_PINS(ticker_pins)) < 0 || pin_all(trade_pins, N_PINS(trade_pins)) < 0) {
+        Py_CLEAR(namespace);
+        return NULL;
+    }
+    args++; /* the builders and objects, as before */
     Py_XSETREF(ticker_type, Py_NewRef(args[0]));
     Py_XSETREF(greeks_type, Py_NewRef(args[1]));
     Py_XSETREF(trade_type, Py_NewRef(args[2]));
@@ -814,7 +862,7 @@ static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
 
 static PyMethodDef methods[] = {
     {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
-     "setup(ticker, greeks, trade, venue, side_buy, side_sell, ivs, iv_learn): the builders and codec's objects."},
+     "setup(namespace, ticker, greeks, trade, venue, side_buy, side_sell, ivs, iv_learn): codec's globals, builders and objects."},
     {"ticker_frame", (PyCFunction)(void (*)(void))ticker_frame, METH_FASTCALL,
      "ticker_frame(decoder, frame, ts_local) -> list | None: a canonical ticker notification's events."},
     {"trades_frame", (PyCFunction)(void (*)(void))trades_frame, METH_FASTCALL,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 def setup(
+    namespace: dict[str, Any],
     ticker: Callable[..., Any],
     greeks: Callable[..., Any],
     trade: Callable[..., Any],

@@ -1176,6 +1176,9 @@ try:
 except ImportError:  # not built: the msgspec route (slower, the same results)
     _frames = None
 if _frames is not None:
-    _frames.setup(_ticker, _greeks, _trade, VENUE, _SIDES["buy"], _SIDES["sell"], _IVS, _iv_learn)
+    # This module's namespace too: a frame whose Python path would meet a patched `_top`,
+    # `_ticker`, `_greeks`, `_iv_learn`, `_IVS`, `_trade` or `_SIDES` (a test injecting a
+    # fault) is left to it.
+    _frames.setup(globals(), _ticker, _greeks, _trade, VENUE, _SIDES["buy"], _SIDES["sell"], _IVS, _iv_learn)
     _WHOLE_FRAME[DeribitDecoder._on_ticker] = _frames.ticker_frame
     _WHOLE_FRAME[DeribitDecoder._on_trades] = _frames.trades_frame

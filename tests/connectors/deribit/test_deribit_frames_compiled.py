@@ -234,6 +234,39 @@ def test_state_changes_and_funding_are_left_to_the_python_path() -> None:
     assert pair.check(_ticker(last_price="defined")) is None
 
 
+@pytest.mark.parametrize(
+    ("name", "trades"),
+    [("_top", False), ("_ticker", False), ("_greeks", False), ("_iv_learn", False), ("_trade", True)],
+)
+def test_a_fault_injected_through_codec_reaches_the_compiled_decoder(
+    monkeypatch: pytest.MonkeyPatch, name: str, trades: bool
+) -> None:
+    """A test (tests/backtest/test_cache_equality.py) patches codec's functions to make a frame
+    fail: the compiled decoder then fails on it as the reference does (the functions step aside)."""
+    greeks = {"delta": 0.5, "gamma": 0.1, "vega": 3.5, "theta": -3.7}
+    frame = orjson.dumps(orjson.loads(_fixture("ws_trades.json"))) if trades else _ticker(greeks=greeks)
+    frame = frame.replace(b"67.55", b"67.555")  # an IV of 3 decimals: `_iv_learn`
+    pair = _Pair()
+    pair.check(frame)
+    assert pair.check(frame) is not None
+    real = getattr(codec, name)
+
+    def faulty(*args: Any) -> Any:
+        raise ZeroDivisionError("an unforeseen handler bug")
+
+    monkeypatch.setattr(codec, name, faulty)
+    codec._IVS.pop(67.555, None)
+    outcomes = []
+    for dec in (pair.fast, pair.ref):
+        try:
+            dec.decode(frame, T_LOCAL)
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+    assert outcomes == ["DecoderFault", "DecoderFault"]
+    monkeypatch.setattr(codec, name, real)
+    assert pair.check(frame) is not None
+
+
 def test_ivs_of_more_than_two_decimals_are_the_references() -> None:
     pair = _Pair()
     pair.check(_ticker())
