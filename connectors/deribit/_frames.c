@@ -802,15 +802,17 @@ static PyObject *trades_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     p++;
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
-    int err = 0;
+    int err = 0, closed = 0;
     if (p < end && *p == ']') {
         p++;
+        closed = 1;
     } else {
         for (;;) {
             p = read_trade(p, end, args[2], out, &err);
             if (p == NULL || p >= end) break;
             if (*p == ']') {
                 p++;
+                closed = 1;
                 break;
             }
             if (*p != ',') {
@@ -824,7 +826,7 @@ static PyObject *trades_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
         Py_DECREF(out);
         return NULL;
     }
-    if (p == NULL || p != end) { /* not taken: the events built are dropped, nothing changed */
+    if (!closed || p != end) { /* not taken: the events built are dropped, nothing changed */
         Py_DECREF(out);
         Py_RETURN_NONE;
     }

@@ -314,15 +314,15 @@ def test_a_member_twice_is_the_references_last_one() -> None:
 
 
 def test_every_byte_of_the_envelope_is_checked() -> None:
-    """Each byte around the data changed, dropped, doubled, or followed by junk: the reference's
-    outcome (the functions take none of them)."""
+    """Each byte around the data (and the data's first and last) changed, dropped, doubled, or
+    followed by junk: the reference's outcome (the functions take none of them)."""
     pair = _Pair()
     for frame in (_ticker(), orjson.dumps(orjson.loads(_fixture("ws_trades.json")))):
         pair.check(frame)
         assert pair.check(frame) is not None
         head = frame.index(b'"data":') + len(b'"data":')
         ends = frame.rindex(b"}}")
-        spots = [*range(head), *range(ends, len(frame) + 1)]
+        spots = [*range(head + 1), *range(ends - 1, len(frame) + 1)]
         for at in spots:
             for junk in (
                 b"",
@@ -434,10 +434,13 @@ def hostile(draw: st.DrawFn, bases: list[bytes]) -> bytes:
     if damage == "cut":
         frame = frame[: draw(st.integers(0, len(frame)))]
     elif damage in ("flip", "insert"):
-        at = draw(st.integers(0, len(frame)))
+        marks = [i for i, c in enumerate(frame) if c in b'{}[],:"']  # the structure, most often
+        at = draw(
+            st.sampled_from(marks) | st.integers(0, len(frame)) if marks else st.integers(0, len(frame))
+        )
         junk = draw(
             st.sampled_from(
-                [b"\xff", b"\x00", b" ", b"\n", b'"', b"\\", b"}", b"{", b"]", b",", b":", b"0", b"e"]
+                [b"", b"\xff", b"\x00", b" ", b"\n", b'"', b"\\", b"}", b"{", b"]", b",", b":", b"0", b"e"]
             )
             | st.binary(min_size=1, max_size=2)
         )
