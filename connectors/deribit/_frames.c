@@ -55,8 +55,9 @@ typedef struct {
     PyObject *key;   /* interned */
     PyObject *value; /* as found by `setup` */
 } Pin;
-static Pin ticker_pins[] = {{"_top"}, {"_ticker"}, {"_greeks"}, {"_iv_learn"}, {"_IVS"}};
-static Pin trade_pins[] = {{"_trade"}, {"_SIDES"}};
+static Pin ticker_pins[] = {
+    {"_top", NULL, NULL}, {"_ticker", NULL, NULL}, {"_greeks", NULL, NULL}, {"_iv_learn", NULL, NULL}, {"_IVS", NULL, NULL}};
+static Pin trade_pins[] = {{"_trade", NULL, NULL}, {"_SIDES", NULL, NULL}};
 #define N_PINS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* 1 when codec's globals still hold the objects `setup` found, 0 when one was replaced, -1 on
@@ -126,20 +127,16 @@ static PyObject *name_str(Ptr s, Py_ssize_t n) {
 /* A string at `p` (its opening quote): its content in [*s, *s + *n), and the byte after its
  * closing quote returned. NULL for a string this code does not take (an escape, a byte outside
  * printable ASCII) or that does not end before `end`. */
+static unsigned char STR_BYTE[256]; /* 1: printable ASCII but `"` and `\\` (filled at import) */
+
 static Ptr scan_str(Ptr p, Ptr end, Ptr *s, Py_ssize_t *n) {
     if (p >= end || *p != '"') return NULL;
     Ptr q = ++p;
-    while (q < end) {
-        unsigned char c = *q;
-        if (c == '"') {
-            *s = p;
-            *n = q - p;
-            return q + 1;
-        }
-        if (c < 0x20 || c > 0x7e || c == '\\') return NULL;
-        q++;
-    }
-    return NULL;
+    while (q < end && STR_BYTE[*q]) q++;
+    if (q >= end || *q != '"') return NULL; /* the end, an escape, or a byte not taken */
+    *s = p;
+    *n = q - p;
+    return q + 1;
 }
 
 /* A JSON number's token at `p`, by JSON's grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
@@ -153,6 +150,7 @@ typedef struct {
     int has_exp;
     int exp_big;  /* more than 5 exponent digits */
     long exp;     /* the exponent's value when not exp_big */
+    uint64_t m;   /* the digits (integer and fraction) as an integer, when 19 or fewer */
 } Num;
 
 static Ptr scan_num(Ptr p, Ptr end, Num *t) {
@@ -168,11 +166,12 @@ static Ptr scan_num(Ptr p, Ptr end, Num *t) {
         p++;
     }
     t->int_start = p;
+    uint64_t m = 0;
     if (p >= end) return NULL;
     if (*p == '0') {
         p++;
     } else if (*p >= '1' && *p <= '9') {
-        while (p < end && *p >= '0' && *p <= '9') p++;
+        while (p < end && *p >= '0' && *p <= '9') m = m * 10 + (uint64_t)(*p++ - '0'); /* wraps past 19 */
     } else {
         return NULL;
     }
@@ -180,10 +179,11 @@ static Ptr scan_num(Ptr p, Ptr end, Num *t) {
     if (p < end && *p == '.') {
         p++;
         t->frac_start = p;
-        while (p < end && *p >= '0' && *p <= '9') p++;
+        while (p < end && *p >= '0' && *p <= '9') m = m * 10 + (uint64_t)(*p++ - '0');
         t->frac_len = p - t->frac_start;
         if (t->frac_len == 0) return NULL;
     }
+    t->m = m; /* meaningful only when int_len + frac_len <= 19 (no wrap) */
     if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
         t->has_exp = 1;
@@ -215,16 +215,13 @@ static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1
 static int num_double(const Num *t, double *out) {
     if (t->frac_len == 0 && !t->has_exp) { /* an integer: msgspec converts it (-0 is 0.0) */
         if (t->int_len > 15) return 0;
-        uint64_t m = 0;
-        for (Py_ssize_t i = 0; i < t->int_len; i++) m = m * 10 + (uint64_t)(t->int_start[i] - '0');
+        uint64_t m = t->m;
         *out = t->neg && m != 0 ? -(double)m : (double)m;
         return 1;
     }
     Py_ssize_t digits = t->int_len + t->frac_len;
     if (digits <= 19 && !t->exp_big) {
-        uint64_t m = 0;
-        for (Py_ssize_t i = 0; i < t->int_len; i++) m = m * 10 + (uint64_t)(t->int_start[i] - '0');
-        for (Py_ssize_t i = 0; i < t->frac_len; i++) m = m * 10 + (uint64_t)(t->frac_start[i] - '0');
+        uint64_t m = t->m;
         long e10 = t->exp - (long)t->frac_len;
         if (m == 0) {
             *out = t->neg ? -0.0 : 0.0;
@@ -256,8 +253,7 @@ static int num_double(const Num *t, double *out) {
 /* The int of an integer token of at most 18 digits (1), or 0 for any other number. */
 static int num_int(const Num *t, long long *out) {
     if (t->frac_len != 0 || t->has_exp || t->int_len > 18) return 0;
-    long long m = 0;
-    for (Py_ssize_t i = 0; i < t->int_len; i++) m = m * 10 + (t->int_start[i] - '0');
+    long long m = (long long)t->m; /* < 10**18: no wrap */
     *out = t->neg ? -m : m;
     return 1;
 }
@@ -878,6 +874,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__frames(void) {
+    for (int c = 0x20; c <= 0x7e; c++) STR_BYTE[c] = c != '"' && c != '\\';
     s_states = PyUnicode_InternFromString("_states");
     if (s_states == NULL) return NULL;
     return PyModule_Create(&module);
