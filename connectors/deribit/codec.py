@@ -533,8 +533,9 @@ class DeribitDecoder(JsonRpcDecoder):
         # fraction accrued over it (`_funding_accrued`).
         self._accrual: dict[str, tuple[int, float, int, float]] = {}
         # The fast path's routes by the channel's text as the frame spells it (`decode`): the
-        # whole-frame parse, the handler's body and the channel, or None for a channel the
-        # reference decodes (private, unknown, or spelled with escapes).
+        # whole-frame parse, the handler's body, the channel and the compiled whole-frame
+        # function (`_WHOLE_FRAME`, or None), or None for a channel the reference decodes
+        # (private, unknown, or spelled with escapes).
         self._fast: dict[bytes | str, _FastRoute | None] = {}
 
     # ------------------------------------------------------------------------------ decoding
@@ -563,7 +564,22 @@ class DeribitDecoder(JsonRpcDecoder):
             fast = self._fast_route(key, frame)
         if fast is None:
             return _reference_decode(self, frame, ts_local)
-        parse, body, channel = fast
+        parse, body, channel, whole = fast
+        if whole is not None:  # compiled, and the frame is bytes (`_fast_route`)
+            try:
+                events = whole(self, frame, ts_local)  # type: ignore[arg-type]  # bytes: the key is
+            except MalformedFrame:
+                self.stats.frames += 1  # counted as the body's raise below counts it
+                self.stats.malformed += 1
+                raise
+            except Exception:
+                self.stats.frames += 1
+                raise
+            if events is not None:
+                stats = self.stats
+                stats.frames += 1
+                stats.events += len(events)
+                return events
         try:
             msg = parse(frame)
         except _UNREADABLE:
@@ -602,7 +618,8 @@ class DeribitDecoder(JsonRpcDecoder):
                 func = getattr(handler, "__func__", None)
                 known = _FAST_ROUTES.get(func)
                 if known is not None:
-                    fast = (known[0], self._bodies.get(func, known[1]), channel)
+                    whole = _WHOLE_FRAME.get(func) if self.compiled and isinstance(key, bytes) else None
+                    fast = (known[0], self._bodies.get(func, known[1]), channel, whole)
         if len(self._fast) >= _MAX_FAST:
             self._fast.clear()
         self._fast[key] = fast
@@ -1080,8 +1097,17 @@ class DeribitDecoder(JsonRpcDecoder):
 _reference_decode: Final[Callable[[DeribitDecoder, Any, int], list[MarketEvent]]] = (
     JsonRpcDecoder.decode.__wrapped__  # type: ignore[attr-defined]  # set by functools.wraps
 )
-# A fast route: the whole-frame parse, the handler's body (given the parsed data), the channel.
-_FastRoute = tuple[Callable[[Any], Any], Callable[[DeribitDecoder, Any, int], list[MarketEvent]], str]
+# A compiled whole-frame function (`_WHOLE_FRAME`): the events of a raw frame in the canonical
+# shape, or None (nothing changed) for any other frame, which then takes the route below.
+_Whole = Callable[[DeribitDecoder, bytes, int], "list[MarketEvent] | None"]
+# A fast route: the whole-frame parse, the handler's body (given the parsed data), the channel,
+# and the compiled whole-frame function of the channel's frames (None: none, or not compiled).
+_FastRoute = tuple[
+    Callable[[Any], Any],
+    Callable[[DeribitDecoder, Any, int], list[MarketEvent]],
+    str,
+    "_Whole | None",
+]
 # The handlers that have a body taking parsed data, and the whole-frame parse of their frames.
 _FAST_ROUTES: Final[
     dict[Any, tuple[Callable[[Any], Any], Callable[[DeribitDecoder, Any, int], list[MarketEvent]]]]
@@ -1112,6 +1138,16 @@ _FAST_ROUTES: Final[
     ),
 }
 
+# The compiled whole-frame functions by handler (issue 17): `whole(decoder, frame, ts_local)`
+# takes a raw `bytes` frame in the canonical shape the venue and the recorder write
+# (`{"jsonrpc":"2.0","method":"subscription","params":{"channel":"<name>","data":{...}}}`, no
+# whitespace, no escape, number forms it parses exactly as msgspec does) and returns its events
+# with the decoder's state changed as the reference changes it; for any other frame (or a state
+# it leaves to Python: a first snapshot, a gap, a crossed book...) it returns None having changed
+# nothing, and `decode` takes the msgspec route. It counts no stats (`decode` does). It raises only
+# where the body would raise the same way after the same changes. Used only when `compiled`.
+_WHOLE_FRAME: Final[dict[Any, _Whole]] = {}
+
 # The handlers' bodies compiled (`_fast`), used by a decoder built with `compiled=True`.
 _COMPILED_BODIES: Final[dict[Any, Callable[[DeribitDecoder, Any, int], list[MarketEvent]]]] = {}
 if _fast is not None:
@@ -1128,3 +1164,21 @@ if _fast is not None:
         _BookData,
     )
     _COMPILED_BODIES[DeribitDecoder._on_book] = _fast.book_events
+
+# The whole-frame decoding of ticker and trades notifications (`_frames.c`, issue 17): a
+# canonical frame's events built in C from its bytes; None (nothing changed) for any other frame
+# and for a ticker that changes decoder state (an instrument's state, funding), which the Python
+# body then decodes. Built like `_fast`; tests/connectors/deribit/test_deribit_frames_compiled.py
+# compares it with the reference.
+_frames: types.ModuleType | None
+try:
+    from . import _frames
+except ImportError:  # not built: the msgspec route (slower, the same results)
+    _frames = None
+if _frames is not None:
+    # This module's namespace too: a frame whose Python path would meet a patched `_top`,
+    # `_ticker`, `_greeks`, `_iv_learn`, `_IVS`, `_trade` or `_SIDES` (a test injecting a
+    # fault) is left to it.
+    _frames.setup(globals(), _ticker, _greeks, _trade, VENUE, _SIDES["buy"], _SIDES["sell"], _IVS, _iv_learn)
+    _WHOLE_FRAME[DeribitDecoder._on_ticker] = _frames.ticker_frame
+    _WHOLE_FRAME[DeribitDecoder._on_trades] = _frames.trades_frame
