@@ -197,6 +197,22 @@ builtin:
     return PyObject_CallOneArg(op == Py_GT ? py_max : py_min, levels);
 }
 
+/* A book level parsed from a raw frame (`book_frame`): its action, price and amount, the
+ * doubles msgspec gives for them. */
+enum { ACT_NEW, ACT_CHANGE, ACT_DELETE };
+typedef struct {
+    double price, size;
+    int action;
+} Level;
+
+/* The levels of one side, from either source: `list` (a Python list of msgspec's (str, float,
+ * float) tuples, read afresh at each step), or, when `list` is NULL, `n` parsed levels at `lv`. */
+typedef struct {
+    PyObject *list;
+    const Level *lv;
+    Py_ssize_t n;
+} Levels;
+
 /* One side of `_apply`. `best` is a new reference in and out (None for an empty side); `out` is
  * set to a new tuple of (price, size) pairs. -1 with an exception set, 0 on success.
  *
@@ -204,61 +220,80 @@ builtin:
  * of the same hash) and where a dropped object is released: so the list's length is read at
  * each step (the list iterator's), and each level is held, then checked again. A level no
  * longer of msgspec's shape (the decoder's own list changed by such code) is a RuntimeError:
- * the frame's fault. */
-static int apply_side(PyObject *levels, PyObject *in, double inv, int op, PyObject **best, PyObject **out) {
-    Py_ssize_t cap = PyList_GET_SIZE(in), n = 0;
+ * the frame's fault. Parsed levels (`in->list` NULL) become the floats msgspec would build. */
+static int apply_side(PyObject *levels, const Levels *in, double inv, int op, PyObject **best, PyObject **out) {
+    Py_ssize_t cap = in->list != NULL ? PyList_GET_SIZE(in->list) : in->n, n = 0;
     PyObject *pairs = PyTuple_New(cap);
     if (pairs == NULL) return -1;
     int stale = 0;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(in); i++) {
-        PyObject *lvl = Py_NewRef(PyList_GET_ITEM(in, i));
+    for (Py_ssize_t i = 0; i < (in->list != NULL ? PyList_GET_SIZE(in->list) : in->n); i++) {
+        PyObject *lvl = NULL, *price, *size = NULL;
         PyObject *t = NULL, *pair;
-        if (!level_shaped(lvl)) {
-            PyErr_SetString(PyExc_RuntimeError, "book levels changed while they were applied");
-            goto fail;
+        double p, sz;
+        int del;
+        if (in->list != NULL) {
+            lvl = Py_NewRef(PyList_GET_ITEM(in->list, i));
+            if (!level_shaped(lvl)) {
+                PyErr_SetString(PyExc_RuntimeError, "book levels changed while they were applied");
+                goto fail;
+            }
+            price = Py_NewRef(PyTuple_GET_ITEM(lvl, 1));
+            size = Py_NewRef(PyTuple_GET_ITEM(lvl, 2));
+            p = PyFloat_AS_DOUBLE(price);
+            sz = PyFloat_AS_DOUBLE(size);
+            del = PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(lvl, 0), "delete") == 0;
+        } else {
+            p = in->lv[i].price;
+            sz = in->lv[i].size;
+            del = in->lv[i].action == ACT_DELETE;
+            price = PyFloat_FromDouble(p);
+            if (price == NULL) goto fail;
         }
-        PyObject *action = PyTuple_GET_ITEM(lvl, 0);
-        PyObject *price = PyTuple_GET_ITEM(lvl, 1);
-        PyObject *size = PyTuple_GET_ITEM(lvl, 2);
-        t = ticks_of(PyFloat_AS_DOUBLE(price) * inv);
-        if (t == NULL) goto fail;
-        if (PyFloat_AS_DOUBLE(size) > 0 && PyUnicode_CompareWithASCIIString(action, "delete") != 0) {
-            if (set_level(levels, t, size) < 0) goto fail;
+        t = ticks_of(p * inv);
+        if (t == NULL) goto fail_price;
+        if (sz > 0 && !del) {
+            if (size == NULL && (size = PyFloat_FromDouble(sz)) == NULL) goto fail_price;
+            if (set_level(levels, t, size) < 0) goto fail_price;
             int better = 1;
             if (*best != Py_None) {
                 better = PyObject_RichCompareBool(t, *best, op);
-                if (better < 0) goto fail;
+                if (better < 0) goto fail_price;
             }
             if (better) Py_SETREF(*best, Py_NewRef(t));
             pair = PyTuple_Pack(2, price, size);
         } else {
             /* `levels.pop(t, None) is not None and t == best` */
             PyObject *old = pop_level(levels, t);
-            if (old == NULL) goto fail;
+            if (old == NULL) goto fail_price;
             int was_value = old != Py_None;
             Py_DECREF(old); /* may run a finalizer: what follows holds its own references */
             if (was_value && *best != Py_None) {
                 int eq = PyObject_RichCompareBool(t, *best, Py_EQ);
-                if (eq < 0) goto fail;
+                if (eq < 0) goto fail_price;
                 if (eq) stale = 1;
             }
             pair = PyTuple_Pack(2, price, zero);
         }
-        if (pair == NULL) goto fail;
+        if (pair == NULL) goto fail_price;
         if (n == cap) { /* the list grew (code run above appended to it): as Python, its levels apply too */
             cap += cap / 2 + 4;
             if (_PyTuple_Resize(&pairs, cap) < 0) {
                 Py_DECREF(pair);
-                goto fail;
+                goto fail_price;
             }
         }
         PyTuple_SET_ITEM(pairs, n++, pair);
         Py_DECREF(t);
-        Py_DECREF(lvl);
+        Py_DECREF(price);
+        Py_XDECREF(size);
+        Py_XDECREF(lvl);
         continue;
+    fail_price:
+        Py_DECREF(price);
     fail:
+        Py_XDECREF(size);
         Py_XDECREF(t);
-        Py_DECREF(lvl);
+        Py_XDECREF(lvl);
         Py_XDECREF(pairs);
         return -1;
     }
@@ -281,32 +316,24 @@ static PyObject *book_slot(PyObject *book, PyObject *name) {
     return off < 0 ? NULL : *(PyObject **)((char *)book + off);
 }
 
-/* `_apply(book, bid_levels, ask_levels)` on levels of msgspec's shape: the (bids, asks) pairs,
- * or NULL. The Python function for anything else, and whatever `codec._apply` is when it is not
- * the function defined there (a test's injected fault); the Python function too for any book
- * but an exact `OrderBook` (its `inverse_quantum`, `set_best` and best levels may be overridden)
- * and for one whose state is not what the decoder keeps (see the header). */
-static PyObject *apply_levels(PyObject *book, PyObject *bid_levels, PyObject *ask_levels) {
-    PyObject *current = PyDict_GetItemWithError(namespace, s__apply); /* borrowed */
-    if (current == NULL) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_NameError, "name '_apply' is not defined");
-        return NULL;
-    }
-    if (current != py_apply || Py_TYPE(book) != book_type || !levels_shaped(bid_levels) ||
-        !levels_shaped(ask_levels))
-        return PyObject_CallFunctionObjArgs(current, book, bid_levels, ask_levels, NULL);
-    /* `inv = book.inverse_quantum; levels = book.bids; best = book.best_bid_ticks` */
+/* 1 when `book` is an exact `OrderBook` in the state the decoder keeps (see the header): its
+ * inverse an exact float, its sides exact dicts, its best levels None or exact ints. */
+static int book_shaped(PyObject *book) {
+    if (Py_TYPE(book) != book_type) return 0;
     PyObject *inv_obj = book_slot(book, s_inv), *bids = book_slot(book, s_bids), *bb = book_slot(book, s_bb);
     PyObject *ba = book_slot(book, s_ba), *asks = book_slot(book, s_asks);
-    if (inv_obj == NULL || !PyFloat_CheckExact(inv_obj) || bids == NULL || !PyDict_CheckExact(bids) ||
-        bb == NULL || !BEST_SHAPED(bb) || asks == NULL || !PyDict_CheckExact(asks) || ba == NULL ||
-        !BEST_SHAPED(ba))
-        return PyObject_CallFunctionObjArgs(py_apply, book, bid_levels, ask_levels, NULL);
-    double inv = PyFloat_AS_DOUBLE(inv_obj);
+    return inv_obj != NULL && PyFloat_CheckExact(inv_obj) && bids != NULL && PyDict_CheckExact(bids) &&
+           bb != NULL && BEST_SHAPED(bb) && asks != NULL && PyDict_CheckExact(asks) && ba != NULL &&
+           BEST_SHAPED(ba);
+}
+
+/* `_apply`'s body on a shaped book (`book_shaped`), the levels from either source. */
+static PyObject *apply_core(PyObject *book, const Levels *bid_levels, const Levels *ask_levels) {
+    /* `inv = book.inverse_quantum; levels = book.bids; best = book.best_bid_ticks` */
+    double inv = PyFloat_AS_DOUBLE(book_slot(book, s_inv));
+    PyObject *bids = Py_NewRef(book_slot(book, s_bids)), *bb = Py_NewRef(book_slot(book, s_bb));
+    PyObject *asks = NULL, *ba = NULL; /* read after the bid side, as Python does: code run there may change them */
     PyObject *bid_pairs = NULL, *ask_pairs = NULL, *result = NULL;
-    Py_INCREF(bids);
-    Py_INCREF(bb);
-    asks = ba = NULL; /* read after the bid side, as Python does: code run there may change them */
     if (apply_side(bids, bid_levels, inv, Py_GT, &bb, &bid_pairs) < 0) goto done;
     /* `levels = book.asks; best = book.best_ask_ticks`: the same AttributeError if unset */
     asks = getv(book, s_asks);
@@ -326,6 +353,25 @@ done:
     Py_XDECREF(bid_pairs);
     Py_XDECREF(ask_pairs);
     return result;
+}
+
+/* `_apply(book, bid_levels, ask_levels)` on levels of msgspec's shape: the (bids, asks) pairs,
+ * or NULL. The Python function for anything else, and whatever `codec._apply` is when it is not
+ * the function defined there (a test's injected fault); the Python function too for any book
+ * but an exact `OrderBook` (its `inverse_quantum`, `set_best` and best levels may be overridden)
+ * and for one whose state is not what the decoder keeps (see the header). */
+static PyObject *apply_levels(PyObject *book, PyObject *bid_levels, PyObject *ask_levels) {
+    PyObject *current = PyDict_GetItemWithError(namespace, s__apply); /* borrowed */
+    if (current == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_NameError, "name '_apply' is not defined");
+        return NULL;
+    }
+    if (current != py_apply || Py_TYPE(book) != book_type || !levels_shaped(bid_levels) ||
+        !levels_shaped(ask_levels))
+        return PyObject_CallFunctionObjArgs(current, book, bid_levels, ask_levels, NULL);
+    if (!book_shaped(book)) return PyObject_CallFunctionObjArgs(py_apply, book, bid_levels, ask_levels, NULL);
+    Levels b = {bid_levels, NULL, 0}, a = {ask_levels, NULL, 0};
+    return apply_core(book, &b, &a);
 }
 
 static PyObject *fast_apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
