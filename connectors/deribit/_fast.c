@@ -417,6 +417,91 @@ static PyObject *reference(PyObject *decoder, PyObject *d, PyObject *ts_local) {
     return PyObject_CallFunctionObjArgs(py_book_events, decoder, d, ts_local, NULL);
 }
 
+/* The end of `_book_events`' common case, once the levels are applied (`pairs` the (bids, asks)
+ * pairs): a snapshot makes the book valid, the sequence is the change id, then a crossed book
+ * goes to `decoder._crossed` (a subclass's own when it has one), else the `BookUpdate` is built
+ * from the book's top. A new list of one event, or NULL. */
+static PyObject *book_tail(PyObject *decoder, PyObject *book, PyObject *inst, int snapshot, PyObject *pairs,
+                           PyObject *change_id, PyObject *ts, PyObject *ts_local) {
+    PyObject *bb = NULL, *ba = NULL, *result = NULL, *event = NULL;
+    PyObject *bid = NULL, *bid_size = NULL, *ask = NULL, *ask_size = NULL;
+    int r;
+    if (!PyTuple_CheckExact(pairs) || PyTuple_GET_SIZE(pairs) != 2) {
+        PyErr_SetString(PyExc_TypeError, "_apply must return (bids, asks)");
+        return NULL;
+    }
+    if (snapshot && setv(book, s_valid, Py_True) < 0) goto done;
+    if (setv(book, s_sequence, change_id) < 0) goto done;
+    bb = getv(book, s_bb);
+    if (bb == NULL) goto done;
+    ba = getv(book, s_ba);
+    if (ba == NULL) goto done;
+    if (bb != Py_None && ba != Py_None) {
+        r = PyObject_RichCompareBool(bb, ba, Py_GE);
+        if (r < 0) goto done;
+        if (r) {
+            event = PyObject_CallMethodObjArgs(decoder, s__crossed, book, inst, ts, ts_local, change_id, NULL);
+            if (event == NULL) goto done;
+            goto listed;
+        }
+    }
+    if (bb == Py_None) {
+        bid = Py_NewRef(Py_None);
+        bid_size = Py_NewRef(Py_None);
+    } else {
+        /* `book.price_of(bb)`, then `book.bids[bb]` (as `top()`) */
+        bid = price_of(book, bb);
+        if (bid == NULL) goto done;
+        PyObject *levels = getv(book, s_bids);
+        if (levels == NULL) goto done;
+        bid_size = PyObject_GetItem(levels, bb);
+        Py_DECREF(levels);
+        if (bid_size == NULL) goto done;
+    }
+    if (ba == Py_None) {
+        ask = Py_NewRef(Py_None);
+        ask_size = Py_NewRef(Py_None);
+    } else {
+        ask = price_of(book, ba);
+        if (ask == NULL) goto done;
+        PyObject *levels = getv(book, s_asks);
+        if (levels == NULL) goto done;
+        ask_size = PyObject_GetItem(levels, ba);
+        Py_DECREF(levels);
+        if (ask_size == NULL) goto done;
+    }
+    {
+        PyObject *argv[12] = {venue,
+                              inst,
+                              ts,
+                              ts_local,
+                              snapshot ? Py_True : Py_False,
+                              PyTuple_GET_ITEM(pairs, 0),
+                              PyTuple_GET_ITEM(pairs, 1),
+                              bid,
+                              bid_size,
+                              ask,
+                              ask_size,
+                              change_id};
+        event = PyObject_Vectorcall(book_update, argv, 12, NULL);
+    }
+    if (event == NULL) goto done;
+listed:
+    result = PyList_New(1);
+    if (result == NULL) goto done;
+    PyList_SET_ITEM(result, 0, event);
+    event = NULL;
+done:
+    Py_XDECREF(bb);
+    Py_XDECREF(ba);
+    Py_XDECREF(bid);
+    Py_XDECREF(bid_size);
+    Py_XDECREF(ask);
+    Py_XDECREF(ask_size);
+    Py_XDECREF(event);
+    return result;
+}
+
 /* `DeribitDecoder._book_events(decoder, d, ts_local)` for the two common cases: a change that
  * follows the valid book's sequence, and a snapshot of a book that is valid (the Python method
  * for the others: the first snapshot, a resync, a gap, a change before any snapshot). */
@@ -432,8 +517,7 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
     PyObject *decoder = args[0], *d = args[1], *ts_local = args[2];
     PyObject *type = NULL, *prev = NULL, *inst = NULL, *books = NULL, *book = NULL, *valid = NULL;
     PyObject *seq = NULL, *bid_levels = NULL, *ask_levels = NULL, *pairs = NULL, *change_id = NULL;
-    PyObject *bb = NULL, *ba = NULL, *ms_ts = NULL, *ts = NULL, *result = NULL;
-    PyObject *bid = NULL, *bid_size = NULL, *ask = NULL, *ask_size = NULL, *event = NULL;
+    PyObject *ms_ts = NULL, *ts = NULL, *result = NULL;
     int r, snapshot;
 
     type = getv(d, s_type);
@@ -482,81 +566,13 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
     if (ask_levels == NULL) goto done;
     pairs = apply_levels(book, bid_levels, ask_levels);
     if (pairs == NULL) goto done;
-    if (!PyTuple_CheckExact(pairs) || PyTuple_GET_SIZE(pairs) != 2) {
-        PyErr_SetString(PyExc_TypeError, "_apply must return (bids, asks)");
-        goto done;
-    }
-    if (snapshot && setv(book, s_valid, Py_True) < 0) goto done;
     change_id = getv(d, s_change_id);
     if (change_id == NULL) goto done;
-    if (setv(book, s_sequence, change_id) < 0) goto done;
     ms_ts = getv(d, s_timestamp);
     if (ms_ts == NULL) goto done;
     ts = PyNumber_Multiply(ms_ts, ms);
     if (ts == NULL) goto done;
-    bb = getv(book, s_bb);
-    if (bb == NULL) goto done;
-    ba = getv(book, s_ba);
-    if (ba == NULL) goto done;
-    if (bb != Py_None && ba != Py_None) {
-        r = PyObject_RichCompareBool(bb, ba, Py_GE);
-        if (r < 0) goto done;
-        if (r) {
-            /* `self._crossed(...)`: a subclass's own when it has one */
-            event = PyObject_CallMethodObjArgs(decoder, s__crossed, book, inst, ts, ts_local, change_id, NULL);
-            if (event == NULL) goto done;
-            result = PyList_New(1);
-            if (result == NULL) goto done;
-            PyList_SET_ITEM(result, 0, event);
-            event = NULL;
-            goto done;
-        }
-    }
-    if (bb == Py_None) {
-        bid = Py_NewRef(Py_None);
-        bid_size = Py_NewRef(Py_None);
-    } else {
-        /* `book.price_of(bb)`, then `book.bids[bb]` (as `top()`) */
-        bid = price_of(book, bb);
-        if (bid == NULL) goto done;
-        PyObject *levels = getv(book, s_bids);
-        if (levels == NULL) goto done;
-        bid_size = PyObject_GetItem(levels, bb);
-        Py_DECREF(levels);
-        if (bid_size == NULL) goto done;
-    }
-    if (ba == Py_None) {
-        ask = Py_NewRef(Py_None);
-        ask_size = Py_NewRef(Py_None);
-    } else {
-        ask = price_of(book, ba);
-        if (ask == NULL) goto done;
-        PyObject *levels = getv(book, s_asks);
-        if (levels == NULL) goto done;
-        ask_size = PyObject_GetItem(levels, ba);
-        Py_DECREF(levels);
-        if (ask_size == NULL) goto done;
-    }
-    {
-        PyObject *argv[12] = {venue,
-                              inst,
-                              ts,
-                              ts_local,
-                              snapshot ? Py_True : Py_False,
-                              PyTuple_GET_ITEM(pairs, 0),
-                              PyTuple_GET_ITEM(pairs, 1),
-                              bid,
-                              bid_size,
-                              ask,
-                              ask_size,
-                              change_id};
-        event = PyObject_Vectorcall(book_update, argv, 12, NULL);
-    }
-    if (event == NULL) goto done;
-    result = PyList_New(1);
-    if (result == NULL) goto done;
-    PyList_SET_ITEM(result, 0, event);
-    event = NULL;
+    result = book_tail(decoder, book, inst, snapshot, pairs, change_id, ts, ts_local);
     goto done;
 other:
     if (!PyErr_Occurred()) result = reference(decoder, d, ts_local);
@@ -572,15 +588,8 @@ done:
     Py_XDECREF(ask_levels);
     Py_XDECREF(pairs);
     Py_XDECREF(change_id);
-    Py_XDECREF(bb);
-    Py_XDECREF(ba);
     Py_XDECREF(ms_ts);
     Py_XDECREF(ts);
-    Py_XDECREF(bid);
-    Py_XDECREF(bid_size);
-    Py_XDECREF(ask);
-    Py_XDECREF(ask_size);
-    Py_XDECREF(event);
     return result;
 }
 
