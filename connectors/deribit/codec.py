@@ -1162,5 +1162,8 @@ if _fast is not None:
         _MS,
         OrderBook,
         _BookData,
+        _ticker,
     )
     _COMPILED_BODIES[DeribitDecoder._on_book] = _fast.book_events
+    _WHOLE_FRAME[DeribitDecoder._on_book] = _fast.book_frame
+    _WHOLE_FRAME[DeribitDecoder._on_quote] = _fast.quote_frame
