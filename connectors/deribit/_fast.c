@@ -893,24 +893,30 @@ static PyObject *fast_book_frame(PyObject *module, PyObject *const *args, Py_ssi
     if ((seen | (1 << B_PREV)) != (1 << B_COUNT) - 1 || !envelope_end(c)) goto refuse;
     if (!snapshot && !has_prev) goto refuse; /* the reference says why */
 
-    /* The book's state: the common case, or None. Nothing runs code here but the dict lookup
-     * of a str (a planted key's `__eq__`): it changes nothing of ours. */
-    PyObject *current = PyDict_GetItemWithError(namespace, s__apply); /* borrowed */
-    if (current != py_apply) {
-        if (current == NULL && PyErr_Occurred()) goto done;
-        goto refuse;
-    }
+    /* The objects the event needs first: an allocation may start a collection, whose finalizers
+     * may run code, so none is made between the checks of the book's state below and its use. */
     inst = name_of(name, name_n);
     if (inst == NULL) goto done;
+    change_obj = PyLong_FromLongLong(change);
+    if (change_obj == NULL) goto done;
+    ts = PyLong_FromLongLong(ts_ms * 1000000LL); /* <= 2**63 - 1 (MILLIS_MAX) */
+    if (ts == NULL) goto done;
     books = PyObject_GetAttr(decoder, s_books);
     if (books == NULL) goto done;
     if (!PyDict_CheckExact(books)) goto refuse;
+    /* The book's state: the common case, or None. What runs code here (a planted key's `__eq__`
+     * in the lookup) runs before the checks. */
     book = PyDict_GetItemWithError(books, inst);
     if (book == NULL) {
         if (PyErr_Occurred()) goto done;
         goto refuse; /* a first snapshot, or a change before any */
     }
     Py_INCREF(book);
+    PyObject *current = PyDict_GetItemWithError(namespace, s__apply); /* borrowed, no code run */
+    if (current != py_apply) {
+        if (current == NULL && PyErr_Occurred()) goto done;
+        goto refuse;
+    }
     if (!book_shaped(book) || book_slot(book, s_valid) != Py_True) goto refuse;
     if (!snapshot) {
         PyObject *seq = book_slot(book, s_sequence);
@@ -920,10 +926,6 @@ static PyObject *fast_book_frame(PyObject *module, PyObject *const *args, Py_ssi
         if (s == -1 && PyErr_Occurred()) goto done;
         if (of || s != prev) goto refuse; /* a gap: the Python method reports it */
     }
-    change_obj = PyLong_FromLongLong(change);
-    if (change_obj == NULL) goto done;
-    ts = PyLong_FromLongLong(ts_ms * 1000000LL); /* <= 2**63 - 1 (MILLIS_MAX) */
-    if (ts == NULL) goto done;
 
     /* From here the book changes, as the reference changes it. */
     Levels bid_levels = {NULL, buf + bids_at, n_bids}, ask_levels = {NULL, buf + asks_at, n - n_bids};

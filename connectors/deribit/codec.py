@@ -567,7 +567,7 @@ class DeribitDecoder(JsonRpcDecoder):
         parse, body, channel, whole = fast
         if whole is not None:  # compiled, and the frame is bytes (`_fast_route`)
             try:
-                events = whole(self, frame, ts_local)  # type: ignore[arg-type]  # bytes: the key is
+                events = whole(self, frame, ts_local)  # type: ignore[arg-type]  # bytes (`_fast_route`)
             except MalformedFrame:
                 self.stats.frames += 1  # counted as the body's raise below counts it
                 self.stats.malformed += 1
