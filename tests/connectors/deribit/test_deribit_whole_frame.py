@@ -153,6 +153,8 @@ def _outcome(dec: DeribitDecoder, frame: bytes) -> str:
 
 def _pair(*setup: bytes) -> tuple[DeribitDecoder, DeribitDecoder]:
     """A compiled decoder and the reference, each given `setup` frames."""
+    if _fast is None:
+        pytest.skip("the compiled Deribit path (connectors/deribit/_fast.c) was not built")
     compiled = DeribitDecoder(InstrumentRegistry())
     python = DeribitDecoder(InstrumentRegistry(), compiled=False)
     assert compiled.compiled and not python.compiled
@@ -483,6 +485,8 @@ def _child(case: str) -> None:
 
 
 def _run_child(case: str) -> None:
+    if _fast is None:
+        pytest.skip("the compiled Deribit path (connectors/deribit/_fast.c) was not built")
     done = subprocess.run(
         [sys.executable, "-X", "faulthandler", "-c", f"from {__name__} import _child; _child({case!r})"],
         capture_output=True,
