@@ -43,6 +43,7 @@ static PyObject *namespace = NULL;      /* codec's globals: `_apply` is looked u
 static PyObject *py_apply = NULL;       /* codec._apply, as defined */
 static PyObject *py_book_events = NULL; /* DeribitDecoder._book_events (the Python method) */
 static PyObject *book_update = NULL;    /* the BookUpdate builder (positional) */
+static PyObject *ticker = NULL;         /* the Ticker builder (positional) */
 static PyObject *venue = NULL;          /* "deribit" */
 static PyObject *ms = NULL;             /* 1_000_000: ms -> ns */
 static PyObject *py_max = NULL, *py_min = NULL; /* the builtins: a best level recomputed as Python does */
@@ -197,6 +198,22 @@ builtin:
     return PyObject_CallOneArg(op == Py_GT ? py_max : py_min, levels);
 }
 
+/* A book level parsed from a raw frame (`book_frame`): its action, price and amount, the
+ * doubles msgspec gives for them. */
+enum { ACT_NEW, ACT_CHANGE, ACT_DELETE };
+typedef struct {
+    double price, size;
+    int action;
+} Level;
+
+/* The levels of one side, from either source: `list` (a Python list of msgspec's (str, float,
+ * float) tuples, read afresh at each step), or, when `list` is NULL, `n` parsed levels at `lv`. */
+typedef struct {
+    PyObject *list;
+    const Level *lv;
+    Py_ssize_t n;
+} Levels;
+
 /* One side of `_apply`. `best` is a new reference in and out (None for an empty side); `out` is
  * set to a new tuple of (price, size) pairs. -1 with an exception set, 0 on success.
  *
@@ -204,61 +221,80 @@ builtin:
  * of the same hash) and where a dropped object is released: so the list's length is read at
  * each step (the list iterator's), and each level is held, then checked again. A level no
  * longer of msgspec's shape (the decoder's own list changed by such code) is a RuntimeError:
- * the frame's fault. */
-static int apply_side(PyObject *levels, PyObject *in, double inv, int op, PyObject **best, PyObject **out) {
-    Py_ssize_t cap = PyList_GET_SIZE(in), n = 0;
+ * the frame's fault. Parsed levels (`in->list` NULL) become the floats msgspec would build. */
+static int apply_side(PyObject *levels, const Levels *in, double inv, int op, PyObject **best, PyObject **out) {
+    Py_ssize_t cap = in->list != NULL ? PyList_GET_SIZE(in->list) : in->n, n = 0;
     PyObject *pairs = PyTuple_New(cap);
     if (pairs == NULL) return -1;
     int stale = 0;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(in); i++) {
-        PyObject *lvl = Py_NewRef(PyList_GET_ITEM(in, i));
+    for (Py_ssize_t i = 0; i < (in->list != NULL ? PyList_GET_SIZE(in->list) : in->n); i++) {
+        PyObject *lvl = NULL, *price, *size = NULL;
         PyObject *t = NULL, *pair;
-        if (!level_shaped(lvl)) {
-            PyErr_SetString(PyExc_RuntimeError, "book levels changed while they were applied");
-            goto fail;
+        double p, sz;
+        int del;
+        if (in->list != NULL) {
+            lvl = Py_NewRef(PyList_GET_ITEM(in->list, i));
+            if (!level_shaped(lvl)) {
+                PyErr_SetString(PyExc_RuntimeError, "book levels changed while they were applied");
+                goto fail;
+            }
+            price = Py_NewRef(PyTuple_GET_ITEM(lvl, 1));
+            size = Py_NewRef(PyTuple_GET_ITEM(lvl, 2));
+            p = PyFloat_AS_DOUBLE(price);
+            sz = PyFloat_AS_DOUBLE(size);
+            del = PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(lvl, 0), "delete") == 0;
+        } else {
+            p = in->lv[i].price;
+            sz = in->lv[i].size;
+            del = in->lv[i].action == ACT_DELETE;
+            price = PyFloat_FromDouble(p);
+            if (price == NULL) goto fail;
         }
-        PyObject *action = PyTuple_GET_ITEM(lvl, 0);
-        PyObject *price = PyTuple_GET_ITEM(lvl, 1);
-        PyObject *size = PyTuple_GET_ITEM(lvl, 2);
-        t = ticks_of(PyFloat_AS_DOUBLE(price) * inv);
-        if (t == NULL) goto fail;
-        if (PyFloat_AS_DOUBLE(size) > 0 && PyUnicode_CompareWithASCIIString(action, "delete") != 0) {
-            if (set_level(levels, t, size) < 0) goto fail;
+        t = ticks_of(p * inv);
+        if (t == NULL) goto fail_price;
+        if (sz > 0 && !del) {
+            if (size == NULL && (size = PyFloat_FromDouble(sz)) == NULL) goto fail_price;
+            if (set_level(levels, t, size) < 0) goto fail_price;
             int better = 1;
             if (*best != Py_None) {
                 better = PyObject_RichCompareBool(t, *best, op);
-                if (better < 0) goto fail;
+                if (better < 0) goto fail_price;
             }
             if (better) Py_SETREF(*best, Py_NewRef(t));
             pair = PyTuple_Pack(2, price, size);
         } else {
             /* `levels.pop(t, None) is not None and t == best` */
             PyObject *old = pop_level(levels, t);
-            if (old == NULL) goto fail;
+            if (old == NULL) goto fail_price;
             int was_value = old != Py_None;
             Py_DECREF(old); /* may run a finalizer: what follows holds its own references */
             if (was_value && *best != Py_None) {
                 int eq = PyObject_RichCompareBool(t, *best, Py_EQ);
-                if (eq < 0) goto fail;
+                if (eq < 0) goto fail_price;
                 if (eq) stale = 1;
             }
             pair = PyTuple_Pack(2, price, zero);
         }
-        if (pair == NULL) goto fail;
+        if (pair == NULL) goto fail_price;
         if (n == cap) { /* the list grew (code run above appended to it): as Python, its levels apply too */
             cap += cap / 2 + 4;
             if (_PyTuple_Resize(&pairs, cap) < 0) {
                 Py_DECREF(pair);
-                goto fail;
+                goto fail_price;
             }
         }
         PyTuple_SET_ITEM(pairs, n++, pair);
         Py_DECREF(t);
-        Py_DECREF(lvl);
+        Py_DECREF(price);
+        Py_XDECREF(size);
+        Py_XDECREF(lvl);
         continue;
+    fail_price:
+        Py_DECREF(price);
     fail:
+        Py_XDECREF(size);
         Py_XDECREF(t);
-        Py_DECREF(lvl);
+        Py_XDECREF(lvl);
         Py_XDECREF(pairs);
         return -1;
     }
@@ -281,32 +317,24 @@ static PyObject *book_slot(PyObject *book, PyObject *name) {
     return off < 0 ? NULL : *(PyObject **)((char *)book + off);
 }
 
-/* `_apply(book, bid_levels, ask_levels)` on levels of msgspec's shape: the (bids, asks) pairs,
- * or NULL. The Python function for anything else, and whatever `codec._apply` is when it is not
- * the function defined there (a test's injected fault); the Python function too for any book
- * but an exact `OrderBook` (its `inverse_quantum`, `set_best` and best levels may be overridden)
- * and for one whose state is not what the decoder keeps (see the header). */
-static PyObject *apply_levels(PyObject *book, PyObject *bid_levels, PyObject *ask_levels) {
-    PyObject *current = PyDict_GetItemWithError(namespace, s__apply); /* borrowed */
-    if (current == NULL) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_NameError, "name '_apply' is not defined");
-        return NULL;
-    }
-    if (current != py_apply || Py_TYPE(book) != book_type || !levels_shaped(bid_levels) ||
-        !levels_shaped(ask_levels))
-        return PyObject_CallFunctionObjArgs(current, book, bid_levels, ask_levels, NULL);
-    /* `inv = book.inverse_quantum; levels = book.bids; best = book.best_bid_ticks` */
+/* 1 when `book` is an exact `OrderBook` in the state the decoder keeps (see the header): its
+ * inverse an exact float, its sides exact dicts, its best levels None or exact ints. */
+static int book_shaped(PyObject *book) {
+    if (Py_TYPE(book) != book_type) return 0;
     PyObject *inv_obj = book_slot(book, s_inv), *bids = book_slot(book, s_bids), *bb = book_slot(book, s_bb);
     PyObject *ba = book_slot(book, s_ba), *asks = book_slot(book, s_asks);
-    if (inv_obj == NULL || !PyFloat_CheckExact(inv_obj) || bids == NULL || !PyDict_CheckExact(bids) ||
-        bb == NULL || !BEST_SHAPED(bb) || asks == NULL || !PyDict_CheckExact(asks) || ba == NULL ||
-        !BEST_SHAPED(ba))
-        return PyObject_CallFunctionObjArgs(py_apply, book, bid_levels, ask_levels, NULL);
-    double inv = PyFloat_AS_DOUBLE(inv_obj);
+    return inv_obj != NULL && PyFloat_CheckExact(inv_obj) && bids != NULL && PyDict_CheckExact(bids) &&
+           bb != NULL && BEST_SHAPED(bb) && asks != NULL && PyDict_CheckExact(asks) && ba != NULL &&
+           BEST_SHAPED(ba);
+}
+
+/* `_apply`'s body on a shaped book (`book_shaped`), the levels from either source. */
+static PyObject *apply_core(PyObject *book, const Levels *bid_levels, const Levels *ask_levels) {
+    /* `inv = book.inverse_quantum; levels = book.bids; best = book.best_bid_ticks` */
+    double inv = PyFloat_AS_DOUBLE(book_slot(book, s_inv));
+    PyObject *bids = Py_NewRef(book_slot(book, s_bids)), *bb = Py_NewRef(book_slot(book, s_bb));
+    PyObject *asks = NULL, *ba = NULL; /* read after the bid side, as Python does: code run there may change them */
     PyObject *bid_pairs = NULL, *ask_pairs = NULL, *result = NULL;
-    Py_INCREF(bids);
-    Py_INCREF(bb);
-    asks = ba = NULL; /* read after the bid side, as Python does: code run there may change them */
     if (apply_side(bids, bid_levels, inv, Py_GT, &bb, &bid_pairs) < 0) goto done;
     /* `levels = book.asks; best = book.best_ask_ticks`: the same AttributeError if unset */
     asks = getv(book, s_asks);
@@ -326,6 +354,25 @@ done:
     Py_XDECREF(bid_pairs);
     Py_XDECREF(ask_pairs);
     return result;
+}
+
+/* `_apply(book, bid_levels, ask_levels)` on levels of msgspec's shape: the (bids, asks) pairs,
+ * or NULL. The Python function for anything else, and whatever `codec._apply` is when it is not
+ * the function defined there (a test's injected fault); the Python function too for any book
+ * but an exact `OrderBook` (its `inverse_quantum`, `set_best` and best levels may be overridden)
+ * and for one whose state is not what the decoder keeps (see the header). */
+static PyObject *apply_levels(PyObject *book, PyObject *bid_levels, PyObject *ask_levels) {
+    PyObject *current = PyDict_GetItemWithError(namespace, s__apply); /* borrowed */
+    if (current == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_NameError, "name '_apply' is not defined");
+        return NULL;
+    }
+    if (current != py_apply || Py_TYPE(book) != book_type || !levels_shaped(bid_levels) ||
+        !levels_shaped(ask_levels))
+        return PyObject_CallFunctionObjArgs(current, book, bid_levels, ask_levels, NULL);
+    if (!book_shaped(book)) return PyObject_CallFunctionObjArgs(py_apply, book, bid_levels, ask_levels, NULL);
+    Levels b = {bid_levels, NULL, 0}, a = {ask_levels, NULL, 0};
+    return apply_core(book, &b, &a);
 }
 
 static PyObject *fast_apply(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -371,6 +418,91 @@ static PyObject *reference(PyObject *decoder, PyObject *d, PyObject *ts_local) {
     return PyObject_CallFunctionObjArgs(py_book_events, decoder, d, ts_local, NULL);
 }
 
+/* The end of `_book_events`' common case, once the levels are applied (`pairs` the (bids, asks)
+ * pairs): a snapshot makes the book valid, the sequence is the change id, then a crossed book
+ * goes to `decoder._crossed` (a subclass's own when it has one), else the `BookUpdate` is built
+ * from the book's top. A new list of one event, or NULL. */
+static PyObject *book_tail(PyObject *decoder, PyObject *book, PyObject *inst, int snapshot, PyObject *pairs,
+                           PyObject *change_id, PyObject *ts, PyObject *ts_local) {
+    PyObject *bb = NULL, *ba = NULL, *result = NULL, *event = NULL;
+    PyObject *bid = NULL, *bid_size = NULL, *ask = NULL, *ask_size = NULL;
+    int r;
+    if (!PyTuple_CheckExact(pairs) || PyTuple_GET_SIZE(pairs) != 2) {
+        PyErr_SetString(PyExc_TypeError, "_apply must return (bids, asks)");
+        return NULL;
+    }
+    if (snapshot && setv(book, s_valid, Py_True) < 0) goto done;
+    if (setv(book, s_sequence, change_id) < 0) goto done;
+    bb = getv(book, s_bb);
+    if (bb == NULL) goto done;
+    ba = getv(book, s_ba);
+    if (ba == NULL) goto done;
+    if (bb != Py_None && ba != Py_None) {
+        r = PyObject_RichCompareBool(bb, ba, Py_GE);
+        if (r < 0) goto done;
+        if (r) {
+            event = PyObject_CallMethodObjArgs(decoder, s__crossed, book, inst, ts, ts_local, change_id, NULL);
+            if (event == NULL) goto done;
+            goto listed;
+        }
+    }
+    if (bb == Py_None) {
+        bid = Py_NewRef(Py_None);
+        bid_size = Py_NewRef(Py_None);
+    } else {
+        /* `book.price_of(bb)`, then `book.bids[bb]` (as `top()`) */
+        bid = price_of(book, bb);
+        if (bid == NULL) goto done;
+        PyObject *levels = getv(book, s_bids);
+        if (levels == NULL) goto done;
+        bid_size = PyObject_GetItem(levels, bb);
+        Py_DECREF(levels);
+        if (bid_size == NULL) goto done;
+    }
+    if (ba == Py_None) {
+        ask = Py_NewRef(Py_None);
+        ask_size = Py_NewRef(Py_None);
+    } else {
+        ask = price_of(book, ba);
+        if (ask == NULL) goto done;
+        PyObject *levels = getv(book, s_asks);
+        if (levels == NULL) goto done;
+        ask_size = PyObject_GetItem(levels, ba);
+        Py_DECREF(levels);
+        if (ask_size == NULL) goto done;
+    }
+    {
+        PyObject *argv[12] = {venue,
+                              inst,
+                              ts,
+                              ts_local,
+                              snapshot ? Py_True : Py_False,
+                              PyTuple_GET_ITEM(pairs, 0),
+                              PyTuple_GET_ITEM(pairs, 1),
+                              bid,
+                              bid_size,
+                              ask,
+                              ask_size,
+                              change_id};
+        event = PyObject_Vectorcall(book_update, argv, 12, NULL);
+    }
+    if (event == NULL) goto done;
+listed:
+    result = PyList_New(1);
+    if (result == NULL) goto done;
+    PyList_SET_ITEM(result, 0, event);
+    event = NULL;
+done:
+    Py_XDECREF(bb);
+    Py_XDECREF(ba);
+    Py_XDECREF(bid);
+    Py_XDECREF(bid_size);
+    Py_XDECREF(ask);
+    Py_XDECREF(ask_size);
+    Py_XDECREF(event);
+    return result;
+}
+
 /* `DeribitDecoder._book_events(decoder, d, ts_local)` for the two common cases: a change that
  * follows the valid book's sequence, and a snapshot of a book that is valid (the Python method
  * for the others: the first snapshot, a resync, a gap, a change before any snapshot). */
@@ -386,8 +518,7 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
     PyObject *decoder = args[0], *d = args[1], *ts_local = args[2];
     PyObject *type = NULL, *prev = NULL, *inst = NULL, *books = NULL, *book = NULL, *valid = NULL;
     PyObject *seq = NULL, *bid_levels = NULL, *ask_levels = NULL, *pairs = NULL, *change_id = NULL;
-    PyObject *bb = NULL, *ba = NULL, *ms_ts = NULL, *ts = NULL, *result = NULL;
-    PyObject *bid = NULL, *bid_size = NULL, *ask = NULL, *ask_size = NULL, *event = NULL;
+    PyObject *ms_ts = NULL, *ts = NULL, *result = NULL;
     int r, snapshot;
 
     type = getv(d, s_type);
@@ -436,81 +567,13 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
     if (ask_levels == NULL) goto done;
     pairs = apply_levels(book, bid_levels, ask_levels);
     if (pairs == NULL) goto done;
-    if (!PyTuple_CheckExact(pairs) || PyTuple_GET_SIZE(pairs) != 2) {
-        PyErr_SetString(PyExc_TypeError, "_apply must return (bids, asks)");
-        goto done;
-    }
-    if (snapshot && setv(book, s_valid, Py_True) < 0) goto done;
     change_id = getv(d, s_change_id);
     if (change_id == NULL) goto done;
-    if (setv(book, s_sequence, change_id) < 0) goto done;
     ms_ts = getv(d, s_timestamp);
     if (ms_ts == NULL) goto done;
     ts = PyNumber_Multiply(ms_ts, ms);
     if (ts == NULL) goto done;
-    bb = getv(book, s_bb);
-    if (bb == NULL) goto done;
-    ba = getv(book, s_ba);
-    if (ba == NULL) goto done;
-    if (bb != Py_None && ba != Py_None) {
-        r = PyObject_RichCompareBool(bb, ba, Py_GE);
-        if (r < 0) goto done;
-        if (r) {
-            /* `self._crossed(...)`: a subclass's own when it has one */
-            event = PyObject_CallMethodObjArgs(decoder, s__crossed, book, inst, ts, ts_local, change_id, NULL);
-            if (event == NULL) goto done;
-            result = PyList_New(1);
-            if (result == NULL) goto done;
-            PyList_SET_ITEM(result, 0, event);
-            event = NULL;
-            goto done;
-        }
-    }
-    if (bb == Py_None) {
-        bid = Py_NewRef(Py_None);
-        bid_size = Py_NewRef(Py_None);
-    } else {
-        /* `book.price_of(bb)`, then `book.bids[bb]` (as `top()`) */
-        bid = price_of(book, bb);
-        if (bid == NULL) goto done;
-        PyObject *levels = getv(book, s_bids);
-        if (levels == NULL) goto done;
-        bid_size = PyObject_GetItem(levels, bb);
-        Py_DECREF(levels);
-        if (bid_size == NULL) goto done;
-    }
-    if (ba == Py_None) {
-        ask = Py_NewRef(Py_None);
-        ask_size = Py_NewRef(Py_None);
-    } else {
-        ask = price_of(book, ba);
-        if (ask == NULL) goto done;
-        PyObject *levels = getv(book, s_asks);
-        if (levels == NULL) goto done;
-        ask_size = PyObject_GetItem(levels, ba);
-        Py_DECREF(levels);
-        if (ask_size == NULL) goto done;
-    }
-    {
-        PyObject *argv[12] = {venue,
-                              inst,
-                              ts,
-                              ts_local,
-                              snapshot ? Py_True : Py_False,
-                              PyTuple_GET_ITEM(pairs, 0),
-                              PyTuple_GET_ITEM(pairs, 1),
-                              bid,
-                              bid_size,
-                              ask,
-                              ask_size,
-                              change_id};
-        event = PyObject_Vectorcall(book_update, argv, 12, NULL);
-    }
-    if (event == NULL) goto done;
-    result = PyList_New(1);
-    if (result == NULL) goto done;
-    PyList_SET_ITEM(result, 0, event);
-    event = NULL;
+    result = book_tail(decoder, book, inst, snapshot, pairs, change_id, ts, ts_local);
     goto done;
 other:
     if (!PyErr_Occurred()) result = reference(decoder, d, ts_local);
@@ -526,22 +589,470 @@ done:
     Py_XDECREF(ask_levels);
     Py_XDECREF(pairs);
     Py_XDECREF(change_id);
-    Py_XDECREF(bb);
-    Py_XDECREF(ba);
     Py_XDECREF(ms_ts);
     Py_XDECREF(ts);
-    Py_XDECREF(bid);
-    Py_XDECREF(bid_size);
-    Py_XDECREF(ask);
-    Py_XDECREF(ask_size);
+    return result;
+}
+
+/* -- The raw-frame path (codec._WHOLE_FRAME, issue 17) -----------------------------------------
+ *
+ * `book_frame` and `quote_frame` take a raw notification in the canonical shape the venue and the
+ * recorder write, `{"jsonrpc":"2.0","method":"subscription","params":{"channel":"<name>","data":
+ * {...}}}` with no whitespace, and do what msgspec's parse (`_FastFrame[_BookData]`,
+ * `_FastFrame[_QuoteData]`) and the body (`book_events`, `_quote_events`) do, without the parse's
+ * objects. The whole frame is read and checked before anything changes; None (nothing changed)
+ * for any frame not exactly of that shape: another envelope, a byte after it, whitespace, an
+ * escape or a byte outside printable ASCII in a string, a data member unknown, missing or
+ * repeated, a number form not handled here or outside its type's bounds (msgspec's `Price`,
+ * `Amount`, `Millis`, int64), and for every book state but the common case (below). Numbers are
+ * what msgspec gives: an integer literal in a float field is that integer's float (`-0` is 0.0);
+ * a decimal one is the correctly rounded double (exact in the fast case below, `PyOS_string_to_
+ * double` otherwise); integer fields take integer literals only. Every read is bounded by the
+ * frame's end. */
+
+typedef struct {
+    const char *p, *end;
+} Cur;
+
+#define AT(c, ch) ((c)->p < (c)->end && *(c)->p == (ch))
+
+/* Skip the literal `lit` (n bytes): 1 when it is there. */
+static int lit(Cur *c, const char *text, size_t n) {
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, text, n) != 0) return 0;
+    c->p += n;
+    return 1;
+}
+#define LIT(c, s) lit((c), (s), sizeof(s) - 1)
+
+/* A string of printable ASCII but `"` and `\` (no escape): its bytes in [*s, *s + *n). */
+static int str_token(Cur *c, const char **s, Py_ssize_t *n) {
+    if (!AT(c, '"')) return 0;
+    const char *q = ++c->p;
+    while (q < c->end && *q != '"') {
+        unsigned char ch = (unsigned char)*q;
+        if (ch < 0x20 || ch > 0x7e || ch == '\\') return 0;
+        q++;
+    }
+    if (q >= c->end) return 0;
+    *s = c->p;
+    *n = q - c->p;
+    c->p = q + 1;
+    return 1;
+}
+
+static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+#define MAX_NUMBER 64 /* a longer number literal is refused */
+
+/* A JSON number (RFC 8259 grammar), as msgspec reads it for a float field (`as_float`) or an int
+ * one: 1 with *x (float) or *i (int) set, 0 to refuse (not the grammar, a form not handled, an int
+ * field given a fraction or an exponent, an int past int64). Never raises. */
+static int number(Cur *c, int as_float, double *x, long long *i) {
+    const char *start = c->p, *q = c->p, *end = c->end;
+    int neg = 0, int_form = 1, digits = 0;
+    unsigned long long m = 0;
+    int exp10 = 0;
+    if (q < end && *q == '-') {
+        neg = 1;
+        q++;
+    }
+    if (q >= end || *q < '0' || *q > '9') return 0;
+    if (*q == '0') {
+        q++;
+        if (q < end && *q >= '0' && *q <= '9') return 0; /* a leading zero: not JSON */
+    } else {
+        while (q < end && *q >= '0' && *q <= '9') {
+            if (digits < 19) m = m * 10 + (unsigned long long)(*q - '0');
+            else exp10++; /* past 19 digits: the fallback below (it parses the text) */
+            digits++;
+            q++;
+        }
+    }
+    if (q < end && *q == '.') {
+        int_form = 0;
+        q++;
+        if (q >= end || *q < '0' || *q > '9') return 0;
+        while (q < end && *q >= '0' && *q <= '9') {
+            if (m == 0 && *q == '0') {
+                exp10--; /* a leading zero of the fraction: no significant digit yet */
+            } else {
+                if (digits < 19) {
+                    m = m * 10 + (unsigned long long)(*q - '0');
+                    exp10--;
+                }
+                digits++;
+            }
+            q++;
+        }
+    }
+    int exp_text = 0;
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        int_form = 0;
+        exp_text = 1;
+        q++;
+        if (q < end && (*q == '+' || *q == '-')) q++;
+        if (q >= end || *q < '0' || *q > '9') return 0;
+        while (q < end && *q >= '0' && *q <= '9') q++;
+    }
+    if (q - start > MAX_NUMBER) return 0;
+    c->p = q;
+    if (!as_float) {
+        /* an integer literal of at most 18 digits: within int64 */
+        if (!int_form || digits > 18) return 0;
+        *i = neg ? -(long long)m : (long long)m;
+        return 1;
+    }
+    if (int_form) {
+        /* msgspec reads an integer literal as an int, then its float: exact to 2**53 */
+        if (digits > 15) return 0;
+        *x = (double)(neg ? -(long long)m : (long long)m); /* `-0` is 0.0 */
+        return 1;
+    }
+    if (!exp_text && digits <= 15 && m <= (1ULL << 53) && exp10 >= -22 && exp10 <= 0) {
+        /* m and 10**-exp10 exact doubles: one correctly rounded division (Clinger's fast case) */
+        double v = (double)m / POW10[-exp10];
+        *x = neg ? -v : v;
+        return 1;
+    }
+    char buf[MAX_NUMBER + 1];
+    memcpy(buf, start, (size_t)(q - start));
+    buf[q - start] = '\0';
+    char *stop = NULL;
+    double v = PyOS_string_to_double(buf, &stop, NULL); /* correctly rounded; overflow: +-inf */
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (stop != buf + (q - start)) return 0;
+    *x = v;
+    return 1;
+}
+
+/* msgspec's bounds: `Price` (-2**53, 2**53), `Amount` [0, 2**53), `Millis` [0, (2**63-1)//10**6]. */
+#define PRICE_OK(x) ((x) > -TWO53 && (x) < TWO53)
+#define AMOUNT_OK(x) ((x) >= 0 && (x) < TWO53)
+#define MILLIS_MAX 9223372036854LL
+
+/* The envelope up to the data's value; *ch, *ch_n: the channel's name. */
+static const char NOTIFICATION[] = "{\"jsonrpc\":\"2.0\",\"method\":\"subscription\",\"params\":{\"channel\":";
+static int envelope(Cur *c, const char **ch, Py_ssize_t *ch_n) {
+    return LIT(c, NOTIFICATION) && str_token(c, ch, ch_n) && LIT(c, ",\"data\":");
+}
+
+/* After the data's value: `}}` and the frame's end. */
+static int envelope_end(Cur *c) { return LIT(c, "}}") && c->p == c->end; }
+
+/* The channel's name is `head` then `parts` dot-separated non-empty parts. */
+static int channel_is(const char *ch, Py_ssize_t n, const char *head, int parts) {
+    size_t h = strlen(head);
+    if ((size_t)n <= h || memcmp(ch, head, h) != 0) return 0;
+    int count = 2; /* the head and the part after its dot */
+    Py_ssize_t last = (Py_ssize_t)h - 1; /* the dot after the head */
+    for (Py_ssize_t k = (Py_ssize_t)h; k < n; k++) {
+        if (ch[k] == '.') {
+            if (k == last + 1) return 0;
+            last = k;
+            count++;
+        }
+    }
+    return last != n - 1 && count == parts;
+}
+
+/* The instrument's name as a str: the last one made when it is the same (its text is ASCII). */
+static PyObject *last_name = NULL;
+static PyObject *name_of(const char *s, Py_ssize_t n) {
+    if (last_name != NULL && PyUnicode_GET_LENGTH(last_name) == n &&
+        memcmp(PyUnicode_DATA(last_name), s, (size_t)n) == 0)
+        return Py_NewRef(last_name);
+    PyObject *name = PyUnicode_DecodeASCII(s, n, NULL);
+    if (name == NULL) return NULL;
+    Py_XSETREF(last_name, Py_NewRef(name));
+    return name;
+}
+
+/* A book side's levels, `[["new",price,amount],...]`, appended to `buf` (grown as needed: `*cap`
+ * levels, `*heap` when it was moved off the stack). 1, 0 to refuse, -1 on a memory error. */
+static int levels_of(Cur *c, Level **buf, Py_ssize_t *n, Py_ssize_t *cap, int *heap) {
+    if (!LIT(c, "[")) return 0;
+    if (LIT(c, "]")) return 1;
+    for (;;) {
+        const char *a;
+        Py_ssize_t an;
+        Level lv;
+        if (!LIT(c, "[") || !str_token(c, &a, &an) || !LIT(c, ",")) return 0;
+        if (an == 3 && memcmp(a, "new", 3) == 0) lv.action = ACT_NEW;
+        else if (an == 6 && memcmp(a, "change", 6) == 0) lv.action = ACT_CHANGE;
+        else if (an == 6 && memcmp(a, "delete", 6) == 0) lv.action = ACT_DELETE;
+        else return 0;
+        if (!number(c, 1, &lv.price, NULL) || !PRICE_OK(lv.price) || !LIT(c, ",")) return 0;
+        if (!number(c, 1, &lv.size, NULL) || !AMOUNT_OK(lv.size) || !LIT(c, "]")) return 0;
+        if (*n == *cap) {
+            Py_ssize_t grown = *cap * 2;
+            Level *more = *heap ? PyMem_Realloc(*buf, (size_t)grown * sizeof(Level))
+                                : PyMem_Malloc((size_t)grown * sizeof(Level));
+            if (more == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            if (!*heap) memcpy(more, *buf, (size_t)*n * sizeof(Level));
+            *buf = more;
+            *cap = grown;
+            *heap = 1;
+        }
+        (*buf)[(*n)++] = lv;
+        if (LIT(c, "]")) return 1;
+        if (!LIT(c, ",")) return 0;
+    }
+}
+
+/* A data member's name, then its colon: the member's index in `names` (-1: unknown). */
+static int member(Cur *c, const char *const *names, int count) {
+    const char *k;
+    Py_ssize_t kn;
+    if (!str_token(c, &k, &kn) || !LIT(c, ":")) return -2;
+    for (int j = 0; j < count; j++)
+        if ((size_t)kn == strlen(names[j]) && memcmp(k, names[j], (size_t)kn) == 0) return j;
+    return -1;
+}
+
+enum { B_TYPE, B_INST, B_TS, B_CHANGE, B_PREV, B_BIDS, B_ASKS, B_COUNT };
+static const char *const BOOK_MEMBERS[B_COUNT] = {"type",           "instrument_name", "timestamp", "change_id",
+                                                  "prev_change_id", "bids",            "asks"};
+#define STACK_LEVELS 128
+
+/* `book_frame(decoder, frame, ts_local)`: the events of a `book.<instrument>.<interval>` frame, as
+ * `decode` gives them, or None (nothing changed). The common case only: a change that follows the
+ * valid book's change id, or a snapshot of a valid book, on an exact `OrderBook` in the state the
+ * decoder keeps, `codec._apply` the function defined there. */
+static PyObject *fast_book_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "book_frame(decoder, frame: bytes, ts_local)");
+        return NULL;
+    }
+    if (namespace == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_fast.setup() was not called");
+        return NULL;
+    }
+    PyObject *decoder = args[0], *frame = args[1], *ts_local = args[2];
+    Cur cur = {PyBytes_AS_STRING(frame), PyBytes_AS_STRING(frame) + PyBytes_GET_SIZE(frame)}, *c = &cur;
+    Level stack[STACK_LEVELS], *buf = stack;
+    Py_ssize_t cap = STACK_LEVELS, n = 0, n_bids = 0, bids_at = 0, asks_at = 0;
+    int heap = 0, seen = 0, snapshot = 0, has_prev = 0;
+    const char *ch, *name = NULL;
+    Py_ssize_t ch_n, name_n = 0;
+    long long ts_ms = 0, change = 0, prev = 0;
+    PyObject *result = NULL, *inst = NULL, *books = NULL, *book = NULL, *pairs = NULL;
+    PyObject *change_obj = NULL, *ts = NULL;
+
+    if (!envelope(c, &ch, &ch_n) || !channel_is(ch, ch_n, "book.", 3) || !LIT(c, "{")) goto refuse;
+    for (;;) {
+        int k = member(c, BOOK_MEMBERS, B_COUNT);
+        if (k < 0 || (seen & (1 << k))) goto refuse; /* unknown or repeated */
+        seen |= 1 << k;
+        switch (k) {
+        case B_TYPE: {
+            const char *t;
+            Py_ssize_t tn;
+            if (!str_token(c, &t, &tn)) goto refuse;
+            if (tn == 8 && memcmp(t, "snapshot", 8) == 0) snapshot = 1;
+            else if (!(tn == 6 && memcmp(t, "change", 6) == 0)) goto refuse;
+            break;
+        }
+        case B_INST:
+            if (!str_token(c, &name, &name_n)) goto refuse;
+            break;
+        case B_TS:
+            if (!number(c, 0, NULL, &ts_ms) || ts_ms < 0 || ts_ms > MILLIS_MAX) goto refuse;
+            break;
+        case B_CHANGE:
+            if (!number(c, 0, NULL, &change)) goto refuse;
+            break;
+        case B_PREV:
+            if (LIT(c, "null")) break;
+            if (!number(c, 0, NULL, &prev)) goto refuse;
+            has_prev = 1;
+            break;
+        case B_BIDS:
+        case B_ASKS: {
+            Py_ssize_t at = n;
+            int r = levels_of(c, &buf, &n, &cap, &heap);
+            if (r < 0) goto done;
+            if (r == 0) goto refuse;
+            if (k == B_BIDS) {
+                bids_at = at;
+                n_bids = n - at;
+            } else {
+                asks_at = at;
+            }
+            break;
+        }
+        }
+        if (LIT(c, "}")) break;
+        if (!LIT(c, ",")) goto refuse;
+    }
+    if ((seen | (1 << B_PREV)) != (1 << B_COUNT) - 1 || !envelope_end(c)) goto refuse;
+    if (!snapshot && !has_prev) goto refuse; /* the reference says why */
+
+    /* The objects the event needs first: an allocation may start a collection, whose finalizers
+     * may run code, so none is made between the checks of the book's state below and its use. */
+    inst = name_of(name, name_n);
+    if (inst == NULL) goto done;
+    change_obj = PyLong_FromLongLong(change);
+    if (change_obj == NULL) goto done;
+    ts = PyLong_FromLongLong(ts_ms * 1000000LL); /* <= 2**63 - 1 (MILLIS_MAX) */
+    if (ts == NULL) goto done;
+    books = PyObject_GetAttr(decoder, s_books);
+    if (books == NULL) goto done;
+    if (!PyDict_CheckExact(books)) goto refuse;
+    /* The book's state: the common case, or None. What runs code here (a planted key's `__eq__`
+     * in the lookup) runs before the checks. */
+    book = PyDict_GetItemWithError(books, inst);
+    if (book == NULL) {
+        if (PyErr_Occurred()) goto done;
+        goto refuse; /* a first snapshot, or a change before any */
+    }
+    Py_INCREF(book);
+    PyObject *current = PyDict_GetItemWithError(namespace, s__apply); /* borrowed, no code run */
+    if (current != py_apply) {
+        if (current == NULL && PyErr_Occurred()) goto done;
+        goto refuse;
+    }
+    if (!book_shaped(book) || book_slot(book, s_valid) != Py_True) goto refuse;
+    if (!snapshot) {
+        PyObject *seq = book_slot(book, s_sequence);
+        if (seq == NULL || !PyLong_CheckExact(seq)) goto refuse;
+        int of = 0;
+        long long s = PyLong_AsLongLongAndOverflow(seq, &of);
+        if (s == -1 && PyErr_Occurred()) goto done;
+        if (of || s != prev) goto refuse; /* a gap: the Python method reports it */
+    }
+
+    /* From here the book changes, as the reference changes it. */
+    Levels bid_levels = {NULL, buf + bids_at, n_bids}, ask_levels = {NULL, buf + asks_at, n - n_bids};
+    if (snapshot) {
+        PyObject *none = PyObject_CallMethodNoArgs(book, s_clear);
+        if (none == NULL) goto done;
+        Py_DECREF(none);
+        if (!book_shaped(book)) {
+            /* code run by `clear` (a finalizer) changed the book: `_apply` on msgspec's lists */
+            PyObject *lists[2] = {NULL, NULL};
+            for (int side = 0; side < 2; side++) {
+                const Levels *src = side ? &ask_levels : &bid_levels;
+                if ((lists[side] = PyList_New(src->n)) == NULL) break;
+                for (Py_ssize_t j = 0; j < src->n; j++) {
+                    static const char *const ACTIONS[3] = {"new", "change", "delete"};
+                    PyObject *lvl = Py_BuildValue("(sdd)", ACTIONS[src->lv[j].action], src->lv[j].price,
+                                                  src->lv[j].size);
+                    if (lvl == NULL) {
+                        Py_CLEAR(lists[side]);
+                        break;
+                    }
+                    PyList_SET_ITEM(lists[side], j, lvl);
+                }
+                if (lists[side] == NULL) break;
+            }
+            if (lists[0] != NULL && lists[1] != NULL) pairs = apply_levels(book, lists[0], lists[1]);
+            Py_XDECREF(lists[0]);
+            Py_XDECREF(lists[1]);
+            if (pairs == NULL) goto done;
+        }
+    }
+    if (pairs == NULL) pairs = apply_core(book, &bid_levels, &ask_levels);
+    if (pairs == NULL) goto done;
+    result = book_tail(decoder, book, inst, snapshot, pairs, change_obj, ts, ts_local);
+    goto done;
+refuse:
+    if (!PyErr_Occurred()) result = Py_NewRef(Py_None);
+done:
+    if (heap) PyMem_Free(buf);
+    Py_XDECREF(inst);
+    Py_XDECREF(books);
+    Py_XDECREF(book);
+    Py_XDECREF(pairs);
+    Py_XDECREF(change_obj);
+    Py_XDECREF(ts);
+    return result;
+}
+
+enum { Q_INST, Q_TS, Q_BID, Q_BID_SIZE, Q_ASK, Q_ASK_SIZE, Q_COUNT };
+static const char *const QUOTE_MEMBERS[Q_COUNT] = {"instrument_name", "timestamp",      "best_bid_price",
+                                                   "best_bid_amount", "best_ask_price", "best_ask_amount"};
+
+/* `quote_frame(decoder, frame, ts_local)`: the `Ticker` of a `quote.<instrument>` frame, as
+ * `_quote_events` builds it (an empty side, amount 0, is None), or None (a bid above the ask
+ * goes to the reference, which refuses the frame). No state changes. */
+static PyObject *fast_quote_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "quote_frame(decoder, frame: bytes, ts_local)");
+        return NULL;
+    }
+    if (ticker == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_fast.setup() was not called");
+        return NULL;
+    }
+    PyObject *frame = args[1], *ts_local = args[2];
+    Cur cur = {PyBytes_AS_STRING(frame), PyBytes_AS_STRING(frame) + PyBytes_GET_SIZE(frame)}, *c = &cur;
+    const char *ch, *name = NULL;
+    Py_ssize_t ch_n, name_n = 0;
+    long long ts_ms = 0;
+    double v[Q_COUNT];
+    int seen = 0, null = 0;
+    if (!envelope(c, &ch, &ch_n) || !channel_is(ch, ch_n, "quote.", 2) || !LIT(c, "{")) Py_RETURN_NONE;
+    for (;;) {
+        int k = member(c, QUOTE_MEMBERS, Q_COUNT);
+        if (k < 0 || (seen & (1 << k))) Py_RETURN_NONE;
+        seen |= 1 << k;
+        if (k == Q_INST) {
+            if (!str_token(c, &name, &name_n)) Py_RETURN_NONE;
+        } else if (k == Q_TS) {
+            if (!number(c, 0, NULL, &ts_ms) || ts_ms < 0 || ts_ms > MILLIS_MAX) Py_RETURN_NONE;
+        } else if (LIT(c, "null")) {
+            null |= 1 << k;
+        } else {
+            if (!number(c, 1, &v[k], NULL)) Py_RETURN_NONE;
+            if ((k == Q_BID || k == Q_ASK) ? !PRICE_OK(v[k]) : !AMOUNT_OK(v[k])) Py_RETURN_NONE;
+        }
+        if (LIT(c, "}")) break;
+        if (!LIT(c, ",")) Py_RETURN_NONE;
+    }
+    if ((seen & 3) != 3 || !envelope_end(c)) Py_RETURN_NONE;
+    null |= ~seen & ((1 << Q_COUNT) - 1); /* absent: None */
+    /* `_top`: a side with a zero amount is no quote; a bid above the ask is the reference's */
+    if (!(null & (1 << Q_BID_SIZE)) && v[Q_BID_SIZE] == 0) null |= (1 << Q_BID) | (1 << Q_BID_SIZE);
+    if (!(null & (1 << Q_ASK_SIZE)) && v[Q_ASK_SIZE] == 0) null |= (1 << Q_ASK) | (1 << Q_ASK_SIZE);
+    if (!(null & (1 << Q_BID)) && !(null & (1 << Q_ASK)) && v[Q_BID] > v[Q_ASK]) Py_RETURN_NONE;
+    PyObject *argv[17], *result = NULL, *event = NULL;
+    for (int j = 0; j < 17; j++) argv[j] = Py_None;
+    int made = 0;
+    argv[0] = venue;
+    if ((argv[1] = name_of(name, name_n)) == NULL) return NULL;
+    made = 2; /* argv[1, made) are ours but argv[3] */
+    if ((argv[2] = PyLong_FromLongLong(ts_ms * 1000000LL)) == NULL) goto done;
+    made = 3;
+    argv[3] = ts_local;
+    for (int k = Q_BID; k < Q_COUNT; k++) {
+        PyObject *x = (null & (1 << k)) ? Py_NewRef(Py_None) : PyFloat_FromDouble(v[k]);
+        if (x == NULL) goto done;
+        argv[4 + k - Q_BID] = x;
+        made = 4 + k - Q_BID + 1;
+    }
+    event = PyObject_Vectorcall(ticker, argv, 17, NULL);
+    if (event == NULL) goto done;
+    result = PyList_New(1);
+    if (result == NULL) goto done;
+    PyList_SET_ITEM(result, 0, event);
+    event = NULL;
+done:
     Py_XDECREF(event);
+    for (int j = 1; j < made; j++)
+        if (j != 3) Py_DECREF(argv[j]);
     return result;
 }
 
 static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 8) {
+    if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError, "setup(namespace, apply, book_events, book_update, venue, ms, "
-                                         "book_type, data_type)");
+                                         "book_type, data_type, ticker)");
         return NULL;
     }
     if (!PyType_Check(args[6]) || !PyType_Check(args[7])) {
@@ -552,9 +1063,9 @@ static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "setup: the namespace must be a dict");
         return NULL;
     }
-    for (int i = 1; i < 4; i++) {
+    for (int i = 1; i < 9; i = i == 3 ? 8 : i + 1) {
         if (!PyCallable_Check(args[i])) {
-            PyErr_SetString(PyExc_TypeError, "setup: apply, book_events and book_update are callables");
+            PyErr_SetString(PyExc_TypeError, "setup: apply, book_events, book_update and ticker are callables");
             return NULL;
         }
     }
@@ -568,6 +1079,7 @@ static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t 
     Py_XSETREF(book_update, Py_NewRef(args[3]));
     Py_XSETREF(venue, Py_NewRef(args[4]));
     Py_XSETREF(ms, Py_NewRef(args[5]));
+    Py_XSETREF(ticker, Py_NewRef(args[8]));
     static PyObject **const book_names[] = {&s_inv, &s_bids, &s_asks, &s_bb,
                                             &s_ba,  &s_int_inv, &s_sequence, &s_valid};
     static PyObject **const data_names[] = {&s_type, &s_prev_change_id, &s_instrument_name, &s_bids,
@@ -582,14 +1094,21 @@ static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t 
 
 static PyMethodDef methods[] = {
     {"setup", (PyCFunction)(void (*)(void))fast_setup, METH_FASTCALL,
-     "setup(namespace, apply, book_events, book_update, venue, ms, book_type, data_type): "
+     "setup(namespace, apply, book_events, book_update, venue, ms, book_type, data_type, ticker): "
      "codec's globals, the Python reference functions, the BookUpdate builder, the venue's name, "
-     "ns per ms, the OrderBook class and the book message struct (their slots read directly)."},
+     "ns per ms, the OrderBook class and the book message struct (their slots read directly), "
+     "the Ticker builder."},
     {"apply", (PyCFunction)(void (*)(void))fast_apply, METH_FASTCALL,
      "apply(book, bid_levels, ask_levels) -> (bids, asks): codec._apply, compiled."},
     {"book_events", (PyCFunction)(void (*)(void))fast_book_events, METH_FASTCALL,
      "book_events(decoder, data, ts_local) -> events: DeribitDecoder._book_events, its common "
      "case compiled (the Python method for the others)."},
+    {"book_frame", (PyCFunction)(void (*)(void))fast_book_frame, METH_FASTCALL,
+     "book_frame(decoder, frame, ts_local) -> events | None: a raw `book.<instrument>.<interval>` "
+     "frame's events in the common case, None (nothing changed) for any other (codec._WHOLE_FRAME)."},
+    {"quote_frame", (PyCFunction)(void (*)(void))fast_quote_frame, METH_FASTCALL,
+     "quote_frame(decoder, frame, ts_local) -> events | None: a raw `quote.<instrument>` frame's "
+     "Ticker, None for any frame not of the canonical shape (codec._WHOLE_FRAME)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -567,7 +567,7 @@ class DeribitDecoder(JsonRpcDecoder):
         parse, body, channel, whole = fast
         if whole is not None:  # compiled, and the frame is bytes (`_fast_route`)
             try:
-                events = whole(self, frame, ts_local)  # type: ignore[arg-type]  # bytes: the key is
+                events = whole(self, frame, ts_local)  # type: ignore[arg-type]  # bytes (`_fast_route`)
             except MalformedFrame:
                 self.stats.frames += 1  # counted as the body's raise below counts it
                 self.stats.malformed += 1
@@ -1162,8 +1162,11 @@ if _fast is not None:
         _MS,
         OrderBook,
         _BookData,
+        _ticker,
     )
     _COMPILED_BODIES[DeribitDecoder._on_book] = _fast.book_events
+    _WHOLE_FRAME[DeribitDecoder._on_book] = _fast.book_frame
+    _WHOLE_FRAME[DeribitDecoder._on_quote] = _fast.quote_frame
 
 # The whole-frame decoding of ticker and trades notifications (`_frames.c`, issue 17): a
 # canonical frame's events built in C from its bytes; None (nothing changed) for any other frame
