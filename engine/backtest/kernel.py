@@ -663,8 +663,8 @@ class BacktestKernel:
         # those books is known only at the end (an instrument some strategy ordered).
         self._fill_used_by: list[int] = [0] * n
         self._book_frames_by: list[dict[tuple[tuple[str, str], ...], int]] = [{} for _ in range(n)]
-        # The same for frames of one book update (most): by (venue, instrument), no tuple of them.
-        self._book_frame_by: list[dict[tuple[str, str], int]] = [{} for _ in range(n)]
+        # The same for frames of one book update of the source's venue (most): by instrument.
+        self._book_frame_by: list[dict[str, int]] = [{} for _ in range(n)]
         self._stats_seen: dict[str, tuple[int, int]] = {}
         self.warnings: list[str] = []
         self._expiries: list[tuple[int, str, str]] = []
@@ -1435,9 +1435,14 @@ class BacktestKernel:
                         fill_used_by[idx] += 1
                     elif len(events) == 1:  # most frames: one book update, keyed by its book
                         if cls is BookUpdate:
-                            book = (ev.venue, ev.instrument)
-                            single = book_frame_by[idx]
-                            single[book] = single.get(book, 0) + 1
+                            if ev.venue == venue_of[idx]:  # keyed by its instrument: no tuple
+                                single = book_frame_by[idx]
+                                inst = ev.instrument
+                                single[inst] = single.get(inst, 0) + 1
+                            else:  # another venue's book (a decoder's own choice): as a set of one
+                                one = ((ev.venue, ev.instrument),)
+                                counts = book_frames_by[idx]
+                                counts[one] = counts.get(one, 0) + 1
                     else:
                         books = tuple(
                             dict.fromkeys((e.venue, e.instrument) for e in events if type(e) is BookUpdate)
@@ -1631,7 +1636,8 @@ class BacktestKernel:
         fill against that book, the updates before the first order included)."""
         ordered = {key for slot in self.slots for key in slot.ordered}
         kept = sum(n for books, n in self._book_frames_by[i].items() if not ordered.isdisjoint(books))
-        kept += sum(n for book, n in self._book_frame_by[i].items() if book in ordered)
+        venue = self.sources[i].venue
+        kept += sum(n for inst, n in self._book_frame_by[i].items() if (venue, inst) in ordered)
         return self._fill_used_by[i] + kept
 
     def _underlyings(self, venue: str) -> str:
