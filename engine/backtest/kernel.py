@@ -1488,7 +1488,9 @@ class BacktestKernel:
                                     counts[one] = counts.get(one, 0) + 1
                         else:
                             books = tuple(
-                                dict.fromkeys((e.venue, e.instrument) for e in events if type(e) is BookUpdate)
+                                dict.fromkeys(
+                                    (e.venue, e.instrument) for e in events if type(e) is BookUpdate
+                                )
                             )
                             if books:
                                 counts = book_frames_by[idx]
