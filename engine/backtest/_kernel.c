@@ -30,7 +30,7 @@
 static PyObject *s_now, *s_venue, *s_instrument, *s_kind, *s_status, *s_resting, *s_consumed, *s_on_book,
     *s_on_trade, *s_received, *s_coro, *s_phase, *s_failure, *s_strategy, *s_on_event, *s_waiting,
     *s_mailbox, *s_get_nowait, *s_get, *s_on_event_text, *s_await;
-static PyObject *code_frame, *code_malformed, *code_post;
+static PyObject *code_frame, *code_malformed, *code_post, *_one;
 
 enum {
     C_DECODERS,
@@ -74,6 +74,21 @@ enum {
 
 /* container[key] += 1, as Python does it for a list item or a dict value (`d.get(k, 0) + 1`). */
 static int bump_item(PyObject *container, PyObject *key) {
+    if (PyList_CheckExact(container) && PyLong_CheckExact(key)) {
+        Py_ssize_t i = PyLong_AsSsize_t(key);
+        if (i == -1 && PyErr_Occurred())
+            PyErr_Clear(); /* the generic route below raises what Python raises */
+        else if (i >= 0 && i < PyList_GET_SIZE(container)) {
+            PyObject *old = PyList_GET_ITEM(container, i);
+            if (PyLong_CheckExact(old)) {
+                PyObject *new = PyNumber_Add(old, _one);
+                if (new == NULL)
+                    return -1;
+                PyList_SetItem(container, i, new); /* steals new, drops old; cannot fail here */
+                return 0;
+            }
+        }
+    }
     PyObject *old = PyObject_GetItem(container, key);
     if (old == NULL)
         return -1;
@@ -137,26 +152,20 @@ static int get_truthy(PyObject *mapping, PyObject *key) {
 /* `sim = sims[ev.venue]; if <resting check>: fill_used = True; out = sim.<method>(ev, ts); if out:
  * kernel._at(ts + resp, kernel._apply, out)`. `book`: the check is `sim.resting.get(i) or
  * sim.consumed.get(i)`, else `sim.resting.get(i)`. */
-static int venue_side(PyObject *consts, PyObject *ev, PyObject *ts, int book, int *fill_used) {
+static int venue_side(PyObject *consts, PyObject *ev, PyObject *venue, PyObject *inst, PyObject *ts, int book,
+                      int *fill_used) {
     int result = -1;
-    PyObject *venue = NULL, *sim = NULL, *table = NULL, *inst = NULL, *out = NULL;
-    if ((venue = PyObject_GetAttr(ev, s_venue)) == NULL)
-        goto done;
+    PyObject *sim = NULL, *table = NULL, *out = NULL;
     if ((sim = PyObject_GetItem(K(C_SIMS), venue)) == NULL)
         goto done;
     if ((table = PyObject_GetAttr(sim, s_resting)) == NULL)
-        goto done;
-    if ((inst = PyObject_GetAttr(ev, s_instrument)) == NULL)
         goto done;
     int hit = get_truthy(table, inst);
     if (hit < 0)
         goto done;
     if (!hit && book) {
         Py_CLEAR(table);
-        Py_CLEAR(inst);
         if ((table = PyObject_GetAttr(sim, s_consumed)) == NULL)
-            goto done;
-        if ((inst = PyObject_GetAttr(ev, s_instrument)) == NULL)
             goto done;
         if ((hit = get_truthy(table, inst)) < 0)
             goto done;
@@ -184,10 +193,8 @@ static int venue_side(PyObject *consts, PyObject *ev, PyObject *ts, int book, in
     }
     result = 0;
 done:
-    Py_XDECREF(venue);
     Py_XDECREF(sim);
     Py_XDECREF(table);
-    Py_XDECREF(inst);
     Py_XDECREF(out);
     return result;
 }
@@ -385,20 +392,24 @@ done:
     return result;
 }
 
-/* One event: the class dispatch, the route, the deliveries. `routed`, `fill_used` set. */
+/* One event: the class dispatch, the route, the deliveries. `routed`, `fill_used` set. The events
+ * of the three market classes are frozen structs: their venue and instrument are read once. */
 static int one_event(PyObject *consts, PyObject *ev, PyObject *ts, int *routed, int *fill_used) {
     PyObject *cls = (PyObject *)Py_TYPE(ev);
+    PyObject *venue = NULL, *inst = NULL, *kind = NULL, *slots = NULL;
+    int book = cls == K(C_BOOK_UPDATE);
     if (cls == K(C_TICKER)) {
         PyObject *r = PyObject_CallOneArg(K(C_ON_TICKER), ev);
         if (r == NULL)
             return -1;
         Py_DECREF(r);
-    } else if (cls == K(C_BOOK_UPDATE)) {
-        if (venue_side(consts, ev, ts, 1, fill_used) < 0)
-            return -1;
-    } else if (cls == K(C_TRADE)) {
-        if (venue_side(consts, ev, ts, 0, fill_used) < 0)
-            return -1;
+    } else if (book || cls == K(C_TRADE)) {
+        if ((venue = PyObject_GetAttr(ev, s_venue)) == NULL)
+            goto error;
+        if ((inst = PyObject_GetAttr(ev, s_instrument)) == NULL)
+            goto error;
+        if (venue_side(consts, ev, venue, inst, ts, book, fill_used) < 0)
+            goto error;
     } else if (cls == K(C_STATUS)) {
         PyObject *status = PyObject_GetAttr(ev, s_status);
         if (status == NULL)
@@ -412,34 +423,22 @@ static int one_event(PyObject *consts, PyObject *ev, PyObject *ts, int *routed, 
             Py_DECREF(r);
         }
     }
-    PyObject *kind = PyObject_GetAttr(ev, s_kind);
-    if (kind == NULL)
-        return -1;
-    PyObject *slots;
+    if ((kind = PyObject_GetAttr(ev, s_kind)) == NULL)
+        goto error;
     if (kind != Py_None) {
-        PyObject *venue = PyObject_GetAttr(ev, s_venue);
-        if (venue == NULL) {
-            Py_DECREF(kind);
-            return -1;
-        }
-        PyObject *inst = PyObject_GetAttr(ev, s_instrument);
-        if (inst == NULL) {
-            Py_DECREF(kind);
-            Py_DECREF(venue);
-            return -1;
-        }
+        if (venue == NULL && (venue = PyObject_GetAttr(ev, s_venue)) == NULL)
+            goto error;
+        if (inst == NULL && (inst = PyObject_GetAttr(ev, s_instrument)) == NULL)
+            goto error;
         PyObject *key = PyTuple_Pack(3, venue, inst, kind);
-        Py_DECREF(venue);
-        Py_DECREF(inst);
-        Py_DECREF(kind);
         if (key == NULL)
-            return -1;
+            goto error;
         PyObject *routes = K(C_ROUTES);
         if (PyDict_CheckExact(routes)) {
             slots = PyDict_GetItemWithError(routes, key);
             if (slots == NULL && PyErr_Occurred()) {
                 Py_DECREF(key);
-                return -1;
+                goto error;
             }
             if (slots == NULL)
                 slots = PyTuple_New(0);
@@ -452,12 +451,13 @@ static int one_event(PyObject *consts, PyObject *ev, PyObject *ts, int *routed, 
         }
         Py_DECREF(key);
         if (slots == NULL)
-            return -1;
-    } else {
-        Py_DECREF(kind);
-        if ((slots = PyObject_CallOneArg(K(C_ROUTE), ev)) == NULL)
-            return -1;
+            goto error;
+    } else if ((slots = PyObject_CallOneArg(K(C_ROUTE), ev)) == NULL) {
+        goto error;
     }
+    Py_XDECREF(venue);
+    Py_XDECREF(inst);
+    Py_XDECREF(kind);
     int any = PyObject_IsTrue(slots);
     if (any <= 0) {
         Py_DECREF(slots);
@@ -479,6 +479,11 @@ static int one_event(PyObject *consts, PyObject *ev, PyObject *ts, int *routed, 
     }
     Py_DECREF(it);
     return PyErr_Occurred() ? -1 : 0;
+error:
+    Py_XDECREF(venue);
+    Py_XDECREF(inst);
+    Py_XDECREF(kind);
+    return -1;
 }
 
 /* A frame of events none routed: the Python loop's `if not routed:` block. `last`: its last
@@ -827,7 +832,7 @@ PyMODINIT_FUNC PyInit__kernel(void) {
     INTERN(s_on_event_text, "on_event");
     INTERN(s_await, "__await__");
     if ((code_frame = PyLong_FromLong(0)) == NULL || (code_malformed = PyLong_FromLong(1)) == NULL ||
-        (code_post = PyLong_FromLong(2)) == NULL)
+        (code_post = PyLong_FromLong(2)) == NULL || (_one = PyLong_FromLong(1)) == NULL)
         return NULL;
     return PyModule_Create(&module);
 }
