@@ -699,6 +699,10 @@ static PyObject *loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
         if (bump_item(K(C_FRAMES_BY), idx) < 0)
             goto error;
         {
+            if (i >= PyList_GET_SIZE(decoders)) { /* the list changed meanwhile: as Python indexes it */
+                PyErr_SetString(PyExc_IndexError, "list index out of range");
+                goto error;
+            }
             PyObject *decoder = PyList_GET_ITEM(decoders, i);
             Py_INCREF(decoder);
             PyObject *dargs[2] = {frame, ts};
