@@ -109,6 +109,17 @@ static int bump_item(PyObject *container, PyObject *key) {
 
 /* Python's `counts[key] = counts.get(key, 0) + 1`. */
 static int bump_get(PyObject *counts, PyObject *key) {
+    if (PyDict_CheckExact(counts)) { /* dict.get itself, without the method call */
+        PyObject *old = PyDict_GetItemWithError(counts, key); /* borrowed */
+        if (old == NULL && PyErr_Occurred())
+            return -1;
+        PyObject *new = old == NULL ? (Py_INCREF(_one), _one) : PyNumber_Add(old, _one);
+        if (new == NULL)
+            return -1;
+        int r = PyDict_SetItem(counts, key, new);
+        Py_DECREF(new);
+        return r;
+    }
     PyObject *zero = PyLong_FromLong(0);
     if (zero == NULL)
         return -1;
