@@ -97,6 +97,11 @@ from ..surface.service import SurfaceService
 from ..venue.catalog import MarketCatalog
 from ..venue.spi import Decoder, FrameSource, VenuePlugin
 
+try:  # the compiled replay loop (_kernel.c); a tree built without it runs the Python loop, the reference
+    from . import _kernel
+except ImportError:  # pragma: no cover - the install builds it
+    _kernel = None  # type: ignore[assignment]
+
 __all__ = [
     "BacktestKernel",
     "BacktestResult",
@@ -121,6 +126,11 @@ _CHART_STEP_S = 10.0  # the charts' sampling step, at most (a divisor of equity_
 _CHART_POINTS = 4096  # a series past this many points keeps every other one (bounded memory)
 _FILLS_KEPT = 20_000  # fills kept per strategy for the charts (all are counted)
 _FINISHED: Any = object()  # `_deliver`: the strategy's step ended (nothing a coroutine awaits)
+# What the compiled loop (`_kernel.loop`) returns with: a frame it did not touch, a frame the
+# decoder found malformed, a frame done but for its tail (a sample, the checkpoint, an expiry due).
+_C_FRAME = 0
+_C_MALFORMED = 1
+_C_TAIL = 2
 
 
 def _window_time(_: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
@@ -377,10 +387,14 @@ class _Slot(StrategySlot):
         "received",
         "samples",
         "trips",
+        "waiting",
     )
 
     def __init__(self, strategy: Strategy, mailbox: Mailbox) -> None:
         super().__init__(strategy, mailbox)
+        # The mailbox's queue, empty exactly when no event waits: a test of it costs no call
+        # (the kernel's per event check after a step, which nearly always finds none).
+        self.waiting = mailbox.entries
         self.coro: Coroutine[Any, Any, Any] | None = None  # the parked on_event, if any
         self.phase: Phase = "on_start"  # the hook `coro` runs (or the next one will)
         self.failure: StrategyFailure | None = None
@@ -573,10 +587,15 @@ class BacktestKernel:
         on_failure: Mapping[str, FailurePolicy] | None = None,
         event_cache: EventCache | None = None,
         surface_settings: SurfaceSettings | None = None,
+        compiled: bool = True,
     ) -> None:
+        """`compiled`: the replay loop's common frames run in C (`_kernel.loop`) where it is
+        built; False, or a tree without it, the Python loop, the reference (the same calls and
+        side effects in the same order: tests/backtest/test_kernel_compiled.py)."""
         if not sources:
             raise StrategyError("a backtest needs at least one data source")
         self.settings = settings
+        self.compiled = compiled and _kernel is not None
         # As live: a failed strategy's open orders are cancelled unless its policy is "leave".
         self.on_failure: dict[str, FailurePolicy] = dict(on_failure or {})
         self.catalogs = dict(catalogs or {})  # as cached: a backtest never refreshes from the venue
@@ -659,8 +678,8 @@ class BacktestKernel:
         # those books is known only at the end (an instrument some strategy ordered).
         self._fill_used_by: list[int] = [0] * n
         self._book_frames_by: list[dict[tuple[tuple[str, str], ...], int]] = [{} for _ in range(n)]
-        # The same for frames of one book update (most): by (venue, instrument), no tuple of them.
-        self._book_frame_by: list[dict[tuple[str, str], int]] = [{} for _ in range(n)]
+        # The same for frames of one book update of the source's venue (most): by instrument.
+        self._book_frame_by: list[dict[str, int]] = [{} for _ in range(n)]
         self._stats_seen: dict[str, tuple[int, int]] = {}
         self.warnings: list[str] = []
         self._expiries: list[tuple[int, str, str]] = []
@@ -871,9 +890,10 @@ class BacktestKernel:
                     self._park(slot, awaited)
                     return
                 self._unsimulated(slot, coro, awaited)
-        waiting = slot.mailbox.get_nowait()
-        if waiting is not None:
-            self._drive(slot, slot.strategy.on_event(waiting), None, None)
+        if slot.waiting:
+            waiting = slot.mailbox.get_nowait()
+            if waiting is not None:
+                self._drive(slot, slot.strategy.on_event(waiting), None, None)
 
     def _drive(
         self, slot: _Slot, coro: Coroutine[Any, Any, Any], value: Any, error: BaseException | None
@@ -910,6 +930,8 @@ class BacktestKernel:
                     self._park(slot, awaited)
                     return
                 self._unsimulated(slot, coro, awaited)
+            if not slot.waiting:
+                return
             event = slot.mailbox.get_nowait()
             if event is None:
                 return
@@ -1332,91 +1354,149 @@ class BacktestKernel:
         cut: list[tuple[Any, int, Any]] = []
         if window_end is not None:
             main = _until(main, window_end, cut)
-        for ts, idx, frame in main:
-            if ts is None:
-                if not started and not warmed:  # bare frames from the start: not a recording at all
-                    raise DataError(
-                        f"{readers[idx].path}: a bare frame has no receive time and cannot be replayed"
-                    )
-                self._bare_frame(readers, idx)
-                continue
-            if not started:
-                started = True
-                start_ns = ts
-                self.now = ts
-                next_sample = ts + interval
-                # The curves start at the start, flat (nothing held yet): a loss taken at once
-                # (crossing the spread, fees) is the curve's first change, in the ratios too.
-                self._next_equity = ts
-                self._sample(ts)
-            if timers and timers[0][0] <= ts:
-                self._run_timers(ts)
-            self.now = ts
-            frames += 1
-            frames_by[idx] += 1
-            try:
-                events = decoders[idx](frame, ts)
-            except MalformedFrame as exc:
-                malformed += 1
-                self._malformed(readers[idx], idx, venue_of[idx], exc, malformed)
-                continue
-            if not strategies_started and events:
-                # Before the first market event: the recording's opening (instrument
-                # definitions) is known, as a live session knows it once connected.
-                strategies_started = True
-                for slot in self.slots:
-                    self._drive(slot, slot.strategy.on_start(), None, None)
-            events_count += len(events)
-            routed = False
-            fill_used = False
-            for ev in events:
-                cls = ev.__class__
-                if cls is Ticker:
-                    on_ticker(ev)
-                elif cls is BookUpdate:
-                    sim = sims[ev.venue]
-                    if sim.resting.get(ev.instrument) or sim.consumed.get(ev.instrument):
-                        fill_used = True
-                        out = sim.on_book(ev, ts)
-                        if out:
-                            self._at(ts + resp, self._apply, out)
-                elif cls is Trade:
-                    sim = sims[ev.venue]
-                    if sim.resting.get(ev.instrument):
-                        fill_used = True
-                        out = sim.on_trade(ev, ts)
-                        if out:
-                            self._at(ts + resp, self._apply, out)
-                elif cls is Status and ev.status is StatusKind.MARKET_RESOLVED:
-                    self._resolve(ev)
-                elif cls is Status and ev.status is StatusKind.FUNDING:
-                    self._funding(ev)
-                kind = ev.kind
-                slots = routes.get((ev.venue, ev.instrument, kind), ()) if kind is not None else route(ev)
-                if slots:
-                    routed = True
-                    for slot in slots:
-                        slot.received += 1
-                        deliver(slot, ev)
-            if not routed:
-                if events:
-                    unrouted_by[idx] += 1
-                    if fill_used:
-                        fill_used_by[idx] += 1
-                    elif len(events) == 1:  # most frames: one book update, keyed by its book
-                        if cls is BookUpdate:
-                            book = (ev.venue, ev.instrument)
-                            single = book_frame_by[idx]
-                            single[book] = single.get(book, 0) + 1
-                    else:
-                        books = tuple(
-                            dict.fromkeys((e.venue, e.instrument) for e in events if type(e) is BookUpdate)
+        # The compiled loop (`_kernel.loop`) takes the common frames once the strategies have
+        # started, from the same iterator, and hands back the rest: a frame it did not touch
+        # (processed below as in the Python loop), a malformed one, or a frame's tail.
+        loop = _kernel.loop if self.compiled else None
+        consts: tuple[Any, ...] = ()
+        take = main.__next__
+        while True:
+            if loop is not None and strategies_started:
+                if not consts:
+                    consts = self._loop_consts(decoders, venue_of, resp)
+                state: list[Any] = [frames, events_count, next_sample, next_expiry]
+                back: Any = loop(self, main, consts, state)
+                frames, events_count = state[0], state[1]
+                if back is None:
+                    break
+                code, ts, idx, frame = back
+                if code == _C_MALFORMED:  # `frame` is the decoder's MalformedFrame
+                    malformed += 1
+                    self._malformed(readers[idx], idx, venue_of[idx], frame, malformed)
+                    continue
+                if code == _C_FRAME:  # `ts` is the item as read
+                    ts, idx, frame = ts
+            else:
+                code = _C_FRAME
+                try:
+                    ts, idx, frame = take()
+                except StopIteration:
+                    break
+            if code == _C_FRAME:
+                if ts is None:
+                    if not started and not warmed:  # bare frames from the start: not a recording at all
+                        raise DataError(
+                            f"{readers[idx].path}: a bare frame has no receive time and cannot be replayed"
                         )
-                        if books:
-                            counts = book_frames_by[idx]
-                            counts[books] = counts.get(books, 0) + 1
-                else:
-                    no_event(idx, venue_of[idx])
+                    self._bare_frame(readers, idx)
+                    continue
+                if not started:
+                    started = True
+                    start_ns = ts
+                    self.now = ts
+                    next_sample = ts + interval
+                    # The curves start at the start, flat (nothing held yet): a loss taken at once
+                    # (crossing the spread, fees) is the curve's first change, in the ratios too.
+                    self._next_equity = ts
+                    self._sample(ts)
+                if timers and timers[0][0] <= ts:
+                    self._run_timers(ts)
+                self.now = ts
+                frames += 1
+                frames_by[idx] += 1
+                try:
+                    events = decoders[idx](frame, ts)
+                except MalformedFrame as exc:
+                    malformed += 1
+                    self._malformed(readers[idx], idx, venue_of[idx], exc, malformed)
+                    continue
+                if not strategies_started and events:
+                    # Before the first market event: the recording's opening (instrument
+                    # definitions) is known, as a live session knows it once connected.
+                    strategies_started = True
+                    for slot in self.slots:
+                        self._drive(slot, slot.strategy.on_start(), None, None)
+                events_count += len(events)
+                routed = False
+                fill_used = False
+                for ev in events:
+                    cls = ev.__class__
+                    if cls is Ticker:
+                        on_ticker(ev)
+                    elif cls is BookUpdate:
+                        sim = sims[ev.venue]
+                        if sim.resting.get(ev.instrument) or sim.consumed.get(ev.instrument):
+                            fill_used = True
+                            out = sim.on_book(ev, ts)
+                            if out:
+                                self._at(ts + resp, self._apply, out)
+                    elif cls is Trade:
+                        sim = sims[ev.venue]
+                        if sim.resting.get(ev.instrument):
+                            fill_used = True
+                            out = sim.on_trade(ev, ts)
+                            if out:
+                                self._at(ts + resp, self._apply, out)
+                    elif cls is Status and ev.status is StatusKind.MARKET_RESOLVED:
+                        self._resolve(ev)
+                    elif cls is Status and ev.status is StatusKind.FUNDING:
+                        self._funding(ev)
+                    kind = ev.kind
+                    slots = routes.get((ev.venue, ev.instrument, kind), ()) if kind is not None else route(ev)
+                    if slots:
+                        routed = True
+                        for slot in slots:
+                            slot.received += 1
+                            if slot.coro is not None or slot.phase != "on_event" or slot.failure is not None:
+                                deliver(slot, ev)
+                                continue
+                            # `_deliver` inline for its common case (a strategy idle in `on_event`):
+                            # a call less per strategy and event, the same steps in the same order.
+                            coro = slot.strategy.on_event(ev)
+                            try:
+                                awaited = next(coro.__await__(), _FINISHED)
+                            except Exception as exc:  # a strategy's bug: logged and counted
+                                self._strategy_error(slot, exc)
+                            except BaseException as exc:
+                                self._fault(slot, exc)
+                                continue
+                            else:
+                                if awaited is not _FINISHED:
+                                    if type(awaited) is _Wait:
+                                        slot.coro = coro
+                                        self._park(slot, awaited)
+                                        continue
+                                    self._unsimulated(slot, coro, awaited)
+                            if slot.waiting:
+                                waiting = slot.mailbox.get_nowait()
+                                if waiting is not None:
+                                    self._drive(slot, slot.strategy.on_event(waiting), None, None)
+                if not routed:
+                    if events:
+                        unrouted_by[idx] += 1
+                        if fill_used:
+                            fill_used_by[idx] += 1
+                        elif len(events) == 1:  # most frames: one book update, keyed by its book
+                            if cls is BookUpdate:
+                                if ev.venue == venue_of[idx]:  # keyed by its instrument: no tuple
+                                    single = book_frame_by[idx]
+                                    inst = ev.instrument
+                                    single[inst] = single.get(inst, 0) + 1
+                                else:  # another venue's book (a decoder's own choice): as a set of one
+                                    one = ((ev.venue, ev.instrument),)
+                                    counts = book_frames_by[idx]
+                                    counts[one] = counts.get(one, 0) + 1
+                        else:
+                            books = tuple(
+                                dict.fromkeys(
+                                    (e.venue, e.instrument) for e in events if type(e) is BookUpdate
+                                )
+                            )
+                            if books:
+                                counts = book_frames_by[idx]
+                                counts[books] = counts.get(books, 0) + 1
+                    else:
+                        no_event(idx, venue_of[idx])
             if ts >= next_sample:
                 self._sample(ts)
                 next_sample += interval * ((ts - next_sample) // interval + 1)
@@ -1473,6 +1553,45 @@ class BacktestKernel:
         if self.progress is not None:
             self.progress(total_bytes, total_bytes)
         return result
+
+    def _loop_consts(self, decoders: list[Any], venue_of: list[str], resp: int) -> tuple[Any, ...]:
+        """What the compiled loop calls and reads, in its order (`_kernel.c`, enum `C_*`)."""
+        return (
+            decoders,
+            venue_of,
+            self.sims,
+            self.router.routes,
+            self.router.route,
+            self.market.on_ticker,
+            self._deliver,
+            self._timers,
+            self._frames_by,
+            self._unrouted_by,
+            self._fill_used_by,
+            self._book_frames_by,
+            self._book_frame_by,
+            self._no_event,
+            resp,
+            self._at,
+            self._apply,
+            self._run_timers,
+            self._strategy_error,
+            self._fault,
+            self._park,
+            self._unsimulated,
+            self._drive,
+            self._resolve,
+            self._funding,
+            Ticker,
+            BookUpdate,
+            Trade,
+            Status,
+            StatusKind.MARKET_RESOLVED,
+            StatusKind.FUNDING,
+            _Wait,
+            MalformedFrame,
+            _CHECKPOINT_EVERY - 1,
+        )
 
     def _commit(self, writer: CacheWriter, readers: list[Any]) -> None:
         self._evc_writer = None
@@ -1601,7 +1720,8 @@ class BacktestKernel:
         fill against that book, the updates before the first order included)."""
         ordered = {key for slot in self.slots for key in slot.ordered}
         kept = sum(n for books, n in self._book_frames_by[i].items() if not ordered.isdisjoint(books))
-        kept += sum(n for book, n in self._book_frame_by[i].items() if book in ordered)
+        venue = self.sources[i].venue
+        kept += sum(n for inst, n in self._book_frame_by[i].items() if (venue, inst) in ordered)
         return self._fill_used_by[i] + kept
 
     def _underlyings(self, venue: str) -> str:

@@ -78,7 +78,17 @@ def log_drops(
 class Mailbox:
     """Bounded, conflating queue of events for one strategy (policy in the module docstring)."""
 
-    __slots__ = ("_closed", "_live", "_pending", "_q", "_trades", "_waiter", "capacity", "on_drop", "stats")
+    __slots__ = (
+        "_closed",
+        "_live",
+        "_pending",
+        "_trades",
+        "_waiter",
+        "capacity",
+        "entries",
+        "on_drop",
+        "stats",
+    )
 
     def __init__(
         self, capacity: int = 1024, *, on_drop: Callable[[MailboxStats], None] | None = None
@@ -88,8 +98,10 @@ class Mailbox:
         self.capacity = capacity
         self.on_drop = on_drop
         self.stats = MailboxStats()
-        # Entries are [event | None, conflation key | None]; None marks a superseded event.
-        self._q: deque[list[object]] = deque()
+        # Entries are [event | None, conflation key | None]; None marks a superseded event, which
+        # a newer entry always follows: `entries` is empty exactly when no event waits (a test
+        # without a call, for the backtest kernel's hot path). Never rebound.
+        self.entries: deque[list[object]] = deque()
         self._pending: dict[tuple[object, str, str], list[object]] = {}
         self._trades = 0
         self._live = 0
@@ -131,7 +143,7 @@ class Mailbox:
             entry = [event, None]
         else:
             entry = [event, None]
-        self._q.append(entry)
+        self.entries.append(entry)
         self._live += 1
         if self._live > stats.high_water:
             stats.high_water = self._live
@@ -140,7 +152,7 @@ class Mailbox:
 
     def get_nowait(self) -> MarketEvent | None:
         """The next event, or None when nothing is waiting."""
-        q = self._q
+        q = self.entries
         while q:
             entry = q.popleft()
             event = entry[0]

@@ -1,0 +1,853 @@
+/* The compiled replay loop of the backtest kernel (kernel.py, BacktestKernel._replay; issue 17).
+ *
+ * `loop(kernel, frames, consts, state)` takes frames from the iterator `frames` and does, for
+ * each common one, what the Python loop of `_replay` does, in the same order, through the same
+ * objects and the kernel's own Python methods: the timers due (`_run_timers`), `kernel.now`, the
+ * frame counts, the decode call, each event's class dispatch (Ticker -> `market.on_ticker`,
+ * BookUpdate / Trade -> the simulated venue's resting check then `on_book` / `on_trade`, the
+ * answer scheduled by `_at`; Status kinds -> `_resolve` / `_funding`), the route lookup, the
+ * delivery to each routed strategy (`on_event` stepped once, as `next(coro.__await__())`;
+ * what it awaits parked by `_park` or refused by `_unsimulated`; what it raises given to
+ * `_strategy_error` or `_fault` as the Python `except` clauses do, with that exception being
+ * handled meanwhile; the mailbox then), and the unrouted frame bookkeeping.
+ *
+ * It returns to Python, which stays the reference (`BacktestKernel(..., compiled=False)`), with
+ *   (0, item, None, None): a frame not processed at all (not a (ts: int, idx: int, frame) tuple
+ *       this loop takes: a bare frame, a strange item); Python processes it as any frame.
+ *   (1, ts, idx, exc): the decoder raised the `MalformedFrame` exc (the frame counted, as in
+ *       Python before the decode call); Python counts and logs it.
+ *   (2, ts, idx, None): the frame processed, and a sample, the checkpoint or an expiry is due:
+ *       Python does the frame's tail.
+ *   None: the iterator ended.
+ * `state` is a list [frames, events_count, next_sample, next_expiry], read on entry; the first
+ * two are written back on every return (an exception too).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <frameobject.h>
+#include <stdint.h>
+
+static PyObject *s_now, *s_venue, *s_instrument, *s_kind, *s_status, *s_resting, *s_consumed, *s_on_book,
+    *s_on_trade, *s_received, *s_coro, *s_phase, *s_failure, *s_strategy, *s_on_event, *s_waiting,
+    *s_mailbox, *s_get_nowait, *s_get, *s_on_event_text, *s_await;
+static PyObject *code_frame, *code_malformed, *code_post, *_one;
+
+enum {
+    C_DECODERS,
+    C_VENUE_OF,
+    C_SIMS,
+    C_ROUTES,
+    C_ROUTE,
+    C_ON_TICKER,
+    C_DELIVER,
+    C_TIMERS,
+    C_FRAMES_BY,
+    C_UNROUTED_BY,
+    C_FILL_USED_BY,
+    C_BOOK_FRAMES_BY,
+    C_BOOK_FRAME_BY,
+    C_NO_EVENT,
+    C_RESP,
+    C_AT,
+    C_APPLY,
+    C_RUN_TIMERS,
+    C_STRATEGY_ERROR,
+    C_FAULT,
+    C_PARK,
+    C_UNSIMULATED,
+    C_DRIVE,
+    C_RESOLVE,
+    C_FUNDING,
+    C_TICKER,
+    C_BOOK_UPDATE,
+    C_TRADE,
+    C_STATUS,
+    C_RESOLVED,
+    C_FUNDING_KIND,
+    C_WAIT,
+    C_MALFORMED,
+    C_MASK,
+    C_COUNT
+};
+
+#define K(i) PyTuple_GET_ITEM(consts, i)
+
+/* container[key] += 1, as Python does it for a list item or a dict value (`d.get(k, 0) + 1`). */
+static int bump_item(PyObject *container, PyObject *key) {
+    if (PyList_CheckExact(container) && PyLong_CheckExact(key)) {
+        Py_ssize_t i = PyLong_AsSsize_t(key);
+        if (i == -1 && PyErr_Occurred())
+            PyErr_Clear(); /* the generic route below raises what Python raises */
+        else if (i >= 0 && i < PyList_GET_SIZE(container)) {
+            PyObject *old = PyList_GET_ITEM(container, i);
+            if (PyLong_CheckExact(old)) {
+                PyObject *new = PyNumber_Add(old, _one);
+                if (new == NULL)
+                    return -1;
+                PyList_SetItem(container, i, new); /* steals new, drops old; cannot fail here */
+                return 0;
+            }
+        }
+    }
+    PyObject *old = PyObject_GetItem(container, key);
+    if (old == NULL)
+        return -1;
+    PyObject *one = PyLong_FromLong(1);
+    if (one == NULL) {
+        Py_DECREF(old);
+        return -1;
+    }
+    PyObject *new = PyNumber_InPlaceAdd(old, one);
+    Py_DECREF(one);
+    Py_DECREF(old);
+    if (new == NULL)
+        return -1;
+    int r = PyObject_SetItem(container, key, new);
+    Py_DECREF(new);
+    return r;
+}
+
+/* Python's `counts[key] = counts.get(key, 0) + 1`. */
+static int bump_get(PyObject *counts, PyObject *key) {
+    if (PyDict_CheckExact(counts)) { /* dict.get itself, without the method call */
+        PyObject *old = PyDict_GetItemWithError(counts, key); /* borrowed */
+        if (old == NULL && PyErr_Occurred())
+            return -1;
+        PyObject *new = old == NULL ? (Py_INCREF(_one), _one) : PyNumber_Add(old, _one);
+        if (new == NULL)
+            return -1;
+        int r = PyDict_SetItem(counts, key, new);
+        Py_DECREF(new);
+        return r;
+    }
+    PyObject *zero = PyLong_FromLong(0);
+    if (zero == NULL)
+        return -1;
+    PyObject *old = PyObject_CallMethodObjArgs(counts, s_get, key, zero, NULL);
+    Py_DECREF(zero);
+    if (old == NULL)
+        return -1;
+    PyObject *one = PyLong_FromLong(1);
+    if (one == NULL) {
+        Py_DECREF(old);
+        return -1;
+    }
+    PyObject *new = PyNumber_Add(old, one);
+    Py_DECREF(one);
+    Py_DECREF(old);
+    if (new == NULL)
+        return -1;
+    int r = PyObject_SetItem(counts, key, new);
+    Py_DECREF(new);
+    return r;
+}
+
+/* `mapping.get(key)` truthy: 1, 0, or -1 on an error. */
+static int get_truthy(PyObject *mapping, PyObject *key) {
+    PyObject *v;
+    if (PyDict_CheckExact(mapping)) {
+        v = PyDict_GetItemWithError(mapping, key); /* borrowed */
+        if (v == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        Py_INCREF(v);
+    } else {
+        v = PyObject_CallMethodOneArg(mapping, s_get, key);
+        if (v == NULL)
+            return -1;
+    }
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* `sim = sims[ev.venue]; if <resting check>: fill_used = True; out = sim.<method>(ev, ts); if out:
+ * kernel._at(ts + resp, kernel._apply, out)`. `book`: the check is `sim.resting.get(i) or
+ * sim.consumed.get(i)`, else `sim.resting.get(i)`. */
+static int venue_side(PyObject *consts, PyObject *ev, PyObject *venue, PyObject *inst, PyObject *ts, int book,
+                      int *fill_used) {
+    int result = -1;
+    PyObject *sim = NULL, *table = NULL, *out = NULL;
+    if ((sim = PyObject_GetItem(K(C_SIMS), venue)) == NULL)
+        goto done;
+    if ((table = PyObject_GetAttr(sim, s_resting)) == NULL)
+        goto done;
+    int hit = get_truthy(table, inst);
+    if (hit < 0)
+        goto done;
+    if (!hit && book) {
+        Py_CLEAR(table);
+        if ((table = PyObject_GetAttr(sim, s_consumed)) == NULL)
+            goto done;
+        if ((hit = get_truthy(table, inst)) < 0)
+            goto done;
+    }
+    if (hit) {
+        *fill_used = 1;
+        PyObject *args[3] = {sim, ev, ts};
+        out = PyObject_VectorcallMethod(book ? s_on_book : s_on_trade, args, 3,
+                                        NULL);
+        if (out == NULL)
+            goto done;
+        int t = PyObject_IsTrue(out);
+        if (t < 0)
+            goto done;
+        if (t) {
+            PyObject *when = PyNumber_Add(ts, K(C_RESP));
+            if (when == NULL)
+                goto done;
+            PyObject *r = PyObject_CallFunctionObjArgs(K(C_AT), when, K(C_APPLY), out, NULL);
+            Py_DECREF(when);
+            if (r == NULL)
+                goto done;
+            Py_DECREF(r);
+        }
+    }
+    result = 0;
+done:
+    Py_XDECREF(sim);
+    Py_XDECREF(table);
+    Py_XDECREF(out);
+    return result;
+}
+
+/* The exception set, fetched as an `except ... as exc` clause of the kernel's frame sees it:
+ * normalized, its traceback through the calling Python frame (the kernel's `_replay`). */
+static PyObject *caught(void) {
+    PyObject *type, *value, *tb;
+    PyFrameObject *frame = PyEval_GetFrame();
+    if (frame != NULL)
+        PyTraceBack_Here(frame);
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value == NULL) { /* cannot happen after a normalization that succeeded */
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        PyErr_SetString(PyExc_SystemError, "_kernel: an exception without a value");
+        return NULL;
+    }
+    if (tb != NULL && PyException_SetTraceback(value, tb) < 0) {
+        Py_XDECREF(type);
+        Py_DECREF(value);
+        Py_DECREF(tb);
+        return NULL;
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+/* `handler(slot, exc)` while `exc` is the exception being handled (as inside `except`). */
+static int handle(PyObject *handler, PyObject *slot, PyObject *exc) {
+    PyObject *pt, *pv, *ptb;
+    PyErr_GetExcInfo(&pt, &pv, &ptb);
+    Py_INCREF(exc);
+    Py_INCREF(Py_TYPE(exc));
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyErr_SetExcInfo((PyObject *)Py_TYPE(exc), exc, tb); /* steals the three references */
+    PyObject *r = PyObject_CallFunctionObjArgs(handler, slot, exc, NULL);
+    PyErr_SetExcInfo(pt, pv, ptb);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* One routed strategy and event: the Python loop's inline delivery. 0, or -1 on an error. */
+static int deliver_one(PyObject *consts, PyObject *slot, PyObject *ev) {
+    int result = -1;
+    PyObject *v = NULL, *coro = NULL, *awaited = NULL, *strategy = NULL;
+    /* slot.received += 1 */
+    if ((v = PyObject_GetAttr(slot, s_received)) == NULL)
+        return -1;
+    PyObject *one = PyLong_FromLong(1);
+    if (one == NULL)
+        goto done;
+    PyObject *nv = PyNumber_InPlaceAdd(v, one);
+    Py_DECREF(one);
+    if (nv == NULL)
+        goto done;
+    int r = PyObject_SetAttr(slot, s_received, nv);
+    Py_DECREF(nv);
+    if (r < 0)
+        goto done;
+    Py_CLEAR(v);
+    /* `slot.coro is not None or slot.phase != "on_event" or slot.failure is not None` */
+    int busy;
+    if ((v = PyObject_GetAttr(slot, s_coro)) == NULL)
+        goto done;
+    busy = v != Py_None;
+    Py_CLEAR(v);
+    if (!busy) {
+        if ((v = PyObject_GetAttr(slot, s_phase)) == NULL)
+            goto done;
+        if ((busy = PyObject_RichCompareBool(v, s_on_event_text, Py_NE)) < 0)
+            goto done;
+        Py_CLEAR(v);
+    }
+    if (!busy) {
+        if ((v = PyObject_GetAttr(slot, s_failure)) == NULL)
+            goto done;
+        busy = v != Py_None;
+        Py_CLEAR(v);
+    }
+    if (busy) {
+        PyObject *x = PyObject_CallFunctionObjArgs(K(C_DELIVER), slot, ev, NULL);
+        if (x == NULL)
+            goto done;
+        Py_DECREF(x);
+        result = 0;
+        goto done;
+    }
+    if ((strategy = PyObject_GetAttr(slot, s_strategy)) == NULL)
+        goto done;
+    if ((coro = PyObject_CallMethodOneArg(strategy, s_on_event, ev)) == NULL)
+        goto done;
+    Py_CLEAR(strategy);
+    /* awaited = next(coro.__await__(), _FINISHED) */
+    int finished = 0, raised = 0;
+    if (PyCoro_CheckExact(coro)) {
+        PySendResult sr = PyIter_Send(coro, Py_None, &awaited);
+        if (sr == PYGEN_RETURN) {
+            Py_CLEAR(awaited);
+            finished = 1;
+        } else if (sr == PYGEN_ERROR) {
+            awaited = NULL;
+            raised = 1;
+        }
+    } else {
+        PyObject *it = PyObject_CallMethodNoArgs(coro, s_await);
+        if (it == NULL) {
+            raised = 1;
+        } else if (!PyIter_Check(it)) {
+            PyErr_Format(PyExc_TypeError, "'%.200s' object is not an iterator", Py_TYPE(it)->tp_name);
+            Py_DECREF(it);
+            raised = 1;
+        } else {
+            awaited = (*Py_TYPE(it)->tp_iternext)(it);
+            Py_DECREF(it);
+            if (awaited == NULL) {
+                if (PyErr_Occurred()) {
+                    if (PyErr_ExceptionMatches(PyExc_StopIteration))
+                        PyErr_Clear(), finished = 1;
+                    else
+                        raised = 1;
+                } else {
+                    finished = 1;
+                }
+            }
+        }
+    }
+    if (raised) {
+        int ordinary = PyErr_ExceptionMatches(PyExc_Exception);
+        PyObject *exc = caught();
+        if (exc == NULL)
+            goto done;
+        r = handle(K(ordinary ? C_STRATEGY_ERROR : C_FAULT), slot, exc);
+        Py_DECREF(exc);
+        if (r < 0)
+            goto done;
+        if (!ordinary) {
+            result = 0;
+            goto done;
+        }
+    } else if (!finished) {
+        if ((PyObject *)Py_TYPE(awaited) == K(C_WAIT)) {
+            if (PyObject_SetAttr(slot, s_coro, coro) < 0)
+                goto done;
+            PyObject *x = PyObject_CallFunctionObjArgs(K(C_PARK), slot, awaited, NULL);
+            if (x == NULL)
+                goto done;
+            Py_DECREF(x);
+            result = 0;
+            goto done;
+        }
+        PyObject *x = PyObject_CallFunctionObjArgs(K(C_UNSIMULATED), slot, coro, awaited, NULL);
+        if (x == NULL)
+            goto done;
+        Py_DECREF(x);
+    }
+    /* if slot.waiting: waiting = slot.mailbox.get_nowait(); if waiting is not None: drive */
+    if ((v = PyObject_GetAttr(slot, s_waiting)) == NULL)
+        goto done;
+    int waiting = PyObject_IsTrue(v);
+    Py_CLEAR(v);
+    if (waiting < 0)
+        goto done;
+    if (waiting) {
+        PyObject *mailbox = PyObject_GetAttr(slot, s_mailbox);
+        if (mailbox == NULL)
+            goto done;
+        v = PyObject_CallMethodNoArgs(mailbox, s_get_nowait);
+        Py_DECREF(mailbox);
+        if (v == NULL)
+            goto done;
+        if (v != Py_None) {
+            if ((strategy = PyObject_GetAttr(slot, s_strategy)) == NULL)
+                goto done;
+            PyObject *c2 = PyObject_CallMethodOneArg(strategy, s_on_event, v);
+            if (c2 == NULL)
+                goto done;
+            PyObject *x = PyObject_CallFunctionObjArgs(K(C_DRIVE), slot, c2, Py_None, Py_None, NULL);
+            Py_DECREF(c2);
+            if (x == NULL)
+                goto done;
+            Py_DECREF(x);
+        }
+    }
+    result = 0;
+done:
+    Py_XDECREF(v);
+    Py_XDECREF(coro);
+    Py_XDECREF(awaited);
+    Py_XDECREF(strategy);
+    return result;
+}
+
+/* One event: the class dispatch, the route, the deliveries. `routed`, `fill_used` set. The events
+ * of the three market classes are frozen structs: their venue and instrument are read once. */
+static int one_event(PyObject *consts, PyObject *ev, PyObject *ts, int *routed, int *fill_used) {
+    PyObject *cls = (PyObject *)Py_TYPE(ev);
+    PyObject *venue = NULL, *inst = NULL, *kind = NULL, *slots = NULL;
+    int book = cls == K(C_BOOK_UPDATE);
+    if (cls == K(C_TICKER)) {
+        PyObject *r = PyObject_CallOneArg(K(C_ON_TICKER), ev);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    } else if (book || cls == K(C_TRADE)) {
+        if ((venue = PyObject_GetAttr(ev, s_venue)) == NULL)
+            goto error;
+        if ((inst = PyObject_GetAttr(ev, s_instrument)) == NULL)
+            goto error;
+        if (venue_side(consts, ev, venue, inst, ts, book, fill_used) < 0)
+            goto error;
+    } else if (cls == K(C_STATUS)) {
+        PyObject *status = PyObject_GetAttr(ev, s_status);
+        if (status == NULL)
+            return -1;
+        PyObject *fn = status == K(C_RESOLVED) ? K(C_RESOLVE) : status == K(C_FUNDING_KIND) ? K(C_FUNDING) : NULL;
+        Py_DECREF(status);
+        if (fn != NULL) {
+            PyObject *r = PyObject_CallOneArg(fn, ev);
+            if (r == NULL)
+                return -1;
+            Py_DECREF(r);
+        }
+    }
+    if ((kind = PyObject_GetAttr(ev, s_kind)) == NULL)
+        goto error;
+    if (kind != Py_None) {
+        if (venue == NULL && (venue = PyObject_GetAttr(ev, s_venue)) == NULL)
+            goto error;
+        if (inst == NULL && (inst = PyObject_GetAttr(ev, s_instrument)) == NULL)
+            goto error;
+        PyObject *key = PyTuple_Pack(3, venue, inst, kind);
+        if (key == NULL)
+            goto error;
+        PyObject *routes = K(C_ROUTES);
+        if (PyDict_CheckExact(routes)) {
+            slots = PyDict_GetItemWithError(routes, key);
+            if (slots == NULL && PyErr_Occurred()) {
+                Py_DECREF(key);
+                goto error;
+            }
+            if (slots == NULL)
+                slots = PyTuple_New(0);
+            else
+                Py_INCREF(slots);
+        } else {
+            PyObject *empty = PyTuple_New(0);
+            slots = empty == NULL ? NULL : PyObject_CallMethodObjArgs(routes, s_get, key, empty, NULL);
+            Py_XDECREF(empty);
+        }
+        Py_DECREF(key);
+        if (slots == NULL)
+            goto error;
+    } else if ((slots = PyObject_CallOneArg(K(C_ROUTE), ev)) == NULL) {
+        goto error;
+    }
+    Py_XDECREF(venue);
+    Py_XDECREF(inst);
+    Py_XDECREF(kind);
+    int any = PyObject_IsTrue(slots);
+    if (any <= 0) {
+        Py_DECREF(slots);
+        return any;
+    }
+    *routed = 1;
+    PyObject *it = PyObject_GetIter(slots);
+    Py_DECREF(slots);
+    if (it == NULL)
+        return -1;
+    PyObject *slot;
+    while ((slot = PyIter_Next(it)) != NULL) {
+        int r = deliver_one(consts, slot, ev);
+        Py_DECREF(slot);
+        if (r < 0) {
+            Py_DECREF(it);
+            return -1;
+        }
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+error:
+    Py_XDECREF(venue);
+    Py_XDECREF(inst);
+    Py_XDECREF(kind);
+    return -1;
+}
+
+/* A frame of events none routed: the Python loop's `if not routed:` block. `last`: its last
+ * event (borrowed), `n` the events. */
+static int unrouted(PyObject *consts, PyObject *events, Py_ssize_t n, PyObject *last, PyObject *idx, int fill_used) {
+    if (n == 0) {
+        PyObject *venue = PyObject_GetItem(K(C_VENUE_OF), idx);
+        if (venue == NULL)
+            return -1;
+        PyObject *r = PyObject_CallFunctionObjArgs(K(C_NO_EVENT), idx, venue, NULL);
+        Py_DECREF(venue);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    if (bump_item(K(C_UNROUTED_BY), idx) < 0)
+        return -1;
+    if (fill_used)
+        return bump_item(K(C_FILL_USED_BY), idx);
+    if (n == 1) {
+        if ((PyObject *)Py_TYPE(last) != K(C_BOOK_UPDATE))
+            return 0;
+        PyObject *venue = PyObject_GetAttr(last, s_venue);
+        if (venue == NULL)
+            return -1;
+        PyObject *own = PyObject_GetItem(K(C_VENUE_OF), idx);
+        if (own == NULL) {
+            Py_DECREF(venue);
+            return -1;
+        }
+        int same = PyObject_RichCompareBool(venue, own, Py_EQ);
+        Py_DECREF(venue);
+        Py_DECREF(own);
+        if (same < 0)
+            return -1;
+        int r = -1;
+        if (same) {
+            PyObject *single = PyObject_GetItem(K(C_BOOK_FRAME_BY), idx);
+            PyObject *inst = single == NULL ? NULL : PyObject_GetAttr(last, s_instrument);
+            if (inst != NULL)
+                r = bump_get(single, inst);
+            Py_XDECREF(single);
+            Py_XDECREF(inst);
+        } else {
+            PyObject *v = PyObject_GetAttr(last, s_venue);
+            PyObject *inst = v == NULL ? NULL : PyObject_GetAttr(last, s_instrument);
+            PyObject *pair = inst == NULL ? NULL : PyTuple_Pack(2, v, inst);
+            PyObject *one = pair == NULL ? NULL : PyTuple_Pack(1, pair);
+            PyObject *counts = one == NULL ? NULL : PyObject_GetItem(K(C_BOOK_FRAMES_BY), idx);
+            if (counts != NULL)
+                r = bump_get(counts, one);
+            Py_XDECREF(v);
+            Py_XDECREF(inst);
+            Py_XDECREF(pair);
+            Py_XDECREF(one);
+            Py_XDECREF(counts);
+        }
+        return r;
+    }
+    /* books = tuple(dict.fromkeys((e.venue, e.instrument) for e in events if type(e) is BookUpdate)) */
+    PyObject *seen = PyDict_New();
+    if (seen == NULL)
+        return -1;
+    PyObject *it = PyObject_GetIter(events);
+    if (it == NULL) {
+        Py_DECREF(seen);
+        return -1;
+    }
+    PyObject *e;
+    while ((e = PyIter_Next(it)) != NULL) {
+        if ((PyObject *)Py_TYPE(e) == K(C_BOOK_UPDATE)) {
+            PyObject *v = PyObject_GetAttr(e, s_venue);
+            PyObject *inst = v == NULL ? NULL : PyObject_GetAttr(e, s_instrument);
+            PyObject *pair = inst == NULL ? NULL : PyTuple_Pack(2, v, inst);
+            int r = pair == NULL ? -1 : PyDict_SetItem(seen, pair, Py_None);
+            Py_XDECREF(v);
+            Py_XDECREF(inst);
+            Py_XDECREF(pair);
+            if (r < 0) {
+                Py_DECREF(e);
+                Py_DECREF(it);
+                Py_DECREF(seen);
+                return -1;
+            }
+        }
+        Py_DECREF(e);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) {
+        Py_DECREF(seen);
+        return -1;
+    }
+    if (PyDict_GET_SIZE(seen) == 0) {
+        Py_DECREF(seen);
+        return 0;
+    }
+    PyObject *keys = PyDict_Keys(seen);
+    Py_DECREF(seen);
+    PyObject *books = keys == NULL ? NULL : PyList_AsTuple(keys);
+    Py_XDECREF(keys);
+    if (books == NULL)
+        return -1;
+    PyObject *counts = PyObject_GetItem(K(C_BOOK_FRAMES_BY), idx);
+    int r = counts == NULL ? -1 : bump_get(counts, books);
+    Py_XDECREF(counts);
+    Py_DECREF(books);
+    return r;
+}
+
+static int write_state(PyObject *state, long long frames, long long events) {
+    PyObject *f = PyLong_FromLongLong(frames);
+    if (f == NULL)
+        return -1;
+    if (PyList_SetItem(state, 0, f) < 0) /* steals f */
+        return -1;
+    PyObject *e = PyLong_FromLongLong(events);
+    if (e == NULL)
+        return -1;
+    return PyList_SetItem(state, 1, e);
+}
+
+static int as_limit(PyObject *v, long long *out) {
+    if (PyLong_CheckExact(v)) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (x == -1 && PyErr_Occurred())
+            return -1;
+        *out = overflow > 0 ? LLONG_MAX : overflow < 0 ? LLONG_MIN : x;
+        return 0;
+    }
+    if (PyFloat_CheckExact(v) && Py_IS_INFINITY(PyFloat_AS_DOUBLE(v)) && PyFloat_AS_DOUBLE(v) > 0) {
+        *out = LLONG_MAX;
+        return 0;
+    }
+    PyErr_SetString(PyExc_TypeError, "_kernel.loop: a threshold is an int or +inf");
+    return -1;
+}
+
+static PyObject *loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "loop(kernel, frames, consts, state)");
+        return NULL;
+    }
+    PyObject *kernel = args[0], *frames_it = args[1], *consts = args[2], *state = args[3];
+    if (!PyTuple_CheckExact(consts) || PyTuple_GET_SIZE(consts) != C_COUNT || !PyList_CheckExact(state) ||
+        PyList_GET_SIZE(state) != 4 || !PyIter_Check(frames_it) || !PyList_CheckExact(K(C_TIMERS)) ||
+        !PyList_CheckExact(K(C_DECODERS)) || !PyLong_CheckExact(K(C_MASK))) {
+        PyErr_SetString(PyExc_TypeError, "_kernel.loop: arguments not as the kernel passes them");
+        return NULL;
+    }
+    long long frames, events_count, next_sample, next_expiry, mask;
+    if (as_limit(PyList_GET_ITEM(state, 0), &frames) < 0 || as_limit(PyList_GET_ITEM(state, 1), &events_count) < 0 ||
+        as_limit(PyList_GET_ITEM(state, 2), &next_sample) < 0 || as_limit(PyList_GET_ITEM(state, 3), &next_expiry) < 0 ||
+        as_limit(K(C_MASK), &mask) < 0)
+        return NULL;
+    PyObject *timers = K(C_TIMERS), *decoders = K(C_DECODERS);
+    PyObject *result = NULL;
+    PyObject *item = NULL, *events = NULL;
+    for (;;) {
+        if ((frames & 255) == 0 && PyErr_CheckSignals() < 0)
+            goto error;
+        item = PyIter_Next(frames_it);
+        if (item == NULL) {
+            if (PyErr_Occurred())
+                goto error;
+            result = Py_None;
+            Py_INCREF(result);
+            goto out;
+        }
+        PyObject *ts, *idx, *frame;
+        long long ts64;
+        Py_ssize_t i;
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3 ||
+            !PyLong_CheckExact(ts = PyTuple_GET_ITEM(item, 0)) || !PyLong_CheckExact(idx = PyTuple_GET_ITEM(item, 1)))
+            goto hand_back;
+        {
+            int overflow;
+            ts64 = PyLong_AsLongLongAndOverflow(ts, &overflow);
+            if (overflow || (ts64 == -1 && PyErr_Occurred()))
+                goto hand_back;
+            i = PyLong_AsSsize_t(idx);
+            if (i == -1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                goto hand_back;
+            }
+            if (i < 0 || i >= PyList_GET_SIZE(decoders))
+                goto hand_back;
+        }
+        frame = PyTuple_GET_ITEM(item, 2);
+        /* if timers and timers[0][0] <= ts: self._run_timers(ts) */
+        if (PyList_GET_SIZE(timers) > 0) {
+            PyObject *top = PyList_GET_ITEM(timers, 0);
+            Py_INCREF(top);
+            PyObject *when = PySequence_GetItem(top, 0);
+            Py_DECREF(top);
+            if (when == NULL)
+                goto error;
+            int due = PyObject_RichCompareBool(when, ts, Py_LE);
+            Py_DECREF(when);
+            if (due < 0)
+                goto error;
+            if (due) {
+                PyObject *r = PyObject_CallOneArg(K(C_RUN_TIMERS), ts);
+                if (r == NULL)
+                    goto error;
+                Py_DECREF(r);
+            }
+        }
+        if (PyObject_SetAttr(kernel, s_now, ts) < 0)
+            goto error;
+        frames += 1;
+        if (bump_item(K(C_FRAMES_BY), idx) < 0)
+            goto error;
+        {
+            if (i >= PyList_GET_SIZE(decoders)) { /* the list changed meanwhile: as Python indexes it */
+                PyErr_SetString(PyExc_IndexError, "list index out of range");
+                goto error;
+            }
+            PyObject *decoder = PyList_GET_ITEM(decoders, i);
+            Py_INCREF(decoder);
+            PyObject *dargs[2] = {frame, ts};
+            events = PyObject_Vectorcall(decoder, dargs, 2, NULL);
+            Py_DECREF(decoder);
+        }
+        if (events == NULL) {
+            if (!PyErr_ExceptionMatches(K(C_MALFORMED)))
+                goto error;
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            if (tb != NULL && value != NULL)
+                PyException_SetTraceback(value, tb);
+            Py_XDECREF(type);
+            Py_XDECREF(tb);
+            if (value == NULL)
+                goto error;
+            result = PyTuple_Pack(4, code_malformed, ts, idx, value);
+            Py_DECREF(value);
+            goto out;
+        }
+        Py_ssize_t n = PyObject_Size(events);
+        if (n < 0)
+            goto error;
+        events_count += n;
+        int routed = 0, fill_used = 0;
+        PyObject *last = NULL;
+        {
+            PyObject *it = PyObject_GetIter(events);
+            if (it == NULL)
+                goto error;
+            PyObject *ev;
+            while ((ev = PyIter_Next(it)) != NULL) {
+                int r = one_event(consts, ev, ts, &routed, &fill_used);
+                Py_XDECREF(last);
+                last = ev;
+                if (r < 0) {
+                    Py_DECREF(it);
+                    Py_DECREF(last);
+                    goto error;
+                }
+            }
+            Py_DECREF(it);
+            if (PyErr_Occurred()) {
+                Py_XDECREF(last);
+                goto error;
+            }
+        }
+        if (!routed) {
+            /* `len(events) == 1` is read again after the events, as Python does */
+            Py_ssize_t m = n ? PyObject_Size(events) : 0;
+            int r = m < 0 ? -1 : unrouted(consts, events, m, last, idx, fill_used);
+            if (r < 0) {
+                Py_XDECREF(last);
+                goto error;
+            }
+        }
+        Py_XDECREF(last);
+        Py_CLEAR(events);
+        if (ts64 >= next_sample || (frames & mask) == 0 || ts64 >= next_expiry) {
+            result = PyTuple_Pack(4, code_post, ts, idx, Py_None);
+            goto out;
+        }
+        Py_CLEAR(item);
+        continue;
+    hand_back:
+        result = PyTuple_Pack(4, code_frame, item, Py_None, Py_None);
+        goto out;
+    }
+error:
+    Py_XDECREF(item);
+    Py_XDECREF(events);
+    {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        int w = write_state(state, frames, events_count);
+        if (w < 0) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            return NULL;
+        }
+        PyErr_Restore(type, value, tb);
+    }
+    return NULL;
+out:
+    Py_XDECREF(item);
+    Py_XDECREF(events);
+    if (write_state(state, frames, events_count) < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"loop", (PyCFunction)(void (*)(void))loop, METH_FASTCALL,
+     "loop(kernel, frames, consts, state): the replay loop's common frames (see the module source)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, methods};
+
+#define INTERN(var, text)                                     \
+    do {                                                      \
+        if ((var = PyUnicode_InternFromString(text)) == NULL) \
+            return NULL;                                      \
+    } while (0)
+
+PyMODINIT_FUNC PyInit__kernel(void) {
+    INTERN(s_now, "now");
+    INTERN(s_venue, "venue");
+    INTERN(s_instrument, "instrument");
+    INTERN(s_kind, "kind");
+    INTERN(s_status, "status");
+    INTERN(s_resting, "resting");
+    INTERN(s_consumed, "consumed");
+    INTERN(s_on_book, "on_book");
+    INTERN(s_on_trade, "on_trade");
+    INTERN(s_received, "received");
+    INTERN(s_coro, "coro");
+    INTERN(s_phase, "phase");
+    INTERN(s_failure, "failure");
+    INTERN(s_strategy, "strategy");
+    INTERN(s_on_event, "on_event");
+    INTERN(s_waiting, "waiting");
+    INTERN(s_mailbox, "mailbox");
+    INTERN(s_get_nowait, "get_nowait");
+    INTERN(s_get, "get");
+    INTERN(s_on_event_text, "on_event");
+    INTERN(s_await, "__await__");
+    if ((code_frame = PyLong_FromLong(0)) == NULL || (code_malformed = PyLong_FromLong(1)) == NULL ||
+        (code_post = PyLong_FromLong(2)) == NULL || (_one = PyLong_FromLong(1)) == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,9 @@
+# The compiled replay loop of the backtest kernel (_kernel.c); BacktestKernel._replay's Python loop
+# is the reference (`BacktestKernel(..., compiled=False)`).
+
+from collections.abc import Iterator
+from typing import Any
+
+def loop(
+    kernel: Any, frames: Iterator[Any], consts: tuple[Any, ...], state: list[Any], /
+) -> tuple[int, Any, Any, Any] | None: ...
