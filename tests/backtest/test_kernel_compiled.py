@@ -376,5 +376,8 @@ def test_the_compiled_loop_keeps_no_reference(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     for name, moved in json.loads(proc.stdout).items():
-        assert not any(moved["refs"]), (name, moved)
+        # A reference kept or dropped per frame or per event moves a count by thousands (3,000
+        # frames); the interpreter's own caches may move the singletons' (None, True, 0...) by a
+        # few between two runs, as they did once under a loaded xdist run.
+        assert all(abs(d) < 300 for d in moved["refs"]), (name, moved)
         assert moved["grew"] < 200_000, (name, moved)  # ~3,000 frames: a leak per frame is more
