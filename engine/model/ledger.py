@@ -502,9 +502,14 @@ class Ledger:
         unknown when they came are taken from what is known now: the first rate learned)."""
         while pos.waiting:
             entry = pos.waiting[0]
-            if entry.missing():
-                entry.rates = self._fill_in(entry)
-                if entry.missing():
+            # `entry.missing()` twice at most, with its needs (a function of the entry alone)
+            # found once: the head is tried again on every fill that queues behind it.
+            nq, ns, nf = entry.needs()
+            rq, rs, rf = entry.rates
+            if (nq and not _known(rq)) or (ns and not _known(rs)) or (nf and not _known(rf)):
+                entry.rates = rates = self._fill_in(entry)
+                rq, rs, rf = rates
+                if (nq and not _known(rq)) or (ns and not _known(rs)) or (nf and not _known(rf)):
                     return
             pos.waiting.popleft()
             self.waiting -= 1

@@ -124,7 +124,13 @@ class PositionHistory:
             return
         key = (strategy, venue, instrument)
         changes = self._changes.setdefault(key, [])
-        bisect.insort(changes, (ts_ns, next(self._seq), change))
+        entry = (ts_ns, next(self._seq), change)
+        if not changes or changes[-1][0] <= ts_ns:
+            # In time order (the usual case): its sequence number sorts it last, where insort
+            # would put it, without the search.
+            changes.append(entry)
+        else:
+            bisect.insort(changes, entry)
         if len(changes) > 1024 and changes[0][0] < changes[-1][0] - HISTORY_NS:
             cut = bisect.bisect_left(changes, changes[-1][0] - HISTORY_NS, key=lambda e: e[0])
             old = sum((c for _, _, c in changes[:cut]), Decimal(0))

@@ -939,7 +939,15 @@ class OrderFlow:
         if inst is not None:
             # Booked before anything is delivered: a strategy reading its position on the fill
             # (or on the "filled" update after it) already sees it.
-            self.book(strategy, booked, inst, rates)
+            # `book` for a fill, with the ledger in hand (its three look-ups of it, one call).
+            if inst.kind is InstrumentKind.PERPETUAL:
+                before = ledger.position(inst.venue, inst.symbol)
+                ledger.on_fill(booked, inst, rates)
+                ts = booked.ts_local if booked.ts_exchange is None else booked.ts_exchange
+                now = ledger.position(inst.venue, inst.symbol)
+                self.history.record(strategy, inst.venue, inst.symbol, ts, now - before)
+            else:
+                ledger.on_fill(booked, inst, rates)
             if ledger.waits(booked):
                 # Its quantity counts now; its USD value waits for the first index price.
                 self.log.warning(

@@ -1,0 +1,138 @@
+"""The tracker's fast path for a new order's acknowledgement (`OrderTracker.apply_update`) is
+the general path (`apply_update_general`) in fewer steps: twin trackers, one fed through each,
+must give the same events, the same orders, the same counters and the same state callbacks
+on any sequence of reports."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.support.helpers import OPTION, request
+from tradingd.engine import Fill, Liquidity, OrderState, OrderUpdate, Side
+from tradingd.engine.model import Order, OrderTracker
+
+S = OrderState
+CIDS = ("s-1", "s-2", "s-3")
+SIZES = st.sampled_from(["-1", "0", "0.5", "1", "2", "3"])
+PRICES = st.one_of(st.none(), st.sampled_from(["0.04", "0.05", "0.06"]))
+
+
+def _update(cid: str, status: OrderState, filled: str, size: str, price: str | None, ts: int) -> OrderUpdate:
+    return OrderUpdate(
+        venue="deribit",
+        instrument=OPTION.symbol,
+        ts_exchange=ts if ts % 2 else None,
+        ts_local=ts,
+        order_id=f"V-{cid}",
+        client_order_id=cid,
+        status=status,
+        side=Side.BUY,
+        price=None if price is None else Decimal(price),
+        size=Decimal(size),
+        filled_size=Decimal(filled),
+        avg_fill_price=Decimal("0.05") if filled != "0" else None,
+        reason=f"r{ts}" if ts % 3 == 0 else None,
+    )
+
+
+def _fill(cid: str, size: str, trade: str, ts: int) -> Fill:
+    return Fill(
+        venue="deribit",
+        instrument=OPTION.symbol,
+        ts_exchange=ts,
+        ts_local=ts,
+        order_id=f"V-{cid}",
+        client_order_id=cid,
+        trade_id=trade,
+        side=Side.BUY,
+        price=Decimal("0.05"),
+        size=Decimal(size),
+        fee=Decimal("0.0003"),
+        fee_currency="BTC",
+        liquidity=Liquidity.MAKER,
+    )
+
+
+def _order_state(o: Order) -> tuple[Any, ...]:
+    return (o.state, o.price, o.size, o.filled_size, o.fills_size, o.avg_fill_price, o.reason, o.updated_ns)
+
+
+class _Twin:
+    def __init__(self, sizes: list[str]) -> None:
+        self.trackers = (OrderTracker(), OrderTracker())
+        self.moves: tuple[list[tuple[str, OrderState, OrderState]], ...] = ([], [])
+        for t, moves in zip(self.trackers, self.moves, strict=True):
+            t.on_state = lambda order, was, moves=moves: moves.append(
+                (order.client_order_id, was, order.state)
+            )
+            for cid, size in zip(CIDS, sizes, strict=False):
+                order = t.add(request(size=size, cid=cid), now_ns=1)
+                t.set_order_id(order, f"V-{cid}")
+
+    def same(self) -> None:
+        a, b = self.trackers
+        for cid in CIDS:
+            oa, ob = a.get(cid), b.get(cid)
+            assert (oa is None) == (ob is None)
+            if oa is not None and ob is not None:
+                assert _order_state(oa) == _order_state(ob), cid
+        assert attrs.asdict(a.stats) == attrs.asdict(b.stats)
+        assert self.moves[0] == self.moves[1]
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("update"),
+            st.sampled_from(CIDS),
+            st.sampled_from(list(S)),
+            st.sampled_from(["-1", "0", "0", "0.5", "1"]),
+            SIZES,
+            PRICES,
+            st.booleans(),
+            st.booleans(),
+        ),
+        st.tuples(st.just("fill"), st.sampled_from(CIDS), st.sampled_from(["0.5", "1"]), st.integers(0, 3)),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(sizes=st.lists(st.sampled_from(["0.5", "1", "2"]), min_size=1, max_size=3), ops=OPS)
+def test_the_acknowledgement_fast_path_is_the_general_path(
+    sizes: list[str], ops: list[tuple[Any, ...]]
+) -> None:
+    twin = _Twin(sizes)
+    a, b = twin.trackers
+    for ts, op in enumerate(ops, start=2):
+        if op[0] == "update":
+            _, cid, status, filled, size, price, verified, use_mark = op
+            u = _update(cid, status, filled, size, price, ts)
+            out_a = a.apply_update(u, verified=verified, asked=a.mark() - 1 if use_mark else None)
+            out_b = b.apply_update_general(u, verified=verified, asked=b.mark() - 1 if use_mark else None)
+        else:
+            _, cid, size, trade = op
+            f = _fill(cid, size, f"T{trade}", ts)
+            out_a, out_b = a.apply_fill(f), b.apply_fill(f)  # type: ignore[assignment]
+        assert out_a == out_b, op
+        twin.same()
+
+
+def test_a_plain_acknowledgement_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    t = OrderTracker()
+    order = t.add(request(size="1", cid="s-1"), now_ns=1)
+    t.set_order_id(order, "V-s-1")
+
+    def general(*args: object, **kwargs: object) -> list[OrderUpdate]:
+        raise AssertionError("the general path was taken")
+
+    monkeypatch.setattr(t, "_update", general)
+    out = t.apply_update(_update("s-1", S.OPEN, "0", "1", "0.05", 5))
+    assert [u.status for u in out] == [S.OPEN] and order.state is S.OPEN and order.updated_ns == 5
