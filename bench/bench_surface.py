@@ -27,7 +27,6 @@ in a fresh interpreter, as `import cost`).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import random
@@ -42,11 +41,13 @@ import attrs
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
+for _path in (BENCH, ROOT):  # _common; tests.surface.witness (the chain fixtures' loader)
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from _common import median_of  # noqa: E402
 
+from tests.surface.witness import load_chain  # noqa: E402
 from tradingd.engine.surface import SurfaceQuote, VolSurface, fit_surface  # noqa: E402
 
 CHAIN = ROOT / "tests" / "fixtures" / "deribit" / "chains" / "btc_2020-05-21.csv"
@@ -54,24 +55,9 @@ DAY_NS = 86_400 * 10**9
 
 
 def real_chain() -> tuple[list[SurfaceQuote], int]:
-    """The captured chain's quotes (Deribit's percent IVs as fractions) and its capture's end."""
-    quotes = []
-    with CHAIN.open(newline="") as f:
-        for row in csv.DictReader(f):
-            quotes.append(
-                SurfaceQuote(
-                    instrument=row["instrument_name"],
-                    strike=float(row["strike"]),
-                    expiry_ns=int(row["expiration_timestamp"]) * 10**6,
-                    iv=float(row["mark_iv"]) / 100.0,
-                    forward=float(row["underlying_price"]),
-                    bid_iv=float(row["bid_iv"]) / 100.0,
-                    ask_iv=float(row["ask_iv"]) / 100.0,
-                    call=row["option_type"] == "call",
-                    ts_ns=int(row["timestamp"]) * 10**6,
-                )
-            )
-    return quotes, max(q.ts_ns for q in quotes)
+    """The captured chain's quotes (Deribit's percent IVs as fractions) and its capture's end, read
+    by the tests' own loader (one reader of the chain fixtures)."""
+    return load_chain(CHAIN.name)
 
 
 def synthetic_chain(expiries: int, strikes: int, seed: int = 1) -> tuple[list[SurfaceQuote], int]:

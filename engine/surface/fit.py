@@ -324,11 +324,11 @@ def _fit_slice(e: _Expiry, prior: SliceFit | None = None) -> SliceFit:
         raise ValueError("no start converged to finite parameters")
     x = best.x
     grid_half = _half_width(e.forward, [(p.strike, 0.0) for p in e.points], SviParams(*_params(x)))
-    grid = np.linspace(-grid_half, grid_half, GRID_POINTS)
+    grid = np.linspace(-grid_half, grid_half, GRID_POINTS, dtype=np.float64)
     min_g, min_k = _min_g(grid, x)
     penalty_used = False
     if min_g < 0.0:
-        penalty_k = np.linspace(-grid_half, grid_half, PENALTY_POINTS)
+        penalty_k = np.linspace(-grid_half, grid_half, PENALTY_POINTS, dtype=np.float64)
         rmse_before = _rms(residuals(x) / wt)
         again, g_again, k_again = x, min_g, min_k
         for weight in PENALTY_WEIGHTS:

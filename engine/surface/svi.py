@@ -10,23 +10,26 @@ import numpy.typing as npt
 __all__ = ["Array", "d2w", "dw", "g", "w"]
 
 Array = npt.NDArray[np.float64]
+# The results pass through `np.asarray(..., dtype=np.float64)` (no copy: they are float64 already)
+# so that their type is `Array` under the stubs of every numpy 2 (2.2, which the `bench` extra
+# installs beside NautilusTrader, types `float + array` as Any).
 
 
 def w(k: Array, a: float, b: float, rho: float, m: float, sigma: float) -> Array:
     """w(k) = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2))."""
     x = k - m
-    return a + b * (rho * x + np.sqrt(x * x + sigma * sigma))
+    return np.asarray(a + b * (rho * x + np.sqrt(x * x + sigma * sigma)), dtype=np.float64)
 
 
 def dw(k: Array, a: float, b: float, rho: float, m: float, sigma: float) -> Array:
     x = k - m
-    return b * (rho + x / np.sqrt(x * x + sigma * sigma))
+    return np.asarray(b * (rho + x / np.sqrt(x * x + sigma * sigma)), dtype=np.float64)
 
 
 def d2w(k: Array, a: float, b: float, rho: float, m: float, sigma: float) -> Array:
     x = k - m
     r2 = x * x + sigma * sigma
-    return b * sigma * sigma / (r2 * np.sqrt(r2))
+    return np.asarray(b * sigma * sigma / (r2 * np.sqrt(r2)), dtype=np.float64)
 
 
 def g(k: Array, a: float, b: float, rho: float, m: float, sigma: float) -> Array:
