@@ -1167,3 +1167,21 @@ if _fast is not None:
     _COMPILED_BODIES[DeribitDecoder._on_book] = _fast.book_events
     _WHOLE_FRAME[DeribitDecoder._on_book] = _fast.book_frame
     _WHOLE_FRAME[DeribitDecoder._on_quote] = _fast.quote_frame
+
+# The whole-frame decoding of ticker and trades notifications (`_frames.c`, issue 17): a
+# canonical frame's events built in C from its bytes; None (nothing changed) for any other frame
+# and for a ticker that changes decoder state (an instrument's state, funding), which the Python
+# body then decodes. Built like `_fast`; tests/connectors/deribit/test_deribit_frames_compiled.py
+# compares it with the reference.
+_frames: types.ModuleType | None
+try:
+    from . import _frames
+except ImportError:  # not built: the msgspec route (slower, the same results)
+    _frames = None
+if _frames is not None:
+    # This module's namespace too: a frame whose Python path would meet a patched `_top`,
+    # `_ticker`, `_greeks`, `_iv_learn`, `_IVS`, `_trade` or `_SIDES` (a test injecting a
+    # fault) is left to it.
+    _frames.setup(globals(), _ticker, _greeks, _trade, VENUE, _SIDES["buy"], _SIDES["sell"], _IVS, _iv_learn)
+    _WHOLE_FRAME[DeribitDecoder._on_ticker] = _frames.ticker_frame
+    _WHOLE_FRAME[DeribitDecoder._on_trades] = _frames.trades_frame
