@@ -1049,6 +1049,152 @@ done:
     return result;
 }
 
+/* -- The decode entry (issue 17) -------------------------------------------------------------
+ *
+ * `decode(decoder, frame, ts_local)`: `DeribitDecoder.decode` for a compiled decoder (codec.py
+ * binds it to the instance), with its sniff and route done here before any Python runs. A frame
+ * that is exactly `bytes`, starts with the canonical notification prefix and whose channel
+ * (the text up to the next `"`) has a route in the decoder's memo (`_fast`, keyed as `decode`
+ * keys it) with a whole-frame function is given to that function: its events, counted in
+ * `stats.frames` / `stats.events` as `decode` counts them. Every other frame, and one the
+ * function refuses (None, nothing changed), goes to the guarded Python `decode` (the reference
+ * of this entry), which decides everything else (the memo's first entry of a channel included).
+ *
+ * The depth guard (`_too_deep`) is not run before the whole-frame function: each one reads its
+ * fixed shape (at most 5 levels; an unknown ticker member skipped at most 32 deep) to the frame's
+ * last byte before it returns a list or changes anything, so a frame it takes nests far less than
+ * MAX_NESTING. When it raises, codec's `_whole_raised` (guard_decode around
+ * decode's own handling of that raise) makes the outcome the guarded decode's: the depth check
+ * first (a function raises mid-read only before any change: a frame too deep is then refused as
+ * the guard refuses it), then the counts, the `DecoderFault` and its cause. A result that is
+ * not an exact list (no real function's) is counted by codec's `_whole_returned`, as `decode`
+ * counts it (a failure there its guard's fault). */
+static PyObject *py_decode = NULL; /* DeribitDecoder.decode, guarded (the reference) */
+static PyObject *py_raised = NULL; /* codec._whole_raised(decoder, frame, exc): raises */
+static PyObject *py_returned = NULL; /* codec._whole_returned(decoder, frame, events): counts */
+static PyObject *s__fast, *s_stats, *s_frames, *s_events;
+#define PREFIX_N (sizeof(NOTIFICATION)) /* NOTIFICATION and the name's opening `"` */
+
+/* `stats.<name> += by`, as Python does it. -1 with an exception set on failure. */
+static int count(PyObject *stats, PyObject *name, Py_ssize_t by) {
+    PyObject *v = PyObject_GetAttr(stats, name);
+    if (v == NULL) return -1;
+    PyObject *d = PyLong_FromSsize_t(by);
+    if (d == NULL) {
+        Py_DECREF(v);
+        return -1;
+    }
+    PyObject *sum = PyNumber_InPlaceAdd(v, d);
+    Py_DECREF(v);
+    Py_DECREF(d);
+    if (sum == NULL) return -1;
+    int r = PyObject_SetAttr(stats, name, sum);
+    Py_DECREF(sum);
+    return r;
+}
+
+/* A lookup that failed: an `Exception` is left to the Python path, which meets it again (and
+ * says so its way); anything else (KeyboardInterrupt...) propagates. 1: go to Python. */
+static int python_after_error(void) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) return 0;
+    PyErr_Clear();
+    return 1;
+}
+
+static PyObject *fast_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "decode(decoder, frame, ts_local)");
+        return NULL;
+    }
+    if (py_decode == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_fast.setup_decode() was not called");
+        return NULL;
+    }
+    PyObject *decoder = args[0], *frame = args[1];
+    PyObject *memo = NULL, *key = NULL, *route = NULL, *whole = NULL, *events = NULL;
+    if (!PyBytes_CheckExact(frame)) goto python;
+    const char *p = PyBytes_AS_STRING(frame);
+    Py_ssize_t n = PyBytes_GET_SIZE(frame);
+    if (n <= (Py_ssize_t)PREFIX_N || memcmp(p, NOTIFICATION, PREFIX_N - 1) != 0 || p[PREFIX_N - 1] != '"')
+        goto python;
+    const char *q = memchr(p + PREFIX_N, '"', (size_t)(n - (Py_ssize_t)PREFIX_N));
+    if (q == NULL) goto python;
+    memo = PyObject_GetAttr(decoder, s__fast);
+    if (memo == NULL) goto error;
+    if (!PyDict_CheckExact(memo)) goto python;
+    key = PyBytes_FromStringAndSize(p, q - p);
+    if (key == NULL) goto fail;
+    route = PyDict_GetItemWithError(memo, key); /* borrowed; an exact bytes key runs no code */
+    if (route == NULL) {
+        if (PyErr_Occurred()) goto error;
+        goto python; /* not seen yet: `decode` routes it and remembers */
+    }
+    if (!PyTuple_CheckExact(route) || PyTuple_GET_SIZE(route) != 4) goto python;
+    whole = Py_NewRef(PyTuple_GET_ITEM(route, 3));
+    route = NULL;
+    if (whole == Py_None) goto python;
+    events = PyObject_Vectorcall(whole, args, 3, NULL);
+    if (events == NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        if (value == NULL) goto fail; /* cannot happen: a raised exception has a value */
+        PyObject *raised = PyObject_CallFunctionObjArgs(py_raised, decoder, frame, value, NULL);
+        Py_DECREF(value);
+        if (raised != NULL) { /* it always raises */
+            Py_DECREF(raised);
+            PyErr_SetString(PyExc_SystemError, "_whole_raised returned");
+        }
+        goto fail;
+    }
+    if (events == Py_None) {
+        Py_CLEAR(events);
+        goto python;
+    }
+    if (!PyList_CheckExact(events)) { /* not what the functions return: decode's counting, in Python */
+        PyObject *counted = PyObject_CallFunctionObjArgs(py_returned, decoder, frame, events, NULL);
+        Py_SETREF(events, counted);
+        if (events == NULL) goto fail;
+    } else {
+        PyObject *stats = PyObject_GetAttr(decoder, s_stats);
+        if (stats == NULL) goto fail;
+        int ok = count(stats, s_frames, 1) == 0 && count(stats, s_events, PyList_GET_SIZE(events)) == 0;
+        Py_DECREF(stats);
+        if (!ok) goto fail;
+    }
+    Py_DECREF(memo);
+    Py_DECREF(key);
+    Py_DECREF(whole);
+    return events;
+error:
+    if (!python_after_error()) goto fail;
+python:
+    Py_XDECREF(memo);
+    Py_XDECREF(key);
+    Py_XDECREF(whole);
+    return PyObject_Vectorcall(py_decode, args, 3, NULL);
+fail:
+    Py_XDECREF(memo);
+    Py_XDECREF(key);
+    Py_XDECREF(whole);
+    Py_XDECREF(events);
+    return NULL;
+}
+
+static PyObject *fast_setup_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1]) || !PyCallable_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "setup_decode(decode, whole_raised, whole_returned): three callables");
+        return NULL;
+    }
+    Py_XSETREF(py_decode, Py_NewRef(args[0]));
+    Py_XSETREF(py_raised, Py_NewRef(args[1]));
+    Py_XSETREF(py_returned, Py_NewRef(args[2]));
+    Py_RETURN_NONE;
+}
+
 static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError, "setup(namespace, apply, book_events, book_update, venue, ms, "
@@ -1109,6 +1255,14 @@ static PyMethodDef methods[] = {
     {"quote_frame", (PyCFunction)(void (*)(void))fast_quote_frame, METH_FASTCALL,
      "quote_frame(decoder, frame, ts_local) -> events | None: a raw `quote.<instrument>` frame's "
      "Ticker, None for any frame not of the canonical shape (codec._WHOLE_FRAME)."},
+    {"decode", (PyCFunction)(void (*)(void))fast_decode, METH_FASTCALL,
+     "decode(decoder, frame, ts_local) -> events: DeribitDecoder.decode with its sniff and route in "
+     "C (a canonical notification to its whole-frame function), the guarded Python decode for "
+     "every other frame (codec.py binds it to a compiled decoder)."},
+    {"setup_decode", (PyCFunction)(void (*)(void))fast_setup_decode, METH_FASTCALL,
+     "setup_decode(decode, whole_raised, whole_returned): the guarded Python decode (every frame "
+     "not taken here), codec._whole_raised (a whole-frame function's raise made decode's outcome) "
+     "and codec._whole_returned (decode's counting of a result that is not a list)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1144,6 +1298,10 @@ PyMODINIT_FUNC PyInit__fast(void) {
     INTERN(s_change, "change");
     INTERN(s_pop, "pop");
     INTERN(s__crossed, "_crossed");
+    INTERN(s__fast, "_fast");
+    INTERN(s_stats, "stats");
+    INTERN(s_frames, "frames");
+    INTERN(s_events, "events");
     zero = PyFloat_FromDouble(0.0);
     if (zero == NULL) return NULL;
     PyObject *builtins = PyImport_ImportModule("builtins");
