@@ -7,6 +7,7 @@ a child process: a crash fails the test instead of killing the session)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import subprocess
@@ -363,3 +364,32 @@ def test_hostile_frames_decode_as_the_guarded_decode() -> None:
         timeout=600,
     )
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stderr[-5000:]}"
+
+
+# -- the scanner shared by _fast.c and _frames.c (`_json.h`) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "channel",
+    ["ticker..100ms", "ticker.BTC-PERPETUAL.", "trades..100ms", "trades.future..100ms", "trades.future.BTC."],
+)
+def test_a_channel_with_an_empty_part_is_refused_by_every_function(channel: str) -> None:
+    """The stricter of the two scanners' channel rules (`_frames` took an empty part, `_fast`
+    refused it): None from the function, and the reference's outcome through `decode`."""
+    from tests.connectors.deribit.test_deribit_frames_compiled import _real_frames
+    from tradingd.connectors.deribit import _frames
+
+    kind = channel.split(".")[0]
+    base = next(f for f in _real_frames() if f.startswith(PREFIX + kind.encode() + b".") and b"\n" not in f)
+    rest = base.partition(b'","data":')[2]
+    frame = PREFIX + channel.encode() + b'","data":' + rest
+    fn = _frames.ticker_frame if kind == "ticker" else _frames.trades_frame
+    dec = DeribitDecoder(InstrumentRegistry())
+    for warm in _real_frames():  # the instruments' states known
+        with contextlib.suppress(MalformedFrame):
+            dec.decode(warm, T_LOCAL)
+    assert fn(dec, base, T_LOCAL) is not None  # the frame as sent is taken
+    assert fn(dec, frame, T_LOCAL) is None
+    pair = _Pair()
+    pair.check(frame)
+    pair.check(frame)
