@@ -638,9 +638,8 @@ static int str_token(Cur *c, const char **s, Py_ssize_t *n) {
 /* A JSON number as msgspec reads it for a float field (`as_float`, *x) or an int one (*i):
  * `_json.h`. 0 to refuse; never raises. */
 static int number(Cur *c, int as_float, double *x, long long *i) {
-    Num t;
-    Ptr q = json_num((Ptr)c->p, (Ptr)c->end, &t);
-    if (q == NULL || !(as_float ? json_num_double(&t, x) : json_num_int(&t, i))) return 0;
+    Ptr q = json_number((Ptr)c->p, (Ptr)c->end, as_float, x, i);
+    if (q == NULL) return 0;
     c->p = (const char *)q;
     return 1;
 }

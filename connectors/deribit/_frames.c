@@ -186,12 +186,8 @@ static Ptr read_float(Ptr p, Ptr end, int kind, int nullable, double *v, int *se
         *set = 0;
         return p + 4;
     }
-    Num t;
-    Ptr q = json_num(p, end, &t);
+    Ptr q = json_number(p, end, 1, v, NULL);
     if (q == NULL) return NULL;
-    int r = json_num_double(&t, v);
-    if (r < 0) *err = 1;
-    if (r <= 0) return NULL;
     double x = *v;
     if (kind == K_PRICE ? !(x > -TWO53 && x < TWO53)
                         : kind == K_AMOUNT ? !(x >= 0 && x < TWO53) : !isfinite(x))
@@ -202,9 +198,8 @@ static Ptr read_float(Ptr p, Ptr end, int kind, int nullable, double *v, int *se
 
 /* A `Millis` field: an integer 0 <= ms <= MAX_MILLIS. */
 static Ptr read_millis(Ptr p, Ptr end, long long *v) {
-    Num t;
-    Ptr q = json_num(p, end, &t);
-    if (q == NULL || !json_num_int(&t, v) || *v < 0 || *v > MAX_MILLIS) return NULL;
+    Ptr q = json_number(p, end, 0, NULL, v);
+    if (q == NULL || *v < 0 || *v > MAX_MILLIS) return NULL;
     return q;
 }
 
@@ -595,9 +590,8 @@ static Ptr read_trade(Ptr p, Ptr end, PyObject *ts_local, PyObject *out, int *er
                 if (p < end && *p == '"') {
                     p = json_str(p, end, &id, &id_len);
                 } else {
-                    Num t;
-                    p = json_num(p, end, &t);
-                    if (p == NULL || !json_num_int(&t, &id_int)) return NULL;
+                    p = json_number(p, end, 0, NULL, &id_int);
+                    if (p == NULL) return NULL;
                     id_is_int = 1;
                 }
             }

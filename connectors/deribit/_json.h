@@ -10,9 +10,9 @@
  *   then non-empty dot-separated parts, their count within bounds;
  * - strings of printable ASCII without `"` and `\` (no escape: a string's bytes are its text);
  * - numbers by JSON's grammar, at most 64 characters, read as msgspec reads them for the field's
- *   type (`json_num_double`, `json_num_int`): a float field takes JSON integers of at most 15
+ *   type (`json_number`): a float field takes JSON integers of at most 15
  *   digits (exact; `-0` is +0.0 as in msgspec) and decimal and exponent forms, correctly rounded
- *   (exact when the digits fit 2**53 and the power of ten is an exact double: one rounding; else
+ *   (one exact division when the digits fit 2**53 and the power of ten is an exact double; else
  *   `PyOS_string_to_double` on the token, correctly rounded too); an int field takes integer
  *   literals of at most 18 digits (within int64).
  *
@@ -41,14 +41,14 @@ static const char DATA[] = "\",\"data\":";
 /* 1: a byte a string takes (printable ASCII but `"` and `\`). Filled by `json_init`. */
 static unsigned char STR_BYTE[256];
 
-static void json_init(void) {
+static inline void json_init(void) {
     for (int c = 0; c < 256; c++) STR_BYTE[c] = c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
 }
 
 /* A string at `p` (its opening quote): its content in [*s, *s + *n), and the byte after its
  * closing quote returned. NULL for a string not taken (an escape, a byte outside printable
  * ASCII) or that does not end before `end`. */
-static Ptr json_str(Ptr p, Ptr end, Ptr *s, Py_ssize_t *n) {
+static inline Ptr json_str(Ptr p, Ptr end, Ptr *s, Py_ssize_t *n) {
     if (p >= end || *p != '"') return NULL;
     Ptr q = ++p;
     while (q < end && STR_BYTE[*q]) q++;
@@ -72,9 +72,9 @@ typedef struct {
     uint64_t m;  /* the digits (integer and fraction) as an integer, when 19 or fewer */
 } Num;
 
-/* The token at `p` into *t: the byte after it, or NULL (not the grammar, longer than
- * MAX_NUMBER). A leading zero ends the token after it (`01`: the caller meets `1`). */
-static Ptr json_num(Ptr p, Ptr end, Num *t) {
+/* The token at `p` into *t (a value skipped: its grammar only): the byte after it, or NULL (not
+ * the grammar, longer than MAX_NUMBER). A leading zero ends the token (`01`: the caller meets `1`). */
+static inline Ptr json_num(Ptr p, Ptr end, Num *t) {
     t->start = p;
     t->neg = 0;
     t->frac_len = 0;
@@ -131,57 +131,92 @@ static Ptr json_num(Ptr p, Ptr end, Num *t) {
 static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-/* The float msgspec gives for the token in a float field: 1 with *out, 0 when not taken (an
- * integer of more than 15 digits, a token `PyOS_string_to_double` fails on). Never raises. */
-static int json_num_double(const Num *t, double *out) {
-    if (t->frac_len == 0 && !t->has_exp) { /* an integer: msgspec converts it (-0 is 0.0) */
-        if (t->int_len > 15) return 0;
-        uint64_t m = t->m;
-        *out = t->neg && m != 0 ? -(double)m : (double)m;
-        return 1;
+/* A number in one pass (the typed fields' path): the token at `p` read as msgspec reads it for a
+ * float field (`as_float`: *x) or an int one (*i). The byte after it, or NULL to refuse: not the
+ * grammar (`json_num`'s), longer than MAX_NUMBER, an int field given a fraction or an exponent
+ * or more than 18 digits, a float field given an integer of more than 15 digits. Decimal forms
+ * of at most 15 significant digits and no exponent: one correctly rounded division of exact
+ * doubles (Clinger's fast case); others: `PyOS_string_to_double` on the token (correctly
+ * rounded; overflow gives +-inf; an error is a refusal). Never raises. */
+static inline Ptr json_number(Ptr p, Ptr end, int as_float, double *x, long long *i) {
+    Ptr start = p, q = p;
+    int neg = 0, int_form = 1, digits = 0, exp_text = 0, exp10 = 0;
+    unsigned long long m = 0;
+    if (q < end && *q == '-') {
+        neg = 1;
+        q++;
     }
-    Py_ssize_t digits = t->int_len + t->frac_len;
-    if (digits <= 19 && !t->exp_big) {
-        uint64_t m = t->m;
-        long e10 = t->exp - (long)t->frac_len;
-        if (m == 0) {
-            *out = t->neg ? -0.0 : 0.0;
-            return 1;
+    if (q >= end || *q < '0' || *q > '9') return NULL;
+    if (*q == '0') {
+        q++; /* a leading zero ends the integer part (`01`: the caller meets `1`) */
+    } else {
+        while (q < end && *q >= '0' && *q <= '9') {
+            if (digits < 19) m = m * 10 + (unsigned long long)(*q - '0');
+            else exp10++; /* past 19 digits: the text is parsed below */
+            digits++;
+            q++;
         }
-        if (m <= (1ULL << 53) && e10 >= -22 && e10 <= 22) { /* both exact: one rounding */
-            double v = (double)m;
-            v = e10 < 0 ? v / POW10[-e10] : v * POW10[e10];
-            *out = t->neg ? -v : v;
-            return 1;
+    }
+    if (q < end && *q == '.') {
+        int_form = 0;
+        q++;
+        if (q >= end || *q < '0' || *q > '9') return NULL;
+        while (q < end && *q >= '0' && *q <= '9') {
+            if (m == 0 && *q == '0') {
+                exp10--; /* a leading zero of the fraction: no significant digit yet */
+            } else {
+                if (digits < 19) {
+                    m = m * 10 + (unsigned long long)(*q - '0');
+                    exp10--;
+                }
+                digits++;
+            }
+            q++;
         }
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        int_form = 0;
+        exp_text = 1;
+        q++;
+        if (q < end && (*q == '+' || *q == '-')) q++;
+        if (q >= end || *q < '0' || *q > '9') return NULL;
+        while (q < end && *q >= '0' && *q <= '9') q++;
+    }
+    if (q - start > MAX_NUMBER) return NULL;
+    if (!as_float) {
+        if (!int_form || digits > 18) return NULL; /* within int64 */
+        *i = neg ? -(long long)m : (long long)m;
+        return q;
+    }
+    if (int_form) {
+        /* msgspec reads an integer literal as an int, then its float: exact to 2**53 */
+        if (digits > 15) return NULL;
+        *x = (double)(neg ? -(long long)m : (long long)m); /* `-0` is 0.0 */
+        return q;
+    }
+    if (!exp_text && digits <= 15 && m <= (1ULL << 53) && exp10 >= -22 && exp10 <= 0) {
+        double v = (double)m / POW10[-exp10];
+        *x = neg ? -v : v;
+        return q;
     }
     char buf[MAX_NUMBER + 1];
-    Py_ssize_t n = t->end - t->start;
-    memcpy(buf, t->start, (size_t)n);
-    buf[n] = '\0';
-    char *endp = NULL;
-    double v = PyOS_string_to_double(buf, &endp, NULL); /* an overflow gives +-inf, no error */
+    memcpy(buf, start, (size_t)(q - start));
+    buf[q - start] = '\0';
+    char *stop = NULL;
+    double v = PyOS_string_to_double(buf, &stop, NULL);
     if (v == -1.0 && PyErr_Occurred()) {
         PyErr_Clear();
-        return 0;
+        return NULL;
     }
-    if (endp != buf + n) return 0;
-    *out = v;
-    return 1;
-}
-
-/* The int of an integer token of at most 18 digits (1), or 0 for any other number. */
-static int json_num_int(const Num *t, long long *out) {
-    if (t->frac_len != 0 || t->has_exp || t->int_len > 18) return 0;
-    long long m = (long long)t->m; /* < 10**18: no wrap */
-    *out = t->neg ? -m : m;
-    return 1;
+    if (stop != buf + (q - start)) return NULL;
+    *x = v;
+    return q;
 }
 
 /* A canonical notification of `n` bytes at `p`: 1 with the channel's name in [*name, *name +
  * *name_n) and the data's text in [*data, *data_end) (the frame ends `}}` right after it), 0
  * otherwise. */
-static int json_envelope(Ptr p, Py_ssize_t n, Ptr *name, Py_ssize_t *name_n, Ptr *data, Ptr *data_end) {
+static inline int json_envelope(Ptr p, Py_ssize_t n, Ptr *name, Py_ssize_t *name_n, Ptr *data, Ptr *data_end) {
     if (n < PREFIX_LEN + DATA_LEN + 3 || memcmp(p, PREFIX, (size_t)PREFIX_LEN) != 0) return 0;
     Ptr end = p + n - 2;
     if (end[0] != '}' || end[1] != '}') return 0;
@@ -196,7 +231,7 @@ static int json_envelope(Ptr p, Py_ssize_t n, Ptr *name, Py_ssize_t *name_n, Ptr
 
 /* The channel's name is `head` (its dot included) then non-empty dot-separated parts, the whole
  * name having `min_parts` to `max_parts` parts (the head's one included). */
-static int json_channel_is(Ptr ch, Py_ssize_t n, const char *head, int min_parts, int max_parts) {
+static inline int json_channel_is(Ptr ch, Py_ssize_t n, const char *head, int min_parts, int max_parts) {
     Py_ssize_t h = (Py_ssize_t)strlen(head);
     if (n <= h || memcmp(ch, head, (size_t)h) != 0) return 0;
     int parts = 2;           /* the head and the part after its dot */
