@@ -1031,7 +1031,7 @@ static PyObject *fast_decode(PyObject *module, PyObject *const *args, Py_ssize_t
     if (memo == NULL) goto error;
     if (!PyDict_CheckExact(memo)) goto python;
     key = PyBytes_FromStringAndSize(p, q - p);
-    if (key == NULL) goto fail;
+    if (key == NULL) goto error; /* no memory: the Python path meets it too, and says so its way */
     route = PyDict_GetItemWithError(memo, key); /* borrowed; an exact bytes key runs no code */
     if (route == NULL) {
         if (PyErr_Occurred()) goto error;
