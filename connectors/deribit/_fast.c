@@ -38,6 +38,8 @@
 #include <math.h>
 #include <structmember.h> /* T_OBJECT_EX, READONLY: the slots read directly (`getv`) */
 
+#include "_json.h" /* the JSON scanner shared with _frames.c */
+
 /* What codec.py hands over once (`setup`): the Python reference functions and the builder. */
 static PyObject *namespace = NULL;      /* codec's globals: `_apply` is looked up there */
 static PyObject *py_apply = NULL;       /* codec._apply, as defined */
@@ -54,7 +56,6 @@ static PyObject *s__apply, *s_clear, *s_inv, *s_bids, *s_asks, *s_bb, *s_ba, *s_
     *s_books, *s_change, *s_pop, *s__crossed;
 static PyObject *zero = NULL; /* 0.0: the size of a removed level in the event */
 
-#define TWO53 9007199254740992.0
 
 /* Direct reads and writes of the slots of two exact types, `OrderBook` and the book message
  * struct (`codec._BookData`): what a member descriptor does (`PyMember_GetOne`/`SetOne` for
@@ -624,107 +625,22 @@ static int lit(Cur *c, const char *text, size_t n) {
 }
 #define LIT(c, s) lit((c), (s), sizeof(s) - 1)
 
-/* A string of printable ASCII but `"` and `\` (no escape): its bytes in [*s, *s + *n). */
+/* A string (`_json.h`): its bytes in [*s, *s + *n). */
 static int str_token(Cur *c, const char **s, Py_ssize_t *n) {
-    if (!AT(c, '"')) return 0;
-    const char *q = ++c->p;
-    while (q < c->end && *q != '"') {
-        unsigned char ch = (unsigned char)*q;
-        if (ch < 0x20 || ch > 0x7e || ch == '\\') return 0;
-        q++;
-    }
-    if (q >= c->end) return 0;
-    *s = c->p;
-    *n = q - c->p;
-    c->p = q + 1;
+    Ptr text;
+    Ptr q = json_str((Ptr)c->p, (Ptr)c->end, &text, n);
+    if (q == NULL) return 0;
+    *s = (const char *)text;
+    c->p = (const char *)q;
     return 1;
 }
 
-static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-#define MAX_NUMBER 64 /* a longer number literal is refused */
-
-/* A JSON number (RFC 8259 grammar), as msgspec reads it for a float field (`as_float`) or an int
- * one: 1 with *x (float) or *i (int) set, 0 to refuse (not the grammar, a form not handled, an int
- * field given a fraction or an exponent, an int past int64). Never raises. */
+/* A JSON number as msgspec reads it for a float field (`as_float`, *x) or an int one (*i):
+ * `_json.h`. 0 to refuse; never raises. */
 static int number(Cur *c, int as_float, double *x, long long *i) {
-    const char *start = c->p, *q = c->p, *end = c->end;
-    int neg = 0, int_form = 1, digits = 0;
-    unsigned long long m = 0;
-    int exp10 = 0;
-    if (q < end && *q == '-') {
-        neg = 1;
-        q++;
-    }
-    if (q >= end || *q < '0' || *q > '9') return 0;
-    if (*q == '0') {
-        q++;
-        if (q < end && *q >= '0' && *q <= '9') return 0; /* a leading zero: not JSON */
-    } else {
-        while (q < end && *q >= '0' && *q <= '9') {
-            if (digits < 19) m = m * 10 + (unsigned long long)(*q - '0');
-            else exp10++; /* past 19 digits: the fallback below (it parses the text) */
-            digits++;
-            q++;
-        }
-    }
-    if (q < end && *q == '.') {
-        int_form = 0;
-        q++;
-        if (q >= end || *q < '0' || *q > '9') return 0;
-        while (q < end && *q >= '0' && *q <= '9') {
-            if (m == 0 && *q == '0') {
-                exp10--; /* a leading zero of the fraction: no significant digit yet */
-            } else {
-                if (digits < 19) {
-                    m = m * 10 + (unsigned long long)(*q - '0');
-                    exp10--;
-                }
-                digits++;
-            }
-            q++;
-        }
-    }
-    int exp_text = 0;
-    if (q < end && (*q == 'e' || *q == 'E')) {
-        int_form = 0;
-        exp_text = 1;
-        q++;
-        if (q < end && (*q == '+' || *q == '-')) q++;
-        if (q >= end || *q < '0' || *q > '9') return 0;
-        while (q < end && *q >= '0' && *q <= '9') q++;
-    }
-    if (q - start > MAX_NUMBER) return 0;
-    c->p = q;
-    if (!as_float) {
-        /* an integer literal of at most 18 digits: within int64 */
-        if (!int_form || digits > 18) return 0;
-        *i = neg ? -(long long)m : (long long)m;
-        return 1;
-    }
-    if (int_form) {
-        /* msgspec reads an integer literal as an int, then its float: exact to 2**53 */
-        if (digits > 15) return 0;
-        *x = (double)(neg ? -(long long)m : (long long)m); /* `-0` is 0.0 */
-        return 1;
-    }
-    if (!exp_text && digits <= 15 && m <= (1ULL << 53) && exp10 >= -22 && exp10 <= 0) {
-        /* m and 10**-exp10 exact doubles: one correctly rounded division (Clinger's fast case) */
-        double v = (double)m / POW10[-exp10];
-        *x = neg ? -v : v;
-        return 1;
-    }
-    char buf[MAX_NUMBER + 1];
-    memcpy(buf, start, (size_t)(q - start));
-    buf[q - start] = '\0';
-    char *stop = NULL;
-    double v = PyOS_string_to_double(buf, &stop, NULL); /* correctly rounded; overflow: +-inf */
-    if (v == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
-    }
-    if (stop != buf + (q - start)) return 0;
-    *x = v;
+    Ptr q = json_number((Ptr)c->p, (Ptr)c->end, as_float, x, i);
+    if (q == NULL) return 0;
+    c->p = (const char *)q;
     return 1;
 }
 
@@ -733,29 +649,23 @@ static int number(Cur *c, int as_float, double *x, long long *i) {
 #define AMOUNT_OK(x) ((x) >= 0 && (x) < TWO53)
 #define MILLIS_MAX 9223372036854LL
 
-/* The envelope up to the data's value; *ch, *ch_n: the channel's name. */
-static const char NOTIFICATION[] = "{\"jsonrpc\":\"2.0\",\"method\":\"subscription\",\"params\":{\"channel\":";
+/* The envelope (`_json.h`): *ch, *ch_n the channel's name, the cursor on the data's value and
+ * its end the data's end (the frame's `}}` checked). */
 static int envelope(Cur *c, const char **ch, Py_ssize_t *ch_n) {
-    return LIT(c, NOTIFICATION) && str_token(c, ch, ch_n) && LIT(c, ",\"data\":");
+    Ptr name, data, data_end;
+    if (!json_envelope((Ptr)c->p, c->end - c->p, &name, ch_n, &data, &data_end)) return 0;
+    *ch = (const char *)name;
+    c->p = (const char *)data;
+    c->end = (const char *)data_end;
+    return 1;
 }
 
-/* After the data's value: `}}` and the frame's end. */
-static int envelope_end(Cur *c) { return LIT(c, "}}") && c->p == c->end; }
+/* After the data's value: the data's end (the frame's `}}` follows it, `envelope`). */
+static int envelope_end(Cur *c) { return c->p == c->end; }
 
-/* The channel's name is `head` then `parts` dot-separated non-empty parts. */
+/* The channel's name is `head` then non-empty dot-separated parts, `parts` in all. */
 static int channel_is(const char *ch, Py_ssize_t n, const char *head, int parts) {
-    size_t h = strlen(head);
-    if ((size_t)n <= h || memcmp(ch, head, h) != 0) return 0;
-    int count = 2; /* the head and the part after its dot */
-    Py_ssize_t last = (Py_ssize_t)h - 1; /* the dot after the head */
-    for (Py_ssize_t k = (Py_ssize_t)h; k < n; k++) {
-        if (ch[k] == '.') {
-            if (k == last + 1) return 0;
-            last = k;
-            count++;
-        }
-    }
-    return last != n - 1 && count == parts;
+    return json_channel_is((Ptr)ch, n, head, parts, parts);
 }
 
 /* The instrument's name as a str: the last one made when it is the same (its text is ASCII). */
@@ -1049,6 +959,150 @@ done:
     return result;
 }
 
+/* -- The decode entry (issue 17) -------------------------------------------------------------
+ *
+ * `decode(decoder, frame, ts_local)`: `DeribitDecoder.decode` for a compiled decoder (codec.py
+ * binds it to the instance), with its sniff and route done here before any Python runs. A frame
+ * that is exactly `bytes`, starts with the canonical notification prefix and whose channel
+ * (the text up to the next `"`) has a route in the decoder's memo (`_fast`, keyed as `decode`
+ * keys it) with a whole-frame function is given to that function: its events, counted in
+ * `stats.frames` / `stats.events` as `decode` counts them. Every other frame, and one the
+ * function refuses (None, nothing changed), goes to the guarded Python `decode` (the reference
+ * of this entry), which decides everything else (the memo's first entry of a channel included).
+ *
+ * The depth guard (`_too_deep`) is not run before the whole-frame function: each one reads its
+ * fixed shape (at most 5 levels; an unknown ticker member skipped at most 32 deep) to the frame's
+ * last byte before it returns a list or changes anything, so a frame it takes nests far less than
+ * MAX_NESTING. When it raises, codec's `_whole_raised` (guard_decode around
+ * decode's own handling of that raise) makes the outcome the guarded decode's: the depth check
+ * first (a function raises mid-read only before any change: a frame too deep is then refused as
+ * the guard refuses it), then the counts, the `DecoderFault` and its cause. A result that is
+ * not an exact list (no real function's) is counted by codec's `_whole_returned`, as `decode`
+ * counts it (a failure there its guard's fault). */
+static PyObject *py_decode = NULL; /* DeribitDecoder.decode, guarded (the reference) */
+static PyObject *py_raised = NULL; /* codec._whole_raised(decoder, frame, exc): raises */
+static PyObject *py_returned = NULL; /* codec._whole_returned(decoder, frame, events): counts */
+static PyObject *s__fast, *s_stats, *s_frames, *s_events;
+
+/* `stats.<name> += by`, as Python does it. -1 with an exception set on failure. */
+static int count(PyObject *stats, PyObject *name, Py_ssize_t by) {
+    PyObject *v = PyObject_GetAttr(stats, name);
+    if (v == NULL) return -1;
+    PyObject *d = PyLong_FromSsize_t(by);
+    if (d == NULL) {
+        Py_DECREF(v);
+        return -1;
+    }
+    PyObject *sum = PyNumber_InPlaceAdd(v, d);
+    Py_DECREF(v);
+    Py_DECREF(d);
+    if (sum == NULL) return -1;
+    int r = PyObject_SetAttr(stats, name, sum);
+    Py_DECREF(sum);
+    return r;
+}
+
+/* A lookup that failed: an `Exception` is left to the Python path, which meets it again (and
+ * says so its way); anything else (KeyboardInterrupt...) propagates. 1: go to Python. */
+static int python_after_error(void) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) return 0;
+    PyErr_Clear();
+    return 1;
+}
+
+static PyObject *fast_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "decode(decoder, frame, ts_local)");
+        return NULL;
+    }
+    if (py_decode == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_fast.setup_decode() was not called");
+        return NULL;
+    }
+    PyObject *decoder = args[0], *frame = args[1];
+    PyObject *memo = NULL, *key = NULL, *route = NULL, *whole = NULL, *events = NULL;
+    if (!PyBytes_CheckExact(frame)) goto python;
+    const char *p = PyBytes_AS_STRING(frame);
+    Py_ssize_t n = PyBytes_GET_SIZE(frame);
+    if (n <= PREFIX_LEN || memcmp(p, PREFIX, (size_t)PREFIX_LEN) != 0) goto python;
+    const char *q = memchr(p + PREFIX_LEN, '"', (size_t)(n - PREFIX_LEN));
+    if (q == NULL) goto python;
+    memo = PyObject_GetAttr(decoder, s__fast);
+    if (memo == NULL) goto error;
+    if (!PyDict_CheckExact(memo)) goto python;
+    key = PyBytes_FromStringAndSize(p, q - p);
+    if (key == NULL) goto error; /* no memory: the Python path meets it too, and says so its way */
+    route = PyDict_GetItemWithError(memo, key); /* borrowed; an exact bytes key runs no code */
+    if (route == NULL) {
+        if (PyErr_Occurred()) goto error;
+        goto python; /* not seen yet: `decode` routes it and remembers */
+    }
+    if (!PyTuple_CheckExact(route) || PyTuple_GET_SIZE(route) != 4) goto python;
+    whole = Py_NewRef(PyTuple_GET_ITEM(route, 3));
+    route = NULL;
+    if (whole == Py_None) goto python;
+    events = PyObject_Vectorcall(whole, args, 3, NULL);
+    if (events == NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        if (value == NULL) goto fail; /* cannot happen: a raised exception has a value */
+        PyObject *raised = PyObject_CallFunctionObjArgs(py_raised, decoder, frame, value, NULL);
+        Py_DECREF(value);
+        if (raised != NULL) { /* it always raises */
+            Py_DECREF(raised);
+            PyErr_SetString(PyExc_SystemError, "_whole_raised returned");
+        }
+        goto fail;
+    }
+    if (events == Py_None) {
+        Py_CLEAR(events);
+        goto python;
+    }
+    if (!PyList_CheckExact(events)) { /* not what the functions return: decode's counting, in Python */
+        PyObject *counted = PyObject_CallFunctionObjArgs(py_returned, decoder, frame, events, NULL);
+        Py_SETREF(events, counted);
+        if (events == NULL) goto fail;
+    } else {
+        PyObject *stats = PyObject_GetAttr(decoder, s_stats);
+        if (stats == NULL) goto fail;
+        int ok = count(stats, s_frames, 1) == 0 && count(stats, s_events, PyList_GET_SIZE(events)) == 0;
+        Py_DECREF(stats);
+        if (!ok) goto fail;
+    }
+    Py_DECREF(memo);
+    Py_DECREF(key);
+    Py_DECREF(whole);
+    return events;
+error:
+    if (!python_after_error()) goto fail;
+python:
+    Py_XDECREF(memo);
+    Py_XDECREF(key);
+    Py_XDECREF(whole);
+    return PyObject_Vectorcall(py_decode, args, 3, NULL);
+fail:
+    Py_XDECREF(memo);
+    Py_XDECREF(key);
+    Py_XDECREF(whole);
+    Py_XDECREF(events);
+    return NULL;
+}
+
+static PyObject *fast_setup_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1]) || !PyCallable_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "setup_decode(decode, whole_raised, whole_returned): three callables");
+        return NULL;
+    }
+    Py_XSETREF(py_decode, Py_NewRef(args[0]));
+    Py_XSETREF(py_raised, Py_NewRef(args[1]));
+    Py_XSETREF(py_returned, Py_NewRef(args[2]));
+    Py_RETURN_NONE;
+}
+
 static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError, "setup(namespace, apply, book_events, book_update, venue, ms, "
@@ -1109,6 +1163,14 @@ static PyMethodDef methods[] = {
     {"quote_frame", (PyCFunction)(void (*)(void))fast_quote_frame, METH_FASTCALL,
      "quote_frame(decoder, frame, ts_local) -> events | None: a raw `quote.<instrument>` frame's "
      "Ticker, None for any frame not of the canonical shape (codec._WHOLE_FRAME)."},
+    {"decode", (PyCFunction)(void (*)(void))fast_decode, METH_FASTCALL,
+     "decode(decoder, frame, ts_local) -> events: DeribitDecoder.decode with its sniff and route in "
+     "C (a canonical notification to its whole-frame function), the guarded Python decode for "
+     "every other frame (codec.py binds it to a compiled decoder)."},
+    {"setup_decode", (PyCFunction)(void (*)(void))fast_setup_decode, METH_FASTCALL,
+     "setup_decode(decode, whole_raised, whole_returned): the guarded Python decode (every frame "
+     "not taken here), codec._whole_raised (a whole-frame function's raise made decode's outcome) "
+     "and codec._whole_returned (decode's counting of a result that is not a list)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1124,6 +1186,7 @@ static struct PyModuleDef module_def = {
     } while (0)
 
 PyMODINIT_FUNC PyInit__fast(void) {
+    json_init();
     INTERN(s__apply, "_apply");
     INTERN(s_clear, "clear");
     INTERN(s_inv, "_inv");
@@ -1144,6 +1207,10 @@ PyMODINIT_FUNC PyInit__fast(void) {
     INTERN(s_change, "change");
     INTERN(s_pop, "pop");
     INTERN(s__crossed, "_crossed");
+    INTERN(s__fast, "_fast");
+    INTERN(s_stats, "stats");
+    INTERN(s_frames, "frames");
+    INTERN(s_events, "events");
     zero = PyFloat_FromDouble(0.0);
     if (zero == NULL) return NULL;
     PyObject *builtins = PyImport_ImportModule("builtins");

@@ -28,6 +28,7 @@
  *   the field's bounds (a value outside them: None, the reference says why); an int field takes
  *   JSON integers of at most 18 digits, within its bounds.
  *
+ * The envelope, strings and numbers are read by the scanner shared with _fast.c (`_json.h`).
  * Every C-API result is checked; the frame is read through bounds-checked pointers only.
  */
 #define PY_SSIZE_T_CLEAN
@@ -35,6 +36,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "_json.h" /* the JSON scanner shared with _fast.c */
 
 /* What codec.py hands over once (`setup`). */
 static PyObject *ticker_type = NULL; /* the Ticker builder (positional) */
@@ -83,18 +86,11 @@ static int pin_all(Pin *pins, int n) {
     return 0;
 }
 
-#define TWO53 9007199254740992.0
 #define MAX_DEPTH 32
-#define MAX_NUMBER 64
 #define MS 1000000LL
 #define MAX_MILLIS (INT64_MAX / MS) /* codec.Millis: le=(2**63 - 1) // 1_000_000 */
 
-typedef const unsigned char *Ptr;
 
-static const char PREFIX[] = "{\"jsonrpc\":\"2.0\",\"method\":\"subscription\",\"params\":{\"channel\":\"";
-#define PREFIX_LEN ((Py_ssize_t)(sizeof(PREFIX) - 1))
-static const char DATA[] = "\",\"data\":";
-#define DATA_LEN ((Py_ssize_t)(sizeof(DATA) - 1))
 
 /* -- the instrument names' str objects, reused (a backtest sees a few hundred names) -------- */
 
@@ -124,140 +120,6 @@ static PyObject *name_str(Ptr s, Py_ssize_t n) {
 
 /* -- scanning --------------------------------------------------------------------------- */
 
-/* A string at `p` (its opening quote): its content in [*s, *s + *n), and the byte after its
- * closing quote returned. NULL for a string this code does not take (an escape, a byte outside
- * printable ASCII) or that does not end before `end`. */
-static unsigned char STR_BYTE[256]; /* 1: printable ASCII but `"` and `\\` (filled at import) */
-
-static Ptr scan_str(Ptr p, Ptr end, Ptr *s, Py_ssize_t *n) {
-    if (p >= end || *p != '"') return NULL;
-    Ptr q = ++p;
-    while (q < end && STR_BYTE[*q]) q++;
-    if (q >= end || *q != '"') return NULL; /* the end, an escape, or a byte not taken */
-    *s = p;
-    *n = q - p;
-    return q + 1;
-}
-
-/* A JSON number's token at `p`, by JSON's grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
-typedef struct {
-    Ptr start, end;
-    int neg;
-    Ptr int_start;
-    Py_ssize_t int_len;
-    Ptr frac_start;
-    Py_ssize_t frac_len; /* 0: no fraction */
-    int has_exp;
-    int exp_big;  /* more than 5 exponent digits */
-    long exp;     /* the exponent's value when not exp_big */
-    uint64_t m;   /* the digits (integer and fraction) as an integer, when 19 or fewer */
-} Num;
-
-static Ptr scan_num(Ptr p, Ptr end, Num *t) {
-    t->start = p;
-    t->neg = 0;
-    t->frac_len = 0;
-    t->frac_start = NULL;
-    t->has_exp = 0;
-    t->exp_big = 0;
-    t->exp = 0;
-    if (p < end && *p == '-') {
-        t->neg = 1;
-        p++;
-    }
-    t->int_start = p;
-    uint64_t m = 0;
-    if (p >= end) return NULL;
-    if (*p == '0') {
-        p++;
-    } else if (*p >= '1' && *p <= '9') {
-        while (p < end && *p >= '0' && *p <= '9') m = m * 10 + (uint64_t)(*p++ - '0'); /* wraps past 19 */
-    } else {
-        return NULL;
-    }
-    t->int_len = p - t->int_start;
-    if (p < end && *p == '.') {
-        p++;
-        t->frac_start = p;
-        while (p < end && *p >= '0' && *p <= '9') m = m * 10 + (uint64_t)(*p++ - '0');
-        t->frac_len = p - t->frac_start;
-        if (t->frac_len == 0) return NULL;
-    }
-    t->m = m; /* meaningful only when int_len + frac_len <= 19 (no wrap) */
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        t->has_exp = 1;
-        int eneg = 0;
-        if (p < end && (*p == '+' || *p == '-')) {
-            eneg = *p == '-';
-            p++;
-        }
-        Ptr e0 = p;
-        long e = 0;
-        while (p < end && *p >= '0' && *p <= '9') {
-            if (p - e0 < 5) e = e * 10 + (*p - '0');
-            p++;
-        }
-        if (p == e0) return NULL;
-        if (p - e0 > 5) t->exp_big = 1;
-        t->exp = eneg ? -e : e;
-    }
-    t->end = p;
-    if (t->end - t->start > MAX_NUMBER) return NULL;
-    return p;
-}
-
-static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
-/* The float msgspec gives for a number in a float field; 0 when this code does not take it
- * (an integer of more than 15 digits), -1 on an error raised. */
-static int num_double(const Num *t, double *out) {
-    if (t->frac_len == 0 && !t->has_exp) { /* an integer: msgspec converts it (-0 is 0.0) */
-        if (t->int_len > 15) return 0;
-        uint64_t m = t->m;
-        *out = t->neg && m != 0 ? -(double)m : (double)m;
-        return 1;
-    }
-    Py_ssize_t digits = t->int_len + t->frac_len;
-    if (digits <= 19 && !t->exp_big) {
-        uint64_t m = t->m;
-        long e10 = t->exp - (long)t->frac_len;
-        if (m == 0) {
-            *out = t->neg ? -0.0 : 0.0;
-            return 1;
-        }
-        if (m <= (1ULL << 53) && e10 >= -22 && e10 <= 22) { /* both exact: one rounding */
-            double v = (double)m;
-            v = e10 < 0 ? v / POW10[-e10] : v * POW10[e10];
-            *out = t->neg ? -v : v;
-            return 1;
-        }
-    }
-    char buf[MAX_NUMBER + 1];
-    Py_ssize_t n = t->end - t->start;
-    memcpy(buf, t->start, (size_t)n);
-    buf[n] = '\0';
-    char *endp = NULL;
-    double v = PyOS_string_to_double(buf, &endp, NULL); /* an overflow gives +-inf, no error */
-    if (v == -1.0 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_ValueError)) return -1;
-        PyErr_Clear();
-        return 0;
-    }
-    if (endp != buf + n) return 0;
-    *out = v;
-    return 1;
-}
-
-/* The int of an integer token of at most 18 digits (1), or 0 for any other number. */
-static int num_int(const Num *t, long long *out) {
-    if (t->frac_len != 0 || t->has_exp || t->int_len > 18) return 0;
-    long long m = (long long)t->m; /* < 10**18: no wrap */
-    *out = t->neg ? -m : m;
-    return 1;
-}
-
 static Ptr skip_value(Ptr p, Ptr end, int depth);
 
 /* The members of an object at `p` (after its `{`), skipped. */
@@ -266,7 +128,7 @@ static Ptr skip_object(Ptr p, Ptr end, int depth) {
     for (;;) {
         Ptr s;
         Py_ssize_t n;
-        p = scan_str(p, end, &s, &n);
+        p = json_str(p, end, &s, &n);
         if (p == NULL || p >= end || *p != ':') return NULL;
         p = skip_value(p + 1, end, depth);
         if (p == NULL || p >= end) return NULL;
@@ -284,7 +146,7 @@ static Ptr skip_value(Ptr p, Ptr end, int depth) {
     Num t;
     switch (*p) {
     case '"':
-        return scan_str(p, end, &s, &n);
+        return json_str(p, end, &s, &n);
     case '{':
         if (depth >= MAX_DEPTH) return NULL;
         return skip_object(p + 1, end, depth + 1);
@@ -306,7 +168,7 @@ static Ptr skip_value(Ptr p, Ptr end, int depth) {
     case 'n':
         return end - p >= 4 && memcmp(p, "null", 4) == 0 ? p + 4 : NULL;
     default:
-        return scan_num(p, end, &t);
+        return json_num(p, end, &t);
     }
 }
 
@@ -324,12 +186,8 @@ static Ptr read_float(Ptr p, Ptr end, int kind, int nullable, double *v, int *se
         *set = 0;
         return p + 4;
     }
-    Num t;
-    Ptr q = scan_num(p, end, &t);
+    Ptr q = json_number(p, end, 1, v, NULL);
     if (q == NULL) return NULL;
-    int r = num_double(&t, v);
-    if (r < 0) *err = 1;
-    if (r <= 0) return NULL;
     double x = *v;
     if (kind == K_PRICE ? !(x > -TWO53 && x < TWO53)
                         : kind == K_AMOUNT ? !(x >= 0 && x < TWO53) : !isfinite(x))
@@ -340,9 +198,8 @@ static Ptr read_float(Ptr p, Ptr end, int kind, int nullable, double *v, int *se
 
 /* A `Millis` field: an integer 0 <= ms <= MAX_MILLIS. */
 static Ptr read_millis(Ptr p, Ptr end, long long *v) {
-    Num t;
-    Ptr q = scan_num(p, end, &t);
-    if (q == NULL || !num_int(&t, v) || *v < 0 || *v > MAX_MILLIS) return NULL;
+    Ptr q = json_number(p, end, 0, NULL, v);
+    if (q == NULL || *v < 0 || *v > MAX_MILLIS) return NULL;
     return q;
 }
 
@@ -363,29 +220,15 @@ static int frame_bytes(PyObject *frame, Ptr *p, Py_ssize_t *n) {
     return 0;
 }
 
-/* The start of the data of a canonical notification of a channel that starts with `head` and
- * has `min_parts` to `max_parts` dot-separated parts (the channels `DeribitDecoder._route`
- * gives to the handler), and in *end the byte after the data (the frame ends `}}` right after
- * it); NULL otherwise. */
-static Ptr envelope(PyObject *frame, const char *head, Py_ssize_t head_len, int min_parts, int max_parts,
-                    Ptr *end) {
-    Ptr p;
-    Py_ssize_t n;
-    if (!frame_bytes(frame, &p, &n)) return NULL;
-    if (n < PREFIX_LEN + head_len + DATA_LEN + 4 || memcmp(p, PREFIX, PREFIX_LEN) != 0) return NULL;
-    Ptr e = p + n;
-    if (e[-1] != '}' || e[-2] != '}') return NULL;
-    *end = e - 2;
-    Ptr s;
-    Py_ssize_t len;
-    Ptr q = scan_str(p + PREFIX_LEN - 1, *end, &s, &len);
-    if (q == NULL || len < head_len || memcmp(s, head, (size_t)head_len) != 0) return NULL;
-    int parts = 1;
-    for (Py_ssize_t i = 0; i < len; i++) parts += s[i] == '.';
-    if (parts < min_parts || parts > max_parts) return NULL;
-    q--; /* the name's closing quote starts DATA */
-    if (*end - q < DATA_LEN || memcmp(q, DATA, DATA_LEN) != 0) return NULL;
-    return q + DATA_LEN;
+/* The start of the data of a canonical notification (`json_envelope`) of a channel that
+ * `json_channel_is(head, min_parts, max_parts)` (the channels `DeribitDecoder._route` gives to
+ * the handler), and in *end the byte after the data (the frame ends `}}` right after it); NULL
+ * otherwise. */
+static Ptr envelope(PyObject *frame, const char *head, int min_parts, int max_parts, Ptr *end) {
+    Ptr p, name, data;
+    Py_ssize_t n, name_n;
+    if (!frame_bytes(frame, &p, &n) || !json_envelope(p, n, &name, &name_n, &data, end)) return NULL;
+    return json_channel_is(name, name_n, head, min_parts, max_parts) ? data : NULL;
 }
 
 #define KEY(lit) (n == (Py_ssize_t)(sizeof(lit) - 1) && memcmp(s, lit, sizeof(lit) - 1) == 0)
@@ -426,7 +269,7 @@ static Ptr read_greeks(Ptr p, Ptr end, double g[5], int *rho_set, int *err) {
     for (;;) {
         Ptr s;
         Py_ssize_t n;
-        p = scan_str(p, end, &s, &n);
+        p = json_str(p, end, &s, &n);
         if (p == NULL || p >= end || *p != ':') return NULL;
         p++;
         int i = KEY("delta") ? 0 : KEY("gamma") ? 1 : KEY("vega") ? 2 : KEY("theta") ? 3 : KEY("rho") ? 4 : -1;
@@ -493,7 +336,7 @@ static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (check_setup() < 0) return NULL;
     PyObject *decoder = args[0], *ts_local = args[2];
     Ptr end;
-    Ptr p = envelope(args[1], "ticker.", 7, 3, 3, &end);
+    Ptr p = envelope(args[1], "ticker.", 3, 3, &end);
     if (p == NULL || p >= end || *p != '{') Py_RETURN_NONE;
     int held = pins_hold(ticker_pins, N_PINS(ticker_pins));
     if (held < 0) return NULL;
@@ -512,7 +355,7 @@ static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     for (;;) {
         Ptr s;
         Py_ssize_t n;
-        p = scan_str(p, end, &s, &n);
+        p = json_str(p, end, &s, &n);
         if (p == NULL || p >= end || *p != ':') Py_RETURN_NONE;
         p++;
         int k = -1, kind = K_PRICE;
@@ -569,7 +412,7 @@ static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
                 if (k == F_LAST && p < end && *p == '"') {
                     Ptr ls;
                     Py_ssize_t ln;
-                    p = scan_str(p, end, &ls, &ln);
+                    p = json_str(p, end, &ls, &ln);
                     if (p == NULL || ln != 9 || memcmp(ls, "undefined", 9) != 0) Py_RETURN_NONE;
                     last_undefined = 1;
                 } else {
@@ -577,14 +420,14 @@ static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
                     if (err) return NULL;
                 }
             } else if (k == F_NAME) {
-                p = scan_str(p, end, &name, &name_len);
+                p = json_str(p, end, &name, &name_len);
             } else if (k == F_TS) {
                 p = read_millis(p, end, &ms);
             } else if (k == F_STATE) {
                 if (is_null(p, end)) {
                     p += 4;
                 } else {
-                    p = scan_str(p, end, &state, &state_len);
+                    p = json_str(p, end, &state, &state_len);
                 }
             } else if (k == F_GREEKS) {
                 if (is_null(p, end)) {
@@ -712,7 +555,7 @@ static Ptr read_trade(Ptr p, Ptr end, PyObject *ts_local, PyObject *out, int *er
     for (;;) {
         Ptr s;
         Py_ssize_t n;
-        p = scan_str(p, end, &s, &n);
+        p = json_str(p, end, &s, &n);
         if (p == NULL || p >= end || *p != ':') return NULL;
         p++;
         int k = KEY("timestamp") ? T_TS
@@ -728,7 +571,7 @@ static Ptr read_trade(Ptr p, Ptr end, PyObject *ts_local, PyObject *out, int *er
             if (seen & (1u << k)) return NULL;
             seen |= 1u << k;
             if (k == T_NAME) {
-                p = scan_str(p, end, &name, &name_len);
+                p = json_str(p, end, &name, &name_len);
             } else if (k == T_TS) {
                 p = read_millis(p, end, &ms);
             } else if (k == T_PRICE) {
@@ -738,18 +581,17 @@ static Ptr read_trade(Ptr p, Ptr end, PyObject *ts_local, PyObject *out, int *er
             } else if (k == T_DIRECTION) {
                 Ptr ds;
                 Py_ssize_t dn;
-                p = scan_str(p, end, &ds, &dn);
+                p = json_str(p, end, &ds, &dn);
                 if (p == NULL) return NULL;
                 if (dn == 3 && memcmp(ds, "buy", 3) == 0) side = side_buy;
                 else if (dn == 4 && memcmp(ds, "sell", 4) == 0) side = side_sell;
                 else return NULL;
             } else { /* T_ID: a str, or an int (its str) */
                 if (p < end && *p == '"') {
-                    p = scan_str(p, end, &id, &id_len);
+                    p = json_str(p, end, &id, &id_len);
                 } else {
-                    Num t;
-                    p = scan_num(p, end, &t);
-                    if (p == NULL || !num_int(&t, &id_int)) return NULL;
+                    p = json_number(p, end, 0, NULL, &id_int);
+                    if (p == NULL) return NULL;
                     id_is_int = 1;
                 }
             }
@@ -790,7 +632,7 @@ static PyObject *trades_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     if (check_setup() < 0) return NULL;
     Ptr end;
-    Ptr p = envelope(args[1], "trades.", 7, 3, 4, &end);
+    Ptr p = envelope(args[1], "trades.", 3, 4, &end);
     if (p == NULL || p >= end || *p != '[') Py_RETURN_NONE;
     int held = pins_hold(trade_pins, N_PINS(trade_pins));
     if (held < 0) return NULL;
@@ -874,7 +716,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__frames(void) {
-    for (int c = 0x20; c <= 0x7e; c++) STR_BYTE[c] = c != '"' && c != '\\';
+    json_init();
     s_states = PyUnicode_InternFromString("_states");
     if (s_states == NULL) return NULL;
     return PyModule_Create(&module);

@@ -537,6 +537,11 @@ class DeribitDecoder(JsonRpcDecoder):
         # function (`_WHOLE_FRAME`, or None), or None for a channel the reference decodes
         # (private, unknown, or spelled with escapes).
         self._fast: dict[bytes | str, _FastRoute | None] = {}
+        # A compiled decoder decodes through `_fast.decode` (`_ENTRY`): `decode`'s sniff and
+        # route in C, this class's `decode` for every frame it does not take. Not when a
+        # subclass or a test replaced `decode`: theirs is the one that runs.
+        if self.compiled and _ENTRY is not None and type(self).decode is _DECODE:
+            self.__dict__["decode"] = types.MethodType(_ENTRY, self)
 
     # ------------------------------------------------------------------------------ decoding
 
@@ -1093,6 +1098,43 @@ class DeribitDecoder(JsonRpcDecoder):
         ]
 
 
+# The class's `decode`, guarded: what a compiled decoder's C entry (`_ENTRY`) falls back on.
+_DECODE: Final = DeribitDecoder.decode
+
+
+@guard_decode
+def _whole_raised(self: DeribitDecoder, frame: bytes, exc: Any) -> list[MarketEvent]:
+    """The outcome of a whole-frame function's raise `exc` met by the C entry (`_fast.decode`),
+    made the guarded `decode`'s: the guard's depth check first (a function raises while reading
+    only before any change, so a frame too deep is refused as the guard refuses it; one it read
+    whole is far from too deep), then `decode`'s counts for that raise, then the guard's
+    (`DecoderFault` from a non-`MalformedFrame`, its cause `exc`; a `BaseException` that is no
+    `Exception` goes through uncounted). The guard's `malformed` count is read after the
+    function ran: the whole-frame functions count no stats (`_WHOLE_FRAME`). Never returns."""
+    stats = self.stats
+    try:
+        raise exc
+    except MalformedFrame:
+        stats.frames += 1  # as `decode` counts it
+        stats.malformed += 1
+        raise
+    except Exception:
+        stats.frames += 1
+        raise
+
+
+@guard_decode
+def _whole_returned(self: DeribitDecoder, frame: bytes, events: Any) -> list[MarketEvent]:
+    """`decode`'s counting of a whole-frame function's result that is not a list (no real
+    function returns one: a test's), for the C entry: the counts, and a failure (no length)
+    the guard's fault, as in `decode`."""
+    stats = self.stats
+    stats.frames += 1
+    stats.events += len(events)
+    result: list[MarketEvent] = events
+    return result
+
+
 # The reference path, without its guard: `decode`'s own guard already holds for the frame.
 _reference_decode: Final[Callable[[DeribitDecoder, Any, int], list[MarketEvent]]] = (
     JsonRpcDecoder.decode.__wrapped__  # type: ignore[attr-defined]  # set by functools.wraps
@@ -1167,6 +1209,12 @@ if _fast is not None:
     _COMPILED_BODIES[DeribitDecoder._on_book] = _fast.book_events
     _WHOLE_FRAME[DeribitDecoder._on_book] = _fast.book_frame
     _WHOLE_FRAME[DeribitDecoder._on_quote] = _fast.quote_frame
+    _fast.setup_decode(_DECODE, _whole_raised, _whole_returned)
+# `decode` with its sniff and route compiled (`DeribitDecoder.__init__` binds it to a compiled
+# decoder); None where `_fast` is not built.
+_ENTRY: Final[Callable[[DeribitDecoder, Any, int], list[MarketEvent]] | None] = (
+    _fast.decode if _fast is not None else None
+)
 
 # The whole-frame decoding of ticker and trades notifications (`_frames.c`, issue 17): a
 # canonical frame's events built in C from its bytes; None (nothing changed) for any other frame

@@ -1,0 +1,249 @@
+/* The one JSON scanner of the Deribit whole-frame functions (`_fast.c`: book and quote frames and
+ * the decode entry; `_frames.c`: ticker and trades frames), issue 17. Static functions, included
+ * by both (listed in their ext-module blocks' `depends` in pyproject.toml, so a change rebuilds
+ * both). What it takes is the canonical shape only; anything else is refused (the caller returns
+ * None and the Python path decodes the frame):
+ *
+ * - the envelope exactly as Deribit and the recorder write it, byte for byte, no whitespace:
+ *   `{"jsonrpc":"2.0","method":"subscription","params":{"channel":"<name>","data":<data>}}`,
+ *   nothing after (`json_envelope`); a channel's name checked by `json_channel_is`: its head,
+ *   then non-empty dot-separated parts, their count within bounds;
+ * - strings of printable ASCII without `"` and `\` (no escape: a string's bytes are its text);
+ * - numbers by JSON's grammar, at most 64 characters, read as msgspec reads them for the field's
+ *   type (`json_number`): a float field takes JSON integers of at most 15
+ *   digits (exact; `-0` is +0.0 as in msgspec) and decimal and exponent forms, correctly rounded
+ *   (one exact division when the digits fit 2**53 and the power of ten is an exact double; else
+ *   `PyOS_string_to_double` on the token, correctly rounded too); an int field takes integer
+ *   literals of at most 18 digits (within int64).
+ *
+ * Every read is bounded by the end the caller gives. None of these raises: an error of
+ * `PyOS_string_to_double` (it raises only for text it does not read, or no memory) is a refusal.
+ * Before the scanner was shared the two files each had one; where they differed the stricter
+ * rule was kept: a channel's empty part (`ticker..x`) is refused by both now (`_frames` took
+ * it), and a failed `PyOS_string_to_double` is a refusal in both (`_frames` raised). */
+#ifndef TRADINGD_DERIBIT_JSON_H
+#define TRADINGD_DERIBIT_JSON_H
+
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef const unsigned char *Ptr;
+
+#define TWO53 9007199254740992.0
+#define MAX_NUMBER 64 /* a longer number literal is refused */
+
+static const char PREFIX[] = "{\"jsonrpc\":\"2.0\",\"method\":\"subscription\",\"params\":{\"channel\":\"";
+#define PREFIX_LEN ((Py_ssize_t)(sizeof(PREFIX) - 1))
+static const char DATA[] = "\",\"data\":";
+#define DATA_LEN ((Py_ssize_t)(sizeof(DATA) - 1))
+
+/* 1: a byte a string takes (printable ASCII but `"` and `\`). Filled by `json_init`. */
+static unsigned char STR_BYTE[256];
+
+static inline void json_init(void) {
+    for (int c = 0; c < 256; c++) STR_BYTE[c] = c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
+}
+
+/* A string at `p` (its opening quote): its content in [*s, *s + *n), and the byte after its
+ * closing quote returned. NULL for a string not taken (an escape, a byte outside printable
+ * ASCII) or that does not end before `end`. */
+static inline Ptr json_str(Ptr p, Ptr end, Ptr *s, Py_ssize_t *n) {
+    if (p >= end || *p != '"') return NULL;
+    Ptr q = ++p;
+    while (q < end && STR_BYTE[*q]) q++;
+    if (q >= end || *q != '"') return NULL; /* the end, an escape, or a byte not taken */
+    *s = p;
+    *n = q - p;
+    return q + 1;
+}
+
+/* A JSON number's token, by JSON's grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+typedef struct {
+    Ptr start, end;
+    int neg;
+    Ptr int_start;
+    Py_ssize_t int_len;
+    Ptr frac_start;
+    Py_ssize_t frac_len; /* 0: no fraction */
+    int has_exp;
+    int exp_big; /* more than 5 exponent digits */
+    long exp;    /* the exponent's value when not exp_big */
+    uint64_t m;  /* the digits (integer and fraction) as an integer, when 19 or fewer */
+} Num;
+
+/* The token at `p` into *t (a value skipped: its grammar only): the byte after it, or NULL (not
+ * the grammar, longer than MAX_NUMBER). A leading zero ends the token (`01`: the caller meets `1`). */
+static inline Ptr json_num(Ptr p, Ptr end, Num *t) {
+    t->start = p;
+    t->neg = 0;
+    t->frac_len = 0;
+    t->frac_start = NULL;
+    t->has_exp = 0;
+    t->exp_big = 0;
+    t->exp = 0;
+    if (p < end && *p == '-') {
+        t->neg = 1;
+        p++;
+    }
+    t->int_start = p;
+    uint64_t m = 0;
+    if (p >= end) return NULL;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < end && *p >= '0' && *p <= '9') m = m * 10 + (uint64_t)(*p++ - '0'); /* wraps past 19 */
+    } else {
+        return NULL;
+    }
+    t->int_len = p - t->int_start;
+    if (p < end && *p == '.') {
+        p++;
+        t->frac_start = p;
+        while (p < end && *p >= '0' && *p <= '9') m = m * 10 + (uint64_t)(*p++ - '0');
+        t->frac_len = p - t->frac_start;
+        if (t->frac_len == 0) return NULL;
+    }
+    t->m = m; /* meaningful only when int_len + frac_len <= 19 (no wrap) */
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        t->has_exp = 1;
+        int eneg = 0;
+        if (p < end && (*p == '+' || *p == '-')) {
+            eneg = *p == '-';
+            p++;
+        }
+        Ptr e0 = p;
+        long e = 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (p - e0 < 5) e = e * 10 + (*p - '0');
+            p++;
+        }
+        if (p == e0) return NULL;
+        if (p - e0 > 5) t->exp_big = 1;
+        t->exp = eneg ? -e : e;
+    }
+    t->end = p;
+    if (t->end - t->start > MAX_NUMBER) return NULL;
+    return p;
+}
+
+static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* A number in one pass (the typed fields' path): the token at `p` read as msgspec reads it for a
+ * float field (`as_float`: *x) or an int one (*i). The byte after it, or NULL to refuse: not the
+ * grammar (`json_num`'s), longer than MAX_NUMBER, an int field given a fraction or an exponent
+ * or more than 18 digits, a float field given an integer of more than 15 digits. Decimal forms
+ * of at most 15 significant digits and no exponent: one correctly rounded division of exact
+ * doubles (Clinger's fast case); others: `PyOS_string_to_double` on the token (correctly
+ * rounded; overflow gives +-inf; an error is a refusal). Never raises. */
+static inline Ptr json_number(Ptr p, Ptr end, int as_float, double *x, long long *i) {
+    Ptr start = p, q = p;
+    int neg = 0, int_form = 1, digits = 0, exp_text = 0, exp10 = 0;
+    unsigned long long m = 0;
+    if (q < end && *q == '-') {
+        neg = 1;
+        q++;
+    }
+    if (q >= end || *q < '0' || *q > '9') return NULL;
+    if (*q == '0') {
+        q++; /* a leading zero ends the integer part (`01`: the caller meets `1`) */
+    } else {
+        while (q < end && *q >= '0' && *q <= '9') {
+            if (digits < 19) m = m * 10 + (unsigned long long)(*q - '0');
+            else exp10++; /* past 19 digits: the text is parsed below */
+            digits++;
+            q++;
+        }
+    }
+    if (q < end && *q == '.') {
+        int_form = 0;
+        q++;
+        if (q >= end || *q < '0' || *q > '9') return NULL;
+        while (q < end && *q >= '0' && *q <= '9') {
+            if (m == 0 && *q == '0') {
+                exp10--; /* a leading zero of the fraction: no significant digit yet */
+            } else {
+                if (digits < 19) {
+                    m = m * 10 + (unsigned long long)(*q - '0');
+                    exp10--;
+                }
+                digits++;
+            }
+            q++;
+        }
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        int_form = 0;
+        exp_text = 1;
+        q++;
+        if (q < end && (*q == '+' || *q == '-')) q++;
+        if (q >= end || *q < '0' || *q > '9') return NULL;
+        while (q < end && *q >= '0' && *q <= '9') q++;
+    }
+    if (q - start > MAX_NUMBER) return NULL;
+    if (!as_float) {
+        if (!int_form || digits > 18) return NULL; /* within int64 */
+        *i = neg ? -(long long)m : (long long)m;
+        return q;
+    }
+    if (int_form) {
+        /* msgspec reads an integer literal as an int, then its float: exact to 2**53 */
+        if (digits > 15) return NULL;
+        *x = (double)(neg ? -(long long)m : (long long)m); /* `-0` is 0.0 */
+        return q;
+    }
+    if (!exp_text && digits <= 15 && m <= (1ULL << 53) && exp10 >= -22 && exp10 <= 0) {
+        double v = (double)m / POW10[-exp10];
+        *x = neg ? -v : v;
+        return q;
+    }
+    char buf[MAX_NUMBER + 1];
+    memcpy(buf, start, (size_t)(q - start));
+    buf[q - start] = '\0';
+    char *stop = NULL;
+    double v = PyOS_string_to_double(buf, &stop, NULL);
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (stop != buf + (q - start)) return NULL;
+    *x = v;
+    return q;
+}
+
+/* A canonical notification of `n` bytes at `p`: 1 with the channel's name in [*name, *name +
+ * *name_n) and the data's text in [*data, *data_end) (the frame ends `}}` right after it), 0
+ * otherwise. */
+static inline int json_envelope(Ptr p, Py_ssize_t n, Ptr *name, Py_ssize_t *name_n, Ptr *data, Ptr *data_end) {
+    if (n < PREFIX_LEN + DATA_LEN + 3 || memcmp(p, PREFIX, (size_t)PREFIX_LEN) != 0) return 0;
+    Ptr end = p + n - 2;
+    if (end[0] != '}' || end[1] != '}') return 0;
+    Ptr q = json_str(p + PREFIX_LEN - 1, end, name, name_n);
+    if (q == NULL) return 0;
+    q--; /* the name's closing quote starts DATA */
+    if (end - q < DATA_LEN || memcmp(q, DATA, (size_t)DATA_LEN) != 0) return 0;
+    *data = q + DATA_LEN;
+    *data_end = end;
+    return 1;
+}
+
+/* The channel's name is `head` (its dot included) then non-empty dot-separated parts, the whole
+ * name having `min_parts` to `max_parts` parts (the head's one included). */
+static inline int json_channel_is(Ptr ch, Py_ssize_t n, const char *head, int min_parts, int max_parts) {
+    Py_ssize_t h = (Py_ssize_t)strlen(head);
+    if (n <= h || memcmp(ch, head, (size_t)h) != 0) return 0;
+    int parts = 2;           /* the head and the part after its dot */
+    Py_ssize_t last = h - 1; /* the last dot */
+    for (Py_ssize_t k = h; k < n; k++) {
+        if (ch[k] == '.') {
+            if (k == last + 1) return 0; /* an empty part */
+            last = k;
+            parts++;
+        }
+    }
+    return last != n - 1 && parts >= min_parts && parts <= max_parts;
+}
+
+#endif
