@@ -888,6 +888,15 @@ enum { Q_INST, Q_TS, Q_BID, Q_BID_SIZE, Q_ASK, Q_ASK_SIZE, Q_COUNT };
 static const char *const QUOTE_MEMBERS[Q_COUNT] = {"instrument_name", "timestamp",      "best_bid_price",
                                                    "best_bid_amount", "best_ask_price", "best_ask_amount"};
 
+/* codec's `_top` and `_ticker` as `setup` found them: a test that patches one (to inject a
+ * fault) sends quote frames to the Python path, which then meets the patch (as `_frames.c`'s
+ * pins and `_apply` here do). */
+static struct {
+    const char *name;
+    PyObject *key;   /* interned */
+    PyObject *value; /* as found by `setup` */
+} quote_pins[2] = {{"_top", NULL, NULL}, {"_ticker", NULL, NULL}};
+
 /* `quote_frame(decoder, frame, ts_local)`: the `Ticker` of a `quote.<instrument>` frame, as
  * `_quote_events` builds it (an empty side, amount 0, is None), or None (a bid above the ask
  * goes to the reference, which refuses the frame). No state changes. */
@@ -899,6 +908,13 @@ static PyObject *fast_quote_frame(PyObject *module, PyObject *const *args, Py_ss
     if (ticker == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_fast.setup() was not called");
         return NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        PyObject *v = PyDict_GetItemWithError(namespace, quote_pins[i].key); /* borrowed; str keys */
+        if (v != quote_pins[i].value) {
+            if (v == NULL && PyErr_Occurred()) return NULL;
+            Py_RETURN_NONE; /* patched (or deleted): the Python path's */
+        }
     }
     PyObject *frame = args[1], *ts_local = args[2];
     Cur cur = {PyBytes_AS_STRING(frame), PyBytes_AS_STRING(frame) + PyBytes_GET_SIZE(frame)}, *c = &cur;
@@ -1134,6 +1150,17 @@ static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t 
     Py_XSETREF(venue, Py_NewRef(args[4]));
     Py_XSETREF(ms, Py_NewRef(args[5]));
     Py_XSETREF(ticker, Py_NewRef(args[8]));
+    for (int i = 0; i < 2; i++) {
+        PyObject *key = PyUnicode_InternFromString(quote_pins[i].name);
+        if (key == NULL) return NULL;
+        Py_XSETREF(quote_pins[i].key, key);
+        PyObject *v = PyDict_GetItemWithError(args[0], key); /* borrowed */
+        if (v == NULL) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_KeyError, "setup: the namespace has no %s", quote_pins[i].name);
+            return NULL;
+        }
+        Py_XSETREF(quote_pins[i].value, Py_NewRef(v));
+    }
     static PyObject **const book_names[] = {&s_inv, &s_bids, &s_asks, &s_bb,
                                             &s_ba,  &s_int_inv, &s_sequence, &s_valid};
     static PyObject **const data_names[] = {&s_type, &s_prev_change_id, &s_instrument_name, &s_bids,

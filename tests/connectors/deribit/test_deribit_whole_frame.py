@@ -511,3 +511,32 @@ def test_hostile_frames_decode_the_same_and_a_refusal_changes_nothing() -> None:
     """Byte flips, truncations, insertions, reordered and repeated members, escapes, deep nesting
     and odd numbers (hypothesis), in a child process."""
     _run_child("hostile")
+
+
+@pytest.mark.parametrize("name", ["_top", "_ticker"])
+def test_a_fault_injected_through_codec_reaches_quote_frame(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """`codec._top` or `codec._ticker` patched to raise (a test injecting a fault): `quote_frame`
+    steps aside (None) and the compiled decoder fails on the frame as the reference does."""
+    if _fast is None:
+        pytest.skip("the compiled path is not built")
+    ref = DeribitDecoder(InstrumentRegistry(), compiled=False)
+    dec = DeribitDecoder(InstrumentRegistry())
+    assert _fast.quote_frame(dec, QUOTE, T_LOCAL) is not None
+    real = getattr(codec, name)
+
+    def faulty(*args: Any) -> Any:
+        raise ZeroDivisionError("an unforeseen handler bug")
+
+    monkeypatch.setattr(codec, name, faulty)
+    assert _fast.quote_frame(dec, QUOTE, T_LOCAL) is None
+    outcomes = []
+    for d in (dec, ref):
+        try:
+            d.decode(QUOTE, T_LOCAL)
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+    assert outcomes == ["DecoderFault", "DecoderFault"]
+    monkeypatch.setattr(codec, name, real)
+    assert _fast.quote_frame(dec, QUOTE, T_LOCAL) is not None
