@@ -155,6 +155,7 @@ static inline Ptr json_number(Ptr p, Ptr end, int as_float, double *x, long long
             else exp10++; /* past 19 digits: the text is parsed below */
             digits++;
             q++;
+            if (q - start > MAX_NUMBER) return NULL; /* refused below anyway: `digits` stays small */
         }
     }
     if (q < end && *q == '.') {
@@ -172,6 +173,7 @@ static inline Ptr json_number(Ptr p, Ptr end, int as_float, double *x, long long
                 digits++;
             }
             q++;
+            if (q - start > MAX_NUMBER) return NULL; /* `digits` and `exp10` stay small */
         }
     }
     if (q < end && (*q == 'e' || *q == 'E')) {
@@ -180,7 +182,7 @@ static inline Ptr json_number(Ptr p, Ptr end, int as_float, double *x, long long
         q++;
         if (q < end && (*q == '+' || *q == '-')) q++;
         if (q >= end || *q < '0' || *q > '9') return NULL;
-        while (q < end && *q >= '0' && *q <= '9') q++;
+        while (q < end && *q >= '0' && *q <= '9' && q - start <= MAX_NUMBER) q++;
     }
     if (q - start > MAX_NUMBER) return NULL;
     if (!as_float) {

@@ -540,3 +540,20 @@ def test_a_fault_injected_through_codec_reaches_quote_frame(
     assert outcomes == ["DecoderFault", "DecoderFault"]
     monkeypatch.setattr(codec, name, real)
     assert _fast.quote_frame(dec, QUOTE, T_LOCAL) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"1" * 100_000, b"1." + b"5" * 100_000, b"0." + b"0" * 100_000 + b"1", b"1e" + b"0" * 100_000 + b"2"],
+    ids=["integer", "fraction", "fraction zeros", "exponent"],
+)
+def test_a_long_digit_run_is_refused_as_the_reference_does(text: bytes) -> None:
+    """A number of 100k digits (`json_number` stops at MAX_NUMBER characters, inside each digit
+    loop): the whole-frame functions refuse it, and the decoder's outcome is the reference's."""
+    compiled, python = _pair(*_set_up())
+    quote = _frame(QUOTE_CHANNEL, QUOTE_DATA).replace(b"10.0", text, 1)
+    change = _frame(BOOK_CHANNEL, CHANGE).replace(b"70.0", text, 1)
+    for frame in (quote, change):
+        assert text in frame
+        _refused(frame, compiled)
+        _same(compiled, python, frame)
