@@ -540,8 +540,26 @@ class DeribitDecoder(JsonRpcDecoder):
         # A compiled decoder decodes through `_fast.decode` (`_ENTRY`): `decode`'s sniff and
         # route in C, this class's `decode` for every frame it does not take. Not when a
         # subclass or a test replaced `decode`: theirs is the one that runs.
+        self._bind_entry()
+
+    def _bind_entry(self) -> None:
+        # The bound method holds `self` (a cycle decoder -> __dict__ -> method -> decoder, which
+        # the collector frees). A copy must not carry it: its decode would update the
+        # original's state (`__getstate__` leaves it out, `__setstate__` binds the copy's own).
         if self.compiled and _ENTRY is not None and type(self).decode is _DECODE:
             self.__dict__["decode"] = types.MethodType(_ENTRY, self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The state `copy` and `pickle` carry: all but the bound C entry (`_bind_entry`)."""
+        state = dict(self.__dict__)
+        bound = state.get("decode")
+        if isinstance(bound, types.MethodType) and bound.__func__ is _ENTRY:
+            del state["decode"]  # (a `decode` a test set on the instance is carried)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bind_entry()
 
     # ------------------------------------------------------------------------------ decoding
 

@@ -8,6 +8,7 @@ a child process: a crash fails the test instead of killing the session)."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import os
 import subprocess
@@ -393,3 +394,21 @@ def test_a_channel_with_an_empty_part_is_refused_by_every_function(channel: str)
     pair = _Pair()
     pair.check(frame)
     pair.check(frame)
+
+
+@pytest.mark.parametrize("how", ["copy", "deepcopy"])
+def test_a_copied_decoder_decodes_into_its_own_state(how: str) -> None:
+    """The C entry is bound per instance (`__dict__["decode"]`): a copy binds its own, so its
+    decode changes the copy's books and stats, never the original's."""
+    dec = DeribitDecoder(InstrumentRegistry())
+    if not dec.compiled:
+        pytest.skip("the compiled path is not built")
+    dec.decode(INSTRUMENTS, T_LOCAL)
+    twin = copy.copy(dec) if how == "copy" else copy.deepcopy(dec)
+    twin._books = {}  # a shallow copy shares the containers: its own ones
+    twin.stats = copy.copy(dec.stats)
+    frames_before = dec.stats.frames
+    twin.decode(_frame(BOOK, SNAPSHOT), T_LOCAL)
+    assert twin.decode.__self__ is twin  # type: ignore[attr-defined]
+    assert PERP in twin._books and PERP not in dec._books
+    assert dec.stats.frames == frames_before and twin.stats.frames == frames_before + 1
