@@ -286,10 +286,13 @@ async def test_derive_perpetual_funding_is_booked_from_the_funding_history(nurse
     await until(lambda: probe.of(Ticker, DERIVE_PERP))
     assert (await probe.ctx.sell("derive", DERIVE_PERP, Decimal("0.3"))).status is OrderState.FILLED
     await until(lambda: probe.ctx.position("derive", DERIVE_PERP) == Decimal("-0.3"))
-    (first,) = simulator.pay_funding(DERIVE_PERP, Decimal("0.0001")).values()
-    (second,) = simulator.pay_funding(
-        DERIVE_PERP, Decimal("-0.00005"), ts_ms=time.time_ns() // 1_000_000 + 1
-    ).values()
+    # Both payments after the trade's millisecond, never at it: a Derive record at the trade's
+    # time is the funding the trade realized on the position before it (flat here, none of
+    # ours: tests/runtime/test_funding_timing.py, 5.), and the wall clock's millisecond of a
+    # payment made right after the fill was the trade's in one run in four.
+    (trade_ms,) = [t["timestamp"] for acct in simulator.accounts.values() for t in acct.trades]
+    (first,) = simulator.pay_funding(DERIVE_PERP, Decimal("0.0001"), ts_ms=trade_ms + 1).values()
+    (second,) = simulator.pay_funding(DERIVE_PERP, Decimal("-0.00005"), ts_ms=trade_ms + 2).values()
     assert first > 0 > second  # a short receives a positive rate, pays a negative one
     ledger = engine.flow.ledger("p")
     before = ledger.realized_usd
