@@ -12,8 +12,6 @@ test_deribit_fast_path.py; the fuzzer of tests/venue/test_fuzz_frames.py runs on
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.connectors.deribit._compare import HYPOTHESIS, INSTRUMENTS, run_child
 from tradingd.connectors.deribit import PLUGIN, codec
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine import BookUpdate, MalformedFrame
@@ -44,17 +43,6 @@ PERP = "BTC-PERPETUAL"
 OTHER = "ETH-PERPETUAL"  # no instrument answer: the book's quantum is the fallback 1e-8
 T_LOCAL = 1_700_000_000_123_456_789
 PREFIX = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"'
-INSTRUMENTS = (
-    b'{"jsonrpc":"2.0","id":1,"result":[{"kind":"future","instrument_name":"BTC-PERPETUAL",'
-    b'"tick_size":0.5,"min_trade_amount":10.0,"contract_size":10.0,"base_currency":"BTC",'
-    b'"quote_currency":"USD","settlement_currency":"BTC","settlement_period":"perpetual",'
-    b'"instrument_type":"reversed","expiration_timestamp":32503708800000}]}'
-)
-HYPOTHESIS = settings(
-    max_examples=int(os.environ.get("CODEC_EXAMPLES", "300")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
 
 
 def test_the_default_decoder_takes_the_compiled_path() -> None:
@@ -589,16 +577,7 @@ def _child(case: str) -> None:
 
 
 def _run_child(case: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-c", f"from {__name__} import _child; _child({case!r})"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        check=False,
-        timeout=300,
-    )
-    assert done.returncode == 0, f"{case}: exit {done.returncode}\n{done.stderr[-3000:]}"
+    run_child(__name__, case, timeout=300, examples=False)
 
 
 @pytest.mark.parametrize(

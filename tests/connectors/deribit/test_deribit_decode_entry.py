@@ -11,7 +11,6 @@ import contextlib
 import copy
 import itertools
 import os
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -23,6 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.connectors.deribit._compare import CHANGE, INSTRUMENTS, run_child
+from tests.connectors.deribit._compare import QUOTE_DATA as QUOTE
 from tradingd.connectors.deribit import codec
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine import MalformedFrame
@@ -42,12 +43,6 @@ SAMPLE = ROOT / "data" / "deribit-sample.rec.zst"
 T_LOCAL = 1_700_000_000_123_456_789
 PREFIX = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"'
 PERP = "BTC-PERPETUAL"
-INSTRUMENTS = (
-    b'{"jsonrpc":"2.0","id":1,"result":[{"kind":"future","instrument_name":"BTC-PERPETUAL",'
-    b'"tick_size":0.5,"min_trade_amount":10.0,"contract_size":10.0,"base_currency":"BTC",'
-    b'"quote_currency":"USD","settlement_currency":"BTC","settlement_period":"perpetual",'
-    b'"instrument_type":"reversed","expiration_timestamp":32503708800000}]}'
-)
 SNAPSHOT = {
     "type": "snapshot",
     "timestamp": 1_700_000_000_000,
@@ -55,23 +50,6 @@ SNAPSHOT = {
     "change_id": 10,
     "bids": [["new", 42500.0, 10.0], ["new", 42499.5, 20.0]],
     "asks": [["new", 42501.0, 40.0], ["new", 42501.5, 50.0]],
-}
-CHANGE = {
-    "type": "change",
-    "timestamp": 1_700_000_000_100,
-    "instrument_name": PERP,
-    "change_id": 11,
-    "prev_change_id": 10,
-    "bids": [["delete", 42500.0, 0.0], ["new", 42498.5, 70.0]],
-    "asks": [["change", 42501.0, 45.0]],
-}
-QUOTE = {
-    "timestamp": 1_700_000_000_200,
-    "instrument_name": PERP,
-    "best_bid_price": 42500.0,
-    "best_bid_amount": 10.0,
-    "best_ask_price": 42500.5,
-    "best_ask_amount": 20.0,
 }
 
 
@@ -351,20 +329,7 @@ def _child(case: str) -> None:
 
 
 def test_hostile_frames_decode_as_the_guarded_decode() -> None:
-    done = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-c", f"from {__name__} import _child; _child('hostile')"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={
-            "PYTHONPATH": str(ROOT),
-            "PATH": "/usr/bin:/bin",
-            **{k: v for k, v in os.environ.items() if k == "CODEC_EXAMPLES"},
-        },
-        check=False,
-        timeout=600,
-    )
-    assert done.returncode == 0, f"exit {done.returncode}\n{done.stderr[-5000:]}"
+    run_child(__name__, "hostile")
 
 
 # -- the scanner shared by _fast.c and _frames.c (`_json.h`) --------------------------------------

@@ -18,8 +18,6 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.connectors.deribit._compare import run_child
 from tradingd.connectors.deribit import codec
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine import MalformedFrame
@@ -516,20 +515,7 @@ def _child(case: str) -> None:
 
 
 def _run_child(case: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-c", f"from {__name__} import _child; _child({case!r})"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={
-            "PYTHONPATH": str(ROOT),
-            "PATH": "/usr/bin:/bin",
-            **{k: v for k, v in os.environ.items() if k == "CODEC_EXAMPLES"},
-        },
-        check=False,
-        timeout=600,
-    )
-    assert done.returncode == 0, f"{case}: exit {done.returncode}\n{done.stderr[-3000:]}"
+    run_child(__name__, case)
 
 
 def test_hostile_frames_decode_as_the_reference() -> None:

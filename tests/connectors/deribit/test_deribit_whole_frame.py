@@ -9,16 +9,16 @@ calls it.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.connectors.deribit._compare import CHANGE, HYPOTHESIS, INSTRUMENTS, QUOTE_DATA, run_child
 from tradingd.connectors.deribit import codec
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine import MalformedFrame
@@ -89,17 +89,6 @@ def test_the_hook_counts_a_raise_as_the_body_does(monkeypatch: pytest.MonkeyPatc
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = ROOT / "tests" / "fixtures" / "deribit"
 PERP = "BTC-PERPETUAL"
-INSTRUMENTS = (
-    b'{"jsonrpc":"2.0","id":1,"result":[{"kind":"future","instrument_name":"BTC-PERPETUAL",'
-    b'"tick_size":0.5,"min_trade_amount":10.0,"contract_size":10.0,"base_currency":"BTC",'
-    b'"quote_currency":"USD","settlement_currency":"BTC","settlement_period":"perpetual",'
-    b'"instrument_type":"reversed","expiration_timestamp":32503708800000}]}'
-)
-HYPOTHESIS = settings(
-    max_examples=int(os.environ.get("CODEC_EXAMPLES", "300")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
 SNAPSHOT = {
     "type": "snapshot",
     "timestamp": 1_700_000_000_000,
@@ -107,23 +96,6 @@ SNAPSHOT = {
     "change_id": 10,
     "bids": [["new", 42500.0, 10.0], ["new", 42499.5, 20.0], ["new", 42499.0, 30.0]],
     "asks": [["new", 42501.0, 40.0], ["new", 42501.5, 50.0], ["new", 42502.0, 60.0]],
-}
-CHANGE = {
-    "type": "change",
-    "timestamp": 1_700_000_000_100,
-    "instrument_name": PERP,
-    "change_id": 11,
-    "prev_change_id": 10,
-    "bids": [["delete", 42500.0, 0.0], ["new", 42498.5, 70.0]],
-    "asks": [["change", 42501.0, 45.0]],
-}
-QUOTE_DATA = {
-    "timestamp": 1_700_000_000_200,
-    "instrument_name": PERP,
-    "best_bid_price": 42500.0,
-    "best_bid_amount": 10.0,
-    "best_ask_price": 42500.5,
-    "best_ask_amount": 20.0,
 }
 
 
@@ -487,16 +459,7 @@ def _child(case: str) -> None:
 def _run_child(case: str) -> None:
     if _fast is None:
         pytest.skip("the compiled Deribit path (connectors/deribit/_fast.c) was not built")
-    done = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-c", f"from {__name__} import _child; _child({case!r})"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **_EXAMPLES},
-        check=False,
-        timeout=600,
-    )
-    assert done.returncode == 0, f"{case}: exit {done.returncode}\n{done.stderr[-5000:]}"
+    run_child(__name__, case)
 
 
 _EXAMPLES = {k: v for k, v in os.environ.items() if k == "CODEC_EXAMPLES"}
