@@ -210,13 +210,10 @@ done:
     return result;
 }
 
-/* The exception set, fetched as an `except ... as exc` clause of the kernel's frame sees it:
- * normalized, its traceback through the calling Python frame (the kernel's `_replay`). */
+/* The exception set, fetched as an `except ... as exc` clause sees it: normalized, its traceback
+ * as raised (no frame of the kernel's added: the kernel logs a strategy's frames only). */
 static PyObject *caught(void) {
     PyObject *type, *value, *tb;
-    PyFrameObject *frame = PyEval_GetFrame();
-    if (frame != NULL)
-        PyTraceBack_Here(frame);
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
     if (value == NULL) { /* cannot happen after a normalization that succeeded */

@@ -133,6 +133,30 @@ _C_MALFORMED = 1
 _C_TAIL = 2
 
 
+def _strategy_frames(exc: BaseException) -> BaseException:
+    """A strategy's exception as logged: the kernel's leading frames taken off its traceback,
+    and off those of the exceptions chained to it (`__context__`, `__cause__`, a group's
+    members), e.g. the `SystemExit` from `on_event` that an `on_stop` error was raised in:
+    the frame that stepped the strategy (`_replay`, `_deliver`, `_drive`...) is the Python
+    loop's, the compiled loop adds none, so both log the same traceback, the strategy's own
+    frames."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+            tb = tb.tb_next
+        if tb is not e.__traceback__:
+            e.__traceback__ = tb
+        todo.extend(x for x in (e.__context__, e.__cause__) if x is not None)
+        if isinstance(e, BaseExceptionGroup):
+            todo.extend(e.exceptions)
+    return exc
+
+
 def _window_time(_: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
     # An int, not a float (ns since the epoch are past a double's exact integers) nor a bool.
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
@@ -976,7 +1000,7 @@ class BacktestKernel:
             phase=phase,
             error=type(exc).__name__,
             policy=self.on_failure.get(slot.name, "cancel"),
-            exc_info=exc,
+            exc_info=_strategy_frames(exc),
         )
         if phase == "on_stop":
             self._after_failure(slot)
@@ -1001,7 +1025,11 @@ class BacktestKernel:
         slot.errors += 1
         if slot.errors <= 20 or slot.errors % 1000 == 0:
             self.log.error(
-                "strategy.error", strategy=slot.name, errors=slot.errors, error=repr(exc), exc_info=exc
+                "strategy.error",
+                strategy=slot.name,
+                errors=slot.errors,
+                error=repr(exc),
+                exc_info=_strategy_frames(exc),
             )
 
     def _resume(self, slot: _Slot, value: Any = None, error: BaseException | None = None) -> None:

@@ -8,8 +8,9 @@ something that is not a coroutine function, (un)subscribe and fail in the middle
 wait in their mailbox. Each scenario runs in a child process: a crash there is a failed test,
 not a dead test run.
 
-The one difference allowed: in a strategy error's traceback, the kernel's own line (`_replay`
-calls `next(coro.__await__())` in Python, the compiled `loop` in C) is not compared."""
+The tracebacks are compared exactly too: a strategy's error or failure is logged with the
+strategy's own frames only (the kernel's frame that stepped it, `_replay` in Python or the
+compiled `loop` called from it, is not in it)."""
 
 from __future__ import annotations
 
@@ -202,10 +203,6 @@ def scenario(path: str, odd: list[tuple[str, str, int]], compiled: bool) -> dict
         if rec.get("clock") != "sim":
             for key in _WALL:
                 rec.pop(key, None)
-        for exc in rec.get("exception") or ():
-            for frame in exc.get("frames", ()):
-                if frame["name"] == "_replay" and frame["filename"].endswith("kernel.py"):
-                    frame["lineno"] = 0  # the kernel's own line: the one difference allowed
         lines.append(orjson.dumps(rec, option=orjson.OPT_SORT_KEYS).decode())
     configure_logging("warning", "json", io.StringIO())
     return {
