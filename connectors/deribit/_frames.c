@@ -231,6 +231,19 @@ static Ptr envelope(PyObject *frame, const char *head, int min_parts, int max_pa
     return json_channel_is(name, name_n, head, min_parts, max_parts) ? data : NULL;
 }
 
+/* A canonical `head` notification's data, just past its opening `open` (`*p`, `*end`), when
+ * codec's pinned globals hold: 1; 0 when the frame is another's or a global was patched (the
+ * caller steps aside, None); -1 on an error raised. */
+static int data_start(PyObject *frame, const char *head, int min_parts, int max_parts, char open, const Pin *pins,
+                      int n_pins, Ptr *p, Ptr *end) {
+    Ptr q = envelope(frame, head, min_parts, max_parts, end);
+    if (q == NULL || q >= *end || *q != open) return 0;
+    int held = pins_hold(pins, n_pins);
+    if (held <= 0) return held;
+    *p = q + 1;
+    return 1;
+}
+
 #define KEY(lit) (n == (Py_ssize_t)(sizeof(lit) - 1) && memcmp(s, lit, sizeof(lit) - 1) == 0)
 
 /* -- tickers --------------------------------------------------------------------------- */
@@ -328,6 +341,44 @@ static int check_setup(void) {
     return 0;
 }
 
+/* A ticker's members: the index of its field, and the kind of number it is (K_PRICE unless said). */
+static const struct {
+    const char *name;
+    Py_ssize_t n;
+    int k, kind;
+} TICKER_MEMBERS[] = {
+    {"state", 5, F_STATE, K_PRICE},
+    {"bid_iv", 6, F_BID_IV, K_AMOUNT},
+    {"ask_iv", 6, F_ASK_IV, K_AMOUNT},
+    {"greeks", 6, F_GREEKS, K_PRICE},
+    {"mark_iv", 7, F_MARK_IV, K_AMOUNT},
+    {"timestamp", 9, F_TS, K_PRICE},
+    {"mark_price", 10, F_MARK, K_PRICE},
+    {"last_price", 10, F_LAST, K_PRICE},
+    {"index_price", 11, F_INDEX, K_AMOUNT},
+    {"open_interest", 13, F_OI, K_AMOUNT},
+    {"best_bid_price", 14, F_BID, K_PRICE},
+    {"best_ask_price", 14, F_ASK, K_PRICE},
+    {"best_bid_amount", 15, F_BID_SIZE, K_AMOUNT},
+    {"best_ask_amount", 15, F_ASK_SIZE, K_AMOUNT},
+    {"instrument_name", 15, F_NAME, K_PRICE},
+    {"current_funding", 15, F_FUNDING, K_FLOAT},
+    {"funding_accrues", 15, F_FUNDING_ACCRUES, K_PRICE},
+    {"underlying_price", 16, F_UNDERLYING, K_AMOUNT},
+    {"funding_timestamp", 17, F_FUNDING_TS, K_PRICE},
+};
+
+/* The field of the member named `s[:n]` (its number kind in `*kind`), or -1 for another. */
+static int ticker_member(Ptr s, Py_ssize_t n, int *kind) {
+    for (size_t i = 0; i < sizeof(TICKER_MEMBERS) / sizeof(TICKER_MEMBERS[0]); i++) {
+        if (TICKER_MEMBERS[i].n == n && memcmp(s, TICKER_MEMBERS[i].name, (size_t)n) == 0) {
+            *kind = TICKER_MEMBERS[i].kind;
+            return TICKER_MEMBERS[i].k;
+        }
+    }
+    return -1;
+}
+
 static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "ticker_frame(decoder, frame, ts_local)");
@@ -335,13 +386,10 @@ static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     if (check_setup() < 0) return NULL;
     PyObject *decoder = args[0], *ts_local = args[2];
-    Ptr end;
-    Ptr p = envelope(args[1], "ticker.", 3, 3, &end);
-    if (p == NULL || p >= end || *p != '{') Py_RETURN_NONE;
-    int held = pins_hold(ticker_pins, N_PINS(ticker_pins));
-    if (held < 0) return NULL;
-    if (!held) Py_RETURN_NONE;
-    p++;
+    Ptr p, end;
+    int opened = data_start(args[1], "ticker.", 3, 3, '{', ticker_pins, N_PINS(ticker_pins), &p, &end);
+    if (opened < 0) return NULL;
+    if (!opened) Py_RETURN_NONE;
 
     double f[N_FLOATS];
     int set[N_FLOATS] = {0};
@@ -358,51 +406,8 @@ static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
         p = json_str(p, end, &s, &n);
         if (p == NULL || p >= end || *p != ':') Py_RETURN_NONE;
         p++;
-        int k = -1, kind = K_PRICE;
-        /* the members by length, then text */
-        switch (n) {
-        case 5:
-            if (KEY("state")) k = F_STATE;
-            break;
-        case 6:
-            if (KEY("bid_iv")) k = F_BID_IV, kind = K_AMOUNT;
-            else if (KEY("ask_iv")) k = F_ASK_IV, kind = K_AMOUNT;
-            else if (KEY("greeks")) k = F_GREEKS;
-            break;
-        case 7:
-            if (KEY("mark_iv")) k = F_MARK_IV, kind = K_AMOUNT;
-            break;
-        case 9:
-            if (KEY("timestamp")) k = F_TS;
-            break;
-        case 10:
-            if (KEY("mark_price")) k = F_MARK;
-            else if (KEY("last_price")) k = F_LAST;
-            break;
-        case 11:
-            if (KEY("index_price")) k = F_INDEX, kind = K_AMOUNT;
-            break;
-        case 13:
-            if (KEY("open_interest")) k = F_OI, kind = K_AMOUNT;
-            break;
-        case 14:
-            if (KEY("best_bid_price")) k = F_BID;
-            else if (KEY("best_ask_price")) k = F_ASK;
-            break;
-        case 15:
-            if (KEY("best_bid_amount")) k = F_BID_SIZE, kind = K_AMOUNT;
-            else if (KEY("best_ask_amount")) k = F_ASK_SIZE, kind = K_AMOUNT;
-            else if (KEY("instrument_name")) k = F_NAME;
-            else if (KEY("current_funding")) k = F_FUNDING, kind = K_FLOAT;
-            else if (KEY("funding_accrues")) k = F_FUNDING_ACCRUES;
-            break;
-        case 16:
-            if (KEY("underlying_price")) k = F_UNDERLYING, kind = K_AMOUNT;
-            break;
-        case 17:
-            if (KEY("funding_timestamp")) k = F_FUNDING_TS;
-            break;
-        }
+        int kind = K_PRICE;
+        int k = ticker_member(s, n, &kind);
         if (k < 0) {
             p = skip_value(p, end, 1);
         } else {
@@ -631,13 +636,10 @@ static PyObject *trades_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
         return NULL;
     }
     if (check_setup() < 0) return NULL;
-    Ptr end;
-    Ptr p = envelope(args[1], "trades.", 3, 4, &end);
-    if (p == NULL || p >= end || *p != '[') Py_RETURN_NONE;
-    int held = pins_hold(trade_pins, N_PINS(trade_pins));
-    if (held < 0) return NULL;
-    if (!held) Py_RETURN_NONE;
-    p++;
+    Ptr p, end;
+    int opened = data_start(args[1], "trades.", 3, 4, '[', trade_pins, N_PINS(trade_pins), &p, &end);
+    if (opened < 0) return NULL;
+    if (!opened) Py_RETURN_NONE;
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
     int err = 0, closed = 0;
