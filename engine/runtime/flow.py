@@ -22,7 +22,22 @@ from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry
 from ..model.ledger import CONTEXT, Booking, Ledger, UsdRates
 from ..model.market import MarketState
 from ..model.money import BadNumber, decimal_text, to_decimal
-from ..model.orders import FINAL_REASONS, FinalReason, Order, OrderRequest, OrderTracker
+from ..model.orders import (
+    # The order states as module constants (`OrderState.X`, a class attribute lookup, ~0.1 us).
+    _CANCELLED,
+    _EXPIRED,
+    _FILLED,
+    _OPEN,
+    _PARTIALLY_FILLED,
+    _PENDING_CANCEL,
+    _PENDING_NEW,
+    _REJECTED,
+    FINAL_REASONS,
+    FinalReason,
+    Order,
+    OrderRequest,
+    OrderTracker,
+)
 from ..model.risk import RiskChecker, RiskLimits
 from ..model.settlement import FundingPayment, PositionHistory, check_delivery_price, check_funding
 from ..store.journal import OrderJournal
@@ -35,15 +50,6 @@ CancelCause = Literal["user", "shutdown", "kill_switch", "other"]
 # (engine.runtime.live), or it was never sent before a restart.
 _UNKNOWN_CODES: Final = frozenset({"unknown_at_venue", "never_sent"})
 _FINAL: Final = frozenset(s for s in OrderState if s.is_final)  # `is_final`, without the call
-# Order states as module constants (`OrderState.X` is a class attribute lookup, ~0.1 us).
-_CANCELLED = OrderState.CANCELLED
-_EXPIRED = OrderState.EXPIRED
-_FILLED = OrderState.FILLED
-_OPEN = OrderState.OPEN
-_PARTIALLY_FILLED = OrderState.PARTIALLY_FILLED
-_PENDING_CANCEL = OrderState.PENDING_CANCEL
-_PENDING_NEW = OrderState.PENDING_NEW
-_REJECTED = OrderState.REJECTED
 
 
 def _post_only(text: str | None) -> bool:
