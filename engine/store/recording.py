@@ -419,46 +419,13 @@ class RecordingReader:
                         pos = nl + 1
                         items = []
                         lineno += 1
-                        if line[:20] == cache_prefix and line[27:29] == b"Z ":
-                            frac = line[20:27]
-                            if frac.isdigit():
-                                if tag is None:
-                                    yield cache_base + int(frac) * 100, line[29:]
-                                else:
-                                    yield cache_base + int(frac) * 100, tag, line[29:]
-                                continue
-                        elif line[27:29] == b"Z " and line[19:20] == b"." and line[20:27].isdigit():
-                            try:
-                                base = parse_ts(line[:19] + b"Z")
-                            except ValueError:
-                                pass
-                            else:
-                                cache_prefix, cache_base = line[:20], base
-                                yield (
-                                    (base + int(line[20:27]) * 100, line[29:])
-                                    if tag is None
-                                    else (base + int(line[20:27]) * 100, tag, line[29:])
-                                )
-                                continue
-                        if not line:
-                            continue
-                        first = line[:1]
-                        if first == b"{" or first == b"[":
-                            yield (None, line) if tag is None else (None, tag, line)
-                            continue
-                        sp = line.find(b" ")
-                        try:
-                            if sp < 0:
-                                raise ValueError("no space after the timestamp")
-                            ts = parse_ts(line[:sp])
-                        except ValueError as exc:
-                            if self.skip_bad:
-                                self.bad_lines += 1
-                                if self.on_bad is not None:
-                                    self.on_bad(self.path, lineno, f"not a recording line ({exc})")
-                                continue
-                            raise DataError(f"{self.path}:{lineno}: not a recording line ({exc})") from None
-                        yield (ts, line[sp + 1 :]) if tag is None else (ts, tag, line[sp + 1 :])
+                        # (One in the last line's second the scan did not take is read as of a
+                        # new second: the same time, the same second.)
+                        item, base = self._odd_line(line, lineno, tag)
+                        if base is not None:
+                            cache_prefix, cache_base = line[:20], base
+                        if item is not None:
+                            yield item
         except (OSError, EOFError, zstandard.ZstdError) as exc:
             raise DataError(f"{self.path}: unreadable after line {lineno}: {exc}") from exc
         finally:
@@ -512,38 +479,11 @@ class RecordingReader:
                             else:
                                 yield cache_base + int(frac) * 100, tag, line[29:]
                             continue
-                    elif line[27:29] == b"Z " and line[19:20] == b"." and line[20:27].isdigit():
-                        try:
-                            base = parse_ts(line[:19] + b"Z")
-                        except ValueError:
-                            pass
-                        else:
-                            cache_prefix, cache_base = line[:20], base
-                            yield (
-                                (base + int(line[20:27]) * 100, line[29:])
-                                if tag is None
-                                else (base + int(line[20:27]) * 100, tag, line[29:])
-                            )
-                            continue
-                    if not line:
-                        continue
-                    first = line[:1]
-                    if first == b"{" or first == b"[":
-                        yield (None, line) if tag is None else (None, tag, line)
-                        continue
-                    sp = line.find(b" ")
-                    try:
-                        if sp < 0:
-                            raise ValueError("no space after the timestamp")
-                        ts = parse_ts(line[:sp])
-                    except ValueError as exc:
-                        if self.skip_bad:
-                            self.bad_lines += 1
-                            if self.on_bad is not None:
-                                self.on_bad(self.path, lineno, f"not a recording line ({exc})")
-                            continue
-                        raise DataError(f"{self.path}:{lineno}: not a recording line ({exc})") from None
-                    yield (ts, line[sp + 1 :]) if tag is None else (ts, tag, line[sp + 1 :])
+                    item, base = self._odd_line(line, lineno, tag)
+                    if base is not None:
+                        cache_prefix, cache_base = line[:20], base
+                    if item is not None:
+                        yield item
         except (OSError, EOFError, zstandard.ZstdError) as exc:
             raise DataError(f"{self.path}: unreadable after line {lineno}: {exc}") from exc
         finally:
@@ -551,6 +491,40 @@ class RecordingReader:
             self.unfinished = unfinished(stream)
             self.last_ts = _line_ts(line)
             stream.close()
+
+    def _odd_line(self, line: bytes, lineno: int, tag: int | None) -> tuple[Any, int | None]:
+        """A line off both loops' fast path (not in the last line's second): what it yields
+        (None: none), and the time in ns of its second when it is spelled as the recorder
+        writes it (`YYYY-MM-DDTHH:MM:SS.fffffffZ `: the loops' fast path takes that second's
+        next lines), else None. An empty line yields nothing; a bare frame (`{`, `[`) its
+        frame with no time; any other line needs a time and a space before its frame, or it
+        is a bad line: counted and skipped with `skip_bad`, else a `DataError`."""
+        if line[27:29] == b"Z " and line[19:20] == b"." and line[20:27].isdigit():
+            try:
+                base = parse_ts(line[:19] + b"Z")
+            except ValueError:
+                pass
+            else:
+                ts = base + int(line[20:27]) * 100
+                return ((ts, line[29:]) if tag is None else (ts, tag, line[29:])), base
+        if not line:
+            return None, None
+        first = line[:1]
+        if first == b"{" or first == b"[":
+            return ((None, line) if tag is None else (None, tag, line)), None
+        sp = line.find(b" ")
+        try:
+            if sp < 0:
+                raise ValueError("no space after the timestamp")
+            ts = parse_ts(line[:sp])
+        except ValueError as exc:
+            if self.skip_bad:
+                self.bad_lines += 1
+                if self.on_bad is not None:
+                    self.on_bad(self.path, lineno, f"not a recording line ({exc})")
+                return None, None
+            raise DataError(f"{self.path}:{lineno}: not a recording line ({exc})") from None
+        return ((ts, line[sp + 1 :]) if tag is None else (ts, tag, line[sp + 1 :])), None
 
 
 def _line_ts(line: bytes) -> int | None:
