@@ -72,6 +72,21 @@ enum {
 
 #define K(i) PyTuple_GET_ITEM(consts, i)
 
+/* `set(obj, key, old + 1)` (`old += 1` when `inplace`), the increment's one code: steals `old`
+ * (NULL: the error of the lookup that gave it, passed on). 0, or -1 on an error. */
+static int set_plus_one(int (*set)(PyObject *, PyObject *, PyObject *), PyObject *obj, PyObject *key,
+                        PyObject *old, int inplace) {
+    if (old == NULL)
+        return -1;
+    PyObject *new = inplace ? PyNumber_InPlaceAdd(old, _one) : PyNumber_Add(old, _one);
+    Py_DECREF(old);
+    if (new == NULL)
+        return -1;
+    int r = set(obj, key, new);
+    Py_DECREF(new);
+    return r;
+}
+
 /* container[key] += 1, as Python does it for a list item or a dict value (`d.get(k, 0) + 1`). */
 static int bump_item(PyObject *container, PyObject *key) {
     if (PyList_CheckExact(container) && PyLong_CheckExact(key)) {
@@ -89,22 +104,7 @@ static int bump_item(PyObject *container, PyObject *key) {
             }
         }
     }
-    PyObject *old = PyObject_GetItem(container, key);
-    if (old == NULL)
-        return -1;
-    PyObject *one = PyLong_FromLong(1);
-    if (one == NULL) {
-        Py_DECREF(old);
-        return -1;
-    }
-    PyObject *new = PyNumber_InPlaceAdd(old, one);
-    Py_DECREF(one);
-    Py_DECREF(old);
-    if (new == NULL)
-        return -1;
-    int r = PyObject_SetItem(container, key, new);
-    Py_DECREF(new);
-    return r;
+    return set_plus_one(PyObject_SetItem, container, key, PyObject_GetItem(container, key), 1);
 }
 
 /* Python's `counts[key] = counts.get(key, 0) + 1`. */
@@ -125,21 +125,7 @@ static int bump_get(PyObject *counts, PyObject *key) {
         return -1;
     PyObject *old = PyObject_CallMethodObjArgs(counts, s_get, key, zero, NULL);
     Py_DECREF(zero);
-    if (old == NULL)
-        return -1;
-    PyObject *one = PyLong_FromLong(1);
-    if (one == NULL) {
-        Py_DECREF(old);
-        return -1;
-    }
-    PyObject *new = PyNumber_Add(old, one);
-    Py_DECREF(one);
-    Py_DECREF(old);
-    if (new == NULL)
-        return -1;
-    int r = PyObject_SetItem(counts, key, new);
-    Py_DECREF(new);
-    return r;
+    return set_plus_one(PyObject_SetItem, counts, key, old, 0);
 }
 
 /* `mapping.get(key)` truthy: 1, 0, or -1 on an error. */
@@ -254,20 +240,9 @@ static int deliver_one(PyObject *consts, PyObject *slot, PyObject *ev) {
     int result = -1;
     PyObject *v = NULL, *coro = NULL, *awaited = NULL, *strategy = NULL;
     /* slot.received += 1 */
-    if ((v = PyObject_GetAttr(slot, s_received)) == NULL)
-        return -1;
-    PyObject *one = PyLong_FromLong(1);
-    if (one == NULL)
-        goto done;
-    PyObject *nv = PyNumber_InPlaceAdd(v, one);
-    Py_DECREF(one);
-    if (nv == NULL)
-        goto done;
-    int r = PyObject_SetAttr(slot, s_received, nv);
-    Py_DECREF(nv);
+    int r = set_plus_one(PyObject_SetAttr, slot, s_received, PyObject_GetAttr(slot, s_received), 1);
     if (r < 0)
-        goto done;
-    Py_CLEAR(v);
+        return -1;
     /* `slot.coro is not None or slot.phase != "on_event" or slot.failure is not None` */
     int busy;
     if ((v = PyObject_GetAttr(slot, s_coro)) == NULL)
