@@ -525,6 +525,8 @@ class DeribitDecoder(JsonRpcDecoder):
         self._books: dict[str, OrderBook] = {}
         self._grouped: dict[str, OrderBook] = {}
         self._states: dict[str, str] = {}
+        # Per instrument, its book's gaps (`stats.gaps` by book): the run's warning names them.
+        self.gapped_books: dict[str, int] = {}
         # Per perpetual, the next funding event's time (ms) and rate, from replayed data that
         # names it (`_funding_passed`).
         self._funding: dict[str, tuple[int, float | None]] = {}
@@ -1010,6 +1012,7 @@ class DeribitDecoder(JsonRpcDecoder):
                 expected = book.sequence
                 if prev != expected:
                     self.stats.gaps += 1
+                    self.gapped_books[inst] = self.gapped_books.get(inst, 0) + 1
                     book.valid = False
                     message = (
                         f"book {inst}: prev_change_id {prev} does not follow change_id {expected};"
@@ -1078,6 +1081,7 @@ class DeribitDecoder(JsonRpcDecoder):
         BOOK_GAP). The same convention (BOOK_GAP, `data.reason` "crossed") as every venue's."""
         bid, _, ask, _ = book.top()
         self.stats.gaps += 1
+        self.gapped_books[inst] = self.gapped_books.get(inst, 0) + 1
         book.clear()
         book.valid = False
         message = (

@@ -1724,6 +1724,26 @@ class BacktestKernel:
             self._strategy_warnings(slot, data_venues)
         for i, src in enumerate(self.sources):
             self._file_warning(i, src, subscribed)
+        for venue, decoder in sorted(self.decoders.items()):
+            self._gap_warning(venue, decoder)
+
+    def _gap_warning(self, venue: str, decoder: Decoder) -> None:
+        """A venue's book gaps (a broken chain, a crossed book, a damaged frame's book): the
+        changes after one are ignored until a snapshot, which a recording may never bring, so
+        events are lost that only the report's decoders section counted. The books are named
+        where the decoder keeps them by instrument (`gapped_books`)."""
+        stats = decoder.stats
+        gaps = stats.gaps
+        if not gaps:
+            return
+        line = f"{venue}: {gaps:,} book gap{'s' if gaps != 1 else ''}"
+        ignored = stats.ignored_changes
+        if ignored:
+            line += f"; {ignored:,} book changes ignored until a snapshot"
+        books = getattr(decoder, "gapped_books", None)
+        if books:
+            line += f" ({', '.join(sorted(books))})"
+        self._warn("book_gaps", line)
 
     def _window_warning(self, before: int | None, after: int | None) -> None:
         """The window holds no frame: where the data is (its last frame before the window, its

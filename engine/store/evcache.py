@@ -623,6 +623,8 @@ class ReplayDecoder:
         self.registry = decoder.registry
         self.stats = decoder.stats
         self.last_unknown_channel: str | None = decoder.last_unknown_channel
+        # Gaps by book, as the decoder kept them (`gapped_books`; the writer stores them).
+        self.gapped_books: dict[str, int] = {}
         self._names = [f.name for f in attrs.fields(type(self.stats))]
         self._books: dict[str, OrderBook] = {}
         self._classes = frozenset(classes)
@@ -694,6 +696,8 @@ class ReplayDecoder:
                     setattr(stats, n, getattr(stats, n) + d)
         if "luc" in extra:
             self.last_unknown_channel = extra["luc"]
+        if "gapped" in extra:
+            self.gapped_books = dict(extra["gapped"])
         for inst in extra.get("reg", ()):
             self.registry.add(inst)
         _predict(self._books, events)
@@ -1247,6 +1251,10 @@ class CacheWriter:
         others_names = [n for n in names if n not in ("frames", "events")]
         others = _tuple_getter(others_names)
         sweep_on = [names.index(n) for n in ("ignored_changes", "gaps") if n in names]
+        # A decoder's gaps by book (`gapped_books`, where it keeps them): stored whole on a frame
+        # that counted a gap, for the run's warning that names the books.
+        i_gaps = names.index("gaps") if "gaps" in names else None
+        gapped = getattr(decoder, "gapped_books", None)
         shadow = self.shadows.setdefault(decoder.venue, {})
         self.decoders[decoder.venue] = decoder
         decode = decoder.decode
@@ -1395,6 +1403,8 @@ class CacheWriter:
                 if delta != tuple(expected):
                     extra["stats"] = delta
                     sweep = any(delta[i] for i in sweep_on)
+                    if gapped is not None and i_gaps is not None and delta[i_gaps]:
+                        extra["gapped"] = tuple(gapped.items())
                 if decoder.last_unknown_channel != luc:
                     extra["luc"] = decoder.last_unknown_channel
                 if adds:

@@ -287,3 +287,53 @@ def test_a_book_file_the_fills_use_is_no_warning(capsys: pytest.CaptureFixture[s
     assert [e["kind"] for e in logged] == ["data_file_unused"]
     fills = orjson.loads((tmp_path / "run" / "report.json").read_bytes())["strategies"]["gamma_btc"]["fills"]
     assert fills == 20
+
+
+def _damaged(sample: Path, tmp_path: Path) -> Path:
+    """`sample` with the middle change of BTC-PERPETUAL's book damaged (a level's price "abc"):
+    a malformed frame, after which that book has a gap and ignores its changes (no snapshot
+    comes again in a recording)."""
+    frames = list(RecordingReader(sample))
+    book = [
+        i
+        for i, (_, f) in enumerate(frames)
+        if b'"channel":"book.BTC-PERPETUAL.100ms"' in f and b'"type":"change"' in f
+    ]
+    mid = book[len(book) // 2]
+    ts, frame = frames[mid]
+    bad = re.sub(rb'\[\["(new|change|delete)",[-0-9.e]+', rb'[["\1","abc"', frame, count=1)
+    assert bad != frame and ts is not None
+    frames[mid] = (ts, bad)
+    path = tmp_path / "damaged.rec.zst"
+    with RecordingWriter(path) as w:
+        for t, f in frames:
+            assert t is not None
+            w.write(t, f)
+    return path
+
+
+def test_book_gaps_from_a_damaged_frame_are_a_warning_on_frames_and_from_the_cache(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, sample: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A damaged book frame mid-recording: counted as malformed, then the book has a gap and
+    every later change of it is ignored until a snapshot (a recording cannot resync). That lost
+    data used to show only in the report's decoders section; it is a warning, naming the books,
+    the same whether the events were decoded from the frames or replayed from the cache."""
+    monkeypatch.setenv("TRADINGD_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = _config(tmp_path, _damaged(sample, tmp_path))
+    seen = []
+    for _ in range(2):  # frames (the cache written), then the cache
+        out, warnings, logged = _backtest(cfg, capsys)
+        report = orjson.loads((tmp_path / "run" / "report.json").read_bytes())
+        stats = report["decoders"]["deribit"]
+        assert stats["gaps"] >= 1 and stats["ignored_changes"] > 100, stats
+        expected = (
+            f"deribit: {stats['gaps']:,} book gap{'s' if stats['gaps'] > 1 else ''};"
+            f" {stats['ignored_changes']:,} book changes ignored until a snapshot (BTC-PERPETUAL)"
+        )
+        assert expected in warnings, warnings
+        assert expected in _section(out)
+        assert any(e["kind"] == "book_gaps" and e["message"] == expected for e in logged), logged
+        seen.append((warnings, "events read from the decoded-event cache" in out))
+    assert seen[0][0] == seen[1][0]
+    assert [c for _, c in seen] == [False, True]
