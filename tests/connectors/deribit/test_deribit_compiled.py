@@ -243,7 +243,7 @@ def _outcome(dec: DeribitDecoder, frame: bytes) -> str:
 
 def _decoder_state(dec: DeribitDecoder) -> str:
     books = {k: (_book_state(b), b.quantum) for k, b in dec._books.items()}
-    return repr((books, dec.stats))
+    return repr((books, dec.stats, dec.gapped_books))
 
 
 @HYPOTHESIS

@@ -113,7 +113,7 @@ def _state(dec: DeribitDecoder) -> str:
         k: (b.bids, b.asks, b.best_bid_ticks, b.best_ask_ticks, b.sequence, b.valid, b.quantum)
         for k, b in [*dec._books.items(), *(("g:" + k, b) for k, b in dec._grouped.items())]
     }
-    return repr((books, dec._states, dec._funding, dec._accrual, dec.stats))
+    return repr((books, dec._states, dec._funding, dec._accrual, dec.stats, dec.gapped_books))
 
 
 def _outcome(dec: DeribitDecoder, frame: bytes) -> str:
