@@ -27,6 +27,7 @@ from tradingd.connectors.derive.settings import DeriveSettings
 from tradingd.connectors.derive.signing import (
     TESTNET,
     Credentials,
+    NonceSource,
     OrderSigner,
     login_digest,
     login_signature,
@@ -268,10 +269,19 @@ def test_a_malformed_answer_leaves_the_fill_memory_unchanged() -> None:
 # ------------------------------------------------ the simulator verifies as the venue does
 
 
+# One nonce source for every order these tests sign, as a session has one: a fresh source per
+# order drew `<ms><0-999>` anew, and two orders signed in the same millisecond shared a nonce
+# one time in a thousand (the simulator rightly refused the second: 11017, a flaky test).
+_NONCES = NonceSource()
+
+
 def sign_for(simulator: DeriveSimulator, **terms: Any) -> dict[str, Any]:
     """A `private/order` for the simulator's ETH-PERP, signed by the demo session key now."""
     signer = OrderSigner(
-        Credentials(DEMO_WALLET, DEMO_SESSION_KEY, DEMO_SUBACCOUNT), TESTNET, clock_s=time.time
+        Credentials(DEMO_WALLET, DEMO_SESSION_KEY, DEMO_SUBACCOUNT),
+        TESTNET,
+        clock_s=time.time,
+        nonces=_NONCES,
     )
     fields: dict[str, Any] = {
         "direction": "buy",
