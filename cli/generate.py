@@ -1,5 +1,5 @@
 """`tradingd generate --venue V --out FILE [--hours H] [--seed S] [--start T] [--strikes N]
-[--crypto deribit] [--no-progress]`:
+[--crypto deribit] [--mispriced P] [--no-progress]`:
 write a synthetic recording of a venue's market (deterministic for a seed, offline), in the
 recording format a backtest reads. The output path is checked before generating (an hour of
 market takes seconds); a terminal shows a progress bar in market time."""
@@ -35,6 +35,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         options["strikes"] = args.strikes
     if args.crypto is not None:
         options["crypto"] = args.crypto
+    if args.mispriced is not None:
+        options["mispriced"] = args.mispriced
     out = Path(args.out)
     why = unwritable(out)
     if why is not None:

@@ -193,6 +193,13 @@ def _add_generate(sub: Any) -> None:
         help='polymarket: "deribit" adds Bitcoin price markets priced from the deribit sample of '
         'the same --seed and --start (default "none")',
     )
+    g.add_argument(
+        "--mispriced",
+        type=float,
+        metavar="P",
+        help="polymarket with --crypto deribit: the Bitcoin above-market nearest the money starts "
+        "this far from the model's probability (-1 to 1, negative: YES cheap; default 0)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     g.set_defaults(handler="generate:cmd_generate")
 
@@ -240,6 +247,14 @@ def _add_simulate(sub: Any) -> None:
         metavar="SOURCE",
         help='polymarket: "deribit" adds Bitcoin price markets on the BTC path of a '
         "`tradingd simulate deribit` of the same --seed and --strikes (default none)",
+    )
+    m.add_argument(
+        "--mispriced",
+        type=float,
+        metavar="P",
+        help="polymarket with --crypto deribit: the Bitcoin above-market nearest the money starts "
+        "this far from the model's probability, a gap to trade on at once (-1 to 1, negative: "
+        "YES cheap; default 0)",
     )
     m.set_defaults(handler="simulate:cmd_simulate")
 

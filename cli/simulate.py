@@ -1,10 +1,11 @@
-"""`tradingd simulate VENUE [--port N] [--host H] [--seed S] [--strikes N] [--crypto deribit]`: a
-local simulator of a venue (its WebSocket and REST APIs over a synthetic market) on 127.0.0.1
-until SIGINT/SIGTERM, for trying `tradingd run` without an account. `--strikes` and `--crypto`
-are the venue's generator options (`tradingd generate`'s, `simulators/common.py` VENUE_OPTIONS):
-a venue whose generator does not take one refuses it in one line, as does a wrong value. Needs
-the 'sim' extra (hypercorn): without it, one line says so. A port that cannot be listened on
-(in use, not allowed) is one line naming host:port."""
+"""`tradingd simulate VENUE [--port N] [--host H] [--seed S] [--strikes N] [--crypto deribit]
+[--mispriced P]`: a local simulator of a venue (its WebSocket and REST APIs over a synthetic
+market) on 127.0.0.1 until SIGINT/SIGTERM, for trying `tradingd run` without an account.
+`--strikes`, `--crypto` and `--mispriced` are the venue's generator options (`tradingd
+generate`'s, `simulators/common.py` VENUE_OPTIONS): a venue whose generator does not take one
+refuses it in one line, as does a wrong value. Needs the 'sim' extra (hypercorn): without it, one
+line says so. A port that cannot be listened on (in use, not allowed) is one line naming
+host:port."""
 
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     # The port is 0-65535 already (the parser's `_port`: else the server's task group died with
     # an OverflowError); what is left to fail is the bind (in use, not allowed, no such address).
     plugin = load_simulator(args.venue)
-    options = simulator_options(args.venue, {"strikes": args.strikes, "crypto": args.crypto})
+    options = simulator_options(
+        args.venue, {"strikes": args.strikes, "crypto": args.crypto, "mispriced": args.mispriced}
+    )
     require_server()  # one line naming the extra, before anything starts
     configure_logging(args.log_level or "info", args.log_format or "auto", sys.stderr)
 

@@ -31,10 +31,13 @@ DEFAULT_OPTIONS: Final[Mapping[str, Any]] = {"seed": 7, "hours": 2.0, "start": "
 # bytes as before the option existed). deribit `strikes`: strikes per expiry (4: two each side of
 # spot; more: a chain wide enough for a smile). polymarket `crypto`: "deribit" adds Bitcoin price
 # markets priced from the BTC path of the deribit sample of the same seed and start, whose
-# `strikes` it must be told (the path depends on the instruments the market quotes).
+# `strikes` it must be told (the path depends on the instruments the market quotes); with it,
+# `mispriced` (a probability, -1 to 1; default 0, none): the "above" market nearest the money
+# quoted that far from the model's probability from the start (polymarket/crypto.py), a gap to
+# trade on at once.
 VENUE_OPTIONS: Final[Mapping[str, Mapping[str, Any]]] = {
     "deribit": {"strikes": 4},
-    "polymarket": {"crypto": "none", "strikes": 4},
+    "polymarket": {"crypto": "none", "strikes": 4, "mispriced": 0.0},
 }
 CRYPTO_CHOICES: Final = ("none", "deribit")
 # Deribit instrument ids leave 99 per currency for options: 2 expiries x 2 rights x 24 strikes.
@@ -106,6 +109,20 @@ def venue_options(options: Mapping[str, Any], venue: str | None) -> dict[str, An
             raise ValueError(
                 "generator option strikes (of the deribit sample whose BTC path to follow) "
                 'needs crypto = "deribit"'
+            )
+        if crypto == "none" and "mispriced" in options:
+            raise ValueError(
+                'generator option mispriced (of a Bitcoin price market) needs crypto = "deribit"'
+            )
+    if "mispriced" in merged:
+        mispriced = merged["mispriced"]
+        if (
+            isinstance(mispriced, bool)
+            or not isinstance(mispriced, int | float)
+            or not -1.0 < mispriced < 1.0
+        ):
+            raise ValueError(
+                f"generator option mispriced must be a probability between -1 and 1, got {mispriced!r}"
             )
     return merged
 

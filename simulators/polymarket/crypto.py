@@ -20,6 +20,16 @@ between its listed expiries, at the resolution instant), plus a mispricing (`Mis
 mean-reverting process in logit space with occasional kicks, so gaps wider than the crypto taker
 fee and half a tick open now and then and close again. Range legs are differences of the same
 probabilities, each with its own mispricing, normalised so that the ladder sums to 1.
+
+A leg's mispricing starts at 0, so the first gap wider than the fee opens when the walk decides
+(a kick: one every 80 s or so of market time across the 15 legs). `PolymarketFeed(mispriced=d)`
+(`generate = {mispriced = d}`, `tradingd simulate polymarket --mispriced d`) starts one leg's
+mispricing at the value that puts its YES price `d` away from the model's probability
+(`Mispricing.starting`: d < 0, YES cheap), so a gap is open from the first quote, then closes as
+a kick's does (time constant `_TAU_S`). The leg is `mispriced_leg`, an index into the legs in
+`bitcoin_legs` order, by default `ATM_LEG`: the "above" leg at the strike nearest the starting
+spot. The default, d = 0, draws nothing more and changes nothing: the same bytes as before the
+option.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from ..synth import SynthMarket
 
 __all__ = [
     "ABOVE_DESCRIPTION",
+    "ATM_LEG",
     "BtcPath",
     "Mispricing",
     "PriceLeg",
@@ -48,6 +59,9 @@ _MS: Final = 1_000_000
 # Strikes and range edges: this far apart, this many either side of the one nearest the spot.
 STRIKE_STEP: Final = 2000
 STRIKES_EACH_SIDE: Final = 3
+# In `bitcoin_legs` order (the "above" legs first, low to high), the "above" leg at the strike
+# nearest the starting spot: the leg `mispriced` applies to unless told another.
+ATM_LEG: Final = STRIKES_EACH_SIDE
 
 _SOURCE: Final = (
     '\n\nThe resolution source for this market is Binance, specifically the BTC/USDT "Close" prices '
@@ -259,12 +273,22 @@ _KICK: Final = (0.12, 0.30)
 
 
 class Mispricing:
-    """One leg's mispricing in logit space: `x` is added to the logit of the model probability."""
+    """One leg's mispricing in logit space: `x` is added to the logit of the model probability.
+    It starts at `x` (0: none; `starting` gives the `x` of a gap in probability)."""
 
     __slots__ = ("x",)
 
-    def __init__(self) -> None:
-        self.x = 0.0
+    def __init__(self, x: float = 0.0) -> None:
+        self.x = x
+
+    @staticmethod
+    def starting(p: float, by: float) -> float:
+        """The `x` that quotes a leg of model probability `p` at `p + by` (ValueError unless both
+        are inside (0, 1))."""
+        q = p + by
+        if not (0.0 < p < 1.0 and 0.0 < q < 1.0):
+            raise ValueError(f"a probability of {p:.4f} mispriced by {by:+g} is {q:.4f}, outside (0, 1)")
+        return math.log(q / (1.0 - q)) - math.log(p / (1.0 - p))
 
     def step(self, dt_s: float, rng: random.Random) -> None:
         a = dt_s / _TAU_S

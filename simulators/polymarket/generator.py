@@ -29,7 +29,8 @@ space, so a price never leaves (0, 1)):
 - with `crypto = "deribit"` (`crypto.py`), two Bitcoin ladders for the Deribit near expiry's date,
   "Bitcoin above ___ on <date>?" (7 legs) and the neg-risk "Bitcoin price on <date>?" (8 range
   legs), priced by the synthetic market's own model on the BTC path of the Deribit sample of the
-  same seed and start, plus a mispricing.
+  same seed and start, plus a mispricing; `mispriced = d` starts one leg (by default the "above"
+  leg nearest the money) `d` away from the model, so that a gap is open from the first quote.
 
 Books: the YES book is a market maker's ladder around the fair probability, on the market's tick;
 a requote changes a few levels, not all. The NO book is its mirror (a YES bid at p is a NO ask at
@@ -55,7 +56,7 @@ import orjson
 
 from ..common import DEFAULT_OPTIONS, parse_options, write_sample
 from . import wire
-from .crypto import BtcPath, Mispricing, PriceLeg, bitcoin_legs
+from .crypto import ATM_LEG, BtcPath, Mispricing, PriceLeg, bitcoin_legs
 
 __all__ = ["DEFAULT_OPTIONS", "MARKETS", "MarketSpec", "PolymarketFeed", "generate_sample", "parse_options"]
 
@@ -262,9 +263,13 @@ class PolymarketFeed:
         *,
         crypto: str = "none",
         strikes: int = 4,
+        mispriced: float = 0.0,
+        mispriced_leg: int = ATM_LEG,
     ) -> None:
         # crypto "deribit": Bitcoin price markets follow the BTC path of the Deribit sample of
-        # this seed, start and `strikes` (`crypto.py`).
+        # this seed, start and `strikes` (`crypto.py`). `mispriced`: the price leg
+        # `mispriced_leg` (an index into `price_legs`) starts with its YES price that far from
+        # the model's probability (`crypto.py`: a gap open from the first quote); 0, none.
         self.btc: BtcPath | None = None
         if crypto == "deribit":
             self.btc = BtcPath(seed, start_ns, strikes)
@@ -293,12 +298,34 @@ class PolymarketFeed:
             assert m.spec.price is not None
             if m.spec.price.event_slug not in self._price_event_ids:
                 self._price_event_ids[m.spec.price.event_slug] = str(100000 + self._rng.randrange(900000))
+        if mispriced:
+            self._mispriced(float(mispriced), mispriced_leg)
         self._next_pong = self.now_ms + _PONG_MS
         self._hours = 0.0
 
+    def _mispriced(self, by: float, leg: int) -> None:
+        """Start price leg `leg`'s mispricing so that it is quoted `by` away from the model's
+        probability at the start (a range leg: before its ladder is normalised, which shares the
+        gap out over the ladder). Draws nothing from the market's random stream."""
+        if not self.price_legs:
+            raise ValueError('mispriced needs the Bitcoin price markets of crypto "deribit"')
+        if not math.isfinite(by):
+            raise ValueError(f"mispriced must be a finite number, got {by!r}")
+        if isinstance(leg, bool) or not 0 <= leg < len(self.price_legs):
+            raise ValueError(
+                f"mispriced_leg must be an index from 0 to {len(self.price_legs) - 1}, got {leg!r}"
+            )
+        m = self.price_legs[leg]
+        try:
+            m.mispricing = Mispricing(Mispricing.starting(m.spec.p0, by))
+        except ValueError as exc:
+            raise ValueError(f"mispriced: {m.spec.slug}: {exc}") from None
+
     @classmethod
-    def create(cls, *, seed: int, start_ns: int, crypto: str = "none", strikes: int = 4) -> PolymarketFeed:
-        return cls(seed, start_ns, crypto=crypto, strikes=strikes)
+    def create(
+        cls, *, seed: int, start_ns: int, crypto: str = "none", strikes: int = 4, mispriced: float = 0.0
+    ) -> PolymarketFeed:
+        return cls(seed, start_ns, crypto=crypto, strikes=strikes, mispriced=mispriced)
 
     # -- time ----------------------------------------------------------------------------
 
@@ -768,6 +795,7 @@ def generate_sample(
     `hours` (default 2.0, at most 72), `start` (ISO-8601 UTC, default 2026-11-24T00:00:00Z),
     `crypto` ("none", default; "deribit": Bitcoin price markets on the BTC path of the Deribit
     sample of the same seed and start, `crypto.py`) and with it `strikes` (that Deribit sample's,
-    default 4). Unknown keys raise ValueError. `progress(done, total)`: seconds of market time
-    written."""
+    default 4) and `mispriced` (default 0: the "above" leg nearest the money quoted that far from
+    the model's probability from the start, `crypto.py`). Unknown keys raise ValueError.
+    `progress(done, total)`: seconds of market time written."""
     return write_sample(path, options, PolymarketFeed.create, progress, venue="polymarket")

@@ -118,6 +118,7 @@ from ..matching import MARKET, Match, OrderBook, Side
 from . import wire
 from .auth import ApiKey, Wallet, clob_auth_typed_data, hmac_signature, order_typed_data, recover, signed_by
 from .clob_reads import ClobReads
+from .crypto import ATM_LEG
 from .fees import FeeSchedule, taker_fee
 from .gamma_simulator import GammaSimulator
 from .generator import PolymarketFeed
@@ -387,6 +388,8 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         seed: int = 7,
         crypto: str = "none",
         strikes: int = 4,
+        mispriced: float = 0.0,
+        mispriced_leg: int = ATM_LEG,
         chain_id: int = 137,
         accounts: Iterable[str] = (DEMO_ADDRESS,),
         step_s: float = 0.25,
@@ -412,7 +415,16 @@ class PolymarketSimulator(SimulatorServer[_Peer]):
         self._dumps: list[tuple[float, _Peer, set[str]]] = []  # (trio time due, peer, tokens)
         # crypto "deribit": the generator's Bitcoin price markets too, on the BTC path of a Deribit
         # simulator of the same seed and `strikes` started at the same instant (its Gamma serves them).
-        self.feed = PolymarketFeed.create(seed=seed, start_ns=clock(), crypto=crypto, strikes=strikes)
+        # `mispriced`: the price leg `mispriced_leg` is quoted that far from the model's probability
+        # from the start (a gap to trade on at once; `crypto.py`); 0, none.
+        self.feed = PolymarketFeed(
+            seed,
+            clock(),
+            crypto=crypto,
+            strikes=strikes,
+            mispriced=mispriced,
+            mispriced_leg=mispriced_leg,
+        )
         opening = self.feed.opening(hours)
         # What the venue knows of its markets is what its Gamma publishes of them.
         gamma = [self.feed._gamma(m) for m in self.feed.markets]

@@ -36,6 +36,18 @@ from tradingd.simulators.polymarket.generator import PolymarketFeed
             ["polymarket", "--strikes", "12"],
             "--strikes (of the deribit sample whose BTC path to follow) needs --crypto deribit",
         ),
+        (
+            ["polymarket", "--mispriced", "-0.1"],
+            "--mispriced (of a Bitcoin price market) needs --crypto deribit",
+        ),
+        (
+            ["polymarket", "--crypto", "deribit", "--mispriced", "2"],
+            "--mispriced must be a probability between -1 and 1, got 2.0",
+        ),
+        (
+            ["deribit", "--mispriced", "-0.1"],
+            "tradingd simulate deribit takes no --mispriced (--mispriced is for polymarket)",
+        ),
     ],
 )
 def test_an_option_the_venue_does_not_take_or_a_wrong_value_is_one_usage_line(

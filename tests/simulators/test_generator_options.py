@@ -51,11 +51,13 @@ def test_the_defaults_write_the_bytes_they_wrote_before(venue: str, seed: int) -
 
 def test_each_venue_knows_its_own_options() -> None:
     assert venue_options({}, "deribit") == {"strikes": 4}
-    assert venue_options({}, "polymarket") == {"crypto": "none", "strikes": 4}
+    assert venue_options({}, "polymarket") == {"crypto": "none", "strikes": 4, "mispriced": 0.0}
     assert venue_options({"crypto": "deribit", "strikes": 10}, "polymarket") == {
         "crypto": "deribit",
         "strikes": 10,
+        "mispriced": 0.0,
     }
+    assert venue_options({"crypto": "deribit", "mispriced": -0.1}, "polymarket")["mispriced"] == -0.1
     assert venue_options({"strikes": 12}, "deribit") == {"strikes": 12}
     assert venue_options({"strikes": 12}, "derive") == {}
     assert parse_options({"strikes": 10, "seed": 3}, venue="deribit")[0] == 3
@@ -88,6 +90,23 @@ def test_each_venue_knows_its_own_options() -> None:
         ("polymarket", {"strikes": 10}, 'strikes .* needs crypto = "deribit"'),
         ("polymarket", {"crypto": "none", "strikes": 4}, 'needs crypto = "deribit"'),
         ("polymarket", {"crypto": "deribit", "strikes": 2}, "strikes must be an integer from 4 to 24"),
+        ("polymarket", {"mispriced": 0.1}, 'mispriced .* needs crypto = "deribit"'),
+        ("polymarket", {"crypto": "none", "mispriced": 0}, 'mispriced .* needs crypto = "deribit"'),
+        (
+            "polymarket",
+            {"crypto": "deribit", "mispriced": 1.5},
+            "mispriced must be a probability between -1 and 1, got 1.5",
+        ),
+        ("polymarket", {"crypto": "deribit", "mispriced": -1}, "mispriced must be a probability"),
+        ("polymarket", {"crypto": "deribit", "mispriced": float("nan")}, "mispriced must be a probability"),
+        ("polymarket", {"crypto": "deribit", "mispriced": True}, "mispriced must be a probability"),
+        ("polymarket", {"crypto": "deribit", "mispriced": "0.1"}, "mispriced must be a probability"),
+        (
+            "deribit",
+            {"mispriced": 0.1},
+            r"unknown generator option\(s\) mispriced \(known: hours, seed, start, strikes; "
+            r"mispriced is polymarket's\)",
+        ),
     ],
 )
 def test_a_wrong_option_is_refused_in_one_line(

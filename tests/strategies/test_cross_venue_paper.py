@@ -5,10 +5,14 @@ strategy matches them, the engine fits a surface on the 12-strike Deribit chain 
 4-strike chain is too narrow: a fit needs 5 strikes per expiry), and the markets are priced on it.
 
 The witnesses are the generator's own: the price markets its Gamma lists (`feed.price_legs`),
-the chain it quotes (`feed.results`). Trades are shown when they come: an entry needs the
-surface's probability to be `fee + margin` above an ask, which the synthetic mispricing opens a
-few times an hour per market (`simulators/polymarket/crypto.py`): the margin is set to 0 so that
-a gap just over the fee is enough to trade on, and the first fill comes within about a minute."""
+the chain it quotes (`feed.results`). Trades: an entry needs the surface's probability to be
+`fee + margin` above an ask. The synthetic mispricing opens such a gap a few times an hour per
+market (`simulators/polymarket/crypto.py`), at a time the random walk decides: waiting for it, the
+first fill came 9-50 s after the start, and once not in 150 s. So the simulator starts one market
+mispriced (`mispriced`, as `tradingd simulate polymarket --mispriced` does): the "above" market
+nearest the money is quoted 10 points under the model's probability, a gap of about 7 points
+over the fee at the ask, which closes over minutes. Its YES is bought on the first pricing, and
+the fill is waited for in that market (the margin is 0, as a gap just over the fee is enough)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.support.live_support import until
@@ -29,6 +34,7 @@ from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.venue import CatalogSettings
 from tradingd.simulators.deribit.simulator import DeribitSimulator
 from tradingd.simulators.deribit.simulator import serve as serve_deribit
+from tradingd.simulators.polymarket.crypto import ATM_LEG
 from tradingd.simulators.polymarket.simulator import PolymarketSimulator
 from tradingd.simulators.polymarket.simulator import serve as serve_polymarket
 from tradingd.strategies.cross_venue import CrossVenue, CrossVenueParams
@@ -39,9 +45,13 @@ STRIKES = 12
 SPEED = 2.0
 # Connect, catalog, match, first fit and pricing take about 6 s; this bounds each step.
 WITHIN_S = 30.0
-# The first paper fill came 9-49 s after the start in five runs (margin 0; the default margin
-# 0.02: 36 s in one run); the first gap wider than the fee is not sooner at twice this speed.
-FILL_WITHIN_S = 150.0
+# The Polymarket simulator's "above" market nearest the money (`ATM_LEG`) starts this far from
+# the model's probability: YES cheap. At twice the wall clock its gap stays over the fee for
+# about a minute (the mispricing's time constant is 150 s of market time).
+MISPRICED = -0.10
+# The first paper fill, in the mispriced market, comes on its first pricing (within a second of
+# the markets priced); this bounds it, from the markets priced.
+FILL_WITHIN_S = 30.0
 _TAG = re.compile(r"^gap=[+-]\d\.\d{4} p_model=\d\.\d{4} bid=\S+ ask=\S+ fee=\d\.\d{4} (YES|NO)$")
 
 
@@ -74,7 +84,12 @@ async def test_cross_venue_trades_on_paper_against_both_simulators(
         mine_s=0.1,
         confirm_s=0.1,
         clock=_from(start),
+        mispriced=MISPRICED,
     )
+    # The mispriced market, quoted MISPRICED from the model at once (before the market steps).
+    chosen = polymarket.feed.price_legs[ATM_LEG]
+    assert chosen.spec.price is not None and chosen.spec.price.condition == "above"
+    assert chosen.p == pytest.approx(chosen.model_p + MISPRICED, abs=1e-9)
     d_base = (await nursery.start(functools.partial(serve_deribit, deribit)))[0].removeprefix("http://")
     p_base = (await nursery.start(functools.partial(serve_polymarket, polymarket)))[0].removeprefix("http://")
 
@@ -123,8 +138,14 @@ async def test_cross_venue_trades_on_paper_against_both_simulators(
     await until(lambda: strat.priced >= len(legs), within=WITHIN_S, what="the markets priced")
     assert strat.skips["outside_surface"] == 0
     fitted = time.monotonic() - began
-    # Trades, within the same bound: every order carries its tag, and its paper fills are booked.
-    await until(lambda: strat.fills, within=FILL_WITHIN_S, what="a paper fill")
+    # Trades: the mispriced market's YES is bought; every order carries its tag, and its paper
+    # fills are booked.
+    await until(
+        lambda: any(f.instrument == chosen.yes for f in strat.fills),
+        within=FILL_WITHIN_S,
+        what="a paper fill of the mispriced market's YES",
+    )
+    first = time.monotonic() - began
     orders = {o.client_order_id: o for o in engine.flow.tracker.orders()}
     for fill in strat.fills:
         assert fill.client_order_id is not None
@@ -137,7 +158,7 @@ async def test_cross_venue_trades_on_paper_against_both_simulators(
         assert match.group(1) == ("YES" if token[1] else "NO")
         assert fill.fee > 0  # the price markets' crypto taker fee, booked on the paper fill
     assert strat.trades["entry"] >= 1
-    print(f"matched/fitted/priced in {fitted:.1f} s, first fill in {time.monotonic() - began:.1f} s")
+    print(f"matched/fitted/priced in {fitted:.1f} s, first fill of the mispriced market in {first:.1f} s")
 
 
 def _from(start: int) -> Callable[[], int]:

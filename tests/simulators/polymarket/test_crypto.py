@@ -1,4 +1,5 @@
-"""Bitcoin price markets in the synthetic Polymarket recording (`generate = {crypto = "deribit"}`).
+"""Bitcoin price markets in the synthetic Polymarket recording (`generate = {crypto = "deribit"}`),
+and a market of them mispriced from the start (`mispriced`).
 
 Witnesses: real Gamma text (quoted from the public sources of the research notes, §2), the
 Deribit sample of the same seed (its index, and its option tickers' IVs priced here with a
@@ -7,6 +8,7 @@ Black-Scholes of the test's own), New York's time zone (zoneinfo), the crypto fe
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 import math
 import re
@@ -27,8 +29,9 @@ from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.store import RecordingReader
 from tradingd.simulators.deribit.generator import build_market, expiries
 from tradingd.simulators.deribit.generator import generate_sample as deribit_sample
-from tradingd.simulators.polymarket.crypto import noon_et_ms
+from tradingd.simulators.polymarket.crypto import ATM_LEG, noon_et_ms
 from tradingd.simulators.polymarket.generator import MARKETS, PolymarketFeed, generate_sample
+from tradingd.simulators.polymarket.simulator import PolymarketSimulator
 
 START = "2026-11-24T00:00:00Z"
 START_NS = 1_795_478_400 * 1_000_000_000
@@ -421,3 +424,112 @@ def test_same_options_same_bytes_and_the_legacy_markets_keep_their_text(tmp_path
 def test_an_unknown_crypto_source_is_refused() -> None:
     with pytest.raises(ValueError, match='"none" or "deribit"'):
         PolymarketFeed.create(seed=1, start_ns=START_NS, crypto="binance")
+
+
+# ------------------------------------------------------------------------------- mispriced
+
+# sha256 over (receive time, frame) of 72 s crypto samples, taken before `mispriced` existed
+# (commit f32330a): the default, and `mispriced = 0`, must keep writing exactly these.
+CRYPTO_BEFORE = {
+    (5, 12): (3565, "2b8d31a8cc561633e95146bf17910d0fee1b4e213bc9cf9a66868a8afcdf2a2a"),
+    (7, 6): (3578, "09862fa1537927152b0338a8d4eca1319190f8bcf52b6ef40933cca5a3436d27"),
+}
+
+
+def digest(frames: Any) -> tuple[int, str]:
+    h = hashlib.sha256()
+    n = 0
+    for ts, frame in frames:
+        h.update(ts.to_bytes(8, "big"))
+        h.update(frame)
+        n += 1
+    return n, h.hexdigest()
+
+
+@pytest.mark.parametrize(("seed", "strikes"), sorted(CRYPTO_BEFORE))
+def test_not_mispriced_by_default_the_same_bytes_as_before(seed: int, strikes: int) -> None:
+    for feed in (
+        PolymarketFeed.create(seed=seed, start_ns=START_NS, crypto="deribit", strikes=strikes),
+        PolymarketFeed.create(seed=seed, start_ns=START_NS, crypto="deribit", strikes=strikes, mispriced=0.0),
+        PolymarketFeed(seed, START_NS, crypto="deribit", strikes=strikes, mispriced=0, mispriced_leg=0),
+    ):
+        assert digest(feed.frames(0.02)) == CRYPTO_BEFORE[seed, strikes]
+
+
+def opening_books(dump: bytes) -> dict[str, tuple[float, float]]:
+    """(best bid, best ask) per token of the initial dump (the opening's second frame)."""
+    return {
+        b["asset_id"]: (float(b["bids"][-1]["price"]), float(b["asks"][-1]["price"]))
+        for b in orjson.loads(dump)
+    }
+
+
+@pytest.mark.parametrize("by", [-0.1, 0.1])
+def test_mispriced_quotes_the_market_nearest_the_money_that_far_from_the_model_at_once(by: float) -> None:
+    feed = PolymarketFeed.create(seed=7, start_ns=START_NS, crypto="deribit", strikes=STRIKES, mispriced=by)
+    plain = PolymarketFeed.create(seed=7, start_ns=START_NS, crypto="deribit", strikes=STRIKES)
+    books = opening_books(feed.opening(HOURS)[1][1])
+    plain_books = opening_books(plain.opening(HOURS)[1][1])
+    chosen = feed.price_legs[ATM_LEG]
+    # The "above" leg whose strike is nearest the starting spot (91,250: 92,000).
+    assert chosen.spec.slug == "bitcoin-above-92k-on-november-27"
+    assert feed.btc is not None and abs(feed.btc.spot() - 92_000) < 1000
+    q = chosen.model_p
+    assert chosen.p == pytest.approx(q + by, abs=1e-12)
+    # The book shows the gap at once: a taker buys YES (by < 0) below, or sells it (by > 0) above,
+    # the model's probability by more than the fee.
+    bid, ask = books[chosen.yes]
+    if by < 0:
+        assert q - ask > fee(ask) + 0.05
+    else:
+        assert bid - q > fee(bid) + 0.05
+    # The other legs are quoted as without the option, on the model.
+    for m, p in zip(feed.price_legs, plain.price_legs, strict=True):
+        assert m.model_p == p.model_p
+        if m is not chosen:
+            assert m.p == p.p == pytest.approx(m.model_p, abs=1e-12)
+            assert books[m.yes] == plain_books[p.yes]
+    # Then the gap closes as a kick's does (time constant 150 s): still open 20 s in, most of it
+    # gone after 10 minutes.
+    x0 = chosen.mispricing.x
+    for _ in range(80):
+        feed.step()
+    assert abs(chosen.mispricing.x) > 0.75 * abs(x0) and abs(chosen.p - chosen.model_p) > 0.05
+    for _ in range(2320):
+        feed.step()
+    assert abs(chosen.mispricing.x) < 0.3 * abs(x0)
+
+
+def test_mispriced_leg_chooses_the_market() -> None:
+    feed = PolymarketFeed(7, START_NS, crypto="deribit", strikes=STRIKES, mispriced=-0.05, mispriced_leg=0)
+    feed.opening(HOURS)
+    first = feed.price_legs[0]
+    assert first.spec.slug == "bitcoin-above-86k-on-november-27"
+    assert first.p == pytest.approx(first.model_p - 0.05, abs=1e-12)
+    assert [m.p == pytest.approx(m.model_p, abs=1e-12) for m in feed.price_legs[:7]] == [False] + [True] * 6
+
+
+def test_the_simulator_and_the_generator_take_mispriced(tmp_path: Path) -> None:
+    sim = PolymarketSimulator(
+        seed=7, crypto="deribit", strikes=STRIKES, mispriced=-0.1, clock=lambda: START_NS
+    )
+    chosen = sim.feed.price_legs[ATM_LEG]
+    _, asks = sim.levels(chosen.yes)
+    assert chosen.model_p - float(min(asks)) > 0.05 + fee(float(min(asks)))
+    path = tmp_path / "p.rec"
+    options = {"hours": 0.01, "seed": 7, "crypto": "deribit", "strikes": STRIKES, "mispriced": -0.1}
+    generate_sample(path, options)
+    _, dump = list(itertools.islice(RecordingReader(path), 2))[1]
+    _, ask = opening_books(dump)[chosen.yes]
+    assert chosen.model_p - ask > 0.05 + fee(ask)
+
+
+def test_a_mispricing_that_cannot_be_quoted_is_refused() -> None:
+    with pytest.raises(ValueError, match='mispriced needs the Bitcoin price markets of crypto "deribit"'):
+        PolymarketFeed(7, START_NS, mispriced=-0.1)
+    with pytest.raises(ValueError, match=r"mispriced: bitcoin-above-92k-on-november-27: .* outside \(0, 1\)"):
+        PolymarketFeed(7, START_NS, crypto="deribit", strikes=STRIKES, mispriced=-0.9)
+    with pytest.raises(ValueError, match="mispriced must be a finite number"):
+        PolymarketFeed(7, START_NS, crypto="deribit", strikes=STRIKES, mispriced=math.nan)
+    with pytest.raises(ValueError, match="mispriced_leg must be an index from 0 to 14, got 15"):
+        PolymarketFeed(7, START_NS, crypto="deribit", strikes=STRIKES, mispriced=0.1, mispriced_leg=15)
