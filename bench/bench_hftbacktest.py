@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from _common import settled
 from bench_nautilus import ORDER_SIZE, STEP, TICK, Frames, Row, read_frames
 
 __all__ = ["events_of", "run_hftbacktest"]
@@ -146,6 +147,7 @@ def run_hftbacktest(row: Row, combo: str, path: Path, limit: int | None) -> dict
     warm.close()
     hbt = _backtest(data)
     setup = time.process_time() - t0
+    settled()
     t0 = time.process_time()
     count, orders, cancels, fills = loop(hbt, row.every, STEP, float(ORDER_SIZE), books)
     cpu = time.process_time() - t0

@@ -66,8 +66,10 @@ What each engine does that the other does not, and what was done about it:
 Measurement: each (engine, combination, row) runs in a fresh `python` process started by `sh`
 (so its peak RSS is its own), `--repeat` times, interleaved (A B C D A B C D ...). The figure is the
 median of the child's CPU time (`time.process_time`, around the engine's run only; building inputs
-is reported separately as `setup_s`) and events/s = events / median CPU. Peak RSS is the child's
-`ru_maxrss`. The ratio is tradingd events/s over the peer's (higher: tradingd faster).
+is reported separately as `setup_s`, and what it built is frozen out of the garbage collector's
+reach before the clock starts, on every side: `_common.settled`) and events/s = events / median
+CPU. Peak RSS is the child's `ru_maxrss`. The ratio is tradingd events/s over the peer's (higher:
+tradingd faster).
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ from typing import Any
 import attrs
 import orjson
 import trio
-from _common import interleaved, median_of, run_child
+from _common import interleaved, median_of, run_child, settled
 
 from tradingd.engine import (
     BookUpdate,
@@ -565,6 +567,7 @@ def _run_tradingd(
     strategies = _strategies(row, instruments)
     kernel = BacktestKernel(plugins, [source], strategies, BacktestSettings(latency_ms=0), event_cache=cache)
     setup = time.process_time() - t0
+    settled()
     t0 = time.process_time()
     result = trio.run(kernel.run)
     cpu = time.process_time() - t0
@@ -960,6 +963,7 @@ def run_nautilus(row: Row, combo: str, path: Path, limit: int | None) -> dict[st
     if data is not None:
         engine.add_data(data)
     setup = time.process_time() - t0
+    settled()
     t0 = time.process_time()
     if data is None:  # parsed: the objects from the frames, inside the time
         engine.add_data(builder.from_frames(frames))
