@@ -4,8 +4,8 @@
  * each common one, what the Python loop of `_replay` does, in the same order, through the same
  * objects and the kernel's own Python methods: the timers due (`_run_timers`), `kernel.now`, the
  * frame counts, the decode call, each event's class dispatch (Ticker -> `market.on_ticker`,
- * BookUpdate / Trade -> the simulated venue's resting check then `on_book` / `on_trade`, the
- * answer scheduled by `_at`; Status kinds -> `_resolve` / `_funding`), the route lookup, the
+ * BookUpdate / Trade -> the simulated venue's checks (`reach` and `book_reaches` / `resting`)
+ * then `on_book` / `on_trade`, the answer scheduled by `_at`; Status kinds -> `_resolve` / `_funding`), the route lookup, the
  * delivery to each routed strategy (`on_event` stepped once, as `next(coro.__await__())`;
  * what it awaits parked by `_park` or refused by `_unsimulated`; what it raises given to
  * `_strategy_error` or `_fault` as the Python `except` clauses do, with that exception being
@@ -25,9 +25,12 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <frameobject.h>
+#include <math.h>
 #include <stdint.h>
+#include <structmember.h>
 
-static PyObject *s_now, *s_venue, *s_instrument, *s_kind, *s_status, *s_resting, *s_consumed, *s_on_book,
+static PyObject *s_now, *s_venue, *s_instrument, *s_kind, *s_status, *s_resting, *s_reach, *s_books,
+    *s_book_reaches, *s_bb, *s_ba, *s_valid, *s_inv, *s_snapshot, *s_bids, *s_asks, *s_on_book,
     *s_on_trade, *s_received, *s_coro, *s_phase, *s_failure, *s_strategy, *s_on_event, *s_waiting,
     *s_mailbox, *s_get_nowait, *s_get, *s_on_event_text, *s_await;
 static PyObject *code_frame, *code_malformed, *code_post, *_one;
@@ -67,6 +70,7 @@ enum {
     C_WAIT,
     C_MALFORMED,
     C_MASK,
+    C_ORDER_BOOK,
     C_COUNT
 };
 
@@ -146,29 +150,229 @@ static int get_truthy(PyObject *mapping, PyObject *key) {
     return r;
 }
 
-/* `sim = sims[ev.venue]; if <resting check>: fill_used = True; out = sim.<method>(ev, ts); if out:
- * kernel._at(ts + resp, kernel._apply, out)`. `book`: the check is `sim.resting.get(i) or
- * sim.consumed.get(i)`, else `sim.resting.get(i)`. */
+/* The slots of `OrderBook` the book check reads (`_bb`, `_ba`, `valid`, `_inv`): their offsets in
+ * the type `book_type` (set by `book_offsets`, once per loop call); -1 where not a plain slot. */
+static PyObject *book_type = NULL;
+static Py_ssize_t off_bb = -1, off_ba = -1, off_valid = -1, off_inv = -1;
+
+static Py_ssize_t slot_offset(PyObject *type, PyObject *name) {
+    PyObject *desc = _PyType_Lookup((PyTypeObject *)type, name); /* borrowed */
+    if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type))
+        return -1;
+    PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
+    return m->type == T_OBJECT_EX ? m->offset : -1;
+}
+
+static void book_offsets(PyObject *type) {
+    if (type == book_type)
+        return;
+    Py_XSETREF(book_type, PyType_Check(type) ? Py_NewRef(type) : NULL);
+    if (book_type == NULL)
+        return;
+    off_bb = slot_offset(type, s_bb);
+    off_ba = slot_offset(type, s_ba);
+    off_valid = slot_offset(type, s_valid);
+    off_inv = slot_offset(type, s_inv);
+}
+
+/* A slot of `book` (an exact `book_type`), borrowed; NULL when unset. */
+#define BOOK_SLOT(book, off) (*(PyObject **)((char *)(book) + (off)))
+
+/* The consumed keys (side, ticks) a check compares levels with, as C integers (at most 8). */
+#define MAX_USED 8
+typedef struct {
+    long side;
+    long long ticks;
+} UsedKey;
+
+/* Python's `round(x)` of a double as a C integer, in `*out`: 0, or -1 when out of range or NaN. */
+static int round_ticks(double x, long long *out) {
+    double r = round(x);
+    if (fabs(x - r) == 0.5)
+        r = 2.0 * round(x / 2.0);
+    if (!(r > -4e18 && r < 4e18))
+        return -1;
+    *out = (long long)r;
+    return 0;
+}
+
+/* Whether `levels` (an update's side `side`) sets a level among `keys`: 1, 0, or -1 when not in
+ * the shape this reads (a tuple of (float, float) tuples), no exception set. */
+static int touches(PyObject *levels, long side, double inv, const UsedKey *keys, int n) {
+    if (!PyTuple_CheckExact(levels))
+        return -1;
+    int any = 0;
+    for (int k = 0; k < n; k++)
+        any |= keys[k].side == side;
+    if (!any)
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(levels); i++) {
+        PyObject *lvl = PyTuple_GET_ITEM(levels, i);
+        if (!PyTuple_CheckExact(lvl) || PyTuple_GET_SIZE(lvl) != 2 || !PyFloat_CheckExact(PyTuple_GET_ITEM(lvl, 0)))
+            return -1;
+        long long t;
+        if (round_ticks(PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(lvl, 0)) * inv, &t) < 0)
+            return -1;
+        for (int k = 0; k < n; k++)
+            if (keys[k].side == side && keys[k].ticks == t)
+                return 1;
+    }
+    return 0;
+}
+
+/* `book_reaches` below on an exact `OrderBook` in its usual shape, for the entry `entry` (a
+ * 3-tuple): 1, 0, -1 on an error, or -2 when something is not in the shape read here (no
+ * exception set: the method decides). */
+static int book_reaches_fast(PyObject *sim, PyObject *ev, PyObject *inst, PyObject *entry) {
+    if (book_type == NULL || off_bb < 0 || off_ba < 0 || off_valid < 0 || off_inv < 0)
+        return -2;
+    PyObject *buy = PyTuple_GET_ITEM(entry, 0), *sell = PyTuple_GET_ITEM(entry, 1), *used = PyTuple_GET_ITEM(entry, 2);
+    if ((buy != Py_None && !PyLong_CheckExact(buy)) || (sell != Py_None && !PyLong_CheckExact(sell)) ||
+        (used != Py_None && !PyDict_CheckExact(used)))
+        return -2;
+    UsedKey keys[MAX_USED];
+    int n = 0;
+    if (used != Py_None && PyDict_GET_SIZE(used) > 0) {
+        if (PyDict_GET_SIZE(used) > MAX_USED)
+            return -2;
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(used, &pos, &key, &value)) {
+            if (!PyTuple_CheckExact(key) || PyTuple_GET_SIZE(key) != 2 || !PyLong_CheckExact(PyTuple_GET_ITEM(key, 0)) ||
+                !PyLong_CheckExact(PyTuple_GET_ITEM(key, 1)))
+                return -2;
+            int overflow;
+            long side = PyLong_AsLongAndOverflow(PyTuple_GET_ITEM(key, 0), &overflow);
+            if (overflow || (side != 0 && side != 1))
+                return -2;
+            long long t = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(key, 1), &overflow);
+            if (overflow || t <= -4000000000000000000LL || t >= 4000000000000000000LL)
+                return -2;
+            keys[n].side = side;
+            keys[n].ticks = t;
+            n++;
+        }
+    }
+    PyObject *books = PyObject_GetAttr(sim, s_books);
+    if (books == NULL)
+        return -1;
+    PyObject *book = PyObject_CallOneArg(books, inst);
+    Py_DECREF(books);
+    if (book == NULL)
+        return -1;
+    int r = -2;
+    if (book == Py_None) { /* no book: `on_book` neither forgets nor fills */
+        r = 0;
+        goto done;
+    }
+    if ((PyObject *)Py_TYPE(book) != book_type)
+        goto done;
+    PyObject *bb = BOOK_SLOT(book, off_bb), *ba = BOOK_SLOT(book, off_ba), *valid = BOOK_SLOT(book, off_valid);
+    PyObject *inv = BOOK_SLOT(book, off_inv);
+    if (bb == NULL || ba == NULL || (valid != Py_True && valid != Py_False) || inv == NULL ||
+        !PyFloat_CheckExact(inv) || (bb != Py_None && !PyLong_CheckExact(bb)) || (ba != Py_None && !PyLong_CheckExact(ba)))
+        goto done;
+    if (n > 0) { /* a snapshot, or a level the update sets that a fill consumed */
+        PyObject *snapshot = PyObject_GetAttr(ev, s_snapshot);
+        if (snapshot == NULL) {
+            r = -1;
+            goto done;
+        }
+        int t = PyObject_IsTrue(snapshot);
+        Py_DECREF(snapshot);
+        if (t != 0) {
+            r = t;
+            goto done;
+        }
+        for (long side = 0; side < 2; side++) {
+            PyObject *levels = PyObject_GetAttr(ev, side ? s_asks : s_bids);
+            if (levels == NULL) {
+                r = -1;
+                goto done;
+            }
+            t = touches(levels, side, PyFloat_AS_DOUBLE(inv), keys, n);
+            Py_DECREF(levels);
+            if (t != 0) {
+                r = t < 0 ? -2 : 1;
+                goto done;
+            }
+        }
+    }
+    r = 0;
+    if (valid == Py_True) { /* ask <= buy or bid >= sell */
+        if (buy != Py_None && ba != Py_None)
+            r = PyObject_RichCompareBool(ba, buy, Py_LE);
+        if (r == 0 && sell != Py_None && bb != Py_None)
+            r = PyObject_RichCompareBool(bb, sell, Py_GE);
+    }
+done:
+    Py_DECREF(book);
+    return r;
+}
+
+/* `sim.book_reaches(ev)` (simvenue.py) for an instrument in `sim.reach`, whose entry is `entry`
+ * (borrowed; NULL: not read): 1, 0, or -1 on an error. */
+static int book_reaches(PyObject *sim, PyObject *ev, PyObject *inst, PyObject *entry) {
+    if (entry == Py_None)
+        return 1;
+    if (entry != NULL && PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 3) {
+        int r = book_reaches_fast(sim, ev, inst, entry);
+        if (r != -2)
+            return r;
+    }
+    PyObject *args[2] = {sim, ev};
+    PyObject *out = PyObject_VectorcallMethod(s_book_reaches, args, 2, NULL);
+    if (out == NULL)
+        return -1;
+    int r = PyObject_IsTrue(out);
+    Py_DECREF(out);
+    return r;
+}
+
+/* `sim = sims[ev.venue]`, then for a book update: `if inst in sim.reach: fill_used = True; if
+ * sim.book_reaches(inst): out = sim.on_book(ev, ts)`; for a trade: `if sim.resting.get(inst):
+ * fill_used = True; out = sim.on_trade(ev, ts)`; then `if out: kernel._at(ts + resp,
+ * kernel._apply, out)`. */
 static int venue_side(PyObject *consts, PyObject *ev, PyObject *venue, PyObject *inst, PyObject *ts, int book,
                       int *fill_used) {
     int result = -1;
     PyObject *sim = NULL, *table = NULL, *out = NULL;
     if ((sim = PyObject_GetItem(K(C_SIMS), venue)) == NULL)
         goto done;
-    if ((table = PyObject_GetAttr(sim, s_resting)) == NULL)
-        goto done;
-    int hit = get_truthy(table, inst);
-    if (hit < 0)
-        goto done;
-    if (!hit && book) {
-        Py_CLEAR(table);
-        if ((table = PyObject_GetAttr(sim, s_consumed)) == NULL)
+    int hit;
+    if (book) {
+        if ((table = PyObject_GetAttr(sim, s_reach)) == NULL)
+            goto done;
+        PyObject *entry = NULL;
+        if (PyDict_CheckExact(table)) {
+            entry = PyDict_GetItemWithError(table, inst); /* borrowed */
+            if (entry == NULL && PyErr_Occurred())
+                goto done;
+            hit = entry != NULL;
+        } else if ((hit = PySequence_Contains(table, inst)) < 0) {
+            goto done;
+        }
+        if (hit) {
+            *fill_used = 1;
+            if (entry != NULL) {
+                Py_INCREF(entry); /* the book call below may run any code */
+                hit = book_reaches(sim, ev, inst, entry);
+                Py_DECREF(entry);
+            } else {
+                hit = book_reaches(sim, ev, inst, NULL);
+            }
+            if (hit < 0)
+                goto done;
+        }
+    } else {
+        if ((table = PyObject_GetAttr(sim, s_resting)) == NULL)
             goto done;
         if ((hit = get_truthy(table, inst)) < 0)
             goto done;
+        if (hit)
+            *fill_used = 1;
     }
     if (hit) {
-        *fill_used = 1;
         PyObject *args[3] = {sim, ev, ts};
         out = PyObject_VectorcallMethod(book ? s_on_book : s_on_trade, args, 3,
                                         NULL);
@@ -624,6 +828,7 @@ static PyObject *loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
         as_limit(K(C_MASK), &mask) < 0)
         return NULL;
     PyObject *timers = K(C_TIMERS), *decoders = K(C_DECODERS);
+    book_offsets(K(C_ORDER_BOOK));
     PyObject *result = NULL;
     PyObject *item = NULL, *events = NULL;
     for (;;) {
@@ -782,7 +987,32 @@ out:
     return result;
 }
 
+/* `book_reaches(sim, ev, order_book)`: the loop's check of the book update `ev` for an instrument
+ * in `sim.reach` (what `venue_side` decides), for the tests that hold it to the method's. */
+static PyObject *book_reaches_py(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "book_reaches(sim, ev, order_book)");
+        return NULL;
+    }
+    book_offsets(args[2]);
+    PyObject *inst = PyObject_GetAttr(args[1], s_instrument);
+    if (inst == NULL)
+        return NULL;
+    PyObject *table = PyObject_GetAttr(args[0], s_reach), *entry = NULL;
+    if (table != NULL)
+        entry = PyObject_GetItem(table, inst);
+    int r = entry == NULL ? -1 : book_reaches(args[0], args[1], inst, entry);
+    Py_XDECREF(table);
+    Py_XDECREF(entry);
+    Py_DECREF(inst);
+    if (r < 0)
+        return NULL;
+    return PyBool_FromLong(r);
+}
+
 static PyMethodDef methods[] = {
+    {"book_reaches", (PyCFunction)(void (*)(void))book_reaches_py, METH_FASTCALL,
+     "book_reaches(sim, ev, order_book): the loop's `on_book` check (for the tests)."},
     {"loop", (PyCFunction)(void (*)(void))loop, METH_FASTCALL,
      "loop(kernel, frames, consts, state): the replay loop's common frames (see the module source)."},
     {NULL, NULL, 0, NULL},
@@ -803,7 +1033,16 @@ PyMODINIT_FUNC PyInit__kernel(void) {
     INTERN(s_kind, "kind");
     INTERN(s_status, "status");
     INTERN(s_resting, "resting");
-    INTERN(s_consumed, "consumed");
+    INTERN(s_reach, "reach");
+    INTERN(s_books, "books");
+    INTERN(s_book_reaches, "book_reaches");
+    INTERN(s_bb, "_bb");
+    INTERN(s_ba, "_ba");
+    INTERN(s_valid, "valid");
+    INTERN(s_inv, "_inv");
+    INTERN(s_snapshot, "snapshot");
+    INTERN(s_bids, "bids");
+    INTERN(s_asks, "asks");
     INTERN(s_on_book, "on_book");
     INTERN(s_on_trade, "on_trade");
     INTERN(s_received, "received");

@@ -1453,11 +1453,13 @@ class BacktestKernel:
                         on_ticker(ev)
                     elif cls is BookUpdate:
                         sim = sims[ev.venue]
-                        if sim.resting.get(ev.instrument) or sim.consumed.get(ev.instrument):
+                        if ev.instrument in sim.reach:  # orders rest there, or sizes are consumed
                             fill_used = True
-                            out = sim.on_book(ev, ts)
-                            if out:
-                                self._at(ts + resp, self._apply, out)
+                            # Most updates reach no order: `on_book` would do nothing.
+                            if sim.book_reaches(ev):
+                                out = sim.on_book(ev, ts)
+                                if out:
+                                    self._at(ts + resp, self._apply, out)
                     elif cls is Trade:
                         sim = sims[ev.venue]
                         if sim.resting.get(ev.instrument):
@@ -1619,6 +1621,7 @@ class BacktestKernel:
             _Wait,
             MalformedFrame,
             _CHECKPOINT_EVERY - 1,
+            OrderBook,  # the books whose best levels the venue check reads from their slots
         )
 
     def _commit(self, writer: CacheWriter, readers: list[Any]) -> None:

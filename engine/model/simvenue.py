@@ -21,6 +21,11 @@ Fill rules:
   lets its orders trade with each other): a new order first trades with the resting orders `own`
   picks that it reaches at a price better than the market's best (they are the top of the book),
   at their price; each match is one trade, one trade id for the maker's fill and the taker's.
+
+What a book update can do is summed up per instrument (`reach`, kept by every method that
+changes the resting orders or the consumed sizes): the replay loops read it to skip `on_book`
+where the book's best levels reach no order and the update sets no level a fill consumed (most
+updates of an instrument with orders: a bid resting under the best ask).
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ _FILLED = OrderState.FILLED
 _OPEN = OrderState.OPEN
 _PARTIALLY_FILLED = OrderState.PARTIALLY_FILLED
 _REJECTED = OrderState.REJECTED
+
+
+_Reach = tuple[int | None, int | None, dict[tuple[int, int], float] | None]
+"""`SimulatedVenue.reach`'s summary of an instrument: best resting buy and sell ticks, consumed."""
 
 
 def _d(x: float) -> Decimal:
@@ -96,6 +105,12 @@ class SimulatedVenue:
         self.resting: dict[str, list[_Resting]] = {}
         self._by_client: dict[str, _Resting] = {}
         self.consumed: dict[str, dict[tuple[int, int], float]] = {}
+        # Per instrument with resting orders or consumed sizes (no other): None where every book
+        # update may change something (queues ahead, which follow the book), else (the best
+        # resting buy's ticks, the best resting sell's ticks, the instrument's `consumed` dict),
+        # None for a side with no order and for nothing consumed. `book_reaches` reads it; each
+        # public method that changes `resting` or `consumed` sets it again (`_resum`).
+        self.reach: dict[str, _Reach | None] = {}
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
 
@@ -186,6 +201,56 @@ class SimulatedVenue:
     @staticmethod
     def _floor(size: Decimal, step: Decimal) -> Decimal:
         return (size / step).to_integral_value(rounding="ROUND_FLOOR") * step
+
+    def _resum(self, instrument: str) -> None:
+        """`reach[instrument]` from the resting orders and consumed sizes as they are now."""
+        orders = self.resting.get(instrument)
+        used = self.consumed.get(instrument) or None
+        if orders and self.queue_ahead:
+            self.reach[instrument] = None
+        elif orders or used:
+            buy: int | None = None
+            sell: int | None = None
+            for r in orders or ():
+                if r.side is _BUY:
+                    if buy is None or r.ticks > buy:
+                        buy = r.ticks
+                elif sell is None or r.ticks < sell:
+                    sell = r.ticks
+            self.reach[instrument] = (buy, sell, used)
+        else:
+            self.reach.pop(instrument, None)
+
+    def book_reaches(self, update: BookUpdate) -> bool:
+        """Whether `on_book(update)` (the update already applied to its book) may fill, forget or
+        queue anything; when False it would return [] and change nothing. For an instrument in
+        `reach` (the replay loops' skip; `_kernel.c` does the same on an exact `OrderBook`)."""
+        entry = self.reach[update.instrument]
+        if entry is None:
+            return True
+        book = self.books(update.instrument)
+        if book is None:
+            return False
+        buy, sell, used = entry
+        if used:  # the feed's levels replace what fills consumed: a snapshot, or a level it sets
+            if update.snapshot:
+                return True
+            to_ticks = book.to_ticks
+            for key, touched in ((0, update.bids), (1, update.asks)):
+                for p, _ in touched:
+                    if (key, to_ticks(p)) in used:
+                        return True
+        if not book.valid:
+            return False
+        if buy is not None:
+            ask = book.best_ask_ticks
+            if ask is not None and ask <= buy:
+                return True
+        if sell is not None:
+            bid = book.best_bid_ticks
+            if bid is not None and bid >= sell:
+                return True
+        return False
 
     def _opposite_levels(
         self, book: OrderBook, side: Side, limit: int | None = None
@@ -307,10 +372,12 @@ class SimulatedVenue:
 
         if filled >= req.size:
             events.append(self._report(None, order, order_id, _FILLED, now, filled, notional))
+            self._resum(req.instrument)
             return events
         if req.type is OrderType.MARKET or req.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
             reason = "no_liquidity" if req.type is OrderType.MARKET else "ioc_remainder"
             events.append(self._report(None, order, order_id, _CANCELLED, now, filled, notional, reason))
+            self._resum(req.instrument)
             return events
         assert req.price is not None
         ticks = limit_ticks if limit_ticks is not None else round(float(req.price) * 1e8)
@@ -330,6 +397,7 @@ class SimulatedVenue:
             r.queue_ahead = same.get(ticks, 0.0)
         self.resting.setdefault(req.instrument, []).append(r)
         self._by_client[req.client_order_id] = r
+        self._resum(req.instrument)
         state = _PARTIALLY_FILLED if filled > 0 else _OPEN
         events.append(self._report(r, order, order_id, state, now, filled, notional))
         return events
@@ -340,6 +408,7 @@ class SimulatedVenue:
         if r is None:
             raise self._not_open(order)
         self.resting[order.request.instrument].remove(r)
+        self._resum(order.request.instrument)
         return [
             self._report(r, order, r.order_id, _CANCELLED, now, r.filled, r.notional, reason="user_request")
         ]
@@ -375,8 +444,11 @@ class SimulatedVenue:
             inst = self.registry.get(self.venue, order.request.instrument)
             if inst is not None and book is not None and book.valid:
                 self._take_as_taker(inst, r, book, now, events)
-        if r.filled >= r.size:
+        done = r.filled >= r.size
+        if done:
             self._retire_filled(order.request.instrument)
+        self._resum(order.request.instrument)  # a new price, fills, consumed sizes
+        if done:
             if not any(isinstance(e, OrderUpdate) for e in events):
                 events.append(self._report(r, r.order, r.order_id, _FILLED, now, r.filled, r.notional))
             return events
@@ -408,6 +480,7 @@ class SimulatedVenue:
     def expire(self, now: int, instrument: str | None = None) -> list[PrivateEvent]:
         """Expire GTD orders whose time has come, or every order on `instrument` (its expiry)."""
         out: list[PrivateEvent] = []
+        gone: set[str] = set()
         for name, orders in self.resting.items():
             for r in list(orders):
                 if (instrument is not None and name == instrument) or (
@@ -415,6 +488,7 @@ class SimulatedVenue:
                 ):
                     orders.remove(r)
                     self._by_client.pop(r.order.client_order_id, None)
+                    gone.add(name)
                     out.append(
                         self._report(
                             r,
@@ -427,6 +501,8 @@ class SimulatedVenue:
                             reason="expired",
                         )
                     )
+        for name in gone:
+            self._resum(name)
         return out
 
     # -- market data ------------------------------------------------------------------------
@@ -492,6 +568,7 @@ class SimulatedVenue:
                 self._execute(inst, r, take, now, out)
         if out:
             self._retire_filled(trade.instrument)
+            self._resum(trade.instrument)
         return out
 
     def on_book(self, update: BookUpdate, now: int) -> list[PrivateEvent]:
@@ -519,6 +596,8 @@ class SimulatedVenue:
                     else:
                         for p, _ in touched:
                             forget((key, to_ticks(p)), None)
+            if not used:  # all forgotten: only the resting orders' prices matter again
+                self._resum(instrument)
         orders = self.resting.get(instrument)
         if not orders or book is None or not book.valid:
             return []
@@ -556,4 +635,5 @@ class SimulatedVenue:
                     self._execute(inst, r, take, now, out)
         if out:
             self._retire_filled(instrument)
+            self._resum(instrument)
         return out
