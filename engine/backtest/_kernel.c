@@ -30,7 +30,8 @@
 #include <structmember.h>
 
 static PyObject *s_now, *s_venue, *s_instrument, *s_kind, *s_status, *s_resting, *s_reach, *s_books,
-    *s_book_reaches, *s_bb, *s_ba, *s_valid, *s_inv, *s_snapshot, *s_bids, *s_asks, *s_on_book,
+    *s_book_reaches, *s_bb, *s_ba, *s_valid, *s_inv, *s_snapshot, *s_bids, *s_asks, *s_tickers, *s_rate_key,
+    *s_index, *s_on_book,
     *s_on_trade, *s_received, *s_coro, *s_phase, *s_failure, *s_strategy, *s_on_event, *s_waiting,
     *s_mailbox, *s_get_nowait, *s_get, *s_on_event_text, *s_await;
 static PyObject *code_frame, *code_malformed, *code_post, *_one;
@@ -71,6 +72,7 @@ enum {
     C_MALFORMED,
     C_MASK,
     C_ORDER_BOOK,
+    C_MARKET,
     C_COUNT
 };
 
@@ -175,8 +177,8 @@ static void book_offsets(PyObject *type) {
     off_inv = slot_offset(type, s_inv);
 }
 
-/* A slot of `book` (an exact `book_type`), borrowed; NULL when unset. */
-#define BOOK_SLOT(book, off) (*(PyObject **)((char *)(book) + (off)))
+/* A slot of `obj` at offset `off` (from `slot_offset` of its exact type), borrowed; NULL when unset. */
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 
 /* The consumed keys (side, ticks) a check compares levels with, as C integers (at most 8). */
 #define MAX_USED 8
@@ -267,8 +269,8 @@ static int book_reaches_fast(PyObject *sim, PyObject *ev, PyObject *inst, PyObje
     }
     if ((PyObject *)Py_TYPE(book) != book_type)
         goto done;
-    PyObject *bb = BOOK_SLOT(book, off_bb), *ba = BOOK_SLOT(book, off_ba), *valid = BOOK_SLOT(book, off_valid);
-    PyObject *inv = BOOK_SLOT(book, off_inv);
+    PyObject *bb = SLOT(book, off_bb), *ba = SLOT(book, off_ba), *valid = SLOT(book, off_valid);
+    PyObject *inv = SLOT(book, off_inv);
     if (bb == NULL || ba == NULL || (valid != Py_True && valid != Py_False) || inv == NULL ||
         !PyFloat_CheckExact(inv) || (bb != Py_None && !PyLong_CheckExact(bb)) || (ba != Py_None && !PyLong_CheckExact(ba)))
         goto done;
@@ -579,6 +581,93 @@ done:
     return result;
 }
 
+/* The slots of `MarketState` the ticker path reads (`tickers`, `_rate_key`, `index`): their
+ * offsets in `market_type` (set by `market_offsets`, once per loop call); -1 where not a slot. */
+static PyObject *market_type = NULL;
+static Py_ssize_t off_tickers = -1, off_rate_key = -1, off_index = -1;
+
+static void market_offsets(PyObject *market) {
+    PyObject *type = market == Py_None ? NULL : (PyObject *)Py_TYPE(market);
+    if (type == market_type)
+        return;
+    Py_XSETREF(market_type, Py_XNewRef(type));
+    if (type == NULL)
+        return;
+    off_tickers = slot_offset(type, s_tickers);
+    off_rate_key = slot_offset(type, s_rate_key);
+    off_index = slot_offset(type, s_index);
+}
+
+/* `market.on_ticker(ev)` (market.py) where its outcome is plain: the ticker kept, and the index
+ * price (None, or a float for a currency whose rate is known and usable already) stored, no
+ * listener to tell. Anything else (the instrument's rate key not known yet, a first or unusable
+ * rate before, an index of another type, a market of another class: `market` None) is the
+ * method's, `method` (the market's bound `on_ticker`). 0, or -1 on an error. */
+static int on_ticker(PyObject *market, PyObject *method, PyObject *ev) {
+    PyObject *venue = NULL, *inst = NULL, *index = NULL, *key = NULL;
+    if (market == Py_None || (PyObject *)Py_TYPE(market) != market_type || off_tickers < 0 || off_rate_key < 0 ||
+        off_index < 0)
+        goto call;
+    PyObject *tickers = SLOT(market, off_tickers), *rate_keys = SLOT(market, off_rate_key);
+    PyObject *rates = SLOT(market, off_index);
+    if (tickers == NULL || rate_keys == NULL || rates == NULL || !PyDict_CheckExact(tickers) ||
+        !PyDict_CheckExact(rate_keys) || !PyDict_CheckExact(rates))
+        goto call;
+    if ((venue = PyObject_GetAttr(ev, s_venue)) == NULL || (inst = PyObject_GetAttr(ev, s_instrument)) == NULL ||
+        (index = PyObject_GetAttr(ev, s_index)) == NULL)
+        goto error;
+    if (index != Py_None && !PyFloat_CheckExact(index))
+        goto call;
+    if ((key = PyTuple_Pack(2, venue, inst)) == NULL)
+        goto error;
+    PyObject *rate_key = NULL;
+    if (index != Py_None) {
+        rate_key = PyDict_GetItemWithError(rate_keys, key); /* borrowed */
+        if (rate_key == NULL) {
+            if (PyErr_Occurred())
+                goto error;
+            goto call;
+        }
+        PyObject *prev = PyDict_GetItemWithError(rates, rate_key); /* borrowed */
+        if (prev == NULL) {
+            if (PyErr_Occurred())
+                goto error;
+            goto call;
+        }
+        /* usable before (0 < prev < inf): no first rate now, whatever the new one */
+        if (!PyFloat_CheckExact(prev) || !(PyFloat_AS_DOUBLE(prev) > 0 && PyFloat_AS_DOUBLE(prev) < INFINITY))
+            goto call;
+        Py_INCREF(rate_key);
+    }
+    int r = PyDict_SetItem(tickers, key, ev);
+    if (r == 0 && rate_key != NULL)
+        r = PyDict_SetItem(rates, rate_key, index);
+    Py_XDECREF(rate_key);
+    Py_DECREF(venue);
+    Py_DECREF(inst);
+    Py_DECREF(index);
+    Py_DECREF(key);
+    return r;
+call:
+    Py_XDECREF(venue);
+    Py_XDECREF(inst);
+    Py_XDECREF(index);
+    Py_XDECREF(key);
+    {
+        PyObject *r = PyObject_CallOneArg(method, ev);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+error:
+    Py_XDECREF(venue);
+    Py_XDECREF(inst);
+    Py_XDECREF(index);
+    Py_XDECREF(key);
+    return -1;
+}
+
 /* One event: the class dispatch, the route, the deliveries. `routed`, `fill_used` set. The events
  * of the three market classes are frozen structs: their venue and instrument are read once. */
 static int one_event(PyObject *consts, PyObject *ev, PyObject *ts, int *routed, int *fill_used) {
@@ -586,10 +675,8 @@ static int one_event(PyObject *consts, PyObject *ev, PyObject *ts, int *routed, 
     PyObject *venue = NULL, *inst = NULL, *kind = NULL, *slots = NULL;
     int book = cls == K(C_BOOK_UPDATE);
     if (cls == K(C_TICKER)) {
-        PyObject *r = PyObject_CallOneArg(K(C_ON_TICKER), ev);
-        if (r == NULL)
+        if (on_ticker(K(C_MARKET), K(C_ON_TICKER), ev) < 0)
             return -1;
-        Py_DECREF(r);
     } else if (book || cls == K(C_TRADE)) {
         if ((venue = PyObject_GetAttr(ev, s_venue)) == NULL)
             goto error;
@@ -829,6 +916,7 @@ static PyObject *loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
         return NULL;
     PyObject *timers = K(C_TIMERS), *decoders = K(C_DECODERS);
     book_offsets(K(C_ORDER_BOOK));
+    market_offsets(K(C_MARKET));
     PyObject *result = NULL;
     PyObject *item = NULL, *events = NULL;
     for (;;) {
@@ -1010,7 +1098,22 @@ static PyObject *book_reaches_py(PyObject *Py_UNUSED(module), PyObject *const *a
     return PyBool_FromLong(r);
 }
 
+/* `on_ticker(market, method, ticker)`: the loop's `market.on_ticker(ticker)` (`method` the bound
+ * method, called where the loop calls it), for the tests that hold it to the method's. */
+static PyObject *on_ticker_py(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "on_ticker(market, method, ticker)");
+        return NULL;
+    }
+    market_offsets(args[0]);
+    if (on_ticker(args[0], args[1], args[2]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"on_ticker", (PyCFunction)(void (*)(void))on_ticker_py, METH_FASTCALL,
+     "on_ticker(market, method, ticker): the loop's ticker path (for the tests)."},
     {"book_reaches", (PyCFunction)(void (*)(void))book_reaches_py, METH_FASTCALL,
      "book_reaches(sim, ev, order_book): the loop's `on_book` check (for the tests)."},
     {"loop", (PyCFunction)(void (*)(void))loop, METH_FASTCALL,
@@ -1043,6 +1146,9 @@ PyMODINIT_FUNC PyInit__kernel(void) {
     INTERN(s_snapshot, "snapshot");
     INTERN(s_bids, "bids");
     INTERN(s_asks, "asks");
+    INTERN(s_tickers, "tickers");
+    INTERN(s_rate_key, "_rate_key");
+    INTERN(s_index, "index");
     INTERN(s_on_book, "on_book");
     INTERN(s_on_trade, "on_trade");
     INTERN(s_received, "received");

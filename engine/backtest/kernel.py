@@ -1622,6 +1622,9 @@ class BacktestKernel:
             MalformedFrame,
             _CHECKPOINT_EVERY - 1,
             OrderBook,  # the books whose best levels the venue check reads from their slots
+            # The market whose `on_ticker` the loop does in C for its common case (the method
+            # for the rest), where it is that method.
+            self.market if type(self.market) is MarketState else None,
         )
 
     def _commit(self, writer: CacheWriter, readers: list[Any]) -> None:

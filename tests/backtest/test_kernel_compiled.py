@@ -176,6 +176,20 @@ def _kinds(what: str) -> Any:
     return {"ticker"} if what.endswith("@ticker") else None
 
 
+def _market(market: Any) -> str:
+    """What the replay left in the market state (the tickers path is done in C for its common
+    case, `_kernel.c` `on_ticker`, by the method in Python)."""
+    return repr(
+        (
+            sorted((k, repr(t)) for k, t in market.tickers.items()),
+            sorted(market.index.items()),
+            sorted(market._rate_key.items()),
+            sorted(market.fill_rates.items()),
+            market.listener_errors,
+        )
+    )
+
+
 def scenario(path: str, odd: list[tuple[str, str, int]], compiled: bool) -> dict[str, Any]:
     """One run: the report JSON, the log lines, what each strategy saw."""
     stream = _Stream()
@@ -210,6 +224,7 @@ def scenario(path: str, odd: list[tuple[str, str, int]], compiled: bool) -> dict
         "logs": lines,
         "seen": [repr(s.seen) for s in strategies],
         "counts": [kernel.frames, kernel.events, kernel.malformed, kernel.now],
+        "market": _market(kernel.market),
     }
 
 
@@ -253,6 +268,7 @@ def test_the_compiled_loop_runs_as_the_python_loop(tmp_path: Path, name: str) ->
     assert compiled["seen"] == python["seen"]
     assert compiled["report"] == python["report"]
     assert compiled["logs"] == python["logs"]
+    assert compiled["market"] == python["market"]
     assert python["counts"][2] > 0, "malformed frames met"
 
 
@@ -298,6 +314,7 @@ def bundled(config: str, compiled: bool, cache: str | None, window: bool) -> dic
         "logs": lines,
         "path": kernel.data_path,
         "counts": [kernel.frames, kernel.events, kernel.malformed, kernel.now],
+        "market": _market(kernel.market),
     }
 
 
@@ -330,6 +347,7 @@ def test_the_bundled_example_runs_the_same_both_ways(tmp_path: Path, window: boo
         assert out["counts"] == python["counts"]
         assert out["report"] == python["report"]
         assert out["logs"] == python["logs"]
+        assert out["market"] == python["market"]
     assert out["path"] == "cache"
 
 
