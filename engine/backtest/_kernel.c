@@ -31,7 +31,7 @@
 
 static PyObject *s_now, *s_venue, *s_instrument, *s_kind, *s_status, *s_resting, *s_reach, *s_books,
     *s_book_reaches, *s_bb, *s_ba, *s_valid, *s_inv, *s_snapshot, *s_bids, *s_asks, *s_tickers, *s_rate_key,
-    *s_index, *s_on_book,
+    *s_index, *s_gi_yieldfrom, *s_on_book,
     *s_on_trade, *s_received, *s_coro, *s_phase, *s_failure, *s_strategy, *s_on_event, *s_waiting,
     *s_mailbox, *s_get_nowait, *s_get, *s_on_event_text, *s_await;
 static PyObject *code_frame, *code_malformed, *code_post, *_one;
@@ -919,16 +919,38 @@ static PyObject *loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
     market_offsets(K(C_MARKET));
     PyObject *result = NULL;
     PyObject *item = NULL, *events = NULL;
+    /* A generator suspended in `yield from <a list iterator>` (RecordingReader._read yields a
+     * batch of its lines so) yields that iterator's next item each time it is resumed: the loop
+     * takes them from the iterator itself (no resume a line), and resumes the generator once it
+     * is exhausted (where the generator goes on as it would have). `batch`: that iterator. */
+    PyObject *batch = NULL;
+    int probe = PyGen_CheckExact(frames_it), misses = 0;
     for (;;) {
         if ((frames & 255) == 0 && PyErr_CheckSignals() < 0)
             goto error;
-        item = PyIter_Next(frames_it);
+        if (batch != NULL && (item = (*Py_TYPE(batch)->tp_iternext)(batch)) == NULL)
+            Py_CLEAR(batch); /* a list iterator ends without an exception */
         if (item == NULL) {
-            if (PyErr_Occurred())
-                goto error;
-            result = Py_None;
-            Py_INCREF(result);
-            goto out;
+            item = PyIter_Next(frames_it);
+            if (item == NULL) {
+                if (PyErr_Occurred())
+                    goto error;
+                result = Py_None;
+                Py_INCREF(result);
+                goto out;
+            }
+            if (probe) {
+                PyObject *from = PyObject_GetAttr(frames_it, s_gi_yieldfrom);
+                if (from == NULL)
+                    goto error;
+                if (Py_IS_TYPE(from, &PyListIter_Type)) {
+                    batch = from;
+                    misses = 0;
+                } else {
+                    Py_DECREF(from);
+                    probe = ++misses < 64; /* a generator that yields its items itself */
+                }
+            }
         }
         PyObject *ts, *idx, *frame;
         long long ts64;
@@ -1052,6 +1074,7 @@ static PyObject *loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
 error:
     Py_XDECREF(item);
     Py_XDECREF(events);
+    Py_XDECREF(batch);
     {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
@@ -1068,6 +1091,7 @@ error:
 out:
     Py_XDECREF(item);
     Py_XDECREF(events);
+    Py_XDECREF(batch);
     if (write_state(state, frames, events_count) < 0) {
         Py_XDECREF(result);
         return NULL;
@@ -1149,6 +1173,7 @@ PyMODINIT_FUNC PyInit__kernel(void) {
     INTERN(s_tickers, "tickers");
     INTERN(s_rate_key, "_rate_key");
     INTERN(s_index, "index");
+    INTERN(s_gi_yieldfrom, "gi_yieldfrom");
     INTERN(s_on_book, "on_book");
     INTERN(s_on_trade, "on_trade");
     INTERN(s_received, "received");

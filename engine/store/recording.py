@@ -409,6 +409,8 @@ class RecordingReader:
                         if items:
                             batch = iter(items)
                             lineno += len(items)
+                            # The backtest's compiled loop takes the items from `batch` itself
+                            # while this waits here (`_kernel.c`): keep it a list's iterator.
                             yield from batch
                             if len(items) == _BATCH or pos == end:
                                 continue

@@ -396,3 +396,40 @@ def test_the_compiled_loop_keeps_no_reference(tmp_path: Path) -> None:
         # few between two runs, as they did once under a loaded xdist run.
         assert all(abs(d) < 300 for d in moved["refs"]), (name, moved)
         assert moved["grew"] < 200_000, (name, moved)  # ~3,000 frames: a leak per frame is more
+
+
+def test_the_compiled_loop_takes_the_readers_batches(tmp_path: Path) -> None:
+    """The recording's generator is resumed once a batch of its lines (the loop takes the lines
+    from the batch itself), not once a line; the lines are still all replayed, as the Python loop
+    replays them (the tests above), line numbers included."""
+    from tradingd.engine.store.recording import RecordingReader
+
+    path = _data(tmp_path / "d.rec", 3000)
+    resumes = 0
+    code = RecordingReader._read.__code__
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal resumes
+        if event == "call" and frame.f_code is code:
+            resumes += 1
+
+    runs = {}
+    for compiled in (False, True):
+        resumes = 0
+        kernel = BacktestKernel(
+            {"deribit": load_venue("deribit")},
+            [DataSource("deribit", path)],
+            [Odd("a", "none", 1, [Subscription("deribit", PERP)])],
+            BacktestSettings(latency_ms=1, equity_interval_s=0.05),
+            compiled=compiled,
+        )
+        sys.setprofile(count)
+        try:
+            trio.run(kernel.run)
+        finally:
+            sys.setprofile(None)
+        runs[compiled] = (resumes, kernel.frames, kernel.events)
+    (by_python, frames, events), (by_c, frames_c, events_c) = runs[False], runs[True]
+    assert (frames_c, events_c) == (frames, events) and frames > 2500
+    assert by_python >= frames  # a resume a line
+    assert by_c < frames / 5, (by_c, frames)
