@@ -73,6 +73,7 @@ enum {
     C_MASK,
     C_ORDER_BOOK,
     C_MARKET,
+    C_SLOT_TYPE,
     C_COUNT
 };
 
@@ -162,7 +163,7 @@ static Py_ssize_t slot_offset(PyObject *type, PyObject *name) {
     if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type))
         return -1;
     PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
-    return m->type == T_OBJECT_EX ? m->offset : -1;
+    return m->type == T_OBJECT_EX && !(m->flags & READONLY) ? m->offset : -1;
 }
 
 static void book_offsets(PyObject *type) {
@@ -441,29 +442,77 @@ static int handle(PyObject *handler, PyObject *slot, PyObject *exc) {
     return 0;
 }
 
+/* The strategy slots' attributes the delivery reads and writes (`_Slot`, kernel.py: `__slots__`
+ * members), by their offsets in the exact type `slot_type` (set by `slot_offsets`, once per loop
+ * call); another type, an unset member or a name not a member goes through the attribute protocol. */
+static PyObject *slot_type = NULL;
+enum { SL_RECEIVED, SL_CORO, SL_PHASE, SL_FAILURE, SL_STRATEGY, SL_WAITING, SL_MAILBOX, SL_COUNT };
+static Py_ssize_t slot_offs[SL_COUNT];
+static PyObject **slot_names[SL_COUNT] = {&s_received, &s_coro,     &s_phase,  &s_failure,
+                                          &s_strategy, &s_waiting, &s_mailbox};
+
+static void slot_offsets(PyObject *type) {
+    if (type == slot_type)
+        return;
+    Py_XSETREF(slot_type, PyType_Check(type) ? Py_NewRef(type) : NULL);
+    for (int i = 0; i < SL_COUNT; i++)
+        slot_offs[i] = slot_type == NULL ? -1 : slot_offset(slot_type, *slot_names[i]);
+}
+
+static Py_ssize_t slot_off(PyObject *slot, PyObject *name) {
+    if ((PyObject *)Py_TYPE(slot) != slot_type)
+        return -1;
+    for (int i = 0; i < SL_COUNT; i++)
+        if (*slot_names[i] == name)
+            return slot_offs[i];
+    return -1;
+}
+
+/* `slot.<name>`: a new reference, or NULL with the exception. */
+static PyObject *slot_get(PyObject *slot, PyObject *name) {
+    Py_ssize_t off = slot_off(slot, name);
+    if (off >= 0) {
+        PyObject *v = SLOT(slot, off);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(slot, name);
+}
+
+/* `slot.<name> = v`: 0, or -1 with the exception. */
+static int slot_set(PyObject *slot, PyObject *name, PyObject *v) {
+    Py_ssize_t off = slot_off(slot, name);
+    if (off < 0)
+        return PyObject_SetAttr(slot, name, v);
+    PyObject *old = SLOT(slot, off);
+    SLOT(slot, off) = Py_NewRef(v);
+    Py_XDECREF(old);
+    return 0;
+}
+
 /* One routed strategy and event: the Python loop's inline delivery. 0, or -1 on an error. */
 static int deliver_one(PyObject *consts, PyObject *slot, PyObject *ev) {
     int result = -1;
     PyObject *v = NULL, *coro = NULL, *awaited = NULL, *strategy = NULL;
     /* slot.received += 1 */
-    int r = set_plus_one(PyObject_SetAttr, slot, s_received, PyObject_GetAttr(slot, s_received), 1);
+    int r = set_plus_one(slot_set, slot, s_received, slot_get(slot, s_received), 1);
     if (r < 0)
         return -1;
     /* `slot.coro is not None or slot.phase != "on_event" or slot.failure is not None` */
     int busy;
-    if ((v = PyObject_GetAttr(slot, s_coro)) == NULL)
+    if ((v = slot_get(slot, s_coro)) == NULL)
         goto done;
     busy = v != Py_None;
     Py_CLEAR(v);
     if (!busy) {
-        if ((v = PyObject_GetAttr(slot, s_phase)) == NULL)
+        if ((v = slot_get(slot, s_phase)) == NULL)
             goto done;
         if ((busy = PyObject_RichCompareBool(v, s_on_event_text, Py_NE)) < 0)
             goto done;
         Py_CLEAR(v);
     }
     if (!busy) {
-        if ((v = PyObject_GetAttr(slot, s_failure)) == NULL)
+        if ((v = slot_get(slot, s_failure)) == NULL)
             goto done;
         busy = v != Py_None;
         Py_CLEAR(v);
@@ -476,7 +525,7 @@ static int deliver_one(PyObject *consts, PyObject *slot, PyObject *ev) {
         result = 0;
         goto done;
     }
-    if ((strategy = PyObject_GetAttr(slot, s_strategy)) == NULL)
+    if ((strategy = slot_get(slot, s_strategy)) == NULL)
         goto done;
     if ((coro = PyObject_CallMethodOneArg(strategy, s_on_event, ev)) == NULL)
         goto done;
@@ -530,7 +579,7 @@ static int deliver_one(PyObject *consts, PyObject *slot, PyObject *ev) {
         }
     } else if (!finished) {
         if ((PyObject *)Py_TYPE(awaited) == K(C_WAIT)) {
-            if (PyObject_SetAttr(slot, s_coro, coro) < 0)
+            if (slot_set(slot, s_coro, coro) < 0)
                 goto done;
             PyObject *x = PyObject_CallFunctionObjArgs(K(C_PARK), slot, awaited, NULL);
             if (x == NULL)
@@ -545,14 +594,14 @@ static int deliver_one(PyObject *consts, PyObject *slot, PyObject *ev) {
         Py_DECREF(x);
     }
     /* if slot.waiting: waiting = slot.mailbox.get_nowait(); if waiting is not None: drive */
-    if ((v = PyObject_GetAttr(slot, s_waiting)) == NULL)
+    if ((v = slot_get(slot, s_waiting)) == NULL)
         goto done;
     int waiting = PyObject_IsTrue(v);
     Py_CLEAR(v);
     if (waiting < 0)
         goto done;
     if (waiting) {
-        PyObject *mailbox = PyObject_GetAttr(slot, s_mailbox);
+        PyObject *mailbox = slot_get(slot, s_mailbox);
         if (mailbox == NULL)
             goto done;
         v = PyObject_CallMethodNoArgs(mailbox, s_get_nowait);
@@ -560,7 +609,7 @@ static int deliver_one(PyObject *consts, PyObject *slot, PyObject *ev) {
         if (v == NULL)
             goto done;
         if (v != Py_None) {
-            if ((strategy = PyObject_GetAttr(slot, s_strategy)) == NULL)
+            if ((strategy = slot_get(slot, s_strategy)) == NULL)
                 goto done;
             PyObject *c2 = PyObject_CallMethodOneArg(strategy, s_on_event, v);
             if (c2 == NULL)
@@ -917,6 +966,7 @@ static PyObject *loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
     PyObject *timers = K(C_TIMERS), *decoders = K(C_DECODERS);
     book_offsets(K(C_ORDER_BOOK));
     market_offsets(K(C_MARKET));
+    slot_offsets(K(C_SLOT_TYPE));
     PyObject *result = NULL;
     PyObject *item = NULL, *events = NULL;
     /* A generator suspended in `yield from <a list iterator>` (RecordingReader._read yields a

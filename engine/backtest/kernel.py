@@ -1625,6 +1625,7 @@ class BacktestKernel:
             # The market whose `on_ticker` the loop does in C for its common case (the method
             # for the rest), where it is that method.
             self.market if type(self.market) is MarketState else None,
+            _Slot,  # the slots whose members the delivery reads and writes by their offsets
         )
 
     def _commit(self, writer: CacheWriter, readers: list[Any]) -> None:

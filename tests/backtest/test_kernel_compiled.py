@@ -225,6 +225,8 @@ def scenario(path: str, odd: list[tuple[str, str, int]], compiled: bool) -> dict
         "seen": [repr(s.seen) for s in strategies],
         "counts": [kernel.frames, kernel.events, kernel.malformed, kernel.now],
         "market": _market(kernel.market),
+        # Read and written by the compiled delivery through the slots' member offsets.
+        "slots": [repr((s.received, s.phase, s.coro is None, s.failure)) for s in kernel.slots],
     }
 
 
@@ -269,6 +271,7 @@ def test_the_compiled_loop_runs_as_the_python_loop(tmp_path: Path, name: str) ->
     assert compiled["report"] == python["report"]
     assert compiled["logs"] == python["logs"]
     assert compiled["market"] == python["market"]
+    assert compiled["slots"] == python["slots"]
     assert python["counts"][2] > 0, "malformed frames met"
 
 
