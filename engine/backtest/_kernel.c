@@ -787,6 +787,16 @@ static int one_event(PyObject *consts, PyObject *ev, PyObject *ts, int *routed, 
         return any;
     }
     *routed = 1;
+    if (PyTuple_CheckExact(slots)) { /* the routes' tuples: by index (no iterator a fan-out) */
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(slots); k++) {
+            if (deliver_one(consts, PyTuple_GET_ITEM(slots, k), ev) < 0) {
+                Py_DECREF(slots);
+                return -1;
+            }
+        }
+        Py_DECREF(slots);
+        return 0;
+    }
     PyObject *it = PyObject_GetIter(slots);
     Py_DECREF(slots);
     if (it == NULL)
@@ -1079,7 +1089,18 @@ static PyObject *loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
         events_count += n;
         int routed = 0, fill_used = 0;
         PyObject *last = NULL;
-        {
+        if (PyList_CheckExact(events)) { /* by index, as its iterator goes (its size read each time) */
+            for (Py_ssize_t k = 0; k < PyList_GET_SIZE(events); k++) {
+                PyObject *ev = Py_NewRef(PyList_GET_ITEM(events, k));
+                int r = one_event(consts, ev, ts, &routed, &fill_used);
+                Py_XDECREF(last);
+                last = ev;
+                if (r < 0) {
+                    Py_DECREF(last);
+                    goto error;
+                }
+            }
+        } else {
             PyObject *it = PyObject_GetIter(events);
             if (it == NULL)
                 goto error;
