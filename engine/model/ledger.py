@@ -132,6 +132,8 @@ class Position:
         "instrument",
         "qty",
         "realized_usd",
+        "tried",
+        "tried_at",
         "turnover_usd",
         "waiting",
     )
@@ -147,6 +149,10 @@ class Position:
         self.turnover_usd = ZERO
         self.fills = 0
         self.waiting: deque[Booking] = deque()
+        # The waiting head last tried and found still missing a rate, and the market's
+        # `rates_learned` then: until a rate is learned it cannot be booked (`Ledger._drain`).
+        self.tried: Booking | None = None
+        self.tried_at = -1
 
     @property
     def avg(self) -> Decimal:
@@ -499,17 +505,29 @@ class Ledger:
 
     def _drain(self, pos: Position) -> None:
         """Book the position's waiting entries, in order, while their rates are known (those
-        unknown when they came are taken from what is known now: the first rate learned)."""
+        unknown when they came are taken from what is known now: the first rate learned).
+
+        A head tried and found missing a rate is not tried again until the market has learned
+        a rate since (`MarketState.rates_learned`): every rate an entry can wait for becomes
+        usable only through `MarketState._first_rate`, which counts it, so the try would find
+        the same (`_drain_general` tries every time: tests/model/test_ledger_skip.py)."""
+        learned = self.market.rates_learned
+        if pos.tried_at == learned and pos.waiting and pos.tried is pos.waiting[0]:
+            return
+        self._drain_general(pos, learned)
+
+    def _drain_general(self, pos: Position, learned: int) -> None:
         while pos.waiting:
             entry = pos.waiting[0]
             # `entry.missing()` twice at most, with its needs (a function of the entry alone)
-            # found once: the head is tried again on every fill that queues behind it.
+            # found once.
             nq, ns, nf = entry.needs()
             rq, rs, rf = entry.rates
             if (nq and not _known(rq)) or (ns and not _known(rs)) or (nf and not _known(rf)):
                 entry.rates = rates = self._fill_in(entry)
                 rq, rs, rf = rates
                 if (nq and not _known(rq)) or (ns and not _known(rs)) or (nf and not _known(rf)):
+                    pos.tried, pos.tried_at = entry, learned
                     return
             pos.waiting.popleft()
             self.waiting -= 1

@@ -42,6 +42,7 @@ class MarketState:
         "listener_errors",
         "log",
         "on_first_rate",
+        "rates_learned",
         "registry",
         "tickers",
     )
@@ -57,6 +58,10 @@ class MarketState:
         # Called with (venue, currency) when a currency's first USD rate (index price) arrives:
         # the ledgers book the fills that waited for it (engine/model/ledger.py).
         self.on_first_rate: list[Callable[[str, str], None]] = []
+        # How many times a currency's USD rate became usable for booking (`_first_rate`): the
+        # only way an entry waiting for a rate can become bookable. A ledger tries its waiting
+        # head again only once this moved since its last try (`Ledger._drain`).
+        self.rates_learned = 0
         self.listener_errors = 0
         self.log = structlog.get_logger("tradingd.market")
 
@@ -93,12 +98,13 @@ class MarketState:
         known = _usable(self.booking_rate(*key))
         assert index is not None
         self.fill_rates[key] = index
-        if not known and self.on_first_rate:
+        if not known:
             self._first_rate(*key)
 
     def _first_rate(self, venue: str, currency: str) -> None:
         """Tell every listener; one that fails is alerted and counted, never raised into the
         market-data path (nor allowed to keep the others from hearing it)."""
+        self.rates_learned += 1
         for listener in self.on_first_rate:
             try:
                 listener(venue, currency)
