@@ -164,6 +164,108 @@ class OrderRequest:
         return self.type is OrderType.MARKET
 
 
+def _slot_setter(name: str) -> Callable[[object, object], None]:
+    slot = next(k.__dict__[name] for k in OrderRequest.__mro__ if name in k.__dict__)
+    setter: Callable[[object, object], None] = slot.__set__
+    return setter
+
+
+# `limit_or_market` writes each field through its slot, the steps of attrs' `__init__` written
+# out for the fields as they are: checked here, at import (each field's name, converter and
+# validator, in order), so that a field added or changed one day brings `OrderRequest(...)` back.
+_REQUEST_SHAPE: Final = (
+    ("venue", None, None),
+    ("instrument", None, None),
+    ("side", _side, None),
+    ("size", _size, None),
+    ("price", _price, None),
+    ("type", _order_type, None),
+    ("time_in_force", _time_in_force, None),
+    ("post_only", None, None),
+    ("reduce_only", None, None),
+    ("client_order_id", None, None),
+    ("strategy", None, None),
+    ("expire_at_ns", None, None),
+    ("tag", None, _tag),
+)
+_FAST_REQUEST: Final = (
+    tuple((a.name, a.converter, a.validator) for a in attrs.fields(OrderRequest)) == _REQUEST_SHAPE  # type: ignore[comparison-overlap]
+    and "__attrs_post_init__" in OrderRequest.__dict__
+)
+(
+    _set_venue,
+    _set_instrument,
+    _set_side,
+    _set_size,
+    _set_price,
+    _set_type,
+    _set_tif,
+    _set_post_only,
+    _set_reduce_only,
+    _set_cid,
+    _set_strategy,
+    _set_expire,
+    _set_tag,
+) = (_slot_setter(name) for name, _, _ in _REQUEST_SHAPE)
+_TAG_FIELD: Final = attrs.fields(OrderRequest).tag
+_new = object.__new__
+_validators_disabled = attrs.validators.get_disabled
+_post_init = OrderRequest.__attrs_post_init__
+_LIMIT = OrderType.LIMIT
+_MARKET = OrderType.MARKET
+
+
+def limit_or_market(
+    venue: str,
+    instrument: str,
+    side: Side | str,
+    size: object,
+    price: object,
+    time_in_force: TimeInForce | str,
+    post_only: bool,
+    reduce_only: bool,
+    tag: str,
+) -> OrderRequest:
+    """`OrderRequest(venue=venue, instrument=instrument, side=side, size=size, price=price,
+    time_in_force=time_in_force, post_only=post_only, reduce_only=reduce_only, type=LIMIT, or
+    MARKET when `price` is None, tag=tag)`: what `StrategyContext.order` asks for, once per order.
+    Built as attrs' `__init__` builds it (the same converters, validator and checks, in its
+    order: the same request, or the same error), each field written through its slot rather than
+    `object.__setattr__` by name (about half the cost); tests/model/test_request_fast.py compares
+    the two."""
+    if not _FAST_REQUEST:
+        return OrderRequest(
+            venue=venue,
+            instrument=instrument,
+            side=side,
+            size=size,
+            price=price,
+            time_in_force=time_in_force,
+            post_only=post_only,
+            reduce_only=reduce_only,
+            type=_MARKET if price is None else _LIMIT,
+            tag=tag,
+        )
+    o = _new(OrderRequest)
+    _set_venue(o, venue)
+    _set_instrument(o, instrument)
+    _set_side(o, _side(side))
+    _set_size(o, _size(size))
+    _set_price(o, _price(price))
+    _set_type(o, _MARKET if price is None else _LIMIT)  # a member: its converter returns it
+    _set_tif(o, _time_in_force(time_in_force))
+    _set_post_only(o, post_only)
+    _set_reduce_only(o, reduce_only)
+    _set_cid(o, "")
+    _set_strategy(o, "")
+    _set_expire(o, None)
+    _set_tag(o, tag)
+    if not _validators_disabled():
+        _tag(o, _TAG_FIELD, tag)
+    _post_init(o)
+    return o
+
+
 class ClientOrderIds:
     """Client order ids `<strategy>-<session>-<n>`: unique across restarts when `session` is
     (the daemon uses its start time), deterministic in backtests (session "bt")."""
@@ -173,7 +275,9 @@ class ClientOrderIds:
         self._counters: dict[str, Iterator[int]] = {}
 
     def next(self, strategy: str) -> str:
-        counter = self._counters.setdefault(strategy, itertools.count(1))
+        counter = self._counters.get(strategy)
+        if counter is None:  # (not `setdefault`: a counter built and dropped on every order)
+            counter = self._counters[strategy] = itertools.count(1)
         return f"{strategy}-{self._session}-{next(counter)}"
 
 
@@ -240,6 +344,9 @@ _REJECTED = OrderState.REJECTED
 # an order whose `changed` is above a mark taken before a question to the venue has news the
 # venue's answer may not have seen (it was asked before a report on the channel arrived).
 _CHANGES = itertools.count(1)
+
+# The final states, for a membership test (`state.is_final` is a property: a call per look).
+_FINAL: Final = frozenset(s for s in OrderState if s.is_final)
 
 # One zero for every order's quantities until something fills (a Decimal is immutable): an order
 # is kept in memory for a while after it is final, and most never fill.
@@ -360,7 +467,7 @@ class Order:
         self.changed = next(_CHANGES)
         if self.fills_size > self.filled_size:
             self.filled_size = self.fills_size
-            if not self.state.is_final:
+            if self.state not in _FINAL:
                 if self.filled_size >= self.size:
                     self.transition(_FILLED, now_ns=now_ns)
                 elif self.state is not _PENDING_CANCEL:
@@ -567,14 +674,19 @@ class OrderTracker:
                 instrument=request.instrument,
                 client_order_id=cid,
             )
-        self._now_ns = max(self._now_ns, now_ns)
-        self._adds += 1
-        if self._adds % 64 == 0 or len(self._final) > self.max_final:
+        if now_ns > self._now_ns:
+            self._now_ns = now_ns
+        adds = self._adds = self._adds + 1
+        if adds % 64 == 0 or len(self._final) > self.max_final:
             self.sweep()
         order = Order(request, now_ns=now_ns)
         self._by_client[cid] = order
         self._maybe_live[cid] = order
-        self._note_created(request.venue, now_ns)
+        # `_note_created`, inline (once per order).
+        venue = request.venue
+        first = self.first_created_ns.get(venue)
+        if first is None or now_ns < first:
+            self.first_created_ns[venue] = now_ns
         return order
 
     def _note_created(self, venue: str, created_ns: int) -> None:
@@ -628,7 +740,7 @@ class OrderTracker:
 
     def _prune_live(self) -> None:
         live = self._maybe_live
-        done = [cid for cid, o in live.items() if not o.state.is_live]
+        done = [cid for cid, o in live.items() if o.state in _FINAL]
         for cid in done:
             self._final[cid] = live.pop(cid)
 
@@ -748,7 +860,11 @@ class OrderTracker:
         return next(_CHANGES)
 
     def _locate(self, venue: str, order_id: str | None, client_order_id: str | None) -> Order | None:
-        order = self.find(venue, order_id=order_id, client_order_id=client_order_id)
+        # `find`'s first look, inline: a report about one of our orders in memory names it by
+        # its client order id (nearly every report); `find` again otherwise, from the start.
+        order = self._by_client.get(client_order_id) if client_order_id else None
+        if order is None:
+            order = self.find(venue, order_id=order_id, client_order_id=client_order_id)
         if order is None:
             self.stats.unknown_orders += 1
         elif order_id and order.order_id is None:
@@ -824,7 +940,7 @@ class OrderTracker:
         if target is _PENDING_NEW or (
             # A final state repeated, or a working one after it (reports cross on the way); a
             # different final state is a contradiction, taken below.
-            state.is_final and (target is state or not (verified or target.is_final))
+            state in _FINAL and (target is state or not (verified or target in _FINAL))
         ):
             self.stats.stale_updates += 1
             return []
@@ -935,10 +1051,11 @@ class OrderTracker:
         order = self._locate(fill.venue, fill.order_id, fill.client_order_id)
         if order is None:
             return []
-        if order.has_fill(fill.trade_id):
+        trade_id = fill.trade_id
+        if trade_id and trade_id in order._fill_ids:  # `has_fill`
             self.stats.duplicate_fills += 1
             return []
-        if order.was_reversed(fill.trade_id):
+        if trade_id and trade_id in order._reversed_ids:  # `was_reversed`
             # A listing asked for before the reversal arrived (a reconciliation's catch-up of
             # fills, while the channel brought the reversal): stale, as a step back is.
             self.stats.voided_fills += 1
@@ -946,16 +1063,18 @@ class OrderTracker:
         now = fill.ts_local
         out: list[PrivateEvent] = []
         was = order.state
-        if order.state is _PENDING_NEW:
+        if was is _PENDING_NEW:
             order.transition(_OPEN, now_ns=now)
             out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))
-        rejected = order.state is _REJECTED
-        if order.state.is_final and order.state is not _FILLED and not rejected:
+        state = order.state
+        rejected = state is _REJECTED
+        if state in _FINAL and state is not _FILLED and not rejected:
             self.stats.late_fills += 1
-        if order.fills_size + fill.size > order.size:
+        size = fill.size
+        if order.fills_size + size > order.size:
             self.stats.overfills += 1
-        before = (order.state, order.filled_size)
-        order.record_fill(fill.trade_id, fill.size, fill.price, now_ns=now)
+        filled_before = order.filled_size
+        order.record_fill(trade_id, size, fill.price, now_ns=now)
         if rejected:
             # A fill on an order we had as rejected (not received, say): the venue has it, and
             # it traded. Its word wins; whether what is left still works, its next report says.
@@ -966,12 +1085,16 @@ class OrderTracker:
                 now_ns=now,
                 reason=order.reason,
             )
-        if fill.strategy != order.strategy or fill.client_order_id != order.client_order_id:
-            fill = msgspec.structs.replace(
-                fill, strategy=order.strategy, client_order_id=order.client_order_id
-            )
+        req = order.request
+        if fill.strategy != req.strategy or fill.client_order_id != req.client_order_id:
+            fill = msgspec.structs.replace(fill, strategy=req.strategy, client_order_id=req.client_order_id)
         out.append(fill)
-        if (order.state, order.filled_size) != before:
+        now_state, now_filled = order.state, order.filled_size
+        # Whether (state, filled size) moved, as a tuple compares them (identity, then ==).
+        if not (
+            (now_state is state or now_state == state)
+            and (now_filled is filled_before or now_filled == filled_before)
+        ):
             out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))
         if self.on_state is not None and order.state is not was:
             self.on_state(order, was)

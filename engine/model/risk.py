@@ -217,20 +217,21 @@ class RiskChecker:
                 stage = "price"
             inst.check_order(req.price, req.size, client_order_id=req.client_order_id)
             stage = "other"
-            self.roll_day(now_ns)
+            if now_ns // _DAY_NS != self._day:  # `roll_day`'s own test, without the call
+                self.roll_day(now_ns)
             is_new = adds is None
             new = req.size if adds is None else adds
-            scopes: list[tuple[str | None, Limits, str]] = [
-                (None, self.engine_limits.for_instrument(req.instrument), "engine")
-            ]
+            # The engine's scope, then the strategy's (each limits found before any is checked).
+            engine = self.engine_limits.for_instrument(req.instrument)
             own = self.strategy_limits.get(req.strategy)
-            if own is not None:
-                scopes.append((req.strategy, own.for_instrument(req.instrument), f"strategy {req.strategy}"))
-            for scope, limits, label in scopes:
-                if _unlimited(limits):  # no check to run (the usual engine scope of a backtest)
-                    continue
-                self._check_limits(req, inst, limits, scope, label, replaces, new)
-                self._check_scope(req, limits, scope, label, now_ns=now_ns, is_new=is_new)
+            strategy = None if own is None else own.for_instrument(req.instrument)
+            if not _unlimited(engine):  # (unlimited: no check to run, the usual engine scope of a backtest)
+                self._check_limits(req, inst, engine, None, "engine", replaces, new)
+                self._check_scope(req, engine, None, "engine", now_ns=now_ns, is_new=is_new)
+            if strategy is not None and not _unlimited(strategy):
+                label = f"strategy {req.strategy}"
+                self._check_limits(req, inst, strategy, req.strategy, label, replaces, new)
+                self._check_scope(req, strategy, req.strategy, label, now_ns=now_ns, is_new=is_new)
         except OrderRejected:
             self.rejections += 1
             check = self._refused or stage
