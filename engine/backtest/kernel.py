@@ -461,7 +461,7 @@ class _Context(BaseContext):
 
     async def cancel_order(self, client_order_id: str) -> OrderUpdate:
         order = self._own(client_order_id)
-        if order.state.is_final:
+        if order.state in self.final_states:  # `is_final`, without the property's call
             return order.snapshot(ts_local=self._kernel.now)
         self.flow.cancel_requested(order, now_ns=self._kernel.now)
         result: OrderUpdate = await _Wait("cancel", order)
@@ -1075,8 +1075,13 @@ class BacktestKernel:
             self.flow.venue_rejected(order, exc, now_ns=self.now)
             self._resume(slot, None, exc)
             return
-        self._apply(events)
-        self._resume(slot, order.snapshot(ts_local=self.now))
+        on_private = self.flow.on_private  # `_apply`, inline
+        for ev in events:
+            on_private(ev)
+        answer = order.snapshot(ts_local=self.now)
+        coro = slot.coro  # `_resume`, inline
+        assert coro is not None
+        self._drive(slot, coro, answer, None)
 
     def _arrive_cancel(self, slot: _Slot, order: Order) -> None:
         sim = self.sims[order.request.venue]
@@ -1097,8 +1102,13 @@ class BacktestKernel:
         self._at(self.now + self._resp, self._answer_cancel, slot, order, events)
 
     def _answer_cancel(self, slot: _Slot, order: Order, events: list[PrivateEvent]) -> None:
-        self._apply(events)
-        self._resume(slot, order.snapshot(ts_local=self.now))
+        on_private = self.flow.on_private  # `_apply`, inline
+        for ev in events:
+            on_private(ev)
+        answer = order.snapshot(ts_local=self.now)
+        coro = slot.coro  # `_resume`, inline
+        assert coro is not None
+        self._drive(slot, coro, answer, None)
 
     def _answer_cancel_refused(self, slot: _Slot, order: Order, exc: OrderRejected) -> None:
         self.flow.cancel_refused(order, exc, now_ns=self.now)
@@ -1111,8 +1121,9 @@ class BacktestKernel:
 
     def _apply(self, events: list[PrivateEvent]) -> None:
         """Venue reports reach the engine (at the response time)."""
+        on_private = self.flow.on_private
         for ev in events:
-            self.flow.on_private(ev)
+            on_private(ev)
 
     def _deliver_private(self, event: PrivateEvent) -> None:
         slot = self.router.slot(event.strategy or "")

@@ -25,8 +25,9 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
+import attr
 import attrs
 import msgspec
 import structlog
@@ -191,6 +192,7 @@ _REQUEST_SHAPE: Final = (
 _FAST_REQUEST: Final = (
     tuple((a.name, a.converter, a.validator) for a in attrs.fields(OrderRequest)) == _REQUEST_SHAPE  # type: ignore[comparison-overlap]
     and "__attrs_post_init__" in OrderRequest.__dict__
+    and isinstance(getattr(getattr(attr, "_config", None), "_run_validators", None), bool)
 )
 (
     _set_venue,
@@ -209,7 +211,8 @@ _FAST_REQUEST: Final = (
 ) = (_slot_setter(name) for name, _, _ in _REQUEST_SHAPE)
 _TAG_FIELD: Final = attrs.fields(OrderRequest).tag
 _new = object.__new__
-_validators_disabled = attrs.validators.get_disabled
+# What attrs' generated `__init__` reads: whether validators run (checked by `_FAST_REQUEST`).
+_attrs_config: Any = getattr(attr, "_config", None)
 _post_init = OrderRequest.__attrs_post_init__
 _LIMIT = OrderType.LIMIT
 _MARKET = OrderType.MARKET
@@ -246,21 +249,36 @@ def limit_or_market(
             type=_MARKET if price is None else _LIMIT,
             tag=tag,
         )
+    # Each converter's answer for what strategies pass (a member, an int or a finite Decimal),
+    # without its call; anything else through it.
     o = _new(OrderRequest)
     _set_venue(o, venue)
     _set_instrument(o, instrument)
-    _set_side(o, _side(side))
-    _set_size(o, _size(size))
-    _set_price(o, _price(price))
+    _set_side(o, side if type(side) is Side else _side(side))
+    kind = type(size)
+    _set_size(
+        o,
+        Decimal(size)  # type: ignore[arg-type]
+        if kind is int
+        else size
+        if kind is Decimal and size.is_finite()  # type: ignore[attr-defined]
+        else _size(size),
+    )
+    _set_price(
+        o,
+        None if price is None else price if type(price) is Decimal and price.is_finite() else _price(price),
+    )
     _set_type(o, _MARKET if price is None else _LIMIT)  # a member: its converter returns it
-    _set_tif(o, _time_in_force(time_in_force))
+    _set_tif(o, time_in_force if type(time_in_force) is TimeInForce else _time_in_force(time_in_force))
     _set_post_only(o, post_only)
     _set_reduce_only(o, reduce_only)
     _set_cid(o, "")
     _set_strategy(o, "")
     _set_expire(o, None)
     _set_tag(o, tag)
-    if not _validators_disabled():
+    # The validator runs as attrs runs it (`attrs.validators.set_disabled` turns it off); the
+    # empty tag (most orders) passes it.
+    if _attrs_config._run_validators is True and not (type(tag) is str and not tag):
         _tag(o, _TAG_FIELD, tag)
     _post_init(o)
     return o
@@ -974,7 +992,7 @@ class OrderTracker:
             if not out:
                 self.stats.stale_updates += 1
             return out
-        if order.can_transition(target):
+        if target in _ALLOWED[order.state]:  # `can_transition`
             order.transition(target, now_ns=now, reason=update.reason)
         else:
             self._override(order, target, now_ns=now, reason=update.reason, verified=verified)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import attrs
 import structlog
 
 from ..model.book import OrderBook
 from ..model.errors import OrderDenied, OrderRejected, StrategyError
-from ..model.events import DataKind, Liquidity, OrderUpdate, Subscription, Ticker
+from ..model.events import DataKind, Liquidity, OrderState, OrderUpdate, Subscription, Ticker
 from ..model.fees import FeeModel
 from ..model.filter import InstrumentFilter
 from ..model.instruments import Instrument
@@ -95,6 +95,9 @@ def _named(request: OrderRequest, cid: str, strategy: str) -> OrderRequest:
 class BaseContext(StrategyContext):
     """The mode-independent part of a strategy's context: strategy `strategy` of `host`, which
     trades on `venues`."""
+
+    # The final order states, for a mode's membership test (`state.is_final` is a property).
+    final_states: ClassVar[frozenset[OrderState]] = frozenset(s for s in OrderState if s.is_final)
 
     def __init__(self, strategy: str, host: ContextHost, venues: Iterable[str]) -> None:
         self.strategy = strategy

@@ -51,6 +51,7 @@ CancelCause = Literal["user", "shutdown", "kill_switch", "other"]
 _UNKNOWN_CODES: Final = frozenset({"unknown_at_venue", "never_sent"})
 _FINAL: Final = frozenset(s for s in OrderState if s.is_final)  # `is_final`, without the call
 _INFO: Final = logging.INFO
+_VALUE: Final = {s: s.value for s in OrderState}
 _PERPETUAL: Final = InstrumentKind.PERPETUAL
 _ZERO: Final = Decimal(0)
 
@@ -341,7 +342,8 @@ class OrderFlow:
             )
             self.log.warning("order.refused", **_whose(request), reason=exc.reason)
             raise
-        self.orders_sent[request.strategy] = self.orders_sent.get(request.strategy, 0) + 1
+        sent = self.orders_sent
+        sent[request.strategy] = sent.get(request.strategy, 0) + 1
         if self._sent_pending:
             self.flush_sent()  # the lines in the orders' order
         if log_sent:
@@ -360,8 +362,7 @@ class OrderFlow:
         the first word on a sent order times its acknowledgement; one that makes it final is
         counted by status and reason. A refusal that says the venue never had it (`exc`'s code)
         is no acknowledgement."""
-        cid = order.client_order_id
-        sent = self._sent_ns.pop(cid, None) if self._sent_ns else None
+        sent = self._sent_ns.pop(order.request.client_order_id, None) if self._sent_ns else None
         if sent is not None and (exc is None or (exc.code not in _UNKNOWN_CODES and exc.code != "not_sent")):
             waited = order.updated_ns - sent
             if waited >= 0:
@@ -372,11 +373,18 @@ class OrderFlow:
                 hist.observe(waited / 1e9)
         state = order.state
         if state in _FINAL and was not in _FINAL:
-            self._count_final(order.strategy, state.value, self._final_reason(order, exc))
+            # (`_count_final`, inline; the state's value from a table: `.value` is two calls)
+            strategy = order.request.strategy
+            reason = self._final_reason(order, exc)
+            mine = self.finals.get(strategy)
+            if mine is None:
+                mine = self.finals[strategy] = {}
+            key = (_VALUE[state], reason)
+            mine[key] = mine.get(key, 0) + 1
 
     def _final_reason(self, order: Order, exc: OrderRejected | None) -> FinalReason:
         """The reason class of an order that just became final (`FinalReason`)."""
-        cause = self._cancel_cause.pop(order.client_order_id, None) if self._cancel_cause else None
+        cause = self._cancel_cause.pop(order.request.client_order_id, None) if self._cancel_cause else None
         state = order.state
         if state is _FILLED or state is _EXPIRED:
             return "none"
@@ -418,8 +426,10 @@ class OrderFlow:
 
     def _sent_line(self, request: OrderRequest) -> None:
         """The `order.sent` line of an accepted order."""
-        if logs_at(self.log, logging.INFO):  # the fields cost more than the filtered call
-            self.log.info(
+        log = self.log
+        # (The fields cost more than the filtered call.)
+        if log.enabled(_INFO) if type(log) is CachedLogger else logs_at(log, _INFO):
+            log.info(
                 "order.sent",
                 **_whose(request),
                 side=request.side.value,
@@ -555,12 +565,15 @@ class OrderFlow:
     def cancel_requested(self, order: Order, *, now_ns: int, cause: CancelCause = "user") -> None:
         """A cancel of `order` is on its way to the venue; `cause` says who asked (the reason
         its cancelled state is counted under)."""
-        self.flush_sent()
-        if not order.state.is_final:
-            self._cancel_cause[order.client_order_id] = cause
-        if order.state.is_live and order.state is not _PENDING_CANCEL:
-            order.transition(_PENDING_CANCEL, now_ns=now_ns)
-        self._journal("state", order, "cancel_request")
+        if self._sent_pending:
+            self.flush_sent()
+        state = order.state
+        if state not in _FINAL:  # (`is_final`, `is_live`: properties, a call each)
+            self._cancel_cause[order.request.client_order_id] = cause
+            if state is not _PENDING_CANCEL:
+                order.transition(_PENDING_CANCEL, now_ns=now_ns)
+        if self.journal is not None:
+            self._journal("state", order, "cancel_request")
 
     def cancel_refused(self, order: Order, exc: OrderRejected, *, now_ns: int) -> None:
         """The venue refused a cancel: the order goes back to what it was (if still pending).
