@@ -1130,7 +1130,8 @@ class BacktestKernel:
         if slot is None:
             return
         if isinstance(event, Fill):
-            self._mark_drawdown(slot)
+            # `_mark_drawdown`, inline
+            self._track_drawdown(slot, self.now, float(self.flow.ledger(slot.name).equity_usd()))
             self._record_fill(slot, event)
         self._deliver(slot, event)
 
@@ -1154,16 +1155,19 @@ class BacktestKernel:
                     fee_usd = None if rq is None else float(fill.fee * inst.contract_size * fill.price) * rq
                 else:
                     fee_usd = None if rf is None else float(fill.fee) * rf
+            # `_tag_of`, inline: its order's tag ("" for none, or an order no longer known).
+            order = self.flow.tracker.get(fill.client_order_id) if fill.client_order_id else None
+            tag = "" if order is None else order.request.tag
             slot.fills.append(
                 FillRecord(
                     ts=self.now,
                     instrument=f"{fill.venue}:{fill.instrument}",
-                    side=fill.side.value,
+                    side=fill.side._value_,  # `.value`, without the enum property's two calls
                     price=float(fill.price),
                     size=float(fill.size),
                     fee_usd=fee_usd,
-                    liquidity=fill.liquidity.value,
-                    tag=self._tag_of(fill),
+                    liquidity=fill.liquidity._value_,
+                    tag=tag,
                 )
             )
         else:

@@ -44,6 +44,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from decimal import ROUND_HALF_EVEN, Context, Decimal, getcontext, localcontext, setcontext
+from math import isfinite
 from typing import Literal
 
 import attrs
@@ -281,6 +282,8 @@ class Ledger:
         # Told of each entry booked after it waited, with the rates it was booked at.
         self.on_late_booking: Callable[[Booking], None] | None = None
         market.on_first_rate.append(self.rate_known)
+        # (realized, fees, equity) of the last `equity_usd` with nothing open.
+        self._flat_equity: tuple[Decimal, Decimal, Decimal] | None = None
 
     def position(self, venue: str, instrument: str) -> Decimal:
         p = self.positions.get((venue, instrument))
@@ -305,16 +308,24 @@ class Ledger:
         keeps these rates, so positions rebuilt after a restart carry the same USD values."""
         booking_rate = self.market.booking_rate
         venue = inst.venue
-        base = inst.base if _known(index) and index_currency(inst) is not None else None
+        base = inst.base if index is not None and _known(index) and index_currency(inst) is not None else None
         # Each currency's rate is the index (its base) or the market's booking rate, a function
         # of the currency alone: one looked up once serves the others that name it too.
+        # (`_usable` inline: a rate, or None.)
         quote, settle = inst.quote, inst.settle
         fee = fee_currency or settle
-        rq = index if quote == base else _usable(booking_rate(venue, quote))
+        if quote == base:
+            rq = index
+        else:
+            r = booking_rate(venue, quote)
+            rq = r if r is not None and isfinite(r) and r > 0 else None
         if settle == quote:
             rs = rq
+        elif settle == base:
+            rs = index
         else:
-            rs = index if settle == base else _usable(booking_rate(venue, settle))
+            r = booking_rate(venue, settle)
+            rs = r if r is not None and isfinite(r) and r > 0 else None
         if fee == settle:
             rf = rs
         elif fee == quote:
@@ -585,7 +596,15 @@ class Ledger:
             if pos.booked != 0:
                 with localcontext(CONTEXT):
                     return self.realized_usd + self._unrealized() - self.fees_usd
-        return _ARITH.subtract(_ARITH.add(self.realized_usd, ZERO), self.fees_usd)
+        # Nothing open: a function of the two sums alone, kept for the same two (a Decimal never
+        # changes: the same objects, the same result).
+        realized, fees = self.realized_usd, self.fees_usd
+        last = self._flat_equity
+        if last is not None and last[0] is realized and last[1] is fees:
+            return last[2]
+        equity = _ARITH.subtract(_ARITH.add(realized, ZERO), fees)
+        self._flat_equity = (realized, fees, equity)
+        return equity
 
     def view(self) -> PositionView:
         return PositionView(

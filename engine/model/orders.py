@@ -934,6 +934,22 @@ class OrderTracker:
                     if self.on_state is not None:
                         self.on_state(order, _PENDING_NEW)
                     return out
+        # The other common case, a cancel's confirmation (asked by us, nothing more filled), in
+        # the general path's steps for it, as above.
+        elif (
+            update.status is _CANCELLED and order.state is _PENDING_CANCEL and asked is None and not verified
+        ):
+            if update.price is not None:
+                order.price = update.price
+            if not update.filled_size > order.filled_size:
+                if update.size > 0 and update.size >= order.filled_size:
+                    order.size = update.size
+                now = update.ts_local
+                order.transition(_CANCELLED, now_ns=now, reason=update.reason)
+                out = [order.snapshot(ts_local=now, ts_exchange=update.ts_exchange)]
+                if self.on_state is not None:
+                    self.on_state(order, _PENDING_CANCEL)
+                return out
         return self._update(order, update, verified, asked)
 
     def apply_update_general(

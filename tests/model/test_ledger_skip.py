@@ -1,11 +1,13 @@
 """A waiting head is tried again only once the market learned a rate (`Ledger._drain`'s skip):
 the same bookings, at the same rates, in the same order, as trying it on every entry
-(`Ledger._drain_general`), whatever the fills, tickers, reversals and funding in between."""
+(`Ledger._drain_general`), whatever the fills, tickers, reversals and funding in between. And
+the other shortcuts on a fill's way: the equity kept while nothing is open and its sums are the
+same (`Ledger.equity_usd`), the booking rate without `usd_rate`'s call (`MarketState.booking_rate`)."""
 
 from __future__ import annotations
 
 import math
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 from tests.support.helpers import OPTION, PERP, ticker
 from tradingd.engine import Fill, FillReversal, Instrument, InstrumentKind, Liquidity, Side
 from tradingd.engine.model import InstrumentRegistry, Ledger, MarketState
-from tradingd.engine.model.ledger import Booking, Position, UsdRates
+from tradingd.engine.model.ledger import CONTEXT, Booking, Position, UsdRates
 
 ETH = Instrument(
     venue="deribit",
@@ -145,6 +147,19 @@ def test_skipping_an_unchanged_head_books_as_trying_it_every_time(ops: list[tupl
                 assert isinstance(inst, Instrument)
                 ledger.funding(inst, Decimal(str(amount)), inst.settle)
             states.append(_state(ledger, late))
+            # The equity as computed in full (nothing kept), whatever is open.
+            with localcontext(CONTEXT):
+                full = ledger.realized_usd + ledger.unrealized_usd() - ledger.fees_usd
+            assert ledger.equity_usd() == full
+            for inst in INSTRUMENTS:
+                for ccy in {inst.base, inst.quote, inst.settle, "usdc"}:
+                    usd = market.usd_rate(inst.venue, ccy)
+                    want = (
+                        usd
+                        if usd is not None and 0 < usd < math.inf
+                        else market.fill_rates.get((inst.venue, ccy))
+                    )
+                    assert market.booking_rate(inst.venue, ccy) == want
         sides.append(states)
     assert sides[0] == sides[1]
 
