@@ -873,13 +873,14 @@ class BacktestKernel:
         return None if sim is None else sim.fees
 
     def _at(self, when: int, fn: Callable[..., None], *args: Any) -> None:
-        self._seq += 1
-        heapq.heappush(self._timers, (when, self._seq, fn, args))
+        seq = self._seq = self._seq + 1
+        heapq.heappush(self._timers, (when, seq, fn, args))
 
     def _run_timers(self, until: float) -> None:
         timers = self._timers
+        pop = heapq.heappop
         while timers and timers[0][0] <= until:
-            when, _, fn, args = heapq.heappop(timers)
+            when, _, fn, args = pop(timers)
             if when > self.now:
                 self.now = when
             fn(*args)
@@ -1053,12 +1054,14 @@ class BacktestKernel:
 
     # -- the venue side ---------------------------------------------------------------------
     def _arrive_order(self, slot: _Slot, order: Order) -> None:
-        key = (order.request.venue, order.request.instrument)
-        slot.ordered[key] = slot.ordered.get(key, 0) + 1
-        sim = self.sims[order.request.venue]
+        req = order.request
+        key = (req.venue, req.instrument)
+        ordered = slot.ordered
+        ordered[key] = ordered.get(key, 0) + 1
+        sim = self.sims[req.venue]
         events = sim.submit(order, self.now)
-        if order.request.expire_at_ns is not None:
-            self._at(order.request.expire_at_ns, self._expire_gtd, sim)
+        if req.expire_at_ns is not None:
+            self._at(req.expire_at_ns, self._expire_gtd, sim)
         self._at(self.now + self._resp, self._answer_order, slot, order, events)
 
     def _answer_order(self, slot: _Slot, order: Order, events: list[PrivateEvent]) -> None:

@@ -126,9 +126,12 @@ class BaseContext(StrategyContext):
                 instrument=request.instrument,
                 client_order_id=cid,
             )
-        if request.client_order_id == cid and request.strategy == self.strategy:
+        strategy = self.strategy
+        if request.client_order_id == cid and request.strategy == strategy:
             return request
-        return _named(request, cid, self.strategy)
+        if _COPY_PLAIN and type(request) is OrderRequest:  # `_named`'s own test, without its call
+            return _copy(request, cid, strategy)
+        return _named(request, cid, strategy)
 
     def _own(self, client_order_id: str) -> Order:
         """This strategy's order `client_order_id`; `OrderRejected` when there is none."""

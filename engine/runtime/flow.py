@@ -857,7 +857,10 @@ class OrderFlow:
     # -- incoming ---------------------------------------------------------------------------
     def on_private(self, event: PrivateEvent) -> None:
         """Any venue report about our orders, by type (the one entry point venues feed)."""
-        if isinstance(event, Fill):
+        cls = event.__class__
+        if cls is OrderUpdate:  # (the commonest, by its exact class: one test, not two)
+            self.on_update(event)  # type: ignore[arg-type]
+        elif isinstance(event, Fill):
             self.on_fill(event)
         elif isinstance(event, OrderUpdate):
             self.on_update(event)
