@@ -1133,8 +1133,10 @@ class BacktestKernel:
         if slot is None:
             return
         if isinstance(event, Fill):
-            # `_mark_drawdown`, inline
-            self._track_drawdown(slot, self.now, float(self.flow.ledger(slot.name).equity_usd()))
+            # `_mark_drawdown`, inline (the fill's own booking made the ledger)
+            flow = self.flow
+            ledger = flow.ledgers.get(slot.name) or flow.ledger(slot.name)
+            self._track_drawdown(slot, self.now, float(ledger.equity_usd()))
             self._record_fill(slot, event)
         self._deliver(slot, event)
 
@@ -1144,7 +1146,7 @@ class BacktestKernel:
         if fill.client_order_id:
             slot.filled_ids.add(fill.client_order_id)
         slot.filled_on.add((fill.venue, fill.instrument))
-        ledger = self.flow.ledger(slot.name)
+        ledger = self.flow.ledgers.get(slot.name) or self.flow.ledger(slot.name)
         pos = ledger.positions.get((fill.venue, fill.instrument))
         if pos is None:
             return

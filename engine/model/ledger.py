@@ -49,7 +49,7 @@ from typing import Literal
 
 import attrs
 
-from .events import Fill, FillReversal
+from .events import Fill, FillReversal, Side
 from .instruments import Instrument
 from .market import MarketState, index_currency
 from .money import ZERO, from_float
@@ -60,6 +60,7 @@ __all__ = ["CONTEXT", "Booking", "Ledger", "Position", "PositionView", "UsdRates
 # has (a strategy may set `decimal.getcontext().prec`; the engine runs in its thread).
 CONTEXT = Context(prec=34, rounding=ROUND_HALF_EVEN)
 _NONE3: tuple[None, None, None] = (None, None, None)
+_BUY = Side.BUY
 # `CONTEXT`'s twin for the hot paths: arithmetic through its methods (`_ARITH.add(a, b)` is
 # `a + b` computed in `CONTEXT`), or made the current context for a fill (`on_fill`) without
 # the copy `localcontext` makes; the flags those set never reach `CONTEXT` itself.
@@ -375,10 +376,13 @@ class Ledger:
         try:
             if fill.index_price is not None:
                 self.market.learn_index(inst, fill.index_price)
-            pos = self._position(inst)
+            key = (inst.venue, inst.symbol)  # `_position`, inline
+            pos = self.positions.get(key)
+            if pos is None:
+                pos = self.positions[key] = Position(inst)
             if rates is None:
                 rates = self.rates(inst, fill.fee_currency, fill.index_price)
-            signed = fill.size if fill.side.sign > 0 else -fill.size
+            signed = fill.size if fill.side is _BUY else -fill.size  # (`side.sign > 0`)
             if fill.fee_currency == inst.symbol:  # the fee is taken in the instrument itself
                 signed -= fill.fee
             pos.qty += signed

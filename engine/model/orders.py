@@ -477,7 +477,9 @@ class Order:
         if trade_id:
             if trade_id in self._fill_ids:
                 return False
-            self._add_fill_id(trade_id)
+            if not self._fill_ids:  # `_add_fill_id`, inline
+                self._fill_ids = set()
+            self._fill_ids.add(trade_id)  # type: ignore[union-attr]  # a set from here on
         self.fills_size += size
         self.fills_notional += size * price
         self.avg_fill_price = self.fills_notional / self.fills_size
@@ -934,6 +936,11 @@ class OrderTracker:
                     if self.on_state is not None:
                         self.on_state(order, _PENDING_NEW)
                     return out
+        # A final state said again (a fill's report after the fill made the order final): stale,
+        # as the general path finds first.
+        elif update.status is order.state and order.state in _FINAL:
+            self.stats.stale_updates += 1
+            return []
         # The other common case, a cancel's confirmation (asked by us, nothing more filled), in
         # the general path's steps for it, as above.
         elif (

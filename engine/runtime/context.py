@@ -136,7 +136,7 @@ class BaseContext(StrategyContext):
     def _own(self, client_order_id: str) -> Order:
         """This strategy's order `client_order_id`; `OrderRejected` when there is none."""
         order = self.flow.tracker.get(client_order_id)
-        if order is None or order.strategy != self.strategy:
+        if order is None or order.request.strategy != self.strategy:
             raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
         return order
 

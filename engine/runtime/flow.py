@@ -1022,7 +1022,9 @@ class OrderFlow:
         deliver = self.deliver
         for event in events:
             if isinstance(event, OrderUpdate):
-                self._log_update(event)
+                log = self.log  # `_log_update`, inline
+                if log.enabled(_INFO) if type(log) is CachedLogger else logs_at(log, _INFO):
+                    self._update_line(log, event)
             deliver(event)
         return booked
 
