@@ -597,7 +597,7 @@ class Ledger:
         the two sums go through `_ARITH`'s methods, the same arithmetic as in `CONTEXT` without
         entering it (`localcontext` copies a context, ~1 us)."""
         for pos in self.positions.values():
-            if pos.booked != 0:
+            if pos.booked != ZERO:  # (a Decimal zero: the int's conversion spared)
                 with localcontext(CONTEXT):
                     return self.realized_usd + self._unrealized() - self.fees_usd
         # Nothing open: a function of the two sums alone, kept for the same two (a Decimal never

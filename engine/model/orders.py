@@ -926,10 +926,11 @@ class OrderTracker:
             # general path would take further (a fill reported, no size left) goes on there.
             if update.price is not None:
                 order.price = update.price
-            if not update.filled_size > 0:
-                if update.size > 0:
+            # (Against a Decimal zero: the same answer as against 0, without converting the int.)
+            if not update.filled_size > _ZERO:
+                if update.size > _ZERO:
                     order.size = update.size
-                if order.size > 0:
+                if order.size > _ZERO:
                     now = update.ts_local
                     order.transition(_OPEN, now_ns=now, reason=update.reason)
                     out = [order.snapshot(ts_local=now, ts_exchange=update.ts_exchange)]
@@ -949,7 +950,7 @@ class OrderTracker:
             if update.price is not None:
                 order.price = update.price
             if not update.filled_size > order.filled_size:
-                if update.size > 0 and update.size >= order.filled_size:
+                if update.size > _ZERO and update.size >= order.filled_size:
                     order.size = update.size
                 now = update.ts_local
                 order.transition(_CANCELLED, now_ns=now, reason=update.reason)
