@@ -152,6 +152,7 @@ class RiskChecker:
         self.refusals: dict[str, dict[Check, int]] = {}
         self._refused: Check | None = None
         self.halted: str | None = None  # the kill switch's reason, while it is engaged
+        self._free: Limits | None = None  # engine limits known to limit nothing (`check`)
         self._sent: dict[str | None, deque[int]] = {}  # order messages' times, by scope
         self._day = -1
         self.day_start_equity: dict[str | None, float] = {}  # by scope, at the UTC day's start
@@ -222,10 +223,20 @@ class RiskChecker:
             is_new = adds is None
             new = req.size if adds is None else adds
             # The engine's scope, then the strategy's (each limits found before any is checked).
-            engine = self.engine_limits.for_instrument(req.instrument)
+            # An engine scope without overrides whose limits were found unlimited before is
+            # unlimited still (a frozen `Limits` of numbers never changes): not looked at again.
+            engine_limits = self.engine_limits
+            if engine_limits.instruments or engine_limits.default is not self._free:
+                engine: Limits | None = engine_limits.for_instrument(req.instrument)
+                if engine is not None and _unlimited(engine):
+                    if not engine_limits.instruments:  # then `engine` is the default
+                        self._free = engine
+                    engine = None
+            else:
+                engine = None
             own = self.strategy_limits.get(req.strategy)
             strategy = None if own is None else own.for_instrument(req.instrument)
-            if not _unlimited(engine):  # (unlimited: no check to run, the usual engine scope of a backtest)
+            if engine is not None:  # (unlimited: no check to run, the usual engine scope of a backtest)
                 self._check_limits(req, inst, engine, None, "engine", replaces, new)
                 self._check_scope(req, engine, None, "engine", now_ns=now_ns, is_new=is_new)
             if strategy is not None and not _unlimited(strategy):
