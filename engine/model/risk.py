@@ -166,6 +166,11 @@ class RiskChecker:
         self.halted = None
 
     # -- the day ------------------------------------------------------------------------------
+    @property
+    def day(self) -> int:
+        """The UTC day (days since the epoch) today's PnL counts in; -1 before the first."""
+        return self._day
+
     def roll_day(self, now_ns: int) -> bool:
         """Start a new UTC day when `now_ns` is in one: today's PnL counts from the equity now.
         Called on every check, and by the daemon every second so no loss escapes the count."""
