@@ -172,28 +172,49 @@ def _slot_setter(name: str) -> Callable[[object, object], None]:
 
 
 # `limit_or_market` writes each field through its slot, the steps of attrs' `__init__` written
-# out for the fields as they are: checked here, at import (each field's name, converter and
-# validator, in order), so that a field added or changed one day brings `OrderRequest(...)` back.
+# out for the fields as they are: checked here, at import, so that a field added or changed one
+# day brings `OrderRequest(...)` back. Each field's name, converter, validator and default (the
+# fast path writes "", "" and None for the client order id, the strategy and the expiry itself),
+# and that each is an ordinary `__init__` argument (not keyword-only, not renamed, not left out);
+# and no `__attrs_pre_init__` (the fast path runs none).
+_NO_DEFAULT: Final = attrs.NOTHING
+_A_FACTORY: Final = object()  # `type`'s default: both paths pass `type`, so never read
 _REQUEST_SHAPE: Final = (
-    ("venue", None, None),
-    ("instrument", None, None),
-    ("side", _side, None),
-    ("size", _size, None),
-    ("price", _price, None),
-    ("type", _order_type, None),
-    ("time_in_force", _time_in_force, None),
-    ("post_only", None, None),
-    ("reduce_only", None, None),
-    ("client_order_id", None, None),
-    ("strategy", None, None),
-    ("expire_at_ns", None, None),
-    ("tag", None, _tag),
+    ("venue", None, None, _NO_DEFAULT),
+    ("instrument", None, None, _NO_DEFAULT),
+    ("side", _side, None, _NO_DEFAULT),
+    ("size", _size, None, _NO_DEFAULT),
+    ("price", _price, None, None),
+    ("type", _order_type, None, _A_FACTORY),
+    ("time_in_force", _time_in_force, None, TimeInForce.GTC),
+    ("post_only", None, None, False),
+    ("reduce_only", None, None, False),
+    ("client_order_id", None, None, ""),
+    ("strategy", None, None, ""),
+    ("expire_at_ns", None, None, None),
+    ("tag", None, _tag, ""),
 )
-_FAST_REQUEST: Final = (
-    tuple((a.name, a.converter, a.validator) for a in attrs.fields(OrderRequest)) == _REQUEST_SHAPE  # type: ignore[comparison-overlap]
-    and "__attrs_post_init__" in OrderRequest.__dict__
-    and isinstance(getattr(getattr(attr, "_config", None), "_run_validators", None), bool)
-)
+
+
+def _field_shape(a: attrs.Attribute[Any]) -> tuple[object, ...]:
+    """A field as `_REQUEST_SHAPE` says it, with the options that change what `__init__` takes
+    (`_A_FACTORY` for a `Factory` default, which only `type`'s is)."""
+    default = _A_FACTORY if isinstance(a.default, attrs.Factory) else a.default  # type: ignore[arg-type]
+    return (a.name, a.converter, a.validator, default, type(default), a.kw_only, a.alias, a.init)
+
+
+def _fast_request(cls: type, fields: tuple[attrs.Attribute[Any], ...]) -> bool:
+    """Whether `limit_or_market` may build `cls` (with these fields) without its `__init__`."""
+    return (
+        tuple(_field_shape(a) for a in fields)
+        == tuple((n, c, v, d, type(d), False, n, True) for n, c, v, d in _REQUEST_SHAPE)
+        and "__attrs_post_init__" in cls.__dict__
+        and not hasattr(cls, "__attrs_pre_init__")
+        and isinstance(getattr(getattr(attr, "_config", None), "_run_validators", None), bool)
+    )
+
+
+_FAST_REQUEST: Final = _fast_request(OrderRequest, attrs.fields(OrderRequest))
 (
     _set_venue,
     _set_instrument,
@@ -208,7 +229,7 @@ _FAST_REQUEST: Final = (
     _set_strategy,
     _set_expire,
     _set_tag,
-) = (_slot_setter(name) for name, _, _ in _REQUEST_SHAPE)
+) = (_slot_setter(name) for name, *_ in _REQUEST_SHAPE)
 _TAG_FIELD: Final = attrs.fields(OrderRequest).tag
 _new = object.__new__
 # What attrs' generated `__init__` reads: whether validators run (checked by `_FAST_REQUEST`).

@@ -87,6 +87,51 @@ def test_the_fast_path_is_taken_for_the_request_as_it_is() -> None:
     assert orders._FAST_REQUEST
 
 
+def _changed(name: str, **changes: Any) -> tuple[attrs.Attribute[Any], ...]:
+    return tuple(a.evolve(**changes) if a.name == name else a for a in attrs.fields(OrderRequest))
+
+
+@pytest.mark.parametrize(
+    ("name", "changes"),
+    [
+        ("client_order_id", {"default": "x"}),
+        ("strategy", {"default": "s"}),
+        ("expire_at_ns", {"default": 0}),
+        ("post_only", {"default": True}),
+        ("tag", {"default": "t"}),
+        ("price", {"default": attrs.NOTHING}),
+        ("strategy", {"kw_only": True}),
+        ("strategy", {"alias": "owner"}),
+        ("client_order_id", {"init": False}),
+        ("type", {"default": OrderType.LIMIT}),
+    ],
+)
+def test_a_field_changed_in_what_init_takes_turns_fast_off(name: str, changes: dict[str, Any]) -> None:
+    """The fast path writes "", "" and None itself and passes every field by its name:
+    a default, keyword-only, alias or init=False changed on the request brings `__init__` back."""
+    assert orders._fast_request(OrderRequest, attrs.fields(OrderRequest))  # as it is
+    assert not orders._fast_request(OrderRequest, _changed(name, **changes))
+
+
+def test_a_pre_init_turns_the_fast_path_off() -> None:
+    @attrs.frozen
+    class WithPreInit(OrderRequest):
+        def __attrs_pre_init__(self) -> None:
+            pass
+
+        def __attrs_post_init__(self) -> None:
+            pass
+
+    assert not orders._fast_request(WithPreInit, attrs.fields(OrderRequest))
+
+
+def test_the_general_path_when_the_fast_path_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(orders, "_FAST_REQUEST", False)
+    monkeypatch.setattr(orders, "_new", None)  # not reached
+    got = limit_or_market("deribit", "x", Side.BUY, 1, Decimal(1), TimeInForce.GTC, False, False, "t")
+    assert got == OrderRequest(venue="deribit", instrument="x", side=Side.BUY, size=1, price=1, tag="t")
+
+
 @pytest.mark.parametrize("value", [math.nan, Decimal("NaN"), "inf"])
 def test_a_number_that_is_no_number_is_refused_the_same(value: Any) -> None:
     with pytest.raises(ValueError) as fast:
