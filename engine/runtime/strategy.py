@@ -164,7 +164,7 @@ class StrategyContext(abc.ABC):
         **kw: Any,
     ) -> OrderUpdate:
         """Buy `size` at `price`, or at market when `price` is None (options as for `order`)."""
-        if not kw and type(self).order is _ORDER:
+        if not kw and getattr(self.order, "__func__", None) is _ORDER:
             # `order`'s steps with its defaults, here: a coroutine less to start and to pass
             # through on every step of it (the context's `order` is `StrategyContext.order`).
             return await self.place_order(
@@ -181,7 +181,7 @@ class StrategyContext(abc.ABC):
         **kw: Any,
     ) -> OrderUpdate:
         """Sell `size` at `price`, or at market when `price` is None (options as for `order`)."""
-        if not kw and type(self).order is _ORDER:  # as `buy`
+        if not kw and getattr(self.order, "__func__", None) is _ORDER:  # as `buy`
             return await self.place_order(
                 limit_or_market(venue, instrument, _SELL, size, price, _GTC, False, False, "")
             )

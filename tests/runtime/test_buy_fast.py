@@ -79,3 +79,19 @@ def test_options_and_an_own_order_go_through_order() -> None:
     assert plain.placed[0].tag == "why" and plain.placed[0].post_only
     with pytest.raises(TypeError, match="order"):
         trio.run(lambda: plain.buy("deribit", "X", 1, Decimal(2), colour="red"))
+
+
+def test_an_order_replaced_on_the_instance_is_gone_through() -> None:
+    """A spy or a wrapper set on the context itself (not on its class) sees `buy` and `sell`."""
+    calls: list[Side] = []
+    ctx = _Placing()  # type: ignore[abstract]
+    original = ctx.order
+
+    async def spy(side: Side, *args: Any, **kw: Any) -> OrderUpdate:
+        calls.append(side)
+        return await original(side, *args, **kw)
+
+    ctx.order = spy  # type: ignore[method-assign, assignment]
+    trio.run(lambda: ctx.buy("deribit", "X", 1, Decimal(2)))
+    trio.run(lambda: ctx.sell("deribit", "X", 1, None))
+    assert calls == [Side.BUY, Side.SELL] and len(ctx.placed) == 2
