@@ -958,9 +958,12 @@ class OrderTracker:
                     if self.on_state is not None:
                         self.on_state(order, _PENDING_NEW)
                     return out
-        # A final state said again (a fill's report after the fill made the order final): stale,
-        # as the general path finds first.
-        elif update.status is order.state and order.state in _FINAL:
+        # A final state said again as we hold it (a fill's report after the fill made the order
+        # final): stale, as the general path finds first. With another filled size, the general
+        # path's (the venue's word: taken and alerted).
+        elif (
+            update.status is order.state and order.state in _FINAL and update.filled_size == order.filled_size
+        ):
             self.stats.stale_updates += 1
             return []
         # The other common case, a cancel's confirmation (asked by us, nothing more filled), in
@@ -1002,8 +1005,19 @@ class OrderTracker:
         state = order.state
         if target is _PENDING_NEW or (
             # A final state repeated, or a working one after it (reports cross on the way); a
-            # different final state is a contradiction, taken below.
-            state in _FINAL and (target is state or not (verified or target in _FINAL))
+            # different final state is a contradiction, taken below. So is a final state repeated
+            # with more filled (a fill we missed), or, verified, less: the venue's word, alerted.
+            state in _FINAL
+            and (
+                (
+                    target is state
+                    and not (
+                        update.filled_size > order.filled_size
+                        or (verified and update.filled_size < order.filled_size)
+                    )
+                )
+                or not (verified or target in _FINAL)
+            )
         ):
             self.stats.stale_updates += 1
             return []
@@ -1011,6 +1025,7 @@ class OrderTracker:
             self.stats.stale_updates += 1
             return []
         before = (state, order.filled_size, order.price, order.size)
+        alerted = False  # the filled size's alert raised (`_alert_filled_down`)
         if update.price is not None and not older:
             order.price = update.price
         if update.filled_size > order.filled_size:
@@ -1022,6 +1037,7 @@ class OrderTracker:
             # in the positions; only a reversal takes one out): an alert for a trader.
             self._alert_filled_down(order, update)
             order.filled_size = max(update.filled_size, order.fills_size)
+            alerted = True
         if update.size > 0 and update.size >= order.filled_size and not older:
             order.size = update.size
         if target in (_OPEN, _PARTIALLY_FILLED) and order.filled_size >= order.size:
@@ -1039,15 +1055,29 @@ class OrderTracker:
             return out
         if target in _ALLOWED[order.state]:  # `can_transition`
             order.transition(target, now_ns=now, reason=update.reason)
+        elif alerted and target is order.state:
+            # A final state said again, counting less filled: alerted once, above.
+            order.force(target, now_ns=now, reason=update.reason)
         else:
-            self._override(order, target, now_ns=now, reason=update.reason, verified=verified)
+            # (A final state said again with more filled: both filled sizes in the alert.)
+            ours_filled = before[1] if target is state else None
+            self._override(
+                order, target, now_ns=now, reason=update.reason, verified=verified, ours_filled=ours_filled
+            )
         out.append(order.snapshot(ts_local=now, ts_exchange=update.ts_exchange))
         if self.on_state is not None and order.state is not state:
             self.on_state(order, state)
         return out
 
     def _override(
-        self, order: Order, target: OrderState, *, now_ns: int, reason: str | None, verified: bool = False
+        self,
+        order: Order,
+        target: OrderState,
+        *,
+        now_ns: int,
+        reason: str | None,
+        verified: bool = False,
+        ours_filled: Decimal | None = None,
     ) -> None:
         """The venue's state for `order` where the state machine does not lead from ours: taken
         (the venue's word wins), alerted with both states, counted. An order it makes work again
@@ -1070,6 +1100,7 @@ class OrderTracker:
             venue_state=target.value,
             filled=decimal_text(order.filled_size),
             verified=verified,
+            **({} if ours_filled is None else {"ours_filled": decimal_text(ours_filled)}),
         )
 
     def _alert_filled_down(self, order: Order, update: OrderUpdate) -> None:

@@ -160,6 +160,27 @@ def test_a_plain_cancel_confirmation_takes_the_fast_path(monkeypatch: pytest.Mon
     assert [u.status for u in out] == [S.CANCELLED] and order.state is S.CANCELLED and order.reason == "r6"
 
 
+def test_a_final_state_said_again_as_held_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exact repeat is stale at once; with another filled size it is the general path's (the
+    venue's word, tests/runtime/test_order_surprises.py)."""
+    t = OrderTracker()
+    order = t.add(request(size="1", cid="s-1"), now_ns=1)
+    t.set_order_id(order, "V-s-1")
+    t.apply_update(_update("s-1", S.OPEN, "0", "1", "0.05", 2))
+    t.apply_update(_update("s-1", S.CANCELLED, "0", "1", "0.05", 3))
+    taken: list[OrderUpdate] = []
+
+    def general(order: Order, update: OrderUpdate, *args: object) -> list[OrderUpdate]:
+        taken.append(update)
+        return []
+
+    monkeypatch.setattr(t, "_update", general)
+    assert t.apply_update(_update("s-1", S.CANCELLED, "0", "1", "0.05", 4), verified=True) == []
+    assert t.stats.stale_updates == 1 and not taken
+    t.apply_update(_update("s-1", S.CANCELLED, "0.5", "1", "0.05", 5), verified=True)
+    assert [u.filled_size for u in taken] == [Decimal("0.5")]
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     size=st.sampled_from(["0.5", "1", "2"]),
