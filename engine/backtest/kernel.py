@@ -461,7 +461,7 @@ class _Context(BaseContext):
 
     async def cancel_order(self, client_order_id: str) -> OrderUpdate:
         order = self._own(client_order_id)
-        if order.state.is_final:
+        if order.state in self.final_states:  # `is_final`, without the property's call
             return order.snapshot(ts_local=self._kernel.now)
         self.flow.cancel_requested(order, now_ns=self._kernel.now)
         result: OrderUpdate = await _Wait("cancel", order)
@@ -873,13 +873,14 @@ class BacktestKernel:
         return None if sim is None else sim.fees
 
     def _at(self, when: int, fn: Callable[..., None], *args: Any) -> None:
-        self._seq += 1
-        heapq.heappush(self._timers, (when, self._seq, fn, args))
+        seq = self._seq = self._seq + 1
+        heapq.heappush(self._timers, (when, seq, fn, args))
 
     def _run_timers(self, until: float) -> None:
         timers = self._timers
+        pop = heapq.heappop
         while timers and timers[0][0] <= until:
-            when, _, fn, args = heapq.heappop(timers)
+            when, _, fn, args = pop(timers)
             if when > self.now:
                 self.now = when
             fn(*args)
@@ -1053,12 +1054,14 @@ class BacktestKernel:
 
     # -- the venue side ---------------------------------------------------------------------
     def _arrive_order(self, slot: _Slot, order: Order) -> None:
-        key = (order.request.venue, order.request.instrument)
-        slot.ordered[key] = slot.ordered.get(key, 0) + 1
-        sim = self.sims[order.request.venue]
+        req = order.request
+        key = (req.venue, req.instrument)
+        ordered = slot.ordered
+        ordered[key] = ordered.get(key, 0) + 1
+        sim = self.sims[req.venue]
         events = sim.submit(order, self.now)
-        if order.request.expire_at_ns is not None:
-            self._at(order.request.expire_at_ns, self._expire_gtd, sim)
+        if req.expire_at_ns is not None:
+            self._at(req.expire_at_ns, self._expire_gtd, sim)
         self._at(self.now + self._resp, self._answer_order, slot, order, events)
 
     def _answer_order(self, slot: _Slot, order: Order, events: list[PrivateEvent]) -> None:
@@ -1075,8 +1078,13 @@ class BacktestKernel:
             self.flow.venue_rejected(order, exc, now_ns=self.now)
             self._resume(slot, None, exc)
             return
-        self._apply(events)
-        self._resume(slot, order.snapshot(ts_local=self.now))
+        on_private = self.flow.on_private  # `_apply`, inline
+        for ev in events:
+            on_private(ev)
+        answer = order.snapshot(ts_local=self.now)
+        coro = slot.coro  # `_resume`, inline
+        assert coro is not None
+        self._drive(slot, coro, answer, None)
 
     def _arrive_cancel(self, slot: _Slot, order: Order) -> None:
         sim = self.sims[order.request.venue]
@@ -1097,8 +1105,13 @@ class BacktestKernel:
         self._at(self.now + self._resp, self._answer_cancel, slot, order, events)
 
     def _answer_cancel(self, slot: _Slot, order: Order, events: list[PrivateEvent]) -> None:
-        self._apply(events)
-        self._resume(slot, order.snapshot(ts_local=self.now))
+        on_private = self.flow.on_private  # `_apply`, inline
+        for ev in events:
+            on_private(ev)
+        answer = order.snapshot(ts_local=self.now)
+        coro = slot.coro  # `_resume`, inline
+        assert coro is not None
+        self._drive(slot, coro, answer, None)
 
     def _answer_cancel_refused(self, slot: _Slot, order: Order, exc: OrderRejected) -> None:
         self.flow.cancel_refused(order, exc, now_ns=self.now)
@@ -1111,15 +1124,19 @@ class BacktestKernel:
 
     def _apply(self, events: list[PrivateEvent]) -> None:
         """Venue reports reach the engine (at the response time)."""
+        on_private = self.flow.on_private
         for ev in events:
-            self.flow.on_private(ev)
+            on_private(ev)
 
     def _deliver_private(self, event: PrivateEvent) -> None:
         slot = self.router.slot(event.strategy or "")
         if slot is None:
             return
         if isinstance(event, Fill):
-            self._mark_drawdown(slot)
+            # `_mark_drawdown`, inline (the fill's own booking made the ledger)
+            flow = self.flow
+            ledger = flow.ledgers.get(slot.name) or flow.ledger(slot.name)
+            self._track_drawdown(slot, self.now, float(ledger.equity_usd()))
             self._record_fill(slot, event)
         self._deliver(slot, event)
 
@@ -1129,7 +1146,7 @@ class BacktestKernel:
         if fill.client_order_id:
             slot.filled_ids.add(fill.client_order_id)
         slot.filled_on.add((fill.venue, fill.instrument))
-        ledger = self.flow.ledger(slot.name)
+        ledger = self.flow.ledgers.get(slot.name) or self.flow.ledger(slot.name)
         pos = ledger.positions.get((fill.venue, fill.instrument))
         if pos is None:
             return
@@ -1143,16 +1160,19 @@ class BacktestKernel:
                     fee_usd = None if rq is None else float(fill.fee * inst.contract_size * fill.price) * rq
                 else:
                     fee_usd = None if rf is None else float(fill.fee) * rf
+            # `_tag_of`, inline: its order's tag ("" for none, or an order no longer known).
+            order = self.flow.tracker.get(fill.client_order_id) if fill.client_order_id else None
+            tag = "" if order is None else order.request.tag
             slot.fills.append(
                 FillRecord(
                     ts=self.now,
                     instrument=f"{fill.venue}:{fill.instrument}",
-                    side=fill.side.value,
+                    side=fill.side._value_,  # `.value`, without the enum property's two calls
                     price=float(fill.price),
                     size=float(fill.size),
                     fee_usd=fee_usd,
-                    liquidity=fill.liquidity.value,
-                    tag=self._tag_of(fill),
+                    liquidity=fill.liquidity._value_,
+                    tag=tag,
                 )
             )
         else:

@@ -308,6 +308,7 @@ class Daemon:
             frame_hook = recorder.frame_hook
         self.stop_after_s = stop_after_s
         self.journal: OrderJournal | None = None
+        self._journaled_risk_day: int | None = None  # the risk day last journaled (`_journal_risk_day`)
         self._state_lock: int | None = None
         # A failure from here on (the journal, a venue's settings) lets go of the lock again.
         with contextlib.ExitStack() as undo:
@@ -641,16 +642,7 @@ class Daemon:
     async def _status_loop(self) -> None:
         while True:
             now = self.clock()
-            risk = self.engine.flow.risk
-            if risk.roll_day(now) and self.journal is not None:
-                self.engine.flow._journal(  # a failed write is logged and counted, never fatal
-                    "set_meta",
-                    "risk_day",
-                    {
-                        "start_ns": now,
-                        "equity": {("*" if k is None else k): v for k, v in risk.day_start_equity.items()},
-                    },
-                )
+            self._journal_risk_day(now)
             await self._check_kill_switch()
             status = self._write_status()
             if self.alert_watcher is not None:
@@ -660,6 +652,29 @@ class Daemon:
                 self.notifier.notify(status=line)
                 self._last_status_line = line
             await trio.sleep(1.0)
+
+    def _journal_risk_day(self, now: int) -> None:
+        """Roll the risk day if `now` is in a new one, and journal the day's start whenever the
+        risk checker's day is not the one journaled last, whoever rolled it: an order's check
+        rolls it too (at 00:00:00, before this second's call), and a day left unjournaled is,
+        after a restart, the old day restored and rolled again at the equity then (the day's
+        losses forgiven)."""
+        risk = self.engine.flow.risk
+        risk.roll_day(now)
+        if self.journal is None or risk.day == self._journaled_risk_day:
+            return
+        flow = self.engine.flow
+        failures = flow.journal_failures
+        flow._journal(  # a failed write is logged and counted, never fatal (tried again next second)
+            "set_meta",
+            "risk_day",
+            {
+                "start_ns": now,
+                "equity": {("*" if k is None else k): v for k, v in risk.day_start_equity.items()},
+            },
+        )
+        if flow.journal_failures == failures:
+            self._journaled_risk_day = risk.day
 
     async def _check_kill_switch(self) -> None:
         path = self.paths.kill_switch_file

@@ -32,6 +32,20 @@ def _usable(x: float | None) -> bool:
     return x is not None and 0 < x < _INF
 
 
+# Whether a currency is USD-like (`currency.upper() in USD_LIKE`), by its name as given: the
+# rates of every fill look it up, and a few currency names ever come.
+_USD_LIKE_NAMES: dict[str, bool] = {}
+
+
+def _usd_like(currency: str) -> bool:
+    known = _USD_LIKE_NAMES.get(currency)
+    if known is None:
+        known = currency.upper() in USD_LIKE
+        if len(_USD_LIKE_NAMES) < 4096:  # (bounded, whatever names a caller makes up)
+            _USD_LIKE_NAMES[currency] = known
+    return known
+
+
 class MarketState:
     """Latest tickers and index prices, fed by every ticker the engine sees."""
 
@@ -42,6 +56,7 @@ class MarketState:
         "listener_errors",
         "log",
         "on_first_rate",
+        "rates_learned",
         "registry",
         "tickers",
     )
@@ -57,6 +72,10 @@ class MarketState:
         # Called with (venue, currency) when a currency's first USD rate (index price) arrives:
         # the ledgers book the fills that waited for it (engine/model/ledger.py).
         self.on_first_rate: list[Callable[[str, str], None]] = []
+        # How many times a currency's USD rate became usable for booking (`_first_rate`): the
+        # only way an entry waiting for a rate can become bookable. A ledger tries its waiting
+        # head again only once this moved since its last try (`Ledger._drain`).
+        self.rates_learned = 0
         self.listener_errors = 0
         self.log = structlog.get_logger("tradingd.market")
 
@@ -93,12 +112,13 @@ class MarketState:
         known = _usable(self.booking_rate(*key))
         assert index is not None
         self.fill_rates[key] = index
-        if not known and self.on_first_rate:
+        if not known:
             self._first_rate(*key)
 
     def _first_rate(self, venue: str, currency: str) -> None:
         """Tell every listener; one that fails is alerted and counted, never raised into the
         market-data path (nor allowed to keep the others from hearing it)."""
+        self.rates_learned += 1
         for listener in self.on_first_rate:
             try:
                 listener(venue, currency)
@@ -123,17 +143,21 @@ class MarketState:
 
     def usd_rate(self, venue: str, currency: str) -> float | None:
         """USD per unit of `currency` (1 for USD-like currencies), None when no index seen yet."""
-        if currency.upper() in USD_LIKE:
+        if _usd_like(currency):
             return 1.0
         return self.index.get((venue, currency))
 
     def booking_rate(self, venue: str, currency: str) -> float | None:
         """The USD rate money is booked at now: the market's (`usd_rate`) when usable, else the
         latest one a fill carried (`learn_index`); None when neither is known."""
-        rate = self.usd_rate(venue, currency)
-        if _usable(rate):
+        # `usd_rate` and `_usable`, inline (every fill's rates come here).
+        if _usd_like(currency):
+            return 1.0
+        key = (venue, currency)
+        rate = self.index.get(key)
+        if rate is not None and 0 < rate < _INF:
             return rate
-        return self.fill_rates.get((venue, currency))
+        return self.fill_rates.get(key)
 
     def mark(self, venue: str, instrument: str) -> float | None:
         """The venue's mark price, else the mid, else the last trade price."""

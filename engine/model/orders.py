@@ -25,8 +25,9 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
+import attr
 import attrs
 import msgspec
 import structlog
@@ -164,6 +165,146 @@ class OrderRequest:
         return self.type is OrderType.MARKET
 
 
+def _slot_setter(name: str) -> Callable[[object, object], None]:
+    slot = next(k.__dict__[name] for k in OrderRequest.__mro__ if name in k.__dict__)
+    setter: Callable[[object, object], None] = slot.__set__
+    return setter
+
+
+# `limit_or_market` writes each field through its slot, the steps of attrs' `__init__` written
+# out for the fields as they are: checked here, at import, so that a field added or changed one
+# day brings `OrderRequest(...)` back. Each field's name, converter, validator and default (the
+# fast path writes "", "" and None for the client order id, the strategy and the expiry itself),
+# and that each is an ordinary `__init__` argument (not keyword-only, not renamed, not left out);
+# and no `__attrs_pre_init__` (the fast path runs none).
+_NO_DEFAULT: Final = attrs.NOTHING
+_A_FACTORY: Final = object()  # `type`'s default: both paths pass `type`, so never read
+_REQUEST_SHAPE: Final = (
+    ("venue", None, None, _NO_DEFAULT),
+    ("instrument", None, None, _NO_DEFAULT),
+    ("side", _side, None, _NO_DEFAULT),
+    ("size", _size, None, _NO_DEFAULT),
+    ("price", _price, None, None),
+    ("type", _order_type, None, _A_FACTORY),
+    ("time_in_force", _time_in_force, None, TimeInForce.GTC),
+    ("post_only", None, None, False),
+    ("reduce_only", None, None, False),
+    ("client_order_id", None, None, ""),
+    ("strategy", None, None, ""),
+    ("expire_at_ns", None, None, None),
+    ("tag", None, _tag, ""),
+)
+
+
+def _field_shape(a: attrs.Attribute[Any]) -> tuple[object, ...]:
+    """A field as `_REQUEST_SHAPE` says it, with the options that change what `__init__` takes
+    (`_A_FACTORY` for a `Factory` default, which only `type`'s is)."""
+    default = _A_FACTORY if isinstance(a.default, attrs.Factory) else a.default  # type: ignore[arg-type]
+    return (a.name, a.converter, a.validator, default, type(default), a.kw_only, a.alias, a.init)
+
+
+def _fast_request(cls: type, fields: tuple[attrs.Attribute[Any], ...]) -> bool:
+    """Whether `limit_or_market` may build `cls` (with these fields) without its `__init__`."""
+    return (
+        tuple(_field_shape(a) for a in fields)
+        == tuple((n, c, v, d, type(d), False, n, True) for n, c, v, d in _REQUEST_SHAPE)
+        and "__attrs_post_init__" in cls.__dict__
+        and not hasattr(cls, "__attrs_pre_init__")
+        and isinstance(getattr(getattr(attr, "_config", None), "_run_validators", None), bool)
+    )
+
+
+_FAST_REQUEST: Final = _fast_request(OrderRequest, attrs.fields(OrderRequest))
+(
+    _set_venue,
+    _set_instrument,
+    _set_side,
+    _set_size,
+    _set_price,
+    _set_type,
+    _set_tif,
+    _set_post_only,
+    _set_reduce_only,
+    _set_cid,
+    _set_strategy,
+    _set_expire,
+    _set_tag,
+) = (_slot_setter(name) for name, *_ in _REQUEST_SHAPE)
+_TAG_FIELD: Final = attrs.fields(OrderRequest).tag
+_new = object.__new__
+# What attrs' generated `__init__` reads: whether validators run (checked by `_FAST_REQUEST`).
+_attrs_config: Any = getattr(attr, "_config", None)
+_post_init = OrderRequest.__attrs_post_init__
+_LIMIT = OrderType.LIMIT
+_MARKET = OrderType.MARKET
+
+
+def limit_or_market(
+    venue: str,
+    instrument: str,
+    side: Side | str,
+    size: object,
+    price: object,
+    time_in_force: TimeInForce | str,
+    post_only: bool,
+    reduce_only: bool,
+    tag: str,
+) -> OrderRequest:
+    """`OrderRequest(venue=venue, instrument=instrument, side=side, size=size, price=price,
+    time_in_force=time_in_force, post_only=post_only, reduce_only=reduce_only, type=LIMIT, or
+    MARKET when `price` is None, tag=tag)`: what `StrategyContext.order` asks for, once per order.
+    Built as attrs' `__init__` builds it (the same converters, validator and checks, in its
+    order: the same request, or the same error), each field written through its slot rather than
+    `object.__setattr__` by name (about half the cost); tests/model/test_request_fast.py compares
+    the two."""
+    if not _FAST_REQUEST:
+        return OrderRequest(
+            venue=venue,
+            instrument=instrument,
+            side=side,
+            size=size,
+            price=price,
+            time_in_force=time_in_force,
+            post_only=post_only,
+            reduce_only=reduce_only,
+            type=_MARKET if price is None else _LIMIT,
+            tag=tag,
+        )
+    # Each converter's answer for what strategies pass (a member, an int or a finite Decimal),
+    # without its call; anything else through it.
+    o = _new(OrderRequest)
+    _set_venue(o, venue)
+    _set_instrument(o, instrument)
+    _set_side(o, side if type(side) is Side else _side(side))
+    kind = type(size)
+    _set_size(
+        o,
+        Decimal(size)  # type: ignore[arg-type]
+        if kind is int
+        else size
+        if kind is Decimal and size.is_finite()  # type: ignore[attr-defined]
+        else _size(size),
+    )
+    _set_price(
+        o,
+        None if price is None else price if type(price) is Decimal and price.is_finite() else _price(price),
+    )
+    _set_type(o, _MARKET if price is None else _LIMIT)  # a member: its converter returns it
+    _set_tif(o, time_in_force if type(time_in_force) is TimeInForce else _time_in_force(time_in_force))
+    _set_post_only(o, post_only)
+    _set_reduce_only(o, reduce_only)
+    _set_cid(o, "")
+    _set_strategy(o, "")
+    _set_expire(o, None)
+    _set_tag(o, tag)
+    # The validator runs as attrs runs it (`attrs.validators.set_disabled` turns it off); the
+    # empty tag (most orders) passes it.
+    if _attrs_config._run_validators is True and not (type(tag) is str and not tag):
+        _tag(o, _TAG_FIELD, tag)
+    _post_init(o)
+    return o
+
+
 class ClientOrderIds:
     """Client order ids `<strategy>-<session>-<n>`: unique across restarts when `session` is
     (the daemon uses its start time), deterministic in backtests (session "bt")."""
@@ -173,7 +314,9 @@ class ClientOrderIds:
         self._counters: dict[str, Iterator[int]] = {}
 
     def next(self, strategy: str) -> str:
-        counter = self._counters.setdefault(strategy, itertools.count(1))
+        counter = self._counters.get(strategy)
+        if counter is None:  # (not `setdefault`: a counter built and dropped on every order)
+            counter = self._counters[strategy] = itertools.count(1)
         return f"{strategy}-{self._session}-{next(counter)}"
 
 
@@ -240,6 +383,9 @@ _REJECTED = OrderState.REJECTED
 # an order whose `changed` is above a mark taken before a question to the venue has news the
 # venue's answer may not have seen (it was asked before a report on the channel arrived).
 _CHANGES = itertools.count(1)
+
+# The final states, for a membership test (`state.is_final` is a property: a call per look).
+_FINAL: Final = frozenset(s for s in OrderState if s.is_final)
 
 # One zero for every order's quantities until something fills (a Decimal is immutable): an order
 # is kept in memory for a while after it is final, and most never fill.
@@ -352,7 +498,9 @@ class Order:
         if trade_id:
             if trade_id in self._fill_ids:
                 return False
-            self._add_fill_id(trade_id)
+            if not self._fill_ids:  # `_add_fill_id`, inline
+                self._fill_ids = set()
+            self._fill_ids.add(trade_id)  # type: ignore[union-attr]  # a set from here on
         self.fills_size += size
         self.fills_notional += size * price
         self.avg_fill_price = self.fills_notional / self.fills_size
@@ -360,7 +508,7 @@ class Order:
         self.changed = next(_CHANGES)
         if self.fills_size > self.filled_size:
             self.filled_size = self.fills_size
-            if not self.state.is_final:
+            if self.state not in _FINAL:
                 if self.filled_size >= self.size:
                     self.transition(_FILLED, now_ns=now_ns)
                 elif self.state is not _PENDING_CANCEL:
@@ -567,14 +715,19 @@ class OrderTracker:
                 instrument=request.instrument,
                 client_order_id=cid,
             )
-        self._now_ns = max(self._now_ns, now_ns)
-        self._adds += 1
-        if self._adds % 64 == 0 or len(self._final) > self.max_final:
+        if now_ns > self._now_ns:
+            self._now_ns = now_ns
+        adds = self._adds = self._adds + 1
+        if adds % 64 == 0 or len(self._final) > self.max_final:
             self.sweep()
         order = Order(request, now_ns=now_ns)
         self._by_client[cid] = order
         self._maybe_live[cid] = order
-        self._note_created(request.venue, now_ns)
+        # `_note_created`, inline (once per order).
+        venue = request.venue
+        first = self.first_created_ns.get(venue)
+        if first is None or now_ns < first:
+            self.first_created_ns[venue] = now_ns
         return order
 
     def _note_created(self, venue: str, created_ns: int) -> None:
@@ -628,7 +781,7 @@ class OrderTracker:
 
     def _prune_live(self) -> None:
         live = self._maybe_live
-        done = [cid for cid, o in live.items() if not o.state.is_live]
+        done = [cid for cid, o in live.items() if o.state in _FINAL]
         for cid in done:
             self._final[cid] = live.pop(cid)
 
@@ -748,7 +901,11 @@ class OrderTracker:
         return next(_CHANGES)
 
     def _locate(self, venue: str, order_id: str | None, client_order_id: str | None) -> Order | None:
-        order = self.find(venue, order_id=order_id, client_order_id=client_order_id)
+        # `find`'s first look, inline: a report about one of our orders in memory names it by
+        # its client order id (nearly every report); `find` again otherwise, from the start.
+        order = self._by_client.get(client_order_id) if client_order_id else None
+        if order is None:
+            order = self.find(venue, order_id=order_id, client_order_id=client_order_id)
         if order is None:
             self.stats.unknown_orders += 1
         elif order_id and order.order_id is None:
@@ -790,16 +947,41 @@ class OrderTracker:
             # general path would take further (a fill reported, no size left) goes on there.
             if update.price is not None:
                 order.price = update.price
-            if not update.filled_size > 0:
-                if update.size > 0:
+            # (Against a Decimal zero: the same answer as against 0, without converting the int.)
+            if not update.filled_size > _ZERO:
+                if update.size > _ZERO:
                     order.size = update.size
-                if order.size > 0:
+                if order.size > _ZERO:
                     now = update.ts_local
                     order.transition(_OPEN, now_ns=now, reason=update.reason)
                     out = [order.snapshot(ts_local=now, ts_exchange=update.ts_exchange)]
                     if self.on_state is not None:
                         self.on_state(order, _PENDING_NEW)
                     return out
+        # A final state said again as we hold it (a fill's report after the fill made the order
+        # final): stale, as the general path finds first. With another filled size, the general
+        # path's (the venue's word: taken and alerted).
+        elif (
+            update.status is order.state and order.state in _FINAL and update.filled_size == order.filled_size
+        ):
+            self.stats.stale_updates += 1
+            return []
+        # The other common case, a cancel's confirmation (asked by us, nothing more filled), in
+        # the general path's steps for it, as above.
+        elif (
+            update.status is _CANCELLED and order.state is _PENDING_CANCEL and asked is None and not verified
+        ):
+            if update.price is not None:
+                order.price = update.price
+            if not update.filled_size > order.filled_size:
+                if update.size > _ZERO and update.size >= order.filled_size:
+                    order.size = update.size
+                now = update.ts_local
+                order.transition(_CANCELLED, now_ns=now, reason=update.reason)
+                out = [order.snapshot(ts_local=now, ts_exchange=update.ts_exchange)]
+                if self.on_state is not None:
+                    self.on_state(order, _PENDING_CANCEL)
+                return out
         return self._update(order, update, verified, asked)
 
     def apply_update_general(
@@ -823,8 +1005,19 @@ class OrderTracker:
         state = order.state
         if target is _PENDING_NEW or (
             # A final state repeated, or a working one after it (reports cross on the way); a
-            # different final state is a contradiction, taken below.
-            state.is_final and (target is state or not (verified or target.is_final))
+            # different final state is a contradiction, taken below. So is a final state repeated
+            # with more filled (a fill we missed), or, verified, less: the venue's word, alerted.
+            state in _FINAL
+            and (
+                (
+                    target is state
+                    and not (
+                        update.filled_size > order.filled_size
+                        or (verified and update.filled_size < order.filled_size)
+                    )
+                )
+                or not (verified or target in _FINAL)
+            )
         ):
             self.stats.stale_updates += 1
             return []
@@ -832,6 +1025,7 @@ class OrderTracker:
             self.stats.stale_updates += 1
             return []
         before = (state, order.filled_size, order.price, order.size)
+        alerted = False  # the filled size's alert raised (`_alert_filled_down`)
         if update.price is not None and not older:
             order.price = update.price
         if update.filled_size > order.filled_size:
@@ -843,6 +1037,7 @@ class OrderTracker:
             # in the positions; only a reversal takes one out): an alert for a trader.
             self._alert_filled_down(order, update)
             order.filled_size = max(update.filled_size, order.fills_size)
+            alerted = True
         if update.size > 0 and update.size >= order.filled_size and not older:
             order.size = update.size
         if target in (_OPEN, _PARTIALLY_FILLED) and order.filled_size >= order.size:
@@ -858,17 +1053,31 @@ class OrderTracker:
             if not out:
                 self.stats.stale_updates += 1
             return out
-        if order.can_transition(target):
+        if target in _ALLOWED[order.state]:  # `can_transition`
             order.transition(target, now_ns=now, reason=update.reason)
+        elif alerted and target is order.state:
+            # A final state said again, counting less filled: alerted once, above.
+            order.force(target, now_ns=now, reason=update.reason)
         else:
-            self._override(order, target, now_ns=now, reason=update.reason, verified=verified)
+            # (A final state said again with more filled: both filled sizes in the alert.)
+            ours_filled = before[1] if target is state else None
+            self._override(
+                order, target, now_ns=now, reason=update.reason, verified=verified, ours_filled=ours_filled
+            )
         out.append(order.snapshot(ts_local=now, ts_exchange=update.ts_exchange))
         if self.on_state is not None and order.state is not state:
             self.on_state(order, state)
         return out
 
     def _override(
-        self, order: Order, target: OrderState, *, now_ns: int, reason: str | None, verified: bool = False
+        self,
+        order: Order,
+        target: OrderState,
+        *,
+        now_ns: int,
+        reason: str | None,
+        verified: bool = False,
+        ours_filled: Decimal | None = None,
     ) -> None:
         """The venue's state for `order` where the state machine does not lead from ours: taken
         (the venue's word wins), alerted with both states, counted. An order it makes work again
@@ -891,6 +1100,7 @@ class OrderTracker:
             venue_state=target.value,
             filled=decimal_text(order.filled_size),
             verified=verified,
+            **({} if ours_filled is None else {"ours_filled": decimal_text(ours_filled)}),
         )
 
     def _alert_filled_down(self, order: Order, update: OrderUpdate) -> None:
@@ -935,10 +1145,11 @@ class OrderTracker:
         order = self._locate(fill.venue, fill.order_id, fill.client_order_id)
         if order is None:
             return []
-        if order.has_fill(fill.trade_id):
+        trade_id = fill.trade_id
+        if trade_id and trade_id in order._fill_ids:  # `has_fill`
             self.stats.duplicate_fills += 1
             return []
-        if order.was_reversed(fill.trade_id):
+        if trade_id and trade_id in order._reversed_ids:  # `was_reversed`
             # A listing asked for before the reversal arrived (a reconciliation's catch-up of
             # fills, while the channel brought the reversal): stale, as a step back is.
             self.stats.voided_fills += 1
@@ -946,16 +1157,18 @@ class OrderTracker:
         now = fill.ts_local
         out: list[PrivateEvent] = []
         was = order.state
-        if order.state is _PENDING_NEW:
+        if was is _PENDING_NEW:
             order.transition(_OPEN, now_ns=now)
             out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))
-        rejected = order.state is _REJECTED
-        if order.state.is_final and order.state is not _FILLED and not rejected:
+        state = order.state
+        rejected = state is _REJECTED
+        if state in _FINAL and state is not _FILLED and not rejected:
             self.stats.late_fills += 1
-        if order.fills_size + fill.size > order.size:
+        size = fill.size
+        if order.fills_size + size > order.size:
             self.stats.overfills += 1
-        before = (order.state, order.filled_size)
-        order.record_fill(fill.trade_id, fill.size, fill.price, now_ns=now)
+        filled_before = order.filled_size
+        order.record_fill(trade_id, size, fill.price, now_ns=now)
         if rejected:
             # A fill on an order we had as rejected (not received, say): the venue has it, and
             # it traded. Its word wins; whether what is left still works, its next report says.
@@ -966,12 +1179,16 @@ class OrderTracker:
                 now_ns=now,
                 reason=order.reason,
             )
-        if fill.strategy != order.strategy or fill.client_order_id != order.client_order_id:
-            fill = msgspec.structs.replace(
-                fill, strategy=order.strategy, client_order_id=order.client_order_id
-            )
+        req = order.request
+        if fill.strategy != req.strategy or fill.client_order_id != req.client_order_id:
+            fill = msgspec.structs.replace(fill, strategy=req.strategy, client_order_id=req.client_order_id)
         out.append(fill)
-        if (order.state, order.filled_size) != before:
+        now_state, now_filled = order.state, order.filled_size
+        # Whether (state, filled size) moved, as a tuple compares them (identity, then ==).
+        if not (
+            (now_state is state or now_state == state)
+            and (now_filled is filled_before or now_filled == filled_before)
+        ):
             out.append(order.snapshot(ts_local=now, ts_exchange=fill.ts_exchange))
         if self.on_state is not None and order.state is not was:
             self.on_state(order, was)

@@ -152,6 +152,7 @@ class RiskChecker:
         self.refusals: dict[str, dict[Check, int]] = {}
         self._refused: Check | None = None
         self.halted: str | None = None  # the kill switch's reason, while it is engaged
+        self._free: Limits | None = None  # engine limits known to limit nothing (`check`)
         self._sent: dict[str | None, deque[int]] = {}  # order messages' times, by scope
         self._day = -1
         self.day_start_equity: dict[str | None, float] = {}  # by scope, at the UTC day's start
@@ -165,6 +166,11 @@ class RiskChecker:
         self.halted = None
 
     # -- the day ------------------------------------------------------------------------------
+    @property
+    def day(self) -> int:
+        """The UTC day (days since the epoch) today's PnL counts in; -1 before the first."""
+        return self._day
+
     def roll_day(self, now_ns: int) -> bool:
         """Start a new UTC day when `now_ns` is in one: today's PnL counts from the equity now.
         Called on every check, and by the daemon every second so no loss escapes the count."""
@@ -217,20 +223,31 @@ class RiskChecker:
                 stage = "price"
             inst.check_order(req.price, req.size, client_order_id=req.client_order_id)
             stage = "other"
-            self.roll_day(now_ns)
+            if now_ns // _DAY_NS != self._day:  # `roll_day`'s own test, without the call
+                self.roll_day(now_ns)
             is_new = adds is None
             new = req.size if adds is None else adds
-            scopes: list[tuple[str | None, Limits, str]] = [
-                (None, self.engine_limits.for_instrument(req.instrument), "engine")
-            ]
+            # The engine's scope, then the strategy's (each limits found before any is checked).
+            # An engine scope without overrides whose limits were found unlimited before is
+            # unlimited still (a frozen `Limits` of numbers never changes): not looked at again.
+            engine_limits = self.engine_limits
+            if engine_limits.instruments or engine_limits.default is not self._free:
+                engine: Limits | None = engine_limits.for_instrument(req.instrument)
+                if engine is not None and _unlimited(engine):
+                    if not engine_limits.instruments:  # then `engine` is the default
+                        self._free = engine
+                    engine = None
+            else:
+                engine = None
             own = self.strategy_limits.get(req.strategy)
-            if own is not None:
-                scopes.append((req.strategy, own.for_instrument(req.instrument), f"strategy {req.strategy}"))
-            for scope, limits, label in scopes:
-                if _unlimited(limits):  # no check to run (the usual engine scope of a backtest)
-                    continue
-                self._check_limits(req, inst, limits, scope, label, replaces, new)
-                self._check_scope(req, limits, scope, label, now_ns=now_ns, is_new=is_new)
+            strategy = None if own is None else own.for_instrument(req.instrument)
+            if engine is not None:  # (unlimited: no check to run, the usual engine scope of a backtest)
+                self._check_limits(req, inst, engine, None, "engine", replaces, new)
+                self._check_scope(req, engine, None, "engine", now_ns=now_ns, is_new=is_new)
+            if strategy is not None and not _unlimited(strategy):
+                label = f"strategy {req.strategy}"
+                self._check_limits(req, inst, strategy, req.strategy, label, replaces, new)
+                self._check_scope(req, strategy, req.strategy, label, now_ns=now_ns, is_new=is_new)
         except OrderRejected:
             self.rejections += 1
             check = self._refused or stage

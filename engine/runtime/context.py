@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import attrs
 import structlog
 
 from ..model.book import OrderBook
 from ..model.errors import OrderDenied, OrderRejected, StrategyError
-from ..model.events import DataKind, Liquidity, OrderUpdate, Subscription, Ticker
+from ..model.events import DataKind, Liquidity, OrderState, OrderUpdate, Subscription, Ticker
 from ..model.fees import FeeModel
 from ..model.filter import InstrumentFilter
 from ..model.instruments import Instrument
@@ -96,6 +96,9 @@ class BaseContext(StrategyContext):
     """The mode-independent part of a strategy's context: strategy `strategy` of `host`, which
     trades on `venues`."""
 
+    # The final order states, for a mode's membership test (`state.is_final` is a property).
+    final_states: ClassVar[frozenset[OrderState]] = frozenset(s for s in OrderState if s.is_final)
+
     def __init__(self, strategy: str, host: ContextHost, venues: Iterable[str]) -> None:
         self.strategy = strategy
         self.flow = host.flow
@@ -123,14 +126,17 @@ class BaseContext(StrategyContext):
                 instrument=request.instrument,
                 client_order_id=cid,
             )
-        if request.client_order_id == cid and request.strategy == self.strategy:
+        strategy = self.strategy
+        if request.client_order_id == cid and request.strategy == strategy:
             return request
-        return _named(request, cid, self.strategy)
+        if _COPY_PLAIN and type(request) is OrderRequest:  # `_named`'s own test, without its call
+            return _copy(request, cid, strategy)
+        return _named(request, cid, strategy)
 
     def _own(self, client_order_id: str) -> Order:
         """This strategy's order `client_order_id`; `OrderRejected` when there is none."""
         order = self.flow.tracker.get(client_order_id)
-        if order is None or order.strategy != self.strategy:
+        if order is None or order.request.strategy != self.strategy:
             raise OrderRejected(f"unknown order {client_order_id}", client_order_id=client_order_id)
         return order
 

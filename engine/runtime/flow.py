@@ -14,7 +14,7 @@ import attrs
 import msgspec
 import structlog
 
-from ..logs.setup import cached_logger, logs_at
+from ..logs.setup import CachedLogger, cached_logger, logs_at
 from ..model.errors import OrderDenied, OrderRejected, TradingError, VenueError
 from ..model.events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
 from ..model.histogram import LATENCY_BUCKETS_S, Histogram
@@ -50,6 +50,10 @@ CancelCause = Literal["user", "shutdown", "kill_switch", "other"]
 # (engine.runtime.live), or it was never sent before a restart.
 _UNKNOWN_CODES: Final = frozenset({"unknown_at_venue", "never_sent"})
 _FINAL: Final = frozenset(s for s in OrderState if s.is_final)  # `is_final`, without the call
+_INFO: Final = logging.INFO
+_VALUE: Final = {s: s.value for s in OrderState}
+_PERPETUAL: Final = InstrumentKind.PERPETUAL
+_ZERO: Final = Decimal(0)
 
 
 def _post_only(text: str | None) -> bool:
@@ -338,7 +342,8 @@ class OrderFlow:
             )
             self.log.warning("order.refused", **_whose(request), reason=exc.reason)
             raise
-        self.orders_sent[request.strategy] = self.orders_sent.get(request.strategy, 0) + 1
+        sent = self.orders_sent
+        sent[request.strategy] = sent.get(request.strategy, 0) + 1
         if self._sent_pending:
             self.flush_sent()  # the lines in the orders' order
         if log_sent:
@@ -357,8 +362,7 @@ class OrderFlow:
         the first word on a sent order times its acknowledgement; one that makes it final is
         counted by status and reason. A refusal that says the venue never had it (`exc`'s code)
         is no acknowledgement."""
-        cid = order.client_order_id
-        sent = self._sent_ns.pop(cid, None) if self._sent_ns else None
+        sent = self._sent_ns.pop(order.request.client_order_id, None) if self._sent_ns else None
         if sent is not None and (exc is None or (exc.code not in _UNKNOWN_CODES and exc.code != "not_sent")):
             waited = order.updated_ns - sent
             if waited >= 0:
@@ -369,11 +373,18 @@ class OrderFlow:
                 hist.observe(waited / 1e9)
         state = order.state
         if state in _FINAL and was not in _FINAL:
-            self._count_final(order.strategy, state.value, self._final_reason(order, exc))
+            # (`_count_final`, inline; the state's value from a table: `.value` is two calls)
+            strategy = order.request.strategy
+            reason = self._final_reason(order, exc)
+            mine = self.finals.get(strategy)
+            if mine is None:
+                mine = self.finals[strategy] = {}
+            key = (_VALUE[state], reason)
+            mine[key] = mine.get(key, 0) + 1
 
     def _final_reason(self, order: Order, exc: OrderRejected | None) -> FinalReason:
         """The reason class of an order that just became final (`FinalReason`)."""
-        cause = self._cancel_cause.pop(order.client_order_id, None) if self._cancel_cause else None
+        cause = self._cancel_cause.pop(order.request.client_order_id, None) if self._cancel_cause else None
         state = order.state
         if state is _FILLED or state is _EXPIRED:
             return "none"
@@ -415,8 +426,10 @@ class OrderFlow:
 
     def _sent_line(self, request: OrderRequest) -> None:
         """The `order.sent` line of an accepted order."""
-        if logs_at(self.log, logging.INFO):  # the fields cost more than the filtered call
-            self.log.info(
+        log = self.log
+        # (The fields cost more than the filtered call.)
+        if log.enabled(_INFO) if type(log) is CachedLogger else logs_at(log, _INFO):
+            log.info(
                 "order.sent",
                 **_whose(request),
                 side=request.side.value,
@@ -552,12 +565,15 @@ class OrderFlow:
     def cancel_requested(self, order: Order, *, now_ns: int, cause: CancelCause = "user") -> None:
         """A cancel of `order` is on its way to the venue; `cause` says who asked (the reason
         its cancelled state is counted under)."""
-        self.flush_sent()
-        if not order.state.is_final:
-            self._cancel_cause[order.client_order_id] = cause
-        if order.state.is_live and order.state is not _PENDING_CANCEL:
-            order.transition(_PENDING_CANCEL, now_ns=now_ns)
-        self._journal("state", order, "cancel_request")
+        if self._sent_pending:
+            self.flush_sent()
+        state = order.state
+        if state not in _FINAL:  # (`is_final`, `is_live`: properties, a call each)
+            self._cancel_cause[order.request.client_order_id] = cause
+            if state is not _PENDING_CANCEL:
+                order.transition(_PENDING_CANCEL, now_ns=now_ns)
+        if self.journal is not None:
+            self._journal("state", order, "cancel_request")
 
     def cancel_refused(self, order: Order, exc: OrderRejected, *, now_ns: int) -> None:
         """The venue refused a cancel: the order goes back to what it was (if still pending).
@@ -841,7 +857,10 @@ class OrderFlow:
     # -- incoming ---------------------------------------------------------------------------
     def on_private(self, event: PrivateEvent) -> None:
         """Any venue report about our orders, by type (the one entry point venues feed)."""
-        if isinstance(event, Fill):
+        cls = event.__class__
+        if cls is OrderUpdate:  # (the commonest, by its exact class: one test, not two)
+            self.on_update(event)  # type: ignore[arg-type]
+        elif isinstance(event, Fill):
             self.on_fill(event)
         elif isinstance(event, OrderUpdate):
             self.on_update(event)
@@ -862,21 +881,30 @@ class OrderFlow:
         that question (`OrderTracker.apply_update`)."""
         if self._sent_pending:
             self.flush_sent()
-        overrides = self.tracker.stats.venue_overrides
-        out = self.tracker.apply_update(update, verified=verified, asked=asked)
-        if out:
-            self._reported(update)
-        for u in out:
-            self._unanswered_places.discard(u.client_order_id or "")  # the venue's word on it
-        if out and self.journal is not None:
-            order = self.tracker.get(out[-1].client_order_id or "")
+        tracker = self.tracker
+        overrides = tracker.stats.venue_overrides
+        out = tracker.apply_update(update, verified=verified, asked=asked)
+        if not out:  # stale, or nothing new: nothing to count, journal, log or deliver
+            return out
+        key = (update.venue, update.instrument)  # `_reported`, inline
+        reports = self.reports
+        reports[key] = reports.get(key, 0) + 1
+        unanswered = self._unanswered_places
+        if unanswered:
+            for u in out:
+                unanswered.discard(u.client_order_id or "")  # the venue's word on it
+        if self.journal is not None:
+            order = tracker.get(out[-1].client_order_id or "")
             if order is not None:
                 # The journal's record follows the venue's word, said as such when it overrode ours.
-                overridden = self.tracker.stats.venue_overrides != overrides
+                overridden = tracker.stats.venue_overrides != overrides
                 self._journal("state", order, "venue_override" if overridden else "update")
+        deliver = self.deliver
         for u in out:
-            self._log_update(u)
-            self.deliver(u)
+            log = self.log
+            if log.enabled(_INFO) if type(log) is CachedLogger else logs_at(log, _INFO):
+                self._update_line(log, u)
+            deliver(u)
         return out
 
     def on_fill(self, fill: Fill) -> Fill | None:
@@ -884,14 +912,18 @@ class OrderFlow:
         implies and before the order state it causes."""
         if self._sent_pending:
             self.flush_sent()
-        lookup_failures = self.tracker.stats.archive_failures
-        events = self.tracker.apply_fill(fill)
+        tracker = self.tracker
+        lookup_failures = tracker.stats.archive_failures
+        events = tracker.apply_fill(fill)
         if events:
-            self._reported(fill)
+            key = (fill.venue, fill.instrument)  # `_reported`, inline
+            reports = self.reports
+            reports[key] = reports.get(key, 0) + 1
         booked: Fill | None = None  # the first fill among them
+        unanswered = self._unanswered_places
         for e in events:
             if isinstance(e, OrderUpdate):
-                self._unanswered_places.discard(e.client_order_id or "")  # it traded: it was taken
+                unanswered.discard(e.client_order_id or "")  # it traded: it was taken
             elif booked is None and isinstance(e, Fill):
                 booked = e
         if booked is None:
@@ -920,7 +952,7 @@ class OrderFlow:
             return None
         inst = self.registry.get(fill.venue, fill.instrument)
         strategy = booked.strategy or ""
-        ledger = self.ledger(strategy)
+        ledger = self.ledgers.get(strategy) or self.ledger(strategy)
         rates = (
             ledger.rates(inst, booked.fee_currency, booked.index_price)
             if inst is not None
@@ -941,22 +973,28 @@ class OrderFlow:
                     client_order_id=order.client_order_id,
                 )
                 return None
-        self.fills[strategy] = self.fills.get(strategy, 0) + 1
+        fills = self.fills
+        fills[strategy] = fills.get(strategy, 0) + 1
+        log = self.log
         if inst is not None:
             # Booked before anything is delivered: a strategy reading its position on the fill
             # (or on the "filled" update after it) already sees it.
             # `book` for a fill, with the ledger in hand (its three look-ups of it, one call).
-            if inst.kind is InstrumentKind.PERPETUAL:
-                before = ledger.position(inst.venue, inst.symbol)
+            if inst.kind is _PERPETUAL:
+                pos = ledger.positions.get((inst.venue, inst.symbol))
+                before = _ZERO if pos is None else pos.qty  # `ledger.position`
                 ledger.on_fill(booked, inst, rates)
                 ts = booked.ts_local if booked.ts_exchange is None else booked.ts_exchange
-                now = ledger.position(inst.venue, inst.symbol)
+                now = ledger.positions[(inst.venue, inst.symbol)].qty  # there now
                 self.history.record(strategy, inst.venue, inst.symbol, ts, now - before)
             else:
                 ledger.on_fill(booked, inst, rates)
-            if ledger.waits(booked):
+            # (Its fields built only for a line written: every fill of a run without a USD rate
+            # waits, and a backtest at "error" filters the line out. Asked of a `CachedLogger`
+            # only, which knows; any other logger is called as it always was.)
+            if ledger.waits(booked) and (type(log) is not CachedLogger or log.enabled(logging.WARNING)):
                 # Its quantity counts now; its USD value waits for the first index price.
-                self.log.warning(
+                log.warning(
                     "fill.waiting_for_rate",
                     strategy=strategy,
                     venue=fill.venue,
@@ -966,9 +1004,9 @@ class OrderFlow:
                     waiting=ledger.waiting,
                 )
         else:
-            self.log.error("fill.unknown_instrument", venue=fill.venue, instrument=fill.instrument)
-        if logs_at(self.log, logging.INFO):
-            self.log.info(
+            log.error("fill.unknown_instrument", venue=fill.venue, instrument=fill.instrument)
+        if log.enabled(_INFO) if type(log) is CachedLogger else logs_at(log, _INFO):
+            log.info(
                 "order.fill",
                 strategy=strategy,
                 venue=fill.venue,
@@ -981,10 +1019,13 @@ class OrderFlow:
                 fee=decimal_text(fill.fee),
                 liquidity=fill.liquidity.value,
             )
+        deliver = self.deliver
         for event in events:
             if isinstance(event, OrderUpdate):
-                self._log_update(event)
-            self.deliver(event)
+                log = self.log  # `_log_update`, inline
+                if log.enabled(_INFO) if type(log) is CachedLogger else logs_at(log, _INFO):
+                    self._update_line(log, event)
+            deliver(event)
         return booked
 
     def _learn_index(self, fill: Fill) -> None:
@@ -1056,9 +1097,14 @@ class OrderFlow:
         return event
 
     def _log_update(self, u: OrderUpdate) -> None:
-        if not logs_at(self.log, logging.INFO):
-            return
-        self.log.info(
+        log = self.log
+        if log.enabled(_INFO) if type(log) is CachedLogger else logs_at(log, _INFO):
+            self._update_line(log, u)
+
+    @staticmethod
+    def _update_line(log: Any, u: OrderUpdate) -> None:
+        """The `order.update` line (`_log_update` once the level is known to write it)."""
+        log.info(
             "order.update",
             **_whose(u),
             order_id=u.order_id,

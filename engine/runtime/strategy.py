@@ -32,7 +32,7 @@ import trio
 
 from ..model.errors import StrategyError
 from ..model.events import Liquidity, MarketEvent, OrderUpdate, Side, Subscription, Ticker
-from ..model.orders import OrderRequest, OrderType, TimeInForce
+from ..model.orders import OrderRequest, TimeInForce, limit_or_market
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -150,19 +150,9 @@ class StrategyContext(abc.ABC):
     ) -> OrderUpdate:
         """`place_order` for the common case: a limit order at `price`, or a market order when
         `price` is None. `tag`: the strategy's note on why (see `OrderRequest.tag`)."""
+        # The converters take strings and ints too (`limit_or_market` is `OrderRequest(...)`).
         return await self.place_order(
-            OrderRequest(
-                venue=venue,
-                instrument=instrument,
-                side=side,  # the converters take strings and ints too
-                size=size,
-                price=price,
-                time_in_force=time_in_force,
-                post_only=post_only,
-                reduce_only=reduce_only,
-                type=OrderType.MARKET if price is None else OrderType.LIMIT,
-                tag=tag,
-            )
+            limit_or_market(venue, instrument, side, size, price, time_in_force, post_only, reduce_only, tag)
         )
 
     async def buy(
@@ -174,6 +164,12 @@ class StrategyContext(abc.ABC):
         **kw: Any,
     ) -> OrderUpdate:
         """Buy `size` at `price`, or at market when `price` is None (options as for `order`)."""
+        if not kw and getattr(self.order, "__func__", None) is _ORDER:
+            # `order`'s steps with its defaults, here: a coroutine less to start and to pass
+            # through on every step of it (the context's `order` is `StrategyContext.order`).
+            return await self.place_order(
+                limit_or_market(venue, instrument, _BUY, size, price, _GTC, False, False, "")
+            )
         return await self.order(Side.BUY, venue, instrument, size, price, **kw)
 
     async def sell(
@@ -185,6 +181,10 @@ class StrategyContext(abc.ABC):
         **kw: Any,
     ) -> OrderUpdate:
         """Sell `size` at `price`, or at market when `price` is None (options as for `order`)."""
+        if not kw and getattr(self.order, "__func__", None) is _ORDER:  # as `buy`
+            return await self.place_order(
+                limit_or_market(venue, instrument, _SELL, size, price, _GTC, False, False, "")
+            )
         return await self.order(Side.SELL, venue, instrument, size, price, **kw)
 
     @abc.abstractmethod
@@ -281,6 +281,13 @@ class StrategyContext(abc.ABC):
     @abc.abstractmethod
     def unsubscribe(self, subscriptions: Iterable[Subscription]) -> None:
         """Drop market data this strategy no longer needs."""
+
+
+# What `buy` and `sell` check and pass (module constants: no attribute lookups per order).
+_ORDER = StrategyContext.order
+_BUY = Side.BUY
+_SELL = Side.SELL
+_GTC = TimeInForce.GTC
 
 
 class Strategy(abc.ABC):

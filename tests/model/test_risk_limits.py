@@ -59,3 +59,25 @@ def test_an_order_that_cannot_be_valued_is_refused_by_a_notional_limit() -> None
     option = request("buy", HUGE, "0.05", instrument=OPTION.symbol, cid="s-bt-1")  # valued x index
     with pytest.raises(OrderRejected, match="max_order_notional_usd"):
         flow.accept(option, now_ns=1 * _S)
+
+
+def test_engine_limits_set_after_checks_that_found_none_are_applied() -> None:
+    """`RiskChecker.check` remembers engine limits that limit nothing (no instrument overrides):
+    an override added to them since, or other limits put in their place, still refuse."""
+    reg = registry()
+    market = MarketState(reg)
+    market.on_ticker(ticker(PERP.symbol, index=90_000.0, mark=90_000.0))
+    flow = OrderFlow(reg, market, lambda _: None)
+    risk = flow.risk
+    big = request("buy", "100", "90000", instrument=PERP.symbol, cid="s-bt-1")
+    risk.check(big, now_ns=_S)
+    risk.check(big, now_ns=_S)  # the remembered case
+    risk.engine_limits.instruments[PERP.symbol] = Limits(max_order_size=Decimal(10))  # type: ignore[index]
+    with pytest.raises(OrderRejected, match="max_order_size"):
+        risk.check(big, now_ns=_S)
+    del risk.engine_limits.instruments[PERP.symbol]  # type: ignore[attr-defined]
+    risk.check(big, now_ns=_S)
+    risk.engine_limits = RiskLimits(Limits(max_order_size=Decimal(10)))
+    with pytest.raises(OrderRejected, match="max_order_size"):
+        risk.check(big, now_ns=_S)
+    assert risk.refusals["s"]["max_order_size"] == 2

@@ -1,7 +1,7 @@
-"""The tracker's fast path for a new order's acknowledgement (`OrderTracker.apply_update`) is
-the general path (`apply_update_general`) in fewer steps: twin trackers, one fed through each,
-must give the same events, the same orders, the same counters and the same state callbacks
-on any sequence of reports."""
+"""The tracker's fast paths for a new order's acknowledgement and a cancel's confirmation
+(`OrderTracker.apply_update`) are the general path (`apply_update_general`) in fewer steps:
+twin trackers, one fed through each, must give the same events, the same orders, the same
+counters and the same state callbacks on any sequence of reports."""
 
 from __future__ import annotations
 
@@ -99,6 +99,7 @@ OPS = st.lists(
             st.booleans(),
         ),
         st.tuples(st.just("fill"), st.sampled_from(CIDS), st.sampled_from(["0.5", "1"]), st.integers(0, 3)),
+        st.tuples(st.just("cancel"), st.sampled_from(CIDS)),  # asked (the flow's `cancel_requested`)
     ),
     max_size=12,
 )
@@ -117,6 +118,12 @@ def test_the_acknowledgement_fast_path_is_the_general_path(
             u = _update(cid, status, filled, size, price, ts)
             out_a = a.apply_update(u, verified=verified, asked=a.mark() - 1 if use_mark else None)
             out_b = b.apply_update_general(u, verified=verified, asked=b.mark() - 1 if use_mark else None)
+        elif op[0] == "cancel":
+            for t in (a, b):
+                order = t.get(op[1])
+                if order is not None and order.state.is_live and order.state is not S.PENDING_CANCEL:
+                    order.transition(S.PENDING_CANCEL, now_ns=ts)
+            out_a = out_b = []
         else:
             _, cid, size, trade = op
             f = _fill(cid, size, f"T{trade}", ts)
@@ -136,3 +143,80 @@ def test_a_plain_acknowledgement_takes_the_fast_path(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(t, "_update", general)
     out = t.apply_update(_update("s-1", S.OPEN, "0", "1", "0.05", 5))
     assert [u.status for u in out] == [S.OPEN] and order.state is S.OPEN and order.updated_ns == 5
+
+
+def test_a_plain_cancel_confirmation_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    t = OrderTracker()
+    order = t.add(request(size="1", cid="s-1"), now_ns=1)
+    t.set_order_id(order, "V-s-1")
+    t.apply_update(_update("s-1", S.OPEN, "0", "1", "0.05", 2))
+    order.transition(S.PENDING_CANCEL, now_ns=3)
+
+    def general(*args: object, **kwargs: object) -> list[OrderUpdate]:
+        raise AssertionError("the general path was taken")
+
+    monkeypatch.setattr(t, "_update", general)
+    out = t.apply_update(_update("s-1", S.CANCELLED, "0", "1", "0.05", 6))
+    assert [u.status for u in out] == [S.CANCELLED] and order.state is S.CANCELLED and order.reason == "r6"
+
+
+def test_a_final_state_said_again_as_held_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exact repeat is stale at once; with another filled size it is the general path's (the
+    venue's word, tests/runtime/test_order_surprises.py)."""
+    t = OrderTracker()
+    order = t.add(request(size="1", cid="s-1"), now_ns=1)
+    t.set_order_id(order, "V-s-1")
+    t.apply_update(_update("s-1", S.OPEN, "0", "1", "0.05", 2))
+    t.apply_update(_update("s-1", S.CANCELLED, "0", "1", "0.05", 3))
+    taken: list[OrderUpdate] = []
+
+    def general(order: Order, update: OrderUpdate, *args: object) -> list[OrderUpdate]:
+        taken.append(update)
+        return []
+
+    monkeypatch.setattr(t, "_update", general)
+    assert t.apply_update(_update("s-1", S.CANCELLED, "0", "1", "0.05", 4), verified=True) == []
+    assert t.stats.stale_updates == 1 and not taken
+    t.apply_update(_update("s-1", S.CANCELLED, "0.5", "1", "0.05", 5), verified=True)
+    assert [u.filled_size for u in taken] == [Decimal("0.5")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    size=st.sampled_from(["0.5", "1", "2"]),
+    acked=st.booleans(),
+    early=st.lists(st.tuples(st.sampled_from(["0.5", "1"]), st.integers(0, 2)), max_size=2),
+    filled=st.sampled_from(["-1", "0", "0", "0.5", "1", "2"]),
+    new_size=SIZES,
+    price=PRICES,
+    verified=st.booleans(),
+    use_mark=st.booleans(),
+)
+def test_a_cancel_confirmation_is_taken_as_the_general_path_takes_it(
+    size: str,
+    acked: bool,
+    early: list[tuple[str, int]],
+    filled: str,
+    new_size: str,
+    price: str | None,
+    verified: bool,
+    use_mark: bool,
+) -> None:
+    """One order, perhaps acknowledged and partly filled, whose cancel was asked: the venue's
+    "cancelled" (with any filled size, size and price) through each path."""
+    twin = _Twin([size])
+    a, b = twin.trackers
+    for t in (a, b):
+        if acked:
+            t.apply_update(_update("s-1", S.OPEN, "0", size, "0.05", 2))
+        for n, (fill_size, trade) in enumerate(early):
+            t.apply_fill(_fill("s-1", fill_size, f"T{trade}", 3 + n))
+        order = t.get("s-1")
+        assert order is not None
+        if order.state.is_live and order.state is not S.PENDING_CANCEL:
+            order.transition(S.PENDING_CANCEL, now_ns=6)
+    u = _update("s-1", S.CANCELLED, filled, new_size, price, 9)
+    out_a = a.apply_update(u, verified=verified, asked=a.mark() - 1 if use_mark else None)
+    out_b = b.apply_update_general(u, verified=verified, asked=b.mark() - 1 if use_mark else None)
+    assert out_a == out_b
+    twin.same()

@@ -120,6 +120,53 @@ def test_a_different_final_state_is_the_venues() -> None:
     assert (alert["ours"], alert["venue_state"], alert["verified"]) == ("cancelled", "filled", False)
 
 
+@pytest.mark.parametrize("path", ["apply_update", "apply_update_general"])
+@pytest.mark.parametrize("verified", [True, False])
+def test_a_final_state_said_again_with_more_filled_is_the_venues(path: str, verified: bool) -> None:
+    # We hold it cancelled with nothing filled; the venue (a reconciliation's read, or the
+    # channel) says cancelled with 0.5 filled: it traded before the cancel, and we missed it.
+    # Not a repeat: the venue's word, taken and alerted with both filled sizes.
+    t, capture = tracker()
+    reach(t, S.CANCELLED)
+    apply = getattr(t, path)
+    out = apply(update(S.CANCELLED, "0.5", ts=4), verified=verified)
+    order = t.get("s-bt-1")
+    assert order is not None and order.state is S.CANCELLED and order.filled_size == Decimal("0.5")
+    assert [(u.status, u.filled_size) for u in out] == [(S.CANCELLED, Decimal("0.5"))]
+    assert t.stats.venue_overrides == 1 and t.stats.stale_updates == 0
+    (alert,) = alerts(capture, "order.venue_state_taken")
+    assert (alert["ours"], alert["ours_filled"], alert["venue_state"], alert["filled"]) == (
+        "cancelled",
+        "0",
+        "cancelled",
+        "0.5",
+    )
+    # Said again as we now hold it: a repeat (stale), nothing more.
+    assert apply(update(S.CANCELLED, "0.5", ts=5), verified=verified) == []
+    assert t.stats.stale_updates == 1 and t.stats.venue_overrides == 1
+    # Less filled: on the channels an older report (stale); asked, the venue's word, alerted once.
+    assert t.apply_update(update(S.CANCELLED, "0.2", ts=6)) == []
+    assert t.stats.stale_updates == 2 and t.stats.venue_overrides == 1
+    out = apply(update(S.CANCELLED, "0.2", ts=7), verified=True)
+    assert [(u.status, u.filled_size) for u in out] == [(S.CANCELLED, Decimal("0.2"))]
+    assert order.state is S.CANCELLED and order.updated_ns == 7
+    assert t.stats.venue_overrides == 2 and t.stats.stale_updates == 2
+    assert len(alerts(capture, "order.venue_filled_less")) == 1
+    assert len(alerts(capture, "order.venue_state_taken")) == 1
+
+
+def test_a_final_state_said_again_with_more_filled_is_journaled_as_the_venues(tmp_path: Path) -> None:
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    flow = make_flow(journal)
+    flow.accept(request(), now_ns=1)
+    flow.on_update(update(S.OPEN))
+    flow.on_update(update(S.CANCELLED, ts=3))
+    delivered = flow.on_update(update(S.CANCELLED, "0.5", ts=4), verified=True)
+    assert [(u.status, u.filled_size) for u in delivered] == [(S.CANCELLED, Decimal("0.5"))]
+    kinds = [row[0] for row in journal._db.execute("SELECT kind FROM events ORDER BY seq")]
+    assert kinds[-1] == "venue_override"
+
+
 def test_a_working_state_after_a_final_one_is_taken_only_when_verified() -> None:
     t, capture = tracker()
     reach(t, S.CANCELLED)
