@@ -127,10 +127,52 @@ static int register_slots(PyObject *type, PyObject **const *names, int count, Sl
 }
 
 /* Python's `round(x)` for a float x: round half to even, as float.__round__ (ndigits None). */
-static PyObject *ticks_of(double x) {
+static double round_even(double x) {
     double r = round(x);
     if (fabs(x - r) == 0.5) r = 2.0 * round(x / 2.0);
-    return PyLong_FromDouble(r); /* NaN: ValueError, infinity: OverflowError, as Python */
+    return r;
+}
+
+/* The int objects of the ticks met, reused: a direct-mapped table by value. A level's ticks are
+ * looked up, set and popped in the book's dicts many times; an int from the table spares making
+ * and releasing one each time. An int is immutable and equal to any other of its value, and a
+ * dict keeps the key it has when a level is set again: which one a level gets does not show. */
+#define TICK_BITS 12
+#define TICKS_MAX 4611686018427387904.0 /* 2**62: ticks below it (in magnitude) are cached */
+static PyObject *tick_obj[1 << TICK_BITS];
+static long long tick_val[1 << TICK_BITS];
+
+/* The int of `v`, a new reference (NULL on no memory). */
+static PyObject *tick_int(long long v) {
+    size_t i = (size_t)(((uint64_t)v * 0x9E3779B97F4A7C15ULL) >> (64 - TICK_BITS));
+    PyObject *o = tick_obj[i];
+    if (o != NULL && tick_val[i] == v) return Py_NewRef(o);
+    PyObject *t = PyLong_FromLongLong(v);
+    if (t == NULL) return NULL;
+    Py_XSETREF(tick_obj[i], Py_NewRef(t)); /* an int's release runs no code */
+    tick_val[i] = v;
+    return t;
+}
+
+/* `round(x)` as Python computes it (ValueError on NaN, OverflowError on an infinity, through the
+ * same `PyLong_FromDouble`): a new reference, and in *v its value and *small 1 when it is below
+ * 2**62 in magnitude (else *small is 0 and *v unset). */
+static PyObject *ticks_of(double x, long long *v, int *small) {
+    double r = round_even(x);
+    if (fabs(r) < TICKS_MAX) { /* false for NaN */
+        *small = 1;
+        *v = (long long)r;
+        return tick_int(*v);
+    }
+    *small = 0;
+    return PyLong_FromDouble(r);
+}
+
+/* The value of an exact int `o` in *v when it is within int64: 1, else 0. */
+static int small_int(PyObject *o, long long *v) {
+    int of = 0;
+    *v = PyLong_AsLongLongAndOverflow(o, &of); /* an exact int: no code, no error */
+    return !of;
 }
 
 /* 1 when `lvl` is an exact (str, float, float) tuple, as msgspec builds a level. */
@@ -179,15 +221,27 @@ static PyObject *extreme(PyObject *levels, int op) {
         if (PyDict_GET_SIZE(levels) == 0) return Py_NewRef(Py_None);
         PyObject *key, *value, *m = NULL;
         Py_ssize_t pos = 0;
+        long long mv = 0, kv;
+        int c = 1; /* every key so far within int64: compared as C integers */
         while (PyDict_Next(levels, &pos, &key, &value)) {
             if (!PyLong_CheckExact(key)) goto builtin;
+            if (c && !small_int(key, &kv)) c = 0;
             if (m == NULL) {
                 m = key;
+                mv = kv;
                 continue;
             }
-            int better = PyObject_RichCompareBool(key, m, op); /* -1 only at the recursion limit */
-            if (better < 0) return NULL;
-            if (better) m = key;
+            int better;
+            if (c) {
+                better = op == Py_GT ? kv > mv : kv < mv;
+            } else {
+                better = PyObject_RichCompareBool(key, m, op); /* -1 only at the recursion limit */
+                if (better < 0) return NULL;
+            }
+            if (better) {
+                m = key;
+                mv = kv;
+            }
         }
         return Py_NewRef(m);
     } else {
@@ -228,11 +282,16 @@ static int apply_side(PyObject *levels, const Levels *in, double inv, int op, Py
     PyObject *pairs = PyTuple_New(cap);
     if (pairs == NULL) return -1;
     int stale = 0;
+    /* The best level's value when it is an exact int within int64 (`best_c`): an exact int's
+     * comparison runs no code, so two such are compared as C integers, the same answer. */
+    long long best_v = 0;
+    int best_c = PyLong_CheckExact(*best) && small_int(*best, &best_v);
     for (Py_ssize_t i = 0; i < (in->list != NULL ? PyList_GET_SIZE(in->list) : in->n); i++) {
         PyObject *lvl = NULL, *price, *size = NULL;
         PyObject *t = NULL, *pair;
         double p, sz;
-        int del;
+        long long tv = 0;
+        int del, t_c;
         if (in->list != NULL) {
             lvl = Py_NewRef(PyList_GET_ITEM(in->list, i));
             if (!level_shaped(lvl)) {
@@ -251,18 +310,30 @@ static int apply_side(PyObject *levels, const Levels *in, double inv, int op, Py
             price = PyFloat_FromDouble(p);
             if (price == NULL) goto fail;
         }
-        t = ticks_of(p * inv);
+        t = ticks_of(p * inv, &tv, &t_c);
         if (t == NULL) goto fail_price;
         if (sz > 0 && !del) {
             if (size == NULL && (size = PyFloat_FromDouble(sz)) == NULL) goto fail_price;
             if (set_level(levels, t, size) < 0) goto fail_price;
             int better = 1;
             if (*best != Py_None) {
-                better = PyObject_RichCompareBool(t, *best, op);
-                if (better < 0) goto fail_price;
+                if (t_c && best_c) {
+                    better = op == Py_GT ? tv > best_v : tv < best_v;
+                } else {
+                    better = PyObject_RichCompareBool(t, *best, op);
+                    if (better < 0) goto fail_price;
+                }
             }
-            if (better) Py_SETREF(*best, Py_NewRef(t));
-            pair = PyTuple_Pack(2, price, size);
+            if (better) {
+                Py_SETREF(*best, Py_NewRef(t));
+                best_c = t_c;
+                best_v = tv;
+            }
+            pair = PyTuple_New(2);
+            if (pair != NULL) {
+                PyTuple_SET_ITEM(pair, 0, Py_NewRef(price));
+                PyTuple_SET_ITEM(pair, 1, Py_NewRef(size));
+            }
         } else {
             /* `levels.pop(t, None) is not None and t == best` */
             PyObject *old = pop_level(levels, t);
@@ -270,11 +341,20 @@ static int apply_side(PyObject *levels, const Levels *in, double inv, int op, Py
             int was_value = old != Py_None;
             Py_DECREF(old); /* may run a finalizer: what follows holds its own references */
             if (was_value && *best != Py_None) {
-                int eq = PyObject_RichCompareBool(t, *best, Py_EQ);
-                if (eq < 0) goto fail_price;
+                int eq;
+                if (t_c && best_c) {
+                    eq = tv == best_v;
+                } else {
+                    eq = PyObject_RichCompareBool(t, *best, Py_EQ);
+                    if (eq < 0) goto fail_price;
+                }
                 if (eq) stale = 1;
             }
-            pair = PyTuple_Pack(2, price, zero);
+            pair = PyTuple_New(2);
+            if (pair != NULL) {
+                PyTuple_SET_ITEM(pair, 0, Py_NewRef(price));
+                PyTuple_SET_ITEM(pair, 1, Py_NewRef(zero));
+            }
         }
         if (pair == NULL) goto fail_price;
         if (n == cap) { /* the list grew (code run above appended to it): as Python, its levels apply too */
@@ -668,17 +748,10 @@ static int channel_is(const char *ch, Py_ssize_t n, const char *head, int parts)
     return json_channel_is((Ptr)ch, n, head, parts, parts);
 }
 
-/* The instrument's name as a str: the last one made when it is the same (its text is ASCII). */
-static PyObject *last_name = NULL;
-static PyObject *name_of(const char *s, Py_ssize_t n) {
-    if (last_name != NULL && PyUnicode_GET_LENGTH(last_name) == n &&
-        memcmp(PyUnicode_DATA(last_name), s, (size_t)n) == 0)
-        return Py_NewRef(last_name);
-    PyObject *name = PyUnicode_DecodeASCII(s, n, NULL);
-    if (name == NULL) return NULL;
-    Py_XSETREF(last_name, Py_NewRef(name));
-    return name;
-}
+/* The instrument's name as a str (`_json.h`'s cache: made once per name, its hash too). */
+#define NAME_CACHE 1024
+static PyObject *names[NAME_CACHE];
+static PyObject *name_of(const char *s, Py_ssize_t n) { return json_ascii_cached(names, NAME_CACHE, (Ptr)s, n); }
 
 /* A book side's levels, `[["new",price,amount],...]`, appended to `buf` (grown as needed: `*cap`
  * levels, `*heap` when it was moved off the stack). 1, 0 to refuse, -1 on a memory error. */
@@ -1018,6 +1091,89 @@ static int count(PyObject *stats, PyObject *name, Py_ssize_t by) {
     return r;
 }
 
+/* The stats' `frames` and `events` read and written in their slots, as the attribute protocol
+ * does it for a class that does not override it (`engine.venue.spi.DecoderStats`, attrs slots):
+ * the offsets of its member descriptors, learnt for the first stats type met (`counted`), used
+ * while that type is unchanged (its version tag: any change to the class or a base clears it). */
+static PyTypeObject *stats_type = NULL;
+static unsigned int stats_version = 0;
+static Py_ssize_t stats_off[2] = {-1, -1}; /* frames, events */
+
+static Py_ssize_t member_offset(PyTypeObject *type, PyObject *name) {
+    PyObject *desc = _PyType_Lookup(type, name); /* borrowed */
+    if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type)) return -1;
+    PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
+    return m->type == T_OBJECT_EX && !(m->flags & READONLY) ? m->offset : -1;
+}
+
+static int stats_direct(PyObject *stats) {
+    PyTypeObject *type = Py_TYPE(stats);
+    if (type != stats_type) {
+        Py_XSETREF(stats_type, (PyTypeObject *)Py_NewRef(type));
+        stats_off[0] = stats_off[1] = -1;
+        if (type->tp_getattro == PyObject_GenericGetAttr && type->tp_setattro == PyObject_GenericSetAttr) {
+            stats_off[0] = member_offset(type, s_frames);
+            stats_off[1] = member_offset(type, s_events);
+        }
+        stats_version = PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) ? type->tp_version_tag : 0;
+    }
+    return stats_off[0] >= 0 && stats_off[1] >= 0 && stats_version != 0 &&
+           PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) && type->tp_version_tag == stats_version;
+}
+
+/* `stats.<slot> += by` in the slot at `off` when it holds an exact int within int64 (the sum too):
+ * what `count` does then (the int's addition runs no code, the old int's release neither). 0
+ * when it is not that case (nothing done): `count` does it. */
+static int bump(PyObject *stats, Py_ssize_t off, Py_ssize_t by) {
+    PyObject **slot = (PyObject **)((char *)stats + off), *v = *slot;
+    if (v == NULL || !PyLong_CheckExact(v)) return 0;
+    int of = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &of);
+    if (of || x < 0 || x > LLONG_MAX - by) return 0; /* (-1 without overflow is never an error here) */
+    PyObject *sum = PyLong_FromLongLong(x + by);
+    if (sum == NULL) return -1;
+    *slot = sum;
+    Py_DECREF(v);
+    return 1;
+}
+
+/* `stats.frames += 1; stats.events += events`, as `decode` does them. -1 with an exception set. */
+static int counted(PyObject *decoder, Py_ssize_t events) {
+    PyObject *stats = PyObject_GetAttr(decoder, s_stats);
+    if (stats == NULL) return -1;
+    int r = 0;
+    if (stats_direct(stats)) {
+        r = bump(stats, stats_off[0], 1);
+        if (r == 0) r = count(stats, s_frames, 1);
+        else if (r > 0) r = 0;
+        if (r == 0) {
+            r = bump(stats, stats_off[1], events);
+            if (r == 0) r = count(stats, s_events, events);
+            else if (r > 0) r = 0;
+        }
+    } else {
+        r = count(stats, s_frames, 1) == 0 && count(stats, s_events, events) == 0 ? 0 : -1;
+    }
+    Py_DECREF(stats);
+    return r;
+}
+
+/* The memo's key (the frame up to the end of the channel's name) as a bytes object: the one made
+ * for the same bytes before when it is still in its slot (its hash then computed once), else a
+ * new one that takes the slot. Which equal bytes object a dict lookup is given does not show. */
+#define KEY_CACHE 512
+static PyObject *keys[KEY_CACHE];
+static PyObject *key_of(const char *p, Py_ssize_t n) {
+    PyObject **slot = &keys[json_hash((Ptr)p + PREFIX_LEN, n - PREFIX_LEN) & (KEY_CACHE - 1)];
+    PyObject *o = *slot;
+    if (o != NULL && PyBytes_GET_SIZE(o) == n && memcmp(PyBytes_AS_STRING(o), p, (size_t)n) == 0)
+        return Py_NewRef(o);
+    PyObject *b = PyBytes_FromStringAndSize(p, n);
+    if (b == NULL) return NULL;
+    Py_XSETREF(*slot, Py_NewRef(b)); /* a bytes' release runs no code */
+    return b;
+}
+
 /* A lookup that failed: an `Exception` is left to the Python path, which meets it again (and
  * says so its way); anything else (KeyboardInterrupt...) propagates. 1: go to Python. */
 static int python_after_error(void) {
@@ -1046,7 +1202,7 @@ static PyObject *fast_decode(PyObject *module, PyObject *const *args, Py_ssize_t
     memo = PyObject_GetAttr(decoder, s__fast);
     if (memo == NULL) goto error;
     if (!PyDict_CheckExact(memo)) goto python;
-    key = PyBytes_FromStringAndSize(p, q - p);
+    key = key_of(p, q - p);
     if (key == NULL) goto error; /* no memory: the Python path meets it too, and says so its way */
     route = PyDict_GetItemWithError(memo, key); /* borrowed; an exact bytes key runs no code */
     if (route == NULL) {
@@ -1083,11 +1239,7 @@ static PyObject *fast_decode(PyObject *module, PyObject *const *args, Py_ssize_t
         Py_SETREF(events, counted);
         if (events == NULL) goto fail;
     } else {
-        PyObject *stats = PyObject_GetAttr(decoder, s_stats);
-        if (stats == NULL) goto fail;
-        int ok = count(stats, s_frames, 1) == 0 && count(stats, s_events, PyList_GET_SIZE(events)) == 0;
-        Py_DECREF(stats);
-        if (!ok) goto fail;
+        if (counted(decoder, PyList_GET_SIZE(events)) < 0) goto fail;
     }
     Py_DECREF(memo);
     Py_DECREF(key);

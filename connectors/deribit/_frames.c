@@ -105,18 +105,7 @@ static PyObject *ascii_str(Ptr s, Py_ssize_t n) {
     return u;
 }
 
-static PyObject *name_str(Ptr s, Py_ssize_t n) {
-    uint32_t h = 2166136261u;
-    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ s[i]) * 16777619u;
-    PyObject **slot = &names[h & (NAME_CACHE - 1)];
-    PyObject *o = *slot;
-    if (o != NULL && PyUnicode_GET_LENGTH(o) == n && memcmp(PyUnicode_DATA(o), s, (size_t)n) == 0)
-        return Py_NewRef(o);
-    PyObject *u = ascii_str(s, n);
-    if (u == NULL) return NULL;
-    Py_XSETREF(*slot, Py_NewRef(u));
-    return u;
-}
+static PyObject *name_str(Ptr s, Py_ssize_t n) { return json_ascii_cached(names, NAME_CACHE, s, n); }
 
 /* -- scanning --------------------------------------------------------------------------- */
 

@@ -215,6 +215,41 @@ static inline Ptr json_number(Ptr p, Ptr end, int as_float, double *x, long long
     return q;
 }
 
+/* A hash of the bytes [s, s + n) for the direct-mapped caches below: a word at a time (a
+ * channel's name is ~30 bytes, a memo key ~90). Only a slot's choice: a hit is checked whole. */
+static inline uint64_t json_hash(Ptr s, Py_ssize_t n) {
+    uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ULL, w;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 29;
+    }
+    if (i < n) {
+        w = 0;
+        memcpy(&w, s + i, (size_t)(n - i));
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+    }
+    return h ^ (h >> 32);
+}
+
+/* The str of the printable ASCII [s, s + n), a new reference: the one made last time for the
+ * same text when it is still in its slot of `cache` (`size` slots, a power of two), else a new
+ * one that takes the slot. A backtest sees a few hundred instrument names: each str is made once,
+ * and its hash computed once (dict lookups by name then hash nothing). A str is immutable and
+ * equal to any other of its text: which one an event or a lookup gets does not show. */
+static inline PyObject *json_ascii_cached(PyObject **cache, size_t size, Ptr s, Py_ssize_t n) {
+    PyObject **slot = &cache[json_hash(s, n) & (size - 1)];
+    PyObject *o = *slot;
+    if (o != NULL && PyUnicode_GET_LENGTH(o) == n && memcmp(PyUnicode_DATA(o), s, (size_t)n) == 0)
+        return Py_NewRef(o);
+    PyObject *u = PyUnicode_New(n, 127);
+    if (u == NULL) return NULL;
+    memcpy(PyUnicode_DATA(u), s, (size_t)n);
+    Py_XSETREF(*slot, Py_NewRef(u)); /* a str's release runs no code */
+    return u;
+}
+
 /* A canonical notification of `n` bytes at `p`: 1 with the channel's name in [*name, *name +
  * *name_n) and the data's text in [*data, *data_end) (the frame ends `}}` right after it), 0
  * otherwise. */
