@@ -287,11 +287,10 @@ static int apply_side(PyObject *levels, const Levels *in, double inv, int op, Py
     long long best_v = 0;
     int best_c = PyLong_CheckExact(*best) && small_int(*best, &best_v);
     for (Py_ssize_t i = 0; i < (in->list != NULL ? PyList_GET_SIZE(in->list) : in->n); i++) {
-        PyObject *lvl = NULL, *price, *size = NULL;
-        PyObject *t = NULL, *pair;
+        PyObject *lvl = NULL, *price = NULL, *size = NULL, *t = NULL, *pair = NULL;
         double p, sz;
         long long tv = 0;
-        int del, t_c;
+        int live, t_c;
         if (in->list != NULL) {
             lvl = Py_NewRef(PyList_GET_ITEM(in->list, i));
             if (!level_shaped(lvl)) {
@@ -302,26 +301,26 @@ static int apply_side(PyObject *levels, const Levels *in, double inv, int op, Py
             size = Py_NewRef(PyTuple_GET_ITEM(lvl, 2));
             p = PyFloat_AS_DOUBLE(price);
             sz = PyFloat_AS_DOUBLE(size);
-            del = PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(lvl, 0), "delete") == 0;
+            live = sz > 0 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(lvl, 0), "delete") != 0;
         } else {
             p = in->lv[i].price;
             sz = in->lv[i].size;
-            del = in->lv[i].action == ACT_DELETE;
+            live = sz > 0 && in->lv[i].action != ACT_DELETE;
             price = PyFloat_FromDouble(p);
             if (price == NULL) goto fail;
+            if (live && (size = PyFloat_FromDouble(sz)) == NULL) goto fail;
         }
         t = ticks_of(p * inv, &tv, &t_c);
-        if (t == NULL) goto fail_price;
-        if (sz > 0 && !del) {
-            if (size == NULL && (size = PyFloat_FromDouble(sz)) == NULL) goto fail_price;
-            if (set_level(levels, t, size) < 0) goto fail_price;
+        if (t == NULL) goto fail;
+        if (live) {
+            if (set_level(levels, t, size) < 0) goto fail;
             int better = 1;
             if (*best != Py_None) {
                 if (t_c && best_c) {
                     better = op == Py_GT ? tv > best_v : tv < best_v;
                 } else {
                     better = PyObject_RichCompareBool(t, *best, op);
-                    if (better < 0) goto fail_price;
+                    if (better < 0) goto fail;
                 }
             }
             if (better) {
@@ -329,15 +328,10 @@ static int apply_side(PyObject *levels, const Levels *in, double inv, int op, Py
                 best_c = t_c;
                 best_v = tv;
             }
-            pair = PyTuple_New(2);
-            if (pair != NULL) {
-                PyTuple_SET_ITEM(pair, 0, Py_NewRef(price));
-                PyTuple_SET_ITEM(pair, 1, Py_NewRef(size));
-            }
         } else {
             /* `levels.pop(t, None) is not None and t == best` */
             PyObject *old = pop_level(levels, t);
-            if (old == NULL) goto fail_price;
+            if (old == NULL) goto fail;
             int was_value = old != Py_None;
             Py_DECREF(old); /* may run a finalizer: what follows holds its own references */
             if (was_value && *best != Py_None) {
@@ -346,23 +340,18 @@ static int apply_side(PyObject *levels, const Levels *in, double inv, int op, Py
                     eq = tv == best_v;
                 } else {
                     eq = PyObject_RichCompareBool(t, *best, Py_EQ);
-                    if (eq < 0) goto fail_price;
+                    if (eq < 0) goto fail;
                 }
                 if (eq) stale = 1;
             }
-            pair = PyTuple_New(2);
-            if (pair != NULL) {
-                PyTuple_SET_ITEM(pair, 0, Py_NewRef(price));
-                PyTuple_SET_ITEM(pair, 1, Py_NewRef(zero));
-            }
         }
-        if (pair == NULL) goto fail_price;
+        pair = PyTuple_New(2); /* (price, size), or (price, 0.0) for a removal */
+        if (pair == NULL) goto fail;
+        PyTuple_SET_ITEM(pair, 0, Py_NewRef(price));
+        PyTuple_SET_ITEM(pair, 1, Py_NewRef(live ? size : zero));
         if (n == cap) { /* the list grew (code run above appended to it): as Python, its levels apply too */
             cap += cap / 2 + 4;
-            if (_PyTuple_Resize(&pairs, cap) < 0) {
-                Py_DECREF(pair);
-                goto fail_price;
-            }
+            if (_PyTuple_Resize(&pairs, cap) < 0) goto fail;
         }
         PyTuple_SET_ITEM(pairs, n++, pair);
         Py_DECREF(t);
@@ -370,9 +359,9 @@ static int apply_side(PyObject *levels, const Levels *in, double inv, int op, Py
         Py_XDECREF(size);
         Py_XDECREF(lvl);
         continue;
-    fail_price:
-        Py_DECREF(price);
     fail:
+        Py_XDECREF(pair);
+        Py_XDECREF(price);
         Py_XDECREF(size);
         Py_XDECREF(t);
         Py_XDECREF(lvl);
@@ -789,18 +778,25 @@ static int levels_of(Cur *c, Level **buf, Py_ssize_t *n, Py_ssize_t *cap, int *h
 }
 
 /* A data member's name, then its colon: the member's index in `names` (-1: unknown). */
-static int member(Cur *c, const char *const *names, int count) {
+typedef struct {
+    const char *name;
+    Py_ssize_t n;
+} Name;
+#define NAME(lit) {lit, (Py_ssize_t)(sizeof(lit) - 1)}
+
+static int member(Cur *c, const Name *names, int count) {
     const char *k;
     Py_ssize_t kn;
     if (!str_token(c, &k, &kn) || !LIT(c, ":")) return -2;
     for (int j = 0; j < count; j++)
-        if ((size_t)kn == strlen(names[j]) && memcmp(k, names[j], (size_t)kn) == 0) return j;
+        if (kn == names[j].n && k[0] == names[j].name[0] && memcmp(k, names[j].name, (size_t)kn) == 0) return j;
     return -1;
 }
 
 enum { B_TYPE, B_INST, B_TS, B_CHANGE, B_PREV, B_BIDS, B_ASKS, B_COUNT };
-static const char *const BOOK_MEMBERS[B_COUNT] = {"type",           "instrument_name", "timestamp", "change_id",
-                                                  "prev_change_id", "bids",            "asks"};
+static const Name BOOK_MEMBERS[B_COUNT] = {NAME("type"),           NAME("instrument_name"), NAME("timestamp"),
+                                           NAME("change_id"),      NAME("prev_change_id"),  NAME("bids"),
+                                           NAME("asks")};
 #define STACK_LEVELS 128
 
 /* `book_frame(decoder, frame, ts_local)`: the events of a `book.<instrument>.<interval>` frame, as
@@ -958,8 +954,9 @@ done:
 }
 
 enum { Q_INST, Q_TS, Q_BID, Q_BID_SIZE, Q_ASK, Q_ASK_SIZE, Q_COUNT };
-static const char *const QUOTE_MEMBERS[Q_COUNT] = {"instrument_name", "timestamp",      "best_bid_price",
-                                                   "best_bid_amount", "best_ask_price", "best_ask_amount"};
+static const Name QUOTE_MEMBERS[Q_COUNT] = {NAME("instrument_name"), NAME("timestamp"),
+                                           NAME("best_bid_price"),  NAME("best_bid_amount"),
+                                           NAME("best_ask_price"),  NAME("best_ask_amount")};
 
 /* codec's `_top` and `_ticker` as `setup` found them: a test that patches one (to inject a
  * fault) sends quote frames to the Python path, which then meets the patch (as `_frames.c`'s

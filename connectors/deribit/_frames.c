@@ -357,15 +357,94 @@ static const struct {
     {"funding_timestamp", 17, F_FUNDING_TS, K_PRICE},
 };
 
-/* The field of the member named `s[:n]` (its number kind in `*kind`), or -1 for another. */
-static int ticker_member(Ptr s, Py_ssize_t n, int *kind) {
-    for (size_t i = 0; i < sizeof(TICKER_MEMBERS) / sizeof(TICKER_MEMBERS[0]); i++) {
-        if (TICKER_MEMBERS[i].n == n && memcmp(s, TICKER_MEMBERS[i].name, (size_t)n) == 0) {
-            *kind = TICKER_MEMBERS[i].kind;
-            return TICKER_MEMBERS[i].k;
+/* `s[:n]` is the member name `lit` (a literal): one compare of a known size (inlined). */
+#define NAME_IS(lit) (n == (Py_ssize_t)(sizeof(lit) - 1) && memcmp(s, lit, sizeof(lit) - 1) == 0)
+
+/* The field of the member named `s[:n]` (its number kind in `*kind`), or -1 for another: the
+ * entry of TICKER_MEMBERS of that name, found by its length and one byte (`ticker_member_scan`
+ * is the same answer by a scan of the table; tests/connectors/deribit/test_deribit_decode_caches.py
+ * compares the two on every name of the table and near misses of them). */
+static int ticker_member_index(Ptr s, Py_ssize_t n) {
+    switch (n) {
+    case 5:
+        return NAME_IS("state") ? 0 : -1;
+    case 6:
+        if (s[0] == 'b') return NAME_IS("bid_iv") ? 1 : -1;
+        if (s[0] == 'a') return NAME_IS("ask_iv") ? 2 : -1;
+        return NAME_IS("greeks") ? 3 : -1;
+    case 7:
+        return NAME_IS("mark_iv") ? 4 : -1;
+    case 9:
+        return NAME_IS("timestamp") ? 5 : -1;
+    case 10:
+        if (s[0] == 'm') return NAME_IS("mark_price") ? 6 : -1;
+        return NAME_IS("last_price") ? 7 : -1;
+    case 11:
+        return NAME_IS("index_price") ? 8 : -1;
+    case 13:
+        return NAME_IS("open_interest") ? 9 : -1;
+    case 14:
+        if (s[5] == 'b') return NAME_IS("best_bid_price") ? 10 : -1;
+        return NAME_IS("best_ask_price") ? 11 : -1;
+    case 15:
+        switch (s[0]) {
+        case 'b':
+            if (s[5] == 'b') return NAME_IS("best_bid_amount") ? 12 : -1;
+            return NAME_IS("best_ask_amount") ? 13 : -1;
+        case 'i':
+            return NAME_IS("instrument_name") ? 14 : -1;
+        case 'c':
+            return NAME_IS("current_funding") ? 15 : -1;
+        case 'f':
+            return NAME_IS("funding_accrues") ? 16 : -1;
         }
+        return -1;
+    case 16:
+        return NAME_IS("underlying_price") ? 17 : -1;
+    case 17:
+        return NAME_IS("funding_timestamp") ? 18 : -1;
     }
     return -1;
+}
+#define N_TICKER_MEMBERS ((int)(sizeof(TICKER_MEMBERS) / sizeof(TICKER_MEMBERS[0])))
+
+/* The index of the member named `s[:n]` by a scan of TICKER_MEMBERS (the reference of
+ * `ticker_member_index`), or -1. */
+static int ticker_member_scan(Ptr s, Py_ssize_t n) {
+    for (int i = 0; i < N_TICKER_MEMBERS; i++)
+        if (TICKER_MEMBERS[i].n == n && memcmp(s, TICKER_MEMBERS[i].name, (size_t)n) == 0) return i;
+    return -1;
+}
+
+static int ticker_member(Ptr s, Py_ssize_t n, int *kind) {
+    int i = ticker_member_index(s, n);
+    if (i < 0) return -1;
+    *kind = TICKER_MEMBERS[i].kind;
+    return TICKER_MEMBERS[i].k;
+}
+
+/* `string_end(text)` -> the length of the string that starts `text` (its opening quote
+ * included) as `json_str` reads it, or -1 when it takes none: the test's hook. */
+static PyObject *string_end(PyObject *self, PyObject *arg) {
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "string_end(text: bytes)");
+        return NULL;
+    }
+    Ptr p = (Ptr)PyBytes_AS_STRING(arg), s;
+    Py_ssize_t n;
+    Ptr q = json_str(p, p + PyBytes_GET_SIZE(arg), &s, &n);
+    return PyLong_FromSsize_t(q == NULL ? -1 : q - p);
+}
+
+/* `member_index(name)` -> (index by the switch, index by the scan): the test's hook. */
+static PyObject *member_index(PyObject *self, PyObject *arg) {
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "member_index(name: bytes)");
+        return NULL;
+    }
+    Ptr s = (Ptr)PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    return Py_BuildValue("(ii)", ticker_member_index(s, n), ticker_member_scan(s, n));
 }
 
 static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -696,6 +775,12 @@ static PyMethodDef methods[] = {
      "setup(namespace, ticker, greeks, trade, venue, side_buy, side_sell, ivs, iv_learn): codec's globals, builders and objects."},
     {"ticker_frame", (PyCFunction)(void (*)(void))ticker_frame, METH_FASTCALL,
      "ticker_frame(decoder, frame, ts_local) -> list | None: a canonical ticker notification's events."},
+    {"string_end", (PyCFunction)string_end, METH_O,
+     "string_end(text: bytes) -> int: the length of the JSON string at the start of text as the "
+     "scanner reads it (quotes included), -1 when it takes none; for the tests."},
+    {"member_index", (PyCFunction)member_index, METH_O,
+     "member_index(name: bytes) -> (int, int): a ticker member's index in the table, found as "
+     "ticker_frame finds it and by a scan of the table (-1: not a member); for the tests."},
     {"trades_frame", (PyCFunction)(void (*)(void))trades_frame, METH_FASTCALL,
      "trades_frame(decoder, frame, ts_local) -> list | None: a canonical trades notification's events."},
     {NULL, NULL, 0, NULL},

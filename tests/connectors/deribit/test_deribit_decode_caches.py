@@ -284,3 +284,82 @@ def test_a_stats_class_changed_after_it_was_learnt_is_counted_through_it(
         pair.check(frame)
     pair.same_state()
     assert seen == [k for k in range(4, 8) for _ in (1, 2)]  # each frame through the property, both decoders
+
+
+# -- the scanner's shortcuts (`_frames.c` hooks): a string read a word at a time, a ticker's
+# member found by its length and a byte --------------------------------------------------------
+
+try:
+    from tradingd.connectors.deribit import _frames
+except ImportError:  # not built
+    _frames = None  # type: ignore[assignment]
+
+
+def _string_end(text: bytes) -> int:
+    """What `json_str` takes, byte by byte: printable ASCII but `"` and `\\` up to a `"`."""
+    if not text.startswith(b'"'):
+        return -1
+    for i, b in enumerate(text[1:], 1):
+        if b == 0x22:
+            return i + 1
+        if not 0x20 <= b <= 0x7E or b == 0x5C:
+            return -1
+    return -1
+
+
+# Bytes around each boundary of the taken range, and the two refused in it.
+EDGES = [0x00, 0x1F, 0x20, 0x21, 0x22, 0x23, 0x5B, 0x5C, 0x5D, 0x7E, 0x7F, 0x80, 0x9F, 0xA0, 0xDC, 0xFE, 0xFF]
+
+
+@pytest.mark.skipif(_frames is None, reason="_frames.c was not built")
+@HYPOTHESIS
+@given(
+    body=st.lists(st.one_of(st.integers(0x20, 0x7E), st.sampled_from(EDGES)), max_size=40).map(bytes),
+    cut=st.integers(0, 48),
+)
+def test_a_string_is_read_as_byte_by_byte(body: bytes, cut: int) -> None:
+    for text in (b'"' + body + b'"', b'"' + body, (b'"' + body + b'"')[:cut], b"x" + body):
+        assert _frames.string_end(text) == _string_end(text), text
+
+
+@pytest.mark.skipif(_frames is None, reason="_frames.c was not built")
+def test_every_printable_word_is_read_as_byte_by_byte() -> None:
+    """Every byte at every place of a long string (the word test sees it in each lane)."""
+    for b in range(256):
+        for at in range(17):
+            body = bytearray(b"abcdefghijklmnopq")
+            body[at] = b
+            text = b'"' + bytes(body) + b'"'
+            assert _frames.string_end(text) == _string_end(text), text
+
+
+TICKER_NAMES = [
+    "state", "bid_iv", "ask_iv", "greeks", "mark_iv", "timestamp", "mark_price", "last_price",
+    "index_price", "open_interest", "best_bid_price", "best_ask_price", "best_bid_amount",
+    "best_ask_amount", "instrument_name", "current_funding", "funding_accrues", "underlying_price",
+    "funding_timestamp",
+]  # fmt: skip
+
+
+@pytest.mark.skipif(_frames is None, reason="_frames.c was not built")
+def test_every_ticker_member_and_near_miss_is_found_as_by_a_scan() -> None:
+    names = [n.encode() for n in TICKER_NAMES]
+    found = [_frames.member_index(n) for n in names]
+    assert [a for a, _ in found] == list(range(len(names))) and all(a == b for a, b in found)
+    for n in names:  # each byte changed, cut, extended
+        for i in range(len(n)):
+            for b in (n[i] ^ 1, n[i] ^ 0x20, ord("_"), ord("x")):
+                near = n[:i] + bytes([b]) + n[i + 1 :]
+                a, b_ = _frames.member_index(near)
+                assert a == b_, near
+            a, b_ = _frames.member_index(n[:i])
+            assert a == b_, n[:i]
+        assert _frames.member_index(n + b"s") == (-1, -1)
+
+
+@pytest.mark.skipif(_frames is None, reason="_frames.c was not built")
+@HYPOTHESIS
+@given(name=st.one_of(st.binary(max_size=20), st.sampled_from(TICKER_NAMES).map(str.encode)))
+def test_any_name_is_found_as_by_a_scan(name: bytes) -> None:
+    a, b = _frames.member_index(name)
+    assert a == b
