@@ -45,22 +45,28 @@ static inline void json_init(void) {
     for (int c = 0; c < 256; c++) STR_BYTE[c] = c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
 }
 
-/* 1 when the 8 bytes at `q` are all bytes a string takes (STR_BYTE), by whole-word tests: no
- * byte below 0x20 or above 0x7e, no `"` (0x22) and no `\` (0x5c). Each test is exact about
- * whether some byte matches (a borrow only runs past a byte that matched); a word that fails one
- * is read byte by byte, so a false "not taken" would only cost time, never change the answer
+/* The bytes at `q`, 8 of them, that a string does not take (STR_BYTE: a byte below 0x20 or
+ * above 0x7e, `"` (0x22) or `\\` (0x5c)), by whole-word tests: 0 when there is none, else a mask
+ * whose lowest set bit is in the first such byte (the bit 7 of it, on a little-endian machine).
+ * Each test is exact about its lowest match: a borrow or a carry only runs from a byte that
+ * matched to the bytes after it, so a mismatch flagged after a match does not matter
  * (tests/connectors/deribit/test_deribit_decode_caches.py compares it with STR_BYTE). */
 #define ONES 0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
-static inline int json_word_taken(Ptr q) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define JSON_WORDS 1
+static inline uint64_t json_word_stops(Ptr q) {
     uint64_t w;
     memcpy(&w, q, 8);
-    uint64_t low = (w - ONES * 0x20) & ~w;           /* a byte < 0x20 (with ~w: bytes < 0x80 only) */
-    uint64_t high = (w + ONES * (0x7f - 0x7e)) | w;  /* a byte > 0x7e: 0x7f + 1, or the high bit set */
+    uint64_t low = (w - ONES * 0x20) & ~w;          /* a byte < 0x20 (with ~w: bytes < 0x80 only) */
+    uint64_t high = (w + ONES * (0x7f - 0x7e)) | w; /* a byte > 0x7e: 0x7f + 1, or the high bit set */
     uint64_t x = w ^ (ONES * '"'), y = w ^ (ONES * '\\');
     uint64_t quote = (x - ONES) & ~x, bslash = (y - ONES) & ~y; /* a zero byte of x, of y */
-    return ((low | high | quote | bslash) & HIGHS) == 0;
+    return (low | high | quote | bslash) & HIGHS;
 }
+#else
+#define JSON_WORDS 0
+#endif
 
 /* A string at `p` (its opening quote): its content in [*s, *s + *n), and the byte after its
  * closing quote returned. NULL for a string not taken (an escape, a byte outside printable
@@ -68,9 +74,20 @@ static inline int json_word_taken(Ptr q) {
 static inline Ptr json_str(Ptr p, Ptr end, Ptr *s, Py_ssize_t *n) {
     if (p >= end || *p != '"') return NULL;
     Ptr q = ++p;
-    /* 8 bytes at a time while none of them ends the run (`json_word_taken`), then byte by byte */
-    while (end - q >= 8 && json_word_taken(q)) q += 8;
+#if JSON_WORDS
+    /* 8 bytes at a time to the first byte not taken (`json_word_stops`), then byte by byte */
+    for (; end - q >= 8; q += 8) {
+        uint64_t stops = json_word_stops(q);
+        if (stops) {
+            q += __builtin_ctzll(stops) >> 3;
+            goto stop;
+        }
+    }
+#endif
     while (q < end && STR_BYTE[*q]) q++;
+#if JSON_WORDS
+stop:
+#endif
     if (q >= end || *q != '"') return NULL; /* the end, an escape, or a byte not taken */
     *s = p;
     *n = q - p;
