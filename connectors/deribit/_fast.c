@@ -56,6 +56,13 @@ static PyObject *s__apply, *s_clear, *s_inv, *s_bids, *s_asks, *s_bb, *s_ba, *s_
     *s_books, *s_change, *s_pop, *s__crossed;
 static PyObject *zero = NULL; /* 0.0: the size of a removed level in the event */
 
+/* The decoder's `_fast`, `_books` and `stats` (`_json.h`'s `json_attr`). */
+static PlainClass decoder_class = {NULL, 0};
+static PyObject *decoder_names[3];
+static PyObject *decoder_attr(PyObject *decoder, PyObject *name) {
+    return json_attr(&decoder_class, decoder, name, decoder_names, 3);
+}
+
 
 /* Direct reads and writes of the slots of two exact types, `OrderBook` and the book message
  * struct (`codec._BookData`): what a member descriptor does (`PyMember_GetOne`/`SetOne` for
@@ -603,7 +610,7 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
     }
     inst = getv(d, s_instrument_name);
     if (inst == NULL) goto done;
-    books = PyObject_GetAttr(decoder, s_books);
+    books = decoder_attr(decoder, s_books);
     if (books == NULL) goto done;
     if (!PyDict_CheckExact(books)) goto other;
     book = PyDict_GetItemWithError(books, inst);
@@ -880,7 +887,7 @@ static PyObject *fast_book_frame(PyObject *module, PyObject *const *args, Py_ssi
     if (change_obj == NULL) goto done;
     ts = PyLong_FromLongLong(ts_ms * 1000000LL); /* <= 2**63 - 1 (MILLIS_MAX) */
     if (ts == NULL) goto done;
-    books = PyObject_GetAttr(decoder, s_books);
+    books = decoder_attr(decoder, s_books);
     if (books == NULL) goto done;
     if (!PyDict_CheckExact(books)) goto refuse;
     /* The book's state: the common case, or None. What runs code here (a planted key's `__eq__`
@@ -1136,7 +1143,7 @@ static int bump(PyObject *stats, Py_ssize_t off, Py_ssize_t by) {
 
 /* `stats.frames += 1; stats.events += events`, as `decode` does them. -1 with an exception set. */
 static int counted(PyObject *decoder, Py_ssize_t events) {
-    PyObject *stats = PyObject_GetAttr(decoder, s_stats);
+    PyObject *stats = decoder_attr(decoder, s_stats);
     if (stats == NULL) return -1;
     int r = 0;
     if (stats_direct(stats)) {
@@ -1200,7 +1207,7 @@ static PyObject *fast_decode(PyObject *module, PyObject *const *args, Py_ssize_t
     if (n <= PREFIX_LEN || memcmp(p, PREFIX, (size_t)PREFIX_LEN) != 0) goto python;
     const char *q = memchr(p + PREFIX_LEN, '"', (size_t)(n - PREFIX_LEN));
     if (q == NULL) goto python;
-    memo = PyObject_GetAttr(decoder, s__fast);
+    memo = decoder_attr(decoder, s__fast);
     if (memo == NULL) goto error;
     if (!PyDict_CheckExact(memo)) goto python;
     key = key_of(p, q - p);
@@ -1391,6 +1398,9 @@ PyMODINIT_FUNC PyInit__fast(void) {
     INTERN(s_stats, "stats");
     INTERN(s_frames, "frames");
     INTERN(s_events, "events");
+    decoder_names[0] = s__fast;
+    decoder_names[1] = s_books;
+    decoder_names[2] = s_stats;
     zero = PyFloat_FromDouble(0.0);
     if (zero == NULL) return NULL;
     PyObject *builtins = PyImport_ImportModule("builtins");

@@ -48,6 +48,7 @@ static PyObject *side_buy = NULL, *side_sell = NULL;
 static PyObject *ivs = NULL;      /* codec._IVS: the IV memo, read for IVs of more than 2 decimals */
 static PyObject *iv_learn = NULL; /* codec._iv_learn */
 static PyObject *s_states = NULL; /* "_states" */
+static PlainClass decoder_class = {NULL, 0}; /* the decoder's `_states` read (`_json.h` `json_attr`) */
 
 /* codec's globals, and the objects its Python path reads there as `setup` found them: a test
  * that patches one (to inject a fault, tests/backtest/test_cache_equality.py) sends the frames
@@ -543,7 +544,7 @@ static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     PyObject *inst = name_str(name, name_len);
     if (inst == NULL) return NULL;
     if (state != NULL) {
-        PyObject *states = PyObject_GetAttr(decoder, s_states);
+        PyObject *states = json_attr(&decoder_class, decoder, s_states, &s_states, 1);
         if (states == NULL) {
             Py_DECREF(inst);
             return NULL;

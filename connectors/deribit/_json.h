@@ -164,6 +164,8 @@ static inline Ptr json_num(Ptr p, Ptr end, Num *t) {
     return p;
 }
 
+#define DIGIT(c) ((unsigned)((c) - '0') < 10u)
+
 static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
@@ -176,29 +178,30 @@ static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7, 
  * rounded; overflow gives +-inf; an error is a refusal). Never raises. */
 static inline Ptr json_number(Ptr p, Ptr end, int as_float, double *x, long long *i) {
     Ptr start = p, q = p;
+    /* No token longer than MAX_NUMBER is taken: reading stops one byte past it (a token that
+     * reaches `lim` is refused below), so the loops test one bound, and `digits` and `exp10`
+     * stay small. */
+    Ptr lim = end - start > MAX_NUMBER ? start + MAX_NUMBER + 1 : end;
     int neg = 0, int_form = 1, digits = 0, exp_text = 0, exp10 = 0;
     unsigned long long m = 0;
-    if (q < end && *q == '-') {
+    if (q < lim && *q == '-') {
         neg = 1;
         q++;
     }
-    if (q >= end || *q < '0' || *q > '9') return NULL;
+    if (q >= lim || !DIGIT(*q)) return NULL;
     if (*q == '0') {
         q++; /* a leading zero ends the integer part (`01`: the caller meets `1`) */
     } else {
-        while (q < end && *q >= '0' && *q <= '9') {
+        for (; q < lim && DIGIT(*q); q++, digits++) {
             if (digits < 19) m = m * 10 + (unsigned long long)(*q - '0');
             else exp10++; /* past 19 digits: the text is parsed below */
-            digits++;
-            q++;
-            if (q - start > MAX_NUMBER) return NULL; /* refused below anyway: `digits` stays small */
         }
     }
-    if (q < end && *q == '.') {
+    if (q < lim && *q == '.') {
         int_form = 0;
         q++;
-        if (q >= end || *q < '0' || *q > '9') return NULL;
-        while (q < end && *q >= '0' && *q <= '9') {
+        if (q >= lim || !DIGIT(*q)) return NULL;
+        for (; q < lim && DIGIT(*q); q++) {
             if (m == 0 && *q == '0') {
                 exp10--; /* a leading zero of the fraction: no significant digit yet */
             } else {
@@ -208,17 +211,15 @@ static inline Ptr json_number(Ptr p, Ptr end, int as_float, double *x, long long
                 }
                 digits++;
             }
-            q++;
-            if (q - start > MAX_NUMBER) return NULL; /* `digits` and `exp10` stay small */
         }
     }
-    if (q < end && (*q == 'e' || *q == 'E')) {
+    if (q < lim && (*q == 'e' || *q == 'E')) {
         int_form = 0;
         exp_text = 1;
         q++;
-        if (q < end && (*q == '+' || *q == '-')) q++;
-        if (q >= end || *q < '0' || *q > '9') return NULL;
-        while (q < end && *q >= '0' && *q <= '9' && q - start <= MAX_NUMBER) q++;
+        if (q < lim && (*q == '+' || *q == '-')) q++;
+        if (q >= lim || !DIGIT(*q)) return NULL;
+        while (q < lim && DIGIT(*q)) q++;
     }
     if (q - start > MAX_NUMBER) return NULL;
     if (!as_float) {
@@ -284,6 +285,54 @@ static inline PyObject *json_ascii_cached(PyObject **cache, size_t size, Ptr s, 
     memcpy(PyUnicode_DATA(u), s, (size_t)n);
     Py_XSETREF(*slot, Py_NewRef(u)); /* a str's release runs no code */
     return u;
+}
+
+/* `getattr(obj, name)` for the decoder's own attributes (`_fast`, `_books`, `stats`, `_states`):
+ * read from its instance dict when its class leaves them there, as the attribute protocol would
+ * (PyObject_GenericGetAttr, and no class attribute of any of `names` on its MRO: no descriptor to
+ * call), checked once per class and kept while the class is unchanged (its version tag). Else,
+ * and for a name not in the dict, PyObject_GetAttr itself (the same value, or the same error).
+ * `PlainClass` remembers the class learnt last. A new reference, or NULL with an exception. */
+typedef struct {
+    PyTypeObject *type; /* strong reference */
+    unsigned int version; /* its version tag when it was learnt plain; 0: not plain */
+} PlainClass;
+
+static inline int json_plain_class(PlainClass *pc, PyTypeObject *type, PyObject *const *names, int n) {
+    if (type != pc->type) {
+        Py_INCREF(type);
+        Py_XSETREF(pc->type, type);
+        pc->version = 0;
+        if (type->tp_getattro == PyObject_GenericGetAttr && type->tp_dictoffset != 0) {
+            int plain = 1;
+            for (int i = 0; i < n && plain; i++) plain = _PyType_Lookup(type, names[i]) == NULL;
+            if (plain && PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)) pc->version = type->tp_version_tag;
+        }
+    }
+    if (pc->version != 0 && PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) &&
+        type->tp_version_tag == pc->version)
+        return 1;
+    if (pc->version != 0) { /* the class changed since: learn it again */
+        Py_CLEAR(pc->type);
+        return json_plain_class(pc, type, names, n);
+    }
+    return 0;
+}
+
+static inline PyObject *json_attr(PlainClass *pc, PyObject *obj, PyObject *name, PyObject *const *names, int n) {
+    if (json_plain_class(pc, Py_TYPE(obj), names, n)) {
+        PyObject *dict = PyObject_GenericGetDict(obj, NULL);
+        if (dict == NULL) return NULL; /* (a class with a dict offset has one: no memory) */
+        PyObject *v = PyDict_CheckExact(dict) ? PyDict_GetItemWithError(dict, name) : NULL; /* borrowed */
+        if (v != NULL) {
+            Py_INCREF(v);
+            Py_DECREF(dict);
+            return v;
+        }
+        Py_DECREF(dict);
+        if (PyErr_Occurred()) return NULL;
+    }
+    return PyObject_GetAttr(obj, name);
 }
 
 /* A canonical notification of `n` bytes at `p`: 1 with the channel's name in [*name, *name +

@@ -363,3 +363,82 @@ def test_every_ticker_member_and_near_miss_is_found_as_by_a_scan() -> None:
 def test_any_name_is_found_as_by_a_scan(name: bytes) -> None:
     a, b = _frames.member_index(name)
     assert a == b
+
+
+# -- the decoder's own attributes (`_json.h` `json_attr`): read from its instance dict only on a
+# class that leaves them there, unchanged since it was learnt -------------------------------------
+
+
+def _watched(name: str) -> type[DeribitDecoder]:
+    """A decoder class whose attribute `name` is a property that counts its reads, over a decoy
+    of the same name in the instance dict (what a read that skipped the property would get)."""
+
+    def get(self: Any) -> Any:
+        type(self).reads += 1
+        return self.__dict__["_real_" + name]
+
+    def put(self: Any, value: Any) -> None:
+        self.__dict__["_real_" + name] = value
+        self.__dict__[name] = DecoderStats() if name == "stats" else {}
+
+    return type("Watched", (DeribitDecoder,), {"reads": 0, name: property(get, put)})
+
+
+def _all_kinds() -> list[bytes]:
+    return [
+        INSTRUMENTS,
+        *_book_frames(),
+        _ticker("BTC-PERPETUAL", 2),
+        _trades("BTC-PERPETUAL", 3),
+        _quote("BTC-PERPETUAL", 4),
+    ]
+
+
+@pytest.mark.parametrize("name", ["_fast", "_books", "stats", "_states"])
+def test_an_attribute_a_subclass_makes_a_property_is_read_through_it(name: str) -> None:
+    cls = _watched(name)
+    compiled, python = cls(InstrumentRegistry()), cls(InstrumentRegistry(), compiled=False)
+    assert compiled.compiled
+    for frame in _all_kinds():
+        assert _outcome(compiled, frame) == _outcome(python, frame)
+        assert _state(compiled) == _state(python)
+    assert cls.reads > 0  # type: ignore[attr-defined]
+    if name == "stats":  # the decoy (where a read past the property would have counted) untouched
+        assert compiled.__dict__["stats"] == DecoderStats()
+
+
+def test_a_decoder_class_changed_after_it_was_learnt_is_read_through_its_change() -> None:
+    cls = type("Later", (DeribitDecoder,), {})
+    compiled, python = cls(InstrumentRegistry()), cls(InstrumentRegistry(), compiled=False)
+    frames = _all_kinds()
+    for frame in frames:  # learnt plain: read from the instance dict
+        assert _outcome(compiled, frame) == _outcome(python, frame)
+    for dec in (compiled, python):
+        dec.__dict__["_other"] = DecoderStats()
+    cls.stats = property(lambda self: self.__dict__["_other"])  # type: ignore[attr-defined]
+    for frame in frames[1:]:
+        assert _outcome(compiled, frame) == _outcome(python, frame)
+    assert _state(compiled) == _state(python)
+    assert compiled.__dict__["_other"].frames == len(frames) - 1
+
+
+def test_an_attribute_missing_or_read_by_getattribute_fails_or_reads_as_python() -> None:
+    class Redirected(DeribitDecoder):
+        def __getattribute__(self, name: str) -> Any:
+            if name == "stats":
+                return super().__getattribute__("__dict__").setdefault("_other", DecoderStats())
+            return super().__getattribute__(name)
+
+    frames = _all_kinds()
+    compiled, python = Redirected(InstrumentRegistry()), Redirected(InstrumentRegistry(), compiled=False)
+    for frame in frames:
+        assert _outcome(compiled, frame) == _outcome(python, frame)
+        assert _state(compiled) == _state(python)
+    assert compiled.__dict__["_other"].frames == len(frames)
+    pair = _Pair()
+    for frame in frames[:3]:
+        pair.check(frame)
+    for dec in (pair.compiled, pair.python):
+        del dec._books  # the next book frame fails alike (AttributeError: a decoder fault)
+    out = pair.check(frames[3])
+    assert "raised" in out and "_books" in out
