@@ -133,7 +133,6 @@ static Ptr skip_value(Ptr p, Ptr end, int depth) {
     if (p >= end) return NULL;
     Ptr s;
     Py_ssize_t n;
-    Num t;
     switch (*p) {
     case '"':
         return json_str(p, end, &s, &n);
@@ -158,7 +157,7 @@ static Ptr skip_value(Ptr p, Ptr end, int depth) {
     case 'n':
         return end - p >= 4 && memcmp(p, "null", 4) == 0 ? p + 4 : NULL;
     default:
-        return json_num(p, end, &t);
+        return json_num(p, end);
     }
 }
 

@@ -94,77 +94,37 @@ stop:
     return q + 1;
 }
 
-/* A JSON number's token, by JSON's grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
-typedef struct {
-    Ptr start, end;
-    int neg;
-    Ptr int_start;
-    Py_ssize_t int_len;
-    Ptr frac_start;
-    Py_ssize_t frac_len; /* 0: no fraction */
-    int has_exp;
-    int exp_big; /* more than 5 exponent digits */
-    long exp;    /* the exponent's value when not exp_big */
-    uint64_t m;  /* the digits (integer and fraction) as an integer, when 19 or fewer */
-} Num;
+#define DIGIT(c) ((unsigned)((c) - '0') < 10u)
 
-/* The token at `p` into *t (a value skipped: its grammar only): the byte after it, or NULL (not
- * the grammar, longer than MAX_NUMBER). A leading zero ends the token (`01`: the caller meets `1`). */
-static inline Ptr json_num(Ptr p, Ptr end, Num *t) {
-    t->start = p;
-    t->neg = 0;
-    t->frac_len = 0;
-    t->frac_start = NULL;
-    t->has_exp = 0;
-    t->exp_big = 0;
-    t->exp = 0;
-    if (p < end && *p == '-') {
-        t->neg = 1;
-        p++;
-    }
-    t->int_start = p;
-    uint64_t m = 0;
+/* A JSON number's token at `p` skipped (a value skipped: its grammar only), by JSON's grammar
+ * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?: the byte after it, or NULL (not the grammar,
+ * longer than MAX_NUMBER). A leading zero ends the token (`01`: the caller meets `1`). */
+static inline Ptr json_num(Ptr p, Ptr end) {
+    Ptr start = p;
+    if (p < end && *p == '-') p++;
     if (p >= end) return NULL;
     if (*p == '0') {
         p++;
     } else if (*p >= '1' && *p <= '9') {
-        while (p < end && *p >= '0' && *p <= '9') m = m * 10 + (uint64_t)(*p++ - '0'); /* wraps past 19 */
+        while (p < end && DIGIT(*p)) p++;
     } else {
         return NULL;
     }
-    t->int_len = p - t->int_start;
     if (p < end && *p == '.') {
-        p++;
-        t->frac_start = p;
-        while (p < end && *p >= '0' && *p <= '9') m = m * 10 + (uint64_t)(*p++ - '0');
-        t->frac_len = p - t->frac_start;
-        if (t->frac_len == 0) return NULL;
+        Ptr f = ++p;
+        while (p < end && DIGIT(*p)) p++;
+        if (p == f) return NULL;
     }
-    t->m = m; /* meaningful only when int_len + frac_len <= 19 (no wrap) */
     if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
-        t->has_exp = 1;
-        int eneg = 0;
-        if (p < end && (*p == '+' || *p == '-')) {
-            eneg = *p == '-';
-            p++;
-        }
-        Ptr e0 = p;
-        long e = 0;
-        while (p < end && *p >= '0' && *p <= '9') {
-            if (p - e0 < 5) e = e * 10 + (*p - '0');
-            p++;
-        }
-        if (p == e0) return NULL;
-        if (p - e0 > 5) t->exp_big = 1;
-        t->exp = eneg ? -e : e;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        Ptr e = p;
+        while (p < end && DIGIT(*p)) p++;
+        if (p == e) return NULL;
     }
-    t->end = p;
-    if (t->end - t->start > MAX_NUMBER) return NULL;
+    if (p - start > MAX_NUMBER) return NULL;
     return p;
 }
-
-#define DIGIT(c) ((unsigned)((c) - '0') < 10u)
 
 static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
