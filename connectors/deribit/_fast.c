@@ -405,31 +405,46 @@ static int book_shaped(PyObject *book) {
            BEST_SHAPED(ba);
 }
 
-/* `_apply`'s body on a shaped book (`book_shaped`), the levels from either source. */
-static PyObject *apply_core(PyObject *book, const Levels *bid_levels, const Levels *ask_levels) {
+/* `_apply`'s body on a shaped book (`book_shaped`), the levels from either source: the bid and
+ * ask pairs in *bid_pairs and *ask_pairs (new references). -1 with an exception set. */
+static int apply_split(PyObject *book, const Levels *bid_levels, const Levels *ask_levels, PyObject **bid_pairs,
+                       PyObject **ask_pairs) {
     /* `inv = book.inverse_quantum; levels = book.bids; best = book.best_bid_ticks` */
     double inv = PyFloat_AS_DOUBLE(book_slot(book, s_inv));
     PyObject *bids = Py_NewRef(book_slot(book, s_bids)), *bb = Py_NewRef(book_slot(book, s_bb));
     PyObject *asks = NULL, *ba = NULL; /* read after the bid side, as Python does: code run there may change them */
-    PyObject *bid_pairs = NULL, *ask_pairs = NULL, *result = NULL;
-    if (apply_side(bids, bid_levels, inv, Py_GT, &bb, &bid_pairs) < 0) goto done;
+    int r = -1;
+    *bid_pairs = *ask_pairs = NULL;
+    if (apply_side(bids, bid_levels, inv, Py_GT, &bb, bid_pairs) < 0) goto done;
     /* `levels = book.asks; best = book.best_ask_ticks`: the same AttributeError if unset */
     asks = getv(book, s_asks);
     if (asks == NULL) goto done;
     ba = getv(book, s_ba);
     if (ba == NULL) goto done;
-    if (apply_side(asks, ask_levels, inv, Py_LT, &ba, &ask_pairs) < 0) goto done;
+    if (apply_side(asks, ask_levels, inv, Py_LT, &ba, ask_pairs) < 0) goto done;
     /* `book.set_best(best_bid, best_ask)` */
     if (setv(book, s_bb, bb) < 0) goto done;
     if (setv(book, s_ba, ba) < 0) goto done;
-    result = PyTuple_Pack(2, bid_pairs, ask_pairs);
+    r = 0;
 done:
     Py_DECREF(bids);
     Py_DECREF(bb);
     Py_XDECREF(asks);
     Py_XDECREF(ba);
-    Py_XDECREF(bid_pairs);
-    Py_XDECREF(ask_pairs);
+    if (r < 0) {
+        Py_CLEAR(*bid_pairs);
+        Py_CLEAR(*ask_pairs);
+    }
+    return r;
+}
+
+/* `apply_split`'s pairs as `_apply` returns them: (bids, asks), or NULL. */
+static PyObject *apply_core(PyObject *book, const Levels *bid_levels, const Levels *ask_levels) {
+    PyObject *bid_pairs, *ask_pairs;
+    if (apply_split(book, bid_levels, ask_levels, &bid_pairs, &ask_pairs) < 0) return NULL;
+    PyObject *result = PyTuple_Pack(2, bid_pairs, ask_pairs);
+    Py_DECREF(bid_pairs);
+    Py_DECREF(ask_pairs);
     return result;
 }
 
@@ -495,19 +510,15 @@ static PyObject *reference(PyObject *decoder, PyObject *d, PyObject *ts_local) {
     return PyObject_CallFunctionObjArgs(py_book_events, decoder, d, ts_local, NULL);
 }
 
-/* The end of `_book_events`' common case, once the levels are applied (`pairs` the (bids, asks)
- * pairs): a snapshot makes the book valid, the sequence is the change id, then a crossed book
+/* The end of `_book_events`' common case, once the levels are applied (`bid_pairs`, `ask_pairs`
+ * the event's pairs): a snapshot makes the book valid, the sequence is the change id, then a crossed book
  * goes to `decoder._crossed` (a subclass's own when it has one), else the `BookUpdate` is built
  * from the book's top. A new list of one event, or NULL. */
-static PyObject *book_tail(PyObject *decoder, PyObject *book, PyObject *inst, int snapshot, PyObject *pairs,
-                           PyObject *change_id, PyObject *ts, PyObject *ts_local) {
+static PyObject *book_tail(PyObject *decoder, PyObject *book, PyObject *inst, int snapshot, PyObject *bid_pairs,
+                           PyObject *ask_pairs, PyObject *change_id, PyObject *ts, PyObject *ts_local) {
     PyObject *bb = NULL, *ba = NULL, *result = NULL, *event = NULL;
     PyObject *bid = NULL, *bid_size = NULL, *ask = NULL, *ask_size = NULL;
     int r;
-    if (!PyTuple_CheckExact(pairs) || PyTuple_GET_SIZE(pairs) != 2) {
-        PyErr_SetString(PyExc_TypeError, "_apply must return (bids, asks)");
-        return NULL;
-    }
     if (snapshot && setv(book, s_valid, Py_True) < 0) goto done;
     if (setv(book, s_sequence, change_id) < 0) goto done;
     bb = getv(book, s_bb);
@@ -559,8 +570,8 @@ static PyObject *book_tail(PyObject *decoder, PyObject *book, PyObject *inst, in
                               ts,
                               ts_local,
                               snapshot ? Py_True : Py_False,
-                              PyTuple_GET_ITEM(pairs, 0),
-                              PyTuple_GET_ITEM(pairs, 1),
+                              bid_pairs,
+                              ask_pairs,
                               bid,
                               bid_size,
                               ask,
@@ -583,6 +594,17 @@ done:
     Py_XDECREF(ask_size);
     Py_XDECREF(event);
     return result;
+}
+
+/* `book_tail` given what `_apply` returned (`pairs`): (bids, asks), or a TypeError. */
+static PyObject *book_tail_pairs(PyObject *decoder, PyObject *book, PyObject *inst, int snapshot, PyObject *pairs,
+                                 PyObject *change_id, PyObject *ts, PyObject *ts_local) {
+    if (!PyTuple_CheckExact(pairs) || PyTuple_GET_SIZE(pairs) != 2) {
+        PyErr_SetString(PyExc_TypeError, "_apply must return (bids, asks)");
+        return NULL;
+    }
+    return book_tail(decoder, book, inst, snapshot, PyTuple_GET_ITEM(pairs, 0), PyTuple_GET_ITEM(pairs, 1),
+                     change_id, ts, ts_local);
 }
 
 /* `DeribitDecoder._book_events(decoder, d, ts_local)` for the two common cases: a change that
@@ -655,7 +677,7 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
     if (ms_ts == NULL) goto done;
     ts = PyNumber_Multiply(ms_ts, ms);
     if (ts == NULL) goto done;
-    result = book_tail(decoder, book, inst, snapshot, pairs, change_id, ts, ts_local);
+    result = book_tail_pairs(decoder, book, inst, snapshot, pairs, change_id, ts, ts_local);
     goto done;
 other:
     if (!PyErr_Occurred()) result = reference(decoder, d, ts_local);
@@ -948,9 +970,15 @@ static PyObject *fast_book_frame(PyObject *module, PyObject *const *args, Py_ssi
             if (pairs == NULL) goto done;
         }
     }
-    if (pairs == NULL) pairs = apply_core(book, &bid_levels, &ask_levels);
-    if (pairs == NULL) goto done;
-    result = book_tail(decoder, book, inst, snapshot, pairs, change_obj, ts, ts_local);
+    if (pairs != NULL) {
+        result = book_tail_pairs(decoder, book, inst, snapshot, pairs, change_obj, ts, ts_local);
+    } else {
+        PyObject *bid_pairs, *ask_pairs;
+        if (apply_split(book, &bid_levels, &ask_levels, &bid_pairs, &ask_pairs) < 0) goto done;
+        result = book_tail(decoder, book, inst, snapshot, bid_pairs, ask_pairs, change_obj, ts, ts_local);
+        Py_DECREF(bid_pairs);
+        Py_DECREF(ask_pairs);
+    }
     goto done;
 refuse:
     if (!PyErr_Occurred()) result = Py_NewRef(Py_None);
