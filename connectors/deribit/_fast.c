@@ -17,7 +17,10 @@
  * then invalidates the books, as for the Python path). Inputs not of the shape msgspec gives
  * (exact lists of exact tuples of str, float, float; exact dicts and floats in the book) go to
  * the Python code untouched. Every C-API result is checked; no buffer is read but through the
- * API. No state of its own beyond the objects `setup` hands it.
+ * API. No state of its own beyond the objects `setup` hands it, but tables of immutable objects
+ * reused where equal ones are made again (the memo keys, instrument names, tick ints: `key_of`,
+ * `name_of`, `tick_int`) and what it learnt of a class (`stats_direct`, `_json.h` `json_attr`),
+ * each kept only while it holds (tests/connectors/deribit/test_deribit_decode_caches.py).
  *
  * Python code can run in the middle of it: a strategy holds the decoder's live books
  * (`ctx.book()`) and may put in them keys, sizes or best levels whose hash, comparisons or

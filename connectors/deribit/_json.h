@@ -16,6 +16,11 @@
  *   `PyOS_string_to_double` on the token, correctly rounded too); an int field takes integer
  *   literals of at most 18 digits (within int64).
  *
+ * Strings are read 8 bytes a word (`json_word_stops`, little-endian builds). Besides the scanner,
+ * what both modules share: a hash for their direct-mapped tables (`json_hash`), the instrument
+ * names' str objects reused (`json_ascii_cached`) and the decoder's own attributes read from its
+ * instance dict on a class that leaves them there (`json_attr`).
+ *
  * Every read is bounded by the end the caller gives. None of these raises: an error of
  * `PyOS_string_to_double` (it raises only for text it does not read, or no memory) is a refusal.
  * Before the scanner was shared the two files each had one; where they differed the stricter
