@@ -136,6 +136,36 @@ static int register_slots(PyObject *type, PyObject **const *names, int count, Sl
     return 0;
 }
 
+/* The same for an `OrderBook`'s slots by index (the hot path's reads and writes, no scan of a
+ * table): BK_* in the order of `book_attr`; an offset of -1 for a name not registered (`setup`). */
+enum { BK_INV, BK_BIDS, BK_ASKS, BK_BB, BK_BA, BK_INT_INV, BK_SEQ, BK_VALID, BK_COUNT };
+static PyObject **const book_attr[BK_COUNT] = {&s_inv, &s_bids, &s_asks, &s_bb,
+                                               &s_ba,  &s_int_inv, &s_sequence, &s_valid};
+static Py_ssize_t book_off[BK_COUNT] = {-1, -1, -1, -1, -1, -1, -1, -1};
+
+/* The slot `k` of an exact `OrderBook`, borrowed; NULL (no exception) when unset or not registered. */
+static inline PyObject *bslot(PyObject *book, int k) {
+    Py_ssize_t off = book_off[k];
+    return Py_TYPE(book) != book_type || off < 0 ? NULL : *(PyObject **)((char *)book + off);
+}
+
+/* `getattr(book, name)` for the slot `k` (`getv`). */
+static PyObject *bget(PyObject *book, int k) {
+    PyObject *v = bslot(book, k);
+    return v != NULL ? Py_NewRef(v) : PyObject_GetAttr(book, *book_attr[k]);
+}
+
+/* `setattr(book, name, v)` for the slot `k` (`setv`). */
+static int bset(PyObject *book, int k, PyObject *v) {
+    Py_ssize_t off = book_off[k];
+    if (Py_TYPE(book) != book_type || off < 0) return PyObject_SetAttr(book, *book_attr[k], v);
+    PyObject **slot = (PyObject **)((char *)book + off);
+    PyObject *old = *slot;
+    *slot = Py_NewRef(v);
+    Py_XDECREF(old);
+    return 0;
+}
+
 /* Python's `round(x)` for a float x: round half to even, as float.__round__ (ndigits None). */
 static double round_even(double x) {
     double r = round(x);
@@ -391,18 +421,12 @@ static int apply_side(PyObject *levels, const Levels *in, double inv, int op, Py
     return 0;
 }
 
-/* A slot of an exact `OrderBook`, borrowed; NULL (no exception) when it is unset or not registered. */
-static PyObject *book_slot(PyObject *book, PyObject *name) {
-    Py_ssize_t off = offset_of(book, name);
-    return off < 0 ? NULL : *(PyObject **)((char *)book + off);
-}
-
 /* 1 when `book` is an exact `OrderBook` in the state the decoder keeps (see the header): its
  * inverse an exact float, its sides exact dicts, its best levels None or exact ints. */
 static int book_shaped(PyObject *book) {
     if (Py_TYPE(book) != book_type) return 0;
-    PyObject *inv_obj = book_slot(book, s_inv), *bids = book_slot(book, s_bids), *bb = book_slot(book, s_bb);
-    PyObject *ba = book_slot(book, s_ba), *asks = book_slot(book, s_asks);
+    PyObject *inv_obj = bslot(book, BK_INV), *bids = bslot(book, BK_BIDS), *bb = bslot(book, BK_BB);
+    PyObject *ba = bslot(book, BK_BA), *asks = bslot(book, BK_ASKS);
     return inv_obj != NULL && PyFloat_CheckExact(inv_obj) && bids != NULL && PyDict_CheckExact(bids) &&
            bb != NULL && BEST_SHAPED(bb) && asks != NULL && PyDict_CheckExact(asks) && ba != NULL &&
            BEST_SHAPED(ba);
@@ -413,21 +437,21 @@ static int book_shaped(PyObject *book) {
 static int apply_split(PyObject *book, const Levels *bid_levels, const Levels *ask_levels, PyObject **bid_pairs,
                        PyObject **ask_pairs) {
     /* `inv = book.inverse_quantum; levels = book.bids; best = book.best_bid_ticks` */
-    double inv = PyFloat_AS_DOUBLE(book_slot(book, s_inv));
-    PyObject *bids = Py_NewRef(book_slot(book, s_bids)), *bb = Py_NewRef(book_slot(book, s_bb));
+    double inv = PyFloat_AS_DOUBLE(bslot(book, BK_INV));
+    PyObject *bids = Py_NewRef(bslot(book, BK_BIDS)), *bb = Py_NewRef(bslot(book, BK_BB));
     PyObject *asks = NULL, *ba = NULL; /* read after the bid side, as Python does: code run there may change them */
     int r = -1;
     *bid_pairs = *ask_pairs = NULL;
     if (apply_side(bids, bid_levels, inv, Py_GT, &bb, bid_pairs) < 0) goto done;
     /* `levels = book.asks; best = book.best_ask_ticks`: the same AttributeError if unset */
-    asks = getv(book, s_asks);
+    asks = bget(book, BK_ASKS);
     if (asks == NULL) goto done;
-    ba = getv(book, s_ba);
+    ba = bget(book, BK_BA);
     if (ba == NULL) goto done;
     if (apply_side(asks, ask_levels, inv, Py_LT, &ba, ask_pairs) < 0) goto done;
     /* `book.set_best(best_bid, best_ask)` */
-    if (setv(book, s_bb, bb) < 0) goto done;
-    if (setv(book, s_ba, ba) < 0) goto done;
+    if (bset(book, BK_BB, bb) < 0) goto done;
+    if (bset(book, BK_BA, ba) < 0) goto done;
     r = 0;
 done:
     Py_DECREF(bids);
@@ -485,7 +509,7 @@ static PyObject *fast_apply(PyObject *module, PyObject *const *args, Py_ssize_t 
 /* `book.price_of(ticks)`: `ticks / int_inv` when both are below 2**53 (CPython's int true
  * division is then exactly this double division); the method itself otherwise. */
 static PyObject *price_of(PyObject *book, PyObject *ticks) {
-    PyObject *int_inv = getv(book, s_int_inv);
+    PyObject *int_inv = bget(book, BK_INT_INV);
     if (int_inv == NULL) return NULL;
     if (PyLong_CheckExact(int_inv) && PyLong_CheckExact(ticks)) {
         int of1 = 0, of2 = 0;
@@ -522,11 +546,11 @@ static PyObject *book_tail(PyObject *decoder, PyObject *book, PyObject *inst, in
     PyObject *bb = NULL, *ba = NULL, *result = NULL, *event = NULL;
     PyObject *bid = NULL, *bid_size = NULL, *ask = NULL, *ask_size = NULL;
     int r;
-    if (snapshot && setv(book, s_valid, Py_True) < 0) goto done;
-    if (setv(book, s_sequence, change_id) < 0) goto done;
-    bb = getv(book, s_bb);
+    if (snapshot && bset(book, BK_VALID, Py_True) < 0) goto done;
+    if (bset(book, BK_SEQ, change_id) < 0) goto done;
+    bb = bget(book, BK_BB);
     if (bb == NULL) goto done;
-    ba = getv(book, s_ba);
+    ba = bget(book, BK_BA);
     if (ba == NULL) goto done;
     if (bb != Py_None && ba != Py_None) {
         long long bv, av;
@@ -549,7 +573,7 @@ static PyObject *book_tail(PyObject *decoder, PyObject *book, PyObject *inst, in
         /* `book.price_of(bb)`, then `book.bids[bb]` (as `top()`) */
         bid = price_of(book, bb);
         if (bid == NULL) goto done;
-        PyObject *levels = getv(book, s_bids);
+        PyObject *levels = bget(book, BK_BIDS);
         if (levels == NULL) goto done;
         bid_size = PyObject_GetItem(levels, bb);
         Py_DECREF(levels);
@@ -561,7 +585,7 @@ static PyObject *book_tail(PyObject *decoder, PyObject *book, PyObject *inst, in
     } else {
         ask = price_of(book, ba);
         if (ask == NULL) goto done;
-        PyObject *levels = getv(book, s_asks);
+        PyObject *levels = bget(book, BK_ASKS);
         if (levels == NULL) goto done;
         ask_size = PyObject_GetItem(levels, ba);
         Py_DECREF(levels);
@@ -652,11 +676,11 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
     /* Any book but an exact `OrderBook` (a subclass's `price_of`, `top`, `clear`...), a validity
      * not True and a sequence not an int (their test could run code): the Python method decides. */
     if (Py_TYPE(book) != book_type) goto other;
-    valid = getv(book, s_valid);
+    valid = bget(book, BK_VALID);
     if (valid == NULL) goto done;
     if (valid != Py_True) goto other;
     if (!snapshot) {
-        seq = getv(book, s_sequence);
+        seq = bget(book, BK_SEQ);
         if (seq == NULL) goto done;
         if (!PyLong_CheckExact(prev) || !PyLong_CheckExact(seq)) goto other;
         r = PyObject_RichCompareBool(prev, seq, Py_NE);
@@ -933,9 +957,9 @@ static PyObject *fast_book_frame(PyObject *module, PyObject *const *args, Py_ssi
         if (current == NULL && PyErr_Occurred()) goto done;
         goto refuse;
     }
-    if (!book_shaped(book) || book_slot(book, s_valid) != Py_True) goto refuse;
+    if (!book_shaped(book) || bslot(book, BK_VALID) != Py_True) goto refuse;
     if (!snapshot) {
-        PyObject *seq = book_slot(book, s_sequence);
+        PyObject *seq = bslot(book, BK_SEQ);
         if (seq == NULL || !PyLong_CheckExact(seq)) goto refuse;
         int of = 0;
         long long s = PyLong_AsLongLongAndOverflow(seq, &of);
@@ -1364,7 +1388,9 @@ static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t 
     n_book_slots = n_data_slots = 0; /* no direct access while the tables change */
     Py_XSETREF(book_type, (PyTypeObject *)Py_NewRef(args[6]));
     Py_XSETREF(data_type, (PyTypeObject *)Py_NewRef(args[7]));
+    for (int i = 0; i < BK_COUNT; i++) book_off[i] = -1; /* no direct access while they change */
     register_slots(args[6], book_names, 8, book_slots, &n_book_slots);
+    for (int i = 0; i < BK_COUNT; i++) book_off[i] = member_offset((PyTypeObject *)args[6], *book_attr[i]);
     register_slots(args[7], data_names, 7, data_slots, &n_data_slots);
     Py_RETURN_NONE;
 }

@@ -25,6 +25,7 @@ from tests.connectors.deribit._compare import HYPOTHESIS, INSTRUMENTS, PREFIX, T
 from tradingd.connectors.deribit import codec
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine.model import InstrumentRegistry
+from tradingd.engine.model.book import OrderBook
 from tradingd.engine.venue.spi import DecoderStats
 
 try:
@@ -442,3 +443,66 @@ def test_an_attribute_missing_or_read_by_getattribute_fails_or_reads_as_python()
         del dec._books  # the next book frame fails alike (AttributeError: a decoder fault)
     out = pair.check(frames[3])
     assert "raised" in out and "_books" in out
+
+
+# -- the book's slots read and written by index (`_fast.c` `bslot`/`bget`/`bset`): only on an
+# exact OrderBook, whatever class code run in the middle of a frame gives the book -----------------
+
+_DECOYS: dict[int, dict[int, float]] = {}
+
+
+_SEQUENCES: dict[int, Any] = {}
+
+
+class _DecoyAsks(OrderBook):
+    """An OrderBook whose `asks` are another dict and whose `sequence` is kept elsewhere (a class
+    a book can be switched to: the same layout)."""
+
+    __slots__ = ()
+
+    @property
+    def asks(self) -> dict[int, float]:  # type: ignore[override]
+        return _DECOYS.setdefault(id(self), {})
+
+    @property
+    def sequence(self) -> Any:
+        return _SEQUENCES.get(id(self))
+
+    @sequence.setter
+    def sequence(self, value: Any) -> None:
+        _SEQUENCES[id(self)] = ("kept elsewhere", value)
+
+
+class _Switch:
+    """A key planted in the bids, of the hash of a level's ticks: the dict's lookup compares it
+    with that level's key, and the comparison switches the book's class once."""
+
+    def __init__(self, book: OrderBook, ticks: int) -> None:
+        self.book, self.ticks = book, ticks
+
+    def __hash__(self) -> int:
+        return self.ticks
+
+    def __repr__(self) -> str:
+        return f"_Switch({self.ticks})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(self.book) is OrderBook:
+            self.book.__class__ = _DecoyAsks
+        return False
+
+
+def test_a_book_switched_to_another_class_mid_frame_is_read_through_that_class() -> None:
+    snapshot = _snapshot("BTC-PERPETUAL", 1, [["new", 100.0, 1.0]], [["new", 101.0, 1.0]])
+    change = _change("BTC-PERPETUAL", 2, [["new", 99.5, 2.0]], [["new", 101.5, 3.0]])
+    pair = _Pair(INSTRUMENTS, snapshot)
+    for dec in (pair.compiled, pair.python):
+        book = dec._books["BTC-PERPETUAL"]
+        book.bids[_Switch(book, 199)] = 5.0  # type: ignore[index]  # 99.5 is 199 ticks of 0.5
+    _DECOYS.clear()
+    _SEQUENCES.clear()
+    out = pair.check(change)
+    assert all(type(d._books["BTC-PERPETUAL"]) is _DecoyAsks for d in (pair.compiled, pair.python))
+    assert sorted(len(v) for v in _DECOYS.values()) == [1, 1], out  # the asks went to the decoys
+    assert sorted(_SEQUENCES.values()) == [("kept elsewhere", 2)] * 2  # the sequence too
+    pair.same_state()
