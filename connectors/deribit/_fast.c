@@ -1262,8 +1262,8 @@ static PyObject *fast_decode(PyObject *module, PyObject *const *args, Py_ssize_t
     Py_ssize_t n = PyBytes_GET_SIZE(frame);
     /* The frame's lines asked of memory now, while the route is looked up: a frame read from a
      * long list of them is not in the cache, and its function reads it to its last byte. */
-    for (Py_ssize_t off = 64; off < n; off += 64) __builtin_prefetch(p + off);
-    __builtin_prefetch(p + n - 1);
+    for (Py_ssize_t off = 64; off < n; off += 64) JSON_PREFETCH(p + off);
+    if (n > 0) JSON_PREFETCH(p + n - 1);
     if (n <= PREFIX_LEN || memcmp(p, PREFIX, (size_t)PREFIX_LEN) != 0) goto python;
     const char *q = memchr(p + PREFIX_LEN, '"', (size_t)(n - PREFIX_LEN));
     if (q == NULL) goto python;

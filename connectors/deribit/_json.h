@@ -36,6 +36,12 @@
 typedef const unsigned char *Ptr;
 
 #define TWO53 9007199254740992.0
+
+#if defined(__GNUC__)
+#define JSON_PREFETCH(p) __builtin_prefetch(p) /* a hint: never faults, changes nothing */
+#else
+#define JSON_PREFETCH(p) ((void)(p))
+#endif
 #define MAX_NUMBER 64 /* a longer number literal is refused */
 
 static const char PREFIX[] = "{\"jsonrpc\":\"2.0\",\"method\":\"subscription\",\"params\":{\"channel\":\"";
