@@ -161,6 +161,20 @@ static Ptr skip_value(Ptr p, Ptr end, int depth) {
     }
 }
 
+/* `skip_value`, its scalars (a number, a string: most of what is skipped) read here, inlined in
+ * the members' loops; an object, an array or a literal by `skip_value`. The same answer. */
+JSON_INLINE Ptr skip_member(Ptr p, Ptr end, int depth) {
+    if (p < end) {
+        if (*p == '"') {
+            Ptr s;
+            Py_ssize_t n;
+            return json_str(p, end, &s, &n);
+        }
+        if (*p == '-' || DIGIT(*p)) return json_num(p, end);
+    }
+    return skip_value(p, end, depth);
+}
+
 static int is_null(Ptr p, Ptr end) { return end - p >= 4 && memcmp(p, "null", 4) == 0; }
 
 /* -- typed fields ------------------------------------------------------------------------ */
@@ -276,7 +290,7 @@ static Ptr read_greeks(Ptr p, Ptr end, double g[5], int *rho_set, int *err) {
         p++;
         int i = KEY("delta") ? 0 : KEY("gamma") ? 1 : KEY("vega") ? 2 : KEY("theta") ? 3 : KEY("rho") ? 4 : -1;
         if (i < 0) {
-            p = skip_value(p, end, 2);
+            p = skip_member(p, end, 2);
         } else {
             if (seen & (1u << i)) return NULL;
             seen |= 1u << i;
@@ -364,7 +378,7 @@ static const struct {
  * entry of TICKER_MEMBERS of that name, found by its length and one byte (`ticker_member_scan`
  * is the same answer by a scan of the table; tests/connectors/deribit/test_deribit_decode_caches.py
  * compares the two on every name of the table and near misses of them). */
-static int ticker_member_index(Ptr s, Py_ssize_t n) {
+JSON_INLINE int ticker_member_index(Ptr s, Py_ssize_t n) {
     switch (n) {
     case 5:
         return NAME_IS("state") ? 0 : -1;
@@ -477,7 +491,7 @@ static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
         int kind = K_PRICE;
         int k = ticker_member(s, n, &kind);
         if (k < 0) {
-            p = skip_value(p, end, 1);
+            p = skip_member(p, end, 1);
         } else {
             if (seen & (1u << k)) Py_RETURN_NONE; /* a member twice */
             seen |= 1u << k;
@@ -639,7 +653,7 @@ static Ptr read_trade(Ptr p, Ptr end, PyObject *ts_local, PyObject *out, int *er
                 : KEY("trade_id") ? T_ID
                 : -1;
         if (k < 0) {
-            p = skip_value(p, end, 3);
+            p = skip_member(p, end, 3);
         } else {
             if (seen & (1u << k)) return NULL;
             seen |= 1u << k;

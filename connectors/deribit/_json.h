@@ -39,8 +39,10 @@ typedef const unsigned char *Ptr;
 
 #if defined(__GNUC__)
 #define JSON_PREFETCH(p) __builtin_prefetch(p) /* a hint: never faults, changes nothing */
+#define JSON_INLINE static inline __attribute__((always_inline)) /* a small function of a hot loop */
 #else
 #define JSON_PREFETCH(p) ((void)(p))
+#define JSON_INLINE static inline
 #endif
 #define MAX_NUMBER 64 /* a longer number literal is refused */
 
