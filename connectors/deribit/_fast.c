@@ -121,14 +121,24 @@ static int setv(PyObject *obj, PyObject *name, PyObject *v) {
 
 /* The offsets of `names` in `type`: only writable T_OBJECT_EX members (a slot of `__slots__`, a
  * msgspec field); a name that is anything else is left to the attribute protocol. */
+/* The writable object slot `name` of `type`'s instances: the member descriptor the attribute
+ * protocol finds for it, when it is one of `type` or a base (a descriptor of another class, set
+ * as a class attribute, has that class's offset: Python refuses it on `type`'s instances, and
+ * its offset may lie past their end). NULL for any other attribute. */
+static PyMemberDef *own_slot(PyTypeObject *type, PyObject *name) {
+    PyObject *desc = _PyType_Lookup(type, name); /* borrowed */
+    if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type) || !PyType_IsSubtype(type, PyDescr_TYPE(desc)))
+        return NULL;
+    PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
+    return m->type == T_OBJECT_EX && !(m->flags & READONLY) ? m : NULL;
+}
+
 static int register_slots(PyObject *type, PyObject **const *names, int count, SlotOffset *table,
                           int *n) {
     *n = 0;
     for (int i = 0; i < count && *n < MAX_SLOTS; i++) {
-        PyObject *desc = _PyType_Lookup((PyTypeObject *)type, *names[i]); /* borrowed */
-        if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type)) continue;
-        PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
-        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) continue;
+        PyMemberDef *m = own_slot((PyTypeObject *)type, *names[i]);
+        if (m == NULL) continue;
         table[*n].name = names[i];
         table[*n].offset = m->offset;
         (*n)++;
@@ -1164,10 +1174,8 @@ static unsigned int stats_version = 0;
 static Py_ssize_t stats_off[2] = {-1, -1}; /* frames, events */
 
 static Py_ssize_t member_offset(PyTypeObject *type, PyObject *name) {
-    PyObject *desc = _PyType_Lookup(type, name); /* borrowed */
-    if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type)) return -1;
-    PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
-    return m->type == T_OBJECT_EX && !(m->flags & READONLY) ? m->offset : -1;
+    PyMemberDef *m = own_slot(type, name);
+    return m != NULL ? m->offset : -1;
 }
 
 static int stats_direct(PyObject *stats) {

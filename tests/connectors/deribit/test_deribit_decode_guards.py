@@ -1,0 +1,92 @@
+"""The compiled decoder's guards against hostile stats classes and streams (issue 17, round 6
+review): what `_fast.c` learns of a class (its slots written directly) is only what that class
+really has, the counting of a frame's stats fails as the guarded `decode` fails, and its caches
+keep no long names alive. Each case is compared with the reference (a decoder built with
+`compiled=False`, or the class's guarded `decode` on a compiled decoder)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+
+from tests.connectors.deribit._compare import INSTRUMENTS, run_child
+from tests.connectors.deribit.test_deribit_decode_caches import _outcome, _ticker
+from tests.connectors.deribit.test_deribit_decode_caches import _Pair as _RefPair
+from tradingd.engine.venue.spi import DecoderStats
+
+try:
+    from tradingd.connectors.deribit import _fast
+except ImportError:  # not built: nothing to compare
+    _fast = None  # type: ignore[assignment]
+
+pytestmark = pytest.mark.skipif(_fast is None, reason="the compiled Deribit path (_fast.c) was not built")
+
+PERP = "BTC-PERPETUAL"
+_NAMES = ("frames", "events", "malformed", "control", "unknown_channel")
+
+
+def _counts(stats: Any) -> list[Any]:
+    """The stats' own slots, read through DecoderStats' descriptors (not the class's attributes)."""
+    return [DecoderStats.__dict__[n].__get__(stats) for n in _NAMES]
+
+
+def _foreign_descriptors(width: int) -> None:
+    """A stats class given another class's slot descriptors for `frames` and `events` (slots at
+    offsets past its own end when `width` is large): Python refuses them (TypeError, a fault);
+    the compiled path must not write through them."""
+
+    class Big:
+        __slots__ = (*(f"a{i:07d}" for i in range(width)), "frames", "events")
+
+    class Tiny(DecoderStats):
+        __slots__ = ()
+
+    pair = _RefPair(INSTRUMENTS)
+    for k in range(2):
+        pair.check(_ticker(PERP, k))
+    for dec in (pair.compiled, pair.python):
+        dec.stats = Tiny()
+    tiny: Any = Tiny  # (mypy: a slot's name given a class attribute)
+    tiny.frames, tiny.events = Big.__dict__["frames"], Big.__dict__["events"]
+    for k in range(2, 6):
+        got, want = _outcome(pair.compiled, _ticker(PERP, k)), _outcome(pair.python, _ticker(PERP, k))
+        text = "descriptor 'frames' for 'Big' objects doesn't apply to a 'Tiny' object"
+        assert text in got, f"width {width}\n compiled {got}"
+        assert text in want, f"width {width}\n python {want}"
+        assert _counts(pair.compiled.stats)[:2] == _counts(pair.python.stats)[:2] == [0, 0]
+
+
+def _one_descriptor_for_both() -> None:
+    """`events` the same slot as `frames` on the class: both counts go to that one slot, twice."""
+
+    @attrs.define
+    class Stats(DecoderStats):
+        pass
+
+    pair = _RefPair(INSTRUMENTS)
+    for dec in (pair.compiled, pair.python):
+        dec.stats = Stats()
+    cls: Any = Stats
+    cls.events = DecoderStats.__dict__["frames"]
+    for k in range(4):
+        pair.check(_ticker(PERP, k))
+        assert _counts(pair.compiled.stats) == _counts(pair.python.stats)
+
+
+def _child(case: str) -> None:
+    if case == "one slot":
+        _one_descriptor_for_both()
+    else:
+        _foreign_descriptors(int(case))
+
+
+@pytest.mark.parametrize("width", [3, 200_000])
+def test_a_foreign_classs_slot_descriptor_on_the_stats_class_is_not_written(width: int) -> None:
+    """In a child: a write out of the object's bounds may crash (width 200,000: ~1.6 MB past)."""
+    run_child(__name__, str(width))
+
+
+def test_one_slot_descriptor_for_both_counts_is_counted_as_python_counts_it() -> None:
+    run_child(__name__, "one slot")
