@@ -1189,39 +1189,44 @@ static int stats_direct(PyObject *stats) {
         }
         stats_version = PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) ? type->tp_version_tag : 0;
     }
-    return stats_off[0] >= 0 && stats_off[1] >= 0 && stats_version != 0 &&
+    return stats_off[0] >= 0 && stats_off[1] >= 0 && stats_off[0] != stats_off[1] && stats_version != 0 &&
            PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) && type->tp_version_tag == stats_version;
 }
 
-/* `stats.<slot> += by` in the slot at `off` when it holds an exact int within int64 (the sum too):
- * what `count` does then (the int's addition runs no code, the old int's release neither). 0
- * when it is not that case (nothing done): `count` does it. */
-static int bump(PyObject *stats, Py_ssize_t off, Py_ssize_t by) {
+/* The slot at `off` of `stats` when it holds an exact int within int64 that `by` can be added to
+ * within int64 (its value in `x`): then `stats.<slot> += by` runs no code (the int's addition,
+ * the old int's release). NULL when it is not that case. */
+static PyObject **small_count(PyObject *stats, Py_ssize_t off, Py_ssize_t by, long long *x) {
     PyObject **slot = (PyObject **)((char *)stats + off), *v = *slot;
-    if (v == NULL || !PyLong_CheckExact(v)) return 0;
+    if (v == NULL || !PyLong_CheckExact(v)) return NULL;
     int of = 0;
-    long long x = PyLong_AsLongLongAndOverflow(v, &of);
-    if (of || x < 0 || x > LLONG_MAX - by) return 0; /* (-1 without overflow is never an error here) */
-    PyObject *sum = PyLong_FromLongLong(x + by);
-    if (sum == NULL) return -1;
-    *slot = sum;
-    Py_DECREF(v);
-    return 1;
+    *x = PyLong_AsLongLongAndOverflow(v, &of);
+    if (of || *x < 0 || *x > LLONG_MAX - by) return NULL; /* (-1 without overflow is never an error here) */
+    return slot;
 }
 
-/* `stats.frames += 1; stats.events += events`, as `decode` does them. -1 with an exception set. */
+/* `stats.frames += 1; stats.events += events`, as `decode` does them. In their slots only when
+ * both can be (checked before either is written: no code runs between the two writes, so what
+ * the first count could run, an int subclass's `__add__` changing the class, never precedes a
+ * direct write of the second); else both through the attribute protocol. -1 with an exception set. */
 static int counted(PyObject *decoder, Py_ssize_t events) {
     PyObject *stats = decoder_attr(decoder, s_stats);
     if (stats == NULL) return -1;
-    int r = 0;
-    if (stats_direct(stats)) {
-        r = bump(stats, stats_off[0], 1);
-        if (r == 0) r = count(stats, s_frames, 1);
-        else if (r > 0) r = 0;
-        if (r == 0) {
-            r = bump(stats, stats_off[1], events);
-            if (r == 0) r = count(stats, s_events, events);
-            else if (r > 0) r = 0;
+    int r = -1;
+    long long f, e;
+    PyObject **fs, **es;
+    if (stats_direct(stats) && (fs = small_count(stats, stats_off[0], 1, &f)) != NULL &&
+        (es = small_count(stats, stats_off[1], events, &e)) != NULL) {
+        PyObject *nf = PyLong_FromLongLong(f + 1), *ne = nf == NULL ? NULL : PyLong_FromLongLong(e + events);
+        if (ne != NULL) {
+            PyObject *of = *fs, *oe = *es;
+            *fs = nf;
+            *es = ne;
+            Py_DECREF(of); /* exact ints: their release runs no code */
+            Py_DECREF(oe);
+            r = 0;
+        } else {
+            Py_XDECREF(nf);
         }
     } else {
         r = count(stats, s_frames, 1) == 0 && count(stats, s_events, events) == 0 ? 0 : -1;

@@ -90,3 +90,42 @@ def test_a_foreign_classs_slot_descriptor_on_the_stats_class_is_not_written(widt
 
 def test_one_slot_descriptor_for_both_counts_is_counted_as_python_counts_it() -> None:
     run_child(__name__, "one slot")
+
+
+def test_a_stats_class_changed_while_frames_is_counted_counts_events_through_the_change() -> None:
+    """`frames += 1` runs Python code (an int subclass's `__add__`) that makes `events` a
+    property: `events` is then counted through it, as `decode` counts it."""
+
+    @attrs.define
+    class Stats(DecoderStats):
+        pass
+
+    seen: list[int] = []
+    slot = DecoderStats.__dict__["events"]
+
+    def setter(stats: Any, value: int) -> None:
+        seen.append(value)
+        slot.__set__(stats, value)
+
+    class Hook(int):
+        def __add__(self, other: Any) -> Hook:
+            if "events" not in Stats.__dict__:
+                cls: Any = Stats
+                cls.events = property(slot.__get__, setter)
+            return Hook(int(self) + other)
+
+    pair = _RefPair(INSTRUMENTS)
+    for dec in (pair.compiled, pair.python):
+        dec.stats = Stats()
+    for k in range(2):  # the class learnt, the route remembered
+        pair.check(_ticker(PERP, k))
+    saw: list[list[int]] = []
+    for dec in (pair.compiled, pair.python):
+        dec.stats.frames = Hook(dec.stats.frames)
+        if "events" in Stats.__dict__:
+            delattr(Stats, "events")
+        seen.clear()
+        dec.decode(_ticker(PERP, 2), 1)
+        saw.append(list(seen))
+    assert saw[0] == saw[1] == [3]
+    assert _counts(pair.compiled.stats) == _counts(pair.python.stats)
