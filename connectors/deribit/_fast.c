@@ -1237,10 +1237,13 @@ static int counted(PyObject *decoder, Py_ssize_t events) {
 
 /* The memo's key (the frame up to the end of the channel's name) as a bytes object: the one made
  * for the same bytes before when it is still in its slot (its hash then computed once), else a
- * new one that takes the slot. Which equal bytes object a dict lookup is given does not show. */
+ * new one that takes the slot (when its channel's name is at most JSON_CACHE_MAX bytes: the
+ * key is the fixed prefix and that name; a longer one is not kept). Which equal bytes object a
+ * dict lookup is given does not show. */
 #define KEY_CACHE 512
 static PyObject *keys[KEY_CACHE];
 static PyObject *key_of(const char *p, Py_ssize_t n) {
+    if (n - PREFIX_LEN > JSON_CACHE_MAX) return PyBytes_FromStringAndSize(p, n); /* not kept (_json.h) */
     PyObject **slot = &keys[json_hash((Ptr)p + PREFIX_LEN, n - PREFIX_LEN) & (KEY_CACHE - 1)];
     PyObject *o = *slot;
     if (o != NULL && PyBytes_GET_SIZE(o) == n && memcmp(PyBytes_AS_STRING(o), p, (size_t)n) == 0)

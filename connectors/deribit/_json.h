@@ -243,12 +243,22 @@ static inline uint64_t json_hash(Ptr s, Py_ssize_t n) {
     return h ^ (h >> 32);
 }
 
+/* The longest text the direct-mapped caches keep (an instrument's name, a memo key's channel):
+ * a longer one is made anew each time, so that what the tables hold stays small whatever a
+ * stream sends (a real name is under 40 bytes). */
+#define JSON_CACHE_MAX 64
+
 /* The str of the printable ASCII [s, s + n), a new reference: the one made last time for the
  * same text when it is still in its slot of `cache` (`size` slots, a power of two), else a new
- * one that takes the slot. A backtest sees a few hundred instrument names: each str is made once,
+ * one that takes the slot (a text of at most JSON_CACHE_MAX bytes; a longer one is not kept). A backtest sees a few hundred instrument names: each str is made once,
  * and its hash computed once (dict lookups by name then hash nothing). A str is immutable and
  * equal to any other of its text: which one an event or a lookup gets does not show. */
 static inline PyObject *json_ascii_cached(PyObject **cache, size_t size, Ptr s, Py_ssize_t n) {
+    if (n > JSON_CACHE_MAX) { /* not kept: a table of slots holds no stream's arbitrary text */
+        PyObject *u = PyUnicode_New(n, 127);
+        if (u != NULL) memcpy(PyUnicode_DATA(u), s, (size_t)n);
+        return u;
+    }
     PyObject **slot = &cache[json_hash(s, n) & (size - 1)];
     PyObject *o = *slot;
     if (o != NULL && PyUnicode_GET_LENGTH(o) == n && memcmp(PyUnicode_DATA(o), s, (size_t)n) == 0)

@@ -6,14 +6,18 @@ keep no long names alive. Each case is compared with the reference (a decoder bu
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from typing import Any
 
 import attrs
 import pytest
 
 from tests.connectors.deribit._compare import INSTRUMENTS, run_child
-from tests.connectors.deribit.test_deribit_decode_caches import _outcome, _ticker
+from tests.connectors.deribit.test_deribit_decode_caches import _outcome, _quote, _ticker, _trades
 from tests.connectors.deribit.test_deribit_decode_caches import _Pair as _RefPair
+from tradingd.connectors.deribit.codec import DeribitDecoder
+from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.venue.spi import DecoderStats
 
 try:
@@ -75,8 +79,40 @@ def _one_descriptor_for_both() -> None:
         assert _counts(pair.compiled.stats) == _counts(pair.python.stats)
 
 
+def _long_names_kept(length: int) -> int:
+    """The bytes still allocated after a decoder met frames of 20 instruments with names of
+    `length` bytes (each kind of frame twice: routed, then through its remembered route) and was
+    dropped."""
+    dec = DeribitDecoder(InstrumentRegistry())
+    for k in range(3):  # every path warmed up with short names: its own tables allocated
+        for make in (_quote, _ticker, _trades):
+            for _ in range(2):
+                _outcome(dec, make(f"W{k}", 1))
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for k in range(20):
+        name = f"{k:06d}" + "X" * (length - 6)
+        for make in (_quote, _ticker, _trades):
+            for _ in range(2):
+                _outcome(dec, make(name, 1))
+        dec._fast.clear()
+    del dec
+    gc.collect()
+    kept = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return kept
+
+
+def _long_names_not_retained() -> None:
+    kept = _long_names_kept(200_000)
+    assert kept < 1_000_000, f"{kept} bytes kept after 20 names of 200,000 bytes"
+
+
 def _child(case: str) -> None:
-    if case == "one slot":
+    if case == "retain":
+        _long_names_not_retained()
+    elif case == "one slot":
         _one_descriptor_for_both()
     else:
         _foreign_descriptors(int(case))
@@ -129,3 +165,9 @@ def test_a_stats_class_changed_while_frames_is_counted_counts_events_through_the
         saw.append(list(seen))
     assert saw[0] == saw[1] == [3]
     assert _counts(pair.compiled.stats) == _counts(pair.python.stats)
+
+
+def test_long_names_are_not_kept_by_the_caches() -> None:
+    """A stream of long instrument names (a hostile one): the direct-mapped tables of names and
+    memo keys keep none of them once the decoder is gone. In a child: a clean heap to measure."""
+    run_child(__name__, "retain")
