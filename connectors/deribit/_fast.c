@@ -1205,14 +1205,24 @@ static PyObject **small_count(PyObject *stats, Py_ssize_t off, Py_ssize_t by, lo
     return slot;
 }
 
-/* `stats.frames += 1; stats.events += events`, as `decode` does them. In their slots only when
- * both can be (checked before either is written: no code runs between the two writes, so what
- * the first count could run, an int subclass's `__add__` changing the class, never precedes a
- * direct write of the second); else both through the attribute protocol. -1 with an exception set. */
+/* A lookup that failed: an `Exception` is left to the Python path, which meets it again (and
+ * says so its way); anything else (KeyboardInterrupt...) propagates. 1: go to Python. */
+static int python_after_error(void) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) return 0;
+    PyErr_Clear();
+    return 1;
+}
+
+/* `stats.frames += 1; stats.events += events` in their slots, as `decode` does them, when both
+ * can be (checked before either is written: no code runs between the two writes, so nothing the
+ * first count could run, an int subclass's `__add__` changing the class, precedes a direct write
+ * of the second). 1: counted; 0: nothing done, no exception (the caller counts both through
+ * `decode`'s guard, `codec._whole_returned`: a failure to count is then the guarded decode's
+ * fault); -1 with an exception that is no `Exception` (KeyboardInterrupt...) reading the stats. */
 static int counted(PyObject *decoder, Py_ssize_t events) {
     PyObject *stats = decoder_attr(decoder, s_stats);
-    if (stats == NULL) return -1;
-    int r = -1;
+    if (stats == NULL) return python_after_error() ? 0 : -1;
+    int r = 0;
     long long f, e;
     PyObject **fs, **es;
     if (stats_direct(stats) && (fs = small_count(stats, stats_off[0], 1, &f)) != NULL &&
@@ -1224,12 +1234,11 @@ static int counted(PyObject *decoder, Py_ssize_t events) {
             *es = ne;
             Py_DECREF(of); /* exact ints: their release runs no code */
             Py_DECREF(oe);
-            r = 0;
-        } else {
+            r = 1;
+        } else { /* no memory: nothing written, the guarded counting meets it too */
             Py_XDECREF(nf);
+            PyErr_Clear();
         }
-    } else {
-        r = count(stats, s_frames, 1) == 0 && count(stats, s_events, events) == 0 ? 0 : -1;
     }
     Py_DECREF(stats);
     return r;
@@ -1252,14 +1261,6 @@ static PyObject *key_of(const char *p, Py_ssize_t n) {
     if (b == NULL) return NULL;
     Py_XSETREF(*slot, Py_NewRef(b)); /* a bytes' release runs no code */
     return b;
-}
-
-/* A lookup that failed: an `Exception` is left to the Python path, which meets it again (and
- * says so its way); anything else (KeyboardInterrupt...) propagates. 1: go to Python. */
-static int python_after_error(void) {
-    if (!PyErr_ExceptionMatches(PyExc_Exception)) return 0;
-    PyErr_Clear();
-    return 1;
 }
 
 static PyObject *fast_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -1318,12 +1319,15 @@ static PyObject *fast_decode(PyObject *module, PyObject *const *args, Py_ssize_t
         Py_CLEAR(events);
         goto python;
     }
-    if (!PyList_CheckExact(events)) { /* not what the functions return: decode's counting, in Python */
+    /* Counted in the stats' slots when it can be; else (a result that is not a list, which no
+     * function returns, stats that are not plain ints in plain slots) decode's counting in
+     * Python, behind its guard: a count that fails is the guarded decode's fault. */
+    int done = PyList_CheckExact(events) ? counted(decoder, PyList_GET_SIZE(events)) : 0;
+    if (done < 0) goto fail;
+    if (done == 0) {
         PyObject *counted = PyObject_CallFunctionObjArgs(py_returned, decoder, frame, events, NULL);
         Py_SETREF(events, counted);
         if (events == NULL) goto fail;
-    } else {
-        if (counted(decoder, PyList_GET_SIZE(events)) < 0) goto fail;
     }
     Py_DECREF(memo);
     Py_DECREF(key);
@@ -1435,7 +1439,8 @@ static PyMethodDef methods[] = {
     {"setup_decode", (PyCFunction)(void (*)(void))fast_setup_decode, METH_FASTCALL,
      "setup_decode(decode, whole_raised, whole_returned): the guarded Python decode (every frame "
      "not taken here), codec._whole_raised (a whole-frame function's raise made decode's outcome) "
-     "and codec._whole_returned (decode's counting of a result that is not a list)."},
+     "and codec._whole_returned (decode's counting, guarded, of a result that is not a list or of "
+     "stats not counted in their slots)."},
     {NULL, NULL, 0, NULL},
 };
 
