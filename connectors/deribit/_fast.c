@@ -1444,9 +1444,25 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* The module released: what it learnt and cached (tables of reused objects, the classes it learnt)
+ * let go, each relearnt or refilled on its next use. What `setup`/`setup_decode` were given and
+ * the interned names stay: a single-phase module imported again is a copy of this one (its
+ * PyInit not run again), which keeps using them. */
+static void module_free(void *module) {
+    (void)module;
+    json_cache_clear(names, NAME_CACHE);
+    json_cache_clear(keys, KEY_CACHE);
+    json_cache_clear(tick_obj, (size_t)1 << TICK_BITS);
+    Py_CLEAR(decoder_class.type);
+    decoder_class.version = 0;
+    Py_CLEAR(stats_type);
+    stats_off[0] = stats_off[1] = -1;
+    stats_version = 0;
+}
+
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "_fast", "The compiled Deribit book path (see codec.py).", -1, methods,
-    NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, module_free,
 };
 
 #define INTERN(var, text)                                                                          \

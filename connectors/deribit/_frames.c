@@ -800,9 +800,18 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* The module released: its table of names and the decoder class it learnt let go (refilled,
+ * relearnt on use); what `setup` was given stays (see _fast.c's module_free). */
+static void module_free(void *module) {
+    (void)module;
+    json_cache_clear(names, NAME_CACHE);
+    Py_CLEAR(decoder_class.type);
+    decoder_class.version = 0;
+}
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_frames", "Whole-frame Deribit ticker and trades decoding (codec.py's hook).",
-    -1, methods, NULL, NULL, NULL, NULL,
+    -1, methods, NULL, NULL, NULL, module_free,
 };
 
 PyMODINIT_FUNC PyInit__frames(void) {

@@ -270,6 +270,12 @@ static inline PyObject *json_ascii_cached(PyObject **cache, size_t size, Ptr s, 
     return u;
 }
 
+/* The `cache` table's objects released (a module's m_free): a slot left empty is a miss, so the
+ * tables refill as they are used. Their objects (str, bytes, int) run no code when released. */
+static inline void json_cache_clear(PyObject **cache, size_t size) {
+    for (size_t i = 0; i < size; i++) Py_CLEAR(cache[i]);
+}
+
 /* `getattr(obj, name)` for the decoder's own attributes (`_fast`, `_books`, `stats`, `_states`):
  * read from its instance dict when its class leaves them there, as the attribute protocol would
  * (PyObject_GenericGetAttr, and no class attribute of any of `names` on its MRO: no descriptor to
