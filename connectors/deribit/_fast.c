@@ -17,7 +17,10 @@
  * then invalidates the books, as for the Python path). Inputs not of the shape msgspec gives
  * (exact lists of exact tuples of str, float, float; exact dicts and floats in the book) go to
  * the Python code untouched. Every C-API result is checked; no buffer is read but through the
- * API. No state of its own beyond the objects `setup` hands it.
+ * API. No state of its own beyond the objects `setup` hands it, but tables of immutable objects
+ * reused where equal ones are made again (the memo keys, instrument names, tick ints: `key_of`,
+ * `name_of`, `tick_int`) and what it learnt of a class (`stats_direct`, `_json.h` `json_attr`),
+ * each kept only while it holds (tests/connectors/deribit/test_deribit_decode_caches.py).
  *
  * Python code can run in the middle of it: a strategy holds the decoder's live books
  * (`ctx.book()`) and may put in them keys, sizes or best levels whose hash, comparisons or
@@ -55,6 +58,13 @@ static PyObject *s__apply, *s_clear, *s_inv, *s_bids, *s_asks, *s_bb, *s_ba, *s_
     *s_price_of, *s_type, *s_prev_change_id, *s_change_id, *s_instrument_name, *s_timestamp,
     *s_books, *s_change, *s_pop, *s__crossed;
 static PyObject *zero = NULL; /* 0.0: the size of a removed level in the event */
+
+/* The decoder's `_fast`, `_books` and `stats` (`_json.h`'s `json_attr`). */
+static PlainClass decoder_class = {NULL, 0};
+static PyObject *decoder_names[3];
+static PyObject *decoder_attr(PyObject *decoder, PyObject *name) {
+    return json_attr(&decoder_class, decoder, name, decoder_names, 3);
+}
 
 
 /* Direct reads and writes of the slots of two exact types, `OrderBook` and the book message
@@ -111,14 +121,24 @@ static int setv(PyObject *obj, PyObject *name, PyObject *v) {
 
 /* The offsets of `names` in `type`: only writable T_OBJECT_EX members (a slot of `__slots__`, a
  * msgspec field); a name that is anything else is left to the attribute protocol. */
+/* The writable object slot `name` of `type`'s instances: the member descriptor the attribute
+ * protocol finds for it, when it is one of `type` or a base (a descriptor of another class, set
+ * as a class attribute, has that class's offset: Python refuses it on `type`'s instances, and
+ * its offset may lie past their end). NULL for any other attribute. */
+static PyMemberDef *own_slot(PyTypeObject *type, PyObject *name) {
+    PyObject *desc = _PyType_Lookup(type, name); /* borrowed */
+    if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type) || !PyType_IsSubtype(type, PyDescr_TYPE(desc)))
+        return NULL;
+    PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
+    return m->type == T_OBJECT_EX && !(m->flags & READONLY) ? m : NULL;
+}
+
 static int register_slots(PyObject *type, PyObject **const *names, int count, SlotOffset *table,
                           int *n) {
     *n = 0;
     for (int i = 0; i < count && *n < MAX_SLOTS; i++) {
-        PyObject *desc = _PyType_Lookup((PyTypeObject *)type, *names[i]); /* borrowed */
-        if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type)) continue;
-        PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
-        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) continue;
+        PyMemberDef *m = own_slot((PyTypeObject *)type, *names[i]);
+        if (m == NULL) continue;
         table[*n].name = names[i];
         table[*n].offset = m->offset;
         (*n)++;
@@ -126,11 +146,83 @@ static int register_slots(PyObject *type, PyObject **const *names, int count, Sl
     return 0;
 }
 
+/* The same for an `OrderBook`'s slots by index (the hot path's reads and writes, no scan of a
+ * table): BK_* in the order of `book_attr`; an offset of -1 for a name not registered (`setup`). */
+enum { BK_INV, BK_BIDS, BK_ASKS, BK_BB, BK_BA, BK_INT_INV, BK_SEQ, BK_VALID, BK_COUNT };
+static PyObject **const book_attr[BK_COUNT] = {&s_inv, &s_bids, &s_asks, &s_bb,
+                                               &s_ba,  &s_int_inv, &s_sequence, &s_valid};
+static Py_ssize_t book_off[BK_COUNT] = {-1, -1, -1, -1, -1, -1, -1, -1};
+
+/* The slot `k` of an exact `OrderBook`, borrowed; NULL (no exception) when unset or not registered. */
+static inline PyObject *bslot(PyObject *book, int k) {
+    Py_ssize_t off = book_off[k];
+    return Py_TYPE(book) != book_type || off < 0 ? NULL : *(PyObject **)((char *)book + off);
+}
+
+/* `getattr(book, name)` for the slot `k` (`getv`). */
+static PyObject *bget(PyObject *book, int k) {
+    PyObject *v = bslot(book, k);
+    return v != NULL ? Py_NewRef(v) : PyObject_GetAttr(book, *book_attr[k]);
+}
+
+/* `setattr(book, name, v)` for the slot `k` (`setv`). */
+static int bset(PyObject *book, int k, PyObject *v) {
+    Py_ssize_t off = book_off[k];
+    if (Py_TYPE(book) != book_type || off < 0) return PyObject_SetAttr(book, *book_attr[k], v);
+    PyObject **slot = (PyObject **)((char *)book + off);
+    PyObject *old = *slot;
+    *slot = Py_NewRef(v);
+    Py_XDECREF(old);
+    return 0;
+}
+
 /* Python's `round(x)` for a float x: round half to even, as float.__round__ (ndigits None). */
-static PyObject *ticks_of(double x) {
+static double round_even(double x) {
     double r = round(x);
     if (fabs(x - r) == 0.5) r = 2.0 * round(x / 2.0);
-    return PyLong_FromDouble(r); /* NaN: ValueError, infinity: OverflowError, as Python */
+    return r;
+}
+
+/* The int objects of the ticks met, reused: a direct-mapped table by value. A level's ticks are
+ * looked up, set and popped in the book's dicts many times; an int from the table spares making
+ * and releasing one each time. An int is immutable and equal to any other of its value, and a
+ * dict keeps the key it has when a level is set again: which one a level gets does not show. */
+#define TICK_BITS 12
+#define TICKS_MAX 4611686018427387904.0 /* 2**62: ticks below it (in magnitude) are cached */
+static PyObject *tick_obj[1 << TICK_BITS];
+static long long tick_val[1 << TICK_BITS];
+
+/* The int of `v`, a new reference (NULL on no memory). */
+static PyObject *tick_int(long long v) {
+    size_t i = (size_t)(((uint64_t)v * 0x9E3779B97F4A7C15ULL) >> (64 - TICK_BITS));
+    PyObject *o = tick_obj[i];
+    if (o != NULL && tick_val[i] == v) return Py_NewRef(o);
+    PyObject *t = PyLong_FromLongLong(v);
+    if (t == NULL) return NULL;
+    Py_XSETREF(tick_obj[i], Py_NewRef(t)); /* an int's release runs no code */
+    tick_val[i] = v;
+    return t;
+}
+
+/* `round(x)` as Python computes it (ValueError on NaN, OverflowError on an infinity, through the
+ * same `PyLong_FromDouble`): a new reference, and in *v its value and *small 1 when it is below
+ * 2**62 in magnitude (else *small is 0 and *v unset). */
+static PyObject *ticks_of(double x, long long *v, int *small) {
+    double r = round_even(x);
+    if (fabs(r) < TICKS_MAX) { /* false for NaN */
+        *small = 1;
+        *v = (long long)r;
+        return tick_int(*v);
+    }
+    *small = 0;
+    return PyLong_FromDouble(r);
+}
+
+/* The value of an exact int `o` in *v when it is within int64: 1, else 0. */
+static int small_int(PyObject *o, long long *v) {
+    int of = 0;
+    *v = PyLong_AsLongLongAndOverflow(o, &of); /* an exact int: no code, no error */
+    return !of;
 }
 
 /* 1 when `lvl` is an exact (str, float, float) tuple, as msgspec builds a level. */
@@ -179,15 +271,27 @@ static PyObject *extreme(PyObject *levels, int op) {
         if (PyDict_GET_SIZE(levels) == 0) return Py_NewRef(Py_None);
         PyObject *key, *value, *m = NULL;
         Py_ssize_t pos = 0;
+        long long mv = 0, kv;
+        int c = 1; /* every key so far within int64: compared as C integers */
         while (PyDict_Next(levels, &pos, &key, &value)) {
             if (!PyLong_CheckExact(key)) goto builtin;
+            if (c && !small_int(key, &kv)) c = 0;
             if (m == NULL) {
                 m = key;
+                mv = kv;
                 continue;
             }
-            int better = PyObject_RichCompareBool(key, m, op); /* -1 only at the recursion limit */
-            if (better < 0) return NULL;
-            if (better) m = key;
+            int better;
+            if (c) {
+                better = op == Py_GT ? kv > mv : kv < mv;
+            } else {
+                better = PyObject_RichCompareBool(key, m, op); /* -1 only at the recursion limit */
+                if (better < 0) return NULL;
+            }
+            if (better) {
+                m = key;
+                mv = kv;
+            }
         }
         return Py_NewRef(m);
     } else {
@@ -228,11 +332,15 @@ static int apply_side(PyObject *levels, const Levels *in, double inv, int op, Py
     PyObject *pairs = PyTuple_New(cap);
     if (pairs == NULL) return -1;
     int stale = 0;
+    /* The best level's value when it is an exact int within int64 (`best_c`): an exact int's
+     * comparison runs no code, so two such are compared as C integers, the same answer. */
+    long long best_v = 0;
+    int best_c = PyLong_CheckExact(*best) && small_int(*best, &best_v);
     for (Py_ssize_t i = 0; i < (in->list != NULL ? PyList_GET_SIZE(in->list) : in->n); i++) {
-        PyObject *lvl = NULL, *price, *size = NULL;
-        PyObject *t = NULL, *pair;
+        PyObject *lvl = NULL, *price = NULL, *size = NULL, *t = NULL, *pair = NULL;
         double p, sz;
-        int del;
+        long long tv = 0;
+        int live, t_c;
         if (in->list != NULL) {
             lvl = Py_NewRef(PyList_GET_ITEM(in->list, i));
             if (!level_shaped(lvl)) {
@@ -243,46 +351,57 @@ static int apply_side(PyObject *levels, const Levels *in, double inv, int op, Py
             size = Py_NewRef(PyTuple_GET_ITEM(lvl, 2));
             p = PyFloat_AS_DOUBLE(price);
             sz = PyFloat_AS_DOUBLE(size);
-            del = PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(lvl, 0), "delete") == 0;
+            live = sz > 0 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(lvl, 0), "delete") != 0;
         } else {
             p = in->lv[i].price;
             sz = in->lv[i].size;
-            del = in->lv[i].action == ACT_DELETE;
+            live = sz > 0 && in->lv[i].action != ACT_DELETE;
             price = PyFloat_FromDouble(p);
             if (price == NULL) goto fail;
+            if (live && (size = PyFloat_FromDouble(sz)) == NULL) goto fail;
         }
-        t = ticks_of(p * inv);
-        if (t == NULL) goto fail_price;
-        if (sz > 0 && !del) {
-            if (size == NULL && (size = PyFloat_FromDouble(sz)) == NULL) goto fail_price;
-            if (set_level(levels, t, size) < 0) goto fail_price;
+        t = ticks_of(p * inv, &tv, &t_c);
+        if (t == NULL) goto fail;
+        if (live) {
+            if (set_level(levels, t, size) < 0) goto fail;
             int better = 1;
             if (*best != Py_None) {
-                better = PyObject_RichCompareBool(t, *best, op);
-                if (better < 0) goto fail_price;
+                if (t_c && best_c) {
+                    better = op == Py_GT ? tv > best_v : tv < best_v;
+                } else {
+                    better = PyObject_RichCompareBool(t, *best, op);
+                    if (better < 0) goto fail;
+                }
             }
-            if (better) Py_SETREF(*best, Py_NewRef(t));
-            pair = PyTuple_Pack(2, price, size);
+            if (better) {
+                Py_SETREF(*best, Py_NewRef(t));
+                best_c = t_c;
+                best_v = tv;
+            }
         } else {
             /* `levels.pop(t, None) is not None and t == best` */
             PyObject *old = pop_level(levels, t);
-            if (old == NULL) goto fail_price;
+            if (old == NULL) goto fail;
             int was_value = old != Py_None;
             Py_DECREF(old); /* may run a finalizer: what follows holds its own references */
             if (was_value && *best != Py_None) {
-                int eq = PyObject_RichCompareBool(t, *best, Py_EQ);
-                if (eq < 0) goto fail_price;
+                int eq;
+                if (t_c && best_c) {
+                    eq = tv == best_v;
+                } else {
+                    eq = PyObject_RichCompareBool(t, *best, Py_EQ);
+                    if (eq < 0) goto fail;
+                }
                 if (eq) stale = 1;
             }
-            pair = PyTuple_Pack(2, price, zero);
         }
-        if (pair == NULL) goto fail_price;
+        pair = PyTuple_New(2); /* (price, size), or (price, 0.0) for a removal */
+        if (pair == NULL) goto fail;
+        PyTuple_SET_ITEM(pair, 0, Py_NewRef(price));
+        PyTuple_SET_ITEM(pair, 1, Py_NewRef(live ? size : zero));
         if (n == cap) { /* the list grew (code run above appended to it): as Python, its levels apply too */
             cap += cap / 2 + 4;
-            if (_PyTuple_Resize(&pairs, cap) < 0) {
-                Py_DECREF(pair);
-                goto fail_price;
-            }
+            if (_PyTuple_Resize(&pairs, cap) < 0) goto fail;
         }
         PyTuple_SET_ITEM(pairs, n++, pair);
         Py_DECREF(t);
@@ -290,9 +409,9 @@ static int apply_side(PyObject *levels, const Levels *in, double inv, int op, Py
         Py_XDECREF(size);
         Py_XDECREF(lvl);
         continue;
-    fail_price:
-        Py_DECREF(price);
     fail:
+        Py_XDECREF(pair);
+        Py_XDECREF(price);
         Py_XDECREF(size);
         Py_XDECREF(t);
         Py_XDECREF(lvl);
@@ -312,48 +431,57 @@ static int apply_side(PyObject *levels, const Levels *in, double inv, int op, Py
     return 0;
 }
 
-/* A slot of an exact `OrderBook`, borrowed; NULL (no exception) when it is unset or not registered. */
-static PyObject *book_slot(PyObject *book, PyObject *name) {
-    Py_ssize_t off = offset_of(book, name);
-    return off < 0 ? NULL : *(PyObject **)((char *)book + off);
-}
-
 /* 1 when `book` is an exact `OrderBook` in the state the decoder keeps (see the header): its
  * inverse an exact float, its sides exact dicts, its best levels None or exact ints. */
 static int book_shaped(PyObject *book) {
     if (Py_TYPE(book) != book_type) return 0;
-    PyObject *inv_obj = book_slot(book, s_inv), *bids = book_slot(book, s_bids), *bb = book_slot(book, s_bb);
-    PyObject *ba = book_slot(book, s_ba), *asks = book_slot(book, s_asks);
+    PyObject *inv_obj = bslot(book, BK_INV), *bids = bslot(book, BK_BIDS), *bb = bslot(book, BK_BB);
+    PyObject *ba = bslot(book, BK_BA), *asks = bslot(book, BK_ASKS);
     return inv_obj != NULL && PyFloat_CheckExact(inv_obj) && bids != NULL && PyDict_CheckExact(bids) &&
            bb != NULL && BEST_SHAPED(bb) && asks != NULL && PyDict_CheckExact(asks) && ba != NULL &&
            BEST_SHAPED(ba);
 }
 
-/* `_apply`'s body on a shaped book (`book_shaped`), the levels from either source. */
-static PyObject *apply_core(PyObject *book, const Levels *bid_levels, const Levels *ask_levels) {
+/* `_apply`'s body on a shaped book (`book_shaped`), the levels from either source: the bid and
+ * ask pairs in *bid_pairs and *ask_pairs (new references). -1 with an exception set. */
+static int apply_split(PyObject *book, const Levels *bid_levels, const Levels *ask_levels, PyObject **bid_pairs,
+                       PyObject **ask_pairs) {
     /* `inv = book.inverse_quantum; levels = book.bids; best = book.best_bid_ticks` */
-    double inv = PyFloat_AS_DOUBLE(book_slot(book, s_inv));
-    PyObject *bids = Py_NewRef(book_slot(book, s_bids)), *bb = Py_NewRef(book_slot(book, s_bb));
+    double inv = PyFloat_AS_DOUBLE(bslot(book, BK_INV));
+    PyObject *bids = Py_NewRef(bslot(book, BK_BIDS)), *bb = Py_NewRef(bslot(book, BK_BB));
     PyObject *asks = NULL, *ba = NULL; /* read after the bid side, as Python does: code run there may change them */
-    PyObject *bid_pairs = NULL, *ask_pairs = NULL, *result = NULL;
-    if (apply_side(bids, bid_levels, inv, Py_GT, &bb, &bid_pairs) < 0) goto done;
+    int r = -1;
+    *bid_pairs = *ask_pairs = NULL;
+    if (apply_side(bids, bid_levels, inv, Py_GT, &bb, bid_pairs) < 0) goto done;
     /* `levels = book.asks; best = book.best_ask_ticks`: the same AttributeError if unset */
-    asks = getv(book, s_asks);
+    asks = bget(book, BK_ASKS);
     if (asks == NULL) goto done;
-    ba = getv(book, s_ba);
+    ba = bget(book, BK_BA);
     if (ba == NULL) goto done;
-    if (apply_side(asks, ask_levels, inv, Py_LT, &ba, &ask_pairs) < 0) goto done;
+    if (apply_side(asks, ask_levels, inv, Py_LT, &ba, ask_pairs) < 0) goto done;
     /* `book.set_best(best_bid, best_ask)` */
-    if (setv(book, s_bb, bb) < 0) goto done;
-    if (setv(book, s_ba, ba) < 0) goto done;
-    result = PyTuple_Pack(2, bid_pairs, ask_pairs);
+    if (bset(book, BK_BB, bb) < 0) goto done;
+    if (bset(book, BK_BA, ba) < 0) goto done;
+    r = 0;
 done:
     Py_DECREF(bids);
     Py_DECREF(bb);
     Py_XDECREF(asks);
     Py_XDECREF(ba);
-    Py_XDECREF(bid_pairs);
-    Py_XDECREF(ask_pairs);
+    if (r < 0) {
+        Py_CLEAR(*bid_pairs);
+        Py_CLEAR(*ask_pairs);
+    }
+    return r;
+}
+
+/* `apply_split`'s pairs as `_apply` returns them: (bids, asks), or NULL. */
+static PyObject *apply_core(PyObject *book, const Levels *bid_levels, const Levels *ask_levels) {
+    PyObject *bid_pairs, *ask_pairs;
+    if (apply_split(book, bid_levels, ask_levels, &bid_pairs, &ask_pairs) < 0) return NULL;
+    PyObject *result = PyTuple_Pack(2, bid_pairs, ask_pairs);
+    Py_DECREF(bid_pairs);
+    Py_DECREF(ask_pairs);
     return result;
 }
 
@@ -391,7 +519,7 @@ static PyObject *fast_apply(PyObject *module, PyObject *const *args, Py_ssize_t 
 /* `book.price_of(ticks)`: `ticks / int_inv` when both are below 2**53 (CPython's int true
  * division is then exactly this double division); the method itself otherwise. */
 static PyObject *price_of(PyObject *book, PyObject *ticks) {
-    PyObject *int_inv = getv(book, s_int_inv);
+    PyObject *int_inv = bget(book, BK_INT_INV);
     if (int_inv == NULL) return NULL;
     if (PyLong_CheckExact(int_inv) && PyLong_CheckExact(ticks)) {
         int of1 = 0, of2 = 0;
@@ -419,28 +547,29 @@ static PyObject *reference(PyObject *decoder, PyObject *d, PyObject *ts_local) {
     return PyObject_CallFunctionObjArgs(py_book_events, decoder, d, ts_local, NULL);
 }
 
-/* The end of `_book_events`' common case, once the levels are applied (`pairs` the (bids, asks)
- * pairs): a snapshot makes the book valid, the sequence is the change id, then a crossed book
+/* The end of `_book_events`' common case, once the levels are applied (`bid_pairs`, `ask_pairs`
+ * the event's pairs): a snapshot makes the book valid, the sequence is the change id, then a crossed book
  * goes to `decoder._crossed` (a subclass's own when it has one), else the `BookUpdate` is built
  * from the book's top. A new list of one event, or NULL. */
-static PyObject *book_tail(PyObject *decoder, PyObject *book, PyObject *inst, int snapshot, PyObject *pairs,
-                           PyObject *change_id, PyObject *ts, PyObject *ts_local) {
+static PyObject *book_tail(PyObject *decoder, PyObject *book, PyObject *inst, int snapshot, PyObject *bid_pairs,
+                           PyObject *ask_pairs, PyObject *change_id, PyObject *ts, PyObject *ts_local) {
     PyObject *bb = NULL, *ba = NULL, *result = NULL, *event = NULL;
     PyObject *bid = NULL, *bid_size = NULL, *ask = NULL, *ask_size = NULL;
     int r;
-    if (!PyTuple_CheckExact(pairs) || PyTuple_GET_SIZE(pairs) != 2) {
-        PyErr_SetString(PyExc_TypeError, "_apply must return (bids, asks)");
-        return NULL;
-    }
-    if (snapshot && setv(book, s_valid, Py_True) < 0) goto done;
-    if (setv(book, s_sequence, change_id) < 0) goto done;
-    bb = getv(book, s_bb);
+    if (snapshot && bset(book, BK_VALID, Py_True) < 0) goto done;
+    if (bset(book, BK_SEQ, change_id) < 0) goto done;
+    bb = bget(book, BK_BB);
     if (bb == NULL) goto done;
-    ba = getv(book, s_ba);
+    ba = bget(book, BK_BA);
     if (ba == NULL) goto done;
     if (bb != Py_None && ba != Py_None) {
-        r = PyObject_RichCompareBool(bb, ba, Py_GE);
-        if (r < 0) goto done;
+        long long bv, av;
+        if (PyLong_CheckExact(bb) && PyLong_CheckExact(ba) && small_int(bb, &bv) && small_int(ba, &av)) {
+            r = bv >= av; /* exact ints: no code runs in their comparison (`apply_side`) */
+        } else {
+            r = PyObject_RichCompareBool(bb, ba, Py_GE);
+            if (r < 0) goto done;
+        }
         if (r) {
             event = PyObject_CallMethodObjArgs(decoder, s__crossed, book, inst, ts, ts_local, change_id, NULL);
             if (event == NULL) goto done;
@@ -454,7 +583,7 @@ static PyObject *book_tail(PyObject *decoder, PyObject *book, PyObject *inst, in
         /* `book.price_of(bb)`, then `book.bids[bb]` (as `top()`) */
         bid = price_of(book, bb);
         if (bid == NULL) goto done;
-        PyObject *levels = getv(book, s_bids);
+        PyObject *levels = bget(book, BK_BIDS);
         if (levels == NULL) goto done;
         bid_size = PyObject_GetItem(levels, bb);
         Py_DECREF(levels);
@@ -466,7 +595,7 @@ static PyObject *book_tail(PyObject *decoder, PyObject *book, PyObject *inst, in
     } else {
         ask = price_of(book, ba);
         if (ask == NULL) goto done;
-        PyObject *levels = getv(book, s_asks);
+        PyObject *levels = bget(book, BK_ASKS);
         if (levels == NULL) goto done;
         ask_size = PyObject_GetItem(levels, ba);
         Py_DECREF(levels);
@@ -478,8 +607,8 @@ static PyObject *book_tail(PyObject *decoder, PyObject *book, PyObject *inst, in
                               ts,
                               ts_local,
                               snapshot ? Py_True : Py_False,
-                              PyTuple_GET_ITEM(pairs, 0),
-                              PyTuple_GET_ITEM(pairs, 1),
+                              bid_pairs,
+                              ask_pairs,
                               bid,
                               bid_size,
                               ask,
@@ -502,6 +631,17 @@ done:
     Py_XDECREF(ask_size);
     Py_XDECREF(event);
     return result;
+}
+
+/* `book_tail` given what `_apply` returned (`pairs`): (bids, asks), or a TypeError. */
+static PyObject *book_tail_pairs(PyObject *decoder, PyObject *book, PyObject *inst, int snapshot, PyObject *pairs,
+                                 PyObject *change_id, PyObject *ts, PyObject *ts_local) {
+    if (!PyTuple_CheckExact(pairs) || PyTuple_GET_SIZE(pairs) != 2) {
+        PyErr_SetString(PyExc_TypeError, "_apply must return (bids, asks)");
+        return NULL;
+    }
+    return book_tail(decoder, book, inst, snapshot, PyTuple_GET_ITEM(pairs, 0), PyTuple_GET_ITEM(pairs, 1),
+                     change_id, ts, ts_local);
 }
 
 /* `DeribitDecoder._book_events(decoder, d, ts_local)` for the two common cases: a change that
@@ -534,7 +674,7 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
     }
     inst = getv(d, s_instrument_name);
     if (inst == NULL) goto done;
-    books = PyObject_GetAttr(decoder, s_books);
+    books = decoder_attr(decoder, s_books);
     if (books == NULL) goto done;
     if (!PyDict_CheckExact(books)) goto other;
     book = PyDict_GetItemWithError(books, inst);
@@ -546,11 +686,11 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
     /* Any book but an exact `OrderBook` (a subclass's `price_of`, `top`, `clear`...), a validity
      * not True and a sequence not an int (their test could run code): the Python method decides. */
     if (Py_TYPE(book) != book_type) goto other;
-    valid = getv(book, s_valid);
+    valid = bget(book, BK_VALID);
     if (valid == NULL) goto done;
     if (valid != Py_True) goto other;
     if (!snapshot) {
-        seq = getv(book, s_sequence);
+        seq = bget(book, BK_SEQ);
         if (seq == NULL) goto done;
         if (!PyLong_CheckExact(prev) || !PyLong_CheckExact(seq)) goto other;
         r = PyObject_RichCompareBool(prev, seq, Py_NE);
@@ -574,7 +714,7 @@ static PyObject *fast_book_events(PyObject *module, PyObject *const *args, Py_ss
     if (ms_ts == NULL) goto done;
     ts = PyNumber_Multiply(ms_ts, ms);
     if (ts == NULL) goto done;
-    result = book_tail(decoder, book, inst, snapshot, pairs, change_id, ts, ts_local);
+    result = book_tail_pairs(decoder, book, inst, snapshot, pairs, change_id, ts, ts_local);
     goto done;
 other:
     if (!PyErr_Occurred()) result = reference(decoder, d, ts_local);
@@ -668,17 +808,10 @@ static int channel_is(const char *ch, Py_ssize_t n, const char *head, int parts)
     return json_channel_is((Ptr)ch, n, head, parts, parts);
 }
 
-/* The instrument's name as a str: the last one made when it is the same (its text is ASCII). */
-static PyObject *last_name = NULL;
-static PyObject *name_of(const char *s, Py_ssize_t n) {
-    if (last_name != NULL && PyUnicode_GET_LENGTH(last_name) == n &&
-        memcmp(PyUnicode_DATA(last_name), s, (size_t)n) == 0)
-        return Py_NewRef(last_name);
-    PyObject *name = PyUnicode_DecodeASCII(s, n, NULL);
-    if (name == NULL) return NULL;
-    Py_XSETREF(last_name, Py_NewRef(name));
-    return name;
-}
+/* The instrument's name as a str (`_json.h`'s cache: made once per name, its hash too). */
+#define NAME_CACHE 1024
+static PyObject *names[NAME_CACHE];
+static PyObject *name_of(const char *s, Py_ssize_t n) { return json_ascii_cached(names, NAME_CACHE, (Ptr)s, n); }
 
 /* A book side's levels, `[["new",price,amount],...]`, appended to `buf` (grown as needed: `*cap`
  * levels, `*heap` when it was moved off the stack). 1, 0 to refuse, -1 on a memory error. */
@@ -716,18 +849,25 @@ static int levels_of(Cur *c, Level **buf, Py_ssize_t *n, Py_ssize_t *cap, int *h
 }
 
 /* A data member's name, then its colon: the member's index in `names` (-1: unknown). */
-static int member(Cur *c, const char *const *names, int count) {
+typedef struct {
+    const char *name;
+    Py_ssize_t n;
+} Name;
+#define NAME(lit) {lit, (Py_ssize_t)(sizeof(lit) - 1)}
+
+static int member(Cur *c, const Name *names, int count) {
     const char *k;
     Py_ssize_t kn;
     if (!str_token(c, &k, &kn) || !LIT(c, ":")) return -2;
     for (int j = 0; j < count; j++)
-        if ((size_t)kn == strlen(names[j]) && memcmp(k, names[j], (size_t)kn) == 0) return j;
+        if (kn == names[j].n && k[0] == names[j].name[0] && memcmp(k, names[j].name, (size_t)kn) == 0) return j;
     return -1;
 }
 
 enum { B_TYPE, B_INST, B_TS, B_CHANGE, B_PREV, B_BIDS, B_ASKS, B_COUNT };
-static const char *const BOOK_MEMBERS[B_COUNT] = {"type",           "instrument_name", "timestamp", "change_id",
-                                                  "prev_change_id", "bids",            "asks"};
+static const Name BOOK_MEMBERS[B_COUNT] = {NAME("type"),           NAME("instrument_name"), NAME("timestamp"),
+                                           NAME("change_id"),      NAME("prev_change_id"),  NAME("bids"),
+                                           NAME("asks")};
 #define STACK_LEVELS 128
 
 /* `book_frame(decoder, frame, ts_local)`: the events of a `book.<instrument>.<interval>` frame, as
@@ -811,7 +951,7 @@ static PyObject *fast_book_frame(PyObject *module, PyObject *const *args, Py_ssi
     if (change_obj == NULL) goto done;
     ts = PyLong_FromLongLong(ts_ms * 1000000LL); /* <= 2**63 - 1 (MILLIS_MAX) */
     if (ts == NULL) goto done;
-    books = PyObject_GetAttr(decoder, s_books);
+    books = decoder_attr(decoder, s_books);
     if (books == NULL) goto done;
     if (!PyDict_CheckExact(books)) goto refuse;
     /* The book's state: the common case, or None. What runs code here (a planted key's `__eq__`
@@ -827,9 +967,9 @@ static PyObject *fast_book_frame(PyObject *module, PyObject *const *args, Py_ssi
         if (current == NULL && PyErr_Occurred()) goto done;
         goto refuse;
     }
-    if (!book_shaped(book) || book_slot(book, s_valid) != Py_True) goto refuse;
+    if (!book_shaped(book) || bslot(book, BK_VALID) != Py_True) goto refuse;
     if (!snapshot) {
-        PyObject *seq = book_slot(book, s_sequence);
+        PyObject *seq = bslot(book, BK_SEQ);
         if (seq == NULL || !PyLong_CheckExact(seq)) goto refuse;
         int of = 0;
         long long s = PyLong_AsLongLongAndOverflow(seq, &of);
@@ -867,9 +1007,15 @@ static PyObject *fast_book_frame(PyObject *module, PyObject *const *args, Py_ssi
             if (pairs == NULL) goto done;
         }
     }
-    if (pairs == NULL) pairs = apply_core(book, &bid_levels, &ask_levels);
-    if (pairs == NULL) goto done;
-    result = book_tail(decoder, book, inst, snapshot, pairs, change_obj, ts, ts_local);
+    if (pairs != NULL) {
+        result = book_tail_pairs(decoder, book, inst, snapshot, pairs, change_obj, ts, ts_local);
+    } else {
+        PyObject *bid_pairs, *ask_pairs;
+        if (apply_split(book, &bid_levels, &ask_levels, &bid_pairs, &ask_pairs) < 0) goto done;
+        result = book_tail(decoder, book, inst, snapshot, bid_pairs, ask_pairs, change_obj, ts, ts_local);
+        Py_DECREF(bid_pairs);
+        Py_DECREF(ask_pairs);
+    }
     goto done;
 refuse:
     if (!PyErr_Occurred()) result = Py_NewRef(Py_None);
@@ -885,8 +1031,9 @@ done:
 }
 
 enum { Q_INST, Q_TS, Q_BID, Q_BID_SIZE, Q_ASK, Q_ASK_SIZE, Q_COUNT };
-static const char *const QUOTE_MEMBERS[Q_COUNT] = {"instrument_name", "timestamp",      "best_bid_price",
-                                                   "best_bid_amount", "best_ask_price", "best_ask_amount"};
+static const Name QUOTE_MEMBERS[Q_COUNT] = {NAME("instrument_name"), NAME("timestamp"),
+                                           NAME("best_bid_price"),  NAME("best_bid_amount"),
+                                           NAME("best_ask_price"),  NAME("best_ask_amount")};
 
 /* codec's `_top` and `_ticker` as `setup` found them: a test that patches one (to inject a
  * fault) sends quote frames to the Python path, which then meets the patch (as `_frames.c`'s
@@ -1018,12 +1165,102 @@ static int count(PyObject *stats, PyObject *name, Py_ssize_t by) {
     return r;
 }
 
+/* The stats' `frames` and `events` read and written in their slots, as the attribute protocol
+ * does it for a class that does not override it (`engine.venue.spi.DecoderStats`, attrs slots):
+ * the offsets of its member descriptors, learnt for the first stats type met (`counted`), used
+ * while that type is unchanged (its version tag: any change to the class or a base clears it). */
+static PyTypeObject *stats_type = NULL;
+static unsigned int stats_version = 0;
+static Py_ssize_t stats_off[2] = {-1, -1}; /* frames, events */
+
+static Py_ssize_t member_offset(PyTypeObject *type, PyObject *name) {
+    PyMemberDef *m = own_slot(type, name);
+    return m != NULL ? m->offset : -1;
+}
+
+static int stats_direct(PyObject *stats) {
+    PyTypeObject *type = Py_TYPE(stats);
+    if (type != stats_type) {
+        Py_XSETREF(stats_type, (PyTypeObject *)Py_NewRef(type));
+        stats_off[0] = stats_off[1] = -1;
+        if (type->tp_getattro == PyObject_GenericGetAttr && type->tp_setattro == PyObject_GenericSetAttr) {
+            stats_off[0] = member_offset(type, s_frames);
+            stats_off[1] = member_offset(type, s_events);
+        }
+        stats_version = PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) ? type->tp_version_tag : 0;
+    }
+    return stats_off[0] >= 0 && stats_off[1] >= 0 && stats_off[0] != stats_off[1] && stats_version != 0 &&
+           PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) && type->tp_version_tag == stats_version;
+}
+
+/* The slot at `off` of `stats` when it holds an exact int within int64 that `by` can be added to
+ * within int64 (its value in `x`): then `stats.<slot> += by` runs no code (the int's addition,
+ * the old int's release). NULL when it is not that case. */
+static PyObject **small_count(PyObject *stats, Py_ssize_t off, Py_ssize_t by, long long *x) {
+    PyObject **slot = (PyObject **)((char *)stats + off), *v = *slot;
+    if (v == NULL || !PyLong_CheckExact(v)) return NULL;
+    int of = 0;
+    *x = PyLong_AsLongLongAndOverflow(v, &of);
+    if (of || *x < 0 || *x > LLONG_MAX - by) return NULL; /* (-1 without overflow is never an error here) */
+    return slot;
+}
+
 /* A lookup that failed: an `Exception` is left to the Python path, which meets it again (and
  * says so its way); anything else (KeyboardInterrupt...) propagates. 1: go to Python. */
 static int python_after_error(void) {
     if (!PyErr_ExceptionMatches(PyExc_Exception)) return 0;
     PyErr_Clear();
     return 1;
+}
+
+/* `stats.frames += 1; stats.events += events` in their slots, as `decode` does them, when both
+ * can be (checked before either is written: no code runs between the two writes, so nothing the
+ * first count could run, an int subclass's `__add__` changing the class, precedes a direct write
+ * of the second). 1: counted; 0: nothing done, no exception (the caller counts both through
+ * `decode`'s guard, `codec._whole_returned`: a failure to count is then the guarded decode's
+ * fault); -1 with an exception that is no `Exception` (KeyboardInterrupt...) reading the stats. */
+static int counted(PyObject *decoder, Py_ssize_t events) {
+    PyObject *stats = decoder_attr(decoder, s_stats);
+    if (stats == NULL) return python_after_error() ? 0 : -1;
+    int r = 0;
+    long long f, e;
+    PyObject **fs, **es;
+    if (stats_direct(stats) && (fs = small_count(stats, stats_off[0], 1, &f)) != NULL &&
+        (es = small_count(stats, stats_off[1], events, &e)) != NULL) {
+        PyObject *nf = PyLong_FromLongLong(f + 1), *ne = nf == NULL ? NULL : PyLong_FromLongLong(e + events);
+        if (ne != NULL) {
+            PyObject *of = *fs, *oe = *es;
+            *fs = nf;
+            *es = ne;
+            Py_DECREF(of); /* exact ints: their release runs no code */
+            Py_DECREF(oe);
+            r = 1;
+        } else { /* no memory: nothing written, the guarded counting meets it too */
+            Py_XDECREF(nf);
+            PyErr_Clear();
+        }
+    }
+    Py_DECREF(stats);
+    return r;
+}
+
+/* The memo's key (the frame up to the end of the channel's name) as a bytes object: the one made
+ * for the same bytes before when it is still in its slot (its hash then computed once), else a
+ * new one that takes the slot (when its channel's name is at most JSON_CACHE_MAX bytes: the
+ * key is the fixed prefix and that name; a longer one is not kept). Which equal bytes object a
+ * dict lookup is given does not show. */
+#define KEY_CACHE 512
+static PyObject *keys[KEY_CACHE];
+static PyObject *key_of(const char *p, Py_ssize_t n) {
+    if (n - PREFIX_LEN > JSON_CACHE_MAX) return PyBytes_FromStringAndSize(p, n); /* not kept (_json.h) */
+    PyObject **slot = &keys[json_hash((Ptr)p + PREFIX_LEN, n - PREFIX_LEN) & (KEY_CACHE - 1)];
+    PyObject *o = *slot;
+    if (o != NULL && PyBytes_GET_SIZE(o) == n && memcmp(PyBytes_AS_STRING(o), p, (size_t)n) == 0)
+        return Py_NewRef(o);
+    PyObject *b = PyBytes_FromStringAndSize(p, n);
+    if (b == NULL) return NULL;
+    Py_XSETREF(*slot, Py_NewRef(b)); /* a bytes' release runs no code */
+    return b;
 }
 
 static PyObject *fast_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -1040,13 +1277,17 @@ static PyObject *fast_decode(PyObject *module, PyObject *const *args, Py_ssize_t
     if (!PyBytes_CheckExact(frame)) goto python;
     const char *p = PyBytes_AS_STRING(frame);
     Py_ssize_t n = PyBytes_GET_SIZE(frame);
+    /* The frame's lines asked of memory now, while the route is looked up: a frame read from a
+     * long list of them is not in the cache, and its function reads it to its last byte. */
+    for (Py_ssize_t off = 64; off < n; off += 64) JSON_PREFETCH(p + off);
+    if (n > 0) JSON_PREFETCH(p + n - 1);
     if (n <= PREFIX_LEN || memcmp(p, PREFIX, (size_t)PREFIX_LEN) != 0) goto python;
     const char *q = memchr(p + PREFIX_LEN, '"', (size_t)(n - PREFIX_LEN));
     if (q == NULL) goto python;
-    memo = PyObject_GetAttr(decoder, s__fast);
+    memo = decoder_attr(decoder, s__fast);
     if (memo == NULL) goto error;
     if (!PyDict_CheckExact(memo)) goto python;
-    key = PyBytes_FromStringAndSize(p, q - p);
+    key = key_of(p, q - p);
     if (key == NULL) goto error; /* no memory: the Python path meets it too, and says so its way */
     route = PyDict_GetItemWithError(memo, key); /* borrowed; an exact bytes key runs no code */
     if (route == NULL) {
@@ -1078,16 +1319,15 @@ static PyObject *fast_decode(PyObject *module, PyObject *const *args, Py_ssize_t
         Py_CLEAR(events);
         goto python;
     }
-    if (!PyList_CheckExact(events)) { /* not what the functions return: decode's counting, in Python */
+    /* Counted in the stats' slots when it can be; else (a result that is not a list, which no
+     * function returns, stats that are not plain ints in plain slots) decode's counting in
+     * Python, behind its guard: a count that fails is the guarded decode's fault. */
+    int done = PyList_CheckExact(events) ? counted(decoder, PyList_GET_SIZE(events)) : 0;
+    if (done < 0) goto fail;
+    if (done == 0) {
         PyObject *counted = PyObject_CallFunctionObjArgs(py_returned, decoder, frame, events, NULL);
         Py_SETREF(events, counted);
         if (events == NULL) goto fail;
-    } else {
-        PyObject *stats = PyObject_GetAttr(decoder, s_stats);
-        if (stats == NULL) goto fail;
-        int ok = count(stats, s_frames, 1) == 0 && count(stats, s_events, PyList_GET_SIZE(events)) == 0;
-        Py_DECREF(stats);
-        if (!ok) goto fail;
     }
     Py_DECREF(memo);
     Py_DECREF(key);
@@ -1168,7 +1408,9 @@ static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t 
     n_book_slots = n_data_slots = 0; /* no direct access while the tables change */
     Py_XSETREF(book_type, (PyTypeObject *)Py_NewRef(args[6]));
     Py_XSETREF(data_type, (PyTypeObject *)Py_NewRef(args[7]));
+    for (int i = 0; i < BK_COUNT; i++) book_off[i] = -1; /* no direct access while they change */
     register_slots(args[6], book_names, 8, book_slots, &n_book_slots);
+    for (int i = 0; i < BK_COUNT; i++) book_off[i] = member_offset((PyTypeObject *)args[6], *book_attr[i]);
     register_slots(args[7], data_names, 7, data_slots, &n_data_slots);
     Py_RETURN_NONE;
 }
@@ -1197,13 +1439,30 @@ static PyMethodDef methods[] = {
     {"setup_decode", (PyCFunction)(void (*)(void))fast_setup_decode, METH_FASTCALL,
      "setup_decode(decode, whole_raised, whole_returned): the guarded Python decode (every frame "
      "not taken here), codec._whole_raised (a whole-frame function's raise made decode's outcome) "
-     "and codec._whole_returned (decode's counting of a result that is not a list)."},
+     "and codec._whole_returned (decode's counting, guarded, of a result that is not a list or of "
+     "stats not counted in their slots)."},
     {NULL, NULL, 0, NULL},
 };
 
+/* The module released: what it learnt and cached (tables of reused objects, the classes it learnt)
+ * let go, each relearnt or refilled on its next use. What `setup`/`setup_decode` were given and
+ * the interned names stay: a single-phase module imported again is a copy of this one (its
+ * PyInit not run again), which keeps using them. */
+static void module_free(void *module) {
+    (void)module;
+    json_cache_clear(names, NAME_CACHE);
+    json_cache_clear(keys, KEY_CACHE);
+    json_cache_clear(tick_obj, (size_t)1 << TICK_BITS);
+    Py_CLEAR(decoder_class.type);
+    decoder_class.version = 0;
+    Py_CLEAR(stats_type);
+    stats_off[0] = stats_off[1] = -1;
+    stats_version = 0;
+}
+
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "_fast", "The compiled Deribit book path (see codec.py).", -1, methods,
-    NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, module_free,
 };
 
 #define INTERN(var, text)                                                                          \
@@ -1238,6 +1497,9 @@ PyMODINIT_FUNC PyInit__fast(void) {
     INTERN(s_stats, "stats");
     INTERN(s_frames, "frames");
     INTERN(s_events, "events");
+    decoder_names[0] = s__fast;
+    decoder_names[1] = s_books;
+    decoder_names[2] = s_stats;
     zero = PyFloat_FromDouble(0.0);
     if (zero == NULL) return NULL;
     PyObject *builtins = PyImport_ImportModule("builtins");

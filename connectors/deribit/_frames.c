@@ -48,6 +48,7 @@ static PyObject *side_buy = NULL, *side_sell = NULL;
 static PyObject *ivs = NULL;      /* codec._IVS: the IV memo, read for IVs of more than 2 decimals */
 static PyObject *iv_learn = NULL; /* codec._iv_learn */
 static PyObject *s_states = NULL; /* "_states" */
+static PlainClass decoder_class = {NULL, 0}; /* the decoder's `_states` read (`_json.h` `json_attr`) */
 
 /* codec's globals, and the objects its Python path reads there as `setup` found them: a test
  * that patches one (to inject a fault, tests/backtest/test_cache_equality.py) sends the frames
@@ -105,18 +106,7 @@ static PyObject *ascii_str(Ptr s, Py_ssize_t n) {
     return u;
 }
 
-static PyObject *name_str(Ptr s, Py_ssize_t n) {
-    uint32_t h = 2166136261u;
-    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ s[i]) * 16777619u;
-    PyObject **slot = &names[h & (NAME_CACHE - 1)];
-    PyObject *o = *slot;
-    if (o != NULL && PyUnicode_GET_LENGTH(o) == n && memcmp(PyUnicode_DATA(o), s, (size_t)n) == 0)
-        return Py_NewRef(o);
-    PyObject *u = ascii_str(s, n);
-    if (u == NULL) return NULL;
-    Py_XSETREF(*slot, Py_NewRef(u));
-    return u;
-}
+static PyObject *name_str(Ptr s, Py_ssize_t n) { return json_ascii_cached(names, NAME_CACHE, s, n); }
 
 /* -- scanning --------------------------------------------------------------------------- */
 
@@ -143,7 +133,6 @@ static Ptr skip_value(Ptr p, Ptr end, int depth) {
     if (p >= end) return NULL;
     Ptr s;
     Py_ssize_t n;
-    Num t;
     switch (*p) {
     case '"':
         return json_str(p, end, &s, &n);
@@ -168,8 +157,22 @@ static Ptr skip_value(Ptr p, Ptr end, int depth) {
     case 'n':
         return end - p >= 4 && memcmp(p, "null", 4) == 0 ? p + 4 : NULL;
     default:
-        return json_num(p, end, &t);
+        return json_num(p, end);
     }
+}
+
+/* `skip_value`, its scalars (a number, a string: most of what is skipped) read here, inlined in
+ * the members' loops; an object, an array or a literal by `skip_value`. The same answer. */
+JSON_INLINE Ptr skip_member(Ptr p, Ptr end, int depth) {
+    if (p < end) {
+        if (*p == '"') {
+            Ptr s;
+            Py_ssize_t n;
+            return json_str(p, end, &s, &n);
+        }
+        if (*p == '-' || DIGIT(*p)) return json_num(p, end);
+    }
+    return skip_value(p, end, depth);
 }
 
 static int is_null(Ptr p, Ptr end) { return end - p >= 4 && memcmp(p, "null", 4) == 0; }
@@ -287,7 +290,7 @@ static Ptr read_greeks(Ptr p, Ptr end, double g[5], int *rho_set, int *err) {
         p++;
         int i = KEY("delta") ? 0 : KEY("gamma") ? 1 : KEY("vega") ? 2 : KEY("theta") ? 3 : KEY("rho") ? 4 : -1;
         if (i < 0) {
-            p = skip_value(p, end, 2);
+            p = skip_member(p, end, 2);
         } else {
             if (seen & (1u << i)) return NULL;
             seen |= 1u << i;
@@ -368,15 +371,94 @@ static const struct {
     {"funding_timestamp", 17, F_FUNDING_TS, K_PRICE},
 };
 
-/* The field of the member named `s[:n]` (its number kind in `*kind`), or -1 for another. */
-static int ticker_member(Ptr s, Py_ssize_t n, int *kind) {
-    for (size_t i = 0; i < sizeof(TICKER_MEMBERS) / sizeof(TICKER_MEMBERS[0]); i++) {
-        if (TICKER_MEMBERS[i].n == n && memcmp(s, TICKER_MEMBERS[i].name, (size_t)n) == 0) {
-            *kind = TICKER_MEMBERS[i].kind;
-            return TICKER_MEMBERS[i].k;
+/* `s[:n]` is the member name `lit` (a literal): one compare of a known size (inlined). */
+#define NAME_IS(lit) (n == (Py_ssize_t)(sizeof(lit) - 1) && memcmp(s, lit, sizeof(lit) - 1) == 0)
+
+/* The field of the member named `s[:n]` (its number kind in `*kind`), or -1 for another: the
+ * entry of TICKER_MEMBERS of that name, found by its length and one byte (`ticker_member_scan`
+ * is the same answer by a scan of the table; tests/connectors/deribit/test_deribit_decode_caches.py
+ * compares the two on every name of the table and near misses of them). */
+JSON_INLINE int ticker_member_index(Ptr s, Py_ssize_t n) {
+    switch (n) {
+    case 5:
+        return NAME_IS("state") ? 0 : -1;
+    case 6:
+        if (s[0] == 'b') return NAME_IS("bid_iv") ? 1 : -1;
+        if (s[0] == 'a') return NAME_IS("ask_iv") ? 2 : -1;
+        return NAME_IS("greeks") ? 3 : -1;
+    case 7:
+        return NAME_IS("mark_iv") ? 4 : -1;
+    case 9:
+        return NAME_IS("timestamp") ? 5 : -1;
+    case 10:
+        if (s[0] == 'm') return NAME_IS("mark_price") ? 6 : -1;
+        return NAME_IS("last_price") ? 7 : -1;
+    case 11:
+        return NAME_IS("index_price") ? 8 : -1;
+    case 13:
+        return NAME_IS("open_interest") ? 9 : -1;
+    case 14:
+        if (s[5] == 'b') return NAME_IS("best_bid_price") ? 10 : -1;
+        return NAME_IS("best_ask_price") ? 11 : -1;
+    case 15:
+        switch (s[0]) {
+        case 'b':
+            if (s[5] == 'b') return NAME_IS("best_bid_amount") ? 12 : -1;
+            return NAME_IS("best_ask_amount") ? 13 : -1;
+        case 'i':
+            return NAME_IS("instrument_name") ? 14 : -1;
+        case 'c':
+            return NAME_IS("current_funding") ? 15 : -1;
+        case 'f':
+            return NAME_IS("funding_accrues") ? 16 : -1;
         }
+        return -1;
+    case 16:
+        return NAME_IS("underlying_price") ? 17 : -1;
+    case 17:
+        return NAME_IS("funding_timestamp") ? 18 : -1;
     }
     return -1;
+}
+#define N_TICKER_MEMBERS ((int)(sizeof(TICKER_MEMBERS) / sizeof(TICKER_MEMBERS[0])))
+
+/* The index of the member named `s[:n]` by a scan of TICKER_MEMBERS (the reference of
+ * `ticker_member_index`), or -1. */
+static int ticker_member_scan(Ptr s, Py_ssize_t n) {
+    for (int i = 0; i < N_TICKER_MEMBERS; i++)
+        if (TICKER_MEMBERS[i].n == n && memcmp(s, TICKER_MEMBERS[i].name, (size_t)n) == 0) return i;
+    return -1;
+}
+
+static int ticker_member(Ptr s, Py_ssize_t n, int *kind) {
+    int i = ticker_member_index(s, n);
+    if (i < 0) return -1;
+    *kind = TICKER_MEMBERS[i].kind;
+    return TICKER_MEMBERS[i].k;
+}
+
+/* `string_end(text)` -> the length of the string that starts `text` (its opening quote
+ * included) as `json_str` reads it, or -1 when it takes none: the test's hook. */
+static PyObject *string_end(PyObject *self, PyObject *arg) {
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "string_end(text: bytes)");
+        return NULL;
+    }
+    Ptr p = (Ptr)PyBytes_AS_STRING(arg), s;
+    Py_ssize_t n;
+    Ptr q = json_str(p, p + PyBytes_GET_SIZE(arg), &s, &n);
+    return PyLong_FromSsize_t(q == NULL ? -1 : q - p);
+}
+
+/* `member_index(name)` -> (index by the switch, index by the scan): the test's hook. */
+static PyObject *member_index(PyObject *self, PyObject *arg) {
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "member_index(name: bytes)");
+        return NULL;
+    }
+    Ptr s = (Ptr)PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    return Py_BuildValue("(ii)", ticker_member_index(s, n), ticker_member_scan(s, n));
 }
 
 static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -409,7 +491,7 @@ static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
         int kind = K_PRICE;
         int k = ticker_member(s, n, &kind);
         if (k < 0) {
-            p = skip_value(p, end, 1);
+            p = skip_member(p, end, 1);
         } else {
             if (seen & (1u << k)) Py_RETURN_NONE; /* a member twice */
             seen |= 1u << k;
@@ -475,7 +557,7 @@ static PyObject *ticker_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     PyObject *inst = name_str(name, name_len);
     if (inst == NULL) return NULL;
     if (state != NULL) {
-        PyObject *states = PyObject_GetAttr(decoder, s_states);
+        PyObject *states = json_attr(&decoder_class, decoder, s_states, &s_states, 1);
         if (states == NULL) {
             Py_DECREF(inst);
             return NULL;
@@ -571,7 +653,7 @@ static Ptr read_trade(Ptr p, Ptr end, PyObject *ts_local, PyObject *out, int *er
                 : KEY("trade_id") ? T_ID
                 : -1;
         if (k < 0) {
-            p = skip_value(p, end, 3);
+            p = skip_member(p, end, 3);
         } else {
             if (seen & (1u << k)) return NULL;
             seen |= 1u << k;
@@ -707,14 +789,29 @@ static PyMethodDef methods[] = {
      "setup(namespace, ticker, greeks, trade, venue, side_buy, side_sell, ivs, iv_learn): codec's globals, builders and objects."},
     {"ticker_frame", (PyCFunction)(void (*)(void))ticker_frame, METH_FASTCALL,
      "ticker_frame(decoder, frame, ts_local) -> list | None: a canonical ticker notification's events."},
+    {"string_end", (PyCFunction)string_end, METH_O,
+     "string_end(text: bytes) -> int: the length of the JSON string at the start of text as the "
+     "scanner reads it (quotes included), -1 when it takes none; for the tests."},
+    {"member_index", (PyCFunction)member_index, METH_O,
+     "member_index(name: bytes) -> (int, int): a ticker member's index in the table, found as "
+     "ticker_frame finds it and by a scan of the table (-1: not a member); for the tests."},
     {"trades_frame", (PyCFunction)(void (*)(void))trades_frame, METH_FASTCALL,
      "trades_frame(decoder, frame, ts_local) -> list | None: a canonical trades notification's events."},
     {NULL, NULL, 0, NULL},
 };
 
+/* The module released: its table of names and the decoder class it learnt let go (refilled,
+ * relearnt on use); what `setup` was given stays (see _fast.c's module_free). */
+static void module_free(void *module) {
+    (void)module;
+    json_cache_clear(names, NAME_CACHE);
+    Py_CLEAR(decoder_class.type);
+    decoder_class.version = 0;
+}
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_frames", "Whole-frame Deribit ticker and trades decoding (codec.py's hook).",
-    -1, methods, NULL, NULL, NULL, NULL,
+    -1, methods, NULL, NULL, NULL, module_free,
 };
 
 PyMODINIT_FUNC PyInit__frames(void) {
