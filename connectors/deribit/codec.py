@@ -1147,9 +1147,10 @@ def _whole_raised(self: DeribitDecoder, frame: bytes, exc: Any) -> list[MarketEv
 
 @guard_decode
 def _whole_returned(self: DeribitDecoder, frame: bytes, events: Any) -> list[MarketEvent]:
-    """`decode`'s counting of a whole-frame function's result that is not a list (no real
-    function returns one: a test's), for the C entry: the counts, and a failure (no length)
-    the guard's fault, as in `decode`."""
+    """`decode`'s counting of a whole-frame function's result, for the C entry where it cannot
+    count in C: a result that is not a list (no real function returns one: a test's), or a
+    `stats` whose counters are not plain ints in their own slots. The counts, and a failure (no
+    length, a counter that does not add) the guard's fault, as in `decode`."""
     stats = self.stats
     stats.frames += 1
     stats.events += len(events)
