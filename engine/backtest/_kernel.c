@@ -264,14 +264,19 @@ static int book_reaches_fast(PyObject *sim, PyObject *ev, PyObject *inst, PyObje
     if (book == NULL)
         return -1;
     int r = -2;
+    PyObject *bb = NULL, *ba = NULL, *valid = NULL, *inv = NULL;
     if (book == Py_None) { /* no book: `on_book` neither forgets nor fills */
         r = 0;
         goto done;
     }
     if ((PyObject *)Py_TYPE(book) != book_type)
         goto done;
-    PyObject *bb = SLOT(book, off_bb), *ba = SLOT(book, off_ba), *valid = SLOT(book, off_valid);
-    PyObject *inv = SLOT(book, off_inv);
+    /* strong references: the event's attributes read below may run code (a property of an event
+     * of another class) that sets the book's slots, dropping the values read here */
+    bb = Py_XNewRef(SLOT(book, off_bb));
+    ba = Py_XNewRef(SLOT(book, off_ba));
+    valid = Py_XNewRef(SLOT(book, off_valid));
+    inv = Py_XNewRef(SLOT(book, off_inv));
     if (bb == NULL || ba == NULL || (valid != Py_True && valid != Py_False) || inv == NULL ||
         !PyFloat_CheckExact(inv) || (bb != Py_None && !PyLong_CheckExact(bb)) || (ba != Py_None && !PyLong_CheckExact(ba)))
         goto done;
@@ -309,6 +314,10 @@ static int book_reaches_fast(PyObject *sim, PyObject *ev, PyObject *inst, PyObje
             r = PyObject_RichCompareBool(bb, sell, Py_GE);
     }
 done:
+    Py_XDECREF(bb);
+    Py_XDECREF(ba);
+    Py_XDECREF(valid);
+    Py_XDECREF(inv);
     Py_DECREF(book);
     return r;
 }
@@ -654,30 +663,34 @@ static void market_offsets(PyObject *market) {
  * method's, `method` (the market's bound `on_ticker`). 0, or -1 on an error. */
 static int on_ticker(PyObject *market, PyObject *method, PyObject *ev) {
     PyObject *venue = NULL, *inst = NULL, *index = NULL, *key = NULL;
+    PyObject *tickers = NULL, *rate_keys = NULL, *rates = NULL, *rate_key = NULL;
     if (market == Py_None || (PyObject *)Py_TYPE(market) != market_type || off_tickers < 0 || off_rate_key < 0 ||
         off_index < 0)
         goto call;
-    PyObject *tickers = SLOT(market, off_tickers), *rate_keys = SLOT(market, off_rate_key);
-    PyObject *rates = SLOT(market, off_index);
-    if (tickers == NULL || rate_keys == NULL || rates == NULL || !PyDict_CheckExact(tickers) ||
-        !PyDict_CheckExact(rate_keys) || !PyDict_CheckExact(rates))
-        goto call;
+    /* the event's attributes first: reading them may run code (a property of an event of another
+     * class) that sets the market's slots; the slots' values are then held by strong references
+     * (a key's hash or comparison below may run code too) */
     if ((venue = PyObject_GetAttr(ev, s_venue)) == NULL || (inst = PyObject_GetAttr(ev, s_instrument)) == NULL ||
         (index = PyObject_GetAttr(ev, s_index)) == NULL)
         goto error;
     if (index != Py_None && !PyFloat_CheckExact(index))
         goto call;
+    tickers = Py_XNewRef(SLOT(market, off_tickers));
+    rate_keys = Py_XNewRef(SLOT(market, off_rate_key));
+    rates = Py_XNewRef(SLOT(market, off_index));
+    if (tickers == NULL || rate_keys == NULL || rates == NULL || !PyDict_CheckExact(tickers) ||
+        !PyDict_CheckExact(rate_keys) || !PyDict_CheckExact(rates))
+        goto call;
     if ((key = PyTuple_Pack(2, venue, inst)) == NULL)
         goto error;
-    PyObject *rate_key = NULL;
     if (index != Py_None) {
-        rate_key = PyDict_GetItemWithError(rate_keys, key); /* borrowed */
+        rate_key = Py_XNewRef(PyDict_GetItemWithError(rate_keys, key));
         if (rate_key == NULL) {
             if (PyErr_Occurred())
                 goto error;
             goto call;
         }
-        PyObject *prev = PyDict_GetItemWithError(rates, rate_key); /* borrowed */
+        PyObject *prev = PyDict_GetItemWithError(rates, rate_key); /* borrowed: only its value read */
         if (prev == NULL) {
             if (PyErr_Occurred())
                 goto error;
@@ -686,7 +699,6 @@ static int on_ticker(PyObject *market, PyObject *method, PyObject *ev) {
         /* usable before (0 < prev < inf): no first rate now, whatever the new one */
         if (!PyFloat_CheckExact(prev) || !(PyFloat_AS_DOUBLE(prev) > 0 && PyFloat_AS_DOUBLE(prev) < INFINITY))
             goto call;
-        Py_INCREF(rate_key);
     }
     int r = PyDict_SetItem(tickers, key, ev);
     if (r == 0 && rate_key != NULL)
@@ -696,12 +708,19 @@ static int on_ticker(PyObject *market, PyObject *method, PyObject *ev) {
     Py_DECREF(inst);
     Py_DECREF(index);
     Py_DECREF(key);
+    Py_DECREF(tickers);
+    Py_DECREF(rate_keys);
+    Py_DECREF(rates);
     return r;
 call:
     Py_XDECREF(venue);
     Py_XDECREF(inst);
     Py_XDECREF(index);
     Py_XDECREF(key);
+    Py_XDECREF(tickers);
+    Py_XDECREF(rate_keys);
+    Py_XDECREF(rates);
+    Py_XDECREF(rate_key);
     {
         PyObject *r = PyObject_CallOneArg(method, ev);
         if (r == NULL)
@@ -714,6 +733,10 @@ error:
     Py_XDECREF(inst);
     Py_XDECREF(index);
     Py_XDECREF(key);
+    Py_XDECREF(tickers);
+    Py_XDECREF(rate_keys);
+    Py_XDECREF(rates);
+    Py_XDECREF(rate_key);
     return -1;
 }
 
@@ -1170,6 +1193,25 @@ out:
     return result;
 }
 
+/* Refuses (TypeError) an event whose class is not exactly `tradingd.engine.model.events.<name>`,
+ * the class the loop hands the C path (the exported helpers take any object): 0, or -1. */
+static int exact_event(PyObject *ev, const char *name) {
+    PyObject *mod = PyImport_ImportModule("tradingd.engine.model.events");
+    if (mod == NULL)
+        return -1;
+    PyObject *cls = PyObject_GetAttrString(mod, name);
+    Py_DECREF(mod);
+    if (cls == NULL)
+        return -1;
+    int same = (PyObject *)Py_TYPE(ev) == cls;
+    Py_DECREF(cls);
+    if (!same) {
+        PyErr_Format(PyExc_TypeError, "_kernel: a %s is expected, not '%.200s'", name, Py_TYPE(ev)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
 /* `book_reaches(sim, ev, order_book)`: the loop's check of the book update `ev` for an instrument
  * in `sim.reach` (what `venue_side` decides), for the tests that hold it to the method's. */
 static PyObject *book_reaches_py(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
@@ -1177,6 +1219,8 @@ static PyObject *book_reaches_py(PyObject *Py_UNUSED(module), PyObject *const *a
         PyErr_SetString(PyExc_TypeError, "book_reaches(sim, ev, order_book)");
         return NULL;
     }
+    if (exact_event(args[1], "BookUpdate") < 0)
+        return NULL;
     book_offsets(args[2]);
     PyObject *inst = PyObject_GetAttr(args[1], s_instrument);
     if (inst == NULL)
@@ -1200,6 +1244,8 @@ static PyObject *on_ticker_py(PyObject *Py_UNUSED(module), PyObject *const *args
         PyErr_SetString(PyExc_TypeError, "on_ticker(market, method, ticker)");
         return NULL;
     }
+    if (exact_event(args[2], "Ticker") < 0)
+        return NULL;
     market_offsets(args[0]);
     if (on_ticker(args[0], args[1], args[2]) < 0)
         return NULL;

@@ -251,3 +251,22 @@ def test_a_sell_is_reached_by_a_bid_at_its_price() -> None:
         assert sim.book_reaches(u) is reaches
         if _kernel is not None:
             assert _kernel.book_reaches(sim, u, OrderBook) is reaches
+
+
+@pytest.mark.skipif(_kernel is None, reason="the compiled loop is not built")
+def test_the_book_helper_refuses_an_event_of_another_class() -> None:
+    """`_kernel.book_reaches` takes any object; its C path reads the book's slots around the
+    event's attribute reads, which on another class may run code (a property) that replaces them:
+    the loop hands it exact `BookUpdate`s only, and so must the helper."""
+    books = _books()
+    sim = SimulatedVenue("deribit", registry(), DeribitFees(), books.get, index=lambda _: 100_000.0)
+    sim.submit(Order(request("buy", "0.4", "0.0490", cid="b"), now_ns=0), 0)
+
+    class Duck:
+        instrument = OPTION.symbol
+        snapshot = False
+        bids: tuple[Any, ...] = ()
+        asks: tuple[Any, ...] = ()
+
+    with pytest.raises(TypeError, match="a BookUpdate is expected"):
+        _kernel.book_reaches(sim, Duck(), OrderBook)
