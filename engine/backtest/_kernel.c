@@ -153,29 +153,50 @@ static int get_truthy(PyObject *mapping, PyObject *key) {
     return r;
 }
 
+/* The type's version tag, which changes whenever an attribute of it or of a base is set or
+ * deleted; 0 when it has none valid (then the offsets are read again each time they are used). */
+static unsigned int type_tag(PyObject *type) {
+#ifdef Py_TPFLAGS_VALID_VERSION_TAG
+    if (!PyType_HasFeature((PyTypeObject *)type, Py_TPFLAGS_VALID_VERSION_TAG))
+        return 0;
+#endif
+    return ((PyTypeObject *)type)->tp_version_tag;
+}
+
+/* Whether the offsets cached for `type` as `cached`, at version `tag`, still hold. */
+#define FRESH(type, cached, tag) ((type) == (cached) && (tag) != 0 && type_tag(type) == (tag))
+
 /* The slots of `OrderBook` the book check reads (`_bb`, `_ba`, `valid`, `_inv`): their offsets in
- * the type `book_type` (set by `book_offsets`, once per loop call); -1 where not a plain slot. */
+ * the type `book_type` (set by `book_offsets`, read again when the type's version tag changed: a
+ * class attribute replaced, e.g. a property set over a slot's name); -1 where not a plain slot. */
 static PyObject *book_type = NULL;
+static unsigned int book_tag = 0;
 static Py_ssize_t off_bb = -1, off_ba = -1, off_valid = -1, off_inv = -1;
 
+/* The offset of the member `name` in instances of `type`: a writable object slot, the descriptor
+ * found being a member descriptor of `type` or of a base (not one of another class set on it). */
 static Py_ssize_t slot_offset(PyObject *type, PyObject *name) {
     PyObject *desc = _PyType_Lookup((PyTypeObject *)type, name); /* borrowed */
-    if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type))
+    if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type) ||
+        !PyType_IsSubtype((PyTypeObject *)type, PyDescr_TYPE(desc)))
         return -1;
     PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
     return m->type == T_OBJECT_EX && !(m->flags & READONLY) ? m->offset : -1;
 }
 
 static void book_offsets(PyObject *type) {
-    if (type == book_type)
+    if (FRESH(type, book_type, book_tag))
         return;
     Py_XSETREF(book_type, PyType_Check(type) ? Py_NewRef(type) : NULL);
+    off_bb = off_ba = off_valid = off_inv = -1;
+    book_tag = 0;
     if (book_type == NULL)
         return;
     off_bb = slot_offset(type, s_bb);
     off_ba = slot_offset(type, s_ba);
     off_valid = slot_offset(type, s_valid);
     off_inv = slot_offset(type, s_inv);
+    book_tag = type_tag(type); /* after the lookups, which give the type a tag */
 }
 
 /* A slot of `obj` at offset `off` (from `slot_offset` of its exact type), borrowed; NULL when unset. */
@@ -227,7 +248,10 @@ static int touches(PyObject *levels, long side, double inv, const UsedKey *keys,
  * 3-tuple): 1, 0, -1 on an error, or -2 when something is not in the shape read here (no
  * exception set: the method decides). */
 static int book_reaches_fast(PyObject *sim, PyObject *ev, PyObject *inst, PyObject *entry) {
-    if (book_type == NULL || off_bb < 0 || off_ba < 0 || off_valid < 0 || off_inv < 0)
+    if (book_type == NULL)
+        return -2;
+    book_offsets(book_type);
+    if (off_bb < 0 || off_ba < 0 || off_valid < 0 || off_inv < 0)
         return -2;
     PyObject *buy = PyTuple_GET_ITEM(entry, 0), *sell = PyTuple_GET_ITEM(entry, 1), *used = PyTuple_GET_ITEM(entry, 2);
     if ((buy != Py_None && !PyLong_CheckExact(buy)) || (sell != Py_None && !PyLong_CheckExact(sell)) ||
@@ -270,6 +294,9 @@ static int book_reaches_fast(PyObject *sim, PyObject *ev, PyObject *inst, PyObje
         goto done;
     }
     if ((PyObject *)Py_TYPE(book) != book_type)
+        goto done;
+    book_offsets(book_type); /* `sim.books(inst)` may have changed the class */
+    if (off_bb < 0 || off_ba < 0 || off_valid < 0 || off_inv < 0)
         goto done;
     /* strong references: the event's attributes read below may run code (a property of an event
      * of another class) that sets the book's slots, dropping the values read here */
@@ -452,25 +479,29 @@ static int handle(PyObject *handler, PyObject *slot, PyObject *exc) {
 }
 
 /* The strategy slots' attributes the delivery reads and writes (`_Slot`, kernel.py: `__slots__`
- * members), by their offsets in the exact type `slot_type` (set by `slot_offsets`, once per loop
- * call); another type, an unset member or a name not a member goes through the attribute protocol. */
+ * members), by their offsets in the exact type `slot_type` (set by `slot_offsets`, read again
+ * when the type's version tag changed); another type, an unset member or a name not a member
+ * goes through the attribute protocol. */
 static PyObject *slot_type = NULL;
+static unsigned int slot_tag = 0;
 enum { SL_RECEIVED, SL_CORO, SL_PHASE, SL_FAILURE, SL_STRATEGY, SL_WAITING, SL_MAILBOX, SL_COUNT };
 static Py_ssize_t slot_offs[SL_COUNT];
 static PyObject **slot_names[SL_COUNT] = {&s_received, &s_coro,     &s_phase,  &s_failure,
                                           &s_strategy, &s_waiting, &s_mailbox};
 
 static void slot_offsets(PyObject *type) {
-    if (type == slot_type)
+    if (FRESH(type, slot_type, slot_tag))
         return;
     Py_XSETREF(slot_type, PyType_Check(type) ? Py_NewRef(type) : NULL);
     for (int i = 0; i < SL_COUNT; i++)
         slot_offs[i] = slot_type == NULL ? -1 : slot_offset(slot_type, *slot_names[i]);
+    slot_tag = slot_type == NULL ? 0 : type_tag(slot_type);
 }
 
 static Py_ssize_t slot_off(PyObject *slot, PyObject *name) {
     if ((PyObject *)Py_TYPE(slot) != slot_type)
         return -1;
+    slot_offsets(slot_type); /* a strategy's code may have changed the class meanwhile */
     for (int i = 0; i < SL_COUNT; i++)
         if (*slot_names[i] == name)
             return slot_offs[i];
@@ -640,20 +671,25 @@ done:
 }
 
 /* The slots of `MarketState` the ticker path reads (`tickers`, `_rate_key`, `index`): their
- * offsets in `market_type` (set by `market_offsets`, once per loop call); -1 where not a slot. */
+ * offsets in `market_type` (set by `market_offsets`, read again when the type's version tag
+ * changed); -1 where not a slot. */
 static PyObject *market_type = NULL;
+static unsigned int market_tag = 0;
 static Py_ssize_t off_tickers = -1, off_rate_key = -1, off_index = -1;
 
 static void market_offsets(PyObject *market) {
     PyObject *type = market == Py_None ? NULL : (PyObject *)Py_TYPE(market);
-    if (type == market_type)
+    if (type == NULL ? market_type == NULL : FRESH(type, market_type, market_tag))
         return;
     Py_XSETREF(market_type, Py_XNewRef(type));
+    off_tickers = off_rate_key = off_index = -1;
+    market_tag = 0;
     if (type == NULL)
         return;
     off_tickers = slot_offset(type, s_tickers);
     off_rate_key = slot_offset(type, s_rate_key);
     off_index = slot_offset(type, s_index);
+    market_tag = type_tag(type);
 }
 
 /* `market.on_ticker(ev)` (market.py) where its outcome is plain: the ticker kept, and the index
@@ -664,8 +700,10 @@ static void market_offsets(PyObject *market) {
 static int on_ticker(PyObject *market, PyObject *method, PyObject *ev) {
     PyObject *venue = NULL, *inst = NULL, *index = NULL, *key = NULL;
     PyObject *tickers = NULL, *rate_keys = NULL, *rates = NULL, *rate_key = NULL;
-    if (market == Py_None || (PyObject *)Py_TYPE(market) != market_type || off_tickers < 0 || off_rate_key < 0 ||
-        off_index < 0)
+    if (market == Py_None || (PyObject *)Py_TYPE(market) != market_type)
+        goto call;
+    market_offsets(market); /* the class may have changed since the offsets were read */
+    if (off_tickers < 0 || off_rate_key < 0 || off_index < 0)
         goto call;
     /* the event's attributes first: reading them may run code (a property of an event of another
      * class) that sets the market's slots; the slots' values are then held by strong references

@@ -270,3 +270,49 @@ def test_the_book_helper_refuses_an_event_of_another_class() -> None:
 
     with pytest.raises(TypeError, match="a BookUpdate is expected"):
         _kernel.book_reaches(sim, Duck(), OrderBook)
+
+
+_FOREIGN = """
+from decimal import Decimal
+from tests.backtest.test_simvenue_reach import _books, _kernel
+from tests.support.helpers import book, registry, request
+from tradingd.connectors.deribit.fees import DeribitFees
+from tradingd.engine import OrderBook
+from tradingd.engine.model import Order, SimulatedVenue
+
+class Other:
+    __slots__ = tuple(f"m{i}" for i in range(64))
+
+books = _books()
+sim = SimulatedVenue("deribit", registry(), DeribitFees(), books.get, index=lambda _: 100_000.0)
+sim.submit(Order(request("buy", "0.4", "0.0490", cid="b"), now_ns=0), 0)
+u = book(asks=((0.0505, 1.0),))
+print(_kernel.book_reaches(sim, u, OrderBook))
+for name in ("_ba", "_bb", "valid", "_inv"):  # members of another class: no offsets of a book's
+    setattr(OrderBook, name, Other.__dict__[f"m{55 + len(name)}"])
+try:
+    print(sim.book_reaches(u))
+except TypeError as exc:
+    print("method", "doesn't apply" in str(exc))
+try:
+    print(_kernel.book_reaches(sim, u, OrderBook))
+except TypeError as exc:
+    print("method", "doesn't apply" in str(exc))
+"""
+
+
+@pytest.mark.skipif(_kernel is None, reason="the compiled loop is not built")
+def test_the_book_check_reads_no_member_of_another_class() -> None:
+    """A member descriptor set on `OrderBook` from another class (its offset not one of a book's)
+    is not read by offset: the check is the method's, which refuses it as Python does. In a child:
+    read by offset, it is memory past the book's."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", _FOREIGN], cwd=root, capture_output=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stdout.decode().splitlines() == ["False", "method True", "method True"]
