@@ -93,6 +93,8 @@ _submit = st.tuples(
     st.one_of(st.none(), _ticks),  # None: a market order
     _size,
     st.sampled_from(["gtc", "gtc", "gtc", "gtc", "gtd", "ioc", "fok", "post"]),
+    # Self-trading (`submit(own=...)`): none, with any resting order, with every other one placed.
+    st.sampled_from([None, None, "all", "even"]),
 )
 _level = st.tuples(_ticks, st.sampled_from([0.0, 0.0, 0.5, 1.0, 2.5]))
 _update = st.tuples(
@@ -116,6 +118,13 @@ _op = st.one_of(
 )
 
 
+_OWN: dict[str | None, Callable[[Order], bool] | None] = {
+    None: None,
+    "all": lambda o: True,
+    "even": lambda o: int(o.request.client_order_id[1:]) % 2 == 0,
+}
+
+
 def _run(ops: list[tuple[Any, ...]], queue_ahead: bool, check: Callable[[SimulatedVenue, Any], None]) -> None:
     books: dict[str, OrderBook] = _books()
     sim = SimulatedVenue(
@@ -127,7 +136,7 @@ def _run(ops: list[tuple[Any, ...]], queue_ahead: bool, check: Callable[[Simulat
         now += 1_000
         kind = op[0]
         if kind == "submit":
-            _, inst, side, ticks, size, tif = op
+            _, inst, side, ticks, size, tif, own = op
             kw: dict[str, Any] = {}
             if tif == "gtd":
                 kw = {"time_in_force": "gtd", "expire_at_ns": now + 3_000}
@@ -144,7 +153,7 @@ def _run(ops: list[tuple[Any, ...]], queue_ahead: bool, check: Callable[[Simulat
                 price = str(Decimal(ticks) * Decimal("0.0001"))
             o = Order(request(side, size, price, instrument=inst, cid=f"c{n}", **kw), now_ns=now)
             placed.append(o)
-            sim.submit(o, now)
+            sim.submit(o, now, own=_OWN[own])
         elif kind == "book":
             _, bids, asks, how = op
             inst = PERP.symbol if how == "perp" else OPTION.symbol
