@@ -153,29 +153,50 @@ static int get_truthy(PyObject *mapping, PyObject *key) {
     return r;
 }
 
+/* The type's version tag, which changes whenever an attribute of it or of a base is set or
+ * deleted; 0 when it has none valid (then the offsets are read again each time they are used). */
+static unsigned int type_tag(PyObject *type) {
+#ifdef Py_TPFLAGS_VALID_VERSION_TAG
+    if (!PyType_HasFeature((PyTypeObject *)type, Py_TPFLAGS_VALID_VERSION_TAG))
+        return 0;
+#endif
+    return ((PyTypeObject *)type)->tp_version_tag;
+}
+
+/* Whether the offsets cached for `type` as `cached`, at version `tag`, still hold. */
+#define FRESH(type, cached, tag) ((type) == (cached) && (tag) != 0 && type_tag(type) == (tag))
+
 /* The slots of `OrderBook` the book check reads (`_bb`, `_ba`, `valid`, `_inv`): their offsets in
- * the type `book_type` (set by `book_offsets`, once per loop call); -1 where not a plain slot. */
+ * the type `book_type` (set by `book_offsets`, read again when the type's version tag changed: a
+ * class attribute replaced, e.g. a property set over a slot's name); -1 where not a plain slot. */
 static PyObject *book_type = NULL;
+static unsigned int book_tag = 0;
 static Py_ssize_t off_bb = -1, off_ba = -1, off_valid = -1, off_inv = -1;
 
+/* The offset of the member `name` in instances of `type`: a writable object slot, the descriptor
+ * found being a member descriptor of `type` or of a base (not one of another class set on it). */
 static Py_ssize_t slot_offset(PyObject *type, PyObject *name) {
     PyObject *desc = _PyType_Lookup((PyTypeObject *)type, name); /* borrowed */
-    if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type))
+    if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type) ||
+        !PyType_IsSubtype((PyTypeObject *)type, PyDescr_TYPE(desc)))
         return -1;
     PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
     return m->type == T_OBJECT_EX && !(m->flags & READONLY) ? m->offset : -1;
 }
 
 static void book_offsets(PyObject *type) {
-    if (type == book_type)
+    if (FRESH(type, book_type, book_tag))
         return;
     Py_XSETREF(book_type, PyType_Check(type) ? Py_NewRef(type) : NULL);
+    off_bb = off_ba = off_valid = off_inv = -1;
+    book_tag = 0;
     if (book_type == NULL)
         return;
     off_bb = slot_offset(type, s_bb);
     off_ba = slot_offset(type, s_ba);
     off_valid = slot_offset(type, s_valid);
     off_inv = slot_offset(type, s_inv);
+    book_tag = type_tag(type); /* after the lookups, which give the type a tag */
 }
 
 /* A slot of `obj` at offset `off` (from `slot_offset` of its exact type), borrowed; NULL when unset. */
@@ -227,7 +248,10 @@ static int touches(PyObject *levels, long side, double inv, const UsedKey *keys,
  * 3-tuple): 1, 0, -1 on an error, or -2 when something is not in the shape read here (no
  * exception set: the method decides). */
 static int book_reaches_fast(PyObject *sim, PyObject *ev, PyObject *inst, PyObject *entry) {
-    if (book_type == NULL || off_bb < 0 || off_ba < 0 || off_valid < 0 || off_inv < 0)
+    if (book_type == NULL)
+        return -2;
+    book_offsets(book_type);
+    if (off_bb < 0 || off_ba < 0 || off_valid < 0 || off_inv < 0)
         return -2;
     PyObject *buy = PyTuple_GET_ITEM(entry, 0), *sell = PyTuple_GET_ITEM(entry, 1), *used = PyTuple_GET_ITEM(entry, 2);
     if ((buy != Py_None && !PyLong_CheckExact(buy)) || (sell != Py_None && !PyLong_CheckExact(sell)) ||
@@ -264,14 +288,22 @@ static int book_reaches_fast(PyObject *sim, PyObject *ev, PyObject *inst, PyObje
     if (book == NULL)
         return -1;
     int r = -2;
+    PyObject *bb = NULL, *ba = NULL, *valid = NULL, *inv = NULL;
     if (book == Py_None) { /* no book: `on_book` neither forgets nor fills */
         r = 0;
         goto done;
     }
     if ((PyObject *)Py_TYPE(book) != book_type)
         goto done;
-    PyObject *bb = SLOT(book, off_bb), *ba = SLOT(book, off_ba), *valid = SLOT(book, off_valid);
-    PyObject *inv = SLOT(book, off_inv);
+    book_offsets(book_type); /* `sim.books(inst)` may have changed the class */
+    if (off_bb < 0 || off_ba < 0 || off_valid < 0 || off_inv < 0)
+        goto done;
+    /* strong references: the event's attributes read below may run code (a property of an event
+     * of another class) that sets the book's slots, dropping the values read here */
+    bb = Py_XNewRef(SLOT(book, off_bb));
+    ba = Py_XNewRef(SLOT(book, off_ba));
+    valid = Py_XNewRef(SLOT(book, off_valid));
+    inv = Py_XNewRef(SLOT(book, off_inv));
     if (bb == NULL || ba == NULL || (valid != Py_True && valid != Py_False) || inv == NULL ||
         !PyFloat_CheckExact(inv) || (bb != Py_None && !PyLong_CheckExact(bb)) || (ba != Py_None && !PyLong_CheckExact(ba)))
         goto done;
@@ -309,6 +341,10 @@ static int book_reaches_fast(PyObject *sim, PyObject *ev, PyObject *inst, PyObje
             r = PyObject_RichCompareBool(bb, sell, Py_GE);
     }
 done:
+    Py_XDECREF(bb);
+    Py_XDECREF(ba);
+    Py_XDECREF(valid);
+    Py_XDECREF(inv);
     Py_DECREF(book);
     return r;
 }
@@ -443,25 +479,29 @@ static int handle(PyObject *handler, PyObject *slot, PyObject *exc) {
 }
 
 /* The strategy slots' attributes the delivery reads and writes (`_Slot`, kernel.py: `__slots__`
- * members), by their offsets in the exact type `slot_type` (set by `slot_offsets`, once per loop
- * call); another type, an unset member or a name not a member goes through the attribute protocol. */
+ * members), by their offsets in the exact type `slot_type` (set by `slot_offsets`, read again
+ * when the type's version tag changed); another type, an unset member or a name not a member
+ * goes through the attribute protocol. */
 static PyObject *slot_type = NULL;
+static unsigned int slot_tag = 0;
 enum { SL_RECEIVED, SL_CORO, SL_PHASE, SL_FAILURE, SL_STRATEGY, SL_WAITING, SL_MAILBOX, SL_COUNT };
 static Py_ssize_t slot_offs[SL_COUNT];
 static PyObject **slot_names[SL_COUNT] = {&s_received, &s_coro,     &s_phase,  &s_failure,
                                           &s_strategy, &s_waiting, &s_mailbox};
 
 static void slot_offsets(PyObject *type) {
-    if (type == slot_type)
+    if (FRESH(type, slot_type, slot_tag))
         return;
     Py_XSETREF(slot_type, PyType_Check(type) ? Py_NewRef(type) : NULL);
     for (int i = 0; i < SL_COUNT; i++)
         slot_offs[i] = slot_type == NULL ? -1 : slot_offset(slot_type, *slot_names[i]);
+    slot_tag = slot_type == NULL ? 0 : type_tag(slot_type);
 }
 
 static Py_ssize_t slot_off(PyObject *slot, PyObject *name) {
     if ((PyObject *)Py_TYPE(slot) != slot_type)
         return -1;
+    slot_offsets(slot_type); /* a strategy's code may have changed the class meanwhile */
     for (int i = 0; i < SL_COUNT; i++)
         if (*slot_names[i] == name)
             return slot_offs[i];
@@ -631,20 +671,25 @@ done:
 }
 
 /* The slots of `MarketState` the ticker path reads (`tickers`, `_rate_key`, `index`): their
- * offsets in `market_type` (set by `market_offsets`, once per loop call); -1 where not a slot. */
+ * offsets in `market_type` (set by `market_offsets`, read again when the type's version tag
+ * changed); -1 where not a slot. */
 static PyObject *market_type = NULL;
+static unsigned int market_tag = 0;
 static Py_ssize_t off_tickers = -1, off_rate_key = -1, off_index = -1;
 
 static void market_offsets(PyObject *market) {
     PyObject *type = market == Py_None ? NULL : (PyObject *)Py_TYPE(market);
-    if (type == market_type)
+    if (type == NULL ? market_type == NULL : FRESH(type, market_type, market_tag))
         return;
     Py_XSETREF(market_type, Py_XNewRef(type));
+    off_tickers = off_rate_key = off_index = -1;
+    market_tag = 0;
     if (type == NULL)
         return;
     off_tickers = slot_offset(type, s_tickers);
     off_rate_key = slot_offset(type, s_rate_key);
     off_index = slot_offset(type, s_index);
+    market_tag = type_tag(type);
 }
 
 /* `market.on_ticker(ev)` (market.py) where its outcome is plain: the ticker kept, and the index
@@ -654,30 +699,36 @@ static void market_offsets(PyObject *market) {
  * method's, `method` (the market's bound `on_ticker`). 0, or -1 on an error. */
 static int on_ticker(PyObject *market, PyObject *method, PyObject *ev) {
     PyObject *venue = NULL, *inst = NULL, *index = NULL, *key = NULL;
-    if (market == Py_None || (PyObject *)Py_TYPE(market) != market_type || off_tickers < 0 || off_rate_key < 0 ||
-        off_index < 0)
+    PyObject *tickers = NULL, *rate_keys = NULL, *rates = NULL, *rate_key = NULL;
+    if (market == Py_None || (PyObject *)Py_TYPE(market) != market_type)
         goto call;
-    PyObject *tickers = SLOT(market, off_tickers), *rate_keys = SLOT(market, off_rate_key);
-    PyObject *rates = SLOT(market, off_index);
-    if (tickers == NULL || rate_keys == NULL || rates == NULL || !PyDict_CheckExact(tickers) ||
-        !PyDict_CheckExact(rate_keys) || !PyDict_CheckExact(rates))
+    market_offsets(market); /* the class may have changed since the offsets were read */
+    if (off_tickers < 0 || off_rate_key < 0 || off_index < 0)
         goto call;
+    /* the event's attributes first: reading them may run code (a property of an event of another
+     * class) that sets the market's slots; the slots' values are then held by strong references
+     * (a key's hash or comparison below may run code too) */
     if ((venue = PyObject_GetAttr(ev, s_venue)) == NULL || (inst = PyObject_GetAttr(ev, s_instrument)) == NULL ||
         (index = PyObject_GetAttr(ev, s_index)) == NULL)
         goto error;
     if (index != Py_None && !PyFloat_CheckExact(index))
         goto call;
+    tickers = Py_XNewRef(SLOT(market, off_tickers));
+    rate_keys = Py_XNewRef(SLOT(market, off_rate_key));
+    rates = Py_XNewRef(SLOT(market, off_index));
+    if (tickers == NULL || rate_keys == NULL || rates == NULL || !PyDict_CheckExact(tickers) ||
+        !PyDict_CheckExact(rate_keys) || !PyDict_CheckExact(rates))
+        goto call;
     if ((key = PyTuple_Pack(2, venue, inst)) == NULL)
         goto error;
-    PyObject *rate_key = NULL;
     if (index != Py_None) {
-        rate_key = PyDict_GetItemWithError(rate_keys, key); /* borrowed */
+        rate_key = Py_XNewRef(PyDict_GetItemWithError(rate_keys, key));
         if (rate_key == NULL) {
             if (PyErr_Occurred())
                 goto error;
             goto call;
         }
-        PyObject *prev = PyDict_GetItemWithError(rates, rate_key); /* borrowed */
+        PyObject *prev = PyDict_GetItemWithError(rates, rate_key); /* borrowed: only its value read */
         if (prev == NULL) {
             if (PyErr_Occurred())
                 goto error;
@@ -686,7 +737,6 @@ static int on_ticker(PyObject *market, PyObject *method, PyObject *ev) {
         /* usable before (0 < prev < inf): no first rate now, whatever the new one */
         if (!PyFloat_CheckExact(prev) || !(PyFloat_AS_DOUBLE(prev) > 0 && PyFloat_AS_DOUBLE(prev) < INFINITY))
             goto call;
-        Py_INCREF(rate_key);
     }
     int r = PyDict_SetItem(tickers, key, ev);
     if (r == 0 && rate_key != NULL)
@@ -696,12 +746,19 @@ static int on_ticker(PyObject *market, PyObject *method, PyObject *ev) {
     Py_DECREF(inst);
     Py_DECREF(index);
     Py_DECREF(key);
+    Py_DECREF(tickers);
+    Py_DECREF(rate_keys);
+    Py_DECREF(rates);
     return r;
 call:
     Py_XDECREF(venue);
     Py_XDECREF(inst);
     Py_XDECREF(index);
     Py_XDECREF(key);
+    Py_XDECREF(tickers);
+    Py_XDECREF(rate_keys);
+    Py_XDECREF(rates);
+    Py_XDECREF(rate_key);
     {
         PyObject *r = PyObject_CallOneArg(method, ev);
         if (r == NULL)
@@ -714,6 +771,10 @@ error:
     Py_XDECREF(inst);
     Py_XDECREF(index);
     Py_XDECREF(key);
+    Py_XDECREF(tickers);
+    Py_XDECREF(rate_keys);
+    Py_XDECREF(rates);
+    Py_XDECREF(rate_key);
     return -1;
 }
 
@@ -1170,6 +1231,25 @@ out:
     return result;
 }
 
+/* Refuses (TypeError) an event whose class is not exactly `tradingd.engine.model.events.<name>`,
+ * the class the loop hands the C path (the exported helpers take any object): 0, or -1. */
+static int exact_event(PyObject *ev, const char *name) {
+    PyObject *mod = PyImport_ImportModule("tradingd.engine.model.events");
+    if (mod == NULL)
+        return -1;
+    PyObject *cls = PyObject_GetAttrString(mod, name);
+    Py_DECREF(mod);
+    if (cls == NULL)
+        return -1;
+    int same = (PyObject *)Py_TYPE(ev) == cls;
+    Py_DECREF(cls);
+    if (!same) {
+        PyErr_Format(PyExc_TypeError, "_kernel: a %s is expected, not '%.200s'", name, Py_TYPE(ev)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
 /* `book_reaches(sim, ev, order_book)`: the loop's check of the book update `ev` for an instrument
  * in `sim.reach` (what `venue_side` decides), for the tests that hold it to the method's. */
 static PyObject *book_reaches_py(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
@@ -1177,6 +1257,8 @@ static PyObject *book_reaches_py(PyObject *Py_UNUSED(module), PyObject *const *a
         PyErr_SetString(PyExc_TypeError, "book_reaches(sim, ev, order_book)");
         return NULL;
     }
+    if (exact_event(args[1], "BookUpdate") < 0)
+        return NULL;
     book_offsets(args[2]);
     PyObject *inst = PyObject_GetAttr(args[1], s_instrument);
     if (inst == NULL)
@@ -1200,6 +1282,8 @@ static PyObject *on_ticker_py(PyObject *Py_UNUSED(module), PyObject *const *args
         PyErr_SetString(PyExc_TypeError, "on_ticker(market, method, ticker)");
         return NULL;
     }
+    if (exact_event(args[2], "Ticker") < 0)
+        return NULL;
     market_offsets(args[0]);
     if (on_ticker(args[0], args[1], args[2]) < 0)
         return NULL;

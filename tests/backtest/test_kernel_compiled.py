@@ -436,3 +436,60 @@ def test_the_compiled_loop_takes_the_readers_batches(tmp_path: Path) -> None:
     assert (frames_c, events_c) == (frames, events) and frames > 2500
     assert by_python >= frames  # a resume a line
     assert by_c < frames / 5, (by_c, frames)
+
+
+def patched(path: str, compiled: bool) -> dict[str, Any]:
+    """A run, then properties (counting their calls) set over slot names the compiled loop reads
+    by offset (`_Slot.received`, `MarketState.tickers`, `OrderBook._inv`), then a second run: the
+    second run's calls and outcome."""
+    from tradingd.engine.backtest.kernel import _Slot
+    from tradingd.engine.model.book import OrderBook
+    from tradingd.engine.model.market import MarketState
+
+    odd = ODD_SETS["plain"]
+    scenario(path, odd, compiled)  # the first run: the loop's offsets cached
+    calls: dict[str, int] = {}
+
+    def counting(cls: type, name: str) -> None:
+        member = cls.__dict__[name]
+        calls[name] = 0
+
+        def get(obj: Any) -> Any:
+            calls[name] += 1
+            return member.__get__(obj, cls)
+
+        def put(obj: Any, value: Any) -> None:
+            member.__set__(obj, value)
+
+        setattr(cls, name, property(get, put))
+
+    counting(_Slot, "received")
+    counting(MarketState, "tickers")
+    counting(OrderBook, "_inv")
+    out = scenario(path, odd, compiled)
+    return {"calls": calls, "report": out["report"], "slots": out["slots"], "market": out["market"]}
+
+
+def test_a_property_set_over_a_slot_name_after_a_loop_is_honoured(tmp_path: Path) -> None:
+    """The loop caches the member offsets of the classes it reads by offset; a class attribute
+    replaced afterwards (its version tag changed) must be read again, as Python reads it."""
+    path = _data(tmp_path / "d.rec", 600)
+    code = (
+        "import json, sys\n"
+        "from tests.backtest.test_kernel_compiled import patched\n"
+        "sys.stdout.write(json.dumps(patched(sys.argv[1], sys.argv[2] == '1')))\n"
+    )
+    outs = []
+    for compiled in ("0", "1"):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(path), compiled],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+        outs.append(json.loads(proc.stdout))
+    python, compiled_out = outs
+    assert python["calls"]["received"] > 0 and python["calls"]["tickers"] > 0
+    assert compiled_out == python

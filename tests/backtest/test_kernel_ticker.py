@@ -103,3 +103,39 @@ def test_the_common_case_is_done_in_c() -> None:
     assert m.index == {("deribit", "BTC"): 90_001.0}
     _kernel.on_ticker(None, method, ticker(PERP.symbol, 3, index=1.0))  # no market: the method
     assert len(called) == 2 and m.index == {("deribit", "BTC"): 1.0}
+
+
+_UAF = """
+from tradingd.engine.backtest import _kernel
+from tradingd.engine.model.instruments import InstrumentRegistry
+from tradingd.engine.model.market import MarketState
+m = MarketState(InstrumentRegistry())
+class Ev:
+    index = None
+    instrument = "i"
+    @property
+    def venue(self):
+        m.tickers = {}  # drops the dict the C path read from the market's slot
+        [dict() for _ in range(100)]
+        return "v"
+for _ in range(3):
+    m.tickers = {("x", str(i)): i for i in range(1000)}
+    try:
+        _kernel.on_ticker(m, m.on_ticker, Ev())
+    except TypeError as exc:
+        print("refused", exc)
+    else:
+        print("taken")
+"""
+
+
+def test_the_ticker_helper_refuses_an_event_of_another_class() -> None:
+    """`_kernel.on_ticker` takes any object; the C path reads the market's slots around the
+    event's attribute reads, which on another class may run code that replaces them (the loop
+    hands it exact `Ticker`s only). In a child: before the fix this crashed the interpreter."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _UAF], capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stdout.decode().splitlines() == ["refused _kernel: a Ticker is expected, not 'Ev'"] * 3

@@ -93,6 +93,8 @@ _submit = st.tuples(
     st.one_of(st.none(), _ticks),  # None: a market order
     _size,
     st.sampled_from(["gtc", "gtc", "gtc", "gtc", "gtd", "ioc", "fok", "post"]),
+    # Self-trading (`submit(own=...)`): none, with any resting order, with every other one placed.
+    st.sampled_from([None, None, "all", "even"]),
 )
 _level = st.tuples(_ticks, st.sampled_from([0.0, 0.0, 0.5, 1.0, 2.5]))
 _update = st.tuples(
@@ -116,6 +118,13 @@ _op = st.one_of(
 )
 
 
+_OWN: dict[str | None, Callable[[Order], bool] | None] = {
+    None: None,
+    "all": lambda o: True,
+    "even": lambda o: int(o.request.client_order_id[1:]) % 2 == 0,
+}
+
+
 def _run(ops: list[tuple[Any, ...]], queue_ahead: bool, check: Callable[[SimulatedVenue, Any], None]) -> None:
     books: dict[str, OrderBook] = _books()
     sim = SimulatedVenue(
@@ -127,7 +136,7 @@ def _run(ops: list[tuple[Any, ...]], queue_ahead: bool, check: Callable[[Simulat
         now += 1_000
         kind = op[0]
         if kind == "submit":
-            _, inst, side, ticks, size, tif = op
+            _, inst, side, ticks, size, tif, own = op
             kw: dict[str, Any] = {}
             if tif == "gtd":
                 kw = {"time_in_force": "gtd", "expire_at_ns": now + 3_000}
@@ -144,7 +153,7 @@ def _run(ops: list[tuple[Any, ...]], queue_ahead: bool, check: Callable[[Simulat
                 price = str(Decimal(ticks) * Decimal("0.0001"))
             o = Order(request(side, size, price, instrument=inst, cid=f"c{n}", **kw), now_ns=now)
             placed.append(o)
-            sim.submit(o, now)
+            sim.submit(o, now, own=_OWN[own])
         elif kind == "book":
             _, bids, asks, how = op
             inst = PERP.symbol if how == "perp" else OPTION.symbol
@@ -251,3 +260,68 @@ def test_a_sell_is_reached_by_a_bid_at_its_price() -> None:
         assert sim.book_reaches(u) is reaches
         if _kernel is not None:
             assert _kernel.book_reaches(sim, u, OrderBook) is reaches
+
+
+@pytest.mark.skipif(_kernel is None, reason="the compiled loop is not built")
+def test_the_book_helper_refuses_an_event_of_another_class() -> None:
+    """`_kernel.book_reaches` takes any object; its C path reads the book's slots around the
+    event's attribute reads, which on another class may run code (a property) that replaces them:
+    the loop hands it exact `BookUpdate`s only, and so must the helper."""
+    books = _books()
+    sim = SimulatedVenue("deribit", registry(), DeribitFees(), books.get, index=lambda _: 100_000.0)
+    sim.submit(Order(request("buy", "0.4", "0.0490", cid="b"), now_ns=0), 0)
+
+    class Duck:
+        instrument = OPTION.symbol
+        snapshot = False
+        bids: tuple[Any, ...] = ()
+        asks: tuple[Any, ...] = ()
+
+    with pytest.raises(TypeError, match="a BookUpdate is expected"):
+        _kernel.book_reaches(sim, Duck(), OrderBook)
+
+
+_FOREIGN = """
+from decimal import Decimal
+from tests.backtest.test_simvenue_reach import _books, _kernel
+from tests.support.helpers import book, registry, request
+from tradingd.connectors.deribit.fees import DeribitFees
+from tradingd.engine import OrderBook
+from tradingd.engine.model import Order, SimulatedVenue
+
+class Other:
+    __slots__ = tuple(f"m{i}" for i in range(64))
+
+books = _books()
+sim = SimulatedVenue("deribit", registry(), DeribitFees(), books.get, index=lambda _: 100_000.0)
+sim.submit(Order(request("buy", "0.4", "0.0490", cid="b"), now_ns=0), 0)
+u = book(asks=((0.0505, 1.0),))
+print(_kernel.book_reaches(sim, u, OrderBook))
+for name in ("_ba", "_bb", "valid", "_inv"):  # members of another class: no offsets of a book's
+    setattr(OrderBook, name, Other.__dict__[f"m{55 + len(name)}"])
+try:
+    print(sim.book_reaches(u))
+except TypeError as exc:
+    print("method", "doesn't apply" in str(exc))
+try:
+    print(_kernel.book_reaches(sim, u, OrderBook))
+except TypeError as exc:
+    print("method", "doesn't apply" in str(exc))
+"""
+
+
+@pytest.mark.skipif(_kernel is None, reason="the compiled loop is not built")
+def test_the_book_check_reads_no_member_of_another_class() -> None:
+    """A member descriptor set on `OrderBook` from another class (its offset not one of a book's)
+    is not read by offset: the check is the method's, which refuses it as Python does. In a child:
+    read by offset, it is memory past the book's."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", _FOREIGN], cwd=root, capture_output=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stdout.decode().splitlines() == ["False", "method True", "method True"]
