@@ -700,6 +700,7 @@ static void market_offsets(PyObject *market) {
 static int on_ticker(PyObject *market, PyObject *method, PyObject *ev) {
     PyObject *venue = NULL, *inst = NULL, *index = NULL, *key = NULL;
     PyObject *tickers = NULL, *rate_keys = NULL, *rates = NULL, *rate_key = NULL;
+    int r; /* 0: done here, 1: the method is called, -1: an error */
     if (market == Py_None || (PyObject *)Py_TYPE(market) != market_type)
         goto call;
     market_offsets(market); /* the class may have changed since the offsets were read */
@@ -738,35 +739,16 @@ static int on_ticker(PyObject *market, PyObject *method, PyObject *ev) {
         if (!PyFloat_CheckExact(prev) || !(PyFloat_AS_DOUBLE(prev) > 0 && PyFloat_AS_DOUBLE(prev) < INFINITY))
             goto call;
     }
-    int r = PyDict_SetItem(tickers, key, ev);
+    r = PyDict_SetItem(tickers, key, ev);
     if (r == 0 && rate_key != NULL)
         r = PyDict_SetItem(rates, rate_key, index);
-    Py_XDECREF(rate_key);
-    Py_DECREF(venue);
-    Py_DECREF(inst);
-    Py_DECREF(index);
-    Py_DECREF(key);
-    Py_DECREF(tickers);
-    Py_DECREF(rate_keys);
-    Py_DECREF(rates);
-    return r;
+    goto done;
 call:
-    Py_XDECREF(venue);
-    Py_XDECREF(inst);
-    Py_XDECREF(index);
-    Py_XDECREF(key);
-    Py_XDECREF(tickers);
-    Py_XDECREF(rate_keys);
-    Py_XDECREF(rates);
-    Py_XDECREF(rate_key);
-    {
-        PyObject *r = PyObject_CallOneArg(method, ev);
-        if (r == NULL)
-            return -1;
-        Py_DECREF(r);
-        return 0;
-    }
+    r = 1;
+    goto done;
 error:
+    r = -1;
+done:
     Py_XDECREF(venue);
     Py_XDECREF(inst);
     Py_XDECREF(index);
@@ -775,7 +757,13 @@ error:
     Py_XDECREF(rate_keys);
     Py_XDECREF(rates);
     Py_XDECREF(rate_key);
-    return -1;
+    if (r != 1)
+        return r;
+    PyObject *out = PyObject_CallOneArg(method, ev);
+    if (out == NULL)
+        return -1;
+    Py_DECREF(out);
+    return 0;
 }
 
 /* One event: the class dispatch, the route, the deliveries. `routed`, `fill_used` set. The events
