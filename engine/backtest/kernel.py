@@ -1078,13 +1078,7 @@ class BacktestKernel:
             self.flow.venue_rejected(order, exc, now_ns=self.now)
             self._resume(slot, None, exc)
             return
-        on_private = self.flow.on_private  # `_apply`, inline
-        for ev in events:
-            on_private(ev)
-        answer = order.snapshot(ts_local=self.now)
-        coro = slot.coro  # `_resume`, inline
-        assert coro is not None
-        self._drive(slot, coro, answer, None)
+        self._answer(slot, order, events)
 
     def _arrive_cancel(self, slot: _Slot, order: Order) -> None:
         sim = self.sims[order.request.venue]
@@ -1093,7 +1087,7 @@ class BacktestKernel:
         except OrderRejected as exc:
             self._at(self.now + self._resp, self._answer_cancel_refused, slot, order, exc)
             return
-        self._at(self.now + self._resp, self._answer_cancel, slot, order, events)
+        self._at(self.now + self._resp, self._answer, slot, order, events)
 
     def _arrive_edit(self, slot: _Slot, order: Order, price: Decimal | None, size: Decimal | None) -> None:
         sim = self.sims[order.request.venue]
@@ -1102,9 +1096,11 @@ class BacktestKernel:
         except OrderRejected as exc:
             self._at(self.now + self._resp, self._resume, slot, None, exc)
             return
-        self._at(self.now + self._resp, self._answer_cancel, slot, order, events)
+        self._at(self.now + self._resp, self._answer, slot, order, events)
 
-    def _answer_cancel(self, slot: _Slot, order: Order, events: list[PrivateEvent]) -> None:
+    def _answer(self, slot: _Slot, order: Order, events: list[PrivateEvent]) -> None:
+        """The venue's answer to an order, a cancel or an edit: its reports applied, then the
+        strategy resumed with the order as it stands."""
         on_private = self.flow.on_private  # `_apply`, inline
         for ev in events:
             on_private(ev)
