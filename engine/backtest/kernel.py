@@ -125,6 +125,8 @@ _REPORT_EVERY = 10_000
 _CHART_STEP_S = 10.0  # the charts' sampling step, at most (a divisor of equity_interval_s)
 _CHART_POINTS = 4096  # a series past this many points keeps every other one (bounded memory)
 _FILLS_KEPT = 20_000  # fills kept per strategy for the charts (all are counted)
+_REJECTED = OrderState.REJECTED
+_push = heapq.heappush  # a timer's push (`_at`, and where it is inline)
 _FINISHED: Any = object()  # `_deliver`: the strategy's step ended (nothing a coroutine awaits)
 # What the compiled loop (`_kernel.loop`) returns with: a frame it did not touch, a frame the
 # decoder found malformed, a frame done but for its tail (a sample, the checkpoint, an expiry due).
@@ -874,7 +876,7 @@ class BacktestKernel:
 
     def _at(self, when: int, fn: Callable[..., None], *args: Any) -> None:
         seq = self._seq = self._seq + 1
-        heapq.heappush(self._timers, (when, seq, fn, args))
+        _push(self._timers, (when, seq, fn, args))
 
     def _run_timers(self, until: float) -> None:
         timers = self._timers
@@ -1040,17 +1042,21 @@ class BacktestKernel:
 
     def _park(self, slot: _Slot, wait: _Wait) -> None:
         now = self.now
-        if wait.action == "sleep":
+        action = wait.action
+        # An order's and a cancel's arrival (one of each per order): `_at`, inline.
+        if action == "place":
+            seq = self._seq = self._seq + 1
+            _push(self._timers, (now + self._lat, seq, self._arrive_order, (slot, wait.arg)))
+        elif action == "cancel":
+            seq = self._seq = self._seq + 1
+            _push(self._timers, (now + self._lat, seq, self._arrive_cancel, (slot, wait.arg)))
+        elif action == "sleep":
             delay = max(0, int(float(wait.arg) * _NS))
             self._at(now + delay, self._resume, slot)
-        elif wait.action == "place":
-            self._at(now + self._lat, self._arrive_order, slot, wait.arg)
-        elif wait.action == "cancel":
-            self._at(now + self._lat, self._arrive_cancel, slot, wait.arg)
-        elif wait.action == "edit":
+        elif action == "edit":
             self._at(now + self._lat, self._arrive_edit, slot, *wait.arg)
         else:  # pragma: no cover - only the context creates _Wait objects
-            raise AssertionError(wait.action)
+            raise AssertionError(action)
 
     # -- the venue side ---------------------------------------------------------------------
     def _arrive_order(self, slot: _Slot, order: Order) -> None:
@@ -1059,14 +1065,16 @@ class BacktestKernel:
         ordered = slot.ordered
         ordered[key] = ordered.get(key, 0) + 1
         sim = self.sims[req.venue]
-        events = sim.submit(order, self.now)
+        now = self.now
+        events = sim.submit(order, now)
         if req.expire_at_ns is not None:
             self._at(req.expire_at_ns, self._expire_gtd, sim)
-        self._at(self.now + self._resp, self._answer_order, slot, order, events)
+        seq = self._seq = self._seq + 1  # `_at`, inline
+        _push(self._timers, (now + self._resp, seq, self._answer_order, (slot, order, events)))
 
     def _answer_order(self, slot: _Slot, order: Order, events: list[PrivateEvent]) -> None:
         first = events[0] if events else None
-        if isinstance(first, OrderUpdate) and first.status is OrderState.REJECTED:
+        if isinstance(first, OrderUpdate) and first.status is _REJECTED:
             exc = OrderRejected(
                 first.reason or "rejected",
                 venue=order.request.venue,
@@ -1082,12 +1090,14 @@ class BacktestKernel:
 
     def _arrive_cancel(self, slot: _Slot, order: Order) -> None:
         sim = self.sims[order.request.venue]
+        now = self.now
         try:
-            events = sim.cancel(order, self.now)
+            events = sim.cancel(order, now)
         except OrderRejected as exc:
-            self._at(self.now + self._resp, self._answer_cancel_refused, slot, order, exc)
+            self._at(now + self._resp, self._answer_cancel_refused, slot, order, exc)
             return
-        self._at(self.now + self._resp, self._answer, slot, order, events)
+        seq = self._seq = self._seq + 1  # `_at`, inline
+        _push(self._timers, (now + self._resp, seq, self._answer, (slot, order, events)))
 
     def _arrive_edit(self, slot: _Slot, order: Order, price: Decimal | None, size: Decimal | None) -> None:
         sim = self.sims[order.request.venue]
@@ -1101,9 +1111,12 @@ class BacktestKernel:
     def _answer(self, slot: _Slot, order: Order, events: list[PrivateEvent]) -> None:
         """The venue's answer to an order, a cancel or an edit: its reports applied, then the
         strategy resumed with the order as it stands."""
-        on_private = self.flow.on_private  # `_apply`, inline
+        flow = self.flow  # `_apply`, inline; an order report (most) to `on_update` at once
         for ev in events:
-            on_private(ev)
+            if ev.__class__ is OrderUpdate:  # `on_private`'s first test
+                flow.on_update(ev)
+            else:
+                flow.on_private(ev)
         answer = order.snapshot(ts_local=self.now)
         coro = slot.coro  # `_resume`, inline
         assert coro is not None

@@ -55,6 +55,9 @@ _FILLED = OrderState.FILLED
 _OPEN = OrderState.OPEN
 _PARTIALLY_FILLED = OrderState.PARTIALLY_FILLED
 _REJECTED = OrderState.REJECTED
+_MARKET = OrderType.MARKET
+_IOC, _FOK, _GTD = TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTD
+_MAKER, _TAKER = Liquidity.MAKER, Liquidity.TAKER
 
 
 _Reach = tuple[int | None, int | None, dict[tuple[int, int], float] | None]
@@ -258,17 +261,29 @@ class SimulatedVenue:
         """(side key, levels best first) of the side an order of `side` trades against; with a
         `limit` (ticks), only the levels an order limited there reaches (those at or below it for
         a buy, at or above it for a sell: the best ones), without sorting the whole side."""
+        # None reached (most orders: a bid that rests): told by the best level a plain book
+        # keeps (the min of its asks, the max of its bids: `OrderBook.set_best`), without
+        # scanning the side (hundreds of levels); another kind of book by its levels.
+        plain = type(book) is OrderBook
         if side is _BUY:
             if limit is None:
                 return 1, list(book.iter_asks())
             asks = book.asks
-            if not asks or min(asks) > limit:  # none reached (most orders: a bid that rests)
+            if plain:
+                best = book.best_ask_ticks
+                if best is None or best > limit:
+                    return 1, []
+            elif not asks or min(asks) > limit:
                 return 1, []
             return 1, [(t, asks[t]) for t in sorted([t for t in asks if t <= limit])]
         if limit is None:
             return 0, list(book.iter_bids())
         bids = book.bids
-        if not bids or max(bids) < limit:
+        if plain:
+            best = book.best_bid_ticks
+            if best is None or best < limit:
+                return 0, []
+        elif not bids or max(bids) < limit:
             return 0, []
         return 0, [(t, bids[t]) for t in sorted([t for t in bids if t >= limit], reverse=True)]
 
@@ -347,7 +362,7 @@ class SimulatedVenue:
             return [
                 self._report(None, order, order_id, _REJECTED, now, _ZERO, _ZERO, reason="post_only_reject")
             ]
-        if req.time_in_force is TimeInForce.FOK and total < req.size:
+        if req.time_in_force is _FOK and total < req.size:
             return [
                 self._report(None, order, order_id, _CANCELLED, now, _ZERO, _ZERO, reason="fok_not_filled")
             ]
@@ -358,7 +373,7 @@ class SimulatedVenue:
         for r, take in mine:  # one trade each: the resting order's fill, then the new order's
             trade_id = f"SIMT-{next(self._trade_ids)}"
             self._execute(inst, r, take, now, events, trade_id)
-            events.append(self._fill(inst, order, order_id, r.price, take, Liquidity.TAKER, now, trade_id))
+            events.append(self._fill(inst, order, order_id, r.price, take, _TAKER, now, trade_id))
             filled += take
             notional += take * r.price
         if mine:
@@ -366,7 +381,7 @@ class SimulatedVenue:
         for ticks, take in takeable:
             price = _d(book.price_of(ticks)) if book is not None else _ZERO
             self._consume(req.instrument, side_key, ticks, float(take))
-            events.append(self._fill(inst, order, order_id, price, take, Liquidity.TAKER, now))
+            events.append(self._fill(inst, order, order_id, price, take, _TAKER, now))
             filled += take
             notional += take * price
 
@@ -374,8 +389,9 @@ class SimulatedVenue:
             events.append(self._report(None, order, order_id, _FILLED, now, filled, notional))
             self._resum(req.instrument)
             return events
-        if req.type is OrderType.MARKET or req.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
-            reason = "no_liquidity" if req.type is OrderType.MARKET else "ioc_remainder"
+        tif = req.time_in_force
+        if req.type is _MARKET or tif is _IOC or tif is _FOK:
+            reason = "no_liquidity" if req.type is _MARKET else "ioc_remainder"
             events.append(self._report(None, order, order_id, _CANCELLED, now, filled, notional, reason))
             self._resum(req.instrument)
             return events
@@ -390,7 +406,7 @@ class SimulatedVenue:
             req.size,
             filled,
             notional,
-            expire_at_ns=req.expire_at_ns if req.time_in_force is TimeInForce.GTD else None,
+            expire_at_ns=req.expire_at_ns if tif is _GTD else None,
         )
         if self.queue_ahead and book is not None:
             same = book.bids if req.side is _BUY else book.asks
@@ -475,7 +491,7 @@ class SimulatedVenue:
                 self._consume(inst.symbol, side_key, ticks, float(take))
                 r.filled += take
                 r.notional += take * price
-                out.append(self._fill(inst, r.order, r.order_id, price, take, Liquidity.TAKER, now))
+                out.append(self._fill(inst, r.order, r.order_id, price, take, _TAKER, now))
 
     def expire(self, now: int, instrument: str | None = None) -> list[PrivateEvent]:
         """Expire GTD orders whose time has come, or every order on `instrument` (its expiry)."""
@@ -517,7 +533,7 @@ class SimulatedVenue:
     ) -> None:
         r.filled += size
         r.notional += size * r.price
-        out.append(self._fill(inst, r.order, r.order_id, r.price, size, Liquidity.MAKER, now, trade_id))
+        out.append(self._fill(inst, r.order, r.order_id, r.price, size, _MAKER, now, trade_id))
         done = r.filled >= r.size
         out.append(
             self._report(
@@ -539,6 +555,29 @@ class SimulatedVenue:
 
     def on_trade(self, trade: Trade, now: int) -> list[PrivateEvent]:
         """A public trade: fills resting orders on the other side at their price or better."""
+        instrument = trade.instrument
+        if not self.resting.get(instrument):
+            return []
+        # Most trades of an instrument with orders reach none: a trade fills only orders of
+        # the other side, at its price or better, and `reach` holds the best of each side (no
+        # entry where queues ahead change). Told here without the instrument's lookup;
+        # tests/backtest/test_simvenue_fast.py holds this to `_trade` (the general path).
+        entry = self.reach.get(instrument)
+        if entry is not None:
+            side = trade.side
+            best = entry[0] if side is _SELL else entry[1] if side is _BUY else None
+            if best is None:
+                return []
+            book = self.books(instrument)
+            if book is None:
+                return []
+            t_ticks = book.to_ticks(trade.price)
+            if (t_ticks > best) if side is _SELL else (t_ticks < best):
+                return []
+        return self._trade(trade, now)
+
+    def _trade(self, trade: Trade, now: int) -> list[PrivateEvent]:
+        """`on_trade`'s general path: every resting order of the instrument, in turn."""
         orders = self.resting.get(trade.instrument)
         if not orders:
             return []

@@ -1,0 +1,218 @@
+"""The simulated venue's fast paths, each held to its general path.
+
+- `on_trade`'s exit for a trade that reaches no resting order (told from `reach`, without the
+  instrument's lookup), against `_trade` (every resting order in turn);
+- `_opposite_levels`' test of the best level a plain `OrderBook` keeps, against the scan of the
+  side's levels that any other book gets.
+
+A random session (the ops of tests/backtest/test_simvenue_reach.py: orders of every kind, edits,
+cancels, expiries, book updates and trades) drives two venues side by side, one of them on the
+general paths: every call must answer the same, and leave the same state."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.backtest.test_simvenue_reach import _OWN, _TICK, _books, _price, _summary
+from tests.backtest.test_simvenue_reach import _op as _OP
+from tests.support.helpers import OPTION, PERP, book, registry, request, trade
+from tradingd.connectors.deribit.fees import DeribitFees
+from tradingd.engine import OrderBook, OrderRejected
+from tradingd.engine.model import Order, SimulatedVenue
+from tradingd.engine.model.events import PrivateEvent, Side, Trade
+
+
+class _General(SimulatedVenue):
+    """The venue on its general paths: every trade through `_trade`, and the levels an order
+    reaches told by scanning the side, whatever the book."""
+
+    def on_trade(self, trade: Trade, now: int) -> list[PrivateEvent]:
+        return self._trade(trade, now)
+
+    def _opposite_levels(
+        self, book: OrderBook, side: Side, limit: int | None = None
+    ) -> tuple[int, list[tuple[int, float]]]:
+        if limit is None:
+            return super()._opposite_levels(book, side, None)
+        if side is Side.BUY:
+            asks = book.asks
+            if not asks or min(asks) > limit:
+                return 1, []
+            return 1, [(t, asks[t]) for t in sorted([t for t in asks if t <= limit])]
+        bids = book.bids
+        if not bids or max(bids) < limit:
+            return 0, []
+        return 0, [(t, bids[t]) for t in sorted([t for t in bids if t >= limit], reverse=True)]
+
+
+def _state(sim: SimulatedVenue) -> Any:
+    """Everything a call may change, by value (an order by its client order id: each venue has
+    its own `Order`s)."""
+    resting = {
+        i: [(r.order.client_order_id, *attrs.astuple(r, recurse=False)[1:]) for r in rs]
+        for i, rs in sim.resting.items()
+    }
+    return (
+        resting,
+        {i: dict(u) for i, u in sim.consumed.items()},
+        _summary(sim.reach),
+        sorted(sim._by_client),
+        repr(sim._ids),
+        repr(sim._trade_ids),
+    )
+
+
+def _venue(cls: type[SimulatedVenue], queue_ahead: bool) -> tuple[SimulatedVenue, dict[str, OrderBook]]:
+    books = _books()
+    sim = cls(
+        "deribit", registry(), DeribitFees(), books.get, index=lambda _: 100_000.0, queue_ahead=queue_ahead
+    )
+    return sim, books
+
+
+def _step(
+    sim: SimulatedVenue,
+    books: dict[str, OrderBook],
+    placed: list[Order],
+    n: int,
+    now: int,
+    op: tuple[Any, ...],
+) -> Any:
+    """One op of test_simvenue_reach's sessions on `sim`; what the call answered (or raised)."""
+    kind = op[0]
+    if kind == "submit":
+        _, inst, side, ticks, size, tif, own = op
+        kw: dict[str, Any] = {}
+        if tif == "gtd":
+            kw = {"time_in_force": "gtd", "expire_at_ns": now + 3_000}
+        elif tif == "post":
+            kw = {"post_only": True}
+        elif tif != "gtc":
+            kw = {"time_in_force": tif}
+        if ticks is None:
+            kw.pop("post_only", None)
+            price = None
+        elif inst == PERP.symbol:
+            price = str(Decimal(ticks) * 100)
+        else:
+            price = str(Decimal(ticks) * Decimal("0.0001"))
+        o = Order(request(side, size, price, instrument=inst, cid=f"c{n}", **kw), now_ns=now)
+        placed.append(o)
+        return sim.submit(o, now, own=_OWN[own])
+    if kind == "book":
+        _, bids, asks, how = op
+        inst = PERP.symbol if how == "perp" else OPTION.symbol
+        b = books.get(inst)
+        if how == "invalid" and b is not None:
+            b.valid = False
+        elif how == "valid" and b is not None:
+            b.valid = True
+        if how == "snapshot" and b is not None:
+            b.clear()
+            b.valid = True
+        q = _TICK if b is None else None
+        bid_levels = tuple((t * q if q else _price(b, t), s) for t, s in bids)
+        ask_levels = tuple((t * q if q else _price(b, t), s) for t, s in asks)
+        if b is not None:
+            b.update(bid_levels, ask_levels)
+        return sim.on_book(book(inst, now, snapshot=how == "snapshot", bids=bid_levels, asks=ask_levels), now)
+    if kind == "trade":
+        _, ticks, size, side = op
+        return sim.on_trade(trade(ticks * _TICK, size, side, ts=now), now)
+    if kind == "cancel" and placed:
+        try:
+            return sim.cancel(placed[op[1] % len(placed)], now)
+        except OrderRejected as exc:
+            return repr(exc)
+    if kind == "edit" and placed:
+        _, i, ticks, size = op
+        try:
+            return sim.edit(
+                placed[i % len(placed)],
+                now,
+                price=None if ticks is None else Decimal(ticks) * Decimal("0.0001"),
+                size=None if size is None else Decimal(size),
+            )
+        except OrderRejected as exc:
+            return repr(exc)
+    if kind == "expire":
+        return sim.expire(now, OPTION.symbol if op[1] else None)
+    return None
+
+
+def _session(ops: list[tuple[Any, ...]], queue_ahead: bool) -> list[tuple[Any, Any]]:
+    """The session on both venues: (answer, state) after each op, fast then general."""
+    fast, fast_books = _venue(SimulatedVenue, queue_ahead)
+    general, general_books = _venue(_General, queue_ahead)
+    fast_placed: list[Order] = []
+    general_placed: list[Order] = []
+    out = []
+    for n, op in enumerate(ops):
+        now = (n + 1) * 1_000
+        got = _step(fast, fast_books, fast_placed, n, now, op)
+        want = _step(general, general_books, general_placed, n, now, op)
+        assert got == want, f"{op}: {got} != {want}"
+        assert _state(fast) == _state(general), f"the state after {op}"
+        out.append((got, _state(fast)))
+    return out
+
+
+@pytest.mark.parametrize("queue_ahead", [False, True])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(_OP, min_size=10, max_size=80))
+def test_the_fast_paths_answer_as_the_general_ones(queue_ahead: bool, ops: list[tuple[Any, ...]]) -> None:
+    _session(ops, queue_ahead)
+
+
+def _trades_at_the_touch() -> list[tuple[Any, ...]]:
+    """A bid and an offer resting, then trades on each side at, through and short of them."""
+    ops: list[tuple[Any, ...]] = [
+        ("submit", OPTION.symbol, "buy", 490, "1", "gtc", None),
+        ("submit", OPTION.symbol, "sell", 495, "1", "gtc", None),
+    ]
+    for ticks in (491, 490, 489, 494, 495, 496):
+        for side in ("buy", "sell"):
+            ops.append(("trade", ticks, 0.2, side))
+    return ops
+
+
+def test_trades_at_the_touch_fill_as_the_general_path_fills() -> None:
+    """The exits' edges, named (hypothesis finds them too): a sell at the bid and a buy at the
+    offer fill, one tick short does not."""
+    got = _session(_trades_at_the_touch(), False)
+    fills = [len(answer) for answer, _ in got[2:]]
+    # (ticks, aggressor): 491 buy, sell; 490 buy, sell; 489 ...; 494 ...; 495 ...; 496 ...
+    assert fills == [0, 0, 0, 2, 0, 2, 0, 0, 2, 0, 2, 0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    bids=st.lists(st.tuples(st.integers(460, 540), st.sampled_from([0.0, 0.5, 1.0])), max_size=8),
+    asks=st.lists(st.tuples(st.integers(460, 540), st.sampled_from([0.0, 0.5, 1.0])), max_size=8),
+    more=st.lists(
+        st.tuples(st.booleans(), st.integers(460, 540), st.sampled_from([0.0, 0.5, 1.0])), max_size=8
+    ),
+    limit=st.integers(455, 545),
+    side=st.sampled_from([Side.BUY, Side.SELL]),
+)
+def test_the_levels_reached_on_a_plain_book_are_those_scanned(
+    bids: list[tuple[int, float]],
+    asks: list[tuple[int, float]],
+    more: list[tuple[bool, int, float]],
+    limit: int,
+    side: Side,
+) -> None:
+    """A book built by its own methods (in bulk, then level by level, removals included)."""
+    b = OrderBook(_TICK)
+    b.update([(b.price_of(t), s) for t, s in bids], [(b.price_of(t), s) for t, s in asks])
+    for is_bid, t, s in more:
+        (b.set_bid if is_bid else b.set_ask)(t, s)
+    fast, _ = _venue(SimulatedVenue, False)
+    general, _ = _venue(_General, False)
+    assert fast._opposite_levels(b, side, limit) == general._opposite_levels(b, side, limit)
