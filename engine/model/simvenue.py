@@ -273,6 +273,8 @@ class SimulatedVenue:
                 best = book.best_ask_ticks
                 if best is None or best > limit:
                     return 1, []
+                if best == limit:  # the best level only (the ask moved onto a bid, say)
+                    return 1, [(best, asks[best])]
             elif not asks or min(asks) > limit:
                 return 1, []
             return 1, [(t, asks[t]) for t in sorted([t for t in asks if t <= limit])]
@@ -283,6 +285,8 @@ class SimulatedVenue:
             best = book.best_bid_ticks
             if best is None or best < limit:
                 return 0, []
+            if best == limit:
+                return 0, [(best, bids[best])]
         elif not bids or max(bids) < limit:
             return 0, []
         return 0, [(t, bids[t]) for t in sorted([t for t in bids if t >= limit], reverse=True)]
