@@ -125,6 +125,8 @@ _REPORT_EVERY = 10_000
 _CHART_STEP_S = 10.0  # the charts' sampling step, at most (a divisor of equity_interval_s)
 _CHART_POINTS = 4096  # a series past this many points keeps every other one (bounded memory)
 _FILLS_KEPT = 20_000  # fills kept per strategy for the charts (all are counted)
+# Module constants, not lookups on the order lifecycle's path (once per order and per answer):
+# `OrderState.REJECTED` is a class attribute lookup (~0.1 us), `heapq.heappush` a module one.
 _REJECTED = OrderState.REJECTED
 _push = heapq.heappush  # a timer's push (`_at`, and where it is inline)
 _FINISHED: Any = object()  # `_deliver`: the strategy's step ended (nothing a coroutine awaits)
