@@ -48,7 +48,8 @@ __all__ = ["SimulatedVenue"]
 
 _ZERO = Decimal(0)
 _BUY, _SELL = Side.BUY, Side.SELL  # module constants, not enum lookups on the hot paths
-# Order states as module constants (`OrderState.X` is a class attribute lookup, ~0.1 us).
+# Order states, types, times in force and liquidities as module constants (`OrderState.X` is
+# a class attribute lookup, ~0.1 us).
 _CANCELLED = OrderState.CANCELLED
 _EXPIRED = OrderState.EXPIRED
 _FILLED = OrderState.FILLED

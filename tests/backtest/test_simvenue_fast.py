@@ -6,8 +6,9 @@
   side's levels that any other book gets.
 
 A random session (the ops of tests/backtest/test_simvenue_reach.py: orders of every kind, edits,
-cancels, expiries, book updates and trades) drives two venues side by side, one of them on the
-general paths: every call must answer the same, and leave the same state."""
+cancels, expiries, book updates and trades; here also trades of the perpetual, which has no book,
+and instruments leaving the registry) drives two venues side by side, one of them on the general
+paths: every call must answer the same, and leave the same state."""
 
 from __future__ import annotations
 
@@ -19,12 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.backtest.test_simvenue_reach import _OWN, _TICK, _books, _price, _summary
-from tests.backtest.test_simvenue_reach import _op as _OP
+from tests.backtest.test_simvenue_reach import _HI, _LO, _OWN, _TICK, _books, _op, _price, _summary
 from tests.support.helpers import OPTION, PERP, book, registry, request, trade
 from tradingd.connectors.deribit.fees import DeribitFees
 from tradingd.engine import OrderBook, OrderRejected
-from tradingd.engine.model import Order, SimulatedVenue
+from tradingd.engine.model import InstrumentRegistry, Order, SimulatedVenue
 from tradingd.engine.model.events import PrivateEvent, Side, Trade
 
 
@@ -123,8 +123,13 @@ def _step(
             b.update(bid_levels, ask_levels)
         return sim.on_book(book(inst, now, snapshot=how == "snapshot", bids=bid_levels, asks=ask_levels), now)
     if kind == "trade":
-        _, ticks, size, side = op
-        return sim.on_trade(trade(ticks * _TICK, size, side, ts=now), now)
+        _, ticks, size, side, *more = op  # test_simvenue_reach's trades: the option's
+        inst = more[0] if more else OPTION.symbol
+        price = ticks * 100.0 if inst == PERP.symbol else ticks * _TICK
+        return sim.on_trade(trade(price, size, side, instrument=inst, ts=now), now)
+    if kind == "unlist":  # the instrument gone from the registry; its orders and book stay
+        sim.registry = InstrumentRegistry(i for i in sim.registry if i.symbol != op[1])
+        return None
     if kind == "cancel" and placed:
         try:
             return sim.cancel(placed[op[1] % len(placed)], now)
@@ -163,11 +168,29 @@ def _session(ops: list[tuple[Any, ...]], queue_ahead: bool) -> list[tuple[Any, A
     return out
 
 
+# Trades of either instrument (the perpetual has no book: its resting orders have no ticks a
+# trade's price converts to); and an instrument unlisted.
+_trade = st.tuples(
+    st.just("trade"),
+    st.integers(_LO, _HI),
+    st.sampled_from([0.2, 1.0, 4.0]),
+    st.sampled_from(["buy", "sell"]),
+    st.sampled_from([OPTION.symbol, OPTION.symbol, PERP.symbol]),
+)
+_unlist = st.tuples(st.just("unlist"), st.sampled_from([OPTION.symbol, PERP.symbol]))
+
+
+@pytest.mark.parametrize("unlisting", [False, True])
 @pytest.mark.parametrize("queue_ahead", [False, True])
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=st.lists(_OP, min_size=10, max_size=80))
-def test_the_fast_paths_answer_as_the_general_ones(queue_ahead: bool, ops: list[tuple[Any, ...]]) -> None:
-    _session(ops, queue_ahead)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_fast_paths_answer_as_the_general_ones(
+    queue_ahead: bool, unlisting: bool, data: st.DataObject
+) -> None:
+    """`unlisting`: sessions in which instruments may also leave the registry (rare ops would
+    leave most sessions without one, frequent ones most sessions without the instrument)."""
+    ops = st.one_of(_op, _op, _op, _trade, _unlist) if unlisting else st.one_of(_op, _op, _op, _trade)
+    _session(data.draw(st.lists(ops, min_size=10, max_size=80)), queue_ahead)
 
 
 def _trades_at_the_touch() -> list[tuple[Any, ...]]:
