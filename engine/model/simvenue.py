@@ -31,6 +31,7 @@ updates of an instrument with orders: a bid resting under the best ask).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -59,6 +60,7 @@ _REJECTED = OrderState.REJECTED
 _MARKET = OrderType.MARKET
 _IOC, _FOK, _GTD = TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTD
 _MAKER, _TAKER = Liquidity.MAKER, Liquidity.TAKER
+_isfinite = math.isfinite
 
 
 _Reach = tuple[int | None, int | None, dict[tuple[int, int], float] | None]
@@ -569,6 +571,8 @@ class SimulatedVenue:
         # tests/backtest/test_simvenue_fast.py holds this to `_trade` (the general path).
         entry = self.reach.get(instrument)
         if entry is not None:
+            if not _isfinite(trade.price):  # no tick (NaN, inf): as the general path answers
+                return self._trade(trade, now)
             side = trade.side
             best = entry[0] if side is _SELL else entry[1] if side is _BUY else None
             if best is None:

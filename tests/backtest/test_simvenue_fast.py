@@ -7,11 +7,13 @@
 
 A random session (the ops of tests/backtest/test_simvenue_reach.py: orders of every kind, edits,
 cancels, expiries, book updates and trades; here also trades of the perpetual, which has no book,
-and instruments leaving the registry) drives two venues side by side, one of them on the general
-paths: every call must answer the same, and leave the same state."""
+trades at prices with no tick, and instruments leaving the registry) drives two venues side by
+side, one of them on the general paths: every call must answer the same, and leave the same
+state."""
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -123,10 +125,14 @@ def _step(
             b.update(bid_levels, ask_levels)
         return sim.on_book(book(inst, now, snapshot=how == "snapshot", bids=bid_levels, asks=ask_levels), now)
     if kind == "trade":
-        _, ticks, size, side, *more = op  # test_simvenue_reach's trades: the option's
-        inst = more[0] if more else OPTION.symbol
-        price = ticks * 100.0 if inst == PERP.symbol else ticks * _TICK
-        return sim.on_trade(trade(price, size, side, instrument=inst, ts=now), now)
+        _, ticks, size, side, *more = op  # test_simvenue_reach's trades: the option, at a tick
+        inst, price = more or (OPTION.symbol, None)
+        if price is None:
+            price = ticks * 100.0 if inst == PERP.symbol else ticks * _TICK
+        try:
+            return sim.on_trade(trade(price, size, side, instrument=inst, ts=now), now)
+        except (ValueError, OverflowError) as exc:  # a price with no tick (NaN, inf)
+            return repr(exc)
     if kind == "unlist":  # the instrument gone from the registry; its orders and book stay
         sim.registry = InstrumentRegistry(i for i in sim.registry if i.symbol != op[1])
         return None
@@ -169,13 +175,14 @@ def _session(ops: list[tuple[Any, ...]], queue_ahead: bool) -> list[tuple[Any, A
 
 
 # Trades of either instrument (the perpetual has no book: its resting orders have no ticks a
-# trade's price converts to); and an instrument unlisted.
+# trade's price converts to), at prices with no tick too; and an instrument unlisted.
 _trade = st.tuples(
     st.just("trade"),
     st.integers(_LO, _HI),
     st.sampled_from([0.2, 1.0, 4.0]),
     st.sampled_from(["buy", "sell"]),
     st.sampled_from([OPTION.symbol, OPTION.symbol, PERP.symbol]),
+    st.sampled_from([None, None, None, None, math.nan, math.inf, -math.inf]),
 )
 _unlist = st.tuples(st.just("unlist"), st.sampled_from([OPTION.symbol, PERP.symbol]))
 
@@ -239,3 +246,20 @@ def test_the_levels_reached_on_a_plain_book_are_those_scanned(
     fast, _ = _venue(SimulatedVenue, False)
     general, _ = _venue(_General, False)
     assert fast._opposite_levels(b, side, limit) == general._opposite_levels(b, side, limit)
+
+
+def test_trades_at_a_price_with_no_tick_answer_as_the_general_path() -> None:
+    """The review's cases, named: with a bid resting, a trade at NaN or inf is refused as the
+    general path refuses it (no tick to compare); once the instrument is unlisted, it reaches
+    nothing (the general path looks the instrument up before converting the price)."""
+    ops: list[tuple[Any, ...]] = [("submit", OPTION.symbol, "buy", 490, "1", "gtc", None)]
+    for price in (math.nan, math.inf, -math.inf):
+        for side in ("buy", "sell"):
+            ops.append(("trade", 490, 0.2, side, OPTION.symbol, price))
+    ops.append(("unlist", OPTION.symbol))
+    for price in (math.nan, -math.inf):
+        ops.append(("trade", 490, 0.2, "sell", OPTION.symbol, price))
+    answers = [answer for answer, _ in _session(ops, False)]
+    refused = [a.split("(")[0] if isinstance(a, str) else a for a in answers[1:7]]
+    assert refused == ["ValueError"] * 2 + ["OverflowError"] * 4
+    assert answers[8:] == [[], []]
