@@ -221,28 +221,49 @@ def test_trades_at_the_touch_fill_as_the_general_path_fills() -> None:
     assert fills == [0, 0, 0, 2, 0, 2, 0, 0, 2, 0, 2, 0]
 
 
+_levels = st.lists(st.tuples(st.integers(460, 540), st.sampled_from([0.0, 0.5, 1.0])), max_size=8)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
-    bids=st.lists(st.tuples(st.integers(460, 540), st.sampled_from([0.0, 0.5, 1.0])), max_size=8),
-    asks=st.lists(st.tuples(st.integers(460, 540), st.sampled_from([0.0, 0.5, 1.0])), max_size=8),
+    bids=_levels,
+    asks=_levels,
+    cleared=st.booleans(),
     more=st.lists(
         st.tuples(st.booleans(), st.integers(460, 540), st.sampled_from([0.0, 0.5, 1.0])), max_size=8
     ),
+    bulk=st.booleans(),
     limit=st.integers(455, 545),
     side=st.sampled_from([Side.BUY, Side.SELL]),
 )
 def test_the_levels_reached_on_a_plain_book_are_those_scanned(
     bids: list[tuple[int, float]],
     asks: list[tuple[int, float]],
+    cleared: bool,
     more: list[tuple[bool, int, float]],
+    bulk: bool,
     limit: int,
     side: Side,
 ) -> None:
-    """A book built by its own methods (in bulk, then level by level, removals included)."""
+    """A book built by its own methods, as the feeds build it: in bulk (`update`), perhaps
+    `clear()`ed (a snapshot), then level by level (`set_bid`/`set_ask`) or, as the compiled
+    decoder does, written into `bids`/`asks` directly and then given its best levels
+    (`set_best`); removals included. The fast path reads the best level the book keeps."""
     b = OrderBook(_TICK)
     b.update([(b.price_of(t), s) for t, s in bids], [(b.price_of(t), s) for t, s in asks])
-    for is_bid, t, s in more:
-        (b.set_bid if is_bid else b.set_ask)(t, s)
+    if cleared:
+        b.clear()
+    if bulk:
+        for is_bid, t, s in more:
+            levels = b.bids if is_bid else b.asks
+            if s > 0:
+                levels[t] = s
+            else:
+                levels.pop(t, None)
+        b.set_best(max(b.bids, default=None), min(b.asks, default=None))
+    else:
+        for is_bid, t, s in more:
+            (b.set_bid if is_bid else b.set_ask)(t, s)
     fast, _ = _venue(SimulatedVenue, False)
     general, _ = _venue(_General, False)
     assert fast._opposite_levels(b, side, limit) == general._opposite_levels(b, side, limit)
