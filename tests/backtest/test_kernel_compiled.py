@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import io
 import json
 import subprocess
@@ -440,10 +441,13 @@ def test_the_compiled_loop_takes_the_readers_batches(tmp_path: Path) -> None:
 
 def patched(path: str, compiled: bool) -> dict[str, Any]:
     """A run, then properties (counting their calls) set over slot names the compiled loop reads
-    by offset (`_Slot.received`, `MarketState.tickers`, `OrderBook._inv`), then a second run: the
-    second run's calls and outcome."""
+    by offset (`_Slot.received`, `MarketState.tickers`, `OrderBook._inv`) and over what it reads
+    of the market events' classes (a field of their base, `BookUpdate.venue`; a field of their
+    own, `Ticker.instrument`; the class attribute `Trade.kind`), then a second run: the second
+    run's calls and outcome."""
     from tradingd.engine.backtest.kernel import _Slot
     from tradingd.engine.model.book import OrderBook
+    from tradingd.engine.model.events import BookUpdate, Ticker, Trade
     from tradingd.engine.model.market import MarketState
 
     odd = ODD_SETS["plain"]
@@ -466,8 +470,32 @@ def patched(path: str, compiled: bool) -> dict[str, Any]:
     counting(_Slot, "received")
     counting(MarketState, "tickers")
     counting(OrderBook, "_inv")
+    # The events' attributes: how often the loops read them differs (the Python loop reads
+    # `ev.venue` twice), that they are read through what the class has now does not.
+    event_calls: dict[str, int] = {}
+
+    def counting_event(cls: type, name: str) -> None:
+        found = inspect.getattr_static(cls, name)
+        event_calls[f"{cls.__name__}.{name}"] = 0
+
+        def get(obj: Any) -> Any:
+            event_calls[f"{cls.__name__}.{name}"] += 1
+            return found.__get__(obj, cls) if hasattr(found, "__get__") else found
+
+        setattr(cls, name, property(get))
+
+    counting_event(BookUpdate, "venue")
+    counting_event(Ticker, "instrument")
+    counting_event(Trade, "kind")
     out = scenario(path, odd, compiled)
-    return {"calls": calls, "report": out["report"], "slots": out["slots"], "market": out["market"]}
+    return {
+        "calls": calls,
+        "event_calls_made": sorted(k for k, n in event_calls.items() if n > 0),
+        "report": out["report"],
+        "slots": out["slots"],
+        "market": out["market"],
+        "seen": out["seen"],
+    }
 
 
 def test_a_property_set_over_a_slot_name_after_a_loop_is_honoured(tmp_path: Path) -> None:
@@ -492,4 +520,5 @@ def test_a_property_set_over_a_slot_name_after_a_loop_is_honoured(tmp_path: Path
         outs.append(json.loads(proc.stdout))
     python, compiled_out = outs
     assert python["calls"]["received"] > 0 and python["calls"]["tickers"] > 0
+    assert python["event_calls_made"] == ["BookUpdate.venue", "Ticker.instrument", "Trade.kind"]
     assert compiled_out == python
