@@ -1067,6 +1067,20 @@ static int as_limit(PyObject *v, long long *out) {
     return -1;
 }
 
+/* The classes the caches above hold, released: a class is kept alive by this module only while
+ * a loop that uses it runs (each call learns them again, at its start or first use), and not
+ * after the module (its free). Releasing one may free it (no other reference), running code. */
+static void forget_classes(void) {
+    book_tag = market_tag = slot_tag = 0;
+    Py_CLEAR(book_type);
+    Py_CLEAR(market_type);
+    Py_CLEAR(slot_type);
+    for (int i = 0; i < 3; i++) {
+        ev_classes[i].tag = 0;
+        Py_CLEAR(ev_classes[i].type);
+    }
+}
+
 static PyObject *loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "loop(kernel, frames, consts, state)");
@@ -1260,6 +1274,7 @@ error:
     {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
+        forget_classes();
         int w = write_state(state, frames, events_count);
         if (w < 0) {
             Py_XDECREF(type);
@@ -1274,6 +1289,7 @@ out:
     Py_XDECREF(item);
     Py_XDECREF(events);
     Py_XDECREF(batch);
+    forget_classes();
     if (write_state(state, frames, events_count) < 0) {
         Py_XDECREF(result);
         return NULL;
@@ -1350,7 +1366,9 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, methods};
+static void module_free(void *Py_UNUSED(m)) { forget_classes(); }
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, methods, NULL, NULL, NULL, module_free};
 
 #define INTERN(var, text)                                     \
     do {                                                      \

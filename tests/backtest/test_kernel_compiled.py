@@ -522,3 +522,43 @@ def test_a_property_set_over_a_slot_name_after_a_loop_is_honoured(tmp_path: Path
     assert python["calls"]["received"] > 0 and python["calls"]["tickers"] > 0
     assert python["event_calls_made"] == ["BookUpdate.venue", "Ticker.instrument", "Trade.kind"]
     assert compiled_out == python
+
+
+def released(path: str) -> dict[str, Any]:
+    """A compiled run with the kernel's `_Slot` and `OrderBook` replaced by subclasses of their
+    own (the loop caches the classes it reads the slots of), then every reference to them
+    dropped: whether each is collected (the loop does not keep a class alive once it returned)."""
+    import gc
+    import weakref
+
+    from tradingd.engine.backtest import kernel as kernel_module
+
+    slot_cls: Any = type("SlotSub", (kernel_module._Slot,), {"__slots__": ()})
+    book_cls: Any = type("BookSub", (kernel_module.OrderBook,), {"__slots__": ()})
+    refs = {"slot": weakref.ref(slot_cls), "book": weakref.ref(book_cls)}
+    saved = kernel_module._Slot, kernel_module.OrderBook
+    kernel_module._Slot, kernel_module.OrderBook = slot_cls, book_cls
+    try:
+        out = scenario(path, ODD_SETS["plain"], True)
+    finally:
+        kernel_module._Slot, kernel_module.OrderBook = saved
+    del slot_cls, book_cls
+    gc.collect()
+    return {"alive": sorted(name for name, ref in refs.items() if ref() is not None), "slots": out["slots"]}
+
+
+def test_the_compiled_loop_keeps_no_class_alive_once_it_returned(tmp_path: Path) -> None:
+    path = _data(tmp_path / "d.rec", 600)
+    code = (
+        "import json, sys\n"
+        "from tests.backtest.test_kernel_compiled import released\n"
+        "sys.stdout.write(json.dumps(released(sys.argv[1])))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    out = json.loads(proc.stdout)
+    received = [int(s[1 : s.index(",")]) for s in out["slots"]]  # repr((received, phase, ...))
+    assert received and all(n > 0 for n in received), "the run delivered through its slots"
+    assert out["alive"] == []
