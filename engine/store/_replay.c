@@ -77,6 +77,14 @@ static PyObject *pop_level(PyObject *levels, PyObject *t) {
 /* An exact int's value as a C integer: 1, or 0 when it is not one or does not fit (nothing set). */
 static inline int small_int(PyObject *x, long long *out) {
     if (!PyLong_CheckExact(x)) return 0;
+#if PY_VERSION_HEX < 0x030C0000
+    /* 3.11's int of at most one digit (a side's ticks, nearly always): its value read in place */
+    Py_ssize_t digits = Py_SIZE(x);
+    if (digits >= -1 && digits <= 1) {
+        *out = digits * (long long)((PyLongObject *)x)->ob_digit[0];
+        return 1;
+    }
+#endif
     int overflow;
     *out = PyLong_AsLongLongAndOverflow(x, &overflow); /* an exact int: no error but overflow */
     return !overflow;
