@@ -531,8 +531,9 @@ def released(path: str) -> dict[str, Any]:
     import gc
     import weakref
 
-    from tradingd.engine.backtest import kernel as kernel_module
+    from tradingd.engine.backtest import kernel
 
+    kernel_module: Any = kernel  # its `_Slot` and `OrderBook` names rebound for the run
     slot_cls: Any = type("SlotSub", (kernel_module._Slot,), {"__slots__": ()})
     book_cls: Any = type("BookSub", (kernel_module.OrderBook,), {"__slots__": ()})
     refs = {"slot": weakref.ref(slot_cls), "book": weakref.ref(book_cls)}
