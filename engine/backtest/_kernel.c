@@ -773,7 +773,7 @@ done:
  * of the class or a base, `kind` no descriptor. Anything else (-1, NULL) is read by attribute. */
 enum { EV_VENUE, EV_INSTRUMENT, EV_N };
 typedef struct {
-    PyObject *type; /* held (released by the module's free) */
+    PyObject *type; /* held while a loop runs (`forget_classes`) */
     unsigned int tag;
     Py_ssize_t off[EV_N];
     PyObject *kind; /* borrowed: the class's, valid while the tag holds */
