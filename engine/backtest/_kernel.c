@@ -766,19 +766,79 @@ done:
     return 0;
 }
 
+/* What the dispatch reads of an event of the three market classes (`venue`, `instrument`: fields,
+ * at their offsets; `kind`: a class attribute, the class's own object), learnt for each class by
+ * `ev_learn` and again when its version tag changed, as the generic attribute lookup finds them:
+ * the class's `__getattribute__` the generic one, no instance dict, a field a member descriptor
+ * of the class or a base, `kind` no descriptor. Anything else (-1, NULL) is read by attribute. */
+enum { EV_VENUE, EV_INSTRUMENT, EV_N };
+typedef struct {
+    PyObject *type; /* held while a loop runs (`forget_classes`) */
+    unsigned int tag;
+    Py_ssize_t off[EV_N];
+    PyObject *kind; /* borrowed: the class's, valid while the tag holds */
+} EvClass;
+static EvClass ev_classes[3]; /* Ticker, BookUpdate, Trade (C_TICKER + i) */
+
+/* The offset of the field `name` of `type` for reading: -1 where it is not a member descriptor's
+ * object slot (of `type` or a base). */
+static Py_ssize_t field_offset(PyObject *type, PyObject *name) {
+    PyObject *desc = _PyType_Lookup((PyTypeObject *)type, name); /* borrowed */
+    if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type) ||
+        !PyType_IsSubtype((PyTypeObject *)type, PyDescr_TYPE(desc)))
+        return -1;
+    PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
+    return m->type == T_OBJECT_EX ? m->offset : -1;
+}
+
+/* The entry of `cls` (one of the three classes, `i` its place), fresh. */
+static EvClass *ev_learn(PyObject *cls, int i) {
+    EvClass *c = &ev_classes[i];
+    if (FRESH(cls, c->type, c->tag))
+        return c;
+    Py_XSETREF(c->type, Py_NewRef(cls));
+    PyTypeObject *t = (PyTypeObject *)cls;
+    int generic = t->tp_getattro == PyObject_GenericGetAttr && t->tp_dictoffset == 0;
+#ifdef Py_TPFLAGS_MANAGED_DICT
+    generic = generic && !PyType_HasFeature(t, Py_TPFLAGS_MANAGED_DICT);
+#endif
+    c->off[EV_VENUE] = generic ? field_offset(cls, s_venue) : -1;
+    c->off[EV_INSTRUMENT] = generic ? field_offset(cls, s_instrument) : -1;
+    PyObject *kind = generic ? _PyType_Lookup(t, s_kind) : NULL; /* borrowed */
+    c->kind = kind != NULL && Py_TYPE(kind)->tp_descr_get == NULL ? kind : NULL;
+    c->tag = type_tag(cls); /* after the lookups, which give the class a tag */
+    return c;
+}
+
+/* `ev.<venue or instrument>` (`i`: EV_*) of an event of the class of `c` (NULL: by attribute). */
+static PyObject *ev_get(PyObject *ev, EvClass *c, int i) {
+    if (c != NULL) {
+        c = ev_learn((PyObject *)Py_TYPE(ev), (int)(c - ev_classes)); /* code run since may have changed it */
+        if (c->off[i] >= 0) {
+            PyObject *v = SLOT(ev, c->off[i]);
+            if (v != NULL)
+                return Py_NewRef(v);
+        }
+    }
+    return PyObject_GetAttr(ev, i == EV_VENUE ? s_venue : s_instrument);
+}
+
 /* One event: the class dispatch, the route, the deliveries. `routed`, `fill_used` set. The events
  * of the three market classes are frozen structs: their venue and instrument are read once. */
 static int one_event(PyObject *consts, PyObject *ev, PyObject *ts, int *routed, int *fill_used) {
     PyObject *cls = (PyObject *)Py_TYPE(ev);
     PyObject *venue = NULL, *inst = NULL, *kind = NULL, *slots = NULL;
     int book = cls == K(C_BOOK_UPDATE);
+    EvClass *ec = NULL;
     if (cls == K(C_TICKER)) {
+        ec = ev_learn(cls, 0);
         if (on_ticker(K(C_MARKET), K(C_ON_TICKER), ev) < 0)
             return -1;
     } else if (book || cls == K(C_TRADE)) {
-        if ((venue = PyObject_GetAttr(ev, s_venue)) == NULL)
+        ec = ev_learn(cls, book ? 1 : 2);
+        if ((venue = ev_get(ev, ec, EV_VENUE)) == NULL)
             goto error;
-        if ((inst = PyObject_GetAttr(ev, s_instrument)) == NULL)
+        if ((inst = ev_get(ev, ec, EV_INSTRUMENT)) == NULL)
             goto error;
         if (venue_side(consts, ev, venue, inst, ts, book, fill_used) < 0)
             goto error;
@@ -795,12 +855,14 @@ static int one_event(PyObject *consts, PyObject *ev, PyObject *ts, int *routed, 
             Py_DECREF(r);
         }
     }
-    if ((kind = PyObject_GetAttr(ev, s_kind)) == NULL)
+    if (ec != NULL) /* the class may have changed meanwhile (code the venue or the market ran) */
+        ec = ev_learn(cls, (int)(ec - ev_classes));
+    if ((kind = ec != NULL && ec->kind != NULL ? Py_NewRef(ec->kind) : PyObject_GetAttr(ev, s_kind)) == NULL)
         goto error;
     if (kind != Py_None) {
-        if (venue == NULL && (venue = PyObject_GetAttr(ev, s_venue)) == NULL)
+        if (venue == NULL && (venue = ev_get(ev, ec, EV_VENUE)) == NULL)
             goto error;
-        if (inst == NULL && (inst = PyObject_GetAttr(ev, s_instrument)) == NULL)
+        if (inst == NULL && (inst = ev_get(ev, ec, EV_INSTRUMENT)) == NULL)
             goto error;
         PyObject *key = PyTuple_Pack(3, venue, inst, kind);
         if (key == NULL)
@@ -1005,6 +1067,20 @@ static int as_limit(PyObject *v, long long *out) {
     return -1;
 }
 
+/* The classes the caches above hold, released: a class is kept alive by this module only while
+ * a loop that uses it runs (each call learns them again, at its start or first use), and not
+ * after the module (its free). Releasing one may free it (no other reference), running code. */
+static void forget_classes(void) {
+    book_tag = market_tag = slot_tag = 0;
+    Py_CLEAR(book_type);
+    Py_CLEAR(market_type);
+    Py_CLEAR(slot_type);
+    for (int i = 0; i < 3; i++) {
+        ev_classes[i].tag = 0;
+        Py_CLEAR(ev_classes[i].type);
+    }
+}
+
 static PyObject *loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "loop(kernel, frames, consts, state)");
@@ -1198,6 +1274,7 @@ error:
     {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
+        forget_classes();
         int w = write_state(state, frames, events_count);
         if (w < 0) {
             Py_XDECREF(type);
@@ -1212,6 +1289,7 @@ out:
     Py_XDECREF(item);
     Py_XDECREF(events);
     Py_XDECREF(batch);
+    forget_classes();
     if (write_state(state, frames, events_count) < 0) {
         Py_XDECREF(result);
         return NULL;
@@ -1288,7 +1366,9 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, methods};
+static void module_free(void *Py_UNUSED(m)) { forget_classes(); }
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, methods, NULL, NULL, NULL, module_free};
 
 #define INTERN(var, text)                                     \
     do {                                                      \

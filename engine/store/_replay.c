@@ -74,23 +74,46 @@ static PyObject *pop_level(PyObject *levels, PyObject *t) {
 #endif
 }
 
+/* An exact int's value as a C integer: 1, or 0 when it is not one or does not fit (nothing set). */
+static inline int small_int(PyObject *x, long long *out) {
+    if (!PyLong_CheckExact(x)) return 0;
+#if PY_VERSION_HEX < 0x030C0000
+    /* 3.11's int of at most one digit (a side's ticks, nearly always): its value read in place */
+    Py_ssize_t digits = Py_SIZE(x);
+    if (digits >= -1 && digits <= 1) {
+        *out = digits * (long long)((PyLongObject *)x)->ob_digit[0];
+        return 1;
+    }
+#endif
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(x, &overflow); /* an exact int: no error but overflow */
+    return !overflow;
+}
+
+/* `a <op> b` (Py_GT, Py_LT or Py_EQ) for exact ints that fit a C integer, compared in C (what
+ * int's comparison says of them); anything else by `PyObject_RichCompareBool`. 1, 0, or -1. */
+static inline int compare(PyObject *a, PyObject *b, int op) {
+    long long x, y;
+    if (small_int(a, &x) && small_int(b, &y)) return op == Py_GT ? x > y : op == Py_LT ? x < y : x == y;
+    return PyObject_RichCompareBool(a, b, op);
+}
+
 /* `max(levels) if levels else None` (`min` when `op` is Py_LT): a new reference. Exact int keys
- * are compared in C (no code runs, nothing allocates: the dict cannot change under the scan);
- * at the first key of another type, the builtin over the dict from its start, as Python. */
+ * that fit a C integer are compared as C integers (no code runs, nothing allocates: the dict
+ * cannot change under the scan); at the first key of another type or size, the builtin over the
+ * dict from its start, as Python. Keys of a dict are distinct: the extreme is one key. */
 static PyObject *extreme(PyObject *levels, int op) {
     if (PyDict_CheckExact(levels)) {
         if (PyDict_GET_SIZE(levels) == 0) return Py_NewRef(Py_None);
         PyObject *key, *value, *m = NULL;
+        long long best = 0, x;
         Py_ssize_t pos = 0;
         while (PyDict_Next(levels, &pos, &key, &value)) {
-            if (!PyLong_CheckExact(key)) goto builtin;
-            if (m == NULL) {
+            if (!small_int(key, &x)) goto builtin;
+            if (m == NULL || (op == Py_GT ? x > best : x < best)) {
                 m = key;
-                continue;
+                best = x;
             }
-            int better = PyObject_RichCompareBool(key, m, op);
-            if (better < 0) return NULL;
-            if (better) m = key;
         }
         return Py_NewRef(m);
     } else {
@@ -121,7 +144,7 @@ static PyObject *update_side(PyObject *levels, PyObject *best, PyObject *in, dou
             }
             int better = 1;
             if (best != Py_None) {
-                better = PyObject_RichCompareBool(t, best, op);
+                better = compare(t, best, op);
                 if (better < 0) {
                     Py_DECREF(t);
                     goto fail;
@@ -138,7 +161,7 @@ static PyObject *update_side(PyObject *levels, PyObject *best, PyObject *in, dou
             int was = old != Py_None;
             Py_DECREF(old); /* may run a finalizer: every reference used is held */
             if (was) {
-                int eq = PyObject_RichCompareBool(t, best, Py_EQ);
+                int eq = compare(t, best, Py_EQ);
                 if (eq < 0) {
                     Py_DECREF(t);
                     goto fail;

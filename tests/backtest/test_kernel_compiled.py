@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import io
 import json
 import subprocess
@@ -440,10 +441,13 @@ def test_the_compiled_loop_takes_the_readers_batches(tmp_path: Path) -> None:
 
 def patched(path: str, compiled: bool) -> dict[str, Any]:
     """A run, then properties (counting their calls) set over slot names the compiled loop reads
-    by offset (`_Slot.received`, `MarketState.tickers`, `OrderBook._inv`), then a second run: the
-    second run's calls and outcome."""
+    by offset (`_Slot.received`, `MarketState.tickers`, `OrderBook._inv`) and over what it reads
+    of the market events' classes (a field of their base, `BookUpdate.venue`; a field of their
+    own, `Ticker.instrument`; the class attribute `Trade.kind`), then a second run: the second
+    run's calls and outcome."""
     from tradingd.engine.backtest.kernel import _Slot
     from tradingd.engine.model.book import OrderBook
+    from tradingd.engine.model.events import BookUpdate, Ticker, Trade
     from tradingd.engine.model.market import MarketState
 
     odd = ODD_SETS["plain"]
@@ -466,8 +470,32 @@ def patched(path: str, compiled: bool) -> dict[str, Any]:
     counting(_Slot, "received")
     counting(MarketState, "tickers")
     counting(OrderBook, "_inv")
+    # The events' attributes: how often the loops read them differs (the Python loop reads
+    # `ev.venue` twice), that they are read through what the class has now does not.
+    event_calls: dict[str, int] = {}
+
+    def counting_event(cls: type, name: str) -> None:
+        found = inspect.getattr_static(cls, name)
+        event_calls[f"{cls.__name__}.{name}"] = 0
+
+        def get(obj: Any) -> Any:
+            event_calls[f"{cls.__name__}.{name}"] += 1
+            return found.__get__(obj, cls) if hasattr(found, "__get__") else found
+
+        setattr(cls, name, property(get))
+
+    counting_event(BookUpdate, "venue")
+    counting_event(Ticker, "instrument")
+    counting_event(Trade, "kind")
     out = scenario(path, odd, compiled)
-    return {"calls": calls, "report": out["report"], "slots": out["slots"], "market": out["market"]}
+    return {
+        "calls": calls,
+        "event_calls_made": sorted(k for k, n in event_calls.items() if n > 0),
+        "report": out["report"],
+        "slots": out["slots"],
+        "market": out["market"],
+        "seen": out["seen"],
+    }
 
 
 def test_a_property_set_over_a_slot_name_after_a_loop_is_honoured(tmp_path: Path) -> None:
@@ -492,4 +520,46 @@ def test_a_property_set_over_a_slot_name_after_a_loop_is_honoured(tmp_path: Path
         outs.append(json.loads(proc.stdout))
     python, compiled_out = outs
     assert python["calls"]["received"] > 0 and python["calls"]["tickers"] > 0
+    assert python["event_calls_made"] == ["BookUpdate.venue", "Ticker.instrument", "Trade.kind"]
     assert compiled_out == python
+
+
+def released(path: str) -> dict[str, Any]:
+    """A compiled run with the kernel's `_Slot` and `OrderBook` replaced by subclasses of their
+    own (the loop caches the classes it reads the slots of), then every reference to them
+    dropped: whether each is collected (the loop does not keep a class alive once it returned)."""
+    import gc
+    import weakref
+
+    from tradingd.engine.backtest import kernel
+
+    kernel_module: Any = kernel  # its `_Slot` and `OrderBook` names rebound for the run
+    slot_cls: Any = type("SlotSub", (kernel_module._Slot,), {"__slots__": ()})
+    book_cls: Any = type("BookSub", (kernel_module.OrderBook,), {"__slots__": ()})
+    refs = {"slot": weakref.ref(slot_cls), "book": weakref.ref(book_cls)}
+    saved = kernel_module._Slot, kernel_module.OrderBook
+    kernel_module._Slot, kernel_module.OrderBook = slot_cls, book_cls
+    try:
+        out = scenario(path, ODD_SETS["plain"], True)
+    finally:
+        kernel_module._Slot, kernel_module.OrderBook = saved
+    del slot_cls, book_cls
+    gc.collect()
+    return {"alive": sorted(name for name, ref in refs.items() if ref() is not None), "slots": out["slots"]}
+
+
+def test_the_compiled_loop_keeps_no_class_alive_once_it_returned(tmp_path: Path) -> None:
+    path = _data(tmp_path / "d.rec", 600)
+    code = (
+        "import json, sys\n"
+        "from tests.backtest.test_kernel_compiled import released\n"
+        "sys.stdout.write(json.dumps(released(sys.argv[1])))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    out = json.loads(proc.stdout)
+    received = [int(s[1 : s.index(",")]) for s in out["slots"]]  # repr((received, phase, ...))
+    assert received and all(n > 0 for n in received), "the run delivered through its slots"
+    assert out["alive"] == []

@@ -96,6 +96,32 @@ def test_update_compiled_is_the_order_book_s_update(case: tuple[OrderBook, list[
         assert _state(compiled) == _state(python)
 
 
+# Ticks around the edges of a C long long (the compiled comparisons' fast path takes the ints
+# that fit one, the others are compared by Python): floats there are 2048 apart, so the levels
+# are whole multiples of 4096 from a base on either side of +-2**63, and small ones mixed in.
+_edge = st.sampled_from([0, 2**62, 2**63 - 2**13, 2**63, 2**64, -(2**63), -(2**63) - 2**13])
+
+
+@st.composite
+def _edge_levels(draw: st.DrawFn, base: int) -> tuple[tuple[float, float], ...]:
+    n = draw(st.integers(min_value=0, max_value=6))
+    price = st.builds(lambda b, k: float(b + 4096 * k), st.sampled_from([base, 0]), st.integers(-3, 3))
+    return tuple((draw(price), draw(_size)) for _ in range(n))
+
+
+@settings(max_examples=300)
+@given(_edge, st.data())
+def test_update_compiled_is_the_method_at_a_c_integer_s_edges(base: int, data: st.DataObject) -> None:
+    """Sides whose best is removed (a max or min over the side again) with keys that fit a C
+    integer, keys that do not, and both: the compiled update is the method's."""
+    python, compiled = OrderBook(1.0), OrderBook(1.0)
+    for _ in range(data.draw(st.integers(1, 6))):
+        bids, asks = data.draw(_edge_levels(base)), data.draw(_edge_levels(base))
+        python.update(bids, asks)
+        _replay.update(compiled, bids, asks)
+        assert _state(compiled) == _state(python)
+
+
 @pytest.mark.parametrize("price", [math.nan, math.inf])
 def test_a_price_that_has_no_tick_fails_the_same_after_the_same_changes(price: float) -> None:
     python, compiled = OrderBook(0.5), OrderBook(0.5)
