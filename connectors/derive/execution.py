@@ -518,11 +518,11 @@ class DeriveExecution(VenueExecution):
             raise VenueError(f"private/get_orders: unreadable answer ({exc})", venue=VENUE) from None
 
     async def recent_fills(self, since_ns: int) -> list[Fill | FillReversal]:
-        """Our fills since `since_ns`, oldest first (`private/get_trade_history` from that time,
-        every page; each trade once). A trade whose transaction was reverted or ignored (§3.4
-        `tx_status`) is not a fill: it is listed as its `FillReversal`, which the engine applies
-        only to an order holding that fill (one reported before the reversal, in this process or
-        in the journal of an earlier one)."""
+        """Our fills since `since_ns`, oldest first, a millisecond's by trade id
+        (`private/get_trade_history` from that time, every page; each trade once). A trade whose
+        transaction was reverted or ignored (§3.4 `tx_status`) is not a fill: it is listed as its
+        `FillReversal`, which the engine applies only to an order holding that fill (one reported
+        before the reversal, in this process or in the journal of an earlier one)."""
         self._require_login("trade history")
         now = self.clock()
         trades = await self._pages(
@@ -539,7 +539,12 @@ class DeriveExecution(VenueExecution):
         unique: dict[tuple[str, str], TradeData] = {}
         for t in trades:  # a page shifted by a new trade repeats one; one trade may fill two orders
             unique.setdefault((str(t.trade_id), t.order_id), t)
-        ordered = sorted(unique.values(), key=lambda t: t.timestamp)
+        # Oldest first. Derive documents no order for the history (the simulator lists newest
+        # first) and its timestamps are milliseconds, which several trades share under load:
+        # sorting on the time alone kept the order the pages brought a millisecond's trades in
+        # (the simulator's: the reverse of its matching order). The trade id, then the order id
+        # (a trade that filled two of ours), orders them the same on every read.
+        ordered = sorted(unique.values(), key=lambda t: (t.timestamp, str(t.trade_id), t.order_id))
         try:
             out: list[Fill | FillReversal] = [
                 reversal_from(t, now) if t.tx_status in _NOT_EXECUTED else fill_from(t, now) for t in ordered
