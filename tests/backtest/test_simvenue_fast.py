@@ -22,8 +22,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.backtest.test_simvenue_reach import _HI, _LO, _OWN, _TICK, _books, _op, _price, _summary
-from tests.support.helpers import OPTION, PERP, book, registry, request, trade
+from tests.backtest.test_simvenue_reach import (
+    _HI,
+    _LO,
+    _TICK,
+    _book_op,
+    _books,
+    _op,
+    _submit_op,
+    _summary,
+)
+from tests.support.helpers import OPTION, PERP, registry, trade
 from tradingd.connectors.deribit.fees import DeribitFees
 from tradingd.engine import OrderBook, OrderRejected
 from tradingd.engine.model import InstrumentRegistry, Order, SimulatedVenue
@@ -89,41 +98,9 @@ def _step(
     """One op of test_simvenue_reach's sessions on `sim`; what the call answered (or raised)."""
     kind = op[0]
     if kind == "submit":
-        _, inst, side, ticks, size, tif, own = op
-        kw: dict[str, Any] = {}
-        if tif == "gtd":
-            kw = {"time_in_force": "gtd", "expire_at_ns": now + 3_000}
-        elif tif == "post":
-            kw = {"post_only": True}
-        elif tif != "gtc":
-            kw = {"time_in_force": tif}
-        if ticks is None:
-            kw.pop("post_only", None)
-            price = None
-        elif inst == PERP.symbol:
-            price = str(Decimal(ticks) * 100)
-        else:
-            price = str(Decimal(ticks) * Decimal("0.0001"))
-        o = Order(request(side, size, price, instrument=inst, cid=f"c{n}", **kw), now_ns=now)
-        placed.append(o)
-        return sim.submit(o, now, own=_OWN[own])
+        return _submit_op(sim, placed, n, now, op)
     if kind == "book":
-        _, bids, asks, how = op
-        inst = PERP.symbol if how == "perp" else OPTION.symbol
-        b = books.get(inst)
-        if how == "invalid" and b is not None:
-            b.valid = False
-        elif how == "valid" and b is not None:
-            b.valid = True
-        if how == "snapshot" and b is not None:
-            b.clear()
-            b.valid = True
-        q = _TICK if b is None else None
-        bid_levels = tuple((t * q if q else _price(b, t), s) for t, s in bids)
-        ask_levels = tuple((t * q if q else _price(b, t), s) for t, s in asks)
-        if b is not None:
-            b.update(bid_levels, ask_levels)
-        return sim.on_book(book(inst, now, snapshot=how == "snapshot", bids=bid_levels, asks=ask_levels), now)
+        return sim.on_book(_book_op(books, now, op), now)
     if kind == "trade":
         _, ticks, size, side, *more = op  # test_simvenue_reach's trades: the option, at a tick
         inst, price = more or (OPTION.symbol, None)

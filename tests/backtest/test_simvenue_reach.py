@@ -26,7 +26,7 @@ from tests.support.helpers import OPTION, PERP, book, registry, request, trade
 from tradingd.connectors.deribit.fees import DeribitFees
 from tradingd.engine import Fill, OrderBook, OrderRejected
 from tradingd.engine.model import Order, SimulatedVenue
-from tradingd.engine.model.events import Side
+from tradingd.engine.model.events import BookUpdate, PrivateEvent, Side
 
 _kernel: Any = None
 if importlib.util.find_spec("tradingd.engine.backtest._kernel") is not None:
@@ -125,6 +125,50 @@ _OWN: dict[str | None, Callable[[Order], bool] | None] = {
 }
 
 
+def _submit_op(
+    sim: SimulatedVenue, placed: list[Order], n: int, now: int, op: tuple[Any, ...]
+) -> list[PrivateEvent]:
+    """A session's "submit" op: order `c{n}` placed (and kept in `placed`); the venue's answer."""
+    _, inst, side, ticks, size, tif, own = op
+    kw: dict[str, Any] = {}
+    if tif == "gtd":
+        kw = {"time_in_force": "gtd", "expire_at_ns": now + 3_000}
+    elif tif == "post":
+        kw = {"post_only": True}
+    elif tif != "gtc":
+        kw = {"time_in_force": tif}
+    if ticks is None:
+        kw.pop("post_only", None)
+        price = None
+    elif inst == PERP.symbol:
+        price = str(Decimal(ticks) * 100)  # 40,000..60,000: PERP has no book here
+    else:
+        price = str(Decimal(ticks) * Decimal("0.0001"))
+    o = Order(request(side, size, price, instrument=inst, cid=f"c{n}", **kw), now_ns=now)
+    placed.append(o)
+    return sim.submit(o, now, own=_OWN[own])
+
+
+def _book_op(books: dict[str, OrderBook], now: int, op: tuple[Any, ...]) -> BookUpdate:
+    """A session's "book" op: the book changed as the decoder would have, and its update."""
+    _, bids, asks, how = op
+    inst = PERP.symbol if how == "perp" else OPTION.symbol
+    b = books.get(inst)
+    if how == "invalid" and b is not None:
+        b.valid = False
+    elif how == "valid" and b is not None:
+        b.valid = True
+    if how == "snapshot" and b is not None:
+        b.clear()
+        b.valid = True
+    q = _TICK if b is None else None
+    bid_levels = tuple((t * q if q else _price(b, t), s) for t, s in bids)
+    ask_levels = tuple((t * q if q else _price(b, t), s) for t, s in asks)
+    if b is not None:
+        b.update(bid_levels, ask_levels)
+    return book(inst, now, snapshot=how == "snapshot", bids=bid_levels, asks=ask_levels)
+
+
 def _run(ops: list[tuple[Any, ...]], queue_ahead: bool, check: Callable[[SimulatedVenue, Any], None]) -> None:
     books: dict[str, OrderBook] = _books()
     sim = SimulatedVenue(
@@ -136,42 +180,9 @@ def _run(ops: list[tuple[Any, ...]], queue_ahead: bool, check: Callable[[Simulat
         now += 1_000
         kind = op[0]
         if kind == "submit":
-            _, inst, side, ticks, size, tif, own = op
-            kw: dict[str, Any] = {}
-            if tif == "gtd":
-                kw = {"time_in_force": "gtd", "expire_at_ns": now + 3_000}
-            elif tif == "post":
-                kw = {"post_only": True}
-            elif tif != "gtc":
-                kw = {"time_in_force": tif}
-            if ticks is None:
-                kw.pop("post_only", None)
-                price = None
-            elif inst == PERP.symbol:
-                price = str(Decimal(ticks) * 100)  # 40,000..60,000: PERP has no book here
-            else:
-                price = str(Decimal(ticks) * Decimal("0.0001"))
-            o = Order(request(side, size, price, instrument=inst, cid=f"c{n}", **kw), now_ns=now)
-            placed.append(o)
-            sim.submit(o, now, own=_OWN[own])
+            _submit_op(sim, placed, n, now, op)
         elif kind == "book":
-            _, bids, asks, how = op
-            inst = PERP.symbol if how == "perp" else OPTION.symbol
-            b = books.get(inst)
-            if how == "invalid" and b is not None:
-                b.valid = False
-            elif how == "valid" and b is not None:
-                b.valid = True
-            if how == "snapshot" and b is not None:
-                b.clear()
-                b.valid = True
-            q = _TICK if b is None else None
-            bid_levels = tuple((t * q if q else _price(b, t), s) for t, s in bids)
-            ask_levels = tuple((t * q if q else _price(b, t), s) for t, s in asks)
-            if b is not None:
-                b.update(bid_levels, ask_levels)
-            u = book(inst, now, snapshot=how == "snapshot", bids=bid_levels, asks=ask_levels)
-            check(sim, u)
+            check(sim, _book_op(books, now, op))
         elif kind == "trade":
             _, ticks, size, side = op
             sim.on_trade(trade(ticks * _TICK, size, side, ts=now), now)
