@@ -451,7 +451,7 @@ def patched(path: str, compiled: bool) -> dict[str, Any]:
     from tradingd.engine.model.market import MarketState
 
     odd = ODD_SETS["plain"]
-    scenario(path, odd, compiled)  # the first run: the loop's offsets cached
+    scenario(path, odd, compiled)  # the first run: the loop learns (and releases) its classes
     calls: dict[str, int] = {}
 
     def counting(cls: type, name: str) -> None:
@@ -499,8 +499,9 @@ def patched(path: str, compiled: bool) -> dict[str, Any]:
 
 
 def test_a_property_set_over_a_slot_name_after_a_loop_is_honoured(tmp_path: Path) -> None:
-    """The loop caches the member offsets of the classes it reads by offset; a class attribute
-    replaced afterwards (its version tag changed) must be read again, as Python reads it."""
+    """The loop learns the member offsets of the classes it reads by offset at each call (and
+    releases the classes when it returns); a class attribute replaced between two runs must be
+    read again, as Python reads it."""
     path = _data(tmp_path / "d.rec", 600)
     code = (
         "import json, sys\n"
@@ -521,6 +522,105 @@ def test_a_property_set_over_a_slot_name_after_a_loop_is_honoured(tmp_path: Path
     python, compiled_out = outs
     assert python["calls"]["received"] > 0 and python["calls"]["tickers"] > 0
     assert python["event_calls_made"] == ["BookUpdate.venue", "Ticker.instrument", "Trade.kind"]
+    assert compiled_out == python
+
+
+def _both_loops(func: str, *args: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`func(*args, compiled)` of this module run in a fresh process for each loop (it patches
+    classes): the Python loop's outcome, then the compiled loop's."""
+    code = (
+        "import json, sys\n"
+        f"from tests.backtest.test_kernel_compiled import {func}\n"
+        f"sys.stdout.write(json.dumps({func}(*sys.argv[1:-1], sys.argv[-1] == '1')))\n"
+    )
+    outs = []
+    for compiled in ("0", "1"):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args, compiled],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+        outs.append(json.loads(proc.stdout))
+    return outs[0], outs[1]
+
+
+def _at_event(n: int, patch: Any) -> None:
+    """`Odd` strategies call `patch()` once, when the first of them receives its `n`th event."""
+    original = Odd.on_event
+    done = [False]
+
+    async def on_event(self: Odd, event: MarketEvent) -> None:
+        if not done[0] and self.n == n:
+            done[0] = True
+            patch()
+        await original(self, event)
+
+    Odd.on_event = on_event  # type: ignore[method-assign]
+
+
+def midloop(path: str, compiled: bool) -> dict[str, Any]:
+    """One run in which a strategy, at its 20th event (the loop running, its classes learnt),
+    sets counting properties over the slot names the compiled loop reads by offset and over what
+    it reads of the market events: the outcome, the calls, which events were read so."""
+    from tradingd.engine.backtest.kernel import _Slot
+    from tradingd.engine.model.book import OrderBook
+    from tradingd.engine.model.events import BookUpdate, Ticker, Trade
+    from tradingd.engine.model.market import MarketState
+
+    calls: dict[str, int] = {}
+    reads: set[tuple[str, int]] = set()
+
+    def counting(cls: type, name: str) -> None:
+        found = inspect.getattr_static(cls, name)
+        key = f"{cls.__name__}.{name}"
+        calls[key] = 0
+
+        def get(obj: Any) -> Any:
+            calls[key] += 1
+            if hasattr(obj, "ts_local"):  # an event: which one
+                reads.add((key, obj.ts_local))
+            return found.__get__(obj, cls) if hasattr(found, "__get__") else found
+
+        def put(obj: Any, value: Any) -> None:
+            found.__set__(obj, value)
+
+        setattr(cls, name, property(get, put if hasattr(found, "__set__") else None))
+
+    def patch() -> None:
+        for cls, name in (
+            (_Slot, "received"),
+            (MarketState, "tickers"),
+            (OrderBook, "_inv"),
+            (BookUpdate, "venue"),
+            (Ticker, "instrument"),
+            (Trade, "kind"),
+        ):
+            counting(cls, name)
+
+    _at_event(20, patch)
+    out = scenario(path, ODD_SETS["plain"], compiled)
+    slots = ("_Slot.received", "MarketState.tickers", "OrderBook._inv")
+    return {
+        "calls": {k: n for k, n in calls.items() if k in slots},
+        "event_calls_made": sorted(k for k, n in calls.items() if n > 0 and k not in slots),
+        "event_reads": sorted(reads),
+        **out,
+    }
+
+
+def test_a_property_set_over_a_slot_name_while_a_loop_runs_is_honoured(tmp_path: Path) -> None:
+    """The loop keeps the offsets it learnt while it runs, checked against the class's version
+    tag at each use: properties set by a strategy part-way through a run (over the slots the loop
+    reads by offset, and over the market events' fields and `kind`) are read through from then
+    on, as the Python loop reads them (a cache that ignored the tag would read the slots)."""
+    path = _data(tmp_path / "d.rec", 600)
+    python, compiled_out = _both_loops("midloop", str(path))
+    assert all(n > 0 for n in python["calls"].values()), python["calls"]
+    assert python["event_calls_made"] == ["BookUpdate.venue", "Ticker.instrument", "Trade.kind"]
+    assert python["event_reads"]
     assert compiled_out == python
 
 
