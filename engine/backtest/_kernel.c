@@ -770,7 +770,8 @@ done:
  * at their offsets; `kind`: a class attribute, the class's own object), learnt for each class by
  * `ev_learn` and again when its version tag changed, as the generic attribute lookup finds them:
  * the class's `__getattribute__` the generic one, no instance dict, a field a member descriptor
- * of the class or a base, `kind` no descriptor. Anything else (-1, NULL) is read by attribute. */
+ * of the class or a base, `kind` no descriptor (checked again where it is used: its own class's
+ * tag is not the event class's). Anything else (-1, NULL) is read by attribute. */
 enum { EV_VENUE, EV_INSTRUMENT, EV_N };
 typedef struct {
     PyObject *type; /* held while a loop runs (`forget_classes`) */
@@ -857,7 +858,10 @@ static int one_event(PyObject *consts, PyObject *ev, PyObject *ts, int *routed, 
     }
     if (ec != NULL) /* the class may have changed meanwhile (code the venue or the market ran) */
         ec = ev_learn(cls, (int)(ec - ev_classes));
-    if ((kind = ec != NULL && ec->kind != NULL ? Py_NewRef(ec->kind) : PyObject_GetAttr(ev, s_kind)) == NULL)
+    /* `kind`'s own class may have been given a `__get__` since (its tag is not the event class's):
+     * checked here, where it is used */
+    PyObject *k = ec != NULL ? ec->kind : NULL;
+    if ((kind = k != NULL && Py_TYPE(k)->tp_descr_get == NULL ? Py_NewRef(k) : PyObject_GetAttr(ev, s_kind)) == NULL)
         goto error;
     if (kind != Py_None) {
         if (venue == NULL && (venue = ev_get(ev, ec, EV_VENUE)) == NULL)

@@ -636,6 +636,33 @@ def test_a_property_set_over_a_slot_name_while_a_loop_runs_is_honoured(tmp_path:
     assert compiled_out == python
 
 
+def kind_get(path: str, compiled: bool) -> dict[str, Any]:
+    """One run in which a strategy, at its 20th event, gives the kinds' class a `__get__` (the
+    market event classes' version tags do not change): the events whose `kind` went through it."""
+    from tradingd.engine.model.events import DataKind
+
+    reads: list[int] = []
+
+    def get(self: Any, obj: Any, cls: Any = None) -> Any:
+        if obj is not None:
+            reads.append(obj.ts_local)
+        return self
+
+    _at_event(20, lambda: type.__setattr__(DataKind, "__get__", get))
+    out = scenario(path, ODD_SETS["plain"], compiled)
+    return {"reads": reads, **out}
+
+
+def test_a_get_given_to_the_kinds_class_while_a_loop_runs_is_honoured(tmp_path: Path) -> None:
+    """`kind` is read from the event's class by the compiled loop where it is no descriptor; its
+    own class given a `__get__` mid-run (which the event class's tag does not see) makes it one,
+    checked where it is used: every event after goes through it, in both loops."""
+    path = _data(tmp_path / "d.rec", 600)
+    python, compiled_out = _both_loops("kind_get", str(path))
+    assert len(python["reads"]) > 100
+    assert compiled_out == python
+
+
 def released(path: str) -> dict[str, Any]:
     """A compiled run with the kernel's `_Slot` and `OrderBook` replaced by subclasses of their
     own (the loop caches the classes it reads the slots of), then every reference to them
