@@ -1085,6 +1085,15 @@ static void forget_classes(void) {
     }
 }
 
+/* `forget_classes` with the exception pending (if any) kept round it: releasing a class may run
+ * code (finalisers), which must neither see nor clear it. */
+static void forget_classes_keeping_error(void) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    forget_classes();
+    PyErr_Restore(type, value, tb);
+}
+
 static PyObject *loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "loop(kernel, frames, consts, state)");
@@ -1293,7 +1302,7 @@ out:
     Py_XDECREF(item);
     Py_XDECREF(events);
     Py_XDECREF(batch);
-    forget_classes();
+    forget_classes_keeping_error(); /* result NULL: PyTuple_Pack's error pending */
     if (write_state(state, frames, events_count) < 0) {
         Py_XDECREF(result);
         return NULL;
