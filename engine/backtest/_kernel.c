@@ -1339,16 +1339,14 @@ static PyObject *book_reaches_py(PyObject *Py_UNUSED(module), PyObject *const *a
     if (exact_event(args[1], "BookUpdate") < 0)
         return NULL;
     book_offsets(args[2]);
-    PyObject *inst = PyObject_GetAttr(args[1], s_instrument);
-    if (inst == NULL)
-        return NULL;
-    PyObject *table = PyObject_GetAttr(args[0], s_reach), *entry = NULL;
-    if (table != NULL)
+    PyObject *inst = PyObject_GetAttr(args[1], s_instrument), *table = NULL, *entry = NULL;
+    if (inst != NULL && (table = PyObject_GetAttr(args[0], s_reach)) != NULL)
         entry = PyObject_GetItem(table, inst);
     int r = entry == NULL ? -1 : book_reaches(args[0], args[1], inst, entry);
     Py_XDECREF(table);
     Py_XDECREF(entry);
-    Py_DECREF(inst);
+    Py_XDECREF(inst);
+    forget_classes_keeping_error(); /* as a loop call does: no class held after the call */
     if (r < 0)
         return NULL;
     return PyBool_FromLong(r);
@@ -1364,7 +1362,9 @@ static PyObject *on_ticker_py(PyObject *Py_UNUSED(module), PyObject *const *args
     if (exact_event(args[2], "Ticker") < 0)
         return NULL;
     market_offsets(args[0]);
-    if (on_ticker(args[0], args[1], args[2]) < 0)
+    int r = on_ticker(args[0], args[1], args[2]);
+    forget_classes_keeping_error(); /* as a loop call does: no class held after the call */
+    if (r < 0)
         return NULL;
     Py_RETURN_NONE;
 }

@@ -664,9 +664,10 @@ def test_a_get_given_to_the_kinds_class_while_a_loop_runs_is_honoured(tmp_path: 
 
 
 def released(path: str) -> dict[str, Any]:
-    """A compiled run with the kernel's `_Slot` and `OrderBook` replaced by subclasses of their
-    own (the loop caches the classes it reads the slots of), then every reference to them
-    dropped: whether each is collected (the loop does not keep a class alive once it returned)."""
+    """A compiled run with the kernel's `_Slot`, `OrderBook` and `MarketState` replaced by
+    subclasses of their own (the loop caches the classes it reads the slots of), then every
+    reference to them dropped: whether each is collected (the loop does not keep a class alive
+    once it returned)."""
     import gc
     import weakref
 
@@ -675,16 +676,21 @@ def released(path: str) -> dict[str, Any]:
     kernel_module: Any = kernel  # its `_Slot` and `OrderBook` names rebound for the run
     slot_cls: Any = type("SlotSub", (kernel_module._Slot,), {"__slots__": ()})
     book_cls: Any = type("BookSub", (kernel_module.OrderBook,), {"__slots__": ()})
-    refs = {"slot": weakref.ref(slot_cls), "book": weakref.ref(book_cls)}
-    saved = kernel_module._Slot, kernel_module.OrderBook
-    kernel_module._Slot, kernel_module.OrderBook = slot_cls, book_cls
+    market_cls: Any = type("MarketSub", (kernel_module.MarketState,), {"__slots__": ()})
+    refs = {"slot": weakref.ref(slot_cls), "book": weakref.ref(book_cls), "market": weakref.ref(market_cls)}
+    saved = kernel_module._Slot, kernel_module.OrderBook, kernel_module.MarketState
+    kernel_module._Slot, kernel_module.OrderBook, kernel_module.MarketState = slot_cls, book_cls, market_cls
     try:
         out = scenario(path, ODD_SETS["plain"], True)
     finally:
-        kernel_module._Slot, kernel_module.OrderBook = saved
-    del slot_cls, book_cls
+        kernel_module._Slot, kernel_module.OrderBook, kernel_module.MarketState = saved
+    del slot_cls, book_cls, market_cls
     gc.collect()
-    return {"alive": sorted(name for name, ref in refs.items() if ref() is not None), "slots": out["slots"]}
+    return {
+        "alive": sorted(name for name, ref in refs.items() if ref() is not None),
+        "slots": out["slots"],
+        "market": out["market"],
+    }
 
 
 def test_the_compiled_loop_keeps_no_class_alive_once_it_returned(tmp_path: Path) -> None:
@@ -701,4 +707,32 @@ def test_the_compiled_loop_keeps_no_class_alive_once_it_returned(tmp_path: Path)
     out = json.loads(proc.stdout)
     received = [int(s[1 : s.index(",")]) for s in out["slots"]]  # repr((received, phase, ...))
     assert received and all(n > 0 for n in received), "the run delivered through its slots"
+    assert out["market"], "the run kept tickers in its market"
     assert out["alive"] == []
+
+
+def test_the_kernels_test_helpers_keep_no_class_alive_once_they_returned() -> None:
+    """`_kernel.on_ticker` and `_kernel.book_reaches` learn the market's and the book's class as
+    the loop does, and release them as a loop call does, whether they return or raise."""
+    import gc
+    import types
+    import weakref
+
+    from tests.support.helpers import PERP as PERP_INSTRUMENT
+    from tests.support.helpers import book, ticker
+    from tradingd.engine.backtest import _kernel
+    from tradingd.engine.model.book import OrderBook
+    from tradingd.engine.model.instruments import InstrumentRegistry
+    from tradingd.engine.model.market import MarketState
+
+    market_cls: Any = type("MarketSub", (MarketState,), {"__slots__": ()})
+    book_cls: Any = type("BookSub", (OrderBook,), {"__slots__": ()})
+    refs = [weakref.ref(market_cls), weakref.ref(book_cls)]
+    market = market_cls(InstrumentRegistry([PERP_INSTRUMENT]))
+    _kernel.on_ticker(market, market.on_ticker, ticker(PERP, 1, index=90_000.0))
+    assert ("deribit", PERP) in market.tickers
+    with pytest.raises(KeyError):  # no reach entry for the instrument: an error, raised
+        _kernel.book_reaches(types.SimpleNamespace(reach={}), book(PERP), book_cls)
+    del market, market_cls, book_cls
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
