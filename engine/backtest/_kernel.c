@@ -714,6 +714,10 @@ static int on_ticker(PyObject *market, PyObject *method, PyObject *ev) {
         goto error;
     if (index != Py_None && !PyFloat_CheckExact(index))
         goto call;
+    /* that code may also have made another call learn another class's offsets: learnt again */
+    market_offsets(market);
+    if ((PyObject *)Py_TYPE(market) != market_type || off_tickers < 0 || off_rate_key < 0 || off_index < 0)
+        goto call;
     tickers = Py_XNewRef(SLOT(market, off_tickers));
     rate_keys = Py_XNewRef(SLOT(market, off_rate_key));
     rates = Py_XNewRef(SLOT(market, off_index));
