@@ -714,6 +714,10 @@ static int on_ticker(PyObject *market, PyObject *method, PyObject *ev) {
         goto error;
     if (index != Py_None && !PyFloat_CheckExact(index))
         goto call;
+    /* that code may also have made another call learn another class's offsets: learnt again */
+    market_offsets(market);
+    if ((PyObject *)Py_TYPE(market) != market_type || off_tickers < 0 || off_rate_key < 0 || off_index < 0)
+        goto call;
     tickers = Py_XNewRef(SLOT(market, off_tickers));
     rate_keys = Py_XNewRef(SLOT(market, off_rate_key));
     rates = Py_XNewRef(SLOT(market, off_index));
@@ -770,7 +774,8 @@ done:
  * at their offsets; `kind`: a class attribute, the class's own object), learnt for each class by
  * `ev_learn` and again when its version tag changed, as the generic attribute lookup finds them:
  * the class's `__getattribute__` the generic one, no instance dict, a field a member descriptor
- * of the class or a base, `kind` no descriptor. Anything else (-1, NULL) is read by attribute. */
+ * of the class or a base, `kind` no descriptor (checked again where it is used: its own class's
+ * tag is not the event class's). Anything else (-1, NULL) is read by attribute. */
 enum { EV_VENUE, EV_INSTRUMENT, EV_N };
 typedef struct {
     PyObject *type; /* held while a loop runs (`forget_classes`) */
@@ -857,7 +862,10 @@ static int one_event(PyObject *consts, PyObject *ev, PyObject *ts, int *routed, 
     }
     if (ec != NULL) /* the class may have changed meanwhile (code the venue or the market ran) */
         ec = ev_learn(cls, (int)(ec - ev_classes));
-    if ((kind = ec != NULL && ec->kind != NULL ? Py_NewRef(ec->kind) : PyObject_GetAttr(ev, s_kind)) == NULL)
+    /* `kind`'s own class may have been given a `__get__` since (its tag is not the event class's):
+     * checked here, where it is used */
+    PyObject *k = ec != NULL ? ec->kind : NULL;
+    if ((kind = k != NULL && Py_TYPE(k)->tp_descr_get == NULL ? Py_NewRef(k) : PyObject_GetAttr(ev, s_kind)) == NULL)
         goto error;
     if (kind != Py_None) {
         if (venue == NULL && (venue = ev_get(ev, ec, EV_VENUE)) == NULL)
@@ -1081,6 +1089,15 @@ static void forget_classes(void) {
     }
 }
 
+/* `forget_classes` with the exception pending (if any) kept round it: releasing a class may run
+ * code (finalisers), which must neither see nor clear it. */
+static void forget_classes_keeping_error(void) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    forget_classes();
+    PyErr_Restore(type, value, tb);
+}
+
 static PyObject *loop(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "loop(kernel, frames, consts, state)");
@@ -1289,7 +1306,7 @@ out:
     Py_XDECREF(item);
     Py_XDECREF(events);
     Py_XDECREF(batch);
-    forget_classes();
+    forget_classes_keeping_error(); /* result NULL: PyTuple_Pack's error pending */
     if (write_state(state, frames, events_count) < 0) {
         Py_XDECREF(result);
         return NULL;
@@ -1326,16 +1343,14 @@ static PyObject *book_reaches_py(PyObject *Py_UNUSED(module), PyObject *const *a
     if (exact_event(args[1], "BookUpdate") < 0)
         return NULL;
     book_offsets(args[2]);
-    PyObject *inst = PyObject_GetAttr(args[1], s_instrument);
-    if (inst == NULL)
-        return NULL;
-    PyObject *table = PyObject_GetAttr(args[0], s_reach), *entry = NULL;
-    if (table != NULL)
+    PyObject *inst = PyObject_GetAttr(args[1], s_instrument), *table = NULL, *entry = NULL;
+    if (inst != NULL && (table = PyObject_GetAttr(args[0], s_reach)) != NULL)
         entry = PyObject_GetItem(table, inst);
     int r = entry == NULL ? -1 : book_reaches(args[0], args[1], inst, entry);
     Py_XDECREF(table);
     Py_XDECREF(entry);
-    Py_DECREF(inst);
+    Py_XDECREF(inst);
+    forget_classes_keeping_error(); /* as a loop call does: no class held after the call */
     if (r < 0)
         return NULL;
     return PyBool_FromLong(r);
@@ -1351,7 +1366,9 @@ static PyObject *on_ticker_py(PyObject *Py_UNUSED(module), PyObject *const *args
     if (exact_event(args[2], "Ticker") < 0)
         return NULL;
     market_offsets(args[0]);
-    if (on_ticker(args[0], args[1], args[2]) < 0)
+    int r = on_ticker(args[0], args[1], args[2]);
+    forget_classes_keeping_error(); /* as a loop call does: no class held after the call */
+    if (r < 0)
         return NULL;
     Py_RETURN_NONE;
 }

@@ -451,7 +451,7 @@ def patched(path: str, compiled: bool) -> dict[str, Any]:
     from tradingd.engine.model.market import MarketState
 
     odd = ODD_SETS["plain"]
-    scenario(path, odd, compiled)  # the first run: the loop's offsets cached
+    scenario(path, odd, compiled)  # the first run: the loop learns (and releases) its classes
     calls: dict[str, int] = {}
 
     def counting(cls: type, name: str) -> None:
@@ -487,10 +487,20 @@ def patched(path: str, compiled: bool) -> dict[str, Any]:
     counting_event(BookUpdate, "venue")
     counting_event(Ticker, "instrument")
     counting_event(Trade, "kind")
+    # A `__getattribute__` of its own (a wrapper of the generic one): every read goes through it.
+    through: set[tuple[str, int]] = set()
+
+    def getattribute(obj: Any, name: str) -> Any:
+        if name in ("venue", "instrument", "kind"):
+            through.add((name, object.__getattribute__(obj, "ts_local")))
+        return object.__getattribute__(obj, name)
+
+    BookUpdate.__getattribute__ = getattribute  # type: ignore[method-assign]
     out = scenario(path, odd, compiled)
     return {
         "calls": calls,
         "event_calls_made": sorted(k for k, n in event_calls.items() if n > 0),
+        "through_getattribute": sorted(through),
         "report": out["report"],
         "slots": out["slots"],
         "market": out["market"],
@@ -499,8 +509,10 @@ def patched(path: str, compiled: bool) -> dict[str, Any]:
 
 
 def test_a_property_set_over_a_slot_name_after_a_loop_is_honoured(tmp_path: Path) -> None:
-    """The loop caches the member offsets of the classes it reads by offset; a class attribute
-    replaced afterwards (its version tag changed) must be read again, as Python reads it."""
+    """The loop learns the member offsets of the classes it reads by offset at each call (and
+    releases the classes when it returns); a class attribute replaced between two runs must be
+    read again, and `BookUpdate`'s own `__getattribute__` (then no field read at its offset, no
+    `kind` from the class) must read every attribute, as Python reads them."""
     path = _data(tmp_path / "d.rec", 600)
     code = (
         "import json, sys\n"
@@ -521,13 +533,141 @@ def test_a_property_set_over_a_slot_name_after_a_loop_is_honoured(tmp_path: Path
     python, compiled_out = outs
     assert python["calls"]["received"] > 0 and python["calls"]["tickers"] > 0
     assert python["event_calls_made"] == ["BookUpdate.venue", "Ticker.instrument", "Trade.kind"]
+    assert {name for name, _ in python["through_getattribute"]} == {"venue", "instrument", "kind"}
+    assert compiled_out == python
+
+
+def _both_loops(func: str, *args: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`func(*args, compiled)` of this module run in a fresh process for each loop (it patches
+    classes): the Python loop's outcome, then the compiled loop's."""
+    code = (
+        "import json, sys\n"
+        f"from tests.backtest.test_kernel_compiled import {func}\n"
+        f"sys.stdout.write(json.dumps({func}(*sys.argv[1:-1], sys.argv[-1] == '1')))\n"
+    )
+    outs = []
+    for compiled in ("0", "1"):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args, compiled],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+        outs.append(json.loads(proc.stdout))
+    return outs[0], outs[1]
+
+
+def _at_event(n: int, patch: Any) -> None:
+    """`Odd` strategies call `patch()` once, when the first of them receives its `n`th event."""
+    original = Odd.on_event
+    done = [False]
+
+    async def on_event(self: Odd, event: MarketEvent) -> None:
+        if not done[0] and self.n == n:
+            done[0] = True
+            patch()
+        await original(self, event)
+
+    Odd.on_event = on_event  # type: ignore[method-assign]
+
+
+def midloop(path: str, compiled: bool) -> dict[str, Any]:
+    """One run in which a strategy, at its 20th event (the loop running, its classes learnt),
+    sets counting properties over the slot names the compiled loop reads by offset and over what
+    it reads of the market events: the outcome, the calls, which events were read so."""
+    from tradingd.engine.backtest.kernel import _Slot
+    from tradingd.engine.model.book import OrderBook
+    from tradingd.engine.model.events import BookUpdate, Ticker, Trade
+    from tradingd.engine.model.market import MarketState
+
+    calls: dict[str, int] = {}
+    reads: set[tuple[str, int]] = set()
+
+    def counting(cls: type, name: str) -> None:
+        found = inspect.getattr_static(cls, name)
+        key = f"{cls.__name__}.{name}"
+        calls[key] = 0
+
+        def get(obj: Any) -> Any:
+            calls[key] += 1
+            if hasattr(obj, "ts_local"):  # an event: which one
+                reads.add((key, obj.ts_local))
+            return found.__get__(obj, cls) if hasattr(found, "__get__") else found
+
+        def put(obj: Any, value: Any) -> None:
+            found.__set__(obj, value)
+
+        setattr(cls, name, property(get, put if hasattr(found, "__set__") else None))
+
+    def patch() -> None:
+        for cls, name in (
+            (_Slot, "received"),
+            (MarketState, "tickers"),
+            (OrderBook, "_inv"),
+            (BookUpdate, "venue"),
+            (Ticker, "instrument"),
+            (Trade, "kind"),
+        ):
+            counting(cls, name)
+
+    _at_event(20, patch)
+    out = scenario(path, ODD_SETS["plain"], compiled)
+    slots = ("_Slot.received", "MarketState.tickers", "OrderBook._inv")
+    return {
+        "calls": {k: n for k, n in calls.items() if k in slots},
+        "event_calls_made": sorted(k for k, n in calls.items() if n > 0 and k not in slots),
+        "event_reads": sorted(reads),
+        **out,
+    }
+
+
+def test_a_property_set_over_a_slot_name_while_a_loop_runs_is_honoured(tmp_path: Path) -> None:
+    """The loop keeps the offsets it learnt while it runs, checked against the class's version
+    tag at each use: properties set by a strategy part-way through a run (over the slots the loop
+    reads by offset, and over the market events' fields and `kind`) are read through from then
+    on, as the Python loop reads them (a cache that ignored the tag would read the slots)."""
+    path = _data(tmp_path / "d.rec", 600)
+    python, compiled_out = _both_loops("midloop", str(path))
+    assert all(n > 0 for n in python["calls"].values()), python["calls"]
+    assert python["event_calls_made"] == ["BookUpdate.venue", "Ticker.instrument", "Trade.kind"]
+    assert python["event_reads"]
+    assert compiled_out == python
+
+
+def kind_get(path: str, compiled: bool) -> dict[str, Any]:
+    """One run in which a strategy, at its 20th event, gives the kinds' class a `__get__` (the
+    market event classes' version tags do not change): the events whose `kind` went through it."""
+    from tradingd.engine.model.events import DataKind
+
+    reads: list[int] = []
+
+    def get(self: Any, obj: Any, cls: Any = None) -> Any:
+        if obj is not None:
+            reads.append(obj.ts_local)
+        return self
+
+    _at_event(20, lambda: type.__setattr__(DataKind, "__get__", get))
+    out = scenario(path, ODD_SETS["plain"], compiled)
+    return {"reads": reads, **out}
+
+
+def test_a_get_given_to_the_kinds_class_while_a_loop_runs_is_honoured(tmp_path: Path) -> None:
+    """`kind` is read from the event's class by the compiled loop where it is no descriptor; its
+    own class given a `__get__` mid-run (which the event class's tag does not see) makes it one,
+    checked where it is used: every event after goes through it, in both loops."""
+    path = _data(tmp_path / "d.rec", 600)
+    python, compiled_out = _both_loops("kind_get", str(path))
+    assert len(python["reads"]) > 100
     assert compiled_out == python
 
 
 def released(path: str) -> dict[str, Any]:
-    """A compiled run with the kernel's `_Slot` and `OrderBook` replaced by subclasses of their
-    own (the loop caches the classes it reads the slots of), then every reference to them
-    dropped: whether each is collected (the loop does not keep a class alive once it returned)."""
+    """A compiled run with the kernel's `_Slot`, `OrderBook` and `MarketState` replaced by
+    subclasses of their own (the loop caches the classes it reads the slots of), then every
+    reference to them dropped: whether each is collected (the loop does not keep a class alive
+    once it returned)."""
     import gc
     import weakref
 
@@ -536,16 +676,21 @@ def released(path: str) -> dict[str, Any]:
     kernel_module: Any = kernel  # its `_Slot` and `OrderBook` names rebound for the run
     slot_cls: Any = type("SlotSub", (kernel_module._Slot,), {"__slots__": ()})
     book_cls: Any = type("BookSub", (kernel_module.OrderBook,), {"__slots__": ()})
-    refs = {"slot": weakref.ref(slot_cls), "book": weakref.ref(book_cls)}
-    saved = kernel_module._Slot, kernel_module.OrderBook
-    kernel_module._Slot, kernel_module.OrderBook = slot_cls, book_cls
+    market_cls: Any = type("MarketSub", (kernel_module.MarketState,), {"__slots__": ()})
+    refs = {"slot": weakref.ref(slot_cls), "book": weakref.ref(book_cls), "market": weakref.ref(market_cls)}
+    saved = kernel_module._Slot, kernel_module.OrderBook, kernel_module.MarketState
+    kernel_module._Slot, kernel_module.OrderBook, kernel_module.MarketState = slot_cls, book_cls, market_cls
     try:
         out = scenario(path, ODD_SETS["plain"], True)
     finally:
-        kernel_module._Slot, kernel_module.OrderBook = saved
-    del slot_cls, book_cls
+        kernel_module._Slot, kernel_module.OrderBook, kernel_module.MarketState = saved
+    del slot_cls, book_cls, market_cls
     gc.collect()
-    return {"alive": sorted(name for name, ref in refs.items() if ref() is not None), "slots": out["slots"]}
+    return {
+        "alive": sorted(name for name, ref in refs.items() if ref() is not None),
+        "slots": out["slots"],
+        "market": out["market"],
+    }
 
 
 def test_the_compiled_loop_keeps_no_class_alive_once_it_returned(tmp_path: Path) -> None:
@@ -562,4 +707,32 @@ def test_the_compiled_loop_keeps_no_class_alive_once_it_returned(tmp_path: Path)
     out = json.loads(proc.stdout)
     received = [int(s[1 : s.index(",")]) for s in out["slots"]]  # repr((received, phase, ...))
     assert received and all(n > 0 for n in received), "the run delivered through its slots"
+    assert out["market"], "the run kept tickers in its market"
     assert out["alive"] == []
+
+
+def test_the_kernels_test_helpers_keep_no_class_alive_once_they_returned() -> None:
+    """`_kernel.on_ticker` and `_kernel.book_reaches` learn the market's and the book's class as
+    the loop does, and release them as a loop call does, whether they return or raise."""
+    import gc
+    import types
+    import weakref
+
+    from tests.support.helpers import PERP as PERP_INSTRUMENT
+    from tests.support.helpers import book, ticker
+    from tradingd.engine.backtest import _kernel
+    from tradingd.engine.model.book import OrderBook
+    from tradingd.engine.model.instruments import InstrumentRegistry
+    from tradingd.engine.model.market import MarketState
+
+    market_cls: Any = type("MarketSub", (MarketState,), {"__slots__": ()})
+    book_cls: Any = type("BookSub", (OrderBook,), {"__slots__": ()})
+    refs = [weakref.ref(market_cls), weakref.ref(book_cls)]
+    market = market_cls(InstrumentRegistry([PERP_INSTRUMENT]))
+    _kernel.on_ticker(market, market.on_ticker, ticker(PERP, 1, index=90_000.0))
+    assert ("deribit", PERP) in market.tickers
+    with pytest.raises(KeyError):  # no reach entry for the instrument: an error, raised
+        _kernel.book_reaches(types.SimpleNamespace(reach={}), book(PERP), book_cls)
+    del market, market_cls, book_cls
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]

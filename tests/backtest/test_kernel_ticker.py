@@ -139,3 +139,50 @@ def test_the_ticker_helper_refuses_an_event_of_another_class() -> None:
     proc = subprocess.run([sys.executable, "-c", _UAF], capture_output=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert proc.stdout.decode().splitlines() == ["refused _kernel: a Ticker is expected, not 'Ev'"] * 3
+
+
+class _OtherMarket:
+    """A market of another class whose slots of the names the C path reads lie at other offsets
+    than `MarketState`'s (there `tickers` is where `MarketState` has `_rate_key`)."""
+
+    __slots__ = ("tickers", "index", "_rate_key")  # noqa: RUF023 (the order is the point)
+
+    def __init__(self) -> None:
+        self.tickers: dict[Any, Any] = {}
+        self.index: dict[Any, Any] = {}
+        self._rate_key: dict[Any, Any] = {}
+
+    def on_ticker(self, t: Any) -> None:
+        raise AssertionError("the C path takes this ticker")
+
+
+def test_a_market_class_learnt_meanwhile_does_not_leave_its_offsets_to_the_ticker_path() -> None:
+    """The ticker path reads the event's attributes before the market's slots; code they run
+    (here a property over `Ticker.index`) may make another call learn another market class's
+    offsets: the path learns its market's again before reading the slots, and leaves the market
+    as the method does."""
+    import inspect
+
+    from tradingd.engine.backtest import _kernel
+    from tradingd.engine.model.events import Ticker
+
+    m, twin = (MarketState(InstrumentRegistry([PERP])) for _ in range(2))
+    other = _OtherMarket()
+    original = inspect.getattr_static(Ticker, "index")
+    nested = [False]
+
+    def index(ev: Any) -> Any:
+        if not nested[0]:
+            nested[0] = True
+            _kernel.on_ticker(other, other.on_ticker, ticker(OPTION.symbol, 9))
+        return original.__get__(ev, Ticker)
+
+    t = ticker(PERP.symbol, 1)  # no index: the C path keeps it in `tickers`, nothing else
+    Ticker.index = property(index)  # type: ignore[assignment]
+    try:
+        _kernel.on_ticker(m, m.on_ticker, t)
+    finally:
+        Ticker.index = original
+    assert nested[0] and list(other.tickers) == [("deribit", OPTION.symbol)]
+    twin.on_ticker(t)
+    assert _digest(m) == _digest(twin)

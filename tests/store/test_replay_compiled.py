@@ -155,6 +155,37 @@ def test_levels_of_another_shape_and_a_subclass_take_the_method() -> None:
     assert calls == [(((100.0, 1.0),), ())] and spy.bids == {200: 1.0}
 
 
+class _Always(int):
+    """An int whose comparisons all say yes: only Python's comparison honours them (`t > best`
+    asks `best.__lt__(t)` first, a subclass's reflection)."""
+
+    def __lt__(self, other: object) -> bool:
+        return True
+
+    def __gt__(self, other: object) -> bool:
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = int.__hash__
+
+
+@pytest.mark.parametrize("steps", [[((5.0, 1.0),), ((3.0, 1.0),)], [((5.0, 1.0),), ((5.0, 0.0),)]])
+def test_an_int_subclass_best_is_compared_by_python(steps: list[tuple[tuple[float, float], ...]]) -> None:
+    """The compiled comparisons read exact ints as C integers; a best that is an int subclass
+    (its own comparisons) is compared as the method compares it: a new level set, the best
+    removed (a scan over the side again)."""
+    python, compiled = OrderBook(1.0), OrderBook(1.0)
+    for b in (python, compiled):
+        b.bids[7] = 1.0
+        b._bb = _Always(7)
+    for levels in steps:
+        python.update(levels, ())
+        _replay.update(compiled, levels, ())
+        assert (type(compiled._bb), _state(compiled)) == (type(python._bb), _state(python))
+
+
 def test_an_order_book_update_patched_on_the_class_is_the_one_called(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fault injected into `OrderBook.update` (as tests of the decoders do) is met on the
     compiled path too."""
