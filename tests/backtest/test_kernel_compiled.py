@@ -383,18 +383,28 @@ def leaks(path: str) -> dict[str, Any]:
     return out
 
 
-def test_the_compiled_loop_keeps_no_reference(tmp_path: Path) -> None:
-    path = _data(tmp_path / "d.rec", 3000)
+def _in_a_child(function: str, *args: str | bool, timeout: float = 300) -> Any:
+    """`function(*args)` of this module run in a fresh interpreter (its classes, caches and
+    counts its own), its JSON answer."""
     code = (
         "import json, sys\n"
-        "from tests.backtest.test_kernel_compiled import leaks\n"
-        "sys.stdout.write(json.dumps(leaks(sys.argv[1])))\n"
+        f"from tests.backtest.test_kernel_compiled import {function}\n"
+        f"sys.stdout.write(json.dumps({function}(*json.loads(sys.argv[1]))))\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True, timeout=600, check=False
+        [sys.executable, "-c", code, json.dumps(args)],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    for name, moved in json.loads(proc.stdout).items():
+    return json.loads(proc.stdout)
+
+
+def test_the_compiled_loop_keeps_no_reference(tmp_path: Path) -> None:
+    path = _data(tmp_path / "d.rec", 3000)
+    for name, moved in _in_a_child("leaks", str(path), timeout=600).items():
         # A reference kept or dropped per frame or per event moves a count by thousands (3,000
         # frames); the interpreter's own caches may move the singletons' (None, True, 0...) by a
         # few between two runs, as they did once under a loaded xdist run.
@@ -514,23 +524,7 @@ def test_a_property_set_over_a_slot_name_after_a_loop_is_honoured(tmp_path: Path
     read again, and `BookUpdate`'s own `__getattribute__` (then no field read at its offset, no
     `kind` from the class) must read every attribute, as Python reads them."""
     path = _data(tmp_path / "d.rec", 600)
-    code = (
-        "import json, sys\n"
-        "from tests.backtest.test_kernel_compiled import patched\n"
-        "sys.stdout.write(json.dumps(patched(sys.argv[1], sys.argv[2] == '1')))\n"
-    )
-    outs = []
-    for compiled in ("0", "1"):
-        proc = subprocess.run(
-            [sys.executable, "-c", code, str(path), compiled],
-            cwd=ROOT,
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-        outs.append(json.loads(proc.stdout))
-    python, compiled_out = outs
+    python, compiled_out = _both_loops("patched", str(path))
     assert python["calls"]["received"] > 0 and python["calls"]["tickers"] > 0
     assert python["event_calls_made"] == ["BookUpdate.venue", "Ticker.instrument", "Trade.kind"]
     assert {name for name, _ in python["through_getattribute"]} == {"venue", "instrument", "kind"}
@@ -540,23 +534,7 @@ def test_a_property_set_over_a_slot_name_after_a_loop_is_honoured(tmp_path: Path
 def _both_loops(func: str, *args: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """`func(*args, compiled)` of this module run in a fresh process for each loop (it patches
     classes): the Python loop's outcome, then the compiled loop's."""
-    code = (
-        "import json, sys\n"
-        f"from tests.backtest.test_kernel_compiled import {func}\n"
-        f"sys.stdout.write(json.dumps({func}(*sys.argv[1:-1], sys.argv[-1] == '1')))\n"
-    )
-    outs = []
-    for compiled in ("0", "1"):
-        proc = subprocess.run(
-            [sys.executable, "-c", code, *args, compiled],
-            cwd=ROOT,
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-        outs.append(json.loads(proc.stdout))
-    return outs[0], outs[1]
+    return _in_a_child(func, *args, False), _in_a_child(func, *args, True)
 
 
 def _at_event(n: int, patch: Any) -> None:
@@ -695,16 +673,7 @@ def released(path: str) -> dict[str, Any]:
 
 def test_the_compiled_loop_keeps_no_class_alive_once_it_returned(tmp_path: Path) -> None:
     path = _data(tmp_path / "d.rec", 600)
-    code = (
-        "import json, sys\n"
-        "from tests.backtest.test_kernel_compiled import released\n"
-        "sys.stdout.write(json.dumps(released(sys.argv[1])))\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True, timeout=300, check=False
-    )
-    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    out = json.loads(proc.stdout)
+    out = _in_a_child("released", str(path))
     received = [int(s[1 : s.index(",")]) for s in out["slots"]]  # repr((received, phase, ...))
     assert received and all(n > 0 for n in received), "the run delivered through its slots"
     assert out["market"], "the run kept tickers in its market"
