@@ -173,16 +173,20 @@ static PyObject *book_type = NULL;
 static unsigned int book_tag = 0;
 static Py_ssize_t off_bb = -1, off_ba = -1, off_valid = -1, off_inv = -1;
 
-/* The offset of the member `name` in instances of `type`: a writable object slot, the descriptor
- * found being a member descriptor of `type` or of a base (not one of another class set on it). */
-static Py_ssize_t slot_offset(PyObject *type, PyObject *name) {
+/* The offset of the member `name` in instances of `type`: an object slot (a writable one when
+ * `writable`), the descriptor found being a member descriptor of `type` or of a base (not one of
+ * another class set on it); else -1. */
+static Py_ssize_t member_offset(PyObject *type, PyObject *name, int writable) {
     PyObject *desc = _PyType_Lookup((PyTypeObject *)type, name); /* borrowed */
     if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type) ||
         !PyType_IsSubtype((PyTypeObject *)type, PyDescr_TYPE(desc)))
         return -1;
     PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
-    return m->type == T_OBJECT_EX && !(m->flags & READONLY) ? m->offset : -1;
+    return m->type == T_OBJECT_EX && !(writable && (m->flags & READONLY)) ? m->offset : -1;
 }
+
+/* A writable object slot's offset (what the loop writes), or -1. */
+static Py_ssize_t slot_offset(PyObject *type, PyObject *name) { return member_offset(type, name, 1); }
 
 static void book_offsets(PyObject *type) {
     if (FRESH(type, book_type, book_tag))
@@ -785,16 +789,8 @@ typedef struct {
 } EvClass;
 static EvClass ev_classes[3]; /* Ticker, BookUpdate, Trade (C_TICKER + i) */
 
-/* The offset of the field `name` of `type` for reading: -1 where it is not a member descriptor's
- * object slot (of `type` or a base). */
-static Py_ssize_t field_offset(PyObject *type, PyObject *name) {
-    PyObject *desc = _PyType_Lookup((PyTypeObject *)type, name); /* borrowed */
-    if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type) ||
-        !PyType_IsSubtype((PyTypeObject *)type, PyDescr_TYPE(desc)))
-        return -1;
-    PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
-    return m->type == T_OBJECT_EX ? m->offset : -1;
-}
+/* The offset of the field `name` of `type` for reading (an object slot, read-only or not), or -1. */
+static Py_ssize_t field_offset(PyObject *type, PyObject *name) { return member_offset(type, name, 0); }
 
 /* The entry of `cls` (one of the three classes, `i` its place), fresh. */
 static EvClass *ev_learn(PyObject *cls, int i) {
