@@ -32,6 +32,7 @@ become typed exceptions with the venue's code and message (`stream.map_error`).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -166,6 +167,35 @@ _decode_instrument: Any = msgspec.json.Decoder(_InstrumentDetails, strict=False)
 _decode_orders: Any = msgspec.json.Decoder(_Orders, strict=False).decode
 _decode_trades: Any = msgspec.json.Decoder(_Trades, strict=False).decode
 _decode_cancelled: Any = msgspec.json.Decoder(_Cancelled).decode
+
+
+def _oldest_first(trades: list[TradeData]) -> list[TradeData]:
+    """A trade history (each trade once), oldest first and, within a millisecond, in the venue's
+    matching order: the order a ledger that averages its cost must book them in (long 1 @90, then
+    in one millisecond buy 1 @100 and sell 1 @101: 6 realized in that order, 11 the other way).
+    Derive's timestamps are milliseconds, which several trades share under load, and its trade
+    ids are random UUIDs (no order), so the matching order is the one the history lists them in.
+    Derive documents no order for `private/get_trade_history`; the direction is read from the
+    timestamps: never rising with a fall, newest first (the simulator's order: reversed here);
+    never falling with a rise, oldest first (kept). All in one millisecond (or none or one
+    trade), no evidence either way: taken as newest first, the simulator's order. Then a stable
+    sort on the timestamp alone. A listing that goes both ways has no order to keep: it falls
+    back to the trade id within a millisecond (the same order on every read, not the matching
+    one). The records of one trade that filled two of our orders are matched at once: they come
+    together, by order id, whatever order the venue lists them in."""
+    rises = falls = False
+    for earlier, later in itertools.pairwise(trades):
+        rises = rises or later.timestamp > earlier.timestamp
+        falls = falls or later.timestamp < earlier.timestamp
+    if rises and falls:  # mixed: no direction to read the matching order from
+        return sorted(trades, key=lambda t: (t.timestamp, str(t.trade_id), t.order_id))
+    listed = trades if rises else trades[::-1]  # oldest first; newest first without evidence
+    first_seen: dict[str, int] = {}
+    for i, t in enumerate(listed):
+        first_seen.setdefault(str(t.trade_id), i)
+    # The timestamp, then the listed (matching) order: a stable sort on the time alone, except
+    # that one trade's records sit together, by order id.
+    return sorted(listed, key=lambda t: (t.timestamp, first_seen[str(t.trade_id)], t.order_id))
 
 
 class DeriveExecution(VenueExecution):
@@ -518,8 +548,12 @@ class DeriveExecution(VenueExecution):
             raise VenueError(f"private/get_orders: unreadable answer ({exc})", venue=VENUE) from None
 
     async def recent_fills(self, since_ns: int) -> list[Fill | FillReversal]:
-        """Our fills since `since_ns`, oldest first, a millisecond's by trade id
-        (`private/get_trade_history` from that time, every page; each trade once). A trade whose
+        """Our fills since `since_ns`, oldest first, a millisecond's in the venue's matching order
+        (`private/get_trade_history` from that time, every page; each trade once). Derive
+        documents no order for the history: its direction is read from the timestamps (newest
+        first, as the simulator lists, or oldest first); a history all in one millisecond shows
+        none and is taken as newest first (the simulator's order), and one that goes both ways
+        falls back to the trade id within a millisecond. A trade whose
         transaction was reverted or ignored (§3.4 `tx_status`) is not a fill: it is listed as its
         `FillReversal`, which the engine applies only to an order holding that fill (one reported
         before the reversal, in this process or in the journal of an earlier one)."""
@@ -539,12 +573,9 @@ class DeriveExecution(VenueExecution):
         unique: dict[tuple[str, str], TradeData] = {}
         for t in trades:  # a page shifted by a new trade repeats one; one trade may fill two orders
             unique.setdefault((str(t.trade_id), t.order_id), t)
-        # Oldest first. Derive documents no order for the history (the simulator lists newest
-        # first) and its timestamps are milliseconds, which several trades share under load:
-        # sorting on the time alone kept the order the pages brought a millisecond's trades in
-        # (the simulator's: the reverse of its matching order). The trade id, then the order id
-        # (a trade that filled two of ours), orders them the same on every read.
-        ordered = sorted(unique.values(), key=lambda t: (t.timestamp, str(t.trade_id), t.order_id))
+        # Oldest first, a millisecond's in the venue's matching order (read from the listing's
+        # direction: `_oldest_first`), the order the ledger must book them in.
+        ordered = _oldest_first(list(unique.values()))
         try:
             out: list[Fill | FillReversal] = [
                 reversal_from(t, now) if t.tx_status in _NOT_EXECUTED else fill_from(t, now) for t in ordered

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -575,19 +576,13 @@ async def test_recent_fills_reads_every_page_once_and_lists_reverted_trades_as_r
             await trio.sleep(0.01)
     in_window = [t for t in account.trades if t["timestamp"] >= since // 1_000_000]
     reverted = {t["trade_id"] for t in in_window if t["tx_status"] == "reverted"}
-    # Oldest first, a millisecond's trades by trade id (two of them share one under load: the
-    # venue's order within it is not defined, see the test below).
-    executed = [
-        t["trade_id"]
-        for t in sorted(in_window, key=lambda t: (t["timestamp"], t["trade_id"]))
-        if t["tx_status"] == "settled"
-    ]
+    executed = [t["trade_id"] for t in in_window if t["tx_status"] == "settled"]
     assert len(reverted) == 1 and len(executed) >= 4 and all(t["label"] != "s-f-0" for t in in_window)
     execution.page_size = 2  # several pages
     asked = simulator.requests_for("private/get_trade_history")
     listed = await execution.recent_fills(since)
     fills = [f for f in listed if isinstance(f, Fill)]
-    assert [f.trade_id for f in fills] == executed  # each once
+    assert [f.trade_id for f in fills] == executed  # oldest first, in matching order, each once
     assert all(f.fee > 0 and f.client_order_id for f in fills)
     # A reverted trade is listed as its reversal (the engine applies one only to an order that
     # holds that fill: after a restart, the journal's), never as a fill.
@@ -612,30 +607,55 @@ class _StoppableClock:
         return time.time_ns() if self.stopped_ns is None else self.stopped_ns
 
 
-async def test_recent_fills_orders_a_milliseconds_trades_by_trade_id_whatever_order_the_venue_lists(
+async def test_recent_fills_keeps_the_venues_matching_order_within_a_millisecond_whichever_way_it_lists(
     nursery: trio.Nursery,
 ) -> None:
     clock = _StoppableClock()
     simulator, _, execution, _ = await connected(nursery, clock=clock)
     account = simulator.accounts[DEMO_WALLET.lower()]
     since = time.time_ns()
-    clock.stopped_ns = since + 1_000_000
-    for i in range(5):
-        await execution.place(engine_order(f"s-ms-{i}", size="0.1"))
+    first_ms, second_ms = since // 1_000_000 + 1, since // 1_000_000 + 2
+    for ms, orders in ((first_ms, 2), (second_ms, 4)):  # two milliseconds, several trades in each
+        clock.stopped_ns = ms * 1_000_000
+        for i in range(orders):
+            await execution.place(engine_order(f"s-ms-{ms}-{i}", size="0.1"))
     clock.stopped_ns = None
-    stopped_ms = (since + 1_000_000) // 1_000_000
-    trades = [t for t in account.trades if t["timestamp"] >= since // 1_000_000]
-    assert len(trades) >= 5 and all(t["timestamp"] == stopped_ms for t in trades)
-    by_id = sorted(t["trade_id"] for t in trades)
-    execution.page_size = 2  # the millisecond spans pages
-    # The history lists them newest first, in an order the venue does not define within a
-    # millisecond (the simulator: the reverse of its matching order). Listed the other way
-    # round, the fills come in the same order: by trade id, each once.
-    for listing in ("the simulator's", "reversed"):
+    trades = [t for t in account.trades if t["timestamp"] >= since // 1_000_000]  # matching order
+    assert {t["timestamp"] for t in trades} == {first_ms, second_ms}
+    assert sum(t["timestamp"] == second_ms for t in trades) >= 4
+    # Derive's trade ids are random UUIDs, no order: here they sort against the matching order
+    # (the case a sort on them gets wrong; the simulator's seeded ones may happen not to).
+    for i, t in enumerate(trades):
+        t["trade_id"] = str(uuid.UUID(int=len(trades) - i, version=4))
+    matching = [t["trade_id"] for t in trades]
+    execution.page_size = 2  # a millisecond spans pages
+
+    async def read(from_ns: int) -> list[str]:
+        fills = [f for f in await execution.recent_fills(from_ns) if isinstance(f, Fill)]
+        return [f.trade_id for f in fills]
+
+    # (1) The simulator's own listing, newest first. One millisecond alone shows no direction and
+    # is taken as newest first (the simulator's order); two show it. Either way the fills come in
+    # the matching order, the one a ledger averaging its cost must book them in.
+    later = [t["trade_id"] for t in trades if t["timestamp"] == second_ms]
+    assert await read(second_ms * 1_000_000) == later
+    assert await read(since) == matching
+    # (2) A venue listing oldest first (the timestamps say so): the matching order too.
+    account.trades.reverse()
+    assert await read(since) == matching
+    account.trades.reverse()
+    # (3) One trade that filled two of our orders: its two records come together, by order id,
+    # whichever of them the venue lists first (the same booking on every read).
+    at = next(i for i, t in enumerate(account.trades) if t["trade_id"] == later[1])
+    twin = {**account.trades[at], "order_id": str(uuid.UUID(int=0, version=4)), "label": "s-ms-twin"}
+    pair = sorted([account.trades[at]["order_id"], twin["order_id"]])
+    expected = [(i, o) for i in matching for o in (pair if i == later[1] else [None])]
+    account.trades.insert(at + 1, twin)
+    for listing in ("the twin listed first", "the twin listed second"):
         fills = [f for f in await execution.recent_fills(since) if isinstance(f, Fill)]
-        assert [f.trade_id for f in fills] == by_id, listing
-        assert {f.ts_exchange for f in fills} == {stopped_ms * 1_000_000}
-        account.trades.reverse()
+        got = [(f.trade_id, f.order_id if f.trade_id == later[1] else None) for f in fills]
+        assert got == expected, listing
+        account.trades[at], account.trades[at + 1] = account.trades[at + 1], account.trades[at]
 
 
 async def test_cancel_by_order_id_cancels_an_order_that_is_not_ours(nursery: trio.Nursery) -> None:
