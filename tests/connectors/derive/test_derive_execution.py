@@ -6,6 +6,7 @@ page), and the cancel of an order that is not ours (§3.6)."""
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import time
 import uuid
@@ -21,8 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradingd.connectors.derive import PLUGIN
-from tradingd.connectors.derive.codec import DeriveDecoder
-from tradingd.connectors.derive.execution import DeriveExecution
+from tradingd.connectors.derive.codec import DeriveDecoder, TradeData
+from tradingd.connectors.derive.execution import DeriveExecution, _oldest_first
 from tradingd.connectors.derive.instruments import parse_instrument
 from tradingd.connectors.derive.settings import DeriveSettings
 from tradingd.connectors.derive.signing import (
@@ -759,3 +760,40 @@ async def test_history_filters_and_their_refusals() -> None:
         simulator.venue_cancel(label="h-0", reason="because")
     with pytest.raises(ValueError, match="tick"):
         simulator.trade(PERP, "sell", "1000.001", "1")
+
+
+def _trade(i: int, ms: int) -> TradeData:
+    return TradeData(
+        trade_id=str(uuid.UUID(int=2**127 - i)),  # ids that sort against the matching order
+        order_id=f"o{i}",
+        instrument_name="ETH-PERP",
+        direction="buy",
+        trade_price=Decimal(100),
+        trade_amount=Decimal(1),
+        timestamp=ms,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.integers(0, 2), min_size=2, max_size=12), mix=st.randoms(use_true_random=False))
+def test_a_history_comes_oldest_first_in_matching_order_each_way_and_by_trade_id_when_mixed(
+    steps: list[int], mix: Any
+) -> None:
+    """`recent_fills`' order of a history, against what it promises (not its code): a listing
+    newest first or oldest first comes out in matching order (the order the trades were made);
+    one that goes both ways comes out oldest first, a millisecond's by trade id. Never a trade
+    lost or repeated."""
+    stamps = list(itertools.accumulate(steps, initial=1_000))[1:]
+    if stamps[0] == stamps[-1]:
+        stamps[-1] += 1  # a rise: the listing's direction can be read
+    made = [_trade(i, ms) for i, ms in enumerate(stamps)]  # matching order
+    assert _oldest_first(made[::-1]) == made  # newest first, as the simulator lists
+    assert _oldest_first(list(made)) == made  # oldest first
+    mixed = list(made)
+    mix.shuffle(mixed)
+    out = _oldest_first(mixed)
+    assert sorted(map(id, out)) == sorted(map(id, made))
+    rises = any(b.timestamp > a.timestamp for a, b in itertools.pairwise(mixed))
+    falls = any(b.timestamp < a.timestamp for a, b in itertools.pairwise(mixed))
+    if rises and falls:
+        assert out == sorted(made, key=lambda t: (t.timestamp, str(t.trade_id)))
