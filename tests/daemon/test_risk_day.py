@@ -8,6 +8,7 @@ from pathlib import Path
 import attrs
 
 from tests.support.daemon_process import CLIENT_ID, SECRET
+from tests.support.daemon_strategies import LIVE_ONCE_CONFIG
 from tests.support.helpers import PERP, request, ticker
 from tradingd.cli.settings import daemon_settings
 from tradingd.config import load_config
@@ -15,18 +16,7 @@ from tradingd.engine.daemon import Daemon
 from tradingd.engine.daemon.service import release_state_dir
 
 DAY = 86_400 * 10**9
-CONFIG = """
-mode = "live"
-[venues.deribit]
-url = "ws://127.0.0.1:9/ws/api/v2"
-rest_url = "http://127.0.0.1:9"
-currencies = ["BTC"]
-[daemon]
-state_dir = "state"
-[[strategies]]
-name = "once"
-class = "tests.support.daemon_strategies:PlaceOnce"
-"""
+CONFIG = LIVE_ONCE_CONFIG
 
 
 def _daemon(path: Path, now: int) -> Daemon:

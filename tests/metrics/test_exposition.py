@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.daemon_process import CLIENT_ID, SECRET
+from tests.support.daemon_strategies import LIVE_ONCE_CONFIG
 from tests.support.flows import S, fill
 from tests.support.helpers import PERP, request, ticker
 from tradingd.cli.settings import daemon_settings
@@ -77,18 +78,7 @@ PINNED: dict[str, tuple[str, set[str]]] = {
     "tradingd_alerts_suppressed_total": ("counter", {"reason"}),
 }
 
-CONFIG = """
-mode = "live"
-[venues.deribit]
-url = "ws://127.0.0.1:9/ws/api/v2"
-rest_url = "http://127.0.0.1:9"
-currencies = ["BTC"]
-[daemon]
-state_dir = "state"
-[[strategies]]
-name = "once"
-class = "tests.support.daemon_strategies:PlaceOnce"
-"""
+CONFIG = LIVE_ONCE_CONFIG
 CID, OID, TRADE = "once-k3y7-1", "V-77777", "T-55555"
 
 

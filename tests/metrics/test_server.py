@@ -21,6 +21,7 @@ import structlog
 import trio
 
 from tests.support.daemon_process import CLIENT_ID, ROOT, SECRET
+from tests.support.daemon_strategies import LIVE_ONCE_CONFIG
 from tests.support.live_support import until
 from tradingd.cli.settings import daemon_settings
 from tradingd.config import load_config
@@ -43,18 +44,7 @@ STATUS: dict[str, Any] = {
     "log_write_failures": 0,
     "recording": None,
 }
-CONFIG = """
-mode = "live"
-[venues.deribit]
-url = "ws://127.0.0.1:9/ws/api/v2"
-rest_url = "http://127.0.0.1:9"
-currencies = ["BTC"]
-[daemon]
-state_dir = "state"
-[[strategies]]
-name = "once"
-class = "tests.support.daemon_strategies:PlaceOnce"
-"""
+CONFIG = LIVE_ONCE_CONFIG
 
 
 def _get(url: str) -> httpx.Response:

@@ -10,6 +10,21 @@ import attrs
 
 from tradingd.engine import MarketEvent, OrderRejected, Strategy, Subscription, Ticker
 
+# A live daemon's config with one `PlaceOnce` on Deribit, whose venue URLs lead nowhere (port 9):
+# for tests that build the daemon in process and drive it by hand (its state, metrics, risk day).
+LIVE_ONCE_CONFIG = """
+mode = "live"
+[venues.deribit]
+url = "ws://127.0.0.1:9/ws/api/v2"
+rest_url = "http://127.0.0.1:9"
+currencies = ["BTC"]
+[daemon]
+state_dir = "state"
+[[strategies]]
+name = "once"
+class = "tests.support.daemon_strategies:PlaceOnce"
+"""
+
 
 @attrs.frozen
 class PlaceOnceParams:
