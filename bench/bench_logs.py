@@ -8,6 +8,11 @@ each filter (R repetitions, the best reported) with the output discarded, and on
 through the real CLI (`tradingd logs FILE --level warning --json > /dev/null`, process start
 included). Prints lines/s and microseconds per line.
 
+`python bench/bench_logs.py --calls` times instead what a log call costs when its level is
+filtered out (the daemon at `warning`, an `info` line on the order path): through structlog's
+lazy proxy, and through the `CachedLogger` the order and fill paths use (CPU time per call,
+best of R rounds of 200,000 calls; tests/logs/test_cached_logger.py holds the ratio).
+
 Target: a 1-million-line log filtered in a few seconds (>= 300k lines/s for a selective filter).
 """
 
@@ -107,12 +112,48 @@ def time_view(path: Path, flt: LogFilter, *, json: bool, repeat: int) -> tuple[f
     return best, read, shown
 
 
+class _Sink:
+    """A text stream that keeps nothing (no line should reach it: every call is filtered out)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def filtered_calls(repeat: int, n: int = 200_000) -> None:
+    """CPU time per `log.info(...)` call that the `warning` level filters out, through structlog's
+    lazy proxy and through `cached_logger`'s wrapper (what the order and fill paths hold)."""
+    import structlog
+
+    from tradingd.engine.logs.setup import cached_logger, configure_logging
+
+    configure_logging("warning", "json", _Sink())  # type: ignore[arg-type]
+    proxy = structlog.get_logger("bench")
+    for name, log in (("structlog lazy proxy", proxy), ("CachedLogger (order path)", cached_logger(proxy))):
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.process_time()
+            for _ in range(n):
+                log.info("order.fill", strategy="s", venue="v", instrument="i", size="1", price="2")
+            best = min(best, time.process_time() - t0)
+        print(f"a filtered-out info call, {name:28} {best / n * 1e6:6.2f} us")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep", help="write the generated log here (and keep it)")
+    ap.add_argument("--calls", action="store_true", help="time a filtered-out log call instead")
     args = ap.parse_args()
+    if args.calls:
+        filtered_calls(args.repeat)
+        return 0
     tmp = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     path = Path(args.keep) if args.keep else tmp / "tradingd.log"
     try:
