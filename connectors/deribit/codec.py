@@ -525,8 +525,6 @@ class DeribitDecoder(JsonRpcDecoder):
         self._books: dict[str, OrderBook] = {}
         self._grouped: dict[str, OrderBook] = {}
         self._states: dict[str, str] = {}
-        # Per instrument, its book's gaps (`stats.gaps` by book): the run's warning names them.
-        self.gapped_books: dict[str, int] = {}
         # Per perpetual, the next funding event's time (ms) and rate, from replayed data that
         # names it (`_funding_passed`).
         self._funding: dict[str, tuple[int, float | None]] = {}

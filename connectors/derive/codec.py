@@ -574,8 +574,6 @@ class DeriveDecoder(JsonRpcDecoder):
         self.crossed_books = 0  # orderbook snapshots refused as crossed
         self.current_subscriptions: list[str] = []
         self._books: dict[str, _BookState] = {}  # by channel
-        # Per instrument, its book's gaps (`stats.gaps` by book): a backtest's warning names them.
-        self.gapped_books: dict[str, int] = {}
         self._primary: dict[str, _BookState] = {}  # by instrument: the finest book seen
         self._recent_trades: dict[str, None] = {}  # insertion-ordered, bounded
         # Our own trades (private channels, order answers), by (trade id, order id): one trade

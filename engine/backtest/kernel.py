@@ -95,6 +95,7 @@ from ..store.recording import RecordingReader, format_ts, merge_recordings
 from ..surface.model import SurfaceSettings
 from ..surface.service import SurfaceService
 from ..venue.catalog import MarketCatalog
+from ..venue.plugins import checked_decoder
 from ..venue.spi import Decoder, FrameSource, VenuePlugin
 
 try:  # the compiled replay loop (_kernel.c); a tree built without it runs the Python loop, the reference
@@ -667,7 +668,7 @@ class BacktestKernel:
             if src.venue in self.decoders:
                 continue
             plugin = plugins[src.venue]
-            decoder = plugin.decoder(self.registry)
+            decoder = checked_decoder(plugin, self.registry)  # one line if it lacks a member
             self.decoders[src.venue] = decoder
             self.sims[src.venue] = SimulatedVenue(
                 src.venue,
@@ -1778,7 +1779,7 @@ class BacktestKernel:
         ignored = stats.ignored_changes
         if ignored:
             line += f"; {ignored:,} book changes ignored until a snapshot"
-        books = getattr(decoder, "gapped_books", None)
+        books = decoder.gapped_books
         if books:
             line += f" ({', '.join(sorted(books))})"
         self._warn("book_gaps", line)

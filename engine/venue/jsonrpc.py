@@ -114,6 +114,8 @@ class JsonRpcDecoder(abc.ABC):
         self.registry = registry
         self.stats = DecoderStats()
         self.last_unknown_channel: str | None = None
+        # Per instrument, its book's gaps (`Decoder.gapped_books`): the venue's class counts them.
+        self.gapped_books: dict[str, int] = {}
         self._decode_envelope = envelope
         self._routes: dict[str, tuple[Handler, str]] = {}
 

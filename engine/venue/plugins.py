@@ -23,6 +23,7 @@ import orjson
 
 from ..model.errors import ConfigError, MalformedFrame
 from ..model.events import MarketEvent
+from ..model.instruments import InstrumentRegistry
 from .spi import Decoder, VenuePlugin
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "DecoderFault",
     "available_venues",
     "check_nesting",
+    "checked_decoder",
     "decode_parsed",
     "guard_decode",
     "load_catalog_class",
@@ -283,13 +285,32 @@ def load_checked(group: str, name: str, protocol: type[Any], what: str, public: 
         if ep.name == name:
             plugin = ep.load()
             if not isinstance(plugin, protocol):
-                members = {n for n in (*protocol.__annotations__, *vars(protocol)) if not n.startswith("_")}
-                missing = sorted(m for m in members if not hasattr(plugin, m))
                 raise ConfigError(
-                    f"the {what} {name!r} ({ep.value}) is no {public}: it lacks {', '.join(missing)}"
+                    f"the {what} {name!r} ({ep.value}) is no {public}: it lacks {_lacking(plugin, protocol)}"
                 )
             return plugin
     return None
+
+
+def _lacking(obj: object, protocol: type[Any]) -> str:
+    """The public members of the runtime-checkable `protocol` that `obj` lacks, named."""
+    members = {n for n in (*protocol.__annotations__, *vars(protocol)) if not n.startswith("_")}
+    return ", ".join(sorted(m for m in members if not hasattr(obj, m)))
+
+
+def checked_decoder(plugin: VenuePlugin, registry: InstrumentRegistry) -> Decoder:
+    """`plugin.decoder(registry)`, checked against `Decoder` before anything reads it: a decoder
+    lacking a member (a third-party one written before `Decoder.gapped_books` was declared) is one
+    line naming what it lacks (`ConfigError`), never an `AttributeError` in the middle of a run,
+    nor a member silently taken for absent."""
+    decoder: object = plugin.decoder(registry)  # typed by a plugin mypy may never have seen
+    if not isinstance(decoder, Decoder):
+        cls = type(decoder)
+        raise ConfigError(
+            f"the venue {plugin.name!r} made a decoder ({cls.__module__}.{cls.__qualname__}) that is"
+            f" no tradingd.engine.venue.Decoder: it lacks {_lacking(decoder, Decoder)}"
+        )
+    return decoder
 
 
 def load_venue(name: str) -> VenuePlugin:

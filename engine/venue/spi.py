@@ -74,13 +74,21 @@ class DecoderStats:
 
 @runtime_checkable
 class Decoder(Protocol):
-    """Bytes in, events out, no I/O. One per venue connection (it owns that connection's books)."""
+    """Bytes in, events out, no I/O. One per venue connection (it owns that connection's books).
+    A backtest checks the decoder a plugin makes against this Protocol before it reads anything
+    (`plugins.checked_decoder`): one lacking a member is one line naming what it lacks."""
 
     venue: str
     registry: InstrumentRegistry
     stats: DecoderStats
     # The last channel it met and does not read (counted in `stats.unknown_channel`), for people.
     last_unknown_channel: str | None
+
+    @property
+    def gapped_books(self) -> Mapping[str, int]:
+        """The gaps of `stats.gaps` by the instrument whose book had them (a backtest's warning
+        names those books); empty for a decoder that does not tell its gaps apart by book."""
+        ...
 
     def decode(self, frame: bytes, ts_local: int) -> list[MarketEvent]:
         """The market events in one frame (possibly none). Raises `MalformedFrame` for a frame
