@@ -1010,7 +1010,7 @@ class DeribitDecoder(JsonRpcDecoder):
                 expected = book.sequence
                 if prev != expected:
                     self.stats.gaps += 1
-                    self.gapped_books[inst] = self.gapped_books.get(inst, 0) + 1
+                    self.gapped_books.add(inst)
                     book.valid = False
                     message = (
                         f"book {inst}: prev_change_id {prev} does not follow change_id {expected};"
@@ -1079,7 +1079,7 @@ class DeribitDecoder(JsonRpcDecoder):
         BOOK_GAP). The same convention (BOOK_GAP, `data.reason` "crossed") as every venue's."""
         bid, _, ask, _ = book.top()
         self.stats.gaps += 1
-        self.gapped_books[inst] = self.gapped_books.get(inst, 0) + 1
+        self.gapped_books.add(inst)
         book.clear()
         book.valid = False
         message = (

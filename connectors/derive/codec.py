@@ -779,7 +779,7 @@ class DeriveDecoder(JsonRpcDecoder):
                     events.append(_status(VENUE, inst, ts, ts_local, StatusKind.BOOK_RESYNC, message, data))
                 elif pid > last + 1 and self.check_skips:
                     self.stats.gaps += 1
-                    self.gapped_books[inst] = self.gapped_books.get(inst, 0) + 1
+                    self.gapped_books.add(inst)
                     message = (
                         f"book {inst}: publish_id {pid} follows {last}; {pid - last - 1} snapshot(s) "
                         "missed (this one is whole, so the book is valid again)"

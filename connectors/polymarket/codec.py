@@ -78,6 +78,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from tradingd.engine.venue import (
+    BookGaps,
     BookUpdate,
     DecoderStats,
     Fill,
@@ -688,8 +689,8 @@ class PolymarketDecoder:
         # BOOK_GAP "no_book"; their next snapshot is announced by a BOOK_RESYNC), and how many
         # runs of changes were dropped for each.
         self._bookless: dict[str, int] = {}
-        # Per token, its book's gaps (`stats.gaps` by book): a backtest's warning names them.
-        self.gapped_books: dict[str, int] = {}
+        # Per token, its book's gaps (`stats.gaps` by book, bounded): a backtest's warning names them.
+        self.gapped_books = BookGaps()
         self.bookless_changes = 0
         # (trade id, order id) -> whether a Fill was returned for it (and reversed since).
         self._trades: dict[tuple[str, str], int] = {}
@@ -1089,7 +1090,7 @@ class PolymarketDecoder:
         ("best_bid_ask_mismatch"), or its best bid is not below its best ask ("crossed", which
         no CLOB book can be). Invalid until the next snapshot."""
         self.stats.gaps += 1
-        self.gapped_books[book.asset_id] = self.gapped_books.get(book.asset_id, 0) + 1
+        self.gapped_books.add(book.asset_id)
         book.valid = False
         bb, _, ba, _ = book.top()
         if reason == "crossed":
@@ -1112,7 +1113,7 @@ class PolymarketDecoder:
         levels are dropped and the book is invalid until the next snapshot (the live session
         fetches one, as after any BOOK_GAP)."""
         self.stats.gaps += 1
-        self.gapped_books[book.asset_id] = self.gapped_books.get(book.asset_id, 0) + 1
+        self.gapped_books.add(book.asset_id)
         bb = book.best_bid_ticks
         ba = book.best_ask_ticks
         book.bids.clear()
@@ -1142,7 +1143,7 @@ class PolymarketDecoder:
             bookless.clear()  # reporting a token twice is harmless; growing without bound is not
         bookless[asset] = 1
         self.stats.gaps += 1
-        self.gapped_books[asset] = self.gapped_books.get(asset, 0) + 1
+        self.gapped_books.add(asset)
         message = f"book {asset}: price_change before any snapshot of this token; ignored until one"
         return _status(
             VENUE, asset, ts, ts_local, StatusKind.BOOK_GAP, message, {"reason": "no_book", "market": market}

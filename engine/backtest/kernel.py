@@ -1770,7 +1770,8 @@ class BacktestKernel:
         """A venue's book gaps (a broken chain, a crossed book, a damaged frame's book): the
         changes after one are ignored until a snapshot, which a recording may never bring, so
         events are lost that only the report's decoders section counted. The books are named
-        where the decoder keeps them by instrument (`gapped_books`)."""
+        where the decoder keeps them by instrument (`gapped_books`), the gaps of the books it
+        keeps no count of (beyond its first 100: `BookGaps`) in one total after them."""
         stats = decoder.stats
         gaps = stats.gaps
         if not gaps:
@@ -1780,8 +1781,10 @@ class BacktestKernel:
         if ignored:
             line += f"; {ignored:,} book changes ignored until a snapshot"
         books = decoder.gapped_books
+        other = gaps - sum(books.values())
         if books:
-            line += f" ({', '.join(sorted(books))})"
+            rest = f", and {other:,} gap{'s' if other != 1 else ''} of other books" if other > 0 else ""
+            line += f" ({', '.join(sorted(books))}{rest})"
         self._warn("book_gaps", line)
 
     def _window_warning(self, before: int | None, after: int | None) -> None:

@@ -52,7 +52,7 @@ from .plugins import decode_parsed, guard_decode, invalid_frame, loads_untyped, 
 from .ratelimit import CreditBucket
 from .sent import bytes_sent
 from .session import PendingRequests, VenueSession, error_code
-from .spi import DecoderStats
+from .spi import BookGaps, DecoderStats
 from .websocket import send_text
 
 __all__ = [
@@ -115,7 +115,7 @@ class JsonRpcDecoder(abc.ABC):
         self.stats = DecoderStats()
         self.last_unknown_channel: str | None = None
         # Per instrument, its book's gaps (`Decoder.gapped_books`): the venue's class counts them.
-        self.gapped_books: dict[str, int] = {}
+        self.gapped_books = BookGaps()
         self._decode_envelope = envelope
         self._routes: dict[str, tuple[Handler, str]] = {}
 
