@@ -426,7 +426,9 @@ class _TradeReport:
     unknown_fee: frozenset[str] = frozenset()  # order ids of fills whose market's fee is unknown
 
 
-_Applier = Callable[[Any, int], list[MarketEvent]]
+# A message class's applier: the decoder's method, unbound (called with the decoder, the message
+# and the receive time), so that the table holds no reference to its decoder.
+_Applier = Callable[[Any, Any, int], list[MarketEvent]]
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -694,15 +696,19 @@ class PolymarketDecoder:
         self.bookless_changes = 0
         # (trade id, order id) -> whether a Fill was returned for it (and reversed since).
         self._trades: dict[tuple[str, str], int] = {}
+        # The class's functions, not bound methods: a bound one would hold the decoder, a cycle
+        # only the cyclic collector frees (a dropped decoder is freed at once; a subclass's
+        # override is the one found).
+        cls = type(self)
         self._appliers: dict[type[Any], _Applier] = {
-            _PriceChange: self._apply_price_change,
-            _TickSizeChange: self._apply_tick_size,
-            _LastTrade: self._apply_last_trade,
-            _BestBidAsk: self._apply_best_bid_ask,
-            _NewMarket: self._apply_new_market,
-            _Resolved: self._apply_resolved,
-            _Definitions: self._apply_definitions,
-            _Unknown: self._apply_unknown,
+            _PriceChange: cls._apply_price_change,
+            _TickSizeChange: cls._apply_tick_size,
+            _LastTrade: cls._apply_last_trade,
+            _BestBidAsk: cls._apply_best_bid_ask,
+            _NewMarket: cls._apply_new_market,
+            _Resolved: cls._apply_resolved,
+            _Definitions: cls._apply_definitions,
+            _Unknown: cls._apply_unknown,
         }
 
     # ----------------------------------------------------------------------------------- API
@@ -732,7 +738,7 @@ class PolymarketDecoder:
                     # The common case, one event: check it, then apply it.
                     prepared = self._check(msg)
                     events = (
-                        self._appliers[msg.__class__](msg, ts_local)
+                        self._appliers[msg.__class__](self, msg, ts_local)
                         if prepared is None
                         else prepared(ts_local)
                     )
@@ -750,7 +756,7 @@ class PolymarketDecoder:
         appliers = self._appliers
         events = []
         for m, prepared in checked:
-            events += appliers[m.__class__](m, ts_local) if prepared is None else prepared(ts_local)
+            events += appliers[m.__class__](self, m, ts_local) if prepared is None else prepared(ts_local)
         stats.events += len(events)
         return events
 
