@@ -308,6 +308,9 @@ class BacktestResult:
     files: tuple[DataFileStats, ...] = ()
     # One line each, for people: what made the run (or part of it) do nothing (`_warnings`).
     warnings: tuple[str, ...] = ()
+    # For people: what a venue's catalog calls the instruments the result lists, by
+    # `venue:symbol` (`_instrument_names`); the result's own keys stay the venue's ids.
+    instrument_names: Mapping[str, str] = attrs.field(factory=dict)
 
 
 class _Wait:
@@ -1745,6 +1748,26 @@ class BacktestKernel:
                     self.progress(sum(r.bytes_read for r in readers), total_bytes)
                 await trio.lowlevel.checkpoint()
 
+    def _instrument_names(self, strategies: Mapping[str, StrategyResult]) -> dict[str, str]:
+        """The name a venue's catalog gives each instrument the strategies' results list (their
+        positions, charts and fills), by `venue:symbol`: a Polymarket token's market (its slug,
+        else its question) and outcome, `will-btc-hit-100k / Yes`. An instrument no catalog
+        knows has none (its symbol is its name: `BTC-PERPETUAL`)."""
+        keys: set[str] = set()
+        for s in strategies.values():
+            keys.update(s.positions)
+            if s.series is not None:
+                keys.update(s.series.positions)
+                keys.update(f.instrument for f in s.series.fills)
+        names: dict[str, str] = {}
+        for key in sorted(keys):
+            venue, _, symbol = key.partition(":")
+            catalog = self.catalogs.get(venue)
+            market = None if catalog is None else catalog.find_by_token_id(symbol)
+            if market is not None and symbol in market.token_ids:
+                names[key] = f"{market.slug or market.question} / {market.outcome_of(symbol)}"
+        return names
+
     # -- what did nothing --------------------------------------------------------------------
     def _warn(self, kind: str, message: str) -> None:
         self.warnings.append(message)
@@ -1993,6 +2016,7 @@ class BacktestKernel:
             decoder_stats={v: attrs.asdict(d.stats) for v, d in sorted(self.decoders.items())},
             equity_interval_s=self.settings.equity_interval_s,
             warnings=tuple(self.warnings),
+            instrument_names=self._instrument_names(out),
             files=tuple(
                 DataFileStats(
                     venue=src.venue,
