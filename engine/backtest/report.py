@@ -390,8 +390,8 @@ def print_summary(result: BacktestResult, stream: IO[str]) -> None:
         if s.positions:  # one a line: a long list wraps badly
             console.print(f"{name} holds at the end:", markup=False)
             for key, qty in sorted(s.positions.items()):
-                name = instrument_text(key, result.instrument_names)
-                console.print(f"  {name} {qty_text(qty)}", markup=False, soft_wrap=True)
+                shown = instrument_text(key, result.instrument_names)
+                console.print(f"  {shown} {qty_text(qty)}", markup=False, soft_wrap=True)
         if s.conflated or s.merged or s.dropped:
             console.print(
                 f"{name} mailbox: {s.conflated:,} tickers conflated, {s.merged:,} book updates merged, "
