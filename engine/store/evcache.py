@@ -576,10 +576,11 @@ def exact_books_violation(decoder: Any, frames: Iterable[tuple[int, Any]]) -> st
             if real is not None:
                 _apply_diff(shadow, inst, _book_diff(real, None))
 
+    decode = decoder.decode  # looked up once (a Deribit decoder binds it at each lookup)
     for n, (ts, frame) in enumerate(frames):
         before = sweep(decoder.stats)
         try:
-            events = decoder.decode(frame, ts)
+            events = decode(frame, ts)
         except MalformedFrame:
             resync()
             continue
