@@ -4,6 +4,9 @@ a third-party plugin without a data reader). So is the `Decoder` a backtest make
 
 from __future__ import annotations
 
+import inspect
+import sys
+import typing
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
@@ -82,3 +85,57 @@ def test_the_bundled_decoders_follow_the_spi() -> None:
     for name in ("deribit", "derive", "polymarket"):
         decoder = plugins.checked_decoder(plugins.load_venue(name), InstrumentRegistry())
         assert isinstance(decoder, Decoder) and not decoder.gapped_books
+
+
+_ABSENT = object()
+
+
+@pytest.fixture
+def static_protocol_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`isinstance` against a runtime-checkable protocol as Python 3.12 does it: the members
+    looked up statically (`inspect.getattr_static`), never through `__getattr__`."""
+    if sys.version_info >= (3, 12):
+        return
+
+    def check(cls: Any, instance: Any) -> bool:
+        attrs = typing._get_protocol_attrs(cls)  # type: ignore[attr-defined]
+        return all(inspect.getattr_static(instance, a, _ABSENT) is not _ABSENT for a in attrs)
+
+    monkeypatch.setattr(type(Decoder), "__instancecheck__", check)
+
+
+class _Forwarding:
+    """A complete decoder that provides its members through `__getattr__` (a wrapper, a proxy)."""
+
+    def __init__(self, registry: InstrumentRegistry) -> None:
+        self._real = PLUGIN.decoder(registry)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class _ForwardingPlugin:
+    """Deribit's plugin through `__getattr__`, making `_Forwarding` decoders."""
+
+    def decoder(self, registry: InstrumentRegistry) -> _Forwarding:
+        return _Forwarding(registry)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(PLUGIN, name)
+
+
+@pytest.mark.usefixtures("static_protocol_checks")
+def test_a_decoder_and_a_plugin_with_their_members_through_getattr_are_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What decides is what the object lacks (`hasattr`, which asks `__getattr__`), not
+    `isinstance`, which stopped asking it in Python 3.12 and so refused such an object while
+    saying it lacked nothing."""
+    assert not isinstance(_Forwarding(InstrumentRegistry()), Decoder)  # as on 3.12
+    plugin: Any = _ForwardingPlugin()
+    decoder = plugins.checked_decoder(plugin, InstrumentRegistry())
+    assert isinstance(decoder, _Forwarding)
+    entry = EntryPoint("thirdparty", "thirdparty_venue:PLUGIN", "tradingd.venues")
+    monkeypatch.setattr(EntryPoint, "load", lambda self: plugin)
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [entry])
+    assert plugins.load_venue("thirdparty") is plugin
