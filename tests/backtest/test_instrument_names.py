@@ -6,6 +6,7 @@ names beside them, under `instrument_names`, which the HTML report draws from.""
 from __future__ import annotations
 
 import io
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
@@ -15,8 +16,9 @@ import trio
 from tradingd.cli.recorded import recorded_catalogs
 from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
 from tradingd.engine import BookUpdate, MarketEvent, Strategy, Subscription
-from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestResult, DataSource, StrategyResult
 from tradingd.engine.backtest.report import print_summary, report_dict
+from tradingd.engine.model.words import instrument_text
 from tradingd.engine.reports.html import render_html
 from tradingd.simulators.polymarket import SIMULATOR as POLYMARKET_SIM
 
@@ -92,3 +94,50 @@ def test_the_summary_and_charts_name_polymarket_tokens_and_the_report_keeps_thei
         token = key.removeprefix("polymarket:")
         assert f"{name} ({token[:4]}...{token[-4:]})" in page
         assert token not in page
+
+
+def test_a_name_or_id_that_does_not_print_cannot_steer_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A catalog's slug or outcome, or an id, with an escape sequence or a line break: shown with
+    `?` for each character that does not print, one holding a line, nothing for the terminal."""
+    token = "7" * 77
+    names = {f"polymarket:{token}": "will-it\x1b[2J-happen\n / Ye\ts", "deribit:BTC\x1b]0;x\x07": "x"}
+    assert instrument_text(f"polymarket:{token}", names) == "will-it?[2J-happen? / Ye?s (7777...7777)"
+    assert instrument_text("deribit:ETH\r\n-PERP", names) == "ETH??-PERP"
+    result = BacktestResult(
+        events=1,
+        frames=1,
+        malformed_frames=0,
+        bad_lines=0,
+        duration_s=1.0,
+        start_ns=0,
+        end_ns=10**9,
+        strategies={
+            "s": StrategyResult(
+                orders=1,
+                fills=1,
+                rejected=0,
+                errors=0,
+                fees=Decimal(0),
+                realized_pnl=Decimal(0),
+                unrealized_pnl=Decimal(0),
+                net_pnl=Decimal(0),
+                max_drawdown=0.0,
+                sharpe=None,
+                turnover=Decimal(0),
+                positions={f"polymarket:{token}": "5", "deribit:ETH\r\n-PERP": "1"},
+                conflated=0,
+                merged=0,
+                dropped=0,
+                equity_curve=((0, 0.0), (10**9, 0.0)),
+            )
+        },
+        decoder_stats={},
+        instrument_names=names,
+    )
+    monkeypatch.setenv("COLUMNS", "200")
+    out = io.StringIO()
+    print_summary(result, out)
+    text = out.getvalue()
+    assert "\x1b" not in text and "\r" not in text and "\t" not in text, repr(text)
+    assert "  will-it?[2J-happen? / Ye?s (7777...7777) 5\n" in text, text
+    assert "  ETH??-PERP 1\n" in text, text
