@@ -132,6 +132,13 @@ def style_axes(ax: Any, title: str, ylabel: str) -> None:
     ax.tick_params(labelsize=8)
 
 
+def chart_text(text: str) -> str:
+    """`text` (a venue's or a config's: an instrument's name, a strategy's) as matplotlib draws
+    it as written: a `$` escaped, which would otherwise start mathtext (`will-$\\foo$-happen`
+    raises ValueError and no page is written; `$5 or $10` draws in italics)."""
+    return text.replace("$", r"\$")
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "strategy"
 
@@ -146,7 +153,7 @@ def _overview(plt: Any, strategies: dict[str, Any]) -> bytes:
         if not ts:
             continue
         when = datetimes(ts)
-        (line,) = ax_eq.plot(when, equity, lw=1.3, label=name)
+        (line,) = ax_eq.plot(when, equity, lw=1.3, label=chart_text(name))
         ax_dd.fill_between(when, drawdown_curve(equity), 0, alpha=0.35, color=line.get_color(), step="post")
     style_axes(ax_eq, "Equity by strategy (net PnL, marked to market)", "USD")
     style_axes(ax_dd, "Drawdown from the running peak", "USD")
@@ -181,7 +188,8 @@ def _strategy_figure(plt: Any, name: str, s: dict[str, Any], names: dict[str, st
         ax_dd.fill_between(when, drawdown, 0, color="#d7191c", alpha=0.4, step="post")
     ax_eq.axhline(0, color="#555", lw=0.6)
     net = s.get("net_pnl", 0.0)
-    style_axes(ax_eq, f"{name}: equity (net PnL {net:,.2f} USD, fees {s.get('fees', 0.0):,.2f})", "USD")
+    fees = s.get("fees", 0.0)
+    style_axes(ax_eq, f"{chart_text(name)}: equity (net PnL {net:,.2f} USD, fees {fees:,.2f})", "USD")
     # The title says what is drawn (the report's series holds max_drawdown's peak and trough,
     # so this is max_drawdown; an older report without them says its own figure apart).
     drawn = -min(drawdown, default=0.0)
@@ -210,7 +218,7 @@ def _strategy_figure(plt: Any, name: str, s: dict[str, Any], names: dict[str, st
             where="post",
             lw=1.2,
             color=f"C{i}",
-            label=instrument_text(key, names) + (" (right axis)" if small else ""),
+            label=chart_text(instrument_text(key, names)) + (" (right axis)" if small else ""),
         )
         handles.append(line)
     if handles:
@@ -240,7 +248,7 @@ def _strategy_figure(plt: Any, name: str, s: dict[str, Any], names: dict[str, st
                     linewidths=0.3,
                 )
         ax.legend(fontsize=7, loc="best")
-        style_axes(ax, f"{instrument_text(key, names)}: mark and fills", "price")
+        style_axes(ax, f"{chart_text(instrument_text(key, names))}: mark and fills", "price")
     axes[-1].set_xlabel("time (UTC)", fontsize=9)
     fig.autofmt_xdate()
     fig.tight_layout()
