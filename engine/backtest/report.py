@@ -12,7 +12,10 @@ in USD is null while no USD rate is known for it, its tag "" when its order had 
 each, what made a strategy or a data file do nothing (kernel module docstring; an empty list
 when nothing did). `instrument_names`, when a venue's catalog named some of the instruments
 listed (Polymarket tokens), maps `venue:symbol` to that name (`will-btc-hit-100k / Yes`), which
-the summary and the charts show; the ids everywhere else stay the venue's own. Money is USD.
+the summary and the charts show; the ids everywhere else stay the venue's own. The names are
+for display only: from the recordings' market definitions, else the machine's catalog cache
+when it has one (cli/backtest.py `_cached_catalogs`), so they may differ between machines where
+the ids do not. Money is USD.
 Apart from `duration_s`, the same inputs give the same bytes.
 
 `max_drawdown` is measured on every chart sample and every fill; `max_drawdown_at` gives its
