@@ -396,6 +396,7 @@ class PrebuiltDecoder:
         self.registry = registry
         self.stats = self._real.stats
         self.last_unknown_channel: str | None = None
+        self.gapped_books = self._real.gapped_books
         self._events = events
         self._i = 0
         self._books: dict[str, OrderBook] = {}

@@ -525,8 +525,6 @@ class DeribitDecoder(JsonRpcDecoder):
         self._books: dict[str, OrderBook] = {}
         self._grouped: dict[str, OrderBook] = {}
         self._states: dict[str, str] = {}
-        # Per instrument, its book's gaps (`stats.gaps` by book): the run's warning names them.
-        self.gapped_books: dict[str, int] = {}
         # Per perpetual, the next funding event's time (ms) and rate, from replayed data that
         # names it (`_funding_passed`).
         self._funding: dict[str, tuple[int, float | None]] = {}
@@ -540,28 +538,8 @@ class DeribitDecoder(JsonRpcDecoder):
         # (private, unknown, or spelled with escapes).
         self._fast: dict[bytes | str, _FastRoute | None] = {}
         # A compiled decoder decodes through `_fast.decode` (`_ENTRY`): `decode`'s sniff and
-        # route in C, this class's `decode` for every frame it does not take. Not when a
-        # subclass or a test replaced `decode`: theirs is the one that runs.
-        self._bind_entry()
-
-    def _bind_entry(self) -> None:
-        # The bound method holds `self` (a cycle decoder -> __dict__ -> method -> decoder, which
-        # the collector frees). A copy must not carry it: its decode would update the
-        # original's state (`__getstate__` leaves it out, `__setstate__` binds the copy's own).
-        if self.compiled and _ENTRY is not None and type(self).decode is _DECODE:
-            self.__dict__["decode"] = types.MethodType(_ENTRY, self)
-
-    def __getstate__(self) -> dict[str, Any]:
-        """The state `copy` and `pickle` carry: all but the bound C entry (`_bind_entry`)."""
-        state = dict(self.__dict__)
-        bound = state.get("decode")
-        if isinstance(bound, types.MethodType) and bound.__func__ is _ENTRY:
-            del state["decode"]  # (a `decode` a test set on the instance is carried)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._bind_entry()
+        # route in C, this class's `decode` for every frame it does not take (`_CompiledEntry`,
+        # which binds it when `decode` is looked up).
 
     # ------------------------------------------------------------------------------ decoding
 
@@ -1012,7 +990,7 @@ class DeribitDecoder(JsonRpcDecoder):
                 expected = book.sequence
                 if prev != expected:
                     self.stats.gaps += 1
-                    self.gapped_books[inst] = self.gapped_books.get(inst, 0) + 1
+                    self.gapped_books.add(inst)
                     book.valid = False
                     message = (
                         f"book {inst}: prev_change_id {prev} does not follow change_id {expected};"
@@ -1081,7 +1059,7 @@ class DeribitDecoder(JsonRpcDecoder):
         BOOK_GAP). The same convention (BOOK_GAP, `data.reason` "crossed") as every venue's."""
         bid, _, ask, _ = book.top()
         self.stats.gaps += 1
-        self.gapped_books[inst] = self.gapped_books.get(inst, 0) + 1
+        self.gapped_books.add(inst)
         book.clear()
         book.valid = False
         message = (
@@ -1233,11 +1211,35 @@ if _fast is not None:
     _WHOLE_FRAME[DeribitDecoder._on_book] = _fast.book_frame
     _WHOLE_FRAME[DeribitDecoder._on_quote] = _fast.quote_frame
     _fast.setup_decode(_DECODE, _whole_raised, _whole_returned)
-# `decode` with its sniff and route compiled (`DeribitDecoder.__init__` binds it to a compiled
-# decoder); None where `_fast` is not built.
+# `decode` with its sniff and route compiled (`_CompiledEntry` binds it to a compiled decoder);
+# None where `_fast` is not built.
 _ENTRY: Final[Callable[[DeribitDecoder, Any, int], list[MarketEvent]] | None] = (
     _fast.decode if _fast is not None else None
 )
+
+
+class _CompiledEntry:
+    """`DeribitDecoder.decode` where `_fast` is built: on a compiled decoder the C entry
+    (`_ENTRY`), on any other the guarded Python `decode` (`_DECODE`, also what the class gives),
+    bound when it is looked up. Never stored on the instance: a bound method in the decoder's
+    `__dict__` made a cycle (decoder -> method -> decoder) that only the cyclic collector freed,
+    copies had to be kept from carrying it, and a `decode` set on the class after the decoder was
+    built did not reach it. A subclass's or a test's `decode` replaces this one (the attribute
+    lookup finds theirs first). What decodes frame after frame looks `decode` up once: per run
+    (the kernel's list of decoders, the cache's writer, `tradingd decode`, `data inspect`), per
+    connection (the live session, `VenueSession.bind_decoder`), so the lookup's cost (a Python
+    call and a bound method) is never per frame (tests/venue/test_decode_lookup.py)."""
+
+    __slots__ = ()
+
+    def __get__(self, obj: DeribitDecoder | None, cls: type[Any] | None = None) -> Any:
+        if obj is None:
+            return _DECODE
+        return types.MethodType(_ENTRY if obj.compiled else _DECODE, obj)  # type: ignore[arg-type]
+
+
+if _ENTRY is not None:
+    setattr(DeribitDecoder, "decode", _CompiledEntry())  # noqa: B010  # mypy: a method is not assigned
 
 # The whole-frame decoding of ticker and trades notifications (`_frames.c`, issue 17): a
 # canonical frame's events built in C from its bytes; None (nothing changed) for any other frame

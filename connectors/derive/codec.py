@@ -574,8 +574,6 @@ class DeriveDecoder(JsonRpcDecoder):
         self.crossed_books = 0  # orderbook snapshots refused as crossed
         self.current_subscriptions: list[str] = []
         self._books: dict[str, _BookState] = {}  # by channel
-        # Per instrument, its book's gaps (`stats.gaps` by book): a backtest's warning names them.
-        self.gapped_books: dict[str, int] = {}
         self._primary: dict[str, _BookState] = {}  # by instrument: the finest book seen
         self._recent_trades: dict[str, None] = {}  # insertion-ordered, bounded
         # Our own trades (private channels, order answers), by (trade id, order id): one trade
@@ -781,7 +779,7 @@ class DeriveDecoder(JsonRpcDecoder):
                     events.append(_status(VENUE, inst, ts, ts_local, StatusKind.BOOK_RESYNC, message, data))
                 elif pid > last + 1 and self.check_skips:
                     self.stats.gaps += 1
-                    self.gapped_books[inst] = self.gapped_books.get(inst, 0) + 1
+                    self.gapped_books.add(inst)
                     message = (
                         f"book {inst}: publish_id {pid} follows {last}; {pid - last - 1} snapshot(s) "
                         "missed (this one is whole, so the book is valid again)"

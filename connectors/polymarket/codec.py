@@ -78,6 +78,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from tradingd.engine.venue import (
+    BookGaps,
     BookUpdate,
     DecoderStats,
     Fill,
@@ -425,7 +426,9 @@ class _TradeReport:
     unknown_fee: frozenset[str] = frozenset()  # order ids of fills whose market's fee is unknown
 
 
-_Applier = Callable[[Any, int], list[MarketEvent]]
+# A message class's applier: the decoder's method, unbound (called with the decoder, the message
+# and the receive time), so that the table holds no reference to its decoder.
+_Applier = Callable[[Any, Any, int], list[MarketEvent]]
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -688,20 +691,24 @@ class PolymarketDecoder:
         # BOOK_GAP "no_book"; their next snapshot is announced by a BOOK_RESYNC), and how many
         # runs of changes were dropped for each.
         self._bookless: dict[str, int] = {}
-        # Per token, its book's gaps (`stats.gaps` by book): a backtest's warning names them.
-        self.gapped_books: dict[str, int] = {}
+        # Per token, its book's gaps (`stats.gaps` by book, bounded): a backtest's warning names them.
+        self.gapped_books = BookGaps()
         self.bookless_changes = 0
         # (trade id, order id) -> whether a Fill was returned for it (and reversed since).
         self._trades: dict[tuple[str, str], int] = {}
+        # The class's functions, not bound methods: a bound one would hold the decoder, a cycle
+        # only the cyclic collector frees (a dropped decoder is freed at once; a subclass's
+        # override is the one found).
+        cls = type(self)
         self._appliers: dict[type[Any], _Applier] = {
-            _PriceChange: self._apply_price_change,
-            _TickSizeChange: self._apply_tick_size,
-            _LastTrade: self._apply_last_trade,
-            _BestBidAsk: self._apply_best_bid_ask,
-            _NewMarket: self._apply_new_market,
-            _Resolved: self._apply_resolved,
-            _Definitions: self._apply_definitions,
-            _Unknown: self._apply_unknown,
+            _PriceChange: cls._apply_price_change,
+            _TickSizeChange: cls._apply_tick_size,
+            _LastTrade: cls._apply_last_trade,
+            _BestBidAsk: cls._apply_best_bid_ask,
+            _NewMarket: cls._apply_new_market,
+            _Resolved: cls._apply_resolved,
+            _Definitions: cls._apply_definitions,
+            _Unknown: cls._apply_unknown,
         }
 
     # ----------------------------------------------------------------------------------- API
@@ -731,7 +738,7 @@ class PolymarketDecoder:
                     # The common case, one event: check it, then apply it.
                     prepared = self._check(msg)
                     events = (
-                        self._appliers[msg.__class__](msg, ts_local)
+                        self._appliers[msg.__class__](self, msg, ts_local)
                         if prepared is None
                         else prepared(ts_local)
                     )
@@ -749,7 +756,7 @@ class PolymarketDecoder:
         appliers = self._appliers
         events = []
         for m, prepared in checked:
-            events += appliers[m.__class__](m, ts_local) if prepared is None else prepared(ts_local)
+            events += appliers[m.__class__](self, m, ts_local) if prepared is None else prepared(ts_local)
         stats.events += len(events)
         return events
 
@@ -1089,7 +1096,7 @@ class PolymarketDecoder:
         ("best_bid_ask_mismatch"), or its best bid is not below its best ask ("crossed", which
         no CLOB book can be). Invalid until the next snapshot."""
         self.stats.gaps += 1
-        self.gapped_books[book.asset_id] = self.gapped_books.get(book.asset_id, 0) + 1
+        self.gapped_books.add(book.asset_id)
         book.valid = False
         bb, _, ba, _ = book.top()
         if reason == "crossed":
@@ -1112,7 +1119,7 @@ class PolymarketDecoder:
         levels are dropped and the book is invalid until the next snapshot (the live session
         fetches one, as after any BOOK_GAP)."""
         self.stats.gaps += 1
-        self.gapped_books[book.asset_id] = self.gapped_books.get(book.asset_id, 0) + 1
+        self.gapped_books.add(book.asset_id)
         bb = book.best_bid_ticks
         ba = book.best_ask_ticks
         book.bids.clear()
@@ -1142,7 +1149,7 @@ class PolymarketDecoder:
             bookless.clear()  # reporting a token twice is harmless; growing without bound is not
         bookless[asset] = 1
         self.stats.gaps += 1
-        self.gapped_books[asset] = self.gapped_books.get(asset, 0) + 1
+        self.gapped_books.add(asset)
         message = f"book {asset}: price_change before any snapshot of this token; ignored until one"
         return _status(
             VENUE, asset, ts, ts_local, StatusKind.BOOK_GAP, message, {"reason": "no_book", "market": market}

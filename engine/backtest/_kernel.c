@@ -1073,16 +1073,28 @@ static int as_limit(PyObject *v, long long *out) {
 
 /* The classes the caches above hold, released: a class is kept alive by this module only while
  * a loop that uses it runs (each call learns them again, at its start or first use), and not
- * after the module (its free). Releasing one may free it (no other reference), running code. */
+ * after the module (its free). Releasing one may free it (no other reference), running code.
+ * The offsets learnt with them go too (-1, NULL: "not a slot", as for a class of another shape):
+ * every reader compares the object's type with the cached one (NULL now) or relearns before it
+ * reads an offset, so none is read stale today; reset, none can be by a later reader that forgets
+ * to. Cleared before the types are released: a finaliser that runs may call in again. */
 static void forget_classes(void) {
     book_tag = market_tag = slot_tag = 0;
+    off_bb = off_ba = off_valid = off_inv = -1;
+    off_tickers = off_rate_key = off_index = -1;
+    for (int i = 0; i < SL_COUNT; i++)
+        slot_offs[i] = -1;
+    for (int i = 0; i < 3; i++) {
+        ev_classes[i].tag = 0;
+        ev_classes[i].kind = NULL; /* borrowed from the class released below */
+        for (int j = 0; j < EV_N; j++)
+            ev_classes[i].off[j] = -1;
+    }
     Py_CLEAR(book_type);
     Py_CLEAR(market_type);
     Py_CLEAR(slot_type);
-    for (int i = 0; i < 3; i++) {
-        ev_classes[i].tag = 0;
+    for (int i = 0; i < 3; i++)
         Py_CLEAR(ev_classes[i].type);
-    }
 }
 
 /* `forget_classes` with the exception pending (if any) kept round it: releasing a class may run
@@ -1427,5 +1439,6 @@ PyMODINIT_FUNC PyInit__kernel(void) {
     if ((code_frame = PyLong_FromLong(0)) == NULL || (code_malformed = PyLong_FromLong(1)) == NULL ||
         (code_post = PyLong_FromLong(2)) == NULL || (_one = PyLong_FromLong(1)) == NULL)
         return NULL;
+    forget_classes(); /* no class held yet: the zero-initialised offsets set to -1, "none learnt" */
     return PyModule_Create(&module);
 }

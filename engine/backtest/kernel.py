@@ -95,6 +95,7 @@ from ..store.recording import RecordingReader, format_ts, merge_recordings
 from ..surface.model import SurfaceSettings
 from ..surface.service import SurfaceService
 from ..venue.catalog import MarketCatalog
+from ..venue.plugins import checked_decoder
 from ..venue.spi import Decoder, FrameSource, VenuePlugin
 
 try:  # the compiled replay loop (_kernel.c); a tree built without it runs the Python loop, the reference
@@ -307,6 +308,9 @@ class BacktestResult:
     files: tuple[DataFileStats, ...] = ()
     # One line each, for people: what made the run (or part of it) do nothing (`_warnings`).
     warnings: tuple[str, ...] = ()
+    # For people: what a venue's catalog calls the instruments the result lists, by
+    # `venue:symbol` (`_instrument_names`); the result's own keys stay the venue's ids.
+    instrument_names: Mapping[str, str] = attrs.field(factory=dict)
 
 
 class _Wait:
@@ -667,7 +671,7 @@ class BacktestKernel:
             if src.venue in self.decoders:
                 continue
             plugin = plugins[src.venue]
-            decoder = plugin.decoder(self.registry)
+            decoder = checked_decoder(plugin, self.registry)  # one line if it lacks a member
             self.decoders[src.venue] = decoder
             self.sims[src.venue] = SimulatedVenue(
                 src.venue,
@@ -1744,6 +1748,26 @@ class BacktestKernel:
                     self.progress(sum(r.bytes_read for r in readers), total_bytes)
                 await trio.lowlevel.checkpoint()
 
+    def _instrument_names(self, strategies: Mapping[str, StrategyResult]) -> dict[str, str]:
+        """The name a venue's catalog gives each instrument the strategies' results list (their
+        positions, charts and fills), by `venue:symbol`: a Polymarket token's market (its slug,
+        else its question) and outcome, `will-btc-hit-100k / Yes`. An instrument no catalog
+        knows has none (its symbol is its name: `BTC-PERPETUAL`)."""
+        keys: set[str] = set()
+        for s in strategies.values():
+            keys.update(s.positions)
+            if s.series is not None:
+                keys.update(s.series.positions)
+                keys.update(f.instrument for f in s.series.fills)
+        names: dict[str, str] = {}
+        for key in sorted(keys):
+            venue, _, symbol = key.partition(":")
+            catalog = self.catalogs.get(venue)
+            market = None if catalog is None else catalog.find_by_token_id(symbol)
+            if market is not None and symbol in market.token_ids:
+                names[key] = f"{market.slug or market.question} / {market.outcome_of(symbol)}"
+        return names
+
     # -- what did nothing --------------------------------------------------------------------
     def _warn(self, kind: str, message: str) -> None:
         self.warnings.append(message)
@@ -1769,7 +1793,8 @@ class BacktestKernel:
         """A venue's book gaps (a broken chain, a crossed book, a damaged frame's book): the
         changes after one are ignored until a snapshot, which a recording may never bring, so
         events are lost that only the report's decoders section counted. The books are named
-        where the decoder keeps them by instrument (`gapped_books`)."""
+        where the decoder keeps them by instrument (`gapped_books`), the gaps of the books it
+        keeps no count of (beyond its first 100: `BookGaps`) in one total after them."""
         stats = decoder.stats
         gaps = stats.gaps
         if not gaps:
@@ -1778,9 +1803,11 @@ class BacktestKernel:
         ignored = stats.ignored_changes
         if ignored:
             line += f"; {ignored:,} book changes ignored until a snapshot"
-        books = getattr(decoder, "gapped_books", None)
+        books = decoder.gapped_books
+        other = gaps - sum(books.values())
         if books:
-            line += f" ({', '.join(sorted(books))})"
+            rest = f", and {other:,} gap{'s' if other != 1 else ''} of other books" if other > 0 else ""
+            line += f" ({', '.join(sorted(books))}{rest})"
         self._warn("book_gaps", line)
 
     def _window_warning(self, before: int | None, after: int | None) -> None:
@@ -1989,6 +2016,7 @@ class BacktestKernel:
             decoder_stats={v: attrs.asdict(d.stats) for v, d in sorted(self.decoders.items())},
             equity_interval_s=self.settings.equity_interval_s,
             warnings=tuple(self.warnings),
+            instrument_names=self._instrument_names(out),
             files=tuple(
                 DataFileStats(
                     venue=src.venue,

@@ -10,7 +10,13 @@ time, every fill as `[ts, instrument, side, price, size, fee_usd, liquidity, tag
 in USD is null while no USD rate is known for it, its tag "" when its order had none), so
 `tradingd report RUN_DIR` can draw them again from the JSON alone. `warnings` lists, one line
 each, what made a strategy or a data file do nothing (kernel module docstring; an empty list
-when nothing did). Money is USD. Apart from `duration_s`, the same inputs give the same bytes.
+when nothing did). `instrument_names`, when a venue's catalog named some of the instruments
+listed (Polymarket tokens), maps `venue:symbol` to that name (`will-btc-hit-100k / Yes`), which
+the summary and the charts show; the ids everywhere else stay the venue's own. The names are
+for display only: from the recordings' market definitions, else the machine's catalog cache
+when it has one (cli/backtest.py `_cached_catalogs`), so they may differ between machines where
+the ids do not. Money is USD.
+Apart from `duration_s`, the same inputs give the same bytes.
 
 `max_drawdown` is measured on every chart sample and every fill; `max_drawdown_at` gives its
 peak and trough ([ts, equity]), which `series` holds, so the drawdown of `series.equity` is
@@ -32,7 +38,7 @@ import orjson
 
 # The figures' text for people is shared with the HTML report, which draws without the kernel:
 # in model.words (imported from here too, as before).
-from ..model.words import RATIO_MIN_SPAN_S, duration, equity_span_s, qty_text, ratio_text
+from ..model.words import RATIO_MIN_SPAN_S, duration, equity_span_s, instrument_text, qty_text, ratio_text
 from ..store.recording import format_ts
 from .kernel import BacktestResult, StrategyResult
 
@@ -199,6 +205,10 @@ def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[
         # What made a strategy or a data file do nothing, one line each (as in the summary).
         "warnings": list(result.warnings),
     }
+    # Only when a catalog named some (reports of other runs stay byte for byte as they were):
+    # the names of the instruments, for people; every id above stays the venue's own.
+    if result.instrument_names:
+        out["instrument_names"] = dict(result.instrument_names)
     return out
 
 
@@ -383,7 +393,8 @@ def print_summary(result: BacktestResult, stream: IO[str]) -> None:
         if s.positions:  # one a line: a long list wraps badly
             console.print(f"{name} holds at the end:", markup=False)
             for key, qty in sorted(s.positions.items()):
-                console.print(f"  {key.split(':', 1)[-1]} {qty_text(qty)}", markup=False)
+                shown = instrument_text(key, result.instrument_names)
+                console.print(f"  {shown} {qty_text(qty)}", markup=False, soft_wrap=True)
         if s.conflated or s.merged or s.dropped:
             console.print(
                 f"{name} mailbox: {s.conflated:,} tickers conflated, {s.merged:,} book updates merged, "

@@ -4,10 +4,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
-__all__ = ["RATIO_MIN_SPAN_S", "duration", "equity_span_s", "plural", "qty_text", "ratio_text"]
+__all__ = [
+    "RATIO_MIN_SPAN_S",
+    "duration",
+    "equity_span_s",
+    "instrument_text",
+    "plural",
+    "qty_text",
+    "ratio_text",
+]
 
 
 def plural(n: int, noun: str, nouns: str | None = None) -> str:
@@ -59,3 +67,24 @@ def qty_text(text: str) -> str:
         return format(Decimal(text), ",f")
     except (ArithmeticError, ValueError):
         return text
+
+
+def instrument_text(key: str, names: Mapping[str, str]) -> str:
+    """An instrument of a report for people, from its `venue:symbol` key: the name a venue's
+    catalog gave it (`names`, a report's `instrument_names`) with its id shortened after it
+    (`will-btc-hit-100k / Yes (7123...4567)`: a Polymarket token id has 77 digits), else its
+    symbol (`BTC-PERPETUAL`). Both come from a venue: a character that does not print (an escape
+    sequence, a line break) shows as `?`, so that it cannot steer the terminal nor break the line."""
+    symbol = key.split(":", 1)[-1]
+    name = names.get(key)
+    if name is None:
+        return _printable(symbol)
+    short = symbol if len(symbol) <= 12 else f"{symbol[:4]}...{symbol[-4:]}"
+    return _printable(f"{name} ({short})")
+
+
+def _printable(text: str) -> str:
+    """`text` with each character that does not print (`str.isprintable`) shown as `?`."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else "?" for c in text)

@@ -32,7 +32,7 @@ import orjson
 # Light imports only: `tradingd backtest --report` draws in a process of its own that has
 # not loaded the kernel (cli/render.py); the kernel's JSON writer is imported where used.
 from ..model.errors import DataError
-from ..model.words import RATIO_MIN_SPAN_S, duration, equity_span_s, qty_text, ratio_text
+from ..model.words import RATIO_MIN_SPAN_S, duration, equity_span_s, instrument_text, qty_text, ratio_text
 
 if TYPE_CHECKING:
     from ..backtest.kernel import BacktestResult
@@ -132,6 +132,13 @@ def style_axes(ax: Any, title: str, ylabel: str) -> None:
     ax.tick_params(labelsize=8)
 
 
+def chart_text(text: str) -> str:
+    """`text` (a venue's or a config's: an instrument's name, a strategy's) as matplotlib draws
+    it as written: a `$` escaped, which would otherwise start mathtext (`will-$\\foo$-happen`
+    raises ValueError and no page is written; `$5 or $10` draws in italics)."""
+    return text.replace("$", r"\$")
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "strategy"
 
@@ -146,7 +153,7 @@ def _overview(plt: Any, strategies: dict[str, Any]) -> bytes:
         if not ts:
             continue
         when = datetimes(ts)
-        (line,) = ax_eq.plot(when, equity, lw=1.3, label=name)
+        (line,) = ax_eq.plot(when, equity, lw=1.3, label=chart_text(name))
         ax_dd.fill_between(when, drawdown_curve(equity), 0, alpha=0.35, color=line.get_color(), step="post")
     style_axes(ax_eq, "Equity by strategy (net PnL, marked to market)", "USD")
     style_axes(ax_dd, "Drawdown from the running peak", "USD")
@@ -158,7 +165,8 @@ def _overview(plt: Any, strategies: dict[str, Any]) -> bytes:
     return data
 
 
-def _strategy_figure(plt: Any, name: str, s: dict[str, Any]) -> bytes:
+def _strategy_figure(plt: Any, name: str, s: dict[str, Any], names: dict[str, str]) -> bytes:
+    """`names`: the report's `instrument_names` (what the legends and titles call an instrument)."""
     series = s.get("series") or {}
     ts = series.get("ts") or []
     when = datetimes(ts)
@@ -180,7 +188,8 @@ def _strategy_figure(plt: Any, name: str, s: dict[str, Any]) -> bytes:
         ax_dd.fill_between(when, drawdown, 0, color="#d7191c", alpha=0.4, step="post")
     ax_eq.axhline(0, color="#555", lw=0.6)
     net = s.get("net_pnl", 0.0)
-    style_axes(ax_eq, f"{name}: equity (net PnL {net:,.2f} USD, fees {s.get('fees', 0.0):,.2f})", "USD")
+    fees = s.get("fees", 0.0)
+    style_axes(ax_eq, f"{chart_text(name)}: equity (net PnL {net:,.2f} USD, fees {fees:,.2f})", "USD")
     # The title says what is drawn (the report's series holds max_drawdown's peak and trough,
     # so this is max_drawdown; an older report without them says its own figure apart).
     drawn = -min(drawdown, default=0.0)
@@ -209,7 +218,7 @@ def _strategy_figure(plt: Any, name: str, s: dict[str, Any]) -> bytes:
             where="post",
             lw=1.2,
             color=f"C{i}",
-            label=key.split(":", 1)[-1] + (" (right axis)" if small else ""),
+            label=chart_text(instrument_text(key, names)) + (" (right axis)" if small else ""),
         )
         handles.append(line)
     if handles:
@@ -239,7 +248,7 @@ def _strategy_figure(plt: Any, name: str, s: dict[str, Any]) -> bytes:
                     linewidths=0.3,
                 )
         ax.legend(fontsize=7, loc="best")
-        style_axes(ax, f"{key.split(':', 1)[-1]}: mark and fills", "price")
+        style_axes(ax, f"{chart_text(instrument_text(key, names))}: mark and fills", "price")
     axes[-1].set_xlabel("time (UTC)", fontsize=9)
     fig.autofmt_xdate()
     fig.tight_layout()
@@ -334,6 +343,8 @@ def render_html(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     strategies: dict[str, Any] = report.get("strategies") or {}
+    # What a venue's catalog called the instruments (Polymarket tokens), when it named some.
+    names: dict[str, str] = report.get("instrument_names") or {}
     written: list[Path] = []
     progress(f"{stem}.png (equity and drawdown of every strategy)")
     overview = _overview(plt, strategies)
@@ -343,7 +354,7 @@ def render_html(
     figures: dict[str, bytes] = {}
     for i, (name, s) in enumerate(strategies.items(), 1):
         progress(f"{stem}-{_safe(name)}.png (strategy {i} of {len(strategies)})")
-        figures[name] = _strategy_figure(plt, name, s)
+        figures[name] = _strategy_figure(plt, name, s, names)
         release_memory()
         path = out / f"{stem}-{_safe(name)}.png"
         path.write_bytes(figures[name])
@@ -404,7 +415,8 @@ def render_html(
             parts.append(
                 "<p>Held at the end: "
                 + ", ".join(
-                    f"{esc(k.split(':', 1)[-1])} {esc(qty_text(str(v)))}" for k, v in sorted(held.items())
+                    f"{esc(instrument_text(k, names))} {esc(qty_text(str(v)))}"
+                    for k, v in sorted(held.items())
                 )
                 + "</p>"
             )
@@ -423,7 +435,7 @@ def render_html(
                 + "</tr>"
                 + "".join(
                     f"<tr><td>{datetimes([f[0]])[0].isoformat(timespec='milliseconds')}</td>"
-                    f"<td>{esc(f[1].split(':', 1)[-1])}</td><td>{esc(f[2])}</td><td>{f[3]:g}</td>"
+                    f"<td>{esc(instrument_text(f[1], names))}</td><td>{esc(f[2])}</td><td>{f[3]:g}</td>"
                     f"<td>{f[4]:g}</td><td>{'n/a' if f[5] is None else format(f[5], ',.4f')}</td>"
                     f"<td>{esc(f[6])}</td>"
                     + (f"<td class='tag'>{esc(_tag(f))}</td>" if tagged else "")

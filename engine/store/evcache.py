@@ -576,10 +576,11 @@ def exact_books_violation(decoder: Any, frames: Iterable[tuple[int, Any]]) -> st
             if real is not None:
                 _apply_diff(shadow, inst, _book_diff(real, None))
 
+    decode = decoder.decode  # looked up once (a Deribit decoder binds it at each lookup)
     for n, (ts, frame) in enumerate(frames):
         before = sweep(decoder.stats)
         try:
-            events = decoder.decode(frame, ts)
+            events = decode(frame, ts)
         except MalformedFrame:
             resync()
             continue
@@ -1251,10 +1252,9 @@ class CacheWriter:
         others_names = [n for n in names if n not in ("frames", "events")]
         others = _tuple_getter(others_names)
         sweep_on = [names.index(n) for n in ("ignored_changes", "gaps") if n in names]
-        # A decoder's gaps by book (`gapped_books`, where it keeps them): stored whole on a frame
-        # that counted a gap, for the run's warning that names the books.
+        # A decoder's gaps by book (`Decoder.gapped_books`, read when used): stored whole on a
+        # frame that counted a gap, for the run's warning that names the books.
         i_gaps = names.index("gaps") if "gaps" in names else None
-        gapped = getattr(decoder, "gapped_books", None)
         shadow = self.shadows.setdefault(decoder.venue, {})
         self.decoders[decoder.venue] = decoder
         decode = decoder.decode
@@ -1403,8 +1403,8 @@ class CacheWriter:
                 if delta != tuple(expected):
                     extra["stats"] = delta
                     sweep = any(delta[i] for i in sweep_on)
-                    if gapped is not None and i_gaps is not None and delta[i_gaps]:
-                        extra["gapped"] = tuple(gapped.items())
+                    if i_gaps is not None and delta[i_gaps]:
+                        extra["gapped"] = tuple(decoder.gapped_books.items())
                 if decoder.last_unknown_channel != luc:
                     extra["luc"] = decoder.last_unknown_channel
                 if adds:

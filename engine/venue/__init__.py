@@ -101,6 +101,7 @@ from .session import (
 )
 from .settings import at_least, known_overrides
 from .spi import (
+    BookGaps,
     Decoder,
     DecoderStats,
     DeliveryPrices,
@@ -127,6 +128,7 @@ __all__ = [
     "AuthError",
     "Backoff",
     "BadNumber",
+    "BookGaps",
     "BookUpdate",
     "CatalogMarket",
     "CatalogSettings",

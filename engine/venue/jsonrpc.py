@@ -35,6 +35,7 @@ channel found once by the venue's `_route`, then remembered), anything else hand
 from __future__ import annotations
 
 import abc
+import types
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, ClassVar, Final, Generic, NamedTuple, TypeVar
 
@@ -52,7 +53,7 @@ from .plugins import decode_parsed, guard_decode, invalid_frame, loads_untyped, 
 from .ratelimit import CreditBucket
 from .sent import bytes_sent
 from .session import PendingRequests, VenueSession, error_code
-from .spi import DecoderStats
+from .spi import BookGaps, DecoderStats
 from .websocket import send_text
 
 __all__ = [
@@ -100,7 +101,18 @@ class Envelope(Struct, Generic[_P]):
 
 # A channel's handler: (the notification's raw `data`, the local time, the route's argument).
 Handler = Callable[[Any, int, str], list[MarketEvent]]
+# A remembered route: its handler's function, called with the decoder first (`_remember`).
+_Route = tuple[Callable[[Any, Any, int, str], list[MarketEvent]], str]
 _MAX_ROUTES: Final = 65_536  # the route cache is a memo: a flood of odd channels just resets it
+
+
+def _called_without_decoder(handler: Handler) -> Callable[[Any, Any, int, str], list[MarketEvent]]:
+    """A remembered route's function for a handler that is no method of its decoder."""
+
+    def call(_decoder: Any, data: Any, ts_local: int, arg: str) -> list[MarketEvent]:
+        return handler(data, ts_local, arg)
+
+    return call
 
 
 class JsonRpcDecoder(abc.ABC):
@@ -114,8 +126,10 @@ class JsonRpcDecoder(abc.ABC):
         self.registry = registry
         self.stats = DecoderStats()
         self.last_unknown_channel: str | None = None
+        # Per instrument, its book's gaps (`Decoder.gapped_books`): the venue's class counts them.
+        self.gapped_books = BookGaps()
         self._decode_envelope = envelope
-        self._routes: dict[str, tuple[Handler, str]] = {}
+        self._routes: dict[str, _Route] = {}
 
     @guard_decode  # any exception from one frame is that frame's: the Decoder contract holds
     def decode(self, frame: bytes | bytearray | memoryview | str, ts_local: int) -> list[MarketEvent]:
@@ -141,7 +155,7 @@ class JsonRpcDecoder(abc.ABC):
                 if route is None:
                     route = self._remember(channel)
                 try:
-                    events = route[0](data, ts_local, route[1])
+                    events = route[0](self, data, ts_local, route[1])
                 except msgspec.DecodeError as exc:
                     raise invalid_frame(self.venue, channel, exc) from None
             else:
@@ -172,9 +186,15 @@ class JsonRpcDecoder(abc.ABC):
         """The events in an already-parsed message (same contract as `decode`)."""
         return decode_parsed(self, msg, ts_local, self.venue)
 
-    def _remember(self, channel: str) -> tuple[Handler, str]:
-        """The route of a channel not seen before, remembered for the next frames."""
-        route = self._route(channel)
+    def _remember(self, channel: str) -> _Route:
+        """The route of a channel not seen before, remembered for the next frames. A handler
+        that is a method of this decoder (a venue's are) is kept as its function: a bound method
+        in the memo would hold the decoder, a cycle only the cyclic collector frees."""
+        handler, arg = self._route(channel)
+        if isinstance(handler, types.MethodType) and handler.__self__ is self:
+            route: _Route = (handler.__func__, arg)
+        else:
+            route = (_called_without_decoder(handler), arg)
         if len(self._routes) >= _MAX_ROUTES:
             self._routes.clear()
         self._routes[channel] = route

@@ -16,13 +16,14 @@ import re
 import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import msgspec
 import orjson
 
 from ..model.errors import ConfigError, MalformedFrame
 from ..model.events import MarketEvent
+from ..model.instruments import InstrumentRegistry
 from .spi import Decoder, VenuePlugin
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "DecoderFault",
     "available_venues",
     "check_nesting",
+    "checked_decoder",
     "decode_parsed",
     "guard_decode",
     "load_catalog_class",
@@ -282,14 +284,36 @@ def load_checked(group: str, name: str, protocol: type[Any], what: str, public: 
     for ep in entry_points(group=group):
         if ep.name == name:
             plugin = ep.load()
-            if not isinstance(plugin, protocol):
-                members = {n for n in (*protocol.__annotations__, *vars(protocol)) if not n.startswith("_")}
-                missing = sorted(m for m in members if not hasattr(plugin, m))
-                raise ConfigError(
-                    f"the {what} {name!r} ({ep.value}) is no {public}: it lacks {', '.join(missing)}"
-                )
+            missing = _lacking(plugin, protocol)
+            if missing:
+                raise ConfigError(f"the {what} {name!r} ({ep.value}) is no {public}: it lacks {missing}")
             return plugin
     return None
+
+
+def _lacking(obj: object, protocol: type[Any]) -> str:
+    """The public members of the runtime-checkable `protocol` that `obj` lacks, named ("" when
+    it has them all). The check itself, not only its message: `isinstance` against a protocol
+    does not ask an object's `__getattr__` since Python 3.12 (`hasattr` does), so it would refuse
+    an object that provides its members that way, saying it lacks nothing."""
+    members = {n for n in (*protocol.__annotations__, *vars(protocol)) if not n.startswith("_")}
+    return ", ".join(sorted(m for m in members if not hasattr(obj, m)))
+
+
+def checked_decoder(plugin: VenuePlugin, registry: InstrumentRegistry) -> Decoder:
+    """`plugin.decoder(registry)`, checked against `Decoder` before anything reads it: a decoder
+    lacking a member (a third-party one written before `Decoder.gapped_books` was declared) is one
+    line naming what it lacks (`ConfigError`), never an `AttributeError` in the middle of a run,
+    nor a member silently taken for absent."""
+    decoder: Any = plugin.decoder(registry)  # typed by a plugin mypy may never have seen
+    missing = _lacking(decoder, Decoder)
+    if missing:
+        cls = type(decoder)
+        raise ConfigError(
+            f"the venue {plugin.name!r} made a decoder ({cls.__module__}.{cls.__qualname__}) that is"
+            f" no tradingd.engine.venue.Decoder: it lacks {missing}"
+        )
+    return cast(Decoder, decoder)
 
 
 def load_venue(name: str) -> VenuePlugin:

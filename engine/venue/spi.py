@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 import trio
@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # session.py imports this module's Protocols through plugins.
     from .session import SubscriptionSource
 
 __all__ = [
+    "BookGaps",
     "Decoder",
     "DecoderStats",
     "DeliveryPrices",
@@ -72,15 +73,45 @@ class DecoderStats:
     skipped_instruments: int = 0  # instrument definitions that could not be parsed
 
 
+class BookGaps(dict[str, int]):
+    """A decoder's gaps by the instrument whose book had them (`Decoder.gapped_books`), bounded:
+    the first `BookGaps.NAMED` books to have a gap are counted by name, a gap of any other book
+    in `stats.gaps` alone (the backtest's warning tells how many gaps fell in books it does not
+    name). A stream that gaps ever new instruments, which anyone may invent (a Polymarket token
+    id, a Deribit book channel), cannot grow it without bound."""
+
+    __slots__ = ()
+
+    NAMED: ClassVar[int] = 100
+
+    def add(self, instrument: str) -> None:
+        """One more gap of `instrument`'s book (counted here if it is, or fits, among the named)."""
+        n = self.get(instrument)
+        if n is not None:
+            self[instrument] = n + 1
+        elif len(self) < self.NAMED:
+            self[instrument] = 1
+
+
 @runtime_checkable
 class Decoder(Protocol):
-    """Bytes in, events out, no I/O. One per venue connection (it owns that connection's books)."""
+    """Bytes in, events out, no I/O. One per venue connection (it owns that connection's books).
+    A backtest checks the decoder a plugin makes against this Protocol before it reads anything
+    (`plugins.checked_decoder`): one lacking a member is one line naming what it lacks."""
 
     venue: str
     registry: InstrumentRegistry
     stats: DecoderStats
     # The last channel it met and does not read (counted in `stats.unknown_channel`), for people.
     last_unknown_channel: str | None
+
+    @property
+    def gapped_books(self) -> Mapping[str, int]:
+        """The gaps of `stats.gaps` by the instrument whose book had them (a backtest's warning
+        names those books), for as many books as it keeps (`BookGaps`: the first 100); the gaps
+        of `stats.gaps` it does not count are those of books it does not name. Empty for a
+        decoder that does not tell its gaps apart by book."""
+        ...
 
     def decode(self, frame: bytes, ts_local: int) -> list[MarketEvent]:
         """The market events in one frame (possibly none). Raises `MalformedFrame` for a frame

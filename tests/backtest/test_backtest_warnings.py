@@ -16,12 +16,16 @@ import structlog
 import trio
 
 from tests.support.backtests import Scripted
+from tests.support.polymarket_frames import T, load, wire
 from tradingd.cli.main import main
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.connectors.derive import PLUGIN as DERIVE
+from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
 from tradingd.engine import MarketEvent, StrategyContext, Subscription
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.store.evcache import EventCache
 from tradingd.engine.store.recording import RecordingReader, RecordingWriter
+from tradingd.engine.venue import BookGaps
 from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
 
 BUNDLED = Path(__file__).parent.parent.parent / "config" / "backtest-deribit.toml"
@@ -337,3 +341,38 @@ def test_book_gaps_from_a_damaged_frame_are_a_warning_on_frames_and_from_the_cac
         seen.append((warnings, "events read from the decoded-event cache" in out))
     assert seen[0][0] == seen[1][0]
     assert [c for _, c in seen] == [False, True]
+
+
+def test_gaps_of_more_books_than_a_decoder_names_are_one_total_in_the_warning(tmp_path: Path) -> None:
+    """Polymarket changes for ever new tokens, none with a book: each is a gap ("no_book"). The
+    decoder names the first `BookGaps.NAMED` books (a stream of invented token ids cannot grow
+    it without bound); the warning names those and tells the other books' gaps as one total, the
+    same from the frames and from the cache."""
+    n = BookGaps.NAMED + 30
+    tokens = [str(10**76 + i) for i in range(n)]
+    change = load("ws_market_price_change_msg.json")
+    path = tmp_path / "poly.rec"
+    with RecordingWriter(path) as w:
+        for i, token in enumerate([*tokens, tokens[0], tokens[-1]]):  # again: no new gap
+            msg = {**change, "price_changes": [{**change["price_changes"][0], "asset_id": token}]}
+            w.write(T + i * 1_000_000, wire(msg))
+    seen = []
+    for _ in range(2):  # frames (the cache written), then the cache
+        kernel = BacktestKernel(
+            {"polymarket": POLYMARKET},
+            [DataSource("polymarket", path)],
+            [],
+            BacktestSettings(),
+            event_cache=EventCache(tmp_path / "cache", write_on=1),
+        )
+        trio.run(kernel.run)
+        decoder = kernel.decoders["polymarket"]
+        assert decoder.stats.gaps == n
+        assert dict(decoder.gapped_books) == dict.fromkeys(tokens[: BookGaps.NAMED], 1)
+        (line,) = (w for w in kernel.warnings if w.startswith("polymarket: "))
+        named = ", ".join(sorted(tokens[: BookGaps.NAMED]))
+        assert line.endswith(f" ({named}, and 30 gaps of other books)"), line
+        assert line.startswith(f"polymarket: {n:,} book gaps"), line
+        seen.append((kernel.warnings, type(decoder).__name__))
+    assert seen[0][0] == seen[1][0]
+    assert [name for _, name in seen] == ["PolymarketDecoder", "ReplayDecoder"]

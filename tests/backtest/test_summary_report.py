@@ -233,3 +233,25 @@ def test_positions_held_are_one_a_line_with_every_digit(monkeypatch: pytest.Monk
     lines = out.getvalue().splitlines()
     at = lines.index("s holds at the end:")
     assert lines[at + 1 : at + 3] == ["  BTC-PERPETUAL -463,590.0", "  X 1,000"]
+
+
+def test_the_lines_after_a_strategys_holdings_still_name_the_strategy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The holdings are listed by instrument, then the mailbox line names the strategy again (not
+    the last instrument it held)."""
+    monkeypatch.setenv("COLUMNS", "200")
+    result = _result(["gamma_btc"])
+    s = result.strategies["gamma_btc"]
+    result = attrs.evolve(
+        result,
+        strategies={
+            "gamma_btc": attrs.evolve(
+                s, positions={"deribit:BTC-PERPETUAL": "1.0", "deribit:ETH-PERPETUAL": "-2.0"}, conflated=5
+            )
+        },
+    )
+    out = io.StringIO()
+    print_summary(result, out)
+    (line,) = [line for line in out.getvalue().splitlines() if "mailbox" in line]
+    assert line.startswith("gamma_btc mailbox: 5 tickers conflated"), line

@@ -117,6 +117,7 @@ VENUE_SPI = {
     # decoding venue bytes safely
     "MAX_NESTING",
     "SHORT_FRAME",
+    "BookGaps",
     "DecoderFault",
     "DecoderStats",
     "check_nesting",
@@ -222,6 +223,7 @@ VENUE_SPI = {
 
 # Engine machinery a strategy author never types: kept out of `tradingd.engine` on purpose.
 NOT_FOR_STRATEGIES = {
+    "BookGaps",
     "ClientOrderIds",
     "Decoder",
     "DecoderStats",

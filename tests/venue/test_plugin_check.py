@@ -1,17 +1,23 @@
 """A venue plugin is checked against the SPI when it is loaded: one that lacks a member of
 `VenuePlugin` is one line naming what it lacks, not an AttributeError later (e.g. a backtest of
-a third-party plugin without a data reader)."""
+a third-party plugin without a data reader). So is the `Decoder` a backtest makes of it."""
 
 from __future__ import annotations
 
+import inspect
+import sys
+import typing
 from importlib.metadata import EntryPoint
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.engine import ConfigError
-from tradingd.engine.venue import plugins
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.model.instruments import InstrumentRegistry
+from tradingd.engine.venue import Decoder, plugins
 
 
 class _NoReader:
@@ -38,3 +44,98 @@ def test_a_plugin_that_lacks_a_member_of_the_spi_is_refused_in_one_line(
 def test_the_bundled_plugins_follow_the_spi() -> None:
     for name in ("deribit", "derive", "polymarket"):
         assert plugins.load_venue(name).name == name
+
+
+class _OldDecoder:
+    """Deribit's decoder as a third-party one written before `Decoder.gapped_books` was declared."""
+
+    def __init__(self, registry: InstrumentRegistry) -> None:
+        self._real = PLUGIN.decoder(registry)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "gapped_books":
+            raise AttributeError(name)
+        return getattr(self._real, name)
+
+
+class _OldPlugin:
+    """Deribit's plugin, making `_OldDecoder`s."""
+
+    def decoder(self, registry: InstrumentRegistry) -> _OldDecoder:
+        return _OldDecoder(registry)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(PLUGIN, name)
+
+
+def test_a_backtest_refuses_a_decoder_that_lacks_a_member_of_the_spi_in_one_line(tmp_path: Path) -> None:
+    """The backtest reads `gapped_books` for its gap warning (and the event cache for its
+    entries): a decoder without it is refused when the backtest makes it, naming what it lacks,
+    not taken for one with no gaps by book nor an AttributeError at the run's end."""
+    plugin: Any = _OldPlugin()
+    source = DataSource("deribit", tmp_path / "x.rec")
+    with pytest.raises(ConfigError) as refused:
+        BacktestKernel({"deribit": plugin}, [source], [], BacktestSettings())
+    text = str(refused.value)
+    assert "lacks gapped_books" in text and "_OldDecoder" in text and "'deribit'" in text, text
+    assert "\n" not in text
+
+
+def test_the_bundled_decoders_follow_the_spi() -> None:
+    for name in ("deribit", "derive", "polymarket"):
+        decoder = plugins.checked_decoder(plugins.load_venue(name), InstrumentRegistry())
+        assert isinstance(decoder, Decoder) and not decoder.gapped_books
+
+
+_ABSENT = object()
+
+
+@pytest.fixture
+def static_protocol_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`isinstance` against a runtime-checkable protocol as Python 3.12 does it: the members
+    looked up statically (`inspect.getattr_static`), never through `__getattr__`."""
+    if sys.version_info >= (3, 12):
+        return
+
+    def check(cls: Any, instance: Any) -> bool:
+        attrs = typing._get_protocol_attrs(cls)  # type: ignore[attr-defined]
+        return all(inspect.getattr_static(instance, a, _ABSENT) is not _ABSENT for a in attrs)
+
+    monkeypatch.setattr(type(Decoder), "__instancecheck__", check)
+
+
+class _Forwarding:
+    """A complete decoder that provides its members through `__getattr__` (a wrapper, a proxy)."""
+
+    def __init__(self, registry: InstrumentRegistry) -> None:
+        self._real = PLUGIN.decoder(registry)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class _ForwardingPlugin:
+    """Deribit's plugin through `__getattr__`, making `_Forwarding` decoders."""
+
+    def decoder(self, registry: InstrumentRegistry) -> _Forwarding:
+        return _Forwarding(registry)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(PLUGIN, name)
+
+
+@pytest.mark.usefixtures("static_protocol_checks")
+def test_a_decoder_and_a_plugin_with_their_members_through_getattr_are_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What decides is what the object lacks (`hasattr`, which asks `__getattr__`), not
+    `isinstance`, which stopped asking it in Python 3.12 and so refused such an object while
+    saying it lacked nothing."""
+    assert not isinstance(_Forwarding(InstrumentRegistry()), Decoder)  # as on 3.12
+    plugin: Any = _ForwardingPlugin()
+    decoder = plugins.checked_decoder(plugin, InstrumentRegistry())
+    assert isinstance(decoder, _Forwarding)
+    entry = EntryPoint("thirdparty", "thirdparty_venue:PLUGIN", "tradingd.venues")
+    monkeypatch.setattr(EntryPoint, "load", lambda self: plugin)
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [entry])
+    assert plugins.load_venue("thirdparty") is plugin

@@ -135,9 +135,13 @@ def test_a_replaced_decode_is_the_one_that_runs(monkeypatch: pytest.MonkeyPatch)
         seen.append(frame)
         return []
 
+    built = DeribitDecoder(InstrumentRegistry())  # before the patch: it reaches this one too
     monkeypatch.setattr(DeribitDecoder, "decode", tampering)
     dec = DeribitDecoder(InstrumentRegistry())
     assert dec.decode(_frame(BOOK, SNAPSHOT), T_LOCAL) == [] and len(seen) == 2
+    assert built.decode(_frame(BOOK, SNAPSHOT), T_LOCAL) == [] and len(seen) == 3
+    monkeypatch.undo()  # the entry again, for both
+    assert built.decode.__func__ is dec.decode.__func__ is _fast.decode  # type: ignore[attr-defined]
 
 
 def test_frames_of_every_kind_decode_as_the_guarded_decode() -> None:
@@ -363,7 +367,7 @@ def test_a_channel_with_an_empty_part_is_refused_by_every_function(channel: str)
 
 @pytest.mark.parametrize("how", ["copy", "deepcopy"])
 def test_a_copied_decoder_decodes_into_its_own_state(how: str) -> None:
-    """The C entry is bound per instance (`__dict__["decode"]`): a copy binds its own, so its
+    """The C entry is bound to the instance `decode` is looked up on (`_CompiledEntry`): a copy's
     decode changes the copy's books and stats, never the original's."""
     dec = DeribitDecoder(InstrumentRegistry())
     if not dec.compiled:
