@@ -1,7 +1,8 @@
 """Polymarket tokens are 77-digit ids: a backtest's summary and charts name them as the venue's
 catalog does (the market's slug and the outcome, the id shortened after it), while the JSON
-report keeps every id exactly as the venue wrote it (DESIGN.md's report contract) and lists the
-names beside them, under `instrument_names`, which the HTML report draws from."""
+report keeps every id exactly as the venue wrote it (the report contract: the README's "Reports"
+section) and lists the names beside them, under `instrument_names`, which the HTML report draws
+from."""
 
 from __future__ import annotations
 
