@@ -84,6 +84,7 @@ from ..model.pricing import YEAR_SECONDS
 from ..model.risk import RiskLimits
 from ..model.settlement import funding_amount
 from ..model.simvenue import SimulatedVenue
+from ..model.words import line_text
 from ..runtime.context import BaseContext
 from ..runtime.flow import OrderFlow
 from ..runtime.mailbox import Mailbox, log_drops
@@ -1770,6 +1771,11 @@ class BacktestKernel:
 
     # -- what did nothing --------------------------------------------------------------------
     def _warn(self, kind: str, message: str) -> None:
+        # One line for people, which may hold a venue's text (a book's id, a channel) or a
+        # strategy's: made inert (`line_text`) here, where every warning is made, not where one
+        # is printed, since several print it on a terminal: the summary, this log event and a
+        # sweep's last line (which reads it from report.json, so the report keeps this text too).
+        message = line_text(message)
         self.warnings.append(message)
         self.log.warning("backtest.warning", kind=kind, message=message)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
@@ -12,6 +13,7 @@ __all__ = [
     "duration",
     "equity_span_s",
     "instrument_text",
+    "line_text",
     "plural",
     "qty_text",
     "ratio_text",
@@ -73,18 +75,45 @@ def instrument_text(key: str, names: Mapping[str, str]) -> str:
     """An instrument of a report for people, from its `venue:symbol` key: the name a venue's
     catalog gave it (`names`, a report's `instrument_names`) with its id shortened after it
     (`will-btc-hit-100k / Yes (7123...4567)`: a Polymarket token id has 77 digits), else its
-    symbol (`BTC-PERPETUAL`). Both come from a venue: a character that does not print (an escape
-    sequence, a line break) shows as `?`, so that it cannot steer the terminal nor break the line."""
+    symbol (`BTC-PERPETUAL`). Both come from a venue: shown through `line_text`, so that they
+    can neither steer the terminal nor break the line."""
     symbol = key.split(":", 1)[-1]
     name = names.get(key)
     if name is None:
-        return _printable(symbol)
+        return line_text(symbol)
     short = symbol if len(symbol) <= 12 else f"{symbol[:4]}...{symbol[-4:]}"
-    return _printable(f"{name} ({short})")
+    return line_text(f"{name} ({short})")
 
 
-def _printable(text: str) -> str:
-    """`text` with each character that does not print (`str.isprintable`) shown as `?`."""
-    if text.isprintable():
+# Format characters that reorder the text after them up to the end of a paragraph: the
+# embeddings and overrides (U+202A-U+202E) and the isolates (U+2066-U+2069). On a terminal, or
+# on a line of a summary, they turn what follows around (a figure read backwards).
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# What `line_text` shows as `?`: controls (C0, DEL and C1, among them ESC, CR, LF, tab, and
+# NEL), the line and paragraph separators, and the lone halves of a surrogate pair (from a JSON
+# `\ud800`: they cannot be written out as UTF-8, so printing one would raise).
+_REPLACED = frozenset({"Cc", "Zl", "Zp", "Cs"})
+
+
+def line_text(text: str) -> str:
+    """Text from outside (a venue's name or id, a warning naming one) for one line of a terminal
+    or a chart: each character that can steer a terminal or break the line shows as `?` (a
+    control, ESC and the C1 controls among them; U+2028 and U+2029; a bidi embedding, override or
+    isolate, U+202A-U+202E and U+2066-U+2069), and any other space (U+00A0, U+202F, U+3000) is a
+    plain space. Everything else is kept as written: letters and marks, the joiners inside an
+    emoji (U+200C, U+200D), the right-to-left and left-to-right marks (U+200E, U+200F), a soft
+    hyphen."""
+    if text.isprintable():  # nothing but letters, marks, symbols and " ": the usual case
         return text
-    return "".join(c if c.isprintable() else "?" for c in text)
+    return "".join(_line_char(c) for c in text)
+
+
+def _line_char(c: str) -> str:
+    if c.isprintable():
+        return c
+    category = unicodedata.category(c)
+    if category in _REPLACED or c in _BIDI_CONTROLS:
+        return "?"
+    if category == "Zs":
+        return " "
+    return c

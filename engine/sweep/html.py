@@ -26,6 +26,7 @@ from typing import Any
 from ..model.errors import DataError
 from ..reports.html import (
     CSS,
+    chart_text,
     datetimes,
     drawdown_curve,
     img_tag,
@@ -110,6 +111,12 @@ class _Axis:
         return next(i for i, x in enumerate(self.values) if repr(x) == repr(v))
 
 
+def _chart_cells(axis: _Axis) -> list[str]:
+    """An axis' cells as tick labels: a parameter's value (a config's text, `"$5 or $10"`) drawn
+    as written (`chart_text`), like a strategy's name in a label or title."""
+    return [chart_text(cell) for cell in axis.cells]
+
+
 def _text(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
@@ -152,7 +159,7 @@ def _params_figure(
     fig, grid = plt.subplots(
         rows, cols, figsize=(3.8 * cols, 3.0 * rows), squeeze=False, layout="constrained"
     )
-    label = results._objective_label(objective)
+    label = chart_text(results._objective_label(objective))
     for n, axis in enumerate(axes):
         ax = grid[n // cols][n % cols]
 
@@ -175,7 +182,9 @@ def _params_figure(
                         facecolors=color if feasible else "none",
                         edgecolors=color if feasible or name else _INFEASIBLE,
                         linewidths=1.0,
-                        label=" ".join(x for x in (name, "feasible" if feasible else "infeasible") if x),
+                        label=chart_text(
+                            " ".join(x for x in (name, "feasible" if feasible else "infeasible") if x)
+                        ),
                         zorder=3,
                     )
             best: dict[str, tuple[float, float]] = {}
@@ -202,11 +211,11 @@ def _params_figure(
         if axis.log:
             ax.set_xscale("log")
         if not axis.numeric:
-            ax.set_xticks(range(len(axis.cells)), axis.cells, rotation=30, ha="right")
+            ax.set_xticks(range(len(axis.cells)), _chart_cells(axis), rotation=30, ha="right")
         elif axis.edges is None:  # a few values: ticks at them (a log axis' minor labels overlap)
             ax.minorticks_off()
-            ax.set_xticks([float(v) for v in axis.values], axis.cells)
-        style_axes(ax, axis.label, label)
+            ax.set_xticks([float(v) for v in axis.values], _chart_cells(axis))
+        style_axes(ax, chart_text(axis.label), label)
         if n == 0:
             ax.legend(fontsize=7, loc="best")
     for n in range(len(axes), rows * cols):
@@ -277,12 +286,12 @@ def _pairs_figure(
         for (i, j), what in seen.items():
             color = _FAILED if what == "failed" else "#555"
             ax.text(j, i, what, ha="center", va="center", fontsize=6, color=color)
-        ax.set_xticks(range(len(ax_x.cells)), ax_x.cells, rotation=30, ha="right", fontsize=7)
-        ax.set_yticks(range(len(ax_y.cells)), ax_y.cells, fontsize=7)
-        ax.set_xlabel(ax_x.label, fontsize=8)
-        ax.set_ylabel(ax_y.label, fontsize=8)
+        ax.set_xticks(range(len(ax_x.cells)), _chart_cells(ax_x), rotation=30, ha="right", fontsize=7)
+        ax.set_yticks(range(len(ax_y.cells)), _chart_cells(ax_y), fontsize=7)
+        ax.set_xlabel(chart_text(ax_x.label), fontsize=8)
+        ax.set_ylabel(chart_text(ax_y.label), fontsize=8)
         title = f"best {results._objective_label(objective)}"
-        ax.set_title(f"{name}: {title}" if name else title, fontsize=9, loc="left")
+        ax.set_title(chart_text(f"{name}: {title}" if name else title), fontsize=9, loc="left")
     for n in range(len(panels), rows * cols):
         grid[n // cols][n % cols].set_visible(False)
     return png_bytes(fig)
@@ -311,7 +320,7 @@ def _folds_figure(plt: Any, outcome: SweepOutcome, objective: ObjectiveSpec) -> 
                 ax.text(x, 0, "n/a", ha="center", va="bottom", fontsize=7, color=_FAILED)
     ax.axhline(0, color="#555", lw=0.6)
     ax.set_xticks(idx, [f"fold {i}" for i in idx])
-    style_axes(ax, "In-sample vs out-of-sample, per fold", results._objective_label(objective))
+    style_axes(ax, "In-sample vs out-of-sample, per fold", chart_text(results._objective_label(objective)))
     ax.legend(fontsize=7, loc="best")
     return png_bytes(fig)
 

@@ -10,13 +10,14 @@ live in engine.venue.spi.
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import operator
 import re
 import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
 import msgspec
 import orjson
@@ -295,9 +296,20 @@ def _lacking(obj: object, protocol: type[Any]) -> str:
     """The public members of the runtime-checkable `protocol` that `obj` lacks, named ("" when
     it has them all). The check itself, not only its message: `isinstance` against a protocol
     does not ask an object's `__getattr__` since Python 3.12 (`hasattr` does), so it would refuse
-    an object that provides its members that way, saying it lacks nothing."""
-    members = {n for n in (*protocol.__annotations__, *vars(protocol)) if not n.startswith("_")}
+    an object that provides its members that way, saying it lacks nothing. The members are the
+    protocol's and those of the protocols it derives from (its MRO, up to `Protocol`)."""
+    members = {
+        n
+        for base in protocol.__mro__
+        if base not in _NOT_MEMBERS
+        for n in (*inspect.get_annotations(base), *vars(base))
+        if not n.startswith("_")
+    }
     return ", ".join(sorted(m for m in members if not hasattr(obj, m)))
+
+
+# What a protocol's MRO ends with, whose attributes are no member of the protocol.
+_NOT_MEMBERS: Final = frozenset({Protocol, Generic, object})
 
 
 def checked_decoder(plugin: VenuePlugin, registry: InstrumentRegistry) -> Decoder:

@@ -335,13 +335,13 @@ class VenueSession:
 
     def bind_decoder(self) -> None:
         """Look `self.decoder.decode` up once, for every frame of a connection to call
-        (`_decode`): a Deribit decoder's `decode` is bound when it is looked up (codec.py
+        (`_bound_decode`): a Deribit decoder's `decode` is bound when it is looked up (codec.py
         `_CompiledEntry`), which per frame cost more than the call's own dispatch. Each
         connection's receive loop calls it as it starts; whoever replaces `decoder`, or its
         `decode`, in the middle of a connection calls it again."""
-        self._decode = self.decoder.decode  # type: ignore[method-assign]
+        self._bound_decode = self.decoder.decode  # type: ignore[method-assign]
 
-    def _decode(self, frame: Any, ts_local: int) -> list[MarketEvent]:
+    def _bound_decode(self, frame: Any, ts_local: int) -> list[MarketEvent]:
         """`self.decoder.decode(frame, ts_local)`; until a receive loop binds it (`bind_decoder`),
         looked up at each call (frames decoded before any connection: a test's, a REST answer's)."""
         return self.decoder.decode(frame, ts_local)
@@ -676,7 +676,7 @@ class VenueSession:
     async def decode(self, message: bytes | str, now: int) -> None:
         """Decode a data frame and dispatch its events; a malformed one is counted."""
         try:
-            events = self._decode(message, now)  # `decoder.decode`, bound once (`bind_decoder`)
+            events = self._bound_decode(message, now)  # `decoder.decode`, bound once (`bind_decoder`)
         except MalformedFrame as exc:
             self.malformed(exc)
             return

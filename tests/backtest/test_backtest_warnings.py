@@ -5,6 +5,7 @@ each (with its `kind`), what did nothing and why. The bundled config warns of no
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from tradingd.connectors.derive import PLUGIN as DERIVE
 from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
 from tradingd.engine import MarketEvent, StrategyContext, Subscription
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
+from tradingd.engine.backtest.report import print_summary
 from tradingd.engine.store.evcache import EventCache
 from tradingd.engine.store.recording import RecordingReader, RecordingWriter
 from tradingd.engine.venue import BookGaps
@@ -376,3 +378,31 @@ def test_gaps_of_more_books_than_a_decoder_names_are_one_total_in_the_warning(tm
         seen.append((kernel.warnings, type(decoder).__name__))
     assert seen[0][0] == seen[1][0]
     assert [name for _, name in seen] == ["PolymarketDecoder", "ReplayDecoder"]
+
+
+def test_a_gapped_books_id_that_steers_a_terminal_is_shown_inert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Polymarket asset_id is venue text, not checked: a gap on a book whose id holds an
+    escape sequence and a line break is named in the warning with `?` for them (`line_text`),
+    in the result (so in report.json, which a sweep's last line and the log print from too) and
+    in the printed summary, which holds no ESC."""
+    token = "7\x1b[2J\x1b]0;pwned\x07\n8"
+    change = load("ws_market_price_change_msg.json")
+    path = tmp_path / "poly.rec"
+    with RecordingWriter(path) as w:
+        msg = {**change, "price_changes": [{**change["price_changes"][0], "asset_id": token}]}
+        w.write(T, wire(msg))
+    kernel = BacktestKernel(
+        {"polymarket": POLYMARKET}, [DataSource("polymarket", path)], [], BacktestSettings()
+    )
+    result = trio.run(kernel.run)
+    assert dict(kernel.decoders["polymarket"].gapped_books) == {token: 1}  # the decoder keeps it exact
+    (line,) = (w for w in result.warnings if w.startswith("polymarket: "))
+    assert line.startswith("polymarket: 1 book gap") and line.endswith(" (7?[2J?]0;pwned??8)"), line
+    monkeypatch.setenv("COLUMNS", "200")
+    out = io.StringIO()
+    print_summary(result, out)
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text, repr(text)
+    assert " (7?[2J?]0;pwned??8)\n" in text, text

@@ -1,7 +1,8 @@
 """Polymarket tokens are 77-digit ids: a backtest's summary and charts name them as the venue's
 catalog does (the market's slug and the outcome, the id shortened after it), while the JSON
-report keeps every id exactly as the venue wrote it (DESIGN.md's report contract) and lists the
-names beside them, under `instrument_names`, which the HTML report draws from."""
+report keeps every id exactly as the venue wrote it (the report contract: the README's "Reports"
+section) and lists the names beside them, under `instrument_names`, which the HTML report draws
+from."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
 from tradingd.engine import BookUpdate, MarketEvent, Strategy, Subscription
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestResult, DataSource, StrategyResult
 from tradingd.engine.backtest.report import print_summary, report_dict
-from tradingd.engine.model.words import instrument_text
+from tradingd.engine.model.words import instrument_text, line_text
 from tradingd.engine.reports import html
 from tradingd.engine.reports.html import render_html
 from tradingd.simulators.polymarket import SIMULATOR as POLYMARKET_SIM
@@ -158,6 +159,36 @@ def test_a_name_or_id_that_does_not_print_cannot_steer_the_terminal(monkeypatch:
     assert "\x1b" not in text and "\r" not in text and "\t" not in text, repr(text)
     assert "  will-it?[2J-happen? / Ye?s (7777...7777) 5\n" in text, text
     assert "  ETH??-PERP 1\n" in text, text
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [
+        # Kept as written: other spaces become " ", joiners, marks and soft hyphens stay.
+        ("Trump\xa0wins", "Trump wins"),  # no-break space
+        ("100\u202fk\u3000yen", "100 k yen"),  # narrow no-break, ideographic
+        ("\U0001f3f3\ufe0f\u200d\U0001f308", "\U0001f3f3\ufe0f\u200d\U0001f308"),  # the ZWJ of an emoji
+        ("\u05db\u05df\u200f / Yes", "\u05db\u05df\u200f / Yes"),  # a right-to-left mark
+        ("re\u00adelected", "re\u00adelected"),  # soft hyphen
+        ("e\u0301lu", "e\u0301lu"),  # a combining mark
+        # Shown as ?: what steers a terminal or breaks the line.
+        ("a\x1b[2Jb", "a?[2Jb"),  # ESC
+        ("a\x9b2Jb", "a?2Jb"),  # C1 CSI
+        ("a\nb\r\tc", "a?b??c"),
+        ("a\u2028b\u2029c\x85d", "a?b?c?d"),  # line, paragraph separators; NEL
+        ("price \u202e01\u202c, \u2066x\u2069", "price ?01?, ?x?"),  # bidi overrides, isolates
+    ],
+)
+def test_venue_text_keeps_its_spaces_joiners_and_marks_and_loses_what_steers_a_terminal(
+    written: str, shown: str
+) -> None:
+    """`line_text`, which the summary, the page and the warnings show a venue's text through,
+    replaces only what can steer a terminal or break the line: a market titled with a no-break
+    space, an emoji joined by U+200D, a Hebrew outcome ending in a right-to-left mark reads as
+    the venue wrote it."""
+    assert line_text(written) == shown
+    assert instrument_text("polymarket:1", {"polymarket:1": written}) == f"{shown} (1)"
+    assert instrument_text(f"polymarket:{written}", {}) == shown
 
 
 class _Kept:

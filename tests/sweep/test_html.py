@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -214,3 +215,58 @@ def test_the_tables_show_the_objective_once(
     assert folds[4:] == fold_heads
     rows = _rows(page)
     assert all(len(cells) == len(heads) for _, cells in rows)
+
+
+def test_a_strategy_name_or_value_that_reads_as_mathtext_is_drawn_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config's text in the charts (a strategy's name in an axis label, a panel's title and
+    the objective's label; a parameter's value on a tick) is drawn as written (`chart_text`):
+    matplotlib takes `$...$` for mathtext, so a strategy named `$\\x$` raised ValueError from
+    its parser and no sweep.html was written, and `$5 or $10` drew in italics."""
+    import tradingd.engine.sweep.html as sweep_html
+    from tradingd.engine.reports.html import png_bytes
+
+    strategy, values = "mom$\\x$", ("$\\bad$", "$5 or $10")
+    kept: list[Any] = []
+
+    def keep(fig: Any) -> bytes:
+        kept.append(
+            [
+                text
+                for ax in fig.axes
+                for text in (
+                    ax.get_title(loc="left"),
+                    ax.get_xlabel(),
+                    ax.get_ylabel(),
+                    *(t.get_text() for t in (*ax.get_xticklabels(), *ax.get_yticklabels())),
+                )
+            ]
+        )
+        return png_bytes(fig)
+
+    monkeypatch.setattr(sweep_html, "png_bytes", keep)
+
+    def renamed(r: Any) -> Any:
+        params = dict(r.params)
+        mom = dict(params.pop("momentum_eth"))
+        mom["threshold"] = values[0] if mom["threshold"] == 0.02 else values[1]
+        return attrs.evolve(r, params={strategy: mom, **params})
+
+    outcome = search_outcome()
+    outcome = attrs.evolve(outcome, trials=tuple(renamed(r) for r in outcome.trials))
+    space = {
+        strategy: {
+            "threshold": ParamSpace("choices", values=values),
+            "lookback_s": PARAMS["momentum_eth"]["lookback_s"],
+        },
+        "gamma_btc": PARAMS["gamma_btc"],
+    }
+    objective = attrs.evolve(OBJECTIVE, strategy=strategy)
+    page = render(tmp_path, outcome, objective, space).read_text()
+    assert "mom$\\x$" in page  # the page's tables: HTML text, as written
+    drawn = [text for figure in kept for text in figure]
+    assert "mom\\$\\x\\$.threshold" in drawn, drawn  # the label, escaped for matplotlib
+    assert {"\\$\\bad\\$", "\\$5 or \\$10"} <= set(drawn), drawn  # the values' ticks
+    assert any(text.startswith("best mom\\$\\x\\$ ") for text in drawn), drawn  # a heatmap's title
+    assert not [t for t in drawn if re.search(r"(?<!\\)\$", t)], drawn  # no unescaped $

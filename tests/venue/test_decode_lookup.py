@@ -1,11 +1,14 @@
 """What decodes frame after frame looks the decoder's `decode` up once, not per frame: a Deribit
 decoder's `decode` is bound when it is looked up (codec.py `_CompiledEntry`, so that the decoder
 holds no reference to itself), which costs more per lookup than the call's own dispatch. The live
-session binds it once per connection (`VenueSession.bind_decoder`), `tradingd decode`, `data
-inspect` and the event cache's check of a decoder's promise once per run."""
+session binds it once per connection (`VenueSession.bind_decoder`, into `_bound_decode`) for
+every venue's receive loop, Deribit's, Derive's (its own `decode`) and Polymarket's (its first
+books and its REST answers too); `tradingd decode`, `data inspect` and the event cache's check of
+a decoder's promise once per run."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +17,18 @@ import pytest
 import trio
 
 from tests.support.frame_sessions import _Ws
-from tests.support.offline_sessions import deribit
+from tests.support.offline_sessions import _Sink, deribit, derive
 from tradingd.cli.main import main
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine.model import InstrumentRegistry
+from tradingd.engine.runtime.router import MarketRouter
 from tradingd.engine.sim.plugins import load_simulator
 from tradingd.engine.store.evcache import exact_books_violation
 from tradingd.engine.store.recording import RecordingReader
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "deribit"
+DERIVE_FIXTURES = FIXTURES.parent / "derive"
+POLYMARKET_FIXTURES = FIXTURES.parent / "polymarket"
 FRAMES = 60
 
 
@@ -47,6 +53,18 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> _Counted:
     return c
 
 
+def _count(monkeypatch: pytest.MonkeyPatch, decoder: Any) -> _Counted:
+    """`decoder`'s class's `decode` (wherever in its MRO it is defined), counting its lookups."""
+    cls = type(decoder)
+    c = _Counted(inspect.getattr_static(cls, "decode"))
+    monkeypatch.setattr(cls, "decode", c)
+    return c
+
+
+def _compact(path: Path) -> str:
+    return orjson.dumps(orjson.loads(path.read_bytes())).decode()
+
+
 def _market_frames() -> list[bytes]:
     """The captured ticker, trades and book notifications, compact, over and over."""
     names = ("ws_ticker.json", "ws_trades.json", "ws_book_snapshot.json", "ws_book_delta.json")
@@ -67,6 +85,50 @@ async def test_the_live_session_looks_decode_up_once_per_connection(counted: _Co
         await session._receive(_Ws(frames))  # type: ignore[arg-type]  # a stand-in socket
     assert session.decoder.stats.frames == FRAMES and seen and session.stats.malformed == 0
     assert counted.lookups == 1, counted.lookups  # by this connection's receive loop
+
+
+async def test_derives_live_session_looks_decode_up_once_per_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Derive's session decodes its notifications in its own `decode` (connectors/derive/stream.py),
+    through the connection's bound `decode` too."""
+    session = derive()
+    counted = _count(monkeypatch, session.decoder)
+    names = ("ws_ticker_slim_eth_perp_demo.json", "ws_trades_eth_perp_mainnet.json")
+    one: list[bytes | str] = [_compact(DERIVE_FIXTURES / "bourse" / name) for name in names]  # captured
+    frames = (one * FRAMES)[:FRAMES]
+    with trio.move_on_after(0.5):
+        await session._receive(_Ws(frames))  # type: ignore[arg-type]  # a stand-in socket
+    assert session.decoder.stats.frames == FRAMES and session.stats.frames == FRAMES
+    assert counted.lookups == 1, counted.lookups  # by this connection's receive loop
+
+
+async def test_polymarkets_live_session_looks_decode_up_once_per_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Polymarket's market connection decodes, until the first subscription's books are in, in
+    its own `_decode_awaiting`, and decodes a REST answer (a book) in `feed`
+    (connectors/polymarket/stream.py): both through the connection's bound `decode`."""
+    from tradingd.connectors.polymarket.settings import PolymarketSettings
+    from tradingd.connectors.polymarket.stream import PolymarketSession
+
+    owner = PolymarketSession(
+        PolymarketSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink()
+    )
+    market = owner.market
+    counted = _count(monkeypatch, market.decoder)
+    market._awaiting.add("1" * 77)  # a book that never comes: every frame is decoded awaiting it
+    change = _compact(POLYMARKET_FIXTURES / "ws_market_price_change_msg.json")
+    frames: list[bytes | str] = [change] * FRAMES
+    with trio.move_on_after(0.5):
+        await market._receive(_Ws(frames))  # type: ignore[arg-type]  # a stand-in socket
+    assert market.decoder.stats.frames == FRAMES and market._awaiting
+    assert counted.lookups == 1, counted.lookups  # by this connection's receive loop
+    book = (POLYMARKET_FIXTURES / "clob_book_response.json").read_bytes()
+    for _ in range(FRAMES):  # REST answers in the same connection (a resnapshot)
+        await market.feed(book)
+    assert market.decoder.stats.frames == 2 * FRAMES
+    assert counted.lookups == 1, counted.lookups
 
 
 def test_tradingd_decode_looks_decode_up_once(

@@ -139,3 +139,47 @@ def test_a_decoder_and_a_plugin_with_their_members_through_getattr_are_taken(
     monkeypatch.setattr(EntryPoint, "load", lambda self: plugin)
     monkeypatch.setattr(plugins, "entry_points", lambda group: [entry])
     assert plugins.load_venue("thirdparty") is plugin
+
+
+@typing.runtime_checkable
+class _Base(typing.Protocol):
+    name: str
+
+    def open_data(self) -> Any: ...
+
+
+@typing.runtime_checkable
+class _Derived(_Base, typing.Protocol):
+    def decoder(self) -> Any: ...
+
+
+class _OnlyDerived:
+    """`_Derived`'s own member, none of its base's."""
+
+    def decoder(self) -> Any:
+        return None
+
+
+class _Whole(_OnlyDerived):
+    name = "whole"
+
+    def open_data(self) -> Any:
+        return None
+
+
+def test_a_protocol_deriving_from_another_is_checked_for_its_bases_members_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A protocol that inherits another (like `VenueExecution` its `ExecutionClient` and
+    `Reconciler`): an object lacking a member of the base, a method or an annotated attribute, is
+    refused naming it, not taken for having only the derived protocol's own."""
+    entry = EntryPoint("thirdparty", "thirdparty_venue:PLUGIN", "tradingd.venues")
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [entry])
+    check = ("tradingd.venues", "thirdparty", _Derived, "venue plugin", "_Derived")
+    monkeypatch.setattr(EntryPoint, "load", lambda self: _OnlyDerived())
+    with pytest.raises(ConfigError) as refused:
+        plugins.load_checked(*check)
+    assert str(refused.value).endswith("is no _Derived: it lacks name, open_data"), refused.value
+    whole = _Whole()
+    monkeypatch.setattr(EntryPoint, "load", lambda self: whole)
+    assert plugins.load_checked(*check) is whole
