@@ -12,11 +12,10 @@ import pytest
 import trio
 
 from tests.support import deribit_frames as F
-from tests.support.backtests import Scripted, run
+from tests.support.backtests import BuyEachToken, Scripted, run
 from tradingd.config import load_config
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.engine import (
-    BookUpdate,
     Fill,
     MarketEvent,
     OrderRejected,
@@ -313,35 +312,13 @@ def test_prediction_market_positions_settle_at_resolution(tmp_path: Path) -> Non
     POLYMARKET_SIM.generate_sample(path, {"hours": 0.2, "seed": 3})
     resolved: list[Status] = []
 
-    class BuyEverything(Strategy):
-        def __init__(self) -> None:
-            super().__init__("s")
-            self.bought: set[str] = set()
+    class BuyEverything(BuyEachToken):
+        """Records the markets' resolutions too."""
 
         async def on_event(self, event: MarketEvent) -> None:
             if isinstance(event, Status) and event.status is StatusKind.MARKET_RESOLVED:
                 resolved.append(event)
-            if (
-                isinstance(event, BookUpdate)
-                and event.best_ask is not None
-                and event.instrument not in self.bought
-            ):
-                self.bought.add(event.instrument)
-                inst = self.ctx.instrument("polymarket", event.instrument)
-                assert inst is not None
-                await self.ctx.buy(
-                    "polymarket",
-                    event.instrument,
-                    inst.min_size,
-                    price=str(event.best_ask),
-                    time_in_force="ioc",
-                )
-
-        async def on_start(self) -> None:
-            # Every token the recording's opening teaches, with every kind of data.
-            self.ctx.subscribe(
-                Subscription("polymarket", i.symbol) for i in self.ctx.instruments("polymarket")
-            )
+            await super().on_event(event)
 
     strategy = BuyEverything()
     kernel = BacktestKernel({"polymarket": POLYMARKET}, [DataSource("polymarket", path)], [strategy])

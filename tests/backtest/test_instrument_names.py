@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,39 +16,16 @@ import orjson
 import pytest
 import trio
 
+from tests.support.backtests import BuyEachToken
+from tests.support.results import backtest_result, strategy_result
 from tradingd.cli.recorded import recorded_catalogs
 from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
-from tradingd.engine import BookUpdate, MarketEvent, Strategy, Subscription
-from tradingd.engine.backtest.kernel import BacktestKernel, BacktestResult, DataSource, StrategyResult
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestResult, DataSource
 from tradingd.engine.backtest.report import print_summary, report_dict
 from tradingd.engine.model.words import instrument_text, line_text
 from tradingd.engine.reports import html
 from tradingd.engine.reports.html import render_html
 from tradingd.simulators.polymarket import SIMULATOR as POLYMARKET_SIM
-
-
-class _BuyEach(Strategy):
-    """Buys the minimum of every token at its first ask (most are still held at the end)."""
-
-    def __init__(self) -> None:
-        super().__init__("s")
-        self.bought: set[str] = set()
-
-    async def on_start(self) -> None:
-        self.ctx.subscribe(Subscription("polymarket", i.symbol) for i in self.ctx.instruments("polymarket"))
-
-    async def on_event(self, event: MarketEvent) -> None:
-        if (
-            isinstance(event, BookUpdate)
-            and event.best_ask is not None
-            and event.instrument not in self.bought
-        ):
-            self.bought.add(event.instrument)
-            inst = self.ctx.instrument("polymarket", event.instrument)
-            assert inst is not None
-            await self.ctx.buy(
-                "polymarket", event.instrument, inst.min_size, price=str(event.best_ask), time_in_force="ioc"
-            )
 
 
 @attrs.frozen
@@ -68,7 +44,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> _Run:
     kernel = BacktestKernel(
         {"polymarket": POLYMARKET},
         [DataSource("polymarket", path)],
-        [_BuyEach()],
+        [BuyEachToken()],
         catalogs={"polymarket": catalog},
     )
     result = trio.run(kernel.run)
@@ -121,35 +97,20 @@ def test_a_name_or_id_that_does_not_print_cannot_steer_the_terminal(monkeypatch:
     names = {f"polymarket:{token}": "will-it\x1b[2J-happen\n / Ye\ts", "deribit:BTC\x1b]0;x\x07": "x"}
     assert instrument_text(f"polymarket:{token}", names) == "will-it?[2J-happen? / Ye?s (7777...7777)"
     assert instrument_text("deribit:ETH\r\n-PERP", names) == "ETH??-PERP"
-    result = BacktestResult(
-        events=1,
-        frames=1,
-        malformed_frames=0,
-        bad_lines=0,
-        duration_s=1.0,
-        start_ns=0,
-        end_ns=10**9,
-        strategies={
-            "s": StrategyResult(
+    result = backtest_result(
+        {
+            "s": strategy_result(
                 orders=1,
                 fills=1,
-                rejected=0,
-                errors=0,
-                fees=Decimal(0),
-                realized_pnl=Decimal(0),
-                unrealized_pnl=Decimal(0),
-                net_pnl=Decimal(0),
-                max_drawdown=0.0,
-                sharpe=None,
-                turnover=Decimal(0),
                 positions={f"polymarket:{token}": "5", "deribit:ETH\r\n-PERP": "1"},
-                conflated=0,
-                merged=0,
-                dropped=0,
                 equity_curve=((0, 0.0), (10**9, 0.0)),
             )
         },
-        decoder_stats={},
+        events=1,
+        frames=1,
+        duration_s=1.0,
+        start_ns=0,
+        end_ns=10**9,
         instrument_names=names,
     )
     monkeypatch.setenv("COLUMNS", "200")

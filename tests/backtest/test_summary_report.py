@@ -8,10 +8,12 @@ from __future__ import annotations
 import io
 import re
 from decimal import Decimal
+from typing import Any
 
 import attrs
 import pytest
 
+from tests.support.results import backtest_result, strategy_result
 from tradingd.engine.backtest.kernel import BacktestResult, StrategyResult
 from tradingd.engine.backtest.report import print_summary, report_dict
 
@@ -31,7 +33,7 @@ def _strategy(k: int, hours: float) -> StrategyResult:
     """Large numbers, every sign, so that a cut one shows."""
     steps = int(hours * 60)
     curve = tuple((_START + i * 60 * 10**9, -12.5 * i) for i in range(steps + 1))
-    return StrategyResult(
+    return strategy_result(
         orders=1_234_567 + k,
         fills=2_345_678 + k,
         rejected=34_567 + k,
@@ -44,9 +46,6 @@ def _strategy(k: int, hours: float) -> StrategyResult:
         sharpe=-383.378311 - k,
         turnover=Decimal("600159123.4") + k,
         positions={"deribit:BTC-PERPETUAL": f"-46359{k}.0"},
-        conflated=0,
-        merged=0,
-        dropped=0,
         equity_curve=curve,
         sortino=-356.203043 - k,
         round_trips=72_345 + k,
@@ -57,17 +56,15 @@ def _strategy(k: int, hours: float) -> StrategyResult:
     )
 
 
-def _result(names: list[str], hours: float = 2.0) -> BacktestResult:
-    return BacktestResult(
+def _result(names: list[str], hours: float = 2.0, **changes: Any) -> BacktestResult:
+    """A run of the strategies `names` (each `_strategy`'s but for `changes`) over `hours`."""
+    return backtest_result(
+        {name: attrs.evolve(_strategy(k, hours), **changes) for k, name in enumerate(names)},
         events=333_838,
         frames=326_857,
-        malformed_frames=0,
-        bad_lines=0,
         duration_s=7.05,
         start_ns=_START,
         end_ns=_START + int(hours * _HOUR_NS),
-        strategies={name: _strategy(k, hours) for k, name in enumerate(names)},
-        decoder_stats={},
     )
 
 
@@ -163,10 +160,8 @@ def test_a_share_reads_100_or_0_percent_only_when_exact(
 ) -> None:
     """438 of 440 orders filled printed "100%" (rounded to the percent): a person reads all."""
     monkeypatch.setenv("COLUMNS", "80")
-    result = _result(["s"])
-    s = attrs.evolve(result.strategies["s"], orders=sent, filled_orders=filled, fill_ratio=filled / sent)
     out = io.StringIO()
-    print_summary(attrs.evolve(result, strategies={"s": s}), out)
+    print_summary(_result(["s"], orders=sent, filled_orders=filled, fill_ratio=filled / sent), out)
     assert re.search(rf"orders filled \(any part\) +{filled:,} \({re.escape(shown)}\)", out.getvalue())
 
 
@@ -220,14 +215,7 @@ def test_warnings_are_printed_and_reported(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_positions_held_are_one_a_line_with_every_digit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "60")
-    result = _result(["s"])
-    s = result.strategies["s"]
-    result = attrs.evolve(
-        result,
-        strategies={
-            "s": attrs.evolve(s, positions={"deribit:BTC-PERPETUAL": "-463590.0", "deribit:X": "1E+3"})
-        },
-    )
+    result = _result(["s"], positions={"deribit:BTC-PERPETUAL": "-463590.0", "deribit:X": "1E+3"})
     out = io.StringIO()
     print_summary(result, out)
     lines = out.getvalue().splitlines()
@@ -241,15 +229,10 @@ def test_the_lines_after_a_strategys_holdings_still_name_the_strategy(
     """The holdings are listed by instrument, then the mailbox line names the strategy again (not
     the last instrument it held)."""
     monkeypatch.setenv("COLUMNS", "200")
-    result = _result(["gamma_btc"])
-    s = result.strategies["gamma_btc"]
-    result = attrs.evolve(
-        result,
-        strategies={
-            "gamma_btc": attrs.evolve(
-                s, positions={"deribit:BTC-PERPETUAL": "1.0", "deribit:ETH-PERPETUAL": "-2.0"}, conflated=5
-            )
-        },
+    result = _result(
+        ["gamma_btc"],
+        positions={"deribit:BTC-PERPETUAL": "1.0", "deribit:ETH-PERPETUAL": "-2.0"},
+        conflated=5,
     )
     out = io.StringIO()
     print_summary(result, out)

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from tests.support.helpers import OPTION, PERP, registry, request, ticker
+from tests.support.results import backtest_result, strategy_result
 from tradingd.engine import Fill, FillReversal, Instrument, InstrumentKind, Liquidity, OrderRequest, Side
-from tradingd.engine.backtest.kernel import BacktestResult, StrategyResult
+from tradingd.engine.backtest.kernel import BacktestResult
 from tradingd.engine.backtest.report import print_summary, report_dict
 from tradingd.engine.model import InstrumentRegistry, Ledger, MarketState
 from tradingd.engine.model.ledger import CONTEXT, Booking
@@ -444,36 +445,16 @@ def test_the_waiting_warning_names_only_a_fill_that_waits() -> None:
 
 
 def _result(**kw: object) -> BacktestResult:
-    s = StrategyResult(
+    s = strategy_result(
         orders=1,
         fills=1,
-        rejected=0,
-        errors=0,
         fees=Decimal(1),
         realized_pnl=Decimal(2),
-        unrealized_pnl=Decimal(0),
         net_pnl=Decimal(1),
-        max_drawdown=0.0,
-        sharpe=None,
         turnover=Decimal(10),
-        positions={},
-        conflated=0,
-        merged=0,
-        dropped=0,
-        equity_curve=(),
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
-    return BacktestResult(
-        events=1,
-        frames=1,
-        malformed_frames=0,
-        bad_lines=0,
-        duration_s=1.0,
-        start_ns=None,
-        end_ns=None,
-        strategies={"x": s},
-        decoder_stats={},
-    )
+    return backtest_result({"x": s}, events=1, frames=1, duration_s=1.0)
 
 
 def test_the_report_shows_funding_and_waiting_fills_only_when_there_are_some() -> None:

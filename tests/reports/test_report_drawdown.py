@@ -5,7 +5,6 @@ equity curve gave neither)."""
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 import trio
 
 from tests.support import deribit_frames as F
+from tests.support.results import backtest_result, strategy_result
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.engine import MarketEvent, Strategy, Subscription, Ticker, TimeInForce
 from tradingd.engine.backtest.kernel import (
@@ -131,22 +131,10 @@ def _between_samples() -> StrategyResult:
         fills=(),
         fills_dropped=0,
     )
-    return StrategyResult(
+    return strategy_result(
         orders=2,
         fills=2,
-        rejected=0,
-        errors=0,
-        fees=Decimal(0),
-        realized_pnl=Decimal(0),
-        unrealized_pnl=Decimal(0),
-        net_pnl=Decimal(0),
         max_drawdown=12.0,
-        sharpe=None,
-        turnover=Decimal(0),
-        positions={},
-        conflated=0,
-        merged=0,
-        dropped=0,
         equity_curve=((0, 0.0), (ts[-1], 0.0)),
         series=series,
         drawdown_points=((25 * _S, 5.0), (27 * _S, -7.0)),
@@ -156,19 +144,7 @@ def _between_samples() -> StrategyResult:
 def test_peak_and_trough_between_samples_are_put_in_the_series(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from tradingd.engine.backtest.kernel import BacktestResult
-
-    result = BacktestResult(
-        events=0,
-        frames=0,
-        malformed_frames=0,
-        bad_lines=0,
-        duration_s=0.0,
-        start_ns=0,
-        end_ns=40 * _S,
-        strategies={"hold": _between_samples()},
-        decoder_stats={},
-    )
+    result = backtest_result({"hold": _between_samples()}, start_ns=0, end_ns=40 * _S)
     s = report_dict(result)["strategies"]["hold"]
     series = s["series"]
     assert series["ts"] == [0, 10 * _S, 20 * _S, 25 * _S, 27 * _S, 30 * _S, 40 * _S]

@@ -1,5 +1,6 @@
 """Strategies for backtests (`Scripted`: runs a script on each event and records what it saw;
-`BuyOnce`: buys 1,000 USD of BTC-PERPETUAL on its first book), and a backtest of Deribit frames from
+`BuyOnce`: buys 1,000 USD of BTC-PERPETUAL on its first book; `BuyEachToken`: buys every
+Polymarket token once at its best ask), and a backtest of Deribit frames from
 one recording (`run`); the README's backtest config on a generated sample (`bundled_config_on`)."""
 
 from __future__ import annotations
@@ -59,6 +60,31 @@ class BuyOnce(Strategy):
         if isinstance(event, BookUpdate) and not self.bought:
             self.bought = True
             await self.ctx.buy("deribit", "BTC-PERPETUAL", 1000)
+
+
+class BuyEachToken(Strategy):
+    """Subscribes to every Polymarket token the recording's opening teaches (every kind of data)
+    and buys the minimum of each at its first best ask, ioc (most are still held at the end)."""
+
+    def __init__(self, name: str = "s") -> None:
+        super().__init__(name)
+        self.bought: set[str] = set()
+
+    async def on_start(self) -> None:
+        self.ctx.subscribe(Subscription("polymarket", i.symbol) for i in self.ctx.instruments("polymarket"))
+
+    async def on_event(self, event: MarketEvent) -> None:
+        if (
+            isinstance(event, BookUpdate)
+            and event.best_ask is not None
+            and event.instrument not in self.bought
+        ):
+            self.bought.add(event.instrument)
+            inst = self.ctx.instrument("polymarket", event.instrument)
+            assert inst is not None
+            await self.ctx.buy(
+                "polymarket", event.instrument, inst.min_size, price=str(event.best_ask), time_in_force="ioc"
+            )
 
 
 _BUNDLED_CONFIG = Path(__file__).resolve().parents[2] / "config" / "backtest-deribit.toml"
