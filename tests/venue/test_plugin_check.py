@@ -46,26 +46,43 @@ def test_the_bundled_plugins_follow_the_spi() -> None:
         assert plugins.load_venue(name).name == name
 
 
-class _OldDecoder:
-    """Deribit's decoder as a third-party one written before `Decoder.gapped_books` was declared."""
+class _Forwarding:
+    """A decoder that provides Deribit's decoder's members through `__getattr__` (a wrapper, a
+    proxy), but for those it `hides`."""
+
+    hides: frozenset[str] = frozenset()
 
     def __init__(self, registry: InstrumentRegistry) -> None:
         self._real = PLUGIN.decoder(registry)
 
     def __getattr__(self, name: str) -> Any:
-        if name == "gapped_books":
+        if name in self.hides:
             raise AttributeError(name)
         return getattr(self._real, name)
 
 
-class _OldPlugin:
-    """Deribit's plugin, making `_OldDecoder`s."""
+class _OldDecoder(_Forwarding):
+    """Deribit's decoder as a third-party one written before `Decoder.gapped_books` was declared."""
 
-    def decoder(self, registry: InstrumentRegistry) -> _OldDecoder:
-        return _OldDecoder(registry)
+    hides = frozenset({"gapped_books"})
+
+
+class _ForwardingPlugin:
+    """Deribit's plugin through `__getattr__`, making `makes` decoders."""
+
+    makes: type[_Forwarding] = _Forwarding
+
+    def decoder(self, registry: InstrumentRegistry) -> _Forwarding:
+        return self.makes(registry)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(PLUGIN, name)
+
+
+class _OldPlugin(_ForwardingPlugin):
+    """Deribit's plugin, making `_OldDecoder`s."""
+
+    makes = _OldDecoder
 
 
 def test_a_backtest_refuses_a_decoder_that_lacks_a_member_of_the_spi_in_one_line(tmp_path: Path) -> None:
@@ -102,26 +119,6 @@ def static_protocol_checks(monkeypatch: pytest.MonkeyPatch) -> None:
         return all(inspect.getattr_static(instance, a, _ABSENT) is not _ABSENT for a in attrs)
 
     monkeypatch.setattr(type(Decoder), "__instancecheck__", check)
-
-
-class _Forwarding:
-    """A complete decoder that provides its members through `__getattr__` (a wrapper, a proxy)."""
-
-    def __init__(self, registry: InstrumentRegistry) -> None:
-        self._real = PLUGIN.decoder(registry)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
-class _ForwardingPlugin:
-    """Deribit's plugin through `__getattr__`, making `_Forwarding` decoders."""
-
-    def decoder(self, registry: InstrumentRegistry) -> _Forwarding:
-        return _Forwarding(registry)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(PLUGIN, name)
 
 
 @pytest.mark.usefixtures("static_protocol_checks")
