@@ -8,7 +8,9 @@
  * `OrderBook.update`; `sequence` the update's). Every other record (one with what else the
  * frame did) is handed to the Python method `type(owner).apply`, which stays the reference:
  * tests/store/test_replay_compiled.py replays the same records both ways and compares every
- * event, counter and book after each record.
+ * event, counter and book after each record. The owner is held weakly (it holds its replay): a
+ * dropped `ReplayDecoder` is freed at once, its books with it; a replay called after that raises
+ * ReferenceError.
  *
  * `update(book, bids, asks)` is `OrderBook.update` for an exact `OrderBook` (the class given to
  * `setup`, while its
@@ -366,7 +368,11 @@ static PyObject *owner_names[O_N], *stats_names[S_N], *event_names[E_N];
 
 typedef struct {
     PyObject_HEAD
-    PyObject *owner;     /* the ReplayDecoder */
+    /* A weak reference to the ReplayDecoder, which holds this replay (its `apply`): a strong one
+     * was a cycle, and a dropped decoder (a sweep's trial's, its books with it) waited for a full
+     * collection. Taken per record (`owner_of`); a replay called after its decoder is freed is a
+     * ReferenceError. */
+    PyObject *owner;
     PyObject *classes;   /* frozenset of the entry's event classes */
     PyObject *book_update;
     PyObject *malformed; /* MalformedFrame: raised as it is */
@@ -446,10 +452,24 @@ done:
     return rc;
 }
 
+/* The decoder (a new reference), or NULL with a ReferenceError when it was freed. */
+static inline PyObject *owner_of(Replay *self) {
+    PyObject *owner;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyWeakref_GetRef(self->owner, &owner) < 0) return NULL;
+#else
+    owner = PyWeakref_GET_OBJECT(self->owner); /* borrowed; None when it was freed */
+    owner = owner == Py_None ? NULL : Py_NewRef(owner);
+#endif
+    if (owner == NULL)
+        PyErr_SetString(PyExc_ReferenceError, "a compiled replay called after its ReplayDecoder is gone");
+    return owner;
+}
+
 /* The entry's damage: `raise owner.damaged(exc) from exc` (MalformedFrame as it is), as the
    Python replay's `except Exception`: what is not an Exception (KeyboardInterrupt, SystemExit,
    a generator's exit) says nothing of the entry and goes through as it is. */
-static PyObject *damaged(Replay *self) {
+static PyObject *damaged(Replay *self, PyObject *owner) {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
@@ -461,7 +481,7 @@ static PyObject *damaged(Replay *self) {
     if (tb != NULL) PyException_SetTraceback(value, tb);
     Py_XDECREF(tb);
     Py_DECREF(type);
-    PyObject *fn = PyObject_GetAttr(self->owner, s_damaged);
+    PyObject *fn = PyObject_GetAttr(owner, s_damaged);
     PyObject *exc = fn == NULL ? NULL : PyObject_CallOneArg(fn, value);
     Py_XDECREF(fn);
     if (exc == NULL) {
@@ -483,28 +503,31 @@ static PyObject *replay_call(PyObject *op, PyObject *const *args, size_t nargsf,
         return NULL;
     }
     PyObject *body = args[0];
-    PyObject *events;
+    PyObject *events = NULL, *result = NULL;
+    /* held for the call: code run on the way (a level's comparison, a value released) may drop
+       the decoder's other references */
+    PyObject *owner = owner_of(self);
+    if (owner == NULL) return NULL;
     int known = PySet_Contains(self->classes, (PyObject *)Py_TYPE(body));
-    if (known < 0) return NULL;
+    if (known < 0) goto out;
     if (known) {
         events = PyList_New(1);
-        if (events == NULL) return NULL;
+        if (events == NULL) goto out;
         PyList_SET_ITEM(events, 0, Py_NewRef(body));
     } else if (PyTuple_CheckExact(body)) {
         Py_ssize_t n = PyTuple_GET_SIZE(body);
         for (Py_ssize_t i = 0; i < n; i++) {
             int k = PySet_Contains(self->classes, (PyObject *)Py_TYPE(PyTuple_GET_ITEM(body, i)));
-            if (k < 0) return NULL;
+            if (k < 0) goto out;
             if (!k) goto reference; /* the reference says what is wrong */
         }
         events = PyList_New(n);
-        if (events == NULL) return NULL;
+        if (events == NULL) goto out;
         for (Py_ssize_t i = 0; i < n; i++) PyList_SET_ITEM(events, i, Py_NewRef(PyTuple_GET_ITEM(body, i)));
     } else {
         goto reference;
     }
     /* `stats = self.stats; stats.frames += 1; stats.events += len(events)` */
-    PyObject *owner = self->owner; /* held by self, which the caller holds */
     PyObject *stats = slot_get(owner, SLOT(self->owner_slots, owner, owner_names, O_N, O_STATS), s_stats);
     if (stats == NULL) goto fail;
     PyObject *count = PyLong_FromSsize_t(PyList_GET_SIZE(events));
@@ -537,13 +560,18 @@ static PyObject *replay_call(PyObject *op, PyObject *const *args, size_t nargsf,
         }
     }
     Py_DECREF(books);
-    return events;
+    result = events;
+    goto out;
 fail:
     Py_DECREF(events);
-    return damaged(self);
+    result = damaged(self, owner);
+    goto out;
 reference:;
-    PyObject *call[3] = {self->owner, body, args[1]};
-    return PyObject_Vectorcall(self->method, call, 3, NULL);
+    PyObject *call[3] = {owner, body, args[1]};
+    result = PyObject_Vectorcall(self->method, call, 3, NULL);
+out:
+    Py_DECREF(owner);
+    return result;
 }
 
 static PyObject *replay_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
@@ -552,12 +580,18 @@ static PyObject *replay_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         return NULL;
     PyObject *method = PyObject_GetAttr((PyObject *)Py_TYPE(owner), s_apply);
     if (method == NULL) return NULL;
-    Replay *self = (Replay *)type->tp_alloc(type, 0);
-    if (self == NULL) {
+    PyObject *ref = PyWeakref_NewRef(owner, NULL);
+    if (ref == NULL) {
         Py_DECREF(method);
         return NULL;
     }
-    self->owner = Py_NewRef(owner);
+    Replay *self = (Replay *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(method);
+        Py_DECREF(ref);
+        return NULL;
+    }
+    self->owner = ref;
     self->classes = Py_NewRef(classes);
     self->book_update = Py_NewRef(book_update);
     self->malformed = Py_NewRef(malformed);

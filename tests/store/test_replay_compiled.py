@@ -9,9 +9,11 @@ entry, and the same records then the same error from a damaged chunk."""
 from __future__ import annotations
 
 import enum
+import gc
 import math
 import pickle
 import struct
+import weakref
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -316,15 +318,32 @@ def test_what_is_not_an_exception_goes_through_both_ways_and_damages_nothing(
             assert type(caught.value.__cause__) is raised
 
 
-def test_the_replay_is_collected_with_its_decoder() -> None:
-    """`apply` (the compiled replay) refers to its decoder, which holds it: a cycle the collector
-    must be able to break (the C type takes part in collection)."""
-    import gc
-    import weakref
-
+@pytest.mark.parametrize(
+    "record",
+    [
+        pytest.param(_update(((100.0, 1.0),)), id="an-event"),
+        pytest.param([(), {"luc": "x"}], id="a-record-for-the-method"),
+    ],
+)
+def test_a_compiled_replay_whose_decoder_is_gone_says_so(record: Any) -> None:
+    """The compiled replay holds its decoder weakly: called after the decoder is freed (the
+    kernel holds both for the run) it raises, naming what is gone, and touches nothing."""
     rd = _bare(True)
-    gone = weakref.ref(rd)
+    apply, book = rd.apply, rd._books["X"]
     del rd
+    with pytest.raises(ReferenceError, match="its ReplayDecoder is gone"):
+        apply(record, 1)
+    assert book.bids == {}
+
+
+def test_the_replay_takes_part_in_collection() -> None:
+    """A cycle through what the compiled replay holds (here its `malformed` class) is one the
+    collector can break: the C type reports what it holds (tp_traverse, tp_clear)."""
+    rd = _bare(True)
+    holder = type("Holder", (), {})()
+    holder.replay = _replay.Replay(rd, frozenset(), BookUpdate, holder)
+    gone = weakref.ref(holder)
+    del holder
     gc.collect()
     assert gone() is None
 
@@ -619,9 +638,6 @@ def test_a_value_whose_pickle_a_replay_would_refuse_is_never_written() -> None:
 
 
 def test_the_codec_s_objects_are_collected() -> None:
-    import gc
-    import weakref
-
     encoder = _replay.Encoder({}, {}, lambda v: -1, _dumps)
     encoder.add(1, 0, _Point(1.0))
     data = encoder.take()
