@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import gc
 import hashlib
 import importlib.machinery
@@ -759,14 +760,7 @@ class CachedReplay:
 
     def damaged(self, exc: BaseException) -> CacheDamaged:
         """The entry cannot be replayed: removed, said in one log line, and the run's error."""
-        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        self.log("evcache.corrupt", file=str(self.path), error=why)
-        with contextlib.suppress(OSError):
-            self.path.unlink()
-        return CacheDamaged(
-            f"the decoded-event cache entry {self.path} cannot be replayed ({why}): removed;"
-            " the next run decodes the frames"
-        )
+        return _damaged(self.path, self.log, exc)
 
     def stream(self, on_bad: Callable[[Path, int, str], None]) -> Iterator[tuple[Any, int, Any]]:
         """(ts, source index, record) in the order the frame path met them; the readers' bad
@@ -845,6 +839,18 @@ class CachedReplay:
             except Exception as exc:
                 raise self.damaged(exc) from exc
             yield rec
+
+
+def _damaged(path: Path, log: Log, exc: BaseException) -> CacheDamaged:
+    """`CachedReplay.damaged`: the entry at `path` removed, said in one line, the run's error."""
+    why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    log("evcache.corrupt", file=str(path), error=why)
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return CacheDamaged(
+        f"the decoded-event cache entry {path} cannot be replayed ({why}): removed;"
+        " the next run decodes the frames"
+    )
 
 
 class EventCache:
@@ -1007,7 +1013,7 @@ class EventCache:
             log("evcache.unreadable", file=str(path), error=exc.strerror or str(exc))
             return None
         try:
-            replay = self._check(f, path, key, sources, decoders, compiled)
+            replay = self._check(f, path, key, sources, decoders, compiled, log)
         except (OSError, ValueError, EOFError, pickle.UnpicklingError, zstandard.ZstdError, KeyError) as exc:
             f.close()
             log("evcache.corrupt", file=str(path), error=str(exc) or type(exc).__name__)
@@ -1016,7 +1022,6 @@ class EventCache:
             return None
         with contextlib.suppress(OSError):
             os.utime(path)  # least recently used goes first
-        replay.log = log
         return replay
 
     def _check(
@@ -1027,6 +1032,7 @@ class EventCache:
         sources: Sequence[_Source],
         decoders: Mapping[str, Any],
         compiled: bool,
+        log: Log,
     ) -> CachedReplay:
         size = os.fstat(f.fileno()).st_size
         if size < len(_MAGIC) + 4 + 4 + _DIGEST + len(_END):
@@ -1078,12 +1084,16 @@ class EventCache:
             r.bad_lines = footer["bad_lines"][i]
             r.unfinished_files = [(_deref(roots, ref), last) for ref, last in footer["unfinished"][i]]
             readers.append(r)
+        # The decoders raise the entry's damage from its path and the log, not through the replay
+        # (`replay.damaged`), which holds them: a cycle that kept a dropped replay's decoders and
+        # books until a full collection (a sweep drops one a trial).
+        damaged = functools.partial(_damaged, path, log)
         for rd in replay_decoders.values():
             rd.readers = readers
-        replay = CachedReplay(path, readers, replay_decoders, footer, f, chunks_at, structs, consts, compiled)
-        for rd in replay_decoders.values():
-            rd.damaged = replay.damaged
-        return replay
+            rd.damaged = damaged
+        return CachedReplay(
+            path, readers, replay_decoders, footer, f, chunks_at, structs, consts, compiled, log
+        )
 
     # -- writing --
     def writer(self, key: str, log: Log, sources: Sequence[_Source] = ()) -> CacheWriter | None:

@@ -8,12 +8,15 @@ entry, and the same records then the same error from a damaged chunk."""
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import gc
 import math
 import pickle
 import struct
+import sys
 import weakref
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -316,6 +319,48 @@ def test_what_is_not_an_exception_goes_through_both_ways_and_damages_nothing(
         assert type(caught.value) is (CacheDamaged if damage else raised)
         if damage:
             assert type(caught.value.__cause__) is raised
+
+
+@contextlib.contextmanager
+def _no_collector() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_a_dropped_replay_decoder_is_freed_at_once_with_its_books(tmp_path: Path, compiled: bool) -> None:
+    """A replay decoder dropped after its replay is freed by reference counting, and its books
+    with it: nothing it holds refers back to it (the compiled replay holds it weakly; the damage
+    it raises is the entry's, not a method of the replay that holds the decoders). A sweep makes
+    one a trial; a cycle kept each one's books until a full collection."""
+    _, cache, key, sources = _entry(tmp_path)
+    with _no_collector():
+        hit = cache.open(
+            key,
+            sources,
+            {"deribit": load_venue("deribit").decoder(InstrumentRegistry())},
+            lambda *a, **k: None,
+            compiled=compiled,
+        )
+        assert hit is not None
+        rd = hit.decoders["deribit"]
+        apply = rd.apply
+        assert isinstance(apply, _replay.Replay) is compiled
+        for ts, _, record in hit.stream(lambda *a: None):
+            with contextlib.suppress(MalformedFrame):
+                apply(record, ts)
+        book = rd.book(rd.book_instruments()[0])
+        assert rd.stats.frames > 1000 and book is not None and book.bids
+        gone = weakref.ref(rd)
+        del hit, rd, apply
+        assert gone() is None, [type(r).__name__ for r in gc.get_referrers(gone())]
+        assert sys.getrefcount(book) == 2, [type(r).__name__ for r in gc.get_referrers(book)]
 
 
 @pytest.mark.parametrize(
