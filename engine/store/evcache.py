@@ -634,6 +634,9 @@ class ReplayDecoder:
         self.damaged: Callable[[BaseException], BaseException] = lambda exc: exc
         if compiled and _replay is not None:
             # An instance attribute over the method: the kernel's per-frame call is one C call.
+            # It holds this decoder weakly (no cycle: a dropped decoder and its books are freed at
+            # once), so whoever calls it keeps the decoder (the kernel: `decoders`); called after
+            # the decoder is gone, it raises ReferenceError.
             self.apply = _replay.Replay(self, self._classes, BookUpdate, MalformedFrame)  # type: ignore[assignment]
 
     def decode(self, frame: Any, ts_local: int) -> list[MarketEvent]:
