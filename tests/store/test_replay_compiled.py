@@ -16,7 +16,6 @@ import pickle
 import struct
 import sys
 import weakref
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.collector import no_collector
 from tests.support.examples import examples
 from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
 from tradingd.engine.model import InstrumentRegistry
@@ -321,18 +321,6 @@ def test_what_is_not_an_exception_goes_through_both_ways_and_damages_nothing(
             assert type(caught.value.__cause__) is raised
 
 
-@contextlib.contextmanager
-def _no_collector() -> Iterator[None]:
-    was = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
 def test_a_dropped_replay_decoder_is_freed_at_once_with_its_books(tmp_path: Path, compiled: bool) -> None:
     """A replay decoder dropped after its replay is freed by reference counting, and its books
@@ -340,7 +328,7 @@ def test_a_dropped_replay_decoder_is_freed_at_once_with_its_books(tmp_path: Path
     it raises is the entry's, not a method of the replay that holds the decoders). A sweep makes
     one a trial; a cycle kept each one's books until a full collection."""
     _, cache, key, sources = _entry(tmp_path)
-    with _no_collector():
+    with no_collector():
         hit = cache.open(
             key,
             sources,

@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.collector import no_collector
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.connectors.derive import PLUGIN as DERIVE
 from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
@@ -22,18 +23,6 @@ from tradingd.engine import MalformedFrame
 from tradingd.engine.model import InstrumentRegistry
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-
-
-@contextlib.contextmanager
-def _no_collector() -> Iterator[None]:
-    was = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _frames(venue: str) -> list[bytes]:
@@ -54,7 +43,7 @@ MAKERS: dict[str, Callable[[InstrumentRegistry], Any]] = {
 def test_a_dropped_decoder_is_freed_at_once(name: str) -> None:
     frames = _frames(name.split("-")[0])
     decoded = 0
-    with _no_collector():
+    with no_collector():
         decoder = MAKERS[name](InstrumentRegistry())
         for frame in frames:
             with contextlib.suppress(MalformedFrame):
