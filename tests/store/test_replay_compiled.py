@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import enum
 import gc
+import json
 import math
 import pickle
 import struct
+import subprocess
 import sys
 import weakref
 from decimal import Decimal
@@ -48,6 +50,7 @@ from tradingd.engine.store import _replay, evcache, evformat
 from tradingd.engine.store.evcache import CacheDamaged, EventCache, ReplayDecoder
 from tradingd.engine.venue.plugins import load_venue
 
+ROOT = Path(__file__).resolve().parents[2]
 _SLOTS = ("_ba", "_bb", "_int_inv", "_inv", "_nd", "asks", "bids", "quantum", "sequence", "valid")
 
 
@@ -367,6 +370,50 @@ def test_a_compiled_replay_whose_decoder_is_gone_says_so(record: Any) -> None:
     with pytest.raises(ReferenceError, match="its ReplayDecoder is gone"):
         apply(record, 1)
     assert book.bids == {}
+
+
+def dropped_mid_call() -> list[Any]:
+    """A compiled replay called on a decoder whose last outside reference is dropped by code
+    run inside the call (here its books' truth test, which then fails): what it raised, and
+    whether the decoder was freed once the call was over (the collector held back: by reference
+    counting). Run in a child by the test below: a replay that used the decoder borrowed from
+    its weak reference used it freed, and crashed the interpreter."""
+    holder: list[ReplayDecoder] = []
+
+    class Books(dict[str, OrderBook]):
+        def __bool__(self) -> bool:
+            holder.clear()  # the decoder's last reference outside the call
+            raise RuntimeError("dropped")
+
+    with no_collector():
+        rd = _bare(True)
+        rd._books = Books(rd._books)
+        apply, gone = rd.apply, weakref.ref(rd)
+        holder.append(rd)
+        del rd
+        try:
+            apply(_update(((100.0, 1.0),)), 1)
+        except CacheDamaged as exc:
+            return [str(exc), gone() is None]
+    raise AssertionError("no damage raised")
+
+
+def test_a_decoder_dropped_during_its_compiled_replay_is_held_to_the_end() -> None:
+    """The compiled replay holds its decoder weakly, and strongly for each call (`owner_of`):
+    a decoder whose last outside reference is dropped by code run inside the call is kept
+    until the call is over, the entry's damage is raised from it, and it is freed after. In a
+    child, so that a replay that let it go mid-call (a use after free) fails this test rather
+    than kill the worker."""
+    code = (
+        "import json, sys\n"
+        "from tests.store.test_replay_compiled import dropped_mid_call\n"
+        "sys.stdout.write(json.dumps(dropped_mid_call()))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, f"the child ended {proc.returncode}: {proc.stderr.decode()[-3000:]}"
+    assert json.loads(proc.stdout) == ["damaged (RuntimeError: dropped)", True]
 
 
 def test_the_replay_takes_part_in_collection() -> None:
