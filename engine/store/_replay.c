@@ -8,9 +8,10 @@
  * `OrderBook.update`; `sequence` the update's). Every other record (one with what else the
  * frame did) is handed to the Python method `type(owner).apply`, which stays the reference:
  * tests/store/test_replay_compiled.py replays the same records both ways and compares every
- * event, counter and book after each record. The owner is held weakly (it holds its replay): a
- * dropped `ReplayDecoder` is freed at once, its books with it; a replay called after that raises
- * ReferenceError.
+ * event, counter and book after each record. The owner is held weakly (it holds its replay), so a
+ * `ReplayDecoder` is in no cycle of its own: code that holds one directly frees it, its books with
+ * it, when it drops it (inside a backtest it goes with its kernel, which holds it and is in cycles
+ * itself); a replay called after that raises ReferenceError.
  *
  * `update(book, bids, asks)` is `OrderBook.update` for an exact `OrderBook` (the class given to
  * `setup`, while its
@@ -369,8 +370,10 @@ static PyObject *owner_names[O_N], *stats_names[S_N], *event_names[E_N];
 typedef struct {
     PyObject_HEAD
     /* A weak reference to the ReplayDecoder, which holds this replay (its `apply`): a strong one
-     * was a cycle, and a dropped decoder (a sweep's trial's, its books with it) waited for a full
-     * collection. Taken per record (`owner_of`); a replay called after its decoder is freed is a
+     * was a cycle of the decoder's own, so one dropped by code that held it directly (bench_cache's
+     * data path, a tool) waited for a full collection, its books with it. A backtest's decoders are
+     * held by its kernel (`decoders`), which is in cycles itself: they still go when it goes. Held
+     * strongly for each call (`owner_of`); a replay called after its decoder is freed is a
      * ReferenceError. */
     PyObject *owner;
     PyObject *classes;   /* frozenset of the entry's event classes */

@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 class Replay:
+    # `owner` is held weakly (it must be weak-referenceable): calling a Replay whose owner is gone
+    # raises ReferenceError.
     def __init__(
         self, owner: Any, classes: frozenset[type], book_update: type, malformed: type, /
     ) -> None: ...

@@ -634,9 +634,12 @@ class ReplayDecoder:
         self.damaged: Callable[[BaseException], BaseException] = lambda exc: exc
         if compiled and _replay is not None:
             # An instance attribute over the method: the kernel's per-frame call is one C call.
-            # It holds this decoder weakly (no cycle: a dropped decoder and its books are freed at
-            # once), so whoever calls it keeps the decoder (the kernel: `decoders`); called after
-            # the decoder is gone, it raises ReferenceError.
+            # It holds this decoder weakly, so the decoder is in no cycle of its own (as no venue
+            # decoder is: tests/venue/test_decoder_freed.py): code that holds it directly
+            # (bench_cache's data path, a tool) frees it, its books with it, when it drops it; a
+            # backtest's goes with its kernel (which holds it in `decoders` and is in cycles
+            # itself). Whoever calls it keeps the decoder; called after the decoder is gone, it
+            # raises ReferenceError.
             self.apply = _replay.Replay(self, self._classes, BookUpdate, MalformedFrame)  # type: ignore[assignment]
 
     def decode(self, frame: Any, ts_local: int) -> list[MarketEvent]:
@@ -1089,7 +1092,8 @@ class EventCache:
             readers.append(r)
         # The decoders raise the entry's damage from its path and the log, not through the replay
         # (`replay.damaged`), which holds them: a cycle that kept a dropped replay's decoders and
-        # books until a full collection (a sweep drops one a trial).
+        # books until a full collection where nothing else held them (bench_cache's data path, a
+        # tool; a backtest's kernel holds them and is in cycles itself).
         damaged = functools.partial(_damaged, path, log)
         for rd in replay_decoders.values():
             rd.readers = readers

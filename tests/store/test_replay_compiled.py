@@ -328,8 +328,9 @@ def test_what_is_not_an_exception_goes_through_both_ways_and_damages_nothing(
 def test_a_dropped_replay_decoder_is_freed_at_once_with_its_books(tmp_path: Path, compiled: bool) -> None:
     """A replay decoder dropped after its replay is freed by reference counting, and its books
     with it: nothing it holds refers back to it (the compiled replay holds it weakly; the damage
-    it raises is the entry's, not a method of the replay that holds the decoders). A sweep makes
-    one a trial; a cycle kept each one's books until a full collection."""
+    it raises is the entry's, not a method of the replay that holds the decoders). So code that
+    holds an entry directly (bench_cache's data path, a tool) frees it when it drops it; a cycle
+    kept its books until a full collection. (A backtest's go with its kernel, in cycles itself.)"""
     _, cache, key, sources = _entry(tmp_path)
     with no_collector():
         hit = cache.open(
