@@ -183,6 +183,7 @@ async def test_the_catalogs_connection_runs_one_query_at_a_time(big_cache: Path)
     real: sqlite3.Connection = con  # narrowed for the class below
     count = threading.Lock()
     running = most = 0
+    threads: set[int] = set()
 
     class Watched:
         """The connection, each `execute` slowed a little (so that overlaps show) and counted."""
@@ -192,6 +193,7 @@ async def test_the_catalogs_connection_runs_one_query_at_a_time(big_cache: Path)
             with count:
                 running += 1
                 most = max(most, running)
+                threads.add(threading.get_ident())
             try:
                 time.sleep(0.002)
                 return real.execute(sql, params)
@@ -209,4 +211,5 @@ async def test_the_catalogs_connection_runs_one_query_at_a_time(big_cache: Path)
         for q in queries:
             for _ in range(3):
                 nursery.start_soon(catalog.search_async, q, 10)
+    assert len(threads) > 1  # the searches ran in worker threads, several at once
     assert most == 1
