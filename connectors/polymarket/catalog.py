@@ -75,7 +75,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import IO, Any, Self, TypeVar, cast
 
 import attrs
 import httpx
@@ -811,6 +811,23 @@ _RANK_SQL = (
 )
 
 
+_R = TypeVar("_R")
+
+
+def _as_read(row: Any) -> tuple[Any, ...]:
+    return cast(tuple[Any, ...], row)  # sqlite3's rows are tuples
+
+
+def _scored_market(row: Any) -> SearchResult:
+    """A search's row: its score, then the market's columns."""
+    return SearchResult(_market(row[1:]), float(row[0]))
+
+
+def _keyed_market(row: Any) -> tuple[int, CatalogMarket]:
+    """(rowid, market) of a row that starts with the rowid."""
+    return row[0], _market(row[1:])
+
+
 class _Snapshot:
     """One complete, immutable version of the catalog (a read-only index connection).
     The catalog swaps whole snapshots; nothing in one ever changes."""
@@ -840,6 +857,12 @@ class _Snapshot:
         self._guard = threading.Lock()
         self._readers = 0
         self._closing = False
+        # One query on the connection at a time (`_rows`): from Python 3.12 the sqlite3 module
+        # hands two threads the same cached statement of the same SQL at once, and both then
+        # read from it: "bad parameter or other API misuse", or wrong rows without an error
+        # (python/cpython#118172). SQLite runs one call at a time on a connection anyway; the
+        # compiled ranking opens its own connection and prepares a statement per call.
+        self._sql = threading.Lock()
 
     @classmethod
     def empty(cls) -> _Snapshot:
@@ -869,7 +892,8 @@ class _Snapshot:
         if self.ranker is not None:
             self.ranker.close()
         if self.con is not None:
-            self.con.close()
+            with self._sql:  # not under a query of a caller that did not `acquire`
+                self.con.close()
 
     def acquire(self) -> bool:
         """Register a reader (a search about to run); False once the snapshot has been swapped
@@ -888,28 +912,37 @@ class _Snapshot:
             self._close_now()
 
     # -- lookups ----------------------------------------------------------------------------
+    def _rows(self, sql: str, params: Sequence[Any], make: Callable[[Any], _R]) -> list[_R]:
+        """`make` of every row of one query on the connection, read whole while no other
+        thread's query runs on it (see `_sql`): every read of the connection goes through here.
+        The rows are made as they are read (a whole catalog's rows are not held twice)."""
+        assert self.con is not None
+        with self._sql:
+            return [make(r) for r in self.con.execute(sql, params)]
+
     def one(self, where: str, arg: str) -> CatalogMarket | None:
         if self.con is None:
             return None
-        row = self.con.execute(
-            f"SELECT {_COLUMNS} FROM markets WHERE {where} ORDER BY rowid DESC LIMIT 1", (arg,)
-        ).fetchone()
-        return None if row is None else _market(row)
+        rows = self._rows(
+            f"SELECT {_COLUMNS} FROM markets WHERE {where} ORDER BY rowid DESC LIMIT 1", (arg,), _market
+        )
+        return rows[0] if rows else None
 
     def by_token(self, token_id: str) -> CatalogMarket | None:
         if self.con is None:
             return None
-        row = self.con.execute(
+        rows = self._rows(
             f"SELECT {_COLUMNS} FROM tokens JOIN markets ON markets.rowid = tokens.market "
             "WHERE tokens.token_id = ?",
             (token_id,),
-        ).fetchone()
-        return None if row is None else _market(row)
+            _market,
+        )
+        return rows[0] if rows else None
 
     def all(self) -> list[CatalogMarket]:
         if self.con is None:
             return []
-        return [_market(r) for r in self.con.execute(f"SELECT {_COLUMNS} FROM markets ORDER BY rowid")]
+        return self._rows(f"SELECT {_COLUMNS} FROM markets ORDER BY rowid", (), _market)
 
     def search(self, query: str, limit: int, window: int | None) -> list[SearchResult]:
         if self.con is None:
@@ -934,10 +967,10 @@ class _Snapshot:
             tokens = [_query_tokens(w) for w in kept if w.rstrip("*")]
             if all(len(t) == 1 for t in tokens):
                 return self._ranked(self.ranker, [t[0] for t in tokens], terms, cap, limit)
-        rows = self.con.execute(sql, (" ".join(terms), cap, limit)).fetchall()
+        rows = self._rows(sql, (" ".join(terms), cap, limit), _scored_market)
         if not rows and len(terms) > 1:  # nothing has every word: anything with some of them
-            rows = self.con.execute(sql, (" OR ".join(terms), cap, limit)).fetchall()
-        return [SearchResult(_market(r[1:]), float(r[0])) for r in rows]
+            rows = self._rows(sql, (" OR ".join(terms), cap, limit), _scored_market)
+        return rows
 
     def _ranked(
         self, ranker: Ranker, tokens: list[str], terms: list[str], cap: int, limit: int
@@ -962,7 +995,7 @@ class _Snapshot:
         if not ranked:
             return []
         ids = orjson.dumps([r[0] for r in ranked]).decode()  # any `limit`: no SQL variable per id
-        found = {r[0]: _market(r[1:]) for r in self.con.execute(_BY_IDS_SQL, (ids,))}
+        found = dict(self._rows(_BY_IDS_SQL, (ids,), _keyed_market))
         return [SearchResult(found[i], score) for i, score in ranked]
 
     def naming(self, words: Sequence[str]) -> list[CatalogMarket]:
@@ -971,19 +1004,19 @@ class _Snapshot:
         if self.con is None or not words:
             return []
         match = "question : (" + " OR ".join(f'"{w}"' for w in words) + ")"
-        rows = self.con.execute(
+        rows = self._rows(
             f"SELECT {_COLUMNS} FROM markets WHERE rowid IN (SELECT rowid FROM fts WHERE fts MATCH ?) "
             f"AND {_TRADABLE} ORDER BY rowid",
             (match,),
+            _market,
         )
-        return [_market(r) for r in rows]
+        return rows
 
     def load_slugs(self) -> list[str]:
         """Every slug in order (and their rowids): what `regex` scans, loaded once (150 ms at
         300k markets; `PolymarketCatalog.load` does it in its worker thread)."""
         if self._slugs is None:
-            assert self.con is not None
-            pairs = self.con.execute("SELECT slug, rowid FROM markets ORDER BY slug").fetchall()
+            pairs = self._rows("SELECT slug, rowid FROM markets ORDER BY slug", (), _as_read)
             self._slug_rowids = [p[1] for p in pairs]
             self._slugs = [p[0] for p in pairs]
         return self._slugs
@@ -1002,11 +1035,12 @@ class _Snapshot:
         if not hits:
             return []
         where = f" AND {_TRADABLE}" if tradable_only else ""
-        cursor = self.con.execute(
+        rows = self._rows(
             f"SELECT rowid, {_COLUMNS} FROM markets WHERE rowid IN (SELECT value FROM json_each(?)){where}",
             (orjson.dumps(hits).decode(),),
+            _keyed_market,
         )
-        found = {r[0]: _market(r[1:]) for r in cursor}  # cheaper than having SQLite sort by slug
+        found = dict(rows)  # cheaper than having SQLite sort by slug
         return [found[h] for h in hits if h in found]
 
 

@@ -243,7 +243,7 @@ def _fit_slice(e: _Expiry, prior: SliceFit | None = None) -> SliceFit:
     wt = np.array([p.weight for p in e.points])
     t = e.t
     total = iv * iv * t
-    k_lo, k_hi = float(k.min()), float(k.max())
+    k_lo, k_hi = float(np.min(k)), float(np.max(k))
     span = max(k_hi - k_lo, 1e-3)
     v_floor = 1e-4 * t  # one vol point
     # The data cannot tell a curve narrower than its strike spacing from a kink (a spike of density)
@@ -400,7 +400,7 @@ def _ms_starts(profile: _Profile, k: Array, span: float, lower: Array, upper: Ar
     scored by its profiled fit (a linear least squares), the best few kept."""
     import numpy as np
 
-    k_lo, k_hi = float(k.min()), float(k.max())
+    k_lo, k_hi = float(np.min(k)), float(np.max(k))
     scored = []
     for m in np.linspace(k_lo - 0.5 * span, k_hi + 0.5 * span, 7):
         for sigma in np.geomspace(max(float(lower[1]), 0.02 * span), float(upper[1]), 6):
@@ -418,10 +418,12 @@ def _rms(x: Array) -> float:
 
 
 def _min_g(grid: Array, x: Array) -> tuple[float, float]:
+    import numpy as np
+
     from . import svi
 
     gk = svi.g(grid, *_params(x))
-    i = int(gk.argmin())
+    i = int(np.argmin(gk))
     return float(gk[i]), float(grid[i])
 
 

@@ -154,10 +154,9 @@ def test_ccxt_pro_watches_the_deribit_command() -> None:
 
 
 def _cryptofeed_session(sim: Simulated) -> dict[str, Any]:
-    # cryptofeed ships no type information.
-    from cryptofeed import FeedHandler  # type: ignore[import-untyped]
-    from cryptofeed.defines import L2_BOOK, TRADES  # type: ignore[import-untyped]
-    from cryptofeed.symbols import Symbols  # type: ignore[import-untyped]
+    from cryptofeed import FeedHandler
+    from cryptofeed.defines import L2_BOOK, TRADES
+    from cryptofeed.symbols import Symbols
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

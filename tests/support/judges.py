@@ -24,13 +24,12 @@ class WarningRecords(logging.Handler):
 def cryptofeed_deribit(base: str) -> Any:
     """cryptofeed's `Deribit` feed with its own endpoints re-pointed at the simulator on `base`
     (host:port): its symbol routes, on the simulator's host."""
-    # cryptofeed ships no type information.
-    from cryptofeed.connection import (  # type: ignore[import-untyped]
+    from cryptofeed.connection import (
         RestEndpoint,
         Routes,
         WebsocketEndpoint,
     )
-    from cryptofeed.exchanges import Deribit  # type: ignore[import-untyped]
+    from cryptofeed.exchanges import Deribit
 
     # Its WebSocket connection refuses any address but `wss://`; the simulator serves plain
     # `ws://` on loopback, so the endpoint is given as `wss://` and cryptofeed's own hook for

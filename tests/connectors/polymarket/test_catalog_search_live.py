@@ -5,8 +5,10 @@ yielding, in a backtest; a refresh swapping snapshots never closes one under a s
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -167,3 +169,47 @@ async def test_searches_in_many_threads_at_once_answer_as_one_at_a_time(big_cach
         for q in queries:
             nursery.start_soon(searcher, q)
     assert got == {q: [expected[q]] * 5 for q in queries}
+
+
+async def test_the_catalogs_connection_runs_one_query_at_a_time(big_cache: Path) -> None:
+    """Searches in worker threads share the snapshot's one SQLite connection. From Python 3.12 the
+    sqlite3 module hands two threads the same cached statement of the same SQL at once: wrong rows
+    without an error, or "bad parameter or other API misuse" (the test above failed so on 3.13,
+    `.ci/other-pythons`). So every query on the connection runs alone, whatever the Python:
+    here a watch on the connection sees how many of its queries ever ran at once."""
+    catalog = PolymarketCatalog.from_cache(big_cache)
+    con = catalog._snap.con
+    assert con is not None
+    real: sqlite3.Connection = con  # narrowed for the class below
+    count = threading.Lock()
+    running = most = 0
+    threads: set[int] = set()
+
+    class Watched:
+        """The connection, each `execute` slowed a little (so that overlaps show) and counted."""
+
+        def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+            nonlocal running, most
+            with count:
+                running += 1
+                most = max(most, running)
+                threads.add(threading.get_ident())
+            try:
+                time.sleep(0.002)
+                return real.execute(sql, params)
+            finally:
+                with count:
+                    running -= 1
+
+        def close(self) -> None:
+            real.close()
+
+    catalog._snap.con = Watched()  # type: ignore[assignment]
+    catalog.search_in_thread = True
+    queries = ["bitcoin above", "nba", "will the", "celtics lakers", "up or down", "fed rates", "xrp"]
+    async with trio.open_nursery() as nursery:
+        for q in queries:
+            for _ in range(3):
+                nursery.start_soon(catalog.search_async, q, 10)
+    assert len(threads) > 1  # the searches ran in worker threads, several at once
+    assert most == 1

@@ -39,9 +39,8 @@ def _book(simulator: DeribitSimulator, name: str) -> tuple[dict[Decimal, Decimal
 def _cryptofeed_session(
     base: str, names: tuple[str, ...], ready: threading.Event, still: threading.Event, target: dict[str, Any]
 ) -> dict[str, Any]:
-    # cryptofeed ships no type information.
-    from cryptofeed import FeedHandler  # type: ignore[import-untyped]
-    from cryptofeed.defines import (  # type: ignore[import-untyped]
+    from cryptofeed import FeedHandler
+    from cryptofeed.defines import (
         FUNDING,
         L1_BOOK,
         L2_BOOK,
@@ -49,7 +48,7 @@ def _cryptofeed_session(
         TICKER,
         TRADES,
     )
-    from cryptofeed.symbols import Symbols  # type: ignore[import-untyped]
+    from cryptofeed.symbols import Symbols
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
