@@ -1,8 +1,9 @@
 """A decoder that is dropped is freed at once, by reference counting, whatever it decoded: it
 holds no reference to itself (a bound method of its own kept in its state: Deribit's compiled
 entry, the JSON-RPC route memo, Polymarket's appliers) that only the cyclic collector would
-break. A backtest or a sweep builds and drops decoders by the thousand; with the collector held
-back (or slow), each kept its books, registry and memos alive."""
+break: with the collector held back (or slow), each kept its books, registry and memos alive.
+Code that holds a decoder directly (a live session's reconnects, `tradingd decode`, a tool) frees
+it when it lets go; a backtest's decoders go with their kernel, which is in cycles of its own."""
 
 from __future__ import annotations
 
