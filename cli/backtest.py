@@ -65,9 +65,10 @@ def ensure_data(loaded: LoadedConfig, err: Callable[[str], None], show_progress:
         why = unwritable(path)
         if why is not None:
             raise DataError(f"{why} (the sample of {loaded.path})")
-        # Where it goes first, short (the first thing a new user reads); then why, on its own line.
+        # Where it goes first, short (the first thing a new user reads); then why, on its own line,
+        # said as the reason it is (a newcomer took the bare "... does not exist at ..." for an error).
         err(f"generating {path} (first run only; deterministic, offline)...")
-        err(f"  {loaded.data_file_missing(i)}")
+        err(f"  because {loaded.data_file_missing(i)}")
         t0 = time.perf_counter()
         try:
             with progress(f"generating {path.name}", enabled=show_progress) as bar:

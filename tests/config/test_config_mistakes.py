@@ -152,7 +152,7 @@ def test_the_sample_is_generated_saying_where_and_why(
         where = tmp_path / "data" / name
         assert f"generating {where} (first run only; deterministic, offline)...\n" in err, err
         assert (
-            f'  backtest.data[{i}].path = "../data/{name}" does not exist at {where} '
+            f'  because backtest.data[{i}].path = "../data/{name}" does not exist at {where} '
             f"(a relative path is read from the config's folder, {folder})\n"
         ) in err, err
         assert where.exists()
