@@ -18,8 +18,6 @@ import contextlib
 import importlib.util
 import inspect
 import io
-import json
-import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +28,7 @@ import pytest
 import trio
 
 from tests.support import deribit_frames as dfr
+from tests.support.child import in_a_child
 from tests.support.log_streams import _Stream
 from tradingd.engine import MarketEvent, Strategy, Subscription
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
@@ -40,7 +39,6 @@ from tradingd.engine.model.orders import OrderRequest
 from tradingd.engine.store import format_ts
 from tradingd.engine.venue.plugins import load_venue
 
-ROOT = Path(__file__).resolve().parents[2]
 T0 = dfr.T0_MS * 1_000_000
 PERP = "BTC-PERPETUAL"
 _WALL = ("timestamp", "duration_s", "elapsed_s", "wall_s", "wall_ts")
@@ -232,21 +230,7 @@ def scenario(path: str, odd: list[tuple[str, str, int]], compiled: bool) -> dict
 
 
 def _child(path: Path, odd: list[tuple[str, str, int]], compiled: bool) -> dict[str, Any]:
-    code = (
-        "import json, sys\n"
-        "from tests.backtest.test_kernel_compiled import scenario\n"
-        "out = scenario(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == '1')\n"
-        "sys.stdout.write(json.dumps(out))\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(path), json.dumps(odd), "1" if compiled else "0"],
-        cwd=ROOT,
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    out: dict[str, Any] = json.loads(proc.stdout)
+    out: dict[str, Any] = _in_a_child("scenario", str(path), odd, compiled)
     return out
 
 
@@ -323,18 +307,9 @@ def bundled(config: str, compiled: bool, cache: str | None, window: bool) -> dic
 
 
 def _bundled_child(config: Path, compiled: bool, cache: Path | None, window: bool) -> dict[str, Any]:
-    code = (
-        "import json, sys\n"
-        "from tests.backtest.test_kernel_compiled import bundled\n"
-        "a = json.loads(sys.argv[1])\n"
-        "sys.stdout.write(json.dumps(bundled(*a)))\n"
+    out: dict[str, Any] = _in_a_child(
+        "bundled", str(config), compiled, None if cache is None else str(cache), window
     )
-    args = json.dumps([str(config), compiled, None if cache is None else str(cache), window])
-    proc = subprocess.run(
-        [sys.executable, "-c", code, args], cwd=ROOT, capture_output=True, timeout=300, check=False
-    )
-    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    out: dict[str, Any] = json.loads(proc.stdout)
     return out
 
 
@@ -383,23 +358,10 @@ def leaks(path: str) -> dict[str, Any]:
     return out
 
 
-def _in_a_child(function: str, *args: str | bool, timeout: float = 300) -> Any:
+def _in_a_child(function: str, *args: Any, timeout: float = 300) -> Any:
     """`function(*args)` of this module run in a fresh interpreter (its classes, caches and
     counts its own), its JSON answer."""
-    code = (
-        "import json, sys\n"
-        f"from tests.backtest.test_kernel_compiled import {function}\n"
-        f"sys.stdout.write(json.dumps({function}(*json.loads(sys.argv[1]))))\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(args)],
-        cwd=ROOT,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    return json.loads(proc.stdout)
+    return in_a_child("tests.backtest.test_kernel_compiled", function, *args, timeout=timeout)
 
 
 def test_the_compiled_loop_keeps_no_reference(tmp_path: Path) -> None:

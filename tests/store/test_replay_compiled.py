@@ -11,11 +11,9 @@ from __future__ import annotations
 import contextlib
 import enum
 import gc
-import json
 import math
 import pickle
 import struct
-import subprocess
 import sys
 import weakref
 from decimal import Decimal
@@ -30,6 +28,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.child import in_a_child
 from tests.support.collector import no_collector
 from tests.support.examples import examples
 from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
@@ -50,7 +49,6 @@ from tradingd.engine.store import _replay, evcache, evformat
 from tradingd.engine.store.evcache import CacheDamaged, EventCache, ReplayDecoder
 from tradingd.engine.venue.plugins import load_venue
 
-ROOT = Path(__file__).resolve().parents[2]
 _SLOTS = ("_ba", "_bb", "_int_inv", "_inv", "_nd", "asks", "bids", "quantum", "sequence", "valid")
 
 
@@ -405,16 +403,10 @@ def test_a_decoder_dropped_during_its_compiled_replay_is_held_to_the_end() -> No
     until the call is over, the entry's damage is raised from it, and it is freed after. In a
     child, so that a replay that let it go mid-call (a use after free) fails this test rather
     than kill the worker."""
-    code = (
-        "import json, sys\n"
-        "from tests.store.test_replay_compiled import dropped_mid_call\n"
-        "sys.stdout.write(json.dumps(dropped_mid_call()))\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, timeout=120, check=False
-    )
-    assert proc.returncode == 0, f"the child ended {proc.returncode}: {proc.stderr.decode()[-3000:]}"
-    assert json.loads(proc.stdout) == ["damaged (RuntimeError: dropped)", True]
+    assert in_a_child("tests.store.test_replay_compiled", "dropped_mid_call", timeout=120) == [
+        "damaged (RuntimeError: dropped)",
+        True,
+    ]
 
 
 def test_the_replay_takes_part_in_collection() -> None:
