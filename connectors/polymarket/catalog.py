@@ -1004,13 +1004,12 @@ class _Snapshot:
         if self.con is None or not words:
             return []
         match = "question : (" + " OR ".join(f'"{w}"' for w in words) + ")"
-        rows = self._rows(
+        return self._rows(
             f"SELECT {_COLUMNS} FROM markets WHERE rowid IN (SELECT rowid FROM fts WHERE fts MATCH ?) "
             f"AND {_TRADABLE} ORDER BY rowid",
             (match,),
             _market,
         )
-        return rows
 
     def load_slugs(self) -> list[str]:
         """Every slug in order (and their rowids): what `regex` scans, loaded once (150 ms at
