@@ -41,6 +41,7 @@ import trio
 from tradingd.config import load_catalog_settings
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
+from tradingd.engine.model.words import line_text
 from tradingd.engine.venue.catalog import CatalogMarket, InvalidPattern, MarketCatalog, SearchResult, iso_utc
 from tradingd.engine.venue.plugins import load_catalog_class, load_venue
 
@@ -165,7 +166,9 @@ def _ends(when: dt.datetime | None) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """An aligned table; the last column is cut to the terminal width on a terminal."""
+    """An aligned table; the last column is cut to the terminal width on a terminal. The cells are
+    the venue's text: what could steer the terminal or break a line shows as `?` (`line_text`)."""
+    rows = [[line_text(c) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header[:-1])]
     room: int | None = None
     if sys.stdout.isatty():
@@ -193,11 +196,12 @@ def _show(m: CatalogMarket) -> None:
         ("tick/min", f"{m.tick_size or '-'} / {m.min_size or '-'}"),
         ("tags", ", ".join(m.tags) or "-"),
     ]
-    lines = [f"{k:<13}{v}" for k, v in pairs]
+    lines = [f"{k:<13}{line_text(v)}" for k, v in pairs]  # the venue's text, inert (`_table`)
     if m.tokens:
-        width = max(len(t.outcome) for t in m.tokens)
-        for i, t in enumerate(m.tokens):
-            lines.append(f"{'tokens' if i == 0 else '':<13}{t.outcome:<{width}}  {t.token_id}")
+        outcomes = [line_text(t.outcome) for t in m.tokens]
+        width = max(len(o) for o in outcomes)
+        for i, (t, o) in enumerate(zip(m.tokens, outcomes, strict=True)):
+            lines.append(f"{'tokens' if i == 0 else '':<13}{o:<{width}}  {line_text(t.token_id)}")
     else:
         lines.append(f"{'tokens':<13}- (not on the CLOB)")
     sys.stdout.write("\n".join(lines) + "\n")

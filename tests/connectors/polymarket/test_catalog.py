@@ -1095,6 +1095,27 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, out, err
 
 
+def test_cli_tables_show_venue_text_inert(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A market's slug, question, tags and outcomes are the venue's text: on the terminal a
+    control character in them (ESC clearing the screen, a line break, a bidi override) shows as
+    `?` in the search table and the one-market view, as every other venue text the CLI shows
+    (`words.line_text`); the JSON output keeps them as written."""
+    odd = "Will bitcoin \x1b[2J go up\u202e\nyes?"
+    market = gamma_market(
+        "bitcoin-odd-market", question=odd, tags=("btc\x07",), outcomes=("Up\x1b]0;x\x07", "Down")
+    )
+    path = tmp_path / "c.jsonl"
+    write_cache(path, [*generate_markets(50, seed=3), market])
+    c = ["--cache", str(path)]
+    for argv in (("search", "bitcoin", "odd"), ("slug", "bitcoin-odd-market")):
+        code, out, _ = run_cli(capsys, "catalog", *argv, *c)
+        assert code == 0 and "bitcoin-odd-market" in out
+        assert "Will bitcoin ?[2J go up??yes?" in out, out
+        assert not any(ch in out for ch in "\x1b\x07\u202e"), out
+    code, out, _ = run_cli(capsys, "catalog", "slug", "bitcoin-odd-market", *c, "--json")
+    assert code == 0 and orjson.loads(out)["question"] == odd
+
+
 def test_cli_lookups_as_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     markets = [*generate_markets(300, seed=8), gamma_market("will-bitcoin-be-above-99000-on-march-1-2027")]
     path = tmp_path / "c.jsonl"
