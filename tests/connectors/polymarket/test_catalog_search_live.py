@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,9 +187,11 @@ async def test_the_catalogs_connection_runs_one_query_at_a_time(big_cache: Path)
     threads: set[int] = set()
 
     class Watched:
-        """The connection, each `execute` slowed a little (so that overlaps show) and counted."""
+        """The connection: each query counted from its `execute` until its last row is read
+        (a statement stepped outside the lock is the race too), slowed a little so that
+        overlaps show."""
 
-        def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        def execute(self, sql: str, params: Any = ()) -> Iterator[Any]:
             nonlocal running, most
             with count:
                 running += 1
@@ -196,7 +199,9 @@ async def test_the_catalogs_connection_runs_one_query_at_a_time(big_cache: Path)
                 threads.add(threading.get_ident())
             try:
                 time.sleep(0.002)
-                return real.execute(sql, params)
+                for row in real.execute(sql, params):
+                    yield row
+                    time.sleep(0.0001)
             finally:
                 with count:
                     running -= 1
