@@ -32,6 +32,7 @@ import msgspec
 import orjson
 import pytest
 
+from tests.support.recursion import msgspec_refuses
 from tradingd.engine import MalformedFrame
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.sim.plugins import load_simulator
@@ -453,13 +454,7 @@ def test_every_schemaless_parse_is_bounded_and_refuses_what_is_not_json() -> Non
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(len(inspect.stack()) + 100)
     try:
-        try:
-            msgspec.json.decode(deep)
-            too_deep = False
-        except RecursionError:
-            too_deep = True
-        assert too_deep or sys.version_info >= (3, 12)  # 3.11 always refuses
-        if too_deep:
+        if msgspec_refuses(deep):
             with pytest.raises(MalformedFrame, match="^result: too deep to parse from here$"):
                 loads_untyped(deep, "x", "result")
         else:
