@@ -49,7 +49,7 @@ from ..model.book import OrderBook
 from ..model.errors import MalformedFrame, RateLimited, VenueError, VenueUnavailable
 from ..model.events import MarketEvent, StatusKind
 from ..model.instruments import InstrumentRegistry
-from .plugins import decode_parsed, guard_decode, invalid_frame, loads_untyped, malformed_frame
+from .plugins import decode_parsed, guard_decode, invalid_frame, loads_untyped, malformed_frame, not_json
 from .ratelimit import CreditBucket
 from .sent import bytes_sent
 from .session import PendingRequests, VenueSession, error_code
@@ -163,21 +163,24 @@ class JsonRpcDecoder(abc.ABC):
         except MalformedFrame:
             stats.malformed += 1
             raise
+        except msgspec.ValidationError as exc:  # JSON, but not the shape of a message
+            stats.malformed += 1
+            raise invalid_frame(self.venue, "frame", exc) from None
         except msgspec.DecodeError as exc:
             stats.malformed += 1
-            raise invalid_frame(self.venue, "message", exc) from None
+            raise not_json(self.venue, "frame", exc) from None
         except UnicodeDecodeError as exc:
             # msgspec checks a string's UTF-8 only when it reads it as a str, after the envelope.
             stats.malformed += 1
             raise malformed_frame(
-                self.venue, f"message: a string is not UTF-8 ({exc.reason} at byte {exc.start})"
+                self.venue, f"frame: a string is not UTF-8 ({exc.reason} at byte {exc.start})"
             ) from None
         except RecursionError:
             # A short frame is not checked for nesting (engine.venue.plugins): msgspec, skipping a
             # member nested deeper than the interpreter allows, refuses it so. Nothing was applied.
             stats.malformed += 1
             raise malformed_frame(
-                self.venue, "message: nested deeper than the interpreter's recursion limit"
+                self.venue, "frame: nested deeper than the interpreter's recursion limit"
             ) from None
         stats.events += len(events)
         return events

@@ -178,8 +178,14 @@ def loads_untyped(data: _Text, venue: str, where: str) -> Any:
     except RecursionError:  # only from a caller already deep in its stack: never guess
         raise MalformedFrame(f"{where}: too deep to parse from here", venue=venue) from None
     except msgspec.DecodeError as exc:
-        text = str(exc).replace("`", "'")
-        raise MalformedFrame(f"{where}: not JSON ({text[:_FAULT_TEXT]})", venue=venue) from None
+        raise not_json(venue, where, exc) from None
+
+
+def not_json(venue: str, where: str, exc: msgspec.DecodeError) -> MalformedFrame:
+    """msgspec's refusal of text that is not JSON (cut off, a stray byte) as the frame's
+    `MalformedFrame`: "{where}: not JSON (Input data was truncated)", every venue alike."""
+    text = str(exc).replace("`", "'")
+    return MalformedFrame(f"{where}: not JSON ({text[:_FAULT_TEXT]})", venue=venue)
 
 
 class DecoderFault(MalformedFrame):

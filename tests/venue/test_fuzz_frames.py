@@ -425,6 +425,26 @@ def test_nesting_check_is_exact_where_it_matters() -> None:
         check_nesting(msgspec.Raw(b"[" * 5000), "x")
 
 
+@pytest.mark.parametrize("venue", VENUES)
+def test_a_frame_no_venue_could_read_is_refused_in_the_same_words_by_every_venue(venue: str) -> None:
+    """A cut-off frame, a stray byte, JSON that is no message: one vocabulary in the logs, whatever
+    the venue ("frame: not JSON (...)"); the JSON-RPC venues said "message: Input data was
+    truncated" where Polymarket said "frame: not JSON (Input data was truncated)"."""
+    decoder = load_venue(venue).decoder(InstrumentRegistry())
+    refused = {
+        b'{"method":"subscription","params":{"channel":"ticker.BTC-PERPETUAL.raw","data":{"a":1': (
+            r"^frame: not JSON \(Input data was truncated\)$"
+        ),
+        b"not json": r"^frame: not JSON \(JSON is malformed: invalid character \(byte 4\)\)$",
+        b'{"method":"\xff"}': "^frame: a string is not UTF-8",
+    }
+    for frame, message in refused.items():
+        with pytest.raises(MalformedFrame, match=message) as err:
+            decoder.decode(frame, 0)
+        assert err.value.venue == venue
+    assert decoder.stats.malformed == len(refused)
+
+
 def test_every_schemaless_parse_is_bounded_and_refuses_what_is_not_json() -> None:
     """`loads_untyped`, the one schemaless parse of venue bytes: MalformedFrame naming where."""
     from tradingd.engine.venue.plugins import loads_untyped

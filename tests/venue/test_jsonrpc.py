@@ -412,7 +412,7 @@ def test_the_decoder_routes_each_channel_once_and_counts_what_it_cannot_read() -
         (b'{"method":"subscription","params":{"channel":"tick.A","data":"bad"}}', "^tick.A: Expected 'int'"),
         (b'{"method":"subscription","params":{"channel":"tick.A"}}', "needs params.channel and params.data"),
         (b'{"method":"x"}', "neither a notification nor an answer"),
-        (b"{nope", "^message: "),
+        (b"{nope", "^frame: not JSON "),
         (b'{"method":"\xff"}', "not UTF-8"),
     ]:
         with pytest.raises(MalformedFrame, match=match) as err:
