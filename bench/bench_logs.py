@@ -42,17 +42,21 @@ START = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
 
 
 class _Discard:
-    """An output that only counts bytes (the terminal is not what is measured)."""
+    """An output that keeps nothing and counts what it was given (the terminal is not what is
+    measured): bytes for `tail`'s view, text for the logging set-up."""
 
     def __init__(self) -> None:
-        self.bytes = 0
+        self.written = 0
 
-    def write(self, data: bytes) -> int:
-        self.bytes += len(data)
+    def write(self, data: bytes | str) -> int:
+        self.written += len(data)
         return len(data)
 
     def flush(self) -> None:
         pass
+
+    def isatty(self) -> bool:
+        return False
 
 
 def generate(path: Path, lines: int, seed: int = 7) -> None:
@@ -112,19 +116,6 @@ def time_view(path: Path, flt: LogFilter, *, json: bool, repeat: int) -> tuple[f
     return best, read, shown
 
 
-class _Sink:
-    """A text stream that keeps nothing (no line should reach it: every call is filtered out)."""
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
-
-
 def filtered_calls(repeat: int, n: int = 200_000) -> None:
     """CPU time per `log.info(...)` call that the `warning` level filters out, through structlog's
     lazy proxy and through `cached_logger`'s wrapper (what the order and fill paths hold)."""
@@ -132,7 +123,7 @@ def filtered_calls(repeat: int, n: int = 200_000) -> None:
 
     from tradingd.engine.logs.setup import cached_logger, configure_logging
 
-    configure_logging("warning", "json", _Sink())  # type: ignore[arg-type]
+    configure_logging("warning", "json", _Discard())  # type: ignore[arg-type]  # every call is filtered out
     proxy = structlog.get_logger("bench")
     for name, log in (("structlog lazy proxy", proxy), ("CachedLogger (order path)", cached_logger(proxy))):
         best = float("inf")
