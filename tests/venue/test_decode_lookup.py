@@ -1,9 +1,12 @@
 """A call written `decoder.decode(frame, ts_local)` costs no more than a bound `decode` looked up
-once. A Deribit decoder's `decode` is a method of its class written in C (`_fast.c`
-`decode_method`, codec.py), a method descriptor as a C type's methods are: the interpreter calls
-it with the decoder first, with no bound method made and no Python `__get__` run, and it runs the
-C entry (`_fast.decode`) on a compiled decoder, the guarded Python `decode` on any other; a
-subclass's or an instance's `decode` comes first, as any method's."""
+once, so what decodes frame after frame calls it plainly. A Deribit decoder's `decode` is a method
+of its class written in C (`_fast.c` `decode_method`, codec.py), a method descriptor as a C type's
+methods are: the interpreter calls it with the decoder first, with no bound method made and no
+Python `__get__` run, and it runs the C entry (`_fast.decode`) on a compiled decoder, the guarded
+Python `decode` on any other; a subclass's or an instance's `decode` comes first, as any method's.
+Nothing is bound ahead of the frames, so a `decode` replaced on a live session's decoder in the
+middle of a connection is the one its next frame meets (Deribit's, Derive's and Polymarket's
+receive loops, Polymarket's REST answers)."""
 
 from __future__ import annotations
 
@@ -14,11 +17,15 @@ from typing import Any
 
 import orjson
 import pytest
+import trio
 
+from tests.support.frame_sessions import _Ws
+from tests.support.offline_sessions import _Sink, deribit, derive
 from tests.support.profiled import python_calls
 from tradingd.connectors.deribit import codec
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine.model import InstrumentRegistry
+from tradingd.engine.runtime.router import MarketRouter
 
 try:
     from tradingd.connectors.deribit import _fast
@@ -28,6 +35,10 @@ except ImportError:  # not built: `decode` is the class's Python function
 compiled_only = pytest.mark.skipif(_fast is None, reason="the compiled Deribit path (_fast.c) was not built")
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "deribit"
+DERIVE_FIXTURES = FIXTURES.parent / "derive"
+POLYMARKET_FIXTURES = FIXTURES.parent / "polymarket"
+FRAMES = 60
+SWAP_AT = 20  # the frame before which the test replaces the decoder's `decode`
 T_LOCAL = 1_700_000_000_123_456_789
 # CPython's flag for a descriptor that LOAD_METHOD leaves unbound (Include/object.h).
 METHOD_DESCRIPTOR = 1 << 17
@@ -42,6 +53,13 @@ def _compact(path: Path) -> bytes:
 TICKER, SNAPSHOT, DELTA = (
     _compact(FIXTURES / f"ws_{n}.json") for n in ("ticker", "book_snapshot", "book_delta")
 )
+
+
+def _market_frames() -> list[bytes]:
+    """The captured ticker, trades and book notifications, compact, over and over."""
+    names = ("ws_ticker.json", "ws_trades.json", "ws_book_snapshot.json", "ws_book_delta.json")
+    one = [_compact(FIXTURES / name) for name in names]
+    return (one * FRAMES)[:FRAMES]
 
 
 def _warm(dec: DeribitDecoder) -> DeribitDecoder:
@@ -133,3 +151,72 @@ def test_a_plain_call_runs_the_decode_the_decoder_asks_for_and_no_python_get(
     monkeypatch.undo()
     assert dec.decode(TICKER, T_LOCAL) and dec.stats.frames == 2
     assert "decode" not in vars(dec)
+
+
+class _Swapping(_Ws):
+    """Delivers `frames`; before the one at SWAP_AT it sets `decode` on `decoder` to one that
+    counts the frames it is given (and decodes none)."""
+
+    def __init__(self, frames: list[Any], decoder: Any) -> None:
+        super().__init__(frames)
+        self.decoder = decoder
+        self.given = 0
+        self.delivered = 0
+
+    def count(self, frame: Any, ts_local: int) -> list[Any]:
+        self.given += 1
+        return []
+
+    async def get_message(self) -> bytes:
+        if self.delivered == SWAP_AT:
+            self.decoder.decode = self.count
+        self.delivered += 1
+        return await super().get_message()
+
+
+async def _receive(session: Any, frames: list[Any]) -> _Swapping:
+    ws = _Swapping(frames, session.decoder)
+    with trio.move_on_after(0.5):
+        await session._receive(ws)
+    return ws
+
+
+@pytest.mark.parametrize("venue", ["deribit", "derive"])
+async def test_a_decode_replaced_mid_connection_meets_the_next_frame(venue: str) -> None:
+    """Deribit's receive loop (text frames, as Deribit sends them) and Derive's (its own
+    `decode`): every frame after the swap goes to the replacement."""
+    if venue == "deribit":
+        session: Any = deribit()
+        frames = [f.decode() for f in _market_frames()]
+    else:
+        session = derive()
+        names = ("ws_ticker_slim_eth_perp_demo.json", "ws_trades_eth_perp_mainnet.json")
+        one = [_compact(DERIVE_FIXTURES / "bourse" / name).decode() for name in names]  # captured
+        frames = (one * FRAMES)[:FRAMES]
+    ws = await _receive(session, frames)
+    assert session.decoder.stats.frames == SWAP_AT and ws.given == FRAMES - SWAP_AT
+    assert session.stats.frames == FRAMES and session.stats.malformed == 0
+
+
+async def test_polymarkets_connection_meets_a_decode_replaced_mid_connection() -> None:
+    """Polymarket's market connection decodes, until the first subscription's books are in, in
+    its own `_decode_awaiting`, and decodes a REST answer (a book) in `feed`
+    (connectors/polymarket/stream.py): both meet the replacement."""
+    from tradingd.connectors.polymarket.settings import PolymarketSettings
+    from tradingd.connectors.polymarket.stream import PolymarketSession
+
+    owner = PolymarketSession(
+        PolymarketSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink()
+    )
+    market = owner.market
+    market._awaiting.add("1" * 77)  # a book that never comes: every frame is decoded awaiting it
+    change = _compact(POLYMARKET_FIXTURES / "ws_market_price_change_msg.json").decode()
+    ws = await _receive(market, [change] * FRAMES)
+    assert market.decoder.stats.frames == SWAP_AT and ws.given == FRAMES - SWAP_AT and market._awaiting
+    book = (POLYMARKET_FIXTURES / "clob_book_response.json").read_bytes()
+    del market.decoder.decode  # the class's again
+    await market.feed(book)  # a REST answer (a resnapshot) in the same connection
+    assert market.decoder.stats.frames == SWAP_AT + 1
+    market.decoder.decode = ws.count  # type: ignore[method-assign]
+    await market.feed(book)
+    assert market.decoder.stats.frames == SWAP_AT + 1 and ws.given == FRAMES - SWAP_AT + 1
