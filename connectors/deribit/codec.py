@@ -1222,8 +1222,8 @@ if _fast is not None:
     # (`_fast.method`, a method descriptor as a C type's methods are) that runs the C entry
     # (`_ENTRY`) on a compiled decoder and the guarded Python `decode` (`_DECODE`) on any other,
     # chosen from `compiled` at each call. A call written `decoder.decode(frame, ts_local)` makes
-    # no bound method (the interpreter calls the method with the decoder first) and costs less
-    # than a bound `decode` looked up once, so no caller hoists it; nothing is stored on the
+    # no bound method (the interpreter calls the method with the decoder first) and costs what a
+    # bound `decode` looked up once costs, so no caller hoists it; nothing is stored on the
     # instance (a bound method in the decoder's `__dict__` made a cycle, decoder -> method ->
     # decoder, that only the cyclic collector freed). On the class it is that method; the
     # reference, the guarded Python `decode` whatever `compiled` says, is `_DECODE`. A subclass's
