@@ -63,10 +63,10 @@ def main() -> None:
         return sum(1 for _ in RecordingReader(path))
 
     def decode() -> int:
-        decode_frame = plugin.decoder(InstrumentRegistry()).decode  # once, as the kernel does
+        decoder = plugin.decoder(InstrumentRegistry())
         n = 0
         for ts, frame in RecordingReader(path):
-            n += len(decode_frame(frame, ts or 0))
+            n += len(decoder.decode(frame, ts or 0))
         return n
 
     def kernel(strategies: list[Any]) -> Any:

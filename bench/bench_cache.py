@@ -78,13 +78,12 @@ def _child(mode: str, config: str, data: str, cache_dir: str) -> dict[str, Any]:
     t0 = _cpu()
     w0 = time.perf_counter()
     if mode == "data-frames":
-        # `decode` looked up once, as the kernel does (the cache side's `apply` is too).
-        decode = plugin.decoder(InstrumentRegistry()).decode
+        decoder = plugin.decoder(InstrumentRegistry())
         events = frames = 0
         for ts, frame in RecordingReader(data, skip_bad=True):
             frames += 1  # noqa: SIM113 - as the kernel counts
             try:  # noqa: SIM105 - contextlib.suppress costs more per frame than try
-                events += len(decode(frame, ts or 0))
+                events += len(decoder.decode(frame, ts or 0))
             except ValueError:  # MalformedFrame: counted by the kernel, skipped here
                 pass
     elif mode == "data-cache":

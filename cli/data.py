@@ -44,7 +44,6 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     reader = _open_source(plugin, Path(args.path), args.format)
     registry = InstrumentRegistry()
     decoder = plugin.decoder(registry)
-    decode = decoder.decode  # looked up once (a Deribit decoder binds it at each lookup)
     frames = malformed = 0
     first: int | None = None
     last: int | None = None
@@ -58,7 +57,7 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
                 first = ts if first is None else first
                 last = ts
             try:
-                got = decode(frame, ts or 0)
+                got = decoder.decode(frame, ts or 0)
             except MalformedFrame:
                 malformed += 1
                 continue

@@ -98,11 +98,10 @@ def _decodes(name: str, frames: list[tuple[int, bytes]]) -> int:
     except Exception:  # a guess about other plugins: one that does not load is no answer
         return 0
     n = 0
-    decode = decoder.decode  # looked up once (a Deribit decoder binds it at each lookup)
     for ts, frame in frames:
         unknown = decoder.stats.unknown_channel
         try:
-            events = decode(frame, ts)
+            events = decoder.decode(frame, ts)
         except Exception:  # another venue's data may break a decoder in any way: a "no"
             continue
         if events and decoder.stats.unknown_channel == unknown:
@@ -124,7 +123,6 @@ def _looks_like(venue: str, frames: list[tuple[int, bytes]]) -> tuple[str | None
 def cmd_decode(args: argparse.Namespace) -> int:
     plugin = load_venue(args.venue)
     decoder = plugin.decoder(InstrumentRegistry())
-    decode = decoder.decode  # looked up once, for every line (a Deribit decoder binds it at each lookup)
     out = sys.stdout.buffer
     stream: IO[bytes] | None = None
     if args.path in (None, "-"):
@@ -169,7 +167,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
                 first.append((ts, frame))
             unknown_before = decoder.stats.unknown_channel
             try:
-                events = decode(frame, ts)
+                events = decoder.decode(frame, ts)
             except MalformedFrame as exc:
                 problems.refused(lineno, f"malformed frame: {exc}")
                 refused.append((ts, frame))

@@ -59,11 +59,12 @@ static PyObject *s__apply, *s_clear, *s_inv, *s_bids, *s_asks, *s_bb, *s_ba, *s_
     *s_books, *s_change, *s_pop, *s__crossed;
 static PyObject *zero = NULL; /* 0.0: the size of a removed level in the event */
 
-/* The decoder's `_fast`, `_books` and `stats` (`_json.h`'s `json_attr`). */
+/* The decoder's `_fast`, `_books`, `stats` and `compiled` (`_json.h`'s `json_attr`). */
+#define DECODER_NAMES 4
 static PlainClass decoder_class = {NULL, 0};
-static PyObject *decoder_names[3];
+static PyObject *decoder_names[DECODER_NAMES];
 static PyObject *decoder_attr(PyObject *decoder, PyObject *name) {
-    return json_attr(&decoder_class, decoder, name, decoder_names, 3);
+    return json_attr(&decoder_class, decoder, name, decoder_names, DECODER_NAMES);
 }
 
 
@@ -1145,7 +1146,7 @@ done:
 static PyObject *py_decode = NULL; /* DeribitDecoder.decode, guarded (the reference) */
 static PyObject *py_raised = NULL; /* codec._whole_raised(decoder, frame, exc): raises */
 static PyObject *py_returned = NULL; /* codec._whole_returned(decoder, frame, events): counts */
-static PyObject *s__fast, *s_stats, *s_frames, *s_events;
+static PyObject *s__fast, *s_stats, *s_frames, *s_events, *s_compiled;
 
 /* `stats.<name> += by`, as Python does it. -1 with an exception set on failure. */
 static int count(PyObject *stats, PyObject *name, Py_ssize_t by) {
@@ -1359,6 +1360,64 @@ static PyObject *fast_setup_decode(PyObject *module, PyObject *const *args, Py_s
     Py_RETURN_NONE;
 }
 
+/* `DeribitDecoder.decode` itself (`method`: codec.py sets it on the class): the C entry (`decode`,
+ * above) for a decoder whose `compiled` is true, the guarded Python decode (`setup_decode`'s) for
+ * any other, chosen at each call from the decoder's `compiled` as it is then. A method of the
+ * class as a C type's methods are (PyDescr_NewMethod: Python's own method descriptor, no type of
+ * ours), so a call written `decoder.decode(frame, ts_local)` is made by the interpreter with no
+ * bound method: LOAD_METHOD finds a method descriptor (Py_TPFLAGS_METHOD_DESCRIPTOR) and 3.11's
+ * specialised call of one calls this function with the decoder and the arguments as they lie on
+ * its stack. That costs what a bound method looked up once costs (a whole frame's decode within
+ * 1% of it; a descriptor type of our own, which the interpreter calls only through its generic
+ * call, was 1.5 to 2.4% slower), so no caller hoists the lookup. It holds only the class (no
+ * decoder refers to itself through it: tests/venue/test_decoder_freed.py). Looked up as an
+ * attribute (`d = decoder.decode`) it is a bound builtin method that calls it. Every call but the common one (the frame and ts_local,
+ * positional) goes as it went to the bound entry `compiled` chooses: the C entry refuses
+ * keywords, the Python decode takes them. A subclass's `decode`, or one set on the class or on an
+ * instance, is found before it, as any method's. tests/venue/test_decode_lookup.py. */
+static PyObject *c_decode = NULL; /* this module's `decode` (the C entry as a function) */
+
+/* The decoder's `compiled` as a truth value (1, 0), or -1 with an exception. */
+static int is_compiled(PyObject *decoder) {
+    PyObject *v = decoder_attr(decoder, s_compiled);
+    if (v == NULL) return -1;
+    int r = v == Py_True ? 1 : v == Py_False ? 0 : PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
+static PyObject *decode_method(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    if (py_decode == NULL || c_decode == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_fast.setup_decode() was not called");
+        return NULL;
+    }
+    int compiled = is_compiled(self);
+    if (compiled < 0) return NULL;
+    if (nargs == 2 && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)) {
+        PyObject *full[3] = {self, args[0], args[1]};
+        return compiled ? fast_decode(NULL, full, 3) : PyObject_Vectorcall(py_decode, full, 3, NULL);
+    }
+    PyObject *bound = PyMethod_New(compiled ? c_decode : py_decode, self);
+    if (bound == NULL) return NULL;
+    PyObject *events = PyObject_Vectorcall(bound, args, (size_t)nargs, kwnames);
+    Py_DECREF(bound);
+    return events;
+}
+
+static PyMethodDef decode_method_def = {
+    "decode", (PyCFunction)(void (*)(void))decode_method, METH_FASTCALL | METH_KEYWORDS,
+    "decode($self, frame, ts_local)\n--\n\n"
+    "The events in one raw WebSocket frame (the `Decoder` contract): the C entry on a compiled "
+    "decoder, the guarded Python decode on any other (codec.py)."};
+
+static PyObject *fast_method(PyObject *module, PyObject *cls) {
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "method(cls): a class");
+        return NULL;
+    }
+    return PyDescr_NewMethod((PyTypeObject *)cls, &decode_method_def);
+}
+
 static PyObject *fast_setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError, "setup(namespace, apply, book_events, book_update, venue, ms, "
@@ -1435,7 +1494,10 @@ static PyMethodDef methods[] = {
     {"decode", (PyCFunction)(void (*)(void))fast_decode, METH_FASTCALL,
      "decode(decoder, frame, ts_local) -> events: DeribitDecoder.decode with its sniff and route in "
      "C (a canonical notification to its whole-frame function), the guarded Python decode for "
-     "every other frame (codec.py binds it to a compiled decoder)."},
+     "every other frame (what a compiled decoder's `decode`, `method`'s, runs)."},
+    {"method", (PyCFunction)fast_method, METH_O,
+     "method(cls) -> descriptor: `cls.decode`, the C entry on a compiled decoder and the guarded "
+     "Python decode on any other (a method descriptor: codec.py sets it on DeribitDecoder)."},
     {"setup_decode", (PyCFunction)(void (*)(void))fast_setup_decode, METH_FASTCALL,
      "setup_decode(decode, whole_raised, whole_returned): the guarded Python decode (every frame "
      "not taken here), codec._whole_raised (a whole-frame function's raise made decode's outcome) "
@@ -1497,9 +1559,11 @@ PyMODINIT_FUNC PyInit__fast(void) {
     INTERN(s_stats, "stats");
     INTERN(s_frames, "frames");
     INTERN(s_events, "events");
+    INTERN(s_compiled, "compiled");
     decoder_names[0] = s__fast;
     decoder_names[1] = s_books;
     decoder_names[2] = s_stats;
+    decoder_names[3] = s_compiled;
     zero = PyFloat_FromDouble(0.0);
     if (zero == NULL) return NULL;
     PyObject *builtins = PyImport_ImportModule("builtins");
@@ -1508,5 +1572,12 @@ PyMODINIT_FUNC PyInit__fast(void) {
     py_min = py_max == NULL ? NULL : PyObject_GetAttrString(builtins, "min");
     Py_DECREF(builtins);
     if (py_min == NULL) return NULL;
-    return PyModule_Create(&module_def);
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL) return NULL;
+    c_decode = PyObject_GetAttrString(m, "decode");
+    if (c_decode == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -538,8 +538,8 @@ class DeribitDecoder(JsonRpcDecoder):
         # (private, unknown, or spelled with escapes).
         self._fast: dict[bytes | str, _FastRoute | None] = {}
         # A compiled decoder decodes through `_fast.decode` (`_ENTRY`): `decode`'s sniff and
-        # route in C, this class's `decode` for every frame it does not take (`_CompiledEntry`,
-        # which binds it when `decode` is looked up).
+        # route in C, this class's `decode` for every frame it does not take (the class's
+        # `decode` is `_fast.method`'s, which chooses at each call).
 
     # ------------------------------------------------------------------------------ decoding
 
@@ -1098,7 +1098,8 @@ class DeribitDecoder(JsonRpcDecoder):
         ]
 
 
-# The class's `decode`, guarded: what a compiled decoder's C entry (`_ENTRY`) falls back on.
+# The class's `decode`, guarded: what a compiled decoder's C entry (`_ENTRY`) falls back on, and
+# the reference (the class's `decode` where `_fast` is built runs `_ENTRY` on a compiled decoder).
 _DECODE: Final = DeribitDecoder.decode
 
 
@@ -1211,35 +1212,24 @@ if _fast is not None:
     _WHOLE_FRAME[DeribitDecoder._on_book] = _fast.book_frame
     _WHOLE_FRAME[DeribitDecoder._on_quote] = _fast.quote_frame
     _fast.setup_decode(_DECODE, _whole_raised, _whole_returned)
-# `decode` with its sniff and route compiled (`_CompiledEntry` binds it to a compiled decoder);
-# None where `_fast` is not built.
+# `decode` with its sniff and route compiled (what a compiled decoder's `decode` runs); None
+# where `_fast` is not built.
 _ENTRY: Final[Callable[[DeribitDecoder, Any, int], list[MarketEvent]] | None] = (
     _fast.decode if _fast is not None else None
 )
-
-
-class _CompiledEntry:
-    """`DeribitDecoder.decode` where `_fast` is built: on a compiled decoder the C entry
-    (`_ENTRY`), on any other the guarded Python `decode` (`_DECODE`, also what the class gives),
-    bound when it is looked up. Never stored on the instance: a bound method in the decoder's
-    `__dict__` made a cycle (decoder -> method -> decoder) that only the cyclic collector freed,
-    copies had to be kept from carrying it, and a `decode` set on the class after the decoder was
-    built did not reach it. A subclass's or a test's `decode` replaces this one (the attribute
-    lookup finds theirs first). What decodes frame after frame looks `decode` up once: per run
-    (the kernel's list of decoders, the cache's writer, `tradingd decode`, `data inspect`), per
-    connection (the live session, `VenueSession.bind_decoder`), so the lookup's cost (a Python
-    call and a bound method) is never per frame (tests/venue/test_decode_lookup.py)."""
-
-    __slots__ = ()
-
-    def __get__(self, obj: DeribitDecoder | None, cls: type[Any] | None = None) -> Any:
-        if obj is None:
-            return _DECODE
-        return types.MethodType(_ENTRY if obj.compiled else _DECODE, obj)  # type: ignore[arg-type]
-
-
-if _ENTRY is not None:
-    setattr(DeribitDecoder, "decode", _CompiledEntry())  # noqa: B010  # mypy: a method is not assigned
+if _fast is not None:
+    # `DeribitDecoder.decode` where `_fast` is built: a method of the class written in C
+    # (`_fast.method`, a method descriptor as a C type's methods are) that runs the C entry
+    # (`_ENTRY`) on a compiled decoder and the guarded Python `decode` (`_DECODE`) on any other,
+    # chosen from `compiled` at each call. A call written `decoder.decode(frame, ts_local)` makes
+    # no bound method (the interpreter calls the method with the decoder first) and costs what a
+    # bound `decode` looked up once costs, so no caller hoists it; nothing is stored on the
+    # instance (a bound method in the decoder's `__dict__` made a cycle, decoder -> method ->
+    # decoder, that only the cyclic collector freed). On the class it is that method; the
+    # reference, the guarded Python `decode` whatever `compiled` says, is `_DECODE`. A subclass's
+    # or a test's `decode` replaces it (the attribute lookup finds theirs first).
+    # tests/venue/test_decode_lookup.py.
+    setattr(DeribitDecoder, "decode", _fast.method(DeribitDecoder))  # noqa: B010  # mypy: a method is not assigned
 
 # The whole-frame decoding of ticker and trades notifications (`_frames.c`, issue 17): a
 # canonical frame's events built in C from its bytes; None (nothing changed) for any other frame

@@ -336,7 +336,7 @@ class DeriveSession(JsonRpcSession):
         """Decode a data frame and dispatch its events; tickers also keep the index and mark
         prices order signing uses (a `max_fee`, a market order's worst price)."""
         try:
-            events = self._bound_decode(message, now)  # `decoder.decode`, bound once (`bind_decoder`)
+            events = self.decoder.decode(message, now)
         except MalformedFrame as exc:
             self.malformed(exc)
             return

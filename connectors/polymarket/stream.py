@@ -181,7 +181,7 @@ class _Connection(VenueSession):
         if self.on_frame is not None:
             self.on_frame(now, frame)
         try:
-            events = self._bound_decode(frame, now)
+            events = self.decoder.decode(frame, now)
         except MalformedFrame as exc:
             self.malformed(exc)
             if self._fault_books:  # not a frame of the receive loop: report its broken books here
@@ -315,7 +315,7 @@ class MarketConnection(_Connection):
     async def _decode_awaiting(self, message: bytes | str, now: int) -> None:
         """`decode`, noting the books the venue sent (its answer to the first subscription)."""
         try:
-            events = self._bound_decode(message, now)  # `decoder.decode`, bound once (`bind_decoder`)
+            events = self.decoder.decode(message, now)  # type: ignore[arg-type]
         except MalformedFrame as exc:
             self.malformed(exc)
             return

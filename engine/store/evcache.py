@@ -577,11 +577,10 @@ def exact_books_violation(decoder: Any, frames: Iterable[tuple[int, Any]]) -> st
             if real is not None:
                 _apply_diff(shadow, inst, _book_diff(real, None))
 
-    decode = decoder.decode  # looked up once (a Deribit decoder binds it at each lookup)
     for n, (ts, frame) in enumerate(frames):
         before = sweep(decoder.stats)
         try:
-            events = decode(frame, ts)
+            events = decoder.decode(frame, ts)
         except MalformedFrame:
             resync()
             continue

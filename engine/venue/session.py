@@ -333,19 +333,6 @@ class VenueSession:
         self._handshake_rate_limited: RateLimited | None = None  # this connection ended for rate
         self._rate_limited_reconnects = 0
 
-    def bind_decoder(self) -> None:
-        """Look `self.decoder.decode` up once, for every frame of a connection to call
-        (`_bound_decode`): a Deribit decoder's `decode` is bound when it is looked up (codec.py
-        `_CompiledEntry`), which per frame cost more than the call's own dispatch. Each
-        connection's receive loop calls it as it starts; whoever replaces `decoder`, or its
-        `decode`, in the middle of a connection calls it again."""
-        self._bound_decode = self.decoder.decode  # type: ignore[method-assign]
-
-    def _bound_decode(self, frame: Any, ts_local: int) -> list[MarketEvent]:
-        """`self.decoder.decode(frame, ts_local)`; until a receive loop binds it (`bind_decoder`),
-        looked up at each call (frames decoded before any connection: a test's, a REST answer's)."""
-        return self.decoder.decode(frame, ts_local)
-
     @property
     def handshaken(self) -> bool:
         """A handshake (login included) has succeeded on one of this session's connections."""
@@ -614,7 +601,6 @@ class VenueSession:
         stats = self.stats
         clock = self._clock
         handle = self._handle
-        self.bind_decoder()  # the decoder this connection decodes with
         take = take_nowait(ws)
         taken = 0
         while True:
@@ -676,7 +662,7 @@ class VenueSession:
     async def decode(self, message: bytes | str, now: int) -> None:
         """Decode a data frame and dispatch its events; a malformed one is counted."""
         try:
-            events = self._bound_decode(message, now)  # `decoder.decode`, bound once (`bind_decoder`)
+            events = self.decoder.decode(message, now)  # type: ignore[arg-type]
         except MalformedFrame as exc:
             self.malformed(exc)
             return

@@ -1,14 +1,17 @@
-"""What decodes frame after frame looks the decoder's `decode` up once, not per frame: a Deribit
-decoder's `decode` is bound when it is looked up (codec.py `_CompiledEntry`, so that the decoder
-holds no reference to itself), which costs more per lookup than the call's own dispatch. The live
-session binds it once per connection (`VenueSession.bind_decoder`, into `_bound_decode`) for
-every venue's receive loop, Deribit's, Derive's (its own `decode`) and Polymarket's (its first
-books and its REST answers too); `tradingd decode`, `data inspect` and the event cache's check of
-a decoder's promise once per run."""
+"""A call written `decoder.decode(frame, ts_local)` costs no more than a bound `decode` looked up
+once, so what decodes frame after frame calls it plainly. A Deribit decoder's `decode` is a method
+of its class written in C (`_fast.c` `decode_method`, codec.py), a method descriptor as a C type's
+methods are: the interpreter calls it with the decoder first, with no bound method made and no
+Python `__get__` run, and it runs the C entry (`_fast.decode`) on a compiled decoder, the guarded
+Python `decode` on any other; a subclass's or an instance's `decode` comes first, as any method's.
+Nothing is bound ahead of the frames, so a `decode` replaced on a live session's decoder in the
+middle of a connection is the one its next frame meets (Deribit's, Derive's and Polymarket's
+receive loops, Polymarket's REST answers)."""
 
 from __future__ import annotations
 
 import inspect
+import types
 from pathlib import Path
 from typing import Any
 
@@ -18,97 +21,187 @@ import trio
 
 from tests.support.frame_sessions import _Ws
 from tests.support.offline_sessions import _Sink, deribit, derive
-from tradingd.cli.main import main
+from tests.support.profiled import python_calls
+from tradingd.connectors.deribit import codec
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.runtime.router import MarketRouter
-from tradingd.engine.sim.plugins import load_simulator
-from tradingd.engine.store.evcache import exact_books_violation
-from tradingd.engine.store.recording import RecordingReader
+
+try:
+    from tradingd.connectors.deribit import _fast
+except ImportError:  # not built: `decode` is the class's Python function
+    _fast = None  # type: ignore[assignment]
+
+compiled_only = pytest.mark.skipif(_fast is None, reason="the compiled Deribit path (_fast.c) was not built")
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "deribit"
 DERIVE_FIXTURES = FIXTURES.parent / "derive"
 POLYMARKET_FIXTURES = FIXTURES.parent / "polymarket"
 FRAMES = 60
+SWAP_AT = 20  # the frame before which the test replaces the decoder's `decode`
+T_LOCAL = 1_700_000_000_123_456_789
+# CPython's flag for a descriptor that LOAD_METHOD leaves unbound (Include/object.h).
+METHOD_DESCRIPTOR = 1 << 17
+# DeribitDecoder.decode's own body (under its guard): what a Python decode runs, never the C entry.
+DECODE_BODY = codec._DECODE.__wrapped__.__code__  # type: ignore[attr-defined]
 
 
-class _Counted:
-    """`DeribitDecoder.decode` as it was, counting its lookups on a decoder."""
-
-    def __init__(self, entry: Any) -> None:
-        self.entry = entry
-        self.lookups = 0
-
-    def __get__(self, obj: Any, cls: type[Any] | None = None) -> Any:
-        if obj is None:
-            return self.entry.__get__(obj, cls)
-        self.lookups += 1
-        return self.entry.__get__(obj, cls)
+def _compact(path: Path) -> bytes:
+    return orjson.dumps(orjson.loads(path.read_bytes()))
 
 
-@pytest.fixture
-def counted(monkeypatch: pytest.MonkeyPatch) -> _Counted:
-    c = _Counted(DeribitDecoder.__dict__["decode"])
-    monkeypatch.setattr(DeribitDecoder, "decode", c)
-    return c
-
-
-def _count(monkeypatch: pytest.MonkeyPatch, decoder: Any) -> _Counted:
-    """`decoder`'s class's `decode` (wherever in its MRO it is defined), counting its lookups."""
-    cls = type(decoder)
-    c = _Counted(inspect.getattr_static(cls, "decode"))
-    monkeypatch.setattr(cls, "decode", c)
-    return c
-
-
-def _compact(path: Path) -> str:
-    return orjson.dumps(orjson.loads(path.read_bytes())).decode()
+TICKER, SNAPSHOT, DELTA = (
+    _compact(FIXTURES / f"ws_{n}.json") for n in ("ticker", "book_snapshot", "book_delta")
+)
 
 
 def _market_frames() -> list[bytes]:
     """The captured ticker, trades and book notifications, compact, over and over."""
     names = ("ws_ticker.json", "ws_trades.json", "ws_book_snapshot.json", "ws_book_delta.json")
-    one = [orjson.dumps(orjson.loads((FIXTURES / name).read_bytes())) for name in names]
+    one = [_compact(FIXTURES / name) for name in names]
     return (one * FRAMES)[:FRAMES]
 
 
-async def test_the_live_session_looks_decode_up_once_per_connection(counted: _Counted) -> None:
-    session = deribit()
-    seen: list[Any] = []
-
-    async def market(events: list[Any]) -> None:
-        seen.extend(events)
-
-    session.sink.market = market  # type: ignore[method-assign]
-    frames: list[bytes | str] = [f.decode() for f in _market_frames()]  # text, as Deribit sends them
-    with trio.move_on_after(0.5):
-        await session._receive(_Ws(frames))  # type: ignore[arg-type]  # a stand-in socket
-    assert session.decoder.stats.frames == FRAMES and seen and session.stats.malformed == 0
-    assert counted.lookups == 1, counted.lookups  # by this connection's receive loop
+def _warm(dec: DeribitDecoder) -> DeribitDecoder:
+    """The book whole and the ticker's route learnt: the frames below take the C entry's path."""
+    dec.decode(SNAPSHOT, T_LOCAL)
+    dec.decode(TICKER, T_LOCAL)
+    return dec
 
 
-async def test_derives_live_session_looks_decode_up_once_per_connection(
+def _runs_python(call: Any) -> bool:
+    """Whether `call()` ran DeribitDecoder's Python decode (after no Python `__get__`)."""
+    codes = python_calls(call)[1]
+    assert "__get__" not in {code.co_name for code in codes}, codes
+    return DECODE_BODY in codes
+
+
+@compiled_only
+def test_decode_is_a_method_descriptor_written_in_c() -> None:
+    """Python's own method descriptor (what a C type's methods are), bound to the class: the
+    interpreter calls it with the decoder first, making no bound method, and 3.11+ specialise
+    that call; a descriptor class written in Python ran its `__get__` at each lookup."""
+    method = inspect.getattr_static(DeribitDecoder, "decode")
+    assert isinstance(method, types.MethodDescriptorType) and method.__objclass__ is DeribitDecoder
+    assert type(method).__flags__ & METHOD_DESCRIPTOR
+
+
+@compiled_only
+def test_a_plain_call_runs_the_decode_the_decoder_asks_for_and_no_python_get(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Derive's session decodes its notifications in its own `decode` (connectors/derive/stream.py),
-    through the connection's bound `decode` too."""
-    session = derive()
-    counted = _count(monkeypatch, session.decoder)
-    names = ("ws_ticker_slim_eth_perp_demo.json", "ws_trades_eth_perp_mainnet.json")
-    one: list[bytes | str] = [_compact(DERIVE_FIXTURES / "bourse" / name) for name in names]  # captured
-    frames = (one * FRAMES)[:FRAMES]
+    """A compiled decoder's frames in the C entry (its Python decode never runs for them), a
+    reference decoder's in the Python decode, each the same events, with no Python `__get__` on
+    the way and the choice read from `compiled` at each call: a plain call, a bound one, one
+    through the class (`DeribitDecoder.decode(d, ...)`, what the interpreter does for a plain
+    call). Any other call as the bound entry took it. A subclass's `decode`, one set on the
+    decoder, one set on the class: each is what a plain call runs."""
+    compiled = _warm(DeribitDecoder(InstrumentRegistry()))
+    reference = _warm(DeribitDecoder(InstrumentRegistry(), compiled=False))
+    for frame in (TICKER, SNAPSHOT, DELTA):
+        got: list[Any] = []
+        want: list[Any] = []
+        assert not _runs_python(lambda: got.append(compiled.decode(frame, T_LOCAL)))  # noqa: B023
+        assert _runs_python(lambda: want.append(reference.decode(frame, T_LOCAL)))  # noqa: B023
+        assert repr(got) == repr(want) and got[0], frame
+    for dec in (compiled, reference):
+        bound = dec.decode
+        assert bound.__self__ is dec  # type: ignore[attr-defined]
+        assert _runs_python(lambda: bound(TICKER, T_LOCAL)) is not dec.compiled  # noqa: B023
+        assert _runs_python(lambda: DeribitDecoder.decode(dec, TICKER, T_LOCAL)) is not dec.compiled  # noqa: B023
+    # A keyword, or a missing argument: the C entry's refusal, the Python decode's answer.
+    with pytest.raises(TypeError, match=r"_fast\.decode\(\) takes no keyword arguments"):
+        compiled.decode(TICKER, ts_local=T_LOCAL)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"^decode\(decoder, frame, ts_local\)$"):
+        compiled.decode(TICKER)  # type: ignore[call-arg]
+    assert repr(reference.decode(TICKER, ts_local=T_LOCAL)) == repr(compiled.decode(TICKER, T_LOCAL))  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'ts_local'"):
+        reference.decode(TICKER)  # type: ignore[call-arg]
+    # `compiled` as it is at the call.
+    compiled.compiled = False
+    assert _runs_python(lambda: compiled.decode(TICKER, T_LOCAL))
+    compiled.compiled = True
+    assert not _runs_python(lambda: compiled.decode(TICKER, T_LOCAL))
+    # Replaced: theirs first.
+    seen: list[str] = []
+
+    class Sub(DeribitDecoder):
+        def decode(self, frame: Any, ts_local: int) -> list[Any]:
+            seen.append("subclass")
+            return []
+
+    assert Sub(InstrumentRegistry()).decode(TICKER, T_LOCAL) == [] and seen == ["subclass"]
+    dec = DeribitDecoder(InstrumentRegistry())
+
+    def instance(frame: Any, ts_local: int) -> list[Any]:
+        seen.append("instance")
+        return []
+
+    dec.decode = instance  # type: ignore[method-assign]
+    assert dec.decode(TICKER, T_LOCAL) == [] and seen[-1] == "instance" and dec.stats.frames == 0
+    del dec.decode
+    assert dec.decode(TICKER, T_LOCAL) and dec.stats.frames == 1
+
+    def on_the_class(self: DeribitDecoder, frame: Any, ts_local: int) -> list[Any]:
+        seen.append("class")
+        return []
+
+    monkeypatch.setattr(DeribitDecoder, "decode", on_the_class)
+    assert dec.decode(TICKER, T_LOCAL) == [] and seen[-1] == "class" and dec.stats.frames == 1
+    monkeypatch.undo()
+    assert dec.decode(TICKER, T_LOCAL) and dec.stats.frames == 2
+    assert "decode" not in vars(dec)
+
+
+class _Swapping(_Ws):
+    """Delivers `frames`; before the one at SWAP_AT it sets `decode` on `decoder` to one that
+    counts the frames it is given (and decodes none)."""
+
+    def __init__(self, frames: list[Any], decoder: Any) -> None:
+        super().__init__(frames)
+        self.decoder = decoder
+        self.given = 0
+        self.delivered = 0
+
+    def count(self, frame: Any, ts_local: int) -> list[Any]:
+        self.given += 1
+        return []
+
+    async def get_message(self) -> bytes:
+        if self.delivered == SWAP_AT:
+            self.decoder.decode = self.count
+        self.delivered += 1
+        return await super().get_message()
+
+
+async def _receive(session: Any, frames: list[Any]) -> _Swapping:
+    ws = _Swapping(frames, session.decoder)
     with trio.move_on_after(0.5):
-        await session._receive(_Ws(frames))  # type: ignore[arg-type]  # a stand-in socket
-    assert session.decoder.stats.frames == FRAMES and session.stats.frames == FRAMES
-    assert counted.lookups == 1, counted.lookups  # by this connection's receive loop
+        await session._receive(ws)
+    return ws
 
 
-async def test_polymarkets_live_session_looks_decode_up_once_per_connection(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.mark.parametrize("venue", ["deribit", "derive"])
+async def test_a_decode_replaced_mid_connection_meets_the_next_frame(venue: str) -> None:
+    """Deribit's receive loop (text frames, as Deribit sends them) and Derive's (its own
+    `decode`): every frame after the swap goes to the replacement."""
+    if venue == "deribit":
+        session: Any = deribit()
+        frames = [f.decode() for f in _market_frames()]
+    else:
+        session = derive()
+        names = ("ws_ticker_slim_eth_perp_demo.json", "ws_trades_eth_perp_mainnet.json")
+        one = [_compact(DERIVE_FIXTURES / "bourse" / name).decode() for name in names]  # captured
+        frames = (one * FRAMES)[:FRAMES]
+    ws = await _receive(session, frames)
+    assert session.decoder.stats.frames == SWAP_AT and ws.given == FRAMES - SWAP_AT
+    assert session.stats.frames == FRAMES and session.stats.malformed == 0
+
+
+async def test_polymarkets_connection_meets_a_decode_replaced_mid_connection() -> None:
     """Polymarket's market connection decodes, until the first subscription's books are in, in
     its own `_decode_awaiting`, and decodes a REST answer (a book) in `feed`
-    (connectors/polymarket/stream.py): both through the connection's bound `decode`."""
+    (connectors/polymarket/stream.py): both meet the replacement."""
     from tradingd.connectors.polymarket.settings import PolymarketSettings
     from tradingd.connectors.polymarket.stream import PolymarketSession
 
@@ -116,41 +209,14 @@ async def test_polymarkets_live_session_looks_decode_up_once_per_connection(
         PolymarketSettings(), registry=InstrumentRegistry(), router=MarketRouter(), sink=_Sink()
     )
     market = owner.market
-    counted = _count(monkeypatch, market.decoder)
     market._awaiting.add("1" * 77)  # a book that never comes: every frame is decoded awaiting it
-    change = _compact(POLYMARKET_FIXTURES / "ws_market_price_change_msg.json")
-    frames: list[bytes | str] = [change] * FRAMES
-    with trio.move_on_after(0.5):
-        await market._receive(_Ws(frames))  # type: ignore[arg-type]  # a stand-in socket
-    assert market.decoder.stats.frames == FRAMES and market._awaiting
-    assert counted.lookups == 1, counted.lookups  # by this connection's receive loop
+    change = _compact(POLYMARKET_FIXTURES / "ws_market_price_change_msg.json").decode()
+    ws = await _receive(market, [change] * FRAMES)
+    assert market.decoder.stats.frames == SWAP_AT and ws.given == FRAMES - SWAP_AT and market._awaiting
     book = (POLYMARKET_FIXTURES / "clob_book_response.json").read_bytes()
-    for _ in range(FRAMES):  # REST answers in the same connection (a resnapshot)
-        await market.feed(book)
-    assert market.decoder.stats.frames == 2 * FRAMES
-    assert counted.lookups == 1, counted.lookups
-
-
-def test_tradingd_decode_looks_decode_up_once(
-    counted: _Counted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "frames.jsonl"
-    path.write_bytes(b"".join(f + b"\n" for f in _market_frames()))
-    assert main(["decode", "--venue", "deribit", str(path)]) == 0
-    assert len(capsys.readouterr().out.splitlines()) >= FRAMES
-    assert counted.lookups == 1, counted.lookups
-
-
-def test_data_inspect_and_the_cache_check_look_decode_up_once(
-    counted: _Counted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    sample = tmp_path / "s.rec.zst"
-    load_simulator("deribit").generate_sample(sample, {"hours": 0.01, "seed": 3})
-    frames = [(ts or 0, frame) for ts, frame in RecordingReader(sample)]
-    assert len(frames) > FRAMES
-    assert main(["data", "inspect", "--venue", "deribit", str(sample)]) == 0
-    assert "frames" in capsys.readouterr().out
-    assert counted.lookups == 1, counted.lookups
-    counted.lookups = 0
-    assert exact_books_violation(DeribitDecoder(InstrumentRegistry()), frames) is None
-    assert counted.lookups == 1, counted.lookups
+    del market.decoder.decode  # the class's again
+    await market.feed(book)  # a REST answer (a resnapshot) in the same connection
+    assert market.decoder.stats.frames == SWAP_AT + 1
+    market.decoder.decode = ws.count  # type: ignore[method-assign]
+    await market.feed(book)
+    assert market.decoder.stats.frames == SWAP_AT + 1 and ws.given == FRAMES - SWAP_AT + 1

@@ -202,8 +202,7 @@ async def test_a_venue_that_keeps_its_book_crossed_is_not_resubscribed_in_a_loop
             return [crossed(venue="deribit")]
         return []
 
-    live.decoder.decode = stays_crossed
-    live.bind_decoder()  # the session looks `decode` up once per connection: again, for the patch
+    live.decoder.decode = stays_crossed  # the session's next frame meets it
     before = live.stats.resubscribed_books
     await until(lambda: live.stats.resubscribed_books > before, what="the first resnapshot")
     began = trio.current_time()

@@ -1,6 +1,6 @@
-"""The compiled decode entry (`_fast.decode`, bound to a compiled decoder's `decode`; issue 17)
-against the guarded Python `decode` it stands for (`DeribitDecoder.decode`, the class function,
-on a second compiled decoder): the same events, stats, exceptions (type, message, cause, a
+"""The compiled decode entry (`_fast.decode`, what a compiled decoder's `decode` runs; issue 17)
+against the guarded Python `decode` it stands for (`codec._DECODE`, the class's function as
+written, on a second compiled decoder): the same events, stats, exceptions (type, message, cause, a
 `DecoderFault`'s `error_type` and `books`) and decoder state, on real captures, the bench's frames,
 the bundled sample's first thousands, whole-frame functions that raise, and hostile mutations (in
 a child process: a crash fails the test instead of killing the session)."""
@@ -12,7 +12,6 @@ import copy
 import itertools
 import os
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from hypothesis import strategies as st
 
 from tests.connectors.deribit._compare import CHANGE, INSTRUMENTS, run_child
 from tests.connectors.deribit._compare import QUOTE_DATA as QUOTE
+from tests.support.profiled import python_calls
 from tradingd.connectors.deribit import codec
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine import MalformedFrame
@@ -88,14 +88,13 @@ def _state(dec: DeribitDecoder) -> str:
 
 
 class _Pair:
-    """Two compiled decoders: `entry` decodes through its bound C entry, `python` through the
-    class's guarded `decode`."""
+    """Two compiled decoders: `entry` decodes through the C entry (a plain call, as every caller
+    writes it: the class's `decode`, `_fast.method`'s, runs it), `python` through the guarded
+    Python `decode` (`codec._DECODE`)."""
 
     def __init__(self) -> None:
         self.entry = DeribitDecoder(InstrumentRegistry())
         self.python = DeribitDecoder(InstrumentRegistry())
-        assert isinstance(self.entry.decode, types.MethodType)
-        assert self.entry.decode.__func__ is _fast.decode and self.entry.decode.__self__ is self.entry
 
     def _outcome(self, decode: Any, frame: Any) -> Any:
         try:
@@ -104,18 +103,27 @@ class _Pair:
             return ("raised", _exc(exc))
 
     def check(self, frame: Any) -> Any:
-        got = self._outcome(self.entry.decode, frame)
-        want = self._outcome(lambda f, ts: DeribitDecoder.decode(self.python, f, ts), frame)
+        got = self._outcome(lambda f, ts: self.entry.decode(f, ts), frame)
+        want = self._outcome(lambda f, ts: codec._DECODE(self.python, f, ts), frame)
         assert got == want, f"{frame!r}\n entry  {got}\n python {want}"
         assert _state(self.entry) == _state(self.python), frame
         return got
 
 
 def test_a_compiled_decoder_decodes_through_the_entry_and_the_reference_does_not() -> None:
+    """A frame whose route is known: in C on a compiled decoder (the Python decode's body never
+    runs), in the Python decode on the reference; plainly, bound, or through the class."""
     assert codec._ENTRY is _fast.decode
-    assert DeribitDecoder(InstrumentRegistry()).decode.__func__ is _fast.decode  # type: ignore[attr-defined]
-    ref = DeribitDecoder(InstrumentRegistry(), compiled=False)
-    assert "decode" not in vars(ref) and ref.decode.__func__ is codec._DECODE  # type: ignore[attr-defined]
+    body = codec._DECODE.__wrapped__.__code__  # type: ignore[attr-defined]
+    frame = _frame(f"quote.{PERP}", QUOTE)
+    for compiled in (True, False):
+        dec = DeribitDecoder(InstrumentRegistry(), compiled=compiled)
+        dec.decode(frame, T_LOCAL)  # its route learnt
+        bound = dec.decode
+        for call in (lambda: dec.decode(frame, T_LOCAL), lambda: bound(frame, T_LOCAL)):  # noqa: B023
+            assert (body in python_calls(call)[1]) is not compiled
+        assert (body in python_calls(lambda: DeribitDecoder.decode(dec, frame, T_LOCAL))[1]) is not compiled  # noqa: B023
+        assert "decode" not in vars(dec)
 
 
 def test_a_replaced_decode_is_the_one_that_runs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,7 +149,8 @@ def test_a_replaced_decode_is_the_one_that_runs(monkeypatch: pytest.MonkeyPatch)
     assert dec.decode(_frame(BOOK, SNAPSHOT), T_LOCAL) == [] and len(seen) == 2
     assert built.decode(_frame(BOOK, SNAPSHOT), T_LOCAL) == [] and len(seen) == 3
     monkeypatch.undo()  # the entry again, for both
-    assert built.decode.__func__ is dec.decode.__func__ is _fast.decode  # type: ignore[attr-defined]
+    assert built.decode(_frame(BOOK, SNAPSHOT), T_LOCAL) and dec.decode(_frame(BOOK, SNAPSHOT), T_LOCAL)
+    assert len(seen) == 3
 
 
 def test_frames_of_every_kind_decode_as_the_guarded_decode() -> None:
@@ -367,8 +376,9 @@ def test_a_channel_with_an_empty_part_is_refused_by_every_function(channel: str)
 
 @pytest.mark.parametrize("how", ["copy", "deepcopy"])
 def test_a_copied_decoder_decodes_into_its_own_state(how: str) -> None:
-    """The C entry is bound to the instance `decode` is looked up on (`_CompiledEntry`): a copy's
-    decode changes the copy's books and stats, never the original's."""
+    """The C entry runs on the instance `decode` is called on (the class's descriptor, nothing
+    stored on the instance): a copy's decode changes the copy's books and stats, never the
+    original's."""
     dec = DeribitDecoder(InstrumentRegistry())
     if not dec.compiled:
         pytest.skip("the compiled path is not built")
