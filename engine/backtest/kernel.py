@@ -44,6 +44,7 @@ no option of its underlying in the data). Each warning is also logged once, as
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import inspect
 import itertools
@@ -1363,6 +1364,26 @@ class BacktestKernel:
                     self._evc_writer.abort()
                     self._evc_writer = None
                 raise
+            finally:
+                self._let_go()
+
+    def _let_go(self) -> None:
+        """The run is over (or raised): what refers back to the kernel from within lets go, so
+        that a finished kernel is in no reference cycle and is freed by reference counting as
+        soon as its last outside reference goes, with its decoders and books, simulated venues,
+        order flow, market and strategies (a sweep worker runs many: each waited for a full
+        collection). Those references: the order flow's `deliver` and its own callbacks
+        (`OrderFlow.release`); the surface service's clock (from now on the time the run ended
+        at, which `now` no longer moves from); and each slot's strategy, whose context holds the
+        kernel, with the coroutine a run that raised may have left parked (a slot's `strategy`
+        is gone after the run: its counts stay). A strategy the caller still holds keeps its
+        context, and the kernel through it: readable as before. The result is made before, and
+        is the same."""
+        self.flow.release()
+        self.surfaces.clock = functools.partial(int, self.now)
+        for slot in self.slots:
+            slot.coro = None
+            del slot.strategy
 
     async def _replay(self) -> BacktestResult:
         wall0 = time.perf_counter()

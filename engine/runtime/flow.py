@@ -8,7 +8,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Mapping
 from decimal import Decimal, localcontext
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, NoReturn, Protocol
 
 import attrs
 import msgspec
@@ -66,6 +66,11 @@ def _worthless_ok(inst: Instrument) -> bool:
     """Whether `inst` can settle at 0: an option out of the money, a prediction market's losing
     outcome. A future's (or any inverse contract's) delivery price divides its PnL: above 0."""
     return inst.kind in (InstrumentKind.OPTION, InstrumentKind.OUTCOME) and not inst.inverse
+
+
+def _released(*_: object) -> NoReturn:
+    """What a released flow's callbacks are (`OrderFlow.release`): its engine is done."""
+    raise TradingError("this order flow was released: its engine's run is over")
 
 
 class _Whose(Protocol):
@@ -242,6 +247,23 @@ class OrderFlow:
         if waiting:  # journaled before any rate was known: booked once the index arrives
             self.log.warning("ledger.fills_waiting_for_rate", waiting=waiting)
         return {"orders": len(restored), "live": live, "ledger": entries}
+
+    def release(self) -> None:
+        """The engine is done with this flow (a backtest's run is over): the callbacks that
+        point back at the flow or at its engine let go (its engine's `deliver`, the tracker's
+        `on_state`, the risk checker's position and equity, each ledger's late booking and its
+        listening to the market's first rates), so that the flow, its orders and ledgers, and
+        its engine are in no reference cycle through it: freed by reference counting as soon
+        as nothing holds them, not by the cyclic collector. What it recorded stays readable
+        (ledgers, positions, equity, counts); an order or a report given to it now raises."""
+        self.deliver = _released
+        self.tracker.on_state = None
+        self.risk.position_of = _released
+        self.risk.equity_of = None
+        listening = [ledger.rate_known for ledger in self.ledgers.values()]  # equal while bound to one
+        self.market.on_first_rate[:] = [f for f in self.market.on_first_rate if f not in listening]
+        for ledger in self.ledgers.values():
+            ledger.on_late_booking = None
 
     def ledger(self, strategy: str) -> Ledger:
         ledger = self.ledgers.get(strategy)

@@ -636,9 +636,10 @@ class ReplayDecoder:
             # It holds this decoder weakly, so the decoder is in no cycle of its own (as no venue
             # decoder is: tests/venue/test_decoder_freed.py): code that holds it directly
             # (bench_cache's data path, a tool) frees it, its books with it, when it drops it; a
-            # backtest's goes with its kernel (which holds it in `decoders` and is in cycles
-            # itself). Whoever calls it keeps the decoder; called after the decoder is gone, it
-            # raises ReferenceError.
+            # backtest's goes with its kernel (which holds it in `decoders`, and is freed as
+            # soon as its finished run's last reference goes: tests/backtest/test_kernel_freed.py).
+            # Whoever calls it keeps the decoder; called after the decoder is gone, it raises
+            # ReferenceError.
             self.apply = _replay.Replay(self, self._classes, BookUpdate, MalformedFrame)  # type: ignore[assignment]
 
     def decode(self, frame: Any, ts_local: int) -> list[MarketEvent]:
@@ -1092,7 +1093,7 @@ class EventCache:
         # The decoders raise the entry's damage from its path and the log, not through the replay
         # (`replay.damaged`), which holds them: a cycle that kept a dropped replay's decoders and
         # books until a full collection where nothing else held them (bench_cache's data path, a
-        # tool; a backtest's kernel holds them and is in cycles itself).
+        # tool, a finished backtest's kernel).
         damaged = functools.partial(_damaged, path, log)
         for rd in replay_decoders.values():
             rd.readers = readers

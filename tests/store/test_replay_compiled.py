@@ -328,7 +328,8 @@ def test_a_dropped_replay_decoder_is_freed_at_once_with_its_books(tmp_path: Path
     with it: nothing it holds refers back to it (the compiled replay holds it weakly; the damage
     it raises is the entry's, not a method of the replay that holds the decoders). So code that
     holds an entry directly (bench_cache's data path, a tool) frees it when it drops it; a cycle
-    kept its books until a full collection. (A backtest's go with its kernel, in cycles itself.)"""
+    kept its books until a full collection. (A backtest's go with its finished kernel, freed the
+    same way: tests/backtest/test_kernel_freed.py.)"""
     _, cache, key, sources = _entry(tmp_path)
     with no_collector():
         hit = cache.open(

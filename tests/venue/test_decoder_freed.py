@@ -3,7 +3,8 @@ holds no reference to itself (a bound method of its own kept in its state: Derib
 entry, the JSON-RPC route memo, Polymarket's appliers) that only the cyclic collector would
 break: with the collector held back (or slow), each kept its books, registry and memos alive.
 Code that holds a decoder directly (a live session's reconnects, `tradingd decode`, a tool) frees
-it when it lets go; a backtest's decoders go with their kernel, which is in cycles of its own."""
+it when it lets go; a backtest's decoders go with their finished kernel, freed the same way
+(tests/backtest/test_kernel_freed.py)."""
 
 from __future__ import annotations
 
