@@ -858,7 +858,8 @@ class PolymarketDecoder:
         items = _page_items(obj)
         for item in items:
             if not isinstance(item, dict):
-                raise _malformed(f"expected a JSON object (or an array of them), got {type(item).__name__}")
+                got = type(item).__name__
+                raise _malformed(f"frame: expected a JSON object (or an array of them), got {got}")
             kind = item.get("event_type")
             if kind is None:
                 kind = _classify(item)

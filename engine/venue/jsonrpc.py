@@ -77,6 +77,24 @@ _SEND_ERRORS: Final = (trio_websocket.ConnectionClosed, trio.BrokenResourceError
 _UNREADABLE: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
+def unreadable(venue: str, exc: Exception) -> MalformedFrame:
+    """A frame whose envelope msgspec could not read (`_UNREADABLE`), as the frame's
+    `MalformedFrame`, in the words every venue uses, the decoder's and the session's alike:
+    "frame: not JSON (...)", "frame: Expected 'object', got 'array'" (JSON, but not the shape of a
+    message), "frame: a string is not UTF-8 (...)", "frame: nested deeper than ..."."""
+    if isinstance(exc, msgspec.ValidationError):
+        return invalid_frame(venue, "frame", exc)
+    if isinstance(exc, msgspec.DecodeError):
+        return not_json(venue, "frame", exc)
+    if isinstance(exc, UnicodeDecodeError):
+        # msgspec checks a string's UTF-8 only when it reads it as a str, after the envelope.
+        return malformed_frame(venue, f"frame: a string is not UTF-8 ({exc.reason} at byte {exc.start})")
+    # A short frame is not checked for nesting (engine.venue.plugins): msgspec, skipping a member
+    # nested deeper than the interpreter allows, refuses it with a RecursionError. Nothing was
+    # applied.
+    return malformed_frame(venue, "frame: nested deeper than the interpreter's recursion limit")
+
+
 class NotificationParams(Struct):
     """A notification's `params`: its `channel` and `data` (kept raw: the decoder reads it). A
     venue whose notifications carry more extends it (Deribit's heartbeat `type`)."""
@@ -163,25 +181,9 @@ class JsonRpcDecoder(abc.ABC):
         except MalformedFrame:
             stats.malformed += 1
             raise
-        except msgspec.ValidationError as exc:  # JSON, but not the shape of a message
+        except _UNREADABLE as exc:
             stats.malformed += 1
-            raise invalid_frame(self.venue, "frame", exc) from None
-        except msgspec.DecodeError as exc:
-            stats.malformed += 1
-            raise not_json(self.venue, "frame", exc) from None
-        except UnicodeDecodeError as exc:
-            # msgspec checks a string's UTF-8 only when it reads it as a str, after the envelope.
-            stats.malformed += 1
-            raise malformed_frame(
-                self.venue, f"frame: a string is not UTF-8 ({exc.reason} at byte {exc.start})"
-            ) from None
-        except RecursionError:
-            # A short frame is not checked for nesting (engine.venue.plugins): msgspec, skipping a
-            # member nested deeper than the interpreter allows, refuses it so. Nothing was applied.
-            stats.malformed += 1
-            raise malformed_frame(
-                self.venue, "frame: nested deeper than the interpreter's recursion limit"
-            ) from None
+            raise unreadable(self.venue, exc) from None
         stats.events += len(events)
         return events
 
@@ -393,9 +395,7 @@ class JsonRpcSession(VenueSession):
         try:
             env = self._envelope(message)
         except _UNREADABLE as exc:
-            self.malformed(
-                MalformedFrame(f"not a JSON-RPC message: {type(exc).__name__}: {exc}", venue=self.venue)
-            )
+            self.malformed(unreadable(self.venue, exc))
             return
         if env.id is not None and (env.result or env.error):
             self._answer(env)

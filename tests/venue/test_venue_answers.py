@@ -35,6 +35,25 @@ async def test_a_non_utf8_envelope_is_malformed_at_the_source(make: Any) -> None
 
 
 @pytest.mark.parametrize("make", SESSIONS)
+async def test_a_frame_the_session_cannot_read_is_logged_in_the_decoders_words(make: Any) -> None:
+    """What the JSON-RPC session parses itself (a frame that is no notification) is refused in the
+    words its decoder uses for the same bytes ("frame: not JSON (...)"): it logged "not a JSON-RPC
+    message: DecodeError: Input data was truncated". Polymarket's session hands every frame to its
+    decoder."""
+    session: Session = make()
+    said: list[str] = []
+    session.malformed = lambda exc: said.append(str(exc))  # type: ignore[method-assign]
+    frames = [b"not json", b'{"jsonrpc":"2.0","id":', b'{"method":"\xff"}', b"5"]
+    for frame in frames:
+        await session._handle(frame, 0)
+    assert said[0].startswith("frame: not JSON (") and len(said) == len(frames)
+    for frame, text in zip(frames, said, strict=True):
+        with pytest.raises(MalformedFrame) as err:
+            session.decoder.decode(frame, 0)
+        assert str(err.value) == text
+
+
+@pytest.mark.parametrize("make", SESSIONS)
 @pytest.mark.parametrize(
     "error",
     [
