@@ -729,6 +729,7 @@ class BacktestKernel:
         self.data_path = "frames"
         self.cache_entry: Path | None = None
         self._evc_writer: CacheWriter | None = None
+        self._ran = False  # `run` once: it lets go of what it ran with (`_let_go`)
         # The window (`BacktestSettings.start_ns/end_ns`): whether the replay stopped at its end
         # (the data went on), and then the readers' bad lines met, by file.
         self._stopped = False
@@ -1356,6 +1357,9 @@ class BacktestKernel:
         """Replay every source to the end and return the result. Meanwhile log lines carry the
         simulated time (`"clock": "sim"`, engine.logs.setup): from the first frame read to the
         end of what was in flight when the data ended; before the first frame, the wall time."""
+        if self._ran:
+            raise RuntimeError("a BacktestKernel runs once: make a new one for another run")
+        self._ran = True
         with simulated_clock(lambda: self.now or None):  # `now` is 0 until the first frame
             try:
                 return await self._replay()
@@ -1378,12 +1382,15 @@ class BacktestKernel:
         kernel, with the coroutine a run that raised may have left parked (a slot's `strategy`
         is gone after the run: its counts stay). A strategy the caller still holds keeps its
         context, and the kernel through it: readable as before. The result is made before, and
-        is the same."""
+        is the same. A parked coroutine is closed first, while the flow still takes what its
+        `finally` may do."""
+        for slot in self.slots:
+            slot.coro = None
         self.flow.release()
         self.surfaces.clock = functools.partial(int, self.now)
         for slot in self.slots:
-            slot.coro = None
-            del slot.strategy
+            if hasattr(slot, "strategy"):
+                del slot.strategy
 
     async def _replay(self) -> BacktestResult:
         wall0 = time.perf_counter()

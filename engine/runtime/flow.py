@@ -255,7 +255,9 @@ class OrderFlow:
         listening to the market's first rates), so that the flow, its orders and ledgers, and
         its engine are in no reference cycle through it: freed by reference counting as soon
         as nothing holds them, not by the cyclic collector. What it recorded stays readable
-        (ledgers, positions, equity, counts); an order or a report given to it now raises."""
+        (ledgers, positions, equity, counts). It is not for trading any more: a report it would
+        deliver raises, and so does an order checked against a position limit; the risk
+        checker's daily-loss limit no longer sees equity."""
         self.deliver = _released
         self.tracker.on_state = None
         self.risk.position_of = _released

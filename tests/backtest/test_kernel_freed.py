@@ -158,6 +158,21 @@ def test_a_strategy_held_after_the_run_keeps_its_kernel_readable(config: Path, c
         assert not _alive(refs), _alive(refs)
 
 
+def test_a_kernel_runs_once_and_a_second_run_says_so(config: Path) -> None:
+    """A run lets go of what it ran with (its slots' strategies, the flow's callbacks), so a
+    second `run` of the same kernel is refused in one clear line before it touches anything: it
+    met the router's "a strategy named ... is already running" and then, in `_let_go`, a bare
+    AttributeError that hid it. Letting go twice is harmless."""
+    kernel = _kernel(config, False, None, False)
+    first = trio.run(kernel.run)
+    once = "^a BacktestKernel runs once: make a new one for another run$"
+    with pytest.raises(RuntimeError, match=once) as err:
+        trio.run(kernel.run)
+    assert err.value.__context__ is None
+    kernel._let_go()
+    assert first.files[0].frames > 0
+
+
 def trials(config: str, n: int) -> dict[str, Any]:
     """`n` sweep trials of `config` run in this process (a worker's), the collector off: after
     each, what is left of the backtests (kernels, order flows, markets, books)."""
