@@ -42,14 +42,10 @@ START = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
 
 
 class _Discard:
-    """An output that keeps nothing and counts what it was given (the terminal is not what is
-    measured): bytes for `tail`'s view, text for the logging set-up."""
-
-    def __init__(self) -> None:
-        self.written = 0
+    """An output that keeps nothing (the terminal is not what is measured): bytes for `tail`'s
+    view, text for the logging set-up."""
 
     def write(self, data: bytes | str) -> int:
-        self.written += len(data)
         return len(data)
 
     def flush(self) -> None:

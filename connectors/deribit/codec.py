@@ -1225,9 +1225,11 @@ if _fast is not None:
     # no bound method (the interpreter calls the method with the decoder first) and costs what a
     # bound `decode` looked up once costs, so no caller hoists it; nothing is stored on the
     # instance (a bound method in the decoder's `__dict__` made a cycle, decoder -> method ->
-    # decoder, that only the cyclic collector freed). On the class it is that method; the
-    # reference, the guarded Python `decode` whatever `compiled` says, is `_DECODE`. A subclass's
-    # or a test's `decode` replaces it (the attribute lookup finds theirs first).
+    # decoder, that only the cyclic collector freed). On the class it is that method (so
+    # `DeribitDecoder.decode(d, frame, ts)` runs the C entry on a compiled `d`, and takes only a
+    # DeribitDecoder as `d`); the reference, the guarded Python `decode` whatever `compiled` says,
+    # is `_DECODE`. A subclass's or a test's `decode` replaces it (the attribute lookup finds
+    # theirs first).
     # tests/venue/test_decode_lookup.py.
     setattr(DeribitDecoder, "decode", _fast.method(DeribitDecoder))  # noqa: B010  # mypy: a method is not assigned
 
