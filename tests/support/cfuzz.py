@@ -17,7 +17,8 @@ read past a buffer or a bad reference count aborts the run; it runs on any build
     python -m tests.support.cfuzz frames|cache [--quick] [--more]
 
 `--quick`: a sparser set of mutations (minutes, not hours); `--more`: more real data (frames of
-each channel kind from the generator's stream and the bundled sample; the sample's records).
+each channel kind from the generator's stream and the bundled sample; the sample's records),
+slower: each frame starts from deep copies of the decoders, which then hold many books.
 """
 
 from __future__ import annotations
@@ -77,12 +78,18 @@ STRING = re.compile(rb'"[^"\\]*"')
 
 
 class Tally:
-    """What a run tried, and what it found (each failure a text)."""
+    """What a run tried, and what it found (each failure a text, printed when found: a run cut
+    short by a timeout has said them)."""
 
     def __init__(self) -> None:
         self.tried = 0
         self.taken = 0  # by a whole-frame function, called directly
         self.failures: list[str] = []
+
+    def fail(self, text: str) -> None:
+        self.failures.append(text)
+        if len(self.failures) <= 20:
+            print("FAILURE", text[:3000], flush=True)
 
 
 # -- frames ---------------------------------------------------------------------------------------
@@ -124,7 +131,7 @@ def check_frame(fast: DeribitDecoder, ref: DeribitDecoder, frame: bytes, tally: 
     f, r = copy.deepcopy(fast), copy.deepcopy(ref)
     got, want = _outcome(f, frame), _outcome(r, frame)
     if got != want or _state(f) != _state(r):
-        tally.failures.append(f"decode: {frame!r}\n compiled {got}\n python   {want}")
+        tally.fail(f"decode: {frame!r}\n compiled {got}\n python   {want}")
         return
     fn = _whole(frame)
     if fn is None:
@@ -137,15 +144,15 @@ def check_frame(fast: DeribitDecoder, ref: DeribitDecoder, frame: bytes, tally: 
             direct = fn(d, arg, T_LOCAL)
         except Exception as exc:
             if not want.startswith("('raised'"):
-                tally.failures.append(f"direct raised {exc!r}, the reference {want}: {frame!r}")
+                tally.fail(f"direct raised {exc!r}, the reference {want}: {frame!r}")
             continue
         if direct is None:
             if _state(d) != before:
-                tally.failures.append(f"direct None with the decoder changed: {frame!r}")
+                tally.fail(f"direct None with the decoder changed: {frame!r}")
             continue
         tally.taken += isinstance(arg, bytes)
         if (isinstance(arg, str) and not arg.isascii()) or repr(("events", direct)) != want:
-            tally.failures.append(f"direct {direct!r}\n reference {want}: {arg!r}")
+            tally.fail(f"direct {direct!r}\n reference {want}: {arg!r}")
 
 
 def frame_mutations(frame: bytes, quick: bool) -> Iterator[bytes]:
@@ -191,13 +198,17 @@ def fuzz_frames(stream: list[bytes], at: list[int], quick: bool, tally: Tally, l
     targets = set(at)
     for i, frame in enumerate(stream):
         if i in targets:
-            t0, n0 = time.perf_counter(), tally.tried
+            t0, n0, f0 = time.perf_counter(), tally.tried, len(tally.failures)
             for m in frame_mutations(frame, quick):
                 check_frame(fast, ref, m, tally)
             channel = frame[len(PREFIX) : len(PREFIX) + 40]
-            print(f"{label} #{i} {channel!r}: {tally.tried - n0} frames, {time.perf_counter() - t0:.1f} s")
+            print(
+                f"{label} #{i} {channel!r}: {tally.tried - n0} frames, {len(tally.failures) - f0} failures,"
+                f" {time.perf_counter() - t0:.1f} s",
+                flush=True,
+            )
         if _outcome(fast, frame) != _outcome(ref, frame):
-            tally.failures.append(f"the stream's frame: {frame!r}")
+            tally.fail(f"the stream's frame: {frame!r}")
 
 
 def _picks(frames: list[bytes], start: int, per_kind: int) -> list[int]:
@@ -286,7 +297,7 @@ def run_cache(args: argparse.Namespace, tally: Tally) -> None:
         tally.tried += 1
         got, want = outcome(_replay.scan_lines), outcome(model_scan)
         if got != want:
-            tally.failures.append(f"scan_lines{scan_args!r}\n compiled {got!r}\n model {want!r}")
+            tally.fail(f"scan_lines{scan_args!r}\n compiled {got!r}\n model {want!r}")
 
     def line(ts: int, frame: bytes) -> bytes:
         sec, frac = divmod(ts, 1_000_000_000)
@@ -329,8 +340,6 @@ def main(argv: list[str] | None = None) -> int:
         f"cfuzz {args.what}: {tally.tried} tried, {tally.taken} taken by a whole-frame function, "
         f"{len(tally.failures)} failures, {time.perf_counter() - t0:.0f} s"
     )
-    for failure in tally.failures[:20]:
-        print(failure[:3000])
     return 1 if tally.failures else 0
 
 
