@@ -742,15 +742,15 @@ done:
  * recorder write, `{"jsonrpc":"2.0","method":"subscription","params":{"channel":"<name>","data":
  * {...}}}` with no whitespace, and do what msgspec's parse (`_FastFrame[_BookData]`,
  * `_FastFrame[_QuoteData]`) and the body (`book_events`, `_quote_events`) do, without the parse's
- * objects. The whole frame is read and checked before anything changes; None (nothing changed)
- * for any frame not exactly of that shape: another envelope, a byte after it, whitespace, an
- * escape or a byte outside printable ASCII in a string, a data member unknown, missing or
- * repeated, a number form not handled here or outside its type's bounds (msgspec's `Price`,
- * `Amount`, `Millis`, int64), and for every book state but the common case (below). Numbers are
- * what msgspec gives: an integer literal in a float field is that integer's float (`-0` is 0.0);
- * a decimal one is the correctly rounded double (exact in the fast case below, `PyOS_string_to_
- * double` otherwise); integer fields take integer literals only. Every read is bounded by the
- * frame's end. */
+ * objects. The whole frame is read and checked before anything changes; None (nothing changed) for
+ * any frame not exactly of that shape: not exactly bytes, another envelope, a byte after it,
+ * whitespace, an escape or a byte outside printable ASCII in a string, a data member unknown,
+ * missing or repeated, a number form not handled here or outside its type's bounds (msgspec's
+ * `Price`, `Amount`, `Millis`, int64), and for every book state but the common case (below).
+ * Numbers are what msgspec gives: an integer literal in a float field is that integer's float (`-0`
+ * is 0.0); a decimal one is the correctly rounded double (exact in the fast case below,
+ * `PyOS_string_to_double` otherwise); integer fields take integer literals only. Every read is
+ * bounded by the frame's end. */
 
 typedef struct {
     const char *p, *end;
@@ -876,10 +876,13 @@ static const Name BOOK_MEMBERS[B_COUNT] = {NAME("type"),           NAME("instrum
  * valid book's change id, or a snapshot of a valid book, on an exact `OrderBook` in the state the
  * decoder keeps, `codec._apply` the function defined there. */
 static PyObject *fast_book_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyBytes_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "book_frame(decoder, frame: bytes, ts_local)");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "book_frame(decoder, frame, ts_local)");
         return NULL;
     }
+    /* A frame not exactly bytes is the Python path's, a bytes subclass's too: `decode` routes
+     * those here (its route asks `isinstance`), and they were a TypeError, the decoder's fault. */
+    if (!PyBytes_CheckExact(args[1])) Py_RETURN_NONE;
     if (namespace == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_fast.setup() was not called");
         return NULL;
@@ -1049,10 +1052,11 @@ static struct {
  * `_quote_events` builds it (an empty side, amount 0, is None), or None (a bid above the ask
  * goes to the reference, which refuses the frame). No state changes. */
 static PyObject *fast_quote_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyBytes_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "quote_frame(decoder, frame: bytes, ts_local)");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "quote_frame(decoder, frame, ts_local)");
         return NULL;
     }
+    if (!PyBytes_CheckExact(args[1])) Py_RETURN_NONE; /* the Python path's, as in `book_frame` */
     if (ticker == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_fast.setup() was not called");
         return NULL;

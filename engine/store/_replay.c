@@ -469,32 +469,53 @@ static inline PyObject *owner_of(Replay *self) {
     return owner;
 }
 
-/* The entry's damage: `raise owner.damaged(exc) from exc` (MalformedFrame as it is), as the
-   Python replay's `except Exception`: what is not an Exception (KeyboardInterrupt, SystemExit,
-   a generator's exit) says nothing of the entry and goes through as it is. */
-static PyObject *damaged(Replay *self, PyObject *owner) {
+/* `raise damaged(exc) from exc` in an `except Exception as exc:` clause, as Python runs it, for
+ * the exception set (`damaged` the callable `fn`, or `owner.damaged` when `owner` is given):
+ * what is not an Exception (KeyboardInterrupt, SystemExit, a generator's exit), what matches
+ * `pass` (MalformedFrame, as it is), and anything with `fn` None go through as they are.
+ * Python's `raise` throughout: `exc` is the exception being handled while `damaged` is found,
+ * called and raised (what raises meanwhile has it as its context, the raised one too unless it
+ * is `exc` itself); an exception class returned is called; anything else returned is the
+ * TypeError Python's `raise` gives (that no `damaged` of ours returns: a test's, a subclass's,
+ * which was given to PyException_SetContext as if an exception, a write past a small object). */
+static PyObject *raise_damaged(PyObject *fn, PyObject *owner, PyObject *pass) {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
-    if (value == NULL || !PyErr_GivenExceptionMatches(type, PyExc_Exception) ||
-        PyErr_GivenExceptionMatches(type, self->malformed)) {
+    if (fn == Py_None || value == NULL || !PyErr_GivenExceptionMatches(type, PyExc_Exception) ||
+        (pass != NULL && PyErr_GivenExceptionMatches(type, pass))) {
         PyErr_Restore(type, value, tb);
         return NULL;
     }
     if (tb != NULL) PyException_SetTraceback(value, tb);
     Py_XDECREF(tb);
     Py_DECREF(type);
-    PyObject *fn = PyObject_GetAttr(owner, s_damaged);
+    PyObject *handled_type, *handled, *handled_tb; /* the clause's `exc` handled meanwhile */
+    PyErr_GetExcInfo(&handled_type, &handled, &handled_tb);
+    PyErr_SetExcInfo(Py_NewRef((PyObject *)Py_TYPE(value)), Py_NewRef(value), PyException_GetTraceback(value));
+    fn = owner != NULL ? PyObject_GetAttr(owner, s_damaged) : Py_NewRef(fn);
     PyObject *exc = fn == NULL ? NULL : PyObject_CallOneArg(fn, value);
     Py_XDECREF(fn);
-    if (exc == NULL) {
-        Py_DECREF(value);
-        return NULL;
+    if (exc != NULL && PyExceptionClass_Check(exc)) { /* `raise Class from exc`: Class() */
+        PyObject *cls = exc;
+        exc = PyObject_CallNoArgs(cls);
+        if (exc != NULL && !PyExceptionInstance_Check(exc)) {
+            PyErr_Format(PyExc_TypeError, "calling %R should have returned an instance of BaseException, not %R",
+                         cls, (PyObject *)Py_TYPE(exc));
+            Py_CLEAR(exc);
+        }
+        Py_DECREF(cls);
+    } else if (exc != NULL && !PyExceptionInstance_Check(exc)) {
+        Py_CLEAR(exc);
+        PyErr_SetString(PyExc_TypeError, "exceptions must derive from BaseException");
     }
-    PyException_SetContext(exc, Py_NewRef(value));
-    PyException_SetCause(exc, value); /* steals; sets __suppress_context__ */
-    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-    Py_DECREF(exc);
+    if (exc != NULL) {
+        PyException_SetCause(exc, Py_NewRef(value)); /* steals; sets __suppress_context__ */
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc); /* its context: `value`, chained as Python chains */
+        Py_DECREF(exc);
+    }
+    PyErr_SetExcInfo(handled_type, handled, handled_tb);
+    Py_DECREF(value);
     return NULL;
 }
 
@@ -567,7 +588,7 @@ static PyObject *replay_call(PyObject *op, PyObject *const *args, size_t nargsf,
     goto out;
 fail:
     Py_DECREF(events);
-    result = damaged(self, owner);
+    result = raise_damaged(NULL, owner, self->malformed);
     goto out;
 reference:;
     PyObject *call[3] = {owner, body, args[1]};
@@ -1325,32 +1346,6 @@ static PyObject *get_value(Records *r, PyObject *ts_obj, int64_t ts, int depth) 
     }
 }
 
-/* `raise damaged(exc) from exc` for an Exception (what is not one goes through as it is); with
-   `damaged` None, the exception as it is. */
-static PyObject *raise_damaged(PyObject *fn, PyObject *pass) {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (fn == Py_None || value == NULL || !PyErr_GivenExceptionMatches(type, PyExc_Exception) ||
-        (pass != NULL && PyErr_GivenExceptionMatches(type, pass))) {
-        PyErr_Restore(type, value, tb);
-        return NULL;
-    }
-    if (tb != NULL) PyException_SetTraceback(value, tb);
-    Py_XDECREF(tb);
-    Py_DECREF(type);
-    PyObject *exc = PyObject_CallOneArg(fn, value);
-    if (exc == NULL) {
-        Py_DECREF(value);
-        return NULL;
-    }
-    PyException_SetContext(exc, Py_NewRef(value));
-    PyException_SetCause(exc, value); /* steals; sets __suppress_context__ */
-    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-    Py_DECREF(exc);
-    return NULL;
-}
-
 static PyObject *records_next(PyObject *op) {
     Records *r = (Records *)op;
     if (r->left <= 0) return NULL;
@@ -1399,7 +1394,7 @@ fail:
     Py_XDECREF(ts_obj);
     Py_XDECREF(idx);
     Py_XDECREF(body);
-    return raise_damaged(r->damaged, NULL);
+    return raise_damaged(r->damaged, NULL, NULL);
 }
 
 static PyObject *records_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {

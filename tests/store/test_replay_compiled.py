@@ -422,6 +422,78 @@ def test_the_replay_takes_part_in_collection() -> None:
     assert gone() is None
 
 
+class _NotMade(Exception):
+    """An exception class whose call gives no exception: `raise _NotMade from exc` is a TypeError."""
+
+    def __new__(cls, *args: Any) -> Any:
+        return 5
+
+
+def _raised_in_damaged(exc: BaseException) -> BaseException:
+    raise KeyError("in damaged")
+
+
+# What a `damaged` may return (or do), and what Python's `raise damaged(exc) from exc` makes of it.
+_DAMAGES: dict[str, Any] = {
+    "damage": lambda exc: CacheDamaged(f"damaged ({type(exc).__name__})"),
+    "itself": lambda exc: exc,
+    "a-str": lambda exc: "not an exception",
+    "an-int": lambda exc: 12345678901234567890,
+    "a-class": lambda exc: LookupError,
+    "a-class-making-no-exception": lambda exc: _NotMade,
+    "a-raise": _raised_in_damaged,
+    "not-callable": 3,
+}
+
+
+def damage_returned(name: str) -> list[Any]:
+    """What the compiled replay and the compiled chunk reader raise when the entry's `damaged`
+    is `_DAMAGES[name]`, and what their Python references raise (`ReplayDecoder.apply`,
+    `CachedReplay._py_records`): for each, the exception's type, text, context, cause, and
+    whether its context is the damage itself. Run in a child by the test below: the compiled
+    code gave what `damaged` returned to PyException_SetContext as if an exception (a write past
+    a str or an int: a crash)."""
+    damaged = _DAMAGES[name]
+
+    def seen(call: Any, *args: Any) -> list[Any]:
+        try:
+            call(*args)
+        except Exception as exc:
+            context, cause = exc.__context__, exc.__cause__
+            return [type(exc).__name__, str(exc), repr(context), repr(cause), context is exc]
+        raise AssertionError("nothing raised")
+
+    out = []
+    for compiled in (True, False):
+        rd = _bare(compiled)
+        rd.damaged = damaged
+        assert isinstance(rd.apply, _replay.Replay) is compiled
+        out.append(seen(rd.apply, _update(((math.nan, 1.0),)), 1))  # a ValueError in `update`
+    chunk = b"\x07"  # a record's flags 7: a ValueError
+    out.append(seen(next, _replay.Records(chunk, 0, 1, 1, (), (), pickle.loads, damaged)))
+    reference = attrs.make_class("Replay", {"damaged": attrs.field()})(damaged)
+    records = evformat.py_records(chunk, 0, 1, 1, (), (), pickle.loads)
+    out.append(seen(next, evcache.CachedReplay._py_records(reference, records)))
+    return out
+
+
+@pytest.mark.parametrize("name", list(_DAMAGES))
+def test_the_damage_is_raised_as_python_raises_it_whatever_damaged_returns(name: str) -> None:
+    """`raise damaged(exc) from exc`, compiled (the replay, the chunk reader) as in Python, in a
+    child: an exception is raised with `exc` as its cause and context (no context when it is
+    `exc` itself), a class is called, anything else is Python's TypeError, never a crash."""
+    replay, replay_py, records, records_py = in_a_child(
+        "tests.store.test_replay_compiled", "damage_returned", name, timeout=120
+    )
+    assert replay == replay_py
+    assert records == records_py
+    if name in ("a-str", "an-int"):
+        assert replay[:2] == ["TypeError", "exceptions must derive from BaseException"]
+    if name == "itself":
+        assert replay[2] == "None" and records[2] == "None"
+    assert not replay[4] and not records[4]
+
+
 # -- the chunk codec (_replay.Encoder, _replay.Records) against evformat, its Python reference -----
 class _Point(msgspec.Struct, frozen=True, gc=False):
     """A Struct an event may hold (as Ticker holds Greeks): written by its fields."""

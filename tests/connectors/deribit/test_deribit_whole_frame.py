@@ -183,6 +183,26 @@ def test_the_real_captures_take_the_whole_frame_path_and_decode_the_same(
     assert (taken.lists, taken.nones) == (3, 1)
 
 
+class _Bytes(bytes):
+    """A frame of a bytes subclass (a transport's own type): `decode`'s route asks `isinstance`."""
+
+
+def test_a_bytes_subclass_frame_decodes_as_the_reference() -> None:
+    """Every real capture as a bytes subclass: the compiled decoder gives the reference's events
+    and state (the book and quote functions refused the frame with a TypeError, the decoder's
+    fault, its books invalidated), and the whole-frame functions leave it to the Python path."""
+    compiled, python = _pair(INSTRUMENTS)
+    names = sorted(p.name for p in FIXTURES.glob("ws_*.json"))
+    for name in [*names, *names]:  # the second time: books valid, instruments' states known
+        frame = _Bytes(_compact(name))
+        assert not _same(compiled, python, frame).startswith("('raised', 'DecoderFault'"), name
+    assert compiled.stats.malformed == 0 and all(b.valid for b in compiled._books.values())
+    other: Any = bytearray(QUOTE)
+    for fn in (_fast.book_frame, _fast.quote_frame):
+        assert fn(compiled, _Bytes(_compact("ws_book_delta.json")), T_LOCAL) is None
+        assert fn(compiled, other, T_LOCAL) is None
+
+
 def _bench_frames() -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
     sys.path.insert(0, str(ROOT / "bench"))
     try:
