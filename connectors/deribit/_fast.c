@@ -1129,8 +1129,8 @@ done:
 
 /* -- The decode entry (issue 17) -------------------------------------------------------------
  *
- * `decode(decoder, frame, ts_local)`: `DeribitDecoder.decode` for a compiled decoder (codec.py
- * binds it to the instance), with its sniff and route done here before any Python runs. A frame
+ * `decode(decoder, frame, ts_local)`: what a compiled decoder's `decode` (`method`, below) runs,
+ * with its sniff and route done here before any Python runs. A frame
  * that is exactly `bytes`, starts with the canonical notification prefix and whose channel
  * (the text up to the next `"`) has a route in the decoder's memo (`_fast`, keyed as `decode`
  * keys it) with a whole-frame function is given to that function: its events, counted in
@@ -1147,7 +1147,7 @@ done:
  * the guard refuses it), then the counts, the `DecoderFault` and its cause. A result that is
  * not an exact list (no real function's) is counted by codec's `_whole_returned`, as `decode`
  * counts it (a failure there its guard's fault). */
-static PyObject *py_decode = NULL; /* DeribitDecoder.decode, guarded (the reference) */
+static PyObject *py_decode = NULL; /* codec._DECODE: the Python decode, guarded (the reference) */
 static PyObject *py_raised = NULL; /* codec._whole_raised(decoder, frame, exc): raises */
 static PyObject *py_returned = NULL; /* codec._whole_returned(decoder, frame, events): counts */
 static PyObject *s__fast, *s_stats, *s_frames, *s_events, *s_compiled;
@@ -1375,10 +1375,11 @@ static PyObject *fast_setup_decode(PyObject *module, PyObject *const *args, Py_s
  * 1% of it; a descriptor type of our own, which the interpreter calls only through its generic
  * call, was 1.5 to 2.4% slower), so no caller hoists the lookup. It holds only the class (no
  * decoder refers to itself through it: tests/venue/test_decoder_freed.py). Looked up as an
- * attribute (`d = decoder.decode`) it is a bound builtin method that calls it. Every call but the common one (the frame and ts_local,
- * positional) goes as it went to the bound entry `compiled` chooses: the C entry refuses
- * keywords, the Python decode takes them. A subclass's `decode`, or one set on the class or on an
- * instance, is found before it, as any method's. tests/venue/test_decode_lookup.py. */
+ * attribute (`d = decoder.decode`) it is a bound builtin method that calls it. Every call but
+ * the common one (the frame and ts_local, positional) goes as it went to the bound entry
+ * `compiled` chooses: the C entry refuses keywords, the Python decode takes them. A subclass's
+ * `decode`, or one set on the class or on an instance, is found before it, as any method's.
+ * tests/venue/test_decode_lookup.py. */
 static PyObject *c_decode = NULL; /* this module's `decode` (the C entry as a function) */
 
 /* The decoder's `compiled` as a truth value (1, 0), or -1 with an exception. */
