@@ -317,11 +317,7 @@ def run_cache(args: argparse.Namespace, tally: Tally) -> None:
             for prefix, base in cached:
                 scan(buf, 0, i, prefix, base, None, 10)
         for i in range(len(buf)):
-            for b in (
-                (b"\n", b"9", b"\xff")
-                if args.quick
-                else (b"\x00", b"\n", b"\r", b" ", b"Z", b".", b"9", b"\xff")
-            ):
+            for b in (b"\n", b"9", b"\xff") if args.quick else LINE_BYTES:
                 for prefix, base in cached:
                     scan(buf[:i] + b + buf[i + 1 :], 0, len(buf), prefix, base, 7, 10)
     print(f"lines: {tally.tried - n0} scans compared with the model, {time.perf_counter() - t0:.0f} s")
