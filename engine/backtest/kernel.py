@@ -1382,10 +1382,17 @@ class BacktestKernel:
         kernel, with the coroutine a run that raised may have left parked (a slot's `strategy`
         is gone after the run: its counts stay). A strategy the caller still holds keeps its
         context, and the kernel through it: readable as before. The result is made before, and
-        is the same. A parked coroutine is closed first, while the flow still takes what its
-        `finally` may do."""
+        is the same. A strategy's coroutine parked when the run raised is closed first, while
+        the flow still takes what its `finally` may do (dropping it was not enough: the
+        exception's traceback may hold it, and it would have closed only after the flow let go);
+        one that will not close is logged, the run's outcome is not changed."""
         for slot in self.slots:
-            slot.coro = None
+            coro, slot.coro = slot.coro, None
+            if coro is not None:
+                try:
+                    coro.close()
+                except Exception as exc:  # it awaited in its `finally`, or raised there
+                    self.log.warning("backtest.strategy_not_closed", strategy=slot.name, error=repr(exc))
         self.flow.release()
         self.surfaces.clock = functools.partial(int, self.now)
         for slot in self.slots:

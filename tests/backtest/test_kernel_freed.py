@@ -25,13 +25,13 @@ from typing import Any
 import pytest
 import trio
 
-from tests.support.backtests import bundled_config_on
+from tests.support.backtests import bundled_config_on, config_span
 from tests.support.child import in_a_child
 from tests.support.collector import no_collector
 from tradingd.cli.backtest import build_kernel
 from tradingd.config import load_config
-from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
-from tradingd.engine.backtest.span import data_span
+from tradingd.engine import MarketEvent, Strategy, Subscription
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 from tradingd.engine.store.evcache import EventCache
 from tradingd.engine.venue.plugins import load_venue
 
@@ -59,12 +59,7 @@ def _kernel(config: Path, compiled: bool, cache: EventCache | None, window: bool
     loaded = load_config(config)
     start = end = None
     if window:  # the middle of the data: a warm-up before it, a stop at its end
-        bt = loaded.config.backtest
-        assert bt is not None
-        sources = [DataSource(d.venue, p, d.format) for d, p in zip(bt.data, loaded.data_paths, strict=True)]
-        span = data_span({s.venue: load_venue(s.venue) for s in sources}, sources)
-        assert span is not None
-        first, last = span
+        first, last = config_span(loaded)
         start, end = first + (last - first) // 4, first + 3 * (last - first) // 4
     kernel = build_kernel(loaded, event_cache=cache, start_ns=start, end_ns=end)
     kernel.compiled = compiled
@@ -171,6 +166,48 @@ def test_a_kernel_runs_once_and_a_second_run_says_so(config: Path) -> None:
     assert err.value.__context__ is None
     kernel._let_go()
     assert first.files[0].frames > 0
+
+
+def test_a_strategy_parked_when_the_run_raises_is_closed_before_its_flow_lets_go(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that raises (here its progress callback, at the first checkpoint) leaves a strategy
+    parked in an await: its coroutine is closed while the flow is still whole, so its `finally`
+    runs once, at the end of `run`, against a flow that takes orders. Dropping the slot's
+    reference did not close it: the Python loop's frame, kept by the exception's traceback,
+    still held it, and it closed only when that went, after the flow had let go."""
+    from tradingd.engine.backtest import kernel as kernel_module
+    from tradingd.engine.runtime import flow as flow_module
+
+    monkeypatch.setattr(kernel_module, "_CHECKPOINT_EVERY", 1 << 6)
+    whole: list[bool] = []
+
+    class Parked(Strategy):
+        def required_subscriptions(self) -> list[Subscription]:
+            return [Subscription("deribit", "BTC-PERPETUAL")]
+
+        async def on_event(self, event: MarketEvent) -> None:
+            try:
+                await self.ctx.sleep(3600)
+            finally:
+                whole.append(kernel.flow.deliver is not flow_module._released)
+
+    def boom(done: int, total: int) -> None:
+        raise RuntimeError("stop here")
+
+    sample = config.parent / "sample.rec.zst"
+    kernel = BacktestKernel(
+        {"deribit": load_venue("deribit")},
+        [DataSource("deribit", sample)],
+        [Parked("parked")],
+        BacktestSettings(),
+        progress=boom,
+    )
+    kernel.compiled = False
+    with pytest.raises(RuntimeError, match="^stop here$") as err:
+        trio.run(kernel.run)
+    assert whole == [True], whole
+    assert err.value is not None
 
 
 def trials(config: str, n: int) -> dict[str, Any]:
