@@ -28,6 +28,7 @@ import pytest
 import trio
 
 from tests.support import deribit_frames as dfr
+from tests.support.backtests import config_span
 from tests.support.child import in_a_child
 from tests.support.log_streams import _Stream
 from tradingd.engine import MarketEvent, Strategy, Subscription
@@ -273,14 +274,7 @@ def bundled(config: str, compiled: bool, cache: str | None, window: bool) -> dic
     loaded = load_config(Path(config))
     start = end = None
     if window:
-        from tradingd.engine.backtest.span import data_span
-
-        bt = loaded.config.backtest
-        assert bt is not None
-        sources = [DataSource(d.venue, p, d.format) for d, p in zip(bt.data, loaded.data_paths, strict=True)]
-        span = data_span({s.venue: load_venue(s.venue) for s in sources}, sources)
-        assert span is not None
-        first, last = span
+        first, last = config_span(loaded)
         start, end = first + (last - first) // 4, first + (last - first) // 2
     evc = None if cache is None else EventCache(Path(cache), write_on=1)
     kernel = build_kernel(loaded, event_cache=evc, start_ns=start, end_ns=end)

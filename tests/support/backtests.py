@@ -11,6 +11,7 @@ from typing import Any
 
 import trio
 
+from tradingd.config import LoadedConfig
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.engine import BookUpdate, MarketEvent, Strategy, StrategyContext, Subscription
 from tradingd.engine.backtest.kernel import BacktestKernel, BacktestResult, BacktestSettings, DataSource
@@ -105,6 +106,19 @@ def bundled_config_on(folder: Path, hours: float, seed: int) -> Path:
     config = folder / "bt.toml"
     config.write_text("\n".join(line for line in text.splitlines() if not line.startswith("generate = ")))
     return config
+
+
+def config_span(loaded: LoadedConfig) -> tuple[int, int]:
+    """The first and last timestamps (ns) of a loaded backtest config's data."""
+    from tradingd.engine.backtest.span import data_span
+    from tradingd.engine.venue.plugins import load_venue
+
+    bt = loaded.config.backtest
+    assert bt is not None
+    sources = [DataSource(d.venue, p, d.format) for d, p in zip(bt.data, loaded.data_paths, strict=True)]
+    span = data_span({s.venue: load_venue(s.venue) for s in sources}, sources)
+    assert span is not None
+    return span
 
 
 def crossvenue_samples(folder: Path, hours: float, seed: int = 7) -> tuple[Path, Path]:
