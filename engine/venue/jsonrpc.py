@@ -77,7 +77,7 @@ _SEND_ERRORS: Final = (trio_websocket.ConnectionClosed, trio.BrokenResourceError
 _UNREADABLE: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
-def unreadable(venue: str, exc: Exception) -> MalformedFrame:
+def _unreadable(venue: str, exc: msgspec.DecodeError | UnicodeDecodeError | RecursionError) -> MalformedFrame:
     """A frame whose envelope msgspec could not read (`_UNREADABLE`), as the frame's
     `MalformedFrame`, in the words every venue uses, the decoder's and the session's alike:
     "frame: not JSON (...)", "frame: Expected 'object', got 'array'" (JSON, but not the shape of a
@@ -183,7 +183,7 @@ class JsonRpcDecoder(abc.ABC):
             raise
         except _UNREADABLE as exc:
             stats.malformed += 1
-            raise unreadable(self.venue, exc) from None
+            raise _unreadable(self.venue, exc) from None
         stats.events += len(events)
         return events
 
@@ -395,7 +395,7 @@ class JsonRpcSession(VenueSession):
         try:
             env = self._envelope(message)
         except _UNREADABLE as exc:
-            self.malformed(unreadable(self.venue, exc))
+            self.malformed(_unreadable(self.venue, exc))
             return
         if env.id is not None and (env.result or env.error):
             self._answer(env)

@@ -46,6 +46,7 @@ async def test_a_frame_the_session_cannot_read_is_logged_in_the_decoders_words(m
     frames = [b"not json", b'{"jsonrpc":"2.0","id":', b'{"method":"\xff"}', b"5"]
     for frame in frames:
         await session._handle(frame, 0)
+    assert session.decoder.stats.frames == 0  # the session's own parse refused them all
     assert said[0].startswith("frame: not JSON (") and len(said) == len(frames)
     for frame, text in zip(frames, said, strict=True):
         with pytest.raises(MalformedFrame) as err:
