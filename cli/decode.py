@@ -169,7 +169,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
             try:
                 events = decoder.decode(frame, ts)
             except MalformedFrame as exc:
-                problems.refused(lineno, f"malformed frame: {exc}")
+                # "frame: not JSON (...)" is the frame's own word: said once, not "frame: frame:".
+                problems.refused(lineno, f"malformed frame: {str(exc).removeprefix('frame: ')}")
                 refused.append((ts, frame))
                 continue
             if decoder.stats.unknown_channel != unknown_before:

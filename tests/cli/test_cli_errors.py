@@ -112,6 +112,28 @@ def test_decode_of_a_file_that_is_not_zstd_is_one_line(
     assert code == 1 and err.splitlines() == [not_zstd]
 
 
+def test_decode_names_a_frame_it_cannot_read_once(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A line that is not JSON is "malformed frame: not JSON (...)": the reason's own "frame: "
+    (every venue's, since its wording was unified) is not said twice ("malformed frame: frame:
+    not JSON", which a newcomer met); a reason naming a channel keeps it."""
+    good = (
+        b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"trades.BTC-PERPETUAL.100ms",'
+        b'"data":[{"trade_id":"1","timestamp":1,"price":90000.5,"amount":10,"direction":"sell",'
+        b'"instrument_name":"BTC-PERPETUAL"}]}}'
+    )
+    bad_price = good.replace(b"90000.5", b'"abc"')
+    frames = tmp_path / "frames.jsonl"
+    frames.write_bytes(b"\n".join([good, good[:40], b"xyz", bad_price, good]) + b"\n")
+    code, out, err = _run(["decode", "--venue", "deribit", str(frames)], capfd)
+    assert code == 1 and len(out.splitlines()) == 2
+    lines = err.splitlines()
+    assert "line 2: malformed frame: not JSON (Input data was truncated)" in lines, lines
+    assert "line 3: malformed frame: not JSON (JSON is malformed: invalid character (byte 0))" in lines, lines
+    channel = "line 4: malformed frame: trades.BTC-PERPETUAL.100ms: Expected"
+    assert any(line.startswith(channel) for line in lines), lines
+    assert not any("frame: frame:" in line for line in lines), lines
+
+
 def test_decode_of_a_corrupt_zst_decodes_up_to_the_break_and_names_the_line(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
