@@ -10,8 +10,8 @@
  * tests/store/test_replay_compiled.py replays the same records both ways and compares every
  * event, counter and book after each record. The owner is held weakly (it holds its replay), so a
  * `ReplayDecoder` is in no cycle of its own: code that holds one directly frees it, its books with
- * it, when it drops it (inside a backtest it goes with its kernel, which holds it and is in cycles
- * itself); a replay called after that raises ReferenceError.
+ * it, when it drops it (inside a backtest it goes with its kernel, which holds it and is freed
+ * when its finished run's last reference goes); a replay called after that raises ReferenceError.
  *
  * `update(book, bids, asks)` is `OrderBook.update` for an exact `OrderBook` (the class given to
  * `setup`, while its
@@ -372,7 +372,7 @@ typedef struct {
     /* A weak reference to the ReplayDecoder, which holds this replay (its `apply`): a strong one
      * was a cycle of the decoder's own, so one dropped by code that held it directly (bench_cache's
      * data path, a tool) waited for a full collection, its books with it. A backtest's decoders are
-     * held by its kernel (`decoders`), which is in cycles itself: they still go when it goes. Held
+     * held by its kernel (`decoders`), freed with it once its run is over. Held
      * strongly for each call (`owner_of`); a replay called after its decoder is freed is a
      * ReferenceError. */
     PyObject *owner;
