@@ -1375,12 +1375,38 @@ static PyObject *fast_setup_decode(PyObject *module, PyObject *const *args, Py_s
  * 1% of it; a descriptor type of our own, which the interpreter calls only through its generic
  * call, was 1.5 to 2.4% slower), so no caller hoists the lookup. It holds only the class (no
  * decoder refers to itself through it: tests/venue/test_decoder_freed.py). Looked up as an
- * attribute (`d = decoder.decode`) it is a bound builtin method that calls it. Every call but
- * the common one (the frame and ts_local, positional) goes as it went to the bound entry
- * `compiled` chooses: the C entry refuses keywords, the Python decode takes them. A subclass's
- * `decode`, or one set on the class or on an instance, is found before it, as any method's.
+ * attribute (`d = decoder.decode`) it is a bound builtin method that calls it. It takes the
+ * calls the Python decode takes, `(frame, ts_local)` positional or by name, on either decoder:
+ * a compiled one's are bound here as Python binds them and run the C entry (`bind_args`); any
+ * call they do not bind (a name missing, repeated or unknown, too many) goes to the Python
+ * decode, whose own binding refuses it with Python's TypeError before its body runs (nothing
+ * counted), so both decoders refuse the same calls in the same words. A subclass's `decode`, or
+ * one set on the class or on an instance, is found before it, as any method's.
  * tests/venue/test_decode_lookup.py. */
-static PyObject *c_decode = NULL; /* this module's `decode` (the C entry as a function) */
+static PyObject *s_frame, *s_ts_local; /* the Python decode's parameters' names */
+
+/* 1 when `name` is the parameter name `param` (an exact str: the comparison runs no code). */
+static int is_param(PyObject *name, PyObject *param) {
+    return name == param || (PyUnicode_CheckExact(name) && PyUnicode_Compare(name, param) == 0);
+}
+
+/* `(frame, ts_local)` bound from a call's positional `args` (nargs) and keywords (`kwnames`,
+ * their values after the positional ones) as Python binds the Python decode's parameters: 1
+ * with out[0] the frame and out[1] ts_local (borrowed), 0 when the call does not bind (a
+ * parameter missing or given twice, an unknown name, a third positional), nothing raised. */
+static int bind_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **out) {
+    out[0] = out[1] = NULL;
+    if (nargs > 2) return 0;
+    for (Py_ssize_t i = 0; i < nargs; i++) out[i] = args[i];
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t j = 0; j < nkw; j++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, j);
+        int k = is_param(name, s_frame) ? 0 : is_param(name, s_ts_local) ? 1 : -1;
+        if (k < 0 || out[k] != NULL) return 0;
+        out[k] = args[nargs + j];
+    }
+    return out[0] != NULL && out[1] != NULL;
+}
 
 /* The decoder's `compiled` as a truth value (1, 0), or -1 with an exception. */
 static int is_compiled(PyObject *decoder) {
@@ -1392,7 +1418,7 @@ static int is_compiled(PyObject *decoder) {
 }
 
 static PyObject *decode_method(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-    if (py_decode == NULL || c_decode == NULL) {
+    if (py_decode == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_fast.setup_decode() was not called");
         return NULL;
     }
@@ -1402,7 +1428,11 @@ static PyObject *decode_method(PyObject *self, PyObject *const *args, Py_ssize_t
         PyObject *full[3] = {self, args[0], args[1]};
         return compiled ? fast_decode(NULL, full, 3) : PyObject_Vectorcall(py_decode, full, 3, NULL);
     }
-    PyObject *bound = PyMethod_New(compiled ? c_decode : py_decode, self);
+    if (compiled) {
+        PyObject *full[3] = {self, NULL, NULL};
+        if (bind_args(args, nargs, kwnames, full + 1)) return fast_decode(NULL, full, 3);
+    }
+    PyObject *bound = PyMethod_New(py_decode, self); /* it binds the call, or refuses it */
     if (bound == NULL) return NULL;
     PyObject *events = PyObject_Vectorcall(bound, args, (size_t)nargs, kwnames);
     Py_DECREF(bound);
@@ -1565,6 +1595,8 @@ PyMODINIT_FUNC PyInit__fast(void) {
     INTERN(s_frames, "frames");
     INTERN(s_events, "events");
     INTERN(s_compiled, "compiled");
+    INTERN(s_frame, "frame");
+    INTERN(s_ts_local, "ts_local");
     decoder_names[0] = s__fast;
     decoder_names[1] = s_books;
     decoder_names[2] = s_stats;
@@ -1577,12 +1609,5 @@ PyMODINIT_FUNC PyInit__fast(void) {
     py_min = py_max == NULL ? NULL : PyObject_GetAttrString(builtins, "min");
     Py_DECREF(builtins);
     if (py_min == NULL) return NULL;
-    PyObject *m = PyModule_Create(&module_def);
-    if (m == NULL) return NULL;
-    c_decode = PyObject_GetAttrString(m, "decode");
-    if (c_decode == NULL) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+    return PyModule_Create(&module_def);
 }

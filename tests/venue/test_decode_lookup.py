@@ -109,14 +109,6 @@ def test_a_plain_call_runs_the_decode_the_decoder_asks_for_and_no_python_get(
         assert bound.__self__ is dec  # type: ignore[attr-defined]
         assert _runs_python(lambda: bound(TICKER, T_LOCAL)) is not dec.compiled  # noqa: B023
         assert _runs_python(lambda: DeribitDecoder.decode(dec, TICKER, T_LOCAL)) is not dec.compiled  # noqa: B023
-    # A keyword, or a missing argument: the C entry's refusal, the Python decode's answer.
-    with pytest.raises(TypeError, match=r"_fast\.decode\(\) takes no keyword arguments"):
-        compiled.decode(TICKER, ts_local=T_LOCAL)  # type: ignore[call-arg]
-    with pytest.raises(TypeError, match=r"^decode\(decoder, frame, ts_local\)$"):
-        compiled.decode(TICKER)  # type: ignore[call-arg]
-    assert repr(reference.decode(TICKER, ts_local=T_LOCAL)) == repr(compiled.decode(TICKER, T_LOCAL))  # type: ignore[call-arg]
-    with pytest.raises(TypeError, match="missing 1 required positional argument: 'ts_local'"):
-        reference.decode(TICKER)  # type: ignore[call-arg]
     # `compiled` as it is at the call.
     compiled.compiled = False
     assert _runs_python(lambda: compiled.decode(TICKER, T_LOCAL))
@@ -151,6 +143,71 @@ def test_a_plain_call_runs_the_decode_the_decoder_asks_for_and_no_python_get(
     monkeypatch.undo()
     assert dec.decode(TICKER, T_LOCAL) and dec.stats.frames == 2
     assert "decode" not in vars(dec)
+
+
+# The calls of the Python decode's signature, `decode(frame, ts_local)`: the ones it takes, then
+# the ones it refuses (a parameter missing, given twice or unknown, one too many).
+_TAKEN: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+    ((TICKER, T_LOCAL), {}),
+    ((TICKER,), {"ts_local": T_LOCAL}),
+    ((), {"frame": TICKER, "ts_local": T_LOCAL}),
+    ((), {"ts_local": T_LOCAL, "frame": TICKER}),
+]
+_REFUSED: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+    ((TICKER,), {}),
+    ((), {}),
+    ((), {"ts_local": T_LOCAL}),
+    ((), {"frame": TICKER}),
+    ((TICKER, T_LOCAL, 0), {}),
+    ((TICKER, T_LOCAL), {"extra": 0}),
+    ((TICKER,), {"frame": TICKER, "ts_local": T_LOCAL}),
+    ((TICKER, T_LOCAL), {"ts_local": T_LOCAL}),
+    ((TICKER, T_LOCAL), {"self": None}),
+    ((), {"frame": TICKER, "ts_local": T_LOCAL, "ts": T_LOCAL}),
+]
+
+
+def _outcome(call: Any) -> tuple[str, str]:
+    try:
+        return "events", repr(call())
+    except TypeError as exc:
+        return "TypeError", str(exc)
+
+
+@compiled_only
+@pytest.mark.parametrize(("args", "kwargs"), _TAKEN + _REFUSED)
+@pytest.mark.parametrize("how", ["plain", "bound", "class"])
+def test_both_decoders_take_and_refuse_the_same_calls(
+    how: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """A compiled decoder's `decode` takes the calls the Python decode takes (the frame and
+    ts_local positional or by name, in any order: the same events, from the C entry, its Python
+    decode never run) and refuses the others with the Python decode's own TypeError, nothing
+    counted, as a reference decoder does: a plain call, a bound one, one through the class."""
+    compiled = _warm(DeribitDecoder(InstrumentRegistry()))
+    reference = _warm(DeribitDecoder(InstrumentRegistry(), compiled=False))
+    want = repr(reference.decode(TICKER, T_LOCAL))
+
+    def call(dec: DeribitDecoder) -> Any:
+        if how == "plain":
+            return dec.decode(*args, **kwargs)
+        if how == "bound":
+            bound = dec.decode
+            return bound(*args, **kwargs)
+        return DeribitDecoder.decode(dec, *args, **kwargs)
+
+    before = (repr(compiled.stats), repr(reference.stats))
+    got = _outcome(lambda: call(compiled)), _outcome(lambda: call(reference))
+    assert got[0] == got[1]
+    # the Python decode's signature itself refuses (or takes) the call alike
+    assert got[1] == _outcome(lambda: codec._DECODE(reference, *args, **kwargs))
+    if (args, kwargs) in _TAKEN:
+        assert got[0] == ("events", want)
+        assert not _runs_python(lambda: call(compiled))
+        assert _runs_python(lambda: call(reference))
+    else:
+        assert got[0][0] == "TypeError" and got[0][1].startswith("DeribitDecoder.decode() ")
+        assert (repr(compiled.stats), repr(reference.stats)) == before
 
 
 class _Swapping(_Ws):
