@@ -605,7 +605,15 @@ class DeribitDecoder(JsonRpcDecoder):
         """The fast route of the frames that start with `key` (`decode`), remembered when `key`
         is a notification's start and its channel's name: None for a channel whose handler has
         no whole-frame parse, or spelled with an escape (its text is not its name). A frame
-        that starts otherwise is no notification to sniff (nor remembered: no key of it)."""
+        that starts otherwise is no notification to sniff (nor remembered: no key of it).
+
+        The route skips the handler (`_on_book`) and calls its body (`_book_events`) on the
+        data it parsed, or has a compiled function (`_WHOLE_FRAME`, `_COMPILED_BODIES`) do the
+        body's work: so it takes the body the handler would call, looked up as the handler
+        looks it up, once here (not per frame). This class's own: its compiled forms stand in
+        for it. A subclass's function (or another method set on the decoder): that function,
+        after the same parse, and no compiled form (none runs a body it does not know). Anything
+        else there: no fast route, the handler runs (the reference route)."""
         start = _NOTIFICATION if isinstance(key, str) else _NOTIFICATION_BYTES
         if not key.startswith(start) or len(key) == len(frame) - 1:  # type: ignore[arg-type]
             return None  # another start, or no `"` after the name (`find` gave -1)
@@ -621,8 +629,15 @@ class DeribitDecoder(JsonRpcDecoder):
                 func = getattr(handler, "__func__", None)
                 known = _FAST_ROUTES.get(func)
                 if known is not None:
-                    whole = _WHOLE_FRAME.get(func) if self.compiled and isinstance(key, bytes) else None
-                    fast = (known[0], self._bodies.get(func, known[1]), channel, whole)
+                    parse, body = known
+                    own = getattr(self, body.__name__, None)  # what `self._book_events` is now
+                    if isinstance(own, types.MethodType) and own.__self__ is self:
+                        if own.__func__ is body:
+                            compiled = self.compiled and isinstance(key, bytes)
+                            whole = _WHOLE_FRAME.get(func) if compiled else None
+                            fast = (parse, self._bodies.get(func, body), channel, whole)
+                        elif isinstance(own.__func__, types.FunctionType):
+                            fast = (parse, own.__func__, channel, None)
         if len(self._fast) >= _MAX_FAST:
             self._fast.clear()
         self._fast[key] = fast

@@ -3,7 +3,8 @@
 (tests/fixtures/deribit), on a stretch of the generator's stream, and on hypothesis-made frames
 spelled the way the fast path sniffs (with duplicated members, wrong types, escapes, broken
 bytes), both give equal events, or the same `MalformedFrame` with the same reason, and leave the
-decoder in the same state."""
+decoder in the same state. A handler or body the fast path skips or stands in for, when a subclass
+or the decoder has its own, is the one that runs, compiled or not."""
 
 from __future__ import annotations
 
@@ -369,3 +370,74 @@ def test_remembered_ivs_are_the_ivs_computed(
         for triple in ivs + ivs:
             assert _ticker_ivs(dec, *triple) == tuple(codec._iv(x) for x in triple)
             assert len(codec._IVS) <= bound + 1 and codec._IVS[None] is None
+
+
+# -- a decoder's own methods: what the fast route skips (a handler) or stands in for (its body,
+# or a compiled function doing the body's work) is called when a subclass or the decoder has its own ---
+
+# VENUES.md §1.2's price index notification (no capture of it among the fixtures)
+_INDEX = PREFIX + (
+    b'deribit_price_index.btc_usd","data":{"timestamp":1535098298227,"price":6521.17,"index_name":"btc_usd"}}}'
+)
+
+
+def _fixture(name: str) -> bytes:
+    return orjson.dumps(orjson.loads((FIXTURES / name).read_bytes()))
+
+
+# Per handler of `codec._FAST_ROUTES`: its body and frames of its channel.
+_CHANNELS: dict[str, tuple[str, list[bytes]]] = {
+    "_on_ticker": ("_ticker_events", [_fixture("ws_ticker.json")]),
+    "_on_trades": ("_trades_events", [_fixture("ws_trades.json")]),
+    "_on_book": ("_book_events", [_fixture("ws_book_snapshot.json"), _fixture("ws_book_delta.json")]),
+    "_on_quote": ("_quote_events", [_fixture("ws_quote.json")]),
+    "_on_grouped_book": ("_grouped_book_events", [_fixture("ws_book_grouped_snapshot.json")]),
+    "_on_price_index": ("_price_index_events", [_INDEX]),
+}
+_OWN = [(handler, name) for handler, (body, _) in _CHANNELS.items() for name in (handler, body)]
+
+
+def test_every_method_the_fast_route_replaces_is_covered() -> None:
+    """The handlers the fast route skips, their bodies it calls or has compiled functions stand
+    in for (`_WHOLE_FRAME`, `_COMPILED_BODIES`, keyed by the same handlers): all in `_CHANNELS`."""
+    routes = {handler.__name__: body.__name__ for handler, (_, body) in codec._FAST_ROUTES.items()}
+    assert routes == {handler: body for handler, (body, _) in _CHANNELS.items()}
+    assert set(codec._WHOLE_FRAME) | set(codec._COMPILED_BODIES) <= set(codec._FAST_ROUTES)
+
+
+@BOTH
+@pytest.mark.parametrize("where", ["subclass", "instance"])
+@pytest.mark.parametrize(("handler", "name"), _OWN)
+def test_a_decoders_own_handler_or_body_is_the_one_that_runs(
+    handler: str, name: str, where: str, compiled: bool
+) -> None:
+    """A subclass's `_book_events` (or any handler or body the fast route replaces), or one set
+    on the decoder, runs for every frame of its channel as the handler would call it, on the
+    compiled decoder as on the Python one: the events it returns (here DeribitDecoder's, twice)
+    are `decode`'s. The fast route called DeribitDecoder's body, and the compiled functions did
+    its work, whatever the decoder's own was."""
+    calls = [0]
+    reference = DeribitDecoder(InstrumentRegistry(), compiled=False)
+
+    def twice(events: list[Any]) -> list[Any]:
+        calls[0] += 1
+        return [*events, *events]
+
+    if where == "subclass":
+
+        def own(self: DeribitDecoder, *args: Any) -> list[Any]:
+            return twice(getattr(super(cls, self), name)(*args))
+
+        cls = type("Own", (DeribitDecoder,), {name: own})
+        dec = cls(InstrumentRegistry(), compiled=compiled)
+    else:
+        dec = DeribitDecoder(InstrumentRegistry(), compiled=compiled)
+        original = getattr(dec, name)
+        setattr(dec, name, lambda *args: twice(original(*args)))
+    assert dec.compiled is (compiled and codec._fast is not None)
+    frames = _CHANNELS[handler][1] * 3  # the second time on, a book is there and routes are known
+    for frame in frames:
+        want = reference.decode(frame, T_LOCAL)
+        assert want and repr(dec.decode(frame, T_LOCAL)) == repr(want + want), (name, frame[:80])
+    assert calls[0] == len(frames)
+    assert dec.stats.frames == len(frames) and dec.stats.events == 2 * reference.stats.events
