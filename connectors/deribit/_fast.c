@@ -127,7 +127,7 @@ static int setv(PyObject *obj, PyObject *name, PyObject *v) {
  * as a class attribute, has that class's offset: Python refuses it on `type`'s instances, and
  * its offset may lie past their end). NULL for any other attribute. */
 static PyMemberDef *own_slot(PyTypeObject *type, PyObject *name) {
-    PyObject *desc = _PyType_Lookup(type, name); /* borrowed */
+    PyObject *desc = tc_lookup(type, name); /* borrowed */
     if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type) || !PyType_IsSubtype(type, PyDescr_TYPE(desc)))
         return NULL;
     PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
@@ -1192,10 +1192,10 @@ static int stats_direct(PyObject *stats) {
             stats_off[0] = member_offset(type, s_frames);
             stats_off[1] = member_offset(type, s_events);
         }
-        stats_version = PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) ? type->tp_version_tag : 0;
+        stats_version = tc_version(type); /* after the lookups, which give it a tag */
     }
     return stats_off[0] >= 0 && stats_off[1] >= 0 && stats_off[0] != stats_off[1] && stats_version != 0 &&
-           PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) && type->tp_version_tag == stats_version;
+           tc_version(type) == stats_version;
 }
 
 /* The slot at `off` of `stats` when it holds an exact int within int64 that `by` can be added to

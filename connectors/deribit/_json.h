@@ -33,6 +33,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../../engine/_typecache.h" /* a class's version tag and its attributes' lookup */
+
 typedef const unsigned char *Ptr;
 
 #define TWO53 9007199254740992.0
@@ -294,13 +296,11 @@ static inline int json_plain_class(PlainClass *pc, PyTypeObject *type, PyObject 
         pc->version = 0;
         if (type->tp_getattro == PyObject_GenericGetAttr && type->tp_dictoffset != 0) {
             int plain = 1;
-            for (int i = 0; i < n && plain; i++) plain = _PyType_Lookup(type, names[i]) == NULL;
-            if (plain && PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)) pc->version = type->tp_version_tag;
+            for (int i = 0; i < n && plain; i++) plain = tc_lookup(type, names[i]) == NULL;
+            if (plain) pc->version = tc_version(type); /* after the lookups, which give it a tag */
         }
     }
-    if (pc->version != 0 && PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) &&
-        type->tp_version_tag == pc->version)
-        return 1;
+    if (pc->version != 0 && tc_version(type) == pc->version) return 1;
     if (pc->version != 0) { /* the class changed since: learn it again */
         Py_CLEAR(pc->type);
         return json_plain_class(pc, type, names, n);

@@ -29,6 +29,8 @@
 #include <stdint.h>
 #include <structmember.h>
 
+#include "../_typecache.h" /* a class's version tag and its attributes' lookup */
+
 static PyObject *s_now, *s_venue, *s_instrument, *s_kind, *s_status, *s_resting, *s_reach, *s_books,
     *s_book_reaches, *s_bb, *s_ba, *s_valid, *s_inv, *s_snapshot, *s_bids, *s_asks, *s_tickers, *s_rate_key,
     *s_index, *s_gi_yieldfrom, *s_on_book,
@@ -155,13 +157,7 @@ static int get_truthy(PyObject *mapping, PyObject *key) {
 
 /* The type's version tag, which changes whenever an attribute of it or of a base is set or
  * deleted; 0 when it has none valid (then the offsets are read again each time they are used). */
-static unsigned int type_tag(PyObject *type) {
-#ifdef Py_TPFLAGS_VALID_VERSION_TAG
-    if (!PyType_HasFeature((PyTypeObject *)type, Py_TPFLAGS_VALID_VERSION_TAG))
-        return 0;
-#endif
-    return ((PyTypeObject *)type)->tp_version_tag;
-}
+static unsigned int type_tag(PyObject *type) { return tc_version((PyTypeObject *)type); }
 
 /* Whether the offsets cached for `type` as `cached`, at version `tag`, still hold. */
 #define FRESH(type, cached, tag) ((type) == (cached) && (tag) != 0 && type_tag(type) == (tag))
@@ -177,7 +173,7 @@ static Py_ssize_t off_bb = -1, off_ba = -1, off_valid = -1, off_inv = -1;
  * `writable`), the descriptor found being a member descriptor of `type` or of a base (not one of
  * another class set on it); else -1. */
 static Py_ssize_t member_offset(PyObject *type, PyObject *name, int writable) {
-    PyObject *desc = _PyType_Lookup((PyTypeObject *)type, name); /* borrowed */
+    PyObject *desc = tc_lookup((PyTypeObject *)type, name); /* borrowed */
     if (desc == NULL || !Py_IS_TYPE(desc, &PyMemberDescr_Type) ||
         !PyType_IsSubtype((PyTypeObject *)type, PyDescr_TYPE(desc)))
         return -1;
@@ -805,7 +801,7 @@ static EvClass *ev_learn(PyObject *cls, int i) {
 #endif
     c->off[EV_VENUE] = generic ? field_offset(cls, s_venue) : -1;
     c->off[EV_INSTRUMENT] = generic ? field_offset(cls, s_instrument) : -1;
-    PyObject *kind = generic ? _PyType_Lookup(t, s_kind) : NULL; /* borrowed */
+    PyObject *kind = generic ? tc_lookup(t, s_kind) : NULL; /* borrowed */
     c->kind = kind != NULL && Py_TYPE(kind)->tp_descr_get == NULL ? kind : NULL;
     c->tag = type_tag(cls); /* after the lookups, which give the class a tag */
     return c;

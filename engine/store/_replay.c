@@ -40,6 +40,8 @@
 #include <string.h>
 #include <structmember.h> /* PyMemberDef, T_OBJECT_EX */
 
+#include "../_typecache.h" /* a class's version tag and its attributes' lookup */
+
 static PyObject *s_stats, *s_books, *s_frames, *s_events, *s_instrument, *s_snapshot, *s_bids, *s_asks,
     *s_sequence, *s_clear, *s_valid, *s_update, *s_inv, *s_bb, *s_ba, *s_pop, *s_damaged, *s_apply;
 static PyObject *one = NULL;
@@ -199,18 +201,13 @@ typedef struct {
 } Slots;
 
 static inline int slots_fresh(const Slots *c, PyTypeObject *type) {
-#ifdef Py_TPFLAGS_VALID_VERSION_TAG
-    return c->type == type && c->tag != 0 && (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) &&
-           type->tp_version_tag == c->tag;
-#else
-    return 0;
-#endif
+    return c->type == type && c->tag != 0 && tc_version(type) == c->tag;
 }
 
 /* The offsets of `names` (n of them) in `type`, and what `probe` is on it (NULL: nothing asked). */
 static void slots_take(Slots *c, PyTypeObject *type, PyObject *const *names, int n, PyObject *probe) {
     for (int i = 0; i < n; i++) {
-        PyObject *d = _PyType_Lookup(type, names[i]); /* borrowed */
+        PyObject *d = tc_lookup(type, names[i]); /* borrowed */
         c->off[i] = -1;
         if (d != NULL && Py_TYPE(d) == &PyMemberDescr_Type) {
             PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
@@ -220,13 +217,9 @@ static void slots_take(Slots *c, PyTypeObject *type, PyObject *const *names, int
                 c->off[i] = m->offset;
         }
     }
-    c->seen = probe != NULL ? _PyType_Lookup(type, probe) : NULL;
+    c->seen = probe != NULL ? tc_lookup(type, probe) : NULL;
     if (c->type != type) Py_XSETREF(c->type, (PyTypeObject *)Py_NewRef(type));
-#ifdef Py_TPFLAGS_VALID_VERSION_TAG
-    c->tag = (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) ? type->tp_version_tag : 0;
-#else
-    c->tag = 0;
-#endif
+    c->tag = tc_version(type); /* after the lookups, which give it a tag */
 }
 
 /* The slots of `obj` for `names`: fresh, or taken again (then -1 everywhere when they cannot be). */
@@ -332,7 +325,7 @@ static int setup_book_type(PyObject *type) {
         PyErr_SetString(PyExc_TypeError, "order_book must be a type");
         return -1;
     }
-    PyObject *fn = _PyType_Lookup((PyTypeObject *)type, s_update); /* borrowed */
+    PyObject *fn = tc_lookup((PyTypeObject *)type, s_update); /* borrowed */
     if (fn == NULL) {
         PyErr_SetString(PyExc_TypeError, "order_book has no update");
         return -1;
@@ -773,12 +766,9 @@ static int put_float(Encoder *e, double x) {
 
 /* The fields of struct class index `c` (its class `type`): computed at first use. */
 static Fields *fields_of(Encoder *e, Py_ssize_t c, PyObject *type) {
-#ifdef Py_TPFLAGS_VALID_VERSION_TAG
     if (c < e->nfields && e->fields[c].type == type && e->fields[c].tag != 0 &&
-        (((PyTypeObject *)type)->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) &&
-        ((PyTypeObject *)type)->tp_version_tag == e->fields[c].tag)
+        tc_version((PyTypeObject *)type) == e->fields[c].tag)
         return &e->fields[c];
-#endif
     if (c >= e->nfields) {
         Py_ssize_t n = c + 8;
         Fields *f = PyMem_Realloc(e->fields, n * sizeof(Fields));
@@ -810,7 +800,7 @@ static Fields *fields_of(Encoder *e, Py_ssize_t c, PyObject *type) {
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *d = _PyType_Lookup((PyTypeObject *)type, PyTuple_GET_ITEM(names, i)); /* borrowed */
+        PyObject *d = tc_lookup((PyTypeObject *)type, PyTuple_GET_ITEM(names, i)); /* borrowed */
         f->offset[i] = -1;
         if (d != NULL && Py_TYPE(d) == &PyMemberDescr_Type) {
             PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
@@ -823,12 +813,7 @@ static Fields *fields_of(Encoder *e, Py_ssize_t c, PyObject *type) {
     f->type = Py_NewRef(type);
     f->names = names;
     f->n = n;
-#ifdef Py_TPFLAGS_VALID_VERSION_TAG
-    f->tag = (((PyTypeObject *)type)->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) ? ((PyTypeObject *)type)->tp_version_tag
-                                                                                : 0;
-#else
-    f->tag = 0;
-#endif
+    f->tag = tc_version((PyTypeObject *)type); /* after the lookups, which give it a tag */
     return f;
 }
 
@@ -1653,12 +1638,36 @@ fail:
     return NULL;
 }
 
+/* Hooks for tests/store/test_type_cache.py: `_typecache.h`'s two operations, as compiled here. */
+static PyObject *type_version(PyObject *module, PyObject *type) {
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "type_version(cls): a class");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong(tc_version((PyTypeObject *)type));
+}
+
+static PyObject *type_lookup(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyUnicode_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "type_lookup(cls, name): a class and a str");
+        return NULL;
+    }
+    PyObject *found = tc_lookup((PyTypeObject *)args[0], args[1]); /* borrowed */
+    return found != NULL ? PyTuple_Pack(1, found) : PyTuple_New(0);
+}
+
 static PyMethodDef methods[] = {
     {"setup", setup, METH_O, "setup(OrderBook): the class whose exact instances are updated in C."},
     {"update", (PyCFunction)(void (*)(void))update, METH_FASTCALL,
      "update(book, bids, asks): OrderBook.update, compiled for an exact OrderBook and shaped levels."},
     {"scan_lines", (PyCFunction)(void (*)(void))scan_lines, METH_FASTCALL,
      "scan_lines(buf, pos, end, prefix, base, tag, limit): the recording reader's fast lines, compiled."},
+    {"type_version", type_version, METH_O,
+     "type_version(cls) -> int: the class's version tag as the compiled modules trust it, 0 for none "
+     "(engine/_typecache.h tc_version; a test hook)."},
+    {"type_lookup", (PyCFunction)(void (*)(void))type_lookup, METH_FASTCALL,
+     "type_lookup(cls, name) -> (value,) | (): `name` in the dictionaries of the class's MRO, the "
+     "class given a version tag (engine/_typecache.h tc_lookup; a test hook)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,6 +13,7 @@ miss, collide or step aside.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import attrs
@@ -22,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.connectors.deribit._compare import HYPOTHESIS, INSTRUMENTS, PREFIX, T_LOCAL
+from tests.support.profiled import python_calls
 from tradingd.connectors.deribit import codec
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine.model import InstrumentRegistry
@@ -285,6 +287,31 @@ def test_a_stats_class_changed_after_it_was_learnt_is_counted_through_it(
         pair.check(frame)
     pair.same_state()
     assert seen == [k for k in range(4, 8) for _ in (1, 2)]  # each frame through the property, both decoders
+
+
+def test_a_frame_taken_whole_runs_no_python_once_the_classes_are_learnt() -> None:
+    """A ticker, trades, a quote, a valid book's snapshot and the change after it, decoded whole by
+    the C entry once the decoder's and its stats' classes are learnt (`_json.h` `json_attr`,
+    `_fast.c` `stats_direct`): no Python runs (but the snapshot's `book.clear()`, a method the
+    reference calls too), the counts written in the stats' slots. From 3.13,
+    while the modules read the version flag Python no longer sets (engine/_typecache.h), no
+    class was ever learnt: each such frame was counted through codec's `_whole_returned`."""
+    pair = _Pair(INSTRUMENTS)
+    inst = "BTC-PERPETUAL"
+    frames = [
+        _snapshot(inst, 7, [["new", 100.0, 1.0]], [["new", 101.0, 2.0]]),
+        _change(inst, 8, [["new", 100.5, 3.0]], []),
+        _ticker(inst, 1),
+        _trades(inst, 1),
+        _quote(inst, 1),
+    ]
+    for frame in frames + frames:  # the book valid, the routes known, the classes learnt
+        pair.check(frame)
+    for frame in frames:
+        events, codes = python_calls(functools.partial(pair.compiled.decode, frame, T_LOCAL))
+        ran = [code.co_qualname for code in codes]
+        assert events and ran == (["OrderBook.clear"] if frame is frames[0] else []), (frame[:70], ran)
+    assert pair.compiled.stats.frames == pair.python.stats.frames + len(frames)
 
 
 # -- the scanner's shortcuts (`_frames.c` hooks): a string read a word at a time, a ticker's

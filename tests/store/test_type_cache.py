@@ -1,0 +1,130 @@
+"""What the compiled modules learn of a class (slot offsets, what a name is on it) is kept while the
+class keeps its version tag: engine/_typecache.h's `tc_version` and `tc_lookup`, the one place that
+touches CPython's attribute cache, checked here on the running interpreter through `_replay`'s
+hooks (the same header compiled there as in `_fast`, `_frames` and `_kernel`).
+
+- a lookup gives the class a tag, which holds until the class or a base changes, and is never
+  given again: so a tag is valid where it is not 0 on every Python (from 3.13
+  Py_TPFLAGS_VALID_VERSION_TAG is never set: reading it made every class untrusted, and every
+  module's learning run again on every use);
+- a lookup finds what the dictionaries of the class's MRO hold, as `_PyType_Lookup` does (on 3.12
+  and later through public API);
+- no C source reads the tag or calls `_PyType_Lookup` but through the header.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import msgspec
+import pytest
+
+try:
+    from tradingd.engine.store import _replay
+except ImportError:  # not built: nothing compiled learns a class
+    _replay = None  # type: ignore[assignment]
+
+ROOT = Path(__file__).resolve().parents[2]
+HEADER = ROOT / "engine" / "_typecache.h"
+compiled_only = pytest.mark.skipif(_replay is None, reason="engine/store/_replay.c was not built")
+
+
+def _mro_lookup(cls: type, name: str) -> tuple[Any, ...]:
+    """`name` in the dictionaries of `cls.__mro__`, the first that has it; () when none does."""
+    for base in cls.__mro__:
+        if name in vars(base):
+            return (vars(base)[name],)
+    return ()
+
+
+class _Meta(type):
+    on_the_metaclass = 1
+
+
+class _Base(metaclass=_Meta):
+    __slots__ = ("slot",)
+    shared = "base"
+
+    def method(self) -> str:
+        return "base"
+
+
+class _Left(_Base):
+    __slots__ = ()
+    shared = "left"
+
+
+class _Right(_Base):
+    __slots__ = ()
+
+    def method(self) -> str:
+        return "right"
+
+
+class _Diamond(_Left, _Right):
+    __slots__ = ("own",)
+
+
+class _Struct(msgspec.Struct):
+    field: int = 0
+
+
+@attrs.define
+class _Attrs:
+    field: int = 0
+
+
+CLASSES = [_Base, _Left, _Right, _Diamond, _Struct, _Attrs, int, dict, object, type, _Meta]
+NAMES = ["slot", "own", "shared", "method", "field", "on_the_metaclass", "__add__", "__init__", "missing"]
+
+
+@compiled_only
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_a_lookup_finds_what_the_dictionaries_of_the_mro_hold(cls: type) -> None:
+    for name in NAMES:
+        found = _replay.type_lookup(cls, name)
+        want = _mro_lookup(cls, name)
+        assert len(found) == len(want) and all(a is b for a, b in zip(found, want, strict=True)), name
+
+
+@compiled_only
+def test_a_lookup_gives_a_tag_that_holds_until_the_class_or_a_base_changes() -> None:
+    base = type("Base", (), {"x": 1})
+    cls = type("Cls", (base,), {"__slots__": ("a",)})
+    assert _replay.type_lookup(cls, "a")
+    tag = _replay.type_version(cls)
+    assert tag != 0  # from 3.13 the flag is never set: the old test said 0 here, always
+    cls()  # an instance made, an attribute looked up again: the same tag
+    assert _replay.type_lookup(cls, "x") == (1,) and _replay.type_version(cls) == tag
+    seen = {tag}
+    changes: list[Callable[[], None]] = [
+        lambda: setattr(cls, "y", 2),
+        lambda: setattr(base, "x", 3),  # a base's change is the class's
+        lambda: delattr(cls, "y"),
+    ]
+    for change in changes:
+        change()
+        assert _replay.type_version(cls) == 0  # cleared: nothing learnt with the old tag holds
+        _replay.type_lookup(cls, "a")
+        tag = _replay.type_version(cls)
+        assert tag != 0 and tag not in seen  # a new one, never an earlier one
+        seen.add(tag)
+    assert _replay.type_lookup(cls, "x") == (3,)
+
+
+def test_no_c_source_reads_the_tag_or_looks_a_class_up_but_through_the_header() -> None:
+    private = re.compile(r"\b(tp_version_tag|Py_TPFLAGS_VALID_VERSION_TAG|_PyType_Lookup\w*)\b")
+    sources = [p for p in ROOT.rglob("*.[ch]") if ".venv" not in p.parts and "build" not in p.parts]
+    assert len(sources) >= 5 and HEADER in sources
+    offending = {
+        str(p.relative_to(ROOT)): sorted(set(private.findall(p.read_text())))
+        for p in sources
+        if p != HEADER and private.search(p.read_text())
+    }
+    assert offending == {}
+    users = {p.name for p in sources if re.search(r"\btc_(lookup|version)\(", p.read_text()) and p != HEADER}
+    assert users == {"_json.h", "_fast.c", "_replay.c", "_kernel.c"}
