@@ -455,3 +455,25 @@ def test_decode_counts_unread_channels_apart_from_lines_it_could_not_decode(
         "2 line(s) could not be decoded",
     ]
 
+
+def test_decode_help_says_its_exit_statuses_and_they_are_so(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`decode --help` names its exit statuses (a newcomer found the 1 undocumented); each is
+    what decode does."""
+    code, out, _ = _run(["decode", "--help"], capfd)
+    assert code == 0
+    said = " ".join(out.split())
+    assert (
+        "exit status: 0 when every line was decoded, or skipped as a frame of a channel the decoder" in said
+    )
+    assert "1 when some line could not be decoded, the file could not be read, or decoding stopped" in said
+    assert "2 for a usage error (an unknown venue); 130 when interrupted" in said
+    unread = orjson.dumps(orjson.loads((FIXTURES / "ws_volatility_index.json").read_bytes()))
+    cases = {b"": 0, unread + b"\n": 0, b"nope\n": 1}
+    for i, (text, status) in enumerate(cases.items()):
+        (tmp_path / f"{i}.jsonl").write_bytes(text)
+        assert _run(["decode", "--venue", "deribit", str(tmp_path / f"{i}.jsonl")], capfd)[0] == status, text
+    assert _run(["decode", "--venue", "deribit", str(tmp_path / "missing.jsonl")], capfd)[0] == 1
+    assert _run(["decode", "--venue", "nope", str(tmp_path / "0.jsonl")], capfd)[0] == 2
+    assert _run(["decode", str(tmp_path / "0.jsonl")], capfd)[0] == 2  # no --venue
