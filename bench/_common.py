@@ -1,6 +1,7 @@
 """What the decode benchmarks share: their options, the best of several timed runs, the timing
 of one venue's decoder over a list of frames next to a generic JSON parse of the same frames, and
-the table of those timings."""
+the table of those timings. And what every benchmark reading a data file shares: one line saying
+it is missing (`missing_data`), naming the command that makes the bundled sample."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 __all__ = [
+    "DERIBIT_SAMPLE",
     "Case",
     "Decoder",
     "best_of",
@@ -24,9 +27,16 @@ __all__ = [
     "decoding",
     "interleaved",
     "median_of",
+    "missing_data",
     "print_decoding",
     "run_child",
 ]
+
+ROOT = Path(__file__).resolve().parent.parent
+# The 4-strike Deribit sample the peers' row e and the recorder's figures read: generated, not
+# committed (a fresh clone has none); the first run of its config makes it.
+DERIBIT_SAMPLE = ROOT / "data" / "deribit-sample.rec.zst"
+_SAMPLE_CONFIG = ROOT / "config" / "backtest-deribit.toml"
 
 # A decoding case: its name, the frames a decoder sees first (untimed), the frames timed.
 Case = tuple[str, Sequence[bytes], Sequence[bytes]]
@@ -38,6 +48,28 @@ class Decoder(Protocol):
 
 _D = TypeVar("_D", bound=Decoder)
 _J = TypeVar("_J")
+
+
+def _shown(path: Path) -> str:
+    """`path` as typed from the working directory: relative under it, else whole."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def missing_data(script: str, path: Path, *, instead: str | None = None) -> str | None:
+    """One line saying the data file `path`, which `script` reads, is not there (None when it
+    is): for the bundled sample, that it is generated and the command that makes it, and
+    `instead`, another way, when given ("give --sample PATH")."""
+    if path.exists():
+        return None
+    line = f"{script}: {_shown(path)} is not there"
+    if path.resolve() == DERIBIT_SAMPLE.resolve():
+        # The config reads its data from its own folder: the command works from anywhere.
+        made = f"tradingd backtest --config {_shown(_SAMPLE_CONFIG)}"
+        line += f": it is generated, not committed; `{made}` makes it"
+    return line + (f", or {instead}" if instead else "")
 
 
 def best_of(run: Callable[[], object], repeat: int) -> float:

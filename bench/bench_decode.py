@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import functools
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
-from _common import Case, decode_parser, decoding, print_decoding
+from _common import Case, decode_parser, decoding, missing_data, print_decoding
 
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine.model import InstrumentRegistry
@@ -184,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n, repeat = args.frames, args.repeat
     if args.sample:
+        missing = missing_data("bench/bench_decode.py", Path(args.sample))
+        if missing is not None:
+            print(missing, file=sys.stderr)
+            return 2
         sample(args.sample, repeat)
         return 0
     snapshot = _snapshot(1000)

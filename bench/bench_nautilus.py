@@ -90,7 +90,7 @@ from typing import Any
 import attrs
 import orjson
 import trio
-from _common import interleaved, median_of, run_child, settled
+from _common import DERIBIT_SAMPLE, interleaved, median_of, missing_data, run_child, settled
 
 from tradingd.engine import (
     BookUpdate,
@@ -1105,7 +1105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quotes", type=int, default=500_000, help="quotes in rows a-c")
     ap.add_argument("--frames", type=int, default=200_000, help="L2 book frames in rows d and f")
-    ap.add_argument("--sample", default=str(ROOT / "data" / "deribit-sample.rec.zst"), help="row e's data")
+    ap.add_argument("--sample", help="row e's data (default: data/deribit-sample.rec.zst)")
     ap.add_argument("--sample-frames", type=int, default=0, help="row e: only the first N frames (0: all)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each side, interleaved; the median counts")
     ap.add_argument("--rows", default="a,b,c,d,e,f")
@@ -1124,9 +1124,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         child(args)
         return 0
-    configure_logging("error", "json")
     rows = make_rows(args.every_quotes, args.every_fast, args.every_l2)
-    selected = [rows[k.strip()] for k in args.rows.split(",") if k.strip()]
+    keys = [k.strip() for k in args.rows.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in rows]
+    if unknown:
+        ap.error(f"--rows: unknown row(s) {', '.join(unknown)} (known: {', '.join(rows)})")
+    selected = [rows[k] for k in keys]
+    sample = Path(args.sample) if args.sample else DERIBIT_SAMPLE
+    if any(row.data == "sample" for row in selected):  # checked before any work: one line, exit 2
+        instead = None if args.sample else "give --sample PATH"
+        missing = missing_data("bench/bench_nautilus.py", sample, instead=instead)
+        if missing is not None:
+            print(missing, file=sys.stderr)
+            return 2
+    configure_logging("error", "json")
     nt_version, hbt_version = nautilus_available(), hftbacktest_available()
     print(
         f"NautilusTrader {nt_version or 'not installed'}, hftbacktest {hbt_version or 'not installed'}; "
@@ -1153,7 +1164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 paths["l2"] = Path(tmp) / "l2.rec"
                 write_frames(l2_frames(args.frames), paths["l2"])
             else:
-                paths["sample"] = Path(args.sample)
+                paths["sample"] = sample
         for row in selected:
             path = paths[row.data]
             limit = args.sample_frames if row.data == "sample" and args.sample_frames else 0

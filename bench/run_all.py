@@ -297,6 +297,8 @@ def recorder(quick: bool) -> Group:
     the writer (formatting, zstd, block flush; a worker thread in a live session)."""
     import tempfile
 
+    from _common import DERIBIT_SAMPLE, missing_data
+
     from tradingd.connectors.deribit.settings import DeribitSettings
     from tradingd.connectors.deribit.stream import DeribitSession
     from tradingd.engine.model import InstrumentRegistry
@@ -304,9 +306,14 @@ def recorder(quick: bool) -> Group:
     from tradingd.engine.store import RecordingReader
     from tradingd.engine.store.recorder import SessionRecorder
 
+    cmd = "python bench/run_all.py --only recorder"
+    missing = missing_data("recorder", DERIBIT_SAMPLE)  # the backtest group, run first, makes it
+    if missing is not None:
+        print(f"  {missing}", flush=True)
+        return [_row("recording: the frame hook, per frame (event loop)", f"failed: {missing}", cmd)], ()
     n = 100_000 if quick else 300_000
     frames: list[tuple[int, bytes]] = []
-    for ts, raw in RecordingReader(ROOT / "data" / "deribit-sample.rec.zst"):
+    for ts, raw in RecordingReader(DERIBIT_SAMPLE):
         frames.append((ts or 0, raw))
         if len(frames) == n:
             break
@@ -340,7 +347,6 @@ def recorder(quick: bool) -> Group:
                     session.on_frame(ts, text)
             best_session = min(best_session, time.perf_counter() - t0)
             filtered.close()
-    cmd = "python bench/run_all.py --only recorder"
     return [
         _row(
             "recording: the frame hook, per frame (event loop)",

@@ -18,7 +18,7 @@ from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, MalformedFrame
 from tradingd.engine.model.instruments import InstrumentRegistry
 from tradingd.engine.store.recorder import RecordingSet
-from tradingd.engine.store.recording import RecordingReader, format_ts
+from tradingd.engine.store.recording import RecordingReader, format_time
 from tradingd.engine.venue.plugins import load_venue
 
 from .progress import progress, wanted
@@ -71,8 +71,9 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
         "path": str(args.path),
         "venue": args.venue,
         "format": args.format,
-        "first": None if first is None else format_ts(first),
-        "last": None if last is None else format_ts(last),
+        # ISO 8601 UTC to the microsecond, as the logs' `ts` (not the recording lines' 7 decimals)
+        "first": None if first is None else format_time(first),
+        "last": None if last is None else format_time(last),
         "frames": frames,
         "malformed_frames": malformed,
         "bad_lines": reader.bad_lines,

@@ -157,7 +157,17 @@ def _add_sweep(sub: Any) -> None:
 
 
 def _add_decode(sub: Any) -> None:
-    d = sub.add_parser("decode", help="decode raw frames (or recording lines) into normalized JSON events")
+    d = sub.add_parser(
+        "decode",
+        help="decode raw frames (or recording lines) into normalized JSON events",
+        description="Decode raw frames, or recording lines, into normalized events: one JSON object a"
+        " line on stdout. A line that cannot be decoded is named on stderr (the first 20; then"
+        " counted) and skipped.",
+        epilog="exit status: 0 when every line was decoded, or skipped as a frame of a channel the"
+        " decoder does not read; 1 when some line could not be decoded, the file could not be read,"
+        " or decoding stopped early (the first 200 lines refused, nothing decoded: it says why); 2"
+        " for a usage error (an unknown venue); 130 when interrupted",
+    )
     d.add_argument("--venue", required=True, help="the venue whose frames these are (e.g. deribit)")
     d.add_argument("path", nargs="?", help="a file (.zst/.gz recognised) or - for stdin (the default)")
     d.set_defaults(handler="decode:cmd_decode")

@@ -179,9 +179,11 @@ def report_dict(result: BacktestResult, *, include_curves: bool = True) -> dict[
         "frames": result.frames,
         "malformed_frames": result.malformed_frames,
         "bad_lines": result.bad_lines,
-        # The data files with something to say (a clean run's report does not depend on where
-        # its data was): bad lines, malformed frames, and any .zst that ends inside a frame
-        # (cut short) with the last receive time read from it.
+        # Only the data files with something to say: bad lines, malformed frames, and any .zst
+        # that ends inside a frame (cut short) with the last receive time read from it. A clean
+        # run's report names no path, so it does not depend on where its data was (DESIGN.md:
+        # same inputs, same bytes; the README's Reports section says so); `decoders` has the
+        # counts of every venue's frames.
         "data_files": [
             {
                 "venue": f.venue,

@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - a build without the extension
 __all__ = [
     "RecordingReader",
     "RecordingWriter",
+    "format_time",
     "format_ts",
     "merge_recordings",
     "open_binary",
@@ -45,9 +46,18 @@ __all__ = [
 
 
 def format_ts(ns: int) -> str:
-    """`ns` since the epoch as `YYYY-MM-DDTHH:MM:SS.fffffffZ` (100 ns resolution)."""
+    """`ns` since the epoch as `YYYY-MM-DDTHH:MM:SS.fffffffZ` (100 ns resolution): a recording
+    line's receive time. For people, `format_time`."""
     sec, rem = divmod(ns, 1_000_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{rem // 100:07d}Z"
+
+
+def format_time(ns: int) -> str:
+    """`ns` since the epoch as ISO 8601 UTC to the microsecond (`2026-11-24T10:00:00.123456Z`,
+    truncated): what the logs' `ts` says and what `--since`, `--start` and most tools read, where
+    `format_ts`'s seven decimals are the recording format's own."""
+    sec, rem = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{rem // 1000:06d}Z"
 
 
 _prefix_cache: dict[bytes, int] = {}

@@ -75,17 +75,20 @@ _SEND_ERRORS: Final = (trio_websocket.ConnectionClosed, trio.BrokenResourceError
 # that is not UTF-8 (it reads one only when it takes it as a str), or nested past the
 # interpreter's recursion limit.
 _UNREADABLE: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+_Frame = bytes | bytearray | memoryview | str  # what a decoder or the session is handed
 
 
-def _unreadable(venue: str, exc: msgspec.DecodeError | UnicodeDecodeError | RecursionError) -> MalformedFrame:
-    """A frame whose envelope msgspec could not read (`_UNREADABLE`), as the frame's
+def _unreadable(
+    venue: str, exc: msgspec.DecodeError | UnicodeDecodeError | RecursionError, frame: _Frame
+) -> MalformedFrame:
+    """`frame`, whose envelope msgspec could not read (`_UNREADABLE`), as the frame's
     `MalformedFrame`, in the words every venue uses, the decoder's and the session's alike:
     "frame: not JSON (...)", "frame: Expected 'object', got 'array'" (JSON, but not the shape of a
     message), "frame: a string is not UTF-8 (...)", "frame: nested deeper than ..."."""
     if isinstance(exc, msgspec.ValidationError):
         return invalid_frame(venue, "frame", exc)
     if isinstance(exc, msgspec.DecodeError):
-        return not_json(venue, "frame", exc)
+        return not_json(venue, "frame", exc, frame)
     if isinstance(exc, UnicodeDecodeError):
         # msgspec checks a string's UTF-8 only when it reads it as a str, after the envelope.
         return malformed_frame(venue, f"frame: a string is not UTF-8 ({exc.reason} at byte {exc.start})")
@@ -183,7 +186,7 @@ class JsonRpcDecoder(abc.ABC):
             raise
         except _UNREADABLE as exc:
             stats.malformed += 1
-            raise _unreadable(self.venue, exc) from None
+            raise _unreadable(self.venue, exc, frame) from None
         stats.events += len(events)
         return events
 
@@ -395,7 +398,7 @@ class JsonRpcSession(VenueSession):
         try:
             env = self._envelope(message)
         except _UNREADABLE as exc:
-            self.malformed(_unreadable(self.venue, exc))
+            self.malformed(_unreadable(self.venue, exc, message))
             return
         if env.id is not None and (env.result or env.error):
             self._answer(env)

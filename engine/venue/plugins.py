@@ -95,6 +95,8 @@ _NOT_BRACKETS: Final = bytes(c for c in range(256) if c not in b"[]{}")
 _STEPS: Final = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")  # depth step + 1, for `_depth`
 _QUICK_PASSES: Final = 16
 _RUN_OF_OPENERS: Final = (b"[" * (MAX_NESTING + 1), b"{" * (MAX_NESTING + 1))
+_AT_BYTE: Final = re.compile(r" \(byte (\d+)\)$")  # msgspec's "JSON is malformed: ... (byte 7)"
+_NOT_A_JSON_NUMBER: Final = re.compile(rb"-?(?:NaN|Infinity)")
 
 
 def _depth(brackets: bytes) -> int:
@@ -107,14 +109,18 @@ def _depth(brackets: bytes) -> int:
 _Text = bytes | bytearray | memoryview | str | msgspec.Raw
 
 
+def _utf8(frame: _Text) -> bytes | bytearray:
+    """The bytes a parser reads of `frame`: a str's UTF-8 (msgspec counts positions in it)."""
+    if isinstance(frame, str):
+        return frame.encode("utf-8", "surrogatepass")
+    if isinstance(frame, bytes | bytearray):
+        return frame
+    return bytes(frame)  # a memoryview, a msgspec.Raw
+
+
 def _too_deep(frame: _Text) -> bool:
     """Whether `frame` nests deeper than `MAX_NESTING` (exact for what a parser would read)."""
-    if isinstance(frame, str):
-        data: bytes | bytearray = frame.encode("utf-8", "surrogatepass")
-    elif isinstance(frame, bytes | bytearray):
-        data = frame
-    else:
-        data = bytes(frame)  # a memoryview, a msgspec.Raw
+    data = _utf8(frame)
     # An upper bound at C speed: a frame with few openers cannot nest deep (most frames).
     if data.count(b"[") + data.count(b"{") <= MAX_NESTING:
         return False
@@ -178,14 +184,35 @@ def loads_untyped(data: _Text, venue: str, where: str) -> Any:
     except RecursionError:  # only from a caller already deep in its stack: never guess
         raise MalformedFrame(f"{where}: too deep to parse from here", venue=venue) from None
     except msgspec.DecodeError as exc:
-        raise not_json(venue, where, exc) from None
+        raise not_json(venue, where, exc, data) from None
 
 
-def not_json(venue: str, where: str, exc: msgspec.DecodeError) -> MalformedFrame:
-    """msgspec's refusal of text that is not JSON (cut off, a stray byte) as the frame's
-    `MalformedFrame`: "{where}: not JSON (Input data was truncated)", every venue alike."""
-    text = str(exc).replace("`", "'")
-    return MalformedFrame(f"{where}: not JSON ({text[:_FAULT_TEXT]})", venue=venue)
+def not_json(venue: str, where: str, exc: msgspec.DecodeError, text: _Text) -> MalformedFrame:
+    """msgspec's refusal of `text`, which is not JSON (cut off, a stray byte), as the frame's
+    `MalformedFrame`: "{where}: not JSON (Input data was truncated)", every venue alike.
+
+    msgspec names the byte where it gave up, counted from 0 ("(byte 7)"): the offending byte, or
+    the one after it (after a word that is not `null`, `true` or `false`, after a trailing
+    character or a bad escape). Text that goes wrong at its last byte would so be wrong at a
+    byte past its end ("nope", 4 bytes: "byte 4"): that is said "(at the end)". A NaN or an
+    Infinity where a number should be (what Python's json and JavaScript write for a number JSON
+    cannot carry: a venue's bad number, not a stray byte) is named: "not JSON (NaN at byte 531:
+    JSON has no NaN or Infinity)"."""
+    said = str(exc).replace("`", "'")
+    at = _AT_BYTE.search(said)
+    if at is not None:
+        data = _utf8(text)
+        pos = int(at[1])
+        start = pos - 1 if pos > 0 and data[pos - 1 : pos] == b"-" else pos  # msgspec read the sign
+        number = _NOT_A_JSON_NUMBER.match(data, start)
+        if number is not None:
+            return MalformedFrame(
+                f"{where}: not JSON ({number[0].decode()} at byte {start}: JSON has no NaN or Infinity)",
+                venue=venue,
+            )
+        if pos >= len(data):
+            said = said[: at.start()] + " (at the end)"
+    return MalformedFrame(f"{where}: not JSON ({said[:_FAULT_TEXT]})", venue=venue)
 
 
 class DecoderFault(MalformedFrame):

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.samples import DERIBIT_SAMPLE, NO_DERIBIT_SAMPLE
 from tradingd.engine.logs.setup import configure_logging
 
 BENCH = Path(__file__).resolve().parent.parent.parent / "bench"
@@ -69,9 +70,9 @@ def test_quote_rows_place_and_cancel_at_their_cadence_and_never_fill(
 
 
 def test_mixed_sample_row_counts_the_same_from_frames_and_from_prebuilt_events() -> None:
-    sample = BENCH.parent / "data" / "deribit-sample.rec.zst"
+    sample = DERIBIT_SAMPLE
     if not sample.exists():
-        pytest.skip("data/deribit-sample.rec.zst is not in this checkout")
+        pytest.skip(NO_DERIBIT_SAMPLE)
     instruments = bn.sample_instruments(sample, 3_000)
     assert "BTC-PERPETUAL" in instruments and len(instruments) > 5
     row = bn.make_rows()["e"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import structlog
 
 from tradingd.cli.main import main
+from tradingd.engine.logs.tail import parse_time
 from tradingd.engine.store.recording import RecordingWriter
 from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
 
@@ -104,6 +106,26 @@ def test_decode_reads_recordings_and_stdin(
     assert "unknown venue 'nope'" in capsys.readouterr().err
     assert main(["decode", "--venue", "deribit", str(tmp_path / "missing")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_data_inspect_says_its_times_as_iso_8601_to_the_microsecond(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`data inspect` printed the recording lines' own 7 decimals (`00:00:00.1234567Z`), which no
+    tool expects; it now says what the logs' `ts` says (ISO 8601 UTC, microseconds), which
+    `--since` and `datetime.fromisoformat` read, in its text and its --json alike."""
+    rec = tmp_path / "r.rec"
+    with RecordingWriter(rec) as w:
+        w.write(1_795_478_400_123_456_789, compact("ws_quote.json"))
+        w.write(1_795_485_599_999_999_999, compact("ws_quote.json"))
+    first, last = "2026-11-24T00:00:00.123456Z", "2026-11-24T01:59:59.999999Z"
+    assert main(["data", "inspect", "--venue", "deribit", "--no-progress", str(rec)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"{rec} (deribit, recording): {first} -> {last}"
+    assert main(["data", "inspect", "--venue", "deribit", "--json", str(rec)]) == 0
+    info = orjson.loads(capsys.readouterr().out)
+    assert (info["first"], info["last"]) == (first, last)
+    when = parse_time(first)
+    assert when == dt.datetime.fromisoformat(first) and when.microsecond == 123_456
 
 
 def test_backtest_writes_the_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -321,7 +321,11 @@ def test_decode_goes_on_past_200_frames_of_channels_no_venue_reads(
     assert lines[:20] == [
         f"line {n}: unknown channel 'instrument.state.any.any' (not decoded)" for n in range(1, 21)
     ]
-    assert lines[20:] == ["... and 230 more line(s) not named"]
+    # Counted apart from lines that could not be decoded (there are none: exit 0).
+    assert lines[20:] == [
+        "... and 230 more line(s) not named",
+        "250 line(s) of channels the deribit decoder does not read (not decoded)",
+    ]
 
 
 @pytest.mark.parametrize("venue", ["polymarket", "derive"])
@@ -378,3 +382,98 @@ def test_decode_of_lines_no_venue_reads_says_so(tmp_path: Path, capfd: pytest.Ca
     assert err.splitlines()[-1].startswith(
         "3 line(s) could not be decoded; no other installed venue's decoder reads them either ("
     )
+
+
+# ------------------------------------------------------------- a venue's frames with a bad number
+
+
+def _ticker_with_bid(bid: bytes) -> bytes:
+    """Deribit's captured ticker frame (compact), its best bid replaced by `bid` as written."""
+    frame = orjson.dumps(orjson.loads((FIXTURES / "ws_ticker.json").read_bytes()))
+    assert frame.count(b'"best_bid_price":92283.5') == 1
+    return frame.replace(b'"best_bid_price":92283.5', b'"best_bid_price":' + bid)
+
+
+@pytest.mark.parametrize(
+    ("bid", "reason"),
+    [
+        (
+            b'"abc"',
+            "ticker.BTC-PERPETUAL.100ms: Expected 'float | null', got 'str' - at '$.best_bid_price'",
+        ),
+        (b"NaN", "not JSON (NaN at byte {at}: JSON has no NaN or Infinity)"),
+    ],
+)
+def test_decode_says_the_venue_refused_its_own_frames_with_a_bad_number(
+    bid: bytes, reason: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Deribit ticker frames with one bad number are Deribit's frames: the count of lines that
+    could not be decoded says the decoder refused their content, and why (its reason for the
+    first), not "no other installed venue's decoder reads them either: are they frames?"."""
+    frame = _ticker_with_bid(bid)
+    reason = reason.format(at=frame.index(b"NaN") if bid == b"NaN" else 0)
+    path = tmp_path / "tickers.jsonl"
+    path.write_bytes(b"\n".join([frame] * 3) + b"\n")
+    code, out, err = _run(["decode", "--venue", "deribit", str(path)], capfd)
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        *(f"line {n}: malformed frame: {reason}" for n in (1, 2, 3)),
+        f"3 line(s) could not be decoded; they are frames whose content the deribit decoder refused"
+        f" (line 1: {reason})",
+    ]
+
+
+def test_decode_stops_on_200_of_its_venues_frames_it_refused_and_says_why(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """200 refused in a row, nothing decoded, no other venue reads them: it stops, saying they
+    are frames whose content the decoder refused (not "are they frames?")."""
+    path = tmp_path / "tickers.jsonl"
+    path.write_bytes((_ticker_with_bid(b'"abc"') + b"\n") * 250)
+    code, out, err = _run(["decode", "--venue", "deribit", str(path)], capfd)
+    assert (code, out) == (1, "")
+    assert err.splitlines()[-1] == (
+        "stopped after line 200: the deribit decoder refused every line (200 not decodable) and"
+        " decoded nothing; they are frames whose content it refused (line 1:"
+        " ticker.BTC-PERPETUAL.100ms: Expected 'float | null', got 'str' - at '$.best_bid_price')"
+    )
+
+
+def test_decode_counts_unread_channels_apart_from_lines_it_could_not_decode(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The last lines count the frames of channels the decoder does not read (no error) apart
+    from the lines that could not be decoded (the exit status's reason), each with its own words."""
+    good = orjson.dumps(orjson.loads((FIXTURES / "ws_quote.json").read_bytes()))
+    unread = orjson.dumps(orjson.loads((FIXTURES / "ws_volatility_index.json").read_bytes()))
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join([good, unread, b"nope", unread, _ticker_with_bid(b'"abc"'), good]) + b"\n")
+    code, out, err = _run(["decode", "--venue", "deribit", str(path)], capfd)
+    assert code == 1 and len(out.splitlines()) == 2
+    assert err.splitlines()[-2:] == [
+        "2 line(s) of channels the deribit decoder does not read (not decoded)",
+        "2 line(s) could not be decoded",
+    ]
+
+
+def test_decode_help_says_its_exit_statuses_and_they_are_so(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`decode --help` names its exit statuses (a newcomer found the 1 undocumented); each is
+    what decode does."""
+    code, out, _ = _run(["decode", "--help"], capfd)
+    assert code == 0
+    said = " ".join(out.split())
+    assert (
+        "exit status: 0 when every line was decoded, or skipped as a frame of a channel the decoder" in said
+    )
+    assert "1 when some line could not be decoded, the file could not be read, or decoding stopped" in said
+    assert "2 for a usage error (an unknown venue); 130 when interrupted" in said
+    unread = orjson.dumps(orjson.loads((FIXTURES / "ws_volatility_index.json").read_bytes()))
+    cases = {b"": 0, unread + b"\n": 0, b"nope\n": 1}
+    for i, (text, status) in enumerate(cases.items()):
+        (tmp_path / f"{i}.jsonl").write_bytes(text)
+        assert _run(["decode", "--venue", "deribit", str(tmp_path / f"{i}.jsonl")], capfd)[0] == status, text
+    assert _run(["decode", "--venue", "deribit", str(tmp_path / "missing.jsonl")], capfd)[0] == 1
+    assert _run(["decode", "--venue", "nope", str(tmp_path / "0.jsonl")], capfd)[0] == 2
+    assert _run(["decode", str(tmp_path / "0.jsonl")], capfd)[0] == 2  # no --venue

@@ -13,7 +13,7 @@ import sys
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.surface.witness import DAY_NS, YEAR, black_call, svi, svi_g
@@ -242,7 +242,17 @@ finite_or_not = st.one_of(
 )
 
 
+# Junk that `_usable` lets through (a strike 1e170 times the forward, an IV of 1e-208: finite,
+# positive) overflows the weighted least squares' arithmetic; numpy warns, the fit of that expiry
+# fails and is reported as skipped, which is what this test asks. Only here is that expected.
+@pytest.mark.filterwarnings(
+    r"ignore:(overflow|invalid value|divide by zero) encountered:RuntimeWarning"
+    r":tradingd\.engine\.surface\.fit"
+)
 @settings(max_examples=40)
+@example(  # found by the strategy below: its second quote overflows the fit, every run
+    junk=[(8.58e195, 0.33, -2.07e-241, None), (4.774e169, 7.6e-209, 0.48, -2.78e168)], keep=28
+)
 @given(
     junk=st.lists(
         st.tuples(finite_or_not, finite_or_not, finite_or_not, st.one_of(st.none(), finite_or_not)),

@@ -21,6 +21,7 @@ import inspect
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import textwrap
@@ -31,6 +32,8 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.support.recursion import msgspec_refuses
 from tradingd.engine import MalformedFrame
@@ -447,6 +450,59 @@ def test_a_frame_no_venue_could_read_is_refused_in_the_same_words_by_every_venue
             decoder.decode(frame, 0)
         assert err.value.venue == venue
     assert decoder.stats.malformed == len(refused)
+
+
+def _byte_named(said: str) -> int | None:
+    """The byte a refusal names ("... (byte 7))"), if it names one."""
+    found = re.search(r"\(byte (\d+)\)|at byte (\d+):", said)
+    return None if found is None else int(found[1] or found[2])
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_where_a_frame_stops_being_json_is_a_byte_of_it(venue: str) -> None:
+    """msgspec names the byte where it gave up: the offending one, or the one after it (a word
+    that is not `null`, a trailing character), so a byte past the end of a frame that goes wrong
+    at its last byte ("nope": byte 4 of 4, which a newcomer met). Every venue says "(at the end)"
+    then, and names a byte inside the frame otherwise, counted in its UTF-8 when the frame is a
+    str; a NaN or an Infinity in place of a number is named, at its own byte."""
+    decoder = load_venue(venue).decoder(InstrumentRegistry())
+    said: dict[str, str] = {}
+    for text in ("nope", '{"a":1}x', "xyz", '{"a":nul}', '{"é":1}xy', '{"a":NaN}', '{"b":[-Infinity]}'):
+        frame: Any  # a str frame too (a live session's): positions are its UTF-8's
+        for frame in (text, text.encode()):
+            with pytest.raises(MalformedFrame) as err:
+                decoder.decode(frame, 0)
+            where = _byte_named(str(err.value))
+            assert where is None or where < len(text.encode()), (frame, str(err.value))
+            said[text] = str(err.value)
+    at_the_end = "frame: not JSON (JSON is malformed: {} (at the end))"
+    assert said["nope"] == at_the_end.format("invalid character")
+    assert said['{"a":1}x'] == at_the_end.format("trailing characters")
+    assert said["xyz"] == "frame: not JSON (JSON is malformed: invalid character (byte 0))"
+    assert said['{"é":1}xy'] == "frame: not JSON (JSON is malformed: trailing characters (byte 9))"
+    assert said['{"a":NaN}'] == "frame: not JSON (NaN at byte 5: JSON has no NaN or Infinity)"
+    assert said['{"b":[-Infinity]}'] == "frame: not JSON (-Infinity at byte 6: JSON has no NaN or Infinity)"
+
+
+@given(text=st.binary(max_size=40))
+def test_no_refusal_names_a_byte_past_the_text(text: bytes) -> None:
+    """Whatever the text, a frame's refusal (every venue's) and a schemaless parse's name a byte
+    of it, if any."""
+    from tradingd.engine.venue.plugins import loads_untyped
+
+    refusals: list[str] = []
+    for venue in VENUES:
+        try:
+            load_venue(venue).decoder(InstrumentRegistry()).decode(text, 0)
+        except MalformedFrame as exc:
+            refusals.append(str(exc))
+    try:
+        loads_untyped(text, "x", "result")
+    except MalformedFrame as exc:
+        refusals.append(str(exc))
+    for said in refusals:
+        where = _byte_named(said)
+        assert where is None or where < len(text), (text, said)
 
 
 def test_every_schemaless_parse_is_bounded_and_refuses_what_is_not_json() -> None:

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from tests.connectors.deribit._compare import CHANGE, INSTRUMENTS, run_child
 from tests.connectors.deribit._compare import QUOTE_DATA as QUOTE
 from tests.support.profiled import python_calls
+from tests.support.samples import DERIBIT_SAMPLE, NO_DERIBIT_SAMPLE
 from tradingd.connectors.deribit import codec
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine import MalformedFrame
@@ -39,7 +40,7 @@ pytestmark = pytest.mark.skipif(_fast is None, reason="the compiled Deribit path
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = ROOT / "tests" / "fixtures" / "deribit"
-SAMPLE = ROOT / "data" / "deribit-sample.rec.zst"
+SAMPLE = DERIBIT_SAMPLE
 T_LOCAL = 1_700_000_000_123_456_789
 PREFIX = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"'
 PERP = "BTC-PERPETUAL"
@@ -201,7 +202,7 @@ def test_the_bench_frames_decode_as_the_guarded_decode() -> None:
         assert pair.entry.stats.frames == len(frames)
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="data/deribit-sample.rec.zst is not in this checkout")
+@pytest.mark.skipif(not SAMPLE.exists(), reason=NO_DERIBIT_SAMPLE)
 def test_the_bundled_samples_frames_decode_as_the_guarded_decode() -> None:
     from tradingd.engine.store import RecordingReader
 

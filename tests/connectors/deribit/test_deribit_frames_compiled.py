@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.connectors.deribit._compare import run_child
+from tests.support.samples import DERIBIT_SAMPLE, NO_DERIBIT_SAMPLE
 from tradingd.connectors.deribit import codec
 from tradingd.connectors.deribit.codec import DeribitDecoder
 from tradingd.engine import MalformedFrame
@@ -46,7 +47,7 @@ except ImportError:  # the install could not build it: the msgspec route runs (s
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = ROOT / "tests" / "fixtures" / "deribit"
-SAMPLE = ROOT / "data" / "deribit-sample.rec.zst"
+SAMPLE = DERIBIT_SAMPLE
 T_LOCAL = 1_700_000_000_123_456_789
 PREFIX = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"'
 WHOLE = {b"ticker.": _frames.ticker_frame, b"trades.": _frames.trades_frame}
@@ -178,7 +179,7 @@ def _sample(n: int) -> list[bytes]:
     return [f for _, f in itertools.islice(RecordingReader(SAMPLE), n)]
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="data/deribit-sample.rec.zst is not in this checkout")
+@pytest.mark.skipif(not SAMPLE.exists(), reason=NO_DERIBIT_SAMPLE)
 def test_the_bundled_samples_frames_decode_as_the_reference() -> None:
     pair = _Pair()
     for frame in _sample(int(os.environ.get("FRAMES_SAMPLE", "20000"))):
