@@ -34,7 +34,8 @@ snapshot comes with a `BOOK_RESYNC`).
 Numbers are checked before anything is applied (the error contract below): level and trade prices
 strictly inside (0, 1) (§2.6), sizes never negative, timestamps whose ns fit an int64; our orders'
 and trades' exact numbers likewise (`_dec`, `_price`), a fee rate at most 10,000 bps, an order's
-matched size never above its size; a `best_bid_ask` whose bid is not below its ask is refused.
+matched size never above its size; a `best_bid_ask` whose bid is not below its ask is refused, and
+so is a `market_resolved` whose winner is not one of its tokens (every token would settle at 0).
 
 Our trades (user channel): a trade is reported `MATCHED`, then `MINED`, then `CONFIRMED`; it may
 go through `RETRYING` and end `FAILED` instead (§2.2). The `Fill` is returned the first time a
@@ -498,6 +499,15 @@ def _price(v: Number, what: str, instrument: str) -> Decimal:
     return d
 
 
+def _fill_size(v: Number, what: str, instrument: str) -> Decimal:
+    """The size of one of our fills: above 0. A fill of nothing is no fill: booked, it would
+    move no position, and its order's average price would divide by zero."""
+    d = _dec(v, what, instrument)
+    if d <= 0:
+        raise _malformed(f"{what}: a fill's size must be above 0, got {v!r}", instrument)
+    return d
+
+
 def _order_sizes(original: Number, matched: Number, instrument: str) -> tuple[Decimal, Decimal]:
     """An order's size and matched size: matched never above the order's size."""
     size = _dec(original, "order original_size", instrument)
@@ -928,6 +938,16 @@ class PolymarketDecoder:
         elif cls is _NewMarket:
             if m.order_price_min_tick_size is not None:
                 _tick_size(m.order_price_min_tick_size, "new_market", m.market)
+        elif cls is _Resolved:
+            # Each token settles at the payout this names (1 for the winner, 0 for the others):
+            # a winner that is not one of the market's tokens ("", a typo, another market's)
+            # would close every position of ours in it at 0. No payout is known: refused.
+            if m.winning_asset_id not in m.assets_ids:
+                raise _malformed(
+                    f"market_resolved {m.market}: winning_asset_id {m.winning_asset_id[:80]!r} is not "
+                    "one of its assets_ids",
+                    m.market,
+                )
         elif cls is _UserOrder:
             update = self._order_update(m)
             return lambda ts_local: [msgspec.structs.replace(update, ts_local=ts_local)]
@@ -1390,6 +1410,10 @@ class PolymarketDecoder:
     def _trade_report(self, t: _UserTrade) -> _TradeReport:
         """§2.2 user `trade` event -> our fills in it (taker: the taker order; maker: our maker
         orders, told apart by owner) and their settlement reports."""
+        if not t.id:
+            # The trade id is what books a fill once (the engine's, the journal's, this
+            # decoder's memory): without one, every reconciliation would book it again.
+            raise _malformed("trade: no id", t.asset_id)
         status = _TRADE_STATUSES.get(t.status.upper())
         if status is None:
             known = ", ".join(_TRADE_STATUSES)
@@ -1410,7 +1434,7 @@ class PolymarketDecoder:
                     t.asset_id,
                     _SIDES[t.side],
                     _price(t.price, "trade price", t.asset_id),
-                    _dec(t.size, "trade size", t.asset_id),
+                    _fill_size(t.size, "trade size", t.asset_id),
                     Liquidity.TAKER,
                 )
             )
@@ -1430,7 +1454,7 @@ class PolymarketDecoder:
                     # buy matched with a NO buy, minted together): the same side.
                     side = taker_side.opposite if token == t.asset_id else taker_side
                 price = _price(mo.price, "maker order price", token)
-                size = _dec(mo.matched_amount, "maker order matched_amount", token)
+                size = _fill_size(mo.matched_amount, "maker order matched_amount", token)
                 legs.append((mo.order_id, token, side, price, size, Liquidity.MAKER))
         tx = t.transaction_hash or None
         parts: list[tuple[Fill, TradeSettlement]] = []
