@@ -430,6 +430,11 @@ def fill_from(t: TradeData, ts_local: int) -> Fill:
     fee = _finite(t.trade_fee, "trade_fee", inst)
     if price <= 0 or size <= 0:
         raise _malformed(f"trade {t.trade_id}: price and amount must be positive", inst)
+    trade_id = str(t.trade_id)
+    if not trade_id:
+        # The trade id is what books a fill once (the engine's, the journal's, this decoder's
+        # memory): without one, every reconciliation's catch-up would book it again.
+        raise _malformed(f"trade of order {t.order_id}: no trade_id", inst)
     return Fill(
         venue=VENUE,
         instrument=inst,
@@ -438,7 +443,7 @@ def fill_from(t: TradeData, ts_local: int) -> Fill:
         order_id=t.order_id,
         client_order_id=t.label or None,
         strategy=None,
-        trade_id=str(t.trade_id),
+        trade_id=trade_id,
         side=_SIDES[t.direction],
         price=price,
         size=size,
