@@ -55,8 +55,11 @@ the order path: a request in the gateway holds up every request behind it, cance
 Answers: `POST /order` success with status `live` is an open order; `matched` waits up to
 `fill_wait_s` for the user channel's fills of what matched, so that the strategy sees the fills
 before the order's final state, then reports filled, partially filled (the rest rests), or, for
-FAK, cancelled with what filled; `delayed` / `unmatched` are open with that remark. The fills
-themselves only ever come from the user channel (`codec.py`).
+FAK, cancelled with what matched (the answer's amount, or every fill in); a FAK whose answer does
+not say how much matched and whose fills fall short is an outcome unknown (`VenueError`
+`matched_amount_unknown`: the engine asks the venue), never cancelled with what arrived;
+`delayed` / `unmatched` are open with that remark. The fills themselves only ever come from the
+user channel (`codec.py`).
 """
 
 from __future__ import annotations
@@ -870,6 +873,19 @@ class PolymarketExecution(VenueExecution):
         done = max(filled, matched or Decimal(0))
         if done >= size:
             state = OrderState.FILLED
+        elif prepared.order_type in _IMMEDIATE and status == "matched" and matched is None:
+            # It matched, how much the answer does not say and the user channel has not told
+            # yet; what did not match is gone. "Cancelled" with what we know would guess (0,
+            # say, for all of it traded): the outcome is unknown until the venue's reports
+            # (its fills, the engine's question about the order) settle it.
+            raise VenueError(
+                f"POST /order: {prepared.order_type.value} order {order_id} matched, by an amount the "
+                f"answer does not say and whose fills did not arrive within {self.fill_wait_s} s",
+                venue=VENUE,
+                instrument=order.request.instrument,
+                client_order_id=order.client_order_id,
+                code="matched_amount_unknown",
+            )
         elif prepared.order_type in _IMMEDIATE and status == "matched":
             state = OrderState.CANCELLED  # the venue killed what did not match at once
             reason = f"{prepared.order_type.value}: unmatched remainder cancelled"

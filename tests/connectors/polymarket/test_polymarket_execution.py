@@ -6,7 +6,7 @@ and the orders' round trip through the local simulator (REST in-process, over AS
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
@@ -47,8 +47,10 @@ from tradingd.engine import (
     OrderRequest,
     OrderState,
     OrderUpdate,
+    PrivateEvent,
     RateLimited,
     Side,
+    TimeInForce,
     VenueError,
     VenueRejected,
     VenueUnavailable,
@@ -205,6 +207,50 @@ async def test_captured_order_answers(sim: PolymarketSimulator) -> None:
     assert not isinstance(unknown.value, OrderRejected) and unknown.value.code == 500
     with pytest.raises(VenueError, match="unreadable answer"):
         await execution(answer_with(b"<html>")).place(order(token))
+
+
+async def test_an_immediate_order_matched_by_an_amount_not_said_is_no_cancel_of_nothing(
+    sim: PolymarketSimulator,
+) -> None:
+    # `status: matched` without `makingAmount`/`takingAmount` (fields [U], VENUES.md §2.3), and
+    # the user channel's fills short of the order when the allowance ends: what matched is
+    # unknown. It was reported cancelled with what had arrived (nothing, say), the venue's
+    # "matched" read as "nothing happened": a strategy would send it again and double its position.
+    token = sim.feed.markets[0].yes
+    _, decoder = execution_for(sim)
+    signer = OrderSigner(KEY)
+    matched = orjson.dumps({"success": True, "orderID": None, "errorMsg": "", "status": "matched"})
+    ex = PolymarketExecution(
+        client_on(answer_with(matched)), signer, decoder.registry, decoder.outcomes, fill_wait_s=0.01
+    )
+
+    async def place(n: int, *filled: int) -> Sequence[PrivateEvent]:
+        o = order(token, size="10", price="0.50", time_in_force=TimeInForce.IOC, n=n)
+        order_id = ex.prepare(o)
+        ex.fills.observe(
+            [
+                Fill(
+                    venue="polymarket", instrument=token, ts_exchange=None, ts_local=1, order_id=order_id,
+                    trade_id=f"t{n}-{i}", side=Side.BUY, price=Decimal("0.5"), size=Decimal(size),
+                    liquidity=Liquidity.TAKER,
+                )
+                for i, size in enumerate(filled)
+            ]
+        )  # fmt: skip
+        return await ex.place(o)
+
+    for n, filled in ((1, ()), (2, (4,))):  # none arrived; part of it, no word on the rest
+        with pytest.raises(VenueError, match="matched, by an amount the answer does not say") as unknown:
+            await place(n, *filled)
+        assert not isinstance(unknown.value, OrderRejected) and unknown.value.code == "matched_amount_unknown"
+    # All of it in, or the amount said: the venue's word, as ever.
+    (update,) = await place(3, 4, 6)
+    assert isinstance(update, OrderUpdate) and (update.status, update.filled_size) == (OrderState.FILLED, 10)
+    said = orjson.dumps({"success": True, "status": "matched", "makingAmount": "2", "takingAmount": "4"})
+    ex = PolymarketExecution(client_on(answer_with(said)), signer, decoder.registry, decoder.outcomes)
+    (update,) = await place(4)
+    assert isinstance(update, OrderUpdate)
+    assert (update.status, update.filled_size) == (OrderState.CANCELLED, 4)
 
 
 async def test_captured_cancel_answers(sim: PolymarketSimulator) -> None:
