@@ -245,12 +245,13 @@ async def test_an_immediate_order_matched_by_an_amount_not_said_is_no_cancel_of_
         assert not isinstance(unknown.value, OrderRejected) and unknown.value.code == "matched_amount_unknown"
     # All of it in, or the amount said: the venue's word, as ever.
     (update,) = await place(3, 4, 6)
-    assert isinstance(update, OrderUpdate) and (update.status, update.filled_size) == (OrderState.FILLED, 10)
+    assert isinstance(update, OrderUpdate)
+    assert (update.status, update.filled_size) == (OrderState.FILLED, Decimal(10))
     said = orjson.dumps({"success": True, "status": "matched", "makingAmount": "2", "takingAmount": "4"})
     ex = PolymarketExecution(client_on(answer_with(said)), signer, decoder.registry, decoder.outcomes)
     (update,) = await place(4)
     assert isinstance(update, OrderUpdate)
-    assert (update.status, update.filled_size) == (OrderState.CANCELLED, 4)
+    assert (update.status, update.filled_size) == (OrderState.CANCELLED, Decimal(4))
 
 
 async def test_captured_cancel_answers(sim: PolymarketSimulator) -> None:
