@@ -22,8 +22,9 @@
   has no such order; `private/get_orders` by label while the venue had not named it to us),
   `recent_fills` (`private/get_trade_history` from a time, every page: the fills we missed while
   away, the engine books each once by trade id; a fill we had booked whose trade the chain
-  reverted meanwhile is taken back with a `FillReversal`), `cancel_by_order_id` (an order that
-  is not ours, for `foreign_orders = "cancel"`).
+  reverted meanwhile is taken back with a `FillReversal`; a trade whose `tx_status` says neither,
+  `timed_out`, is alerted, never booked), `cancel_by_order_id` (an order that is not ours, for
+  `foreign_orders = "cancel"`).
 
 Answers become the engine's events (the order's state, and the fills its answer carries, each
 fill reported once whichever path brings it first: `DeriveDecoder.order_result`); venue errors
@@ -64,7 +65,15 @@ from tradingd.engine.venue import (
     positive,
 )
 
-from .codec import _NOT_EXECUTED, OrderData, TradeData, fill_from, order_update_from, reversal_from
+from .codec import (
+    OrderData,
+    TradeData,
+    fill_from,
+    order_update_from,
+    reversal_from,
+    tx_outcome,
+    tx_status_unknown,
+)
 from .fees import DeriveFees
 from .instruments import VENUE
 from .signing import DOMAINS, MIN_SIGNATURE_TTL_S, Credentials, NonceSource, OrderSigner, SignedOrder
@@ -553,10 +562,11 @@ class DeriveExecution(VenueExecution):
         documents no order for the history: its direction is read from the timestamps (newest
         first, as the simulator lists, or oldest first); a history all in one millisecond shows
         none and is taken as newest first (the simulator's order), and one that goes both ways
-        falls back to the trade id within a millisecond. A trade whose
-        transaction was reverted or ignored (§3.4 `tx_status`) is not a fill: it is listed as its
-        `FillReversal`, which the engine applies only to an order holding that fill (one reported
-        before the reversal, in this process or in the journal of an earlier one)."""
+        falls back to the trade id within a millisecond. A trade whose transaction was reverted
+        (`codec.tx_outcome`) is not a fill: it is listed as its `FillReversal`, which the engine
+        applies only to an order holding that fill (one reported before the reversal, in this
+        process or in the journal of an earlier one). A trade whose `tx_status` says neither
+        (`timed_out`) is left out and alerted (`fill.tx_status_unknown`)."""
         self._require_login("trade history")
         now = self.clock()
         trades = await self._pages(
@@ -573,16 +583,22 @@ class DeriveExecution(VenueExecution):
         unique: dict[tuple[str, str], TradeData] = {}
         for t in trades:  # a page shifted by a new trade repeats one; one trade may fill two orders
             unique.setdefault((str(t.trade_id), t.order_id), t)
+        decoder = self.session.decoder
+        for t in unique.values():
+            if tx_outcome(t) == "unknown":
+                key = (str(t.trade_id), t.order_id)
+                # Reported as a fill in this process, or not known here (the journal may hold it).
+                tx_status_unknown(t, reported=True if key in decoder._our_fills else None)
         # Oldest first, a millisecond's in the venue's matching order (read from the listing's
         # direction: `_oldest_first`), the order the ledger must book them in.
-        ordered = _oldest_first(list(unique.values()))
+        ordered = _oldest_first([t for t in unique.values() if tx_outcome(t) != "unknown"])
         try:
             out: list[Fill | FillReversal] = [
-                reversal_from(t, now) if t.tx_status in _NOT_EXECUTED else fill_from(t, now) for t in ordered
+                fill_from(t, now) if tx_outcome(t) == "fill" else reversal_from(t, now) for t in ordered
             ]
             # Into the decoder's memory of our trades, so that the channel bringing one of these
             # again is a repeat, not a second fill or a second reversal.
-            self.session.decoder._our_trades(ordered, now)
+            decoder._our_trades(ordered, now)
         except _UNREADABLE as exc:
             raise VenueError(f"private/get_trade_history: unreadable answer ({exc})", venue=VENUE) from None
         reverted = [e.trade_id for e in out if isinstance(e, FillReversal)]
