@@ -98,6 +98,7 @@ from tradingd.engine.venue import (
     StatusKind,
     Ticker,
     Trade,
+    check_text,
     decode_parsed,
     guard_decode,
     invalid_frame,
@@ -127,7 +128,9 @@ from .instruments import (
 )
 
 __all__ = [
+    "OpenOrdersPage",
     "PolymarketDecoder",
+    "RefusedRecord",
     "TradeSettlement",
     "TradeStatus",
     "TradesPage",
@@ -644,18 +647,60 @@ def _match_time_ns(value: str, instrument: str) -> int | None:
 
 
 _TRADE_STATUSES: Final = {s.name: s for s in TradeStatus}
+# What reading one record of a REST page may raise (the codec's checks, a typed parse, a string
+# that is not UTF-8 or cannot be encoded, too deep a nesting): that record's problem.
+_UNREADABLE_RECORD: Final = (
+    MalformedFrame,
+    msgspec.DecodeError,
+    msgspec.EncodeError,
+    UnicodeError,
+    RecursionError,
+)
 
 
 # -- the decoder ---------------------------------------------------------------------------------
 
 
+@attrs.frozen
+class RefusedRecord:
+    """A record of a page (a trade, an order) that could not be read: its id and the order ids
+    it names, as far as they can be read (`order_ids` None: not known which), and why."""
+
+    id: str | None
+    reason: str
+    order_ids: tuple[str, ...] | None = None
+
+    def may_be_of(self, order_id: str) -> bool:
+        """Whether the record may concern the order `order_id` (ids compared without case)."""
+        return self.order_ids is None or order_id.lower() in (i.lower() for i in self.order_ids)
+
+
+def _refused_trade(item: Any, reason: str) -> RefusedRecord:
+    """A trade item of a page that could not be read, named as far as it can be: its `id`, and
+    the orders it names (`taker_order_id`, each maker order's `order_id`), all or nothing (every
+    trade names both, §2.3: one that does not may concern any order)."""
+    if not isinstance(item, dict):
+        return RefusedRecord(None, reason)
+    trade_id = item.get("id")
+    taker = item.get("taker_order_id")
+    makers = item.get("maker_orders")
+    ids: tuple[str, ...] | None = None
+    if isinstance(taker, str) and isinstance(makers, list):
+        named = [m.get("order_id") if isinstance(m, dict) else None for m in makers]
+        if all(isinstance(i, str) for i in named):
+            ids = tuple(i for i in (taker, *named) if isinstance(i, str) and i)
+    return RefusedRecord(trade_id if isinstance(trade_id, str) else None, reason, ids)
+
+
 @attrs.define
 class TradesPage:
-    """What `PolymarketDecoder.trade_fills` found in one page of our trades."""
+    """What `PolymarketDecoder.trade_fills` found in one page of our trades; `refused`: the
+    trades in it that could not be read (left out)."""
 
     fills: list[Fill] = attrs.field(factory=list)
     reversals: list[FillReversal] = attrs.field(factory=list)
     next_cursor: str = "LTE="  # §2.3: base64 "-1", after the last page
+    refused: list[RefusedRecord] = attrs.field(factory=list)
 
 
 class PolymarketDecoder:
@@ -818,23 +863,20 @@ class PolymarketDecoder:
         before: the engine takes back only a fill it booked (and counts the others as unknown
         reversals). Fills and reversals are remembered like the user channel's, so that none is
         reported twice by the decoder and a later FAILED report reverses a fill found here.
-        Raises `MalformedFrame` for an answer that is not such a page (remembering nothing)."""
+        Raises `MalformedFrame` for an answer that is not such a page (remembering nothing); a
+        trade in it that cannot be read (not an object, a field missing or of the wrong type, a
+        number that is none, no id) is that trade's problem: left out, in `refused`."""
         page = loads_untyped(raw, VENUE, "trades page")
         if not isinstance(page, dict) or not isinstance(page.get("data"), list):
             raise _malformed('trades page: expected {"data": [...], "next_cursor": ...}')
         reports: list[_TradeReport] = []
-        for item in page["data"]:
-            if not isinstance(item, dict):
-                raise _malformed(f"trades page: expected trade objects, got {type(item).__name__}")
-            typed = {**_normalize(item), "event_type": "trade"}
-            try:
-                trade = _decode_event(msgspec.json.encode(typed))
-            except msgspec.DecodeError as exc:
-                raise _invalid("trade", exc) from None
-            assert isinstance(trade, _UserTrade)  # the tag was set just above
-            reports.append(self._trade_report(trade))
-        trades = self._trades
         out = TradesPage()
+        for item in page["data"]:
+            try:
+                reports.append(self._page_trade(item))
+            except _UNREADABLE_RECORD as exc:
+                out.refused.append(_refused_trade(item, str(exc)))
+        trades = self._trades
         for r in reports:
             failed = r.status is TradeStatus.FAILED
             for fill, settlement in r.parts:
@@ -856,6 +898,19 @@ class PolymarketDecoder:
         cursor = page.get("next_cursor")
         out.next_cursor = cursor if isinstance(cursor, str) and cursor else "LTE="
         return out
+
+    def _page_trade(self, item: Any) -> _TradeReport:
+        """One item of a `GET /data/trades` page as the user channel's trade (MalformedFrame, or
+        another of `_UNREADABLE_RECORD`, for one that is not)."""
+        if not isinstance(item, dict):
+            raise _malformed(f"trades page: expected a trade object, got {type(item).__name__}")
+        typed = {**_normalize(item), "event_type": "trade"}
+        try:
+            trade = _decode_event(msgspec.json.encode(typed))
+        except msgspec.DecodeError as exc:
+            raise _invalid("trade", exc) from None
+        assert isinstance(trade, _UserTrade)  # the tag was set just above
+        return self._trade_report(trade)
 
     # ---------------------------------------------------------------------- decoding, checking
 
@@ -1548,12 +1603,40 @@ class _OpenOrder(Struct):
 
 
 class _OrdersPage(Struct):
-    data: list[_OpenOrder]
+    """A page of `GET /data/orders`: the envelope read, each order on its own."""
+
+    data: list[msgspec.Raw]
     next_cursor: str = "LTE="
 
 
+class _OrderIds(Struct):
+    """What names an order record that could not be read, when that much can be."""
+
+    id: str | None = None
+
+
 _decode_orders_page: Final = msgspec.json.Decoder(_OrdersPage, strict=False).decode
+_decode_open_order: Final = msgspec.json.Decoder(_OpenOrder, strict=False).decode
+_decode_order_ids: Final = msgspec.json.Decoder(_OrderIds, strict=False).decode
 _decode_one_order: Final = msgspec.json.Decoder(_OpenOrder | None, strict=False).decode
+
+
+@attrs.define
+class OpenOrdersPage:
+    """A page of `GET /data/orders` (`decode_open_orders`): the orders' states, the next cursor
+    ("LTE=" after the last page), and the orders in it that could not be read (left out)."""
+
+    updates: list[OrderUpdate] = attrs.field(factory=list)
+    next_cursor: str = "LTE="
+    refused: list[RefusedRecord] = attrs.field(factory=list)
+
+
+def _refused_order(record: msgspec.Raw, reason: str) -> RefusedRecord:
+    try:
+        order_id = _decode_order_ids(record).id
+    except _UNREADABLE_RECORD:
+        order_id = None
+    return RefusedRecord(order_id, reason, None if order_id is None else (order_id,))
 
 
 def _open_order_update(o: _OpenOrder, ts_local: int) -> OrderUpdate:
@@ -1603,14 +1686,24 @@ def _open_order_update(o: _OpenOrder, ts_local: int) -> OrderUpdate:
     )
 
 
-def decode_open_orders(raw: bytes | str, ts_local: int) -> tuple[list[OrderUpdate], str]:
-    """A page of `GET /data/orders` (§2.3) as the orders' states, and the next cursor ("LTE="
-    after the last page). Raises `MalformedFrame` for an answer that is not such a page."""
+def decode_open_orders(raw: bytes | str, ts_local: int) -> OpenOrdersPage:
+    """A page of `GET /data/orders` (§2.3) as the orders' states, and the next cursor. Raises
+    `MalformedFrame` for an answer that is not such a page (text that is not JSON, not UTF-8
+    included); an order in it that cannot be read (a field missing or of the wrong type, a
+    number that is none, matched above its size) is that order's problem: left out, in
+    `refused`."""
+    check_text(raw, VENUE, "open orders")  # msgspec leaves a record's strings unread (`Raw`)
     try:
         page = _decode_orders_page(raw)
     except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
         raise _invalid("open orders", exc) from None
-    return [_open_order_update(o, ts_local) for o in page.data], page.next_cursor
+    out = OpenOrdersPage(next_cursor=page.next_cursor)
+    for record in page.data:
+        try:
+            out.updates.append(_open_order_update(_decode_open_order(record), ts_local))
+        except _UNREADABLE_RECORD as exc:
+            out.refused.append(_refused_order(record, str(exc)))
+    return out
 
 
 def decode_order(raw: bytes | str, ts_local: int) -> OrderUpdate | None:
