@@ -37,9 +37,10 @@ from tradingd.engine.venue import (
     VenueExecution,
     check_delivery_price,
     check_funding,
+    check_text,
 )
 
-from .codec import OrderData, TradeData, decode_order_result, fill_from, order_update_from
+from .codec import Millis, OrderData, TradeData, decode_order_result, fill_from, order_update_from
 from .instruments import VENUE
 
 if TYPE_CHECKING:
@@ -55,14 +56,36 @@ _TIF = {
 }
 _decode_order: Any = msgspec.json.Decoder(OrderData).decode
 _decode_orders: Any = msgspec.json.Decoder(list[OrderData]).decode
+# `private/get_open_orders_by_currency`: the list read, each order on its own (`open_orders`).
+_decode_order_records: Any = msgspec.json.Decoder(list[msgspec.Raw]).decode
 
 
 class _TradePage(msgspec.Struct):
-    trades: list[TradeData]
+    """A page of `private/get_user_trades_by_currency_and_time`: the envelope read, each trade
+    on its own (`recent_fills`)."""
+
+    trades: list[msgspec.Raw]
     has_more: bool = False
 
 
+class _Stamp(msgspec.Struct):
+    """What pages the history on: a trade's time, read even from a record that is otherwise bad."""
+
+    timestamp: Millis
+
+
+class _RecordIds(msgspec.Struct):
+    """What names a record that could not be read, when that much can be (a log line's ids)."""
+
+    trade_id: str | int | None = None
+    order_id: str | None = None
+    label: str | None = None
+
+
 _decode_trade_page: Any = msgspec.json.Decoder(_TradePage).decode
+_decode_trade: Any = msgspec.json.Decoder(TradeData).decode
+_decode_stamp: Any = msgspec.json.Decoder(_Stamp).decode
+_decode_ids: Any = msgspec.json.Decoder(_RecordIds).decode
 
 
 class _Settlement(msgspec.Struct):
@@ -138,6 +161,24 @@ def _unreadable(what: str, exc: Exception) -> VenueError:
     return VenueError(f"{what}: unreadable answer ({exc})", venue=VENUE, code="malformed")
 
 
+def _ids(raw: msgspec.Raw) -> _RecordIds:
+    """The ids of a record that could not be read, as far as they can be (none: all None)."""
+    try:
+        ids: _RecordIds = _decode_ids(raw)
+    except _UNREADABLE:
+        return _RecordIds()
+    return ids
+
+
+def _stamp(raw: msgspec.Raw) -> int | None:
+    """A trade record's time (ms), None when even that cannot be read."""
+    try:
+        stamp: _Stamp = _decode_stamp(raw)
+    except _UNREADABLE:
+        return None
+    return stamp.timestamp
+
+
 def _num(d: Decimal) -> float | int:
     """A Decimal as a JSON number, exactly as written: 0.1 stays 0.1, 10 stays 10."""
     return int(d) if d == d.to_integral_value() else float(d)
@@ -147,6 +188,10 @@ class DeribitExecution(VenueExecution):
     """Sends orders through a `DeribitSession` and reads its answers (module docstring)."""
 
     venue = VENUE
+    page_size = 1000  # trades a page of the history (the venue's maximum)
+    max_pages = 1000  # pages of the history read at most per currency (then an error in the log)
+    trades_refused = 0  # trade history records that could not be read (logged)
+    orders_refused = 0  # open orders records that could not be read (each read, logged)
 
     def __init__(
         self,
@@ -288,7 +333,12 @@ class DeribitExecution(VenueExecution):
         return count
 
     async def open_orders(self) -> list[OrderUpdate]:
-        """Every open order of the account, per currency (`private/get_open_orders_by_currency`)."""
+        """Every open order of the account, per currency (`private/get_open_orders_by_currency`).
+        An answer that is not a list is unreadable (`VenueError`); one order in it that cannot be
+        read (or makes no sense: an unknown `order_state`, `filled_amount` above `amount`) is
+        left out, counted (`orders_refused`) and logged (`orders.record_refused`): the engine
+        then asks about each of ours the list did not show (`order_status`, by its id), whose
+        unreadable answer concludes nothing, so a record left out never reads as an order gone."""
         out: list[OrderUpdate] = []
         for currency in self.currencies:
             raw = await self.session.call_retrying(
@@ -296,11 +346,24 @@ class DeribitExecution(VenueExecution):
             )
             now = self.clock()
             try:
-                # `order_update_from` refuses what makes no sense (an unknown `order_state`,
-                # `filled_amount` above `amount`): the whole answer is unreadable then.
-                out.extend(order_update_from(o, now) for o in _decode_orders(raw))
+                check_text(raw, VENUE, "open orders")  # the records' strings are read one by one
+                records = _decode_order_records(raw)
             except _UNREADABLE as exc:
                 raise _unreadable("open orders", exc) from None
+            for record in records:
+                try:
+                    out.append(order_update_from(_decode_order(record), now))
+                except _UNREADABLE as exc:
+                    self.orders_refused += 1
+                    ids = _ids(record)
+                    _log.error(
+                        "orders.record_refused",
+                        venue=VENUE,
+                        order_id=ids.order_id,
+                        label=ids.label,
+                        reason=str(exc),
+                        action="left out of the open orders; the engine asks about any of ours by its id",
+                    )
         return out
 
     # -- reconciliation (after a reconnect or a restart) ----------------------------------------
@@ -334,11 +397,30 @@ class DeribitExecution(VenueExecution):
 
     async def recent_fills(self, since_ns: int) -> list[Fill]:
         """Our fills since `since_ns`, every currency, oldest first
-        (`private/get_user_trades_by_currency_and_time`, paged by 1000)."""
+        (`private/get_user_trades_by_currency_and_time`, `sorting` asc, `page_size` a page).
+
+        A page is followed by the next from its last trade's millisecond, that millisecond
+        included (a page may end among several trades of one millisecond: the next page would
+        skip the others from one past it), each trade taken once by its id and order (a trade
+        between two orders of ours is listed once per order, under one id: a fill of each). A
+        page all in the one millisecond it starts from cannot move on so: the rest of that
+        millisecond is lost, loudly (`fills.history_truncated`), and paging goes on past it.
+
+        A page that is not a page of trades is an unreadable answer (`VenueError`); one trade
+        in it that cannot be read (a field missing or of the wrong type, a number out of range,
+        no trade id) is that record's problem: left out, counted (`trades_refused`) and logged
+        (`fills.record_refused`, with its ids when they can be read), the others booked. Its
+        time, when readable, still pages the history. A page with more to come that cannot
+        move it on (its records all hide their time, or all lie before the time asked from) stops
+        that currency's history, loudly (`fills.history_truncated`), as do `max_pages` pages:
+        never the same page asked again and again."""
         out: list[Fill] = []
         end_ms = self.clock() // 1_000_000 + 1_000
         for currency in self.currencies:
             start_ms = since_ns // 1_000_000
+            seen: set[tuple[str, str]] = set()  # (trade id, order id): a page's first trades repeat
+            refused: set[bytes] = set()  # records already counted, met again on the next page
+            pages = 0
             while True:
                 raw = await self.session.call_retrying(
                     "private/get_user_trades_by_currency_and_time",
@@ -346,20 +428,86 @@ class DeribitExecution(VenueExecution):
                         "currency": currency,
                         "start_timestamp": start_ms,
                         "end_timestamp": end_ms,
-                        "count": 1000,
+                        "count": self.page_size,
                         "sorting": "asc",
                     },
                 )
                 now = self.clock()
                 try:
+                    check_text(raw, VENUE, "user trades")  # the records' strings are read one by one
                     page = _decode_trade_page(raw)
-                    out.extend(fill_from(t, now) for t in page.trades)
                 except _UNREADABLE as exc:
                     raise _unreadable("user trades", exc) from None
+                last: int | None = None
+                for record in page.trades:
+                    stamp = _stamp(record)
+                    if stamp is not None:
+                        last = stamp if last is None else max(last, stamp)
+                    fill = self._trade_record(record, now, refused)
+                    if fill is None:
+                        continue
+                    key = (fill.trade_id, fill.order_id or "")
+                    if key not in seen:
+                        seen.add(key)
+                        out.append(fill)
                 if not page.has_more or not page.trades:
                     break
-                start_ms = max(t.timestamp for t in page.trades) + 1
+                pages += 1
+                if last is None or last < start_ms or pages >= self.max_pages:
+                    stop = (
+                        "a page with more to come, no trade in it with a readable time"
+                        if last is None
+                        else f"a page with more to come, all before {start_ms}, the time asked from"
+                        if last < start_ms
+                        else f"more than {self.max_pages} pages"
+                    )
+                    _log.error(
+                        "fills.history_truncated",
+                        venue=VENUE,
+                        currency=currency,
+                        from_ms=start_ms,
+                        reason=stop,
+                    )
+                    break
+                if last == start_ms:
+                    _log.error(
+                        "fills.history_truncated",
+                        venue=VENUE,
+                        currency=currency,
+                        from_ms=start_ms,
+                        reason=f"a whole page of {len(page.trades)} in one millisecond: the rest skipped",
+                    )
+                    last += 1
+                if last > end_ms:
+                    break
+                start_ms = last
         return out
+
+    def _trade_record(self, record: msgspec.Raw, now: int, refused: set[bytes]) -> Fill | None:
+        """One record of the trade history as our fill; None for one that cannot be read (counted
+        in `trades_refused` and logged, once per record within one `recent_fills`)."""
+        try:
+            t: TradeData = _decode_trade(record)
+            if not str(t.trade_id):
+                # The trade id is what books a fill once: without one, every catch-up would
+                # book it again.
+                raise MalformedFrame(f"trade of order {t.order_id}: no trade_id", venue=VENUE)
+            return fill_from(t, now)
+        except _UNREADABLE as exc:
+            key = bytes(record)
+            if key not in refused:
+                refused.add(key)
+                self.trades_refused += 1
+                ids = _ids(record)
+                _log.error(
+                    "fills.record_refused",
+                    venue=VENUE,
+                    trade_id=None if ids.trade_id is None else str(ids.trade_id),
+                    order_id=ids.order_id,
+                    reason=str(exc),
+                    action="left out; the history's other trades are booked",
+                )
+            return None
 
     # -- expiries and funding ---------------------------------------------------------------------
     async def delivery_price(self, instrument: str) -> Decimal | None:

@@ -20,9 +20,11 @@ backtests alike. Channels (§3.4):
   counted in `deprecated_tickers`, since a feed still on it is about to break.
 - `{subaccount}.orders` -> `OrderUpdate`; `{subaccount}.trades[.{tx_status}]` -> `Fill` (our own
   orders, for the order tracker; §3.4 "Private channels"), once per trade and order whichever path
-  (these channels, or a `private/order` answer through `order_result`) brings it first. A trade
-  whose transaction was reverted (or ignored) is not a fill: after its fill was reported it is a
-  `FillReversal`; never reported, an INSTRUMENT_STATE status naming trade and order.
+  (these channels, or a `private/order` answer through `order_result`) brings it first. What a
+  trade is follows its `tx_status` (`tx_outcome`): one whose transaction was reverted is not a
+  fill: after its fill was reported it is a `FillReversal`; never reported, an INSTRUMENT_STATE
+  status naming trade and order. One whose status says neither that it settled nor that it
+  reverted (`timed_out`, `ignored`) is never booked nor taken back: a status and an alert.
 - Responses (`{"id":…,"result":…}`): a `subscribe` answer yields one SUBSCRIPTION_REFUSED status
   per channel whose status is not "ok" (its text is the venue's reason) and keeps
   `current_subscriptions`; a `get_instruments` / `get_instrument` answer teaches the engine
@@ -49,6 +51,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 import orjson
+import structlog
 from msgspec import Meta, Raw, Struct
 
 from tradingd.engine.venue import (
@@ -100,6 +103,9 @@ __all__ = [
     "order_update_from",
     "reversal_from",
     "subscription_refusals",
+    "tx_outcome",
+    "tx_status_unknown",
+    "unsettled",
 ]
 
 _ticker: Final = positional_builder(Ticker)
@@ -107,6 +113,7 @@ _greeks: Final = positional_builder(Greeks)
 _book_update: Final = positional_builder(BookUpdate)
 _trade: Final = positional_builder(Trade)
 _status: Final = positional_builder(Status)
+_log = structlog.get_logger("tradingd.derive")
 
 _MS: Final = 1_000_000  # Derive timestamps are ms; events carry ns
 _FALLBACK_QUANTUM: Final = 1e-8  # price quantum of a book whose instrument is not (yet) known
@@ -333,7 +340,25 @@ _STATES: Final = {
     "rejected": OrderState.REJECTED,
     "expired": OrderState.EXPIRED,
 }
-_NOT_EXECUTED: Final = frozenset({"reverted", "ignored"})  # tx_status of a trade that did not happen
+# What one of our trades' `tx_status` says of it. Derive documents the values, not their meaning:
+# its OpenAPI spec (as generated in 8ball030/derive_client `specs/openapi-spec.json`,
+# `derive_client/data_types/generated_models.py` `TxStatus`) lists `requested`, `pending`,
+# `settled`, `reverted`, `ignored`, `timed_out` for `TradeResponseSchema.tx_status` ("Blockchain
+# transaction status"), and only `settled`, `reverted`, `timed_out` as the outcomes the trade
+# history and the `{subaccount_id}.trades.{tx_status}` channel ("the user's trade settlement") are
+# filtered by; `private/liquidate` speaks of a trade "settled or ... reverted on chain". No capture
+# (../shared/fixtures, tests/fixtures) shows any but `settled`. Read so, and no further:
+# - `requested`, `pending`: the matching engine matched the trade (the order's `filled_amount`
+#   counts it) and its settlement is under way: a fill, as Polymarket's MATCHED is; a later
+#   `reverted` takes it back.
+# - `settled`: the settlement transaction executed on chain: a fill.
+# - `reverted`: it reverted on chain: the trade did not happen (a reversal of a fill reported).
+# - `timed_out`, `ignored`, anything else (or none): the venue says neither that the trade settled
+#   nor that it reverted. Never guessed: not booked, nothing taken back, an alert
+#   (`unknown_tx_status`, `fill.tx_status_unknown`) for a person to check the account; a later
+#   report that says (`settled`, `reverted`) is applied then.
+_TX_FILL: Final = frozenset({"requested", "pending", "settled"})
+_TX_REVERTED: Final = frozenset({"reverted"})
 
 
 def _json_bytes(raw: Any) -> Any:
@@ -430,6 +455,11 @@ def fill_from(t: TradeData, ts_local: int) -> Fill:
     fee = _finite(t.trade_fee, "trade_fee", inst)
     if price <= 0 or size <= 0:
         raise _malformed(f"trade {t.trade_id}: price and amount must be positive", inst)
+    trade_id = str(t.trade_id)
+    if not trade_id:
+        # The trade id is what books a fill once (the engine's, the journal's, this decoder's
+        # memory): without one, every reconciliation's catch-up would book it again.
+        raise _malformed(f"trade of order {t.order_id}: no trade_id", inst)
     return Fill(
         venue=VENUE,
         instrument=inst,
@@ -438,7 +468,7 @@ def fill_from(t: TradeData, ts_local: int) -> Fill:
         order_id=t.order_id,
         client_order_id=t.label or None,
         strategy=None,
-        trade_id=str(t.trade_id),
+        trade_id=trade_id,
         side=_SIDES[t.direction],
         price=price,
         size=size,
@@ -472,9 +502,48 @@ def _reverted(t: TradeData, ts_local: int) -> Status:
     )
 
 
+def tx_outcome(t: TradeData) -> Literal["fill", "reverted", "unknown"]:
+    """What one of our trades' `tx_status` says (`_TX_FILL` above, with its sources): a fill, a
+    trade the chain reverted, or neither said."""
+    status = t.tx_status
+    if status in _TX_FILL:
+        return "fill"
+    return "reverted" if status in _TX_REVERTED else "unknown"
+
+
+def unsettled(t: TradeData, ts_local: int) -> Status:
+    """The status of one of our trades whose `tx_status` says neither that it settled nor that
+    it reverted (`timed_out`, ...): nothing is booked or taken back on it."""
+    message = (
+        f"trade {t.trade_id} of order {t.order_id} has tx_status {t.tx_status}: Derive says neither "
+        "that it settled nor that it reverted; not booked, nothing taken back: check the account"
+    )
+    data = {"tx_status": t.tx_status, "trade_id": str(t.trade_id), "order_id": t.order_id}
+    return _status(
+        VENUE, t.instrument_name, t.timestamp * _MS, ts_local, StatusKind.INSTRUMENT_STATE, message, data
+    )
+
+
+def tx_status_unknown(t: TradeData, *, reported: bool | None) -> None:
+    """The alert for one of our trades whose `tx_status` says neither that it settled nor that it
+    reverted (`tx_outcome`): one line naming the trade, its order and the status; `reported`:
+    whether its fill was reported before (None: not known here)."""
+    _log.critical(
+        "fill.tx_status_unknown",
+        venue=VENUE,
+        instrument=t.instrument_name,
+        trade_id=str(t.trade_id),
+        order_id=t.order_id,
+        client_order_id=t.label or None,
+        tx_status=t.tx_status,
+        fill_reported=reported,
+        action="not booked, nothing taken back: check the account (a later settled or reverted is applied)",
+    )
+
+
 def reversal_from(t: TradeData, ts_local: int) -> FillReversal:
-    """The engine's view of one of our fills that the chain did not settle (§3.4: a trade whose
-    `tx_status` ends `reverted` or `ignored` after it was reported): it undoes that fill."""
+    """The engine's view of one of our fills that the chain did not settle (a trade whose
+    `tx_status` is `reverted` after it was reported): it undoes that fill."""
     fill = fill_from(t, ts_local)
     return FillReversal(
         venue=VENUE,
@@ -495,9 +564,14 @@ def reversal_from(t: TradeData, ts_local: int) -> FillReversal:
 
 
 def _our_trade_events(trades: list[TradeData], ts_local: int) -> list[MarketEvent]:
-    return [
-        _reverted(t, ts_local) if t.tx_status in _NOT_EXECUTED else fill_from(t, ts_local) for t in trades
-    ]
+    events: list[MarketEvent] = []
+    for t in trades:
+        outcome = tx_outcome(t)
+        if outcome == "fill":
+            events.append(fill_from(t, ts_local))
+        else:
+            events.append(_reverted(t, ts_local) if outcome == "reverted" else unsettled(t, ts_local))
+    return events
 
 
 def decode_order_result(raw: Any, ts_local: int) -> list[MarketEvent]:
@@ -582,6 +656,7 @@ class DeriveDecoder(JsonRpcDecoder):
         self._our_fills: dict[tuple[str, str], None] = {}
         self._our_reversals: dict[tuple[str, str], None] = {}
         self.repeated_fills = 0
+        self.unknown_tx_status = 0  # our trades whose tx_status said neither fill nor revert (alerts)
 
     # ----------------------------------------------------------------------------------- API
 
@@ -858,17 +933,24 @@ class DeriveDecoder(JsonRpcDecoder):
         """Our executions, each reported once whichever path (this channel, the `.reverted`
         variant, an order's answer) brings it first: a `Fill` for a (trade, order) not seen
         before, a `FillReversal` for a reverted trade we reported as a fill, a status for a
-        reverted trade we never counted; a repeat is dropped (`repeated_fills`). Memory changes
-        only once the whole list has decoded."""
+        reverted trade we never counted; a repeat is dropped (`repeated_fills`). A trade whose
+        `tx_status` says neither (`timed_out`, `tx_outcome`) is a status and an alert
+        (`unknown_tx_status`, `fill.tx_status_unknown`), never a fill nor a reversal. Memory and
+        counters change only once the whole list has decoded."""
         fills, reversed_ = self._our_fills, self._our_reversals
         out: list[MarketEvent] = []
         new_fills: dict[tuple[str, str], None] = {}
         new_reversals: dict[tuple[str, str], None] = {}
         repeats = 0
+        unknown: list[TradeData] = []
         for t in trades:
             key = (t.trade_id if t.trade_id.__class__ is str else str(t.trade_id), t.order_id)
             known = key in fills or key in new_fills
-            if t.tx_status in _NOT_EXECUTED:
+            outcome = tx_outcome(t)
+            if outcome == "unknown":
+                out.append(unsettled(t, ts_local))
+                unknown.append(t)
+            elif outcome == "reverted":
                 if key in reversed_ or key in new_reversals:
                     repeats += 1
                 elif known:
@@ -882,6 +964,10 @@ class DeriveDecoder(JsonRpcDecoder):
                 out.append(fill_from(t, ts_local))
                 new_fills[key] = None
         self.repeated_fills += repeats
+        for t in unknown:
+            self.unknown_tx_status += 1
+            key = (str(t.trade_id), t.order_id)
+            tx_status_unknown(t, reported=key in fills or key in new_fills)
         for memory, new in ((fills, new_fills), (reversed_, new_reversals)):
             memory.update(new)
             while len(memory) > _OUR_TRADES:

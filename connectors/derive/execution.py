@@ -22,8 +22,10 @@
   has no such order; `private/get_orders` by label while the venue had not named it to us),
   `recent_fills` (`private/get_trade_history` from a time, every page: the fills we missed while
   away, the engine books each once by trade id; a fill we had booked whose trade the chain
-  reverted meanwhile is taken back with a `FillReversal`), `cancel_by_order_id` (an order that
-  is not ours, for `foreign_orders = "cancel"`).
+  reverted meanwhile is taken back with a `FillReversal`; a trade whose `tx_status` says neither,
+  `timed_out`, is alerted, never booked; a record that cannot be read is left out, counted and
+  logged, the others booked), `cancel_by_order_id` (an order that is not ours, for
+  `foreign_orders = "cancel"`).
 
 Answers become the engine's events (the order's state, and the fills its answer carries, each
 fill reported once whichever path brings it first: `DeriveDecoder.order_result`); venue errors
@@ -61,10 +63,19 @@ from tradingd.engine.venue import (
     VenueUnavailable,
     check_delivery_price,
     check_funding,
+    check_text,
     positive,
 )
 
-from .codec import _NOT_EXECUTED, OrderData, TradeData, fill_from, order_update_from, reversal_from
+from .codec import (
+    OrderData,
+    TradeData,
+    fill_from,
+    order_update_from,
+    reversal_from,
+    tx_outcome,
+    tx_status_unknown,
+)
 from .fees import DeriveFees
 from .instruments import VENUE
 from .signing import DOMAINS, MIN_SIGNATURE_TTL_S, Credentials, NonceSource, OrderSigner, SignedOrder
@@ -93,19 +104,36 @@ class _Pagination(msgspec.Struct):
 
 
 class _Orders(msgspec.Struct):
-    """`private/get_open_orders` (no pagination), `private/get_orders` (paged)."""
+    """`private/get_orders` (paged): the orders of one label, read whole (a lookup of one
+    order: a record it cannot read must not read as "no such order")."""
 
     orders: list[OrderData]
     subaccount_id: int | None = None
     pagination: _Pagination | None = None
 
 
-class _Trades(msgspec.Struct):
-    """`private/get_trade_history`: a page of our trades."""
+class _OpenOrders(msgspec.Struct):
+    """`private/get_open_orders` (no pagination): its envelope, each order read on its own."""
 
-    trades: list[TradeData]
+    orders: list[msgspec.Raw]
+    subaccount_id: int | None = None
+
+
+class _Trades(msgspec.Struct):
+    """`private/get_trade_history`: a page of our trades, the envelope read, each trade on its
+    own (`recent_fills`: a record it cannot read is that record's problem)."""
+
+    trades: list[msgspec.Raw]
     subaccount_id: int | None = None
     pagination: _Pagination | None = None
+
+
+class _RecordIds(msgspec.Struct):
+    """What names a record that could not be read, when that much can be (a log line's ids)."""
+
+    trade_id: str | int | None = None
+    order_id: str | None = None
+    label: str | None = None
 
 
 class _Cancelled(msgspec.Struct):
@@ -165,7 +193,28 @@ _MAX_AMOUNT: Final = Decimal(2**255) / Decimal(10**18)
 _decode_funding: Any = msgspec.json.Decoder(_Funding, strict=False).decode
 _decode_instrument: Any = msgspec.json.Decoder(_InstrumentDetails, strict=False).decode
 _decode_orders: Any = msgspec.json.Decoder(_Orders, strict=False).decode
-_decode_trades: Any = msgspec.json.Decoder(_Trades, strict=False).decode
+_decode_open_orders: Any = msgspec.json.Decoder(_OpenOrders, strict=False).decode
+_decode_trades_page: Any = msgspec.json.Decoder(_Trades, strict=False).decode
+_decode_trade: Any = msgspec.json.Decoder(TradeData, strict=False).decode
+_decode_ids: Any = msgspec.json.Decoder(_RecordIds, strict=False).decode
+
+
+def _decode_trades(raw: Any) -> _Trades:
+    """A page of the trade history, its records left to be read one by one."""
+    check_text(raw, VENUE, "private/get_trade_history")  # their strings are read one by one
+    page: _Trades = _decode_trades_page(raw)
+    return page
+
+
+def _ids(raw: msgspec.Raw) -> _RecordIds:
+    """The ids of a record that could not be read, as far as they can be (none: all None)."""
+    try:
+        ids: _RecordIds = _decode_ids(raw)
+    except _UNREADABLE:
+        return _RecordIds()
+    return ids
+
+
 _decode_cancelled: Any = msgspec.json.Decoder(_Cancelled).decode
 
 
@@ -208,6 +257,8 @@ class DeriveExecution(VenueExecution):
     page_size = 1000
     max_pages = 200
     funding_refused = 0  # funding records refused as money (not a finite, plausible number)
+    trades_refused = 0  # trade history records that could not be read (each read, logged)
+    orders_refused = 0  # open orders records that could not be read (each read, logged)
 
     def __init__(
         self,
@@ -461,16 +512,36 @@ class DeriveExecution(VenueExecution):
         return count
 
     async def open_orders(self) -> list[OrderUpdate]:
-        """Every open order of the subaccount (`private/get_open_orders`)."""
+        """Every open order of the subaccount (`private/get_open_orders`). An answer that is not
+        a list of orders is unreadable (`VenueError`); one order in it that cannot be read is
+        left out, counted (`orders_refused`) and logged (`orders.record_refused`): the engine
+        then asks about each of ours the list did not show (`order_status`, by its id), whose
+        unreadable answer concludes nothing, so a record left out never reads as an order gone."""
         raw = await self.session.call_retrying(
             "private/get_open_orders", {"subaccount_id": self.subaccount_id}
         )
         try:
-            orders = _decode_orders(raw).orders
-            now = self.clock()
-            return [order_update_from(o, now) for o in orders]
+            check_text(raw, VENUE, "open orders")  # the records' strings are read one by one
+            records = _decode_open_orders(raw).orders
         except _UNREADABLE as exc:
             raise VenueError(f"open orders: unreadable answer ({exc})", venue=VENUE) from None
+        now = self.clock()
+        out: list[OrderUpdate] = []
+        for record in records:
+            try:
+                out.append(order_update_from(_decode_order(record), now))
+            except _UNREADABLE as exc:
+                self.orders_refused += 1
+                ids = _ids(record)
+                _log.error(
+                    "orders.record_refused",
+                    venue=VENUE,
+                    order_id=ids.order_id,
+                    label=ids.label,
+                    reason=str(exc),
+                    action="left out of the open orders; the engine asks about any of ours by its id",
+                )
+        return out
 
     # -- reconciliation (after a reconnect or a restart) ----------------------------------------
     async def _pages(
@@ -553,13 +624,20 @@ class DeriveExecution(VenueExecution):
         documents no order for the history: its direction is read from the timestamps (newest
         first, as the simulator lists, or oldest first); a history all in one millisecond shows
         none and is taken as newest first (the simulator's order), and one that goes both ways
-        falls back to the trade id within a millisecond. A trade whose
-        transaction was reverted or ignored (§3.4 `tx_status`) is not a fill: it is listed as its
-        `FillReversal`, which the engine applies only to an order holding that fill (one reported
-        before the reversal, in this process or in the journal of an earlier one)."""
+        falls back to the trade id within a millisecond. A trade whose transaction was reverted
+        (`codec.tx_outcome`) is not a fill: it is listed as its `FillReversal`, which the engine
+        applies only to an order holding that fill (one reported before the reversal, in this
+        process or in the journal of an earlier one). A trade whose `tx_status` says neither
+        (`timed_out`) is left out and alerted (`fill.tx_status_unknown`).
+
+        A page that is not a page of trades is an unreadable answer (`VenueError`); one trade
+        in it that cannot be read (not an object, a field missing or of the wrong type, a number
+        that is none) is that record's problem: left out, counted (`trades_refused`) and logged
+        (`fills.record_refused`, with its ids when they can be read), the others booked. The
+        pages are counted by the envelope's `pagination`, whatever their records hold."""
         self._require_login("trade history")
         now = self.clock()
-        trades = await self._pages(
+        records = await self._pages(
             "private/get_trade_history",
             {
                 "subaccount_id": self.subaccount_id,
@@ -571,24 +649,59 @@ class DeriveExecution(VenueExecution):
             lambda r: r.trades,
         )
         unique: dict[tuple[str, str], TradeData] = {}
-        for t in trades:  # a page shifted by a new trade repeats one; one trade may fill two orders
-            unique.setdefault((str(t.trade_id), t.order_id), t)
+        unknown: list[TradeData] = []
+        for record in records:
+            t = self._trade_record(record, now)
+            if t is None:
+                continue
+            key = (str(t.trade_id), t.order_id)
+            if key in unique:
+                continue  # a page shifted by a new trade repeats one; one trade may fill two orders
+            unique[key] = t
+            if tx_outcome(t) == "unknown":
+                unknown.append(t)
+        decoder = self.session.decoder
+        for t in unknown:
+            key = (str(t.trade_id), t.order_id)
+            # Reported as a fill in this process, or not known here (the journal may hold it).
+            tx_status_unknown(t, reported=True if key in decoder._our_fills else None)
         # Oldest first, a millisecond's in the venue's matching order (read from the listing's
         # direction: `_oldest_first`), the order the ledger must book them in.
-        ordered = _oldest_first(list(unique.values()))
-        try:
-            out: list[Fill | FillReversal] = [
-                reversal_from(t, now) if t.tx_status in _NOT_EXECUTED else fill_from(t, now) for t in ordered
-            ]
-            # Into the decoder's memory of our trades, so that the channel bringing one of these
-            # again is a repeat, not a second fill or a second reversal.
-            self.session.decoder._our_trades(ordered, now)
-        except _UNREADABLE as exc:
-            raise VenueError(f"private/get_trade_history: unreadable answer ({exc})", venue=VENUE) from None
+        ordered = _oldest_first([t for t in unique.values() if tx_outcome(t) != "unknown"])
+        out: list[Fill | FillReversal] = [
+            fill_from(t, now) if tx_outcome(t) == "fill" else reversal_from(t, now) for t in ordered
+        ]
+        # Into the decoder's memory of our trades, so that the channel bringing one of these
+        # again is a repeat, not a second fill or a second reversal.
+        decoder._our_trades(ordered, now)
         reverted = [e.trade_id for e in out if isinstance(e, FillReversal)]
         if reverted:
             self.session.log.info("fills.reverted_trades_listed", trades=reverted)
         return out
+
+    def _trade_record(self, record: msgspec.Raw, now: int) -> TradeData | None:
+        """One record of the trade history, read and checked as what it becomes (a fill, a
+        reversal); None for one that cannot be (counted in `trades_refused`, logged)."""
+        try:
+            t: TradeData = _decode_trade(record)
+            outcome = tx_outcome(t)
+            if outcome == "fill":
+                fill_from(t, now)
+            elif outcome == "reverted":
+                reversal_from(t, now)
+            return t
+        except _UNREADABLE as exc:
+            self.trades_refused += 1
+            ids = _ids(record)
+            _log.error(
+                "fills.record_refused",
+                venue=VENUE,
+                trade_id=None if ids.trade_id is None else str(ids.trade_id),
+                order_id=ids.order_id,
+                reason=str(exc),
+                action="left out; the history's other trades are booked",
+            )
+            return None
 
     # -- expiries and funding ---------------------------------------------------------------------
     async def delivery_price(self, instrument: str) -> Decimal | None:

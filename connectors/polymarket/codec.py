@@ -34,7 +34,8 @@ snapshot comes with a `BOOK_RESYNC`).
 Numbers are checked before anything is applied (the error contract below): level and trade prices
 strictly inside (0, 1) (§2.6), sizes never negative, timestamps whose ns fit an int64; our orders'
 and trades' exact numbers likewise (`_dec`, `_price`), a fee rate at most 10,000 bps, an order's
-matched size never above its size; a `best_bid_ask` whose bid is not below its ask is refused.
+matched size never above its size; a `best_bid_ask` whose bid is not below its ask is refused, and
+so is a `market_resolved` whose winner is not one of its tokens (every token would settle at 0).
 
 Our trades (user channel): a trade is reported `MATCHED`, then `MINED`, then `CONFIRMED`; it may
 go through `RETRYING` and end `FAILED` instead (§2.2). The `Fill` is returned the first time a
@@ -97,6 +98,7 @@ from tradingd.engine.venue import (
     StatusKind,
     Ticker,
     Trade,
+    check_text,
     decode_parsed,
     guard_decode,
     invalid_frame,
@@ -126,7 +128,9 @@ from .instruments import (
 )
 
 __all__ = [
+    "OpenOrdersPage",
     "PolymarketDecoder",
+    "RefusedRecord",
     "TradeSettlement",
     "TradeStatus",
     "TradesPage",
@@ -498,6 +502,15 @@ def _price(v: Number, what: str, instrument: str) -> Decimal:
     return d
 
 
+def _fill_size(v: Number, what: str, instrument: str) -> Decimal:
+    """The size of one of our fills: above 0. A fill of nothing is no fill: booked, it would
+    move no position, and its order's average price would divide by zero."""
+    d = _dec(v, what, instrument)
+    if d <= 0:
+        raise _malformed(f"{what}: a fill's size must be above 0, got {v!r}", instrument)
+    return d
+
+
 def _order_sizes(original: Number, matched: Number, instrument: str) -> tuple[Decimal, Decimal]:
     """An order's size and matched size: matched never above the order's size."""
     size = _dec(original, "order original_size", instrument)
@@ -634,18 +647,60 @@ def _match_time_ns(value: str, instrument: str) -> int | None:
 
 
 _TRADE_STATUSES: Final = {s.name: s for s in TradeStatus}
+# What reading one record of a REST page may raise (the codec's checks, a typed parse, a string
+# that is not UTF-8 or cannot be encoded, too deep a nesting): that record's problem.
+_UNREADABLE_RECORD: Final = (
+    MalformedFrame,
+    msgspec.DecodeError,
+    msgspec.EncodeError,
+    UnicodeError,
+    RecursionError,
+)
 
 
 # -- the decoder ---------------------------------------------------------------------------------
 
 
+@attrs.frozen
+class RefusedRecord:
+    """A record of a page (a trade, an order) that could not be read: its id and the order ids
+    it names, as far as they can be read (`order_ids` None: not known which), and why."""
+
+    id: str | None
+    reason: str
+    order_ids: tuple[str, ...] | None = None
+
+    def may_be_of(self, order_id: str) -> bool:
+        """Whether the record may concern the order `order_id` (ids compared without case)."""
+        return self.order_ids is None or order_id.lower() in (i.lower() for i in self.order_ids)
+
+
+def _refused_trade(item: Any, reason: str) -> RefusedRecord:
+    """A trade item of a page that could not be read, named as far as it can be: its `id`, and
+    the orders it names (`taker_order_id`, each maker order's `order_id`), all or nothing (every
+    trade names both, §2.3: one that does not may concern any order)."""
+    if not isinstance(item, dict):
+        return RefusedRecord(None, reason)
+    trade_id = item.get("id")
+    taker = item.get("taker_order_id")
+    makers = item.get("maker_orders")
+    ids: tuple[str, ...] | None = None
+    if isinstance(taker, str) and isinstance(makers, list):
+        named = [m.get("order_id") if isinstance(m, dict) else None for m in makers]
+        if all(isinstance(i, str) for i in named):
+            ids = tuple(i for i in (taker, *named) if isinstance(i, str) and i)
+    return RefusedRecord(trade_id if isinstance(trade_id, str) else None, reason, ids)
+
+
 @attrs.define
 class TradesPage:
-    """What `PolymarketDecoder.trade_fills` found in one page of our trades."""
+    """What `PolymarketDecoder.trade_fills` found in one page of our trades; `refused`: the
+    trades in it that could not be read (left out)."""
 
     fills: list[Fill] = attrs.field(factory=list)
     reversals: list[FillReversal] = attrs.field(factory=list)
     next_cursor: str = "LTE="  # §2.3: base64 "-1", after the last page
+    refused: list[RefusedRecord] = attrs.field(factory=list)
 
 
 class PolymarketDecoder:
@@ -808,23 +863,20 @@ class PolymarketDecoder:
         before: the engine takes back only a fill it booked (and counts the others as unknown
         reversals). Fills and reversals are remembered like the user channel's, so that none is
         reported twice by the decoder and a later FAILED report reverses a fill found here.
-        Raises `MalformedFrame` for an answer that is not such a page (remembering nothing)."""
+        Raises `MalformedFrame` for an answer that is not such a page (remembering nothing); a
+        trade in it that cannot be read (not an object, a field missing or of the wrong type, a
+        number that is none, no id) is that trade's problem: left out, in `refused`."""
         page = loads_untyped(raw, VENUE, "trades page")
         if not isinstance(page, dict) or not isinstance(page.get("data"), list):
             raise _malformed('trades page: expected {"data": [...], "next_cursor": ...}')
         reports: list[_TradeReport] = []
-        for item in page["data"]:
-            if not isinstance(item, dict):
-                raise _malformed(f"trades page: expected trade objects, got {type(item).__name__}")
-            typed = {**_normalize(item), "event_type": "trade"}
-            try:
-                trade = _decode_event(msgspec.json.encode(typed))
-            except msgspec.DecodeError as exc:
-                raise _invalid("trade", exc) from None
-            assert isinstance(trade, _UserTrade)  # the tag was set just above
-            reports.append(self._trade_report(trade))
-        trades = self._trades
         out = TradesPage()
+        for item in page["data"]:
+            try:
+                reports.append(self._page_trade(item))
+            except _UNREADABLE_RECORD as exc:
+                out.refused.append(_refused_trade(item, str(exc)))
+        trades = self._trades
         for r in reports:
             failed = r.status is TradeStatus.FAILED
             for fill, settlement in r.parts:
@@ -846,6 +898,19 @@ class PolymarketDecoder:
         cursor = page.get("next_cursor")
         out.next_cursor = cursor if isinstance(cursor, str) and cursor else "LTE="
         return out
+
+    def _page_trade(self, item: Any) -> _TradeReport:
+        """One item of a `GET /data/trades` page as the user channel's trade (MalformedFrame, or
+        another of `_UNREADABLE_RECORD`, for one that is not)."""
+        if not isinstance(item, dict):
+            raise _malformed(f"trades page: expected a trade object, got {type(item).__name__}")
+        typed = {**_normalize(item), "event_type": "trade"}
+        try:
+            trade = _decode_event(msgspec.json.encode(typed))
+        except msgspec.DecodeError as exc:
+            raise _invalid("trade", exc) from None
+        assert isinstance(trade, _UserTrade)  # the tag was set just above
+        return self._trade_report(trade)
 
     # ---------------------------------------------------------------------- decoding, checking
 
@@ -928,6 +993,16 @@ class PolymarketDecoder:
         elif cls is _NewMarket:
             if m.order_price_min_tick_size is not None:
                 _tick_size(m.order_price_min_tick_size, "new_market", m.market)
+        elif cls is _Resolved:
+            # Each token settles at the payout this names (1 for the winner, 0 for the others):
+            # a winner that is not one of the market's tokens ("", a typo, another market's)
+            # would close every position of ours in it at 0. No payout is known: refused.
+            if m.winning_asset_id not in m.assets_ids:
+                raise _malformed(
+                    f"market_resolved {m.market}: winning_asset_id {m.winning_asset_id[:80]!r} is not "
+                    "one of its assets_ids",
+                    m.market,
+                )
         elif cls is _UserOrder:
             update = self._order_update(m)
             return lambda ts_local: [msgspec.structs.replace(update, ts_local=ts_local)]
@@ -1390,6 +1465,10 @@ class PolymarketDecoder:
     def _trade_report(self, t: _UserTrade) -> _TradeReport:
         """§2.2 user `trade` event -> our fills in it (taker: the taker order; maker: our maker
         orders, told apart by owner) and their settlement reports."""
+        if not t.id:
+            # The trade id is what books a fill once (the engine's, the journal's, this
+            # decoder's memory): without one, every reconciliation would book it again.
+            raise _malformed("trade: no id", t.asset_id)
         status = _TRADE_STATUSES.get(t.status.upper())
         if status is None:
             known = ", ".join(_TRADE_STATUSES)
@@ -1410,7 +1489,7 @@ class PolymarketDecoder:
                     t.asset_id,
                     _SIDES[t.side],
                     _price(t.price, "trade price", t.asset_id),
-                    _dec(t.size, "trade size", t.asset_id),
+                    _fill_size(t.size, "trade size", t.asset_id),
                     Liquidity.TAKER,
                 )
             )
@@ -1430,7 +1509,7 @@ class PolymarketDecoder:
                     # buy matched with a NO buy, minted together): the same side.
                     side = taker_side.opposite if token == t.asset_id else taker_side
                 price = _price(mo.price, "maker order price", token)
-                size = _dec(mo.matched_amount, "maker order matched_amount", token)
+                size = _fill_size(mo.matched_amount, "maker order matched_amount", token)
                 legs.append((mo.order_id, token, side, price, size, Liquidity.MAKER))
         tx = t.transaction_hash or None
         parts: list[tuple[Fill, TradeSettlement]] = []
@@ -1524,12 +1603,40 @@ class _OpenOrder(Struct):
 
 
 class _OrdersPage(Struct):
-    data: list[_OpenOrder]
+    """A page of `GET /data/orders`: the envelope read, each order on its own."""
+
+    data: list[msgspec.Raw]
     next_cursor: str = "LTE="
 
 
+class _OrderIds(Struct):
+    """What names an order record that could not be read, when that much can be."""
+
+    id: str | None = None
+
+
 _decode_orders_page: Final = msgspec.json.Decoder(_OrdersPage, strict=False).decode
+_decode_open_order: Final = msgspec.json.Decoder(_OpenOrder, strict=False).decode
+_decode_order_ids: Final = msgspec.json.Decoder(_OrderIds, strict=False).decode
 _decode_one_order: Final = msgspec.json.Decoder(_OpenOrder | None, strict=False).decode
+
+
+@attrs.define
+class OpenOrdersPage:
+    """A page of `GET /data/orders` (`decode_open_orders`): the orders' states, the next cursor
+    ("LTE=" after the last page), and the orders in it that could not be read (left out)."""
+
+    updates: list[OrderUpdate] = attrs.field(factory=list)
+    next_cursor: str = "LTE="
+    refused: list[RefusedRecord] = attrs.field(factory=list)
+
+
+def _refused_order(record: msgspec.Raw, reason: str) -> RefusedRecord:
+    try:
+        order_id = _decode_order_ids(record).id
+    except _UNREADABLE_RECORD:
+        order_id = None
+    return RefusedRecord(order_id, reason, None if order_id is None else (order_id,))
 
 
 def _open_order_update(o: _OpenOrder, ts_local: int) -> OrderUpdate:
@@ -1579,14 +1686,24 @@ def _open_order_update(o: _OpenOrder, ts_local: int) -> OrderUpdate:
     )
 
 
-def decode_open_orders(raw: bytes | str, ts_local: int) -> tuple[list[OrderUpdate], str]:
-    """A page of `GET /data/orders` (§2.3) as the orders' states, and the next cursor ("LTE="
-    after the last page). Raises `MalformedFrame` for an answer that is not such a page."""
+def decode_open_orders(raw: bytes | str, ts_local: int) -> OpenOrdersPage:
+    """A page of `GET /data/orders` (§2.3) as the orders' states, and the next cursor. Raises
+    `MalformedFrame` for an answer that is not such a page (text that is not JSON, not UTF-8
+    included); an order in it that cannot be read (a field missing or of the wrong type, a
+    number that is none, matched above its size) is that order's problem: left out, in
+    `refused`."""
+    check_text(raw, VENUE, "open orders")  # msgspec leaves a record's strings unread (`Raw`)
     try:
         page = _decode_orders_page(raw)
     except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
         raise _invalid("open orders", exc) from None
-    return [_open_order_update(o, ts_local) for o in page.data], page.next_cursor
+    out = OpenOrdersPage(next_cursor=page.next_cursor)
+    for record in page.data:
+        try:
+            out.updates.append(_open_order_update(_decode_open_order(record), ts_local))
+        except _UNREADABLE_RECORD as exc:
+            out.refused.append(_refused_order(record, str(exc)))
+    return out
 
 
 def decode_order(raw: bytes | str, ts_local: int) -> OrderUpdate | None:

@@ -55,8 +55,11 @@ the order path: a request in the gateway holds up every request behind it, cance
 Answers: `POST /order` success with status `live` is an open order; `matched` waits up to
 `fill_wait_s` for the user channel's fills of what matched, so that the strategy sees the fills
 before the order's final state, then reports filled, partially filled (the rest rests), or, for
-FAK, cancelled with what filled; `delayed` / `unmatched` are open with that remark. The fills
-themselves only ever come from the user channel (`codec.py`).
+FAK, cancelled with what matched (the answer's amount, or every fill in); a FAK whose answer does
+not say how much matched and whose fills fall short is an outcome unknown (`VenueError`
+`matched_amount_unknown`: the engine asks the venue), never cancelled with what arrived;
+`delayed` / `unmatched` are open with that remark. The fills themselves only ever come from the
+user channel (`codec.py`).
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ from tradingd.engine.venue import (
     VenueUnavailable,
 )
 
-from .codec import PolymarketDecoder, _classify, decode_open_orders, decode_order
+from .codec import PolymarketDecoder, RefusedRecord, _classify, decode_open_orders, decode_order
 from .instruments import VENUE, FeeSchedule, Outcome, Outcomes
 from .signing import (
     ApiCredentials,
@@ -481,7 +484,8 @@ def trade_tokens(raw: bytes | str) -> dict[str, str]:
         if not isinstance(item, dict) or (item.get("event_type") or _classify(item)) != "trade":
             continue
         market = str(item.get("market") or "")
-        legs = [item, *(m for m in item.get("maker_orders") or () if isinstance(m, dict))]
+        makers = item.get("maker_orders")  # a list, unless the trade is one the decoder refuses
+        legs = [item, *(m for m in makers if isinstance(m, dict))] if isinstance(makers, list) else [item]
         for leg in legs:
             if leg.get("asset_id"):
                 tokens[str(leg["asset_id"])] = market
@@ -612,6 +616,8 @@ class PolymarketExecution(VenueExecution):
     (`neg_risk`), `fills` sees the user channel's fills."""
 
     venue = VENUE
+    trades_refused = 0  # trades of `GET /data/trades` pages that could not be read (each read, logged)
+    orders_refused = 0  # orders of `GET /data/orders` pages that could not be read (each read, logged)
 
     def __init__(
         self,
@@ -870,6 +876,19 @@ class PolymarketExecution(VenueExecution):
         done = max(filled, matched or Decimal(0))
         if done >= size:
             state = OrderState.FILLED
+        elif prepared.order_type in _IMMEDIATE and status == "matched" and matched is None:
+            # It matched, how much the answer does not say and the user channel has not told
+            # yet; what did not match is gone. "Cancelled" with what we know would guess (0,
+            # say, for all of it traded): the outcome is unknown until the venue's reports
+            # (its fills, the engine's question about the order) settle it.
+            raise VenueError(
+                f"POST /order: {prepared.order_type.value} order {order_id} matched, by an amount the "
+                f"answer does not say and whose fills did not arrive within {self.fill_wait_s} s",
+                venue=VENUE,
+                instrument=order.request.instrument,
+                client_order_id=order.client_order_id,
+                code="matched_amount_unknown",
+            )
         elif prepared.order_type in _IMMEDIATE and status == "matched":
             state = OrderState.CANCELLED  # the venue killed what did not match at once
             reason = f"{prepared.order_type.value}: unmatched remainder cancelled"
@@ -951,20 +970,38 @@ class PolymarketExecution(VenueExecution):
             ) from None
 
     async def open_orders(self) -> list[OrderUpdate]:
-        """Every resting order of the account (`GET /data/orders`, every page)."""
+        """Every resting order of the account (`GET /data/orders`, every page). A page that is
+        not a page of orders is an unreadable answer (`VenueError`); one order in it that cannot
+        be read is left out, counted (`orders_refused`) and logged (`orders.record_refused`):
+        the engine then asks about each of ours the pages did not show (`order_status`, by its
+        id), whose unreadable answer concludes nothing, so a record left out never reads as an
+        order gone."""
         out: list[OrderUpdate] = []
         cursor = _INITIAL_CURSOR
+        seen: set[str] = set()
         for _ in range(_MAX_PAGES):
+            seen.add(cursor)
             raw = await self.rest.call("GET", "/data/orders", params={"next_cursor": cursor}, auth=True)
             try:
-                page, cursor = decode_open_orders(raw, self.clock())
+                page = decode_open_orders(raw, self.clock())
             except MalformedFrame as exc:
                 raise VenueError(f"open orders: unreadable answer ({exc})", venue=VENUE) from None
-            out.extend(page)
+            for refused in page.refused:
+                self.orders_refused += 1
+                self.log.error(
+                    "orders.record_refused",
+                    order_id=refused.id,
+                    reason=refused.reason,
+                    action="left out of the open orders; the engine asks about any of ours by its id",
+                )
+            out.extend(page.updates)
             if self.want_fees is not None:  # an order of a market no subscription loads
-                self.want_fees({u.instrument for u in page})
+                self.want_fees({u.instrument for u in page.updates})
+            cursor = page.next_cursor
             if not cursor or cursor == _END_CURSOR:
                 return out
+            if cursor in seen:
+                raise VenueError(f"open orders: the pages' next_cursor {cursor!r} came back", venue=VENUE)
         raise VenueError(f"open orders: more than {_MAX_PAGES} pages", venue=VENUE)
 
     # -- reconciliation (after a reconnect or a restart) ----------------------------------------
@@ -1002,11 +1039,19 @@ class PolymarketExecution(VenueExecution):
         if update is not None:
             return [update]
         since_s = order.created_ns // 1_000_000_000 - _TRADES_MARGIN_S
-        fills = [
-            f
-            for f in await self._trades({"asset_id": req.instrument, "after": str(since_s)})
-            if f.order_id is not None and f.order_id.lower() == order_id.lower()
-        ]
+        found, refused = await self._trades({"asset_id": req.instrument, "after": str(since_s)})
+        unread = [r for r in refused if r.may_be_of(order_id)]
+        if unread:
+            # What filled of it is what its trades say: one of them that cannot be read leaves
+            # its final state unknown, never guessed from the others.
+            raise VenueError(
+                f"order state: {len(unread)} trade(s) of its token that may be its own cannot be read "
+                f"({unread[0].reason})",
+                venue=VENUE,
+                instrument=req.instrument,
+                code="malformed",
+            )
+        fills = [f for f in found if f.order_id is not None and f.order_id.lower() == order_id.lower()]
         filled = sum((f.size for f in fills), Decimal(0))
         if filled >= order.size:
             state, reason = OrderState.FILLED, "matched in full (the venue no longer lists it)"
@@ -1026,15 +1071,23 @@ class PolymarketExecution(VenueExecution):
 
     async def recent_fills(self, since_ns: int) -> list[Fill]:
         """Our fills since `since_ns` (`GET /data/trades?after=`, every page), trades that
-        FAILED on chain left out."""
-        return await self._trades({"after": str(since_ns // 1_000_000_000)})
+        FAILED on chain left out. A page that is not a page of trades is an unreadable answer
+        (`VenueError`); one trade in it that cannot be read is that trade's problem: left out,
+        counted (`trades_refused`) and logged (`fills.record_refused`), the others booked, and
+        the pages followed by the envelope's `next_cursor` whatever their trades hold."""
+        fills, _ = await self._trades({"after": str(since_ns // 1_000_000_000)})
+        return fills
 
-    async def _trades(self, params: Mapping[str, str]) -> list[Fill]:
-        """Our fills in every page of `GET /data/trades` with `params`; the reversals of trades
-        that FAILED meanwhile go to `report` (the order tracker) at once."""
+    async def _trades(self, params: Mapping[str, str]) -> tuple[list[Fill], list[RefusedRecord]]:
+        """Our fills in every page of `GET /data/trades` with `params`, and the trades that could
+        not be read (each logged); the reversals of trades that FAILED meanwhile go to `report`
+        (the order tracker) at once. A `next_cursor` that comes back is an unreadable answer."""
         out: list[Fill] = []
+        refused: list[RefusedRecord] = []
         cursor = _INITIAL_CURSOR
+        seen: set[str] = set()
         for _ in range(_MAX_PAGES):
+            seen.add(cursor)
             raw = await self.rest.call(
                 "GET", "/data/trades", params={**params, "next_cursor": cursor}, auth=True
             )
@@ -1051,6 +1104,15 @@ class PolymarketExecution(VenueExecution):
             except MalformedFrame as exc:
                 raise VenueError(f"trades: unreadable answer ({exc})", venue=VENUE) from None
             alert_unknown_fees(self.decoder, self.log)
+            for record in page.refused:
+                self.trades_refused += 1
+                self.log.error(
+                    "fills.record_refused",
+                    trade_id=record.id,
+                    reason=record.reason,
+                    action="left out; the page's other trades are booked",
+                )
+            refused.extend(page.refused)
             out.extend(page.fills)
             if page.reversals:
                 self.log.warning("fills.failed_while_away", trades=[r.trade_id for r in page.reversals])
@@ -1058,7 +1120,9 @@ class PolymarketExecution(VenueExecution):
                     self.report(list[PrivateEvent](page.reversals))
             cursor = page.next_cursor
             if cursor == _END_CURSOR:
-                return out
+                return out, refused
+            if cursor in seen:
+                raise VenueError(f"trades: the pages' next_cursor {cursor!r} came back", venue=VENUE)
         raise VenueError(f"trades: more than {_MAX_PAGES} pages", venue=VENUE)
 
     async def venue_positions(self, tokens: Sequence[str]) -> dict[str, Decimal]:

@@ -581,7 +581,8 @@ class TrackerStats:
     duplicate_fills: int = 0
     unknown_orders: int = 0
     late_fills: int = 0
-    overfills: int = 0
+    overfills: int = 0  # fills beyond the order's size (booked: the venue's word; alerted)
+    refused_fills: int = 0  # fills of no size or price (nothing to book; alerted, never applied)
     reversals: int = 0  # fills the venue voided after reporting them
     unknown_reversals: int = 0  # reversals of a fill we never booked
     voided_fills: int = 0  # a fill of a trade the venue had voided, reported again (not booked)
@@ -1154,6 +1155,25 @@ class OrderTracker:
             # fills, while the channel brought the reversal): stale, as a step back is.
             self.stats.voided_fills += 1
             return []
+        size = fill.size
+        price = fill.price
+        if not (size.is_finite() and size > 0 and price.is_finite() and price > 0):
+            # A venue's absurd report, whatever decoded it: a size of 0 would divide the order's
+            # average price by zero, a negative one undo a fill without saying which. Nothing
+            # is applied (the order is as it was); the venue's order reports still count.
+            self.stats.refused_fills += 1
+            self.log.critical(
+                "fill.refused",
+                venue=fill.venue,
+                instrument=fill.instrument,
+                client_order_id=order.client_order_id,
+                order_id=fill.order_id,
+                trade_id=trade_id,
+                size=str(size),
+                price=str(price),
+                reason="a fill's size and price must be finite and above 0",
+            )
+            return []
         now = fill.ts_local
         out: list[PrivateEvent] = []
         was = order.state
@@ -1164,11 +1184,24 @@ class OrderTracker:
         rejected = state is _REJECTED
         if state in _FINAL and state is not _FILLED and not rejected:
             self.stats.late_fills += 1
-        size = fill.size
         if order.fills_size + size > order.size:
+            # More than the order's size: the venue's word (booked, for the position at the
+            # venue moved), but one a trader must hear of: a trade reported under two ids, or
+            # an order the venue holds larger than ours.
             self.stats.overfills += 1
+            self.log.critical(
+                "fill.beyond_order_size",
+                venue=fill.venue,
+                instrument=fill.instrument,
+                client_order_id=order.client_order_id,
+                order_id=fill.order_id,
+                trade_id=trade_id,
+                size=str(size),
+                fills_before=str(order.fills_size),
+                order_size=str(order.size),
+            )
         filled_before = order.filled_size
-        order.record_fill(trade_id, size, fill.price, now_ns=now)
+        order.record_fill(trade_id, size, price, now_ns=now)
         if rejected:
             # A fill on an order we had as rejected (not received, say): the venue has it, and
             # it traded. Its word wins; whether what is left still works, its next report says.

@@ -165,6 +165,25 @@ def check_nesting(frame: _Text, venue: str, *, where: str = "frame") -> None:
         raise _nested_too_deep(venue, where)
 
 
+def check_text(data: _Text, venue: str, where: str) -> None:
+    """Raise `MalformedFrame` ("{where}: a string is not UTF-8 ...") unless `data` is UTF-8 text, as JSON
+    is. For an answer read record by record (its records kept as `msgspec.Raw`, whose strings
+    msgspec reads only when the record is): bytes that are no text make the whole answer
+    unreadable, as they do where it is parsed at once (`loads_untyped`), not one record."""
+    try:
+        if isinstance(data, str):
+            data.encode()  # a lone surrogate: no text a venue sent
+        else:
+            bytes(data).decode()
+    except UnicodeError as exc:
+        raise _not_utf8(venue, where, exc) from None
+
+
+def _not_utf8(venue: str, where: str, exc: UnicodeError) -> MalformedFrame:
+    what = f"{exc.reason} at {exc.start}" if isinstance(exc, UnicodeDecodeError | UnicodeEncodeError) else exc
+    return MalformedFrame(f"{where}: a string is not UTF-8 ({what})", venue=venue)
+
+
 def loads_untyped(data: _Text, venue: str, where: str) -> Any:
     """Venue JSON parsed without a schema, safely (see above): `MalformedFrame` for text nested
     deeper than `MAX_NESTING`, and for text that is not JSON (not UTF-8 included), naming
@@ -175,12 +194,7 @@ def loads_untyped(data: _Text, venue: str, where: str) -> Any:
     try:
         return _decode_untyped(data)
     except UnicodeError as exc:  # bytes that are not UTF-8 in a string, a str with a lone surrogate
-        what = (
-            f"{exc.reason} at {exc.start}"
-            if isinstance(exc, UnicodeDecodeError | UnicodeEncodeError)
-            else exc
-        )
-        raise MalformedFrame(f"{where}: a string is not UTF-8 ({what})", venue=venue) from None
+        raise _not_utf8(venue, where, exc) from None
     except RecursionError:  # only from a caller already deep in its stack: never guess
         raise MalformedFrame(f"{where}: too deep to parse from here", venue=venue) from None
     except msgspec.DecodeError as exc:

@@ -121,6 +121,7 @@ VENUE_SPI = {
     "DecoderFault",
     "DecoderStats",
     "check_nesting",
+    "check_text",
     "decode_parsed",
     "guard_decode",
     "loads_untyped",

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 import structlog
@@ -236,3 +237,41 @@ def test_the_journal_record_follows_the_venues_word(tmp_path: Path) -> None:
     assert kinds[-1] == "venue_override"
     (data,) = journal._db.execute("SELECT data FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     assert orjson.loads(data)["state"] == "rejected"
+
+
+@pytest.mark.parametrize(("size", "price"), [("0", "0.05"), ("-0.4", "0.05"), ("NaN", "0.05"), ("0.4", "0")])
+def test_a_fill_of_no_size_or_price_is_refused_alerted_never_applied(size: str, price: str) -> None:
+    # A venue's absurd execution report (Polymarket's trade `size` "0" passed its decoder): the
+    # order's average price divided by zero (decimal.InvalidOperation out of the flow, and out of
+    # a reconciliation's catch-up, which does not guard each fill) and the fill's id was kept.
+    t, capture = tracker()
+    reach(t, S.OPEN)
+    order = t.get("s-bt-1")
+    assert order is not None
+    bad = msgspec.structs.replace(fill("0.4", "z"), size=Decimal(size), price=Decimal(price))
+    assert t.apply_fill(bad) == []
+    assert order.state is S.OPEN and order.avg_fill_price is None
+    assert order.fills_size == order.filled_size == 0
+    assert not order.has_fill("z") and t.stats.refused_fills == 1
+    (alert,) = alerts(capture, "fill.refused")
+    assert (alert["trade_id"], alert["size"], alert["price"]) == ("z", size, price)
+    # The flow neither raises nor books it.
+    flow = make_flow(None)
+    flow.accept(request(), now_ns=1)
+    ours = flow.tracker.get("s-bt-1")
+    assert ours is not None
+    flow.tracker.set_order_id(ours, "V1")
+    assert flow.on_fill(bad) is None
+    assert flow.position("s", "deribit", OPTION.symbol) == 0 and flow.fills.get("s", 0) == 0
+
+
+def test_a_fill_beyond_the_orders_size_is_booked_and_alerted() -> None:
+    # The venue's word (its position moved) but a surprise: it was counted where nobody looks.
+    t, capture = tracker()
+    reach(t, S.PARTIALLY_FILLED)  # 0.4 of 1
+    events = t.apply_fill(fill("0.8", "b"))
+    order = t.get("s-bt-1")
+    assert order is not None and order.fills_size == Decimal("1.2") and order.state is S.FILLED
+    assert any(isinstance(e, Fill) for e in events) and t.stats.overfills == 1
+    (alert,) = alerts(capture, "fill.beyond_order_size")
+    assert (alert["size"], alert["fills_before"], alert["order_size"]) == ("0.8", "0.4", "1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,12 @@ import pytest
 import structlog
 
 from tests.support import deribit_frames as F
-from tests.support.helpers import OPTION, PERP, request
+from tests.support.canned_execution import _deribit, _Session
+from tests.support.catch_up import Tracked, booked, catch_up, tracking
+from tests.support.helpers import OPTION, PERP, registry, request
 from tradingd.connectors.deribit.codec import DeribitDecoder, decode_order_result
 from tradingd.connectors.deribit.execution import DeribitExecution
+from tradingd.connectors.deribit.settings import DeribitSettings
 from tradingd.connectors.deribit.signing import Credentials, http_signature_header, sign_client_signature
 from tradingd.connectors.deribit.stream import map_error
 from tradingd.engine import (
@@ -31,6 +35,7 @@ from tradingd.engine import (
 )
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model import InstrumentRegistry, Order
+from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
 
 FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "deribit"
 
@@ -292,3 +297,172 @@ async def test_order_params_as_deribit_documents_them() -> None:
     with pytest.raises(OrderRejected, match="not offered by Deribit"):
         await ex.place(Order(request(cid="g-abc-10", time_in_force="gtd", expire_at_ns=1), now_ns=0))
     assert len(session.calls) == 2  # the refused orders were never sent
+
+
+# ------------------------------------------------------- reconciliation reads, record by record
+
+_CREDS = {"DERIBIT_CLIENT_ID": "id", "DERIBIT_CLIENT_SECRET": "zq-s57-x"}  # never used: nothing connects
+
+
+class _InProcess:
+    """A session stand-in answering from the simulator in-process, as the account (the handlers
+    its WebSocket answers with), keeping the calls."""
+
+    def __init__(self, simulator: DeribitSimulator) -> None:
+        self.simulator = simulator
+        self.account = simulator.accounts[next(iter(DEFAULT_ACCOUNTS))]
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def call_retrying(self, method: str, params: dict[str, Any]) -> bytes:
+        self.calls.append((method, params))
+        # `_INF` stands for a number beyond any double, which Python cannot hold to serve.
+        return orjson.dumps(self.simulator.call(method, params, account=self.account)).replace(_INF, b"1e999")
+
+
+_INF = b'"<1e999>"'
+
+
+def _market_buys(session: _InProcess, n: int) -> list[Tracked]:
+    """`n` market buys of the perpetual at the simulator, each filled: our orders."""
+    placed = []
+    for i in range(n):
+        answer = session.simulator.call(
+            "private/buy",
+            {"instrument_name": PERP.symbol, "amount": 10, "type": "market", "label": f"s-h-{i}"},
+            account=session.account,
+        )
+        assert answer["order"]["order_state"] == "filled"
+        placed.append(Tracked(f"s-h-{i}", answer["order"]["order_id"], "buy", "10", "200000"))
+    return placed
+
+
+# A trade record of ours spoiled each way a hostile or broken venue may spoil it (JSON has no
+# NaN: the number that is none is one beyond any double, which parses as infinity).
+_SPOILED: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "a bad number": lambda t: {**t, "price": "91277.5"},
+    "no trade id": lambda t: {k: v for k, v in t.items() if k != "trade_id"},
+    "a field of the wrong type": lambda t: {**t, "direction": 7},
+    "a number that is none": lambda t: {**t, "amount": _INF.decode().strip('"')},
+    "an empty trade id": lambda t: {**t, "trade_id": ""},
+}
+
+
+@pytest.mark.parametrize("spoiled", list(_SPOILED))
+async def test_a_trade_record_that_cannot_be_read_is_left_out_and_the_others_are_booked_once(
+    spoiled: str,
+) -> None:
+    """One record of `private/get_user_trades_by_currency_and_time` that cannot be read is that
+    record's problem: left out, counted, logged once per read naming the venue, its ids and why;
+    the good fills around it (on its page and the next) are booked, once, however many
+    reconciliations read the history again. Before, the whole page was an unreadable answer:
+    no fill of the history was ever caught up while the record stayed in it."""
+    simulator = DeribitSimulator(seed=5)
+    session = _InProcess(simulator)
+    placed = _market_buys(session, 4)
+    trades = session.account.trades
+    for i, t in enumerate(trades):  # a millisecond each (placed in one, they would share it)
+        t["timestamp"] += i
+    trade_id = trades[1]["trade_id"]
+    trades[1] = _SPOILED[spoiled](trades[1])
+    client = DeribitExecution(session, registry(), currencies=["BTC"], clock=simulator.clock)  # type: ignore[arg-type]
+    client.page_size = 3  # pages [s-h-0, bad, s-h-2] and [s-h-3]
+    engine, orders = tracking(DeribitSettings(), PERP, placed, environ=_CREDS, now_ns=simulator.clock())
+    with structlog.testing.capture_logs() as logs:
+        await catch_up(engine, client)
+    good = {"s-h-0": Decimal(10), "s-h-1": Decimal(0), "s-h-2": Decimal(10), "s-h-3": Decimal(10)}
+    assert booked(orders) == good
+    assert client.trades_refused == 1 and len(session.calls) == 2  # both pages, the bad one once
+    (line,) = [e for e in logs if e["event"] == "fills.record_refused"]
+    named = None if spoiled == "no trade id" else "" if spoiled == "an empty trade id" else trade_id
+    assert (line["log_level"], line["venue"], line["trade_id"]) == ("error", "deribit", named)
+    assert line["reason"]
+    assert not [e for e in logs if e["event"] == "fills.recent_unavailable"]
+    # The record stays in the history: the next reconciliation counts it again, books nothing twice.
+    await catch_up(engine, client)
+    assert booked(orders) == good and client.trades_refused == 2
+    assert engine.flow.ledgers["s"].fills == 3
+
+
+async def test_the_history_pages_on_from_the_millisecond_a_page_ends_in() -> None:
+    """A page of the user trades (1000, the venue's maximum) that ends among trades of one
+    millisecond: the next page starts at that millisecond (its repeats taken once), not one past
+    it. Before, the trades of that millisecond beyond the page were never read: fills lost."""
+    simulator = DeribitSimulator(seed=5)
+    session = _InProcess(simulator)
+    (ours,) = _market_buys(session, 1)
+    (trade,) = session.account.trades
+    base = trade["timestamp"]
+    # 999 trades in one millisecond, 2 in the next (the page ends between them), 1 after.
+    stamps = [base] * 999 + [base + 1] * 2 + [base + 2]
+    session.account.trades[:] = [
+        {**trade, "trade_id": f"t-{i}", "timestamp": ms} for i, ms in enumerate(stamps)
+    ]
+    client = DeribitExecution(session, registry(), currencies=["BTC"], clock=simulator.clock)  # type: ignore[arg-type]
+    for _ in range(2):  # the same every time
+        session.calls.clear()
+        fills = await client.recent_fills((base - 1) * 1_000_000)
+        assert [f.trade_id for f in fills] == [f"t-{i}" for i in range(len(stamps))]
+        assert {f.order_id for f in fills} == {ours.order_id}
+        assert [p["start_timestamp"] for _, p in session.calls] == [base - 1, base + 1]
+
+
+async def test_a_page_of_records_that_cannot_be_read_still_moves_the_history_on_or_stops_loudly() -> None:
+    """Records that cannot be read page the history by their time when it can be read (each
+    counted once, though the next page starts among them); a page with more to come none of
+    whose records says its time stops that currency's history with an error, after one call,
+    never asking the same page again and again."""
+    simulator = DeribitSimulator(seed=5)
+    session = _InProcess(simulator)
+    placed = _market_buys(session, 4)
+    trades = session.account.trades
+    for i, t in enumerate(trades):
+        t["timestamp"] += i
+    trades[0] = {**trades[0], "price": "x"}
+    trades[1] = {**trades[1], "direction": 7}
+    client = DeribitExecution(session, registry(), currencies=["BTC"], clock=simulator.clock)  # type: ignore[arg-type]
+    client.page_size = 2  # pages [bad, bad], then [bad, s-h-2], [s-h-2, s-h-3]
+    engine, orders = tracking(DeribitSettings(), PERP, placed, environ=_CREDS, now_ns=simulator.clock())
+    await catch_up(engine, client)
+    assert booked(orders) == {"s-h-0": 0, "s-h-1": 0, "s-h-2": Decimal(10), "s-h-3": Decimal(10)}
+    assert client.trades_refused == 2 and len(session.calls) == 3
+    # A venue answering one page whatever is asked: records that hide their time too (nothing
+    # to page on), or that lie before the time asked from (the venue does not move on).
+    for page, calls in (
+        ([{**trades[0], "timestamp": "soon"}, {**trades[2], "timestamp": None}], 1),
+        ([trades[0], trades[1]], 3),  # asked from before them, from them, then from past them
+    ):
+        canned = _Session({"trades": page, "has_more": True})
+        stuck = _deribit(canned)
+        with structlog.testing.capture_logs() as logs:
+            assert await stuck.recent_fills(0) == []
+        assert canned.calls == calls and stuck.trades_refused == 2
+        assert [e["log_level"] for e in logs if e["event"] == "fills.history_truncated"] == ["error"] * (
+            1 if calls == 1 else 2  # the millisecond skipped, then the stop
+        )
+
+
+async def test_an_open_order_record_that_cannot_be_read_is_left_out() -> None:
+    """`private/get_open_orders_by_currency` with one order that cannot be read (or makes no
+    sense): the others are the venue's open orders, the bad one counted and logged, naming it.
+    Before, the whole answer was unreadable and every reconciliation stopped there (no fill
+    caught up, no order asked about). The engine asks about an order of ours the list did not
+    show by its id (`order_status`): the record left out never reads as an order gone."""
+    order = fixture("ws_order_buy_response.json")["result"]["order"]
+    good = [{**order, "order_id": f"ETH-{i}", "label": f"s-o-{i}"} for i in range(2)]
+    spoiled = {**order, "order_id": "ETH-9", "label": "s-o-9", "filled_amount": 5.0}  # above its amount
+    session = _Session([good[0], spoiled, good[1]])
+    client = _deribit(session)
+    with structlog.testing.capture_logs() as logs:
+        listed = await client.open_orders()
+    assert [(u.order_id, u.client_order_id) for u in listed] == [("ETH-0", "s-o-0"), ("ETH-1", "s-o-1")]
+    assert client.orders_refused == 1 and session.calls == 1
+    (line,) = [e for e in logs if e["event"] == "orders.record_refused"]
+    assert (line["log_level"], line["venue"], line["order_id"], line["label"]) == (
+        "error",
+        "deribit",
+        "ETH-9",
+        "s-o-9",
+    )
+    assert "filled_amount 5.0 is above amount" in line["reason"]
+    with pytest.raises(VenueError, match="open orders: unreadable answer"):
+        await _deribit(_Session({"orders": [order]})).open_orders()  # no list: the answer's problem

@@ -634,6 +634,8 @@ IMPOSSIBLE = {
     "order filled 1E-999999999": _order(filled_amount="1E-999999999"),
     "fill fee 1E+999999999": _our_trade(trade_fee="1E+999999999"),
     "fill amount 1e-30": _our_trade(trade_amount="1e-30"),
+    # A fill is booked once by its trade id: without one, each reconciliation booked it again.
+    "fill without a trade_id": _our_trade(trade_id=""),
     # Timestamps the events' int64 nanoseconds cannot hold.
     "book timestamp 2**64-1": notification(
         "orderbook.ETH-PERP.1.10",

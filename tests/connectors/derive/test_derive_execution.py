@@ -10,19 +10,24 @@ import itertools
 import math
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import orjson
 import pytest
+import structlog
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.canned_execution import Routed, _derive
+from tests.support.catch_up import Tracked, booked, catch_up, tracking
 from tradingd.connectors.derive import PLUGIN
-from tradingd.connectors.derive.codec import DeriveDecoder, TradeData
+from tradingd.connectors.derive.codec import DeriveDecoder, OrderData, TradeData, order_update_from
 from tradingd.connectors.derive.execution import DeriveExecution, _oldest_first
 from tradingd.connectors.derive.instruments import parse_instrument
 from tradingd.connectors.derive.settings import DeriveSettings
@@ -254,6 +259,78 @@ def test_fills_are_reported_once_whichever_path_brings_them() -> None:
     channel["params"] = {"channel": "42.trades", "data": [other]}
     (status,) = decoder.decode(orjson.dumps(channel), 6)
     assert isinstance(status, Status) and status.data["trade_id"] == "never-seen"
+
+
+# What each `tx_status` of one of our trades is (connectors/derive/codec.py `_TX_FILL`, with its
+# sources): a fill, a trade the chain reverted, or neither said (never booked nor taken back).
+_OUTCOMES = {
+    "requested": "fill",
+    "pending": "fill",
+    "settled": "fill",
+    "reverted": "reverted",
+    "ignored": "unknown",
+    "timed_out": "unknown",
+    "finalised": "unknown",  # a value Derive does not document
+    None: "unknown",  # said nothing
+}
+
+
+@pytest.mark.parametrize(("tx_status", "outcome"), list(_OUTCOMES.items()))
+def test_a_trade_is_a_fill_only_when_its_tx_status_says_it_happened(
+    tx_status: str | None, outcome: str
+) -> None:
+    """Our trade on the private channel, first as news, then after its fill was reported (as
+    `requested`, the answer of its order): a fill for a status saying the trade happened, a
+    reversal of the reported fill for `reverted`; for one saying neither (`timed_out`, ...) a
+    status and an alert each time, never a fill nor a reversal, and a later word is applied."""
+    trade = {**load("perps/http_private_trade_eth.json"), "tx_status": tx_status}
+    if tx_status is None:
+        del trade["tx_status"]
+
+    def channel(decoder: DeriveDecoder, data: dict[str, Any], ts: int) -> list[Any]:
+        frame = {"method": "subscription", "params": {"channel": "42.trades", "data": [data]}}
+        return decoder.decode(orjson.dumps(frame), ts)
+
+    fresh = DeriveDecoder(InstrumentRegistry())
+    with structlog.testing.capture_logs() as logs:
+        (news,) = channel(fresh, trade, 1)
+    alerts = [e for e in logs if e["event"] == "fill.tx_status_unknown"]
+    if outcome == "fill":
+        assert isinstance(news, Fill) and news.trade_id == "trade-xyz" and not alerts
+    else:
+        assert isinstance(news, Status) and news.data["tx_status"] == tx_status
+        assert news.data["trade_id"] == "trade-xyz" and news.data["order_id"] == "order-abc"
+    if outcome == "unknown":
+        assert "neither that it settled nor that it reverted" in news.message
+        (alert,) = alerts
+        assert (alert["log_level"], alert["venue"], alert["trade_id"], alert["tx_status"]) == (
+            "critical",
+            "derive",
+            "trade-xyz",
+            tx_status,
+        )
+        assert fresh.unknown_tx_status == 1
+        # Not booked: the venue's later word that it settled is the fill.
+        (fill,) = channel(fresh, {**trade, "tx_status": "settled"}, 2)
+        assert isinstance(fill, Fill) and fill.trade_id == "trade-xyz"
+    # After its fill was reported.
+    reported = DeriveDecoder(InstrumentRegistry())
+    (fill,) = channel(reported, {**trade, "tx_status": "requested"}, 1)
+    assert isinstance(fill, Fill)
+    with structlog.testing.capture_logs() as logs:
+        later = channel(reported, trade, 2)
+    if outcome == "fill":
+        assert later == [] and reported.repeated_fills == 1  # the same fill again
+    elif outcome == "reverted":
+        (reversal,) = later
+        assert isinstance(reversal, FillReversal) and reversal.trade_id == "trade-xyz"
+    else:
+        (status,) = later  # nothing taken back: the venue did not say the trade did not happen
+        assert isinstance(status, Status) and status.data["tx_status"] == tx_status
+        (alert,) = [e for e in logs if e["event"] == "fill.tx_status_unknown"]
+        assert alert["fill_reported"] is True
+        (reversal,) = channel(reported, {**trade, "tx_status": "reverted"}, 3)  # a later word
+        assert isinstance(reversal, FillReversal)
 
 
 def test_a_malformed_answer_leaves_the_fill_memory_unchanged() -> None:
@@ -657,6 +734,148 @@ async def test_recent_fills_keeps_the_venues_matching_order_within_a_millisecond
         got = [(f.trade_id, f.order_id if f.trade_id == later[1] else None) for f in fills]
         assert got == expected, listing
         account.trades[at], account.trades[at + 1] = account.trades[at + 1], account.trades[at]
+
+
+# A trade record of ours spoiled each way a hostile or broken venue may spoil it.
+_SPOILED: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "a bad number": lambda t: {**t, "trade_price": "3,499.5"},
+    "no trade id": lambda t: {k: v for k, v in t.items() if k != "trade_id"},
+    "a field of the wrong type": lambda t: {**t, "direction": 7},
+    "NaN": lambda t: {**t, "trade_amount": "NaN"},
+}
+
+
+@pytest.mark.parametrize("spoiled", list(_SPOILED))
+async def test_a_trade_record_that_cannot_be_read_is_left_out_and_the_others_are_booked_once(
+    nursery: trio.Nursery, spoiled: str
+) -> None:
+    """One record of `private/get_trade_history` that cannot be read is that record's problem:
+    left out, counted, logged once per read naming the venue, its ids and why; the good fills
+    around it (on its page and the next) are booked, once, however many reconciliations read
+    the history again. Before, the whole page was an unreadable answer: no fill of the history
+    was ever caught up while the record stayed in it."""
+    simulator, session, execution, _ = await connected(nursery)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+    placed: list[Tracked] = []
+    for i in range(4):
+        o = engine_order(f"s-bad-{i}", size="0.1")
+        (state,) = [e for e in await execution.place(o) if isinstance(e, OrderUpdate)]
+        assert state.status is OrderState.FILLED and state.order_id is not None
+        placed.append(Tracked(o.client_order_id, state.order_id, "buy", "0.1", "100000"))
+    # The history lists newest first: pages of 3 are [s-bad-3, s-bad-2, s-bad-1] and [s-bad-0].
+    at = next(i for i, t in enumerate(account.trades) if t["label"] == "s-bad-2")
+    trade_id = account.trades[at]["trade_id"]
+    account.trades[at] = _SPOILED[spoiled](account.trades[at])
+    execution.page_size = 3
+    inst = session.registry.get("derive", PERP)
+    assert inst is not None
+    engine, orders = tracking(DeriveSettings(), inst, placed, environ=ENV, now_ns=time.time_ns())
+    asked = simulator.requests_for("private/get_trade_history")
+    with structlog.testing.capture_logs() as logs:
+        await catch_up(engine, execution)
+    good = {
+        "s-bad-0": Decimal("0.1"),
+        "s-bad-1": Decimal("0.1"),
+        "s-bad-2": Decimal(0),
+        "s-bad-3": Decimal("0.1"),
+    }
+    assert booked(orders) == good
+    assert simulator.requests_for("private/get_trade_history") - asked == 2  # both pages
+    assert execution.trades_refused == 1
+    (line,) = [e for e in logs if e["event"] == "fills.record_refused"]
+    named = None if spoiled == "no trade id" else trade_id
+    assert (line["log_level"], line["venue"], line["trade_id"]) == ("error", "derive", named)
+    assert line["reason"]
+    assert not [e for e in logs if e["event"] == "fills.recent_unavailable"]
+    # The record stays in the history: the next reconciliation reads it again, counts it again,
+    # and books nothing twice.
+    await catch_up(engine, execution)
+    assert booked(orders) == good and execution.trades_refused == 2
+    assert engine.flow.ledgers["s"].fills == 3
+
+
+async def test_a_trade_whose_transaction_timed_out_is_no_fill_of_a_catch_up_but_an_alert(
+    nursery: trio.Nursery,
+) -> None:
+    """A reconciliation reading a trade of ours whose `tx_status` is `timed_out` (Derive says
+    neither that it settled nor that it reverted) books no fill of it and alerts, each time it
+    reads it; the trades around it are booked once. Before, it was booked as a fill."""
+    simulator, session, execution, _ = await connected(nursery)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+    placed: list[Tracked] = []
+    for i in range(3):
+        o = engine_order(f"s-to-{i}", size="0.1")
+        (state,) = [e for e in await execution.place(o) if isinstance(e, OrderUpdate)]
+        assert state.order_id is not None
+        placed.append(Tracked(o.client_order_id, state.order_id, "buy", "0.1", "100000"))
+    (timed_out,) = [t for t in account.trades if t["label"] == "s-to-1"]
+    timed_out["tx_status"] = "timed_out"
+    inst = session.registry.get("derive", PERP)
+    assert inst is not None
+    engine, orders = tracking(DeriveSettings(), inst, placed, environ=ENV, now_ns=time.time_ns())
+    for _ in range(2):
+        with structlog.testing.capture_logs() as logs:
+            await catch_up(engine, execution)
+        assert booked(orders) == {"s-to-0": Decimal("0.1"), "s-to-1": Decimal(0), "s-to-2": Decimal("0.1")}
+        (alert,) = [e for e in logs if e["event"] == "fill.tx_status_unknown"]
+        assert (alert["log_level"], alert["trade_id"], alert["order_id"], alert["tx_status"]) == (
+            "critical",
+            timed_out["trade_id"],
+            timed_out["order_id"],
+            "timed_out",
+        )
+        assert alert["fill_reported"] is True  # its order's answer carried it (as `requested`)
+    assert engine.flow.ledgers["s"].fills == 2 and execution.trades_refused == 0
+
+
+async def test_an_open_order_record_that_cannot_be_read_is_left_out_and_never_reads_as_gone() -> None:
+    """`private/get_open_orders` with one record that cannot be read: the others are the venue's
+    open orders, the bad one counted and logged; the reconciliation goes on (before, the whole
+    answer was unreadable and every reconciliation stopped there: no fill caught up, no order
+    asked about). Our order behind the bad record is not taken as gone: the engine asks about it
+    by its id, and the venue's answer, the same record, concludes nothing."""
+    ours = {**load("perps/http_order_eth_partially_filled.json"), "order_id": "V1", "label": "s-1"}
+    ours |= {"order_status": "open", "amount": "1", "filled_amount": "0", "subaccount_id": 1}
+    spoiled = {**ours, "amount": "NaN"}
+    foreign = {**ours, "order_id": "F1", "label": "theirs-1"}
+    session = Routed(
+        {
+            "private/get_open_orders": {"orders": [foreign, spoiled], "subaccount_id": 1},
+            "private/get_order": spoiled,
+            "private/get_trade_history": {"trades": [], "pagination": {"count": 0, "num_pages": 0}},
+            "private/get_positions": {"positions": [], "subaccount_id": 1},
+        }
+    )
+    client = _derive(session)
+    with structlog.testing.capture_logs() as logs:
+        listed = await client.open_orders()
+    assert [(u.order_id, u.client_order_id, u.status) for u in listed] == [
+        ("F1", "theirs-1", OrderState.OPEN)
+    ]
+    assert client.orders_refused == 1
+    (line,) = [e for e in logs if e["event"] == "orders.record_refused"]
+    assert (line["log_level"], line["venue"], line["order_id"], line["label"]) == (
+        "error",
+        "derive",
+        "V1",
+        "s-1",
+    )
+    assert "not a finite number" in line["reason"]
+    inst = parse_instrument(load("perps/instrument_eth.json"))[0]
+    engine, orders = tracking(
+        DeriveSettings(), inst, [Tracked("s-1", "V1", "buy", "1", "3501")], environ=ENV, now_ns=time.time_ns()
+    )
+    order = orders["s-1"]
+    engine.private([order_update_from(msgspec.json.decode(orjson.dumps(ours), type=OrderData), 1)])
+    assert order.state is OrderState.OPEN
+    engine.venues["derive"].execution = lambda: client  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        await engine._reconcile("derive")
+    assert engine.reconciliations == 1 and engine.foreign_orders_found == {"derive": 1}
+    assert "private/get_trade_history" in {m for m, _ in session.asked}  # the fills were caught up
+    assert ("private/get_order", {"subaccount_id": 1, "order_id": "V1"}) in session.asked
+    assert order.state is OrderState.OPEN  # nothing concluded from a record that cannot be read
+    assert [e["event"] for e in logs if e["event"].startswith("order.status")] == ["order.status_unavailable"]
 
 
 async def test_cancel_by_order_id_cancels_an_order_that_is_not_ours(nursery: trio.Nursery) -> None:

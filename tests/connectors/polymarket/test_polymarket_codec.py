@@ -597,6 +597,46 @@ def test_unknown_trade_status_is_malformed(dec: PolymarketDecoder) -> None:
     assert state_of(dec) == before
 
 
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"size": "0"}, "trade size: a fill's size must be above 0"),
+        ({"size": ""}, "trade size: a fill's size must be above 0"),  # "" reads as 0
+        ({"id": ""}, "trade: no id"),
+    ],
+)
+def test_a_trade_that_is_no_fill_of_ours_is_malformed(dec: PolymarketDecoder, change: Any, why: str) -> None:
+    # A fill of size 0 divided its order's average price by zero in the engine; one without an id
+    # was booked again by every reconciliation (the trade id is what books a fill once).
+    before = state_of(dec)
+    with pytest.raises(MalformedFrame, match=why):
+        dec.decode(trade_msg("MATCHED", **change), T)
+    assert state_of(dec) == before
+
+
+def test_a_maker_fill_of_nothing_is_malformed() -> None:
+    dec = PolymarketDecoder(InstrumentRegistry(), api_key="me")
+    msg = load("http_trade_report.json")
+    msg["trader_side"] = "MAKER"
+    msg["maker_orders"] = [{**msg["maker_orders"][0], "owner": "me", "matched_amount": "0"}]
+    with pytest.raises(MalformedFrame, match="maker order matched_amount: a fill's size must be above 0"):
+        dec.decode(wire(msg), T)
+    assert dec._trades == {}
+
+
+@pytest.mark.parametrize("winner", ["", "42", NVDA.upper()])
+def test_a_resolution_whose_winner_is_none_of_its_tokens_settles_nothing(
+    dec: PolymarketDecoder, winner: str
+) -> None:
+    # Each token settles at the payout the event names: a winner that is not one of them made
+    # every token pay 0, and the engine closed every position of ours in the market at 0.
+    dec.decode(frame("ws_market_new_market_msg.json"), T)
+    before = state_of(dec)
+    with pytest.raises(MalformedFrame, match="is not one of its assets_ids"):
+        dec.decode(wire({**load("ws_market_resolved_msg.json"), "winning_asset_id": winner}), T + 1)
+    assert state_of(dec) == before  # the tokens still trade (active)
+
+
 # --------------------------------------------------------------------------- the error contract
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)

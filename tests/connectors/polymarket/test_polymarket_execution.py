@@ -6,7 +6,7 @@ and the orders' round trip through the local simulator (REST in-process, over AS
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
@@ -14,12 +14,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import structlog
 import trio
 from py_clob_client_v2.clob_types import ApiCreds, RequestArgs  # type: ignore[import-untyped]
 from py_clob_client_v2.headers.headers import create_level_2_headers  # type: ignore[import-untyped]
 from py_clob_client_v2.signer import Signer  # type: ignore[import-untyped]
 
-from tests.support.polymarket_live import API
+from tests.support.catch_up import Tracked, booked, catch_up, tracking
+from tests.support.polymarket_live import API, CREDS
 from tradingd.connectors.polymarket.codec import (
     PolymarketDecoder,
     TradeSettlement,
@@ -35,6 +37,7 @@ from tradingd.connectors.polymarket.execution import (
     map_http_error,
 )
 from tradingd.connectors.polymarket.instruments import FeeSchedule
+from tradingd.connectors.polymarket.settings import PolymarketSettings
 from tradingd.connectors.polymarket.signing import ApiCredentials, OrderSigner, SignatureType, order_body
 from tradingd.engine import (
     AuthError,
@@ -47,8 +50,10 @@ from tradingd.engine import (
     OrderRequest,
     OrderState,
     OrderUpdate,
+    PrivateEvent,
     RateLimited,
     Side,
+    TimeInForce,
     VenueError,
     VenueRejected,
     VenueUnavailable,
@@ -207,6 +212,51 @@ async def test_captured_order_answers(sim: PolymarketSimulator) -> None:
         await execution(answer_with(b"<html>")).place(order(token))
 
 
+async def test_an_immediate_order_matched_by_an_amount_not_said_is_no_cancel_of_nothing(
+    sim: PolymarketSimulator,
+) -> None:
+    # `status: matched` without `makingAmount`/`takingAmount` (fields [U], VENUES.md §2.3), and
+    # the user channel's fills short of the order when the allowance ends: what matched is
+    # unknown. It was reported cancelled with what had arrived (nothing, say), the venue's
+    # "matched" read as "nothing happened": a strategy would send it again and double its position.
+    token = sim.feed.markets[0].yes
+    _, decoder = execution_for(sim)
+    signer = OrderSigner(KEY)
+    matched = orjson.dumps({"success": True, "orderID": None, "errorMsg": "", "status": "matched"})
+    ex = PolymarketExecution(
+        client_on(answer_with(matched)), signer, decoder.registry, decoder.outcomes, fill_wait_s=0.01
+    )
+
+    async def place(n: int, *filled: int) -> Sequence[PrivateEvent]:
+        o = order(token, size="10", price="0.50", time_in_force=TimeInForce.IOC, n=n)
+        order_id = ex.prepare(o)
+        ex.fills.observe(
+            [
+                Fill(
+                    venue="polymarket", instrument=token, ts_exchange=None, ts_local=1, order_id=order_id,
+                    trade_id=f"t{n}-{i}", side=Side.BUY, price=Decimal("0.5"), size=Decimal(size),
+                    liquidity=Liquidity.TAKER,
+                )
+                for i, size in enumerate(filled)
+            ]
+        )  # fmt: skip
+        return await ex.place(o)
+
+    for n, filled in ((1, ()), (2, (4,))):  # none arrived; part of it, no word on the rest
+        with pytest.raises(VenueError, match="matched, by an amount the answer does not say") as unknown:
+            await place(n, *filled)
+        assert not isinstance(unknown.value, OrderRejected) and unknown.value.code == "matched_amount_unknown"
+    # All of it in, or the amount said: the venue's word, as ever.
+    (update,) = await place(3, 4, 6)
+    assert isinstance(update, OrderUpdate)
+    assert (update.status, update.filled_size) == (OrderState.FILLED, Decimal(10))
+    said = orjson.dumps({"success": True, "status": "matched", "makingAmount": "2", "takingAmount": "4"})
+    ex = PolymarketExecution(client_on(answer_with(said)), signer, decoder.registry, decoder.outcomes)
+    (update,) = await place(4)
+    assert isinstance(update, OrderUpdate)
+    assert (update.status, update.filled_size) == (OrderState.CANCELLED, Decimal(4))
+
+
 async def test_captured_cancel_answers(sim: PolymarketSimulator) -> None:
     token = sim.feed.markets[0].yes
     _, decoder = execution_for(sim)
@@ -243,8 +293,9 @@ async def test_captured_cancel_answers(sim: PolymarketSimulator) -> None:
 
 
 def test_open_orders_pages_are_order_states() -> None:
-    updates, cursor = decode_open_orders(fixture("http_open_orders_page.json"), 7)
-    assert cursor == "LTE="
+    page = decode_open_orders(fixture("http_open_orders_page.json"), 7)
+    updates = page.updates
+    assert (page.next_cursor, page.refused) == ("LTE=", [])
     assert [(u.order_id, u.status, u.side, u.price, u.size, u.filled_size) for u in updates] == [
         ("0xaaaa000000000000000000000000000000000000000000000000000000000001", OrderState.OPEN, Side.BUY,
          Decimal("0.6"), Decimal(200), Decimal(0)),
@@ -743,8 +794,10 @@ def test_trade_pages_are_our_fills_and_a_later_failure_reverses_them() -> None:
         14,
     )
     assert fresh.trade_fills(failed_page, 15) == TradesPage() and fresh.failed_fills == 1
-    with pytest.raises(MalformedFrame):
-        decoder.trade_fills(b'{"data": [{"id": "x"}], "next_cursor": "LTE="}', 14)
+    # A trade that cannot be read is that trade's problem (left out, named); a page that is
+    # not one, the answer's.
+    (refused,) = decoder.trade_fills(b'{"data": [{"id": "x"}], "next_cursor": "LTE="}', 14).refused
+    assert (refused.id, refused.order_ids) == ("x", None)  # names no order: may be any
     with pytest.raises(MalformedFrame):
         decoder.trade_fills(b"[]", 14)
 
@@ -816,3 +869,148 @@ async def test_the_simulators_balance_answer_has_the_captured_shape(sim: Polymar
     # pUSD in 6-decimal base units, as integer strings (§2.5): the demo account's 100,000.
     assert all(isinstance(v, str) and v.isdigit() for v in served.values())
     assert int(served["balance"]) == 100_000 * 10**6
+
+
+# ------------------------------------------------------- reconciliation reads, record by record
+
+# A trade record of ours spoiled each way a hostile or broken venue may spoil it.
+_SPOILED: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "a bad number": lambda t: {**t, "price": "0.5x"},
+    "no trade id": lambda t: {k: v for k, v in t.items() if k != "id"},
+    "a field of the wrong type": lambda t: {**t, "maker_orders": 5},
+    "NaN": lambda t: {**t, "size": "NaN"},
+    "not an object": lambda t: [t["id"]],
+}
+
+
+def _our_trade(token: str, n: int) -> dict[str, Any]:
+    """The captured trade (a taker's, MINED) as our order `0x…0{n}`'s fill `trade-{n}` of 10 @ 0.5."""
+    (captured,) = orjson.loads(fixture("http_trades_page.json"))["data"]
+    return {**captured, "id": f"trade-{n}", "taker_order_id": f"0x{n:064x}", "asset_id": token}
+
+
+def _paged(pages: dict[str, dict[str, Any]]) -> Recorder:
+    """`GET /data/trades` answered page by page (by `next_cursor`); an order the venue no longer
+    holds (`null`); a market's fees not said (404: booked, flagged unknown)."""
+
+    def answer(r: httpx.Request) -> httpx.Response:
+        if r.url.path == "/data/trades":
+            return httpx.Response(200, content=orjson.dumps(pages[r.url.params["next_cursor"]]))
+        if r.url.path.startswith("/data/order/"):
+            return httpx.Response(200, content=b"null")
+        return httpx.Response(404, content=b'{"error":"not found"}')
+
+    return Recorder(answer)
+
+
+@pytest.mark.parametrize("spoiled", list(_SPOILED))
+async def test_a_trade_record_that_cannot_be_read_is_left_out_and_the_others_are_booked_once(
+    sim: PolymarketSimulator, spoiled: str
+) -> None:
+    """One trade of a `GET /data/trades` page that cannot be read is that trade's problem: left
+    out, counted, logged once per read naming the venue, its id and why; the good fills around
+    it and on the next page are booked, once, however many reconciliations read the pages
+    again. Before, the whole page was an unreadable answer (or, for `maker_orders` not a list, an
+    exception of the fee look-up): no fill of it or of any later page was ever caught up."""
+    token = sim.feed.markets[0].yes
+    _, decoder = execution_for(sim)
+    trades = [_our_trade(token, n) for n in range(4)]
+    recorder = _paged(
+        {
+            "MA==": {"data": [trades[0], _SPOILED[spoiled](trades[1]), trades[2]], "next_cursor": "MQ=="},
+            "MQ==": {"data": [trades[3]], "next_cursor": "LTE="},
+        }
+    )
+    ex = PolymarketExecution(
+        client_on(httpx.MockTransport(recorder)), OrderSigner(KEY), decoder.registry, decoder.outcomes
+    )
+    inst = decoder.registry.get("polymarket", token)
+    assert inst is not None
+    placed = [Tracked(f"s-p-{n}", t["taker_order_id"], "buy", "10", "0.5") for n, t in enumerate(trades)]
+    engine, orders = tracking(
+        PolymarketSettings(), inst, placed, environ=CREDS, now_ns=NOW_NS, clock=lambda: NOW_NS
+    )
+    with structlog.testing.capture_logs() as logs:
+        await catch_up(engine, ex)
+    good = {"s-p-0": Decimal(10), "s-p-1": Decimal(0), "s-p-2": Decimal(10), "s-p-3": Decimal(10)}
+    assert booked(orders) == good
+    assert [r.url.params["next_cursor"] for r in recorder.requests if r.url.path == "/data/trades"] == [
+        "MA==",
+        "MQ==",
+    ]
+    assert ex.trades_refused == 1
+    (line,) = [e for e in logs if e["event"] == "fills.record_refused"]
+    named = None if spoiled in ("no trade id", "not an object") else "trade-1"
+    assert (line["log_level"], line["venue"], line["trade_id"]) == ("error", "polymarket", named)
+    assert line["reason"]
+    assert not [e for e in logs if e["event"] == "fills.recent_unavailable"]
+    # The record stays in the venue's history: the next reconciliation counts it again, and
+    # books nothing twice.
+    await catch_up(engine, ex)
+    assert booked(orders) == good and ex.trades_refused == 2
+    assert engine.flow.ledgers["s"].fills == 3
+
+
+async def test_an_order_whose_own_trade_cannot_be_read_is_not_concluded(sim: PolymarketSimulator) -> None:
+    """An order the venue no longer holds is concluded from its trades (filled, cancelled): one
+    of them that cannot be read leaves its state unknown (asked again later), never concluded
+    from the others; a trade that cannot be read but names other orders does not stop it."""
+    token = sim.feed.markets[0].yes
+    _, decoder = execution_for(sim)
+    trades = [_our_trade(token, n) for n in range(2)]
+    bad = {**trades[1], "size": "NaN"}
+    recorder = _paged({"MA==": {"data": [trades[0], bad], "next_cursor": "LTE="}})
+    ex = PolymarketExecution(
+        client_on(httpx.MockTransport(recorder)), OrderSigner(KEY), decoder.registry, decoder.outcomes
+    )
+    orders = []
+    for n, t in enumerate(trades):
+        o = order(token, size="10", price="0.5", n=n)
+        o.order_id = t["taker_order_id"]
+        o.transition(OrderState.OPEN, now_ns=NOW_NS)
+        orders.append(o)
+    *fills, final = await ex.order_status(orders[0])  # the bad trade names another order
+    assert [f.trade_id for f in fills if isinstance(f, Fill)] == ["trade-0"] and len(fills) == 1
+    assert isinstance(final, OrderUpdate) and final.status is OrderState.FILLED
+    with pytest.raises(VenueError, match="may be its own cannot be read") as info:
+        await ex.order_status(orders[1])  # its own trade: 10 filled, or nothing?
+    assert info.value.code == "malformed"
+    # A trade that names no order readably may be anyone's: no order of the token is concluded.
+    recorder = _paged({"MA==": {"data": [trades[0], {**bad, "maker_orders": 5}], "next_cursor": "LTE="}})
+    ex.rest = client_on(httpx.MockTransport(recorder))
+    with pytest.raises(VenueError, match="may be its own"):
+        await ex.order_status(orders[0])
+
+
+async def test_an_open_order_record_that_cannot_be_read_is_left_out() -> None:
+    """`GET /data/orders` with one order that cannot be read (or makes no sense): the others are
+    the venue's resting orders, the bad one counted and logged, naming it; the next page is read
+    (before, the whole page was an unreadable answer and every reconciliation stopped there: no
+    fill caught up, no order asked about). The engine asks about an order of ours the pages did
+    not show by its id (`order_status`): the record left out never reads as an order gone."""
+    page = orjson.loads(fixture("http_open_orders_page.json"))
+    first, second = page["data"]
+    spoiled = {**first, "id": "0xbad", "size_matched": "1000"}  # matched above its size
+    pages = {
+        "MA==": {**page, "data": [first, spoiled], "next_cursor": "MQ=="},
+        "MQ==": {**page, "data": [second], "next_cursor": "LTE="},
+    }
+    recorder = Recorder(
+        lambda r: httpx.Response(200, content=orjson.dumps(pages[r.url.params["next_cursor"]]))
+    )
+    registry = InstrumentRegistry()
+    decoder = PolymarketDecoder(registry)
+    ex = PolymarketExecution(
+        client_on(httpx.MockTransport(recorder)), OrderSigner(KEY), registry, decoder.outcomes
+    )
+    with structlog.testing.capture_logs() as logs:
+        listed = await ex.open_orders()
+    assert [u.order_id for u in listed] == [first["id"], second["id"]]
+    assert ex.orders_refused == 1 and len(recorder.requests) == 2
+    (line,) = [e for e in logs if e["event"] == "orders.record_refused"]
+    assert (line["log_level"], line["venue"], line["order_id"]) == ("error", "polymarket", "0xbad")
+    assert "above original_size" in line["reason"]
+    # A page whose cursor comes back would be asked for ever: an unreadable answer.
+    pages["MQ=="]["next_cursor"] = "MA=="
+    with pytest.raises(VenueError, match="next_cursor 'MA==' came back"):
+        await ex.open_orders()
