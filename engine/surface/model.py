@@ -58,7 +58,8 @@ MAX_REFIT_INTERVAL_S = 365 * 86_400.0
 # fit's box lets a slice's variance be (step 5: v >= (1 vol point)^2 t): a mark below it could only
 # be a residual. A bid or ask IV below it is no quoted side (it only widens the quote's interval).
 MIN_IV = 0.01
-# The most `SurfaceSettings.max_iv` should be: 1000%, twice Deribit's cap (its 500% is "no ask").
+# The most `SurfaceSettings.max_iv` may be: 1000%, twice Deribit's cap (its 500% is "no ask").
+# A cap of 1e200 let an IV of 1e180 overflow IV^2 t.
 MAX_IV = 10.0
 # A usable strike is within this factor of its expiry's forward: |k| = |ln(K / F)| <= ln(1000) =
 # 6.9. The real chains span |k| <= 1.4 (strikes 2,500 to 36,000 around 9,300); a crash leaving
@@ -108,9 +109,9 @@ class OutsideSurface(ValueError):
 class SurfaceSettings:
     """How a chain becomes a surface (config `[surface]`). Raises ValueError naming the field
     when a value is not finite and positive (`min_iv_change`, `min_forward_change`: not finite or
-    negative), `min_quotes` is below 5 (raw SVI has 5 parameters), `max_refit_interval_s` is
-    below `min_refit_interval_s`, or either refit interval is over a year
-    (`MAX_REFIT_INTERVAL_S`).
+    negative), `min_quotes` is below 5 (raw SVI has 5 parameters), `max_iv` is not above `MIN_IV`
+    or is over `MAX_IV`, `max_refit_interval_s` is below `min_refit_interval_s`, or either refit
+    interval is over a year (`MAX_REFIT_INTERVAL_S`).
 
     When a chain is refitted (engine/surface/service.py): at most once per `min_refit_interval_s`
     of event time, and then only when the chain moved since its last fit: an option came or went
@@ -129,7 +130,8 @@ class SurfaceSettings:
 
     min_refit_interval_s: float = 5.0  # event time between two fits of one chain
     min_quotes: int = 5  # distinct strikes per expiry; fewer: the expiry is skipped, and reported
-    max_iv: float = 5.0  # quotes with IV < MIN_IV or >= this are dropped (Deribit's 0 / 500% wings)
+    # quotes with IV < MIN_IV or >= this are dropped (Deribit's 0 / 500% wings); at most MAX_IV
+    max_iv: float = 5.0
     min_expiry_s: float = 3600.0  # expiries closer than this are skipped
     min_iv_change: float = 0.002  # a mark IV move (absolute) that makes a due refit happen
     min_forward_change: float = 0.0005  # a forward's relative move that does
@@ -150,6 +152,11 @@ class SurfaceSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not _finite(value) or value < 0:
                 raise ValueError(f"surface.{name} must be a finite number >= 0, not {value!r}")
+        if not MIN_IV < self.max_iv <= MAX_IV:
+            raise ValueError(
+                f"surface.max_iv must be above {MIN_IV:g} and at most {MAX_IV:g} "
+                f"(1000%: no venue quotes more), not {self.max_iv!r}"
+            )
         if self.max_refit_interval_s < self.min_refit_interval_s:
             raise ValueError(
                 f"surface.max_refit_interval_s ({self.max_refit_interval_s!r}) must be at least "
