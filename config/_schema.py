@@ -16,7 +16,7 @@ from typing import Any, Literal
 import attrs
 
 from tradingd.engine.metrics import parse_listen
-from tradingd.engine.surface.model import MAX_REFIT_INTERVAL_S
+from tradingd.engine.surface.model import MAX_IV, MAX_REFIT_INTERVAL_S, MIN_IV
 
 __all__ = [
     "AlertsConfig",
@@ -315,6 +315,15 @@ def _at_most_a_year(_: Any, attribute: attrs.Attribute[Any], value: float) -> No
         )
 
 
+def _an_iv_cap(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    # Past 1000% (MAX_IV) IV^2 t can overflow the fit; at or under one vol point (MIN_IV, the least
+    # IV the fit takes) no quote is left (engine/surface/model.py says why each).
+    if math.isfinite(value) and value > 0 and not MIN_IV < value <= MAX_IV:
+        raise ValueError(
+            f"{attribute.name}: expected an IV above {MIN_IV:g} and at most {MAX_IV:g} (1000%), got {value}"
+        )
+
+
 def _not_below_min_refit(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     # A chain cannot be refitted more often than `min_refit_interval_s` allows.
     least = instance.min_refit_interval_s
@@ -333,16 +342,17 @@ class SurfaceConfig:
     (cli.settings builds it of this table). `min_refit_interval_s`: event time between two fits
     of one chain (the market's clock in a backtest); `min_quotes`: distinct strikes an expiry needs
     to be fitted; `max_iv`: quotes with a mark IV at or above this fraction are dropped (Deribit's
-    500% wings); `min_expiry_s`: expiries closer than this are skipped. A due refit happens only
-    when the chain moved since its last fit: its options changed, a quote's mark IV moved by
-    `min_iv_change` or more (absolute, a fraction: 0.002 is a fifth of a vol point), or a quote's
-    forward by `min_forward_change` or more (relative); 0 for both: any new ticker refits. A chain
-    quoted anew is refitted at least every `max_refit_interval_s` (at least `min_refit_interval_s`;
-    both at most a year) however little it moved (engine.surface.SurfaceSettings says why each)."""
+    500% wings, at most 10: 1000%); `min_expiry_s`: expiries closer than this are skipped. A due
+    refit happens only when the chain moved since its last fit: its options changed, a quote's mark
+    IV moved by `min_iv_change` or more (absolute, a fraction: 0.002 is a fifth of a vol point), or
+    a quote's forward by `min_forward_change` or more (relative); 0 for both: any new ticker refits.
+    A chain quoted anew is refitted at least every `max_refit_interval_s` (at least
+    `min_refit_interval_s`; both at most a year) however little it moved
+    (engine.surface.SurfaceSettings says why each)."""
 
     min_refit_interval_s: float = attrs.field(default=5.0, validator=[_positive, _at_most_a_year])
     min_quotes: int = attrs.field(default=5, validator=_at_least_5)
-    max_iv: float = attrs.field(default=5.0, validator=_positive)
+    max_iv: float = attrs.field(default=5.0, validator=[_positive, _an_iv_cap])
     min_expiry_s: float = attrs.field(default=3600.0, validator=_positive)
     min_iv_change: float = attrs.field(default=0.002, validator=_not_negative)
     min_forward_change: float = attrs.field(default=0.0005, validator=_not_negative)

@@ -7,12 +7,17 @@ never when this module is imported.
 What a fit does with its input, in order:
 
 1. A quote is dropped (and counted in its expiry's `dropped`) when its strike or forward is not a
-   finite positive number, or its mark IV is not finite or outside (0, max_iv) (Deribit's 0% and
-   500% wings mean "no quote"). Its bid and ask IVs count only as a pair with
-   0 < bid <= ask < max_iv; a missing side only lowers the quote's weight (4.).
+   finite positive number, its mark IV is not a number in [MIN_IV, max_iv) (one vol point; Deribit's
+   0% and 500% wings mean "no quote"), or its strike is more than MAX_MONEYNESS (1000) times from
+   its expiry's forward (3.) either way (model.py says why each bound: none rejects a real quote).
+   Its bid and ask IVs count only as a pair with MIN_IV <= bid <= ask < max_iv; a missing side
+   only lowers the quote's weight (4.). So no number that reaches the fit's arithmetic can
+   overflow it (tests/surface/test_fit.py runs it with numpy's warnings as errors).
 2. An expiry is skipped (reported in `VolSurface.skipped` with the reason) when it is closer than
-   `min_expiry_s`, when fewer than `min_quotes` distinct strikes are left, or when the fit fails.
-3. The forward of an expiry is the median of its quotes' forwards; k = ln(K / F).
+   `min_expiry_s` or more than MAX_EXPIRY_S (ten years) away, when fewer than `min_quotes` distinct
+   strikes are left, or when the fit fails.
+3. The forward of an expiry is the median of its quotes' forwards (a quote dropped for its strike
+   still votes); k = ln(K / F).
 4. A quote's weight is 1 / the width of the IV interval its book brackets: [bid, ask] when both
    sides are quoted, [0, ask] or [bid, max_iv] with one side, [0, max_iv] with none (the venue's
    mark is then its own model, not a price: Deribit flattens its marks past the quoted wings),
@@ -60,7 +65,18 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ..model.pricing import YEAR_SECONDS
-from .model import SliceFit, SurfaceQuote, SurfaceSettings, SviParams, VolSurface, calendar_check
+from .model import (
+    MAX_EXPIRY_S,
+    MAX_MONEYNESS,
+    SliceFit,
+    SurfaceQuote,
+    SurfaceSettings,
+    SviParams,
+    VolSurface,
+    _usable_iv,
+    _usable_quote,
+    calendar_check,
+)
 
 if TYPE_CHECKING:
     from .svi import Array
@@ -68,6 +84,8 @@ if TYPE_CHECKING:
 __all__ = ["check_grid", "fit_surface"]
 
 _NS_PER_YEAR = 1e9 * YEAR_SECONDS
+_MAX_EXPIRY_NS = MAX_EXPIRY_S * 10**9
+_MAX_ABS_K = math.log(MAX_MONEYNESS)
 GRID_POINTS = 1001  # the butterfly check's grid, per slice
 CALENDAR_POINTS = 201  # the calendar check's grid, shared by all slices
 PENALTY_POINTS = 201  # where the arbitrage penalty looks (the check's grid, coarser: for speed)
@@ -130,6 +148,12 @@ def fit_surface(
     slices: list[SliceFit] = []
     skipped: list[tuple[int, str]] = []
     for expiry_ns in sorted(by_expiry):
+        # Compared in integer ns before any float: an int of an expiry can be past a float's range.
+        if not -_MAX_EXPIRY_NS <= expiry_ns - as_of_ns <= _MAX_EXPIRY_NS:
+            skipped.append(
+                (expiry_ns, f"expires more than {MAX_EXPIRY_S / YEAR_SECONDS:g} years from as_of_ns")
+            )
+            continue
         seconds = (expiry_ns - as_of_ns) / 1e9
         if seconds < settings.min_expiry_s:
             skipped.append(
@@ -171,31 +195,28 @@ def _half_width(forward: float, residuals: Sequence[tuple[float, float]], params
 
 def _spread(q: SurfaceQuote, max_iv: float) -> tuple[float, bool]:
     """The width of the IV interval the book brackets the quote in, and whether both sides are
-    quoted: [bid, ask] when both are; a missing side (None, not finite, 0, or at or past max_iv:
-    Deribit's 0 and 500) widens it to 0 or max_iv, so an unquoted mark (the venue's model, not a
-    price) has the width max_iv and weighs little."""
+    quoted: [bid, ask] when both are; a missing side (None, or not a usable IV: Deribit's 0 and
+    500) widens it to 0 or max_iv, so an unquoted mark (the venue's model, not a price) has the
+    width max_iv and weighs little."""
     bid, ask = q.bid_iv, q.ask_iv
-    has_bid = bid is not None and math.isfinite(bid) and 0.0 < bid < max_iv
-    has_ask = ask is not None and math.isfinite(ask) and 0.0 < ask < max_iv
-    lo = bid if has_bid and bid is not None else 0.0
-    hi = ask if has_ask and ask is not None else max_iv
+    lo = bid if bid is not None and _usable_iv(bid, max_iv) else 0.0
+    hi = ask if ask is not None and _usable_iv(ask, max_iv) else max_iv
+    has_bid, has_ask = lo > 0.0, hi < max_iv
     if hi < lo:  # crossed: neither side is believable
         return max_iv, False
     return hi - lo, has_bid and has_ask
-
-
-def _usable(q: SurfaceQuote, max_iv: float) -> bool:
-    return all(
-        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-        for x in (q.strike, q.forward, q.iv)
-    ) and (q.strike > 0 and q.forward > 0 and 0.0 < q.iv < max_iv)
 
 
 def _prepare(
     expiry_ns: int, t: float, quotes: list[SurfaceQuote], settings: SurfaceSettings
 ) -> _Expiry | str:
     """The expiry's points to fit, or why it cannot be fitted."""
-    good = [q for q in quotes if _usable(q, settings.max_iv)]
+    usable = [q for q in quotes if _usable_quote(q, settings.max_iv)]
+    forward = statistics.median(q.forward for q in usable) if usable else math.nan
+    # ln K - ln F: K / F can overflow or underflow where the logs of two positive floats cannot.
+    # (A median of two forwards near the float's limit is inf: then no strike is near it.)
+    log_f = math.log(forward) if usable else math.nan
+    good = [q for q in usable if abs(math.log(q.strike) - log_f) <= _MAX_ABS_K]
     dropped = len(quotes) - len(good)
     strikes = {q.strike for q in good}
     if len(strikes) < settings.min_quotes:
@@ -203,7 +224,6 @@ def _prepare(
             f"{len(strikes)} usable strikes, fewer than min_quotes={settings.min_quotes} "
             f"({dropped} of {len(quotes)} quotes dropped)"
         )
-    forward = statistics.median(q.forward for q in good)
     spreads = [_spread(q, settings.max_iv) for q in good]
     two_sided = [width for width, both in spreads if both]
     # one very tight quote must not pin the fit alone

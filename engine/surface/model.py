@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +24,11 @@ from ..model.events import Greeks
 from ..model.pricing import YEAR_SECONDS
 
 __all__ = [
+    "MAX_EXPIRY_S",
+    "MAX_IV",
+    "MAX_MONEYNESS",
     "MAX_REFIT_INTERVAL_S",
+    "MIN_IV",
     "OutsideSurface",
     "SliceFit",
     "SurfaceQuote",
@@ -40,6 +45,31 @@ _NS_PER_YEAR = 1e9 * YEAR_SECONDS
 # longer interval means nothing for a surface, and the service holds them in integer ns.
 MAX_REFIT_INTERVAL_S = 365 * 86_400.0
 
+# What a fit takes from a quote (engine/surface/fit.py, step 1). Anything a venue sends may be
+# absurd; these bounds reject what no venue sends, never a real quote, so that one absurd number
+# is its quote's problem (dropped, counted), never its expiry's: a mark IV of 1e-208, finite and
+# positive, overflowed the fit's linear solve (weighted by 1 / (IV t), squared) and failed the
+# whole expiry. Within all four bounds no chain overflows the fit, however extreme
+# (tests/surface/test_fit.py::test_no_chain_within_the_bounds_overflows_the_fit).
+#
+# IVs (mark, bid and ask), fractions: Deribit's are percent on the wire, marks typically 10% to
+# 300% (the real BTC chains of tests/fixtures/deribit/chains: marks 70% to 209%, bids from 17%;
+# 0 and 500% mean "no quote"). A usable IV is at least one vol point, which is also the least the
+# fit's box lets a slice's variance be (step 5: v >= (1 vol point)^2 t): a mark below it could only
+# be a residual. A bid or ask IV below it is no quoted side (it only widens the quote's interval).
+MIN_IV = 0.01
+# The most `SurfaceSettings.max_iv` may be: 1000%, twice Deribit's cap (its 500% is "no ask").
+# A cap of 1e200 let an IV of 1e180 overflow IV^2 t.
+MAX_IV = 10.0
+# A usable strike is within this factor of its expiry's forward: |k| = |ln(K / F)| <= ln(1000) =
+# 6.9. The real chains span |k| <= 1.4 (strikes 2,500 to 36,000 around 9,300); a crash leaving
+# such strikes listed puts them at 2 or 3 (BTC from 9,300 to 4,000: 36,000 is at k = 2.2).
+MAX_MONEYNESS = 1000.0
+# The farthest expiry a fit takes from its `as_of_ns`, either way: ten years. Deribit lists
+# quarterlies about a year out (the real chains' longest: 225 days); a later expiry is a bad
+# number (and an int of one can be past a float's range: 10**400 ns raised OverflowError).
+MAX_EXPIRY_S = 10 * 365 * 86_400
+
 
 def _ncdf(x: float) -> float:
     return 0.5 * math.erfc(-x / _SQRT2)
@@ -53,6 +83,22 @@ def _finite(x: float) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
 
 
+def _positive_number(x: object) -> bool:
+    """A positive int or float a float can hold (a Python int can be larger: 10**400)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and 0 < x <= sys.float_info.max
+
+
+def _usable_iv(x: object, max_iv: float) -> bool:
+    """An IV a fit can use: a number in [MIN_IV, max_iv) (NaN is not)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and MIN_IV <= x < max_iv
+
+
+def _usable_quote(q: SurfaceQuote, max_iv: float) -> bool:
+    """Whether a quote's own numbers can be fitted: a positive finite strike and forward and a
+    usable mark IV (its strike's distance from the expiry's forward is checked by the fit)."""
+    return _positive_number(q.strike) and _positive_number(q.forward) and _usable_iv(q.iv, max_iv)
+
+
 class OutsideSurface(ValueError):
     """Raised by a query the surface cannot answer: no slice was fitted, the time is at or past
     the query's expiry or after the last fitted expiry (no extrapolation in time beyond it), or
@@ -63,9 +109,9 @@ class OutsideSurface(ValueError):
 class SurfaceSettings:
     """How a chain becomes a surface (config `[surface]`). Raises ValueError naming the field
     when a value is not finite and positive (`min_iv_change`, `min_forward_change`: not finite or
-    negative), `min_quotes` is below 5 (raw SVI has 5 parameters), `max_refit_interval_s` is
-    below `min_refit_interval_s`, or either refit interval is over a year
-    (`MAX_REFIT_INTERVAL_S`).
+    negative), `min_quotes` is below 5 (raw SVI has 5 parameters), `max_iv` is not above `MIN_IV`
+    or is over `MAX_IV`, `max_refit_interval_s` is below `min_refit_interval_s`, or either refit
+    interval is over a year (`MAX_REFIT_INTERVAL_S`).
 
     When a chain is refitted (engine/surface/service.py): at most once per `min_refit_interval_s`
     of event time, and then only when the chain moved since its last fit: an option came or went
@@ -84,7 +130,8 @@ class SurfaceSettings:
 
     min_refit_interval_s: float = 5.0  # event time between two fits of one chain
     min_quotes: int = 5  # distinct strikes per expiry; fewer: the expiry is skipped, and reported
-    max_iv: float = 5.0  # quotes with IV <= 0 or >= this are dropped (Deribit's 0 / 500% wings)
+    # quotes with IV < MIN_IV or >= this are dropped (Deribit's 0 / 500% wings); at most MAX_IV
+    max_iv: float = 5.0
     min_expiry_s: float = 3600.0  # expiries closer than this are skipped
     min_iv_change: float = 0.002  # a mark IV move (absolute) that makes a due refit happen
     min_forward_change: float = 0.0005  # a forward's relative move that does
@@ -105,6 +152,11 @@ class SurfaceSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not _finite(value) or value < 0:
                 raise ValueError(f"surface.{name} must be a finite number >= 0, not {value!r}")
+        if not MIN_IV < self.max_iv <= MAX_IV:
+            raise ValueError(
+                f"surface.max_iv must be above {MIN_IV:g} and at most {MAX_IV:g} "
+                f"(1000%: no venue quotes more), not {self.max_iv!r}"
+            )
         if self.max_refit_interval_s < self.min_refit_interval_s:
             raise ValueError(
                 f"surface.max_refit_interval_s ({self.max_refit_interval_s!r}) must be at least "

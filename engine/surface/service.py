@@ -22,8 +22,9 @@ object; a cheap walk over the chain). Such a look refits the chain when it moved
 fit (`SurfaceSettings` has the thresholds; `stats.refit_reasons` counts each):
 
 - `first`: no fit yet;
-- `composition`: the options with a usable quote (a finite forward, 0 < mark IV < max_iv) are not
-  those of the last fit, or one of them gained or lost a two-sided book (its weight in the fit);
+- `composition`: the options with a usable quote (what the fit takes of one quote: a positive
+  finite strike and forward, a mark IV in [MIN_IV, max_iv), engine/surface/model.py) are not those
+  of the last fit, or one of them gained or lost a two-sided book (its weight in the fit);
 - `iv`: a quote's mark IV moved by `min_iv_change` or more since the last fit;
 - `forward`: a quote's forward moved by `min_forward_change` (relative) or more;
 - `age`: none of those, but `max_refit_interval_s` passed since the last fit (the surface's
@@ -72,7 +73,7 @@ import trio
 from ..model.events import Ticker
 from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry, OptionRight
 from ..model.market import MarketState
-from .model import SurfaceQuote, SurfaceSettings, VolSurface
+from .model import SurfaceQuote, SurfaceSettings, VolSurface, _usable_iv, _usable_quote
 
 __all__ = ["FitFunction", "FitUnavailable", "SurfaceService", "SurfaceStats"]
 
@@ -454,7 +455,7 @@ class SurfaceService:
         if not tickers:
             return None  # nothing quoted yet (live: the tickers subscribed have not come)
         max_iv = self.settings.max_iv
-        usable = [q for q in quotes if 0.0 < q.iv < max_iv]
+        usable = [q for q in quotes if _usable_quote(q, max_iv)]
         composition = tuple((q.instrument, _two_sided(q, max_iv)) for q in usable)
         reason = self._refit_reason(chain, usable, composition, now)
         if reason is None:
@@ -671,7 +672,13 @@ def _two_sided(q: SurfaceQuote, max_iv: float) -> bool:
     """Whether the quote's book brackets its IV on both sides (what weighs it in the fit:
     engine/surface/fit.py step 4)."""
     bid, ask = q.bid_iv, q.ask_iv
-    return bid is not None and ask is not None and 0.0 < bid <= ask < max_iv
+    return (
+        bid is not None
+        and ask is not None
+        and _usable_iv(bid, max_iv)
+        and _usable_iv(ask, max_iv)
+        and bid <= ask
+    )
 
 
 def _in_chain(inst: Instrument, underlying: str, venue: str) -> bool:

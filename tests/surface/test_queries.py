@@ -300,6 +300,12 @@ def test_svi_parameters_and_settings_are_validated() -> None:
         SviParams(a=-0.1, b=0.1, rho=0.0, m=0.0, sigma=0.1)  # w(m) = 0.1 * 0.1 - 0.1 < 0
     with pytest.raises(ValueError, match="surface.max_iv"):
         SurfaceSettings(max_iv=math.inf)
+    # An IV cap past 1000% lets IV^2 t overflow the fit (1e200 did); one at or under a vol point
+    # leaves nothing to fit
+    for cap in (10.5, 1e200, 0.01, 0.005):
+        with pytest.raises(ValueError, match=r"surface.max_iv must be above 0.01 and at most 10 "):
+            SurfaceSettings(max_iv=cap)
+    assert SurfaceSettings(max_iv=10.0).max_iv == 10.0
     with pytest.raises(ValueError, match="surface.min_refit_interval_s"):
         SurfaceSettings(min_refit_interval_s=0.0)
     with pytest.raises(ValueError, match="surface.min_expiry_s"):

@@ -115,6 +115,25 @@ def test_an_option_that_comes_or_goes_refits() -> None:
     assert service.stats.refit_reasons == {"first": 1, "composition": 2}
 
 
+def test_a_number_the_fit_would_drop_is_no_quote_for_the_refit_decisions() -> None:
+    # The service judges a chain by what the fit takes (engine/surface/model.py's bounds): an IV
+    # under one vol point is no mark (the option leaves the fit) and no quoted side.
+    service, market, fit, clock = started()
+    feed(market, CHAIN, clock.now, bid_iv=0.58, ask_iv=0.62, mark_iv=IV, underlying=FORWARD)
+    look(service, clock)
+    assert service.stats.refit_reasons == {"first": 1, "composition": 1}
+    quote(market, CHAIN[0], clock.now, bid_iv=1e-208, ask_iv=0.62)  # lost its bid, in effect
+    look(service, clock)
+    assert service.stats.refit_reasons == {"first": 1, "composition": 2}
+    quote(market, CHAIN[3], clock.now, mark_iv=1e-208, bid_iv=0.58, ask_iv=0.62)  # left the fit
+    look(service, clock)
+    assert service.stats.refit_reasons == {"first": 1, "composition": 3}
+    quote(market, CHAIN[3], clock.now, mark_iv=0.004, bid_iv=0.58, ask_iv=0.62)  # still out
+    look(service, clock)
+    assert service.stats.refit_reasons == {"first": 1, "composition": 3}
+    assert len(fit.calls) == 4
+
+
 def test_a_chain_quoted_anew_is_refitted_once_max_refit_interval_s_passed() -> None:
     service, market, _fit, clock = started(max_refit_interval_s=30.0)
     for _ in range(12):  # 60 s of looks every 5 s, the same values each time
