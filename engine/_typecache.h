@@ -22,8 +22,9 @@
  *   `__eq__` raised): the exception is cleared, as `_PyType_Lookup` clears it, and Python's own
  *   attribute lookup then goes on as if the class had no such name; every caller takes NULL so
  *   too (no slot: the attribute protocol; `_json.h` `json_plain_class`: the instance dict
- *   decides). A lookup that raised gives the class no tag (`_PyType_Lookup` caches nothing after
- *   an error): a class no other lookup tagged stays untrusted (`tc_version` 0), and what its
+ *   decides). A lookup that raised gives the class no tag (as 3.11's and 3.12's `_PyType_Lookup`;
+ *   3.13's gives one but caches no answer after an error, which a caller here cannot tell from
+ *   the tag): a class no other lookup tagged stays untrusted (`tc_version` 0), and what its
  *   caller learnt is taken again at the next use. One tagged by an earlier lookup, or by a later
  *   one of the same caller, keeps its tag (as with `_PyType_Lookup`, which does not say it
  *   raised), and the caller's NULL stands while it holds: Python's answer then, which only a key

@@ -10,7 +10,7 @@ hooks (the same header compiled there as in `_fast`, `_frames` and `_kernel`).
 - a lookup finds what the dictionaries of the class's MRO hold, as `_PyType_Lookup` does (on 3.12
   and later through public API), and one that raises finds nothing and gives no tag (the walk of
   3.12 and later gave one after the error, so what a caller learnt of the class was kept);
-- a class that can be given no more tags (from 3.12 CPython gives a class at most 1,000) is still
+- a class that can be given no more tags (from 3.13 CPython gives a class at most 1,000) is still
   looked up right, and nothing learnt of it is kept;
 - no C source reads the tag or calls `_PyType_Lookup` but through the header.
 """
@@ -159,12 +159,12 @@ def _exhausted(cls: type) -> int:
         assert _replay.type_lookup(cls, "changes") == (changes,)
         if _replay.type_version(cls) == 0:
             return changes
-    pytest.skip("this Python gives a class tags without end (a bound per class came in 3.12)")
+    pytest.skip("this Python gives a class tags without end (a bound per class came in 3.13)")
 
 
 @compiled_only
 def test_a_class_given_no_more_tags_is_looked_up_right_and_nothing_learnt_of_it_is_kept() -> None:
-    """From 3.12 a class is given at most 1,000 tags (MAX_VERSIONS_PER_CLASS): past them its tag
+    """From 3.13 a class is given at most 1,000 tags (MAX_VERSIONS_PER_CLASS): past them its tag
     stays 0 whatever changes. The lookups still answer as the dictionaries do, and a compiled
     module that learnt the class (the event cache's encoder, its fields' slot offsets) reads it
     through a change made since, though the tag did not move."""
