@@ -505,6 +505,15 @@ class DeribitDecoder(JsonRpcDecoder):
     `quote.{instrument}`, `deribit_price_index.{index}`. Other channels are counted in
     `stats.unknown_channel` and named in `last_unknown_channel`; heartbeats and JSON-RPC responses
     are counted in `stats.control`, and `get_instruments` answers teach the registry.
+
+    A subclass, or the decoder itself, may have its own handler of a market channel (`_on_book`)
+    or its own body of one (`_book_events`, which the handler calls with the parsed data),
+    compiled or not. Set them before the decoder meets the channel: a channel's route is found at
+    its first frame and kept, the handler and, on the fast route (`_fast_route`), the body
+    (finding them per frame would cost every frame a lookup). So a body set later is not run for
+    the frames the fast route takes, those spelt as the venue writes them (almost all); a frame
+    it leaves to the handler (another spelling) runs the body in place then, as the handler
+    looks it up at each call (tests/connectors/deribit/test_deribit_fast_path.py).
     """
 
     venue = VENUE
@@ -610,10 +619,11 @@ class DeribitDecoder(JsonRpcDecoder):
         The route skips the handler (`_on_book`) and calls its body (`_book_events`) on the
         data it parsed, or has a compiled function (`_WHOLE_FRAME`, `_COMPILED_BODIES`) do the
         body's work: so it takes the body the handler would call, looked up as the handler
-        looks it up, once here (not per frame). This class's own: its compiled forms stand in
-        for it. A subclass's function (or another method set on the decoder): that function,
-        after the same parse, and no compiled form (none runs a body it does not know). Anything
-        else there: no fast route, the handler runs (the reference route)."""
+        looks it up, once here (not per frame: one set later is not taken, as the class's
+        docstring says). This class's own: its compiled forms stand in for it. A subclass's
+        function (or another method set on the decoder): that function, after the same parse,
+        and no compiled form (none runs a body it does not know). Anything else there: no fast
+        route, the handler runs (the reference route)."""
         start = _NOTIFICATION if isinstance(key, str) else _NOTIFICATION_BYTES
         if not key.startswith(start) or len(key) == len(frame) - 1:  # type: ignore[arg-type]
             return None  # another start, or no `"` after the name (`find` gave -1)

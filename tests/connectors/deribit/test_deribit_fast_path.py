@@ -441,3 +441,48 @@ def test_a_decoders_own_handler_or_body_is_the_one_that_runs(
         assert want and repr(dec.decode(frame, T_LOCAL)) == repr(want + want), (name, frame[:80])
     assert calls[0] == len(frames)
     assert dec.stats.frames == len(frames) and dec.stats.events == 2 * reference.stats.events
+
+
+@BOTH
+@pytest.mark.parametrize("where", ["class", "decoder"])
+@pytest.mark.parametrize("handler", list(_CHANNELS))
+def test_a_body_replaced_after_its_channels_first_frame_runs_where_the_docstring_says(
+    handler: str, where: str, compiled: bool
+) -> None:
+    """What DeribitDecoder's docstring (and the README's Deribit section) promise of a body set
+    after the decoder met its channel: the fast route keeps the body it found at the channel's
+    first frame (here DeribitDecoder's, and its compiled forms) for every frame it takes, the
+    frames as the venue writes them; a frame it leaves to the handler runs the body in place
+    then (the handler looks it up at each call); a decoder that meets the channel later takes
+    the class's new body."""
+    name, frames = _CHANNELS[handler]
+    cls = type("Later", (DeribitDecoder,), {})
+    calls = [0]
+
+    def own(self: DeribitDecoder, *args: Any) -> list[Any]:
+        calls[0] += 1
+        events = getattr(super(cls, self), name)(*args)
+        return [*events, *events]
+
+    def check(dec: DeribitDecoder, reference: DeribitDecoder, frames: list[bytes], doubled: bool) -> None:
+        for frame in frames:
+            want = reference.decode(frame, T_LOCAL)
+            got = dec.decode(frame, T_LOCAL)
+            assert want and repr(got) == repr(want + want if doubled else want), frame[:80]
+
+    dec = cls(InstrumentRegistry(), compiled=compiled)
+    reference = DeribitDecoder(InstrumentRegistry(), compiled=False)
+    assert dec.compiled is (compiled and codec._fast is not None)
+    check(dec, reference, frames, doubled=False)  # the channel met: its fast route found
+    if where == "class":
+        setattr(cls, name, own)
+    else:
+        setattr(dec, name, own.__get__(dec))  # a method of the decoder, as one set before would be
+    check(dec, reference, frames * 2, doubled=False)  # as the venue writes them: the body kept
+    assert calls[0] == 0
+    check(dec, reference, [b" " + frame for frame in frames], doubled=True)  # left to the handler
+    assert calls[0] == len(frames)
+    if where == "class":  # a decoder meeting the channel now takes the class's body
+        later = DeribitDecoder(InstrumentRegistry(), compiled=False)
+        check(cls(InstrumentRegistry(), compiled=compiled), later, frames, doubled=True)
+        assert calls[0] == 2 * len(frames)
