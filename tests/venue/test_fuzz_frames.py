@@ -515,10 +515,12 @@ def test_where_a_frame_stops_being_json_is_a_byte_of_it(venue: str) -> None:
 @example(text=b'{"a":tru}')
 @example(text=b'{"a":1}x')
 @example(text=b'"\\udc00')
+@example(text=b"1e999")
 def test_no_refusal_names_a_byte_past_the_text(text: bytes) -> None:
     """Whatever the text, a frame's refusal (every venue's) and a schemaless parse's name a byte
-    of it, if any; one that says the text is not JSON names one unless the text is cut off ('nope'
-    and '{"a":tru}' were "(at the end)", which read as a cut-off frame)."""
+    of it, if any; one that says the text is not JSON names one unless the text is cut off or a
+    number out of range ('nope' and '{"a":tru}' were "(at the end)", which read as a cut-off
+    frame)."""
     from tradingd.engine.venue.plugins import loads_untyped
 
     refusals: list[str] = []
@@ -534,8 +536,9 @@ def test_no_refusal_names_a_byte_past_the_text(text: bytes) -> None:
     for said in refusals:
         where = _byte_named(said)
         assert where is None or where < len(text), (text, said)
-        if where is None and "not JSON" in said:
-            assert said.endswith(": not JSON (Input data was truncated)"), (text, said)
+        if where is None and "not JSON" in said:  # msgspec's two refusals that name no byte
+            byteless = r": not JSON \((Input data was truncated|Number out of range)"
+            assert re.search(byteless, said), (text, said)
 
 
 def test_every_schemaless_parse_is_bounded_and_refuses_what_is_not_json() -> None:
