@@ -292,6 +292,14 @@ def engine_books_and_deribit_signing(quick: bool) -> Group:
     return rows, ()
 
 
+# The recorder's figures: each is a row, measured or failed (a missing sample fails the three).
+_RECORDER_FIGURES = (
+    "recording: the frame hook, per frame (event loop)",
+    "recording: public-frames filter + frame hook, per frame (as the session calls it)",
+    "recording: format + zstd + write (worker thread)",
+)
+
+
 def recorder(quick: bool) -> Group:
     """Measured here: what recording costs. The frame hook (on the event loop, per frame), and
     the writer (formatting, zstd, block flush; a worker thread in a live session)."""
@@ -310,7 +318,7 @@ def recorder(quick: bool) -> Group:
     missing = missing_data("recorder", DERIBIT_SAMPLE)  # the backtest group, run first, makes it
     if missing is not None:
         print(f"  {missing}", flush=True)
-        return [_row("recording: the frame hook, per frame (event loop)", f"failed: {missing}", cmd)], ()
+        return [_row(figure, f"failed: {missing}", cmd) for figure in _RECORDER_FIGURES], ()
     n = 100_000 if quick else 300_000
     frames: list[tuple[int, bytes]] = []
     for ts, raw in RecordingReader(DERIBIT_SAMPLE):
@@ -347,19 +355,12 @@ def recorder(quick: bool) -> Group:
                     session.on_frame(ts, text)
             best_session = min(best_session, time.perf_counter() - t0)
             filtered.close()
+    by_hook, by_session, by_writer = _RECORDER_FIGURES
     return [
+        _row(by_hook, f"{best_hook / len(frames) * 1e9:,.0f} ns", cmd),
+        _row(by_session, f"{best_session / len(texts) * 1e9:,.0f} ns", cmd),
         _row(
-            "recording: the frame hook, per frame (event loop)",
-            f"{best_hook / len(frames) * 1e9:,.0f} ns",
-            cmd,
-        ),
-        _row(
-            "recording: public-frames filter + frame hook, per frame (as the session calls it)",
-            f"{best_session / len(texts) * 1e9:,.0f} ns",
-            cmd,
-        ),
-        _row(
-            "recording: format + zstd + write (worker thread)",
+            by_writer,
             f"{len(frames) / best_write:,.0f} frames/s ({size / best_write / 1e6:,.0f} MB/s of frames)",
             cmd,
         ),

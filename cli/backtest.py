@@ -36,8 +36,8 @@ from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.reports.html import release_memory
 from tradingd.engine.sim.plugins import load_simulator
-from tradingd.engine.store import format_ts
 from tradingd.engine.store.evcache import EventCache
+from tradingd.engine.store.recording import format_time
 from tradingd.engine.venue.catalog import MarketCatalog
 from tradingd.engine.venue.plugins import load_catalog_class, load_venue
 from tradingd.engine.venue.spi import VenuePlugin
@@ -204,8 +204,8 @@ def _window(loaded: LoadedConfig, args: argparse.Namespace) -> tuple[int | None,
     (start, start_from), (end, end_from) = bounds
     if start is not None and end is not None and start >= end:
         raise UsageError(
-            f"the window's start ({format_ts(start)}, {start_from}) is not before its end"
-            f" ({format_ts(end)}, {end_from})"
+            f"the window's start ({format_time(start)}, {start_from}) is not before its end"
+            f" ({format_time(end)}, {end_from})"
         )
     return start, end
 

@@ -42,7 +42,7 @@ from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.model.words import plural
 from tradingd.engine.store.evcache import EventCache
-from tradingd.engine.store.recording import format_ts
+from tradingd.engine.store.recording import format_time
 from tradingd.engine.sweep import html, objective, results, walkforward
 from tradingd.engine.sweep.cache import TrialStore, TrialStoreError
 from tradingd.engine.sweep.local import ProcessExecutor
@@ -318,15 +318,15 @@ def _check_window(spec: SweepSpec, span: tuple[int, int]) -> None:
     if (start is not None and start > last) or (end is not None and end < first):
         shown = f"{_ts(start, 'its start')} -> {_ts(end, 'its end')}"
         raise ConfigError(
-            f"the sweep's window {shown} holds no data: the data runs from {format_ts(first)}"
-            f" to {format_ts(last)}",
+            f"the sweep's window {shown} holds no data: the data runs from {format_time(first)}"
+            f" to {format_time(last)}",
             file=spec.path,
             path="window",
         )
 
 
 def _ts(ns: int | None, default: str) -> str:
-    return default if ns is None else format_ts(ns)
+    return default if ns is None else format_time(ns)
 
 
 def _plan(spec: SweepSpec, span: Callable[[], tuple[int, int]]) -> tuple[Any, ...]:

@@ -31,7 +31,7 @@ from tradingd.engine.backtest.report import report_dict
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
 from tradingd.engine.store.evcache import DecoderChanged, EventCache, decoder_version
-from tradingd.engine.store.recording import format_ts
+from tradingd.engine.store.recording import format_time
 from tradingd.engine.sweep.model import Params, TrialContext, TrialResult, TrialSpec, Window, result_for
 from tradingd.engine.sweep.spec import SweepSpec
 from tradingd.engine.sweep.stats import summed_curve, total_stats
@@ -98,8 +98,8 @@ def sweep_window(spec: SweepSpec, loaded: LoadedConfig) -> Window:
     end = spec.window.end_ns if spec.window.end_ns is not None else bt.end
     if start is not None and end is not None and start >= end:
         raise ConfigError(
-            f"the sweep's window is empty: its start ({format_ts(start)}) is not before its end"
-            f" ({format_ts(end)}) ([window] over the base's [backtest] start/end)",
+            f"the sweep's window is empty: its start ({format_time(start)}) is not before its end"
+            f" ({format_time(end)}) ([window] over the base's [backtest] start/end)",
             file=spec.path,
             path="window",
         )

@@ -89,6 +89,7 @@ SHORT_FRAME: Final = 4096
 """Frames of at most this many bytes are not scanned for nesting (see above): most frames."""
 
 _decode_untyped: Final = msgspec.json.Decoder().decode
+_skim: Final = msgspec.json.Decoder(msgspec.Raw).decode  # the syntax alone: no str decoded
 _FAULT_TEXT: Final = 200  # characters of an exception's text kept: it may quote a huge frame
 _STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string: its brackets are text
 _NOT_BRACKETS: Final = bytes(c for c in range(256) if c not in b"[]{}")
@@ -97,6 +98,16 @@ _QUICK_PASSES: Final = 16
 _RUN_OF_OPENERS: Final = (b"[" * (MAX_NESTING + 1), b"{" * (MAX_NESTING + 1))
 _AT_BYTE: Final = re.compile(r" \(byte (\d+)\)$")  # msgspec's "JSON is malformed: ... (byte 7)"
 _NOT_A_JSON_NUMBER: Final = re.compile(rb"-?(?:NaN|Infinity)")
+_LETTERS: Final = re.compile(rb"[A-Za-z]+")
+_INVALID_CHARACTER: Final = "JSON is malformed: invalid character"
+# msgspec's refusals that name a byte after the one at fault (its _core.c, 0.18 to 0.22: it reads
+# the byte, then complains), and how far after.
+_NAMED_AFTER: Final = {
+    "JSON is malformed: trailing characters": 1,
+    "JSON is malformed: invalid escape character in string": 1,
+    "JSON is malformed: invalid character in unicode escape": 1,
+    "JSON is malformed: invalid utf-16 surrogate pair": 6,  # after the \uXXXX it read: its start
+}
 
 
 def _depth(brackets: bytes) -> int:
@@ -205,18 +216,33 @@ def not_json(venue: str, where: str, exc: msgspec.DecodeError, text: _Text) -> M
     """msgspec's refusal of `text`, which is not JSON (cut off, a stray byte), as the frame's
     `MalformedFrame`: "{where}: not JSON (Input data was truncated)", every venue alike.
 
-    msgspec names the byte where it gave up, counted from 0 ("(byte 7)"): the offending byte, or
-    the one after it (after a word that is not `null`, `true` or `false`, after a trailing
-    character or a bad escape). Text that goes wrong at its last byte would so be wrong at a
-    byte past its end ("nope", 4 bytes: "byte 4"): that is said "(at the end)". A NaN or an
-    Infinity where a number should be (what Python's json and JavaScript write for a number JSON
-    cannot carry: a venue's bad number, not a stray byte) is named: "not JSON (NaN at byte 531:
-    JSON has no NaN or Infinity)"."""
+    msgspec names a byte, counted from 0 ("(byte 7)"), not always the one at fault; the byte said
+    is the one at fault, inside the text:
+    - after a trailing character, a bad escape or a bad hex digit in one, msgspec names the byte
+      after it (`_NAMED_AFTER`): the byte said is the offending one ('{"a":1}x': byte 7);
+    - for a word that is not `null`, `true` or `false`, msgspec names the byte after the bytes
+      it compared ('{"a":tru}': byte 9 of 9; 'nope': byte 4), or after the first: the word and
+      where it starts are said: "not JSON ('tru' at byte 5: JSON's words are null, true and
+      false)";
+    - a NaN or an Infinity where a value should start (what Python's json and JavaScript write for
+      a number JSON cannot carry: a venue's bad number, not a stray byte) is named, only when
+      msgspec says an invalid character there: "not JSON (NaN at byte 531: JSON has no NaN or
+      Infinity)" (a NaN after a bad escape or a missing comma is not what stopped it);
+    - a number the text ends in the middle of ('1.', '-'), msgspec names the byte past the end:
+      "invalid number (after byte 1, the last)". A text cut off elsewhere is msgspec's "Input
+      data was truncated"."""
     said = str(exc).replace("`", "'")
     at = _AT_BYTE.search(said)
-    if at is not None:
-        data = _utf8(text)
-        pos = int(at[1])
+    if at is None:
+        return MalformedFrame(f"{where}: not JSON ({said[:_FAULT_TEXT]})", venue=venue)
+    data = _utf8(text)
+    what = said[: at.start()]
+    pos = int(at[1]) - _NAMED_AFTER.get(what, 0)
+    if what == _INVALID_CHARACTER:
+        word = _bad_word(data, pos)
+        if word is not None:
+            said = f"{_word_at(data, word)} at byte {word}: JSON's words are null, true and false"
+            return MalformedFrame(f"{where}: not JSON ({said})", venue=venue)
         start = pos - 1 if pos > 0 and data[pos - 1 : pos] == b"-" else pos  # msgspec read the sign
         number = _NOT_A_JSON_NUMBER.match(data, start)
         if number is not None:
@@ -224,9 +250,38 @@ def not_json(venue: str, where: str, exc: msgspec.DecodeError, text: _Text) -> M
                 f"{where}: not JSON ({number[0].decode()} at byte {start}: JSON has no NaN or Infinity)",
                 venue=venue,
             )
-        if pos >= len(data):
-            said = said[: at.start()] + " (at the end)"
-    return MalformedFrame(f"{where}: not JSON ({said[:_FAULT_TEXT]})", venue=venue)
+    place = f"after byte {len(data) - 1}, the last" if pos >= len(data) > 0 else f"byte {pos}"
+    return MalformedFrame(f"{where}: not JSON ({what[:_FAULT_TEXT]} ({place}))", venue=venue)
+
+
+def _bad_word(data: bytes | bytearray, named: int) -> int | None:
+    """Where the word starts that msgspec found not to be `null`, `true` or `false`, if the byte it
+    named (`named`, with "invalid character") follows one: it names the byte after the 4 bytes it
+    compared (5 for `false`), or after the first when it skips a value. Only where msgspec
+    expects a value (`_value_starts`): a 't' inside a string is no word."""
+    for start, letters in ((named - 4, b"nt"), (named - 5, b"f"), (named - 1, b"ntf")):
+        if 0 <= start < len(data) and data[start] in letters and _value_starts(data, start):
+            return start
+    return None
+
+
+def _value_starts(data: bytes | bytearray, at: int) -> bool:
+    """Whether msgspec, reading `data`, comes to byte `at` expecting a value: its text up to there
+    is JSON, and with an 'x' at `at`, msgspec says "invalid character" at `at`. A string, a
+    separator, a number's digits would say something else (cut off, "expected ','")."""
+    try:
+        _skim(bytes(data[:at]) + b"x")
+    except msgspec.DecodeError as exc:
+        return str(exc) == f"{_INVALID_CHARACTER} (byte {at})"
+    except RecursionError:  # only from a caller already deep in its stack: no guess
+        return False
+    return False  # never: a text that ends in an 'x' is not JSON
+
+
+def _word_at(data: bytes | bytearray, start: int) -> str:
+    """The word at `start`, quoted: its letters among those msgspec compared (`false`'s 5, 4 else)."""
+    word = _LETTERS.match(data, start, start + (5 if data[start] == ord("f") else 4))
+    return repr(word[0].decode() if word else "")
 
 
 class DecoderFault(MalformedFrame):

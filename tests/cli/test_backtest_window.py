@@ -94,8 +94,8 @@ def test_the_config_keys_set_the_window_and_the_flags_override_them(
         (["--end", "2026-13-01"], "--end: expected an ISO 8601 time in UTC"),
         (
             ["--start", END, "--end", START],
-            "the window's start (2026-11-24T00:04:00.0000000Z, --start) is not before its end"
-            " (2026-11-24T00:02:00.0000000Z, --end)",
+            "the window's start (2026-11-24T00:04:00.000000Z, --start) is not before its end"
+            " (2026-11-24T00:02:00.000000Z, --end)",
         ),
         (["--start", START, "--end", START], "is not before its end"),
     ],
@@ -117,7 +117,7 @@ def test_a_flag_against_the_file_s_other_bound_names_both(
     windowed = _with_window(config, tmp_path, f'end = "{END}"')
     assert _backtest(windowed, "--start", "2026-11-24T00:05:00Z") == 2
     line = _one_line(capsys.readouterr().err)
-    assert "(2026-11-24T00:05:00.0000000Z, --start) is not before its end" in line
+    assert "(2026-11-24T00:05:00.000000Z, --start) is not before its end" in line
     assert f"[backtest] end of {windowed}" in line
 
 

@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import pty
+import re
 import shutil
 import signal
 import sqlite3
@@ -367,8 +368,13 @@ def test_a_window_that_misses_the_data_is_one_line_before_any_trial(
     err = capsys.readouterr().err
     assert code == 2, err
     last = err.strip().splitlines()[-1]
-    assert "the sweep's window 2026-11-25T00:10:00" in last, err
-    assert "holds no data: the data runs from 2026-11-24T00:00" in last, err
+    # Its times as ISO 8601 UTC to the microsecond, as `data inspect` says them and --start reads,
+    # not a recording line's seven decimals.
+    said = re.escape(
+        "window: the sweep's window 2026-11-25T00:10:00.000000Z -> 2026-11-25T00:40:00.000000Z holds no"
+        " data: the data runs from 2026-11-24T00:00:00.000000Z to 2026-11-24T00:0"
+    )
+    assert re.search(said + r"\d:\d\d\.\d{6}Z$", last), err
     assert _runs(folder) == before and not list(out.glob("trials/*.json"))  # no trial ran
 
 

@@ -6,6 +6,7 @@ root of a tree without the sample: the bench scripts copied into a temporary one
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -60,13 +61,25 @@ def test_the_decode_benchmark_names_a_missing_sample(tree: Path) -> None:
 
 
 def test_run_all_reports_the_recorder_figures_failed_naming_the_sample(tree: Path) -> None:
-    """`run_all.py` goes on past one group's failure (its convention): the recorder's figure is
-    `failed:` with the same line, and the run exits 1."""
+    """`run_all.py` goes on past one group's failure (its convention): each of the recorder's
+    figures, the three a full run writes into bench/RESULTS.md, is `failed:` with the same line
+    (one row for the three left two out of RESULTS.md without a word), and the run exits 1."""
     shutil.copy(ROOT / "bench" / "run_all.py", tree / "bench" / "run_all.py")
     out, js = tree / "R.md", tree / "R.json"
     code, _ = _run(tree, "bench/run_all.py", "--only", "recorder", "--out", str(out), "--json", str(js))
     assert code == 1
-    assert (
-        "| failed: recorder: data/deribit-sample.rec.zst is not there: it is generated, not committed;"
-        " `tradingd backtest --config config/backtest-deribit.toml` makes it |"
-    ) in out.read_text()
+    why = (
+        "failed: recorder: data/deribit-sample.rec.zst is not there: it is generated, not committed;"
+        " `tradingd backtest --config config/backtest-deribit.toml` makes it"
+    )
+    command = "`python bench/run_all.py --only recorder`"
+    measured = [
+        line.split(" | ")[0].removeprefix("| ")
+        for line in (ROOT / "bench" / "RESULTS.md").read_text().splitlines()
+        if line.endswith(f" | {command} |")
+    ]
+    assert len(measured) == 3, measured  # the figures of a run that had the sample
+    assert [line for line in out.read_text().splitlines() if line.startswith("| recording")] == [
+        f"| {figure} | {why} | {command} |" for figure in measured
+    ]
+    assert [row["value"] for row in json.loads(js.read_text())["rows"]] == [why] * 3

@@ -431,8 +431,13 @@ def test_a_sweep_window_outside_the_bases_is_one_error(base: Path, tmp_path: Pat
     windowed.write_text(text)
     spec = attrs.evolve(_spec(windowed, tmp_path / "out", GRID), window=Window(START_NS + 120 * 10**9, None))
     _, loaded = read_base(spec)
-    with pytest.raises(ConfigError, match=r"the sweep's window is empty: its start \(2026-11-24T00:02:00"):
+    with pytest.raises(ConfigError) as err:
         sweep_window(spec, loaded)
+    # Its times as ISO 8601 UTC to the microsecond (what --start reads), not a recording line's.
+    assert err.value.message.startswith(
+        "the sweep's window is empty: its start (2026-11-24T00:02:00.000000Z) is not before its end"
+        " (2026-11-24T00:01:00.000000Z)"
+    ), str(err.value)
     assert sweep_window(attrs.evolve(spec, window=Window()), loaded) == Window(None, START_NS + 60 * 10**9)
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.support.recursion import msgspec_refuses
@@ -438,7 +438,7 @@ def test_a_frame_no_venue_could_read_is_refused_in_the_same_words_by_every_venue
         b'{"method":"subscription","params":{"channel":"ticker.BTC-PERPETUAL.raw","data":{"a":1': (
             r"^frame: not JSON \(Input data was truncated\)$"
         ),
-        b"not json": r"^frame: not JSON \(JSON is malformed: invalid character \(byte 4\)\)$",
+        b"not json": r"^frame: not JSON \('not' at byte 0: JSON's words are null, true and false\)$",
         b'{"method":"\xff"}': "^frame: a string is not UTF-8",
         # JSON, but no message: the prefix and a complaint about its shape, in each venue's own
         # words ("Expected 'object', got 'int'" from msgspec; Polymarket's "expected a JSON
@@ -453,21 +453,28 @@ def test_a_frame_no_venue_could_read_is_refused_in_the_same_words_by_every_venue
 
 
 def _byte_named(said: str) -> int | None:
-    """The byte a refusal names ("... (byte 7))"), if it names one."""
-    found = re.search(r"\(byte (\d+)\)|at byte (\d+):", said)
-    return None if found is None else int(found[1] or found[2])
+    """The byte a refusal names ("... (byte 7))", "at byte 5:", "(after byte 3, the last)")."""
+    found = re.search(r"\(byte (\d+)\)|at byte (\d+):|\(after byte (\d+), the last\)", said)
+    return None if found is None else int(found[1] or found[2] or found[3])
 
 
 @pytest.mark.parametrize("venue", VENUES)
 def test_where_a_frame_stops_being_json_is_a_byte_of_it(venue: str) -> None:
-    """msgspec names the byte where it gave up: the offending one, or the one after it (a word
-    that is not `null`, a trailing character), so a byte past the end of a frame that goes wrong
-    at its last byte ("nope": byte 4 of 4, which a newcomer met). Every venue says "(at the end)"
-    then, and names a byte inside the frame otherwise, counted in its UTF-8 when the frame is a
-    str; a NaN or an Infinity in place of a number is named, at its own byte."""
+    """msgspec names the byte where it gave up, not always the one at fault: the one after it (a
+    trailing character, a bad escape), the one after a word it compared ('nope': byte 4 of 4,
+    which a newcomer met; '{"a":tru}': byte 9 of 9). Every venue names the byte at fault, inside
+    the frame, counted in its UTF-8 when the frame is a str: a word that is not null, true or
+    false where it starts, a NaN or an Infinity in place of a number at its own byte, but only
+    when it is what msgspec stopped at (not after a bad escape, a trailing character, a missing
+    comma), and a number the frame ends inside of after the last byte."""
     decoder = load_venue(venue).decoder(InstrumentRegistry())
     said: dict[str, str] = {}
-    for text in ("nope", '{"a":1}x', "xyz", '{"a":nul}', '{"é":1}xy', '{"a":NaN}', '{"b":[-Infinity]}'):
+    texts = (
+        *("nope", '{"a":tru}', '{"a":fals}', '{"nt":NaN}', '{"a":nxxxNaN}'),
+        *('{"a":1}x', "xyz", '{"a":nul}', '{"é":1}xy', '{"a":NaN}', '{"b":[-Infinity]}', '{"a":1.'),
+        *('{"a":"\\qNaN"}', '{"a":1}xNaN', '{"a":1}-Infinity', "[1 NaN]", '{"a":[1 NaN]}'),
+    )
+    for text in texts:
         frame: Any  # a str frame too (a live session's): positions are its UTF-8's
         for frame in (text, text.encode()):
             with pytest.raises(MalformedFrame) as err:
@@ -475,19 +482,45 @@ def test_where_a_frame_stops_being_json_is_a_byte_of_it(venue: str) -> None:
             where = _byte_named(str(err.value))
             assert where is None or where < len(text.encode()), (frame, str(err.value))
             said[text] = str(err.value)
-    at_the_end = "frame: not JSON (JSON is malformed: {} (at the end))"
-    assert said["nope"] == at_the_end.format("invalid character")
-    assert said['{"a":1}x'] == at_the_end.format("trailing characters")
-    assert said["xyz"] == "frame: not JSON (JSON is malformed: invalid character (byte 0))"
-    assert said['{"é":1}xy'] == "frame: not JSON (JSON is malformed: trailing characters (byte 9))"
+    word = "frame: not JSON ({} at byte {}: JSON's words are null, true and false)"
+    assert said["nope"] == word.format("'nope'", 0)
+    assert said['{"a":tru}'] == word.format("'tru'", 5)
+    assert said['{"a":fals}'] == word.format("'fals'", 5)
+    assert said['{"a":nxxxNaN}'] == word.format("'nxxx'", 5)  # the word stopped it, not the NaN after
+    malformed = "frame: not JSON (JSON is malformed: {})"
+    assert said['{"a":1}x'] == malformed.format("trailing characters (byte 7)")
+    assert said["xyz"] == malformed.format("invalid character (byte 0)")
+    assert said['{"a":nul}'] == word.format("'nul'", 5)
+    assert said['{"é":1}xy'] == malformed.format("trailing characters (byte 8)")
+    assert said['{"a":1.'] == malformed.format("invalid number (after byte 6, the last)")
+    # msgspec's words for a bad escape are its path's: "escaped character" where the JSON-RPC
+    # venues' typed parse skips the field (naming the escape at once), "escape character in
+    # string" where Polymarket's reads it.
+    escape = "escape character in string" if venue == "polymarket" else "escaped character"
+    assert said['{"a":"\\qNaN"}'] == malformed.format(f"invalid {escape} (byte 7)")
+    assert said['{"a":1}xNaN'] == malformed.format("trailing characters (byte 7)")
+    assert said['{"a":1}-Infinity'] == malformed.format("trailing characters (byte 7)")
+    assert said['{"a":[1 NaN]}'] == malformed.format("expected ',' or ']' (byte 8)")
+    # Polymarket reads an array of messages; a JSON-RPC venue wants an object, and says so first.
+    wrong_shape = "frame: Expected 'object', got 'array'"
+    bare = malformed.format("expected ',' or ']' (byte 3)") if venue == "polymarket" else wrong_shape
+    assert said["[1 NaN]"] == bare
     assert said['{"a":NaN}'] == "frame: not JSON (NaN at byte 5: JSON has no NaN or Infinity)"
+    assert said['{"nt":NaN}'] == "frame: not JSON (NaN at byte 6: JSON has no NaN or Infinity)"
     assert said['{"b":[-Infinity]}'] == "frame: not JSON (-Infinity at byte 6: JSON has no NaN or Infinity)"
 
 
 @given(text=st.binary(max_size=40))
+@example(text=b"nope")
+@example(text=b'{"a":tru}')
+@example(text=b'{"a":1}x')
+@example(text=b'"\\udc00')
+@example(text=b"1e999")
 def test_no_refusal_names_a_byte_past_the_text(text: bytes) -> None:
     """Whatever the text, a frame's refusal (every venue's) and a schemaless parse's name a byte
-    of it, if any."""
+    of it, if any; one that says the text is not JSON names one unless the text is cut off or a
+    number out of range ('nope' and '{"a":tru}' were "(at the end)", which read as a cut-off
+    frame)."""
     from tradingd.engine.venue.plugins import loads_untyped
 
     refusals: list[str] = []
@@ -503,6 +536,9 @@ def test_no_refusal_names_a_byte_past_the_text(text: bytes) -> None:
     for said in refusals:
         where = _byte_named(said)
         assert where is None or where < len(text), (text, said)
+        if where is None and "not JSON" in said:  # msgspec's two refusals that name no byte
+            byteless = r": not JSON \((Input data was truncated|Number out of range)"
+            assert re.search(byteless, said), (text, said)
 
 
 def test_every_schemaless_parse_is_bounded_and_refuses_what_is_not_json() -> None:
