@@ -145,6 +145,10 @@ def _held(p: _Position) -> Decimal:
 # UTF-8 in a string, too deep a nesting): each is an unreadable answer, a typed `VenueError` the
 # engine's reconciliation reports, never an exception that escapes it.
 _UNREADABLE: Final = (msgspec.DecodeError, MalformedFrame, UnicodeDecodeError, RecursionError)
+# What reading one record of a list may raise besides: any arithmetic or value a record's numbers
+# break (an integer beyond any double, a conversion the typed parse let through) is that record's
+# problem, left out and counted, never an error that fails the whole answer.
+_RECORD_UNREADABLE: Final = (*_UNREADABLE, ArithmeticError, ValueError, TypeError)
 
 
 _log = structlog.get_logger("tradingd.deribit")
@@ -353,7 +357,7 @@ class DeribitExecution(VenueExecution):
             for record in records:
                 try:
                     out.append(order_update_from(_decode_order(record), now))
-                except _UNREADABLE as exc:
+                except _RECORD_UNREADABLE as exc:
                     self.orders_refused += 1
                     ids = _ids(record)
                     _log.error(
@@ -493,7 +497,7 @@ class DeribitExecution(VenueExecution):
                 # book it again.
                 raise MalformedFrame(f"trade of order {t.order_id}: no trade_id", venue=VENUE)
             return fill_from(t, now)
-        except _UNREADABLE as exc:
+        except _RECORD_UNREADABLE as exc:
             key = bytes(record)
             if key not in refused:
                 refused.add(key)
