@@ -501,3 +501,53 @@ async def test_an_open_order_record_that_cannot_be_read_is_left_out() -> None:
     assert "filled_amount 5.0 is above amount" in line["reason"]
     with pytest.raises(VenueError, match="open orders: unreadable answer"):
         await _deribit(_Session({"orders": [order]})).open_orders()  # no list: the answer's problem
+
+
+class _Paged(_Session):
+    """The user trades of `trades` from the time asked, oldest first as listed, two a page."""
+
+    def __init__(self, trades: list[dict[str, Any]]) -> None:
+        super().__init__(None)
+        self.trades = trades
+        self.asked: list[int] = []
+
+    async def call_retrying(self, method: str, params: dict[str, Any]) -> bytes:
+        self.calls += 1
+        assert self.calls < 50, "asked for ever"
+        start = params["start_timestamp"]
+        self.asked.append(start)
+        left = [
+            t
+            for t in self.trades
+            if start <= t["timestamp"] <= params["end_timestamp"] or t["trade_id"] == "f"
+        ]
+        return orjson.dumps({"trades": left[:2], "has_more": len(left) > 2})
+
+
+@pytest.mark.parametrize("readable", [True, False], ids=["a readable trade", "an unreadable one"])
+async def test_a_trade_stamped_in_the_future_neither_ends_the_history_nor_is_booked(readable: bool) -> None:
+    """A record stamped ten days ahead (the venue lists it whatever was asked): its stamp was
+    the page's last, beyond the end asked, and the paging stopped there silently: every later
+    trade lost (review of r11, item 5). Now a stamp outside the window asked pages nothing, the
+    record is refused, and the trades after it are read."""
+    base = 1_700_000_000_000
+    trade = {
+        "trade_id": "t", "order_id": "o1", "instrument_name": PERP.symbol, "direction": "buy",
+        "price": 50000.0, "amount": 10.0, "timestamp": base, "fee": 0.0, "fee_currency": "BTC",
+        "liquidity": "T", "label": "s-1",
+    }  # fmt: skip
+    future = {**trade, "trade_id": "f", "timestamp": base + 10 * 86_400_000}
+    if not readable:
+        future["price"] = "x"
+    session = _Paged(
+        [{**trade, "trade_id": "t1"}, future, {**trade, "trade_id": "t2", "timestamp": base + 1},
+         {**trade, "trade_id": "t3", "timestamp": base + 2}]
+    )  # fmt: skip
+    client = _deribit(session)
+    client.clock = lambda: (base + 60_000) * 1_000_000
+    with structlog.testing.capture_logs() as logs:
+        fills = await client.recent_fills((base - 1) * 1_000_000)
+    assert sorted(f.trade_id for f in fills if isinstance(f, Fill)) == ["t1", "t2", "t3"]
+    assert client.trades_refused == 1
+    (line,) = [e for e in logs if e["event"] == "fills.record_refused"]
+    assert line["trade_id"] == "f"
