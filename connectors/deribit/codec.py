@@ -357,9 +357,13 @@ def fill_from(t: TradeData, ts_local: int) -> Fill:
 
 
 def _index(x: Any) -> float | None:
-    """A trade's index price, None unless a positive finite number (no rate to book at)."""
+    """A trade's index price, None unless a positive finite number (no rate to book at). An
+    integer beyond any double (msgspec reads one as a Python int, exactly) is no index price
+    Deribit sends: the trade is malformed (`_LIMIT`), never an OverflowError out of `float`."""
     if isinstance(x, bool) or not isinstance(x, int | float):
         return None
+    if isinstance(x, int) and not -_LIMIT < x < _LIMIT:
+        raise _malformed(f"index_price {x} is beyond any price", None)
     return float(x) if 0 < x < math.inf else None
 
 

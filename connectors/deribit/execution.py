@@ -145,6 +145,10 @@ def _held(p: _Position) -> Decimal:
 # UTF-8 in a string, too deep a nesting): each is an unreadable answer, a typed `VenueError` the
 # engine's reconciliation reports, never an exception that escapes it.
 _UNREADABLE: Final = (msgspec.DecodeError, MalformedFrame, UnicodeDecodeError, RecursionError)
+# What reading one record of a list may raise besides: any arithmetic or value a record's numbers
+# break (an integer beyond any double, a conversion the typed parse let through) is that record's
+# problem, left out and counted, never an error that fails the whole answer.
+_RECORD_UNREADABLE: Final = (*_UNREADABLE, ArithmeticError, ValueError, TypeError)
 
 
 _log = structlog.get_logger("tradingd.deribit")
@@ -353,7 +357,7 @@ class DeribitExecution(VenueExecution):
             for record in records:
                 try:
                     out.append(order_update_from(_decode_order(record), now))
-                except _UNREADABLE as exc:
+                except _RECORD_UNREADABLE as exc:
                     self.orders_refused += 1
                     ids = _ids(record)
                     _log.error(
@@ -410,14 +414,17 @@ class DeribitExecution(VenueExecution):
         in it that cannot be read (a field missing or of the wrong type, a number out of range,
         no trade id) is that record's problem: left out, counted (`trades_refused`) and logged
         (`fills.record_refused`, with its ids when they can be read), the others booked. Its
-        time, when readable, still pages the history. A page with more to come that cannot
+        time, when readable and within the window asked, still pages the history; a record
+        stamped outside that window (before the time asked from, after the end asked to) is
+        refused and pages nothing: one stamped in the future ended the paging, silently, and
+        every later trade was lost. A page with more to come that cannot
         move it on (its records all hide their time, or all lie before the time asked from) stops
         that currency's history, loudly (`fills.history_truncated`), as do `max_pages` pages:
         never the same page asked again and again."""
         out: list[Fill] = []
         end_ms = self.clock() // 1_000_000 + 1_000
         for currency in self.currencies:
-            start_ms = since_ns // 1_000_000
+            start_ms = from_ms = since_ns // 1_000_000
             seen: set[tuple[str, str]] = set()  # (trade id, order id): a page's first trades repeat
             refused: set[bytes] = set()  # records already counted, met again on the next page
             pages = 0
@@ -441,24 +448,26 @@ class DeribitExecution(VenueExecution):
                 last: int | None = None
                 for record in page.trades:
                     stamp = _stamp(record)
-                    if stamp is not None:
+                    if stamp is not None and start_ms <= stamp <= end_ms:
                         last = stamp if last is None else max(last, stamp)
-                    fill = self._trade_record(record, now, refused)
+                    fill = self._trade_record(record, now, refused, (from_ms, end_ms))
                     if fill is None:
                         continue
                     key = (fill.trade_id, fill.order_id or "")
                     if key not in seen:
                         seen.add(key)
                         out.append(fill)
-                if not page.has_more or not page.trades:
+                if not page.has_more:
                     break
                 pages += 1
-                if last is None or last < start_ms or pages >= self.max_pages:
+                # Every break while the venue says there is more is said: never a silent end.
+                if last is None or pages >= self.max_pages:
                     stop = (
-                        "a page with more to come, no trade in it with a readable time"
+                        "a page with more to come and no trade in it"
+                        if not page.trades
+                        else "a page with more to come, no trade in it with a readable time within "
+                        f"the history asked for ({start_ms} to {end_ms})"
                         if last is None
-                        else f"a page with more to come, all before {start_ms}, the time asked from"
-                        if last < start_ms
                         else f"more than {self.max_pages} pages"
                     )
                     _log.error(
@@ -478,22 +487,29 @@ class DeribitExecution(VenueExecution):
                         reason=f"a whole page of {len(page.trades)} in one millisecond: the rest skipped",
                     )
                     last += 1
-                if last > end_ms:
-                    break
                 start_ms = last
         return out
 
-    def _trade_record(self, record: msgspec.Raw, now: int, refused: set[bytes]) -> Fill | None:
-        """One record of the trade history as our fill; None for one that cannot be read (counted
-        in `trades_refused` and logged, once per record within one `recent_fills`)."""
+    def _trade_record(
+        self, record: msgspec.Raw, now: int, refused: set[bytes], window: tuple[int, int]
+    ) -> Fill | None:
+        """One record of the trade history as our fill; None for one that cannot be read or is
+        stamped outside `window` (ms, both ends included: the history asked for), counted in
+        `trades_refused` and logged, once per record within one `recent_fills`."""
         try:
             t: TradeData = _decode_trade(record)
             if not str(t.trade_id):
                 # The trade id is what books a fill once: without one, every catch-up would
                 # book it again.
                 raise MalformedFrame(f"trade of order {t.order_id}: no trade_id", venue=VENUE)
+            if not window[0] <= t.timestamp <= window[1]:
+                raise MalformedFrame(
+                    f"trade {t.trade_id}: stamped {t.timestamp}, outside the history asked for "
+                    f"({window[0]} to {window[1]})",
+                    venue=VENUE,
+                )
             return fill_from(t, now)
-        except _UNREADABLE as exc:
+        except _RECORD_UNREADABLE as exc:
             key = bytes(record)
             if key not in refused:
                 refused.add(key)

@@ -488,6 +488,10 @@ def _index(x: Any) -> float | None:
         f = float(x)
     except ValueError:
         return None
+    except OverflowError:
+        # An integer beyond any double (msgspec reads one as a Python int, exactly): no index
+        # price Derive sends; the trade is malformed, never an OverflowError out of its reading.
+        raise _malformed(f"index_price {x} is beyond any price") from None
     return f if 0 < f < math.inf else None
 
 

@@ -92,6 +92,10 @@ _T = TypeVar("_T")
 # UTF-8 in a string, too deep a nesting): each is an unreadable answer, a typed `VenueError` the
 # engine's reconciliation reports, never an exception that escapes it.
 _UNREADABLE: Final = (msgspec.DecodeError, MalformedFrame, UnicodeDecodeError, RecursionError)
+# What reading one record of a list may raise besides: any arithmetic or value a record's numbers
+# break (an integer beyond any double, a conversion the typed parse let through) is that record's
+# problem, left out and counted, never an error that fails the whole answer.
+_RECORD_UNREADABLE: Final = (*_UNREADABLE, ArithmeticError, ValueError, TypeError)
 _decode_order: Any = msgspec.json.Decoder(OrderData, strict=False).decode
 _log = structlog.get_logger("tradingd.derive")
 
@@ -530,7 +534,7 @@ class DeriveExecution(VenueExecution):
         for record in records:
             try:
                 out.append(order_update_from(_decode_order(record), now))
-            except _UNREADABLE as exc:
+            except _RECORD_UNREADABLE as exc:
                 self.orders_refused += 1
                 ids = _ids(record)
                 _log.error(
@@ -690,7 +694,7 @@ class DeriveExecution(VenueExecution):
             elif outcome == "reverted":
                 reversal_from(t, now)
             return t
-        except _UNREADABLE as exc:
+        except _RECORD_UNREADABLE as exc:
             self.trades_refused += 1
             ids = _ids(record)
             _log.error(

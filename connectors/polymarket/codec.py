@@ -648,13 +648,17 @@ def _match_time_ns(value: str, instrument: str) -> int | None:
 
 _TRADE_STATUSES: Final = {s.name: s for s in TradeStatus}
 # What reading one record of a REST page may raise (the codec's checks, a typed parse, a string
-# that is not UTF-8 or cannot be encoded, too deep a nesting): that record's problem.
+# that is not UTF-8 or cannot be encoded, too deep a nesting, any arithmetic or value a record's
+# numbers break, an integer beyond any double): that record's problem, never the whole page's.
 _UNREADABLE_RECORD: Final = (
     MalformedFrame,
     msgspec.DecodeError,
     msgspec.EncodeError,
     UnicodeError,
     RecursionError,
+    ArithmeticError,
+    ValueError,
+    TypeError,
 )
 
 

@@ -56,8 +56,9 @@ Answers: `POST /order` success with status `live` is an open order; `matched` wa
 `fill_wait_s` for the user channel's fills of what matched, so that the strategy sees the fills
 before the order's final state, then reports filled, partially filled (the rest rests), or, for
 FAK, cancelled with what matched (the answer's amount, or every fill in); a FAK whose answer does
-not say how much matched and whose fills fall short is an outcome unknown (`VenueError`
-`matched_amount_unknown`: the engine asks the venue), never cancelled with what arrived;
+not say how much matched and whose fills fall short is an outcome unknown
+(`OrderOutcomeUnknown` `matched_amount_unknown`, naming the venue's id: the engine takes the id,
+holds the order open, acknowledged, and asks the venue), never cancelled with what arrived;
 `delayed` / `unmatched` are open with that remark. The fills themselves only ever come from the
 user channel (`codec.py`).
 """
@@ -87,6 +88,7 @@ from tradingd.engine.venue import (
     MalformedFrame,
     Order,
     OrderDenied,
+    OrderOutcomeUnknown,
     OrderRejected,
     OrderState,
     OrderUpdate,
@@ -133,6 +135,9 @@ _GTD_MIN_AHEAD_S: Final = 180  # and refuses an `expiration` less than three min
 _TRADES_MARGIN_S: Final = 60  # an order's trades are looked for from this long before it was made
 _ERROR_CODE: Final = re.compile(r"^[A-Z][A-Z0-9_]+$")  # `INVALID_ORDER_MIN_SIZE`, ... (§2.3)
 _IMMEDIATE: Final = frozenset({OrderType.FOK, OrderType.FAK})
+# The reason an immediate order answered "matched" by an amount not said is open with
+# (`OrderFlow.acknowledged`); `order_status` reads the venue's silence about it as no word.
+MATCHED_AMOUNT_UNKNOWN: Final = "matched, amount unknown"
 _SHARE_UNITS: Final = Decimal(1_000_000)  # a balance's units per share (6 decimals)
 _ON_DEMAND_FEES_S: Final = 2.0  # a page of trades waits this long at most for fee schedules
 _BALANCE_CONCURRENCY: Final = 4  # `GET /balance-allowance` requests in flight at once
@@ -881,13 +886,19 @@ class PolymarketExecution(VenueExecution):
             # yet; what did not match is gone. "Cancelled" with what we know would guess (0,
             # say, for all of it traded): the outcome is unknown until the venue's reports
             # (its fills, the engine's question about the order) settle it.
-            raise VenueError(
+            # The answer named the order and said it matched: the engine takes its id (fills
+            # that come later name only that) and holds it open, acknowledged (`OrderFlow.
+            # acknowledged`), so its silence is never read as "never taken" (`order_status`).
+            raise OrderOutcomeUnknown(
                 f"POST /order: {prepared.order_type.value} order {order_id} matched, by an amount the "
                 f"answer does not say and whose fills did not arrive within {self.fill_wait_s} s",
+                order_id=order_id,
+                accepted=True,
                 venue=VENUE,
                 instrument=order.request.instrument,
                 client_order_id=order.client_order_id,
                 code="matched_amount_unknown",
+                venue_message=MATCHED_AMOUNT_UNKNOWN,
             )
         elif prepared.order_type in _IMMEDIATE and status == "matched":
             state = OrderState.CANCELLED  # the venue killed what did not match at once
@@ -1057,7 +1068,10 @@ class PolymarketExecution(VenueExecution):
             state, reason = OrderState.FILLED, "matched in full (the venue no longer lists it)"
         elif filled > 0:
             state, reason = OrderState.CANCELLED, "no longer at the venue; part of it matched"
-        elif order.state is OrderState.PENDING_NEW:
+        elif order.state is OrderState.PENDING_NEW or order.reason == MATCHED_AMOUNT_UNKNOWN:
+            # An order the venue said matched, by an amount not said (`place`), whose trades are
+            # not listed yet: no word on it, never "cancelled with nothing" (the engine alerts
+            # at its last question, and its fills book it when they come).
             # No record of an order we never heard back about: an empty answer (the Reconciler's
             # "never received"). When that is the venue's last word is the engine's to decide: a
             # second after a request that timed out, the venue may not have filed it yet.

@@ -202,4 +202,22 @@ class OrderOutcomeUnknown(VenueError):
     an answer that could not be read, a venue's internal error. Not a refusal: the order may
     be resting or filled. It stays tracked in the state it had, is never sent again, and the
     venue's reports (or the reconciliation after a reconnect) settle it. `client_order_id` names
-    the order; `__cause__` is the error the connector raised."""
+    the order; `__cause__` is the error the connector raised.
+
+    A connector raises it itself when the venue's answer named the order but not its outcome:
+    `order_id` is the venue's id the answer gave (the engine learns it from nowhere else when it
+    was not known before sending), and `accepted` says the venue acknowledged the order (a
+    Polymarket FAK answered "matched" without its amounts): it is then open, not pending, and
+    the venue's silence about it later is no word that it never took it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        order_id: str | None = None,
+        accepted: bool = False,
+        **context: Unpack[_Context],
+    ) -> None:
+        self.order_id = order_id
+        self.accepted = accepted
+        super().__init__(message, **context)

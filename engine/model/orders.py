@@ -1157,10 +1157,13 @@ class OrderTracker:
             return []
         size = fill.size
         price = fill.price
-        if not (size.is_finite() and size > 0 and price.is_finite() and price > 0):
+        if not (size.is_finite() and size > 0 and price.is_finite()):
             # A venue's absurd report, whatever decoded it: a size of 0 would divide the order's
             # average price by zero, a negative one undo a fill without saying which. Nothing
-            # is applied (the order is as it was); the venue's order reports still count.
+            # is applied (the order is as it was); the venue's order reports still count. A
+            # price of 0 or below is no venue's absurdity here: a Deribit combo (a spread of two
+            # legs) trades below zero; the codecs of venues whose prices cannot (Derive,
+            # Polymarket) refuse those themselves.
             self.stats.refused_fills += 1
             self.log.critical(
                 "fill.refused",
@@ -1171,7 +1174,7 @@ class OrderTracker:
                 trade_id=trade_id,
                 size=str(size),
                 price=str(price),
-                reason="a fill's size and price must be finite and above 0",
+                reason="a fill's size must be finite and above 0, its price finite",
             )
             return []
         now = fill.ts_local

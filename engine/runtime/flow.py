@@ -15,7 +15,7 @@ import msgspec
 import structlog
 
 from ..logs.setup import CachedLogger, cached_logger, logs_at
-from ..model.errors import OrderDenied, OrderRejected, TradingError, VenueError
+from ..model.errors import OrderDenied, OrderOutcomeUnknown, OrderRejected, TradingError, VenueError
 from ..model.events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
 from ..model.histogram import LATENCY_BUCKETS_S, Histogram
 from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry
@@ -531,6 +531,22 @@ class OrderFlow:
         update = order.snapshot(ts_local=now_ns)
         self.deliver(update)
         return update
+
+    def acknowledged(self, order: Order, exc: OrderOutcomeUnknown, *, now_ns: int) -> None:
+        """A placement the venue answered naming the order but not its outcome: the venue's id
+        it gave is the order's (its later reports, fills naming only that id, then find it: the
+        engine learns the id from nowhere else when it was not known before sending), and one
+        the venue acknowledged (`accepted`: a Polymarket FAK "matched" by an amount not said)
+        is open with that reason, not pending: the venue's silence about it later is no word
+        that it never took it. Called before `state_unknown`, which then follows it up."""
+        if exc.order_id and order.order_id is None:
+            self.assign_order_id(order, exc.order_id)
+        if exc.accepted and order.state is _PENDING_NEW:
+            reason = exc.venue_message or "acknowledged by the venue, outcome unknown"
+            self.on_update(
+                msgspec.structs.replace(order.snapshot(ts_local=now_ns), status=_OPEN, reason=reason)
+            )
+            self._unanswered_places.discard(order.client_order_id)
 
     def state_unknown(self, order: Order, exc: VenueError) -> None:
         """A request's outcome is unknown (timeout, connection lost after sending). The order

@@ -371,6 +371,8 @@ class ExecutionGateway:
             reply.fail(refused)
             return
         except VenueError as exc:
+            if isinstance(exc, OrderOutcomeUnknown):  # the answer named it: its id, first
+                self.flow.acknowledged(order, exc, now_ns=self.clock())
             reply.fail(self._unknown("place", order, exc))
             return
         self._apply(events)

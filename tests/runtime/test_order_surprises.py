@@ -239,7 +239,10 @@ def test_the_journal_record_follows_the_venues_word(tmp_path: Path) -> None:
     assert orjson.loads(data)["state"] == "rejected"
 
 
-@pytest.mark.parametrize(("size", "price"), [("0", "0.05"), ("-0.4", "0.05"), ("NaN", "0.05"), ("0.4", "0")])
+@pytest.mark.parametrize(
+    ("size", "price"),
+    [("0", "0.05"), ("-0.4", "0.05"), ("NaN", "0.05"), ("Infinity", "0.05"), ("0.4", "NaN")],
+)
 def test_a_fill_of_no_size_or_price_is_refused_alerted_never_applied(size: str, price: str) -> None:
     # A venue's absurd execution report (Polymarket's trade `size` "0" passed its decoder): the
     # order's average price divided by zero (decimal.InvalidOperation out of the flow, and out of
@@ -263,6 +266,28 @@ def test_a_fill_of_no_size_or_price_is_refused_alerted_never_applied(size: str, 
     flow.tracker.set_order_id(ours, "V1")
     assert flow.on_fill(bad) is None
     assert flow.position("s", "deribit", OPTION.symbol) == 0 and flow.fills.get("s", 0) == 0
+
+
+@pytest.mark.parametrize("price", ["-0.05", "0"])
+def test_a_combo_fill_at_or_below_zero_is_booked(price: str) -> None:
+    # A Deribit combo (future_combo, option_combo: a spread of two legs) trades at 0 and below
+    # zero (connectors/deribit/codec.py): the tracker refused every fill at a price <= 0, so a
+    # real fill of ours was never booked (review of r11, item 3).
+    t, capture = tracker()
+    reach(t, S.OPEN)
+    order = t.get("s-bt-1")
+    assert order is not None
+    spread = msgspec.structs.replace(fill("0.4", "c"), price=Decimal(price))
+    assert any(isinstance(e, Fill) for e in t.apply_fill(spread))
+    assert order.fills_size == Decimal("0.4") and order.avg_fill_price == Decimal(price)
+    assert t.stats.refused_fills == 0 and not alerts(capture, "fill.refused")
+    flow = make_flow(None)
+    flow.accept(request(), now_ns=1)
+    ours = flow.tracker.get("s-bt-1")
+    assert ours is not None
+    flow.tracker.set_order_id(ours, "V1")
+    assert flow.on_fill(spread) is not None
+    assert flow.position("s", "deribit", OPTION.symbol) == Decimal("0.4") and flow.fills.get("s", 0) == 1
 
 
 def test_a_fill_beyond_the_orders_size_is_booked_and_alerted() -> None:

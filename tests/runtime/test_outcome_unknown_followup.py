@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
+import msgspec
 import pytest
 import structlog
 import trio
@@ -22,7 +23,8 @@ import trio.testing
 
 from tests.support.helpers import PERP, request
 from tests.support.live_support import Probe, until
-from tests.support.reconciliation import _engine, _update
+from tests.support.reconciliation import _engine, _fill, _update
+from tradingd.connectors.polymarket.execution import MATCHED_AMOUNT_UNKNOWN
 from tradingd.engine import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
 from tradingd.engine.model import Order
 from tradingd.engine.model.errors import OrderOutcomeUnknown, OrderRejected, VenueError
@@ -400,3 +402,92 @@ async def test_a_pending_order_with_a_known_id_unknown_to_the_venue_is_rejected_
     await engine._ask_about("deribit", venue, order)
     assert order.state is OrderState.REJECTED
     assert engine.flow.tracker.open_orders() == []
+
+
+# ------------------------------------------- a placement answered "matched", its amount unsaid
+
+
+class _MatchedUnsaid(_Venue):
+    """As `_Venue`, but a placement is answered as Polymarket answers a FAK "matched" without
+    its amounts whose fills did not arrive in time (`PolymarketExecution._accepted`): the venue's
+    id named, the order acknowledged, its outcome unknown. The id was not known before sending
+    (`prepare` gave none: the token's exchange was not known yet)."""
+
+    async def place(self, order: Order) -> list[PrivateEvent]:
+        self.sent.append("place")
+        raise OrderOutcomeUnknown(
+            "POST /order: FAK order 0xabc matched, by an amount the answer does not say",
+            order_id="0xabc",
+            accepted=True,
+            venue="deribit",
+            client_order_id=order.client_order_id,
+            code="matched_amount_unknown",
+            venue_message=MATCHED_AMOUNT_UNKNOWN,
+        )
+
+
+def _late_fill(trade_id: str, size: str) -> Fill:
+    """A fill of venue order 0xabc that names only the venue's id (Polymarket's trades do)."""
+    return msgspec.structs.replace(_fill(), order_id="0xabc", trade_id=trade_id, size=Decimal(size))
+
+
+async def _matched_unsaid(nursery: trio.Nursery, venue: _Venue) -> _Setup:
+    engine = _engine()
+    engine.outcome_followup_s = DELAYS
+    engine.venues["deribit"].execution = lambda: venue  # type: ignore[method-assign]
+    gateway = engine.gateways["deribit"]
+    gateway.client = venue
+    engine._nursery = nursery
+    await nursery.start(gateway.run)
+    with pytest.raises(OrderOutcomeUnknown) as unknown:
+        await gateway.place_order(request(size="10", price="90000", instrument=PERP.symbol, cid="s-1"))
+    assert unknown.value.code == "matched_amount_unknown"
+    order = engine.flow.tracker.get("s-1")
+    assert order is not None
+    return _Setup(engine, venue, order, [], trio.current_time())
+
+
+async def test_a_place_matched_by_an_amount_unsaid_keeps_the_venues_id_and_books_its_late_fills_once(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The answer named the venue's id and said "matched": the order takes that id and is open,
+    acknowledged; its fills that come later (naming only the venue's id) on the channel and
+    again in the venue's answer to the follow-up's question are booked once, and the order is
+    filled by the venue's word. Before, the id was thrown away with the error: the fills were
+    `fill.unknown_order` (never booked) and every question `unidentifiable`."""
+    answer: list[PrivateEvent] = [
+        _late_fill("T1", "4"),
+        _late_fill("T2", "6"),
+        msgspec.structs.replace(
+            _update(OrderState.FILLED, filled="10", ts=5 * S), order_id="0xabc", client_order_id=None
+        ),
+    ]
+    s = await _matched_unsaid(nursery, _MatchedUnsaid([answer]))
+    assert s.order.order_id == "0xabc"
+    assert (s.order.state, s.order.reason) == (OrderState.OPEN, MATCHED_AMOUNT_UNKNOWN)
+    await until(lambda: s.order.state is OrderState.FILLED, within=60, what="the venue's answer")
+    s.engine.private([_late_fill("T1", "4"), _late_fill("T2", "6")])  # the channel, later still
+    assert s.order.filled_size == Decimal(10)
+    assert s.engine.flow.position(s.order.strategy, "deribit", PERP.symbol) == Decimal(10)
+    assert s.engine.flow.tracker.stats.unknown_orders == 0
+    assert s.venue.sent == ["place"]
+
+
+async def test_a_place_matched_by_an_amount_unsaid_is_never_rejected_for_the_venues_silence(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The venue said the order matched; its order look-up answers nothing and its trades do not
+    list it yet at every question: the last question alerts (`order.unknown_at_venue`), the
+    order stays open, never "rejected" to a strategy whose order the venue said matched. Its
+    fill, when it comes, is booked."""
+    with structlog.testing.capture_logs() as logs:
+        s = await _matched_unsaid(nursery, _MatchedUnsaid([[]]))
+        await trio.sleep(60)
+    assert len(s.venue.asked) == len(DELAYS)
+    assert s.order.state is OrderState.OPEN
+    assert [e["event"] for e in logs if e["event"] in ("order.rejected", "order.unknown_at_venue")] == [
+        "order.unknown_at_venue"
+    ]
+    order = s.order  # (its state changes below: not the one just asserted)
+    s.engine.private([_late_fill("T1", "10")])
+    assert order.state is OrderState.FILLED and s.engine.flow.tracker.stats.unknown_orders == 0

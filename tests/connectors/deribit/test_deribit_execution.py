@@ -316,10 +316,45 @@ class _InProcess:
     async def call_retrying(self, method: str, params: dict[str, Any]) -> bytes:
         self.calls.append((method, params))
         # `_INF` stands for a number beyond any double, which Python cannot hold to serve.
-        return orjson.dumps(self.simulator.call(method, params, account=self.account)).replace(_INF, b"1e999")
+        answer = orjson.dumps(self.simulator.call(method, params, account=self.account))
+        return answer.replace(_INF, b"1e999").replace(_BIG, b"1" + b"0" * 400)
 
 
 _INF = b'"<1e999>"'
+# An integer beyond any double (msgspec reads it as a Python int), which orjson cannot write.
+_BIG = b'"<10**400>"'
+# (`timestamp` too, but the simulator pages by it: `Millis` bounds it, a typed parse.)
+_TRADE_NUMBERS = (
+    "trade_seq", "tick_direction", "price", "mark_price", "index_price", "fee", "amount",
+    "contracts", "trade_id", "order_id",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("field", _TRADE_NUMBERS)
+async def test_a_trade_record_with_an_integer_beyond_any_double_is_refused_and_the_others_booked(
+    field: str,
+) -> None:
+    """A 400-digit integer in any numeric field of a trade record (msgspec reads it as a Python
+    int, exactly): `float()` of it raised OverflowError, which no per-record reading caught, so
+    the whole catch-up failed at every reconnect (review of r11, item 4). Now that record is
+    refused (or, where the field is read as text or not at all, booked), the others booked."""
+    simulator = DeribitSimulator(seed=5)
+    session = _InProcess(simulator)
+    placed = _market_buys(session, 3)
+    trades = session.account.trades
+    for i, t in enumerate(trades):
+        t["timestamp"] += i
+    trades[1] = {**trades[1], field: _BIG.decode().strip('"')}
+    client = DeribitExecution(session, registry(), currencies=["BTC"], clock=simulator.clock)  # type: ignore[arg-type]
+    engine, orders = tracking(DeribitSettings(), PERP, placed, environ=_CREDS, now_ns=simulator.clock())
+    with structlog.testing.capture_logs() as logs:
+        await catch_up(engine, client)
+    got = booked(orders)
+    assert (got["s-h-0"], got["s-h-2"]) == (Decimal(10), Decimal(10))
+    assert got["s-h-1"] == Decimal(0 if client.trades_refused else 10)
+    # A number the fill is made of is refused; one it does not read changes nothing.
+    assert client.trades_refused == (field in ("price", "amount", "fee", "index_price", "order_id"))
+    assert not [e for e in logs if e["event"] == "fills.recent_unavailable"]
 
 
 def _market_buys(session: _InProcess, n: int) -> list[Tracked]:
@@ -466,3 +501,53 @@ async def test_an_open_order_record_that_cannot_be_read_is_left_out() -> None:
     assert "filled_amount 5.0 is above amount" in line["reason"]
     with pytest.raises(VenueError, match="open orders: unreadable answer"):
         await _deribit(_Session({"orders": [order]})).open_orders()  # no list: the answer's problem
+
+
+class _Paged(_Session):
+    """The user trades of `trades` from the time asked, oldest first as listed, two a page."""
+
+    def __init__(self, trades: list[dict[str, Any]]) -> None:
+        super().__init__(None)
+        self.trades = trades
+        self.asked: list[int] = []
+
+    async def call_retrying(self, method: str, params: dict[str, Any]) -> bytes:
+        self.calls += 1
+        assert self.calls < 50, "asked for ever"
+        start = params["start_timestamp"]
+        self.asked.append(start)
+        left = [
+            t
+            for t in self.trades
+            if start <= t["timestamp"] <= params["end_timestamp"] or t["trade_id"] == "f"
+        ]
+        return orjson.dumps({"trades": left[:2], "has_more": len(left) > 2})
+
+
+@pytest.mark.parametrize("readable", [True, False], ids=["a readable trade", "an unreadable one"])
+async def test_a_trade_stamped_in_the_future_neither_ends_the_history_nor_is_booked(readable: bool) -> None:
+    """A record stamped ten days ahead (the venue lists it whatever was asked): its stamp was
+    the page's last, beyond the end asked, and the paging stopped there silently: every later
+    trade lost (review of r11, item 5). Now a stamp outside the window asked pages nothing, the
+    record is refused, and the trades after it are read."""
+    base = 1_700_000_000_000
+    trade = {
+        "trade_id": "t", "order_id": "o1", "instrument_name": PERP.symbol, "direction": "buy",
+        "price": 50000.0, "amount": 10.0, "timestamp": base, "fee": 0.0, "fee_currency": "BTC",
+        "liquidity": "T", "label": "s-1",
+    }  # fmt: skip
+    future = {**trade, "trade_id": "f", "timestamp": base + 10 * 86_400_000}
+    if not readable:
+        future["price"] = "x"
+    session = _Paged(
+        [{**trade, "trade_id": "t1"}, future, {**trade, "trade_id": "t2", "timestamp": base + 1},
+         {**trade, "trade_id": "t3", "timestamp": base + 2}]
+    )  # fmt: skip
+    client = _deribit(session)
+    client.clock = lambda: (base + 60_000) * 1_000_000
+    with structlog.testing.capture_logs() as logs:
+        fills = await client.recent_fills((base - 1) * 1_000_000)
+    assert sorted(f.trade_id for f in fills if isinstance(f, Fill)) == ["t1", "t2", "t3"]
+    assert client.trades_refused == 1
+    (line,) = [e for e in logs if e["event"] == "fills.record_refused"]
+    assert line["trade_id"] == "f"

@@ -1016,3 +1016,43 @@ def test_a_history_comes_oldest_first_in_matching_order_each_way_and_by_trade_id
     falls = any(b.timestamp < a.timestamp for a, b in itertools.pairwise(mixed))
     if rises and falls:
         assert out == sorted(made, key=lambda t: (t.timestamp, str(t.trade_id)))
+
+
+_BIG = b'"<10**400>"'  # an integer beyond any double (msgspec reads it as a Python int)
+
+
+class _Huge(Routed):
+    """As `Routed`, a marker in an answer written as a 400-digit integer (orjson cannot)."""
+
+    async def call_retrying(self, method: str, params: dict[str, Any] | None = None) -> bytes:
+        return (await super().call_retrying(method, params)).replace(_BIG, b"1" + b"0" * 400)
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["index_price", "mark_price", "realized_pnl", "subaccount_id", "timestamp", "trade_amount", "trade_fee",
+     "trade_price", "trade_id", "order_id"],
+)  # fmt: skip
+async def test_a_trade_record_with_an_integer_beyond_any_double_is_refused_and_the_others_booked(
+    field: str,
+) -> None:
+    """A 400-digit integer in any numeric field of a trade of `private/get_trade_history`:
+    `float()` of it (the index price) raised OverflowError, which no per-record reading caught,
+    so every catch-up failed whole (review of r11, item 4). Now that record is refused (or,
+    where the field is not read as a number, booked) and the others are booked."""
+    trade = {**load("perps/http_private_trade_eth.json"), "subaccount_id": 1}
+    records = [{**trade, "trade_id": f"t-{i}", "timestamp": trade["timestamp"] + i} for i in range(3)]
+    records[1][field] = _BIG.decode().strip('"')
+    session = _Huge(
+        {"private/get_trade_history": {"trades": records, "pagination": {"count": 3, "num_pages": 1}}}
+    )
+    client = _derive(session)
+    with structlog.testing.capture_logs() as logs:
+        fills = [f for f in await client.recent_fills(0) if isinstance(f, Fill)]
+    ids = [f.trade_id for f in fills]
+    assert "t-0" in ids and "t-2" in ids
+    assert len(ids) == 3 - client.trades_refused  # the spoiled one booked, or refused
+    # A number the fill is made of is refused.
+    if field in ("index_price", "trade_amount", "trade_fee", "trade_price", "order_id"):
+        assert client.trades_refused == 1
+        assert [e["event"] for e in logs if e["event"] == "fills.record_refused"] == ["fills.record_refused"]

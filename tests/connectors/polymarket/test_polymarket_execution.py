@@ -30,6 +30,7 @@ from tradingd.connectors.polymarket.codec import (
     decode_order,
 )
 from tradingd.connectors.polymarket.execution import (
+    MATCHED_AMOUNT_UNKNOWN,
     ClobRest,
     FillWatch,
     PolymarketExecution,
@@ -46,6 +47,7 @@ from tradingd.engine import (
     Liquidity,
     MalformedFrame,
     OrderDenied,
+    OrderOutcomeUnknown,
     OrderRejected,
     OrderRequest,
     OrderState,
@@ -255,6 +257,51 @@ async def test_an_immediate_order_matched_by_an_amount_not_said_is_no_cancel_of_
     (update,) = await place(4)
     assert isinstance(update, OrderUpdate)
     assert (update.status, update.filled_size) == (OrderState.CANCELLED, Decimal(4))
+
+
+async def test_a_matched_amount_unknown_names_the_venues_id_even_when_place_signed_the_order(
+    sim: PolymarketSimulator,
+) -> None:
+    # The token's exchange not known yet: `prepare` cannot sign, `place` does, and the engine
+    # learns the venue's id only from `place`. The unknown outcome threw the answer's id away:
+    # the fills that came later (naming only that id) were never booked, and every question
+    # about the order raised `unidentifiable` (review of r11, item 1).
+    import attrs
+
+    token = sim.feed.markets[0].yes
+    _, decoder = execution_for(sim)
+    known = decoder.outcomes.get(token)
+    assert known is not None
+    decoder.outcomes.add(attrs.evolve(known, neg_risk=None))
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/neg-risk":
+            return httpx.Response(200, content=b'{"neg_risk": false}')
+        if path == "/order":
+            return httpx.Response(
+                200, content=orjson.dumps({"success": True, "orderID": "0xabc", "status": "matched"})
+            )
+        if path == "/data/order/0xabc":
+            return httpx.Response(200, content=b"")  # the venue no longer holds it
+        assert path == "/data/trades"
+        return httpx.Response(200, content=b'{"data": [], "next_cursor": "LTE="}')  # not listed yet
+
+    ex = PolymarketExecution(
+        client_on(httpx.MockTransport(answer)), OrderSigner(KEY), decoder.registry, decoder.outcomes,
+        fill_wait_s=0.01,
+    )  # fmt: skip
+    o = order(token, size="10", price="0.50", time_in_force=TimeInForce.IOC)
+    assert ex.prepare(o) is None
+    with pytest.raises(OrderOutcomeUnknown) as unknown:
+        await ex.place(o)
+    assert (unknown.value.order_id, unknown.value.accepted) == ("0xabc", True)
+    assert unknown.value.venue_message == MATCHED_AMOUNT_UNKNOWN
+    # As the engine holds it then (`OrderFlow.acknowledged`): its silence is no word, never
+    # "cancelled while we were away" with nothing filled.
+    o.order_id = "0xabc"
+    o.transition(OrderState.OPEN, now_ns=NOW_NS, reason=MATCHED_AMOUNT_UNKNOWN)
+    assert await ex.order_status(o) == []
 
 
 async def test_captured_cancel_answers(sim: PolymarketSimulator) -> None:
