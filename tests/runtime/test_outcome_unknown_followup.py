@@ -491,3 +491,27 @@ async def test_a_place_matched_by_an_amount_unsaid_is_never_rejected_for_the_ven
     order = s.order  # (its state changes below: not the one just asserted)
     s.engine.private([_late_fill("T1", "10")])
     assert order.state is OrderState.FILLED and s.engine.flow.tracker.stats.unknown_orders == 0
+
+
+async def test_a_place_whose_acknowledgement_raises_still_tells_its_caller_the_outcome_is_unknown(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Taking the venue's id and acknowledgement (`OrderFlow.acknowledged`) can fail (a deliver
+    callback that raises): the caller of `place_order` still hears the outcome is unknown (the
+    venue said it matched), not the gateway's "internal error", which reads as a failed order
+    (review of r11's fixes, LOW 7); the error itself is logged by the gateway."""
+    engine = _engine()
+    engine.outcome_followup_s = DELAYS
+    venue = _MatchedUnsaid([[]])
+    engine.venues["deribit"].execution = lambda: venue  # type: ignore[method-assign]
+    gateway = engine.gateways["deribit"]
+    gateway.client = venue
+    engine._nursery = nursery
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("deliver broke")
+
+    engine.flow.acknowledged = broken  # type: ignore[method-assign]
+    await nursery.start(gateway.run)
+    with trio.fail_after(30), pytest.raises(OrderOutcomeUnknown):
+        await gateway.place_order(request(size="10", price="90000", instrument=PERP.symbol, cid="s-1"))
