@@ -12,6 +12,7 @@ contract size, from `public/get_instruments`) before they are sent.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,10 @@ import msgspec
 import structlog
 
 from tradingd.engine.venue import (
+    ORDER_LEFT_OUT,
+    READ_ERRORS,
+    RECORD_ERRORS,
+    TRADE_LEFT_OUT,
     BadNumber,
     Fill,
     FundingPayment,
@@ -38,6 +43,8 @@ from tradingd.engine.venue import (
     check_delivery_price,
     check_funding,
     check_text,
+    log_refused_record,
+    read_records,
 )
 
 from .codec import Millis, OrderData, TradeData, decode_order_result, fill_from, order_update_from
@@ -74,18 +81,9 @@ class _Stamp(msgspec.Struct):
     timestamp: Millis
 
 
-class _RecordIds(msgspec.Struct):
-    """What names a record that could not be read, when that much can be (a log line's ids)."""
-
-    trade_id: str | int | None = None
-    order_id: str | None = None
-    label: str | None = None
-
-
 _decode_trade_page: Any = msgspec.json.Decoder(_TradePage).decode
 _decode_trade: Any = msgspec.json.Decoder(TradeData).decode
 _decode_stamp: Any = msgspec.json.Decoder(_Stamp).decode
-_decode_ids: Any = msgspec.json.Decoder(_RecordIds).decode
 
 
 class _Settlement(msgspec.Struct):
@@ -141,14 +139,8 @@ def _held(p: _Position) -> Decimal:
     return size
 
 
-# What reading a venue answer may raise (a typed parse, the codec's checks, bytes that are not
-# UTF-8 in a string, too deep a nesting): each is an unreadable answer, a typed `VenueError` the
-# engine's reconciliation reports, never an exception that escapes it.
-_UNREADABLE: Final = (msgspec.DecodeError, MalformedFrame, UnicodeDecodeError, RecursionError)
-# What reading one record of a list may raise besides: any arithmetic or value a record's numbers
-# break (an integer beyond any double, a conversion the typed parse let through) is that record's
-# problem, left out and counted, never an error that fails the whole answer.
-_RECORD_UNREADABLE: Final = (*_UNREADABLE, ArithmeticError, ValueError, TypeError)
+# What reading an answer, and one record of a list, may raise: engine/venue/records.py.
+_UNREADABLE: Final = READ_ERRORS
 
 
 _log = structlog.get_logger("tradingd.deribit")
@@ -165,13 +157,9 @@ def _unreadable(what: str, exc: Exception) -> VenueError:
     return VenueError(f"{what}: unreadable answer ({exc})", venue=VENUE, code="malformed")
 
 
-def _ids(raw: msgspec.Raw) -> _RecordIds:
-    """The ids of a record that could not be read, as far as they can be (none: all None)."""
-    try:
-        ids: _RecordIds = _decode_ids(raw)
-    except _UNREADABLE:
-        return _RecordIds()
-    return ids
+def _order_record(record: msgspec.Raw, now: int) -> OrderUpdate:
+    """One record of an open-orders answer, read (raises what `read_records` counts)."""
+    return order_update_from(_decode_order(record), now)
 
 
 def _stamp(raw: msgspec.Raw) -> int | None:
@@ -354,20 +342,16 @@ class DeribitExecution(VenueExecution):
                 records = _decode_order_records(raw)
             except _UNREADABLE as exc:
                 raise _unreadable("open orders", exc) from None
-            for record in records:
-                try:
-                    out.append(order_update_from(_decode_order(record), now))
-                except _RECORD_UNREADABLE as exc:
-                    self.orders_refused += 1
-                    ids = _ids(record)
-                    _log.error(
-                        "orders.record_refused",
-                        venue=VENUE,
-                        order_id=ids.order_id,
-                        label=ids.label,
-                        reason=str(exc),
-                        action="left out of the open orders; the engine asks about any of ours by its id",
-                    )
+            read, refused = read_records(
+                records,
+                functools.partial(_order_record, now=now),
+                log=_log,
+                event="orders.record_refused",
+                venue=VENUE,
+                action=ORDER_LEFT_OUT,
+            )
+            out += read
+            self.orders_refused += refused
         return out
 
     # -- reconciliation (after a reconnect or a restart) ----------------------------------------
@@ -509,19 +493,13 @@ class DeribitExecution(VenueExecution):
                     venue=VENUE,
                 )
             return fill_from(t, now)
-        except _RECORD_UNREADABLE as exc:
+        except RECORD_ERRORS as exc:
             key = bytes(record)
             if key not in refused:
                 refused.add(key)
                 self.trades_refused += 1
-                ids = _ids(record)
-                _log.error(
-                    "fills.record_refused",
-                    venue=VENUE,
-                    trade_id=None if ids.trade_id is None else str(ids.trade_id),
-                    order_id=ids.order_id,
-                    reason=str(exc),
-                    action="left out; the history's other trades are booked",
+                log_refused_record(
+                    _log, "fills.record_refused", venue=VENUE, raw=record, exc=exc, action=TRADE_LEFT_OUT
                 )
             return None
 

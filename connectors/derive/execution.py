@@ -44,12 +44,15 @@ import structlog
 
 from tradingd.engine.venue import (
     MAX_PRICE,
+    ORDER_LEFT_OUT,
+    READ_ERRORS,
+    RECORD_ERRORS,
+    TRADE_LEFT_OUT,
     BadNumber,
     Fill,
     FillReversal,
     FundingPayment,
     Instrument,
-    MalformedFrame,
     Order,
     OrderRejected,
     OrderType,
@@ -64,7 +67,9 @@ from tradingd.engine.venue import (
     check_delivery_price,
     check_funding,
     check_text,
+    log_refused_record,
     positive,
+    read_records,
 )
 
 from .codec import (
@@ -88,14 +93,8 @@ __all__ = ["DeriveExecution"]
 _ORDER_NOT_FOUND: Final = 11006  # §3.7 "order does not exist"
 _HISTORY_SLACK_MS: Final = 60_000  # a history window ends this far past our clock (clock skew)
 _T = TypeVar("_T")
-# What reading a venue answer may raise (a typed parse, the codec's checks, bytes that are not
-# UTF-8 in a string, too deep a nesting): each is an unreadable answer, a typed `VenueError` the
-# engine's reconciliation reports, never an exception that escapes it.
-_UNREADABLE: Final = (msgspec.DecodeError, MalformedFrame, UnicodeDecodeError, RecursionError)
-# What reading one record of a list may raise besides: any arithmetic or value a record's numbers
-# break (an integer beyond any double, a conversion the typed parse let through) is that record's
-# problem, left out and counted, never an error that fails the whole answer.
-_RECORD_UNREADABLE: Final = (*_UNREADABLE, ArithmeticError, ValueError, TypeError)
+# What reading an answer, and one record of a list, may raise: engine/venue/records.py.
+_UNREADABLE: Final = READ_ERRORS
 _decode_order: Any = msgspec.json.Decoder(OrderData, strict=False).decode
 _log = structlog.get_logger("tradingd.derive")
 
@@ -130,14 +129,6 @@ class _Trades(msgspec.Struct):
     trades: list[msgspec.Raw]
     subaccount_id: int | None = None
     pagination: _Pagination | None = None
-
-
-class _RecordIds(msgspec.Struct):
-    """What names a record that could not be read, when that much can be (a log line's ids)."""
-
-    trade_id: str | int | None = None
-    order_id: str | None = None
-    label: str | None = None
 
 
 class _Cancelled(msgspec.Struct):
@@ -200,7 +191,6 @@ _decode_orders: Any = msgspec.json.Decoder(_Orders, strict=False).decode
 _decode_open_orders: Any = msgspec.json.Decoder(_OpenOrders, strict=False).decode
 _decode_trades_page: Any = msgspec.json.Decoder(_Trades, strict=False).decode
 _decode_trade: Any = msgspec.json.Decoder(TradeData, strict=False).decode
-_decode_ids: Any = msgspec.json.Decoder(_RecordIds, strict=False).decode
 
 
 def _decode_trades(raw: Any) -> _Trades:
@@ -208,15 +198,6 @@ def _decode_trades(raw: Any) -> _Trades:
     check_text(raw, VENUE, "private/get_trade_history")  # their strings are read one by one
     page: _Trades = _decode_trades_page(raw)
     return page
-
-
-def _ids(raw: msgspec.Raw) -> _RecordIds:
-    """The ids of a record that could not be read, as far as they can be (none: all None)."""
-    try:
-        ids: _RecordIds = _decode_ids(raw)
-    except _UNREADABLE:
-        return _RecordIds()
-    return ids
 
 
 _decode_cancelled: Any = msgspec.json.Decoder(_Cancelled).decode
@@ -530,21 +511,16 @@ class DeriveExecution(VenueExecution):
         except _UNREADABLE as exc:
             raise VenueError(f"open orders: unreadable answer ({exc})", venue=VENUE) from None
         now = self.clock()
-        out: list[OrderUpdate] = []
-        for record in records:
-            try:
-                out.append(order_update_from(_decode_order(record), now))
-            except _RECORD_UNREADABLE as exc:
-                self.orders_refused += 1
-                ids = _ids(record)
-                _log.error(
-                    "orders.record_refused",
-                    venue=VENUE,
-                    order_id=ids.order_id,
-                    label=ids.label,
-                    reason=str(exc),
-                    action="left out of the open orders; the engine asks about any of ours by its id",
-                )
+        out, refused = read_records(
+            records,
+            lambda record: order_update_from(_decode_order(record), now),
+            log=_log,
+            event="orders.record_refused",
+            venue=VENUE,
+            action=ORDER_LEFT_OUT,
+            strict=False,
+        )
+        self.orders_refused += refused
         return out
 
     # -- reconciliation (after a reconnect or a restart) ----------------------------------------
@@ -694,16 +670,16 @@ class DeriveExecution(VenueExecution):
             elif outcome == "reverted":
                 reversal_from(t, now)
             return t
-        except _RECORD_UNREADABLE as exc:
+        except RECORD_ERRORS as exc:
             self.trades_refused += 1
-            ids = _ids(record)
-            _log.error(
+            log_refused_record(
+                _log,
                 "fills.record_refused",
                 venue=VENUE,
-                trade_id=None if ids.trade_id is None else str(ids.trade_id),
-                order_id=ids.order_id,
-                reason=str(exc),
-                action="left out; the history's other trades are booked",
+                raw=record,
+                exc=exc,
+                action=TRADE_LEFT_OUT,
+                strict=False,
             )
             return None
 

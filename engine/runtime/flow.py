@@ -947,12 +947,36 @@ class OrderFlow:
             deliver(u)
         return out
 
+    def _no_cost_at(self, fill: Fill) -> bool:
+        """True (refused: counted, alerted, nothing applied) for a fill at a price of 0 or below
+        on an inverse contract: its cost basis is size / price, which has none there. A linear
+        instrument books such a price (a Deribit combo trades at 0 and below zero)."""
+        inst = self.registry.get(fill.venue, fill.instrument)
+        if inst is None or not inst.inverse:
+            return False
+        self.tracker.stats.refused_fills += 1
+        self.log.critical(
+            "fill.refused",
+            venue=fill.venue,
+            instrument=fill.instrument,
+            order_id=fill.order_id,
+            client_order_id=fill.client_order_id,
+            trade_id=fill.trade_id,
+            size=decimal_text(fill.size),
+            price=decimal_text(fill.price),
+            reason="a fill at a price of 0 or below on an inverse contract has no cost basis",
+        )
+        return True
+
     def on_fill(self, fill: Fill) -> Fill | None:
         """A venue's execution report; books it (once) and delivers it, after the acceptance it
         implies and before the order state it causes."""
         if self._sent_pending:
             self.flush_sent()
         tracker = self.tracker
+        price = fill.price
+        if price.is_finite() and price <= 0 and self._no_cost_at(fill):
+            return None
         lookup_failures = tracker.stats.archive_failures
         events = tracker.apply_fill(fill)
         if events:

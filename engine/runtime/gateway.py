@@ -371,9 +371,11 @@ class ExecutionGateway:
             reply.fail(refused)
             return
         except VenueError as exc:
-            if isinstance(exc, OrderOutcomeUnknown):  # the answer named it: its id, first
-                self.flow.acknowledged(order, exc, now_ns=self.clock())
-            reply.fail(self._unknown("place", order, exc))
+            try:
+                if isinstance(exc, OrderOutcomeUnknown):  # the answer named it: its id, first
+                    self.flow.acknowledged(order, exc, now_ns=self.clock())
+            finally:  # whatever that raised, the caller hears the outcome is unknown
+                reply.fail(self._unknown("place", order, exc))
             return
         self._apply(events)
         reply.succeed(order.snapshot(ts_local=self.clock()))

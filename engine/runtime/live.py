@@ -48,7 +48,7 @@ from ..model.fees import FeeModel
 from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry
 from ..model.market import MarketState
 from ..model.money import decimal_text, optional
-from ..model.orders import ClientOrderIds, Order, OrderRequest
+from ..model.orders import ClientOrderIds, Order, OrderRequest, TimeInForce
 from ..model.risk import RiskLimits
 from ..model.simvenue import SimulatedVenue
 from ..store.journal import OrderJournal
@@ -68,6 +68,8 @@ __all__ = ["LiveEngine", "PaperExecution"]
 # The states an order is in on our word alone (sent, no answer yet; a cancel on its way): a
 # change into one of them says nothing of the venue's.
 _OURS = frozenset({OrderState.PENDING_NEW, OrderState.PENDING_CANCEL})
+# An order that never rests (its remainder ends at once): only a final state is its fate.
+_IMMEDIATE = frozenset({TimeInForce.IOC, TimeInForce.FOK})
 
 Mode = Literal["live", "paper"]
 
@@ -1417,9 +1419,15 @@ class LiveEngine:
                     # (a question now could not tell its effect); an unknown outcome of it
                     # starts the schedule again, any other answer changes the order.
                     continue
-                if order.state.is_final or (order.changed > since and order.state not in _OURS):
+                if order.state.is_final or (
+                    order.changed > since
+                    and order.state not in _OURS
+                    and order.request.time_in_force not in _IMMEDIATE
+                ):
                     self.flow._journal("note", "outcome_settled", cid, by="report", state=order.state.value)
-                    return  # the venue's reports (or its answer to a request of ours) settled it
+                    # the venue's reports (or its answer to a request of ours) settled it; a fill
+                    # of an immediate order does not (its remainder's end is unsaid: ask)
+                    return
                 # Still in a state of our own making (a refused cancel put it back to pending):
                 # no word from the venue on its fate yet.
                 attempt += 1

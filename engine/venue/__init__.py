@@ -88,6 +88,14 @@ from .plugins import (
 )
 from .pricemarket import PriceCondition, PriceMarket, Unrecognized, sort_price_markets
 from .ratelimit import VENUE_MARGIN, Backoff, CreditBucket
+from .records import (
+    ORDER_LEFT_OUT,
+    READ_ERRORS,
+    RECORD_ERRORS,
+    TRADE_LEFT_OUT,
+    log_refused_record,
+    read_records,
+)
 from .session import (
     SESSION_ERRORS,
     Connect,
@@ -122,8 +130,12 @@ from .spi import (
 __all__ = [
     "MAX_NESTING",
     "MAX_PRICE",
+    "ORDER_LEFT_OUT",
+    "READ_ERRORS",
+    "RECORD_ERRORS",
     "SESSION_ERRORS",
     "SHORT_FRAME",
+    "TRADE_LEFT_OUT",
     "USD_LIKE",
     "VENUE_MARGIN",
     "AuthError",
@@ -228,10 +240,12 @@ __all__ = [
     "iso_utc",
     "known_overrides",
     "loads_untyped",
+    "log_refused_record",
     "malformed_frame",
     "optional",
     "positional_builder",
     "positive",
+    "read_records",
     "register_secret",
     "restore_recursion_limit",
     "sort_price_markets",

@@ -19,7 +19,7 @@ import structlog
 from structlog.testing import LogCapture
 
 from tests.support.flows import make_flow
-from tests.support.helpers import OPTION, request
+from tests.support.helpers import OPTION, PERP, request
 from tradingd.engine import Fill, Liquidity, OrderState, OrderUpdate, Side
 from tradingd.engine.model import OrderTracker
 from tradingd.engine.store.journal import OrderJournal
@@ -288,6 +288,33 @@ def test_a_combo_fill_at_or_below_zero_is_booked(price: str) -> None:
     flow.tracker.set_order_id(ours, "V1")
     assert flow.on_fill(spread) is not None
     assert flow.position("s", "deribit", OPTION.symbol) == Decimal("0.4") and flow.fills.get("s", 0) == 1
+
+
+@pytest.mark.parametrize("price", ["-5", "0"])
+def test_a_fill_at_or_below_zero_on_an_inverse_contract_is_refused_before_anything_is_booked(
+    price: str,
+) -> None:
+    # An inverse contract's cost basis is size / price: at 0 the ledger raised DivisionByZero out
+    # of on_fill with the tracker's fill and the position's size already applied (half booked);
+    # below 0 it booked a meaningless cost. Refused, counted and alerted, nothing applied
+    # (review of r11's fixes, HIGH 1). A linear combo still books (the test above).
+    capture = LogCapture()
+    flow = make_flow(None)
+    flow.log = structlog.wrap_logger(
+        None, processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(0)
+    )
+    flow.accept(request(size="10", price="90000", instrument=PERP.symbol), now_ns=1)
+    ours = flow.tracker.get("s-bt-1")
+    assert ours is not None
+    flow.tracker.set_order_id(ours, "V1")
+    at = msgspec.structs.replace(fill("10", "z"), instrument=PERP.symbol, price=Decimal(price))
+    state = ours.state
+    assert flow.on_fill(at) is None
+    assert ours.fills_size == 0 and ours.state is state
+    assert flow.position("s", "deribit", PERP.symbol) == 0 and flow.fills.get("s", 0) == 0
+    assert flow.tracker.stats.refused_fills == 1
+    (alert,) = alerts(capture, "fill.refused")
+    assert alert["price"] == price and alert["instrument"] == PERP.symbol
 
 
 def test_a_fill_beyond_the_orders_size_is_booked_and_alerted() -> None:

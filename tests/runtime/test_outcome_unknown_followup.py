@@ -431,7 +431,7 @@ def _late_fill(trade_id: str, size: str) -> Fill:
     return msgspec.structs.replace(_fill(), order_id="0xabc", trade_id=trade_id, size=Decimal(size))
 
 
-async def _matched_unsaid(nursery: trio.Nursery, venue: _Venue) -> _Setup:
+async def _matched_unsaid(nursery: trio.Nursery, venue: _Venue, tif: str = "gtc") -> _Setup:
     engine = _engine()
     engine.outcome_followup_s = DELAYS
     engine.venues["deribit"].execution = lambda: venue  # type: ignore[method-assign]
@@ -440,7 +440,9 @@ async def _matched_unsaid(nursery: trio.Nursery, venue: _Venue) -> _Setup:
     engine._nursery = nursery
     await nursery.start(gateway.run)
     with pytest.raises(OrderOutcomeUnknown) as unknown:
-        await gateway.place_order(request(size="10", price="90000", instrument=PERP.symbol, cid="s-1"))
+        await gateway.place_order(
+            request(size="10", price="90000", instrument=PERP.symbol, cid="s-1", time_in_force=tif)
+        )
     assert unknown.value.code == "matched_amount_unknown"
     order = engine.flow.tracker.get("s-1")
     assert order is not None
@@ -491,3 +493,49 @@ async def test_a_place_matched_by_an_amount_unsaid_is_never_rejected_for_the_ven
     order = s.order  # (its state changes below: not the one just asserted)
     s.engine.private([_late_fill("T1", "10")])
     assert order.state is OrderState.FILLED and s.engine.flow.tracker.stats.unknown_orders == 0
+
+
+async def test_a_place_whose_acknowledgement_raises_still_tells_its_caller_the_outcome_is_unknown(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Taking the venue's id and acknowledgement (`OrderFlow.acknowledged`) can fail (a deliver
+    callback that raises): the caller of `place_order` still hears the outcome is unknown (the
+    venue said it matched), not the gateway's "internal error", which reads as a failed order
+    (review of r11's fixes, LOW 7); the error itself is logged by the gateway."""
+    engine = _engine()
+    engine.outcome_followup_s = DELAYS
+    venue = _MatchedUnsaid([[]])
+    engine.venues["deribit"].execution = lambda: venue  # type: ignore[method-assign]
+    gateway = engine.gateways["deribit"]
+    gateway.client = venue
+    engine._nursery = nursery
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("deliver broke")
+
+    engine.flow.acknowledged = broken  # type: ignore[method-assign]
+    await nursery.start(gateway.run)
+    with trio.fail_after(30), pytest.raises(OrderOutcomeUnknown):
+        await gateway.place_order(request(size="10", price="90000", instrument=PERP.symbol, cid="s-1"))
+
+
+async def test_a_fill_of_an_immediate_order_before_the_first_question_does_not_end_the_follow_up(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A FAK matched by an amount unsaid, 4 of its 10 filled on the channel before the first
+    question: that fill is not its fate (its remainder's end is unsaid: an immediate order never
+    rests), so the follow-up still asks, and the venue's answer ends it. Before, any report
+    settled the follow-up: the order stayed partially filled, 6 counted open at risk, until the
+    next reconnect (review of r11's fixes, MEDIUM 2)."""
+    answer: list[PrivateEvent] = [
+        _late_fill("T1", "4"),
+        msgspec.structs.replace(
+            _update(OrderState.CANCELLED, filled="4", ts=5 * S), order_id="0xabc", client_order_id=None
+        ),
+    ]
+    s = await _matched_unsaid(nursery, _MatchedUnsaid([answer]), tif="ioc")
+    s.engine.private([_late_fill("T1", "4")])  # the channel, before any question
+    assert s.order.state is OrderState.PARTIALLY_FILLED
+    await until(lambda: s.order.state.is_final, within=60, what="the venue's answer")
+    assert len(s.venue.asked) == 1
+    assert (s.order.state, s.order.filled_size) == (OrderState.CANCELLED, Decimal(4))
