@@ -661,6 +661,9 @@ class DeriveDecoder(JsonRpcDecoder):
         self._our_reversals: dict[tuple[str, str], None] = {}
         self.repeated_fills = 0
         self.unknown_tx_status = 0  # our trades whose tx_status said neither fill nor revert (alerts)
+        # Those alerted already, by (trade id, order id, tx_status): a catch-up reads the same
+        # trades again at every reconnect; a trade is alerted once per status it is seen in.
+        self._unknown_alerted: dict[tuple[str, str, str | None], None] = {}
 
     # ----------------------------------------------------------------------------------- API
 
@@ -969,14 +972,28 @@ class DeriveDecoder(JsonRpcDecoder):
                 new_fills[key] = None
         self.repeated_fills += repeats
         for t in unknown:
-            self.unknown_tx_status += 1
             key = (str(t.trade_id), t.order_id)
-            tx_status_unknown(t, reported=key in fills or key in new_fills)
+            self.alert_unknown_tx_status(t, reported=key in fills or key in new_fills)
         for memory, new in ((fills, new_fills), (reversed_, new_reversals)):
             memory.update(new)
             while len(memory) > _OUR_TRADES:
                 del memory[next(iter(memory))]
         return out
+
+    def alert_unknown_tx_status(self, t: TradeData, *, reported: bool | None) -> None:
+        """One of our trades whose `tx_status` says neither fill nor revert (`tx_outcome`),
+        from the channel or a catch-up: counted (`unknown_tx_status`) and alerted
+        (`fill.tx_status_unknown`) the first time it is seen in that status, not again at every
+        reconnect's catch-up of the same history."""
+        key = (str(t.trade_id), t.order_id, t.tx_status)
+        alerted = self._unknown_alerted
+        if key in alerted:
+            return
+        alerted[key] = None
+        while len(alerted) > _OUR_TRADES:
+            del alerted[next(iter(alerted))]
+        self.unknown_tx_status += 1
+        tx_status_unknown(t, reported=reported)
 
     def order_result(self, raw: Any, ts_local: int) -> list[MarketEvent]:
         """The events of a `private/order` answer (its fills first, then the order's state), its

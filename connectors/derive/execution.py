@@ -79,7 +79,6 @@ from .codec import (
     order_update_from,
     reversal_from,
     tx_outcome,
-    tx_status_unknown,
 )
 from .fees import DeriveFees
 from .instruments import VENUE
@@ -644,7 +643,7 @@ class DeriveExecution(VenueExecution):
         for t in unknown:
             key = (str(t.trade_id), t.order_id)
             # Reported as a fill in this process, or not known here (the journal may hold it).
-            tx_status_unknown(t, reported=True if key in decoder._our_fills else None)
+            decoder.alert_unknown_tx_status(t, reported=True if key in decoder._our_fills else None)
         # Oldest first, a millisecond's in the venue's matching order (read from the listing's
         # direction: `_oldest_first`), the order the ledger must book them in.
         ordered = _oldest_first([t for t in unique.values() if tx_outcome(t) != "unknown"])

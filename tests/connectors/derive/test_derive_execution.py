@@ -798,8 +798,11 @@ async def test_a_trade_whose_transaction_timed_out_is_no_fill_of_a_catch_up_but_
     nursery: trio.Nursery,
 ) -> None:
     """A reconciliation reading a trade of ours whose `tx_status` is `timed_out` (Derive says
-    neither that it settled nor that it reverted) books no fill of it and alerts, each time it
-    reads it; the trades around it are booked once. Before, it was booked as a fill."""
+    neither that it settled nor that it reverted) books no fill of it and alerts once, counted
+    (`unknown_tx_status`); a later reconciliation reading it again books nothing and alerts no
+    more (it alerted at every reconnect, uncounted on this path), but the trade seen in another
+    such status is alerted again; the trades around it are booked once. Before, it was booked as
+    a fill."""
     simulator, session, execution, _ = await connected(nursery)
     account = simulator.accounts[DEMO_WALLET.lower()]
     placed: list[Tracked] = []
@@ -813,18 +816,24 @@ async def test_a_trade_whose_transaction_timed_out_is_no_fill_of_a_catch_up_but_
     inst = session.registry.get("derive", PERP)
     assert inst is not None
     engine, orders = tracking(DeriveSettings(), inst, placed, environ=ENV, now_ns=time.time_ns())
-    for _ in range(2):
+    decoder = session.decoder
+    before = decoder.unknown_tx_status
+    for status, alerts in (("timed_out", 1), ("timed_out", 0), ("ignored", 1)):
+        timed_out["tx_status"] = status
         with structlog.testing.capture_logs() as logs:
             await catch_up(engine, execution)
         assert booked(orders) == {"s-to-0": Decimal("0.1"), "s-to-1": Decimal(0), "s-to-2": Decimal("0.1")}
-        (alert,) = [e for e in logs if e["event"] == "fill.tx_status_unknown"]
-        assert (alert["log_level"], alert["trade_id"], alert["order_id"], alert["tx_status"]) == (
-            "critical",
-            timed_out["trade_id"],
-            timed_out["order_id"],
-            "timed_out",
-        )
-        assert alert["fill_reported"] is True  # its order's answer carried it (as `requested`)
+        found = [e for e in logs if e["event"] == "fill.tx_status_unknown"]
+        assert len(found) == alerts, status
+        for alert in found:
+            assert (alert["log_level"], alert["trade_id"], alert["order_id"], alert["tx_status"]) == (
+                "critical",
+                timed_out["trade_id"],
+                timed_out["order_id"],
+                status,
+            )
+            assert alert["fill_reported"] is True  # its order's answer carried it (as `requested`)
+    assert decoder.unknown_tx_status - before == 2
     assert engine.flow.ledgers["s"].fills == 2 and execution.trades_refused == 0
 
 
