@@ -118,6 +118,15 @@ class Booking:
         return (nq and not _known(rq)) or (ns and not _known(rs)) or (nf and not _known(rf))
 
 
+def _priced(price: Decimal, inst: Instrument) -> None:
+    """Refuse (`ValueError`, before anything changes) an execution at a price of 0 or below on an
+    inverse contract: its cost basis is size / price, which has none there. The live flow
+    refuses such a fill before it reaches a ledger (`OrderFlow.on_fill`); this guards the other
+    ways in: a journal written before that refusal, restored at a start; a reversal."""
+    if not price > 0:
+        raise ValueError(f"{inst.venue} {inst.symbol}: an execution at {price} on an inverse contract")
+
+
 class Position:
     """One instrument's position for one strategy.
 
@@ -371,6 +380,8 @@ class Ledger:
         waited for it is booked at it, before this fill."""
         # In `CONTEXT`'s twin `_ARITH` made current (as `localcontext(CONTEXT)` would make a
         # fresh copy current, ~1 us a fill): the same precision, rounding and traps.
+        if inst.inverse:
+            _priced(fill.price, inst)
         previous = getcontext()
         setcontext(_ARITH)
         try:
@@ -401,6 +412,8 @@ class Ledger:
         since grown the other way is reversed by the opposite execution at its price (the PnL
         it realized stays; the reopened quantity is carried at that price). Returns the USD PnL
         the reversal realized."""
+        if inst.inverse:
+            _priced(reversal.price, inst)
         with localcontext(CONTEXT):
             pos = self._position(inst)
             key = _fill_key(reversal)

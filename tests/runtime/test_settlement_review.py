@@ -438,3 +438,30 @@ def test_netting_strategies_share_exactly_the_payment_whatever_the_digits() -> N
     assert set(shares) == {"a", "b", "c"}
     with localcontext(CONTEXT):
         assert sum(shares.values(), Decimal(0)) == amount
+
+
+def test_a_journaled_fill_at_a_price_of_zero_on_an_inverse_contract_is_skipped_at_restore_whole(
+    tmp_path: Path,
+) -> None:
+    """A journal an older tradingd wrote with a fill at price 0 on an inverse contract (it
+    journaled the fill, then its ledger raised): the restart skips that row whole (alerted,
+    `restore_skipped`), where the ledger added its quantity and count before dividing by the
+    price (half booked) and, below 0, booked a cost basis that means nothing."""
+    from tests.support.flows import fill
+    from tests.support.flows import make_flow as flow_with
+    from tests.support.helpers import request
+
+    path = tmp_path / "j.sqlite"
+    journal = OrderJournal(path)
+    flow = flow_with(journal)
+    order = flow.accept(request("buy", "20", "8954", instrument=PERP, cid="s-1"), now_ns=1 * S)
+    flow.assign_order_id(order, "V1")
+    flow.on_fill(fill("T1", "20", "8954", oid="V1", liquidity=Liquidity.TAKER))
+    for tid, price in (("T2", "0"), ("T3", "-5")):
+        journal.fill(fill(tid, "10", price, oid="V1"), order, (1.0, 90_000.0, 90_000.0))
+    journal.close()
+    restored = flow_with(None)
+    counts = restored.restore(OrderJournal(path), now_ns=4 * S)
+    assert restored.restore_skipped == 2 and counts["ledger"] == 1
+    assert restored.position("s", "deribit", PERP) == 20
+    assert restored.ledger("s").fills == 1
