@@ -118,12 +118,18 @@ class Booking:
         return (nq and not _known(rq)) or (ns and not _known(rs)) or (nf and not _known(rf))
 
 
+def no_cost_basis(inst: Instrument, price: Decimal) -> bool:
+    """True for an execution at a price of 0 or below on an inverse contract: its cost basis is
+    size / price, which has none there (a linear one books it: a Deribit combo trades at 0 and
+    below). The live flow refuses such a fill before anything is applied (`OrderFlow.on_fill`);
+    the ledger refuses it too (`_priced`), for the other ways in: a journal written before that
+    refusal, restored at a start; a reversal."""
+    return inst.inverse and price.is_finite() and price <= 0
+
+
 def _priced(price: Decimal, inst: Instrument) -> None:
-    """Refuse (`ValueError`, before anything changes) an execution at a price of 0 or below on an
-    inverse contract: its cost basis is size / price, which has none there. The live flow
-    refuses such a fill before it reaches a ledger (`OrderFlow.on_fill`); this guards the other
-    ways in: a journal written before that refusal, restored at a start; a reversal."""
-    if not price > 0:
+    """Refuse (`ValueError`, before anything changes) an execution `no_cost_basis` names."""
+    if no_cost_basis(inst, price):
         raise ValueError(f"{inst.venue} {inst.symbol}: an execution at {price} on an inverse contract")
 
 
@@ -380,8 +386,7 @@ class Ledger:
         waited for it is booked at it, before this fill."""
         # In `CONTEXT`'s twin `_ARITH` made current (as `localcontext(CONTEXT)` would make a
         # fresh copy current, ~1 us a fill): the same precision, rounding and traps.
-        if inst.inverse:
-            _priced(fill.price, inst)
+        _priced(fill.price, inst)
         previous = getcontext()
         setcontext(_ARITH)
         try:
@@ -412,8 +417,7 @@ class Ledger:
         since grown the other way is reversed by the opposite execution at its price (the PnL
         it realized stays; the reopened quantity is carried at that price). Returns the USD PnL
         the reversal realized."""
-        if inst.inverse:
-            _priced(reversal.price, inst)
+        _priced(reversal.price, inst)
         with localcontext(CONTEXT):
             pos = self._position(inst)
             key = _fill_key(reversal)

@@ -19,7 +19,7 @@ from ..model.errors import OrderDenied, OrderOutcomeUnknown, OrderRejected, Trad
 from ..model.events import Fill, FillReversal, OrderState, OrderUpdate, PrivateEvent
 from ..model.histogram import LATENCY_BUCKETS_S, Histogram
 from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry
-from ..model.ledger import CONTEXT, Booking, Ledger, UsdRates
+from ..model.ledger import CONTEXT, Booking, Ledger, UsdRates, no_cost_basis
 from ..model.market import MarketState
 from ..model.money import BadNumber, decimal_text, to_decimal
 from ..model.orders import (
@@ -948,11 +948,10 @@ class OrderFlow:
         return out
 
     def _no_cost_at(self, fill: Fill) -> bool:
-        """True (refused: counted, alerted, nothing applied) for a fill at a price of 0 or below
-        on an inverse contract: its cost basis is size / price, which has none there. A linear
-        instrument books such a price (a Deribit combo trades at 0 and below zero)."""
+        """True (refused: counted, alerted, nothing applied) for a fill the ledger could not
+        book (`ledger.no_cost_basis`: a price of 0 or below on an inverse contract)."""
         inst = self.registry.get(fill.venue, fill.instrument)
-        if inst is None or not inst.inverse:
+        if inst is None or not no_cost_basis(inst, fill.price):
             return False
         self.tracker.stats.refused_fills += 1
         self.log.critical(
@@ -975,6 +974,7 @@ class OrderFlow:
             self.flush_sent()
         tracker = self.tracker
         price = fill.price
+        # (the price's half of `no_cost_basis` first: no registry look-up for a usual fill)
         if price.is_finite() and price <= 0 and self._no_cost_at(fill):
             return None
         lookup_failures = tracker.stats.archive_failures

@@ -19,6 +19,7 @@ from tests.support.flows import restored_flow as make_flow
 from tests.support.helpers import PERP as PERP_DEF
 from tests.support.reduced_engine import reduced_engine
 from tradingd.engine import Fill, Liquidity, Side, VenueError
+from tradingd.engine.model import Order
 from tradingd.engine.model.ledger import CONTEXT
 from tradingd.engine.model.settlement import FundingPayment
 from tradingd.engine.runtime import OrderFlow
@@ -168,20 +169,28 @@ def test_every_round_looks_a_day_back_so_a_payment_listed_late_is_booked() -> No
     assert flow.ledger("s").funding_usd == Decimal("-0.0001") * Decimal("90000.0")  # once
 
 
-# -- 3. a delivery price that is no price -----------------------------------------------------------
-def test_a_delivery_price_of_zero_is_refused_before_the_journal_and_restore_survives_an_old_row(
-    tmp_path: Path,
-) -> None:
+def _journaled_fill(path: Path) -> tuple[OrderFlow, OrderJournal, Order]:
+    """A flow journaling to `path` that has bought 20 of the (inverse) perpetual at 8954."""
     from tests.support.flows import fill
     from tests.support.flows import make_flow as flow_with
     from tests.support.helpers import request
 
-    path = tmp_path / "j.sqlite"
     journal = OrderJournal(path)
     flow = flow_with(journal)
     order = flow.accept(request("buy", "20", "8954", instrument=PERP, cid="s-1"), now_ns=1 * S)
     flow.assign_order_id(order, "V1")
     flow.on_fill(fill("T1", "20", "8954", oid="V1", liquidity=Liquidity.TAKER))
+    return flow, journal, order
+
+
+# -- 3. a delivery price that is no price -----------------------------------------------------------
+def test_a_delivery_price_of_zero_is_refused_before_the_journal_and_restore_survives_an_old_row(
+    tmp_path: Path,
+) -> None:
+    from tests.support.flows import make_flow as flow_with
+
+    path = tmp_path / "j.sqlite"
+    flow, journal, _ = _journaled_fill(path)
     assert flow.settle("deribit", PERP, 0.0, now_ns=2 * S) is None  # an inverse contract: no price
     assert flow.settle("deribit", PERP, float("nan"), now_ns=2 * S) is None
     assert flow.settlements_refused == 2
@@ -449,14 +458,9 @@ def test_a_journaled_fill_at_a_price_of_zero_on_an_inverse_contract_is_skipped_a
     price (half booked) and, below 0, booked a cost basis that means nothing."""
     from tests.support.flows import fill
     from tests.support.flows import make_flow as flow_with
-    from tests.support.helpers import request
 
     path = tmp_path / "j.sqlite"
-    journal = OrderJournal(path)
-    flow = flow_with(journal)
-    order = flow.accept(request("buy", "20", "8954", instrument=PERP, cid="s-1"), now_ns=1 * S)
-    flow.assign_order_id(order, "V1")
-    flow.on_fill(fill("T1", "20", "8954", oid="V1", liquidity=Liquidity.TAKER))
+    _, journal, order = _journaled_fill(path)
     for tid, price in (("T2", "0"), ("T3", "-5")):
         journal.fill(fill(tid, "10", price, oid="V1"), order, (1.0, 90_000.0, 90_000.0))
     journal.close()
