@@ -79,6 +79,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from tradingd.engine.venue import (
+    RECORD_ERRORS,
     BookGaps,
     BookUpdate,
     DecoderStats,
@@ -650,16 +651,7 @@ _TRADE_STATUSES: Final = {s.name: s for s in TradeStatus}
 # What reading one record of a REST page may raise (the codec's checks, a typed parse, a string
 # that is not UTF-8 or cannot be encoded, too deep a nesting, any arithmetic or value a record's
 # numbers break, an integer beyond any double): that record's problem, never the whole page's.
-_UNREADABLE_RECORD: Final = (
-    MalformedFrame,
-    msgspec.DecodeError,
-    msgspec.EncodeError,
-    UnicodeError,
-    RecursionError,
-    ArithmeticError,
-    ValueError,
-    TypeError,
-)
+_UNREADABLE_RECORD: Final = (*RECORD_ERRORS, msgspec.EncodeError, UnicodeError)
 
 
 # -- the decoder ---------------------------------------------------------------------------------
