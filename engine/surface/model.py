@@ -169,14 +169,22 @@ class SurfaceSettings:
             )
 
 
+def _integer_ns(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value.__class__ is not int:  # a bool, a float (NaN), a string: no time of an expiry
+        raise TypeError(f"SurfaceQuote.{attribute.name} is an integer of nanoseconds, not {value!r}")
+
+
 @attrs.frozen
 class SurfaceQuote:
-    """One option's input to a fit, from its latest ticker. Not validated here: the fit drops
-    what it cannot use (and counts it), so one bad ticker never stops a surface."""
+    """One option's input to a fit, from its latest ticker. Its numbers are not validated here:
+    the fit drops what it cannot use (and counts it), so one bad ticker never stops a surface.
+    Its expiry is an instrument's (an `int` of nanoseconds), checked: it is what a fit groups
+    quotes by, and a float there (NaN) would be skipped for the wrong reason or, beside an
+    integer, would stop the fit's sorting (TypeError)."""
 
     instrument: str
     strike: float
-    expiry_ns: int
+    expiry_ns: int = attrs.field(validator=_integer_ns)
     iv: float  # mark IV, a fraction (0.55)
     forward: float  # USD: the ticker's underlying (Deribit `underlying_price`), else the index
     bid_iv: float | None = None

@@ -382,6 +382,18 @@ def test_an_expiry_later_than_any_venue_lists_is_skipped_with_a_reason() -> None
     assert all("more than 10 years" in reason for reason in why.values())
 
 
+@pytest.mark.parametrize("expiry", [math.nan, float(AS_OF + 30 * DAY_NS), True, "1795766400000000000", None])
+def test_a_quote_whose_expiry_is_no_integer_time_is_refused_where_it_is_made(expiry: object) -> None:
+    """A NaN expiry was grouped and skipped as "more than 10 years" away (a wrong reason); a float
+    beside the integers of the other quotes, or a string, stopped the fit's sorting (TypeError,
+    where `fit_surface` promises never to raise on bad data)."""
+    q = chain()[0]
+    with pytest.raises(TypeError, match="expiry_ns is an integer of nanoseconds"):
+        attrs.evolve(q, expiry_ns=expiry)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="expiry_ns is an integer of nanoseconds"):
+        SurfaceQuote(q.instrument, q.strike, expiry, q.iv, q.forward)  # type: ignore[arg-type]
+
+
 def test_importing_the_surface_loads_neither_numpy_nor_scipy() -> None:
     code = (
         "import sys, tradingd.engine, tradingd.engine.surface\n"
