@@ -129,17 +129,23 @@ class _Problems:
             self.first_frame = f"line {lineno}: {reason}"
 
     def refused_frames(self, decoder: str, *, in_a_row: bool) -> str | None:
-        """What happened, said for a person, when most of the bad lines (of those in a row, or
+        """What happened, said for a person, when some of the bad lines (of those in a row, or
         of all) are frames whose content the decoder (`decoder`: its name in the sentence)
-        refused; None otherwise."""
+        refused: all or most of them ("they are frames ..."), or some, the others being no
+        frames at all (not a JSON object or array); None when none is."""
         frames, bad = (
             (self.frames_in_a_row, self.in_a_row - self.unknown_in_a_row)
             if in_a_row
             else (self.frames, self.bad)
         )
-        if frames * 2 <= bad:
+        if not frames:
             return None
-        return f"they are frames whose content {decoder} refused ({self.first_frame})"
+        if frames * 2 > bad:
+            return f"they are frames whose content {decoder} refused ({self.first_frame})"
+        return (
+            f"{frames:,} of them are frames whose content {decoder} refused ({self.first_frame}),"
+            f" the other {bad - frames:,} are no frames (neither a JSON object nor an array)"
+        )
 
 
 def _decodes(name: str, frames: list[tuple[int, bytes]]) -> int:

@@ -423,6 +423,41 @@ def test_decode_says_the_venue_refused_its_own_frames_with_a_bad_number(
     ]
 
 
+def test_decode_says_which_lines_were_its_venues_frames_when_others_are_no_frames(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Refused frames of the venue beside lines that are no frames at all: the count says how many
+    of each, with the decoder's reason for the first frame, not "are they frames?" (which it said
+    when the frames were not most of the lines)."""
+    bad = _ticker_with_bid(b'"abc"')
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join([bad, b"nope", b"1795478400000000000 [", bad, b"42"]) + b"\n")
+    code, out, err = _run(["decode", "--venue", "deribit", str(path)], capfd)
+    assert (code, out) == (1, "")
+    reason = "ticker.BTC-PERPETUAL.100ms: Expected 'float | null', got 'str' - at '$.best_bid_price'"
+    assert err.splitlines()[-1] == (
+        f"5 line(s) could not be decoded; 2 of them are frames whose content the deribit decoder"
+        f" refused (line 1: {reason}), the other 3 are no frames (neither a JSON object nor an array)"
+    )
+
+
+def test_decode_stops_on_its_venues_frames_and_other_lines_refused_and_says_which(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """200 lines refused in a row, a third of them the venue's frames: where it stops it says so."""
+    bad = _ticker_with_bid(b'"abc"')
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in [bad, b"nope", b"nah"] * 90))
+    code, out, err = _run(["decode", "--venue", "deribit", str(path)], capfd)
+    assert (code, out) == (1, "")
+    assert err.splitlines()[-1] == (
+        "stopped after line 200: the deribit decoder refused every line (200 not decodable) and"
+        " decoded nothing; 67 of them are frames whose content it refused (line 1:"
+        " ticker.BTC-PERPETUAL.100ms: Expected 'float | null', got 'str' - at '$.best_bid_price'),"
+        " the other 133 are no frames (neither a JSON object nor an array)"
+    )
+
+
 def test_decode_stops_on_200_of_its_venues_frames_it_refused_and_says_why(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
