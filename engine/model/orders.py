@@ -587,6 +587,9 @@ class TrackerStats:
     unknown_reversals: int = 0  # reversals of a fill we never booked
     voided_fills: int = 0  # a fill of a trade the venue had voided, reported again (not booked)
     archive_failures: int = 0  # lookups in the archive (the journal) that failed
+    # A venue id refused to an order because another working order holds it (`set_order_id`):
+    # each alerted (critical) with both orders; a report that named it is not applied.
+    order_id_conflicts: int = 0
     # The venue's word taken over ours: a state ours cannot reach, or a verified report going
     # back (a working state after a final one, a smaller filled size). Logged by the tracker
     # (critical), each with both sides.
@@ -801,8 +804,11 @@ class OrderTracker:
             self._final[request.client_order_id] = order
             if len(self._final) > self.max_final:
                 self.sweep()
-        if r.order_id:
-            self.set_order_id(order, r.order_id)
+        if r.order_id and not self.set_order_id(order, r.order_id, source="journal"):
+            # Another working order holds its id (alerted): its record keeps the id the journal
+            # gave it, unindexed (the holder's reports stay the holder's). Never dropped: an
+            # order pending without its venue's id would read as never sent.
+            order.order_id = r.order_id
         for trade_id, fill_size, fill_price in r.fills:
             if trade_id:
                 order._add_fill_id(trade_id)
@@ -825,9 +831,45 @@ class OrderTracker:
         order.changed = 0
         return order
 
-    def set_order_id(self, order: Order, order_id: str) -> None:
+    def set_order_id(self, order: Order, order_id: str, *, source: str = "report") -> bool:
+        """Name `order` by the venue's id `order_id` (its reports naming only that id then find
+        it); a different id it had before is no longer indexed for it. Returns whether it was
+        taken.
+
+        Refused (False: the order and the index as they were) when another order still working
+        holds that id: two orders under one venue id would each be credited the other's fills,
+        and which of them the venue means is not ours to guess. The holder keeps it; the refusal
+        is alerted at critical level with both orders and counted (`order_id_conflicts`), for a
+        person. `source` says who named it (`prepare`, `acknowledged`, `report`, `journal`,
+        `adopt`), for that line. A final holder's id goes to `order` (logged: the venue reused it)."""
+        venue = order.request.venue
+        key = (venue, order_id)
+        holder = self._by_venue_id.get(key)
+        if holder is not None and holder is not order:
+            fields = {
+                "venue": venue,
+                "order_id": order_id,
+                "source": source,
+                "holder": holder.client_order_id,
+                "holder_state": holder.state.value,
+                "client_order_id": order.client_order_id,
+                "state": order.state.value,
+            }
+            if holder.state not in _FINAL:
+                self.stats.order_id_conflicts += 1
+                self.log.critical(
+                    "order.venue_id_conflict",
+                    action="refused: the holder keeps the id; this order stays as it was",
+                    **fields,
+                )
+                return False
+            self.log.error("order.venue_id_reused", **fields)
+        old = order.order_id
+        if old is not None and old != order_id and self._by_venue_id.get((venue, old)) is order:
+            del self._by_venue_id[(venue, old)]
         order.order_id = order_id
-        self._by_venue_id[(order.request.venue, order_id)] = order
+        self._by_venue_id[key] = order
+        return True
 
     def get(self, client_order_id: str) -> Order | None:
         """The order by client order id: in memory, else brought back from the archive."""
@@ -909,8 +951,10 @@ class OrderTracker:
             order = self.find(venue, order_id=order_id, client_order_id=client_order_id)
         if order is None:
             self.stats.unknown_orders += 1
-        elif order_id and order.order_id is None:
-            self.set_order_id(order, order_id)
+        elif order_id and order.order_id is None and not self.set_order_id(order, order_id):
+            # Named by an id another working order holds (alerted, counted): which of the two
+            # the report is about is not ours to guess. Not applied; both stay as they were.
+            return None
         return order
 
     def apply_update(

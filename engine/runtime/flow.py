@@ -511,10 +511,15 @@ class OrderFlow:
         self.tracker.hold_final = False
         return result
 
-    def assign_order_id(self, order: Order, order_id: str) -> None:
-        """The venue's id for an order, known before sending (the gateway's `prepare`)."""
-        self.tracker.set_order_id(order, order_id)
+    def assign_order_id(self, order: Order, order_id: str, *, source: str = "prepare") -> bool:
+        """The venue's id for an order: known before sending (the gateway's `prepare`), or named
+        by the venue's answer (`acknowledged`). Journaled when taken; False when refused because
+        another working order holds it (`OrderTracker.set_order_id`: alerted, counted; the order
+        and the index as they were)."""
+        if not self.tracker.set_order_id(order, order_id, source=source):
+            return False
         self._journal("state", order, "order_id")
+        return True
 
     def venue_rejected(self, order: Order, exc: OrderRejected, *, now_ns: int) -> OrderUpdate:
         """The venue refused a new order: it is final, and the strategy hears of it."""
@@ -654,7 +659,8 @@ class OrderFlow:
         )
         order = self.tracker.add(request, now_ns=update.ts_local)
         if update.order_id:
-            self.tracker.set_order_id(order, update.order_id)
+            # Refused (alerted) when another working order holds it: adopted without the index.
+            self.tracker.set_order_id(order, update.order_id, source="adopt")
         order.filled_size = update.filled_size
         if update.status is not _PENDING_NEW and order.can_transition(update.status):
             order.transition(update.status, now_ns=update.ts_local)
@@ -977,7 +983,9 @@ class OrderFlow:
         # (the price's half of `no_cost_basis` first: no registry look-up for a usual fill)
         if price.is_finite() and price <= 0 and self._no_cost_at(fill):
             return None
-        lookup_failures = tracker.stats.archive_failures
+        stats = tracker.stats
+        lookup_failures = stats.archive_failures
+        conflicts = stats.order_id_conflicts
         events = tracker.apply_fill(fill)
         if events:
             key = (fill.venue, fill.instrument)  # `_reported`, inline
@@ -991,6 +999,23 @@ class OrderFlow:
             elif booked is None and isinstance(e, Fill):
                 booked = e
         if booked is None:
+            if stats.order_id_conflicts != conflicts:
+                # It names our order by a venue id another working order of ours holds (the
+                # tracker alerted both): booked to neither, never guessed; a person books it.
+                self.unmatched_fills += 1
+                self.log.critical(
+                    "fill.not_booked",
+                    venue=fill.venue,
+                    instrument=fill.instrument,
+                    order_id=fill.order_id,
+                    client_order_id=fill.client_order_id,
+                    trade_id=fill.trade_id,
+                    side=fill.side.value,
+                    size=decimal_text(fill.size),
+                    price=decimal_text(fill.price),
+                    reason="its venue order id is held by another working order (order.venue_id_conflict)",
+                )
+                return None
             # A journal that could not be read is not "not ours": booking the fill on an order
             # rebuilt without its fills could book it twice. Left unbooked and alerted instead
             # (critical); the venue's next report of it (a reconnect's catch-up of fills, say)

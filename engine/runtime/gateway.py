@@ -383,8 +383,16 @@ class ExecutionGateway:
     async def _prepare_and_place(self, order: Order) -> Sequence[PrivateEvent]:
         # The venue's id before sending, where the venue knows it (`ExecutionClient.prepare`).
         order_id = self.client.prepare(order)
-        if order_id:
-            self.flow.assign_order_id(order, order_id)
+        if order_id and not self.flow.assign_order_id(order, order_id):
+            # Another working order holds that id (alerted, counted): sent, the two would share
+            # one venue id and each be credited the other's fills. Known not sent: refused.
+            raise OrderDenied(
+                f"not sent: its venue id {order_id} is held by another working order",
+                venue=self.venue,
+                instrument=order.request.instrument,
+                client_order_id=order.client_order_id,
+                code="not_sent",
+            )
         return await self.client.place(order)
 
     async def _send_place(self, order: Order) -> Sequence[PrivateEvent]:

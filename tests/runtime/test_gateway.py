@@ -767,3 +767,40 @@ def test_waiting_order_sent_lines_come_in_the_orders_order_each_once() -> None:
         ("order.sent", "s-bt-2"),
         ("order.sent", "s-bt-3"),
     ]
+
+
+class _SameIdVenue(FakeVenue):
+    """As `FakeVenue`, but `prepare` names every order V1 (a venue id computed before sending,
+    as Polymarket's order hash is, that a bug made the same twice)."""
+
+    def prepare(self, order: Order) -> str | None:
+        return "V1"
+
+    async def place(self, order: Order) -> Sequence[PrivateEvent]:
+        self.sent.append(order.client_order_id)
+        return [self._update(order, OrderState.OPEN, "V1")]
+
+
+async def test_an_order_whose_prepared_id_another_working_order_holds_is_not_sent() -> None:
+    """The second order's prepared id is the first's (working): sent, the two would share one
+    venue id and be credited each other's fills. It is refused, known not sent (rejected; its
+    caller hears `OrderRejected`), the first keeps the id, and the gateway goes on. Before, the
+    second took the index and was sent."""
+    flow, _ = make_flow()
+    venue = _SameIdVenue()
+    gw = ExecutionGateway(venue, flow, capacity=4)
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gw.run)
+            first = await gw.place_order(request(cid="s-bt-1"))
+            with pytest.raises(OrderRejected, match="held by another working order") as refused:
+                await gw.place_order(request(cid="s-bt-2"))
+            gw.close()
+    assert refused.value.code == "not_sent"
+    assert first.status is OrderState.OPEN and venue.sent == ["s-bt-1"]
+    second = flow.tracker.get("s-bt-2")
+    assert second is not None and second.state is OrderState.REJECTED and second.order_id is None
+    assert flow.tracker.find("deribit", order_id="V1") is flow.tracker.get("s-bt-1")
+    assert flow.tracker.stats.order_id_conflicts == 1
+    assert [e["event"] for e in logs if e["log_level"] == "critical"] == ["order.venue_id_conflict"]
+    assert gw.processed == 2 and flow.finals["s"] == {("rejected", "other"): 1}

@@ -21,7 +21,7 @@ from structlog.testing import LogCapture
 from tests.support.flows import make_flow
 from tests.support.helpers import OPTION, PERP, request
 from tradingd.engine import Fill, Liquidity, OrderState, OrderUpdate, Side
-from tradingd.engine.model import OrderTracker
+from tradingd.engine.model import Order, OrderTracker
 from tradingd.engine.store.journal import OrderJournal
 
 S = OrderState
@@ -327,3 +327,89 @@ def test_a_fill_beyond_the_orders_size_is_booked_and_alerted() -> None:
     assert any(isinstance(e, Fill) for e in events) and t.stats.overfills == 1
     (alert,) = alerts(capture, "fill.beyond_order_size")
     assert (alert["size"], alert["fills_before"], alert["order_size"]) == ("0.8", "0.4", "1")
+
+
+# ------------------------------------------- two orders under one venue id (review of r12, 2)
+
+
+def _two_orders(t: OrderTracker) -> tuple[Order, Order]:
+    """`s-bt-1` open as V1 (the ordinary way), and `s-bt-2`, pending, with no venue id yet."""
+    reach(t, S.OPEN)
+    first = t.get("s-bt-1")
+    second = t.add(request(cid="s-bt-2"), now_ns=1)
+    assert first is not None and first.order_id == "V1"
+    return first, second
+
+
+def test_a_venue_id_another_working_order_holds_is_refused_alerted_and_counted() -> None:
+    """The venue names `s-bt-2` by V1, which `s-bt-1` (working) holds. Before, the second
+    took the index: V1's fills (Polymarket's name only the venue's id) were booked to it. Now
+    refused: the holder keeps V1, the second stays as it was (no id, pending), and the refusal
+    is a critical alert naming both, counted. A report naming the second by that id is not
+    applied to either (which one the venue means is not ours to guess); once the holder is
+    final, the id may go to another (logged)."""
+    t, capture = tracker()
+    first, second = _two_orders(t)
+    assert t.set_order_id(second, "V1", source="prepare") is False
+    assert t.find("deribit", order_id="V1") is first and second.order_id is None
+    assert t.stats.order_id_conflicts == 1
+    (alert,) = alerts(capture, "order.venue_id_conflict")
+    assert (alert["holder"], alert["client_order_id"], alert["source"]) == ("s-bt-1", "s-bt-2", "prepare")
+    # Reports naming the second by V1: not applied; both orders as they were.
+    named = msgspec.structs.replace(update(S.OPEN, ts=4), client_order_id="s-bt-2")
+    assert t.apply_update(named) == []
+    stolen = msgspec.structs.replace(fill("0.5", "x"), client_order_id="s-bt-2")
+    assert t.apply_fill(stolen) == []
+    assert (second.state, second.order_id, second.fills_size) == (S.PENDING_NEW, None, Decimal(0))
+    assert (first.state, first.fills_size) == (S.OPEN, Decimal(0))
+    assert t.find("deribit", order_id="V1") is first and t.stats.order_id_conflicts == 3
+    # The holder final: the id is free to go (the venue reused it), said in the log.
+    t.apply_update(update(S.CANCELLED, ts=5))
+    assert t.set_order_id(second, "V1") is True and t.find("deribit", order_id="V1") is second
+    assert [e["event"] for e in capture.entries if e["event"] == "order.venue_id_reused"] == [
+        "order.venue_id_reused"
+    ]
+
+
+def test_a_fill_naming_an_order_by_another_working_orders_id_is_booked_to_neither() -> None:
+    """The flow books such a fill to neither order, and says so at critical level with what a
+    person needs to book it (`fill.not_booked`, counted with the unmatched fills)."""
+    capture = LogCapture()
+    flow = make_flow(None)
+    flow.log = structlog.wrap_logger(
+        None, processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(0)
+    )
+    first, second = _two_orders(flow.tracker)
+    stolen = msgspec.structs.replace(fill("0.5", "x"), client_order_id="s-bt-2")
+    assert flow.on_fill(stolen) is None
+    assert flow.position("s", "deribit", OPTION.symbol) == 0 and flow.fills.get("s", 0) == 0
+    assert flow.unmatched_fills == 1 and flow.tracker.stats.order_id_conflicts == 1
+    (alert,) = alerts(capture, "fill.not_booked")
+    assert (alert["trade_id"], alert["size"], alert["client_order_id"]) == ("x", "0.5", "s-bt-2")
+    assert first.fills_size == second.fills_size == 0
+
+
+def test_a_journaled_order_whose_id_another_working_order_holds_keeps_its_record_unindexed() -> None:
+    """Restored from the journal (a restart, a recall), an order whose venue id another working
+    order holds keeps the id its record gives (never read as "never sent"), unindexed: the
+    holder's reports stay the holder's. Alerted, counted; never raised out of a restart."""
+    from tradingd.engine.model.orders import RestoredOrder
+
+    t, capture = tracker()
+    first, _ = _two_orders(t)
+    record = RestoredOrder(
+        request=request(cid="s-bt-9"),
+        order_id="V1",
+        state=S.OPEN,
+        price=Decimal("0.05"),
+        size=Decimal("1"),
+        filled_size=Decimal(0),
+        avg_fill_price=None,
+        reason=None,
+        created_ns=1,
+        updated_ns=1,
+        fills=(),
+    )
+    restored = t.restore(record)
+    assert restored.order_id == "V1" and t.find("deribit", order_id="V1") is first
+    assert t.stats.order_id_conflicts == 1 and alerts(capture, "order.venue_id_conflict")
