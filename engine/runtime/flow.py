@@ -543,9 +543,26 @@ class OrderFlow:
         engine learns the id from nowhere else when it was not known before sending), and one
         the venue acknowledged (`accepted`: a Polymarket FAK "matched" by an amount not said)
         is open with that reason, not pending: the venue's silence about it later is no word
-        that it never took it. Called before `state_unknown`, which then follows it up."""
-        if exc.order_id and order.order_id is None:
-            self.assign_order_id(order, exc.order_id)
+        that it never took it. Called before `state_unknown`, which then follows it up.
+
+        The venue's id wins over one `prepare` computed before sending: an answer naming another
+        is alerted (`order.venue_id_differs`) and the order is indexed by the venue's id from
+        then on (its fills name that one), no longer by ours. An id another working order holds
+        is refused (`OrderTracker.set_order_id`, alerted): the order keeps what it had, and its
+        acknowledgement, the venue's word on its state, is taken all the same."""
+        venue_id = exc.order_id
+        if venue_id and venue_id != order.order_id:
+            prepared = order.order_id
+            if prepared is not None and prepared.lower() != venue_id.lower():
+                self.flush_sent()
+                self.log.error(
+                    "order.venue_id_differs",
+                    **_whose(order.request),
+                    prepared=prepared,
+                    venue_id=venue_id,
+                    action="the venue's id is the order's from now on",
+                )
+            self.assign_order_id(order, venue_id, source="acknowledged")
         if exc.accepted and order.state is _PENDING_NEW:
             reason = exc.venue_message or "acknowledged by the venue, outcome unknown"
             self.on_update(

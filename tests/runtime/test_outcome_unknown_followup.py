@@ -539,3 +539,35 @@ async def test_a_fill_of_an_immediate_order_before_the_first_question_does_not_e
     await until(lambda: s.order.state.is_final, within=60, what="the venue's answer")
     assert len(s.venue.asked) == 1
     assert (s.order.state, s.order.filled_size) == (OrderState.CANCELLED, Decimal(4))
+
+
+# ------------------------------------------------------------------- review of r12's fixes
+
+
+async def test_a_venue_id_other_than_the_prepared_one_is_the_orders_and_its_fills_are_booked_once(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """`prepare` computed 0xfeed before sending; the venue's answer names the order 0xabc. The
+    venue's word wins: the order is found by 0xabc (no longer by 0xfeed), the difference is
+    alerted, and its fills, naming only 0xabc, on the channel and again in the follow-up's
+    answer, are booked once. Before, the venue's id was only logged: the fills were
+    `fill.unknown_order`, never booked, and the order stayed open."""
+    answer: list[PrivateEvent] = [
+        _late_fill("T1", "10"),
+        msgspec.structs.replace(
+            _update(OrderState.FILLED, filled="10", ts=5 * S), order_id="0xabc", client_order_id=None
+        ),
+    ]
+    with structlog.testing.capture_logs() as logs:
+        s = await _matched_unsaid(nursery, _MatchedUnsaid([answer], prepared="0xfeed"))
+    tracker = s.engine.flow.tracker
+    assert s.order.order_id == "0xabc" and tracker.find("deribit", order_id="0xabc") is s.order
+    assert tracker.find("deribit", order_id="0xfeed") is None
+    (differs,) = [e for e in logs if e["event"] == "order.venue_id_differs"]
+    assert (differs["prepared"], differs["venue_id"]) == ("0xfeed", "0xabc")
+    s.engine.private([_late_fill("T1", "10")])  # the channel, before the question
+    assert s.order.state is OrderState.FILLED
+    await trio.sleep(60)
+    assert s.order.filled_size == Decimal(10) and s.order.fills_size == Decimal(10)
+    assert s.engine.flow.position(s.order.strategy, "deribit", PERP.symbol) == Decimal(10)
+    assert s.engine.flow.fills == {s.order.strategy: 1} and tracker.stats.unknown_orders == 0
