@@ -424,8 +424,20 @@ class ExecutionGateway:
     def _unknown(self, action: str, order: Order, exc: VenueError) -> OrderOutcomeUnknown:
         """A request sent (or perhaps sent) without a readable answer: the order stays tracked
         as it is and is never re-sent (`OrderFlow.state_unknown`); its caller hears so, as its
-        own type, never as a refusal."""
-        self.flow.state_unknown(order, exc)
+        own type, never as a refusal. That holds even when recording it fails (a bug in the
+        flow's bookkeeping): the failure is logged (`order.outcome_unknown_not_recorded`, its
+        follow-up may not run: the next reconciliation asks about the order), and the caller
+        still hears the outcome is unknown, never the gateway's "internal error"."""
+        try:
+            self.flow.state_unknown(order, exc)
+        except Exception:
+            self.log.critical(
+                "order.outcome_unknown_not_recorded",
+                action=action,
+                client_order_id=order.client_order_id,
+                error=str(exc),
+                exc_info=True,
+            )
         unknown = OrderOutcomeUnknown(
             f"{action} {order.client_order_id}: outcome unknown ({exc}); the order stays tracked "
             "and the venue's reports settle it",

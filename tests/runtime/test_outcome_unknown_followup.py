@@ -571,3 +571,44 @@ async def test_a_venue_id_other_than_the_prepared_one_is_the_orders_and_its_fill
     assert s.order.filled_size == Decimal(10) and s.order.fills_size == Decimal(10)
     assert s.engine.flow.position(s.order.strategy, "deribit", PERP.symbol) == Decimal(10)
     assert s.engine.flow.fills == {s.order.strategy: 1} and tracker.stats.unknown_orders == 0
+
+
+@pytest.mark.parametrize("action", ["place", "cancel"])
+async def test_a_request_whose_unknown_outcome_cannot_be_recorded_still_says_outcome_unknown(
+    action: str, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Recording an unknown outcome (`OrderFlow.state_unknown`) can fail (a bug in its
+    bookkeeping): the caller still hears the outcome is unknown (`OrderOutcomeUnknown`), and the
+    failure is logged at critical level. Before, the gateway's catch-all answered "internal
+    error" (a `VenueError`), which reads as an order that failed."""
+    engine = _engine()
+    venue = _Venue([[]])
+    gateway = engine.gateways["deribit"]
+    gateway.client = venue
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("bookkeeping broke")
+
+    await nursery.start(gateway.run)
+    if action == "cancel":
+        order = engine.flow.accept(
+            request(size="10", price="90000", instrument=PERP.symbol, cid="s-1"), now_ns=S
+        )
+        engine.private([_update(OrderState.OPEN)])
+        assert order.state is OrderState.OPEN
+    engine.flow.state_unknown = broken  # type: ignore[method-assign]
+    ask = (
+        gateway.place_order(request(size="10", price="90000", instrument=PERP.symbol, cid="s-1"))
+        if action == "place"
+        else gateway.cancel_order("s-1")
+    )
+    with (
+        structlog.testing.capture_logs() as logs,
+        trio.fail_after(30),
+        pytest.raises(OrderOutcomeUnknown) as unknown,
+    ):
+        await ask
+    assert unknown.value.client_order_id == "s-1"
+    (line,) = [e for e in logs if e["event"] == "order.outcome_unknown_not_recorded"]
+    assert line["log_level"] == "critical" and line["action"] == action
+    assert not [e for e in logs if e["event"] == "gateway.request_failed"]
