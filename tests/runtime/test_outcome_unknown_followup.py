@@ -573,6 +573,67 @@ async def test_a_venue_id_other_than_the_prepared_one_is_the_orders_and_its_fill
     assert s.engine.flow.fills == {s.order.strategy: 1} and tracker.stats.unknown_orders == 0
 
 
+class _FillsWhileAsked(_MatchedUnsaid):
+    """As `_MatchedUnsaid`, and `during` is called while the first status question is on its
+    way (a fill on the channel meanwhile)."""
+
+    during: list[PrivateEvent] = []
+    engine: LiveEngine | None = None
+
+    async def order_status(self, order: Order) -> Sequence[PrivateEvent]:
+        if not self.asked and self.engine is not None:
+            self.asked.append(trio.current_time())
+            await trio.sleep(self.answer_s)
+            self.engine.private(self.during)
+            answer = self.answers.pop(0)
+            assert not isinstance(answer, VenueError)
+            return answer
+        return await super().order_status(order)
+
+
+async def test_an_immediate_orders_follow_up_is_not_ended_by_a_fill_while_it_asks(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A FAK matched by an amount unsaid: at the first question the venue has no record of it
+    yet, and 4 of its 10 fill on the channel meanwhile ("overtaken"). A fill is not an immediate
+    order's fate: it is asked again, and the venue's answer (cancelled, 4 filled) ends it.
+    Before, "overtaken" ended the follow-up: partially filled, 6 counted open at risk, until
+    the next reconnect."""
+    final: list[PrivateEvent] = [
+        _late_fill("T1", "4"),
+        msgspec.structs.replace(
+            _update(OrderState.CANCELLED, filled="4", ts=5 * S), order_id="0xabc", client_order_id=None
+        ),
+    ]
+    venue = _FillsWhileAsked([[], final])
+    venue.during = [_late_fill("T1", "4")]
+    s = await _matched_unsaid(nursery, venue, tif="ioc")
+    venue.engine = s.engine
+    await trio.sleep(60)
+    assert len(venue.asked) == 2
+    assert (s.order.state, s.order.filled_size) == (OrderState.CANCELLED, Decimal(4))
+
+
+async def test_a_partly_filled_immediate_order_the_venue_has_no_record_of_is_not_unknown_at_venue(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An IOC matched by an amount unsaid, 4 of its 10 filled on the channel; the venue has no
+    record of it at every question. It filled what it filled (booked); the rest of an IOC ends
+    only on the venue's word: the order stays partially filled, alerted as such
+    (`order.remainder_unsaid`, 4 filled, 6 unsaid), never "unknown at the venue" (before: it
+    was, for an order the venue had just filled) nor cancelled by guess."""
+    with structlog.testing.capture_logs() as logs:
+        s = await _matched_unsaid(nursery, _MatchedUnsaid([[]]), tif="ioc")
+        s.engine.private([_late_fill("T1", "4")])
+        await trio.sleep(60)
+    assert len(s.venue.asked) == len(DELAYS)
+    assert (s.order.state, s.order.filled_size) == (OrderState.PARTIALLY_FILLED, Decimal(4))
+    events = [e["event"] for e in logs]
+    assert "order.unknown_at_venue" not in events and "order.rejected" not in events
+    (unsaid,) = [e for e in logs if e["event"] == "order.remainder_unsaid"]
+    assert (unsaid["filled"], unsaid["remaining"], unsaid["answer"]) == ("4", "6", "not_known")
+
+
 @pytest.mark.parametrize("action", ["place", "cancel"])
 async def test_a_request_whose_unknown_outcome_cannot_be_recorded_still_says_outcome_unknown(
     action: str, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
