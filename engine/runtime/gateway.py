@@ -391,7 +391,7 @@ class ExecutionGateway:
                 venue=self.venue,
                 instrument=order.request.instrument,
                 client_order_id=order.client_order_id,
-                code="not_sent",
+                code="venue_id_conflict",
             )
         return await self.client.place(order)
 
@@ -425,12 +425,14 @@ class ExecutionGateway:
         """A request sent (or perhaps sent) without a readable answer: the order stays tracked
         as it is and is never re-sent (`OrderFlow.state_unknown`); its caller hears so, as its
         own type, never as a refusal. That holds even when recording it fails (a bug in the
-        flow's bookkeeping): the failure is logged (`order.outcome_unknown_not_recorded`, its
-        follow-up may not run: the next reconciliation asks about the order), and the caller
-        still hears the outcome is unknown, never the gateway's "internal error"."""
+        flow's bookkeeping): the failure is logged (`order.outcome_unknown_not_recorded`) and
+        counted (`OrderFlow.outcomes_unrecorded`, in the status), the order's questions start
+        all the same (`state_unknown`), and the caller still hears the outcome is unknown, never
+        the gateway's "internal error"."""
         try:
             self.flow.state_unknown(order, exc)
         except Exception:
+            self.flow.outcomes_unrecorded += 1
             self.log.critical(
                 "order.outcome_unknown_not_recorded",
                 action=action,

@@ -562,7 +562,7 @@ async def test_a_venue_id_other_than_the_prepared_one_is_the_orders_and_its_fill
         s = await _matched_unsaid(nursery, _MatchedUnsaid([answer], prepared="0xfeed"))
     tracker = s.engine.flow.tracker
     assert s.order.order_id == "0xabc" and tracker.find("deribit", order_id="0xabc") is s.order
-    assert tracker.find("deribit", order_id="0xfeed") is None
+    assert tracker.find("deribit", order_id="0xfeed") is s.order  # an alias (a fill in flight)
     (differs,) = [e for e in logs if e["event"] == "order.venue_id_differs"]
     assert (differs["prepared"], differs["venue_id"]) == ("0xfeed", "0xabc")
     s.engine.private([_late_fill("T1", "10")])  # the channel, before the question
@@ -577,8 +577,10 @@ class _FillsWhileAsked(_MatchedUnsaid):
     """As `_MatchedUnsaid`, and `during` is called while the first status question is on its
     way (a fill on the channel meanwhile)."""
 
-    during: list[PrivateEvent] = []
-    engine: LiveEngine | None = None
+    def __init__(self, answers: Sequence[Answer], during: Sequence[PrivateEvent]) -> None:
+        super().__init__(answers)
+        self.during = list(during)
+        self.engine: LiveEngine | None = None
 
     async def order_status(self, order: Order) -> Sequence[PrivateEvent]:
         if not self.asked and self.engine is not None:
@@ -605,8 +607,7 @@ async def test_an_immediate_orders_follow_up_is_not_ended_by_a_fill_while_it_ask
             _update(OrderState.CANCELLED, filled="4", ts=5 * S), order_id="0xabc", client_order_id=None
         ),
     ]
-    venue = _FillsWhileAsked([[], final])
-    venue.during = [_late_fill("T1", "4")]
+    venue = _FillsWhileAsked([[], final], during=[_late_fill("T1", "4")])
     s = await _matched_unsaid(nursery, venue, tif="ioc")
     venue.engine = s.engine
     await trio.sleep(60)
@@ -673,3 +674,69 @@ async def test_a_request_whose_unknown_outcome_cannot_be_recorded_still_says_out
     (line,) = [e for e in logs if e["event"] == "order.outcome_unknown_not_recorded"]
     assert line["log_level"] == "critical" and line["action"] == action
     assert not [e for e in logs if e["event"] == "gateway.request_failed"]
+
+
+async def test_a_fill_in_flight_naming_the_prepared_id_is_still_the_orders_until_another_claims_it(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """`prepare` computed 0xfeed, the venue's answer named 0xabc. A fill already on its way
+    naming 0xfeed is the order's: booked to it. Before, 0xfeed left the index at the answer and
+    that fill was `fill.unknown_order`, never booked. The alias gives way, with no conflict, to
+    another order the venue names by it."""
+    s = await _matched_unsaid(nursery, _MatchedUnsaid([[]], prepared="0xfeed"))
+    flow = s.engine.flow
+    s.engine.private([msgspec.structs.replace(_late_fill("T0", "4"), order_id="0xfeed")])
+    assert s.order.fills_size == Decimal(4) and flow.unmatched_fills == 0
+    assert flow.position(s.order.strategy, "deribit", PERP.symbol) == Decimal(4)
+    other = flow.accept(request(size="10", price="90000", instrument=PERP.symbol, cid="s-2"), now_ns=2 * S)
+    assert flow.assign_order_id(other, "0xfeed", source="acknowledged")
+    tracker = flow.tracker
+    assert tracker.find("deribit", order_id="0xfeed") is other
+    assert tracker.find("deribit", order_id="0xabc") is s.order
+    assert tracker.stats.order_id_conflicts == 0 and not tracker.contested("deribit", "0xfeed")
+
+
+async def test_a_venue_id_equal_to_the_prepared_one_but_for_letter_case_leaves_the_order_as_it_was(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """`prepare` computed 0xABC, the venue's answer says 0xabc (Polymarket's hex ids, compared
+    ignoring case): the same id. The order keeps its own, indexed as it was, and nothing is
+    alerted. Before, it was re-indexed under 0xabc, silently: a fill naming the id as prepared
+    was `fill.unknown_order`."""
+    with structlog.testing.capture_logs() as logs:
+        s = await _matched_unsaid(nursery, _MatchedUnsaid([[]], prepared="0xABC"))
+    tracker = s.engine.flow.tracker
+    assert s.order.order_id == "0xABC" and tracker.find("deribit", order_id="0xABC") is s.order
+    assert not [e for e in logs if e["event"] == "order.venue_id_differs"]
+    s.engine.private([msgspec.structs.replace(_late_fill("T1", "4"), order_id="0xABC")])
+    assert s.order.fills_size == Decimal(4) and s.engine.flow.unmatched_fills == 0
+
+
+class _BrokenSet(set[str]):
+    """A set whose `add` raises: a bug in `OrderFlow.state_unknown`'s bookkeeping."""
+
+    def add(self, element: str) -> None:
+        raise RuntimeError("bookkeeping broke")
+
+
+async def test_an_unknown_outcome_whose_recording_fails_is_counted_and_still_followed_up(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Recording a placement's unknown outcome fails midway (a bug): the failure is counted
+    (`outcomes_unrecorded`, in the status), and the order's questions start all the same: the
+    venue is asked at each delay. Before, the failure was only logged and the order went
+    unwatched until the next reconnect."""
+    engine = _engine()
+    engine.outcome_followup_s = DELAYS
+    venue = _Venue([[], [], []])
+    engine.venues["deribit"].execution = lambda: venue  # type: ignore[method-assign]
+    gateway = engine.gateways["deribit"]
+    gateway.client = venue
+    engine._nursery = nursery
+    engine.flow._unanswered_places = _BrokenSet()
+    await nursery.start(gateway.run)
+    with pytest.raises(OrderOutcomeUnknown):
+        await gateway.place_order(request(size="10", price="90000", instrument=PERP.symbol, cid="s-1"))
+    assert engine.flow.outcomes_unrecorded == 1
+    await trio.sleep(60)
+    assert len(venue.asked) == len(DELAYS)
