@@ -21,6 +21,8 @@ AlertKind = Literal[
     "daily_loss",  # today's PnL of the engine or a strategy below -daily_loss_usd (critical)
     "foreign_order",  # an order nobody of ours placed, open at a venue (warning)
     "venue_override",  # an order's state taken from the venue over ours (warning)
+    "order_id_conflict",  # a venue id claimed by two working orders: contested (critical)
+    "unmatched_fill",  # a venue's fill booked to no order of ours (critical)
     "position_mismatch",  # the venue holds other than our ledger (critical)
     "reconcile_failure",  # a step of a reconciliation raised (warning)
     "journal_failure",  # journal writes failed: a full or broken disk (critical)

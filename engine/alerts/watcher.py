@@ -14,6 +14,10 @@ got better again):
   once per risk day (the UTC day) and scope.
 - `foreign_order` (warning): `foreign_orders` (by venue) grew: an order not ours open there.
 - `venue_override` (warning): `venue_overrides` grew: an order's state taken from the venue.
+- `order_id_conflict` (critical): `order_id_conflicts` grew: a venue id two working orders
+  claimed (contested: their reports naming it are applied to neither).
+- `unmatched_fill` (critical): `unmatched_fills` grew: a fill the venue reported booked to no
+  order (not ours, the journal unreadable, or its venue id contested).
 - `position_mismatch` (critical): a confirmed entry new in `position_mismatches`.
 - `reconcile_failure` (warning): `reconcile_failures` grew.
 - `journal_failure` (critical): `journal.failures` grew.
@@ -298,6 +302,24 @@ class AlertWatcher:
                 "warning",
                 f"{plural(overrides, 'order state')} taken from the venue over ours "
                 "(the log's order.venue_state_taken says which)",
+            )
+        conflicts = self._delta("order_id_conflicts", status.get("order_id_conflicts"))
+        if conflicts:
+            self._alert(
+                "order_id_conflict",
+                "engine",
+                "critical",
+                f"{plural(conflicts, 'venue order id')} claimed by a second working order: their "
+                "reports are applied to neither (the log's order.venue_id_conflict says which)",
+            )
+        unmatched = self._delta("unmatched_fills", status.get("unmatched_fills"))
+        if unmatched:
+            self._alert(
+                "unmatched_fill",
+                "engine",
+                "critical",
+                f"{plural(unmatched, 'fill')} reported by a venue booked to no order: check the "
+                "positions (the log's fill.not_booked / fill.unknown_order say which)",
             )
         failures = self._delta("reconcile_failures", status.get("reconcile_failures"))
         if failures:

@@ -871,11 +871,14 @@ class Daemon:
             # Every strategy's refusals by check together, and the engine's PnL today (USD).
             "risk_refusals": _summed(risk.refusals.values()),
             "today_pnl": _usd(risk.today_pnl(None)),
-            # What reconciliations found that is not ours to expect (alerts): open orders at a
-            # venue not ours, states a venue forced over ours, positions that differ.
+            # What reconciliations and the venues' reports showed that is not ours to expect
+            # (alerts): open orders at a venue not ours, states a venue forced over ours, venue
+            # ids two working orders claimed, fills booked to no order, positions that differ.
             "reconcile_surprises": {
                 "foreign_order": sum(e.foreign_orders_found.values()),
                 "venue_override": e.flow.tracker.stats.venue_overrides,
+                "order_id_conflict": e.flow.tracker.stats.order_id_conflicts,
+                "unmatched_fill": e.flow.unmatched_fills,
                 "position_mismatch": e.position_mismatches,
             },
             # Paper orders placed on an instrument of which no book has been received (they
@@ -901,6 +904,14 @@ class Daemon:
             # Steps of a reconciliation that raised, and venue states taken over ours (alerts).
             "reconcile_failures": e.reconcile_failures,
             "venue_overrides": e.flow.tracker.stats.venue_overrides,
+            # Venue ids two working orders claimed (order.venue_id_conflict: contested, their
+            # reports applied to neither), and fills booked to no order (fill.unknown_order,
+            # fill.not_booked): each alerted, for a person.
+            "order_id_conflicts": e.flow.tracker.stats.order_id_conflicts,
+            "unmatched_fills": e.flow.unmatched_fills,
+            # Requests whose unknown outcome could not be recorded (a bug; its questions asked
+            # all the same): order.outcome_unknown_not_recorded in the log.
+            "outcomes_unrecorded": e.flow.outcomes_unrecorded,
             # Orders not ours found open at each venue (each sighting, engine.runtime.live).
             "foreign_orders": dict(e.foreign_orders_found),
             # Positions the venue reports other than ours, alerted and not seen to agree since

@@ -150,7 +150,8 @@ CATALOG: Final[dict[str, tuple[Kind, tuple[str, ...], str]]] = {
     "tradingd_reconcile_surprises_total": (
         "counter",
         ("kind",),
-        "What reconciliations found (foreign_order, venue_override, position_mismatch).",
+        "What reconciliations and reports found (foreign_order, venue_override, order_id_conflict, "
+        "unmatched_fill, position_mismatch).",
     ),
     "tradingd_log_write_failures_total": ("counter", (), "Log lines that could not be written."),
     "tradingd_recording_write_errors_total": (
@@ -168,7 +169,13 @@ CATALOG: Final[dict[str, tuple[Kind, tuple[str, ...], str]]] = {
 }
 
 FEED_STATES: Final = ("live", "stale", "connecting", "down")
-SURPRISES: Final = ("foreign_order", "venue_override", "position_mismatch")
+SURPRISES: Final = (
+    "foreign_order",
+    "venue_override",
+    "order_id_conflict",
+    "unmatched_fill",
+    "position_mismatch",
+)
 
 
 @attrs.frozen

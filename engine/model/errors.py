@@ -185,8 +185,10 @@ class OrderRejected(_WithContext):
 class OrderDenied(OrderRejected):
     """Refused on our side before anything was sent: a pre-trade check (the kill switch, a
     limit, the instrument's tick or minimum size), the order journal failing to record it, an
-    unknown order, or a daemon that is stopping. `code` is None or our own word ("stopping").
-    Not a `VenueError`: nothing happened at any venue."""
+    unknown order, a daemon that is stopping, or an order whose venue id (computed before
+    sending) another working order holds. `code` is None or our own word ("stopping",
+    "venue_id_conflict"), never a venue's, nor `VenueRejected`'s "not_sent". Not a
+    `VenueError`: nothing happened at any venue."""
 
 
 class VenueRejected(OrderRejected, VenueError):

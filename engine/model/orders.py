@@ -587,6 +587,12 @@ class TrackerStats:
     unknown_reversals: int = 0  # reversals of a fill we never booked
     voided_fills: int = 0  # a fill of a trade the venue had voided, reported again (not booked)
     archive_failures: int = 0  # lookups in the archive (the journal) that failed
+    # A venue id claimed by a second working order while another working order holds it
+    # (`set_order_id`): each alerted (critical) with both orders. The id is then contested.
+    order_id_conflicts: int = 0
+    # Reports (states, fills, reversals) naming a contested venue id: applied to no order
+    # (`OrderTracker.contested`), each logged; a fill's is alerted by the flow (`fill.not_booked`).
+    contested_reports: int = 0
     # The venue's word taken over ours: a state ours cannot reach, or a verified report going
     # back (a working state after a final one, a smaller filled size). Logged by the tracker
     # (critical), each with both sides.
@@ -663,6 +669,14 @@ class OrderTracker:
     ) -> None:
         self._by_client: dict[str, Order] = {}
         self._by_venue_id: dict[tuple[str, str], Order] = {}
+        # Ids an order was known by before the venue named it otherwise (`set_order_id(alias=
+        # True)`), still in `_by_venue_id` for it: a fill in flight may name the old one. One
+        # gives way to any other order that claims it.
+        self._aliases: dict[tuple[str, str], Order] = {}
+        # Venue ids two working orders claimed (`set_order_id`), with the client order ids of
+        # those that did: in neither's index, and a report naming one is applied to no order,
+        # for as long as this tracker lives (`contested`).
+        self._contested: dict[tuple[str, str], set[str]] = {}
         # Orders not known final yet: a superset of the live ones, pruned as they are listed
         # (an order never leaves a final state), so listing stays cheap in a long session.
         self._maybe_live: dict[str, Order] = {}
@@ -779,6 +793,11 @@ class OrderTracker:
             del self._by_client[cid]
         if order.order_id and self._by_venue_id.get((order.request.venue, order.order_id)) is order:
             del self._by_venue_id[(order.request.venue, order.order_id)]
+        if self._aliases:
+            for key in [k for k, o in self._aliases.items() if o is order]:
+                del self._aliases[key]
+                if self._by_venue_id.get(key) is order:
+                    del self._by_venue_id[key]
 
     def _prune_live(self) -> None:
         live = self._maybe_live
@@ -801,8 +820,6 @@ class OrderTracker:
             self._final[request.client_order_id] = order
             if len(self._final) > self.max_final:
                 self.sweep()
-        if r.order_id:
-            self.set_order_id(order, r.order_id)
         for trade_id, fill_size, fill_price in r.fills:
             if trade_id:
                 order._add_fill_id(trade_id)
@@ -821,13 +838,122 @@ class OrderTracker:
         order.filled_size = max(r.filled_size, order.fills_size)
         order.reason = r.reason
         order.updated_ns = r.updated_ns
+        # Named by its id once its state is the journal's (`set_order_id` tells a final order
+        # from a working one). Contested (two working orders under it, alerted), its record
+        # keeps the id the journal gave it, unindexed: never dropped, for an order pending
+        # without its venue's id would read as never sent.
+        if r.order_id and not self.set_order_id(order, r.order_id, source="journal"):
+            order.order_id = r.order_id
         # As the journal left it: older than any question asked of a venue since (`mark`).
         order.changed = 0
         return order
 
-    def set_order_id(self, order: Order, order_id: str) -> None:
+    def set_order_id(
+        self,
+        order: Order,
+        order_id: str,
+        *,
+        source: str = "report",
+        sent: bool = True,
+        alias: bool = False,
+    ) -> bool:
+        """Name `order` by the venue's id `order_id` (its reports naming only that id then find
+        it). Returns whether the order is named by it; False when refused (the order as it was).
+        A different id it had before is no longer indexed for it, unless `alias`: then it stays
+        indexed for it (a fill in flight may name it) until another order claims it.
+
+        Two working orders under one venue id would each be credited the other's fills, and
+        which of them the venue means is not ours to guess. So an id another working order
+        holds is refused to a second working one, alerted at critical level with both orders
+        and counted (`order_id_conflicts`), for a person; and, the second having been sent
+        (`sent`: the venue may know it by that id), the id becomes contested: it leaves the
+        index, and a report naming it is applied to neither (`contested`). An id computed
+        before sending (`sent=False`, `prepare`) is refused without that: the order is then not
+        sent, and the holder keeps the id. `source` says who named it (`prepare`,
+        `acknowledged`, `report`, `journal`, `adopt`), for the log.
+
+        A final holder's id goes to `order` (logged: the venue reused it). A final `order` (a
+        journal's record, a recall) whose id a working order holds is named by it but not
+        indexed (logged at info level, not counted): its reports are over, the holder's are
+        not."""
+        venue = order.request.venue
+        key = (venue, order_id)
+        final = order.state in _FINAL
+        claimants = self._contested.get(key) if self._contested else None
+        holder = self._by_venue_id.get(key)
+        if claimants is not None or (holder is not None and holder is not order):
+            fields = {
+                "venue": venue,
+                "order_id": order_id,
+                "source": source,
+                "client_order_id": order.client_order_id,
+                "state": order.state.value,
+            }
+            if claimants is not None:
+                if order.client_order_id in claimants:
+                    return False
+                if final:
+                    self.log.info("order.venue_id_not_indexed", contested=sorted(claimants), **fields)
+                    order.order_id = order_id
+                    return True
+                self._conflict(key, None, sent=sent, contested=sorted(claimants), **fields)
+                return False
+            assert holder is not None
+            fields |= {"holder": holder.client_order_id, "holder_state": holder.state.value}
+            if self._aliases.get(key) is holder:
+                # An id the holder was known by before the venue named it otherwise: it gives
+                # way (the venue's id for the holder stays the holder's).
+                del self._aliases[key]
+                self.log.info("order.venue_id_alias_dropped", **fields)
+            elif holder.state in _FINAL:
+                self.log.error("order.venue_id_reused", **fields)
+            elif final:
+                self.log.info("order.venue_id_not_indexed", **fields)
+                order.order_id = order_id
+                return True
+            else:
+                self._conflict(key, holder, sent=sent, **fields)
+                return False
+        old = order.order_id
+        if old is not None and old != order_id and self._by_venue_id.get((venue, old)) is order:
+            if alias:
+                self._aliases[(venue, old)] = order
+            else:
+                del self._by_venue_id[(venue, old)]
         order.order_id = order_id
-        self._by_venue_id[(order.request.venue, order_id)] = order
+        self._by_venue_id[key] = order
+        self._aliases.pop(key, None)
+        return True
+
+    def _conflict(self, key: tuple[str, str], holding: Order | None, *, sent: bool, **fields: Any) -> None:
+        """A working order claimed `key`, which another working order (`holding`, or the orders
+        contesting it) holds: alerted, counted; contested from now on when the claimant was
+        sent (see `set_order_id`)."""
+        holder = holding
+        self.stats.order_id_conflicts += 1
+        if not sent:
+            action = "refused: the holder keeps the id; this order is not sent"
+        else:
+            action = "contested: a report naming the id is applied to neither, until a person settles it"
+            claimants = self._contested.setdefault(key, set())
+            claimants.add(str(fields["client_order_id"]))
+            if holder is not None:
+                claimants.add(holder.client_order_id)
+                if self._by_venue_id.get(key) is holder:
+                    del self._by_venue_id[key]
+                self._aliases.pop(key, None)
+        self.log.critical("order.venue_id_conflict", action=action, **fields)
+
+    def contested(self, venue: str, order_id: str | None) -> bool:
+        """Whether two working orders claimed this venue id (`set_order_id`). Such an id names
+        no order: a report naming it (a state, a fill, a reversal), whatever else it names, is
+        applied to none and counted (`stats.contested_reports`), for the venue may mean either.
+        Neither order's becoming final ends that (a late fill naming the id may be either's):
+        the id stays contested while this tracker lives. A person settles it from the venue's
+        own records (the fills under that id, which the log's `fill.not_booked` lines list) and
+        the orders' (cancelled at the venue, say); a restart then starts without it, the journal
+        restoring each order by its own record (contested again if both are still working)."""
+        return bool(order_id) and (venue, order_id) in self._contested
 
     def get(self, client_order_id: str) -> Order | None:
         """The order by client order id: in memory, else brought back from the archive."""
@@ -849,6 +975,8 @@ class OrderTracker:
             found = self._by_venue_id.get((venue, order_id))
             if found is not None:
                 return found
+            if not client_order_id and self._contested and (venue, order_id) in self._contested:
+                return None  # either of two orders (`contested`): never the archive's pick
         if not (order_id or client_order_id):
             return None
         return self._recall(venue, order_id, client_order_id)
@@ -904,14 +1032,32 @@ class OrderTracker:
     def _locate(self, venue: str, order_id: str | None, client_order_id: str | None) -> Order | None:
         # `find`'s first look, inline: a report about one of our orders in memory names it by
         # its client order id (nearly every report); `find` again otherwise, from the start.
+        if self._contested and order_id and (venue, order_id) in self._contested:
+            self._refuse_contested(venue, order_id, client_order_id)
+            return None
         order = self._by_client.get(client_order_id) if client_order_id else None
         if order is None:
             order = self.find(venue, order_id=order_id, client_order_id=client_order_id)
         if order is None:
             self.stats.unknown_orders += 1
-        elif order_id and order.order_id is None:
-            self.set_order_id(order, order_id)
+        elif order_id and order.order_id is None and not self.set_order_id(order, order_id):
+            # Named by an id another working order holds (alerted, counted): contested now,
+            # and which of the two the report is about is not ours to guess.
+            self._refuse_contested(venue, order_id, client_order_id)
+            return None
         return order
+
+    def _refuse_contested(self, venue: str, order_id: str, client_order_id: str | None) -> None:
+        """A report naming a contested venue id (`contested`): applied to no order, counted, logged."""
+        self.stats.contested_reports += 1
+        self.log.error(
+            "order.report_not_applied",
+            venue=venue,
+            order_id=order_id,
+            client_order_id=client_order_id,
+            contested=sorted(self._contested.get((venue, order_id), ())),
+            reason="its venue id is contested by two orders (order.venue_id_conflict)",
+        )
 
     def apply_update(
         self, update: OrderUpdate, *, verified: bool = False, asked: int | None = None

@@ -151,6 +151,9 @@ class OrderFlow:
         self._sent_pending: dict[str, OrderRequest] = {}
         self.rejected: dict[str, int] = {}
         self.unmatched_fills = 0
+        # Requests whose unknown outcome could not be recorded (`state_unknown` raised: a bug),
+        # each logged at critical level by the gateway (`order.outcome_unknown_not_recorded`).
+        self.outcomes_unrecorded = 0
         # Told of each fill left unbooked because the journal could not be read (the live engine
         # then has the venue's fills caught up again), never of a fill that is simply not ours.
         self.on_unreadable_fill: Callable[[Fill], None] | None = None
@@ -385,9 +388,14 @@ class OrderFlow:
         """A venue's word moved `order` from `was` (the tracker's reports, a venue's refusal):
         the first word on a sent order times its acknowledgement; one that makes it final is
         counted by status and reason. A refusal that says the venue never had it (`exc`'s code)
-        is no acknowledgement."""
+        is no acknowledgement, nor is a refusal of ours before sending (`OrderDenied`)."""
         sent = self._sent_ns.pop(order.request.client_order_id, None) if self._sent_ns else None
-        if sent is not None and (exc is None or (exc.code not in _UNKNOWN_CODES and exc.code != "not_sent")):
+        if sent is not None and (
+            exc is None
+            or (
+                exc.code not in _UNKNOWN_CODES and exc.code != "not_sent" and not isinstance(exc, OrderDenied)
+            )
+        ):
             waited = order.updated_ns - sent
             if waited >= 0:
                 venue = order.request.venue
@@ -417,7 +425,7 @@ class OrderFlow:
         if exc is not None:
             if exc.code in _UNKNOWN_CODES:
                 return "state_unknown"
-            if exc.code == "not_sent":
+            if exc.code == "not_sent" or isinstance(exc, OrderDenied):  # never reached the venue
                 return "other"
             if _post_only(str(exc.code)) or _post_only(exc.venue_message) or _post_only(exc.reason):
                 return "post_only"
@@ -511,10 +519,19 @@ class OrderFlow:
         self.tracker.hold_final = False
         return result
 
-    def assign_order_id(self, order: Order, order_id: str) -> None:
-        """The venue's id for an order, known before sending (the gateway's `prepare`)."""
-        self.tracker.set_order_id(order, order_id)
+    def assign_order_id(
+        self, order: Order, order_id: str, *, source: str = "prepare", alias: bool = False
+    ) -> bool:
+        """The venue's id for an order: known before sending (the gateway's `prepare`), or named
+        by the venue's answer (`acknowledged`; `alias`: the id it had stays indexed for it).
+        Journaled when taken; False when refused because another working order holds it
+        (`OrderTracker.set_order_id`: alerted, counted; the order as it was). Refused before
+        sending, the holder keeps the id; refused after, the id is contested."""
+        sent = source != "prepare"
+        if not self.tracker.set_order_id(order, order_id, source=source, sent=sent, alias=alias):
+            return False
         self._journal("state", order, "order_id")
+        return True
 
     def venue_rejected(self, order: Order, exc: OrderRejected, *, now_ns: int) -> OrderUpdate:
         """The venue refused a new order: it is final, and the strategy hears of it."""
@@ -538,9 +555,29 @@ class OrderFlow:
         engine learns the id from nowhere else when it was not known before sending), and one
         the venue acknowledged (`accepted`: a Polymarket FAK "matched" by an amount not said)
         is open with that reason, not pending: the venue's silence about it later is no word
-        that it never took it. Called before `state_unknown`, which then follows it up."""
-        if exc.order_id and order.order_id is None:
-            self.assign_order_id(order, exc.order_id)
+        that it never took it. Called before `state_unknown`, which then follows it up.
+
+        The venue's id wins over one `prepare` computed before sending: an answer naming another
+        is alerted (`order.venue_id_differs`) and the order is named by the venue's id from then
+        on (its fills name that one); ours stays indexed for it as an alias (a fill already on
+        its way may name it) unless another order claims it. The same id in another letter case
+        (Polymarket's hex ids, compared ignoring case) is no other id: the order keeps its own.
+        An id another working order holds is refused and contested (`OrderTracker.set_order_id`,
+        alerted): the order keeps what it had, and its acknowledgement, the venue's word on its
+        state, is taken all the same."""
+        venue_id = exc.order_id
+        prepared = order.order_id
+        if venue_id and (prepared is None or prepared.lower() != venue_id.lower()):
+            if prepared is not None:
+                self.flush_sent()
+                self.log.error(
+                    "order.venue_id_differs",
+                    **_whose(order.request),
+                    prepared=prepared,
+                    venue_id=venue_id,
+                    action="the venue's id is the order's from now on (ours kept as an alias)",
+                )
+            self.assign_order_id(order, venue_id, source="acknowledged", alias=True)
         if exc.accepted and order.state is _PENDING_NEW:
             reason = exc.venue_message or "acknowledged by the venue, outcome unknown"
             self.on_update(
@@ -552,22 +589,26 @@ class OrderFlow:
         """A request's outcome is unknown (timeout, connection lost after sending). The order
         stays tracked as it is; it is never re-sent: the venue's reports, the live engine's
         questions about it (`on_outcome_unknown`) or a reconciliation settle it. Its answer, if
-        one comes, is no acknowledgement time (`order_ack`)."""
-        self.flush_sent()
-        self._sent_ns.pop(order.client_order_id, None)
-        self._journal(
-            "note", "outcome_unknown", order.client_order_id, error=str(exc), state=order.state.value
-        )
-        self.log.error(
-            "order.outcome_unknown",
-            **_whose(order.request),
-            state=order.state.value,
-            error=str(exc),
-        )
-        if order.state is _PENDING_NEW:
-            self._unanswered_places.add(order.client_order_id)
-        if self.on_outcome_unknown is not None:
-            self.on_outcome_unknown(order)
+        one comes, is no acknowledgement time (`order_ack`). The questions start even when the
+        bookkeeping before them raises (a bug: its caller counts and logs it, `outcomes_unrecorded`):
+        an order whose outcome is unknown is never left unwatched."""
+        try:
+            self.flush_sent()
+            self._sent_ns.pop(order.client_order_id, None)
+            self._journal(
+                "note", "outcome_unknown", order.client_order_id, error=str(exc), state=order.state.value
+            )
+            self.log.error(
+                "order.outcome_unknown",
+                **_whose(order.request),
+                state=order.state.value,
+                error=str(exc),
+            )
+            if order.state is _PENDING_NEW:
+                self._unanswered_places.add(order.client_order_id)
+        finally:
+            if self.on_outcome_unknown is not None:
+                self.on_outcome_unknown(order)
 
     def check_edit(self, order: Order, price: Decimal | None, size: Decimal | None, *, now_ns: int) -> None:
         """Run the pre-trade checks on an order as it would be after an edit (new price and/or
@@ -654,7 +695,9 @@ class OrderFlow:
         )
         order = self.tracker.add(request, now_ns=update.ts_local)
         if update.order_id:
-            self.tracker.set_order_id(order, update.order_id)
+            # Refused (alerted) when another working order holds it: adopted without it, and
+            # the id contested (`OrderTracker.contested`).
+            self.tracker.set_order_id(order, update.order_id, source="adopt")
         order.filled_size = update.filled_size
         if update.status is not _PENDING_NEW and order.can_transition(update.status):
             order.transition(update.status, now_ns=update.ts_local)
@@ -977,7 +1020,9 @@ class OrderFlow:
         # (the price's half of `no_cost_basis` first: no registry look-up for a usual fill)
         if price.is_finite() and price <= 0 and self._no_cost_at(fill):
             return None
-        lookup_failures = tracker.stats.archive_failures
+        stats = tracker.stats
+        lookup_failures = stats.archive_failures
+        contested = stats.contested_reports
         events = tracker.apply_fill(fill)
         if events:
             key = (fill.venue, fill.instrument)  # `_reported`, inline
@@ -991,6 +1036,24 @@ class OrderFlow:
             elif booked is None and isinstance(e, Fill):
                 booked = e
         if booked is None:
+            if stats.contested_reports != contested:
+                # It names a venue id two working orders of ours claimed (the tracker alerted
+                # both, `OrderTracker.contested`): booked to neither, never guessed; a person
+                # books it.
+                self.unmatched_fills += 1
+                self.log.critical(
+                    "fill.not_booked",
+                    venue=fill.venue,
+                    instrument=fill.instrument,
+                    order_id=fill.order_id,
+                    client_order_id=fill.client_order_id,
+                    trade_id=fill.trade_id,
+                    side=fill.side.value,
+                    size=decimal_text(fill.size),
+                    price=decimal_text(fill.price),
+                    reason="its venue order id is contested by two orders (order.venue_id_conflict)",
+                )
+                return None
             # A journal that could not be read is not "not ours": booking the fill on an order
             # rebuilt without its fills could book it twice. Left unbooked and alerted instead
             # (critical); the venue's next report of it (a reconnect's catch-up of fills, say)

@@ -383,8 +383,16 @@ class ExecutionGateway:
     async def _prepare_and_place(self, order: Order) -> Sequence[PrivateEvent]:
         # The venue's id before sending, where the venue knows it (`ExecutionClient.prepare`).
         order_id = self.client.prepare(order)
-        if order_id:
-            self.flow.assign_order_id(order, order_id)
+        if order_id and not self.flow.assign_order_id(order, order_id):
+            # Another working order holds that id (alerted, counted): sent, the two would share
+            # one venue id and each be credited the other's fills. Known not sent: refused.
+            raise OrderDenied(
+                f"not sent: its venue id {order_id} is held by another working order",
+                venue=self.venue,
+                instrument=order.request.instrument,
+                client_order_id=order.client_order_id,
+                code="venue_id_conflict",
+            )
         return await self.client.place(order)
 
     async def _send_place(self, order: Order) -> Sequence[PrivateEvent]:
@@ -416,8 +424,22 @@ class ExecutionGateway:
     def _unknown(self, action: str, order: Order, exc: VenueError) -> OrderOutcomeUnknown:
         """A request sent (or perhaps sent) without a readable answer: the order stays tracked
         as it is and is never re-sent (`OrderFlow.state_unknown`); its caller hears so, as its
-        own type, never as a refusal."""
-        self.flow.state_unknown(order, exc)
+        own type, never as a refusal. That holds even when recording it fails (a bug in the
+        flow's bookkeeping): the failure is logged (`order.outcome_unknown_not_recorded`) and
+        counted (`OrderFlow.outcomes_unrecorded`, in the status), the order's questions start
+        all the same (`state_unknown`), and the caller still hears the outcome is unknown, never
+        the gateway's "internal error"."""
+        try:
+            self.flow.state_unknown(order, exc)
+        except Exception:
+            self.flow.outcomes_unrecorded += 1
+            self.log.critical(
+                "order.outcome_unknown_not_recorded",
+                action=action,
+                client_order_id=order.client_order_id,
+                error=str(exc),
+                exc_info=True,
+            )
         unknown = OrderOutcomeUnknown(
             f"{action} {order.client_order_id}: outcome unknown ({exc}); the order stays tracked "
             "and the venue's reports settle it",

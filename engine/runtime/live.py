@@ -1319,7 +1319,7 @@ class LiveEngine:
                 ),
                 now_ns=self.clock(),
             )
-        else:
+        elif not self._remainder_unsaid(venue, order, after="reconciliation", answer="not_known"):
             self.log.error(
                 "order.unknown_at_venue",
                 venue=venue,
@@ -1400,8 +1400,11 @@ class LiveEngine:
         an answer), or its being final, ends the questions. Unreachable, the venue is asked
         again after the next delay. A new order it still has no record of at the last question
         it never took (its answer to a question asked a minute after the request, however
-        lost, is its word): rejected, so the strategy and its limits are freed. Ends with the
-        engine (its nursery's cancellation)."""
+        lost, is its word): rejected, so the strategy and its limits are freed. An immediate
+        order (IOC, FOK) is settled only by a final state: neither a fill nor an answer that
+        leaves it working ends its questions, and one the last question leaves short of a final
+        state is alerted as such (`_remainder_unsaid`), never "unknown at the venue" for an
+        order the venue filled. Ends with the engine (its nursery's cancellation)."""
         cid = order.client_order_id
         delays = self.outcome_followup_s
         gateway = self.gateways[venue]
@@ -1435,10 +1438,17 @@ class LiveEngine:
                 self.flow._journal(
                     "note", "outcome_asked", cid, attempt=attempt, answer=answer, state=order.state.value
                 )
-                if answer in ("answered", "overtaken"):
+                if answer in ("answered", "overtaken") and (
+                    order.state.is_final or order.request.time_in_force not in _IMMEDIATE
+                ):
                     return
+                # (An immediate order the venue's word left working, partly filled, say: only
+                # a final state is its fate. Asked again at the next delay.)
                 if self._following[cid] != since:
                     attempt, answer = 0, None  # a request's outcome unknown while it was asked
+            if order.state.is_final:  # a report settled it while the last question was asked
+                self.flow._journal("note", "outcome_settled", cid, by="report", state=order.state.value)
+                return
             self._unknown_at_venue(venue, order, answer)
         finally:
             self._following.pop(cid, None)
@@ -1452,6 +1462,10 @@ class LiveEngine:
             "state": order.state.value,
             "questions": len(self.outcome_followup_s),
         }
+        if answer in ("answered", "overtaken", "not_known") and self._remainder_unsaid(
+            venue, order, after="outcome_unknown", answer=answer
+        ):
+            return
         if answer != "not_known":
             # Unreachable at the last question: no word, so nothing is decided (never guessed);
             # the channel or the next reconnect's reconciliation settles it.
@@ -1481,6 +1495,35 @@ class LiveEngine:
         # Not guessed: alerted; the channel or the next reconciliation (trades) settles it.
         self.log.error("order.unknown_at_venue", after="outcome_unknown", **fields)
         self.flow._journal("note", "outcome_still_unknown", order.client_order_id, answer=answer)
+
+    def _remainder_unsaid(self, venue: str, order: Order, *, after: str, answer: str) -> bool:
+        """An immediate order (IOC, FOK; Polymarket's FAK) that the venue's word, at the last
+        question, left short of a final state: partly filled by fills it reported, or said to
+        work (`answer`: "answered"), or reported on while it said it had no record
+        ("overtaken"). Its fate is not "unknown at the venue": the venue filled what it filled
+        (booked), and it is not "cancelled" either: an immediate order's remainder ends at once
+        by definition, but it is ended only when the venue says so, never guessed. It stays as it
+        is (its remainder counted as working, against its limits) and is alerted
+        (`order.remainder_unsaid`), for the venue's next report, the next reconciliation's
+        question, or a person. True when so; False for any other order (the caller's cases)."""
+        if order.state.is_final or order.request.time_in_force not in _IMMEDIATE:
+            return False
+        if answer == "not_known" and not order.filled_size:
+            return False  # no fill, no record: the caller's (never taken, or gone unsaid)
+        self.log.error(
+            "order.remainder_unsaid",
+            after=after,
+            answer=answer,
+            venue=venue,
+            client_order_id=order.client_order_id,
+            order_id=order.order_id,
+            state=order.state.value,
+            filled=decimal_text(order.filled_size),
+            remaining=decimal_text(order.remaining),
+            tif=order.request.time_in_force.value,
+        )
+        self.flow._journal("note", "outcome_still_unknown", order.client_order_id, answer=answer)
+        return True
 
     # -- expiries and funding ------------------------------------------------------------------
     async def _settlements(self) -> None:

@@ -98,9 +98,16 @@ def read_records(
     venue: str,
     action: str,
     strict: bool = True,
+    on_refused: Callable[[], object] | None = None,
 ) -> tuple[list[_T], int]:
     """Each record through `read`; those it cannot read logged (`log_refused_record`) and left
-    out. Returns what was read, in order, and how many were left out."""
+    out. Returns what was read, in order, and how many were left out.
+
+    `on_refused` is told of each record left out as it is, before its line is logged: the way
+    to count them. What `read` raises beyond `RECORD_ERRORS` (a bug, not a record's problem)
+    ends the loop and propagates, and the count returned is then never seen: the records left
+    out before it are counted all the same by `on_refused` (whose caller then does not also
+    add the count returned)."""
     out: list[_T] = []
     refused = 0
     for raw in records:
@@ -108,5 +115,7 @@ def read_records(
             out.append(read(raw))
         except RECORD_ERRORS as exc:
             refused += 1
+            if on_refused is not None:
+                on_refused()
             log_refused_record(log, event, venue=venue, raw=raw, exc=exc, action=action, strict=strict)
     return out, refused

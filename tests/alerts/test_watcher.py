@@ -36,6 +36,8 @@ def status(**changes: Any) -> dict[str, Any]:
         "reconciliations": 1,
         "reconcile_failures": 0,
         "venue_overrides": 0,
+        "order_id_conflicts": 0,
+        "unmatched_fills": 0,
         "foreign_orders": {},
         "position_mismatches": None,
         "journal": {"path": "/x/journal.sqlite", "writes": 3, "failures": 0},
@@ -209,6 +211,22 @@ def test_a_status_before_the_metrics_keys_exist_still_works() -> None:
     assert run.step(old) == []
     assert run.step({**old, "kill_switch": "x"}) == [("kill_switch", "engine", "critical")]
     assert run.watcher.errors == 0
+
+
+def test_venue_id_conflicts_and_unmatched_fills_alert_as_they_grow() -> None:
+    """`order_id_conflicts` and `unmatched_fills` grow: critical alerts, once per growth, as
+    `venue_overrides` alerts (a warning). Before, neither was watched."""
+    run = Run()
+    run.step(status(order_id_conflicts=2, unmatched_fills=1))  # the baseline: nothing alerted
+    assert run.step(status(order_id_conflicts=3, unmatched_fills=1)) == [
+        ("order_id_conflict", "engine", "critical")
+    ]
+    assert run.step(status(order_id_conflicts=3, unmatched_fills=1)) == []
+    assert run.step(status(order_id_conflicts=3, unmatched_fills=4)) == [
+        ("unmatched_fill", "engine", "critical")
+    ]
+    (last,) = run.sent[-1:]
+    assert last.text.startswith("3 fills reported by a venue booked to no order")
 
 
 def test_reconciliation_surprises() -> None:

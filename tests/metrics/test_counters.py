@@ -228,7 +228,8 @@ def test_the_venue_overriding_a_final_state_counts_no_second_final_order() -> No
 
 
 class _Venue:
-    """An ExecutionClient double that accepts every order at once."""
+    """An ExecutionClient double that accepts every order at once (each under its own venue id:
+    two working orders under one are refused, `OrderTracker.set_order_id`)."""
 
     venue = "deribit"
 
@@ -243,7 +244,7 @@ class _Venue:
                 instrument=r.instrument,
                 ts_exchange=None,
                 ts_local=_NOW + 1_000_000,
-                order_id="V1",
+                order_id=f"V-{r.client_order_id}",
                 client_order_id=r.client_order_id,
                 status=OrderState.OPEN,
                 side=r.side,

@@ -181,7 +181,13 @@ def test_the_values_are_the_daemons_counters(tmp_path: Path) -> None:
     assert states == {"live": 0, "stale": 0, "connecting": 0, "down": 1}
     assert _sample(found, "tradingd_venue_up", venue="deribit") == 0
     assert "tradingd_venue_last_frame_age_seconds" not in found  # no frame yet: absent, not 0
-    for kind in ("foreign_order", "venue_override", "position_mismatch"):
+    for kind in (
+        "foreign_order",
+        "venue_override",
+        "order_id_conflict",
+        "unmatched_fill",
+        "position_mismatch",
+    ):
         assert _sample(found, "tradingd_reconcile_surprises_total", kind=kind) == 0
     assert _sample(found, "tradingd_alerts_sent_total", channel="slack") == 2
     assert _sample(found, "tradingd_alerts_failed_total", channel="discord") == 1
@@ -213,7 +219,8 @@ def test_no_order_id_nor_secret_is_ever_in_a_scrape(tmp_path: Path) -> None:
     # Every label value is of a bounded set: names the config or the venue gives, or a class.
     bounded = {"once", "deribit", PERP.symbol, "live", *FINAL_REASONS, *CHECKS}
     bounded |= {"filled", "cancelled", "rejected", "expired", "stale", "connecting", "down"}
-    bounded |= {"foreign_order", "venue_override", "position_mismatch", "engine"}
+    bounded |= {"foreign_order", "venue_override", "order_id_conflict", "unmatched_fill"}
+    bounded |= {"position_mismatch", "engine"}
     version = found["tradingd_info"].samples[0].labels["version"]
     les = {s.labels["le"] for family in found.values() for s in family.samples if "le" in s.labels}
     assert values - les - {version} <= bounded
@@ -281,11 +288,19 @@ def test_status_says_the_pinned_counters_beside_what_it_said_before(tmp_path: Pa
     assert equity < 0 and once["today_pnl"] == pytest.approx(equity)
     assert status["today_pnl"] == pytest.approx(equity)  # the engine's: its one strategy's
     assert status["risk_refusals"] == {"instrument": 1}
-    assert status["reconcile_surprises"] == {"foreign_order": 0, "venue_override": 0, "position_mismatch": 0}
+    assert status["reconcile_surprises"] == dict.fromkeys(
+        ("foreign_order", "venue_override", "order_id_conflict", "unmatched_fill", "position_mismatch"), 0
+    )
     daemon.engine.foreign_orders_found.update(deribit=2, derive=1)
     daemon.engine.position_mismatches = 4
     surprises = daemon.status()["reconcile_surprises"]
-    assert surprises == {"foreign_order": 3, "venue_override": 0, "position_mismatch": 4}
+    assert surprises == {
+        "foreign_order": 3,
+        "venue_override": 0,
+        "order_id_conflict": 0,
+        "unmatched_fill": 0,
+        "position_mismatch": 4,
+    }
 
 
 def test_a_fresh_strategy_exports_every_refusal_check_and_final_class_at_zero(tmp_path: Path) -> None:
@@ -345,3 +360,33 @@ def test_a_position_gone_flat_is_served_at_zero_not_dropped(tmp_path: Path) -> N
     found = scrape()
     assert _sample(found, "tradingd_position", **where) == 0
     assert len(found["tradingd_position"].samples) == 1  # only what was traded
+
+
+def test_venue_id_conflicts_and_unmatched_fills_are_shown_as_venue_overrides_are(tmp_path: Path) -> None:
+    """Two working orders named by one venue id (contested: alerted, counted), and a fill naming
+    only that id (booked to neither): both counters are in the status, top level and among the
+    surprises, and in the scrape, as `venue_overrides` is. Before, the status and the scrape
+    showed neither."""
+    daemon = _daemon(tmp_path)
+    flow = daemon.engine.flow
+    flow.registry.add(PERP)
+    daemon.engine.market_state.on_ticker(ticker(PERP.symbol, index=90_000.0, mark=90_010.0))
+    orders = [
+        flow.accept(request("buy", "10", "90000", instrument=PERP.symbol, cid=cid, strategy="once"), now_ns=S)
+        for cid in (CID, "once-k3y7-2")
+    ]
+    assert flow.assign_order_id(orders[0], OID, source="acknowledged")
+    assert not flow.assign_order_id(orders[1], OID, source="acknowledged")
+    flow.on_fill(fill(TRADE, "10", "90000", oid=OID))
+    status = daemon.status()
+    assert (status["order_id_conflicts"], status["unmatched_fills"]) == (1, 1)
+    surprises = status["reconcile_surprises"]
+    assert (surprises["order_id_conflict"], surprises["unmatched_fill"], surprises["venue_override"]) == (
+        1,
+        1,
+        0,
+    )
+    _, found = _scrape(daemon)
+    assert _sample(found, "tradingd_reconcile_surprises_total", kind="order_id_conflict") == 1
+    assert _sample(found, "tradingd_reconcile_surprises_total", kind="unmatched_fill") == 1
+    assert status["outcomes_unrecorded"] == 0

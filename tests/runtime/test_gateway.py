@@ -767,3 +767,98 @@ def test_waiting_order_sent_lines_come_in_the_orders_order_each_once() -> None:
         ("order.sent", "s-bt-2"),
         ("order.sent", "s-bt-3"),
     ]
+
+
+class _SameIdVenue(FakeVenue):
+    """As `FakeVenue`, but `prepare` names every order V1 (a venue id computed before sending,
+    as Polymarket's order hash is, that a bug made the same twice)."""
+
+    def prepare(self, order: Order) -> str | None:
+        return "V1"
+
+    async def place(self, order: Order) -> Sequence[PrivateEvent]:
+        self.sent.append(order.client_order_id)
+        return [self._update(order, OrderState.OPEN, "V1")]
+
+
+async def test_an_order_whose_prepared_id_another_working_order_holds_is_not_sent() -> None:
+    """The second order's prepared id is the first's (working): sent, the two would share one
+    venue id and be credited each other's fills. It is refused, known not sent (rejected; its
+    caller hears `OrderRejected`), the first keeps the id, and the gateway goes on. Before, the
+    second took the index and was sent."""
+    flow, _ = make_flow()
+    venue = _SameIdVenue()
+    gw = ExecutionGateway(venue, flow, capacity=4)
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gw.run)
+            first = await gw.place_order(request(cid="s-bt-1"))
+            with pytest.raises(OrderRejected, match="held by another working order") as refused:
+                await gw.place_order(request(cid="s-bt-2"))
+            gw.close()
+    # Our own word (an `OrderDenied`), not `VenueRejected`'s "not_sent".
+    assert refused.value.code == "venue_id_conflict" and not isinstance(refused.value, VenueError)
+    assert first.status is OrderState.OPEN and venue.sent == ["s-bt-1"]
+    second = flow.tracker.get("s-bt-2")
+    assert second is not None and second.state is OrderState.REJECTED and second.order_id is None
+    assert flow.tracker.find("deribit", order_id="V1") is flow.tracker.get("s-bt-1")
+    assert flow.tracker.stats.order_id_conflicts == 1
+    assert [e["event"] for e in logs if e["log_level"] == "critical"] == ["order.venue_id_conflict"]
+    assert gw.processed == 2 and flow.finals["s"] == {("rejected", "other"): 1}
+    # Never sent, the second is no claimant: V1 is the first's alone, its fills booked to it.
+    assert not flow.tracker.contested("deribit", "V1")
+    assert flow.on_fill(_fill_of("V1", "T1")) is not None
+    assert flow.position("s", "deribit", OPTION.symbol) == Decimal("0.5")
+
+
+def _fill_of(order_id: str, trade_id: str) -> Fill:
+    """A fill naming its order by the venue's id alone (as Polymarket's do)."""
+    return Fill(
+        venue="deribit",
+        instrument=OPTION.symbol,
+        ts_exchange=None,
+        ts_local=1,
+        order_id=order_id,
+        trade_id=trade_id,
+        side=Side.BUY,
+        price=Decimal("0.05"),
+        size=Decimal("0.5"),
+        fee=Decimal("0.0001"),
+        fee_currency="BTC",
+        liquidity=Liquidity.MAKER,
+    )
+
+
+class _AnswersV1Venue(FakeVenue):
+    """As `FakeVenue`, but its answer names every order V1 (a venue, or a connector, gone
+    wrong): nothing computed before sending."""
+
+    async def place(self, order: Order) -> Sequence[PrivateEvent]:
+        self.sent.append(order.client_order_id)
+        return [self._update(order, OrderState.OPEN, "V1")]
+
+
+async def test_a_fill_naming_only_a_venue_id_two_sent_orders_were_given_is_booked_to_neither() -> None:
+    """The venue answers two orders, both sent, with one id V1. Which of the two a fill naming
+    only V1 (Polymarket's name no client id) belongs to is not ours to guess: it is booked to
+    neither, alerted (`fill.not_booked`, critical) and counted. Before (main), the second's
+    answer took V1 and the fill was booked to it; before r12's review, the first kept V1 and
+    the fill was booked to the first. Either may be wrong: a position in the ledger the venue
+    may not hold."""
+    flow, _ = make_flow()
+    venue = _AnswersV1Venue()
+    gw = ExecutionGateway(venue, flow, capacity=4)
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gw.run)
+            await gw.place_order(request(cid="s-bt-1"))
+            await gw.place_order(request(cid="s-bt-2"))
+            gw.close()
+        assert flow.on_fill(_fill_of("V1", "T1")) is None
+    assert venue.sent == ["s-bt-1", "s-bt-2"]
+    first, second = flow.tracker.get("s-bt-1"), flow.tracker.get("s-bt-2")
+    assert first is not None and second is not None
+    assert first.fills_size == second.fills_size == 0
+    assert flow.position("s", "deribit", OPTION.symbol) == 0 and flow.unmatched_fills == 1
+    critical = [e["event"] for e in logs if e["log_level"] == "critical"]
+    assert critical == ["order.venue_id_conflict", "fill.not_booked"]

@@ -21,7 +21,7 @@ from structlog.testing import LogCapture
 from tests.support.flows import make_flow
 from tests.support.helpers import OPTION, PERP, request
 from tradingd.engine import Fill, Liquidity, OrderState, OrderUpdate, Side
-from tradingd.engine.model import OrderTracker
+from tradingd.engine.model import Order, OrderTracker
 from tradingd.engine.store.journal import OrderJournal
 
 S = OrderState
@@ -327,3 +327,192 @@ def test_a_fill_beyond_the_orders_size_is_booked_and_alerted() -> None:
     assert any(isinstance(e, Fill) for e in events) and t.stats.overfills == 1
     (alert,) = alerts(capture, "fill.beyond_order_size")
     assert (alert["size"], alert["fills_before"], alert["order_size"]) == ("0.8", "0.4", "1")
+
+
+# ------------------------------------------- two orders under one venue id (review of r12, 2)
+
+
+def _two_orders(t: OrderTracker) -> tuple[Order, Order]:
+    """`s-bt-1` open as V1 (the ordinary way), and `s-bt-2`, pending, with no venue id yet."""
+    reach(t, S.OPEN)
+    first = t.get("s-bt-1")
+    second = t.add(request(cid="s-bt-2"), now_ns=1)
+    assert first is not None and first.order_id == "V1"
+    return first, second
+
+
+def test_a_venue_id_two_working_orders_claim_is_contested_and_names_neither() -> None:
+    """The venue names `s-bt-2` by V1, which `s-bt-1` (working) holds. The id becomes
+    contested: alerted (critical, both orders), counted, out of the index, and every report
+    naming it (by V1 alone, as Polymarket's do, or with either client id) is applied to neither
+    and counted. Before (r12), the holder kept V1 in the index: its reports naming only V1
+    went to it, though the venue may have meant the other. Neither order's becoming final ends
+    the contest (a late fill naming V1 may be either's), and a third claimant joins it."""
+    t, capture = tracker()
+    first, second = _two_orders(t)
+    assert t.set_order_id(second, "V1", source="acknowledged") is False
+    assert t.contested("deribit", "V1") and t.find("deribit", order_id="V1") is None
+    assert (first.order_id, second.order_id) == ("V1", None) and t.stats.order_id_conflicts == 1
+    (alert,) = alerts(capture, "order.venue_id_conflict")
+    assert (alert["holder"], alert["client_order_id"], alert["source"]) == (
+        "s-bt-1",
+        "s-bt-2",
+        "acknowledged",
+    )
+    only_id = msgspec.structs.replace(update(S.FILLED, "1", ts=4), client_order_id=None)
+    named_second = msgspec.structs.replace(update(S.OPEN, ts=4), client_order_id="s-bt-2")
+    assert t.apply_update(only_id) == [] and t.apply_update(named_second) == []
+    assert t.apply_update(update(S.CANCELLED, ts=4)) == []  # names s-bt-1 and V1
+    assert t.apply_fill(fill("0.5", "x")) == []  # names V1 only
+    assert (first.state, first.fills_size, second.state) == (S.OPEN, Decimal(0), S.PENDING_NEW)
+    assert t.stats.contested_reports == 4 and t.stats.order_id_conflicts == 1
+    assert len([e for e in capture.entries if e["event"] == "order.report_not_applied"]) == 4
+    # Both final (their client ids alone name them): still contested.
+    t.apply_update(msgspec.structs.replace(update(S.CANCELLED, ts=5), order_id=None))
+    t.apply_update(msgspec.structs.replace(update(S.REJECTED, ts=5), order_id=None, client_order_id="s-bt-2"))
+    assert first.state.is_final and second.state.is_final
+    assert t.apply_fill(fill("0.5", "y")) == [] and t.find("deribit", order_id="V1") is None
+    third = t.add(request(cid="s-bt-3"), now_ns=6)
+    assert t.set_order_id(third, "V1") is False and third.order_id is None
+    assert t.stats.order_id_conflicts == 2 and t.contested("deribit", "V1")
+
+
+def test_an_id_computed_before_sending_that_a_working_order_holds_is_refused_uncontested() -> None:
+    """`prepare`'s id (`sent=False`): the second order is then not sent, so the venue knows one
+    order by V1: the holder keeps it (its fills still booked to it), alerted and counted."""
+    t, capture = tracker()
+    first, second = _two_orders(t)
+    assert t.set_order_id(second, "V1", source="prepare", sent=False) is False
+    assert not t.contested("deribit", "V1") and t.find("deribit", order_id="V1") is first
+    assert t.stats.order_id_conflicts == 1 and len(alerts(capture, "order.venue_id_conflict")) == 1
+    assert any(isinstance(e, Fill) for e in t.apply_fill(fill("0.5", "x")))
+    assert first.fills_size == Decimal("0.5") and second.order_id is None
+    # The holder final, the id may go to another (the venue reused it), said in the log.
+    t.apply_update(update(S.CANCELLED, ts=5))
+    assert t.set_order_id(second, "V1") is True and t.find("deribit", order_id="V1") is second
+    assert [e["event"] for e in capture.entries if e["event"] == "order.venue_id_reused"] == [
+        "order.venue_id_reused"
+    ]
+
+
+def test_a_fill_naming_an_order_by_another_working_orders_id_is_booked_to_neither() -> None:
+    """The flow books such a fill to neither order, and says so at critical level with what a
+    person needs to book it (`fill.not_booked`, counted with the unmatched fills)."""
+    capture = LogCapture()
+    flow = make_flow(None)
+    flow.log = structlog.wrap_logger(
+        None, processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(0)
+    )
+    first, second = _two_orders(flow.tracker)
+    stolen = msgspec.structs.replace(fill("0.5", "x"), client_order_id="s-bt-2")
+    assert flow.on_fill(stolen) is None
+    assert flow.position("s", "deribit", OPTION.symbol) == 0 and flow.fills.get("s", 0) == 0
+    assert flow.unmatched_fills == 1 and flow.tracker.stats.order_id_conflicts == 1
+    (alert,) = alerts(capture, "fill.not_booked")
+    assert (alert["trade_id"], alert["size"], alert["client_order_id"]) == ("x", "0.5", "s-bt-2")
+    assert first.fills_size == second.fills_size == 0
+
+
+def _record(cid: str, state: OrderState, *, fills: tuple[tuple[str, Decimal, Decimal], ...] = ()) -> Any:
+    from tradingd.engine.model.orders import RestoredOrder
+
+    filled = sum((f[1] for f in fills), Decimal(0))
+    return RestoredOrder(
+        request=request(cid=cid),
+        order_id="V1",
+        state=state,
+        price=Decimal("0.05"),
+        size=Decimal("1"),
+        filled_size=filled,
+        avg_fill_price=None,
+        reason=None,
+        created_ns=1,
+        updated_ns=1,
+        fills=fills,
+    )
+
+
+def test_a_journaled_working_order_whose_id_another_working_order_holds_contests_it() -> None:
+    """Restored from the journal, a working order whose venue id another working order holds
+    keeps the id its record gives (never read as "never sent"); the id is contested (alerted,
+    counted), never raised out of a restart."""
+    t, capture = tracker()
+    first, _ = _two_orders(t)
+    restored = t.restore(_record("s-bt-9", S.OPEN))
+    assert (restored.order_id, first.order_id) == ("V1", "V1")
+    assert t.contested("deribit", "V1") and t.find("deribit", order_id="V1") is None
+    assert t.stats.order_id_conflicts == 1 and alerts(capture, "order.venue_id_conflict")
+    (line,) = alerts(capture, "order.venue_id_conflict")
+    assert line["state"] == "open"  # its state as restored, not pending_new
+
+
+def test_a_journaled_final_order_whose_id_a_working_order_holds_is_simply_not_indexed() -> None:
+    """A final order restored (a restart, a late report's recall) whose id a working order
+    holds: its record keeps the id, the holder keeps the index, and that is no conflict (logged
+    at info level, not counted, not contested): the final order's reports are over. Before, it
+    was a critical conflict, counted, the order said to be pending_new."""
+    t, capture = tracker()
+    first, _ = _two_orders(t)
+    restored = t.restore(_record("s-bt-9", S.CANCELLED))
+    assert restored.order_id == "V1" and t.find("deribit", order_id="V1") is first
+    assert t.stats.order_id_conflicts == 0 and not t.contested("deribit", "V1")
+    assert not [e for e in capture.entries if e["log_level"] == "critical"]
+    (line,) = [e for e in capture.entries if e["event"] == "order.venue_id_not_indexed"]
+    assert (line["log_level"], line["state"], line["holder"]) == ("info", "cancelled", "s-bt-1")
+
+
+def test_a_late_fill_of_a_recalled_final_order_whose_id_a_working_order_holds_is_a_duplicate(
+    tmp_path: Path,
+) -> None:
+    """`s-bt-1` filled (trade T1) and let go to the journal; after a restart `s-bt-2` works
+    under V1 (the venue reused it). The venue repeats T1 naming `s-bt-1`: recalled, it is a
+    duplicate, nothing more. Before, the recall counted a conflict and the flow reported the
+    repeat as `fill.not_booked` (critical, an unmatched fill)."""
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    flow = make_flow(journal)
+    flow.accept(request(), now_ns=1)
+    flow.on_update(update(S.OPEN))
+    assert flow.on_fill(msgspec.structs.replace(fill("1", "T1"), client_order_id="s-bt-1")) is not None
+    restarted = make_flow(journal)
+    restarted.restore(journal, now_ns=10 * 86_400 * 10**9)  # beyond the window: not in memory
+    assert restarted.tracker.get("s-bt-2") is None and len(restarted.tracker) == 0
+    restarted.accept(request(cid="s-bt-2"), now_ns=10 * 86_400 * 10**9)
+    second = restarted.tracker.get("s-bt-2")
+    assert second is not None and restarted.assign_order_id(second, "V1", source="acknowledged")
+    capture = LogCapture()
+    restarted.log = structlog.wrap_logger(
+        None, processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(0)
+    )
+    repeat = msgspec.structs.replace(fill("1", "T1"), client_order_id="s-bt-1", order_id=None)
+    assert restarted.on_fill(repeat) is None
+    assert restarted.tracker.stats.duplicate_fills == 1 and restarted.unmatched_fills == 0
+    assert restarted.tracker.stats.order_id_conflicts == 0
+    assert restarted.tracker.find("deribit", order_id="V1") is second
+    assert not [e for e in capture.entries if e["event"] == "fill.not_booked"]
+
+
+def test_a_restart_restores_two_working_orders_journaled_under_one_id_as_contested(tmp_path: Path) -> None:
+    """The flow's restart path (`OrderFlow.restore`): two working orders the journal has under
+    V1 (as a tradingd before r12 journaled them, the second taking the id) come back contested:
+    alerted, counted, a fill naming V1 booked to neither (`fill.not_booked`), never raised out of
+    the restart."""
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    flow = make_flow(journal)
+    for cid in ("s-bt-1", "s-bt-2"):
+        order = flow.accept(request(cid=cid), now_ns=1)
+        flow.tracker._by_venue_id.clear()  # as before r12: nothing refused the second
+        assert flow.assign_order_id(order, "V1", source="acknowledged")
+    restarted = make_flow(journal)
+    capture = LogCapture()
+    restarted.log = structlog.wrap_logger(
+        None, processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(0)
+    )
+    restarted.restore(journal, now_ns=2)
+    tracker = restarted.tracker
+    first, second = tracker.get("s-bt-1"), tracker.get("s-bt-2")
+    assert first is not None and second is not None
+    assert (first.order_id, second.order_id) == ("V1", "V1")
+    assert tracker.contested("deribit", "V1") and tracker.stats.order_id_conflicts == 1
+    assert restarted.on_fill(fill("0.5", "x")) is None and restarted.unmatched_fills == 1
+    assert first.fills_size == second.fills_size == 0
+    assert len(alerts(capture, "fill.not_booked")) == 1
