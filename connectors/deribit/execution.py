@@ -391,8 +391,13 @@ class DeribitExecution(VenueExecution):
         included (a page may end among several trades of one millisecond: the next page would
         skip the others from one past it), each trade taken once by its id and order (a trade
         between two orders of ours is listed once per order, under one id: a fill of each). A
-        page all in the one millisecond it starts from cannot move on so: the rest of that
-        millisecond is lost, loudly (`fills.history_truncated`), and paging goes on past it.
+        page all in the one millisecond it starts from cannot move on so: that millisecond is
+        asked again newest first (`sorting` desc, the venue sorts by trade id), and when the two
+        pages meet, every trade of it has been read; when they do not (more than two pages of
+        trades in one millisecond) the trades between them cannot be asked for by time and are
+        lost, loudly (`fills.history_truncated`). Paging goes on from the next millisecond,
+        never past the window's end: a start after the end is no history (an empty page from the
+        simulator, a refusal from a venue that checks the range, failing the whole catch-up).
 
         A page that is not a page of trades is an unreadable answer (`VenueError`); one trade
         in it that cannot be read (a field missing or of the wrong type, a number out of range,
@@ -413,34 +418,13 @@ class DeribitExecution(VenueExecution):
             refused: set[bytes] = set()  # records already counted, met again on the next page
             pages = 0
             while True:
-                raw = await self.session.call_retrying(
-                    "private/get_user_trades_by_currency_and_time",
-                    {
-                        "currency": currency,
-                        "start_timestamp": start_ms,
-                        "end_timestamp": end_ms,
-                        "count": self.page_size,
-                        "sorting": "asc",
-                    },
-                )
-                now = self.clock()
-                try:
-                    check_text(raw, VENUE, "user trades")  # the records' strings are read one by one
-                    page = _decode_trade_page(raw)
-                except _UNREADABLE as exc:
-                    raise _unreadable("user trades", exc) from None
+                page, now = await self._trade_page(currency, start_ms, end_ms, "asc")
                 last: int | None = None
                 for record in page.trades:
                     stamp = _stamp(record)
                     if stamp is not None and start_ms <= stamp <= end_ms:
                         last = stamp if last is None else max(last, stamp)
-                    fill = self._trade_record(record, now, refused, (from_ms, end_ms))
-                    if fill is None:
-                        continue
-                    key = (fill.trade_id, fill.order_id or "")
-                    if key not in seen:
-                        seen.add(key)
-                        out.append(fill)
+                self._take(page.trades, now, refused, (from_ms, end_ms), seen, out)
                 if not page.has_more:
                     break
                 pages += 1
@@ -463,16 +447,69 @@ class DeribitExecution(VenueExecution):
                     )
                     break
                 if last == start_ms:
-                    _log.error(
-                        "fills.history_truncated",
-                        venue=VENUE,
-                        currency=currency,
-                        from_ms=start_ms,
-                        reason=f"a whole page of {len(page.trades)} in one millisecond: the rest skipped",
-                    )
+                    # A whole page in one millisecond: its newest trades, newest first (taken in
+                    # the venue's order, oldest first, after the first page's).
+                    pages += 1
+                    tail, now = await self._trade_page(currency, last, last, "desc")
+                    self._take(tail.trades[::-1], now, refused, (from_ms, end_ms), seen, out)
+                    if tail.has_more and not {bytes(r) for r in page.trades} & {
+                        bytes(r) for r in tail.trades
+                    }:
+                        _log.error(
+                            "fills.history_truncated",
+                            venue=VENUE,
+                            currency=currency,
+                            from_ms=start_ms,
+                            reason=f"at least {len(page.trades) + len(tail.trades)} trades in one "
+                            "millisecond: the first and the last read, any between them skipped",
+                        )
+                    if last == end_ms:
+                        break  # the window's last millisecond read: nothing after it to ask for
                     last += 1
                 start_ms = last
         return out
+
+    def _take(
+        self,
+        records: Sequence[msgspec.Raw],
+        now: int,
+        refused: set[bytes],
+        window: tuple[int, int],
+        seen: set[tuple[str, str]],
+        out: list[Fill],
+    ) -> None:
+        """The fills of a page's records (`_trade_record`) into `out`, each (trade, order) once."""
+        for record in records:
+            fill = self._trade_record(record, now, refused, window)
+            if fill is None:
+                continue
+            key = (fill.trade_id, fill.order_id or "")
+            if key not in seen:
+                seen.add(key)
+                out.append(fill)
+
+    async def _trade_page(
+        self, currency: str, start_ms: int, end_ms: int, sorting: str
+    ) -> tuple[_TradePage, int]:
+        """One page of our trades in `currency` within [start_ms, end_ms] (`start_ms <= end_ms`),
+        its envelope read (each record is read on its own), and the local time it came at."""
+        raw = await self.session.call_retrying(
+            "private/get_user_trades_by_currency_and_time",
+            {
+                "currency": currency,
+                "start_timestamp": start_ms,
+                "end_timestamp": end_ms,
+                "count": self.page_size,
+                "sorting": sorting,
+            },
+        )
+        now = self.clock()
+        try:
+            check_text(raw, VENUE, "user trades")  # the records' strings are read one by one
+            page: _TradePage = _decode_trade_page(raw)
+        except _UNREADABLE as exc:
+            raise _unreadable("user trades", exc) from None
+        return page, now
 
     def _trade_record(
         self, record: msgspec.Raw, now: int, refused: set[bytes], window: tuple[int, int]

@@ -464,16 +464,16 @@ async def test_a_page_of_records_that_cannot_be_read_still_moves_the_history_on_
     # to page on), or that lie before the time asked from (the venue does not move on).
     for page, calls in (
         ([{**trades[0], "timestamp": "soon"}, {**trades[2], "timestamp": None}], 1),
-        ([trades[0], trades[1]], 3),  # asked from before them, from them, then from past them
+        # Asked from before them, from them (all in the one millisecond asked from), that
+        # millisecond newest first (the same page: the two meet), then from past them.
+        ([trades[0], trades[1]], 4),
     ):
         canned = _Session({"trades": page, "has_more": True})
         stuck = _deribit(canned)
         with structlog.testing.capture_logs() as logs:
             assert await stuck.recent_fills(0) == []
         assert canned.calls == calls and stuck.trades_refused == 2
-        assert [e["log_level"] for e in logs if e["event"] == "fills.history_truncated"] == ["error"] * (
-            1 if calls == 1 else 2  # the millisecond skipped, then the stop
-        )
+        assert [e["log_level"] for e in logs if e["event"] == "fills.history_truncated"] == ["error"]
 
 
 async def test_an_open_order_record_that_cannot_be_read_is_left_out() -> None:
@@ -551,3 +551,59 @@ async def test_a_trade_stamped_in_the_future_neither_ends_the_history_nor_is_boo
     assert client.trades_refused == 1
     (line,) = [e for e in logs if e["event"] == "fills.record_refused"]
     assert line["trade_id"] == "f"
+
+
+@pytest.mark.parametrize("spread", ["in the window's last millisecond", "in one millisecond before it"])
+async def test_a_whole_page_in_one_millisecond_is_read_to_its_end_never_past_the_window(spread: str) -> None:
+    """A full page (more to come) all in one millisecond: the millisecond is asked again newest
+    first, and when the two pages meet every trade of it is read. In the window's last
+    millisecond, nothing is asked past it. Before, the trades of that millisecond beyond the page
+    were skipped (an error line), and the next page was asked from one past the window's end
+    (start after end: an empty page from the simulator, an error from a venue that refuses
+    such a range, failing the whole catch-up)."""
+    simulator = DeribitSimulator(seed=5)
+    session = _InProcess(simulator)
+    (ours,) = _market_buys(session, 1)
+    (trade,) = session.account.trades
+    base = trade["timestamp"]
+    client = DeribitExecution(session, registry(), currencies=["BTC"], clock=simulator.clock)  # type: ignore[arg-type]
+    client.page_size = 3
+    end = simulator.clock() // 1_000_000 + 1_000  # the window's last millisecond (`recent_fills`)
+    busy = end if spread == "in the window's last millisecond" else end - 5
+    # One trade before, then five in the busy millisecond (pages of 3: [t-0, t-1, t-2], then
+    # [t-1, t-2, t-3] all in it), and one after it when it is not the window's last.
+    stamps = [base] + [busy] * 5 + ([end - 1] if busy < end else [])
+    session.account.trades[:] = [
+        {**trade, "trade_id": f"t-{i}", "timestamp": ms} for i, ms in enumerate(stamps)
+    ]
+    with structlog.testing.capture_logs() as logs:
+        fills = await client.recent_fills((base - 1) * 1_000_000)
+    assert [f.trade_id for f in fills] == [f"t-{i}" for i in range(len(stamps))]
+    assert {f.order_id for f in fills} == {ours.order_id}
+    assert not [e for e in logs if e["event"] == "fills.history_truncated"]
+    asked = [(p["start_timestamp"], p["end_timestamp"], p["sorting"]) for _, p in session.calls]
+    assert all(start <= stop <= end for start, stop, _ in asked)
+    assert [(start, stop) for start, stop, s in asked if s == "desc"] == [(busy, busy)]
+
+
+async def test_more_trades_in_one_millisecond_than_two_pages_hold_are_read_from_both_ends_loudly() -> None:
+    """Seven trades in one millisecond, pages of three: its first three (oldest first) and last
+    three (newest first) are read; the one between them cannot be asked for by time, and that
+    is said (`fills.history_truncated`), never silent; the trade after the millisecond is read."""
+    simulator = DeribitSimulator(seed=5)
+    session = _InProcess(simulator)
+    _market_buys(session, 1)
+    (trade,) = session.account.trades
+    base = trade["timestamp"]
+    stamps = [base] * 7 + [base + 1]
+    session.account.trades[:] = [
+        {**trade, "trade_id": f"t-{i}", "timestamp": ms} for i, ms in enumerate(stamps)
+    ]
+    client = DeribitExecution(session, registry(), currencies=["BTC"], clock=simulator.clock)  # type: ignore[arg-type]
+    client.page_size = 3
+    with structlog.testing.capture_logs() as logs:
+        fills = await client.recent_fills(base * 1_000_000)
+    assert [f.trade_id for f in fills] == ["t-0", "t-1", "t-2", "t-4", "t-5", "t-6", "t-7"]
+    (line,) = [e for e in logs if e["event"] == "fills.history_truncated"]
+    assert line["log_level"] == "error" and line["from_ms"] == base
+    assert "at least 6 trades in one millisecond" in line["reason"]
