@@ -103,11 +103,40 @@ class _Settlement(msgspec.Struct):
 
 
 class _SettlementPage(msgspec.Struct):
+    """`public/get_last_settlements_by_instrument`, read whole (`delivery_price`)."""
+
     settlements: list[_Settlement]
     continuation: str | None = None
 
 
+class _SettlementRecords(msgspec.Struct):
+    """A page of `private/get_settlement_history_by_currency`: the envelope read, each record
+    on its own (`funding_payments`)."""
+
+    settlements: list[msgspec.Raw]
+    continuation: str | None = None
+
+
+class _SettlementIds(msgspec.Struct):
+    """What names a settlement record that cannot be read, as far as it can be (a log line)."""
+
+    instrument_name: str | None = None
+    timestamp: int | None = None
+
+
 _decode_settlements: Any = msgspec.json.Decoder(_SettlementPage).decode
+_decode_settlement_records: Any = msgspec.json.Decoder(_SettlementRecords).decode
+_decode_settlement: Any = msgspec.json.Decoder(_Settlement).decode
+_decode_settlement_ids: Any = msgspec.json.Decoder(_SettlementIds).decode
+
+
+def _settlement_ids(raw: msgspec.Raw) -> _SettlementIds:
+    """The instrument and time of a settlement record, as far as they can be read."""
+    try:
+        ids: _SettlementIds = _decode_settlement_ids(raw)
+    except READ_ERRORS:
+        return _SettlementIds()
+    return ids
 
 
 class _Position(msgspec.Struct):
@@ -183,6 +212,7 @@ class DeribitExecution(VenueExecution):
     page_size = 1000  # trades a page of the history (the venue's maximum)
     max_pages = 1000  # pages of the history read at most per currency (then an error in the log)
     trades_refused = 0  # trade history records that could not be read (logged)
+    funding_refused = 0  # settlement history records that could not be read or are no money (logged)
     orders_refused = 0  # open orders records that could not be read (each read, logged)
 
     def __init__(
@@ -545,7 +575,11 @@ class DeribitExecution(VenueExecution):
         """The price an expired instrument was delivered at, in its quote currency (USD for a
         future, the coin for a coin option), from the venue's delivery record
         (`public/get_last_settlements_by_instrument`, `type = delivery`: public, so a paper
-        position settles at the same price). None while the venue has not delivered it."""
+        position settles at the same price). None while the venue has not delivered it.
+
+        Read whole, not record by record: a delivery record left out would read as "not
+        delivered yet", a false fact; an answer with one that cannot be read is unreadable
+        (`VenueError`), asked again later."""
         raw = await self.session.call_retrying(
             "public/get_last_settlements_by_instrument",
             {"instrument_name": instrument, "type": "delivery", "count": 1},
@@ -575,7 +609,14 @@ class DeribitExecution(VenueExecution):
         `private/get_settlement_history_by_currency`, `type = settlement`; newest first, paged
         by `continuation`). The event id is the instrument and the settlement's time. Each
         spans the session before it (`span_ns`, 24 h): `OrderFlow.funding` splits it by the
-        positions held over the session."""
+        positions held over the session.
+
+        A page that is not a page of records is an unreadable answer (`VenueError`); one
+        record in it that cannot be read (a field missing or of the wrong type, a number that
+        is none) or whose funding is no money is that record's problem: left out, counted
+        (`funding_refused`) and logged (`funding.record_refused`, with its instrument and time
+        when they can be read), the others booked (each once: the engine books a payment by its
+        event id, which is the record's own). Before, one such record lost its whole page."""
         out: list[FundingPayment] = []
         since_ms = since_ns // 1_000_000
         for currency in self.currencies:
@@ -584,22 +625,24 @@ class DeribitExecution(VenueExecution):
             while True:
                 raw = await self.session.call_retrying("private/get_settlement_history_by_currency", params)
                 try:
-                    page = _decode_settlements(raw)
+                    check_text(raw, VENUE, "settlement history")  # the records' strings are read one by one
+                    page = _decode_settlement_records(raw)
                 except _UNREADABLE as exc:
                     raise _unreadable("settlement history", exc) from None
-                for item in page.settlements:
-                    name = item.instrument_name
-                    if item.timestamp < since_ms or name is None or item.funding is None:
-                        continue
-                    inst = self.registry.get(VENUE, name)
+                stamps: list[int] = []
+                for record in page.settlements:
                     try:
+                        item: _Settlement = _decode_settlement(record)
+                        stamps.append(item.timestamp)
+                        name = item.instrument_name
+                        if item.timestamp < since_ms or name is None or item.funding is None:
+                            continue
                         amount = check_funding(item.funding, f"{name} funding")
                         position = None if item.position is None else check_funding(item.position, "position")
-                    except BadNumber as exc:
-                        _log.error(
-                            "funding.record_refused", instrument=name, ts_ms=item.timestamp, error=str(exc)
-                        )
+                    except RECORD_ERRORS as exc:  # BadNumber is a ValueError
+                        self._refuse_settlement(record, exc)
                         continue
+                    inst = self.registry.get(VENUE, name)
                     out.append(
                         FundingPayment(
                             venue=VENUE,
@@ -614,7 +657,10 @@ class DeribitExecution(VenueExecution):
                             span_ns=_SESSION_NS,
                         )
                     )
-                oldest = min((i.timestamp for i in page.settlements), default=since_ms - 1)
+                # Newest first: a page reaching back before `since_ms` is the last needed. One
+                # whose records all hide their time says nothing of that: the next page is read
+                # (the page cap bounds it); an empty one ends the history.
+                oldest = min(stamps, default=since_ms if page.settlements else since_ms - 1)
                 token = page.continuation
                 if oldest < since_ms or not token or token == "none":
                     break
@@ -629,6 +675,19 @@ class DeribitExecution(VenueExecution):
                 tokens.add(token)
                 params = {**params, "continuation": token}
         return out
+
+    def _refuse_settlement(self, record: msgspec.Raw, exc: BaseException) -> None:
+        """A settlement history record left out: counted, one error line naming it and why."""
+        self.funding_refused += 1
+        ids = _settlement_ids(record)
+        _log.error(
+            "funding.record_refused",
+            venue=VENUE,
+            instrument=ids.instrument_name,
+            ts_ms=ids.timestamp,
+            reason=str(exc),
+            action="left out; the history's other records are booked",
+        )
 
     async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
         """Cancel an order that is not ours (the `foreign_orders = "cancel"` policy)."""

@@ -607,3 +607,85 @@ async def test_more_trades_in_one_millisecond_than_two_pages_hold_are_read_from_
     (line,) = [e for e in logs if e["event"] == "fills.history_truncated"]
     assert line["log_level"] == "error" and line["from_ms"] == base
     assert "at least 6 trades in one millisecond" in line["reason"]
+
+
+# A settlement record spoiled each way a broken venue may spoil it.
+_SPOILED_SETTLEMENT: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "a number as text": lambda r: {**r, "funding": "0.001"},
+    "a field of the wrong type": lambda r: {**r, "mark_price": "x"},
+    "no funding but text": lambda r: {**r, "funding": None, "position": "100"},
+    "a number that is none": lambda r: {**r, "funding": _INF.decode().strip('"')},
+    "a position that is none": lambda r: {**r, "position": _INF.decode().strip('"')},
+}
+
+
+@pytest.mark.parametrize("spoiled", list(_SPOILED_SETTLEMENT))
+async def test_a_settlement_record_that_cannot_be_read_is_left_out_and_the_others_are_booked(
+    spoiled: str,
+) -> None:
+    """Four daily settlements of a perpetual we hold, one of them spoiled, pages of three
+    (`continuation`): the other three are the funding payments, each once; the spoiled one is
+    counted and logged in one line naming its instrument and time (when they can be read) and
+    why. Before, one such record made its whole page an unreadable answer: no funding of the
+    history was booked while it stayed in it."""
+    simulator = DeribitSimulator(seed=5)
+    session = _InProcess(simulator)
+    _market_buys(session, 1)
+    day = 86_400_000
+    start = simulator.clock() // 1_000_000
+    simulator.tickers[PERP.symbol] = {"mark_price": 91277.5, "index_price": 91270.0}  # no feed runs here
+    for i in range(4):
+        simulator.pay_funding(PERP.symbol, 0.0001, ts_ms=start + i * day)
+    records = session.account.settlements
+    assert len(records) == 4
+    stamp = records[1]["timestamp"]
+    records[1] = _SPOILED_SETTLEMENT[spoiled](records[1])
+    client = DeribitExecution(session, registry(), currencies=["BTC"], clock=simulator.clock)  # type: ignore[arg-type]
+    original = session.call_retrying
+
+    async def pages_of_three(method: str, params: dict[str, Any]) -> bytes:
+        return await original(method, {**params, "count": 3} if "settlement" in method else params)
+
+    session.call_retrying = pages_of_three  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        paid = await client.funding_payments((start - 1) * 1_000_000)
+    assert sorted(p.event_id for p in paid) == [f"{PERP.symbol}:{start + i * day}" for i in (0, 2, 3)]
+    assert all(p.amount < 0 for p in paid)  # a long pays a positive rate
+    assert client.funding_refused == 1 and len(session.calls) == 2  # both pages
+    (line,) = [e for e in logs if e["event"] == "funding.record_refused"]
+    assert (line["log_level"], line["venue"]) == ("error", "deribit")
+    assert (line["instrument"], line["ts_ms"], bool(line["reason"])) == (PERP.symbol, stamp, True)
+
+
+async def test_settlement_records_that_hide_their_time_are_counted_and_the_history_read_on() -> None:
+    """Records that name neither their instrument nor their time: each left out and logged
+    (ids None); a page all of them does not end the history (it says nothing of how far back
+    the pages reach), the next page is read; a good record beside them is booked."""
+    good = {"type": "settlement", "timestamp": 2_000_000_000_000, "instrument_name": PERP.symbol,
+            "funding": -0.001, "position": 100}  # fmt: skip
+    hidden = {"type": "settlement", "instrument_name": 7}
+    pages = [{"settlements": [hidden, hidden], "continuation": "p2"},
+             {"settlements": [hidden, good], "continuation": "none"}]  # fmt: skip
+
+    class Paged(_Session):
+        async def call_retrying(self, method: str, params: dict[str, Any]) -> bytes:
+            self.body = pages[1 if params.get("continuation") == "p2" else 0]
+            return await super().call_retrying(method, params)
+
+    session = Paged(None)
+    client = _deribit(session)
+    with structlog.testing.capture_logs() as logs:
+        (paid,) = await client.funding_payments(1_000_000_000_000 * 1_000_000)
+    assert (paid.event_id, paid.amount) == (f"{PERP.symbol}:2000000000000", Decimal("-0.001"))
+    assert session.calls == 2 and client.funding_refused == 3
+    lines = [e for e in logs if e["event"] == "funding.record_refused"]
+    assert [(e["instrument"], e["ts_ms"]) for e in lines] == [(None, None)] * 3
+
+
+async def test_a_delivery_record_that_cannot_be_read_is_no_delivery_but_an_unreadable_answer() -> None:
+    """The delivery price is read whole: a record that cannot be read is an unreadable answer
+    (asked again later), never "not delivered yet" (None), which leaving it out would say."""
+    name = OPTION.symbol
+    body = {"settlements": [{"type": "delivery", "timestamp": 1, "instrument_name": name, "mark_price": "x"}]}
+    with pytest.raises(VenueError, match="delivery: unreadable answer"):
+        await _deribit(_Session(body)).delivery_price(name)
