@@ -146,10 +146,18 @@ class _FundingEvent(msgspec.Struct):
 
 
 class _Funding(msgspec.Struct):
-    """`private/get_funding_history`: a page of funding payments."""
+    """`private/get_funding_history`: a page of funding payments, the envelope read, each
+    payment on its own (`funding_payments`)."""
 
-    events: list[_FundingEvent]
+    events: list[msgspec.Raw]
     pagination: _Pagination | None = None
+
+
+class _FundingIds(msgspec.Struct):
+    """What names a funding record that cannot be read, as far as it can be (a log line)."""
+
+    instrument_name: str | None = None
+    timestamp: int | None = None
 
 
 class _OptionDetails(msgspec.Struct):
@@ -184,7 +192,27 @@ class _Positions(msgspec.Struct):
 _decode_positions: Any = msgspec.json.Decoder(_Positions, strict=False).decode
 # Derive's contracts hold amounts as 18-decimal int256 (VENUES.md §3.6): beyond it, no amount.
 _MAX_AMOUNT: Final = Decimal(2**255) / Decimal(10**18)
-_decode_funding: Any = msgspec.json.Decoder(_Funding, strict=False).decode
+_decode_funding_page: Any = msgspec.json.Decoder(_Funding, strict=False).decode
+_decode_funding_event: Any = msgspec.json.Decoder(_FundingEvent, strict=False).decode
+_decode_funding_ids: Any = msgspec.json.Decoder(_FundingIds, strict=False).decode
+
+
+def _decode_funding(raw: Any) -> _Funding:
+    """A page of the funding history, its records left to be read one by one."""
+    check_text(raw, VENUE, "private/get_funding_history")  # their strings are read one by one
+    page: _Funding = _decode_funding_page(raw)
+    return page
+
+
+def _funding_ids(raw: msgspec.Raw) -> _FundingIds:
+    """The instrument and time of a funding record, as far as they can be read."""
+    try:
+        ids: _FundingIds = _decode_funding_ids(raw)
+    except READ_ERRORS:
+        return _FundingIds()
+    return ids
+
+
 _decode_instrument: Any = msgspec.json.Decoder(_InstrumentDetails, strict=False).decode
 _decode_orders: Any = msgspec.json.Decoder(_Orders, strict=False).decode
 _decode_open_orders: Any = msgspec.json.Decoder(_OpenOrders, strict=False).decode
@@ -719,10 +747,20 @@ class DeriveExecution(VenueExecution):
         instrument and the payment's time (numbered when several share it). Derive (Lyra v2's
         `PerpAsset`) accrues funding per account and realizes it whenever the account's perpetual
         position changes and at each settlement, so a record is the funding on the position held
-        just before its time: `OrderFlow.funding` splits it so (`span_ns` None)."""
+        just before its time: `OrderFlow.funding` splits it so (`span_ns` None).
+
+        A page that is not a page of payments is an unreadable answer (`VenueError`); one record
+        in it that cannot be read (a field missing or of the wrong type) or whose funding is no
+        money is that record's problem: left out, counted (`funding_refused`) and logged
+        (`funding.record_refused`, with its instrument and time when they can be read), the
+        others booked. All or nothing within one instrument and millisecond only: there the ids
+        are numbered in the order of the amounts, so a record left out leaves its neighbours'
+        numbers unknown (booked under a number that is another's, a payment would be booked
+        twice or not at all once the record reads again): they are left out with it, each
+        counted and logged, until the whole millisecond can be read."""
         self._require_login("funding history")
         now = self.clock()
-        events = await self._pages(
+        records = await self._pages(
             "private/get_funding_history",
             {
                 "subaccount_id": self.subaccount_id,
@@ -732,23 +770,45 @@ class DeriveExecution(VenueExecution):
             _decode_funding,
             lambda r: r.events,
         )
+        # Each record read, and its funding checked as money, on its own: one that cannot be is
+        # left out (counted, logged), and so are the other records of its instrument and
+        # millisecond, whose ids it numbers (`unnumbered`, below).
+        read: list[tuple[_FundingEvent, Decimal]] = []
+        unnumbered: set[tuple[str | None, int | None]] = set()
+        for record in records:
+            try:
+                e: _FundingEvent = _decode_funding_event(record)
+            except RECORD_ERRORS as exc:
+                ids = _funding_ids(record)
+                self._refuse_funding(ids.instrument_name, ids.timestamp, str(exc))
+                unnumbered.add((ids.instrument_name, ids.timestamp))
+                continue
+            try:
+                read.append((e, check_funding(e.funding, f"{e.instrument_name} funding")))
+            except BadNumber as exc:
+                self._refuse_funding(e.instrument_name, e.timestamp, str(exc))
+                unnumbered.add((e.instrument_name, e.timestamp))
         out: list[FundingPayment] = []
         # Records of one instrument in one millisecond are each a payment (Derive realizes funding
         # at every change of the position and at each settlement: two may share a timestamp):
         # the first keeps `<instrument>:<ms>`, the others `<instrument>:<ms>:<n>`, numbered in
-        # the order of their amounts so the ids are the same however the venue lists them.
+        # the order of their amounts so the ids are the same however the venue lists them. A
+        # record of that millisecond left out would shift the numbers: booked under a number
+        # that was another's, a payment would be booked twice or not at all. So the whole
+        # millisecond waits until every record of it can be read.
         seen: dict[str, int] = {}
-        for e in sorted(events, key=lambda e: (e.instrument_name, e.timestamp, e.funding)):
+        for e, amount in sorted(read, key=lambda r: (r[0].instrument_name, r[0].timestamp, r[0].funding)):
+            if (e.instrument_name, e.timestamp) in unnumbered:
+                self._refuse_funding(
+                    e.instrument_name,
+                    e.timestamp,
+                    "another record of this instrument and millisecond was left out: the ids, "
+                    "numbered within the millisecond, are not known without it",
+                )
+                continue
             key = f"{e.instrument_name}:{e.timestamp}"
             n = seen[key] = seen.get(key, -1) + 1
             event_id = key if n == 0 else f"{key}:{n}"
-            try:
-                amount = check_funding(e.funding, f"{e.instrument_name} funding")
-            except BadNumber as exc:
-                # One record that is no money: refused (an alert, counted), the others booked.
-                self.funding_refused += 1
-                _log.error("funding.record_refused", event_id=event_id, error=str(exc))
-                continue
             inst = self.registry.get(VENUE, e.instrument_name)
             out.append(
                 FundingPayment(
@@ -761,6 +821,18 @@ class DeriveExecution(VenueExecution):
                 )
             )
         return sorted(out, key=lambda p: p.ts_ns)
+
+    def _refuse_funding(self, instrument: str | None, ts_ms: int | None, reason: str) -> None:
+        """A funding record left out: counted, one error line naming it and why."""
+        self.funding_refused += 1
+        _log.error(
+            "funding.record_refused",
+            venue=VENUE,
+            instrument=instrument,
+            ts_ms=ts_ms,
+            reason=reason,
+            action="left out; the history's other records are booked",
+        )
 
     async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
         """Cancel an order that is not ours (the `foreign_orders = "cancel"` policy):

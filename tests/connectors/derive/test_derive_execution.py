@@ -1065,3 +1065,54 @@ async def test_a_trade_record_with_an_integer_beyond_any_double_is_refused_and_t
     if field in ("index_price", "trade_amount", "trade_fee", "trade_price", "order_id"):
         assert client.trades_refused == 1
         assert [e["event"] for e in logs if e["event"] == "fills.record_refused"] == ["fills.record_refused"]
+
+
+# A funding record spoiled each way a broken venue may spoil it (the simulator pages by time).
+_SPOILED_FUNDING: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "a field of the wrong type": lambda e: {**e, "funding": {"usdc": e["funding"]}},
+    "no funding": lambda e: {k: v for k, v in e.items() if k != "funding"},
+    "a number that is none": lambda e: {**e, "funding": "NaN"},
+}
+
+
+@pytest.mark.parametrize("where", ["alone in its millisecond", "sharing its millisecond"])
+@pytest.mark.parametrize("spoiled", list(_SPOILED_FUNDING))
+async def test_a_funding_record_that_cannot_be_read_is_left_out_and_the_others_are_booked(
+    nursery: trio.Nursery, spoiled: str, where: str
+) -> None:
+    """Five payments on a perpetual we hold (two of them in one millisecond), pages of two, one
+    spoiled: the others are booked, under the ids an unspoiled history gives them; the spoiled
+    one is counted and logged naming its instrument and time, and why. A record that cannot be
+    read (or is no money) leaves its millisecond's other records out with it: their ids are
+    numbered within the millisecond by amount, unknown without it (booked under another's
+    number once it reads again, a payment would be booked twice). Before, one unreadable
+    record made its whole page an unreadable answer: nothing booked."""
+    simulator, _, execution, _ = await connected(nursery)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+    (state,) = [
+        e for e in await execution.place(engine_order("s-f-0", size="0.5")) if isinstance(e, OrderUpdate)
+    ]
+    assert state.status is OrderState.FILLED
+    hour = 3_600_000
+    base = time.time_ns() // 1_000_000 - 10 * hour
+    for ms, rate in ((base, "0.0001"), (base + hour, "0.0002"), (base + hour, "-0.0003"),
+                     (base + 2 * hour, "0.0004"), (base + 3 * hour, "0.0005")):  # fmt: skip
+        simulator.pay_funding(PERP, Decimal(rate), ts_ms=ms)
+    execution.page_size = 2
+    whole = {p.event_id: p.amount for p in await execution.funding_payments((base - 1) * 1_000_000)}
+    assert len(whole) == 5
+    at = 0 if where == "alone in its millisecond" else 1
+    stamp = account.funding[at]["timestamp"]
+    account.funding[at] = _SPOILED_FUNDING[spoiled](account.funding[at])
+    with structlog.testing.capture_logs() as logs:
+        paid = await execution.funding_payments((base - 1) * 1_000_000)
+    lines = [e for e in logs if e["event"] == "funding.record_refused"]
+    spoilt = f"{PERP}:{stamp}"
+    left_out = {spoilt, f"{spoilt}:1"} if at == 1 else {spoilt}
+    assert {p.event_id: p.amount for p in paid} == {k: v for k, v in whole.items() if k not in left_out}
+    assert execution.funding_refused == len(lines) == len(left_out)
+    assert all(
+        (e["log_level"], e["venue"], e["instrument"], e["ts_ms"]) == ("error", "derive", PERP, stamp)
+        for e in lines
+    )
+    assert all(e["reason"] for e in lines)
