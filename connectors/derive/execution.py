@@ -670,8 +670,9 @@ class DeriveExecution(VenueExecution):
         decoder = self.session.decoder
         for t in unknown:
             key = (str(t.trade_id), t.order_id)
-            # Reported as a fill in this process, or not known here (the journal may hold it).
-            decoder.alert_unknown_tx_status(t, reported=True if key in decoder._our_fills else None)
+            # Reported as a fill in this process, or not known here (the journal may hold it):
+            # what the channel knows of it too (`alert_unknown_tx_status`).
+            decoder.alert_unknown_tx_status(t, reported=key in decoder._our_fills)
         # Oldest first, a millisecond's in the venue's matching order (read from the listing's
         # direction: `_oldest_first`), the order the ledger must book them in.
         ordered = _oldest_first([t for t in unique.values() if tx_outcome(t) != "unknown"])

@@ -1116,3 +1116,53 @@ async def test_a_funding_record_that_cannot_be_read_is_left_out_and_the_others_a
         for e in lines
     )
     assert all(e["reason"] for e in lines)
+
+
+@pytest.mark.parametrize("first", ["the catch-up", "the channel"])
+async def test_an_unknown_tx_status_is_alerted_once_whichever_path_sees_it_and_again_once_its_fill_is_booked(
+    first: str,
+) -> None:
+    """One of our trades in `timed_out`, seen by a catch-up (`recent_fills`) and by the private
+    channel, in either order: one alert, counted once, saying the same of its fill whichever
+    path saw it (None: this process did not report it; an earlier one's journal may have).
+    Then its fill is reported (the channel's `requested`) and it turns `timed_out` again: that
+    sighting is alerted (`fill_reported` True), the one a person acts on. Before, the channel
+    said False where the catch-up said None, and the second `timed_out` was taken for the
+    first and never alerted."""
+    trade = {**load("perps/http_private_trade_eth.json"), "tx_status": "timed_out"}
+    history: list[dict[str, Any]] = [trade]
+    session = Routed(
+        {
+            "private/get_trade_history": lambda _: {
+                "trades": history,
+                "pagination": {"count": 1, "num_pages": 1},
+            }
+        }
+    )
+    client = _derive(session)
+    decoder = session.decoder
+
+    async def catch_up_() -> list[Any]:
+        return list(await client.recent_fills(0))
+
+    async def channel(status: str) -> list[Any]:
+        frame = {
+            "method": "subscription",
+            "params": {"channel": "1.trades", "data": [{**trade, "tx_status": status}]},
+        }
+        return decoder.decode(orjson.dumps(frame), 1)
+
+    paths = [catch_up_, lambda: channel("timed_out")]
+    with structlog.testing.capture_logs() as logs:
+        for path in paths if first == "the catch-up" else paths[::-1]:
+            assert not [e for e in await path() if isinstance(e, Fill | FillReversal)]
+        (fill,) = await channel("requested")
+        assert isinstance(fill, Fill)
+        for path in paths:  # the later word, from either path, once
+            assert not [e for e in await path() if isinstance(e, Fill | FillReversal)]
+    alerts = [e for e in logs if e["event"] == "fill.tx_status_unknown"]
+    assert [(e["trade_id"], e["tx_status"], e["fill_reported"]) for e in alerts] == [
+        ("trade-xyz", "timed_out", None),
+        ("trade-xyz", "timed_out", True),
+    ]
+    assert decoder.unknown_tx_status == 2
