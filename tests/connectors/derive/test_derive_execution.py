@@ -1152,7 +1152,10 @@ async def test_an_unknown_tx_status_is_alerted_once_whichever_path_sees_it_and_a
         }
         return decoder.decode(orjson.dumps(frame), 1)
 
-    paths = [catch_up_, lambda: channel("timed_out")]
+    async def channel_timed_out() -> list[Any]:
+        return await channel("timed_out")
+
+    paths = [catch_up_, channel_timed_out]
     with structlog.testing.capture_logs() as logs:
         for path in paths if first == "the catch-up" else paths[::-1]:
             assert not [e for e in await path() if isinstance(e, Fill | FillReversal)]
