@@ -153,10 +153,15 @@ class _Funding(msgspec.Struct):
     pagination: _Pagination | None = None
 
 
-class _FundingIds(msgspec.Struct):
-    """What names a funding record that cannot be read, as far as it can be (a log line)."""
+class _FundingInstrument(msgspec.Struct):
+    """The instrument of a funding record that cannot be read, when that much can be."""
 
     instrument_name: str | None = None
+
+
+class _FundingTime(msgspec.Struct):
+    """The time of a funding record that cannot be read, when that much can be."""
+
     timestamp: int | None = None
 
 
@@ -194,7 +199,11 @@ _decode_positions: Any = msgspec.json.Decoder(_Positions, strict=False).decode
 _MAX_AMOUNT: Final = Decimal(2**255) / Decimal(10**18)
 _decode_funding_page: Any = msgspec.json.Decoder(_Funding, strict=False).decode
 _decode_funding_event: Any = msgspec.json.Decoder(_FundingEvent, strict=False).decode
-_decode_funding_ids: Any = msgspec.json.Decoder(_FundingIds, strict=False).decode
+_decode_funding_instrument: Any = msgspec.json.Decoder(_FundingInstrument, strict=False).decode
+_decode_funding_time: Any = msgspec.json.Decoder(_FundingTime, strict=False).decode
+# Bad funding records remembered as counted and logged (`funding_payments`): each is said once,
+# not at every poll while the look-back still holds it; the oldest forgotten beyond this many.
+_REFUSED_KEPT: Final = 1024
 
 
 def _decode_funding(raw: Any) -> _Funding:
@@ -204,13 +213,43 @@ def _decode_funding(raw: Any) -> _Funding:
     return page
 
 
-def _funding_ids(raw: msgspec.Raw) -> _FundingIds:
-    """The instrument and time of a funding record, as far as they can be read."""
+def _funding_ids(raw: msgspec.Raw) -> tuple[str | None, int | None]:
+    """The instrument and time of a funding record, each as far as it can be read on its own
+    (a time of the wrong type leaves the instrument known, and the other way round)."""
     try:
-        ids: _FundingIds = _decode_funding_ids(raw)
+        instrument = _decode_funding_instrument(raw).instrument_name
     except READ_ERRORS:
-        return _FundingIds()
-    return ids
+        instrument = None
+    try:
+        ts_ms = _decode_funding_time(raw).timestamp
+    except READ_ERRORS:
+        ts_ms = None
+    return instrument, ts_ms
+
+
+def _hold(holds: Sequence[tuple[str | None, int | None]]) -> Callable[[str, int], bool]:
+    """Whether a payment (instrument, ms) is held back by bad records of these ids: its own
+    (instrument, ms), every ms of an instrument whose record hides its time, every instrument of
+    a ms whose record hides its instrument, everything for a record that hides both."""
+    pairs = {h for h in holds if h[0] is not None and h[1] is not None}
+    instruments = {i for i, t in holds if t is None}
+    times = {t for i, t in holds if i is None}
+    if None in instruments:
+        return lambda instrument, ts_ms: True
+    return lambda instrument, ts_ms: (
+        (instrument, ts_ms) in pairs or instrument in instruments or ts_ms in times
+    )
+
+
+def _held_scope(instrument: str | None, ts_ms: int | None) -> str:
+    """What a bad funding record with these ids holds back (its log line)."""
+    if instrument is None and ts_ms is None:
+        return "every record of the history"
+    if ts_ms is None:
+        return f"every record of {instrument}"
+    if instrument is None:
+        return f"every record at {ts_ms}"
+    return f"the records of {instrument} at {ts_ms}"
 
 
 _decode_instrument: Any = msgspec.json.Decoder(_InstrumentDetails, strict=False).decode
@@ -268,7 +307,10 @@ class DeriveExecution(VenueExecution):
     venue = VENUE
     page_size = 1000
     max_pages = 200
-    funding_refused = 0  # funding records refused as money (not a finite, plausible number)
+    funding_refused = 0  # funding records that could not be read or are no money (each once, logged)
+    funding_held = 0  # good funding records held back with a bad one at the last read (see there)
+    # Bad funding records counted and logged so far (`_REFUSED_KEPT` at most, oldest forgotten).
+    _funding_said: dict[bytes, None] | None = None
     trades_refused = 0  # trade history records that could not be read (each read, logged)
     orders_refused = 0  # open orders records that could not be read (each read, logged)
 
@@ -753,12 +795,16 @@ class DeriveExecution(VenueExecution):
         A page that is not a page of payments is an unreadable answer (`VenueError`); one record
         in it that cannot be read (a field missing or of the wrong type) or whose funding is no
         money is that record's problem: left out, counted (`funding_refused`) and logged
-        (`funding.record_refused`, with its instrument and time when they can be read), the
-        others booked. All or nothing within one instrument and millisecond only: there the ids
-        are numbered in the order of the amounts, so a record left out leaves its neighbours'
-        numbers unknown (booked under a number that is another's, a payment would be booked
-        twice or not at all once the record reads again): they are left out with it, each
-        counted and logged, until the whole millisecond can be read."""
+        (`funding.record_refused`, with its instrument and time when they can be read, and what
+        it holds back), once however many reads meet it again; the others booked. Held back with
+        it (not booked, counted in `funding_held` for the read): the payments whose ids it may
+        number. The payments of one instrument in one millisecond are numbered in the order of
+        their amounts, so one left out shifts its neighbours' numbers (booked under a number
+        that is another's, a payment would be booked twice, another never, once it reads
+        again). A bad record whose time cannot be read may be of any millisecond of its
+        instrument: every payment of that instrument waits; one whose instrument cannot be read,
+        every payment of its millisecond; one that says neither, the whole history. They are
+        booked once every record that may number them reads."""
         self._require_login("funding history")
         now = self.clock()
         records = await self._pages(
@@ -772,41 +818,37 @@ class DeriveExecution(VenueExecution):
             lambda r: r.events,
         )
         # Each record read, and its funding checked as money, on its own: one that cannot be is
-        # left out (counted, logged), and so are the other records of its instrument and
-        # millisecond, whose ids it numbers (`unnumbered`, below).
+        # left out, and holds back the payments whose ids it may number (`_hold`).
         read: list[tuple[_FundingEvent, Decimal]] = []
-        unnumbered: set[tuple[str | None, int | None]] = set()
+        bad: list[tuple[msgspec.Raw, str | None, int | None, str]] = []
         for record in records:
             try:
                 e: _FundingEvent = _decode_funding_event(record)
             except RECORD_ERRORS as exc:
-                ids = _funding_ids(record)
-                self._refuse_funding(ids.instrument_name, ids.timestamp, str(exc))
-                unnumbered.add((ids.instrument_name, ids.timestamp))
+                bad.append((record, *_funding_ids(record), str(exc)))
                 continue
             try:
                 read.append((e, check_funding(e.funding, f"{e.instrument_name} funding")))
             except BadNumber as exc:
-                self._refuse_funding(e.instrument_name, e.timestamp, str(exc))
-                unnumbered.add((e.instrument_name, e.timestamp))
+                bad.append((record, e.instrument_name, e.timestamp, str(exc)))
+        held = _hold([(instrument, ts_ms) for _, instrument, ts_ms, _ in bad])
+        kept = [(e, amount) for e, amount in read if not held(e.instrument_name, e.timestamp)]
+        self.funding_held = len(read) - len(kept)
+        for record, instrument, ts_ms, reason in bad:
+            self._refuse_funding(record, instrument, ts_ms, reason)
         out: list[FundingPayment] = []
         # Records of one instrument in one millisecond are each a payment (Derive realizes funding
         # at every change of the position and at each settlement: two may share a timestamp):
         # the first keeps `<instrument>:<ms>`, the others `<instrument>:<ms>:<n>`, numbered in
-        # the order of their amounts so the ids are the same however the venue lists them. A
-        # record of that millisecond left out would shift the numbers: booked under a number
-        # that was another's, a payment would be booked twice or not at all. So the whole
-        # millisecond waits until every record of it can be read.
+        # the order of their amounts (the checked Decimals: "0.5" and "0.50", or "-1" and
+        # "-2", whose text sorts the other way, are numbered by what they are worth) so the ids
+        # are the same however the venue lists or writes them. Until r12 they were numbered in
+        # the order of the amounts' text: after the upgrade the ids of a millisecond whose two
+        # orders differ are the same ids in another order; the journal books a payment by its
+        # id alone (`OrderJournal.funding_known`), so a millisecond booked before is not booked
+        # again (its amounts keep the ids they were booked under).
         seen: dict[str, int] = {}
-        for e, amount in sorted(read, key=lambda r: (r[0].instrument_name, r[0].timestamp, r[0].funding)):
-            if (e.instrument_name, e.timestamp) in unnumbered:
-                self._refuse_funding(
-                    e.instrument_name,
-                    e.timestamp,
-                    "another record of this instrument and millisecond was left out: the ids, "
-                    "numbered within the millisecond, are not known without it",
-                )
-                continue
+        for e, amount in sorted(kept, key=lambda r: (r[0].instrument_name, r[0].timestamp, r[1])):
             key = f"{e.instrument_name}:{e.timestamp}"
             n = seen[key] = seen.get(key, -1) + 1
             event_id = key if n == 0 else f"{key}:{n}"
@@ -823,8 +865,21 @@ class DeriveExecution(VenueExecution):
             )
         return sorted(out, key=lambda p: p.ts_ns)
 
-    def _refuse_funding(self, instrument: str | None, ts_ms: int | None, reason: str) -> None:
-        """A funding record left out: counted, one error line naming it and why."""
+    def _refuse_funding(
+        self, record: msgspec.Raw, instrument: str | None, ts_ms: int | None, reason: str
+    ) -> None:
+        """A funding record left out: counted and logged (one error line naming it, why, and
+        what it holds back) the first time it is met; silent when a later read meets it again
+        (the look-back reads it at every poll)."""
+        said = self._funding_said
+        if said is None:
+            said = self._funding_said = {}
+        key = bytes(record)
+        if key in said:
+            return
+        said[key] = None
+        while len(said) > _REFUSED_KEPT:
+            del said[next(iter(said))]
         self.funding_refused += 1
         _log.error(
             "funding.record_refused",
@@ -832,7 +887,8 @@ class DeriveExecution(VenueExecution):
             instrument=instrument,
             ts_ms=ts_ms,
             reason=reason,
-            action="left out; the history's other records are booked",
+            held=_held_scope(instrument, ts_ms),
+            action="left out, and the payments it holds back, until it reads; the others booked",
         )
 
     async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
