@@ -128,6 +128,9 @@ _decode_settlements: Any = msgspec.json.Decoder(_SettlementPage).decode
 _decode_settlement_records: Any = msgspec.json.Decoder(_SettlementRecords).decode
 _decode_settlement: Any = msgspec.json.Decoder(_Settlement).decode
 _decode_settlement_ids: Any = msgspec.json.Decoder(_SettlementIds).decode
+# Bad settlement records remembered as counted and logged (`funding_payments`): each is said
+# once, not at every poll while the look-back still holds it; the oldest forgotten beyond this.
+_REFUSED_KEPT: Final = 1024
 
 
 def _settlement_ids(raw: msgspec.Raw) -> _SettlementIds:
@@ -212,7 +215,9 @@ class DeribitExecution(VenueExecution):
     page_size = 1000  # trades a page of the history (the venue's maximum)
     max_pages = 1000  # pages of the history read at most per currency (then an error in the log)
     trades_refused = 0  # trade history records that could not be read (logged)
-    funding_refused = 0  # settlement history records that could not be read or are no money (logged)
+    funding_refused = 0  # settlement history records that could not be read or are no money (each once)
+    # Bad settlement records counted and logged so far (`_REFUSED_KEPT` at most, oldest forgotten).
+    _funding_said: dict[bytes, None] | None = None
     orders_refused = 0  # open orders records that could not be read (each read, logged)
 
     def __init__(
@@ -615,8 +620,9 @@ class DeribitExecution(VenueExecution):
         record in it that cannot be read (a field missing or of the wrong type, a number that
         is none) or whose funding is no money is that record's problem: left out, counted
         (`funding_refused`) and logged (`funding.record_refused`, with its instrument and time
-        when they can be read), the others booked (each once: the engine books a payment by its
-        event id, which is the record's own). Before, one such record lost its whole page."""
+        when they can be read) once however many reads meet it again, the others booked (each
+        once: the engine books a payment by its event id, which is the record's own). Before,
+        one such record lost its whole page."""
         out: list[FundingPayment] = []
         since_ms = since_ns // 1_000_000
         for currency in self.currencies:
@@ -677,7 +683,18 @@ class DeribitExecution(VenueExecution):
         return out
 
     def _refuse_settlement(self, record: msgspec.Raw, exc: BaseException) -> None:
-        """A settlement history record left out: counted, one error line naming it and why."""
+        """A settlement history record left out: counted, one error line naming it and why, the
+        first time it is met; silent when a later read meets it again (the look-back reads it
+        at every poll)."""
+        said = self._funding_said
+        if said is None:
+            said = self._funding_said = {}
+        key = bytes(record)
+        if key in said:
+            return
+        said[key] = None
+        while len(said) > _REFUSED_KEPT:
+            del said[next(iter(said))]
         self.funding_refused += 1
         ids = _settlement_ids(record)
         _log.error(

@@ -660,12 +660,14 @@ async def test_a_settlement_record_that_cannot_be_read_is_left_out_and_the_other
 async def test_settlement_records_that_hide_their_time_are_counted_and_the_history_read_on() -> None:
     """Records that name neither their instrument nor their time: each left out and logged
     (ids None); a page all of them does not end the history (it says nothing of how far back
-    the pages reach), the next page is read; a good record beside them is booked."""
+    the pages reach), the next page is read; a good record beside them is booked. The next
+    read (the look-back reads the same history at every poll) counts and logs none of them
+    again; before, each poll did."""
     good = {"type": "settlement", "timestamp": 2_000_000_000_000, "instrument_name": PERP.symbol,
             "funding": -0.001, "position": 100}  # fmt: skip
-    hidden = {"type": "settlement", "instrument_name": 7}
-    pages = [{"settlements": [hidden, hidden], "continuation": "p2"},
-             {"settlements": [hidden, good], "continuation": "none"}]  # fmt: skip
+    hidden = [{"type": "settlement", "instrument_name": 7, "mark_price": i} for i in range(3)]
+    pages = [{"settlements": hidden[:2], "continuation": "p2"},
+             {"settlements": [hidden[2], good], "continuation": "none"}]  # fmt: skip
 
     class Paged(_Session):
         async def call_retrying(self, method: str, params: dict[str, Any]) -> bytes:
@@ -680,6 +682,11 @@ async def test_settlement_records_that_hide_their_time_are_counted_and_the_histo
     assert session.calls == 2 and client.funding_refused == 3
     lines = [e for e in logs if e["event"] == "funding.record_refused"]
     assert [(e["instrument"], e["ts_ms"]) for e in lines] == [(None, None)] * 3
+    with structlog.testing.capture_logs() as logs:
+        assert [p.event_id for p in await client.funding_payments(1_000_000_000_000 * 1_000_000)] == [
+            paid.event_id
+        ]
+    assert client.funding_refused == 3 and not [e for e in logs if e["event"] == "funding.record_refused"]
 
 
 async def test_a_delivery_record_that_cannot_be_read_is_no_delivery_but_an_unreadable_answer() -> None:
