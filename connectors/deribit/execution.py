@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
 import msgspec
 import structlog
 
@@ -84,6 +85,64 @@ class _Stamp(msgspec.Struct):
 _decode_trade_page: Any = msgspec.json.Decoder(_TradePage).decode
 _decode_trade: Any = msgspec.json.Decoder(TradeData).decode
 _decode_stamp: Any = msgspec.json.Decoder(_Stamp).decode
+
+
+class _TradeKey(msgspec.Struct):
+    """What tells two trade records apart (a trade between two orders of ours is listed once per
+    order, under one trade id), read even from a record that is otherwise bad."""
+
+    trade_id: str | None = None
+    order_id: str | None = None
+
+
+_decode_trade_key: Any = msgspec.json.Decoder(_TradeKey).decode
+# Our trades younger than this are asked without `historical`, older ones with it. Deribit keeps
+# the recent trades 24 hours, and indexes every trade for `historical: true` "after a short
+# delay" (docs.deribit.com/articles/accessing-historical-trades-orders): the hour of margin
+# covers our clock against the venue's.
+_RECENT_MS: Final = 23 * 3_600_000
+
+
+def _trade_key(raw: msgspec.Raw) -> tuple[str, str] | bytes:
+    """A trade record's (trade id, order id), or its bytes when they cannot be read."""
+    try:
+        key: _TradeKey = _decode_trade_key(raw)
+    except _UNREADABLE:
+        return bytes(raw)
+    if key.trade_id is None:
+        return bytes(raw)
+    return key.trade_id, key.order_id or ""
+
+
+def _unproven(first: Sequence[msgspec.Raw], tail: _TradePage) -> str | None:
+    """Why a millisecond's first page, oldest first (full, more to come), and the same
+    millisecond asked again newest first (`tail`) do not prove every trade of it read; None when
+    they do: the newest first page holds all of it (no more to come) and every trade of the
+    first page, or the two pages meet (share a trade) without being the same page. The re-ask
+    leans on `sorting` and on `end_timestamp` being inclusive, which Deribit's docs do not
+    promise for this method: a venue ignoring `sorting` answers the first page again, one whose
+    end is exclusive answers nothing; either would lose the trades between, so neither is
+    taken on trust."""
+    asc = {_trade_key(r) for r in first}
+    desc = {_trade_key(r) for r in tail.trades}
+    if not tail.has_more:
+        if asc <= desc:
+            return None
+        return (
+            f"asked again newest first, the millisecond was {len(desc)} trades without the "
+            f"{len(asc - desc)} of its first page (an end not included?): the rest unread"
+        )
+    if asc == desc:
+        return (
+            f"asked again newest first, the millisecond's first {len(asc)} trades came again "
+            "(the order asked for not honoured?): the rest unread"
+        )
+    if not asc & desc:
+        return (
+            f"at least {len(asc) + len(desc)} trades in one millisecond: the first and the last "
+            "read, any between them skipped"
+        )
+    return None
 
 
 class _Settlement(msgspec.Struct):
@@ -206,6 +265,18 @@ def _stamp(raw: msgspec.Raw) -> int | None:
 def _num(d: Decimal) -> float | int:
     """A Decimal as a JSON number, exactly as written: 0.1 stays 0.1, 10 stays 10."""
     return int(d) if d == d.to_integral_value() else float(d)
+
+
+@attrs.define
+class _TradeHistory:
+    """One currency's trade history being read (`recent_fills`): the window asked, the trades
+    taken (each (trade id, order id) once), the records already refused, the fills."""
+
+    currency: str
+    window: tuple[int, int]
+    seen: set[tuple[str, str]]
+    refused: set[bytes]
+    out: list[Fill]
 
 
 class DeribitExecution(VenueExecution):
@@ -422,17 +493,24 @@ class DeribitExecution(VenueExecution):
         """Our fills since `since_ns`, every currency, oldest first
         (`private/get_user_trades_by_currency_and_time`, `sorting` asc, `page_size` a page).
 
+        Deribit answers this method from two stores (docs.deribit.com/articles/accessing-
+        historical-trades-orders): without `historical`, the recent trades, kept 24 hours; with
+        `historical: true`, every trade, but only after a short delay for indexing. So the part
+        of the window older than `_RECENT_MS` (23 h) is read with `historical: true`, the rest
+        without, each trade taken once by its id and order (a trade between two orders of ours
+        is listed once per order, under one id: a fill of each). Before, a window reaching
+        further back than 24 hours (a long downtime, an old open order) silently missed the
+        older fills.
+
         A page is followed by the next from its last trade's millisecond, that millisecond
         included (a page may end among several trades of one millisecond: the next page would
-        skip the others from one past it), each trade taken once by its id and order (a trade
-        between two orders of ours is listed once per order, under one id: a fill of each). A
-        page all in the one millisecond it starts from cannot move on so: that millisecond is
-        asked again newest first (`sorting` desc, the venue sorts by trade id), and when the two
-        pages meet, every trade of it has been read; when they do not (more than two pages of
-        trades in one millisecond) the trades between them cannot be asked for by time and are
-        lost, loudly (`fills.history_truncated`). Paging goes on from the next millisecond,
-        never past the window's end: a start after the end is no history (an empty page from the
-        simulator, a refusal from a venue that checks the range, failing the whole catch-up).
+        skip the others from one past it). A page all in the one millisecond it starts from
+        cannot move on so: that millisecond is asked again newest first (`sorting` desc), and
+        the trades of it count as all read only when the two answers prove it (`_unproven`);
+        otherwise the trades between them are lost, loudly (`fills.history_truncated`). Paging
+        goes on from the next millisecond, never past the part's end: a start after the end is
+        no history (an empty page from the simulator, a refusal from a venue that checks the
+        range, failing the whole catch-up).
 
         A page that is not a page of trades is an unreadable answer (`VenueError`); one trade
         in it that cannot be read (a field missing or of the wrong type, a number out of range,
@@ -443,66 +521,79 @@ class DeribitExecution(VenueExecution):
         refused and pages nothing: one stamped in the future ended the paging, silently, and
         every later trade was lost. A page with more to come that cannot
         move it on (its records all hide their time, or all lie before the time asked from) stops
-        that currency's history, loudly (`fills.history_truncated`), as do `max_pages` pages:
+        that part of the history, loudly (`fills.history_truncated`), as do `max_pages` pages:
         never the same page asked again and again."""
         out: list[Fill] = []
-        end_ms = self.clock() // 1_000_000 + 1_000
+        now_ms = self.clock() // 1_000_000
+        end_ms = now_ms + 1_000
+        cut = now_ms - _RECENT_MS
+        from_ms = since_ns // 1_000_000
         for currency in self.currencies:
-            start_ms = from_ms = since_ns // 1_000_000
             seen: set[tuple[str, str]] = set()  # (trade id, order id): a page's first trades repeat
             refused: set[bytes] = set()  # records already counted, met again on the next page
-            pages = 0
-            while True:
-                page, now = await self._trade_page(currency, start_ms, end_ms, "asc")
-                last: int | None = None
-                for record in page.trades:
-                    stamp = _stamp(record)
-                    if stamp is not None and start_ms <= stamp <= end_ms:
-                        last = stamp if last is None else max(last, stamp)
-                self._take(page.trades, now, refused, (from_ms, end_ms), seen, out)
-                if not page.has_more:
-                    break
+            history = _TradeHistory(currency, (from_ms, end_ms), seen, refused, out)
+            if from_ms < cut:
+                await self._read_trades(history, from_ms, cut, historical=True)
+            await self._read_trades(history, max(from_ms, cut), end_ms, historical=False)
+        return out
+
+    async def _read_trades(
+        self, history: _TradeHistory, start_ms: int, end_ms: int, *, historical: bool
+    ) -> None:
+        """Our trades in `history.currency` within [start_ms, end_ms], from the store `historical`
+        says, into `history` (`recent_fills`)."""
+        currency = history.currency
+        pages = 0
+        while True:
+            page, now = await self._trade_page(currency, start_ms, end_ms, "asc", historical)
+            last: int | None = None
+            for record in page.trades:
+                stamp = _stamp(record)
+                if stamp is not None and start_ms <= stamp <= end_ms:
+                    last = stamp if last is None else max(last, stamp)
+            self._take(page.trades, now, history.refused, history.window, history.seen, history.out)
+            if not page.has_more:
+                return
+            pages += 1
+            # Every break while the venue says there is more is said: never a silent end.
+            if last is None or pages >= self.max_pages:
+                stop = (
+                    "a page with more to come and no trade in it"
+                    if not page.trades
+                    else "a page with more to come, no trade in it with a readable time within "
+                    f"the history asked for ({start_ms} to {end_ms})"
+                    if last is None
+                    else f"more than {self.max_pages} pages"
+                )
+                _log.error(
+                    "fills.history_truncated",
+                    venue=VENUE,
+                    currency=currency,
+                    from_ms=start_ms,
+                    historical=historical,
+                    reason=stop,
+                )
+                return
+            if last == start_ms:
+                # A whole page in one millisecond: its newest trades, newest first (taken in the
+                # venue's order, oldest first, after the first page's).
                 pages += 1
-                # Every break while the venue says there is more is said: never a silent end.
-                if last is None or pages >= self.max_pages:
-                    stop = (
-                        "a page with more to come and no trade in it"
-                        if not page.trades
-                        else "a page with more to come, no trade in it with a readable time within "
-                        f"the history asked for ({start_ms} to {end_ms})"
-                        if last is None
-                        else f"more than {self.max_pages} pages"
-                    )
+                tail, now = await self._trade_page(currency, last, last, "desc", historical)
+                self._take(tail.trades[::-1], now, history.refused, history.window, history.seen, history.out)
+                why = _unproven(page.trades, tail)
+                if why is not None:
                     _log.error(
                         "fills.history_truncated",
                         venue=VENUE,
                         currency=currency,
                         from_ms=start_ms,
-                        reason=stop,
+                        historical=historical,
+                        reason=why,
                     )
-                    break
-                if last == start_ms:
-                    # A whole page in one millisecond: its newest trades, newest first (taken in
-                    # the venue's order, oldest first, after the first page's).
-                    pages += 1
-                    tail, now = await self._trade_page(currency, last, last, "desc")
-                    self._take(tail.trades[::-1], now, refused, (from_ms, end_ms), seen, out)
-                    if tail.has_more and not {bytes(r) for r in page.trades} & {
-                        bytes(r) for r in tail.trades
-                    }:
-                        _log.error(
-                            "fills.history_truncated",
-                            venue=VENUE,
-                            currency=currency,
-                            from_ms=start_ms,
-                            reason=f"at least {len(page.trades) + len(tail.trades)} trades in one "
-                            "millisecond: the first and the last read, any between them skipped",
-                        )
-                    if last == end_ms:
-                        break  # the window's last millisecond read: nothing after it to ask for
-                    last += 1
-                start_ms = last
-        return out
+                if last == end_ms:
+                    return  # the part's last millisecond read: nothing after it to ask for
+                last += 1
+            start_ms = last
 
     def _take(
         self,
@@ -524,10 +615,11 @@ class DeribitExecution(VenueExecution):
                 out.append(fill)
 
     async def _trade_page(
-        self, currency: str, start_ms: int, end_ms: int, sorting: str
+        self, currency: str, start_ms: int, end_ms: int, sorting: str, historical: bool
     ) -> tuple[_TradePage, int]:
-        """One page of our trades in `currency` within [start_ms, end_ms] (`start_ms <= end_ms`),
-        its envelope read (each record is read on its own), and the local time it came at."""
+        """One page of our trades in `currency` within [start_ms, end_ms] (`start_ms <= end_ms`)
+        from the recent or the historical store, its envelope read (each record is read on its
+        own), and the local time it came at."""
         raw = await self.session.call_retrying(
             "private/get_user_trades_by_currency_and_time",
             {
@@ -536,6 +628,7 @@ class DeribitExecution(VenueExecution):
                 "end_timestamp": end_ms,
                 "count": self.page_size,
                 "sorting": sorting,
+                "historical": historical,
             },
         )
         now = self.clock()
