@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
 import msgspec
 import structlog
 
@@ -86,6 +87,64 @@ _decode_trade: Any = msgspec.json.Decoder(TradeData).decode
 _decode_stamp: Any = msgspec.json.Decoder(_Stamp).decode
 
 
+class _TradeKey(msgspec.Struct):
+    """What tells two trade records apart (a trade between two orders of ours is listed once per
+    order, under one trade id), read even from a record that is otherwise bad."""
+
+    trade_id: str | None = None
+    order_id: str | None = None
+
+
+_decode_trade_key: Any = msgspec.json.Decoder(_TradeKey).decode
+# Our trades younger than this are asked without `historical`, older ones with it. Deribit keeps
+# the recent trades 24 hours, and indexes every trade for `historical: true` "after a short
+# delay" (docs.deribit.com/articles/accessing-historical-trades-orders): the hour of margin
+# covers our clock against the venue's.
+_RECENT_MS: Final = 23 * 3_600_000
+
+
+def _trade_key(raw: msgspec.Raw) -> tuple[str, str] | bytes:
+    """A trade record's (trade id, order id), or its bytes when they cannot be read."""
+    try:
+        key: _TradeKey = _decode_trade_key(raw)
+    except _UNREADABLE:
+        return bytes(raw)
+    if key.trade_id is None:
+        return bytes(raw)
+    return key.trade_id, key.order_id or ""
+
+
+def _unproven(first: Sequence[msgspec.Raw], tail: _TradePage) -> str | None:
+    """Why a millisecond's first page, oldest first (full, more to come), and the same
+    millisecond asked again newest first (`tail`) do not prove every trade of it read; None when
+    they do: the newest first page holds all of it (no more to come) and every trade of the
+    first page, or the two pages meet (share a trade) without being the same page. The re-ask
+    leans on `sorting` and on `end_timestamp` being inclusive, which Deribit's docs do not
+    promise for this method: a venue ignoring `sorting` answers the first page again, one whose
+    end is exclusive answers nothing; either would lose the trades between, so neither is
+    taken on trust."""
+    asc = {_trade_key(r) for r in first}
+    desc = {_trade_key(r) for r in tail.trades}
+    if not tail.has_more:
+        if asc <= desc:
+            return None
+        return (
+            f"asked again newest first, the millisecond was {len(desc)} trades without the "
+            f"{len(asc - desc)} of its first page (an end not included?): the rest unread"
+        )
+    if asc == desc:
+        return (
+            f"asked again newest first, the millisecond's first {len(asc)} trades came again "
+            "(the order asked for not honoured?): the rest unread"
+        )
+    if not asc & desc:
+        return (
+            f"at least {len(asc) + len(desc)} trades in one millisecond: the first and the last "
+            "read, any between them skipped"
+        )
+    return None
+
+
 class _Settlement(msgspec.Struct):
     """One item of `settlements` in `public/get_last_settlements_by_instrument` and
     `private/get_settlement_history_by_currency` (Deribit API v2 reference: `type` settlement,
@@ -103,11 +162,43 @@ class _Settlement(msgspec.Struct):
 
 
 class _SettlementPage(msgspec.Struct):
+    """`public/get_last_settlements_by_instrument`, read whole (`delivery_price`)."""
+
     settlements: list[_Settlement]
     continuation: str | None = None
 
 
+class _SettlementRecords(msgspec.Struct):
+    """A page of `private/get_settlement_history_by_currency`: the envelope read, each record
+    on its own (`funding_payments`)."""
+
+    settlements: list[msgspec.Raw]
+    continuation: str | None = None
+
+
+class _SettlementIds(msgspec.Struct):
+    """What names a settlement record that cannot be read, as far as it can be (a log line)."""
+
+    instrument_name: str | None = None
+    timestamp: int | None = None
+
+
 _decode_settlements: Any = msgspec.json.Decoder(_SettlementPage).decode
+_decode_settlement_records: Any = msgspec.json.Decoder(_SettlementRecords).decode
+_decode_settlement: Any = msgspec.json.Decoder(_Settlement).decode
+_decode_settlement_ids: Any = msgspec.json.Decoder(_SettlementIds).decode
+# Bad settlement records remembered as counted and logged (`funding_payments`): each is said
+# once, not at every poll while the look-back still holds it; the oldest forgotten beyond this.
+_REFUSED_KEPT: Final = 1024
+
+
+def _settlement_ids(raw: msgspec.Raw) -> _SettlementIds:
+    """The instrument and time of a settlement record, as far as they can be read."""
+    try:
+        ids: _SettlementIds = _decode_settlement_ids(raw)
+    except READ_ERRORS:
+        return _SettlementIds()
+    return ids
 
 
 class _Position(msgspec.Struct):
@@ -176,6 +267,18 @@ def _num(d: Decimal) -> float | int:
     return int(d) if d == d.to_integral_value() else float(d)
 
 
+@attrs.define
+class _TradeHistory:
+    """One currency's trade history being read (`recent_fills`): the window asked, the trades
+    taken (each (trade id, order id) once), the records already refused, the fills."""
+
+    currency: str
+    window: tuple[int, int]
+    seen: set[tuple[str, str]]
+    refused: set[bytes]
+    out: list[Fill]
+
+
 class DeribitExecution(VenueExecution):
     """Sends orders through a `DeribitSession` and reads its answers (module docstring)."""
 
@@ -183,6 +286,9 @@ class DeribitExecution(VenueExecution):
     page_size = 1000  # trades a page of the history (the venue's maximum)
     max_pages = 1000  # pages of the history read at most per currency (then an error in the log)
     trades_refused = 0  # trade history records that could not be read (logged)
+    funding_refused = 0  # settlement history records that could not be read or are no money (each once)
+    # Bad settlement records counted and logged so far (`_REFUSED_KEPT` at most, oldest forgotten).
+    _funding_said: dict[bytes, None] | None = None
     orders_refused = 0  # open orders records that could not be read (each read, logged)
 
     def __init__(
@@ -387,12 +493,24 @@ class DeribitExecution(VenueExecution):
         """Our fills since `since_ns`, every currency, oldest first
         (`private/get_user_trades_by_currency_and_time`, `sorting` asc, `page_size` a page).
 
+        Deribit answers this method from two stores (docs.deribit.com/articles/accessing-
+        historical-trades-orders): without `historical`, the recent trades, kept 24 hours; with
+        `historical: true`, every trade, but only after a short delay for indexing. So the part
+        of the window older than `_RECENT_MS` (23 h) is read with `historical: true`, the rest
+        without, each trade taken once by its id and order (a trade between two orders of ours
+        is listed once per order, under one id: a fill of each). Before, a window reaching
+        further back than 24 hours (a long downtime, an old open order) silently missed the
+        older fills.
+
         A page is followed by the next from its last trade's millisecond, that millisecond
         included (a page may end among several trades of one millisecond: the next page would
-        skip the others from one past it), each trade taken once by its id and order (a trade
-        between two orders of ours is listed once per order, under one id: a fill of each). A
-        page all in the one millisecond it starts from cannot move on so: the rest of that
-        millisecond is lost, loudly (`fills.history_truncated`), and paging goes on past it.
+        skip the others from one past it). A page all in the one millisecond it starts from
+        cannot move on so: that millisecond is asked again newest first (`sorting` desc), and
+        the trades of it count as all read only when the two answers prove it (`_unproven`);
+        otherwise the trades between them are lost, loudly (`fills.history_truncated`). Paging
+        goes on from the next millisecond, never past the part's end: a start after the end is
+        no history (an empty page from the simulator, a refusal from a venue that checks the
+        range, failing the whole catch-up).
 
         A page that is not a page of trades is an unreadable answer (`VenueError`); one trade
         in it that cannot be read (a field missing or of the wrong type, a number out of range,
@@ -403,76 +521,123 @@ class DeribitExecution(VenueExecution):
         refused and pages nothing: one stamped in the future ended the paging, silently, and
         every later trade was lost. A page with more to come that cannot
         move it on (its records all hide their time, or all lie before the time asked from) stops
-        that currency's history, loudly (`fills.history_truncated`), as do `max_pages` pages:
+        that part of the history, loudly (`fills.history_truncated`), as do `max_pages` pages:
         never the same page asked again and again."""
         out: list[Fill] = []
-        end_ms = self.clock() // 1_000_000 + 1_000
+        now_ms = self.clock() // 1_000_000
+        end_ms = now_ms + 1_000
+        cut = now_ms - _RECENT_MS
+        from_ms = since_ns // 1_000_000
         for currency in self.currencies:
-            start_ms = from_ms = since_ns // 1_000_000
             seen: set[tuple[str, str]] = set()  # (trade id, order id): a page's first trades repeat
             refused: set[bytes] = set()  # records already counted, met again on the next page
-            pages = 0
-            while True:
-                raw = await self.session.call_retrying(
-                    "private/get_user_trades_by_currency_and_time",
-                    {
-                        "currency": currency,
-                        "start_timestamp": start_ms,
-                        "end_timestamp": end_ms,
-                        "count": self.page_size,
-                        "sorting": "asc",
-                    },
-                )
-                now = self.clock()
-                try:
-                    check_text(raw, VENUE, "user trades")  # the records' strings are read one by one
-                    page = _decode_trade_page(raw)
-                except _UNREADABLE as exc:
-                    raise _unreadable("user trades", exc) from None
-                last: int | None = None
-                for record in page.trades:
-                    stamp = _stamp(record)
-                    if stamp is not None and start_ms <= stamp <= end_ms:
-                        last = stamp if last is None else max(last, stamp)
-                    fill = self._trade_record(record, now, refused, (from_ms, end_ms))
-                    if fill is None:
-                        continue
-                    key = (fill.trade_id, fill.order_id or "")
-                    if key not in seen:
-                        seen.add(key)
-                        out.append(fill)
-                if not page.has_more:
-                    break
-                pages += 1
-                # Every break while the venue says there is more is said: never a silent end.
-                if last is None or pages >= self.max_pages:
-                    stop = (
-                        "a page with more to come and no trade in it"
-                        if not page.trades
-                        else "a page with more to come, no trade in it with a readable time within "
-                        f"the history asked for ({start_ms} to {end_ms})"
-                        if last is None
-                        else f"more than {self.max_pages} pages"
-                    )
-                    _log.error(
-                        "fills.history_truncated",
-                        venue=VENUE,
-                        currency=currency,
-                        from_ms=start_ms,
-                        reason=stop,
-                    )
-                    break
-                if last == start_ms:
-                    _log.error(
-                        "fills.history_truncated",
-                        venue=VENUE,
-                        currency=currency,
-                        from_ms=start_ms,
-                        reason=f"a whole page of {len(page.trades)} in one millisecond: the rest skipped",
-                    )
-                    last += 1
-                start_ms = last
+            history = _TradeHistory(currency, (from_ms, end_ms), seen, refused, out)
+            if from_ms < cut:
+                await self._read_trades(history, from_ms, cut, historical=True)
+            await self._read_trades(history, max(from_ms, cut), end_ms, historical=False)
         return out
+
+    async def _read_trades(
+        self, history: _TradeHistory, start_ms: int, end_ms: int, *, historical: bool
+    ) -> None:
+        """Our trades in `history.currency` within [start_ms, end_ms], from the store `historical`
+        says, into `history` (`recent_fills`)."""
+        currency = history.currency
+        pages = 0
+        while True:
+            page, now = await self._trade_page(currency, start_ms, end_ms, "asc", historical)
+            last: int | None = None
+            for record in page.trades:
+                stamp = _stamp(record)
+                if stamp is not None and start_ms <= stamp <= end_ms:
+                    last = stamp if last is None else max(last, stamp)
+            self._take(page.trades, now, history.refused, history.window, history.seen, history.out)
+            if not page.has_more:
+                return
+            pages += 1
+            # Every break while the venue says there is more is said: never a silent end.
+            if last is None or pages >= self.max_pages:
+                stop = (
+                    "a page with more to come and no trade in it"
+                    if not page.trades
+                    else "a page with more to come, no trade in it with a readable time within "
+                    f"the history asked for ({start_ms} to {end_ms})"
+                    if last is None
+                    else f"more than {self.max_pages} pages"
+                )
+                _log.error(
+                    "fills.history_truncated",
+                    venue=VENUE,
+                    currency=currency,
+                    from_ms=start_ms,
+                    historical=historical,
+                    reason=stop,
+                )
+                return
+            if last == start_ms:
+                # A whole page in one millisecond: its newest trades, newest first (taken in the
+                # venue's order, oldest first, after the first page's).
+                pages += 1
+                tail, now = await self._trade_page(currency, last, last, "desc", historical)
+                self._take(tail.trades[::-1], now, history.refused, history.window, history.seen, history.out)
+                why = _unproven(page.trades, tail)
+                if why is not None:
+                    _log.error(
+                        "fills.history_truncated",
+                        venue=VENUE,
+                        currency=currency,
+                        from_ms=start_ms,
+                        historical=historical,
+                        reason=why,
+                    )
+                if last == end_ms:
+                    return  # the part's last millisecond read: nothing after it to ask for
+                last += 1
+            start_ms = last
+
+    def _take(
+        self,
+        records: Sequence[msgspec.Raw],
+        now: int,
+        refused: set[bytes],
+        window: tuple[int, int],
+        seen: set[tuple[str, str]],
+        out: list[Fill],
+    ) -> None:
+        """The fills of a page's records (`_trade_record`) into `out`, each (trade, order) once."""
+        for record in records:
+            fill = self._trade_record(record, now, refused, window)
+            if fill is None:
+                continue
+            key = (fill.trade_id, fill.order_id or "")
+            if key not in seen:
+                seen.add(key)
+                out.append(fill)
+
+    async def _trade_page(
+        self, currency: str, start_ms: int, end_ms: int, sorting: str, historical: bool
+    ) -> tuple[_TradePage, int]:
+        """One page of our trades in `currency` within [start_ms, end_ms] (`start_ms <= end_ms`)
+        from the recent or the historical store, its envelope read (each record is read on its
+        own), and the local time it came at."""
+        raw = await self.session.call_retrying(
+            "private/get_user_trades_by_currency_and_time",
+            {
+                "currency": currency,
+                "start_timestamp": start_ms,
+                "end_timestamp": end_ms,
+                "count": self.page_size,
+                "sorting": sorting,
+                "historical": historical,
+            },
+        )
+        now = self.clock()
+        try:
+            check_text(raw, VENUE, "user trades")  # the records' strings are read one by one
+            page: _TradePage = _decode_trade_page(raw)
+        except _UNREADABLE as exc:
+            raise _unreadable("user trades", exc) from None
+        return page, now
 
     def _trade_record(
         self, record: msgspec.Raw, now: int, refused: set[bytes], window: tuple[int, int]
@@ -508,7 +673,11 @@ class DeribitExecution(VenueExecution):
         """The price an expired instrument was delivered at, in its quote currency (USD for a
         future, the coin for a coin option), from the venue's delivery record
         (`public/get_last_settlements_by_instrument`, `type = delivery`: public, so a paper
-        position settles at the same price). None while the venue has not delivered it."""
+        position settles at the same price). None while the venue has not delivered it.
+
+        Read whole, not record by record: a delivery record left out would read as "not
+        delivered yet", a false fact; an answer with one that cannot be read is unreadable
+        (`VenueError`), asked again later."""
         raw = await self.session.call_retrying(
             "public/get_last_settlements_by_instrument",
             {"instrument_name": instrument, "type": "delivery", "count": 1},
@@ -538,7 +707,15 @@ class DeribitExecution(VenueExecution):
         `private/get_settlement_history_by_currency`, `type = settlement`; newest first, paged
         by `continuation`). The event id is the instrument and the settlement's time. Each
         spans the session before it (`span_ns`, 24 h): `OrderFlow.funding` splits it by the
-        positions held over the session."""
+        positions held over the session.
+
+        A page that is not a page of records is an unreadable answer (`VenueError`); one
+        record in it that cannot be read (a field missing or of the wrong type, a number that
+        is none) or whose funding is no money is that record's problem: left out, counted
+        (`funding_refused`) and logged (`funding.record_refused`, with its instrument and time
+        when they can be read) once however many reads meet it again, the others booked (each
+        once: the engine books a payment by its event id, which is the record's own). Before,
+        one such record lost its whole page."""
         out: list[FundingPayment] = []
         since_ms = since_ns // 1_000_000
         for currency in self.currencies:
@@ -547,22 +724,24 @@ class DeribitExecution(VenueExecution):
             while True:
                 raw = await self.session.call_retrying("private/get_settlement_history_by_currency", params)
                 try:
-                    page = _decode_settlements(raw)
+                    check_text(raw, VENUE, "settlement history")  # the records' strings are read one by one
+                    page = _decode_settlement_records(raw)
                 except _UNREADABLE as exc:
                     raise _unreadable("settlement history", exc) from None
-                for item in page.settlements:
-                    name = item.instrument_name
-                    if item.timestamp < since_ms or name is None or item.funding is None:
-                        continue
-                    inst = self.registry.get(VENUE, name)
+                stamps: list[int] = []
+                for record in page.settlements:
                     try:
+                        item: _Settlement = _decode_settlement(record)
+                        stamps.append(item.timestamp)
+                        name = item.instrument_name
+                        if item.timestamp < since_ms or name is None or item.funding is None:
+                            continue
                         amount = check_funding(item.funding, f"{name} funding")
                         position = None if item.position is None else check_funding(item.position, "position")
-                    except BadNumber as exc:
-                        _log.error(
-                            "funding.record_refused", instrument=name, ts_ms=item.timestamp, error=str(exc)
-                        )
+                    except RECORD_ERRORS as exc:  # BadNumber is a ValueError
+                        self._refuse_settlement(record, exc)
                         continue
+                    inst = self.registry.get(VENUE, name)
                     out.append(
                         FundingPayment(
                             venue=VENUE,
@@ -577,7 +756,10 @@ class DeribitExecution(VenueExecution):
                             span_ns=_SESSION_NS,
                         )
                     )
-                oldest = min((i.timestamp for i in page.settlements), default=since_ms - 1)
+                # Newest first: a page reaching back before `since_ms` is the last needed. One
+                # whose records all hide their time says nothing of that: the next page is read
+                # (the page cap bounds it); an empty one ends the history.
+                oldest = min(stamps, default=since_ms if page.settlements else since_ms - 1)
                 token = page.continuation
                 if oldest < since_ms or not token or token == "none":
                     break
@@ -592,6 +774,30 @@ class DeribitExecution(VenueExecution):
                 tokens.add(token)
                 params = {**params, "continuation": token}
         return out
+
+    def _refuse_settlement(self, record: msgspec.Raw, exc: BaseException) -> None:
+        """A settlement history record left out: counted, one error line naming it and why, the
+        first time it is met; silent when a later read meets it again (the look-back reads it
+        at every poll)."""
+        said = self._funding_said
+        if said is None:
+            said = self._funding_said = {}
+        key = bytes(record)
+        if key in said:
+            return
+        said[key] = None
+        while len(said) > _REFUSED_KEPT:
+            del said[next(iter(said))]
+        self.funding_refused += 1
+        ids = _settlement_ids(record)
+        _log.error(
+            "funding.record_refused",
+            venue=VENUE,
+            instrument=ids.instrument_name,
+            ts_ms=ids.timestamp,
+            reason=str(exc),
+            action="left out; the history's other records are booked",
+        )
 
     async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
         """Cancel an order that is not ours (the `foreign_orders = "cancel"` policy)."""

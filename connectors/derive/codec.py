@@ -531,7 +531,8 @@ def unsettled(t: TradeData, ts_local: int) -> Status:
 def tx_status_unknown(t: TradeData, *, reported: bool | None) -> None:
     """The alert for one of our trades whose `tx_status` says neither that it settled nor that it
     reverted (`tx_outcome`): one line naming the trade, its order and the status; `reported`:
-    whether its fill was reported before (None: not known here)."""
+    True when its fill was reported before, None when not known (not by this process: an
+    earlier one's journal may hold it)."""
     _log.critical(
         "fill.tx_status_unknown",
         venue=VENUE,
@@ -661,9 +662,10 @@ class DeriveDecoder(JsonRpcDecoder):
         self._our_reversals: dict[tuple[str, str], None] = {}
         self.repeated_fills = 0
         self.unknown_tx_status = 0  # our trades whose tx_status said neither fill nor revert (alerts)
-        # Those alerted already, by (trade id, order id, tx_status): a catch-up reads the same
-        # trades again at every reconnect; a trade is alerted once per status it is seen in.
-        self._unknown_alerted: dict[tuple[str, str, str | None], None] = {}
+        # Those alerted already, by (trade id, order id, tx_status, fill reported): a catch-up
+        # reads the same trades again at every reconnect; a trade is alerted once per status it
+        # is seen in, whichever path sees it first, and once more if its fill was reported since.
+        self._unknown_alerted: dict[tuple[str, str, str | None, bool], None] = {}
 
     # ----------------------------------------------------------------------------------- API
 
@@ -980,12 +982,17 @@ class DeriveDecoder(JsonRpcDecoder):
                 del memory[next(iter(memory))]
         return out
 
-    def alert_unknown_tx_status(self, t: TradeData, *, reported: bool | None) -> None:
+    def alert_unknown_tx_status(self, t: TradeData, *, reported: bool) -> None:
         """One of our trades whose `tx_status` says neither fill nor revert (`tx_outcome`),
-        from the channel or a catch-up: counted (`unknown_tx_status`) and alerted
+        from the channel or a catch-up alike: counted (`unknown_tx_status`) and alerted
         (`fill.tx_status_unknown`) the first time it is seen in that status, not again at every
-        reconnect's catch-up of the same history."""
-        key = (str(t.trade_id), t.order_id, t.tx_status)
+        reconnect's catch-up of the same history nor when the other path brings it in the same
+        status. `reported`: whether this process reported its fill (the alert says True, or None:
+        not known here, an earlier process's journal may hold it; both paths know the same, so
+        they say the same). A trade alerted before its fill was reported is alerted again once
+        it has been (a later `requested`, then the unknown status again): that alert, its fill
+        booked, is the one a person acts on (README: checks the account, reverses it)."""
+        key = (str(t.trade_id), t.order_id, t.tx_status, reported)
         alerted = self._unknown_alerted
         if key in alerted:
             return
@@ -993,7 +1000,7 @@ class DeriveDecoder(JsonRpcDecoder):
         while len(alerted) > _OUR_TRADES:
             del alerted[next(iter(alerted))]
         self.unknown_tx_status += 1
-        tx_status_unknown(t, reported=reported)
+        tx_status_unknown(t, reported=True if reported else None)
 
     def order_result(self, raw: Any, ts_local: int) -> list[MarketEvent]:
         """The events of a `private/order` answer (its fills first, then the order's state), its

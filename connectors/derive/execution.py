@@ -146,10 +146,23 @@ class _FundingEvent(msgspec.Struct):
 
 
 class _Funding(msgspec.Struct):
-    """`private/get_funding_history`: a page of funding payments."""
+    """`private/get_funding_history`: a page of funding payments, the envelope read, each
+    payment on its own (`funding_payments`)."""
 
-    events: list[_FundingEvent]
+    events: list[msgspec.Raw]
     pagination: _Pagination | None = None
+
+
+class _FundingInstrument(msgspec.Struct):
+    """The instrument of a funding record that cannot be read, when that much can be."""
+
+    instrument_name: str | None = None
+
+
+class _FundingTime(msgspec.Struct):
+    """The time of a funding record that cannot be read, when that much can be."""
+
+    timestamp: int | None = None
 
 
 class _OptionDetails(msgspec.Struct):
@@ -184,7 +197,61 @@ class _Positions(msgspec.Struct):
 _decode_positions: Any = msgspec.json.Decoder(_Positions, strict=False).decode
 # Derive's contracts hold amounts as 18-decimal int256 (VENUES.md §3.6): beyond it, no amount.
 _MAX_AMOUNT: Final = Decimal(2**255) / Decimal(10**18)
-_decode_funding: Any = msgspec.json.Decoder(_Funding, strict=False).decode
+_decode_funding_page: Any = msgspec.json.Decoder(_Funding, strict=False).decode
+_decode_funding_event: Any = msgspec.json.Decoder(_FundingEvent, strict=False).decode
+_decode_funding_instrument: Any = msgspec.json.Decoder(_FundingInstrument, strict=False).decode
+_decode_funding_time: Any = msgspec.json.Decoder(_FundingTime, strict=False).decode
+# Bad funding records remembered as counted and logged (`funding_payments`): each is said once,
+# not at every poll while the look-back still holds it; the oldest forgotten beyond this many.
+_REFUSED_KEPT: Final = 1024
+
+
+def _decode_funding(raw: Any) -> _Funding:
+    """A page of the funding history, its records left to be read one by one."""
+    check_text(raw, VENUE, "private/get_funding_history")  # their strings are read one by one
+    page: _Funding = _decode_funding_page(raw)
+    return page
+
+
+def _funding_ids(raw: msgspec.Raw) -> tuple[str | None, int | None]:
+    """The instrument and time of a funding record, each as far as it can be read on its own
+    (a time of the wrong type leaves the instrument known, and the other way round)."""
+    try:
+        instrument = _decode_funding_instrument(raw).instrument_name
+    except READ_ERRORS:
+        instrument = None
+    try:
+        ts_ms = _decode_funding_time(raw).timestamp
+    except READ_ERRORS:
+        ts_ms = None
+    return instrument, ts_ms
+
+
+def _hold(holds: Sequence[tuple[str | None, int | None]]) -> Callable[[str, int], bool]:
+    """Whether a payment (instrument, ms) is held back by bad records of these ids: its own
+    (instrument, ms), every ms of an instrument whose record hides its time, every instrument of
+    a ms whose record hides its instrument, everything for a record that hides both."""
+    pairs = {h for h in holds if h[0] is not None and h[1] is not None}
+    instruments = {i for i, t in holds if t is None}
+    times = {t for i, t in holds if i is None}
+    if None in instruments:
+        return lambda instrument, ts_ms: True
+    return lambda instrument, ts_ms: (
+        (instrument, ts_ms) in pairs or instrument in instruments or ts_ms in times
+    )
+
+
+def _held_scope(instrument: str | None, ts_ms: int | None) -> str:
+    """What a bad funding record with these ids holds back (its log line)."""
+    if instrument is None and ts_ms is None:
+        return "every record of the history"
+    if ts_ms is None:
+        return f"every record of {instrument}"
+    if instrument is None:
+        return f"every record at {ts_ms}"
+    return f"the records of {instrument} at {ts_ms}"
+
+
 _decode_instrument: Any = msgspec.json.Decoder(_InstrumentDetails, strict=False).decode
 _decode_orders: Any = msgspec.json.Decoder(_Orders, strict=False).decode
 _decode_open_orders: Any = msgspec.json.Decoder(_OpenOrders, strict=False).decode
@@ -240,7 +307,10 @@ class DeriveExecution(VenueExecution):
     venue = VENUE
     page_size = 1000
     max_pages = 200
-    funding_refused = 0  # funding records refused as money (not a finite, plausible number)
+    funding_refused = 0  # funding records that could not be read or are no money (each once, logged)
+    funding_held = 0  # good funding records held back with a bad one at the last read (see there)
+    # Bad funding records counted and logged so far (`_REFUSED_KEPT` at most, oldest forgotten).
+    _funding_said: dict[bytes, None] | None = None
     trades_refused = 0  # trade history records that could not be read (each read, logged)
     orders_refused = 0  # open orders records that could not be read (each read, logged)
 
@@ -642,8 +712,9 @@ class DeriveExecution(VenueExecution):
         decoder = self.session.decoder
         for t in unknown:
             key = (str(t.trade_id), t.order_id)
-            # Reported as a fill in this process, or not known here (the journal may hold it).
-            decoder.alert_unknown_tx_status(t, reported=True if key in decoder._our_fills else None)
+            # Reported as a fill in this process, or not known here (the journal may hold it):
+            # what the channel knows of it too (`alert_unknown_tx_status`).
+            decoder.alert_unknown_tx_status(t, reported=key in decoder._our_fills)
         # Oldest first, a millisecond's in the venue's matching order (read from the listing's
         # direction: `_oldest_first`), the order the ledger must book them in.
         ordered = _oldest_first([t for t in unique.values() if tx_outcome(t) != "unknown"])
@@ -719,10 +790,24 @@ class DeriveExecution(VenueExecution):
         instrument and the payment's time (numbered when several share it). Derive (Lyra v2's
         `PerpAsset`) accrues funding per account and realizes it whenever the account's perpetual
         position changes and at each settlement, so a record is the funding on the position held
-        just before its time: `OrderFlow.funding` splits it so (`span_ns` None)."""
+        just before its time: `OrderFlow.funding` splits it so (`span_ns` None).
+
+        A page that is not a page of payments is an unreadable answer (`VenueError`); one record
+        in it that cannot be read (a field missing or of the wrong type) or whose funding is no
+        money is that record's problem: left out, counted (`funding_refused`) and logged
+        (`funding.record_refused`, with its instrument and time when they can be read, and what
+        it holds back), once however many reads meet it again; the others booked. Held back with
+        it (not booked, counted in `funding_held` for the read): the payments whose ids it may
+        number. The payments of one instrument in one millisecond are numbered in the order of
+        their amounts, so one left out shifts its neighbours' numbers (booked under a number
+        that is another's, a payment would be booked twice, another never, once it reads
+        again). A bad record whose time cannot be read may be of any millisecond of its
+        instrument: every payment of that instrument waits; one whose instrument cannot be read,
+        every payment of its millisecond; one that says neither, the whole history. They are
+        booked once every record that may number them reads."""
         self._require_login("funding history")
         now = self.clock()
-        events = await self._pages(
+        records = await self._pages(
             "private/get_funding_history",
             {
                 "subaccount_id": self.subaccount_id,
@@ -732,23 +817,41 @@ class DeriveExecution(VenueExecution):
             _decode_funding,
             lambda r: r.events,
         )
+        # Each record read, and its funding checked as money, on its own: one that cannot be is
+        # left out, and holds back the payments whose ids it may number (`_hold`).
+        read: list[tuple[_FundingEvent, Decimal]] = []
+        bad: list[tuple[msgspec.Raw, str | None, int | None, str]] = []
+        for record in records:
+            try:
+                e: _FundingEvent = _decode_funding_event(record)
+            except RECORD_ERRORS as exc:
+                bad.append((record, *_funding_ids(record), str(exc)))
+                continue
+            try:
+                read.append((e, check_funding(e.funding, f"{e.instrument_name} funding")))
+            except BadNumber as exc:
+                bad.append((record, e.instrument_name, e.timestamp, str(exc)))
+        held = _hold([(instrument, ts_ms) for _, instrument, ts_ms, _ in bad])
+        kept = [(e, amount) for e, amount in read if not held(e.instrument_name, e.timestamp)]
+        self.funding_held = len(read) - len(kept)
+        for record, instrument, ts_ms, reason in bad:
+            self._refuse_funding(record, instrument, ts_ms, reason)
         out: list[FundingPayment] = []
         # Records of one instrument in one millisecond are each a payment (Derive realizes funding
         # at every change of the position and at each settlement: two may share a timestamp):
         # the first keeps `<instrument>:<ms>`, the others `<instrument>:<ms>:<n>`, numbered in
-        # the order of their amounts so the ids are the same however the venue lists them.
+        # the order of their amounts (the checked Decimals: "0.5" and "0.50", or "-1" and
+        # "-2", whose text sorts the other way, are numbered by what they are worth) so the ids
+        # are the same however the venue lists or writes them. Until r12 they were numbered in
+        # the order of the amounts' text: after the upgrade the ids of a millisecond whose two
+        # orders differ are the same ids in another order; the journal books a payment by its
+        # id alone (`OrderJournal.funding_known`), so a millisecond booked before is not booked
+        # again (its amounts keep the ids they were booked under).
         seen: dict[str, int] = {}
-        for e in sorted(events, key=lambda e: (e.instrument_name, e.timestamp, e.funding)):
+        for e, amount in sorted(kept, key=lambda r: (r[0].instrument_name, r[0].timestamp, r[1])):
             key = f"{e.instrument_name}:{e.timestamp}"
             n = seen[key] = seen.get(key, -1) + 1
             event_id = key if n == 0 else f"{key}:{n}"
-            try:
-                amount = check_funding(e.funding, f"{e.instrument_name} funding")
-            except BadNumber as exc:
-                # One record that is no money: refused (an alert, counted), the others booked.
-                self.funding_refused += 1
-                _log.error("funding.record_refused", event_id=event_id, error=str(exc))
-                continue
             inst = self.registry.get(VENUE, e.instrument_name)
             out.append(
                 FundingPayment(
@@ -761,6 +864,32 @@ class DeriveExecution(VenueExecution):
                 )
             )
         return sorted(out, key=lambda p: p.ts_ns)
+
+    def _refuse_funding(
+        self, record: msgspec.Raw, instrument: str | None, ts_ms: int | None, reason: str
+    ) -> None:
+        """A funding record left out: counted and logged (one error line naming it, why, and
+        what it holds back) the first time it is met; silent when a later read meets it again
+        (the look-back reads it at every poll)."""
+        said = self._funding_said
+        if said is None:
+            said = self._funding_said = {}
+        key = bytes(record)
+        if key in said:
+            return
+        said[key] = None
+        while len(said) > _REFUSED_KEPT:
+            del said[next(iter(said))]
+        self.funding_refused += 1
+        _log.error(
+            "funding.record_refused",
+            venue=VENUE,
+            instrument=instrument,
+            ts_ms=ts_ms,
+            reason=reason,
+            held=_held_scope(instrument, ts_ms),
+            action="left out, and the payments it holds back, until it reads; the others booked",
+        )
 
     async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
         """Cancel an order that is not ours (the `foreign_orders = "cancel"` policy):

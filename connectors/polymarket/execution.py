@@ -623,6 +623,7 @@ class PolymarketExecution(VenueExecution):
     venue = VENUE
     trades_refused = 0  # trades of `GET /data/trades` pages that could not be read (each read, logged)
     orders_refused = 0  # orders of `GET /data/orders` pages that could not be read (each read, logged)
+    balances_unknown = 0  # share balances asked that could not be said (each look, per token)
 
     def __init__(
         self,
@@ -658,6 +659,8 @@ class PolymarketExecution(VenueExecution):
         self.clock = clock
         self.log = (log or structlog.get_logger("tradingd.polymarket")).bind(venue=VENUE)
         self._bucket = CreditBucket(order_burst, order_rate)
+        # Tokens whose unknown balance was alerted, until one of its answers reads again.
+        self._balance_alerted: set[str] = set()
         self._prepared: dict[str, _Prepared] = {}
         # Set by the session: the markets of these tokens whose fee schedule is unknown are
         # learned in the background (an order refused `fees_unknown`, the tokens the
@@ -1145,9 +1148,18 @@ class PolymarketExecution(VenueExecution):
         &token_id=...&signature_type=...` (§2.3), as `py-clob-client-v2` `get_balance_allowance`
         asks it (the signature type says whose wallet: ours, or the funder's). `balance` is in
         millionths of a share (the CTF tokens' 6 decimals; the venue's refusals count shares
-        so: `balance: 4893500` for 4.8935, py-clob-client #311). A token the venue cannot say
-        for is left out (logged); `VenueError` only when it answers none. Asked
-        `_BALANCE_CONCURRENCY` at a time (the caller bounds the whole)."""
+        so: `balance: 4893500` for 4.8935, py-clob-client #311). Asked `_BALANCE_CONCURRENCY`
+        at a time (the caller bounds the whole).
+
+        A token whose balance cannot be said (no answer, or one that is no whole number of
+        millionths) is unknown: counted (`balances_unknown`), alerted once (`balance.unavailable`,
+        `balance.unreadable`; again only after it has read since), and the answer is a
+        `VenueError` naming it. Never left out of a mapping returned: the engine reads a token
+        missing from it as holding 0 (`LiveEngine._check_positions_within`), a false mismatch
+        for a position we hold, a false match (and a past mismatch cleared) for one we do not.
+        So while a token is unknown no token of the venue is compared (the engine logs
+        `positions.unavailable` and goes on with the rest of its reconciliation); comparing the
+        others needs the engine to skip the tokens an answer leaves out."""
         out: dict[str, Decimal] = {}
         failed: list[str] = []
         if self.want_fees is not None:  # a position of a market no subscription loads
@@ -1173,22 +1185,37 @@ class PolymarketExecution(VenueExecution):
                 )
                 units = _amount(_decode_balance(raw).balance)
             except (VenueError, msgspec.DecodeError) as exc:
-                self.log.warning("balance.unavailable", instrument=token, error=str(exc))
-                failed.append(token)
+                unknown(token, "balance.unavailable", error=str(exc))
                 return
             if units is None or units != units.to_integral_value():
-                self.log.warning(
-                    "balance.unreadable", instrument=token, answer=raw[:200].decode("utf-8", "replace")
-                )
-                failed.append(token)
+                unknown(token, "balance.unreadable", answer=raw[:200].decode("utf-8", "replace"))
                 return
+            self._balance_alerted.discard(token)
             out[token] = units / _SHARE_UNITS
+
+        def unknown(token: str, event: str, **why: str) -> None:
+            failed.append(token)
+            self.balances_unknown += 1
+            if token not in self._balance_alerted:
+                self._balance_alerted.add(token)
+                self.log.error(
+                    event,
+                    instrument=token,
+                    action="not compared (nor the venue's other positions) until its balance reads",
+                    **why,
+                )
 
         async with trio.open_nursery() as nursery:
             for token in tokens:
                 nursery.start_soon(one, token)
-        if tokens and len(failed) == len(tokens):
-            raise VenueError(f"share balances: no answer for {len(failed)} token(s)", venue=VENUE)
+        if failed:
+            failed.sort()
+            raise VenueError(
+                f"share balances: {len(failed)} of {len(tokens)} token(s) unknown ({', '.join(failed[:3])}"
+                f"{', ...' if len(failed) > 3 else ''}): none compared",
+                venue=VENUE,
+                code="balance_unknown",
+            )
         return out
 
     async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:

@@ -213,6 +213,29 @@ def _count(p: Mapping[str, Any]) -> int:
     return _integer(p, "count", 10, 1, 1000)
 
 
+# Deribit keeps our trades two ways ("Accessing historical trades and orders using API",
+# docs.deribit.com/articles/accessing-historical-trades-orders): asked without `historical` (or
+# with it false), the recent ones, kept 24 hours "before removal"; with `historical: true`, all of
+# them, indefinitely, but "available after a short delay for indexing". The simulator serves the
+# recent trades as the last `RECENT_TRADES_MS` by its clock, and the historical ones once they
+# are `HISTORICAL_DELAY_MS` old (Deribit names no figure for the delay: a few seconds here).
+RECENT_TRADES_MS: Final = 24 * 3_600_000
+HISTORICAL_DELAY_MS: Final = 5_000
+
+
+def kept_trades(trades: list[dict[str, Any]], p: Mapping[str, Any], now_ms: int) -> list[dict[str, Any]]:
+    """The account's trades a user-trades method can answer with, by its `historical` switch
+    (a JSON boolean, or "true"/"false" in a REST query) and the simulator's clock (ms)."""
+    historical = p.get("historical", False)
+    if historical in ("true", "false"):
+        historical = historical == "true"
+    if not isinstance(historical, bool):
+        _invalid("historical", "must be a boolean")
+    if historical:
+        return [t for t in trades if t["timestamp"] <= now_ms - HISTORICAL_DELAY_MS]
+    return [t for t in trades if t["timestamp"] >= now_ms - RECENT_TRADES_MS]
+
+
 def _page(found: list[dict[str, Any]], p: Mapping[str, Any]) -> dict[str, Any]:
     """`{"trades", "has_more"}`, newest first unless `sorting = "asc"` (`default` is the order
     Deribit's store gives, newest first), at most `count`."""
@@ -234,7 +257,8 @@ def _user_trades_by_instrument(
     if name not in {item["instrument_name"] for item in market.instrument_items}:
         _invalid("instrument_name", "unknown instrument")
     first, last = _integer(p, "start_seq", 0), _integer(p, "end_seq", 2**62)
-    found = [t for t in account.trades if t["instrument_name"] == name and first <= t["trade_seq"] <= last]
+    kept = kept_trades(account.trades, p, market.clock() // 1_000_000)
+    found = [t for t in kept if t["instrument_name"] == name and first <= t["trade_seq"] <= last]
     return _page(found, p)
 
 
@@ -254,7 +278,8 @@ def _user_trades_by_currency(
     }
     if not isinstance(currency, str) or currency not in _CURRENCIES:
         _invalid("currency", "wrong format")
-    return _page([t for t in account.trades if t["instrument_name"] in names], p)
+    kept = kept_trades(account.trades, p, market.clock() // 1_000_000)
+    return _page([t for t in kept if t["instrument_name"] in names], p)
 
 
 # The simulator's method table takes these as they are: handler(simulator, params, session,

@@ -31,7 +31,9 @@ Fidelity (VENUES.md §1):
   captures show, whatever §1.6 says).
 - Orders: `private/buy`, `sell`, `edit`, `cancel`, `cancel_all`, `cancel_all_by_instrument`,
   `cancel_by_label`, open orders, order state, user trades, account summary, positions,
-  settlements; matched in price-time priority (`simulators/matching.py`) against the market's
+  settlements (user trades: the last 24 h, or with `historical: true` all but the last few
+  seconds, as Deribit's docs on historical trades say: `public_methods.kept_trades`); matched in
+  price-time priority (`simulators/matching.py`) against the market's
   levels and the other clients' orders. A resting order fills when the feed prints a trade
   through it or moves its levels across it. Fees from `fees.py`. A post-only order that would
   take is repriced just inside the spread, or refused with 11054 under `reject_post_only`.
@@ -1657,7 +1659,9 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         self, p: dict[str, Any], s: _Session | None, a: _Account | None, after: list[bytes]
     ) -> Any:
         """The account's trades in one currency within [start, end] (ms), oldest first unless
-        `sorting = "desc"`, at most `count` (default 10, max 1000) with `has_more`."""
+        `sorting = "desc"`, at most `count` (default 10, max 1000) with `has_more`: the recent
+        ones (the last 24 h), or with `historical: true` all of them but the last few seconds
+        (`public_methods.kept_trades`, as Deribit's docs say)."""
         assert a is not None
         currency = p.get("currency")
         start = int(p.get("start_timestamp", 0))
@@ -1665,7 +1669,7 @@ class DeribitSimulator(SimulatorServer["_Session"]):
         count = max(1, min(int(p.get("count", 10)), 1000))
         found = [
             t
-            for t in a.trades
+            for t in public_methods.kept_trades(a.trades, p, self._now_ms())
             if start <= t["timestamp"] <= end and self._base_of(t["instrument_name"]) == currency
         ]
         if p.get("sorting") == "desc":

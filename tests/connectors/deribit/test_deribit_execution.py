@@ -462,18 +462,20 @@ async def test_a_page_of_records_that_cannot_be_read_still_moves_the_history_on_
     assert client.trades_refused == 2 and len(session.calls) == 3
     # A venue answering one page whatever is asked: records that hide their time too (nothing
     # to page on), or that lie before the time asked from (the venue does not move on).
-    for page, calls in (
-        ([{**trades[0], "timestamp": "soon"}, {**trades[2], "timestamp": None}], 1),
-        ([trades[0], trades[1]], 3),  # asked from before them, from them, then from past them
+    since = (trades[0]["timestamp"] - 60_000) * 1_000_000  # within the recent trades: one part
+    for page, calls, errors in (
+        ([{**trades[0], "timestamp": "soon"}, {**trades[2], "timestamp": None}], 1, 1),
+        # Asked from before them, from the last (all in the one millisecond asked from), that
+        # millisecond newest first: the same page again, which proves nothing (a venue ignoring
+        # `sorting` would answer so), said; then from past them, nothing to page on, said.
+        ([trades[0], trades[1]], 4, 2),
     ):
         canned = _Session({"trades": page, "has_more": True})
         stuck = _deribit(canned)
         with structlog.testing.capture_logs() as logs:
-            assert await stuck.recent_fills(0) == []
+            assert await stuck.recent_fills(since) == []
         assert canned.calls == calls and stuck.trades_refused == 2
-        assert [e["log_level"] for e in logs if e["event"] == "fills.history_truncated"] == ["error"] * (
-            1 if calls == 1 else 2  # the millisecond skipped, then the stop
-        )
+        assert [e["log_level"] for e in logs if e["event"] == "fills.history_truncated"] == ["error"] * errors
 
 
 async def test_an_open_order_record_that_cannot_be_read_is_left_out() -> None:
@@ -551,3 +553,227 @@ async def test_a_trade_stamped_in_the_future_neither_ends_the_history_nor_is_boo
     assert client.trades_refused == 1
     (line,) = [e for e in logs if e["event"] == "fills.record_refused"]
     assert line["trade_id"] == "f"
+
+
+@pytest.mark.parametrize("spread", ["in the window's last millisecond", "in one millisecond before it"])
+async def test_a_whole_page_in_one_millisecond_is_read_to_its_end_never_past_the_window(spread: str) -> None:
+    """A full page (more to come) all in one millisecond: the millisecond is asked again newest
+    first, and when the two pages meet every trade of it is read. In the window's last
+    millisecond, nothing is asked past it. Before, the trades of that millisecond beyond the page
+    were skipped (an error line), and the next page was asked from one past the window's end
+    (start after end: an empty page from the simulator, an error from a venue that refuses
+    such a range, failing the whole catch-up)."""
+    simulator = DeribitSimulator(seed=5)
+    session = _InProcess(simulator)
+    (ours,) = _market_buys(session, 1)
+    (trade,) = session.account.trades
+    base = trade["timestamp"]
+    client = DeribitExecution(session, registry(), currencies=["BTC"], clock=simulator.clock)  # type: ignore[arg-type]
+    client.page_size = 3
+    end = simulator.clock() // 1_000_000 + 1_000  # the window's last millisecond (`recent_fills`)
+    busy = end if spread == "in the window's last millisecond" else end - 5
+    # One trade before, then five in the busy millisecond (pages of 3: [t-0, t-1, t-2], then
+    # [t-1, t-2, t-3] all in it), and one after it when it is not the window's last.
+    stamps = [base] + [busy] * 5 + ([end - 1] if busy < end else [])
+    session.account.trades[:] = [
+        {**trade, "trade_id": f"t-{i}", "timestamp": ms} for i, ms in enumerate(stamps)
+    ]
+    with structlog.testing.capture_logs() as logs:
+        fills = await client.recent_fills((base - 1) * 1_000_000)
+    assert [f.trade_id for f in fills] == [f"t-{i}" for i in range(len(stamps))]
+    assert {f.order_id for f in fills} == {ours.order_id}
+    assert not [e for e in logs if e["event"] == "fills.history_truncated"]
+    asked = [(p["start_timestamp"], p["end_timestamp"], p["sorting"]) for _, p in session.calls]
+    assert all(start <= stop <= end for start, stop, _ in asked)
+    assert [(start, stop) for start, stop, s in asked if s == "desc"] == [(busy, busy)]
+
+
+async def test_more_trades_in_one_millisecond_than_two_pages_hold_are_read_from_both_ends_loudly() -> None:
+    """Seven trades in one millisecond, pages of three: its first three (oldest first) and last
+    three (newest first) are read; the one between them cannot be asked for by time, and that
+    is said (`fills.history_truncated`), never silent; the trade after the millisecond is read."""
+    simulator = DeribitSimulator(seed=5)
+    session = _InProcess(simulator)
+    _market_buys(session, 1)
+    (trade,) = session.account.trades
+    base = trade["timestamp"]
+    stamps = [base] * 7 + [base + 1]
+    session.account.trades[:] = [
+        {**trade, "trade_id": f"t-{i}", "timestamp": ms} for i, ms in enumerate(stamps)
+    ]
+    client = DeribitExecution(session, registry(), currencies=["BTC"], clock=simulator.clock)  # type: ignore[arg-type]
+    client.page_size = 3
+    with structlog.testing.capture_logs() as logs:
+        fills = await client.recent_fills(base * 1_000_000)
+    assert [f.trade_id for f in fills] == ["t-0", "t-1", "t-2", "t-4", "t-5", "t-6", "t-7"]
+    (line,) = [e for e in logs if e["event"] == "fills.history_truncated"]
+    assert line["log_level"] == "error" and line["from_ms"] == base
+    assert "at least 6 trades in one millisecond" in line["reason"]
+
+
+@pytest.mark.parametrize("venue", ["sorting ignored", "end exclusive", "as documented"])
+async def test_a_millisecond_asked_again_newest_first_is_whole_only_when_the_answers_prove_it(
+    venue: str,
+) -> None:
+    """Five trades in one millisecond, pages of three: the millisecond is asked again newest
+    first. A venue that ignores `sorting` answers the first page again; one whose
+    `end_timestamp` is exclusive answers nothing (Deribit's docs promise neither for this
+    method). Either way the trades between are not read, and that is said
+    (`fills.history_truncated`), never silent. Before, the re-ask's answer was trusted when it
+    shared a record with the first page or said no more: a loud loss made silent (review of
+    r12). A venue as documented: all read, nothing said."""
+    simulator = DeribitSimulator(seed=5)
+    session = _InProcess(simulator)
+    _market_buys(session, 1)
+    (trade,) = session.account.trades
+    base = trade["timestamp"]
+    stamps = [base] * 5 + [base + 1]
+    session.account.trades[:] = [
+        {**trade, "trade_id": f"t-{i}", "timestamp": ms} for i, ms in enumerate(stamps)
+    ]
+    original = session.call_retrying
+
+    async def odd(method: str, params: dict[str, Any]) -> bytes:
+        if venue == "sorting ignored":
+            params = {**params, "sorting": "asc"}
+        elif venue == "end exclusive" and params["start_timestamp"] == params["end_timestamp"]:
+            params = {**params, "end_timestamp": params["end_timestamp"] - 1}
+        return await original(method, params)
+
+    session.call_retrying = odd  # type: ignore[method-assign]
+    client = DeribitExecution(session, registry(), currencies=["BTC"], clock=simulator.clock)  # type: ignore[arg-type]
+    client.page_size = 3
+    with structlog.testing.capture_logs() as logs:
+        fills = await client.recent_fills(base * 1_000_000)
+    loud = [e for e in logs if e["event"] == "fills.history_truncated"]
+    if venue == "as documented":
+        assert [f.trade_id for f in fills] == [f"t-{i}" for i in range(6)] and not loud
+    else:
+        assert len(fills) < len(stamps)
+        (line,) = loud
+        assert (line["log_level"], line["from_ms"]) == ("error", base)
+        assert "the rest unread" in line["reason"]
+
+
+async def test_fills_older_than_the_recent_trades_are_read_from_the_historical_store() -> None:
+    """Deribit keeps recent trades 24 hours; older ones are answered only with `historical:
+    true`, which lags by an indexing delay (its docs; the simulator serves them so). A catch-up
+    from three days back reads the part older than 23 hours historical and the rest recent:
+    every fill, each once, oldest first. Before, `historical` was never asked: the fills older
+    than a day were silently missing."""
+    simulator = DeribitSimulator(seed=5)
+    session = _InProcess(simulator)
+    _market_buys(session, 1)
+    (trade,) = session.account.trades
+    now = simulator.clock() // 1_000_000
+    hour = 3_600_000
+    ages = [72 * hour, 30 * hour, 23 * hour + 30_000, 20 * hour, 1_000]  # the last not indexed yet
+    session.account.trades[:] = [
+        {**trade, "trade_id": f"t-{i}", "timestamp": now - age} for i, age in enumerate(ages)
+    ]
+    client = DeribitExecution(session, registry(), currencies=["BTC"], clock=simulator.clock)  # type: ignore[arg-type]
+    client.page_size = 2
+    with structlog.testing.capture_logs() as logs:
+        fills = await client.recent_fills((now - 80 * hour) * 1_000_000)
+    assert [f.trade_id for f in fills] == [f"t-{i}" for i in range(len(ages))]
+    assert not [e for e in logs if e["event"] == "fills.history_truncated"]
+    asked = [(p["historical"], p["start_timestamp"], p["end_timestamp"]) for _, p in session.calls]
+    assert {h for h, _, _ in asked} == {True, False}
+    assert (
+        max(end for h, _, end in asked if h)
+        <= now - 23 * hour
+        <= min(start for h, start, _ in asked if not h)
+    )
+    # Within the recent trades' reach, one store only: the recent one.
+    session.calls.clear()
+    assert [f.trade_id for f in await client.recent_fills((now - 21 * hour) * 1_000_000)] == ["t-3", "t-4"]
+    assert {p["historical"] for _, p in session.calls} == {False}
+
+
+# A settlement record spoiled each way a broken venue may spoil it.
+_SPOILED_SETTLEMENT: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "a number as text": lambda r: {**r, "funding": "0.001"},
+    "a field of the wrong type": lambda r: {**r, "mark_price": "x"},
+    "no funding but text": lambda r: {**r, "funding": None, "position": "100"},
+    "a number that is none": lambda r: {**r, "funding": _INF.decode().strip('"')},
+    "a position that is none": lambda r: {**r, "position": _INF.decode().strip('"')},
+}
+
+
+@pytest.mark.parametrize("spoiled", list(_SPOILED_SETTLEMENT))
+async def test_a_settlement_record_that_cannot_be_read_is_left_out_and_the_others_are_booked(
+    spoiled: str,
+) -> None:
+    """Four daily settlements of a perpetual we hold, one of them spoiled, pages of three
+    (`continuation`): the other three are the funding payments, each once; the spoiled one is
+    counted and logged in one line naming its instrument and time (when they can be read) and
+    why. Before, one such record made its whole page an unreadable answer: no funding of the
+    history was booked while it stayed in it."""
+    simulator = DeribitSimulator(seed=5)
+    session = _InProcess(simulator)
+    _market_buys(session, 1)
+    day = 86_400_000
+    start = simulator.clock() // 1_000_000
+    simulator.tickers[PERP.symbol] = {"mark_price": 91277.5, "index_price": 91270.0}  # no feed runs here
+    for i in range(4):
+        simulator.pay_funding(PERP.symbol, 0.0001, ts_ms=start + i * day)
+    records = session.account.settlements
+    assert len(records) == 4
+    stamp = records[1]["timestamp"]
+    records[1] = _SPOILED_SETTLEMENT[spoiled](records[1])
+    client = DeribitExecution(session, registry(), currencies=["BTC"], clock=simulator.clock)  # type: ignore[arg-type]
+    original = session.call_retrying
+
+    async def pages_of_three(method: str, params: dict[str, Any]) -> bytes:
+        return await original(method, {**params, "count": 3} if "settlement" in method else params)
+
+    session.call_retrying = pages_of_three  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        paid = await client.funding_payments((start - 1) * 1_000_000)
+    assert sorted(p.event_id for p in paid) == [f"{PERP.symbol}:{start + i * day}" for i in (0, 2, 3)]
+    assert all(p.amount < 0 for p in paid)  # a long pays a positive rate
+    assert client.funding_refused == 1 and len(session.calls) == 2  # both pages
+    (line,) = [e for e in logs if e["event"] == "funding.record_refused"]
+    assert (line["log_level"], line["venue"]) == ("error", "deribit")
+    assert (line["instrument"], line["ts_ms"], bool(line["reason"])) == (PERP.symbol, stamp, True)
+
+
+async def test_settlement_records_that_hide_their_time_are_counted_and_the_history_read_on() -> None:
+    """Records that name neither their instrument nor their time: each left out and logged
+    (ids None); a page all of them does not end the history (it says nothing of how far back
+    the pages reach), the next page is read; a good record beside them is booked. The next
+    read (the look-back reads the same history at every poll) counts and logs none of them
+    again; before, each poll did."""
+    good = {"type": "settlement", "timestamp": 2_000_000_000_000, "instrument_name": PERP.symbol,
+            "funding": -0.001, "position": 100}  # fmt: skip
+    hidden = [{"type": "settlement", "instrument_name": 7, "mark_price": i} for i in range(3)]
+    pages = [{"settlements": hidden[:2], "continuation": "p2"},
+             {"settlements": [hidden[2], good], "continuation": "none"}]  # fmt: skip
+
+    class Paged(_Session):
+        async def call_retrying(self, method: str, params: dict[str, Any]) -> bytes:
+            self.body = pages[1 if params.get("continuation") == "p2" else 0]
+            return await super().call_retrying(method, params)
+
+    session = Paged(None)
+    client = _deribit(session)
+    with structlog.testing.capture_logs() as logs:
+        (paid,) = await client.funding_payments(1_000_000_000_000 * 1_000_000)
+    assert (paid.event_id, paid.amount) == (f"{PERP.symbol}:2000000000000", Decimal("-0.001"))
+    assert session.calls == 2 and client.funding_refused == 3
+    lines = [e for e in logs if e["event"] == "funding.record_refused"]
+    assert [(e["instrument"], e["ts_ms"]) for e in lines] == [(None, None)] * 3
+    with structlog.testing.capture_logs() as logs:
+        assert [p.event_id for p in await client.funding_payments(1_000_000_000_000 * 1_000_000)] == [
+            paid.event_id
+        ]
+    assert client.funding_refused == 3 and not [e for e in logs if e["event"] == "funding.record_refused"]
+
+
+async def test_a_delivery_record_that_cannot_be_read_is_no_delivery_but_an_unreadable_answer() -> None:
+    """The delivery price is read whole: a record that cannot be read is an unreadable answer
+    (asked again later), never "not delivered yet" (None), which leaving it out would say."""
+    name = OPTION.symbol
+    body = {"settlements": [{"type": "delivery", "timestamp": 1, "instrument_name": name, "mark_price": "x"}]}
+    with pytest.raises(VenueError, match="delivery: unreadable answer"):
+        await _deribit(_Session(body)).delivery_price(name)

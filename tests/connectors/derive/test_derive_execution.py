@@ -1065,3 +1065,212 @@ async def test_a_trade_record_with_an_integer_beyond_any_double_is_refused_and_t
     if field in ("index_price", "trade_amount", "trade_fee", "trade_price", "order_id"):
         assert client.trades_refused == 1
         assert [e["event"] for e in logs if e["event"] == "fills.record_refused"] == ["fills.record_refused"]
+
+
+# A funding record spoiled each way a broken venue may spoil it (the simulator pages by time).
+_SPOILED_FUNDING: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "a field of the wrong type": lambda e: {**e, "funding": {"usdc": e["funding"]}},
+    "no funding": lambda e: {k: v for k, v in e.items() if k != "funding"},
+    "a number that is none": lambda e: {**e, "funding": "NaN"},
+}
+
+
+@pytest.mark.parametrize("where", ["alone in its millisecond", "sharing its millisecond"])
+@pytest.mark.parametrize("spoiled", list(_SPOILED_FUNDING))
+async def test_a_funding_record_that_cannot_be_read_is_left_out_and_the_others_are_booked(
+    nursery: trio.Nursery, spoiled: str, where: str
+) -> None:
+    """Five payments on a perpetual we hold (two of them in one millisecond), pages of two, one
+    spoiled: the others are booked, under the ids an unspoiled history gives them; the spoiled
+    one is counted and logged naming its instrument and time, and why. A record that cannot be
+    read (or is no money) holds its millisecond's other records back with it (`funding_held`):
+    their ids are numbered within the millisecond by amount, unknown without it (booked under
+    another's number once it reads again, a payment would be booked twice). Before, one
+    unreadable record made its whole page an unreadable answer: nothing booked."""
+    simulator, _, execution, _ = await connected(nursery)
+    account = simulator.accounts[DEMO_WALLET.lower()]
+    (state,) = [
+        e for e in await execution.place(engine_order("s-f-0", size="0.5")) if isinstance(e, OrderUpdate)
+    ]
+    assert state.status is OrderState.FILLED
+    hour = 3_600_000
+    base = time.time_ns() // 1_000_000 - 10 * hour
+    for ms, rate in ((base, "0.0001"), (base + hour, "0.0002"), (base + hour, "-0.0003"),
+                     (base + 2 * hour, "0.0004"), (base + 3 * hour, "0.0005")):  # fmt: skip
+        simulator.pay_funding(PERP, Decimal(rate), ts_ms=ms)
+    execution.page_size = 2
+    whole = {p.event_id: p.amount for p in await execution.funding_payments((base - 1) * 1_000_000)}
+    assert len(whole) == 5
+    at = 0 if where == "alone in its millisecond" else 1
+    stamp = account.funding[at]["timestamp"]
+    account.funding[at] = _SPOILED_FUNDING[spoiled](account.funding[at])
+    with structlog.testing.capture_logs() as logs:
+        paid = await execution.funding_payments((base - 1) * 1_000_000)
+    (line,) = [e for e in logs if e["event"] == "funding.record_refused"]
+    spoilt = f"{PERP}:{stamp}"
+    left_out = {spoilt, f"{spoilt}:1"} if at == 1 else {spoilt}
+    assert {p.event_id: p.amount for p in paid} == {k: v for k, v in whole.items() if k not in left_out}
+    assert (execution.funding_refused, execution.funding_held) == (1, len(left_out) - 1)
+    assert (line["log_level"], line["venue"], line["instrument"], line["ts_ms"]) == (
+        "error",
+        "derive",
+        PERP,
+        stamp,
+    )
+    assert line["reason"] and line["held"] == f"the records of {PERP} at {stamp}"
+
+
+@pytest.mark.parametrize("first", ["the catch-up", "the channel"])
+async def test_an_unknown_tx_status_is_alerted_once_whichever_path_sees_it_and_again_once_its_fill_is_booked(
+    first: str,
+) -> None:
+    """One of our trades in `timed_out`, seen by a catch-up (`recent_fills`) and by the private
+    channel, in either order: one alert, counted once, saying the same of its fill whichever
+    path saw it (None: this process did not report it; an earlier one's journal may have).
+    Then its fill is reported (the channel's `requested`) and it turns `timed_out` again: that
+    sighting is alerted (`fill_reported` True), the one a person acts on. Before, the channel
+    said False where the catch-up said None, and the second `timed_out` was taken for the
+    first and never alerted."""
+    trade = {**load("perps/http_private_trade_eth.json"), "tx_status": "timed_out"}
+    history: list[dict[str, Any]] = [trade]
+    session = Routed(
+        {
+            "private/get_trade_history": lambda _: {
+                "trades": history,
+                "pagination": {"count": 1, "num_pages": 1},
+            }
+        }
+    )
+    client = _derive(session)
+    decoder = session.decoder
+
+    async def catch_up_() -> list[Any]:
+        return list(await client.recent_fills(0))
+
+    async def channel(status: str) -> list[Any]:
+        frame = {
+            "method": "subscription",
+            "params": {"channel": "1.trades", "data": [{**trade, "tx_status": status}]},
+        }
+        return decoder.decode(orjson.dumps(frame), 1)
+
+    async def channel_timed_out() -> list[Any]:
+        return await channel("timed_out")
+
+    paths = [catch_up_, channel_timed_out]
+    with structlog.testing.capture_logs() as logs:
+        for path in paths if first == "the catch-up" else paths[::-1]:
+            assert not [e for e in await path() if isinstance(e, Fill | FillReversal)]
+        (fill,) = await channel("requested")
+        assert isinstance(fill, Fill)
+        for path in paths:  # the later word, from either path, once
+            assert not [e for e in await path() if isinstance(e, Fill | FillReversal)]
+    alerts = [e for e in logs if e["event"] == "fill.tx_status_unknown"]
+    assert [(e["trade_id"], e["tx_status"], e["fill_reported"]) for e in alerts] == [
+        ("trade-xyz", "timed_out", None),
+        ("trade-xyz", "timed_out", True),
+    ]
+    assert decoder.unknown_tx_status == 2
+
+
+T_MS = 1_700_000_000_000
+
+
+def _funding_history(events: list[Any]) -> Routed:
+    page = {"events": events, "pagination": {"count": len(events), "num_pages": 1}}
+    return Routed({"private/get_funding_history": page})
+
+
+def _payment(funding: str, instrument: str = "ETH-PERP", ts_ms: int = T_MS) -> dict[str, Any]:
+    return {"funding": funding, "instrument_name": instrument, "timestamp": ts_ms, "pnl": "0"}
+
+
+# A bad record hiding part of its ids: what it may number, so what must wait with it.
+_HIDDEN: dict[str, tuple[Callable[[dict[str, Any]], Any], set[tuple[str, int]]]] = {
+    "its time": (lambda r: {**r, "timestamp": None}, {("ETH-PERP", T_MS), ("ETH-PERP", T_MS + 1)}),
+    "its time, of the wrong type": (
+        lambda r: {**r, "timestamp": "soon", "funding": None},
+        {("ETH-PERP", T_MS), ("ETH-PERP", T_MS + 1)},
+    ),
+    "its instrument": (lambda r: {**r, "instrument_name": 7}, {("ETH-PERP", T_MS), ("BTC-PERP", T_MS)}),
+    "both": (lambda r: None, {("ETH-PERP", T_MS), ("ETH-PERP", T_MS + 1), ("BTC-PERP", T_MS)}),
+}
+
+
+@pytest.mark.parametrize("hidden", list(_HIDDEN))
+async def test_a_funding_record_hiding_its_ids_holds_back_every_payment_it_may_number(hidden: str) -> None:
+    """Three payments of ETH-PERP in one millisecond, one the next, one of BTC-PERP in the
+    first: the middle one of the three spoiled so that its time, its instrument or both cannot
+    be read. Every payment it may share a millisecond with waits (all of its instrument, all of
+    its millisecond, all), the others are booked, and once it reads again each payment is
+    booked once under the ids a clean history gives. Before, the held-back set was
+    `(instrument, None)` / `(None, ms)`, which matched no payment: the neighbours were numbered
+    without it, one payment booked twice (under a shifted id) and one never (review of r12)."""
+    spoil, waits = _HIDDEN[hidden]
+    clean = [_payment("-1"), _payment("2"), _payment("3"), _payment("4", ts_ms=T_MS + 1),
+             _payment("5", "BTC-PERP")]  # fmt: skip
+    spoiled = [*clean[:1], spoil(clean[1]), *clean[2:]]
+    client = _derive(_funding_history(spoiled))
+    with structlog.testing.capture_logs() as logs:
+        first = await client.funding_payments(0)
+    again = await _derive(_funding_history(clean)).funding_payments(0)
+    assert {(p.instrument, p.ts_ns // 1_000_000) for p in first}.isdisjoint(waits)
+    assert {(p.instrument, p.ts_ns // 1_000_000) for p in again} - waits == {
+        (p.instrument, p.ts_ns // 1_000_000) for p in first
+    }
+    books = {p.event_id: p.amount for p in first}
+    for p in again:  # the engine books a payment by its id (`OrderJournal.funding_known`)
+        books.setdefault(p.event_id, p.amount)
+    assert sorted(books.values()) == sorted(Decimal(r["funding"]) for r in clean)
+    (line,) = [e for e in logs if e["event"] == "funding.record_refused"]
+    assert line["log_level"] == "error" and line["reason"]
+    assert (client.funding_refused, client.funding_held) == (1, sum(1 for r in clean if _key(r) in waits) - 1)
+
+
+def _key(record: dict[str, Any]) -> tuple[str, int]:
+    return record["instrument_name"], record["timestamp"]
+
+
+@pytest.mark.parametrize("written", [("0.60", "5E-1"), ("+0.6", ".5"), ("0.6", "0.50")])
+async def test_funding_ids_follow_what_the_amounts_are_worth_not_how_they_are_written(
+    written: tuple[str, str],
+) -> None:
+    """Two payments of one instrument in one millisecond are numbered in the order of their
+    amounts: the same payments written otherwise ("0.5", "0.50", "5E-1", ".5" are one amount)
+    get the same ids, and numbers sort by value ("-2" before "-1", "9" before "10", which text
+    sorts the other way). Before, the ids were numbered in the order of the amounts' text: a
+    venue writing an amount otherwise swapped two payments' ids."""
+    ids = {
+        p.event_id: p.amount
+        for p in await _derive(_funding_history([_payment("0.6"), _payment("0.5")])).funding_payments(0)
+    }
+    otherwise = {
+        p.event_id: p.amount
+        for p in await _derive(_funding_history([_payment(w) for w in written])).funding_payments(0)
+    }
+    assert otherwise == ids == {f"ETH-PERP:{T_MS}": Decimal("0.5"), f"ETH-PERP:{T_MS}:1": Decimal("0.6")}
+    signed = [_payment(a) for a in ("10", "-1", "9", "-2")]
+    numbered = sorted(await _derive(_funding_history(signed)).funding_payments(0), key=lambda p: p.event_id)
+    assert [p.amount for p in numbered] == [Decimal(a) for a in ("-2", "-1", "9", "10")]
+
+
+async def test_a_bad_funding_record_is_counted_and_logged_once_however_many_polls_read_it() -> None:
+    """The look-back reads the same history at every poll: a bad record is counted and logged
+    the first time only (a new bad record is, once), and the memory of those said is bounded.
+    Before, each poll counted and logged every bad record of the look-back again."""
+    events = [_payment("1"), _payment("NaN", ts_ms=T_MS + 1)]
+    history = Routed({"private/get_funding_history": lambda _: {"events": events}})
+    client = _derive(history)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            assert [p.amount for p in await client.funding_payments(0)] == [Decimal(1)]
+        events.append(_payment("x", ts_ms=T_MS + 2))
+        await client.funding_payments(0)
+        await client.funding_payments(0)
+    assert [e["ts_ms"] for e in logs if e["event"] == "funding.record_refused"] == [T_MS + 1, T_MS + 2]
+    assert client.funding_refused == 2
+    many = [_payment("NaN", ts_ms=T_MS + i) for i in range(1100)]
+    flood = _derive(_funding_history(many))
+    with structlog.testing.capture_logs():
+        await flood.funding_payments(0)
+    assert flood.funding_refused == 1100 and len(flood._funding_said) <= 1024

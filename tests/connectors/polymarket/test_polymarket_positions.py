@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 import httpx
 import orjson
+import pytest
 import structlog
 import trio
 
@@ -21,7 +22,7 @@ from tests.support.polymarket_live import API, V, start
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution
 from tradingd.connectors.polymarket.signing import OrderSigner
-from tradingd.engine import BookUpdate, OrderState, StatusKind, Subscription
+from tradingd.engine import BookUpdate, OrderState, StatusKind, Subscription, VenueError
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.sim.server import Receive, Scope, Send
@@ -283,3 +284,86 @@ async def test_a_trade_that_fails_after_a_mismatch_goes_flat_not_short(
             lambda: any(e["event"] == "order.fill_reversed" for e in logs), what="the trade failed", within=15
         )
     assert probe.ctx.position(V, token) == 0
+
+
+class UnreadableBalance(PolymarketSimulator):
+    """The simulator, answering `GET /balance-allowance` of the tokens in `spoiled` with a
+    balance that is no whole number of millionths (no share count)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.spoiled: set[str] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = dict(p.split("=", 1) for p in scope.get("query_string", b"").decode().split("&") if "=" in p)
+        if (
+            scope["type"] == "http"
+            and scope.get("path") == "/balance-allowance"
+            and query.get("token_id") in self.spoiled
+        ):
+            body = b'{"balance": "4893500.5", "allowances": {}}'
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+            return
+        await super().__call__(scope, receive, send)
+
+
+async def test_a_balance_that_cannot_be_read_is_unknown_never_zero() -> None:
+    """One token's balance the venue answers unreadably: unknown, never 0. The answer is a
+    `VenueError` naming it (the engine then compares nothing of the venue rather than a false
+    figure), the token counted at each look and alerted once, again only after it has read.
+    Before, it was left out of the answer, which the engine reads as holding 0."""
+    simulator = UnreadableBalance(seed=3, mine_s=0.01, confirm_s=0.01)
+    token, other = simulator.feed.markets[0].yes, simulator.feed.markets[1].yes
+    simulator.accounts[DEMO_API.key].positions[token] = Decimal(7)
+    simulator.spoiled.add(token)
+    ex = _execution(simulator)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(2):
+            with pytest.raises(VenueError, match=f"1 of 2 token\\(s\\) unknown \\({token}\\)"):
+                await ex.venue_positions([token, other])
+    (alert,) = [e for e in logs if e["event"] == "balance.unreadable"]
+    assert (alert["log_level"], alert["instrument"]) == ("error", token)
+    assert ex.balances_unknown == 2
+    simulator.spoiled.clear()
+    assert await ex.venue_positions([token, other]) == {token: Decimal(7), other: Decimal(0)}
+    simulator.spoiled.add(token)
+    with structlog.testing.capture_logs() as logs, pytest.raises(VenueError):
+        await ex.venue_positions([token])
+    assert [e["instrument"] for e in logs if e["event"] == "balance.unreadable"] == [token]
+
+
+async def test_a_reconciliation_does_not_compare_a_balance_it_cannot_read(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A position closed in the ledger (0) while the venue keeps 7 tokens: alerted, and kept as
+    a mismatch. Then the venue answers that token's balance unreadably (another token's reads):
+    nothing is compared, the mismatch stays, the positions are said unavailable naming the
+    token. Before, the unreadable balance was left out of the answer, read as 0, "agreed" with
+    the ledger's 0 and cleared the mismatch: a false match."""
+    simulator = UnreadableBalance(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
+    binds = await nursery.start(functools.partial(serve, simulator))
+    base = binds[0].removeprefix("http://")
+    closed, held = simulator.feed.markets[0].yes, simulator.feed.markets[1].yes
+    probe = Probe("p", [Subscription(V, closed), Subscription(V, held)])
+    engine = await start(
+        nursery, base, probe, cache=tmp_path / "catalog.jsonl", ready_within=15, reconnect_base_s=0.2
+    )
+    engine.position_recheck_s = 0.3
+    await until(lambda: bool(probe.of(BookUpdate, closed)) and bool(probe.of(BookUpdate, held)))
+    await _take(probe, held, "buy", 7)
+    await _take(probe, closed, "buy", 7)
+    await until(lambda: bool(probe.of(BookUpdate, closed)[-1].best_bid))
+    await _take(probe, closed, "sell", probe.ctx.position(V, closed))
+    assert probe.ctx.position(V, closed) == 0
+    simulator.accounts[DEMO_API.key].positions[closed] = Decimal(7)  # the venue keeps the tokens
+    await reconnect_and_reconcile(engine, probe, simulator)
+    assert engine.position_mismatches == 1 and (V, closed) in engine.mismatched
+    simulator.spoiled.add(closed)
+    with structlog.testing.capture_logs() as logs:
+        await reconnect_and_reconcile(engine, probe, simulator)
+    assert (V, closed) in engine.mismatched  # not "agreed" on a balance nobody read
+    assert engine.position_mismatches == 1
+    (unavailable,) = [e for e in logs if e["event"] == "positions.unavailable"]
+    assert closed in unavailable["error"]

@@ -650,3 +650,45 @@ def test_an_order_the_balance_cannot_cover_is_not_enough_funds() -> None:
     # What the balance covers still trades: 1000 USD of the perpetual.
     done = alice.rpc("private/buy", {"instrument_name": PERP, "amount": 1000, "type": "market"})
     assert done["order"]["order_state"] == "filled"
+
+
+def test_user_trades_are_recent_for_24_hours_and_historical_once_indexed() -> None:
+    """Deribit's docs (accessing historical trades and orders): without `historical` a user-trades
+    method answers the trades of the last 24 hours; with `historical: true` every trade, once
+    indexed (a short delay). The simulator answers so on each of its user-trades methods; a
+    `historical` that is no boolean is refused naming it. Before, every trade was answered
+    whatever was asked, so a client that never asked `historical` looked right."""
+    sim = venue()
+    alice = Client(sim, "alice")
+    _, ask = inside_spread(sim)
+    alice.rpc("private/buy", {"instrument_name": PERP, "amount": 10, "type": "limit", "price": float(ask)})
+    trades = sim.accounts["alice"].trades
+    assert trades
+    now = sim.clock() // 1_000_000
+    hour = 3_600_000
+    ages = {"old": 72 * hour, "a day": 24 * hour + 1, "recent": 23 * hour, "now": 1_000}
+    trades[:] = [{**trades[0], "trade_id": name, "timestamp": now - age} for name, age in ages.items()]
+    by_time = {
+        "currency": "BTC",
+        "start_timestamp": 0,
+        "end_timestamp": now + 1_000,
+        "count": 100,
+        "sorting": "asc",
+    }
+    methods = [
+        ("private/get_user_trades_by_currency_and_time", by_time),
+        ("private/get_user_trades_by_currency", {"currency": "BTC", "count": 100, "sorting": "asc"}),
+        ("private/get_user_trades_by_instrument", {"instrument_name": PERP, "count": 100, "sorting": "asc"}),
+    ]
+    for method, params in methods:
+        for historical, seen in ((None, ["recent", "now"]), (False, ["recent", "now"]),
+                                 (True, ["old", "a day", "recent"])):  # fmt: skip
+            asked = params if historical is None else {**params, "historical": historical}
+            assert [t["trade_id"] for t in alice.rpc(method, asked)["trades"]] == seen, (method, historical)
+        frames = alice.send_text(
+            orjson.dumps(
+                {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "historical": "yes"}}
+            ).decode()
+        )
+        (answer,) = [f for f in frames if f.get("id") == 1]
+        assert answer["error"]["code"] == -32602 and answer["error"]["data"]["param"] == "historical"
