@@ -448,17 +448,20 @@ class DeribitExecution(VenueExecution):
                 records = _decode_order_records(raw)
             except _UNREADABLE as exc:
                 raise _unreadable("open orders", exc) from None
-            read, refused = read_records(
+            read, _ = read_records(
                 records,
                 functools.partial(_order_record, now=now),
                 log=_log,
                 event="orders.record_refused",
                 venue=VENUE,
                 action=ORDER_LEFT_OUT,
+                on_refused=self._order_refused,
             )
             out += read
-            self.orders_refused += refused
         return out
+
+    def _order_refused(self) -> None:
+        self.orders_refused += 1  # as it is refused: a bug ending the loop later leaves it counted
 
     # -- reconciliation (after a reconnect or a restart) ----------------------------------------
     async def order_status(self, order: Order) -> list[PrivateEvent]:

@@ -580,7 +580,7 @@ class DeriveExecution(VenueExecution):
         except _UNREADABLE as exc:
             raise VenueError(f"open orders: unreadable answer ({exc})", venue=VENUE) from None
         now = self.clock()
-        out, refused = read_records(
+        out, _ = read_records(
             records,
             lambda record: order_update_from(_decode_order(record), now),
             log=_log,
@@ -588,9 +588,12 @@ class DeriveExecution(VenueExecution):
             venue=VENUE,
             action=ORDER_LEFT_OUT,
             strict=False,
+            on_refused=self._order_refused,
         )
-        self.orders_refused += refused
         return out
+
+    def _order_refused(self) -> None:
+        self.orders_refused += 1  # as it is refused: a bug ending the loop later leaves it counted
 
     # -- reconciliation (after a reconnect or a restart) ----------------------------------------
     async def _pages(

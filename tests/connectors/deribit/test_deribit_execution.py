@@ -505,6 +505,31 @@ async def test_an_open_order_record_that_cannot_be_read_is_left_out() -> None:
         await _deribit(_Session({"orders": [order]})).open_orders()  # no list: the answer's problem
 
 
+async def test_an_open_order_record_left_out_is_counted_before_a_bug_in_a_later_one_ends_the_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A record left out is counted as it is refused: a reader's bug (beyond a record's problems)
+    on a later record ends the list with its exception, and the refusal already logged stays
+    counted (before, the count was only added once the whole list was read: never, here)."""
+    from tradingd.connectors.deribit import execution as module
+
+    order = fixture("ws_order_buy_response.json")["result"]["order"]
+    spoiled = {**order, "order_id": "ETH-9", "label": "s-o-9", "filled_amount": 5.0}
+    after = {**order, "order_id": "ETH-1", "label": "s-o-1"}
+    reader = module._order_record
+
+    def buggy(record: Any, *, now: int) -> Any:
+        if b"ETH-1" in bytes(record):
+            raise RuntimeError("a bug, not the record's problem")
+        return reader(record, now=now)
+
+    monkeypatch.setattr(module, "_order_record", buggy)
+    client = _deribit(_Session([spoiled, after]))
+    with pytest.raises(RuntimeError, match="a bug"):
+        await client.open_orders()
+    assert client.orders_refused == 1
+
+
 class _Paged(_Session):
     """The user trades of `trades` from the time asked, oldest first as listed, two a page."""
 

@@ -837,6 +837,32 @@ async def test_a_trade_whose_transaction_timed_out_is_no_fill_of_a_catch_up_but_
     assert engine.flow.ledgers["s"].fills == 2 and execution.trades_refused == 0
 
 
+async def test_an_open_order_record_left_out_is_counted_before_a_bug_in_a_later_one_ends_the_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A record left out is counted as it is refused: a reader's bug (beyond a record's problems)
+    on a later record ends the list with its exception, and the refusal already logged stays
+    counted (before, the count was only added once the whole list was read: never, here)."""
+    from tradingd.connectors.derive import execution as module
+
+    ours = {**load("perps/http_order_eth_partially_filled.json"), "order_id": "V1", "label": "s-1"}
+    ours |= {"order_status": "open", "amount": "1", "filled_amount": "0", "subaccount_id": 1}
+    spoiled = {**ours, "amount": "NaN"}
+    after = {**ours, "order_id": "V2", "label": "s-2"}
+    convert = module.order_update_from  # type: ignore[attr-defined]
+
+    def buggy(order: Any, now: int) -> Any:
+        if order.order_id == "V2":
+            raise RuntimeError("a bug, not the record's problem")
+        return convert(order, now)
+
+    monkeypatch.setattr(module, "order_update_from", buggy)
+    client = _derive(Routed({"private/get_open_orders": {"orders": [spoiled, after], "subaccount_id": 1}}))
+    with pytest.raises(RuntimeError, match="a bug"):
+        await client.open_orders()
+    assert client.orders_refused == 1
+
+
 async def test_an_open_order_record_that_cannot_be_read_is_left_out_and_never_reads_as_gone() -> None:
     """`private/get_open_orders` with one record that cannot be read: the others are the venue's
     open orders, the bad one counted and logged; the reconciliation goes on (before, the whole
