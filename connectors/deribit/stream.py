@@ -167,6 +167,7 @@ class DeribitSession(JsonRpcSession):
         self._token_expires_in = 0.0
         self._refresh_token: str | None = None
         self._instruments_loaded_at: float | None = None
+        self._execution: DeribitExecution | None = None
         self._buckets = {
             # §1.10: default 500 credits of a 50,000 pool refilled 10,000/s; subscribe 3,000 of
             # 30,000; get_instruments 10,000 of 500,000; matching engine by tier (requests).
@@ -186,7 +187,12 @@ class DeribitSession(JsonRpcSession):
         return {}
 
     def execution(self) -> DeribitExecution:
-        return DeribitExecution(self, self.registry, currencies=self.settings.currencies)
+        """The session's execution client, one per session as the other venues' are: its counters
+        (`trades_refused`, `orders_refused`, `funding_refused`) and the settlement records it has
+        already refused live as long as the session, not one reconciliation or one funding poll."""
+        if self._execution is None:
+            self._execution = DeribitExecution(self, self.registry, currencies=self.settings.currencies)
+        return self._execution
 
     async def call(
         self,

@@ -795,6 +795,28 @@ async def test_settlement_records_that_hide_their_time_are_counted_and_the_histo
     assert client.funding_refused == 3 and not [e for e in logs if e["event"] == "funding.record_refused"]
 
 
+async def test_the_execution_is_one_per_session_so_what_it_counts_outlives_a_poll() -> None:
+    """The engine asks `session.execution()` at every funding poll and reconciliation: it was a
+    new client each time, so its counters restarted at 0 and a bad settlement record was logged
+    again at every poll (its memory of refused records lived one poll). One per session, as
+    Derive's and Polymarket's are."""
+    from tests.support.offline_sessions import deribit
+
+    session = deribit()
+    hidden = [{"type": "settlement", "instrument_name": 7, "mark_price": i} for i in range(2)]
+
+    async def call_retrying(method: str, params: dict[str, Any]) -> bytes:
+        return orjson.dumps({"settlements": hidden, "continuation": "none"})
+
+    session.call_retrying = call_retrying  # type: ignore[method-assign,assignment]
+    assert session.execution() is session.execution()
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):  # three polls, each asking the session for its client as the engine does
+            assert await session.execution().funding_payments(1_000_000_000_000 * 1_000_000) == []
+    assert session.execution().funding_refused == 2
+    assert len([e for e in logs if e["event"] == "funding.record_refused"]) == 2
+
+
 async def test_a_delivery_record_that_cannot_be_read_is_no_delivery_but_an_unreadable_answer() -> None:
     """The delivery price is read whole: a record that cannot be read is an unreadable answer
     (asked again later), never "not delivered yet" (None), which leaving it out would say."""
