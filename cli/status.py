@@ -88,6 +88,11 @@ _VENUE_NOTES = (
     ("crossed_books", "crossed books"),
     ("refused_instruments", "instruments answers refused"),
     ("unrecorded", "frames kept out of the recording (not public)"),
+    ("trades_refused", "trade history records left out (unreadable)"),
+    ("orders_refused", "open orders records left out (unreadable)"),
+    ("funding_refused", "funding records left out (unreadable)"),
+    ("funding_held", "funding payments held back with an unreadable record"),
+    ("balances_unknown", "balances the venue could not say"),
 )
 
 

@@ -186,6 +186,13 @@ class DeribitSession(JsonRpcSession):
         """None beyond `DecoderStats`: Deribit's decoder counts nothing else."""
         return {}
 
+    def execution_counters(self) -> dict[str, int]:
+        e = self._execution
+        if e is None:
+            return {}
+        return {"trades_refused": e.trades_refused, "orders_refused": e.orders_refused,
+                "funding_refused": e.funding_refused}  # fmt: skip
+
     def execution(self) -> DeribitExecution:
         """The session's execution client, one per session as the other venues' are: its counters
         (`trades_refused`, `orders_refused`, `funding_refused`) and the settlement records it has

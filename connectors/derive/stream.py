@@ -231,6 +231,13 @@ class DeriveSession(JsonRpcSession):
         """Orderbook snapshots the decoder refused as crossed."""
         return {"crossed_books": self.decoder.crossed_books}
 
+    def execution_counters(self) -> dict[str, int]:
+        e = self._execution
+        if e is None:
+            return {}
+        return {"trades_refused": e.trades_refused, "orders_refused": e.orders_refused,
+                "funding_refused": e.funding_refused, "funding_held": e.funding_held}  # fmt: skip
+
     def execution(self) -> DeriveExecution:
         """The session's `DeriveExecution` (one per session: its nonces must never repeat)."""
         if self._execution is None:

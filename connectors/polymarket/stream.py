@@ -699,6 +699,13 @@ class PolymarketSession:
         """Price changes for tokens that never had a book (reported once each, then counted)."""
         return {"bookless_changes": self.decoder.bookless_changes}
 
+    def execution_counters(self) -> dict[str, int]:
+        e = self._execution
+        if e is None:
+            return {}
+        return {"trades_refused": e.trades_refused, "orders_refused": e.orders_refused,
+                "balances_unknown": e.balances_unknown}  # fmt: skip
+
     def execution(self) -> PolymarketExecution:
         """The execution client (one per session: it holds the orders signed by `prepare`)."""
         if self._execution is None:

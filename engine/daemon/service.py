@@ -177,7 +177,9 @@ def book_health(live: LiveVenue) -> dict[str, int]:
     back by the resnapshot backoff (engine.venue.session), the instruments answers refused, the frames
     kept out of a recording (`unrecorded`), and, where the decoder counts them, Polymarket's
     changes for tokens without a book (`bookless_changes`) and Derive's crossed books
-    (`LiveVenue.book_counters`). A counter a venue does not have is left out, never shown as 0."""
+    (`LiveVenue.book_counters`); and the venue's records its execution client left out of an
+    answer or could not say (`LiveVenue.execution_counters`: trades, open orders, funding records,
+    balances). A counter a venue does not have is left out, never shown as 0."""
     stats = live.stats
     return {
         "book_gaps": live.decoder.stats.gaps,
@@ -186,6 +188,7 @@ def book_health(live: LiveVenue) -> dict[str, int]:
         "refused_instruments": stats.refused_instruments,
         "unrecorded": stats.unrecorded,
         **live.book_counters(),
+        **live.execution_counters(),
     }
 
 

@@ -350,6 +350,13 @@ class LiveVenue(Protocol):
         tokens without a book, Derive's crossed books), by name; empty when it has none."""
         ...
 
+    def execution_counters(self) -> Mapping[str, int]:
+        """Counters of the session's execution client (`execution`), by name: the venue's records
+        it left out of an answer (`trades_refused`, `orders_refused`, `funding_refused`), those it
+        held back with them (`funding_held`), the balances it could not say (`balances_unknown`),
+        as the venue has them; empty before the client exists (never made just to be read)."""
+        ...
+
 
 @runtime_checkable  # `load_venue` checks a plugin has every member before anything uses it
 class VenuePlugin(Protocol):

@@ -65,6 +65,23 @@ def test_derive_status_shows_its_crossed_books() -> None:
     assert book_health(live)["crossed_books"] == 5
 
 
+def test_each_venue_shows_the_records_its_execution_client_left_out() -> None:
+    """The counters of the venues' execution clients (records left out of an answer, funding held
+    back, balances not said) were read by nothing: the status shows them per venue, once the
+    client exists (never made just to be read: Polymarket's needs credentials)."""
+    deribit = DeribitSession(DeribitSettings(), **_kw())
+    assert "trades_refused" not in book_health(deribit)
+    client = deribit.execution()
+    client.trades_refused, client.orders_refused, client.funding_refused = 2, 1, 3
+    health = book_health(deribit)
+    assert (health["trades_refused"], health["orders_refused"], health["funding_refused"]) == (2, 1, 3)
+    derive = DeriveSession(DeriveSettings(), **_kw())
+    derive.execution().funding_held = 4
+    assert book_health(derive)["funding_held"] == 4
+    polymarket = PolymarketSession(PolymarketSettings(), **_kw())
+    assert "balances_unknown" not in book_health(polymarket)  # no client without credentials
+
+
 def _status(**venue: Any) -> dict[str, Any]:
     row = {"connected": True, "ready": True, "subscriptions": 1, "channels": 3, "frames": 10}
     row.update(venue)
@@ -102,6 +119,14 @@ def test_tradingd_status_prints_the_book_counters(capsys: pytest.CaptureFixture[
     assert "changes for tokens without a book 44" in out
     assert "resnapshots held back (a book that keeps breaking) 6" in out
     assert "frames kept out of the recording" not in out  # zero: not said
+
+
+def test_tradingd_status_prints_the_records_left_out(capsys: pytest.CaptureFixture[str]) -> None:
+    _print_status(_status(malformed=0, trades_refused=3, balances_unknown=1, orders_refused=0))
+    out = capsys.readouterr().out
+    assert "trade history records left out (unreadable) 3" in out
+    assert "balances the venue could not say 1" in out
+    assert "open orders records left out" not in out  # zero: not said
 
 
 def test_tradingd_status_reads_an_older_status_file(capsys: pytest.CaptureFixture[str]) -> None:
