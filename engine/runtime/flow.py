@@ -566,7 +566,9 @@ class OrderFlow:
         is alerted (`order.venue_id_differs`) and the order is named by the venue's id from then
         on (its fills name that one); ours stays indexed for it as an alias (a fill already on
         its way may name it) unless another order claims it. The same id in another letter case
-        (Polymarket's hex ids, compared ignoring case) is no other id: the order keeps its own.
+        (Polymarket's hex ids, compared ignoring case) is no other id: not alerted, the order is
+        named by the venue's spelling and ours stays indexed as an alias (reports in either
+        spelling find it).
         An id another working order holds is refused and contested (`OrderTracker.set_order_id`,
         alerted): the order keeps what it had, and its acknowledgement, the venue's word on its
         state, is taken all the same."""
@@ -582,6 +584,13 @@ class OrderFlow:
                     venue_id=venue_id,
                     action="the venue's id is the order's from now on (ours kept as an alias)",
                 )
+            self.assign_order_id(order, venue_id, source="acknowledged", alias=True)
+        elif venue_id and prepared is not None and venue_id != prepared:
+            # The same id in the venue's letter case (Polymarket's hex): its reports may spell
+            # it so, ours stays indexed as an alias. Not another id: no alert.
+            self.log.info(
+                "order.venue_id_case", **_whose(order.request), prepared=prepared, venue_id=venue_id
+            )
             self.assign_order_id(order, venue_id, source="acknowledged", alias=True)
         if exc.accepted and order.state is _PENDING_NEW:
             reason = exc.venue_message or "acknowledged by the venue, outcome unknown"
