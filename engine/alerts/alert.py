@@ -23,6 +23,7 @@ AlertKind = Literal[
     "venue_override",  # an order's state taken from the venue over ours (warning)
     "order_id_conflict",  # a venue id claimed by two working orders: contested (critical)
     "unmatched_fill",  # a venue's fill booked to no order of ours (critical)
+    "outcome_unrecorded",  # an unknown outcome whose recording raised: a bug (critical)
     "position_mismatch",  # the venue holds other than our ledger (critical)
     "reconcile_failure",  # a step of a reconciliation raised (warning)
     "journal_failure",  # journal writes failed: a full or broken disk (critical)

@@ -14,10 +14,14 @@ got better again):
   once per risk day (the UTC day) and scope.
 - `foreign_order` (warning): `foreign_orders` (by venue) grew: an order not ours open there.
 - `venue_override` (warning): `venue_overrides` grew: an order's state taken from the venue.
-- `order_id_conflict` (critical): `order_id_conflicts` grew: a venue id two working orders
-  claimed (contested: their reports naming it are applied to neither).
+- `order_id_conflict` (critical): `order_id_conflicts` grew: a venue id claimed by a second
+  working order (not sent, when refused before sending; else contested: reports naming it
+  without either's client id are applied to neither).
 - `unmatched_fill` (critical): `unmatched_fills` grew: a fill the venue reported booked to no
-  order (not ours, the journal unreadable, or its venue id contested).
+  order (not ours, the journal unreadable, or its venue id contested), or a reversal of one
+  applied to none (its venue id contested).
+- `outcome_unrecorded` (critical): `outcomes_unrecorded` grew: a request's unknown outcome
+  whose recording raised (a bug; the order is asked about all the same).
 - `position_mismatch` (critical): a confirmed entry new in `position_mismatches`.
 - `reconcile_failure` (warning): `reconcile_failures` grew.
 - `journal_failure` (critical): `journal.failures` grew.
@@ -309,8 +313,9 @@ class AlertWatcher:
                 "order_id_conflict",
                 "engine",
                 "critical",
-                f"{plural(conflicts, 'venue order id')} claimed by a second working order: their "
-                "reports are applied to neither (the log's order.venue_id_conflict says which)",
+                f"{plural(conflicts, 'venue order id')} claimed by a second working order: that "
+                "order not sent, or the id contested, its reports naming neither's client id "
+                "applied to neither (the log's order.venue_id_conflict says which)",
             )
         unmatched = self._delta("unmatched_fills", status.get("unmatched_fills"))
         if unmatched:
@@ -318,8 +323,19 @@ class AlertWatcher:
                 "unmatched_fill",
                 "engine",
                 "critical",
-                f"{plural(unmatched, 'fill')} reported by a venue booked to no order: check the "
-                "positions (the log's fill.not_booked / fill.unknown_order say which)",
+                f"{plural(unmatched, 'fill')} reported by a venue booked to no order, or "
+                "reversals applied to none: check the positions (the log's fill.not_booked / "
+                "fill.reversal_not_applied / fill.unknown_order say which)",
+            )
+        unrecorded = self._delta("outcomes_unrecorded", status.get("outcomes_unrecorded"))
+        if unrecorded:
+            self._alert(
+                "outcome_unrecorded",
+                "engine",
+                "critical",
+                f"{plural(unrecorded, 'unknown order outcome')} could not be recorded, a bug; the "
+                "orders are asked about all the same (the log's "
+                "order.outcome_unknown_not_recorded says which)",
             )
         failures = self._delta("reconcile_failures", status.get("reconcile_failures"))
         if failures:

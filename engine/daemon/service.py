@@ -876,12 +876,14 @@ class Daemon:
             "today_pnl": _usd(risk.today_pnl(None)),
             # What reconciliations and the venues' reports showed that is not ours to expect
             # (alerts): open orders at a venue not ours, states a venue forced over ours, venue
-            # ids two working orders claimed, fills booked to no order, positions that differ.
+            # ids two working orders claimed, fills booked to no order, unknown outcomes whose
+            # recording raised, positions that differ.
             "reconcile_surprises": {
                 "foreign_order": sum(e.foreign_orders_found.values()),
                 "venue_override": e.flow.tracker.stats.venue_overrides,
                 "order_id_conflict": e.flow.tracker.stats.order_id_conflicts,
                 "unmatched_fill": e.flow.unmatched_fills,
+                "outcome_unrecorded": e.flow.outcomes_unrecorded,
                 "position_mismatch": e.position_mismatches,
             },
             # Paper orders placed on an instrument of which no book has been received (they

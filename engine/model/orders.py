@@ -590,8 +590,9 @@ class TrackerStats:
     # A venue id claimed by a second working order while another working order holds it
     # (`set_order_id`): each alerted (critical) with both orders. The id is then contested.
     order_id_conflicts: int = 0
-    # Reports (states, fills, reversals) naming a contested venue id: applied to no order
-    # (`OrderTracker.contested`), each logged; a fill's is alerted by the flow (`fill.not_booked`).
+    # Reports (states, fills, reversals) naming a contested venue id and no claimant's client id
+    # nor trade: applied to no order (`OrderTracker.contested`), each logged; a fill's is alerted
+    # by the flow (`fill.not_booked`), a reversal's too (`fill.reversal_not_applied`).
     contested_reports: int = 0
     # The venue's word taken over ours: a state ours cannot reach, or a verified report going
     # back (a working state after a final one, a smaller filled size). Logged by the tracker
@@ -867,7 +868,7 @@ class OrderTracker:
         holds is refused to a second working one, alerted at critical level with both orders
         and counted (`order_id_conflicts`), for a person; and, the second having been sent
         (`sent`: the venue may know it by that id), the id becomes contested: it leaves the
-        index, and a report naming it is applied to neither (`contested`). An id computed
+        index, and a report naming it alone is applied to neither (`contested`). An id computed
         before sending (`sent=False`, `prepare`) is refused without that: the order is then not
         sent, and the holder keeps the id. `source` says who named it (`prepare`,
         `acknowledged`, `report`, `journal`, `adopt`), for the log.
@@ -934,7 +935,10 @@ class OrderTracker:
         if not sent:
             action = "refused: the holder keeps the id; this order is not sent"
         else:
-            action = "contested: a report naming the id is applied to neither, until a person settles it"
+            action = (
+                "contested: a report naming the id without either's client id (nor a trade either"
+                " has) is applied to neither, until a person settles it"
+            )
             claimants = self._contested.setdefault(key, set())
             claimants.add(str(fields["client_order_id"]))
             if holder is not None:
@@ -946,13 +950,17 @@ class OrderTracker:
 
     def contested(self, venue: str, order_id: str | None) -> bool:
         """Whether two working orders claimed this venue id (`set_order_id`). Such an id names
-        no order: a report naming it (a state, a fill, a reversal), whatever else it names, is
-        applied to none and counted (`stats.contested_reports`), for the venue may mean either.
-        Neither order's becoming final ends that (a late fill naming the id may be either's):
-        the id stays contested while this tracker lives. A person settles it from the venue's
-        own records (the fills under that id, which the log's `fill.not_booked` lines list) and
-        the orders' (cancelled at the venue, say); a restart then starts without it, the journal
-        restoring each order by its own record (contested again if both are still working)."""
+        no order by itself. A report naming it with a claimant's client order id (Deribit's and
+        Derive's carry both) is the venue pairing the two: applied to that order. A fill or a
+        reversal of a trade a claimant has is that claimant's (a repeat is a duplicate; a
+        reversal is taken out of it): the trade id pins it. Any other report naming it (the id
+        alone, or with a client id no claimant has) is applied to none and counted
+        (`stats.contested_reports`), for the venue may mean either. Neither order's becoming
+        final ends that (a late fill naming the id may be either's): the id stays contested
+        while this tracker lives. A person settles it from the venue's own records (the fills
+        under that id, which the log's `fill.not_booked` lines list, once each) and the orders'
+        (cancelled at the venue, say); a restart then starts without it, the journal restoring
+        each order by its own record (contested again if both are still working)."""
         return bool(order_id) and (venue, order_id) in self._contested
 
     def get(self, client_order_id: str) -> Order | None:
@@ -1032,20 +1040,47 @@ class OrderTracker:
     def _locate(self, venue: str, order_id: str | None, client_order_id: str | None) -> Order | None:
         # `find`'s first look, inline: a report about one of our orders in memory names it by
         # its client order id (nearly every report); `find` again otherwise, from the start.
-        if self._contested and order_id and (venue, order_id) in self._contested:
-            self._refuse_contested(venue, order_id, client_order_id)
-            return None
+        if self._contested and order_id:
+            claimants = self._contested.get((venue, order_id))
+            if claimants is not None:
+                if client_order_id is None or client_order_id not in claimants:
+                    self._refuse_contested(venue, order_id, client_order_id)
+                    return None
+                # The venue pairs the id with one claimant's client id (Deribit's and
+                # Derive's reports carry both): that order's report (`contested`).
+                order = self.get(client_order_id)
+                if order is None:
+                    self.stats.unknown_orders += 1
+                return order
         order = self._by_client.get(client_order_id) if client_order_id else None
         if order is None:
             order = self.find(venue, order_id=order_id, client_order_id=client_order_id)
         if order is None:
             self.stats.unknown_orders += 1
-        elif order_id and order.order_id is None and not self.set_order_id(order, order_id):
-            # Named by an id another working order holds (alerted, counted): contested now,
-            # and which of the two the report is about is not ours to guess.
-            self._refuse_contested(venue, order_id, client_order_id)
-            return None
+        elif order_id and order.order_id is None:
+            # Refused (alerted, counted) when another working order holds the id: contested
+            # from now on. Found by its client id (an order without a venue id is named by no
+            # other), this report is the venue pairing the two: it is applied to the order.
+            self.set_order_id(order, order_id)
         return order
+
+    def claimants(self, venue: str, order_id: str | None) -> list[Order]:
+        """The orders contesting a venue id (`contested`), in client order id order: those in
+        memory or brought back from the archive; empty when the id is not contested."""
+        claimants = self._contested.get((venue, order_id)) if self._contested and order_id else None
+        if not claimants:
+            return []
+        return [o for o in map(self.get, sorted(claimants)) if o is not None]
+
+    def _holding_trade(self, venue: str, order_id: str | None, trade_id: str) -> Order | None:
+        """The claimant of a contested venue id that has the trade `trade_id` (booked, or
+        booked and reversed): the trade id pins a report of that trade to it."""
+        if not trade_id:
+            return None
+        for order in self.claimants(venue, order_id):
+            if trade_id in order._fill_ids or trade_id in order._reversed_ids:
+                return order
+        return None
 
     def _refuse_contested(self, venue: str, order_id: str, client_order_id: str | None) -> None:
         """A report naming a contested venue id (`contested`): applied to no order, counted, logged."""
@@ -1270,7 +1305,12 @@ class OrderTracker:
         """Take a voided fill back out of its order. Returns the events to deliver: the
         reversal (named after our order) and the order's state with the reduced fill quantity.
         Empty (and counted) when we never booked that fill."""
-        order = self._locate(reversal.venue, reversal.order_id, reversal.client_order_id)
+        order = None
+        if self._contested:
+            # On a contested venue id, the claimant that booked the trade is the one it voids.
+            order = self._holding_trade(reversal.venue, reversal.order_id, reversal.trade_id)
+        if order is None:
+            order = self._locate(reversal.venue, reversal.order_id, reversal.client_order_id)
         now = reversal.ts_local
         if order is None or not order.unrecord_fill(
             reversal.trade_id, reversal.size, reversal.price, now_ns=now
@@ -1289,10 +1329,16 @@ class OrderTracker:
         """Fold one execution in. Returns the events to deliver, in order: the acceptance the
         venue implied (when the order was still pending), the fill (named after our order), and
         the state it caused. Empty for a duplicate or an order we do not know."""
-        order = self._locate(fill.venue, fill.order_id, fill.client_order_id)
+        trade_id = fill.trade_id
+        order = None
+        if self._contested:
+            # A trade one claimant of a contested venue id has is a repeat, whatever the
+            # report names: a duplicate (or a voided one) as any other, never "not booked".
+            order = self._holding_trade(fill.venue, fill.order_id, trade_id)
+        if order is None:
+            order = self._locate(fill.venue, fill.order_id, fill.client_order_id)
         if order is None:
             return []
-        trade_id = fill.trade_id
         if trade_id and trade_id in order._fill_ids:  # `has_fill`
             self.stats.duplicate_fills += 1
             return []

@@ -51,6 +51,7 @@ CancelCause = Literal["user", "shutdown", "kill_switch", "other"]
 _UNKNOWN_CODES: Final = frozenset({"unknown_at_venue", "never_sent"})
 _FINAL: Final = frozenset(s for s in OrderState if s.is_final)  # `is_final`, without the call
 _INFO: Final = logging.INFO
+_NOT_BOOKED_KEPT: Final = 10_000
 _VALUE: Final = {s: s.value for s in OrderState}
 _PERPETUAL: Final = InstrumentKind.PERPETUAL
 _ZERO: Final = Decimal(0)
@@ -151,6 +152,10 @@ class OrderFlow:
         self._sent_pending: dict[str, OrderRequest] = {}
         self.rejected: dict[str, int] = {}
         self.unmatched_fills = 0
+        # The (venue, trade id) of fills left unbooked on a contested venue id, alerted once
+        # each (`fill.not_booked`): a venue repeating one (Deribit's catch-up at each reconnect)
+        # is not a second fill to book. The oldest forgotten past `_NOT_BOOKED_KEPT`.
+        self._not_booked: dict[tuple[str, str], None] = {}
         # Requests whose unknown outcome could not be recorded (`state_unknown` raised: a bug),
         # each logged at critical level by the gateway (`order.outcome_unknown_not_recorded`).
         self.outcomes_unrecorded = 0
@@ -561,7 +566,9 @@ class OrderFlow:
         is alerted (`order.venue_id_differs`) and the order is named by the venue's id from then
         on (its fills name that one); ours stays indexed for it as an alias (a fill already on
         its way may name it) unless another order claims it. The same id in another letter case
-        (Polymarket's hex ids, compared ignoring case) is no other id: the order keeps its own.
+        (Polymarket's hex ids, compared ignoring case) is no other id: not alerted, the order is
+        named by the venue's spelling and ours stays indexed as an alias (reports in either
+        spelling find it).
         An id another working order holds is refused and contested (`OrderTracker.set_order_id`,
         alerted): the order keeps what it had, and its acknowledgement, the venue's word on its
         state, is taken all the same."""
@@ -577,6 +584,13 @@ class OrderFlow:
                     venue_id=venue_id,
                     action="the venue's id is the order's from now on (ours kept as an alias)",
                 )
+            self.assign_order_id(order, venue_id, source="acknowledged", alias=True)
+        elif venue_id and prepared is not None and venue_id != prepared:
+            # The same id in the venue's letter case (Polymarket's hex): its reports may spell
+            # it so, ours stays indexed as an alias. Not another id: no alert.
+            self.log.info(
+                "order.venue_id_case", **_whose(order.request), prepared=prepared, venue_id=venue_id
+            )
             self.assign_order_id(order, venue_id, source="acknowledged", alias=True)
         if exc.accepted and order.state is _PENDING_NEW:
             reason = exc.venue_message or "acknowledged by the venue, outcome unknown"
@@ -1023,6 +1037,7 @@ class OrderFlow:
         stats = tracker.stats
         lookup_failures = stats.archive_failures
         contested = stats.contested_reports
+        repeats = stats.duplicate_fills + stats.voided_fills
         events = tracker.apply_fill(fill)
         if events:
             key = (fill.venue, fill.instrument)  # `_reported`, inline
@@ -1038,22 +1053,13 @@ class OrderFlow:
         if booked is None:
             if stats.contested_reports != contested:
                 # It names a venue id two working orders of ours claimed (the tracker alerted
-                # both, `OrderTracker.contested`): booked to neither, never guessed; a person
-                # books it.
-                self.unmatched_fills += 1
-                self.log.critical(
-                    "fill.not_booked",
-                    venue=fill.venue,
-                    instrument=fill.instrument,
-                    order_id=fill.order_id,
-                    client_order_id=fill.client_order_id,
-                    trade_id=fill.trade_id,
-                    side=fill.side.value,
-                    size=decimal_text(fill.size),
-                    price=decimal_text(fill.price),
-                    reason="its venue order id is contested by two orders (order.venue_id_conflict)",
-                )
+                # both, `OrderTracker.contested`), and neither's client id: booked to neither,
+                # never guessed; a person books it.
+                self._not_booked_fill(fill)
                 return None
+            if stats.duplicate_fills + stats.voided_fills != repeats:
+                self._learn_index(fill)
+                return None  # a repeat of a trade an order has (`apply_fill`)
             # A journal that could not be read is not "not ours": booking the fill on an order
             # rebuilt without its fills could book it twice. Left unbooked and alerted instead
             # (critical); the venue's next report of it (a reconnect's catch-up of fills, say)
@@ -1155,6 +1161,81 @@ class OrderFlow:
             deliver(event)
         return booked
 
+    def _not_booked_fill(self, fill: Fill) -> None:
+        """A fill left unbooked on a contested venue id: alerted at critical level with all a
+        person needs to book it, journaled (a note, `fill_not_booked`) and counted with the
+        unmatched fills, once per trade (`_not_booked`); a repeat of it is logged at info."""
+        self._learn_index(fill)
+        if fill.trade_id:
+            key = (fill.venue, fill.trade_id)
+            if key in self._not_booked:
+                self.log.info("fill.not_booked_repeated", venue=fill.venue, trade_id=fill.trade_id)
+                return
+            self._not_booked[key] = None
+            if len(self._not_booked) > _NOT_BOOKED_KEPT:
+                del self._not_booked[next(iter(self._not_booked))]
+        self.unmatched_fills += 1
+        claimants = self.tracker.claimants(fill.venue, fill.order_id)
+        strategies = sorted({o.strategy for o in claimants})
+        fields: dict[str, Any] = {
+            "venue": fill.venue,
+            "instrument": fill.instrument,
+            "order_id": fill.order_id,
+            "client_order_id": fill.client_order_id,
+            "trade_id": fill.trade_id,
+            "side": fill.side.value,
+            "size": decimal_text(fill.size),
+            "price": decimal_text(fill.price),
+            "fee": decimal_text(fill.fee),
+            "fee_currency": fill.fee_currency,
+            "liquidity": fill.liquidity.value,
+            "ts_exchange": fill.ts_exchange,
+            "strategy": fill.strategy or (strategies[0] if len(strategies) == 1 else None),
+            "contested": [o.client_order_id for o in claimants],
+            "strategies": strategies,
+        }
+        self._journal(
+            "note",
+            "fill_not_booked",
+            fill.client_order_id,
+            **{k: v for k, v in fields.items() if k != "client_order_id"},
+        )
+        self.log.critical(
+            "fill.not_booked",
+            **fields,
+            reason="its venue order id is contested by two orders (order.venue_id_conflict)",
+        )
+
+    def _reversal_not_applied(self, reversal: FillReversal, fields: dict[str, Any]) -> None:
+        """A reversal naming a contested venue id, of a trade no claimant has and with neither's
+        client id: taken out of no order and no position. Alerted at critical level with all a
+        person needs to take it out, journaled (a note, `fill_reversal_not_applied`), counted
+        with the unmatched fills (the status page and the alert watcher show those)."""
+        self.unmatched_fills += 1
+        claimants = self.tracker.claimants(reversal.venue, reversal.order_id)
+        strategies = sorted({o.strategy for o in claimants})
+        full = fields | {
+            "client_order_id": reversal.client_order_id,
+            "fee": decimal_text(reversal.fee),
+            "fee_currency": reversal.fee_currency,
+            "ts_exchange": reversal.ts_exchange,
+            "strategy": reversal.strategy or (strategies[0] if len(strategies) == 1 else None),
+            "contested": [o.client_order_id for o in claimants],
+            "strategies": strategies,
+        }
+        self._journal(
+            "note",
+            "fill_reversal_not_applied",
+            reversal.client_order_id,
+            **{k: v for k, v in full.items() if k != "client_order_id"},
+        )
+        self.log.critical(
+            "fill.reversal_not_applied",
+            **full,
+            action="its venue order id is contested by two orders (order.venue_id_conflict): "
+            "a person takes the voided fill out",
+        )
+
     def _learn_index(self, fill: Fill) -> None:
         """A fill not booked again (a repeat: a reconnect's catch-up, say) still carries the
         venue's index price of its trade: a USD rate for what waits (its own first booking,
@@ -1168,6 +1249,8 @@ class OrderFlow:
         deliver the reversal and the order's new state to the strategy. Logged as an error
         either way: a voided trade is something a trader must hear about."""
         self.flush_sent()
+        stats = self.tracker.stats
+        contested = stats.contested_reports
         events = self.tracker.apply_reversal(reversal)
         if events:
             self._reported(reversal)
@@ -1182,6 +1265,9 @@ class OrderFlow:
             "reason": reversal.reason,
         }
         if not events:
+            if stats.contested_reports != contested:
+                self._reversal_not_applied(reversal, fields)
+                return None
             self.log.error("fill.reversal_unknown", **fields)
             return None
         booked = events[0]

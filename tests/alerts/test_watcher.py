@@ -38,6 +38,7 @@ def status(**changes: Any) -> dict[str, Any]:
         "venue_overrides": 0,
         "order_id_conflicts": 0,
         "unmatched_fills": 0,
+        "outcomes_unrecorded": 0,
         "foreign_orders": {},
         "position_mismatches": None,
         "journal": {"path": "/x/journal.sqlite", "writes": 3, "failures": 0},
@@ -227,6 +228,29 @@ def test_venue_id_conflicts_and_unmatched_fills_alert_as_they_grow() -> None:
     ]
     (last,) = run.sent[-1:]
     assert last.text.startswith("3 fills reported by a venue booked to no order")
+
+
+def test_unknown_outcomes_not_recorded_alert_as_they_grow() -> None:
+    """`outcomes_unrecorded` grows (a request's unknown outcome whose recording raised, a bug):
+    a critical alert, once per growth, as `unmatched_fills`'. Before, it was not watched."""
+    run = Run()
+    run.step(status(outcomes_unrecorded=1))  # the baseline: nothing alerted
+    assert run.step(status(outcomes_unrecorded=3)) == [("outcome_unrecorded", "engine", "critical")]
+    assert run.step(status(outcomes_unrecorded=3)) == []
+    (last,) = run.sent[-1:]
+    assert last.text.startswith("2 unknown order outcomes could not be recorded")
+
+
+def test_the_venue_id_conflict_alert_says_what_was_done_either_way() -> None:
+    """A conflict refused before sending leaves the holder its id (the new order not sent); one
+    after contests it, and only reports naming neither order's client id are applied to neither.
+    Before, the alert said every report was applied to neither: false for both."""
+    run = Run()
+    run.step(status())
+    run.step(status(order_id_conflicts=1))
+    (last,) = run.sent[-1:]
+    assert "not sent" in last.text and "naming neither's client id" in last.text
+    assert "reports are applied to neither" not in last.text
 
 
 def test_reconciliation_surprises() -> None:

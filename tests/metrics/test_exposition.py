@@ -186,6 +186,7 @@ def test_the_values_are_the_daemons_counters(tmp_path: Path) -> None:
         "venue_override",
         "order_id_conflict",
         "unmatched_fill",
+        "outcome_unrecorded",
         "position_mismatch",
     ):
         assert _sample(found, "tradingd_reconcile_surprises_total", kind=kind) == 0
@@ -220,7 +221,7 @@ def test_no_order_id_nor_secret_is_ever_in_a_scrape(tmp_path: Path) -> None:
     bounded = {"once", "deribit", PERP.symbol, "live", *FINAL_REASONS, *CHECKS}
     bounded |= {"filled", "cancelled", "rejected", "expired", "stale", "connecting", "down"}
     bounded |= {"foreign_order", "venue_override", "order_id_conflict", "unmatched_fill"}
-    bounded |= {"position_mismatch", "engine"}
+    bounded |= {"outcome_unrecorded", "position_mismatch", "engine"}
     version = found["tradingd_info"].samples[0].labels["version"]
     les = {s.labels["le"] for family in found.values() for s in family.samples if "le" in s.labels}
     assert values - les - {version} <= bounded
@@ -289,7 +290,15 @@ def test_status_says_the_pinned_counters_beside_what_it_said_before(tmp_path: Pa
     assert status["today_pnl"] == pytest.approx(equity)  # the engine's: its one strategy's
     assert status["risk_refusals"] == {"instrument": 1}
     assert status["reconcile_surprises"] == dict.fromkeys(
-        ("foreign_order", "venue_override", "order_id_conflict", "unmatched_fill", "position_mismatch"), 0
+        (
+            "foreign_order",
+            "venue_override",
+            "order_id_conflict",
+            "unmatched_fill",
+            "outcome_unrecorded",
+            "position_mismatch",
+        ),
+        0,
     )
     daemon.engine.foreign_orders_found.update(deribit=2, derive=1)
     daemon.engine.position_mismatches = 4
@@ -299,6 +308,7 @@ def test_status_says_the_pinned_counters_beside_what_it_said_before(tmp_path: Pa
         "venue_override": 0,
         "order_id_conflict": 0,
         "unmatched_fill": 0,
+        "outcome_unrecorded": 0,
         "position_mismatch": 4,
     }
 
@@ -390,3 +400,14 @@ def test_venue_id_conflicts_and_unmatched_fills_are_shown_as_venue_overrides_are
     assert _sample(found, "tradingd_reconcile_surprises_total", kind="order_id_conflict") == 1
     assert _sample(found, "tradingd_reconcile_surprises_total", kind="unmatched_fill") == 1
     assert status["outcomes_unrecorded"] == 0
+
+
+def test_unknown_outcomes_not_recorded_are_in_the_scrape_as_their_neighbours_are(tmp_path: Path) -> None:
+    """`outcomes_unrecorded` (a request's unknown outcome whose recording raised, a bug) is among
+    the surprises of the status and in the scrape, as `unmatched_fills` is. Before, only the
+    status's top level had it: no scrape, no rule could see it."""
+    daemon = _daemon(tmp_path)
+    daemon.engine.flow.outcomes_unrecorded = 2
+    assert daemon.status()["reconcile_surprises"]["outcome_unrecorded"] == 2
+    _, found = _scrape(daemon)
+    assert _sample(found, "tradingd_reconcile_surprises_total", kind="outcome_unrecorded") == 2

@@ -20,7 +20,7 @@ from structlog.testing import LogCapture
 
 from tests.support.flows import make_flow
 from tests.support.helpers import OPTION, PERP, request
-from tradingd.engine import Fill, Liquidity, OrderState, OrderUpdate, Side
+from tradingd.engine import Fill, FillReversal, Liquidity, OrderState, OrderUpdate, Side
 from tradingd.engine.model import Order, OrderTracker
 from tradingd.engine.store.journal import OrderJournal
 
@@ -341,13 +341,16 @@ def _two_orders(t: OrderTracker) -> tuple[Order, Order]:
     return first, second
 
 
-def test_a_venue_id_two_working_orders_claim_is_contested_and_names_neither() -> None:
+def test_a_venue_id_two_working_orders_claim_is_contested_and_a_report_naming_it_alone_names_neither() -> (
+    None
+):
     """The venue names `s-bt-2` by V1, which `s-bt-1` (working) holds. The id becomes
     contested: alerted (critical, both orders), counted, out of the index, and every report
-    naming it (by V1 alone, as Polymarket's do, or with either client id) is applied to neither
-    and counted. Before (r12), the holder kept V1 in the index: its reports naming only V1
-    went to it, though the venue may have meant the other. Neither order's becoming final ends
-    the contest (a late fill naming V1 may be either's), and a third claimant joins it."""
+    naming it alone (by V1 only, as Polymarket's do, or with a client id neither order has) is
+    applied to neither and counted. Before (r12), the holder kept V1 in the index: its reports
+    naming only V1 went to it, though the venue may have meant the other. Neither order's
+    becoming final ends the contest (a late fill naming V1 may be either's), and a third
+    claimant joins it."""
     t, capture = tracker()
     first, second = _two_orders(t)
     assert t.set_order_id(second, "V1", source="acknowledged") is False
@@ -360,13 +363,12 @@ def test_a_venue_id_two_working_orders_claim_is_contested_and_names_neither() ->
         "acknowledged",
     )
     only_id = msgspec.structs.replace(update(S.FILLED, "1", ts=4), client_order_id=None)
-    named_second = msgspec.structs.replace(update(S.OPEN, ts=4), client_order_id="s-bt-2")
-    assert t.apply_update(only_id) == [] and t.apply_update(named_second) == []
-    assert t.apply_update(update(S.CANCELLED, ts=4)) == []  # names s-bt-1 and V1
+    named_other = msgspec.structs.replace(update(S.OPEN, ts=4), client_order_id="s-bt-7")
+    assert t.apply_update(only_id) == [] and t.apply_update(named_other) == []
     assert t.apply_fill(fill("0.5", "x")) == []  # names V1 only
     assert (first.state, first.fills_size, second.state) == (S.OPEN, Decimal(0), S.PENDING_NEW)
-    assert t.stats.contested_reports == 4 and t.stats.order_id_conflicts == 1
-    assert len([e for e in capture.entries if e["event"] == "order.report_not_applied"]) == 4
+    assert t.stats.contested_reports == 3 and t.stats.order_id_conflicts == 1
+    assert len([e for e in capture.entries if e["event"] == "order.report_not_applied"]) == 3
     # Both final (their client ids alone name them): still contested.
     t.apply_update(msgspec.structs.replace(update(S.CANCELLED, ts=5), order_id=None))
     t.apply_update(msgspec.structs.replace(update(S.REJECTED, ts=5), order_id=None, client_order_id="s-bt-2"))
@@ -375,6 +377,35 @@ def test_a_venue_id_two_working_orders_claim_is_contested_and_names_neither() ->
     third = t.add(request(cid="s-bt-3"), now_ns=6)
     assert t.set_order_id(third, "V1") is False and third.order_id is None
     assert t.stats.order_id_conflicts == 2 and t.contested("deribit", "V1")
+
+
+def test_a_report_naming_a_contested_id_with_a_claimants_client_id_is_that_orders(tmp_path: Path) -> None:
+    """Deribit's and Derive's reports carry our client order id beside the venue's: one naming
+    V1 and a claimant's client id is the venue pairing the two, applied to that order (its state,
+    its fills, a cancel's answer), after a restart too. Before, every report naming V1 was
+    refused: both orders froze (no fill booked, no cancel taken), and a restart froze them again."""
+    t, _ = tracker()
+    first, second = _two_orders(t)
+    assert t.set_order_id(second, "V1", source="acknowledged") is False
+    second_open = msgspec.structs.replace(update(S.OPEN, ts=4), client_order_id="s-bt-2")
+    assert t.apply_update(second_open) and second.state is S.OPEN
+    second_fill = msgspec.structs.replace(fill("0.5", "B1", ts=4), client_order_id="s-bt-2")
+    assert any(isinstance(e, Fill) for e in t.apply_fill(second_fill))
+    assert t.apply_update(update(S.CANCELLED, ts=5)) and first.state is S.CANCELLED  # s-bt-1, V1
+    assert (first.fills_size, second.fills_size) == (Decimal(0), Decimal("0.5"))
+    assert t.stats.contested_reports == 0 and t.contested("deribit", "V1")
+    # A restart restoring both working under V1 contests it again; their reports still apply.
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    flow = make_flow(journal)
+    for cid in ("s-bt-1", "s-bt-2"):
+        order = flow.accept(request(cid=cid), now_ns=1)
+        flow.tracker._by_venue_id.clear()  # as before r12: nothing refused the second
+        assert flow.assign_order_id(order, "V1", source="acknowledged")
+    restarted = make_flow(journal)
+    restarted.restore(journal, now_ns=2)
+    assert restarted.tracker.contested("deribit", "V1")
+    assert restarted.on_fill(msgspec.structs.replace(fill("1", "A1"), client_order_id="s-bt-1")) is not None
+    assert restarted.position("s", "deribit", OPTION.symbol) == 1 and restarted.unmatched_fills == 0
 
 
 def test_an_id_computed_before_sending_that_a_working_order_holds_is_refused_uncontested() -> None:
@@ -395,22 +426,114 @@ def test_an_id_computed_before_sending_that_a_working_order_holds_is_refused_unc
     ]
 
 
-def test_a_fill_naming_an_order_by_another_working_orders_id_is_booked_to_neither() -> None:
-    """The flow books such a fill to neither order, and says so at critical level with what a
-    person needs to book it (`fill.not_booked`, counted with the unmatched fills)."""
+def _contested_flow(journal: OrderJournal | None = None) -> tuple[Any, LogCapture, Order, Order]:
+    """A flow whose `s-bt-1` is open as V1 and has booked trade T1 (0.5, naming V1 and its
+    client id); then the venue names `s-bt-2` V1 too: contested."""
+    capture = LogCapture()
+    flow = make_flow(journal)
+    flow.log = structlog.wrap_logger(
+        None, processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(0)
+    )
+    first = flow.accept(request(), now_ns=1)
+    flow.on_update(update(S.OPEN))
+    assert flow.on_fill(msgspec.structs.replace(fill("0.5", "T1"), client_order_id="s-bt-1")) is not None
+    second = flow.accept(request(cid="s-bt-2"), now_ns=1)
+    assert not flow.assign_order_id(second, "V1", source="acknowledged")
+    assert flow.tracker.contested("deribit", "V1")
+    return flow, capture, first, second
+
+
+def test_a_booked_fill_repeated_on_a_contested_id_is_a_duplicate_not_a_fill_to_book() -> None:
+    """T1, booked to `s-bt-1` before V1 was contested, is reported again (a channel's repeat,
+    Deribit's catch-up at each reconnect): naming V1 alone, or even the other claimant's client
+    id, it is a duplicate (the trade id pins it), never `fill.not_booked`. Before, each repeat
+    was alerted and counted as a fill to book: a person following the log booked it twice."""
+    flow, capture, first, second = _contested_flow()
+    for cid in (None, None, "s-bt-2"):
+        assert flow.on_fill(msgspec.structs.replace(fill("0.5", "T1"), client_order_id=cid)) is None
+    assert not [e for e in capture.entries if e["event"] in ("fill.not_booked", "fill.unknown_order")]
+    assert flow.unmatched_fills == 0 and flow.tracker.stats.duplicate_fills == 3
+    assert (first.fills_size, second.fills_size) == (Decimal("0.5"), Decimal(0))
+    assert flow.position("s", "deribit", OPTION.symbol) == Decimal("0.5")
+
+
+def test_a_fill_not_booked_on_a_contested_id_is_alerted_journaled_and_counted_once(tmp_path: Path) -> None:
+    """A new trade naming V1 alone is booked to neither: alerted at critical level with all a
+    person needs to book it (fee, liquidity, time, strategy), journaled, counted, once however
+    often the venue repeats it. Before, each repeat was alerted and counted again, without the
+    fee, liquidity, time or strategy, and nothing was journaled."""
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    flow, capture, first, second = _contested_flow(journal)
+    for _ in range(3):
+        assert flow.on_fill(fill("0.25", "T2", ts=7)) is None
+    assert flow.unmatched_fills == 1 and first.fills_size == Decimal("0.5") and second.fills_size == 0
+    (alert,) = alerts(capture, "fill.not_booked")
+    terms = ("trade_id", "size", "price", "fee", "fee_currency", "liquidity", "ts_exchange", "strategy")
+    expected = ("T2", "0.25", "0.05", "0.0003", "BTC", "maker", 7, "s")
+    assert tuple(alert[k] for k in terms) == expected
+    assert alert["contested"] == ["s-bt-1", "s-bt-2"]
+    (note,) = [e for e in journal.events() if e["kind"] == "fill_not_booked"]
+    assert tuple(note[k] for k in terms) == expected and note["order_id"] == "V1"
+
+
+def test_a_reversal_on_a_contested_id_goes_to_the_order_that_booked_the_trade(tmp_path: Path) -> None:
+    """The venue voids T1, booked to `s-bt-1` before V1 was contested, naming V1 alone: the trade
+    id pins it to `s-bt-1`, taken out of its order and position. A reversal of a trade neither
+    has is alerted at critical level (`fill.reversal_not_applied`, all its terms), journaled and
+    counted with the unmatched fills (shown and watched). Before, both were dropped with an
+    error line: the ledger kept a position the venue had voided."""
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    flow, capture, first, second = _contested_flow(journal)
+
+    def voided(trade_id: str) -> FillReversal:
+        return FillReversal(
+            venue="deribit",
+            instrument=OPTION.symbol,
+            ts_exchange=8,
+            ts_local=8,
+            order_id="V1",
+            trade_id=trade_id,
+            side=Side.BUY,
+            price=Decimal("0.05"),
+            size=Decimal("0.5"),
+            fee=Decimal("0.0003"),
+            fee_currency="BTC",
+            reason="FAILED",
+        )
+
+    assert flow.on_reversal(voided("T1")) is not None
+    assert first.fills_size == 0 and flow.position("s", "deribit", OPTION.symbol) == 0
+    assert flow.unmatched_fills == 0
+    assert flow.on_reversal(voided("T9")) is None
+    (alert,) = alerts(capture, "fill.reversal_not_applied")
+    assert (alert["trade_id"], alert["size"], alert["fee"], alert["ts_exchange"], alert["strategy"]) == (
+        "T9",
+        "0.5",
+        "0.0003",
+        8,
+        "s",
+    )
+    assert flow.unmatched_fills == 1 and second.fills_size == 0
+    assert [e["trade_id"] for e in journal.events() if e["kind"] == "fill_reversal_not_applied"] == ["T9"]
+
+
+def test_a_fill_naming_an_order_and_another_working_orders_id_contests_it_and_is_that_orders() -> None:
+    """A fill naming `s-bt-2` (no venue id yet) by V1, which `s-bt-1` holds: V1 is contested
+    (alerted, counted), and the fill is `s-bt-2`'s, the venue pairing the two (Deribit's fills
+    carry both ids). Before, it was booked to neither."""
     capture = LogCapture()
     flow = make_flow(None)
     flow.log = structlog.wrap_logger(
         None, processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(0)
     )
+    flow.tracker.log = flow.log
     first, second = _two_orders(flow.tracker)
-    stolen = msgspec.structs.replace(fill("0.5", "x"), client_order_id="s-bt-2")
-    assert flow.on_fill(stolen) is None
-    assert flow.position("s", "deribit", OPTION.symbol) == 0 and flow.fills.get("s", 0) == 0
-    assert flow.unmatched_fills == 1 and flow.tracker.stats.order_id_conflicts == 1
-    (alert,) = alerts(capture, "fill.not_booked")
-    assert (alert["trade_id"], alert["size"], alert["client_order_id"]) == ("x", "0.5", "s-bt-2")
-    assert first.fills_size == second.fills_size == 0
+    named = msgspec.structs.replace(fill("0.5", "x"), client_order_id="s-bt-2")
+    assert flow.on_fill(named) is not None
+    assert flow.tracker.contested("deribit", "V1") and flow.tracker.stats.order_id_conflicts == 1
+    assert len(alerts(capture, "order.venue_id_conflict")) == 1
+    assert (first.fills_size, second.fills_size) == (Decimal(0), Decimal("0.5"))
+    assert flow.unmatched_fills == 0 and not [e for e in capture.entries if e["event"] == "fill.not_booked"]
 
 
 def _record(cid: str, state: OrderState, *, fills: tuple[tuple[str, Decimal, Decimal], ...] = ()) -> Any:

@@ -413,11 +413,13 @@ class _MatchedUnsaid(_Venue):
     id named, the order acknowledged, its outcome unknown. The id was not known before sending
     (`prepare` gave none: the token's exchange was not known yet)."""
 
+    venue_id = "0xabc"  # the id the venue's answer names
+
     async def place(self, order: Order) -> list[PrivateEvent]:
         self.sent.append("place")
         raise OrderOutcomeUnknown(
-            "POST /order: FAK order 0xabc matched, by an amount the answer does not say",
-            order_id="0xabc",
+            f"POST /order: FAK order {self.venue_id} matched, by an amount the answer does not say",
+            order_id=self.venue_id,
             accepted=True,
             venue="deribit",
             client_order_id=order.client_order_id,
@@ -696,20 +698,27 @@ async def test_a_fill_in_flight_naming_the_prepared_id_is_still_the_orders_until
     assert tracker.stats.order_id_conflicts == 0 and not tracker.contested("deribit", "0xfeed")
 
 
-async def test_a_venue_id_equal_to_the_prepared_one_but_for_letter_case_leaves_the_order_as_it_was(
+async def test_a_venue_id_in_another_letter_case_than_the_prepared_one_finds_the_order_in_both(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """`prepare` computed 0xABC, the venue's answer says 0xabc (Polymarket's hex ids, compared
-    ignoring case): the same id. The order keeps its own, indexed as it was, and nothing is
-    alerted. Before, it was re-indexed under 0xabc, silently: a fill naming the id as prepared
-    was `fill.unknown_order`."""
+    """`prepare` computed 0xabc (Polymarket's prepared ids are "0x" and lower-case hex); the
+    venue's answer spells it 0xABC, and the codec passes its ids on as spelled. The same id: not
+    alerted (`order.venue_id_differs`), and both spellings find the order, so a fill in the
+    venue's spelling is booked, and its repeat in ours is a duplicate: booked once. Before, the
+    order stayed indexed under 0xabc only: the venue's fills were `fill.unknown_order`."""
+    venue = _MatchedUnsaid([[]], prepared="0xabc")
+    venue.venue_id = "0xABC"
     with structlog.testing.capture_logs() as logs:
-        s = await _matched_unsaid(nursery, _MatchedUnsaid([[]], prepared="0xABC"))
+        s = await _matched_unsaid(nursery, venue)
     tracker = s.engine.flow.tracker
-    assert s.order.order_id == "0xABC" and tracker.find("deribit", order_id="0xABC") is s.order
+    assert tracker.find("deribit", order_id="0xABC") is s.order
+    assert tracker.find("deribit", order_id="0xabc") is s.order
     assert not [e for e in logs if e["event"] == "order.venue_id_differs"]
     s.engine.private([msgspec.structs.replace(_late_fill("T1", "4"), order_id="0xABC")])
+    s.engine.private([msgspec.structs.replace(_late_fill("T1", "4"), order_id="0xabc")])
     assert s.order.fills_size == Decimal(4) and s.engine.flow.unmatched_fills == 0
+    assert s.engine.flow.position(s.order.strategy, "deribit", PERP.symbol) == Decimal(4)
+    assert tracker.stats.duplicate_fills == 1
 
 
 class _BrokenSet(set[str]):
