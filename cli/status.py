@@ -315,6 +315,17 @@ def _print_status(s: dict[str, Any], console: Console | None = None) -> None:
             f"we hold {_quantity(m['engine'])}, the venue {_quantity(m['venue_holds'])} "
             f"(since {_at(int(m['since_ns']), now_ns)}; check the account)"
         )
+    for contested, claimants in (s.get("contested_ids") or {}).items():  # they last as long as the journal
+        console.print(
+            f"[bold red]venue id contested[/bold red] {escape(contested)} by "
+            f"{escape(', '.join(claimants))}: its fills naming neither's client id are booked to "
+            "neither (README, 'Venue order ids', says how a person settles it)"
+        )
+    if s.get("fills_not_booked"):
+        console.print(
+            f"[bold red]{plural(s['fills_not_booked'], 'fill')} of ours not booked[/bold red] "
+            "(the log's fill.not_booked / fill.reversal_not_applied say which)"
+        )
     journal = s.get("journal")
     if journal:
         console.print(

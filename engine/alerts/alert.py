@@ -22,7 +22,7 @@ AlertKind = Literal[
     "foreign_order",  # an order nobody of ours placed, open at a venue (warning)
     "venue_override",  # an order's state taken from the venue over ours (warning)
     "order_id_conflict",  # a venue id claimed by two working orders: contested (critical)
-    "unmatched_fill",  # a venue's fill booked to no order of ours (critical)
+    "fill_not_booked",  # a fill of ours booked to no order: contested id, journal unreadable (critical)
     "outcome_unrecorded",  # an unknown outcome whose recording raised: a bug (critical)
     "position_mismatch",  # the venue holds other than our ledger (critical)
     "reconcile_failure",  # a step of a reconciliation raised (warning)

@@ -17,9 +17,10 @@ got better again):
 - `order_id_conflict` (critical): `order_id_conflicts` grew: a venue id claimed by a second
   working order (not sent, when refused before sending; else contested: reports naming it
   without either's client id are applied to neither).
-- `unmatched_fill` (critical): `unmatched_fills` grew: a fill the venue reported booked to no
-  order (not ours, the journal unreadable, or its venue id contested), or a reversal of one
-  applied to none (its venue id contested).
+- `fill_not_booked` (critical): `fills_not_booked` grew: a fill of ours left unbooked (its venue
+  id contested, or the journal unreadable), or a reversal applied to no order (its venue id
+  contested). A fill simply not ours (`unmatched_fills`: a manual trade on a shared account,
+  `fill.unknown_order`) is counted and shown, never alerted.
 - `outcome_unrecorded` (critical): `outcomes_unrecorded` grew: a request's unknown outcome
   whose recording raised (a bug; the order is asked about all the same).
 - `position_mismatch` (critical): a confirmed entry new in `position_mismatches`.
@@ -317,15 +318,15 @@ class AlertWatcher:
                 "order not sent, or the id contested, its reports naming neither's client id "
                 "applied to neither (the log's order.venue_id_conflict says which)",
             )
-        unmatched = self._delta("unmatched_fills", status.get("unmatched_fills"))
-        if unmatched:
+        not_booked = self._delta("fills_not_booked", status.get("fills_not_booked"))
+        if not_booked:
             self._alert(
-                "unmatched_fill",
+                "fill_not_booked",
                 "engine",
                 "critical",
-                f"{plural(unmatched, 'fill')} reported by a venue booked to no order, or "
-                "reversals applied to none: check the positions (the log's fill.not_booked / "
-                "fill.reversal_not_applied / fill.unknown_order say which)",
+                f"{plural(not_booked, 'fill')} of ours left unbooked, or reversals applied to no "
+                "order: a person books them (the log's fill.not_booked / "
+                "fill.reversal_not_applied / fill.unknown_order with journal_unreadable say which)",
             )
         unrecorded = self._delta("outcomes_unrecorded", status.get("outcomes_unrecorded"))
         if unrecorded:

@@ -883,6 +883,7 @@ class Daemon:
                 "venue_override": e.flow.tracker.stats.venue_overrides,
                 "order_id_conflict": e.flow.tracker.stats.order_id_conflicts,
                 "unmatched_fill": e.flow.unmatched_fills,
+                "fill_not_booked": e.flow.fills_not_booked,
                 "outcome_unrecorded": e.flow.outcomes_unrecorded,
                 "position_mismatch": e.position_mismatches,
             },
@@ -910,10 +911,15 @@ class Daemon:
             "reconcile_failures": e.reconcile_failures,
             "venue_overrides": e.flow.tracker.stats.venue_overrides,
             # Venue ids two working orders claimed (order.venue_id_conflict: contested, their
-            # reports applied to neither), and fills booked to no order (fill.unknown_order,
-            # fill.not_booked): each alerted, for a person.
+            # reports applied to neither), alerted; fills booked to no order (fill.unknown_order:
+            # not ours, a manual trade say), shown only; fills of ours left unbooked
+            # (fill.not_booked: a contested id; a journal unreadable), alerted, for a person.
             "order_id_conflicts": e.flow.tracker.stats.order_id_conflicts,
             "unmatched_fills": e.flow.unmatched_fills,
+            "fills_not_booked": e.flow.fills_not_booked,
+            # The venue ids contested now, those restored from the journal included (they last as
+            # long as it: README, "Venue order ids"): "venue order_id" -> the claimants' client ids.
+            "contested_ids": {f"{v} {oid}": c for (v, oid), c in e.flow.tracker.contests().items()},
             # Requests whose unknown outcome could not be recorded (a bug; its questions asked
             # all the same): order.outcome_unknown_not_recorded in the log.
             "outcomes_unrecorded": e.flow.outcomes_unrecorded,

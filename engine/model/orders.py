@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import itertools
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any, Final, Literal, Protocol
 
@@ -702,6 +702,10 @@ class OrderTracker:
         # order, and its state before. The order flow learns there the venue's first answer to
         # an order and when an order becomes final (its counters, engine.runtime.flow).
         self.on_state: Callable[[Order, OrderState], None] | None = None
+        # Told of each venue id that becomes contested, or gains a claimant (`_conflict`): the
+        # venue, the id and every claimant's client order id. The order flow journals it, so a
+        # restart rebuilds the contest (`restore_contest`) rather than forget it.
+        self.on_contest: Callable[[str, str, list[str]], None] | None = None
 
     def __len__(self) -> int:
         """Orders in memory now (live, and final ones not yet let go)."""
@@ -947,6 +951,31 @@ class OrderTracker:
                     del self._by_venue_id[key]
                 self._aliases.pop(key, None)
         self.log.critical("order.venue_id_conflict", action=action, **fields)
+        if sent and self.on_contest is not None:
+            self.on_contest(key[0], key[1], sorted(self._contested[key]))
+
+    def restore_contest(self, venue: str, order_id: str, claimants: Iterable[str]) -> None:
+        """Contest `order_id` again as the journal recorded it (a restart): whatever state its
+        claimants are in now, final included, a report naming the id alone stays refused, for a
+        fill refused before the restart may still be either's. The id leaves the index, whoever
+        holds it; a claimant restored later keeps its record's id unindexed (`set_order_id`).
+        It lasts as long as the journal that records it (README, "Venue order ids")."""
+        if not order_id:
+            return
+        key = (venue, order_id)
+        self._contested.setdefault(key, set()).update(c for c in claimants if c)
+        self._by_venue_id.pop(key, None)
+        self._aliases.pop(key, None)
+
+    def settle_contest(self, venue: str, order_id: str) -> None:
+        """A person settled the contest of `order_id` (a journal note, at a restart: README,
+        "Venue order ids"): no longer contested. Claimants restored after are named by it as
+        any order is (contested again, alerted, if two of them still work)."""
+        self._contested.pop((venue, order_id), None)
+
+    def contests(self) -> dict[tuple[str, str], list[str]]:
+        """Every contested venue id (`contested`), with its claimants' client order ids."""
+        return {key: sorted(claimants) for key, claimants in self._contested.items()}
 
     def contested(self, venue: str, order_id: str | None) -> bool:
         """Whether two working orders claimed this venue id (`set_order_id`). Such an id names
@@ -957,10 +986,10 @@ class OrderTracker:
         alone, or with a client id no claimant has) is applied to none and counted
         (`stats.contested_reports`), for the venue may mean either. Neither order's becoming
         final ends that (a late fill naming the id may be either's): the id stays contested
-        while this tracker lives. A person settles it from the venue's own records (the fills
-        under that id, which the log's `fill.not_booked` lines list, once each) and the orders'
-        (cancelled at the venue, say); a restart then starts without it, the journal restoring
-        each order by its own record (contested again if both are still working)."""
+        while this tracker lives, and a restart rebuilds it from the journal (`restore_contest`):
+        it lasts as long as the journal that recorded it. A person settles it from the venue's
+        own records (the fills under that id, which the log's `fill.not_booked` lines list, once
+        each) and the orders' (README, "Venue order ids")."""
         return bool(order_id) and (venue, order_id) in self._contested
 
     def get(self, client_order_id: str) -> Order | None:

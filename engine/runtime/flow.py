@@ -152,10 +152,16 @@ class OrderFlow:
         self._sent_pending: dict[str, OrderRequest] = {}
         self.rejected: dict[str, int] = {}
         self.unmatched_fills = 0
+        # Fills of ours that could not be booked (a contested venue id, a journal that could not
+        # be read) and reversals applied to no order (a contested id): each alerted at critical
+        # level for a person (the watcher's `fill_not_booked`), unlike a fill simply not ours.
+        self.fills_not_booked = 0
         # The (venue, trade id) of fills left unbooked on a contested venue id, alerted once
         # each (`fill.not_booked`): a venue repeating one (Deribit's catch-up at each reconnect)
-        # is not a second fill to book. The oldest forgotten past `_NOT_BOOKED_KEPT`.
+        # is not a second fill to book. The oldest forgotten past `_NOT_BOOKED_KEPT`. Those the
+        # journal's notes name are loaded at a restart (`restore`): not alerted again.
         self._not_booked: dict[tuple[str, str], None] = {}
+        self.tracker.on_contest = self._contest_started
         # Requests whose unknown outcome could not be recorded (`state_unknown` raised: a bug),
         # each logged at critical level by the gateway (`order.outcome_unknown_not_recorded`).
         self.outcomes_unrecorded = 0
@@ -207,6 +213,9 @@ class OrderFlow:
         for known in journal.instruments():
             if known.key not in self.registry:
                 self.registry.add(known)
+        # Contests first, whatever state their claimants are in: a claimant restored after keeps
+        # its record's id unindexed, and a report naming the id alone stays refused.
+        noted = self._restore_contests(journal)
         live = 0
         restored = journal.orders(final_since_ns=now_ns - window_ns)
         for r in restored:
@@ -251,10 +260,50 @@ class OrderFlow:
                 continue
             entries += 1
         self.journal = self.tracker.archive = journal
+        for (venue, order_id), claimants in self.tracker.contests().items():
+            if (venue, order_id) not in noted:  # two working orders an older journal left under one id
+                self._contest_started(venue, order_id, claimants)
+            self.log.critical(
+                "order.venue_id_contested_open",
+                venue=venue,
+                order_id=order_id,
+                contested=claimants,
+                action="reports naming this id without a claimant's client id are applied to no "
+                "order; a person settles it (README, 'Venue order ids')",
+            )
         waiting = self.waiting_fills()
         if waiting:  # journaled before any rate was known: booked once the index arrives
             self.log.warning("ledger.fills_waiting_for_rate", waiting=waiting)
         return {"orders": len(restored), "live": live, "ledger": entries}
+
+    def _restore_contests(self, journal: OrderJournal) -> set[tuple[str, str]]:
+        """The contested venue ids the journal's notes record (`venue_id_contested`, and the
+        `fill_not_booked` of a journal older than those), contested again (`OrderTracker.
+        restore_contest`) unless a later note says a person settled it (`venue_id_contest_
+        settled`), and the trades left unbooked on them, known (`_not_booked`: their repeat, a
+        catch-up's, is not alerted again). Returns the ids contested by a note."""
+        noted: set[tuple[str, str]] = set()
+        for note in journal.contests():
+            venue, order_id = note.get("venue"), note.get("order_id")
+            if not isinstance(venue, str) or not isinstance(order_id, str) or not order_id:
+                continue
+            if note["kind"] == "venue_id_contest_settled":  # a person's word (README)
+                self.tracker.settle_contest(venue, order_id)
+                noted.discard((venue, order_id))
+                continue
+            claimants = note.get("claimants") or note.get("contested") or ()
+            self.tracker.restore_contest(venue, order_id, [str(c) for c in claimants])
+            noted.add((venue, order_id))
+            trade_id = note.get("trade_id")
+            if note["kind"] == "fill_not_booked" and isinstance(trade_id, str) and trade_id:
+                self._not_booked[(venue, trade_id)] = None
+        return noted
+
+    def _contest_started(self, venue: str, order_id: str, claimants: list[str]) -> None:
+        """A venue id became contested, or gained a claimant (`OrderTracker.on_contest`):
+        journaled, so that a restart contests it again (`restore`) rather than hand the id to
+        whichever claimant's record says it."""
+        self._journal("note", "venue_id_contested", None, venue=venue, order_id=order_id, claimants=claimants)
 
     def release(self) -> None:
         """The engine is done with this flow (a backtest's run is over): the callbacks that
@@ -1071,6 +1120,7 @@ class OrderFlow:
                 is None
             ):
                 self.unmatched_fills += 1
+                self.fills_not_booked += unreadable  # ours, maybe: a person looks (alerted)
                 (self.log.critical if unreadable else self.log.error)(
                     "fill.unknown_order",
                     venue=fill.venue,
@@ -1163,8 +1213,8 @@ class OrderFlow:
 
     def _not_booked_fill(self, fill: Fill) -> None:
         """A fill left unbooked on a contested venue id: alerted at critical level with all a
-        person needs to book it, journaled (a note, `fill_not_booked`) and counted with the
-        unmatched fills, once per trade (`_not_booked`); a repeat of it is logged at info."""
+        person needs to book it, journaled (a note, `fill_not_booked`) and counted in
+        `fills_not_booked`, once per trade (`_not_booked`); a repeat of it is logged at info."""
         self._learn_index(fill)
         if fill.trade_id:
             key = (fill.venue, fill.trade_id)
@@ -1174,7 +1224,7 @@ class OrderFlow:
             self._not_booked[key] = None
             if len(self._not_booked) > _NOT_BOOKED_KEPT:
                 del self._not_booked[next(iter(self._not_booked))]
-        self.unmatched_fills += 1
+        self.fills_not_booked += 1
         claimants = self.tracker.claimants(fill.venue, fill.order_id)
         strategies = sorted({o.strategy for o in claimants})
         fields: dict[str, Any] = {
@@ -1210,8 +1260,8 @@ class OrderFlow:
         """A reversal naming a contested venue id, of a trade no claimant has and with neither's
         client id: taken out of no order and no position. Alerted at critical level with all a
         person needs to take it out, journaled (a note, `fill_reversal_not_applied`), counted
-        with the unmatched fills (the status page and the alert watcher show those)."""
-        self.unmatched_fills += 1
+        with the fills not booked (the status page and the alert watcher show those)."""
+        self.fills_not_booked += 1
         claimants = self.tracker.claimants(reversal.venue, reversal.order_id)
         strategies = sorted({o.strategy for o in claimants})
         full = fields | {

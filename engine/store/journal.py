@@ -130,6 +130,10 @@ CREATE TABLE IF NOT EXISTS events (
     client_order_id TEXT,
     data TEXT NOT NULL
 );
+-- The notes a restart reads back (`OrderJournal.contests`): a partial index, so the other
+-- events (most of them) cost it nothing to write.
+CREATE INDEX IF NOT EXISTS events_contests ON events (kind)
+    WHERE kind IN ('venue_id_contested', 'fill_not_booked', 'venue_id_contest_settled');
 CREATE TABLE IF NOT EXISTS instruments (
     venue TEXT NOT NULL,
     symbol TEXT NOT NULL,
@@ -872,6 +876,20 @@ class OrderJournal:
                     else:
                         event = FillReversal(**trade, reason=reason or "")
                 yield LedgerEntry(kind, strategy, venue, instrument, event, Decimal(price), (rq, rs, rf), ts)
+
+    def contests(self) -> list[dict[str, Any]]:
+        """The notes of contested venue ids, oldest first: each contest as it started
+        (`venue_id_contested`: venue, order_id, claimants), each fill left unbooked on one
+        (`fill_not_booked`: venue, order_id, trade_id, contested), and each a person settled
+        (`venue_id_contest_settled`: venue, order_id; README, "Venue order ids"). A restart
+        rebuilds the contests not settled from them (`OrderFlow.restore`)."""
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT kind, data FROM events "
+                "WHERE kind IN ('venue_id_contested', 'fill_not_booked', 'venue_id_contest_settled') "
+                "ORDER BY seq"
+            ).fetchall()
+        return [{"kind": kind, **orjson.loads(data)} for kind, data in rows]
 
     def events(self, client_order_id: str | None = None) -> list[dict[str, Any]]:
         """The audit trail (of one order, or all), oldest first."""

@@ -38,6 +38,7 @@ def status(**changes: Any) -> dict[str, Any]:
         "venue_overrides": 0,
         "order_id_conflicts": 0,
         "unmatched_fills": 0,
+        "fills_not_booked": 0,
         "outcomes_unrecorded": 0,
         "foreign_orders": {},
         "position_mismatches": None,
@@ -214,20 +215,31 @@ def test_a_status_before_the_metrics_keys_exist_still_works() -> None:
     assert run.watcher.errors == 0
 
 
-def test_venue_id_conflicts_and_unmatched_fills_alert_as_they_grow() -> None:
-    """`order_id_conflicts` and `unmatched_fills` grow: critical alerts, once per growth, as
-    `venue_overrides` alerts (a warning). Before, neither was watched."""
+def test_venue_id_conflicts_and_fills_not_booked_alert_as_they_grow() -> None:
+    """`order_id_conflicts` and `fills_not_booked` (fills of ours left unbooked: a contested
+    venue id, a journal unreadable) grow: critical alerts, once per growth, as `venue_overrides`
+    alerts (a warning). Before, neither was watched."""
     run = Run()
-    run.step(status(order_id_conflicts=2, unmatched_fills=1))  # the baseline: nothing alerted
-    assert run.step(status(order_id_conflicts=3, unmatched_fills=1)) == [
+    run.step(status(order_id_conflicts=2, fills_not_booked=1))  # the baseline: nothing alerted
+    assert run.step(status(order_id_conflicts=3, fills_not_booked=1)) == [
         ("order_id_conflict", "engine", "critical")
     ]
-    assert run.step(status(order_id_conflicts=3, unmatched_fills=1)) == []
-    assert run.step(status(order_id_conflicts=3, unmatched_fills=4)) == [
-        ("unmatched_fill", "engine", "critical")
+    assert run.step(status(order_id_conflicts=3, fills_not_booked=1)) == []
+    assert run.step(status(order_id_conflicts=3, fills_not_booked=4)) == [
+        ("fill_not_booked", "engine", "critical")
     ]
     (last,) = run.sent[-1:]
-    assert last.text.startswith("3 fills reported by a venue booked to no order")
+    assert last.text.startswith("3 fills of ours left unbooked")
+
+
+def test_a_fill_simply_not_ours_is_never_an_alert() -> None:
+    """`unmatched_fills` grows by fills of no order of ours (`fill.unknown_order`: a manual trade
+    on an account shared with tradingd, which `foreign_orders` supports): counted and shown,
+    never alerted. Before, each was a critical `unmatched_fill` alert."""
+    run = Run()
+    run.step(status(unmatched_fills=1))
+    assert run.step(status(unmatched_fills=5)) == []
+    assert run.sent == []
 
 
 def test_unknown_outcomes_not_recorded_alert_as_they_grow() -> None:

@@ -186,6 +186,7 @@ def test_the_values_are_the_daemons_counters(tmp_path: Path) -> None:
         "venue_override",
         "order_id_conflict",
         "unmatched_fill",
+        "fill_not_booked",
         "outcome_unrecorded",
         "position_mismatch",
     ):
@@ -220,7 +221,7 @@ def test_no_order_id_nor_secret_is_ever_in_a_scrape(tmp_path: Path) -> None:
     # Every label value is of a bounded set: names the config or the venue gives, or a class.
     bounded = {"once", "deribit", PERP.symbol, "live", *FINAL_REASONS, *CHECKS}
     bounded |= {"filled", "cancelled", "rejected", "expired", "stale", "connecting", "down"}
-    bounded |= {"foreign_order", "venue_override", "order_id_conflict", "unmatched_fill"}
+    bounded |= {"foreign_order", "venue_override", "order_id_conflict", "unmatched_fill", "fill_not_booked"}
     bounded |= {"outcome_unrecorded", "position_mismatch", "engine"}
     version = found["tradingd_info"].samples[0].labels["version"]
     les = {s.labels["le"] for family in found.values() for s in family.samples if "le" in s.labels}
@@ -295,6 +296,7 @@ def test_status_says_the_pinned_counters_beside_what_it_said_before(tmp_path: Pa
             "venue_override",
             "order_id_conflict",
             "unmatched_fill",
+            "fill_not_booked",
             "outcome_unrecorded",
             "position_mismatch",
         ),
@@ -308,6 +310,7 @@ def test_status_says_the_pinned_counters_beside_what_it_said_before(tmp_path: Pa
         "venue_override": 0,
         "order_id_conflict": 0,
         "unmatched_fill": 0,
+        "fill_not_booked": 0,
         "outcome_unrecorded": 0,
         "position_mismatch": 4,
     }
@@ -372,11 +375,12 @@ def test_a_position_gone_flat_is_served_at_zero_not_dropped(tmp_path: Path) -> N
     assert len(found["tradingd_position"].samples) == 1  # only what was traded
 
 
-def test_venue_id_conflicts_and_unmatched_fills_are_shown_as_venue_overrides_are(tmp_path: Path) -> None:
-    """Two working orders named by one venue id (contested: alerted, counted), and a fill naming
-    only that id (booked to neither): both counters are in the status, top level and among the
-    surprises, and in the scrape, as `venue_overrides` is. Before, the status and the scrape
-    showed neither."""
+def test_venue_id_conflicts_and_fills_not_booked_are_shown_as_venue_overrides_are(tmp_path: Path) -> None:
+    """Two working orders named by one venue id (contested: alerted, counted), a fill naming only
+    that id (booked to neither: a fill of ours not booked), and a fill of no order of ours (not
+    ours: unmatched): each counter is in the status, top level and among the surprises, and in
+    the scrape, as `venue_overrides` is, and the contested id with its claimants. Before, a fill
+    not booked was counted as one not ours, and the contest was nowhere in the status."""
     daemon = _daemon(tmp_path)
     flow = daemon.engine.flow
     flow.registry.add(PERP)
@@ -388,16 +392,19 @@ def test_venue_id_conflicts_and_unmatched_fills_are_shown_as_venue_overrides_are
     assert flow.assign_order_id(orders[0], OID, source="acknowledged")
     assert not flow.assign_order_id(orders[1], OID, source="acknowledged")
     flow.on_fill(fill(TRADE, "10", "90000", oid=OID))
+    flow.on_fill(fill("T-foreign", "1", "90000", oid="V-foreign"))
     status = daemon.status()
-    assert (status["order_id_conflicts"], status["unmatched_fills"]) == (1, 1)
+    assert (status["order_id_conflicts"], status["fills_not_booked"], status["unmatched_fills"]) == (1, 1, 1)
+    assert status["contested_ids"] == {f"deribit {OID}": [CID, "once-k3y7-2"]}
     surprises = status["reconcile_surprises"]
-    assert (surprises["order_id_conflict"], surprises["unmatched_fill"], surprises["venue_override"]) == (
+    assert (surprises["order_id_conflict"], surprises["fill_not_booked"], surprises["unmatched_fill"]) == (
         1,
         1,
-        0,
+        1,
     )
     _, found = _scrape(daemon)
     assert _sample(found, "tradingd_reconcile_surprises_total", kind="order_id_conflict") == 1
+    assert _sample(found, "tradingd_reconcile_surprises_total", kind="fill_not_booked") == 1
     assert _sample(found, "tradingd_reconcile_surprises_total", kind="unmatched_fill") == 1
     assert status["outcomes_unrecorded"] == 0
 

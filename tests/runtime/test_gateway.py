@@ -859,6 +859,6 @@ async def test_a_fill_naming_only_a_venue_id_two_sent_orders_were_given_is_booke
     first, second = flow.tracker.get("s-bt-1"), flow.tracker.get("s-bt-2")
     assert first is not None and second is not None
     assert first.fills_size == second.fills_size == 0
-    assert flow.position("s", "deribit", OPTION.symbol) == 0 and flow.unmatched_fills == 1
+    assert flow.position("s", "deribit", OPTION.symbol) == 0 and flow.fills_not_booked == 1
     critical = [e["event"] for e in logs if e["log_level"] == "critical"]
     assert critical == ["order.venue_id_conflict", "fill.not_booked"]

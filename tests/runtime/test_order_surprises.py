@@ -466,7 +466,12 @@ def test_a_fill_not_booked_on_a_contested_id_is_alerted_journaled_and_counted_on
     flow, capture, first, second = _contested_flow(journal)
     for _ in range(3):
         assert flow.on_fill(fill("0.25", "T2", ts=7)) is None
-    assert flow.unmatched_fills == 1 and first.fills_size == Decimal("0.5") and second.fills_size == 0
+    assert (
+        flow.fills_not_booked == 1
+        and flow.unmatched_fills == 0
+        and first.fills_size == Decimal("0.5")
+        and second.fills_size == 0
+    )
     (alert,) = alerts(capture, "fill.not_booked")
     terms = ("trade_id", "size", "price", "fee", "fee_currency", "liquidity", "ts_exchange", "strategy")
     expected = ("T2", "0.25", "0.05", "0.0003", "BTC", "maker", 7, "s")
@@ -513,7 +518,7 @@ def test_a_reversal_on_a_contested_id_goes_to_the_order_that_booked_the_trade(tm
         8,
         "s",
     )
-    assert flow.unmatched_fills == 1 and second.fills_size == 0
+    assert flow.fills_not_booked == 1 and second.fills_size == 0
     assert [e["trade_id"] for e in journal.events() if e["kind"] == "fill_reversal_not_applied"] == ["T9"]
 
 
@@ -636,6 +641,6 @@ def test_a_restart_restores_two_working_orders_journaled_under_one_id_as_contest
     assert first is not None and second is not None
     assert (first.order_id, second.order_id) == ("V1", "V1")
     assert tracker.contested("deribit", "V1") and tracker.stats.order_id_conflicts == 1
-    assert restarted.on_fill(fill("0.5", "x")) is None and restarted.unmatched_fills == 1
+    assert restarted.on_fill(fill("0.5", "x")) is None and restarted.fills_not_booked == 1
     assert first.fills_size == second.fills_size == 0
     assert len(alerts(capture, "fill.not_booked")) == 1

@@ -239,3 +239,24 @@ def test_a_fill_before_the_first_index_waits_across_a_restart_and_keeps_its_firs
     assert ledger.fees_usd == Decimal(20)
     rates = [(e.kind, e.rates) for e in journal.ledger()]
     assert rates == [("fill", (100_000.0, 100_000.0, 100_000.0)), ("fill", (100_000.0, 100_000.0, 100_000.0))]
+
+
+def test_the_contest_notes_read_back_oldest_first_by_their_own_index(tmp_path: Path) -> None:
+    """`contests()` (what a restart rebuilds contested venue ids from) reads its three kinds of
+    note, oldest first, and no other; through the partial index, so a long audit trail is not
+    scanned at every start, and the other notes cost nothing more to write."""
+    journal = OrderJournal(tmp_path / "j.sqlite")
+    journal.note("venue_id_contested", None, venue="deribit", order_id="V1", claimants=["a", "b"])
+    journal.note("foreign_order", None, venue="deribit", order_id="V2")
+    journal.note("fill_not_booked", None, venue="deribit", order_id="V1", trade_id="T2")
+    journal.note("venue_id_contest_settled", None, venue="deribit", order_id="V1")
+    assert [(n["kind"], n["order_id"]) for n in journal.contests()] == [
+        ("venue_id_contested", "V1"),
+        ("fill_not_booked", "V1"),
+        ("venue_id_contest_settled", "V1"),
+    ]
+    plan = journal._db.execute(
+        "EXPLAIN QUERY PLAN SELECT kind, data FROM events WHERE kind IN "
+        "('venue_id_contested', 'fill_not_booked', 'venue_id_contest_settled') ORDER BY seq"
+    ).fetchall()
+    assert any("events_contests" in row[-1] for row in plan)
