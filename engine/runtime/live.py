@@ -1228,6 +1228,16 @@ class LiveEngine:
                     venue, order_id=fill.order_id, client_order_id=fill.client_order_id
                 )
                 if found is None:
+                    if tracker.contested(venue, fill.order_id):
+                        # Ours, one of two orders that claim its venue id (`OrderTracker.
+                        # contested`), not "not ours": the flow refuses it, alerting and
+                        # journaling it once (a fill), or takes a voided trade out of the
+                        # claimant that has it (a reversal).
+                        if not isinstance(fill, FillReversal):
+                            self.flow.on_fill(fill)
+                        elif any(o.has_fill(fill.trade_id) for o in tracker.claimants(venue, fill.order_id)):
+                            self.flow.on_private(fill)
+                            reversed_ += 1
                     continue  # not ours (its own reconciliation reports it), or journal unreadable
                 if isinstance(fill, FillReversal):
                     # A venue that voids fills (a trade reverted on chain) lists the voided ones; a

@@ -153,3 +153,23 @@ async def test_a_catch_up_after_a_restart_books_no_fill_refused_on_a_contested_i
     assert (first.fills_size, second.fills_size) == (Decimal("0.5"), Decimal(0))
     assert flow.position("s", "deribit", OPTION.symbol) == Decimal("0.5")
     assert len([e for e in journal.events() if e["kind"] == "fill_not_booked"]) == 1
+
+
+async def test_a_catch_up_hands_a_fill_naming_a_contested_id_alone_to_the_flow(tmp_path: Path) -> None:
+    """A catch-up of fills lists T5, never reported on the channel, naming contested V1 alone:
+    refused by the flow, alerted (`fill.not_booked`), journaled and counted once, however often
+    a catch-up lists it. Before, `find` said None and the catch-up dropped it as not ours, with
+    no trace."""
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    engine = _engine(journal)
+    flow = engine.flow
+    _contest(flow, holder=S.PARTIALLY_FILLED)
+    capture = _capture(flow)
+    venue = _Venue([fill("0.25", "T5", ts=6)])
+    await engine._catch_up_fills("deribit", venue)
+    await engine._catch_up_fills("deribit", venue)
+    assert flow.fills_not_booked == 2  # T2 (on the channel) and T5 (caught up), once each
+    (alert,) = _events(capture, "fill.not_booked")
+    assert alert["trade_id"] == "T5" and alert["contested"] == ["s-bt-1", "s-bt-2"]
+    assert [e["trade_id"] for e in journal.events() if e["kind"] == "fill_not_booked"] == ["T2", "T5"]
+    assert flow.position("s", "deribit", OPTION.symbol) == Decimal("0.5")
