@@ -52,6 +52,7 @@ from tradingd.engine.venue import (
     Fill,
     FillReversal,
     FundingPayment,
+    FundingPayments,
     Instrument,
     Order,
     OrderRejected,
@@ -786,7 +787,7 @@ class DeriveExecution(VenueExecution):
         except (*_UNREADABLE, ArithmeticError) as exc:
             raise VenueError(f"public/get_instrument: unreadable answer ({exc})", venue=VENUE) from None
 
-    async def funding_payments(self, since_ns: int) -> list[FundingPayment]:
+    async def funding_payments(self, since_ns: int) -> FundingPayments:
         """The subaccount's perpetual funding since `since_ns` (`private/get_funding_history`,
         every page): each payment's `funding` is what the subaccount received (negative: paid),
         in USDC. Derive gives no payment id nor the position it was paid on: the event id is the
@@ -807,7 +808,13 @@ class DeriveExecution(VenueExecution):
         again). A bad record whose time cannot be read may be of any millisecond of its
         instrument: every payment of that instrument waits; one whose instrument cannot be read,
         every payment of its millisecond; one that says neither, the whole history. They are
-        booked once every record that may number them reads."""
+        booked once every record that may number them reads.
+
+        The answer says the time of the oldest payment not booked (`held_since_ns`, None when
+        all are): a held one's, a bad record's own (the window's start when its time cannot be
+        read, or is before the window the venue listed it in). The engine keeps its window's
+        start there until it reads, however long that takes: a payment that left the window
+        would never be booked (review of r12)."""
         self._require_login("funding history")
         now = self.clock()
         records = await self._pages(
@@ -837,6 +844,10 @@ class DeriveExecution(VenueExecution):
         held = _hold([(instrument, ts_ms) for _, instrument, ts_ms, _ in bad])
         kept = [(e, amount) for e, amount in read if not held(e.instrument_name, e.timestamp)]
         self.funding_held = len(read) - len(kept)
+        # The venue listed every record for the window [since_ns, now]: a time before it is no time.
+        waiting = [e.timestamp for e, _ in read if held(e.instrument_name, e.timestamp)]
+        waiting += [ts_ms if ts_ms is not None else 0 for _, _, ts_ms, _ in bad]
+        held_since = None if not bad else max(since_ns, min(waiting) * 1_000_000)
         for record, instrument, ts_ms, reason in bad:
             self._refuse_funding(record, instrument, ts_ms, reason)
         out: list[FundingPayment] = []
@@ -866,7 +877,7 @@ class DeriveExecution(VenueExecution):
                     currency=inst.settle if inst is not None else "USDC",
                 )
             )
-        return sorted(out, key=lambda p: p.ts_ns)
+        return FundingPayments(sorted(out, key=lambda p: p.ts_ns), held_since_ns=held_since)
 
     def _refuse_funding(
         self, record: msgspec.Raw, instrument: str | None, ts_ms: int | None, reason: str

@@ -49,6 +49,13 @@ happen, and the engine takes it out of the order and the position. A trade first
 never had a fill, so it has no reversal either. Polymarket has no client order ids: the order id
 is the signed order's EIP-712 digest (`signing.py`), known before the order is sent.
 
+Order ids are read in lower case, wherever they are read (the user channel's orders and trades,
+`/data/orders`, `/data/order/{id}`, `/data/trades`, and `POST /order`'s answer in `execution.py`):
+a hex hash means the same order whatever the case of its digits, `signing.py` prepares it in lower
+case, and the engine finds an order by the exact text of its id. A fill naming `0xABC...` for the
+order prepared as `0xabc...` (fills carry no client id) would otherwise be `fill.unknown_order`,
+never booked, and a resting order so listed a foreign one. Asset ids are decimal (no case).
+
 For reconciliation: `decode_open_orders` reads a `GET /data/orders` page (our resting orders),
 `decode_order` a `GET /data/order/{id}` answer, and `PolymarketDecoder.trade_fills` the fills in a
 `GET /data/trades` page.
@@ -684,7 +691,7 @@ def _refused_trade(item: Any, reason: str) -> RefusedRecord:
     if isinstance(taker, str) and isinstance(makers, list):
         named = [m.get("order_id") if isinstance(m, dict) else None for m in makers]
         if all(isinstance(i, str) for i in named):
-            ids = tuple(i for i in (taker, *named) if isinstance(i, str) and i)
+            ids = tuple(i.lower() for i in (taker, *named) if isinstance(i, str) and i)
     return RefusedRecord(trade_id if isinstance(trade_id, str) else None, reason, ids)
 
 
@@ -1401,7 +1408,7 @@ class PolymarketDecoder:
             instrument=asset,
             ts_exchange=_ns(o.timestamp),
             ts_local=0,
-            order_id=o.id,
+            order_id=o.id.lower(),  # in lower case (module docstring)
             client_order_id=None,
             strategy=None,
             status=state,
@@ -1481,7 +1488,7 @@ class PolymarketDecoder:
                 raise _malformed(f"trade {t.id}: a taker trade needs taker_order_id", t.asset_id)
             legs.append(
                 (
-                    t.taker_order_id,
+                    t.taker_order_id.lower(),  # in lower case (module docstring)
                     t.asset_id,
                     _SIDES[t.side],
                     _price(t.price, "trade price", t.asset_id),
@@ -1506,7 +1513,7 @@ class PolymarketDecoder:
                     side = taker_side.opposite if token == t.asset_id else taker_side
                 price = _price(mo.price, "maker order price", token)
                 size = _fill_size(mo.matched_amount, "maker order matched_amount", token)
-                legs.append((mo.order_id, token, side, price, size, Liquidity.MAKER))
+                legs.append((mo.order_id.lower(), token, side, price, size, Liquidity.MAKER))
         tx = t.transaction_hash or None
         parts: list[tuple[Fill, TradeSettlement]] = []
         unknown_fee: set[str] = set()
@@ -1630,6 +1637,7 @@ class OpenOrdersPage:
 def _refused_order(record: msgspec.Raw, reason: str) -> RefusedRecord:
     try:
         order_id = _decode_order_ids(record).id
+        order_id = None if order_id is None else order_id.lower()  # in lower case (module docstring)
     except _UNREADABLE_RECORD:
         order_id = None
     return RefusedRecord(order_id, reason, None if order_id is None else (order_id,))
@@ -1669,7 +1677,7 @@ def _open_order_update(o: _OpenOrder, ts_local: int) -> OrderUpdate:
         instrument=asset,
         ts_exchange=ts,
         ts_local=ts_local,
-        order_id=o.id,
+        order_id=o.id.lower(),  # in lower case (module docstring)
         client_order_id=None,
         strategy=None,
         status=state,

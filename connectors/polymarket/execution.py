@@ -864,8 +864,10 @@ class PolymarketExecution(VenueExecution):
     async def _accepted(self, order: Order, prepared: _Prepared, answer: _OrderAnswer) -> list[PrivateEvent]:
         """The order's state from a successful `POST /order` answer (module docstring)."""
         signed = prepared.signed
-        order_id = answer.orderID or signed.order_id
-        if order_id.lower() != signed.order_id.lower():
+        # In lower case, the spelling `signing.py` prepares and the codec reads every order id in
+        # (codec module docstring): the engine finds the order's later fills by this text.
+        order_id = (answer.orderID or signed.order_id).lower()
+        if order_id != signed.order_id.lower():
             self.log.warning("order.id_mismatch", expected=signed.order_id, venue_id=order_id)
         status = (answer.status or "live").lower()
         size = order.request.size

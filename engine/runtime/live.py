@@ -56,7 +56,7 @@ from ..surface.model import SurfaceSettings
 from ..surface.service import SurfaceService
 from ..venue.catalog import CatalogSettings, MarketCatalog
 from ..venue.plugins import load_venue
-from ..venue.spi import ExecutionClient, LiveVenue, Reconciler, VenueExecution, VenuePlugin
+from ..venue.spi import ExecutionClient, FundingPayments, LiveVenue, Reconciler, VenueExecution, VenuePlugin
 from .context import BaseContext
 from .flow import CancelCause, OrderFlow
 from .gateway import ExecutionGateway
@@ -464,6 +464,9 @@ class LiveEngine:
         # Funding payments left undecided (`OrderFlow.funding(final=False)`): when first so.
         self._funding_undecided: dict[tuple[str, str], int] = {}
         self._funding_waiting_logged: set[str] = set()
+        # Per venue, the oldest payment it held back that the look-back no longer reaches, when
+        # alerted (`_book_funding`): alerted again only for another.
+        self._funding_held_alerted: dict[str, int] = {}
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -1662,7 +1665,12 @@ class LiveEngine:
         found not ours is asked again next round rather than left, for `funding_undecided_max_s`
         at most. The first round asks from the journal's last fill or funding payment of the
         venue (a downtime longer than the look-back loses none), `funding_max_lookback_s` at
-        most."""
+        most.
+
+        A payment the venue held back (`FundingPayments.held_since_ns`: Derive's, with a record
+        that cannot be read) keeps the window's start at or before it, however old it gets,
+        until it is booked; once the look-back alone would no longer reach it, an error
+        (`funding.held_beyond_lookback`), once for each oldest payment so held."""
         ask = self.venues[name].execution().funding
         if ask is None:
             return  # no funding at this venue (no perpetuals)
@@ -1697,6 +1705,22 @@ class LiveEngine:
                 following = min(following, payment.ts_ns - 1)
             else:
                 undecided.pop(key, None)
+        held = payments.held_since_ns if isinstance(payments, FundingPayments) else None
+        if held is None:
+            self._funding_held_alerted.pop(name, None)
+        else:
+            following = min(following, held - 1)
+            if held < lookback and self._funding_held_alerted.get(name) != held:
+                self._funding_held_alerted[name] = held
+                self.log.error(
+                    "funding.held_beyond_lookback",
+                    venue=name,
+                    held_since_ns=held,
+                    age_s=(asked - held) // 1_000_000_000,
+                    lookback_s=self.funding_lookback_s,
+                    action="funding is asked from that payment on until the venue's record of it "
+                    "reads (funding_refused, funding_held); none of it is booked until then",
+                )
         self._funding_since_ns[name] = following
 
     def _funding_start(self, venue: str, now_ns: int) -> int:

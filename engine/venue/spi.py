@@ -47,6 +47,7 @@ __all__ = [
     "ExecutionClient",
     "FrameSource",
     "FundingHistory",
+    "FundingPayments",
     "LiveVenue",
     "PositionSource",
     "Reconciler",
@@ -214,11 +215,24 @@ class DeliveryPrices(Protocol):
         ...
 
 
+class FundingPayments(list[FundingPayment]):
+    """A funding answer (`FundingHistory.funding_payments`) that also says the time of the oldest
+    payment it held back (`held_since_ns`, None: none): one the venue listed but that could not
+    be booked yet (Derive's payments whose ids an unreadable record may number). The engine keeps
+    its funding window's start at or before it while any is held, so that the payment is found
+    once it reads. A venue that never holds one back answers a plain sequence."""
+
+    def __init__(self, payments: Iterable[FundingPayment] = (), *, held_since_ns: int | None = None) -> None:
+        super().__init__(payments)
+        self.held_since_ns = held_since_ns
+
+
 class FundingHistory(Protocol):
     """A venue with perpetuals whose funding payments it lists."""
 
     async def funding_payments(self, since_ns: int) -> Sequence[FundingPayment]:
-        """The account's funding payments since `since_ns`."""
+        """The account's funding payments since `since_ns` (a `FundingPayments` when the venue
+        may hold some back)."""
         ...
 
 

@@ -209,6 +209,7 @@ VENUE_SPI = {
     "ExecutionClient",
     "FrameSource",
     "FundingHistory",
+    "FundingPayments",
     "PositionSource",
     "Reconciler",
     "SessionCounters",

@@ -1300,3 +1300,22 @@ async def test_a_bad_funding_record_is_counted_and_logged_once_however_many_poll
     with structlog.testing.capture_logs():
         await flood.funding_payments(0)
     assert flood.funding_refused == 1100 and len(flood._funding_said) <= 1024
+
+
+async def test_a_funding_answer_says_the_oldest_payment_it_held_back() -> None:
+    """`held_since_ns`: None when every record reads; else the oldest payment not booked, the
+    held ones' and the bad record's own, whose time is the window's start when it cannot be read
+    or is before the window (the engine keeps its funding window there: tests/runtime/
+    test_funding_held.py)."""
+    since = (T_MS - 10) * 1_000_000
+    clean = [_payment("1"), _payment("2", ts_ms=T_MS + 5)]
+    assert (await _derive(_funding_history(clean)).funding_payments(since)).held_since_ns is None
+    late_bad = [*clean, _payment("NaN", ts_ms=T_MS + 5)]  # holds back the other of T_MS + 5
+    answer = await _derive(_funding_history(late_bad)).funding_payments(since)
+    assert [p.amount for p in answer] == [Decimal(1)] and answer.held_since_ns == (T_MS + 5) * 1_000_000
+    no_time = {**clean[1], "timestamp": None}  # holds back every payment of its instrument
+    answer = await _derive(_funding_history([clean[0], no_time])).funding_payments(since)
+    assert list(answer) == [] and answer.held_since_ns == since
+    before = {**clean[1], "funding": None, "timestamp": 5}  # a time the window cannot hold
+    answer = await _derive(_funding_history([clean[0], before])).funding_payments(since)
+    assert [p.amount for p in answer] == [Decimal(1)] and answer.held_since_ns == since
