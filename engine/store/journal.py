@@ -98,6 +98,24 @@ _LEDGER_COLUMNS = (
     "seq, kind, ts_ns, strategy, venue, instrument, client_order_id, order_id, trade_id, side, price, size, "
     "fee, fee_currency, liquidity, reason, rate_quote, rate_settle, rate_fee"
 )
+# The notes a restart reads back (`OrderJournal.contests`, whose query names the same kinds, so
+# SQLite uses the partial index): a partial index, so the other events (most of them) cost it
+# nothing to write. Run at every opening of a schema-2
+# journal too (`IF NOT EXISTS`): one written before it had none, and every start then scanned
+# its whole audit trail. `events_contests` (three kinds, without the reversals) is its first
+# form, dropped where found.
+_CONTEST_NOTES = (
+    "venue_id_contested",
+    "fill_not_booked",
+    "fill_reversal_not_applied",
+    "venue_id_contest_settled",
+)
+_CONTEST_KINDS = ", ".join(f"'{k}'" for k in _CONTEST_NOTES)
+_EVENTS_INDEXES = f"""
+DROP INDEX IF EXISTS events_contests;
+CREATE INDEX IF NOT EXISTS events_contest_notes ON events (kind) WHERE kind IN ({_CONTEST_KINDS});
+"""
+_CONTESTS_QUERY = f"SELECT kind, data FROM events WHERE kind IN ({_CONTEST_KINDS}) ORDER BY seq"
 _SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS orders (
@@ -130,10 +148,6 @@ CREATE TABLE IF NOT EXISTS events (
     client_order_id TEXT,
     data TEXT NOT NULL
 );
--- The notes a restart reads back (`OrderJournal.contests`): a partial index, so the other
--- events (most of them) cost it nothing to write.
-CREATE INDEX IF NOT EXISTS events_contests ON events (kind)
-    WHERE kind IN ('venue_id_contested', 'fill_not_booked', 'venue_id_contest_settled');
 CREATE TABLE IF NOT EXISTS instruments (
     venue TEXT NOT NULL,
     symbol TEXT NOT NULL,
@@ -142,6 +156,7 @@ CREATE TABLE IF NOT EXISTS instruments (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+    + _EVENTS_INDEXES
 )
 
 
@@ -332,10 +347,14 @@ class OrderJournal:
                     with _transaction(db):
                         _run_script(db, _SCHEMA)
                         db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-            elif "ts_exchange" not in {r[1] for r in db.execute("PRAGMA table_info(ledger)")}:
-                # Schema 2 as first written (main before its ledger kept the venue's time of a
-                # fill): the column is added, empty (old rows fall back to our receive time).
-                db.execute("ALTER TABLE ledger ADD COLUMN ts_exchange INTEGER")
+            else:
+                if "ts_exchange" not in {r[1] for r in db.execute("PRAGMA table_info(ledger)")}:
+                    # Schema 2 as first written (main before its ledger kept the venue's time of
+                    # a fill): the column is added, empty (old rows fall back to our receive time).
+                    db.execute("ALTER TABLE ledger ADD COLUMN ts_exchange INTEGER")
+                # Schema 2 written before the contest notes had their index (`_EVENTS_INDEXES`).
+                with _transaction(db):
+                    _run_script(db, _EVENTS_INDEXES)
             db.execute("SELECT venue, symbol FROM instruments").fetchall()  # damaged: said here
         except BaseException as exc:
             if db is not None:
@@ -880,15 +899,12 @@ class OrderJournal:
     def contests(self) -> list[dict[str, Any]]:
         """The notes of contested venue ids, oldest first: each contest as it started
         (`venue_id_contested`: venue, order_id, claimants), each fill left unbooked on one
-        (`fill_not_booked`: venue, order_id, trade_id, contested), and each a person settled
+        (`fill_not_booked`: venue, order_id, trade_id, contested), each reversal of a trade applied
+        to no order (`fill_reversal_not_applied`: the same), and each a person settled
         (`venue_id_contest_settled`: venue, order_id; README, "Venue order ids"). A restart
         rebuilds the contests not settled from them (`OrderFlow.restore`)."""
         with self._reading():
-            rows = self._db.execute(
-                "SELECT kind, data FROM events "
-                "WHERE kind IN ('venue_id_contested', 'fill_not_booked', 'venue_id_contest_settled') "
-                "ORDER BY seq"
-            ).fetchall()
+            rows = self._db.execute(_CONTESTS_QUERY).fetchall()
         return [{"kind": kind, **orjson.loads(data)} for kind, data in rows]
 
     def events(self, client_order_id: str | None = None) -> list[dict[str, Any]]:

@@ -241,22 +241,61 @@ def test_a_fill_before_the_first_index_waits_across_a_restart_and_keeps_its_firs
     assert rates == [("fill", (100_000.0, 100_000.0, 100_000.0)), ("fill", (100_000.0, 100_000.0, 100_000.0))]
 
 
+def _contests_plan(journal: OrderJournal) -> list[str]:
+    """SQLite's plan for the query `contests()` actually runs (caught as it runs, not a copy)."""
+    ran: list[str] = []
+    journal._db.set_trace_callback(ran.append)
+    try:
+        journal.contests()
+    finally:
+        journal._db.set_trace_callback(None)
+    (query,) = [q for q in ran if "FROM events" in q]
+    return [row[-1] for row in journal._db.execute(f"EXPLAIN QUERY PLAN {query}")]
+
+
 def test_the_contest_notes_read_back_oldest_first_by_their_own_index(tmp_path: Path) -> None:
-    """`contests()` (what a restart rebuilds contested venue ids from) reads its three kinds of
+    """`contests()` (what a restart rebuilds contested venue ids from) reads its four kinds of
     note, oldest first, and no other; through the partial index, so a long audit trail is not
     scanned at every start, and the other notes cost nothing more to write."""
     journal = OrderJournal(tmp_path / "j.sqlite")
     journal.note("venue_id_contested", None, venue="deribit", order_id="V1", claimants=["a", "b"])
     journal.note("foreign_order", None, venue="deribit", order_id="V2")
     journal.note("fill_not_booked", None, venue="deribit", order_id="V1", trade_id="T2")
+    journal.note("fill_reversal_not_applied", None, venue="deribit", order_id="V1", trade_id="T2")
     journal.note("venue_id_contest_settled", None, venue="deribit", order_id="V1")
     assert [(n["kind"], n["order_id"]) for n in journal.contests()] == [
         ("venue_id_contested", "V1"),
         ("fill_not_booked", "V1"),
+        ("fill_reversal_not_applied", "V1"),
         ("venue_id_contest_settled", "V1"),
     ]
-    plan = journal._db.execute(
-        "EXPLAIN QUERY PLAN SELECT kind, data FROM events WHERE kind IN "
-        "('venue_id_contested', 'fill_not_booked', 'venue_id_contest_settled') ORDER BY seq"
-    ).fetchall()
-    assert any("events_contests" in row[-1] for row in plan)
+    assert any("events_contest_notes" in row for row in _contests_plan(journal))
+
+
+@pytest.mark.parametrize("before", ["no index", "three-kind index"])
+def test_a_schema_2_journal_without_the_contest_index_gets_it_on_open(tmp_path: Path, before: str) -> None:
+    """A schema-2 journal written before the contest notes had their index (none: main before
+    this round; `events_contests` without the reversals: this round's first form) gets it when
+    opened, and `contests()` reads through it. Before, only a new journal or the schema-1
+    migration created it: every start of an existing one scanned the whole audit trail."""
+    path = tmp_path / "j.sqlite"
+    journal = OrderJournal(path)
+    journal.note("fill_not_booked", None, venue="deribit", order_id="V1", trade_id="T2")
+    assert journal.close() is None
+    with sqlite3.connect(path) as db:
+        listed = db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
+        for (name,) in listed.fetchall():
+            db.execute(f"DROP INDEX {name}")  # as main wrote it: no index on the events
+        if before == "three-kind index":
+            db.execute(
+                "CREATE INDEX events_contests ON events (kind) WHERE kind IN "
+                "('venue_id_contested', 'fill_not_booked', 'venue_id_contest_settled')"
+            )
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    db.close()
+    reopened = OrderJournal(path)
+    indexes = {r[0] for r in reopened._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    plan = _contests_plan(reopened)
+    assert any("USING INDEX events_contest_notes" in row for row in plan), plan
+    assert "events_contests" not in indexes
+    assert [n["trade_id"] for n in reopened.contests()] == ["T2"]
