@@ -157,10 +157,15 @@ class OrderFlow:
         # level for a person (the watcher's `fill_not_booked`), unlike a fill simply not ours.
         self.fills_not_booked = 0
         # The (venue, trade id) of fills left unbooked on a contested venue id, alerted once
-        # each (`fill.not_booked`): a venue repeating one (Deribit's catch-up at each reconnect)
-        # is not a second fill to book. The oldest forgotten past `_NOT_BOOKED_KEPT`. Those the
-        # journal's notes name are loaded at a restart (`restore`): not alerted again.
-        self._not_booked: dict[tuple[str, str], None] = {}
+        # each (`fill.not_booked`), with the venue order id they named: never booked by tradingd
+        # after, the contest settled or not (`refused_trade`): a person accounts for them, and a
+        # venue repeating one (Deribit's catch-up at each reconnect, a restart's) is not a fill
+        # to book, to the claimant the id goes back to least of all. The oldest forgotten past
+        # `_NOT_BOOKED_KEPT`. Those the journal's notes name are loaded at a restart (`restore`).
+        self._not_booked: dict[tuple[str, str], str | None] = {}
+        # The (venue, trade id) of reversals applied to no order (`fill.reversal_not_applied`),
+        # alerted once each, a restart's catch-up included (loaded from their notes).
+        self._reversals_not_applied: set[tuple[str, str]] = set()
         self.tracker.on_contest = self._contest_started
         # Requests whose unknown outcome could not be recorded (`state_unknown` raised: a bug),
         # each logged at critical level by the gateway (`order.outcome_unknown_not_recorded`).
@@ -280,23 +285,49 @@ class OrderFlow:
         """The contested venue ids the journal's notes record (`venue_id_contested`, and the
         `fill_not_booked` of a journal older than those), contested again (`OrderTracker.
         restore_contest`) unless a later note says a person settled it (`venue_id_contest_
-        settled`), and the trades left unbooked on them, known (`_not_booked`: their repeat, a
-        catch-up's, is not alerted again). Returns the ids contested by a note."""
+        settled`, logged; one naming no contest, a typo say, warned of), and the trades left
+        unbooked on them, settled or not (`_not_booked`: never booked by tradingd, their repeat
+        not alerted again), and the reversals applied to none (not alerted again). Returns the
+        ids contested by a note."""
         noted: set[tuple[str, str]] = set()
         for note in journal.contests():
-            venue, order_id = note.get("venue"), note.get("order_id")
+            venue, order_id, kind = note.get("venue"), note.get("order_id"), note["kind"]
             if not isinstance(venue, str) or not isinstance(order_id, str) or not order_id:
+                if kind == "venue_id_contest_settled":
+                    self.log.warning("order.venue_id_contest_settled_unreadable", note=note)
                 continue
-            if note["kind"] == "venue_id_contest_settled":  # a person's word (README)
+            trade_id = note.get("trade_id")
+            if kind == "fill_reversal_not_applied":  # alerted once: no contest of its own
+                if isinstance(trade_id, str) and trade_id:
+                    self._reversals_not_applied.add((venue, trade_id))
+                continue
+            if kind == "venue_id_contest_settled":  # a person's word (README)
+                if not self.tracker.contested(venue, order_id):
+                    self.log.warning(
+                        "order.venue_id_contest_settled_unknown",
+                        venue=venue,
+                        order_id=order_id,
+                        by=note.get("by"),
+                        reason="no contest of this venue and id is open in the journal: a typo? "
+                        "(order.venue_id_conflict names them)",
+                    )
+                    continue
+                settled = self.tracker.contests().get((venue, order_id))
                 self.tracker.settle_contest(venue, order_id)
                 noted.discard((venue, order_id))
+                self.log.info(
+                    "order.venue_id_contest_settled",
+                    venue=venue,
+                    order_id=order_id,
+                    contested=settled,
+                    by=note.get("by"),
+                )
                 continue
             claimants = note.get("claimants") or note.get("contested") or ()
             self.tracker.restore_contest(venue, order_id, [str(c) for c in claimants])
             noted.add((venue, order_id))
-            trade_id = note.get("trade_id")
-            if note["kind"] == "fill_not_booked" and isinstance(trade_id, str) and trade_id:
-                self._not_booked[(venue, trade_id)] = None
+            if kind == "fill_not_booked" and isinstance(trade_id, str) and trade_id:
+                self._not_booked[(venue, trade_id)] = order_id
         return noted
 
     def _contest_started(self, venue: str, order_id: str, claimants: list[str]) -> None:
@@ -1078,6 +1109,19 @@ class OrderFlow:
         implies and before the order state it causes."""
         if self._sent_pending:
             self.flush_sent()
+        if self._not_booked and self.refused_trade(fill):
+            # Refused on a contested venue id before (`fill.not_booked`, journaled): a person
+            # accounts for it, so tradingd never books it, the contest settled or not (the id
+            # back to one claimant would take it, on top of the person's own accounting).
+            self._learn_index(fill)
+            self.log.info(
+                "fill.not_booked_repeated",
+                venue=fill.venue,
+                order_id=fill.order_id,
+                trade_id=fill.trade_id,
+                contested=self.tracker.contested(fill.venue, fill.order_id),
+            )
+            return None
         tracker = self.tracker
         price = fill.price
         # (the price's half of `no_cost_basis` first: no registry look-up for a usual fill)
@@ -1211,6 +1255,20 @@ class OrderFlow:
             deliver(event)
         return booked
 
+    def refused_trade(self, report: Fill | FillReversal) -> bool:
+        """Whether `report` is of a trade left unbooked on a contested venue id (a
+        `fill_not_booked` note, this run's or the journal's): the same venue and trade id, and
+        the same venue order id where both name one (another order of ours in the same trade,
+        the other side of it, has its own id and its own fill). tradingd never books such a
+        trade, settled or not, and a reversal of it is applied to no order (`on_reversal`)."""
+        if not report.trade_id:
+            return False
+        key = (report.venue, report.trade_id)
+        if key not in self._not_booked:
+            return False
+        named = self._not_booked[key]
+        return named is None or not report.order_id or named == report.order_id
+
     def _not_booked_fill(self, fill: Fill) -> None:
         """A fill left unbooked on a contested venue id: alerted at critical level with all a
         person needs to book it, journaled (a note, `fill_not_booked`) and counted in
@@ -1221,7 +1279,7 @@ class OrderFlow:
             if key in self._not_booked:
                 self.log.info("fill.not_booked_repeated", venue=fill.venue, trade_id=fill.trade_id)
                 return
-            self._not_booked[key] = None
+            self._not_booked[key] = fill.order_id
             if len(self._not_booked) > _NOT_BOOKED_KEPT:
                 del self._not_booked[next(iter(self._not_booked))]
         self.fills_not_booked += 1
@@ -1258,9 +1316,20 @@ class OrderFlow:
 
     def _reversal_not_applied(self, reversal: FillReversal, fields: dict[str, Any]) -> None:
         """A reversal naming a contested venue id, of a trade no claimant has and with neither's
-        client id: taken out of no order and no position. Alerted at critical level with all a
-        person needs to take it out, journaled (a note, `fill_reversal_not_applied`), counted
-        with the fills not booked (the status page and the alert watcher show those)."""
+        client id, or of a trade left unbooked (`refused_trade`): taken out of no order and no
+        position. Alerted at critical level with all a person needs to take it out, journaled
+        (a note, `fill_reversal_not_applied`), counted with the fills not booked (the status
+        page and the alert watcher show those), once per trade: a catch-up listing it again
+        (each reconnect's, a restart's) is logged at info."""
+        if reversal.trade_id:
+            key = (reversal.venue, reversal.trade_id)
+            if key in self._reversals_not_applied:
+                self.log.info(
+                    "fill.reversal_not_applied_repeated", venue=reversal.venue, trade_id=reversal.trade_id
+                )
+                return
+            self._reversals_not_applied.add(key)
+        refused = self.refused_trade(reversal)
         self.fills_not_booked += 1
         claimants = self.tracker.claimants(reversal.venue, reversal.order_id)
         strategies = sorted({o.strategy for o in claimants})
@@ -1282,8 +1351,13 @@ class OrderFlow:
         self.log.critical(
             "fill.reversal_not_applied",
             **full,
-            action="its venue order id is contested by two orders (order.venue_id_conflict): "
-            "a person takes the voided fill out",
+            action=(
+                "its fill was never booked by tradingd (fill.not_booked): whoever accounted for "
+                "it takes the voided fill out"
+                if refused
+                else "its venue order id is contested by two orders (order.venue_id_conflict): "
+                "a person takes the voided fill out"
+            ),
         )
 
     def _learn_index(self, fill: Fill) -> None:
@@ -1299,11 +1373,6 @@ class OrderFlow:
         deliver the reversal and the order's new state to the strategy. Logged as an error
         either way: a voided trade is something a trader must hear about."""
         self.flush_sent()
-        stats = self.tracker.stats
-        contested = stats.contested_reports
-        events = self.tracker.apply_reversal(reversal)
-        if events:
-            self._reported(reversal)
         fields = {
             "venue": reversal.venue,
             "instrument": reversal.instrument,
@@ -1314,6 +1383,16 @@ class OrderFlow:
             "size": decimal_text(reversal.size),
             "reason": reversal.reason,
         }
+        if self._not_booked and self.refused_trade(reversal):
+            # Its fill was never booked (`fill.not_booked`): nothing of ours to take out of, even
+            # once the id is back to one claimant; alerted (once) for whoever accounted for it.
+            self._reversal_not_applied(reversal, fields)
+            return None
+        stats = self.tracker.stats
+        contested = stats.contested_reports
+        events = self.tracker.apply_reversal(reversal)
+        if events:
+            self._reported(reversal)
         if not events:
             if stats.contested_reports != contested:
                 self._reversal_not_applied(reversal, fields)

@@ -1227,6 +1227,12 @@ class LiveEngine:
         self._catching_up.add(venue)  # no checkpoint until it is discarded
         try:
             for fill in fills:
+                if self.flow.refused_trade(fill):
+                    # A trade refused on a contested venue id (`fill.not_booked`): never booked by
+                    # tradingd, the contest settled or not (the id back to one claimant would take
+                    # it); a reversal of it is alerted once (`fill.reversal_not_applied`).
+                    self.flow.on_private(fill)
+                    continue
                 found = self.flow.tracker.find(
                     venue, order_id=fill.order_id, client_order_id=fill.client_order_id
                 )

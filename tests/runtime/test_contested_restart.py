@@ -21,7 +21,7 @@ from tests.runtime.test_order_surprises import fill, update
 from tests.support.flows import make_flow
 from tests.support.helpers import OPTION, PERP, request, ticker
 from tradingd.connectors.deribit.settings import DeribitSettings
-from tradingd.engine import OrderState
+from tradingd.engine import FillReversal, OrderState, Side
 from tradingd.engine.runtime import OrderFlow
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.store.journal import OrderJournal
@@ -118,11 +118,22 @@ def test_a_contest_a_person_settled_in_the_journal_is_not_rebuilt(tmp_path: Path
     restarted.restore(journal, now_ns=10)
     assert restarted.tracker.contested("deribit", "V1")  # not settled yet
     journal.note("venue_id_contest_settled", None, venue="deribit", order_id="V1", by="ops")
+    journal.note("venue_id_contest_settled", None, venue="deribit", order_id="VI", by="ops")  # a typo
     settled = make_flow(journal)
     capture = _capture(settled)
     settled.restore(journal, now_ns=11)
     assert not settled.tracker.contested("deribit", "V1") and settled.tracker.contests() == {}
     assert _events(capture, "order.venue_id_contested_open") == []
+    # The person's word is said at startup; one that settles no contest (a typo) is warned of.
+    (said,) = _events(capture, "order.venue_id_contest_settled")
+    assert (said["log_level"], said["order_id"], said["contested"], said["by"]) == (
+        "info",
+        "V1",
+        ["s-bt-1", "s-bt-2"],
+        "ops",
+    )
+    (typo,) = _events(capture, "order.venue_id_contest_settled_unknown")
+    assert (typo["log_level"], typo["order_id"]) == ("warning", "VI")
 
 
 def _engine(journal: OrderJournal) -> LiveEngine:
@@ -173,3 +184,91 @@ async def test_a_catch_up_hands_a_fill_naming_a_contested_id_alone_to_the_flow(t
     assert alert["trade_id"] == "T5" and alert["contested"] == ["s-bt-1", "s-bt-2"]
     assert [e["trade_id"] for e in journal.events() if e["kind"] == "fill_not_booked"] == ["T2", "T5"]
     assert flow.position("s", "deribit", OPTION.symbol) == Decimal("0.5")
+
+
+def _settled(journal: OrderJournal) -> None:
+    """The README's settling: both claimants final at the venue (`s-bt-2` cancelled too), then a
+    `venue_id_contest_settled` note, the daemon stopped."""
+    flow = make_flow(journal)
+    _contest(flow, holder=S.CANCELLED)
+    flow.on_update(msgspec.structs.replace(update(S.CANCELLED, ts=6), client_order_id="s-bt-2"))
+    journal.note("venue_id_contest_settled", None, venue="deribit", order_id="V1", by="ops")
+
+
+async def test_a_trade_refused_on_a_contested_id_is_never_booked_once_the_contest_is_settled(
+    tmp_path: Path,
+) -> None:
+    """`s-bt-1` holds V1 and books T1 (0.5); `s-bt-2` claims V1; T2 (0.25, naming V1 alone) is
+    refused; both cancelled; a person settles the contest. After the restart V1 is the holder's
+    again, and the catch-up lists T2 (then the channel repeats it): never booked, the position
+    stays 0.5, T2 is left to the person's own accounting; said at info, not alerted again.
+    Before, the catch-up found V1 the holder's and booked T2 to it: 0.75, T2 counted twice."""
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    _settled(journal)
+    engine = _engine(journal)
+    flow = engine.flow
+    capture = _capture(flow)
+    assert not flow.tracker.contested("deribit", "V1")
+    venue = _Venue([fill("0.25", "T2", ts=4)])
+    await engine._catch_up_fills("deribit", venue)
+    assert flow.on_fill(fill("0.25", "T2", ts=4)) is None
+    first = flow.tracker.get("s-bt-1")
+    assert first is not None and first.fills_size == Decimal("0.5")
+    assert flow.position("s", "deribit", OPTION.symbol) == Decimal("0.5")
+    booked = [
+        (e["kind"], e.get("trade_id")) for e in journal.events() if e["kind"] in ("fill", "fill_not_booked")
+    ]
+    assert booked == [("fill", "T1"), ("fill_not_booked", "T2")]
+    assert flow.fills_not_booked == 0 and _events(capture, "fill.not_booked") == []
+    repeated = _events(capture, "fill.not_booked_repeated")
+    assert len(repeated) == 2 and {r["log_level"] for r in repeated} == {"info"}
+
+
+def _voided(trade_id: str, *, ts: int = 8) -> FillReversal:
+    return FillReversal(
+        venue="deribit",
+        instrument=OPTION.symbol,
+        ts_exchange=ts,
+        ts_local=ts,
+        order_id="V1",
+        trade_id=trade_id,
+        side=Side.BUY,
+        price=Decimal("0.05"),
+        size=Decimal("0.25"),
+        fee=Decimal("0.0003"),
+        fee_currency="BTC",
+        reason="FAILED",
+    )
+
+
+@pytest.mark.parametrize("settled", [False, True])
+async def test_a_catch_up_alerts_a_reversal_of_a_refused_trade_once(tmp_path: Path, settled: bool) -> None:
+    """The venue voids T2, refused on contested V1 (`fill.not_booked`), and a catch-up lists the
+    reversal, the contest open or settled: alerted at critical level (`fill.reversal_not_applied`),
+    journaled and counted once, however many catch-ups list it, a restart's included; nothing
+    taken out of the holder. Before, the catch-up dropped it silently (no claimant holds T2;
+    settled, the holder does not have it)."""
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    if settled:
+        _settled(journal)
+    else:
+        _contest(make_flow(journal), holder=S.PARTIALLY_FILLED)
+    venue = _Venue([fill("0.25", "T2", ts=4), _voided("T2")])  # type: ignore[list-item]
+    for restart in range(2):
+        engine = _engine(journal)
+        flow = engine.flow
+        capture = _capture(flow)
+        await engine._catch_up_fills("deribit", venue)
+        await engine._catch_up_fills("deribit", venue)
+        alerts = _events(capture, "fill.reversal_not_applied")
+        if restart == 0:
+            (alert,) = alerts
+            assert (alert["log_level"], alert["trade_id"], alert["size"]) == ("critical", "T2", "0.25")
+            assert flow.fills_not_booked == 1
+        else:
+            assert alerts == [] and flow.fills_not_booked == 0
+        assert len(_events(capture, "fill.reversal_not_applied_repeated")) == 1 + restart
+        assert flow.position("s", "deribit", OPTION.symbol) == Decimal("0.5")
+        engine.flow.release()
+    notes = [e["trade_id"] for e in journal.events() if e["kind"] == "fill_reversal_not_applied"]
+    assert notes == ["T2"]
