@@ -339,7 +339,7 @@ class OrderFlow:
     def release(self) -> None:
         """The engine is done with this flow (a backtest's run is over): the callbacks that
         point back at the flow or at its engine let go (its engine's `deliver`, the tracker's
-        `on_state`, the risk checker's position and equity, each ledger's late booking and its
+        `on_state` and `on_contest`, the risk checker's position and equity, each ledger's late booking and its
         listening to the market's first rates), so that the flow, its orders and ledgers, and
         its engine are in no reference cycle through it: freed by reference counting as soon
         as nothing holds them, not by the cyclic collector. What it recorded stays readable
@@ -348,6 +348,7 @@ class OrderFlow:
         checker's daily-loss limit no longer sees equity."""
         self.deliver = _released
         self.tracker.on_state = None
+        self.tracker.on_contest = None
         self.risk.position_of = _released
         self.risk.equity_of = None
         listening = [ledger.rate_known for ledger in self.ledgers.values()]  # equal while bound to one
