@@ -339,8 +339,8 @@ class OrderFlow:
     def release(self) -> None:
         """The engine is done with this flow (a backtest's run is over): the callbacks that
         point back at the flow or at its engine let go (its engine's `deliver`, the tracker's
-        `on_state` and `on_contest`, the risk checker's position and equity, each ledger's late booking and its
-        listening to the market's first rates), so that the flow, its orders and ledgers, and
+        `on_state` and `on_contest`, the risk checker's position and equity, each ledger's late
+        booking and its listening to the market's first rates), so that the flow, its orders and ledgers, and
         its engine are in no reference cycle through it: freed by reference counting as soon
         as nothing holds them, not by the cyclic collector. What it recorded stays readable
         (ledgers, positions, equity, counts). It is not for trading any more: a report it would
