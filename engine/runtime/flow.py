@@ -162,10 +162,13 @@ class OrderFlow:
         # venue repeating one (Deribit's catch-up at each reconnect, a restart's) is not a fill
         # to book, to the claimant the id goes back to least of all. The oldest forgotten past
         # `_NOT_BOOKED_KEPT`. Those the journal's notes name are loaded at a restart (`restore`).
-        self._not_booked: dict[tuple[str, str], str | None] = {}
-        # The (venue, trade id) of reversals applied to no order (`fill.reversal_not_applied`),
-        # alerted once each, a restart's catch-up included (loaded from their notes).
-        self._reversals_not_applied: set[tuple[str, str]] = set()
+        # By (venue, trade id): the venue order ids it was refused on (a trade may hold two legs
+        # of ours, Polymarket's maker orders, each on its own contested id: each is alerted).
+        self._not_booked: dict[tuple[str, str], set[str | None]] = {}
+        # The (venue, trade id, venue order id) of reversals applied to no order
+        # (`fill.reversal_not_applied`), alerted once each, a restart's catch-up included
+        # (loaded from their notes).
+        self._reversals_not_applied: set[tuple[str, str, str]] = set()
         self.tracker.on_contest = self._contest_started
         # Requests whose unknown outcome could not be recorded (`state_unknown` raised: a bug),
         # each logged at critical level by the gateway (`order.outcome_unknown_not_recorded`).
@@ -299,7 +302,7 @@ class OrderFlow:
             trade_id = note.get("trade_id")
             if kind == "fill_reversal_not_applied":  # alerted once: no contest of its own
                 if isinstance(trade_id, str) and trade_id:
-                    self._reversals_not_applied.add((venue, trade_id))
+                    self._reversals_not_applied.add((venue, trade_id, order_id))
                 continue
             if kind == "venue_id_contest_settled":  # a person's word (README)
                 if not self.tracker.contested(venue, order_id):
@@ -327,7 +330,7 @@ class OrderFlow:
             self.tracker.restore_contest(venue, order_id, [str(c) for c in claimants])
             noted.add((venue, order_id))
             if kind == "fill_not_booked" and isinstance(trade_id, str) and trade_id:
-                self._not_booked[(venue, trade_id)] = order_id
+                self._not_booked.setdefault((venue, trade_id), set()).add(order_id)
         return noted
 
     def _contest_started(self, venue: str, order_id: str, claimants: list[str]) -> None:
@@ -1264,11 +1267,10 @@ class OrderFlow:
         trade, settled or not, and a reversal of it is applied to no order (`on_reversal`)."""
         if not report.trade_id:
             return False
-        key = (report.venue, report.trade_id)
-        if key not in self._not_booked:
+        named = self._not_booked.get((report.venue, report.trade_id))
+        if named is None:
             return False
-        named = self._not_booked[key]
-        return named is None or not report.order_id or named == report.order_id
+        return None in named or not report.order_id or report.order_id in named
 
     def _not_booked_fill(self, fill: Fill) -> None:
         """A fill left unbooked on a contested venue id: alerted at critical level with all a
@@ -1277,12 +1279,20 @@ class OrderFlow:
         self._learn_index(fill)
         if fill.trade_id:
             key = (fill.venue, fill.trade_id)
-            if key in self._not_booked:
-                self.log.info("fill.not_booked_repeated", venue=fill.venue, trade_id=fill.trade_id)
+            named = self._not_booked.get(key)
+            if named is not None and fill.order_id in named:
+                self.log.info(
+                    "fill.not_booked_repeated",
+                    venue=fill.venue,
+                    trade_id=fill.trade_id,
+                    order_id=fill.order_id,
+                )
                 return
-            self._not_booked[key] = fill.order_id
-            if len(self._not_booked) > _NOT_BOOKED_KEPT:
-                del self._not_booked[next(iter(self._not_booked))]
+            if named is None:
+                named = self._not_booked[key] = set()
+                if len(self._not_booked) > _NOT_BOOKED_KEPT:
+                    del self._not_booked[next(iter(self._not_booked))]
+            named.add(fill.order_id)
         self.fills_not_booked += 1
         claimants = self.tracker.claimants(fill.venue, fill.order_id)
         strategies = sorted({o.strategy for o in claimants})
@@ -1323,7 +1333,7 @@ class OrderFlow:
         page and the alert watcher show those), once per trade: a catch-up listing it again
         (each reconnect's, a restart's) is logged at info."""
         if reversal.trade_id:
-            key = (reversal.venue, reversal.trade_id)
+            key = (reversal.venue, reversal.trade_id, reversal.order_id or "")
             if key in self._reversals_not_applied:
                 self.log.info(
                     "fill.reversal_not_applied_repeated", venue=reversal.venue, trade_id=reversal.trade_id

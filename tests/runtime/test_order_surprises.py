@@ -481,6 +481,30 @@ def test_a_fill_not_booked_on_a_contested_id_is_alerted_journaled_and_counted_on
     assert tuple(note[k] for k in terms) == expected and note["order_id"] == "V1"
 
 
+def test_two_legs_of_one_trade_on_two_contested_ids_are_each_alerted_and_journaled(tmp_path: Path) -> None:
+    """One trade can fill two orders of ours (Polymarket's maker legs), each named by its own
+    venue id; with both ids contested, each leg is a fill not booked of its own: alerted,
+    journaled, counted, never booked later. Before, the memory of trades not booked was keyed by
+    the trade alone: the second leg was taken for a repeat of the first (logged at info, no
+    alert, no note), and once its contest was settled it would have been booked."""
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    flow, capture, _, _ = _contested_flow(journal)
+    third = flow.accept(request(cid="s-bt-3"), now_ns=1)
+    assert flow.assign_order_id(third, "V2", source="acknowledged")
+    fourth = flow.accept(request(cid="s-bt-4"), now_ns=1)
+    assert not flow.assign_order_id(fourth, "V2", source="acknowledged")
+    legs = [fill("0.25", "T5"), msgspec.structs.replace(fill("0.1", "T5"), order_id="V2")]
+    for _ in range(2):
+        for leg in legs:
+            assert flow.on_fill(leg) is None
+    assert flow.fills_not_booked == 2
+    assert sorted(a["order_id"] for a in alerts(capture, "fill.not_booked")) == ["V1", "V2"]
+    notes = [e for e in journal.events() if e["kind"] == "fill_not_booked"]
+    assert sorted(n["order_id"] for n in notes) == ["V1", "V2"]
+    assert all(flow.refused_trade(leg) for leg in legs)
+    assert not flow.refused_trade(msgspec.structs.replace(fill("0.1", "T5"), order_id="V3"))
+
+
 def test_a_reversal_on_a_contested_id_goes_to_the_order_that_booked_the_trade(tmp_path: Path) -> None:
     """The venue voids T1, booked to `s-bt-1` before V1 was contested, naming V1 alone: the trade
     id pins it to `s-bt-1`, taken out of its order and position. A reversal of a trade neither
