@@ -38,6 +38,7 @@ from tradingd.engine.venue import (
     OrderType,
     OrderUpdate,
     PrivateEvent,
+    SaidOnce,
     TimeInForce,
     VenueError,
     VenueExecution,
@@ -288,7 +289,7 @@ class DeribitExecution(VenueExecution):
     trades_refused = 0  # trade history records that could not be read (logged)
     funding_refused = 0  # settlement history records that could not be read or are no money (each once)
     # Bad settlement records counted and logged so far (`_REFUSED_KEPT` at most, oldest forgotten).
-    _funding_said: dict[bytes, None] | None = None
+    _funding_said: SaidOnce | None = None
     orders_refused = 0  # open orders records that could not be read (each read, logged)
 
     def __init__(
@@ -784,13 +785,9 @@ class DeribitExecution(VenueExecution):
         at every poll)."""
         said = self._funding_said
         if said is None:
-            said = self._funding_said = {}
-        key = bytes(record)
-        if key in said:
+            said = self._funding_said = SaidOnce(_REFUSED_KEPT)
+        if not said.first(bytes(record)):
             return
-        said[key] = None
-        while len(said) > _REFUSED_KEPT:
-            del said[next(iter(said))]
         self.funding_refused += 1
         ids = _settlement_ids(record)
         _log.error(

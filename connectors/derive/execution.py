@@ -59,6 +59,7 @@ from tradingd.engine.venue import (
     OrderType,
     OrderUpdate,
     PrivateEvent,
+    SaidOnce,
     Side,
     TimeInForce,
     VenueError,
@@ -311,7 +312,7 @@ class DeriveExecution(VenueExecution):
     funding_refused = 0  # funding records that could not be read or are no money (each once, logged)
     funding_held = 0  # good funding records held back with a bad one at the last read (see there)
     # Bad funding records counted and logged so far (`_REFUSED_KEPT` at most, oldest forgotten).
-    _funding_said: dict[bytes, None] | None = None
+    _funding_said: SaidOnce | None = None
     trades_refused = 0  # trade history records that could not be read (each read, logged)
     orders_refused = 0  # open orders records that could not be read (each read, logged)
 
@@ -887,13 +888,9 @@ class DeriveExecution(VenueExecution):
         (the look-back reads it at every poll)."""
         said = self._funding_said
         if said is None:
-            said = self._funding_said = {}
-        key = bytes(record)
-        if key in said:
+            said = self._funding_said = SaidOnce(_REFUSED_KEPT)
+        if not said.first(bytes(record)):
             return
-        said[key] = None
-        while len(said) > _REFUSED_KEPT:
-            del said[next(iter(said))]
         self.funding_refused += 1
         _log.error(
             "funding.record_refused",

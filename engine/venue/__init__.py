@@ -93,6 +93,7 @@ from .records import (
     READ_ERRORS,
     RECORD_ERRORS,
     TRADE_LEFT_OUT,
+    SaidOnce,
     log_refused_record,
     read_records,
 )
@@ -203,6 +204,7 @@ __all__ = [
     "RateLimited",
     "Reconciler",
     "RpcError",
+    "SaidOnce",
     "SearchResult",
     "SequenceGap",
     "SessionCounters",

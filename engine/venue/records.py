@@ -119,3 +119,27 @@ def read_records(
                 on_refused()
             log_refused_record(log, event, venue=venue, raw=raw, exc=exc, action=action, strict=strict)
     return out, refused
+
+
+class SaidOnce:
+    """The records already said (counted and logged) by their bytes, so a read that meets one
+    again (a look-back reading the same history at every poll) is silent: `first(record)` is True
+    the first time. Bounded: past `kept` records the oldest is forgotten (said again if met)."""
+
+    __slots__ = ("_said", "kept")
+
+    def __init__(self, kept: int = 1024) -> None:
+        self.kept = kept
+        self._said: dict[bytes, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._said)
+
+    def first(self, record: bytes) -> bool:
+        said = self._said
+        if record in said:
+            return False
+        said[record] = None
+        while len(said) > self.kept:
+            del said[next(iter(said))]
+        return True

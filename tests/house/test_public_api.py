@@ -126,6 +126,7 @@ VENUE_SPI = {
     "READ_ERRORS",
     "RECORD_ERRORS",
     "TRADE_LEFT_OUT",
+    "SaidOnce",
     "log_refused_record",
     "read_records",
     "decode_parsed",

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 import structlog
 
-from tradingd.engine.venue import ORDER_LEFT_OUT, read_records
+from tradingd.engine.venue import ORDER_LEFT_OUT, SaidOnce, read_records
 
 
 class _Record(msgspec.Struct):
@@ -72,3 +72,12 @@ def test_the_count_returned_and_the_one_told_agree() -> None:
     )
     assert [r.order_id for r in out] == ["A", "C"]
     assert refused == len(counted) == 1
+
+
+def test_a_record_is_said_once_until_it_is_the_oldest_of_more_than_kept() -> None:
+    """`SaidOnce`: the first meeting of a record's bytes is said, later ones are not; past `kept`
+    records the oldest is forgotten and said again if met (the memory stays bounded)."""
+    said = SaidOnce(kept=2)
+    assert [said.first(r) for r in (b"a", b"a", b"b", b"a")] == [True, False, True, False]
+    assert said.first(b"c") and len(said) == 2  # "a", the oldest, is forgotten
+    assert [said.first(r) for r in (b"b", b"c", b"a")] == [False, False, True]
