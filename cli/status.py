@@ -91,6 +91,7 @@ _VENUE_NOTES = (
     ("trades_refused", "trade history records left out (unreadable)"),
     ("orders_refused", "open orders records left out (unreadable)"),
     ("funding_refused", "funding records left out (unreadable)"),
+    ("history_truncated", "histories read short (fills or payments maybe not caught up)"),
     ("funding_held", "funding payments held back with an unreadable record"),
     ("balances_unknown", "balances the venue could not say"),
 )

@@ -287,6 +287,9 @@ class DeribitExecution(VenueExecution):
     page_size = 1000  # trades a page of the history (the venue's maximum)
     max_pages = 1000  # pages of the history read at most per currency (then an error in the log)
     trades_refused = 0  # trade history records that could not be read (logged)
+    # Trade or settlement histories read short (`fills.history_truncated`,
+    # `funding.history_truncated`: trades or payments possibly not caught up, for a person).
+    history_truncated = 0
     funding_refused = 0  # settlement history records that could not be read or are no money (each once)
     # Bad settlement records counted and logged so far (`_REFUSED_KEPT` at most, oldest forgotten).
     _funding_said: SaidOnce | None = None
@@ -569,6 +572,7 @@ class DeribitExecution(VenueExecution):
                     if last is None
                     else f"more than {self.max_pages} pages"
                 )
+                self.history_truncated += 1
                 _log.error(
                     "fills.history_truncated",
                     venue=VENUE,
@@ -586,6 +590,7 @@ class DeribitExecution(VenueExecution):
                 self._take(tail.trades[::-1], now, history.refused, history.window, history.seen, history.out)
                 why = _unproven(page.trades, tail)
                 if why is not None:
+                    self.history_truncated += 1
                     _log.error(
                         "fills.history_truncated",
                         venue=VENUE,
@@ -768,6 +773,7 @@ class DeribitExecution(VenueExecution):
                 if oldest < since_ms or not token or token == "none":
                     break
                 if token in tokens or len(tokens) + 1 >= _MAX_SETTLEMENT_PAGES:
+                    self.history_truncated += 1
                     _log.error(
                         "funding.history_truncated",
                         currency=currency,

@@ -191,7 +191,8 @@ class DeribitSession(JsonRpcSession):
         if e is None:
             return {}
         return {"trades_refused": e.trades_refused, "orders_refused": e.orders_refused,
-                "funding_refused": e.funding_refused}  # fmt: skip
+                "funding_refused": e.funding_refused,
+                "history_truncated": e.history_truncated}  # fmt: skip
 
     def execution(self) -> DeribitExecution:
         """The session's execution client, one per session as the other venues' are: its counters

@@ -73,8 +73,10 @@ def test_each_venue_shows_the_records_its_execution_client_left_out() -> None:
     assert "trades_refused" not in book_health(deribit)
     client = deribit.execution()
     client.trades_refused, client.orders_refused, client.funding_refused = 2, 1, 3
+    client.history_truncated = 5
     health = book_health(deribit)
     assert (health["trades_refused"], health["orders_refused"], health["funding_refused"]) == (2, 1, 3)
+    assert health["history_truncated"] == 5
     derive = DeriveSession(DeriveSettings(), **_kw())
     derive.execution().funding_held = 4
     assert book_health(derive)["funding_held"] == 4

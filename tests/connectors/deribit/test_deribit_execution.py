@@ -476,6 +476,7 @@ async def test_a_page_of_records_that_cannot_be_read_still_moves_the_history_on_
             assert await stuck.recent_fills(since) == []
         assert canned.calls == calls and stuck.trades_refused == 2
         assert [e["log_level"] for e in logs if e["event"] == "fills.history_truncated"] == ["error"] * errors
+        assert stuck.history_truncated == errors  # counted: `tradingd status` shows it
 
 
 async def test_an_open_order_record_that_cannot_be_read_is_left_out() -> None:
@@ -702,13 +703,13 @@ async def test_fills_older_than_the_recent_trades_are_read_from_the_historical_s
         fills = await client.recent_fills((now - 80 * hour) * 1_000_000)
     assert [f.trade_id for f in fills] == [f"t-{i}" for i in range(len(ages))]
     assert not [e for e in logs if e["event"] == "fills.history_truncated"]
+    after = simulator.clock() // 1_000_000  # the client cut its window at its own reading, after `now`
     asked = [(p["historical"], p["start_timestamp"], p["end_timestamp"]) for _, p in session.calls]
     assert {h for h, _, _ in asked} == {True, False}
-    assert (
-        max(end for h, _, end in asked if h)
-        <= now - 23 * hour
-        <= min(start for h, start, _ in asked if not h)
-    )
+    historical_end = max(end for h, _, end in asked if h)
+    recent_start = min(start for h, start, _ in asked if not h)
+    assert now - 23 * hour <= recent_start and historical_end <= after - 23 * hour
+    assert historical_end <= recent_start  # one cut: the historical part ends where the recent starts
     # Within the recent trades' reach, one store only: the recent one.
     session.calls.clear()
     assert [f.trade_id for f in await client.recent_fills((now - 21 * hour) * 1_000_000)] == ["t-3", "t-4"]
