@@ -572,15 +572,7 @@ class DeribitExecution(VenueExecution):
                     if last is None
                     else f"more than {self.max_pages} pages"
                 )
-                self.history_truncated += 1
-                _log.error(
-                    "fills.history_truncated",
-                    venue=VENUE,
-                    currency=currency,
-                    from_ms=start_ms,
-                    historical=historical,
-                    reason=stop,
-                )
+                self._truncated(currency, start_ms, historical, stop)
                 return
             if last == start_ms:
                 # A whole page in one millisecond: its newest trades, newest first (taken in the
@@ -590,15 +582,7 @@ class DeribitExecution(VenueExecution):
                 self._take(tail.trades[::-1], now, history.refused, history.window, history.seen, history.out)
                 why = _unproven(page.trades, tail)
                 if why is not None:
-                    self.history_truncated += 1
-                    _log.error(
-                        "fills.history_truncated",
-                        venue=VENUE,
-                        currency=currency,
-                        from_ms=start_ms,
-                        historical=historical,
-                        reason=why,
-                    )
+                    self._truncated(currency, start_ms, historical, why)
                 if last == end_ms:
                     return  # the part's last millisecond read: nothing after it to ask for
                 last += 1
@@ -784,6 +768,18 @@ class DeribitExecution(VenueExecution):
                 tokens.add(token)
                 params = {**params, "continuation": token}
         return out
+
+    def _truncated(self, currency: str, from_ms: int, historical: bool, reason: str) -> None:
+        """A trade history read short (trades maybe not caught up): counted, said at error level."""
+        self.history_truncated += 1
+        _log.error(
+            "fills.history_truncated",
+            venue=VENUE,
+            currency=currency,
+            from_ms=from_ms,
+            historical=historical,
+            reason=reason,
+        )
 
     def _refuse_settlement(self, record: msgspec.Raw, exc: BaseException) -> None:
         """A settlement history record left out: counted, one error line naming it and why, the

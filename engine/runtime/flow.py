@@ -1294,8 +1294,6 @@ class OrderFlow:
                     del self._not_booked[next(iter(self._not_booked))]
             named.add(fill.order_id)
         self.fills_not_booked += 1
-        claimants = self.tracker.claimants(fill.venue, fill.order_id)
-        strategies = sorted({o.strategy for o in claimants})
         fields: dict[str, Any] = {
             "venue": fill.venue,
             "instrument": fill.instrument,
@@ -1309,21 +1307,33 @@ class OrderFlow:
             "fee_currency": fill.fee_currency,
             "liquidity": fill.liquidity.value,
             "ts_exchange": fill.ts_exchange,
-            "strategy": fill.strategy or (strategies[0] if len(strategies) == 1 else None),
+        }
+        self._left_out(
+            "fill_not_booked",
+            "fill.not_booked",
+            fill,
+            fields,
+            reason="its venue order id is contested by two orders (order.venue_id_conflict)",
+        )
+
+    def _left_out(
+        self, note: str, event: str, report: Fill | FillReversal, fields: dict[str, Any], **why: str
+    ) -> None:
+        """A fill or a reversal on a contested venue id applied to no order: `fields` with the
+        claimants (`contested`), their strategies and the report's strategy (its own, else the
+        claimants' one), journaled (a note of kind `note`) and alerted at critical level
+        (`event`, with `why`)."""
+        claimants = self.tracker.claimants(report.venue, report.order_id)
+        strategies = sorted({o.strategy for o in claimants})
+        full = fields | {
+            "strategy": report.strategy or (strategies[0] if len(strategies) == 1 else None),
             "contested": [o.client_order_id for o in claimants],
             "strategies": strategies,
         }
         self._journal(
-            "note",
-            "fill_not_booked",
-            fill.client_order_id,
-            **{k: v for k, v in fields.items() if k != "client_order_id"},
+            "note", note, report.client_order_id, **{k: v for k, v in full.items() if k != "client_order_id"}
         )
-        self.log.critical(
-            "fill.not_booked",
-            **fields,
-            reason="its venue order id is contested by two orders (order.venue_id_conflict)",
-        )
+        self.log.critical(event, **full, **why)
 
     def _reversal_not_applied(self, reversal: FillReversal, fields: dict[str, Any]) -> None:
         """A reversal naming a contested venue id, of a trade no claimant has and with neither's
@@ -1342,26 +1352,17 @@ class OrderFlow:
             self._reversals_not_applied.add(key)
         refused = self.refused_trade(reversal)
         self.fills_not_booked += 1
-        claimants = self.tracker.claimants(reversal.venue, reversal.order_id)
-        strategies = sorted({o.strategy for o in claimants})
         full = fields | {
             "client_order_id": reversal.client_order_id,
             "fee": decimal_text(reversal.fee),
             "fee_currency": reversal.fee_currency,
             "ts_exchange": reversal.ts_exchange,
-            "strategy": reversal.strategy or (strategies[0] if len(strategies) == 1 else None),
-            "contested": [o.client_order_id for o in claimants],
-            "strategies": strategies,
         }
-        self._journal(
-            "note",
+        self._left_out(
             "fill_reversal_not_applied",
-            reversal.client_order_id,
-            **{k: v for k, v in full.items() if k != "client_order_id"},
-        )
-        self.log.critical(
             "fill.reversal_not_applied",
-            **full,
+            reversal,
+            full,
             action=(
                 "its fill was never booked by tradingd (fill.not_booked): whoever accounted for "
                 "it takes the voided fill out"
