@@ -295,14 +295,22 @@ class OrderFlow:
         noted: set[tuple[str, str]] = set()
         for note in journal.contests():
             venue, order_id, kind = note.get("venue"), note.get("order_id"), note["kind"]
+            trade_id = note.get("trade_id")
+            if kind == "fill_reversal_not_applied":  # alerted once: no contest of its own
+                # A reversal of a refused trade may name no venue order id (`refused_trade`):
+                # remembered under "" as `_reversal_not_applied` keys it, not skipped (which
+                # alerted it again at every restart).
+                if (
+                    isinstance(venue, str)
+                    and isinstance(trade_id, str)
+                    and trade_id
+                    and (order_id is None or isinstance(order_id, str))
+                ):
+                    self._reversals_not_applied.add((venue, trade_id, order_id or ""))
+                continue
             if not isinstance(venue, str) or not isinstance(order_id, str) or not order_id:
                 if kind == "venue_id_contest_settled":
                     self.log.warning("order.venue_id_contest_settled_unreadable", note=note)
-                continue
-            trade_id = note.get("trade_id")
-            if kind == "fill_reversal_not_applied":  # alerted once: no contest of its own
-                if isinstance(trade_id, str) and trade_id:
-                    self._reversals_not_applied.add((venue, trade_id, order_id))
                 continue
             if kind == "venue_id_contest_settled":  # a person's word (README)
                 if not self.tracker.contested(venue, order_id):

@@ -224,13 +224,13 @@ async def test_a_trade_refused_on_a_contested_id_is_never_booked_once_the_contes
     assert len(repeated) == 2 and {r["log_level"] for r in repeated} == {"info"}
 
 
-def _voided(trade_id: str, *, ts: int = 8) -> FillReversal:
+def _voided(trade_id: str, *, ts: int = 8, order_id: str | None = "V1") -> FillReversal:
     return FillReversal(
         venue="deribit",
         instrument=OPTION.symbol,
         ts_exchange=ts,
         ts_local=ts,
-        order_id="V1",
+        order_id=order_id,
         trade_id=trade_id,
         side=Side.BUY,
         price=Decimal("0.05"),
@@ -241,20 +241,24 @@ def _voided(trade_id: str, *, ts: int = 8) -> FillReversal:
     )
 
 
+@pytest.mark.parametrize("order_id", ["V1", None])
 @pytest.mark.parametrize("settled", [False, True])
-async def test_a_catch_up_alerts_a_reversal_of_a_refused_trade_once(tmp_path: Path, settled: bool) -> None:
+async def test_a_catch_up_alerts_a_reversal_of_a_refused_trade_once(
+    tmp_path: Path, settled: bool, order_id: str | None
+) -> None:
     """The venue voids T2, refused on contested V1 (`fill.not_booked`), and a catch-up lists the
-    reversal, the contest open or settled: alerted at critical level (`fill.reversal_not_applied`),
-    journaled and counted once, however many catch-ups list it, a restart's included; nothing
-    taken out of the holder. Before, the catch-up dropped it silently (no claimant holds T2;
-    settled, the holder does not have it)."""
+    reversal (naming V1, or no venue order id), the contest open or settled: alerted at critical
+    level (`fill.reversal_not_applied`), journaled and counted once, however many catch-ups list
+    it, restarts' included; nothing taken out of the holder. Before, the catch-up dropped it
+    silently (no claimant holds T2; settled, the holder does not have it); and a restart skipped
+    the note of one naming no venue order id, so it was alerted again after every restart."""
     journal = OrderJournal(tmp_path / "journal.sqlite")
     if settled:
         _settled(journal)
     else:
         _contest(make_flow(journal), holder=S.PARTIALLY_FILLED)
-    venue = _Venue([fill("0.25", "T2", ts=4), _voided("T2")])  # type: ignore[list-item]
-    for restart in range(2):
+    venue = _Venue([fill("0.25", "T2", ts=4), _voided("T2", order_id=order_id)])  # type: ignore[list-item]
+    for restart in range(3):
         engine = _engine(journal)
         flow = engine.flow
         capture = _capture(flow)
@@ -264,10 +268,11 @@ async def test_a_catch_up_alerts_a_reversal_of_a_refused_trade_once(tmp_path: Pa
         if restart == 0:
             (alert,) = alerts
             assert (alert["log_level"], alert["trade_id"], alert["size"]) == ("critical", "T2", "0.25")
+            assert alert["order_id"] == order_id
             assert flow.fills_not_booked == 1
         else:
             assert alerts == [] and flow.fills_not_booked == 0
-        assert len(_events(capture, "fill.reversal_not_applied_repeated")) == 1 + restart
+        assert len(_events(capture, "fill.reversal_not_applied_repeated")) == 1 + (restart > 0)
         assert flow.position("s", "deribit", OPTION.symbol) == Decimal("0.5")
         engine.flow.release()
     notes = [e["trade_id"] for e in journal.events() if e["kind"] == "fill_reversal_not_applied"]
