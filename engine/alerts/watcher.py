@@ -16,7 +16,11 @@ got better again):
 - `venue_override` (warning): `venue_overrides` grew: an order's state taken from the venue.
 - `order_id_conflict` (critical): `order_id_conflicts` grew: a venue id claimed by a second
   working order (not sent, when refused before sending; else contested: reports naming it
-  without either's client id are applied to neither).
+  without either's client id are applied to neither). And, subject `venue order_id`, each
+  contested id in `contested_ids` the watcher has not seen alerted: those its first snapshot
+  holds (restored from the journal at the start, which does not count as a conflict; or
+  contested before it), and any later one whose snapshot's `order_id_conflicts` did not grow;
+  once while it stays contested.
 - `fill_not_booked` (critical): `fills_not_booked` grew: a fill of ours left unbooked (its venue
   id contested, or the journal unreadable), or a reversal applied to no order (its venue id
   contested). A fill simply not ours (`unmatched_fills`: a manual trade on a shared account,
@@ -31,8 +35,8 @@ got better again):
 
 Counters are compared with the previous snapshot: the first one is the baseline (nothing before
 it is alerted), a key that appears later starts from 0. States (the kill switch, a failed
-strategy, a mismatch) alert on the first snapshot too: they are true now. While the daemon stops
-(`stopping`) its venues' feeds go down on purpose: no venue alert then.
+strategy, a mismatch, a contested venue id) alert on the first snapshot too: they are true now.
+While the daemon stops (`stopping`) its venues' feeds go down on purpose: no venue alert then.
 
 A status dict of an odd shape (a key missing, a string where a number was) never raises out of
 `observe`: what cannot be read is skipped, and a check that raises anyway is logged with its
@@ -108,6 +112,7 @@ class AlertWatcher:
         self._burst: collections.deque[tuple[int, dict[str, int]]] = collections.deque()
         self._loss_day: dict[tuple[str, str], int] = {}  # (scope kind, name) -> risk day alerted
         self._mismatched: set[str] = set()
+        self._contested: set[str] = set()  # "venue order_id" in `contested_ids`, alerted
         self._out: list[Alert] = []
         self._now = 0
 
@@ -318,6 +323,7 @@ class AlertWatcher:
                 "order not sent, or the id contested, its reports naming neither's client id "
                 "applied to neither (the log's order.venue_id_conflict says which)",
             )
+        self._contested_ids(status, conflicts)
         not_booked = self._delta("fills_not_booked", status.get("fills_not_booked"))
         if not_booked:
             self._alert(
@@ -365,6 +371,31 @@ class AlertWatcher:
                 f"{entry.get('engine')}: check the account",
             )
         self._mismatched = confirmed
+
+    def _contested_ids(self, status: Mapping[str, Any], conflicts: int) -> None:
+        """Each venue id contested now (`contested_ids`: "venue order_id" -> the claimants'
+        client ids), a state: alerted once while it stays, the first snapshot included (a
+        contest the journal restored at the start is no conflict of this run: its
+        `order.venue_id_contested_open` line was all a person had). One new in a snapshot whose
+        `order_id_conflicts` grew is that conflict, alerted just now (`conflicts`): not twice."""
+        table = {str(key): claimants for key, claimants in _table(status.get("contested_ids")).items()}
+        for key, claimants in sorted(table.items()):
+            if key in self._contested or conflicts:
+                continue
+            named = (
+                ", ".join(_short(c) for c in claimants)
+                if isinstance(claimants, list) and claimants
+                else "unknown orders"
+            )
+            self._alert(
+                "order_id_conflict",
+                key,
+                "critical",
+                f"venue order id {key} is contested by orders {named}: its reports naming neither's "
+                "client id are applied to neither, until a person settles it (the log's "
+                "order.venue_id_contested_open / order.venue_id_conflict; README, 'Venue order ids')",
+            )
+        self._contested = set(table)
 
     def _writes(self, status: Mapping[str, Any]) -> None:
         journal = self._delta("journal_failures", _table(status.get("journal")).get("failures"))

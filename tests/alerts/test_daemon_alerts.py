@@ -24,9 +24,11 @@ from tests.support.daemon_process import CLIENT_ID, ROOT, SECRET, serve_sim
 from tradingd.cli.exits import EXIT_CREDENTIALS
 from tradingd.cli.settings import daemon_settings
 from tradingd.config import load_config
-from tradingd.engine.daemon.service import Daemon
+from tradingd.engine.alerts import Alert
+from tradingd.engine.daemon.service import Daemon, release_state_dir
 from tradingd.engine.daemon.settings import DaemonSettings
 from tradingd.engine.model.errors import ConfigError
+from tradingd.engine.store.journal import OrderJournal
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals as on the servers")
 
@@ -220,3 +222,40 @@ def test_tradingd_run_without_its_webhook_url_exits_78_not_restarted(
     lines = [line for line in done.stderr.splitlines() if line.startswith("tradingd: ")]
     assert len(lines) == 1 and lines[0].startswith("tradingd: error: ") and named in lines[0], done.stderr
     assert "Traceback" not in done.stderr and SECRET not in done.stderr + done.stdout
+
+
+async def test_a_venue_id_contested_in_the_journal_at_the_start_reaches_the_alerts_once(
+    tmp_path: Path,
+) -> None:
+    """The journal holds an open contest (a `venue_id_contested` note, no settling one): the
+    daemon restores it at its start (`contested_ids`) and its status loop's watcher alerts it,
+    critical, once, however many seconds it stays open. Before, the watcher took the first
+    status as its baseline and a contest open at the start reached only the log."""
+    table = '[[alerts.webhooks]]\nformat = "json"\nurl_env = "TRADINGD_ALERT_URL"\n'
+    environ = {
+        "DERIBIT_CLIENT_ID": CLIENT_ID,
+        "DERIBIT_CLIENT_SECRET": SECRET,
+        "TRADINGD_ALERT_URL": "http://127.0.0.1:9/hook",
+    }
+    configured = settings(tmp_path, "127.0.0.1:9", table)
+    (tmp_path / "state").mkdir(mode=0o700)
+    journal = OrderJournal(tmp_path / "state" / "journal.sqlite")
+    journal.note("venue_id_contested", None, venue="deribit", order_id="V1", claimants=["s-bt-1", "s-bt-2"])
+    assert not journal.close()
+    daemon = Daemon(configured, environ=environ)
+    try:
+        assert daemon.alert_watcher is not None
+        raised: list[Alert] = []
+        daemon.alert_watcher.sink = raised.append
+        with trio.move_on_after(3.5):
+            await daemon._status_loop()  # a status and a watcher's reading a second
+        assert daemon.alert_watcher.observed >= 3
+        assert daemon.status()["contested_ids"] == {"deribit V1": ["s-bt-1", "s-bt-2"]}
+        assert [(a.kind, a.subject, a.severity) for a in raised] == [
+            ("order_id_conflict", "deribit V1", "critical")
+        ]
+        assert "s-bt-1, s-bt-2" in raised[0].text
+    finally:
+        assert daemon.journal is not None
+        daemon.journal.close()
+        release_state_dir(daemon._state_lock)

@@ -40,6 +40,7 @@ def status(**changes: Any) -> dict[str, Any]:
         "unmatched_fills": 0,
         "fills_not_booked": 0,
         "outcomes_unrecorded": 0,
+        "contested_ids": {},
         "foreign_orders": {},
         "position_mismatches": None,
         "journal": {"path": "/x/journal.sqlite", "writes": 3, "failures": 0},
@@ -230,6 +231,29 @@ def test_venue_id_conflicts_and_fills_not_booked_alert_as_they_grow() -> None:
     ]
     (last,) = run.sent[-1:]
     assert last.text.startswith("3 fills of ours left unbooked")
+
+
+def test_a_venue_id_contested_at_the_start_is_alerted_once() -> None:
+    """A contest the journal restored at the start (`contested_ids` in the first snapshot, no
+    conflict of this run counted): a critical alert per id, naming it and its claimants, once
+    while it stays, as a mismatch already there at the start is. A contest of this run comes
+    with `order_id_conflicts` grown, alerted as that: not twice. Before, the first snapshot was
+    the baseline and a contest open at the start reached the log's critical line only."""
+    run = Run()
+    restored = {"deribit V1": ["s-bt-1", "s-bt-2"], "derive 0xab": ["d-1", "d-2"]}
+    assert run.step(status(contested_ids=restored)) == [
+        ("order_id_conflict", "deribit V1", "critical"),
+        ("order_id_conflict", "derive 0xab", "critical"),
+    ]
+    assert run.texts()[0].startswith("venue order id deribit V1 is contested by orders s-bt-1, s-bt-2:")
+    for _ in range(3):
+        assert run.step(status(contested_ids=restored)) == []
+    grown = restored | {"deribit V7": ["s-bt-7", "s-bt-8"]}
+    assert run.step(status(contested_ids=grown, order_id_conflicts=1)) == [
+        ("order_id_conflict", "engine", "critical")
+    ]
+    assert run.step(status(contested_ids=grown, order_id_conflicts=1)) == []
+    assert len(run.sent) == 3
 
 
 def test_a_fill_simply_not_ours_is_never_an_alert() -> None:
