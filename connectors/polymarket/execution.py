@@ -84,6 +84,7 @@ from tradingd.engine.venue import (
     AuthError,
     CreditBucket,
     Fill,
+    Holdings,
     InstrumentRegistry,
     MalformedFrame,
     Order,
@@ -1144,7 +1145,7 @@ class PolymarketExecution(VenueExecution):
                 raise VenueError(f"trades: the pages' next_cursor {cursor!r} came back", venue=VENUE)
         raise VenueError(f"trades: more than {_MAX_PAGES} pages", venue=VENUE)
 
-    async def venue_positions(self, tokens: Sequence[str]) -> dict[str, Decimal]:
+    async def venue_positions(self, tokens: Sequence[str]) -> Holdings:
         """The shares the venue holds for us of each of `tokens` (the engine compares them with
         its positions when it reconciles): `GET /balance-allowance?asset_type=CONDITIONAL
         &token_id=...&signature_type=...` (§2.3), as `py-clob-client-v2` `get_balance_allowance`
@@ -1155,13 +1156,10 @@ class PolymarketExecution(VenueExecution):
 
         A token whose balance cannot be said (no answer, or one that is no whole number of
         millionths) is unknown: counted (`balances_unknown`), alerted once (`balance.unavailable`,
-        `balance.unreadable`; again only after it has read since), and the answer is a
-        `VenueError` naming it. Never left out of a mapping returned: the engine reads a token
-        missing from it as holding 0 (`LiveEngine._check_positions_within`), a false mismatch
-        for a position we hold, a false match (and a past mismatch cleared) for one we do not.
-        So while a token is unknown no token of the venue is compared (the engine logs
-        `positions.unavailable` and goes on with the rest of its reconciliation); comparing the
-        others needs the engine to skip the tokens an answer leaves out."""
+        `balance.unreadable`; again only after it has read since), and named in the answer's
+        `unread`, never given a figure: read as 0 it would be a false mismatch for a position we
+        hold, a false match (and a past mismatch cleared) for one we do not. The engine compares
+        the tokens that read (`held`) and leaves the unread out (`positions.left_out`)."""
         out: dict[str, Decimal] = {}
         failed: list[str] = []
         if self.want_fees is not None:  # a position of a market no subscription loads
@@ -1203,22 +1201,14 @@ class PolymarketExecution(VenueExecution):
                 self.log.error(
                     event,
                     instrument=token,
-                    action="not compared (nor the venue's other positions) until its balance reads",
+                    action="not compared until its balance reads (the venue's other positions are)",
                     **why,
                 )
 
         async with trio.open_nursery() as nursery:
             for token in tokens:
                 nursery.start_soon(one, token)
-        if failed:
-            failed.sort()
-            raise VenueError(
-                f"share balances: {len(failed)} of {len(tokens)} token(s) unknown ({', '.join(failed[:3])}"
-                f"{', ...' if len(failed) > 3 else ''}): none compared",
-                venue=VENUE,
-                code="balance_unknown",
-            )
-        return out
+        return Holdings(out, unread=frozenset(failed))
 
     async def cancel_by_order_id(self, instrument: str, order_id: str) -> None:
         """Cancel an order that is not this daemon's (the `foreign_orders = "cancel"` policy):

@@ -56,7 +56,15 @@ from ..surface.model import SurfaceSettings
 from ..surface.service import SurfaceService
 from ..venue.catalog import CatalogSettings, MarketCatalog
 from ..venue.plugins import load_venue
-from ..venue.spi import ExecutionClient, FundingPayments, LiveVenue, Reconciler, VenueExecution, VenuePlugin
+from ..venue.spi import (
+    ExecutionClient,
+    FundingPayments,
+    Holdings,
+    LiveVenue,
+    Reconciler,
+    VenueExecution,
+    VenuePlugin,
+)
 from .context import BaseContext
 from .flow import CancelCause, OrderFlow
 from .gateway import ExecutionGateway
@@ -1044,17 +1052,34 @@ class LiveEngine:
         async def look(
             symbols: Sequence[str], *, others: bool = False
         ) -> dict[str, tuple[Decimal, Decimal]] | None:
-            """(ours, the venue's) for each symbol, ours taken before the question."""
+            """(ours, the venue's) for each symbol the venue could say, ours taken before the
+            question: one it could not read (`Holdings.unread`) is left out, never taken as 0."""
             ours = self._comparable(venue)
             try:
-                theirs = await source.venue_positions(sorted(symbols))
+                answer = await source.venue_positions(sorted(symbols))
             except VenueError as exc:
                 self.log.warning("positions.unavailable", venue=venue, error=str(exc))
                 return None
+            if isinstance(answer, Holdings):
+                theirs, unread = answer.held, answer.unread
+            else:  # the account listed: an instrument asked and missing holds 0
+                theirs, unread = answer, frozenset()
+            left_out = sorted(unread.intersection(symbols))
+            if left_out:
+                self.log.warning(
+                    "positions.left_out",
+                    venue=venue,
+                    instruments=left_out,
+                    compared=len(symbols) - len(left_out),
+                    action="the venue could not say what the account holds of these: not compared "
+                    "(an alert of one stays) until it can; the others are",
+                )
             if others:
                 self._held_unknown(venue, theirs, symbols)
             return {
-                symbol: (ours.get(symbol, Decimal(0)), theirs.get(symbol, Decimal(0))) for symbol in symbols
+                symbol: (ours.get(symbol, Decimal(0)), theirs.get(symbol, Decimal(0)))
+                for symbol in symbols
+                if symbol not in unread
             }
 
         with trio.move_on_after(self.position_check_s) as bounded:
@@ -1080,6 +1105,11 @@ class LiveEngine:
             if second is None:
                 return held_back
             for symbol in differ:
+                if symbol not in second:  # unread at the second look (`positions.left_out`)
+                    unsaid = "the venue could not say it at the second look"
+                    held_back[symbol] = (unsaid, *first[symbol])
+                    self.log.info("position.unsettled", **_figures(venue, symbol, *first[symbol]), why=unsaid)
+                    continue
                 mine, held = second[symbol]
                 why = (
                     "agree now"

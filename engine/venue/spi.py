@@ -48,6 +48,7 @@ __all__ = [
     "FrameSource",
     "FundingHistory",
     "FundingPayments",
+    "Holdings",
     "LiveVenue",
     "PositionSource",
     "Reconciler",
@@ -196,13 +197,35 @@ class Reconciler(Protocol):
         ...
 
 
+def _none_held(instance: Holdings, _: attrs.Attribute[frozenset[str]], unread: frozenset[str]) -> None:
+    """`Holdings.unread`'s check: no instrument both read and unread."""
+    both = unread & instance.held.keys()
+    if both:
+        raise ValueError(f"Holdings: {', '.join(sorted(both))} both read and unread")
+
+
+@attrs.frozen
+class Holdings:
+    """A `PositionSource`'s answer that reads the account one instrument at a time (Polymarket's
+    share balances), some of which may not read: what the account holds of each instrument it
+    read (`held`, 0 included: only a figure the venue said), and those it could not read
+    (`unread`: none of `held`'s). The engine compares the first and leaves the others out of its
+    comparison (their last alert kept), never as holding 0: a false mismatch for a position we
+    hold, a false match for one we do not. The connector says (logs, counts) why each is unread."""
+
+    held: Mapping[str, Decimal]
+    unread: frozenset[str] = attrs.field(default=frozenset(), validator=_none_held)
+
+
 class PositionSource(Protocol):
     """A venue that says what the account holds (Polymarket's share balances)."""
 
-    async def venue_positions(self, tokens: Sequence[str]) -> Mapping[str, Decimal]:
-        """The account's holding of each instrument asked (in the instrument's units); a venue
-        whose answer lists the whole account (Deribit, Derive) adds every other instrument it
-        holds (non-zero), which the engine warns of when it has no record of it."""
+    async def venue_positions(self, tokens: Sequence[str]) -> Mapping[str, Decimal] | Holdings:
+        """The account's holding of each instrument asked (in the instrument's units). A venue
+        whose answer lists the whole account (Deribit, Derive) answers a mapping: an instrument
+        asked and missing holds 0, and every other instrument it holds (non-zero) is added, which
+        the engine warns of when it has no record of it. A venue asked one instrument at a time
+        answers `Holdings`, which says the instruments it could not read."""
         ...
 
 

@@ -211,6 +211,7 @@ VENUE_SPI = {
     "FrameSource",
     "FundingHistory",
     "FundingPayments",
+    "Holdings",
     "PositionSource",
     "Reconciler",
     "SessionCounters",

@@ -13,7 +13,6 @@ from typing import Any
 import attrs
 import httpx
 import orjson
-import pytest
 import structlog
 import trio
 
@@ -22,10 +21,11 @@ from tests.support.polymarket_live import API, V, start
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution
 from tradingd.connectors.polymarket.signing import OrderSigner
-from tradingd.engine import BookUpdate, OrderState, StatusKind, Subscription, VenueError
+from tradingd.engine import BookUpdate, OrderState, StatusKind, Subscription
 from tradingd.engine.model import InstrumentRegistry
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.engine.sim.server import Receive, Scope, Send
+from tradingd.engine.venue import Holdings
 from tradingd.simulators.polymarket.simulator import DEMO_ACCOUNT, DEMO_API, PolymarketSimulator, serve
 
 
@@ -62,7 +62,7 @@ async def test_share_balances_are_asked_several_at_a_time(autojump_clock: trio.a
     tokens = [t for m in simulator.feed.markets[:4] for t in (m.yes, m.no)]
     ex = _execution(simulator)
     t0 = trio.current_time()
-    assert await ex.venue_positions(tokens) == dict.fromkeys(tokens, Decimal(0))
+    assert await ex.venue_positions(tokens) == Holdings(dict.fromkeys(tokens, Decimal(0)))
     assert trio.current_time() - t0 < 3.0
 
 
@@ -88,7 +88,7 @@ async def test_the_venues_share_balance_is_read_in_millionths_as_the_official_cl
     )
     ex = PolymarketExecution(rest, signer, registry, decoder.outcomes)
     other = simulator.feed.markets[1].yes
-    assert await ex.venue_positions([token, other]) == {token: Decimal("4.8935"), other: Decimal(0)}
+    assert await ex.venue_positions([token, other]) == Holdings({token: Decimal("4.8935"), other: Decimal(0)})
     params = dict(next(r for r in asked if r.url.params.get("token_id") == token).url.params)
     assert params == {"asset_type": "CONDITIONAL", "token_id": token, "signature_type": "0"}
     answer = orjson.loads(await rest.call("GET", "/balance-allowance", params=params, auth=True))
@@ -310,38 +310,43 @@ class UnreadableBalance(PolymarketSimulator):
 
 
 async def test_a_balance_that_cannot_be_read_is_unknown_never_zero() -> None:
-    """One token's balance the venue answers unreadably: unknown, never 0. The answer is a
-    `VenueError` naming it (the engine then compares nothing of the venue rather than a false
-    figure), the token counted at each look and alerted once, again only after it has read.
-    Before, it was left out of the answer, which the engine reads as holding 0."""
+    """One token's balance the venue answers unreadably: unknown, never 0. The answer holds the
+    others' balances and names it unread (`Holdings.unread`); the token is counted at each look
+    (`balances_unknown`) and alerted once, again only after it has read. Before, one unknown
+    balance made the whole answer a `VenueError`: none of the venue's positions compared."""
     simulator = UnreadableBalance(seed=3, mine_s=0.01, confirm_s=0.01)
     token, other = simulator.feed.markets[0].yes, simulator.feed.markets[1].yes
     simulator.accounts[DEMO_API.key].positions[token] = Decimal(7)
+    simulator.accounts[DEMO_API.key].positions[other] = Decimal(3)
     simulator.spoiled.add(token)
     ex = _execution(simulator)
     with structlog.testing.capture_logs() as logs:
         for _ in range(2):
-            with pytest.raises(VenueError, match=f"1 of 2 token\\(s\\) unknown \\({token}\\)"):
-                await ex.venue_positions([token, other])
+            assert await ex.venue_positions([token, other]) == Holdings(
+                {other: Decimal(3)}, unread=frozenset({token})
+            )
     (alert,) = [e for e in logs if e["event"] == "balance.unreadable"]
     assert (alert["log_level"], alert["instrument"]) == ("error", token)
     assert ex.balances_unknown == 2
     simulator.spoiled.clear()
-    assert await ex.venue_positions([token, other]) == {token: Decimal(7), other: Decimal(0)}
+    assert await ex.venue_positions([token, other]) == Holdings({token: Decimal(7), other: Decimal(3)})
     simulator.spoiled.add(token)
-    with structlog.testing.capture_logs() as logs, pytest.raises(VenueError):
-        await ex.venue_positions([token])
+    with structlog.testing.capture_logs() as logs:
+        assert await ex.venue_positions([token]) == Holdings({}, unread=frozenset({token}))
     assert [e["instrument"] for e in logs if e["event"] == "balance.unreadable"] == [token]
+    assert ex.balances_unknown == 3
 
 
-async def test_a_reconciliation_does_not_compare_a_balance_it_cannot_read(
+async def test_a_reconciliation_compares_every_balance_it_can_read_and_no_other(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     """A position closed in the ledger (0) while the venue keeps 7 tokens: alerted, and kept as
-    a mismatch. Then the venue answers that token's balance unreadably (another token's reads):
-    nothing is compared, the mismatch stays, the positions are said unavailable naming the
-    token. Before, the unreadable balance was left out of the answer, read as 0, "agreed" with
-    the ledger's 0 and cleared the mismatch: a false match."""
+    a mismatch. Then the venue answers that token's balance unreadably, and holds 6 of the other
+    token where the ledger holds 7: the other is compared and its difference alerted; the
+    unreadable one is left out (`positions.left_out`, warning, naming it; counted in
+    `balances_unknown`), its mismatch kept as it was, never "agreed" on a 0 nobody read. Before,
+    the one unreadable balance stopped the whole venue's comparison (`positions.unavailable`)
+    and the other token's difference went unseen."""
     simulator = UnreadableBalance(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
     binds = await nursery.start(functools.partial(serve, simulator))
     base = binds[0].removeprefix("http://")
@@ -356,14 +361,59 @@ async def test_a_reconciliation_does_not_compare_a_balance_it_cannot_read(
     await _take(probe, closed, "buy", 7)
     await until(lambda: bool(probe.of(BookUpdate, closed)[-1].best_bid))
     await _take(probe, closed, "sell", probe.ctx.position(V, closed))
-    assert probe.ctx.position(V, closed) == 0
-    simulator.accounts[DEMO_API.key].positions[closed] = Decimal(7)  # the venue keeps the tokens
+    assert probe.ctx.position(V, closed) == 0 and probe.ctx.position(V, held) == 7
+    account = simulator.accounts[DEMO_API.key]
+    account.positions[closed] = Decimal(7)  # the venue keeps the tokens
     await reconnect_and_reconcile(engine, probe, simulator)
     assert engine.position_mismatches == 1 and (V, closed) in engine.mismatched
+    was = dict(engine.mismatched[(V, closed)])
     simulator.spoiled.add(closed)
+    account.positions[held] = Decimal(6)  # the venue now holds one share less than the ledger
     with structlog.testing.capture_logs() as logs:
         await reconnect_and_reconcile(engine, probe, simulator)
-    assert (V, closed) in engine.mismatched  # not "agreed" on a balance nobody read
-    assert engine.position_mismatches == 1
-    (unavailable,) = [e for e in logs if e["event"] == "positions.unavailable"]
-    assert closed in unavailable["error"]
+    (alert,) = [e for e in logs if e["event"] == "position.mismatch"]
+    assert (alert["log_level"], alert["instrument"], alert["engine"], alert["venue_holds"]) == (
+        "critical",
+        held,
+        "7",
+        "6",
+    )
+    assert engine.position_mismatches == 2
+    assert engine.mismatched[(V, closed)] == was  # not "agreed" on a balance nobody read
+    (left_out,) = [e for e in logs if e["event"] == "positions.left_out"]
+    assert (left_out["log_level"], left_out["instruments"], left_out["compared"]) == ("warning", [closed], 1)
+    assert not [e for e in logs if e["event"] == "positions.unavailable"]
+    assert engine.venues[V].execution_counters()["balances_unknown"] >= 1  # on `tradingd status`
+
+
+async def test_a_difference_whose_balance_cannot_be_read_at_the_second_look_is_looked_at_again(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The venue holds 6 where the ledger holds 7; at the second look its balance cannot be read:
+    neither alerted on one look nor dropped, but held back (`position.unsettled`, saying why) and
+    looked at again on the backoff, which alerts it once it reads again and still differs."""
+    simulator = UnreadableBalance(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
+    engine, probe, token = await _trading(nursery, tmp_path, simulator)
+    engine.position_retry_s = (0.5, 0.5, 0.5)
+    await _take(probe, token, "buy", 7)
+    simulator.accounts[DEMO_API.key].positions[token] = Decimal(6)
+    asked = simulator.requests_for("GET /balance-allowance")
+
+    async def spoiled_after_the_first_look() -> None:
+        await until(lambda: simulator.requests_for("GET /balance-allowance") > asked)
+        simulator.spoiled.add(token)
+
+    nursery.start_soon(spoiled_after_the_first_look)
+    with structlog.testing.capture_logs() as logs:
+        await reconnect_and_reconcile(engine, probe, simulator)
+        assert engine.position_mismatches == 0
+        (held_back,) = [e for e in logs if e["event"] == "position.unsettled"]
+        assert (held_back["why"], held_back["engine"], held_back["venue_holds"]) == (
+            "the venue could not say it at the second look",
+            "7",
+            "6",
+        )
+        simulator.spoiled.clear()
+        await until(lambda: engine.position_mismatches == 1, what="alerted by a retry", within=10)
+    (alert,) = [e for e in logs if e["event"] == "position.mismatch"]
+    assert (alert["instrument"], alert["engine"], alert["venue_holds"]) == (token, "7", "6")
