@@ -1053,7 +1053,7 @@ class LiveEngine:
             symbols: Sequence[str], *, others: bool = False
         ) -> dict[str, tuple[Decimal, Decimal]] | None:
             """(ours, the venue's) for each symbol the venue could say, ours taken before the
-            question: one it could not read (`Holdings.unread`) is left out, never taken as 0."""
+            question: one it could not read (not in `Holdings.held`) is left out, never taken as 0."""
             ours = self._comparable(venue)
             try:
                 answer = await source.venue_positions(sorted(symbols))
@@ -1061,10 +1061,13 @@ class LiveEngine:
                 self.log.warning("positions.unavailable", venue=venue, error=str(exc))
                 return None
             if isinstance(answer, Holdings):
-                theirs, unread = answer.held, answer.unread
+                # Only a figure the venue said: one asked and not in `held` (its `unread`, or
+                # missing from the answer by a connector's bug) is no 0.
+                theirs = answer.held
+                unread = {symbol for symbol in symbols if symbol not in theirs}
             else:  # the account listed: an instrument asked and missing holds 0
-                theirs, unread = answer, frozenset()
-            left_out = sorted(unread.intersection(symbols))
+                theirs, unread = answer, set()
+            left_out = sorted(unread)
             if left_out:
                 self.log.warning(
                     "positions.left_out",

@@ -209,9 +209,10 @@ class Holdings:
     """A `PositionSource`'s answer that reads the account one instrument at a time (Polymarket's
     share balances), some of which may not read: what the account holds of each instrument it
     read (`held`, 0 included: only a figure the venue said), and those it could not read
-    (`unread`: none of `held`'s). The engine compares the first and leaves the others out of its
-    comparison (their last alert kept), never as holding 0: a false mismatch for a position we
-    hold, a false match for one we do not. The connector says (logs, counts) why each is unread."""
+    (`unread`: none of `held`'s). The engine compares `held` and leaves every other instrument
+    it asked out of its comparison (their last alert kept), never as holding 0: a false mismatch
+    for a position we hold, a false match for one we do not. The connector says (logs, counts)
+    why each is unread."""
 
     held: Mapping[str, Decimal]
     unread: frozenset[str] = attrs.field(default=frozenset(), validator=_none_held)
