@@ -51,6 +51,7 @@ from ..model.money import decimal_text, optional
 from ..model.orders import ClientOrderIds, Order, OrderRequest, TimeInForce
 from ..model.risk import RiskLimits
 from ..model.simvenue import SimulatedVenue
+from ..model.words import plural
 from ..store.journal import OrderJournal
 from ..surface.model import SurfaceSettings
 from ..surface.service import SurfaceService
@@ -932,7 +933,12 @@ class LiveEngine:
         return clean
 
     async def _check_positions(
-        self, venue: str, client: VenueExecution, *, retry: bool = True
+        self,
+        venue: str,
+        client: VenueExecution,
+        *,
+        retry: bool = True,
+        held: Mapping[str, tuple[str, Decimal, Decimal]] | None = None,
     ) -> dict[str, tuple[str, Decimal, Decimal]]:
         """The venue's holdings against the engine's positions (every strategy's together), for
         a venue whose client can say (`VenueExecution.positions`, optional: Deribit's and
@@ -951,38 +957,43 @@ class LiveEngine:
         our orders in the instrument came between them (`OrderFlow.reports`: a fill on its way
         is not a difference; a working order that did not fill changes neither). A difference
         held back is looked at again on a backoff (`position_retry_s`, `_retry_positions`,
-        started here with `retry`); the instruments held back are returned (why, and the last figures). Every
+        started here with `retry`); the instruments held back are returned (why, and the last figures).
+        A retry hands in what the try before it held back (`held`): an instrument no look of this
+        one settled (its balance unread, the venue's answer missing or late) stays held back with
+        that try's why and figures, so the retry goes on to its bound rather than dropping it. Every
         instrument we have a position record of, flat included, is asked (`_comparable`), and
         every one alerted until the venue agrees; a holding at the venue in an instrument we
         have no record of is warned of once (`_held_unknown`: Deribit's and Derive's answers
         list the account). The whole is bounded by `position_check_s`;
         `position_checks` counts the checks finished."""
         try:
-            held_back = await self._check_positions_within(venue, client)
+            held_back = await self._check_positions_within(venue, client, held or {})
         finally:
             self.position_checks += 1
         if held_back and retry and venue not in self._position_retrying and self._nursery is not None:
             self._position_retrying.add(venue)
-            self._nursery.start_soon(self._retry_positions, venue, client)
+            self._nursery.start_soon(self._retry_positions, venue, client, held_back)
         return held_back
 
-    async def _retry_positions(self, venue: str, client: VenueExecution) -> None:
+    async def _retry_positions(
+        self, venue: str, client: VenueExecution, held_back: dict[str, tuple[str, Decimal, Decimal]]
+    ) -> None:
         """A held-back check looked at again after each of `position_retry_s` (the sleeps
         outside the reconciliation's lock, each check inside it), until one is not held back.
         When the tries run out, each difference still held back is shown unconfirmed: a warning
         (`position.unconfirmed`) and an entry with `confirmed: false` in `mismatched`. One such
-        task per venue at a time (`_position_retrying`); cancelled with the daemon."""
+        task per venue at a time (`_position_retrying`); cancelled with the daemon. Each try is
+        handed what the one before held back (`held_back`, first the check's that started it): a
+        difference whose balance a try cannot read stays held back."""
         try:
-            held_back: dict[str, tuple[str, Decimal, Decimal]] = {}
             for delay in self.position_retry_s:
                 await trio.sleep(delay)
                 async with self._reconciling.setdefault(venue, trio.Lock()):
                     try:
-                        held_back = await self._check_positions(venue, client, retry=False)
+                        held_back = await self._check_positions(venue, client, retry=False, held=held_back)
                     except Exception:
                         self._reconcile_failed(venue, "positions")
-                        held_back = {}
-                        continue
+                        continue  # what the try before held back is still held back
                 if not held_back:
                     return
             for symbol, (why, mine, held) in held_back.items():
@@ -1041,13 +1052,14 @@ class LiveEngine:
         return {symbol: qty for symbol, qty in ours.items() if comparable[symbol]}
 
     async def _check_positions_within(
-        self, venue: str, client: VenueExecution
+        self, venue: str, client: VenueExecution, before: Mapping[str, tuple[str, Decimal, Decimal]]
     ) -> dict[str, tuple[str, Decimal, Decimal]]:
         source = client.positions
         if source is None:
             return {}  # the venue does not say what the account holds
         reports = self.flow.reports
         held_back: dict[str, tuple[str, Decimal, Decimal]] = {}
+        settled: set[str] = set()  # compared by this check: agreed, alerted, or held back anew
 
         async def look(
             symbols: Sequence[str], *, others: bool = False
@@ -1085,29 +1097,28 @@ class LiveEngine:
                 if symbol not in unread
             }
 
-        with trio.move_on_after(self.position_check_s) as bounded:
-            wanted = self._comparable(venue)
-            for key in [k for k in self.mismatched if k[0] == venue and k[1] not in wanted]:
-                del self.mismatched[key]  # no longer comparable (expired, resolved)
-            marks = {symbol: reports.get((venue, symbol), 0) for symbol in wanted}
+        async def compare() -> None:
             # Asked even with nothing to compare: a venue whose answer lists the account says
             # what it holds that we have no record of (nothing is asked of one that does not).
             first = await look(list(wanted), others=True)
             if first is None:
-                return held_back
+                return
             differ = sorted(symbol for symbol, (mine, held) in first.items() if mine != held)
             for symbol in first.keys() - set(differ):
+                settled.add(symbol)
                 self.mismatched.pop((venue, symbol), None)
             if not differ:
-                return held_back
-            # The venue reports none of what we hold (a fresh account or simulator, the wrong
-            # account's keys): said as such.
+                return
+            # The venue reports none of what we compared (a fresh account or simulator, the wrong
+            # account's keys): said as such, and how many could not be read.
             nothing = all(held == 0 for _, held in first.values())
+            unread = len(wanted) - len(first)
             await trio.sleep(self.position_recheck_s)
             second = await look(differ)
             if second is None:
-                return held_back
+                return
             for symbol in differ:
+                settled.add(symbol)
                 if symbol not in second:  # unread at the second look (`positions.left_out`)
                     unsaid = "the venue could not say it at the second look"
                     held_back[symbol] = (unsaid, *first[symbol])
@@ -1130,11 +1141,25 @@ class LiveEngine:
                         held_back[symbol] = (why, mine, held)
                     self.log.info("position.unsettled", **_figures(venue, symbol, mine, held), why=why)
                     continue
-                self._position_mismatch(venue, symbol, mine, held, nothing=nothing, held_count=len(first))
+                self._position_mismatch(
+                    venue, symbol, mine, held, nothing=nothing, compared=len(first), unread=unread
+                )
+
+        wanted = self._comparable(venue)
+        for key in [k for k in self.mismatched if k[0] == venue and k[1] not in wanted]:
+            del self.mismatched[key]  # no longer comparable (expired, resolved)
+        marks = {symbol: reports.get((venue, symbol), 0) for symbol in wanted}
+        with trio.move_on_after(self.position_check_s) as bounded:
+            await compare()
         if bounded.cancelled_caught:
             self.log.warning(
                 "positions.unavailable", venue=venue, error=f"no answer within {self.position_check_s} s"
             )
+        # A difference a retry held back and this check could not look at (its balance unread,
+        # no answer, none in time) is still one: held back as the try before saw it, not dropped.
+        for symbol, kept in before.items():
+            if symbol in wanted and symbol not in settled:
+                held_back[symbol] = kept
         return held_back
 
     def _held_unknown(self, venue: str, theirs: Mapping[str, Decimal], asked: Sequence[str]) -> None:
@@ -1158,7 +1183,15 @@ class LiveEngine:
             )
 
     def _position_mismatch(
-        self, venue: str, symbol: str, mine: Decimal, held: Decimal, *, nothing: bool, held_count: int
+        self,
+        venue: str,
+        symbol: str,
+        mine: Decimal,
+        held: Decimal,
+        *,
+        nothing: bool,
+        compared: int,
+        unread: int,
     ) -> None:
         self.position_mismatches += 1
         found = self.mismatched.get((venue, symbol))
@@ -1170,11 +1203,17 @@ class LiveEngine:
             "since_ns": self.clock() if found is None else found["since_ns"],
             "confirmed": True,
         }
-        if nothing:
-            held_what = "the instrument" if held_count == 1 else f"the {held_count} instruments"
+        if nothing and not unread:
+            held_what = "the instrument" if compared == 1 else f"the {compared} instruments"
             action = (
                 f"alerted: the venue reports holding nothing of what we hold ({held_what}); "
                 "the ledger moves only by fills; check the account"
+            )
+        elif nothing:  # some not read: "nothing of what we hold" would say more than was read
+            action = (
+                f"alerted: the venue reports holding nothing of the {plural(compared, 'instrument')} "
+                f"compared ({unread:,} more could not be read); the ledger moves only by fills; "
+                "check the account"
             )
         else:
             action = "alerted: the ledger moves only by fills; check the account"

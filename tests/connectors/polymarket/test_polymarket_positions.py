@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 import httpx
 import orjson
+import pytest
 import structlog
 import trio
 
@@ -287,19 +288,29 @@ async def test_a_trade_that_fails_after_a_mismatch_goes_flat_not_short(
 
 
 class UnreadableBalance(PolymarketSimulator):
-    """The simulator, answering `GET /balance-allowance` of the tokens in `spoiled` with a
-    balance that is no whole number of millionths (no share count)."""
+    """The simulator, answering `GET /balance-allowance` of the tokens in `spoiled`, and the
+    next `spoil_next[token]` asks of a token, with a balance that is no whole number of
+    millionths (no share count)."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.spoiled: set[str] = set()
+        self.spoil_next: dict[str, int] = {}
+
+    def _spoils(self, token: str | None) -> bool:
+        if token in self.spoiled:
+            return True
+        left = self.spoil_next.get(token or "", 0)
+        if left:
+            self.spoil_next[token or ""] = left - 1
+        return left > 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         query = dict(p.split("=", 1) for p in scope.get("query_string", b"").decode().split("&") if "=" in p)
         if (
             scope["type"] == "http"
             and scope.get("path") == "/balance-allowance"
-            and query.get("token_id") in self.spoiled
+            and self._spoils(query.get("token_id"))
         ):
             body = b'{"balance": "4893500.5", "allowances": {}}'
             await send({"type": "http.response.start", "status": 200,
@@ -417,3 +428,99 @@ async def test_a_difference_whose_balance_cannot_be_read_at_the_second_look_is_l
         await until(lambda: engine.position_mismatches == 1, what="alerted by a retry", within=10)
     (alert,) = [e for e in logs if e["event"] == "position.mismatch"]
     assert (alert["instrument"], alert["engine"], alert["venue_holds"]) == (token, "7", "6")
+
+
+@pytest.mark.parametrize("unread_looks", [2, 3, 4])
+async def test_a_difference_whose_balance_stays_unread_into_the_retry_is_still_looked_at(
+    nursery: trio.Nursery, tmp_path: Path, unread_looks: int
+) -> None:
+    """The venue holds 6 where the ledger holds 7; its balance reads at the first look, then not
+    for `unread_looks` looks: the second, and the retry's first (and more). Each try that cannot
+    read it keeps it held back as the try before saw it, so the retry goes on and alerts the
+    difference once it reads again. Before, a retry whose first look could not read it held
+    nothing back and ended: no alert, no `position.unconfirmed`, only a `positions.left_out`
+    warning until the next check 300 s later (and so again with a flaky endpoint)."""
+    simulator = UnreadableBalance(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
+    engine, probe, token = await _trading(nursery, tmp_path, simulator)
+    engine.position_retry_s = (0.5,) * 5
+    await _take(probe, token, "buy", 7)
+    simulator.accounts[DEMO_API.key].positions[token] = Decimal(6)
+    asked = simulator.requests_for("GET /balance-allowance")
+
+    async def unread_after_the_first_look() -> None:
+        await until(lambda: simulator.requests_for("GET /balance-allowance") > asked)
+        simulator.spoil_next[token] = unread_looks
+
+    nursery.start_soon(unread_after_the_first_look)
+    with structlog.testing.capture_logs() as logs:
+        await reconnect_and_reconcile(engine, probe, simulator)
+        await until(lambda: engine.position_mismatches == 1, what="alerted by a retry", within=15)
+    assert simulator.spoil_next[token] == 0  # every unread look was asked
+    (alert,) = [e for e in logs if e["event"] == "position.mismatch"]
+    assert (alert["instrument"], alert["engine"], alert["venue_holds"]) == (token, "7", "6")
+    assert len([e for e in logs if e["event"] == "positions.left_out"]) == unread_looks
+    assert not [e for e in logs if e["event"] == "position.unconfirmed"]
+
+
+async def test_a_difference_whose_balance_never_reads_again_ends_unconfirmed(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """As above, the balance unread from the second look on, at every try: the retry runs to its
+    bound and shows the difference unconfirmed, with the figures of the look that read it
+    (`position.unconfirmed`, `mismatched` with `confirmed: false`). Before, the retry's first
+    try dropped it."""
+    simulator = UnreadableBalance(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
+    engine, probe, token = await _trading(nursery, tmp_path, simulator)
+    engine.position_retry_s = (0.3, 0.3, 0.3)
+    await _take(probe, token, "buy", 7)
+    simulator.accounts[DEMO_API.key].positions[token] = Decimal(6)
+    asked = simulator.requests_for("GET /balance-allowance")
+
+    async def unread_after_the_first_look() -> None:
+        await until(lambda: simulator.requests_for("GET /balance-allowance") > asked)
+        simulator.spoiled.add(token)
+
+    nursery.start_soon(unread_after_the_first_look)
+    with structlog.testing.capture_logs() as logs:
+        await reconnect_and_reconcile(engine, probe, simulator)
+        await until(lambda: (V, token) in engine.mismatched, what="shown unconfirmed", within=10)
+    (shown,) = [e for e in logs if e["event"] == "position.unconfirmed"]
+    assert (shown["why"], shown["engine"], shown["venue_holds"], shown["tries"]) == (
+        "the venue could not say it at the second look",
+        "7",
+        "6",
+        3,
+    )
+    assert engine.mismatched[(V, token)]["confirmed"] is False
+    assert engine.position_mismatches == 0
+
+
+async def test_a_venue_holding_none_of_what_it_could_read_says_how_many_it_could_not(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The ledger holds 7 of two tokens; the venue holds none of one and the other's balance
+    cannot be read. The alert says the venue holds nothing of the one compared and that one more
+    could not be read, never "nothing of what we hold": of the other it said nothing at all."""
+    simulator = UnreadableBalance(seed=5, step_s=0.05, mine_s=0.1, confirm_s=0.1)
+    binds = await nursery.start(functools.partial(serve, simulator))
+    base = binds[0].removeprefix("http://")
+    empty, unread = simulator.feed.markets[0].yes, simulator.feed.markets[1].yes
+    probe = Probe("p", [Subscription(V, empty), Subscription(V, unread)])
+    engine = await start(
+        nursery, base, probe, cache=tmp_path / "catalog.jsonl", ready_within=15, reconnect_base_s=0.2
+    )
+    engine.position_recheck_s = 0.3
+    await until(lambda: bool(probe.of(BookUpdate, empty)) and bool(probe.of(BookUpdate, unread)))
+    await _take(probe, empty, "buy", 7)
+    await _take(probe, unread, "buy", 7)
+    account = simulator.accounts[DEMO_API.key]
+    account.positions[empty] = Decimal(0)
+    simulator.spoiled.add(unread)
+    with structlog.testing.capture_logs() as logs:
+        await reconnect_and_reconcile(engine, probe, simulator)
+    (alert,) = [e for e in logs if e["event"] == "position.mismatch"]
+    assert (alert["instrument"], alert["engine"], alert["venue_holds"]) == (empty, "7", "0")
+    assert alert["action"] == (
+        "alerted: the venue reports holding nothing of the 1 instrument compared (1 more could not "
+        "be read); the ledger moves only by fills; check the account"
+    )
