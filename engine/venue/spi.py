@@ -204,7 +204,7 @@ def _none_held(instance: Holdings, _: attrs.Attribute[frozenset[str]], unread: f
         raise ValueError(f"Holdings: {', '.join(sorted(both))} both read and unread")
 
 
-@attrs.frozen
+@attrs.frozen(unsafe_hash=False)  # unhashable, said so: `held` is a mapping (no hash of it)
 class Holdings:
     """A `PositionSource`'s answer that reads the account one instrument at a time (Polymarket's
     share balances), some of which may not read: what the account holds of each instrument it
@@ -212,7 +212,8 @@ class Holdings:
     (`unread`: none of `held`'s). The engine compares `held` and leaves every other instrument
     it asked out of its comparison (their last alert kept), never as holding 0: a false mismatch
     for a position we hold, a false match for one we do not. The connector says (logs, counts)
-    why each is unread."""
+    why each is unread. Compared by value; not hashable (`hash()` raises `TypeError` naming it,
+    and it is no `collections.abc.Hashable`)."""
 
     held: Mapping[str, Decimal]
     unread: frozenset[str] = attrs.field(default=frozenset(), validator=_none_held)

@@ -5,6 +5,8 @@ reconciliation; and Derive's default rate limits keep a margin under the venue's
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -18,6 +20,7 @@ from tradingd.connectors.derive.settings import DeriveSettings
 from tradingd.engine import MalformedFrame, OrderRequest, VenueError
 from tradingd.engine.model import InstrumentRegistry, Order
 from tradingd.engine.runtime.router import MarketRouter
+from tradingd.engine.venue import Holdings
 
 SESSIONS = [pytest.param(deribit, id="deribit"), pytest.param(derive, id="derive")]
 DEEP = b"[" * 3000 + b"]" * 3000  # longer than SHORT_FRAME, deeper than MAX_NESTING
@@ -288,3 +291,17 @@ async def test_polymarket_a_trades_page_that_is_none_ends_the_recovery(page: byt
     owner.rest.call = call  # type: ignore[method-assign]
     await user._recover_trades(0)
     assert asked == ["/data/trades"] and user.recovered_trades == 0
+
+
+def test_holdings_compare_by_value_and_say_they_cannot_be_hashed() -> None:
+    """A `PositionSource`'s answer of balances read and unread: equal by value, and honestly
+    unhashable. Before, attrs' frozen class offered a `__hash__` (a `Hashable`, by
+    `isinstance`) that raised on its dict at every call, from inside attrs' generated code."""
+    answer = Holdings({"A": Decimal(7)}, unread=frozenset({"B"}))
+    assert answer == Holdings({"A": Decimal("7.0")}, unread=frozenset({"B"}))
+    assert answer != Holdings({"A": Decimal(7)})
+    assert not isinstance(answer, Hashable)
+    with pytest.raises(TypeError, match="unhashable type: 'Holdings'"):
+        hash(answer)
+    with pytest.raises(ValueError, match="Holdings: A both read and unread"):
+        Holdings({"A": Decimal(7)}, unread=frozenset({"A"}))
