@@ -301,7 +301,9 @@ class AlertNotifier:
             return
         self._window.append(now)
         self._last[key] = now
-        if len(self._last) > 4096:  # subjects are bounded (venues, strategies); a guard all the same
+        # Subjects are venues, strategies, instruments and venue order ids: a few, but not bounded
+        # by the config (a contest's id is the venue's); what is remembered is.
+        if len(self._last) > 4096:
             horizon = now - self.options.dedup_s
             self._last = {k: t for k, t in self._last.items() if t >= horizon}
         self._enqueue(alert)

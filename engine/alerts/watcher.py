@@ -16,11 +16,14 @@ got better again):
 - `venue_override` (warning): `venue_overrides` grew: an order's state taken from the venue.
 - `order_id_conflict` (critical): `order_id_conflicts` grew: a venue id claimed by a second
   working order (not sent, when refused before sending; else contested: reports naming it
-  without either's client id are applied to neither). And, subject `venue order_id`, each
-  contested id in `contested_ids` the watcher has not seen alerted: those its first snapshot
-  holds (restored from the journal at the start, which does not count as a conflict; or
-  contested before it), and any later one whose snapshot's `order_id_conflicts` did not grow;
-  once while it stays contested.
+  without either's client id are applied to neither). And the contested ids in `contested_ids`
+  the watcher has not seen alerted, one alert per snapshot naming them (the first
+  `_MAX_CONTESTED_NAMED` with their claimants, and how many in all; subject the first one's
+  `venue order_id`, "and N more" when there are several): those its first snapshot holds
+  (restored from the journal at the start, which does not count as a conflict; or contested
+  before it), and any later one whose snapshot's `order_id_conflicts` did not grow; once while
+  it stays contested. One alert, not one per id: seventy contests restored at a start would
+  have spent the minute's alert budget and filled the webhooks' queues.
 - `fill_not_booked` (critical): `fills_not_booked` grew: a fill of ours left unbooked (its venue
   id contested, or the journal unreadable), or a reversal applied to no order (its venue id
   contested). A fill simply not ours (`unmatched_fills`: a manual trade on a shared account,
@@ -63,6 +66,7 @@ _S = 1_000_000_000
 _DAY_NS = 86_400 * _S  # the risk day is the UTC day (engine.model.risk `roll_day`)
 _NOT_UP = ("down", "stale", "connecting")
 _MAX_DETAIL = 200  # of a strategy's failure message
+_MAX_CONTESTED_NAMED = 10  # contested ids one alert names (with their claimants); the rest counted
 
 
 def _count(value: Any) -> int | None:
@@ -373,29 +377,36 @@ class AlertWatcher:
         self._mismatched = confirmed
 
     def _contested_ids(self, status: Mapping[str, Any], conflicts: int) -> None:
-        """Each venue id contested now (`contested_ids`: "venue order_id" -> the claimants'
-        client ids), a state: alerted once while it stays, the first snapshot included (a
-        contest the journal restored at the start is no conflict of this run: its
-        `order.venue_id_contested_open` line was all a person had). One new in a snapshot whose
-        `order_id_conflicts` grew is that conflict, alerted just now (`conflicts`): not twice."""
+        """The venue ids contested now (`contested_ids`: "venue order_id" -> the claimants' client
+        ids), a state: those not alerted yet, in one alert (module docstring), the first snapshot
+        included (a contest the journal restored at the start is no conflict of this run: its
+        `order.venue_id_contested_open` line was all a person had). New ones in a snapshot whose
+        `order_id_conflicts` grew are that conflict, alerted just now (`conflicts`): not twice."""
         table = {str(key): claimants for key, claimants in _table(status.get("contested_ids")).items()}
-        for key, claimants in sorted(table.items()):
-            if key in self._contested or conflicts:
-                continue
-            named = (
-                ", ".join(_short(c) for c in claimants)
+        new = [] if conflicts else sorted(table.keys() - self._contested)
+        self._contested = set(table)
+        if not new:
+            return
+        named = []
+        for key in new[:_MAX_CONTESTED_NAMED]:
+            claimants = table[key]
+            orders = (
+                "orders " + ", ".join(str(c) for c in claimants)
                 if isinstance(claimants, list) and claimants
                 else "unknown orders"
             )
-            self._alert(
-                "order_id_conflict",
-                key,
-                "critical",
-                f"venue order id {key} is contested by orders {named}: its reports naming neither's "
-                "client id are applied to neither, until a person settles it (the log's "
-                "order.venue_id_contested_open / order.venue_id_conflict; README, 'Venue order ids')",
-            )
-        self._contested = set(table)
+            named.append(_short(f"{key} by {orders}"))
+        more = len(new) - len(named)
+        listed = "; ".join(named) + (f"; and {more:,} more (tradingd status: contested_ids)" if more else "")
+        self._alert(
+            "order_id_conflict",
+            new[0] if len(new) == 1 else f"{new[0]} and {len(new) - 1:,} more",
+            "critical",
+            # What to do first, the ids last: a chat's line is cut at its end.
+            f"{plural(len(new), 'venue order id')} contested: reports naming neither claimant's "
+            "client id are applied to neither until a person settles it (README, 'To settle a "
+            f"contest'; the log's order.venue_id_contested_open / order.venue_id_conflict): {listed}",
+        )
 
     def _writes(self, status: Mapping[str, Any]) -> None:
         journal = self._delta("journal_failures", _table(status.get("journal")).get("failures"))

@@ -6,9 +6,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 import structlog
 
-from tradingd.engine.alerts import Alert, AlertOptions, AlertWatcher, WebhookOptions
+from tradingd.engine.alerts import Alert, AlertNotifier, AlertOptions, AlertWatcher, WebhookOptions
 
 S = 10**9
 T0 = 1_800_000_000 * S  # 2027-01-15 08:00 UTC
@@ -234,18 +235,18 @@ def test_venue_id_conflicts_and_fills_not_booked_alert_as_they_grow() -> None:
 
 
 def test_a_venue_id_contested_at_the_start_is_alerted_once() -> None:
-    """A contest the journal restored at the start (`contested_ids` in the first snapshot, no
-    conflict of this run counted): a critical alert per id, naming it and its claimants, once
-    while it stays, as a mismatch already there at the start is. A contest of this run comes
+    """Contests the journal restored at the start (`contested_ids` in the first snapshot, no
+    conflict of this run counted): one critical alert naming each id with its claimants, once
+    while they stay, as a mismatch already there at the start is. A contest of this run comes
     with `order_id_conflicts` grown, alerted as that: not twice. Before, the first snapshot was
     the baseline and a contest open at the start reached the log's critical line only."""
     run = Run()
     restored = {"deribit V1": ["s-bt-1", "s-bt-2"], "derive 0xab": ["d-1", "d-2"]}
     assert run.step(status(contested_ids=restored)) == [
-        ("order_id_conflict", "deribit V1", "critical"),
-        ("order_id_conflict", "derive 0xab", "critical"),
+        ("order_id_conflict", "deribit V1 and 1 more", "critical")
     ]
-    assert run.texts()[0].startswith("venue order id deribit V1 is contested by orders s-bt-1, s-bt-2:")
+    assert run.texts()[0].startswith("2 venue order ids contested: reports naming neither claimant's ")
+    assert run.texts()[0].endswith(": deribit V1 by orders s-bt-1, s-bt-2; derive 0xab by orders d-1, d-2")
     for _ in range(3):
         assert run.step(status(contested_ids=restored)) == []
     grown = restored | {"deribit V7": ["s-bt-7", "s-bt-8"]}
@@ -253,7 +254,46 @@ def test_a_venue_id_contested_at_the_start_is_alerted_once() -> None:
         ("order_id_conflict", "engine", "critical")
     ]
     assert run.step(status(contested_ids=grown, order_id_conflicts=1)) == []
+    later = grown | {"derive 0xcd": []}  # seen without a conflict of this run counted
+    assert run.step(status(contested_ids=later, order_id_conflicts=1)) == [
+        ("order_id_conflict", "derive 0xcd", "critical")
+    ]
+    assert run.texts()[-1].startswith("1 venue order id contested: ")
+    assert run.texts()[-1].endswith(": derive 0xcd by unknown orders")
     assert len(run.sent) == 3
+
+
+@pytest.mark.parametrize("contests", [20, 70])
+def test_many_contests_open_at_the_start_are_one_alert_that_spends_no_budget(contests: int) -> None:
+    """Many contests restored at a start: one critical alert, naming the first ten with their
+    claimants and counting the rest, so the notifier's minute (`max_per_minute`, 20) and its
+    webhooks' queues (64) stay free: a warning the next second is posted. Before, one critical
+    per id: twenty spent the minute, so the warnings after them were held back (`rate`), and
+    seventy overflowed the queue, criticals dropped (`queue_full`)."""
+    clock = [1000.0]
+    notifier = AlertNotifier(
+        AlertOptions(webhooks=HOOK), environ={"J": "http://127.0.0.1:9/j"}, clock=lambda: clock[0], origin="t"
+    )
+    run = Run()
+
+    def sink(alert: Alert) -> None:
+        run.sent.append(alert)
+        notifier.notify(alert)
+
+    run.watcher.sink = sink
+    restored = {f"deribit V{i:02}": [f"s-{i}-a", f"s-{i}-b"] for i in range(contests)}
+    at_start = run.step(status(contested_ids=restored))
+    clock[0] += 1.0
+    then = run.step(status(contested_ids=restored, foreign_orders={"deribit": 1}))
+    assert notifier.suppressed == {"dedup": 0, "rate": 0, "queue_full": 0}
+    assert at_start == [("order_id_conflict", f"deribit V00 and {contests - 1} more", "critical")]
+    assert then == [("foreign_order", "deribit", "warning")]
+    text = run.texts()[0]
+    assert text.startswith(f"{contests} venue order ids contested: ")
+    assert text.endswith(
+        f"; deribit V09 by orders s-9-a, s-9-b; and {contests - 10} more (tradingd status: contested_ids)"
+    )
+    assert "deribit V10" not in text
 
 
 def test_a_fill_simply_not_ours_is_never_an_alert() -> None:
