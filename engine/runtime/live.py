@@ -1114,9 +1114,8 @@ class LiveEngine:
             nothing = all(held == 0 for _, held in first.values())
             unread = len(wanted) - len(first)
             await trio.sleep(self.position_recheck_s)
-            second = await look(differ)
-            if second is None:
-                return
+            # No answer at the second look (`positions.unavailable`) is every difference unread.
+            second = await look(differ) or {}
             for symbol in differ:
                 settled.add(symbol)
                 if symbol not in second:  # unread at the second look (`positions.left_out`)

@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 import trio
 
@@ -384,3 +385,41 @@ async def test_a_venue_holding_in_an_instrument_we_have_no_record_of_is_warned_o
     )
     assert warned["log_level"] == "warning"
     assert engine.position_mismatches == 0 and not engine.mismatched
+
+
+@pytest.mark.parametrize("unanswered", [1, 2, 3])
+async def test_a_difference_the_venue_cannot_answer_about_at_the_second_look_is_looked_at_again(
+    nursery: trio.Nursery, unanswered: int
+) -> None:
+    """The venue holds 50 where the ledger holds 20; after the first look its answer cannot be
+    read (a size Deribit never sends: the whole answer is refused, `positions.unavailable`) for
+    `unanswered` looks: the second, then the retry's (`position_retry_s`). Held back, not
+    dropped: each try that gets no answer keeps it as the try before saw it, and the retry
+    alerts it once the venue answers again. Before, no answer at the second look ended the
+    check with nothing held back (no retry: unseen until the next check, 300 s later), and a
+    retry whose first look got none ended the retry."""
+    simulator, engine, probe = await _holding_20(nursery)
+    _checked(engine, recheck_s=0.3)
+    engine.position_retry_s = (0.3,) * 4
+    (account,) = simulator.accounts.values()
+    account.positions[PERP] = Decimal(50)
+    asked = simulator.requests_for("private/get_positions")
+
+    async def unanswerable_after_the_first_look() -> None:
+        await until(lambda: simulator.requests_for("private/get_positions") > asked, what="the first look")
+        account.positions[PERP] = Decimal("1e300")
+        await until(
+            lambda: simulator.requests_for("private/get_positions") > asked + unanswered,
+            what="the looks",
+            within=20,
+        )
+        account.positions[PERP] = Decimal(50)
+
+    with structlog.testing.capture_logs() as logs:
+        nursery.start_soon(unanswerable_after_the_first_look)
+        simulator.drop_all()
+        await until(functools.partial(_alerted, engine), what="alerted by a retry", within=20)
+    (alert,) = [e for e in logs if e["event"] == "position.mismatch"]
+    assert (Decimal(alert["engine"]), Decimal(alert["venue_holds"])) == (Decimal(20), Decimal(50))
+    assert len([e for e in logs if e["event"] == "positions.unavailable"]) == unanswered
+    assert probe.ctx.position("deribit", PERP) == 20
