@@ -17,6 +17,10 @@ Fill rules:
   onto or through its price, limited by the size displayed there. With `queue_ahead`, a resting
   order first waits for the size displayed at its price when it arrived to trade ahead of it.
 - Sizes are floored to the instrument's minimum size; fees come from the venue's fee model.
+- No order is taken on an instrument past its expiry or no longer active (a resolved market):
+  refused (`instrument_expired`, `instrument_not_active`), as the venue refuses it, never
+  filled against the last book recorded before. An edit that would make a post-only order
+  take is refused (`post_only_reject`), as a new post-only order that would take is.
 - Self-trading (only where the caller allows it, `submit(..., own=...)`: a venue account that
   lets its orders trade with each other): a new order first trades with the resting orders `own`
   picks that it reaches at a price better than the market's best (they are the top of the book),
@@ -183,6 +187,19 @@ class SimulatedVenue:
             liquidity=liquidity,
         )
 
+    @staticmethod
+    def _closed(inst: Instrument, now: int) -> str | None:
+        """Why the venue takes no order on `inst` at `now` (its expiry has come, or it is no
+        longer active: a resolved market), else None. The last recorded book of such an
+        instrument is still in memory, and an order that reached the venue after its expiry (sent
+        before it, in flight) or after its market resolved would fill against it: a position the
+        venue never opened, which no settlement closes. The venue refuses it."""
+        if inst.expiry_ns is not None and now >= inst.expiry_ns:
+            return "instrument_expired"
+        if not inst.active:
+            return "instrument_not_active"
+        return None
+
     def _not_open(self, order: Order) -> OrderRejected:
         """The venue's refusal of a cancel or an edit of an order that no longer rests."""
         return OrderRejected(
@@ -319,6 +336,9 @@ class SimulatedVenue:
                     reason="invalid_or_unsupported_instrument",
                 )
             ]
+        closed = self._closed(inst, now)
+        if closed is not None:
+            return [self._report(None, order, order_id, _REJECTED, now, _ZERO, _ZERO, reason=closed)]
         book = self.books(req.instrument)
         limit_ticks: int | None = None
         if req.price is not None:
@@ -441,18 +461,30 @@ class SimulatedVenue:
     ) -> list[PrivateEvent]:
         """An edit arrives: the resting order takes its new price and/or size. A new price loses
         its place in the queue and may make it marketable (it then takes liquidity as a new order
-        would). Refused, as the venue does, when the order is no longer open."""
+        would), except a post-only order's: an edit that would make it take is refused
+        (`post_only_reject`) and the order left as it was, as `submit` refuses a new one. Refused,
+        as the venue does, when the order is no longer open, or its instrument takes no order any
+        more (`_closed`)."""
         r = self._by_client.get(order.client_order_id)
         if r is None:
             raise self._not_open(order)
+        instrument = order.request.instrument
+        inst = self.registry.get(self.venue, instrument)
+        closed = None if inst is None else self._closed(inst, now)
+        if closed is not None:
+            raise self._refused(order, f"instrument {instrument} takes no order: {closed}", closed)
         new_size = r.size if size is None else size
         if new_size < r.filled:
-            raise OrderRejected(
-                "new size below the filled size",
-                venue=self.venue,
-                client_order_id=order.client_order_id,
-                code="invalid_amount",
-                venue_message="invalid_amount",
+            raise self._refused(order, "new size below the filled size", "invalid_amount")
+        if (
+            order.request.post_only
+            and price is not None
+            and price != r.price
+            and inst is not None
+            and self._would_take(inst, r.side, price, new_size - r.filled)
+        ):
+            raise self._refused(
+                order, "a post-only order's new price would take liquidity", "post_only_reject"
             )
         r.size = new_size
         events: list[PrivateEvent] = []
@@ -478,6 +510,31 @@ class SimulatedVenue:
         state = _PARTIALLY_FILLED if r.filled > 0 else _OPEN
         events.append(self._report(r, r.order, r.order_id, state, now, r.filled, r.notional))
         return events
+
+    def _refused(self, order: Order, message: str, code: str) -> OrderRejected:
+        """The venue's refusal of an edit, with its code."""
+        return OrderRejected(
+            message,
+            venue=self.venue,
+            instrument=order.request.instrument,
+            client_order_id=order.client_order_id,
+            code=code,
+            venue_message=code,
+        )
+
+    def _would_take(self, inst: Instrument, side: Side, price: Decimal, remaining: Decimal) -> bool:
+        """Whether an order of `side` at `price` for `remaining` would take liquidity now: some
+        of the opposite side's displayed size it reaches is still available (not consumed), at
+        least a lot of it (what `submit` counts as takeable)."""
+        book = self.books(inst.symbol)
+        if book is None or not book.valid or remaining <= 0:
+            return False
+        side_key, levels = self._opposite_levels(book, side, book.to_ticks(float(price)))
+        for ticks, displayed in levels:
+            avail = self._available(inst.symbol, side_key, ticks, displayed)
+            if avail > 0 and self._floor(min(remaining, _d(avail)), inst.lot) > 0:
+                return True
+        return False
 
     def _take_as_taker(
         self, inst: Instrument, r: _Resting, book: OrderBook, now: int, out: list[PrivateEvent]

@@ -241,6 +241,52 @@ def test_options_settle_at_expiry(tmp_path: Path) -> None:
     assert any(isinstance(e, Status) and e.status is StatusKind.EXPIRED for e in s.seen)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("when", ["after_the_expiry", "in_flight_across_it"])
+def test_an_order_reaching_an_expired_option_is_refused_and_opens_no_position(
+    tmp_path: Path, when: str, compiled: bool
+) -> None:
+    # The option's last book (ask 0.05 x 2) stays in memory after its expiry: an order reaching
+    # the venue then filled against it, a position the venue never opened. Sent after the
+    # expiry was settled, it was held to the end, marked at a dead option's last mark; sent
+    # 10 ms before the expiry (20 ms latency), it filled, then was settled at intrinsic.
+    expiry_ms = F.T0_MS + 120_000
+    frames = [
+        (0, F.instruments(expiry_ms=expiry_ms)),
+        (1, F.ticker(F.PERP, 1, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+        (2, F.snapshot(F.OPTION, 2, 10, [(0.049, 3.0)], [(0.05, 2.0)])),
+        (1000, F.ticker(F.OPTION, 1000, bid=0.049, ask=0.05, mark=0.0495, index=90000.0)),
+        (119_990, F.ticker(F.PERP, 119_990, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+        (121_000, F.ticker(F.PERP, 121_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+        (200_000, F.ticker(F.PERP, 200_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+    ]
+    path = F.write(tmp_path / "exp.rec", frames)
+    store: list[Any] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if when == "after_the_expiry":
+            due = isinstance(ev, Status) and ev.status is StatusKind.EXPIRED
+        else:
+            due = isinstance(ev, Ticker) and ev.instrument == F.PERP and ev.ts_exchange == 119_990 * MS
+        if due and not store:
+            try:
+                store.append(await ctx.buy("deribit", F.OPTION, "1", price="0.05"))
+            except OrderRejected as exc:
+                store.append(exc)
+
+    s = Scripted(
+        "s",
+        script,
+        [Subscription("deribit", F.OPTION, {"ticker"}), Subscription("deribit", F.PERP, {"ticker"})],
+    )
+    kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], [s], compiled=compiled)
+    r = trio.run(kernel.run).strategies["s"]
+    [answer] = store
+    assert isinstance(answer, OrderRejected) and answer.code == "instrument_expired"
+    assert (r.fills, r.positions, r.fees, r.realized_pnl, r.unrealized_pnl) == (0, {}, 0, 0, 0)
+    assert r.rejected == 1
+
+
 @pytest.mark.slow
 def test_the_example_backtest_is_deterministic_and_both_strategies_trade(tmp_path: Path) -> None:
     loaded = load_config(Path(__file__).parent.parent.parent / "config" / "backtest-deribit.toml")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import attrs
 import pytest
 
 from tests.support.helpers import OPTION, PERP, book, request, trade
@@ -161,3 +162,51 @@ def test_a_limit_takes_only_the_levels_it_reaches_best_first_on_either_side() ->
         (Decimal("0.0495"), Decimal("1.0"), Liquidity.MAKER),
     ]
     assert last_state(out) is OrderState.PARTIALLY_FILLED
+
+
+def test_no_order_is_taken_on_an_instrument_past_its_expiry_or_no_longer_active() -> None:
+    # Its last recorded book is still in memory: an order reaching the venue after the expiry
+    # (sent before it, in flight) would fill against it, a position no settlement closes.
+    sim, _ = make()
+    expiry = OPTION.expiry_ns
+    assert expiry is not None
+    before = sim.submit(order("a", side="buy", size="1", price="0.05"), expiry - 1)
+    assert fills(before) == [(Decimal("0.05"), Decimal("1"), Liquidity.TAKER)]
+    for at in (expiry, expiry + 1):
+        out = sim.submit(order(f"b{at}", side="buy", size="1", price="0.051"), at)
+        assert fills(out) == [] and last_state(out) is OrderState.REJECTED
+        assert [e.reason for e in out if isinstance(e, OrderUpdate)] == ["instrument_expired"]
+    # A resting order cannot be edited into the book after the expiry either.
+    resting = order("c", side="buy", size="1", price="0.040")
+    sim.submit(resting, expiry - 1)
+    with pytest.raises(OrderRejected, match="instrument_expired"):
+        sim.edit(resting, expiry, price=Decimal("0.051"), size=None)
+    assert sim.has_orders(OPTION.symbol)  # left as it was, for the expiry to end it
+    # A market resolved (its tokens made inactive): the same.
+    sim, _ = make()
+    sim.registry.add(attrs.evolve(OPTION, expiry_ns=None, active=False))
+    out = sim.submit(order("d", side="buy", size="1", price="0.051"), 1)
+    assert fills(out) == [] and [e.reason for e in out if isinstance(e, OrderUpdate)] == [
+        "instrument_not_active"
+    ]
+
+
+def test_an_edit_never_makes_a_post_only_order_take() -> None:
+    sim, _ = make()
+    o = order(side="buy", size="1", price="0.048", post_only=True)
+    assert last_state(sim.submit(o, 1)) is OrderState.OPEN
+    with pytest.raises(OrderRejected, match="post-only") as refused:
+        sim.edit(o, 2, price=Decimal("0.051"), size=None)  # through the 0.050 ask
+    assert refused.value.code == "post_only_reject"
+    # Refused whole: still resting at its price and size, nothing filled or taken.
+    [r] = sim.resting[OPTION.symbol]
+    assert (r.price, r.size, r.filled) == (Decimal("0.048"), Decimal("1"), Decimal(0))
+    assert not sim.consumed.get(OPTION.symbol)
+    # An edit that stays out of the book is taken, and it rests as a maker.
+    out = sim.edit(o, 3, price=Decimal("0.049"), size=Decimal("2"))
+    assert fills(out) == [] and last_state(out) is OrderState.OPEN
+    # The same edit of an order that is not post-only takes the ask, as a new order would.
+    p = order("p", side="buy", size="1", price="0.048")
+    sim.submit(p, 4)
+    out = sim.edit(p, 5, price=Decimal("0.051"), size=None)
+    assert fills(out) == [(Decimal("0.05"), Decimal("1"), Liquidity.TAKER)]
