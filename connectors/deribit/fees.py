@@ -2,7 +2,8 @@
 
 - Coin-settled options: `rate` (0.0003 coin per contract, maker and taker) capped at 12.5% of the
   option's price; charged in the coin.
-- Linear (USDC) options: `rate x index` per contract (maker 0.0001, taker 0.0005), same cap.
+- Linear (USDC) options: `rate x index` per contract (maker 0.0001, taker 0.0005), same cap;
+  the strike stands in for an index not known yet.
 - Perpetuals and futures: a fraction of the notional (maker 0, taker 0.05%); for inverse
   contracts (size in USD) the fee in coin is `rate x size / price`; for linear ones (size in the
   coin) `rate x size x price` in the quote currency.
@@ -13,6 +14,7 @@ The account's own rates, which `get_instruments` reports per instrument (`maker_
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -67,6 +69,16 @@ class DeribitFees:
             return own
         return Decimal(default_maker if maker else default_taker)
 
+    @staticmethod
+    def _underlying(inst: Instrument, price: Decimal, index: float | None) -> Decimal:
+        """The underlying's value a linear option's fee is a fraction of: the index; before
+        any index is known (a simulated fill on data with no ticker yet), the strike stands in
+        (the at-the-money value, as Derive's schedule does here), else the price: the index as
+        0 made every such fill free."""
+        if index is not None and math.isfinite(index) and index > 0:
+            return Decimal(repr(index))
+        return inst.strike if inst.strike is not None and inst.strike > 0 else price
+
     def fee(
         self, inst: Instrument, price: Decimal, size: Decimal, liquidity: Liquidity, index: float | None
     ) -> tuple[Decimal, str]:
@@ -75,7 +87,7 @@ class DeribitFees:
             cap = self.option_cap * price * size
             if inst.quote.upper() in USD_LIKE:
                 rate = self._rate(inst, liquidity, "0.0001", "0.0005")
-                base_fee = rate * Decimal(repr(index or 0.0)) * contracts
+                base_fee = rate * self._underlying(inst, price, index) * contracts
             else:
                 rate = self._rate(inst, liquidity, "0.0003", "0.0003")
                 base_fee = rate * contracts

@@ -1246,6 +1246,18 @@ class BacktestKernel:
                             realized=realized,
                         )
                 self._settled(venue, symbol)
+            else:
+                # No delivery price without the index: never settled at a guessed one. Said, not
+                # left to a table that shows the dead instrument held (and marked at its last
+                # mark, or at its cost where it never had one) as if it traded on.
+                holders = sorted(n for n, lg in self.flow.ledgers.items() if lg.position(venue, symbol) != 0)
+                if holders:
+                    self._warn(
+                        "expiry_unpriced",
+                        f"{venue}:{symbol} expired at {format_ts(inst.expiry_ns or now)} with no"
+                        f" {inst.base} index price in the data: not settled, still held by"
+                        f" {', '.join(holders)} (its unrealized PnL is not a delivery's)",
+                    )
             status = Status(
                 venue=venue,
                 instrument=symbol,

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import trio
 
@@ -285,6 +286,47 @@ def test_an_order_reaching_an_expired_option_is_refused_and_opens_no_position(
     assert isinstance(answer, OrderRejected) and answer.code == "instrument_expired"
     assert (r.fills, r.positions, r.fees, r.realized_pnl, r.unrealized_pnl) == (0, {}, 0, 0, 0)
     assert r.rejected == 1
+
+
+def test_an_option_held_at_an_expiry_with_no_index_price_is_said_not_settled(tmp_path: Path) -> None:
+    # A USDC option (its USD value needs no index) on data with books only: no index, so no
+    # delivery price at its expiry. It was left held without a word, in the positions and the
+    # equity as if it still traded.
+    expiry_ms = F.T0_MS + 120_000
+    listing = orjson.loads(F.instruments(expiry_ms=expiry_ms))
+    option = "BTC_USDC-25DEC26-90000-C"
+    for item in listing["result"]:
+        if item["kind"] == "option":
+            item.update(
+                instrument_name=option,
+                quote_currency="USDC",
+                settlement_currency="USDC",
+                instrument_type="linear",
+                tick_size=5.0,
+                tick_size_steps=[],
+                min_trade_amount=0.01,
+                contract_size=0.01,
+            )
+    frames = [
+        (0, orjson.dumps(listing)),
+        (2, F.snapshot(option, 2, 10, [(4400.0, 3.0)], [(4500.0, 2.0)])),
+        (200_000, F.snapshot(option, 200_000, 11, [(4400.0, 3.0)], [(4500.0, 2.0)])),
+    ]
+    path = F.write(tmp_path / "usdc.rec", frames)
+    bought: list[Any] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if not bought:
+            bought.append(await ctx.buy("deribit", option, "1", price="4500"))
+
+    s = Scripted("s", script, [Subscription("deribit", option)])
+    result = run(path, s)
+    r = result.strategies["s"]
+    assert bought[0].status is OrderState.FILLED
+    assert r.positions == {f"deribit:{option}": "1"}  # never settled at a guessed price
+    assert r.fees > 0  # 0.0003 x the strike (no index to take it of): not free
+    [warning] = [w for w in result.warnings if option in w]
+    assert "no BTC index price" in warning and "not settled" in warning and "held by s" in warning
 
 
 @pytest.mark.slow
