@@ -21,6 +21,10 @@ Fill rules:
   refused (`instrument_expired`, `instrument_not_active`), as the venue refuses it, never
   filled against the last book recorded before. An edit that would make a post-only order
   take is refused (`post_only_reject`), as a new post-only order that would take is.
+- An outcome token (a prediction market's share) is held, not margined: a sell of more shares
+  than the account holds (from this venue's fills), less what its resting sells hold, is refused
+  (`not_enough_balance`), as Polymarket refuses it ("not enough balance / allowance"); never a
+  short position in a share.
 - Self-trading (only where the caller allows it, `submit(..., own=...)`: a venue account that
   lets its orders trade with each other): a new order first trades with the resting orders `own`
   picks that it reaches at a price better than the market's best (they are the top of the book),
@@ -45,7 +49,7 @@ from .book import OrderBook
 from .errors import OrderRejected
 from .events import BookUpdate, Fill, Liquidity, OrderState, OrderUpdate, PrivateEvent, Side, Trade
 from .fees import FeeModel
-from .instruments import Instrument, InstrumentRegistry
+from .instruments import Instrument, InstrumentKind, InstrumentRegistry
 from .money import from_float
 from .orders import Order, OrderType, TimeInForce
 
@@ -64,6 +68,7 @@ _REJECTED = OrderState.REJECTED
 _MARKET = OrderType.MARKET
 _IOC, _FOK, _GTD = TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTD
 _MAKER, _TAKER = Liquidity.MAKER, Liquidity.TAKER
+_OUTCOME = InstrumentKind.OUTCOME
 _isfinite = math.isfinite
 
 
@@ -123,6 +128,8 @@ class SimulatedVenue:
         self.reach: dict[str, _Reach | None] = {}
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
+        # The shares of each outcome token the account holds, from this venue's own fills.
+        self.held: dict[str, Decimal] = {}
 
     # -- helpers ----------------------------------------------------------------------------
     # Every event about one of our orders says first whose order, where, and when (the simulated
@@ -170,6 +177,9 @@ class SimulatedVenue:
     ) -> Fill:
         fee, ccy = self.fees.fee(inst, price, size, liquidity, self.index(inst.base))
         req = order.request
+        if inst.kind is _OUTCOME:  # shares held (a sell may not exceed them: `_unfunded`)
+            held = self.held
+            held[inst.symbol] = held.get(inst.symbol, _ZERO) + (size if req.side is _BUY else -size)
         return Fill(
             venue=self.venue,
             instrument=req.instrument,
@@ -199,6 +209,15 @@ class SimulatedVenue:
         if not inst.active:
             return "instrument_not_active"
         return None
+
+    def _unfunded(self, inst: Instrument, size: Decimal, resting: _Resting | None = None) -> bool:
+        """Whether a sell of `size` shares of the outcome token `inst` is more than the account
+        holds less what its resting sells (other than `resting`) hold."""
+        free = self.held.get(inst.symbol, _ZERO)
+        for r in self.resting.get(inst.symbol, ()):
+            if r.side is _SELL and r is not resting:
+                free -= r.remaining
+        return size > free
 
     def _not_open(self, order: Order) -> OrderRejected:
         """The venue's refusal of a cancel or an edit of an order that no longer rests."""
@@ -337,6 +356,8 @@ class SimulatedVenue:
                 )
             ]
         closed = self._closed(inst, now)
+        if closed is None and req.side is _SELL and inst.kind is _OUTCOME and self._unfunded(inst, req.size):
+            closed = "not_enough_balance"
         if closed is not None:
             return [self._report(None, order, order_id, _REJECTED, now, _ZERO, _ZERO, reason=closed)]
         book = self.books(req.instrument)
@@ -476,6 +497,14 @@ class SimulatedVenue:
         new_size = r.size if size is None else size
         if new_size < r.filled:
             raise self._refused(order, "new size below the filled size", "invalid_amount")
+        if (
+            r.side is _SELL
+            and inst is not None
+            and inst.kind is _OUTCOME
+            and new_size > r.size
+            and self._unfunded(inst, new_size - r.filled, r)
+        ):
+            raise self._refused(order, "not enough shares held for the new size", "not_enough_balance")
         if (
             order.request.post_only
             and price is not None

@@ -17,6 +17,7 @@ from tests.support.backtests import BuyEachToken, Scripted, run
 from tradingd.config import load_config
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.engine import (
+    BookUpdate,
     Fill,
     MarketEvent,
     OrderRejected,
@@ -284,7 +285,8 @@ def test_an_order_reaching_an_expired_option_is_refused_and_opens_no_position(
     r = trio.run(kernel.run).strategies["s"]
     [answer] = store
     assert isinstance(answer, OrderRejected) and answer.code == "instrument_expired"
-    assert (r.fills, r.positions, r.fees, r.realized_pnl, r.unrealized_pnl) == (0, {}, 0, 0, 0)
+    assert (r.fills, r.positions) == (0, {})
+    assert r.fees == r.realized_pnl == r.unrealized_pnl == 0
     assert r.rejected == 1
 
 
@@ -422,3 +424,41 @@ def test_prediction_market_positions_settle_at_resolution(tmp_path: Path) -> Non
     assert result.strategies["s"].errors == 0
     assert result.strategies["s"].fills >= len(settled)
     assert result.strategies["s"].realized_pnl != 0
+
+
+def test_polymarket_shares_not_held_are_never_sold_in_a_backtest(tmp_path: Path) -> None:
+    from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
+    from tradingd.simulators.polymarket import SIMULATOR as POLYMARKET_SIM
+
+    path = tmp_path / "pm.rec.zst"
+    POLYMARKET_SIM.generate_sample(path, {"hours": 0.2, "seed": 3})
+
+    class ShortSeller(BuyEachToken):
+        """Sells the minimum of three tokens it never bought, at their best bid: each was
+        filled, a short position in a share (the venue refuses the sell)."""
+
+        def __init__(self) -> None:
+            super().__init__("s")
+            self.answers: list[int | str | None] = []
+
+        async def on_event(self, event: MarketEvent) -> None:
+            if not (isinstance(event, BookUpdate) and event.best_bid is not None):
+                return
+            if event.instrument in self.bought or len(self.bought) == 3:
+                return
+            self.bought.add(event.instrument)
+            try:
+                await self.ctx.sell(
+                    "polymarket", event.instrument, "5", price=str(event.best_bid), time_in_force="ioc"
+                )
+            except OrderRejected as exc:
+                self.answers.append(exc.code)
+            else:
+                self.answers.append("filled")
+
+    strategy = ShortSeller()
+    kernel = BacktestKernel({"polymarket": POLYMARKET}, [DataSource("polymarket", path)], [strategy])
+    r = trio.run(kernel.run).strategies["s"]
+    assert strategy.answers == ["not_enough_balance"] * 3
+    assert (r.fills, r.positions) == (0, {})
+    assert r.fees == r.realized_pnl == r.unrealized_pnl == 0

@@ -10,8 +10,21 @@ import pytest
 from tests.support.helpers import OPTION, PERP, book, request, trade
 from tests.support.simulated_venue import make, order
 from tradingd.connectors.deribit.fees import DeribitFees
-from tradingd.engine import Fill, Liquidity, OrderRejected, OrderState, OrderUpdate, PrivateEvent
-from tradingd.engine.model import Order
+from tradingd.engine import (
+    Fill,
+    Instrument,
+    InstrumentKind,
+    Liquidity,
+    OrderBook,
+    OrderRejected,
+    OrderRequest,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    Side,
+    TimeInForce,
+)
+from tradingd.engine.model import InstrumentRegistry, Order, ProportionalFees, SimulatedVenue
 
 
 def fills(events: list[PrivateEvent]) -> list[tuple[Decimal, Decimal, Liquidity]]:
@@ -210,3 +223,61 @@ def test_an_edit_never_makes_a_post_only_order_take() -> None:
     sim.submit(p, 4)
     out = sim.edit(p, 5, price=Decimal("0.051"), size=None)
     assert fills(out) == [(Decimal("0.05"), Decimal("1"), Liquidity.TAKER)]
+
+
+def test_an_outcome_share_is_sold_only_when_held() -> None:
+    # Polymarket refuses a sell of shares the account does not hold ("not enough balance /
+    # allowance"); the simulated venue sold them, a short position in a share the venue has
+    # no such thing as.
+    token = Instrument(
+        venue="polymarket",
+        symbol="71321045679252212594626385532706912750332728571942532289631379312455583992563",
+        kind=InstrumentKind.OUTCOME,
+        base="0xdd22",
+        quote="PUSD",
+        settle="PUSD",
+        tick_size="0.01",
+        min_size="5",
+        size_step="0.01",
+    )
+    b = OrderBook(0.01)
+    b.set_bid(b.to_ticks(0.40), 100.0)
+    b.set_ask(b.to_ticks(0.42), 100.0)
+    sim = SimulatedVenue("polymarket", InstrumentRegistry([token]), ProportionalFees(), {token.symbol: b}.get)
+
+    def req(cid: str, side: str, size: str, price: str, tif: str = "gtc") -> Order:
+        return Order(
+            OrderRequest(
+                venue="polymarket",
+                instrument=token.symbol,
+                side=Side(side),
+                size=Decimal(size),
+                price=Decimal(price),
+                client_order_id=cid,
+                strategy="s",
+                time_in_force=TimeInForce(tif),
+            ),
+            now_ns=0,
+        )
+
+    def reasons(out: list[PrivateEvent]) -> list[str | None]:
+        return [e.reason for e in out if isinstance(e, OrderUpdate) and e.status is OrderState.REJECTED]
+
+    out = sim.submit(req("short", "sell", "5", "0.40", "ioc"), 1)
+    assert fills(out) == [] and reasons(out) == ["not_enough_balance"]
+    assert fills(sim.submit(req("buy", "buy", "10", "0.42", "ioc"), 2)) == [
+        (Decimal("0.42"), Decimal("10"), Liquidity.TAKER)
+    ]
+    resting = req("rest", "sell", "6", "0.45")  # holds 6 of the 10 shares while it rests
+    assert last_state(sim.submit(resting, 3)) is OrderState.OPEN
+    assert reasons(sim.submit(req("more", "sell", "5", "0.40", "ioc"), 4)) == ["not_enough_balance"]
+    with pytest.raises(OrderRejected) as refused:  # growing the resting sell past the shares
+        sim.edit(resting, 5, price=None, size=Decimal("11"))
+    assert refused.value.code == "not_enough_balance"
+    out = sim.submit(req("rest4", "sell", "4", "0.40", "ioc"), 6)  # the 4 shares not held by it
+    assert fills(out) == [(Decimal("0.40"), Decimal("4"), Liquidity.TAKER)]
+    sim.cancel(resting, 7)  # its 6 shares are free again
+    assert fills(sim.submit(req("last", "sell", "6", "0.40", "ioc"), 8)) == [
+        (Decimal("0.40"), Decimal("6"), Liquidity.TAKER)
+    ]
+    assert sim.held[token.symbol] == 0
