@@ -1219,9 +1219,12 @@ class BacktestKernel:
         )
 
     def _expire_instruments(self, now: int, *, notify: bool = True) -> None:
-        """Instruments whose expiry passed: their orders end, their positions settle at the
-        index, and (`notify`) their subscribers get an EXPIRED status; before a window's start
-        nobody is subscribed yet."""
+        """Instruments whose expiry passed: their orders end, and (`_deliver_expiry`) their
+        positions settle at the index and their subscribers get an EXPIRED status. The delivery
+        reaches the engine a response latency after the expiry is seen, as a venue's report
+        does: the venue delivers the position it holds, fills it made before the expiry
+        included, whose reports are still in flight until then. Before a window's start
+        (`notify` False) nobody holds anything or is subscribed yet: settled at once, unsaid."""
         while self._expiries and self._expiries[0][0] <= now:
             _, venue, symbol = self._expiries.pop(0)
             self._expired.add((venue, symbol))
@@ -1233,44 +1236,54 @@ class BacktestKernel:
                 events = sim.expire(now, instrument=symbol)
                 if events:
                     self._apply(events)
-            if index is not None:
-                price = settlement_price(inst, index)
-                for name, ledger in self.flow.ledgers.items():
-                    if ledger.position(venue, symbol) != 0:
-                        realized = ledger.settle(inst, price)
-                        self.log.info(
-                            "position.settled",
-                            strategy=name,
-                            instrument=symbol,
-                            price=price,
-                            realized=realized,
-                        )
-                self._settled(venue, symbol)
+            if notify:
+                self._at(now + self._resp, self._deliver_expiry, inst, index, True)
             else:
-                # No delivery price without the index: never settled at a guessed one. Said, not
-                # left to a table that shows the dead instrument held (and marked at its last
-                # mark, or at its cost where it never had one) as if it traded on.
-                holders = sorted(n for n, lg in self.flow.ledgers.items() if lg.position(venue, symbol) != 0)
-                if holders:
-                    self._warn(
-                        "expiry_unpriced",
-                        f"{venue}:{symbol} expired at {format_ts(inst.expiry_ns or now)} with no"
-                        f" {inst.base} index price in the data: not settled, still held by"
-                        f" {', '.join(holders)} (its unrealized PnL is not a delivery's)",
+                self._deliver_expiry(inst, index, False)
+
+    def _deliver_expiry(self, inst: Instrument, index: float | None, notify: bool) -> None:
+        """An expired instrument's delivery (`_expire_instruments`): every position in it settled
+        at `index` (the index when the expiry was seen), else said (never settled at a guessed
+        price); then, with `notify`, its subscribers' EXPIRED status."""
+        venue, symbol = inst.venue, inst.symbol
+        if index is not None:
+            price = settlement_price(inst, index)
+            for name, ledger in self.flow.ledgers.items():
+                if ledger.position(venue, symbol) != 0:
+                    realized = ledger.settle(inst, price)
+                    self.log.info(
+                        "position.settled",
+                        strategy=name,
+                        instrument=symbol,
+                        price=price,
+                        realized=realized,
                     )
-            status = Status(
-                venue=venue,
-                instrument=symbol,
-                ts_exchange=inst.expiry_ns,
-                ts_local=now,
-                status=StatusKind.EXPIRED,
-                message=f"{symbol} expired",
-                data={"settlement_index": index},
-            )
-            if not notify:
-                continue
-            for slot in self.router.route(status):
-                self._deliver(slot, status)
+            self._settled(venue, symbol)
+        else:
+            # No delivery price without the index: never settled at a guessed one. Said, not
+            # left to a table that shows the dead instrument held (and marked at its last
+            # mark, or at its cost where it never had one) as if it traded on.
+            holders = sorted(n for n, lg in self.flow.ledgers.items() if lg.position(venue, symbol) != 0)
+            if holders:
+                self._warn(
+                    "expiry_unpriced",
+                    f"{venue}:{symbol} expired at {format_ts(inst.expiry_ns or self.now)} with no"
+                    f" {inst.base} index price in the data: not settled, still held by"
+                    f" {', '.join(holders)} (its unrealized PnL is not a delivery's)",
+                )
+        if not notify:
+            return
+        status = Status(
+            venue=venue,
+            instrument=symbol,
+            ts_exchange=inst.expiry_ns,
+            ts_local=self.now,
+            status=StatusKind.EXPIRED,
+            message=f"{symbol} expired",
+            data={"settlement_index": index},
+        )
+        for slot in self.router.route(status):
+            self._deliver(slot, status)
 
     def _resolve(self, status: Status) -> None:
         """A prediction market resolved: its resting orders end and its positions settle at the

@@ -19,7 +19,8 @@ Fill rules:
 - Sizes are floored to the instrument's minimum size; fees come from the venue's fee model.
 - No order is taken on an instrument past its expiry or no longer active (a resolved market):
   refused (`instrument_expired`, `instrument_not_active`), as the venue refuses it, never
-  filled against the last book recorded before. An edit that would make a post-only order
+  filled against the last book recorded before; nor does a resting order fill there (on a
+  frame past the expiry, before the caller ends its orders). An edit that would make a post-only order
   take is refused (`post_only_reject`), as a new post-only order that would take is.
 - An outcome token (a prediction market's share) is held, not margined: a sell of more shares
   than the account holds (from this venue's fills), less what its resting sells hold, is refused
@@ -678,8 +679,8 @@ class SimulatedVenue:
             return []
         inst = self.registry.get(self.venue, trade.instrument)
         book = self.books(trade.instrument)
-        if inst is None or book is None:
-            return []
+        if inst is None or book is None or self._closed(inst, now) is not None:
+            return []  # (a trade printed past the expiry fills nothing: `_closed`)
         t_ticks = book.to_ticks(trade.price)
         left = trade.size
         out: list[PrivateEvent] = []
@@ -739,7 +740,7 @@ class SimulatedVenue:
         # once where the queues ahead change on every update.
         queue_ahead = self.queue_ahead
         inst = self.registry.get(self.venue, instrument) if queue_ahead else None
-        if queue_ahead and inst is None:
+        if queue_ahead and (inst is None or self._closed(inst, now) is not None):
             return []
         out: list[PrivateEvent] = []
         bb, ba = book.best_bid_ticks, book.best_ask_ticks
@@ -754,8 +755,8 @@ class SimulatedVenue:
                 continue
             if inst is None:  # the first order reached; nothing changed before it
                 inst = self.registry.get(self.venue, instrument)
-                if inst is None:
-                    return []
+                if inst is None or self._closed(inst, now) is not None:
+                    return []  # past the expiry, the book's moves fill nothing (`_closed`)
             side_key, levels = self._opposite_levels(book, r.side, r.ticks)
             for ticks, size in levels:
                 if r.remaining <= 0:

@@ -290,6 +290,53 @@ def test_an_order_reaching_an_expired_option_is_refused_and_opens_no_position(
     assert r.rejected == 1
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("book_moves_ms", [119_990, 120_500])
+def test_a_resting_option_bid_is_settled_when_filled_before_the_expiry_and_never_filled_after(
+    tmp_path: Path, book_moves_ms: int, compiled: bool
+) -> None:
+    # A bid rests at 0.046; the asks move onto it 10 ms before the expiry (its fill's report
+    # then reaches the engine 10 ms after it), or 500 ms after it, the first frame past it.
+    # Before: the expiry, seen on the next frame (5 ms after it), settled the position before
+    # the fill was booked, so it was never settled: held to the end. After: the dead option's
+    # book filled it, before its orders were ended, again a position no settlement closed.
+    expiry_ms = F.T0_MS + 120_000
+    frames = [
+        (0, F.instruments(expiry_ms=expiry_ms)),
+        (1, F.ticker(F.PERP, 1, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+        (2, F.snapshot(F.OPTION, 2, 10, [(0.040, 3.0)], [(0.05, 2.0)])),
+        (1000, F.ticker(F.OPTION, 1000, bid=0.04, ask=0.05, mark=0.045, index=90000.0)),
+        (book_moves_ms, F.change(F.OPTION, book_moves_ms, 11, [], [["new", 0.045, 2.0]])),
+        (200_000, F.ticker(F.PERP, 200_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+    ]
+    if book_moves_ms < 120_000:  # the first frame after the expiry, 5 ms after it
+        frames.insert(
+            -1, (120_005, F.ticker(F.PERP, 120_005, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0))
+        )
+    path = F.write(tmp_path / "rest.rec", frames)
+    answers: list[Any] = []
+    seen: list[tuple[str, Decimal]] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if isinstance(ev, Ticker) and ev.instrument == F.OPTION and not answers:
+            answers.append(await ctx.buy("deribit", F.OPTION, "1", price="0.046"))
+        elif isinstance(ev, Status) and ev.status is StatusKind.EXPIRED:
+            seen.append((ev.instrument, ctx.positions().positions.get(("deribit", F.OPTION), Decimal(0))))
+
+    s = Scripted("s", script, [Subscription("deribit", F.OPTION, {"ticker"})])
+    kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], [s], compiled=compiled)
+    r = trio.run(kernel.run).strategies["s"]
+    assert r.positions == {}
+    assert seen == [(F.OPTION, Decimal(0))]  # settled by the time the strategy hears of it
+    if book_moves_ms < 120_000:
+        # Bought 1 at 0.046 BTC, booked at 92,000 (the index when its report arrived): 4,232
+        # USD; delivered (92,000 - 90,000) / 92,000 BTC = 2,000 USD.
+        assert r.fills == 1
+        assert r.realized_pnl == pytest.approx(Decimal(2000 - 4232), abs=Decimal("1e-9"))
+    else:
+        assert r.fills == 0 and r.realized_pnl == 0
+
+
 def test_an_option_held_at_an_expiry_with_no_index_price_is_said_not_settled(tmp_path: Path) -> None:
     # A USDC option (its USD value needs no index) on data with books only: no index, so no
     # delivery price at its expiry. It was left held without a word, in the positions and the
