@@ -1287,7 +1287,10 @@ class BacktestKernel:
 
     def _resolve(self, status: Status) -> None:
         """A prediction market resolved: its resting orders end and its positions settle at the
-        payout the venue announced (`data["payout"]`, 1.0 for the winning outcome, else 0.0)."""
+        payout the venue announced (`data["payout"]`, 1.0 for the winning outcome, else 0.0).
+        What a fill the venue made before the resolution added, its report still in flight
+        (for up to a response latency), is settled at the same payout once it is booked
+        (`_settle_late`): the venue pays out the shares the account holds."""
         payout = status.data.get("payout")
         if not isinstance(payout, int | float):
             self.log.warning("resolution.no_payout", venue=status.venue, instrument=status.instrument)
@@ -1297,8 +1300,13 @@ class BacktestKernel:
             events = sim.expire(self.now, instrument=status.instrument)
             if events:
                 self._apply(events)
-        self.flow.settle(status.venue, status.instrument, payout)
-        self._settled(status.venue, status.instrument)
+        self._settle_late(status.venue, status.instrument, payout)
+        self._at(self.now + self._resp, self._settle_late, status.venue, status.instrument, payout)
+
+    def _settle_late(self, venue: str, instrument: str, payout: float) -> None:
+        """Every position in a resolved market's token closed at its payout (none: nothing)."""
+        if self.flow.settle(venue, instrument, payout):
+            self._settled(venue, instrument)
 
     def _funding(self, status: Status) -> None:
         """A perpetual's funding event passed (`StatusKind.FUNDING`, from Tardis'

@@ -32,7 +32,7 @@ from tradingd.engine import (
     Ticker,
     TimeInForce,
 )
-from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 from tradingd.engine.backtest.report import report_dict
 from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
 
@@ -509,3 +509,64 @@ def test_polymarket_shares_not_held_are_never_sold_in_a_backtest(tmp_path: Path)
     assert strategy.answers == ["not_enough_balance"] * 3
     assert (r.fills, r.positions) == (0, {})
     assert r.fees == r.realized_pnl == r.unrealized_pnl == 0
+
+
+class _Resolutions(Strategy):
+    """Subscribes to every Polymarket token; notes each resolution, and each token's last book
+    with an ask before it."""
+
+    def __init__(self) -> None:
+        super().__init__("w")
+        self.resolved: dict[str, tuple[int, float]] = {}
+        self.last_book: dict[str, tuple[int, float]] = {}
+
+    async def on_start(self) -> None:
+        self.ctx.subscribe(Subscription("polymarket", i.symbol) for i in self.ctx.instruments("polymarket"))
+
+    async def on_event(self, event: MarketEvent) -> None:
+        if isinstance(event, Status) and event.status is StatusKind.MARKET_RESOLVED:
+            self.resolved[event.instrument] = (self.ctx.now_ns(), float(event.data["payout"]))
+        elif isinstance(event, BookUpdate) and event.instrument not in self.resolved and event.best_ask:
+            self.last_book[event.instrument] = (self.ctx.now_ns(), event.best_ask)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_polymarket_fill_whose_report_crosses_the_resolution_is_paid_out(
+    tmp_path: Path, compiled: bool
+) -> None:
+    # Each token of the resolving market is bought (ioc, at its ask) on its last book before
+    # the resolution; the fill's report takes longer than what is left to the resolution. It
+    # was booked after the payout settled the market, and held to the end, never paid out.
+    from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
+    from tradingd.simulators.polymarket import SIMULATOR as POLYMARKET_SIM
+
+    path = tmp_path / "pm.rec.zst"
+    POLYMARKET_SIM.generate_sample(path, {"hours": 0.2, "seed": 3})
+    watch = _Resolutions()
+    trio.run(BacktestKernel({"polymarket": POLYMARKET}, [DataSource("polymarket", path)], [watch]).run)
+    assert sorted(p for _, p in watch.resolved.values()) == [0.0, 1.0]
+    at = {token: watch.last_book[token] for token in watch.resolved}
+    gap_ms = max(watch.resolved[t][0] - at[t][0] for t in at) / 1e6
+    bought: list[Any] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if isinstance(ev, BookUpdate) and at[ev.instrument][0] == ctx.now_ns():
+            ask = at[ev.instrument][1]
+            bought.append(
+                await ctx.buy("polymarket", ev.instrument, "5", price=str(ask), time_in_force="ioc")
+            )
+
+    # One strategy per token: each waits for its own answer while the other's book comes.
+    tokens = sorted(at)
+    strategies = [Scripted(f"s{i}", script, [Subscription("polymarket", t)]) for i, t in enumerate(tokens)]
+    settings = BacktestSettings(latency_ms=1, response_latency_ms=gap_ms + 100)
+    kernel = BacktestKernel(
+        {"polymarket": POLYMARKET}, [DataSource("polymarket", path)], strategies, settings, compiled=compiled
+    )
+    result = trio.run(kernel.run)
+    assert [u.status for u in bought] == [OrderState.FILLED] * 2
+    for i, token in enumerate(tokens):
+        r = result.strategies[f"s{i}"]
+        assert r.positions == {}  # paid out
+        payout, ask = Decimal(repr(watch.resolved[token][1])), Decimal(repr(at[token][1]))
+        assert r.realized_pnl == 5 * (payout - ask) and r.unrealized_pnl == 0
