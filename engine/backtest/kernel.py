@@ -75,11 +75,12 @@ from ..model.events import (
     Ticker,
     Trade,
 )
-from ..model.fees import FeeModel
+from ..model.fees import DeliveryFeeModel, FeeModel
 from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry, OptionRight
+from ..model.ledger import CONTEXT as LEDGER_CONTEXT
 from ..model.market import USD_LIKE, MarketState
 from ..model.money import ZERO as _ZERO
-from ..model.money import decimal_text, optional
+from ..model.money import decimal_text, from_float, optional
 from ..model.orders import ClientOrderIds, Order, OrderRequest
 from ..model.pricing import YEAR_SECONDS
 from ..model.risk import RiskLimits
@@ -593,13 +594,20 @@ def _until(
         yield item
 
 
-def settlement_price(inst: Instrument, index: float) -> float:
-    """What an expiring instrument settles at, in its quote currency, given the index price."""
+def settlement_price(inst: Instrument, index: float | Decimal) -> Decimal:
+    """What an expiring instrument settles at, in its quote currency, given the index price:
+    money, so exact and reproducible (the README's "Money is exact"). A float index enters at
+    its shortest repr (`from_float`, as a fill's index price and every USD rate do), so the
+    recorded index's text, never its binary expansion; the intrinsic value is then Decimal
+    arithmetic: exact for a USD-quoted option and a future; a coin option's is the intrinsic
+    value over the index in the ledger's context (34 digits, `LEDGER_CONTEXT`), the same on
+    every run. (In float, a 2000 USD delivery was booked as 2000.000000000000064 USD.)"""
+    s = index if isinstance(index, Decimal) else from_float(index, "index price")
     if inst.kind is InstrumentKind.OPTION and inst.strike is not None:
-        strike = float(inst.strike)
-        intrinsic = max(index - strike, 0.0) if inst.right is OptionRight.CALL else max(strike - index, 0.0)
-        return intrinsic if inst.quote.upper() in USD_LIKE else intrinsic / index
-    return index
+        strike = inst.strike
+        intrinsic = max(s - strike if inst.right is OptionRight.CALL else strike - s, _ZERO)
+        return intrinsic if inst.quote.upper() in USD_LIKE else LEDGER_CONTEXT.divide(intrinsic, s)
+    return s
 
 
 class BacktestKernel:
@@ -1247,16 +1255,28 @@ class BacktestKernel:
         price); then, with `notify`, its subscribers' EXPIRED status."""
         venue, symbol = inst.venue, inst.symbol
         if index is not None:
-            price = settlement_price(inst, index)
+            s = from_float(index, "index price")
+            price = settlement_price(inst, s)
+            sim = self.sims.get(venue)
+            fees = sim.fees if sim is not None else None
             for name, ledger in self.flow.ledgers.items():
-                if ledger.position(venue, symbol) != 0:
-                    realized = ledger.settle(inst, price)
+                qty = ledger.position(venue, symbol)
+                if qty != 0:
+                    # The venue's delivery fee, where its fee model knows one (Deribit's: half a
+                    # taker's; Derive documents none): counted in the fees, as a fill's.
+                    if isinstance(fees, DeliveryFeeModel):
+                        fee, currency = fees.delivery_fee(inst, price, qty, s)
+                    else:
+                        fee, currency = _ZERO, inst.settle
+                    realized = ledger.settle(inst, price, fee=fee, fee_currency=currency)
                     self.log.info(
                         "position.settled",
                         strategy=name,
                         instrument=symbol,
-                        price=price,
-                        realized=realized,
+                        price=decimal_text(price),
+                        realized=decimal_text(realized),
+                        fee=decimal_text(fee),
+                        fee_currency=currency,
                     )
             self._settled(venue, symbol)
         else:

@@ -217,7 +217,8 @@ def test_sleep_faults_and_what_a_backtest_cannot_simulate(tmp_path: Path) -> Non
     )  # it kept receiving events (1 conflated while asleep)
 
 
-def test_options_settle_at_expiry(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compiled", [True, False])
+def test_options_settle_at_expiry_exactly_and_pay_the_delivery_fee(tmp_path: Path, compiled: bool) -> None:
     expiry_ms = F.T0_MS + 120_000
     frames = [
         (0, F.instruments(expiry_ms=expiry_ms)),
@@ -234,13 +235,56 @@ def test_options_settle_at_expiry(tmp_path: Path) -> None:
         once(lambda ctx: ctx.buy("deribit", F.OPTION, "1", price="0.05"), store),
         [Subscription("deribit", F.OPTION, {"ticker"})],
     )
-    result = run(path, s)
-    r = result.strategies["s"]
-    # Bought 1 at 0.05 BTC (4500 USD at 90000); settles at (92000-90000)/92000 BTC = 2000 USD.
+    kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], [s], compiled=compiled)
+    r = trio.run(kernel.run).strategies["s"]
+    # Bought 1 at 0.05 BTC (4500 USD at 90000); settles at (92000-90000)/92000 BTC = 2000 USD,
+    # exactly: the delivery price is Decimal, not a float's 2000.000000000000064.
     assert r.positions == {}
-    # The delivery price is a float of the index (2000/92000 has no exact decimal form).
-    assert r.realized_pnl == pytest.approx(Decimal(2000 - 4500), abs=Decimal("1e-9"))
+    assert r.realized_pnl == Decimal(2000 - 4500)
+    # Fees: the fill's 0.0003 BTC at 90000, and the delivery's, half a taker's (0.00015 BTC a
+    # contract, below 12.5% of the option's value) at 92000 (Deribit's fee pages).
+    assert r.fees == Decimal("0.0003") * 90000 + Decimal("0.00015") * 92000
     assert any(isinstance(e, Status) and e.status is StatusKind.EXPIRED for e in s.seen)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_future_held_at_its_expiry_is_delivered_at_the_index_for_half_a_takers_fee(
+    tmp_path: Path, compiled: bool
+) -> None:
+    # A dated inverse future (10 USD contracts, settled in BTC) bought for 1,000 USD at 90,000
+    # and delivered at the 92,000 index. Its delivery was free.
+    expiry_ms = F.T0_MS + 120_000
+    future = "BTC-25DEC26"
+    listing = orjson.loads(F.instruments(expiry_ms=expiry_ms))
+    perp = next(i for i in listing["result"] if i["instrument_name"] == F.PERP)
+    listing["result"].append(
+        {**perp, "instrument_name": future, "expiration_timestamp": expiry_ms, "settlement_period": "month"}
+    )
+    frames = [
+        (0, orjson.dumps(listing)),
+        (1, F.ticker(F.PERP, 1, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+        (2, F.snapshot(future, 2, 10, [(89990.0, 50000.0)], [(90000.0, 50000.0)])),
+        (119_000, F.ticker(F.PERP, 119_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+        (200_000, F.ticker(F.PERP, 200_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+    ]
+    path = F.write(tmp_path / "future.rec", frames)
+    bought: list[Any] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if isinstance(ev, BookUpdate) and not bought:
+            bought.append(await ctx.buy("deribit", future, "1000"))
+
+    s = Scripted("s", script, [Subscription("deribit", future, {"book"})])
+    kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], [s], compiled=compiled)
+    r = trio.run(kernel.run).strategies["s"]
+    assert bought[0].status is OrderState.FILLED
+    assert r.positions == {}
+    eighths = Decimal("1e-8")
+    taker = (Decimal("0.0005") * 1000 / 90000).quantize(eighths)  # the fill's, BTC
+    delivery = (Decimal("0.00025") * 1000 / 92000).quantize(eighths)  # half a taker's, at delivery
+    assert r.fees == taker * 90000 + delivery * 92000
+    # (1000 / 90000 - 1000 / 92000) BTC at 92000.
+    assert r.realized_pnl == pytest.approx(Decimal(1000) * 92000 / 90000 - 1000, abs=Decimal("1e-20"))
 
 
 @pytest.mark.parametrize("compiled", [True, False])
