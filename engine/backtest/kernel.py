@@ -727,6 +727,10 @@ class BacktestKernel:
         self._expiries: list[tuple[int, str, str]] = []
         self._registry_size = -1
         self._expired: set[tuple[str, str]] = set()
+        # Funding events a strategy held the perpetual at but nothing was booked for (no mark, or
+        # no USD rate for the settlement currency), by (strategy, venue, instrument): how many,
+        # and what was missing. Said after the run (`_funding_warnings`).
+        self._funding_unpriced: dict[tuple[str, str, str], tuple[int, set[str]]] = {}
         self._equity_ns = int(settings.equity_interval_s * _NS)
         self._next_equity = 0
         self.chart_step_s = settings.equity_interval_s
@@ -1333,7 +1337,9 @@ class BacktestKernel:
         `derivative_ticker` funding fields): each strategy holding it receives
         `engine.funding_amount` (positive rate: longs pay) at the last mark before the event, in
         the perpetual's settlement currency, booked at the USD rate of now (`Ledger.funding`).
-        Without a mark or a USD rate nothing is booked (never at an unknown rate): logged."""
+        Without a mark or a USD rate nothing is booked (never at an unknown rate): logged, and
+        counted for the report's warnings (`_funding_warnings`): a PnL without its funding is
+        not to be read as one with it."""
         inst = self.registry.get(status.venue, status.instrument)
         rate = status.data.get("funding_rate")
         if inst is None or not isinstance(rate, int | float):
@@ -1348,6 +1354,13 @@ class BacktestKernel:
                 self.log.warning(
                     "funding.unpriced", strategy=name, instrument=status.instrument, funding_rate=rate
                 )
+                key = (name, status.venue, status.instrument)
+                count, missing = self._funding_unpriced.get(key, (0, set()))
+                if mark is None or mark <= 0:
+                    missing.add("mark price")
+                if usd_rate is None:
+                    missing.add(f"{inst.settle} USD rate")
+                self._funding_unpriced[key] = (count + 1, missing)
                 continue
             amount = funding_amount(
                 qty,
@@ -1878,10 +1891,22 @@ class BacktestKernel:
         subscribed = {key[0] for slot in self.slots for key in slot.keys_seen}
         for slot in self.slots:
             self._strategy_warnings(slot, data_venues)
+        self._funding_warnings()
         for i, src in enumerate(self.sources):
             self._file_warning(i, src, subscribed)
         for venue, decoder in sorted(self.decoders.items()):
             self._gap_warning(venue, decoder)
+
+    def _funding_warnings(self) -> None:
+        """Funding a strategy's position was due but nothing was booked (`_funding`): one line
+        per strategy and perpetual, with how many events and what was missing, as an expiry
+        with no index price is said (`expiry_unpriced`)."""
+        for (name, venue, symbol), (count, missing) in sorted(self._funding_unpriced.items()):
+            self._warn(
+                "funding_unpriced",
+                f"{name}: {count:,} funding event(s) of {venue}:{symbol} not booked, no"
+                f" {' and no '.join(sorted(missing))} in the data then: its PnL lacks that funding",
+            )
 
     def _gap_warning(self, venue: str, decoder: Decoder) -> None:
         """A venue's book gaps (a broken chain, a crossed book, a damaged frame's book): the

@@ -422,6 +422,53 @@ def test_an_option_held_at_an_expiry_with_no_index_price_is_said_not_settled(tmp
     assert "no BTC index price" in warning and "not settled" in warning and "held by s" in warning
 
 
+def _funding_ticker(ms: int, next_funding_ms: int, index: float | None) -> bytes:
+    """A replayed perpetual ticker naming its next funding event (Tardis' `funding_timestamp`)."""
+    note = orjson.loads(F.ticker(F.PERP, ms, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0))
+    note["params"]["data"].update(
+        index_price=index, current_funding=0.0001, funding_timestamp=next_funding_ms
+    )
+    return orjson.dumps(note)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("index", [None, 90000.0])
+def test_funding_not_booked_for_want_of_a_usd_rate_is_a_counted_warning(
+    tmp_path: Path, compiled: bool, index: float | None
+) -> None:
+    # A perpetual held across two funding events with no index in the data: no USD rate, so
+    # nothing booked (never at an unknown rate). It was only a log line: the report showed a
+    # PnL without its funding as if complete.
+    frames = [
+        (0, F.instruments()),
+        (1, F.snapshot(F.PERP, 1, 10, [(89999.5, 50000.0)], [(90000.0, 50000.0)])),
+        (1000, _funding_ticker(1000, 2000, index)),
+        (3000, _funding_ticker(3000, 10_000, index)),
+        (11_000, _funding_ticker(11_000, 20_000, index)),
+    ]
+    path = F.write(tmp_path / "funding.rec", frames)
+    bought: list[Any] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if isinstance(ev, BookUpdate) and not bought:
+            bought.append(await ctx.buy("deribit", F.PERP, "1000"))
+
+    s = Scripted("s", script, [Subscription("deribit", F.PERP, {"book", "ticker"})])
+    kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], [s], compiled=compiled)
+    result = trio.run(kernel.run)
+    assert bought[0].status is OrderState.FILLED
+    unpriced = [w for w in result.warnings if "funding" in w]
+    if index is None:
+        assert result.strategies["s"].funding == 0
+        assert unpriced == [
+            f"s: 2 funding event(s) of deribit:{F.PERP} not booked, no BTC USD rate in the data then:"
+            " its PnL lacks that funding"
+        ]
+    else:  # the same events with an index: booked (a long pays a positive rate), nothing said
+        assert result.strategies["s"].funding < 0
+        assert unpriced == []
+
+
 @pytest.mark.slow
 def test_the_example_backtest_is_deterministic_and_both_strategies_trade(tmp_path: Path) -> None:
     loaded = load_config(Path(__file__).parent.parent.parent / "config" / "backtest-deribit.toml")
