@@ -1247,7 +1247,12 @@ class BacktestKernel:
             if sim is not None:
                 events = sim.expire(now, instrument=symbol)
                 if events:
-                    self._apply(events)
+                    # Its orders' final reports, after the fills in flight (a strategy hears
+                    # an order's fill before its final state), as `_expire_gtd`'s.
+                    if notify:
+                        self._at(now + self._resp, self._apply, events)
+                    else:
+                        self._apply(events)
             if notify:
                 self._at(now + self._resp, self._deliver_expiry, inst, index, True)
             else:
@@ -1312,9 +1317,12 @@ class BacktestKernel:
     def _resolve(self, status: Status) -> None:
         """A prediction market resolved: its resting orders end and its positions settle at the
         payout the venue announced (`data["payout"]`, 1.0 for the winning outcome, else 0.0).
-        What a fill the venue made before the resolution added, its report still in flight
-        (for up to a response latency), is settled at the same payout once it is booked
-        (`_settle_late`): the venue pays out the shares the account holds."""
+        Both reach the engine a response latency later, as a venue's reports do, after every
+        fill the venue made before the resolution, whose report is still in flight: the orders'
+        final reports after their fills, and one settlement (`_settle_late`) of the shares the
+        account then holds, as the venue pays out (as an option's delivery, `_deliver_expiry`).
+        Settled at once and again later, a sale crossing the resolution was booked on a
+        settled (flat) position: short shares for a while, and two round trips."""
         payout = status.data.get("payout")
         if not isinstance(payout, int | float):
             self.log.warning("resolution.no_payout", venue=status.venue, instrument=status.instrument)
@@ -1323,8 +1331,7 @@ class BacktestKernel:
         if sim is not None:
             events = sim.expire(self.now, instrument=status.instrument)
             if events:
-                self._apply(events)
-        self._settle_late(status.venue, status.instrument, payout)
+                self._at(self.now + self._resp, self._apply, events)
         self._at(self.now + self._resp, self._settle_late, status.venue, status.instrument, payout)
 
     def _settle_late(self, venue: str, instrument: str, payout: float) -> None:

@@ -381,6 +381,46 @@ def test_a_resting_option_bid_is_settled_when_filled_before_the_expiry_and_never
         assert r.fills == 0 and r.realized_pnl == 0
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_an_order_partly_filled_before_the_expiry_reports_its_fill_before_its_expiry(
+    tmp_path: Path, compiled: bool
+) -> None:
+    # A bid of 3 rests at 0.046; 2 are filled 10 ms before the expiry, that fill's report
+    # reaching the engine 10 ms after it. The rest of the order expires, seen on the frame 5 ms
+    # after the expiry. Its final report (EXPIRED, filled 2) was applied then, at once, and
+    # overtook the fill in flight: the strategy heard EXPIRED before the Fill it counts.
+    expiry_ms = F.T0_MS + 120_000
+    frames = [
+        (0, F.instruments(expiry_ms=expiry_ms)),
+        (1, F.ticker(F.PERP, 1, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+        (2, F.snapshot(F.OPTION, 2, 10, [(0.040, 3.0)], [(0.05, 2.0)])),
+        (1000, F.ticker(F.OPTION, 1000, bid=0.04, ask=0.05, mark=0.045, index=90000.0)),
+        (119_990, F.change(F.OPTION, 119_990, 11, [], [["new", 0.045, 2.0]])),
+        (120_005, F.ticker(F.PERP, 120_005, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+        (200_000, F.ticker(F.PERP, 200_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+    ]
+    path = F.write(tmp_path / "partial.rec", frames)
+    answers: list[Any] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if isinstance(ev, Ticker) and ev.instrument == F.OPTION and not answers:
+            answers.append(await ctx.buy("deribit", F.OPTION, "3", price="0.046"))
+
+    s = Scripted("s", script, [Subscription("deribit", F.OPTION, {"ticker"})])
+    kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], [s], compiled=compiled)
+    r = trio.run(kernel.run).strategies["s"]
+    private = [e for e in s.seen if isinstance(e, Fill | OrderUpdate)]
+    heard = [
+        ("fill", e.size) if isinstance(e, Fill) else (e.status.value, e.filled_size)
+        for e in private
+        if not (isinstance(e, OrderUpdate) and e.status is OrderState.OPEN)
+    ]
+    assert heard[0] == ("fill", Decimal(2))
+    assert heard[-1] == (OrderState.EXPIRED.value, Decimal(2))
+    assert [h for h in heard if h[0] == "fill"] == [("fill", Decimal(2))]
+    assert r.fills == 1 and r.positions == {}
+
+
 def test_an_option_held_at_an_expiry_with_no_index_price_is_said_not_settled(tmp_path: Path) -> None:
     # A USDC option (its USD value needs no index) on data with books only: no index, so no
     # delivery price at its expiry. It was left held without a word, in the positions and the
@@ -610,6 +650,8 @@ class _Resolutions(Strategy):
         super().__init__("w")
         self.resolved: dict[str, tuple[int, float]] = {}
         self.last_book: dict[str, tuple[int, float]] = {}
+        self.last_bid: dict[str, tuple[int, float, float]] = {}  # (ts, best bid, its size)
+        self.first_ask: dict[str, tuple[int, float]] = {}
 
     async def on_start(self) -> None:
         self.ctx.subscribe(Subscription("polymarket", i.symbol) for i in self.ctx.instruments("polymarket"))
@@ -619,6 +661,9 @@ class _Resolutions(Strategy):
             self.resolved[event.instrument] = (self.ctx.now_ns(), float(event.data["payout"]))
         elif isinstance(event, BookUpdate) and event.instrument not in self.resolved and event.best_ask:
             self.last_book[event.instrument] = (self.ctx.now_ns(), event.best_ask)
+            self.first_ask.setdefault(event.instrument, (self.ctx.now_ns(), event.best_ask))
+        if isinstance(event, BookUpdate) and event.instrument not in self.resolved and event.best_bid:
+            self.last_bid[event.instrument] = (self.ctx.now_ns(), event.best_bid, event.best_bid_size or 0.0)
 
 
 @pytest.mark.parametrize("compiled", [True, False])
@@ -661,3 +706,53 @@ def test_a_polymarket_fill_whose_report_crosses_the_resolution_is_paid_out(
         assert r.positions == {}  # paid out
         payout, ask = Decimal(repr(watch.resolved[token][1])), Decimal(repr(at[token][1]))
         assert r.realized_pnl == 5 * (payout - ask) and r.unrealized_pnl == 0
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_polymarket_sale_whose_report_crosses_the_resolution_is_one_round_trip_never_short(
+    tmp_path: Path, compiled: bool
+) -> None:
+    # 5 shares of each token are bought on its first book, and sold (ioc, at the bid) on its
+    # last book before the resolution; the sale's report takes longer than what is left to the
+    # resolution. The market was settled at once (the 5 held paid out: a round trip), then the
+    # sale booked on the flat position (-5 shares, a second trip), settled again later: two
+    # round trips for one, and a short position in a share for a response latency.
+    from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
+    from tradingd.simulators.polymarket import SIMULATOR as POLYMARKET_SIM
+
+    path = tmp_path / "pm.rec.zst"
+    POLYMARKET_SIM.generate_sample(path, {"hours": 0.2, "seed": 3})
+    watch = _Resolutions()
+    trio.run(BacktestKernel({"polymarket": POLYMARKET}, [DataSource("polymarket", path)], [watch]).run)
+    tokens = sorted(watch.resolved)
+    assert len(tokens) == 2 and all(watch.last_bid[t][2] >= 5 for t in tokens)
+    gap_ms = max(watch.resolved[t][0] - watch.last_bid[t][0] for t in tokens) / 1e6
+    answers: list[Any] = []
+    held: list[Decimal] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        token = ev.instrument
+        held.append(ctx.positions().positions.get(("polymarket", token), Decimal(0)))
+        if not isinstance(ev, BookUpdate):
+            return
+        if watch.first_ask[token][0] == ctx.now_ns():
+            price = str(watch.first_ask[token][1])
+            answers.append(await ctx.buy("polymarket", token, "5", price=price, time_in_force="ioc"))
+        elif watch.last_bid[token][0] == ctx.now_ns():
+            price = str(watch.last_bid[token][1])
+            answers.append(await ctx.sell("polymarket", token, "5", price=price, time_in_force="ioc"))
+
+    strategies = [Scripted(f"s{i}", script, [Subscription("polymarket", t)]) for i, t in enumerate(tokens)]
+    settings = BacktestSettings(latency_ms=1, response_latency_ms=gap_ms + 100)
+    kernel = BacktestKernel(
+        {"polymarket": POLYMARKET}, [DataSource("polymarket", path)], strategies, settings, compiled=compiled
+    )
+    result = trio.run(kernel.run)
+    assert [u.status for u in answers] == [OrderState.FILLED] * 4
+    assert min(held) == 0  # never short
+    for i, token in enumerate(tokens):
+        r = result.strategies[f"s{i}"]
+        assert r.positions == {} and r.fills == 2
+        ask, bid = Decimal(repr(watch.first_ask[token][1])), Decimal(repr(watch.last_bid[token][1]))
+        assert r.realized_pnl == 5 * (bid - ask)  # sold, not paid out
+        assert r.round_trips == 1 and r.win_rate == (1.0 if bid > ask else 0.0)
