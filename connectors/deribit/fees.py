@@ -74,10 +74,12 @@ class DeribitFees:
 
     @staticmethod
     def _underlying(inst: Instrument, price: Decimal, index: float | None) -> Decimal:
-        """The underlying's value a linear option's fee is a fraction of: the index; before
-        any index is known (a simulated fill on data with no ticker yet), the strike stands in
-        (the at-the-money value, as Derive's schedule does here), else the price: the index as
-        0 made every such fill free."""
+        """The underlying's value a linear option's fee is a fraction of: `index`, the
+        underlying's price the caller knows (the simulated venue's: the index, else the
+        option's own ticker's underlying price, else a same-base perpetual's mid,
+        `SimulatedVenue.underlying_price`); only with none of them known (books of the option
+        alone) the strike stands in, off by |index - strike| / index, else the price: the index
+        as 0 made every such fill free."""
         if index is not None and math.isfinite(index) and index > 0:
             return Decimal(repr(index))
         return inst.strike if inst.strike is not None and inst.strike > 0 else price

@@ -689,6 +689,7 @@ class BacktestKernel:
                 plugin.fee_model(fee_overrides.get(src.venue, {})),
                 decoder.book,
                 index=self.market.index_of(src.venue),
+                tickers=functools.partial(self.market.ticker, src.venue),
                 queue_ahead=settings.queue_ahead,
             )
         self.slots: list[_Slot] = []

@@ -48,7 +48,17 @@ import attrs
 
 from .book import OrderBook
 from .errors import OrderRejected
-from .events import BookUpdate, Fill, Liquidity, OrderState, OrderUpdate, PrivateEvent, Side, Trade
+from .events import (
+    BookUpdate,
+    Fill,
+    Liquidity,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    Side,
+    Ticker,
+    Trade,
+)
 from .fees import FeeModel
 from .instruments import Instrument, InstrumentKind, InstrumentRegistry
 from .money import from_float
@@ -110,6 +120,7 @@ class SimulatedVenue:
         books: Callable[[str], OrderBook | None],
         *,
         index: Callable[[str], float | None] = lambda base: None,
+        tickers: Callable[[str], Ticker | None] = lambda symbol: None,
         queue_ahead: bool = False,
     ) -> None:
         self.venue = venue
@@ -117,6 +128,7 @@ class SimulatedVenue:
         self.fees = fees
         self.books = books
         self.index = index  # base currency -> index price, for fee schedules that need it
+        self.tickers = tickers  # symbol -> its latest ticker (`underlying_price`)
         self.queue_ahead = queue_ahead
         self.resting: dict[str, list[_Resting]] = {}
         self._by_client: dict[str, _Resting] = {}
@@ -165,6 +177,36 @@ class SimulatedVenue:
             reason=reason,
         )
 
+    def underlying_price(self, inst: Instrument) -> float | None:
+        """What the fee schedules take for `inst`'s underlying (USD per base coin): the venue's
+        index; before any, the instrument's own ticker's underlying price (or index), else the
+        mid of a same-base perpetual of the venue (its ticker's, else its book's), first by
+        symbol; None when none is known (a schedule's last resort: Deribit's, the strike)."""
+        index = self.index(inst.base)
+        if _usable(index):
+            return index
+        own = self.tickers(inst.symbol)
+        if own is not None:
+            for value in (own.underlying, own.index):
+                if _usable(value):
+                    return value
+        perps = sorted(
+            i.symbol
+            for i in self.registry
+            if i.venue == self.venue and i.kind is InstrumentKind.PERPETUAL and i.base == inst.base
+        )
+        for symbol in perps:
+            ticker = self.tickers(symbol)
+            mid = None if ticker is None else ticker.mid
+            if mid is None or not _usable(mid):
+                book = self.books(symbol)
+                if book is not None:
+                    bid, _, ask, _ = book.top()
+                    mid = None if bid is None or ask is None else (bid + ask) / 2
+            if _usable(mid):
+                return mid
+        return None
+
     def _fill(
         self,
         inst: Instrument,
@@ -176,7 +218,7 @@ class SimulatedVenue:
         now: int,
         trade_id: str | None = None,
     ) -> Fill:
-        fee, ccy = self.fees.fee(inst, price, size, liquidity, self.index(inst.base))
+        fee, ccy = self.fees.fee(inst, price, size, liquidity, self.underlying_price(inst))
         req = order.request
         if inst.kind is _OUTCOME:  # shares held (a sell may not exceed them: `_unfunded`)
             held = self.held
@@ -772,3 +814,7 @@ class SimulatedVenue:
             self._retire_filled(instrument)
             self._resum(instrument)
         return out
+
+
+def _usable(x: float | None) -> bool:
+    return x is not None and 0 < x < math.inf

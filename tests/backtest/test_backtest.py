@@ -439,6 +439,8 @@ def test_an_option_held_at_an_expiry_with_no_index_price_is_said_not_settled(tmp
                 tick_size_steps=[],
                 min_trade_amount=0.01,
                 contract_size=0.01,
+                maker_commission=0.0001,  # Deribit's USDC option rates (the coin options': 0.0003)
+                taker_commission=0.0005,
             )
     frames = [
         (0, orjson.dumps(listing)),
@@ -457,9 +459,62 @@ def test_an_option_held_at_an_expiry_with_no_index_price_is_said_not_settled(tmp
     r = result.strategies["s"]
     assert bought[0].status is OrderState.FILLED
     assert r.positions == {f"deribit:{option}": "1"}  # never settled at a guessed price
-    assert r.fees > 0  # 0.0003 x the strike (no index to take it of): not free
+    assert r.fees > 0  # 0.0005 (taker) x the strike a contract (no underlying price known): not free
     [warning] = [w for w in result.warnings if option in w]
     assert "no BTC index price" in warning and "not settled" in warning and "held by s" in warning
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("known", ["perpetual_book", "own_ticker", "nothing"])
+def test_a_usdc_options_fee_before_any_index_is_of_the_underlyings_price_not_the_strike(
+    tmp_path: Path, known: str, compiled: bool
+) -> None:
+    # A USDC call struck at 60,000, BTC at 90,000, bought before any index is in the data. Its
+    # fee (0.0005 x the underlying a contract) was of the strike: 33% too little. Now of the
+    # option's own ticker's underlying price, else the perpetual's mid (its book here); the
+    # strike only with neither.
+    listing = orjson.loads(F.instruments())
+    option = "BTC_USDC-25DEC26-60000-C"
+    for item in listing["result"]:
+        if item["kind"] == "option":
+            item.update(
+                instrument_name=option,
+                strike=60000.0,
+                quote_currency="USDC",
+                settlement_currency="USDC",
+                instrument_type="linear",
+                tick_size=5.0,
+                tick_size_steps=[],
+                min_trade_amount=0.01,
+                contract_size=0.01,
+                maker_commission=0.0001,  # Deribit's USDC option rates (the coin options': 0.0003)
+                taker_commission=0.0005,
+            )
+    frames = [(0, orjson.dumps(listing))]
+    if known == "perpetual_book":
+        frames.append((1, F.snapshot(F.PERP, 1, 5, [(89999.5, 100.0)], [(90000.5, 100.0)])))
+    elif known == "own_ticker":
+        note = orjson.loads(F.ticker(option, 1, bid=30000.0, ask=30500.0, mark=30250.0, index=90000.0))
+        note["params"]["data"].update(instrument_name=option, index_price=None, underlying_price=90000.0)
+        frames.append((1, orjson.dumps(note)))
+    frames += [
+        (2, F.snapshot(option, 2, 10, [(30000.0, 3.0)], [(30500.0, 2.0)])),
+        (200_000, F.snapshot(option, 200_000, 11, [(30000.0, 3.0)], [(30500.0, 2.0)])),
+    ]
+    path = F.write(tmp_path / "usdc.rec", frames)
+    bought: list[Any] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if isinstance(ev, BookUpdate) and not bought:
+            bought.append(await ctx.buy("deribit", option, "0.1", price="30500"))
+
+    s = Scripted("s", script, [Subscription("deribit", option, {"book"})])
+    kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], [s], compiled=compiled)
+    r = trio.run(kernel.run).strategies["s"]
+    assert bought[0].status is OrderState.FILLED
+    # 0.1 BTC (a linear option's amount is in the coin) x 0.0005 x 90,000 = 4.5 USDC; of the
+    # strike, 3.0. (The cap, 12.5% of 0.1 x 30,500, is far above.)
+    assert r.fees == (Decimal("3.0") if known == "nothing" else Decimal("4.5"))
 
 
 def _funding_ticker(ms: int, next_funding_ms: int, index: float | None) -> bytes:
