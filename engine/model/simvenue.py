@@ -24,8 +24,11 @@ Fill rules:
   take is refused (`post_only_reject`), as a new post-only order that would take is.
 - An outcome token (a prediction market's share) is held, not margined: a sell of more shares
   than the account holds (from this venue's fills), less what its resting sells hold, is refused
-  (`not_enough_balance`), as Polymarket refuses it ("not enough balance / allowance"); never a
-  short position in a share.
+  (`not_enough_balance`), as Polymarket refuses it ("not enough balance / allowance"): the
+  account (this venue, one wallet) never holds a short position in a share. The check is per
+  account, not per strategy, as Polymarket's is per wallet: a strategy may sell shares another
+  strategy of the account bought (A buys 10, B sells 10: filled), and its own ledger then shows
+  it short what the other holds.
 - Self-trading (only where the caller allows it, `submit(..., own=...)`: a venue account that
   lets its orders trade with each other): a new order first trades with the resting orders `own`
   picks that it reaches at a price better than the market's best (they are the top of the book),

@@ -281,3 +281,51 @@ def test_an_outcome_share_is_sold_only_when_held() -> None:
         (Decimal("0.40"), Decimal("6"), Liquidity.TAKER)
     ]
     assert sim.held[token.symbol] == 0
+
+
+def test_outcome_shares_are_held_per_account_not_per_strategy() -> None:
+    # Polymarket checks a sell against the wallet's shares, whichever strategy of ours bought
+    # them: B sells the 10 A bought (filled, B's own ledger short 10, the account flat); a
+    # further sell by either is refused, the account never short a share. (Pins the documented
+    # scope of "never a short position": per account, not per strategy.)
+    token = Instrument(
+        venue="polymarket",
+        symbol="7132104567925221259462638553270691275033272857194253228963137931245558399256",
+        kind=InstrumentKind.OUTCOME,
+        base="0xdd22",
+        quote="PUSD",
+        settle="PUSD",
+        tick_size="0.01",
+        min_size="5",
+        size_step="0.01",
+    )
+    b = OrderBook(0.01)
+    b.set_bid(b.to_ticks(0.40), 100.0)
+    b.set_ask(b.to_ticks(0.42), 100.0)
+    sim = SimulatedVenue("polymarket", InstrumentRegistry([token]), ProportionalFees(), {token.symbol: b}.get)
+
+    def req(strategy: str, cid: str, side: str, size: str, price: str) -> Order:
+        return Order(
+            OrderRequest(
+                venue="polymarket",
+                instrument=token.symbol,
+                side=Side(side),
+                size=Decimal(size),
+                price=Decimal(price),
+                client_order_id=cid,
+                strategy=strategy,
+                time_in_force=TimeInForce.IOC,
+            ),
+            now_ns=0,
+        )
+
+    assert fills(sim.submit(req("a", "a1", "buy", "10", "0.42"), 1)) == [
+        (Decimal("0.42"), Decimal("10"), Liquidity.TAKER)
+    ]
+    assert fills(sim.submit(req("b", "b1", "sell", "10", "0.40"), 2)) == [
+        (Decimal("0.40"), Decimal("10"), Liquidity.TAKER)
+    ]
+    for i, strategy in enumerate("ab"):
+        out = sim.submit(req(strategy, f"{strategy}2", "sell", "5", "0.40"), 3 + i)
+        assert fills(out) == [] and last_state(out) is OrderState.REJECTED
+    assert sim.held[token.symbol] == 0
