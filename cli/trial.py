@@ -30,7 +30,7 @@ from tradingd.engine.backtest.kernel import DataSource
 from tradingd.engine.backtest.report import report_dict
 from tradingd.engine.logs.setup import configure_logging
 from tradingd.engine.model.errors import ConfigError, DataError
-from tradingd.engine.store.evcache import DecoderChanged, EventCache, decoder_version
+from tradingd.engine.store.evcache import DecoderChanged, EventCache, decoder_version, tree_digest
 from tradingd.engine.store.recording import format_time
 from tradingd.engine.sweep.model import Params, TrialContext, TrialResult, TrialSpec, Window, result_for
 from tradingd.engine.sweep.spec import SweepSpec
@@ -122,6 +122,9 @@ _PACKAGE = Path(__file__).resolve().parent.parent  # the installed `tradingd` pa
 # What a backtest's result depends on besides the decoders (in `decoder_version`): the engine,
 # the bundled strategies, the connectors' simulated venues and fees, the config's defaults, and
 # how a trial is built and run (this module, `cli/backtest.py`'s kernel, `cli/settings.py`).
+# Each room's code as the event cache's decoder version takes it (`evcache.tree_digest`): its
+# Python, its C sources and headers (engine/backtest/_kernel.c, engine/_typecache.h...) and its
+# built modules, so a changed `_kernel.c` or a rebuilt `.so` alone makes new trial keys too.
 _CODE_ROOTS = ("engine", "strategies", "connectors", "config")
 _CODE_FILES = ("cli/trial.py", "cli/backtest.py", "cli/settings.py")
 
@@ -190,9 +193,10 @@ def _user_code(loaded: LoadedConfig) -> list[Path]:
 
 def code_version(loaded: LoadedConfig) -> str:
     """A hash of the code a trial's result depends on: each venue's `decoder_version` (the
-    event cache's), tradingd's engine, strategies, connectors and config sources, the trial's
-    own modules, and the user's strategy modules the config names. Any edit makes new trial
-    keys, so a rerun after a code change runs every trial again."""
+    event cache's), tradingd's engine, strategies, connectors and config code (Python, C and
+    built modules: `_CODE_ROOTS`), the trial's own modules, and the user's strategy modules the
+    config names. Any edit makes new trial keys, so a rerun after a code change runs every
+    trial again."""
     assert loaded.config.backtest is not None
     h = hashlib.sha256(b"tradingd-trial-code|")
     for venue in sorted({d.venue for d in loaded.config.backtest.data}):
@@ -202,8 +206,8 @@ def code_version(loaded: LoadedConfig) -> str:
             raise DataError(f"cannot key the sweep's trials: {exc}; run the command again") from None
         h.update(f"{venue}={version}|".encode())
     for room in _CODE_ROOTS:
-        root = _PACKAGE / room
-        _digest_files(h, (p for p in root.rglob("*.py") if "__pycache__" not in p.parts), _PACKAGE)
+        h.update(f"room|{room}|".encode())
+        tree_digest(h, _PACKAGE / room)
     _digest_files(h, (_PACKAGE / f for f in _CODE_FILES), _PACKAGE)
     for user in _user_code(loaded):
         h.update(b"user|" + str(user).encode() + b"\0" + user.read_bytes() + b"\0")

@@ -31,6 +31,9 @@ Assumptions, stated so they can be checked against fills:
   (`signed_max_fee_too_low`). A fill's fee (`fee`, the engine's fee model, which is given no
   mark) caps at its price x size.
 - Spot (`erc20`) trades use the instrument's rates with no cap; the default base fee is 0.
+- Settlement: the fee page names trading fees, a liquidation fee and interest on borrowed USDC,
+  and no fee on an option's settlement at expiry, nor does anything else we have of Derive's
+  (VENUES.md §3): none is charged (`delivery_fee` is 0), as said in the README.
 
 Precedence for every number: config override (`[venues.derive.fees]`) > the instrument's own value
 from `get_instruments` > the published default.
@@ -180,6 +183,15 @@ class DeriveFees:
         if cap is not None:
             fee = min(fee, cap * value_price * abs(size) * inst.contract_size)
         return fee
+
+    def delivery_fee(
+        self, inst: Instrument, price: Decimal, size: Decimal, index: Decimal
+    ) -> tuple[Decimal, str]:
+        """What Derive charges to settle a position at expiry
+        (`engine.model.fees.DeliveryFeeModel`): nothing. Its fee page (help.derive.xyz, "What
+        are the fees?") lists trading fees, a liquidation fee and interest on borrowed USDC,
+        and no settlement fee (module docstring)."""
+        return Decimal(0), inst.settle
 
     def max_fee(
         self,

@@ -75,11 +75,12 @@ from ..model.events import (
     Ticker,
     Trade,
 )
-from ..model.fees import FeeModel
+from ..model.fees import DeliveryFeeModel, FeeModel
 from ..model.instruments import Instrument, InstrumentKind, InstrumentRegistry, OptionRight
+from ..model.ledger import CONTEXT as LEDGER_CONTEXT
 from ..model.market import USD_LIKE, MarketState
 from ..model.money import ZERO as _ZERO
-from ..model.money import decimal_text, optional
+from ..model.money import decimal_text, from_float, optional
 from ..model.orders import ClientOrderIds, Order, OrderRequest
 from ..model.pricing import YEAR_SECONDS
 from ..model.risk import RiskLimits
@@ -593,13 +594,20 @@ def _until(
         yield item
 
 
-def settlement_price(inst: Instrument, index: float) -> float:
-    """What an expiring instrument settles at, in its quote currency, given the index price."""
+def settlement_price(inst: Instrument, index: float | Decimal) -> Decimal:
+    """What an expiring instrument settles at, in its quote currency, given the index price:
+    money, so exact and reproducible (the README's "Money is exact"). A float index enters at
+    its shortest repr (`from_float`, as a fill's index price and every USD rate do), so the
+    recorded index's text, never its binary expansion; the intrinsic value is then Decimal
+    arithmetic: exact for a USD-quoted option and a future; a coin option's is the intrinsic
+    value over the index in the ledger's context (34 digits, `LEDGER_CONTEXT`), the same on
+    every run. (In float, a 2000 USD delivery was booked as 2000.000000000000064 USD.)"""
+    s = index if isinstance(index, Decimal) else from_float(index, "index price")
     if inst.kind is InstrumentKind.OPTION and inst.strike is not None:
-        strike = float(inst.strike)
-        intrinsic = max(index - strike, 0.0) if inst.right is OptionRight.CALL else max(strike - index, 0.0)
-        return intrinsic if inst.quote.upper() in USD_LIKE else intrinsic / index
-    return index
+        strike = inst.strike
+        intrinsic = max(s - strike if inst.right is OptionRight.CALL else strike - s, _ZERO)
+        return intrinsic if inst.quote.upper() in USD_LIKE else LEDGER_CONTEXT.divide(intrinsic, s)
+    return s
 
 
 class BacktestKernel:
@@ -681,6 +689,7 @@ class BacktestKernel:
                 plugin.fee_model(fee_overrides.get(src.venue, {})),
                 decoder.book,
                 index=self.market.index_of(src.venue),
+                tickers=functools.partial(self.market.ticker, src.venue),
                 queue_ahead=settings.queue_ahead,
             )
         self.slots: list[_Slot] = []
@@ -719,6 +728,10 @@ class BacktestKernel:
         self._expiries: list[tuple[int, str, str]] = []
         self._registry_size = -1
         self._expired: set[tuple[str, str]] = set()
+        # Funding events a strategy held the perpetual at but nothing was booked for (no mark, or
+        # no USD rate for the settlement currency), by (strategy, venue, instrument): how many,
+        # and what was missing. Said after the run (`_funding_warnings`).
+        self._funding_unpriced: dict[tuple[str, str, str], tuple[int, set[str]]] = {}
         self._equity_ns = int(settings.equity_interval_s * _NS)
         self._next_equity = 0
         self.chart_step_s = settings.equity_interval_s
@@ -1219,9 +1232,12 @@ class BacktestKernel:
         )
 
     def _expire_instruments(self, now: int, *, notify: bool = True) -> None:
-        """Instruments whose expiry passed: their orders end, their positions settle at the
-        index, and (`notify`) their subscribers get an EXPIRED status; before a window's start
-        nobody is subscribed yet."""
+        """Instruments whose expiry passed: their orders end, and (`_deliver_expiry`) their
+        positions settle at the index and their subscribers get an EXPIRED status. The delivery
+        reaches the engine a response latency after the expiry is seen, as a venue's report
+        does: the venue delivers the position it holds, fills it made before the expiry
+        included, whose reports are still in flight until then. Before a window's start
+        (`notify` False) nobody holds anything or is subscribed yet: settled at once, unsaid."""
         while self._expiries and self._expiries[0][0] <= now:
             _, venue, symbol = self._expiries.pop(0)
             self._expired.add((venue, symbol))
@@ -1232,37 +1248,82 @@ class BacktestKernel:
             if sim is not None:
                 events = sim.expire(now, instrument=symbol)
                 if events:
-                    self._apply(events)
-            if index is not None:
-                price = settlement_price(inst, index)
-                for name, ledger in self.flow.ledgers.items():
-                    if ledger.position(venue, symbol) != 0:
-                        realized = ledger.settle(inst, price)
-                        self.log.info(
-                            "position.settled",
-                            strategy=name,
-                            instrument=symbol,
-                            price=price,
-                            realized=realized,
-                        )
-                self._settled(venue, symbol)
-            status = Status(
-                venue=venue,
-                instrument=symbol,
-                ts_exchange=inst.expiry_ns,
-                ts_local=now,
-                status=StatusKind.EXPIRED,
-                message=f"{symbol} expired",
-                data={"settlement_index": index},
-            )
-            if not notify:
-                continue
-            for slot in self.router.route(status):
-                self._deliver(slot, status)
+                    # Its orders' final reports, after the fills in flight (a strategy hears
+                    # an order's fill before its final state), as `_expire_gtd`'s.
+                    if notify:
+                        self._at(now + self._resp, self._apply, events)
+                    else:
+                        self._apply(events)
+            if notify:
+                self._at(now + self._resp, self._deliver_expiry, inst, index, True)
+            else:
+                self._deliver_expiry(inst, index, False)
+
+    def _deliver_expiry(self, inst: Instrument, index: float | None, notify: bool) -> None:
+        """An expired instrument's delivery (`_expire_instruments`): every position in it settled
+        at `index` (the index when the expiry was seen), else said (never settled at a guessed
+        price); then, with `notify`, its subscribers' EXPIRED status."""
+        venue, symbol = inst.venue, inst.symbol
+        if index is not None:
+            s = from_float(index, "index price")
+            price = settlement_price(inst, s)
+            sim = self.sims.get(venue)
+            fees = sim.fees if sim is not None else None
+            for name, ledger in self.flow.ledgers.items():
+                qty = ledger.position(venue, symbol)
+                if qty != 0:
+                    # The venue's delivery fee, where its fee model knows one (Deribit's: half a
+                    # taker's; Derive documents none): counted in the fees, as a fill's.
+                    if isinstance(fees, DeliveryFeeModel):
+                        fee, currency = fees.delivery_fee(inst, price, qty, s)
+                    else:
+                        fee, currency = _ZERO, inst.settle
+                    realized = ledger.settle(inst, price, fee=fee, fee_currency=currency)
+                    self.log.info(
+                        "position.settled",
+                        strategy=name,
+                        instrument=symbol,
+                        price=decimal_text(price),
+                        realized=decimal_text(realized),
+                        fee=decimal_text(fee),
+                        fee_currency=currency,
+                    )
+            self._settled(venue, symbol)
+        else:
+            # No delivery price without the index: never settled at a guessed one. Said, not
+            # left to a table that shows the dead instrument held (and marked at its last
+            # mark, or at its cost where it never had one) as if it traded on.
+            holders = sorted(n for n, lg in self.flow.ledgers.items() if lg.position(venue, symbol) != 0)
+            if holders:
+                self._warn(
+                    "expiry_unpriced",
+                    f"{venue}:{symbol} expired at {format_ts(inst.expiry_ns or self.now)} with no"
+                    f" {inst.base} index price in the data: not settled, still held by"
+                    f" {', '.join(holders)} (its unrealized PnL is not a delivery's)",
+                )
+        if not notify:
+            return
+        status = Status(
+            venue=venue,
+            instrument=symbol,
+            ts_exchange=inst.expiry_ns,
+            ts_local=self.now,
+            status=StatusKind.EXPIRED,
+            message=f"{symbol} expired",
+            data={"settlement_index": index},
+        )
+        for slot in self.router.route(status):
+            self._deliver(slot, status)
 
     def _resolve(self, status: Status) -> None:
         """A prediction market resolved: its resting orders end and its positions settle at the
-        payout the venue announced (`data["payout"]`, 1.0 for the winning outcome, else 0.0)."""
+        payout the venue announced (`data["payout"]`, 1.0 for the winning outcome, else 0.0).
+        Both reach the engine a response latency later, as a venue's reports do, after every
+        fill the venue made before the resolution, whose report is still in flight: the orders'
+        final reports after their fills, and one settlement (`_settle_late`) of the shares the
+        account then holds, as the venue pays out (as an option's delivery, `_deliver_expiry`).
+        Settled at once and again later, a sale crossing the resolution was booked on a
+        settled (flat) position: short shares for a while, and two round trips."""
         payout = status.data.get("payout")
         if not isinstance(payout, int | float):
             self.log.warning("resolution.no_payout", venue=status.venue, instrument=status.instrument)
@@ -1271,16 +1332,22 @@ class BacktestKernel:
         if sim is not None:
             events = sim.expire(self.now, instrument=status.instrument)
             if events:
-                self._apply(events)
-        self.flow.settle(status.venue, status.instrument, payout)
-        self._settled(status.venue, status.instrument)
+                self._at(self.now + self._resp, self._apply, events)
+        self._at(self.now + self._resp, self._settle_late, status.venue, status.instrument, payout)
+
+    def _settle_late(self, venue: str, instrument: str, payout: float) -> None:
+        """Every position in a resolved market's token closed at its payout (none: nothing)."""
+        if self.flow.settle(venue, instrument, payout):
+            self._settled(venue, instrument)
 
     def _funding(self, status: Status) -> None:
         """A perpetual's funding event passed (`StatusKind.FUNDING`, from Tardis'
         `derivative_ticker` funding fields): each strategy holding it receives
         `engine.funding_amount` (positive rate: longs pay) at the last mark before the event, in
         the perpetual's settlement currency, booked at the USD rate of now (`Ledger.funding`).
-        Without a mark or a USD rate nothing is booked (never at an unknown rate): logged."""
+        Without a mark or a USD rate nothing is booked (never at an unknown rate): logged, and
+        counted for the report's warnings (`_funding_warnings`): a PnL without its funding is
+        not to be read as one with it."""
         inst = self.registry.get(status.venue, status.instrument)
         rate = status.data.get("funding_rate")
         if inst is None or not isinstance(rate, int | float):
@@ -1295,6 +1362,13 @@ class BacktestKernel:
                 self.log.warning(
                     "funding.unpriced", strategy=name, instrument=status.instrument, funding_rate=rate
                 )
+                key = (name, status.venue, status.instrument)
+                count, missing = self._funding_unpriced.get(key, (0, set()))
+                if mark is None or mark <= 0:
+                    missing.add("mark price")
+                if usd_rate is None:
+                    missing.add(f"{inst.settle} USD rate")
+                self._funding_unpriced[key] = (count + 1, missing)
                 continue
             amount = funding_amount(
                 qty,
@@ -1825,10 +1899,22 @@ class BacktestKernel:
         subscribed = {key[0] for slot in self.slots for key in slot.keys_seen}
         for slot in self.slots:
             self._strategy_warnings(slot, data_venues)
+        self._funding_warnings()
         for i, src in enumerate(self.sources):
             self._file_warning(i, src, subscribed)
         for venue, decoder in sorted(self.decoders.items()):
             self._gap_warning(venue, decoder)
+
+    def _funding_warnings(self) -> None:
+        """Funding a strategy's position was due but nothing was booked (`_funding`): one line
+        per strategy and perpetual, with how many events and what was missing, as an expiry
+        with no index price is said (`expiry_unpriced`)."""
+        for (name, venue, symbol), (count, missing) in sorted(self._funding_unpriced.items()):
+            self._warn(
+                "funding_unpriced",
+                f"{name}: {count:,} funding event(s) of {venue}:{symbol} not booked, no"
+                f" {' and no '.join(sorted(missing))} in the data then: its PnL lacks that funding",
+            )
 
     def _gap_warning(self, venue: str, decoder: Decoder) -> None:
         """A venue's book gaps (a broken chain, a crossed book, a damaged frame's book): the

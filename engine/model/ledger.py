@@ -35,7 +35,8 @@ hears of each such late booking (the order flow records its rates in the journal
 
 A voided fill (`reverse`) is taken back at the rates the fill was booked at, not today's.
 
-Option expiry: `settle` closes a position at a delivery price like a fill with no fee.
+Option expiry: `settle` closes a position at a delivery price like a fill, with the venue's
+delivery fee where one is given (a backtest's `delivery_fee`; the live daemon gives none yet).
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class Booking:
     rates: UsdRates
     event: Fill | FillReversal | None = None
     price: Decimal = ZERO  # a settlement's delivery price
+    fee: Decimal = ZERO  # a settlement's delivery fee, in the rates' fee currency
     amount: Decimal = ZERO  # a funding payment (positive: received), in `currency`
     currency: str = ""
 
@@ -109,7 +111,7 @@ class Booking:
             return (False, False, True)
         ev = self.event
         in_kind = ev is not None and ev.fee_currency == inst.symbol
-        fee = ev is not None and ev.fee != 0 and not in_kind
+        fee = (ev.fee != 0 and not in_kind) if ev is not None else self.fee != 0
         return (not inst.inverse or in_kind, inst.inverse, fee)
 
     def missing(self) -> bool:
@@ -434,16 +436,28 @@ class Ledger:
             self.fills = max(self.fills - 1, 0)
             return self._enter(pos, Booking("reversal", inst, rates, event=reversal))
 
-    def settle(self, inst: Instrument, price: float | Decimal, rates: UsdRates | None = None) -> Decimal:
+    def settle(
+        self,
+        inst: Instrument,
+        price: float | Decimal,
+        rates: UsdRates | None = None,
+        *,
+        fee: Decimal = ZERO,
+        fee_currency: str | None = None,
+    ) -> Decimal:
         """Close the position in `inst` at `price` (expiry delivery: the venue's Decimal, or a
-        float of ours); returns realized USD."""
+        float of ours); returns realized USD. `fee`: what the venue charges for the delivery
+        (a backtest's `delivery_fee` of the venue's fee model), in `fee_currency` (the
+        instrument's settlement currency when None), counted in the fees as a fill's is."""
         pos = self.positions.get((inst.venue, inst.symbol))
         if pos is None or pos.qty == 0:
             return ZERO
         px = price if isinstance(price, Decimal) else from_float(price, "settlement price")
         with localcontext(CONTEXT):
             pos.qty = ZERO
-            return self._enter(pos, Booking("settle", inst, rates or self.rates(inst), price=px))
+            if rates is None:
+                rates = self.rates(inst, fee_currency or "")
+            return self._enter(pos, Booking("settle", inst, rates, price=px, fee=fee))
 
     def funding(self, inst: Instrument, amount: Decimal, currency: str, rate: float | None = None) -> Decimal:
         """A funding payment on the position in `inst` (a perpetual's periodic cash flow):
@@ -485,6 +499,10 @@ class Ledger:
         if kind == "settle":
             realized = pos.apply(-pos.booked, entry.price, q, s)
             self.realized_usd += realized
+            if entry.fee != 0:  # the delivery fee (`settle`), at the rate of its currency
+                fee_usd = entry.fee * _rate(rf)
+                pos.fees_usd += fee_usd
+                self.fees_usd += fee_usd
             return realized
         ev = entry.event
         assert ev is not None

@@ -17,6 +17,18 @@ Fill rules:
   onto or through its price, limited by the size displayed there. With `queue_ahead`, a resting
   order first waits for the size displayed at its price when it arrived to trade ahead of it.
 - Sizes are floored to the instrument's minimum size; fees come from the venue's fee model.
+- No order is taken on an instrument past its expiry or no longer active (a resolved market):
+  refused (`instrument_expired`, `instrument_not_active`), as the venue refuses it, never
+  filled against the last book recorded before; nor does a resting order fill there (on a
+  frame past the expiry, before the caller ends its orders). An edit that would make a post-only order
+  take is refused (`post_only_reject`), as a new post-only order that would take is.
+- An outcome token (a prediction market's share) is held, not margined: a sell of more shares
+  than the account holds (from this venue's fills), less what its resting sells hold, is refused
+  (`not_enough_balance`), as Polymarket refuses it ("not enough balance / allowance"): the
+  account (this venue, one wallet) never holds a short position in a share. The check is per
+  account, not per strategy, as Polymarket's is per wallet: a strategy may sell shares another
+  strategy of the account bought (A buys 10, B sells 10: filled), and its own ledger then shows
+  it short what the other holds.
 - Self-trading (only where the caller allows it, `submit(..., own=...)`: a venue account that
   lets its orders trade with each other): a new order first trades with the resting orders `own`
   picks that it reaches at a price better than the market's best (they are the top of the book),
@@ -39,9 +51,19 @@ import attrs
 
 from .book import OrderBook
 from .errors import OrderRejected
-from .events import BookUpdate, Fill, Liquidity, OrderState, OrderUpdate, PrivateEvent, Side, Trade
+from .events import (
+    BookUpdate,
+    Fill,
+    Liquidity,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    Side,
+    Ticker,
+    Trade,
+)
 from .fees import FeeModel
-from .instruments import Instrument, InstrumentRegistry
+from .instruments import Instrument, InstrumentKind, InstrumentRegistry
 from .money import from_float
 from .orders import Order, OrderType, TimeInForce
 
@@ -60,6 +82,7 @@ _REJECTED = OrderState.REJECTED
 _MARKET = OrderType.MARKET
 _IOC, _FOK, _GTD = TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTD
 _MAKER, _TAKER = Liquidity.MAKER, Liquidity.TAKER
+_OUTCOME = InstrumentKind.OUTCOME
 _isfinite = math.isfinite
 
 
@@ -100,6 +123,7 @@ class SimulatedVenue:
         books: Callable[[str], OrderBook | None],
         *,
         index: Callable[[str], float | None] = lambda base: None,
+        tickers: Callable[[str], Ticker | None] = lambda symbol: None,
         queue_ahead: bool = False,
     ) -> None:
         self.venue = venue
@@ -107,6 +131,7 @@ class SimulatedVenue:
         self.fees = fees
         self.books = books
         self.index = index  # base currency -> index price, for fee schedules that need it
+        self.tickers = tickers  # symbol -> its latest ticker (`underlying_price`)
         self.queue_ahead = queue_ahead
         self.resting: dict[str, list[_Resting]] = {}
         self._by_client: dict[str, _Resting] = {}
@@ -119,6 +144,8 @@ class SimulatedVenue:
         self.reach: dict[str, _Reach | None] = {}
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
+        # The shares of each outcome token the account holds, from this venue's own fills.
+        self.held: dict[str, Decimal] = {}
 
     # -- helpers ----------------------------------------------------------------------------
     # Every event about one of our orders says first whose order, where, and when (the simulated
@@ -153,6 +180,36 @@ class SimulatedVenue:
             reason=reason,
         )
 
+    def underlying_price(self, inst: Instrument) -> float | None:
+        """What the fee schedules take for `inst`'s underlying (USD per base coin): the venue's
+        index; before any, the instrument's own ticker's underlying price (or index), else the
+        mid of a same-base perpetual of the venue (its ticker's, else its book's), first by
+        symbol; None when none is known (a schedule's last resort: Deribit's, the strike)."""
+        index = self.index(inst.base)
+        if _usable(index):
+            return index
+        own = self.tickers(inst.symbol)
+        if own is not None:
+            for value in (own.underlying, own.index):
+                if _usable(value):
+                    return value
+        perps = sorted(
+            i.symbol
+            for i in self.registry
+            if i.venue == self.venue and i.kind is InstrumentKind.PERPETUAL and i.base == inst.base
+        )
+        for symbol in perps:
+            ticker = self.tickers(symbol)
+            mid = None if ticker is None else ticker.mid
+            if mid is None or not _usable(mid):
+                book = self.books(symbol)
+                if book is not None:
+                    bid, _, ask, _ = book.top()
+                    mid = None if bid is None or ask is None else (bid + ask) / 2
+            if _usable(mid):
+                return mid
+        return None
+
     def _fill(
         self,
         inst: Instrument,
@@ -164,8 +221,11 @@ class SimulatedVenue:
         now: int,
         trade_id: str | None = None,
     ) -> Fill:
-        fee, ccy = self.fees.fee(inst, price, size, liquidity, self.index(inst.base))
+        fee, ccy = self.fees.fee(inst, price, size, liquidity, self.underlying_price(inst))
         req = order.request
+        if inst.kind is _OUTCOME:  # shares held (a sell may not exceed them: `_unfunded`)
+            held = self.held
+            held[inst.symbol] = held.get(inst.symbol, _ZERO) + (size if req.side is _BUY else -size)
         return Fill(
             venue=self.venue,
             instrument=req.instrument,
@@ -182,6 +242,28 @@ class SimulatedVenue:
             fee_currency=ccy,
             liquidity=liquidity,
         )
+
+    @staticmethod
+    def _closed(inst: Instrument, now: int) -> str | None:
+        """Why the venue takes no order on `inst` at `now` (its expiry has come, or it is no
+        longer active: a resolved market), else None. The last recorded book of such an
+        instrument is still in memory, and an order that reached the venue after its expiry (sent
+        before it, in flight) or after its market resolved would fill against it: a position the
+        venue never opened, which no settlement closes. The venue refuses it."""
+        if inst.expiry_ns is not None and now >= inst.expiry_ns:
+            return "instrument_expired"
+        if not inst.active:
+            return "instrument_not_active"
+        return None
+
+    def _unfunded(self, inst: Instrument, size: Decimal, resting: _Resting | None = None) -> bool:
+        """Whether a sell of `size` shares of the outcome token `inst` is more than the account
+        holds less what its resting sells (other than `resting`) hold."""
+        free = self.held.get(inst.symbol, _ZERO)
+        for r in self.resting.get(inst.symbol, ()):
+            if r.side is _SELL and r is not resting:
+                free -= r.remaining
+        return size > free
 
     def _not_open(self, order: Order) -> OrderRejected:
         """The venue's refusal of a cancel or an edit of an order that no longer rests."""
@@ -319,6 +401,11 @@ class SimulatedVenue:
                     reason="invalid_or_unsupported_instrument",
                 )
             ]
+        closed = self._closed(inst, now)
+        if closed is None and req.side is _SELL and inst.kind is _OUTCOME and self._unfunded(inst, req.size):
+            closed = "not_enough_balance"
+        if closed is not None:
+            return [self._report(None, order, order_id, _REJECTED, now, _ZERO, _ZERO, reason=closed)]
         book = self.books(req.instrument)
         limit_ticks: int | None = None
         if req.price is not None:
@@ -441,18 +528,38 @@ class SimulatedVenue:
     ) -> list[PrivateEvent]:
         """An edit arrives: the resting order takes its new price and/or size. A new price loses
         its place in the queue and may make it marketable (it then takes liquidity as a new order
-        would). Refused, as the venue does, when the order is no longer open."""
+        would), except a post-only order's: an edit that would make it take is refused
+        (`post_only_reject`) and the order left as it was, as `submit` refuses a new one. Refused,
+        as the venue does, when the order is no longer open, or its instrument takes no order any
+        more (`_closed`)."""
         r = self._by_client.get(order.client_order_id)
         if r is None:
             raise self._not_open(order)
+        instrument = order.request.instrument
+        inst = self.registry.get(self.venue, instrument)
+        closed = None if inst is None else self._closed(inst, now)
+        if closed is not None:
+            raise self._refused(order, f"instrument {instrument} takes no order: {closed}", closed)
         new_size = r.size if size is None else size
         if new_size < r.filled:
-            raise OrderRejected(
-                "new size below the filled size",
-                venue=self.venue,
-                client_order_id=order.client_order_id,
-                code="invalid_amount",
-                venue_message="invalid_amount",
+            raise self._refused(order, "new size below the filled size", "invalid_amount")
+        if (
+            r.side is _SELL
+            and inst is not None
+            and inst.kind is _OUTCOME
+            and new_size > r.size
+            and self._unfunded(inst, new_size - r.filled, r)
+        ):
+            raise self._refused(order, "not enough shares held for the new size", "not_enough_balance")
+        if (
+            order.request.post_only
+            and price is not None
+            and price != r.price
+            and inst is not None
+            and self._would_take(inst, r.side, price, new_size - r.filled)
+        ):
+            raise self._refused(
+                order, "a post-only order's new price would take liquidity", "post_only_reject"
             )
         r.size = new_size
         events: list[PrivateEvent] = []
@@ -478,6 +585,31 @@ class SimulatedVenue:
         state = _PARTIALLY_FILLED if r.filled > 0 else _OPEN
         events.append(self._report(r, r.order, r.order_id, state, now, r.filled, r.notional))
         return events
+
+    def _refused(self, order: Order, message: str, code: str) -> OrderRejected:
+        """The venue's refusal of an edit, with its code."""
+        return OrderRejected(
+            message,
+            venue=self.venue,
+            instrument=order.request.instrument,
+            client_order_id=order.client_order_id,
+            code=code,
+            venue_message=code,
+        )
+
+    def _would_take(self, inst: Instrument, side: Side, price: Decimal, remaining: Decimal) -> bool:
+        """Whether an order of `side` at `price` for `remaining` would take liquidity now: some
+        of the opposite side's displayed size it reaches is still available (not consumed), at
+        least a lot of it (what `submit` counts as takeable)."""
+        book = self.books(inst.symbol)
+        if book is None or not book.valid or remaining <= 0:
+            return False
+        side_key, levels = self._opposite_levels(book, side, book.to_ticks(float(price)))
+        for ticks, displayed in levels:
+            avail = self._available(inst.symbol, side_key, ticks, displayed)
+            if avail > 0 and self._floor(min(remaining, _d(avail)), inst.lot) > 0:
+                return True
+        return False
 
     def _take_as_taker(
         self, inst: Instrument, r: _Resting, book: OrderBook, now: int, out: list[PrivateEvent]
@@ -592,8 +724,8 @@ class SimulatedVenue:
             return []
         inst = self.registry.get(self.venue, trade.instrument)
         book = self.books(trade.instrument)
-        if inst is None or book is None:
-            return []
+        if inst is None or book is None or self._closed(inst, now) is not None:
+            return []  # (a trade printed past the expiry fills nothing: `_closed`)
         t_ticks = book.to_ticks(trade.price)
         left = trade.size
         out: list[PrivateEvent] = []
@@ -653,7 +785,7 @@ class SimulatedVenue:
         # once where the queues ahead change on every update.
         queue_ahead = self.queue_ahead
         inst = self.registry.get(self.venue, instrument) if queue_ahead else None
-        if queue_ahead and inst is None:
+        if queue_ahead and (inst is None or self._closed(inst, now) is not None):
             return []
         out: list[PrivateEvent] = []
         bb, ba = book.best_bid_ticks, book.best_ask_ticks
@@ -668,8 +800,8 @@ class SimulatedVenue:
                 continue
             if inst is None:  # the first order reached; nothing changed before it
                 inst = self.registry.get(self.venue, instrument)
-                if inst is None:
-                    return []
+                if inst is None or self._closed(inst, now) is not None:
+                    return []  # past the expiry, the book's moves fill nothing (`_closed`)
             side_key, levels = self._opposite_levels(book, r.side, r.ticks)
             for ticks, size in levels:
                 if r.remaining <= 0:
@@ -685,3 +817,7 @@ class SimulatedVenue:
             self._retire_filled(instrument)
             self._resum(instrument)
         return out
+
+
+def _usable(x: float | None) -> bool:
+    return x is not None and 0 < x < math.inf

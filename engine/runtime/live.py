@@ -380,6 +380,7 @@ class LiveEngine:
                     self.fee_models[name],
                     live.decoder.book,
                     index=self.market_state.index_of(name),
+                    tickers=functools.partial(self.market_state.ticker, name),
                 )
                 client = self.paper[name] = PaperExecution(
                     sim,

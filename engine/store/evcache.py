@@ -131,6 +131,8 @@ __all__ = [
     "ReplayDecoder",
     "cache_dir",
     "exact_books_violation",
+    "source_files",
+    "tree_digest",
 ]
 
 FORMAT: Final = 4
@@ -223,12 +225,16 @@ _STARTED_NS: int = IMPORTED_NS
 _SOURCE_SUFFIXES: Final = (".py", ".c", ".h", *importlib.machinery.EXTENSION_SUFFIXES)
 
 
-def _sources(root: Path) -> Iterator[Path]:
+def source_files(root: Path) -> Iterator[Path]:
+    """The files under `root` that are code (`_SOURCE_SUFFIXES`): Python, C and built modules."""
     return (p for p in root.rglob("*") if p.name.endswith(_SOURCE_SUFFIXES) and p.is_file())
 
 
-def _tree_digest(h: Any, root: Path) -> None:
-    for p in sorted(_sources(root)):
+def tree_digest(h: Any, root: Path) -> None:
+    """Feed `h` (a hashlib object) every code file under `root` (`source_files`), each with its
+    path relative to `root`, in a fixed order: the decoder's version, and a sweep trial's code
+    version (`cli.trial.code_version`), hash the same way."""
+    for p in sorted(source_files(root)):
         h.update(str(p.relative_to(root)).encode() + b"\0")
         h.update(p.read_bytes())
         h.update(b"\0")
@@ -245,7 +251,7 @@ def _changed_since_start(roots: Sequence[Path]) -> Path | None:
     """A source file changed (written, replaced, its time set back: the inode's change time)
     after this process first imported the engine (`model.started`), or None."""
     for root in roots:
-        for p in _sources(root):
+        for p in source_files(root):
             with contextlib.suppress(OSError):
                 st = p.stat()
                 if max(st.st_mtime_ns, st.st_ctime_ns) >= _STARTED_NS:
@@ -313,7 +319,7 @@ def decoder_version(plugin: object, *, fresh: bool = False) -> str:
     h.update(f"{FORMAT}|{sys.version}|{msgspec.__version__}|{zstandard.__version__}|".encode())
     h.update(f"{mod}.{type(plugin).__qualname__}|".encode())
     for root in _version_roots(plugin):
-        _tree_digest(h, root)
+        tree_digest(h, root)
     out = h.hexdigest()
     if not fresh:
         _version_memo[mod] = out

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import trio
 
@@ -16,6 +17,7 @@ from tests.support.backtests import BuyEachToken, Scripted, run
 from tradingd.config import load_config
 from tradingd.connectors.deribit import PLUGIN
 from tradingd.engine import (
+    BookUpdate,
     Fill,
     MarketEvent,
     OrderRejected,
@@ -30,7 +32,7 @@ from tradingd.engine import (
     Ticker,
     TimeInForce,
 )
-from tradingd.engine.backtest.kernel import BacktestKernel, DataSource
+from tradingd.engine.backtest.kernel import BacktestKernel, BacktestSettings, DataSource
 from tradingd.engine.backtest.report import report_dict
 from tradingd.simulators.deribit import SIMULATOR as DERIBIT_SIM
 
@@ -215,7 +217,8 @@ def test_sleep_faults_and_what_a_backtest_cannot_simulate(tmp_path: Path) -> Non
     )  # it kept receiving events (1 conflated while asleep)
 
 
-def test_options_settle_at_expiry(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compiled", [True, False])
+def test_options_settle_at_expiry_exactly_and_pay_the_delivery_fee(tmp_path: Path, compiled: bool) -> None:
     expiry_ms = F.T0_MS + 120_000
     frames = [
         (0, F.instruments(expiry_ms=expiry_ms)),
@@ -232,13 +235,333 @@ def test_options_settle_at_expiry(tmp_path: Path) -> None:
         once(lambda ctx: ctx.buy("deribit", F.OPTION, "1", price="0.05"), store),
         [Subscription("deribit", F.OPTION, {"ticker"})],
     )
+    kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], [s], compiled=compiled)
+    r = trio.run(kernel.run).strategies["s"]
+    # Bought 1 at 0.05 BTC (4500 USD at 90000); settles at (92000-90000)/92000 BTC = 2000 USD,
+    # exactly: the delivery price is Decimal, not a float's 2000.000000000000064.
+    assert r.positions == {}
+    assert r.realized_pnl == Decimal(2000 - 4500)
+    # Fees: the fill's 0.0003 BTC at 90000, and the delivery's, half a taker's (0.00015 BTC a
+    # contract, below 12.5% of the option's value) at 92000 (Deribit's fee pages).
+    assert r.fees == Decimal("0.0003") * 90000 + Decimal("0.00015") * 92000
+    assert any(isinstance(e, Status) and e.status is StatusKind.EXPIRED for e in s.seen)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_future_held_at_its_expiry_is_delivered_at_the_index_for_half_a_takers_fee(
+    tmp_path: Path, compiled: bool
+) -> None:
+    # A dated inverse future (10 USD contracts, settled in BTC) bought for 1,000 USD at 90,000
+    # and delivered at the 92,000 index. Its delivery was free.
+    expiry_ms = F.T0_MS + 120_000
+    future = "BTC-25DEC26"
+    listing = orjson.loads(F.instruments(expiry_ms=expiry_ms))
+    perp = next(i for i in listing["result"] if i["instrument_name"] == F.PERP)
+    listing["result"].append(
+        {**perp, "instrument_name": future, "expiration_timestamp": expiry_ms, "settlement_period": "month"}
+    )
+    frames = [
+        (0, orjson.dumps(listing)),
+        (1, F.ticker(F.PERP, 1, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+        (2, F.snapshot(future, 2, 10, [(89990.0, 50000.0)], [(90000.0, 50000.0)])),
+        (119_000, F.ticker(F.PERP, 119_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+        (200_000, F.ticker(F.PERP, 200_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+    ]
+    path = F.write(tmp_path / "future.rec", frames)
+    bought: list[Any] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if isinstance(ev, BookUpdate) and not bought:
+            bought.append(await ctx.buy("deribit", future, "1000"))
+
+    s = Scripted("s", script, [Subscription("deribit", future, {"book"})])
+    kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], [s], compiled=compiled)
+    r = trio.run(kernel.run).strategies["s"]
+    assert bought[0].status is OrderState.FILLED
+    assert r.positions == {}
+    eighths = Decimal("1e-8")
+    taker = (Decimal("0.0005") * 1000 / 90000).quantize(eighths)  # the fill's, BTC
+    delivery = (Decimal("0.00025") * 1000 / 92000).quantize(eighths)  # half a taker's, at delivery
+    assert r.fees == taker * 90000 + delivery * 92000
+    # (1000 / 90000 - 1000 / 92000) BTC at 92000.
+    assert r.realized_pnl == pytest.approx(Decimal(1000) * 92000 / 90000 - 1000, abs=Decimal("1e-20"))
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("when", ["after_the_expiry", "in_flight_across_it"])
+def test_an_order_reaching_an_expired_option_is_refused_and_opens_no_position(
+    tmp_path: Path, when: str, compiled: bool
+) -> None:
+    # The option's last book (ask 0.05 x 2) stays in memory after its expiry: an order reaching
+    # the venue then filled against it, a position the venue never opened. Sent after the
+    # expiry was settled, it was held to the end, marked at a dead option's last mark; sent
+    # 10 ms before the expiry (20 ms latency), it filled, then was settled at intrinsic.
+    expiry_ms = F.T0_MS + 120_000
+    frames = [
+        (0, F.instruments(expiry_ms=expiry_ms)),
+        (1, F.ticker(F.PERP, 1, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+        (2, F.snapshot(F.OPTION, 2, 10, [(0.049, 3.0)], [(0.05, 2.0)])),
+        (1000, F.ticker(F.OPTION, 1000, bid=0.049, ask=0.05, mark=0.0495, index=90000.0)),
+        (119_990, F.ticker(F.PERP, 119_990, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+        (121_000, F.ticker(F.PERP, 121_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+        (200_000, F.ticker(F.PERP, 200_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+    ]
+    path = F.write(tmp_path / "exp.rec", frames)
+    store: list[Any] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if when == "after_the_expiry":
+            due = isinstance(ev, Status) and ev.status is StatusKind.EXPIRED
+        else:
+            due = isinstance(ev, Ticker) and ev.instrument == F.PERP and ev.ts_exchange == 119_990 * MS
+        if due and not store:
+            try:
+                store.append(await ctx.buy("deribit", F.OPTION, "1", price="0.05"))
+            except OrderRejected as exc:
+                store.append(exc)
+
+    s = Scripted(
+        "s",
+        script,
+        [Subscription("deribit", F.OPTION, {"ticker"}), Subscription("deribit", F.PERP, {"ticker"})],
+    )
+    kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], [s], compiled=compiled)
+    r = trio.run(kernel.run).strategies["s"]
+    [answer] = store
+    assert isinstance(answer, OrderRejected) and answer.code == "instrument_expired"
+    assert (r.fills, r.positions) == (0, {})
+    assert r.fees == r.realized_pnl == r.unrealized_pnl == 0
+    assert r.rejected == 1
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("book_moves_ms", [119_990, 120_500])
+def test_a_resting_option_bid_is_settled_when_filled_before_the_expiry_and_never_filled_after(
+    tmp_path: Path, book_moves_ms: int, compiled: bool
+) -> None:
+    # A bid rests at 0.046; the asks move onto it 10 ms before the expiry (its fill's report
+    # then reaches the engine 10 ms after it), or 500 ms after it, the first frame past it.
+    # Before: the expiry, seen on the next frame (5 ms after it), settled the position before
+    # the fill was booked, so it was never settled: held to the end. After: the dead option's
+    # book filled it, before its orders were ended, again a position no settlement closed.
+    expiry_ms = F.T0_MS + 120_000
+    frames = [
+        (0, F.instruments(expiry_ms=expiry_ms)),
+        (1, F.ticker(F.PERP, 1, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+        (2, F.snapshot(F.OPTION, 2, 10, [(0.040, 3.0)], [(0.05, 2.0)])),
+        (1000, F.ticker(F.OPTION, 1000, bid=0.04, ask=0.05, mark=0.045, index=90000.0)),
+        (book_moves_ms, F.change(F.OPTION, book_moves_ms, 11, [], [["new", 0.045, 2.0]])),
+        (200_000, F.ticker(F.PERP, 200_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+    ]
+    if book_moves_ms < 120_000:  # the first frame after the expiry, 5 ms after it
+        frames.insert(
+            -1, (120_005, F.ticker(F.PERP, 120_005, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0))
+        )
+    path = F.write(tmp_path / "rest.rec", frames)
+    answers: list[Any] = []
+    seen: list[tuple[str, Decimal]] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if isinstance(ev, Ticker) and ev.instrument == F.OPTION and not answers:
+            answers.append(await ctx.buy("deribit", F.OPTION, "1", price="0.046"))
+        elif isinstance(ev, Status) and ev.status is StatusKind.EXPIRED:
+            seen.append((ev.instrument, ctx.positions().positions.get(("deribit", F.OPTION), Decimal(0))))
+
+    s = Scripted("s", script, [Subscription("deribit", F.OPTION, {"ticker"})])
+    kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], [s], compiled=compiled)
+    r = trio.run(kernel.run).strategies["s"]
+    assert r.positions == {}
+    assert seen == [(F.OPTION, Decimal(0))]  # settled by the time the strategy hears of it
+    if book_moves_ms < 120_000:
+        # Bought 1 at 0.046 BTC, booked at 92,000 (the index when its report arrived): 4,232
+        # USD; delivered (92,000 - 90,000) / 92,000 BTC = 2,000 USD.
+        assert r.fills == 1
+        assert r.realized_pnl == pytest.approx(Decimal(2000 - 4232), abs=Decimal("1e-9"))
+    else:
+        assert r.fills == 0 and r.realized_pnl == 0
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_an_order_partly_filled_before_the_expiry_reports_its_fill_before_its_expiry(
+    tmp_path: Path, compiled: bool
+) -> None:
+    # A bid of 3 rests at 0.046; 2 are filled 10 ms before the expiry, that fill's report
+    # reaching the engine 10 ms after it. The rest of the order expires, seen on the frame 5 ms
+    # after the expiry. Its final report (EXPIRED, filled 2) was applied then, at once, and
+    # overtook the fill in flight: the strategy heard EXPIRED before the Fill it counts.
+    expiry_ms = F.T0_MS + 120_000
+    frames = [
+        (0, F.instruments(expiry_ms=expiry_ms)),
+        (1, F.ticker(F.PERP, 1, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0)),
+        (2, F.snapshot(F.OPTION, 2, 10, [(0.040, 3.0)], [(0.05, 2.0)])),
+        (1000, F.ticker(F.OPTION, 1000, bid=0.04, ask=0.05, mark=0.045, index=90000.0)),
+        (119_990, F.change(F.OPTION, 119_990, 11, [], [["new", 0.045, 2.0]])),
+        (120_005, F.ticker(F.PERP, 120_005, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+        (200_000, F.ticker(F.PERP, 200_000, bid=91999.5, ask=92000.0, mark=92000.0, index=92000.0)),
+    ]
+    path = F.write(tmp_path / "partial.rec", frames)
+    answers: list[Any] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if isinstance(ev, Ticker) and ev.instrument == F.OPTION and not answers:
+            answers.append(await ctx.buy("deribit", F.OPTION, "3", price="0.046"))
+
+    s = Scripted("s", script, [Subscription("deribit", F.OPTION, {"ticker"})])
+    kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], [s], compiled=compiled)
+    r = trio.run(kernel.run).strategies["s"]
+    private = [e for e in s.seen if isinstance(e, Fill | OrderUpdate)]
+    heard = [
+        ("fill", e.size) if isinstance(e, Fill) else (e.status.value, e.filled_size)
+        for e in private
+        if not (isinstance(e, OrderUpdate) and e.status is OrderState.OPEN)
+    ]
+    assert heard[0] == ("fill", Decimal(2))
+    assert heard[-1] == (OrderState.EXPIRED.value, Decimal(2))
+    assert [h for h in heard if h[0] == "fill"] == [("fill", Decimal(2))]
+    assert r.fills == 1 and r.positions == {}
+
+
+def test_an_option_held_at_an_expiry_with_no_index_price_is_said_not_settled(tmp_path: Path) -> None:
+    # A USDC option (its USD value needs no index) on data with books only: no index, so no
+    # delivery price at its expiry. It was left held without a word, in the positions and the
+    # equity as if it still traded.
+    expiry_ms = F.T0_MS + 120_000
+    listing = orjson.loads(F.instruments(expiry_ms=expiry_ms))
+    option = "BTC_USDC-25DEC26-90000-C"
+    for item in listing["result"]:
+        if item["kind"] == "option":
+            item.update(
+                instrument_name=option,
+                quote_currency="USDC",
+                settlement_currency="USDC",
+                instrument_type="linear",
+                tick_size=5.0,
+                tick_size_steps=[],
+                min_trade_amount=0.01,
+                contract_size=0.01,
+                maker_commission=0.0001,  # Deribit's USDC option rates (the coin options': 0.0003)
+                taker_commission=0.0005,
+            )
+    frames = [
+        (0, orjson.dumps(listing)),
+        (2, F.snapshot(option, 2, 10, [(4400.0, 3.0)], [(4500.0, 2.0)])),
+        (200_000, F.snapshot(option, 200_000, 11, [(4400.0, 3.0)], [(4500.0, 2.0)])),
+    ]
+    path = F.write(tmp_path / "usdc.rec", frames)
+    bought: list[Any] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if not bought:
+            bought.append(await ctx.buy("deribit", option, "1", price="4500"))
+
+    s = Scripted("s", script, [Subscription("deribit", option)])
     result = run(path, s)
     r = result.strategies["s"]
-    # Bought 1 at 0.05 BTC (4500 USD at 90000); settles at (92000-90000)/92000 BTC = 2000 USD.
-    assert r.positions == {}
-    # The delivery price is a float of the index (2000/92000 has no exact decimal form).
-    assert r.realized_pnl == pytest.approx(Decimal(2000 - 4500), abs=Decimal("1e-9"))
-    assert any(isinstance(e, Status) and e.status is StatusKind.EXPIRED for e in s.seen)
+    assert bought[0].status is OrderState.FILLED
+    assert r.positions == {f"deribit:{option}": "1"}  # never settled at a guessed price
+    assert r.fees > 0  # 0.0005 (taker) x the strike a contract (no underlying price known): not free
+    [warning] = [w for w in result.warnings if option in w]
+    assert "no BTC index price" in warning and "not settled" in warning and "held by s" in warning
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("known", ["perpetual_book", "own_ticker", "nothing"])
+def test_a_usdc_options_fee_before_any_index_is_of_the_underlyings_price_not_the_strike(
+    tmp_path: Path, known: str, compiled: bool
+) -> None:
+    # A USDC call struck at 60,000, BTC at 90,000, bought before any index is in the data. Its
+    # fee (0.0005 x the underlying a contract) was of the strike: 33% too little. Now of the
+    # option's own ticker's underlying price, else the perpetual's mid (its book here); the
+    # strike only with neither.
+    listing = orjson.loads(F.instruments())
+    option = "BTC_USDC-25DEC26-60000-C"
+    for item in listing["result"]:
+        if item["kind"] == "option":
+            item.update(
+                instrument_name=option,
+                strike=60000.0,
+                quote_currency="USDC",
+                settlement_currency="USDC",
+                instrument_type="linear",
+                tick_size=5.0,
+                tick_size_steps=[],
+                min_trade_amount=0.01,
+                contract_size=0.01,
+                maker_commission=0.0001,  # Deribit's USDC option rates (the coin options': 0.0003)
+                taker_commission=0.0005,
+            )
+    frames = [(0, orjson.dumps(listing))]
+    if known == "perpetual_book":
+        frames.append((1, F.snapshot(F.PERP, 1, 5, [(89999.5, 100.0)], [(90000.5, 100.0)])))
+    elif known == "own_ticker":
+        note = orjson.loads(F.ticker(option, 1, bid=30000.0, ask=30500.0, mark=30250.0, index=90000.0))
+        note["params"]["data"].update(instrument_name=option, index_price=None, underlying_price=90000.0)
+        frames.append((1, orjson.dumps(note)))
+    frames += [
+        (2, F.snapshot(option, 2, 10, [(30000.0, 3.0)], [(30500.0, 2.0)])),
+        (200_000, F.snapshot(option, 200_000, 11, [(30000.0, 3.0)], [(30500.0, 2.0)])),
+    ]
+    path = F.write(tmp_path / "usdc.rec", frames)
+    bought: list[Any] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if isinstance(ev, BookUpdate) and not bought:
+            bought.append(await ctx.buy("deribit", option, "0.1", price="30500"))
+
+    s = Scripted("s", script, [Subscription("deribit", option, {"book"})])
+    kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], [s], compiled=compiled)
+    r = trio.run(kernel.run).strategies["s"]
+    assert bought[0].status is OrderState.FILLED
+    # 0.1 BTC (a linear option's amount is in the coin) x 0.0005 x 90,000 = 4.5 USDC; of the
+    # strike, 3.0. (The cap, 12.5% of 0.1 x 30,500, is far above.)
+    assert r.fees == (Decimal("3.0") if known == "nothing" else Decimal("4.5"))
+
+
+def _funding_ticker(ms: int, next_funding_ms: int, index: float | None) -> bytes:
+    """A replayed perpetual ticker naming its next funding event (Tardis' `funding_timestamp`)."""
+    note = orjson.loads(F.ticker(F.PERP, ms, bid=89999.5, ask=90000.0, mark=90000.0, index=90000.0))
+    note["params"]["data"].update(
+        index_price=index, current_funding=0.0001, funding_timestamp=next_funding_ms
+    )
+    return orjson.dumps(note)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("index", [None, 90000.0])
+def test_funding_not_booked_for_want_of_a_usd_rate_is_a_counted_warning(
+    tmp_path: Path, compiled: bool, index: float | None
+) -> None:
+    # A perpetual held across two funding events with no index in the data: no USD rate, so
+    # nothing booked (never at an unknown rate). It was only a log line: the report showed a
+    # PnL without its funding as if complete.
+    frames = [
+        (0, F.instruments()),
+        (1, F.snapshot(F.PERP, 1, 10, [(89999.5, 50000.0)], [(90000.0, 50000.0)])),
+        (1000, _funding_ticker(1000, 2000, index)),
+        (3000, _funding_ticker(3000, 10_000, index)),
+        (11_000, _funding_ticker(11_000, 20_000, index)),
+    ]
+    path = F.write(tmp_path / "funding.rec", frames)
+    bought: list[Any] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if isinstance(ev, BookUpdate) and not bought:
+            bought.append(await ctx.buy("deribit", F.PERP, "1000"))
+
+    s = Scripted("s", script, [Subscription("deribit", F.PERP, {"book", "ticker"})])
+    kernel = BacktestKernel({"deribit": PLUGIN}, [DataSource("deribit", path)], [s], compiled=compiled)
+    result = trio.run(kernel.run)
+    assert bought[0].status is OrderState.FILLED
+    unpriced = [w for w in result.warnings if "funding" in w]
+    if index is None:
+        assert result.strategies["s"].funding == 0
+        assert unpriced == [
+            f"s: 2 funding event(s) of deribit:{F.PERP} not booked, no BTC USD rate in the data then:"
+            " its PnL lacks that funding"
+        ]
+    else:  # the same events with an index: booked (a long pays a positive rate), nothing said
+        assert result.strategies["s"].funding < 0
+        assert unpriced == []
 
 
 @pytest.mark.slow
@@ -334,3 +657,157 @@ def test_prediction_market_positions_settle_at_resolution(tmp_path: Path) -> Non
     assert result.strategies["s"].errors == 0
     assert result.strategies["s"].fills >= len(settled)
     assert result.strategies["s"].realized_pnl != 0
+
+
+def test_polymarket_shares_not_held_are_never_sold_in_a_backtest(tmp_path: Path) -> None:
+    from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
+    from tradingd.simulators.polymarket import SIMULATOR as POLYMARKET_SIM
+
+    path = tmp_path / "pm.rec.zst"
+    POLYMARKET_SIM.generate_sample(path, {"hours": 0.2, "seed": 3})
+
+    class ShortSeller(BuyEachToken):
+        """Sells the minimum of three tokens it never bought, at their best bid: each was
+        filled, a short position in a share (the venue refuses the sell)."""
+
+        def __init__(self) -> None:
+            super().__init__("s")
+            self.answers: list[int | str | None] = []
+
+        async def on_event(self, event: MarketEvent) -> None:
+            if not (isinstance(event, BookUpdate) and event.best_bid is not None):
+                return
+            if event.instrument in self.bought or len(self.bought) == 3:
+                return
+            self.bought.add(event.instrument)
+            try:
+                await self.ctx.sell(
+                    "polymarket", event.instrument, "5", price=str(event.best_bid), time_in_force="ioc"
+                )
+            except OrderRejected as exc:
+                self.answers.append(exc.code)
+            else:
+                self.answers.append("filled")
+
+    strategy = ShortSeller()
+    kernel = BacktestKernel({"polymarket": POLYMARKET}, [DataSource("polymarket", path)], [strategy])
+    r = trio.run(kernel.run).strategies["s"]
+    assert strategy.answers == ["not_enough_balance"] * 3
+    assert (r.fills, r.positions) == (0, {})
+    assert r.fees == r.realized_pnl == r.unrealized_pnl == 0
+
+
+class _Resolutions(Strategy):
+    """Subscribes to every Polymarket token; notes each resolution, and each token's last book
+    with an ask before it."""
+
+    def __init__(self) -> None:
+        super().__init__("w")
+        self.resolved: dict[str, tuple[int, float]] = {}
+        self.last_book: dict[str, tuple[int, float]] = {}
+        self.last_bid: dict[str, tuple[int, float, float]] = {}  # (ts, best bid, its size)
+        self.first_ask: dict[str, tuple[int, float]] = {}
+
+    async def on_start(self) -> None:
+        self.ctx.subscribe(Subscription("polymarket", i.symbol) for i in self.ctx.instruments("polymarket"))
+
+    async def on_event(self, event: MarketEvent) -> None:
+        if isinstance(event, Status) and event.status is StatusKind.MARKET_RESOLVED:
+            self.resolved[event.instrument] = (self.ctx.now_ns(), float(event.data["payout"]))
+        elif isinstance(event, BookUpdate) and event.instrument not in self.resolved and event.best_ask:
+            self.last_book[event.instrument] = (self.ctx.now_ns(), event.best_ask)
+            self.first_ask.setdefault(event.instrument, (self.ctx.now_ns(), event.best_ask))
+        if isinstance(event, BookUpdate) and event.instrument not in self.resolved and event.best_bid:
+            self.last_bid[event.instrument] = (self.ctx.now_ns(), event.best_bid, event.best_bid_size or 0.0)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_polymarket_fill_whose_report_crosses_the_resolution_is_paid_out(
+    tmp_path: Path, compiled: bool
+) -> None:
+    # Each token of the resolving market is bought (ioc, at its ask) on its last book before
+    # the resolution; the fill's report takes longer than what is left to the resolution. It
+    # was booked after the payout settled the market, and held to the end, never paid out.
+    from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
+    from tradingd.simulators.polymarket import SIMULATOR as POLYMARKET_SIM
+
+    path = tmp_path / "pm.rec.zst"
+    POLYMARKET_SIM.generate_sample(path, {"hours": 0.2, "seed": 3})
+    watch = _Resolutions()
+    trio.run(BacktestKernel({"polymarket": POLYMARKET}, [DataSource("polymarket", path)], [watch]).run)
+    assert sorted(p for _, p in watch.resolved.values()) == [0.0, 1.0]
+    at = {token: watch.last_book[token] for token in watch.resolved}
+    gap_ms = max(watch.resolved[t][0] - at[t][0] for t in at) / 1e6
+    bought: list[Any] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        if isinstance(ev, BookUpdate) and at[ev.instrument][0] == ctx.now_ns():
+            ask = at[ev.instrument][1]
+            bought.append(
+                await ctx.buy("polymarket", ev.instrument, "5", price=str(ask), time_in_force="ioc")
+            )
+
+    # One strategy per token: each waits for its own answer while the other's book comes.
+    tokens = sorted(at)
+    strategies = [Scripted(f"s{i}", script, [Subscription("polymarket", t)]) for i, t in enumerate(tokens)]
+    settings = BacktestSettings(latency_ms=1, response_latency_ms=gap_ms + 100)
+    kernel = BacktestKernel(
+        {"polymarket": POLYMARKET}, [DataSource("polymarket", path)], strategies, settings, compiled=compiled
+    )
+    result = trio.run(kernel.run)
+    assert [u.status for u in bought] == [OrderState.FILLED] * 2
+    for i, token in enumerate(tokens):
+        r = result.strategies[f"s{i}"]
+        assert r.positions == {}  # paid out
+        payout, ask = Decimal(repr(watch.resolved[token][1])), Decimal(repr(at[token][1]))
+        assert r.realized_pnl == 5 * (payout - ask) and r.unrealized_pnl == 0
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_polymarket_sale_whose_report_crosses_the_resolution_is_one_round_trip_never_short(
+    tmp_path: Path, compiled: bool
+) -> None:
+    # 5 shares of each token are bought on its first book, and sold (ioc, at the bid) on its
+    # last book before the resolution; the sale's report takes longer than what is left to the
+    # resolution. The market was settled at once (the 5 held paid out: a round trip), then the
+    # sale booked on the flat position (-5 shares, a second trip), settled again later: two
+    # round trips for one, and a short position in a share for a response latency.
+    from tradingd.connectors.polymarket import PLUGIN as POLYMARKET
+    from tradingd.simulators.polymarket import SIMULATOR as POLYMARKET_SIM
+
+    path = tmp_path / "pm.rec.zst"
+    POLYMARKET_SIM.generate_sample(path, {"hours": 0.2, "seed": 3})
+    watch = _Resolutions()
+    trio.run(BacktestKernel({"polymarket": POLYMARKET}, [DataSource("polymarket", path)], [watch]).run)
+    tokens = sorted(watch.resolved)
+    assert len(tokens) == 2 and all(watch.last_bid[t][2] >= 5 for t in tokens)
+    gap_ms = max(watch.resolved[t][0] - watch.last_bid[t][0] for t in tokens) / 1e6
+    answers: list[Any] = []
+    held: list[Decimal] = []
+
+    async def script(ctx: StrategyContext, ev: MarketEvent) -> None:
+        token = ev.instrument
+        held.append(ctx.positions().positions.get(("polymarket", token), Decimal(0)))
+        if not isinstance(ev, BookUpdate):
+            return
+        if watch.first_ask[token][0] == ctx.now_ns():
+            price = str(watch.first_ask[token][1])
+            answers.append(await ctx.buy("polymarket", token, "5", price=price, time_in_force="ioc"))
+        elif watch.last_bid[token][0] == ctx.now_ns():
+            price = str(watch.last_bid[token][1])
+            answers.append(await ctx.sell("polymarket", token, "5", price=price, time_in_force="ioc"))
+
+    strategies = [Scripted(f"s{i}", script, [Subscription("polymarket", t)]) for i, t in enumerate(tokens)]
+    settings = BacktestSettings(latency_ms=1, response_latency_ms=gap_ms + 100)
+    kernel = BacktestKernel(
+        {"polymarket": POLYMARKET}, [DataSource("polymarket", path)], strategies, settings, compiled=compiled
+    )
+    result = trio.run(kernel.run)
+    assert [u.status for u in answers] == [OrderState.FILLED] * 4
+    assert min(held) == 0  # never short
+    for i, token in enumerate(tokens):
+        r = result.strategies[f"s{i}"]
+        assert r.positions == {} and r.fills == 2
+        ask, bid = Decimal(repr(watch.first_ask[token][1])), Decimal(repr(watch.last_bid[token][1]))
+        assert r.realized_pnl == 5 * (bid - ask)  # sold, not paid out
+        assert r.round_trips == 1 and r.win_rate == (1.0 if bid > ask else 0.0)

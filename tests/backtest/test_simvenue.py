@@ -4,13 +4,27 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import attrs
 import pytest
 
 from tests.support.helpers import OPTION, PERP, book, request, trade
 from tests.support.simulated_venue import make, order
 from tradingd.connectors.deribit.fees import DeribitFees
-from tradingd.engine import Fill, Liquidity, OrderRejected, OrderState, OrderUpdate, PrivateEvent
-from tradingd.engine.model import Order
+from tradingd.engine import (
+    Fill,
+    Instrument,
+    InstrumentKind,
+    Liquidity,
+    OrderBook,
+    OrderRejected,
+    OrderRequest,
+    OrderState,
+    OrderUpdate,
+    PrivateEvent,
+    Side,
+    TimeInForce,
+)
+from tradingd.engine.model import InstrumentRegistry, Order, ProportionalFees, SimulatedVenue
 
 
 def fills(events: list[PrivateEvent]) -> list[tuple[Decimal, Decimal, Liquidity]]:
@@ -161,3 +175,157 @@ def test_a_limit_takes_only_the_levels_it_reaches_best_first_on_either_side() ->
         (Decimal("0.0495"), Decimal("1.0"), Liquidity.MAKER),
     ]
     assert last_state(out) is OrderState.PARTIALLY_FILLED
+
+
+def test_no_order_is_taken_on_an_instrument_past_its_expiry_or_no_longer_active() -> None:
+    # Its last recorded book is still in memory: an order reaching the venue after the expiry
+    # (sent before it, in flight) would fill against it, a position no settlement closes.
+    sim, _ = make()
+    expiry = OPTION.expiry_ns
+    assert expiry is not None
+    before = sim.submit(order("a", side="buy", size="1", price="0.05"), expiry - 1)
+    assert fills(before) == [(Decimal("0.05"), Decimal("1"), Liquidity.TAKER)]
+    for at in (expiry, expiry + 1):
+        out = sim.submit(order(f"b{at}", side="buy", size="1", price="0.051"), at)
+        assert fills(out) == [] and last_state(out) is OrderState.REJECTED
+        assert [e.reason for e in out if isinstance(e, OrderUpdate)] == ["instrument_expired"]
+    # A resting order cannot be edited into the book after the expiry either.
+    resting = order("c", side="buy", size="1", price="0.040")
+    sim.submit(resting, expiry - 1)
+    with pytest.raises(OrderRejected, match="instrument_expired"):
+        sim.edit(resting, expiry, price=Decimal("0.051"), size=None)
+    assert sim.has_orders(OPTION.symbol)  # left as it was, for the expiry to end it
+    # A market resolved (its tokens made inactive): the same.
+    sim, _ = make()
+    sim.registry.add(attrs.evolve(OPTION, expiry_ns=None, active=False))
+    out = sim.submit(order("d", side="buy", size="1", price="0.051"), 1)
+    assert fills(out) == [] and [e.reason for e in out if isinstance(e, OrderUpdate)] == [
+        "instrument_not_active"
+    ]
+
+
+def test_an_edit_never_makes_a_post_only_order_take() -> None:
+    sim, _ = make()
+    o = order(side="buy", size="1", price="0.048", post_only=True)
+    assert last_state(sim.submit(o, 1)) is OrderState.OPEN
+    with pytest.raises(OrderRejected, match="post-only") as refused:
+        sim.edit(o, 2, price=Decimal("0.051"), size=None)  # through the 0.050 ask
+    assert refused.value.code == "post_only_reject"
+    # Refused whole: still resting at its price and size, nothing filled or taken.
+    [r] = sim.resting[OPTION.symbol]
+    assert (r.price, r.size, r.filled) == (Decimal("0.048"), Decimal("1"), Decimal(0))
+    assert not sim.consumed.get(OPTION.symbol)
+    # An edit that stays out of the book is taken, and it rests as a maker.
+    out = sim.edit(o, 3, price=Decimal("0.049"), size=Decimal("2"))
+    assert fills(out) == [] and last_state(out) is OrderState.OPEN
+    # The same edit of an order that is not post-only takes the ask, as a new order would.
+    p = order("p", side="buy", size="1", price="0.048")
+    sim.submit(p, 4)
+    out = sim.edit(p, 5, price=Decimal("0.051"), size=None)
+    assert fills(out) == [(Decimal("0.05"), Decimal("1"), Liquidity.TAKER)]
+
+
+def test_an_outcome_share_is_sold_only_when_held() -> None:
+    # Polymarket refuses a sell of shares the account does not hold ("not enough balance /
+    # allowance"); the simulated venue sold them, a short position in a share the venue has
+    # no such thing as.
+    token = Instrument(
+        venue="polymarket",
+        symbol="71321045679252212594626385532706912750332728571942532289631379312455583992563",
+        kind=InstrumentKind.OUTCOME,
+        base="0xdd22",
+        quote="PUSD",
+        settle="PUSD",
+        tick_size="0.01",
+        min_size="5",
+        size_step="0.01",
+    )
+    b = OrderBook(0.01)
+    b.set_bid(b.to_ticks(0.40), 100.0)
+    b.set_ask(b.to_ticks(0.42), 100.0)
+    sim = SimulatedVenue("polymarket", InstrumentRegistry([token]), ProportionalFees(), {token.symbol: b}.get)
+
+    def req(cid: str, side: str, size: str, price: str, tif: str = "gtc") -> Order:
+        return Order(
+            OrderRequest(
+                venue="polymarket",
+                instrument=token.symbol,
+                side=Side(side),
+                size=Decimal(size),
+                price=Decimal(price),
+                client_order_id=cid,
+                strategy="s",
+                time_in_force=TimeInForce(tif),
+            ),
+            now_ns=0,
+        )
+
+    def reasons(out: list[PrivateEvent]) -> list[str | None]:
+        return [e.reason for e in out if isinstance(e, OrderUpdate) and e.status is OrderState.REJECTED]
+
+    out = sim.submit(req("short", "sell", "5", "0.40", "ioc"), 1)
+    assert fills(out) == [] and reasons(out) == ["not_enough_balance"]
+    assert fills(sim.submit(req("buy", "buy", "10", "0.42", "ioc"), 2)) == [
+        (Decimal("0.42"), Decimal("10"), Liquidity.TAKER)
+    ]
+    resting = req("rest", "sell", "6", "0.45")  # holds 6 of the 10 shares while it rests
+    assert last_state(sim.submit(resting, 3)) is OrderState.OPEN
+    assert reasons(sim.submit(req("more", "sell", "5", "0.40", "ioc"), 4)) == ["not_enough_balance"]
+    with pytest.raises(OrderRejected) as refused:  # growing the resting sell past the shares
+        sim.edit(resting, 5, price=None, size=Decimal("11"))
+    assert refused.value.code == "not_enough_balance"
+    out = sim.submit(req("rest4", "sell", "4", "0.40", "ioc"), 6)  # the 4 shares not held by it
+    assert fills(out) == [(Decimal("0.40"), Decimal("4"), Liquidity.TAKER)]
+    sim.cancel(resting, 7)  # its 6 shares are free again
+    assert fills(sim.submit(req("last", "sell", "6", "0.40", "ioc"), 8)) == [
+        (Decimal("0.40"), Decimal("6"), Liquidity.TAKER)
+    ]
+    assert sim.held[token.symbol] == 0
+
+
+def test_outcome_shares_are_held_per_account_not_per_strategy() -> None:
+    # Polymarket checks a sell against the wallet's shares, whichever strategy of ours bought
+    # them: B sells the 10 A bought (filled, B's own ledger short 10, the account flat); a
+    # further sell by either is refused, the account never short a share. (Pins the documented
+    # scope of "never a short position": per account, not per strategy.)
+    token = Instrument(
+        venue="polymarket",
+        symbol="7132104567925221259462638553270691275033272857194253228963137931245558399256",
+        kind=InstrumentKind.OUTCOME,
+        base="0xdd22",
+        quote="PUSD",
+        settle="PUSD",
+        tick_size="0.01",
+        min_size="5",
+        size_step="0.01",
+    )
+    b = OrderBook(0.01)
+    b.set_bid(b.to_ticks(0.40), 100.0)
+    b.set_ask(b.to_ticks(0.42), 100.0)
+    sim = SimulatedVenue("polymarket", InstrumentRegistry([token]), ProportionalFees(), {token.symbol: b}.get)
+
+    def req(strategy: str, cid: str, side: str, size: str, price: str) -> Order:
+        return Order(
+            OrderRequest(
+                venue="polymarket",
+                instrument=token.symbol,
+                side=Side(side),
+                size=Decimal(size),
+                price=Decimal(price),
+                client_order_id=cid,
+                strategy=strategy,
+                time_in_force=TimeInForce.IOC,
+            ),
+            now_ns=0,
+        )
+
+    assert fills(sim.submit(req("a", "a1", "buy", "10", "0.42"), 1)) == [
+        (Decimal("0.42"), Decimal("10"), Liquidity.TAKER)
+    ]
+    assert fills(sim.submit(req("b", "b1", "sell", "10", "0.40"), 2)) == [
+        (Decimal("0.40"), Decimal("10"), Liquidity.TAKER)
+    ]
+    for i, strategy in enumerate("ab"):
+        out = sim.submit(req(strategy, f"{strategy}2", "sell", "5", "0.40"), 3 + i)
+        assert fills(out) == [] and last_state(out) is OrderState.REJECTED
+    assert sim.held[token.symbol] == 0

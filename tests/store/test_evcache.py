@@ -193,14 +193,14 @@ def test_a_changed_decoder_makes_a_new_key(tmp_path: Path, monkeypatch: pytest.M
     assert cache.key({"deribit": plugin}, sources) == key
     # The version is a hash of the decoder's source: a changed line is a new version.
     monkeypatch.setattr(evcache, "_version_memo", {})
-    real = evcache._tree_digest
+    real = evcache.tree_digest
 
     def edited(h: Any, root: Path) -> None:
         real(h, root)
         if root.name == "deribit":
             h.update(b"# one more line in the codec")
 
-    monkeypatch.setattr(evcache, "_tree_digest", edited)
+    monkeypatch.setattr(evcache, "tree_digest", edited)
     assert cache.key({"deribit": plugin}, sources) != key
 
 
@@ -222,7 +222,7 @@ def test_the_decoder_version_covers_compiled_code(tmp_path: Path) -> None:
 
     def digest() -> str:
         h = hashlib.blake2b(digest_size=16)
-        evcache._tree_digest(h, root)
+        evcache.tree_digest(h, root)
         return h.hexdigest()
 
     before = digest()

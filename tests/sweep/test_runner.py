@@ -8,7 +8,10 @@ show the numbering does not depend on the order trials finish in, for TPE as wel
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
+import importlib.util
 import json
+import shutil
 import socket
 import sys
 import types
@@ -23,6 +26,7 @@ import trio
 
 from tests.support.sweep_base import sweep_base
 from tests.support.sweep_trials import behave, context
+from tradingd.cli import trial as trial_module
 from tradingd.cli.backtest import build_kernel
 from tradingd.cli.trial import (
     _user_code,
@@ -334,6 +338,41 @@ def test_a_trials_key_names_its_config_window_data_and_code(base: Path, tmp_path
     finally:
         trap.write_text(text)
     assert code_version(loaded) == ctx.code_version
+
+
+def test_the_code_version_covers_the_c_sources_and_the_built_modules(
+    base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The backtest runs compiled code (engine/backtest/_kernel.c, its header, the built `.so`):
+    # the version hashed the `.py` files only, so a change there alone kept the cached trials.
+    # Edited in a copy of the package's code rooms, never in the tree the tests run.
+    spec = _spec(base, tmp_path / "out", GRID)
+    _, loaded = read_base(spec)
+    copy = tmp_path / "pkg"
+    for room in trial_module._CODE_ROOTS:
+        shutil.copytree(
+            trial_module._PACKAGE / room, copy / room, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    for name in trial_module._CODE_FILES:
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(trial_module._PACKAGE / name, copy / name)
+    monkeypatch.setattr(trial_module, "_PACKAGE", copy)
+    before = code_version(loaded)
+    edited = [copy / "engine" / "backtest" / "_kernel.c", copy / "engine" / "_typecache.h"]
+    edited += [
+        p
+        for p in (copy / "engine" / "backtest").iterdir()
+        if p.name.startswith("_kernel.") and p.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    ]
+    # The built module too, where this tree has one (a build without a compiler has none).
+    built = importlib.util.find_spec("tradingd.engine.backtest._kernel") is not None
+    assert len(edited) == (3 if built else 2), edited
+    for path in edited:
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n/* edited */\n")
+        assert code_version(loaded) != before, path
+        path.write_bytes(original)
+        assert code_version(loaded) == before
 
 
 def _user_config(base: Path, name: str, module: str) -> Path:

@@ -51,3 +51,35 @@ def test_a_linear_perpetuals_round_trip_realizes_its_coin_amount_times_the_move(
     assert position.apply(one, Decimal(3000), one, one) == 0
     assert position.apply(-one, Decimal(3100), one, one) == Decimal(100)  # 1 ETH, 3,000 -> 3,100
     assert position.turnover_usd == Decimal(6100)
+
+
+BTC_USDC_CALL = {
+    "instrument_name": "BTC_USDC-25DEC26-90000-C",
+    "kind": "option",
+    "base_currency": "BTC",
+    "quote_currency": "USDC",
+    "counter_currency": "USDC",
+    "settlement_currency": "USDC",
+    "instrument_type": "linear",
+    "settlement_period": "month",
+    "expiration_timestamp": 1_798_185_600_000,
+    "strike": 90000.0,
+    "option_type": "call",
+    "tick_size": 5.0,
+    "min_trade_amount": 0.01,
+    "contract_size": 0.01,
+}
+
+
+def test_a_linear_options_fee_before_any_index_is_known_is_not_nothing() -> None:
+    """`rate x index` per contract (VENUES.md §1.8), capped at 12.5% of the premium. A fill
+    simulated before the data gave an index (no ticker yet) was charged `rate x 0`: free."""
+    inst = instrument_from_json(BTC_USDC_CALL)
+    price, size = Decimal(4500), Decimal(1)
+    known, currency = DeribitFees().fee(inst, price, size, Liquidity.TAKER, 92_000.0)
+    assert (known, currency) == (Decimal("46.0"), "USDC")  # 0.05% of 92,000 USDC
+    for index in (None, 0.0, float("nan")):
+        unknown, _ = DeribitFees().fee(inst, price, size, Liquidity.TAKER, index)
+        assert unknown == Decimal("45.0")  # the strike stands in: 0.05% of 90,000 USDC
+    capped, _ = DeribitFees().fee(inst, Decimal(100), size, Liquidity.TAKER, None)
+    assert capped == Decimal("12.5")  # 12.5% of a 100 USDC premium
