@@ -336,7 +336,13 @@ def order_update_from(o: OrderData, ts_local: int) -> OrderUpdate:
 
 
 def fill_from(t: TradeData, ts_local: int) -> Fill:
-    """The engine's view of one of our Deribit trades."""
+    """The engine's view of one of our Deribit trades. One without a trade id is malformed: the
+    id is what books a fill once (the engine's, the journal's), and the venue reports a trade
+    twice (the order's answer and `user.trades`, then a reconnect's catch-up): without one, each
+    report would be booked again."""
+    trade_id = str(t.trade_id)
+    if not trade_id:
+        raise _malformed(f"trade of order {t.order_id}: no trade_id", t.instrument_name)
     return Fill(
         venue=VENUE,
         instrument=t.instrument_name,
@@ -345,7 +351,7 @@ def fill_from(t: TradeData, ts_local: int) -> Fill:
         order_id=t.order_id,
         client_order_id=t.label or None,
         strategy=None,
-        trade_id=str(t.trade_id),
+        trade_id=trade_id,
         side=_SIDES[t.direction],
         price=to_decimal(t.price),
         size=to_decimal(t.amount),

@@ -4,6 +4,8 @@ and never a fill booked twice."""
 
 from __future__ import annotations
 
+import contextlib
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -11,10 +13,13 @@ import pytest
 import trio
 
 from tests.support.deribit_live import PERP, serve_sim, start
+from tests.support.flows import make_flow
+from tests.support.helpers import OPTION, registry, request
 from tests.support.live_support import Probe
 from tests.support.offline_sessions import deribit
+from tradingd.connectors.deribit.codec import DeribitDecoder, decode_order_result
 from tradingd.connectors.deribit.stream import DeribitSession
-from tradingd.engine import AuthError, Subscription
+from tradingd.engine import AuthError, Fill, MalformedFrame, Subscription
 from tradingd.simulators.deribit import simulator as deribit_simulator
 
 ABSURD_TOKENS = [
@@ -72,3 +77,67 @@ async def test_an_absurd_auth_answer_is_retried_never_the_engines_end(
     assert isinstance(live, DeribitSession)
     assert absurd == [0] and live.authenticated
     assert live.stats.connects == 3
+
+
+# ------------------------------------------------- a trade the venue reports without its id
+
+TRADE: dict[str, Any] = {
+    "trade_id": "",
+    "order_id": "V1",
+    "label": "s-bt-1",
+    "instrument_name": OPTION.symbol,
+    "direction": "buy",
+    "price": 0.05,
+    "amount": 0.25,
+    "timestamp": 1_767_978_363_493,
+    "fee": 0.0003,
+    "fee_currency": "BTC",
+    "liquidity": "M",
+}
+ORDER: dict[str, Any] = {
+    "order_id": "V1",
+    "label": "s-bt-1",
+    "instrument_name": OPTION.symbol,
+    "direction": "buy",
+    "order_state": "open",
+    "amount": 1.0,
+    "filled_amount": 0.25,
+    "price": 0.05,
+}
+
+
+def _channel_frame(trade: dict[str, Any]) -> bytes:
+    params = {"channel": "user.trades.any.any.raw", "data": [trade]}
+    return msgspec.json.encode({"jsonrpc": "2.0", "method": "subscription", "params": params})
+
+
+@pytest.mark.parametrize("trade_id", ["", 0], ids=["empty", "number"])
+def test_a_trade_without_its_id_is_never_booked_twice_from_the_answer_and_the_channel(
+    trade_id: str | int,
+) -> None:
+    """Deribit reports one trade in the order's answer and on `user.trades`: its id is what
+    books it once. Without one (`""`), both were decoded and both booked (0.5 of a 0.25 trade).
+    Now each is malformed (the channel's counted; the answer's outcome unknown), as the trade
+    history already refused it; a numeric id still reads."""
+    decoder = DeribitDecoder(registry())
+    flow = make_flow(None)
+    flow.accept(request(), now_ns=1)
+    trade = TRADE | {"trade_id": trade_id}
+    answer = msgspec.json.encode({"order": ORDER, "trades": [trade]})
+    reports: list[Any] = []
+    with contextlib.suppress(MalformedFrame):
+        reports += decode_order_result(answer, 2)
+    with contextlib.suppress(MalformedFrame):
+        reports += decoder.decode(_channel_frame(trade), 3)
+    for report in reports:
+        if isinstance(report, Fill):
+            flow.on_fill(report)
+        else:
+            flow.on_update(report)
+    order = flow.tracker.find("deribit", order_id="V1", client_order_id="s-bt-1")
+    assert order is not None
+    booked = order.filled_size
+    if trade_id == "":
+        assert booked == 0 and decoder.stats.malformed == 1
+    else:
+        assert booked == Decimal("0.25") and decoder.stats.malformed == 0
