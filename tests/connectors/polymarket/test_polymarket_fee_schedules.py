@@ -462,3 +462,66 @@ def test_a_fee_from_the_instruments_rate_uses_its_markets_exponent_or_is_unknown
     frame = _trade_frame(lone, lone_market, price="0.4", size="100", bps="0", id="t-2")
     fill = next(e for e in decoder.decode(frame, NOW_NS) if isinstance(e, Fill))
     assert fill.fee == 0 and decoder.unknown_fee_fills == 1
+
+
+# -- a fee schedule the venue cannot mean (round 13, hostile venue) ----------------------------
+
+ABSURD_SCHEDULES = [
+    pytest.param({"r": "1e30", "e": 1}, id="rate huge"),  # InvalidOperation: every fill a decoder fault
+    pytest.param({"r": "1e999999999", "e": 1}, id="rate overflows"),  # decimal.Overflow, the same
+    pytest.param({"r": 0.03, "e": "-1e9"}, id="exponent overflows"),
+    pytest.param({"r": -0.5, "e": 1}, id="rate negative"),  # a fee of -1.2: the venue paying us
+    pytest.param({"r": 0.03, "e": -3}, id="exponent negative"),  # 21.7 on a 4 pUSD trade
+    pytest.param({"r": 0.03, "e": "1e999999999"}, id="exponent huge"),
+]
+
+
+async def _fill_after_schedule(fd: dict[str, Any]) -> tuple[PolymarketSession, Fill]:
+    """A session whose venue answers `GET /clob-markets/{id}` with `fd`, and the fill of one of
+    our trades in that market it decodes after learning its fees on demand."""
+    token, market = "12345678901234567890", "0x" + "ab" * 32
+
+    def venue(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"t": [{"t": token}], "fd": fd})
+
+    session = PolymarketSession(
+        PolymarketSettings(),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=_Sink(),
+        http=httpx.AsyncClient(transport=httpx.MockTransport(venue)),
+    )
+    session.rest.base_url = "http://venue"
+    frame = _trade_frame(token, market, price="0.4", size="10", bps="0")
+    await session.learn_fees_of_trades(frame)
+    (fill,) = [e for e in session.decoder.decode(frame, NOW_NS) if isinstance(e, Fill)]
+    return session, fill
+
+
+@pytest.mark.parametrize("fd", ABSURD_SCHEDULES)
+async def test_a_fee_schedule_the_venue_cannot_mean_is_unknown_and_its_fills_still_booked(
+    fd: dict[str, Any],
+) -> None:
+    """An absurd schedule from `GET /clob-markets` was learned as given: a huge rate or exponent
+    made every fill of the market raise in the fee's arithmetic (a decoder fault: the fill, a real
+    trade, never booked, and every book dropped), a negative one booked a fee the venue pays us
+    or one larger than the trade. It is refused (`fees.unknown`): the fill is booked, its fee
+    flagged unknown and alerted, as when the venue does not answer."""
+    session, fill = await _fill_after_schedule(fd)
+    assert (fill.size, fill.fee) == (Decimal(10), Decimal(0))
+    assert session.decoder.unknown_fee_fills == 1 and session.decoder.stats.malformed == 0
+    assert session.outcomes.get("12345678901234567890") is None
+
+
+async def test_a_schedule_within_what_the_venue_publishes_is_learned() -> None:
+    session, fill = await _fill_after_schedule({"r": 0.07, "e": 2})
+    assert fill.fee == floor5(10 * Decimal("0.07") * (Decimal("0.4") * Decimal("0.6")) ** 2)
+    assert session.decoder.unknown_fee_fills == 0
+
+
+@pytest.mark.parametrize(
+    "fields", [{"rate": -1}, {"rate": 2}, {"rate": 0, "exponent": -1}, {"rate": 0, "rebate_rate": 5}]
+)
+def test_a_fee_schedule_out_of_range_is_no_schedule(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="fee schedule"):
+        FeeSchedule(**fields)
