@@ -525,3 +525,36 @@ async def test_a_schedule_within_what_the_venue_publishes_is_learned() -> None:
 def test_a_fee_schedule_out_of_range_is_no_schedule(fields: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="fee schedule"):
         FeeSchedule(**fields)
+
+
+@pytest.mark.parametrize("market", ["0x\n", "0x" + "ab" * 40_000], ids=["control character", "too long"])
+async def test_a_trade_naming_a_market_id_that_makes_no_url_is_still_booked_and_kills_no_task(
+    market: str,
+) -> None:
+    """The session learns the fee schedule of a trade's market before decoding it, by the market
+    id the trade names. One that makes no URL made httpx raise `InvalidURL` out of
+    `learn_fees_of_trades`: the user channel's frame failed before its decode (the fill, a real
+    trade, never booked), the catch-up's follower task died with it, and the id, kept for the
+    background retries, ended `PolymarketSession.run` at the next one. Now nothing is sent, the
+    fees are unknown (the fill booked with no fee, flagged), and a retry raises nothing."""
+    token = "12345678901234567890"
+    asked: list[httpx.URL] = []
+
+    def venue(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url)
+        return httpx.Response(404, json={"error": "not found"})
+
+    session = PolymarketSession(
+        PolymarketSettings(),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=_Sink(),
+        http=httpx.AsyncClient(transport=httpx.MockTransport(venue)),
+    )
+    session.rest.base_url = "http://venue"
+    frame = _trade_frame(token, market, price="0.4", size="10", bps="0")
+    await session.learn_fees_of_trades(frame)
+    (fill,) = [e for e in session.decoder.decode(frame, NOW_NS) if isinstance(e, Fill)]
+    assert (fill.size, fill.fee, session.decoder.unknown_fee_fills) == (Decimal(10), Decimal(0), 1)
+    assert await session.learn_fees(list(session._fee_markets)) == 0  # what `_retry_fees` runs
+    assert all(url.path.startswith("/clob-markets/") and "\n" not in str(url) for url in asked)
