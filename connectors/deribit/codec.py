@@ -313,9 +313,20 @@ def order_update_from(o: OrderData, ts_local: int) -> OrderUpdate:
             f"order {o.order_id}: filled_amount {o.filled_amount!r} is above amount {o.amount!r}",
             o.instrument_name,
         )
+    if not o.amount > 0:
+        # An order's amount is positive (§1.7: the venue refuses a zero one): an order of nothing
+        # would read as one filled in full.
+        raise _malformed(f"order {o.order_id}: amount {o.amount!r} is not positive", o.instrument_name)
+    size = to_decimal(o.amount)
     filled = to_decimal(o.filled_amount) if o.filled_amount else Decimal(0)
+    reason = o.cancel_reason
     if state is OrderState.OPEN and filled > 0:
         state = OrderState.PARTIALLY_FILLED
+    elif state is OrderState.FILLED and filled < size:
+        # "filled" short of its amount: the rest will never trade, and FILLED would tell the
+        # strategy all of it did (as Derive's codec reads the same, connectors/derive/codec.py).
+        state = OrderState.CANCELLED
+        reason = reason or f"venue state 'filled' with {filled} of {size} executed; the rest will not trade"
     ts = o.last_update_timestamp or o.creation_timestamp
     return OrderUpdate(
         venue=VENUE,
@@ -328,10 +339,10 @@ def order_update_from(o: OrderData, ts_local: int) -> OrderUpdate:
         status=state,
         side=_SIDES[o.direction],
         price=to_decimal(o.price) if isinstance(o.price, float | int) else None,
-        size=to_decimal(o.amount),
+        size=size,
         filled_size=filled,
         avg_fill_price=to_decimal(o.average_price) if o.average_price else None,
-        reason=o.cancel_reason,
+        reason=reason,
     )
 
 

@@ -19,7 +19,7 @@ from tests.support.live_support import Probe
 from tests.support.offline_sessions import deribit
 from tradingd.connectors.deribit.codec import DeribitDecoder, decode_order_result
 from tradingd.connectors.deribit.stream import DeribitSession
-from tradingd.engine import AuthError, Fill, MalformedFrame, Subscription
+from tradingd.engine import AuthError, Fill, MalformedFrame, OrderUpdate, Subscription
 from tradingd.simulators.deribit import simulator as deribit_simulator
 
 ABSURD_TOKENS = [
@@ -141,3 +141,45 @@ def test_a_trade_without_its_id_is_never_booked_twice_from_the_answer_and_the_ch
         assert booked == 0 and decoder.stats.malformed == 1
     else:
         assert booked == Decimal("0.25") and decoder.stats.malformed == 0
+
+
+# ------------------------------------------------- an order report that contradicts itself
+
+
+@pytest.mark.parametrize(
+    ("amount", "filled", "state", "seen"),
+    [
+        pytest.param(1.0, 0.5, "filled", ("cancelled", "0.5"), id="filled short of its amount"),
+        pytest.param(1.0, None, "filled", ("cancelled", "0"), id="filled, nothing executed"),
+        pytest.param(1.0, 1.0, "filled", ("filled", "1.0"), id="filled"),
+        pytest.param(0.0, 0.0, "filled", None, id="an order of nothing"),
+    ],
+)
+def test_an_order_said_filled_short_of_its_amount_is_no_fill_of_all_of_it(
+    amount: float, filled: float | None, state: str, seen: tuple[str, str] | None
+) -> None:
+    """A `user.orders` report "filled" whose `filled_amount` is short of its `amount` (or an
+    amount of 0) made our order FILLED with 0.5 (or nothing) of 1 executed: the strategy told all
+    of it traded. Read as Derive's codec reads the same: the rest will never trade (CANCELLED,
+    with its filled size); an order of nothing is malformed."""
+    decoder = DeribitDecoder(registry())
+    flow = make_flow(None)
+    flow.accept(request(), now_ns=1)
+    order = ORDER | {"order_state": state, "amount": amount, "filled_amount": filled}
+    frame = msgspec.json.encode(
+        {
+            "jsonrpc": "2.0",
+            "method": "subscription",
+            "params": {"channel": "user.orders.any.any.raw", "data": order},
+        }
+    )
+    if seen is None:
+        with pytest.raises(MalformedFrame):
+            decoder.decode(frame, 2)
+        return
+    for report in decoder.decode(frame, 2):
+        assert isinstance(report, OrderUpdate)
+        flow.on_update(report)
+    tracked = flow.tracker.find("deribit", order_id="V1", client_order_id="s-bt-1")
+    assert tracked is not None
+    assert (tracked.state.value, str(tracked.filled_size)) == seen
