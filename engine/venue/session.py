@@ -533,16 +533,38 @@ class VenueSession:
         leaf: BaseException = group
         while isinstance(leaf, BaseExceptionGroup):
             leaf = leaf.exceptions[0]
+        self._log_fault(leaf)
+        return f"session fault: {type(leaf).__name__}"
+
+    def _log_fault(self, exc: BaseException, **where: Any) -> None:
         self.stats.session_faults += 1
-        text = str(leaf)
+        text = str(exc)
         self.log.critical(
             "session.fault",
-            error_type=type(leaf).__name__,
+            error_type=type(exc).__name__,
             error=text if len(text) <= _ERROR_TEXT else text[:_ERROR_TEXT] + "...",
             faults=self.stats.session_faults,
-            exc_info=leaf,
+            exc_info=exc,
+            **where,
         )
-        return f"session fault: {type(leaf).__name__}"
+
+    async def supervise(self, task: Callable[[], Awaitable[None]], *, what: str) -> None:
+        """Run a venue's background task that lives beside its connections, not on one (outside
+        `_session`'s nursery: Polymarket's fee retries and order heartbeats), under the same net
+        as the session's own tasks: an unexpected exception is a session fault of this session
+        (counted, logged with `task`, alerted) and the task starts again after the backoff's next
+        delay (reset once it has run a minute), never ending the engine. Returns when it does."""
+        backoff = Backoff(self._backoff.base, self._backoff.cap)
+        while True:
+            began = trio.current_time()
+            try:
+                await task()
+                return
+            except Exception as exc:  # Cancelled, KeyboardInterrupt, SystemExit: not Exception
+                self._log_fault(exc, task=what)
+            if trio.current_time() - began > 60:
+                backoff.reset()
+            await trio.sleep(backoff.next_delay())
 
     def _on_session_error(self, exc: BaseException) -> None:
         """A connection ended with `exc`: refused credentials are an error of their own (the

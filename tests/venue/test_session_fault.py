@@ -74,3 +74,37 @@ async def test_a_session_task_raising_unexpectedly_reconnects_and_the_engine_kee
     assert any(
         e["event"] == "session.reconnecting" and e["reason"] == "session fault: RuntimeError" for e in logs
     )
+
+
+async def test_a_background_task_beside_the_connections_is_restarted_after_a_fault() -> None:
+    # Polymarket's fee retries and order heartbeats run beside its connections (`supervise`): an
+    # unexpected exception out of one ended PolymarketSession.run, so the engine.
+    from tests.support.frame_sessions import _session
+
+    session = _session(lambda message: None)
+    session._backoff.base = 0.01
+    runs: list[int] = []
+
+    async def task() -> None:
+        runs.append(1)
+        if len(runs) < 3:
+            raise KeyError("an answer nothing expected")
+
+    with capture_logs() as logs:
+        with trio.fail_after(5):
+            await session.supervise(task, what="retry_fees")
+    assert len(runs) == 3 and session.stats.session_faults == 2
+    faults = [e for e in logs if e["event"] == "session.fault"]
+    assert [(e["log_level"], e["error_type"], e["task"], e["faults"]) for e in faults] == [
+        ("critical", "KeyError", "retry_fees", 1),
+        ("critical", "KeyError", "retry_fees", 2),
+    ]
+
+
+async def test_a_cancelled_supervised_task_is_not_a_fault() -> None:
+    from tests.support.frame_sessions import _session
+
+    session = _session(lambda message: None)
+    with trio.move_on_after(0.05):
+        await session.supervise(trio.sleep_forever, what="order_heartbeats")
+    assert session.stats.session_faults == 0
