@@ -317,6 +317,14 @@ def order_update_from(o: OrderData, ts_local: int) -> OrderUpdate:
         # An order's amount is positive (§1.7: the venue refuses a zero one): an order of nothing
         # would read as one filled in full.
         raise _malformed(f"order {o.order_id}: amount {o.amount!r} is not positive", o.instrument_name)
+    if state is OrderState.FILLED and not o.filled_amount:
+        # "filled" with nothing said executed contradicts itself: which half is the venue's word
+        # is not ours to guess (CANCELLED with 0 could make a strategy send it again), so the
+        # report is refused (counted, logged) and the order's fate waits for the next report.
+        raise _malformed(
+            f"order {o.order_id}: order_state 'filled' with filled_amount {o.filled_amount!r}",
+            o.instrument_name,
+        )
     size = to_decimal(o.amount)
     filled = to_decimal(o.filled_amount) if o.filled_amount else Decimal(0)
     reason = o.cancel_reason

@@ -110,15 +110,27 @@ _ANSWER_HEAD: Final = re.compile(
 
 
 class _Token(msgspec.Struct):
-    """A `public/auth` answer (§1.3), what the session reads of it. `expires_in` is seconds (900
-    on the venue); bounded to a year: a token refreshed at 80% of a larger one never is."""
+    """A `public/auth` answer (§1.3), what the session reads of it. `expires_in` is seconds: 900
+    as the daemon asks, but the venue documents longer-lived tokens (its example answers
+    31,536,000, its OpenAPI schema 315,360,000), so any finite figure >= 0 is a token; the
+    refresh is at most a day away however long it lives (`refresh_delay`)."""
 
     access_token: Annotated[str, Meta(min_length=1)]
-    expires_in: Annotated[float, Meta(ge=0, le=365 * 86_400)] = 0.0
+    expires_in: Annotated[float, Meta(ge=0)] = 0.0
     refresh_token: str | None = None
 
 
 _decode_token: Final = msgspec.json.Decoder(_Token).decode
+_REFRESH_AT_MOST_S: Final = 86_400.0
+
+
+def refresh_delay(expires_in: float) -> float:
+    """Seconds until a token living `expires_in` seconds is refreshed: at 80% of its life, at
+    least 1 s, at most a day (a ten-year token is still refreshed, and a refresh is never put
+    off past what a float sleep can say)."""
+    return min(_REFRESH_AT_MOST_S, max(1.0, 0.8 * expires_in))
+
+
 # What msgspec raises for an answer it cannot read (engine.venue.jsonrpc `_UNREADABLE`).
 _UNREADABLE_ANSWER: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
@@ -348,7 +360,7 @@ class DeribitSession(JsonRpcSession):
     async def _refresh_auth(self) -> None:
         """Refresh the token at 80% of its life (§1.3 `grant_type=refresh_token`)."""
         while True:
-            await trio.sleep(max(1.0, 0.8 * self._token_expires_in))
+            await trio.sleep(refresh_delay(self._token_expires_in))
             if not self._refresh_token:
                 return
             params = {"grant_type": "refresh_token", "refresh_token": self._refresh_token}

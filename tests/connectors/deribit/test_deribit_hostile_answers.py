@@ -18,14 +18,14 @@ from tests.support.helpers import OPTION, registry, request
 from tests.support.live_support import Probe
 from tests.support.offline_sessions import deribit
 from tradingd.connectors.deribit.codec import DeribitDecoder, decode_order_result
-from tradingd.connectors.deribit.stream import DeribitSession
+from tradingd.connectors.deribit.stream import DeribitSession, refresh_delay
 from tradingd.engine import AuthError, Fill, MalformedFrame, OrderUpdate, Subscription
 from tradingd.simulators.deribit import simulator as deribit_simulator
 
 ABSURD_TOKENS = [
     pytest.param({"expires_in": "abc"}, id="expires_in text"),  # ValueError out of float() before
     pytest.param({"expires_in": True}, id="expires_in bool"),
-    pytest.param({"expires_in": 1e308}, id="expires_in never"),
+    pytest.param({"expires_in": -1}, id="expires_in negative"),
     pytest.param({"refresh_token": 5}, id="refresh_token number"),  # TypeError out of register_secret
     pytest.param({"refresh_token": {"x": "y"}}, id="refresh_token object"),
     pytest.param({"access_token": ""}, id="no access_token"),
@@ -51,6 +51,19 @@ async def test_a_good_auth_answer_still_authenticates() -> None:
     await session._take_token(msgspec.Raw(_token()))
     assert session.authenticated and session._token_expires_in == 900.0
     assert session._refresh_token == "r3fresh-r3fresh"
+
+
+@pytest.mark.parametrize("expires_in", [900, 31_536_000, 31_536_001, 315_360_000, 1e308])
+async def test_a_long_lived_token_the_venue_documents_authenticates_and_is_refreshed_within_a_day(
+    expires_in: float,
+) -> None:
+    """Deribit's own `public/auth` example answers `expires_in` 31,536,000 and its OpenAPI
+    schema 315,360,000: a bound of a year refused them as no token, and the session reconnected
+    forever, never trading. Any finite figure >= 0 is a token; its refresh is at most a day away."""
+    session = deribit()
+    await session._take_token(msgspec.Raw(_token(expires_in=expires_in)))
+    assert session.authenticated and session._token_expires_in == float(expires_in)
+    assert refresh_delay(session._token_expires_in) == min(86_400.0, 0.8 * expires_in)
 
 
 @pytest.mark.parametrize("changes", [{"expires_in": "abc"}, {"refresh_token": 5}])
@@ -150,7 +163,8 @@ def test_a_trade_without_its_id_is_never_booked_twice_from_the_answer_and_the_ch
     ("amount", "filled", "state", "seen"),
     [
         pytest.param(1.0, 0.5, "filled", ("cancelled", "0.5"), id="filled short of its amount"),
-        pytest.param(1.0, None, "filled", ("cancelled", "0"), id="filled, nothing executed"),
+        pytest.param(1.0, None, "filled", None, id="filled, no filled_amount"),
+        pytest.param(1.0, 0.0, "filled", None, id="filled, nothing executed"),
         pytest.param(1.0, 1.0, "filled", ("filled", "1.0"), id="filled"),
         pytest.param(0.0, 0.0, "filled", None, id="an order of nothing"),
     ],
@@ -161,7 +175,9 @@ def test_an_order_said_filled_short_of_its_amount_is_no_fill_of_all_of_it(
     """A `user.orders` report "filled" whose `filled_amount` is short of its `amount` (or an
     amount of 0) made our order FILLED with 0.5 (or nothing) of 1 executed: the strategy told all
     of it traded. Read as Derive's codec reads the same: the rest will never trade (CANCELLED,
-    with its filled size); an order of nothing is malformed."""
+    with its filled size). "filled" with nothing executed contradicts itself (CANCELLED with 0
+    would be a guess a strategy could act on by sending it again), and an order of nothing, are
+    malformed."""
     decoder = DeribitDecoder(registry())
     flow = make_flow(None)
     flow.accept(request(), now_ns=1)
