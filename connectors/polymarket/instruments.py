@@ -178,18 +178,25 @@ def _json_list(v: Any) -> list[Any]:
 
 
 def _fee_schedule(market: Mapping[str, Any]) -> FeeSchedule | None:
-    """Gamma's `feeSchedule` when fees are enabled, a zero schedule when they are not."""
+    """Gamma's `feeSchedule` when fees are enabled, a zero schedule when they are not. A
+    schedule that cannot be read or that the venue cannot mean (`FeeSchedule`'s bounds) is
+    unknown (None), as on `/clob-markets`: the market is still learned, its fills booked with no
+    fee and flagged, its orders refused until a schedule is known; refusing the whole market for
+    it would lose its books and definitions."""
     if market.get("feesEnabled") is False:
         return FeeSchedule(rate=0)
     schedule = market.get("feeSchedule")
     if not isinstance(schedule, Mapping):
         return None
-    return FeeSchedule(
-        rate=schedule["rate"],
-        exponent=schedule.get("exponent", 1),
-        rebate_rate=schedule.get("rebateRate", 0),
-        taker_only=bool(schedule.get("takerOnly", True)),
-    )
+    try:
+        return FeeSchedule(
+            rate=schedule["rate"],
+            exponent=schedule.get("exponent", 1),
+            rebate_rate=schedule.get("rebateRate", 0),
+            taker_only=bool(schedule.get("takerOnly", True)),
+        )
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        return None
 
 
 def outcome_definitions(

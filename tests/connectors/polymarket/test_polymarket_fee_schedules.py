@@ -22,7 +22,13 @@ from tests.support.sessions import venue_session
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution, trade_tokens
 from tradingd.connectors.polymarket.fees import taker_fee
-from tradingd.connectors.polymarket.instruments import COLLATERAL, SIZE_STEP, FeeSchedule, Outcome
+from tradingd.connectors.polymarket.instruments import (
+    COLLATERAL,
+    SIZE_STEP,
+    FeeSchedule,
+    Outcome,
+    instruments_from_gamma_market,
+)
 from tradingd.connectors.polymarket.settings import PolymarketSettings
 from tradingd.connectors.polymarket.signing import Credentials, OrderSigner
 from tradingd.connectors.polymarket.stream import PolymarketSession
@@ -525,6 +531,26 @@ async def test_a_schedule_within_what_the_venue_publishes_is_learned() -> None:
 def test_a_fee_schedule_out_of_range_is_no_schedule(fields: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="fee schedule"):
         FeeSchedule(**fields)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [{"rate": 1.5}, {"rate": 0.03, "exponent": -3}, {"rate": 0.03, "rebateRate": 7}, {"exponent": 1}],
+    ids=["rate", "exponent", "rebate", "no rate"],
+)
+def test_a_gamma_market_whose_fee_schedule_the_venue_cannot_mean_is_learned_with_fees_unknown(
+    schedule: dict[str, Any],
+) -> None:
+    """A real Gamma market (tests/fixtures/polymarket/gamma_market_sports_market_money_line.json)
+    with its `feeSchedule` made absurd: the schedule's refusal escaped `_fee_schedule`, so the
+    whole market was skipped as a refused definition (its tokens never learned, no reason said),
+    where `/clob-markets` makes the same schedule unknown. Its tokens are learned, fees unknown."""
+    market = orjson.loads((FIXTURES / "gamma_market_sports_market_money_line.json").read_bytes())
+    good = instruments_from_gamma_market(market)
+    assert good and all(outcome.fees is not None for _, outcome in good)
+    bad = instruments_from_gamma_market({**market, "feeSchedule": schedule})
+    assert [inst.symbol for inst, _ in bad] == [inst.symbol for inst, _ in good]
+    assert all(outcome.fees is None for _, outcome in bad)
 
 
 @pytest.mark.parametrize("market", ["0x\n", "0x" + "ab" * 40_000], ids=["control character", "too long"])
