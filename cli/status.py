@@ -87,6 +87,7 @@ _VENUE_NOTES = (
     ("bookless_changes", "changes for tokens without a book"),
     ("crossed_books", "crossed books"),
     ("refused_instruments", "instruments answers refused"),
+    ("session_faults", "unexpected exceptions in the session's tasks (a bug; reconnected)"),
     ("unrecorded", "frames kept out of the recording (not public)"),
     ("trades_refused", "trade history records left out (unreadable)"),
     ("orders_refused", "open orders records left out (unreadable)"),

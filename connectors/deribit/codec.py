@@ -313,9 +313,28 @@ def order_update_from(o: OrderData, ts_local: int) -> OrderUpdate:
             f"order {o.order_id}: filled_amount {o.filled_amount!r} is above amount {o.amount!r}",
             o.instrument_name,
         )
+    if not o.amount > 0:
+        # An order's amount is positive (§1.7: the venue refuses a zero one): an order of nothing
+        # would read as one filled in full.
+        raise _malformed(f"order {o.order_id}: amount {o.amount!r} is not positive", o.instrument_name)
+    if state is OrderState.FILLED and not o.filled_amount:
+        # "filled" with nothing said executed contradicts itself: which half is the venue's word
+        # is not ours to guess (CANCELLED with 0 could make a strategy send it again), so the
+        # report is refused (counted, logged) and the order's fate waits for the next report.
+        raise _malformed(
+            f"order {o.order_id}: order_state 'filled' with filled_amount {o.filled_amount!r}",
+            o.instrument_name,
+        )
+    size = to_decimal(o.amount)
     filled = to_decimal(o.filled_amount) if o.filled_amount else Decimal(0)
+    reason = o.cancel_reason
     if state is OrderState.OPEN and filled > 0:
         state = OrderState.PARTIALLY_FILLED
+    elif state is OrderState.FILLED and filled < size:
+        # "filled" short of its amount: the rest will never trade, and FILLED would tell the
+        # strategy all of it did (as Derive's codec reads the same, connectors/derive/codec.py).
+        state = OrderState.CANCELLED
+        reason = reason or f"venue state 'filled' with {filled} of {size} executed; the rest will not trade"
     ts = o.last_update_timestamp or o.creation_timestamp
     return OrderUpdate(
         venue=VENUE,
@@ -328,15 +347,21 @@ def order_update_from(o: OrderData, ts_local: int) -> OrderUpdate:
         status=state,
         side=_SIDES[o.direction],
         price=to_decimal(o.price) if isinstance(o.price, float | int) else None,
-        size=to_decimal(o.amount),
+        size=size,
         filled_size=filled,
         avg_fill_price=to_decimal(o.average_price) if o.average_price else None,
-        reason=o.cancel_reason,
+        reason=reason,
     )
 
 
 def fill_from(t: TradeData, ts_local: int) -> Fill:
-    """The engine's view of one of our Deribit trades."""
+    """The engine's view of one of our Deribit trades. One without a trade id is malformed: the
+    id is what books a fill once (the engine's, the journal's), and the venue reports a trade
+    twice (the order's answer and `user.trades`, then a reconnect's catch-up): without one, each
+    report would be booked again."""
+    trade_id = str(t.trade_id)
+    if not trade_id:
+        raise _malformed(f"trade of order {t.order_id}: no trade_id", t.instrument_name)
     return Fill(
         venue=VENUE,
         instrument=t.instrument_name,
@@ -345,7 +370,7 @@ def fill_from(t: TradeData, ts_local: int) -> Fill:
         order_id=t.order_id,
         client_order_id=t.label or None,
         strategy=None,
-        trade_id=str(t.trade_id),
+        trade_id=trade_id,
         side=_SIDES[t.direction],
         price=to_decimal(t.price),
         size=to_decimal(t.amount),

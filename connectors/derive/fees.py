@@ -41,9 +41,10 @@ from `get_instruments` > the published default.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from decimal import ROUND_CEILING, Decimal
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -211,7 +212,34 @@ class DeriveFees:
             raise ValueError(f"size must be positive, got {size}")
         if not margin >= 1:
             raise ValueError(f"margin must be at least 1, got {margin}")
+        index = _plausible_index(inst, price, index)
         value_price = Decimal(repr(mark)) if mark is not None and mark > 0 else price
         fee = self._fee(inst, price, size, Liquidity.TAKER, index, value_price)
         per_unit = fee * margin / size
         return max(_USDC_QUANTUM, per_unit.quantize(_USDC_QUANTUM, rounding=ROUND_CEILING))
+
+
+# How far from the order's price a perpetual's (or spot's) index, and from its strike an option's
+# underlying index, is believed for the signed `max_fee`. The index and the mark come from the
+# venue's tickers, and `max_fee` is the most the venue may charge us: one absurd ticker (an ETH
+# index of 3e9) signed a cap of 3,000,000 USDC per unit on the next order (3.21 at the real
+# index). Beyond these, the index is taken as unknown (the price, or the strike, stands in, as
+# before any ticker). (A mark only lowers an option's fee, through its cap: no bound needed.)
+_INDEX_FROM_PRICE: Final = Decimal(4)
+_INDEX_FROM_STRIKE: Final = Decimal(10)
+
+
+def _plausible_index(inst: Instrument, price: Decimal, index: float | None) -> float | None:
+    """`index` when it may be the underlying's price for an order of `inst` at `price`, else None."""
+    if index is None or not 0 < index < math.inf:
+        return None
+    if inst.kind is InstrumentKind.OPTION:
+        if inst.strike is None or inst.strike <= 0:
+            return index
+        ref, within = inst.strike, _INDEX_FROM_STRIKE
+    else:
+        if not price > 0:
+            return index
+        ref, within = price, _INDEX_FROM_PRICE
+    value = Decimal(repr(index))
+    return index if ref / within <= value <= ref * within else None

@@ -72,6 +72,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
+from urllib.parse import quote
 
 import attrs
 import httpx
@@ -134,6 +135,7 @@ _MAX_PAGES: Final = 1000
 _GTD_THRESHOLD_S: Final = 60  # the venue expires GTD orders a minute before `expiration`
 _GTD_MIN_AHEAD_S: Final = 180  # and refuses an `expiration` less than three minutes ahead
 _TRADES_MARGIN_S: Final = 60  # an order's trades are looked for from this long before it was made
+_WHAT_TEXT: Final = 200  # characters of a request's method and path said in an error (a path may be huge)
 _ERROR_CODE: Final = re.compile(r"^[A-Z][A-Z0-9_]+$")  # `INVALID_ORDER_MIN_SIZE`, ... (§2.3)
 _IMMEDIATE: Final = frozenset({OrderType.FOK, OrderType.FAK})
 # The reason an immediate order answered "matched" by an amount not said is open with
@@ -371,6 +373,16 @@ class ClobRest:
                 venue=VENUE,
                 instrument=instrument,
             ) from None
+        except (httpx.InvalidURL, UnicodeEncodeError) as exc:
+            # A path or parameter the venue gave us (a market id in a trade, a token id) that
+            # makes no URL: control characters, an unpaired surrogate, too long. httpx refuses
+            # it before sending; the venue's word, never an exception out of the session's tasks
+            # (the fee learning of a user channel trade, the catch-up, the background retries).
+            raise VenueUnavailable(
+                f"{what[:_WHAT_TEXT]}: no request can be made of it ({type(exc).__name__}); nothing was sent",
+                venue=VENUE,
+                instrument=instrument,
+            ) from None
         except httpx.TimeoutException as exc:
             self.request_timeouts += 1
             raise VenueError(
@@ -531,7 +543,8 @@ async def learn_fee_schedule(
     if not condition_id:
         return False
     try:
-        raw = await rest.call("GET", f"/clob-markets/{condition_id}", instrument=token)
+        # Quoted: the id may come from a trade the venue reported, and is one path segment.
+        raw = await rest.call("GET", f"/clob-markets/{quote(condition_id, safe='')}", instrument=token)
         market = _decode_clob_market(raw)
         fd = market.fd
         schedule = (

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import orjson
@@ -87,15 +87,35 @@ def _token_id(v: Any) -> str:
     return token
 
 
+# What a schedule the venue publishes can say (a schedule beyond is refused, `ValueError`: the
+# market's fees are then unknown, its fills booked with no fee and alerted, its orders refused,
+# never a fee of a schedule the venue cannot mean). Rates seen: 0.03 (sports), 0.07 (crypto);
+# exponents: 1, 2 (the older crypto schedule). A rate of 1 is half the notional at p = 0.5; a
+# negative rate or exponent would pay us, or grow without bound as p nears 0 or 1; a huge one
+# overflowed the fee's arithmetic (a `decimal.Overflow` out of every fill of the market: each
+# dropped as a decoder fault, its books with it).
+_MAX_RATE: Final = Decimal(1)
+_MAX_EXPONENT: Final = Decimal(10)
+
+
+def _within(what: str, value: Decimal, most: Decimal) -> None:
+    if not Decimal(0) <= value <= most:
+        raise ValueError(f"fee schedule: {what} {value} is not within [0, {most}]")
+
+
 @attrs.frozen
 class FeeSchedule:
     """A market's V2 fee schedule (Gamma `feeSchedule`): a taker pays
     `size x rate x (price x (1 - price)) ** exponent`; makers pay nothing when `taker_only` and
     share `rebate_rate` of the takers' fees (a daily pool, see `fees.py`)."""
 
-    rate: Decimal = attrs.field(converter=to_decimal)
-    exponent: Decimal = attrs.field(default=Decimal(1), converter=to_decimal)
-    rebate_rate: Decimal = attrs.field(default=Decimal(0), converter=to_decimal)
+    rate: Decimal = attrs.field(converter=to_decimal, validator=lambda _, a, v: _within(a.name, v, _MAX_RATE))
+    exponent: Decimal = attrs.field(
+        default=Decimal(1), converter=to_decimal, validator=lambda _, a, v: _within(a.name, v, _MAX_EXPONENT)
+    )
+    rebate_rate: Decimal = attrs.field(
+        default=Decimal(0), converter=to_decimal, validator=lambda _, a, v: _within(a.name, v, Decimal(1))
+    )
     taker_only: bool = True
 
 
@@ -158,18 +178,25 @@ def _json_list(v: Any) -> list[Any]:
 
 
 def _fee_schedule(market: Mapping[str, Any]) -> FeeSchedule | None:
-    """Gamma's `feeSchedule` when fees are enabled, a zero schedule when they are not."""
+    """Gamma's `feeSchedule` when fees are enabled, a zero schedule when they are not. A
+    schedule that cannot be read or that the venue cannot mean (`FeeSchedule`'s bounds) is
+    unknown (None), as on `/clob-markets`: the market is still learned, its fills booked with no
+    fee and flagged, its orders refused until a schedule is known; refusing the whole market for
+    it would lose its books and definitions."""
     if market.get("feesEnabled") is False:
         return FeeSchedule(rate=0)
     schedule = market.get("feeSchedule")
     if not isinstance(schedule, Mapping):
         return None
-    return FeeSchedule(
-        rate=schedule["rate"],
-        exponent=schedule.get("exponent", 1),
-        rebate_rate=schedule.get("rebateRate", 0),
-        taker_only=bool(schedule.get("takerOnly", True)),
-    )
+    try:
+        return FeeSchedule(
+            rate=schedule["rate"],
+            exponent=schedule.get("exponent", 1),
+            rebate_rate=schedule.get("rebateRate", 0),
+            taker_only=bool(schedule.get("takerOnly", True)),
+        )
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        return None
 
 
 def outcome_definitions(

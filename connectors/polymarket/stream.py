@@ -75,6 +75,7 @@ log redactor and never logged.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -736,14 +737,18 @@ class PolymarketSession:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep both connections up until cancelled; `ready` once each is subscribed."""
+        # Beside the connections, not on one: an unexpected exception out of either task is a
+        # fault of the market connection's session (counted, alerted), the task restarted.
+        supervise = self.market.supervise
         try:
             async with trio.open_nursery() as nursery:
                 for connection in self.connections:
                     await nursery.start(connection.run)
                 nursery.start_soon(self._await_ready)
                 if self.user is not None and self.settings.order_heartbeat_s > 0:
-                    nursery.start_soon(self._order_heartbeats)
-                nursery.start_soon(self._retry_fees)
+                    heartbeats = functools.partial(supervise, self._order_heartbeats, what="order_heartbeats")
+                    nursery.start_soon(heartbeats)
+                nursery.start_soon(functools.partial(supervise, self._retry_fees, what="retry_fees"))
                 task_status.started()
         finally:
             with trio.move_on_after(1.0, shield=True):

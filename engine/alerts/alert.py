@@ -24,6 +24,7 @@ AlertKind = Literal[
     "order_id_conflict",  # a venue id claimed by two working orders: contested (critical)
     "fill_not_booked",  # a fill of ours booked to no order: contested id, journal unreadable (critical)
     "outcome_unrecorded",  # an unknown outcome whose recording raised: a bug (critical)
+    "session_fault",  # a venue session's task raised unexpectedly: a bug, reconnected (critical)
     "position_mismatch",  # the venue holds other than our ledger (critical)
     "reconcile_failure",  # a step of a reconciliation raised (warning)
     "journal_failure",  # journal writes failed: a full or broken disk (critical)

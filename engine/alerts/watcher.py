@@ -30,6 +30,8 @@ got better again):
   `fill.unknown_order`) is counted and shown, never alerted.
 - `outcome_unrecorded` (critical): `outcomes_unrecorded` grew: a request's unknown outcome
   whose recording raised (a bug; the order is asked about all the same).
+- `session_fault` (critical): a venue's `session_faults` grew: an unexpected exception out of
+  its session's own tasks (a bug), the session reconnected (`session.fault` in the log).
 - `position_mismatch` (critical): a confirmed entry new in `position_mismatches`.
 - `reconcile_failure` (warning): `reconcile_failures` grew.
 - `journal_failure` (critical): `journal.failures` grew.
@@ -202,6 +204,15 @@ class AlertWatcher:
             self._not_up_since.clear()  # the stop closes the connections on purpose
             return
         for name, venue in _table(status.get("venues")).items():
+            faults = self._delta(f"session_faults:{name}", _table(venue).get("session_faults"))
+            if faults:
+                self._alert(
+                    "session_fault",
+                    str(name),
+                    "critical",
+                    f"{name}: {plural(faults, 'unexpected exception')} out of the session's own "
+                    "tasks, a bug; reconnected (the log's session.fault has the traceback)",
+                )
             feed = _table(venue).get("feed")
             if feed == "live":
                 self._not_up_since.pop(name, None)

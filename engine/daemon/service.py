@@ -788,6 +788,8 @@ class Daemon:
                 "disconnects": stats.disconnects,
                 "stale": stats.stale,
                 "rate_limited": stats.rate_limited,
+                # Unexpected exceptions out of the session's own tasks: each a reconnect (a bug).
+                "session_faults": stats.session_faults,
                 "request_timeouts": stats.timeouts,
                 # Since the last frame or the current connection's start, whichever is later.
                 "last_frame_age_s": None if age is None else round(age, 3),

@@ -68,6 +68,11 @@ CATALOG: Final[dict[str, tuple[Kind, tuple[str, ...], str]]] = {
     ),
     "tradingd_venue_stale_total": ("counter", ("venue",), "Times the venue's feed went silent (stale)."),
     "tradingd_venue_rate_limited_total": ("counter", ("venue",), "Requests the venue refused for rate."),
+    "tradingd_venue_session_faults_total": (
+        "counter",
+        ("venue",),
+        "Unexpected exceptions out of the venue session's own tasks (each reconnected; a bug).",
+    ),
     "tradingd_venue_request_timeouts_total": (
         "counter",
         ("venue",),
@@ -270,6 +275,7 @@ def families(snap: Snapshot, held: set[tuple[str, str, str]] | None = None) -> l
             ("tradingd_venue_stale_total", "stale"),
             ("tradingd_venue_rate_limited_total", "rate_limited"),
             ("tradingd_venue_request_timeouts_total", "request_timeouts"),
+            ("tradingd_venue_session_faults_total", "session_faults"),
             ("tradingd_book_gaps_total", "book_gaps"),
             ("tradingd_book_resyncs_total", "resubscribed_books"),
         ):

@@ -121,18 +121,23 @@ class Booking:
 
 
 def no_cost_basis(inst: Instrument, price: Decimal) -> bool:
-    """True for an execution at a price of 0 or below on an inverse contract: its cost basis is
-    size / price, which has none there (a linear one books it: a Deribit combo trades at 0 and
-    below). The live flow refuses such a fill before anything is applied (`OrderFlow.on_fill`);
-    the ledger refuses it too (`_priced`), for the other ways in: a journal written before that
-    refusal, restored at a start; a reversal."""
-    return inst.inverse and price.is_finite() and price <= 0
+    """True for an execution on an inverse contract at a price below its tick size (so at 0 or
+    below always): its cost basis is size / price, which has none at 0 or below, and below the
+    finest tick the venue cannot have traded (a fill at 1e-300 on BTC-PERPETUAL booked 1e301
+    coins of cost, an equity of 9e305 USD). A linear one books any price (a Deribit combo trades
+    at 0 and below). The live flow refuses such a fill before anything is applied
+    (`OrderFlow.on_fill`); the ledger refuses it too (`_priced`), for the other ways in: a
+    journal written before that refusal, restored at a start; a reversal."""
+    return inst.inverse and price.is_finite() and price < inst.tick_size
 
 
 def _priced(price: Decimal, inst: Instrument) -> None:
     """Refuse (`ValueError`, before anything changes) an execution `no_cost_basis` names."""
     if no_cost_basis(inst, price):
-        raise ValueError(f"{inst.venue} {inst.symbol}: an execution at {price} on an inverse contract")
+        raise ValueError(
+            f"{inst.venue} {inst.symbol}: an execution at {price} on an inverse contract"
+            f" (below its tick size {inst.tick_size})"
+        )
 
 
 class Position:

@@ -1098,7 +1098,8 @@ class OrderFlow:
 
     def _no_cost_at(self, fill: Fill) -> bool:
         """True (refused: counted, alerted, nothing applied) for a fill the ledger could not
-        book (`ledger.no_cost_basis`: a price of 0 or below on an inverse contract)."""
+        book (`ledger.no_cost_basis`: a price below the tick size on an inverse contract, 0 or
+        below always)."""
         inst = self.registry.get(fill.venue, fill.instrument)
         if inst is None or not no_cost_basis(inst, fill.price):
             return False
@@ -1112,7 +1113,9 @@ class OrderFlow:
             trade_id=fill.trade_id,
             size=decimal_text(fill.size),
             price=decimal_text(fill.price),
-            reason="a fill at a price of 0 or below on an inverse contract has no cost basis",
+            tick_size=decimal_text(inst.tick_size),
+            reason="a fill below the tick size (or at 0 or below) on an inverse contract is absurd"
+            " and has no cost basis",
         )
         return True
 
@@ -1136,8 +1139,8 @@ class OrderFlow:
             return None
         tracker = self.tracker
         price = fill.price
-        # (the price's half of `no_cost_basis` first: no registry look-up for a usual fill)
-        if price.is_finite() and price <= 0 and self._no_cost_at(fill):
+        # (the price's half of `no_cost_basis` first: a NaN or infinite price is refused later)
+        if price.is_finite() and self._no_cost_at(fill):
             return None
         stats = tracker.stats
         lookup_failures = stats.archive_failures

@@ -37,6 +37,11 @@ them all:
   path: text frames starting with one of them) and `public_frame` (the rest, by their head).
   Anything else, including what cannot be told apart, is left out (fail closed) and counted in
   `stats.unrecorded`;
+- faults: an exception nobody foresaw out of the session's own tasks (its handshake, the
+  subscription follower, a venue's task in `_serve`'s nursery: a token refresher...) is a bug of
+  ours or a venue answer nothing expected. It ends the connection, never the engine (`run`):
+  logged at critical level with its traceback (`session.fault`), counted (`session_faults`, an
+  alert), and the session reconnects with its backoff;
 - the watchdog: nothing received for `stale_after_s` -> a `feed_stale` status and a reconnect;
 - the subscription follower: whenever the router's merged subscriptions for the venue change
   (or a book needs a fresh snapshot), the venue's `_sync_subscriptions` runs; `ready` is set
@@ -127,6 +132,7 @@ class SessionStats:
     failed_frames: int = 0  # frames whose handling raised (not MalformedFrame); also in `malformed`
     unmatched_answers: int = 0  # JSON-RPC answers nobody waited for (late, after a timeout), dropped
     rate_limited: int = 0  # requests the venue refused for rate (`note_rate_limited`)
+    session_faults: int = 0  # unexpected exceptions out of the session's own tasks, reconnected (`run`)
 
 
 class ConnectionLost(Exception):
@@ -460,6 +466,13 @@ class VenueSession:
                     self._handshake_rate_limited = limited
                 reason = f"{type(first).__name__}: {first}"
                 self._on_session_error(first)
+            except* Exception as group:
+                # Not a connection's error: a bug of ours or a venue answer nothing expected, out
+                # of a task of this session (its handshake, the subscription follower, a token
+                # refresher, a venue's own task in `_serve`'s nursery). It ends this connection,
+                # never the engine: the other venues and the strategies keep running.
+                # (Cancelled, KeyboardInterrupt and SystemExit are no `Exception`: they go on.)
+                reason = self._fault(group)
             finally:
                 self._handshaking = False
                 await self._lost(reason)
@@ -510,6 +523,48 @@ class VenueSession:
                 **data,
             )
             await trio.sleep(delay)
+
+    def _fault(self, group: BaseExceptionGroup[Exception]) -> str:
+        """An unexpected exception ended the connection (`run`): counted (`stats.session_faults`,
+        `session_faults` in the status, an alert), logged at critical level with its traceback
+        (the log's scrubbing applies, no locals), and the session reconnects with its backoff.
+        Returns the reason the reconnection reports: the exception's type, not its text (it may
+        quote a huge answer)."""
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        self._log_fault(leaf)
+        return f"session fault: {type(leaf).__name__}"
+
+    def _log_fault(self, exc: BaseException, **where: Any) -> None:
+        self.stats.session_faults += 1
+        text = str(exc)
+        self.log.critical(
+            "session.fault",
+            error_type=type(exc).__name__,
+            error=text if len(text) <= _ERROR_TEXT else text[:_ERROR_TEXT] + "...",
+            faults=self.stats.session_faults,
+            exc_info=exc,
+            **where,
+        )
+
+    async def supervise(self, task: Callable[[], Awaitable[None]], *, what: str) -> None:
+        """Run a venue's background task that lives beside its connections, not on one (outside
+        `_session`'s nursery: Polymarket's fee retries and order heartbeats), under the same net
+        as the session's own tasks: an unexpected exception is a session fault of this session
+        (counted, logged with `task`, alerted) and the task starts again after the backoff's next
+        delay (reset once it has run a minute), never ending the engine. Returns when it does."""
+        backoff = Backoff(self._backoff.base, self._backoff.cap)
+        while True:
+            began = trio.current_time()
+            try:
+                await task()
+                return
+            except Exception as exc:  # Cancelled, KeyboardInterrupt, SystemExit: not Exception
+                self._log_fault(exc, task=what)
+            if trio.current_time() - began > 60:
+                backoff.reset()
+            await trio.sleep(backoff.next_delay())
 
     def _on_session_error(self, exc: BaseException) -> None:
         """A connection ended with `exc`: refused credentials are an error of their own (the

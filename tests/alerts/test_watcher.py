@@ -449,3 +449,23 @@ def test_every_alert_raised_is_logged_whatever_becomes_of_its_delivery() -> None
         ("warning", "venue_override", "engine", "warning"),
     ]
     assert raised[0]["text"].startswith("kill switch engaged: drill")
+
+
+def test_a_venue_session_fault_is_alerted_per_venue_as_its_counter_grows() -> None:
+    # An unexpected exception out of a venue session's own tasks: the session reconnects (its
+    # feed may stay live), so only `session_faults` says a bug hit it (r13 MEDIUM 2).
+    run = Run()
+    assert run.step(status(venues__deribit__session_faults=1)) == []  # the baseline
+    assert run.step(status(venues__deribit__session_faults=1)) == []
+    assert run.step(status(venues__deribit__session_faults=3, venues__derive__session_faults=0)) == [
+        ("session_fault", "deribit", "critical")
+    ]
+    assert run.step(status(venues__deribit__session_faults=3, venues__derive__session_faults=1)) == [
+        ("session_fault", "derive", "critical")
+    ]
+    assert run.texts() == [
+        "deribit: 2 unexpected exceptions out of the session's own tasks, a bug; reconnected "
+        "(the log's session.fault has the traceback)",
+        "derive: 1 unexpected exception out of the session's own tasks, a bug; reconnected "
+        "(the log's session.fault has the traceback)",
+    ]

@@ -33,6 +33,7 @@ CATALOG: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "tradingd_venue_stale_total": ("counter", ("venue",)),
     "tradingd_venue_rate_limited_total": ("counter", ("venue",)),
     "tradingd_venue_request_timeouts_total": ("counter", ("venue",)),
+    "tradingd_venue_session_faults_total": ("counter", ("venue",)),
     "tradingd_venue_last_frame_age_seconds": ("gauge", ("venue",)),
     "tradingd_book_gaps_total": ("counter", ("venue",)),
     "tradingd_book_resyncs_total": ("counter", ("venue",)),

@@ -44,6 +44,7 @@ PINNED: dict[str, tuple[str, set[str]]] = {
     "tradingd_venue_stale_total": ("counter", {"venue"}),
     "tradingd_venue_rate_limited_total": ("counter", {"venue"}),
     "tradingd_venue_request_timeouts_total": ("counter", {"venue"}),
+    "tradingd_venue_session_faults_total": ("counter", {"venue"}),
     "tradingd_venue_last_frame_age_seconds": ("gauge", {"venue"}),
     "tradingd_book_gaps_total": ("counter", {"venue"}),
     "tradingd_book_resyncs_total": ("counter", {"venue"}),
@@ -246,6 +247,7 @@ def test_a_snapshot_without_a_journal_nor_alerts_leaves_their_metrics_out() -> N
                 "stale": 1,
                 "rate_limited": 3,
                 "request_timeouts": 4,
+                "session_faults": 2,
                 "book_gaps": 6,
                 "resubscribed_books": 7,
             }
@@ -268,6 +270,7 @@ def test_a_snapshot_without_a_journal_nor_alerts_leaves_their_metrics_out() -> N
     assert by_state == {"live": 0, "stale": 1, "connecting": 0, "down": 0}
     assert made["tradingd_venue_rate_limited"].samples[0].value == 3
     assert made["tradingd_venue_request_timeouts"].samples[0].value == 4
+    assert made["tradingd_venue_session_faults"].samples[0].value == 2
 
 
 def test_status_says_the_pinned_counters_beside_what_it_said_before(tmp_path: Path) -> None:
@@ -279,7 +282,7 @@ def test_status_says_the_pinned_counters_beside_what_it_said_before(tmp_path: Pa
     status = daemon.status()
     assert set(before) <= set(status) and set(before["venues"]["deribit"]) <= set(status["venues"]["deribit"])
     venue = status["venues"]["deribit"]
-    assert venue["rate_limited"] == 0 and venue["request_timeouts"] == 0
+    assert venue["rate_limited"] == 0 and venue["request_timeouts"] == 0 and venue["session_faults"] == 0
     once = status["strategies"]["once"]
     assert once["fills"] == 1
     assert once["orders_final"] == {"filled/none": 1, "rejected/risk": 1}

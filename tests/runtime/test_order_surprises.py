@@ -290,10 +290,12 @@ def test_a_combo_fill_at_or_below_zero_is_booked(price: str) -> None:
     assert flow.position("s", "deribit", OPTION.symbol) == Decimal("0.4") and flow.fills.get("s", 0) == 1
 
 
-@pytest.mark.parametrize("price", ["-5", "0"])
+@pytest.mark.parametrize("price", ["-5", "0", "1E-300", "0.25", "0.4999"])
 def test_a_fill_at_or_below_zero_on_an_inverse_contract_is_refused_before_anything_is_booked(
     price: str,
 ) -> None:
+    # Below the tick size (BTC-PERPETUAL's 0.5) too: a Deribit fill at 1e-300 was booked, a
+    # cost of 1e301 coins, the ledger's equity 9e305 USD (hostile-input review, r13 MEDIUM 1).
     # An inverse contract's cost basis is size / price: at 0 the ledger raised DivisionByZero out
     # of on_fill with the tracker's fill and the position's size already applied (half booked);
     # below 0 it booked a meaningless cost. Refused, counted and alerted, nothing applied
@@ -315,6 +317,24 @@ def test_a_fill_at_or_below_zero_on_an_inverse_contract_is_refused_before_anythi
     assert flow.tracker.stats.refused_fills == 1
     (alert,) = alerts(capture, "fill.refused")
     assert alert["price"] == price and alert["instrument"] == PERP.symbol
+    assert alert["tick_size"] == "0.5" and alert["size"] == "10" and alert["trade_id"] == "z"
+
+
+def test_a_fill_at_the_tick_size_on_an_inverse_contract_is_booked() -> None:
+    # The refusal's edge: the finest price the venue can trade is a fill like any other.
+    capture = LogCapture()
+    flow = make_flow(None)
+    flow.log = structlog.wrap_logger(
+        None, processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(0)
+    )
+    flow.accept(request(size="10", price="90000", instrument=PERP.symbol), now_ns=1)
+    ours = flow.tracker.get("s-bt-1")
+    assert ours is not None
+    flow.tracker.set_order_id(ours, "V1")
+    at = msgspec.structs.replace(fill("10", "z"), instrument=PERP.symbol, price=Decimal("0.5"))
+    assert flow.on_fill(at) is not None
+    assert flow.position("s", "deribit", PERP.symbol) == 10 and flow.tracker.stats.refused_fills == 0
+    assert not alerts(capture, "fill.refused")
 
 
 def test_a_fill_beyond_the_orders_size_is_booked_and_alerted() -> None:

@@ -22,7 +22,13 @@ from tests.support.sessions import venue_session
 from tradingd.connectors.polymarket.codec import PolymarketDecoder
 from tradingd.connectors.polymarket.execution import ClobRest, PolymarketExecution, trade_tokens
 from tradingd.connectors.polymarket.fees import taker_fee
-from tradingd.connectors.polymarket.instruments import COLLATERAL, SIZE_STEP, FeeSchedule, Outcome
+from tradingd.connectors.polymarket.instruments import (
+    COLLATERAL,
+    SIZE_STEP,
+    FeeSchedule,
+    Outcome,
+    instruments_from_gamma_market,
+)
 from tradingd.connectors.polymarket.settings import PolymarketSettings
 from tradingd.connectors.polymarket.signing import Credentials, OrderSigner
 from tradingd.connectors.polymarket.stream import PolymarketSession
@@ -462,3 +468,119 @@ def test_a_fee_from_the_instruments_rate_uses_its_markets_exponent_or_is_unknown
     frame = _trade_frame(lone, lone_market, price="0.4", size="100", bps="0", id="t-2")
     fill = next(e for e in decoder.decode(frame, NOW_NS) if isinstance(e, Fill))
     assert fill.fee == 0 and decoder.unknown_fee_fills == 1
+
+
+# -- a fee schedule the venue cannot mean (round 13, hostile venue) ----------------------------
+
+ABSURD_SCHEDULES = [
+    pytest.param({"r": "1e30", "e": 1}, id="rate huge"),  # InvalidOperation: every fill a decoder fault
+    pytest.param({"r": "1e999999999", "e": 1}, id="rate overflows"),  # decimal.Overflow, the same
+    pytest.param({"r": 0.03, "e": "-1e9"}, id="exponent overflows"),
+    pytest.param({"r": -0.5, "e": 1}, id="rate negative"),  # a fee of -1.2: the venue paying us
+    pytest.param({"r": 0.03, "e": -3}, id="exponent negative"),  # 21.7 on a 4 pUSD trade
+    pytest.param({"r": 0.03, "e": "1e999999999"}, id="exponent huge"),
+]
+
+
+async def _fill_after_schedule(fd: dict[str, Any]) -> tuple[PolymarketSession, Fill]:
+    """A session whose venue answers `GET /clob-markets/{id}` with `fd`, and the fill of one of
+    our trades in that market it decodes after learning its fees on demand."""
+    token, market = "12345678901234567890", "0x" + "ab" * 32
+
+    def venue(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"t": [{"t": token}], "fd": fd})
+
+    session = PolymarketSession(
+        PolymarketSettings(),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=_Sink(),
+        http=httpx.AsyncClient(transport=httpx.MockTransport(venue)),
+    )
+    session.rest.base_url = "http://venue"
+    frame = _trade_frame(token, market, price="0.4", size="10", bps="0")
+    await session.learn_fees_of_trades(frame)
+    (fill,) = [e for e in session.decoder.decode(frame, NOW_NS) if isinstance(e, Fill)]
+    return session, fill
+
+
+@pytest.mark.parametrize("fd", ABSURD_SCHEDULES)
+async def test_a_fee_schedule_the_venue_cannot_mean_is_unknown_and_its_fills_still_booked(
+    fd: dict[str, Any],
+) -> None:
+    """An absurd schedule from `GET /clob-markets` was learned as given: a huge rate or exponent
+    made every fill of the market raise in the fee's arithmetic (a decoder fault: the fill, a real
+    trade, never booked, and every book dropped), a negative one booked a fee the venue pays us
+    or one larger than the trade. It is refused (`fees.unknown`): the fill is booked, its fee
+    flagged unknown and alerted, as when the venue does not answer."""
+    session, fill = await _fill_after_schedule(fd)
+    assert (fill.size, fill.fee) == (Decimal(10), Decimal(0))
+    assert session.decoder.unknown_fee_fills == 1 and session.decoder.stats.malformed == 0
+    assert session.outcomes.get("12345678901234567890") is None
+
+
+async def test_a_schedule_within_what_the_venue_publishes_is_learned() -> None:
+    session, fill = await _fill_after_schedule({"r": 0.07, "e": 2})
+    assert fill.fee == floor5(10 * Decimal("0.07") * (Decimal("0.4") * Decimal("0.6")) ** 2)
+    assert session.decoder.unknown_fee_fills == 0
+
+
+@pytest.mark.parametrize(
+    "fields", [{"rate": -1}, {"rate": 2}, {"rate": 0, "exponent": -1}, {"rate": 0, "rebate_rate": 5}]
+)
+def test_a_fee_schedule_out_of_range_is_no_schedule(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="fee schedule"):
+        FeeSchedule(**fields)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [{"rate": 1.5}, {"rate": 0.03, "exponent": -3}, {"rate": 0.03, "rebateRate": 7}, {"exponent": 1}],
+    ids=["rate", "exponent", "rebate", "no rate"],
+)
+def test_a_gamma_market_whose_fee_schedule_the_venue_cannot_mean_is_learned_with_fees_unknown(
+    schedule: dict[str, Any],
+) -> None:
+    """A real Gamma market (tests/fixtures/polymarket/gamma_market_sports_market_money_line.json)
+    with its `feeSchedule` made absurd: the schedule's refusal escaped `_fee_schedule`, so the
+    whole market was skipped as a refused definition (its tokens never learned, no reason said),
+    where `/clob-markets` makes the same schedule unknown. Its tokens are learned, fees unknown."""
+    market = orjson.loads((FIXTURES / "gamma_market_sports_market_money_line.json").read_bytes())
+    good = instruments_from_gamma_market(market)
+    assert good and all(outcome.fees is not None for _, outcome in good)
+    bad = instruments_from_gamma_market({**market, "feeSchedule": schedule})
+    assert [inst.symbol for inst, _ in bad] == [inst.symbol for inst, _ in good]
+    assert all(outcome.fees is None for _, outcome in bad)
+
+
+@pytest.mark.parametrize("market", ["0x\n", "0x" + "ab" * 40_000], ids=["control character", "too long"])
+async def test_a_trade_naming_a_market_id_that_makes_no_url_is_still_booked_and_kills_no_task(
+    market: str,
+) -> None:
+    """The session learns the fee schedule of a trade's market before decoding it, by the market
+    id the trade names. One that makes no URL made httpx raise `InvalidURL` out of
+    `learn_fees_of_trades`: the user channel's frame failed before its decode (the fill, a real
+    trade, never booked), the catch-up's follower task died with it, and the id, kept for the
+    background retries, ended `PolymarketSession.run` at the next one. Now nothing is sent, the
+    fees are unknown (the fill booked with no fee, flagged), and a retry raises nothing."""
+    token = "12345678901234567890"
+    asked: list[httpx.URL] = []
+
+    def venue(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url)
+        return httpx.Response(404, json={"error": "not found"})
+
+    session = PolymarketSession(
+        PolymarketSettings(),
+        registry=InstrumentRegistry(),
+        router=MarketRouter(),
+        sink=_Sink(),
+        http=httpx.AsyncClient(transport=httpx.MockTransport(venue)),
+    )
+    session.rest.base_url = "http://venue"
+    frame = _trade_frame(token, market, price="0.4", size="10", bps="0")
+    await session.learn_fees_of_trades(frame)
+    (fill,) = [e for e in session.decoder.decode(frame, NOW_NS) if isinstance(e, Fill)]
+    assert (fill.size, fill.fee, session.decoder.unknown_fee_fills) == (Decimal(10), Decimal(0), 1)
+    assert await session.learn_fees(list(session._fee_markets)) == 0  # what `_retry_fees` runs
+    assert all(url.path.startswith("/clob-markets/") and "\n" not in str(url) for url in asked)
