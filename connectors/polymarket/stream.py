@@ -645,6 +645,7 @@ class PolymarketSession:
         self._fees_wake = trio.Event()  # a market wanted now (`want_fees`): `_retry_fees` asks
         self._configured_loaded = False
         self.heartbeats_sent = 0
+        self._heartbeat_id = ""  # the venue's dead-man chain (`_order_heartbeats`), kept across its restarts
 
     # -- LiveVenue -------------------------------------------------------------------------------
     @property
@@ -746,7 +747,14 @@ class PolymarketSession:
                     await nursery.start(connection.run)
                 nursery.start_soon(self._await_ready)
                 if self.user is not None and self.settings.order_heartbeat_s > 0:
-                    heartbeats = functools.partial(supervise, self._order_heartbeats, what="order_heartbeats")
+                    # Restarted within one heartbeat's interval: a backoff growing to its cap
+                    # would let the venue's dead-man switch cancel every open order meanwhile.
+                    heartbeats = functools.partial(
+                        supervise,
+                        self._order_heartbeats,
+                        what="order_heartbeats",
+                        max_delay=self.settings.order_heartbeat_s,
+                    )
                     nursery.start_soon(heartbeats)
                 nursery.start_soon(functools.partial(supervise, self._retry_fees, what="retry_fees"))
                 task_status.started()
@@ -760,15 +768,18 @@ class PolymarketSession:
         self.ready.set()
 
     async def _order_heartbeats(self) -> None:
-        """`POST /v1/heartbeats` (§2.3): the venue's dead-man switch for our open orders."""
-        heartbeat_id = ""
+        """`POST /v1/heartbeats` (§2.3): the venue's dead-man switch for our open orders. The
+        chain's id is the session's (`_heartbeat_id`), kept when a fault restarts this task."""
         while True:
             try:
                 raw = await self.rest.call(
-                    "POST", "/v1/heartbeats", body=orjson.dumps({"heartbeat_id": heartbeat_id}), auth=True
+                    "POST",
+                    "/v1/heartbeats",
+                    body=orjson.dumps({"heartbeat_id": self._heartbeat_id}),
+                    auth=True,
                 )
                 answer = orjson.loads(raw)
-                heartbeat_id = str(answer.get("heartbeat_id") or "") if isinstance(answer, dict) else ""
+                self._heartbeat_id = str(answer.get("heartbeat_id") or "") if isinstance(answer, dict) else ""
                 self.heartbeats_sent += 1
             except VenueError as exc:
                 self.log.warning("heartbeat.failed", error=str(exc))

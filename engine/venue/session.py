@@ -473,6 +473,12 @@ class VenueSession:
                 # never the engine: the other venues and the strategies keep running.
                 # (Cancelled, KeyboardInterrupt and SystemExit are no `Exception`: they go on.)
                 reason = self._fault(group)
+                if not self._started:
+                    # No handshake has ever succeeded: a bug met at every start would loop on
+                    # reconnects forever, a daemon never ready that never exits (systemd's start
+                    # timeout extended meanwhile). It ends the engine, as refused credentials
+                    # do at start: the unit fails and says why.
+                    raise
             finally:
                 self._handshaking = False
                 await self._lost(reason)
@@ -548,13 +554,17 @@ class VenueSession:
             **where,
         )
 
-    async def supervise(self, task: Callable[[], Awaitable[None]], *, what: str) -> None:
+    async def supervise(
+        self, task: Callable[[], Awaitable[None]], *, what: str, max_delay: float | None = None
+    ) -> None:
         """Run a venue's background task that lives beside its connections, not on one (outside
         `_session`'s nursery: Polymarket's fee retries and order heartbeats), under the same net
         as the session's own tasks: an unexpected exception is a session fault of this session
         (counted, logged with `task`, alerted) and the task starts again after the backoff's next
-        delay (reset once it has run a minute), never ending the engine. Returns when it does."""
-        backoff = Backoff(self._backoff.base, self._backoff.cap)
+        delay (reset once it has run a minute), never ending the engine; `max_delay` caps that
+        delay (a dead-man heartbeat must not wait out the venue's window). Returns when it does."""
+        cap = self._backoff.cap if max_delay is None else min(self._backoff.cap, max_delay)
+        backoff = Backoff(min(self._backoff.base, cap), cap)
         while True:
             began = trio.current_time()
             try:

@@ -6,13 +6,17 @@ with its backoff while the strategies keep running (hostile-input review, r13 ME
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import Any
 
+import pytest
 import trio
+import trio.testing
 from structlog.testing import capture_logs
 
 from tests.support.live_support import Probe, until
 from tradingd.connectors.deribit.settings import DeribitSettings
+from tradingd.connectors.deribit.stream import DeribitSession
 from tradingd.engine import Subscription, Ticker
 from tradingd.engine.runtime.live import LiveEngine
 from tradingd.simulators.deribit.simulator import DEFAULT_ACCOUNTS, DeribitSimulator
@@ -108,3 +112,57 @@ async def test_a_cancelled_supervised_task_is_not_a_fault() -> None:
     with trio.move_on_after(0.05):
         await session.supervise(trio.sleep_forever, what="order_heartbeats")
     assert session.stats.session_faults == 0
+
+
+async def test_a_fault_before_any_handshake_succeeded_ends_the_engine_never_a_daemon_never_ready(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug met at the first login, every time: the net reconnected forever, a daemon never
+    ready that never exits (systemd's start timeout extended meanwhile). Before any handshake
+    has succeeded a fault ends the engine, as refused credentials do at start."""
+    sim = DeribitSimulator(seed=5, step_s=0.05)
+    (address,) = await nursery.start(functools.partial(serve_deribit, sim))
+    base = address.removeprefix("http://")
+    client_id, secret = next(iter(DEFAULT_ACCOUNTS.items()))
+
+    async def broken(self: DeribitSession, raw: Any) -> None:
+        raise RuntimeError("a bug at login")
+
+    monkeypatch.setattr(DeribitSession, "_take_token", broken)
+    engine = LiveEngine(
+        [Probe("p", [Subscription("deribit", "BTC-PERPETUAL", {"ticker"})])],
+        {"deribit": DeribitSettings(url=f"ws://{base}/ws/api/v2", rest_url=f"http://{base}")},
+        mode="live",
+        environ={"DERIBIT_CLIENT_ID": client_id, "DERIBIT_CLIENT_SECRET": secret},
+        paper_latency_s=0.0,
+    )
+    with (
+        capture_logs() as logs,
+        trio.fail_after(15),
+        pytest.RaisesGroup(pytest.RaisesExc(RuntimeError, match="a bug at login"), flatten_subgroups=True),
+    ):
+        await engine.run()
+    assert [e["error_type"] for e in logs if e["event"] == "session.fault"] == ["RuntimeError"]
+    assert not engine.ready.is_set()
+
+
+async def test_a_supervised_task_is_restarted_within_its_max_delay(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Polymarket's order heartbeats: a backoff growing to its 30 s cap would let the venue's
+    # dead-man switch cancel every open order between two heartbeats.
+    from tests.support.frame_sessions import _session
+
+    session = _session(lambda message: None)
+    session._backoff.base = 0.02
+    starts: list[float] = []
+
+    async def task() -> None:
+        starts.append(trio.current_time())
+        if len(starts) < 8:
+            raise KeyError("an answer nothing expected")
+
+    with trio.fail_after(5):
+        await session.supervise(task, what="order_heartbeats", max_delay=0.05)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]  # the clock's own time: the delays
+    assert len(starts) == 8 and max(gaps) <= 0.05, gaps  # uncapped: 0.02 * 2**n, to 1.28 s
