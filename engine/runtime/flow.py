@@ -39,7 +39,13 @@ from ..model.orders import (
     OrderTracker,
 )
 from ..model.risk import RiskChecker, RiskLimits
-from ..model.settlement import FundingPayment, PositionHistory, check_delivery_price, check_funding
+from ..model.settlement import (
+    FundingPayment,
+    HeldFunding,
+    PositionHistory,
+    check_delivery_price,
+    check_funding,
+)
 from ..store.journal import OrderJournal
 
 __all__ = ["FINAL_REASONS", "FinalReason", "OrderFlow"]
@@ -203,6 +209,9 @@ class OrderFlow:
         # Every strategy's perpetual positions through time, by the venue's time (funding).
         self.history = PositionHistory()
         self.funding_refused = 0
+        # Funding payments given up unbooked (`give_up_funding`: held past the funding
+        # window's cap): each alerted at critical level and journaled for a person to book.
+        self.funding_not_booked = 0
         # Settlements refused (a delivery price that is no price) and journal rows `restore`
         # could not apply: each an alert, counted for the status.
         self.settlements_refused = 0
@@ -1028,6 +1037,40 @@ class OrderFlow:
                 **fields,
             )
         return out
+
+    def give_up_funding(self, payment: FundingPayment | HeldFunding, *, why: str) -> None:
+        """A funding payment tradingd will not book: one the venue held back (`HeldFunding`) or
+        that waited (a `FundingPayment`: no USD rate) until it fell past the funding window's cap
+        (`LiveEngine.funding_max_lookback_s`), never read again. Like a fill left unbooked
+        (`_not_booked_fill`): alerted at critical level with every field known of it, journaled
+        (a note, `funding_not_booked`) and counted in `funding_not_booked`, for a person to book
+        it by hand; never booked by guess. Said once: the window has left it."""
+        self.funding_not_booked += 1
+        fields: dict[str, Any] = {
+            "venue": payment.venue,
+            "instrument": payment.instrument,
+            "ts_ns": payment.ts_ns,
+            "amount": None if payment.amount is None else decimal_text(payment.amount),
+            "currency": payment.currency,
+        }
+        if isinstance(payment, FundingPayment):
+            self._funding_booked.add((payment.venue, payment.event_id))  # listed again: not booked
+            fields |= {
+                "event_id": payment.event_id,
+                "position": None if payment.position is None else decimal_text(payment.position),
+                "rate": None if payment.rate is None else decimal_text(payment.rate),
+                "span_ns": payment.span_ns,
+            }
+        else:
+            fields["held"] = payment.reason
+        self._journal("note", "funding_not_booked", None, **fields, reason=why)
+        self.log.critical(
+            "funding.not_booked",
+            **fields,
+            reason=why,
+            action="never booked by tradingd: a person books it by hand (the journal's note "
+            "funding_not_booked has it)",
+        )
 
     def _funding_undecided(self, event: tuple[str, str], why: str, fields: dict[str, str]) -> None:
         if event not in self._funding_deferred:

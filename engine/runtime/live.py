@@ -50,6 +50,7 @@ from ..model.market import MarketState
 from ..model.money import decimal_text, optional
 from ..model.orders import ClientOrderIds, Order, OrderRequest, TimeInForce
 from ..model.risk import RiskLimits
+from ..model.settlement import FundingPayment, HeldFunding
 from ..model.simvenue import SimulatedVenue
 from ..store.journal import OrderJournal
 from ..surface.model import SurfaceSettings
@@ -467,6 +468,12 @@ class LiveEngine:
         # Per venue, the oldest payment it held back that the look-back no longer reaches, when
         # alerted (`_book_funding`): alerted again only for another.
         self._funding_held_alerted: dict[str, int] = {}
+        # Per venue, the payments its last funding answer left unbooked (held back by the venue,
+        # or waiting): given up loudly once they fall past `funding_max_lookback_s`.
+        self._funding_pending: dict[str, list[FundingPayment | HeldFunding]] = {}
+        # Per venue, the oldest unbooked payment's time as the journal says it now
+        # (`OrderJournal.hold_funding`): written when it changes.
+        self._funding_held_journaled: dict[str, int | None] = {}
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -1663,20 +1670,25 @@ class LiveEngine:
         by `OrderFlow.funding`, by the positions held when it accrued). Asked whenever a
         perpetual of the venue was held at any time in that span, even if none is held now (a
         position closed before this poll was still paid on). One that must wait (no USD rate
-        yet) is asked for again next round, however old it gets.
+        yet) is asked for again next round.
 
         Not before the venue's fills are caught up (the start's reconciliation): a payment is
         split by the positions at its time, which a fill missed while down changes. A payment
         after the time every fill is known up to (a reconnect's catch-up not done yet) that is
         found not ours is asked again next round rather than left, for `funding_undecided_max_s`
         at most. The first round asks from the journal's last fill or funding payment of the
-        venue (a downtime longer than the look-back loses none), `funding_max_lookback_s` at
-        most.
+        venue (a downtime longer than the look-back loses none), or from the oldest payment not
+        booked before the restart if older (`OrderJournal.funding_held_since`).
 
         A payment the venue held back (`FundingPayments.held_since_ns`: Derive's, with a record
-        that cannot be read) keeps the window's start at or before it, however old it gets,
-        until it is booked; once the look-back alone would no longer reach it, an error
-        (`funding.held_beyond_lookback`), once for each oldest payment so held."""
+        that cannot be read) keeps the window's start at or before it until it is booked; once
+        the look-back alone would no longer reach it, an error (`funding.held_beyond_lookback`),
+        once for each oldest payment so held. The window is never asked further back than
+        `funding_max_lookback_s` (the venue's history and the positions' history; a read that
+        grew without bound): a payment held or waiting that falls past it is given up
+        (`OrderFlow.give_up_funding`: critical, journaled, counted, for a person to book),
+        and one the venue lists from before it is never booked (booked, or given up, already).
+        The oldest payment not booked is journaled (`OrderJournal.hold_funding`) for a restart."""
         ask = self.venues[name].execution().funding
         if ask is None:
             return  # no funding at this venue (no perpetuals)
@@ -1687,13 +1699,17 @@ class LiveEngine:
                 self.log.info("funding.waiting_for_fills_caught_up", venue=name)
             return
         asked = self.clock()
+        cap = asked - int(self.funding_max_lookback_s * 1e9)
         lookback = asked - int(self.funding_lookback_s * 1e9)
         since = self._funding_since_ns.get(name)
         if since is None:
             since = self._funding_start(name, asked)
-        since = min(since, lookback)
+        since = max(cap, min(since, lookback))
+        self._give_up_past_cap(name, cap)
         if not self.flow.perpetual_held_since(name, since):
             self._funding_since_ns[name] = asked
+            self._funding_pending.pop(name, None)  # no position of ours since: none of them ours
+            self._hold_funding(name, None)
             return
         try:
             payments = await ask.funding_payments(since)
@@ -1702,16 +1718,23 @@ class LiveEngine:
             return
         following = asked
         undecided = self._funding_undecided
+        pending: list[FundingPayment | HeldFunding] = []
         for payment in sorted(payments, key=lambda p: p.ts_ns):
+            if payment.ts_ns < cap:
+                continue  # past the cap (a venue's read rounds its start down): never booked now
             key = (name, payment.event_id)
             final = payment.ts_ns <= known or asked - undecided.setdefault(key, asked) >= int(
                 self.funding_undecided_max_s * 1e9
             )
             if self.flow.funding(payment, final=final) is None:
                 following = min(following, payment.ts_ns - 1)
+                pending.append(payment)
             else:
                 undecided.pop(key, None)
         held = payments.held_since_ns if isinstance(payments, FundingPayments) else None
+        if isinstance(payments, FundingPayments):
+            pending += [h for h in payments.held if h.ts_ns is None or h.ts_ns >= cap]
+        self._funding_pending[name] = pending
         if held is None:
             self._funding_held_alerted.pop(name, None)
         else:
@@ -1724,22 +1747,78 @@ class LiveEngine:
                     held_since_ns=held,
                     age_s=(asked - held) // 1_000_000_000,
                     lookback_s=self.funding_lookback_s,
+                    max_lookback_s=self.funding_max_lookback_s,
                     action="funding is asked from that payment on until the venue's record of it "
-                    "reads (funding_refused, funding_held); none of it is booked until then",
+                    "reads (funding_refused, funding_held); none of it is booked until then; given "
+                    "up (funding.not_booked) once older than max_lookback_s",
                 )
         self._funding_since_ns[name] = following
+        self._hold_funding(name, following + 1 if following < asked else None)
+
+    def _give_up_past_cap(self, name: str, cap: int) -> None:
+        """The payments of `name` left unbooked by the last answer whose time is now past the
+        window's cap (`funding_max_lookback_s`): never read again, so each is given up loudly
+        (`OrderFlow.give_up_funding`), never dropped in silence nor booked by guess."""
+        pending = self._funding_pending.get(name)
+        if not pending:
+            return
+        kept: list[FundingPayment | HeldFunding] = []
+        for payment in pending:
+            if payment.ts_ns is None or payment.ts_ns >= cap:
+                kept.append(payment)
+                continue
+            if isinstance(payment, FundingPayment):
+                self._funding_undecided.pop((name, payment.event_id), None)
+            self.flow.give_up_funding(
+                payment,
+                why=f"not booked within funding_max_lookback_s ({self.funding_max_lookback_s:g} s): "
+                "the funding window is asked no further back",
+            )
+        self._funding_pending[name] = kept
+
+    def _hold_funding(self, name: str, since_ns: int | None) -> None:
+        """Journal the time of `name`'s oldest payment not booked (None: none), when it changed:
+        the first round after a restart reads back to it. A failed write is the flow's (logged,
+        counted) and tried again next round."""
+        if self.flow.journal is None or self._funding_held_journaled.get(name, None) == since_ns:
+            return
+        failures = self.flow.journal_failures
+        self.flow._journal("hold_funding", name, since_ns)
+        if self.flow.journal_failures == failures:
+            self._funding_held_journaled[name] = since_ns
 
     def _funding_start(self, venue: str, now_ns: int) -> int:
         """Where the first round asks funding from: the journal's last fill or funding payment
-        of `venue` (payments after it, during a downtime, are still to book), and no further
-        back than `funding_max_lookback_s` (the venue's history and the positions' history)."""
+        of `venue` (payments after it, during a downtime, are still to book), or the oldest
+        payment not booked before the restart when older (`OrderJournal.funding_held_since`:
+        held back by the venue, or waiting), and no further back than `funding_max_lookback_s`
+        (the venue's history and the positions' history). A payment held past that while down
+        is given up loudly (`OrderFlow.give_up_funding`, with its time: all the journal has)."""
         floor = now_ns - int(self.funding_max_lookback_s * 1e9)
         journal = self.flow.journal
         if journal is None:
             return now_ns
         try:
             last = journal.last_booked_ns(venue, up_to_seq=self._ledger_seq_at_start)
+            held = journal.funding_held_since(venue)
         except (sqlite3.Error, TradingError) as exc:
             self.log.error("funding.journal_unreadable", venue=venue, error=str(exc))
             return floor
-        return now_ns if last is None else max(floor, min(last, now_ns))
+        self._funding_held_journaled[venue] = held
+        start = now_ns if last is None else min(last, now_ns)
+        if held is not None:
+            start = min(start, held)
+            if held < floor:
+                self.flow.give_up_funding(
+                    HeldFunding(
+                        venue=venue,
+                        instrument=None,
+                        ts_ns=held,
+                        amount=None,
+                        currency=None,
+                        reason="not booked before the restart (the journal's oldest unbooked payment)",
+                    ),
+                    why=f"older than funding_max_lookback_s ({self.funding_max_lookback_s:g} s) at "
+                    "the restart: the funding window is asked no further back",
+                )
+        return max(floor, start)

@@ -115,6 +115,8 @@ _EVENTS_INDEXES = f"""
 DROP INDEX IF EXISTS events_contests;
 CREATE INDEX IF NOT EXISTS events_contest_notes ON events (kind) WHERE kind IN ({_CONTEST_KINDS});
 """
+# The meta key (with the venue's name) of the oldest funding payment not booked yet.
+_FUNDING_HELD = "funding_held_since:"
 _CONTESTS_QUERY = f"SELECT kind, data FROM events WHERE kind IN ({_CONTEST_KINDS}) ORDER BY seq"
 _SCHEMA = (
     """
@@ -700,6 +702,25 @@ class OrderJournal:
                 f"SELECT max(coalesce(ts_exchange, ts_ns)) FROM ledger WHERE {where}", args
             ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
+
+    def funding_held_since(self, venue: str) -> int | None:
+        """The time of the oldest funding payment of `venue` not booked yet when last said
+        (`hold_funding`): held back by the venue or waiting; None when there was none (or the
+        journal is older than this). The first funding round after a restart reads back to it
+        (`LiveEngine._funding_start`). Raises `JournalError` for a value that is no time."""
+        try:
+            value = self.meta(f"{_FUNDING_HELD}{venue}")
+        except ValueError as exc:  # not JSON (orjson's error is one)
+            raise JournalError(f"journal {self.path}: {_FUNDING_HELD}{venue} unreadable ({exc})") from None
+        if value is not None and (type(value) is not int or value < 0):
+            raise JournalError(f"journal {self.path}: {_FUNDING_HELD}{venue} is {value!r}, no time in ns")
+        return value
+
+    def hold_funding(self, venue: str, since_ns: int | None) -> None:
+        """Say the time of the oldest funding payment of `venue` not booked yet (None: none is),
+        for `funding_held_since` after a restart: a payment held before it, older than the last
+        booking, is read again. A meta row (no table of its own: an older journal reads as none)."""
+        self.set_meta(f"{_FUNDING_HELD}{venue}", since_ns)
 
     def rates_known(
         self,

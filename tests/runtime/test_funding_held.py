@@ -6,7 +6,9 @@ after 24 h the payments left it, never booked, `funding_held` back to 0, nothing
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -19,9 +21,11 @@ from tests.support.helpers import PERP, request
 from tests.support.reduced_engine import _Venue
 from tradingd.engine import Fill, Liquidity, Side
 from tradingd.engine.runtime.router import MarketRouter
+from tradingd.engine.store.journal import OrderJournal
 
 S = 1_000_000_000
 H = 3600 * S
+D = 24 * H
 ETH = attrs.evolve(
     PERP,
     venue="derive",
@@ -49,20 +53,24 @@ def venue(events: list[dict[str, Any]]) -> Routed:
     return Routed({"private/get_funding_history": history, "private/get_trade_history": empty})
 
 
-def engine_over(events: list[dict[str, Any]], now: list[int]) -> tuple[Any, Any]:
+def engine_over(
+    events: list[dict[str, Any]], now: list[int], journal: OrderJournal | None = None
+) -> tuple[Any, Any]:
     """A live engine reduced to its funding poll over the Derive client (holding 1 ETH-PERP since
-    t = 1 h), its fills caught up."""
-    flow = restored_flow()
-    flow.registry.add(ETH)
-    order = flow.accept(
-        attrs.evolve(request("buy", "1", "2000", instrument=ETH.symbol, cid="s-x-1"), venue="derive"),
-        now_ns=0,
-    )
-    flow.assign_order_id(order, "V1")
-    fill = Fill(venue="derive", instrument=ETH.symbol, ts_exchange=1 * H, ts_local=1 * H, order_id="V1",
-                trade_id="T1", side=Side.BUY, price=Decimal(2000), size=Decimal(1), fee=Decimal(0),
-                fee_currency="USDC", liquidity=Liquidity.MAKER)  # fmt: skip
-    assert flow.on_fill(fill) is not None
+    t = 1 h), its fills caught up; restarted from `journal` when it holds that fill already."""
+    flow = restored_flow(journal)
+    if flow.registry.get("derive", ETH.symbol) is None:
+        flow.registry.add(ETH)
+    if not flow.ledger("s").position("derive", ETH.symbol):
+        order = flow.accept(
+            attrs.evolve(request("buy", "1", "2000", instrument=ETH.symbol, cid="s-x-1"), venue="derive"),
+            now_ns=0,
+        )
+        flow.assign_order_id(order, "V1")
+        fill = Fill(venue="derive", instrument=ETH.symbol, ts_exchange=1 * H, ts_local=1 * H, order_id="V1",
+                    trade_id="T1", side=Side.BUY, price=Decimal(2000), size=Decimal(1), fee=Decimal(0),
+                    fee_currency="USDC", liquidity=Liquidity.MAKER)  # fmt: skip
+        assert flow.on_fill(fill) is not None
     client = _derive(venue(events))
     from tradingd.engine.runtime.live import LiveEngine
 
@@ -113,3 +121,118 @@ def test_a_payment_held_past_the_lookback_is_booked_once_its_record_reads() -> N
     assert not [e for e in logs if e["event"] == "funding.held_beyond_lookback"]
     asked = [p["start_timestamp"] for m, p in client.session.asked if m == "private/get_funding_history"]
     assert asked[-1] * 1_000_000 >= 36 * H - 24 * H - S  # back to the look-back's start
+
+
+def given_up(logs: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (e["log_level"], e["venue"], e["instrument"], e["ts_ns"], e["amount"], e["currency"])
+        for e in logs
+        if e["event"] == "funding.not_booked"
+    ]
+
+
+def test_a_payment_held_past_the_max_lookback_is_given_up_loudly_and_never_asked_for_again(
+    tmp_path: Path,
+) -> None:
+    """The held payments of the test above, their record never read: the window keeps its start
+    at them for 8 days (`funding_max_lookback_s`), never longer. Past that, the payment of -1 and
+    the unreadable record beside it are each given up once, at critical level with all that was
+    read of them, journaled as a note for a person to book, counted; the window starts at the
+    cap. A record that reads after that is not booked (the person booked it). Before, the window
+    stayed at 2 h forever, and the read grew without bound."""
+    events = [record("-1", 2 * H), record("NaN", 2 * H), record("-2", 3 * H)]
+    now = [4 * H]
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    engine, client = engine_over(events, now, journal)
+    assert engine.funding_max_lookback_s == 8 * 24 * 3600  # what the times below assume
+    ledger = engine.flow.ledger("s")
+    with structlog.testing.capture_logs() as logs:
+        trio.run(engine._book_funding, "derive")
+        now[0] = 2 * H + 8 * D - 60 * S  # the last round that still reaches 2 h
+        trio.run(engine._book_funding, "derive")
+        assert given_up(logs) == []
+        assert ledger.funding_usd == Decimal(-2) and client.funding_held == 1
+        for at in (2 * H + 8 * D, 2 * H + 8 * D + 60 * S, 2 * H + 8 * D + 120 * S):
+            now[0] = at
+            trio.run(engine._book_funding, "derive")
+    asked = [p["start_timestamp"] for m, p in client.session.asked if m == "private/get_funding_history"]
+    assert asked[1] * 1_000_000 <= 2 * H  # still reaching the held payment before the cap
+    for start, at in zip(
+        asked[2:], (2 * H + 8 * D, 2 * H + 8 * D + 60 * S, 2 * H + 8 * D + 120 * S), strict=True
+    ):
+        assert start * 1_000_000 >= at - 8 * D - 1_000_000  # never further back than the cap
+    assert given_up(logs) == [
+        ("critical", "derive", ETH.symbol, 2 * H, "-1", "USDC"),
+        ("critical", "derive", ETH.symbol, 2 * H, None, "USDC"),
+    ]
+    [read, unreadable] = [e for e in logs if e["event"] == "funding.not_booked"]
+    assert "unreadable funding record" in read["held"] and "cannot be read" in unreadable["held"]
+    assert "funding_max_lookback_s" in read["reason"]
+    assert engine.flow.funding_not_booked == 2
+    notes = [e for e in journal.events() if e["kind"] == "funding_not_booked"]
+    assert [(n["instrument"], n["ts_ns"], n["amount"]) for n in notes] == [
+        (ETH.symbol, 2 * H, "-1"),
+        (ETH.symbol, 2 * H, None),
+    ]
+    events[1] = record("-0.5", 2 * H)  # reads at last: given up already, a person books it
+    now[0] = 2 * H + 8 * D + 180 * S
+    with structlog.testing.capture_logs() as logs:
+        trio.run(engine._book_funding, "derive")
+    assert ledger.funding_usd == Decimal(-2) and given_up(logs) == []
+    assert engine.flow.funding_not_booked == 2
+    assert journal.funding_held_since("derive") is None  # nothing held now
+
+
+def test_a_payment_held_before_a_restart_is_read_again_after_it(tmp_path: Path) -> None:
+    """Held at 2 h (its record unreadable), the -2 at 3 h booked; the daemon stops, and starts
+    again 30 h later, the record readable: the first round reads back to 2 h (the journal kept
+    it held), not only from the last booking (3 h), and books -1 and -0.5 once. Before, the held
+    time was not journaled: the first round started at 3 h and they were never booked."""
+    events = [record("-1", 2 * H), record("NaN", 2 * H), record("-2", 3 * H)]
+    now = [4 * H]
+    path = tmp_path / "journal.sqlite"
+    journal = OrderJournal(path)
+    engine, _ = engine_over(events, now, journal)
+    trio.run(engine._book_funding, "derive")
+    assert engine.flow.ledger("s").funding_usd == Decimal(-2)
+    journal.close()
+    events[1] = record("-0.5", 2 * H)
+    now[0] = 32 * H  # the look-back (24 h) alone reaches 8 h; the last booking is at 3 h
+    journal = OrderJournal(path)
+    engine, client = engine_over(events, now, journal)
+    ledger = engine.flow.ledger("s")
+    assert ledger.funding_usd == Decimal(-2)  # restored
+    trio.run(engine._book_funding, "derive")
+    [asked] = [p["start_timestamp"] for m, p in client.session.asked if m == "private/get_funding_history"]
+    assert asked * 1_000_000 <= 2 * H
+    assert ledger.funding_usd == Decimal("-3.5")
+    assert journal.funding_held_since("derive") is None  # booked: the hold is cleared
+
+
+def test_a_payment_held_before_a_restart_past_the_max_lookback_is_given_up_at_the_restart(
+    tmp_path: Path,
+) -> None:
+    """Held at 2 h, the daemon down 9 days: the first round asks no further back than 8 days,
+    and the payment the journal says was held is given up loudly (its time: all the journal
+    knows of it), journaled and counted, once."""
+    events = [record("-1", 2 * H), record("NaN", 2 * H), record("-2", 3 * H)]
+    now = [4 * H]
+    path = tmp_path / "journal.sqlite"
+    journal = OrderJournal(path)
+    engine, _ = engine_over(events, now, journal)
+    trio.run(engine._book_funding, "derive")
+    journal.close()
+    now[0] = 2 * H + 9 * D
+    journal = OrderJournal(path)
+    engine, client = engine_over(events, now, journal)
+    with structlog.testing.capture_logs() as logs:
+        trio.run(engine._book_funding, "derive")
+        now[0] += 60 * S
+        trio.run(engine._book_funding, "derive")
+    [note] = [e for e in journal.events() if e["kind"] == "funding_not_booked"]
+    assert (note["venue"], note["ts_ns"]) == ("derive", 2 * H)
+    assert given_up(logs) == [("critical", "derive", None, 2 * H, None, None)]
+    assert engine.flow.funding_not_booked == 1
+    asked = [p["start_timestamp"] for m, p in client.session.asked if m == "private/get_funding_history"]
+    assert asked[0] * 1_000_000 >= 2 * H + 9 * D - 8 * D - 1_000_000
+    assert journal.funding_held_since("derive") is None
